@@ -1,0 +1,100 @@
+# meshproxy: one entry point. `make help` lists the targets.
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD ?= build-asan
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1
+else
+BUILD ?= build
+SAN_FLAGS :=
+OPT := -O2
+endif
+
+CC ?= gcc
+LWIP_DIR := third_party/src/lwip-2.1.3
+DEPS_STAMP := $(LWIP_DIR)/.ok
+
+PKGS := libsodium libevent inih
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CPPFLAGS := -D_GNU_SOURCE -I. -Inetstack -I$(LWIP_DIR)/src/include
+CFLAGS := -std=gnu11 $(OPT) -g $(WARN) $(SAN_FLAGS) -MMD -MP
+LDFLAGS := $(SAN_FLAGS)
+LDLIBS = $(PKG_LIBS) -lm
+
+# Our sources: everything under these folders except program entry points.
+LIB_SRC := $(wildcard core/*/*.c netstack/*.c proxy/*.c config/*.c)
+LIB_SRC := $(filter-out proxy/main.c,$(LIB_SRC))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB := $(BUILD)/libmesh.a
+
+include third_party/lwip.mk
+
+PROGRAMS := $(BUILD)/mesh-proxy
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test unit e2e asan clean demo fuzz bench format help
+all: $(PROGRAMS) $(UNIT_BIN)
+
+help:
+	@echo "make deps    install Debian packages, fetch and check lwIP source"
+	@echo "make         build mesh-proxy and the unit tests into $(BUILD)/"
+	@echo "make demo    run two nodes on loopback and fetch a page through SOCKS5"
+	@echo "make test    run every test (unit, integration; e2e when root)"
+	@echo "make asan    the same tests built with ASan+UBSan"
+	@echo "make fuzz    run the fuzzers for a while"
+	@echo "make bench   benchmarks against wireguard-go (needs root for namespaces)"
+
+deps:
+	@third_party/deps.sh
+
+$(DEPS_STAMP): third_party/deps.sh
+	@third_party/deps.sh
+	@touch $@
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/mesh-proxy: $(BUILD)/obj/proxy/main.o $(LIB) $(LWIP_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB) $(LWIP_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+test: all
+	@tests/run.sh $(BUILD)
+
+unit: all
+	@tests/run.sh --unit-only $(BUILD)
+
+asan:
+	@$(MAKE) --no-print-directory SANITIZE=1 test
+
+demo: all
+	@tests/demo.sh $(BUILD)
+
+fuzz:
+	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk run
+
+bench: all
+	@bench/run.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/proxy/main.d

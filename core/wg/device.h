@@ -1,0 +1,93 @@
+/* A WireGuard device in user space: the UDP sockets, the peers, handshakes,
+ * sessions and timers, all on one libevent event_base. It moves IP packets:
+ * wg_device_send() takes a plaintext IP packet, picks the peer by
+ * allowed-IPs, encrypts and sends; received transport packets are decrypted,
+ * checked (source address in the peer's allowed IPs) and handed to the rx
+ * callback. It knows nothing about lwIP. */
+#ifndef MESH_WG_DEVICE_H
+#define MESH_WG_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct wg_device;
+struct wg_peer;
+
+#define WG_KEY_LEN 32
+
+struct wg_allowed_ip {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	uint8_t cidr;
+};
+
+struct wg_peer_config {
+	uint8_t public_key[WG_KEY_LEN];
+	uint8_t preshared_key[WG_KEY_LEN];
+	bool has_preshared_key;
+	struct sockaddr_storage endpoint; /* ss_family 0: none (wait to be contacted) */
+	const struct wg_allowed_ip *allowed_ips;
+	size_t n_allowed_ips;
+	uint16_t persistent_keepalive; /* seconds, 0 = off */
+};
+
+/* Called with each authenticated, allowed-IPs-checked IP packet. The buffer is
+ * only valid during the call. */
+typedef void (*wg_rx_fn)(void *ctx, const uint8_t *pkt, size_t len);
+
+struct wg_device *wg_device_new(struct event_base *base,
+				const uint8_t private_key[WG_KEY_LEN]);
+void wg_device_free(struct wg_device *d); /* accepts NULL; wipes keys */
+
+/* Binds the UDP sockets (IPv4 and, if the host has it, IPv6) on port
+ * (0 = kernel picks). Returns 0 or -errno. */
+int wg_device_listen(struct wg_device *d, uint16_t port);
+uint16_t wg_device_port(const struct wg_device *d);
+
+void wg_device_set_rx(struct wg_device *d, wg_rx_fn fn, void *ctx);
+
+/* Returns the peer, or NULL (errno-style reason in *err if err != NULL:
+ * -EEXIST for a duplicate key, -EINVAL for our own key or bad input). */
+struct wg_peer *wg_device_add_peer(struct wg_device *d,
+				   const struct wg_peer_config *cfg, int *err);
+
+/* Sends one plaintext IP packet (IPv4 or IPv6, len <= 65535). Returns 0 when
+ * sent or queued behind a handshake, -EHOSTUNREACH when no peer's allowed IPs
+ * cover the destination, -EINVAL for a malformed packet, -ENOBUFS when the
+ * per-peer staging queue is full (the packet is dropped and counted). */
+int wg_device_send(struct wg_device *d, const uint8_t *pkt, size_t len);
+
+/* True when some peer's allowed IPs cover the address. */
+bool wg_device_has_route(const struct wg_device *d, int family, const uint8_t *addr);
+
+/* Starts a handshake with every peer that has an endpoint (used at start-up
+ * so a node is reachable at once; the paper's timers do the rest). */
+void wg_device_handshake_all(struct wg_device *d);
+
+struct wg_peer_info {
+	uint8_t public_key[WG_KEY_LEN];
+	struct sockaddr_storage endpoint; /* ss_family 0: unknown */
+	int64_t last_handshake_unix;	  /* seconds since the epoch, 0 = never */
+	uint64_t rx_bytes, tx_bytes;	  /* transport payload bytes on the wire */
+	uint64_t handshakes_sent, handshakes_completed;
+	uint16_t persistent_keepalive;
+	size_t n_allowed_ips;
+};
+
+struct wg_device_stats {
+	uint64_t rx_packets, tx_packets;
+	uint64_t rx_drop_short, rx_drop_type, rx_drop_mac, rx_drop_decrypt;
+	uint64_t rx_drop_replay, rx_drop_allowedips, rx_drop_nokey, rx_drop_ratelimit;
+	uint64_t tx_drop_noroute, tx_drop_queue, tx_drop_sock;
+	uint64_t cookies_sent, cookies_received;
+};
+
+size_t wg_device_peer_count(const struct wg_device *d);
+/* Fills info for the i-th peer (in insertion order). Returns 0 or -ENOENT. */
+int wg_device_peer_info(const struct wg_device *d, size_t i, struct wg_peer_info *info);
+void wg_device_stats(const struct wg_device *d, struct wg_device_stats *st);
+
+#endif

@@ -1,0 +1,86 @@
+#!/bin/bash
+# Installs the Debian packages meshproxy needs and fetches lwIP from Debian's
+# source package (pinned version, sha256-checked). Idempotent and quick when
+# nothing is missing. Needs root (or sudo) only when something must be
+# installed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+LWIP_VERSION=2.1.3+dfsg1
+LWIP_DSC=lwip_2.1.3+dfsg1-2.dsc
+LWIP_ORIG=lwip_2.1.3+dfsg1.orig.tar.xz
+LWIP_ORIG_SHA256=0a8276d09fc4e97bbba2f953d74af2388fc2195ea156be9d7589e297a68fde24
+LWIP_DIR=src/lwip-2.1.3
+
+PACKAGES=(
+	# build
+	gcc make pkg-config dpkg-dev xz-utils patch ca-certificates
+	libsodium-dev libevent-dev libinih-dev libcmocka-dev
+	# fuzzing and sanitizers
+	clang libclang-rt-14-dev
+	# tests: real peers and real clients
+	wireguard-go wireguard-tools iproute2 nftables iputils-ping procps
+	curl socat iperf3 python3 util-linux openssl
+)
+
+say() { printf 'deps: %s\n' "$*"; }
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"
+	elif command -v sudo >/dev/null; then sudo "$@"
+	else say "need root to run: $*"; say "run 'make deps' as root once"; exit 1
+	fi
+}
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	case "$p" in \#*) continue ;; esac
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+
+apt_updated=0
+apt_update() {
+	[ "$apt_updated" = 1 ] && return
+	say "apt-get update"
+	as_root apt-get update -qq
+	apt_updated=1
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+	say "installing: ${missing[*]}"
+	apt_update
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# lwIP: Debian's liblwip-dev is built for the Hurd (NO_SYS=0, threads); we
+# build the source package's src/ ourselves with netstack/lwipopts.h.
+if [ ! -f "$LWIP_DIR/.ok" ]; then
+	mkdir -p src
+	if [ ! -f "src/$LWIP_ORIG" ] || ! echo "$LWIP_ORIG_SHA256  src/$LWIP_ORIG" | sha256sum -c --quiet 2>/dev/null; then
+		if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
+			say "adding a deb-src entry for bookworm"
+			as_root tee /etc/apt/sources.list.d/meshproxy-deb-src.sources >/dev/null <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+			apt_updated=0
+		fi
+		apt_update
+		say "fetching lwip $LWIP_VERSION source package"
+		(cd src && apt-get source --download-only "lwip=${LWIP_VERSION}-2" >/dev/null 2>&1 ||
+			as_root sh -c "cd '$PWD' && apt-get source --download-only 'lwip=${LWIP_VERSION}-2' >/dev/null")
+	fi
+	echo "$LWIP_ORIG_SHA256  src/$LWIP_ORIG" | sha256sum -c --quiet ||
+		{ say "src/$LWIP_ORIG: sha256 mismatch, refusing to build it"; exit 1; }
+	rm -rf "$LWIP_DIR"
+	tar -C src -xf "src/$LWIP_ORIG"
+	for p in patches/lwip-*.patch; do
+		[ -f "$p" ] || continue
+		say "applying $p"
+		patch -s -d "$LWIP_DIR" -p1 <"$p"
+	done
+	touch "$LWIP_DIR/.ok"
+fi
