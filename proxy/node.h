@@ -1,0 +1,15 @@
+/* The running node: configuration -> WireGuard device -> lwIP netstack ->
+ * front-ends (SOCKS5, HTTP CONNECT, tunnels) and the local API, on one
+ * libevent loop. */
+#ifndef MESH_NODE_H
+#define MESH_NODE_H
+
+struct node_opts {
+	const char *config_path;
+	const char *api_path; /* NULL: api_default_path() */
+};
+
+/* Runs until SIGINT/SIGTERM. Returns a process exit code. */
+int node_run(const struct node_opts *o);
+
+#endif

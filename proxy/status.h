@@ -1,0 +1,37 @@
+/* Status output for the local API: a human view and a JSON document. */
+#ifndef MESH_STATUS_H
+#define MESH_STATUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+struct api_conn;
+struct config;
+struct wg_device;
+struct px_socks;
+struct px_http;
+struct px_tunnel;
+
+struct status_view {
+	const struct config *cfg;
+	const struct wg_device *wg;
+	time_t started;
+	struct px_socks *const *socks;
+	size_t n_socks;
+	struct px_http *const *http;
+	size_t n_http;
+	struct px_tunnel *const *tunnels;
+	size_t n_tunnels;
+};
+
+void status_write_text(const struct status_view *v, struct api_conn *c);
+void status_write_json(const struct status_view *v, struct api_conn *c);
+
+/* Helpers shared with the node's log lines. */
+void status_key_b64(const uint8_t key[32], char *out, size_t len);
+void status_format_sockaddr(const struct sockaddr_storage *ss, char *out, size_t len);
+void status_format_bytes(uint64_t n, char *out, size_t len);
+
+#endif
