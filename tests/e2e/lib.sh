@@ -1,0 +1,395 @@
+# tests/e2e/lib.sh: helpers for end-to-end tests in network namespaces.
+#
+# Source it from a test script:   . "$(dirname "$0")/lib.sh"
+#
+# What it gives:
+#   e2e_require_root, e2e_require_cmd CMD...     exit 77 (skip) when unmet
+#   ns_create TAG                                a namespace with lo up; its
+#                                                real name is $(ns TAG)
+#   ns_link TAG1 ADDR1/LEN TAG2 ADDR2/LEN        a veth pair between two
+#   nsx TAG CMD...                               run CMD inside namespace TAG
+#   nsx_nobody TAG CMD...                        same, as user nobody
+#   bg NAME TAG|- CMD...                         start CMD in the background
+#                                                (in namespace TAG, or "-" for
+#                                                the root namespace); output to
+#                                                $E2E_LOGDIR/NAME.log; pid in
+#                                                BG_PID and bg_pid NAME
+#   bg_nobody NAME TAG CMD...                    same, as nobody
+#   bg_stop NAME                                 SIGTERM, wait, SIGKILL
+#   wggo_start NAME TAG IFACE ADDR/LEN PORT KEYFILE
+#                                                wireguard-go with a TUN
+#   wait_until SECONDS CMD...                    poll CMD every 0.2 s
+#   wait_listen TAG PORT [SECONDS] [tcp|udp]     a socket listens on PORT
+#   wait_log FILE REGEX [SECONDS]                a line matching appears
+#   check "what" CMD...                          PASS/FAIL line, counted
+#   pass MSG / fail MSG / info MSG / step MSG
+#   e2e_finish                                   summary; exit 1 on failure
+#
+# Everything started through bg/wggo_start is killed, every namespace made
+# with ns_create deleted, and the temporary directory removed by an EXIT trap,
+# on success and on failure alike. Logs of the processes are kept in
+# $E2E_LOGDIR (tests/artifacts/<test>/) and their tails printed on failure.
+
+set -u
+set -o pipefail
+
+E2E_NAME=$(basename "$0" .sh)
+E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+E2E_DIR="$E2E_ROOT/tests/e2e"
+E2E_ARTIFACTS=${MESH_ARTIFACTS:-$E2E_ROOT/tests/artifacts}
+E2E_LOGDIR="$E2E_ARTIFACTS/$E2E_NAME"
+# The build directory: MESH_BUILD from tests/run.sh, else ./build.
+MESH_BUILD=${MESH_BUILD:-$E2E_ROOT/build}
+MESH_PROXY="$MESH_BUILD/mesh-proxy"
+
+E2E_PASSES=0
+E2E_FAILS=0
+E2E_FAILED_CHECKS=()
+E2E_NS=()               # real namespace names, for cleanup
+declare -A E2E_NSMAP=() # tag -> real name
+declare -A E2E_BG=()    # name -> pid
+E2E_BG_ORDER=()
+E2E_TMP=""
+E2E_START=$(date +%s)
+# Unique per run, short (interface names are limited to 15 characters).
+E2E_ID=$(printf '%05d' $(($$ % 100000)))
+
+if [ -t 1 ]; then
+    C_OK=$'\e[32m' C_BAD=$'\e[31m' C_DIM=$'\e[2m' C_BOLD=$'\e[1m' C_END=$'\e[0m'
+else
+    C_OK="" C_BAD="" C_DIM="" C_BOLD="" C_END=""
+fi
+
+# --- output ----------------------------------------------------------------
+
+e2e_ts() { printf '%4ds' $(($(date +%s) - E2E_START)); }
+info() { echo "${C_DIM}$(e2e_ts)${C_END}   $*"; }
+step() { echo "${C_BOLD}$(e2e_ts) == $*${C_END}"; }
+pass() {
+    E2E_PASSES=$((E2E_PASSES + 1))
+    echo "${C_OK}$(e2e_ts) PASS${C_END} $*"
+}
+fail() {
+    E2E_FAILS=$((E2E_FAILS + 1))
+    E2E_FAILED_CHECKS+=("$*")
+    echo "${C_BAD}$(e2e_ts) FAIL${C_END} $*"
+}
+
+# check "what it proves" CMD... : runs CMD, PASS on exit 0, FAIL otherwise
+# (with the command's output shown on failure).
+check() {
+    local what=$1
+    shift
+    local out rc
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "$what"
+        return 0
+    fi
+    fail "$what (exit $rc)"
+    [ -n "$out" ] && printf '%s\n' "$out" | tail -n 20 | sed 's/^/      | /'
+    return 1
+}
+
+# Abort the test now (an essential step failed; later checks are moot).
+die() {
+    fail "$*"
+    exit 1
+}
+
+e2e_skip() {
+    echo "SKIP: $*"
+    exit 77
+}
+
+e2e_require_root() {
+    [ "$(id -u)" -eq 0 ] || e2e_skip "$E2E_NAME needs root (network namespaces, TUN)"
+}
+
+e2e_require_cmd() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 || e2e_skip "$E2E_NAME needs '$c' (apt-get install it)"
+    done
+}
+
+e2e_require_mesh_proxy() {
+    [ -x "$MESH_PROXY" ] || die "no executable $MESH_PROXY (run make first)"
+    # nobody must be able to reach and run it.
+    setpriv --reuid=nobody --regid=nogroup --clear-groups -- test -x "$MESH_PROXY" ||
+        die "$MESH_PROXY is not executable by user nobody (check directory permissions)"
+}
+
+# --- temporary files ---------------------------------------------------------
+
+# A directory readable by nobody (0755). Files nobody must read get 0644.
+# Private keys in test configs are throwaway, so 0644 is fine here.
+e2e_tmp_init() {
+    E2E_TMP=$(mktemp -d /tmp/mesh-e2e.XXXXXX)
+    chmod 0755 "$E2E_TMP"
+    # A subdirectory nobody can write to (API sockets, files it creates).
+    mkdir -p "$E2E_TMP/run"
+    chown nobody:nogroup "$E2E_TMP/run"
+    chmod 0755 "$E2E_TMP/run"
+    rm -rf "$E2E_LOGDIR"
+    mkdir -p "$E2E_LOGDIR"
+}
+
+# write_file PATH < content : a file readable by everybody.
+write_file() {
+    cat >"$1"
+    chmod 0644 "$1"
+}
+
+# random_file PATH MiB
+random_file() {
+    head -c "$(($2 * 1024 * 1024))" /dev/urandom >"$1"
+    chmod 0644 "$1"
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# wg_genkey FILE : a WireGuard private key made by wg (throwaway, 0644).
+wg_genkey() {
+    (umask 077 && wg genkey >"$1") && chmod 0644 "$1"
+}
+
+# --- namespaces --------------------------------------------------------------
+
+ns() {
+    local n=${E2E_NSMAP[$1]:-}
+    [ -n "$n" ] || { echo "lib.sh: unknown namespace tag '$1'" >&2; return 1; }
+    echo "$n"
+}
+
+ns_create() {
+    local tag=$1 name="mpe${E2E_ID}$1"
+    ip netns add "$name" || die "ip netns add $name failed"
+    E2E_NS+=("$name")
+    E2E_NSMAP[$tag]=$name
+    ip -n "$name" link set lo up
+}
+
+# ns_link TAG1 ADDR1/LEN TAG2 ADDR2/LEN : veth pair, interfaces named
+# v<TAG2> in TAG1 and v<TAG1> in TAG2 (so "vB" in A faces B).
+ns_link() {
+    local t1=$1 a1=$2 t2=$3 a2=$4 n1 n2
+    n1=$(ns "$t1") && n2=$(ns "$t2") || return 1
+    ip link add "v$t2" netns "$n1" type veth peer name "v$t1" netns "$n2" ||
+        die "veth $t1<->$t2 failed"
+    ip -n "$n1" addr add "$a1" dev "v$t2"
+    ip -n "$n2" addr add "$a2" dev "v$t1"
+    ip -n "$n1" link set "v$t2" up
+    ip -n "$n2" link set "v$t1" up
+}
+
+nsx() {
+    local n
+    n=$(ns "$1") || return 1
+    shift
+    ip netns exec "$n" "$@"
+}
+
+AS_NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
+
+nsx_nobody() {
+    local n
+    n=$(ns "$1") || return 1
+    shift
+    ip netns exec "$n" "${AS_NOBODY[@]}" "$@"
+}
+
+# --- background processes ----------------------------------------------------
+
+# bg NAME TAG|- CMD... ; ip netns exec and setpriv both exec, so the pid we
+# record is the pid of CMD itself.
+bg() {
+    local name=$1 tag=$2
+    shift 2
+    local log="$E2E_LOGDIR/$name.log"
+    if [ "$tag" = "-" ]; then
+        "$@" >>"$log" 2>&1 </dev/null &
+    else
+        local n
+        n=$(ns "$tag") || return 1
+        ip netns exec "$n" "$@" >>"$log" 2>&1 </dev/null &
+    fi
+    BG_PID=$!
+    E2E_BG[$name]=$BG_PID
+    E2E_BG_ORDER+=("$name")
+    echo "--- started $(date '+%T') pid $BG_PID: $*" >>"$log"
+}
+
+bg_nobody() {
+    local name=$1 tag=$2
+    shift 2
+    bg "$name" "$tag" "${AS_NOBODY[@]}" "$@"
+}
+
+bg_pid() { echo "${E2E_BG[$1]:-}"; }
+
+bg_alive() {
+    local pid=${E2E_BG[$1]:-}
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+# bg_wait NAME SECONDS : wait for a background process to end by itself;
+# returns its exit status (124 on timeout, and then it is killed).
+bg_wait() {
+    local pid=${E2E_BG[$1]:-} t=$2 i=0
+    [ -n "$pid" ] || return 127
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ $i -ge $((t * 10)) ]; then
+            bg_stop "$1"
+            return 124
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    wait "$pid" 2>/dev/null
+}
+
+bg_stop() {
+    local pid=${E2E_BG[$1]:-} i
+    [ -n "$pid" ] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null
+        for i in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+    unset "E2E_BG[$1]"
+    return 0
+}
+
+# --- waiting -----------------------------------------------------------------
+
+wait_until() {
+    local t=$1 i=0
+    shift
+    while ! "$@" >/dev/null 2>&1; do
+        [ $i -ge $((t * 5)) ] && return 1
+        sleep 0.2
+        i=$((i + 1))
+    done
+    return 0
+}
+
+# wait_listen TAG PORT [SECONDS] [tcp|udp]
+wait_listen() {
+    local tag=$1 port=$2 t=${3:-10} proto=${4:-tcp} flag=-ltnH
+    [ "$proto" = udp ] && flag=-lunH
+    wait_until "$t" _listening "$tag" "$port" "$flag"
+}
+_listening() {
+    [ -n "$(nsx "$1" ss "$3" "sport = :$2" 2>/dev/null)" ]
+}
+
+wait_log() {
+    local file=$1 re=$2 t=${3:-10}
+    wait_until "$t" grep -Eq -- "$re" "$file"
+}
+
+# --- wireguard-go ------------------------------------------------------------
+
+# A name unique to this run: wireguard-go's UAPI socket lives in
+# /var/run/wireguard/IFACE.sock, which is shared by every namespace.
+wg_ifname() { echo "wg${1}${E2E_ID}"; }
+
+# wggo_start NAME TAG IFACE ADDR/LEN LISTENPORT KEYFILE
+# Starts wireguard-go in the foreground (in the background of this shell),
+# waits for its UAPI socket, sets key and port, address and MTU, link up.
+wggo_start() {
+    local name=$1 tag=$2 ifc=$3 addr=$4 port=$5 key=$6
+    bg "$name" "$tag" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=debug wireguard-go -f "$ifc"
+    wait_until 10 test -S "/var/run/wireguard/$ifc.sock" ||
+        die "wireguard-go $ifc did not create its UAPI socket (see $E2E_LOGDIR/$name.log)"
+    nsx "$tag" wg set "$ifc" private-key "$key" listen-port "$port" ||
+        die "wg set $ifc failed"
+    nsx "$tag" ip addr add "$addr" dev "$ifc"
+    nsx "$tag" ip link set "$ifc" mtu 1420 up
+}
+
+# latest handshake of one peer (unix time, 0 when none)
+wg_latest_handshake() {
+    local tag=$1 ifc=$2 pub=$3
+    nsx "$tag" wg show "$ifc" latest-handshakes | awk -v k="$pub" '$1 == k { print $2 }'
+}
+
+# --- mesh-proxy --------------------------------------------------------------
+
+# mesh_start NAME TAG CONFIG : run mesh-proxy as nobody; API socket at
+# $E2E_TMP/run/NAME.sock; log in $E2E_LOGDIR/NAME.log.
+mesh_start() {
+    local name=$1 tag=$2 conf=$3
+    bg_nobody "$name" "$tag" "$MESH_PROXY" --config "$conf" \
+        --api "$E2E_TMP/run/$name.sock" --log-level debug
+}
+
+# mesh_cli NAME TAG SUBCOMMAND ARGS... : the CLI against node NAME's API.
+mesh_cli() {
+    local name=$1 tag=$2 sub=$3
+    shift 3
+    nsx_nobody "$tag" "$MESH_PROXY" "$sub" --api "$E2E_TMP/run/$name.sock" "$@"
+}
+
+genkey() { "$MESH_PROXY" genkey; }
+pubkey() { "$MESH_PROXY" pubkey; }
+
+# --- cleanup -----------------------------------------------------------------
+
+e2e_cleanup() {
+    local rc=$? i name pid n
+    trap - EXIT INT TERM
+    # Stop in reverse order of start.
+    for ((i = ${#E2E_BG_ORDER[@]} - 1; i >= 0; i--)); do
+        name=${E2E_BG_ORDER[$i]}
+        pid=${E2E_BG[$name]:-}
+        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+    done
+    sleep 0.3
+    for name in "${E2E_BG_ORDER[@]}"; do
+        pid=${E2E_BG[$name]:-}
+        [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+    done
+    wait 2>/dev/null
+    # Anything else still running inside our namespaces was started by us.
+    for n in "${E2E_NS[@]}"; do
+        for pid in $(ip netns pids "$n" 2>/dev/null); do
+            kill -KILL "$pid" 2>/dev/null
+        done
+        ip netns del "$n" 2>/dev/null
+    done
+    if [ -n "$E2E_TMP" ] && [ -d "$E2E_TMP" ]; then
+        rm -rf "$E2E_TMP"
+    fi
+    if [ $rc -ne 0 ] && [ $rc -ne 77 ] && [ -d "$E2E_LOGDIR" ]; then
+        local f
+        for f in "$E2E_LOGDIR"/*.log; do
+            [ -f "$f" ] || continue
+            echo "----- tail of $f"
+            tail -n 25 "$f"
+        done
+    fi
+    exit $rc
+}
+trap e2e_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+e2e_finish() {
+    local dt=$(($(date +%s) - E2E_START))
+    echo
+    if [ $E2E_FAILS -eq 0 ]; then
+        echo "${C_OK}$E2E_NAME: $E2E_PASSES checks passed, 0 failed${C_END} (${dt}s)"
+        exit 0
+    fi
+    echo "${C_BAD}$E2E_NAME: $E2E_PASSES checks passed, $E2E_FAILS failed${C_END} (${dt}s)"
+    local c
+    for c in "${E2E_FAILED_CHECKS[@]}"; do echo "  failed: $c"; done
+    exit 1
+}
