@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/run.sh BUILD_DIR [--unit-only] [--only REGEX]
 #
-# Runs every unit test binary BUILD_DIR/tests/test_*, then every
+# Runs every unit test binary BUILD_DIR/tests/test_*, then the demo
+# (tests/demo.sh --once: two nodes on loopback, no root), then every
 # tests/e2e/*.sh (only as root: they need network namespaces; otherwise each
 # is reported SKIP). Each test runs with a timeout; its output goes to
 # tests/artifacts/<name>.log and the tail is shown when it fails. Exit code 77
@@ -105,6 +106,13 @@ for t in "${units[@]}"; do
     case $t in *.d | *.o) continue ;; esac
     run_one unit "$(basename "$t")" "$UNIT_TIMEOUT" "$t"
 done
+
+# --- integration: the demo (two nodes on loopback, no root) -----------------
+# Its own ports, so a demo left running by a user does not clash.
+if [ $UNIT_ONLY -eq 0 ]; then
+    run_one integ demo "$UNIT_TIMEOUT" env DEMO_SOCKS_PORT=47791 DEMO_WEB_PORT=47792 \
+        DEMO_WG_PORT_A=47793 DEMO_WG_PORT_B=47794 bash "$ROOT/tests/demo.sh" "$MESH_BUILD" --once
+fi
 
 # --- end-to-end tests ----------------------------------------------------------
 if [ $UNIT_ONLY -eq 0 ]; then

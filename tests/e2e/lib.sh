@@ -21,6 +21,8 @@
 #   wait_until SECONDS CMD...                    poll CMD every 0.2 s
 #   wait_listen TAG PORT [SECONDS] [tcp|udp]     a socket listens on PORT
 #   wait_log FILE REGEX [SECONDS]                a line matching appears
+#   log_mark FILE; wait_log_after FILE MARK REGEX [SECONDS]
+#                                                the same, after a mark
 #   check "what" CMD...                          PASS/FAIL line, counted
 #   pass MSG / fail MSG / info MSG / step MSG
 #   e2e_finish                                   summary; exit 1 on failure
@@ -266,6 +268,30 @@ bg_stop() {
     return 0
 }
 
+# bg_term_status NAME SECONDS : send SIGTERM; sets BG_STATUS to the exit
+# status, or "timeout" (then SIGKILL) when it did not end in time. Not in
+# $(...): wait only works in the shell that started the process.
+bg_term_status() {
+    local pid=${E2E_BG[$1]:-} i
+    BG_STATUS=none
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < $2 * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        unset "E2E_BG[$1]"
+        BG_STATUS=timeout
+        return 0
+    fi
+    wait "$pid" 2>/dev/null
+    BG_STATUS=$?
+    unset "E2E_BG[$1]"
+}
+
 # --- waiting -----------------------------------------------------------------
 
 wait_until() {
@@ -293,6 +319,19 @@ wait_log() {
     local file=$1 re=$2 t=${3:-10}
     wait_until "$t" grep -Eq -- "$re" "$file"
 }
+
+# log_mark FILE : the current line count, to look only at later lines.
+log_mark() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+
+# log_after FILE MARK : the lines after MARK.
+log_after() { tail -n "+$(($2 + 1))" "$1" 2>/dev/null; }
+
+# wait_log_after FILE MARK REGEX [SECONDS]
+wait_log_after() {
+    local file=$1 mark=$2 re=$3 t=${4:-10}
+    wait_until "$t" _log_after_has "$file" "$mark" "$re"
+}
+_log_after_has() { log_after "$1" "$2" | grep -Eq -- "$3"; }
 
 # --- wireguard-go ------------------------------------------------------------
 
