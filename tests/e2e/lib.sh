@@ -35,7 +35,7 @@
 set -u
 set -o pipefail
 
-E2E_NAME=$(basename "$0" .sh)
+E2E_NAME=${E2E_NAME:-$(basename "$0" .sh)}
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 E2E_DIR="$E2E_ROOT/tests/e2e"
 E2E_ARTIFACTS=${MESH_ARTIFACTS:-$E2E_ROOT/tests/artifacts}
@@ -366,7 +366,7 @@ wg_latest_handshake() {
 mesh_start() {
     local name=$1 tag=$2 conf=$3
     bg_nobody "$name" "$tag" "$MESH_PROXY" --config "$conf" \
-        --api "$E2E_TMP/run/$name.sock" --log-level debug
+        --api "$E2E_TMP/run/$name.sock" --log-level "${MESH_LOG_LEVEL:-debug}"
 }
 
 # mesh_cli NAME TAG SUBCOMMAND ARGS... : the CLI against node NAME's API.
