@@ -1,0 +1,96 @@
+/* The insides of struct wg_device, shared by the files of core/wg (device.c,
+ * socket.c, send.c, receive.c, peer.c, timers.c) and by tests and fuzzers.
+ * Nothing outside core/wg and tests/ should include this. */
+#ifndef MESH_WG_DEVICE_INTERNAL_H
+#define MESH_WG_DEVICE_INTERNAL_H
+
+#include "core/wg/cookie.h"
+#include "core/wg/device.h"
+#include "core/wg/noise.h"
+#include "core/wg/peerlookup.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event;
+struct mmsghdr;
+struct wg_allowedips;
+struct wg_ratelimiter;
+
+#define WG_RX_BATCH        16
+#define WG_MAX_UDP_PAYLOAD 65536
+/* Plaintext room: the largest IP packet plus padding. */
+#define WG_MAX_PLAINTEXT (65535 + WG_MESSAGE_PADDING_MULTIPLE)
+/* Handshake messages per second above which the device counts as under load
+ * (then mac2 is required and the per-source rate limiter applies). */
+#define WG_UNDER_LOAD_HANDSHAKES_PER_SEC 256
+
+struct wg_device {
+	struct event_base *base;
+	struct wg_noise_identity id;
+	struct wg_cookie_checker cookie_checker;
+	struct wg_ratelimiter *ratelimiter;
+	struct wg_allowedips *aips;
+	struct wg_index_table *index;
+	struct wg_pubkey_table *pubkeys;
+
+	struct wg_peer **peers; /* insertion order */
+	size_t n_peers, cap_peers;
+
+	int fd4, fd6; /* -1 when closed */
+	struct event *ev4, *ev6;
+	uint16_t port;
+
+	wg_rx_fn rx;
+	void *rx_ctx;
+	struct wg_device_stats stats;
+
+	/* Under-load detection: handshake messages in the current second. */
+	uint64_t load_window_start_ns;
+	unsigned load_window_count;
+	uint64_t last_under_load_ns;
+	int force_under_load; /* -1: automatic; 0/1: forced (tests) */
+
+	uint8_t *tx_buf;   /* header + WG_MAX_PLAINTEXT + tag */
+	uint8_t *rx_plain; /* WG_MAX_PLAINTEXT */
+	uint8_t *rx_bufs;  /* WG_RX_BATCH * WG_MAX_UDP_PAYLOAD, for recvmmsg */
+	struct mmsghdr *rx_msgs;
+	struct iovec *rx_iovs;
+	struct sockaddr_storage *rx_addrs;
+};
+
+/* Monotonic clock (CLOCK_BOOTTIME) in nanoseconds. */
+uint64_t wg_now_ns(void);
+
+/* The receive path for one UDP payload from src (any of the four message
+ * types; anything else is dropped and counted). Exposed for the fuzzer and
+ * for a future socket demultiplexer. */
+void wg_device_receive(struct wg_device *d, const uint8_t *p, size_t len,
+                       const struct sockaddr *src);
+
+/* Tests: force the under-load state (1 or 0), or back to automatic (-1). */
+void wg_device_force_under_load(struct wg_device *d, int mode);
+
+/* socket.c */
+int wg_socket_open(struct wg_device *d, uint16_t port);
+void wg_socket_close(struct wg_device *d);
+/* Sends one datagram to sa. Returns 0 or -errno (counted in tx_drop_sock). */
+int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t *buf,
+                   size_t len);
+
+/* send.c */
+void wg_send_handshake_initiation(struct wg_peer *p, bool is_retry);
+void wg_send_handshake_response(struct wg_peer *p);
+void wg_send_cookie_reply(struct wg_device *d, const uint8_t *msg, size_t len,
+                          uint32_t sender_index, const struct sockaddr *src);
+void wg_send_keepalive(struct wg_peer *p);
+/* Encrypts and sends the staged packets, or starts a handshake if there is
+ * no usable session. */
+void wg_send_staged(struct wg_peer *p);
+/* The fast path of wg_device_send: encrypts pkt for p right away if p has a
+ * usable session and nothing staged; else stages it. Returns 0, -ENOBUFS. */
+int wg_send_packet(struct wg_peer *p, const uint8_t *pkt, size_t len);
+
+#endif

@@ -1,0 +1,185 @@
+/* The device's UDP sockets: one IPv4, one IPv6 (V6ONLY, optional), both
+ * non-blocking on the event loop, read in batches with recvmmsg. */
+#include "core/util/log.h"
+#include "core/wg/device_internal.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SOCK_BUF_BYTES (4 << 20)
+/* Batches read per wake-up before yielding to other events. */
+#define MAX_ROUNDS 8
+
+uint64_t wg_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct wg_device *d = arg;
+
+	for (int round = 0; round < MAX_ROUNDS; round++) {
+		for (int i = 0; i < WG_RX_BATCH; i++) {
+			d->rx_msgs[i].msg_hdr.msg_namelen = sizeof(d->rx_addrs[i]);
+			d->rx_msgs[i].msg_hdr.msg_flags = 0;
+			d->rx_msgs[i].msg_len = 0;
+		}
+		int n = recvmmsg(fd, d->rx_msgs, WG_RX_BATCH, MSG_DONTWAIT, NULL);
+		if (n <= 0)
+			return;
+		for (int i = 0; i < n; i++) {
+			if (d->rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+				d->stats.rx_drop_short++;
+				continue;
+			}
+			wg_device_receive(d, d->rx_bufs + (size_t)i * WG_MAX_UDP_PAYLOAD,
+			                  d->rx_msgs[i].msg_len,
+			                  (const struct sockaddr *)&d->rx_addrs[i]);
+		}
+		if (n < WG_RX_BATCH)
+			return;
+	}
+}
+
+static int rx_buffers_alloc(struct wg_device *d)
+{
+	if (d->rx_bufs)
+		return 0;
+	d->rx_bufs = malloc((size_t)WG_RX_BATCH * WG_MAX_UDP_PAYLOAD);
+	d->rx_msgs = calloc(WG_RX_BATCH, sizeof(*d->rx_msgs));
+	d->rx_iovs = calloc(WG_RX_BATCH, sizeof(*d->rx_iovs));
+	d->rx_addrs = calloc(WG_RX_BATCH, sizeof(*d->rx_addrs));
+	if (!d->rx_bufs || !d->rx_msgs || !d->rx_iovs || !d->rx_addrs)
+		return -ENOMEM;
+	for (int i = 0; i < WG_RX_BATCH; i++) {
+		d->rx_iovs[i].iov_base = d->rx_bufs + (size_t)i * WG_MAX_UDP_PAYLOAD;
+		d->rx_iovs[i].iov_len = WG_MAX_UDP_PAYLOAD;
+		d->rx_msgs[i].msg_hdr.msg_iov = &d->rx_iovs[i];
+		d->rx_msgs[i].msg_hdr.msg_iovlen = 1;
+		d->rx_msgs[i].msg_hdr.msg_name = &d->rx_addrs[i];
+	}
+	return 0;
+}
+
+static int open_one(int family, uint16_t port, uint16_t *bound_port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, one = 1, buf = SOCK_BUF_BYTES, ret;
+
+	fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		a->sin_family = AF_INET;
+		a->sin_port = htons(port);
+		a->sin_addr.s_addr = htonl(INADDR_ANY);
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(port);
+		a->sin6_addr = in6addr_any;
+		sl = sizeof(*a);
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	}
+	/* Larger buffers absorb bursts; the kernel may clamp them. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+	if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	*bound_port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+	                                      : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	return fd;
+}
+
+int wg_socket_open(struct wg_device *d, uint16_t port)
+{
+	uint16_t bound = 0, bound6 = 0;
+	int fd, ret;
+
+	wg_socket_close(d);
+	ret = rx_buffers_alloc(d);
+	if (ret)
+		return ret;
+	fd = open_one(AF_INET, port, &bound);
+	if (fd < 0)
+		return fd;
+	d->fd4 = fd;
+	d->port = bound;
+	d->ev4 = event_new(d->base, fd, EV_READ | EV_PERSIST, on_readable, d);
+	if (!d->ev4 || event_add(d->ev4, NULL) != 0) {
+		wg_socket_close(d);
+		return -ENOMEM;
+	}
+	/* IPv6 on the same port if the host has it; not having it is fine. */
+	fd = open_one(AF_INET6, bound, &bound6);
+	if (fd < 0) {
+		log_debug("wg: no IPv6 socket on port %u (%s)", bound, strerror(-fd));
+		return 0;
+	}
+	d->fd6 = fd;
+	d->ev6 = event_new(d->base, fd, EV_READ | EV_PERSIST, on_readable, d);
+	if (!d->ev6 || event_add(d->ev6, NULL) != 0) {
+		wg_socket_close(d);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void wg_socket_close(struct wg_device *d)
+{
+	if (d->ev4)
+		event_free(d->ev4);
+	if (d->ev6)
+		event_free(d->ev6);
+	d->ev4 = d->ev6 = NULL;
+	if (d->fd4 >= 0)
+		close(d->fd4);
+	if (d->fd6 >= 0)
+		close(d->fd6);
+	d->fd4 = d->fd6 = -1;
+	d->port = 0;
+}
+
+int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t *buf,
+                   size_t len)
+{
+	int fd = sa->sa_family == AF_INET    ? d->fd4
+	         : sa->sa_family == AF_INET6 ? d->fd6
+	                                     : -1;
+	socklen_t sl = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+	                                        : sizeof(struct sockaddr_in6);
+
+	if (fd < 0) {
+		d->stats.tx_drop_sock++;
+		return -EAFNOSUPPORT;
+	}
+	if (sendto(fd, buf, len, 0, sa, sl) < 0) {
+		int err = errno;
+		d->stats.tx_drop_sock++;
+		log_debug("wg: sendto: %s", strerror(err));
+		return -err;
+	}
+	return 0;
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# core/wg against wireguard-go, without lwIP: tests/tools/wg-ping (our
+# WireGuard device alone, run as nobody) in namespace A, wireguard-go with a
+# TUN in namespace B. Proves the handshake and transport interoperate byte for
+# byte, in both directions:
+#   1. we initiate: wg-ping sends ICMP echo requests, wireguard-go's kernel
+#      stack answers;
+#   2. wireguard-go (restarted, same key) initiates: `ping` in B, wg-ping
+#      --serve answers.
+# wg-ping is taken from $MESH_BUILD/tests/wg-ping, or built here with gcc.
+. "$(dirname "$0")/lib.sh"
+
+e2e_require_root
+e2e_require_cmd ip wg wireguard-go ping setpriv gcc pkg-config
+e2e_tmp_init
+
+WG_PING=${WG_PING:-$MESH_BUILD/tests/wg-ping}
+if ! [ -x "$WG_PING" ]; then
+    step "building wg-ping"
+    WG_PING="$E2E_TMP/wg-ping"
+    (cd "$E2E_ROOT" && gcc -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow \
+        -Wno-unused-parameter -D_GNU_SOURCE -I. -o "$WG_PING" tests/tools/wg-ping.c \
+        core/wg/*.c core/crypto/blake2s.c core/util/log.c \
+        $(pkg-config --cflags --libs libsodium libevent)) || die "cannot build wg-ping"
+    chmod 0755 "$WG_PING"
+fi
+"${AS_NOBODY[@]}" test -x "$WG_PING" || die "$WG_PING is not executable by nobody"
+
+step "namespaces A (ours, 198.18.0.1) and B (wireguard-go, 198.18.0.2)"
+ns_create A
+ns_create B
+ns_link A 198.18.0.1/24 B 198.18.0.2/24
+check "veth: A pings B" nsx A ping -c 1 -W 2 198.18.0.2
+
+wg_genkey "$E2E_TMP/a.key"
+wg_genkey "$E2E_TMP/b.key"
+APUB=$(wg pubkey <"$E2E_TMP/a.key")
+BPUB=$(wg pubkey <"$E2E_TMP/b.key")
+WGB=$(wg_ifname b)
+OUR_PORT=51821
+
+start_wggo() {
+    wggo_start wggo B "$WGB" 10.99.0.1/24 51820 "$E2E_TMP/b.key"
+    nsx B wg set "$WGB" peer "$APUB" allowed-ips 10.99.0.2/32 endpoint "198.18.0.1:$OUR_PORT" ||
+        die "wg set peer failed"
+}
+
+step "1. our side initiates: wg-ping -> wireguard-go"
+start_wggo
+check "wg-ping gets 3 echo replies from 10.99.0.1 through wireguard-go" \
+    nsx_nobody A "$WG_PING" --key "$E2E_TMP/a.key" --peer "$BPUB" \
+    --endpoint 198.18.0.2:51820 --local 10.99.0.2 --remote 10.99.0.1 \
+    --port "$OUR_PORT" --count 3 --timeout 20
+HS=$(wg_latest_handshake B "$WGB" "$APUB")
+check "wireguard-go reports a handshake with us" test "${HS:-0}" -gt 0
+nsx B wg show "$WGB"
+
+step "2. wireguard-go restarted with the same key; it initiates"
+bg_stop wggo
+start_wggo
+bg_nobody wgping A "$WG_PING" --key "$E2E_TMP/a.key" --peer "$BPUB" \
+    --local 10.99.0.2 --remote 10.99.0.1 --port "$OUR_PORT" --serve 60
+wait_listen A "$OUR_PORT" 10 udp || die "wg-ping --serve did not bind UDP $OUR_PORT"
+check "ping from wireguard-go's side to 10.99.0.2 (wg-ping answers)" \
+    nsx B ping -c 3 -i 0.5 -W 5 10.99.0.2
+check "large echo (1372-byte payload, padding to the MTU) both ways" \
+    nsx B ping -c 2 -i 0.5 -W 5 -s 1372 10.99.0.2
+check "small echo (no payload: 28-byte packet padded to 32)" \
+    nsx B ping -c 2 -i 0.5 -W 5 -s 0 10.99.0.2
+HS=$(wg_latest_handshake B "$WGB" "$APUB")
+check "wireguard-go reports a handshake with us after its restart" test "${HS:-0}" -gt 0
+
+PID=$(bg_pid wgping)
+kill -TERM "$PID" 2>/dev/null
+wait "$PID"
+RC=$?
+unset "E2E_BG[wgping]"
+check "wg-ping --serve answered echo requests and exited cleanly" test "$RC" -eq 0
+check "wg-ping --serve never initiated (wireguard-go did)" \
+    grep -q "handshakes sent 0 completed 1" "$E2E_LOGDIR/wgping.log"
+info "wg-ping: $(tail -n 1 "$E2E_LOGDIR/wgping.log")"
+
+step "wireguard-go's view"
+nsx B wg show "$WGB"
+e2e_finish
