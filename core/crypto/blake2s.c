@@ -6,21 +6,21 @@
 #include <string.h>
 
 static const uint32_t blake2s_iv[8] = {
-	0x6A09E667UL, 0xBB67AE85UL, 0x3C6EF372UL, 0xA54FF53AUL,
-	0x510E527FUL, 0x9B05688CUL, 0x1F83D9ABUL, 0x5BE0CD19UL,
+    0x6A09E667UL, 0xBB67AE85UL, 0x3C6EF372UL, 0xA54FF53AUL,
+    0x510E527FUL, 0x9B05688CUL, 0x1F83D9ABUL, 0x5BE0CD19UL,
 };
 
 static const uint8_t blake2s_sigma[10][16] = {
-	{ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 },
-	{ 14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3 },
-	{ 11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4 },
-	{ 7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8 },
-	{ 9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13 },
-	{ 2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9 },
-	{ 12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11 },
-	{ 13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10 },
-	{ 6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5 },
-	{ 10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0 },
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
 };
 
 static inline uint32_t rotr32(uint32_t x, unsigned n)
@@ -42,22 +42,22 @@ static inline void store32_le(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)(v >> 24);
 }
 
-#define G(a, b, c, d, x, y)                      \
-	do {                                     \
-		v[a] = v[a] + v[b] + (x);        \
-		v[d] = rotr32(v[d] ^ v[a], 16);  \
-		v[c] = v[c] + v[d];              \
-		v[b] = rotr32(v[b] ^ v[c], 12);  \
-		v[a] = v[a] + v[b] + (y);        \
-		v[d] = rotr32(v[d] ^ v[a], 8);   \
-		v[c] = v[c] + v[d];              \
-		v[b] = rotr32(v[b] ^ v[c], 7);   \
+#define G(a, b, c, d, x, y)                                                              \
+	do {                                                                             \
+		v[a] = v[a] + v[b] + (x);                                                \
+		v[d] = rotr32(v[d] ^ v[a], 16);                                          \
+		v[c] = v[c] + v[d];                                                      \
+		v[b] = rotr32(v[b] ^ v[c], 12);                                          \
+		v[a] = v[a] + v[b] + (y);                                                \
+		v[d] = rotr32(v[d] ^ v[a], 8);                                           \
+		v[c] = v[c] + v[d];                                                      \
+		v[b] = rotr32(v[b] ^ v[c], 7);                                           \
 	} while (0)
 
 /* The compression function F over `nblocks` consecutive 64-byte blocks;
  * the counter advances by `inc` per block (64, or the final partial size). */
 static void blake2s_compress(struct blake2s_state *s, const uint8_t *block,
-			     size_t nblocks, uint32_t inc)
+                             size_t nblocks, uint32_t inc)
 {
 	uint32_t m[16], v[16];
 
@@ -97,7 +97,7 @@ static void blake2s_compress(struct blake2s_state *s, const uint8_t *block,
 #undef G
 
 void blake2s_init_key(struct blake2s_state *s, size_t outlen, const uint8_t *key,
-		      size_t keylen)
+                      size_t keylen)
 {
 	/* Out-of-range parameters are caller bugs; clamp rather than overflow. */
 	if (outlen == 0 || outlen > BLAKE2S_OUTBYTES)
@@ -161,7 +161,7 @@ void blake2s_final(struct blake2s_state *s, uint8_t *out)
 }
 
 void blake2s(uint8_t *out, size_t outlen, const uint8_t *in, size_t inlen,
-	     const uint8_t *key, size_t keylen)
+             const uint8_t *key, size_t keylen)
 {
 	struct blake2s_state s;
 
@@ -171,10 +171,10 @@ void blake2s(uint8_t *out, size_t outlen, const uint8_t *in, size_t inlen,
 }
 
 void blake2s_hmac(uint8_t out[BLAKE2S_OUTBYTES], const uint8_t *in, size_t inlen,
-		  const uint8_t *key, size_t keylen)
+                  const uint8_t *key, size_t keylen)
 {
 	struct blake2s_state s;
-	uint8_t kpad[BLAKE2S_BLOCKBYTES] = { 0 };
+	uint8_t kpad[BLAKE2S_BLOCKBYTES] = {0};
 	uint8_t inner[BLAKE2S_OUTBYTES];
 
 	if (keylen > BLAKE2S_BLOCKBYTES)
@@ -202,7 +202,7 @@ void blake2s_hmac(uint8_t out[BLAKE2S_OUTBYTES], const uint8_t *in, size_t inlen
 }
 
 void blake2s_kdf(uint8_t *out1, uint8_t *out2, uint8_t *out3, const uint8_t *in,
-		 size_t inlen, const uint8_t ck[BLAKE2S_OUTBYTES])
+                 size_t inlen, const uint8_t ck[BLAKE2S_OUTBYTES])
 {
 	uint8_t prk[BLAKE2S_OUTBYTES];
 	uint8_t t[BLAKE2S_OUTBYTES + 1];

@@ -22,7 +22,7 @@
 
 struct wg_aip_node {
 	struct wg_aip_node *child[2];
-	void *peer; /* NULL for glue */
+	void *peer;      /* NULL for glue */
 	uint64_t key[2]; /* masked to cidr */
 	uint64_t mask[2];
 	uint8_t cidr;
@@ -60,7 +60,7 @@ static unsigned load_key(int family, const uint8_t *addr, uint64_t key[2])
 {
 	if (family == AF_INET) {
 		key[0] = ((uint64_t)addr[0] << 56) | ((uint64_t)addr[1] << 48) |
-			 ((uint64_t)addr[2] << 40) | ((uint64_t)addr[3] << 32);
+		         ((uint64_t)addr[2] << 40) | ((uint64_t)addr[3] << 32);
 		key[1] = 0;
 		return 32;
 	}
@@ -75,7 +75,7 @@ static unsigned load_key(int family, const uint8_t *addr, uint64_t key[2])
 static inline unsigned key_bit(const uint64_t key[2], unsigned pos)
 {
 	return pos < 64 ? (unsigned)(key[0] >> (63 - pos)) & 1
-			: (unsigned)(key[1] >> (127 - pos)) & 1;
+	                : (unsigned)(key[1] >> (127 - pos)) & 1;
 }
 
 static inline bool node_matches(const struct wg_aip_node *n, const uint64_t key[2])
@@ -134,7 +134,7 @@ void wg_allowedips_free(struct wg_allowedips *t)
 }
 
 int wg_allowedips_insert(struct wg_allowedips *t, int family, const uint8_t *addr,
-			 uint8_t cidr, void *peer)
+                         uint8_t cidr, void *peer)
 {
 	uint64_t key[2];
 	unsigned bits;
@@ -203,8 +203,7 @@ int wg_allowedips_insert(struct wg_allowedips *t, int family, const uint8_t *add
 	return 0;
 }
 
-void *wg_allowedips_lookup(const struct wg_allowedips *t, int family,
-			   const uint8_t *addr)
+void *wg_allowedips_lookup(const struct wg_allowedips *t, int family, const uint8_t *addr)
 {
 	uint64_t key[2];
 	const struct wg_aip_node *n;

@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WG_RL_SETS 1024
-#define WG_RL_WAYS 8
+#define WG_RL_SETS         1024
+#define WG_RL_WAYS         8
 #define WG_RL_NSEC_PER_SEC 1000000000ULL
-#define WG_RL_PACKET_COST (WG_RL_NSEC_PER_SEC / WG_RATELIMIT_PER_SEC)
-#define WG_RL_TOKEN_MAX (WG_RL_PACKET_COST * WG_RATELIMIT_BURST)
+#define WG_RL_PACKET_COST  (WG_RL_NSEC_PER_SEC / WG_RATELIMIT_PER_SEC)
+#define WG_RL_TOKEN_MAX    (WG_RL_PACKET_COST * WG_RATELIMIT_BURST)
 
 struct wg_rl_key {
 	uint8_t family; /* 4 or 6; 0 marks a free entry */
@@ -74,7 +74,7 @@ static bool key_from_sockaddr(const struct sockaddr *src, struct wg_rl_key *k)
 
 /* Finds the source's entry, or claims a free or least recently seen way. */
 static struct wg_rl_entry *find_or_claim(struct wg_ratelimiter *rl,
-					 const struct wg_rl_key *k, bool *fresh)
+                                         const struct wg_rl_key *k, bool *fresh)
 {
 	uint8_t h[crypto_shorthash_BYTES];
 	crypto_shorthash(h, (const uint8_t *)k, sizeof(*k), rl->hash_key);
@@ -99,7 +99,7 @@ static struct wg_rl_entry *find_or_claim(struct wg_ratelimiter *rl,
 }
 
 bool wg_ratelimiter_allow(struct wg_ratelimiter *rl, const struct sockaddr *src,
-			  uint64_t now_ns)
+                          uint64_t now_ns)
 {
 	struct wg_rl_key k;
 	bool fresh;

@@ -32,7 +32,7 @@ static int peers[8];
 static void mask_to(uint8_t *a, size_t alen, unsigned cidr)
 {
 	for (unsigned bit = cidr; bit < alen * 8; bit++)
-		a[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
+		a[bit / 8] &= (uint8_t) ~(0x80 >> (bit % 8));
 }
 
 static bool prefix_has(const struct ref *r, const uint8_t *a)
@@ -61,7 +61,7 @@ static void *ref_lookup(const struct ref *refs, size_t n, int family, const uint
 }
 
 static void check(const struct wg_allowedips *t, const struct ref *refs, size_t n,
-		  int family, const uint8_t *a)
+                  int family, const uint8_t *a)
 {
 	if (wg_allowedips_lookup(t, family, a) != ref_lookup(refs, n, family, a))
 		abort();
@@ -81,11 +81,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int family = (op & 4) ? AF_INET6 : AF_INET;
 		size_t alen = family == AF_INET6 ? 16 : 4;
 		void *peer = &peers[(op >> 3) & 7];
-		size_t need = 1 + (kind == 0 || kind == 2 ? 1 : 0) + (kind == 3 ? 0 : alen);
+		size_t need =
+		    1 + (kind == 0 || kind == 2 ? 1 : 0) + (kind == 3 ? 0 : alen);
 		if (size < need)
 			break;
 		const uint8_t *arg = data + 1;
-		uint8_t a[16] = { 0 };
+		uint8_t a[16] = {0};
 
 		switch (kind) {
 		case 0: {
@@ -131,8 +132,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (r->family == family) {
 					for (unsigned bit = 0; bit < r->cidr; bit++) {
 						uint8_t m = (uint8_t)(0x80 >> (bit % 8));
-						a[bit / 8] = (uint8_t)((a[bit / 8] & ~m) |
-								       (r->addr[bit / 8] & m));
+						a[bit / 8] =
+						    (uint8_t)((a[bit / 8] & ~m) |
+						              (r->addr[bit / 8] & m));
 					}
 				}
 			}

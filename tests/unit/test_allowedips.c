@@ -169,7 +169,7 @@ static void remove_by_peer_keeps_others(void **state)
 static void bad_arguments_are_rejected(void **state)
 {
 	struct wg_allowedips *t = wg_allowedips_new();
-	uint8_t a[16] = { 0 };
+	uint8_t a[16] = {0};
 	assert_int_equal(wg_allowedips_insert(t, AF_INET, a, 33, P(1)), -EINVAL);
 	assert_int_equal(wg_allowedips_insert(t, AF_INET6, a, 129, P(1)), -EINVAL);
 	assert_int_equal(wg_allowedips_insert(t, AF_UNIX, a, 8, P(1)), -EINVAL);
@@ -220,14 +220,14 @@ static void *ref_lookup(const struct ref_entry *r, size_t n, const uint8_t *addr
 	return peer;
 }
 
-static void ref_insert(struct ref_entry *r, size_t *n, const uint8_t *addr,
-		       size_t alen, uint8_t cidr, void *peer)
+static void ref_insert(struct ref_entry *r, size_t *n, const uint8_t *addr, size_t alen,
+                       uint8_t cidr, void *peer)
 {
-	struct ref_entry e = { .cidr = cidr, .peer = peer };
+	struct ref_entry e = {.cidr = cidr, .peer = peer};
 	memcpy(e.addr, addr, alen);
 	/* Mask host bits so equal prefixes compare equal. */
 	for (unsigned bit = cidr; bit < alen * 8; bit++)
-		e.addr[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
+		e.addr[bit / 8] &= (uint8_t) ~(0x80 >> (bit % 8));
 	for (size_t i = 0; i < *n; i++) {
 		if (r[i].cidr == cidr && memcmp(r[i].addr, e.addr, alen) == 0) {
 			r[i].peer = peer;
@@ -267,13 +267,14 @@ static void cross_check_family(int family, size_t alen, size_t nprefix, size_t n
 	for (int round = 0; round < 3; round++) {
 		for (size_t i = 0; i < nlookup; i++) {
 			if (rng() % 2 && nref > 0) {
-				/* Near a stored prefix: its bits plus random host bits. */
+				/* Near a stored prefix: its bits plus random host bits.
+				 */
 				const struct ref_entry *e = &ref[rng() % nref];
 				random_addr(a, alen);
 				for (unsigned bit = 0; bit < e->cidr; bit++) {
 					uint8_t m = (uint8_t)(0x80 >> (bit % 8));
 					a[bit / 8] = (uint8_t)((a[bit / 8] & ~m) |
-							       (e->addr[bit / 8] & m));
+					                       (e->addr[bit / 8] & m));
 				}
 			} else if (rng() % 2) {
 				random_addr(a, alen);
@@ -283,7 +284,7 @@ static void cross_check_family(int family, size_t alen, size_t nprefix, size_t n
 					a[j] = (uint8_t)rng();
 			}
 			assert_ptr_equal(wg_allowedips_lookup(t, family, a),
-					 ref_lookup(ref, nref, a));
+			                 ref_lookup(ref, nref, a));
 		}
 		/* Drop a few peers and check again. */
 		for (int k = 0; k < 4; k++) {
@@ -311,16 +312,16 @@ static void random_ipv6_matches_linear_scan(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(empty_table_matches_nothing),
-		cmocka_unit_test(default_routes_catch_all_per_family),
-		cmocka_unit_test(host_routes_match_exactly),
-		cmocka_unit_test(longest_prefix_wins_among_overlaps),
-		cmocka_unit_test(host_bits_are_masked),
-		cmocka_unit_test(insert_replaces_peer),
-		cmocka_unit_test(remove_by_peer_keeps_others),
-		cmocka_unit_test(bad_arguments_are_rejected),
-		cmocka_unit_test(random_ipv4_matches_linear_scan),
-		cmocka_unit_test(random_ipv6_matches_linear_scan),
+	    cmocka_unit_test(empty_table_matches_nothing),
+	    cmocka_unit_test(default_routes_catch_all_per_family),
+	    cmocka_unit_test(host_routes_match_exactly),
+	    cmocka_unit_test(longest_prefix_wins_among_overlaps),
+	    cmocka_unit_test(host_bits_are_masked),
+	    cmocka_unit_test(insert_replaces_peer),
+	    cmocka_unit_test(remove_by_peer_keeps_others),
+	    cmocka_unit_test(bad_arguments_are_rejected),
+	    cmocka_unit_test(random_ipv4_matches_linear_scan),
+	    cmocka_unit_test(random_ipv6_matches_linear_scan),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

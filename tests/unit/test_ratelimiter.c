@@ -15,21 +15,21 @@
 
 #include "core/wg/ratelimiter.h"
 
-#define SEC 1000000000ULL
+#define SEC  1000000000ULL
 #define COST (SEC / WG_RATELIMIT_PER_SEC)
 /* An arbitrary non-zero monotonic start. */
 #define T0 (1000 * SEC)
 
 static struct sockaddr_in v4(uint32_t host_order)
 {
-	struct sockaddr_in s = { .sin_family = AF_INET, .sin_port = htons(51820) };
+	struct sockaddr_in s = {.sin_family = AF_INET, .sin_port = htons(51820)};
 	s.sin_addr.s_addr = htonl(host_order);
 	return s;
 }
 
 static struct sockaddr_in6 v6(const char *ip)
 {
-	struct sockaddr_in6 s = { .sin6_family = AF_INET6, .sin6_port = htons(51820) };
+	struct sockaddr_in6 s = {.sin6_family = AF_INET6, .sin6_port = htons(51820)};
 	assert_int_equal(inet_pton(AF_INET6, ip, &s.sin6_addr), 1);
 	return s;
 }
@@ -66,7 +66,7 @@ static void burst_then_limit_then_refill(void **state)
 	for (uint64_t k = 1; k <= 1000; k++)
 		passed += allow(rl, &a, t + k * (SEC / 100));
 	assert_in_range(passed, 10 * WG_RATELIMIT_PER_SEC - 1,
-			10 * WG_RATELIMIT_PER_SEC + WG_RATELIMIT_BURST);
+	                10 * WG_RATELIMIT_PER_SEC + WG_RATELIMIT_BURST);
 	wg_ratelimiter_free(rl);
 }
 
@@ -111,15 +111,15 @@ static void ipv6_is_keyed_by_slash64(void **state)
 		assert_true(allow(rl, i % 2 ? &a1 : &a2, T0));
 	assert_false(allow(rl, &a1, T0));
 	assert_false(allow(rl, &a2, T0)); /* same /64 shares the bucket */
-	assert_true(allow(rl, &b, T0)); /* the next /64 does not */
-	assert_true(allow(rl, &c, T0)); /* nor does IPv4 */
+	assert_true(allow(rl, &b, T0));   /* the next /64 does not */
+	assert_true(allow(rl, &c, T0));   /* nor does IPv4 */
 	wg_ratelimiter_free(rl);
 }
 
 static void unknown_family_is_refused(void **state)
 {
 	struct wg_ratelimiter *rl = wg_ratelimiter_new();
-	struct sockaddr_un u = { .sun_family = AF_UNIX };
+	struct sockaddr_un u = {.sun_family = AF_UNIX};
 	assert_false(allow(rl, &u, T0));
 	assert_false(wg_ratelimiter_allow(rl, NULL, T0));
 	wg_ratelimiter_free(rl);
@@ -163,12 +163,12 @@ static void full_table_does_not_grow(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(burst_then_limit_then_refill),
-		cmocka_unit_test(clock_going_backwards_earns_nothing),
-		cmocka_unit_test(sources_are_independent),
-		cmocka_unit_test(ipv6_is_keyed_by_slash64),
-		cmocka_unit_test(unknown_family_is_refused),
-		cmocka_unit_test(full_table_does_not_grow),
+	    cmocka_unit_test(burst_then_limit_then_refill),
+	    cmocka_unit_test(clock_going_backwards_earns_nothing),
+	    cmocka_unit_test(sources_are_independent),
+	    cmocka_unit_test(ipv6_is_keyed_by_slash64),
+	    cmocka_unit_test(unknown_family_is_refused),
+	    cmocka_unit_test(full_table_does_not_grow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,7 @@
 
 #include "core/wg/replay.h"
 
-#define W ((uint64_t)WG_REPLAY_WINDOW)
+#define W     ((uint64_t)WG_REPLAY_WINDOW)
 #define T_LIM (W + 1)
 /* WireGuard's REJECT_AFTER_MESSAGES: 2^64 - 2^13 - 1. */
 #define REJECT (UINT64_MAX - 8192 - 1)
@@ -56,7 +56,7 @@ static void linux_selftest_sequence(void **state)
 	OK(T_LIM + 16);
 	NO(3); /* now more than W behind */
 	NO(T_LIM + 16);
-	OK(T_LIM * 4); /* a jump far beyond the window */
+	OK(T_LIM * 4);               /* a jump far beyond the window */
 	OK(T_LIM * 4 - (T_LIM - 1)); /* exactly W behind: the edge, accepted */
 	NO(10);
 	NO(T_LIM * 4 - T_LIM); /* W + 1 behind */
@@ -98,7 +98,7 @@ static void full_window_then_edges(void **state)
 		OK(i);
 	OK(W + 2);
 	NO(0);
-	NO(1); /* W + 1 behind */
+	NO(1);         /* W + 1 behind */
 	OK(2 * W + 2); /* W + 2 is now exactly at the edge */
 	NO(W + 1);
 	NO(W + 2); /* at the edge, but already seen */
@@ -117,8 +117,8 @@ static void jumps_clear_stale_bits(void **state)
 {
 	/* After a jump of any size, counters never seen must be accepted once
 	 * even if their bit positions in the ring were used before. */
-	static const uint64_t jumps[] = { 1, 63, 64, 65, 127, 128, 4095, 8000,
-					  8128, 8129, 8191, 8192, 8193, 16384, 100000 };
+	static const uint64_t jumps[] = {1,    63,   64,   65,   127,  128,   4095,  8000,
+	                                 8128, 8129, 8191, 8192, 8193, 16384, 100000};
 	for (size_t j = 0; j < sizeof(jumps) / sizeof(jumps[0]); j++) {
 		wg_replay_init(&r);
 		for (uint64_t i = 0; i < 8192; i++)
@@ -209,13 +209,13 @@ static void random_matches_model(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(window_is_at_least_2048),
-		cmocka_unit_test(in_order_and_duplicates),
-		cmocka_unit_test(linux_selftest_sequence),
-		cmocka_unit_test(full_window_then_edges),
-		cmocka_unit_test(jumps_clear_stale_bits),
-		cmocka_unit_test(reject_after_is_a_hard_limit),
-		cmocka_unit_test(random_matches_model),
+	    cmocka_unit_test(window_is_at_least_2048),
+	    cmocka_unit_test(in_order_and_duplicates),
+	    cmocka_unit_test(linux_selftest_sequence),
+	    cmocka_unit_test(full_window_then_edges),
+	    cmocka_unit_test(jumps_clear_stale_bits),
+	    cmocka_unit_test(reject_after_is_a_hard_limit),
+	    cmocka_unit_test(random_matches_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
