@@ -1,0 +1,127 @@
+/* Private to netstack/: state shared by ns.c, tcp.c, splice.c and ping.c.
+ * Nothing outside netstack/ (except its unit test) includes this. */
+#ifndef MESH_NS_PRIV_H
+#define MESH_NS_PRIV_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lwip/ip_addr.h"
+#include "lwip/netif.h"
+#include "lwip/pbuf.h"
+#include "lwip/tcp.h"
+#include "ns.h"
+
+/* At most this many ns_tcp connections at once; beyond it inbound SYNs are
+ * answered with RST and ns_tcp_dial() fails with -ENOMEM. Each costs a pcb
+ * (~250 bytes) plus its queues, which are bounded by the TCP window. */
+#define NS_TCP_MAX 16384
+
+/* The receive queue of one connection holds at most this many pbufs: the
+ * window bounds the bytes, this bounds the per-pbuf overhead when a peer
+ * sends tiny segments. Beyond it lwIP keeps the data ("refused") and the
+ * sender retransmits. 1 MiB / 1380 bytes is 760 full segments. */
+#define NS_RXQ_MAX_PBUFS 4096
+
+/* How long ns_tcp_dial() waits for the handshake. */
+#define NS_TCP_DIAL_TIMEOUT_MS 20000
+
+/* The single netstack instance (lwIP itself is single-instance). */
+struct ns_ctx {
+	bool up;
+	bool closing; /* inside ns_shutdown(): no new dials, listens or pings */
+	struct event_base *base;
+	ns_output_fn out;
+	void *out_ctx;
+	struct netif netif;
+	bool have_v4, have_v6;
+	struct event *timer;
+	bool timer_pending;
+	uint32_t timer_deadline; /* sys_now() value the timer fires at */
+	struct event *defer_ev;	 /* drains packets fed in re-entrantly */
+	int in_output;		 /* depth of calls into the output callback */
+	struct ns_stats st;
+	size_t rxq_bytes; /* sum over connections of queued mesh->socket bytes */
+	unsigned dial_timeout_ms;
+};
+extern struct ns_ctx ns_ctx;
+
+/* Re-arms the lwIP timer event from sys_timeouts_sleeptime(). Call after
+ * anything that may have added an lwIP timeout (every entry point). */
+void ns_timers_kick(void);
+
+/* Address conversion. ns_ip_from_addr maps ::ffff:a.b.c.d to IPv4. */
+bool ns_ip_from_addr(ip_addr_t *ip, const struct ns_addr *a);
+void ns_addr_from_ip(struct ns_addr *a, const ip_addr_t *ip);
+int ns_err_to_errno(err_t err);
+
+/* One TCP connection through lwIP, from accept/dial until both directions
+ * are closed. Owned by the caller between the accept/connected callback and
+ * ns_splice_start()/ns_tcp_abort(), by splice.c afterwards. */
+struct ns_tcp {
+	struct ns_tcp *prev, *next; /* all live connections (for shutdown) */
+	struct tcp_pcb *pcb;	    /* NULL once lwIP freed it or we let it go */
+	int fd;			    /* local socket, -1 until spliced */
+
+	/* lifecycle */
+	bool dialing;	/* SYN sent, connected callback not yet run */
+	bool spliced;	/* ns_splice_start() took it */
+	bool pcb_dead;	/* lwIP dropped the pcb before the splice */
+	bool finished;	/* to be freed when the last frame using it returns */
+	bool abrt;	/* we tcp_abort()ed the pcb inside an lwIP callback */
+	int busy;	/* frames (lwIP callbacks, event handlers) using it */
+
+	/* mesh -> socket */
+	bool rx_fin;	   /* lwIP delivered the peer's FIN */
+	bool rx_done;	   /* ... and shutdown(fd, SHUT_WR) followed the data */
+	struct pbuf **rxq; /* ring of single pbufs, payload not yet written */
+	uint32_t rxq_cap, rxq_head, rxq_n;
+	uint16_t rxq_off; /* bytes of rxq[head] already written */
+	size_t rxq_bytes;
+	size_t unacked_recv; /* written to the socket, tcp_recved() pending */
+
+	/* socket -> mesh */
+	bool tx_eof;	 /* read() returned 0 */
+	bool tx_done;	 /* FIN queued in lwIP */
+	bool reading;	 /* ev_read is added */
+	uint8_t *txp;	 /* bytes read (or head) that lwIP did not take yet */
+	size_t txp_len, txp_off;
+
+	struct event ev_read, ev_write, ev_dial;
+	ns_tcp_connected_fn dial_cb;
+	void *dial_ctx;
+};
+
+/* tcp.c */
+struct ns_tcp *ns_tcp_new(struct tcp_pcb *pcb);
+/* Drops the connection: frees it now, or when the last busy frame leaves. */
+void ns_tcp_finish(struct ns_tcp *c);
+/* Clears every lwIP callback so lwIP will never call back into c. */
+void ns_tcp_detach(struct ns_tcp *c);
+/* tcp_abort()s the pcb (RST to the mesh), noting it for the callback. */
+void ns_tcp_abort_pcb(struct ns_tcp *c);
+void ns_tcp_dial_failed(struct ns_tcp *c, int err);
+/* Enter/leave a frame that uses c; leave returns what an lwIP callback
+ * about c's pcb must return (ERR_ABRT if we aborted it). */
+void ns_tcp_enter(struct ns_tcp *c);
+err_t ns_tcp_leave(struct ns_tcp *c);
+void ns_tcp_shutdown_all(void);
+
+/* splice.c: the lwIP callbacks of a connection (also used before the
+ * splice: received data is queued and the window closes). */
+void ns_splice_attach(struct ns_tcp *c);
+void ns_splice_free_queues(struct ns_tcp *c);
+/* Closes c->fd (if any) after removing its events; rst: SO_LINGER 0. */
+void ns_splice_close_fd(struct ns_tcp *c, bool rst);
+
+/* ping.c */
+int ns_ping_init(void);
+void ns_ping_shutdown(void);
+
+/* For tests: bytes of mesh->socket data held by all connections. */
+size_t ns_debug_rxq_bytes(void);
+
+#endif

@@ -1,0 +1,509 @@
+/* The pump between a local stream socket and an lwIP connection.
+ *
+ * mesh -> socket: lwIP hands received pbufs to on_recv; they wait in a ring
+ * and go to the socket with one sendmsg() per batch. Only what the socket
+ * took is tcp_recved(), so a slow reader closes the TCP window and the ring
+ * never holds more than the window.
+ *
+ * socket -> mesh: the socket is read only while tcp_sndbuf() has room, and
+ * never more than that room; tcp_write() copies (checksumming on the way).
+ * If lwIP still refuses (ERR_MEM: segment queue full), the rest waits in a
+ * small buffer until the sent/poll callback.
+ *
+ * Close: a local EOF becomes tcp_shutdown(tx) after the data; the peer's FIN
+ * becomes shutdown(fd, SHUT_WR) after the queued data. Once both FINs are
+ * exchanged the pcb is handed back to lwIP (it frees TIME_WAIT pcbs without
+ * telling anyone, so we must not keep one). A RST from the mesh closes the
+ * socket with SO_LINGER 0 (the local side sees a reset); a local error
+ * tcp_abort()s (the mesh side sees a RST). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "lwip/priv/tcp_priv.h"
+#include "lwip/tcp.h"
+
+#include "ns_priv.h"
+
+#define NS_IOV_MAX 64
+#define NS_READ_BUDGET (256 * 1024) /* per readable event, for fairness */
+
+static uint8_t ns_read_buf[0xffff];
+
+static void ns_splice_pump(struct ns_tcp *c);
+
+/* ---- the receive ring ---- */
+
+static bool rxq_reserve(struct ns_tcp *c, uint32_t more)
+{
+	struct pbuf **ring;
+	uint32_t cap, i;
+
+	if (c->rxq_n + more <= c->rxq_cap)
+		return true;
+	cap = c->rxq_cap ? c->rxq_cap : 16;
+	while (cap < c->rxq_n + more)
+		cap *= 2;
+	ring = malloc(cap * sizeof(*ring));
+	if (ring == NULL)
+		return false;
+	for (i = 0; i < c->rxq_n; i++)
+		ring[i] = c->rxq[(c->rxq_head + i) % c->rxq_cap];
+	free(c->rxq);
+	c->rxq = ring;
+	c->rxq_cap = cap;
+	c->rxq_head = 0;
+	return true;
+}
+
+/* Takes p (a chain) apart into single pbufs at the tail of the ring. Each
+ * link of a chain holds one reference to the next pbuf; after the split the
+ * ring holds it instead. */
+static void rxq_take(struct ns_tcp *c, struct pbuf *p)
+{
+	while (p != NULL) {
+		struct pbuf *next = p->next;
+
+		p->next = NULL;
+		p->tot_len = p->len;
+		if (p->len == 0) {
+			pbuf_free(p);
+		} else {
+			c->rxq[(c->rxq_head + c->rxq_n) % c->rxq_cap] = p;
+			c->rxq_n++;
+			c->rxq_bytes += p->len;
+			ns_ctx.rxq_bytes += p->len;
+		}
+		p = next;
+	}
+}
+
+static void rxq_consume(struct ns_tcp *c, size_t n)
+{
+	while (n > 0) {
+		struct pbuf *q = c->rxq[c->rxq_head];
+		size_t left = q->len - c->rxq_off;
+
+		if (n < left) {
+			c->rxq_off += n;
+			c->rxq_bytes -= n;
+			ns_ctx.rxq_bytes -= n;
+			return;
+		}
+		n -= left;
+		c->rxq_bytes -= left;
+		ns_ctx.rxq_bytes -= left;
+		c->rxq_off = 0;
+		c->rxq_head = (c->rxq_head + 1) % c->rxq_cap;
+		c->rxq_n--;
+		pbuf_free(q);
+	}
+}
+
+void ns_splice_free_queues(struct ns_tcp *c)
+{
+	while (c->rxq_n > 0) {
+		pbuf_free(c->rxq[c->rxq_head]);
+		c->rxq_head = (c->rxq_head + 1) % c->rxq_cap;
+		c->rxq_n--;
+	}
+	ns_ctx.rxq_bytes -= c->rxq_bytes;
+	c->rxq_bytes = 0;
+	free(c->rxq);
+	c->rxq = NULL;
+	c->rxq_cap = 0;
+	free(c->txp);
+	c->txp = NULL;
+	c->txp_len = c->txp_off = 0;
+}
+
+/* ---- closing ---- */
+
+/* Closes the local socket; with rst, so that its peer sees a reset. */
+void ns_splice_close_fd(struct ns_tcp *c, bool rst)
+{
+	if (c->fd < 0)
+		return;
+	event_del(&c->ev_read);
+	event_del(&c->ev_write);
+	c->reading = false;
+	if (rst) {
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	close(c->fd);
+	c->fd = -1;
+}
+
+/* The local side failed (reset, EPIPE, ...): reset the mesh side too. */
+static void ns_splice_reset_local(struct ns_tcp *c)
+{
+	ns_ctx.st.tcp_reset++;
+	ns_tcp_abort_pcb(c);
+	ns_splice_close_fd(c, true);
+	ns_tcp_finish(c);
+}
+
+/* ---- lwIP callbacks (attached from accept/dial on) ---- */
+
+static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+{
+	struct ns_tcp *c = arg;
+
+	(void)err;
+	if (c == NULL) { /* detached: cannot happen, behave like tcp_recv_null */
+		if (p != NULL) {
+			tcp_recved(pcb, p->tot_len);
+			pbuf_free(p);
+		}
+		return ERR_OK;
+	}
+	if (p == NULL) {
+		c->rx_fin = true;
+	} else {
+		uint32_t n = pbuf_clen(p);
+
+		/* Too many pbufs queued: lwIP keeps p and offers it again
+		 * (every 250 ms or when we drained the ring). */
+		if (c->rxq_n > 0 && c->rxq_n + n > NS_RXQ_MAX_PBUFS)
+			return ERR_MEM;
+		if (!rxq_reserve(c, n))
+			return ERR_MEM;
+		rxq_take(c, p);
+	}
+	ns_tcp_enter(c);
+	if (c->spliced)
+		ns_splice_pump(c);
+	return ns_tcp_leave(c);
+}
+
+static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
+{
+	struct ns_tcp *c = arg;
+
+	(void)pcb;
+	(void)len;
+	if (c == NULL)
+		return ERR_OK;
+	ns_tcp_enter(c);
+	if (c->spliced)
+		ns_splice_pump(c);
+	return ns_tcp_leave(c);
+}
+
+/* Every second: retries what an ERR_MEM left pending when no ACK is
+ * expected to call on_sent. */
+static err_t on_poll(void *arg, struct tcp_pcb *pcb)
+{
+	return on_sent(arg, pcb, 0);
+}
+
+static void on_err(void *arg, err_t err)
+{
+	struct ns_tcp *c = arg;
+
+	if (c == NULL)
+		return;
+	c->pcb = NULL; /* lwIP has freed it */
+	if (c->dialing) {
+		int e = err == ERR_RST ? -ECONNREFUSED : ns_err_to_errno(err);
+
+		ns_tcp_dial_failed(c, e);
+		return;
+	}
+	if (err == ERR_CLSD) {
+		/* An orderly end lwIP completed on its own: both FINs are
+		 * through. Deliver what is queued, then close. */
+		c->rx_fin = true;
+		c->tx_eof = c->tx_done = true;
+		if (c->spliced) {
+			ns_tcp_enter(c);
+			ns_splice_pump(c);
+			ns_tcp_leave(c);
+		}
+		return;
+	}
+	ns_ctx.st.tcp_reset++;
+	if (!c->spliced) {
+		c->pcb_dead = true; /* the owner still has to splice or abort */
+		return;
+	}
+	ns_splice_close_fd(c, true);
+	ns_tcp_finish(c);
+}
+
+void ns_splice_attach(struct ns_tcp *c)
+{
+	tcp_recv(c->pcb, on_recv);
+	tcp_sent(c->pcb, on_sent);
+	tcp_err(c->pcb, on_err);
+	tcp_poll(c->pcb, on_poll, 2);
+}
+
+/* ---- the pump ---- */
+
+/* Writes queued mesh data to the socket; tcp_recved() for what it took.
+ * Returns 0 (all written, or the socket is full) or -errno. */
+static int ns_splice_rx_flush(struct ns_tcp *c)
+{
+	size_t total = 0;
+
+	while (c->rxq_n > 0) {
+		struct iovec iov[NS_IOV_MAX];
+		struct msghdr msg = {0};
+		size_t want = 0;
+		uint32_t i, n = 0;
+		ssize_t w;
+
+		for (i = 0; i < c->rxq_n && n < NS_IOV_MAX; i++, n++) {
+			struct pbuf *q = c->rxq[(c->rxq_head + i) % c->rxq_cap];
+			size_t off = i == 0 ? c->rxq_off : 0;
+
+			iov[n].iov_base = (uint8_t *)q->payload + off;
+			iov[n].iov_len = q->len - off;
+			want += iov[n].iov_len;
+		}
+		msg.msg_iov = iov;
+		msg.msg_iovlen = n;
+		w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno == ENOTSOCK)
+			w = writev(c->fd, iov, (int)n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return -errno;
+		}
+		rxq_consume(c, (size_t)w);
+		total += (size_t)w;
+		if ((size_t)w < want)
+			break; /* the socket buffer is full */
+	}
+	ns_ctx.st.splice_bytes_in += total;
+	c->unacked_recv += total;
+	/* The window opens by exactly what the socket took. */
+	while (c->pcb != NULL && c->unacked_recv > 0) {
+		u16_t k = c->unacked_recv > 0xffff ? 0xffff : (u16_t)c->unacked_recv;
+
+		tcp_recved(c->pcb, k);
+		c->unacked_recv -= k;
+	}
+	return 0;
+}
+
+/* Hands bytes to lwIP; returns how many it took, or -1 on a hard error. */
+static ssize_t ns_splice_tx_feed(struct ns_tcp *c, const uint8_t *d, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		size_t room = tcp_sndbuf(c->pcb);
+		u16_t k;
+		err_t err;
+
+		k = (u16_t)(len - off > 0xffff ? 0xffff : len - off);
+		if (k > room)
+			k = (u16_t)room;
+		if (k == 0)
+			break;
+		err = tcp_write(c->pcb, d + off, k, TCP_WRITE_FLAG_COPY);
+		if (err == ERR_MEM)
+			break; /* wait for on_sent */
+		if (err != ERR_OK)
+			return -1;
+		off += k;
+	}
+	return (ssize_t)off;
+}
+
+static int ns_splice_tx_stash(struct ns_tcp *c, const uint8_t *d, size_t len)
+{
+	c->txp = malloc(len);
+	if (c->txp == NULL)
+		return -1;
+	memcpy(c->txp, d, len);
+	c->txp_len = len;
+	c->txp_off = 0;
+	return 0;
+}
+
+static void ns_splice_update_read(struct ns_tcp *c)
+{
+	bool want = false;
+
+	if (c->fd >= 0 && c->pcb != NULL && !c->tx_eof && c->txp_len == 0 &&
+	    tcp_sndqueuelen(c->pcb) < TCP_SND_QUEUELEN) {
+		/* Hysteresis: resume only with a useful amount of room. */
+		tcpwnd_size_t room = tcp_sndbuf(c->pcb);
+
+		want = c->reading ? room > 0 : room >= TCP_SNDLOWAT;
+	}
+	if (want && !c->reading)
+		event_add(&c->ev_read, NULL);
+	else if (!want && c->reading)
+		event_del(&c->ev_read);
+	c->reading = want;
+}
+
+/* Moves whatever can move; called with c entered (busy). */
+static void ns_splice_pump(struct ns_tcp *c)
+{
+	if (c->finished)
+		return;
+	if (!c->rx_done) {
+		if (ns_splice_rx_flush(c) < 0) {
+			ns_splice_reset_local(c);
+			return;
+		}
+		if (c->rxq_n > 0) {
+			event_add(&c->ev_write, NULL);
+		} else if (c->rx_fin) {
+			shutdown(c->fd, SHUT_WR);
+			c->rx_done = true;
+		}
+	}
+	if (!c->tx_done && c->pcb != NULL) {
+		if (c->txp_len > 0) {
+			ssize_t k = ns_splice_tx_feed(c, c->txp + c->txp_off, c->txp_len);
+
+			if (k < 0) {
+				ns_splice_reset_local(c);
+				return;
+			}
+			c->txp_off += (size_t)k;
+			c->txp_len -= (size_t)k;
+			if (c->txp_len == 0) {
+				free(c->txp);
+				c->txp = NULL;
+				c->txp_off = 0;
+			}
+		}
+		if (c->tx_eof && c->txp_len == 0) {
+			err_t err = tcp_shutdown(c->pcb, 0, 1);
+
+			if (err == ERR_OK)
+				c->tx_done = true;
+			else if (err != ERR_MEM) {
+				ns_splice_reset_local(c);
+				return;
+			}
+		}
+		tcp_output(c->pcb);
+	}
+	ns_splice_update_read(c);
+	if (c->pcb != NULL && c->rx_fin && c->tx_done) {
+		/* Both FINs are through: lwIP completes the close alone. */
+		ns_tcp_detach(c);
+		if (tcp_close(c->pcb) == ERR_OK)
+			c->pcb = NULL;
+		else
+			ns_tcp_abort_pcb(c);
+	}
+	if (c->rx_done && c->tx_done) {
+		ns_splice_close_fd(c, false);
+		ns_tcp_finish(c);
+	}
+}
+
+/* ---- socket events ---- */
+
+static void on_fd_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct ns_tcp *c = arg;
+	size_t budget = NS_READ_BUDGET;
+
+	(void)what;
+	ns_tcp_enter(c);
+	while (!c->finished && c->pcb != NULL && !c->tx_eof && c->txp_len == 0 && budget > 0) {
+		size_t n = tcp_sndbuf(c->pcb);
+		ssize_t r, k;
+
+		if (n == 0 || tcp_sndqueuelen(c->pcb) >= TCP_SND_QUEUELEN)
+			break;
+		if (n > sizeof(ns_read_buf))
+			n = sizeof(ns_read_buf);
+		if (n > budget)
+			n = budget;
+		r = read(fd, ns_read_buf, n);
+		if (r > 0) {
+			ns_ctx.st.splice_bytes_out += (size_t)r;
+			budget -= (size_t)r;
+			k = ns_splice_tx_feed(c, ns_read_buf, (size_t)r);
+			if (k < 0 || (k < r && ns_splice_tx_stash(c, ns_read_buf + k,
+								   (size_t)(r - k)) < 0)) {
+				ns_splice_reset_local(c);
+				break;
+			}
+		} else if (r == 0) {
+			c->tx_eof = true;
+		} else if (errno == EINTR) {
+			continue;
+		} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			break;
+		} else {
+			ns_splice_reset_local(c);
+			break;
+		}
+	}
+	ns_splice_pump(c);
+	ns_tcp_leave(c);
+	ns_timers_kick();
+}
+
+static void on_fd_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct ns_tcp *c = arg;
+
+	(void)fd;
+	(void)what;
+	ns_tcp_enter(c);
+	ns_splice_pump(c);
+	/* Data lwIP held back because the ring was full: take it now rather
+	 * than at lwIP's next fast timer. */
+	if (!c->finished && c->pcb != NULL && c->pcb->refused_data != NULL &&
+	    c->rxq_n < NS_RXQ_MAX_PBUFS / 2)
+		tcp_process_refused_data(c->pcb);
+	ns_tcp_leave(c);
+	ns_timers_kick();
+}
+
+int ns_splice_start(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len)
+{
+	int fl;
+
+	if (c == NULL || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		ns_tcp_abort(c);
+		return -EINVAL;
+	}
+	if (c->spliced || c->finished || c->dialing)
+		return -EINVAL; /* a caller bug: touch nothing */
+	fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	c->fd = fd;
+	c->spliced = true;
+	event_assign(&c->ev_read, ns_ctx.base, fd, EV_READ | EV_PERSIST, on_fd_read, c);
+	event_assign(&c->ev_write, ns_ctx.base, fd, EV_WRITE, on_fd_write, c);
+	if (c->pcb == NULL) { /* reset before the splice: pass it on */
+		ns_splice_close_fd(c, true);
+		ns_tcp_finish(c);
+		return -ECONNRESET;
+	}
+	if (head_len > 0 && ns_splice_tx_stash(c, head, head_len) < 0) {
+		ns_tcp_abort(c);
+		return -ENOMEM;
+	}
+	ns_tcp_enter(c);
+	ns_splice_pump(c);
+	ns_tcp_leave(c);
+	ns_timers_kick();
+	return 0;
+}
