@@ -1,0 +1,229 @@
+/* mesh-proxy: the node and its command-line client. */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/util/log.h"
+#include "proxy/api.h"
+#include "proxy/node.h"
+
+#define MESH_VERSION "0.1.0"
+
+static const char usage[] =
+	"usage: mesh-proxy [run] --config FILE [--api PATH] [--log-level LEVEL]\n"
+	"       mesh-proxy status [--api PATH] [--json]\n"
+	"       mesh-proxy ping [--api PATH] [-c COUNT] [-W SECONDS] ADDRESS\n"
+	"       mesh-proxy genkey | pubkey | genpsk\n"
+	"       mesh-proxy --help | --version\n"
+	"\n"
+	"A WireGuard node in user space: no root, no TUN. Traffic from peers ends in\n"
+	"an embedded TCP/IP stack and is bridged to local sockets (SOCKS5, HTTP\n"
+	"CONNECT, TCP tunnels), as configured in a wireproxy-style INI file.\n"
+	"\n"
+	"run options:\n"
+	"  -c, --config FILE     node configuration (see config/example.ini)\n"
+	"  --api PATH            local API socket (default $XDG_RUNTIME_DIR/mesh-proxy.sock\n"
+	"                        or /tmp/mesh-proxy-UID.sock)\n"
+	"  --log-level LEVEL     error, warn, info (default) or debug\n"
+	"\n"
+	"commands:\n"
+	"  status                peers, endpoints, last handshake, bytes; --json for scripts\n"
+	"  ping ADDRESS          ICMP echo through the mesh from the node's own address\n"
+	"  genkey                print a new private key (base64, as `wg genkey`)\n"
+	"  pubkey                read a private key on stdin, print its public key\n"
+	"  genpsk                print a new preshared key\n"
+	"\n"
+	"examples:\n"
+	"  mesh-proxy genkey > node.key && mesh-proxy pubkey < node.key\n"
+	"  mesh-proxy --config node.ini --api /tmp/node.sock\n"
+	"  mesh-proxy status --api /tmp/node.sock\n"
+	"  curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.2:8080/\n";
+
+static int die_usage(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "mesh-proxy: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nrun `mesh-proxy --help` for usage\n");
+	return 2;
+}
+
+static void print_key(const uint8_t key[32])
+{
+	char b[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+	sodium_bin2base64(b, sizeof(b), key, 32, sodium_base64_VARIANT_ORIGINAL);
+	printf("%s\n", b);
+	sodium_memzero(b, sizeof(b));
+}
+
+static int cmd_genkey(bool clamp)
+{
+	uint8_t k[32];
+	randombytes_buf(k, sizeof(k));
+	if (clamp) { /* as `wg genkey`: a clamped Curve25519 scalar */
+		k[0] &= 248;
+		k[31] = (k[31] & 127) | 64;
+	}
+	print_key(k);
+	sodium_memzero(k, sizeof(k));
+	return 0;
+}
+
+static int cmd_pubkey(void)
+{
+	char line[256];
+	if (!fgets(line, sizeof(line), stdin)) {
+		fprintf(stderr, "mesh-proxy pubkey: expected a private key on stdin "
+				"(e.g. mesh-proxy genkey | mesh-proxy pubkey)\n");
+		return 1;
+	}
+	line[strcspn(line, "\r\n")] = 0;
+	uint8_t k[32], pub[32];
+	if (!config_parse_key(line, k)) {
+		fprintf(stderr, "mesh-proxy pubkey: stdin is not a base64 WireGuard key "
+				"(44 characters)\n");
+		sodium_memzero(line, sizeof(line));
+		return 1;
+	}
+	sodium_memzero(line, sizeof(line));
+	crypto_scalarmult_base(pub, k);
+	sodium_memzero(k, sizeof(k));
+	print_key(pub);
+	return 0;
+}
+
+struct cli {
+	const char *config;
+	const char *api;
+	const char *log_level;
+	bool json;
+	unsigned count;
+	double wait_s;
+	const char *target;
+};
+
+/* Parses the options every subcommand shares; positional args go to target. */
+static int parse_opts(int argc, char **argv, int i, struct cli *c)
+{
+	for (; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val = NULL;
+		bool takes = !strcmp(a, "-c") || !strcmp(a, "--config") || !strcmp(a, "--api") ||
+			     !strcmp(a, "--log-level") || !strcmp(a, "--count") ||
+			     !strcmp(a, "-W") || !strcmp(a, "--timeout");
+		if (takes) {
+			if (i + 1 >= argc)
+				return die_usage("%s needs a value", a);
+			val = argv[++i];
+		} else if (!strncmp(a, "--config=", 9)) {
+			a = "--config", val = argv[i] + 9;
+		} else if (!strncmp(a, "--api=", 6)) {
+			a = "--api", val = argv[i] + 6;
+		}
+		if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
+			c->config = val;
+		} else if (!strcmp(a, "--api")) {
+			c->api = val;
+		} else if (!strcmp(a, "--log-level")) {
+			c->log_level = val;
+		} else if (!strcmp(a, "--count")) {
+			c->count = (unsigned)strtoul(val, NULL, 10);
+		} else if (!strcmp(a, "-W") || !strcmp(a, "--timeout")) {
+			c->wait_s = strtod(val, NULL);
+		} else if (!strcmp(a, "--json")) {
+			c->json = true;
+		} else if (a[0] == '-' && a[1]) {
+			return die_usage("unknown option %s", a);
+		} else if (!c->target) {
+			c->target = a;
+		} else {
+			return die_usage("unexpected argument %s", a);
+		}
+	}
+	return 0;
+}
+
+static int cmd_client(const struct cli *c, const char *req)
+{
+	char path[256], err[512], last[256] = "";
+	if (c->api)
+		snprintf(path, sizeof(path), "%s", c->api);
+	else
+		api_default_path(path, sizeof(path));
+	if (api_client_request(path, req, STDOUT_FILENO, last, sizeof(last), err,
+			       sizeof(err)) != 0) {
+		fprintf(stderr, "mesh-proxy: %s\n", err);
+		return 1;
+	}
+	if (!strncmp(last, "error", 5) || !strcmp(last, "fail"))
+		return 1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (sodium_init() < 0) {
+		fprintf(stderr, "mesh-proxy: libsodium failed to initialise\n");
+		return 1;
+	}
+	const char *cmd = argc > 1 ? argv[1] : "";
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+		printf("mesh-proxy %s\n", MESH_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "genkey"))
+		return cmd_genkey(true);
+	if (!strcmp(cmd, "genpsk"))
+		return cmd_genkey(false);
+	if (!strcmp(cmd, "pubkey"))
+		return cmd_pubkey();
+
+	struct cli c = {.count = 3, .wait_s = 2};
+	if (!strcmp(cmd, "status")) {
+		int r = parse_opts(argc, argv, 2, &c);
+		if (r)
+			return r;
+		return cmd_client(&c, c.json ? "status json" : "status");
+	}
+	if (!strcmp(cmd, "ping")) {
+		/* -c means count for ping, as ping(8) */
+		for (int i = 2; i < argc; i++)
+			if (!strcmp(argv[i], "-c"))
+				argv[i] = "--count";
+		int r = parse_opts(argc, argv, 2, &c);
+		if (r)
+			return r;
+		if (!c.target)
+			return die_usage("%s", "ping needs an ADDRESS");
+		char req[300];
+		snprintf(req, sizeof(req), "ping %s %u %u", c.target, c.count,
+			 (unsigned)(c.wait_s * 1000));
+		return cmd_client(&c, req);
+	}
+	int first = 1;
+	if (!strcmp(cmd, "run") || !strcmp(cmd, "up"))
+		first = 2;
+	int r = parse_opts(argc, argv, first, &c);
+	if (r)
+		return r;
+	if (c.target)
+		return die_usage("unknown command %s", c.target);
+	if (!c.config)
+		return die_usage("%s", "no configuration: pass --config FILE");
+	if (c.log_level) {
+		int lvl = log_level_parse(c.log_level);
+		if (lvl < 0)
+			return die_usage("--log-level %s: use error, warn, info or debug",
+					 c.log_level);
+		log_set_level((enum log_level)lvl);
+	}
+	struct node_opts o = {.config_path = c.config, .api_path = c.api};
+	return node_run(&o);
+}

@@ -1,0 +1,468 @@
+#include "proxy/node.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/util/log.h"
+#include "core/wg/device.h"
+#include "netstack/ns.h"
+#include "proxy/api.h"
+#include "proxy/proxy.h"
+#include "proxy/status.h"
+
+#define NODE_MAX_FRONTENDS 64
+
+struct node {
+	struct config cfg;
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct wg_device *wg;
+	struct api_server *api;
+	struct event *ev_int, *ev_term, *ev_tick;
+	int64_t *seen_handshake; /* per peer, to log new handshakes */
+	struct px_env env;
+	struct px_socks *socks[NODE_MAX_FRONTENDS];
+	size_t n_socks;
+	struct px_http *http[NODE_MAX_FRONTENDS];
+	size_t n_http;
+	struct px_tunnel *tunnels[NODE_MAX_FRONTENDS];
+	size_t n_tunnels;
+	time_t started;
+};
+
+/* lwIP output -> WireGuard. */
+static void node_ns_output(void *ctx, const uint8_t *pkt, size_t len)
+{
+	struct node *n = ctx;
+	wg_device_send(n->wg, pkt, len);
+}
+
+/* WireGuard (authenticated, allowed-IPs checked) -> lwIP. */
+static void node_wg_rx(void *ctx, const uint8_t *pkt, size_t len)
+{
+	(void)ctx;
+	ns_input(pkt, len);
+}
+
+static bool node_route_ok(void *ctx, const struct ns_addr *a)
+{
+	struct node *n = ctx;
+	return wg_device_has_route(n->wg, a->family, a->addr);
+}
+
+static void node_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct node *n = arg;
+	(void)what;
+	log_info("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	event_base_loopexit(n->base, NULL);
+}
+
+/* Once a second: log handshakes that completed since the last look, so the
+ * log shows when a peer becomes reachable. */
+static void node_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct node *n = arg;
+	(void)fd, (void)what;
+	size_t np = wg_device_peer_count(n->wg);
+	for (size_t i = 0; i < np; i++) {
+		struct wg_peer_info pi;
+		if (wg_device_peer_info(n->wg, i, &pi) != 0)
+			continue;
+		if (pi.last_handshake_unix != 0 &&
+		    pi.last_handshake_unix != n->seen_handshake[i]) {
+			char key[64], ep[INET6_ADDRSTRLEN + 8];
+			status_key_b64(pi.public_key, key, sizeof(key));
+			status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
+			if (n->seen_handshake[i] == 0)
+				log_info("peer %s: handshake complete, endpoint %s", key, ep);
+			else
+				log_debug("peer %s: handshake complete (rekey), endpoint %s",
+					  key, ep);
+			n->seen_handshake[i] = pi.last_handshake_unix;
+		}
+	}
+}
+
+struct ping_job {
+	struct node *n;
+	struct api_conn *conn;
+	struct ns_addr dst;
+	char dst_s[128];
+	unsigned count, sent, received, timeout_ms, outstanding;
+	double rtt_sum, rtt_min, rtt_max;
+	struct event *ev;
+};
+
+static void ping_job_next(struct ping_job *j);
+
+static void ping_job_done(struct ping_job *j)
+{
+	api_conn_printf(j->conn, "%u sent, %u received", j->sent, j->received);
+	if (j->received)
+		api_conn_printf(j->conn, ", rtt min/avg/max %.3f/%.3f/%.3f ms", j->rtt_min,
+				j->rtt_sum / j->received, j->rtt_max);
+	api_conn_printf(j->conn, "\n%s\n", j->received ? "ok" : "fail");
+	api_conn_finish(j->conn);
+	event_free(j->ev);
+	free(j);
+}
+
+static void ping_on_reply(void *ctx, int err, double rtt_ms)
+{
+	struct ping_job *j = ctx;
+	j->outstanding--;
+	if (err == 0) {
+		j->received++;
+		j->rtt_sum += rtt_ms;
+		if (j->received == 1 || rtt_ms < j->rtt_min)
+			j->rtt_min = rtt_ms;
+		if (rtt_ms > j->rtt_max)
+			j->rtt_max = rtt_ms;
+		api_conn_printf(j->conn, "reply from %s: time=%.3f ms\n", j->dst_s, rtt_ms);
+	} else {
+		api_conn_printf(j->conn, "no reply from %s: %s\n", j->dst_s,
+				err == -ETIMEDOUT ? "timed out" : strerror(-err));
+	}
+	if (j->sent == j->count && j->outstanding == 0)
+		ping_job_done(j);
+}
+
+static void ping_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	ping_job_next(arg);
+}
+
+static void ping_job_next(struct ping_job *j)
+{
+	if (j->sent >= j->count || api_conn_gone(j->conn)) {
+		j->count = j->sent;
+		if (j->outstanding == 0)
+			ping_job_done(j);
+		return;
+	}
+	j->sent++;
+	int r = ns_ping(&j->dst, j->timeout_ms, ping_on_reply, j);
+	if (r == 0) {
+		j->outstanding++;
+	} else {
+		api_conn_printf(j->conn, "cannot ping %s: %s\n", j->dst_s, strerror(-r));
+	}
+	if (j->sent < j->count) {
+		struct timeval tv = {1, 0};
+		evtimer_add(j->ev, &tv);
+	} else if (j->outstanding == 0) {
+		ping_job_done(j);
+	}
+}
+
+static void node_api_ping(struct node *n, struct api_conn *conn, const char *args)
+{
+	char addr[128];
+	unsigned count = 3, timeout_ms = 2000;
+	if (sscanf(args, "%127s %u %u", addr, &count, &timeout_ms) < 1 || count == 0 ||
+	    count > 1000 || timeout_ms == 0 || timeout_ms > 60000) {
+		api_conn_printf(conn, "error: usage: ping ADDR [COUNT] [TIMEOUT_MS]\nfail\n");
+		api_conn_finish(conn);
+		return;
+	}
+	struct ping_job *j = calloc(1, sizeof(*j));
+	if (!j || !ns_addr_parse(&j->dst, addr)) {
+		api_conn_printf(conn, "error: %s is not an IP address\nfail\n", addr);
+		api_conn_finish(conn);
+		free(j);
+		return;
+	}
+	if (!wg_device_has_route(n->wg, j->dst.family, j->dst.addr)) {
+		api_conn_printf(conn,
+				"error: no peer's AllowedIPs cover %s; add it to a [Peer]\nfail\n",
+				addr);
+		api_conn_finish(conn);
+		free(j);
+		return;
+	}
+	j->n = n;
+	j->conn = conn;
+	j->count = count;
+	j->timeout_ms = timeout_ms;
+	snprintf(j->dst_s, sizeof(j->dst_s), "%s", addr);
+	j->ev = evtimer_new(n->base, ping_on_timer, j);
+	api_conn_printf(conn, "PING %s from our mesh address\n", addr);
+	ping_job_next(j);
+}
+
+static void node_api(void *ctx, struct api_conn *conn, const char *line)
+{
+	struct node *n = ctx;
+	struct status_view v = {
+		.cfg = &n->cfg,
+		.wg = n->wg,
+		.started = n->started,
+		.socks = n->socks,
+		.n_socks = n->n_socks,
+		.http = n->http,
+		.n_http = n->n_http,
+		.tunnels = n->tunnels,
+		.n_tunnels = n->n_tunnels,
+	};
+	if (strcmp(line, "status") == 0) {
+		status_write_text(&v, conn);
+		api_conn_finish(conn);
+	} else if (strcmp(line, "status json") == 0) {
+		status_write_json(&v, conn);
+		api_conn_finish(conn);
+	} else if (strncmp(line, "ping ", 5) == 0) {
+		node_api_ping(n, conn, line + 5);
+	} else {
+		api_conn_printf(conn, "error: unknown request (try: status, status json, "
+				      "ping ADDR)\n");
+		api_conn_finish(conn);
+	}
+}
+
+static int node_start_frontends(struct node *n)
+{
+	char err[256];
+	struct config *c = &n->cfg;
+	n->env = (struct px_env){
+		.base = n->base, .dns = n->dns, .route_ok = node_route_ok, .route_ctx = n};
+	for (size_t i = 0; i < c->n_socks5 && n->n_socks < NODE_MAX_FRONTENDS; i++) {
+		struct px_socks *s = px_socks_new(&n->env, &c->socks5[i], err, sizeof(err));
+		if (!s) {
+			log_error("[Socks5]: %s", err);
+			return -1;
+		}
+		n->socks[n->n_socks++] = s;
+	}
+	for (size_t i = 0; i < c->n_http && n->n_http < NODE_MAX_FRONTENDS; i++) {
+		struct px_http *h = px_http_new(&n->env, &c->http[i], err, sizeof(err));
+		if (!h) {
+			log_error("[http]: %s", err);
+			return -1;
+		}
+		n->http[n->n_http++] = h;
+	}
+	for (size_t i = 0;
+	     i < c->n_tcp_client_tunnels && n->n_tunnels < NODE_MAX_FRONTENDS; i++) {
+		struct px_tunnel *t = px_tcp_client_tunnel_new(
+			&n->env, &c->tcp_client_tunnels[i], err, sizeof(err));
+		if (!t) {
+			log_error("[TCPClientTunnel]: %s", err);
+			return -1;
+		}
+		n->tunnels[n->n_tunnels++] = t;
+	}
+	for (size_t i = 0;
+	     i < c->n_tcp_server_tunnels && n->n_tunnels < NODE_MAX_FRONTENDS; i++) {
+		struct px_tunnel *t = px_tcp_server_tunnel_new(
+			&n->env, &c->tcp_server_tunnels[i], err, sizeof(err));
+		if (!t) {
+			log_error("[TCPServerTunnel]: %s", err);
+			return -1;
+		}
+		n->tunnels[n->n_tunnels++] = t;
+	}
+	return 0;
+}
+
+static int node_start_wg(struct node *n)
+{
+	struct config *c = &n->cfg;
+	n->wg = wg_device_new(n->base, c->private_key);
+	if (!n->wg) {
+		log_error("cannot create the WireGuard device");
+		return -1;
+	}
+	int r = wg_device_listen(n->wg, c->listen_port);
+	if (r != 0) {
+		log_error("%s: [Interface] ListenPort %u: cannot bind UDP: %s%s", c->path,
+			  c->listen_port, strerror(-r),
+			  r == -EADDRINUSE ? " (another process uses it; pick another "
+					     "port or omit ListenPort)"
+					   : "");
+		return -1;
+	}
+	wg_device_set_rx(n->wg, node_wg_rx, n);
+	n->seen_handshake = calloc(c->n_peers + 1, sizeof(int64_t));
+	if (!n->seen_handshake)
+		return -1;
+	for (size_t i = 0; i < c->n_peers; i++) {
+		struct cfg_peer *p = &c->peers[i];
+		struct wg_allowed_ip *ips = calloc(p->n_allowed_ips + 1, sizeof(*ips));
+		if (!ips)
+			return -1;
+		for (size_t k = 0; k < p->n_allowed_ips; k++) {
+			ips[k].family = p->allowed_ips[k].family;
+			memcpy(ips[k].addr, p->allowed_ips[k].addr, 16);
+			ips[k].cidr = p->allowed_ips[k].cidr;
+		}
+		struct wg_peer_config pc = {
+			.has_preshared_key = p->has_preshared_key,
+			.endpoint = p->endpoint,
+			.allowed_ips = ips,
+			.n_allowed_ips = p->n_allowed_ips,
+			.persistent_keepalive = p->persistent_keepalive,
+		};
+		memcpy(pc.public_key, p->public_key, WG_KEY_LEN);
+		memcpy(pc.preshared_key, p->preshared_key, WG_KEY_LEN);
+		int err = 0;
+		struct wg_peer *wp = wg_device_add_peer(n->wg, &pc, &err);
+		sodium_memzero(pc.preshared_key, sizeof(pc.preshared_key));
+		free(ips);
+		if (!wp) {
+			log_error("%s:%d: [Peer]: %s", p->file ? p->file : c->path, p->line,
+				  err == -EEXIST ? "the same PublicKey appears twice"
+				  : err == -EINVAL
+				      ? "PublicKey is this node's own key"
+				      : strerror(-err));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int node_start_netstack(struct node *n)
+{
+	struct config *c = &n->cfg;
+	struct ns_config nc = {.mtu = c->mtu};
+	bool have4 = false;
+	size_t n6 = 0;
+	for (size_t i = 0; i < c->n_addresses && nc.n_addrs < 4; i++) {
+		struct cfg_prefix *a = &c->addresses[i];
+		if (a->family == AF_INET ? have4 : n6 >= 3) {
+			char s[INET6_ADDRSTRLEN];
+			inet_ntop(a->family, a->addr, s, sizeof(s));
+			log_warn("[Interface] Address %s: ignored (one IPv4 and three IPv6 "
+				 "addresses are supported)",
+				 s);
+			continue;
+		}
+		if (a->family == AF_INET)
+			have4 = true;
+		else
+			n6++;
+		nc.addrs[nc.n_addrs].family = a->family;
+		memcpy(nc.addrs[nc.n_addrs].addr, a->addr, 16);
+		nc.n_addrs++;
+	}
+	int r = ns_init(n->base, &nc, node_ns_output, n);
+	if (r != 0) {
+		log_error("cannot start the netstack: %s", strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+static void node_log_summary(struct node *n)
+{
+	struct wg_device_stats st;
+	wg_device_stats(n->wg, &st);
+	log_info("wireguard: rx %llu tx %llu packets; drops: short %llu type %llu mac %llu "
+		 "decrypt %llu replay %llu allowedips %llu nokey %llu ratelimit %llu "
+		 "noroute %llu queue %llu sock %llu",
+		 (unsigned long long)st.rx_packets, (unsigned long long)st.tx_packets,
+		 (unsigned long long)st.rx_drop_short, (unsigned long long)st.rx_drop_type,
+		 (unsigned long long)st.rx_drop_mac, (unsigned long long)st.rx_drop_decrypt,
+		 (unsigned long long)st.rx_drop_replay,
+		 (unsigned long long)st.rx_drop_allowedips,
+		 (unsigned long long)st.rx_drop_nokey,
+		 (unsigned long long)st.rx_drop_ratelimit,
+		 (unsigned long long)st.tx_drop_noroute, (unsigned long long)st.tx_drop_queue,
+		 (unsigned long long)st.tx_drop_sock);
+	struct ns_stats ns;
+	ns_get_stats(&ns);
+	log_info("netstack: tcp %llu total, %llu refused, %llu reset; spliced %llu bytes "
+		 "in, %llu out",
+		 (unsigned long long)ns.tcp_total, (unsigned long long)ns.tcp_refused,
+		 (unsigned long long)ns.tcp_reset, (unsigned long long)ns.splice_bytes_in,
+		 (unsigned long long)ns.splice_bytes_out);
+}
+
+int node_run(const struct node_opts *o)
+{
+	struct node n0 = {0}, *n = &n0;
+	char err[512];
+	int rc = 1;
+	if (config_load(o->config_path, &n->cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mesh-proxy: %s\n", err);
+		return 2;
+	}
+	if (getuid() == 0)
+		log_warn("running as root is not needed: mesh-proxy uses no TUN and no "
+			 "privileged ports unless you configure them");
+	signal(SIGPIPE, SIG_IGN);
+	n->started = time(NULL);
+	n->base = event_base_new();
+	if (!n->base)
+		goto out;
+	n->dns = evdns_base_new(n->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+						 EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!n->dns) /* no resolv.conf: names fail, addresses still work */
+		n->dns = evdns_base_new(n->base, 0);
+	if (node_start_wg(n) != 0 || node_start_netstack(n) != 0)
+		goto out;
+	if (node_start_frontends(n) != 0)
+		goto out;
+
+	char api_path[256];
+	if (o->api_path)
+		snprintf(api_path, sizeof(api_path), "%s", o->api_path);
+	else
+		api_default_path(api_path, sizeof(api_path));
+	n->api = api_server_new(n->base, api_path, node_api, n, err, sizeof(err));
+	if (!n->api)
+		log_warn("local API disabled: %s", err);
+
+	n->ev_int = evsignal_new(n->base, SIGINT, node_on_signal, n);
+	n->ev_term = evsignal_new(n->base, SIGTERM, node_on_signal, n);
+	n->ev_tick = event_new(n->base, -1, EV_PERSIST, node_on_tick, n);
+	struct timeval sec = {1, 0};
+	event_add(n->ev_int, NULL);
+	event_add(n->ev_term, NULL);
+	event_add(n->ev_tick, &sec);
+
+	char self[64];
+	uint8_t pub[32];
+	crypto_scalarmult_base(pub, n->cfg.private_key);
+	status_key_b64(pub, self, sizeof(self));
+	log_info("mesh-proxy up: public key %s, udp port %u, %zu peer(s), api %s", self,
+		 wg_device_port(n->wg), n->cfg.n_peers, n->api ? api_path : "off");
+	wg_device_handshake_all(n->wg);
+	event_base_dispatch(n->base);
+	node_log_summary(n);
+	rc = 0;
+out:
+	for (size_t i = 0; i < n->n_socks; i++)
+		px_socks_free(n->socks[i]);
+	for (size_t i = 0; i < n->n_http; i++)
+		px_http_free(n->http[i]);
+	for (size_t i = 0; i < n->n_tunnels; i++)
+		px_tunnel_free(n->tunnels[i]);
+	api_server_free(n->api);
+	if (n->ev_int)
+		event_free(n->ev_int);
+	if (n->ev_term)
+		event_free(n->ev_term);
+	if (n->ev_tick)
+		event_free(n->ev_tick);
+	ns_shutdown();
+	wg_device_free(n->wg);
+	if (n->dns)
+		evdns_base_free(n->dns, 0);
+	if (n->base)
+		event_base_free(n->base);
+	free(n->seen_handshake);
+	config_free(&n->cfg);
+	return rc;
+}
