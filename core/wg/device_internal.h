@@ -45,6 +45,10 @@ struct wg_device {
 
 	wg_rx_fn rx;
 	void *rx_ctx;
+	/* Tests and fuzzers: when set, datagrams go here instead of a socket. */
+	void (*tx_hook)(void *ctx, const struct sockaddr *to, const uint8_t *buf,
+	                size_t len);
+	void *tx_hook_ctx;
 	struct wg_device_stats stats;
 
 	/* Under-load detection: handshake messages in the current second. */
@@ -69,6 +73,12 @@ uint64_t wg_now_ns(void);
  * for a future socket demultiplexer. */
 void wg_device_receive(struct wg_device *d, const uint8_t *p, size_t len,
                        const struct sockaddr *src);
+
+/* Tests and fuzzers: capture outgoing datagrams instead of sending them. */
+void wg_device_set_tx_hook(struct wg_device *d,
+                           void (*fn)(void *ctx, const struct sockaddr *to,
+                                      const uint8_t *buf, size_t len),
+                           void *ctx);
 
 /* Tests: force the under-load state (1 or 0), or back to automatic (-1). */
 void wg_device_force_under_load(struct wg_device *d, int mode);

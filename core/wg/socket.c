@@ -162,6 +162,15 @@ void wg_socket_close(struct wg_device *d)
 	d->port = 0;
 }
 
+void wg_device_set_tx_hook(struct wg_device *d,
+                           void (*fn)(void *ctx, const struct sockaddr *to,
+                                      const uint8_t *buf, size_t len),
+                           void *ctx)
+{
+	d->tx_hook = fn;
+	d->tx_hook_ctx = ctx;
+}
+
 int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t *buf,
                    size_t len)
 {
@@ -171,6 +180,10 @@ int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t
 	socklen_t sl = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
 	                                        : sizeof(struct sockaddr_in6);
 
+	if (d->tx_hook) {
+		d->tx_hook(d->tx_hook_ctx, sa, buf, len);
+		return 0;
+	}
 	if (fd < 0) {
 		d->stats.tx_drop_sock++;
 		return -EAFNOSUPPORT;
