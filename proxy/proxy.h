@@ -1,0 +1,111 @@
+/* The node's front-ends: local sockets bridged into the mesh through the
+ * netstack (netstack/ns.h).
+ *
+ *   [Socks5]          px_socks_new()   SOCKS5 CONNECT (RFC 1928, RFC 1929 auth)
+ *   [http]            px_http_new()    HTTP CONNECT proxy (Basic auth optional)
+ *   [TCPClientTunnel] px_tcp_client_tunnel_new()  local listener -> mesh target
+ *   [TCPServerTunnel] px_tcp_server_tunnel_new()  mesh port -> local target
+ *
+ * Everything runs on the caller's event_base and nothing blocks, except
+ * px_tcp_server_tunnel_new(), which resolves a host-name Target with
+ * getaddrinfo() once (startup only). Each front-end keeps counters for the
+ * status line. Once a connection is established it is handed to
+ * ns_splice_start() and belongs to the netstack: its byte counts are in
+ * ns_get_stats(), not here.
+ *
+ * Shutdown order: free the front-ends, then ns_shutdown(), then the
+ * evdns_base. A connection still waiting for ns_tcp_dial()'s callback
+ * outlives its front-end and cleans itself up when the callback comes.
+ * Note: netstack/ns.h has no way to stop listening yet, so a freed server
+ * tunnel leaves its mesh port listened (connections to it are reset). */
+#ifndef MESH_PROXY_H
+#define MESH_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct evdns_base;
+struct ns_addr;
+struct cfg_socks5;
+struct cfg_http;
+struct cfg_tcp_client_tunnel;
+struct cfg_tcp_server_tunnel;
+
+/* What the front-ends need from the node. Copied by each *_new(); base and
+ * dns must outlive the front-ends. */
+struct px_env {
+	struct event_base *base;
+	/* Resolves host names in SOCKS5/HTTP requests and tunnel targets
+	 * (evdns_getaddrinfo). NULL: names fail (SOCKS5 0x04, HTTP 502). */
+	struct evdns_base *dns;
+	/* True if a mesh peer routes a (its AllowedIPs cover a). NULL: all
+	 * destinations are tried. A false answer is SOCKS5 0x03 / HTTP 502. */
+	bool (*route_ok)(void *ctx, const struct ns_addr *a);
+	void *route_ctx;
+	/* Time a client has to finish its SOCKS5/HTTP request, and the limit
+	 * for a TCPServerTunnel's local connect. 0: 10000 ms. */
+	unsigned handshake_timeout_ms;
+};
+
+/* Counters of one front-end. */
+struct px_stats {
+	uint64_t accepted;    /* connections accepted (mesh side for server tunnels) */
+	uint64_t pending;     /* now in handshake, name resolution or dial */
+	uint64_t established; /* handed to the netstack splice */
+	uint64_t head_bytes;  /* client bytes sent along with the handshake */
+	/* Failures by kind. */
+	uint64_t err_auth;     /* missing or wrong credentials */
+	uint64_t err_protocol; /* malformed, unsupported or over-long requests */
+	uint64_t err_handshake_timeout;
+	uint64_t err_client_gone; /* client closed before we were done */
+	uint64_t err_no_route;	  /* no mesh peer routes the destination */
+	uint64_t err_resolve;	  /* host name did not resolve */
+	uint64_t err_refused;	  /* destination refused (RST) */
+	uint64_t err_unreachable; /* host unreachable */
+	uint64_t err_timeout;	  /* destination did not answer */
+	uint64_t err_other;	  /* out of memory, splice failure, ... */
+	uint64_t err_accept;	  /* accept() failures (EMFILE, ...) */
+};
+
+/* ---- SOCKS5 ---- */
+struct px_socks;
+/* Binds cfg->bind and starts accepting. NULL with a message in err on
+ * failure (e.g. "127.0.0.1:1080: Address already in use"). */
+struct px_socks *px_socks_new(const struct px_env *env, const struct cfg_socks5 *cfg,
+			      char *err, size_t errlen);
+void px_socks_free(struct px_socks *s); /* accepts NULL; closes pending clients */
+void px_socks_get_stats(const struct px_socks *s, struct px_stats *st);
+/* The bound address (the real port when the config said :0). */
+void px_socks_local_addr(const struct px_socks *s, struct sockaddr_storage *ss,
+			 socklen_t *len);
+
+/* ---- HTTP CONNECT ---- */
+struct px_http;
+struct px_http *px_http_new(const struct px_env *env, const struct cfg_http *cfg, char *err,
+			    size_t errlen);
+void px_http_free(struct px_http *h);
+void px_http_get_stats(const struct px_http *h, struct px_stats *st);
+void px_http_local_addr(const struct px_http *h, struct sockaddr_storage *ss, socklen_t *len);
+
+/* ---- port forwards ---- */
+struct px_tunnel;
+/* Local listener; each connection is dialled to cfg->target through the
+ * mesh and spliced. A refused or failed dial resets the local client. */
+struct px_tunnel *px_tcp_client_tunnel_new(const struct px_env *env,
+					   const struct cfg_tcp_client_tunnel *cfg, char *err,
+					   size_t errlen);
+/* ns_tcp_listen(cfg->listen_port); each mesh connection gets a
+ * non-blocking connect to cfg->target on the host and is spliced to it; if
+ * that connect fails or times out the mesh side gets a RST. */
+struct px_tunnel *px_tcp_server_tunnel_new(const struct px_env *env,
+					   const struct cfg_tcp_server_tunnel *cfg, char *err,
+					   size_t errlen);
+void px_tunnel_free(struct px_tunnel *t);
+void px_tunnel_get_stats(const struct px_tunnel *t, struct px_stats *st);
+/* One line for status, e.g. "tcp-client 127.0.0.1:2222 -> 10.0.0.1:22". */
+void px_tunnel_describe(const struct px_tunnel *t, char *buf, size_t len);
+
+#endif

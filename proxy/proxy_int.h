@@ -1,0 +1,227 @@
+/* Internal to proxy/: the pure request parsers (SOCKS5, HTTP CONNECT), the
+ * listening socket, and the client session shared by the SOCKS5, HTTP and
+ * TCPClientTunnel front-ends. Tests and fuzzers use the parsers. */
+#ifndef MESH_PROXY_INT_H
+#define MESH_PROXY_INT_H
+
+#include "netstack/ns.h"
+#include "proxy/proxy.h"
+
+#include <event2/util.h> /* struct evutil_addrinfo is a macro for addrinfo */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct cfg_listen;
+struct event;
+struct evdns_getaddrinfo_request;
+
+/* ---- parsers: (const uint8_t *p, size_t len), no I/O, no allocation ---- */
+
+enum px_parse {
+	PX_PARSE_ERROR = -1, /* malformed: reply with the code given, then close */
+	PX_PARSE_MORE = 0,   /* a prefix of a valid message: read more */
+	PX_PARSE_OK = 1,     /* complete; *used bytes belong to it */
+};
+
+/* Where a client wants to go. */
+struct px_target {
+	bool is_name;	/* host is a name to resolve; addr unset */
+	char host[256]; /* NUL-terminated: the name, or the address as text */
+	struct ns_addr addr;
+	uint16_t port;
+};
+
+/* Parses "1.2.3.4" or "fd00::1" (no brackets) into a. */
+bool px_addr_parse(struct ns_addr *a, const char *s);
+/* Fills t from a host as written (IP literal or name) and a port; false if
+ * host is neither an address nor a plausible DNS name. */
+bool px_target_set(struct px_target *t, const char *host, size_t hostlen, uint16_t port);
+/* "1.2.3.4:80", "[fd00::1]:80" or "name:80". */
+void px_target_format(const struct px_target *t, char *buf, size_t len);
+
+/* SOCKS5, RFC 1928 and RFC 1929. */
+#define SOCKS5_VER		   0x05
+#define SOCKS5_AUTH_VER		   0x01
+#define SOCKS5_METHOD_NONE	   0x00
+#define SOCKS5_METHOD_USERPASS	   0x02
+#define SOCKS5_METHOD_UNACCEPTABLE 0xff
+#define SOCKS5_CMD_CONNECT	   0x01
+#define SOCKS5_CMD_BIND		   0x02
+#define SOCKS5_CMD_UDP_ASSOCIATE   0x03
+#define SOCKS5_ATYP_IPV4	   0x01
+#define SOCKS5_ATYP_DOMAIN	   0x03
+#define SOCKS5_ATYP_IPV6	   0x04
+#define SOCKS5_REP_SUCCEEDED	   0x00
+#define SOCKS5_REP_GENERAL	   0x01
+#define SOCKS5_REP_NOT_ALLOWED	   0x02
+#define SOCKS5_REP_NET_UNREACH	   0x03
+#define SOCKS5_REP_HOST_UNREACH	   0x04
+#define SOCKS5_REP_REFUSED	   0x05
+#define SOCKS5_REP_TTL_EXPIRED	   0x06
+#define SOCKS5_REP_CMD_UNSUPPORTED 0x07
+#define SOCKS5_REP_ATYP_UNSUPPORTED 0x08
+/* Longest messages: greeting 2+255, auth 3+255+255, request 7+255. */
+#define SOCKS5_GREETING_MAX 257
+#define SOCKS5_AUTH_MAX	    513
+#define SOCKS5_REQUEST_MAX  262
+#define SOCKS5_REPLY_MAX    22
+
+struct px_socks5_greeting {
+	bool no_auth;  /* method 0x00 offered */
+	bool userpass; /* method 0x02 offered */
+};
+/* VER NMETHODS METHODS. ERROR if VER is not 5 or NMETHODS is 0. */
+enum px_parse px_socks5_parse_greeting(const uint8_t *p, size_t len,
+				       struct px_socks5_greeting *g, size_t *used);
+
+struct px_socks5_auth {
+	uint8_t ulen, plen;
+	char user[256], pass[256]; /* NUL-terminated copies (may contain NULs) */
+};
+/* VER(1) ULEN UNAME PLEN PASSWD. ERROR if VER is not 1. */
+enum px_parse px_socks5_parse_auth(const uint8_t *p, size_t len, struct px_socks5_auth *a,
+				   size_t *used);
+
+/* VER CMD RSV ATYP DST.ADDR DST.PORT. On ERROR *rep is the reply code:
+ * 0x01 bad version/port/name, 0x07 unknown command, 0x08 unknown ATYP.
+ * A domain that is an IP literal comes back as an address (is_name false).
+ * BIND and UDP ASSOCIATE parse fine; the caller refuses them. */
+enum px_parse px_socks5_parse_request(const uint8_t *p, size_t len, uint8_t *cmd,
+				      struct px_target *t, size_t *used, uint8_t *rep);
+
+/* Writes a reply (VER REP RSV ATYP BND.ADDR BND.PORT) into out (at least
+ * SOCKS5_REPLY_MAX bytes); bnd NULL means 0.0.0.0:0. Returns its length. */
+size_t px_socks5_reply(uint8_t *out, uint8_t rep, const struct sockaddr_storage *bnd);
+
+/* HTTP CONNECT. */
+#define PX_HTTP_MAX_HEADER 8192
+
+struct px_http_request {
+	struct px_target target;
+	const uint8_t *auth; /* Proxy-Authorization value inside p, or NULL */
+	size_t auth_len;
+};
+/* Parses the request head up to and including the empty line. On ERROR
+ * *status is 400 (malformed), 431 (head over PX_HTTP_MAX_HEADER), 501
+ * (a method other than CONNECT) or 505 (not HTTP/1.x). */
+enum px_parse px_http_parse_request(const uint8_t *p, size_t len, struct px_http_request *r,
+				    size_t *used, int *status);
+/* True if value is "Basic base64(user:pass)" for these credentials
+ * (constant time in the credential bytes). */
+bool px_http_auth_ok(const uint8_t *value, size_t len, const char *user, const char *pass);
+/* The response head for status (200, 400, 407, 431, 501, 502, 504, 505).
+ * Returns its length (< 256), written into out. */
+size_t px_http_response(char *out, size_t outlen, int status);
+
+/* ---- listening sockets ---- */
+
+typedef void (*px_accept_fn)(void *ctx, int fd);
+struct px_listener;
+/* Non-blocking, SO_REUSEADDR, accept4() until EAGAIN; on EMFILE/ENFILE the
+ * listener pauses 100 ms instead of spinning and counts *err_accept. */
+struct px_listener *px_listener_new(struct event_base *base, const struct cfg_listen *addr,
+				    px_accept_fn fn, void *ctx, uint64_t *err_accept,
+				    char *err, size_t errlen);
+void px_listener_free(struct px_listener *l);
+void px_listener_addr(const struct px_listener *l, struct sockaddr_storage *ss,
+		      socklen_t *len);
+/* "127.0.0.1:1080" / "[::1]:1080". */
+void px_sockaddr_format(const struct sockaddr_storage *ss, char *buf, size_t len);
+
+/* ---- client sessions (session.c) ---- */
+
+/* Why a connection could not be made. */
+enum px_err {
+	PX_OK = 0,
+	PX_E_GENERAL,
+	PX_E_NO_ROUTE,
+	PX_E_RESOLVE,
+	PX_E_UNREACHABLE,
+	PX_E_REFUSED,
+	PX_E_TIMEOUT,
+};
+const char *px_err_str(enum px_err e);
+/* Maps ns_tcp_dial()'s -errno. */
+enum px_err px_err_from_errno(int neg_errno);
+
+/* What SOCKS5, HTTP and the client tunnel have in common. */
+struct px_front {
+	struct px_env env;
+	struct px_stats stats;
+	struct px_listener *lst;
+	struct px_sess *sessions; /* live sessions, for free */
+	size_t n_sessions;
+	const char *kind; /* "socks5", "http", "tcp-client", for the log */
+};
+
+#define PX_DEFAULT_HANDSHAKE_MS 10000
+#define PX_CONNECT_TIMEOUT_MS	30000 /* resolution + dial, a safety net */
+#define PX_LINGER_MS		2000  /* reading leftovers before closing */
+#define PX_MAX_SESSIONS		4096  /* per front-end, in handshake or dial */
+
+struct px_sess_ops {
+	/* New bytes in s->buf[0..s->len): parse from s->consumed on; may call
+	 * px_sess_send(). MORE: keep reading. OK: s->target is set and
+	 * s->consumed covers the whole handshake (the rest is early data). ERROR:
+	 * the reply is queued and counted; the session closes after sending it. */
+	enum px_parse (*on_data)(struct px_sess *s);
+	/* The dial result: queue the reply (PX_OK: success). NULL: no reply. */
+	void (*on_result)(struct px_sess *s, enum px_err e);
+	size_t buf_size; /* handshake + early data bound */
+};
+
+enum px_sess_state {
+	PX_S_HANDSHAKE,
+	PX_S_CONNECT,	  /* resolving and dialling */
+	PX_S_REPLY_OK,	  /* flushing the success reply, then splice */
+	PX_S_REPLY_CLOSE, /* flushing an error reply, then linger */
+	PX_S_LINGER,	  /* write side shut; discarding input until EOF */
+	PX_S_DEAD,	  /* closed; waiting for an async callback to free it */
+};
+
+struct px_sess {
+	struct px_front *front; /* NULL once its front-end is gone */
+	struct px_sess *next, *prev;
+	const struct px_sess_ops *ops;
+	enum px_sess_state state;
+	int fd;
+	struct event *rev, *wev, *timer;
+	uint8_t *buf;
+	size_t len, consumed;
+	uint8_t out[320];
+	size_t out_len, out_off;
+	bool broken;	  /* a write failed: close at the next check */
+	bool read_eof;	  /* the client half-closed during connect */
+	bool rst_on_fail; /* tunnels: reset the client when the dial fails */
+	struct px_target target;
+	struct evdns_getaddrinfo_request *dns_req;
+	bool dns_pending, dns_sync, dial_pending;
+	int dns_sync_result;
+	struct evutil_addrinfo *dns_sync_ai;
+	struct ns_tcp *conn;
+	int stage; /* protocol-specific */
+};
+
+#define PX_STAT(s, field)                                                                \
+	do {                                                                             \
+		if ((s)->front)                                                          \
+			(s)->front->stats.field++;                                       \
+	} while (0)
+
+/* Takes fd. With ops->on_data NULL the target must be set and
+ * px_sess_connect() called right away (tunnel mode). NULL on failure (fd
+ * closed). */
+struct px_sess *px_sess_new(struct px_front *f, int fd, const struct px_sess_ops *ops);
+/* Queues bytes for the client (<= sizeof(out) in total) and tries to write. */
+void px_sess_send(struct px_sess *s, const void *p, size_t n);
+/* Resolves, route-checks and dials s->target; the result goes to
+ * ops->on_result and then to the splice or a close. */
+void px_sess_connect(struct px_sess *s);
+/* Closes every session of f (front-end teardown). */
+void px_front_close_all(struct px_front *f);
+void px_front_count_err(struct px_front *f, enum px_err e);
+
+#endif
