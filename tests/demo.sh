@@ -175,7 +175,7 @@ PIDS+=($!)
 wait_for 5 listening tcp "$WEB_PORT" || die "the web server did not start (see $DIR/web.log)"
 ok "web server up"
 
-step "Start node B and node A (as $(id -un), no root needed; logs in $DIR/*.log)"
+step "Start node B and node A (as user $(id -un): root is not needed; logs in $DIR/*.log)"
 "$MP" --config "$DIR/b.conf" --api "$DIR/b.sock" --log-level info 2>"$DIR/b.log" &
 PIDS+=($!)
 PID_B=$!

@@ -182,12 +182,12 @@ transfer() {
 }
 
 step "TCPClientTunnel: B 127.0.0.1:15001 -> A 10.77.0.1:5001 (behind wireguard-go)"
-transfer "TCPClientTunnel upload (B -> A)" A 10.77.0.1:5001 "$E2E_TMP/recv" B 127.0.0.1:15001 up
+transfer "TCPClientTunnel upload (B -> A)" A 10.77.0.1:5001 "$E2E_TMP/run/recv" B 127.0.0.1:15001 up
 transfer "TCPClientTunnel download (A -> B)" A 10.77.0.1:5001 "$E2E_TMP/run/recv" B 127.0.0.1:15001 down
 
 step "TCPServerTunnel: A connects to 10.77.0.2:6001 -> B 127.0.0.1:7001"
 transfer "TCPServerTunnel upload (A -> B)" B 127.0.0.1:7001 "$E2E_TMP/run/recv" A 10.77.0.2:6001 up
-transfer "TCPServerTunnel download (B -> A)" B 127.0.0.1:7001 "$E2E_TMP/recv" A 10.77.0.2:6001 down
+transfer "TCPServerTunnel download (B -> A)" B 127.0.0.1:7001 "$E2E_TMP/run/recv" A 10.77.0.2:6001 down
 
 step "recovery: wireguard-go restarts with the same key (still no endpoint for B)"
 bg_stop wgA
