@@ -80,6 +80,38 @@ check "wg-ping --serve never initiated (wireguard-go did)" \
     grep -q "handshakes sent 0 completed 1" "$E2E_LOGDIR/wgping.log"
 info "wg-ping: $(tail -n 1 "$E2E_LOGDIR/wgping.log")"
 
+step "2b. we are under load: wireguard-go must take our cookie reply and retry with mac2"
+bg_stop wggo
+start_wggo
+bg_nobody wgload A "$WG_PING" --key "$E2E_TMP/a.key" --peer "$BPUB" \
+    --local 10.99.0.2 --remote 10.99.0.1 --port "$OUR_PORT" --serve 60 --under-load
+wait_listen A "$OUR_PORT" 10 udp || die "wg-ping --serve --under-load did not bind UDP $OUR_PORT"
+# The first initiation gets a cookie reply; wireguard-go retries after
+# REKEY_TIMEOUT (5 s) with mac2, which we accept.
+check "ping through a cookie exchange (answer within 15 s)" \
+    nsx B ping -c 1 -w 15 10.99.0.2
+PID=$(bg_pid wgload)
+kill -TERM "$PID" 2>/dev/null
+wait "$PID"
+unset "E2E_BG[wgload]"
+check "we sent a cookie reply and then completed the handshake" \
+    grep -Eq "handshakes sent 0 completed 1;.*cookies [1-9][0-9]*/0" "$E2E_LOGDIR/wgload.log"
+info "wg-ping: $(tail -n 1 "$E2E_LOGDIR/wgload.log")"
+
+if [ "${WG_INTEROP_LONG:-0}" = 1 ]; then
+    # REKEY_AFTER_TIME is 120 s: 140 pings at 1/s cross it, so a second
+    # handshake (ours, as the initiator) must happen with traffic flowing.
+    step "3. rekey after 120 s with traffic flowing (WG_INTEROP_LONG=1)"
+    bg_nobody wglong A "$WG_PING" --key "$E2E_TMP/a.key" --peer "$BPUB" \
+        --endpoint 198.18.0.2:51820 --local 10.99.0.2 --remote 10.99.0.1 \
+        --port "$OUR_PORT" --count 140 --timeout 220
+    bg_wait wglong 230
+    check "140 echo replies across the rekey" test $? -eq 0
+    check "at least two handshakes completed in one run" \
+        grep -Eq "handshakes sent [0-9]+ completed ([2-9]|[1-9][0-9])" "$E2E_LOGDIR/wglong.log"
+    info "wg-ping: $(tail -n 1 "$E2E_LOGDIR/wglong.log")"
+fi
+
 step "wireguard-go's view"
 nsx B wg show "$WGB"
 e2e_finish

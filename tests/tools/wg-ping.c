@@ -3,14 +3,17 @@
  *
  *   wg-ping --key PRIV --peer PUB [--endpoint IP:PORT] --local A --remote B
  *           [--psk KEY] [--port N] [--count N] [--timeout S] [--serve S]
- *           [--keepalive S]
+ *           [--keepalive S] [--under-load]
  *
  * Keys are base64 (as `wg genkey`), given inline or as a file name. Sends
  * --count echo requests (one per second) from --local to --remote and exits
  * 0 once that many replies came back. It answers echo requests addressed to
  * --local at all times; with --serve S it only answers, for S seconds, and
- * exits 0 if it answered at least one. */
+ * exits 0 if it answered at least one. --under-load makes the device act as
+ * if flooded with handshakes (it demands mac2 and answers with cookie
+ * replies), to prove the cookie exchange with another implementation. */
 #include "core/wg/device.h"
+#include "core/wg/device_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -202,7 +205,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: wg-ping --key PRIV --peer PUB [--endpoint IP:PORT] --local A "
 	        "--remote B [--psk KEY] [--port N] [--count N] [--timeout S] "
-	        "[--serve S] [--keepalive S]\n");
+	        "[--serve S] [--keepalive S] [--under-load]\n");
 	exit(2);
 }
 
@@ -220,6 +223,7 @@ int main(int argc, char **argv)
 	    {"timeout", required_argument, 0, 't'},
 	    {"serve", required_argument, 0, 'S'},
 	    {"keepalive", required_argument, 0, 'K'},
+	    {"under-load", no_argument, 0, 'L'},
 	    {0, 0, 0, 0},
 	};
 	uint8_t priv[WG_KEY_LEN];
@@ -230,7 +234,7 @@ int main(int argc, char **argv)
 	struct wg_peer_info info;
 	struct timeval one = {1, 0}, limit = {20, 0};
 	struct event *tick, *sigint, *sigterm, *stop;
-	bool have_key = false, have_peer = false;
+	bool have_key = false, have_peer = false, under_load = false;
 	unsigned port = 0;
 	int c, err, rc;
 
@@ -277,6 +281,9 @@ int main(int argc, char **argv)
 			pg.serve = true;
 			limit.tv_sec = atoi(optarg);
 			break;
+		case 'L':
+			under_load = true;
+			break;
 		case 'K':
 			pc.persistent_keepalive = (uint16_t)atoi(optarg);
 			break;
@@ -301,6 +308,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	wg_device_set_rx(pg.dev, on_rx, &pg);
+	if (under_load)
+		wg_device_force_under_load(pg.dev, 1);
 	if (!wg_device_add_peer(pg.dev, &pc, &err)) {
 		fprintf(stderr, "wg-ping: add peer: %s\n", strerror(-err));
 		return 2;
