@@ -18,8 +18,10 @@ static int send_to_peer(struct wg_peer *p, const void *buf, size_t len)
 {
 	int ret;
 
-	if (!p->endpoint.ss_family)
+	if (!p->endpoint.ss_family) {
+		p->dev->stats.tx_drop_sock++;
 		return -EDESTADDRREQ;
+	}
 	ret = wg_socket_send(p->dev, (const struct sockaddr *)&p->endpoint, buf, len);
 	if (ret == 0)
 		p->tx_bytes += len;

@@ -46,6 +46,7 @@ static void expired_retransmit_handshake(evutil_socket_t fd, short what, void *a
 		          WG_MAX_TIMER_HANDSHAKES + 2);
 		evtimer_del(p->timer_send_keepalive);
 		/* Nothing will carry the staged packets now. */
+		p->dev->stats.tx_drop_queue += p->staged_count;
 		wg_peer_purge_staged(p);
 		if (!pending(p->timer_zero_key_material))
 			mod_timer(p->timer_zero_key_material, WG_REJECT_AFTER_TIME * 3,
