@@ -48,6 +48,9 @@ struct px_env {
 	/* Time a client has to finish its SOCKS5/HTTP request, and the limit
 	 * for a TCPServerTunnel's local connect. 0: 10000 ms. */
 	unsigned handshake_timeout_ms;
+	/* Limit for name resolution plus dial, a safety net over the
+	 * netstack's own SYN timeout (SOCKS5 0x06, HTTP 504). 0: 30000 ms. */
+	unsigned connect_timeout_ms;
 };
 
 /* Counters of one front-end. */

@@ -196,6 +196,7 @@ struct px_sess {
 	bool broken;	  /* a write failed: close at the next check */
 	bool read_eof;	  /* the client half-closed during connect */
 	bool rst_on_fail; /* tunnels: reset the client when the dial fails */
+	bool pending;	  /* counted in stats.pending (until an error reply) */
 	struct px_target target;
 	struct evdns_getaddrinfo_request *dns_req;
 	bool dns_pending, dns_sync, dial_pending;

@@ -1,0 +1,285 @@
+/* Port forwards.
+ *
+ * [TCPClientTunnel]: a local listener; each connection is dialled to the
+ * mesh target (a name is resolved with evdns each time) and spliced. The
+ * client's bytes wait in its socket meanwhile. A failed dial resets the
+ * client, so it sees "connection refused/reset" rather than an empty reply.
+ *
+ * [TCPServerTunnel]: the netstack listens on the mesh port; each mesh
+ * connection gets a non-blocking connect to the local target and is
+ * spliced to it. If the local connect fails or times out, the mesh side is
+ * reset (as a closed port would be). */
+#include "proxy/proxy_int.h"
+
+#include "config/config.h"
+#include "core/util/log.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum px_tunnel_kind { PX_TUNNEL_CLIENT, PX_TUNNEL_SERVER };
+
+struct px_local_conn; /* server tunnel: a local connect in progress */
+
+struct px_tunnel {
+	struct px_front front; /* first: sessions point at it */
+	enum px_tunnel_kind kind;
+	struct px_target target; /* client tunnel: the mesh destination */
+	uint16_t listen_port;	 /* server tunnel */
+	bool listening;
+	struct sockaddr_storage local; /* server tunnel: the local target */
+	socklen_t local_len;
+	struct px_local_conn *pending;
+	char desc[400];
+};
+
+struct px_local_conn {
+	struct px_tunnel *t;
+	struct px_local_conn *next, *prev;
+	struct ns_tcp *c;
+	int fd;
+	struct event *ev;
+};
+
+/* ---- client tunnel ---- */
+
+static const struct px_sess_ops px_tunnel_ops = {NULL, NULL, 0};
+
+static void px_tunnel_on_accept(void *ctx, int fd)
+{
+	struct px_tunnel *t = ctx;
+	struct px_sess *s = px_sess_new(&t->front, fd, &px_tunnel_ops);
+	if (!s)
+		return;
+	s->target = t->target;
+	s->rst_on_fail = true;
+	px_sess_connect(s);
+}
+
+struct px_tunnel *px_tcp_client_tunnel_new(const struct px_env *env,
+					   const struct cfg_tcp_client_tunnel *cfg, char *err,
+					   size_t errlen)
+{
+	struct px_tunnel *t = calloc(1, sizeof(*t));
+	if (!t) {
+		snprintf(err, errlen, "tcp-client: out of memory");
+		return NULL;
+	}
+	t->kind = PX_TUNNEL_CLIENT;
+	t->front.env = *env;
+	t->front.kind = "tcp-client";
+	if (!cfg->target_host ||
+	    !px_target_set(&t->target, cfg->target_host, strlen(cfg->target_host),
+			   cfg->target_port)) {
+		snprintf(err, errlen, "tcp-client: bad target \"%s\"",
+			 cfg->target_host ? cfg->target_host : "");
+		free(t);
+		return NULL;
+	}
+	t->front.lst = px_listener_new(env->base, &cfg->bind, px_tunnel_on_accept, t,
+				       &t->front.stats.err_accept, err, errlen);
+	if (!t->front.lst) {
+		free(t);
+		return NULL;
+	}
+	char a[80], b[300];
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	px_listener_addr(t->front.lst, &ss, &sl);
+	px_sockaddr_format(&ss, a, sizeof(a));
+	px_target_format(&t->target, b, sizeof(b));
+	snprintf(t->desc, sizeof(t->desc), "tcp-client %s -> %s", a, b);
+	return t;
+}
+
+/* ---- server tunnel ---- */
+
+static void px_local_conn_free(struct px_local_conn *lc, bool abort_mesh)
+{
+	struct px_tunnel *t = lc->t;
+	if (lc->prev)
+		lc->prev->next = lc->next;
+	else
+		t->pending = lc->next;
+	if (lc->next)
+		lc->next->prev = lc->prev;
+	t->front.stats.pending--;
+	if (lc->ev)
+		event_free(lc->ev);
+	if (abort_mesh) {
+		if (lc->c)
+			ns_tcp_abort(lc->c);
+		if (lc->fd >= 0)
+			close(lc->fd);
+	}
+	free(lc);
+}
+
+static void px_local_splice(struct px_tunnel *t, struct ns_tcp *c, int fd)
+{
+	int r = ns_splice_start(c, fd, NULL, 0);
+	if (r < 0)
+		t->front.stats.err_other++;
+	else
+		t->front.stats.established++;
+}
+
+static void px_local_failed(struct px_tunnel *t, int e)
+{
+	px_front_count_err(&t->front, e == ECONNREFUSED ? PX_E_REFUSED
+				      : e == ETIMEDOUT	? PX_E_TIMEOUT
+				      : e == EHOSTUNREACH || e == ENETUNREACH ? PX_E_UNREACHABLE
+									      : PX_E_GENERAL);
+	log_debug("%s: local connect: %s", t->desc, strerror(e));
+}
+
+static void px_local_on_connect(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_local_conn *lc = arg;
+	struct px_tunnel *t = lc->t;
+	int e = ETIMEDOUT;
+	if (what & EV_WRITE) {
+		socklen_t el = sizeof(e);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+			e = errno;
+	}
+	if (e != 0) {
+		px_local_failed(t, e);
+		px_local_conn_free(lc, true);
+		return;
+	}
+	struct ns_tcp *c = lc->c;
+	lc->c = NULL;
+	lc->fd = -1;
+	px_local_conn_free(lc, false);
+	px_local_splice(t, c, (int)fd);
+}
+
+static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c, const struct ns_addr *src,
+				     uint16_t sport, uint16_t dport)
+{
+	struct px_tunnel *t = ctx;
+	t->front.stats.accepted++;
+	int fd = socket(t->local.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		t->front.stats.err_other++;
+		ns_tcp_abort(c);
+		return;
+	}
+	if (connect(fd, (struct sockaddr *)&t->local, t->local_len) == 0) {
+		px_local_splice(t, c, fd);
+		return;
+	}
+	if (errno != EINPROGRESS) {
+		px_local_failed(t, errno);
+		close(fd);
+		ns_tcp_abort(c);
+		return;
+	}
+	struct px_local_conn *lc = calloc(1, sizeof(*lc));
+	if (lc)
+		lc->ev = event_new(t->front.env.base, fd, EV_WRITE, px_local_on_connect, lc);
+	if (!lc || !lc->ev) {
+		free(lc);
+		t->front.stats.err_other++;
+		close(fd);
+		ns_tcp_abort(c);
+		return;
+	}
+	lc->t = t;
+	lc->c = c;
+	lc->fd = fd;
+	lc->next = t->pending;
+	if (t->pending)
+		t->pending->prev = lc;
+	t->pending = lc;
+	t->front.stats.pending++;
+	unsigned ms = t->front.env.handshake_timeout_ms ? t->front.env.handshake_timeout_ms
+							: PX_DEFAULT_HANDSHAKE_MS;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	event_add(lc->ev, &tv);
+}
+
+/* Resolves the local target once, at startup (getaddrinfo may block). */
+static int px_tunnel_resolve_local(struct px_tunnel *t, const char *host, uint16_t port,
+				   char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+	char p[8];
+	snprintf(p, sizeof(p), "%u", port);
+	int r = getaddrinfo(host, p, &hints, &res);
+	if (r != 0 || !res) {
+		snprintf(err, errlen, "tcp-server: target \"%s\": %s", host,
+			 r ? gai_strerror(r) : "no address");
+		return -1;
+	}
+	memcpy(&t->local, res->ai_addr, res->ai_addrlen);
+	t->local_len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+struct px_tunnel *px_tcp_server_tunnel_new(const struct px_env *env,
+					   const struct cfg_tcp_server_tunnel *cfg, char *err,
+					   size_t errlen)
+{
+	struct px_tunnel *t = calloc(1, sizeof(*t));
+	if (!t) {
+		snprintf(err, errlen, "tcp-server: out of memory");
+		return NULL;
+	}
+	t->kind = PX_TUNNEL_SERVER;
+	t->front.env = *env;
+	t->front.kind = "tcp-server";
+	t->listen_port = cfg->listen_port;
+	if (!cfg->target_host ||
+	    px_tunnel_resolve_local(t, cfg->target_host, cfg->target_port, err, errlen) < 0) {
+		if (!cfg->target_host)
+			snprintf(err, errlen, "tcp-server: no target");
+		free(t);
+		return NULL;
+	}
+	int r = ns_tcp_listen(cfg->listen_port, px_tunnel_on_mesh_accept, t);
+	if (r < 0) {
+		snprintf(err, errlen, "tcp-server: mesh port %u: %s", cfg->listen_port,
+			 strerror(-r));
+		free(t);
+		return NULL;
+	}
+	t->listening = true;
+	char a[80];
+	px_sockaddr_format(&t->local, a, sizeof(a));
+	snprintf(t->desc, sizeof(t->desc), "tcp-server mesh:%u -> %s", cfg->listen_port, a);
+	return t;
+}
+
+/* ---- both ---- */
+
+void px_tunnel_free(struct px_tunnel *t)
+{
+	if (!t)
+		return;
+	/* A server tunnel's mesh port stays listened: ns.h cannot unlisten
+	 * yet. Call ns_shutdown() right after freeing the front-ends. */
+	px_listener_free(t->front.lst);
+	px_front_close_all(&t->front);
+	while (t->pending)
+		px_local_conn_free(t->pending, true);
+	free(t);
+}
+
+void px_tunnel_get_stats(const struct px_tunnel *t, struct px_stats *st)
+{
+	*st = t->front.stats;
+}
+
+void px_tunnel_describe(const struct px_tunnel *t, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s", t->desc);
+}

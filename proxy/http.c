@@ -1,0 +1,135 @@
+/* [http]: an HTTP CONNECT proxy. "CONNECT host:port HTTP/1.1", optional
+ * Basic authentication (407 with Proxy-Authenticate when missing or
+ * wrong), then "200 Connection established" and a raw tunnel. Errors: 400
+ * malformed, 431 head over 8 KiB, 501 other methods, 505 other versions,
+ * 502 no route / not resolved / refused / unreachable, 504 timed out. The
+ * client has handshake_timeout_ms to send its head. */
+#include "proxy/proxy_int.h"
+
+#include "config/config.h"
+#include "core/util/log.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct px_http {
+	struct px_front front; /* first: sessions point at it */
+	char *user, *pass;
+};
+
+/* The head (at most 8 KiB) plus early data such as a TLS ClientHello. */
+#define HTTP_BUF (PX_HTTP_MAX_HEADER + 8192)
+
+static void px_http_respond(struct px_sess *s, int status)
+{
+	char out[256];
+	px_sess_send(s, out, px_http_response(out, sizeof(out), status));
+}
+
+static enum px_parse px_http_on_data(struct px_sess *s)
+{
+	struct px_http *h = (struct px_http *)s->front;
+	struct px_http_request req;
+	size_t used = 0;
+	int status = 400;
+	/* Parse only when a line ended: byte-by-byte clients stay linear. */
+	size_t from = (size_t)s->stage;
+	s->stage = (int)s->len;
+	if (!memchr(s->buf + from, '\n', s->len - from) && s->len < PX_HTTP_MAX_HEADER)
+		return PX_PARSE_MORE;
+	enum px_parse r = px_http_parse_request(s->buf, s->len, &req, &used, &status);
+	if (r == PX_PARSE_MORE)
+		return r;
+	if (r == PX_PARSE_ERROR) {
+		px_http_respond(s, status);
+		PX_STAT(s, err_protocol);
+		return r;
+	}
+	if (h->user && !px_http_auth_ok(req.auth, req.auth_len, h->user, h->pass)) {
+		px_http_respond(s, 407);
+		PX_STAT(s, err_auth);
+		return PX_PARSE_ERROR;
+	}
+	s->target = req.target;
+	s->consumed = used;
+	char t[300];
+	px_target_format(&s->target, t, sizeof(t));
+	log_debug("http: CONNECT %s", t);
+	return PX_PARSE_OK;
+}
+
+static void px_http_on_result(struct px_sess *s, enum px_err e)
+{
+	px_http_respond(s, e == PX_OK ? 200 : e == PX_E_TIMEOUT ? 504 : 502);
+}
+
+static const struct px_sess_ops px_http_ops = {
+	.on_data = px_http_on_data,
+	.on_result = px_http_on_result,
+	.buf_size = HTTP_BUF,
+};
+
+static void px_http_on_accept(void *ctx, int fd)
+{
+	struct px_http *h = ctx;
+	px_sess_new(&h->front, fd, &px_http_ops);
+}
+
+static void px_http_free_secret(char *s)
+{
+	if (s) {
+		sodium_memzero(s, strlen(s));
+		free(s);
+	}
+}
+
+struct px_http *px_http_new(const struct px_env *env, const struct cfg_http *cfg, char *err,
+			    size_t errlen)
+{
+	struct px_http *h = calloc(1, sizeof(*h));
+	if (!h) {
+		snprintf(err, errlen, "http: out of memory");
+		return NULL;
+	}
+	h->front.env = *env;
+	h->front.kind = "http";
+	if (cfg->username && cfg->password) {
+		h->user = strdup(cfg->username);
+		h->pass = strdup(cfg->password);
+		if (!h->user || !h->pass) {
+			snprintf(err, errlen, "http: out of memory");
+			px_http_free(h);
+			return NULL;
+		}
+	}
+	h->front.lst = px_listener_new(env->base, &cfg->bind, px_http_on_accept, h,
+				       &h->front.stats.err_accept, err, errlen);
+	if (!h->front.lst) {
+		px_http_free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void px_http_free(struct px_http *h)
+{
+	if (!h)
+		return;
+	px_listener_free(h->front.lst);
+	px_front_close_all(&h->front);
+	px_http_free_secret(h->user);
+	px_http_free_secret(h->pass);
+	free(h);
+}
+
+void px_http_get_stats(const struct px_http *h, struct px_stats *st)
+{
+	*st = h->front.stats;
+}
+
+void px_http_local_addr(const struct px_http *h, struct sockaddr_storage *ss, socklen_t *len)
+{
+	px_listener_addr(h->front.lst, ss, len);
+}

@@ -1,0 +1,215 @@
+/* [Socks5]: a SOCKS5 server (RFC 1928) with optional username/password
+ * (RFC 1929). CONNECT to IPv4, IPv6 and names; other commands get 0x07.
+ * The request may arrive byte by byte or all at once with data behind it
+ * (which goes to the mesh side first). Reply codes:
+ *   no mesh route 0x03, name not resolved / host unreachable 0x04,
+ *   refused 0x05, timed out 0x06, anything else 0x01.
+ * BND.ADDR is 0.0.0.0:0: the netstack does not tell us the local side. */
+#include "proxy/proxy_int.h"
+
+#include "config/config.h"
+#include "core/util/log.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { SOCKS_GREETING, SOCKS_AUTH, SOCKS_REQUEST };
+
+struct px_socks {
+	struct px_front front; /* first: sessions point at it */
+	char *user, *pass;     /* NULL: no authentication */
+};
+
+/* Room for greeting, auth and request at once plus early data. */
+#define SOCKS_BUF 4096
+
+static struct px_socks *px_socks_of(struct px_sess *s)
+{
+	return (struct px_socks *)s->front;
+}
+
+static bool px_socks_cred_ok(const struct px_socks *ps, const struct px_socks5_auth *a)
+{
+	size_t ul = strlen(ps->user), pl = strlen(ps->pass);
+	/* Lengths are not secret; the bytes are compared in constant time. */
+	bool ok = a->ulen == ul && a->plen == pl;
+	ok &= sodium_memcmp(a->user, ps->user, ok ? ul : 0) == 0;
+	ok &= sodium_memcmp(a->pass, ps->pass, ok ? pl : 0) == 0;
+	return ok;
+}
+
+static void px_socks_reply(struct px_sess *s, uint8_t rep)
+{
+	uint8_t r[SOCKS5_REPLY_MAX];
+	px_sess_send(s, r, px_socks5_reply(r, rep, NULL));
+}
+
+static enum px_parse px_socks_on_data(struct px_sess *s)
+{
+	struct px_socks *ps = px_socks_of(s);
+	for (;;) {
+		const uint8_t *p = s->buf + s->consumed;
+		size_t n = s->len - s->consumed, used = 0;
+		enum px_parse r;
+		if (s->stage == SOCKS_GREETING) {
+			struct px_socks5_greeting g;
+			r = px_socks5_parse_greeting(p, n, &g, &used);
+			if (r == PX_PARSE_ERROR)
+				PX_STAT(s, err_protocol); /* not SOCKS5: just close */
+			if (r != PX_PARSE_OK)
+				return r;
+			s->consumed += used;
+			uint8_t method = ps->user ? (g.userpass ? SOCKS5_METHOD_USERPASS
+								: SOCKS5_METHOD_UNACCEPTABLE)
+						  : (g.no_auth ? SOCKS5_METHOD_NONE
+							       : SOCKS5_METHOD_UNACCEPTABLE);
+			uint8_t rep[2] = {SOCKS5_VER, method};
+			px_sess_send(s, rep, 2);
+			if (method == SOCKS5_METHOD_UNACCEPTABLE) {
+				PX_STAT(s, err_auth);
+				return PX_PARSE_ERROR;
+			}
+			s->stage = method == SOCKS5_METHOD_USERPASS ? SOCKS_AUTH : SOCKS_REQUEST;
+		} else if (s->stage == SOCKS_AUTH) {
+			struct px_socks5_auth a;
+			r = px_socks5_parse_auth(p, n, &a, &used);
+			if (r == PX_PARSE_OK) {
+				bool ok = px_socks_cred_ok(ps, &a);
+				sodium_memzero(&a, sizeof(a));
+				uint8_t rep[2] = {SOCKS5_AUTH_VER, ok ? 0x00 : 0x01};
+				px_sess_send(s, rep, 2);
+				if (!ok) {
+					PX_STAT(s, err_auth);
+					return PX_PARSE_ERROR;
+				}
+				s->consumed += used;
+				s->stage = SOCKS_REQUEST;
+				continue;
+			}
+			if (r == PX_PARSE_ERROR) {
+				uint8_t rep[2] = {SOCKS5_AUTH_VER, 0x01};
+				px_sess_send(s, rep, 2);
+				PX_STAT(s, err_protocol);
+			}
+			return r;
+		} else {
+			uint8_t cmd = 0, code = 0;
+			r = px_socks5_parse_request(p, n, &cmd, &s->target, &used, &code);
+			if (r == PX_PARSE_MORE)
+				return r;
+			if (r == PX_PARSE_OK && cmd != SOCKS5_CMD_CONNECT) {
+				r = PX_PARSE_ERROR; /* BIND, UDP ASSOCIATE: later */
+				code = SOCKS5_REP_CMD_UNSUPPORTED;
+			}
+			if (r == PX_PARSE_ERROR) {
+				px_socks_reply(s, code);
+				PX_STAT(s, err_protocol);
+				return r;
+			}
+			s->consumed += used;
+			char t[300];
+			px_target_format(&s->target, t, sizeof(t));
+			log_debug("socks5: CONNECT %s", t);
+			return PX_PARSE_OK;
+		}
+	}
+}
+
+static void px_socks_on_result(struct px_sess *s, enum px_err e)
+{
+	uint8_t rep;
+	switch (e) {
+	case PX_OK:
+		rep = SOCKS5_REP_SUCCEEDED;
+		break;
+	case PX_E_NO_ROUTE:
+		rep = SOCKS5_REP_NET_UNREACH;
+		break;
+	case PX_E_RESOLVE:
+	case PX_E_UNREACHABLE:
+		rep = SOCKS5_REP_HOST_UNREACH;
+		break;
+	case PX_E_REFUSED:
+		rep = SOCKS5_REP_REFUSED;
+		break;
+	case PX_E_TIMEOUT:
+		rep = SOCKS5_REP_TTL_EXPIRED;
+		break;
+	default:
+		rep = SOCKS5_REP_GENERAL;
+		break;
+	}
+	px_socks_reply(s, rep);
+}
+
+static const struct px_sess_ops px_socks_ops = {
+	.on_data = px_socks_on_data,
+	.on_result = px_socks_on_result,
+	.buf_size = SOCKS_BUF,
+};
+
+static void px_socks_on_accept(void *ctx, int fd)
+{
+	struct px_socks *ps = ctx;
+	px_sess_new(&ps->front, fd, &px_socks_ops);
+}
+
+static void px_free_secret(char *s)
+{
+	if (s) {
+		sodium_memzero(s, strlen(s));
+		free(s);
+	}
+}
+
+struct px_socks *px_socks_new(const struct px_env *env, const struct cfg_socks5 *cfg,
+			      char *err, size_t errlen)
+{
+	struct px_socks *ps = calloc(1, sizeof(*ps));
+	if (!ps) {
+		snprintf(err, errlen, "socks5: out of memory");
+		return NULL;
+	}
+	ps->front.env = *env;
+	ps->front.kind = "socks5";
+	if (cfg->username && cfg->password) {
+		ps->user = strdup(cfg->username);
+		ps->pass = strdup(cfg->password);
+		if (!ps->user || !ps->pass) {
+			snprintf(err, errlen, "socks5: out of memory");
+			px_socks_free(ps);
+			return NULL;
+		}
+	}
+	ps->front.lst = px_listener_new(env->base, &cfg->bind, px_socks_on_accept, ps,
+					&ps->front.stats.err_accept, err, errlen);
+	if (!ps->front.lst) {
+		px_socks_free(ps);
+		return NULL;
+	}
+	return ps;
+}
+
+void px_socks_free(struct px_socks *ps)
+{
+	if (!ps)
+		return;
+	px_listener_free(ps->front.lst);
+	px_front_close_all(&ps->front);
+	px_free_secret(ps->user);
+	px_free_secret(ps->pass);
+	free(ps);
+}
+
+void px_socks_get_stats(const struct px_socks *ps, struct px_stats *st)
+{
+	*st = ps->front.stats;
+}
+
+void px_socks_local_addr(const struct px_socks *ps, struct sockaddr_storage *ss,
+			 socklen_t *len)
+{
+	px_listener_addr(ps->front.lst, ss, len);
+}
