@@ -39,15 +39,18 @@ PROGRAMS := $(BUILD)/mesh-proxy
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit e2e asan clean demo fuzz bench format help
+.PHONY: all deps test check unit asan clean demo fuzz bench format help
+# Keep unit-test objects (make would delete them as intermediates).
+.SECONDARY: $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o)
 all: $(PROGRAMS) $(UNIT_BIN)
 
 help:
 	@echo "make deps    install Debian packages, fetch and check lwIP source"
 	@echo "make         build mesh-proxy and the unit tests into $(BUILD)/"
 	@echo "make demo    run two nodes on loopback and fetch a page through SOCKS5"
-	@echo "make test    run every test (unit, integration; e2e when root)"
-	@echo "make asan    the same tests built with ASan+UBSan"
+	@echo "make test    run every test: unit, demo, e2e (as root), ASan/UBSan, fuzz smoke"
+	@echo "make check   only the normal build's tests (unit, demo, e2e as root)"
+	@echo "make asan    unit tests and the demo built with ASan+UBSan"
 	@echo "make fuzz    run the fuzzers for a while"
 	@echo "make bench   benchmarks against wireguard-go (needs root for namespaces)"
 
@@ -73,14 +76,21 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB) $(LWIP_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# Every test: the normal build (unit, demo, e2e as root), the same under
+# ASan+UBSan (unit + demo), then a short run of every fuzzer.
 test: all
+	@tests/all.sh
+
+# Only the normal build's tests.
+check: all
 	@tests/run.sh $(BUILD)
 
 unit: all
 	@tests/run.sh --unit-only $(BUILD)
 
 asan:
-	@$(MAKE) --no-print-directory SANITIZE=1 test
+	@$(MAKE) --no-print-directory SANITIZE=1 all
+	@tests/run.sh build-asan --no-e2e
 
 demo: all
 	@tests/demo.sh $(BUILD)

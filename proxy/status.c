@@ -175,6 +175,27 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 			st.tx_drop_noroute + st.tx_drop_queue + st.tx_drop_sock);
 }
 
+static void write_frontend_json(struct api_conn *c, size_t idx, const char *kind,
+				const char *what, const struct px_stats *ps)
+{
+	/* what is an address or "tcp-client A -> B": no characters to escape
+	 * except a quote, which addresses and host names never contain. */
+	api_conn_printf(c,
+			"%s{\"kind\":\"%s\",\"listen\":\"%s\",\"accepted\":%" PRIu64
+			",\"established\":%" PRIu64 ",\"pending\":%" PRIu64
+			",\"errors\":{\"auth\":%" PRIu64 ",\"protocol\":%" PRIu64
+			",\"handshake_timeout\":%" PRIu64 ",\"client_gone\":%" PRIu64
+			",\"no_route\":%" PRIu64 ",\"resolve\":%" PRIu64
+			",\"refused\":%" PRIu64 ",\"unreachable\":%" PRIu64
+			",\"timeout\":%" PRIu64 ",\"other\":%" PRIu64 ",\"accept\":%" PRIu64
+			"}}",
+			idx ? "," : "", kind, what, ps->accepted, ps->established, ps->pending,
+			ps->err_auth, ps->err_protocol, ps->err_handshake_timeout,
+			ps->err_client_gone, ps->err_no_route, ps->err_resolve,
+			ps->err_refused, ps->err_unreachable, ps->err_timeout, ps->err_other,
+			ps->err_accept);
+}
+
 void status_write_json(const struct status_view *v, struct api_conn *c)
 {
 	char key[64], buf[128];
@@ -229,6 +250,33 @@ void status_write_json(const struct status_view *v, struct api_conn *c)
 		st.rx_drop_decrypt, st.rx_drop_replay, st.rx_drop_allowedips, st.rx_drop_nokey,
 		st.rx_drop_ratelimit, st.tx_drop_noroute, st.tx_drop_queue, st.tx_drop_sock,
 		st.cookies_sent, st.cookies_received);
+	api_conn_printf(c, ",\"frontends\":[");
+	size_t nf = 0;
+	for (size_t i = 0; i < v->n_socks; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct px_stats ps;
+		px_socks_local_addr(v->socks[i], &ss, &sl);
+		px_socks_get_stats(v->socks[i], &ps);
+		status_format_sockaddr(&ss, buf, sizeof(buf));
+		write_frontend_json(c, nf++, "socks5", buf, &ps);
+	}
+	for (size_t i = 0; i < v->n_http; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct px_stats ps;
+		px_http_local_addr(v->http[i], &ss, &sl);
+		px_http_get_stats(v->http[i], &ps);
+		status_format_sockaddr(&ss, buf, sizeof(buf));
+		write_frontend_json(c, nf++, "http", buf, &ps);
+	}
+	for (size_t i = 0; i < v->n_tunnels; i++) {
+		struct px_stats ps;
+		px_tunnel_describe(v->tunnels[i], buf, sizeof(buf));
+		px_tunnel_get_stats(v->tunnels[i], &ps);
+		write_frontend_json(c, nf++, "tunnel", buf, &ps);
+	}
+	api_conn_printf(c, "]");
 	struct ns_stats ns;
 	ns_get_stats(&ns);
 	api_conn_printf(c,
