@@ -100,8 +100,7 @@ cleanup() {
     echo "done."
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'exit 0' INT TERM
 
 wait_for() { # SECONDS CMD...
     local t=$1 i
@@ -238,6 +237,15 @@ EOF
 while kill -0 "$PID_A" 2>/dev/null && kill -0 "$PID_B" 2>/dev/null; do
     sleep 1
 done
-echo "${R}a node exited unexpectedly:${E}"
+# Ctrl-C reaches the nodes too (same process group); they exit 0 on SIGINT.
+st=0
+for p in "$PID_A" "$PID_B"; do
+    kill -0 "$p" 2>/dev/null && continue
+    wait "$p"
+    s=$?
+    [ $s -ne 0 ] && st=$s
+done
+[ $st -eq 0 ] && exit 0
+echo "${R}a node exited with status $st:${E}"
 tail -n 5 "$DIR/a.log" "$DIR/b.log"
 exit 1
