@@ -26,13 +26,13 @@
 #include <strings.h>
 
 static const char *const sect_names[] = {
-	[CFG_SECT_TOP] = "",
-	[CFG_SECT_INTERFACE] = "Interface",
-	[CFG_SECT_PEER] = "Peer",
-	[CFG_SECT_SOCKS5] = "Socks5",
-	[CFG_SECT_HTTP] = "http",
-	[CFG_SECT_TCP_CLIENT] = "TCPClientTunnel",
-	[CFG_SECT_TCP_SERVER] = "TCPServerTunnel",
+    [CFG_SECT_TOP] = "",
+    [CFG_SECT_INTERFACE] = "Interface",
+    [CFG_SECT_PEER] = "Peer",
+    [CFG_SECT_SOCKS5] = "Socks5",
+    [CFG_SECT_HTTP] = "http",
+    [CFG_SECT_TCP_CLIENT] = "TCPClientTunnel",
+    [CFG_SECT_TCP_SERVER] = "TCPServerTunnel",
 };
 
 const char *cfg_sect_name(enum cfg_sect s)
@@ -121,28 +121,33 @@ static int cfg_section_begin(struct cfg_parser *p, const char *name)
 	char q[80];
 	if (s == CFG_SECT_TOP) {
 		cfg_errf(p,
-			 "unknown section [%s] (expected Interface, Peer, Socks5, http, "
-			 "TCPClientTunnel or TCPServerTunnel)",
-			 cfg_quote(name, q, sizeof(q)));
+		         "unknown section [%s] (expected Interface, Peer, Socks5, http, "
+		         "TCPClientTunnel or TCPServerTunnel)",
+		         cfg_quote(name, q, sizeof(q)));
 		return -1;
 	}
 	if (p->src->is_include && s != CFG_SECT_INTERFACE && s != CFG_SECT_PEER) {
-		cfg_errf(p, "[%s] does not belong in a WGConfig file (only [Interface] and [Peer])",
-			 sect_names[s]);
+		cfg_errf(p,
+		         "[%s] does not belong in a WGConfig file (only [Interface] and "
+		         "[Peer])",
+		         sect_names[s]);
 		return -1;
 	}
-	if (!p->src->is_include && p->wgconfig && (s == CFG_SECT_INTERFACE || s == CFG_SECT_PEER)) {
-		cfg_errf(p,
-			 "[%s] given here and WGConfig at line %d: put [Interface] and [Peer] "
-			 "in one place",
-			 sect_names[s], p->wgconfig_line);
+	if (!p->src->is_include && p->wgconfig &&
+	    (s == CFG_SECT_INTERFACE || s == CFG_SECT_PEER)) {
+		cfg_errf(
+		    p,
+		    "[%s] given here and WGConfig at line %d: put [Interface] and [Peer] "
+		    "in one place",
+		    sect_names[s], p->wgconfig_line);
 		return -1;
 	}
 	struct config *c = p->cfg;
 	switch (s) {
 	case CFG_SECT_INTERFACE:
 		if (p->have_interface) {
-			cfg_errf(p, "second [Interface] (the first is at %s)", p->interface_where);
+			cfg_errf(p, "second [Interface] (the first is at %s)",
+			         p->interface_where);
 			return -1;
 		}
 		p->have_interface = true;
@@ -187,7 +192,8 @@ static int cfg_section_begin(struct cfg_parser *p, const char *name)
 
 /* ---- the handler inih calls for each "Key = value" ---- */
 
-static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+static int cfg_handler(void *user, const char *section, const char *name,
+                       const char *value)
 {
 	struct cfg_parser *p = user;
 	if (p->failed)
@@ -201,10 +207,13 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 			break;
 	if (!keys[i].name) {
 		if (p->sect == CFG_SECT_TOP)
-			cfg_errf(p, "unknown key %s before any section (only WGConfig may go here)",
-				 cfg_quote(name, q, sizeof(q)));
+			cfg_errf(p,
+			         "unknown key %s before any section (only WGConfig may "
+			         "go here)",
+			         cfg_quote(name, q, sizeof(q)));
 		else
-			cfg_errf(p, "[%s] unknown key %s", sname, cfg_quote(name, q, sizeof(q)));
+			cfg_errf(p, "[%s] unknown key %s", sname,
+			         cfg_quote(name, q, sizeof(q)));
 		return 0;
 	}
 	const struct cfg_keydef *k = &keys[i];
@@ -214,8 +223,8 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 	}
 	if (!k->list) {
 		if (p->seen[i]) {
-			cfg_errf(p, "[%s] %s given twice (first at line %d)", sname, k->name,
-				 p->seen[i]);
+			cfg_errf(p, "[%s] %s given twice (first at line %d)", sname,
+			         k->name, p->seen[i]);
 			return 0;
 		}
 		p->seen[i] = cfg_line(p);
@@ -269,10 +278,12 @@ static char *cfg_emit_split(struct cfg_src *s, char *str, size_t num)
 			if (out > 0)
 				break; /* next piece */
 			char q[80], tmp[64];
-			snprintf(tmp, sizeof(tmp), "%.*s", (int)(ilen < 60 ? ilen : 60), item);
+			snprintf(tmp, sizeof(tmp), "%.*s", (int)(ilen < 60 ? ilen : 60),
+			         item);
 			s->split_rest = NULL;
 			cfg_errf(s->p, "[%s] %s: item \"%s...\" is too long",
-				 sect_names[s->p->sect], s->split_key, cfg_quote(tmp, q, sizeof(q)));
+			         sect_names[s->p->sect], s->split_key,
+			         cfg_quote(tmp, q, sizeof(q)));
 			return NULL;
 		}
 		if (ilen > 0) {
@@ -292,7 +303,7 @@ static char *cfg_emit_split(struct cfg_src *s, char *str, size_t num)
 }
 
 static char *cfg_section_line(struct cfg_src *s, const char *l, size_t n, char *str,
-			      size_t num)
+                              size_t num)
 {
 	const char *close = memchr(l, ']', n);
 	if (!close) {
@@ -328,11 +339,12 @@ static char *cfg_section_line(struct cfg_src *s, const char *l, size_t n, char *
 
 static bool cfg_key_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '_' || c == '-' || c == '.';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
 }
 
-static char *cfg_key_line(struct cfg_src *s, const char *l, size_t n, char *str, size_t num)
+static char *cfg_key_line(struct cfg_src *s, const char *l, size_t n, char *str,
+                          size_t num)
 {
 	struct cfg_parser *p = s->p;
 	const char *eq = memchr(l, '=', n);
@@ -367,7 +379,7 @@ static char *cfg_key_line(struct cfg_src *s, const char *l, size_t n, char *str,
 		if ((unsigned char)v[i] < 0x20 && v[i] != '\t') {
 			const char *sn = sect_names[p->sect];
 			cfg_errf(p, "%s%s%s%.*s: the value contains control characters",
-				 *sn ? "[" : "", sn, *sn ? "] " : "", (int)klen, l);
+			         *sn ? "[" : "", sn, *sn ? "] " : "", (int)klen, l);
 			return NULL;
 		}
 	}
@@ -383,9 +395,11 @@ static char *cfg_key_line(struct cfg_src *s, const char *l, size_t n, char *str,
 	s->split_key[klen] = 0;
 	if (!cfg_is_list_key(s->split_key)) {
 		const char *sn = sect_names[p->sect];
-		cfg_errf(p, "%s%s%s%s: the line is too long (%zu characters; only AllowedIPs, "
-			    "Address and DNS may exceed %zu)",
-			 *sn ? "[" : "", sn, *sn ? "] " : "", s->split_key, n, num - 2);
+		cfg_errf(
+		    p,
+		    "%s%s%s%s: the line is too long (%zu characters; only AllowedIPs, "
+		    "Address and DNS may exceed %zu)",
+		    *sn ? "[" : "", sn, *sn ? "] " : "", s->split_key, n, num - 2);
 		return NULL;
 	}
 	s->split_rest = v;
@@ -503,8 +517,9 @@ static int cfg_load_include(struct cfg_parser *p, const char *main_name)
 	if (r < 0) {
 		char q[80];
 		p->src->line = p->wgconfig_line;
-		cfg_errf(p, "WGConfig: cannot read \"%s\": %s", cfg_quote(path, q, sizeof(q)),
-			 r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+		cfg_errf(p, "WGConfig: cannot read \"%s\": %s",
+		         cfg_quote(path, q, sizeof(q)),
+		         r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
 		free(path);
 		return -1;
 	}
@@ -529,7 +544,7 @@ static int cfg_final_check(struct cfg_parser *p, struct cfg_src *main_src)
 	main_src->line = 0;
 	if (!p->have_interface) {
 		cfg_errf(p, "no [Interface] section (it needs PrivateKey and Address)%s",
-			 p->wgconfig ? " in the WGConfig file" : "");
+		         p->wgconfig ? " in the WGConfig file" : "");
 		return -1;
 	}
 	uint8_t pub[CFG_KEY_LEN];
@@ -543,10 +558,11 @@ static int cfg_final_check(struct cfg_parser *p, struct cfg_src *main_src)
 			return -1;
 		}
 		for (size_t j = 0; j < i; j++) {
-			if (memcmp(a->public_key, c->peers[j].public_key, CFG_KEY_LEN) == 0) {
+			if (memcmp(a->public_key, c->peers[j].public_key, CFG_KEY_LEN) ==
+			    0) {
 				p->src = &at;
 				cfg_errf(p, "[Peer] PublicKey: the same peer as at %s:%d",
-					 c->peers[j].file, c->peers[j].line);
+				         c->peers[j].file, c->peers[j].line);
 				return -1;
 			}
 		}
@@ -555,8 +571,9 @@ static int cfg_final_check(struct cfg_parser *p, struct cfg_src *main_src)
 		for (size_t j = 0; j < i; j++) {
 			if (c->tcp_server_tunnels[i].listen_port ==
 			    c->tcp_server_tunnels[j].listen_port) {
-				cfg_errf(p, "[TCPServerTunnel] ListenPort %u is used twice",
-					 c->tcp_server_tunnels[i].listen_port);
+				cfg_errf(p,
+				         "[TCPServerTunnel] ListenPort %u is used twice",
+				         c->tcp_server_tunnels[i].listen_port);
 				return -1;
 			}
 		}
@@ -565,7 +582,7 @@ static int cfg_final_check(struct cfg_parser *p, struct cfg_src *main_src)
 }
 
 int config_load_buffer(const char *name, const char *buf, size_t len, struct config *cfg,
-		       const struct cfg_opts *opts, char *err, size_t errlen)
+                       const struct cfg_opts *opts, char *err, size_t errlen)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	if (err && errlen)
@@ -601,7 +618,7 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
 	if (r < 0) {
 		memset(cfg, 0, sizeof(*cfg));
 		snprintf(err, errlen, "%s: cannot read: %s", path,
-			 r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+		         r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
 		return -1;
 	}
 	r = config_load_buffer(path, buf, len, cfg, NULL, err, errlen);
@@ -658,7 +675,7 @@ bool config_parse_key(const char *b64, uint8_t key[CFG_KEY_LEN])
 	if (!b64 || strlen(b64) != 44)
 		return false;
 	if (sodium_base642bin(tmp, sizeof(tmp), b64, 44, NULL, &n, &end,
-			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    n != CFG_KEY_LEN || end != b64 + 44) {
 		sodium_memzero(tmp, sizeof(tmp));
 		return false;

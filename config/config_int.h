@@ -12,13 +12,13 @@
 struct cfg_opts {
 	bool no_include; /* WGConfig is an error (the fuzzer must not open files) */
 	bool no_resolve; /* host names are errors instead of getaddrinfo() calls */
-	bool quiet;	 /* no warnings on the log */
+	bool quiet;      /* no warnings on the log */
 };
 
 /* Parses a whole configuration held in memory; name is used in messages and
  * to find a relative WGConfig file. Same contract as config_load(). */
 int config_load_buffer(const char *name, const char *buf, size_t len, struct config *cfg,
-		       const struct cfg_opts *opts, char *err, size_t errlen);
+                       const struct cfg_opts *opts, char *err, size_t errlen);
 
 /* Files larger than this are refused (a config is a few KiB). */
 #define CFG_MAX_FILE (1u << 20)
@@ -58,7 +58,7 @@ struct cfg_parser {
 	int seen[CFG_MAX_KEYS]; /* line where each single-valued key was set */
 	bool have_interface;
 	char *interface_where; /* "file:line" of [Interface], for messages */
-	char *wgconfig;	       /* WGConfig value as written */
+	char *wgconfig;        /* WGConfig value as written */
 	int wgconfig_line;
 	bool failed;
 	char *err;
@@ -66,9 +66,11 @@ struct cfg_parser {
 };
 
 /* Records the first error as "file:line: message"; later ones are dropped. */
-void cfg_errf(struct cfg_parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cfg_errf(struct cfg_parser *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* A warning naming file and line (silent with opts.quiet). */
-void cfg_warnf(struct cfg_parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cfg_warnf(struct cfg_parser *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Copies s into out (size outlen) for quoting in a message: at most ~60
  * characters, non-printable bytes as '?'. */
@@ -85,7 +87,7 @@ typedef int (*cfg_value_fn)(struct cfg_parser *p, const char *key, const char *v
 struct cfg_keydef {
 	const char *name;
 	cfg_value_fn fn; /* NULL: wg-quick-only key, ignored with a warning */
-	bool list;	 /* may repeat; values append */
+	bool list;       /* may repeat; values append */
 };
 
 /* The key table of a section, terminated by a NULL name. */
@@ -95,11 +97,12 @@ const struct cfg_keydef *cfg_keys(enum cfg_sect s);
  * length. Returns false if not an address or prefix. */
 bool cfg_parse_prefix(const char *s, size_t len, struct cfg_prefix *out);
 /* Strict decimal in [min, max]. */
-bool cfg_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+bool cfg_parse_uint(const char *s, unsigned long min, unsigned long max,
+                    unsigned long *out);
 /* Splits "host:port" or "[v6]:port" (host may be empty when allow_empty).
  * host is copied without brackets into host (size hostlen). */
 bool cfg_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port,
-			bool allow_empty_host, bool allow_port0);
+                        bool allow_empty_host, bool allow_port0);
 /* True for a plausible DNS name: labels of [A-Za-z0-9_-], dots, <= 253. */
 bool cfg_is_hostname(const char *s);
 

@@ -15,7 +15,8 @@
 
 /* ---- generic pieces ---- */
 
-bool cfg_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+bool cfg_parse_uint(const char *s, unsigned long min, unsigned long max,
+                    unsigned long *out)
 {
 	unsigned long v = 0;
 	size_t i = 0;
@@ -75,7 +76,7 @@ bool cfg_is_hostname(const char *s)
 			continue;
 		}
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '-' || c == '_';
+		          (c >= '0' && c <= '9') || c == '-' || c == '_';
 		if (!ok || ++label > 63)
 			return false;
 	}
@@ -83,7 +84,7 @@ bool cfg_is_hostname(const char *s)
 }
 
 bool cfg_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port,
-			bool allow_empty_host, bool allow_port0)
+                        bool allow_empty_host, bool allow_port0)
 {
 	const char *h = s, *colon;
 	size_t hl;
@@ -117,8 +118,9 @@ bool cfg_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *por
 
 /* Resolves host (IP literal, or a name with getaddrinfo: blocking, which is
  * acceptable at startup) into ss. Returns 0, or -1 after an error. */
-static int cfg_resolve(struct cfg_parser *p, const char *key, const char *host, uint16_t port,
-		       bool passive, struct sockaddr_storage *ss, socklen_t *sslen)
+static int cfg_resolve(struct cfg_parser *p, const char *key, const char *host,
+                       uint16_t port, bool passive, struct sockaddr_storage *ss,
+                       socklen_t *sslen)
 {
 	const char *sn = cfg_sect_name(p->sect);
 	char q[80];
@@ -142,23 +144,24 @@ static int cfg_resolve(struct cfg_parser *p, const char *key, const char *host, 
 		return 0;
 	}
 	if (!cfg_is_hostname(host)) {
-		cfg_errf(p, "[%s] %s: \"%s\" is neither an IP address nor a host name", sn, key,
-			 cfg_quote(host, q, sizeof(q)));
+		cfg_errf(p, "[%s] %s: \"%s\" is neither an IP address nor a host name",
+		         sn, key, cfg_quote(host, q, sizeof(q)));
 		return -1;
 	}
 	if (p->opts.no_resolve) {
-		cfg_errf(p, "[%s] %s: cannot resolve \"%s\" (name resolution is off)", sn, key,
-			 cfg_quote(host, q, sizeof(q)));
+		cfg_errf(p, "[%s] %s: cannot resolve \"%s\" (name resolution is off)", sn,
+		         key, cfg_quote(host, q, sizeof(q)));
 		return -1;
 	}
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = passive ? SOCK_STREAM : SOCK_DGRAM,
-				 .ai_flags = passive ? AI_PASSIVE : 0};
+	                         .ai_socktype = passive ? SOCK_STREAM : SOCK_DGRAM,
+	                         .ai_flags = passive ? AI_PASSIVE : 0};
 	struct addrinfo *res = NULL;
 	int r = getaddrinfo(host, NULL, &hints, &res);
 	if (r != 0 || !res) {
 		cfg_errf(p, "[%s] %s: cannot resolve \"%s\": %s", sn, key,
-			 cfg_quote(host, q, sizeof(q)), r ? gai_strerror(r) : "no address");
+		         cfg_quote(host, q, sizeof(q)),
+		         r ? gai_strerror(r) : "no address");
 		return -1;
 	}
 	memcpy(ss, res->ai_addr, res->ai_addrlen);
@@ -173,8 +176,8 @@ static int cfg_resolve(struct cfg_parser *p, const char *key, const char *host, 
 
 /* Calls fn for each non-empty comma-separated item of v. */
 static int cfg_each_item(struct cfg_parser *p, const char *key, const char *v,
-			 int (*fn)(struct cfg_parser *, const char *key, const char *item,
-				   size_t len))
+                         int (*fn)(struct cfg_parser *, const char *key, const char *item,
+                                   size_t len))
 {
 	while (*v) {
 		const char *comma = strchr(v, ',');
@@ -192,16 +195,17 @@ static int cfg_each_item(struct cfg_parser *p, const char *key, const char *v,
 	return 0;
 }
 
-static void cfg_item_err(struct cfg_parser *p, const char *key, const char *item, size_t len,
-			 const char *what)
+static void cfg_item_err(struct cfg_parser *p, const char *key, const char *item,
+                         size_t len, const char *what)
 {
 	char tmp[64], q[80];
 	snprintf(tmp, sizeof(tmp), "%.*s", (int)(len < 62 ? len : 62), item);
 	cfg_errf(p, "[%s] %s: \"%s\" %s", cfg_sect_name(p->sect), key,
-		 cfg_quote(tmp, q, sizeof(q)), what);
+	         cfg_quote(tmp, q, sizeof(q)), what);
 }
 
-static void cfg_value_err(struct cfg_parser *p, const char *key, const char *v, const char *what)
+static void cfg_value_err(struct cfg_parser *p, const char *key, const char *v,
+                          const char *what)
 {
 	cfg_item_err(p, key, v, strlen(v), what);
 }
@@ -217,7 +221,7 @@ static int cfg_strdup_to(struct cfg_parser *p, char **dst, const char *v)
 }
 
 static int cfg_prefix_append(struct cfg_parser *p, struct cfg_prefix **arr, size_t *n,
-			     const struct cfg_prefix *pr)
+                             const struct cfg_prefix *pr)
 {
 	struct cfg_prefix *a = realloc(*arr, (*n + 1) * sizeof(*a));
 	if (!a) {
@@ -234,9 +238,10 @@ static int cfg_prefix_append(struct cfg_parser *p, struct cfg_prefix **arr, size
 static int cfg_v_private_key(struct cfg_parser *p, const char *key, const char *v)
 {
 	if (!config_parse_key(v, p->cfg->private_key)) {
-		cfg_errf(p, "[Interface] %s: not a WireGuard key (44 base64 characters, as "
-			    "printed by `mesh-proxy genkey`)",
-			 key);
+		cfg_errf(p,
+		         "[Interface] %s: not a WireGuard key (44 base64 characters, as "
+		         "printed by `mesh-proxy genkey`)",
+		         key);
 		return -1;
 	}
 	return 0;
@@ -246,7 +251,8 @@ static int cfg_i_address(struct cfg_parser *p, const char *key, const char *s, s
 {
 	struct cfg_prefix pr;
 	if (!cfg_parse_prefix(s, n, &pr)) {
-		cfg_item_err(p, key, s, n, "is not an IP address (e.g. 10.0.0.2 or 10.0.0.2/32)");
+		cfg_item_err(p, key, s, n,
+		             "is not an IP address (e.g. 10.0.0.2 or 10.0.0.2/32)");
 		return -1;
 	}
 	return cfg_prefix_append(p, &p->cfg->addresses, &p->cfg->n_addresses, &pr);
@@ -272,7 +278,8 @@ static int cfg_v_listen_port(struct cfg_parser *p, const char *key, const char *
 			return -1;
 		}
 		struct config *c = p->cfg;
-		c->tcp_server_tunnels[c->n_tcp_server_tunnels - 1].listen_port = (uint16_t)port;
+		c->tcp_server_tunnels[c->n_tcp_server_tunnels - 1].listen_port =
+		    (uint16_t)port;
 	}
 	return 0;
 }
@@ -299,7 +306,8 @@ static int cfg_i_dns(struct cfg_parser *p, const char *key, const char *s, size_
 		name[n] = 0;
 		if (cfg_is_hostname(name)) {
 			/* wg-quick reads names in DNS as search domains. */
-			cfg_warnf(p, "[Interface] DNS: search domain \"%s\" ignored", name);
+			cfg_warnf(p, "[Interface] DNS: search domain \"%s\" ignored",
+			          name);
 			return 0;
 		}
 	}
@@ -332,9 +340,11 @@ static int cfg_v_preshared_key(struct cfg_parser *p, const char *key, const char
 {
 	struct cfg_peer *peer = cfg_cur_peer(p);
 	if (!config_parse_key(v, peer->preshared_key)) {
-		cfg_errf(p, "[Peer] %s: not a WireGuard key (44 base64 characters, as printed "
-			    "by `wg genpsk`)",
-			 key);
+		cfg_errf(
+		    p,
+		    "[Peer] %s: not a WireGuard key (44 base64 characters, as printed "
+		    "by `wg genpsk`)",
+		    key);
 		return -1;
 	}
 	peer->has_preshared_key = true;
@@ -346,11 +356,13 @@ static int cfg_v_endpoint(struct cfg_parser *p, const char *key, const char *v)
 	struct cfg_peer *peer = cfg_cur_peer(p);
 	char host[CFG_HOST_MAX];
 	socklen_t sl;
-	if (!cfg_split_hostport(v, host, sizeof(host), &peer->endpoint_port, false, false)) {
+	if (!cfg_split_hostport(v, host, sizeof(host), &peer->endpoint_port, false,
+	                        false)) {
 		cfg_value_err(p, key, v, "is not host:port or [IPv6]:port");
 		return -1;
 	}
-	if (cfg_resolve(p, key, host, peer->endpoint_port, false, &peer->endpoint, &sl) < 0)
+	if (cfg_resolve(p, key, host, peer->endpoint_port, false, &peer->endpoint, &sl) <
+	    0)
 		return -1;
 	return cfg_strdup_to(p, &peer->endpoint_host, host);
 }
@@ -359,7 +371,8 @@ static int cfg_i_allowed(struct cfg_parser *p, const char *key, const char *s, s
 {
 	struct cfg_prefix pr;
 	if (!cfg_parse_prefix(s, n, &pr)) {
-		cfg_item_err(p, key, s, n, "is not an IP prefix (e.g. 10.0.0.0/24 or fd00::/64)");
+		cfg_item_err(p, key, s, n,
+		             "is not an IP prefix (e.g. 10.0.0.0/24 or fd00::/64)");
 		return -1;
 	}
 	/* Host bits are cleared, as wg does. */
@@ -406,12 +419,13 @@ static int cfg_v_bind(struct cfg_parser *p, const char *key, const char *v)
 	else
 		l = &c->tcp_client_tunnels[c->n_tcp_client_tunnels - 1].bind;
 	if (!cfg_split_hostport(v, host, sizeof(host), &port, true, true)) {
-		cfg_value_err(p, key, v,
-			      "is not address:port (e.g. 127.0.0.1:1080, [::1]:1080 or :1080)");
+		cfg_value_err(
+		    p, key, v,
+		    "is not address:port (e.g. 127.0.0.1:1080, [::1]:1080 or :1080)");
 		return -1;
 	}
 	return cfg_resolve(p, key, host[0] ? host : "0.0.0.0", port, true, &l->addr,
-			   &l->addr_len);
+	                   &l->addr_len);
 }
 
 static int cfg_v_target(struct cfg_parser *p, const char *key, const char *v)
@@ -428,11 +442,12 @@ static int cfg_v_target(struct cfg_parser *p, const char *key, const char *v)
 	struct config *c = p->cfg;
 	if (p->sect == CFG_SECT_TCP_CLIENT) {
 		struct cfg_tcp_client_tunnel *t =
-			&c->tcp_client_tunnels[c->n_tcp_client_tunnels - 1];
+		    &c->tcp_client_tunnels[c->n_tcp_client_tunnels - 1];
 		t->target_port = port;
 		return cfg_strdup_to(p, &t->target_host, host);
 	}
-	struct cfg_tcp_server_tunnel *t = &c->tcp_server_tunnels[c->n_tcp_server_tunnels - 1];
+	struct cfg_tcp_server_tunnel *t =
+	    &c->tcp_server_tunnels[c->n_tcp_server_tunnels - 1];
 	t->target_port = port;
 	return cfg_strdup_to(p, &t->target_host, host);
 }
@@ -442,8 +457,8 @@ static int cfg_v_credential(struct cfg_parser *p, const char *key, const char *v
 {
 	size_t n = strlen(v);
 	if (n == 0 || n > 255) {
-		cfg_errf(p, "[%s] %s must be 1 to 255 characters long", cfg_sect_name(p->sect),
-			 key);
+		cfg_errf(p, "[%s] %s must be 1 to 255 characters long",
+		         cfg_sect_name(p->sect), key);
 		return -1;
 	}
 	struct config *c = p->cfg;
@@ -451,9 +466,10 @@ static int cfg_v_credential(struct cfg_parser *p, const char *key, const char *v
 	char **dst;
 	if (p->sect == CFG_SECT_SOCKS5)
 		dst = user ? &c->socks5[c->n_socks5 - 1].username
-			   : &c->socks5[c->n_socks5 - 1].password;
+		           : &c->socks5[c->n_socks5 - 1].password;
 	else
-		dst = user ? &c->http[c->n_http - 1].username : &c->http[c->n_http - 1].password;
+		dst = user ? &c->http[c->n_http - 1].username
+		           : &c->http[c->n_http - 1].password;
 	return cfg_strdup_to(p, dst, v);
 }
 
@@ -480,55 +496,55 @@ static int cfg_v_wgconfig(struct cfg_parser *p, const char *key, const char *v)
 /* ---- key tables ---- */
 
 static const struct cfg_keydef keys_top[] = {
-	{"WGConfig", cfg_v_wgconfig, false},
-	{NULL, NULL, false},
+    {"WGConfig", cfg_v_wgconfig, false},
+    {NULL, NULL, false},
 };
 
 /* Index 0 and 1 are checked by cfg_section_check(). */
 static const struct cfg_keydef keys_interface[] = {
-	{"PrivateKey", cfg_v_private_key, false},
-	{"Address", cfg_v_address, true},
-	{"ListenPort", cfg_v_listen_port, false},
-	{"MTU", cfg_v_mtu, false},
-	{"DNS", cfg_v_dns, true},
-	/* wg-quick and wg(8) settings that mean nothing without a kernel
-	 * interface: accepted so wg-quick files load, with a warning. */
-	{"PreUp", NULL, true},
-	{"PostUp", NULL, true},
-	{"PreDown", NULL, true},
-	{"PostDown", NULL, true},
-	{"Table", NULL, true},
-	{"SaveConfig", NULL, true},
-	{"FwMark", NULL, true},
-	{NULL, NULL, false},
+    {"PrivateKey", cfg_v_private_key, false},
+    {"Address", cfg_v_address, true},
+    {"ListenPort", cfg_v_listen_port, false},
+    {"MTU", cfg_v_mtu, false},
+    {"DNS", cfg_v_dns, true},
+    /* wg-quick and wg(8) settings that mean nothing without a kernel
+     * interface: accepted so wg-quick files load, with a warning. */
+    {"PreUp", NULL, true},
+    {"PostUp", NULL, true},
+    {"PreDown", NULL, true},
+    {"PostDown", NULL, true},
+    {"Table", NULL, true},
+    {"SaveConfig", NULL, true},
+    {"FwMark", NULL, true},
+    {NULL, NULL, false},
 };
 
 static const struct cfg_keydef keys_peer[] = {
-	{"PublicKey", cfg_v_public_key, false},
-	{"PresharedKey", cfg_v_preshared_key, false},
-	{"Endpoint", cfg_v_endpoint, false},
-	{"AllowedIPs", cfg_v_allowed_ips, true},
-	{"PersistentKeepalive", cfg_v_keepalive, false},
-	{NULL, NULL, false},
+    {"PublicKey", cfg_v_public_key, false},
+    {"PresharedKey", cfg_v_preshared_key, false},
+    {"Endpoint", cfg_v_endpoint, false},
+    {"AllowedIPs", cfg_v_allowed_ips, true},
+    {"PersistentKeepalive", cfg_v_keepalive, false},
+    {NULL, NULL, false},
 };
 
 static const struct cfg_keydef keys_proxy[] = {
-	{"BindAddress", cfg_v_bind, false},
-	{"Username", cfg_v_credential, false},
-	{"Password", cfg_v_credential, false},
-	{NULL, NULL, false},
+    {"BindAddress", cfg_v_bind, false},
+    {"Username", cfg_v_credential, false},
+    {"Password", cfg_v_credential, false},
+    {NULL, NULL, false},
 };
 
 static const struct cfg_keydef keys_tcp_client[] = {
-	{"BindAddress", cfg_v_bind, false},
-	{"Target", cfg_v_target, false},
-	{NULL, NULL, false},
+    {"BindAddress", cfg_v_bind, false},
+    {"Target", cfg_v_target, false},
+    {NULL, NULL, false},
 };
 
 static const struct cfg_keydef keys_tcp_server[] = {
-	{"ListenPort", cfg_v_listen_port, false},
-	{"Target", cfg_v_target, false},
-	{NULL, NULL, false},
+    {"ListenPort", cfg_v_listen_port, false},
+    {"Target", cfg_v_target, false},
+    {NULL, NULL, false},
 };
 
 const struct cfg_keydef *cfg_keys(enum cfg_sect s)
@@ -567,10 +583,12 @@ int cfg_section_check(struct cfg_parser *p)
 	switch (p->sect) {
 	case CFG_SECT_INTERFACE:
 		if (!seen[0])
-			return cfg_missing(p, "PrivateKey", " (make one with `mesh-proxy genkey`)");
+			return cfg_missing(p, "PrivateKey",
+			                   " (make one with `mesh-proxy genkey`)");
 		if (c->n_addresses == 0)
-			return cfg_missing(p, "Address", " (this node's mesh address, e.g. "
-							 "10.0.0.2/32)");
+			return cfg_missing(p, "Address",
+			                   " (this node's mesh address, e.g. "
+			                   "10.0.0.2/32)");
 		break;
 	case CFG_SECT_PEER:
 		if (!seen[0])
@@ -581,9 +599,9 @@ int cfg_section_check(struct cfg_parser *p)
 		if (!seen[0])
 			return cfg_missing(p, "BindAddress", " (e.g. 127.0.0.1:1080)");
 		bool u = p->sect == CFG_SECT_SOCKS5 ? c->socks5[c->n_socks5 - 1].username
-						    : c->http[c->n_http - 1].username;
+		                                    : c->http[c->n_http - 1].username;
 		bool pw = p->sect == CFG_SECT_SOCKS5 ? c->socks5[c->n_socks5 - 1].password
-						     : c->http[c->n_http - 1].password;
+		                                     : c->http[c->n_http - 1].password;
 		if (u && !pw)
 			return cfg_missing(p, "Password", " (Username is set)");
 		if (pw && !u)
@@ -600,8 +618,9 @@ int cfg_section_check(struct cfg_parser *p)
 		if (!seen[0])
 			return cfg_missing(p, "ListenPort", "");
 		if (!seen[1])
-			return cfg_missing(p, "Target", " (local address:port, e.g. "
-							"127.0.0.1:8080)");
+			return cfg_missing(p, "Target",
+			                   " (local address:port, e.g. "
+			                   "127.0.0.1:8080)");
 		break;
 	case CFG_SECT_TOP:
 		break;

@@ -31,7 +31,7 @@ struct px_tunnel {
 	struct px_front front; /* first: sessions point at it */
 	enum px_tunnel_kind kind;
 	struct px_target target; /* client tunnel: the mesh destination */
-	uint16_t listen_port;	 /* server tunnel */
+	uint16_t listen_port;    /* server tunnel */
 	bool listening;
 	struct sockaddr_storage local; /* server tunnel: the local target */
 	socklen_t local_len;
@@ -63,8 +63,8 @@ static void px_tunnel_on_accept(void *ctx, int fd)
 }
 
 struct px_tunnel *px_tcp_client_tunnel_new(const struct px_env *env,
-					   const struct cfg_tcp_client_tunnel *cfg, char *err,
-					   size_t errlen)
+                                           const struct cfg_tcp_client_tunnel *cfg,
+                                           char *err, size_t errlen)
 {
 	struct px_tunnel *t = calloc(1, sizeof(*t));
 	if (!t) {
@@ -76,14 +76,14 @@ struct px_tunnel *px_tcp_client_tunnel_new(const struct px_env *env,
 	t->front.kind = "tcp-client";
 	if (!cfg->target_host ||
 	    !px_target_set(&t->target, cfg->target_host, strlen(cfg->target_host),
-			   cfg->target_port)) {
+	                   cfg->target_port)) {
 		snprintf(err, errlen, "tcp-client: bad target \"%s\"",
-			 cfg->target_host ? cfg->target_host : "");
+		         cfg->target_host ? cfg->target_host : "");
 		free(t);
 		return NULL;
 	}
 	t->front.lst = px_listener_new(env->base, &cfg->bind, px_tunnel_on_accept, t,
-				       &t->front.stats.err_accept, err, errlen);
+	                               &t->front.stats.err_accept, err, errlen);
 	if (!t->front.lst) {
 		free(t);
 		return NULL;
@@ -133,9 +133,10 @@ static void px_local_splice(struct px_tunnel *t, struct ns_tcp *c, int fd)
 static void px_local_failed(struct px_tunnel *t, int e)
 {
 	px_front_count_err(&t->front, e == ECONNREFUSED ? PX_E_REFUSED
-				      : e == ETIMEDOUT	? PX_E_TIMEOUT
-				      : e == EHOSTUNREACH || e == ENETUNREACH ? PX_E_UNREACHABLE
-									      : PX_E_GENERAL);
+	                              : e == ETIMEDOUT  ? PX_E_TIMEOUT
+	                              : e == EHOSTUNREACH || e == ENETUNREACH
+	                                  ? PX_E_UNREACHABLE
+	                                  : PX_E_GENERAL);
 	log_debug("%s: local connect: %s", t->desc, strerror(e));
 }
 
@@ -161,12 +162,14 @@ static void px_local_on_connect(evutil_socket_t fd, short what, void *arg)
 	px_local_splice(t, c, (int)fd);
 }
 
-static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c, const struct ns_addr *src,
-				     uint16_t sport, uint16_t dport)
+static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c,
+                                     const struct ns_addr *src, uint16_t sport,
+                                     uint16_t dport)
 {
 	struct px_tunnel *t = ctx;
 	t->front.stats.accepted++;
-	int fd = socket(t->local.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd =
+	    socket(t->local.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		t->front.stats.err_other++;
 		ns_tcp_abort(c);
@@ -184,7 +187,8 @@ static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c, const struct n
 	}
 	struct px_local_conn *lc = calloc(1, sizeof(*lc));
 	if (lc)
-		lc->ev = event_new(t->front.env.base, fd, EV_WRITE, px_local_on_connect, lc);
+		lc->ev =
+		    event_new(t->front.env.base, fd, EV_WRITE, px_local_on_connect, lc);
 	if (!lc || !lc->ev) {
 		free(lc);
 		t->front.stats.err_other++;
@@ -200,15 +204,16 @@ static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c, const struct n
 		t->pending->prev = lc;
 	t->pending = lc;
 	t->front.stats.pending++;
-	unsigned ms = t->front.env.handshake_timeout_ms ? t->front.env.handshake_timeout_ms
-							: PX_DEFAULT_HANDSHAKE_MS;
+	unsigned ms = t->front.env.handshake_timeout_ms
+	                  ? t->front.env.handshake_timeout_ms
+	                  : PX_DEFAULT_HANDSHAKE_MS;
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	event_add(lc->ev, &tv);
 }
 
 /* Resolves the local target once, at startup (getaddrinfo may block). */
 static int px_tunnel_resolve_local(struct px_tunnel *t, const char *host, uint16_t port,
-				   char *err, size_t errlen)
+                                   char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
 	char p[8];
@@ -216,7 +221,7 @@ static int px_tunnel_resolve_local(struct px_tunnel *t, const char *host, uint16
 	int r = getaddrinfo(host, p, &hints, &res);
 	if (r != 0 || !res) {
 		snprintf(err, errlen, "tcp-server: target \"%s\": %s", host,
-			 r ? gai_strerror(r) : "no address");
+		         r ? gai_strerror(r) : "no address");
 		return -1;
 	}
 	memcpy(&t->local, res->ai_addr, res->ai_addrlen);
@@ -226,8 +231,8 @@ static int px_tunnel_resolve_local(struct px_tunnel *t, const char *host, uint16
 }
 
 struct px_tunnel *px_tcp_server_tunnel_new(const struct px_env *env,
-					   const struct cfg_tcp_server_tunnel *cfg, char *err,
-					   size_t errlen)
+                                           const struct cfg_tcp_server_tunnel *cfg,
+                                           char *err, size_t errlen)
 {
 	struct px_tunnel *t = calloc(1, sizeof(*t));
 	if (!t) {
@@ -239,7 +244,8 @@ struct px_tunnel *px_tcp_server_tunnel_new(const struct px_env *env,
 	t->front.kind = "tcp-server";
 	t->listen_port = cfg->listen_port;
 	if (!cfg->target_host ||
-	    px_tunnel_resolve_local(t, cfg->target_host, cfg->target_port, err, errlen) < 0) {
+	    px_tunnel_resolve_local(t, cfg->target_host, cfg->target_port, err, errlen) <
+	        0) {
 		if (!cfg->target_host)
 			snprintf(err, errlen, "tcp-server: no target");
 		free(t);
@@ -248,14 +254,15 @@ struct px_tunnel *px_tcp_server_tunnel_new(const struct px_env *env,
 	int r = ns_tcp_listen(cfg->listen_port, px_tunnel_on_mesh_accept, t);
 	if (r < 0) {
 		snprintf(err, errlen, "tcp-server: mesh port %u: %s", cfg->listen_port,
-			 strerror(-r));
+		         strerror(-r));
 		free(t);
 		return NULL;
 	}
 	t->listening = true;
 	char a[80];
 	px_sockaddr_format(&t->local, a, sizeof(a));
-	snprintf(t->desc, sizeof(t->desc), "tcp-server mesh:%u -> %s", cfg->listen_port, a);
+	snprintf(t->desc, sizeof(t->desc), "tcp-server mesh:%u -> %s", cfg->listen_port,
+	         a);
 	return t;
 }
 

@@ -66,9 +66,9 @@ static void px_http_on_result(struct px_sess *s, enum px_err e)
 }
 
 static const struct px_sess_ops px_http_ops = {
-	.on_data = px_http_on_data,
-	.on_result = px_http_on_result,
-	.buf_size = HTTP_BUF,
+    .on_data = px_http_on_data,
+    .on_result = px_http_on_result,
+    .buf_size = HTTP_BUF,
 };
 
 static void px_http_on_accept(void *ctx, int fd)
@@ -85,8 +85,8 @@ static void px_http_free_secret(char *s)
 	}
 }
 
-struct px_http *px_http_new(const struct px_env *env, const struct cfg_http *cfg, char *err,
-			    size_t errlen)
+struct px_http *px_http_new(const struct px_env *env, const struct cfg_http *cfg,
+                            char *err, size_t errlen)
 {
 	struct px_http *h = calloc(1, sizeof(*h));
 	if (!h) {
@@ -105,7 +105,7 @@ struct px_http *px_http_new(const struct px_env *env, const struct cfg_http *cfg
 		}
 	}
 	h->front.lst = px_listener_new(env->base, &cfg->bind, px_http_on_accept, h,
-				       &h->front.stats.err_accept, err, errlen);
+	                               &h->front.stats.err_accept, err, errlen);
 	if (!h->front.lst) {
 		px_http_free(h);
 		return NULL;
@@ -129,7 +129,8 @@ void px_http_get_stats(const struct px_http *h, struct px_stats *st)
 	*st = h->front.stats;
 }
 
-void px_http_local_addr(const struct px_http *h, struct sockaddr_storage *ss, socklen_t *len)
+void px_http_local_addr(const struct px_http *h, struct sockaddr_storage *ss,
+                        socklen_t *len)
 {
 	px_listener_addr(h->front.lst, ss, len);
 }

@@ -11,8 +11,8 @@
 
 static bool px_tchar(uint8_t c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       (c && strchr("!#$%&'*+-.^_`|~", c));
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
 /* Finds the end of the line starting at p[i]; returns the index just past
@@ -78,8 +78,8 @@ static bool px_http_authority(const uint8_t *s, size_t n, struct px_target *t)
 	return (host != s) == (!t->is_name && t->addr.family == AF_INET6);
 }
 
-static enum px_parse px_http_request_line(const uint8_t *l, size_t n, struct px_http_request *r,
-					  int *status)
+static enum px_parse px_http_request_line(const uint8_t *l, size_t n,
+                                          struct px_http_request *r, int *status)
 {
 	const uint8_t *sp1 = memchr(l, ' ', n);
 	if (!sp1 || sp1 == l)
@@ -106,7 +106,7 @@ static enum px_parse px_http_request_line(const uint8_t *l, size_t n, struct px_
 }
 
 static enum px_parse px_http_header(const uint8_t *l, size_t n, struct px_http_request *r,
-				    int *status)
+                                    int *status)
 {
 	const uint8_t *colon = memchr(l, ':', n);
 	if (!colon || colon == l)
@@ -122,7 +122,8 @@ static enum px_parse px_http_header(const uint8_t *l, size_t n, struct px_http_r
 		v++;
 	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
 		end--;
-	if ((size_t)(colon - l) == 19 && strncasecmp((const char *)l, "Proxy-Authorization", 19) == 0) {
+	if ((size_t)(colon - l) == 19 &&
+	    strncasecmp((const char *)l, "Proxy-Authorization", 19) == 0) {
 		if (r->auth)
 			return px_http_fail(status, 400);
 		r->auth = v;
@@ -131,8 +132,8 @@ static enum px_parse px_http_header(const uint8_t *l, size_t n, struct px_http_r
 	return PX_PARSE_OK;
 }
 
-enum px_parse px_http_parse_request(const uint8_t *p, size_t len, struct px_http_request *r,
-				    size_t *used, int *status)
+enum px_parse px_http_parse_request(const uint8_t *p, size_t len,
+                                    struct px_http_request *r, size_t *used, int *status)
 {
 	memset(r, 0, sizeof(*r));
 	*status = 400;
@@ -145,7 +146,8 @@ enum px_parse px_http_parse_request(const uint8_t *p, size_t len, struct px_http
 	for (;;) {
 		next = px_line(p, lim, i, &n);
 		if (!next)
-			return len >= PX_HTTP_MAX_HEADER ? px_http_fail(status, 431) : PX_PARSE_MORE;
+			return len >= PX_HTTP_MAX_HEADER ? px_http_fail(status, 431)
+			                                 : PX_PARSE_MORE;
 		const uint8_t *l = p + i;
 		if (memchr(l, 0, n))
 			return px_http_fail(status, 400);
@@ -178,7 +180,7 @@ bool px_http_auth_ok(const uint8_t *value, size_t len, const char *user, const c
 	bool ok = false;
 	if (ulen + 1 + plen <= sizeof(want) && blen > 0 &&
 	    sodium_base642bin(got, sizeof(got), b64, blen, NULL, &glen, &end,
-			      sodium_base64_VARIANT_ORIGINAL) == 0 &&
+	                      sodium_base64_VARIANT_ORIGINAL) == 0 &&
 	    end == b64 + blen && glen == ulen + 1 + plen) {
 		memcpy(want, user, ulen);
 		want[ulen] = ':';
@@ -195,7 +197,8 @@ size_t px_http_response(char *out, size_t outlen, int status)
 	const char *text;
 	switch (status) {
 	case 200:
-		return (size_t)snprintf(out, outlen, "HTTP/1.1 200 Connection established\r\n\r\n");
+		return (size_t)snprintf(out, outlen,
+		                        "HTTP/1.1 200 Connection established\r\n\r\n");
 	case 400:
 		text = "Bad Request";
 		break;
@@ -219,9 +222,10 @@ size_t px_http_response(char *out, size_t outlen, int status)
 		text = "Bad Gateway";
 		break;
 	}
-	int n = snprintf(out, outlen,
-			 "HTTP/1.1 %d %s\r\n%sContent-Length: 0\r\nConnection: close\r\n\r\n",
-			 status, text,
-			 status == 407 ? "Proxy-Authenticate: Basic realm=\"meshproxy\"\r\n" : "");
+	int n = snprintf(
+	    out, outlen,
+	    "HTTP/1.1 %d %s\r\n%sContent-Length: 0\r\nConnection: close\r\n\r\n", status,
+	    text,
+	    status == 407 ? "Proxy-Authenticate: Basic realm=\"meshproxy\"\r\n" : "");
 	return n < 0 ? 0 : ((size_t)n < outlen ? (size_t)n : outlen - 1);
 }

@@ -58,7 +58,8 @@ static void px_listener_pause(struct px_listener *l, int e)
 	if (now - l->last_warn >= 10) {
 		char a[80];
 		px_sockaddr_format(&l->addr, a, sizeof(a));
-		log_warn("%s: accept: %s; pausing %d ms", a, strerror(e), PX_ACCEPT_PAUSE_MS);
+		log_warn("%s: accept: %s; pausing %d ms", a, strerror(e),
+		         PX_ACCEPT_PAUSE_MS);
 		l->last_warn = now;
 	}
 	event_del(l->ev);
@@ -91,9 +92,10 @@ static void px_listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 	}
 }
 
-struct px_listener *px_listener_new(struct event_base *base, const struct cfg_listen *addr,
-				    px_accept_fn fn, void *ctx, uint64_t *err_accept,
-				    char *err, size_t errlen)
+struct px_listener *px_listener_new(struct event_base *base,
+                                    const struct cfg_listen *addr, px_accept_fn fn,
+                                    void *ctx, uint64_t *err_accept, char *err,
+                                    size_t errlen)
 {
 	char name[80];
 	px_sockaddr_format(&addr->addr, name, sizeof(name));
@@ -105,9 +107,11 @@ struct px_listener *px_listener_new(struct event_base *base, const struct cfg_li
 	l->fn = fn;
 	l->ctx = ctx;
 	l->err_accept = err_accept;
-	l->fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	l->fd =
+	    socket(addr->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
-	if (l->fd < 0 || setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	if (l->fd < 0 ||
+	    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(l->fd, (const struct sockaddr *)&addr->addr, addr->addr_len) < 0 ||
 	    listen(l->fd, 511) < 0) {
 		snprintf(err, errlen, "%s: %s", name, strerror(errno));
@@ -143,7 +147,8 @@ void px_listener_free(struct px_listener *l)
 	free(l);
 }
 
-void px_listener_addr(const struct px_listener *l, struct sockaddr_storage *ss, socklen_t *len)
+void px_listener_addr(const struct px_listener *l, struct sockaddr_storage *ss,
+                      socklen_t *len)
 {
 	*ss = l->addr;
 	*len = l->addr_len;

@@ -64,13 +64,13 @@ struct px_stats {
 	uint64_t err_protocol; /* malformed, unsupported or over-long requests */
 	uint64_t err_handshake_timeout;
 	uint64_t err_client_gone; /* client closed before we were done */
-	uint64_t err_no_route;	  /* no mesh peer routes the destination */
-	uint64_t err_resolve;	  /* host name did not resolve */
-	uint64_t err_refused;	  /* destination refused (RST) */
+	uint64_t err_no_route;    /* no mesh peer routes the destination */
+	uint64_t err_resolve;     /* host name did not resolve */
+	uint64_t err_refused;     /* destination refused (RST) */
 	uint64_t err_unreachable; /* host unreachable */
-	uint64_t err_timeout;	  /* destination did not answer */
-	uint64_t err_other;	  /* out of memory, splice failure, ... */
-	uint64_t err_accept;	  /* accept() failures (EMFILE, ...) */
+	uint64_t err_timeout;     /* destination did not answer */
+	uint64_t err_other;       /* out of memory, splice failure, ... */
+	uint64_t err_accept;      /* accept() failures (EMFILE, ...) */
 };
 
 /* ---- SOCKS5 ---- */
@@ -78,34 +78,35 @@ struct px_socks;
 /* Binds cfg->bind and starts accepting. NULL with a message in err on
  * failure (e.g. "127.0.0.1:1080: Address already in use"). */
 struct px_socks *px_socks_new(const struct px_env *env, const struct cfg_socks5 *cfg,
-			      char *err, size_t errlen);
+                              char *err, size_t errlen);
 void px_socks_free(struct px_socks *s); /* accepts NULL; closes pending clients */
 void px_socks_get_stats(const struct px_socks *s, struct px_stats *st);
 /* The bound address (the real port when the config said :0). */
 void px_socks_local_addr(const struct px_socks *s, struct sockaddr_storage *ss,
-			 socklen_t *len);
+                         socklen_t *len);
 
 /* ---- HTTP CONNECT ---- */
 struct px_http;
-struct px_http *px_http_new(const struct px_env *env, const struct cfg_http *cfg, char *err,
-			    size_t errlen);
+struct px_http *px_http_new(const struct px_env *env, const struct cfg_http *cfg,
+                            char *err, size_t errlen);
 void px_http_free(struct px_http *h);
 void px_http_get_stats(const struct px_http *h, struct px_stats *st);
-void px_http_local_addr(const struct px_http *h, struct sockaddr_storage *ss, socklen_t *len);
+void px_http_local_addr(const struct px_http *h, struct sockaddr_storage *ss,
+                        socklen_t *len);
 
 /* ---- port forwards ---- */
 struct px_tunnel;
 /* Local listener; each connection is dialled to cfg->target through the
  * mesh and spliced. A refused or failed dial resets the local client. */
 struct px_tunnel *px_tcp_client_tunnel_new(const struct px_env *env,
-					   const struct cfg_tcp_client_tunnel *cfg, char *err,
-					   size_t errlen);
+                                           const struct cfg_tcp_client_tunnel *cfg,
+                                           char *err, size_t errlen);
 /* ns_tcp_listen(cfg->listen_port); each mesh connection gets a
  * non-blocking connect to cfg->target on the host and is spliced to it; if
  * that connect fails or times out the mesh side gets a RST. */
 struct px_tunnel *px_tcp_server_tunnel_new(const struct px_env *env,
-					   const struct cfg_tcp_server_tunnel *cfg, char *err,
-					   size_t errlen);
+                                           const struct cfg_tcp_server_tunnel *cfg,
+                                           char *err, size_t errlen);
 void px_tunnel_free(struct px_tunnel *t);
 void px_tunnel_get_stats(const struct px_tunnel *t, struct px_stats *st);
 /* One line for status, e.g. "tcp-client 127.0.0.1:2222 -> 10.0.0.1:22". */

@@ -28,7 +28,7 @@ enum px_parse {
 
 /* Where a client wants to go. */
 struct px_target {
-	bool is_name;	/* host is a name to resolve; addr unset */
+	bool is_name;   /* host is a name to resolve; addr unset */
 	char host[256]; /* NUL-terminated: the name, or the address as text */
 	struct ns_addr addr;
 	uint16_t port;
@@ -43,29 +43,29 @@ bool px_target_set(struct px_target *t, const char *host, size_t hostlen, uint16
 void px_target_format(const struct px_target *t, char *buf, size_t len);
 
 /* SOCKS5, RFC 1928 and RFC 1929. */
-#define SOCKS5_VER		   0x05
-#define SOCKS5_AUTH_VER		   0x01
-#define SOCKS5_METHOD_NONE	   0x00
-#define SOCKS5_METHOD_USERPASS	   0x02
-#define SOCKS5_METHOD_UNACCEPTABLE 0xff
-#define SOCKS5_CMD_CONNECT	   0x01
-#define SOCKS5_CMD_BIND		   0x02
-#define SOCKS5_CMD_UDP_ASSOCIATE   0x03
-#define SOCKS5_ATYP_IPV4	   0x01
-#define SOCKS5_ATYP_DOMAIN	   0x03
-#define SOCKS5_ATYP_IPV6	   0x04
-#define SOCKS5_REP_SUCCEEDED	   0x00
-#define SOCKS5_REP_GENERAL	   0x01
-#define SOCKS5_REP_NOT_ALLOWED	   0x02
-#define SOCKS5_REP_NET_UNREACH	   0x03
-#define SOCKS5_REP_HOST_UNREACH	   0x04
-#define SOCKS5_REP_REFUSED	   0x05
-#define SOCKS5_REP_TTL_EXPIRED	   0x06
-#define SOCKS5_REP_CMD_UNSUPPORTED 0x07
+#define SOCKS5_VER                  0x05
+#define SOCKS5_AUTH_VER             0x01
+#define SOCKS5_METHOD_NONE          0x00
+#define SOCKS5_METHOD_USERPASS      0x02
+#define SOCKS5_METHOD_UNACCEPTABLE  0xff
+#define SOCKS5_CMD_CONNECT          0x01
+#define SOCKS5_CMD_BIND             0x02
+#define SOCKS5_CMD_UDP_ASSOCIATE    0x03
+#define SOCKS5_ATYP_IPV4            0x01
+#define SOCKS5_ATYP_DOMAIN          0x03
+#define SOCKS5_ATYP_IPV6            0x04
+#define SOCKS5_REP_SUCCEEDED        0x00
+#define SOCKS5_REP_GENERAL          0x01
+#define SOCKS5_REP_NOT_ALLOWED      0x02
+#define SOCKS5_REP_NET_UNREACH      0x03
+#define SOCKS5_REP_HOST_UNREACH     0x04
+#define SOCKS5_REP_REFUSED          0x05
+#define SOCKS5_REP_TTL_EXPIRED      0x06
+#define SOCKS5_REP_CMD_UNSUPPORTED  0x07
 #define SOCKS5_REP_ATYP_UNSUPPORTED 0x08
 /* Longest messages: greeting 2+255, auth 3+255+255, request 7+255. */
 #define SOCKS5_GREETING_MAX 257
-#define SOCKS5_AUTH_MAX	    513
+#define SOCKS5_AUTH_MAX     513
 #define SOCKS5_REQUEST_MAX  262
 #define SOCKS5_REPLY_MAX    22
 
@@ -75,7 +75,7 @@ struct px_socks5_greeting {
 };
 /* VER NMETHODS METHODS. ERROR if VER is not 5 or NMETHODS is 0. */
 enum px_parse px_socks5_parse_greeting(const uint8_t *p, size_t len,
-				       struct px_socks5_greeting *g, size_t *used);
+                                       struct px_socks5_greeting *g, size_t *used);
 
 struct px_socks5_auth {
 	uint8_t ulen, plen;
@@ -83,14 +83,14 @@ struct px_socks5_auth {
 };
 /* VER(1) ULEN UNAME PLEN PASSWD. ERROR if VER is not 1. */
 enum px_parse px_socks5_parse_auth(const uint8_t *p, size_t len, struct px_socks5_auth *a,
-				   size_t *used);
+                                   size_t *used);
 
 /* VER CMD RSV ATYP DST.ADDR DST.PORT. On ERROR *rep is the reply code:
  * 0x01 bad version/port/name, 0x07 unknown command, 0x08 unknown ATYP.
  * A domain that is an IP literal comes back as an address (is_name false).
  * BIND and UDP ASSOCIATE parse fine; the caller refuses them. */
 enum px_parse px_socks5_parse_request(const uint8_t *p, size_t len, uint8_t *cmd,
-				      struct px_target *t, size_t *used, uint8_t *rep);
+                                      struct px_target *t, size_t *used, uint8_t *rep);
 
 /* Writes a reply (VER REP RSV ATYP BND.ADDR BND.PORT) into out (at least
  * SOCKS5_REPLY_MAX bytes); bnd NULL means 0.0.0.0:0. Returns its length. */
@@ -107,11 +107,12 @@ struct px_http_request {
 /* Parses the request head up to and including the empty line. On ERROR
  * *status is 400 (malformed), 431 (head over PX_HTTP_MAX_HEADER), 501
  * (a method other than CONNECT) or 505 (not HTTP/1.x). */
-enum px_parse px_http_parse_request(const uint8_t *p, size_t len, struct px_http_request *r,
-				    size_t *used, int *status);
+enum px_parse px_http_parse_request(const uint8_t *p, size_t len,
+                                    struct px_http_request *r, size_t *used, int *status);
 /* True if value is "Basic base64(user:pass)" for these credentials
  * (constant time in the credential bytes). */
-bool px_http_auth_ok(const uint8_t *value, size_t len, const char *user, const char *pass);
+bool px_http_auth_ok(const uint8_t *value, size_t len, const char *user,
+                     const char *pass);
 /* The response head for status (200, 400, 407, 431, 501, 502, 504, 505).
  * Returns its length (< 256), written into out. */
 size_t px_http_response(char *out, size_t outlen, int status);
@@ -122,12 +123,13 @@ typedef void (*px_accept_fn)(void *ctx, int fd);
 struct px_listener;
 /* Non-blocking, SO_REUSEADDR, accept4() until EAGAIN; on EMFILE/ENFILE the
  * listener pauses 100 ms instead of spinning and counts *err_accept. */
-struct px_listener *px_listener_new(struct event_base *base, const struct cfg_listen *addr,
-				    px_accept_fn fn, void *ctx, uint64_t *err_accept,
-				    char *err, size_t errlen);
+struct px_listener *px_listener_new(struct event_base *base,
+                                    const struct cfg_listen *addr, px_accept_fn fn,
+                                    void *ctx, uint64_t *err_accept, char *err,
+                                    size_t errlen);
 void px_listener_free(struct px_listener *l);
 void px_listener_addr(const struct px_listener *l, struct sockaddr_storage *ss,
-		      socklen_t *len);
+                      socklen_t *len);
 /* "127.0.0.1:1080" / "[::1]:1080". */
 void px_sockaddr_format(const struct sockaddr_storage *ss, char *buf, size_t len);
 
@@ -158,9 +160,9 @@ struct px_front {
 };
 
 #define PX_DEFAULT_HANDSHAKE_MS 10000
-#define PX_CONNECT_TIMEOUT_MS	30000 /* resolution + dial, a safety net */
-#define PX_LINGER_MS		2000  /* reading leftovers before closing */
-#define PX_MAX_SESSIONS		4096  /* per front-end, in handshake or dial */
+#define PX_CONNECT_TIMEOUT_MS   30000 /* resolution + dial, a safety net */
+#define PX_LINGER_MS            2000  /* reading leftovers before closing */
+#define PX_MAX_SESSIONS         4096  /* per front-end, in handshake or dial */
 
 struct px_sess_ops {
 	/* New bytes in s->buf[0..s->len): parse from s->consumed on; may call
@@ -175,11 +177,11 @@ struct px_sess_ops {
 
 enum px_sess_state {
 	PX_S_HANDSHAKE,
-	PX_S_CONNECT,	  /* resolving and dialling */
-	PX_S_REPLY_OK,	  /* flushing the success reply, then splice */
+	PX_S_CONNECT,     /* resolving and dialling */
+	PX_S_REPLY_OK,    /* flushing the success reply, then splice */
 	PX_S_REPLY_CLOSE, /* flushing an error reply, then linger */
-	PX_S_LINGER,	  /* write side shut; discarding input until EOF */
-	PX_S_DEAD,	  /* closed; waiting for an async callback to free it */
+	PX_S_LINGER,      /* write side shut; discarding input until EOF */
+	PX_S_DEAD,        /* closed; waiting for an async callback to free it */
 };
 
 struct px_sess {
@@ -193,10 +195,10 @@ struct px_sess {
 	size_t len, consumed;
 	uint8_t out[320];
 	size_t out_len, out_off;
-	bool broken;	  /* a write failed: close at the next check */
-	bool read_eof;	  /* the client half-closed during connect */
+	bool broken;      /* a write failed: close at the next check */
+	bool read_eof;    /* the client half-closed during connect */
 	bool rst_on_fail; /* tunnels: reset the client when the dial fails */
-	bool pending;	  /* counted in stats.pending (until an error reply) */
+	bool pending;     /* counted in stats.pending (until an error reply) */
 	struct px_target target;
 	struct evdns_getaddrinfo_request *dns_req;
 	bool dns_pending, dns_sync, dial_pending;

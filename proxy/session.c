@@ -38,7 +38,7 @@ static void px_sess_arm(struct px_sess *s, unsigned ms)
 static unsigned px_handshake_ms(const struct px_front *f)
 {
 	return f && f->env.handshake_timeout_ms ? f->env.handshake_timeout_ms
-						: PX_DEFAULT_HANDSHAKE_MS;
+	                                        : PX_DEFAULT_HANDSHAKE_MS;
 }
 
 struct px_sess *px_sess_new(struct px_front *f, int fd, const struct px_sess_ops *ops)
@@ -218,7 +218,8 @@ static void px_sess_check(struct px_sess *s)
 static void px_sess_flush(struct px_sess *s)
 {
 	while (s->out_off < s->out_len) {
-		ssize_t n = send(s->fd, s->out + s->out_off, s->out_len - s->out_off, MSG_NOSIGNAL);
+		ssize_t n = send(s->fd, s->out + s->out_off, s->out_len - s->out_off,
+		                 MSG_NOSIGNAL);
 		if (n > 0) {
 			s->out_off += (size_t)n;
 		} else if (n < 0 && errno == EINTR) {
@@ -394,14 +395,16 @@ static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrin
 	}
 	struct ns_addr a, pick;
 	bool found = false, any = false;
-	for (struct evutil_addrinfo *i = result == 0 ? ai : NULL; i && !found; i = i->ai_next) {
+	for (struct evutil_addrinfo *i = result == 0 ? ai : NULL; i && !found;
+	     i = i->ai_next) {
 		memset(&a, 0, sizeof(a));
 		if (i->ai_family == AF_INET) {
 			a.family = AF_INET;
 			memcpy(a.addr, &((struct sockaddr_in *)i->ai_addr)->sin_addr, 4);
 		} else if (i->ai_family == AF_INET6) {
 			a.family = AF_INET6;
-			memcpy(a.addr, &((struct sockaddr_in6 *)i->ai_addr)->sin6_addr, 16);
+			memcpy(a.addr, &((struct sockaddr_in6 *)i->ai_addr)->sin6_addr,
+			       16);
 		} else {
 			continue;
 		}
@@ -439,7 +442,7 @@ void px_sess_connect(struct px_sess *s)
 	struct px_front *f = s->front;
 	s->state = PX_S_CONNECT;
 	px_sess_arm(s, f->env.connect_timeout_ms ? f->env.connect_timeout_ms
-						 : PX_CONNECT_TIMEOUT_MS);
+	                                         : PX_CONNECT_TIMEOUT_MS);
 	if (!s->target.is_name) {
 		if (!px_route_ok(f, &s->target.addr)) {
 			px_sess_result(s, PX_E_NO_ROUTE);
@@ -459,7 +462,8 @@ void px_sess_connect(struct px_sess *s)
 	hints.ai_protocol = IPPROTO_TCP;
 	s->dns_sync = true;
 	s->dns_pending = true;
-	s->dns_req = evdns_getaddrinfo(f->env.dns, s->target.host, NULL, &hints, px_sess_on_dns, s);
+	s->dns_req = evdns_getaddrinfo(f->env.dns, s->target.host, NULL, &hints,
+	                               px_sess_on_dns, s);
 	s->dns_sync = false;
 	if (!s->dns_pending) {
 		struct evutil_addrinfo *ai = s->dns_sync_ai;

@@ -61,17 +61,19 @@ static enum px_parse px_socks_on_data(struct px_sess *s)
 			if (r != PX_PARSE_OK)
 				return r;
 			s->consumed += used;
-			uint8_t method = ps->user ? (g.userpass ? SOCKS5_METHOD_USERPASS
-								: SOCKS5_METHOD_UNACCEPTABLE)
-						  : (g.no_auth ? SOCKS5_METHOD_NONE
-							       : SOCKS5_METHOD_UNACCEPTABLE);
+			uint8_t method = ps->user
+			                     ? (g.userpass ? SOCKS5_METHOD_USERPASS
+			                                   : SOCKS5_METHOD_UNACCEPTABLE)
+			                     : (g.no_auth ? SOCKS5_METHOD_NONE
+			                                  : SOCKS5_METHOD_UNACCEPTABLE);
 			uint8_t rep[2] = {SOCKS5_VER, method};
 			px_sess_send(s, rep, 2);
 			if (method == SOCKS5_METHOD_UNACCEPTABLE) {
 				PX_STAT(s, err_auth);
 				return PX_PARSE_ERROR;
 			}
-			s->stage = method == SOCKS5_METHOD_USERPASS ? SOCKS_AUTH : SOCKS_REQUEST;
+			s->stage =
+			    method == SOCKS5_METHOD_USERPASS ? SOCKS_AUTH : SOCKS_REQUEST;
 		} else if (s->stage == SOCKS_AUTH) {
 			struct px_socks5_auth a;
 			r = px_socks5_parse_auth(p, n, &a, &used);
@@ -145,9 +147,9 @@ static void px_socks_on_result(struct px_sess *s, enum px_err e)
 }
 
 static const struct px_sess_ops px_socks_ops = {
-	.on_data = px_socks_on_data,
-	.on_result = px_socks_on_result,
-	.buf_size = SOCKS_BUF,
+    .on_data = px_socks_on_data,
+    .on_result = px_socks_on_result,
+    .buf_size = SOCKS_BUF,
 };
 
 static void px_socks_on_accept(void *ctx, int fd)
@@ -165,7 +167,7 @@ static void px_free_secret(char *s)
 }
 
 struct px_socks *px_socks_new(const struct px_env *env, const struct cfg_socks5 *cfg,
-			      char *err, size_t errlen)
+                              char *err, size_t errlen)
 {
 	struct px_socks *ps = calloc(1, sizeof(*ps));
 	if (!ps) {
@@ -184,7 +186,7 @@ struct px_socks *px_socks_new(const struct px_env *env, const struct cfg_socks5 
 		}
 	}
 	ps->front.lst = px_listener_new(env->base, &cfg->bind, px_socks_on_accept, ps,
-					&ps->front.stats.err_accept, err, errlen);
+	                                &ps->front.stats.err_accept, err, errlen);
 	if (!ps->front.lst) {
 		px_socks_free(ps);
 		return NULL;
@@ -209,7 +211,7 @@ void px_socks_get_stats(const struct px_socks *ps, struct px_stats *st)
 }
 
 void px_socks_local_addr(const struct px_socks *ps, struct sockaddr_storage *ss,
-			 socklen_t *len)
+                         socklen_t *len)
 {
 	px_listener_addr(ps->front.lst, ss, len);
 }

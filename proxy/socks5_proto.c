@@ -9,7 +9,7 @@
 #include <string.h>
 
 enum px_parse px_socks5_parse_greeting(const uint8_t *p, size_t len,
-				       struct px_socks5_greeting *g, size_t *used)
+                                       struct px_socks5_greeting *g, size_t *used)
 {
 	memset(g, 0, sizeof(*g));
 	if (len < 1)
@@ -34,7 +34,7 @@ enum px_parse px_socks5_parse_greeting(const uint8_t *p, size_t len,
 }
 
 enum px_parse px_socks5_parse_auth(const uint8_t *p, size_t len, struct px_socks5_auth *a,
-				   size_t *used)
+                                   size_t *used)
 {
 	memset(a, 0, sizeof(*a));
 	if (len < 1)
@@ -64,7 +64,7 @@ static enum px_parse px_socks5_fail(uint8_t *rep, uint8_t code)
 }
 
 enum px_parse px_socks5_parse_request(const uint8_t *p, size_t len, uint8_t *cmd,
-				      struct px_target *t, size_t *used, uint8_t *rep)
+                                      struct px_target *t, size_t *used, uint8_t *rep)
 {
 	memset(t, 0, sizeof(*t));
 	*rep = SOCKS5_REP_GENERAL;

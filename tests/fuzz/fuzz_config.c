@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256];
 	struct cfg_opts o = {.no_include = true, .no_resolve = true, .quiet = true};
 	if (config_load_buffer("fuzz.ini", (const char *)data, size, &cfg, &o, err,
-			       sizeof(err)) == 0) {
+	                       sizeof(err)) == 0) {
 		/* A loaded config must be consistent. */
 		if (cfg.n_addresses == 0 || cfg.mtu < 576)
 			__builtin_trap();

@@ -44,12 +44,14 @@ static void fuzz_socks5(const uint8_t *p, size_t len)
 		CHECK(used <= len && used <= SOCKS5_REQUEST_MAX);
 		CHECK(t.port != 0 && memchr(t.host, 0, sizeof(t.host)));
 		CHECK(t.is_name || t.addr.family == 2 || t.addr.family == 10);
-		CHECK(px_socks5_parse_request(p, used - 1, &cmd, &t, &u2, &rep) == PX_PARSE_MORE);
+		CHECK(px_socks5_parse_request(p, used - 1, &cmd, &t, &u2, &rep) ==
+		      PX_PARSE_MORE);
 		char buf[300];
 		px_target_format(&t, buf, sizeof(buf));
 	} else if (r == PX_PARSE_ERROR) {
 		CHECK(rep == SOCKS5_REP_GENERAL || rep == SOCKS5_REP_HOST_UNREACH ||
-		      rep == SOCKS5_REP_CMD_UNSUPPORTED || rep == SOCKS5_REP_ATYP_UNSUPPORTED);
+		      rep == SOCKS5_REP_CMD_UNSUPPORTED ||
+		      rep == SOCKS5_REP_ATYP_UNSUPPORTED);
 	}
 }
 

@@ -20,11 +20,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PRIV "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+#define PRIV     "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 #define PRIV_PUB "pOCSkrZRwni5dyxWn1+puxPZBrRqtoyd+dwrRAn4ogk=" /* wg pubkey of PRIV */
-#define PUB2 "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
-#define PUB3 "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="
-#define PSK4 "BAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ="
+#define PUB2     "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
+#define PUB3     "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="
+#define PSK4     "BAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ="
 
 static char err[512];
 
@@ -149,7 +149,8 @@ static void test_wireproxy_example(void **st)
 static void test_defaults_and_case(void **st)
 {
 	struct config c;
-	ok("[interface]\nprivatekey=" PRIV "\nADDRESS = 10.0.0.2\n[PEER]\npublickey = " PUB2
+	ok("[interface]\nprivatekey=" PRIV
+	   "\nADDRESS = 10.0.0.2\n[PEER]\npublickey = " PUB2
 	   "\n[SOCKS5]\nbindaddress = :1080\n[HTTP]\nBindAddress=127.0.0.1:0\n",
 	   &c);
 	assert_int_equal(c.mtu, 1420);
@@ -170,7 +171,7 @@ static void test_two_peers_in_a_row(void **st)
 {
 	struct config c;
 	ok(IFACE "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 10.0.0.1/32\n"
-		 "[Peer]\nPublicKey = " PUB3 "\nAllowedIPs = 10.0.0.3/32\n",
+	         "[Peer]\nPublicKey = " PUB3 "\nAllowedIPs = 10.0.0.3/32\n",
 	   &c);
 	assert_int_equal(c.n_peers, 2);
 	assert_int_equal(c.peers[0].public_key[0], 2);
@@ -187,9 +188,9 @@ static void test_empty_peer_is_missing_key(void **st)
 {
 	/* Without our reader the empty section would be invisible. */
 	expect_err(IFACE "[Peer]\n[Peer]\nPublicKey = " PUB2 "\n",
-		   "t.ini:4: [Peer] PublicKey is missing");
+	           "t.ini:4: [Peer] PublicKey is missing");
 	expect_err(IFACE "[Peer]\nPublicKey = " PUB2 "\n[Peer]\n",
-		   "t.ini:6: [Peer] PublicKey is missing");
+	           "t.ini:6: [Peer] PublicKey is missing");
 }
 
 /* A 2,000-character AllowedIPs line: every prefix arrives, none is cut. */
@@ -200,7 +201,7 @@ static void test_long_allowed_ips_line(void **st)
 	int count = 0, start = (int)strlen(IFACE "[Peer]\nPublicKey = " PUB2 "\n");
 	while (n - start < 2000) {
 		n += sprintf(text + n, "%s10.%d.%d.0/24", count ? ", " : "", count / 250,
-			     count % 250);
+		             count % 250);
 		count++;
 	}
 	assert_true(n - start >= 2000 && count > 100);
@@ -222,7 +223,8 @@ static void test_long_allowed_ips_line(void **st)
 	expect_err(text, "t.ini:8: [Peer] PersistentKeepalive: \"x\" is not a number");
 	/* an error inside the long line names that line */
 	sprintf(text + n, ", 10.0.0.300/32\n");
-	expect_err(text, "t.ini:6: [Peer] AllowedIPs: \"10.0.0.300/32\" is not an IP prefix");
+	expect_err(text,
+	           "t.ini:6: [Peer] AllowedIPs: \"10.0.0.300/32\" is not an IP prefix");
 	free(text);
 }
 
@@ -232,92 +234,102 @@ static void test_long_other_line_is_error(void **st)
 	char pad[400];
 	memset(pad, 'x', sizeof(pad) - 1);
 	pad[sizeof(pad) - 1] = 0;
-	snprintf(text, sizeof(text), IFACE "[Socks5]\nBindAddress = 127.0.0.1:1\nPassword = %s\n",
-		 pad);
+	snprintf(text, sizeof(text),
+	         IFACE "[Socks5]\nBindAddress = 127.0.0.1:1\nPassword = %s\n", pad);
 	expect_err(text, "t.ini:6: [Socks5] Password: the line is too long");
 	/* A single list item that cannot fit is an error too. */
-	snprintf(text, sizeof(text), IFACE "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = %s\n", pad);
+	snprintf(text, sizeof(text),
+	         IFACE "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = %s\n", pad);
 	expect_err(text, "t.ini:6: [Peer] AllowedIPs: item \"xxxx");
 }
 
 static void test_error_messages(void **st)
 {
-	expect_err(IFACE "[Peer]\nPublicKey = " PUB2 "\n\n\n\n\n\nAllowedIPs = 10.0.0.300/32\n",
-		   "t.ini:11: [Peer] AllowedIPs: \"10.0.0.300/32\" is not an IP prefix");
+	expect_err(IFACE "[Peer]\nPublicKey = " PUB2
+	                 "\n\n\n\n\n\nAllowedIPs = 10.0.0.300/32\n",
+	           "t.ini:11: [Peer] AllowedIPs: \"10.0.0.300/32\" is not an IP prefix");
 	expect_err(IFACE "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 10.0.0.0/33\n",
-		   "t.ini:6: [Peer] AllowedIPs: \"10.0.0.0/33\" is not an IP prefix");
+	           "t.ini:6: [Peer] AllowedIPs: \"10.0.0.0/33\" is not an IP prefix");
 	expect_err(IFACE "Colour = blue\n", "t.ini:4: [Interface] unknown key Colour");
 	expect_err(IFACE "[Peers]\n", "t.ini:4: unknown section [Peers]");
 	expect_err("Foo = 1\n" IFACE, "t.ini:1: unknown key Foo before any section");
 	expect_err(IFACE "MTU = 1280\nmtu = 1300\n",
-		   "t.ini:5: [Interface] MTU given twice (first at line 4)");
-	expect_err(IFACE "MTU = 100\n", "t.ini:4: [Interface] MTU: \"100\" is not an MTU");
-	expect_err("[Interface]\nAddress = 10.0.0.2\n", "t.ini:1: [Interface] PrivateKey is missing");
+	           "t.ini:5: [Interface] MTU given twice (first at line 4)");
+	expect_err(IFACE "MTU = 100\n",
+	           "t.ini:4: [Interface] MTU: \"100\" is not an MTU");
+	expect_err("[Interface]\nAddress = 10.0.0.2\n",
+	           "t.ini:1: [Interface] PrivateKey is missing");
 	expect_err("[Interface]\nPrivateKey = " PRIV "\n\n[Peer]\nPublicKey = " PUB2 "\n",
-		   "t.ini:1: [Interface] Address is missing");
+	           "t.ini:1: [Interface] Address is missing");
 	expect_err("[Peer]\nPublicKey = " PUB2 "\n", "t.ini: no [Interface] section");
-	expect_err(IFACE "[Interface]\n", "t.ini:4: second [Interface] (the first is at t.ini:1)");
+	expect_err(IFACE "[Interface]\n",
+	           "t.ini:4: second [Interface] (the first is at t.ini:1)");
 	expect_err(IFACE "junk\n", "t.ini:4: expected \"Key = value\" or \"[Section]\"");
 	expect_err(IFACE "[Peer\n", "t.ini:4: expected ']'");
 	expect_err(IFACE "Address = 10.0.0.2/24, 10.0.0.x\n",
-		   "t.ini:4: [Interface] Address: \"10.0.0.x\" is not an IP address");
+	           "t.ini:4: [Interface] Address: \"10.0.0.x\" is not an IP address");
 	/* Secrets are never echoed. */
 	expect_err("[Interface]\nPrivateKey = notakey\n",
-		   "t.ini:2: [Interface] PrivateKey: not a WireGuard key");
+	           "t.ini:2: [Interface] PrivateKey: not a WireGuard key");
 	assert_null(strstr(err, "notakey"));
 	expect_err(IFACE "[Peer]\nPublicKey = " PUB2 "\nPresharedKey = abc\n",
-		   "t.ini:6: [Peer] PresharedKey: not a WireGuard key");
+	           "t.ini:6: [Peer] PresharedKey: not a WireGuard key");
 	assert_null(strstr(err, "abc"));
 	expect_err(IFACE "[Peer]\nPublicKey = " PUB2 "\nEndpoint = 1.2.3.4\n",
-		   "t.ini:6: [Peer] Endpoint: \"1.2.3.4\" is not host:port");
+	           "t.ini:6: [Peer] Endpoint: \"1.2.3.4\" is not host:port");
 	expect_err(IFACE "[Peer]\nPublicKey = " PUB2 "\nEndpoint = fd00::1:51820\n",
-		   "t.ini:6: [Peer] Endpoint: \"fd00::1:51820\" is not host:port");
+	           "t.ini:6: [Peer] Endpoint: \"fd00::1:51820\" is not host:port");
 	expect_err(IFACE "[Peer]\nPublicKey = " PUB2 "\nEndpoint = 1.2.3.4:65536\n",
-		   "t.ini:6: [Peer] Endpoint: \"1.2.3.4:65536\" is not host:port");
+	           "t.ini:6: [Peer] Endpoint: \"1.2.3.4:65536\" is not host:port");
 	expect_err(IFACE "[Peer]\nPublicKey = " PRIV_PUB "\n",
-		   "t.ini:4: [Peer] PublicKey is this node's own public key");
+	           "t.ini:4: [Peer] PublicKey is this node's own public key");
 	expect_err(IFACE "[Peer]\nPublicKey = " PUB2 "\n[Peer]\nPublicKey = " PUB2 "\n",
-		   "t.ini:6: [Peer] PublicKey: the same peer as at t.ini:4");
+	           "t.ini:6: [Peer] PublicKey: the same peer as at t.ini:4");
 	expect_err(IFACE "[Socks5]\nBindAddress = 127.0.0.1:1080\nUsername = u\n",
-		   "t.ini:4: [Socks5] Password is missing (Username is set)");
+	           "t.ini:4: [Socks5] Password is missing (Username is set)");
 	expect_err(IFACE "[Socks5]\nUsername = u\nPassword = p\n",
-		   "t.ini:4: [Socks5] BindAddress is missing");
+	           "t.ini:4: [Socks5] BindAddress is missing");
 	expect_err(IFACE "[TCPClientTunnel]\nBindAddress = 127.0.0.1:1\n",
-		   "t.ini:4: [TCPClientTunnel] Target is missing");
+	           "t.ini:4: [TCPClientTunnel] Target is missing");
 	expect_err(IFACE "[TCPServerTunnel]\nTarget = 127.0.0.1:1\n",
-		   "t.ini:4: [TCPServerTunnel] ListenPort is missing");
+	           "t.ini:4: [TCPServerTunnel] ListenPort is missing");
 	expect_err(IFACE "[TCPServerTunnel]\nListenPort = 0\nTarget = 127.0.0.1:1\n",
-		   "t.ini:5: [TCPServerTunnel] ListenPort: \"0\" is not a port number");
+	           "t.ini:5: [TCPServerTunnel] ListenPort: \"0\" is not a port number");
 	expect_err(IFACE "[TCPServerTunnel]\nListenPort = 80\nTarget = a:1\n"
-			 "[TCPServerTunnel]\nListenPort = 80\nTarget = b:1\n",
-		   "t.ini: [TCPServerTunnel] ListenPort 80 is used twice");
-	expect_err(IFACE "[TCPClientTunnel]\nBindAddress = 127.0.0.1:1\nTarget = bad host:1\n",
-		   "t.ini:6: [TCPClientTunnel] Target: \"bad host:1\" is not host:port");
+	                 "[TCPServerTunnel]\nListenPort = 80\nTarget = b:1\n",
+	           "t.ini: [TCPServerTunnel] ListenPort 80 is used twice");
+	expect_err(IFACE
+	           "[TCPClientTunnel]\nBindAddress = 127.0.0.1:1\nTarget = bad host:1\n",
+	           "t.ini:6: [TCPClientTunnel] Target: \"bad host:1\" is not host:port");
 	expect_err(IFACE "[Socks5]\nBindAddress = 127.0.0.1\n",
-		   "t.ini:5: [Socks5] BindAddress: \"127.0.0.1\" is not address:port");
+	           "t.ini:5: [Socks5] BindAddress: \"127.0.0.1\" is not address:port");
 	expect_err(IFACE "DNS = 1.1.1.1, bad/name\n",
-		   "t.ini:4: [Interface] DNS: \"bad/name\" is not an IP address");
-	expect_err(IFACE "MTU = 1\x01\n", "t.ini:4: [Interface] MTU: the value contains control");
+	           "t.ini:4: [Interface] DNS: \"bad/name\" is not an IP address");
+	expect_err(IFACE "MTU = 1\x01\n",
+	           "t.ini:4: [Interface] MTU: the value contains control");
 	static const char nul[] = IFACE "MTU = 1\0 2\n";
 	struct config c;
 	struct cfg_opts o = {.quiet = true};
-	assert_int_equal(config_load_buffer("t.ini", nul, sizeof(nul) - 1, &c, &o, err, sizeof(err)),
-			 -1);
+	assert_int_equal(
+	    config_load_buffer("t.ini", nul, sizeof(nul) - 1, &c, &o, err, sizeof(err)),
+	    -1);
 	assert_string_equal(err, "t.ini:4: the line contains a NUL byte");
 }
 
 static void test_line_numbers_with_comments_and_crlf(void **st)
 {
 	expect_err("\xef\xbb\xbf; comment\r\n"
-		   "# another\r\n"
-		   "\r\n"
-		   "[Interface] ; trailing comment\r\n"
-		   "PrivateKey = " PRIV " ; inline\r\n"
-		   "Address = 10.0.0.2/32 # inline too\r\n"
-		   "MTU = abc\r\n",
-		   "t.ini:7: [Interface] MTU: \"abc\" is not an MTU");
+	           "# another\r\n"
+	           "\r\n"
+	           "[Interface] ; trailing comment\r\n"
+	           "PrivateKey = " PRIV " ; inline\r\n"
+	           "Address = 10.0.0.2/32 # inline too\r\n"
+	           "MTU = abc\r\n",
+	           "t.ini:7: [Interface] MTU: \"abc\" is not an MTU");
 	struct config c;
-	ok("\xef\xbb\xbf[Interface]\r\n\tPrivateKey = " PRIV " ; c\r\n  Address = 10.0.0.2\r\n", &c);
+	ok("\xef\xbb\xbf[Interface]\r\n\tPrivateKey = " PRIV
+	   " ; c\r\n  Address = 10.0.0.2\r\n",
+	   &c);
 	check_v4(&c.addresses[0], "10.0.0.2", 32);
 	config_free(&c);
 }
@@ -326,7 +338,9 @@ static void test_line_numbers_with_comments_and_crlf(void **st)
 static void test_indented_lines_are_keys(void **st)
 {
 	struct config c;
-	ok("[Interface]\n  PrivateKey = " PRIV "\n  Address = 10.0.0.2/32\n    MTU = 1300\n", &c);
+	ok("[Interface]\n  PrivateKey = " PRIV
+	   "\n  Address = 10.0.0.2/32\n    MTU = 1300\n",
+	   &c);
 	assert_int_equal(c.mtu, 1300);
 	config_free(&c);
 }
@@ -334,7 +348,8 @@ static void test_indented_lines_are_keys(void **st)
 static void test_lists_append(void **st)
 {
 	struct config c;
-	ok("[Interface]\nPrivateKey = " PRIV "\nAddress = 10.0.0.2/24\nAddress = fd00::2, \n"
+	ok("[Interface]\nPrivateKey = " PRIV
+	   "\nAddress = 10.0.0.2/24\nAddress = fd00::2, \n"
 	   "DNS = 1.1.1.1, 2606:4700:4700::1111, example.com\n"
 	   "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 0.0.0.0/0\nAllowedIPs = ::/0\n"
 	   "AllowedIPs = 10.1.2.3/8\nAllowedIPs =\n",
@@ -354,8 +369,9 @@ static void test_lists_append(void **st)
 static void test_endpoints(void **st)
 {
 	struct config c;
-	ok(IFACE "[Peer]\nPublicKey = " PUB2 "\nEndpoint = [fd00::1]:51820\nPersistentKeepalive = off\n"
-		 "[Peer]\nPublicKey = " PUB3 "\nEndpoint = localhost:7\n",
+	ok(IFACE "[Peer]\nPublicKey = " PUB2
+	         "\nEndpoint = [fd00::1]:51820\nPersistentKeepalive = off\n"
+	         "[Peer]\nPublicKey = " PUB3 "\nEndpoint = localhost:7\n",
 	   &c);
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&c.peers[0].endpoint;
 	assert_int_equal(s6->sin6_family, AF_INET6);
@@ -364,10 +380,11 @@ static void test_endpoints(void **st)
 	assert_int_equal(c.peers[0].persistent_keepalive, 0);
 	assert_string_equal(c.peers[1].endpoint_host, "localhost");
 	assert_true(c.peers[1].endpoint.ss_family == AF_INET ||
-		    c.peers[1].endpoint.ss_family == AF_INET6);
+	            c.peers[1].endpoint.ss_family == AF_INET6);
 	config_free(&c);
-	expect_err(IFACE "[Peer]\nPublicKey = " PUB2 "\nEndpoint = no-such-host.invalid:1\n",
-		   "t.ini:6: [Peer] Endpoint: cannot resolve \"no-such-host.invalid\"");
+	expect_err(IFACE "[Peer]\nPublicKey = " PUB2
+	                 "\nEndpoint = no-such-host.invalid:1\n",
+	           "t.ini:6: [Peer] Endpoint: cannot resolve \"no-such-host.invalid\"");
 }
 
 static char tmpdir[64];
@@ -396,12 +413,14 @@ static void test_wgconfig_include(void **st)
 	char sub[128];
 	snprintf(sub, sizeof(sub), "%s/wg", tmpdir);
 	mkdir(sub, 0700);
-	write_file("wg/wg0.conf", "[Interface]\nPrivateKey = " PRIV "\nAddress = 10.0.0.2/24\n"
-				  "PostUp = iptables -A FORWARD\nTable = off\nSaveConfig = true\n"
-				  "DNS = 10.0.0.1, corp.example\n"
-				  "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 10.0.0.0/24\n"
-				  "[Peer]\nPublicKey = " PUB3 "\n");
-	write_file("node.ini", "WGConfig = wg/wg0.conf\n\n[Socks5]\nBindAddress = 127.0.0.1:1080\n");
+	write_file("wg/wg0.conf",
+	           "[Interface]\nPrivateKey = " PRIV "\nAddress = 10.0.0.2/24\n"
+	           "PostUp = iptables -A FORWARD\nTable = off\nSaveConfig = true\n"
+	           "DNS = 10.0.0.1, corp.example\n"
+	           "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 10.0.0.0/24\n"
+	           "[Peer]\nPublicKey = " PUB3 "\n");
+	write_file("node.ini",
+	           "WGConfig = wg/wg0.conf\n\n[Socks5]\nBindAddress = 127.0.0.1:1080\n");
 	struct config c;
 	log_set_level(LOG_ERROR); /* the wg-quick keys warn */
 	if (load_file("node.ini", &c) != 0)
@@ -415,11 +434,13 @@ static void test_wgconfig_include(void **st)
 	config_free(&c);
 
 	/* errors inside the included file name that file */
-	write_file("wg/bad.conf", "[Interface]\nPrivateKey = " PRIV "\nAddress = 10.0.0.2/24\n"
-				  "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 10.0.0.0/99\n");
+	write_file("wg/bad.conf",
+	           "[Interface]\nPrivateKey = " PRIV "\nAddress = 10.0.0.2/24\n"
+	           "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 10.0.0.0/99\n");
 	write_file("node2.ini", "WGConfig = wg/bad.conf\n");
 	assert_int_equal(load_file("node2.ini", &c), -1);
-	assert_non_null(strstr(err, "/wg/bad.conf:6: [Peer] AllowedIPs: \"10.0.0.0/99\""));
+	assert_non_null(
+	    strstr(err, "/wg/bad.conf:6: [Peer] AllowedIPs: \"10.0.0.0/99\""));
 
 	write_file("node3.ini", "WGConfig = missing.conf\n");
 	assert_int_equal(load_file("node3.ini", &c), -1);
@@ -428,12 +449,14 @@ static void test_wgconfig_include(void **st)
 
 	write_file("node4.ini", "WGConfig = wg/wg0.conf\n" IFACE);
 	assert_int_equal(load_file("node4.ini", &c), -1);
-	assert_non_null(strstr(err, "node4.ini:2: [Interface] given here and WGConfig at line 1"));
+	assert_non_null(
+	    strstr(err, "node4.ini:2: [Interface] given here and WGConfig at line 1"));
 
 	write_file("wg/proxy.conf", IFACE "[Socks5]\nBindAddress = 127.0.0.1:1\n");
 	write_file("node5.ini", "WGConfig = wg/proxy.conf\n");
 	assert_int_equal(load_file("node5.ini", &c), -1);
-	assert_non_null(strstr(err, "/wg/proxy.conf:4: [Socks5] does not belong in a WGConfig"));
+	assert_non_null(
+	    strstr(err, "/wg/proxy.conf:4: [Socks5] does not belong in a WGConfig"));
 
 	write_file("wg/nested.conf", "WGConfig = wg0.conf\n");
 	write_file("node6.ini", "WGConfig = wg/nested.conf\n");
@@ -448,6 +471,23 @@ static void test_wgconfig_include(void **st)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* The documented example must stay loadable (run from the top of the tree). */
+static void test_example_ini_loads(void **st)
+{
+	struct config c;
+	if (access("config/example.ini", R_OK) != 0)
+		skip();
+	if (config_load("config/example.ini", &c, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(c.n_peers, 1);
+	assert_int_equal(c.peers[0].n_allowed_ips, 3);
+	assert_int_equal(c.n_socks5, 1);
+	assert_int_equal(c.n_http, 1);
+	assert_int_equal(c.n_tcp_client_tunnels, 1);
+	assert_int_equal(c.n_tcp_server_tunnels, 1);
+	config_free(&c);
+}
+
 static void test_parse_key(void **st)
 {
 	uint8_t k[32], want[32];
@@ -457,12 +497,18 @@ static void test_parse_key(void **st)
 	assert_true(config_parse_key(PRIV_PUB, k));
 	assert_false(config_parse_key(NULL, k));
 	assert_false(config_parse_key("", k));
-	assert_false(config_parse_key("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI", k)); /* 43 */
-	assert_false(config_parse_key("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI==", k));
-	assert_false(config_parse_key("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgJ=", k)); /* bits */
-	assert_false(config_parse_key("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg==", k)); /* 31 B */
-	assert_false(config_parse_key("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg-I", k)); /* url */
-	assert_false(config_parse_key("AgICAgICAgICAgICAgICAgIC AgICAgICAgICAgICAgI=", k));
+	assert_false(
+	    config_parse_key("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI", k)); /* 43 */
+	assert_false(
+	    config_parse_key("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI==", k));
+	assert_false(config_parse_key("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgJ=",
+	                              k)); /* bits */
+	assert_false(config_parse_key("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg==",
+	                              k)); /* 31 B */
+	assert_false(config_parse_key("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg-I",
+	                              k)); /* url */
+	assert_false(
+	    config_parse_key("AgICAgICAgICAgICAgICAgIC AgICAgICAgICAgICAgI=", k));
 }
 
 static void test_value_helpers(void **st)
@@ -478,10 +524,12 @@ static void test_value_helpers(void **st)
 	assert_int_equal(p.family, AF_INET6);
 	char host[64];
 	uint16_t port;
-	assert_true(cfg_split_hostport("[::1]:80", host, sizeof(host), &port, false, false));
+	assert_true(
+	    cfg_split_hostport("[::1]:80", host, sizeof(host), &port, false, false));
 	assert_string_equal(host, "::1");
 	assert_false(cfg_split_hostport("[]:80", host, sizeof(host), &port, true, false));
-	assert_false(cfg_split_hostport("[::1]80", host, sizeof(host), &port, false, false));
+	assert_false(
+	    cfg_split_hostport("[::1]80", host, sizeof(host), &port, false, false));
 	assert_false(cfg_split_hostport(":80", host, sizeof(host), &port, false, false));
 	assert_true(cfg_split_hostport(":0", host, sizeof(host), &port, true, true));
 	assert_false(cfg_split_hostport("a:0", host, sizeof(host), &port, true, false));
@@ -498,20 +546,21 @@ static void test_value_helpers(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_wireproxy_example),
-		cmocka_unit_test(test_defaults_and_case),
-		cmocka_unit_test(test_two_peers_in_a_row),
-		cmocka_unit_test(test_empty_peer_is_missing_key),
-		cmocka_unit_test(test_long_allowed_ips_line),
-		cmocka_unit_test(test_long_other_line_is_error),
-		cmocka_unit_test(test_error_messages),
-		cmocka_unit_test(test_line_numbers_with_comments_and_crlf),
-		cmocka_unit_test(test_indented_lines_are_keys),
-		cmocka_unit_test(test_lists_append),
-		cmocka_unit_test(test_endpoints),
-		cmocka_unit_test(test_wgconfig_include),
-		cmocka_unit_test(test_parse_key),
-		cmocka_unit_test(test_value_helpers),
+	    cmocka_unit_test(test_wireproxy_example),
+	    cmocka_unit_test(test_defaults_and_case),
+	    cmocka_unit_test(test_two_peers_in_a_row),
+	    cmocka_unit_test(test_empty_peer_is_missing_key),
+	    cmocka_unit_test(test_long_allowed_ips_line),
+	    cmocka_unit_test(test_long_other_line_is_error),
+	    cmocka_unit_test(test_error_messages),
+	    cmocka_unit_test(test_line_numbers_with_comments_and_crlf),
+	    cmocka_unit_test(test_indented_lines_are_keys),
+	    cmocka_unit_test(test_lists_append),
+	    cmocka_unit_test(test_endpoints),
+	    cmocka_unit_test(test_wgconfig_include),
+	    cmocka_unit_test(test_example_ini_loads),
+	    cmocka_unit_test(test_parse_key),
+	    cmocka_unit_test(test_value_helpers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

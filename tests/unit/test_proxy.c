@@ -59,7 +59,10 @@ static void fake_fire(evutil_socket_t fd, short what, void *arg)
 {
 	struct ns_tcp *c = arg;
 	int last = c->dst.family == AF_INET ? c->dst.addr[3] : 1;
-	int err = last == 2 ? -ECONNREFUSED : last == 3 ? -ETIMEDOUT : last == 4 ? -EHOSTUNREACH : 0;
+	int err = last == 2   ? -ECONNREFUSED
+	          : last == 3 ? -ETIMEDOUT
+	          : last == 4 ? -EHOSTUNREACH
+	                      : 0;
 	ns_tcp_connected_fn cb = c->cb;
 	void *ctx = c->ctx;
 	if (err) {
@@ -69,7 +72,8 @@ static void fake_fire(evutil_socket_t fd, short what, void *arg)
 	cb(ctx, c, err);
 }
 
-int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb, void *ctx)
+int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb,
+                void *ctx)
 {
 	n_dials++;
 	last_dst = *dst;
@@ -215,7 +219,7 @@ static void dns_server_cb(struct evdns_server_request *req, void *arg)
 		const struct evdns_server_question *q = req->questions[i];
 		uint32_t a = 0;
 		if (strcasecmp(q->name, "async.mesh") == 0) /* 0x20 case mixing */
-			a = htonl(0x0a000001); /* 10.0.0.1 */
+			a = htonl(0x0a000001);              /* 10.0.0.1 */
 		else if (strcasecmp(q->name, "noroute.mesh") == 0)
 			a = htonl(0x0a090001); /* 10.9.0.1 */
 		if (a && q->type == EVDNS_TYPE_A) {
@@ -236,23 +240,29 @@ static int setup(void **st)
 	/* synchronous answers from a hosts file */
 	char hosts[] = "/tmp/test_proxy_hosts.XXXXXX";
 	int hfd = mkstemp(hosts);
-	const char *h = "10.0.0.1 sync.mesh\n10.0.0.2 refused.mesh\n10.9.0.7 offmesh.mesh\n";
+	const char *h =
+	    "10.0.0.1 sync.mesh\n10.0.0.2 refused.mesh\n10.9.0.7 offmesh.mesh\n";
 	assert_int_equal(write(hfd, h, strlen(h)), (ssize_t)strlen(h));
 	close(hfd);
 	assert_int_equal(evdns_base_load_hosts(dns, hosts), 0);
 	unlink(hosts);
 	/* asynchronous answers from our server */
 	dns_fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	assert_int_equal(bind(dns_fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	socklen_t sl = sizeof(sin);
 	getsockname(dns_fd, (struct sockaddr *)&sin, &sl);
 	dns_port = evdns_add_server_port_with_base(base, dns_fd, 0, dns_server_cb, NULL);
 	assert_non_null(dns_port);
-	assert_int_equal(evdns_base_nameserver_sockaddr_add(dns, (struct sockaddr *)&sin, sl, 0), 0);
+	assert_int_equal(
+	    evdns_base_nameserver_sockaddr_add(dns, (struct sockaddr *)&sin, sl, 0), 0);
 	evdns_base_set_option(dns, "timeout:", "1");
-	env = (struct px_env){.base = base, .dns = dns, .route_ok = route_ok,
-			      .handshake_timeout_ms = 300, .connect_timeout_ms = 400};
+	env = (struct px_env){.base = base,
+	                      .dns = dns,
+	                      .route_ok = route_ok,
+	                      .handshake_timeout_ms = 300,
+	                      .connect_timeout_ms = 400};
 	return 0;
 }
 
@@ -279,8 +289,9 @@ static struct cfg_listen loopback_any_port(void)
 
 static struct px_socks *socks_new(const char *user, const char *pass)
 {
-	struct cfg_socks5 c = {.bind = loopback_any_port(), .username = (char *)user,
-			       .password = (char *)pass};
+	struct cfg_socks5 c = {.bind = loopback_any_port(),
+	                       .username = (char *)user,
+	                       .password = (char *)pass};
 	char err[200];
 	struct px_socks *s = px_socks_new(&env, &c, err, sizeof(err));
 	if (!s)
@@ -299,8 +310,16 @@ static int socks_client(struct px_socks *s)
 
 static size_t req_v4(uint8_t *m, uint8_t last, uint16_t port)
 {
-	const uint8_t r[] = {5, 1, 0, 1, 10, last == 9 ? 9 : 0, 0, last, (uint8_t)(port >> 8),
-			     (uint8_t)port};
+	const uint8_t r[] = {5,
+	                     1,
+	                     0,
+	                     1,
+	                     10,
+	                     last == 9 ? 9 : 0,
+	                     0,
+	                     last,
+	                     (uint8_t)(port >> 8),
+	                     (uint8_t)port};
 	memcpy(m, r, sizeof(r));
 	return sizeof(r);
 }
@@ -401,13 +420,14 @@ static void test_socks5_reply_codes(void **st)
 	assert_int_equal(socks_try(s, m, req_v4(m, 9, 80)), SOCKS5_REP_NET_UNREACH);
 	assert_int_equal(n_dials, 3); /* no dial without a route */
 	/* names: synchronous (hosts) and asynchronous (DNS server) answers */
-	assert_int_equal(socks_try(s, m, req_name(m, "refused.mesh", 80)), SOCKS5_REP_REFUSED);
+	assert_int_equal(socks_try(s, m, req_name(m, "refused.mesh", 80)),
+	                 SOCKS5_REP_REFUSED);
 	assert_int_equal(socks_try(s, m, req_name(m, "offmesh.mesh", 80)),
-			 SOCKS5_REP_NET_UNREACH);
+	                 SOCKS5_REP_NET_UNREACH);
 	assert_int_equal(socks_try(s, m, req_name(m, "noroute.mesh", 80)),
-			 SOCKS5_REP_NET_UNREACH);
+	                 SOCKS5_REP_NET_UNREACH);
 	assert_int_equal(socks_try(s, m, req_name(m, "nxdomain.mesh", 80)),
-			 SOCKS5_REP_HOST_UNREACH);
+	                 SOCKS5_REP_HOST_UNREACH);
 	/* protocol */
 	const uint8_t bind[] = {5, 2, 0, 1, 10, 0, 0, 1, 0, 80};
 	assert_int_equal(socks_try(s, bind, sizeof(bind)), SOCKS5_REP_CMD_UNSUPPORTED);
@@ -427,7 +447,8 @@ static void test_socks5_reply_codes(void **st)
 	struct evdns_base *dns = env.dns;
 	env.dns = NULL;
 	struct px_socks *s2 = socks_new(NULL, NULL);
-	assert_int_equal(socks_try(s2, m, req_name(m, "sync.mesh", 80)), SOCKS5_REP_HOST_UNREACH);
+	assert_int_equal(socks_try(s2, m, req_name(m, "sync.mesh", 80)),
+	                 SOCKS5_REP_HOST_UNREACH);
 	env.dns = dns;
 	px_socks_free(s2);
 	px_socks_free(s);
@@ -450,7 +471,12 @@ static void test_socks5_auth(void **st)
 	csend(fd, "\x05\x02\x00\x02", 4);
 	crecv(fd, r, 2);
 	assert_memory_equal(r, "\x05\x02", 2);
-	csend(fd, "\x01\x05" "alice" "\x06" "secreT", 14);
+	csend(fd,
+	      "\x01\x05"
+	      "alice"
+	      "\x06"
+	      "secreT",
+	      14);
 	crecv(fd, r, 2);
 	assert_memory_equal(r, "\x01\x01", 2);
 	assert_int_equal(cclosed(fd), 0);
@@ -458,7 +484,13 @@ static void test_socks5_auth(void **st)
 	/* right: everything in one go */
 	fd = socks_client(s);
 	uint8_t m[64];
-	memcpy(m, "\x05\x01\x02" "\x01\x05" "alice" "\x06" "secret", 17);
+	memcpy(m,
+	       "\x05\x01\x02"
+	       "\x01\x05"
+	       "alice"
+	       "\x06"
+	       "secret",
+	       17);
 	size_t n = 17 + req_v4(m + 17, 1, 22);
 	csend(fd, m, n);
 	crecv(fd, r, 2);
@@ -562,7 +594,8 @@ static void test_socks5_dns_cancel(void **st)
 {
 	reset_fake();
 	int hole = socket(AF_INET, SOCK_DGRAM, 0);
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	assert_int_equal(bind(hole, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	socklen_t sl = sizeof(sin);
 	getsockname(hole, (struct sockaddr *)&sin, &sl);
@@ -601,8 +634,9 @@ static void test_socks5_dns_cancel(void **st)
 
 static struct px_http *http_new(const char *user, const char *pass)
 {
-	struct cfg_http c = {.bind = loopback_any_port(), .username = (char *)user,
-			     .password = (char *)pass};
+	struct cfg_http c = {.bind = loopback_any_port(),
+	                     .username = (char *)user,
+	                     .password = (char *)pass};
 	char err[200];
 	struct px_http *h = px_http_new(&env, &c, err, sizeof(err));
 	if (!h)
@@ -644,19 +678,23 @@ static void test_http_proxy(void **st)
 {
 	reset_fake();
 	struct px_http *h = http_new(NULL, NULL);
-	assert_int_equal(http_try(h, "CONNECT 10.0.0.1:443 HTTP/1.1\r\nHost: x\r\n\r\nEARLY", false),
-			 200);
+	assert_int_equal(
+	    http_try(h, "CONNECT 10.0.0.1:443 HTTP/1.1\r\nHost: x\r\n\r\nEARLY", false),
+	    200);
 	assert_int_equal(n_splices, 1);
 	assert_int_equal(spliced_head_len, 5);
 	assert_memory_equal(spliced_head, "EARLY", 5);
-	assert_int_equal(http_try(h, "CONNECT sync.mesh:80 HTTP/1.1\r\n\r\n", false), 200);
-	assert_int_equal(http_try(h, "CONNECT [fd00::1]:80 HTTP/1.1\r\n\r\n", false), 200);
+	assert_int_equal(http_try(h, "CONNECT sync.mesh:80 HTTP/1.1\r\n\r\n", false),
+	                 200);
+	assert_int_equal(http_try(h, "CONNECT [fd00::1]:80 HTTP/1.1\r\n\r\n", false),
+	                 200);
 	assert_int_equal(last_dst.family, AF_INET6);
 	assert_int_equal(http_try(h, "CONNECT 10.0.0.2:80 HTTP/1.1\r\n\r\n", true), 502);
 	assert_int_equal(http_try(h, "CONNECT 10.0.0.3:80 HTTP/1.1\r\n\r\n", true), 504);
 	assert_int_equal(http_try(h, "CONNECT 10.0.0.4:80 HTTP/1.1\r\n\r\n", true), 502);
 	assert_int_equal(http_try(h, "CONNECT 10.9.0.1:80 HTTP/1.1\r\n\r\n", true), 502);
-	assert_int_equal(http_try(h, "CONNECT nxdomain.mesh:80 HTTP/1.1\r\n\r\n", true), 502);
+	assert_int_equal(http_try(h, "CONNECT nxdomain.mesh:80 HTTP/1.1\r\n\r\n", true),
+	                 502);
 	assert_int_equal(http_try(h, "CONNECT 10.0.0.5:80 HTTP/1.1\r\n\r\n", true), 504);
 	struct ns_tcp *c = hung;
 	hung = NULL;
@@ -702,15 +740,15 @@ static void test_http_auth_required(void **st)
 	struct px_http *h = http_new("alice", "secret");
 	assert_int_equal(http_try(h, "CONNECT 10.0.0.1:443 HTTP/1.1\r\n\r\n", true), 407);
 	assert_int_equal(http_try(h,
-				  "CONNECT 10.0.0.1:443 HTTP/1.1\r\n"
-				  "Proxy-Authorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n",
-				  true),
-			 407);
+	                          "CONNECT 10.0.0.1:443 HTTP/1.1\r\n"
+	                          "Proxy-Authorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n",
+	                          true),
+	                 407);
 	assert_int_equal(http_try(h,
-				  "CONNECT 10.0.0.1:443 HTTP/1.1\r\n"
-				  "Proxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n",
-				  false),
-			 200);
+	                          "CONNECT 10.0.0.1:443 HTTP/1.1\r\n"
+	                          "Proxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n",
+	                          false),
+	                 200);
 	struct px_stats stt;
 	px_http_get_stats(h, &stt);
 	assert_int_equal(stt.err_auth, 2);
@@ -723,8 +761,8 @@ static void test_http_auth_required(void **st)
 static void test_client_tunnel(void **st)
 {
 	reset_fake();
-	struct cfg_tcp_client_tunnel c = {.bind = loopback_any_port(),
-					  .target_host = "10.0.0.1", .target_port = 22};
+	struct cfg_tcp_client_tunnel c = {
+	    .bind = loopback_any_port(), .target_host = "10.0.0.1", .target_port = 22};
 	char err[200];
 	struct px_tunnel *t = px_tcp_client_tunnel_new(&env, &c, err, sizeof(err));
 	assert_non_null(t);
@@ -773,13 +811,15 @@ static void test_server_tunnel(void **st)
 	reset_fake();
 	/* a local service */
 	int srv = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	assert_int_equal(bind(srv, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	listen(srv, 8);
 	socklen_t sl = sizeof(sin);
 	getsockname(srv, (struct sockaddr *)&sin, &sl);
-	struct cfg_tcp_server_tunnel c = {.listen_port = 8080, .target_host = "127.0.0.1",
-					  .target_port = ntohs(sin.sin_port)};
+	struct cfg_tcp_server_tunnel c = {.listen_port = 8080,
+	                                  .target_host = "127.0.0.1",
+	                                  .target_port = ntohs(sin.sin_port)};
 	char err[200];
 	struct px_tunnel *t = px_tcp_server_tunnel_new(&env, &c, err, sizeof(err));
 	if (!t)
@@ -857,19 +897,19 @@ static void test_bind_error(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_socks5_connect_pipelined),
-		cmocka_unit_test(test_socks5_byte_by_byte),
-		cmocka_unit_test(test_socks5_reply_codes),
-		cmocka_unit_test(test_socks5_auth),
-		cmocka_unit_test(test_socks5_timeouts),
-		cmocka_unit_test(test_socks5_free_while_pending),
-		cmocka_unit_test(test_socks5_dns_cancel),
-		cmocka_unit_test(test_http_proxy),
-		cmocka_unit_test(test_http_auth_required),
-		cmocka_unit_test(test_client_tunnel),
-		cmocka_unit_test(test_server_tunnel),
-		cmocka_unit_test(test_emfile),
-		cmocka_unit_test(test_bind_error),
+	    cmocka_unit_test(test_socks5_connect_pipelined),
+	    cmocka_unit_test(test_socks5_byte_by_byte),
+	    cmocka_unit_test(test_socks5_reply_codes),
+	    cmocka_unit_test(test_socks5_auth),
+	    cmocka_unit_test(test_socks5_timeouts),
+	    cmocka_unit_test(test_socks5_free_while_pending),
+	    cmocka_unit_test(test_socks5_dns_cancel),
+	    cmocka_unit_test(test_http_proxy),
+	    cmocka_unit_test(test_http_auth_required),
+	    cmocka_unit_test(test_client_tunnel),
+	    cmocka_unit_test(test_server_tunnel),
+	    cmocka_unit_test(test_emfile),
+	    cmocka_unit_test(test_bind_error),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -22,7 +22,7 @@
 		for (size_t k_ = 0; k_ < (full_len); k_++) {                             \
 			size_t len = k_;                                                 \
 			if ((call_with_len) != PX_PARSE_MORE)                            \
-				fail_msg("prefix of %zu bytes is not MORE", k_);          \
+				fail_msg("prefix of %zu bytes is not MORE", k_);         \
 		}                                                                        \
 	} while (0)
 
@@ -40,7 +40,8 @@ static void test_greeting(void **st)
 	ASSERT_PREFIXES_MORE(px_socks5_parse_greeting(m, len, &g, &used), 4);
 
 	const uint8_t only_gssapi[] = {5, 1, 1};
-	assert_int_equal(px_socks5_parse_greeting(only_gssapi, 3, &g, &used), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_greeting(only_gssapi, 3, &g, &used),
+	                 PX_PARSE_OK);
 	assert_false(g.no_auth);
 	assert_false(g.userpass);
 
@@ -54,11 +55,12 @@ static void test_greeting(void **st)
 	big[1] = 255;
 	memset(big + 2, 0x80, 255);
 	big[256] = 0;
-	assert_int_equal(px_socks5_parse_greeting(big, sizeof(big), &g, &used), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_greeting(big, sizeof(big), &g, &used),
+	                 PX_PARSE_OK);
 	assert_int_equal(used, SOCKS5_GREETING_MAX);
 	assert_true(g.no_auth);
 	assert_int_equal(px_socks5_parse_greeting(big, sizeof(big) - 1, &g, &used),
-			 PX_PARSE_MORE);
+	                 PX_PARSE_MORE);
 }
 
 /* ---- RFC 1929 ---- */
@@ -67,7 +69,8 @@ static void test_auth(void **st)
 {
 	struct px_socks5_auth a;
 	size_t used = 0;
-	const uint8_t m[] = {1, 5, 'a', 'l', 'i', 'c', 'e', 6, 's', 'e', 'c', 'r', 'e', 't', 5};
+	const uint8_t m[] = {1,   5,   'a', 'l', 'i', 'c', 'e', 6,
+	                     's', 'e', 'c', 'r', 'e', 't', 5};
 	assert_int_equal(px_socks5_parse_auth(m, sizeof(m), &a, &used), PX_PARSE_OK);
 	assert_int_equal(used, 14);
 	assert_int_equal(a.ulen, 5);
@@ -81,7 +84,7 @@ static void test_auth(void **st)
 	assert_int_equal(used, 3);
 	const uint8_t badver[] = {5, 1, 'a', 1, 'b'};
 	assert_int_equal(px_socks5_parse_auth(badver, sizeof(badver), &a, &used),
-			 PX_PARSE_ERROR);
+	                 PX_PARSE_ERROR);
 
 	uint8_t big[SOCKS5_AUTH_MAX];
 	big[0] = 1;
@@ -104,7 +107,8 @@ static void test_request_ipv4(void **st)
 	struct px_target t;
 	uint8_t cmd = 0, rep = 0xee;
 	size_t used = 0;
-	assert_int_equal(px_socks5_parse_request(m, sizeof(m), &cmd, &t, &used, &rep), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_request(m, sizeof(m), &cmd, &t, &used, &rep),
+	                 PX_PARSE_OK);
 	assert_int_equal(used, 10); /* the early "GET" is not part of it */
 	assert_int_equal(cmd, SOCKS5_CMD_CONNECT);
 	assert_false(t.is_name);
@@ -127,7 +131,8 @@ static void test_request_ipv6(void **st)
 	struct px_target t;
 	uint8_t cmd, rep;
 	size_t used;
-	assert_int_equal(px_socks5_parse_request(m, sizeof(m), &cmd, &t, &used, &rep), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_request(m, sizeof(m), &cmd, &t, &used, &rep),
+	                 PX_PARSE_OK);
 	assert_int_equal(used, 22);
 	assert_int_equal(t.addr.family, AF_INET6);
 	assert_memory_equal(t.addr.addr, m + 4, 16);
@@ -158,7 +163,8 @@ static void test_request_domain(void **st)
 	struct px_target t;
 	uint8_t cmd, rep;
 	size_t used, n = build_domain(m, "web.mesh.example", 443);
-	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep),
+	                 PX_PARSE_OK);
 	assert_int_equal(used, n);
 	assert_true(t.is_name);
 	assert_string_equal(t.host, "web.mesh.example");
@@ -167,15 +173,18 @@ static void test_request_domain(void **st)
 
 	/* curl --socks5-hostname sends IP literals as names */
 	n = build_domain(m, "10.77.0.1", 80);
-	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep),
+	                 PX_PARSE_OK);
 	assert_false(t.is_name);
 	assert_int_equal(t.addr.family, AF_INET);
 	n = build_domain(m, "fd00::1", 80);
-	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep),
+	                 PX_PARSE_OK);
 	assert_false(t.is_name);
 	assert_int_equal(t.addr.family, AF_INET6);
 	n = build_domain(m, "fqdn.example.", 80);
-	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep),
+	                 PX_PARSE_OK);
 	assert_true(t.is_name);
 
 	/* the longest name */
@@ -185,25 +194,29 @@ static void test_request_domain(void **st)
 	name[255] = 0;
 	n = build_domain(m, name, 80);
 	assert_int_equal(n, SOCKS5_REQUEST_MAX);
-	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep), PX_PARSE_ERROR);
+	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep),
+	                 PX_PARSE_ERROR);
 	assert_int_equal(rep, SOCKS5_REP_HOST_UNREACH); /* 255 > 253: not a DNS name */
 	name[253] = 0;
 	n = build_domain(m, name, 80);
-	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep),
+	                 PX_PARSE_OK);
 
 	/* names that cannot be resolved: 0x04 */
 	const char *bad[] = {"a b", "a..b", ".", "x\x01y", "-"};
 	for (size_t i = 0; i < 4; i++) {
 		n = build_domain(m, bad[i], 80);
 		assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep),
-				 PX_PARSE_ERROR);
+		                 PX_PARSE_ERROR);
 		assert_int_equal(rep, SOCKS5_REP_HOST_UNREACH);
 	}
 	n = build_domain(m, "ok", 80);
 	m[5] = 0; /* NUL inside the name */
-	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep), PX_PARSE_ERROR);
+	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep),
+	                 PX_PARSE_ERROR);
 	const uint8_t empty[] = {5, 1, 0, 3, 0, 0, 80};
-	assert_int_equal(px_socks5_parse_request(empty, 7, &cmd, &t, &used, &rep), PX_PARSE_ERROR);
+	assert_int_equal(px_socks5_parse_request(empty, 7, &cmd, &t, &used, &rep),
+	                 PX_PARSE_ERROR);
 	assert_int_equal(rep, SOCKS5_REP_GENERAL);
 }
 
@@ -213,28 +226,35 @@ static void test_request_errors(void **st)
 	uint8_t cmd, rep;
 	size_t used;
 	const uint8_t badver[] = {4, 1, 0, 1};
-	assert_int_equal(px_socks5_parse_request(badver, 1, &cmd, &t, &used, &rep), PX_PARSE_ERROR);
+	assert_int_equal(px_socks5_parse_request(badver, 1, &cmd, &t, &used, &rep),
+	                 PX_PARSE_ERROR);
 	assert_int_equal(rep, SOCKS5_REP_GENERAL);
 	/* an unknown command is known after two bytes */
 	const uint8_t badcmd[] = {5, 9};
-	assert_int_equal(px_socks5_parse_request(badcmd, 2, &cmd, &t, &used, &rep), PX_PARSE_ERROR);
+	assert_int_equal(px_socks5_parse_request(badcmd, 2, &cmd, &t, &used, &rep),
+	                 PX_PARSE_ERROR);
 	assert_int_equal(rep, SOCKS5_REP_CMD_UNSUPPORTED);
 	/* an unknown address type after four */
 	const uint8_t badatyp[] = {5, 1, 0, 2};
-	assert_int_equal(px_socks5_parse_request(badatyp, 4, &cmd, &t, &used, &rep), PX_PARSE_ERROR);
+	assert_int_equal(px_socks5_parse_request(badatyp, 4, &cmd, &t, &used, &rep),
+	                 PX_PARSE_ERROR);
 	assert_int_equal(rep, SOCKS5_REP_ATYP_UNSUPPORTED);
 	const uint8_t port0[] = {5, 1, 0, 1, 10, 0, 0, 1, 0, 0};
-	assert_int_equal(px_socks5_parse_request(port0, 10, &cmd, &t, &used, &rep), PX_PARSE_ERROR);
+	assert_int_equal(px_socks5_parse_request(port0, 10, &cmd, &t, &used, &rep),
+	                 PX_PARSE_ERROR);
 	/* BIND and UDP ASSOCIATE parse; the server answers 0x07 itself */
 	const uint8_t bind[] = {5, 2, 0, 1, 0, 0, 0, 0, 0, 1};
-	assert_int_equal(px_socks5_parse_request(bind, 10, &cmd, &t, &used, &rep), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_request(bind, 10, &cmd, &t, &used, &rep),
+	                 PX_PARSE_OK);
 	assert_int_equal(cmd, SOCKS5_CMD_BIND);
 	const uint8_t udp[] = {5, 3, 0, 1, 0, 0, 0, 0, 0, 1};
-	assert_int_equal(px_socks5_parse_request(udp, 10, &cmd, &t, &used, &rep), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_request(udp, 10, &cmd, &t, &used, &rep),
+	                 PX_PARSE_OK);
 	assert_int_equal(cmd, SOCKS5_CMD_UDP_ASSOCIATE);
 	/* non-zero RSV is tolerated */
 	const uint8_t rsv[] = {5, 1, 7, 1, 1, 2, 3, 4, 0, 1};
-	assert_int_equal(px_socks5_parse_request(rsv, 10, &cmd, &t, &used, &rep), PX_PARSE_OK);
+	assert_int_equal(px_socks5_parse_request(rsv, 10, &cmd, &t, &used, &rep),
+	                 PX_PARSE_OK);
 }
 
 static void test_reply(void **st)
@@ -285,7 +305,8 @@ static void test_socks5_random(void **st)
 		if (px_socks5_parse_auth(buf, len, &a, &used) == PX_PARSE_OK)
 			assert_true(used <= len && used >= 3);
 		used = 999999;
-		if (px_socks5_parse_request(buf, len, &cmd, &t, &used, &rep) == PX_PARSE_OK) {
+		if (px_socks5_parse_request(buf, len, &cmd, &t, &used, &rep) ==
+		    PX_PARSE_OK) {
 			assert_true(used <= len && used >= 10);
 			assert_true(t.port != 0);
 			assert_true(strlen(t.host) < sizeof(t.host));
@@ -295,7 +316,8 @@ static void test_socks5_random(void **st)
 
 /* ---- HTTP CONNECT ---- */
 
-static enum px_parse http(const char *s, struct px_http_request *r, size_t *used, int *status)
+static enum px_parse http(const char *s, struct px_http_request *r, size_t *used,
+                          int *status)
 {
 	return px_http_parse_request((const uint8_t *)s, strlen(s), r, used, status);
 }
@@ -303,11 +325,11 @@ static enum px_parse http(const char *s, struct px_http_request *r, size_t *used
 static void test_http_connect(void **st)
 {
 	const char *m = "CONNECT web.mesh.example:443 HTTP/1.1\r\n"
-			"Host: web.mesh.example:443\r\n"
-			"User-Agent: curl/7.88.1\r\n"
-			"Proxy-Connection: Keep-Alive\r\n"
-			"\r\n"
-			"\x16\x03\x01"; /* an early TLS ClientHello */
+	                "Host: web.mesh.example:443\r\n"
+	                "User-Agent: curl/7.88.1\r\n"
+	                "Proxy-Connection: Keep-Alive\r\n"
+	                "\r\n"
+	                "\x16\x03\x01"; /* an early TLS ClientHello */
 	struct px_http_request r;
 	size_t used = 0;
 	int status = 0;
@@ -319,15 +341,17 @@ static void test_http_connect(void **st)
 	assert_int_equal(r.target.port, 443);
 	assert_null(r.auth);
 	size_t head = strlen(m) - 3;
-	ASSERT_PREFIXES_MORE(px_http_parse_request((const uint8_t *)m, len, &r, &used, &status),
-			     head);
+	ASSERT_PREFIXES_MORE(
+	    px_http_parse_request((const uint8_t *)m, len, &r, &used, &status), head);
 
-	assert_int_equal(http("CONNECT 10.0.0.1:22 HTTP/1.0\n\n", &r, &used, &status), PX_PARSE_OK);
+	assert_int_equal(http("CONNECT 10.0.0.1:22 HTTP/1.0\n\n", &r, &used, &status),
+	                 PX_PARSE_OK);
 	assert_false(r.target.is_name);
 	assert_int_equal(r.target.addr.family, AF_INET);
 	assert_int_equal(used, 30);
-	assert_int_equal(http("\r\nCONNECT [fd00::1]:8443 HTTP/1.1\r\n\r\n", &r, &used, &status),
-			 PX_PARSE_OK);
+	assert_int_equal(
+	    http("\r\nCONNECT [fd00::1]:8443 HTTP/1.1\r\n\r\n", &r, &used, &status),
+	    PX_PARSE_OK);
 	assert_int_equal(r.target.addr.family, AF_INET6);
 	assert_int_equal(r.target.port, 8443);
 }
@@ -344,8 +368,10 @@ static void expect_http_status(const char *m, int want)
 
 static void test_http_errors(void **st)
 {
-	expect_http_status("GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 501);
-	expect_http_status("connect a:1 HTTP/1.1\r\n\r\n", 501); /* methods are case-sensitive */
+	expect_http_status(
+	    "GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 501);
+	expect_http_status("connect a:1 HTTP/1.1\r\n\r\n",
+	                   501); /* methods are case-sensitive */
 	expect_http_status("CONNECT a:1 HTTP/2.0\r\n\r\n", 505);
 	expect_http_status("CONNECT a:1 HTTP/1.1x\r\n\r\n", 400);
 	expect_http_status("CONNECT a:1 HTTP/1.1 \r\n\r\n", 400);
@@ -367,8 +393,8 @@ static void test_http_errors(void **st)
 	expect_http_status("CONNECT a:80 HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", 400);
 	expect_http_status("CONNECT a:80 HTTP/1.1\r\nX: a\x01\r\n\r\n", 400);
 	expect_http_status("CONNECT a:80 HTTP/1.1\r\nProxy-Authorization: a\r\n"
-			   "proxy-authorization: b\r\n\r\n",
-			   400);
+	                   "proxy-authorization: b\r\n\r\n",
+	                   400);
 	expect_http_status("\x16\x03\x01\x02\x01\x01\xfc\x03\x03\n", 400); /* binary */
 	/* NUL inside a line */
 	struct px_http_request r;
@@ -376,7 +402,7 @@ static void test_http_errors(void **st)
 	int status;
 	const uint8_t nul[] = "CONNECT a:1 HTTP/1.1\r\nX: \0\r\n\r\n";
 	assert_int_equal(px_http_parse_request(nul, sizeof(nul) - 1, &r, &used, &status),
-			 PX_PARSE_ERROR);
+	                 PX_PARSE_ERROR);
 	assert_int_equal(status, 400);
 }
 
@@ -413,9 +439,9 @@ static void test_http_auth(void **st)
 	int status;
 	/* alice:secret */
 	assert_int_equal(http("CONNECT a:1 HTTP/1.1\r\nProxy-Authorization:  Basic "
-			      "YWxpY2U6c2VjcmV0 \r\n\r\n",
-			      &r, &used, &status),
-			 PX_PARSE_OK);
+	                      "YWxpY2U6c2VjcmV0 \r\n\r\n",
+	                      &r, &used, &status),
+	                 PX_PARSE_OK);
 	assert_non_null(r.auth);
 	assert_int_equal(r.auth_len, strlen("Basic YWxpY2U6c2VjcmV0"));
 	assert_true(px_http_auth_ok(r.auth, r.auth_len, "alice", "secret"));
@@ -444,7 +470,8 @@ static void test_http_responses(void **st)
 	assert_string_equal(out, "HTTP/1.1 200 Connection established\r\n\r\n");
 	n = px_http_response(out, sizeof(out), 407);
 	assert_non_null(strstr(out, "HTTP/1.1 407 Proxy Authentication Required\r\n"));
-	assert_non_null(strstr(out, "\r\nProxy-Authenticate: Basic realm=\"meshproxy\"\r\n"));
+	assert_non_null(
+	    strstr(out, "\r\nProxy-Authenticate: Basic realm=\"meshproxy\"\r\n"));
 	assert_int_equal(n, strlen(out));
 	assert_string_equal(out + n - 4, "\r\n\r\n");
 	int codes[] = {400, 431, 501, 502, 504, 505};
@@ -459,8 +486,17 @@ static void test_http_responses(void **st)
 
 static void test_http_random(void **st)
 {
-	static const char *pieces[] = {"CONNECT ", "a:1", " HTTP/1.1", "\r\n", "\n",
-				       "X: y", "[", "]", ":", " ", "Proxy-Authorization: Basic x"};
+	static const char *pieces[] = {"CONNECT ",
+	                               "a:1",
+	                               " HTTP/1.1",
+	                               "\r\n",
+	                               "\n",
+	                               "X: y",
+	                               "[",
+	                               "]",
+	                               ":",
+	                               " ",
+	                               "Proxy-Authorization: Basic x"};
 	char buf[512];
 	srand(99);
 	for (int iter = 0; iter < 100000; iter++) {
@@ -479,16 +515,17 @@ static void test_http_random(void **st)
 		struct px_http_request r;
 		size_t used = 999999;
 		int status = 0;
-		enum px_parse p = px_http_parse_request((uint8_t *)buf, len, &r, &used, &status);
+		enum px_parse p =
+		    px_http_parse_request((uint8_t *)buf, len, &r, &used, &status);
 		if (p == PX_PARSE_OK) {
 			assert_true(used <= len);
 			assert_true(r.target.port != 0);
 			if (r.auth)
 				assert_true(r.auth >= (uint8_t *)buf &&
-					    r.auth + r.auth_len <= (uint8_t *)buf + len);
+				            r.auth + r.auth_len <= (uint8_t *)buf + len);
 		} else if (p == PX_PARSE_ERROR) {
 			assert_true(status == 400 || status == 431 || status == 501 ||
-				    status == 505);
+			            status == 505);
 		}
 	}
 }
@@ -517,14 +554,14 @@ static void test_target(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_greeting),      cmocka_unit_test(test_auth),
-		cmocka_unit_test(test_request_ipv4),  cmocka_unit_test(test_request_ipv6),
-		cmocka_unit_test(test_request_domain), cmocka_unit_test(test_request_errors),
-		cmocka_unit_test(test_reply),	      cmocka_unit_test(test_socks5_random),
-		cmocka_unit_test(test_http_connect),  cmocka_unit_test(test_http_errors),
-		cmocka_unit_test(test_http_size_limit), cmocka_unit_test(test_http_auth),
-		cmocka_unit_test(test_http_responses), cmocka_unit_test(test_http_random),
-		cmocka_unit_test(test_target),
+	    cmocka_unit_test(test_greeting),        cmocka_unit_test(test_auth),
+	    cmocka_unit_test(test_request_ipv4),    cmocka_unit_test(test_request_ipv6),
+	    cmocka_unit_test(test_request_domain),  cmocka_unit_test(test_request_errors),
+	    cmocka_unit_test(test_reply),           cmocka_unit_test(test_socks5_random),
+	    cmocka_unit_test(test_http_connect),    cmocka_unit_test(test_http_errors),
+	    cmocka_unit_test(test_http_size_limit), cmocka_unit_test(test_http_auth),
+	    cmocka_unit_test(test_http_responses),  cmocka_unit_test(test_http_random),
+	    cmocka_unit_test(test_target),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
