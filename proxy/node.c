@@ -456,10 +456,14 @@ out:
 		event_free(n->ev_term);
 	if (n->ev_tick)
 		event_free(n->ev_tick);
+	/* Let callbacks of front-ends freed mid-lookup run, so their sessions
+	 * are released before the resolver and the netstack go away. */
+	if (n->base)
+		event_base_loop(n->base, EVLOOP_NONBLOCK);
 	ns_shutdown();
 	wg_device_free(n->wg);
 	if (n->dns)
-		evdns_base_free(n->dns, 0);
+		evdns_base_free(n->dns, 1);
 	if (n->base)
 		event_base_free(n->base);
 	free(n->seen_handshake);
