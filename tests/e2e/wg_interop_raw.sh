@@ -98,6 +98,22 @@ check "we sent a cookie reply and then completed the handshake" \
     grep -Eq "handshakes sent 0 completed 1;.*cookies [1-9][0-9]*/0" "$E2E_LOGDIR/wgload.log"
 info "wg-ping: $(tail -n 1 "$E2E_LOGDIR/wgload.log")"
 
+step "2c. with a preshared key on both sides"
+bg_stop wggo
+start_wggo
+(umask 077 && wg genpsk >"$E2E_TMP/psk") && chmod 0644 "$E2E_TMP/psk"
+nsx B wg set "$WGB" peer "$APUB" preshared-key "$E2E_TMP/psk" || die "wg set preshared-key failed"
+check "wg-ping with the PSK gets echo replies (we initiate)" \
+    nsx_nobody A "$WG_PING" --key "$E2E_TMP/a.key" --peer "$BPUB" --psk "$E2E_TMP/psk" \
+    --endpoint 198.18.0.2:51820 --local 10.99.0.2 --remote 10.99.0.1 \
+    --port "$OUR_PORT" --count 2 --timeout 15
+wg genpsk >"$E2E_TMP/wrong.psk" && chmod 0644 "$E2E_TMP/wrong.psk"
+check "a wrong PSK gets nothing through" \
+    bash -c "! $(printf '%q ' ip netns exec "$(ns A)" "${AS_NOBODY[@]}" "$WG_PING" \
+        --key "$E2E_TMP/a.key" --peer "$BPUB" --psk "$E2E_TMP/wrong.psk" \
+        --endpoint 198.18.0.2:51820 --local 10.99.0.2 --remote 10.99.0.1 \
+        --port "$OUR_PORT" --count 1 --timeout 4)"
+
 if [ "${WG_INTEROP_LONG:-0}" = 1 ]; then
     # REKEY_AFTER_TIME is 120 s: 140 pings at 1/s cross it, so a second
     # handshake (ours, as the initiator) must happen with traffic flowing.
