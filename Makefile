@@ -42,7 +42,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all deps test check unit asan clean demo fuzz bench format help
 # Keep unit-test objects (make would delete them as intermediates).
 .SECONDARY: $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o)
-all: $(PROGRAMS) $(UNIT_BIN)
+TOOLS := $(BUILD)/tests/wg-ping
+all: $(PROGRAMS) $(UNIT_BIN) $(TOOLS)
 
 help:
 	@echo "make deps    install Debian packages, fetch and check lwIP source"
@@ -80,6 +81,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB) $(LWIP_LIB)
 # ASan+UBSan (unit + demo), then a short run of every fuzzer.
 test: all
 	@tests/all.sh
+
+# wg-ping: the WireGuard device alone (no lwIP), for raw interop tests.
+$(BUILD)/tests/wg-ping: $(BUILD)/obj/tests/tools/wg-ping.o $(LIB) $(LWIP_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Only the normal build's tests.
 check: all
