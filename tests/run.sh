@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/run.sh BUILD_DIR [--unit-only] [--only REGEX]
+# tests/run.sh BUILD_DIR [--unit-only | --no-e2e] [--only REGEX]
 #
 # Runs every unit test binary BUILD_DIR/tests/test_*, then the demo
 # (tests/demo.sh --once: two nodes on loopback, no root), then every
@@ -9,23 +9,30 @@
 # from a test means "skipped". Ends with the line
 #   N passed, N failed, N skipped
 # and exits non-zero when anything failed.
+#   --unit-only  only the unit tests
+#   --no-e2e     unit tests and the demo, no namespace tests
+#   --only RE    only tests whose name matches the regular expression
+# Logs: tests/artifacts/<name>.log for ./build, tests/artifacts/<build dir
+# name>/<name>.log for another build directory (e.g. build-asan).
 #
 # Environment: MESH_ARTIFACTS (log directory), MESH_UNIT_TIMEOUT (s, default 300), MESH_E2E_TIMEOUT (s,
 # default 900). MESH_BUILD (absolute BUILD_DIR) is exported for the scripts.
 set -u
 
 usage() {
-    echo "usage: $0 BUILD_DIR [--unit-only] [--only REGEX]" >&2
+    echo "usage: $0 BUILD_DIR [--unit-only | --no-e2e] [--only REGEX]" >&2
     exit 2
 }
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=""
 UNIT_ONLY=0
+NO_E2E=0
 ONLY=""
 while [ $# -gt 0 ]; do
     case $1 in
-    --unit-only) UNIT_ONLY=1 ;;
+    --unit-only) UNIT_ONLY=1 NO_E2E=1 ;;
+    --no-e2e) NO_E2E=1 ;;
     --only) ONLY=${2:-}; shift ;;
     -h | --help) usage ;;
     -*) usage ;;
@@ -39,6 +46,7 @@ done
 MESH_BUILD=$(cd "$BUILD" && pwd)
 export MESH_BUILD
 ARTIFACTS=${MESH_ARTIFACTS:-$ROOT/tests/artifacts}
+[ "$(basename "$MESH_BUILD")" = build ] || ARTIFACTS="$ARTIFACTS/$(basename "$MESH_BUILD")"
 mkdir -p "$ARTIFACTS" 2>/dev/null
 if ! [ -w "$ARTIFACTS" ]; then
     ARTIFACTS=$(mktemp -d /tmp/mesh-artifacts.XXXXXX)
@@ -115,7 +123,7 @@ if [ $UNIT_ONLY -eq 0 ]; then
 fi
 
 # --- end-to-end tests ----------------------------------------------------------
-if [ $UNIT_ONLY -eq 0 ]; then
+if [ $NO_E2E -eq 0 ]; then
     for s in "$ROOT"/tests/e2e/*.sh; do
         name="e2e_$(basename "$s" .sh)"
         [ "$(basename "$s")" = lib.sh ] && continue
