@@ -138,6 +138,11 @@
 #define LWIP_RANDOMIZE_INITIAL_LOCAL_PORTS 1
 /* Unpredictable initial sequence numbers (lwIP's default is a counter). */
 #define LWIP_HOOK_TCP_ISN(local_ip, local_port, remote_ip, remote_port) ((u32_t)arc4random())
+/* Options after the handshake are blanked before lwIP parses them: see
+ * netstack/ns_hooks.h for the two remote-triggerable assertions this avoids. */
+#define LWIP_HOOK_FILENAME "ns_hooks.h"
+#define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p) \
+	ns_hook_tcp_inpacket(pcb, hdr, optlen, opt1len, opt2, p)
 
 /* ---- checksums ---- */
 /* Inbound packets were authenticated by WireGuard (Poly1305) and the

@@ -24,6 +24,7 @@ struct ns_ctx ns_ctx;
  * output callback feeding a packet straight back in) wait here and are fed
  * from an event, because lwIP's input path is not re-entrant. */
 #define NS_DEFER_MAX 256
+#define NS_INPUT_SLACK 16
 struct ns_deferred {
 	struct ns_deferred *next;
 	size_t len;
@@ -33,13 +34,16 @@ static struct ns_deferred *defer_head, *defer_tail;
 static unsigned defer_n;
 static int in_input;
 
+uint32_t ns_clock_offset_ms;
+
 /* lwIP's only clock with NO_SYS=1: milliseconds, wrapping is handled. */
 u32_t sys_now(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (u32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+	return (u32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u) +
+	       ns_clock_offset_ms;
 }
 
 static void ns_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -131,12 +135,20 @@ static void ns_input_now(const uint8_t *pkt, size_t len)
 {
 	struct pbuf *p;
 
-	p = pbuf_alloc(PBUF_RAW, (u16_t)len, PBUF_RAM);
+	/* Zeroed slack after the packet: lwIP 2.1.3's tcp_parseopt() reads the
+	 * length byte of an option whose kind is the last header byte, one
+	 * past the segment (found by fuzz_netstack). Like Linux's skb
+	 * tailroom, the slack keeps that read inside our allocation;
+	 * pbuf_realloc() only shortens the lengths (mem_trim is a no-op with
+	 * MEM_LIBC_MALLOC). */
+	p = pbuf_alloc(PBUF_RAW, (u16_t)(len + NS_INPUT_SLACK), PBUF_RAM);
 	if (p == NULL) {
 		ns_ctx.st.input_drop++;
 		return;
 	}
 	memcpy(p->payload, pkt, len);
+	memset((uint8_t *)p->payload + len, 0, NS_INPUT_SLACK);
+	pbuf_realloc(p, (u16_t)len);
 	in_input++;
 	if (ns_ctx.netif.input(p, &ns_ctx.netif) != ERR_OK) {
 		pbuf_free(p);
@@ -202,7 +214,7 @@ void ns_input(const uint8_t *pkt, size_t len)
 	if (!ns_ctx.up)
 		return;
 	/* lwIP reads the fixed IP header before checking lengths: check here. */
-	if (len < 20 || len > 0xffff) {
+	if (len < 20 || len > 0xffff - NS_INPUT_SLACK) {
 		ns_ctx.st.input_drop++;
 		return;
 	}

@@ -123,5 +123,8 @@ void ns_ping_shutdown(void);
 
 /* For tests: bytes of mesh->socket data held by all connections. */
 size_t ns_debug_rxq_bytes(void);
+/* For tests and fuzzing: added to lwIP's clock (sys_now) to jump ahead;
+ * then call sys_check_timeouts(). Only ever increased. */
+extern uint32_t ns_clock_offset_ms;
 
 #endif

@@ -34,7 +34,8 @@ LWIP_CFLAGS := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter 
 # when LWIP_IPV6_SEND_ROUTER_SOLICIT is 0 (our point-to-point link).
 $(BUILD)/lwip/core/ipv6/nd6.o: LWIP_CFLAGS += -Wno-unused-variable
 
-$(BUILD)/lwip/%.o: $(LWIP_DIR)/src/%.c netstack/lwipopts.h netstack/arch/cc.h | $(DEPS_STAMP)
+$(BUILD)/lwip/%.o: $(LWIP_DIR)/src/%.c netstack/lwipopts.h netstack/arch/cc.h \
+		netstack/ns_hooks.h | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LWIP_CPPFLAGS) $(LWIP_CFLAGS) -c $< -o $@
 

@@ -244,7 +244,11 @@ struct peer {
 	uint8_t *rx;
 	size_t rx_len, rx_cap;
 	unsigned segs;
+	size_t max_dlen;
 	uint64_t min_wnd_seen;
+	const uint8_t *opts; /* options for the segments we send, if set */
+	size_t optlen;	     /* (a multiple of 4) */
+	int win;	     /* window field we send; -1: 65535 */
 };
 
 static void peer_init(struct peer *pr, int fam, uint16_t it_port)
@@ -262,6 +266,7 @@ static void peer_init(struct peer *pr, int fam, uint16_t it_port)
 	pr->snd_nxt = pr->snd_una = (uint32_t)rand();
 	pr->it_ws = 0;
 	pr->min_wnd_seen = UINT64_MAX;
+	pr->win = -1;
 }
 
 static void peer_free(struct peer *pr)
@@ -270,13 +275,21 @@ static void peer_free(struct peer *pr)
 	pr->rx = NULL;
 }
 
-/* Sends one segment; options: MSS 1380 and window scale 7 on a SYN. */
+/* Sends one segment; options: pr->opts if set, else MSS 1380 and window
+ * scale 7 on a SYN. */
 static void peer_send(struct peer *pr, uint8_t flags, const void *data, size_t len)
 {
+	static const uint8_t syn_opts[8] = {2, 4, 1380 >> 8, 1380 & 255, 1, 3, 3, 7};
 	static uint8_t t[70000];
-	size_t h = flags & F_SYN ? 28 : 20;
-	uint16_t c;
+	const uint8_t *opts = pr->opts;
+	size_t optlen = pr->optlen, h;
+	uint16_t c, win = pr->win < 0 ? 0xffff : (uint16_t)pr->win;
 
+	if (opts == NULL && (flags & F_SYN)) {
+		opts = syn_opts;
+		optlen = sizeof(syn_opts);
+	}
+	h = 20 + (opts != NULL ? optlen : 0);
 	memset(t, 0, h);
 	t[0] = (uint8_t)(pr->port >> 8);
 	t[1] = (uint8_t)pr->port;
@@ -288,12 +301,10 @@ static void peer_send(struct peer *pr, uint8_t flags, const void *data, size_t l
 	}
 	t[12] = (uint8_t)(h / 4) << 4;
 	t[13] = flags;
-	t[14] = 0xff; /* window 65535 << 7: 8 MiB, never the limit */
-	t[15] = 0xff;
-	if (flags & F_SYN) {
-		const uint8_t opts[8] = {2, 4, 1380 >> 8, 1380 & 255, 1, 3, 3, 7};
-		memcpy(t + 20, opts, 8);
-	}
+	t[14] = (uint8_t)(win >> 8); /* by default 65535 << 7: 8 MiB */
+	t[15] = (uint8_t)win;
+	if (h > 20)
+		memcpy(t + 20, opts, h - 20);
 	if (len)
 		memcpy(t + h, data, len);
 	c = l4_sum(pr->fam, pr->me, pr->it, 6, t, h + len, true);
@@ -308,6 +319,8 @@ static void peer_take(struct peer *pr, const struct seg *s)
 	int32_t d = (int32_t)(s->seq - pr->rcv_nxt);
 
 	pr->segs++;
+	if (s->dlen > pr->max_dlen)
+		pr->max_dlen = s->dlen;
 	if (s->flags & F_RST) {
 		pr->got_rst = true;
 		return;
@@ -427,7 +440,8 @@ static struct ns_tcp *handshake_in(struct peer *pr, struct accepted *acc)
 	assert_int_equal(s.flags, F_SYN | F_ACK);
 	assert_int_equal(s.ack, pr->snd_nxt);
 	assert_true(s.mss > 0 && s.mss <= (pr->fam == AF_INET ? 1380 : 1360));
-	assert_int_equal(s.ws, TCP_RCV_SCALE);
+	if (pr->opts == NULL)
+		assert_int_equal(s.ws, TCP_RCV_SCALE);
 	peer_take(pr, &s);
 	free(k);
 	assert_int_equal(acc->calls, 0); /* not before the handshake completes */
@@ -999,6 +1013,79 @@ static void test_unacked_peer_stops_socket_reads(void **state)
 	peer_free(&pr);
 }
 
+/* Peers that are odd but possible must not trip lwIP 2.1.3 assertions (see
+ * netstack/ns_hooks.h): a SYN announcing a zero window, then a window
+ * smaller than two segments; an MSS option in the middle of the connection;
+ * a SYN with window scaling to a connection that did not negotiate it. The
+ * data still arrives intact in segments no larger than the MSS. */
+static void test_hostile_options_and_windows(void **state)
+{
+	static const uint8_t mss536[4] = {2, 4, 536 >> 8, 536 & 255};
+	static const uint8_t mss100[4] = {2, 4, 0, 100};
+	static const uint8_t ws14[4] = {1, 3, 3, 14};
+	static uint8_t blk[4096];
+	const size_t total = 2 + 64 * 1024;
+	struct accepted acc;
+	struct peer pr;
+	size_t written = 0;
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(ns_tcp_listen(86, on_accept, &acc), 0);
+	peer_init(&pr, AF_INET, 86);
+	pr.opts = mss536;
+	pr.optlen = sizeof(mss536);
+	pr.win = 0;
+	handshake_in(&pr, &acc);
+	tcp_pair(sv);
+	assert_int_equal(ns_splice_start(acc.c, sv[0], (const uint8_t *)"hi", 2), 0);
+	for (size_t j = 0; j < sizeof(blk); j++)
+		blk[j] = (uint8_t)(j * 3 + 1);
+	assert_int_equal(write(sv[1], blk, 1024), 1024);
+	written = 1024;
+	spin_ms(5);
+	peer_poll(&pr, false);
+	assert_int_equal(pr.rx_len, 0); /* zero window: nothing sent */
+	pr.win = 793;
+	peer_send(&pr, F_ACK, NULL, 0);
+	for (int i = 0; i < 20000 && pr.rx_len < total; i++) {
+		if (written + 2 < total) {
+			size_t n = total - 2 - written < sizeof(blk) ? total - 2 - written
+								     : sizeof(blk);
+			uint8_t tmp[sizeof(blk)];
+			ssize_t w;
+
+			for (size_t j = 0; j < n; j++)
+				tmp[j] = (uint8_t)((written + j) * 3 + 1);
+			w = write(sv[1], tmp, n);
+			if (w > 0)
+				written += (size_t)w;
+		}
+		if (i == 20) { /* mid-connection MSS option, then a SYN with WS */
+			pr.opts = mss100;
+			peer_send(&pr, F_ACK, NULL, 0);
+			pr.opts = ws14;
+			peer_send(&pr, F_SYN | F_ACK, NULL, 0);
+			pr.snd_nxt--;
+			pr.opts = NULL;
+		}
+		if (i == 200)
+			pr.win = -1;
+		spin_ms(i % 8 == 7 ? 1 : 0);
+		peer_poll(&pr, true);
+	}
+	assert_int_equal(pr.rx_len, total);
+	assert_memory_equal(pr.rx, "hi", 2);
+	for (size_t j = 0; j < total - 2; j++)
+		if (pr.rx[2 + j] != (uint8_t)(j * 3 + 1))
+			fail_msg("byte %zu differs", j);
+	assert_true(pr.max_dlen <= 536);
+	assert_false(pr.got_rst);
+	close(sv[1]);
+	spin_ms(5);
+	peer_free(&pr);
+}
+
 static void test_garbage_input_dropped(void **state)
 {
 	static const uint8_t short4[] = {0x45, 0, 0, 20};
@@ -1047,6 +1134,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slow_reader_closes_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unacked_peer_stops_socket_reads, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_options_and_windows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_input_dropped, setup, teardown),
 	};
 

@@ -1,0 +1,45 @@
+/* lwIP hooks (LWIP_HOOK_FILENAME): compiled into lwIP's own sources, so
+ * they are static inline and use only lwIP types. */
+#ifndef MESH_NS_HOOKS_H
+#define MESH_NS_HOOKS_H
+
+#include <string.h>
+
+#include "lwip/prot/tcp.h"
+#include "lwip/tcp.h"
+
+/* Two lwIP 2.1.3 assertions that a mesh peer can fire, defused here before
+ * lwIP processes a segment for an existing connection:
+ *
+ * 1. lwIP parses TCP options on every segment (tcp_process calls
+ *    tcp_parseopt), not only on SYNs. An MSS option in the middle of a
+ *    connection lowers our send MSS below segments already queued
+ *    ("mss_local is too small" in tcp_write); a SYN with a window-scale
+ *    option to a connection that did not negotiate scaling hits "window not
+ *    at default value". Once the handshake has started (SYN_RCVD and later)
+ *    nothing in the options is for us (no timestamps, and 2.1.3 has no SACK
+ *    input), so they are blanked into NOPs. The pbuf is our own copy.
+ *
+ * 2. tcp_write sizes segments to min(MSS, largest window seen / 2). A peer
+ *    whose SYN announced a zero window and which later announces a small one
+ *    makes that size shrink below queued segments (the same assertion).
+ *    Treating the largest window seen as at least 2 MSS keeps segments at
+ *    the MSS; a peer with a window below one segment is still served, by
+ *    lwIP's persist timer splitting the segment. */
+static inline err_t ns_hook_tcp_inpacket(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
+					 u16_t opt1len, u8_t *opt2, struct pbuf *p)
+{
+	(void)p;
+	if (pcb->state < SYN_RCVD)
+		return ERR_OK;
+	if (optlen > 0) {
+		memset((u8_t *)hdr + TCP_HLEN, 1 /* NOP */, opt1len);
+		if (opt2 != NULL && optlen > opt1len)
+			memset(opt2, 1 /* NOP */, (size_t)(optlen - opt1len));
+	}
+	if (pcb->snd_wnd_max < 2u * pcb->mss)
+		pcb->snd_wnd_max = 2u * pcb->mss;
+	return ERR_OK;
+}
+
+#endif

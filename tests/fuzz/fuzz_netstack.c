@@ -1,0 +1,451 @@
+/* Fuzzes netstack/ (lwIP and our glue) with packets from the mesh side and
+ * actions on the local side. Each input starts a fresh stack (ns_init) with
+ * a listener on ports 80 and 81, and ends with ns_shutdown(), which must
+ * free everything. Accepted and dialed connections are spliced to
+ * socketpairs whose far ends the program drives. Checks: every packet the
+ * stack emits is well-formed IPv4/IPv6 from one of our addresses with
+ * correct lengths and checksums; queued receive data stays within the
+ * window of each connection.
+ *
+ * The input is a program, one op byte then its operands, until it runs out:
+ *   0 raw:   2-byte length (capped at 1600), then that many bytes fed as is
+ *   1 tcp:   a TCP segment to us: sel (bit 0 IPv6, bit 1-2 flow, bit 3
+ *            seq tracked, bit 4 ack tracked, bit 5 to the dial's port),
+ *            flags, [seq 4], [ack 4], window 2, option length (%44, then
+ *            that many bytes), payload length * 8, payload (padded)
+ *   2 icmp:  sel (bit 0 IPv6), type, code, length, bytes
+ *   3 local: connection, action (write n / read / shutdown / close / RST)
+ *   4 time:  lwIP's clock jumps byte * 50 ms, timers run
+ *   5 dial:  sel (bit 0 IPv6, bit 1 port 80/81)
+ *   6 ping:  sel (bit 0 IPv6)
+ *   7 loop:  the event loop runs once (socket events) */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+
+#include "lwip/timeouts.h"
+#include "lwipopts.h"
+#include "netstack/ns.h"
+#include "netstack/ns_priv.h"
+
+#define MAXC 8
+#define MAXF 8
+
+static const uint8_t our4[4] = {100, 64, 0, 1}, peer4[4] = {100, 64, 0, 2};
+static const uint8_t our6[16] = {0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0, [15] = 1};
+static const uint8_t peer6[16] = {0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0, [15] = 2};
+
+struct flow {
+	bool used, v6;
+	uint16_t pport, oport; /* peer port, our port */
+	uint32_t snd_nxt, rcv_nxt;
+};
+
+static struct event_base *base;
+static int far[MAXC];
+static unsigned nfar;
+static struct flow flows[MAXF];
+static uint16_t dial_port; /* our port of the last dial, from its SYN */
+static uint8_t scratch[70000];
+
+/* ---- checksums ---- */
+
+static uint32_t sum16(uint32_t s, const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < n; i += 2)
+		s += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (n & 1)
+		s += (uint32_t)(p[n - 1] << 8);
+	return s;
+}
+
+static uint16_t fold(uint32_t s)
+{
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
+static uint16_t pseudo_sum(bool v6, const uint8_t *src, const uint8_t *dst, uint8_t proto,
+			   const uint8_t *l4, size_t len)
+{
+	uint32_t s = sum16(0, src, v6 ? 16 : 4);
+
+	s = sum16(s, dst, v6 ? 16 : 4);
+	s += proto + (uint32_t)len;
+	return fold(sum16(s, l4, len));
+}
+
+/* ---- output checks ---- */
+
+static struct flow *flow_find(bool v6, uint16_t pport, uint16_t oport)
+{
+	for (int i = 0; i < MAXF; i++)
+		if (flows[i].used && flows[i].v6 == v6 && flows[i].pport == pport &&
+		    flows[i].oport == oport)
+			return &flows[i];
+	return NULL;
+}
+
+static void check_tcp_out(bool v6, const uint8_t *t, size_t len)
+{
+	uint16_t sport, dport;
+	uint32_t seq, end;
+	struct flow *f;
+	size_t off;
+
+	if (len < 20)
+		abort();
+	off = (size_t)(t[12] >> 4) * 4;
+	if (off < 20 || off > len)
+		abort();
+	sport = (uint16_t)(t[0] << 8 | t[1]);
+	dport = (uint16_t)(t[2] << 8 | t[3]);
+	seq = (uint32_t)t[4] << 24 | (uint32_t)t[5] << 16 | (uint32_t)t[6] << 8 | t[7];
+	if ((t[13] & 0x12) == 0x02 && !(t[13] & 0x04))
+		dial_port = sport; /* a SYN of ours: a dial */
+	f = flow_find(v6, dport, sport);
+	if (f == NULL || (t[13] & 0x04))
+		return;
+	end = seq + (uint32_t)(len - off) + ((t[13] & 0x03) ? 1 : 0);
+	if (t[13] & 0x02)
+		f->rcv_nxt = end;
+	else if ((int32_t)(end - f->rcv_nxt) > 0 && (int32_t)(seq - f->rcv_nxt) <= 0)
+		f->rcv_nxt = end;
+}
+
+static void on_output(void *ctx, const uint8_t *p, size_t len)
+{
+	(void)ctx;
+	if (len < 20 || len > 0xffff)
+		abort();
+	if (p[0] >> 4 == 4) {
+		size_t h = (size_t)(p[0] & 15) * 4;
+
+		if (h < 20 || h > len || (size_t)(p[2] << 8 | p[3]) != len)
+			abort();
+		if (fold(sum16(0, p, h)) != 0 || memcmp(p + 12, our4, 4) != 0)
+			abort();
+		if (p[9] == 6 && (p[6] & 0x3f) == 0 && p[7] == 0) { /* unfragmented TCP */
+			if (pseudo_sum(false, p + 12, p + 16, 6, p + h, len - h) != 0)
+				abort();
+			check_tcp_out(false, p + h, len - h);
+		}
+	} else if (p[0] >> 4 == 6) {
+		if (len < 40 || (size_t)(p[4] << 8 | p[5]) + 40 != len)
+			abort();
+		if (memcmp(p + 8, our6, 16) != 0)
+			abort();
+		if (p[6] == 6) {
+			if (pseudo_sum(true, p + 8, p + 24, 6, p + 40, len - 40) != 0)
+				abort();
+			check_tcp_out(true, p + 40, len - 40);
+		}
+	} else {
+		abort();
+	}
+}
+
+/* ---- local side ---- */
+
+static void splice_new(struct ns_tcp *c)
+{
+	int sv[2];
+
+	if (nfar >= MAXC || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
+		ns_tcp_abort(c);
+		return;
+	}
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	/* A small buffer, so that the socket fills up and flow control runs. */
+	setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &(int){4096}, sizeof(int));
+	far[nfar++] = sv[1];
+	ns_splice_start(c, sv[0], (const uint8_t *)"hi", nfar & 1 ? 2 : 0);
+}
+
+static void on_accept(void *ctx, struct ns_tcp *c, const struct ns_addr *src, uint16_t sport,
+		      uint16_t dport)
+{
+	(void)ctx;
+	(void)src;
+	(void)sport;
+	if (dport == 81)
+		ns_tcp_abort(c);
+	else
+		splice_new(c);
+}
+
+static void on_dial(void *ctx, struct ns_tcp *c, int err)
+{
+	(void)ctx;
+	if (c != NULL && err == 0)
+		splice_new(c);
+}
+
+static void on_ping(void *ctx, int err, double rtt)
+{
+	(void)ctx;
+	(void)err;
+	(void)rtt;
+}
+
+/* ---- building packets ---- */
+
+static void send_ip(bool v6, uint8_t proto, const uint8_t *l4, size_t len)
+{
+	static uint8_t b[70000];
+	size_t h = v6 ? 40 : 20;
+
+	memset(b, 0, h);
+	if (!v6) {
+		b[0] = 0x45;
+		b[2] = (uint8_t)((h + len) >> 8);
+		b[3] = (uint8_t)(h + len);
+		b[8] = 64;
+		b[9] = proto;
+		memcpy(b + 12, peer4, 4);
+		memcpy(b + 16, our4, 4);
+		uint16_t c = fold(sum16(0, b, 20));
+		b[10] = (uint8_t)(c >> 8);
+		b[11] = (uint8_t)c;
+	} else {
+		b[0] = 0x60;
+		b[4] = (uint8_t)(len >> 8);
+		b[5] = (uint8_t)len;
+		b[6] = proto;
+		b[7] = 64;
+		memcpy(b + 8, peer6, 16);
+		memcpy(b + 24, our6, 16);
+	}
+	memcpy(b + h, l4, len);
+	ns_input(b, h + len);
+}
+
+struct in {
+	const uint8_t *p;
+	size_t n;
+};
+
+static uint8_t get8(struct in *in)
+{
+	if (in->n == 0)
+		return 0;
+	in->n--;
+	return *in->p++;
+}
+
+static uint32_t get32(struct in *in)
+{
+	uint32_t v = 0;
+
+	for (int i = 0; i < 4; i++)
+		v = v << 8 | get8(in);
+	return v;
+}
+
+static size_t getn(struct in *in, uint8_t *out, size_t n)
+{
+	if (n > in->n)
+		n = in->n;
+	memcpy(out, in->p, n);
+	in->p += n;
+	in->n -= n;
+	return n;
+}
+
+static void op_tcp(struct in *in)
+{
+	uint8_t sel = get8(in), flags = get8(in), *t = scratch;
+	bool v6 = sel & 1;
+	uint16_t pport = (uint16_t)(50000 + ((sel >> 1) & 3));
+	uint16_t oport = (sel & 0x20) && dial_port ? dial_port : 80;
+	struct flow *f = flow_find(v6, pport, oport);
+	size_t optlen, paylen, h;
+	uint32_t seq, ack;
+	uint16_t c;
+
+	if (f == NULL) {
+		for (int i = 0; i < MAXF && f == NULL; i++)
+			if (!flows[i].used)
+				f = &flows[i];
+		if (f == NULL)
+			f = &flows[sel % MAXF];
+		memset(f, 0, sizeof(*f));
+		f->used = true;
+		f->v6 = v6;
+		f->pport = pport;
+		f->oport = oport;
+		f->snd_nxt = 1000;
+	}
+	seq = sel & 0x08 ? f->snd_nxt : get32(in);
+	ack = sel & 0x10 ? f->rcv_nxt : get32(in);
+	memset(t, 0, 20);
+	t[0] = (uint8_t)(pport >> 8);
+	t[1] = (uint8_t)pport;
+	t[2] = (uint8_t)(oport >> 8);
+	t[3] = (uint8_t)oport;
+	for (int i = 0; i < 4; i++) {
+		t[4 + i] = (uint8_t)(seq >> (24 - 8 * i));
+		t[8 + i] = (uint8_t)(ack >> (24 - 8 * i));
+	}
+	t[13] = flags;
+	t[14] = get8(in);
+	t[15] = get8(in);
+	optlen = (get8(in) % 44) & ~(size_t)3;
+	memset(t + 20, 1, optlen);
+	getn(in, t + 20, optlen);
+	h = 20 + optlen;
+	t[12] = (uint8_t)(h / 4) << 4;
+	paylen = (size_t)get8(in) * 8;
+	memset(t + h, 'x', paylen);
+	getn(in, t + h, paylen);
+	c = pseudo_sum(v6, v6 ? peer6 : peer4, v6 ? our6 : our4, 6, t, h + paylen);
+	t[16] = (uint8_t)(c >> 8);
+	t[17] = (uint8_t)c;
+	if (seq == f->snd_nxt)
+		f->snd_nxt += (uint32_t)paylen + ((flags & 0x02) ? 1 : 0) + ((flags & 0x01) ? 1 : 0);
+	send_ip(v6, 6, t, h + paylen);
+}
+
+static void op_icmp(struct in *in)
+{
+	uint8_t sel = get8(in), *m = scratch;
+	bool v6 = sel & 1;
+	size_t len = 8 + get8(in);
+	uint16_t c;
+
+	memset(m, 0, len);
+	m[0] = get8(in);
+	m[1] = get8(in);
+	getn(in, m + 4, len - 4);
+	c = v6 ? pseudo_sum(true, peer6, our6, 58, m, len) : fold(sum16(0, m, len));
+	m[2] = (uint8_t)(c >> 8);
+	m[3] = (uint8_t)c;
+	send_ip(v6, v6 ? 58 : 1, m, len);
+}
+
+static void op_local(struct in *in)
+{
+	uint8_t which = get8(in), act = get8(in);
+	int fd;
+
+	if (nfar == 0)
+		return;
+	fd = far[which % nfar];
+	if (fd < 0)
+		return;
+	switch (act % 5) {
+	case 0: {
+		size_t n = (size_t)(act / 5 + 1) * 1024;
+
+		memset(scratch, 'L', n);
+		if (write(fd, scratch, n) < 0 && errno != EAGAIN && errno != EPIPE &&
+		    errno != ECONNRESET)
+			abort();
+		break;
+	}
+	case 1:
+		while (read(fd, scratch, 65536) > 0)
+			;
+		break;
+	case 2:
+		shutdown(fd, SHUT_WR);
+		break;
+	case 3:
+	case 4:
+		close(fd);
+		far[which % nfar] = -1;
+		break;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct ns_config cfg = {.n_addrs = 2, .mtu = 1420};
+	struct in in = {data, size};
+	struct ns_addr dst;
+
+	if (base == NULL) {
+		base = event_base_new();
+		signal(SIGPIPE, SIG_IGN);
+	}
+	cfg.addrs[0].family = AF_INET;
+	memcpy(cfg.addrs[0].addr, our4, 4);
+	cfg.addrs[1].family = AF_INET6;
+	memcpy(cfg.addrs[1].addr, our6, 16);
+	if (ns_init(base, &cfg, on_output, NULL) != 0)
+		abort();
+	ns_tcp_listen(80, on_accept, NULL);
+	ns_tcp_listen(81, on_accept, NULL);
+	memset(flows, 0, sizeof(flows));
+	dial_port = 0;
+	nfar = 0;
+
+	while (in.n > 0) {
+		uint8_t op = get8(&in);
+
+		switch (op % 8) {
+		case 0: {
+			size_t n = (size_t)get8(&in) << 8;
+
+			n |= get8(&in);
+			n = getn(&in, scratch, n > 1600 ? 1600 : n);
+			ns_input(scratch, n);
+			break;
+		}
+		case 1:
+			op_tcp(&in);
+			break;
+		case 2:
+			op_icmp(&in);
+			break;
+		case 3:
+			op_local(&in);
+			break;
+		case 4:
+			ns_clock_offset_ms += (uint32_t)get8(&in) * 50;
+			sys_check_timeouts();
+			break;
+		case 5: {
+			uint8_t sel = get8(&in);
+
+			dst.family = sel & 1 ? AF_INET6 : AF_INET;
+			memcpy(dst.addr, sel & 1 ? peer6 : peer4, sel & 1 ? 16 : 4);
+			ns_tcp_dial(&dst, (uint16_t)(80 + ((sel >> 1) & 1)), on_dial, NULL);
+			break;
+		}
+		case 6: {
+			uint8_t sel = get8(&in);
+
+			dst.family = sel & 1 ? AF_INET6 : AF_INET;
+			memcpy(dst.addr, sel & 1 ? peer6 : peer4, sel & 1 ? 16 : 4);
+			ns_ping(&dst, 1000, on_ping, NULL);
+			break;
+		}
+		case 7:
+			event_base_loop(base, EVLOOP_NONBLOCK);
+			break;
+		}
+		/* Each connection queues at most its window. */
+		if (ns_debug_rxq_bytes() > (size_t)TCP_WND * MAXC)
+			abort();
+	}
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	ns_shutdown();
+	for (unsigned i = 0; i < nfar; i++)
+		if (far[i] >= 0)
+			close(far[i]);
+	return 0;
+}
