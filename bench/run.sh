@@ -197,12 +197,25 @@ icmp_mesh() { # NODE HOST -> median ms (best effort: parses "time=X ms")
     mesh_cli "$1" A ping -c "$MESH_PINGS" -W 2 "$2" 2>/dev/null | sed -n 's/.*time[=<]\([0-9.]*\).*/\1/p' | tr '\n' ' ' | median
 }
 
+# UDP datagrams dropped for a full receive buffer, both namespaces together
+# (/proc/net/snmp is per network namespace).
+udp_drops() {
+    local n total=0 v
+    for n in A B; do
+        v=$(nsx "$n" awk '$1 == "Udp:" { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RcvbufErrors"] }' /proc/net/snmp)
+        total=$((total + ${v:-0}))
+    done
+    echo $total
+}
+
 declare -A R
 # measure KEY HOST IPERF_PORT TB_PORT SOCKS ICMP_CMD...
 measure() {
     local key=$1 host=$2 iport=$3 tport=$4 socks=$5
     shift 5
     step "measuring: $key"
+    local drops0
+    drops0=$(udp_drops)
     if [ -n "$iport" ]; then
         R[$key.iup.all]=$(repeat iperf_once "$host" "$iport")
         R[$key.idown.all]=$(repeat iperf_once "$host" "$iport" -R)
@@ -211,13 +224,14 @@ measure() {
     R[$key.tdown.all]=$(repeat tb_once down "$host" "$tport" "$socks")
     R[$key.rr.all]=$(repeat rr_once "$host" "$tport" "$socks")
     R[$key.icmp]=$("$@")
+    R[$key.drops]=$(($(udp_drops) - drops0))
     local m
     for m in iup idown tup tdown rr; do
         [ -n "${R[$key.$m.all]+x}" ] || continue
         R[$key.$m]=$(echo "${R[$key.$m.all]}" | median)
         info "$m: ${R[$key.$m.all]:-fail} -> median ${R[$key.$m]}"
     done
-    info "icmp median: ${R[$key.icmp]} ms"
+    info "icmp median: ${R[$key.icmp]} ms; UDP receive-buffer drops: ${R[$key.drops]}"
 }
 
 measure raw 198.18.0.2 5201 5202 "" icmp_kernel 198.18.0.2
@@ -246,9 +260,9 @@ row() { # KEY LABEL
         up_ratio="$(ratio "$(v "$k.tup")" "$(v wggo.tup)") (tcpbench)"
     fi
     rr_ratio=$(ratio "$(v "$k.rr")" "$(v wggo.rr)")
-    echo "| $2 | $(v "$k.iup") | $(v "$k.idown") | $(v "$k.tup") | $(v "$k.tdown") | $(v "$k.rr") | $(v "$k.icmp") | $up_ratio | $rr_ratio |"
+    echo "| $2 | $(v "$k.iup") | $(v "$k.idown") | $(v "$k.tup") | $(v "$k.tdown") | $(v "$k.rr") | $(v "$k.icmp") | $up_ratio | $rr_ratio | $(v "$k.drops") |"
 }
-missing_row() { echo "| $1 | not measured: $2 | | | | | | | |"; }
+missing_row() { echo "| $1 | not measured: $2 | | | | | | | | |"; }
 
 mkdir -p "$(dirname "$OUT")"
 {
@@ -260,10 +274,11 @@ mkdir -p "$(dirname "$OUT")"
     echo "$(wireguard-go --version 2>/dev/null | head -1), $(iperf3 --version | head -1 | cut -d' ' -f1-2)."
     echo "Throughput: single TCP stream, ${SECS} s, median of $RUNS runs; up = client in A sends to server in B."
     echo "TCP RR: median round trip (µs) of a 1-byte request/answer over one established connection, $PINGS per run, median of $RUNS runs."
+    echo "UDP drops: datagrams dropped for a full socket receive buffer in either namespace during all of the path's measurements."
     echo "ICMP: median of $PINGS kernel pings (veth, wireguard-go) or $MESH_PINGS \`mesh-proxy ping\` probes (ms); not comparable between the two kinds, see README."
     echo
-    echo "| path | iperf3 up Mbit/s | iperf3 down Mbit/s | tcpbench up Mbit/s | tcpbench down Mbit/s | TCP RR µs | ICMP ms | up ÷ wg-go | RR ÷ wg-go |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| path | iperf3 up Mbit/s | iperf3 down Mbit/s | tcpbench up Mbit/s | tcpbench down Mbit/s | TCP RR µs | ICMP ms | up ÷ wg-go | RR ÷ wg-go | UDP drops |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     row raw "(a) raw veth"
     row wggo "(b) wireguard-go ↔ wireguard-go"
     if [ $mesh_ok_c -eq 1 ]; then
