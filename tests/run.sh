@@ -67,6 +67,18 @@ FAILED=0
 SKIPPED=0
 FAILED_NAMES=()
 
+# reap_namespaces ID : a test killed before its own cleanup ran leaves its
+# namespaces (named mpe<ID><tag> by tests/e2e/lib.sh) and the processes in
+# them. Only this test's ID: other runs may be going on at the same time.
+reap_namespaces() {
+    local n pid
+    for n in $(ip netns list 2>/dev/null | awk '{ print $1 }'); do
+        [[ $n =~ ^mpe$1[A-Za-z] ]] || continue
+        for pid in $(ip netns pids "$n" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+        ip netns del "$n" 2>/dev/null && echo "(removed namespace $n left by the test)" >>"$log"
+    done
+}
+
 # run_one KIND NAME TIMEOUT CMD...
 run_one() {
     local kind=$1 name=$2 t=$3
@@ -76,11 +88,19 @@ run_one() {
         return
     fi
     printf '%-5s %-32s ' "$kind" "$name"
+    # A namespace prefix of our own for this test (see reap_namespaces).
+    local id
+    id=$(printf '%05d' $((RANDOM % 100000)))
+    while ip netns list 2>/dev/null | grep -q "^mpe$id"; do
+        id=$(printf '%05d' $((RANDOM % 100000)))
+    done
+    export MESH_E2E_ID=$id
     t0=$(date +%s)
     # -k: a test that ignores SIGTERM is killed 30 s later.
     timeout -k 30 "$t" "$@" >"$log" 2>&1 </dev/null
     rc=$?
     dt=$(($(date +%s) - t0))
+    reap_namespaces "$id"
     case $rc in
     0)
         PASSED=$((PASSED + 1))

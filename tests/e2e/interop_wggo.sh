@@ -160,10 +160,10 @@ transfer() {
     wait_listen "$stag" "$port" || { fail "$what: server did not listen"; bg_stop xfer-server; return 1; }
     t0=$(date +%s.%N)
     if [ "$dir" = up ]; then
-        nsx_nobody "$ctag" timeout "$XFER_TIMEOUT" socat -u "FILE:$E2E_TMP/data" "TCP:$caddr" \
+        fgw nsx_nobody "$ctag" timeout "$XFER_TIMEOUT" socat -u "FILE:$E2E_TMP/data" "TCP:$caddr" \
             >>"$E2E_LOGDIR/xfer-client.log" 2>&1
     else
-        nsx_nobody "$ctag" timeout "$XFER_TIMEOUT" socat -u "TCP:$caddr" "CREATE:$out" \
+        fgw nsx_nobody "$ctag" timeout "$XFER_TIMEOUT" socat -u "TCP:$caddr" "CREATE:$out" \
             >>"$E2E_LOGDIR/xfer-client.log" 2>&1
     fi
     rc=$?

@@ -24,6 +24,8 @@
 #   log_mark FILE; wait_log_after FILE MARK REGEX [SECONDS]
 #                                                the same, after a mark
 #   check "what" CMD...                          PASS/FAIL line, counted
+#   fgw CMD...                                   a long foreground command
+#                                                that a timeout can interrupt
 #   pass MSG / fail MSG / info MSG / step MSG
 #   e2e_finish                                   summary; exit 1 on failure
 #
@@ -54,7 +56,8 @@ E2E_BG_ORDER=()
 E2E_TMP=""
 E2E_START=$(date +%s)
 # Unique per run, short (interface names are limited to 15 characters).
-E2E_ID=$(printf '%05d' $(($$ % 100000)))
+# tests/run.sh passes MESH_E2E_ID so it can find what a killed test left.
+E2E_ID=${MESH_E2E_ID:-$(printf '%05d' $(($$ % 100000)))}
 
 if [ -t 1 ]; then
     C_OK=$'\e[32m' C_BAD=$'\e[31m' C_DIM=$'\e[2m' C_BOLD=$'\e[1m' C_END=$'\e[0m'
@@ -82,16 +85,28 @@ fail() {
 check() {
     local what=$1
     shift
-    local out rc
-    out=$("$@" 2>&1)
+    local out="${E2E_TMP:-/tmp}/.check.$$" rc
+    # In the background and waited for, so that a SIGTERM (the runner's
+    # timeout) runs the cleanup trap at once instead of after CMD ends.
+    "$@" >"$out" 2>&1 </dev/null &
+    wait $!
     rc=$?
     if [ $rc -eq 0 ]; then
         pass "$what"
+        rm -f "$out"
         return 0
     fi
     fail "$what (exit $rc)"
-    [ -n "$out" ] && printf '%s\n' "$out" | tail -n 20 | sed 's/^/      | /'
+    [ -s "$out" ] && tail -n 20 "$out" | sed 's/^/      | /'
+    rm -f "$out"
     return 1
+}
+
+# fgw CMD... : run CMD and wait for it, staying responsive to signals (see
+# check). Its stdin is /dev/null.
+fgw() {
+    "$@" </dev/null &
+    wait $!
 }
 
 # Abort the test now (an essential step failed; later checks are moot).
@@ -381,9 +396,14 @@ pubkey() { "$MESH_PROXY" pubkey; }
 
 # --- cleanup -----------------------------------------------------------------
 
+# The test's own stdout/stderr: a trap may fire inside a function whose
+# output is redirected to a log, and the cleanup must still report to the test.
+exec {E2E_STDOUT}>&1 {E2E_STDERR}>&2
+
 e2e_cleanup() {
     local rc=$? i name pid n
     trap - EXIT INT TERM
+    exec 1>&"$E2E_STDOUT" 2>&"$E2E_STDERR"
     # Stop in reverse order of start.
     for ((i = ${#E2E_BG_ORDER[@]} - 1; i >= 0; i--)); do
         name=${E2E_BG_ORDER[$i]}
@@ -395,12 +415,16 @@ e2e_cleanup() {
         pid=${E2E_BG[$name]:-}
         [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
     done
-    wait 2>/dev/null
+    # Other children of this shell (commands run through fgw or check).
+    for pid in $(jobs -p); do kill -KILL "$pid" 2>/dev/null; done
     # Anything else still running inside our namespaces was started by us.
     for n in "${E2E_NS[@]}"; do
         for pid in $(ip netns pids "$n" 2>/dev/null); do
             kill -KILL "$pid" 2>/dev/null
         done
+    done
+    wait 2>/dev/null
+    for n in "${E2E_NS[@]}"; do
         ip netns del "$n" 2>/dev/null
     done
     if [ -n "$E2E_TMP" ] && [ -d "$E2E_TMP" ]; then

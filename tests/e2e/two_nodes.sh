@@ -122,7 +122,7 @@ check "curl through the TCPClientTunnel" get_page http://127.0.0.1:18080/index.h
 
 step "$MIB MiB each way"
 t0=$(date +%s.%N)
-nsx_nobody A timeout "$XFER_TIMEOUT" curl -sS --socks5 127.0.0.1:1080 \
+fgw nsx_nobody A timeout "$XFER_TIMEOUT" curl -sS --socks5 127.0.0.1:1080 \
     -o "$E2E_TMP/run/big" http://10.77.0.2:8080/big >"$E2E_LOGDIR/curl-get.log" 2>&1
 rc=$?
 dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
@@ -136,9 +136,10 @@ fi
 rm -f "$E2E_TMP/run/big"
 
 t0=$(date +%s.%N)
-reply=$(nsx_nobody A timeout "$XFER_TIMEOUT" curl -sS -T "$E2E_TMP/www/big" \
-    http://127.0.0.1:18080/upload 2>"$E2E_LOGDIR/curl-put.log")
+fgw nsx_nobody A timeout "$XFER_TIMEOUT" curl -sS -T "$E2E_TMP/www/big" \
+    http://127.0.0.1:18080/upload >"$E2E_TMP/put.reply" 2>"$E2E_LOGDIR/curl-put.log"
 rc=$?
+reply=$(cat "$E2E_TMP/put.reply")
 dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
 if [ $rc -eq 0 ] && [ "$reply" = "$DATA_SHA $((MIB * 1048576))" ]; then
     pass "upload through the TCPClientTunnel (A -> B): sha256 equal ($(awk -v m="$MIB" -v t="$dt" 'BEGIN { printf "%.0f", m * 8 * 1.048576 / t }') Mbit/s)"
