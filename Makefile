@@ -58,6 +58,15 @@ help:
 deps:
 	@third_party/deps.sh
 
+# Every build first checks (in ~0.3 s) that the Debian packages and the lwIP
+# source are there, and installs what is missing; MESH_SKIP_DEPS=1 skips it.
+ifeq ($(filter deps clean help format,$(MAKECMDGOALS))$(MESH_SKIP_DEPS),)
+DEPS_RC := $(shell third_party/deps.sh >&2; echo $$?)
+ifneq ($(DEPS_RC),0)
+$(error make deps failed (see above); run `make deps` as root once)
+endif
+endif
+
 $(DEPS_STAMP): third_party/deps.sh
 	@third_party/deps.sh
 	@touch $@
