@@ -87,7 +87,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB) $(LWIP_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 # Every test: the normal build (unit, demo, e2e as root), the same under
-# ASan+UBSan (unit + demo), then a short run of every fuzzer.
+# ASan+UBSan, then a short run of every fuzzer.
 test: all
 	@tests/all.sh
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make test: every stage, even when an earlier one failed, then one verdict.
 #  1. the normal build: unit tests, the demo, end-to-end tests (as root)
-#  2. ASan+UBSan build: unit tests and the demo
+#  2. ASan+UBSan build: the same tests again (mesh-proxy under ASan in e2e)
 #  3. every libFuzzer harness for FUZZ_SECONDS (default 10) each
 set -u
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ stage() {
 
 stage "tests (build/)" tests/run.sh build
 stage "ASan+UBSan build" make --no-print-directory SANITIZE=1 all
-stage "tests under ASan+UBSan (build-asan/)" tests/run.sh build-asan --no-e2e
+stage "tests under ASan+UBSan (build-asan/)" tests/run.sh build-asan
 stage "fuzz smoke" make --no-print-directory -f tests/fuzz/fuzz.mk run \
 	FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
 
