@@ -2,14 +2,14 @@
 # Two mesh-proxy nodes talking to each other, each as user nobody in its own
 # namespace.
 #
-#   A  198.18.0.1  mesh-proxy 10.77.0.1/32, UDP 51820
+#   A  198.18.0.1  mesh-proxy 10.77.0.1/32 + fd77::1/128, UDP 51820
 #                  SOCKS5 127.0.0.1:1080, HTTP proxy 127.0.0.1:3128
 #                  TCPClientTunnel 127.0.0.1:18080 -> 10.77.0.2:8080
-#   B  198.18.0.2  mesh-proxy 10.77.0.2/32, UDP 51821
+#   B  198.18.0.2  mesh-proxy 10.77.0.2/32 + fd77::2/128, UDP 51821
 #                  TCPServerTunnel 10.77.0.2:8080 -> 127.0.0.1:8080
 #                  (tests/e2e/httpd.py: GET files, PUT answers the sha256)
 #
-# Checks: mesh-proxy ping both ways, handshake logged by both, curl through
+# Checks: mesh-proxy ping both ways (IPv4 and IPv6 mesh addresses), handshake logged by both, curl through
 # SOCKS5 and through the HTTP CONNECT proxy, 64 MiB download through SOCKS5
 # and 64 MiB upload through the TCPClientTunnel (sha256 compared), parallel
 # downloads, status of both nodes.
@@ -41,13 +41,13 @@ info "B $BPUB"
 write_file "$E2E_TMP/a.conf" <<EOF
 [Interface]
 PrivateKey = $AKEY
-Address = 10.77.0.1/32
+Address = 10.77.0.1/32, fd77::1/128
 ListenPort = 51820
 
 [Peer]
 PublicKey = $BPUB
 Endpoint = 198.18.0.2:51821
-AllowedIPs = 10.77.0.2/32
+AllowedIPs = 10.77.0.2/32, fd77::2/128
 
 [Socks5]
 BindAddress = 127.0.0.1:1080
@@ -62,13 +62,13 @@ EOF
 write_file "$E2E_TMP/b.conf" <<EOF
 [Interface]
 PrivateKey = $BKEY
-Address = 10.77.0.2/32
+Address = 10.77.0.2/32, fd77::2/128
 ListenPort = 51821
 
 [Peer]
 PublicKey = $APUB
 Endpoint = 198.18.0.1:51820
-AllowedIPs = 10.77.0.1/32
+AllowedIPs = 10.77.0.1/32, fd77::1/128
 
 [TCPServerTunnel]
 ListenPort = 8080
@@ -104,6 +104,8 @@ check "mesh-proxy ping 10.77.0.2 from A" mesh_cli meshA A ping -c 3 -W 5 10.77.0
 check "A's log: handshake complete" wait_log "$E2E_LOGDIR/meshA.log" "handshake complete" 5
 check "B's log: handshake complete" wait_log "$E2E_LOGDIR/meshB.log" "handshake complete" 5
 check "mesh-proxy ping 10.77.0.1 from B" mesh_cli meshB B ping -c 3 -W 5 10.77.0.1
+check "mesh-proxy ping fd77::2 from A (IPv6 in the mesh)" mesh_cli meshA A ping -c 2 -W 5 fd77::2
+check "mesh-proxy ping fd77::1 from B (IPv6 in the mesh)" mesh_cli meshB B ping -c 2 -W 5 fd77::1
 status_has() { mesh_cli "$1" "$2" status | grep -qF "$3"; }
 check "status of A lists B" status_has meshA A "$BPUB"
 check "status of B lists A" status_has meshB B "$APUB"
@@ -119,6 +121,8 @@ check "curl --socks5 http://10.77.0.2:8080/" get_page --socks5 127.0.0.1:1080 ht
 check "curl through the HTTP CONNECT proxy" \
     get_page --proxytunnel -x http://127.0.0.1:3128 http://10.77.0.2:8080/index.html
 check "curl through the TCPClientTunnel" get_page http://127.0.0.1:18080/index.html
+check "curl --socks5-hostname http://[fd77::2]:8080/ (IPv6 in the mesh)" \
+    get_page --socks5-hostname 127.0.0.1:1080 'http://[fd77::2]:8080/index.html'
 
 step "$MIB MiB each way"
 t0=$(date +%s.%N)
