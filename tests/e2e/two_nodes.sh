@@ -12,7 +12,8 @@
 # Checks: mesh-proxy ping both ways (IPv4 and IPv6 mesh addresses), handshake logged by both, curl through
 # SOCKS5 and through the HTTP CONNECT proxy, 64 MiB download through SOCKS5
 # and 64 MiB upload through the TCPClientTunnel (sha256 compared), parallel
-# downloads, status of both nodes.
+# downloads, status of both nodes, and flow control: a client that stops
+# reading a 64 MiB download must not make either node's memory grow.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -166,6 +167,30 @@ for i in 1 2 3 4 5 6 7 8; do
     [ "$(sha "$E2E_TMP/run/small.$i" 2>/dev/null)" = "$SMALL_SHA" ] && wait_par_ok=$((wait_par_ok + 1))
 done
 check "8 parallel downloads arrived intact ($wait_par_ok/8)" test $wait_par_ok -eq 8
+
+step "flow control: a SOCKS5 client that stops reading a $MIB MiB download for 8 s"
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+RSS_A0=$(rss_kib "$(bg_pid meshA)")
+RSS_B0=$(rss_kib "$(bg_pid meshB)")
+rm -f "$E2E_TMP/run/slow.ready" "$E2E_TMP/run/slow.out"
+nsx_nobody A timeout "$XFER_TIMEOUT" $PY "$E2E_DIR/slow_reader.py" 1080 10.77.0.2 8080 /big 8 \
+    "$E2E_TMP/run/slow.ready" "$E2E_TMP/run/slow.out" >"$E2E_LOGDIR/slow-reader.log" 2>&1 &
+slow_pid=$!
+wait_until 10 test -f "$E2E_TMP/run/slow.ready" || fail "slow reader did not start"
+sleep 6 # the stall is in progress: everything that will pile up has piled up
+RSS_A1=$(rss_kib "$(bg_pid meshA)")
+RSS_B1=$(rss_kib "$(bg_pid meshB)")
+info "RSS while stalled: A ${RSS_A0} -> ${RSS_A1} KiB, B ${RSS_B0} -> ${RSS_B1} KiB"
+# One connection may hold at most its TCP window (1 MiB) on the receiving
+# node and its send buffer (1 MiB) on the sending one; allow 4 MiB each.
+check "A (receiver) grew less than 4 MiB while its client did not read" \
+    test $((RSS_A1 - RSS_A0)) -lt 4096
+check "B (sender) grew less than 4 MiB while the far client did not read" \
+    test $((RSS_B1 - RSS_B0)) -lt 4096
+wait "$slow_pid"
+check "the stalled download then completed intact" \
+    test "$(sha "$E2E_TMP/run/slow.out" 2>/dev/null)" = "$DATA_SHA"
+rm -f "$E2E_TMP/run/slow.out"
 
 step "both nodes still up, then SIGTERM"
 check "mesh-proxy A still running" bg_alive meshA
