@@ -108,7 +108,7 @@ asan:
 	@tests/run.sh build-asan --no-e2e
 
 demo: all
-	@tests/demo.sh $(BUILD)
+	@tests/demo.sh $(BUILD) $(DEMO_ARGS)
 
 fuzz:
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk run
