@@ -133,9 +133,23 @@ e2e_require_cmd() {
 
 e2e_require_mesh_proxy() {
     [ -x "$MESH_PROXY" ] || die "no executable $MESH_PROXY (run make first)"
-    # nobody must be able to reach and run it.
-    setpriv --reuid=nobody --regid=nogroup --clear-groups -- test -x "$MESH_PROXY" ||
-        die "$MESH_PROXY is not executable by user nobody (check directory permissions)"
+    # nobody must be able to reach and run it. A checkout under /root (mode
+    # 0700) is not reachable: run a copy from the test's 0755 directory.
+    if ! "${AS_NOBODY[@]}" test -x "$MESH_PROXY" 2>/dev/null; then
+        e2e_nobody_copy "$MESH_PROXY"
+        MESH_PROXY=$E2E_COPY
+    fi
+    "${AS_NOBODY[@]}" "$MESH_PROXY" --version >/dev/null ||
+        die "$MESH_PROXY cannot be run by user nobody (check that / and /usr are world-readable)"
+}
+
+# e2e_nobody_copy FILE : copies FILE into $E2E_TMP/bin (0755) and sets
+# E2E_COPY to the copy's path.
+e2e_nobody_copy() {
+    mkdir -p "$E2E_TMP/bin"
+    chmod 0755 "$E2E_TMP/bin"
+    E2E_COPY="$E2E_TMP/bin/$(basename "$1")"
+    cp "$1" "$E2E_COPY" && chmod 0755 "$E2E_COPY"
 }
 
 # --- temporary files ---------------------------------------------------------
@@ -151,6 +165,15 @@ e2e_tmp_init() {
     chmod 0755 "$E2E_TMP/run"
     rm -rf "$E2E_LOGDIR"
     mkdir -p "$E2E_LOGDIR"
+    # Helper scripts that run as nobody: from a copy nobody can read, in case
+    # the checkout is not (e.g. under /root).
+    if ! "${AS_NOBODY[@]}" test -r "$E2E_DIR/httpd.py" 2>/dev/null; then
+        mkdir -p "$E2E_TMP/e2e"
+        cp "$E2E_DIR"/*.py "$E2E_TMP/e2e/"
+        chmod 0755 "$E2E_TMP/e2e"
+        chmod 0644 "$E2E_TMP/e2e"/*.py
+        E2E_DIR="$E2E_TMP/e2e"
+    fi
 }
 
 # write_file PATH < content : a file readable by everybody.

@@ -24,6 +24,10 @@ if ! [ -x "$WG_PING" ]; then
         $(pkg-config --cflags --libs libsodium libevent)) || die "cannot build wg-ping"
     chmod 0755 "$WG_PING"
 fi
+if ! "${AS_NOBODY[@]}" test -x "$WG_PING" 2>/dev/null; then
+    e2e_nobody_copy "$WG_PING"
+    WG_PING=$E2E_COPY
+fi
 "${AS_NOBODY[@]}" test -x "$WG_PING" || die "$WG_PING is not executable by nobody"
 
 step "namespaces A (ours, 198.18.0.1) and B (wireguard-go, 198.18.0.2)"
