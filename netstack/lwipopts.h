@@ -16,9 +16,14 @@
 #define LWIP_CALLBACK_API 1
 
 /* ---- memory: the C heap, no static pools ---- */
-/* Pools and the lwIP heap become malloc(); MEMP_NUM_* below are then
- * documentation and (for the few pools lwIP counts itself) limits, never
- * preallocations. Connection count is capped by netstack/tcp.c. */
+/* Pools and the lwIP heap become malloc(). lwIP does not count pool
+ * elements then: MEMP_NUM_* below only document the scale we expect (and
+ * keep init.c's sanity checks meaningful); nothing is preallocated and
+ * nothing is capped by them. The caps that bound memory are elsewhere:
+ * NS_TCP_MAX connections and NS_RXQ_MAX_PBUFS per receive queue
+ * (netstack/ns_priv.h), the listen backlog for half-open connections,
+ * TCP_WND/TCP_SND_BUF per connection, TCP_OOSEQ_MAX_*, IP_REASS_MAX_PBUFS,
+ * and TIME_WAIT's length (TCP_MSL). */
 #define MEM_LIBC_MALLOC 1
 #define MEMP_MEM_MALLOC 1
 #define MEM_ALIGNMENT 8
@@ -133,6 +138,10 @@
 #define LWIP_TCP_MAX_SACK_NUM 4
 #define TCP_LISTEN_BACKLOG 1 /* limits half-open (SYN_RCVD) per listener */
 #define TCP_DEFAULT_LISTEN_BACKLOG 0xff
+/* Connections we close first sit in TIME_WAIT for 2 * TCP_MSL (lwIP's
+ * default MSL is 60 s), one pcb (~250 bytes) each and uncapped with heap
+ * pools: 30 s gives Linux's 60 s TIME_WAIT. */
+#define TCP_MSL 30000UL
 #define TCP_MAXRTX 12
 #define TCP_SYNMAXRTX 6
 #define TCP_TTL 64

@@ -49,6 +49,11 @@ struct ns_ctx {
 };
 extern struct ns_ctx ns_ctx;
 
+/* Runs lwIP's due timers (sys_check_timeouts), after fixing up the state
+ * lwIP 2.1.3 gets wrong (see ns.c). The timer event calls it; tests and the
+ * fuzzer call it after moving ns_clock_offset_ms. */
+void ns_check_timeouts(void);
+
 /* Re-arms the lwIP timer event from sys_timeouts_sleeptime(). Call after
  * anything that may have added an lwIP timeout (every entry point). */
 void ns_timers_kick(void);

@@ -9,8 +9,8 @@
  *
  * The input is a program, one op byte then its operands, until it runs out:
  *   0 raw:   2-byte length (capped at 1600), then that many bytes fed as is
- *   1 tcp:   a TCP segment to us: sel (bit 0 IPv6, bit 1-2 flow, bit 3
- *            seq tracked, bit 4 ack tracked, bit 5 to the dial's port),
+ *   1 tcp:   a TCP segment to us: sel (bit 0 IPv6, bit 1-2 peer port, bit 3
+ *            seq tracked, bit 4 ack tracked, bit 5 answers the last dial),
  *            flags, [seq 4], [ack 4], window 2, option length (%44, then
  *            that many bytes), payload length * 8, payload (padded)
  *   2 icmp:  sel (bit 0 IPv6), type, code, length, bytes
@@ -18,13 +18,15 @@
  *   4 time:  lwIP's clock jumps byte * 50 ms, timers run
  *   5 dial:  sel (bit 0 IPv6, bit 1 port 80/81)
  *   6 ping:  sel (bit 0 IPv6)
- *   7 loop:  the event loop runs once (socket events) */
+ *   7 loop:  the event loop runs once (socket events)
+ * FUZZ_NETSTACK_TRACE=1 in the environment prints the counters per input. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -33,7 +35,6 @@
 #include <arpa/inet.h>
 #include <event2/event.h>
 
-#include "lwip/timeouts.h"
 #include "lwipopts.h"
 #include "netstack/ns.h"
 #include "netstack/ns_priv.h"
@@ -55,7 +56,7 @@ static struct event_base *base;
 static int far[MAXC];
 static unsigned nfar;
 static struct flow flows[MAXF];
-static uint16_t dial_port; /* our port of the last dial, from its SYN */
+static uint16_t dial_port, dial_rport; /* ports of the last dial, from its SYN */
 static uint8_t scratch[70000];
 
 /* ---- checksums ---- */
@@ -99,6 +100,27 @@ static struct flow *flow_find(bool v6, uint16_t pport, uint16_t oport)
 	return NULL;
 }
 
+static struct flow *flow_get(bool v6, uint16_t pport, uint16_t oport)
+{
+	struct flow *f = flow_find(v6, pport, oport);
+
+	if (f != NULL)
+		return f;
+	for (int i = 0; i < MAXF && f == NULL; i++)
+		if (!flows[i].used)
+			f = &flows[i];
+	if (f == NULL)
+		f = &flows[(pport + oport) % MAXF];
+	memset(f, 0, sizeof(*f));
+	f->used = true;
+	f->v6 = v6;
+	f->pport = pport;
+	f->oport = oport;
+	f->snd_nxt = 1000;
+	return f;
+}
+
+/* Follows our side of each flow, so that the program can ACK exactly. */
 static void check_tcp_out(bool v6, const uint8_t *t, size_t len)
 {
 	uint16_t sport, dport;
@@ -114,10 +136,17 @@ static void check_tcp_out(bool v6, const uint8_t *t, size_t len)
 	sport = (uint16_t)(t[0] << 8 | t[1]);
 	dport = (uint16_t)(t[2] << 8 | t[3]);
 	seq = (uint32_t)t[4] << 24 | (uint32_t)t[5] << 16 | (uint32_t)t[6] << 8 | t[7];
-	if ((t[13] & 0x12) == 0x02 && !(t[13] & 0x04))
-		dial_port = sport; /* a SYN of ours: a dial */
+	if (t[13] & 0x04)
+		return; /* RST */
+	if ((t[13] & 0x12) == 0x02) { /* our SYN: a dial */
+		dial_port = sport;
+		dial_rport = dport;
+		f = flow_get(v6, dport, sport);
+		f->rcv_nxt = seq + 1;
+		return;
+	}
 	f = flow_find(v6, dport, sport);
-	if (f == NULL || (t[13] & 0x04))
+	if (f == NULL)
 		return;
 	end = seq + (uint32_t)(len - off) + ((t[13] & 0x03) ? 1 : 0);
 	if (t[13] & 0x02)
@@ -269,26 +298,14 @@ static void op_tcp(struct in *in)
 {
 	uint8_t sel = get8(in), flags = get8(in), *t = scratch;
 	bool v6 = sel & 1;
-	uint16_t pport = (uint16_t)(50000 + ((sel >> 1) & 3));
-	uint16_t oport = (sel & 0x20) && dial_port ? dial_port : 80;
-	struct flow *f = flow_find(v6, pport, oport);
+	bool to_dial = (sel & 0x20) && dial_port != 0;
+	uint16_t pport = to_dial ? dial_rport : (uint16_t)(50000 + ((sel >> 1) & 3));
+	uint16_t oport = to_dial ? dial_port : 80;
+	struct flow *f = flow_get(v6, pport, oport);
 	size_t optlen, paylen, h;
 	uint32_t seq, ack;
 	uint16_t c;
 
-	if (f == NULL) {
-		for (int i = 0; i < MAXF && f == NULL; i++)
-			if (!flows[i].used)
-				f = &flows[i];
-		if (f == NULL)
-			f = &flows[sel % MAXF];
-		memset(f, 0, sizeof(*f));
-		f->used = true;
-		f->v6 = v6;
-		f->pport = pport;
-		f->oport = oport;
-		f->snd_nxt = 1000;
-	}
 	seq = sel & 0x08 ? f->snd_nxt : get32(in);
 	ack = sel & 0x10 ? f->rcv_nxt : get32(in);
 	memset(t, 0, 20);
@@ -390,7 +407,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ns_tcp_listen(80, on_accept, NULL);
 	ns_tcp_listen(81, on_accept, NULL);
 	memset(flows, 0, sizeof(flows));
-	dial_port = 0;
+	dial_port = dial_rport = 0;
 	nfar = 0;
 
 	while (in.n > 0) {
@@ -416,7 +433,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 4:
 			ns_clock_offset_ms += (uint32_t)get8(&in) * 50;
-			sys_check_timeouts();
+			ns_check_timeouts();
 			break;
 		case 5: {
 			uint8_t sel = get8(&in);
@@ -443,6 +460,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 	event_base_loop(base, EVLOOP_NONBLOCK);
+	if (getenv("FUZZ_NETSTACK_TRACE") != NULL) {
+		struct ns_stats st;
+
+		ns_get_stats(&st);
+		fprintf(stderr,
+			"netstack: %llu conns (%llu open), %llu refused, %llu reset, "
+			"%llu bytes in, %llu out, %llu dropped\n",
+			(unsigned long long)st.tcp_total, (unsigned long long)st.tcp_active,
+			(unsigned long long)st.tcp_refused, (unsigned long long)st.tcp_reset,
+			(unsigned long long)st.splice_bytes_in,
+			(unsigned long long)st.splice_bytes_out, (unsigned long long)st.input_drop);
+	}
 	ns_shutdown();
 	for (unsigned i = 0; i < nfar; i++)
 		if (far[i] >= 0)

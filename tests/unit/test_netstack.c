@@ -1086,6 +1086,58 @@ static void test_hostile_options_and_windows(void **state)
 	peer_free(&pr);
 }
 
+/* Jumps lwIP's clock by ms in timer ticks, running its timers each time. */
+static void advance_lwip_ms(unsigned ms)
+{
+	for (unsigned t = 0; t < ms; t += 250) {
+		ns_clock_offset_ms += 250;
+		ns_check_timeouts();
+	}
+}
+
+/* A peer with a zero window that accepts the probe byte: the ACK takes the
+ * last unsent segment while lwIP's persist timer runs (lwIP 2.1.3 then
+ * asserts "persist ticking with empty send buffer" on its next tick). */
+static void test_zero_window_probe_acked(void **state)
+{
+	struct accepted acc;
+	struct peer pr;
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(ns_tcp_listen(87, on_accept, &acc), 0);
+	peer_init(&pr, AF_INET, 87);
+	handshake_in(&pr, &acc);
+	tcp_pair(sv);
+	assert_int_equal(ns_splice_start(acc.c, sv[0], NULL, 0), 0);
+	/* lwIP takes a window update only from a newer seq: a byte first. */
+	peer_send(&pr, F_ACK | F_PSH, "p", 1);
+	pr.win = 0;
+	peer_send(&pr, F_ACK, NULL, 0);
+	assert_int_equal(write(sv[1], "x", 1), 1);
+	spin_ms(5);
+	peer_poll(&pr, false);
+	assert_int_equal(pr.rx_len, 0);
+	for (int i = 0; i < 40 && pr.rx_len == 0; i++) {
+		advance_lwip_ms(250);
+		peer_poll(&pr, false);
+	}
+	assert_int_equal(pr.rx_len, 1); /* the probe carried the byte */
+	peer_send(&pr, F_ACK, NULL, 0); /* ACK it, window still 0 */
+	advance_lwip_ms(5000);
+	/* The connection still works once the window opens. */
+	pr.win = -1;
+	peer_send(&pr, F_ACK, NULL, 0);
+	assert_int_equal(write(sv[1], "yz", 2), 2);
+	spin_ms(5);
+	peer_poll(&pr, true);
+	assert_int_equal(pr.rx_len, 3);
+	assert_memory_equal(pr.rx, "xyz", 3);
+	close(sv[1]);
+	spin_ms(5);
+	peer_free(&pr);
+}
+
 static void test_garbage_input_dropped(void **state)
 {
 	static const uint8_t short4[] = {0x45, 0, 0, 20};
@@ -1135,6 +1187,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unacked_peer_stops_socket_reads, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_options_and_windows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_window_probe_acked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_input_dropped, setup, teardown),
 	};
 
