@@ -228,21 +228,31 @@ nsx() {
     local n
     n=$(ns "$1") || return 1
     shift
-    ip netns exec "$n" "$@"
+    netns_exec "$n" "$@"
 }
 
 AS_NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
+
+# netns_exec NAME CMD... : CMD in the network namespace NAME. nsenter only
+# switches the network namespace (and execs, keeping the pid); `ip netns
+# exec` also remounts /sys, which fails where / is not a mount point (a
+# chroot) and which nothing here needs.
+netns_exec() {
+    local n=$1
+    shift
+    nsenter "--net=/run/netns/$n" -- "$@"
+}
 
 nsx_nobody() {
     local n
     n=$(ns "$1") || return 1
     shift
-    ip netns exec "$n" "${AS_NOBODY[@]}" "$@"
+    netns_exec "$n" "${AS_NOBODY[@]}" "$@"
 }
 
 # --- background processes ----------------------------------------------------
 
-# bg NAME TAG|- CMD... ; ip netns exec and setpriv both exec, so the pid we
+# bg NAME TAG|- CMD... ; nsenter and setpriv both exec, so the pid we
 # record is the pid of CMD itself.
 bg() {
     local name=$1 tag=$2
@@ -253,7 +263,9 @@ bg() {
     else
         local n
         n=$(ns "$tag") || return 1
-        ip netns exec "$n" "$@" >>"$log" 2>&1 </dev/null &
+        # Not through netns_exec: a function in the background is a subshell
+        # and $! would be its pid, not the command's.
+        nsenter "--net=/run/netns/$n" -- "$@" >>"$log" 2>&1 </dev/null &
     fi
     BG_PID=$!
     E2E_BG[$name]=$BG_PID

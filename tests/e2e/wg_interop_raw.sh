@@ -113,7 +113,7 @@ check "wg-ping with the PSK gets echo replies (we initiate)" \
     --port "$OUR_PORT" --count 2 --timeout 15
 wg genpsk >"$E2E_TMP/wrong.psk" && chmod 0644 "$E2E_TMP/wrong.psk"
 check "a wrong PSK gets nothing through" \
-    bash -c "! $(printf '%q ' ip netns exec "$(ns A)" "${AS_NOBODY[@]}" "$WG_PING" \
+    bash -c "! $(printf '%q ' nsenter "--net=/run/netns/$(ns A)" -- "${AS_NOBODY[@]}" "$WG_PING" \
         --key "$E2E_TMP/a.key" --peer "$BPUB" --psk "$E2E_TMP/wrong.psk" \
         --endpoint 198.18.0.2:51820 --local 10.99.0.2 --remote 10.99.0.1 \
         --port "$OUR_PORT" --count 1 --timeout 4)"
