@@ -84,6 +84,7 @@ check_port udp "$WG_PORT_B" DEMO_WG_PORT_B "WireGuard of node B"
 
 # --- cleanup -----------------------------------------------------------------
 DIR=$(mktemp -d /tmp/mesh-demo.XXXXXX)
+API_DIR=$DIR
 PIDS=()
 cleanup() {
     trap - EXIT INT TERM
@@ -174,24 +175,39 @@ PIDS+=($!)
 wait_for 5 listening tcp "$WEB_PORT" || die "the web server did not start (see $DIR/web.log)"
 ok "web server up"
 
-step "Start node B and node A (as user $(id -un): root is not needed; logs in $DIR/*.log)"
-"$MP" --config "$DIR/b.conf" --api "$DIR/b.sock" --log-level info 2>"$DIR/b.log" &
+# Run as root (e.g. for the package install), the demo still runs the nodes
+# as the unprivileged user nobody, from a copy of the binary nobody can reach.
+NODE_RUN=()
+NODE_MP=$MP
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
+    mkdir -p "$DIR/bin" && cp "$MP" "$DIR/bin/mesh-proxy"
+    chmod 0711 "$DIR" && chmod 0755 "$DIR/bin" "$DIR/bin/mesh-proxy"
+    chown nobody "$DIR/a.conf" "$DIR/b.conf"
+    mkdir -p "$DIR/run" && chown nobody "$DIR/run"
+    NODE_RUN=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
+    NODE_MP=$DIR/bin/mesh-proxy
+    API_DIR=$DIR/run
+fi
+NODE_USER=$(id -un)
+[ ${#NODE_RUN[@]} -gt 0 ] && NODE_USER=nobody
+step "Start node B and node A (as user $NODE_USER, no root; logs in $DIR/*.log)"
+"${NODE_RUN[@]}" "$NODE_MP" --config "$DIR/b.conf" --api "$API_DIR/b.sock" --log-level info 2>"$DIR/b.log" &
 PIDS+=($!)
 PID_B=$!
-"$MP" --config "$DIR/a.conf" --api "$DIR/a.sock" --log-level info 2>"$DIR/a.log" &
+"${NODE_RUN[@]}" "$NODE_MP" --config "$DIR/a.conf" --api "$API_DIR/a.sock" --log-level info 2>"$DIR/a.log" &
 PIDS+=($!)
 PID_A=$!
 wait_for 5 listening udp "$WG_PORT_B" || { tail "$DIR/b.log" | indent; die "node B did not start"; }
 wait_for 5 listening udp "$WG_PORT_A" || { tail "$DIR/a.log" | indent; die "node A did not start"; }
 wait_for 5 listening tcp "$SOCKS_PORT" || { tail "$DIR/a.log" | indent; die "node A's SOCKS5 is not listening"; }
-wait_for 5 test -S "$DIR/a.sock" || die "node A's API socket did not appear"
-wait_for 5 test -S "$DIR/b.sock" || die "node B's API socket did not appear"
+wait_for 5 test -S "$API_DIR/a.sock" || die "node A's API socket did not appear"
+wait_for 5 test -S "$API_DIR/b.sock" || die "node B's API socket did not appear"
 ok "node A pid $PID_A, node B pid $PID_B"
 
 # --- 4. handshake ------------------------------------------------------------------
 step "Ping node B's mesh address from node A (the first packet starts the WireGuard handshake)"
 echo "\$ mesh-proxy ping -c 3 $MESH_B"
-"$MP" ping --api "$DIR/a.sock" -c 3 -W 5 "$MESH_B" 2>&1 | indent
+"$MP" ping --api "$API_DIR/a.sock" -c 3 -W 5 "$MESH_B" 2>&1 | indent
 [ "${PIPESTATUS[0]}" -eq 0 ] || die "no ping reply from $MESH_B"
 wait_for 5 grep -q "handshake complete" "$DIR/a.log" || die "no 'handshake complete' in node A's log"
 wait_for 5 grep -q "handshake complete" "$DIR/b.log" || die "no 'handshake complete' in node B's log"
@@ -203,9 +219,9 @@ grep -i "handshake" "$DIR/b.log" | indent
 # --- 5. status ---------------------------------------------------------------------
 step "mesh-proxy status of each node"
 echo "--- node A"
-"$MP" status --api "$DIR/a.sock" 2>&1 | indent
+"$MP" status --api "$API_DIR/a.sock" 2>&1 | indent
 echo "--- node B"
-"$MP" status --api "$DIR/b.sock" 2>&1 | indent
+"$MP" status --api "$API_DIR/b.sock" 2>&1 | indent
 
 # --- 6. fetch ----------------------------------------------------------------------
 URL="http://$MESH_B:$MESH_WEB_PORT/"
@@ -229,8 +245,8 @@ cat <<EOF
 ${B}The mesh is up. Try, in another terminal:${E}
     curl --socks5-hostname 127.0.0.1:$SOCKS_PORT $URL
     curl -x socks5h://127.0.0.1:$SOCKS_PORT $URL
-    $MP status --api $DIR/a.sock
-    $MP ping --api $DIR/a.sock $MESH_B
+    $MP status --api $API_DIR/a.sock
+    $MP ping --api $API_DIR/a.sock $MESH_B
     tail -f $DIR/a.log $DIR/b.log
 Press Ctrl-C to stop both nodes.
 EOF
