@@ -7,13 +7,13 @@
 #define MESH_LWIPOPTS_H
 
 /* ---- system: one thread, one event loop, raw API only ---- */
-#define NO_SYS 1
+#define NO_SYS               1
 #define SYS_LIGHTWEIGHT_PROT 0 /* with NO_SYS 1 there is nothing to protect */
-#define LWIP_TIMERS 1	       /* sys_check_timeouts() from a libevent timer */
-#define LWIP_NETCONN 0
-#define LWIP_SOCKET 0
-#define LWIP_NETIF_API 0
-#define LWIP_CALLBACK_API 1
+#define LWIP_TIMERS          1 /* sys_check_timeouts() from a libevent timer */
+#define LWIP_NETCONN         0
+#define LWIP_SOCKET          0
+#define LWIP_NETIF_API       0
+#define LWIP_CALLBACK_API    1
 
 /* ---- memory: the C heap, no static pools ---- */
 /* Pools and the lwIP heap become malloc(). lwIP does not count pool
@@ -24,46 +24,46 @@
  * (netstack/ns_priv.h), the listen backlog for half-open connections,
  * TCP_WND/TCP_SND_BUF per connection, TCP_OOSEQ_MAX_*, IP_REASS_MAX_PBUFS,
  * and TIME_WAIT's length (TCP_MSL). */
-#define MEM_LIBC_MALLOC 1
-#define MEMP_MEM_MALLOC 1
-#define MEM_ALIGNMENT 8
-#define MEMP_NUM_RAW_PCB 8
-#define MEMP_NUM_UDP_PCB 256
-#define MEMP_NUM_TCP_PCB 16384
+#define MEM_LIBC_MALLOC         1
+#define MEMP_MEM_MALLOC         1
+#define MEM_ALIGNMENT           8
+#define MEMP_NUM_RAW_PCB        8
+#define MEMP_NUM_UDP_PCB        256
+#define MEMP_NUM_TCP_PCB        16384
 #define MEMP_NUM_TCP_PCB_LISTEN 64
-#define MEMP_NUM_TCP_SEG 65535
-#define MEMP_NUM_PBUF 4096
-#define MEMP_NUM_SYS_TIMEOUT (LWIP_NUM_SYS_TIMEOUT_INTERNAL + 8)
-#define PBUF_POOL_SIZE 256
+#define MEMP_NUM_TCP_SEG        65535
+#define MEMP_NUM_PBUF           4096
+#define MEMP_NUM_SYS_TIMEOUT    (LWIP_NUM_SYS_TIMEOUT_INTERNAL + 8)
+#define PBUF_POOL_SIZE          256
 /* No link layer: IP headers start the packet. */
-#define PBUF_LINK_HLEN 0
+#define PBUF_LINK_HLEN               0
 #define PBUF_LINK_ENCAPSULATION_HLEN 0
 
 /* ---- interfaces ---- */
-#define LWIP_ARP 0
-#define LWIP_ETHERNET 0
-#define LWIP_DHCP 0
-#define LWIP_AUTOIP 0
-#define LWIP_IGMP 0
-#define LWIP_DNS 0
-#define LWIP_NETIF_LOOPBACK 0
-#define LWIP_HAVE_LOOPIF 0
+#define LWIP_ARP                   0
+#define LWIP_ETHERNET              0
+#define LWIP_DHCP                  0
+#define LWIP_AUTOIP                0
+#define LWIP_IGMP                  0
+#define LWIP_DNS                   0
+#define LWIP_NETIF_LOOPBACK        0
+#define LWIP_HAVE_LOOPIF           0
 #define LWIP_NETIF_STATUS_CALLBACK 0
-#define LWIP_NETIF_LINK_CALLBACK 0
+#define LWIP_NETIF_LINK_CALLBACK   0
 /* TCP segments are built in one pbuf with room for headers, so the output
  * callback can usually hand the packet on without flattening a chain. */
 #define LWIP_NETIF_TX_SINGLE_PBUF 1
 
 /* ---- IPv4 ---- */
-#define LWIP_IPV4 1
-#define IP_FORWARD 0
-#define IP_REASSEMBLY 1
-#define IP_FRAG 1
-#define IP_REASS_MAXAGE 15
-#define IP_REASS_MAX_PBUFS 64 /* bounds the memory of half-built datagrams */
-#define MEMP_NUM_REASSDATA 16
-#define IP_DEFAULT_TTL 64
-#define LWIP_ICMP 1
+#define LWIP_IPV4           1
+#define IP_FORWARD          0
+#define IP_REASSEMBLY       1
+#define IP_FRAG             1
+#define IP_REASS_MAXAGE     15
+#define IP_REASS_MAX_PBUFS  64 /* bounds the memory of half-built datagrams */
+#define MEMP_NUM_REASSDATA  16
+#define IP_DEFAULT_TTL      64
+#define LWIP_ICMP           1
 #define LWIP_BROADCAST_PING 0
 #define LWIP_MULTICAST_PING 0
 
@@ -73,27 +73,29 @@
  * has no switch for it) and answers a stray neighbour solicitation. The
  * addresses are set PREFERRED by ns.c at once, so DAD is off. Router
  * advertisements must not change our MTU. */
-#define LWIP_IPV6 1
+#define LWIP_IPV6               1
 #define LWIP_IPV6_NUM_ADDRESSES 3
-#define LWIP_IPV6_FORWARD 0
-#define LWIP_IPV6_FRAG 1
-#define IPV6_FRAG_COPYHEADER 1 /* required on 64-bit: the reassembly helper is bigger than the fragment header */
-#define LWIP_IPV6_REASS 1
-#define LWIP_IPV6_AUTOCONFIG 0
-#define LWIP_IPV6_ADDRESS_LIFETIMES 0
+#define LWIP_IPV6_FORWARD       0
+#define LWIP_IPV6_FRAG          1
+#define IPV6_FRAG_COPYHEADER                                                             \
+	1 /* required on 64-bit: the reassembly helper is bigger than the fragment       \
+	     header */
+#define LWIP_IPV6_REASS               1
+#define LWIP_IPV6_AUTOCONFIG          0
+#define LWIP_IPV6_ADDRESS_LIFETIMES   0
 #define LWIP_IPV6_SEND_ROUTER_SOLICIT 0
 #define LWIP_IPV6_DUP_DETECT_ATTEMPTS 0
-#define LWIP_IPV6_MLD 0
-#define LWIP_IPV6_DHCP6 0
-#define LWIP_ND6_ALLOW_RA_UPDATES 0
-#define LWIP_ND6_QUEUEING 0
-#define LWIP_ICMP6 1
-#define LWIP_ICMP6_HL 64
+#define LWIP_IPV6_MLD                 0
+#define LWIP_IPV6_DHCP6               0
+#define LWIP_ND6_ALLOW_RA_UPDATES     0
+#define LWIP_ND6_QUEUEING             0
+#define LWIP_ICMP6                    1
+#define LWIP_ICMP6_HL                 64
 
 /* ---- UDP, RAW (ping) ---- */
-#define LWIP_UDP 1
+#define LWIP_UDP     1
 #define LWIP_UDPLITE 0
-#define LWIP_RAW 1
+#define LWIP_RAW     1
 
 /* ---- TCP ---- */
 #define LWIP_TCP 1
@@ -108,7 +110,7 @@
  * With a 10 ms tick a 64 MiB upload to a wireguard-go peer whose UDP socket
  * overflows went from 18 to 274 Mbit/s (bench/results). The timer only runs
  * while TCP connections exist. */
-#define TCP_TMR_INTERVAL 10
+#define TCP_TMR_INTERVAL           10
 #define TCP_CALCULATE_EFF_SEND_MSS 1
 /* A 1 MiB window (scale 5: 1048576 >> 5 = 32768 fits 16 bits) covers
  * ~170 Mbit/s at 50 ms RTT per connection. It is also the memory bound per
@@ -116,9 +118,9 @@
  * window (netstack/splice.c only tcp_recved()s what the socket took), and the
  * send side reads the socket only while tcp_sndbuf() has room. */
 #define LWIP_WND_SCALE 1
-#define TCP_RCV_SCALE 5
-#define TCP_WND (1024 * 1024)
-#define TCP_SND_BUF (1024 * 1024)
+#define TCP_RCV_SCALE  5
+#define TCP_WND        (1024 * 1024)
+#define TCP_SND_BUF    (1024 * 1024)
 /* Room for 4 segments per MSS of buffer: small writes share segments thanks
  * to TCP_OVERSIZE, but a trickle of tiny writes must not hit the queue limit
  * before the byte limit. Must fit u16 (it does: 3040). */
@@ -126,39 +128,40 @@
 /* lwIP derives TCP_SNDLOWAT from TCP_SND_BUF, which for a large buffer
  * overflows the u16 sanity check; splice.c uses it as the hysteresis for
  * resuming reads from the local socket. */
-#define TCP_SNDLOWAT (16 * TCP_MSS)
+#define TCP_SNDLOWAT      (16 * TCP_MSS)
 #define TCP_SNDQUEUELOWAT (TCP_SND_QUEUELEN / 2)
-#define TCP_OVERSIZE TCP_MSS
-#define TCP_QUEUE_OOSEQ 1
+#define TCP_OVERSIZE      TCP_MSS
+#define TCP_QUEUE_OOSEQ   1
 /* Out-of-order data is bounded by the window in bytes and in pbufs (a peer
  * sending 1-byte segments must not make 1 M tiny allocations). */
-#define TCP_OOSEQ_MAX_BYTES TCP_WND
-#define TCP_OOSEQ_MAX_PBUFS 1024
-#define LWIP_TCP_SACK_OUT 1 /* lets the peer repair losses in one RTT */
-#define LWIP_TCP_MAX_SACK_NUM 4
-#define TCP_LISTEN_BACKLOG 1 /* limits half-open (SYN_RCVD) per listener */
+#define TCP_OOSEQ_MAX_BYTES        TCP_WND
+#define TCP_OOSEQ_MAX_PBUFS        1024
+#define LWIP_TCP_SACK_OUT          1 /* lets the peer repair losses in one RTT */
+#define LWIP_TCP_MAX_SACK_NUM      4
+#define TCP_LISTEN_BACKLOG         1 /* limits half-open (SYN_RCVD) per listener */
 #define TCP_DEFAULT_LISTEN_BACKLOG 0xff
 /* Connections we close first sit in TIME_WAIT for 2 * TCP_MSL (lwIP's
  * default MSL is 60 s), one pcb (~250 bytes) each and uncapped with heap
  * pools: 30 s gives Linux's 60 s TIME_WAIT. */
-#define TCP_MSL 30000UL
-#define TCP_MAXRTX 12
-#define TCP_SYNMAXRTX 6
-#define TCP_TTL 64
+#define TCP_MSL             30000UL
+#define TCP_MAXRTX          12
+#define TCP_SYNMAXRTX       6
+#define TCP_TTL             64
 #define LWIP_TCP_TIMESTAMPS 0
 /* Keepalive on every connection we carry, so a vanished mesh peer frees its
  * connections: first probe after 5 min idle, then 6 probes 30 s apart. */
-#define LWIP_TCP_KEEPALIVE 1
-#define TCP_KEEPIDLE_DEFAULT 300000UL
-#define TCP_KEEPINTVL_DEFAULT 30000UL
-#define TCP_KEEPCNT_DEFAULT 6U
+#define LWIP_TCP_KEEPALIVE                 1
+#define TCP_KEEPIDLE_DEFAULT               300000UL
+#define TCP_KEEPINTVL_DEFAULT              30000UL
+#define TCP_KEEPCNT_DEFAULT                6U
 #define LWIP_RANDOMIZE_INITIAL_LOCAL_PORTS 1
 /* Unpredictable initial sequence numbers (lwIP's default is a counter). */
-#define LWIP_HOOK_TCP_ISN(local_ip, local_port, remote_ip, remote_port) ((u32_t)arc4random())
+#define LWIP_HOOK_TCP_ISN(local_ip, local_port, remote_ip, remote_port)                  \
+	((u32_t)arc4random())
 /* Options after the handshake are blanked before lwIP parses them: see
  * netstack/ns_hooks.h for the two remote-triggerable assertions this avoids. */
 #define LWIP_HOOK_FILENAME "ns_hooks.h"
-#define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p) \
+#define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p)                   \
 	ns_hook_tcp_inpacket(pcb, hdr, optlen, opt1len, opt2, p)
 
 /* ---- checksums ---- */
@@ -166,22 +169,22 @@
  * allowed-IPs check, so verifying IP/TCP/UDP/ICMP checksums again buys
  * nothing. Outbound checksums are generated: the peer's kernel checks them.
  * Checksums of TCP data are folded into the copy done by tcp_write. */
-#define CHECKSUM_CHECK_IP 0
-#define CHECKSUM_CHECK_UDP 0
-#define CHECKSUM_CHECK_TCP 0
-#define CHECKSUM_CHECK_ICMP 0
-#define CHECKSUM_CHECK_ICMP6 0
-#define CHECKSUM_GEN_IP 1
-#define CHECKSUM_GEN_UDP 1
-#define CHECKSUM_GEN_TCP 1
-#define CHECKSUM_GEN_ICMP 1
-#define CHECKSUM_GEN_ICMP6 1
+#define CHECKSUM_CHECK_IP     0
+#define CHECKSUM_CHECK_UDP    0
+#define CHECKSUM_CHECK_TCP    0
+#define CHECKSUM_CHECK_ICMP   0
+#define CHECKSUM_CHECK_ICMP6  0
+#define CHECKSUM_GEN_IP       1
+#define CHECKSUM_GEN_UDP      1
+#define CHECKSUM_GEN_TCP      1
+#define CHECKSUM_GEN_ICMP     1
+#define CHECKSUM_GEN_ICMP6    1
 #define LWIP_CHECKSUM_ON_COPY 1
 
 /* ---- statistics and debugging ---- */
 /* netstack keeps its own counters (ns_get_stats). Assertions stay on unless
  * NDEBUG is defined: they catch lwIP misuse and known lwIP traps early. */
-#define LWIP_STATS 0
+#define LWIP_STATS         0
 #define LWIP_STATS_DISPLAY 0
 #ifdef NDEBUG
 #define LWIP_NOASSERT 1

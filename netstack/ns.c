@@ -24,7 +24,7 @@ struct ns_ctx ns_ctx;
 /* Packets handed to ns_input() while lwIP is already on the stack (an
  * output callback feeding a packet straight back in) wait here and are fed
  * from an event, because lwIP's input path is not re-entrant. */
-#define NS_DEFER_MAX 256
+#define NS_DEFER_MAX   256
 #define NS_INPUT_SLACK 16
 struct ns_deferred {
 	struct ns_deferred *next;
@@ -61,7 +61,8 @@ void ns_check_timeouts(void)
 	struct tcp_pcb *pcb;
 
 	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
-		if (pcb->persist_backoff > 0 && (pcb->unsent == NULL || pcb->unacked != NULL))
+		if (pcb->persist_backoff > 0 &&
+		    (pcb->unsent == NULL || pcb->unacked != NULL))
 			pcb->persist_backoff = 0;
 	sys_check_timeouts();
 }
@@ -239,7 +240,8 @@ void ns_input(const uint8_t *pkt, size_t len)
 		return;
 	}
 	version = pkt[0] >> 4;
-	if ((version == 4 && !ns_ctx.have_v4) || (version == 6 && (!ns_ctx.have_v6 || len < 40)) ||
+	if ((version == 4 && !ns_ctx.have_v4) ||
+	    (version == 6 && (!ns_ctx.have_v6 || len < 40)) ||
 	    (version != 4 && version != 6)) {
 		ns_ctx.st.input_drop++;
 		return;
@@ -348,8 +350,8 @@ static int ns_netif_up(const struct ns_config *cfg)
 	}
 	/* A /32: everything else is routed to the one netif (netif_default). */
 	ip4_addr_set_u32(&mask, 0xffffffffu);
-	if (netif_add(&ns_ctx.netif, have_v4 ? &v4 : NULL, have_v4 ? &mask : NULL, &gw, NULL,
-		      ns_netif_init, ip_input) == NULL)
+	if (netif_add(&ns_ctx.netif, have_v4 ? &v4 : NULL, have_v4 ? &mask : NULL, &gw,
+	              NULL, ns_netif_init, ip_input) == NULL)
 		return -ENOMEM;
 	ns_ctx.netif.mtu = cfg->mtu;
 	for (i = 0; i < cfg->n_addrs && i < 4 && n6 < LWIP_IPV6_NUM_ADDRESSES; i++) {
@@ -376,7 +378,8 @@ static int ns_netif_up(const struct ns_config *cfg)
 	return 0;
 }
 
-int ns_init(struct event_base *base, const struct ns_config *cfg, ns_output_fn out, void *ctx)
+int ns_init(struct event_base *base, const struct ns_config *cfg, ns_output_fn out,
+            void *ctx)
 {
 	static bool lwip_ready;
 	int err;

@@ -26,8 +26,9 @@
  *    Treating the largest window seen as at least 2 MSS keeps segments at
  *    the MSS; a peer with a window below one segment is still served, by
  *    lwIP's persist timer splitting the segment. */
-static inline err_t ns_hook_tcp_inpacket(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
-					 u16_t opt1len, u8_t *opt2, struct pbuf *p)
+static inline err_t ns_hook_tcp_inpacket(struct tcp_pcb *pcb, struct tcp_hdr *hdr,
+                                         u16_t optlen, u16_t opt1len, u8_t *opt2,
+                                         struct pbuf *p)
 {
 	(void)p;
 	if (pcb->state < SYN_RCVD)

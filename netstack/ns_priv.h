@@ -41,8 +41,8 @@ struct ns_ctx {
 	struct event *timer;
 	bool timer_pending;
 	uint32_t timer_deadline; /* sys_now() value the timer fires at */
-	struct event *defer_ev;	 /* drains packets fed in re-entrantly */
-	int in_output;		 /* depth of calls into the output callback */
+	struct event *defer_ev;  /* drains packets fed in re-entrantly */
+	int in_output;           /* depth of calls into the output callback */
 	struct ns_stats st;
 	size_t rxq_bytes; /* sum over connections of queued mesh->socket bytes */
 	unsigned dial_timeout_ms;
@@ -68,20 +68,20 @@ int ns_err_to_errno(err_t err);
  * ns_splice_start()/ns_tcp_abort(), by splice.c afterwards. */
 struct ns_tcp {
 	struct ns_tcp *prev, *next; /* all live connections (for shutdown) */
-	struct tcp_pcb *pcb;	    /* NULL once lwIP freed it or we let it go */
-	int fd;			    /* local socket, -1 until spliced */
+	struct tcp_pcb *pcb;        /* NULL once lwIP freed it or we let it go */
+	int fd;                     /* local socket, -1 until spliced */
 
 	/* lifecycle */
-	bool dialing;	/* SYN sent, connected callback not yet run */
-	bool spliced;	/* ns_splice_start() took it */
-	bool pcb_dead;	/* lwIP dropped the pcb before the splice */
-	bool finished;	/* to be freed when the last frame using it returns */
-	bool abrt;	/* we tcp_abort()ed the pcb inside an lwIP callback */
-	int busy;	/* frames (lwIP callbacks, event handlers) using it */
+	bool dialing;  /* SYN sent, connected callback not yet run */
+	bool spliced;  /* ns_splice_start() took it */
+	bool pcb_dead; /* lwIP dropped the pcb before the splice */
+	bool finished; /* to be freed when the last frame using it returns */
+	bool abrt;     /* we tcp_abort()ed the pcb inside an lwIP callback */
+	int busy;      /* frames (lwIP callbacks, event handlers) using it */
 
 	/* mesh -> socket */
-	bool rx_fin;	   /* lwIP delivered the peer's FIN */
-	bool rx_done;	   /* ... and shutdown(fd, SHUT_WR) followed the data */
+	bool rx_fin;       /* lwIP delivered the peer's FIN */
+	bool rx_done;      /* ... and shutdown(fd, SHUT_WR) followed the data */
 	struct pbuf **rxq; /* ring of single pbufs, payload not yet written */
 	uint32_t rxq_cap, rxq_head, rxq_n;
 	uint16_t rxq_off; /* bytes of rxq[head] already written */
@@ -89,10 +89,10 @@ struct ns_tcp {
 	size_t unacked_recv; /* written to the socket, tcp_recved() pending */
 
 	/* socket -> mesh */
-	bool tx_eof;	 /* read() returned 0 */
-	bool tx_done;	 /* FIN queued in lwIP */
-	bool reading;	 /* ev_read is added */
-	uint8_t *txp;	 /* bytes read (or head) that lwIP did not take yet */
+	bool tx_eof;  /* read() returned 0 */
+	bool tx_done; /* FIN queued in lwIP */
+	bool reading; /* ev_read is added */
+	uint8_t *txp; /* bytes read (or head) that lwIP did not take yet */
 	size_t txp_len, txp_off;
 
 	struct event ev_read, ev_write, ev_dial;

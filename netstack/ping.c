@@ -16,7 +16,7 @@
 
 #include "ns_priv.h"
 
-#define NS_PING_MAX 1024 /* outstanding requests */
+#define NS_PING_MAX     1024 /* outstanding requests */
 #define NS_PING_PAYLOAD 56
 
 struct ns_ping_req {
@@ -66,12 +66,14 @@ static double ns_ping_ms_since(const struct timespec *t0)
 	struct timespec now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+	return (double)(now.tv_sec - t0->tv_sec) * 1e3 +
+	       (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 /* Raw input: p->payload is the IP header; the ICMP message starts after
  * ip_current_header_tot_len() bytes. Returns 1 if the packet was ours. */
-static u8_t ns_ping_recv(void *arg, struct raw_pcb *pcb, struct pbuf *p, const ip_addr_t *src)
+static u8_t ns_ping_recv(void *arg, struct raw_pcb *pcb, struct pbuf *p,
+                         const ip_addr_t *src)
 {
 	uint16_t hlen = ip_current_header_tot_len();
 	uint8_t hdr[8], want_type;

@@ -29,7 +29,7 @@
 
 #include "ns_priv.h"
 
-#define NS_IOV_MAX 64
+#define NS_IOV_MAX     64
 #define NS_READ_BUDGET (256 * 1024) /* per readable event, for fairness */
 
 static uint8_t ns_read_buf[0xffff];
@@ -420,7 +420,8 @@ static void on_fd_read(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	ns_tcp_enter(c);
-	while (!c->finished && c->pcb != NULL && !c->tx_eof && c->txp_len == 0 && budget > 0) {
+	while (!c->finished && c->pcb != NULL && !c->tx_eof && c->txp_len == 0 &&
+	       budget > 0) {
 		size_t n = tcp_sndbuf(c->pcb);
 		ssize_t r, k;
 
@@ -436,7 +437,7 @@ static void on_fd_read(evutil_socket_t fd, short what, void *arg)
 			budget -= (size_t)r;
 			k = ns_splice_tx_feed(c, ns_read_buf, (size_t)r);
 			if (k < 0 || (k < r && ns_splice_tx_stash(c, ns_read_buf + k,
-								   (size_t)(r - k)) < 0)) {
+			                                          (size_t)(r - k)) < 0)) {
 				ns_splice_reset_local(c);
 				break;
 			}

@@ -181,7 +181,8 @@ static bool ns_have_family(const ip_addr_t *ip)
 	return IP_IS_V6(ip) ? ns_ctx.have_v6 : ns_ctx.have_v4;
 }
 
-int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb, void *ctx)
+int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb,
+                void *ctx)
 {
 	struct tcp_pcb *pcb;
 	struct ns_tcp *c;
@@ -271,7 +272,8 @@ int ns_tcp_listen(uint16_t port, ns_tcp_accept_fn cb, void *ctx)
 	ip_set_option(pcb, SOF_KEEPALIVE); /* inherited by accepted pcbs */
 	err = tcp_bind(pcb, IP_ANY_TYPE, port);
 	if (err == ERR_OK) {
-		lpcb = tcp_listen_with_backlog_and_err(pcb, TCP_DEFAULT_LISTEN_BACKLOG, &err);
+		lpcb = tcp_listen_with_backlog_and_err(pcb, TCP_DEFAULT_LISTEN_BACKLOG,
+		                                       &err);
 		if (lpcb == NULL && err == ERR_OK)
 			err = ERR_MEM;
 	}

@@ -80,7 +80,7 @@ static uint16_t fold(uint32_t s)
 }
 
 static uint16_t pseudo_sum(bool v6, const uint8_t *src, const uint8_t *dst, uint8_t proto,
-			   const uint8_t *l4, size_t len)
+                           const uint8_t *l4, size_t len)
 {
 	uint32_t s = sum16(0, src, v6 ? 16 : 4);
 
@@ -137,7 +137,7 @@ static void check_tcp_out(bool v6, const uint8_t *t, size_t len)
 	dport = (uint16_t)(t[2] << 8 | t[3]);
 	seq = (uint32_t)t[4] << 24 | (uint32_t)t[5] << 16 | (uint32_t)t[6] << 8 | t[7];
 	if (t[13] & 0x04)
-		return; /* RST */
+		return;               /* RST */
 	if ((t[13] & 0x12) == 0x02) { /* our SYN: a dial */
 		dial_port = sport;
 		dial_rport = dport;
@@ -204,8 +204,8 @@ static void splice_new(struct ns_tcp *c)
 	ns_splice_start(c, sv[0], (const uint8_t *)"hi", nfar & 1 ? 2 : 0);
 }
 
-static void on_accept(void *ctx, struct ns_tcp *c, const struct ns_addr *src, uint16_t sport,
-		      uint16_t dport)
+static void on_accept(void *ctx, struct ns_tcp *c, const struct ns_addr *src,
+                      uint16_t sport, uint16_t dport)
 {
 	(void)ctx;
 	(void)src;
@@ -332,7 +332,8 @@ static void op_tcp(struct in *in)
 	t[16] = (uint8_t)(c >> 8);
 	t[17] = (uint8_t)c;
 	if (seq == f->snd_nxt)
-		f->snd_nxt += (uint32_t)paylen + ((flags & 0x02) ? 1 : 0) + ((flags & 0x01) ? 1 : 0);
+		f->snd_nxt += (uint32_t)paylen + ((flags & 0x02) ? 1 : 0) +
+		              ((flags & 0x01) ? 1 : 0);
 	send_ip(v6, 6, t, h + paylen);
 }
 
@@ -440,7 +441,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			dst.family = sel & 1 ? AF_INET6 : AF_INET;
 			memcpy(dst.addr, sel & 1 ? peer6 : peer4, sel & 1 ? 16 : 4);
-			ns_tcp_dial(&dst, (uint16_t)(80 + ((sel >> 1) & 1)), on_dial, NULL);
+			ns_tcp_dial(&dst, (uint16_t)(80 + ((sel >> 1) & 1)), on_dial,
+			            NULL);
 			break;
 		}
 		case 6: {
@@ -464,13 +466,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct ns_stats st;
 
 		ns_get_stats(&st);
-		fprintf(stderr,
-			"netstack: %llu conns (%llu open), %llu refused, %llu reset, "
-			"%llu bytes in, %llu out, %llu dropped\n",
-			(unsigned long long)st.tcp_total, (unsigned long long)st.tcp_active,
-			(unsigned long long)st.tcp_refused, (unsigned long long)st.tcp_reset,
-			(unsigned long long)st.splice_bytes_in,
-			(unsigned long long)st.splice_bytes_out, (unsigned long long)st.input_drop);
+		fprintf(
+		    stderr,
+		    "netstack: %llu conns (%llu open), %llu refused, %llu reset, "
+		    "%llu bytes in, %llu out, %llu dropped\n",
+		    (unsigned long long)st.tcp_total, (unsigned long long)st.tcp_active,
+		    (unsigned long long)st.tcp_refused, (unsigned long long)st.tcp_reset,
+		    (unsigned long long)st.splice_bytes_in,
+		    (unsigned long long)st.splice_bytes_out,
+		    (unsigned long long)st.input_drop);
 	}
 	ns_shutdown();
 	for (unsigned i = 0; i < nfar; i++)
