@@ -2,6 +2,7 @@
  * and the checks run when a section ends. Every error names the section, the
  * key, the value (never a secret) and what was expected. */
 #include "config/config_int.h"
+#include "core/util/hostname.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -64,23 +65,7 @@ bool cfg_parse_prefix(const char *s, size_t len, struct cfg_prefix *out)
 
 bool cfg_is_hostname(const char *s)
 {
-	size_t n = strlen(s), label = 0;
-	if (n == 0 || n > 253)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-			continue;
-		}
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		          (c >= '0' && c <= '9') || c == '-' || c == '_';
-		if (!ok || ++label > 63)
-			return false;
-	}
-	return true;
+	return hostname_valid(s, strlen(s));
 }
 
 bool cfg_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port,

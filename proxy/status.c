@@ -91,9 +91,42 @@ static uint64_t px_errors(const struct px_stats *ps)
 	       ps->err_unreachable + ps->err_timeout + ps->err_other + ps->err_accept;
 }
 
-static void write_frontend_line(struct api_conn *c, const char *kind, const char *what,
+typedef void (*frontend_fn)(void *arg, const char *kind, const char *what,
+			    const struct px_stats *ps);
+
+/* Calls fn for every front-end with its kind, its address (or tunnel
+ * description) and its counters: the one walk both outputs share. */
+static void for_each_frontend(const struct status_view *v, frontend_fn fn, void *arg)
+{
+	char buf[160];
+	struct px_stats ps;
+	for (size_t i = 0; i < v->n_socks; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		px_socks_local_addr(v->socks[i], &ss, &sl);
+		px_socks_get_stats(v->socks[i], &ps);
+		status_format_sockaddr(&ss, buf, sizeof(buf));
+		fn(arg, "socks5", buf, &ps);
+	}
+	for (size_t i = 0; i < v->n_http; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		px_http_local_addr(v->http[i], &ss, &sl);
+		px_http_get_stats(v->http[i], &ps);
+		status_format_sockaddr(&ss, buf, sizeof(buf));
+		fn(arg, "http", buf, &ps);
+	}
+	for (size_t i = 0; i < v->n_tunnels; i++) {
+		px_tunnel_describe(v->tunnels[i], buf, sizeof(buf));
+		px_tunnel_get_stats(v->tunnels[i], &ps);
+		fn(arg, "tunnel", buf, &ps);
+	}
+}
+
+static void write_frontend_line(void *arg, const char *kind, const char *what,
 				const struct px_stats *ps)
 {
+	struct api_conn *c = arg;
 	api_conn_printf(c,
 			"%-6s %s  accepted %" PRIu64 "  established %" PRIu64
 			"  pending %" PRIu64 "  errors %" PRIu64 "\n",
@@ -139,30 +172,7 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 			api_conn_printf(c, "\n");
 		}
 	}
-	for (size_t i = 0; i < v->n_socks; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		struct px_stats ps;
-		px_socks_local_addr(v->socks[i], &ss, &sl);
-		px_socks_get_stats(v->socks[i], &ps);
-		status_format_sockaddr(&ss, buf, sizeof(buf));
-		write_frontend_line(c, "socks5", buf, &ps);
-	}
-	for (size_t i = 0; i < v->n_http; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		struct px_stats ps;
-		px_http_local_addr(v->http[i], &ss, &sl);
-		px_http_get_stats(v->http[i], &ps);
-		status_format_sockaddr(&ss, buf, sizeof(buf));
-		write_frontend_line(c, "http", buf, &ps);
-	}
-	for (size_t i = 0; i < v->n_tunnels; i++) {
-		struct px_stats ps;
-		px_tunnel_describe(v->tunnels[i], buf, sizeof(buf));
-		px_tunnel_get_stats(v->tunnels[i], &ps);
-		write_frontend_line(c, "tunnel", buf, &ps);
-	}
+	for_each_frontend(v, write_frontend_line, c);
 	struct wg_device_stats st;
 	wg_device_stats(v->wg, &st);
 	uint64_t drops = st.rx_drop_short + st.rx_drop_type + st.rx_drop_mac +
@@ -175,9 +185,17 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 			st.tx_drop_noroute + st.tx_drop_queue + st.tx_drop_sock);
 }
 
-static void write_frontend_json(struct api_conn *c, size_t idx, const char *kind,
-				const char *what, const struct px_stats *ps)
+struct json_ctx {
+	struct api_conn *c;
+	size_t n;
+};
+
+static void write_frontend_json(void *arg, const char *kind, const char *what,
+				const struct px_stats *ps)
 {
+	struct json_ctx *jc = arg;
+	struct api_conn *c = jc->c;
+	size_t idx = jc->n++;
 	/* what is an address or "tcp-client A -> B": no characters to escape
 	 * except a quote, which addresses and host names never contain. */
 	api_conn_printf(c,
@@ -251,31 +269,8 @@ void status_write_json(const struct status_view *v, struct api_conn *c)
 		st.rx_drop_ratelimit, st.tx_drop_noroute, st.tx_drop_queue, st.tx_drop_sock,
 		st.cookies_sent, st.cookies_received);
 	api_conn_printf(c, ",\"frontends\":[");
-	size_t nf = 0;
-	for (size_t i = 0; i < v->n_socks; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		struct px_stats ps;
-		px_socks_local_addr(v->socks[i], &ss, &sl);
-		px_socks_get_stats(v->socks[i], &ps);
-		status_format_sockaddr(&ss, buf, sizeof(buf));
-		write_frontend_json(c, nf++, "socks5", buf, &ps);
-	}
-	for (size_t i = 0; i < v->n_http; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		struct px_stats ps;
-		px_http_local_addr(v->http[i], &ss, &sl);
-		px_http_get_stats(v->http[i], &ps);
-		status_format_sockaddr(&ss, buf, sizeof(buf));
-		write_frontend_json(c, nf++, "http", buf, &ps);
-	}
-	for (size_t i = 0; i < v->n_tunnels; i++) {
-		struct px_stats ps;
-		px_tunnel_describe(v->tunnels[i], buf, sizeof(buf));
-		px_tunnel_get_stats(v->tunnels[i], &ps);
-		write_frontend_json(c, nf++, "tunnel", buf, &ps);
-	}
+	struct json_ctx jc = {c, 0};
+	for_each_frontend(v, write_frontend_json, &jc);
 	api_conn_printf(c, "]");
 	struct ns_stats ns;
 	ns_get_stats(&ns);

@@ -1,4 +1,5 @@
 /* Destinations as clients write them, and the errors of reaching them. */
+#include "core/util/hostname.h"
 #include "proxy/proxy_int.h"
 
 #include <arpa/inet.h>
@@ -20,27 +21,6 @@ bool px_addr_parse(struct ns_addr *a, const char *s)
 	return false;
 }
 
-static bool px_name_ok(const char *s, size_t n)
-{
-	size_t label = 0;
-	if (n == 0 || n > 253)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '-' || c == '_') ||
-		    ++label > 63)
-			return false;
-	}
-	return true;
-}
-
 bool px_target_set(struct px_target *t, const char *host, size_t hostlen, uint16_t port)
 {
 	memset(t, 0, sizeof(*t));
@@ -55,7 +35,7 @@ bool px_target_set(struct px_target *t, const char *host, size_t hostlen, uint16
 	size_t n = hostlen;
 	if (n > 1 && host[n - 1] == '.')
 		n--;
-	if (!px_name_ok(host, n))
+	if (!hostname_valid(host, n))
 		return false;
 	t->is_name = true;
 	return true;
