@@ -208,7 +208,7 @@ ns_create() {
     ip netns add "$name" || die "ip netns add $name failed"
     E2E_NS+=("$name")
     E2E_NSMAP[$tag]=$name
-    ip -n "$name" link set lo up
+    netns_exec "$name" ip link set lo up
 }
 
 # ns_link TAG1 ADDR1/LEN TAG2 ADDR2/LEN : veth pair, interfaces named
@@ -218,10 +218,10 @@ ns_link() {
     n1=$(ns "$t1") && n2=$(ns "$t2") || return 1
     ip link add "v$t2" netns "$n1" type veth peer name "v$t1" netns "$n2" ||
         die "veth $t1<->$t2 failed"
-    ip -n "$n1" addr add "$a1" dev "v$t2"
-    ip -n "$n2" addr add "$a2" dev "v$t1"
-    ip -n "$n1" link set "v$t2" up
-    ip -n "$n2" link set "v$t1" up
+    netns_exec "$n1" ip addr add "$a1" dev "v$t2"
+    netns_exec "$n2" ip addr add "$a2" dev "v$t1"
+    netns_exec "$n1" ip link set "v$t2" up
+    netns_exec "$n2" ip link set "v$t1" up
 }
 
 nsx() {
