@@ -187,6 +187,13 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1 && command -v setpriv >/dev/n
     NODE_RUN=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
     NODE_MP=$DIR/bin/mesh-proxy
     API_DIR=$DIR/run
+    # Where nobody cannot run it (e.g. a chroot whose / is 0700), stay root.
+    if ! "${NODE_RUN[@]}" "$NODE_MP" --version >/dev/null 2>&1; then
+        echo "${D}(user nobody cannot run $NODE_MP here; running the nodes as root)${E}"
+        NODE_RUN=()
+        NODE_MP=$MP
+        API_DIR=$DIR
+    fi
 fi
 NODE_USER=$(id -un)
 [ ${#NODE_RUN[@]} -gt 0 ] && NODE_USER=nobody
