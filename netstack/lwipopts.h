@@ -77,9 +77,9 @@
 #define LWIP_IPV6_NUM_ADDRESSES 3
 #define LWIP_IPV6_FORWARD       0
 #define LWIP_IPV6_FRAG          1
-#define IPV6_FRAG_COPYHEADER                                                             \
-	1 /* required on 64-bit: the reassembly helper is bigger than the fragment       \
-	     header */
+/* Required on 64-bit: the reassembly helper is bigger than the fragment
+ * header. */
+#define IPV6_FRAG_COPYHEADER 1
 #define LWIP_IPV6_REASS               1
 #define LWIP_IPV6_AUTOCONFIG          0
 #define LWIP_IPV6_ADDRESS_LIFETIMES   0

@@ -11,7 +11,9 @@
 #include "lwip/init.h"
 #include "lwip/ip.h"
 #include "lwip/ip4_addr.h"
+#include "lwip/ip4_frag.h"
 #include "lwip/ip6_addr.h"
+#include "lwip/ip6_frag.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
 #include "lwip/priv/tcp_priv.h"
@@ -103,6 +105,27 @@ void ns_timers_kick(void)
 /* lwIP's output for both families. TCP keeps its pbufs for retransmission,
  * so the packet is only read: passed as is when it is one pbuf, else
  * flattened into a buffer. */
+/* Only packets from one of our addresses leave. lwIP 2.1.3 answers an IPv6
+ * reassembly that timed out with an ICMPv6 "time exceeded" whose source is
+ * the datagram's destination, which may be a multicast address (found by
+ * fuzz_netstack); nothing else we send should ever fail this. */
+static bool ns_output_src_ok(const struct pbuf *p)
+{
+	const uint8_t *h = p->payload;
+	int i;
+
+	if (p->len >= 20 && h[0] >> 4 == 4)
+		return ns_ctx.have_v4 &&
+		       memcmp(h + 12, &netif_ip4_addr(&ns_ctx.netif)->addr, 4) == 0;
+	if (p->len < 40 || h[0] >> 4 != 6)
+		return false;
+	for (i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
+		if (ip6_addr_isvalid(netif_ip6_addr_state(&ns_ctx.netif, i)) &&
+		    memcmp(h + 8, netif_ip6_addr(&ns_ctx.netif, i)->addr, 16) == 0)
+			return true;
+	return false;
+}
+
 static err_t ns_output(struct pbuf *p)
 {
 	static uint8_t flat[0xffff];
@@ -110,6 +133,10 @@ static err_t ns_output(struct pbuf *p)
 
 	if (ns_ctx.out == NULL)
 		return ERR_OK;
+	if (!ns_output_src_ok(p)) {
+		ns_ctx.output_drop++;
+		return ERR_OK;
+	}
 	ns_ctx.in_output++;
 	if (p->len == p->tot_len) {
 		ns_ctx.out(ns_ctx.out_ctx, p->payload, p->len);
@@ -443,6 +470,12 @@ void ns_shutdown(void)
 	ns_ping_shutdown();
 	ns_defer_clear();
 	netif_remove(&ns_ctx.netif);
+	/* Half-reassembled datagrams hold pbufs in lwIP's static lists: age
+	 * them out now (with no netif, no ICMP "time exceeded" leaves). */
+	for (int i = 0; i <= LWIP_MAX(IP_REASS_MAXAGE, IPV6_REASS_MAXAGE) + 1; i++) {
+		ip_reass_tmr();
+		ip6_reass_tmr();
+	}
 	event_free(ns_ctx.timer);
 	event_free(ns_ctx.defer_ev);
 	memset(&ns_ctx, 0, sizeof(ns_ctx));

@@ -44,7 +44,8 @@ struct ns_ctx {
 	struct event *defer_ev;  /* drains packets fed in re-entrantly */
 	int in_output;           /* depth of calls into the output callback */
 	struct ns_stats st;
-	size_t rxq_bytes; /* sum over connections of queued mesh->socket bytes */
+	uint64_t output_drop; /* packets lwIP sent from an address not ours */
+	size_t rxq_bytes;     /* sum over connections of queued mesh->socket bytes */
 	unsigned dial_timeout_ms;
 };
 extern struct ns_ctx ns_ctx;

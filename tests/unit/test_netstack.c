@@ -66,6 +66,104 @@ static void test_icmp_echo_answered_v4_v6(void **state)
 	echo_roundtrip(AF_INET6);
 }
 
+/* Sends bytes [off, off + n) of an ICMP message as one IP fragment. */
+static void send_frag(int fam, const uint8_t *src, const uint8_t *dst, const uint8_t *m,
+                      size_t off, size_t n, bool more)
+{
+	uint8_t b[1600];
+	size_t h = fam == AF_INET ? 20 : 48;
+
+	memset(b, 0, h);
+	if (fam == AF_INET) {
+		uint16_t fo = (uint16_t)(off / 8) | (more ? 0x2000 : 0), c;
+
+		b[0] = 0x45;
+		b[2] = (uint8_t)((h + n) >> 8);
+		b[3] = (uint8_t)(h + n);
+		b[4] = 0x12, b[5] = 0x34; /* identification */
+		b[6] = (uint8_t)(fo >> 8), b[7] = (uint8_t)fo;
+		b[8] = 64;
+		b[9] = 1;
+		memcpy(b + 12, src, 4);
+		memcpy(b + 16, dst, 4);
+		c = fold(sum16(0, b, 20));
+		b[10] = (uint8_t)(c >> 8), b[11] = (uint8_t)c;
+	} else {
+		uint16_t fo = (uint16_t)off | (more ? 1 : 0);
+
+		b[0] = 0x60;
+		b[4] = (uint8_t)((n + 8) >> 8), b[5] = (uint8_t)(n + 8);
+		b[6] = 44; /* fragment header */
+		b[7] = 64;
+		memcpy(b + 8, src, 16);
+		memcpy(b + 24, dst, 16);
+		b[40] = 58; /* ICMPv6 after reassembly */
+		b[42] = (uint8_t)(fo >> 8), b[43] = (uint8_t)fo;
+		b[47] = 0x77; /* identification */
+	}
+	memcpy(b + h, m + off, n);
+	ns_input(b, h + n);
+}
+
+/* A 2000-byte echo request in two fragments (last one first) is reassembled
+ * and answered; the reply, larger than the MTU, leaves in fragments. */
+static void fragmented_echo(int fam)
+{
+	static uint8_t m[2000], r[2000];
+	struct ns_addr me, it;
+	size_t got = 0, total = 0;
+	struct pkt *k;
+
+	assert_true(ns_addr_parse(&me, fam == AF_INET ? PEER4 : PEER6));
+	assert_true(ns_addr_parse(&it, fam == AF_INET ? OUR4 : OUR6));
+	memset(m, 0, 8);
+	m[0] = fam == AF_INET ? 8 : 128;
+	m[4] = 0x42, m[7] = 9;
+	for (size_t i = 8; i < sizeof(m); i++)
+		m[i] = (uint8_t)(i * 5);
+	uint16_t c = l4_sum(fam, me.addr, it.addr, fam == AF_INET ? 1 : 58, m, sizeof(m),
+	                    fam != AF_INET);
+	m[2] = (uint8_t)(c >> 8), m[3] = (uint8_t)c;
+	send_frag(fam, me.addr, it.addr, m, 1200, sizeof(m) - 1200, false);
+	assert_null(cap_pop());
+	send_frag(fam, me.addr, it.addr, m, 0, 1200, true);
+	while ((k = cap_pop()) != NULL) {
+		const uint8_t *p = k->b, *data;
+		size_t off, n;
+		bool more;
+
+		assert_true(k->len <= 1420);
+		if (fam == AF_INET) {
+			assert_int_equal(p[9], 1);
+			off = (size_t)((p[6] << 8 | p[7]) & 0x1fff) * 8;
+			more = p[6] & 0x20;
+			data = p + 20, n = k->len - 20;
+		} else {
+			assert_int_equal(p[6], 44);
+			off = (size_t)((p[42] << 8 | p[43]) & 0xfff8);
+			more = p[43] & 1;
+			data = p + 48, n = k->len - 48;
+		}
+		assert_true(off + n <= sizeof(r));
+		memcpy(r + off, data, n);
+		got += n;
+		if (!more)
+			total = off + n;
+		free(k);
+	}
+	assert_int_equal(total, sizeof(m));
+	assert_int_equal(got, sizeof(m));
+	assert_int_equal(r[0], fam == AF_INET ? 0 : 129);
+	assert_memory_equal(r + 4, m + 4, sizeof(m) - 4);
+}
+
+static void test_fragments_reassembled_and_sent(void **state)
+{
+	(void)state;
+	fragmented_echo(AF_INET);
+	fragmented_echo(AF_INET6);
+}
+
 struct ping_res {
 	int calls, err;
 	double rtt;
@@ -393,6 +491,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_addr_parse),
 	    cmocka_unit_test_setup_teardown(test_icmp_echo_answered_v4_v6, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_fragments_reassembled_and_sent, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_ping_matched_and_timed_out, setup,
 	                                    teardown),

@@ -4,7 +4,8 @@
  * in order; a mesh peer that does not ACK stops the local socket being read,
  * then the flow resumes intact; peers that are odd but possible (zero-window
  * SYN, mid-stream MSS option, SYN with window scaling to an established
- * connection, an ACKed zero-window probe) trip no lwIP assertion; garbage
+ * connection, an ACKed zero-window probe) trip no lwIP assertion; no packet
+ * leaves from an address not ours; garbage
  * input is dropped and counted. */
 #include "ns_test_peer.h"
 
@@ -273,6 +274,37 @@ static void test_zero_window_probe_acked(void **state)
 	peer_free(&pr);
 }
 
+/* lwIP answers a timed-out IPv6 reassembly with an ICMPv6 "time exceeded"
+ * sourced from the datagram's destination; for a multicast destination
+ * that packet must not leave (nothing leaves from an address not ours). */
+static void test_no_output_from_foreign_source(void **state)
+{
+	uint8_t b[64] = {0x60};
+	struct ns_addr me;
+	struct pkt *k;
+	struct seg s;
+
+	(void)state;
+	assert_true(ns_addr_parse(&me, PEER6));
+	b[5] = 8 + 16; /* payload: fragment header + 16 bytes */
+	b[6] = 44;
+	b[7] = 64;
+	memcpy(b + 8, me.addr, 16);
+	b[24] = 0xff, b[25] = 0x02, b[39] = 1; /* ff02::1 */
+	b[40] = 58;
+	b[43] = 1; /* offset 0, more fragments */
+	b[47] = 9;
+	b[48] = 128; /* the start of an echo request */
+	ns_input(b, 40 + 8 + 16);
+	advance_lwip_ms(65000);
+	while ((k = cap_pop()) != NULL) {
+		assert_true(parse(k, &s));
+		fail_msg("a packet left (proto %u) after the reassembly timed out",
+		         s.proto);
+	}
+	assert_int_equal(ns_ctx.output_drop, 1);
+}
+
 static void test_garbage_input_dropped(void **state)
 {
 	static const uint8_t short4[] = {0x45, 0, 0, 20};
@@ -313,6 +345,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hostile_options_and_windows, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_zero_window_probe_acked, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_no_output_from_foreign_source, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage_input_dropped, setup, teardown),
 	};
