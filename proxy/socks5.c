@@ -4,7 +4,12 @@
  * (which goes to the mesh side first). Reply codes:
  *   no mesh route 0x03, name not resolved / host unreachable 0x04,
  *   refused 0x05, timed out 0x06, anything else 0x01.
- * BND.ADDR is 0.0.0.0:0: the netstack does not tell us the local side. */
+ * BND.ADDR is 0.0.0.0:0: the netstack does not tell us the local side.
+ *
+ * The same port speaks SOCKS4 and SOCKS4a when the first byte is 4:
+ * CONNECT only (BIND gets 91), 90 on success and 91 for every failure.
+ * The user id is ignored. SOCKS4 carries no password, so when Username and
+ * Password are configured every SOCKS4 request is refused with 91. */
 #include "proxy/proxy_int.h"
 
 #include "config/config.h"
@@ -15,14 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { SOCKS_GREETING, SOCKS_AUTH, SOCKS_REQUEST };
+enum { SOCKS_GREETING, SOCKS_AUTH, SOCKS_REQUEST, SOCKS4_REQUEST };
 
 struct px_socks {
 	struct px_front front; /* first: sessions point at it */
 	char *user, *pass;     /* NULL: no authentication */
 };
 
-/* Room for greeting, auth and request at once plus early data. */
+/* Room for greeting, auth and request (SOCKS5 or SOCKS4a) at once plus
+ * early data. */
 #define SOCKS_BUF 4096
 
 static struct px_socks *px_socks_of(struct px_sess *s)
@@ -46,9 +52,50 @@ static void px_socks_reply(struct px_sess *s, uint8_t rep)
 	px_sess_send(s, r, px_socks5_reply(r, rep, NULL));
 }
 
+static void px_socks4_send(struct px_sess *s, uint8_t rep)
+{
+	uint8_t r[SOCKS4_REPLY_LEN];
+	px_sess_send(s, r, px_socks4_reply(r, rep));
+}
+
+/* A SOCKS4/4a request (the session's first byte was 4). */
+static enum px_parse px_socks4_on_data(struct px_sess *s)
+{
+	struct px_socks *ps = px_socks_of(s);
+	uint8_t cmd = 0;
+	size_t used = 0;
+	if (ps->user) {
+		/* SOCKS4 has no password: refuse at once. */
+		px_socks4_send(s, SOCKS4_REP_REJECTED);
+		PX_STAT(s, err_auth);
+		return PX_PARSE_ERROR;
+	}
+	enum px_parse r = px_socks4_parse_request(
+	    s->buf + s->consumed, s->len - s->consumed, &cmd, &s->target, &used);
+	if (r == PX_PARSE_MORE)
+		return r;
+	if (r == PX_PARSE_OK && cmd != SOCKS4_CMD_CONNECT)
+		r = PX_PARSE_ERROR; /* BIND */
+	if (r == PX_PARSE_ERROR) {
+		px_socks4_send(s, SOCKS4_REP_REJECTED);
+		PX_STAT(s, err_protocol);
+		return r;
+	}
+	s->consumed += used;
+	char t[300];
+	px_target_format(&s->target, t, sizeof(t));
+	log_debug("socks4: CONNECT %s", t);
+	return PX_PARSE_OK;
+}
+
 static enum px_parse px_socks_on_data(struct px_sess *s)
 {
 	struct px_socks *ps = px_socks_of(s);
+	if (s->stage == SOCKS_GREETING && s->len > s->consumed &&
+	    s->buf[s->consumed] == SOCKS4_VER)
+		s->stage = SOCKS4_REQUEST;
+	if (s->stage == SOCKS4_REQUEST)
+		return px_socks4_on_data(s);
 	for (;;) {
 		const uint8_t *p = s->buf + s->consumed;
 		size_t n = s->len - s->consumed, used = 0;
@@ -122,6 +169,10 @@ static enum px_parse px_socks_on_data(struct px_sess *s)
 static void px_socks_on_result(struct px_sess *s, enum px_err e)
 {
 	uint8_t rep;
+	if (s->stage == SOCKS4_REQUEST) {
+		px_socks4_send(s, e == PX_OK ? SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED);
+		return;
+	}
 	switch (e) {
 	case PX_OK:
 		rep = SOCKS5_REP_SUCCEEDED;
