@@ -1,9 +1,19 @@
-/* [http]: an HTTP CONNECT proxy. "CONNECT host:port HTTP/1.1", optional
+/* [http]: an HTTP proxy. "CONNECT host:port HTTP/1.1", optional
  * Basic authentication (407 with Proxy-Authenticate when missing or
  * wrong), then "200 Connection established" and a raw tunnel. Errors: 400
  * malformed, 431 head over 8 KiB, 501 other methods, 505 other versions,
  * 502 no route / not resolved / refused / unreachable, 504 timed out. The
- * client has handshake_timeout_ms to send its head. */
+ * client has handshake_timeout_ms to send its head.
+ *
+ * Plain forwarding: "GET http://host[:port]/path HTTP/1.1" (also HEAD,
+ * POST, PUT, DELETE, OPTIONS, PATCH) dials host:port (80 by default) the
+ * same way, with the same 407/502/504 answers, and sends the head
+ * rewritten by px_http_rewrite() (origin-form, hop-by-hop headers dropped,
+ * "Connection: close") followed by whatever body bytes came with it; then
+ * the connection is spliced and the origin server answers the client
+ * directly. One request per client connection: the server closes after its
+ * response, and so does the client's connection. https:// gets 400
+ * (clients use CONNECT for it). */
 #include "proxy/proxy_int.h"
 
 #include "config/config.h"
@@ -19,8 +29,32 @@ struct px_http {
 	char *user, *pass;
 };
 
-/* The head (at most 8 KiB) plus early data such as a TLS ClientHello. */
-#define HTTP_BUF (PX_HTTP_MAX_HEADER + 8192)
+/* The head (at most 8 KiB) plus early data such as a TLS ClientHello or a
+ * request body, plus room for the rewrite of a forwarded head. */
+#define HTTP_BUF (PX_HTTP_MAX_HEADER + 8192 + PX_HTTP_REWRITE_SLACK)
+
+/* s->stage once a forward request has been accepted (before: the parse
+ * position, never negative). */
+#define HTTP_STAGE_FORWARD (-1)
+
+/* Replaces the head s->buf[0..used) with its rewrite for the origin server
+ * and makes the whole buffer the splice head. False: 400. */
+static bool px_http_forward(struct px_sess *s, size_t used)
+{
+	uint8_t head[PX_HTTP_MAX_HEADER + PX_HTTP_REWRITE_SLACK];
+	size_t n = px_http_rewrite(s->buf, used, head, sizeof(head));
+	size_t early = s->len - used;
+	bool ok = n > 0 && n + early <= s->ops->buf_size;
+	if (ok) {
+		memmove(s->buf + n, s->buf + used, early);
+		memcpy(s->buf, head, n);
+		s->len = n + early;
+		s->consumed = 0;
+		s->stage = HTTP_STAGE_FORWARD;
+	}
+	sodium_memzero(head, n); /* cookies and the like */
+	return ok;
+}
 
 static void px_http_respond(struct px_sess *s, int status)
 {
@@ -54,14 +88,21 @@ static enum px_parse px_http_on_data(struct px_sess *s)
 	}
 	s->target = req.target;
 	s->consumed = used;
+	if (req.forward && !px_http_forward(s, used)) {
+		px_http_respond(s, 400);
+		PX_STAT(s, err_protocol);
+		return PX_PARSE_ERROR;
+	}
 	char t[300];
 	px_target_format(&s->target, t, sizeof(t));
-	log_debug("http: CONNECT %s", t);
+	log_debug("http: %s %s", req.forward ? "forward to" : "CONNECT", t);
 	return PX_PARSE_OK;
 }
 
 static void px_http_on_result(struct px_sess *s, enum px_err e)
 {
+	if (e == PX_OK && s->stage == HTTP_STAGE_FORWARD)
+		return; /* the origin server's response is the answer */
 	px_http_respond(s, e == PX_OK ? 200 : e == PX_E_TIMEOUT ? 504 : 502);
 }
 
@@ -69,6 +110,7 @@ static const struct px_sess_ops px_http_ops = {
     .on_data = px_http_on_data,
     .on_result = px_http_on_result,
     .buf_size = HTTP_BUF,
+    .buf_reserve = PX_HTTP_REWRITE_SLACK,
 };
 
 static void px_http_on_accept(void *ctx, int fd)

@@ -1,7 +1,7 @@
-/* HTTP CONNECT request heads (RFC 9110 section 9.3.6, RFC 9112): a pure
- * parser over (p, len), the Basic credential check and the few responses a
- * CONNECT proxy sends. Only CONNECT is served for now; other methods get
- * 501 (plain request forwarding comes later). */
+/* HTTP proxy request heads (RFC 9110, RFC 9112): a pure parser over
+ * (p, len) for CONNECT (section 9.3.6) and for absolute-form requests to
+ * http:// URIs, the rewrite of the latter to origin-form, the Basic
+ * credential check and the few responses a proxy sends. */
 #include "proxy/proxy_int.h"
 
 #include <sodium.h>
@@ -35,18 +35,22 @@ static enum px_parse px_http_fail(int *status, int code)
 	return PX_PARSE_ERROR;
 }
 
-/* "host:port" or "[v6]:port" into t. */
-static bool px_http_authority(const uint8_t *s, size_t n, struct px_target *t)
+/* "host:port" or "[v6]:port" into t. With def_port non-zero the port may
+ * be left out ("host", "host:", "[v6]") and def_port is used. */
+static bool px_http_authority(const uint8_t *s, size_t n, struct px_target *t,
+                              uint16_t def_port)
 {
 	const uint8_t *host = s, *colon;
 	size_t hl;
 	if (n > 0 && s[0] == '[') {
 		const uint8_t *close = memchr(s, ']', n);
-		if (!close || close + 1 >= s + n || close[1] != ':')
+		if (!close)
 			return false;
 		host = s + 1;
 		hl = (size_t)(close - host);
-		colon = close + 1;
+		colon = close + 1 < s + n ? close + 1 : NULL;
+		if ((colon && *colon != ':') || (!colon && !def_port))
+			return false;
 		if (!memchr(host, ':', hl)) /* brackets only around IPv6 */
 			return false;
 	} else {
@@ -54,14 +58,19 @@ static bool px_http_authority(const uint8_t *s, size_t n, struct px_target *t)
 		for (size_t i = 0; i < n; i++)
 			if (s[i] == ':')
 				colon = s + i;
-		if (!colon)
+		if (!colon && !def_port)
 			return false;
-		hl = (size_t)(colon - s);
+		hl = colon ? (size_t)(colon - s) : n;
 		if (memchr(s, ':', hl))
 			return false;
 	}
-	size_t plen = (size_t)(s + n - (colon + 1));
+	size_t plen = colon ? (size_t)(s + n - (colon + 1)) : 0;
 	unsigned long port = 0;
+	if (plen == 0 && def_port) {
+		if (!px_target_set(t, (const char *)host, hl, def_port))
+			return false;
+		return (host != s) == (!t->is_name && t->addr.family == AF_INET6);
+	}
 	if (plen == 0 || plen > 5)
 		return false;
 	for (size_t i = 0; i < plen; i++) {
@@ -76,6 +85,31 @@ static bool px_http_authority(const uint8_t *s, size_t n, struct px_target *t)
 		return false;
 	/* An IPv6 literal must come in brackets and nothing else may. */
 	return (host != s) == (!t->is_name && t->addr.family == AF_INET6);
+}
+
+/* The methods forwarded in absolute-form. */
+static bool px_http_forward_method(const uint8_t *m, size_t n)
+{
+	static const char *const ok[] = {"GET",    "HEAD",    "POST", "PUT",
+	                                 "DELETE", "OPTIONS", "PATCH"};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (strlen(ok[i]) == n && memcmp(m, ok[i], n) == 0)
+			return true;
+	return false;
+}
+
+/* For "http://authority/path?query": the authority (ends at '/', '?', '#'
+ * or the end) and its length; NULL if the scheme is not http or the
+ * authority is empty. */
+static const uint8_t *px_http_uri_authority(const uint8_t *u, size_t n, size_t *alen)
+{
+	if (n < 7 || strncasecmp((const char *)u, "http://", 7) != 0)
+		return NULL;
+	size_t i = 7;
+	while (i < n && u[i] != '/' && u[i] != '?' && u[i] != '#')
+		i++;
+	*alen = i - 7;
+	return *alen ? u + 7 : NULL;
 }
 
 static enum px_parse px_http_request_line(const uint8_t *l, size_t n,
@@ -98,10 +132,26 @@ static enum px_parse px_http_request_line(const uint8_t *l, size_t n,
 		return px_http_fail(status, 400);
 	if (ver[5] != '1')
 		return px_http_fail(status, 505);
-	if ((size_t)(sp1 - l) != 7 || memcmp(l, "CONNECT", 7) != 0)
+	size_t mlen = (size_t)(sp1 - l), tlen = (size_t)(sp2 - tgt);
+	if (mlen == 7 && memcmp(l, "CONNECT", 7) == 0) {
+		if (!px_http_authority(tgt, tlen, &r->target, 0))
+			return px_http_fail(status, 400);
+		return PX_PARSE_OK;
+	}
+	if (!px_http_forward_method(l, mlen))
 		return px_http_fail(status, 501);
-	if (!px_http_authority(tgt, (size_t)(sp2 - tgt), &r->target))
+	/* Absolute-form to http:// only: https:// goes through CONNECT, and
+	 * origin-form ("/path") is for servers, not proxies. */
+	size_t alen;
+	const uint8_t *auth = px_http_uri_authority(tgt, tlen, &alen);
+	if (!auth || memchr(auth, '@', alen)) /* no userinfo */
 		return px_http_fail(status, 400);
+	for (const uint8_t *c = tgt; c < sp2; c++)
+		if (*c <= 0x20 || *c == 0x7f)
+			return px_http_fail(status, 400);
+	if (!px_http_authority(auth, alen, &r->target, 80))
+		return px_http_fail(status, 400);
+	r->forward = true;
 	return PX_PARSE_OK;
 }
 
@@ -164,6 +214,127 @@ enum px_parse px_http_parse_request(const uint8_t *p, size_t len,
 		}
 		i = next;
 	}
+}
+
+/* ---- absolute-form rewrite ---- */
+
+struct px_http_tok {
+	const uint8_t *p;
+	size_t n;
+};
+
+static bool px_http_name_is(const uint8_t *name, size_t n, const char *want)
+{
+	return strlen(want) == n && strncasecmp((const char *)name, want, n) == 0;
+}
+
+/* Splits a Connection value into its option names (comma-separated, with
+ * optional white space). False if there are more than room for. */
+static bool px_http_conn_tokens(const uint8_t *v, size_t n, struct px_http_tok *tok,
+                                size_t *ntok, size_t max)
+{
+	size_t i = 0;
+	while (i < n) {
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		size_t b = i;
+		while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+			i++;
+		if (i == b)
+			continue;
+		if (*ntok == max)
+			return false;
+		tok[*ntok].p = v + b;
+		tok[(*ntok)++].n = i - b;
+	}
+	return true;
+}
+
+/* Whether a header is hop-by-hop: listed in RFC 9110 section 7.6.1 (and
+ * the older Proxy-Connection, Trailer), named by Connection, or Host,
+ * which is rebuilt from the request target (RFC 9112 section 3.2.2). */
+static bool px_http_hop_header(const uint8_t *name, size_t n,
+                               const struct px_http_tok *tok, size_t ntok)
+{
+	static const char *const hop[] = {
+	    "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authorization",
+	    "TE",         "Trailer",          "Upgrade",    "Host"};
+	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+		if (px_http_name_is(name, n, hop[i]))
+			return true;
+	for (size_t i = 0; i < ntok; i++)
+		if (tok[i].n == n &&
+		    strncasecmp((const char *)name, (const char *)tok[i].p, n) == 0)
+			return true;
+	return false;
+}
+
+struct px_http_out {
+	uint8_t *p;
+	size_t len, cap;
+	bool full;
+};
+
+static void px_http_put(struct px_http_out *o, const void *p, size_t n)
+{
+	if (o->full || n > o->cap - o->len) {
+		o->full = true;
+		return;
+	}
+	memcpy(o->p + o->len, p, n);
+	o->len += n;
+}
+
+#define PX_HTTP_CONN_TOKENS 64
+
+size_t px_http_rewrite(const uint8_t *p, size_t head_len, uint8_t *out, size_t outlen)
+{
+	struct px_http_out o = {out, 0, outlen, false};
+	struct px_http_tok tok[PX_HTTP_CONN_TOKENS];
+	size_t ntok = 0, i = 0, n, next;
+	while (i < head_len && (p[i] == '\r' || p[i] == '\n'))
+		i++;
+	/* Request line: METHOD SP http://authority[path] SP HTTP/1.x */
+	next = px_line(p, head_len, i, &n);
+	const uint8_t *l = p + i, *sp1 = next ? memchr(l, ' ', n) : NULL;
+	const uint8_t *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(l + n - sp1 - 1)) : NULL;
+	size_t alen = 0;
+	const uint8_t *auth =
+	    sp2 ? px_http_uri_authority(sp1 + 1, (size_t)(sp2 - sp1 - 1), &alen) : NULL;
+	if (!auth)
+		return 0;
+	const uint8_t *path = auth + alen, *pend = path;
+	while (pend < sp2 && *pend != '#') /* a fragment is not sent */
+		pend++;
+	px_http_put(&o, l, (size_t)(sp1 - l) + 1);
+	if (path == pend || *path != '/')
+		px_http_put(&o, "/", 1);
+	px_http_put(&o, path, (size_t)(pend - path));
+	px_http_put(&o, sp2, (size_t)(l + n - sp2));
+	px_http_put(&o, "\r\nHost: ", 8);
+	px_http_put(&o, auth, alen);
+	px_http_put(&o, "\r\n", 2);
+	size_t hdr = next;
+	/* First pass: the options Connection names. */
+	for (i = hdr; (next = px_line(p, head_len, i, &n)) && n > 0; i = next) {
+		const uint8_t *c = memchr(p + i, ':', n);
+		if (!c)
+			return 0;
+		if (px_http_name_is(p + i, (size_t)(c - p - i), "Connection") &&
+		    !px_http_conn_tokens(c + 1, (size_t)(p + i + n - c - 1), tok, &ntok,
+		                         PX_HTTP_CONN_TOKENS))
+			return 0;
+	}
+	if (!next)
+		return 0; /* no empty line: not a head the parser accepted */
+	/* Second pass: copy the end-to-end headers as they came. */
+	for (i = hdr; (next = px_line(p, head_len, i, &n)) && n > 0; i = next) {
+		const uint8_t *c = memchr(p + i, ':', n);
+		if (!px_http_hop_header(p + i, (size_t)(c - p - i), tok, ntok))
+			px_http_put(&o, p + i, next - i);
+	}
+	px_http_put(&o, "Connection: close\r\n\r\n", 21);
+	return o.full ? 0 : o.len;
 }
 
 bool px_http_auth_ok(const uint8_t *value, size_t len, const char *user, const char *pass)

@@ -1,8 +1,10 @@
 /* The node's front-ends: local sockets bridged into the mesh through the
  * netstack (netstack/ns.h).
  *
- *   [Socks5]          px_socks_new()   SOCKS5 CONNECT (RFC 1928, RFC 1929 auth)
- *   [http]            px_http_new()    HTTP CONNECT proxy (Basic auth optional)
+ *   [Socks5]          px_socks_new()   SOCKS5 CONNECT (RFC 1928, RFC 1929 auth),
+ *                                      SOCKS4/4a CONNECT on the same port
+ *   [http]            px_http_new()    HTTP proxy: CONNECT and absolute-URI
+ *                                      forwarding (Basic auth optional)
  *   [TCPClientTunnel] px_tcp_client_tunnel_new()  local listener -> mesh target
  *   [TCPServerTunnel] px_tcp_server_tunnel_new()  mesh port -> local target
  *

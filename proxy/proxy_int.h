@@ -1,4 +1,4 @@
-/* Internal to proxy/: the pure request parsers (SOCKS5, HTTP CONNECT), the
+/* Internal to proxy/: the pure request parsers (SOCKS4/4a, SOCKS5, HTTP), the
  * listening socket, and the client session shared by the SOCKS5, HTTP and
  * TCPClientTunnel front-ends. Tests and fuzzers use the parsers. */
 #ifndef MESH_PROXY_INT_H
@@ -96,19 +96,59 @@ enum px_parse px_socks5_parse_request(const uint8_t *p, size_t len, uint8_t *cmd
  * SOCKS5_REPLY_MAX bytes); bnd NULL means 0.0.0.0:0. Returns its length. */
 size_t px_socks5_reply(uint8_t *out, uint8_t rep, const struct sockaddr_storage *bnd);
 
-/* HTTP CONNECT. */
+/* SOCKS4 and SOCKS4a, served on the SOCKS5 port (the first byte tells). */
+#define SOCKS4_VER          0x04
+#define SOCKS4_CMD_CONNECT  0x01
+#define SOCKS4_CMD_BIND     0x02
+#define SOCKS4_REP_GRANTED  90
+#define SOCKS4_REP_REJECTED 91  /* also: failed, no route, timed out */
+#define SOCKS4_ID_MAX       255 /* USERID bytes before its NUL */
+#define SOCKS4_NAME_MAX     255 /* SOCKS4a host name bytes before its NUL */
+#define SOCKS4_REQUEST_MAX  (8 + SOCKS4_ID_MAX + 1 + SOCKS4_NAME_MAX + 1)
+#define SOCKS4_REPLY_LEN    8
+
+/* VN(4) CD DSTPORT DSTIP USERID NUL [HOST NUL]. The user id is skipped.
+ * ERROR (reply 91) for a bad version, a command other than CONNECT/BIND,
+ * port 0, DSTIP 0.0.0.0, an over-long user id or name, or a name that is
+ * not a plausible host. BIND parses fine; the caller refuses it. A SOCKS4a
+ * name that is an IP literal comes back as an address. */
+enum px_parse px_socks4_parse_request(const uint8_t *p, size_t len, uint8_t *cmd,
+                                      struct px_target *t, size_t *used);
+/* Writes the 8-byte reply (VN 0, CD rep, zero port and address) into out;
+ * returns SOCKS4_REPLY_LEN. */
+size_t px_socks4_reply(uint8_t *out, uint8_t rep);
+
+/* HTTP proxy: CONNECT, and absolute-form requests to http:// URIs. */
 #define PX_HTTP_MAX_HEADER 8192
+/* px_http_rewrite() output is at most this much longer than its input. */
+#define PX_HTTP_REWRITE_SLACK 64
 
 struct px_http_request {
 	struct px_target target;
 	const uint8_t *auth; /* Proxy-Authorization value inside p, or NULL */
 	size_t auth_len;
+	/* false: CONNECT. true: GET/HEAD/POST/PUT/DELETE/OPTIONS/PATCH with
+	 * an http:// absolute URI (port 80 unless given), to be rewritten with
+	 * px_http_rewrite() and forwarded. */
+	bool forward;
 };
 /* Parses the request head up to and including the empty line. On ERROR
- * *status is 400 (malformed), 431 (head over PX_HTTP_MAX_HEADER), 501
- * (a method other than CONNECT) or 505 (not HTTP/1.x). */
+ * *status is 400 (malformed; also https:// or origin-form targets, and
+ * userinfo in the URI), 431 (head over PX_HTTP_MAX_HEADER), 501 (another
+ * method) or 505 (not HTTP/1.x). */
 enum px_parse px_http_parse_request(const uint8_t *p, size_t len,
                                     struct px_http_request *r, size_t *used, int *status);
+/* Rewrites a forward request head p[0..head_len) (one that
+ * px_http_parse_request() accepted, head_len its *used) for the origin
+ * server: the request line in origin-form ("GET /path HTTP/1.1", the
+ * version kept), "Host: " the URI's authority, the client's headers minus
+ * hop-by-hop ones (Connection and the options it names, Proxy-Connection,
+ * Keep-Alive, Proxy-Authorization, TE, Trailer, Upgrade, Host), then
+ * "Connection: close" and the empty line. Header lines are copied as they
+ * came. Returns the length written into out, or 0 if out is too small
+ * (outlen >= head_len + PX_HTTP_REWRITE_SLACK always fits) or Connection
+ * names more than 64 options. */
+size_t px_http_rewrite(const uint8_t *p, size_t head_len, uint8_t *out, size_t outlen);
 /* True if value is "Basic base64(user:pass)" for these credentials
  * (constant time in the credential bytes). */
 bool px_http_auth_ok(const uint8_t *value, size_t len, const char *user,
@@ -173,6 +213,9 @@ struct px_sess_ops {
 	/* The dial result: queue the reply (PX_OK: success). NULL: no reply. */
 	void (*on_result)(struct px_sess *s, enum px_err e);
 	size_t buf_size; /* handshake + early data bound */
+	/* Bytes at the end of buf that reads leave free, so that on_data may
+	 * rewrite the handshake into something longer (HTTP forwarding). */
+	size_t buf_reserve;
 };
 
 enum px_sess_state {

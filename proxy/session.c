@@ -276,7 +276,7 @@ static void px_sess_on_timer(evutil_socket_t fd, short what, void *arg)
 static void px_sess_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_sess *s = arg;
-	size_t cap = s->ops->buf_size;
+	size_t cap = s->ops->buf_size - s->ops->buf_reserve;
 	if (s->state == PX_S_LINGER) {
 		uint8_t junk[4096];
 		ssize_t n = recv(fd, junk, sizeof(junk), 0);
@@ -284,7 +284,7 @@ static void px_sess_on_read(evutil_socket_t fd, short what, void *arg)
 			px_sess_close(s, false);
 		return;
 	}
-	if (s->len == cap) {
+	if (s->len >= cap) {
 		/* Early data fills the buffer: wait for the dial (flow control). */
 		event_del(s->rev);
 		return;
@@ -307,7 +307,7 @@ static void px_sess_on_read(evutil_socket_t fd, short what, void *arg)
 	if (s->state != PX_S_HANDSHAKE)
 		return; /* early data, kept for the splice */
 	enum px_parse r = s->ops->on_data(s);
-	if (r == PX_PARSE_MORE && s->len == cap) {
+	if (r == PX_PARSE_MORE && s->len >= cap) {
 		PX_STAT(s, err_protocol); /* cannot happen: buffers exceed requests */
 		s->broken = true;
 	}

@@ -10,7 +10,8 @@
 #                  (tests/e2e/httpd.py: GET files, PUT answers the sha256)
 #
 # Checks: mesh-proxy ping both ways (IPv4 and IPv6 mesh addresses), handshake logged by both, curl through
-# SOCKS5 and through the HTTP CONNECT proxy, 64 MiB download through SOCKS5
+# SOCKS5, SOCKS4, SOCKS4a, the HTTP CONNECT proxy and the HTTP proxy's
+# plain GET forwarding, 64 MiB download through SOCKS5
 # and 64 MiB upload through the TCPClientTunnel (sha256 compared), parallel
 # downloads, status of both nodes, and flow control: a client that stops
 # reading a 64 MiB download must not make either node's memory grow.
@@ -121,6 +122,12 @@ get_page() {
 check "curl --socks5 http://10.77.0.2:8080/" get_page --socks5 127.0.0.1:1080 http://10.77.0.2:8080/index.html
 check "curl through the HTTP CONNECT proxy" \
     get_page --proxytunnel -x http://127.0.0.1:3128 http://10.77.0.2:8080/index.html
+check "curl --socks4 http://10.77.0.2:8080/ (SOCKS4 on the SOCKS5 port)" \
+    get_page --socks4 127.0.0.1:1080 http://10.77.0.2:8080/index.html
+check "curl --socks4a http://10.77.0.2:8080/ (SOCKS4a, the host sent as a name)" \
+    get_page --socks4a 127.0.0.1:1080 http://10.77.0.2:8080/index.html
+check "curl -x http:// plain GET forwarding (no CONNECT)" \
+    get_page -x http://127.0.0.1:3128 http://10.77.0.2:8080/index.html
 check "curl through the TCPClientTunnel" get_page http://127.0.0.1:18080/index.html
 check "curl --socks5-hostname http://[fd77::2]:8080/ (IPv6 in the mesh)" \
     get_page --socks5-hostname 127.0.0.1:1080 'http://[fd77::2]:8080/index.html'

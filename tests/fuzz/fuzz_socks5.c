@@ -1,8 +1,10 @@
 /* libFuzzer harness for the proxy request parsers. The input is read as a
  * client's byte stream: greeting, auth, request in sequence as the SOCKS5
- * server does, and separately as an HTTP CONNECT head. Invariants checked:
- * OK never claims more than it got, and every strict prefix of a message
- * that parsed OK is MORE (so byte-by-byte arrival gives the same answer). */
+ * server does; as a SOCKS4/4a request; and as an HTTP proxy head (CONNECT
+ * or an absolute-form request, whose rewrite for the origin server is
+ * checked too). Invariants checked: OK never claims more than it got, and
+ * every strict prefix of a message that parsed OK is MORE (so byte-by-byte
+ * arrival gives the same answer). */
 #include "proxy/proxy_int.h"
 
 #include <stdint.h>
@@ -55,6 +57,41 @@ static void fuzz_socks5(const uint8_t *p, size_t len)
 	}
 }
 
+static void fuzz_socks4(const uint8_t *p, size_t len)
+{
+	struct px_target t;
+	uint8_t cmd;
+	size_t used = 0, u2;
+	enum px_parse r = px_socks4_parse_request(p, len, &cmd, &t, &used);
+	if (r == PX_PARSE_OK) {
+		CHECK(used <= len && used <= SOCKS4_REQUEST_MAX);
+		CHECK(t.port != 0 && memchr(t.host, 0, sizeof(t.host)));
+		CHECK(t.is_name || t.addr.family == 2 || t.addr.family == 10);
+		CHECK(cmd == SOCKS4_CMD_CONNECT || cmd == SOCKS4_CMD_BIND);
+		CHECK(px_socks4_parse_request(p, used - 1, &cmd, &t, &u2) ==
+		      PX_PARSE_MORE);
+	} else if (r == PX_PARSE_MORE) {
+		CHECK(len < SOCKS4_REQUEST_MAX);
+	}
+}
+
+/* The rewrite of a forward head: within the slack, ends the head with
+ * "Connection: close", and fails cleanly when the room is one byte short. */
+static void fuzz_http_rewrite(const uint8_t *p, size_t used, bool forward)
+{
+	static uint8_t out[PX_HTTP_MAX_HEADER + PX_HTTP_REWRITE_SLACK];
+	size_t w = px_http_rewrite(p, used, out, used + PX_HTTP_REWRITE_SLACK);
+	if (!forward) {
+		CHECK(w == 0);
+		return;
+	}
+	if (w == 0)
+		return; /* Connection named too many options */
+	CHECK(w <= used + PX_HTTP_REWRITE_SLACK);
+	CHECK(w >= 21 && memcmp(out + w - 21, "Connection: close\r\n\r\n", 21) == 0);
+	CHECK(px_http_rewrite(p, used, out, w - 1) == 0);
+}
+
 static void fuzz_http(const uint8_t *p, size_t len)
 {
 	struct px_http_request r;
@@ -66,6 +103,7 @@ static void fuzz_http(const uint8_t *p, size_t len)
 		CHECK(r.target.port != 0);
 		CHECK(px_http_parse_request(p, used - 1, &r, &u2, &s2) == PX_PARSE_MORE);
 		res = px_http_parse_request(p, len, &r, &used, &status);
+		fuzz_http_rewrite(p, used, r.forward);
 		if (r.auth) {
 			CHECK(r.auth >= p && r.auth + r.auth_len <= p + len);
 			px_http_auth_ok(r.auth, r.auth_len, "user", "pass");
@@ -81,6 +119,7 @@ static void fuzz_http(const uint8_t *p, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	fuzz_socks5(data, size);
+	fuzz_socks4(data, size);
 	fuzz_http(data, size);
 	return 0;
 }

@@ -699,7 +699,24 @@ static void test_http_proxy(void **st)
 	struct ns_tcp *c = hung;
 	hung = NULL;
 	c->cb(c->ctx, c, 0);
-	assert_int_equal(http_try(h, "GET http://10.0.0.1/ HTTP/1.1\r\n\r\n", true), 501);
+	assert_int_equal(http_try(h, "TRACE http://10.0.0.1/ HTTP/1.1\r\n\r\n", true),
+	                 501);
+	/* Plain forwarding: no answer of ours; the rewritten head and the body
+	 * bytes that came with it are the splice head. */
+	int fwd = http_client(h);
+	const char *post =
+	    "POST http://10.0.0.1:8080/x?y HTTP/1.1\r\nHost: h\r\n"
+	    "Proxy-Connection: keep-alive\r\nContent-Length: 4\r\n\r\nBODY";
+	const char *sent = "POST /x?y HTTP/1.1\r\nHost: 10.0.0.1:8080\r\n"
+	                   "Content-Length: 4\r\nConnection: close\r\n\r\nBODY";
+	csend(fwd, post, strlen(post));
+	long until = now_ms() + 2000;
+	while (spliced_head_len != strlen(sent) && now_ms() < until)
+		pump(5);
+	assert_int_equal(spliced_head_len, strlen(sent));
+	assert_memory_equal(spliced_head, sent, strlen(sent));
+	assert_int_equal(last_port, 8080);
+	close(fwd);
 	assert_int_equal(http_try(h, "CONNECT 10.0.0.1 HTTP/1.1\r\n\r\n", true), 400);
 	char *big = malloc(PX_HTTP_MAX_HEADER + 64);
 	size_t n = (size_t)sprintf(big, "CONNECT 10.0.0.1:80 HTTP/1.1\r\nX: ");
@@ -726,7 +743,7 @@ static void test_http_proxy(void **st)
 	close(fd);
 	struct px_stats stt;
 	px_http_get_stats(h, &stt);
-	assert_int_equal(stt.established, 4);
+	assert_int_equal(stt.established, 5);
 	assert_int_equal(stt.err_protocol, 3);
 	assert_int_equal(stt.err_handshake_timeout, 1);
 	assert_int_equal(stt.err_timeout, 2);

@@ -369,7 +369,7 @@ static void expect_http_status(const char *m, int want)
 static void test_http_errors(void **st)
 {
 	expect_http_status(
-	    "GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 501);
+	    "TRACE http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 501);
 	expect_http_status("connect a:1 HTTP/1.1\r\n\r\n",
 	                   501); /* methods are case-sensitive */
 	expect_http_status("CONNECT a:1 HTTP/2.0\r\n\r\n", 505);
