@@ -508,6 +508,51 @@ static void test_socks5_auth(void **st)
 	px_socks_free(s);
 }
 
+/* SOCKS4a on the SOCKS5 port, byte by byte with early data; BIND and
+ * SOCKS4 under configured credentials get 91. */
+static void test_socks4(void **st)
+{
+	reset_fake();
+	struct px_socks *s = socks_new(NULL, NULL);
+	int fd = socks_client(s);
+	const uint8_t req[] = {4,   1,   0x1f, 0x90, 0,   0,   0,   1,
+	                       'u', 0,   '1',  '0',  '.', '0', '.', '0',
+	                       '.', '1', 0,    'E',  'A', 'R', 'L', 'Y'};
+	for (size_t i = 0; i + 6 < sizeof(req); i++) {
+		csend(fd, req + i, 1);
+		pump(1);
+	}
+	csend(fd, req + sizeof(req) - 6, 6); /* the last NUL and early data */
+	uint8_t r[8];
+	crecv(fd, r, 8);
+	assert_int_equal(r[0], 0);
+	assert_int_equal(r[1], SOCKS4_REP_GRANTED);
+	assert_int_equal(last_port, 8080);
+	assert_int_equal(n_splices, 1);
+	assert_int_equal(spliced_head_len, 5);
+	assert_memory_equal(spliced_head, "EARLY", 5);
+	close(fd);
+	fd = socks_client(s);
+	csend(fd, "\x04\x02\x00\x50\x0a\x00\x00\x01\x00", 9); /* BIND */
+	crecv(fd, r, 8);
+	assert_int_equal(r[1], SOCKS4_REP_REJECTED);
+	assert_int_equal(cclosed(fd), 0);
+	close(fd);
+	px_socks_free(s);
+	s = socks_new("alice", "secret");
+	fd = socks_client(s);
+	csend(fd, "\x04\x01\x00\x50\x0a\x00\x00\x01alice\x00", 14);
+	crecv(fd, r, 8);
+	assert_int_equal(r[1], SOCKS4_REP_REJECTED);
+	assert_int_equal(cclosed(fd), 0);
+	close(fd);
+	struct px_stats stt;
+	px_socks_get_stats(s, &stt);
+	assert_int_equal(stt.err_auth, 1);
+	assert_int_equal(n_splices, 1);
+	px_socks_free(s);
+}
+
 static void test_socks5_timeouts(void **st)
 {
 	reset_fake();
@@ -919,6 +964,7 @@ int main(void)
 	    cmocka_unit_test(test_socks5_reply_codes),
 	    cmocka_unit_test(test_socks5_auth),
 	    cmocka_unit_test(test_socks5_timeouts),
+	    cmocka_unit_test(test_socks4),
 	    cmocka_unit_test(test_socks5_free_while_pending),
 	    cmocka_unit_test(test_socks5_dns_cancel),
 	    cmocka_unit_test(test_http_proxy),
