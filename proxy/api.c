@@ -13,7 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define API_MAX_LINE 512
+#define API_MAX_LINE  512
 #define API_MAX_CONNS 64
 
 struct api_server {
@@ -28,8 +28,8 @@ struct api_server {
 struct api_conn {
 	struct api_server *srv;
 	struct bufferevent *bev;
-	int gone;	/* client closed or errored */
-	int finished;	/* handler called finish */
+	int gone;       /* client closed or errored */
+	int finished;   /* handler called finish */
 	int dispatched; /* request line seen */
 };
 
@@ -101,7 +101,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
 }
 
 static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
-		      int salen, void *arg)
+                      int salen, void *arg)
 {
 	struct api_server *s = arg;
 	(void)lis, (void)sa, (void)salen;
@@ -129,12 +129,12 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 }
 
 struct api_server *api_server_new(struct event_base *base, const char *path,
-				  api_handler_fn fn, void *ctx, char *err, size_t errlen)
+                                  api_handler_fn fn, void *ctx, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sun.sun_path)) {
 		snprintf(err, errlen, "API socket path too long (max %zu): %s",
-			 sizeof(sun.sun_path) - 1, path);
+		         sizeof(sun.sun_path) - 1, path);
 		return NULL;
 	}
 	strcpy(sun.sun_path, path);
@@ -146,9 +146,9 @@ struct api_server *api_server_new(struct event_base *base, const char *path,
 		if (connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
 			close(probe);
 			snprintf(err, errlen,
-				 "API socket %s is in use by a running node; stop it or "
-				 "pass another --api PATH",
-				 path);
+			         "API socket %s is in use by a running node; stop it or "
+			         "pass another --api PATH",
+			         path);
 			return NULL;
 		}
 		close(probe);
@@ -166,12 +166,12 @@ struct api_server *api_server_new(struct event_base *base, const char *path,
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	mode_t old = umask(0177);
 	s->lis = evconnlistener_new_bind(base, on_accept, s,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
-					 (struct sockaddr *)&sun, sizeof(sun));
+	                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+	                                 16, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
 	if (!s->lis) {
 		snprintf(err, errlen, "cannot create API socket %s: %s", path,
-			 strerror(errno));
+		         strerror(errno));
 		free(s);
 		return NULL;
 	}
@@ -214,7 +214,7 @@ void api_conn_finish(struct api_conn *c)
 }
 
 int api_client_request(const char *path, const char *line, int out_fd, char *last_line,
-		       size_t last_len, char *err, size_t errlen)
+                       size_t last_len, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sun.sun_path)) {
@@ -230,9 +230,9 @@ int api_client_request(const char *path, const char *line, int out_fd, char *las
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		int e = errno;
 		snprintf(err, errlen,
-			 "cannot reach the node at %s: %s (is `mesh-proxy --config FILE "
-			 "--api %s` running, as this user?)",
-			 path, strerror(e), path);
+		         "cannot reach the node at %s: %s (is `mesh-proxy --config FILE "
+		         "--api %s` running, as this user?)",
+		         path, strerror(e), path);
 		close(fd);
 		return -e;
 	}

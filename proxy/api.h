@@ -20,11 +20,11 @@ typedef void (*api_handler_fn)(void *ctx, struct api_conn *conn, const char *lin
 /* Creates the socket at path (an existing stale socket is replaced; a live
  * one is an error). Returns NULL and fills err on failure. */
 struct api_server *api_server_new(struct event_base *base, const char *path,
-				  api_handler_fn fn, void *ctx, char *err, size_t errlen);
+                                  api_handler_fn fn, void *ctx, char *err, size_t errlen);
 void api_server_free(struct api_server *s); /* accepts NULL; unlinks the socket */
 
 void api_conn_printf(struct api_conn *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* True if the client went away (further output is discarded). */
 int api_conn_gone(const struct api_conn *c);
 /* Flushes and closes; conn must not be used afterwards. */
@@ -34,7 +34,7 @@ void api_conn_finish(struct api_conn *c);
  * as it arrives. Returns 0, or -errno with a message in err. last_line gets
  * the final line of the answer (may be NULL). */
 int api_client_request(const char *path, const char *line, int out_fd, char *last_line,
-		       size_t last_len, char *err, size_t errlen);
+                       size_t last_len, char *err, size_t errlen);
 
 /* Default socket path: $XDG_RUNTIME_DIR/mesh-proxy.sock, else
  * /tmp/mesh-proxy-<uid>.sock. */

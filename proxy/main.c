@@ -14,34 +14,35 @@
 #define MESH_VERSION "0.1.0"
 
 static const char usage[] =
-	"usage: mesh-proxy [run] --config FILE [--api PATH] [--log-level LEVEL]\n"
-	"       mesh-proxy status [--api PATH] [--json]\n"
-	"       mesh-proxy ping [--api PATH] [-c COUNT] [-W SECONDS] ADDRESS\n"
-	"       mesh-proxy genkey | pubkey | genpsk\n"
-	"       mesh-proxy --help | --version\n"
-	"\n"
-	"A WireGuard node in user space: no root, no TUN. Traffic from peers ends in\n"
-	"an embedded TCP/IP stack and is bridged to local sockets (SOCKS5, HTTP\n"
-	"CONNECT, TCP tunnels), as configured in a wireproxy-style INI file.\n"
-	"\n"
-	"run options:\n"
-	"  -c, --config FILE     node configuration (see config/example.ini)\n"
-	"  --api PATH            local API socket (default $XDG_RUNTIME_DIR/mesh-proxy.sock\n"
-	"                        or /tmp/mesh-proxy-UID.sock)\n"
-	"  --log-level LEVEL     error, warn, info (default) or debug\n"
-	"\n"
-	"commands:\n"
-	"  status                peers, endpoints, last handshake, bytes; --json for scripts\n"
-	"  ping ADDRESS          ICMP echo through the mesh from the node's own address\n"
-	"  genkey                print a new private key (base64, as `wg genkey`)\n"
-	"  pubkey                read a private key on stdin, print its public key\n"
-	"  genpsk                print a new preshared key\n"
-	"\n"
-	"examples:\n"
-	"  mesh-proxy genkey > node.key && mesh-proxy pubkey < node.key\n"
-	"  mesh-proxy --config node.ini --api /tmp/node.sock\n"
-	"  mesh-proxy status --api /tmp/node.sock\n"
-	"  curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.2:8080/\n";
+    "usage: mesh-proxy [run] --config FILE [--api PATH] [--log-level LEVEL]\n"
+    "       mesh-proxy status [--api PATH] [--json]\n"
+    "       mesh-proxy ping [--api PATH] [-c COUNT] [-W SECONDS] ADDRESS\n"
+    "       mesh-proxy genkey | pubkey | genpsk\n"
+    "       mesh-proxy --help | --version\n"
+    "\n"
+    "A WireGuard node in user space: no root, no TUN. Traffic from peers ends in\n"
+    "an embedded TCP/IP stack and is bridged to local sockets (SOCKS5, HTTP\n"
+    "CONNECT, TCP tunnels), as configured in a wireproxy-style INI file.\n"
+    "\n"
+    "run options:\n"
+    "  -c, --config FILE     node configuration (see config/example.ini)\n"
+    "  --api PATH            local API socket (default $XDG_RUNTIME_DIR/mesh-proxy.sock\n"
+    "                        or /tmp/mesh-proxy-UID.sock)\n"
+    "  --log-level LEVEL     error, warn, info (default) or debug\n"
+    "\n"
+    "commands:\n"
+    "  status                peers, endpoints, last handshake, bytes; --json for "
+    "scripts\n"
+    "  ping ADDRESS          ICMP echo through the mesh from the node's own address\n"
+    "  genkey                print a new private key (base64, as `wg genkey`)\n"
+    "  pubkey                read a private key on stdin, print its public key\n"
+    "  genpsk                print a new preshared key\n"
+    "\n"
+    "examples:\n"
+    "  mesh-proxy genkey > node.key && mesh-proxy pubkey < node.key\n"
+    "  mesh-proxy --config node.ini --api /tmp/node.sock\n"
+    "  mesh-proxy status --api /tmp/node.sock\n"
+    "  curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.2:8080/\n";
 
 static int die_usage(const char *fmt, const char *arg)
 {
@@ -77,14 +78,14 @@ static int cmd_pubkey(void)
 	char line[256];
 	if (!fgets(line, sizeof(line), stdin)) {
 		fprintf(stderr, "mesh-proxy pubkey: expected a private key on stdin "
-				"(e.g. mesh-proxy genkey | mesh-proxy pubkey)\n");
+		                "(e.g. mesh-proxy genkey | mesh-proxy pubkey)\n");
 		return 1;
 	}
 	line[strcspn(line, "\r\n")] = 0;
 	uint8_t k[32], pub[32];
 	if (!config_parse_key(line, k)) {
 		fprintf(stderr, "mesh-proxy pubkey: stdin is not a base64 WireGuard key "
-				"(44 characters)\n");
+		                "(44 characters)\n");
 		sodium_memzero(line, sizeof(line));
 		return 1;
 	}
@@ -111,9 +112,10 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 	for (; i < argc; i++) {
 		const char *a = argv[i];
 		const char *val = NULL;
-		bool takes = !strcmp(a, "-c") || !strcmp(a, "--config") || !strcmp(a, "--api") ||
-			     !strcmp(a, "--log-level") || !strcmp(a, "--count") ||
-			     !strcmp(a, "-W") || !strcmp(a, "--timeout");
+		bool takes = !strcmp(a, "-c") || !strcmp(a, "--config") ||
+		             !strcmp(a, "--api") || !strcmp(a, "--log-level") ||
+		             !strcmp(a, "--count") || !strcmp(a, "-W") ||
+		             !strcmp(a, "--timeout");
 		if (takes) {
 			if (i + 1 >= argc)
 				return die_usage("%s needs a value", a);
@@ -154,7 +156,7 @@ static int cmd_client(const struct cli *c, const char *req)
 	else
 		api_default_path(path, sizeof(path));
 	if (api_client_request(path, req, STDOUT_FILENO, last, sizeof(last), err,
-			       sizeof(err)) != 0) {
+	                       sizeof(err)) != 0) {
 		fprintf(stderr, "mesh-proxy: %s\n", err);
 		return 1;
 	}
@@ -204,7 +206,7 @@ int main(int argc, char **argv)
 			return die_usage("%s", "ping needs an ADDRESS");
 		char req[300];
 		snprintf(req, sizeof(req), "ping %s %u %u", c.target, c.count,
-			 (unsigned)(c.wait_s * 1000));
+		         (unsigned)(c.wait_s * 1000));
 		return cmd_client(&c, req);
 	}
 	int first = 1;
@@ -221,7 +223,7 @@ int main(int argc, char **argv)
 		int lvl = log_level_parse(c.log_level);
 		if (lvl < 0)
 			return die_usage("--log-level %s: use error, warn, info or debug",
-					 c.log_level);
+			                 c.log_level);
 		log_set_level((enum log_level)lvl);
 	}
 	struct node_opts o = {.config_path = c.config, .api_path = c.api};

@@ -85,10 +85,12 @@ static void node_on_tick(evutil_socket_t fd, short what, void *arg)
 			status_key_b64(pi.public_key, key, sizeof(key));
 			status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
 			if (n->seen_handshake[i] == 0)
-				log_info("peer %s: handshake complete, endpoint %s", key, ep);
+				log_info("peer %s: handshake complete, endpoint %s", key,
+				         ep);
 			else
-				log_debug("peer %s: handshake complete (rekey), endpoint %s",
-					  key, ep);
+				log_debug(
+				    "peer %s: handshake complete (rekey), endpoint %s",
+				    key, ep);
 			n->seen_handshake[i] = pi.last_handshake_unix;
 		}
 	}
@@ -110,8 +112,8 @@ static void ping_job_done(struct ping_job *j)
 {
 	api_conn_printf(j->conn, "%u sent, %u received", j->sent, j->received);
 	if (j->received)
-		api_conn_printf(j->conn, ", rtt min/avg/max %.3f/%.3f/%.3f ms", j->rtt_min,
-				j->rtt_sum / j->received, j->rtt_max);
+		api_conn_printf(j->conn, ", rtt min/avg/max %.3f/%.3f/%.3f ms",
+		                j->rtt_min, j->rtt_sum / j->received, j->rtt_max);
 	api_conn_printf(j->conn, "\n%s\n", j->received ? "ok" : "fail");
 	api_conn_finish(j->conn);
 	event_free(j->ev);
@@ -129,10 +131,11 @@ static void ping_on_reply(void *ctx, int err, double rtt_ms)
 			j->rtt_min = rtt_ms;
 		if (rtt_ms > j->rtt_max)
 			j->rtt_max = rtt_ms;
-		api_conn_printf(j->conn, "reply from %s: time=%.3f ms\n", j->dst_s, rtt_ms);
+		api_conn_printf(j->conn, "reply from %s: time=%.3f ms\n", j->dst_s,
+		                rtt_ms);
 	} else {
 		api_conn_printf(j->conn, "no reply from %s: %s\n", j->dst_s,
-				err == -ETIMEDOUT ? "timed out" : strerror(-err));
+		                err == -ETIMEDOUT ? "timed out" : strerror(-err));
 	}
 	if (j->sent == j->count && j->outstanding == 0)
 		ping_job_done(j);
@@ -173,7 +176,8 @@ static void node_api_ping(struct node *n, struct api_conn *conn, const char *arg
 	unsigned count = 3, timeout_ms = 2000;
 	if (sscanf(args, "%127s %u %u", addr, &count, &timeout_ms) < 1 || count == 0 ||
 	    count > 1000 || timeout_ms == 0 || timeout_ms > 60000) {
-		api_conn_printf(conn, "error: usage: ping ADDR [COUNT] [TIMEOUT_MS]\nfail\n");
+		api_conn_printf(conn,
+		                "error: usage: ping ADDR [COUNT] [TIMEOUT_MS]\nfail\n");
 		api_conn_finish(conn);
 		return;
 	}
@@ -185,9 +189,10 @@ static void node_api_ping(struct node *n, struct api_conn *conn, const char *arg
 		return;
 	}
 	if (!wg_device_has_route(n->wg, j->dst.family, j->dst.addr)) {
-		api_conn_printf(conn,
-				"error: no peer's AllowedIPs cover %s; add it to a [Peer]\nfail\n",
-				addr);
+		api_conn_printf(
+		    conn,
+		    "error: no peer's AllowedIPs cover %s; add it to a [Peer]\nfail\n",
+		    addr);
 		api_conn_finish(conn);
 		free(j);
 		return;
@@ -206,15 +211,15 @@ static void node_api(void *ctx, struct api_conn *conn, const char *line)
 {
 	struct node *n = ctx;
 	struct status_view v = {
-		.cfg = &n->cfg,
-		.wg = n->wg,
-		.started = n->started,
-		.socks = n->socks,
-		.n_socks = n->n_socks,
-		.http = n->http,
-		.n_http = n->n_http,
-		.tunnels = n->tunnels,
-		.n_tunnels = n->n_tunnels,
+	    .cfg = &n->cfg,
+	    .wg = n->wg,
+	    .started = n->started,
+	    .socks = n->socks,
+	    .n_socks = n->n_socks,
+	    .http = n->http,
+	    .n_http = n->n_http,
+	    .tunnels = n->tunnels,
+	    .n_tunnels = n->n_tunnels,
 	};
 	if (strcmp(line, "status") == 0) {
 		status_write_text(&v, conn);
@@ -226,7 +231,7 @@ static void node_api(void *ctx, struct api_conn *conn, const char *line)
 		node_api_ping(n, conn, line + 5);
 	} else {
 		api_conn_printf(conn, "error: unknown request (try: status, status json, "
-				      "ping ADDR)\n");
+		                      "ping ADDR)\n");
 		api_conn_finish(conn);
 	}
 }
@@ -236,9 +241,10 @@ static int node_start_frontends(struct node *n)
 	char err[256];
 	struct config *c = &n->cfg;
 	n->env = (struct px_env){
-		.base = n->base, .dns = n->dns, .route_ok = node_route_ok, .route_ctx = n};
+	    .base = n->base, .dns = n->dns, .route_ok = node_route_ok, .route_ctx = n};
 	for (size_t i = 0; i < c->n_socks5 && n->n_socks < NODE_MAX_FRONTENDS; i++) {
-		struct px_socks *s = px_socks_new(&n->env, &c->socks5[i], err, sizeof(err));
+		struct px_socks *s =
+		    px_socks_new(&n->env, &c->socks5[i], err, sizeof(err));
 		if (!s) {
 			log_error("[Socks5]: %s", err);
 			return -1;
@@ -256,7 +262,7 @@ static int node_start_frontends(struct node *n)
 	for (size_t i = 0;
 	     i < c->n_tcp_client_tunnels && n->n_tunnels < NODE_MAX_FRONTENDS; i++) {
 		struct px_tunnel *t = px_tcp_client_tunnel_new(
-			&n->env, &c->tcp_client_tunnels[i], err, sizeof(err));
+		    &n->env, &c->tcp_client_tunnels[i], err, sizeof(err));
 		if (!t) {
 			log_error("[TCPClientTunnel]: %s", err);
 			return -1;
@@ -266,7 +272,7 @@ static int node_start_frontends(struct node *n)
 	for (size_t i = 0;
 	     i < c->n_tcp_server_tunnels && n->n_tunnels < NODE_MAX_FRONTENDS; i++) {
 		struct px_tunnel *t = px_tcp_server_tunnel_new(
-			&n->env, &c->tcp_server_tunnels[i], err, sizeof(err));
+		    &n->env, &c->tcp_server_tunnels[i], err, sizeof(err));
 		if (!t) {
 			log_error("[TCPServerTunnel]: %s", err);
 			return -1;
@@ -287,10 +293,10 @@ static int node_start_wg(struct node *n)
 	int r = wg_device_listen(n->wg, c->listen_port);
 	if (r != 0) {
 		log_error("%s: [Interface] ListenPort %u: cannot bind UDP: %s%s", c->path,
-			  c->listen_port, strerror(-r),
-			  r == -EADDRINUSE ? " (another process uses it; pick another "
-					     "port or omit ListenPort)"
-					   : "");
+		          c->listen_port, strerror(-r),
+		          r == -EADDRINUSE ? " (another process uses it; pick another "
+		                             "port or omit ListenPort)"
+		                           : "");
 		return -1;
 	}
 	wg_device_set_rx(n->wg, node_wg_rx, n);
@@ -308,11 +314,11 @@ static int node_start_wg(struct node *n)
 			ips[k].cidr = p->allowed_ips[k].cidr;
 		}
 		struct wg_peer_config pc = {
-			.has_preshared_key = p->has_preshared_key,
-			.endpoint = p->endpoint,
-			.allowed_ips = ips,
-			.n_allowed_ips = p->n_allowed_ips,
-			.persistent_keepalive = p->persistent_keepalive,
+		    .has_preshared_key = p->has_preshared_key,
+		    .endpoint = p->endpoint,
+		    .allowed_ips = ips,
+		    .n_allowed_ips = p->n_allowed_ips,
+		    .persistent_keepalive = p->persistent_keepalive,
 		};
 		memcpy(pc.public_key, p->public_key, WG_KEY_LEN);
 		memcpy(pc.preshared_key, p->preshared_key, WG_KEY_LEN);
@@ -321,11 +327,11 @@ static int node_start_wg(struct node *n)
 		sodium_memzero(pc.preshared_key, sizeof(pc.preshared_key));
 		free(ips);
 		if (!wp) {
-			log_error("%s:%d: [Peer]: %s", p->file ? p->file : c->path, p->line,
-				  err == -EEXIST ? "the same PublicKey appears twice"
-				  : err == -EINVAL
-				      ? "PublicKey is this node's own key"
-				      : strerror(-err));
+			log_error("%s:%d: [Peer]: %s", p->file ? p->file : c->path,
+			          p->line,
+			          err == -EEXIST   ? "the same PublicKey appears twice"
+			          : err == -EINVAL ? "PublicKey is this node's own key"
+			                           : strerror(-err));
 			return -1;
 		}
 	}
@@ -343,9 +349,10 @@ static int node_start_netstack(struct node *n)
 		if (a->family == AF_INET ? have4 : n6 >= 3) {
 			char s[INET6_ADDRSTRLEN];
 			inet_ntop(a->family, a->addr, s, sizeof(s));
-			log_warn("[Interface] Address %s: ignored (one IPv4 and three IPv6 "
-				 "addresses are supported)",
-				 s);
+			log_warn(
+			    "[Interface] Address %s: ignored (one IPv4 and three IPv6 "
+			    "addresses are supported)",
+			    s);
 			continue;
 		}
 		if (a->family == AF_INET)
@@ -368,25 +375,26 @@ static void node_log_summary(struct node *n)
 {
 	struct wg_device_stats st;
 	wg_device_stats(n->wg, &st);
-	log_info("wireguard: rx %llu tx %llu packets; drops: short %llu type %llu mac %llu "
-		 "decrypt %llu replay %llu allowedips %llu nokey %llu ratelimit %llu "
-		 "noroute %llu queue %llu sock %llu",
-		 (unsigned long long)st.rx_packets, (unsigned long long)st.tx_packets,
-		 (unsigned long long)st.rx_drop_short, (unsigned long long)st.rx_drop_type,
-		 (unsigned long long)st.rx_drop_mac, (unsigned long long)st.rx_drop_decrypt,
-		 (unsigned long long)st.rx_drop_replay,
-		 (unsigned long long)st.rx_drop_allowedips,
-		 (unsigned long long)st.rx_drop_nokey,
-		 (unsigned long long)st.rx_drop_ratelimit,
-		 (unsigned long long)st.tx_drop_noroute, (unsigned long long)st.tx_drop_queue,
-		 (unsigned long long)st.tx_drop_sock);
+	log_info(
+	    "wireguard: rx %llu tx %llu packets; drops: short %llu type %llu mac %llu "
+	    "decrypt %llu replay %llu allowedips %llu nokey %llu ratelimit %llu "
+	    "noroute %llu queue %llu sock %llu",
+	    (unsigned long long)st.rx_packets, (unsigned long long)st.tx_packets,
+	    (unsigned long long)st.rx_drop_short, (unsigned long long)st.rx_drop_type,
+	    (unsigned long long)st.rx_drop_mac, (unsigned long long)st.rx_drop_decrypt,
+	    (unsigned long long)st.rx_drop_replay,
+	    (unsigned long long)st.rx_drop_allowedips,
+	    (unsigned long long)st.rx_drop_nokey,
+	    (unsigned long long)st.rx_drop_ratelimit,
+	    (unsigned long long)st.tx_drop_noroute, (unsigned long long)st.tx_drop_queue,
+	    (unsigned long long)st.tx_drop_sock);
 	struct ns_stats ns;
 	ns_get_stats(&ns);
 	log_info("netstack: tcp %llu total, %llu refused, %llu reset; spliced %llu bytes "
-		 "in, %llu out",
-		 (unsigned long long)ns.tcp_total, (unsigned long long)ns.tcp_refused,
-		 (unsigned long long)ns.tcp_reset, (unsigned long long)ns.splice_bytes_in,
-		 (unsigned long long)ns.splice_bytes_out);
+	         "in, %llu out",
+	         (unsigned long long)ns.tcp_total, (unsigned long long)ns.tcp_refused,
+	         (unsigned long long)ns.tcp_reset, (unsigned long long)ns.splice_bytes_in,
+	         (unsigned long long)ns.splice_bytes_out);
 }
 
 int node_run(const struct node_opts *o)
@@ -400,14 +408,14 @@ int node_run(const struct node_opts *o)
 	}
 	if (getuid() == 0)
 		log_warn("running as root is not needed: mesh-proxy uses no TUN and no "
-			 "privileged ports unless you configure them");
+		         "privileged ports unless you configure them");
 	signal(SIGPIPE, SIG_IGN);
 	n->started = time(NULL);
 	n->base = event_base_new();
 	if (!n->base)
 		goto out;
 	n->dns = evdns_base_new(n->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-						 EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (!n->dns) /* no resolv.conf: names fail, addresses still work */
 		n->dns = evdns_base_new(n->base, 0);
 	if (node_start_wg(n) != 0 || node_start_netstack(n) != 0)
@@ -437,7 +445,7 @@ int node_run(const struct node_opts *o)
 	crypto_scalarmult_base(pub, n->cfg.private_key);
 	status_key_b64(pub, self, sizeof(self));
 	log_info("mesh-proxy up: public key %s, udp port %u, %zu peer(s), api %s", self,
-		 wg_device_port(n->wg), n->cfg.n_peers, n->api ? api_path : "off");
+	         wg_device_port(n->wg), n->cfg.n_peers, n->api ? api_path : "off");
 	wg_device_handshake_all(n->wg);
 	event_base_dispatch(n->base);
 	node_log_summary(n);

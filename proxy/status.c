@@ -87,12 +87,13 @@ static const struct cfg_peer *cfg_peer_by_key(const struct config *c, const uint
 static uint64_t px_errors(const struct px_stats *ps)
 {
 	return ps->err_auth + ps->err_protocol + ps->err_handshake_timeout +
-	       ps->err_client_gone + ps->err_no_route + ps->err_resolve + ps->err_refused +
-	       ps->err_unreachable + ps->err_timeout + ps->err_other + ps->err_accept;
+	       ps->err_client_gone + ps->err_no_route + ps->err_resolve +
+	       ps->err_refused + ps->err_unreachable + ps->err_timeout + ps->err_other +
+	       ps->err_accept;
 }
 
 typedef void (*frontend_fn)(void *arg, const char *kind, const char *what,
-			    const struct px_stats *ps);
+                            const struct px_stats *ps);
 
 /* Calls fn for every front-end with its kind, its address (or tunnel
  * description) and its counters: the one walk both outputs share. */
@@ -124,13 +125,14 @@ static void for_each_frontend(const struct status_view *v, frontend_fn fn, void 
 }
 
 static void write_frontend_line(void *arg, const char *kind, const char *what,
-				const struct px_stats *ps)
+                                const struct px_stats *ps)
 {
 	struct api_conn *c = arg;
 	api_conn_printf(c,
-			"%-6s %s  accepted %" PRIu64 "  established %" PRIu64
-			"  pending %" PRIu64 "  errors %" PRIu64 "\n",
-			kind, what, ps->accepted, ps->established, ps->pending, px_errors(ps));
+	                "%-6s %s  accepted %" PRIu64 "  established %" PRIu64
+	                "  pending %" PRIu64 "  errors %" PRIu64 "\n",
+	                kind, what, ps->accepted, ps->established, ps->pending,
+	                px_errors(ps));
 }
 
 void status_write_text(const struct status_view *v, struct api_conn *c)
@@ -140,7 +142,7 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 	crypto_scalarmult_base(pub, v->cfg->private_key);
 	status_key_b64(pub, key, sizeof(key));
 	api_conn_printf(c, "self   %s  udp/%u  up %lds\n", key, wg_device_port(v->wg),
-			(long)(time(NULL) - v->started));
+	                (long)(time(NULL) - v->started));
 	api_conn_printf(c, "       addresses");
 	for (size_t i = 0; i < v->cfg->n_addresses; i++) {
 		format_prefix(&v->cfg->addresses[i], buf, sizeof(buf));
@@ -159,7 +161,7 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 		status_format_bytes(pi.rx_bytes, rx, sizeof(rx));
 		status_format_bytes(pi.tx_bytes, tx, sizeof(tx));
 		api_conn_printf(c, "peer   %s  endpoint %s  handshake %s  rx %s  tx %s\n",
-				key, ep, hs, rx, tx);
+		                key, ep, hs, rx, tx);
 		const struct cfg_peer *cp = cfg_peer_by_key(v->cfg, pi.public_key);
 		if (cp) {
 			api_conn_printf(c, "       allowed ips");
@@ -168,7 +170,8 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 				api_conn_printf(c, " %s", buf);
 			}
 			if (pi.persistent_keepalive)
-				api_conn_printf(c, "  keepalive %us", pi.persistent_keepalive);
+				api_conn_printf(c, "  keepalive %us",
+				                pi.persistent_keepalive);
 			api_conn_printf(c, "\n");
 		}
 	}
@@ -176,13 +179,13 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 	struct wg_device_stats st;
 	wg_device_stats(v->wg, &st);
 	uint64_t drops = st.rx_drop_short + st.rx_drop_type + st.rx_drop_mac +
-			 st.rx_drop_decrypt + st.rx_drop_replay + st.rx_drop_allowedips +
-			 st.rx_drop_nokey + st.rx_drop_ratelimit;
+	                 st.rx_drop_decrypt + st.rx_drop_replay + st.rx_drop_allowedips +
+	                 st.rx_drop_nokey + st.rx_drop_ratelimit;
 	api_conn_printf(c,
-			"wg     rx %" PRIu64 " tx %" PRIu64 " packets, %" PRIu64
-			" rx dropped, %" PRIu64 " tx dropped\n",
-			st.rx_packets, st.tx_packets, drops,
-			st.tx_drop_noroute + st.tx_drop_queue + st.tx_drop_sock);
+	                "wg     rx %" PRIu64 " tx %" PRIu64 " packets, %" PRIu64
+	                " rx dropped, %" PRIu64 " tx dropped\n",
+	                st.rx_packets, st.tx_packets, drops,
+	                st.tx_drop_noroute + st.tx_drop_queue + st.tx_drop_sock);
 }
 
 struct json_ctx {
@@ -191,27 +194,26 @@ struct json_ctx {
 };
 
 static void write_frontend_json(void *arg, const char *kind, const char *what,
-				const struct px_stats *ps)
+                                const struct px_stats *ps)
 {
 	struct json_ctx *jc = arg;
 	struct api_conn *c = jc->c;
 	size_t idx = jc->n++;
 	/* what is an address or "tcp-client A -> B": no characters to escape
 	 * except a quote, which addresses and host names never contain. */
-	api_conn_printf(c,
-			"%s{\"kind\":\"%s\",\"listen\":\"%s\",\"accepted\":%" PRIu64
-			",\"established\":%" PRIu64 ",\"pending\":%" PRIu64
-			",\"errors\":{\"auth\":%" PRIu64 ",\"protocol\":%" PRIu64
-			",\"handshake_timeout\":%" PRIu64 ",\"client_gone\":%" PRIu64
-			",\"no_route\":%" PRIu64 ",\"resolve\":%" PRIu64
-			",\"refused\":%" PRIu64 ",\"unreachable\":%" PRIu64
-			",\"timeout\":%" PRIu64 ",\"other\":%" PRIu64 ",\"accept\":%" PRIu64
-			"}}",
-			idx ? "," : "", kind, what, ps->accepted, ps->established, ps->pending,
-			ps->err_auth, ps->err_protocol, ps->err_handshake_timeout,
-			ps->err_client_gone, ps->err_no_route, ps->err_resolve,
-			ps->err_refused, ps->err_unreachable, ps->err_timeout, ps->err_other,
-			ps->err_accept);
+	api_conn_printf(
+	    c,
+	    "%s{\"kind\":\"%s\",\"listen\":\"%s\",\"accepted\":%" PRIu64
+	    ",\"established\":%" PRIu64 ",\"pending\":%" PRIu64
+	    ",\"errors\":{\"auth\":%" PRIu64 ",\"protocol\":%" PRIu64
+	    ",\"handshake_timeout\":%" PRIu64 ",\"client_gone\":%" PRIu64
+	    ",\"no_route\":%" PRIu64 ",\"resolve\":%" PRIu64 ",\"refused\":%" PRIu64
+	    ",\"unreachable\":%" PRIu64 ",\"timeout\":%" PRIu64 ",\"other\":%" PRIu64
+	    ",\"accept\":%" PRIu64 "}}",
+	    idx ? "," : "", kind, what, ps->accepted, ps->established, ps->pending,
+	    ps->err_auth, ps->err_protocol, ps->err_handshake_timeout,
+	    ps->err_client_gone, ps->err_no_route, ps->err_resolve, ps->err_refused,
+	    ps->err_unreachable, ps->err_timeout, ps->err_other, ps->err_accept);
 }
 
 void status_write_json(const struct status_view *v, struct api_conn *c)
@@ -220,9 +222,10 @@ void status_write_json(const struct status_view *v, struct api_conn *c)
 	uint8_t pub[32];
 	crypto_scalarmult_base(pub, v->cfg->private_key);
 	status_key_b64(pub, key, sizeof(key));
-	api_conn_printf(c, "{\"self\":{\"public_key\":\"%s\",\"listen_port\":%u,"
-			   "\"uptime_s\":%ld,\"addresses\":[",
-			key, wg_device_port(v->wg), (long)(time(NULL) - v->started));
+	api_conn_printf(c,
+	                "{\"self\":{\"public_key\":\"%s\",\"listen_port\":%u,"
+	                "\"uptime_s\":%ld,\"addresses\":[",
+	                key, wg_device_port(v->wg), (long)(time(NULL) - v->started));
 	for (size_t i = 0; i < v->cfg->n_addresses; i++) {
 		format_prefix(&v->cfg->addresses[i], buf, sizeof(buf));
 		api_conn_printf(c, "%s\"%s\"", i ? "," : "", buf);
@@ -237,14 +240,15 @@ void status_write_json(const struct status_view *v, struct api_conn *c)
 		status_key_b64(pi.public_key, key, sizeof(key));
 		status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
 		api_conn_printf(c,
-				"%s{\"public_key\":\"%s\",\"endpoint\":%s%s%s,"
-				"\"last_handshake_unix\":%" PRId64 ",\"rx_bytes\":%" PRIu64
-				",\"tx_bytes\":%" PRIu64 ",\"persistent_keepalive\":%u,"
-				"\"allowed_ips\":[",
-				i ? "," : "", key, pi.endpoint.ss_family ? "\"" : "",
-				pi.endpoint.ss_family ? ep : "null",
-				pi.endpoint.ss_family ? "\"" : "", pi.last_handshake_unix,
-				pi.rx_bytes, pi.tx_bytes, pi.persistent_keepalive);
+		                "%s{\"public_key\":\"%s\",\"endpoint\":%s%s%s,"
+		                "\"last_handshake_unix\":%" PRId64
+		                ",\"rx_bytes\":%" PRIu64 ",\"tx_bytes\":%" PRIu64
+		                ",\"persistent_keepalive\":%u,"
+		                "\"allowed_ips\":[",
+		                i ? "," : "", key, pi.endpoint.ss_family ? "\"" : "",
+		                pi.endpoint.ss_family ? ep : "null",
+		                pi.endpoint.ss_family ? "\"" : "", pi.last_handshake_unix,
+		                pi.rx_bytes, pi.tx_bytes, pi.persistent_keepalive);
 		const struct cfg_peer *cp = cfg_peer_by_key(v->cfg, pi.public_key);
 		for (size_t k = 0; cp && k < cp->n_allowed_ips; k++) {
 			format_prefix(&cp->allowed_ips[k], buf, sizeof(buf));
@@ -254,20 +258,20 @@ void status_write_json(const struct status_view *v, struct api_conn *c)
 	}
 	struct wg_device_stats st;
 	wg_device_stats(v->wg, &st);
-	api_conn_printf(
-		c,
-		"],\"wireguard\":{\"rx_packets\":%" PRIu64 ",\"tx_packets\":%" PRIu64
-		",\"rx_drop_short\":%" PRIu64 ",\"rx_drop_type\":%" PRIu64
-		",\"rx_drop_mac\":%" PRIu64 ",\"rx_drop_decrypt\":%" PRIu64
-		",\"rx_drop_replay\":%" PRIu64 ",\"rx_drop_allowedips\":%" PRIu64
-		",\"rx_drop_nokey\":%" PRIu64 ",\"rx_drop_ratelimit\":%" PRIu64
-		",\"tx_drop_noroute\":%" PRIu64 ",\"tx_drop_queue\":%" PRIu64
-		",\"tx_drop_sock\":%" PRIu64 ",\"cookies_sent\":%" PRIu64
-		",\"cookies_received\":%" PRIu64 "}",
-		st.rx_packets, st.tx_packets, st.rx_drop_short, st.rx_drop_type, st.rx_drop_mac,
-		st.rx_drop_decrypt, st.rx_drop_replay, st.rx_drop_allowedips, st.rx_drop_nokey,
-		st.rx_drop_ratelimit, st.tx_drop_noroute, st.tx_drop_queue, st.tx_drop_sock,
-		st.cookies_sent, st.cookies_received);
+	api_conn_printf(c,
+	                "],\"wireguard\":{\"rx_packets\":%" PRIu64
+	                ",\"tx_packets\":%" PRIu64 ",\"rx_drop_short\":%" PRIu64
+	                ",\"rx_drop_type\":%" PRIu64 ",\"rx_drop_mac\":%" PRIu64
+	                ",\"rx_drop_decrypt\":%" PRIu64 ",\"rx_drop_replay\":%" PRIu64
+	                ",\"rx_drop_allowedips\":%" PRIu64 ",\"rx_drop_nokey\":%" PRIu64
+	                ",\"rx_drop_ratelimit\":%" PRIu64 ",\"tx_drop_noroute\":%" PRIu64
+	                ",\"tx_drop_queue\":%" PRIu64 ",\"tx_drop_sock\":%" PRIu64
+	                ",\"cookies_sent\":%" PRIu64 ",\"cookies_received\":%" PRIu64 "}",
+	                st.rx_packets, st.tx_packets, st.rx_drop_short, st.rx_drop_type,
+	                st.rx_drop_mac, st.rx_drop_decrypt, st.rx_drop_replay,
+	                st.rx_drop_allowedips, st.rx_drop_nokey, st.rx_drop_ratelimit,
+	                st.tx_drop_noroute, st.tx_drop_queue, st.tx_drop_sock,
+	                st.cookies_sent, st.cookies_received);
 	api_conn_printf(c, ",\"frontends\":[");
 	struct json_ctx jc = {c, 0};
 	for_each_frontend(v, write_frontend_json, &jc);
@@ -275,9 +279,9 @@ void status_write_json(const struct status_view *v, struct api_conn *c)
 	struct ns_stats ns;
 	ns_get_stats(&ns);
 	api_conn_printf(c,
-			",\"netstack\":{\"tcp_active\":%" PRIu64 ",\"tcp_total\":%" PRIu64
-			",\"tcp_refused\":%" PRIu64 ",\"tcp_reset\":%" PRIu64
-			",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 "}}\n",
-			ns.tcp_active, ns.tcp_total, ns.tcp_refused, ns.tcp_reset,
-			ns.splice_bytes_in, ns.splice_bytes_out);
+	                ",\"netstack\":{\"tcp_active\":%" PRIu64 ",\"tcp_total\":%" PRIu64
+	                ",\"tcp_refused\":%" PRIu64 ",\"tcp_reset\":%" PRIu64
+	                ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 "}}\n",
+	                ns.tcp_active, ns.tcp_total, ns.tcp_refused, ns.tcp_reset,
+	                ns.splice_bytes_in, ns.splice_bytes_out);
 }

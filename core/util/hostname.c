@@ -14,7 +14,7 @@ bool hostname_valid(const char *s, size_t n)
 			continue;
 		}
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '-' || c == '_';
+		          (c >= '0' && c <= '9') || c == '-' || c == '_';
 		if (!ok || ++label > 63)
 			return false;
 	}

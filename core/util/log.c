@@ -37,7 +37,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	gmtime_r(&ts.tv_sec, &tm);
 	char line[1024];
 	int n = snprintf(line, sizeof(line), "%02d:%02d:%02d.%03ld %-5s ", tm.tm_hour,
-			 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, tags[lvl]);
+	                 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, tags[lvl]);
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
