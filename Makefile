@@ -122,4 +122,5 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/proxy/main.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/proxy/main.d $(BUILD)/obj/tests/tools/wg-ping.d
+-include $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d)
