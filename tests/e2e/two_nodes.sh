@@ -112,6 +112,23 @@ status_has() { mesh_cli "$1" "$2" status | grep -qF "$3"; }
 check "status of A lists B" status_has meshA A "$BPUB"
 check "status of B lists A" status_has meshB B "$APUB"
 
+step "local API: bad requests get an error line, the node keeps serving"
+# api_says REQUEST_BYTES EXPECTED : raw bytes to A's API socket as nobody.
+api_says() {
+    local got
+    got=$(printf '%s' "$1" | nsx_nobody A timeout 5 socat -t 2 - "UNIX-CONNECT:$E2E_TMP/run/meshA.sock")
+    echo "$got" | grep -qF -- "$2" || { echo "got: $got"; return 1; }
+}
+check "unknown request -> error" api_says $'bogus\n' "error: unknown request"
+check "2,000 bytes without a newline -> request too long" \
+    api_says "$(head -c 2000 /dev/zero | tr '\0' x)" "error: request too long"
+check "ping of a non-address -> error" api_says $'ping 10.77.0.999 1 100\n' "is not an IP address"
+check "ping outside every AllowedIPs -> error" api_says $'ping 192.0.2.1 1 100\n' "no peer's AllowedIPs"
+check "ping with a zero count -> usage error" api_says $'ping 10.77.0.2 0 100\n' "usage"
+check "mesh-proxy ping of a non-address exits non-zero" \
+    bash -c "! $(printf '%q ' nsenter "--net=/run/netns/$(ns A)" -- "${AS_NOBODY[@]}" "$MESH_PROXY" ping --api "$E2E_TMP/run/meshA.sock" -c 1 nonsense)"
+check "status still answers after the bad requests" status_has meshA A "$BPUB"
+
 step "proxies"
 # get_page ARGS... : the index page through A with curl ARGS.
 get_page() {
