@@ -27,9 +27,28 @@ struct cfg_peer {
 	struct cfg_prefix *allowed_ips;
 	size_t n_allowed_ips;
 	uint16_t persistent_keepalive; /* seconds, 0 = off */
+	/* Name = web: SOCKS5/HTTP/tunnel targets "web" (any case, optional
+	 * trailing dot) resolve to this peer's host AllowedIPs (/32, /128).
+	 * NULL if unset. Unique among peers; a DNS label (letters, digits,
+	 * '-', 1-63 characters). */
+	char *name;
 	char *file;			  /* where the section starts, for messages */
 	int line;
 };
+
+/* Limits of a TCP front-end ([Socks5], [http], [TCPClientTunnel],
+ * [TCPServerTunnel]); same keys in each, defaults below when unset. */
+struct cfg_limits {
+	uint32_t max_connections;      /* MaxConnections: open at once, 1-1000000 */
+	uint32_t handshake_timeout_ms; /* HandshakeTimeout (seconds, 1-3600) */
+	uint32_t idle_timeout_ms;      /* IdleTimeout (seconds, 0 = never) */
+	uint32_t buffer_bytes;         /* BufferSize (bytes, 16384-1048576, K/M suffix) */
+};
+#define CFG_DEFAULT_MAX_CONNECTIONS 8192
+#define CFG_DEFAULT_HANDSHAKE_MS    10000
+#define CFG_DEFAULT_IDLE_MS         0
+#define CFG_DEFAULT_BUFFER_BYTES    (1024 * 1024)
+#define CFG_DEFAULT_UDP_IDLE_MS     60000
 
 /* A listening address such as 127.0.0.1:1080 or [::1]:1080. */
 struct cfg_listen {
@@ -41,12 +60,19 @@ struct cfg_socks5 {
 	struct cfg_listen bind;
 	char *username; /* NULL: no authentication */
 	char *password;
+	/* Direct = yes (default): destinations no mesh peer routes are dialled
+	 * from the host, as Tailscale's userspace mode does. no: refused as
+	 * having no route (SOCKS5 0x03 network unreachable / HTTP 502). */
+	bool direct;
+	struct cfg_limits limits;
 };
 
 struct cfg_http {
 	struct cfg_listen bind;
 	char *username; /* NULL: no authentication */
 	char *password;
+	bool direct; /* as in cfg_socks5 */
+	struct cfg_limits limits;
 };
 
 /* [TCPClientTunnel]: a local listener whose connections go to a mesh target. */
@@ -54,6 +80,7 @@ struct cfg_tcp_client_tunnel {
 	struct cfg_listen bind;
 	char *target_host; /* address or name, as written */
 	uint16_t target_port;
+	struct cfg_limits limits;
 };
 
 /* [TCPServerTunnel]: mesh connections to our ListenPort go to a local target. */
@@ -61,6 +88,32 @@ struct cfg_tcp_server_tunnel {
 	uint16_t listen_port;
 	char *target_host;
 	uint16_t target_port;
+	/* ProxyProtocol = v2: send a PROXY protocol v2 header (mesh source and
+	 * destination) to the local target first. off (default): nothing. */
+	int proxy_protocol; /* 0 or 2 */
+	struct cfg_limits limits;
+};
+
+/* [UDPClientTunnel]: datagrams to a local UDP port go to a mesh target;
+ * each local sender gets its own mesh source port, and replies go back to
+ * it. IdleTimeout (seconds, default 60) ends a quiet sender's flow;
+ * MaxFlows (default 1024) bounds them. */
+struct cfg_udp_client_tunnel {
+	struct cfg_listen bind;
+	char *target_host; /* address or name, as written */
+	uint16_t target_port;
+	uint32_t idle_timeout_ms;
+	uint32_t max_flows;
+};
+
+/* [UDPServerTunnel]: datagrams to our mesh ListenPort go to a host target;
+ * each mesh sender gets its own local socket. */
+struct cfg_udp_server_tunnel {
+	uint16_t listen_port;
+	char *target_host;
+	uint16_t target_port;
+	uint32_t idle_timeout_ms;
+	uint32_t max_flows;
 };
 
 struct config {
@@ -82,6 +135,10 @@ struct config {
 	size_t n_tcp_client_tunnels;
 	struct cfg_tcp_server_tunnel *tcp_server_tunnels;
 	size_t n_tcp_server_tunnels;
+	struct cfg_udp_client_tunnel *udp_client_tunnels;
+	size_t n_udp_client_tunnels;
+	struct cfg_udp_server_tunnel *udp_server_tunnels;
+	size_t n_udp_server_tunnels;
 };
 
 /* Loads and validates path. On failure returns -1 and writes one readable

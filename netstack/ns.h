@@ -54,6 +54,10 @@ typedef void (*ns_tcp_accept_fn)(void *ctx, struct ns_tcp *c, const struct ns_ad
 /* Returns 0 or -errno (-EADDRINUSE). */
 int ns_tcp_listen(uint16_t port, ns_tcp_accept_fn cb, void *ctx);
 
+/* Stops listening on port: later SYNs to it get a RST. Connections already
+ * accepted are not touched. No-op if the port is not listened. */
+void ns_tcp_unlisten(uint16_t port);
+
 /* Resets the connection (RST to the mesh side) and frees it. */
 void ns_tcp_abort(struct ns_tcp *c);
 
@@ -64,6 +68,60 @@ void ns_tcp_abort(struct ns_tcp *c);
  * has send buffer. FIN and RST propagate both ways. Returns 0; on -errno both
  * are closed. */
 int ns_splice_start(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len);
+
+/* Byte counters shared by the splices of one front-end. The owner creates
+ * it, reads the fields at any time, and releases it when it goes away;
+ * splices still running hold a reference, so it is freed by whichever of
+ * owner and last splice lets go last. */
+struct ns_acct {
+	uint64_t bytes_in;  /* mesh -> socket */
+	uint64_t bytes_out; /* socket -> mesh */
+	uint64_t active;    /* splices running now */
+	uint64_t idle_closed; /* splices reset by idle_ms */
+	unsigned refs;      /* private */
+};
+struct ns_acct *ns_acct_new(void); /* NULL when out of memory */
+void ns_acct_release(struct ns_acct *a); /* accepts NULL */
+
+struct ns_splice_opts {
+	struct ns_acct *acct; /* NULL: global counters only */
+	/* Reset both sides (RST to the mesh, SO_LINGER 0 locally) when no byte
+	 * moved either way for this long. 0: never. A half-closed splice
+	 * (one direction done) whose other direction is idle for
+	 * NS_HALF_CLOSED_IDLE_MS is reset even when idle_ms is 0. */
+	unsigned idle_ms;
+	/* Bound on bytes held for this connection in each direction (lwIP's
+	 * receive window it advertises, bytes queued in lwIP's send buffer).
+	 * 0 or more than the compiled window (1 MiB): the compiled window. At
+	 * least 16 KiB is used. */
+	size_t buf_limit;
+};
+#define NS_HALF_CLOSED_IDLE_MS (5 * 60 * 1000)
+/* ns_splice_start() with options (o may be NULL). */
+int ns_splice_start_ex(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len,
+		       const struct ns_splice_opts *o);
+
+/* ---- UDP through lwIP ---- */
+
+struct ns_udp; /* one bound UDP port on our mesh addresses */
+
+/* A datagram for the port: src is the mesh sender, dst the address of ours
+ * it was sent to. data is valid only during the call. The callback may
+ * call ns_udp_send() but must not ns_udp_close() its own socket. */
+typedef void (*ns_udp_recv_fn)(void *ctx, struct ns_udp *u, const struct ns_addr *src,
+			       uint16_t sport, const struct ns_addr *dst,
+			       const uint8_t *data, size_t len);
+
+/* Binds port (0: an ephemeral port from 49152-65535) on all our mesh
+ * addresses. Returns NULL with *err = -EADDRINUSE, -ENOMEM or -ENETDOWN. */
+struct ns_udp *ns_udp_open(uint16_t port, ns_udp_recv_fn cb, void *ctx, int *err);
+uint16_t ns_udp_port(const struct ns_udp *u);
+/* Sends one datagram (up to 65507 bytes; lwIP fragments above the MTU)
+ * from our address of dst's family. Returns 0 or -errno (-EMSGSIZE,
+ * -EAFNOSUPPORT if we have no address of that family, -ENOMEM). */
+int ns_udp_send(struct ns_udp *u, const struct ns_addr *dst, uint16_t dport,
+		const uint8_t *data, size_t len);
+void ns_udp_close(struct ns_udp *u); /* accepts NULL */
 
 /* ---- ICMP ---- */
 /* Echo requests to our addresses are answered by lwIP itself. */
@@ -76,6 +134,9 @@ struct ns_stats {
 	uint64_t tcp_active, tcp_total, tcp_refused, tcp_reset;
 	uint64_t splice_bytes_in, splice_bytes_out; /* in: mesh->socket */
 	uint64_t input_drop;
+	uint64_t udp_rx, udp_tx;   /* datagrams delivered to / sent from ns_udp */
+	uint64_t udp_drop;         /* inbound datagrams to no bound port */
+	uint64_t idle_reset;       /* splices reset for idleness */
 };
 void ns_get_stats(struct ns_stats *st);
 

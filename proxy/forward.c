@@ -49,7 +49,7 @@ struct px_local_conn {
 
 /* ---- client tunnel ---- */
 
-static const struct px_sess_ops px_tunnel_ops = {NULL, NULL, 0, 0};
+static const struct px_sess_ops px_tunnel_ops = {.buf_size = 0};
 
 static void px_tunnel_on_accept(void *ctx, int fd)
 {

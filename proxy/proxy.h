@@ -35,6 +35,8 @@ struct cfg_socks5;
 struct cfg_http;
 struct cfg_tcp_client_tunnel;
 struct cfg_tcp_server_tunnel;
+struct cfg_udp_client_tunnel;
+struct cfg_udp_server_tunnel;
 
 /* What the front-ends need from the node. Copied by each *_new(); base and
  * dns must outlive the front-ends. */
@@ -47,6 +49,12 @@ struct px_env {
 	 * destinations are tried. A false answer is SOCKS5 0x03 / HTTP 502. */
 	bool (*route_ok)(void *ctx, const struct ns_addr *a);
 	void *route_ctx;
+	/* Mesh names, asked before DNS: fills up to max addresses for name
+	 * (as the client wrote it) and returns how many (0: not a mesh name,
+	 * go on to evdns). NULL: no mesh names. */
+	size_t (*resolve_mesh)(void *ctx, const char *name, struct ns_addr *out,
+	                       size_t max);
+	void *resolve_ctx;
 	/* Time a client has to finish its SOCKS5/HTTP request, and the limit
 	 * for a TCPServerTunnel's local connect. 0: 10000 ms. */
 	unsigned handshake_timeout_ms;
@@ -73,6 +81,18 @@ struct px_stats {
 	uint64_t err_timeout;     /* destination did not answer */
 	uint64_t err_other;       /* out of memory, splice failure, ... */
 	uint64_t err_accept;      /* accept() failures (EMFILE, ...) */
+	uint64_t err_limit;       /* closed at MaxConnections (oldest handshake
+	                           * evicted, or the new one refused) */
+	uint64_t err_idle;        /* established, reset by IdleTimeout */
+	/* Traffic. TCP: bytes of established connections (mesh and direct),
+	 * up = client -> destination. UDP: payload bytes and datagrams. */
+	uint64_t active;          /* established and still open */
+	uint64_t direct;          /* established to a non-mesh destination from
+	                           * the host (Direct = yes) */
+	uint64_t bytes_up, bytes_down;
+	uint64_t dgrams_up, dgrams_down;
+	uint64_t dgram_drops;     /* datagrams dropped (bad header, no route,
+	                           * fragment, flow limit, send failure) */
 };
 
 /* ---- SOCKS5 ---- */
@@ -113,5 +133,34 @@ void px_tunnel_free(struct px_tunnel *t);
 void px_tunnel_get_stats(const struct px_tunnel *t, struct px_stats *st);
 /* One line for status, e.g. "tcp-client 127.0.0.1:2222 -> 10.0.0.1:22". */
 void px_tunnel_describe(const struct px_tunnel *t, char *buf, size_t len);
+
+
+/* ---- UDP forwards (udp_tunnel.c) ---- */
+struct px_udp_tunnel;
+/* Local UDP socket; datagrams go to cfg->target through the mesh, one
+ * mesh source port per local sender, replies return to that sender. */
+struct px_udp_tunnel *px_udp_client_tunnel_new(const struct px_env *env,
+                                               const struct cfg_udp_client_tunnel *cfg,
+                                               char *err, size_t errlen);
+/* ns_udp_open(cfg->listen_port); each mesh sender gets a host UDP socket
+ * connected to cfg->target; replies return to the mesh sender. */
+struct px_udp_tunnel *px_udp_server_tunnel_new(const struct px_env *env,
+                                               const struct cfg_udp_server_tunnel *cfg,
+                                               char *err, size_t errlen);
+void px_udp_tunnel_free(struct px_udp_tunnel *t);
+void px_udp_tunnel_get_stats(const struct px_udp_tunnel *t, struct px_stats *st);
+/* "udp-client 127.0.0.1:5353 -> 10.0.0.1:53 (3 flows)". */
+void px_udp_tunnel_describe(const struct px_udp_tunnel *t, char *buf, size_t len);
+
+/* ---- mesh-proxy nc: stdio tunnels through the local API (nc.c) ---- */
+struct px_nc;
+struct px_nc *px_nc_new(const struct px_env *env);
+void px_nc_free(struct px_nc *n);
+/* Takes fd (a connected local API socket whose request line was
+ * "nc HOST PORT"): dials HOST:PORT like a SOCKS5 CONNECT (mesh names, then
+ * DNS; direct when no mesh peer routes it), answers "ok\n" or
+ * "error: REASON\n", then splices. */
+void px_nc_accept(struct px_nc *n, int fd, const char *host, uint16_t port);
+void px_nc_get_stats(const struct px_nc *n, struct px_stats *st);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "netstack/ns.h"
 #include "proxy/proxy.h"
+#include "config/config.h"
 
 #include <event2/util.h> /* struct evutil_addrinfo is a macro for addrinfo */
 
@@ -24,6 +25,9 @@ enum px_parse {
 	PX_PARSE_ERROR = -1, /* malformed: reply with the code given, then close */
 	PX_PARSE_MORE = 0,   /* a prefix of a valid message: read more */
 	PX_PARSE_OK = 1,     /* complete; *used bytes belong to it */
+	/* on_data only: the front-end takes the client socket over (SOCKS5
+	 * UDP ASSOCIATE); session.c calls ops->on_detach and frees itself. */
+	PX_PARSE_DETACH = 2,
 };
 
 /* Where a client wants to go. */
@@ -193,6 +197,11 @@ enum px_err px_err_from_errno(int neg_errno);
 struct px_front {
 	struct px_env env;
 	struct px_stats stats;
+	/* Byte counters of this front-end's splices (mesh and direct); may
+	 * outlive the front-end (see ns_acct). px_front_stats() merges it. */
+	struct ns_acct *acct;
+	bool direct;           /* dial non-mesh destinations from the host */
+	struct cfg_limits lim; /* copied from the config, defaults filled in */
 	struct px_listener *lst;
 	struct px_sess *sessions; /* live sessions, for free */
 	size_t n_sessions;
@@ -216,6 +225,9 @@ struct px_sess_ops {
 	/* Bytes at the end of buf that reads leave free, so that on_data may
 	 * rewrite the handshake into something longer (HTTP forwarding). */
 	size_t buf_reserve;
+	/* After on_data returned PX_PARSE_DETACH: fd is the front-end's now
+	 * (events removed, still non-blocking); s is freed right after. */
+	void (*on_detach)(struct px_sess *s, int fd);
 };
 
 enum px_sess_state {
@@ -269,5 +281,7 @@ void px_sess_connect(struct px_sess *s);
 /* Closes every session of f (front-end teardown). */
 void px_front_close_all(struct px_front *f);
 void px_front_count_err(struct px_front *f, enum px_err e);
+/* f->stats plus the byte counters of f->acct. */
+void px_front_stats(const struct px_front *f, struct px_stats *st);
 
 #endif
