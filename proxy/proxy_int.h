@@ -100,6 +100,22 @@ enum px_parse px_socks5_parse_request(const uint8_t *p, size_t len, uint8_t *cmd
  * SOCKS5_REPLY_MAX bytes); bnd NULL means 0.0.0.0:0. Returns its length. */
 size_t px_socks5_reply(uint8_t *out, uint8_t rep, const struct sockaddr_storage *bnd);
 
+/* SOCKS5 UDP request header (RFC 1928 section 7), in front of every
+ * datagram between client and relay: RSV(2) FRAG ATYP DST.ADDR DST.PORT. */
+#define SOCKS5_UDP_HDR_IPV4 10
+#define SOCKS5_UDP_HDR_IPV6 22
+#define SOCKS5_UDP_HDR_MAX  (4 + 1 + 255 + 2)
+/* Parses the header of one whole datagram p[0..len): FRAG into *frag, the
+ * destination into t (a domain that is an IP literal comes back as an
+ * address), the offset of DATA into *hdr_len. false if it is truncated,
+ * ATYP is unknown, the name is empty or not a plausible host, or the port
+ * is 0. RSV is not checked; FRAG is returned, the caller drops non-zero. */
+bool px_socks5_udp_parse(const uint8_t *p, size_t len, uint8_t *frag,
+                         struct px_target *t, size_t *hdr_len);
+/* Writes RSV RSV FRAG=0 ATYP ADDR PORT for a (IPv4 or IPv6) into out (at
+ * least SOCKS5_UDP_HDR_IPV6 bytes); returns its length (10 or 22). */
+size_t px_socks5_udp_header(uint8_t *out, const struct ns_addr *a, uint16_t port);
+
 /* SOCKS4 and SOCKS4a, served on the SOCKS5 port (the first byte tells). */
 #define SOCKS4_VER          0x04
 #define SOCKS4_CMD_CONNECT  0x01
@@ -203,10 +219,26 @@ struct px_front {
 	bool direct;           /* dial non-mesh destinations from the host */
 	struct cfg_limits lim; /* copied from the config, defaults filled in */
 	struct px_listener *lst;
-	struct px_sess *sessions; /* live sessions, for free */
+	struct px_sess *sessions; /* live sessions, newest first */
+	struct px_sess *sessions_tail; /* oldest (MaxConnections eviction) */
 	size_t n_sessions;
+	struct px_relay *relays; /* direct relays (direct.c), owned */
+	size_t n_relays;
 	const char *kind; /* "socks5", "http", "tcp-client", for the log */
 };
+
+/* Fills f: env copied, kind (a string literal), lim copied with zero
+ * fields replaced by the CFG_DEFAULT_* values (a zero handshake timeout
+ * takes env->handshake_timeout_ms first; lim NULL: all defaults), direct,
+ * and a new f->acct. Returns 0 or -ENOMEM. f must be zeroed before. */
+int px_front_init(struct px_front *f, const struct px_env *env, const char *kind,
+                  const struct cfg_limits *lim, bool direct);
+/* Frees f->lst, closes every session and direct relay, releases f->acct.
+ * Does not free f itself. */
+void px_front_fini(struct px_front *f);
+/* Connections of f counted against MaxConnections: sessions in handshake,
+ * resolution or dial, established splices and direct relays. */
+size_t px_front_open(const struct px_front *f);
 
 #define PX_DEFAULT_HANDSHAKE_MS 10000
 #define PX_CONNECT_TIMEOUT_MS   30000 /* resolution + dial, a safety net */
@@ -226,7 +258,11 @@ struct px_sess_ops {
 	 * rewrite the handshake into something longer (HTTP forwarding). */
 	size_t buf_reserve;
 	/* After on_data returned PX_PARSE_DETACH: fd is the front-end's now
-	 * (events removed, still non-blocking); s is freed right after. */
+	 * (events removed, still non-blocking); s is freed right after. s is
+	 * readable during the call: s->out[s->out_off..s->out_len) holds
+	 * queued bytes not yet written (send them yourself), and
+	 * s->buf[s->consumed..s->len) any client bytes after the request.
+	 * The session counts neither as established nor as an error. */
 	void (*on_detach)(struct px_sess *s, int fd);
 };
 
@@ -260,6 +296,11 @@ struct px_sess {
 	int dns_sync_result;
 	struct evutil_addrinfo *dns_sync_ai;
 	struct ns_tcp *conn;
+	/* Direct = yes: a non-blocking connect from the host in progress
+	 * (direct_fd >= 0, direct_ev waits for it), then the relay's host
+	 * side. -1 when unused. */
+	int direct_fd;
+	struct event *direct_ev;
 	int stage; /* protocol-specific */
 };
 
@@ -283,5 +324,58 @@ void px_front_close_all(struct px_front *f);
 void px_front_count_err(struct px_front *f, enum px_err e);
 /* f->stats plus the byte counters of f->acct. */
 void px_front_stats(const struct px_front *f, struct px_stats *st);
+
+/* ---- direct relays (direct.c): client socket <-> host socket ---- */
+
+struct px_relay;
+/* Relays client_fd and host_fd (both connected, non-blocking; taken) with
+ * head (early client bytes, copied) sent to the host first. Bounded
+ * buffers (f->lim.buffer_bytes each way), half-close and RST propagation,
+ * IdleTimeout; bytes counted in f->stats. Returns 0, or -ENOMEM with
+ * both descriptors closed. */
+int px_relay_start(struct px_front *f, int client_fd, int host_fd, const uint8_t *head,
+                   size_t head_len);
+/* Closes every relay of f (front-end teardown). */
+void px_relay_close_all(struct px_front *f);
+/* Starts a non-blocking connect from the host to a:port. Returns the
+ * socket (connected or in progress) or -errno. */
+int px_direct_connect(const struct ns_addr *a, uint16_t port);
+/* Maps a host connect()'s errno (SO_ERROR): ECONNREFUSED refused,
+ * ENETUNREACH/EHOSTUNREACH unreachable, ETIMEDOUT timeout. */
+enum px_err px_err_from_host_errno(int e);
+
+/* ---- PROXY protocol v2 (proxyv2.c; haproxy's proxy-protocol.txt) ---- */
+
+#define PX_PROXYV2_SIG_LEN 12
+#define PX_PROXYV2_MAX     (16 + 36) /* header + TCP6 addresses */
+/* Writes the v2 header for a proxied TCP connection from src:sport to
+ * dst:dport (same family): signature, 0x21 (v2, PROXY), 0x11 (TCP4) or
+ * 0x21 (TCP6), length, addresses and ports. Returns its length (28 or
+ * 52), or 0 if outlen is too small or the families differ. */
+size_t px_proxyv2_header(uint8_t *out, size_t outlen, const struct ns_addr *src,
+                         uint16_t sport, const struct ns_addr *dst, uint16_t dport);
+
+/* ---- SOCKS5 UDP ASSOCIATE (socks5_udp.c) ---- */
+
+struct px_udp_assoc;
+/* The associations of one SOCKS5 front-end. */
+struct px_udp_assocs {
+	struct px_udp_assoc *head;
+	size_t n;
+	unsigned idle_ms; /* 0: PX_UDP_ASSOC_IDLE_MS (tests set less) */
+};
+#define PX_UDP_ASSOC_IDLE_MS (5 * 60 * 1000)
+/* Takes the control connection ctl once the UDP ASSOCIATE request is read.
+ * pre[0..pre_len) are reply bytes still unsent (greeting/auth answers),
+ * written ahead of ours. req is the request's DST (the client's expected
+ * source; zero address or port: any). Binds a relay socket on ctl's local
+ * address, answers 0x00 with it as BND, and relays until ctl closes, no
+ * datagram moved for the idle time, or px_udp_assoc_close_all(). At the
+ * limit (f->lim.max_connections) or on failure it answers 0x01 and closes
+ * ctl. Counts into f->stats. */
+void px_udp_assoc_start(struct px_front *f, struct px_udp_assocs *l, int ctl,
+                        const struct px_target *req, const uint8_t *pre,
+                        size_t pre_len);
+void px_udp_assoc_close_all(struct px_udp_assocs *l);
 
 #endif
