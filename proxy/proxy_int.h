@@ -92,7 +92,7 @@ enum px_parse px_socks5_parse_auth(const uint8_t *p, size_t len, struct px_socks
 /* VER CMD RSV ATYP DST.ADDR DST.PORT. On ERROR *rep is the reply code:
  * 0x01 bad version/port/name, 0x07 unknown command, 0x08 unknown ATYP.
  * A domain that is an IP literal comes back as an address (is_name false).
- * BIND and UDP ASSOCIATE parse fine; the caller refuses them. */
+ * BIND and UDP ASSOCIATE parse fine (UDP ASSOCIATE also with port 0). */
 enum px_parse px_socks5_parse_request(const uint8_t *p, size_t len, uint8_t *cmd,
                                       struct px_target *t, size_t *used, uint8_t *rep);
 
