@@ -8,7 +8,18 @@
  * lookup or a dial is outstanding: neither can be taken back at once, so the
  * session turns DEAD (socket closed, out of its front-end's list) and the
  * callback frees it. Output never closes a session from inside a protocol
- * callback; px_sess_check() decides afterwards. */
+ * callback; px_sess_check() decides afterwards.
+ *
+ * Where a connection goes: a name is looked up among the mesh names first
+ * (env.resolve_mesh), then with evdns. The first address a mesh peer
+ * routes is dialled through the netstack; if none is routed and the
+ * front-end has Direct = yes, the first address is connected from the host
+ * and relayed by direct.c; otherwise the answer is "no route".
+ *
+ * MaxConnections counts sessions (handshake, resolution, dial, reply),
+ * established splices (f->acct->active) and direct relays. At the limit a
+ * new client evicts the oldest session still in its handshake (so that
+ * slow or silent clients cannot hold the port), or is closed at once. */
 #include "proxy/proxy_int.h"
 
 #include "core/util/log.h"
@@ -28,6 +39,10 @@ static void px_sess_on_read(evutil_socket_t fd, short what, void *arg);
 static void px_sess_on_write(evutil_socket_t fd, short what, void *arg);
 static void px_sess_on_timer(evutil_socket_t fd, short what, void *arg);
 static void px_sess_result(struct px_sess *s, enum px_err e);
+static void px_sess_close(struct px_sess *s, bool rst);
+
+/* Addresses taken from one name (mesh names or DNS). */
+#define PX_MAX_ADDRS 16
 
 static void px_sess_arm(struct px_sess *s, unsigned ms)
 {
@@ -37,15 +52,88 @@ static void px_sess_arm(struct px_sess *s, unsigned ms)
 
 static unsigned px_handshake_ms(const struct px_front *f)
 {
+	if (f && f->lim.handshake_timeout_ms)
+		return f->lim.handshake_timeout_ms;
 	return f && f->env.handshake_timeout_ms ? f->env.handshake_timeout_ms
 	                                        : PX_DEFAULT_HANDSHAKE_MS;
 }
 
+/* ---- the front-end ---- */
+
+int px_front_init(struct px_front *f, const struct px_env *env, const char *kind,
+                  const struct cfg_limits *lim, bool direct)
+{
+	f->env = *env;
+	f->kind = kind;
+	if (lim)
+		f->lim = *lim;
+	else
+		memset(&f->lim, 0, sizeof(f->lim));
+	if (!f->lim.max_connections)
+		f->lim.max_connections = CFG_DEFAULT_MAX_CONNECTIONS;
+	if (!f->lim.handshake_timeout_ms)
+		f->lim.handshake_timeout_ms = env->handshake_timeout_ms
+		                                  ? env->handshake_timeout_ms
+		                                  : CFG_DEFAULT_HANDSHAKE_MS;
+	if (!f->lim.buffer_bytes)
+		f->lim.buffer_bytes = CFG_DEFAULT_BUFFER_BYTES;
+	f->direct = direct;
+	f->acct = ns_acct_new();
+	return f->acct ? 0 : -ENOMEM;
+}
+
+void px_front_fini(struct px_front *f)
+{
+	px_listener_free(f->lst);
+	f->lst = NULL;
+	px_front_close_all(f);
+	px_relay_close_all(f);
+	ns_acct_release(f->acct);
+	f->acct = NULL;
+}
+
+size_t px_front_open(const struct px_front *f)
+{
+	return f->n_sessions + f->n_relays + (f->acct ? (size_t)f->acct->active : 0);
+}
+
+void px_front_stats(const struct px_front *f, struct px_stats *st)
+{
+	*st = f->stats;
+	if (f->acct) {
+		st->bytes_up += f->acct->bytes_out;
+		st->bytes_down += f->acct->bytes_in;
+		st->active += f->acct->active;
+		st->err_idle += f->acct->idle_closed;
+	}
+}
+
+static size_t px_front_max(const struct px_front *f)
+{
+	return f->lim.max_connections ? f->lim.max_connections
+	                              : CFG_DEFAULT_MAX_CONNECTIONS;
+}
+
+/* Closes the oldest session still in its handshake; false if there is none. */
+static bool px_front_evict(struct px_front *f)
+{
+	for (struct px_sess *s = f->sessions_tail; s; s = s->prev) {
+		if (s->state == PX_S_HANDSHAKE && s->ops->on_data) {
+			f->stats.err_limit++;
+			px_sess_close(s, false);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ---- sessions ---- */
+
 struct px_sess *px_sess_new(struct px_front *f, int fd, const struct px_sess_ops *ops)
 {
 	f->stats.accepted++;
-	if (f->n_sessions >= PX_MAX_SESSIONS) {
-		f->stats.err_accept++;
+	if (px_front_open(f) >= px_front_max(f) && !px_front_evict(f)) {
+		f->stats.err_limit++;
 		close(fd);
 		return NULL;
 	}
@@ -76,10 +164,13 @@ struct px_sess *px_sess_new(struct px_front *f, int fd, const struct px_sess_ops
 	s->front = f;
 	s->ops = ops;
 	s->fd = fd;
+	s->direct_fd = -1;
 	s->state = PX_S_HANDSHAKE;
 	s->next = f->sessions;
 	if (f->sessions)
 		f->sessions->prev = s;
+	else
+		f->sessions_tail = s;
 	f->sessions = s;
 	f->n_sessions++;
 	f->stats.pending++;
@@ -102,6 +193,8 @@ static void px_sess_unlink(struct px_sess *s)
 		f->sessions = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	else
+		f->sessions_tail = s->prev;
 	f->n_sessions--;
 	if (s->pending)
 		f->stats.pending--;
@@ -120,6 +213,19 @@ static void px_sess_free_mem(struct px_sess *s)
 	free(s);
 }
 
+/* Drops a host connect in progress (Direct = yes). */
+static void px_sess_drop_direct(struct px_sess *s)
+{
+	if (s->direct_ev) {
+		event_free(s->direct_ev);
+		s->direct_ev = NULL;
+	}
+	if (s->direct_fd >= 0) {
+		close(s->direct_fd);
+		s->direct_fd = -1;
+	}
+}
+
 /* Closes the client (with a RST if asked) and frees the session, or leaves
  * it DEAD for an outstanding callback. s must not be used afterwards. */
 static void px_sess_close(struct px_sess *s, bool rst)
@@ -127,6 +233,7 @@ static void px_sess_close(struct px_sess *s, bool rst)
 	if (s->state == PX_S_DEAD)
 		return;
 	px_sess_unlink(s);
+	px_sess_drop_direct(s);
 	if (s->rev) {
 		event_free(s->rev);
 		event_free(s->wev);
@@ -156,20 +263,37 @@ static void px_sess_close(struct px_sess *s, bool rst)
 	px_sess_free_mem(s);
 }
 
-/* Hands the client and the mesh connection to the netstack. */
+/* Hands the client and the mesh connection to the netstack (or the host
+ * connection to a direct relay). */
 static void px_sess_splice(struct px_sess *s)
 {
 	struct px_front *f = s->front;
 	struct ns_tcp *c = s->conn;
-	int fd = s->fd;
+	int fd = s->fd, host_fd = s->direct_fd;
 	size_t head = s->len - s->consumed;
+	const uint8_t *hp = head ? s->buf + s->consumed : NULL;
 	event_free(s->rev);
 	event_free(s->wev);
 	event_free(s->timer);
 	s->rev = s->wev = s->timer = NULL;
+	if (s->direct_ev) {
+		event_free(s->direct_ev);
+		s->direct_ev = NULL;
+	}
 	s->conn = NULL;
 	s->fd = -1;
-	int r = ns_splice_start(c, fd, head ? s->buf + s->consumed : NULL, head);
+	s->direct_fd = -1;
+	int r;
+	if (host_fd >= 0) {
+		r = px_relay_start(f, fd, host_fd, hp, head);
+	} else {
+		struct ns_splice_opts o = {
+		    .acct = f ? f->acct : NULL,
+		    .idle_ms = f ? f->lim.idle_timeout_ms : 0,
+		    .buf_limit = f ? f->lim.buffer_bytes : 0,
+		};
+		r = ns_splice_start_ex(c, fd, hp, head, &o);
+	}
 	if (f) {
 		if (r < 0) {
 			f->stats.err_other++;
@@ -273,6 +397,22 @@ static void px_sess_on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* on_data returned PX_PARSE_DETACH: the front-end takes the socket. */
+static void px_sess_detach(struct px_sess *s)
+{
+	int fd = s->fd;
+	event_free(s->rev);
+	event_free(s->wev);
+	event_free(s->timer);
+	s->rev = s->wev = s->timer = NULL;
+	s->fd = -1;
+	if (s->ops->on_detach)
+		s->ops->on_detach(s, fd);
+	else
+		close(fd);
+	px_sess_close(s, false); /* frees: nothing else is outstanding */
+}
+
 static void px_sess_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_sess *s = arg;
@@ -307,6 +447,12 @@ static void px_sess_on_read(evutil_socket_t fd, short what, void *arg)
 	if (s->state != PX_S_HANDSHAKE)
 		return; /* early data, kept for the splice */
 	enum px_parse r = s->ops->on_data(s);
+	if (r == PX_PARSE_DETACH && !s->broken) {
+		px_sess_detach(s);
+		return;
+	}
+	if (r == PX_PARSE_DETACH)
+		r = PX_PARSE_ERROR; /* the client is gone already */
 	if (r == PX_PARSE_MORE && s->len >= cap) {
 		PX_STAT(s, err_protocol); /* cannot happen: buffers exceed requests */
 		s->broken = true;
@@ -328,6 +474,7 @@ static void px_sess_on_read(evutil_socket_t fd, short what, void *arg)
 /* Terminal error during connect: reply, then close (or reset a tunnel). */
 static void px_sess_result(struct px_sess *s, enum px_err e)
 {
+	px_sess_drop_direct(s);
 	if (s->front) {
 		px_front_count_err(s->front, e);
 		char t[300];
@@ -384,6 +531,69 @@ static bool px_route_ok(const struct px_front *f, const struct ns_addr *a)
 	return !f->env.route_ok || f->env.route_ok(f->env.route_ctx, a);
 }
 
+/* The host connect finished (or failed). */
+static void px_sess_on_direct(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_sess *s = arg;
+	int e = 0;
+	socklen_t el = sizeof(e);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+		e = errno;
+	if (e != 0) {
+		px_sess_result(s, px_err_from_host_errno(e));
+		return;
+	}
+	event_free(s->direct_ev);
+	s->direct_ev = NULL;
+	s->state = PX_S_REPLY_OK;
+	px_sess_arm(s, px_handshake_ms(s->front));
+	if (s->ops->on_result)
+		s->ops->on_result(s, PX_OK);
+	px_sess_check(s);
+}
+
+/* Direct = yes: connect from the host; the connect timer bounds it. */
+static void px_sess_direct(struct px_sess *s, const struct ns_addr *a)
+{
+	int fd = px_direct_connect(a, s->target.port);
+	if (fd < 0) {
+		px_sess_result(s, px_err_from_host_errno(-fd));
+		return;
+	}
+	s->direct_fd = fd;
+	s->direct_ev = event_new(s->front->env.base, fd, EV_WRITE, px_sess_on_direct, s);
+	if (!s->direct_ev || event_add(s->direct_ev, NULL) < 0) {
+		px_sess_result(s, PX_E_GENERAL);
+		return;
+	}
+	char t[300];
+	px_target_format(&s->target, t, sizeof(t));
+	log_debug("%s: %s: not in the mesh, connecting from the host", s->front->kind, t);
+}
+
+/* Chooses among a's n addresses: the first one a mesh peer routes, else
+ * (Direct = yes and may_direct) the first one from the host. */
+static void px_sess_pick(struct px_sess *s, const struct ns_addr *a, size_t n,
+                         bool may_direct)
+{
+	struct px_front *f = s->front;
+	if (n == 0) {
+		px_sess_result(s, PX_E_RESOLVE);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (px_route_ok(f, &a[i])) {
+			px_sess_dial(s, &a[i]);
+			return;
+		}
+	}
+	if (may_direct && f->direct) {
+		px_sess_direct(s, &a[0]);
+		return;
+	}
+	px_sess_result(s, PX_E_NO_ROUTE);
+}
+
 static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrinfo *ai)
 {
 	if (s->state != PX_S_CONNECT) {
@@ -393,34 +603,27 @@ static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrin
 			px_sess_free_mem(s);
 		return;
 	}
-	struct ns_addr a, pick;
-	bool found = false, any = false;
-	for (struct evutil_addrinfo *i = result == 0 ? ai : NULL; i && !found;
+	struct ns_addr a[PX_MAX_ADDRS];
+	size_t n = 0;
+	for (struct evutil_addrinfo *i = result == 0 ? ai : NULL; i && n < PX_MAX_ADDRS;
 	     i = i->ai_next) {
-		memset(&a, 0, sizeof(a));
+		memset(&a[n], 0, sizeof(a[n]));
 		if (i->ai_family == AF_INET) {
-			a.family = AF_INET;
-			memcpy(a.addr, &((struct sockaddr_in *)i->ai_addr)->sin_addr, 4);
+			a[n].family = AF_INET;
+			memcpy(a[n].addr, &((struct sockaddr_in *)i->ai_addr)->sin_addr,
+			       4);
 		} else if (i->ai_family == AF_INET6) {
-			a.family = AF_INET6;
-			memcpy(a.addr, &((struct sockaddr_in6 *)i->ai_addr)->sin6_addr,
+			a[n].family = AF_INET6;
+			memcpy(a[n].addr, &((struct sockaddr_in6 *)i->ai_addr)->sin6_addr,
 			       16);
 		} else {
 			continue;
 		}
-		any = true;
-		if (px_route_ok(s->front, &a)) {
-			pick = a;
-			found = true;
-		}
+		n++;
 	}
 	if (ai)
 		evutil_freeaddrinfo(ai);
-	if (!found) {
-		px_sess_result(s, any ? PX_E_NO_ROUTE : PX_E_RESOLVE);
-		return;
-	}
-	px_sess_dial(s, &pick);
+	px_sess_pick(s, a, n, true);
 }
 
 static void px_sess_on_dns(int result, struct evutil_addrinfo *ai, void *arg)
@@ -444,12 +647,18 @@ void px_sess_connect(struct px_sess *s)
 	px_sess_arm(s, f->env.connect_timeout_ms ? f->env.connect_timeout_ms
 	                                         : PX_CONNECT_TIMEOUT_MS);
 	if (!s->target.is_name) {
-		if (!px_route_ok(f, &s->target.addr)) {
-			px_sess_result(s, PX_E_NO_ROUTE);
+		px_sess_pick(s, &s->target.addr, 1, true);
+		return;
+	}
+	if (f->env.resolve_mesh) {
+		/* Mesh names never leave the mesh (no DNS, no direct). */
+		struct ns_addr a[PX_MAX_ADDRS];
+		size_t n = f->env.resolve_mesh(f->env.resolve_ctx, s->target.host, a,
+		                               PX_MAX_ADDRS);
+		if (n > 0) {
+			px_sess_pick(s, a, n > PX_MAX_ADDRS ? PX_MAX_ADDRS : n, false);
 			return;
 		}
-		px_sess_dial(s, &s->target.addr);
-		return;
 	}
 	if (!f->env.dns) {
 		px_sess_result(s, PX_E_RESOLVE);

@@ -111,6 +111,55 @@ int ns_splice_start(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_l
 	return 0;
 }
 
+static struct ns_splice_opts last_opts;
+
+int ns_splice_start_ex(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len,
+                       const struct ns_splice_opts *o)
+{
+	memset(&last_opts, 0, sizeof(last_opts));
+	if (o)
+		last_opts = *o;
+	return ns_splice_start(c, fd, head, head_len);
+}
+
+struct ns_acct *ns_acct_new(void)
+{
+	return calloc(1, sizeof(struct ns_acct));
+}
+
+void ns_acct_release(struct ns_acct *a)
+{
+	free(a);
+}
+
+/* UDP is tested elsewhere: no mesh UDP here. */
+struct ns_udp *ns_udp_open(uint16_t port, ns_udp_recv_fn cb, void *ctx, int *err)
+{
+	*err = -ENETDOWN;
+	return NULL;
+}
+
+uint16_t ns_udp_port(const struct ns_udp *u)
+{
+	return 0;
+}
+
+int ns_udp_send(struct ns_udp *u, const struct ns_addr *dst, uint16_t dport,
+                const uint8_t *data, size_t len)
+{
+	return -ENETDOWN;
+}
+
+void ns_udp_close(struct ns_udp *u)
+{
+}
+
+void ns_tcp_unlisten(uint16_t port)
+{
+	if (port == listen_port)
+		listen_cb = NULL;
+}
+
 int ns_tcp_listen(uint16_t port, ns_tcp_accept_fn cb, void *ctx)
 {
 	listen_cb = cb;
