@@ -1,10 +1,14 @@
 /* [Socks5]: a SOCKS5 server (RFC 1928) with optional username/password
- * (RFC 1929). CONNECT to IPv4, IPv6 and names; other commands get 0x07.
- * The request may arrive byte by byte or all at once with data behind it
- * (which goes to the mesh side first). Reply codes:
- *   no mesh route 0x03, name not resolved / host unreachable 0x04,
- *   refused 0x05, timed out 0x06, anything else 0x01.
- * BND.ADDR is 0.0.0.0:0: the netstack does not tell us the local side.
+ * (RFC 1929; wrong credentials get status 0x01, then the connection
+ * closes). CONNECT to IPv4, IPv6 and names; UDP ASSOCIATE (socks5_udp.c
+ * takes the connection over); BIND gets 0x07. The request may arrive byte
+ * by byte or all at once with data behind it (which goes to the
+ * destination first). Reply codes:
+ *   no route (no mesh peer and Direct = no) 0x03, name not resolved / host
+ *   unreachable 0x04, refused 0x05, timed out 0x06, unknown command 0x07,
+ *   unknown address type 0x08, anything else 0x01.
+ * CONNECT's BND.ADDR is 0.0.0.0:0: the netstack does not tell us the
+ * local side.
  *
  * The same port speaks SOCKS4 and SOCKS4a when the first byte is 4:
  * CONNECT only (BIND gets 91), 90 on success and 91 for every failure.
@@ -25,6 +29,7 @@ enum { SOCKS_GREETING, SOCKS_AUTH, SOCKS_REQUEST, SOCKS4_REQUEST };
 struct px_socks {
 	struct px_front front; /* first: sessions point at it */
 	char *user, *pass;     /* NULL: no authentication */
+	struct px_udp_assocs udp;
 };
 
 /* Room for greeting, auth and request (SOCKS5 or SOCKS4a) at once plus
@@ -148,8 +153,8 @@ static enum px_parse px_socks_on_data(struct px_sess *s)
 			r = px_socks5_parse_request(p, n, &cmd, &s->target, &used, &code);
 			if (r == PX_PARSE_MORE)
 				return r;
-			if (r == PX_PARSE_OK && cmd != SOCKS5_CMD_CONNECT) {
-				r = PX_PARSE_ERROR; /* BIND, UDP ASSOCIATE: later */
+			if (r == PX_PARSE_OK && cmd == SOCKS5_CMD_BIND) {
+				r = PX_PARSE_ERROR;
 				code = SOCKS5_REP_CMD_UNSUPPORTED;
 			}
 			if (r == PX_PARSE_ERROR) {
@@ -160,6 +165,10 @@ static enum px_parse px_socks_on_data(struct px_sess *s)
 			s->consumed += used;
 			char t[300];
 			px_target_format(&s->target, t, sizeof(t));
+			if (cmd == SOCKS5_CMD_UDP_ASSOCIATE) {
+				log_debug("socks5: UDP ASSOCIATE from %s", t);
+				return PX_PARSE_DETACH;
+			}
 			log_debug("socks5: CONNECT %s", t);
 			return PX_PARSE_OK;
 		}
@@ -197,10 +206,19 @@ static void px_socks_on_result(struct px_sess *s, enum px_err e)
 	px_socks_reply(s, rep);
 }
 
+/* UDP ASSOCIATE: the association takes the control connection. */
+static void px_socks_on_detach(struct px_sess *s, int fd)
+{
+	struct px_socks *ps = px_socks_of(s);
+	px_udp_assoc_start(&ps->front, &ps->udp, fd, &s->target, s->out + s->out_off,
+	                   s->out_len - s->out_off);
+}
+
 static const struct px_sess_ops px_socks_ops = {
     .on_data = px_socks_on_data,
     .on_result = px_socks_on_result,
     .buf_size = SOCKS_BUF,
+    .on_detach = px_socks_on_detach,
 };
 
 static void px_socks_on_accept(void *ctx, int fd)
@@ -225,8 +243,11 @@ struct px_socks *px_socks_new(const struct px_env *env, const struct cfg_socks5 
 		snprintf(err, errlen, "socks5: out of memory");
 		return NULL;
 	}
-	ps->front.env = *env;
-	ps->front.kind = "socks5";
+	if (px_front_init(&ps->front, env, "socks5", &cfg->limits, cfg->direct) < 0) {
+		snprintf(err, errlen, "socks5: out of memory");
+		px_socks_free(ps);
+		return NULL;
+	}
 	if (cfg->username && cfg->password) {
 		ps->user = strdup(cfg->username);
 		ps->pass = strdup(cfg->password);
@@ -249,8 +270,8 @@ void px_socks_free(struct px_socks *ps)
 {
 	if (!ps)
 		return;
-	px_listener_free(ps->front.lst);
-	px_front_close_all(&ps->front);
+	px_udp_assoc_close_all(&ps->udp);
+	px_front_fini(&ps->front);
 	px_free_secret(ps->user);
 	px_free_secret(ps->pass);
 	free(ps);
@@ -258,7 +279,7 @@ void px_socks_free(struct px_socks *ps)
 
 void px_socks_get_stats(const struct px_socks *ps, struct px_stats *st)
 {
-	*st = ps->front.stats;
+	px_front_stats(&ps->front, st);
 }
 
 void px_socks_local_addr(const struct px_socks *ps, struct sockaddr_storage *ss,

@@ -102,7 +102,8 @@ enum px_parse px_socks5_parse_request(const uint8_t *p, size_t len, uint8_t *cmd
 	if (len < aoff + alen + 2)
 		return PX_PARSE_MORE;
 	uint16_t port = (uint16_t)(p[aoff + alen] << 8 | p[aoff + alen + 1]);
-	if (port == 0)
+	/* UDP ASSOCIATE names the client's source, often 0.0.0.0:0 ("any"). */
+	if (port == 0 && *cmd != SOCKS5_CMD_UDP_ASSOCIATE)
 		return px_socks5_fail(rep, SOCKS5_REP_GENERAL);
 	if (p[3] == SOCKS5_ATYP_DOMAIN) {
 		/* curl --socks5-hostname sends addresses as names too. */
@@ -139,4 +140,61 @@ size_t px_socks5_reply(uint8_t *out, uint8_t rep, const struct sockaddr_storage 
 		memset(out + 4, 0, 6);
 	}
 	return 10;
+}
+
+/* ---- UDP ASSOCIATE datagrams (RFC 1928 section 7) ---- */
+
+bool px_socks5_udp_parse(const uint8_t *p, size_t len, uint8_t *frag, struct px_target *t,
+                         size_t *hdr_len)
+{
+	memset(t, 0, sizeof(*t));
+	if (len < 4)
+		return false;
+	*frag = p[2];
+	size_t alen, aoff = 4;
+	switch (p[3]) {
+	case SOCKS5_ATYP_IPV4:
+		alen = 4;
+		break;
+	case SOCKS5_ATYP_IPV6:
+		alen = 16;
+		break;
+	case SOCKS5_ATYP_DOMAIN:
+		if (len < 5)
+			return false;
+		alen = p[4];
+		aoff = 5;
+		if (alen == 0)
+			return false;
+		break;
+	default:
+		return false;
+	}
+	if (len < aoff + alen + 2)
+		return false;
+	uint16_t port = (uint16_t)(p[aoff + alen] << 8 | p[aoff + alen + 1]);
+	if (port == 0)
+		return false;
+	if (p[3] == SOCKS5_ATYP_DOMAIN) {
+		if (!px_target_set(t, (const char *)p + aoff, alen, port))
+			return false;
+	} else {
+		t->addr.family = p[3] == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6;
+		memcpy(t->addr.addr, p + aoff, alen);
+		t->port = port;
+		inet_ntop(t->addr.family, t->addr.addr, t->host, sizeof(t->host));
+	}
+	*hdr_len = aoff + alen + 2;
+	return true;
+}
+
+size_t px_socks5_udp_header(uint8_t *out, const struct ns_addr *a, uint16_t port)
+{
+	size_t alen = a->family == AF_INET6 ? 16 : 4;
+	out[0] = out[1] = out[2] = 0;
+	out[3] = a->family == AF_INET6 ? SOCKS5_ATYP_IPV6 : SOCKS5_ATYP_IPV4;
+	memcpy(out + 4, a->addr, alen);
+	out[4 + alen] = (uint8_t)(port >> 8);
+	out[5 + alen] = (uint8_t)port;
+	return 6 + alen;
 }

@@ -1,6 +1,8 @@
 /* SOCKS5 (RFC 1928/1929) and HTTP CONNECT request parsers as pure
  * functions: complete messages, every prefix (byte-by-byte arrival),
- * trailing early data, malformed and oversized inputs, and random bytes. */
+ * trailing early data, malformed and oversized inputs, and random bytes;
+ * the SOCKS5 UDP datagram header (every ATYP, truncation at each byte,
+ * FRAG, unknown ATYP, oversized names) and its builder. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -251,6 +253,11 @@ static void test_request_errors(void **st)
 	assert_int_equal(px_socks5_parse_request(udp, 10, &cmd, &t, &used, &rep),
 	                 PX_PARSE_OK);
 	assert_int_equal(cmd, SOCKS5_CMD_UDP_ASSOCIATE);
+	/* UDP ASSOCIATE names the client's source: 0.0.0.0:0 means "any" */
+	const uint8_t udp0[] = {5, 3, 0, 1, 0, 0, 0, 0, 0, 0};
+	assert_int_equal(px_socks5_parse_request(udp0, 10, &cmd, &t, &used, &rep),
+	                 PX_PARSE_OK);
+	assert_int_equal(t.port, 0);
 	/* non-zero RSV is tolerated */
 	const uint8_t rsv[] = {5, 1, 7, 1, 1, 2, 3, 4, 0, 1};
 	assert_int_equal(px_socks5_parse_request(rsv, 10, &cmd, &t, &used, &rep),
@@ -308,6 +315,191 @@ static void test_socks5_random(void **st)
 		if (px_socks5_parse_request(buf, len, &cmd, &t, &used, &rep) ==
 		    PX_PARSE_OK) {
 			assert_true(used <= len && used >= 10);
+			assert_true(t.port != 0 || cmd == SOCKS5_CMD_UDP_ASSOCIATE);
+			assert_true(strlen(t.host) < sizeof(t.host));
+		}
+	}
+}
+
+/* ---- UDP ASSOCIATE datagram header (RFC 1928 section 7) ---- */
+
+static bool udp_parse(const uint8_t *p, size_t len, uint8_t *frag, struct px_target *t,
+                      size_t *hl)
+{
+	return px_socks5_udp_parse(p, len, frag, t, hl);
+}
+
+/* A whole header parses; every truncation of it is refused. */
+static void assert_udp_truncations_fail(const uint8_t *m, size_t hdr_len)
+{
+	struct px_target t;
+	uint8_t frag;
+	size_t hl;
+	for (size_t k = 0; k < hdr_len; k++)
+		if (udp_parse(m, k, &frag, &t, &hl))
+			fail_msg("header cut at %zu of %zu bytes parsed", k, hdr_len);
+}
+
+static void test_udp_header_ipv4(void **st)
+{
+	const uint8_t m[] = {0, 0, 0, 1, 10, 0, 0, 7, 0, 53, 'q', 'r', 'y'};
+	struct px_target t;
+	uint8_t frag = 0xee;
+	size_t hl = 0;
+	assert_true(udp_parse(m, sizeof(m), &frag, &t, &hl));
+	assert_int_equal(frag, 0);
+	assert_int_equal(hl, SOCKS5_UDP_HDR_IPV4);
+	assert_false(t.is_name);
+	assert_int_equal(t.addr.family, AF_INET);
+	assert_memory_equal(t.addr.addr, "\x0a\x00\x00\x07", 4);
+	assert_int_equal(t.port, 53);
+	assert_string_equal(t.host, "10.0.0.7");
+	assert_udp_truncations_fail(m, hl);
+	/* an empty payload is a valid datagram */
+	assert_true(udp_parse(m, hl, &frag, &t, &hl));
+	/* RSV is not checked (clients are known to put junk there) */
+	const uint8_t rsv[] = {0xff, 0xff, 0, 1, 10, 0, 0, 7, 0, 53};
+	assert_true(udp_parse(rsv, sizeof(rsv), &frag, &t, &hl));
+}
+
+static void test_udp_header_ipv6(void **st)
+{
+	uint8_t m[SOCKS5_UDP_HDR_IPV6 + 2] = {0, 0, 0, 4};
+	inet_pton(AF_INET6, "fd7a:115c:a1e0::9", m + 4);
+	m[20] = 0x13;
+	m[21] = 0x88; /* 5000 */
+	m[22] = 'h', m[23] = 'i';
+	struct px_target t;
+	uint8_t frag;
+	size_t hl;
+	assert_true(udp_parse(m, sizeof(m), &frag, &t, &hl));
+	assert_int_equal(hl, SOCKS5_UDP_HDR_IPV6);
+	assert_int_equal(t.addr.family, AF_INET6);
+	assert_memory_equal(t.addr.addr, m + 4, 16);
+	assert_int_equal(t.port, 5000);
+	assert_string_equal(t.host, "fd7a:115c:a1e0::9");
+	assert_udp_truncations_fail(m, hl);
+}
+
+static size_t udp_domain(uint8_t *m, const char *name, size_t n, uint16_t port)
+{
+	m[0] = m[1] = m[2] = 0;
+	m[3] = SOCKS5_ATYP_DOMAIN;
+	m[4] = (uint8_t)n;
+	memcpy(m + 5, name, n);
+	m[5 + n] = (uint8_t)(port >> 8);
+	m[6 + n] = (uint8_t)port;
+	return 7 + n;
+}
+
+static void test_udp_header_domain(void **st)
+{
+	uint8_t m[SOCKS5_UDP_HDR_MAX + 16];
+	struct px_target t;
+	uint8_t frag;
+	size_t hl, n = udp_domain(m, "dns.mesh", 8, 53);
+	memcpy(m + n, "payload", 7);
+	assert_true(udp_parse(m, n + 7, &frag, &t, &hl));
+	assert_int_equal(hl, n);
+	assert_true(t.is_name);
+	assert_string_equal(t.host, "dns.mesh");
+	assert_int_equal(t.port, 53);
+	assert_udp_truncations_fail(m, n);
+	/* IP literals written as names come back as addresses */
+	n = udp_domain(m, "10.1.2.3", 8, 9);
+	assert_true(udp_parse(m, n, &frag, &t, &hl));
+	assert_false(t.is_name);
+	assert_int_equal(t.addr.family, AF_INET);
+	n = udp_domain(m, "::1", 3, 9);
+	assert_true(udp_parse(m, n, &frag, &t, &hl));
+	assert_int_equal(t.addr.family, AF_INET6);
+	/* the longest name the length byte allows, but not a DNS name (> 253) */
+	char name[255];
+	for (int i = 0; i < 255; i++)
+		name[i] = (i % 64 == 63) ? '.' : 'a';
+	n = udp_domain(m, name, 255, 53);
+	assert_int_equal(n, SOCKS5_UDP_HDR_MAX);
+	assert_false(udp_parse(m, n + 4, &frag, &t, &hl));
+	n = udp_domain(m, name, 253, 53);
+	assert_true(udp_parse(m, n, &frag, &t, &hl));
+	assert_int_equal(strlen(t.host), 253);
+	/* a length byte that promises more than the datagram holds */
+	n = udp_domain(m, "abc", 3, 53);
+	m[4] = 200;
+	assert_false(udp_parse(m, n, &frag, &t, &hl));
+	/* empty, NUL inside, not a host name */
+	n = udp_domain(m, "", 0, 53);
+	assert_false(udp_parse(m, n, &frag, &t, &hl));
+	n = udp_domain(m, "a\0b", 3, 53);
+	assert_false(udp_parse(m, n, &frag, &t, &hl));
+	n = udp_domain(m, "a b", 3, 53);
+	assert_false(udp_parse(m, n, &frag, &t, &hl));
+}
+
+static void test_udp_header_errors(void **st)
+{
+	struct px_target t;
+	uint8_t frag = 0;
+	size_t hl;
+	/* FRAG is reported; the relay drops anything but 0 */
+	const uint8_t fr[] = {0, 0, 3, 1, 10, 0, 0, 7, 0, 53, 'x'};
+	assert_true(udp_parse(fr, sizeof(fr), &frag, &t, &hl));
+	assert_int_equal(frag, 3);
+	/* unknown address types */
+	for (int atyp = 0; atyp < 256; atyp++) {
+		if (atyp == 1 || atyp == 3 || atyp == 4)
+			continue;
+		uint8_t m[32] = {0, 0, 0, (uint8_t)atyp, 10, 0, 0, 7, 0, 53};
+		assert_false(udp_parse(m, sizeof(m), &frag, &t, &hl));
+	}
+	/* port 0 */
+	const uint8_t p0[] = {0, 0, 0, 1, 10, 0, 0, 7, 0, 0, 'x'};
+	assert_false(udp_parse(p0, sizeof(p0), &frag, &t, &hl));
+	assert_false(udp_parse(NULL, 0, &frag, &t, &hl));
+}
+
+static void test_udp_header_build(void **st)
+{
+	uint8_t out[SOCKS5_UDP_HDR_IPV6];
+	struct ns_addr a = {.family = AF_INET, .addr = {192, 0, 2, 1}};
+	assert_int_equal(px_socks5_udp_header(out, &a, 53), SOCKS5_UDP_HDR_IPV4);
+	assert_memory_equal(out, "\x00\x00\x00\x01\xc0\x00\x02\x01\x00\x35", 10);
+	struct px_target t;
+	uint8_t frag;
+	size_t hl;
+	assert_true(udp_parse(out, 10, &frag, &t, &hl));
+	assert_int_equal(t.port, 53);
+	assert_memory_equal(t.addr.addr, a.addr, 4);
+	a.family = AF_INET6;
+	inet_pton(AF_INET6, "2001:db8::5", a.addr);
+	assert_int_equal(px_socks5_udp_header(out, &a, 65535), SOCKS5_UDP_HDR_IPV6);
+	assert_true(udp_parse(out, sizeof(out), &frag, &t, &hl));
+	assert_int_equal(hl, SOCKS5_UDP_HDR_IPV6);
+	assert_int_equal(frag, 0);
+	assert_int_equal(t.addr.family, AF_INET6);
+	assert_memory_equal(t.addr.addr, a.addr, 16);
+	assert_int_equal(t.port, 65535);
+}
+
+/* Random datagrams: never a crash; a header never claims more than it got. */
+static void test_udp_header_random(void **st)
+{
+	uint8_t buf[300];
+	srand(4321);
+	for (int iter = 0; iter < 200000; iter++) {
+		size_t len = (size_t)(rand() % (int)sizeof(buf));
+		for (size_t i = 0; i < len; i++)
+			buf[i] = (uint8_t)rand();
+		if (len > 3 && rand() % 2)
+			buf[3] = (uint8_t)(1 + rand() % 4);
+		if (len > 4 && buf[3] == 3 && rand() % 2)
+			buf[4] = (uint8_t)(rand() % 16);
+		struct px_target t;
+		uint8_t frag;
+		size_t hl = 999999;
+		if (udp_parse(buf, len, &frag, &t, &hl)) {
+			assert_true(hl <= len && hl >= 8 && /* one-letter name */
+			            hl <= SOCKS5_UDP_HDR_MAX);
 			assert_true(t.port != 0);
 			assert_true(strlen(t.host) < sizeof(t.host));
 		}
@@ -554,13 +746,26 @@ static void test_target(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_greeting),        cmocka_unit_test(test_auth),
-	    cmocka_unit_test(test_request_ipv4),    cmocka_unit_test(test_request_ipv6),
-	    cmocka_unit_test(test_request_domain),  cmocka_unit_test(test_request_errors),
-	    cmocka_unit_test(test_reply),           cmocka_unit_test(test_socks5_random),
-	    cmocka_unit_test(test_http_connect),    cmocka_unit_test(test_http_errors),
-	    cmocka_unit_test(test_http_size_limit), cmocka_unit_test(test_http_auth),
-	    cmocka_unit_test(test_http_responses),  cmocka_unit_test(test_http_random),
+	    cmocka_unit_test(test_greeting),
+	    cmocka_unit_test(test_auth),
+	    cmocka_unit_test(test_request_ipv4),
+	    cmocka_unit_test(test_request_ipv6),
+	    cmocka_unit_test(test_request_domain),
+	    cmocka_unit_test(test_request_errors),
+	    cmocka_unit_test(test_reply),
+	    cmocka_unit_test(test_socks5_random),
+	    cmocka_unit_test(test_udp_header_ipv4),
+	    cmocka_unit_test(test_udp_header_ipv6),
+	    cmocka_unit_test(test_udp_header_domain),
+	    cmocka_unit_test(test_udp_header_errors),
+	    cmocka_unit_test(test_udp_header_build),
+	    cmocka_unit_test(test_udp_header_random),
+	    cmocka_unit_test(test_http_connect),
+	    cmocka_unit_test(test_http_errors),
+	    cmocka_unit_test(test_http_size_limit),
+	    cmocka_unit_test(test_http_auth),
+	    cmocka_unit_test(test_http_responses),
+	    cmocka_unit_test(test_http_random),
 	    cmocka_unit_test(test_target),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
