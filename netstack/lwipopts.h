@@ -184,8 +184,27 @@
 /* ---- statistics and debugging ---- */
 /* netstack keeps its own counters (ns_get_stats). Assertions stay on unless
  * NDEBUG is defined: they catch lwIP misuse and known lwIP traps early. */
-#define LWIP_STATS         0
+/* Only lwIP's MIB2 counters are on, for one number: udpNoPorts (datagrams
+ * to a port nobody bound, ns_stats.udp_drop). Each is a plain increment. */
+#define LWIP_STATS         1
 #define LWIP_STATS_DISPLAY 0
+#define MIB2_STATS         1
+#define LINK_STATS         0
+#define ETHARP_STATS       0
+#define IP_STATS           0
+#define IPFRAG_STATS       0
+#define ICMP_STATS         0
+#define IGMP_STATS         0
+#define UDP_STATS          0
+#define TCP_STATS          0
+#define MEM_STATS          0
+#define MEMP_STATS         0
+#define SYS_STATS          0
+#define IP6_STATS          0
+#define ICMP6_STATS        0
+#define IP6_FRAG_STATS     0
+#define MLD6_STATS         0
+#define ND6_STATS          0
 #ifdef NDEBUG
 #define LWIP_NOASSERT 1
 #endif

@@ -1,6 +1,6 @@
 /* The lwIP instance: one point-to-point netif holding the node's mesh
  * addresses, packet input and output, lwIP's timers on a libevent timer.
- * TCP lives in tcp.c/splice.c, ICMP echo in ping.c. */
+ * TCP lives in tcp.c/splice.c, UDP in udp.c, ICMP echo in ping.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -17,6 +17,7 @@
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
 #include "lwip/priv/tcp_priv.h"
+#include "lwip/stats.h"
 #include "lwip/timeouts.h"
 
 #include "ns_priv.h"
@@ -428,7 +429,9 @@ int ns_init(struct event_base *base, const struct ns_config *cfg, ns_output_fn o
 	ns_ctx.dial_timeout_ms = NS_TCP_DIAL_TIMEOUT_MS;
 	ns_ctx.timer = evtimer_new(base, ns_timer_cb, NULL);
 	ns_ctx.defer_ev = event_new(base, -1, 0, ns_defer_cb, NULL);
-	if (ns_ctx.timer == NULL || ns_ctx.defer_ev == NULL) {
+	ns_ctx.idle_ev = evtimer_new(base, ns_splice_idle_cb, NULL);
+	ns_ctx.udp_noports_base = lwip_stats.mib2.udpnoports;
+	if (ns_ctx.timer == NULL || ns_ctx.defer_ev == NULL || ns_ctx.idle_ev == NULL) {
 		err = -ENOMEM;
 		goto fail;
 	}
@@ -453,6 +456,8 @@ fail:
 		event_free(ns_ctx.timer);
 	if (ns_ctx.defer_ev != NULL)
 		event_free(ns_ctx.defer_ev);
+	if (ns_ctx.idle_ev != NULL)
+		event_free(ns_ctx.idle_ev);
 	memset(&ns_ctx, 0, sizeof(ns_ctx));
 	return err;
 }
@@ -467,6 +472,7 @@ void ns_shutdown(void)
 		return;
 	ns_ctx.closing = true;
 	ns_tcp_shutdown_all();
+	ns_udp_shutdown_all();
 	ns_ping_shutdown();
 	ns_defer_clear();
 	netif_remove(&ns_ctx.netif);
@@ -478,12 +484,18 @@ void ns_shutdown(void)
 	}
 	event_free(ns_ctx.timer);
 	event_free(ns_ctx.defer_ev);
+	event_free(ns_ctx.idle_ev);
 	memset(&ns_ctx, 0, sizeof(ns_ctx));
 }
 
 void ns_get_stats(struct ns_stats *st)
 {
 	*st = ns_ctx.st;
+	/* lwIP counts datagrams no pcb took (MIB2 udpNoPorts, a u32 that
+	 * wraps); only counted while the stack is up. */
+	if (ns_ctx.up)
+		st->udp_drop =
+		    (uint32_t)(lwip_stats.mib2.udpnoports - ns_ctx.udp_noports_base);
 }
 
 size_t ns_debug_rxq_bytes(void)

@@ -97,6 +97,7 @@ struct ns_splice_opts {
 	size_t buf_limit;
 };
 #define NS_HALF_CLOSED_IDLE_MS (5 * 60 * 1000)
+#define NS_BUF_LIMIT_MIN       (16 * 1024)
 /* ns_splice_start() with options (o may be NULL). */
 int ns_splice_start_ex(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len,
 		       const struct ns_splice_opts *o);

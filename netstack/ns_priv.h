@@ -1,4 +1,5 @@
-/* Private to netstack/: state shared by ns.c, tcp.c, splice.c and ping.c.
+/* Private to netstack/: state shared by ns.c, tcp.c, splice.c, udp.c and
+ * ping.c.
  * Nothing outside netstack/ (except its unit test) includes this. */
 #ifndef MESH_NS_PRIV_H
 #define MESH_NS_PRIV_H
@@ -47,6 +48,11 @@ struct ns_ctx {
 	uint64_t output_drop; /* packets lwIP sent from an address not ours */
 	size_t rxq_bytes;     /* sum over connections of queued mesh->socket bytes */
 	unsigned dial_timeout_ms;
+	/* The idle sweep (splice.c): one coarse timer for all splices. */
+	struct event *idle_ev;
+	bool idle_pending;
+	uint32_t idle_period_ms;   /* period the timer is armed with */
+	uint32_t udp_noports_base; /* lwIP's mib2.udpnoports at ns_init */
 };
 extern struct ns_ctx ns_ctx;
 
@@ -96,6 +102,16 @@ struct ns_tcp {
 	uint8_t *txp; /* bytes read (or head) that lwIP did not take yet */
 	size_t txp_len, txp_off;
 
+	/* splice options (ns_splice_start_ex) */
+	struct ns_acct *acct; /* holds one reference while spliced */
+	unsigned idle_ms;     /* 0: only the half-closed rule */
+	size_t rx_limit;      /* bound on received bytes held (window) */
+	size_t tx_limit;      /* bound on bytes queued in lwIP's send buffer */
+	size_t wnd_debt;      /* tcp_recved() still withheld to shrink the window */
+	uint32_t last_rx_ms;  /* sys_now() when mesh->socket bytes last moved */
+	uint32_t last_tx_ms;  /* ... socket->mesh */
+	uint32_t half_ms;     /* when one direction finished (0: not yet) */
+
 	struct event ev_read, ev_write, ev_dial;
 	ns_tcp_connected_fn dial_cb;
 	void *dial_ctx;
@@ -115,6 +131,8 @@ void ns_tcp_dial_failed(struct ns_tcp *c, int err);
 void ns_tcp_enter(struct ns_tcp *c);
 err_t ns_tcp_leave(struct ns_tcp *c);
 void ns_tcp_shutdown_all(void);
+/* Head of the list of live connections (for the idle sweep). */
+struct ns_tcp *ns_tcp_first(void);
 
 /* splice.c: the lwIP callbacks of a connection (also used before the
  * splice: received data is queued and the window closes). */
@@ -122,6 +140,14 @@ void ns_splice_attach(struct ns_tcp *c);
 void ns_splice_free_queues(struct ns_tcp *c);
 /* Closes c->fd (if any) after removing its events; rst: SO_LINGER 0. */
 void ns_splice_close_fd(struct ns_tcp *c, bool rst);
+/* Resets splices idle past idle_ms or half-closed and idle past
+ * NS_HALF_CLOSED_IDLE_MS (the idle timer calls it; tests call it after
+ * moving ns_clock_offset_ms). Re-arms the idle timer while splices exist. */
+void ns_splice_idle_sweep(void);
+void ns_splice_idle_cb(evutil_socket_t fd, short what, void *arg);
+
+/* udp.c */
+void ns_udp_shutdown_all(void);
 
 /* ping.c */
 int ns_ping_init(void);

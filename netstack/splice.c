@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "lwip/priv/tcp_priv.h"
+#include "lwip/sys.h"
 #include "lwip/tcp.h"
 
 #include "ns_priv.h"
@@ -35,6 +36,37 @@
 static uint8_t ns_read_buf[0xffff];
 
 static void ns_splice_pump(struct ns_tcp *c);
+
+/* ---- byte accounting ---- */
+
+struct ns_acct *ns_acct_new(void)
+{
+	struct ns_acct *a = calloc(1, sizeof(*a));
+
+	if (a != NULL)
+		a->refs = 1;
+	return a;
+}
+
+void ns_acct_release(struct ns_acct *a)
+{
+	if (a != NULL && --a->refs == 0)
+		free(a);
+}
+
+/* Room lwIP's send buffer has for this connection: tcp_sndbuf() less what
+ * is queued beyond tx_limit. */
+static size_t ns_tx_room(const struct ns_tcp *c)
+{
+	size_t room = tcp_sndbuf(c->pcb), queued;
+
+	if (room >= TCP_SND_BUF)
+		return c->tx_limit;
+	queued = TCP_SND_BUF - room;
+	if (queued >= c->tx_limit)
+		return 0;
+	return room < c->tx_limit - queued ? room : c->tx_limit - queued;
+}
 
 /* ---- the receive ring ---- */
 
@@ -285,8 +317,21 @@ static int ns_splice_rx_flush(struct ns_tcp *c)
 		if ((size_t)w < want)
 			break; /* the socket buffer is full */
 	}
-	ns_ctx.st.splice_bytes_in += total;
+	if (total > 0) {
+		ns_ctx.st.splice_bytes_in += total;
+		if (c->acct != NULL)
+			c->acct->bytes_in += total;
+		c->last_rx_ms = sys_now();
+	}
 	c->unacked_recv += total;
+	/* A window lowered below what lwIP had granted shrinks by withholding
+	 * tcp_recved() for that much. */
+	if (c->wnd_debt > 0) {
+		size_t k = c->wnd_debt < c->unacked_recv ? c->wnd_debt : c->unacked_recv;
+
+		c->wnd_debt -= k;
+		c->unacked_recv -= k;
+	}
 	/* The window opens by exactly what the socket took. */
 	while (c->pcb != NULL && c->unacked_recv > 0) {
 		u16_t k = c->unacked_recv > 0xffff ? 0xffff : (u16_t)c->unacked_recv;
@@ -303,7 +348,7 @@ static ssize_t ns_splice_tx_feed(struct ns_tcp *c, const uint8_t *d, size_t len)
 	size_t off = 0;
 
 	while (off < len) {
-		size_t room = tcp_sndbuf(c->pcb);
+		size_t room = ns_tx_room(c);
 		u16_t k;
 		err_t err;
 
@@ -340,9 +385,11 @@ static void ns_splice_update_read(struct ns_tcp *c)
 	if (c->fd >= 0 && c->pcb != NULL && !c->tx_eof && c->txp_len == 0 &&
 	    tcp_sndqueuelen(c->pcb) < TCP_SND_QUEUELEN) {
 		/* Hysteresis: resume only with a useful amount of room. */
-		tcpwnd_size_t room = tcp_sndbuf(c->pcb);
+		size_t room = ns_tx_room(c), lowat = TCP_SNDLOWAT;
 
-		want = c->reading ? room > 0 : room >= TCP_SNDLOWAT;
+		if (lowat > c->tx_limit / 4)
+			lowat = c->tx_limit / 4;
+		want = c->reading ? room > 0 : room >= lowat;
 	}
 	if (want && !c->reading)
 		event_add(&c->ev_read, NULL);
@@ -366,6 +413,8 @@ static void ns_splice_pump(struct ns_tcp *c)
 		} else if (c->rx_fin) {
 			shutdown(c->fd, SHUT_WR);
 			c->rx_done = true;
+			if (c->half_ms == 0)
+				c->half_ms = sys_now() | 1;
 		}
 	}
 	if (!c->tx_done && c->pcb != NULL) {
@@ -387,9 +436,11 @@ static void ns_splice_pump(struct ns_tcp *c)
 		if (c->tx_eof && c->txp_len == 0) {
 			err_t err = tcp_shutdown(c->pcb, 0, 1);
 
-			if (err == ERR_OK)
+			if (err == ERR_OK) {
 				c->tx_done = true;
-			else if (err != ERR_MEM) {
+				if (c->half_ms == 0)
+					c->half_ms = sys_now() | 1;
+			} else if (err != ERR_MEM) {
 				ns_splice_reset_local(c);
 				return;
 			}
@@ -422,7 +473,7 @@ static void on_fd_read(evutil_socket_t fd, short what, void *arg)
 	ns_tcp_enter(c);
 	while (!c->finished && c->pcb != NULL && !c->tx_eof && c->txp_len == 0 &&
 	       budget > 0) {
-		size_t n = tcp_sndbuf(c->pcb);
+		size_t n = ns_tx_room(c);
 		ssize_t r, k;
 
 		if (n == 0 || tcp_sndqueuelen(c->pcb) >= TCP_SND_QUEUELEN)
@@ -434,6 +485,9 @@ static void on_fd_read(evutil_socket_t fd, short what, void *arg)
 		r = read(fd, ns_read_buf, n);
 		if (r > 0) {
 			ns_ctx.st.splice_bytes_out += (size_t)r;
+			if (c->acct != NULL)
+				c->acct->bytes_out += (size_t)r;
+			c->last_tx_ms = sys_now();
 			budget -= (size_t)r;
 			k = ns_splice_tx_feed(c, ns_read_buf, (size_t)r);
 			if (k < 0 || (k < r && ns_splice_tx_stash(c, ns_read_buf + k,
@@ -474,8 +528,124 @@ static void on_fd_write(evutil_socket_t fd, short what, void *arg)
 	ns_timers_kick();
 }
 
+/* ---- idleness ---- */
+
+/* How often the sweep must run for c: an eighth of idle_ms (a reset comes
+ * at most 12% late), between 10 ms and 1 s; 5 s for the half-closed rule
+ * alone. */
+static uint32_t ns_idle_period(const struct ns_tcp *c)
+{
+	uint32_t p = c->idle_ms / 8;
+
+	if (c->idle_ms == 0)
+		return 5000;
+	return p < 10 ? 10 : p > 1000 ? 1000 : p;
+}
+
+static void ns_idle_arm(uint32_t period)
+{
+	struct timeval tv;
+
+	if (ns_ctx.idle_ev == NULL)
+		return;
+	if (ns_ctx.idle_pending && ns_ctx.idle_period_ms <= period)
+		return;
+	tv.tv_sec = period / 1000;
+	tv.tv_usec = (period % 1000) * 1000;
+	evtimer_add(ns_ctx.idle_ev, &tv);
+	ns_ctx.idle_pending = true;
+	ns_ctx.idle_period_ms = period;
+}
+
+static bool ns_idle_due(const struct ns_tcp *c, uint32_t now)
+{
+	uint32_t last =
+	    (int32_t)(c->last_rx_ms - c->last_tx_ms) > 0 ? c->last_rx_ms : c->last_tx_ms;
+	uint32_t other;
+
+	if (c->idle_ms > 0 && now - last >= c->idle_ms)
+		return true;
+	if (c->half_ms == 0 || (c->rx_done && c->tx_done))
+		return false;
+	/* One direction is done: the other's last byte or the half-close,
+	 * whichever is later, starts the clock. */
+	other = c->rx_done ? c->last_tx_ms : c->last_rx_ms;
+	if ((int32_t)(c->half_ms - other) > 0)
+		other = c->half_ms;
+	return now - other >= NS_HALF_CLOSED_IDLE_MS;
+}
+
+void ns_splice_idle_sweep(void)
+{
+	uint32_t now = sys_now(), period = 0;
+	struct ns_tcp *c, *next;
+	bool reset = false;
+
+	for (c = ns_tcp_first(); c != NULL; c = next) {
+		next = c->next;
+		if (!c->spliced || c->finished)
+			continue;
+		if (ns_idle_due(c, now)) {
+			ns_ctx.st.idle_reset++;
+			if (c->acct != NULL)
+				c->acct->idle_closed++;
+			ns_tcp_enter(c);
+			ns_splice_reset_local(c);
+			ns_tcp_leave(c); /* frees c */
+			reset = true;
+			continue;
+		}
+		if (period == 0 || ns_idle_period(c) < period)
+			period = ns_idle_period(c);
+	}
+	if (period > 0)
+		ns_idle_arm(period);
+	if (reset)
+		ns_timers_kick();
+}
+
+void ns_splice_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	ns_ctx.idle_pending = false;
+	ns_splice_idle_sweep();
+}
+
+/* ---- starting ---- */
+
+/* Lowers lwIP's receive window so that the bytes it may hold for c (queued
+ * here, refused, out of order) stay within rx_limit: the window shrinks at
+ * once by what it has left, the rest by withholding tcp_recved(). The
+ * advertised window is cut to match; data the peer had already been
+ * allowed beyond it is trimmed by lwIP and retransmitted later. */
+static void ns_splice_limit_window(struct ns_tcp *c)
+{
+	struct tcp_pcb *pcb = c->pcb;
+	size_t max = TCP_WND_MAX(pcb), cut, k;
+
+	if (c->rx_limit >= max)
+		return;
+	cut = max - c->rx_limit;
+	k = cut < pcb->rcv_wnd ? cut : pcb->rcv_wnd;
+	pcb->rcv_wnd = (tcpwnd_size_t)(pcb->rcv_wnd - k);
+	c->wnd_debt = cut - k;
+	if (pcb->rcv_ann_wnd > pcb->rcv_wnd) {
+		pcb->rcv_ann_wnd = pcb->rcv_wnd;
+		pcb->rcv_ann_right_edge = pcb->rcv_nxt + pcb->rcv_ann_wnd;
+	}
+}
+
 int ns_splice_start(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len)
 {
+	return ns_splice_start_ex(c, fd, head, head_len, NULL);
+}
+
+int ns_splice_start_ex(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len,
+                       const struct ns_splice_opts *o)
+{
+	size_t limit = o != NULL ? o->buf_limit : 0;
 	int fl;
 
 	if (c == NULL || fd < 0) {
@@ -502,6 +672,23 @@ int ns_splice_start(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_l
 		ns_tcp_abort(c);
 		return -ENOMEM;
 	}
+	if (limit == 0 || limit > TCP_WND)
+		limit = TCP_WND;
+	if (limit < NS_BUF_LIMIT_MIN)
+		limit = NS_BUF_LIMIT_MIN;
+	c->rx_limit = limit;
+	c->tx_limit = limit < TCP_SND_BUF ? limit : TCP_SND_BUF;
+	ns_splice_limit_window(c);
+	if (o != NULL) {
+		c->idle_ms = o->idle_ms;
+		c->acct = o->acct;
+	}
+	if (c->acct != NULL) {
+		c->acct->refs++;
+		c->acct->active++;
+	}
+	c->last_rx_ms = c->last_tx_ms = sys_now();
+	ns_idle_arm(ns_idle_period(c));
 	ns_tcp_enter(c);
 	ns_splice_pump(c);
 	ns_tcp_leave(c);

@@ -70,6 +70,10 @@ static void ns_tcp_free(struct ns_tcp *c)
 		event_del(&c->ev_write);
 	}
 	ns_splice_free_queues(c);
+	if (c->acct != NULL) {
+		c->acct->active--;
+		ns_acct_release(c->acct);
+	}
 	ns_ctx.st.tcp_active--;
 	free(c);
 }
@@ -291,6 +295,31 @@ int ns_tcp_listen(uint16_t port, ns_tcp_accept_fn cb, void *ctx)
 	l->next = listeners;
 	listeners = l;
 	return 0;
+}
+
+/* Closing the listen pcb frees it; connections it accepted are separate
+ * pcbs and carry on. A half-open one (SYN_RCVD) loses its listener and
+ * lwIP resets it when the handshake's ACK arrives. */
+void ns_tcp_unlisten(uint16_t port)
+{
+	struct ns_listener **pp, *l;
+
+	for (pp = &listeners; (l = *pp) != NULL; pp = &l->next) {
+		if (l->port != port)
+			continue;
+		*pp = l->next;
+		tcp_arg(l->pcb, NULL);
+		tcp_accept(l->pcb, NULL);
+		tcp_close(l->pcb); /* a LISTEN pcb: always ERR_OK, freed */
+		free(l);
+		ns_timers_kick();
+		return;
+	}
+}
+
+struct ns_tcp *ns_tcp_first(void)
+{
+	return conns;
 }
 
 /* ---- shutdown ---- */
