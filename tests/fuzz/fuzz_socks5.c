@@ -44,7 +44,8 @@ static void fuzz_socks5(const uint8_t *p, size_t len)
 	enum px_parse r = px_socks5_parse_request(p, len, &cmd, &t, &used, &rep);
 	if (r == PX_PARSE_OK) {
 		CHECK(used <= len && used <= SOCKS5_REQUEST_MAX);
-		CHECK(t.port != 0 && memchr(t.host, 0, sizeof(t.host)));
+		CHECK(t.port != 0 || cmd == SOCKS5_CMD_UDP_ASSOCIATE);
+		CHECK(memchr(t.host, 0, sizeof(t.host)));
 		CHECK(t.is_name || t.addr.family == 2 || t.addr.family == 10);
 		CHECK(px_socks5_parse_request(p, used - 1, &cmd, &t, &u2, &rep) ==
 		      PX_PARSE_MORE);
