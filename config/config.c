@@ -33,7 +33,17 @@ static const char *const sect_names[] = {
     [CFG_SECT_HTTP] = "http",
     [CFG_SECT_TCP_CLIENT] = "TCPClientTunnel",
     [CFG_SECT_TCP_SERVER] = "TCPServerTunnel",
+    [CFG_SECT_UDP_CLIENT] = "UDPClientTunnel",
+    [CFG_SECT_UDP_SERVER] = "UDPServerTunnel",
 };
+
+static void cfg_limits_default(struct cfg_limits *l)
+{
+	l->max_connections = CFG_DEFAULT_MAX_CONNECTIONS;
+	l->handshake_timeout_ms = CFG_DEFAULT_HANDSHAKE_MS;
+	l->idle_timeout_ms = CFG_DEFAULT_IDLE_MS;
+	l->buffer_bytes = CFG_DEFAULT_BUFFER_BYTES;
+}
 
 const char *cfg_sect_name(enum cfg_sect s)
 {
@@ -122,7 +132,8 @@ static int cfg_section_begin(struct cfg_parser *p, const char *name)
 	if (s == CFG_SECT_TOP) {
 		cfg_errf(p,
 		         "unknown section [%s] (expected Interface, Peer, Socks5, http, "
-		         "TCPClientTunnel or TCPServerTunnel)",
+		         "TCPClientTunnel, TCPServerTunnel, UDPClientTunnel or "
+		         "UDPServerTunnel)",
 		         cfg_quote(name, q, sizeof(q)));
 		return -1;
 	}
@@ -171,15 +182,37 @@ static int cfg_section_begin(struct cfg_parser *p, const char *name)
 		break;
 	case CFG_SECT_SOCKS5:
 		CFG_APPEND(p, c->socks5, c->n_socks5);
+		c->socks5[c->n_socks5 - 1].direct = true;
+		cfg_limits_default(&c->socks5[c->n_socks5 - 1].limits);
 		break;
 	case CFG_SECT_HTTP:
 		CFG_APPEND(p, c->http, c->n_http);
+		c->http[c->n_http - 1].direct = true;
+		cfg_limits_default(&c->http[c->n_http - 1].limits);
 		break;
 	case CFG_SECT_TCP_CLIENT:
 		CFG_APPEND(p, c->tcp_client_tunnels, c->n_tcp_client_tunnels);
+		cfg_limits_default(
+		    &c->tcp_client_tunnels[c->n_tcp_client_tunnels - 1].limits);
 		break;
 	case CFG_SECT_TCP_SERVER:
 		CFG_APPEND(p, c->tcp_server_tunnels, c->n_tcp_server_tunnels);
+		cfg_limits_default(
+		    &c->tcp_server_tunnels[c->n_tcp_server_tunnels - 1].limits);
+		break;
+	case CFG_SECT_UDP_CLIENT:
+		CFG_APPEND(p, c->udp_client_tunnels, c->n_udp_client_tunnels);
+		c->udp_client_tunnels[c->n_udp_client_tunnels - 1].idle_timeout_ms =
+		    CFG_DEFAULT_UDP_IDLE_MS;
+		c->udp_client_tunnels[c->n_udp_client_tunnels - 1].max_flows =
+		    CFG_DEFAULT_UDP_MAX_FLOWS;
+		break;
+	case CFG_SECT_UDP_SERVER:
+		CFG_APPEND(p, c->udp_server_tunnels, c->n_udp_server_tunnels);
+		c->udp_server_tunnels[c->n_udp_server_tunnels - 1].idle_timeout_ms =
+		    CFG_DEFAULT_UDP_IDLE_MS;
+		c->udp_server_tunnels[c->n_udp_server_tunnels - 1].max_flows =
+		    CFG_DEFAULT_UDP_MAX_FLOWS;
 		break;
 	case CFG_SECT_TOP:
 		break;
@@ -567,6 +600,33 @@ static int cfg_final_check(struct cfg_parser *p, struct cfg_src *main_src)
 			}
 		}
 	}
+	for (size_t i = 0; i < c->n_peers; i++) {
+		struct cfg_peer *a = &c->peers[i];
+		struct cfg_src at = {.name = a->file, .line = a->name_line};
+		for (size_t j = 0; a->name && j < i; j++) {
+			if (c->peers[j].name &&
+			    strcasecmp(a->name, c->peers[j].name) == 0) {
+				p->src = &at;
+				cfg_errf(
+				    p,
+				    "[Peer] Name: \"%s\" is already the name of the peer "
+				    "at %s:%d (names are case-insensitive)",
+				    a->name, c->peers[j].file, c->peers[j].line);
+				return -1;
+			}
+		}
+	}
+	for (size_t i = 0; i < c->n_udp_server_tunnels; i++) {
+		for (size_t j = 0; j < i; j++) {
+			if (c->udp_server_tunnels[i].listen_port ==
+			    c->udp_server_tunnels[j].listen_port) {
+				cfg_errf(p,
+				         "[UDPServerTunnel] ListenPort %u is used twice",
+				         c->udp_server_tunnels[i].listen_port);
+				return -1;
+			}
+		}
+	}
 	for (size_t i = 0; i < c->n_tcp_server_tunnels; i++) {
 		for (size_t j = 0; j < i; j++) {
 			if (c->tcp_server_tunnels[i].listen_port ==
@@ -642,6 +702,7 @@ void config_free(struct config *cfg)
 		free(cfg->peers[i].endpoint_host);
 		free(cfg->peers[i].allowed_ips);
 		free(cfg->peers[i].file);
+		free(cfg->peers[i].name);
 		sodium_memzero(cfg->peers[i].preshared_key, CFG_KEY_LEN);
 	}
 	free(cfg->peers);
@@ -661,6 +722,12 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->n_tcp_server_tunnels; i++)
 		free(cfg->tcp_server_tunnels[i].target_host);
 	free(cfg->tcp_server_tunnels);
+	for (size_t i = 0; i < cfg->n_udp_client_tunnels; i++)
+		free(cfg->udp_client_tunnels[i].target_host);
+	free(cfg->udp_client_tunnels);
+	for (size_t i = 0; i < cfg->n_udp_server_tunnels; i++)
+		free(cfg->udp_server_tunnels[i].target_host);
+	free(cfg->udp_server_tunnels);
 	free(cfg->addresses);
 	free(cfg->dns);
 	free(cfg->path);

@@ -21,7 +21,7 @@ struct cfg_peer {
 	uint8_t public_key[CFG_KEY_LEN];
 	uint8_t preshared_key[CFG_KEY_LEN];
 	bool has_preshared_key;
-	char *endpoint_host;		  /* as written, NULL if none */
+	char *endpoint_host; /* as written, NULL if none */
 	uint16_t endpoint_port;
 	struct sockaddr_storage endpoint; /* resolved at load; ss_family 0 if none */
 	struct cfg_prefix *allowed_ips;
@@ -32,7 +32,8 @@ struct cfg_peer {
 	 * NULL if unset. Unique among peers; a DNS label (letters, digits,
 	 * '-', 1-63 characters). */
 	char *name;
-	char *file;			  /* where the section starts, for messages */
+	int name_line; /* line of Name, for messages */
+	char *file;    /* where the section starts, for messages */
 	int line;
 };
 
@@ -49,6 +50,7 @@ struct cfg_limits {
 #define CFG_DEFAULT_IDLE_MS         0
 #define CFG_DEFAULT_BUFFER_BYTES    (1024 * 1024)
 #define CFG_DEFAULT_UDP_IDLE_MS     60000
+#define CFG_DEFAULT_UDP_MAX_FLOWS   1024
 
 /* A listening address such as 127.0.0.1:1080 or [::1]:1080. */
 struct cfg_listen {
@@ -121,8 +123,8 @@ struct config {
 	uint8_t private_key[CFG_KEY_LEN];
 	struct cfg_prefix *addresses; /* [Interface] Address, several allowed */
 	size_t n_addresses;
-	uint16_t listen_port; /* 0: not set, kernel picks */
-	uint16_t mtu;	      /* default 1420 */
+	uint16_t listen_port;   /* 0: not set, kernel picks */
+	uint16_t mtu;           /* default 1420 */
 	struct cfg_prefix *dns; /* cidr = 32/128 */
 	size_t n_dns;
 	struct cfg_peer *peers;

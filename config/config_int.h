@@ -31,6 +31,8 @@ enum cfg_sect {
 	CFG_SECT_HTTP,
 	CFG_SECT_TCP_CLIENT,
 	CFG_SECT_TCP_SERVER,
+	CFG_SECT_UDP_CLIENT,
+	CFG_SECT_UDP_SERVER,
 };
 
 #define CFG_MAX_KEYS 16 /* keys per section table */

@@ -263,8 +263,12 @@ static int cfg_v_listen_port(struct cfg_parser *p, const char *key, const char *
 			return -1;
 		}
 		struct config *c = p->cfg;
-		c->tcp_server_tunnels[c->n_tcp_server_tunnels - 1].listen_port =
-		    (uint16_t)port;
+		if (p->sect == CFG_SECT_UDP_SERVER)
+			c->udp_server_tunnels[c->n_udp_server_tunnels - 1].listen_port =
+			    (uint16_t)port;
+		else
+			c->tcp_server_tunnels[c->n_tcp_server_tunnels - 1].listen_port =
+			    (uint16_t)port;
 	}
 	return 0;
 }
@@ -389,7 +393,169 @@ static int cfg_v_keepalive(struct cfg_parser *p, const char *key, const char *v)
 	return 0;
 }
 
+/* Name: one DNS label, so that "name" and "name." resolve to the peer. */
+static int cfg_v_peer_name(struct cfg_parser *p, const char *key, const char *v)
+{
+	size_t n = strlen(v);
+	bool ok = n >= 1 && n <= 63 && v[0] != '-' && v[n - 1] != '-';
+	for (size_t i = 0; ok && i < n; i++) {
+		char ch = v[i];
+		ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		     (ch >= '0' && ch <= '9') || ch == '-';
+	}
+	if (!ok) {
+		cfg_value_err(p, key, v,
+		              "is not a host name label (1-63 letters, digits and '-', "
+		              "not starting or ending with '-'; e.g. web)");
+		return -1;
+	}
+	struct cfg_peer *peer = cfg_cur_peer(p);
+	peer->name_line = p->src->line;
+	return cfg_strdup_to(p, &peer->name, v);
+}
+
 /* ---- [Socks5], [http], tunnels ---- */
+
+/* The limits of the TCP front-end section being read. */
+static struct cfg_limits *cfg_cur_limits(struct cfg_parser *p)
+{
+	struct config *c = p->cfg;
+	switch (p->sect) {
+	case CFG_SECT_SOCKS5:
+		return &c->socks5[c->n_socks5 - 1].limits;
+	case CFG_SECT_HTTP:
+		return &c->http[c->n_http - 1].limits;
+	case CFG_SECT_TCP_CLIENT:
+		return &c->tcp_client_tunnels[c->n_tcp_client_tunnels - 1].limits;
+	default:
+		return &c->tcp_server_tunnels[c->n_tcp_server_tunnels - 1].limits;
+	}
+}
+
+static int cfg_v_max_connections(struct cfg_parser *p, const char *key, const char *v)
+{
+	unsigned long n;
+	if (!cfg_parse_uint(v, 1, 1000000, &n)) {
+		cfg_value_err(p, key, v, "is not a number of connections (1-1000000)");
+		return -1;
+	}
+	cfg_cur_limits(p)->max_connections = (uint32_t)n;
+	return 0;
+}
+
+static int cfg_v_handshake_timeout(struct cfg_parser *p, const char *key, const char *v)
+{
+	unsigned long n;
+	if (!cfg_parse_uint(v, 1, 3600, &n)) {
+		cfg_value_err(p, key, v, "is not a number of seconds (1-3600)");
+		return -1;
+	}
+	cfg_cur_limits(p)->handshake_timeout_ms = (uint32_t)n * 1000;
+	return 0;
+}
+
+/* IdleTimeout: TCP front-ends 0-604800 s (0 never), UDP tunnels 1-86400 s. */
+static int cfg_v_idle_timeout(struct cfg_parser *p, const char *key, const char *v)
+{
+	struct config *c = p->cfg;
+	bool udp = p->sect == CFG_SECT_UDP_CLIENT || p->sect == CFG_SECT_UDP_SERVER;
+	unsigned long n;
+	if (!cfg_parse_uint(v, udp ? 1 : 0, udp ? 86400 : 604800, &n)) {
+		cfg_value_err(p, key, v,
+		              udp ? "is not a number of seconds (1-86400)"
+		                  : "is not a number of seconds (0-604800; 0 = never)");
+		return -1;
+	}
+	uint32_t ms = (uint32_t)n * 1000;
+	if (p->sect == CFG_SECT_UDP_CLIENT)
+		c->udp_client_tunnels[c->n_udp_client_tunnels - 1].idle_timeout_ms = ms;
+	else if (p->sect == CFG_SECT_UDP_SERVER)
+		c->udp_server_tunnels[c->n_udp_server_tunnels - 1].idle_timeout_ms = ms;
+	else
+		cfg_cur_limits(p)->idle_timeout_ms = ms;
+	return 0;
+}
+
+/* BufferSize: bytes, or with a K or M suffix (1024, 1048576). */
+static int cfg_v_buffer_size(struct cfg_parser *p, const char *key, const char *v)
+{
+	char num[16];
+	size_t n = strlen(v);
+	unsigned long mult = 1, val;
+	if (n > 0 && (v[n - 1] == 'K' || v[n - 1] == 'k'))
+		mult = 1024, n--;
+	else if (n > 0 && (v[n - 1] == 'M' || v[n - 1] == 'm'))
+		mult = 1024 * 1024, n--;
+	bool ok = n > 0 && n < sizeof(num);
+	if (ok) {
+		memcpy(num, v, n);
+		num[n] = 0;
+		ok = cfg_parse_uint(num, 1, 1048576, &val) && val * mult >= 16384 &&
+		     val * mult <= 1048576;
+	}
+	if (!ok) {
+		cfg_value_err(p, key, v,
+		              "is not a buffer size (16384-1048576 bytes, or with K or "
+		              "M: 16K-1M)");
+		return -1;
+	}
+	cfg_cur_limits(p)->buffer_bytes = (uint32_t)(val * mult);
+	return 0;
+}
+
+static int cfg_v_direct(struct cfg_parser *p, const char *key, const char *v)
+{
+	bool on;
+	if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 ||
+	    strcasecmp(v, "on") == 0)
+		on = true;
+	else if (strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0 ||
+	         strcasecmp(v, "off") == 0)
+		on = false;
+	else {
+		cfg_value_err(p, key, v, "is not yes or no (also true/false, on/off)");
+		return -1;
+	}
+	struct config *c = p->cfg;
+	if (p->sect == CFG_SECT_SOCKS5)
+		c->socks5[c->n_socks5 - 1].direct = on;
+	else
+		c->http[c->n_http - 1].direct = on;
+	return 0;
+}
+
+static int cfg_v_proxy_protocol(struct cfg_parser *p, const char *key, const char *v)
+{
+	int pp;
+	if (strcasecmp(v, "v2") == 0)
+		pp = 2;
+	else if (strcasecmp(v, "off") == 0)
+		pp = 0;
+	else {
+		cfg_value_err(p, key, v, "is not v2 or off");
+		return -1;
+	}
+	struct config *c = p->cfg;
+	c->tcp_server_tunnels[c->n_tcp_server_tunnels - 1].proxy_protocol = pp;
+	return 0;
+}
+
+static int cfg_v_max_flows(struct cfg_parser *p, const char *key, const char *v)
+{
+	unsigned long n;
+	if (!cfg_parse_uint(v, 1, 16384, &n)) {
+		cfg_value_err(p, key, v, "is not a number of flows (1-16384)");
+		return -1;
+	}
+	struct config *c = p->cfg;
+	if (p->sect == CFG_SECT_UDP_CLIENT)
+		c->udp_client_tunnels[c->n_udp_client_tunnels - 1].max_flows =
+		    (uint32_t)n;
+	else
+		c->udp_server_tunnels[c->n_udp_server_tunnels - 1].max_flows =
+		    (uint32_t)n;
+	return 0;
+}
 
 static int cfg_v_bind(struct cfg_parser *p, const char *key, const char *v)
 {
@@ -401,6 +567,8 @@ static int cfg_v_bind(struct cfg_parser *p, const char *key, const char *v)
 		l = &c->socks5[c->n_socks5 - 1].bind;
 	else if (p->sect == CFG_SECT_HTTP)
 		l = &c->http[c->n_http - 1].bind;
+	else if (p->sect == CFG_SECT_UDP_CLIENT)
+		l = &c->udp_client_tunnels[c->n_udp_client_tunnels - 1].bind;
 	else
 		l = &c->tcp_client_tunnels[c->n_tcp_client_tunnels - 1].bind;
 	if (!cfg_split_hostport(v, host, sizeof(host), &port, true, true)) {
@@ -428,6 +596,18 @@ static int cfg_v_target(struct cfg_parser *p, const char *key, const char *v)
 	if (p->sect == CFG_SECT_TCP_CLIENT) {
 		struct cfg_tcp_client_tunnel *t =
 		    &c->tcp_client_tunnels[c->n_tcp_client_tunnels - 1];
+		t->target_port = port;
+		return cfg_strdup_to(p, &t->target_host, host);
+	}
+	if (p->sect == CFG_SECT_UDP_CLIENT) {
+		struct cfg_udp_client_tunnel *t =
+		    &c->udp_client_tunnels[c->n_udp_client_tunnels - 1];
+		t->target_port = port;
+		return cfg_strdup_to(p, &t->target_host, host);
+	}
+	if (p->sect == CFG_SECT_UDP_SERVER) {
+		struct cfg_udp_server_tunnel *t =
+		    &c->udp_server_tunnels[c->n_udp_server_tunnels - 1];
 		t->target_port = port;
 		return cfg_strdup_to(p, &t->target_host, host);
 	}
@@ -510,25 +690,56 @@ static const struct cfg_keydef keys_peer[] = {
     {"Endpoint", cfg_v_endpoint, false},
     {"AllowedIPs", cfg_v_allowed_ips, true},
     {"PersistentKeepalive", cfg_v_keepalive, false},
+    {"Name", cfg_v_peer_name, false},
     {NULL, NULL, false},
 };
+
+/* The limits of every TCP front-end. */
+#define CFG_LIMIT_KEYS                                                                   \
+	{"MaxConnections", cfg_v_max_connections, false},                                \
+	    {"HandshakeTimeout", cfg_v_handshake_timeout, false},                        \
+	    {"IdleTimeout", cfg_v_idle_timeout, false},                                  \
+	{                                                                                \
+		"BufferSize", cfg_v_buffer_size, false                                   \
+	}
 
 static const struct cfg_keydef keys_proxy[] = {
     {"BindAddress", cfg_v_bind, false},
     {"Username", cfg_v_credential, false},
     {"Password", cfg_v_credential, false},
+    {"Direct", cfg_v_direct, false},
+    CFG_LIMIT_KEYS,
     {NULL, NULL, false},
 };
 
 static const struct cfg_keydef keys_tcp_client[] = {
     {"BindAddress", cfg_v_bind, false},
     {"Target", cfg_v_target, false},
+    CFG_LIMIT_KEYS,
     {NULL, NULL, false},
 };
 
 static const struct cfg_keydef keys_tcp_server[] = {
     {"ListenPort", cfg_v_listen_port, false},
     {"Target", cfg_v_target, false},
+    {"ProxyProtocol", cfg_v_proxy_protocol, false},
+    CFG_LIMIT_KEYS,
+    {NULL, NULL, false},
+};
+
+static const struct cfg_keydef keys_udp_client[] = {
+    {"BindAddress", cfg_v_bind, false},
+    {"Target", cfg_v_target, false},
+    {"IdleTimeout", cfg_v_idle_timeout, false},
+    {"MaxFlows", cfg_v_max_flows, false},
+    {NULL, NULL, false},
+};
+
+static const struct cfg_keydef keys_udp_server[] = {
+    {"ListenPort", cfg_v_listen_port, false},
+    {"Target", cfg_v_target, false},
+    {"IdleTimeout", cfg_v_idle_timeout, false},
+    {"MaxFlows", cfg_v_max_flows, false},
     {NULL, NULL, false},
 };
 
@@ -546,6 +757,10 @@ const struct cfg_keydef *cfg_keys(enum cfg_sect s)
 		return keys_tcp_client;
 	case CFG_SECT_TCP_SERVER:
 		return keys_tcp_server;
+	case CFG_SECT_UDP_CLIENT:
+		return keys_udp_client;
+	case CFG_SECT_UDP_SERVER:
+		return keys_udp_server;
 	case CFG_SECT_TOP:
 		break;
 	}
@@ -594,11 +809,16 @@ int cfg_section_check(struct cfg_parser *p)
 		break;
 	}
 	case CFG_SECT_TCP_CLIENT:
+	case CFG_SECT_UDP_CLIENT:
 		if (!seen[0])
-			return cfg_missing(p, "BindAddress", " (e.g. 127.0.0.1:8080)");
+			return cfg_missing(p, "BindAddress",
+			                   p->sect == CFG_SECT_UDP_CLIENT
+			                       ? " (e.g. 127.0.0.1:5353)"
+			                       : " (e.g. 127.0.0.1:8080)");
 		if (!seen[1])
 			return cfg_missing(p, "Target", " (mesh address:port)");
 		break;
+	case CFG_SECT_UDP_SERVER:
 	case CFG_SECT_TCP_SERVER:
 		if (!seen[0])
 			return cfg_missing(p, "ListenPort", "");
