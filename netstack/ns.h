@@ -61,6 +61,11 @@ void ns_tcp_unlisten(uint16_t port);
 /* Resets the connection (RST to the mesh side) and frees it. */
 void ns_tcp_abort(struct ns_tcp *c);
 
+/* Our address and port of c (for an accepted connection: the destination
+ * the mesh peer dialled), e.g. for a PROXY protocol header. Valid until c
+ * is spliced or aborted; zeroes if unknown. */
+void ns_tcp_local(const struct ns_tcp *c, struct ns_addr *addr, uint16_t *port);
+
 /* Splices a connected local stream socket (non-blocking) and a lwIP
  * connection until both directions close; takes ownership of both. head (may
  * be NULL) is sent to the mesh side first. Flow control both ways: lwIP's
