@@ -8,7 +8,14 @@
  * [TCPServerTunnel]: the netstack listens on the mesh port; each mesh
  * connection gets a non-blocking connect to the local target and is
  * spliced to it. If the local connect fails or times out, the mesh side is
- * reset (as a closed port would be). */
+ * reset (as a closed port would be). With ProxyProtocol = v2 the local
+ * target first receives a PROXY protocol v2 header naming the mesh client
+ * (proxyv2.c). MaxConnections counts local connects in progress and
+ * established splices; a mesh connection over the limit is reset.
+ *
+ * Both have the limits of their section (MaxConnections, IdleTimeout,
+ * BufferSize; HandshakeTimeout bounds a server tunnel's local connect) and
+ * count bytes through an ns_acct. */
 #include "proxy/proxy_int.h"
 
 #include "config/config.h"
@@ -21,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 enum px_tunnel_kind { PX_TUNNEL_CLIENT, PX_TUNNEL_SERVER };
@@ -33,6 +41,7 @@ struct px_tunnel {
 	struct px_target target; /* client tunnel: the mesh destination */
 	uint16_t listen_port;    /* server tunnel */
 	bool listening;
+	bool proxy_v2;                 /* server tunnel: ProxyProtocol = v2 */
 	struct sockaddr_storage local; /* server tunnel: the local target */
 	socklen_t local_len;
 	struct px_local_conn *pending;
@@ -45,7 +54,13 @@ struct px_local_conn {
 	struct ns_tcp *c;
 	int fd;
 	struct event *ev;
+	uint8_t pp[PX_PROXYV2_MAX]; /* the PROXY v2 header, if any */
+	size_t pp_len;
 };
+
+/* Until the netstack has it everywhere (tests fake the netstack). */
+extern void ns_tcp_local(const struct ns_tcp *c, struct ns_addr *addr, uint16_t *port)
+    __attribute__((weak));
 
 /* ---- client tunnel ---- */
 
@@ -72,20 +87,23 @@ struct px_tunnel *px_tcp_client_tunnel_new(const struct px_env *env,
 		return NULL;
 	}
 	t->kind = PX_TUNNEL_CLIENT;
-	t->front.env = *env;
-	t->front.kind = "tcp-client";
+	if (px_front_init(&t->front, env, "tcp-client", &cfg->limits, false) < 0) {
+		snprintf(err, errlen, "tcp-client: out of memory");
+		px_tunnel_free(t);
+		return NULL;
+	}
 	if (!cfg->target_host ||
 	    !px_target_set(&t->target, cfg->target_host, strlen(cfg->target_host),
 	                   cfg->target_port)) {
 		snprintf(err, errlen, "tcp-client: bad target \"%s\"",
 		         cfg->target_host ? cfg->target_host : "");
-		free(t);
+		px_tunnel_free(t);
 		return NULL;
 	}
 	t->front.lst = px_listener_new(env->base, &cfg->bind, px_tunnel_on_accept, t,
 	                               &t->front.stats.err_accept, err, errlen);
 	if (!t->front.lst) {
-		free(t);
+		px_tunnel_free(t);
 		return NULL;
 	}
 	char a[80], b[300];
@@ -121,9 +139,26 @@ static void px_local_conn_free(struct px_local_conn *lc, bool abort_mesh)
 	free(lc);
 }
 
-static void px_local_splice(struct px_tunnel *t, struct ns_tcp *c, int fd)
+/* Connected: the PROXY v2 header first (a fresh socket takes its few
+ * dozen bytes at once), then the splice. */
+static void px_local_splice(struct px_tunnel *t, struct ns_tcp *c, int fd,
+                            const uint8_t *pp, size_t pp_len)
 {
-	int r = ns_splice_start(c, fd, NULL, 0);
+	if (pp_len) {
+		ssize_t n = send(fd, pp, pp_len, MSG_NOSIGNAL);
+		if (n != (ssize_t)pp_len) {
+			log_debug("%s: PROXY header: %s", t->desc,
+			          n < 0 ? strerror(errno) : "short write");
+			t->front.stats.err_other++;
+			close(fd);
+			ns_tcp_abort(c);
+			return;
+		}
+	}
+	struct ns_splice_opts o = {.acct = t->front.acct,
+	                           .idle_ms = t->front.lim.idle_timeout_ms,
+	                           .buf_limit = t->front.lim.buffer_bytes};
+	int r = ns_splice_start_ex(c, fd, NULL, 0, &o);
 	if (r < 0)
 		t->front.stats.err_other++;
 	else
@@ -156,10 +191,13 @@ static void px_local_on_connect(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	struct ns_tcp *c = lc->c;
+	uint8_t pp[PX_PROXYV2_MAX];
+	size_t pp_len = lc->pp_len;
+	memcpy(pp, lc->pp, pp_len);
 	lc->c = NULL;
 	lc->fd = -1;
 	px_local_conn_free(lc, false);
-	px_local_splice(t, c, (int)fd);
+	px_local_splice(t, c, (int)fd, pp, pp_len);
 }
 
 static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c,
@@ -168,6 +206,24 @@ static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c,
 {
 	struct px_tunnel *t = ctx;
 	t->front.stats.accepted++;
+	if (px_front_open(&t->front) + t->front.stats.pending >=
+	    t->front.lim.max_connections) {
+		t->front.stats.err_limit++;
+		ns_tcp_abort(c);
+		return;
+	}
+	uint8_t pp[PX_PROXYV2_MAX];
+	size_t pp_len = 0;
+	if (t->proxy_v2) {
+		struct ns_addr dst;
+		uint16_t lport = dport;
+		memset(&dst, 0, sizeof(dst));
+		if (ns_tcp_local)
+			ns_tcp_local(c, &dst, &lport);
+		if (dst.family != src->family) /* unknown: the family's any address */
+			dst.family = src->family;
+		pp_len = px_proxyv2_header(pp, sizeof(pp), src, sport, &dst, lport);
+	}
 	int fd =
 	    socket(t->local.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -176,7 +232,7 @@ static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c,
 		return;
 	}
 	if (connect(fd, (struct sockaddr *)&t->local, t->local_len) == 0) {
-		px_local_splice(t, c, fd);
+		px_local_splice(t, c, fd, pp, pp_len);
 		return;
 	}
 	if (errno != EINPROGRESS) {
@@ -199,14 +255,14 @@ static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c,
 	lc->t = t;
 	lc->c = c;
 	lc->fd = fd;
+	memcpy(lc->pp, pp, pp_len);
+	lc->pp_len = pp_len;
 	lc->next = t->pending;
 	if (t->pending)
 		t->pending->prev = lc;
 	t->pending = lc;
 	t->front.stats.pending++;
-	unsigned ms = t->front.env.handshake_timeout_ms
-	                  ? t->front.env.handshake_timeout_ms
-	                  : PX_DEFAULT_HANDSHAKE_MS;
+	unsigned ms = t->front.lim.handshake_timeout_ms;
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	event_add(lc->ev, &tv);
 }
@@ -240,29 +296,33 @@ struct px_tunnel *px_tcp_server_tunnel_new(const struct px_env *env,
 		return NULL;
 	}
 	t->kind = PX_TUNNEL_SERVER;
-	t->front.env = *env;
-	t->front.kind = "tcp-server";
 	t->listen_port = cfg->listen_port;
+	t->proxy_v2 = cfg->proxy_protocol == 2;
+	if (px_front_init(&t->front, env, "tcp-server", &cfg->limits, false) < 0) {
+		snprintf(err, errlen, "tcp-server: out of memory");
+		px_tunnel_free(t);
+		return NULL;
+	}
 	if (!cfg->target_host ||
 	    px_tunnel_resolve_local(t, cfg->target_host, cfg->target_port, err, errlen) <
 	        0) {
 		if (!cfg->target_host)
 			snprintf(err, errlen, "tcp-server: no target");
-		free(t);
+		px_tunnel_free(t);
 		return NULL;
 	}
 	int r = ns_tcp_listen(cfg->listen_port, px_tunnel_on_mesh_accept, t);
 	if (r < 0) {
 		snprintf(err, errlen, "tcp-server: mesh port %u: %s", cfg->listen_port,
 		         strerror(-r));
-		free(t);
+		px_tunnel_free(t);
 		return NULL;
 	}
 	t->listening = true;
 	char a[80];
 	px_sockaddr_format(&t->local, a, sizeof(a));
-	snprintf(t->desc, sizeof(t->desc), "tcp-server mesh:%u -> %s", cfg->listen_port,
-	         a);
+	snprintf(t->desc, sizeof(t->desc), "tcp-server mesh:%u -> %s%s", cfg->listen_port,
+	         a, t->proxy_v2 ? " (PROXY v2)" : "");
 	return t;
 }
 
@@ -272,18 +332,23 @@ void px_tunnel_free(struct px_tunnel *t)
 {
 	if (!t)
 		return;
-	/* A server tunnel's mesh port stays listened: ns.h cannot unlisten
-	 * yet. Call ns_shutdown() right after freeing the front-ends. */
-	px_listener_free(t->front.lst);
-	px_front_close_all(&t->front);
+	if (t->listening)
+		ns_tcp_unlisten(t->listen_port);
 	while (t->pending)
 		px_local_conn_free(t->pending, true);
+	px_front_fini(&t->front);
 	free(t);
 }
 
 void px_tunnel_get_stats(const struct px_tunnel *t, struct px_stats *st)
 {
-	*st = t->front.stats;
+	px_front_stats(&t->front, st);
+	if (t->kind == PX_TUNNEL_SERVER) {
+		/* The client is on the mesh side: up is mesh -> local target. */
+		uint64_t up = st->bytes_down;
+		st->bytes_down = st->bytes_up;
+		st->bytes_up = up;
+	}
 }
 
 void px_tunnel_describe(const struct px_tunnel *t, char *buf, size_t len)

@@ -13,7 +13,11 @@
  * the connection is spliced and the origin server answers the client
  * directly. One request per client connection: the server closes after its
  * response, and so does the client's connection. https:// gets 400
- * (clients use CONNECT for it). */
+ * (clients use CONNECT for it).
+ *
+ * Destinations outside the mesh are connected from the host when Direct =
+ * yes (the default), with the same answers: 502 refused or unreachable,
+ * 504 no answer in time; with Direct = no they get 502. */
 #include "proxy/proxy_int.h"
 
 #include "config/config.h"
@@ -135,8 +139,11 @@ struct px_http *px_http_new(const struct px_env *env, const struct cfg_http *cfg
 		snprintf(err, errlen, "http: out of memory");
 		return NULL;
 	}
-	h->front.env = *env;
-	h->front.kind = "http";
+	if (px_front_init(&h->front, env, "http", &cfg->limits, cfg->direct) < 0) {
+		snprintf(err, errlen, "http: out of memory");
+		px_http_free(h);
+		return NULL;
+	}
 	if (cfg->username && cfg->password) {
 		h->user = strdup(cfg->username);
 		h->pass = strdup(cfg->password);
@@ -159,8 +166,7 @@ void px_http_free(struct px_http *h)
 {
 	if (!h)
 		return;
-	px_listener_free(h->front.lst);
-	px_front_close_all(&h->front);
+	px_front_fini(&h->front);
 	px_http_free_secret(h->user);
 	px_http_free_secret(h->pass);
 	free(h);
@@ -168,7 +174,7 @@ void px_http_free(struct px_http *h)
 
 void px_http_get_stats(const struct px_http *h, struct px_stats *st)
 {
-	*st = h->front.stats;
+	px_front_stats(&h->front, st);
 }
 
 void px_http_local_addr(const struct px_http *h, struct sockaddr_storage *ss,
