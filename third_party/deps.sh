@@ -21,6 +21,8 @@ PACKAGES=(
 	# tests: real peers and real clients
 	wireguard-go wireguard-tools iproute2 nftables iputils-ping procps
 	curl socat iperf3 python3 util-linux openssl
+	# tests: clients of the proxy front-ends (tests/e2e/clients.sh, udp.sh)
+	proxychains4 openssh-client openssh-server chromium fonts-dejavu-core dnsutils
 )
 
 say() { printf 'deps: %s\n' "$*"; }

@@ -491,3 +491,88 @@ e2e_finish() {
     for c in "${E2E_FAILED_CHECKS[@]}"; do echo "  failed: $c"; done
     exit 1
 }
+
+# --- helpers for the proxy front-end tests (clients.sh, udp.sh, load.sh) -----
+
+# proc_rss_kib PID / proc_hwm_kib PID : VmRSS / VmHWM (peak) in KiB.
+proc_rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+proc_hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# e2e_is_asan : the mesh-proxy under test is built with AddressSanitizer.
+e2e_is_asan() { ldd "$MESH_PROXY" 2>/dev/null | grep -q libasan; }
+
+# nsx_nobody_nofile TAG N CMD... : like nsx_nobody, with the soft open-file
+# limit raised to N (at most the hard limit) for CMD only.
+nsx_nobody_nofile() {
+    local n
+    n=$(ns "$1") || return 1
+    local lim=$2
+    shift 2
+    nsenter "--net=/run/netns/$n" -- bash -c 'ulimit -Sn "$1" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"; shift; exec "$@"' \
+        nofile "$lim" "${AS_NOBODY[@]}" "$@"
+}
+
+# mesh_status_json NAME TAG : the node's `status --json` on stdout.
+mesh_status_json() { mesh_cli "$1" "$2" status --json; }
+
+# frontend_counter NAME TAG MATCH FIELD : FIELD (e.g. bytes_down, accepted,
+# err_limit or limit) summed over the front-ends of node NAME whose kind or
+# listen/description contains MATCH; "none" when no front-end matches or the
+# field is missing. err_X is also looked up as X in an "errors" object.
+frontend_counter() {
+    mesh_status_json "$1" "$2" | python3 -c '
+import json, sys
+match, field = sys.argv[1], sys.argv[2]
+try:
+    doc = json.load(sys.stdin)
+except ValueError:
+    print("none"); sys.exit(0)
+total, seen = 0, False
+for fe in doc.get("frontends", []):
+    if not any(match in str(v) for v in fe.values() if isinstance(v, str)):
+        continue
+    errs = fe.get("errors", {}) if isinstance(fe.get("errors"), dict) else {}
+    short = field[4:] if field.startswith("err_") else field
+    for v in (fe.get(field), errs.get(short), errs.get(field)):
+        if isinstance(v, int):
+            total += v; seen = True; break
+print(total if seen else "none")' "$3" "$4"
+}
+
+# counter_at_least NAME TAG MATCH FIELD MIN : the counter is >= MIN.
+counter_at_least() {
+    local v
+    v=$(frontend_counter "$1" "$2" "$3" "$4")
+    echo "$3 $4 = $v (want >= $5)"
+    [ "$v" != none ] && [ "$v" -ge "$5" ]
+}
+
+# mesh_log_clean NAME : no sanitizer report in node NAME's log.
+mesh_log_clean() {
+    ! grep -E -m 5 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$E2E_LOGDIR/$1.log"
+}
+
+# mesh_pair_keys : AKEY BKEY APUB BPUB for two nodes.
+mesh_pair_keys() {
+    AKEY=$("$MESH_PROXY" genkey) || die "mesh-proxy genkey failed"
+    BKEY=$("$MESH_PROXY" genkey) || die "mesh-proxy genkey failed"
+    APUB=$(echo "$AKEY" | "$MESH_PROXY" pubkey) || die "mesh-proxy pubkey failed"
+    BPUB=$(echo "$BKEY" | "$MESH_PROXY" pubkey) || die "mesh-proxy pubkey failed"
+}
+
+# mesh_stop_both : both nodes still running, then SIGTERM each (exit 0
+# expected) and no sanitizer report in their logs.
+mesh_stop_both() {
+    local n
+    for n in "$@"; do
+        check "$n still running" bg_alive "$n"
+    done
+    for n in "$@"; do
+        bg_term_status "$n" 5
+        case $BG_STATUS in
+        0) pass "$n exited with status 0 after SIGTERM" ;;
+        *) fail "$n after SIGTERM: $BG_STATUS" ;;
+        esac
+        check "$n: no sanitizer report in its log" mesh_log_clean "$n"
+    done
+}
