@@ -5,6 +5,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,22 @@ void api_conn_printf(struct api_conn *c, const char *fmt, ...)
 	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
 	va_end(ap);
 	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+int api_conn_take_fd(struct api_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	int fd = -1;
+	/* The client must wait for our answer before sending stream data, so
+	 * nothing may be buffered beyond the request line. */
+	if (!c->gone && evbuffer_get_length(in) == 0) {
+		fd = fcntl(bufferevent_getfd(c->bev), F_DUPFD_CLOEXEC, 3);
+		if (fd >= 0)
+			evutil_make_socket_nonblocking(fd);
+	}
+	c->finished = 1;
+	conn_free(c); /* closes the original descriptor */
+	return fd;
 }
 
 int api_conn_gone(const struct api_conn *c)

@@ -1,6 +1,7 @@
 /* The node's local API: a Unix stream socket (mode 0600) that speaks one
- * request line per connection ("status", "status json", "ping ADDR N MS")
- * and answers with text until it closes. The CLI (`mesh-proxy status`,
+ * request line per connection ("status", "status json", "ping ADDR N MS",
+ * "nc HOST PORT") and answers with text until it closes ("nc" answers one
+ * line, then the connection carries the stream). The CLI (`mesh-proxy status`,
  * `mesh-proxy ping`) is its client. */
 #ifndef MESH_API_H
 #define MESH_API_H
@@ -27,6 +28,11 @@ void api_conn_printf(struct api_conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* True if the client went away (further output is discarded). */
 int api_conn_gone(const struct api_conn *c);
+/* Takes the client's socket out of conn (for `nc`: the connection becomes
+ * a raw stream). Returns a non-blocking descriptor the caller owns, or -1
+ * if the client is gone or sent bytes after its request line; conn is
+ * freed either way. Only before anything was written to conn. */
+int api_conn_take_fd(struct api_conn *c);
 /* Flushes and closes; conn must not be used afterwards. */
 void api_conn_finish(struct api_conn *c);
 

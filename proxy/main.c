@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "core/util/log.h"
 #include "proxy/api.h"
+#include "proxy/nc_client.h"
 #include "proxy/node.h"
 
 #define MESH_VERSION "0.1.0"
@@ -17,6 +18,7 @@ static const char usage[] =
     "usage: mesh-proxy [run] --config FILE [--api PATH] [--log-level LEVEL]\n"
     "       mesh-proxy status [--api PATH] [--json]\n"
     "       mesh-proxy ping [--api PATH] [-c COUNT] [-W SECONDS] ADDRESS\n"
+    "       mesh-proxy nc [--api PATH] HOST PORT\n"
     "       mesh-proxy genkey | pubkey | genpsk\n"
     "       mesh-proxy --help | --version\n"
     "\n"
@@ -34,6 +36,8 @@ static const char usage[] =
     "  status                peers, endpoints, last handshake, bytes; --json for "
     "scripts\n"
     "  ping ADDRESS          ICMP echo through the mesh from the node's own address\n"
+    "  nc HOST PORT          connect stdin/stdout to HOST:PORT through the node\n"
+    "                        (mesh names work; e.g. ssh -o ProxyCommand=...)\n"
     "  genkey                print a new private key (base64, as `wg genkey`)\n"
     "  pubkey                read a private key on stdin, print its public key\n"
     "  genpsk                print a new preshared key\n"
@@ -42,7 +46,8 @@ static const char usage[] =
     "  mesh-proxy genkey > node.key && mesh-proxy pubkey < node.key\n"
     "  mesh-proxy --config node.ini --api /tmp/node.sock\n"
     "  mesh-proxy status --api /tmp/node.sock\n"
-    "  curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.2:8080/\n";
+    "  curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.2:8080/\n"
+    "  ssh -o ProxyCommand='mesh-proxy nc --api /tmp/node.sock %h %p' user@web\n";
 
 static int die_usage(const char *fmt, const char *arg)
 {
@@ -165,6 +170,43 @@ static int cmd_client(const struct cli *c, const char *req)
 	return 0;
 }
 
+/* mesh-proxy nc [--api PATH] HOST PORT */
+static int cmd_nc(int argc, char **argv)
+{
+	const char *api = NULL, *pos[2];
+	int npos = 0;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--api")) {
+			if (i + 1 >= argc)
+				return die_usage("%s needs a value", a);
+			api = argv[++i];
+		} else if (!strncmp(a, "--api=", 6)) {
+			api = a + 6;
+		} else if (a[0] == '-' && a[1]) {
+			return die_usage("nc: unknown option %s", a);
+		} else if (npos < 2) {
+			pos[npos++] = a;
+		} else {
+			return die_usage("nc: unexpected argument %s", a);
+		}
+	}
+	if (npos != 2)
+		return die_usage("%s", "nc needs HOST and PORT");
+	char *end;
+	unsigned long port = strtoul(pos[1], &end, 10);
+	if (*end || end == pos[1] || port == 0 || port > 65535)
+		return die_usage("nc: %s is not a port (1-65535)", pos[1]);
+	if (strlen(pos[0]) > 255 || strpbrk(pos[0], " \t\r\n"))
+		return die_usage("nc: %s is not a host", pos[0]);
+	char path[256];
+	if (api)
+		snprintf(path, sizeof(path), "%s", api);
+	else
+		api_default_path(path, sizeof(path));
+	return nc_client_run(path, pos[0], pos[1]);
+}
+
 int main(int argc, char **argv)
 {
 	if (sodium_init() < 0) {
@@ -209,6 +251,8 @@ int main(int argc, char **argv)
 		         (unsigned)(c.wait_s * 1000));
 		return cmd_client(&c, req);
 	}
+	if (!strcmp(cmd, "nc"))
+		return cmd_nc(argc, argv);
 	int first = 1;
 	if (!strcmp(cmd, "run") || !strcmp(cmd, "up"))
 		first = 2;

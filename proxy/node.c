@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +39,9 @@ struct node {
 	size_t n_http;
 	struct px_tunnel *tunnels[NODE_MAX_FRONTENDS];
 	size_t n_tunnels;
+	struct px_udp_tunnel *udp_tunnels[NODE_MAX_FRONTENDS];
+	size_t n_udp_tunnels;
+	struct px_nc *nc;
 	time_t started;
 };
 
@@ -58,6 +63,34 @@ static bool node_route_ok(void *ctx, const struct ns_addr *a)
 {
 	struct node *n = ctx;
 	return wg_device_has_route(n->wg, a->family, a->addr);
+}
+
+/* Mesh names: a [Peer] Name resolves to the peer's host AllowedIPs. The
+ * name may carry a trailing dot and any letter case. */
+static size_t node_resolve_mesh(void *ctx, const char *name, struct ns_addr *out,
+                                size_t max)
+{
+	struct node *n = ctx;
+	size_t len = strlen(name);
+	if (len && name[len - 1] == '.')
+		len--;
+	for (size_t i = 0; i < n->cfg.n_peers; i++) {
+		const struct cfg_peer *p = &n->cfg.peers[i];
+		if (!p->name || strlen(p->name) != len || strncasecmp(p->name, name, len))
+			continue;
+		size_t k = 0;
+		for (size_t j = 0; j < p->n_allowed_ips && k < max; j++) {
+			const struct cfg_prefix *a = &p->allowed_ips[j];
+			if (a->cidr != (a->family == AF_INET ? 32 : 128))
+				continue;
+			out[k].family = a->family;
+			memset(out[k].addr, 0, sizeof(out[k].addr));
+			memcpy(out[k].addr, a->addr, a->family == AF_INET ? 4 : 16);
+			k++;
+		}
+		return k;
+	}
+	return 0;
 }
 
 static void node_on_signal(evutil_socket_t sig, short what, void *arg)
@@ -207,10 +240,32 @@ static void node_api_ping(struct node *n, struct api_conn *conn, const char *arg
 	ping_job_next(j);
 }
 
-static void node_api(void *ctx, struct api_conn *conn, const char *line)
+/* "nc HOST PORT": the API connection becomes a stream to HOST:PORT. */
+static void node_api_nc(struct node *n, struct api_conn *conn, const char *args)
 {
-	struct node *n = ctx;
-	struct status_view v = {
+	char host[256];
+	unsigned port;
+	char extra;
+	if (sscanf(args, "%255s %u %c", host, &port, &extra) != 2 || port == 0 ||
+	    port > 65535) {
+		api_conn_printf(conn, "error: usage: nc HOST PORT\n");
+		api_conn_finish(conn);
+		return;
+	}
+	if (!n->nc) {
+		api_conn_printf(conn, "error: out of memory\n");
+		api_conn_finish(conn);
+		return;
+	}
+	int fd = api_conn_take_fd(conn);
+	if (fd < 0)
+		return; /* client gone, or it did not wait for the answer */
+	px_nc_accept(n->nc, fd, host, (uint16_t)port);
+}
+
+static void node_status_view(struct node *n, struct status_view *v)
+{
+	*v = (struct status_view){
 	    .cfg = &n->cfg,
 	    .wg = n->wg,
 	    .started = n->started,
@@ -220,7 +275,21 @@ static void node_api(void *ctx, struct api_conn *conn, const char *line)
 	    .n_http = n->n_http,
 	    .tunnels = n->tunnels,
 	    .n_tunnels = n->n_tunnels,
+	    .udp_tunnels = n->udp_tunnels,
+	    .n_udp_tunnels = n->n_udp_tunnels,
+	    .nc = n->nc,
 	};
+}
+
+static void node_api(void *ctx, struct api_conn *conn, const char *line)
+{
+	struct node *n = ctx;
+	struct status_view v;
+	node_status_view(n, &v);
+	if (strncmp(line, "nc ", 3) == 0) {
+		node_api_nc(n, conn, line + 3);
+		return;
+	}
 	if (strcmp(line, "status") == 0) {
 		status_write_text(&v, conn);
 		api_conn_finish(conn);
@@ -231,7 +300,7 @@ static void node_api(void *ctx, struct api_conn *conn, const char *line)
 		node_api_ping(n, conn, line + 5);
 	} else {
 		api_conn_printf(conn, "error: unknown request (try: status, status json, "
-		                      "ping ADDR)\n");
+		                      "ping ADDR, nc HOST PORT)\n");
 		api_conn_finish(conn);
 	}
 }
@@ -240,8 +309,12 @@ static int node_start_frontends(struct node *n)
 {
 	char err[256];
 	struct config *c = &n->cfg;
-	n->env = (struct px_env){
-	    .base = n->base, .dns = n->dns, .route_ok = node_route_ok, .route_ctx = n};
+	n->env = (struct px_env){.base = n->base,
+	                         .dns = n->dns,
+	                         .route_ok = node_route_ok,
+	                         .route_ctx = n,
+	                         .resolve_mesh = node_resolve_mesh,
+	                         .resolve_ctx = n};
 	for (size_t i = 0; i < c->n_socks5 && n->n_socks < NODE_MAX_FRONTENDS; i++) {
 		struct px_socks *s =
 		    px_socks_new(&n->env, &c->socks5[i], err, sizeof(err));
@@ -279,6 +352,29 @@ static int node_start_frontends(struct node *n)
 		}
 		n->tunnels[n->n_tunnels++] = t;
 	}
+	for (size_t i = 0;
+	     i < c->n_udp_client_tunnels && n->n_udp_tunnels < NODE_MAX_FRONTENDS; i++) {
+		struct px_udp_tunnel *t = px_udp_client_tunnel_new(
+		    &n->env, &c->udp_client_tunnels[i], err, sizeof(err));
+		if (!t) {
+			log_error("[UDPClientTunnel]: %s", err);
+			return -1;
+		}
+		n->udp_tunnels[n->n_udp_tunnels++] = t;
+	}
+	for (size_t i = 0;
+	     i < c->n_udp_server_tunnels && n->n_udp_tunnels < NODE_MAX_FRONTENDS; i++) {
+		struct px_udp_tunnel *t = px_udp_server_tunnel_new(
+		    &n->env, &c->udp_server_tunnels[i], err, sizeof(err));
+		if (!t) {
+			log_error("[UDPServerTunnel]: %s", err);
+			return -1;
+		}
+		n->udp_tunnels[n->n_udp_tunnels++] = t;
+	}
+	n->nc = px_nc_new(&n->env);
+	if (!n->nc)
+		log_warn("mesh-proxy nc disabled: out of memory");
 	return 0;
 }
 
@@ -397,6 +493,24 @@ static void node_log_summary(struct node *n)
 	         (unsigned long long)ns.splice_bytes_out);
 }
 
+/* Every proxied connection costs a descriptor or two; the usual soft limit
+ * of 1024 would cap a node near 500 connections. Raise it to the hard
+ * limit (no privilege needed). */
+static void node_raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rlim_t want = rl.rlim_max;
+	if (want == RLIM_INFINITY || want > 1048576)
+		want = 1048576;
+	if (want <= rl.rlim_cur)
+		return;
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		log_debug("descriptor limit raised to %llu", (unsigned long long)want);
+}
+
 int node_run(const struct node_opts *o)
 {
 	struct node n0 = {0}, *n = &n0;
@@ -410,6 +524,7 @@ int node_run(const struct node_opts *o)
 		log_warn("running as root is not needed: mesh-proxy uses no TUN and no "
 		         "privileged ports unless you configure them");
 	signal(SIGPIPE, SIG_IGN);
+	node_raise_fd_limit();
 	n->started = time(NULL);
 	n->base = event_base_new();
 	if (!n->base)
@@ -449,6 +564,9 @@ int node_run(const struct node_opts *o)
 	wg_device_handshake_all(n->wg);
 	event_base_dispatch(n->base);
 	node_log_summary(n);
+	struct status_view v;
+	node_status_view(n, &v);
+	status_log_frontends(&v);
 	rc = 0;
 out:
 	for (size_t i = 0; i < n->n_socks; i++)
@@ -457,6 +575,9 @@ out:
 		px_http_free(n->http[i]);
 	for (size_t i = 0; i < n->n_tunnels; i++)
 		px_tunnel_free(n->tunnels[i]);
+	for (size_t i = 0; i < n->n_udp_tunnels; i++)
+		px_udp_tunnel_free(n->udp_tunnels[i]);
+	px_nc_free(n->nc);
 	api_server_free(n->api);
 	if (n->ev_int)
 		event_free(n->ev_int);

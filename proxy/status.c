@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "core/util/log.h"
 #include "core/wg/device.h"
 #include "netstack/ns.h"
 #include "proxy/api.h"
@@ -89,7 +90,7 @@ static uint64_t px_errors(const struct px_stats *ps)
 	return ps->err_auth + ps->err_protocol + ps->err_handshake_timeout +
 	       ps->err_client_gone + ps->err_no_route + ps->err_resolve +
 	       ps->err_refused + ps->err_unreachable + ps->err_timeout + ps->err_other +
-	       ps->err_accept;
+	       ps->err_accept + ps->err_limit + ps->err_idle;
 }
 
 typedef void (*frontend_fn)(void *arg, const char *kind, const char *what,
@@ -122,17 +123,43 @@ static void for_each_frontend(const struct status_view *v, frontend_fn fn, void 
 		px_tunnel_get_stats(v->tunnels[i], &ps);
 		fn(arg, "tunnel", buf, &ps);
 	}
+	for (size_t i = 0; i < v->n_udp_tunnels; i++) {
+		px_udp_tunnel_describe(v->udp_tunnels[i], buf, sizeof(buf));
+		px_udp_tunnel_get_stats(v->udp_tunnels[i], &ps);
+		fn(arg, "udp", buf, &ps);
+	}
+	if (v->nc) {
+		px_nc_get_stats(v->nc, &ps);
+		fn(arg, "nc", "local API", &ps);
+	}
 }
 
 static void write_frontend_line(void *arg, const char *kind, const char *what,
                                 const struct px_stats *ps)
 {
 	struct api_conn *c = arg;
+	char up[32], down[32];
+	status_format_bytes(ps->bytes_up, up, sizeof(up));
+	status_format_bytes(ps->bytes_down, down, sizeof(down));
+	if (strcmp(kind, "udp") == 0) {
+		api_conn_printf(c,
+		                "%-6s %s  datagrams up %" PRIu64 " (%s) down %" PRIu64
+		                " (%s)  dropped %" PRIu64 "\n",
+		                kind, what, ps->dgrams_up, up, ps->dgrams_down, down,
+		                ps->dgram_drops);
+		return;
+	}
 	api_conn_printf(c,
-	                "%-6s %s  accepted %" PRIu64 "  established %" PRIu64
-	                "  pending %" PRIu64 "  errors %" PRIu64 "\n",
-	                kind, what, ps->accepted, ps->established, ps->pending,
-	                px_errors(ps));
+	                "%-6s %s  active %" PRIu64 "  accepted %" PRIu64
+	                "  established %" PRIu64 "  pending %" PRIu64 "  up %s  down %s"
+	                "  errors %" PRIu64 "\n",
+	                kind, what, ps->active, ps->accepted, ps->established,
+	                ps->pending, up, down, px_errors(ps));
+	if (ps->dgrams_up || ps->dgrams_down || ps->dgram_drops)
+		api_conn_printf(c,
+		                "       udp datagrams up %" PRIu64 " down %" PRIu64
+		                " dropped %" PRIu64 "\n",
+		                ps->dgrams_up, ps->dgrams_down, ps->dgram_drops);
 }
 
 void status_write_text(const struct status_view *v, struct api_conn *c)
@@ -160,9 +187,11 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 		format_ago(pi.last_handshake_unix, hs, sizeof(hs));
 		status_format_bytes(pi.rx_bytes, rx, sizeof(rx));
 		status_format_bytes(pi.tx_bytes, tx, sizeof(tx));
-		api_conn_printf(c, "peer   %s  endpoint %s  handshake %s  rx %s  tx %s\n",
-		                key, ep, hs, rx, tx);
 		const struct cfg_peer *cp = cfg_peer_by_key(v->cfg, pi.public_key);
+		api_conn_printf(
+		    c, "peer   %s%s%s  endpoint %s  handshake %s  rx %s  tx %s\n",
+		    cp && cp->name ? cp->name : "", cp && cp->name ? " " : "", key, ep,
+		    hs, rx, tx);
 		if (cp) {
 			api_conn_printf(c, "       allowed ips");
 			for (size_t k = 0; k < cp->n_allowed_ips; k++) {
@@ -204,16 +233,21 @@ static void write_frontend_json(void *arg, const char *kind, const char *what,
 	api_conn_printf(
 	    c,
 	    "%s{\"kind\":\"%s\",\"listen\":\"%s\",\"accepted\":%" PRIu64
-	    ",\"established\":%" PRIu64 ",\"pending\":%" PRIu64
-	    ",\"errors\":{\"auth\":%" PRIu64 ",\"protocol\":%" PRIu64
-	    ",\"handshake_timeout\":%" PRIu64 ",\"client_gone\":%" PRIu64
-	    ",\"no_route\":%" PRIu64 ",\"resolve\":%" PRIu64 ",\"refused\":%" PRIu64
-	    ",\"unreachable\":%" PRIu64 ",\"timeout\":%" PRIu64 ",\"other\":%" PRIu64
-	    ",\"accept\":%" PRIu64 "}}",
+	    ",\"established\":%" PRIu64 ",\"pending\":%" PRIu64 ",\"active\":%" PRIu64
+	    ",\"direct\":%" PRIu64 ",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64
+	    ",\"dgrams_up\":%" PRIu64 ",\"dgrams_down\":%" PRIu64
+	    ",\"dgram_drops\":%" PRIu64 ",\"errors\":{\"auth\":%" PRIu64
+	    ",\"protocol\":%" PRIu64 ",\"handshake_timeout\":%" PRIu64
+	    ",\"client_gone\":%" PRIu64 ",\"no_route\":%" PRIu64 ",\"resolve\":%" PRIu64
+	    ",\"refused\":%" PRIu64 ",\"unreachable\":%" PRIu64 ",\"timeout\":%" PRIu64
+	    ",\"other\":%" PRIu64 ",\"accept\":%" PRIu64 ",\"limit\":%" PRIu64
+	    ",\"idle\":%" PRIu64 "}}",
 	    idx ? "," : "", kind, what, ps->accepted, ps->established, ps->pending,
-	    ps->err_auth, ps->err_protocol, ps->err_handshake_timeout,
-	    ps->err_client_gone, ps->err_no_route, ps->err_resolve, ps->err_refused,
-	    ps->err_unreachable, ps->err_timeout, ps->err_other, ps->err_accept);
+	    ps->active, ps->direct, ps->bytes_up, ps->bytes_down, ps->dgrams_up,
+	    ps->dgrams_down, ps->dgram_drops, ps->err_auth, ps->err_protocol,
+	    ps->err_handshake_timeout, ps->err_client_gone, ps->err_no_route,
+	    ps->err_resolve, ps->err_refused, ps->err_unreachable, ps->err_timeout,
+	    ps->err_other, ps->err_accept, ps->err_limit, ps->err_idle);
 }
 
 void status_write_json(const struct status_view *v, struct api_conn *c)
@@ -239,17 +273,21 @@ void status_write_json(const struct status_view *v, struct api_conn *c)
 		char ep[80];
 		status_key_b64(pi.public_key, key, sizeof(key));
 		status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
+		const struct cfg_peer *cp = cfg_peer_by_key(v->cfg, pi.public_key);
+		/* Names are DNS labels (checked by the config): nothing to escape. */
+		api_conn_printf(
+		    c, "%s{\"name\":%s%s%s,", i ? "," : "", cp && cp->name ? "\"" : "",
+		    cp && cp->name ? cp->name : "null", cp && cp->name ? "\"" : "");
 		api_conn_printf(c,
-		                "%s{\"public_key\":\"%s\",\"endpoint\":%s%s%s,"
+		                "\"public_key\":\"%s\",\"endpoint\":%s%s%s,"
 		                "\"last_handshake_unix\":%" PRId64
 		                ",\"rx_bytes\":%" PRIu64 ",\"tx_bytes\":%" PRIu64
 		                ",\"persistent_keepalive\":%u,"
 		                "\"allowed_ips\":[",
-		                i ? "," : "", key, pi.endpoint.ss_family ? "\"" : "",
+		                key, pi.endpoint.ss_family ? "\"" : "",
 		                pi.endpoint.ss_family ? ep : "null",
 		                pi.endpoint.ss_family ? "\"" : "", pi.last_handshake_unix,
 		                pi.rx_bytes, pi.tx_bytes, pi.persistent_keepalive);
-		const struct cfg_peer *cp = cfg_peer_by_key(v->cfg, pi.public_key);
 		for (size_t k = 0; cp && k < cp->n_allowed_ips; k++) {
 			format_prefix(&cp->allowed_ips[k], buf, sizeof(buf));
 			api_conn_printf(c, "%s\"%s\"", k ? "," : "", buf);
@@ -278,10 +316,45 @@ void status_write_json(const struct status_view *v, struct api_conn *c)
 	api_conn_printf(c, "]");
 	struct ns_stats ns;
 	ns_get_stats(&ns);
-	api_conn_printf(c,
-	                ",\"netstack\":{\"tcp_active\":%" PRIu64 ",\"tcp_total\":%" PRIu64
-	                ",\"tcp_refused\":%" PRIu64 ",\"tcp_reset\":%" PRIu64
-	                ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 "}}\n",
-	                ns.tcp_active, ns.tcp_total, ns.tcp_refused, ns.tcp_reset,
-	                ns.splice_bytes_in, ns.splice_bytes_out);
+	api_conn_printf(
+	    c,
+	    ",\"netstack\":{\"tcp_active\":%" PRIu64 ",\"tcp_total\":%" PRIu64
+	    ",\"tcp_refused\":%" PRIu64 ",\"tcp_reset\":%" PRIu64 ",\"bytes_in\":%" PRIu64
+	    ",\"bytes_out\":%" PRIu64 ",\"udp_rx\":%" PRIu64 ",\"udp_tx\":%" PRIu64
+	    ",\"udp_drop\":%" PRIu64 ",\"idle_reset\":%" PRIu64 "}}\n",
+	    ns.tcp_active, ns.tcp_total, ns.tcp_refused, ns.tcp_reset, ns.splice_bytes_in,
+	    ns.splice_bytes_out, ns.udp_rx, ns.udp_tx, ns.udp_drop, ns.idle_reset);
+}
+
+static void log_frontend(void *arg, const char *kind, const char *what,
+                         const struct px_stats *ps)
+{
+	(void)arg;
+	if (strcmp(kind, "udp") == 0) {
+		log_info("%s %s: datagrams up %" PRIu64 " down %" PRIu64
+		         ", bytes up %" PRIu64 " down %" PRIu64 ", dropped %" PRIu64,
+		         kind, what, ps->dgrams_up, ps->dgrams_down, ps->bytes_up,
+		         ps->bytes_down, ps->dgram_drops);
+		return;
+	}
+	log_info("%s %s: accepted %" PRIu64 ", established %" PRIu64 " (direct %" PRIu64
+	         "), bytes up %" PRIu64 " down %" PRIu64 "; errors: auth %" PRIu64
+	         " protocol %" PRIu64 " handshake-timeout %" PRIu64
+	         " client-gone %" PRIu64 " no-route %" PRIu64 " resolve %" PRIu64
+	         " refused %" PRIu64 " unreachable %" PRIu64 " timeout %" PRIu64
+	         " limit %" PRIu64 " idle %" PRIu64 " accept %" PRIu64 " other %" PRIu64,
+	         kind, what, ps->accepted, ps->established, ps->direct, ps->bytes_up,
+	         ps->bytes_down, ps->err_auth, ps->err_protocol,
+	         ps->err_handshake_timeout, ps->err_client_gone, ps->err_no_route,
+	         ps->err_resolve, ps->err_refused, ps->err_unreachable, ps->err_timeout,
+	         ps->err_limit, ps->err_idle, ps->err_accept, ps->err_other);
+	if (ps->dgrams_up || ps->dgrams_down || ps->dgram_drops)
+		log_info("%s %s: udp datagrams up %" PRIu64 " down %" PRIu64
+		         ", dropped %" PRIu64,
+		         kind, what, ps->dgrams_up, ps->dgrams_down, ps->dgram_drops);
+}
+
+void status_log_frontends(const struct status_view *v)
+{
+	for_each_frontend(v, log_frontend, NULL);
 }

@@ -13,6 +13,8 @@ struct wg_device;
 struct px_socks;
 struct px_http;
 struct px_tunnel;
+struct px_udp_tunnel;
+struct px_nc;
 
 struct status_view {
 	const struct config *cfg;
@@ -24,10 +26,15 @@ struct status_view {
 	size_t n_http;
 	struct px_tunnel *const *tunnels;
 	size_t n_tunnels;
+	struct px_udp_tunnel *const *udp_tunnels;
+	size_t n_udp_tunnels;
+	const struct px_nc *nc; /* may be NULL */
 };
 
 void status_write_text(const struct status_view *v, struct api_conn *c);
 void status_write_json(const struct status_view *v, struct api_conn *c);
+/* One info log line per front-end with all its counters (at exit). */
+void status_log_frontends(const struct status_view *v);
 
 /* Helpers shared with the node's log lines. */
 void status_key_b64(const uint8_t key[32], char *out, size_t len);
