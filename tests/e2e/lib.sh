@@ -547,6 +547,14 @@ counter_at_least() {
     [ "$v" != none ] && [ "$v" -ge "$5" ]
 }
 
+# counter_equals NAME TAG MATCH FIELD VALUE : the counter is exactly VALUE.
+counter_equals() {
+    local v
+    v=$(frontend_counter "$1" "$2" "$3" "$4")
+    echo "$3 $4 = $v (want $5)"
+    [ "$v" = "$5" ]
+}
+
 # mesh_log_clean NAME : no sanitizer report in node NAME's log.
 mesh_log_clean() {
     ! grep -E -m 5 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$E2E_LOGDIR/$1.log"
