@@ -506,6 +506,10 @@ static void px_udp_queue(struct px_udp_assoc *a, const struct px_target *t,
 	lk->req =
 	    evdns_getaddrinfo(a->f->env.dns, lk->name, NULL, &hints, px_udp_on_dns, lk);
 	lk->in_call = false;
+	if (!lk->answered && !lk->req) {
+		lk->answered = true; /* failed without a callback */
+		lk->result = -1;
+	}
 	if (lk->answered)
 		px_udp_lookup_done(lk); /* answered from the hosts file, or failed */
 }

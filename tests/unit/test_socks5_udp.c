@@ -8,7 +8,8 @@
  * FRAG, bad headers, strangers and unroutable destinations are dropped and
  * counted; names resolve through evdns with datagrams waiting for them;
  * the association ends with its control connection, when idle, and with
- * the front-end; MaxConnections bounds associations; BIND still gets 0x07. */
+ * the front-end; MaxConnections bounds associations. Also CONNECT's reply
+ * codes against real destinations, and BIND still gets 0x07. */
 #include "px_udp_test.h"
 
 #include <event2/dns.h>
@@ -467,6 +468,55 @@ static void test_udp_idle_and_limit(void **state)
 	close(lfd);
 }
 
+/* One CONNECT request (after a no-auth greeting); the reply code. */
+static uint8_t connect_rep(struct px_socks *s, const uint8_t *req, size_t n)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	px_socks_local_addr(s, &ss, &sl);
+	int fd = cli_connect(&ss, sl);
+	uint8_t m[300] = {5, 1, 0};
+	memcpy(m + 3, req, n);
+	assert_int_equal(send(fd, m, 3 + n, 0), (ssize_t)(3 + n));
+	uint8_t r[12];
+	cli_read(fd, r, sizeof(r));
+	assert_true(cli_closed(fd));
+	close(fd);
+	return r[3];
+}
+
+/* CONNECT's RFC 1928 reply codes against real destinations: a closed host
+ * port (refused), Direct = no (no route), a name that does not exist (host
+ * unreachable), a mesh peer that never answers (TTL expired). */
+static void test_connect_reply_codes(void **state)
+{
+	env.connect_timeout_ms = 300;
+	uint16_t port;
+	int tmp = socket(AF_INET, SOCK_STREAM, 0);
+	struct cfg_listen ll = loopback_listen();
+	assert_int_equal(bind(tmp, (struct sockaddr *)&ll.addr, ll.addr_len), 0);
+	socklen_t sl = sizeof(ll.addr);
+	getsockname(tmp, (struct sockaddr *)&ll.addr, &sl);
+	port = ntohs(((struct sockaddr_in *)&ll.addr)->sin_port);
+	close(tmp); /* nothing listens there now */
+	const uint8_t closed[] = {
+	    5, 1, 0, 1, 127, 0, 0, 1, (uint8_t)(port >> 8), (uint8_t)port};
+	const uint8_t mesh[] = {5, 1, 0, 1, 100, 64, 0, 2, 0, 80};
+	const uint8_t nx[] = {5, 1, 0, 3, 7, 'n', 'x', '.', 't', 'e', 's', 't', 0, 80};
+	const uint8_t atyp[] = {5, 1, 0, 9, 1, 2, 3, 4, 0, 80};
+	const uint8_t cmd[] = {5, 9, 0, 1, 1, 2, 3, 4, 0, 80};
+	struct px_socks *s = socks_new(true, NULL, NULL);
+	assert_int_equal(connect_rep(s, closed, sizeof(closed)), SOCKS5_REP_REFUSED);
+	assert_int_equal(connect_rep(s, nx, sizeof(nx)), SOCKS5_REP_HOST_UNREACH);
+	assert_int_equal(connect_rep(s, mesh, sizeof(mesh)), SOCKS5_REP_TTL_EXPIRED);
+	assert_int_equal(connect_rep(s, atyp, sizeof(atyp)), SOCKS5_REP_ATYP_UNSUPPORTED);
+	assert_int_equal(connect_rep(s, cmd, sizeof(cmd)), SOCKS5_REP_CMD_UNSUPPORTED);
+	px_socks_free(s);
+	s = socks_new(false, NULL, NULL);
+	assert_int_equal(connect_rep(s, closed, sizeof(closed)), SOCKS5_REP_NET_UNREACH);
+	px_socks_free(s);
+}
+
 static void test_bind_still_unsupported(void **state)
 {
 	struct px_socks *s = socks_new(true, NULL, NULL);
@@ -494,6 +544,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_udp_source_restricted, usetup,
 	                                    uteardown),
 	    cmocka_unit_test_setup_teardown(test_udp_idle_and_limit, usetup, uteardown),
+	    cmocka_unit_test_setup_teardown(test_connect_reply_codes, usetup, uteardown),
 	    cmocka_unit_test_setup_teardown(test_bind_still_unsupported, usetup,
 	                                    uteardown),
 	};
