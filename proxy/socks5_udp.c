@@ -50,6 +50,7 @@
 #define PX_UDP_CACHE_MS    60000 /* how long a resolved name is kept */
 #define PX_UDP_NEG_MS      5000  /* how long a failed name is kept */
 #define PX_UDP_QUEUE_MAX   8     /* datagrams waiting for names */
+#define PX_UDP_QUEUE_BYTES 32768 /* and their payload bytes */
 #define PX_UDP_LOOKUPS_MAX 4     /* names being resolved at once */
 #define PX_UDP_BURST       64    /* datagrams read per socket wake-up */
 
@@ -101,7 +102,7 @@ struct px_udp_assoc {
 	struct px_udp_lookup *lookups;
 	size_t n_lookups;
 	struct px_udp_queued *queue;
-	size_t n_queued;
+	size_t n_queued, queued_bytes;
 };
 
 static uint8_t px_udp_buf[65536];
@@ -422,6 +423,7 @@ static void px_udp_resolved(struct px_udp_assoc *a, struct px_udp_lookup *lk)
 		}
 		*pp = q->next;
 		a->n_queued--;
+		a->queued_bytes -= q->len;
 		if (ok)
 			px_udp_send(a, &pick, q->port, q->data, q->len);
 		else
@@ -467,6 +469,7 @@ static void px_udp_queue(struct px_udp_assoc *a, const struct px_target *t,
 	while (lk && strcasecmp(lk->name, t->host) != 0)
 		lk = lk->next;
 	if (a->n_queued >= PX_UDP_QUEUE_MAX || !a->f->env.dns ||
+	    len > PX_UDP_QUEUE_BYTES - a->queued_bytes ||
 	    (!lk && a->n_lookups >= PX_UDP_LOOKUPS_MAX)) {
 		px_udp_drop(a);
 		return;
@@ -478,11 +481,15 @@ static void px_udp_queue(struct px_udp_assoc *a, const struct px_target *t,
 	}
 	snprintf(q->name, sizeof(q->name), "%s", t->host);
 	q->port = t->port;
+	q->next = NULL;
 	q->len = len;
 	memcpy(q->data, data, len);
-	q->next = a->queue;
-	a->queue = q;
+	struct px_udp_queued **tail = &a->queue; /* in arrival order */
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = q;
 	a->n_queued++;
+	a->queued_bytes += len;
 	if (lk)
 		return;
 	lk = calloc(1, sizeof(*lk));
