@@ -157,6 +157,16 @@ AFTER_B=$(proc_rss_kib "$PB")
 info "RSS of A (KiB): idle $IDLE_A, peak $PEAK_A (VmHWM $(proc_hwm_kib "$PA")), 5 s after $AFTER_A"
 info "RSS of B (KiB): idle $IDLE_B, peak $PEAK_B (VmHWM $(proc_hwm_kib "$PB")), 5 s after $AFTER_B"
 cp "$E2E_TMP/rss.samples" "$E2E_LOGDIR/rss-samples.txt"
+# Where the memory sits: the brk heap (malloc), other anonymous mappings,
+# the binary's own data/bss (static pools).
+rss_where() {
+    awk -v exe="$(readlink "/proc/$1/exe")" '
+        /^[0-9a-f]+-[0-9a-f]+ / { what = ($6 == "[heap]") ? "heap" : ($6 == exe || ($6 == "" && prev_exe)) ? "binary" : ($6 == "") ? "anon" : "files"; prev_exe = ($6 == exe) }
+        /^Rss:/ { kib[what] += $2 }
+        END { printf "heap %d, binary data/bss %d, other anonymous %d, files %d KiB", kib["heap"], kib["binary"], kib["anon"], kib["files"] }' "/proc/$1/smaps"
+}
+info "A after: $(rss_where "$PA")"
+info "B after: $(rss_where "$PB")"
 if e2e_is_asan; then
     info "RSS bound not checked: this mesh-proxy is built with ASan"
 else
