@@ -108,6 +108,19 @@ bool cfg_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *por
 /* True for a plausible DNS name: labels of [A-Za-z0-9_-], dots, <= 253. */
 bool cfg_is_hostname(const char *s);
 
+/* "[Section] Key: "value" what" for a bad value. */
+void cfg_value_err(struct cfg_parser *p, const char *key, const char *v,
+                   const char *what);
+
+/* config_limits.c: front-end keys (see there). */
+int cfg_v_max_connections(struct cfg_parser *p, const char *key, const char *v);
+int cfg_v_handshake_timeout(struct cfg_parser *p, const char *key, const char *v);
+int cfg_v_idle_timeout(struct cfg_parser *p, const char *key, const char *v);
+int cfg_v_buffer_size(struct cfg_parser *p, const char *key, const char *v);
+int cfg_v_direct(struct cfg_parser *p, const char *key, const char *v);
+int cfg_v_proxy_protocol(struct cfg_parser *p, const char *key, const char *v);
+int cfg_v_max_flows(struct cfg_parser *p, const char *key, const char *v);
+
 /* Checks a section's required keys when it ends (or the file does). */
 int cfg_section_check(struct cfg_parser *p);
 

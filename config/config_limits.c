@@ -1,0 +1,151 @@
+/* Values of the keys that shape a front-end rather than the mesh: the
+ * limits of every TCP front-end (MaxConnections, HandshakeTimeout,
+ * IdleTimeout, BufferSize), Direct, ProxyProtocol, and the UDP tunnels'
+ * IdleTimeout and MaxFlows. Same rules as config_value.c: each error names
+ * section, key, value and what was expected. */
+#include "config/config_int.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* The limits of the TCP front-end section being read. */
+static struct cfg_limits *cfg_cur_limits(struct cfg_parser *p)
+{
+	struct config *c = p->cfg;
+	switch (p->sect) {
+	case CFG_SECT_SOCKS5:
+		return &c->socks5[c->n_socks5 - 1].limits;
+	case CFG_SECT_HTTP:
+		return &c->http[c->n_http - 1].limits;
+	case CFG_SECT_TCP_CLIENT:
+		return &c->tcp_client_tunnels[c->n_tcp_client_tunnels - 1].limits;
+	default:
+		return &c->tcp_server_tunnels[c->n_tcp_server_tunnels - 1].limits;
+	}
+}
+
+int cfg_v_max_connections(struct cfg_parser *p, const char *key, const char *v)
+{
+	unsigned long n;
+	if (!cfg_parse_uint(v, 1, 1000000, &n)) {
+		cfg_value_err(p, key, v, "is not a number of connections (1-1000000)");
+		return -1;
+	}
+	cfg_cur_limits(p)->max_connections = (uint32_t)n;
+	return 0;
+}
+
+int cfg_v_handshake_timeout(struct cfg_parser *p, const char *key, const char *v)
+{
+	unsigned long n;
+	if (!cfg_parse_uint(v, 1, 3600, &n)) {
+		cfg_value_err(p, key, v, "is not a number of seconds (1-3600)");
+		return -1;
+	}
+	cfg_cur_limits(p)->handshake_timeout_ms = (uint32_t)n * 1000;
+	return 0;
+}
+
+/* IdleTimeout: TCP front-ends 0-604800 s (0 never), UDP tunnels 1-86400 s. */
+int cfg_v_idle_timeout(struct cfg_parser *p, const char *key, const char *v)
+{
+	struct config *c = p->cfg;
+	bool udp = p->sect == CFG_SECT_UDP_CLIENT || p->sect == CFG_SECT_UDP_SERVER;
+	unsigned long n;
+	if (!cfg_parse_uint(v, udp ? 1 : 0, udp ? 86400 : 604800, &n)) {
+		cfg_value_err(p, key, v,
+		              udp ? "is not a number of seconds (1-86400)"
+		                  : "is not a number of seconds (0-604800; 0 = never)");
+		return -1;
+	}
+	uint32_t ms = (uint32_t)n * 1000;
+	if (p->sect == CFG_SECT_UDP_CLIENT)
+		c->udp_client_tunnels[c->n_udp_client_tunnels - 1].idle_timeout_ms = ms;
+	else if (p->sect == CFG_SECT_UDP_SERVER)
+		c->udp_server_tunnels[c->n_udp_server_tunnels - 1].idle_timeout_ms = ms;
+	else
+		cfg_cur_limits(p)->idle_timeout_ms = ms;
+	return 0;
+}
+
+/* BufferSize: bytes, or with a K or M suffix (1024, 1048576). */
+int cfg_v_buffer_size(struct cfg_parser *p, const char *key, const char *v)
+{
+	char num[16];
+	size_t n = strlen(v);
+	unsigned long mult = 1, val;
+	if (n > 0 && (v[n - 1] == 'K' || v[n - 1] == 'k'))
+		mult = 1024, n--;
+	else if (n > 0 && (v[n - 1] == 'M' || v[n - 1] == 'm'))
+		mult = 1024 * 1024, n--;
+	bool ok = n > 0 && n < sizeof(num);
+	if (ok) {
+		memcpy(num, v, n);
+		num[n] = 0;
+		ok = cfg_parse_uint(num, 1, 1048576, &val) && val * mult >= 16384 &&
+		     val * mult <= 1048576;
+	}
+	if (!ok) {
+		cfg_value_err(p, key, v,
+		              "is not a buffer size (16384-1048576 bytes, or with K or "
+		              "M: 16K-1M)");
+		return -1;
+	}
+	cfg_cur_limits(p)->buffer_bytes = (uint32_t)(val * mult);
+	return 0;
+}
+
+int cfg_v_direct(struct cfg_parser *p, const char *key, const char *v)
+{
+	bool on;
+	if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 ||
+	    strcasecmp(v, "on") == 0)
+		on = true;
+	else if (strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0 ||
+	         strcasecmp(v, "off") == 0)
+		on = false;
+	else {
+		cfg_value_err(p, key, v, "is not yes or no (also true/false, on/off)");
+		return -1;
+	}
+	struct config *c = p->cfg;
+	if (p->sect == CFG_SECT_SOCKS5)
+		c->socks5[c->n_socks5 - 1].direct = on;
+	else
+		c->http[c->n_http - 1].direct = on;
+	return 0;
+}
+
+int cfg_v_proxy_protocol(struct cfg_parser *p, const char *key, const char *v)
+{
+	int pp;
+	if (strcasecmp(v, "v2") == 0)
+		pp = 2;
+	else if (strcasecmp(v, "off") == 0)
+		pp = 0;
+	else {
+		cfg_value_err(p, key, v, "is not v2 or off");
+		return -1;
+	}
+	struct config *c = p->cfg;
+	c->tcp_server_tunnels[c->n_tcp_server_tunnels - 1].proxy_protocol = pp;
+	return 0;
+}
+
+int cfg_v_max_flows(struct cfg_parser *p, const char *key, const char *v)
+{
+	unsigned long n;
+	if (!cfg_parse_uint(v, 1, 16384, &n)) {
+		cfg_value_err(p, key, v, "is not a number of flows (1-16384)");
+		return -1;
+	}
+	struct config *c = p->cfg;
+	if (p->sect == CFG_SECT_UDP_CLIENT)
+		c->udp_client_tunnels[c->n_udp_client_tunnels - 1].max_flows =
+		    (uint32_t)n;
+	else
+		c->udp_server_tunnels[c->n_udp_server_tunnels - 1].max_flows =
+		    (uint32_t)n;
+	return 0;
+}
