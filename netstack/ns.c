@@ -36,6 +36,7 @@ struct ns_deferred {
 };
 static struct ns_deferred *defer_head, *defer_tail;
 static unsigned defer_n;
+static bool defer_running; /* inside ns_defer_cb */
 static int in_input;
 
 uint32_t ns_clock_offset_ms;
@@ -209,17 +210,32 @@ static void ns_input_now(const uint8_t *pkt, size_t len)
 static void ns_defer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ns_deferred *d;
+	unsigned n = defer_n;
 
 	(void)fd;
 	(void)what;
 	(void)arg;
-	while ((d = defer_head) != NULL && ns_ctx.up) {
+	/* Only the packets queued before this event: ones fed back while
+	 * processing them (an output callback that loops to ns_input, a UDP
+	 * callback replying to ourselves) wait for the next round, or this
+	 * would never return. */
+	defer_running = true;
+	while (n-- > 0 && (d = defer_head) != NULL && ns_ctx.up) {
 		defer_head = d->next;
 		if (defer_head == NULL)
 			defer_tail = NULL;
 		defer_n--;
 		ns_input_now(d->pkt, d->len);
 		free(d);
+	}
+	defer_running = false;
+	if (defer_head != NULL && ns_ctx.up) {
+		/* Through the timer heap, so the loop polls and checks its
+		 * exit between rounds (an active event re-activated from its
+		 * own callback runs again in the same pass). */
+		struct timeval zero = {0, 0};
+
+		event_add(ns_ctx.defer_ev, &zero);
 	}
 	ns_timers_kick();
 }
@@ -253,7 +269,8 @@ static void ns_defer(const uint8_t *pkt, size_t len)
 		defer_head = d;
 	defer_tail = d;
 	defer_n++;
-	event_active(ns_ctx.defer_ev, EV_TIMEOUT, 0);
+	if (!defer_running)
+		event_active(ns_ctx.defer_ev, EV_TIMEOUT, 0);
 }
 
 void ns_input(const uint8_t *pkt, size_t len)
