@@ -3,9 +3,11 @@
  * id/seq and timed out; a SYN to an unlistened port gets a RST; SYN ->
  * SYN-ACK with MSS and window scale, accept only after the handshake; data
  * both ways through ns_splice_start with a head, data sent before the
- * splice kept; FIN both ways and everything freed; RST both ways; abort
- * and reset before the splice; dial refused, connected and timed out.
- * Flow control and hostile peers: test_netstack_flow.c. */
+ * splice kept; FIN both ways and everything freed; RST both ways;
+ * ns_tcp_unlisten resets new and half-open handshakes but not accepted
+ * connections; abort and reset before the splice; dial refused, connected
+ * and timed out. Flow control, splice options and hostile peers:
+ * test_netstack_flow.c; UDP: test_netstack_udp.c. */
 #include "ns_test_peer.h"
 
 static void test_addr_parse(void **state)
@@ -389,6 +391,72 @@ static void test_abort_and_reset_before_splice(void **state)
 	peer_free(&pr2);
 }
 
+/* Unlisten: new SYNs and a half-open handshake get RST, the connection
+ * already accepted carries on both ways; the port can be listened again. */
+static void test_unlisten_rst_keeps_accepted(void **state)
+{
+	struct accepted acc;
+	struct peer pa, pb, pc;
+	struct pkt *k;
+	struct seg s;
+	uint8_t buf[64];
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(ns_tcp_listen(86, on_accept, &acc), 0);
+	peer_init(&pa, AF_INET6, 86);
+	handshake_in(&pa, &acc);
+	nonblock_pair(sv);
+	assert_int_equal(ns_splice_start(acc.c, sv[0], NULL, 0), 0);
+	/* b: SYN answered, the handshake's ACK not yet sent. */
+	peer_init(&pb, AF_INET, 86);
+	peer_send(&pb, F_SYN, NULL, 0);
+	k = cap_pop();
+	assert_non_null(k);
+	assert_true(parse(k, &s));
+	assert_int_equal(s.flags, F_SYN | F_ACK);
+	peer_take(&pb, &s);
+	free(k);
+
+	ns_tcp_unlisten(86);
+	ns_tcp_unlisten(86); /* no-op */
+	ns_tcp_unlisten(87); /* never listened: no-op */
+	peer_init(&pc, AF_INET, 86);
+	peer_send(&pc, F_SYN, NULL, 0);
+	k = cap_pop();
+	assert_non_null(k);
+	assert_true(parse(k, &s));
+	assert_true(s.flags & F_RST);
+	assert_int_equal(s.dport, pc.port);
+	free(k);
+	acc.calls = 0;
+	peer_send(&pb, F_ACK, NULL, 0);
+	k = cap_pop();
+	assert_non_null(k);
+	assert_true(parse(k, &s));
+	assert_true(s.flags & F_RST);
+	assert_int_equal(s.dport, pb.port);
+	free(k);
+	assert_int_equal(acc.calls, 0);
+	assert_null(cap_pop());
+
+	/* The accepted connection is untouched. */
+	peer_send(&pa, F_ACK | F_PSH, "still here", 10);
+	assert_int_equal(read_all(sv[1], buf, sizeof(buf), 200), 10);
+	assert_memory_equal(buf, "still here", 10);
+	assert_int_equal(write(sv[1], "yes", 3), 3);
+	spin_ms(5);
+	peer_poll(&pa, true);
+	assert_int_equal(pa.rx_len, 3);
+	assert_false(pa.got_rst);
+	assert_int_equal(ns_tcp_listen(86, on_accept, &acc), 0);
+	close(sv[1]);
+	spin_ms(5);
+	peer_free(&pa);
+	peer_free(&pb);
+	peer_free(&pc);
+}
+
 struct dialed {
 	struct ns_tcp *c;
 	int err, calls;
@@ -505,6 +573,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rst_from_mesh_resets_local, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_local_reset_resets_mesh, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_unlisten_rst_keeps_accepted, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_abort_and_reset_before_splice, setup,
 	                                    teardown),
