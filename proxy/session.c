@@ -18,8 +18,9 @@
  *
  * MaxConnections counts sessions (handshake, resolution, dial, reply),
  * established splices (f->acct->active) and direct relays. At the limit a
- * new client evicts the oldest session still in its handshake (so that
- * slow or silent clients cannot hold the port), or is closed at once. */
+ * new client evicts the oldest session still in its handshake or lingering
+ * after an error reply (so that slow, silent or broken clients cannot hold
+ * the port), or is closed at once. */
 #include "proxy/proxy_int.h"
 
 #include "core/util/log.h"
@@ -114,11 +115,13 @@ static size_t px_front_max(const struct px_front *f)
 	                              : CFG_DEFAULT_MAX_CONNECTIONS;
 }
 
-/* Closes the oldest session still in its handshake; false if there is none. */
+/* Closes the oldest session still in its handshake (or lingering after an
+ * error reply, which is as good as done); false if there is none. */
 static bool px_front_evict(struct px_front *f)
 {
 	for (struct px_sess *s = f->sessions_tail; s; s = s->prev) {
-		if (s->state == PX_S_HANDSHAKE && s->ops->on_data) {
+		if ((s->state == PX_S_HANDSHAKE && s->ops->on_data) ||
+		    s->state == PX_S_LINGER) {
 			f->stats.err_limit++;
 			px_sess_close(s, false);
 			return true;

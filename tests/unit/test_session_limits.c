@@ -80,7 +80,8 @@ static void test_max_connections_evicts_oldest_handshake(void **st)
 	assert_int_equal(stt.err_limit, 1);
 	assert_int_equal(stt.accepted, 4);
 	/* d finishes its request: it becomes an established splice. */
-	csend(d, "CONNECT 10.0.0.1:80 HTTP/1.1\r\n\r\n", 33);
+	const char *req = "CONNECT 10.0.0.1:80 HTTP/1.1\r\n\r\n";
+	csend(d, req, strlen(req));
 	assert_int_equal(http_status(d), 200);
 	assert_int_equal(f->acct->active, 1);
 	assert_int_equal(px_front_open(f), 3); /* b, c and the splice */
@@ -111,13 +112,43 @@ static void test_max_connections_evicts_oldest_handshake(void **st)
 	px_http_free(h);
 }
 
+/* A client lingering after an error reply is evicted like a handshake. */
+static void test_max_connections_evicts_lingering(void **st)
+{
+	reset_fake();
+	struct px_http *h = http_lim(2, 0, false);
+	struct px_front *f = front_of(h);
+	int a = http_client(h);
+	const char *brew = "BREW /pot HTTP/1.1\r\n\r\n";
+	csend(a, brew, strlen(brew));
+	assert_int_equal(http_status(a), 501);
+	pump(10);
+	int b = http_client(h);
+	pump(10);
+	assert_int_equal(f->n_sessions, 2); /* a lingers, b waits */
+	int c = http_client(h);
+	pump(10);
+	assert_int_equal(f->n_sessions, 2); /* a went, c came */
+	assert_true(still_open(b));
+	assert_true(still_open(c));
+	struct px_stats stt;
+	px_http_get_stats(h, &stt);
+	assert_int_equal(stt.err_limit, 1);
+	assert_int_equal(stt.err_protocol, 1);
+	close(a);
+	close(b);
+	close(c);
+	px_http_free(h);
+}
+
 /* Sessions waiting for a dial are not evicted: only handshakes are. */
 static void test_max_connections_spares_dials(void **st)
 {
 	reset_fake();
 	struct px_http *h = http_lim(1, 0, false);
 	int a = http_client(h);
-	csend(a, "CONNECT 10.0.0.5:80 HTTP/1.1\r\n\r\n", 33); /* never answers */
+	const char *req = "CONNECT 10.0.0.5:80 HTTP/1.1\r\n\r\n"; /* never answers */
+	csend(a, req, strlen(req));
 	pump(20);
 	assert_non_null(hung);
 	int b = http_client(h);
@@ -367,6 +398,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_max_connections_evicts_oldest_handshake),
+	    cmocka_unit_test(test_max_connections_evicts_lingering),
 	    cmocka_unit_test(test_max_connections_spares_dials),
 	    cmocka_unit_test(test_handshake_timeout_from_limits),
 	    cmocka_unit_test(test_mesh_names),
