@@ -1,25 +1,32 @@
 /* The node's front-ends: local sockets bridged into the mesh through the
  * netstack (netstack/ns.h).
  *
- *   [Socks5]          px_socks_new()   SOCKS5 CONNECT (RFC 1928, RFC 1929 auth),
- *                                      SOCKS4/4a CONNECT on the same port
+ *   [Socks5]          px_socks_new()   SOCKS5 CONNECT and UDP ASSOCIATE (RFC
+ *                                      1928, RFC 1929 auth), SOCKS4/4a
+ *                                      CONNECT on the same port
  *   [http]            px_http_new()    HTTP proxy: CONNECT and absolute-URI
  *                                      forwarding (Basic auth optional)
  *   [TCPClientTunnel] px_tcp_client_tunnel_new()  local listener -> mesh target
  *   [TCPServerTunnel] px_tcp_server_tunnel_new()  mesh port -> local target
+ *                                      (optionally PROXY protocol v2)
+ *   [UDPClientTunnel] px_udp_client_tunnel_new()  local UDP port -> mesh target
+ *   [UDPServerTunnel] px_udp_server_tunnel_new()  mesh UDP port -> local target
+ *   mesh-proxy nc     px_nc_new()      stdio streams handed over by the API
+ *
+ * Targets: IP literals, mesh names (px_env.resolve_mesh), then DNS (evdns).
+ * A destination no mesh peer routes is connected from the host when the
+ * front-end's Direct is on (the default for SOCKS5/HTTP/nc).
  *
  * Everything runs on the caller's event_base and nothing blocks, except
- * px_tcp_server_tunnel_new(), which resolves a host-name Target with
- * getaddrinfo() once (startup only). Each front-end keeps counters for the
- * status line. Once a connection is established it is handed to
- * ns_splice_start() and belongs to the netstack: its byte counts are in
- * ns_get_stats(), not here.
+ * the server tunnels' constructors, which resolve a host-name Target with
+ * getaddrinfo() once (startup only). Each front-end keeps counters (struct
+ * px_stats): connections, errors by kind, and the bytes of its established
+ * connections (through an ns_acct shared with its splices) and datagrams.
  *
  * Shutdown order: free the front-ends, then ns_shutdown(), then the
  * evdns_base. A connection still waiting for ns_tcp_dial()'s callback
- * outlives its front-end and cleans itself up when the callback comes.
- * Note: netstack/ns.h has no way to stop listening yet, so a freed server
- * tunnel leaves its mesh port listened (connections to it are reset). */
+ * outlives its front-end and cleans itself up when the callback comes;
+ * splices outlive it too (until ns_shutdown()). */
 #ifndef MESH_PROXY_H
 #define MESH_PROXY_H
 

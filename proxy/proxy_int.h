@@ -243,7 +243,6 @@ size_t px_front_open(const struct px_front *f);
 #define PX_DEFAULT_HANDSHAKE_MS 10000
 #define PX_CONNECT_TIMEOUT_MS   30000 /* resolution + dial, a safety net */
 #define PX_LINGER_MS            2000  /* reading leftovers before closing */
-#define PX_MAX_SESSIONS         4096  /* per front-end, in handshake or dial */
 
 struct px_sess_ops {
 	/* New bytes in s->buf[0..s->len): parse from s->consumed on; may call
