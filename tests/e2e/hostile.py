@@ -24,6 +24,11 @@ usage: hostile.py CASE ARGS...   (every port is on 127.0.0.1)
                              CONNECT without or with wrong credentials -> 407
                              with Proxy-Authenticate; right ones -> 200 and
                              the echo works
+  socks-code PORT HOST TPORT REP TIMEOUT
+                             a CONNECT to HOST:TPORT gets reply REP within
+                             TIMEOUT s
+  http-code PORT HOST TPORT STATUS TIMEOUT
+                             an HTTP CONNECT to HOST:TPORT gets STATUS
   halfopen PORT N HOST TPORT TIMEOUT
                              N connections that send nothing, half a greeting
                              or a greeting and no request; while they are
@@ -346,6 +351,29 @@ def case_http_auth(port, user, password, thost, tport):
     s.close()
 
 
+def case_socks_code(port, thost, tport, want, timeout):
+    t0 = time.monotonic()
+    s = conn(port, timeout)
+    try:
+        mp_socks.greet(s)
+        rep, _, _ = mp_socks.request(s, mp_socks.CMD_CONNECT, thost, tport)
+    except (OSError, mp_socks.SocksError) as e:
+        rep = "no reply (%s)" % e
+    finally:
+        s.close()
+    expect(rep == want, "SOCKS5 CONNECT %s:%d -> reply %s (%s) after %.1f s (want %d, %s)"
+           % (thost, tport, rep, mp_socks.REPLIES.get(rep, "?"), time.monotonic() - t0, want,
+              mp_socks.REPLIES.get(want, "?")))
+
+
+def case_http_code(port, thost, tport, want, timeout):
+    t0 = time.monotonic()
+    target = ("[%s]:%d" % (thost, tport) if ":" in thost else "%s:%d" % (thost, tport)).encode()
+    st, _ = http_status(port, b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n", timeout)
+    expect(st == want, "HTTP CONNECT %s -> %s after %.1f s (want %d)"
+           % (target.decode(), st, time.monotonic() - t0, want))
+
+
 def normal_client(port, thost, tport):
     t0 = time.monotonic()
     try:
@@ -469,6 +497,10 @@ def main(argv):
             case_http_garbage(int(a[0]))
         elif c == "http-auth":
             case_http_auth(int(a[0]), a[1], a[2], a[3], int(a[4]))
+        elif c == "socks-code":
+            case_socks_code(int(a[0]), a[1], int(a[2]), int(a[3]), float(a[4]))
+        elif c == "http-code":
+            case_http_code(int(a[0]), a[1], int(a[2]), int(a[3]), float(a[4]))
         elif c == "halfopen":
             case_halfopen(int(a[0]), int(a[1]), a[2], int(a[3]), float(a[4]))
         else:

@@ -4,8 +4,11 @@
 #   A  198.18.0.1  mesh-proxy 10.77.0.1/32 + fd77::1/128, UDP 51820
 #                  SOCKS5 127.0.0.1:1080 (defaults), 127.0.0.1:1081 (login
 #                  alice), 127.0.0.1:1082 (MaxConnections 1000,
-#                  HandshakeTimeout 30); HTTP 127.0.0.1:3128 (defaults),
-#                  127.0.0.1:3129 (Basic auth alice); [Peer] B: Name = web
+#                  HandshakeTimeout 30), 127.0.0.1:1083 (Direct = no);
+#                  HTTP 127.0.0.1:3128 (defaults), 127.0.0.1:3129 (Basic
+#                  auth alice), 127.0.0.1:3130 (Direct = no)
+#                  [Peer] B: Name = web, AllowedIPs also 10.77.0.3/32 (which
+#                  B does not answer for: a dial there times out)
 #   B  198.18.0.2  mesh-proxy 10.77.0.2/32 + fd77::2/128, UDP 51821
 #                  TCPServerTunnel 7000 -> 127.0.0.1:7000 (echo_server.py)
 #
@@ -16,7 +19,9 @@
 #    quarantine keeps freed memory).
 # 2. Hostile input: random bytes, truncated handshakes (held and half-closed),
 #    BIND / unknown command / unknown ATYP / oversized names, wrong logins
-#    (SOCKS5 and HTTP), HTTP garbage, and 10,000 half-open connections on a
+#    (SOCKS5 and HTTP), HTTP garbage, the reply for refused / unknown name /
+#    no route (Direct = no) / timed out (SOCKS5 05/04/03/06, HTTP 502/504),
+#    and 10,000 half-open connections on a
 #    default port and on a MaxConnections = 1000 port while a normal client is
 #    served. The nodes start with a soft open-file limit of 1024 (a stock
 #    system) and must raise it themselves.
@@ -54,7 +59,7 @@ ListenPort = 51820
 Name = web
 PublicKey = $BPUB
 Endpoint = 198.18.0.2:51821
-AllowedIPs = 10.77.0.2/32, fd77::2/128
+AllowedIPs = 10.77.0.2/32, fd77::2/128, 10.77.0.3/32
 
 [Socks5]
 BindAddress = 127.0.0.1:1080
@@ -76,6 +81,14 @@ BindAddress = 127.0.0.1:3128
 BindAddress = 127.0.0.1:3129
 Username = alice
 Password = $PW
+
+[Socks5]
+BindAddress = 127.0.0.1:1083
+Direct = no
+
+[http]
+BindAddress = 127.0.0.1:3130
+Direct = no
 EOF
 write_file "$E2E_TMP/b.conf" <<EOF
 [Interface]
@@ -100,7 +113,7 @@ mesh_start meshB B "$E2E_TMP/b.conf"
 wait_listen B 51821 10 udp || die "mesh-proxy B did not bind UDP 51821"
 mesh_start meshA A "$E2E_TMP/a.conf"
 wait_listen A 51820 10 udp || die "mesh-proxy A did not bind UDP 51820"
-for p in 1080 1081 1082 3128 3129; do
+for p in 1080 1081 1082 1083 3128 3129 3130; do
     wait_listen A $p || die "A is not listening on 127.0.0.1:$p"
 done
 check "mesh-proxy ping 10.77.0.2 from A" mesh_cli meshA A ping -c 2 -W 5 10.77.0.2
@@ -207,6 +220,19 @@ run_side random-socks random 1080 300 25
 run_side random-http random 3128 100 25
 run_side trunc-socks truncated 1080 socks 25
 run_side trunc-http truncated 3128 http 25
+# 10.77.0.3 is routed to B, which does not answer for it: the dial times out.
+run_side timeout-socks socks-code 1080 10.77.0.3 7000 6 60
+run_side timeout-http http-code 3128 10.77.0.3 7000 504 60
+check "SOCKS5 CONNECT to a closed port behind B -> 05 (connection refused)" \
+    hostile socks-code 1080 web 7001 5 20
+check "HTTP CONNECT to a closed port behind B -> 502" hostile http-code 3128 web 7001 502 20
+check "SOCKS5 CONNECT to an unknown name -> 04 (host unreachable)" \
+    hostile socks-code 1080 nosuch.invalid 80 4 40
+check "HTTP CONNECT to an unknown name -> 502" hostile http-code 3128 nosuch.invalid 80 502 40
+check "Direct = no: SOCKS5 CONNECT outside the mesh -> 03 (network unreachable)" \
+    hostile socks-code 1083 198.18.0.2 7000 3 20
+check "Direct = no: HTTP CONNECT outside the mesh -> 502" hostile http-code 3130 198.18.0.2 7000 502 20
+check "Direct = no: mesh destinations still work" echo_ok 1083
 check "SOCKS5: BIND/unknown command -> 07, unknown ATYP -> 08, oversized names refused" \
     hostile socks-replies 1080
 check "SOCKS5 with a login: wrong password/user refused, right one connects" \
@@ -220,6 +246,8 @@ side_result random-socks "300 connections of random bytes to SOCKS5: each closed
 side_result random-http "100 connections of random bytes to the HTTP proxy: each closed by the node"
 side_result trunc-socks "truncated SOCKS5/SOCKS4 handshakes: each closed by the node"
 side_result trunc-http "truncated HTTP requests: each closed by the node"
+side_result timeout-socks "SOCKS5 CONNECT to a mesh address nobody answers -> 06 (TTL expired / timed out)"
+side_result timeout-http "HTTP CONNECT to a mesh address nobody answers -> 504"
 check "A's SOCKS5 front-end counted handshake timeouts" \
     counter_at_least meshA A 127.0.0.1:1080 err_handshake_timeout 1
 check "A's SOCKS5 front-end counted protocol errors" \
