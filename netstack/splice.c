@@ -54,11 +54,12 @@ void ns_acct_release(struct ns_acct *a)
 		free(a);
 }
 
-/* Room lwIP's send buffer has for this connection: tcp_sndbuf() less what
- * is queued beyond tx_limit. */
+/* Room lwIP's send buffer has for this connection: its free space less
+ * what is queued beyond tx_limit. pcb->snd_buf directly: tcp_sndbuf()
+ * caps it at 0xffff. */
 static size_t ns_tx_room(const struct ns_tcp *c)
 {
-	size_t room = tcp_sndbuf(c->pcb), queued;
+	size_t room = c->pcb->snd_buf, queued;
 
 	if (room >= TCP_SND_BUF)
 		return c->tx_limit;

@@ -378,6 +378,34 @@ static inline unsigned peer_poll(struct peer *pr, bool ack)
 	return n;
 }
 
+/* Like peer_poll for several connections: each packet goes to the peer
+ * whose port it is addressed to. */
+static inline void peers_poll(struct peer **prs, int n, bool ack)
+{
+	uint32_t before[16];
+	struct pkt *k;
+	struct seg s;
+	int i;
+
+	assert_true(n <= 16);
+	for (i = 0; i < n; i++)
+		before[i] = prs[i]->rcv_nxt;
+	while ((k = cap_pop()) != NULL) {
+		assert_true(parse(k, &s));
+		assert_int_equal(s.proto, 6);
+		for (i = 0; i < n; i++)
+			if (s.dport == prs[i]->port && s.sport == prs[i]->it_port &&
+			    s.fam == prs[i]->fam)
+				break;
+		assert_true(i < n);
+		peer_take(prs[i], &s);
+		free(k);
+	}
+	for (i = 0; i < n; i++)
+		if (ack && prs[i]->synack && prs[i]->rcv_nxt != before[i])
+			peer_send(prs[i], F_ACK, NULL, 0);
+}
+
 /* ---- fixture ---- */
 
 static inline int setup(void **state)

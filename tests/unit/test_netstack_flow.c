@@ -6,7 +6,11 @@
  * SYN, mid-stream MSS option, SYN with window scaling to an established
  * connection, an ACKed zero-window probe) trip no lwIP assertion; no packet
  * leaves from an address not ours; garbage
- * input is dropped and counted. */
+ * input is dropped and counted. Splice options: ns_acct counters and
+ * lifetime (owner or splices letting go last, ns_shutdown); idle_ms resets
+ * a quiet splice both ways; half-closed splices are reset after
+ * NS_HALF_CLOSED_IDLE_MS; buf_limit bounds the receive queue, the window
+ * and the bytes read from the socket. */
 #include "ns_test_peer.h"
 
 static void test_slow_reader_closes_window(void **state)
@@ -335,6 +339,381 @@ static void test_garbage_input_dropped(void **state)
 	spin_ms(1);
 }
 
+/* ---- splice options ---- */
+
+static struct accepted opt_acc; /* the listeners' context below */
+
+/* Accepts one connection from a fresh peer on port and splices it to one
+ * end of a loopback TCP pair (the other end in *local) with o. */
+static struct ns_tcp *splice_opts(struct peer *pr, int fam, uint16_t port, uint16_t pport,
+                                  const struct ns_splice_opts *o, int *local)
+{
+	int sv[2];
+
+	peer_init(pr, fam, port);
+	pr->port = pport;
+	handshake_in(pr, &opt_acc);
+	tcp_pair(sv);
+	assert_int_equal(ns_splice_start_ex(opt_acc.c, sv[0], NULL, 0, o), 0);
+	*local = sv[1];
+	return opt_acc.c;
+}
+
+/* The local end saw a reset: reading fails with ECONNRESET, or, when it
+ * had already read EOF, sending fails. */
+static void expect_local_reset(int fd)
+{
+	uint8_t b[64];
+	ssize_t r = read_all(fd, b, sizeof(b), 500);
+
+	if (r == 0)
+		assert_true(send(fd, "z", 1, MSG_NOSIGNAL) < 0 &&
+		            (errno == EPIPE || errno == ECONNRESET));
+	else
+		assert_int_equal(r, -ECONNRESET);
+	close(fd);
+}
+
+/* Counters move with the bytes, active follows the splices, and the
+ * struct lives until both the owner and the last splice let go: owner
+ * first, splices first, and splices closed by ns_shutdown (ASan checks the
+ * frees). */
+static void test_acct_counters_and_lifetime(void **state)
+{
+	struct ns_acct *a = ns_acct_new(), *b = ns_acct_new();
+	struct ns_splice_opts o = {.acct = a};
+	struct peer p1, p2, p3;
+	struct peer *both[2] = {&p1, &p2};
+	struct ns_stats st;
+	uint8_t buf[256];
+	int l1, l2, l3;
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(a->refs, 1);
+	assert_int_equal(ns_tcp_listen(90, on_accept, &opt_acc), 0);
+	splice_opts(&p1, AF_INET, 90, 41001, &o, &l1);
+	splice_opts(&p2, AF_INET6, 90, 41002, &o, &l2);
+	assert_int_equal(a->active, 2);
+	assert_int_equal(a->refs, 3);
+	memset(buf, 'm', sizeof(buf));
+	peer_send(&p1, F_ACK | F_PSH, buf, 100);
+	peer_send(&p2, F_ACK | F_PSH, buf, 7);
+	assert_int_equal(read_all(l1, buf, sizeof(buf), 200), 100);
+	assert_int_equal(read_all(l2, buf, sizeof(buf), 200), 7);
+	assert_int_equal(write(l1, "0123456789", 10), 10);
+	assert_int_equal(write(l2, "abcde", 5), 5);
+	spin_ms(5);
+	peers_poll(both, 2, true);
+	assert_int_equal(p1.rx_len, 10);
+	assert_int_equal(p2.rx_len, 5);
+	assert_int_equal(a->bytes_in, 107);
+	assert_int_equal(a->bytes_out, 15);
+	ns_get_stats(&st);
+	assert_int_equal(st.splice_bytes_in, 107);
+	assert_int_equal(st.splice_bytes_out, 15);
+
+	/* p1 ends with FIN both ways. */
+	peer_send(&p1, F_ACK | F_FIN, NULL, 0);
+	assert_int_equal(read_all(l1, buf, sizeof(buf), 200), 0);
+	shutdown(l1, SHUT_WR);
+	spin_ms(5);
+	peers_poll(both, 2, true);
+	assert_true(p1.got_fin);
+	assert_int_equal(a->active, 1);
+	assert_int_equal(a->refs, 2);
+	/* The owner lets go first: p2's splice keeps it. */
+	ns_acct_release(a);
+	assert_int_equal(a->refs, 1);
+	assert_int_equal(a->active, 1);
+	peer_send(&p2, F_ACK | F_PSH, "zz", 2);
+	assert_int_equal(read_all(l2, buf, sizeof(buf), 200), 2);
+	assert_int_equal(a->bytes_in, 109);
+	peer_send(&p2, F_ACK | F_RST, NULL, 0); /* frees a */
+	expect_local_reset(l2);
+	close(l1);
+
+	/* b: the splice ends first, then the owner lets go. */
+	o.acct = b;
+	splice_opts(&p3, AF_INET, 90, 41003, &o, &l3);
+	assert_int_equal(b->refs, 2);
+	close(l3);
+	spin_ms(5);
+	peer_poll(&p3, true);
+	peer_send(&p3, F_ACK | F_FIN, NULL, 0);
+	spin_ms(5);
+	assert_int_equal(b->active, 0);
+	assert_int_equal(b->refs, 1);
+	ns_acct_release(b);
+	ns_acct_release(NULL);
+	cap_clear();
+	peer_free(&p1);
+	peer_free(&p2);
+	peer_free(&p3);
+
+	/* c: a splice still running at ns_shutdown lets go there. */
+	struct ns_acct *c = ns_acct_new();
+
+	o.acct = c;
+	splice_opts(&p1, AF_INET, 90, 41004, &o, &l1);
+	assert_int_equal(c->refs, 2);
+	ns_shutdown();
+	assert_int_equal(c->refs, 1);
+	assert_int_equal(c->active, 0);
+	ns_acct_release(c);
+	close(l1);
+	cap_clear();
+	peer_free(&p1);
+	event_base_free(base);
+	setup(state);
+}
+
+/* idle_ms: a splice with a byte every 50 ms lives past its idle_ms of 200;
+ * once quiet it is reset both ways within idle_ms + 1/8; one with idle_ms
+ * 0 is untouched. */
+static void test_idle_reset(void **state)
+{
+	struct ns_acct *a = ns_acct_new();
+	struct ns_splice_opts o = {.acct = a, .idle_ms = 200}, o0 = {.acct = a};
+	struct peer p1, p2;
+	struct peer *both[2] = {&p1, &p2};
+	struct ns_stats st;
+	struct timespec t0, t1;
+	uint8_t buf[16];
+	double ms;
+	int l1, l2;
+
+	(void)state;
+	assert_int_equal(ns_tcp_listen(91, on_accept, &opt_acc), 0);
+	splice_opts(&p1, AF_INET, 91, 41011, &o, &l1);
+	splice_opts(&p2, AF_INET, 91, 41012, &o0, &l2);
+	for (int i = 0; i < 10; i++) {
+		if (i % 2)
+			peer_send(&p1, F_ACK | F_PSH, "x", 1);
+		else
+			assert_int_equal(write(l1, "y", 1), 1);
+		spin_ms(50);
+		peers_poll(both, 2, true);
+		read_all(l1, buf, sizeof(buf), 1);
+	}
+	assert_false(p1.got_rst);
+	ns_get_stats(&st);
+	assert_int_equal(st.idle_reset, 0);
+	assert_int_equal(write(l1, "y", 1), 1); /* the last byte moves now */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < 100 && !p1.got_rst; i++) {
+		spin_ms(10);
+		peers_poll(both, 2, false);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1000 +
+	     (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	print_message("idle reset after %.0f ms quiet (idle_ms 200)\n", ms);
+	assert_true(p1.got_rst);
+	assert_true(ms >= 190 && ms <= 400);
+	expect_local_reset(l1);
+	assert_false(p2.got_rst);
+	ns_get_stats(&st);
+	assert_int_equal(st.idle_reset, 1);
+	assert_int_equal(st.tcp_active, 1);
+	assert_int_equal(a->idle_closed, 1);
+	assert_int_equal(a->active, 1);
+	/* The other one still works. */
+	peer_send(&p2, F_ACK | F_PSH, "ok", 2);
+	assert_int_equal(read_all(l2, buf, sizeof(buf), 200), 2);
+	close(l2);
+	ns_acct_release(a);
+	spin_ms(5);
+	cap_clear();
+	peer_free(&p1);
+	peer_free(&p2);
+}
+
+/* Half-closed splices with idle_ms 0: one whose local side sent EOF (the
+ * mesh side in FIN_WAIT_2 never answers) and one whose mesh side sent FIN
+ * are reset once the open direction has been idle NS_HALF_CLOSED_IDLE_MS;
+ * bytes on the open direction restart its clock; a quiet splice open both
+ * ways is never reset. */
+static void test_half_closed_reset(void **state)
+{
+	struct ns_acct *a = ns_acct_new();
+	struct ns_splice_opts o = {.acct = a};
+	struct peer p1, p2, p3;
+	struct peer *all[3] = {&p1, &p2, &p3};
+	struct ns_stats st;
+	uint8_t buf[16];
+	int l1, l2, l3;
+
+	(void)state;
+	assert_int_equal(ns_tcp_listen(92, on_accept, &opt_acc), 0);
+	splice_opts(&p1, AF_INET, 92, 41021, &o, &l1);
+	splice_opts(&p2, AF_INET6, 92, 41022, &o, &l2);
+	splice_opts(&p3, AF_INET, 92, 41023, &o, &l3);
+	shutdown(l1, SHUT_WR); /* -> FIN to p1, which never sends its own */
+	peer_send(&p2, F_ACK | F_FIN, NULL, 0); /* p2 done sending */
+	spin_ms(5);
+	peers_poll(all, 3, true);
+	assert_true(p1.got_fin);
+	assert_int_equal(read_all(l2, buf, sizeof(buf), 200), 0);
+
+	ns_clock_offset_ms += 4 * 60 * 1000;
+	ns_splice_idle_sweep();
+	/* p1's open direction (mesh -> local) moves: its clock restarts. */
+	peer_send(&p1, F_ACK | F_PSH, "late", 4);
+	assert_int_equal(read_all(l1, buf, sizeof(buf), 200), 4);
+	ns_clock_offset_ms += NS_HALF_CLOSED_IDLE_MS - 4 * 60 * 1000 + 1000;
+	ns_splice_idle_sweep();
+	peers_poll(all, 3, true);
+	assert_false(p1.got_rst);
+	assert_true(p2.got_rst); /* 5 min + 1 s since its FIN */
+	assert_false(p3.got_rst);
+	expect_local_reset(l2);
+	ns_clock_offset_ms += 4 * 60 * 1000;
+	ns_splice_idle_sweep();
+	peers_poll(all, 3, true);
+	assert_true(p1.got_rst);
+	expect_local_reset(l1);
+	ns_clock_offset_ms += 60 * 60 * 1000;
+	ns_splice_idle_sweep();
+	peers_poll(all, 3, true);
+	assert_false(p3.got_rst);
+	ns_get_stats(&st);
+	assert_int_equal(st.idle_reset, 2);
+	assert_int_equal(a->idle_closed, 2);
+	assert_int_equal(a->active, 1);
+	assert_int_equal(st.tcp_active, 1);
+	/* The quiet open one still carries data. */
+	peer_send(&p3, F_ACK | F_PSH, "ok", 2);
+	assert_int_equal(read_all(l3, buf, sizeof(buf), 200), 2);
+	close(l3);
+	ns_acct_release(a);
+	spin_ms(5);
+	cap_clear();
+	peer_free(&p1);
+	peer_free(&p2);
+	peer_free(&p3);
+}
+
+/* buf_limit 64 KiB: a local reader that stops leaves at most 64 KiB queued
+ * mesh -> socket and the advertised window shrinks to it; a mesh peer that
+ * stops ACKing gets at most 64 KiB read from the socket; both flows then
+ * finish intact. A limit under 16 KiB is raised to 16 KiB. */
+static void test_buf_limit_bounds_queues(void **state)
+{
+	static uint8_t chunk[1380], got[1 << 16], blk[16384];
+	const size_t lim = 64 * 1024;
+	struct ns_splice_opts o = {.buf_limit = lim}, o16 = {.buf_limit = 1000};
+	struct peer pr, pt, ps;
+	struct ns_stats st;
+	uint64_t sent = 0, checked = 0, written = 0, max_wnd = 0;
+	size_t max_q = 0;
+	int l, lt, ls, idle = 0;
+
+	(void)state;
+	assert_int_equal(ns_tcp_listen(93, on_accept, &opt_acc), 0);
+	/* mesh -> socket, the reader stopped (its socket buffer fills first). */
+	splice_opts(&pr, AF_INET, 93, 41031, &o, &l);
+	while (idle < 100) {
+		int burst = 0;
+
+		while ((uint64_t)(pr.snd_nxt - pr.snd_una) + sizeof(chunk) <= pr.wnd &&
+		       burst++ < 64) {
+			for (size_t i = 0; i < sizeof(chunk); i++)
+				chunk[i] = (uint8_t)((sent + i) * 7 + 1);
+			peer_send(&pr, F_ACK, chunk, sizeof(chunk));
+			sent += sizeof(chunk);
+		}
+		spin_ms(burst ? 1 : 5);
+		peer_poll(&pr, false);
+		if (pr.wnd > max_wnd)
+			max_wnd = pr.wnd;
+		if (ns_debug_rxq_bytes() > max_q)
+			max_q = ns_debug_rxq_bytes();
+		assert_true(ns_debug_rxq_bytes() <= lim);
+		idle = burst ? 0 : idle + 1;
+	}
+	ns_get_stats(&st);
+	print_message("buf_limit %zu: %llu bytes acked, max queued %zu, max window %llu, "
+	              "%llu in the socket\n",
+	              lim, (unsigned long long)sent, max_q, (unsigned long long)max_wnd,
+	              (unsigned long long)st.splice_bytes_in);
+	assert_true(max_wnd <= lim);
+	assert_true(max_q > lim / 2);
+	assert_int_equal(sent, st.splice_bytes_in + ns_debug_rxq_bytes());
+	for (int i = 0; i < 20000 && checked < sent; i++) {
+		ssize_t r = read(l, got, sizeof(got));
+
+		for (ssize_t j = 0; j < r; j++)
+			if (got[j] != (uint8_t)((checked + (uint64_t)j) * 7 + 1))
+				fail_msg("byte %llu differs",
+				         (unsigned long long)(checked + j));
+		if (r > 0)
+			checked += (uint64_t)r;
+		else
+			spin_ms(1);
+		peer_poll(&pr, false);
+	}
+	assert_int_equal(checked, sent);
+	close(l);
+	spin_ms(5);
+	cap_clear();
+
+	/* socket -> mesh, the mesh peer stopped ACKing. */
+	splice_opts(&pt, AF_INET, 93, 41032, &o, &lt);
+	ns_get_stats(&st);
+	uint64_t out0 = st.splice_bytes_out;
+	for (int i = 0; i < 300; i++) {
+		ssize_t w;
+
+		for (size_t j = 0; j < sizeof(blk); j++)
+			blk[j] = (uint8_t)((written + j) * 13 + 5);
+		w = write(lt, blk, sizeof(blk));
+		if (w > 0)
+			written += (uint64_t)w;
+		spin_ms(w > 0 ? 0 : 1);
+		peer_poll(&pt, false);
+	}
+	ns_get_stats(&st);
+	print_message("buf_limit %zu: local wrote %llu, stack read %llu while unacked\n",
+	              lim, (unsigned long long)written,
+	              (unsigned long long)(st.splice_bytes_out - out0));
+	assert_true(st.splice_bytes_out - out0 <= lim);
+	assert_true(st.splice_bytes_out - out0 >= lim / 2);
+	peer_send(&pt, F_ACK, NULL, 0);
+	for (int i = 0; i < 20000 && pt.rx_len < written; i++) {
+		spin_ms(0);
+		peer_poll(&pt, true);
+		if (i % 16 == 15)
+			spin_ms(1);
+	}
+	assert_int_equal(pt.rx_len, written);
+	for (uint64_t j = 0; j < written; j++)
+		if (pt.rx[j] != (uint8_t)(j * 13 + 5))
+			fail_msg("byte %llu differs", (unsigned long long)j);
+	close(lt);
+	spin_ms(5);
+	cap_clear();
+
+	/* 1000 is raised to 16 KiB: the window announced after one byte. */
+	splice_opts(&ps, AF_INET, 93, 41033, &o16, &ls);
+	peer_send(&ps, F_ACK | F_PSH, "1", 1);
+	for (int i = 0; i < 200 && ps.snd_una != ps.snd_nxt; i++) {
+		spin_ms(1);
+		peer_poll(&ps, false);
+	}
+	assert_int_equal(ps.snd_una, ps.snd_nxt); /* the byte's ACK came */
+	print_message("buf_limit 1000: window %llu\n", (unsigned long long)ps.wnd);
+	assert_true(ps.wnd <= NS_BUF_LIMIT_MIN);
+	assert_true(ps.wnd >= NS_BUF_LIMIT_MIN - 2 * 1380);
+	close(ls);
+	spin_ms(5);
+	cap_clear();
+	peer_free(&pr);
+	peer_free(&pt);
+	peer_free(&ps);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -349,6 +728,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_output_from_foreign_source, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage_input_dropped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_acct_counters_and_lifetime, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_idle_reset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_half_closed_reset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_buf_limit_bounds_queues, setup,
+	                                    teardown),
 	};
 
 	srand(12345);

@@ -32,7 +32,8 @@ static void on_udp(void *ctx, struct ns_udp *u, const struct ns_addr *src, uint1
 	g->dst = *dst;
 	g->sport = sport;
 	assert_true(len <= sizeof(g->data));
-	memcpy(g->data, data, len);
+	if (len > 0)
+		memcpy(g->data, data, len);
 	g->len = len;
 	if (g->reply)
 		g->reply_err = ns_udp_send(u, src, sport, data, len);
@@ -50,7 +51,8 @@ static size_t udp_build(uint8_t *t, int fam, const uint8_t *src, const uint8_t *
 	t[2] = (uint8_t)(dport >> 8), t[3] = (uint8_t)dport;
 	t[4] = (uint8_t)((len + 8) >> 8), t[5] = (uint8_t)(len + 8);
 	t[6] = t[7] = 0;
-	memcpy(t + 8, data, len);
+	if (len > 0)
+		memcpy(t + 8, data, len);
 	c = l4_sum(fam, src, dst, 17, t, len + 8, true);
 	if (c == 0)
 		c = 0xffff;
