@@ -28,6 +28,9 @@ typedef void (*ns_output_fn)(void *ctx, const uint8_t *pkt, size_t len);
 
 int ns_init(struct event_base *base, const struct ns_config *cfg, ns_output_fn out,
 	    void *ctx);
+/* Resets every connection (splices drop their ns_acct references), fails
+ * pending dials and pings, unbinds every ns_udp (still to be closed by its
+ * owner). Not from inside a netstack callback. */
 void ns_shutdown(void);
 
 /* Feeds one decrypted IP packet into lwIP (copied). */
@@ -54,8 +57,10 @@ typedef void (*ns_tcp_accept_fn)(void *ctx, struct ns_tcp *c, const struct ns_ad
 /* Returns 0 or -errno (-EADDRINUSE). */
 int ns_tcp_listen(uint16_t port, ns_tcp_accept_fn cb, void *ctx);
 
-/* Stops listening on port: later SYNs to it get a RST. Connections already
- * accepted are not touched. No-op if the port is not listened. */
+/* Stops listening on port: later SYNs to it get a RST, and so does a
+ * handshake still half-open (its final ACK is answered with RST, the
+ * accept callback never runs). Connections already accepted are not
+ * touched. No-op if the port is not listened. */
 void ns_tcp_unlisten(uint16_t port);
 
 /* Resets the connection (RST to the mesh side) and frees it. */
@@ -75,15 +80,20 @@ void ns_tcp_local(const struct ns_tcp *c, struct ns_addr *addr, uint16_t *port);
 int ns_splice_start(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len);
 
 /* Byte counters shared by the splices of one front-end. The owner creates
- * it, reads the fields at any time, and releases it when it goes away;
- * splices still running hold a reference, so it is freed by whichever of
- * owner and last splice lets go last. */
+ * it (refs 1), reads the fields at any time, and releases it when it goes
+ * away; each splice started with it holds a reference from
+ * ns_splice_start_ex() returning 0 until the connection is freed (both
+ * directions closed, a reset, or ns_shutdown()), so it is freed by
+ * whichever of owner and last splice lets go last. The owner must not read
+ * it after its own release. Counted like ns_stats: bytes_in as they are
+ * written to the socket, bytes_out as they are read from it (the head
+ * passed to ns_splice_start_ex is not counted). */
 struct ns_acct {
-	uint64_t bytes_in;  /* mesh -> socket */
-	uint64_t bytes_out; /* socket -> mesh */
-	uint64_t active;    /* splices running now */
-	uint64_t idle_closed; /* splices reset by idle_ms */
-	unsigned refs;      /* private */
+	uint64_t bytes_in;    /* mesh -> socket */
+	uint64_t bytes_out;   /* socket -> mesh */
+	uint64_t active;      /* splices running now */
+	uint64_t idle_closed; /* splices reset by idle_ms or the half-closed rule */
+	unsigned refs;        /* private */
 };
 struct ns_acct *ns_acct_new(void); /* NULL when out of memory */
 void ns_acct_release(struct ns_acct *a); /* accepts NULL */
@@ -91,19 +101,30 @@ void ns_acct_release(struct ns_acct *a); /* accepts NULL */
 struct ns_splice_opts {
 	struct ns_acct *acct; /* NULL: global counters only */
 	/* Reset both sides (RST to the mesh, SO_LINGER 0 locally) when no byte
-	 * moved either way for this long. 0: never. A half-closed splice
-	 * (one direction done) whose other direction is idle for
-	 * NS_HALF_CLOSED_IDLE_MS is reset even when idle_ms is 0. */
+	 * moved either way (written to or read from the local socket) for this
+	 * long. 0: never. One coarse sweep timer checks every splice: the reset
+	 * comes between idle_ms and idle_ms + idle_ms / 8 (at least 10 ms, at
+	 * most 1 s late). A half-closed splice (one direction done: the mesh
+	 * FIN passed on to the socket, or the socket's EOF sent as FIN) whose
+	 * other direction moved no byte for NS_HALF_CLOSED_IDLE_MS, counted
+	 * from the later of its last byte and the half-close, is reset even
+	 * when idle_ms is 0 (checked every 5 s). Both resets count in
+	 * ns_stats.idle_reset and tcp_reset and in acct->idle_closed. */
 	unsigned idle_ms;
-	/* Bound on bytes held for this connection in each direction (lwIP's
-	 * receive window it advertises, bytes queued in lwIP's send buffer).
-	 * 0 or more than the compiled window (1 MiB): the compiled window. At
-	 * least 16 KiB is used. */
+	/* Bound on bytes held for this connection in each direction: received
+	 * mesh data not yet written to the socket (lwIP's receive window is
+	 * lowered to it, and the window it advertises with it), and bytes read
+	 * from the socket still queued in lwIP's send buffer (the socket is
+	 * read only while they are under it). 0 or more than the compiled
+	 * window (1 MiB): the compiled window. Below NS_BUF_LIMIT_MIN:
+	 * NS_BUF_LIMIT_MIN. A peer without window scaling gets at most 65535.
+	 * Data the peer was allowed to send before the splice started beyond
+	 * the lowered window is dropped by lwIP and retransmitted. */
 	size_t buf_limit;
 };
 #define NS_HALF_CLOSED_IDLE_MS (5 * 60 * 1000)
 #define NS_BUF_LIMIT_MIN       (16 * 1024)
-/* ns_splice_start() with options (o may be NULL). */
+/* ns_splice_start() with options (o may be NULL; copied, not kept). */
 int ns_splice_start_ex(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len,
 		       const struct ns_splice_opts *o);
 
@@ -112,22 +133,38 @@ int ns_splice_start_ex(struct ns_tcp *c, int fd, const uint8_t *head, size_t hea
 struct ns_udp; /* one bound UDP port on our mesh addresses */
 
 /* A datagram for the port: src is the mesh sender, dst the address of ours
- * it was sent to. data is valid only during the call. The callback may
- * call ns_udp_send() but must not ns_udp_close() its own socket. */
+ * it was sent to (IPv4 as AF_INET). data is the whole datagram in one
+ * buffer (reassembled from fragments), valid only during the call; len may
+ * be 0. The callback may call ns_udp_send() on any socket and may
+ * ns_udp_close() its own (it is freed when the callback returns); no other
+ * ns_udp callback runs inside it. */
 typedef void (*ns_udp_recv_fn)(void *ctx, struct ns_udp *u, const struct ns_addr *src,
 			       uint16_t sport, const struct ns_addr *dst,
 			       const uint8_t *data, size_t len);
 
-/* Binds port (0: an ephemeral port from 49152-65535) on all our mesh
- * addresses. Returns NULL with *err = -EADDRINUSE, -ENOMEM or -ENETDOWN. */
+/* Binds port (0: an ephemeral port from 49152-65535, lwIP's range from a
+ * random start) on all our mesh addresses, IPv4 and IPv6 on one socket.
+ * Returns NULL with *err (err may be NULL) = -EADDRINUSE (port bound by
+ * another ns_udp), -ENOMEM, -ENETDOWN (no stack, or inside ns_shutdown) or
+ * -EINVAL (cb NULL). */
 struct ns_udp *ns_udp_open(uint16_t port, ns_udp_recv_fn cb, void *ctx, int *err);
 uint16_t ns_udp_port(const struct ns_udp *u);
-/* Sends one datagram (up to 65507 bytes; lwIP fragments above the MTU)
- * from our address of dst's family. Returns 0 or -errno (-EMSGSIZE,
- * -EAFNOSUPPORT if we have no address of that family, -ENOMEM). */
+/* Sends one datagram from u's port and our address of dst's family
+ * (::ffff:a.b.c.d is IPv4); lwIP fragments above the MTU. Up to 65507
+ * bytes over IPv4, 65487 over IPv6 (lwIP's packet length includes the
+ * 40-byte header). The output callback runs inside this call; a packet it
+ * feeds back with ns_input() is processed later, so no ns_udp callback
+ * ever runs inside ns_udp_send(). Returns 0 or -errno: -EMSGSIZE,
+ * -EAFNOSUPPORT (we have no address of that family, or a bad family),
+ * -EINVAL (port 0, unspecified address), -ENETDOWN (u closed by
+ * ns_shutdown), -ENOMEM, -EHOSTUNREACH. */
 int ns_udp_send(struct ns_udp *u, const struct ns_addr *dst, uint16_t dport,
 		const uint8_t *data, size_t len);
-void ns_udp_close(struct ns_udp *u); /* accepts NULL */
+/* Unbinds and frees u; accepts NULL. ns_shutdown() unbinds every ns_udp
+ * but does not free it: the owner still calls ns_udp_close() (safe at any
+ * time after, also after a new ns_init()), and until then ns_udp_send()
+ * returns -ENETDOWN and no datagram arrives. */
+void ns_udp_close(struct ns_udp *u);
 
 /* ---- ICMP ---- */
 /* Echo requests to our addresses are answered by lwIP itself. */
@@ -140,9 +177,12 @@ struct ns_stats {
 	uint64_t tcp_active, tcp_total, tcp_refused, tcp_reset;
 	uint64_t splice_bytes_in, splice_bytes_out; /* in: mesh->socket */
 	uint64_t input_drop;
-	uint64_t udp_rx, udp_tx;   /* datagrams delivered to / sent from ns_udp */
-	uint64_t udp_drop;         /* inbound datagrams to no bound port */
-	uint64_t idle_reset;       /* splices reset for idleness */
+	uint64_t udp_rx, udp_tx; /* datagrams delivered to / sent from ns_udp */
+	/* Inbound datagrams to no bound port (lwIP's MIB2 udpNoPorts since
+	 * ns_init; 32 bits, wraps). Those to a unicast address of ours are
+	 * answered with ICMP port unreachable by lwIP. */
+	uint64_t udp_drop;
+	uint64_t idle_reset; /* splices reset by idle_ms or the half-closed rule */
 };
 void ns_get_stats(struct ns_stats *st);
 
