@@ -1,11 +1,15 @@
 /* Fuzzes netstack/ (lwIP and our glue) with packets from the mesh side and
  * actions on the local side. Each input starts a fresh stack (ns_init) with
- * a listener on ports 80 and 81, and ends with ns_shutdown(), which must
- * free everything. Accepted and dialed connections are spliced to
- * socketpairs whose far ends the program drives. Checks: every packet the
- * stack emits is well-formed IPv4/IPv6 from one of our addresses with
- * correct lengths and checksums; queued receive data stays within the
- * window of each connection.
+ * a listener on ports 80 and 81 and UDP ports 53 and an ephemeral one (both
+ * echo what they receive), and ends with ns_shutdown(), which must free
+ * everything. Accepted and dialed connections are spliced to socketpairs
+ * whose far ends the program drives, with splice options in turn (a shared
+ * ns_acct, idle_ms 1 s, buf_limit 16 KiB or 64 KiB); the ns_acct is
+ * released before or after ns_shutdown (bit 0 of the first byte). Checks:
+ * every packet the stack emits is well-formed IPv4/IPv6 from one of our
+ * addresses with correct lengths and checksums (TCP, unfragmented UDP);
+ * queued receive data stays within the window of each connection; the
+ * ns_acct counters match the global ones.
  *
  * The input is a program, one op byte then its operands, until it runs out:
  *   0 raw:   2-byte length (capped at 1600), then that many bytes fed as is
@@ -19,6 +23,14 @@
  *   5 dial:  sel (bit 0 IPv6, bit 1 port 80/81)
  *   6 ping:  sel (bit 0 IPv6)
  *   7 loop:  the event loop runs once (socket events)
+ *   8 udp:   a datagram to us: sel (bit 0 IPv6, bits 1-2 port 53 /
+ *            ephemeral / 54 (unbound) / 53, bit 3 drop one fragment), length
+ *            byte * 64 (in fragments of 1232 above 1400), bytes (padded)
+ *   9 usend: sel (bit 0 IPv6, bit 1 from the ephemeral port), length 2
+ *            bytes (up to 65535: too large fails), sent to the peer
+ *  10 ctl:   byte % 4: unlisten 80 / listen 80 / close and reopen port 53 /
+ *            idle sweep
+ * Op bytes are taken % 11; the time op also runs the idle sweep.
  * FUZZ_NETSTACK_TRACE=1 in the environment prints the counters per input. */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +70,9 @@ static unsigned nfar;
 static struct flow flows[MAXF];
 static uint16_t dial_port, dial_rport; /* ports of the last dial, from its SYN */
 static uint8_t scratch[70000];
+static struct ns_acct *fz_acct;
+static struct ns_udp *udp53, *udpeph;
+static uint16_t frag_id;
 
 /* ---- checksums ---- */
 
@@ -172,6 +187,12 @@ static void on_output(void *ctx, const uint8_t *p, size_t len)
 				abort();
 			check_tcp_out(false, p + h, len - h);
 		}
+		if (p[9] == 17 && (p[6] & 0x3f) == 0 && p[7] == 0) { /* whole UDP */
+			if (len - h < 8 ||
+			    (size_t)(p[h + 4] << 8 | p[h + 5]) != len - h ||
+			    pseudo_sum(false, p + 12, p + 16, 17, p + h, len - h) != 0)
+				abort();
+		}
 	} else if (p[0] >> 4 == 6) {
 		if (len < 40 || (size_t)(p[4] << 8 | p[5]) + 40 != len)
 			abort();
@@ -182,6 +203,11 @@ static void on_output(void *ctx, const uint8_t *p, size_t len)
 				abort();
 			check_tcp_out(true, p + 40, len - 40);
 		}
+		if (p[6] == 17) {
+			if (len < 48 || (size_t)(p[44] << 8 | p[45]) != len - 40 ||
+			    pseudo_sum(true, p + 8, p + 24, 17, p + 40, len - 40) != 0)
+				abort();
+		}
 	} else {
 		abort();
 	}
@@ -191,6 +217,8 @@ static void on_output(void *ctx, const uint8_t *p, size_t len)
 
 static void splice_new(struct ns_tcp *c)
 {
+	static const size_t limits[4] = {0, 16384, 65536, 1000};
+	struct ns_splice_opts o = {0};
 	int sv[2];
 
 	if (nfar >= MAXC || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
@@ -201,7 +229,23 @@ static void splice_new(struct ns_tcp *c)
 	/* A small buffer, so that the socket fills up and flow control runs. */
 	setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &(int){4096}, sizeof(int));
 	far[nfar++] = sv[1];
-	ns_splice_start(c, sv[0], (const uint8_t *)"hi", nfar & 1 ? 2 : 0);
+	if (nfar % 3 == 0) {
+		ns_splice_start(c, sv[0], (const uint8_t *)"hi", nfar & 1 ? 2 : 0);
+		return;
+	}
+	o.acct = fz_acct;
+	o.idle_ms = nfar & 1 ? 1000 : 0;
+	o.buf_limit = limits[nfar % 4];
+	ns_splice_start_ex(c, sv[0], (const uint8_t *)"hi", nfar & 1 ? 2 : 0, &o);
+}
+
+static void on_udp(void *ctx, struct ns_udp *u, const struct ns_addr *src, uint16_t sport,
+                   const struct ns_addr *dst, const uint8_t *data, size_t len)
+{
+	(void)ctx;
+	(void)dst;
+	/* Echo, as a UDP service would (may fragment on the way out). */
+	ns_udp_send(u, src, sport, data, len);
 }
 
 static void on_accept(void *ctx, struct ns_tcp *c, const struct ns_addr *src,
@@ -354,6 +398,117 @@ static void op_icmp(struct in *in)
 	send_ip(v6, v6 ? 58 : 1, m, len);
 }
 
+/* A datagram from the peer, in IPv4/IPv6 fragments when above 1400. */
+static void op_udp(struct in *in)
+{
+	static const uint8_t hole_seed = 3;
+	uint8_t sel = get8(in), *u = scratch, b[1500];
+	bool v6 = sel & 1;
+	uint16_t dport = ns_udp_port(udpeph), c;
+	size_t len = (size_t)get8(in) * 64, total, off, fs = 1232;
+	int skip = -1, idx = 0;
+
+	switch ((sel >> 1) & 3) {
+	case 0:
+	case 3:
+		dport = 53;
+		break;
+	case 2:
+		dport = 54;
+		break;
+	}
+	total = len + 8;
+	u[0] = 0x13, u[1] = 0x88; /* source port 5000 */
+	u[2] = (uint8_t)(dport >> 8), u[3] = (uint8_t)dport;
+	u[4] = (uint8_t)(total >> 8), u[5] = (uint8_t)total;
+	u[6] = u[7] = 0;
+	memset(u + 8, 'u', len);
+	getn(in, u + 8, len);
+	c = pseudo_sum(v6, v6 ? peer6 : peer4, v6 ? our6 : our4, 17, u, total);
+	u[6] = (uint8_t)(c >> 8), u[7] = (uint8_t)(c ? c : 0xffff);
+	if (total <= 1400) {
+		send_ip(v6, 17, u, total);
+		return;
+	}
+	if (sel & 8)
+		skip = (int)((len / 64 + hole_seed) % ((total + fs - 1) / fs));
+	frag_id++;
+	for (off = 0; off < total; off += fs, idx++) {
+		size_t n = total - off < fs ? total - off : fs, h = v6 ? 48 : 20;
+		bool more = off + n < total;
+
+		if (idx == skip)
+			continue;
+		memset(b, 0, h);
+		if (!v6) {
+			uint16_t fo = (uint16_t)(off / 8) | (more ? 0x2000 : 0), k;
+
+			b[0] = 0x45;
+			b[2] = (uint8_t)((h + n) >> 8), b[3] = (uint8_t)(h + n);
+			b[4] = (uint8_t)(frag_id >> 8), b[5] = (uint8_t)frag_id;
+			b[6] = (uint8_t)(fo >> 8), b[7] = (uint8_t)fo;
+			b[8] = 64;
+			b[9] = 17;
+			memcpy(b + 12, peer4, 4);
+			memcpy(b + 16, our4, 4);
+			k = fold(sum16(0, b, 20));
+			b[10] = (uint8_t)(k >> 8), b[11] = (uint8_t)k;
+		} else {
+			uint16_t fo = (uint16_t)off | (more ? 1 : 0);
+
+			b[0] = 0x60;
+			b[4] = (uint8_t)((n + 8) >> 8), b[5] = (uint8_t)(n + 8);
+			b[6] = 44;
+			b[7] = 64;
+			memcpy(b + 8, peer6, 16);
+			memcpy(b + 24, our6, 16);
+			b[40] = 17;
+			b[42] = (uint8_t)(fo >> 8), b[43] = (uint8_t)fo;
+			b[46] = (uint8_t)(frag_id >> 8), b[47] = (uint8_t)frag_id;
+		}
+		memcpy(b + h, u + off, n);
+		ns_input(b, h + n);
+	}
+}
+
+static void op_usend(struct in *in)
+{
+	uint8_t sel = get8(in);
+	size_t len = (size_t)get8(in) << 8;
+	struct ns_addr dst = {.family = sel & 1 ? AF_INET6 : AF_INET};
+	int r;
+
+	len |= get8(in);
+	memcpy(dst.addr, sel & 1 ? peer6 : peer4, sel & 1 ? 16 : 4);
+	memset(scratch, 'o', len);
+	r = ns_udp_send(sel & 2 ? udpeph : udp53, &dst, 5000, scratch, len);
+	if (r != 0 && r != -EMSGSIZE && r != -ENETDOWN && r != -ENOMEM)
+		abort();
+	if (r == -EMSGSIZE && len <= (sel & 1 ? 65487u : 65507u))
+		abort();
+}
+
+static void op_ctl(struct in *in)
+{
+	switch (get8(in) % 4) {
+	case 0:
+		ns_tcp_unlisten(80);
+		break;
+	case 1:
+		ns_tcp_listen(80, on_accept, NULL);
+		break;
+	case 2:
+		ns_udp_close(udp53);
+		udp53 = ns_udp_open(53, on_udp, NULL, NULL);
+		if (udp53 == NULL)
+			abort();
+		break;
+	case 3:
+		ns_splice_idle_sweep();
+		break;
+	}
+}
+
 static void op_local(struct in *in)
 {
 	uint8_t which = get8(in), act = get8(in);
@@ -407,6 +562,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	ns_tcp_listen(80, on_accept, NULL);
 	ns_tcp_listen(81, on_accept, NULL);
+	fz_acct = ns_acct_new();
+	udp53 = ns_udp_open(53, on_udp, NULL, NULL);
+	udpeph = ns_udp_open(0, on_udp, NULL, NULL);
+	if (fz_acct == NULL || udp53 == NULL || udpeph == NULL)
+		abort();
 	memset(flows, 0, sizeof(flows));
 	dial_port = dial_rport = 0;
 	nfar = 0;
@@ -414,7 +574,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (in.n > 0) {
 		uint8_t op = get8(&in);
 
-		switch (op % 8) {
+		switch (op % 11) {
 		case 0: {
 			size_t n = (size_t)get8(&in) << 8;
 
@@ -435,6 +595,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 4:
 			ns_clock_offset_ms += (uint32_t)get8(&in) * 50;
 			ns_check_timeouts();
+			ns_splice_idle_sweep();
 			break;
 		case 5: {
 			uint8_t sel = get8(&in);
@@ -456,12 +617,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 7:
 			event_base_loop(base, EVLOOP_NONBLOCK);
 			break;
+		case 8:
+			op_udp(&in);
+			break;
+		case 9:
+			op_usend(&in);
+			break;
+		case 10:
+			op_ctl(&in);
+			break;
 		}
 		/* Each connection queues at most its window. */
 		if (ns_debug_rxq_bytes() > (size_t)TCP_WND * MAXC)
 			abort();
 	}
 	event_base_loop(base, EVLOOP_NONBLOCK);
+	{
+		struct ns_stats st;
+
+		ns_get_stats(&st);
+		if (fz_acct->bytes_in > st.splice_bytes_in ||
+		    fz_acct->bytes_out > st.splice_bytes_out ||
+		    fz_acct->active > st.tcp_active ||
+		    fz_acct->idle_closed > st.idle_reset)
+			abort();
+	}
 	if (getenv("FUZZ_NETSTACK_TRACE") != NULL) {
 		struct ns_stats st;
 
@@ -469,14 +649,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fprintf(
 		    stderr,
 		    "netstack: %llu conns (%llu open), %llu refused, %llu reset, "
-		    "%llu bytes in, %llu out, %llu dropped\n",
+		    "%llu bytes in, %llu out, %llu dropped; udp %llu rx, %llu tx, "
+		    "%llu no port; %llu idle resets\n",
 		    (unsigned long long)st.tcp_total, (unsigned long long)st.tcp_active,
 		    (unsigned long long)st.tcp_refused, (unsigned long long)st.tcp_reset,
 		    (unsigned long long)st.splice_bytes_in,
 		    (unsigned long long)st.splice_bytes_out,
-		    (unsigned long long)st.input_drop);
+		    (unsigned long long)st.input_drop, (unsigned long long)st.udp_rx,
+		    (unsigned long long)st.udp_tx, (unsigned long long)st.udp_drop,
+		    (unsigned long long)st.idle_reset);
 	}
-	ns_shutdown();
+	if (size > 0 && (data[0] & 1)) {
+		ns_acct_release(fz_acct); /* the splices still hold it */
+		ns_shutdown();
+	} else {
+		ns_shutdown();
+		if (fz_acct->active != 0 || fz_acct->refs != 1)
+			abort();
+		ns_acct_release(fz_acct);
+	}
+	ns_udp_close(udp53); /* after ns_shutdown: only frees */
+	ns_udp_close(udpeph);
+	fz_acct = NULL;
+	udp53 = udpeph = NULL;
 	for (unsigned i = 0; i < nfar; i++)
 		if (far[i] >= 0)
 			close(far[i]);
