@@ -15,7 +15,14 @@
  * exchanged the pcb is handed back to lwIP (it frees TIME_WAIT pcbs without
  * telling anyone, so we must not keep one). A RST from the mesh closes the
  * socket with SO_LINGER 0 (the local side sees a reset); a local error
- * tcp_abort()s (the mesh side sees a RST). */
+ * tcp_abort()s (the mesh side sees a RST).
+ *
+ * Options (ns_splice_start_ex): buf_limit lowers the receive window once at
+ * the start (the part lwIP already granted is taken back by withholding
+ * tcp_recved) and caps the send-buffer room the socket is read into; an
+ * ns_acct is counted next to the global counters; idleness is checked by
+ * one coarse sweep over all connections (ns_splice_idle_sweep) against two
+ * timestamps per connection, written only when bytes move. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
