@@ -4,6 +4,11 @@
  * waking up again at once for the same pending connection. */
 #include "proxy/proxy_int.h"
 
+/* A burst of clients (a browser opening a page, a load test) must not
+ * overflow the accept queue: that costs each dropped SYN a 1 s retransmit.
+ * The kernel caps it at net.core.somaxconn (4096 on current kernels). */
+#define PX_LISTEN_BACKLOG 4096
+
 #include "config/config.h"
 #include "core/util/log.h"
 
@@ -113,7 +118,7 @@ struct px_listener *px_listener_new(struct event_base *base,
 	if (l->fd < 0 ||
 	    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(l->fd, (const struct sockaddr *)&addr->addr, addr->addr_len) < 0 ||
-	    listen(l->fd, 511) < 0) {
+	    listen(l->fd, PX_LISTEN_BACKLOG) < 0) {
 		snprintf(err, errlen, "%s: %s", name, strerror(errno));
 		goto fail;
 	}

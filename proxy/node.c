@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -103,10 +104,26 @@ static void node_on_signal(evutil_socket_t sig, short what, void *arg)
 
 /* Once a second: log handshakes that completed since the last look, so the
  * log shows when a peer becomes reachable. */
+/* Connections come and go in bursts; each holds buffers (lwIP pbufs,
+ * queues) of many sizes, and glibc keeps what they leave behind in its
+ * heap, so after 1,000 busy connections close a node would stay at tens of
+ * MiB. Once a second, if malloc holds more than NODE_TRIM_SLACK free
+ * bytes, give them back (malloc_trim also releases free pages in the
+ * middle of the heap). */
+#define NODE_TRIM_SLACK (4u << 20)
+
+static void node_trim_heap(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+	if (mi.fordblks > NODE_TRIM_SLACK)
+		malloc_trim(256 * 1024);
+}
+
 static void node_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct node *n = arg;
 	(void)fd, (void)what;
+	node_trim_heap();
 	size_t np = wg_device_peer_count(n->wg);
 	for (size_t i = 0; i < np; i++) {
 		struct wg_peer_info pi;
