@@ -317,6 +317,21 @@ void ns_tcp_unlisten(uint16_t port)
 	}
 }
 
+void ns_tcp_local(const struct ns_tcp *c, struct ns_addr *addr, uint16_t *port)
+{
+	if (c == NULL || c->pcb == NULL) {
+		if (addr != NULL)
+			memset(addr, 0, sizeof(*addr));
+		if (port != NULL)
+			*port = 0;
+		return;
+	}
+	if (addr != NULL)
+		ns_addr_from_ip(addr, &c->pcb->local_ip);
+	if (port != NULL)
+		*port = c->pcb->local_port;
+}
+
 struct ns_tcp *ns_tcp_first(void)
 {
 	return conns;

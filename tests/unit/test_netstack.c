@@ -261,6 +261,18 @@ static void splice_roundtrip(int fam)
 	assert_memory_equal(acc.src.addr, pr.me, fam == AF_INET ? 4 : 16);
 	assert_int_equal(acc.sport, pr.port);
 	assert_int_equal(acc.dport, 8080);
+	{
+		struct ns_addr local;
+		uint16_t lport = 0;
+
+		ns_tcp_local(acc.c, &local, &lport);
+		assert_int_equal(local.family, fam);
+		assert_memory_equal(local.addr, pr.it, fam == AF_INET ? 4 : 16);
+		assert_int_equal(lport, 8080);
+		ns_tcp_local(NULL, &local, &lport);
+		assert_int_equal(local.family, 0);
+		assert_int_equal(lport, 0);
+	}
 
 	/* Data sent before the splice waits in lwIP. */
 	peer_send(&pr, F_ACK | F_PSH, "early ", 6);
