@@ -58,10 +58,6 @@ struct px_local_conn {
 	size_t pp_len;
 };
 
-/* Until the netstack has it everywhere (tests fake the netstack). */
-extern void ns_tcp_local(const struct ns_tcp *c, struct ns_addr *addr, uint16_t *port)
-    __attribute__((weak));
-
 /* ---- client tunnel ---- */
 
 static const struct px_sess_ops px_tunnel_ops = {.buf_size = 0};
@@ -218,8 +214,7 @@ static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c,
 		struct ns_addr dst;
 		uint16_t lport = dport;
 		memset(&dst, 0, sizeof(dst));
-		if (ns_tcp_local)
-			ns_tcp_local(c, &dst, &lport);
+		ns_tcp_local(c, &dst, &lport);
 		if (dst.family != src->family) /* unknown: the family's any address */
 			dst.family = src->family;
 		pp_len = px_proxyv2_header(pp, sizeof(pp), src, sport, &dst, lport);
