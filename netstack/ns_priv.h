@@ -27,6 +27,9 @@
  * sender retransmits. 1 MiB / 1380 bytes is 760 full segments. */
 #define NS_RXQ_MAX_PBUFS 4096
 
+/* Retransmission timeout of a dialled connection until RTT samples exist. */
+#define NS_TCP_INITIAL_RTO_MS 1000
+
 /* How long ns_tcp_dial() waits for the handshake. */
 #define NS_TCP_DIAL_TIMEOUT_MS 20000
 

@@ -205,6 +205,12 @@ int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb
 	pcb = tcp_new_ip_type(IP_GET_TYPE(&ip));
 	if (pcb == NULL)
 		return -ENOMEM;
+	/* lwIP starts with a 3 s retransmission timeout (RFC 1122); RFC 6298
+	 * and Linux use 1 s, so a lost SYN (a peer's listen backlog full in
+	 * a burst of connections) costs 1 s, not 3. The variance estimate
+	 * seeds the timeout after the first RTT sample the same way. */
+	pcb->rto = NS_TCP_INITIAL_RTO_MS / TCP_SLOW_INTERVAL;
+	pcb->sv = NS_TCP_INITIAL_RTO_MS / TCP_SLOW_INTERVAL;
 	c = ns_tcp_new(pcb);
 	if (c == NULL) {
 		tcp_close(pcb);
