@@ -138,8 +138,12 @@
 #define TCP_OOSEQ_MAX_PBUFS        1024
 #define LWIP_TCP_SACK_OUT          1 /* lets the peer repair losses in one RTT */
 #define LWIP_TCP_MAX_SACK_NUM      4
-#define TCP_LISTEN_BACKLOG         1 /* limits half-open (SYN_RCVD) per listener */
-#define TCP_DEFAULT_LISTEN_BACKLOG 0xff
+/* lwIP's per-listener backlog is a u8_t: a burst of more than 255 SYNs to
+ * one port (a client opening 1,000 connections at once) would lose SYNs
+ * and cost each a retransmission timeout. Instead the TCP input hook
+ * (ns_hooks.h) caps half-open connections for the whole stack. */
+#define TCP_LISTEN_BACKLOG   0
+#define NS_TCP_HALF_OPEN_MAX 4096
 /* Connections we close first sit in TIME_WAIT for 2 * TCP_MSL (lwIP's
  * default MSL is 60 s), one pcb (~250 bytes) each and uncapped with heap
  * pools: 30 s gives Linux's 60 s TIME_WAIT. */

@@ -40,6 +40,8 @@ static bool defer_running; /* inside ns_defer_cb */
 static int in_input;
 
 uint32_t ns_clock_offset_ms;
+u32_t ns_tcp_half_open; /* see ns_hooks.h */
+u32_t ns_tcp_syn_drop;
 
 /* lwIP's only clock with NO_SYS=1: milliseconds, wrapping is handled. */
 u32_t sys_now(void)
@@ -63,12 +65,19 @@ u32_t sys_now(void)
 void ns_check_timeouts(void)
 {
 	struct tcp_pcb *pcb;
+	u32_t half_open = 0;
 
 	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
 		if (pcb->persist_backoff > 0 &&
 		    (pcb->unsent == NULL || pcb->unacked != NULL))
 			pcb->persist_backoff = 0;
 	sys_check_timeouts();
+	/* Exact again: the hook's count drifts when lwIP drops a half-open
+	 * connection (timeout, RST) without telling us. */
+	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
+		if (pcb->state == SYN_RCVD)
+			half_open++;
+	ns_tcp_half_open = half_open;
 }
 
 static void ns_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -440,6 +449,8 @@ int ns_init(struct event_base *base, const struct ns_config *cfg, ns_output_fn o
 		lwip_ready = true;
 	}
 	memset(&ns_ctx, 0, sizeof(ns_ctx));
+	ns_tcp_half_open = 0;
+	ns_tcp_syn_drop = 0;
 	ns_ctx.base = base;
 	ns_ctx.out = out;
 	ns_ctx.out_ctx = ctx;
@@ -508,6 +519,7 @@ void ns_shutdown(void)
 void ns_get_stats(struct ns_stats *st)
 {
 	*st = ns_ctx.st;
+	st->tcp_syn_drop = ns_tcp_syn_drop;
 	/* lwIP counts datagrams no pcb took (MIB2 udpNoPorts, a u32 that
 	 * wraps); only counted while the stack is up. */
 	if (ns_ctx.up)

@@ -183,6 +183,9 @@ struct ns_stats {
 	 * answered with ICMP port unreachable by lwIP. */
 	uint64_t udp_drop;
 	uint64_t idle_reset; /* splices reset by idle_ms or the half-closed rule */
+	/* SYNs dropped because NS_TCP_HALF_OPEN_MAX (lwipopts.h) connections
+	 * were half-open; the peer retransmits them. */
+	uint64_t tcp_syn_drop;
 };
 void ns_get_stats(struct ns_stats *st);
 

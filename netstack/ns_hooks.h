@@ -26,11 +26,29 @@
  *    Treating the largest window seen as at least 2 MSS keeps segments at
  *    the MSS; a peer with a window below one segment is still served, by
  *    lwIP's persist timer splitting the segment. */
+/* Half-open connections (SYN_RCVD), counted for the whole stack: ns.c
+ * recounts them on every timer tick (it walks the active pcbs anyway), the
+ * hook adds each SYN it lets through to a listener, and the accept callback
+ * takes one off. A SYN beyond NS_TCP_HALF_OPEN_MAX is dropped (and
+ * counted); the peer retransmits it, as with a full backlog. */
+extern u32_t ns_tcp_half_open;
+extern u32_t ns_tcp_syn_drop;
+
 static inline err_t ns_hook_tcp_inpacket(struct tcp_pcb *pcb, struct tcp_hdr *hdr,
                                          u16_t optlen, u16_t opt1len, u8_t *opt2,
                                          struct pbuf *p)
 {
 	(void)p;
+	if (pcb->state == LISTEN) {
+		if ((TCPH_FLAGS(hdr) & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN) {
+			if (ns_tcp_half_open >= NS_TCP_HALF_OPEN_MAX) {
+				ns_tcp_syn_drop++;
+				return ERR_MEM;
+			}
+			ns_tcp_half_open++;
+		}
+		return ERR_OK;
+	}
 	if (pcb->state < SYN_RCVD)
 		return ERR_OK;
 	if (optlen > 0) {

@@ -30,6 +30,11 @@
 /* Retransmission timeout of a dialled connection until RTT samples exist. */
 #define NS_TCP_INITIAL_RTO_MS 1000
 
+/* Half-open connections and SYNs dropped over NS_TCP_HALF_OPEN_MAX
+ * (defined in ns.c, counted by the TCP input hook in ns_hooks.h). */
+extern u32_t ns_tcp_half_open;
+extern u32_t ns_tcp_syn_drop;
+
 /* How long ns_tcp_dial() waits for the handshake. */
 #define NS_TCP_DIAL_TIMEOUT_MS 20000
 

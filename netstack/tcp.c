@@ -244,6 +244,8 @@ static err_t ns_tcp_on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
 	struct ns_addr src;
 	struct ns_tcp *c;
 
+	if (ns_tcp_half_open > 0)
+		ns_tcp_half_open--; /* see ns_hooks.h */
 	if (l == NULL || newpcb == NULL || err != ERR_OK)
 		return ERR_VAL;
 	c = ns_tcp_new(newpcb);

@@ -316,14 +316,16 @@ void status_write_json(const struct status_view *v, struct api_conn *c)
 	api_conn_printf(c, "]");
 	struct ns_stats ns;
 	ns_get_stats(&ns);
-	api_conn_printf(
-	    c,
-	    ",\"netstack\":{\"tcp_active\":%" PRIu64 ",\"tcp_total\":%" PRIu64
-	    ",\"tcp_refused\":%" PRIu64 ",\"tcp_reset\":%" PRIu64 ",\"bytes_in\":%" PRIu64
-	    ",\"bytes_out\":%" PRIu64 ",\"udp_rx\":%" PRIu64 ",\"udp_tx\":%" PRIu64
-	    ",\"udp_drop\":%" PRIu64 ",\"idle_reset\":%" PRIu64 "}}\n",
-	    ns.tcp_active, ns.tcp_total, ns.tcp_refused, ns.tcp_reset, ns.splice_bytes_in,
-	    ns.splice_bytes_out, ns.udp_rx, ns.udp_tx, ns.udp_drop, ns.idle_reset);
+	api_conn_printf(c,
+	                ",\"netstack\":{\"tcp_active\":%" PRIu64 ",\"tcp_total\":%" PRIu64
+	                ",\"tcp_refused\":%" PRIu64 ",\"tcp_reset\":%" PRIu64
+	                ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
+	                ",\"udp_rx\":%" PRIu64 ",\"udp_tx\":%" PRIu64
+	                ",\"udp_drop\":%" PRIu64 ",\"idle_reset\":%" PRIu64
+	                ",\"syn_drop\":%" PRIu64 "}}\n",
+	                ns.tcp_active, ns.tcp_total, ns.tcp_refused, ns.tcp_reset,
+	                ns.splice_bytes_in, ns.splice_bytes_out, ns.udp_rx, ns.udp_tx,
+	                ns.udp_drop, ns.idle_reset, ns.tcp_syn_drop);
 }
 
 static void log_frontend(void *arg, const char *kind, const char *what,

@@ -405,6 +405,71 @@ static void test_abort_and_reset_before_splice(void **state)
 
 /* Unlisten: new SYNs and a half-open handshake get RST, the connection
  * already accepted carries on both ways; the port can be listened again. */
+/* SYNs answered with SYN-ACK among the captured packets (the rest freed). */
+static unsigned count_synacks(void)
+{
+	struct pkt *k;
+	struct seg s;
+	unsigned n = 0;
+
+	while ((k = cap_pop()) != NULL) {
+		if (parse(k, &s) && s.flags == (F_SYN | F_ACK))
+			n++;
+		free(k);
+	}
+	return n;
+}
+
+/* A burst of SYNs to one port is not limited to lwIP's u8_t listen backlog
+ * (255); half-open connections are capped for the whole stack at
+ * NS_TCP_HALF_OPEN_MAX, beyond which SYNs are dropped and counted, and
+ * room comes back as half-open connections time out. */
+static void test_half_open_cap_not_per_listener(void **state)
+{
+	struct accepted acc;
+	struct ns_stats st;
+	struct peer pr;
+	unsigned i, n;
+
+	(void)state;
+	assert_int_equal(ns_tcp_listen(87, on_accept, &acc), 0);
+	for (i = 0, n = 0; i < 1000; i++) {
+		peer_init(&pr, AF_INET, 87);
+		pr.port = (uint16_t)(10000 + i);
+		peer_send(&pr, F_SYN, NULL, 0);
+		n += count_synacks();
+		peer_free(&pr);
+	}
+	assert_int_equal(n, 1000); /* lwIP's backlog would have stopped at 255 */
+	for (i = 1000, n = 0; i < NS_TCP_HALF_OPEN_MAX + 10; i++) {
+		peer_init(&pr, AF_INET, 87);
+		pr.port = (uint16_t)(10000 + i);
+		peer_send(&pr, F_SYN, NULL, 0);
+		n += count_synacks();
+		peer_free(&pr);
+		if (i % 512 == 0)
+			ns_check_timeouts(); /* the recount keeps the cap exact */
+	}
+	assert_int_equal(n, NS_TCP_HALF_OPEN_MAX - 1000);
+	ns_get_stats(&st);
+	assert_int_equal(st.tcp_syn_drop, 10);
+	/* SYN_RCVD ends after lwIP's SYN-ACK retries or 20 s. lwIP's timers
+	 * do not catch up after a jump, so step the clock tick by tick. */
+	for (i = 0; i < 25000 / TCP_TMR_INTERVAL; i++) {
+		ns_clock_offset_ms += TCP_TMR_INTERVAL;
+		ns_check_timeouts();
+		cap_clear(); /* the SYN-ACK retransmissions */
+	}
+	assert_int_equal(ns_tcp_half_open, 0);
+	peer_init(&pr, AF_INET, 87);
+	pr.port = 9000;
+	peer_send(&pr, F_SYN, NULL, 0);
+	assert_int_equal(count_synacks(), 1);
+	peer_free(&pr);
+	ns_get_stats(&st);
+	assert_int_equal(st.tcp_syn_drop, 10);
+}
+
 static void test_unlisten_rst_keeps_accepted(void **state)
 {
 	struct accepted acc;
@@ -585,6 +650,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rst_from_mesh_resets_local, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_local_reset_resets_mesh, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_half_open_cap_not_per_listener, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_unlisten_rst_keeps_accepted, setup,
 	                                    teardown),
