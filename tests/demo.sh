@@ -172,7 +172,10 @@ reached through WireGuard and mesh-proxy's userspace TCP/IP stack.
 EOF
 $PY "$ROOT/tests/e2e/httpd.py" 127.0.0.1 "$WEB_PORT" "$DIR/www" 2>"$DIR/web.log" &
 PIDS+=($!)
-wait_for 5 listening tcp "$WEB_PORT" || die "the web server did not start (see $DIR/web.log)"
+if ! wait_for 10 listening tcp "$WEB_PORT"; then
+    sed 's/^/    web.log: /' "$DIR/web.log" 2>/dev/null
+    die "the web server did not start on 127.0.0.1:$WEB_PORT (see $DIR/web.log)"
+fi
 ok "web server up"
 
 # Run as root (e.g. for the package install), the demo still runs the nodes

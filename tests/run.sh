@@ -136,10 +136,12 @@ for t in "${units[@]}"; do
 done
 
 # --- integration: the demo (two nodes on loopback, no root) -----------------
-# Its own ports, so a demo left running by a user does not clash.
+# Its own ports, so a demo left running by a user does not clash; below the
+# kernel's ephemeral range (32768-60999), so no outgoing connection of
+# another test can hold one.
 if [ $UNIT_ONLY -eq 0 ]; then
-    run_one integ demo "$UNIT_TIMEOUT" env DEMO_SOCKS_PORT=47791 DEMO_WEB_PORT=47792 \
-        DEMO_WG_PORT_A=47793 DEMO_WG_PORT_B=47794 bash "$ROOT/tests/demo.sh" "$MESH_BUILD" --once
+    run_one integ demo "$UNIT_TIMEOUT" env DEMO_SOCKS_PORT=21791 DEMO_WEB_PORT=21792 \
+        DEMO_WG_PORT_A=21793 DEMO_WG_PORT_B=21794 bash "$ROOT/tests/demo.sh" "$MESH_BUILD" --once
 fi
 
 # --- end-to-end tests ----------------------------------------------------------
