@@ -17,7 +17,7 @@ CC ?= gcc
 LWIP_DIR := third_party/src/lwip-2.1.3
 DEPS_STAMP := $(LWIP_DIR)/.ok
 
-PKGS := libsodium libevent inih
+PKGS := libsodium libevent inih sqlite3 jansson
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -28,8 +28,8 @@ LDFLAGS := $(SAN_FLAGS)
 LDLIBS = $(PKG_LIBS) -lm
 
 # Our sources: everything under these folders except program entry points.
-LIB_SRC := $(wildcard core/*/*.c netstack/*.c proxy/*.c config/*.c)
-LIB_SRC := $(filter-out proxy/main.c,$(LIB_SRC))
+LIB_SRC := $(wildcard core/*/*.c netstack/*.c proxy/*.c config/*.c servers/*/*.c)
+LIB_SRC := $(filter-out proxy/main.c servers/%/main.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libmesh.a
 

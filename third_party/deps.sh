@@ -16,6 +16,8 @@ PACKAGES=(
 	# build
 	gcc make pkg-config dpkg-dev xz-utils patch ca-certificates
 	libsodium-dev libevent-dev libinih-dev libcmocka-dev
+	# mesh-control: its store (SQLite) and JSON for control messages and the admin API
+	libsqlite3-dev libjansson-dev
 	# fuzzing and sanitizers
 	clang libclang-rt-14-dev
 	# tests: real peers and real clients

@@ -20,7 +20,7 @@ FUZZ_STRICT ?= 0
 FB := build-fuzz
 
 LWIP_DIR := third_party/src/lwip-2.1.3
-PKGS := libsodium libevent inih
+PKGS := libsodium libevent inih sqlite3 jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -34,8 +34,8 @@ FUZZ_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Wshadow -Wno-unused-parameter \
 HAVE_LWIP := $(and $(wildcard $(LWIP_DIR)/src/core/init.c),$(wildcard netstack/lwipopts.h))
 
 # The project's library sources, as in the main Makefile.
-MESH_SRC := $(wildcard core/*/*.c netstack/*.c proxy/*.c config/*.c)
-MESH_SRC := $(filter-out proxy/main.c,$(MESH_SRC))
+MESH_SRC := $(wildcard core/*/*.c netstack/*.c proxy/*.c config/*.c servers/*/*.c)
+MESH_SRC := $(filter-out proxy/main.c servers/%/main.c,$(MESH_SRC))
 ifeq ($(HAVE_LWIP),)
 MESH_SRC := $(filter-out netstack/%,$(MESH_SRC))
 LWIP_SRC :=
