@@ -1,0 +1,247 @@
+/* mesh-control's store: the mesh's durable state (meta, auth keys, nodes)
+ * behind an interface, so a server database can be added beside SQLite.
+ *
+ * Every function returns 0 or a negative CTL_STORE_E* code; the store keeps a
+ * readable message for the last failure (ctl_store_errmsg). Times are unix
+ * seconds passed in by the caller (tests drive the clock).
+ *
+ * The server's static key: the store keeps only the PUBLIC key (meta). The
+ * private key lives in a separate file the caller writes with mode 0600
+ * (mesh-control init: DIR/server.key), so a copy of control.db never carries
+ * it. control.db itself is still created 0600 in a 0700 directory.
+ *
+ * Map version: a counter bumped in the same transaction as every change that
+ * alters the network map (node added, removed, renamed, approved, expired,
+ * keys, endpoints, home relay, hostinfo, online). Each node row remembers the
+ * version of its last change, so a server can send the nodes changed since
+ * the version a client last saw. */
+#ifndef MESH_CTL_STORE_H
+#define MESH_CTL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CTL_KEY_LEN        32
+#define CTL_MESH_ID_LEN    32 /* hex characters */
+#define CTL_DOMAIN_MAX     253
+#define CTL_HOSTNAME_MAX   255
+#define CTL_NAME_MAX       63 /* one DNS label */
+#define CTL_TAGS_MAX       255
+#define CTL_ENDPOINTS_MAX  1023
+#define CTL_HOSTINFO_MAX   4095
+#define CTL_SECRET_MAX     80 /* "mkey-<id>-<48 hex>" plus NUL fits */
+#define CTL_DEFAULT_DOMAIN "mesh.internal"
+
+/* 100.64.0.0/10 (host order) and the ULA /48 prefix length. */
+#define CTL_V4_PREFIX 0x64400000u
+#define CTL_V4_BITS   10
+#define CTL_V6_BITS   48
+
+enum ctl_store_err {
+	CTL_STORE_OK = 0,
+	CTL_STORE_EIO = -1,          /* database or file error */
+	CTL_STORE_ENOTFOUND = -2,    /* no such node / key / meta */
+	CTL_STORE_EEXISTS = -3,      /* name taken, already initialised */
+	CTL_STORE_EINVAL = -4,       /* bad argument (too long, bad name, ...) */
+	CTL_STORE_ENOMEM = -5,       /* out of memory */
+	CTL_STORE_EFULL = -6,        /* address pool exhausted */
+	CTL_STORE_EKEY_UNKNOWN = -7, /* no such auth key, or wrong secret */
+	CTL_STORE_EKEY_REVOKED = -8,
+	CTL_STORE_EKEY_EXPIRED = -9,
+	CTL_STORE_EKEY_USED = -10, /* single-use key already used */
+	CTL_STORE_ESCHEMA = -11,   /* database from a newer version */
+	CTL_STORE_ECONFLICT = -12, /* node key already belongs to another node */
+};
+
+const char *ctl_store_strerror(int err);
+
+struct ctl_meta {
+	char mesh_id[CTL_MESH_ID_LEN + 1]; /* 16 random bytes, hex */
+	uint32_t v4_prefix;                /* host order: CTL_V4_PREFIX */
+	uint8_t v4_bits;                   /* CTL_V4_BITS */
+	uint8_t ula[16];                   /* fdXX:XXXX:XXXX::, random at init */
+	uint8_t ula_bits;                  /* CTL_V6_BITS */
+	char domain[CTL_DOMAIN_MAX + 1];
+	uint8_t server_public[CTL_KEY_LEN];
+	int64_t created;
+};
+
+struct ctl_init_params {
+	const char *domain; /* NULL: CTL_DEFAULT_DOMAIN */
+	uint8_t server_public[CTL_KEY_LEN];
+	int64_t now;
+};
+
+struct ctl_authkey {
+	int64_t id;
+	bool reusable;
+	bool ephemeral;
+	bool revoked;
+	int64_t expiry; /* unix s, 0 = never */
+	int64_t uses;
+	int64_t created;
+	char tags[CTL_TAGS_MAX + 1]; /* "tag:a,tag:b" or "" */
+};
+
+struct ctl_authkey_params {
+	bool reusable;
+	bool ephemeral;
+	int64_t expiry;   /* unix s, 0 = never */
+	const char *tags; /* NULL or comma list */
+	int64_t now;
+};
+
+struct ctl_node {
+	int64_t id;
+	uint8_t machine_key[CTL_KEY_LEN];
+	uint8_t node_key[CTL_KEY_LEN];
+	uint8_t disco_key[CTL_KEY_LEN];
+	char hostname[CTL_HOSTNAME_MAX + 1]; /* as reported */
+	char name[CTL_NAME_MAX + 1];         /* unique DNS label */
+	uint32_t ipv4;                       /* host order */
+	uint8_t ipv6[16];
+	char endpoints[CTL_ENDPOINTS_MAX + 1]; /* "ip:port,ip:port" */
+	int home_relay;                        /* 0 = none */
+	char hostinfo[CTL_HOSTINFO_MAX + 1];   /* JSON text or "" */
+	int64_t auth_key_id;                   /* 0 = none (admin approved) */
+	bool approved;
+	bool ephemeral;
+	bool online;
+	char tags[CTL_TAGS_MAX + 1];
+	int64_t created;
+	int64_t last_seen;
+	int64_t expiry;  /* unix s, 0 = never; expired when expiry <= now */
+	int64_t version; /* map version of the node's last change */
+};
+
+struct ctl_register_req {
+	uint8_t machine_key[CTL_KEY_LEN];
+	uint8_t node_key[CTL_KEY_LEN];
+	uint8_t disco_key[CTL_KEY_LEN];
+	const char *hostname;    /* as reported; sanitised into the name */
+	const char *auth_secret; /* NULL: pending until an admin approves */
+	int64_t now;
+};
+
+/* Fields for ctl_store_node_update, chosen by mask. */
+enum {
+	CTL_UPD_ENDPOINTS = 1 << 0,
+	CTL_UPD_DISCO = 1 << 1,
+	CTL_UPD_HOSTINFO = 1 << 2,
+	CTL_UPD_HOME_RELAY = 1 << 3,
+	CTL_UPD_LAST_SEEN = 1 << 4,
+	CTL_UPD_ONLINE = 1 << 5,
+	CTL_UPD_NODE_KEY = 1 << 6,
+};
+
+struct ctl_node_update {
+	unsigned mask;
+	const char *endpoints;
+	uint8_t disco_key[CTL_KEY_LEN];
+	uint8_t node_key[CTL_KEY_LEN];
+	const char *hostinfo;
+	int home_relay;
+	int64_t last_seen;
+	bool online;
+};
+
+enum ctl_node_lookup {
+	CTL_NODE_BY_ID,          /* key: const int64_t * */
+	CTL_NODE_BY_MACHINE_KEY, /* key: const uint8_t[32] */
+	CTL_NODE_BY_NODE_KEY,    /* key: const uint8_t[32] */
+	CTL_NODE_BY_NAME,        /* key: const char * */
+};
+
+struct ctl_store;
+
+/* Test-only fault point: called inside transactions at named points
+ * ("register:before-commit", ...); a nonzero return fails the operation
+ * (rolled back), and the hook may also _exit() to simulate a crash. */
+typedef int (*ctl_store_fault_fn)(const char *point, void *arg);
+
+struct ctl_store_ops {
+	void (*close)(struct ctl_store *st);
+	int (*init)(struct ctl_store *st, const struct ctl_init_params *p);
+	int (*get_meta)(struct ctl_store *st, struct ctl_meta *out);
+	int (*map_version)(struct ctl_store *st, int64_t *out);
+	int (*key_create)(struct ctl_store *st, const struct ctl_authkey_params *p,
+	                  char *secret, size_t secretlen, struct ctl_authkey *out);
+	int (*key_list)(struct ctl_store *st, struct ctl_authkey **out, size_t *n);
+	int (*key_revoke)(struct ctl_store *st, int64_t id);
+	int (*key_use)(struct ctl_store *st, const char *secret, int64_t now,
+	               struct ctl_authkey *out);
+	int (*node_register)(struct ctl_store *st, const struct ctl_register_req *r,
+	                     struct ctl_node *out, bool *created);
+	int (*node_get)(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
+	                struct ctl_node *out);
+	int (*node_list)(struct ctl_store *st, int64_t since_version,
+	                 struct ctl_node **out, size_t *n);
+	int (*node_approve)(struct ctl_store *st, int64_t id);
+	int (*node_rename)(struct ctl_store *st, int64_t id, const char *name);
+	int (*node_remove)(struct ctl_store *st, int64_t id);
+	int (*node_expire)(struct ctl_store *st, int64_t id, int64_t now);
+	int (*node_update)(struct ctl_store *st, int64_t id,
+	                   const struct ctl_node_update *u);
+	void (*set_fault)(struct ctl_store *st, ctl_store_fault_fn fn, void *arg);
+};
+
+/* Each backend embeds this first; errmsg holds the last failure. */
+struct ctl_store {
+	const struct ctl_store_ops *ops;
+	char errmsg[256];
+};
+
+/* Opens (creating if needed) DIR/control.db: DIR made 0700 if missing, the
+ * file 0600; WAL, foreign keys, busy timeout; migrates the schema to the
+ * current version. NULL on failure with the reason in err. */
+struct ctl_store *ctl_store_open_sqlite(const char *dir, char *err, size_t errlen);
+
+void ctl_store_close(struct ctl_store *st); /* accepts NULL */
+const char *ctl_store_errmsg(const struct ctl_store *st);
+
+/* Meta: once, at `mesh-control init` (EEXISTS if already done). get_meta
+ * returns ENOTFOUND on a store never initialised. */
+int ctl_store_init(struct ctl_store *st, const struct ctl_init_params *p);
+int ctl_store_get_meta(struct ctl_store *st, struct ctl_meta *out);
+int ctl_store_map_version(struct ctl_store *st, int64_t *out);
+
+/* Auth keys. create writes the secret ("mkey-<id>-<48 hex>") once into
+ * secret; only its BLAKE2b hash is stored. list returns a malloc'd array
+ * (free()). key_use checks a secret (constant-time hash compare) and counts
+ * a use (a single-use key is then spent); register does the same atomically
+ * with the node insert. */
+int ctl_store_key_create(struct ctl_store *st, const struct ctl_authkey_params *p,
+                         char *secret, size_t secretlen, struct ctl_authkey *out);
+int ctl_store_key_list(struct ctl_store *st, struct ctl_authkey **out, size_t *n);
+int ctl_store_key_revoke(struct ctl_store *st, int64_t id);
+int ctl_store_key_use(struct ctl_store *st, const char *secret, int64_t now,
+                      struct ctl_authkey *out);
+
+/* Nodes. register: a known machine key returns its node (same id, name and
+ * addresses), updating node/disco keys; with a secret it also re-authorises
+ * (approves, clears expiry) and uses the key. A new machine key needs a
+ * valid secret to be approved, else it is stored pending (approved=false).
+ * *created (may be NULL) says whether a node was inserted. */
+int ctl_store_node_register(struct ctl_store *st, const struct ctl_register_req *r,
+                            struct ctl_node *out, bool *created);
+int ctl_store_node_get(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
+                       struct ctl_node *out);
+int ctl_store_node_by_id(struct ctl_store *st, int64_t id, struct ctl_node *out);
+int ctl_store_node_by_machine_key(struct ctl_store *st, const uint8_t *mk,
+                                  struct ctl_node *out);
+int ctl_store_node_by_node_key(struct ctl_store *st, const uint8_t *nk,
+                               struct ctl_node *out);
+int ctl_store_node_by_name(struct ctl_store *st, const char *name, struct ctl_node *out);
+/* Nodes with version > since_version (0: all), by id; malloc'd array. */
+int ctl_store_node_list(struct ctl_store *st, int64_t since_version,
+                        struct ctl_node **out, size_t *n);
+int ctl_store_node_approve(struct ctl_store *st, int64_t id);
+int ctl_store_node_rename(struct ctl_store *st, int64_t id, const char *name);
+int ctl_store_node_remove(struct ctl_store *st, int64_t id);
+int ctl_store_node_expire(struct ctl_store *st, int64_t id, int64_t now);
+int ctl_store_node_update(struct ctl_store *st, int64_t id,
+                          const struct ctl_node_update *u);
+void ctl_store_set_fault(struct ctl_store *st, ctl_store_fault_fn fn, void *arg);
+
+#endif
