@@ -158,7 +158,7 @@ static int sq_step_done(struct sq_store *s, sqlite3_stmt *st, const char *what)
 	sq_done(st);
 	if (r == SQLITE_DONE || r == SQLITE_ROW)
 		return 0;
-	if (ext == SQLITE_CONSTRAINT_UNIQUE) {
+	if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY) {
 		const char *m = sqlite3_errmsg(s->db);
 		if (strstr(m, "node_key"))
 			return sq_fail(s, CTL_STORE_ECONFLICT, "%s: node key in use",
