@@ -1,0 +1,251 @@
+/* Control messages: names, freeing, address text forms and name syntax.
+ * The JSON codec itself is in msg_decode.c and msg_encode.c. */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "core/control/msg.h"
+#include "core/control/msg_int.h"
+
+const char *ctl_msg_type_name(unsigned type)
+{
+	switch (type) {
+	case CTL_MSG_REGISTER_REQ:
+		return "REGISTER_REQ";
+	case CTL_MSG_REGISTER_RESP:
+		return "REGISTER_RESP";
+	case CTL_MSG_ENDPOINTS:
+		return "ENDPOINTS";
+	case CTL_MSG_MAP_FULL:
+		return "MAP_FULL";
+	case CTL_MSG_MAP_DELTA:
+		return "MAP_DELTA";
+	case CTL_MSG_KEEPALIVE:
+		return "KEEPALIVE";
+	case CTL_MSG_ERROR:
+		return "ERROR";
+	}
+	return NULL;
+}
+
+void ctl_msg_free(struct ctl_msg *m)
+{
+	if (!m)
+		return;
+	switch (m->type) {
+	case CTL_MSG_REGISTER_REQ:
+		sodium_memzero(m->u.reg_req.auth_key, sizeof(m->u.reg_req.auth_key));
+		break;
+	case CTL_MSG_MAP_FULL:
+		free(m->u.map.relays);
+		free(m->u.map.peers);
+		break;
+	case CTL_MSG_MAP_DELTA:
+		free(m->u.delta.peers);
+		free(m->u.delta.removed);
+		break;
+	default:
+		break;
+	}
+	memset(&m->u, 0, sizeof(m->u));
+}
+
+void ctl_msg_seterr(struct ctl_msg_err *err, enum ctl_msg_errcode code, const char *fmt,
+                    ...)
+{
+	va_list ap;
+
+	if (!err)
+		return;
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->text, sizeof(err->text), fmt, ap);
+	va_end(ap);
+}
+
+static bool is_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+bool ctl_label_valid(const char *s, size_t n)
+{
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!is_alnum(s[i]) && s[i] != '-')
+			return false;
+	return true;
+}
+
+bool ctl_dnsname_valid(const char *s, size_t n)
+{
+	size_t start = 0;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || s[i] == '.') {
+			if (!ctl_label_valid(s + start, i - start))
+				return false;
+			start = i + 1;
+		}
+	}
+	return true;
+}
+
+bool ctl_tag_valid(const char *s, size_t n)
+{
+	if (n == 0 || n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!is_alnum(s[i]) && s[i] != ':' && s[i] != '_' && s[i] != '.' &&
+		    s[i] != '-')
+			return false;
+	return true;
+}
+
+bool ctl_text_valid(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+void ctl_ip_format(const struct ctl_ip *ip, char out[CTL_ADDRSTR_MAX])
+{
+	if (!inet_ntop(ip->family == 4 ? AF_INET : AF_INET6, ip->addr, out,
+	               CTL_ADDRSTR_MAX))
+		snprintf(out, CTL_ADDRSTR_MAX, "?");
+}
+
+void ctl_prefix_format(const struct ctl_prefix *pf, char out[CTL_ADDRSTR_MAX])
+{
+	char a[INET6_ADDRSTRLEN];
+
+	if (!inet_ntop(pf->family == 4 ? AF_INET : AF_INET6, pf->addr, a, sizeof(a)))
+		snprintf(a, sizeof(a), "?");
+	snprintf(out, CTL_ADDRSTR_MAX, "%s/%u", a, pf->bits);
+}
+
+void ctl_endpoint_format(const struct ctl_endpoint *ep, char out[CTL_ADDRSTR_MAX])
+{
+	char a[INET6_ADDRSTRLEN];
+
+	if (!inet_ntop(ep->family == 4 ? AF_INET : AF_INET6, ep->addr, a, sizeof(a)))
+		snprintf(a, sizeof(a), "?");
+	if (ep->family == 4)
+		snprintf(out, CTL_ADDRSTR_MAX, "%s:%u", a, ep->port);
+	else
+		snprintf(out, CTL_ADDRSTR_MAX, "[%s]:%u", a, ep->port);
+}
+
+/* Parses an address of either family from s[0..n); no zone ids, no spaces. */
+static bool parse_ip_n(const char *s, size_t n, struct ctl_ip *out)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (memchr(buf, ':', n)) {
+		if (inet_pton(AF_INET6, buf, out->addr) != 1)
+			return false;
+		out->family = 6;
+	} else {
+		if (inet_pton(AF_INET, buf, out->addr) != 1)
+			return false;
+		out->family = 4;
+	}
+	return true;
+}
+
+/* Decimal without sign or leading zeros, at most max. */
+static bool parse_dec(const char *s, size_t n, unsigned max, unsigned *out)
+{
+	unsigned v = 0;
+
+	if (n == 0 || n > 5 || (n > 1 && s[0] == '0'))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	if (v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+bool ctl_ip_parse(const char *s, struct ctl_ip *out)
+{
+	return parse_ip_n(s, strlen(s), out);
+}
+
+bool ctl_prefix_parse(const char *s, struct ctl_prefix *out)
+{
+	const char *slash = strchr(s, '/');
+	struct ctl_ip ip;
+	unsigned bits;
+
+	if (!slash || !parse_ip_n(s, (size_t)(slash - s), &ip))
+		return false;
+	if (!parse_dec(slash + 1, strlen(slash + 1), ip.family == 4 ? 32 : 128, &bits))
+		return false;
+	/* Host bits must be zero: "10.0.0.1/24" is a typo or a bug upstream. */
+	for (unsigned i = 0; i < 16; i++) {
+		unsigned keep = bits > i * 8 ? (bits - i * 8 >= 8 ? 8 : bits - i * 8) : 0;
+		uint8_t mask = (uint8_t)(0xff00u >> keep);
+		if (ip.addr[i] & (uint8_t)~mask)
+			return false;
+	}
+	memset(out, 0, sizeof(*out));
+	out->family = ip.family;
+	out->bits = (uint8_t)bits;
+	memcpy(out->addr, ip.addr, sizeof(out->addr));
+	return true;
+}
+
+bool ctl_endpoint_parse(const char *s, struct ctl_endpoint *out)
+{
+	size_t n = strlen(s);
+	const char *host, *port;
+	size_t hlen;
+	struct ctl_ip ip;
+	unsigned p;
+
+	if (n > 0 && s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':')
+			return false;
+		host = s + 1;
+		hlen = (size_t)(rb - host);
+		port = rb + 2;
+	} else {
+		const char *colon = strchr(s, ':');
+		if (!colon || strchr(colon + 1, ':'))
+			return false;
+		host = s;
+		hlen = (size_t)(colon - s);
+		port = colon + 1;
+	}
+	if (!parse_ip_n(host, hlen, &ip) || (s[0] == '[') != (ip.family == 6))
+		return false;
+	if (!parse_dec(port, strlen(port), 65535, &p) || p == 0)
+		return false;
+	memset(out, 0, sizeof(*out));
+	out->family = ip.family;
+	out->port = (uint16_t)p;
+	memcpy(out->addr, ip.addr, sizeof(out->addr));
+	return true;
+}

@@ -1,0 +1,251 @@
+/* Control protocol messages: the bodies carried in transport frames between a
+ * node and mesh-control (see frame.h: type byte || body). Each body is one
+ * compact JSON object; this module turns it into C structs and back.
+ *
+ * Decoding treats the body as hostile: the length is checked before parsing
+ * (CTL_MSG_MAX_LEN), nesting is bounded (CTL_MSG_MAX_DEPTH) before jansson
+ * sees it, duplicate keys are refused, every known field is type- and
+ * range-checked, and unknown fields are ignored (newer peers may add some).
+ * Keys are 32 bytes in canonical base64; addresses and prefixes are parsed
+ * with inet_pton; names are DNS labels / names.
+ *
+ * JSON shapes (field: JSON type), "?" = optional on decode:
+ *   REGISTER_REQ  {auth_key?: str, node_key: b64, disco_key: b64,
+ *                  hostname: str, hostinfo: {os: str, version: str},
+ *                  tags?: [str]}
+ *   REGISTER_RESP {status: "ok"|"pending"|"refused", code?: int, reason?: str,
+ *                  and when ok: node_id: int, name: label, fqdn: name,
+ *                  ipv4: str, ipv6: str, domain: name}
+ *   ENDPOINTS     {endpoints: ["ip:port" | "[ip6]:port"], home_relay?: int}
+ *   MAP_FULL      {version: int, self: {id, name, addresses},
+ *                  dns: {domain: name, magic_dns: ipv4},
+ *                  relays?: [{id, region, host, port}], peers: [peer]}
+ *   MAP_DELTA     {version: int, base_version: int, peers?: [peer],
+ *                  removed?: [int]}
+ *   KEEPALIVE     {}
+ *   ERROR         {code: int, text: str}
+ *   peer          {id: int, name: label, node_key: b64, disco_key: b64,
+ *                  addresses: [ip], allowed_ips: [prefix],
+ *                  endpoints?: [ip:port], home_relay?: int, online?: bool,
+ *                  last_seen?: int (unix seconds, 0 = never)}
+ * Integers are 0..INT64_MAX unless narrower (ports 1..65535, relay ids and
+ * codes 0..UINT32_MAX). */
+#ifndef MESH_CTL_MSG_H
+#define MESH_CTL_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CTL_MSG_MAX_LEN   (4 * 1024 * 1024) /* body bytes accepted by decode */
+#define CTL_MSG_MAX_DEPTH 16                /* nesting of [ and { */
+#define CTL_KEY_LEN       32
+
+/* String buffers include the terminating NUL. */
+#define CTL_LABEL_MAX   64  /* a DNS label: 1..63 */
+#define CTL_DNSNAME_MAX 254 /* a DNS name: 1..253 */
+#define CTL_AUTHKEY_MAX 128
+#define CTL_OS_MAX      32
+#define CTL_VERSION_MAX 64
+#define CTL_TAG_MAX     64
+#define CTL_TEXT_MAX    256
+
+#define CTL_TAGS_MAX      16
+#define CTL_ENDPOINTS_MAX 16
+#define CTL_ADDRS_MAX     4  /* mesh addresses of one node (v4 + v6 today) */
+#define CTL_ALLOWED_MAX   32 /* allowed-IP prefixes of one peer */
+#define CTL_PEERS_MAX     10000
+#define CTL_REMOVED_MAX   CTL_PEERS_MAX
+#define CTL_RELAYS_MAX    256
+
+/* Values are the transport frame's type byte: stable, never reused. */
+enum ctl_msg_type {
+	CTL_MSG_REGISTER_REQ = 0x10,
+	CTL_MSG_REGISTER_RESP = 0x11,
+	CTL_MSG_ENDPOINTS = 0x12,
+	CTL_MSG_MAP_FULL = 0x13,
+	CTL_MSG_MAP_DELTA = 0x14,
+	CTL_MSG_KEEPALIVE = 0x15,
+	CTL_MSG_ERROR = 0x16,
+};
+
+/* Kinds of decode/encode failure (struct ctl_msg_err.code). */
+enum ctl_msg_errcode {
+	CTL_MSG_E_NONE = 0,
+	CTL_MSG_E_TYPE_UNKNOWN, /* not a type this module knows */
+	CTL_MSG_E_TOO_BIG,      /* body longer than CTL_MSG_MAX_LEN */
+	CTL_MSG_E_DEPTH,        /* nesting deeper than CTL_MSG_MAX_DEPTH */
+	CTL_MSG_E_SYNTAX,       /* not JSON, not an object, or a duplicate key */
+	CTL_MSG_E_MISSING,      /* a required field is absent */
+	CTL_MSG_E_FIELD_TYPE,   /* a field has the wrong JSON type */
+	CTL_MSG_E_VALUE,        /* a field's value is out of range or malformed */
+	CTL_MSG_E_TOO_MANY,     /* an array is longer than its cap */
+	CTL_MSG_E_NOMEM,
+};
+
+struct ctl_msg_err {
+	enum ctl_msg_errcode code;
+	char text[192]; /* "peers[3].node_key: not 32 bytes of base64" */
+};
+
+/* Registration status and refusal reasons (REGISTER_RESP). Unknown codes
+ * from a newer server decode as they are. */
+enum ctl_reg_status {
+	CTL_REG_OK = 0,
+	CTL_REG_PENDING = 1, /* waiting for an admin to approve */
+	CTL_REG_REFUSED = 2,
+};
+enum ctl_reason {
+	CTL_REASON_NONE = 0,
+	CTL_REASON_AUTH_KEY_UNKNOWN = 1,
+	CTL_REASON_AUTH_KEY_EXPIRED = 2,
+	CTL_REASON_AUTH_KEY_REVOKED = 3,
+	CTL_REASON_AUTH_KEY_USED = 4, /* single-use key already used */
+	CTL_REASON_NODE_REMOVED = 5,
+	CTL_REASON_NODE_EXPIRED = 6,
+	CTL_REASON_AUTH_REQUIRED = 7, /* no key and approval is off */
+	CTL_REASON_INTERNAL = 8,
+};
+
+struct ctl_ip {
+	uint8_t family; /* 4 or 6 */
+	uint8_t addr[16];
+};
+struct ctl_prefix {
+	uint8_t family; /* 4 or 6 */
+	uint8_t bits;
+	uint8_t addr[16]; /* host bits are zero */
+};
+struct ctl_endpoint {
+	uint8_t family; /* 4 or 6 */
+	uint16_t port;  /* 1..65535 */
+	uint8_t addr[16];
+};
+
+struct ctl_register_req {
+	char auth_key[CTL_AUTHKEY_MAX]; /* secret; "" = none; wiped by ctl_msg_free */
+	uint8_t node_key[CTL_KEY_LEN];
+	uint8_t disco_key[CTL_KEY_LEN];
+	char hostname[CTL_DNSNAME_MAX]; /* hostname_valid() syntax */
+	char os[CTL_OS_MAX];            /* hostinfo.os */
+	char version[CTL_VERSION_MAX];  /* hostinfo.version */
+	uint8_t n_tags;
+	char tags[CTL_TAGS_MAX][CTL_TAG_MAX]; /* requested tags ("tag:web") */
+};
+
+struct ctl_register_resp {
+	enum ctl_reg_status status;
+	uint32_t code;             /* enum ctl_reason */
+	char reason[CTL_TEXT_MAX]; /* readable text; may be empty */
+	/* Set when status is OK: */
+	uint64_t node_id;
+	char name[CTL_LABEL_MAX];
+	char fqdn[CTL_DNSNAME_MAX];
+	uint8_t ipv4[4];
+	uint8_t ipv6[16];
+	char domain[CTL_DNSNAME_MAX];
+};
+
+struct ctl_endpoints {
+	uint8_t n;
+	struct ctl_endpoint ep[CTL_ENDPOINTS_MAX];
+	uint32_t home_relay; /* 0 = none */
+};
+
+struct ctl_peer {
+	uint64_t id;
+	char name[CTL_LABEL_MAX];
+	uint8_t node_key[CTL_KEY_LEN];
+	uint8_t disco_key[CTL_KEY_LEN];
+	uint8_t n_addrs;
+	uint8_t n_allowed;
+	uint8_t n_eps;
+	bool online;
+	struct ctl_ip addrs[CTL_ADDRS_MAX];
+	struct ctl_prefix allowed[CTL_ALLOWED_MAX];
+	struct ctl_endpoint eps[CTL_ENDPOINTS_MAX];
+	uint32_t home_relay; /* 0 = none */
+	int64_t last_seen;   /* unix seconds, 0 = never */
+};
+
+struct ctl_relay {
+	uint32_t id;
+	uint16_t port;
+	char region[CTL_LABEL_MAX];
+	char host[CTL_DNSNAME_MAX];
+};
+
+struct ctl_map_full {
+	uint64_t version;
+	uint64_t self_id;
+	char self_name[CTL_LABEL_MAX];
+	uint8_t n_self_addrs;
+	struct ctl_ip self_addrs[CTL_ADDRS_MAX];
+	char dns_domain[CTL_DNSNAME_MAX];
+	struct ctl_ip magic_dns; /* IPv4, 100.100.100.100 */
+	size_t n_relays;
+	struct ctl_relay *relays; /* owned; freed by ctl_msg_free */
+	size_t n_peers;
+	struct ctl_peer *peers; /* owned; freed by ctl_msg_free */
+};
+
+struct ctl_map_delta {
+	uint64_t version;
+	uint64_t base_version;
+	size_t n_peers;
+	struct ctl_peer *peers; /* added or changed; owned */
+	size_t n_removed;
+	uint64_t *removed; /* peer ids; owned */
+};
+
+struct ctl_error {
+	uint32_t code;
+	char text[CTL_TEXT_MAX];
+};
+
+struct ctl_msg {
+	enum ctl_msg_type type;
+	union {
+		struct ctl_register_req reg_req;
+		struct ctl_register_resp reg_resp;
+		struct ctl_endpoints endpoints;
+		struct ctl_map_full map;
+		struct ctl_map_delta delta;
+		struct ctl_error error;
+	} u;
+};
+
+/* "REGISTER_REQ", ..., or NULL for a type byte this module does not know. */
+const char *ctl_msg_type_name(unsigned type);
+
+/* Decodes body p[0..len) of a message of the given type (the frame's type
+ * byte) into *m (overwritten; zeroed first). Returns 0, or a negative errno
+ * (-EPROTO unknown type, -EMSGSIZE too big, -EBADMSG invalid, -ENOMEM) with
+ * err (may be NULL) saying which field and why. On success the caller owns
+ * *m and releases it with ctl_msg_free; on failure nothing is left to free
+ * (calling ctl_msg_free anyway is harmless). */
+int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *m,
+                   struct ctl_msg_err *err);
+
+/* Encodes *m as compact JSON into a new buffer (*out, *out_len, not
+ * NUL-terminated in *out_len but NUL-terminated in memory), released with
+ * free(). Returns 0 or a negative errno (-EINVAL for counts above the caps,
+ * integers out of range or strings that are not valid UTF-8, -ENOMEM) with
+ * err (may be NULL) saying which field. */
+int ctl_msg_encode(const struct ctl_msg *m, uint8_t **out, size_t *out_len,
+                   struct ctl_msg_err *err);
+
+/* Frees what *m owns, wipes secrets, and zeroes *m (type stays). Accepts NULL. */
+void ctl_msg_free(struct ctl_msg *m);
+
+/* Text forms used on the wire: "100.64.0.1", "fd00::/48", "[fd00::1]:41641". */
+#define CTL_ADDRSTR_MAX 56
+void ctl_ip_format(const struct ctl_ip *ip, char out[CTL_ADDRSTR_MAX]);
+void ctl_prefix_format(const struct ctl_prefix *pf, char out[CTL_ADDRSTR_MAX]);
+void ctl_endpoint_format(const struct ctl_endpoint *ep, char out[CTL_ADDRSTR_MAX]);
+/* Parse a NUL-terminated string; true on success. */
+bool ctl_ip_parse(const char *s, struct ctl_ip *out);
+bool ctl_prefix_parse(const char *s, struct ctl_prefix *out);
+bool ctl_endpoint_parse(const char *s, struct ctl_endpoint *out);
+
+#endif
