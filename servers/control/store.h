@@ -13,8 +13,9 @@
  * Map version: a counter bumped in the same transaction as every change that
  * alters the network map (node added, removed, renamed, approved, expired,
  * keys, endpoints, home relay, hostinfo, online). Each node row remembers the
- * version of its last change, so a server can send the nodes changed since
- * the version a client last saw. */
+ * version of its last change and removals leave a tombstone with theirs, so
+ * a server can send a client the nodes changed and removed since the
+ * version it last saw (ctl_store_node_list / ctl_store_node_removed). */
 #ifndef MESH_CTL_STORE_H
 #define MESH_CTL_STORE_H
 
@@ -180,6 +181,8 @@ struct ctl_store_ops {
 	int (*node_approve)(struct ctl_store *st, int64_t id);
 	int (*node_rename)(struct ctl_store *st, int64_t id, const char *name);
 	int (*node_remove)(struct ctl_store *st, int64_t id);
+	int (*node_removed)(struct ctl_store *st, int64_t since_version, int64_t **ids,
+	                    size_t *n);
 	int (*node_expire)(struct ctl_store *st, int64_t id, int64_t now);
 	int (*node_update)(struct ctl_store *st, int64_t id,
 	                   const struct ctl_node_update *u);
@@ -219,9 +222,12 @@ int ctl_store_key_use(struct ctl_store *st, const char *secret, int64_t now,
                       struct ctl_authkey *out);
 
 /* Nodes. register: a known machine key returns its node (same id, name and
- * addresses), updating node/disco keys; with a secret it also re-authorises
- * (approves, clears expiry) and uses the key. A new machine key needs a
- * valid secret to be approved, else it is stored pending (approved=false).
+ * addresses), updating node/disco keys and hostname (the name stays); with a
+ * secret it also re-authorises (approves, clears expiry) and uses the key;
+ * without one, approval and expiry are unchanged (the caller checks them).
+ * A new machine key needs a valid secret to be approved, else it is stored
+ * pending (approved=false). Key check, key use and insert are one
+ * transaction: a failed registration does not spend a single-use key.
  * *created (may be NULL) says whether a node was inserted. */
 int ctl_store_node_register(struct ctl_store *st, const struct ctl_register_req *r,
                             struct ctl_node *out, bool *created);
@@ -239,6 +245,10 @@ int ctl_store_node_list(struct ctl_store *st, int64_t since_version,
 int ctl_store_node_approve(struct ctl_store *st, int64_t id);
 int ctl_store_node_rename(struct ctl_store *st, int64_t id, const char *name);
 int ctl_store_node_remove(struct ctl_store *st, int64_t id);
+/* Ids of nodes removed at a map version > since_version (the other half of
+ * a delta); malloc'd array. */
+int ctl_store_node_removed(struct ctl_store *st, int64_t since_version, int64_t **ids,
+                           size_t *n);
 int ctl_store_node_expire(struct ctl_store *st, int64_t id, int64_t now);
 int ctl_store_node_update(struct ctl_store *st, int64_t id,
                           const struct ctl_node_update *u);

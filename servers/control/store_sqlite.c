@@ -70,7 +70,13 @@ static const char *const sq_migrations[] = {
     " online INTEGER NOT NULL DEFAULT 0, tags TEXT NOT NULL DEFAULT '',"
     " created INTEGER NOT NULL, last_seen INTEGER NOT NULL DEFAULT 0,"
     " expiry INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL);"
-    "CREATE INDEX nodes_version ON nodes(version);",
+    "CREATE INDEX nodes_version ON nodes(version);"
+    /* Tombstones for deltas: the map version that removed each node. */
+    "CREATE TABLE node_removals (node_id INTEGER NOT NULL, version INTEGER NOT NULL);"
+    "CREATE INDEX node_removals_version ON node_removals(version);"
+    "CREATE TRIGGER nodes_removed AFTER DELETE ON nodes BEGIN"
+    " INSERT INTO node_removals (node_id, version)"
+    " SELECT OLD.id, map_version FROM meta WHERE id = 1; END;",
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
@@ -988,6 +994,44 @@ static int sq_node_remove(struct ctl_store *st, int64_t id)
 	                      "remove");
 }
 
+static int sq_node_removed(struct ctl_store *st, int64_t since, int64_t **out, size_t *n)
+{
+	struct sq_store *s = SQ(st);
+	int64_t *v = NULL;
+	size_t cnt = 0, cap = 0;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	sqlite3_stmt *q =
+	    sq_prep(s, "SELECT node_id FROM node_removals WHERE version > ?1 "
+	               "ORDER BY version, node_id");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_int64(q, 1, since);
+	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? 2 * cap : 16;
+			int64_t *nv = realloc(v, cap * sizeof *v);
+			if (!nv) {
+				sq_done(q);
+				free(v);
+				return sq_fail(s, CTL_STORE_ENOMEM, "out of memory");
+			}
+			v = nv;
+		}
+		v[cnt++] = sqlite3_column_int64(q, 0);
+	}
+	sq_done(q);
+	if (r != SQLITE_DONE) {
+		free(v);
+		return sq_dberr(s, "removed nodes");
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
 static int sq_node_rename(struct ctl_store *st, int64_t id, const char *name)
 {
 	struct sq_store *s = SQ(st);
@@ -1104,6 +1148,7 @@ static const struct ctl_store_ops sq_ops = {
     .node_approve = sq_node_approve,
     .node_rename = sq_node_rename,
     .node_remove = sq_node_remove,
+    .node_removed = sq_node_removed,
     .node_expire = sq_node_expire,
     .node_update = sq_node_update,
     .set_fault = sq_set_fault,
@@ -1248,6 +1293,12 @@ int ctl_store_node_rename(struct ctl_store *st, int64_t id, const char *name)
 int ctl_store_node_remove(struct ctl_store *st, int64_t id)
 {
 	return st->ops->node_remove(st, id);
+}
+
+int ctl_store_node_removed(struct ctl_store *st, int64_t since_version, int64_t **ids,
+                           size_t *n)
+{
+	return st->ops->node_removed(st, since_version, ids, n);
 }
 
 int ctl_store_node_expire(struct ctl_store *st, int64_t id, int64_t now)
