@@ -766,18 +766,78 @@ static int sq_name_taken(struct sq_store *s, const char *name, int64_t self)
 	return sq_dberr(s, "name check");
 }
 
+/* The smallest n >= 2 with no node named "base-n", from one range scan of
+ * the name index over ["base-", "base.") (so 3,000 "laptop"s cost one scan
+ * per registration, not a lookup per candidate). The answer is at most
+ * rows + 2, so only suffixes up to that are remembered. */
+static int sq_first_free_suffix(struct sq_store *s, const char *base, unsigned *out)
+{
+	char lo[72], hi[72];
+	size_t bl = strlen(base), cnt = 0, cap = 0;
+	unsigned long *seen = NULL;
+	int r;
+
+	snprintf(lo, sizeof lo, "%s-", base);
+	snprintf(hi, sizeof hi, "%s.", base);
+	sqlite3_stmt *q =
+	    sq_prep(s, "SELECT name FROM nodes WHERE name > ?1 AND name < ?2");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_text(q, 1, lo, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 2, hi, -1, SQLITE_TRANSIENT);
+	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *nm = (const char *)sqlite3_column_text(q, 0) + bl + 1;
+		char *end;
+		if (cnt == cap) {
+			cap = cap ? 2 * cap : 64;
+			unsigned long *ns = realloc(seen, cap * sizeof *seen);
+			if (!ns) {
+				r = SQLITE_NOMEM;
+				break;
+			}
+			seen = ns;
+		}
+		seen[cnt] = strtoul(nm, &end, 10);
+		if (!*end && nm[0] >= '1' && nm[0] <= '9')
+			cnt++;
+	}
+	sq_done(q);
+	uint8_t *used = r == SQLITE_DONE ? calloc(cnt + 3, 1) : NULL;
+	if (used) {
+		for (size_t i = 0; i < cnt; i++)
+			if (seen[i] < cnt + 3)
+				used[seen[i]] = 1;
+		*out = 2;
+		while (used[*out])
+			(*out)++;
+	}
+	free(seen);
+	free(used);
+	if (r != SQLITE_DONE && r != SQLITE_NOMEM)
+		return sq_dberr(s, "name scan");
+	return used ? 0 : sq_fail(s, CTL_STORE_ENOMEM, "out of memory");
+}
+
 static int sq_unique_name(struct sq_store *s, const char *hostname, char out[64])
 {
 	char base[64];
 	ctl_alloc_name_from_host(hostname, base);
 	snprintf(out, 64, "%s", base);
-	for (unsigned n = 2;; n++) {
-		int t = sq_name_taken(s, out, 0);
+	int t = sq_name_taken(s, out, 0);
+	if (t <= 0)
+		return t;
+	unsigned n = 2;
+	t = sq_first_free_suffix(s, base, &n);
+	if (t)
+		return t;
+	/* A base cut to fit the suffix ("aaa...a-2") can still collide: walk. */
+	for (;; n++) {
+		ctl_alloc_name_suffix(base, n, out);
+		t = sq_name_taken(s, out, 0);
 		if (t <= 0)
 			return t;
 		if (n > 1000000)
 			return sq_fail(s, CTL_STORE_EFULL, "no free name for %s", base);
-		ctl_alloc_name_suffix(base, n, out);
 	}
 }
 

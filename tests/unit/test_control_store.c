@@ -397,6 +397,14 @@ static void names_are_unique_labels(void **state)
 	assert_int_equal(ctl_store_node_by_name(t->st, "laptop-3", &m),
 	                 CTL_STORE_ENOTFOUND);
 	assert_string_equal(reg_name(t, 10, "laptop", &n), "laptop-3");
+
+	/* Gaps are filled from the smallest free suffix. */
+	assert_int_equal(ctl_store_node_by_name(t->st, "my-laptop", &n), 0);
+	assert_int_equal(ctl_store_node_rename(t->st, n.id, "laptop-5"), 0);
+	assert_string_equal(reg_name(t, 11, "laptop", &n), "laptop-4");
+	for (uint32_t i = 12; i < 111; i++)
+		reg_name(t, i, "LAPTOP", &n);
+	assert_string_equal(n.name, "laptop-104");
 }
 
 static void alloc_skips_reserved_addresses(void **state)
