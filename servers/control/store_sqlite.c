@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SQ_CACHE     48
+#define SQ_CACHE     64
 #define SQ_HASH_LEN  32
 #define SQ_SECRET_RB 24 /* random bytes in a secret */
 
@@ -105,16 +105,18 @@ static sqlite3_stmt *sq_prep(struct sq_store *s, const char *sql)
 		if (s->cache[i].sql == sql)
 			return s->cache[i].st;
 	sqlite3_stmt *st = NULL;
+	if (i == SQ_CACHE) { /* a programming error: raise SQ_CACHE */
+		sq_fail(s, CTL_STORE_EIO, "statement cache full");
+		return NULL;
+	}
 	if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
 	    SQLITE_OK) {
 		sq_dberr(s, "prepare");
 		return NULL;
 	}
-	if (i < SQ_CACHE) {
-		s->cache[i].sql = sql;
-		s->cache[i].st = st;
-	}
-	return st; /* a full cache would leak; SQ_CACHE > statements used */
+	s->cache[i].sql = sql;
+	s->cache[i].st = st;
+	return st;
 }
 
 static void sq_done(sqlite3_stmt *st)
@@ -159,19 +161,19 @@ static int sq_fault(struct sq_store *s, const char *point)
 /* Runs a statement expecting no rows (or ignoring them). */
 static int sq_step_done(struct sq_store *s, sqlite3_stmt *st, const char *what)
 {
-	int r = sqlite3_step(st);
+	int r = sqlite3_step(st), rc = 0;
 	int ext = sqlite3_extended_errcode(s->db);
-	sq_done(st);
+
 	if (r == SQLITE_DONE || r == SQLITE_ROW)
-		return 0;
-	if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY) {
-		const char *m = sqlite3_errmsg(s->db);
-		if (strstr(m, "node_key"))
-			return sq_fail(s, CTL_STORE_ECONFLICT, "%s: node key in use",
-			               what);
-		return sq_fail(s, CTL_STORE_EEXISTS, "%s: %s", what, m);
-	}
-	return sq_dberr(s, what);
+		rc = 0;
+	else if (ext != SQLITE_CONSTRAINT_UNIQUE && ext != SQLITE_CONSTRAINT_PRIMARYKEY)
+		rc = sq_dberr(s, what);
+	else if (strstr(sqlite3_errmsg(s->db), "node_key"))
+		rc = sq_fail(s, CTL_STORE_ECONFLICT, "%s: node key in use", what);
+	else
+		rc = sq_fail(s, CTL_STORE_EEXISTS, "%s: %s", what, sqlite3_errmsg(s->db));
+	sq_done(st);
+	return rc;
 }
 
 static void sq_text(char *dst, size_t cap, sqlite3_stmt *st, int col)
@@ -226,6 +228,20 @@ static int sq_pragma_int(struct sq_store *s, const char *sql, int *out)
 	return r == SQLITE_ROW ? 0 : sq_dberr(s, sql);
 }
 
+static int sq_wal(struct sq_store *s)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return sq_dberr(s, "journal_mode");
+	const unsigned char *mode = NULL;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		mode = sqlite3_column_text(st, 0);
+	bool ok = mode && !strcmp((const char *)mode, "wal");
+	sqlite3_finalize(st);
+	return ok ? 0 : sq_fail(s, CTL_STORE_EIO, "cannot switch to WAL mode");
+}
+
 static int sq_migrate(struct sq_store *s)
 {
 	int v, rc = sq_begin(s);
@@ -276,7 +292,7 @@ struct ctl_store *ctl_store_open_sqlite(const char *dir, char *err, size_t errle
 	}
 	/* Create the file ourselves so it is 0600 whatever the umask; SQLite
 	 * gives the -wal and -shm files the same mode. */
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 || fchmod(fd, 0600) < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		if (fd >= 0)
@@ -301,7 +317,7 @@ struct ctl_store *ctl_store_open_sqlite(const char *dir, char *err, size_t errle
 	}
 	sqlite3_busy_timeout(s->db, 5000);
 	sqlite3_extended_result_codes(s->db, 1);
-	rc = sq_exec(s, "PRAGMA journal_mode = WAL");
+	rc = sq_wal(s);
 	if (rc == 0)
 		rc = sq_exec(s, "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL");
 	if (rc == 0 && (rc = sq_pragma_int(s, "PRAGMA foreign_keys", &mode)) == 0 &&
