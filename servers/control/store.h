@@ -227,7 +227,9 @@ int ctl_store_key_use(struct ctl_store *st, const char *secret, int64_t now,
  * without one, approval and expiry are unchanged (the caller checks them).
  * A new machine key needs a valid secret to be approved, else it is stored
  * pending (approved=false). Key check, key use and insert are one
- * transaction: a failed registration does not spend a single-use key.
+ * transaction: a failed registration does not spend a single-use key. A
+ * machine retrying with the spent single-use key it registered with resumes
+ * (the first answer may have been lost) instead of getting EKEY_USED.
  * *created (may be NULL) says whether a node was inserted. */
 int ctl_store_node_register(struct ctl_store *st, const struct ctl_register_req *r,
                             struct ctl_node *out, bool *created);

@@ -1001,16 +1001,21 @@ static int sq_node_register(struct ctl_store *st, const struct ctl_register_req 
 		free(old);
 		return rc;
 	}
-	if (r->auth_secret)
+	rc = sq_node_get(st, CTL_NODE_BY_MACHINE_KEY, r->machine_key, old);
+	isnew = rc == CTL_STORE_ENOTFOUND;
+	if (isnew)
+		rc = 0;
+	const struct ctl_authkey *use = NULL;
+	if (rc == 0 && r->auth_secret) {
 		rc = sq_key_use_tx(s, r->auth_secret, r->now, &k);
-	if (rc == 0) {
-		rc = sq_node_get(st, CTL_NODE_BY_MACHINE_KEY, r->machine_key, old);
-		isnew = rc == CTL_STORE_ENOTFOUND;
-		if (isnew)
-			rc = sq_node_insert(s, r, r->auth_secret ? &k : NULL);
-		else if (rc == 0)
-			rc = sq_node_refresh(s, r, old, r->auth_secret ? &k : NULL);
+		use = &k;
+		/* A retry with the single-use key this very machine was
+		 * registered with (say the first answer was lost) resumes. */
+		if (rc == CTL_STORE_EKEY_USED && !isnew && k.id == old->auth_key_id)
+			rc = 0, use = NULL;
 	}
+	if (rc == 0)
+		rc = isnew ? sq_node_insert(s, r, use) : sq_node_refresh(s, r, old, use);
 	if (rc == 0)
 		rc = sq_fault(s, "register:before-commit");
 	if (rc == 0 && out)

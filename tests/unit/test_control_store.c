@@ -232,6 +232,10 @@ static void auth_key_kinds_and_refusals(void **state)
 	assert_int_equal(ctl_store_node_register(t->st, &b, &n, NULL), 0);
 	assert_true(n.approved);
 	assert_int_equal(n.auth_key_id, 2);
+	/* The same machine retrying with its own spent key resumes. */
+	int64_t bid = n.id;
+	assert_int_equal(ctl_store_node_register(t->st, &b, &n, NULL), 0);
+	assert_int_equal(n.id, bid);
 	struct ctl_register_req c = req(3, "c", once);
 	assert_int_equal(ctl_store_node_register(t->st, &c, &n, NULL),
 	                 CTL_STORE_EKEY_USED);
