@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "core/control/msg.h"
@@ -65,6 +66,16 @@ void ctl_msg_seterr(struct ctl_msg_err *err, enum ctl_msg_errcode code, const ch
 	va_start(ap, fmt);
 	vsnprintf(err->text, sizeof(err->text), fmt, ap);
 	va_end(ap);
+}
+
+void ctl_msg_json_wipe(json_t *obj, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+
+	/* jansson owns a mutable copy; const is only its API's promise to callers. */
+	if (json_is_string(v))
+		sodium_memzero((char *)(uintptr_t)json_string_value(v),
+		               json_string_length(v));
 }
 
 static bool is_alnum(char c)

@@ -425,6 +425,37 @@ static int dec_peer(struct dctx *c, json_t *o, const char *pre, struct ctl_peer 
 	return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Two entries for one peer id in one message would make the result depend
+ * on the order the receiver applies them; refuse instead. */
+static int check_unique_ids(struct dctx *c, const char *key, const struct ctl_peer *peers,
+                            size_t n)
+{
+	uint64_t *ids = malloc(n * sizeof(*ids));
+	char why[64];
+
+	if (!ids)
+		return bad(c, CTL_MSG_E_NOMEM, "", key, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		ids[i] = peers[i].id;
+	qsort(ids, n, sizeof(*ids), cmp_u64);
+	for (size_t i = 1; i < n; i++) {
+		if (ids[i] == ids[i - 1]) {
+			PATHF(why, sizeof(why), "id %llu appears twice",
+			      (unsigned long long)ids[i]);
+			free(ids);
+			return bad(c, CTL_MSG_E_VALUE, "", key, why);
+		}
+	}
+	free(ids);
+	return 1;
+}
+
 /* Allocates and decodes the "peers" array (optional if !required). */
 static int dec_peers(struct dctx *c, json_t *o, const char *key, bool required,
                      struct ctl_peer **out, size_t *n_out)
@@ -444,7 +475,7 @@ static int dec_peers(struct dctx *c, json_t *o, const char *key, bool required,
 		PATHF(pre, sizeof(pre), "%s[%zu]", key, i);
 		TRY(dec_peer(c, json_array_get(arr, i), pre, &(*out)[i]));
 	}
-	return 1;
+	return check_unique_ids(c, key, *out, n);
 }
 
 static int dec_relays(struct dctx *c, json_t *o, struct ctl_map_full *m)
@@ -625,6 +656,10 @@ int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *
 		return -EBADMSG;
 	}
 	r = dec_body(&c, type, root, m);
+	/* The auth key also sits in jansson's copy of the body; wipe it there
+	 * (the caller owns p and wipes that). */
+	if (type == CTL_MSG_REGISTER_REQ)
+		ctl_msg_json_wipe(root, "auth_key");
 	json_decref(root);
 	if (r < 0)
 		ctl_msg_free(m);

@@ -293,6 +293,10 @@ int ctl_msg_encode(const struct ctl_msg *m, uint8_t **out, size_t *out_len,
 		return -EINVAL;
 	}
 	s = json_dumps(root, JSON_COMPACT);
+	/* The output holds the auth key too: the caller wipes that after sending
+	 * (jansson's intermediate dump buffers are not wiped). */
+	if (m->type == CTL_MSG_REGISTER_REQ)
+		ctl_msg_json_wipe(root, "auth_key");
 	json_decref(root);
 	if (!s) {
 		ctl_msg_seterr(err, CTL_MSG_E_NOMEM, "out of memory");

@@ -393,15 +393,16 @@ static void peer_json(char *out, size_t cap, const char *field, const char *val)
 static const char *map_with_peer(const char *field, const char *val)
 {
 	static char buf[8192];
-	char good[1024], odd[1024];
+	char good1[1024], good2[1024], odd[1024];
 
-	peer_json(good, sizeof(good), NULL, NULL);
+	peer_json(good1, sizeof(good1), "id", "10");
+	peer_json(good2, sizeof(good2), "id", "11");
 	peer_json(odd, sizeof(odd), field, val);
 	snprintf(buf, sizeof(buf),
 	         "{\"version\":1,\"self\":{\"id\":1,\"name\":\"me\",\"addresses\":["
 	         "\"100.64.0.1\"]},\"dns\":{\"domain\":\"mesh.example\",\"magic_dns\":"
 	         "\"100.100.100.100\"},\"relays\":[],\"peers\":[%s,%s,%s]}",
-	         good, good, odd);
+	         good1, good2, odd);
 	return buf;
 }
 
@@ -614,7 +615,10 @@ static void test_messages_bad(void **state)
 	BAD(CTL_MSG_ERROR, "{\"code\":1,\"text\":\"a\\u0000b\"}", CTL_MSG_E_SYNTAX,
 	    "ERROR");
 	BAD(CTL_MSG_ERROR, "{\"code\":1,\"text\":\"\xff\"}", CTL_MSG_E_SYNTAX, "ERROR");
-	/* Peers duplicated inside a peer object too. */
+	/* Two entries for one peer id. */
+	BAD(CTL_MSG_MAP_FULL, map_with_peer("id", "10"), CTL_MSG_E_VALUE,
+	    "peers: id 10 appears twice");
+	/* Duplicate keys inside a peer object too. */
 	BAD(CTL_MSG_MAP_FULL, map_with_peer("id", "1,\"id\":2"), CTL_MSG_E_SYNTAX,
 	    "duplicate");
 	/* Unknown type. */
@@ -684,7 +688,7 @@ static void test_unknown_fields_ignored(void **state)
 	const char *req =
 	    "{\"future\":{\"a\":[1,2,{\"b\":null}]},\"node_key\":\"" KEY_A
 	    "\",\"disco_key\":\"" KEY_A "\",\"hostname\":\"h\",\"hostinfo\":{\"os\":"
-	                                "\"linux\",\"version\":\"1\",\"arch\":"
+	    "\"linux\",\"version\":\"1\",\"arch\":"
 	    "\"riscv\"},\"x\":1.5}";
 
 	assert_int_equal(ctl_msg_decode(CTL_MSG_REGISTER_REQ, (const uint8_t *)req,
