@@ -1,9 +1,15 @@
 /* Control messages: struct ctl_msg -> compact JSON.
  *
+ * check_msg() first refuses what the decoder would refuse (names that are
+ * not DNS names, control characters, unterminated buffers, prefixes with
+ * host bits), naming the field, so a bad value is caught where it is made
+ * (the server) rather than by every node that receives the map.
+ *
  * Builders return a new json_t or NULL. A builder that refuses its input
  * says why in the error; a NULL from jansson itself (out of memory, a string
  * that is not UTF-8) is reported by ctl_msg_encode from json_pack's error. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +18,7 @@
 #include <sodium.h>
 
 #include "core/control/msg.h"
+#include "core/control/msg_field.h"
 #include "core/control/msg_int.h"
 
 struct ectx {
@@ -240,6 +247,155 @@ static json_t *enc_map_delta(struct ectx *c, const struct ctl_map_delta *m)
 	                 j_peers(c, m->peers, m->n_peers), "removed", j_removed(c, m));
 }
 
+/* Refuses string s (a buffer of cap bytes) unless it is terminated and
+ * valid for kind; the field is named by the printf-style path. */
+static int check_str(struct ectx *c, const char *s, size_t cap, enum ctl_mf_kind kind,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int check_str(struct ectx *c, const char *s, size_t cap, enum ctl_mf_kind kind,
+                     const char *fmt, ...)
+{
+	size_t n = strnlen(s, cap);
+	char path[CTL_MF_PATH_MAX];
+	va_list ap;
+
+	if (n < cap && ctl_mf_str_ok(kind, s, n))
+		return 0;
+	va_start(ap, fmt);
+	if (vsnprintf(path, sizeof(path), fmt, ap) < 0)
+		path[0] = '\0';
+	va_end(ap);
+	ctl_msg_seterr(c->err, CTL_MSG_E_VALUE, "%s: %s", path,
+	               n == cap ? "not terminated" : ctl_mf_str_what(kind));
+	c->refused = true;
+	return -EINVAL;
+}
+
+static int check_count(struct ectx *c, size_t n, size_t max, const char *pre,
+                       const char *what)
+{
+	if (n <= max)
+		return 0;
+	ctl_msg_seterr(c->err, CTL_MSG_E_TOO_MANY, "%s%s%s: %zu entries, more than %zu",
+	               pre, pre[0] ? "." : "", what, n, max);
+	c->refused = true;
+	return -EINVAL;
+}
+
+/* Family 4/6, prefix length in range and host bits zero, port not 0. */
+static int check_peer_addrs(struct ectx *c, const struct ctl_peer *p, const char *pre)
+{
+	CTL_MF_TRY(check_count(c, p->n_addrs, CTL_ADDRS_MAX, pre, "addresses"));
+	CTL_MF_TRY(check_count(c, p->n_allowed, CTL_ALLOWED_MAX, pre, "allowed_ips"));
+	CTL_MF_TRY(check_count(c, p->n_eps, CTL_ENDPOINTS_MAX, pre, "endpoints"));
+	for (size_t i = 0; i < p->n_allowed; i++) {
+		char txt[CTL_ADDRSTR_MAX];
+		struct ctl_prefix back;
+		ctl_prefix_format(&p->allowed[i], txt);
+		if (!ctl_prefix_parse(txt, &back) ||
+		    memcmp(&back, &p->allowed[i], sizeof(back)) != 0) {
+			ctl_msg_seterr(
+			    c->err, CTL_MSG_E_VALUE,
+			    "%s.allowed_ips[%zu]: not a prefix (host bits set?)", pre, i);
+			c->refused = true;
+			return -EINVAL;
+		}
+	}
+	for (size_t i = 0; i < p->n_eps; i++) {
+		if (p->eps[i].port == 0) {
+			ctl_msg_seterr(c->err, CTL_MSG_E_VALUE,
+			               "%s.endpoints[%zu]: port 0", pre, i);
+			c->refused = true;
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int check_peers(struct ectx *c, const struct ctl_peer *peers, size_t n)
+{
+	CTL_MF_TRY(check_count(c, n, CTL_PEERS_MAX, "", "peers"));
+	for (size_t i = 0; i < n; i++) {
+		char pre[32];
+		if (snprintf(pre, sizeof(pre), "peers[%zu]", i) < 0)
+			pre[0] = '\0';
+		CTL_MF_TRY(check_str(c, peers[i].name, sizeof(peers[i].name),
+		                     CTL_MF_LABEL, "%s.name", pre));
+		CTL_MF_TRY(check_peer_addrs(c, &peers[i], pre));
+	}
+	return 0;
+}
+
+static int check_msg(struct ectx *c, const struct ctl_msg *m)
+{
+	switch (m->type) {
+	case CTL_MSG_REGISTER_REQ: {
+		const struct ctl_register_req *q = &m->u.reg_req;
+		CTL_MF_TRY(check_str(c, q->auth_key, sizeof(q->auth_key), CTL_MF_SECRET,
+		                     "auth_key"));
+		CTL_MF_TRY(check_str(c, q->hostname, sizeof(q->hostname), CTL_MF_HOSTNAME,
+		                     "hostname"));
+		CTL_MF_TRY(
+		    check_str(c, q->os, sizeof(q->os), CTL_MF_TEXT, "hostinfo.os"));
+		CTL_MF_TRY(check_str(c, q->version, sizeof(q->version), CTL_MF_TEXT,
+		                     "hostinfo.version"));
+		CTL_MF_TRY(check_count(c, q->n_tags, CTL_TAGS_MAX, "", "tags"));
+		for (size_t i = 0; i < q->n_tags; i++)
+			CTL_MF_TRY(check_str(c, q->tags[i], sizeof(q->tags[i]),
+			                     CTL_MF_TAG, "tags[%zu]", i));
+		return 0;
+	}
+	case CTL_MSG_REGISTER_RESP: {
+		const struct ctl_register_resp *r = &m->u.reg_resp;
+		CTL_MF_TRY(
+		    check_str(c, r->reason, sizeof(r->reason), CTL_MF_TEXT, "reason"));
+		if (r->status != CTL_REG_OK)
+			return 0;
+		CTL_MF_TRY(check_str(c, r->name, sizeof(r->name), CTL_MF_LABEL, "name"));
+		CTL_MF_TRY(
+		    check_str(c, r->fqdn, sizeof(r->fqdn), CTL_MF_DNSNAME, "fqdn"));
+		return check_str(c, r->domain, sizeof(r->domain), CTL_MF_DNSNAME,
+		                 "domain");
+	}
+	case CTL_MSG_ENDPOINTS:
+		CTL_MF_TRY(
+		    check_count(c, m->u.endpoints.n, CTL_ENDPOINTS_MAX, "", "endpoints"));
+		for (size_t i = 0; i < m->u.endpoints.n; i++) {
+			if (m->u.endpoints.ep[i].port == 0) {
+				ctl_msg_seterr(c->err, CTL_MSG_E_VALUE,
+				               "endpoints[%zu]: port 0", i);
+				c->refused = true;
+				return -EINVAL;
+			}
+		}
+		return 0;
+	case CTL_MSG_MAP_FULL: {
+		const struct ctl_map_full *f = &m->u.map;
+		CTL_MF_TRY(check_str(c, f->self_name, sizeof(f->self_name), CTL_MF_LABEL,
+		                     "self.name"));
+		CTL_MF_TRY(
+		    check_count(c, f->n_self_addrs, CTL_ADDRS_MAX, "self", "addresses"));
+		CTL_MF_TRY(check_str(c, f->dns_domain, sizeof(f->dns_domain),
+		                     CTL_MF_DNSNAME, "dns.domain"));
+		CTL_MF_TRY(check_count(c, f->n_relays, CTL_RELAYS_MAX, "", "relays"));
+		for (size_t i = 0; i < f->n_relays; i++) {
+			const struct ctl_relay *rl = &f->relays[i];
+			CTL_MF_TRY(check_str(c, rl->region, sizeof(rl->region),
+			                     CTL_MF_LABEL, "relays[%zu].region", i));
+			CTL_MF_TRY(check_str(c, rl->host, sizeof(rl->host),
+			                     CTL_MF_HOSTNAME, "relays[%zu].host", i));
+		}
+		return check_peers(c, f->peers, f->n_peers);
+	}
+	case CTL_MSG_MAP_DELTA:
+		return check_peers(c, m->u.delta.peers, m->u.delta.n_peers);
+	case CTL_MSG_ERROR:
+		return check_str(c, m->u.error.text, sizeof(m->u.error.text), CTL_MF_TEXT,
+		                 "text");
+	default:
+		return 0;
+	}
+}
+
 static json_t *enc_body(struct ectx *c, const struct ctl_msg *m)
 {
 	switch (m->type) {
@@ -277,6 +433,8 @@ int ctl_msg_encode(const struct ctl_msg *m, uint8_t **out, size_t *out_len,
 		err->code = CTL_MSG_E_NONE;
 		err->text[0] = '\0';
 	}
+	if (check_msg(&c, m) < 0)
+		return -EINVAL;
 	root = enc_body(&c, m);
 	if (!root) {
 		if (c.refused)

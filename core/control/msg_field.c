@@ -87,7 +87,7 @@ int ctl_mf_u32(struct ctl_mf_ctx *c, json_t *obj, const char *pre, const char *k
 	return r;
 }
 
-static bool str_ok(enum ctl_mf_kind kind, const char *s, size_t n)
+bool ctl_mf_str_ok(enum ctl_mf_kind kind, const char *s, size_t n)
 {
 	switch (kind) {
 	case CTL_MF_TEXT:
@@ -111,7 +111,7 @@ static bool str_ok(enum ctl_mf_kind kind, const char *s, size_t n)
 	return false;
 }
 
-static const char *str_what(enum ctl_mf_kind kind)
+const char *ctl_mf_str_what(enum ctl_mf_kind kind)
 {
 	switch (kind) {
 	case CTL_MF_LABEL:
@@ -139,8 +139,8 @@ int ctl_mf_take_str(struct ctl_mf_ctx *c, json_t *v, const char *pre, const char
 	if (n >= cap)
 		return ctl_mf_bad(c, CTL_MSG_E_VALUE, pre, key, "too long");
 	/* jansson refuses \u0000 unless asked, so strlen(s) == n here. */
-	if (!str_ok(kind, s, n))
-		return ctl_mf_bad(c, CTL_MSG_E_VALUE, pre, key, str_what(kind));
+	if (!ctl_mf_str_ok(kind, s, n))
+		return ctl_mf_bad(c, CTL_MSG_E_VALUE, pre, key, ctl_mf_str_what(kind));
 	memcpy(buf, s, n);
 	buf[n] = '\0';
 	return 1;

@@ -45,6 +45,10 @@ enum ctl_mf_kind {
 			return try_r_;                                                   \
 	} while (0)
 
+/* True if s[0..n) is valid for kind; the refusal text for kind. */
+bool ctl_mf_str_ok(enum ctl_mf_kind kind, const char *s, size_t n);
+const char *ctl_mf_str_what(enum ctl_mf_kind kind);
+
 void ctl_mf_path(char *out, const char *pre, const char *key);
 
 int ctl_mf_bad(struct ctl_mf_ctx *c, enum ctl_msg_errcode code, const char *pre,
