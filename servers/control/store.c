@@ -1,0 +1,162 @@
+/* The control store interface: backend-independent wrappers that dispatch
+ * through st->ops, and the error strings. */
+#include "servers/control/store.h"
+
+const char *ctl_store_strerror(int err)
+{
+	switch (err) {
+	case CTL_STORE_OK:
+		return "ok";
+	case CTL_STORE_EIO:
+		return "database error";
+	case CTL_STORE_ENOTFOUND:
+		return "not found";
+	case CTL_STORE_EEXISTS:
+		return "already exists";
+	case CTL_STORE_EINVAL:
+		return "invalid argument";
+	case CTL_STORE_ENOMEM:
+		return "out of memory";
+	case CTL_STORE_EFULL:
+		return "address pool exhausted";
+	case CTL_STORE_EKEY_UNKNOWN:
+		return "unknown auth key";
+	case CTL_STORE_EKEY_REVOKED:
+		return "auth key revoked";
+	case CTL_STORE_EKEY_EXPIRED:
+		return "auth key expired";
+	case CTL_STORE_EKEY_USED:
+		return "single-use auth key already used";
+	case CTL_STORE_ESCHEMA:
+		return "database schema is newer than this program";
+	case CTL_STORE_ECONFLICT:
+		return "node key belongs to another node";
+	default:
+		return "unknown error";
+	}
+}
+
+void ctl_store_close(struct ctl_store *st)
+{
+	if (st)
+		st->ops->close(st);
+}
+
+const char *ctl_store_errmsg(const struct ctl_store *st)
+{
+	return st->errmsg;
+}
+
+int ctl_store_init(struct ctl_store *st, const struct ctl_init_params *p)
+{
+	return st->ops->init(st, p);
+}
+
+int ctl_store_get_meta(struct ctl_store *st, struct ctl_meta *out)
+{
+	return st->ops->get_meta(st, out);
+}
+
+int ctl_store_map_version(struct ctl_store *st, int64_t *out)
+{
+	return st->ops->map_version(st, out);
+}
+
+int ctl_store_key_create(struct ctl_store *st, const struct ctl_authkey_params *p,
+                         char *secret, size_t secretlen, struct ctl_authkey *out)
+{
+	return st->ops->key_create(st, p, secret, secretlen, out);
+}
+
+int ctl_store_key_list(struct ctl_store *st, struct ctl_authkey **out, size_t *n)
+{
+	return st->ops->key_list(st, out, n);
+}
+
+int ctl_store_key_revoke(struct ctl_store *st, int64_t id)
+{
+	return st->ops->key_revoke(st, id);
+}
+
+int ctl_store_key_use(struct ctl_store *st, const char *secret, int64_t now,
+                      struct ctl_authkey *out)
+{
+	return st->ops->key_use(st, secret, now, out);
+}
+
+int ctl_store_node_register(struct ctl_store *st, const struct ctl_register_req *r,
+                            struct ctl_node *out, bool *created)
+{
+	return st->ops->node_register(st, r, out, created);
+}
+
+int ctl_store_node_get(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
+                       struct ctl_node *out)
+{
+	return st->ops->node_get(st, by, key, out);
+}
+
+int ctl_store_node_by_id(struct ctl_store *st, int64_t id, struct ctl_node *out)
+{
+	return st->ops->node_get(st, CTL_NODE_BY_ID, &id, out);
+}
+
+int ctl_store_node_by_machine_key(struct ctl_store *st, const uint8_t *mk,
+                                  struct ctl_node *out)
+{
+	return st->ops->node_get(st, CTL_NODE_BY_MACHINE_KEY, mk, out);
+}
+
+int ctl_store_node_by_node_key(struct ctl_store *st, const uint8_t *nk,
+                               struct ctl_node *out)
+{
+	return st->ops->node_get(st, CTL_NODE_BY_NODE_KEY, nk, out);
+}
+
+int ctl_store_node_by_name(struct ctl_store *st, const char *name, struct ctl_node *out)
+{
+	return st->ops->node_get(st, CTL_NODE_BY_NAME, name, out);
+}
+
+int ctl_store_node_list(struct ctl_store *st, int64_t since_version,
+                        struct ctl_node **out, size_t *n)
+{
+	return st->ops->node_list(st, since_version, out, n);
+}
+
+int ctl_store_node_approve(struct ctl_store *st, int64_t id)
+{
+	return st->ops->node_approve(st, id);
+}
+
+int ctl_store_node_rename(struct ctl_store *st, int64_t id, const char *name)
+{
+	return st->ops->node_rename(st, id, name);
+}
+
+int ctl_store_node_remove(struct ctl_store *st, int64_t id)
+{
+	return st->ops->node_remove(st, id);
+}
+
+int ctl_store_node_removed(struct ctl_store *st, int64_t since_version, int64_t **ids,
+                           size_t *n)
+{
+	return st->ops->node_removed(st, since_version, ids, n);
+}
+
+int ctl_store_node_expire(struct ctl_store *st, int64_t id, int64_t now)
+{
+	return st->ops->node_expire(st, id, now);
+}
+
+int ctl_store_node_update(struct ctl_store *st, int64_t id,
+                          const struct ctl_node_update *u)
+{
+	return st->ops->node_update(st, id, u);
+}
+
+void ctl_store_set_fault(struct ctl_store *st, ctl_store_fault_fn fn, void *arg)
+{
+	st->ops->set_fault(st, fn, arg);
+}

@@ -1,0 +1,91 @@
+/* Private to the SQLite control store (store_sqlite*.c): the store object,
+ * the statement and transaction plumbing, and the backend functions that the
+ * ops table in store_sqlite.c collects from store_sqlite_keys.c and
+ * store_sqlite_nodes.c. Nothing outside these files includes it. */
+#ifndef MESH_CTL_STORE_SQLITE_INT_H
+#define MESH_CTL_STORE_SQLITE_INT_H
+
+#include "servers/control/store.h"
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SQ_CACHE 64
+
+struct sq_store {
+	struct ctl_store base; /* first: ctl_store * <-> sq_store * */
+	sqlite3 *db;
+	ctl_store_fault_fn fault;
+	void *fault_arg;
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} cache[SQ_CACHE];
+};
+
+static inline struct sq_store *SQ(struct ctl_store *st)
+{
+	return (struct sq_store *)st;
+}
+
+/* ---- plumbing (store_sqlite.c) ---------------------------------------- */
+
+/* Sets the store's message from fmt; returns code. */
+int ctl_sq_fail(struct sq_store *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* EIO with "what: <sqlite's message>". */
+int ctl_sq_dberr(struct sq_store *s, const char *what);
+/* A cached prepared statement, keyed by the SQL text's address; NULL with
+ * the message set on failure. */
+sqlite3_stmt *ctl_sq_prep(struct sq_store *s, const char *sql);
+/* Resets a statement and clears its bindings for the next use. */
+void ctl_sq_done(sqlite3_stmt *st);
+int ctl_sq_exec(struct sq_store *s, const char *sql);
+/* BEGIN IMMEDIATE. */
+int ctl_sq_begin(struct sq_store *s);
+/* Ends a transaction: COMMIT if rc == 0 (a failed COMMIT rolls back and
+ * returns EIO), else ROLLBACK keeping rc and its message. */
+int ctl_sq_end(struct sq_store *s, int rc);
+/* EIO if the test hook asks for a failure at point, else 0. */
+int ctl_sq_fault(struct sq_store *s, const char *point);
+/* Runs a statement expecting no rows (or ignoring them); UNIQUE violations
+ * become EEXISTS (ECONFLICT for node_key). Resets the statement. */
+int ctl_sq_step_done(struct sq_store *s, sqlite3_stmt *st, const char *what);
+void ctl_sq_text(char *dst, size_t cap, sqlite3_stmt *st, int col);
+void ctl_sq_blob(uint8_t *dst, size_t len, sqlite3_stmt *st, int col);
+/* True if t is NULL or at most max characters. */
+bool ctl_sq_len_ok(const char *t, size_t max);
+/* Bumps the map version; the new value in *v. */
+int ctl_sq_bump(struct sq_store *s, int64_t *v);
+int ctl_sq_get_meta(struct ctl_store *st, struct ctl_meta *m);
+
+/* ---- auth keys (store_sqlite_keys.c) ---------------------------------- */
+
+int ctl_sq_key_create(struct ctl_store *st, const struct ctl_authkey_params *p,
+                      char *secret, size_t secretlen, struct ctl_authkey *out);
+int ctl_sq_key_list(struct ctl_store *st, struct ctl_authkey **out, size_t *n);
+int ctl_sq_key_revoke(struct ctl_store *st, int64_t id);
+/* Inside a transaction: check the secret and count a use. */
+int ctl_sq_key_use_tx(struct sq_store *s, const char *secret, int64_t now,
+                      struct ctl_authkey *k);
+int ctl_sq_key_use(struct ctl_store *st, const char *secret, int64_t now,
+                   struct ctl_authkey *out);
+
+/* ---- nodes (store_sqlite_nodes.c) ------------------------------------- */
+
+int ctl_sq_node_register(struct ctl_store *st, const struct ctl_register_req *r,
+                         struct ctl_node *out, bool *created);
+int ctl_sq_node_get(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
+                    struct ctl_node *out);
+int ctl_sq_node_list(struct ctl_store *st, int64_t since, struct ctl_node **out,
+                     size_t *n);
+int ctl_sq_node_approve(struct ctl_store *st, int64_t id);
+int ctl_sq_node_rename(struct ctl_store *st, int64_t id, const char *name);
+int ctl_sq_node_remove(struct ctl_store *st, int64_t id);
+int ctl_sq_node_removed(struct ctl_store *st, int64_t since, int64_t **out, size_t *n);
+int ctl_sq_node_expire(struct ctl_store *st, int64_t id, int64_t now);
+int ctl_sq_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_update *u);
+
+#endif
