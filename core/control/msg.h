@@ -28,6 +28,7 @@
  *                  addresses: [ip], allowed_ips: [prefix],
  *                  endpoints?: [ip:port], home_relay?: int, online?: bool,
  *                  last_seen?: int (unix seconds, 0 = never)}
+ * Peer ids are unique within one message's peers array.
  * Integers are 0..INT64_MAX unless narrower (ports 1..65535, relay ids and
  * codes 0..UINT32_MAX). */
 #ifndef MESH_CTL_MSG_H
@@ -227,11 +228,13 @@ const char *ctl_msg_type_name(unsigned type);
 int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *m,
                    struct ctl_msg_err *err);
 
-/* Encodes *m as compact JSON into a new buffer (*out, *out_len, not
- * NUL-terminated in *out_len but NUL-terminated in memory), released with
- * free(). Returns 0 or a negative errno (-EINVAL for counts above the caps,
- * integers out of range or strings that are not valid UTF-8, -ENOMEM) with
- * err (may be NULL) saying which field. */
+/* Encodes *m as compact JSON into a new buffer *out of *out_len bytes (also
+ * NUL-terminated), released with free() (wipe it first for REGISTER_REQ: it
+ * holds the auth key). Refuses, with -EINVAL and err naming the field, what
+ * ctl_msg_decode would refuse: counts above the caps, integers out of range,
+ * names that are not DNS names, control characters, strings that are not
+ * terminated in their buffer or not UTF-8, prefixes with host bits, port 0.
+ * -ENOMEM when out of memory. On failure *out is NULL. */
 int ctl_msg_encode(const struct ctl_msg *m, uint8_t **out, size_t *out_len,
                    struct ctl_msg_err *err);
 
