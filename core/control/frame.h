@@ -31,9 +31,10 @@
 
 #define CTL_FRAME_HDR_LEN 4
 /* Largest type || body in a transport frame, and its ciphertext. */
-#define CTL_FRAME_PLAIN_MAX (1024 * 1024)
-#define CTL_FRAME_BODY_MAX  (CTL_FRAME_PLAIN_MAX - 1)
-#define CTL_FRAME_MAX       (CTL_FRAME_PLAIN_MAX + CTL_NOISE_TAG_LEN)
+#define CTL_FRAME_PLAIN_MAX                                                              \
+	(4 * 1024 * 1024) /* = CTL_MSG_MAX_LEN: a 10,000-peer map fits */
+#define CTL_FRAME_BODY_MAX (CTL_FRAME_PLAIN_MAX - 1)
+#define CTL_FRAME_MAX      (CTL_FRAME_PLAIN_MAX + CTL_NOISE_TAG_LEN)
 /* Largest handshake frame payload: type byte || Noise message. */
 #define CTL_FRAME_HS_MAX (1 + CTL_NOISE_MAX_MSG)
 

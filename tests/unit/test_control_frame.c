@@ -7,7 +7,7 @@
  *    time, decodes to the same frames;
  *  - zero, oversize (each phase) and too-short frames are refused, a
  *    tampered frame fails to decrypt, errors are sticky;
- *  - memory follows the bytes received, not the length announced; a 1 MiB
+ *  - memory follows the bytes received, not the length announced; a maximal
  *    frame round-trips and its buffer is released afterwards.
  * Join tokens:
  *  - round trips (name, IPv4, IPv6, empty and longest fields);
