@@ -35,7 +35,7 @@ LIB := $(BUILD)/libmesh.a
 
 include third_party/lwip.mk
 
-PROGRAMS := $(BUILD)/mesh-proxy
+PROGRAMS := $(BUILD)/mesh-proxy $(BUILD)/mesh-control
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -47,7 +47,7 @@ all: $(PROGRAMS) $(UNIT_BIN) $(TOOLS)
 
 help:
 	@echo "make deps    install Debian packages, fetch and check lwIP source"
-	@echo "make         build mesh-proxy and the unit tests into $(BUILD)/"
+	@echo "make         build mesh-proxy, mesh-control and the unit tests into $(BUILD)/"
 	@echo "make demo    run two nodes on loopback and fetch a page through SOCKS5"
 	@echo "make test    run every test: unit, demo, e2e (as root), ASan/UBSan, fuzz smoke"
 	@echo "make check   only the normal build's tests (unit, demo, e2e as root)"
@@ -80,6 +80,9 @@ $(LIB): $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/mesh-proxy: $(BUILD)/obj/proxy/main.o $(LIB) $(LWIP_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/mesh-control: $(BUILD)/obj/servers/control/main.o $(LIB) $(LWIP_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB) $(LWIP_LIB)

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# mesh-control's admin commands (issue 4), without `serve`: init, files and
+# their modes, keys create/list/revoke, token (decoded and checked against
+# server.key), nodes list and the "no such node" errors, --json, usage
+# errors (exit 2) and other errors (exit 1) with readable messages.
+#
+# As root, mesh-control runs as nobody from a directory nobody cannot write
+# (its data directory is the only place it may write): no root needed.
+# Without root it runs as the caller. MESH_CONTROL overrides the binary.
+. "$(dirname "$0")/lib.sh"
+
+e2e_require_cmd python3 setpriv stat
+MC=${MESH_CONTROL:-$MESH_BUILD/mesh-control}
+[ -x "$MC" ] || die "no executable $MC (run make first)"
+
+if [ "$(id -u)" -eq 0 ]; then
+    e2e_tmp_init
+    AS=("${AS_NOBODY[@]}")
+    if ! "${AS[@]}" test -x "$MC" 2>/dev/null; then
+        e2e_nobody_copy "$MC"
+        MC=$E2E_COPY
+    fi
+    OWNER=nobody
+else
+    E2E_TMP=$(mktemp -d /tmp/mesh-e2e.XXXXXX)
+    mkdir -p "$E2E_TMP/run" "$E2E_LOGDIR"
+    AS=()
+    OWNER=$(id -un)
+fi
+RUN=$E2E_TMP/run
+D=$RUN/data
+OUT=$E2E_TMP/out
+ERR=$E2E_TMP/err
+
+# mc ARGS... : mesh-control (as nobody when root), cwd $E2E_TMP; stdout in
+# $OUT, stderr in $ERR (both also appended to the log); sets RC.
+mc() {
+    (cd "$E2E_TMP" && "${AS[@]}" "$MC" "$@") >"$OUT" 2>"$ERR" </dev/null
+    RC=$?
+    {
+        echo "\$ mesh-control $* -> $RC"
+        cat "$OUT" "$ERR"
+    } >>"$E2E_LOGDIR/mesh-control.log"
+    return 0
+}
+# mcd ARGS... : mc with --data $D
+mcd() { mc --data "$D" "$@"; }
+
+rc_is() { [ "$RC" -eq "$1" ] || { echo "exit $RC, wanted $1"; cat "$OUT" "$ERR"; return 1; }; }
+err_has() { grep -Eq -- "$1" "$ERR" || { echo "stderr lacks /$1/:"; cat "$ERR"; return 1; }; }
+out_has() { grep -Eq -- "$1" "$OUT" || { echo "stdout lacks /$1/:"; cat "$OUT"; return 1; }; }
+json_ok() { python3 -m json.tool "$OUT" >/dev/null; }
+mode_of() { stat -c '%a %U' "$1"; }
+# pyjson EXPR : evaluates a python expression over j = the JSON on stdout.
+pyjson() { python3 -c "import json,sys,time; j=json.load(open('$OUT')); sys.exit(0 if ($1) else 1)"; }
+
+# usage_err WHAT REGEX ARGS... : exit 2 and a message naming the problem.
+usage_err() {
+    local what=$1 re=$2
+    shift 2
+    mc "$@"
+    check "usage error: $what (exit 2, says /$re/)" \
+        eval 'rc_is 2 && err_has "^mesh-control: .*$re" && err_has "mesh-control --help"'
+}
+
+step "help and version"
+mc --help
+check "--help exits 0 with copy-paste examples" eval 'rc_is 0 && out_has "^examples:" && out_has "mesh-control token"'
+mc --version
+check "--version" eval 'rc_is 0 && out_has "^mesh-control [0-9]+\.[0-9]+"'
+
+step "init"
+mc --data "$D" nodes list
+check "an uninitialised directory: exit 1, says to run init" eval 'rc_is 1 && err_has "init"'
+mcd init
+check "init exits 0 and names the mesh" eval 'rc_is 0 && out_has "initialised mesh [0-9a-f]{32}"'
+check "data directory is 0700 $OWNER" [ "$(mode_of "$D")" = "700 $OWNER" ]
+for f in control.db server.key control.conf; do
+    check "$f is 0600 $OWNER" [ "$(mode_of "$D/$f")" = "600 $OWNER" ]
+done
+KEY=$(cat "$D/server.key")
+check "server.key is a base64 32-byte key (as wg genkey)" \
+    python3 -c "import base64,sys; sys.exit(0 if len(base64.b64decode(sys.argv[1], validate=True)) == 32 else 1)" "$KEY"
+check "control.conf records the default listen address" grep -qx 'listen = 127.0.0.1:7443' "$D/control.conf"
+SUM=$(sha "$D/server.key")
+mcd init
+check "init twice is refused (exit 1, says so)" eval 'rc_is 1 && err_has "already initialised"'
+check "init twice leaves server.key unchanged" [ "$(sha "$D/server.key")" = "$SUM" ]
+mc --data "$RUN/v6" init --listen '[fd00::7]:8443' --domain corp.mesh
+check "init --listen [v6]:port --domain" eval 'rc_is 0 && out_has "corp.mesh" && grep -qx "listen = \[fd00::7\]:8443" "$RUN/v6/control.conf"'
+
+step "auth keys"
+mcd keys create
+check "keys create prints the secret once" eval 'rc_is 0 && [ "$(wc -l <"$OUT")" -eq 1 ] && out_has "^mkey-1-[0-9a-f]{48}$" && err_has "shown only once"'
+S1=$(cat "$OUT")
+mcd keys create --reusable --ephemeral --expiry 2h --tags web,ci
+check "keys create --reusable --ephemeral --expiry 2h --tags web,ci" eval 'rc_is 0 && out_has "^mkey-2-"'
+mcd keys list
+check "keys list: a header and two keys" eval 'rc_is 0 && [ "$(wc -l <"$OUT")" -eq 3 ] && out_has "^2 +reusable +yes .*tag:web,tag:ci"'
+check "keys list does not show secrets" eval '! grep -q "${S1#mkey-1-}" "$OUT"'
+mcd keys list --json
+check "keys list --json parses" json_ok
+check "keys list --json: fields of both keys" pyjson \
+    "len(j) == 2 and j[0]['id'] == 1 and not j[0]['reusable'] and j[0]['expiry'] == 0 and j[1]['reusable'] and j[1]['ephemeral'] and j[1]['tags'] == 'tag:web,tag:ci' and abs(j[1]['expiry'] - time.time() - 7200) < 60 and j[1]['state'] == 'valid'"
+mcd keys revoke 1
+check "keys revoke 1" eval 'rc_is 0 && out_has "revoked auth key 1"'
+mcd keys list --json
+check "the revoked key shows as revoked" pyjson "j[0]['revoked'] and j[0]['state'] == 'revoked'"
+mcd keys revoke 99
+check "keys revoke 99: exit 1, no such key" eval 'rc_is 1 && err_has "no auth key 99"'
+
+step "join token"
+mcd token --reusable --expiry 10m
+check "token prints one mesh1 string" eval 'rc_is 0 && [ "$(wc -l <"$OUT")" -eq 1 ] && out_has "^mesh1[A-Za-z0-9_-]{60,}$"'
+TOKEN=$(cat "$OUT")
+mc token-decode "$TOKEN"
+check "the token decodes" rc_is 0
+check "the token names 127.0.0.1:7443" eval 'out_has "^host 127\.0\.0\.1$" && out_has "^port 7443$"'
+check "the token carries auth key 3" out_has '^auth_key mkey-3-[0-9a-f]{48}$'
+TOKKEY=$(sed -n 's/^server_key //p' "$OUT")
+if [ -x "$MESH_BUILD/mesh-proxy" ]; then
+    check "the token's server key is server.key's public key" \
+        [ "$(printf '%s\n' "$KEY" | "$MESH_BUILD/mesh-proxy" pubkey)" = "$TOKKEY" ]
+fi
+mcd keys list --json
+check "the token's auth key is listed (reusable)" pyjson "len(j) == 3 and j[2]['id'] == 3 and j[2]['reusable']"
+BAD=${TOKEN:0:20}$([ "${TOKEN:20:1}" = A ] && echo B || echo A)${TOKEN:21}
+mc token-decode "$BAD"
+check "a changed character fails the checksum (exit 1)" eval 'rc_is 1 && err_has "checksum"'
+mc --data "$RUN/v6" token
+TOKEN6=$(cat "$OUT")
+mc token-decode "$TOKEN6"
+check "a token from init --listen [fd00::7]:8443" eval 'rc_is 0 && out_has "^host fd00::7$" && out_has "^port 8443$"'
+check "the private key appears in no output" \
+    eval '! grep -qF -- "$KEY" "$E2E_LOGDIR/mesh-control.log"'
+
+step "nodes (none can exist before serve)"
+mcd nodes list
+check "nodes list: empty, exit 0" eval 'rc_is 0 && [ ! -s "$OUT" ]'
+mcd nodes list --json
+check "nodes list --json: []" eval 'rc_is 0 && json_ok && pyjson "j == []"'
+for a in approve remove expire; do
+    mcd nodes $a web
+    check "nodes $a web: exit 1, no such node" eval 'rc_is 1 && err_has "no node with ID or name \"web\""'
+done
+mcd nodes rename 7 db
+check "nodes rename 7 db: exit 1, no such node" eval 'rc_is 1 && err_has "no node with ID or name \"7\""'
+
+step "MESH_CONTROL_DATA"
+(cd "$E2E_TMP" && MESH_CONTROL_DATA=$D "${AS[@]}" env MESH_CONTROL_DATA="$D" "$MC" keys list --json) >"$OUT" 2>"$ERR"
+RC=$?
+check "the data directory from \$MESH_CONTROL_DATA" eval 'rc_is 0 && pyjson "len(j) == 3"'
+
+step "bad arguments"
+usage_err "no command" "no command"
+usage_err "no data directory" "pass --data DIR or set MESH_CONTROL_DATA" keys list
+usage_err "unknown command" "unknown command frobnicate" --data "$D" frobnicate
+usage_err "unknown option" "unknown option --bogus" --data "$D" keys list --bogus
+usage_err "option of another command" "keys list does not take --reusable" --data "$D" keys list --reusable
+usage_err "--expiry without a unit" "--expiry 5: expected a duration" --data "$D" keys create --expiry 5
+usage_err "--expiry with a bad unit" "--expiry 5y" --data "$D" token --expiry 5y
+usage_err "--expiry without a value" "--expiry needs a value" --data "$D" token --expiry
+usage_err "empty tag" "--tags a,,b" --data "$D" keys create --tags a,,b
+usage_err "keys revoke without an ID" "needs a key ID" --data "$D" keys revoke
+usage_err "keys revoke abc" "expected a key ID" --data "$D" keys revoke abc
+usage_err "keys without a subcommand" "keys needs a subcommand" --data "$D" keys
+usage_err "nodes rename without a new name" "needs a node ID or name and the new name" --data "$D" nodes rename 1
+usage_err "extra argument" "unexpected argument extra" --data "$D" nodes list extra
+usage_err "init --listen without a port" "--listen 10.0.0.1: expected HOST:PORT" --data "$RUN/x" init --listen 10.0.0.1
+usage_err "init --listen port 0" "expected HOST:PORT" --data "$RUN/x" init --listen 10.0.0.1:0
+check "a refused init leaves no data directory" [ ! -e "$RUN/x" ]
+mcd keys list --json
+check "bad arguments changed nothing (still three keys)" pyjson "len(j) == 3"
+
+e2e_finish
