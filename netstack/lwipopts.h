@@ -79,7 +79,7 @@
 #define LWIP_IPV6_FRAG          1
 /* Required on 64-bit: the reassembly helper is bigger than the fragment
  * header. */
-#define IPV6_FRAG_COPYHEADER 1
+#define IPV6_FRAG_COPYHEADER          1
 #define LWIP_IPV6_REASS               1
 #define LWIP_IPV6_AUTOCONFIG          0
 #define LWIP_IPV6_ADDRESS_LIFETIMES   0
@@ -134,10 +134,10 @@
 #define TCP_QUEUE_OOSEQ   1
 /* Out-of-order data is bounded by the window in bytes and in pbufs (a peer
  * sending 1-byte segments must not make 1 M tiny allocations). */
-#define TCP_OOSEQ_MAX_BYTES        TCP_WND
-#define TCP_OOSEQ_MAX_PBUFS        1024
-#define LWIP_TCP_SACK_OUT          1 /* lets the peer repair losses in one RTT */
-#define LWIP_TCP_MAX_SACK_NUM      4
+#define TCP_OOSEQ_MAX_BYTES   TCP_WND
+#define TCP_OOSEQ_MAX_PBUFS   1024
+#define LWIP_TCP_SACK_OUT     1 /* lets the peer repair losses in one RTT */
+#define LWIP_TCP_MAX_SACK_NUM 4
 /* lwIP's per-listener backlog is a u8_t: a burst of more than 255 SYNs to
  * one port (a client opening 1,000 connections at once) would lose SYNs
  * and cost each a retransmission timeout. Instead the TCP input hook

@@ -27,7 +27,7 @@ struct ns_config {
 typedef void (*ns_output_fn)(void *ctx, const uint8_t *pkt, size_t len);
 
 int ns_init(struct event_base *base, const struct ns_config *cfg, ns_output_fn out,
-	    void *ctx);
+            void *ctx);
 /* Resets every connection (splices drop their ns_acct references), fails
  * pending dials and pings, unbinds every ns_udp (still to be closed by its
  * owner). Not from inside a netstack callback. */
@@ -47,13 +47,13 @@ typedef void (*ns_tcp_connected_fn)(void *ctx, struct ns_tcp *c, int err);
 /* Starts a connection from our mesh address to dst:port. Returns 0 (the
  * callback will run later, never from inside this call) or -errno. */
 int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb,
-		void *ctx);
+                void *ctx);
 
 /* A new inbound connection to one of our addresses on a listened port. The
  * callee must eventually ns_splice_start() or ns_tcp_abort() it. Data that
  * arrives meanwhile is held by lwIP (the window closes). */
 typedef void (*ns_tcp_accept_fn)(void *ctx, struct ns_tcp *c, const struct ns_addr *src,
-				 uint16_t sport, uint16_t dport);
+                                 uint16_t sport, uint16_t dport);
 /* Returns 0 or -errno (-EADDRINUSE). */
 int ns_tcp_listen(uint16_t port, ns_tcp_accept_fn cb, void *ctx);
 
@@ -95,7 +95,7 @@ struct ns_acct {
 	uint64_t idle_closed; /* splices reset by idle_ms or the half-closed rule */
 	unsigned refs;        /* private */
 };
-struct ns_acct *ns_acct_new(void); /* NULL when out of memory */
+struct ns_acct *ns_acct_new(void);       /* NULL when out of memory */
 void ns_acct_release(struct ns_acct *a); /* accepts NULL */
 
 struct ns_splice_opts {
@@ -126,7 +126,7 @@ struct ns_splice_opts {
 #define NS_BUF_LIMIT_MIN       (16 * 1024)
 /* ns_splice_start() with options (o may be NULL; copied, not kept). */
 int ns_splice_start_ex(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len,
-		       const struct ns_splice_opts *o);
+                       const struct ns_splice_opts *o);
 
 /* ---- UDP through lwIP ---- */
 
@@ -139,8 +139,8 @@ struct ns_udp; /* one bound UDP port on our mesh addresses */
  * ns_udp_close() its own (it is freed when the callback returns); no other
  * ns_udp callback runs inside it. */
 typedef void (*ns_udp_recv_fn)(void *ctx, struct ns_udp *u, const struct ns_addr *src,
-			       uint16_t sport, const struct ns_addr *dst,
-			       const uint8_t *data, size_t len);
+                               uint16_t sport, const struct ns_addr *dst,
+                               const uint8_t *data, size_t len);
 
 /* Binds port (0: an ephemeral port from 49152-65535, lwIP's range from a
  * random start) on all our mesh addresses, IPv4 and IPv6 on one socket.
@@ -159,7 +159,7 @@ uint16_t ns_udp_port(const struct ns_udp *u);
  * -EINVAL (port 0, unspecified address), -ENETDOWN (u closed by
  * ns_shutdown), -ENOMEM, -EHOSTUNREACH. */
 int ns_udp_send(struct ns_udp *u, const struct ns_addr *dst, uint16_t dport,
-		const uint8_t *data, size_t len);
+                const uint8_t *data, size_t len);
 /* Unbinds and frees u; accepts NULL. ns_shutdown() unbinds every ns_udp
  * but does not free it: the owner still calls ns_udp_close() (safe at any
  * time after, also after a new ns_init()), and until then ns_udp_send()

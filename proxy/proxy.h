@@ -93,13 +93,13 @@ struct px_stats {
 	uint64_t err_idle;        /* established, reset by IdleTimeout */
 	/* Traffic. TCP: bytes of established connections (mesh and direct),
 	 * up = client -> destination. UDP: payload bytes and datagrams. */
-	uint64_t active;          /* established and still open */
-	uint64_t direct;          /* established to a non-mesh destination from
-	                           * the host (Direct = yes) */
+	uint64_t active; /* established and still open */
+	uint64_t direct; /* established to a non-mesh destination from
+	                  * the host (Direct = yes) */
 	uint64_t bytes_up, bytes_down;
 	uint64_t dgrams_up, dgrams_down;
-	uint64_t dgram_drops;     /* datagrams dropped (bad header, no route,
-	                           * fragment, flow limit, send failure) */
+	uint64_t dgram_drops; /* datagrams dropped (bad header, no route,
+	                       * fragment, flow limit, send failure) */
 };
 
 /* ---- SOCKS5 ---- */
@@ -140,7 +140,6 @@ void px_tunnel_free(struct px_tunnel *t);
 void px_tunnel_get_stats(const struct px_tunnel *t, struct px_stats *st);
 /* One line for status, e.g. "tcp-client 127.0.0.1:2222 -> 10.0.0.1:22". */
 void px_tunnel_describe(const struct px_tunnel *t, char *buf, size_t len);
-
 
 /* ---- UDP forwards (udp_tunnel.c) ---- */
 struct px_udp_tunnel;

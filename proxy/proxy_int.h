@@ -4,9 +4,9 @@
 #ifndef MESH_PROXY_INT_H
 #define MESH_PROXY_INT_H
 
+#include "config/config.h"
 #include "netstack/ns.h"
 #include "proxy/proxy.h"
-#include "config/config.h"
 
 #include <event2/util.h> /* struct evutil_addrinfo is a macro for addrinfo */
 
@@ -110,8 +110,8 @@ size_t px_socks5_reply(uint8_t *out, uint8_t rep, const struct sockaddr_storage 
  * address), the offset of DATA into *hdr_len. false if it is truncated,
  * ATYP is unknown, the name is empty or not a plausible host, or the port
  * is 0. RSV is not checked; FRAG is returned, the caller drops non-zero. */
-bool px_socks5_udp_parse(const uint8_t *p, size_t len, uint8_t *frag,
-                         struct px_target *t, size_t *hdr_len);
+bool px_socks5_udp_parse(const uint8_t *p, size_t len, uint8_t *frag, struct px_target *t,
+                         size_t *hdr_len);
 /* Writes RSV RSV FRAG=0 ATYP ADDR PORT for a (IPv4 or IPv6) into out (at
  * least SOCKS5_UDP_HDR_IPV6 bytes); returns its length (10 or 22). */
 size_t px_socks5_udp_header(uint8_t *out, const struct ns_addr *a, uint16_t port);
@@ -219,7 +219,7 @@ struct px_front {
 	bool direct;           /* dial non-mesh destinations from the host */
 	struct cfg_limits lim; /* copied from the config, defaults filled in */
 	struct px_listener *lst;
-	struct px_sess *sessions; /* live sessions, newest first */
+	struct px_sess *sessions;      /* live sessions, newest first */
 	struct px_sess *sessions_tail; /* oldest (MaxConnections eviction) */
 	size_t n_sessions;
 	struct px_relay *relays; /* direct relays (direct.c), owned */
@@ -373,8 +373,7 @@ struct px_udp_assocs {
  * limit (f->lim.max_connections) or on failure it answers 0x01 and closes
  * ctl. Counts into f->stats. */
 void px_udp_assoc_start(struct px_front *f, struct px_udp_assocs *l, int ctl,
-                        const struct px_target *req, const uint8_t *pre,
-                        size_t pre_len);
+                        const struct px_target *req, const uint8_t *pre, size_t pre_len);
 void px_udp_assoc_close_all(struct px_udp_assocs *l);
 
 #endif

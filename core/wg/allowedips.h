@@ -16,10 +16,10 @@ void wg_allowedips_free(struct wg_allowedips *t); /* accepts NULL */
  * Host bits beyond cidr are ignored (masked). Inserting an existing prefix
  * replaces its peer, as `wg set` does. Returns 0 or -EINVAL/-ENOMEM. */
 int wg_allowedips_insert(struct wg_allowedips *t, int family, const uint8_t *addr,
-			 uint8_t cidr, void *peer);
+                         uint8_t cidr, void *peer);
 /* Longest match, or NULL. */
 void *wg_allowedips_lookup(const struct wg_allowedips *t, int family,
-			   const uint8_t *addr);
+                           const uint8_t *addr);
 /* Removes every prefix that maps to peer. */
 void wg_allowedips_remove_by_peer(struct wg_allowedips *t, void *peer);
 

@@ -39,7 +39,7 @@ struct wg_peer_config {
 typedef void (*wg_rx_fn)(void *ctx, const uint8_t *pkt, size_t len);
 
 struct wg_device *wg_device_new(struct event_base *base,
-				const uint8_t private_key[WG_KEY_LEN]);
+                                const uint8_t private_key[WG_KEY_LEN]);
 void wg_device_free(struct wg_device *d); /* accepts NULL; wipes keys */
 
 /* Binds the UDP sockets (IPv4 and, if the host has it, IPv6) on port
@@ -51,8 +51,8 @@ void wg_device_set_rx(struct wg_device *d, wg_rx_fn fn, void *ctx);
 
 /* Returns the peer, or NULL (errno-style reason in *err if err != NULL:
  * -EEXIST for a duplicate key, -EINVAL for our own key or bad input). */
-struct wg_peer *wg_device_add_peer(struct wg_device *d,
-				   const struct wg_peer_config *cfg, int *err);
+struct wg_peer *wg_device_add_peer(struct wg_device *d, const struct wg_peer_config *cfg,
+                                   int *err);
 
 /* Sends one plaintext IP packet (IPv4 or IPv6, len <= 65535). Returns 0 when
  * sent or queued behind a handshake, -EHOSTUNREACH when no peer's allowed IPs
@@ -70,8 +70,8 @@ void wg_device_handshake_all(struct wg_device *d);
 struct wg_peer_info {
 	uint8_t public_key[WG_KEY_LEN];
 	struct sockaddr_storage endpoint; /* ss_family 0: unknown */
-	int64_t last_handshake_unix;	  /* seconds since the epoch, 0 = never */
-	uint64_t rx_bytes, tx_bytes;	  /* transport payload bytes on the wire */
+	int64_t last_handshake_unix;      /* seconds since the epoch, 0 = never */
+	uint64_t rx_bytes, tx_bytes;      /* transport payload bytes on the wire */
 	uint64_t handshakes_sent, handshakes_completed;
 	uint16_t persistent_keepalive;
 	size_t n_allowed_ips;

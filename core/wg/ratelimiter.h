@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 
 #define WG_RATELIMIT_PER_SEC 20
-#define WG_RATELIMIT_BURST 5
+#define WG_RATELIMIT_BURST   5
 
 struct wg_ratelimiter;
 
@@ -18,6 +18,6 @@ struct wg_ratelimiter *wg_ratelimiter_new(void);
 void wg_ratelimiter_free(struct wg_ratelimiter *rl); /* accepts NULL */
 /* now_ns: a monotonic clock in nanoseconds. */
 bool wg_ratelimiter_allow(struct wg_ratelimiter *rl, const struct sockaddr *src,
-			  uint64_t now_ns);
+                          uint64_t now_ns);
 
 #endif

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #define WG_REPLAY_BITS_PER_LONG (sizeof(unsigned long) * 8)
-#define WG_REPLAY_BITMAP_LONGS (8192 / WG_REPLAY_BITS_PER_LONG)
+#define WG_REPLAY_BITMAP_LONGS  (8192 / WG_REPLAY_BITS_PER_LONG)
 /* Counters this far behind the greatest one are still accepted once. */
 #define WG_REPLAY_WINDOW ((WG_REPLAY_BITMAP_LONGS - 1) * WG_REPLAY_BITS_PER_LONG)
 

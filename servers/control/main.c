@@ -357,7 +357,7 @@ static int cmd_init(const struct cli *c, const char *dir)
 static int key_create(const struct cli *c, struct ctl_store *st, char *secret, size_t cap,
                       struct ctl_authkey *k)
 {
-	char tags[CTL_TAGS_MAX + 1];
+	char tags[CTL_STORE_TAGS_MAX + 1];
 	struct ctl_authkey_params p = {
 	    .reusable = c->seen & O_REUSABLE,
 	    .ephemeral = c->seen & O_EPHEMERAL,

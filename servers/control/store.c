@@ -84,7 +84,7 @@ int ctl_store_key_use(struct ctl_store *st, const char *secret, int64_t now,
 	return st->ops->key_use(st, secret, now, out);
 }
 
-int ctl_store_node_register(struct ctl_store *st, const struct ctl_register_req *r,
+int ctl_store_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
                             struct ctl_node *out, bool *created)
 {
 	return st->ops->node_register(st, r, out, created);

@@ -23,16 +23,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CTL_KEY_LEN        32
-#define CTL_MESH_ID_LEN    32 /* hex characters */
-#define CTL_DOMAIN_MAX     253
-#define CTL_HOSTNAME_MAX   255
-#define CTL_NAME_MAX       63 /* one DNS label */
-#define CTL_TAGS_MAX       255
-#define CTL_ENDPOINTS_MAX  1023
-#define CTL_HOSTINFO_MAX   4095
-#define CTL_SECRET_MAX     80 /* "mkey-<id>-<48 hex>" plus NUL fits */
-#define CTL_DEFAULT_DOMAIN "mesh.internal"
+#define CTL_KEY_LEN             32
+#define CTL_MESH_ID_LEN         32 /* hex characters */
+#define CTL_DOMAIN_MAX          253
+#define CTL_HOSTNAME_MAX        255
+#define CTL_NAME_MAX            63 /* one DNS label */
+#define CTL_STORE_TAGS_MAX      255
+#define CTL_STORE_ENDPOINTS_MAX 1023
+#define CTL_HOSTINFO_MAX        4095
+#define CTL_SECRET_MAX          80 /* "mkey-<id>-<48 hex>" plus NUL fits */
+#define CTL_DEFAULT_DOMAIN      "mesh.internal"
 
 /* 100.64.0.0/10 (host order) and the ULA /48 prefix length. */
 #define CTL_V4_PREFIX 0x64400000u
@@ -82,7 +82,7 @@ struct ctl_authkey {
 	int64_t expiry; /* unix s, 0 = never */
 	int64_t uses;
 	int64_t created;
-	char tags[CTL_TAGS_MAX + 1]; /* "tag:a,tag:b" or "" */
+	char tags[CTL_STORE_TAGS_MAX + 1]; /* "tag:a,tag:b" or "" */
 };
 
 struct ctl_authkey_params {
@@ -102,21 +102,21 @@ struct ctl_node {
 	char name[CTL_NAME_MAX + 1];         /* unique DNS label */
 	uint32_t ipv4;                       /* host order */
 	uint8_t ipv6[16];
-	char endpoints[CTL_ENDPOINTS_MAX + 1]; /* "ip:port,ip:port" */
-	int home_relay;                        /* 0 = none */
-	char hostinfo[CTL_HOSTINFO_MAX + 1];   /* JSON text or "" */
-	int64_t auth_key_id;                   /* 0 = none (admin approved) */
+	char endpoints[CTL_STORE_ENDPOINTS_MAX + 1]; /* "ip:port,ip:port" */
+	int home_relay;                              /* 0 = none */
+	char hostinfo[CTL_HOSTINFO_MAX + 1];         /* JSON text or "" */
+	int64_t auth_key_id;                         /* 0 = none (admin approved) */
 	bool approved;
 	bool ephemeral;
 	bool online;
-	char tags[CTL_TAGS_MAX + 1];
+	char tags[CTL_STORE_TAGS_MAX + 1];
 	int64_t created;
 	int64_t last_seen;
 	int64_t expiry;  /* unix s, 0 = never; expired when expiry <= now */
 	int64_t version; /* map version of the node's last change */
 };
 
-struct ctl_register_req {
+struct ctl_store_reg {
 	uint8_t machine_key[CTL_KEY_LEN];
 	uint8_t node_key[CTL_KEY_LEN];
 	uint8_t disco_key[CTL_KEY_LEN];
@@ -172,7 +172,7 @@ struct ctl_store_ops {
 	int (*key_revoke)(struct ctl_store *st, int64_t id);
 	int (*key_use)(struct ctl_store *st, const char *secret, int64_t now,
 	               struct ctl_authkey *out);
-	int (*node_register)(struct ctl_store *st, const struct ctl_register_req *r,
+	int (*node_register)(struct ctl_store *st, const struct ctl_store_reg *r,
 	                     struct ctl_node *out, bool *created);
 	int (*node_get)(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
 	                struct ctl_node *out);
@@ -231,7 +231,7 @@ int ctl_store_key_use(struct ctl_store *st, const char *secret, int64_t now,
  * machine retrying with the spent single-use key it registered with resumes
  * (the first answer may have been lost) instead of getting EKEY_USED.
  * *created (may be NULL) says whether a node was inserted. */
-int ctl_store_node_register(struct ctl_store *st, const struct ctl_register_req *r,
+int ctl_store_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
                             struct ctl_node *out, bool *created);
 int ctl_store_node_get(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
                        struct ctl_node *out);

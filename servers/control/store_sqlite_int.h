@@ -75,7 +75,7 @@ int ctl_sq_key_use(struct ctl_store *st, const char *secret, int64_t now,
 
 /* ---- nodes (store_sqlite_nodes.c) ------------------------------------- */
 
-int ctl_sq_node_register(struct ctl_store *st, const struct ctl_register_req *r,
+int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
                          struct ctl_node *out, bool *created);
 int ctl_sq_node_get(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
                     struct ctl_node *out);

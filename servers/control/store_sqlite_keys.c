@@ -14,7 +14,7 @@
 
 static bool sq_tags_ok(const char *t)
 {
-	if (!ctl_sq_len_ok(t, CTL_TAGS_MAX))
+	if (!ctl_sq_len_ok(t, CTL_STORE_TAGS_MAX))
 		return false;
 	for (; t && *t; t++)
 		if ((unsigned char)*t <= ' ' || *t == 0x7f)
@@ -40,7 +40,7 @@ int ctl_sq_key_create(struct ctl_store *st, const struct ctl_authkey_params *p,
 	if (!sq_tags_ok(p->tags))
 		return ctl_sq_fail(s, CTL_STORE_EINVAL,
 		                   "tags: at most %d characters, no spaces",
-		                   CTL_TAGS_MAX);
+		                   CTL_STORE_TAGS_MAX);
 	if (secretlen < CTL_SECRET_MAX)
 		return ctl_sq_fail(s, CTL_STORE_EINVAL, "secret buffer too small");
 	int rc = ctl_sq_begin(s);

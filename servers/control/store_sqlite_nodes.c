@@ -252,7 +252,7 @@ static int sq_alloc_v4(struct sq_store *s, uint32_t *off_out)
 	return ctl_sq_step_done(s, q, "v4 cursor");
 }
 
-static int sq_node_insert(struct sq_store *s, const struct ctl_register_req *r,
+static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
                           const struct ctl_authkey *k)
 {
 	struct ctl_meta m;
@@ -298,7 +298,7 @@ static int sq_node_insert(struct sq_store *s, const struct ctl_register_req *r,
 }
 
 /* A known machine: new keys and hostname; a secret re-authorises it. */
-static int sq_node_refresh(struct sq_store *s, const struct ctl_register_req *r,
+static int sq_node_refresh(struct sq_store *s, const struct ctl_store_reg *r,
                            const struct ctl_node *old, const struct ctl_authkey *k)
 {
 	bool keys = memcmp(old->node_key, r->node_key, CTL_KEY_LEN) != 0 ||
@@ -335,7 +335,7 @@ static int sq_node_refresh(struct sq_store *s, const struct ctl_register_req *r,
 	return ctl_sq_step_done(s, q, "node reauth");
 }
 
-int ctl_sq_node_register(struct ctl_store *st, const struct ctl_register_req *r,
+int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
                          struct ctl_node *out, bool *created)
 {
 	static const uint8_t zero[CTL_KEY_LEN];
@@ -532,9 +532,10 @@ int ctl_sq_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_u
 	unsigned m = u->mask;
 	int64_t v;
 
-	if ((m & CTL_UPD_ENDPOINTS) && !ctl_sq_len_ok(u->endpoints, CTL_ENDPOINTS_MAX))
+	if ((m & CTL_UPD_ENDPOINTS) &&
+	    !ctl_sq_len_ok(u->endpoints, CTL_STORE_ENDPOINTS_MAX))
 		return ctl_sq_fail(s, CTL_STORE_EINVAL, "endpoints longer than %d",
-		                   CTL_ENDPOINTS_MAX);
+		                   CTL_STORE_ENDPOINTS_MAX);
 	if ((m & CTL_UPD_HOSTINFO) && !ctl_sq_len_ok(u->hostinfo, CTL_HOSTINFO_MAX))
 		return ctl_sq_fail(s, CTL_STORE_EINVAL, "hostinfo longer than %d",
 		                   CTL_HOSTINFO_MAX);

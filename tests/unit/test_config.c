@@ -383,7 +383,7 @@ static void test_endpoints(void **st)
 	struct config c;
 	if (!localhost_resolves()) {
 		print_message("note: \"localhost\" does not resolve here (no "
-			      "/etc/hosts?): host-name Endpoint not tested\n");
+		              "/etc/hosts?): host-name Endpoint not tested\n");
 		ok(IFACE "[Peer]\nPublicKey = " PUB2
 		         "\nEndpoint = [fd00::1]:51820\nPersistentKeepalive = off\n",
 		   &c);

@@ -84,9 +84,9 @@ static int teardown(void **state)
 }
 
 /* A registration request for machine i (keys derived from i). */
-static struct ctl_register_req req(uint32_t i, const char *host, const char *secret)
+static struct ctl_store_reg req(uint32_t i, const char *host, const char *secret)
 {
-	struct ctl_register_req r = {.hostname = host, .auth_secret = secret, .now = NOW};
+	struct ctl_store_reg r = {.hostname = host, .auth_secret = secret, .now = NOW};
 	memset(r.machine_key, 0x11, CTL_KEY_LEN);
 	memset(r.node_key, 0x22, CTL_KEY_LEN);
 	memset(r.disco_key, 0x33, CTL_KEY_LEN);
@@ -132,7 +132,7 @@ static void init_and_reopen_keep_everything(void **state)
 	assert_int_equal(strlen(m1.mesh_id), 32);
 
 	new_key(t, true, 0, sec);
-	struct ctl_register_req r = req(1, "alpha", sec);
+	struct ctl_store_reg r = req(1, "alpha", sec);
 	assert_int_equal(ctl_store_node_register(t->st, &r, n1, NULL), 0);
 	struct ctl_node_update u = {.mask = CTL_UPD_ENDPOINTS | CTL_UPD_HOSTINFO,
 	                            .endpoints = "198.18.0.1:41641",
@@ -150,7 +150,7 @@ static void init_and_reopen_keep_everything(void **state)
 	assert_string_equal(n2->endpoints, "198.18.0.1:41641");
 	assert_int_equal(version(t), v);
 	/* The key still works after reopen. */
-	struct ctl_register_req r2 = req(2, "beta", sec);
+	struct ctl_store_reg r2 = req(2, "beta", sec);
 	assert_int_equal(ctl_store_node_register(t->st, &r2, n2, NULL), 0);
 	free(n1);
 	free(n2);
@@ -216,9 +216,9 @@ static void auth_key_kinds_and_refusals(void **state)
 
 	/* Single-use: a failed registration (node key owned by another node)
 	 * does not spend it; the first success does. */
-	struct ctl_register_req a = req(1, "a", reuse);
+	struct ctl_store_reg a = req(1, "a", reuse);
 	assert_int_equal(ctl_store_node_register(t->st, &a, &n, NULL), 0);
-	struct ctl_register_req b = req(2, "b", once);
+	struct ctl_store_reg b = req(2, "b", once);
 	memcpy(b.node_key, a.node_key, CTL_KEY_LEN);
 	assert_int_equal(ctl_store_node_register(t->st, &b, &n, NULL),
 	                 CTL_STORE_ECONFLICT);
@@ -236,7 +236,7 @@ static void auth_key_kinds_and_refusals(void **state)
 	int64_t bid = n.id;
 	assert_int_equal(ctl_store_node_register(t->st, &b, &n, NULL), 0);
 	assert_int_equal(n.id, bid);
-	struct ctl_register_req c = req(3, "c", once);
+	struct ctl_store_reg c = req(3, "c", once);
 	assert_int_equal(ctl_store_node_register(t->st, &c, &n, NULL),
 	                 CTL_STORE_EKEY_USED);
 	assert_int_equal(ctl_store_node_by_machine_key(t->st, c.machine_key, &n),
@@ -261,7 +261,7 @@ static void auth_key_kinds_and_refusals(void **state)
 	snprintf(bad, sizeof bad, "%s", reuse);
 	bad[10] = bad[10] == '0' ? '1' : '0';
 	assert_int_equal(ctl_store_key_use(t->st, bad, NOW, &k), CTL_STORE_EKEY_UNKNOWN);
-	struct ctl_register_req d = req(4, "d", bad);
+	struct ctl_store_reg d = req(4, "d", bad);
 	assert_int_equal(ctl_store_node_register(t->st, &d, &n, NULL),
 	                 CTL_STORE_EKEY_UNKNOWN);
 	assert_non_null(strstr(ctl_store_errmsg(t->st), "unknown"));
@@ -274,7 +274,7 @@ static void auth_key_kinds_and_refusals(void **state)
 	struct ctl_authkey_params badtags = {.tags = "a b", .now = NOW};
 	assert_int_equal(ctl_store_key_create(t->st, &badtags, bad, sizeof bad, NULL),
 	                 CTL_STORE_EINVAL);
-	struct ctl_register_req e = req(5, "e", eph);
+	struct ctl_store_reg e = req(5, "e", eph);
 	assert_int_equal(ctl_store_node_register(t->st, &e, &n, NULL), 0);
 	assert_true(n.ephemeral);
 	assert_string_equal(n.tags, "tag:ci,tag:web");
@@ -298,7 +298,7 @@ static void same_machine_key_gets_same_node(void **state)
 	bool created;
 
 	new_key(t, true, 0, sec);
-	struct ctl_register_req r = req(7, "box", sec);
+	struct ctl_store_reg r = req(7, "box", sec);
 	assert_int_equal(ctl_store_node_register(t->st, &r, &a, &created), 0);
 	assert_true(created);
 	assert_int_equal(ctl_store_node_register(t->st, &r, &b, &created), 0);
@@ -327,7 +327,7 @@ static void same_machine_key_gets_same_node(void **state)
 	assert_int_equal(b.id, a.id);
 
 	/* No key: stored pending until approved. */
-	struct ctl_register_req p = req(8, "pending", NULL);
+	struct ctl_store_reg p = req(8, "pending", NULL);
 	assert_int_equal(ctl_store_node_register(t->st, &p, &a, &created), 0);
 	assert_true(created);
 	assert_false(a.approved);
@@ -347,7 +347,7 @@ static void same_machine_key_gets_same_node(void **state)
 	assert_int_equal(c.ipv4, a.ipv4);
 
 	/* Zero keys and long host names are refused. */
-	struct ctl_register_req z = req(9, "z", sec);
+	struct ctl_store_reg z = req(9, "z", sec);
 	memset(z.machine_key, 0, CTL_KEY_LEN);
 	assert_int_equal(ctl_store_node_register(t->st, &z, &c, NULL), CTL_STORE_EINVAL);
 	char longhost[300];
@@ -359,7 +359,7 @@ static void same_machine_key_gets_same_node(void **state)
 
 static const char *reg_name(struct t *t, uint32_t i, const char *host, struct ctl_node *n)
 {
-	struct ctl_register_req r = req(i, host, NULL);
+	struct ctl_store_reg r = req(i, host, NULL);
 	assert_int_equal(ctl_store_node_register(t->st, &r, n, NULL), 0);
 	return n->name;
 }
@@ -449,7 +449,7 @@ static void addresses_unique_over_3000_nodes(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (uint32_t i = 1; i <= N; i++) {
 		snprintf(host, sizeof host, "host%u", i);
-		struct ctl_register_req r = req(i, host, sec);
+		struct ctl_store_reg r = req(i, host, sec);
 		assert_int_equal(ctl_store_node_register(t->st, &r, n, NULL), 0);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -572,7 +572,7 @@ static int fault_crash(const char *point, void *arg)
 
 /* Nothing of the failed registration r is left: no node, key unspent,
  * version and the next address unchanged. */
-static void assert_untouched(struct t *t, const struct ctl_register_req *r, int64_t v)
+static void assert_untouched(struct t *t, const struct ctl_store_reg *r, int64_t v)
 {
 	struct ctl_node n;
 	struct ctl_authkey *keys;
@@ -595,7 +595,7 @@ static void crash_or_fault_mid_register_leaves_nothing(void **state)
 	new_key(t, false, 0, sec);
 	reg_name(t, 1, "first", &first);
 	int64_t v = version(t);
-	struct ctl_register_req r = req(2, "second", sec);
+	struct ctl_store_reg r = req(2, "second", sec);
 
 	/* An error at the last step rolls everything back. */
 	ctl_store_set_fault(t->st, fault_fail, (void *)"register:before-commit");
