@@ -192,4 +192,35 @@ void ns_get_stats(struct ns_stats *st);
 /* Parses "1.2.3.4" or "fd00::1" into a. Returns true on success. */
 bool ns_addr_parse(struct ns_addr *a, const char *s);
 
+/* ---- Any port, and local services (mesh-proxy up) ---- */
+
+/* Inbound TCP connections to one of our addresses on a port that no
+ * ns_tcp_listen() covers go to cb (which splices or aborts them as for
+ * ns_tcp_listen), when filter(ctx, dport) returns true; otherwise the SYN is
+ * answered with RST as before. A specific listener always wins. One
+ * handler; cb NULL removes it. The half-open cap applies. Returns 0 or
+ * -errno. */
+typedef bool (*ns_tcp_port_filter_fn)(void *ctx, uint16_t dport);
+int ns_tcp_listen_any(ns_tcp_port_filter_fn filter, ns_tcp_accept_fn cb, void *ctx);
+
+/* A UDP service at an address that is not ours and not the mesh's, e.g.
+ * MagicDNS at 100.100.100.100:53: datagrams that lwIP would send to
+ * addr:port (from any ns_udp: SOCKS5 UDP ASSOCIATE, UDP tunnels) are handed
+ * to fn instead of the output callback, later from the loop (never inside
+ * ns_udp_send). The service answers, now or later, with ns_local_udp_reply,
+ * which delivers the datagram to the sender's ns_udp as coming from
+ * addr:port. Up to 4 services; fn NULL removes the one at addr:port.
+ * Returns 0 or -errno (-ENOSPC, -EINVAL). */
+typedef void (*ns_local_udp_fn)(void *ctx, const struct ns_addr *src, uint16_t sport,
+                                const uint8_t *data, size_t len);
+int ns_local_udp_set(const struct ns_addr *addr, uint16_t port, ns_local_udp_fn fn,
+                     void *ctx);
+/* True when addr is a local service address (route checks use it). */
+bool ns_local_udp_is(const struct ns_addr *addr);
+/* Sends data from the service addr:port to dst:dport (one of our addresses,
+ * as the src the service was given). Returns 0 or -errno. */
+int ns_local_udp_reply(const struct ns_addr *addr, uint16_t port,
+                       const struct ns_addr *dst, uint16_t dport, const uint8_t *data,
+                       size_t len);
+
 #endif

@@ -90,4 +90,30 @@ size_t wg_device_peer_count(const struct wg_device *d);
 int wg_device_peer_info(const struct wg_device *d, size_t i, struct wg_peer_info *info);
 void wg_device_stats(const struct wg_device *d, struct wg_device_stats *st);
 
+/* ---- Peers that change at run time (the network map) ----
+ * All three are safe at any time from the loop (not from inside the rx
+ * callback). */
+
+/* Removes the peer with this public key: its timers stop, its sessions and
+ * handshake are wiped and their indices leave the table, staged packets are
+ * dropped, its allowed IPs are removed. A packet for one of its old
+ * addresses then gets -EHOSTUNREACH. Returns 0 or -ENOENT. */
+int wg_device_remove_peer(struct wg_device *d, const uint8_t public_key[WG_KEY_LEN]);
+
+enum {
+	WG_PEER_UPD_ENDPOINT = 1 << 0,    /* cfg->endpoint (family 0: forget it) */
+	WG_PEER_UPD_ALLOWED_IPS = 1 << 1, /* replace the whole set */
+	WG_PEER_UPD_KEEPALIVE = 1 << 2,   /* cfg->persistent_keepalive */
+};
+/* Changes the fields chosen by mask of the peer with cfg->public_key;
+ * sessions survive. Returns 0, -ENOENT, -EINVAL (bad allowed IP), -ENOMEM
+ * (the old allowed IPs then stay). */
+int wg_device_update_peer(struct wg_device *d, const struct wg_peer_config *cfg,
+                          unsigned mask);
+
+/* wg_device_peer_info by public key. Returns 0 or -ENOENT. */
+int wg_device_peer_info_by_key(const struct wg_device *d,
+                               const uint8_t public_key[WG_KEY_LEN],
+                               struct wg_peer_info *info);
+
 #endif

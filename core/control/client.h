@@ -1,0 +1,152 @@
+/* The node's side of the control channel: one long-lived TCP connection to
+ * mesh-control, Noise IK with the server key pinned from the join token,
+ * then framed messages (frame.h, msg.h).
+ *
+ *   node                                   mesh-control
+ *   HS1 (Noise msg 1, payload empty)  ->
+ *                                     <-   HS2 (Noise msg 2, payload empty)
+ *   REGISTER_REQ                      ->
+ *                                     <-   REGISTER_RESP (ok | pending | refused)
+ *   ENDPOINTS (now and on change)     ->
+ *                                     <-   MAP_FULL, then MAP_DELTA ...
+ *   KEEPALIVE (either way, when quiet)<->
+ *
+ * The client keeps the merged network map (a struct ctl_map_full: MAP_FULL,
+ * then every MAP_DELTA applied: peers added or replaced by id, removed ids
+ * dropped, peers sorted by id) and hands it to the owner after every change,
+ * with the ids that changed so the owner can update only those.
+ *
+ * Reconnects: after any failure (connect refused, handshake or frame error,
+ * server silent for timeout_ms, connection closed) the client waits and
+ * tries again: backoff_min_ms doubling up to backoff_max_ms, each wait
+ * scaled by a random factor in [0.5, 1.0] (jitter, so a restarted server is
+ * not hit by every node at once); a session that stayed up for 60 s resets
+ * the backoff. A REGISTER_RESP "refused" stops the client (no retries): the
+ * owner decides (a node exits with the reason). "pending" keeps the
+ * connection open; the server sends REGISTER_RESP ok (then the map) once an
+ * admin approves.
+ *
+ * The auth key is sent in every REGISTER_REQ until one is answered "ok";
+ * then it is wiped (a known machine key resumes without it).
+ *
+ * Everything runs on the caller's event_base; nothing blocks (host names are
+ * resolved with evdns when dns is given, else the host must be an IP
+ * literal). All callbacks run from the loop, never from inside a ctl_client_*
+ * call, and may call ctl_client_free (the client then stops at once). */
+#ifndef MESH_CTL_CLIENT_H
+#define MESH_CTL_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/control/msg.h"
+
+struct event_base;
+struct evdns_base;
+struct ctl_client;
+
+enum ctl_client_state {
+	CTL_CLIENT_CONNECTING = 1, /* TCP connect / name lookup in progress */
+	CTL_CLIENT_HANDSHAKE,      /* Noise IK in progress */
+	CTL_CLIENT_REGISTERING,    /* REGISTER_REQ sent */
+	CTL_CLIENT_PENDING,        /* registered, waiting for an admin */
+	CTL_CLIENT_ONLINE,         /* registered; maps arrive */
+	CTL_CLIENT_BACKOFF,        /* disconnected; waiting to retry */
+	CTL_CLIENT_REFUSED,        /* refused by the server; stopped */
+};
+
+const char *ctl_client_state_name(enum ctl_client_state s); /* "online", ... */
+
+/* What changed in one map update. ids point into the client; valid during
+ * the callback only. full: a MAP_FULL replaced everything (changed lists
+ * every peer, removed lists ids that were in the previous map but not in
+ * this one). */
+struct ctl_map_change {
+	bool full;
+	const uint64_t *changed; /* added or modified peers */
+	size_t n_changed;
+	const uint64_t *removed; /* peer ids no longer in the map */
+	size_t n_removed;
+};
+
+struct ctl_client_callbacks {
+	/* State changes, with a readable detail ("connection refused",
+	 * "server key mismatch", "auth key expired", ...). For REFUSED,
+	 * resp->code holds the enum ctl_reason. resp is NULL except for
+	 * PENDING, ONLINE (first registration answer of each session) and
+	 * REFUSED. */
+	void (*on_state)(void *ctx, enum ctl_client_state st, const char *detail,
+	                 const struct ctl_register_resp *resp);
+	/* The merged map after each MAP_FULL / MAP_DELTA. map stays valid until
+	 * the next callback or ctl_client_free; copy what you keep. */
+	void (*on_map)(void *ctx, const struct ctl_map_full *map,
+	               const struct ctl_map_change *chg);
+};
+
+struct ctl_client_config {
+	struct event_base *base;
+	struct evdns_base *dns; /* NULL: host must be an IP literal */
+	const char *host;       /* control server, from the token */
+	uint16_t port;
+	uint8_t server_key[CTL_KEY_LEN]; /* pinned; from the token */
+	uint8_t machine_priv[CTL_KEY_LEN];
+	uint8_t node_key[CTL_KEY_LEN]; /* WireGuard public key */
+	uint8_t disco_key[CTL_KEY_LEN];
+	const char *hostname;
+	const char *os;       /* NULL: "linux" */
+	const char *version;  /* NULL: "unknown" */
+	const char *auth_key; /* NULL or "": none (resume, or wait for approval) */
+	const char *const *tags;
+	size_t n_tags;
+	uint32_t keepalive_ms;       /* 0: 25000. Sent when nothing was sent that long */
+	uint32_t timeout_ms;         /* 0: 75000. Nothing received that long: reconnect */
+	uint32_t backoff_min_ms;     /* 0: 500 */
+	uint32_t backoff_max_ms;     /* 0: 15000 */
+	uint32_t connect_timeout_ms; /* 0: 10000, TCP connect + handshake */
+	const struct ctl_client_callbacks *cb;
+	void *ctx;
+};
+
+/* Copies what it needs from cfg (strings, keys). Starts connecting from the
+ * loop. NULL with err filled on bad config or no memory. */
+struct ctl_client *ctl_client_new(const struct ctl_client_config *cfg, char *err,
+                                  size_t errlen);
+/* Closes the connection, wipes keys, frees the map. Accepts NULL. Safe from
+ * inside a callback. */
+void ctl_client_free(struct ctl_client *c);
+
+/* Our endpoints (WireGuard UDP ip:port candidates) and home relay. Sent now
+ * when online and after every (re)registration; an identical set is not
+ * resent. */
+int ctl_client_set_endpoints(struct ctl_client *c, const struct ctl_endpoints *eps);
+
+/* The merged map, or NULL before the first one. */
+const struct ctl_map_full *ctl_client_map(const struct ctl_client *c);
+
+struct ctl_client_status {
+	enum ctl_client_state state;
+	char detail[CTL_TEXT_MAX]; /* last state detail / error */
+	uint64_t map_version;      /* 0: no map yet */
+	uint64_t sessions;         /* successful handshakes */
+	uint64_t reconnects;       /* connection attempts after the first */
+	uint64_t maps_full, maps_delta;
+	uint64_t bytes_in, bytes_out;
+	int64_t connected_since;  /* unix s of the current session, 0 if none */
+	int64_t last_map;         /* unix s of the last map update, 0 if none */
+	uint32_t next_attempt_ms; /* in BACKOFF: time left before the retry */
+};
+void ctl_client_get_status(const struct ctl_client *c, struct ctl_client_status *st);
+
+/* Drops the connection and reconnects at once (tests, `mesh-proxy up` on
+ * SIGHUP). Resets the backoff. */
+void ctl_client_reconnect(struct ctl_client *c);
+
+/* Applies a MAP_DELTA to a map (exported for tests and fuzzing): peers are
+ * replaced or inserted by id keeping the array sorted; removed ids dropped;
+ * version set. -EINVAL when delta->base_version != map->version (the
+ * client then reconnects to get a full map); -ENOMEM. On error the map is
+ * unchanged. */
+int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *delta);
+
+#endif

@@ -1,0 +1,96 @@
+/* mesh-control serve: the node protocol server (see core/control/client.h
+ * for the message flow and docs/control-protocol.md).
+ *
+ * One libevent listener; per connection: Noise IK responder with the
+ * server's static key (a replayed message 1, i.e. a TAI64N not newer than
+ * the last one seen from that machine key in this process, is refused),
+ * then REGISTER_REQ -> ctl_store_node_register -> REGISTER_RESP, and from
+ * then on the network map: MAP_FULL first, MAP_DELTA after each change.
+ *
+ * Who sees whom: every approved, unexpired node sees every other approved,
+ * unexpired node (ACLs come later). A peer in a map: id, name, node key,
+ * disco key, addresses (v4, v6), allowed IPs (/32, /128), endpoints, home
+ * relay, online, last_seen.
+ *
+ * Changes reach nodes through the store's map version: after its own
+ * writes, and every poll_ms for writes by other processes (the admin CLI,
+ * which opens the same SQLite file), the server compares the store's map
+ * version with the last it broadcast; when it moved it reads the changed
+ * nodes and tombstones once (ctl_store_node_list / node_removed since that
+ * version) and sends each online node one MAP_DELTA (a connection that fell
+ * behind gets a MAP_FULL instead). Broadcasts are coalesced: at most one
+ * every coalesce_ms. A removed or expired node's own connection is told
+ * (ERROR, then closed); a pending node is sent REGISTER_RESP ok and its map
+ * when approved.
+ *
+ * Online: a node is online while its connection is up (store updated on
+ * register and close, bumping the version). Ephemeral nodes are removed
+ * ephemeral_timeout_s after they go offline (checked each poll).
+ *
+ * Limits: max_conns connections (more are closed at accept), handshake must
+ * finish within handshake_ms, a connection silent for idle_ms is closed
+ * (nodes send keepalives), the server sends KEEPALIVE when it sent nothing
+ * for keepalive_ms, at most CTL_FRAME_MAX bytes per frame, and output queued
+ * to a slow reader beyond max_outbuf bytes closes it. Bad input (garbage,
+ * bad frames, unknown types, messages out of order) closes that connection
+ * and is counted; it never touches the store. */
+#ifndef MESH_CTL_SERVER_H
+#define MESH_CTL_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct ctl_store;
+struct ctl_server;
+
+struct ctl_server_config {
+	struct event_base *base;
+	struct ctl_store *store; /* borrowed; outlives the server */
+	uint8_t server_priv[32];
+	struct sockaddr_storage listen;
+	socklen_t listen_len;
+	uint32_t max_conns;           /* 0: 10000 */
+	uint32_t handshake_ms;        /* 0: 10000 */
+	uint32_t idle_ms;             /* 0: 90000 */
+	uint32_t keepalive_ms;        /* 0: 25000 */
+	uint32_t poll_ms;             /* 0: 500 */
+	uint32_t coalesce_ms;         /* 0: 50 */
+	uint32_t ephemeral_timeout_s; /* 0: 300 */
+	size_t max_outbuf;            /* 0: 64 MiB */
+};
+
+/* Binds and listens. NULL with err filled ("127.0.0.1:7443: address in use
+ * (is another mesh-control running?)"). */
+struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err,
+                                  size_t errlen);
+/* Closes every connection (nodes are marked offline in the store) and the
+ * listener; wipes the key. Accepts NULL. */
+void ctl_server_free(struct ctl_server *s);
+
+/* The bound address (port 0 in the config picks one). */
+void ctl_server_local(const struct ctl_server *s, struct sockaddr_storage *ss,
+                      socklen_t *len);
+
+/* Something changed in the store (admin API): broadcast soon, without
+ * waiting for the poll. */
+void ctl_server_notify(struct ctl_server *s);
+
+struct ctl_server_stats {
+	uint64_t conns_active, conns_total, conns_refused_limit;
+	uint64_t nodes_online;
+	uint64_t handshakes_ok, handshakes_failed, replays;
+	uint64_t registrations_ok, registrations_pending, registrations_refused;
+	uint64_t maps_full, maps_delta, broadcasts;
+	uint64_t bad_frames, bad_messages, idle_closed, slow_closed;
+	uint64_t bytes_in, bytes_out;
+	int64_t map_version;
+	double last_full_ms;      /* time to build+encode the last MAP_FULL */
+	size_t last_full_bytes;   /* its size */
+	double last_broadcast_ms; /* time to build and queue the last broadcast */
+};
+void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *st);
+
+#endif
