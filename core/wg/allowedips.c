@@ -257,3 +257,41 @@ void wg_allowedips_remove_by_peer(struct wg_allowedips *t, void *peer)
 	removed += remove_subtree(&t->root6, peer);
 	t->entries -= removed;
 }
+
+/* Depth is at most 129, so recursion is bounded. Returns false on
+ * allocation failure (what was copied so far hangs under *out). */
+static bool clone_subtree(const struct wg_aip_node *n, struct wg_aip_node **out)
+{
+	*out = NULL;
+	if (n == NULL)
+		return true;
+	*out = malloc(sizeof(**out));
+	if (*out == NULL)
+		return false;
+	**out = *n;
+	(*out)->child[0] = (*out)->child[1] = NULL;
+	return clone_subtree(n->child[0], &(*out)->child[0]) &&
+	       clone_subtree(n->child[1], &(*out)->child[1]);
+}
+
+struct wg_allowedips *wg_allowedips_clone(const struct wg_allowedips *t)
+{
+	struct wg_allowedips *c;
+
+	if (t == NULL)
+		return NULL;
+	c = wg_allowedips_new();
+	if (c == NULL)
+		return NULL;
+	c->entries = t->entries;
+	if (!clone_subtree(t->root4, &c->root4) || !clone_subtree(t->root6, &c->root6)) {
+		wg_allowedips_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+size_t wg_allowedips_count(const struct wg_allowedips *t)
+{
+	return t ? t->entries : 0;
+}

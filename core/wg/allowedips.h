@@ -5,6 +5,7 @@
 #define MESH_WG_ALLOWEDIPS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct wg_allowedips;
@@ -20,6 +21,11 @@ int wg_allowedips_insert(struct wg_allowedips *t, int family, const uint8_t *add
 /* Longest match, or NULL. */
 void *wg_allowedips_lookup(const struct wg_allowedips *t, int family,
                            const uint8_t *addr);
+/* A deep copy (same peers), or NULL on allocation failure. Lets a caller
+ * build a changed table aside and swap it in whole. */
+struct wg_allowedips *wg_allowedips_clone(const struct wg_allowedips *t);
+/* Number of configured prefixes. */
+size_t wg_allowedips_count(const struct wg_allowedips *t);
 /* Removes every prefix that maps to peer. */
 void wg_allowedips_remove_by_peer(struct wg_allowedips *t, void *peer);
 

@@ -9,6 +9,7 @@
 #include "core/wg/ratelimiter.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -221,13 +222,8 @@ size_t wg_device_peer_count(const struct wg_device *d)
 	return d->n_peers;
 }
 
-int wg_device_peer_info(const struct wg_device *d, size_t i, struct wg_peer_info *info)
+static void fill_info(const struct wg_peer *p, struct wg_peer_info *info)
 {
-	const struct wg_peer *p;
-
-	if (i >= d->n_peers)
-		return -ENOENT;
-	p = d->peers[i];
 	memset(info, 0, sizeof(*info));
 	memcpy(info->public_key, p->hs.remote_static, WG_KEY_LEN);
 	info->endpoint = p->endpoint;
@@ -238,10 +234,139 @@ int wg_device_peer_info(const struct wg_device *d, size_t i, struct wg_peer_info
 	info->handshakes_completed = p->handshakes_completed;
 	info->persistent_keepalive = p->persistent_keepalive;
 	info->n_allowed_ips = p->n_allowed_ips;
+}
+
+int wg_device_peer_info(const struct wg_device *d, size_t i, struct wg_peer_info *info)
+{
+	if (i >= d->n_peers)
+		return -ENOENT;
+	fill_info(d->peers[i], info);
 	return 0;
 }
 
 void wg_device_stats(const struct wg_device *d, struct wg_device_stats *st)
 {
 	*st = d->stats;
+}
+
+/* ---- Peers that change at run time ----
+ * Nothing outside the loop's current call stack keeps a peer pointer: the
+ * receive path looks the peer up afresh for every datagram (index table,
+ * pubkey table, allowed IPs) and the only deferred work is the peer's own
+ * timers. So taking the peer out of the three tables and the array, then
+ * freeing its timers (event_free also un-schedules them), leaves no way
+ * back to it. */
+
+static struct wg_peer *find_peer(const struct wg_device *d, const uint8_t *key)
+{
+	if (!d || !key)
+		return NULL;
+	return wg_pubkey_table_lookup(d->pubkeys, key);
+}
+
+int wg_device_remove_peer(struct wg_device *d, const uint8_t public_key[WG_KEY_LEN])
+{
+	struct wg_peer *p = find_peer(d, public_key);
+	size_t i;
+
+	if (!p)
+		return -ENOENT;
+	for (i = 0; i < d->n_peers && d->peers[i] != p; i++)
+		;
+	if (i < d->n_peers) {
+		memmove(&d->peers[i], &d->peers[i + 1],
+		        (d->n_peers - i - 1) * sizeof(d->peers[0]));
+		d->peers[--d->n_peers] = NULL;
+	}
+	wg_pubkey_table_remove(d->pubkeys, &p->pubkey_entry);
+	wg_allowedips_remove_by_peer(d->aips, p);
+	d->stats.tx_drop_queue += p->staged_count;
+	/* Timers, sessions and handshake (their indices leave the table),
+	 * staged packets, keys. */
+	wg_peer_free(p);
+	return 0;
+}
+
+/* Builds the new allowed-IPs table aside and swaps it in, so that on any
+ * failure the old one stays untouched. */
+static int replace_allowed_ips(struct wg_device *d, struct wg_peer *p,
+                               const struct wg_peer_config *cfg)
+{
+	struct wg_allowedips *t = wg_allowedips_clone(d->aips);
+
+	if (!t)
+		return -ENOMEM;
+	wg_allowedips_remove_by_peer(t, p);
+	for (size_t i = 0; i < cfg->n_allowed_ips; i++) {
+		const struct wg_allowed_ip *a = &cfg->allowed_ips[i];
+		int ret = wg_allowedips_insert(t, a->family, a->addr, a->cidr, p);
+		if (ret != 0) {
+			wg_allowedips_free(t);
+			return ret;
+		}
+	}
+	wg_allowedips_free(d->aips);
+	d->aips = t;
+	p->n_allowed_ips = cfg->n_allowed_ips;
+	return 0;
+}
+
+int wg_device_update_peer(struct wg_device *d, const struct wg_peer_config *cfg,
+                          unsigned mask)
+{
+	struct wg_peer *p;
+	bool announce = false;
+	int ret;
+
+	if (!d || !cfg)
+		return -EINVAL;
+	p = find_peer(d, cfg->public_key);
+	if (!p)
+		return -ENOENT;
+	/* Check everything first: a refused update changes nothing. */
+	if ((mask & WG_PEER_UPD_ENDPOINT) && cfg->endpoint.ss_family != 0 &&
+	    cfg->endpoint.ss_family != AF_INET && cfg->endpoint.ss_family != AF_INET6)
+		return -EINVAL;
+	if (mask & WG_PEER_UPD_ALLOWED_IPS) {
+		if (cfg->n_allowed_ips && !cfg->allowed_ips)
+			return -EINVAL;
+		for (size_t i = 0; i < cfg->n_allowed_ips; i++)
+			if (!allowed_ip_ok(&cfg->allowed_ips[i]))
+				return -EINVAL;
+		ret = replace_allowed_ips(d, p, cfg);
+		if (ret != 0)
+			return ret;
+	}
+	if (mask & WG_PEER_UPD_ENDPOINT) {
+		if (cfg->endpoint.ss_family == 0) {
+			memset(&p->endpoint, 0, sizeof(p->endpoint));
+		} else {
+			wg_peer_set_endpoint(p, (const struct sockaddr *)&cfg->endpoint);
+			announce = true;
+		}
+	}
+	if (mask & WG_PEER_UPD_KEEPALIVE) {
+		announce =
+		    announce || cfg->persistent_keepalive != p->persistent_keepalive;
+		p->persistent_keepalive = cfg->persistent_keepalive;
+		if (!p->persistent_keepalive)
+			evtimer_del(p->timer_persistent_keepalive);
+	}
+	/* As wg_device_add_peer: a peer with a persistent keepalive announces
+	 * itself at once at its (new) endpoint. */
+	if (announce && listening(d) && p->persistent_keepalive && p->endpoint.ss_family)
+		wg_send_keepalive(p);
+	return 0;
+}
+
+int wg_device_peer_info_by_key(const struct wg_device *d,
+                               const uint8_t public_key[WG_KEY_LEN],
+                               struct wg_peer_info *info)
+{
+	const struct wg_peer *p = find_peer(d, public_key);
+
+	if (!p || !info)
+		return -ENOENT;
+	fill_info(p, info);
+	return 0;
 }

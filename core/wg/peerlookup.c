@@ -222,3 +222,22 @@ int wg_pubkey_table_insert(struct wg_pubkey_table *t, struct wg_pubkey_entry *e)
 	t->count++;
 	return 0;
 }
+
+void wg_pubkey_table_remove(struct wg_pubkey_table *t, struct wg_pubkey_entry *e)
+{
+	struct wg_pubkey_entry **pp;
+
+	for (pp = &t->buckets[pubkey_hash(t, e->key) & t->mask]; *pp; pp = &(*pp)->next) {
+		if (*pp == e) {
+			*pp = e->next;
+			e->next = NULL;
+			t->count--;
+			return;
+		}
+	}
+}
+
+size_t wg_pubkey_table_count(const struct wg_pubkey_table *t)
+{
+	return t->count;
+}

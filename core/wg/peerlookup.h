@@ -54,5 +54,8 @@ void wg_pubkey_table_free(struct wg_pubkey_table *t); /* accepts NULL */
 int wg_pubkey_table_insert(struct wg_pubkey_table *t, struct wg_pubkey_entry *e);
 struct wg_peer *wg_pubkey_table_lookup(const struct wg_pubkey_table *t,
                                        const uint8_t key[32]);
+/* Takes e out of the table if it is there (by identity, not by key). */
+void wg_pubkey_table_remove(struct wg_pubkey_table *t, struct wg_pubkey_entry *e);
+size_t wg_pubkey_table_count(const struct wg_pubkey_table *t);
 
 #endif
