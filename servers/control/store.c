@@ -160,3 +160,25 @@ void ctl_store_set_fault(struct ctl_store *st, ctl_store_fault_fn fn, void *arg)
 {
 	st->ops->set_fault(st, fn, arg);
 }
+
+int ctl_store_apikey_create(struct ctl_store *st, const char *description, int64_t now,
+                            char *secret, size_t secretlen, struct ctl_apikey *out)
+{
+	return st->ops->apikey_create(st, description, now, secret, secretlen, out);
+}
+
+int ctl_store_apikey_list(struct ctl_store *st, struct ctl_apikey **out, size_t *n)
+{
+	return st->ops->apikey_list(st, out, n);
+}
+
+int ctl_store_apikey_revoke(struct ctl_store *st, int64_t id)
+{
+	return st->ops->apikey_revoke(st, id);
+}
+
+int ctl_store_apikey_check(struct ctl_store *st, const char *secret, int64_t now,
+                           struct ctl_apikey *out)
+{
+	return st->ops->apikey_check(st, secret, now, out);
+}

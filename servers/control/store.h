@@ -93,6 +93,17 @@ struct ctl_authkey_params {
 	int64_t now;
 };
 
+/* API keys for the HTTP admin API (admin.h): a secret "mapi-<id>-<48 hex>",
+ * shown once; only its BLAKE2b hash is stored. */
+#define CTL_APIKEY_DESC_MAX 255
+struct ctl_apikey {
+	int64_t id;
+	bool revoked;
+	int64_t created;
+	int64_t last_used; /* unix s, 0 = never; updated at most once a minute */
+	char description[CTL_APIKEY_DESC_MAX + 1]; /* "" if none */
+};
+
 struct ctl_node {
 	int64_t id;
 	uint8_t machine_key[CTL_KEY_LEN];
@@ -187,6 +198,12 @@ struct ctl_store_ops {
 	int (*node_update)(struct ctl_store *st, int64_t id,
 	                   const struct ctl_node_update *u);
 	void (*set_fault)(struct ctl_store *st, ctl_store_fault_fn fn, void *arg);
+	int (*apikey_create)(struct ctl_store *st, const char *description, int64_t now,
+	                     char *secret, size_t secretlen, struct ctl_apikey *out);
+	int (*apikey_list)(struct ctl_store *st, struct ctl_apikey **out, size_t *n);
+	int (*apikey_revoke)(struct ctl_store *st, int64_t id);
+	int (*apikey_check)(struct ctl_store *st, const char *secret, int64_t now,
+	                    struct ctl_apikey *out);
 };
 
 /* Each backend embeds this first; errmsg holds the last failure. */
@@ -255,5 +272,18 @@ int ctl_store_node_expire(struct ctl_store *st, int64_t id, int64_t now);
 int ctl_store_node_update(struct ctl_store *st, int64_t id,
                           const struct ctl_node_update *u);
 void ctl_store_set_fault(struct ctl_store *st, ctl_store_fault_fn fn, void *arg);
+
+/* API keys (admin.h). create writes the secret ("mapi-<id>-<48 hex>", fits
+ * CTL_SECRET_MAX) once; description may be NULL (printable, at most
+ * CTL_APIKEY_DESC_MAX). list: malloc'd array by id (free()). check compares
+ * hashes in constant time: EKEY_UNKNOWN for a malformed, unknown or wrong
+ * secret, EKEY_REVOKED for a revoked key's right secret; on success it
+ * records last_used (at most one write a minute per key). */
+int ctl_store_apikey_create(struct ctl_store *st, const char *description, int64_t now,
+                            char *secret, size_t secretlen, struct ctl_apikey *out);
+int ctl_store_apikey_list(struct ctl_store *st, struct ctl_apikey **out, size_t *n);
+int ctl_store_apikey_revoke(struct ctl_store *st, int64_t id);
+int ctl_store_apikey_check(struct ctl_store *st, const char *secret, int64_t now,
+                           struct ctl_apikey *out);
 
 #endif

@@ -8,7 +8,8 @@
  * cut as well as a crash of the process.
  *
  * This file: plumbing, open, migrations, meta and the ops table; auth keys
- * are in store_sqlite_keys.c, nodes in store_sqlite_nodes.c. */
+ * are in store_sqlite_keys.c, API keys in store_sqlite_apikeys.c, nodes in
+ * store_sqlite_nodes.c. */
 #include "servers/control/store_sqlite_int.h"
 
 #include <errno.h>
@@ -58,6 +59,11 @@ static const char *const sq_migrations[] = {
     "CREATE TRIGGER nodes_removed AFTER DELETE ON nodes BEGIN"
     " INSERT INTO node_removals (node_id, version)"
     " SELECT OLD.id, map_version FROM meta WHERE id = 1; END;",
+    /* v2: API keys for the HTTP admin API. */
+    "CREATE TABLE api_keys ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, hash BLOB NOT NULL,"
+    " description TEXT NOT NULL DEFAULT '', created INTEGER NOT NULL,"
+    " revoked INTEGER NOT NULL DEFAULT 0, last_used INTEGER NOT NULL DEFAULT 0);",
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
@@ -434,4 +440,8 @@ static const struct ctl_store_ops sq_ops = {
     .node_expire = ctl_sq_node_expire,
     .node_update = ctl_sq_node_update,
     .set_fault = sq_set_fault,
+    .apikey_create = ctl_sq_apikey_create,
+    .apikey_list = ctl_sq_apikey_list,
+    .apikey_revoke = ctl_sq_apikey_revoke,
+    .apikey_check = ctl_sq_apikey_check,
 };

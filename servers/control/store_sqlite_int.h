@@ -1,7 +1,8 @@
 /* Private to the SQLite control store (store_sqlite*.c): the store object,
  * the statement and transaction plumbing, and the backend functions that the
- * ops table in store_sqlite.c collects from store_sqlite_keys.c and
- * store_sqlite_nodes.c. Nothing outside these files includes it. */
+ * ops table in store_sqlite.c collects from store_sqlite_keys.c,
+ * store_sqlite_apikeys.c and store_sqlite_nodes.c. Nothing outside these files includes
+ * it. */
 #ifndef MESH_CTL_STORE_SQLITE_INT_H
 #define MESH_CTL_STORE_SQLITE_INT_H
 
@@ -72,6 +73,15 @@ int ctl_sq_key_use_tx(struct sq_store *s, const char *secret, int64_t now,
                       struct ctl_authkey *k);
 int ctl_sq_key_use(struct ctl_store *st, const char *secret, int64_t now,
                    struct ctl_authkey *out);
+
+/* ---- API keys (store_sqlite_apikeys.c) -------------------------------- */
+
+int ctl_sq_apikey_create(struct ctl_store *st, const char *description, int64_t now,
+                         char *secret, size_t secretlen, struct ctl_apikey *out);
+int ctl_sq_apikey_list(struct ctl_store *st, struct ctl_apikey **out, size_t *n);
+int ctl_sq_apikey_revoke(struct ctl_store *st, int64_t id);
+int ctl_sq_apikey_check(struct ctl_store *st, const char *secret, int64_t now,
+                        struct ctl_apikey *out);
 
 /* ---- nodes (store_sqlite_nodes.c) ------------------------------------- */
 
