@@ -1,0 +1,95 @@
+/* The state directory of a joined node (`mesh-proxy up --state DIR`):
+ *
+ *   DIR/              mode 0700, created on first use
+ *   machine.key       X25519 private key of the machine (Noise IK), base64
+ *   node.key          WireGuard private key, base64
+ *   disco.key         disco private key, base64
+ *   control.json      {host, port, server_key}: the mesh this directory
+ *                     belongs to (from the join token)
+ *   self.json         {node_id, name, fqdn, ipv4, ipv6, domain}: the last
+ *                     registration answer
+ *   netmap.json       the last merged network map (a MAP_FULL body, msg.h)
+ *   api.sock          the node's local API
+ *
+ * Every file is mode 0600 and replaced atomically (temporary file, fsync,
+ * rename, fsync of the directory), so a crash leaves the old or the new
+ * version, never half of one. The auth key is never stored. Errors are
+ * returned as negative errno with one readable sentence in err naming the
+ * file. */
+#ifndef MESH_NODE_STATE_H
+#define MESH_NODE_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/control/msg.h"
+#include "core/control/token.h"
+
+#define NODE_STATE_PATH_MAX 512
+#define NODE_STATE_FILE_MAX (CTL_MSG_MAX_LEN + 1024) /* netmap.json */
+
+struct node_keys {
+	uint8_t machine[CTL_KEY_LEN]; /* private keys; wipe with node_keys_wipe */
+	uint8_t node[CTL_KEY_LEN];
+	uint8_t disco[CTL_KEY_LEN];
+};
+
+struct node_control {
+	char host[CTL_TOKEN_HOST_MAX + 1];
+	uint16_t port;
+	uint8_t server_key[CTL_KEY_LEN];
+};
+
+struct node_self {
+	uint64_t node_id;
+	char name[CTL_LABEL_MAX];
+	char fqdn[CTL_DNSNAME_MAX];
+	uint8_t ipv4[4];
+	uint8_t ipv6[16];
+	char domain[CTL_DNSNAME_MAX];
+};
+
+/* Creates dir (mode 0700) if missing; tightens an existing one to 0700.
+ * -ENOTDIR, -EACCES, ... with err filled. */
+int node_state_open(const char *dir, char *err, size_t errlen);
+
+/* Loads the three keys; a missing key file is generated (libsodium) and
+ * saved. *created (may be NULL) tells whether node.key was new. */
+int node_state_keys(const char *dir, struct node_keys *k, bool *created, char *err,
+                    size_t errlen);
+void node_keys_wipe(struct node_keys *k);
+
+/* control.json. load: 0, -ENOENT (never joined), -EINVAL (corrupt). */
+int node_state_load_control(const char *dir, struct node_control *c, char *err,
+                            size_t errlen);
+int node_state_save_control(const char *dir, const struct node_control *c, char *err,
+                            size_t errlen);
+/* For a --join: the directory must be new or belong to the same mesh
+ * (same server key); host/port are updated if they moved. -EEXIST with
+ * "DIR already belongs to the mesh at HOST:PORT; use another --state
+ * directory" otherwise. */
+int node_state_bind_control(const char *dir, const struct node_control *want, char *err,
+                            size_t errlen);
+
+/* self.json. load: 0, -ENOENT, -EINVAL. */
+int node_state_load_self(const char *dir, struct node_self *s, char *err, size_t errlen);
+int node_state_save_self(const char *dir, const struct node_self *s, char *err,
+                         size_t errlen);
+void node_self_from_resp(struct node_self *s, const struct ctl_register_resp *r);
+
+/* netmap.json. load fills m (type MAP_FULL; release with ctl_msg_free):
+ * 0, -ENOENT, -EINVAL. */
+int node_state_load_map(const char *dir, struct ctl_msg *m, char *err, size_t errlen);
+int node_state_save_map(const char *dir, const struct ctl_map_full *map, char *err,
+                        size_t errlen);
+
+/* Helpers (exported for tests): dir/name into out; atomic 0600 write; read
+ * a whole file of at most max bytes (NUL-terminated; free with free()). */
+int node_state_path(const char *dir, const char *name, char *out, size_t cap);
+int node_state_write(const char *dir, const char *name, const void *data, size_t len,
+                     char *err, size_t errlen);
+int node_state_read(const char *dir, const char *name, size_t max, char **data,
+                    size_t *len, char *err, size_t errlen);
+
+#endif

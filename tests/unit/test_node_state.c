@@ -1,0 +1,260 @@
+/* proxy/node_state: the state directory of a joined node.
+ *  - the directory is created 0700 (an existing looser one is tightened);
+ *  - keys are generated once, saved 0600 as base64, and the same keys load
+ *    again; corrupt key files give an error naming the file;
+ *  - control.json, self.json and netmap.json round-trip; missing files give
+ *    -ENOENT, corrupt ones -EINVAL with a readable message;
+ *  - a directory joined to one mesh refuses another server key, naming the
+ *    mesh it belongs to, and follows a moved host/port of the same mesh;
+ *  - writes are atomic: no temporary file is left behind. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "proxy/node_state.h"
+
+static char root[256];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(root, sizeof(root), "/tmp/test_node_state.XXXXXX");
+	assert_non_null(mkdtemp(root));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static void sub(char *out, size_t cap, const char *name)
+{
+	snprintf(out, cap, "%s/%s", root, name);
+}
+
+static unsigned mode_of(const char *dir, const char *name)
+{
+	char p[600];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_int_equal(stat(p, &st), 0);
+	return st.st_mode & 0777;
+}
+
+static void put(const char *dir, const char *name, const char *text)
+{
+	char p[600];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_open_modes(void **state)
+{
+	(void)state;
+	char d[300], err[256];
+	sub(d, sizeof(d), "s1");
+	assert_int_equal(node_state_open(d, err, sizeof(err)), 0);
+	assert_int_equal(mode_of(d, "."), 0700);
+	assert_int_equal(chmod(d, 0755), 0);
+	assert_int_equal(node_state_open(d, err, sizeof(err)), 0);
+	assert_int_equal(mode_of(d, "."), 0700);
+	/* a file where the directory should be */
+	sub(d, sizeof(d), "plainfile");
+	put(root, "plainfile", "x");
+	assert_int_equal(node_state_open(d, err, sizeof(err)), -ENOTDIR);
+	assert_non_null(strstr(err, "not a directory"));
+	/* parent missing */
+	sub(d, sizeof(d), "no/such/dir");
+	assert_int_equal(node_state_open(d, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "cannot create"));
+}
+
+static void test_keys(void **state)
+{
+	(void)state;
+	char d[300], err[256];
+	struct node_keys a, b;
+	bool created = false;
+	sub(d, sizeof(d), "keys");
+	assert_int_equal(node_state_open(d, err, sizeof(err)), 0);
+	assert_int_equal(node_state_keys(d, &a, &created, err, sizeof(err)), 0);
+	assert_true(created);
+	assert_int_equal(mode_of(d, "machine.key"), 0600);
+	assert_int_equal(mode_of(d, "node.key"), 0600);
+	assert_int_equal(mode_of(d, "disco.key"), 0600);
+	assert_memory_not_equal(a.machine, a.node, 32);
+	assert_memory_not_equal(a.node, a.disco, 32);
+	assert_int_equal(a.node[0] & 7, 0); /* clamped */
+	assert_int_equal(node_state_keys(d, &b, &created, err, sizeof(err)), 0);
+	assert_false(created);
+	assert_memory_equal(&a, &b, sizeof(a));
+	/* a corrupt key file names itself */
+	put(d, "disco.key", "not base64 at all\n");
+	assert_int_equal(node_state_keys(d, &b, NULL, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "disco.key"));
+	put(d, "disco.key", "AAAA\n"); /* base64, wrong length */
+	assert_int_equal(node_state_keys(d, &b, NULL, err, sizeof(err)), -EINVAL);
+	node_keys_wipe(&a);
+	node_keys_wipe(&b);
+	/* no temporary files left */
+	char p[600];
+	snprintf(p, sizeof(p), "%s/node.key.tmp", d);
+	assert_int_not_equal(access(p, F_OK), 0);
+}
+
+static void test_control(void **state)
+{
+	(void)state;
+	char d[300], err[256];
+	struct node_control c = {.port = 17443}, back;
+	snprintf(c.host, sizeof(c.host), "ctl.example.org");
+	for (int i = 0; i < 32; i++)
+		c.server_key[i] = (uint8_t)(i * 3 + 1);
+	sub(d, sizeof(d), "ctl");
+	assert_int_equal(node_state_open(d, err, sizeof(err)), 0);
+	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), -ENOENT);
+	assert_int_equal(node_state_bind_control(d, &c, err, sizeof(err)), 0);
+	assert_int_equal(mode_of(d, "control.json"), 0600);
+	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), 0);
+	assert_string_equal(back.host, c.host);
+	assert_int_equal(back.port, c.port);
+	assert_memory_equal(back.server_key, c.server_key, 32);
+	/* same mesh, moved: follows */
+	struct node_control moved = c;
+	moved.port = 17444;
+	assert_int_equal(node_state_bind_control(d, &moved, err, sizeof(err)), 0);
+	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), 0);
+	assert_int_equal(back.port, 17444);
+	/* another mesh: refused, naming the one it belongs to */
+	struct node_control other = c;
+	other.server_key[0] ^= 1;
+	assert_int_equal(node_state_bind_control(d, &other, err, sizeof(err)), -EEXIST);
+	assert_non_null(
+	    strstr(err, "already belongs to the mesh at ctl.example.org:17444"));
+	assert_non_null(strstr(err, "use another --state directory"));
+	/* corrupt */
+	put(d, "control.json", "{\"host\": \"h\", \"port\": 0, \"server_key\": \"x\"}");
+	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "\"port\""));
+	put(d, "control.json", "{ truncated");
+	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "control.json"));
+	/* the file never holds an auth key */
+	char *data;
+	size_t len;
+	assert_int_equal(node_state_save_control(d, &c, err, sizeof(err)), 0);
+	assert_int_equal(
+	    node_state_read(d, "control.json", 4096, &data, &len, err, sizeof(err)), 0);
+	assert_null(strstr(data, "auth"));
+	free(data);
+}
+
+static void test_self(void **state)
+{
+	(void)state;
+	char d[300], err[256];
+	struct ctl_register_resp r = {.status = CTL_REG_OK, .node_id = 42};
+	snprintf(r.name, sizeof(r.name), "web");
+	snprintf(r.fqdn, sizeof(r.fqdn), "web.mesh.internal");
+	snprintf(r.domain, sizeof(r.domain), "mesh.internal");
+	uint8_t v4[4] = {100, 64, 0, 7};
+	memcpy(r.ipv4, v4, 4);
+	r.ipv6[0] = 0xfd;
+	r.ipv6[15] = 7;
+	struct node_self s, back;
+	node_self_from_resp(&s, &r);
+	sub(d, sizeof(d), "self");
+	assert_int_equal(node_state_open(d, err, sizeof(err)), 0);
+	assert_int_equal(node_state_load_self(d, &back, err, sizeof(err)), -ENOENT);
+	assert_int_equal(node_state_save_self(d, &s, err, sizeof(err)), 0);
+	assert_int_equal(mode_of(d, "self.json"), 0600);
+	assert_int_equal(node_state_load_self(d, &back, err, sizeof(err)), 0);
+	assert_memory_equal(&s, &back, sizeof(s));
+	put(d, "self.json",
+	    "{\"node_id\":1,\"name\":\"a\",\"fqdn\":\"a.m\",\"domain\":\"m\","
+	    "\"ipv4\":\"100.64.0.300\",\"ipv6\":\"fd::1\"}");
+	assert_int_equal(node_state_load_self(d, &back, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "\"ipv4\""));
+	put(d, "self.json", "[]");
+	assert_int_equal(node_state_load_self(d, &back, err, sizeof(err)), -EINVAL);
+}
+
+static void test_netmap(void **state)
+{
+	(void)state;
+	char d[300], err[512];
+	struct ctl_map_full map = {.version = 9, .self_id = 1};
+	snprintf(map.self_name, sizeof(map.self_name), "me");
+	assert_true(ctl_ip_parse("100.64.0.1", &map.self_addrs[0]));
+	map.n_self_addrs = 1;
+	snprintf(map.dns_domain, sizeof(map.dns_domain), "mesh.internal");
+	assert_true(ctl_ip_parse("100.100.100.100", &map.magic_dns));
+	struct ctl_peer peers[2];
+	memset(peers, 0, sizeof(peers));
+	for (int i = 0; i < 2; i++) {
+		peers[i].id = 10 + (uint64_t)i;
+		snprintf(peers[i].name, sizeof(peers[i].name), "peer%d", i);
+		peers[i].node_key[0] = (uint8_t)(i + 1);
+		peers[i].disco_key[0] = (uint8_t)(i + 9);
+		assert_true(
+		    ctl_ip_parse(i ? "100.64.0.3" : "100.64.0.2", &peers[i].addrs[0]));
+		peers[i].n_addrs = 1;
+		assert_true(ctl_prefix_parse(i ? "100.64.0.3/32" : "100.64.0.2/32",
+		                             &peers[i].allowed[0]));
+		peers[i].n_allowed = 1;
+		assert_true(ctl_endpoint_parse("127.0.0.1:5555", &peers[i].eps[0]));
+		peers[i].n_eps = 1;
+		peers[i].online = i == 0;
+	}
+	map.peers = peers;
+	map.n_peers = 2;
+	sub(d, sizeof(d), "map");
+	assert_int_equal(node_state_open(d, err, sizeof(err)), 0);
+	struct ctl_msg m;
+	assert_int_equal(node_state_load_map(d, &m, err, sizeof(err)), -ENOENT);
+	assert_int_equal(node_state_save_map(d, &map, err, sizeof(err)), 0);
+	assert_int_equal(mode_of(d, "netmap.json"), 0600);
+	assert_int_equal(node_state_load_map(d, &m, err, sizeof(err)), 0);
+	assert_int_equal(m.type, CTL_MSG_MAP_FULL);
+	assert_int_equal(m.u.map.version, 9);
+	assert_string_equal(m.u.map.dns_domain, "mesh.internal");
+	assert_int_equal(m.u.map.n_peers, 2);
+	assert_string_equal(m.u.map.peers[1].name, "peer1");
+	assert_memory_equal(m.u.map.peers[1].node_key, peers[1].node_key, 32);
+	assert_true(m.u.map.peers[0].online);
+	ctl_msg_free(&m);
+	put(d, "netmap.json", "{\"version\": \"nine\"}");
+	assert_int_equal(node_state_load_map(d, &m, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "netmap.json"));
+	ctl_msg_free(&m);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_open_modes), cmocka_unit_test(test_keys),
+	    cmocka_unit_test(test_control),    cmocka_unit_test(test_self),
+	    cmocka_unit_test(test_netmap),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
