@@ -541,6 +541,45 @@ static void test_order_after_removal(void **state)
 	assert_true(route4(f->a.dev, "10.0.0.22"));
 }
 
+/* The contract asks callers not to do this, but a network-map update that
+ * lands inside the rx callback must still not touch freed memory: the
+ * receive path holds nothing after the callback, and the next datagrams of
+ * the same batch look the peer up afresh. */
+static struct fixture *cb_fixture;
+
+static void on_rx_remove(void *ctx, const uint8_t *pkt, size_t len)
+{
+	struct node *n = ctx;
+	struct wg_peer_config pc;
+
+	on_rx(ctx, pkt, len);
+	if (n->rx_count == 1) {
+		memset(&pc, 0, sizeof(pc));
+		memcpy(pc.public_key, cb_fixture->a.pub, 32);
+		assert_int_equal(
+		    wg_device_update_peer(n->dev, &pc, WG_PEER_UPD_ALLOWED_IPS), 0);
+		assert_int_equal(wg_device_remove_peer(n->dev, cb_fixture->a.pub), 0);
+	}
+}
+
+static void test_remove_from_rx_callback(void **state)
+{
+	struct fixture *f = *state;
+	struct wg_device_stats s;
+
+	cb_fixture = f;
+	establish(f);
+	f->b.rx_count = 0;
+	wg_device_set_rx(f->b.dev, on_rx_remove, &f->b);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.2"), 0);
+	run_for(f->base, 100);
+	assert_int_equal(f->b.rx_count, 1);
+	assert_int_equal(wg_device_peer_count(f->b.dev), 0);
+	wg_device_stats(f->b.dev, &s);
+	assert_int_equal(s.rx_drop_nokey, 7);
+}
+
 #define MANY 1000
 
 static void test_many_peers(void **state)
@@ -604,6 +643,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_update_allowed_ips, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_update_keepalive, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_order_after_removal, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_remove_from_rx_callback, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_many_peers, setup, teardown),
 	};
 	if (sodium_init() < 0)
