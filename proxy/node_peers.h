@@ -1,0 +1,81 @@
+/* The network map as the node uses it: WireGuard peers reconciled with the
+ * map by node key, endpoint candidates tried in turn, and names.
+ *
+ * Reconcile (after each map): map peers not in the device are added
+ * (allowed IPs = the peer's allowed_ips, endpoint = its first candidate),
+ * changed ones updated (allowed IPs, endpoint when the list changed and no
+ * handshake works yet), peers gone from the map removed. Peers whose key
+ * is a static [Peer] of the configuration (or our own key) are left alone.
+ *
+ * Candidates (node_peers_tick, once a second): a map peer without a
+ * handshake within NP_CANDIDATE_MS on its current endpoint candidate moves
+ * to the next one; the one that completes a handshake is kept. */
+#ifndef MESH_NODE_PEERS_H
+#define MESH_NODE_PEERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/control/msg.h"
+#include "netstack/ns.h"
+
+struct wg_device;
+
+#define NP_CANDIDATE_MS 5000
+#define NP_SESSION_S    180 /* a handshake younger than this: the endpoint works */
+
+struct np_entry {
+	struct ctl_peer p; /* as in the map */
+	uint8_t cand;      /* endpoint candidate in use (index into p.eps) */
+	bool in_wg;        /* added to the device (false: skipped) */
+	bool working;      /* a handshake completed on this candidate */
+	int64_t cand_since_ms;
+};
+
+struct node_peers {
+	struct np_entry *e; /* sorted by peer id */
+	size_t n;
+	uint8_t (*static_keys)[CTL_KEY_LEN]; /* [Peer] keys and our own: skipped */
+	size_t n_static;
+	/* From the map: */
+	uint64_t version;
+	char domain[CTL_DNSNAME_MAX];
+	char self_name[CTL_LABEL_MAX];
+	uint8_t n_self_addrs;
+	struct ctl_ip self_addrs[CTL_ADDRS_MAX];
+	uint64_t rotations; /* endpoint candidate changes */
+};
+
+struct np_result {
+	size_t added, updated, removed, skipped, failed;
+};
+
+/* keys: the static [Peer] keys and our own public key (copied). */
+int node_peers_init(struct node_peers *np, const uint8_t (*keys)[CTL_KEY_LEN],
+                    size_t n_keys);
+void node_peers_free(struct node_peers *np);
+
+/* Makes the device's map peers match map. wg may be NULL (only the view
+ * is updated; call node_peers_apply when the device exists). */
+int node_peers_reconcile(struct node_peers *np, struct wg_device *wg,
+                         const struct ctl_map_full *map, int64_t now_ms,
+                         struct np_result *res);
+/* Adds every map peer to a new device (after a start from the saved map). */
+void node_peers_apply(struct node_peers *np, struct wg_device *wg, int64_t now_ms,
+                      struct np_result *res);
+/* Endpoint candidate rotation; now_unix for handshake ages. */
+void node_peers_tick(struct node_peers *np, struct wg_device *wg, int64_t now_ms,
+                     int64_t now_unix);
+
+/* "name", "name.<domain>" (any case, trailing dot): the peer's (or our own)
+ * mesh addresses, up to max. 0 when unknown. */
+size_t node_peers_resolve(const struct node_peers *np, const char *name,
+                          struct ns_addr *out, size_t max);
+/* The name of the node owning addr (ours included); false if none. */
+bool node_peers_reverse(const struct node_peers *np, const struct ns_addr *addr,
+                        char *out, size_t cap);
+const struct np_entry *node_peers_by_key(const struct node_peers *np,
+                                         const uint8_t key[CTL_KEY_LEN]);
+
+#endif
