@@ -1,0 +1,102 @@
+/* Private to core/control/client*.c (and the tests and fuzzer that poke at
+ * the merged map). Not a public interface. */
+#ifndef MESH_CTL_CLIENT_INT_H
+#define MESH_CTL_CLIENT_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/control/client.h"
+#include "core/control/frame.h"
+#include "core/control/noise_ik.h"
+
+struct bufferevent;
+struct event;
+
+#define CTL_CLIENT_STABLE_MS 60000 /* a session this long resets the backoff */
+
+struct ctl_client {
+	/* configuration (copied) */
+	struct event_base *base;
+	struct evdns_base *dns;
+	char *host;
+	uint16_t port;
+	uint8_t server_key[CTL_KEY_LEN];
+	uint8_t machine_priv[CTL_KEY_LEN];
+	uint8_t node_key[CTL_KEY_LEN];
+	uint8_t disco_key[CTL_KEY_LEN];
+	char hostname[CTL_DNSNAME_MAX];
+	char os[CTL_OS_MAX];
+	char version[CTL_VERSION_MAX];
+	char auth_key[CTL_AUTHKEY_MAX]; /* wiped after the first "ok" */
+	uint8_t n_tags;
+	char tags[CTL_TAGS_MAX][CTL_TAG_MAX];
+	uint32_t keepalive_ms, timeout_ms, backoff_min_ms, backoff_max_ms;
+	uint32_t connect_timeout_ms;
+	struct ctl_client_callbacks cb;
+	void *ctx;
+
+	/* state */
+	enum ctl_client_state state;
+	char detail[CTL_TEXT_MAX];
+	struct bufferevent *bev;
+	bool have_hs, have_transport;
+	struct ctl_noise_handshake hs;
+	struct ctl_noise_transport t;
+	struct ctl_frame_decoder dec;
+	struct event *ev_timer; /* backoff retry / connect+handshake timeout */
+	struct event *ev_tick;  /* keepalive and receive watchdog */
+	uint64_t last_rx_ms, last_tx_ms, session_start_ms;
+	uint64_t retry_at_ms;
+	uint32_t backoff_cur_ms;
+	bool attempted;  /* a first connection attempt was made */
+	bool registered; /* a REGISTER_RESP ok was seen in this client's life */
+	bool have_eps, eps_sent_valid;
+	struct ctl_endpoints eps, eps_sent;
+	bool have_map;
+	struct ctl_map_full map;
+
+	/* status counters */
+	uint64_t sessions, reconnects, maps_full, maps_delta, bytes_in, bytes_out;
+	int64_t connected_since, last_map;
+
+	/* callback re-entrancy: ctl_client_free from inside a callback */
+	int depth;
+	bool dead;
+};
+
+uint64_t ctl_client_now_ms(void);
+
+/* client.c */
+void ctl_client_set_state(struct ctl_client *c, enum ctl_client_state st,
+                          const char *detail, const struct ctl_register_resp *resp);
+/* Ends the session and schedules a retry (BACKOFF), with a readable reason. */
+void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void ctl_client_stop(struct ctl_client *c); /* closes the connection, no retry */
+void ctl_client_session_up(struct ctl_client *c);
+
+/* client_proto.c */
+void ctl_client_start_handshake(struct ctl_client *c);
+void ctl_client_on_read(struct ctl_client *c);
+int ctl_client_send(struct ctl_client *c, const struct ctl_msg *m);
+void ctl_client_send_endpoints(struct ctl_client *c, bool force);
+
+/* client_map.c */
+/* Sorts a decoded full map's peers by id. */
+void ctl_map_sort(struct ctl_map_full *map);
+/* Frees what the map owns and zeroes it. */
+void ctl_map_clear(struct ctl_map_full *map);
+/* Replaces c->map with *full (taken: *full is zeroed) and fills the change
+ * lists (allocated; free() them). -ENOMEM leaves everything unchanged. */
+int ctl_client_map_replace(struct ctl_client *c, struct ctl_map_full *full,
+                           uint64_t **changed, size_t *n_changed, uint64_t **removed,
+                           size_t *n_removed);
+/* The change lists a delta will produce on map (removed: only ids present). */
+int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_delta *d,
+                          uint64_t **changed, size_t *n_changed, uint64_t **removed,
+                          size_t *n_removed);
+const struct ctl_peer *ctl_map_find(const struct ctl_map_full *map, uint64_t id);
+
+#endif

@@ -1,0 +1,886 @@
+/* core/control/client: the node's control client against a fake control
+ * server in this file (Noise IK responder + frames + messages on the same
+ * event loop, 127.0.0.1:0):
+ *  - handshake + register ok -> ONLINE with the response; auth key sent
+ *    until the first ok, then no more; pending then ok;
+ *  - MAP_FULL then deltas -> merged map sorted by id, change lists right;
+ *    a later MAP_FULL reports the ids that went away;
+ *  - a delta with the wrong base -> reconnect, full map on the new session;
+ *  - server closes at once -> reconnects with backoff within its bounds;
+ *  - refused -> REFUSED with the reason, no reconnect;
+ *  - wrong pinned server key -> BACKOFF with a readable detail;
+ *  - server silent -> timeout -> reconnect; keepalives when idle;
+ *  - endpoints sent once, not resent when identical, resent on change and
+ *    after a reconnect;
+ *  - ctl_client_free from inside a callback;
+ *  - ctl_map_apply_delta: insert/replace/remove, sorted, base mismatch and
+ *    allocation failure leave the map unchanged. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <sodium.h>
+
+#include "core/control/client.h"
+#include "core/control/frame.h"
+#include "core/control/msg.h"
+#include "core/control/noise_ik.h"
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- fake server ---- */
+
+enum fs_reg { FS_OK, FS_PENDING, FS_REFUSED };
+
+struct fconn {
+	struct fsrv *s;
+	struct bufferevent *bev;
+	struct ctl_noise_handshake hs;
+	struct ctl_noise_transport t;
+	bool transport;
+	struct ctl_frame_decoder dec;
+};
+
+struct fsrv {
+	struct event_base *base;
+	struct evconnlistener *lis;
+	uint16_t port;
+	uint8_t priv[32], pub[32];
+	struct fconn *conn;
+	int accepts;
+	uint64_t accept_ms[32];
+	enum fs_reg reg;
+	bool close_at_once, send_full_on_ok;
+	int n_reg, n_eps, n_ka, hs_fail;
+	struct ctl_endpoints last_eps;
+	struct ctl_register_req last_req;
+	uint64_t full_version;
+};
+
+static void fconn_free(struct fconn *fc)
+{
+	if (!fc)
+		return;
+	if (fc->s->conn == fc)
+		fc->s->conn = NULL;
+	bufferevent_free(fc->bev);
+	ctl_frame_decoder_free(&fc->dec);
+	ctl_noise_handshake_wipe(&fc->hs);
+	free(fc);
+}
+
+static void fs_send(struct fsrv *s, const struct ctl_msg *m)
+{
+	uint8_t *body, *fr;
+	size_t blen, flen;
+	struct ctl_msg_err err;
+
+	assert_non_null(s->conn);
+	assert_int_equal(ctl_msg_encode(m, &body, &blen, &err), 0);
+	fr = malloc(ctl_frame_sealed_size(blen));
+	assert_int_equal(ctl_frame_seal(&s->conn->t, (uint8_t)m->type, body, blen, fr,
+	                                ctl_frame_sealed_size(blen), &flen),
+	                 0);
+	bufferevent_write(s->conn->bev, fr, flen);
+	free(fr);
+	free(body);
+}
+
+static void fill_peer(struct ctl_peer *p, uint64_t id, const char *name)
+{
+	memset(p, 0, sizeof(*p));
+	p->id = id;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	memset(p->node_key, (int)id, CTL_KEY_LEN);
+	memset(p->disco_key, (int)id + 1, CTL_KEY_LEN);
+	p->n_addrs = 1;
+	p->addrs[0].family = 4;
+	p->addrs[0].addr[0] = 100;
+	p->addrs[0].addr[1] = 64;
+	p->addrs[0].addr[3] = (uint8_t)id;
+	p->n_allowed = 1;
+	p->allowed[0].family = 4;
+	p->allowed[0].bits = 32;
+	memcpy(p->allowed[0].addr, p->addrs[0].addr, 4);
+	p->online = true;
+}
+
+static void fs_send_full(struct fsrv *s, uint64_t version, const uint64_t *ids, size_t n)
+{
+	struct ctl_msg m;
+	struct ctl_peer peers[8];
+	char name[16];
+
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_MSG_MAP_FULL;
+	m.u.map.version = version;
+	m.u.map.self_id = 100;
+	snprintf(m.u.map.self_name, sizeof(m.u.map.self_name), "me");
+	m.u.map.n_self_addrs = 1;
+	ctl_ip_parse("100.64.0.100", &m.u.map.self_addrs[0]);
+	snprintf(m.u.map.dns_domain, sizeof(m.u.map.dns_domain), "mesh.test");
+	ctl_ip_parse("100.100.100.100", &m.u.map.magic_dns);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "n%llu", (unsigned long long)ids[i]);
+		fill_peer(&peers[i], ids[i], name);
+	}
+	m.u.map.n_peers = n;
+	m.u.map.peers = peers;
+	fs_send(s, &m);
+}
+
+static void fs_send_delta(struct fsrv *s, uint64_t version, uint64_t base,
+                          const uint64_t *ids, size_t n, const char *name,
+                          const uint64_t *removed, size_t nr)
+{
+	struct ctl_msg m;
+	struct ctl_peer peers[8];
+
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_MSG_MAP_DELTA;
+	m.u.delta.version = version;
+	m.u.delta.base_version = base;
+	for (size_t i = 0; i < n; i++)
+		fill_peer(&peers[i], ids[i], name);
+	m.u.delta.n_peers = n;
+	m.u.delta.peers = n ? peers : NULL;
+	m.u.delta.n_removed = nr;
+	m.u.delta.removed = (uint64_t *)removed;
+	fs_send(s, &m);
+}
+
+static void fs_send_resp(struct fsrv *s, enum ctl_reg_status st, uint32_t code,
+                         const char *reason)
+{
+	struct ctl_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_MSG_REGISTER_RESP;
+	struct ctl_register_resp *r = &m.u.reg_resp;
+	r->status = st;
+	r->code = code;
+	snprintf(r->reason, sizeof(r->reason), "%s", reason);
+	if (st == CTL_REG_OK) {
+		r->node_id = 100;
+		snprintf(r->name, sizeof(r->name), "me");
+		snprintf(r->fqdn, sizeof(r->fqdn), "me.mesh.test");
+		snprintf(r->domain, sizeof(r->domain), "mesh.test");
+		r->ipv4[0] = 100;
+		r->ipv4[1] = 64;
+		r->ipv4[3] = 100;
+		r->ipv6[0] = 0xfd;
+	}
+	fs_send(s, &m);
+}
+
+static void fs_on_msg(struct fsrv *s, const struct ctl_frame *f)
+{
+	struct ctl_msg m;
+	struct ctl_msg_err err;
+
+	assert_int_equal(ctl_msg_decode(f->type, f->body, f->len, &m, &err), 0);
+	switch (m.type) {
+	case CTL_MSG_REGISTER_REQ:
+		s->n_reg++;
+		s->last_req = m.u.reg_req;
+		if (s->reg == FS_OK) {
+			fs_send_resp(s, CTL_REG_OK, 0, "");
+			if (s->send_full_on_ok) {
+				uint64_t ids[] = {1, 2};
+				fs_send_full(s, s->full_version, ids, 2);
+			}
+		} else if (s->reg == FS_PENDING) {
+			fs_send_resp(s, CTL_REG_PENDING, 0, "waiting for approval");
+		} else {
+			fs_send_resp(s, CTL_REG_REFUSED, CTL_REASON_AUTH_KEY_EXPIRED,
+			             "auth key expired");
+		}
+		break;
+	case CTL_MSG_ENDPOINTS:
+		s->n_eps++;
+		s->last_eps = m.u.endpoints;
+		break;
+	case CTL_MSG_KEEPALIVE:
+		s->n_ka++;
+		break;
+	default:
+		fail_msg("unexpected message type %u", m.type);
+	}
+	ctl_msg_free(&m);
+}
+
+static void fs_read(struct bufferevent *bev, void *arg)
+{
+	struct fconn *fc = arg;
+	struct fsrv *s = fc->s;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	while (evbuffer_get_length(in) > 0) {
+		size_t len = evbuffer_get_length(in), used;
+		uint8_t *p = evbuffer_pullup(in, -1);
+		struct ctl_frame f;
+		int rc = ctl_frame_decode(&fc->dec, p, len, &used, &f);
+		evbuffer_drain(in, used);
+		if (rc < 0) {
+			fconn_free(fc);
+			return;
+		}
+		if (rc != CTL_FRAME_READY)
+			continue;
+		if (!fc->transport) {
+			uint8_t msg2[CTL_NOISE_MSG2_MIN], fr[CTL_NOISE_MSG2_MIN + 8];
+			size_t plen, mlen, flen;
+			ctl_noise_init_responder(&fc->hs, s->priv, NULL, 0);
+			if (f.type != CTL_FRAME_HS1 ||
+			    ctl_noise_read_msg1(&fc->hs, f.body, f.len, NULL, 0, &plen) <
+			        0) {
+				s->hs_fail++;
+				fconn_free(fc);
+				return;
+			}
+			assert_int_equal(ctl_noise_write_msg2(&fc->hs, NULL, 0, msg2,
+			                                      sizeof(msg2), &mlen),
+			                 0);
+			assert_int_equal(ctl_frame_encode_handshake(CTL_FRAME_HS2, msg2,
+			                                            mlen, fr, sizeof(fr),
+			                                            &flen),
+			                 0);
+			bufferevent_write(bev, fr, flen);
+			assert_int_equal(ctl_noise_split(&fc->hs, &fc->t), 0);
+			fc->transport = true;
+			ctl_frame_decoder_set_transport(&fc->dec, &fc->t);
+		} else {
+			fs_on_msg(s, &f);
+		}
+	}
+}
+
+static void fs_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		fconn_free(arg);
+}
+
+static void fs_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+	struct fsrv *s = arg;
+	struct fconn *fc;
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	if (s->accepts < 32)
+		s->accept_ms[s->accepts] = now_ms();
+	s->accepts++;
+	if (s->close_at_once) {
+		evutil_closesocket(fd);
+		return;
+	}
+	fconn_free(s->conn);
+	fc = calloc(1, sizeof(*fc));
+	fc->s = s;
+	ctl_frame_decoder_init(&fc->dec);
+	fc->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(fc->bev, fs_read, NULL, fs_event, fc);
+	bufferevent_enable(fc->bev, EV_READ | EV_WRITE);
+	s->conn = fc;
+}
+
+/* ---- client side ---- */
+
+struct tctx {
+	struct event_base *base;
+	struct fsrv srv;
+	struct ctl_client *c;
+	enum ctl_client_state states[64];
+	char last_detail[CTL_TEXT_MAX];
+	int n_states;
+	struct ctl_register_resp resp;
+	bool have_resp;
+	int n_maps;
+	struct ctl_map_change chg;
+	uint64_t changed[16], removed[16];
+	uint64_t map_ids[16];
+	size_t n_map_ids;
+	uint64_t map_version;
+	bool free_on_online;
+};
+
+static void cb_state(void *ctx, enum ctl_client_state st, const char *detail,
+                     const struct ctl_register_resp *resp)
+{
+	struct tctx *t = ctx;
+
+	if (t->n_states < 64)
+		t->states[t->n_states++] = st;
+	snprintf(t->last_detail, sizeof(t->last_detail), "%s", detail);
+	if (resp) {
+		t->resp = *resp;
+		t->have_resp = true;
+	}
+	if (st == CTL_CLIENT_ONLINE && t->free_on_online) {
+		ctl_client_free(t->c);
+		t->c = NULL;
+	}
+}
+
+static void cb_map(void *ctx, const struct ctl_map_full *map,
+                   const struct ctl_map_change *chg)
+{
+	struct tctx *t = ctx;
+
+	t->n_maps++;
+	t->chg = *chg;
+	assert_true(chg->n_changed <= 16 && chg->n_removed <= 16 && map->n_peers <= 16);
+	if (chg->n_changed)
+		memcpy(t->changed, chg->changed, chg->n_changed * sizeof(uint64_t));
+	if (chg->n_removed)
+		memcpy(t->removed, chg->removed, chg->n_removed * sizeof(uint64_t));
+	t->n_map_ids = map->n_peers;
+	for (size_t i = 0; i < map->n_peers; i++)
+		t->map_ids[i] = map->peers[i].id;
+	t->map_version = map->version;
+}
+
+static const struct ctl_client_callbacks cbs = {.on_state = cb_state, .on_map = cb_map};
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/* Runs the loop until cond or ms pass; returns cond's last value. */
+static bool run_until(struct tctx *t, bool (*cond)(struct tctx *), uint64_t ms)
+{
+	uint64_t end = now_ms() + ms;
+	struct timeval tv = {0, 2000};
+	struct event *tick = event_new(t->base, -1, EV_PERSIST, tick_cb, NULL);
+
+	event_add(tick, &tv);
+	while (!(cond && cond(t)) && now_ms() < end)
+		event_base_loop(t->base, EVLOOP_ONCE);
+	event_free(tick);
+	return cond ? cond(t) : true;
+}
+
+static enum ctl_client_state cur_state(struct tctx *t)
+{
+	return t->n_states ? t->states[t->n_states - 1] : 0;
+}
+
+static bool is_online(struct tctx *t)
+{
+	return cur_state(t) == CTL_CLIENT_ONLINE;
+}
+
+static bool is_backoff(struct tctx *t)
+{
+	return cur_state(t) == CTL_CLIENT_BACKOFF;
+}
+
+static int setup(void **state)
+{
+	struct tctx *t = calloc(1, sizeof(*t));
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	struct sockaddr_in bound;
+	socklen_t bl = sizeof(bound);
+
+	t->base = event_base_new();
+	t->srv.base = t->base;
+	ctl_noise_keypair(t->srv.priv, t->srv.pub);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	t->srv.lis = evconnlistener_new_bind(t->base, fs_accept, &t->srv,
+	                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+	                                     16, (struct sockaddr *)&sin, sizeof(sin));
+	assert_non_null(t->srv.lis);
+	getsockname(evconnlistener_get_fd(t->srv.lis), (struct sockaddr *)&bound, &bl);
+	t->srv.port = ntohs(bound.sin_port);
+	t->srv.full_version = 1;
+	*state = t;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct tctx *t = *state;
+
+	ctl_client_free(t->c);
+	fconn_free(t->srv.conn);
+	evconnlistener_free(t->srv.lis);
+	event_base_free(t->base);
+	free(t);
+	return 0;
+}
+
+static void base_cfg(struct tctx *t, struct ctl_client_config *cfg)
+{
+	static const char *const tags[] = {"tag:web"};
+	uint8_t pub[32];
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->base = t->base;
+	cfg->host = "127.0.0.1";
+	cfg->port = t->srv.port;
+	memcpy(cfg->server_key, t->srv.pub, 32);
+	ctl_noise_keypair(cfg->machine_priv, pub);
+	memset(cfg->node_key, 7, 32);
+	memset(cfg->disco_key, 8, 32);
+	cfg->hostname = "box";
+	cfg->auth_key = "tskey-secret";
+	cfg->tags = tags;
+	cfg->n_tags = 1;
+	cfg->backoff_min_ms = 50;
+	cfg->backoff_max_ms = 400;
+	cfg->cb = &cbs;
+	cfg->ctx = t;
+}
+
+static void start(struct tctx *t, struct ctl_client_config *cfg)
+{
+	char err[256];
+
+	t->c = ctl_client_new(cfg, err, sizeof(err));
+	assert_non_null(t->c);
+	assert_int_equal(t->n_states, 0); /* callbacks only from the loop */
+}
+
+static void test_register_online(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	struct ctl_client_status st;
+
+	base_cfg(t, &cfg);
+	start(t, &cfg);
+	assert_true(run_until(t, is_online, 3000));
+	assert_int_equal(t->states[0], CTL_CLIENT_CONNECTING);
+	assert_int_equal(t->states[1], CTL_CLIENT_HANDSHAKE);
+	assert_int_equal(t->states[2], CTL_CLIENT_REGISTERING);
+	assert_true(t->have_resp);
+	assert_int_equal(t->resp.node_id, 100);
+	assert_string_equal(t->resp.fqdn, "me.mesh.test");
+	assert_string_equal(t->srv.last_req.auth_key, "tskey-secret");
+	assert_string_equal(t->srv.last_req.hostname, "box");
+	assert_string_equal(t->srv.last_req.os, "linux");
+	assert_string_equal(t->srv.last_req.version, "unknown");
+	assert_int_equal(t->srv.last_req.n_tags, 1);
+	assert_string_equal(t->srv.last_req.tags[0], "tag:web");
+	ctl_client_get_status(t->c, &st);
+	assert_int_equal(st.state, CTL_CLIENT_ONLINE);
+	assert_int_equal(st.sessions, 1);
+	assert_int_equal(st.reconnects, 0);
+	assert_true(st.bytes_in > 0 && st.bytes_out > 0);
+	assert_true(st.connected_since > 0);
+	assert_null(ctl_client_map(t->c));
+	assert_string_equal(ctl_client_state_name(st.state), "online");
+
+	/* after an ok the auth key is gone: a new session resumes without it */
+	ctl_client_reconnect(t->c);
+	t->n_states = 0;
+	assert_true(run_until(t, is_online, 3000));
+	assert_int_equal(t->srv.n_reg, 2);
+	assert_string_equal(t->srv.last_req.auth_key, "");
+}
+
+static void test_pending_then_ok(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+
+	t->srv.reg = FS_PENDING;
+	base_cfg(t, &cfg);
+	cfg.auth_key = NULL;
+	start(t, &cfg);
+	assert_false(run_until(t, is_online, 200));
+	assert_int_equal(cur_state(t), CTL_CLIENT_PENDING);
+	assert_int_equal(t->resp.status, CTL_REG_PENDING);
+	fs_send_resp(&t->srv, CTL_REG_OK, 0, "");
+	assert_true(run_until(t, is_online, 2000));
+	assert_int_equal(t->srv.accepts, 1);
+}
+
+static bool maps_1(struct tctx *t)
+{
+	return t->n_maps >= 1;
+}
+static bool maps_2(struct tctx *t)
+{
+	return t->n_maps >= 2;
+}
+static bool maps_3(struct tctx *t)
+{
+	return t->n_maps >= 3;
+}
+static bool maps_4(struct tctx *t)
+{
+	return t->n_maps >= 4;
+}
+
+static void assert_ids(const uint64_t *got, size_t n, const uint64_t *want, size_t nw)
+{
+	assert_int_equal(n, nw);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(got[i], want[i]);
+}
+
+static void test_map_full_and_deltas(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	struct ctl_client_status st;
+
+	base_cfg(t, &cfg);
+	start(t, &cfg);
+	assert_true(run_until(t, is_online, 3000));
+
+	uint64_t full1[] = {3, 1, 2};
+	fs_send_full(&t->srv, 1, full1, 3);
+	assert_true(run_until(t, maps_1, 2000));
+	assert_true(t->chg.full);
+	assert_ids(t->map_ids, t->n_map_ids, (uint64_t[]){1, 2, 3}, 3);
+	assert_ids(t->changed, t->chg.n_changed, (uint64_t[]){1, 2, 3}, 3);
+	assert_int_equal(t->chg.n_removed, 0);
+
+	/* add 4, change 2, remove 1 */
+	uint64_t add[] = {4, 2}, rm[] = {1};
+	fs_send_delta(&t->srv, 2, 1, add, 2, "renamed", rm, 1);
+	assert_true(run_until(t, maps_2, 2000));
+	assert_false(t->chg.full);
+	assert_int_equal(t->map_version, 2);
+	assert_ids(t->map_ids, t->n_map_ids, (uint64_t[]){2, 3, 4}, 3);
+	assert_ids(t->changed, t->chg.n_changed, (uint64_t[]){4, 2}, 2);
+	assert_ids(t->removed, t->chg.n_removed, (uint64_t[]){1}, 1);
+	const struct ctl_map_full *m = ctl_client_map(t->c);
+	assert_string_equal(m->peers[0].name, "renamed");
+	assert_string_equal(m->peers[1].name, "n3");
+
+	/* remove 3 and an unknown id: only 3 is reported */
+	uint64_t rm2[] = {99, 3};
+	fs_send_delta(&t->srv, 3, 2, NULL, 0, NULL, rm2, 2);
+	assert_true(run_until(t, maps_3, 2000));
+	assert_ids(t->map_ids, t->n_map_ids, (uint64_t[]){2, 4}, 2);
+	assert_int_equal(t->chg.n_changed, 0);
+	assert_ids(t->removed, t->chg.n_removed, (uint64_t[]){3}, 1);
+
+	/* a new full map: removed = what went away */
+	uint64_t full2[] = {5, 2};
+	fs_send_full(&t->srv, 7, full2, 2);
+	assert_true(run_until(t, maps_4, 2000));
+	assert_true(t->chg.full);
+	assert_ids(t->map_ids, t->n_map_ids, (uint64_t[]){2, 5}, 2);
+	assert_ids(t->removed, t->chg.n_removed, (uint64_t[]){4}, 1);
+	ctl_client_get_status(t->c, &st);
+	assert_int_equal(st.maps_full, 2);
+	assert_int_equal(st.maps_delta, 2);
+	assert_int_equal(st.map_version, 7);
+	assert_true(st.last_map > 0);
+}
+
+static void test_delta_wrong_base(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+
+	t->srv.send_full_on_ok = true;
+	base_cfg(t, &cfg);
+	start(t, &cfg);
+	assert_true(run_until(t, maps_1, 3000));
+	assert_int_equal(t->map_version, 1);
+	t->srv.full_version = 5;
+	fs_send_delta(&t->srv, 9, 8, NULL, 0, NULL, NULL, 0);
+	assert_true(run_until(t, is_backoff, 2000));
+	assert_non_null(strstr(t->last_detail, "delta"));
+	assert_true(run_until(t, maps_2, 3000));
+	assert_true(t->chg.full);
+	assert_int_equal(t->map_version, 5);
+	assert_int_equal(t->srv.accepts, 2);
+}
+
+static bool accepts_6(struct tctx *t)
+{
+	return t->srv.accepts >= 6;
+}
+
+static void test_backoff_timing(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	struct ctl_client_status st;
+	const uint32_t want[] = {50, 100, 200, 400, 400};
+
+	t->srv.close_at_once = true;
+	base_cfg(t, &cfg);
+	start(t, &cfg);
+	assert_true(run_until(t, accepts_6, 5000));
+	for (int i = 0; i < 5; i++) {
+		uint64_t gap = t->srv.accept_ms[i + 1] - t->srv.accept_ms[i];
+		print_message("backoff %d: gap %llu ms (range %u..%u)\n", i,
+		              (unsigned long long)gap, want[i] / 2, want[i]);
+		assert_true(gap + 5 >= want[i] / 2);
+		assert_true(gap <= want[i] + 60);
+	}
+	ctl_client_get_status(t->c, &st);
+	assert_true(st.reconnects >= 5);
+	assert_int_equal(st.sessions, 0);
+}
+
+static void test_refused(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	struct ctl_client_status st;
+
+	t->srv.reg = FS_REFUSED;
+	base_cfg(t, &cfg);
+	start(t, &cfg);
+	run_until(t, NULL, 500);
+	assert_int_equal(cur_state(t), CTL_CLIENT_REFUSED);
+	assert_int_equal(t->resp.code, CTL_REASON_AUTH_KEY_EXPIRED);
+	assert_string_equal(t->last_detail, "auth key expired");
+	assert_int_equal(t->srv.accepts, 1);
+	ctl_client_get_status(t->c, &st);
+	assert_int_equal(st.state, CTL_CLIENT_REFUSED);
+	assert_string_equal(st.detail, "auth key expired");
+}
+
+static void test_wrong_server_key(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	uint8_t priv[32];
+
+	base_cfg(t, &cfg);
+	ctl_noise_keypair(priv, cfg.server_key);
+	start(t, &cfg);
+	assert_true(run_until(t, is_backoff, 3000));
+	assert_int_equal(t->srv.hs_fail, 1);
+	print_message("detail: %s\n", t->last_detail);
+	assert_non_null(
+	    strstr(t->last_detail, "server key mismatch or not a mesh-control server"));
+}
+
+static bool accepts_2(struct tctx *t)
+{
+	return t->srv.accepts >= 2 && is_online(t);
+}
+
+static void test_server_silent(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	uint64_t t0;
+
+	base_cfg(t, &cfg);
+	cfg.timeout_ms = 200;
+	cfg.keepalive_ms = 1000;
+	start(t, &cfg);
+	assert_true(run_until(t, is_online, 3000));
+	t0 = now_ms();
+	assert_true(run_until(t, is_backoff, 2000));
+	assert_true(now_ms() - t0 >= 150);
+	assert_non_null(strstr(t->last_detail, "silent"));
+	assert_true(run_until(t, accepts_2, 2000));
+}
+
+static bool eps_1(struct tctx *t)
+{
+	return t->srv.n_eps >= 1;
+}
+static bool eps_2(struct tctx *t)
+{
+	return t->srv.n_eps >= 2;
+}
+static bool eps_3(struct tctx *t)
+{
+	return t->srv.n_eps >= 3;
+}
+
+static void test_endpoints_once(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	struct ctl_endpoints eps = {.n = 1, .home_relay = 3};
+
+	ctl_endpoint_parse("198.18.0.5:41641", &eps.ep[0]);
+	base_cfg(t, &cfg);
+	start(t, &cfg);
+	assert_int_equal(ctl_client_set_endpoints(t->c, &eps), 0);
+	assert_true(run_until(t, eps_1, 3000));
+	assert_int_equal(t->srv.last_eps.n, 1);
+	assert_int_equal(t->srv.last_eps.ep[0].port, 41641);
+	assert_int_equal(t->srv.last_eps.home_relay, 3);
+	/* identical: not resent */
+	assert_int_equal(ctl_client_set_endpoints(t->c, &eps), 0);
+	run_until(t, NULL, 100);
+	assert_int_equal(t->srv.n_eps, 1);
+	/* changed: sent */
+	eps.n = 2;
+	ctl_endpoint_parse("[fd00::5]:41641", &eps.ep[1]);
+	assert_int_equal(ctl_client_set_endpoints(t->c, &eps), 0);
+	assert_true(run_until(t, eps_2, 2000));
+	assert_int_equal(t->srv.last_eps.n, 2);
+	/* a new session: sent again after registration */
+	ctl_client_reconnect(t->c);
+	assert_true(run_until(t, eps_3, 3000));
+	run_until(t, NULL, 100);
+	assert_int_equal(t->srv.n_eps, 3);
+	assert_int_equal(t->srv.n_reg, 2);
+}
+
+static void test_keepalive(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+
+	base_cfg(t, &cfg);
+	cfg.keepalive_ms = 50;
+	start(t, &cfg);
+	assert_true(run_until(t, is_online, 3000));
+	run_until(t, NULL, 330);
+	print_message("keepalives in 330 ms at 50 ms: %d\n", t->srv.n_ka);
+	assert_true(t->srv.n_ka >= 4 && t->srv.n_ka <= 8);
+	assert_int_equal(t->srv.accepts, 1);
+}
+
+static void test_free_in_callback(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+
+	t->free_on_online = true;
+	base_cfg(t, &cfg);
+	start(t, &cfg);
+	run_until(t, is_online, 3000);
+	assert_null(t->c);
+	run_until(t, NULL, 200);
+	assert_int_equal(cur_state(t), CTL_CLIENT_ONLINE);
+	assert_int_equal(t->srv.accepts, 1);
+}
+
+static void test_bad_config(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	char err[256];
+
+	base_cfg(t, &cfg);
+	cfg.host = "control.example";
+	assert_null(ctl_client_new(&cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "resolver"));
+	base_cfg(t, &cfg);
+	cfg.port = 0;
+	assert_null(ctl_client_new(&cfg, err, sizeof(err)));
+}
+
+/* ---- ctl_map_apply_delta ---- */
+
+static void map_of(struct ctl_map_full *m, const uint64_t *ids, size_t n)
+{
+	memset(m, 0, sizeof(*m));
+	m->version = 1;
+	m->peers = calloc(n ? n : 1, sizeof(*m->peers));
+	for (size_t i = 0; i < n; i++)
+		fill_peer(&m->peers[i], ids[i], "old");
+	m->n_peers = n;
+}
+
+static void test_apply_delta(void **state)
+{
+	struct ctl_map_full m;
+	struct ctl_peer add[3];
+	uint64_t rm[] = {5, 42};
+	struct ctl_map_delta d = {.version = 2,
+	                          .base_version = 1,
+	                          .n_peers = 3,
+	                          .peers = add,
+	                          .n_removed = 2,
+	                          .removed = rm};
+
+	(void)state;
+	map_of(&m, (uint64_t[]){2, 5, 9}, 3);
+	fill_peer(&add[0], 10, "new");
+	fill_peer(&add[1], 1, "new");
+	fill_peer(&add[2], 9, "new");
+	assert_int_equal(ctl_map_apply_delta(&m, &d), 0);
+	assert_int_equal(m.version, 2);
+	assert_int_equal(m.n_peers, 4);
+	uint64_t want[] = {1, 2, 9, 10};
+	const char *names[] = {"new", "old", "new", "new"};
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(m.peers[i].id, want[i]);
+		assert_string_equal(m.peers[i].name, names[i]);
+	}
+
+	/* base mismatch: -EINVAL, unchanged */
+	d.base_version = 1;
+	assert_int_equal(ctl_map_apply_delta(&m, &d), -EINVAL);
+	assert_int_equal(m.version, 2);
+	assert_int_equal(m.n_peers, 4);
+
+	/* allocation failure (a size no allocator grants): -ENOMEM, unchanged */
+	struct ctl_map_delta big = {
+	    .version = 3, .base_version = 2, .n_peers = SIZE_MAX / 8, .peers = add};
+	assert_int_equal(ctl_map_apply_delta(&m, &big), -ENOMEM);
+	assert_int_equal(m.version, 2);
+	assert_int_equal(m.n_peers, 4);
+	assert_int_equal(m.peers[3].id, 10);
+
+	/* duplicate ids in a delta: refused, unchanged */
+	fill_peer(&add[1], 10, "dup");
+	struct ctl_map_delta dup = {
+	    .version = 3, .base_version = 2, .n_peers = 2, .peers = add};
+	assert_int_equal(ctl_map_apply_delta(&m, &dup), -EINVAL);
+	assert_int_equal(m.n_peers, 4);
+
+	/* remove everything; empty delta on an empty map */
+	uint64_t all[] = {10, 9, 2, 1};
+	struct ctl_map_delta clr = {
+	    .version = 3, .base_version = 2, .n_removed = 4, .removed = all};
+	assert_int_equal(ctl_map_apply_delta(&m, &clr), 0);
+	assert_int_equal(m.n_peers, 0);
+	struct ctl_map_delta none = {.version = 4, .base_version = 3};
+	assert_int_equal(ctl_map_apply_delta(&m, &none), 0);
+	assert_int_equal(m.version, 4);
+	free(m.peers);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_register_online, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pending_then_ok, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_map_full_and_deltas, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delta_wrong_base, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_backoff_timing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_server_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_server_silent, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_endpoints_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
+	    cmocka_unit_test(test_apply_delta),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
