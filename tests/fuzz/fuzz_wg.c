@@ -20,8 +20,14 @@
  *                 cookie reply
  *   5 load:       byte % 3 - 1 -> wg_device_force_under_load
  *   6 refeed:     the last datagram fed again, one byte flipped (offset byte)
- *   7 timers:     keepalive / handshake_all */
+ *   7 timers/map: byte b; b % 4: 0 handshake_all, 1 keepalive, 2 and 3 a
+ *                 network-map change between packets chosen by b >> 2:
+ *                 remove the peer, add it back (same key; a fresh
+ *                 handshake is needed), change its endpoint (v4, v6, none),
+ *                 replace its allowed IPs (subsets of 10.0.0.0/24 and
+ *                 fd00::/64, or none), or its persistent keepalive */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <sodium.h>
@@ -297,19 +303,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static void setup(void)
+/* The device's peer (the harness) as configured at the start. */
+static struct wg_peer *add_harness_peer(void)
 {
 	struct wg_peer_config pc;
 	struct wg_allowed_ip ips[2];
+	struct wg_peer *p;
 	int err;
-
-	memset(&H, 0, sizeof(H));
-	H.dev = wg_device_new(base, DEV_PRIV);
-	if (!H.dev || wg_noise_identity_init(&H.me, PEER_PRIV) != 0)
-		abort();
-	crypto_scalarmult_base(H.dev_pub, H.dev->id.private_key);
-	wg_device_set_rx(H.dev, on_rx, NULL);
-	wg_device_set_tx_hook(H.dev, on_tx, NULL);
 
 	memset(&pc, 0, sizeof(pc));
 	memset(ips, 0, sizeof(ips));
@@ -323,9 +323,80 @@ static void setup(void)
 	pc.allowed_ips = ips;
 	pc.n_allowed_ips = 2;
 	src_addr(&pc.endpoint, 0);
-	H.dev_peer = wg_device_add_peer(H.dev, &pc, &err);
-	if (!H.dev_peer)
+	p = wg_device_add_peer(H.dev, &pc, &err);
+	if (!p)
 		abort();
+	return p;
+}
+
+/* A network-map change between packets. */
+static void op_map(uint8_t sub)
+{
+	struct wg_peer_config pc;
+	struct wg_allowed_ip ips[2];
+	struct wg_peer_info info;
+
+	memset(&pc, 0, sizeof(pc));
+	memcpy(pc.public_key, H.me.public_key, 32);
+	switch (sub % 5) {
+	case 0:
+		if (wg_device_remove_peer(H.dev, H.me.public_key) !=
+		    (H.dev_peer ? 0 : -ENOENT))
+			abort();
+		H.dev_peer = NULL;
+		if (wg_device_peer_count(H.dev) != 0 ||
+		    wg_index_table_count(H.dev->index) != 0)
+			abort();
+		break;
+	case 1:
+		if (!H.dev_peer)
+			H.dev_peer = add_harness_peer();
+		break;
+	case 2:
+		if (sub & 8)
+			src_addr(&pc.endpoint, sub & 16);
+		if (wg_device_update_peer(H.dev, &pc, WG_PEER_UPD_ENDPOINT) !=
+		    (H.dev_peer ? 0 : -ENOENT))
+			abort();
+		break;
+	case 3:
+		memset(ips, 0, sizeof(ips));
+		ips[0].family = AF_INET;
+		ips[0].addr[0] = 10;
+		ips[0].addr[3] = (sub & 32) ? 128 : 0;
+		ips[0].cidr = (sub & 8) ? 25 : 24;
+		ips[1].family = AF_INET6;
+		ips[1].addr[0] = 0xfd;
+		ips[1].cidr = (sub & 16) ? 64 : 72;
+		pc.allowed_ips = ips;
+		pc.n_allowed_ips = (sub >> 3) % 3;
+		if (wg_device_update_peer(H.dev, &pc, WG_PEER_UPD_ALLOWED_IPS) !=
+		    (H.dev_peer ? 0 : -ENOENT))
+			abort();
+		if (H.dev_peer &&
+		    (wg_device_peer_info_by_key(H.dev, H.me.public_key, &info) != 0 ||
+		     info.n_allowed_ips != pc.n_allowed_ips))
+			abort();
+		break;
+	case 4:
+		pc.persistent_keepalive = sub >> 3;
+		if (wg_device_update_peer(H.dev, &pc, WG_PEER_UPD_KEEPALIVE) !=
+		    (H.dev_peer ? 0 : -ENOENT))
+			abort();
+		break;
+	}
+}
+
+static void setup(void)
+{
+	memset(&H, 0, sizeof(H));
+	H.dev = wg_device_new(base, DEV_PRIV);
+	if (!H.dev || wg_noise_identity_init(&H.me, PEER_PRIV) != 0)
+		abort();
+	crypto_scalarmult_base(H.dev_pub, H.dev->id.private_key);
+	wg_device_set_rx(H.dev, on_rx, NULL);
+	wg_device_set_tx_hook(H.dev, on_tx, NULL);
+	H.dev_peer = add_harness_peer();
 	if (wg_noise_handshake_init(&H.hs, &H.me, H.dev_pub, NULL) != 0)
 		abort();
 	wg_cookie_maker_init(&H.maker, H.dev_pub);
@@ -386,14 +457,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			break;
 		}
-		case 7:
+		case 7: {
+			uint8_t b = NEXT();
 			H.n_tx = 0;
-			if (NEXT() & 1)
+			if (b % 4 == 1 && H.dev_peer)
 				wg_send_keepalive(H.dev_peer);
-			else
+			else if (b % 4 == 0)
 				wg_device_handshake_all(H.dev);
+			else if (b % 4 >= 2)
+				op_map(b >> 2);
 			check_device_data();
 			break;
+		}
 		}
 	}
 #undef NEXT
