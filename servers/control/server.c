@@ -1,0 +1,492 @@
+/* mesh-control's node protocol server: listener, connections, handshake,
+ * framing, timers and stats. Registration is in server_reg.c, the network
+ * map and its broadcast in server_map.c. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/util/log.h"
+#include "servers/control/server_int.h"
+
+uint64_t srv_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void fmt_addr(const struct sockaddr *sa, char *out, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)sa;
+		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+		port = ntohs(a->sin_port);
+		snprintf(out, cap, "%s:%u", ip, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)sa;
+		inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+		port = ntohs(a->sin6_port);
+		snprintf(out, cap, "[%s]:%u", ip, port);
+	} else {
+		snprintf(out, cap, "?");
+	}
+}
+
+/* --- sending ------------------------------------------------------------ */
+
+int srv_send_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t len)
+{
+	struct ctl_server *s = c->s;
+	if (c->state == SRV_CLOSING || len > CTL_FRAME_BODY_MAX)
+		return -EINVAL;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t need = ctl_frame_sealed_size(len);
+	struct evbuffer_iovec v;
+	if (evbuffer_reserve_space(out, (ev_ssize_t)need, &v, 1) < 1 || v.iov_len < need)
+		return -ENOMEM;
+	size_t wrote = 0;
+	int r = ctl_frame_seal(&c->tr, type, body, len, v.iov_base, v.iov_len, &wrote);
+	if (r < 0)
+		return r;
+	v.iov_len = wrote;
+	if (evbuffer_commit_space(out, &v, 1) < 0)
+		return -ENOMEM;
+	s->st.bytes_out += wrote;
+	c->last_send_ms = srv_now_ms();
+	if (evbuffer_get_length(out) > s->cfg.max_outbuf) {
+		s->st.slow_closed++;
+		log_info("mesh-control: %s: output queue over %zu bytes; closing slow "
+		         "reader",
+		         c->peer, s->cfg.max_outbuf);
+		return -ENOBUFS;
+	}
+	return 0;
+}
+
+int srv_send_msg(struct srv_conn *c, const struct ctl_msg *m)
+{
+	uint8_t *body = NULL;
+	size_t len = 0;
+	struct ctl_msg_err me;
+	int r = ctl_msg_encode(m, &body, &len, &me);
+	if (r < 0) {
+		log_warn("mesh-control: encoding %s failed: %s",
+		         ctl_msg_type_name(m->type), me.text);
+		return r;
+	}
+	r = srv_send_body(c, (uint8_t)m->type, body, len);
+	free(body);
+	return r;
+}
+
+/* --- connection lifecycle ----------------------------------------------- */
+
+static bool other_conn_of(const struct ctl_server *s, const struct srv_conn *c)
+{
+	for (const struct srv_conn *o = s->conns; o; o = o->next)
+		if (o != c && o->node_id == c->node_id &&
+		    (o->state == SRV_ONLINE || o->state == SRV_PENDING))
+			return true;
+	return false;
+}
+
+void srv_set_offline(struct ctl_server *s, int64_t node_id)
+{
+	struct ctl_node_update u = {.mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
+	                            .online = false,
+	                            .last_seen = (int64_t)time(NULL)};
+	int r = ctl_store_node_update(s->cfg.store, node_id, &u);
+	if (r < 0 && r != CTL_STORE_ENOTFOUND)
+		log_warn("mesh-control: node %lld offline: %s", (long long)node_id,
+		         ctl_store_errmsg(s->cfg.store));
+	srv_broadcast_schedule(s);
+}
+
+void srv_conn_free(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	if (c->state == SRV_ONLINE) {
+		c->state = SRV_CLOSING;
+		s->st.nodes_online--;
+		if (!other_conn_of(s, c)) {
+			const struct srv_node *n = srv_snap_find(s, c->node_id);
+			log_info("mesh-control: node %lld (%s) offline",
+			         (long long)c->node_id, n ? n->peer.name : "?");
+			srv_set_offline(s, c->node_id);
+		}
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->st.conns_active--;
+	bufferevent_free(c->bev);
+	ctl_frame_decoder_free(&c->dec);
+	ctl_noise_handshake_wipe(&c->hs);
+	ctl_noise_transport_wipe(&c->tr);
+	sodium_memzero(c, sizeof *c);
+	free(c);
+}
+
+static void closing_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct srv_conn *c = arg;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		srv_conn_free(c);
+}
+
+/* Sends ERROR, then closes once it is flushed (or at the next tick). */
+void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text)
+{
+	struct ctl_msg m = {.type = CTL_MSG_ERROR};
+	m.u.error.code = code;
+	snprintf(m.u.error.text, sizeof m.u.error.text, "%s", text);
+	if (c->state == SRV_CLOSING)
+		return;
+	int r = (c->state == SRV_HANDSHAKE) ? -EINVAL : srv_send_msg(c, &m);
+	if (c->state == SRV_ONLINE)
+		c->s->st.nodes_online--;
+	/* mark offline now; the flush may take a while */
+	if (c->node_id && (c->state == SRV_ONLINE) && !other_conn_of(c->s, c)) {
+		const struct srv_node *n = srv_snap_find(c->s, c->node_id);
+		if (n && n->peer.online)
+			srv_set_offline(c->s, c->node_id);
+	}
+	c->state = SRV_CLOSING;
+	c->node_id = 0;
+	if (r < 0) {
+		srv_conn_free(c);
+		return;
+	}
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_setcb(c->bev, NULL, closing_write_cb, NULL, c);
+	c->opened_ms = srv_now_ms(); /* closing deadline base */
+}
+
+/* --- receiving ---------------------------------------------------------- */
+
+static int on_hs1(struct srv_conn *c, const struct ctl_frame *f)
+{
+	struct ctl_server *s = c->s;
+	if (f->type != CTL_FRAME_HS1) {
+		s->st.bad_frames++;
+		return -EPROTO;
+	}
+	uint8_t pl[64];
+	size_t pl_len = 0;
+	int r = ctl_noise_init_responder(&c->hs, s->cfg.server_priv, NULL, 0);
+	if (r == 0)
+		r = ctl_noise_read_msg1(&c->hs, f->body, f->len, pl, sizeof pl, &pl_len);
+	if (r < 0) {
+		s->st.handshakes_failed++;
+		log_debug("mesh-control: %s: handshake failed (%s)", c->peer,
+		          strerror(-r));
+		return r;
+	}
+	memcpy(c->machine_key, ctl_noise_remote_static(&c->hs), CTL_KEY_LEN);
+	if (!srv_replay_check(s, c->machine_key, ctl_noise_timestamp(&c->hs))) {
+		s->st.replays++;
+		s->st.handshakes_failed++;
+		log_info("mesh-control: %s: replayed handshake refused", c->peer);
+		return -EBADMSG;
+	}
+	uint8_t m2[CTL_NOISE_MSG2_MIN], fr[CTL_NOISE_MSG2_MIN + 8];
+	size_t m2_len = 0, fr_len = 0;
+	r = ctl_noise_write_msg2(&c->hs, NULL, 0, m2, sizeof m2, &m2_len);
+	if (r == 0)
+		r = ctl_frame_encode_handshake(CTL_FRAME_HS2, m2, m2_len, fr, sizeof fr,
+		                               &fr_len);
+	if (r == 0)
+		r = ctl_noise_split(&c->hs, &c->tr);
+	if (r < 0) {
+		s->st.handshakes_failed++;
+		return r;
+	}
+	bufferevent_write(c->bev, fr, fr_len);
+	s->st.bytes_out += fr_len;
+	c->last_send_ms = srv_now_ms();
+	ctl_frame_decoder_set_transport(&c->dec, &c->tr);
+	c->state = SRV_WAIT_REG;
+	s->st.handshakes_ok++;
+	return 0;
+}
+
+static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
+{
+	struct ctl_server *s = c->s;
+	struct ctl_msg m;
+	struct ctl_msg_err me;
+	int r = ctl_msg_decode(f->type, f->body, f->len, &m, &me);
+	if (r < 0) {
+		s->st.bad_messages++;
+		log_debug("mesh-control: %s: bad message type 0x%02x: %s", c->peer,
+		          f->type, me.text);
+		return r;
+	}
+	switch (m.type) {
+	case CTL_MSG_REGISTER_REQ:
+		r = c->state == SRV_WAIT_REG ? srv_on_register(c, &m.u.reg_req) : -EPROTO;
+		break;
+	case CTL_MSG_ENDPOINTS:
+		r = (c->state == SRV_ONLINE || c->state == SRV_PENDING)
+		        ? srv_on_endpoints(c, &m.u.endpoints)
+		        : -EPROTO;
+		break;
+	case CTL_MSG_KEEPALIVE:
+		r = 0;
+		break;
+	case CTL_MSG_ERROR:
+		log_info("mesh-control: %s: node says error %u: %s", c->peer,
+		         m.u.error.code, m.u.error.text);
+		r = -ECONNRESET;
+		break;
+	default:
+		r = -EPROTO;
+		break;
+	}
+	if (r == -EPROTO) {
+		s->st.bad_messages++;
+		log_debug("mesh-control: %s: unexpected %s", c->peer,
+		          ctl_msg_type_name(m.type));
+	}
+	ctl_msg_free(&m);
+	return r;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct srv_conn *c = arg;
+	struct ctl_server *s = c->s;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	int r = 0;
+	while (r >= 0 && c->state != SRV_CLOSING && evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		size_t off = 0;
+		while (off < v.iov_len && r >= 0 && c->state != SRV_CLOSING) {
+			size_t used = 0;
+			struct ctl_frame f;
+			int d =
+			    ctl_frame_decode(&c->dec, (const uint8_t *)v.iov_base + off,
+			                     v.iov_len - off, &used, &f);
+			off += used;
+			if (d < 0) {
+				s->st.bad_frames++;
+				log_debug("mesh-control: %s: bad frame (%s)", c->peer,
+				          strerror(-d));
+				r = d;
+			} else if (d == CTL_FRAME_READY) {
+				c->last_recv_ms = srv_now_ms();
+				r = c->state == SRV_HANDSHAKE ? on_hs1(c, &f)
+				                              : on_msg(c, &f);
+			}
+		}
+		s->st.bytes_in += off;
+		evbuffer_drain(in, off);
+	}
+	if (r < 0 && c->state != SRV_CLOSING)
+		srv_conn_free(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct srv_conn *c = arg;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		srv_conn_free(c);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+	struct ctl_server *s = arg;
+	s->st.conns_total++;
+	if (s->st.conns_active >= s->cfg.max_conns) {
+		s->st.conns_refused_limit++;
+		evutil_closesocket(fd);
+		return;
+	}
+	struct srv_conn *c = calloc(1, sizeof *c);
+	struct bufferevent *bev =
+	    bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c || !bev) {
+		free(c);
+		if (bev)
+			bufferevent_free(bev);
+		else
+			evutil_closesocket(fd);
+		return;
+	}
+	c->s = s;
+	c->bev = bev;
+	c->state = SRV_HANDSHAKE;
+	c->opened_ms = c->last_recv_ms = c->last_send_ms = srv_now_ms();
+	fmt_addr(sa, c->peer, sizeof c->peer);
+	ctl_frame_decoder_init(&c->dec);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->st.conns_active++;
+	bufferevent_setcb(bev, read_cb, NULL, event_cb, c);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* Every tick: handshake deadline, idle close, keepalives, stuck closers. */
+static void tick_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct ctl_server *s = arg;
+	uint64_t now = srv_now_ms();
+	struct ctl_msg ka = {.type = CTL_MSG_KEEPALIVE};
+	for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
+		nx = c->next;
+		if (c->state == SRV_CLOSING) {
+			if (now - c->opened_ms > 5000)
+				srv_conn_free(c);
+		} else if (c->state == SRV_HANDSHAKE || c->state == SRV_WAIT_REG) {
+			if (now - c->opened_ms > s->cfg.handshake_ms) {
+				s->st.idle_closed++;
+				srv_conn_free(c);
+			}
+		} else if (now - c->last_recv_ms > s->cfg.idle_ms) {
+			s->st.idle_closed++;
+			log_info("mesh-control: %s: silent for %u ms; closing", c->peer,
+			         s->cfg.idle_ms);
+			srv_conn_free(c);
+		} else if (now - c->last_send_ms >= s->cfg.keepalive_ms) {
+			if (srv_send_msg(c, &ka) < 0)
+				srv_conn_free(c);
+		}
+	}
+}
+
+/* --- public ------------------------------------------------------------- */
+
+static uint32_t dflt(uint32_t v, uint32_t d)
+{
+	return v ? v : d;
+}
+
+struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err,
+                                  size_t errlen)
+{
+	struct ctl_server *s = calloc(1, sizeof *s);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->cfg = *cfg;
+	s->cfg.max_conns = dflt(cfg->max_conns, 10000);
+	s->cfg.handshake_ms = dflt(cfg->handshake_ms, 10000);
+	s->cfg.idle_ms = dflt(cfg->idle_ms, 90000);
+	s->cfg.keepalive_ms = dflt(cfg->keepalive_ms, 25000);
+	s->cfg.poll_ms = dflt(cfg->poll_ms, 500);
+	s->cfg.coalesce_ms = dflt(cfg->coalesce_ms, 50);
+	s->cfg.ephemeral_timeout_s = dflt(cfg->ephemeral_timeout_s, 300);
+	if (!s->cfg.max_outbuf)
+		s->cfg.max_outbuf = (size_t)64 << 20;
+	char addr[80];
+	fmt_addr((const struct sockaddr *)&cfg->listen, addr, sizeof addr);
+
+	int r = ctl_store_get_meta(cfg->store, &s->meta);
+	if (r < 0) {
+		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
+		goto fail;
+	}
+	if (srv_snap_refresh(s) < 0) {
+		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
+		goto fail;
+	}
+	s->tomb_floor = s->snap_version;
+	/* Nodes left online by a previous run are offline now. */
+	for (size_t i = 0; i < s->n_nodes; i++)
+		if (s->nodes[i].peer.online)
+			srv_set_offline(s, s->nodes[i].id);
+	s->lis = evconnlistener_new_bind(
+	    cfg->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
+	    (const struct sockaddr *)&cfg->listen, (int)cfg->listen_len);
+	if (!s->lis) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s%s", addr, strerror(e),
+		         e == EADDRINUSE ? " (is another mesh-control running?)" : "");
+		goto fail;
+	}
+	uint32_t t = s->cfg.handshake_ms;
+	if (s->cfg.idle_ms < t)
+		t = s->cfg.idle_ms;
+	if (s->cfg.keepalive_ms < t)
+		t = s->cfg.keepalive_ms;
+	t /= 4;
+	if (t > 1000)
+		t = 1000;
+	if (t < 5)
+		t = 5;
+	struct timeval tv = {t / 1000, (t % 1000) * 1000};
+	struct timeval pv = {s->cfg.poll_ms / 1000, (s->cfg.poll_ms % 1000) * 1000};
+	s->tick = event_new(cfg->base, -1, EV_PERSIST, tick_cb, s);
+	s->poll = event_new(cfg->base, -1, EV_PERSIST, srv_poll_cb, s);
+	s->bcast = evtimer_new(cfg->base, srv_broadcast_cb, s);
+	if (!s->tick || !s->poll || !s->bcast) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	event_add(s->tick, &tv);
+	event_add(s->poll, &pv);
+	return s;
+fail:
+	ctl_server_free(s);
+	return NULL;
+}
+
+void ctl_server_free(struct ctl_server *s)
+{
+	if (!s)
+		return;
+	while (s->conns)
+		srv_conn_free(s->conns);
+	if (s->lis)
+		evconnlistener_free(s->lis);
+	if (s->tick)
+		event_free(s->tick);
+	if (s->poll)
+		event_free(s->poll);
+	if (s->bcast)
+		event_free(s->bcast);
+	srv_snap_free(s);
+	free(s->replay);
+	sodium_memzero(s->cfg.server_priv, sizeof s->cfg.server_priv);
+	free(s);
+}
+
+void ctl_server_local(const struct ctl_server *s, struct sockaddr_storage *ss,
+                      socklen_t *len)
+{
+	memset(ss, 0, sizeof *ss);
+	*len = sizeof *ss;
+	if (getsockname(evconnlistener_get_fd(s->lis), (struct sockaddr *)ss, len) < 0)
+		*len = 0;
+}
+
+void ctl_server_notify(struct ctl_server *s)
+{
+	srv_broadcast_schedule(s);
+}
+
+void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *st)
+{
+	*st = s->st;
+	st->map_version = s->snap_version;
+}

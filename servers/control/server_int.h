@@ -1,0 +1,108 @@
+/* Private to server*.c: the node-protocol server's state. */
+#ifndef MESH_CTL_SERVER_INT_H
+#define MESH_CTL_SERVER_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/control/frame.h"
+#include "core/control/msg.h"
+#include "core/control/noise_ik.h"
+#include "servers/control/server.h"
+#include "servers/control/store.h"
+
+struct bufferevent;
+struct evconnlistener;
+struct event;
+
+enum srv_conn_state {
+	SRV_HANDSHAKE = 1, /* waiting for HS1 */
+	SRV_WAIT_REG,      /* transport up, waiting for REGISTER_REQ */
+	SRV_PENDING,       /* registered, not approved */
+	SRV_ONLINE,        /* registered, maps flowing */
+	SRV_CLOSING,       /* flushing a last ERROR, then freed */
+};
+
+struct srv_conn {
+	struct srv_conn *prev, *next;
+	struct ctl_server *s;
+	struct bufferevent *bev;
+	enum srv_conn_state state;
+	struct ctl_frame_decoder dec;
+	struct ctl_noise_handshake hs;
+	struct ctl_noise_transport tr;
+	uint8_t machine_key[CTL_KEY_LEN];
+	int64_t node_id;      /* 0 until registered */
+	int64_t sent_version; /* map version this node has */
+	uint64_t bcast_gen;   /* last broadcast that looked at it */
+	uint64_t opened_ms, last_recv_ms, last_send_ms;
+	char peer[64]; /* "ip:port" for logs */
+};
+
+/* One node in the in-memory snapshot (sorted by id). */
+struct srv_node {
+	int64_t id;
+	int64_t version;
+	int64_t expiry;
+	bool approved, ephemeral;
+	uint8_t machine_key[CTL_KEY_LEN];
+	struct ctl_peer peer; /* as sent to others */
+};
+
+struct srv_tomb {
+	int64_t id, version;
+};
+
+struct srv_replay {
+	uint8_t key[CTL_KEY_LEN];
+	uint8_t ts[CTL_NOISE_TIMESTAMP_LEN];
+	bool used;
+};
+
+struct ctl_server {
+	struct ctl_server_config cfg;
+	struct evconnlistener *lis;
+	struct event *tick, *poll, *bcast;
+	uint64_t bcast_gen;
+	struct srv_conn *conns; /* list head */
+	struct ctl_server_stats st;
+	struct ctl_meta meta;
+	/* snapshot */
+	struct srv_node *nodes;
+	size_t n_nodes, cap_nodes;
+	int64_t snap_version;
+	struct srv_tomb *tombs;
+	size_t n_tombs, cap_tombs;
+	int64_t tomb_floor; /* tombstones at or below this were dropped */
+	/* replay table: open addressing */
+	struct srv_replay *replay;
+	size_t replay_cap, replay_used;
+};
+
+/* server.c */
+uint64_t srv_now_ms(void);
+int srv_send_msg(struct srv_conn *c, const struct ctl_msg *m);
+int srv_send_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t len);
+void srv_conn_free(struct srv_conn *c);
+void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text);
+void srv_set_offline(struct ctl_server *s, int64_t node_id);
+
+/* server_map.c */
+int srv_snap_refresh(struct ctl_server *s);
+const struct srv_node *srv_snap_find(const struct ctl_server *s, int64_t id);
+bool srv_node_visible(const struct srv_node *n, int64_t now);
+int srv_send_full(struct srv_conn *c);
+void srv_broadcast_schedule(struct ctl_server *s);
+void srv_broadcast_cb(int fd, short ev, void *arg);
+void srv_poll_cb(int fd, short ev, void *arg);
+void srv_snap_free(struct ctl_server *s);
+void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p);
+
+/* server_reg.c */
+int srv_on_register(struct srv_conn *c, struct ctl_register_req *req);
+int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps);
+int srv_go_online(struct srv_conn *c, const struct srv_node *n);
+bool srv_replay_check(struct ctl_server *s, const uint8_t *key, const uint8_t *ts);
+
+#endif
