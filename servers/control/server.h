@@ -93,4 +93,9 @@ struct ctl_server_stats {
 };
 void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *st);
 
+/* `mesh-control [--data DIR] serve [OPTIONS]` (servers/control/server_serve.c):
+ * argc/argv are main's; parses them itself (serve --help prints its
+ * options) and returns the exit code. */
+int ctl_serve_main(int argc, char **argv);
+
 #endif
