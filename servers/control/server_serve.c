@@ -1,0 +1,317 @@
+/* `mesh-control [--data DIR] serve ...`: runs the node protocol server
+ * (server.h) and, with --admin-listen, the HTTP admin API (admin.h) on one
+ * event loop until SIGINT / SIGTERM. */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <netdb.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/control/noise_ik.h"
+#include "core/util/log.h"
+#include "servers/control/admin.h"
+#include "servers/control/cli_util.h"
+#include "servers/control/server.h"
+#include "servers/control/store.h"
+
+static const char serve_usage[] =
+    "usage: mesh-control [--data DIR] serve [--listen HOST:PORT]\n"
+    "                    [--admin-listen HOST:PORT] [--ephemeral-timeout DUR]\n"
+    "                    [--log-level LEVEL]\n"
+    "\n"
+    "Runs the node protocol: nodes connect (Noise IK, the server key in their\n"
+    "join token), register with an auth key or wait for approval, and receive\n"
+    "the network map and its changes. Runs as any user; stop with Ctrl-C or\n"
+    "SIGTERM. Admin commands (keys, nodes) work while it runs.\n"
+    "\n"
+    "options:\n"
+    "  --data DIR               data directory made by `mesh-control init`\n"
+    "                           (default $MESH_CONTROL_DATA)\n"
+    "  --listen HOST:PORT       where to accept nodes (default: control.conf's\n"
+    "                           listen, the address in join tokens)\n"
+    "  --admin-listen HOST:PORT also serve the HTTP admin API there (API keys:\n"
+    "                           `mesh-control apikeys create`)\n"
+    "  --ephemeral-timeout DUR  remove ephemeral nodes DUR after they go offline\n"
+    "                           (default 5m)\n"
+    "  --log-level LEVEL        error, warn, info (default) or debug\n";
+
+static int serve_die(const char *msg, const char *arg)
+{
+	fprintf(stderr, "mesh-control: ");
+	fprintf(stderr, msg, arg);
+	fprintf(stderr, "\nrun `mesh-control serve --help` for usage\n");
+	return 2;
+}
+
+static int conf_cb(void *u, const char *section, const char *name, const char *value)
+{
+	(void)section;
+	if (!strcmp(name, "listen"))
+		snprintf(u, 280, "%s", value);
+	return 1;
+}
+
+/* HOST:PORT -> socket address (an IP literal, or a name resolved once at
+ * startup). */
+static int resolve(const char *hp, struct sockaddr_storage *ss, socklen_t *len,
+                   char *host, size_t hostcap, uint16_t *port)
+{
+	if (!ctl_cli_split_hostport(hp, host, hostcap, port))
+		return -EINVAL;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+	                         .ai_socktype = SOCK_STREAM,
+	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	char ps[8];
+	snprintf(ps, sizeof ps, "%u", *port);
+	if (getaddrinfo(host, ps, &hints, &res) != 0 || !res)
+		return -ENOENT;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static int read_key(const char *path, uint8_t priv[32])
+{
+	char buf[128];
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -EINVAL;
+	buf[n] = 0;
+	size_t bl = 0;
+	const char *end = NULL;
+	int r = sodium_base642bin(priv, 32, buf, (size_t)n, " \t\r\n", &bl, &end,
+	                          sodium_base64_VARIANT_ORIGINAL);
+	sodium_memzero(buf, sizeof buf);
+	return (r == 0 && bl == 32) ? 0 : -EINVAL;
+}
+
+static void on_signal(evutil_socket_t sig, short ev, void *arg)
+{
+	log_info("mesh-control: %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	event_base_loopbreak(arg);
+}
+
+struct serve_opts {
+	const char *data, *listen, *admin, *eph, *level;
+};
+
+static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
+{
+	static const char *const names[] = {"--data", "--listen", "--admin-listen",
+	                                    "--ephemeral-timeout", "--log-level"};
+	const char **vals[] = {&o->data, &o->listen, &o->admin, &o->eph, &o->level};
+	bool seen_serve = false;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			*help = true;
+			continue;
+		}
+		if (a[0] != '-') {
+			if (seen_serve || strcmp(a, "serve"))
+				return serve_die("serve: unexpected argument %s", a);
+			seen_serve = true;
+			continue;
+		}
+		size_t nl = strcspn(a, "=");
+		size_t k;
+		for (k = 0; k < sizeof names / sizeof *names; k++)
+			if (strlen(names[k]) == nl && !strncmp(a, names[k], nl))
+				break;
+		if (k == sizeof names / sizeof *names)
+			return serve_die("serve does not take %s", a);
+		if (a[nl] == '=')
+			*vals[k] = a + nl + 1;
+		else if (i + 1 < argc)
+			*vals[k] = argv[++i];
+		else
+			return serve_die("%s needs a value", a);
+	}
+	return 0;
+}
+
+int ctl_serve_main(int argc, char **argv)
+{
+	struct serve_opts o = {0};
+	bool help = false;
+	int r = parse(argc, argv, &o, &help);
+	if (r)
+		return r;
+	if (help) {
+		fputs(serve_usage, stdout);
+		return 0;
+	}
+	if (!o.data || !*o.data)
+		o.data = getenv("MESH_CONTROL_DATA");
+	if (!o.data || !*o.data)
+		return serve_die("%s", "no data directory: pass --data DIR or set "
+		                       "MESH_CONTROL_DATA");
+	if (strlen(o.data) > 3000)
+		return serve_die("--data %s: path too long", o.data);
+	if (o.level) {
+		int lv = log_level_parse(o.level);
+		if (lv < 0)
+			return serve_die("--log-level %s: expected error, warn, info or "
+			                 "debug",
+			                 o.level);
+		log_set_level((enum log_level)lv);
+	}
+	int64_t eph = 300;
+	if (o.eph && (eph = ctl_cli_parse_dur(o.eph)) < 0)
+		return serve_die("--ephemeral-timeout %s: expected a duration such as "
+		                 "30s, 10m, 2h",
+		                 o.eph);
+	if (eph > UINT32_MAX)
+		eph = UINT32_MAX;
+	if (sodium_init() < 0)
+		return 1;
+
+	char path[3100], err[512], conf_listen[280] = "";
+	snprintf(path, sizeof path, "%s/control.db", o.data);
+	struct stat sb;
+	if (stat(path, &sb) < 0) {
+		fprintf(stderr,
+		        "mesh-control: %s is not a mesh-control data directory; run "
+		        "`mesh-control --data %s init` first\n",
+		        o.data, o.data);
+		return 1;
+	}
+	struct ctl_store *st = ctl_store_open_sqlite(o.data, err, sizeof err);
+	if (!st) {
+		fprintf(stderr, "mesh-control: cannot open the store in %s: %s\n", o.data,
+		        err);
+		return 1;
+	}
+	struct ctl_meta meta;
+	struct ctl_server_config cfg = {.ephemeral_timeout_s = (uint32_t)eph};
+	struct event_base *base = NULL;
+	struct ctl_server *srv = NULL;
+	struct ctl_admin *adm = NULL;
+	struct event *sigs[2] = {NULL, NULL};
+	int rc = 1;
+	if ((r = ctl_store_get_meta(st, &meta)) < 0) {
+		if (r == CTL_STORE_ENOTFOUND)
+			fprintf(
+			    stderr,
+			    "mesh-control: the store in %s was never initialised; run "
+			    "`mesh-control --data %s init` first\n",
+			    o.data, o.data);
+		else
+			fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
+		goto out;
+	}
+	snprintf(path, sizeof path, "%s/server.key", o.data);
+	uint8_t pub[32];
+	if ((r = read_key(path, cfg.server_priv)) < 0) {
+		fprintf(stderr, "mesh-control: cannot read the server key %s: %s\n", path,
+		        r == -EINVAL ? "not a base64 32-byte key" : strerror(-r));
+		goto out;
+	}
+	ctl_noise_public_key(pub, cfg.server_priv);
+	if (sodium_memcmp(pub, meta.server_public, 32)) {
+		fprintf(stderr,
+		        "mesh-control: %s does not belong to the store in %s (its public "
+		        "key differs from the one join tokens carry); refusing to "
+		        "start\n",
+		        path, o.data);
+		goto out;
+	}
+	snprintf(path, sizeof path, "%s/control.conf", o.data);
+	ini_parse(path, conf_cb, conf_listen);
+	const char *lis = o.listen ? o.listen : conf_listen;
+	if (!*lis) {
+		fprintf(stderr,
+		        "mesh-control: no listen address: pass --listen HOST:PORT "
+		        "or set `listen` in control.conf\n");
+		goto out;
+	}
+	char host[256];
+	uint16_t port;
+	if (resolve(lis, &cfg.listen, &cfg.listen_len, host, sizeof host, &port) < 0) {
+		fprintf(stderr,
+		        "mesh-control: listen %s: expected HOST:PORT with a local "
+		        "address, e.g. 0.0.0.0:7443\n",
+		        lis);
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	base = event_base_new();
+	if (!base)
+		goto out;
+	cfg.base = base;
+	cfg.store = st;
+	srv = ctl_server_new(&cfg, err, sizeof err);
+	if (!srv) {
+		fprintf(stderr, "mesh-control: %s\n", err);
+		goto out;
+	}
+	log_info("mesh-control: serving mesh %s on %s", meta.domain, lis);
+	if (o.admin) {
+		struct ctl_admin_config ac = {.base = base, .store = st, .server = srv};
+		char ahost[256];
+		uint16_t aport;
+		if (resolve(o.admin, &ac.listen, &ac.listen_len, ahost, sizeof ahost,
+		            &aport) < 0) {
+			fprintf(stderr,
+			        "mesh-control: --admin-listen %s: expected "
+			        "HOST:PORT with a local address\n",
+			        o.admin);
+			goto out;
+		}
+		/* Tokens name what control.conf says nodes connect to. */
+		const char *tok = *conf_listen ? conf_listen : lis;
+		if (!ctl_cli_split_hostport(tok, ac.control_host, sizeof ac.control_host,
+		                            &ac.control_port)) {
+			snprintf(ac.control_host, sizeof ac.control_host, "%s", host);
+			ac.control_port = port;
+		}
+		memcpy(ac.server_public, meta.server_public, 32);
+		adm = ctl_admin_new(&ac, err, sizeof err);
+		if (!adm) {
+			fprintf(stderr, "mesh-control: admin API: %s\n", err);
+			goto out;
+		}
+		log_info("mesh-control: admin API on %s", o.admin);
+	}
+	sigs[0] = evsignal_new(base, SIGINT, on_signal, base);
+	sigs[1] = evsignal_new(base, SIGTERM, on_signal, base);
+	if (!sigs[0] || !sigs[1] || event_add(sigs[0], NULL) || event_add(sigs[1], NULL))
+		goto out;
+	event_base_dispatch(base);
+	struct ctl_server_stats s;
+	ctl_server_get_stats(srv, &s);
+	log_info("mesh-control: stopped: %llu connections, %llu registrations, %llu "
+	         "online at exit, %llu full maps, %llu deltas, %llu bad frames, "
+	         "%llu bad messages, %llu handshake failures (%llu replays)",
+	         (unsigned long long)s.conns_total,
+	         (unsigned long long)s.registrations_ok,
+	         (unsigned long long)s.nodes_online, (unsigned long long)s.maps_full,
+	         (unsigned long long)s.maps_delta, (unsigned long long)s.bad_frames,
+	         (unsigned long long)s.bad_messages,
+	         (unsigned long long)s.handshakes_failed, (unsigned long long)s.replays);
+	rc = 0;
+out:
+	for (int i = 0; i < 2; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	ctl_admin_free(adm);
+	ctl_server_free(srv);
+	if (base)
+		event_base_free(base);
+	sodium_memzero(cfg.server_priv, sizeof cfg.server_priv);
+	ctl_store_close(st);
+	return rc;
+}
