@@ -4,7 +4,16 @@
  *
  * Bodies: libevent refuses anything over ADM_HARD_BODY itself (413, its own
  * page); up to that we read it and answer 413 in JSON over ADM_MAX_BODY, so
- * a client normally gets a readable error. */
+ * a client normally gets a readable error.
+ *
+ * Replies (200 unless an error): nodes list -> [node...]; node get,
+ * approve, rename, expire -> the node after the change; node DELETE ->
+ * {"id","name","deleted":true}; keys list -> [key...] (ctl_json_authkey);
+ * keys POST -> {"key": {...}, "secret": "mkey-...", "token": "mesh1..."}
+ * (token null if no control_host/port is configured); keys DELETE ->
+ * {"id","revoked":true}; status -> {"map_version","nodes","nodes_approved",
+ * "server": ctl_server_stats fields or null}. A node in the path is its ID
+ * or its name. HEAD is answered like GET. */
 #include "servers/control/admin.h"
 
 #include <errno.h>
