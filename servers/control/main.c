@@ -21,6 +21,7 @@
 #include "core/control/noise_ik.h"
 #include "core/control/token.h"
 #include "servers/control/cli_util.h"
+#include "servers/control/server.h"
 #include "servers/control/store.h"
 
 #define MESH_VERSION   "0.1.0"
@@ -35,13 +36,14 @@ static const char usage[] =
     "       mesh-control [--data DIR] nodes list [--json]\n"
     "       mesh-control [--data DIR] nodes approve|remove|expire ID|NAME\n"
     "       mesh-control [--data DIR] nodes rename ID|NAME NEWNAME\n"
+    "       mesh-control [--data DIR] serve [SERVE OPTIONS] (see serve --help)\n"
     "       mesh-control --help | --version\n"
     "\n"
     "The coordination server of a meshproxy mesh: nodes join with one token, get\n"
     "an address (100.64.0.0/10 and a ULA /48) and a name, and learn their peers.\n"
-    "Work in progress: these admin commands manage the store and issue join\n"
-    "tokens; `serve` (what nodes connect to) and `mesh-proxy up --join` are not\n"
-    "built yet.\n"
+    "`serve` runs the node protocol that nodes connect to; the admin commands\n"
+    "manage the store and issue join tokens (also while serve runs). Work in\n"
+    "progress: `mesh-proxy up --join` is not built yet.\n"
     "\n"
     "options:\n"
     "  --data DIR            data directory (default $MESH_CONTROL_DATA): control.db,\n"
@@ -60,6 +62,7 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  init                  create the store and the server key (once)\n"
+    "  serve                 accept nodes: registration and network maps\n"
     "  token                 create an auth key and print the join token a new\n"
     "                        node needs (treat it like a password)\n"
     "  keys create           create an auth key and print its secret (shown once)\n"
@@ -734,6 +737,11 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 
 int main(int argc, char **argv)
 {
+	int i = 1; /* serve parses its own options */
+	while (i < argc && (argv[i][0] == '-' || !strcmp(argv[i - 1], "--data")))
+		i++;
+	if (i < argc && !strcmp(argv[i], "serve") && strcmp(argv[i - 1], "--data"))
+		return ctl_serve_main(argc, argv);
 	struct cli c = {0};
 	int r = parse_args(argc, argv, &c);
 	if (r)
@@ -759,10 +767,6 @@ int main(int argc, char **argv)
 		    (r = check_npos(&c, 2, cmd, "a TOKEN")))
 			return r;
 		return cmd_token_decode(c.pos[1]);
-	}
-	if (!strcmp(cmd, "serve")) {
-		fprintf(stderr, "mesh-control: serve is not built yet (issue 4)\n");
-		return 1;
 	}
 	if (strcmp(cmd, "init") && strcmp(cmd, "token") && strcmp(cmd, "keys") &&
 	    strcmp(cmd, "nodes"))
