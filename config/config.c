@@ -686,6 +686,12 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
 	return r;
 }
 
+int config_load_text(const char *name, const char *buf, size_t len, struct config *cfg,
+                     char *err, size_t errlen)
+{
+	return config_load_buffer(name, buf, len, cfg, NULL, err, errlen);
+}
+
 static void cfg_free_secret(char *s)
 {
 	if (s) {

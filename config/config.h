@@ -149,6 +149,11 @@ struct config {
  * On success returns 0; free with config_free(). */
 int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
 void config_free(struct config *cfg); /* wipes keys; accepts a zeroed struct */
+/* config_load() of a configuration held in memory (`mesh-proxy up` builds
+ * its [Interface] from the state directory); name is used in messages and
+ * to find a relative WGConfig file. */
+int config_load_text(const char *name, const char *buf, size_t len, struct config *cfg,
+                     char *err, size_t errlen);
 
 /* Parses a WireGuard base64 key (44 characters). Returns true on success. */
 bool config_parse_key(const char *b64, uint8_t key[CFG_KEY_LEN]);

@@ -59,7 +59,7 @@ static void format_prefix(const struct cfg_prefix *p, char *out, size_t len)
 	snprintf(out, len, "%s/%u", a, p->cidr);
 }
 
-static void format_ago(int64_t then, char *out, size_t len)
+void status_format_ago(int64_t then, char *out, size_t len)
 {
 	if (then == 0) {
 		snprintf(out, len, "never");
@@ -184,7 +184,7 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 		char ep[80], hs[32], rx[32], tx[32];
 		status_key_b64(pi.public_key, key, sizeof(key));
 		status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
-		format_ago(pi.last_handshake_unix, hs, sizeof(hs));
+		status_format_ago(pi.last_handshake_unix, hs, sizeof(hs));
 		status_format_bytes(pi.rx_bytes, rx, sizeof(rx));
 		status_format_bytes(pi.tx_bytes, tx, sizeof(tx));
 		const struct cfg_peer *cp = cfg_peer_by_key(v->cfg, pi.public_key);

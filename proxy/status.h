@@ -40,5 +40,7 @@ void status_log_frontends(const struct status_view *v);
 void status_key_b64(const uint8_t key[32], char *out, size_t len);
 void status_format_sockaddr(const struct sockaddr_storage *ss, char *out, size_t len);
 void status_format_bytes(uint64_t n, char *out, size_t len);
+/* "12s ago", "5m ago", "3h ago", "never" (then = 0). */
+void status_format_ago(int64_t then, char *out, size_t len);
 
 #endif

@@ -1,0 +1,635 @@
+#include "proxy/node_mesh.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/control/client.h"
+#include "core/util/hostname.h"
+#include "core/util/log.h"
+#include "core/wg/device.h"
+#include "proxy/magicdns.h"
+#include "proxy/node_mesh_int.h"
+
+#define NM_VERSION      "0.1.0"
+#define NM_SAVE_MS      2000
+#define NM_ENDPOINTS_MS 30000
+#define NM_EP_MAX       15 /* interface addresses; 127.0.0.1 comes last */
+
+int64_t nm_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- before the loop ---- */
+
+const struct node_self *node_mesh_prep_self(const struct node_mesh_prep *p)
+{
+	return p->have_self ? &p->self : NULL;
+}
+
+void node_mesh_prep_free(struct node_mesh_prep *p)
+{
+	if (!p)
+		return;
+	node_keys_wipe(&p->keys);
+	sodium_memzero(p->auth_key, sizeof(p->auth_key));
+	ctl_msg_free(&p->map);
+	free(p);
+}
+
+/* The default name: the host name's first label, lowercased, with
+ * characters a DNS label cannot hold turned into '-'. */
+static void nm_default_hostname(char *out, size_t cap)
+{
+	char h[256] = "";
+	if (gethostname(h, sizeof(h) - 1) != 0 || !h[0])
+		snprintf(h, sizeof(h), "node");
+	h[strcspn(h, ".")] = 0;
+	size_t k = 0;
+	for (size_t i = 0; h[i] && k + 1 < cap && k < 63; i++) {
+		unsigned char c = (unsigned char)h[i];
+		out[k++] = isalnum(c) ? (char)tolower(c) : '-';
+	}
+	out[k] = 0;
+	if (!k)
+		snprintf(out, cap, "node");
+}
+
+static int nm_prep_token(struct node_mesh_prep *p, const char *tok, char *err,
+                         size_t errlen, bool *usage)
+{
+	struct ctl_token t;
+	int r = ctl_token_decode(tok, strlen(tok), &t);
+	if (r != 0) {
+		snprintf(err, errlen, "--join: %s", ctl_token_strerror(r));
+		*usage = true;
+		return -1;
+	}
+	struct node_control want = {.port = t.port};
+	snprintf(want.host, sizeof(want.host), "%s", t.host);
+	memcpy(want.server_key, t.server_key, CTL_KEY_LEN);
+	snprintf(p->auth_key, sizeof(p->auth_key), "%s", t.auth_key);
+	ctl_token_wipe(&t);
+	if (node_state_bind_control(p->a.state_dir, &want, err, errlen) != 0)
+		return -1;
+	p->ctl = want;
+	return 0;
+}
+
+struct node_mesh_prep *node_mesh_prepare(const struct node_mesh_args *a, char *err,
+                                         size_t errlen, bool *usage)
+{
+	*usage = false;
+	struct node_mesh_prep *p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->a = *a;
+	p->map.type = CTL_MSG_MAP_FULL;
+	const char *dir = a->state_dir;
+	if (a->hostname) {
+		if (!hostname_valid(a->hostname, strlen(a->hostname)) ||
+		    strlen(a->hostname) >= sizeof(p->hostname)) {
+			snprintf(err, errlen,
+			         "--hostname %s: not a host name (letters, digits, '-')",
+			         a->hostname);
+			*usage = true;
+			goto fail;
+		}
+		snprintf(p->hostname, sizeof(p->hostname), "%s", a->hostname);
+	} else {
+		nm_default_hostname(p->hostname, sizeof(p->hostname));
+	}
+	char xerr[160];
+	if (!expose_parse(a->expose ? a->expose : "all", &p->expose, xerr,
+	                  sizeof(xerr))) {
+		snprintf(err, errlen, "%s", xerr);
+		*usage = true;
+		goto fail;
+	}
+	if (node_state_open(dir, err, errlen) != 0)
+		goto fail;
+	if (a->join_token) {
+		if (nm_prep_token(p, a->join_token, err, errlen, usage) != 0)
+			goto fail;
+	} else {
+		int r = node_state_load_control(dir, &p->ctl, err, errlen);
+		if (r == -ENOENT) {
+			snprintf(
+			    err, errlen,
+			    "%s has not joined a mesh yet: run `mesh-proxy up --join "
+			    "TOKEN --state %s` (mesh-control --data DIR token prints "
+			    "a token)",
+			    dir, dir);
+			*usage = true;
+		}
+		if (r != 0)
+			goto fail;
+	}
+	if (node_state_keys(dir, &p->keys, NULL, err, errlen) != 0)
+		goto fail;
+	char serr[256];
+	int r = node_state_load_self(dir, &p->self, serr, sizeof(serr));
+	if (r == 0)
+		p->have_self = true;
+	else if (r != -ENOENT)
+		log_warn("%s; registering again", serr);
+	r = node_state_load_map(dir, &p->map, serr, sizeof(serr));
+	if (r == 0)
+		p->have_map = true;
+	else if (r != -ENOENT)
+		log_warn("%s", serr);
+	if (p->have_self && p->auth_key[0]) {
+		log_info("%s is already joined as %s; resuming (the token's auth key is "
+		         "not needed)",
+		         dir, p->self.name);
+		sodium_memzero(p->auth_key, sizeof(p->auth_key));
+	}
+	return p;
+fail:
+	node_mesh_prep_free(p);
+	return NULL;
+}
+
+/* Reads the optional --config file; [Interface] belongs to the state. */
+static int nm_read_config(const char *path, char **out, size_t *len, char *err,
+                          size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+		return -1;
+	}
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+	char line[4096];
+	int ln = 0;
+	while (fgets(line, sizeof(line), f)) {
+		ln++;
+		const char *s = line + strspn(line, " \t");
+		if (strncasecmp(s, "[Interface]", 11) == 0 ||
+		    strncasecmp(s, "WGConfig", 8) == 0) {
+			snprintf(
+			    err, errlen,
+			    "%s:%d: with --state, the node's [Interface] (key, "
+			    "addresses) comes from the state directory; remove "
+			    "[Interface] and WGConfig (peers and front-ends may stay)",
+			    path, ln);
+			fclose(f);
+			free(buf);
+			return -1;
+		}
+		size_t l = strlen(line);
+		if (n + l + 1 > cap) {
+			cap = (n + l + 1) * 2;
+			char *nb = realloc(buf, cap);
+			if (!nb) {
+				fclose(f);
+				free(buf);
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			buf = nb;
+		}
+		memcpy(buf + n, line, l);
+		n += l;
+	}
+	fclose(f);
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+int node_mesh_build_config(const struct node_mesh_prep *p, const struct node_self *self,
+                           struct config *cfg, char *err, size_t errlen)
+{
+	char *user = NULL;
+	size_t ulen = 0;
+	const char *cpath = p->a.config_path;
+	if (cpath && nm_read_config(cpath, &user, &ulen, err, errlen) != 0) {
+		memset(cfg, 0, sizeof(*cfg));
+		return -1;
+	}
+	char key[64], v4[INET_ADDRSTRLEN] = "100.64.0.0", v6[INET6_ADDRSTRLEN] = "";
+	sodium_bin2base64(key, sizeof(key), p->keys.node, CTL_KEY_LEN,
+	                  sodium_base64_VARIANT_ORIGINAL);
+	if (self) {
+		inet_ntop(AF_INET, self->ipv4, v4, sizeof(v4));
+		inet_ntop(AF_INET6, self->ipv6, v6, sizeof(v6));
+	}
+	size_t cap = ulen + 1024;
+	char *buf = malloc(cap);
+	if (!buf) {
+		free(user);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	size_t n = 0;
+	if (user)
+		memcpy(buf, user, ulen), n = ulen;
+	n += (size_t)snprintf(buf + n, cap - n,
+	                      "\n[Interface]\nPrivateKey = %s\nAddress = %s/32\n", key,
+	                      v4);
+	if (v6[0])
+		n += (size_t)snprintf(buf + n, cap - n, "Address = %s/128\n", v6);
+	if (p->a.socks5)
+		n += (size_t)snprintf(buf + n, cap - n,
+		                      "[Socks5]\nBindAddress = %.200s\n", p->a.socks5);
+	if (p->a.http_proxy)
+		n += (size_t)snprintf(buf + n, cap - n, "[http]\nBindAddress = %.200s\n",
+		                      p->a.http_proxy);
+	int r = config_load_text(cpath ? cpath : "--socks5/--http-proxy", buf, n, cfg,
+	                         err, errlen);
+	sodium_memzero(key, sizeof(key));
+	sodium_memzero(buf, n);
+	free(buf);
+	free(user);
+	return r;
+}
+
+/* ---- the control client ---- */
+
+static void nm_log_refused(struct node_mesh *m, const char *detail,
+                           const struct ctl_register_resp *resp)
+{
+	const char *what;
+	switch (resp ? resp->code : 0) {
+	case CTL_REASON_AUTH_KEY_UNKNOWN:
+	case CTL_REASON_AUTH_KEY_EXPIRED:
+	case CTL_REASON_AUTH_KEY_REVOKED:
+	case CTL_REASON_AUTH_KEY_USED:
+	case CTL_REASON_AUTH_REQUIRED:
+		what = "get a new token (mesh-control --data DIR token) and run "
+		       "`mesh-proxy up --join TOKEN --state DIR` again";
+		break;
+	case CTL_REASON_NODE_REMOVED:
+	case CTL_REASON_NODE_EXPIRED:
+		what = "join again with a new token and a new --state directory";
+		break;
+	default:
+		what = "see mesh-control's log";
+	}
+	log_error("mesh-control refused this node: %s%s%s; %s",
+	          resp && resp->reason[0] ? resp->reason : detail,
+	          resp && resp->reason[0] && detail && detail[0] ? " / " : "",
+	          resp && resp->reason[0] && detail ? detail : "", what);
+}
+
+static void nm_registered(struct node_mesh *m, const struct ctl_register_resp *resp)
+{
+	struct node_self s;
+	char err[256], v4[INET_ADDRSTRLEN], v6[INET6_ADDRSTRLEN];
+	node_self_from_resp(&s, resp);
+	inet_ntop(AF_INET, s.ipv4, v4, sizeof(v4));
+	inet_ntop(AF_INET6, s.ipv6, v6, sizeof(v6));
+	bool first = !m->have_self;
+	if (first || memcmp(&s, &m->self, sizeof(s)) != 0) {
+		if (node_state_save_self(m->p->a.state_dir, &s, err, sizeof(err)) != 0)
+			log_warn("%s", err);
+	}
+	if (first)
+		log_info("joined mesh %s as %s (%s, %s)", s.domain, s.name, v4, v6);
+	else
+		log_info("connected to mesh-control %s:%u as %s (%s, %s)", m->p->ctl.host,
+		         m->p->ctl.port, s.name, v4, v6);
+	if (m->dataplane && (memcmp(s.ipv4, m->self.ipv4, 4) != 0 ||
+	                     memcmp(s.ipv6, m->self.ipv6, 16) != 0))
+		log_warn("mesh-control assigned new addresses (%s, %s); restart the node "
+		         "to use them",
+		         v4, v6);
+	if (!m->dataplane)
+		m->self = s;
+	else
+		memcpy(m->self.name, s.name, sizeof(s.name));
+	m->have_self = true;
+	if (!m->dataplane) {
+		if (m->hooks.start_dataplane(m->hooks.ctx, &m->self) != 0)
+			m->hooks.stop(m->hooks.ctx, 1);
+	}
+}
+
+static void nm_on_state(void *ctx, enum ctl_client_state st, const char *detail,
+                        const struct ctl_register_resp *resp)
+{
+	struct node_mesh *m = ctx;
+	const char *d = detail ? detail : "";
+	switch (st) {
+	case CTL_CLIENT_ONLINE:
+		if (resp && resp->status == CTL_REG_OK)
+			nm_registered(m, resp);
+		else if (m->logged != st)
+			log_info("control: online again (%s:%u)", m->p->ctl.host,
+			         m->p->ctl.port);
+		break;
+	case CTL_CLIENT_PENDING:
+		if (m->logged != st)
+			log_info("waiting for approval: on the mesh-control host run "
+			         "`mesh-control --data DIR nodes approve %s`",
+			         resp && resp->name[0] ? resp->name : m->p->hostname);
+		break;
+	case CTL_CLIENT_REFUSED:
+		nm_log_refused(m, d, resp);
+		m->hooks.stop(m->hooks.ctx, 1);
+		break;
+	case CTL_CLIENT_BACKOFF:
+		if (m->logged != st)
+			log_warn(
+			    "control: cannot reach mesh-control at %s:%u (%s); retrying "
+			    "with backoff%s",
+			    m->p->ctl.host, m->p->ctl.port, d,
+			    m->dataplane ? "; peers keep working with the last map" : "");
+		else
+			log_debug("control: still unreachable (%s)", d);
+		break;
+	default:
+		log_debug("control: %s %s", ctl_client_state_name(st), d);
+		return; /* transient states do not count as "logged" */
+	}
+	m->logged = st;
+}
+
+static void nm_on_map(void *ctx, const struct ctl_map_full *map,
+                      const struct ctl_map_change *chg)
+{
+	struct node_mesh *m = ctx;
+	struct np_result r;
+	bool domain_changed = strcmp(m->np.domain, map->dns_domain) != 0;
+	if (node_peers_reconcile(&m->np, m->dataplane ? m->wg : NULL, map, nm_now_ms(),
+	                         &r) != 0) {
+		log_warn("map v%llu: out of memory; keeping the previous one",
+		         (unsigned long long)map->version);
+		return;
+	}
+	if (domain_changed && m->mdns)
+		mdns_set_domain(m->mdns, map->dns_domain);
+	if (chg->full || r.added || r.removed)
+		log_info("map v%llu: %zu peer(s)%s (+%zu ~%zu -%zu)",
+		         (unsigned long long)map->version, map->n_peers,
+		         chg->full ? ", full" : "", r.added, r.updated, r.removed);
+	else
+		log_debug("map v%llu: %zu changed", (unsigned long long)map->version,
+		          chg->n_changed);
+	m->map_dirty = true;
+}
+
+static const struct ctl_client_callbacks nm_callbacks = {
+    .on_state = nm_on_state,
+    .on_map = nm_on_map,
+};
+
+struct node_mesh *node_mesh_new(struct event_base *base, struct evdns_base *dns,
+                                struct node_mesh_prep *p, const struct config *cfg,
+                                const struct node_mesh_hooks *hooks, char *err,
+                                size_t errlen)
+{
+	struct node_mesh *m = calloc(1, sizeof(*m));
+	uint8_t(*keys)[CTL_KEY_LEN] = calloc(cfg->n_peers + 1, CTL_KEY_LEN);
+	if (!m || !keys) {
+		free(m);
+		free(keys);
+		node_mesh_prep_free(p);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	m->base = base;
+	m->dns = dns;
+	m->p = p;
+	m->hooks = *hooks;
+	m->have_self = p->have_self;
+	m->self = p->self;
+	for (size_t i = 0; i < cfg->n_peers; i++)
+		memcpy(keys[i], cfg->peers[i].public_key, CTL_KEY_LEN);
+	crypto_scalarmult_base(keys[cfg->n_peers], p->keys.node);
+	int r = node_peers_init(&m->np, (const uint8_t(*)[CTL_KEY_LEN])keys,
+	                        cfg->n_peers + 1);
+	free(keys);
+	if (r != 0) {
+		node_mesh_free(m);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (p->have_map) {
+		node_peers_reconcile(&m->np, NULL, &p->map.u.map, nm_now_ms(), NULL);
+		log_info("last map (v%llu, %zu peers) loaded from %s/netmap.json",
+		         (unsigned long long)p->map.u.map.version, p->map.u.map.n_peers,
+		         p->a.state_dir);
+		ctl_msg_free(&p->map);
+	}
+	struct ctl_client_config cc = {
+	    .base = base,
+	    .dns = dns,
+	    .host = p->ctl.host,
+	    .port = p->ctl.port,
+	    .hostname = p->hostname,
+	    .os = "linux",
+	    .version = NM_VERSION,
+	    .auth_key = p->auth_key[0] ? p->auth_key : NULL,
+	    .cb = &nm_callbacks,
+	    .ctx = m,
+	};
+	memcpy(cc.server_key, p->ctl.server_key, CTL_KEY_LEN);
+	memcpy(cc.machine_priv, p->keys.machine, CTL_KEY_LEN);
+	crypto_scalarmult_base(cc.node_key, p->keys.node);
+	crypto_scalarmult_base(cc.disco_key, p->keys.disco);
+	m->client = ctl_client_new(&cc, err, errlen);
+	sodium_memzero(cc.machine_priv, sizeof(cc.machine_priv));
+	sodium_memzero(p->auth_key, sizeof(p->auth_key));
+	if (!m->client) {
+		node_mesh_free(m);
+		return NULL;
+	}
+	log_info("mesh-control %s:%u; state %s; name %s%s", p->ctl.host, p->ctl.port,
+	         p->a.state_dir, p->hostname, m->have_self ? " (resuming)" : "");
+	return m;
+}
+
+/* ---- our endpoints ---- */
+
+static bool nm_skip_addr(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const uint8_t *a =
+		    (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+		return a[0] == 127 || (a[0] == 169 && a[1] == 254) || a[0] == 0;
+	}
+	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	return IN6_IS_ADDR_LINKLOCAL(a6) || IN6_IS_ADDR_LOOPBACK(a6) ||
+	       IN6_IS_ADDR_V4MAPPED(a6) || IN6_IS_ADDR_UNSPECIFIED(a6);
+}
+
+void nm_gather_endpoints(uint16_t port, struct ctl_endpoints *eps)
+{
+	memset(eps, 0, sizeof(*eps));
+	struct ifaddrs *ifa = NULL;
+	if (getifaddrs(&ifa) == 0) {
+		for (int pass = 0; pass < 2; pass++) {
+			int fam = pass == 0 ? AF_INET : AF_INET6;
+			for (struct ifaddrs *i = ifa; i && eps->n < NM_EP_MAX;
+			     i = i->ifa_next) {
+				if (!i->ifa_addr || i->ifa_addr->sa_family != fam ||
+				    !(i->ifa_flags & IFF_UP) ||
+				    (i->ifa_flags & IFF_LOOPBACK) ||
+				    nm_skip_addr(i->ifa_addr))
+					continue;
+				struct ctl_endpoint *e = &eps->ep[eps->n];
+				e->family = fam == AF_INET ? 4 : 6;
+				e->port = port;
+				if (fam == AF_INET)
+					memcpy(e->addr,
+					       &((struct sockaddr_in *)i->ifa_addr)
+					            ->sin_addr,
+					       4);
+				else
+					memcpy(e->addr,
+					       &((struct sockaddr_in6 *)i->ifa_addr)
+					            ->sin6_addr,
+					       16);
+				bool dup = false;
+				for (size_t k = 0; k < eps->n; k++)
+					dup |= memcmp(&eps->ep[k], e, sizeof(*e)) == 0;
+				if (!dup)
+					eps->n++;
+			}
+		}
+		freeifaddrs(ifa);
+	}
+	struct ctl_endpoint *lo = &eps->ep[eps->n++];
+	memset(lo, 0, sizeof(*lo));
+	lo->family = 4;
+	lo->port = port;
+	lo->addr[0] = 127;
+	lo->addr[3] = 1;
+}
+
+static void nm_endpoints(struct node_mesh *m, bool force)
+{
+	struct ctl_endpoints eps;
+	nm_gather_endpoints(wg_device_port(m->wg), &eps);
+	if (!force && memcmp(&eps, &m->eps, sizeof(eps)) == 0)
+		return;
+	m->eps = eps;
+	char list[CTL_ENDPOINTS_MAX * CTL_ADDRSTR_MAX] = "";
+	size_t n = 0;
+	for (size_t i = 0; i < eps.n && n < sizeof(list) - CTL_ADDRSTR_MAX; i++) {
+		char one[CTL_ADDRSTR_MAX];
+		ctl_endpoint_format(&eps.ep[i], one);
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? " " : "",
+		                      one);
+	}
+	log_info("our endpoints: %s", list);
+	if (m->client)
+		ctl_client_set_endpoints(m->client, &eps);
+}
+
+/* ---- MagicDNS callbacks ---- */
+
+static size_t nm_mdns_lookup(void *ctx, const char *label, struct ns_addr *out,
+                             size_t max)
+{
+	struct node_mesh *m = ctx;
+	return node_peers_resolve(&m->np, label, out, max);
+}
+
+static bool nm_mdns_reverse(void *ctx, const struct ns_addr *addr, char *out, size_t cap)
+{
+	struct node_mesh *m = ctx;
+	return node_peers_reverse(&m->np, addr, out, cap);
+}
+
+int node_mesh_attach(struct node_mesh *m, struct wg_device *wg, const struct px_env *env)
+{
+	char err[256];
+	m->wg = wg;
+	m->dataplane = true;
+	struct np_result r;
+	node_peers_apply(&m->np, wg, nm_now_ms(), &r);
+	if (r.added)
+		log_info("%zu map peer(s) configured", r.added);
+	struct mdns_config mc = {
+	    .base = m->base,
+	    .domain = m->np.domain[0] ? m->np.domain : m->self.domain,
+	    .lookup = nm_mdns_lookup,
+	    .reverse = nm_mdns_reverse,
+	    .ctx = m,
+	    .forward = true,
+	};
+	m->mdns = mdns_new(&mc, err, sizeof(err));
+	if (!m->mdns)
+		log_warn("MagicDNS (%s:%d) disabled: %s", MDNS_ADDR, MDNS_PORT, err);
+	m->expose = px_expose_new(env, &m->p->expose, NULL, err, sizeof(err));
+	char desc[128];
+	expose_describe(&m->p->expose, desc, sizeof(desc));
+	if (!m->expose && !(m->p->expose.n == 0 && !m->p->expose.all))
+		log_warn("expose (%s) disabled: %s", desc, err);
+	else
+		log_info("expose: %s (mesh connections to our address go to 127.0.0.1)",
+		         desc);
+	nm_endpoints(m, true);
+	m->last_ep_check_ms = nm_now_ms();
+	wg_device_handshake_all(wg);
+	return 0;
+}
+
+static void nm_save_map(struct node_mesh *m)
+{
+	const struct ctl_map_full *map = m->client ? ctl_client_map(m->client) : NULL;
+	char err[256];
+	m->map_dirty = false;
+	m->last_save_ms = nm_now_ms();
+	if (map && node_state_save_map(m->p->a.state_dir, map, err, sizeof(err)) != 0)
+		log_warn("%s", err);
+}
+
+void node_mesh_tick(struct node_mesh *m)
+{
+	int64_t now = nm_now_ms();
+	if (m->dataplane) {
+		node_peers_tick(&m->np, m->wg, now, (int64_t)time(NULL));
+		if (now - m->last_ep_check_ms >= NM_ENDPOINTS_MS) {
+			m->last_ep_check_ms = now;
+			nm_endpoints(m, false);
+		}
+	}
+	if (m->map_dirty && now - m->last_save_ms >= NM_SAVE_MS)
+		nm_save_map(m);
+}
+
+void node_mesh_free(struct node_mesh *m)
+{
+	if (!m)
+		return;
+	if (m->map_dirty)
+		nm_save_map(m);
+	px_expose_free(m->expose);
+	mdns_free(m->mdns);
+	ctl_client_free(m->client);
+	node_peers_free(&m->np);
+	node_mesh_prep_free(m->p);
+	free(m);
+}
+
+size_t node_mesh_resolve(const struct node_mesh *m, const char *name, struct ns_addr *out,
+                         size_t max)
+{
+	return m ? node_peers_resolve(&m->np, name, out, max) : 0;
+}
+
+bool node_mesh_route_local(const struct ns_addr *a)
+{
+	return ns_local_udp_is(a);
+}
