@@ -141,6 +141,29 @@ void srv_conn_free(struct srv_conn *c)
 	free(c);
 }
 
+void srv_conn_kill(struct srv_conn *c)
+{
+	if (c->dead)
+		return;
+	if (c->state == SRV_ONLINE)
+		c->s->st.nodes_online--;
+	c->state = SRV_CLOSING;
+	c->dead = true;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	event_active(c->s->reap, 0, 0);
+}
+
+static void reap_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct ctl_server *s = arg;
+	for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
+		nx = c->next;
+		if (c->dead)
+			srv_conn_free(c);
+	}
+}
+
 static void closing_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct srv_conn *c = arg;
@@ -439,7 +462,8 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->tick = event_new(cfg->base, -1, EV_PERSIST, tick_cb, s);
 	s->poll = event_new(cfg->base, -1, EV_PERSIST, srv_poll_cb, s);
 	s->bcast = evtimer_new(cfg->base, srv_broadcast_cb, s);
-	if (!s->tick || !s->poll || !s->bcast) {
+	s->reap = event_new(cfg->base, -1, 0, reap_cb, s);
+	if (!s->tick || !s->poll || !s->bcast || !s->reap) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -465,6 +489,8 @@ void ctl_server_free(struct ctl_server *s)
 		event_free(s->poll);
 	if (s->bcast)
 		event_free(s->bcast);
+	if (s->reap)
+		event_free(s->reap);
 	srv_snap_free(s);
 	free(s->replay);
 	sodium_memzero(s->cfg.server_priv, sizeof s->cfg.server_priv);

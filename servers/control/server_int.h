@@ -36,6 +36,7 @@ struct srv_conn {
 	int64_t node_id;      /* 0 until registered */
 	int64_t sent_version; /* map version this node has */
 	uint64_t bcast_gen;   /* last broadcast that looked at it */
+	bool dead;            /* freed by the reaper, from the loop */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;
 	char peer[64]; /* "ip:port" for logs */
 };
@@ -63,7 +64,7 @@ struct srv_replay {
 struct ctl_server {
 	struct ctl_server_config cfg;
 	struct evconnlistener *lis;
-	struct event *tick, *poll, *bcast;
+	struct event *tick, *poll, *bcast, *reap;
 	uint64_t bcast_gen;
 	struct srv_conn *conns; /* list head */
 	struct ctl_server_stats st;
@@ -85,6 +86,9 @@ uint64_t srv_now_ms(void);
 int srv_send_msg(struct srv_conn *c, const struct ctl_msg *m);
 int srv_send_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t len);
 void srv_conn_free(struct srv_conn *c);
+/* Closes c without marking its node offline and frees it from the loop:
+ * safe while another connection's callback or a list walk is running. */
+void srv_conn_kill(struct srv_conn *c);
 void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text);
 void srv_set_offline(struct ctl_server *s, int64_t node_id);
 

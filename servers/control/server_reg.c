@@ -89,7 +89,9 @@ static void flush_close_cb(struct bufferevent *bev, void *arg)
 		srv_conn_free(arg);
 }
 
-static void reg_refuse(struct srv_conn *c, enum ctl_reason code, const char *text)
+/* Sends REGISTER_RESP refused, then closes once flushed. A negative return
+ * (send failed) leaves c to the caller to free. */
+static int reg_refuse(struct srv_conn *c, enum ctl_reason code, const char *text)
 {
 	struct ctl_msg m = {.type = CTL_MSG_REGISTER_RESP};
 	m.u.reg_resp.status = CTL_REG_REFUSED;
@@ -97,16 +99,24 @@ static void reg_refuse(struct srv_conn *c, enum ctl_reason code, const char *tex
 	snprintf(m.u.reg_resp.reason, sizeof m.u.reg_resp.reason, "%s", text);
 	c->s->st.registrations_refused++;
 	log_info("mesh-control: %s: registration refused: %s", c->peer, text);
-	int r = srv_send_msg(c, &m);
-	c->state = SRV_CLOSING;
 	c->node_id = 0;
+	int r = srv_send_msg(c, &m);
+	if (r < 0)
+		return r;
+	c->state = SRV_CLOSING;
 	c->opened_ms = srv_now_ms();
-	if (r < 0) {
-		srv_conn_free(c);
-		return;
-	}
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_setcb(c->bev, NULL, flush_close_cb, NULL, c);
+	return 0;
+}
+
+/* A node that reconnects replaces its older connections. */
+static void replace_older(struct srv_conn *c, int64_t id)
+{
+	for (struct srv_conn *o = c->s->conns; o; o = o->next)
+		if (o != c && o->node_id == id &&
+		    (o->state == SRV_ONLINE || o->state == SRV_PENDING))
+			srv_conn_kill(o);
 }
 
 static enum ctl_reason reason_of(int err)
@@ -149,17 +159,7 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 {
 	struct ctl_server *s = c->s;
 	int64_t id = n->id;
-	/* A node that reconnects replaces its old connection. */
-	for (struct srv_conn *o = s->conns, *nx; o; o = nx) {
-		nx = o->next;
-		if (o != c && o->node_id == id &&
-		    (o->state == SRV_ONLINE || o->state == SRV_PENDING)) {
-			if (o->state == SRV_ONLINE)
-				s->st.nodes_online--;
-			o->state = SRV_CLOSING;
-			srv_conn_free(o);
-		}
-	}
+	replace_older(c, id);
 	struct ctl_msg m = {.type = CTL_MSG_REGISTER_RESP};
 	struct ctl_register_resp *rr = &m.u.reg_resp;
 	rr->status = CTL_REG_OK;
@@ -220,8 +220,7 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 			log_warn("mesh-control: register: %s",
 			         ctl_store_errmsg(s->cfg.store));
 		free(nd);
-		reg_refuse(c, reason_of(r), reason_text(r));
-		return 0;
+		return reg_refuse(c, reason_of(r), reason_text(r));
 	}
 	int64_t id = nd->id;
 	bool approved = nd->approved;
@@ -234,20 +233,19 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	srv_snap_refresh(s);
 	srv_broadcast_schedule(s);
 	if (expired) {
-		reg_refuse(c, CTL_REASON_NODE_EXPIRED,
-		           "node expired; join again with an auth key");
-		return 0;
+		return reg_refuse(c, CTL_REASON_NODE_EXPIRED,
+		                  "node expired; join again with an auth key");
 	}
 	const struct srv_node *n = srv_snap_find(s, id);
 	if (!n) {
-		reg_refuse(c, CTL_REASON_INTERNAL, "internal error");
-		return 0;
+		return reg_refuse(c, CTL_REASON_INTERNAL, "internal error");
 	}
 	if (!approved) {
 		struct ctl_msg m = {.type = CTL_MSG_REGISTER_RESP};
 		m.u.reg_resp.status = CTL_REG_PENDING;
 		snprintf(m.u.reg_resp.reason, sizeof m.u.reg_resp.reason,
 		         "waiting for an admin to approve node %lld", (long long)id);
+		replace_older(c, id);
 		c->node_id = id;
 		c->state = SRV_PENDING;
 		s->st.registrations_pending++;

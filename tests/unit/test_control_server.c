@@ -42,7 +42,8 @@ struct t {
 	struct ctl_server *srv;
 	uint8_t spriv[32], spub[32];
 	uint16_t port;
-	char key[CTL_SECRET_MAX]; /* reusable */
+	char key[CTL_SECRET_MAX];      /* reusable */
+	struct ctl_server_config over; /* nonzero limits override the defaults */
 };
 
 struct tc {
@@ -87,6 +88,13 @@ static void start_server(struct t *t)
 	                                .poll_ms = 50,
 	                                .coalesce_ms = 10,
 	                                .handshake_ms = 2000};
+	if (t->over.max_conns)
+		cfg.max_conns = t->over.max_conns;
+	if (t->over.handshake_ms)
+		cfg.handshake_ms = t->over.handshake_ms;
+	cfg.idle_ms = t->over.idle_ms;
+	cfg.keepalive_ms = t->over.keepalive_ms;
+	cfg.ephemeral_timeout_s = t->over.ephemeral_timeout_s;
 	memcpy(cfg.server_priv, t->spriv, 32);
 	struct sockaddr_in *a = (struct sockaddr_in *)&cfg.listen;
 	a->sin_family = AF_INET;
@@ -591,6 +599,93 @@ static void reconnect_resumes_without_key(void **state)
 	tc_free(o);
 }
 
+static void restart_with(struct t *t, const struct ctl_server_config *over)
+{
+	ctl_server_free(t->srv);
+	t->over = *over;
+	start_server(t);
+}
+
+static void ephemeral_removed_after_offline(void **state)
+{
+	struct t *t = *state;
+	restart_with(t, &(struct ctl_server_config){.ephemeral_timeout_s = 1});
+	char eph[CTL_SECRET_MAX];
+	struct ctl_authkey_params kp = {.ephemeral = true, .now = time(NULL)};
+	assert_int_equal(ctl_store_key_create(t->st, &kp, eph, sizeof eph, NULL), 0);
+	struct tc *o = tc_new(), *e = tc_new();
+	struct ctl_register_resp ro, re;
+	struct ctl_msg m;
+	tc_join(t, o, "other", t->key, &ro);
+	expect_full(t, o, 0, &m);
+	ctl_msg_free(&m);
+	tc_join(t, e, "eph", eph, &re);
+	assert_int_equal(re.status, CTL_REG_OK);
+	tc_expect(t, o, CTL_MSG_MAP_DELTA, &m); /* online */
+	ctl_msg_free(&m);
+	tc_close(e);
+	tc_expect(t, o, CTL_MSG_MAP_DELTA, &m); /* offline */
+	assert_false(m.u.delta.peers[0].online);
+	ctl_msg_free(&m);
+	double t0 = now_ms();
+	tc_expect(t, o, CTL_MSG_MAP_DELTA, &m); /* removed after 1-2 s */
+	assert_int_equal(m.u.delta.n_removed, 1);
+	assert_int_equal(m.u.delta.removed[0], re.node_id);
+	ctl_msg_free(&m);
+	print_message("ephemeral node removed %.0f ms after going offline\n",
+	              now_ms() - t0);
+	struct ctl_node nd;
+	assert_int_equal(ctl_store_node_by_id(t->st, (int64_t)re.node_id, &nd),
+	                 CTL_STORE_ENOTFOUND);
+	tc_free(o);
+	tc_free(e);
+}
+
+static void limits_keepalive_idle_handshake(void **state)
+{
+	struct t *t = *state;
+	restart_with(t, &(struct ctl_server_config){.max_conns = 2,
+	                                            .handshake_ms = 300,
+	                                            .keepalive_ms = 100,
+	                                            .idle_ms = 600});
+	struct tc *a = tc_new(), *b = tc_new(), *x = tc_new();
+	struct ctl_register_resp r;
+	struct ctl_msg m;
+	struct ctl_frame f;
+	tc_join(t, a, "alpha", t->key, &r);
+	expect_full(t, a, 0, &m);
+	ctl_msg_free(&m);
+	tc_connect(t, b); /* silent: closed at the handshake deadline */
+	tc_connect(t, x); /* third: over max_conns */
+	assert_int_equal(tc_frame(t, x, 500, &f), -1);
+	assert_int_equal(tc_frame(t, b, 1000, &f), -1);
+	/* a sends nothing: keepalives arrive, then idle close */
+	int kas = 0;
+	double t0 = now_ms();
+	for (;;) {
+		int rr = tc_frame(t, a, 2000, &f);
+		if (rr != 1)
+			break;
+		if (f.type == CTL_MSG_KEEPALIVE)
+			kas++;
+	}
+	double idle = now_ms() - t0;
+	print_message("idle close after %.0f ms, %d keepalives\n", idle, kas);
+	assert_true(kas >= 2);
+	assert_true(idle < 1500);
+	struct ctl_server_stats s;
+	ctl_server_get_stats(t->srv, &s);
+	assert_int_equal(s.conns_refused_limit, 1);
+	assert_int_equal(s.idle_closed, 2);
+	assert_int_equal(s.nodes_online, 0);
+	struct ctl_node nd;
+	assert_int_equal(ctl_store_node_by_id(t->st, (int64_t)r.node_id, &nd), 0);
+	assert_false(nd.online);
+	tc_free(a);
+	tc_free(b);
+	tc_free(x);
+}
+
 /* 2,000 nodes in the store; one client joins and gets them all. */
 static void map_full_2000_nodes(void **state)
 {
@@ -649,6 +744,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(bad_and_used_keys_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(pending_then_approved, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reconnect_resumes_without_key, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(ephemeral_removed_after_offline, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(limits_keepalive_idle_handshake, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(map_full_2000_nodes, setup, teardown),
 	};
