@@ -266,8 +266,6 @@ static void on_message(struct ctl_client *c, const struct ctl_frame *f)
 			ctl_client_fail(c, "map delta before registration");
 		break;
 	case CTL_MSG_ERROR:
-		log_warn("control %s:%u: server error %u: %s", c->host, c->port,
-		         m.u.error.code, m.u.error.text);
 		ctl_client_fail(c, "server error %u: %s", m.u.error.code, m.u.error.text);
 		break;
 	default: /* KEEPALIVE; ENDPOINTS and REGISTER_REQ are not for us */
