@@ -472,7 +472,7 @@ void srv_poll_cb(int fd, short ev, void *arg)
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const struct srv_node *n = &s->nodes[i];
 		if (!n->ephemeral || n->peer.online || n->peer.last_seen <= 0 ||
-		    n->peer.last_seen + (int64_t)s->cfg.ephemeral_timeout_s > now)
+		    n->peer.last_seen + (int64_t)s->cfg.ephemeral_timeout_s >= now)
 			continue;
 		bool connected = false;
 		for (struct srv_conn *c = s->conns; c && !connected; c = c->next)

@@ -731,6 +731,54 @@ static void map_full_2000_nodes(void **state)
 	tc_free(d);
 }
 
+/* 200 live connections join one after another; then one node's endpoints
+ * change and every other node gets the delta. */
+static void two_hundred_live_nodes(void **state)
+{
+	struct t *t = *state;
+	enum { N = 200 };
+	struct tc **c = calloc(N, sizeof *c);
+	struct ctl_register_resp r;
+	struct ctl_msg m;
+	double t0 = now_ms();
+	for (int i = 0; i < N; i++) {
+		char host[32];
+		snprintf(host, sizeof host, "n%d", i);
+		c[i] = tc_new();
+		tc_join(t, c[i], host, t->key, &r);
+		assert_int_equal(r.status, CTL_REG_OK);
+		expect_full(t, c[i], (size_t)i, &m);
+		ctl_msg_free(&m);
+	}
+	pump(t, 100);
+	double join = now_ms() - t0;
+	struct ctl_server_stats s;
+	ctl_server_get_stats(t->srv, &s);
+	print_message("%d nodes joined in %.0f ms (%.2f ms each); last MAP_FULL %.2f ms "
+	              "%zu bytes; %llu deltas sent\n",
+	              N, join, join / N, s.last_full_ms, s.last_full_bytes,
+	              (unsigned long long)s.maps_delta);
+	/* drain what the first node has queued, then one change */
+	while (tc_recv(t, c[0], 50, &m) == 1)
+		ctl_msg_free(&m);
+	struct ctl_msg ep = {.type = CTL_MSG_ENDPOINTS};
+	ep.u.endpoints.n = 1;
+	assert_true(ctl_endpoint_parse("198.18.0.7:41641", &ep.u.endpoints.ep[0]));
+	t0 = now_ms();
+	tc_send(c[N - 1], &ep);
+	tc_expect(t, c[0], CTL_MSG_MAP_DELTA, &m);
+	assert_int_equal(m.u.delta.n_peers, 1);
+	ctl_msg_free(&m);
+	ctl_server_get_stats(t->srv, &s);
+	print_message("endpoints -> delta at node 0 of %d: %.1f ms (broadcast to all "
+	              "%.2f ms)\n",
+	              N, now_ms() - t0, s.last_broadcast_ms);
+	assert_int_equal(s.nodes_online, N);
+	for (int i = 0; i < N; i++)
+		tc_free(c[i]);
+	free(c);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -750,6 +798,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(limits_keepalive_idle_handshake, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(map_full_2000_nodes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(two_hundred_live_nodes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
