@@ -122,6 +122,7 @@ static void np_update(struct wg_device *wg, const struct np_entry *old,
 	e->working = old->working;
 	e->cand = old->cand;
 	e->cand_since_ms = old->cand_since_ms;
+	e->hs_sent_mark = old->hs_sent_mark;
 	if (!e->in_wg || !wg)
 		return;
 	unsigned mask = 0;
@@ -252,11 +253,16 @@ void node_peers_tick(struct node_peers *np, struct wg_device *wg, int64_t now_ms
 			continue;
 		}
 		e->working = false;
+		if (pi.handshakes_sent <= e->hs_sent_mark) {
+			e->cand_since_ms = now_ms; /* idle: not trying to reach it */
+			e->hs_sent_mark = pi.handshakes_sent;
+			continue;
+		}
 		if (e->p.n_eps < 2 || now_ms - e->cand_since_ms < NP_CANDIDATE_MS)
 			continue;
-		/* Only worth moving on while we are trying to reach it. */
 		e->cand = (uint8_t)((e->cand + 1) % e->p.n_eps);
 		e->cand_since_ms = now_ms;
+		e->hs_sent_mark = pi.handshakes_sent;
 		struct wg_peer_config pc = {0};
 		memcpy(pc.public_key, e->p.node_key, WG_KEY_LEN);
 		np_endpoint(&e->p.eps[e->cand], &pc.endpoint);

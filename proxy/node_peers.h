@@ -8,8 +8,9 @@
  * is a static [Peer] of the configuration (or our own key) are left alone.
  *
  * Candidates (node_peers_tick, once a second): a map peer without a
- * handshake within NP_CANDIDATE_MS on its current endpoint candidate moves
- * to the next one; the one that completes a handshake is kept. */
+ * handshake within NP_CANDIDATE_MS of the first attempt on its current
+ * endpoint candidate moves to the next one; the one that completes a
+ * handshake is kept. An idle peer (no attempts) stays where it is. */
 #ifndef MESH_NODE_PEERS_H
 #define MESH_NODE_PEERS_H
 
@@ -26,11 +27,12 @@ struct wg_device;
 #define NP_SESSION_S    180 /* a handshake younger than this: the endpoint works */
 
 struct np_entry {
-	struct ctl_peer p; /* as in the map */
-	uint8_t cand;      /* endpoint candidate in use (index into p.eps) */
-	bool in_wg;        /* added to the device (false: skipped) */
-	bool working;      /* a handshake completed on this candidate */
-	int64_t cand_since_ms;
+	struct ctl_peer p;     /* as in the map */
+	uint8_t cand;          /* endpoint candidate in use (index into p.eps) */
+	bool in_wg;            /* added to the device (false: skipped) */
+	bool working;          /* a handshake completed on this candidate */
+	int64_t cand_since_ms; /* first handshake attempt on this candidate */
+	uint64_t hs_sent_mark; /* handshakes_sent when the candidate was set */
 };
 
 struct node_peers {

@@ -4,8 +4,8 @@
  *    endpoints) and removes the gone; static [Peer] keys and our own key
  *    are never touched;
  *  - a peer whose key changed under the same id is replaced;
- *  - without a handshake, the endpoint moves to the next candidate after
- *    NP_CANDIDATE_MS and wraps around; a peer with one candidate stays;
+ *  - an idle peer keeps its endpoint; with handshake attempts and no
+ *    answer it moves to the next candidate after NP_CANDIDATE_MS;
  *  - names resolve as "name", "NAME.", "name.<domain>", ours included;
  *    other domains do not; reverse lookup finds the owner. */
 #include <errno.h>
@@ -151,16 +151,25 @@ static void test_reconcile(void **state)
 	assert_int_equal(wg_device_peer_info_by_key(wg, p2[2].node_key, &pi), 0);
 	assert_true(has_route(wg, "100.64.0.5"));
 
-	/* candidates: no handshake -> next endpoint after 5 s, then wraps */
-	node_peers_tick(&np, wg, 2000 + NP_CANDIDATE_MS - 1, 1000);
+	/* candidates: idle (no handshake attempt) -> stays */
+	node_peers_tick(&np, wg, 10000, 1000);
 	assert_int_equal(endpoint_port(wg, p2[2].node_key, host), 20005);
 	assert_string_equal(host, "127.0.0.1");
-	node_peers_tick(&np, wg, 2000 + NP_CANDIDATE_MS, 1000);
+	/* attempts without an answer -> next endpoint after 5 s, then wraps */
+	assert_int_equal(wg_device_listen(wg, 0), 0);
+	wg_device_handshake_all(wg);
+	assert_int_equal(wg_device_peer_info_by_key(wg, p2[2].node_key, &pi), 0);
+	assert_true(pi.handshakes_sent > 0);
+	node_peers_tick(&np, wg, 10000 + NP_CANDIDATE_MS - 1, 1000);
+	assert_int_equal(endpoint_port(wg, p2[2].node_key, host), 20005);
+	assert_string_equal(host, "127.0.0.1");
+	node_peers_tick(&np, wg, 10000 + NP_CANDIDATE_MS, 1000);
 	endpoint_port(wg, p2[2].node_key, host);
 	assert_string_equal(host, "127.0.0.2");
-	node_peers_tick(&np, wg, 2000 + 2 * NP_CANDIDATE_MS, 1000);
+	/* no new attempt on the new candidate yet: it stays */
+	node_peers_tick(&np, wg, 10000 + 2 * NP_CANDIDATE_MS, 1000);
 	endpoint_port(wg, p2[2].node_key, host);
-	assert_string_equal(host, "127.0.0.1");
+	assert_string_equal(host, "127.0.0.2");
 
 	/* names */
 	struct ns_addr a[4];
