@@ -97,8 +97,12 @@ static void close_conn(struct ctl_client *c)
 	c->have_transport = false;
 	ctl_frame_decoder_free(&c->dec);
 	ctl_frame_decoder_init(&c->dec);
-	evtimer_del(c->ev_timer);
-	evtimer_del(c->ev_tick);
+	if (c->ev_timer)
+		evtimer_del(c->ev_timer);
+	if (c->ev_tick)
+		evtimer_del(c->ev_tick);
+	if (c->ev_eps)
+		evtimer_del(c->ev_eps);
 	c->connected_since = 0;
 }
 
@@ -206,6 +210,20 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		                "handshake timed out after %u ms (server key mismatch "
 		                "or not a mesh-control server?)",
 		                c->connect_timeout_ms);
+	leave(c);
+}
+
+/* Endpoints are sent from the loop, not from ctl_client_set_endpoints: a
+ * send failure ends the session, which calls back. */
+static void on_eps(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl_client *c = arg;
+
+	(void)fd;
+	(void)what;
+	enter(c);
+	if (c->state == CTL_CLIENT_ONLINE && c->have_transport)
+		ctl_client_send_endpoints(c, false);
 	leave(c);
 }
 
@@ -391,7 +409,8 @@ struct ctl_client *ctl_client_new(const struct ctl_client_config *cfg, char *err
 	c->host = strdup(cfg->host);
 	c->ev_timer = evtimer_new(c->base, on_timer, c);
 	c->ev_tick = evtimer_new(c->base, on_tick, c);
-	if (!c->host || !c->ev_timer || !c->ev_tick) {
+	c->ev_eps = evtimer_new(c->base, on_eps, c);
+	if (!c->host || !c->ev_timer || !c->ev_tick || !c->ev_eps) {
 		snprintf(err, errlen, "control client: out of memory");
 		client_destroy(c);
 		return NULL;
@@ -404,14 +423,13 @@ struct ctl_client *ctl_client_new(const struct ctl_client_config *cfg, char *err
 
 static void client_destroy(struct ctl_client *c)
 {
-	if (c->ev_timer)
-		close_conn(c);
-	else
-		ctl_frame_decoder_free(&c->dec);
+	close_conn(c);
 	if (c->ev_timer)
 		event_free(c->ev_timer);
 	if (c->ev_tick)
 		event_free(c->ev_tick);
+	if (c->ev_eps)
+		event_free(c->ev_eps);
 	ctl_map_clear(&c->map);
 	free(c->host);
 	sodium_memzero(c, sizeof(*c));
@@ -433,12 +451,22 @@ void ctl_client_free(struct ctl_client *c)
 
 int ctl_client_set_endpoints(struct ctl_client *c, const struct ctl_endpoints *eps)
 {
+	struct ctl_msg m = {.type = CTL_MSG_ENDPOINTS};
+	struct ctl_msg_err err;
+	uint8_t *body = NULL;
+	size_t len = 0;
+
 	if (!c || !eps || eps->n > CTL_ENDPOINTS_MAX)
 		return -EINVAL;
+	/* refuse now what the encoder would refuse later (port 0, family) */
+	m.u.endpoints = *eps;
+	if (ctl_msg_encode(&m, &body, &len, &err) < 0)
+		return -EINVAL;
+	free(body);
 	c->eps = *eps;
 	c->have_eps = true;
-	if (c->state == CTL_CLIENT_ONLINE && c->have_transport)
-		ctl_client_send_endpoints(c, false);
+	if (c->state == CTL_CLIENT_ONLINE && c->have_transport && !c->dead)
+		event_active(c->ev_eps, EV_TIMEOUT, 0);
 	return 0;
 }
 

@@ -47,6 +47,7 @@ struct ctl_client {
 	struct ctl_frame_decoder dec;
 	struct event *ev_timer; /* backoff retry / connect+handshake timeout */
 	struct event *ev_tick;  /* keepalive and receive watchdog */
+	struct event *ev_eps;   /* send changed endpoints from the loop */
 	uint64_t last_rx_ms, last_tx_ms, session_start_ms;
 	uint64_t retry_at_ms;
 	uint32_t backoff_cur_ms;

@@ -24,10 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -465,6 +467,10 @@ static void test_endpoints_once(void **state)
 	assert_int_equal(t->srv.last_eps.n, 1);
 	assert_int_equal(t->srv.last_eps.ep[0].port, 41641);
 	assert_int_equal(t->srv.last_eps.home_relay, 3);
+	/* what the encoder would refuse is refused at once */
+	struct ctl_endpoints bad = eps;
+	bad.ep[0].port = 0;
+	assert_int_equal(ctl_client_set_endpoints(t->c, &bad), -EINVAL);
 	/* identical: not resent */
 	assert_int_equal(ctl_client_set_endpoints(t->c, &eps), 0);
 	run_until(t, NULL, 100);
@@ -512,6 +518,30 @@ static void test_handshake_timeout(void **state)
 	assert_true(now_ms() - t0 >= 140);
 	assert_non_null(strstr(t->last_detail, "handshake timed out"));
 	assert_int_equal(t->srv.accepts, 1);
+}
+
+/* A name resolved through evdns (a hosts file, no name server). */
+static void test_resolve_name(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	char path[] = "/tmp/ctl-hosts-XXXXXX";
+	int fd = mkstemp(path);
+	struct evdns_base *dns = evdns_base_new(t->base, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "127.0.0.1 control.test\n", 23), 23);
+	close(fd);
+	assert_int_equal(evdns_base_load_hosts(dns, path), 0);
+	unlink(path);
+	base_cfg(t, &cfg);
+	cfg.dns = dns;
+	cfg.host = "control.test";
+	start(t, &cfg);
+	assert_true(run_until(t, is_online, 3000));
+	ctl_client_free(t->c);
+	t->c = NULL;
+	evdns_base_free(dns, 0);
 }
 
 static void test_free_in_callback(void **state)
@@ -630,6 +660,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_endpoints_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_resolve_name, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
 	    cmocka_unit_test(test_apply_delta),
