@@ -111,9 +111,8 @@ void ctl_client_stop(struct ctl_client *c)
 	close_conn(c);
 }
 
-static uint32_t next_backoff(struct ctl_client *c)
+uint32_t ctl_client_backoff_next(struct ctl_client *c, uint64_t now)
 {
-	uint64_t now = ctl_client_now_ms();
 	uint32_t wait;
 
 	if (c->session_start_ms && now - c->session_start_ms >= CTL_CLIENT_STABLE_MS)
@@ -144,7 +143,7 @@ void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
 		return;
 	log_info("control %s:%u: %s", c->host, c->port, detail);
 	close_conn(c);
-	wait = next_backoff(c);
+	wait = ctl_client_backoff_next(c, ctl_client_now_ms());
 	c->retry_at_ms = ctl_client_now_ms() + wait;
 	timer_in(c->ev_timer, wait);
 	ctl_client_set_state(c, CTL_CLIENT_BACKOFF, detail, NULL);

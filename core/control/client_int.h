@@ -77,6 +77,9 @@ void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void ctl_client_stop(struct ctl_client *c); /* closes the connection, no retry */
 void ctl_client_session_up(struct ctl_client *c);
+/* The next retry wait (jittered) and the doubling; a session that started
+ * CTL_CLIENT_STABLE_MS or more before now resets it first. */
+uint32_t ctl_client_backoff_next(struct ctl_client *c, uint64_t now);
 
 /* client_proto.c */
 void ctl_client_start_handshake(struct ctl_client *c);

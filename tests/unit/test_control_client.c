@@ -36,6 +36,7 @@
 #include <sodium.h>
 
 #include "core/control/client.h"
+#include "core/control/client_int.h"
 #include "core/control/frame.h"
 #include "core/control/msg.h"
 #include "core/control/noise_ik.h"
@@ -382,6 +383,32 @@ static void test_backoff_timing(void **state)
 	assert_int_equal(st.sessions, 0);
 }
 
+/* The backoff sequence without a clock: jitter in [0.5, 1.0] of the current
+ * step, doubling to the max, reset by a session of 60 s, not by a shorter. */
+static void test_backoff_sequence(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	const uint32_t steps[] = {50, 100, 200, 400, 400, 400};
+	uint64_t now = 1000000;
+
+	base_cfg(t, &cfg);
+	start(t, &cfg); /* the loop is not run: nothing connects */
+	for (int round = 0; round < 200; round++) {
+		for (int i = 0; i < 6; i++) {
+			uint32_t w = ctl_client_backoff_next(t->c, now);
+			assert_true(w >= steps[i] / 2 && w <= steps[i]);
+		}
+		/* a 59 s session: no reset */
+		t->c->session_start_ms = now - 59000;
+		assert_true(ctl_client_backoff_next(t->c, now) >= 200);
+		/* a 60 s session: back to the minimum */
+		t->c->session_start_ms = now - CTL_CLIENT_STABLE_MS;
+		assert_true(ctl_client_backoff_next(t->c, now) <= 50);
+		t->c->backoff_cur_ms = t->c->backoff_min_ms;
+	}
+}
+
 static void test_refused(void **state)
 {
 	struct tctx *t = *state;
@@ -654,6 +681,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_map_full_and_deltas, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_delta_wrong_base, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_timing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_backoff_sequence, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_server_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_silent, setup, teardown),
