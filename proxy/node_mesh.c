@@ -112,8 +112,6 @@ struct node_mesh_prep *node_mesh_prepare(const struct node_mesh_args *a, char *e
 			goto fail;
 		}
 		snprintf(p->hostname, sizeof(p->hostname), "%s", a->hostname);
-	} else {
-		nm_default_hostname(p->hostname, sizeof(p->hostname));
 	}
 	char xerr[160];
 	if (!expose_parse(a->expose ? a->expose : "all", &p->expose, xerr,
@@ -154,6 +152,10 @@ struct node_mesh_prep *node_mesh_prepare(const struct node_mesh_args *a, char *e
 		p->have_map = true;
 	else if (r != -ENOENT)
 		log_warn("%s", serr);
+	if (!a->hostname && p->have_self) /* keep the name we registered with */
+		snprintf(p->hostname, sizeof(p->hostname), "%s", p->self.name);
+	else if (!a->hostname)
+		nm_default_hostname(p->hostname, sizeof(p->hostname));
 	if (p->have_self && p->auth_key[0]) {
 		log_info("%s is already joined as %s; resuming (the token's auth key is "
 		         "not needed)",
@@ -164,6 +166,30 @@ struct node_mesh_prep *node_mesh_prepare(const struct node_mesh_args *a, char *e
 fail:
 	node_mesh_prep_free(p);
 	return NULL;
+}
+
+/* True when UDP port (IPv4 and IPv6 wildcard) can be bound now. */
+static bool nm_port_free(uint16_t port)
+{
+	bool ok = true;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in s4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+	if (fd < 0 || bind(fd, (struct sockaddr *)&s4, sizeof(s4)) != 0)
+		ok = false;
+	if (fd >= 0)
+		close(fd);
+	fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) { /* no IPv6 on the host: fine */
+		int one = 1;
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		struct sockaddr_in6 s6 = {.sin6_family = AF_INET6,
+		                          .sin6_port = htons(port)};
+		if (bind(fd, (struct sockaddr *)&s6, sizeof(s6)) != 0 &&
+		    errno == EADDRINUSE)
+			ok = false;
+		close(fd);
+	}
+	return ok;
 }
 
 /* Reads the optional --config file; [Interface] belongs to the state. */
@@ -247,6 +273,14 @@ int node_mesh_build_config(const struct node_mesh_prep *p, const struct node_sel
 	                      v4);
 	if (v6[0])
 		n += (size_t)snprintf(buf + n, cap - n, "Address = %s/128\n", v6);
+	if (self && self->listen_port) { /* peers know it from the last map */
+		if (nm_port_free(self->listen_port))
+			n += (size_t)snprintf(buf + n, cap - n, "ListenPort = %u\n",
+			                      self->listen_port);
+		else
+			log_warn("UDP port %u (used last time) is taken; using another",
+			         self->listen_port);
+	}
 	if (p->a.socks5)
 		n += (size_t)snprintf(buf + n, cap - n,
 		                      "[Socks5]\nBindAddress = %.200s\n", p->a.socks5);
@@ -260,6 +294,12 @@ int node_mesh_build_config(const struct node_mesh_prep *p, const struct node_sel
 	free(buf);
 	free(user);
 	return r;
+}
+
+int node_mesh_config(const struct node_mesh *m, const struct node_self *self,
+                     struct config *cfg, char *err, size_t errlen)
+{
+	return node_mesh_build_config(m->p, self, cfg, err, errlen);
 }
 
 /* ---- the control client ---- */
@@ -295,6 +335,7 @@ static void nm_registered(struct node_mesh *m, const struct ctl_register_resp *r
 	struct node_self s;
 	char err[256], v4[INET_ADDRSTRLEN], v6[INET6_ADDRSTRLEN];
 	node_self_from_resp(&s, resp);
+	s.listen_port = m->self.listen_port;
 	inet_ntop(AF_INET, s.ipv4, v4, sizeof(v4));
 	inet_ntop(AF_INET6, s.ipv6, v6, sizeof(v6));
 	bool first = !m->have_self;
@@ -556,6 +597,12 @@ int node_mesh_attach(struct node_mesh *m, struct wg_device *wg, const struct px_
 	char err[256];
 	m->wg = wg;
 	m->dataplane = true;
+	if (m->have_self && m->self.listen_port != wg_device_port(wg)) {
+		m->self.listen_port = wg_device_port(wg);
+		if (node_state_save_self(m->p->a.state_dir, &m->self, err, sizeof(err)) !=
+		    0)
+			log_warn("%s", err);
+	}
 	struct np_result r;
 	node_peers_apply(&m->np, wg, nm_now_ms(), &r);
 	if (r.added)

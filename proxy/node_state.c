@@ -409,6 +409,10 @@ int node_state_load_self(const char *dir, struct node_self *s, char *err, size_t
 		r = bad_field(dir, f, "ipv6", err, errlen);
 	else
 		s->node_id = (uint64_t)json_integer_value(id);
+	json_t *port = json_object_get(j, "listen_port");
+	if (r == 0 && port && json_is_integer(port) && json_integer_value(port) > 0 &&
+	    json_integer_value(port) <= 65535)
+		s->listen_port = (uint16_t)json_integer_value(port);
 	json_decref(j);
 	return r;
 }
@@ -419,9 +423,10 @@ int node_state_save_self(const char *dir, const struct node_self *s, char *err,
 	char v4[INET_ADDRSTRLEN], v6[INET6_ADDRSTRLEN];
 	inet_ntop(AF_INET, s->ipv4, v4, sizeof(v4));
 	inet_ntop(AF_INET6, s->ipv6, v6, sizeof(v6));
-	json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "node_id",
+	json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:i}", "node_id",
 	                      (json_int_t)s->node_id, "name", s->name, "fqdn", s->fqdn,
-	                      "ipv4", v4, "ipv6", v6, "domain", s->domain);
+	                      "ipv4", v4, "ipv6", v6, "domain", s->domain, "listen_port",
+	                      (int)s->listen_port);
 	if (!j) {
 		snprintf(err, errlen, "%s/self.json: out of memory", dir);
 		return -ENOMEM;

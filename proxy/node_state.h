@@ -7,7 +7,7 @@
  *   control.json      {host, port, server_key}: the mesh this directory
  *                     belongs to (from the join token)
  *   self.json         {node_id, name, fqdn, ipv4, ipv6, domain}: the last
- *                     registration answer
+ *                     registration answer; listen_port: our WireGuard port
  *   netmap.json       the last merged network map (a MAP_FULL body, msg.h)
  *   api.sock          the node's local API
  *
@@ -48,6 +48,8 @@ struct node_self {
 	uint8_t ipv4[4];
 	uint8_t ipv6[16];
 	char domain[CTL_DNSNAME_MAX];
+	uint16_t listen_port; /* our WireGuard UDP port, kept across restarts
+	                       * (peers know it from the map); 0: none yet */
 };
 
 /* Creates dir (mode 0700) if missing; tightens an existing one to 0700.

@@ -181,6 +181,7 @@ static void test_self(void **state)
 	r.ipv6[15] = 7;
 	struct node_self s, back;
 	node_self_from_resp(&s, &r);
+	s.listen_port = 41641;
 	sub(d, sizeof(d), "self");
 	assert_int_equal(node_state_open(d, err, sizeof(err)), 0);
 	assert_int_equal(node_state_load_self(d, &back, err, sizeof(err)), -ENOENT);
