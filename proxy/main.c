@@ -11,20 +11,39 @@
 #include "proxy/api.h"
 #include "proxy/nc_client.h"
 #include "proxy/node.h"
+#include "proxy/node_mesh.h"
 
 #define MESH_VERSION "0.1.0"
 
 static const char usage[] =
-    "usage: mesh-proxy [run] --config FILE [--api PATH] [--log-level LEVEL]\n"
-    "       mesh-proxy status [--api PATH] [--json]\n"
-    "       mesh-proxy ping [--api PATH] [-c COUNT] [-W SECONDS] ADDRESS\n"
-    "       mesh-proxy nc [--api PATH] HOST PORT\n"
+    "usage: mesh-proxy up --join TOKEN --state DIR [--hostname NAME] [--socks5 "
+    "ADDR:PORT]\n"
+    "                     [--http-proxy ADDR:PORT] [--expose SPEC] [--config FILE]\n"
+    "                     [--api PATH] [--log-level LEVEL]\n"
+    "       mesh-proxy up --state DIR [options as above]      (resume a joined node)\n"
+    "       mesh-proxy [run] --config FILE [--api PATH] [--log-level LEVEL]\n"
+    "       mesh-proxy status [--state DIR | --api PATH] [--json]\n"
+    "       mesh-proxy ip [-4 | -6] [--state DIR | --api PATH]\n"
+    "       mesh-proxy ping [--state DIR | --api PATH] [-c COUNT] [-W SECONDS] ADDRESS\n"
+    "       mesh-proxy nc [--state DIR | --api PATH] HOST PORT\n"
     "       mesh-proxy genkey | pubkey | genpsk\n"
     "       mesh-proxy --help | --version\n"
     "\n"
     "A WireGuard node in user space: no root, no TUN. Traffic from peers ends in\n"
     "an embedded TCP/IP stack and is bridged to local sockets (SOCKS5, HTTP\n"
-    "CONNECT, TCP tunnels), as configured in a wireproxy-style INI file.\n"
+    "CONNECT, TCP tunnels). Peers come from mesh-control (up --join) or from a\n"
+    "wireproxy-style INI file (run --config), or both.\n"
+    "\n"
+    "up options (a node joined to mesh-control):\n"
+    "  --join TOKEN          the join token from `mesh-control token` (first start)\n"
+    "  --state DIR           keys, registration and last network map (mode 0700);\n"
+    "                        the local API is DIR/api.sock\n"
+    "  --hostname NAME       the name to ask for (default: this host's name)\n"
+    "  --socks5 ADDR:PORT    a SOCKS5 proxy into the mesh (e.g. 127.0.0.1:1080)\n"
+    "  --http-proxy ADDR:PORT  an HTTP CONNECT proxy into the mesh\n"
+    "  --expose SPEC         mesh connections to our address go to 127.0.0.1:\n"
+    "                        all (default), none, or a list: 22,8000-8100,80=8080\n"
+    "  --config FILE         extra [Peer]s and front-ends (no [Interface])\n"
     "\n"
     "run options:\n"
     "  -c, --config FILE     node configuration (see config/example.ini)\n"
@@ -33,8 +52,9 @@ static const char usage[] =
     "  --log-level LEVEL     error, warn, info (default) or debug\n"
     "\n"
     "commands:\n"
-    "  status                peers, endpoints, last handshake, bytes; --json for "
-    "scripts\n"
+    "  status                self, peers (name, addresses, endpoint, last handshake,\n"
+    "                        bytes), control connection; --json for scripts\n"
+    "  ip                    our mesh addresses (-4 or -6: only one family)\n"
     "  ping ADDRESS          ICMP echo through the mesh from the node's own address\n"
     "  nc HOST PORT          connect stdin/stdout to HOST:PORT through the node\n"
     "                        (mesh names work; e.g. ssh -o ProxyCommand=...)\n"
@@ -43,11 +63,16 @@ static const char usage[] =
     "  genpsk                print a new preshared key\n"
     "\n"
     "examples:\n"
+    "  T=$(mesh-control --data /var/lib/mesh token --reusable)\n"
+    "  mesh-proxy up --join \"$T\" --state ~/.mesh --socks5 127.0.0.1:1080\n"
+    "  mesh-proxy up --state ~/.mesh --socks5 127.0.0.1:1080      (later restarts)\n"
+    "  mesh-proxy status --state ~/.mesh\n"
+    "  mesh-proxy ip -4 --state ~/.mesh\n"
+    "  curl --socks5-hostname 127.0.0.1:1080 http://web:8080/\n"
     "  mesh-proxy genkey > node.key && mesh-proxy pubkey < node.key\n"
     "  mesh-proxy --config node.ini --api /tmp/node.sock\n"
     "  mesh-proxy status --api /tmp/node.sock\n"
-    "  curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.2:8080/\n"
-    "  ssh -o ProxyCommand='mesh-proxy nc --api /tmp/node.sock %h %p' user@web\n";
+    "  ssh -o ProxyCommand='mesh-proxy nc --state ~/.mesh %h %p' user@web\n";
 
 static int die_usage(const char *fmt, const char *arg)
 {
@@ -104,6 +129,8 @@ static int cmd_pubkey(void)
 struct cli {
 	const char *config;
 	const char *api;
+	const char *state, *join, *hostname, *socks5, *http_proxy, *expose;
+	int family; /* ip -4 / -6 */
 	const char *log_level;
 	bool json;
 	unsigned count;
@@ -120,7 +147,10 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 		bool takes = !strcmp(a, "-c") || !strcmp(a, "--config") ||
 		             !strcmp(a, "--api") || !strcmp(a, "--log-level") ||
 		             !strcmp(a, "--count") || !strcmp(a, "-W") ||
-		             !strcmp(a, "--timeout");
+		             !strcmp(a, "--timeout") || !strcmp(a, "--state") ||
+		             !strcmp(a, "--join") || !strcmp(a, "--hostname") ||
+		             !strcmp(a, "--socks5") || !strcmp(a, "--http-proxy") ||
+		             !strcmp(a, "--expose");
 		if (takes) {
 			if (i + 1 >= argc)
 				return die_usage("%s needs a value", a);
@@ -129,6 +159,10 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 			a = "--config", val = argv[i] + 9;
 		} else if (!strncmp(a, "--api=", 6)) {
 			a = "--api", val = argv[i] + 6;
+		} else if (!strncmp(a, "--state=", 8)) {
+			a = "--state", val = argv[i] + 8;
+		} else if (!strncmp(a, "--join=", 7)) {
+			a = "--join", val = argv[i] + 7;
 		}
 		if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
 			c->config = val;
@@ -142,6 +176,20 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 			c->wait_s = strtod(val, NULL);
 		} else if (!strcmp(a, "--json")) {
 			c->json = true;
+		} else if (!strcmp(a, "--state")) {
+			c->state = val;
+		} else if (!strcmp(a, "--join")) {
+			c->join = val;
+		} else if (!strcmp(a, "--hostname")) {
+			c->hostname = val;
+		} else if (!strcmp(a, "--socks5")) {
+			c->socks5 = val;
+		} else if (!strcmp(a, "--http-proxy")) {
+			c->http_proxy = val;
+		} else if (!strcmp(a, "--expose")) {
+			c->expose = val;
+		} else if (!strcmp(a, "-4") || !strcmp(a, "-6")) {
+			c->family = a[1] - '0';
 		} else if (a[0] == '-' && a[1]) {
 			return die_usage("unknown option %s", a);
 		} else if (!c->target) {
@@ -153,13 +201,21 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 	return 0;
 }
 
+/* The API socket: --api, else DIR/api.sock for --state, else the default. */
+static void api_path(const char *api, const char *state, char *path, size_t len)
+{
+	if (api)
+		snprintf(path, len, "%s", api);
+	else if (state)
+		snprintf(path, len, "%s/api.sock", state);
+	else
+		api_default_path(path, len);
+}
+
 static int cmd_client(const struct cli *c, const char *req)
 {
 	char path[256], err[512], last[256] = "";
-	if (c->api)
-		snprintf(path, sizeof(path), "%s", c->api);
-	else
-		api_default_path(path, sizeof(path));
+	api_path(c->api, c->state, path, sizeof(path));
 	if (api_client_request(path, req, STDOUT_FILENO, last, sizeof(last), err,
 	                       sizeof(err)) != 0) {
 		fprintf(stderr, "mesh-proxy: %s\n", err);
@@ -173,7 +229,7 @@ static int cmd_client(const struct cli *c, const char *req)
 /* mesh-proxy nc [--api PATH] HOST PORT */
 static int cmd_nc(int argc, char **argv)
 {
-	const char *api = NULL, *pos[2];
+	const char *api = NULL, *state = NULL, *pos[2];
 	int npos = 0;
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
@@ -183,6 +239,10 @@ static int cmd_nc(int argc, char **argv)
 			api = argv[++i];
 		} else if (!strncmp(a, "--api=", 6)) {
 			api = a + 6;
+		} else if (!strcmp(a, "--state")) {
+			if (i + 1 >= argc)
+				return die_usage("%s needs a value", a);
+			state = argv[++i];
 		} else if (a[0] == '-' && a[1]) {
 			return die_usage("nc: unknown option %s", a);
 		} else if (npos < 2) {
@@ -200,10 +260,7 @@ static int cmd_nc(int argc, char **argv)
 	if (strlen(pos[0]) > 255 || strpbrk(pos[0], " \t\r\n"))
 		return die_usage("nc: %s is not a host", pos[0]);
 	char path[256];
-	if (api)
-		snprintf(path, sizeof(path), "%s", api);
-	else
-		api_default_path(path, sizeof(path));
+	api_path(api, state, path, sizeof(path));
 	return nc_client_run(path, pos[0], pos[1]);
 }
 
@@ -251,6 +308,16 @@ int main(int argc, char **argv)
 		         (unsigned)(c.wait_s * 1000));
 		return cmd_client(&c, req);
 	}
+	if (!strcmp(cmd, "ip")) {
+		int r = parse_opts(argc, argv, 2, &c);
+		if (r)
+			return r;
+		if (c.target)
+			return die_usage("ip: unexpected argument %s", c.target);
+		return cmd_client(&c, c.family == 4   ? "ip 4"
+		                      : c.family == 6 ? "ip 6"
+		                                      : "ip");
+	}
 	if (!strcmp(cmd, "nc"))
 		return cmd_nc(argc, argv);
 	int first = 1;
@@ -261,8 +328,13 @@ int main(int argc, char **argv)
 		return r;
 	if (c.target)
 		return die_usage("unknown command %s", c.target);
-	if (!c.config)
-		return die_usage("%s", "no configuration: pass --config FILE");
+	if ((c.join || c.hostname || c.socks5 || c.http_proxy || c.expose) && !c.state)
+		return die_usage("%s", "--join, --hostname, --socks5, --http-proxy and "
+		                       "--expose need --state DIR (where the node keeps "
+		                       "its keys)");
+	if (!c.config && !c.state)
+		return die_usage("%s", "nothing to run: pass --join TOKEN --state DIR "
+		                       "(mesh-control) or --config FILE");
 	if (c.log_level) {
 		int lvl = log_level_parse(c.log_level);
 		if (lvl < 0)
@@ -270,6 +342,14 @@ int main(int argc, char **argv)
 			                 c.log_level);
 		log_set_level((enum log_level)lvl);
 	}
-	struct node_opts o = {.config_path = c.config, .api_path = c.api};
+	struct node_mesh_args ma = {.state_dir = c.state,
+	                            .join_token = c.join,
+	                            .hostname = c.hostname,
+	                            .socks5 = c.socks5,
+	                            .http_proxy = c.http_proxy,
+	                            .expose = c.expose,
+	                            .config_path = c.config};
+	struct node_opts o = {
+	    .config_path = c.config, .api_path = c.api, .mesh = c.state ? &ma : NULL};
 	return node_run(&o);
 }

@@ -20,6 +20,7 @@
 #include "core/wg/device.h"
 #include "netstack/ns.h"
 #include "proxy/api.h"
+#include "proxy/node_mesh.h"
 #include "proxy/proxy.h"
 #include "proxy/status.h"
 
@@ -44,6 +45,11 @@ struct node {
 	size_t n_udp_tunnels;
 	struct px_nc *nc;
 	time_t started;
+	size_t n_seen;          /* entries in seen_handshake */
+	struct node_mesh *mesh; /* mesh-proxy up --state: the control side */
+	bool dataplane;         /* wg, netstack and front-ends are up */
+	int rc;                 /* exit code asked for by the mesh side */
+	char api_path[256];
 };
 
 /* lwIP output -> WireGuard. */
@@ -63,7 +69,9 @@ static void node_wg_rx(void *ctx, const uint8_t *pkt, size_t len)
 static bool node_route_ok(void *ctx, const struct ns_addr *a)
 {
 	struct node *n = ctx;
-	return wg_device_has_route(n->wg, a->family, a->addr);
+	if (n->mesh && node_mesh_route_local(a))
+		return true; /* MagicDNS at 100.100.100.100 */
+	return n->wg && wg_device_has_route(n->wg, a->family, a->addr);
 }
 
 /* Mesh names: a [Peer] Name resolves to the peer's host AllowedIPs. The
@@ -91,7 +99,7 @@ static size_t node_resolve_mesh(void *ctx, const char *name, struct ns_addr *out
 		}
 		return k;
 	}
-	return 0;
+	return node_mesh_resolve(n->mesh, name, out, max); /* map peers */
 }
 
 static void node_on_signal(evutil_socket_t sig, short what, void *arg)
@@ -124,7 +132,19 @@ static void node_on_tick(evutil_socket_t fd, short what, void *arg)
 	struct node *n = arg;
 	(void)fd, (void)what;
 	node_trim_heap();
+	if (n->mesh)
+		node_mesh_tick(n->mesh);
+	if (!n->wg)
+		return;
 	size_t np = wg_device_peer_count(n->wg);
+	if (np > n->n_seen) { /* map peers come and go */
+		int64_t *s = realloc(n->seen_handshake, np * sizeof(*s));
+		if (!s)
+			return;
+		memset(s + n->n_seen, 0, (np - n->n_seen) * sizeof(*s));
+		n->seen_handshake = s;
+		n->n_seen = np;
+	}
 	for (size_t i = 0; i < np; i++) {
 		struct wg_peer_info pi;
 		if (wg_device_peer_info(n->wg, i, &pi) != 0)
@@ -134,9 +154,10 @@ static void node_on_tick(evutil_socket_t fd, short what, void *arg)
 			char key[64], ep[INET6_ADDRSTRLEN + 8];
 			status_key_b64(pi.public_key, key, sizeof(key));
 			status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
+			const char *nm = node_mesh_peer_name(n->mesh, pi.public_key);
 			if (n->seen_handshake[i] == 0)
-				log_info("peer %s: handshake complete, endpoint %s", key,
-				         ep);
+				log_info("peer %s%s%s: handshake complete, endpoint %s",
+				         nm ? nm : "", nm ? " " : "", key, ep);
 			else
 				log_debug(
 				    "peer %s: handshake complete (rekey), endpoint %s",
@@ -270,7 +291,8 @@ static void node_api_nc(struct node *n, struct api_conn *conn, const char *args)
 		return;
 	}
 	if (!n->nc) {
-		api_conn_printf(conn, "error: out of memory\n");
+		api_conn_printf(conn, n->wg ? "error: out of memory\n"
+		                            : "error: not registered yet\n");
 		api_conn_finish(conn);
 		return;
 	}
@@ -295,6 +317,7 @@ static void node_status_view(struct node *n, struct status_view *v)
 	    .udp_tunnels = n->udp_tunnels,
 	    .n_udp_tunnels = n->n_udp_tunnels,
 	    .nc = n->nc,
+	    .mesh = n->mesh,
 	};
 }
 
@@ -312,6 +335,14 @@ static void node_api(void *ctx, struct api_conn *conn, const char *line)
 		api_conn_finish(conn);
 	} else if (strcmp(line, "status json") == 0) {
 		status_write_json(&v, conn);
+		api_conn_finish(conn);
+	} else if (strncmp(line, "ip", 2) == 0 && n->mesh &&
+	           (!line[2] || !strcmp(line + 2, " 4") || !strcmp(line + 2, " 6"))) {
+		node_mesh_write_ip(n->mesh, conn, line[2] ? line[3] - '0' : 0);
+		api_conn_finish(conn);
+	} else if (strncmp(line, "ping ", 5) == 0 && !n->wg) {
+		api_conn_printf(
+		    conn, "error: not registered yet; see mesh-proxy status\nfail\n");
 		api_conn_finish(conn);
 	} else if (strncmp(line, "ping ", 5) == 0) {
 		node_api_ping(n, conn, line + 5);
@@ -416,6 +447,7 @@ static int node_start_wg(struct node *n)
 	n->seen_handshake = calloc(c->n_peers + 1, sizeof(int64_t));
 	if (!n->seen_handshake)
 		return -1;
+	n->n_seen = c->n_peers + 1;
 	for (size_t i = 0; i < c->n_peers; i++) {
 		struct cfg_peer *p = &c->peers[i];
 		struct wg_allowed_ip *ips = calloc(p->n_allowed_ips + 1, sizeof(*ips));
@@ -528,15 +560,89 @@ static void node_raise_fd_limit(void)
 		log_debug("descriptor limit raised to %llu", (unsigned long long)want);
 }
 
+/* The data plane: WireGuard, netstack, front-ends (and the map, MagicDNS
+ * and expose when joined). */
+static int node_start_dataplane(struct node *n)
+{
+	if (node_start_wg(n) != 0 || node_start_netstack(n) != 0 ||
+	    node_start_frontends(n) != 0)
+		return -1;
+	n->dataplane = true;
+	if (n->mesh)
+		node_mesh_attach(n->mesh, n->wg, &n->env);
+	char self[64];
+	uint8_t pub[32];
+	crypto_scalarmult_base(pub, n->cfg.private_key);
+	status_key_b64(pub, self, sizeof(self));
+	log_info("mesh-proxy up: public key %s, udp port %u, %zu peer(s), api %s", self,
+	         wg_device_port(n->wg), wg_device_peer_count(n->wg),
+	         n->api ? n->api_path : "off");
+	wg_device_handshake_all(n->wg);
+	return 0;
+}
+
+/* node_mesh hooks: registered for the first time -> start with the
+ * addresses mesh-control gave us. */
+static int node_mesh_start(void *ctx, const struct node_self *self)
+{
+	struct node *n = ctx;
+	char err[512];
+	struct config cfg;
+	if (node_mesh_config(n->mesh, self, &cfg, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return -1;
+	}
+	config_free(&n->cfg);
+	n->cfg = cfg;
+	return node_start_dataplane(n);
+}
+
+static void node_mesh_stop(void *ctx, int rc)
+{
+	struct node *n = ctx;
+	n->rc = rc;
+	event_base_loopexit(n->base, NULL);
+}
+
+/* Configuration: a file, or (mesh-proxy up --state) built from the state
+ * directory. Returns 0 or an exit code. */
+static int node_load(struct node *n, const struct node_opts *o,
+                     struct node_mesh_prep **prep)
+{
+	char err[768];
+	if (!o->mesh) {
+		if (config_load(o->config_path, &n->cfg, err, sizeof(err)) != 0) {
+			fprintf(stderr, "mesh-proxy: %s\n", err);
+			return 2;
+		}
+		return 0;
+	}
+	bool usage = false;
+	*prep = node_mesh_prepare(o->mesh, err, sizeof(err), &usage);
+	if (!*prep) {
+		fprintf(stderr, "mesh-proxy: %s\n", err);
+		return usage ? 2 : 1;
+	}
+	if (node_mesh_build_config(*prep, node_mesh_prep_self(*prep), &n->cfg, err,
+	                           sizeof(err)) != 0) {
+		fprintf(stderr, "mesh-proxy: %s\n", err);
+		node_mesh_prep_free(*prep);
+		*prep = NULL;
+		return 2;
+	}
+	return 0;
+}
+
 int node_run(const struct node_opts *o)
 {
 	struct node n0 = {0}, *n = &n0;
+	struct node_mesh_prep *prep = NULL;
 	char err[512];
-	int rc = 1;
-	if (config_load(o->config_path, &n->cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "mesh-proxy: %s\n", err);
-		return 2;
-	}
+	int rc = node_load(n, o, &prep);
+	if (rc)
+		return rc;
+	rc = 1;
+	bool start_now = !prep || node_mesh_prep_self(prep);
 	if (getuid() == 0)
 		log_warn("running as root is not needed: mesh-proxy uses no TUN and no "
 		         "privileged ports unless you configure them");
@@ -550,19 +656,31 @@ int node_run(const struct node_opts *o)
 	                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (!n->dns) /* no resolv.conf: names fail, addresses still work */
 		n->dns = evdns_base_new(n->base, 0);
-	if (node_start_wg(n) != 0 || node_start_netstack(n) != 0)
-		goto out;
-	if (node_start_frontends(n) != 0)
-		goto out;
 
-	char api_path[256];
 	if (o->api_path)
-		snprintf(api_path, sizeof(api_path), "%s", o->api_path);
+		snprintf(n->api_path, sizeof(n->api_path), "%s", o->api_path);
+	else if (o->mesh)
+		snprintf(n->api_path, sizeof(n->api_path), "%s/api.sock",
+		         o->mesh->state_dir);
 	else
-		api_default_path(api_path, sizeof(api_path));
-	n->api = api_server_new(n->base, api_path, node_api, n, err, sizeof(err));
+		api_default_path(n->api_path, sizeof(n->api_path));
+	n->api = api_server_new(n->base, n->api_path, node_api, n, err, sizeof(err));
 	if (!n->api)
 		log_warn("local API disabled: %s", err);
+
+	if (prep) {
+		struct node_mesh_hooks hooks = {
+		    .start_dataplane = node_mesh_start, .stop = node_mesh_stop, .ctx = n};
+		n->mesh = node_mesh_new(n->base, n->dns, prep, &n->cfg, &hooks, err,
+		                        sizeof(err));
+		prep = NULL;
+		if (!n->mesh) {
+			log_error("cannot start the control client: %s", err);
+			goto out;
+		}
+	}
+	if (start_now && node_start_dataplane(n) != 0)
+		goto out;
 
 	n->ev_int = evsignal_new(n->base, SIGINT, node_on_signal, n);
 	n->ev_term = evsignal_new(n->base, SIGTERM, node_on_signal, n);
@@ -571,20 +689,14 @@ int node_run(const struct node_opts *o)
 	event_add(n->ev_int, NULL);
 	event_add(n->ev_term, NULL);
 	event_add(n->ev_tick, &sec);
-
-	char self[64];
-	uint8_t pub[32];
-	crypto_scalarmult_base(pub, n->cfg.private_key);
-	status_key_b64(pub, self, sizeof(self));
-	log_info("mesh-proxy up: public key %s, udp port %u, %zu peer(s), api %s", self,
-	         wg_device_port(n->wg), n->cfg.n_peers, n->api ? api_path : "off");
-	wg_device_handshake_all(n->wg);
 	event_base_dispatch(n->base);
-	node_log_summary(n);
-	struct status_view v;
-	node_status_view(n, &v);
-	status_log_frontends(&v);
-	rc = 0;
+	if (n->wg) {
+		node_log_summary(n);
+		struct status_view v;
+		node_status_view(n, &v);
+		status_log_frontends(&v);
+	}
+	rc = n->rc;
 out:
 	for (size_t i = 0; i < n->n_socks; i++)
 		px_socks_free(n->socks[i]);
@@ -595,6 +707,8 @@ out:
 	for (size_t i = 0; i < n->n_udp_tunnels; i++)
 		px_udp_tunnel_free(n->udp_tunnels[i]);
 	px_nc_free(n->nc);
+	node_mesh_free(n->mesh);
+	node_mesh_prep_free(prep);
 	api_server_free(n->api);
 	if (n->ev_int)
 		event_free(n->ev_int);

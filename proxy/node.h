@@ -4,8 +4,13 @@
 #ifndef MESH_NODE_H
 #define MESH_NODE_H
 
+struct node_mesh_args;
+
 struct node_opts {
 	const char *config_path;
+	/* mesh-proxy up --state DIR: joined to mesh-control (config_path, if
+	 * any, is inside mesh); NULL: a static configuration file. */
+	const struct node_mesh_args *mesh;
 	const char *api_path; /* NULL: api_default_path() */
 };
 

@@ -63,6 +63,10 @@ const struct node_self *node_mesh_prep_self(const struct node_mesh_prep *p);
 int node_mesh_build_config(const struct node_mesh_prep *p, const struct node_self *self,
                            struct config *cfg, char *err, size_t errlen);
 
+/* node_mesh_build_config with the prep the mesh holds. */
+int node_mesh_config(const struct node_mesh *m, const struct node_self *self,
+                     struct config *cfg, char *err, size_t errlen);
+
 /* Starts the control client. Takes p (freed). */
 struct node_mesh *node_mesh_new(struct event_base *base, struct evdns_base *dns,
                                 struct node_mesh_prep *p, const struct config *cfg,

@@ -12,6 +12,7 @@
 #include "core/wg/device.h"
 #include "netstack/ns.h"
 #include "proxy/api.h"
+#include "proxy/node_mesh.h"
 #include "proxy/proxy.h"
 
 void status_key_b64(const uint8_t key[32], char *out, size_t len)
@@ -166,6 +167,10 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 {
 	char key[64], buf[128];
 	uint8_t pub[32];
+	if (v->mesh)
+		node_mesh_status_text(v->mesh, v->wg, c);
+	if (!v->wg)
+		return; /* joined, waiting for registration */
 	crypto_scalarmult_base(pub, v->cfg->private_key);
 	status_key_b64(pub, key, sizeof(key));
 	api_conn_printf(c, "self   %s  udp/%u  up %lds\n", key, wg_device_port(v->wg),
@@ -181,6 +186,8 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 		struct wg_peer_info pi;
 		if (wg_device_peer_info(v->wg, i, &pi) != 0)
 			continue;
+		if (node_mesh_peer_name(v->mesh, pi.public_key))
+			continue; /* in the mesh table above */
 		char ep[80], hs[32], rx[32], tx[32];
 		status_key_b64(pi.public_key, key, sizeof(key));
 		status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
@@ -254,10 +261,20 @@ void status_write_json(const struct status_view *v, struct api_conn *c)
 {
 	char key[64], buf[128];
 	uint8_t pub[32];
+	api_conn_printf(c, "{");
+	if (v->mesh) {
+		api_conn_printf(c, "\"mesh\":");
+		node_mesh_status_json(v->mesh, v->wg, c);
+		if (!v->wg) {
+			api_conn_printf(c, "}\n");
+			return;
+		}
+		api_conn_printf(c, ",");
+	}
 	crypto_scalarmult_base(pub, v->cfg->private_key);
 	status_key_b64(pub, key, sizeof(key));
 	api_conn_printf(c,
-	                "{\"self\":{\"public_key\":\"%s\",\"listen_port\":%u,"
+	                "\"self\":{\"public_key\":\"%s\",\"listen_port\":%u,"
 	                "\"uptime_s\":%ld,\"addresses\":[",
 	                key, wg_device_port(v->wg), (long)(time(NULL) - v->started));
 	for (size_t i = 0; i < v->cfg->n_addresses; i++) {
@@ -274,10 +291,12 @@ void status_write_json(const struct status_view *v, struct api_conn *c)
 		status_key_b64(pi.public_key, key, sizeof(key));
 		status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
 		const struct cfg_peer *cp = cfg_peer_by_key(v->cfg, pi.public_key);
-		/* Names are DNS labels (checked by the config): nothing to escape. */
-		api_conn_printf(
-		    c, "%s{\"name\":%s%s%s,", i ? "," : "", cp && cp->name ? "\"" : "",
-		    cp && cp->name ? cp->name : "null", cp && cp->name ? "\"" : "");
+		const char *name =
+		    cp ? cp->name : node_mesh_peer_name(v->mesh, pi.public_key);
+		/* Names are DNS labels (checked by the config and the map
+		 * decoder): nothing to escape. */
+		api_conn_printf(c, "%s{\"name\":%s%s%s,", i ? "," : "", name ? "\"" : "",
+		                name ? name : "null", name ? "\"" : "");
 		api_conn_printf(c,
 		                "\"public_key\":\"%s\",\"endpoint\":%s%s%s,"
 		                "\"last_handshake_unix\":%" PRId64

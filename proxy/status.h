@@ -15,6 +15,7 @@ struct px_http;
 struct px_tunnel;
 struct px_udp_tunnel;
 struct px_nc;
+struct node_mesh;
 
 struct status_view {
 	const struct config *cfg;
@@ -28,7 +29,9 @@ struct status_view {
 	size_t n_tunnels;
 	struct px_udp_tunnel *const *udp_tunnels;
 	size_t n_udp_tunnels;
-	const struct px_nc *nc; /* may be NULL */
+	const struct px_nc *nc;       /* may be NULL */
+	const struct node_mesh *mesh; /* mesh-proxy up --state; may be NULL */
+	/* wg may be NULL with mesh set: registration pending */
 };
 
 void status_write_text(const struct status_view *v, struct api_conn *c);
