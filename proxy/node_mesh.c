@@ -333,10 +333,10 @@ static void nm_log_refused(struct node_mesh *m, const char *detail,
 	default:
 		what = "see mesh-control's log";
 	}
-	log_error("mesh-control refused this node: %s%s%s; %s",
-	          resp && resp->reason[0] ? resp->reason : detail,
-	          resp && resp->reason[0] && detail && detail[0] ? " / " : "",
-	          resp && resp->reason[0] && detail ? detail : "", what);
+	const char *why = resp && resp->reason[0] ? resp->reason : detail;
+	bool both = why != detail && detail && detail[0] && strcmp(why, detail) != 0;
+	log_error("mesh-control refused this node: %s%s%s; %s", why, both ? " / " : "",
+	          both ? detail : "", what);
 }
 
 static void nm_registered(struct node_mesh *m, const struct ctl_register_resp *resp)
@@ -634,7 +634,9 @@ int node_mesh_attach(struct node_mesh *m, struct wg_device *wg, const struct px_
 	char desc[128] = "all";
 	if (expose_describe)
 		expose_describe(&m->p->expose, desc, sizeof(desc));
-	if (!m->expose && !(m->p->expose.n == 0 && !m->p->expose.all))
+	if (!px_expose_new)
+		log_warn("expose: not in this build yet (proxy/expose.c)");
+	else if (!m->expose && !(m->p->expose.n == 0 && !m->p->expose.all))
 		log_warn("expose (%s) disabled: %s", desc, err);
 	else
 		log_info("expose: %s (mesh connections to our address go to 127.0.0.1)",
