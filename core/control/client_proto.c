@@ -266,6 +266,20 @@ static void on_message(struct ctl_client *c, const struct ctl_frame *f)
 			ctl_client_fail(c, "map delta before registration");
 		break;
 	case CTL_MSG_ERROR:
+		if (m.u.error.code == CTL_REASON_NODE_REMOVED ||
+		    m.u.error.code == CTL_REASON_NODE_EXPIRED) {
+			/* Final: reconnecting without an auth key would only
+			 * queue this machine as a new node awaiting approval. */
+			struct ctl_register_resp r = {.status = CTL_REG_REFUSED,
+			                              .code = m.u.error.code};
+			snprintf(r.reason, sizeof(r.reason), "%s",
+			         m.u.error.text[0] ? m.u.error.text
+			                           : reason_text(m.u.error.code));
+			log_warn("control %s:%u: %s", c->host, c->port, r.reason);
+			ctl_client_stop(c);
+			ctl_client_set_state(c, CTL_CLIENT_REFUSED, r.reason, &r);
+			break;
+		}
 		ctl_client_fail(c, "server error %u: %s", m.u.error.code, m.u.error.text);
 		break;
 	default: /* KEEPALIVE; ENDPOINTS and REGISTER_REQ are not for us */
