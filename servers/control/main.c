@@ -20,6 +20,7 @@
 
 #include "core/control/noise_ik.h"
 #include "core/control/token.h"
+#include "servers/control/admin.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/server.h"
 #include "servers/control/store.h"
@@ -36,14 +37,15 @@ static const char usage[] =
     "       mesh-control [--data DIR] nodes list [--json]\n"
     "       mesh-control [--data DIR] nodes approve|remove|expire ID|NAME\n"
     "       mesh-control [--data DIR] nodes rename ID|NAME NEWNAME\n"
+    "       mesh-control [--data DIR] apikeys create [DESCRIPTION] | list | revoke ID\n"
     "       mesh-control [--data DIR] serve [SERVE OPTIONS] (see serve --help)\n"
     "       mesh-control --help | --version\n"
     "\n"
     "The coordination server of a meshproxy mesh: nodes join with one token, get\n"
     "an address (100.64.0.0/10 and a ULA /48) and a name, and learn their peers.\n"
     "`serve` runs the node protocol that nodes connect to; the admin commands\n"
-    "manage the store and issue join tokens (also while serve runs). Work in\n"
-    "progress: `mesh-proxy up --join` is not built yet.\n"
+    "manage the store and issue join tokens (also while serve runs; serve pushes\n"
+    "the change to every node). Nodes join with `mesh-proxy up --join TOKEN`.\n"
     "\n"
     "options:\n"
     "  --data DIR            data directory (default $MESH_CONTROL_DATA): control.db,\n"
@@ -72,15 +74,14 @@ static const char usage[] =
     "  nodes approve         let a node that joined without a key in\n"
     "  nodes rename|remove|expire\n"
     "                        rename, delete, or force re-authentication\n"
+    "  apikeys               keys for the HTTP admin API (serve --admin-listen)\n"
     "\n"
     "examples:\n"
     "  mesh-control --data /var/lib/mesh-control init --listen 198.18.0.1:7443\n"
     "  export MESH_CONTROL_DATA=/var/lib/mesh-control\n"
     "  mesh-control token --reusable --expiry 1h\n"
-    "  mesh-control keys create --ephemeral --tags ci\n"
-    "  mesh-control keys list --json\n"
-    "  mesh-control nodes list\n"
-    "  mesh-control nodes rename 3 web\n";
+    "  mesh-control serve &   # then: mesh-proxy up --join TOKEN --state DIR\n"
+    "  mesh-control nodes list; mesh-control nodes rename 3 web\n";
 
 static int die_usage(const char *fmt, const char *arg)
 {
@@ -769,7 +770,7 @@ int main(int argc, char **argv)
 		return cmd_token_decode(c.pos[1]);
 	}
 	if (strcmp(cmd, "init") && strcmp(cmd, "token") && strcmp(cmd, "keys") &&
-	    strcmp(cmd, "nodes"))
+	    strcmp(cmd, "nodes") && strcmp(cmd, "apikeys"))
 		return die_usage("unknown command %s", cmd);
 
 	const char *dir = c.data;
@@ -789,5 +790,10 @@ int main(int argc, char **argv)
 		return cmd_init(&c, dir);
 	}
 	umask(077);
+	if (!strcmp(cmd, "apikeys"))
+		return (r = check_opts(&c, O_JSON, cmd))
+		           ? r
+		           : ctl_admin_cli_apikeys(dir, c.npos, (char **)c.pos,
+		                                   (c.seen & O_JSON) != 0);
 	return run_store_cmd(&c, dir);
 }
