@@ -42,7 +42,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all deps test check unit asan clean demo fuzz bench format help
 # Keep unit-test objects (make would delete them as intermediates).
 .SECONDARY: $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o)
-TOOLS := $(BUILD)/tests/wg-ping
+TOOLS := $(BUILD)/tests/wg-ping $(BUILD)/tests/ctl-scale
 all: $(PROGRAMS) $(UNIT_BIN) $(TOOLS)
 
 help:
@@ -99,6 +99,11 @@ $(BUILD)/tests/wg-ping: $(BUILD)/obj/tests/tools/wg-ping.o $(LIB) $(LWIP_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# ctl-scale: many light control clients in one process (the scale test).
+$(BUILD)/tests/ctl-scale: $(BUILD)/obj/tests/tools/ctl-scale.o $(LIB) $(LWIP_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # Only the normal build's tests.
 check: all
 	@tests/run.sh $(BUILD)
@@ -125,5 +130,6 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/proxy/main.d $(BUILD)/obj/tests/tools/wg-ping.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/proxy/main.d $(BUILD)/obj/tests/tools/wg-ping.d \
+	$(BUILD)/obj/tests/tools/ctl-scale.d
 -include $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d)
