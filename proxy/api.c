@@ -246,10 +246,11 @@ int api_client_request(const char *path, const char *line, int out_fd, char *las
 	}
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		int e = errno;
-		snprintf(err, errlen,
-		         "cannot reach the node at %s: %s (is `mesh-proxy --config FILE "
-		         "--api %s` running, as this user?)",
-		         path, strerror(e), path);
+		snprintf(
+		    err, errlen,
+		    "cannot reach the node at %s: %s (is `mesh-proxy up --state DIR` "
+		    "or `mesh-proxy --config FILE --api %s` running, as this user?)",
+		    path, strerror(e), path);
 		close(fd);
 		return -e;
 	}

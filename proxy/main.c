@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "core/control/token.h"
 #include "core/util/log.h"
 #include "proxy/api.h"
 #include "proxy/nc_client.h"
@@ -35,7 +36,8 @@ static const char usage[] =
     "wireproxy-style INI file (run --config), or both.\n"
     "\n"
     "up options (a node joined to mesh-control):\n"
-    "  --join TOKEN          the join token from `mesh-control token` (first start)\n"
+    "  --join TOKEN          the join token from `mesh-control token` (first start;\n"
+    "                        - reads it from stdin, out of sight of ps)\n"
     "  --state DIR           keys, registration and last network map (mode 0700);\n"
     "                        the local API is DIR/api.sock\n"
     "  --hostname NAME       the name to ask for (default: this host's name)\n"
@@ -341,6 +343,13 @@ int main(int argc, char **argv)
 			return die_usage("--log-level %s: use error, warn, info or debug",
 			                 c.log_level);
 		log_set_level((enum log_level)lvl);
+	}
+	static char tok[CTL_TOKEN_STR_MAX + 2];
+	if (c.join && !strcmp(c.join, "-")) { /* keep the token out of ps(1) */
+		if (!fgets(tok, sizeof(tok), stdin))
+			return die_usage("%s", "--join -: expected a token on stdin");
+		tok[strcspn(tok, "\r\n")] = 0;
+		c.join = tok;
 	}
 	struct node_mesh_args ma = {.state_dir = c.state,
 	                            .join_token = c.join,
