@@ -32,7 +32,7 @@ struct node {
 	struct evdns_base *dns;
 	struct wg_device *wg;
 	struct api_server *api;
-	struct event *ev_int, *ev_term, *ev_tick;
+	struct event *ev_int, *ev_term, *ev_hup, *ev_tick;
 	int64_t *seen_handshake; /* per peer, to log new handshakes */
 	struct px_env env;
 	struct px_socks *socks[NODE_MAX_FRONTENDS];
@@ -106,6 +106,11 @@ static void node_on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct node *n = arg;
 	(void)what;
+	if (sig == SIGHUP) {
+		log_info("SIGHUP received: reconnecting to mesh-control");
+		node_mesh_reconnect(n->mesh);
+		return;
+	}
 	log_info("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	event_base_loopexit(n->base, NULL);
 }
@@ -689,6 +694,10 @@ int node_run(const struct node_opts *o)
 	event_add(n->ev_int, NULL);
 	event_add(n->ev_term, NULL);
 	event_add(n->ev_tick, &sec);
+	if (n->mesh) {
+		n->ev_hup = evsignal_new(n->base, SIGHUP, node_on_signal, n);
+		event_add(n->ev_hup, NULL);
+	}
 	event_base_dispatch(n->base);
 	if (n->wg) {
 		node_log_summary(n);
@@ -716,6 +725,8 @@ out:
 		event_free(n->ev_term);
 	if (n->ev_tick)
 		event_free(n->ev_tick);
+	if (n->ev_hup)
+		event_free(n->ev_hup);
 	/* Let callbacks of front-ends freed mid-lookup run, so their sessions
 	 * are released before the resolver and the netstack go away. */
 	if (n->base)

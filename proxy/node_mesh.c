@@ -657,6 +657,12 @@ static void nm_save_map(struct node_mesh *m)
 		log_warn("%s", err);
 }
 
+void node_mesh_reconnect(struct node_mesh *m)
+{
+	if (m && m->client)
+		ctl_client_reconnect(m->client);
+}
+
 void node_mesh_tick(struct node_mesh *m)
 {
 	int64_t now = nm_now_ms();

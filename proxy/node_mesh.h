@@ -77,6 +77,9 @@ struct node_mesh *node_mesh_new(struct event_base *base, struct evdns_base *dns,
 int node_mesh_attach(struct node_mesh *m, struct wg_device *wg, const struct px_env *env);
 void node_mesh_free(struct node_mesh *m); /* accepts NULL; saves the map */
 
+/* Drops the control connection and reconnects now (SIGHUP). */
+void node_mesh_reconnect(struct node_mesh *m);
+
 /* Once a second from the node's tick. */
 void node_mesh_tick(struct node_mesh *m);
 
