@@ -76,24 +76,21 @@ static void nm_default_hostname(char *out, size_t cap)
 		snprintf(out, cap, "node");
 }
 
+/* Parses --join into p (nothing written yet). */
 static int nm_prep_token(struct node_mesh_prep *p, const char *tok, char *err,
-                         size_t errlen, bool *usage)
+                         size_t errlen)
 {
 	struct ctl_token t;
 	int r = ctl_token_decode(tok, strlen(tok), &t);
 	if (r != 0) {
 		snprintf(err, errlen, "--join: %s", ctl_token_strerror(r));
-		*usage = true;
 		return -1;
 	}
-	struct node_control want = {.port = t.port};
-	snprintf(want.host, sizeof(want.host), "%s", t.host);
-	memcpy(want.server_key, t.server_key, CTL_KEY_LEN);
+	p->ctl.port = t.port;
+	snprintf(p->ctl.host, sizeof(p->ctl.host), "%s", t.host);
+	memcpy(p->ctl.server_key, t.server_key, CTL_KEY_LEN);
 	snprintf(p->auth_key, sizeof(p->auth_key), "%s", t.auth_key);
 	ctl_token_wipe(&t);
-	if (node_state_bind_control(p->a.state_dir, &want, err, errlen) != 0)
-		return -1;
-	p->ctl = want;
 	return 0;
 }
 
@@ -120,6 +117,10 @@ struct node_mesh_prep *node_mesh_prepare(const struct node_mesh_args *a, char *e
 		}
 		snprintf(p->hostname, sizeof(p->hostname), "%s", a->hostname);
 	}
+	if (a->join_token && nm_prep_token(p, a->join_token, err, errlen) != 0) {
+		*usage = true;
+		goto fail;
+	}
 	char xerr[160];
 	if (!expose_parse) {
 		memset(&p->expose, 0, sizeof(p->expose));
@@ -129,10 +130,16 @@ struct node_mesh_prep *node_mesh_prepare(const struct node_mesh_args *a, char *e
 		*usage = true;
 		goto fail;
 	}
+	struct config check; /* --socks5, --http-proxy, --config: before DIR is touched */
+	if (node_mesh_build_config(p, NULL, &check, err, errlen) != 0) {
+		*usage = true;
+		goto fail;
+	}
+	config_free(&check);
 	if (node_state_open(dir, err, errlen) != 0)
 		goto fail;
 	if (a->join_token) {
-		if (nm_prep_token(p, a->join_token, err, errlen, usage) != 0)
+		if (node_state_bind_control(dir, &p->ctl, err, errlen) != 0)
 			goto fail;
 	} else {
 		int r = node_state_load_control(dir, &p->ctl, err, errlen);
