@@ -120,21 +120,29 @@ void ns_timers_kick(void)
  * reassembly that timed out with an ICMPv6 "time exceeded" whose source is
  * the datagram's destination, which may be a multicast address (found by
  * fuzz_netstack); nothing else we send should ever fail this. */
+bool ns_ip_is_ours(int family, const uint8_t *a)
+{
+	int i;
+
+	if (family == AF_INET)
+		return ns_ctx.have_v4 &&
+		       memcmp(a, &netif_ip4_addr(&ns_ctx.netif)->addr, 4) == 0;
+	for (i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
+		if (ip6_addr_isvalid(netif_ip6_addr_state(&ns_ctx.netif, i)) &&
+		    memcmp(a, netif_ip6_addr(&ns_ctx.netif, i)->addr, 16) == 0)
+			return true;
+	return false;
+}
+
 static bool ns_output_src_ok(const struct pbuf *p)
 {
 	const uint8_t *h = p->payload;
-	int i;
 
 	if (p->len >= 20 && h[0] >> 4 == 4)
-		return ns_ctx.have_v4 &&
-		       memcmp(h + 12, &netif_ip4_addr(&ns_ctx.netif)->addr, 4) == 0;
+		return ns_ip_is_ours(AF_INET, h + 12);
 	if (p->len < 40 || h[0] >> 4 != 6)
 		return false;
-	for (i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
-		if (ip6_addr_isvalid(netif_ip6_addr_state(&ns_ctx.netif, i)) &&
-		    memcmp(h + 8, netif_ip6_addr(&ns_ctx.netif, i)->addr, 16) == 0)
-			return true;
-	return false;
+	return ns_ip_is_ours(AF_INET6, h + 8);
 }
 
 static err_t ns_output(struct pbuf *p)
@@ -143,6 +151,8 @@ static err_t ns_output(struct pbuf *p)
 	uint8_t *buf = flat;
 
 	if (ns_ctx.out == NULL)
+		return ERR_OK;
+	if (ns_local_udp_intercept(p))
 		return ERR_OK;
 	if (!ns_output_src_ok(p)) {
 		ns_ctx.output_drop++;
@@ -194,6 +204,7 @@ static void ns_input_now(const uint8_t *pkt, size_t len)
 {
 	struct pbuf *p;
 
+	ns_any_syn_check(pkt, len);
 	/* Zeroed slack after the packet: lwIP 2.1.3's tcp_parseopt() reads the
 	 * length byte of an option whose kind is the last header byte, one
 	 * past the segment (found by fuzz_netstack). Like Linux's skb
@@ -261,13 +272,13 @@ static void ns_defer_clear(void)
 	defer_n = 0;
 }
 
-static void ns_defer(const uint8_t *pkt, size_t len)
+static int ns_defer(const uint8_t *pkt, size_t len)
 {
 	struct ns_deferred *d;
 
 	if (defer_n >= NS_DEFER_MAX || (d = malloc(sizeof(*d) + len)) == NULL) {
 		ns_ctx.st.input_drop++;
-		return;
+		return -ENOBUFS;
 	}
 	d->next = NULL;
 	d->len = len;
@@ -280,6 +291,16 @@ static void ns_defer(const uint8_t *pkt, size_t len)
 	defer_n++;
 	if (!defer_running)
 		event_active(ns_ctx.defer_ev, EV_TIMEOUT, 0);
+	return 0;
+}
+
+int ns_input_later(const uint8_t *pkt, size_t len)
+{
+	if (!ns_ctx.up || ns_ctx.closing)
+		return -ENETDOWN;
+	if (len < 20 || len > 0xffff - NS_INPUT_SLACK)
+		return -EINVAL;
+	return ns_defer(pkt, len);
 }
 
 void ns_input(const uint8_t *pkt, size_t len)
@@ -301,7 +322,7 @@ void ns_input(const uint8_t *pkt, size_t len)
 		return;
 	}
 	if (in_input > 0 || ns_ctx.in_output > 0) {
-		ns_defer(pkt, len);
+		(void)ns_defer(pkt, len);
 		return;
 	}
 	ns_input_now(pkt, len);
@@ -502,6 +523,7 @@ void ns_shutdown(void)
 	ns_tcp_shutdown_all();
 	ns_udp_shutdown_all();
 	ns_ping_shutdown();
+	ns_local_udp_shutdown();
 	ns_defer_clear();
 	netif_remove(&ns_ctx.netif);
 	/* Half-reassembled datagrams hold pbufs in lwIP's static lists: age

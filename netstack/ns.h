@@ -198,8 +198,8 @@ bool ns_addr_parse(struct ns_addr *a, const char *s);
  * ns_tcp_listen() covers go to cb (which splices or aborts them as for
  * ns_tcp_listen), when filter(ctx, dport) returns true; otherwise the SYN is
  * answered with RST as before. A specific listener always wins. One
- * handler; cb NULL removes it. The half-open cap applies. Returns 0 or
- * -errno. */
+ * handler; cb NULL removes it (filter NULL: every port). The half-open cap
+ * applies. ns_shutdown() removes it. Returns 0 or -errno (-ENETDOWN). */
 typedef bool (*ns_tcp_port_filter_fn)(void *ctx, uint16_t dport);
 int ns_tcp_listen_any(ns_tcp_port_filter_fn filter, ns_tcp_accept_fn cb, void *ctx);
 
@@ -210,7 +210,8 @@ int ns_tcp_listen_any(ns_tcp_port_filter_fn filter, ns_tcp_accept_fn cb, void *c
  * ns_udp_send). The service answers, now or later, with ns_local_udp_reply,
  * which delivers the datagram to the sender's ns_udp as coming from
  * addr:port. Up to 4 services; fn NULL removes the one at addr:port.
- * Returns 0 or -errno (-ENOSPC, -EINVAL). */
+ * Returns 0 or -errno (-ENOSPC, -EINVAL). Services stay across
+ * ns_shutdown()/ns_init() (datagrams still queued are dropped). */
 typedef void (*ns_local_udp_fn)(void *ctx, const struct ns_addr *src, uint16_t sport,
                                 const uint8_t *data, size_t len);
 int ns_local_udp_set(const struct ns_addr *addr, uint16_t port, ns_local_udp_fn fn,
@@ -218,7 +219,9 @@ int ns_local_udp_set(const struct ns_addr *addr, uint16_t port, ns_local_udp_fn 
 /* True when addr is a local service address (route checks use it). */
 bool ns_local_udp_is(const struct ns_addr *addr);
 /* Sends data from the service addr:port to dst:dport (one of our addresses,
- * as the src the service was given). Returns 0 or -errno. */
+ * as the src the service was given), later from the loop (never inside
+ * this call). Returns 0 or -errno (-ENETDOWN, -EINVAL, -EAFNOSUPPORT,
+ * -EADDRNOTAVAIL: dst not ours, -EMSGSIZE, -ENOBUFS, -ENOMEM). */
 int ns_local_udp_reply(const struct ns_addr *addr, uint16_t port,
                        const struct ns_addr *dst, uint16_t dport, const uint8_t *data,
                        size_t len);

@@ -139,6 +139,9 @@ void ns_tcp_dial_failed(struct ns_tcp *c, int err);
 void ns_tcp_enter(struct ns_tcp *c);
 err_t ns_tcp_leave(struct ns_tcp *c);
 void ns_tcp_shutdown_all(void);
+/* Turns a pcb accepted by a listener into an ns_tcp handed to cb; returns
+ * what the lwIP accept callback must return. */
+err_t ns_tcp_accepted(struct tcp_pcb *newpcb, err_t err, ns_tcp_accept_fn cb, void *ctx);
 /* Head of the list of live connections (for the idle sweep). */
 struct ns_tcp *ns_tcp_first(void);
 
@@ -153,6 +156,27 @@ void ns_splice_close_fd(struct ns_tcp *c, bool rst);
  * moving ns_clock_offset_ms). Re-arms the idle timer while splices exist. */
 void ns_splice_idle_sweep(void);
 void ns_splice_idle_cb(evutil_socket_t fd, short what, void *arg);
+
+/* any.c: ns_input() shows it every packet before lwIP: a SYN for the
+ * any-port handler gets its listening pcb here. */
+void ns_any_syn_check(const uint8_t *pkt, size_t len);
+/* Closes the on-demand listener of port (ns_tcp_listen takes it). */
+void ns_any_port_taken(uint16_t port);
+/* Closes every on-demand listener and forgets the handler. */
+void ns_any_shutdown(void);
+
+/* local_udp.c: true when p (an IP packet lwIP outputs) was for a local
+ * service (queued for it, or dropped when it is a fragment). */
+bool ns_local_udp_intercept(struct pbuf *p);
+/* Drops queued datagrams and frees the delivery event (services stay). */
+void ns_local_udp_shutdown(void);
+
+/* ns.c */
+/* True when a (4 or 16 bytes, network order) is one of our addresses. */
+bool ns_ip_is_ours(int family, const uint8_t *a);
+/* Queues a packet for input from the loop (never processed inside this
+ * call). Returns 0, -ENETDOWN, -EINVAL or -ENOBUFS. */
+int ns_input_later(const uint8_t *pkt, size_t len);
 
 /* udp.c */
 void ns_udp_shutdown_all(void);

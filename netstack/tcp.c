@@ -238,15 +238,16 @@ int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb
 
 /* ---- listening ---- */
 
-static err_t ns_tcp_on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
+/* An accepted pcb becomes an ns_tcp handed to cb (listeners here and the
+ * any-port ones in any.c). */
+err_t ns_tcp_accepted(struct tcp_pcb *newpcb, err_t err, ns_tcp_accept_fn cb, void *ctx)
 {
-	struct ns_listener *l = arg;
 	struct ns_addr src;
 	struct ns_tcp *c;
 
 	if (ns_tcp_half_open > 0)
 		ns_tcp_half_open--; /* see ns_hooks.h */
-	if (l == NULL || newpcb == NULL || err != ERR_OK)
+	if (cb == NULL || newpcb == NULL || err != ERR_OK)
 		return ERR_VAL;
 	c = ns_tcp_new(newpcb);
 	if (c == NULL) {
@@ -255,8 +256,17 @@ static err_t ns_tcp_on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
 	}
 	ns_addr_from_ip(&src, &newpcb->remote_ip);
 	ns_tcp_enter(c);
-	l->cb(l->ctx, c, &src, newpcb->remote_port, newpcb->local_port);
+	cb(ctx, c, &src, newpcb->remote_port, newpcb->local_port);
 	return ns_tcp_leave(c);
+}
+
+static err_t ns_tcp_on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
+{
+	struct ns_listener *l = arg;
+
+	if (l == NULL)
+		return ns_tcp_accepted(newpcb, err, NULL, NULL);
+	return ns_tcp_accepted(newpcb, err, l->cb, l->ctx);
 }
 
 int ns_tcp_listen(uint16_t port, ns_tcp_accept_fn cb, void *ctx)
@@ -275,6 +285,8 @@ int ns_tcp_listen(uint16_t port, ns_tcp_accept_fn cb, void *ctx)
 	l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		return -ENOMEM;
+	if (port != 0)
+		ns_any_port_taken(port); /* a specific listener wins */
 	/* One dual-stack pcb: every address of ours, IPv4 and IPv6. */
 	pcb = tcp_new_ip_type(IPADDR_TYPE_ANY);
 	if (pcb == NULL) {
@@ -367,6 +379,7 @@ void ns_tcp_shutdown_all(void)
 		ns_splice_close_fd(c, true);
 		ns_tcp_finish(c);
 	}
+	ns_any_shutdown();
 	while ((l = listeners) != NULL) {
 		listeners = l->next;
 		tcp_arg(l->pcb, NULL);
