@@ -1,0 +1,391 @@
+/* Expose: mesh TCP connections to our own address on a port no front-end
+ * listens on are bridged to 127.0.0.1 (same port, or the rule's target),
+ * through ns_tcp_listen_any. Each accepted connection gets a non-blocking
+ * local connect bounded by HandshakeTimeout, then a splice; a failed
+ * connect resets the mesh side (as a closed port would), counted by kind
+ * (err_refused for "connection refused"). MaxConnections counts connects
+ * in progress and established splices. */
+#include "proxy/expose.h"
+
+#include "core/util/log.h"
+#include "netstack/ns.h"
+#include "proxy/proxy_int.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- the spec ---- */
+
+static bool expose_port(const char *s, size_t n, uint16_t *out)
+{
+	unsigned long v = 0;
+	size_t i;
+
+	if (n == 0 || n > 5)
+		return false;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v == 0 || v > 65535)
+		return false;
+	*out = (uint16_t)v;
+	return true;
+}
+
+/* One comma-separated item (spaces around it trimmed by the caller). */
+static bool expose_item(const char *s, size_t n, struct expose_rule *r, const char **why)
+{
+	const char *dash = memchr(s, '-', n), *eq = memchr(s, '=', n);
+
+	memset(r, 0, sizeof(*r));
+	if (dash != NULL && eq != NULL) {
+		*why = "a range maps to the same ports (no \"=\")";
+		return false;
+	}
+	if (eq != NULL) {
+		if (!expose_port(s, (size_t)(eq - s), &r->lo) ||
+		    !expose_port(eq + 1, n - (size_t)(eq - s) - 1, &r->target)) {
+			*why = "want MESHPORT=LOCALPORT, ports 1-65535";
+			return false;
+		}
+		r->hi = r->lo;
+		return true;
+	}
+	if (dash != NULL) {
+		if (!expose_port(s, (size_t)(dash - s), &r->lo) ||
+		    !expose_port(dash + 1, n - (size_t)(dash - s) - 1, &r->hi)) {
+			*why = "want LO-HI, ports 1-65535";
+			return false;
+		}
+		if (r->lo > r->hi) {
+			*why = "the range is backwards";
+			return false;
+		}
+		return true;
+	}
+	if (!expose_port(s, n, &r->lo)) {
+		*why = "not a port (1-65535), a range LO-HI, MESH=LOCAL, \"all\" or "
+		       "\"none\"";
+		return false;
+	}
+	r->hi = r->lo;
+	return true;
+}
+
+bool expose_parse(const char *spec, struct expose_spec *out, char *err, size_t errlen)
+{
+	const char *p, *end, *why = NULL;
+	struct expose_rule r;
+	size_t n, i;
+
+	memset(out, 0, sizeof(*out));
+	if (spec == NULL)
+		spec = "";
+	if (strcmp(spec, "all") == 0) {
+		out->all = true;
+		return true;
+	}
+	if (strcmp(spec, "none") == 0)
+		return true;
+	for (p = spec;; p = end + 1) {
+		end = strchr(p, ',');
+		if (end == NULL)
+			end = p + strlen(p);
+		while (p < end && *p == ' ')
+			p++;
+		n = (size_t)(end - p);
+		while (n > 0 && p[n - 1] == ' ')
+			n--;
+		if (n == 0) {
+			snprintf(err, errlen, "--expose \"%s\": empty item", spec);
+			return false;
+		}
+		if ((n == 3 && memcmp(p, "all", 3) == 0) ||
+		    (n == 4 && memcmp(p, "none", 4) == 0)) {
+			snprintf(err, errlen,
+			         "--expose \"%s\": \"%.*s\" must stand alone", spec,
+			         (int)n, p);
+			return false;
+		}
+		if (!expose_item(p, n, &r, &why)) {
+			snprintf(err, errlen, "--expose %.*s: %s", (int)n, p, why);
+			return false;
+		}
+		for (i = 0; i < out->n; i++) {
+			if (r.lo <= out->rules[i].hi && out->rules[i].lo <= r.hi) {
+				snprintf(err, errlen,
+				         "--expose %.*s: port %u is already exposed",
+				         (int)n, p,
+				         (unsigned)(r.lo > out->rules[i].lo
+				                        ? r.lo
+				                        : out->rules[i].lo));
+				return false;
+			}
+		}
+		if (out->n >= EXPOSE_MAX_RULES) {
+			snprintf(err, errlen, "--expose: more than %d items",
+			         EXPOSE_MAX_RULES);
+			return false;
+		}
+		out->rules[out->n++] = r;
+		if (*end == '\0')
+			return true;
+	}
+}
+
+uint16_t expose_lookup(const struct expose_spec *s, uint16_t port)
+{
+	size_t i;
+
+	if (s == NULL || port == 0)
+		return 0;
+	if (s->all)
+		return port;
+	for (i = 0; i < s->n; i++)
+		if (port >= s->rules[i].lo && port <= s->rules[i].hi)
+			return s->rules[i].target ? s->rules[i].target : port;
+	return 0;
+}
+
+void expose_describe(const struct expose_spec *s, char *buf, size_t len)
+{
+	size_t i, off = 0;
+	int w;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	if (s == NULL || (!s->all && s->n == 0)) {
+		snprintf(buf, len, "none");
+		return;
+	}
+	if (s->all) {
+		snprintf(buf, len, "all");
+		return;
+	}
+	for (i = 0; i < s->n && off < len; i++) {
+		const struct expose_rule *r = &s->rules[i];
+		const char *sep = i ? "," : "";
+
+		if (r->target)
+			w = snprintf(buf + off, len - off, "%s%u=%u", sep, r->lo,
+			             r->target);
+		else if (r->hi != r->lo)
+			w = snprintf(buf + off, len - off, "%s%u-%u", sep, r->lo, r->hi);
+		else
+			w = snprintf(buf + off, len - off, "%s%u", sep, r->lo);
+		if (w < 0)
+			return;
+		off += (size_t)w;
+	}
+}
+
+/* ---- the front-end ---- */
+
+struct px_expose_conn; /* a local connect in progress */
+
+struct px_expose {
+	struct px_front front;
+	struct expose_spec spec;
+	bool installed;
+	struct px_expose_conn *pending;
+};
+
+struct px_expose_conn {
+	struct px_expose *x;
+	struct px_expose_conn *next, *prev;
+	struct ns_tcp *c;
+	int fd;
+	uint16_t port; /* the local port */
+	struct event *ev;
+};
+
+static void px_expose_conn_free(struct px_expose_conn *lc, bool abort_both)
+{
+	struct px_expose *x = lc->x;
+
+	if (lc->prev)
+		lc->prev->next = lc->next;
+	else
+		x->pending = lc->next;
+	if (lc->next)
+		lc->next->prev = lc->prev;
+	x->front.stats.pending--;
+	if (lc->ev)
+		event_free(lc->ev);
+	if (abort_both) {
+		if (lc->c)
+			ns_tcp_abort(lc->c);
+		if (lc->fd >= 0)
+			close(lc->fd);
+	}
+	free(lc);
+}
+
+static void px_expose_splice(struct px_expose *x, struct ns_tcp *c, int fd)
+{
+	struct ns_splice_opts o = {.acct = x->front.acct,
+	                           .idle_ms = x->front.lim.idle_timeout_ms,
+	                           .buf_limit = x->front.lim.buffer_bytes};
+
+	if (ns_splice_start_ex(c, fd, NULL, 0, &o) < 0)
+		x->front.stats.err_other++;
+	else
+		x->front.stats.established++;
+}
+
+static void px_expose_failed(struct px_expose *x, int e, uint16_t port)
+{
+	px_front_count_err(&x->front, px_err_from_host_errno(e));
+	log_debug("expose: 127.0.0.1:%u: %s", port, strerror(e));
+}
+
+static void px_expose_on_connect(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_expose_conn *lc = arg;
+	struct px_expose *x = lc->x;
+	struct ns_tcp *c = lc->c;
+	int e = ETIMEDOUT;
+
+	if (what & EV_WRITE) {
+		socklen_t el = sizeof(e);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+			e = errno;
+	}
+	if (e != 0) {
+		px_expose_failed(x, e, lc->port);
+		px_expose_conn_free(lc, true);
+		return;
+	}
+	lc->c = NULL;
+	lc->fd = -1;
+	px_expose_conn_free(lc, false);
+	px_expose_splice(x, c, (int)fd);
+}
+
+static bool px_expose_filter(void *ctx, uint16_t dport)
+{
+	struct px_expose *x = ctx;
+
+	return expose_lookup(&x->spec, dport) != 0;
+}
+
+static void px_expose_on_accept(void *ctx, struct ns_tcp *c, const struct ns_addr *src,
+                                uint16_t sport, uint16_t dport)
+{
+	struct px_expose *x = ctx;
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct px_expose_conn *lc;
+	uint16_t target = expose_lookup(&x->spec, dport);
+	int fd;
+
+	(void)src;
+	(void)sport;
+	x->front.stats.accepted++;
+	if (target == 0) { /* the filter said yes a moment ago: cannot happen */
+		ns_tcp_abort(c);
+		return;
+	}
+	if (px_front_open(&x->front) + x->front.stats.pending >=
+	    x->front.lim.max_connections) {
+		x->front.stats.err_limit++;
+		ns_tcp_abort(c);
+		return;
+	}
+	sa.sin_port = htons(target);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		x->front.stats.err_other++;
+		ns_tcp_abort(c);
+		return;
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		px_expose_splice(x, c, fd);
+		return;
+	}
+	if (errno != EINPROGRESS) {
+		px_expose_failed(x, errno, target);
+		close(fd);
+		ns_tcp_abort(c);
+		return;
+	}
+	lc = calloc(1, sizeof(*lc));
+	if (lc)
+		lc->ev =
+		    event_new(x->front.env.base, fd, EV_WRITE, px_expose_on_connect, lc);
+	if (!lc || !lc->ev) {
+		free(lc);
+		x->front.stats.err_other++;
+		close(fd);
+		ns_tcp_abort(c);
+		return;
+	}
+	lc->x = x;
+	lc->c = c;
+	lc->fd = fd;
+	lc->port = target;
+	lc->next = x->pending;
+	if (x->pending)
+		x->pending->prev = lc;
+	x->pending = lc;
+	x->front.stats.pending++;
+	unsigned ms = x->front.lim.handshake_timeout_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	event_add(lc->ev, &tv);
+}
+
+struct px_expose *px_expose_new(const struct px_env *env, const struct expose_spec *spec,
+                                const struct cfg_limits *limits, char *err, size_t errlen)
+{
+	struct px_expose *x = calloc(1, sizeof(*x));
+	int r;
+
+	if (x == NULL || px_front_init(&x->front, env, "expose", limits, false) < 0) {
+		free(x);
+		snprintf(err, errlen, "expose: out of memory");
+		return NULL;
+	}
+	if (spec != NULL)
+		x->spec = *spec;
+	if (!x->spec.all && x->spec.n == 0)
+		return x; /* exposes nothing: no handler */
+	r = ns_tcp_listen_any(px_expose_filter, px_expose_on_accept, x);
+	if (r < 0) {
+		snprintf(err, errlen, "expose: %s", strerror(-r));
+		px_expose_free(x);
+		return NULL;
+	}
+	x->installed = true;
+	return x;
+}
+
+void px_expose_free(struct px_expose *x)
+{
+	if (x == NULL)
+		return;
+	if (x->installed)
+		ns_tcp_listen_any(NULL, NULL, NULL);
+	while (x->pending != NULL)
+		px_expose_conn_free(x->pending, true);
+	px_front_fini(&x->front);
+	free(x);
+}
+
+void px_expose_get_stats(const struct px_expose *x, struct px_stats *st)
+{
+	if (x == NULL) {
+		memset(st, 0, sizeof(*st));
+		return;
+	}
+	px_front_stats(&x->front, st);
+}
