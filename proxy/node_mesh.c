@@ -22,13 +22,6 @@
 #include "proxy/magicdns.h"
 #include "proxy/node_mesh_int.h"
 
-/* TEMPORARY until proxy/expose.c lands (H4a): weak references keep
- * mesh-proxy linking; without it, expose is off. Remove then. */
-#pragma weak expose_parse
-#pragma weak expose_describe
-#pragma weak px_expose_new
-#pragma weak px_expose_free
-
 #define NM_VERSION      "0.1.0"
 #define NM_SAVE_MS      2000
 #define NM_ENDPOINTS_MS 30000
@@ -122,10 +115,8 @@ struct node_mesh_prep *node_mesh_prepare(const struct node_mesh_args *a, char *e
 		goto fail;
 	}
 	char xerr[160];
-	if (!expose_parse) {
-		memset(&p->expose, 0, sizeof(p->expose));
-	} else if (!expose_parse(a->expose ? a->expose : "all", &p->expose, xerr,
-	                         sizeof(xerr))) {
+	if (!expose_parse(a->expose ? a->expose : "all", &p->expose, xerr,
+	                  sizeof(xerr))) {
 		snprintf(err, errlen, "%s", xerr);
 		*usage = true;
 		goto fail;
@@ -634,16 +625,10 @@ int node_mesh_attach(struct node_mesh *m, struct wg_device *wg, const struct px_
 	m->mdns = mdns_new(&mc, err, sizeof(err));
 	if (!m->mdns)
 		log_warn("MagicDNS (%s:%d) disabled: %s", MDNS_ADDR, MDNS_PORT, err);
-	snprintf(err, sizeof(err), "not built yet");
-	m->expose = px_expose_new
-	                ? px_expose_new(env, &m->p->expose, NULL, err, sizeof(err))
-	                : NULL;
-	char desc[128] = "all";
-	if (expose_describe)
-		expose_describe(&m->p->expose, desc, sizeof(desc));
-	if (!px_expose_new)
-		log_warn("expose: not in this build yet (proxy/expose.c)");
-	else if (!m->expose && !(m->p->expose.n == 0 && !m->p->expose.all))
+	m->expose = px_expose_new(env, &m->p->expose, NULL, err, sizeof(err));
+	char desc[128];
+	expose_describe(&m->p->expose, desc, sizeof(desc));
+	if (!m->expose && !(m->p->expose.n == 0 && !m->p->expose.all))
 		log_warn("expose (%s) disabled: %s", desc, err);
 	else
 		log_info("expose: %s (mesh connections to our address go to 127.0.0.1)",
@@ -690,8 +675,7 @@ void node_mesh_free(struct node_mesh *m)
 		return;
 	if (m->map_dirty)
 		nm_save_map(m);
-	if (px_expose_free)
-		px_expose_free(m->expose);
+	px_expose_free(m->expose);
 	mdns_free(m->mdns);
 	ctl_client_free(m->client);
 	node_peers_free(&m->np);
