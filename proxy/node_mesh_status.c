@@ -9,6 +9,8 @@
 
 #include "core/wg/device.h"
 #include "proxy/api.h"
+#include "proxy/expose.h"
+#include "proxy/magicdns.h"
 #include "proxy/node_mesh_int.h"
 #include "proxy/status.h"
 
@@ -52,6 +54,25 @@ void node_mesh_status_text(const struct node_mesh *m, const struct wg_device *wg
 	    cs.state == CTL_CLIENT_REFUSED)
 		api_conn_printf(c, " (%s)", cs.detail);
 	api_conn_printf(c, "\n");
+	if (m->expose || m->mdns) {
+		struct px_stats ps = {0};
+		struct mdns_stats ms = {0};
+		char desc[128], up[32], down[32];
+		if (m->expose)
+			px_expose_get_stats(m->expose, &ps);
+		if (m->mdns)
+			mdns_get_stats(m->mdns, &ms);
+		expose_describe(&m->p->expose, desc, sizeof(desc));
+		status_format_bytes(ps.bytes_up, up, sizeof(up));
+		status_format_bytes(ps.bytes_down, down, sizeof(down));
+		api_conn_printf(
+		    c,
+		    "       expose %s  accepted %" PRIu64 "  active %" PRIu64
+		    "  refused %" PRIu64 "  up %s  down %s;  magicdns queries %" PRIu64
+		    " answered %" PRIu64 " nxdomain %" PRIu64 " forwarded %" PRIu64 "\n",
+		    m->expose ? desc : "none", ps.accepted, ps.active, ps.err_refused, up,
+		    down, ms.queries, ms.answered, ms.nxdomain, ms.forwarded);
+	}
 	if (!m->np.n)
 		return;
 	api_conn_printf(c, "       %-16s %-32s %-7s %-24s %-10s %-10s %s\n", "NAME",
@@ -129,6 +150,27 @@ void node_mesh_status_json(const struct node_mesh *m, const struct wg_device *wg
 	                cs.map_version ? cs.map_version : m->np.version, cs.sessions,
 	                cs.reconnects, cs.maps_full, cs.maps_delta, cs.connected_since,
 	                cs.last_map);
+	struct px_stats ps = {0};
+	struct mdns_stats ms = {0};
+	char desc[128];
+	if (m->expose)
+		px_expose_get_stats(m->expose, &ps);
+	if (m->mdns)
+		mdns_get_stats(m->mdns, &ms);
+	expose_describe(&m->p->expose, desc, sizeof(desc));
+	api_conn_printf(c,
+	                "\"expose\":{\"spec\":\"%s\",\"on\":%s,\"accepted\":%" PRIu64
+	                ",\"active\":%" PRIu64 ",\"refused\":%" PRIu64
+	                ",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64 "},",
+	                desc, m->expose ? "true" : "false", ps.accepted, ps.active,
+	                ps.err_refused, ps.bytes_up, ps.bytes_down);
+	api_conn_printf(c,
+	                "\"magicdns\":{\"on\":%s,\"queries\":%" PRIu64
+	                ",\"answered\":%" PRIu64 ",\"nxdomain\":%" PRIu64
+	                ",\"forwarded\":%" PRIu64 ",\"servfail\":%" PRIu64
+	                ",\"formerr\":%" PRIu64 ",\"dropped\":%" PRIu64 "},",
+	                m->mdns ? "true" : "false", ms.queries, ms.answered, ms.nxdomain,
+	                ms.forwarded, ms.servfail, ms.formerr, ms.dropped);
 	api_conn_printf(c, "\"endpoint_rotations\":%" PRIu64 ",\"peers\":[",
 	                m->np.rotations);
 	for (size_t i = 0; i < m->np.n; i++) {
