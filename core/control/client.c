@@ -141,7 +141,7 @@ void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
 	va_end(ap);
 	if (c->state == CTL_CLIENT_REFUSED)
 		return;
-	log_info("control %s:%u: %s", c->host, c->port, detail);
+	log_debug("control %s:%u: %s", c->host, c->port, detail);
 	close_conn(c);
 	wait = ctl_client_backoff_next(c, ctl_client_now_ms());
 	c->retry_at_ms = ctl_client_now_ms() + wait;
