@@ -7,6 +7,7 @@
 #   ns_create TAG                                a namespace with lo up; its
 #                                                real name is $(ns TAG)
 #   ns_link TAG1 ADDR1/LEN TAG2 ADDR2/LEN        a veth pair between two
+#   ns_lan TAG ADDR/LEN                          TAG on a shared bridge (lan0)
 #   nsx TAG CMD...                               run CMD inside namespace TAG
 #   nsx_nobody TAG CMD...                        same, as user nobody
 #   bg NAME TAG|- CMD...                         start CMD in the background
@@ -222,6 +223,26 @@ ns_link() {
     netns_exec "$n2" ip addr add "$a2" dev "v$t1"
     netns_exec "$n1" ip link set "v$t2" up
     netns_exec "$n2" ip link set "v$t1" up
+}
+
+# ns_lan TAG ADDR/LEN : puts namespace TAG on a shared LAN (a bridge in a
+# namespace of its own, made on first use) with ADDR; its interface is
+# "lan0". For meshes of more than two hosts.
+ns_lan() {
+    local tag=$1 addr=$2 n sw
+    n=$(ns "$tag") || return 1
+    if [ -z "${E2E_NSMAP[lan]:-}" ]; then
+        ns_create lan
+        netns_exec "$(ns lan)" ip link add br0 type bridge || die "bridge failed"
+        netns_exec "$(ns lan)" ip link set br0 up
+    fi
+    sw=$(ns lan)
+    ip link add lan0 netns "$n" type veth peer name "p$tag" netns "$sw" ||
+        die "veth $tag<->lan failed"
+    netns_exec "$sw" ip link set "p$tag" master br0
+    netns_exec "$sw" ip link set "p$tag" up
+    netns_exec "$n" ip addr add "$addr" dev lan0
+    netns_exec "$n" ip link set lan0 up
 }
 
 nsx() {

@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# A mesh made by mesh-control (issue 4's proof), every program as nobody.
+#
+#   lan 192.168.60.0/24 (a bridge), one namespace per host:
+#   ctl      192.168.60.1   mesh-control serve on :7443
+#   alpha    192.168.60.11  mesh-proxy up; SOCKS5 127.0.0.1:1080;
+#                           UDP forward 127.0.0.1:5353 -> 100.100.100.100:53
+#   bravo    192.168.60.12  mesh-proxy up; SOCKS5 127.0.0.1:1080
+#   charlie  192.168.60.13  mesh-proxy up; SOCKS5 127.0.0.1:1080
+#   delta    192.168.60.14  joins later with a single-use token
+# Every host runs a web server on 127.0.0.1:8080 saying its name; nodes
+# expose local ports to the mesh by default, so http://NAME:8080/ through
+# any node's SOCKS5 reaches NAME's server.
+#
+# Checks: three nodes join by token and reach each other by name and by
+# full name; MagicDNS answers A, AAAA and NXDOMAIN at 100.100.100.100; a
+# fourth node joins and the others see it within a second (measured);
+# removing it drops it from the maps and makes it unreachable; traffic
+# keeps flowing while mesh-control is down, also to a node restarted from
+# its state meanwhile; after restarting mesh-control and every node the
+# addresses and names are the same; bad input (garbage, a huge frame
+# length, a wrong server key, revoked / expired / spent auth keys) is
+# refused clearly, nothing crashes and no node is half-added.
+. "$(dirname "$0")/lib.sh"
+
+e2e_require_root
+e2e_require_cmd ip python3 setpriv ss dig curl
+e2e_tmp_init
+e2e_require_mesh_proxy
+MC=$MESH_BUILD/mesh-control
+[ -x "$MC" ] || die "no executable $MC (run make first)"
+if ! "${AS_NOBODY[@]}" test -x "$MC" 2>/dev/null; then
+    e2e_nobody_copy "$MC"
+    MC=$E2E_COPY
+fi
+
+PY=/usr/bin/python3
+[ -x $PY ] || PY=$(command -v python3)
+RUN=$E2E_TMP/run
+D=$RUN/control
+CTL=192.168.60.1:7443
+NODES=(alpha bravo charlie)
+declare -A LANIP=([ctl]=192.168.60.1 [alpha]=192.168.60.11 [bravo]=192.168.60.12
+    [charlie]=192.168.60.13 [delta]=192.168.60.14 [echo]=192.168.60.15)
+
+mc() { nsx_nobody ctl "$MC" --data "$D" "$@"; }
+mp() { "${AS_NOBODY[@]}" "$MESH_PROXY" "$@"; }
+not() { ! "$@"; }
+# hms_to_s "12:34:56.789" -> seconds since midnight (UTC, as the logs)
+hms_to_s() { echo "$1" | awk -F: '{ printf "%.3f", $1 * 3600 + $2 * 60 + $3 }'; }
+now_hms_s() { date -u +%H:%M:%S.%N | cut -c1-12 | awk -F: '{ printf "%.3f", $1 * 3600 + $2 * 60 + $3 }'; }
+
+step "hosts on one LAN: ctl and three nodes"
+for h in ctl alpha bravo charlie delta echo; do
+    ns_create "$h"
+    ns_lan "$h" "${LANIP[$h]}/24"
+done
+check "LAN: alpha reaches ctl" nsx alpha ping -c 1 -W 2 192.168.60.1 || exit 1
+
+step "web servers (127.0.0.1:8080 on every host, saying the host's name)"
+for h in alpha bravo charlie delta; do
+    mkdir -p "$E2E_TMP/www-$h"
+    echo "i am $h" | write_file "$E2E_TMP/www-$h/index.html"
+    chmod 0755 "$E2E_TMP/www-$h"
+    bg_nobody "web-$h" "$h" "$PY" "$E2E_DIR/httpd.py" 127.0.0.1 8080 "$E2E_TMP/www-$h"
+done
+for h in alpha bravo charlie delta; do
+    wait_listen "$h" 8080 10 || die "web server on $h did not start"
+done
+
+step "mesh-control init and serve (as nobody)"
+check "init" mc init --listen "$CTL" --domain mesh.internal
+start_control() {
+    bg_nobody control ctl "$MC" --data "$D" serve --log-level debug
+    wait_listen ctl 7443 10 || { tail "$E2E_LOGDIR/control.log"; die "mesh-control serve did not listen"; }
+}
+start_control
+check "mesh-control runs as nobody" test "$(ps -o user= -p "$(bg_pid control)")" = nobody
+TOKEN=$(mc token --reusable --expiry 1h) || die "mesh-control token failed"
+check "the token is one mesh1 string" bash -c "[[ '$TOKEN' == mesh1* ]]"
+
+# start_node NAME [EXTRA...] : mesh-proxy up in namespace NAME, state in
+# $RUN/NAME, SOCKS5 on 127.0.0.1:1080 there.
+start_node() {
+    local n=$1
+    shift
+    bg_nobody "$n" "$n" "$MESH_PROXY" up --state "$RUN/$n" --hostname "$n" \
+        --socks5 127.0.0.1:1080 --log-level debug "$@"
+}
+joined() { mp ip --state "$RUN/$1" >/dev/null 2>&1; }
+wait_joined() {
+    wait_until "${2:-20}" joined "$1" || { tail -n 20 "$E2E_LOGDIR/$1.log"; return 1; }
+}
+# fetch FROM TO-HOST : curl http://TO-HOST:8080/ through FROM's SOCKS5
+fetch() {
+    nsx "$1" curl -sS --max-time 10 --socks5-hostname 127.0.0.1:1080 "http://$2:8080/"
+}
+fetch_is() { # FROM TO-HOST WANT
+    local got
+    got=$(fetch "$1" "$2" 2>&1)
+    [ "$got" = "$3" ] || { echo "from $1 to $2: got '$got', wanted '$3'"; return 1; }
+}
+fetch_eventually() { wait_until "${4:-10}" fetch_is "$1" "$2" "$3"; }
+
+write_file "$E2E_TMP/alpha-extra.conf" <<EOF
+[UDPClientTunnel]
+BindAddress = 127.0.0.1:5353
+Target = 100.100.100.100:53
+EOF
+
+step "alpha, bravo and charlie join with the token"
+start_node alpha --join "$TOKEN" --config "$E2E_TMP/alpha-extra.conf"
+start_node bravo --join "$TOKEN"
+start_node charlie --join "$TOKEN"
+for n in "${NODES[@]}"; do
+    check "$n joined" wait_joined "$n" || die "$n did not join"
+done
+declare -A IP4 IP6
+for n in "${NODES[@]}"; do
+    IP4[$n]=$(mp ip -4 --state "$RUN/$n")
+    IP6[$n]=$(mp ip -6 --state "$RUN/$n")
+    info "$n: ${IP4[$n]} ${IP6[$n]}"
+done
+check "addresses in 100.64.0.0/10 and distinct" bash -c "
+    for a in ${IP4[alpha]} ${IP4[bravo]} ${IP4[charlie]}; do [[ \$a == 100.* ]] || exit 1; done
+    [ \$(printf '%s\n' ${IP4[alpha]} ${IP4[bravo]} ${IP4[charlie]} | sort -u | wc -l) = 3 ]"
+check "state files are 0600 and the directory 0700" bash -c "
+    [ \$(stat -c %a '$RUN/alpha') = 700 ] &&
+    for f in '$RUN/alpha'/*; do [ -S \"\$f\" ] && continue; [ \$(stat -c %a \"\$f\") = 600 ] || { echo \"\$f\"; exit 1; }; done"
+check "no state file holds the auth key" not grep -rqF mkey- "$RUN/alpha" "$RUN/bravo"
+check "nodes run as nobody" test "$(ps -o user= -p "$(bg_pid alpha)")" = nobody
+
+step "every node reaches every other by name through its SOCKS5"
+for a in "${NODES[@]}"; do
+    for b in "${NODES[@]}"; do
+        [ "$a" = "$b" ] && continue
+        check "$a -> http://$b:8080/" fetch_eventually "$a" "$b" "i am $b" 15
+    done
+done
+check "alpha -> http://charlie.mesh.internal:8080/ (full name)" fetch_is alpha charlie.mesh.internal "i am charlie"
+check "alpha -> http://${IP4[bravo]}:8080/ (address)" fetch_is alpha "${IP4[bravo]}" "i am bravo"
+check "alpha -> http://[${IP6[bravo]}]:8080/ (IPv6)" fetch_is alpha "[${IP6[bravo]}]" "i am bravo"
+
+step "MagicDNS at 100.100.100.100 (through alpha's UDP forward)"
+dig_short() { nsx alpha dig +short +time=2 +tries=2 -p 5353 @127.0.0.1 "$@"; }
+check "A bravo.mesh.internal" test "$(dig_short bravo.mesh.internal A)" = "${IP4[bravo]}"
+check "A charlie (bare name)" test "$(dig_short charlie A)" = "${IP4[charlie]}"
+check "AAAA bravo.mesh.internal" test "$(dig_short bravo.mesh.internal AAAA)" = "${IP6[bravo]}"
+nxdomain() { nsx alpha dig +time=2 +tries=2 -p 5353 @127.0.0.1 "$1" A | grep -q NXDOMAIN; }
+check "NXDOMAIN for nope.mesh.internal" nxdomain nope.mesh.internal
+
+step "status shows the peers"
+status_has() { # NODE REGEX...
+    local out
+    out=$(mp status --state "$RUN/$1") || return 1
+    echo "$out"
+    shift
+    for re in "$@"; do echo "$out" | grep -Eq -- "$re" || return 1; done
+}
+check "alpha's status names bravo and charlie" status_has alpha bravo charlie
+mp status --json --state "$RUN/alpha" >"$E2E_TMP/alpha-status.json" 2>&1
+check "status --json parses" python3 -m json.tool "$E2E_TMP/alpha-status.json"
+
+step "delta joins with a single-use token; the others learn it (measured)"
+TOKEN1=$(mc token) || die "mesh-control token failed"
+sees() { mp status --json --state "$RUN/$1" 2>/dev/null | grep -q "\"$2\""; }
+log_mark_a=$(log_mark "$E2E_LOGDIR/alpha.log")
+start_node delta --join "$TOKEN1"
+T1=""
+for _ in $(seq 400); do
+    if sees alpha delta; then T1=$(now_hms_s); break; fi
+    sleep 0.02
+done
+check "delta joined" wait_joined delta
+IP4_DELTA=$(mp ip -4 --state "$RUN/delta")
+JOIN_LINE=$(grep -m1 -E "joined" "$E2E_LOGDIR/delta.log" | awk '{print $1}')
+if [ -n "$T1" ] && [ -n "$JOIN_LINE" ]; then
+    T0=$(hms_to_s "$JOIN_LINE")
+    LAT=$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+    info "delta registered at $JOIN_LINE; alpha's map had it $LAT ms later (status polled every 20 ms)"
+    echo "delta_latency_ms=$LAT" >>"$E2E_LOGDIR/measurements.txt"
+    check "alpha learned delta within 1 s (${LAT} ms)" test "$LAT" -lt 1000
+else
+    fail "alpha never listed delta (T1='$T1', join line '$JOIN_LINE')"
+fi
+check "bravo lists delta" wait_until 5 sees bravo delta
+check "alpha -> delta by name" fetch_eventually alpha delta "i am delta" 15
+check "delta -> charlie by name" fetch_eventually delta charlie "i am charlie" 15
+
+step "the single-use token cannot join a second machine"
+bg_nobody echo-spent echo "$MESH_PROXY" up --state "$RUN/echo-spent" --hostname echo --join "$TOKEN1"
+bg_wait echo-spent 20
+RC=$?
+check "exit status 1 (got $RC)" test "$RC" = 1
+check "says the key was used" grep -Eiq "used|spent" "$E2E_LOGDIR/echo-spent.log"
+
+step "remove delta: dropped from maps, unreachable"
+check "mesh-control nodes remove delta" mc nodes remove delta
+check "alpha's map drops delta" wait_until 5 not sees alpha delta
+check "charlie's map drops delta" wait_until 5 not sees charlie delta
+check "alpha can no longer reach delta's address" not fetch alpha "$IP4_DELTA"
+bg_wait delta 30
+RC=$?
+check "delta's node exits 1 after removal (got $RC)" test "$RC" = 1
+check "delta's log says it was removed" grep -Eiq "removed|not known|unknown" "$E2E_LOGDIR/delta.log"
+
+step "mesh-control down: the data plane keeps working"
+bg_stop control
+check "alpha -> bravo with mesh-control stopped" fetch_is alpha bravo "i am bravo"
+bg_stop bravo
+start_node bravo
+check "bravo restarted from its state (no token)" wait_joined bravo
+check "alpha -> bravo after bravo's restart, control still down" fetch_eventually alpha bravo "i am bravo" 20
+check "bravo -> charlie, control still down" fetch_eventually bravo charlie "i am charlie" 20
+
+step "restart mesh-control and every node: same addresses and names"
+start_control
+for n in "${NODES[@]}"; do bg_stop "$n"; done
+for n in "${NODES[@]}"; do start_node "$n"; done
+for n in "${NODES[@]}"; do
+    check "$n back" wait_joined "$n"
+    check "$n keeps ${IP4[$n]}" test "$(mp ip -4 --state "$RUN/$n")" = "${IP4[$n]}"
+    check "$n keeps ${IP6[$n]}" test "$(mp ip -6 --state "$RUN/$n")" = "${IP6[$n]}"
+done
+names() { mc nodes list --json | python3 -c 'import json,sys; print(" ".join(sorted(n["name"] for n in json.load(sys.stdin))))'; }
+check "names unchanged in mesh-control" test "$(names)" = "alpha bravo charlie"
+check "alpha -> charlie after the restarts" fetch_eventually alpha charlie "i am charlie" 20
+check "charlie -> bravo after the restarts" fetch_eventually charlie bravo "i am bravo" 20
+control_online() { mp status --json --state "$RUN/alpha" | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(0 if j["mesh"]["control"]["state"] == "online" else 1)'; }
+check "alpha's control connection is online again" wait_until 20 control_online
+
+step "bad input to mesh-control"
+N_NODES=$(mc nodes list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+nsx echo python3 - 192.168.60.1 7443 <<'EOF' >"$E2E_LOGDIR/garbage.log" 2>&1
+import os, socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+def send(data, wait=True):
+    s = socket.create_connection((host, port), timeout=5)
+    try:
+        s.sendall(data)
+        if wait:
+            s.settimeout(5)
+            try:
+                while s.recv(4096):
+                    pass
+            except (socket.timeout, ConnectionResetError):
+                pass
+    finally:
+        s.close()
+for i in range(50):
+    send(os.urandom(1 + i * 37))
+send(struct.pack(">I", 0xFFFFFFF0) + b"x" * 100)       # huge frame length
+send(struct.pack(">I", 0))                             # zero length
+send(struct.pack(">I", 97) + b"\x01" + os.urandom(96))  # HS1 full of junk
+send(struct.pack(">I", 5) + b"\x02abcd")               # HS2 from a client
+print("sent")
+EOF
+check "garbage sent" grep -q sent "$E2E_LOGDIR/garbage.log"
+check "mesh-control still serving" bg_alive control
+check "alpha -> bravo still works" fetch_is alpha bravo "i am bravo"
+
+# A token carrying another mesh's server key, pointing at this server.
+check "second mesh init (a different server key)" nsx_nobody ctl "$MC" --data "$RUN/other" init --listen "$CTL"
+OTHER=$(nsx_nobody ctl "$MC" --data "$RUN/other" token) || die "second token failed"
+bg_nobody echo-wrongkey echo "$MESH_PROXY" up --state "$RUN/echo-wk" --hostname echo --join "$OTHER"
+check "a wrong server key is reported" wait_log "$E2E_LOGDIR/echo-wrongkey.log" "server key" 15
+bg_stop echo-wrongkey
+
+TOK_REV=$(mc token) || die "token failed"
+KREV=$(mc keys list --json | python3 -c 'import json,sys; print(max(k["id"] for k in json.load(sys.stdin)))')
+check "keys revoke $KREV" mc keys revoke "$KREV"
+bg_nobody echo-revoked echo "$MESH_PROXY" up --state "$RUN/echo-rev" --hostname echo --join "$TOK_REV"
+bg_wait echo-revoked 20
+RC=$?
+check "a revoked key: exit 1 (got $RC)" test "$RC" = 1
+check "a revoked key: says so" grep -Eiq "revoked" "$E2E_LOGDIR/echo-revoked.log"
+TOK_EXP=$(mc token --expiry 1s) || die "token --expiry failed"
+sleep 2
+bg_nobody echo-expired echo "$MESH_PROXY" up --state "$RUN/echo-exp" --hostname echo --join "$TOK_EXP"
+bg_wait echo-expired 20
+RC=$?
+check "an expired key: exit 1 (got $RC)" test "$RC" = 1
+check "an expired key: says so" grep -Eiq "expired" "$E2E_LOGDIR/echo-expired.log"
+N_AFTER=$(mc nodes list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+check "no node was added by bad input ($N_NODES -> $N_AFTER)" test "$N_NODES" = "$N_AFTER"
+
+step "clean shutdown"
+for n in "${NODES[@]}"; do
+    bg_term_status "$n" 10
+    check "$n exits 0 on SIGTERM" test "$BG_STATUS" = 0
+done
+bg_term_status control 10
+check "mesh-control exits 0 on SIGTERM" test "$BG_STATUS" = 0
+e2e_finish
