@@ -2,7 +2,7 @@
 # tests/run.sh BUILD_DIR [--unit-only | --no-e2e] [--only REGEX]
 #
 # Runs every unit test binary BUILD_DIR/tests/test_*, then the demo
-# (tests/demo.sh --once: two nodes on loopback, no root), then every
+# (tests/demo.sh --once: mesh-control and three nodes on loopback, no root), then every
 # tests/e2e/*.sh (only as root: they need network namespaces; otherwise each
 # is reported SKIP). Each test runs with a timeout; its output goes to
 # tests/artifacts/<name>.log and the tail is shown when it fails. Exit code 77
@@ -135,13 +135,13 @@ for t in "${units[@]}"; do
     run_one unit "$(basename "$t")" "$UNIT_TIMEOUT" "$t"
 done
 
-# --- integration: the demo (two nodes on loopback, no root) -----------------
+# --- integration: the demo (a mesh on loopback, no root) ---------------------
 # Its own ports, so a demo left running by a user does not clash; below the
 # kernel's ephemeral range (32768-60999), so no outgoing connection of
 # another test can hold one.
 if [ $UNIT_ONLY -eq 0 ]; then
-    run_one integ demo "$UNIT_TIMEOUT" env DEMO_SOCKS_PORT=21791 DEMO_WEB_PORT=21792 \
-        DEMO_WG_PORT_A=21793 DEMO_WG_PORT_B=21794 bash "$ROOT/tests/demo.sh" "$MESH_BUILD" --once
+    run_one integ demo "$UNIT_TIMEOUT" env DEMO_CONTROL_PORT=21791 DEMO_SOCKS_PORT=21792 \
+        DEMO_HTTP_PORT=21793 DEMO_WEB_PORT=21794 bash "$ROOT/tests/demo.sh" "$MESH_BUILD" --once
 fi
 
 # --- end-to-end tests ----------------------------------------------------------
