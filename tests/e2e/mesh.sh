@@ -71,7 +71,8 @@ done
 step "mesh-control init and serve (as nobody)"
 check "init" mc init --listen "$CTL" --domain mesh.internal
 start_control() {
-    bg_nobody control ctl "$MC" --data "$D" serve --log-level debug
+    bg_nobody control ctl "$MC" --data "$D" serve --log-level debug \
+        --admin-listen 192.168.60.1:7444 --ephemeral-timeout 2s
     wait_listen ctl 7443 10 || { tail "$E2E_LOGDIR/control.log"; die "mesh-control serve did not listen"; }
 }
 start_control
@@ -80,11 +81,11 @@ TOKEN=$(mc token --reusable --expiry 1h) || die "mesh-control token failed"
 check "the token is one mesh1 string" bash -c "[[ '$TOKEN' == mesh1* ]]"
 
 # start_node NAME [EXTRA...] : mesh-proxy up in namespace NAME, state in
-# $RUN/NAME, SOCKS5 on 127.0.0.1:1080 there.
+# $RUN/NAME, SOCKS5 on 127.0.0.1:1080 there; hostname NAME (or $HN).
 start_node() {
     local n=$1
     shift
-    bg_nobody "$n" "$n" "$MESH_PROXY" up --state "$RUN/$n" --hostname "$n" \
+    bg_nobody "$n" "$n" "$MESH_PROXY" up --state "$RUN/$n" --hostname "${HN:-$n}" \
         --socks5 127.0.0.1:1080 --log-level debug "$@"
 }
 joined() { mp ip --state "$RUN/$1" >/dev/null 2>&1; }
@@ -229,6 +230,29 @@ check "charlie -> bravo after the restarts" fetch_eventually charlie bravo "i am
 control_online() { mp status --json --state "$RUN/alpha" | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(0 if j["mesh"]["control"]["state"] == "online" else 1)'; }
 check "alpha's control connection is online again" wait_until 20 control_online
 
+step "the HTTP admin API (API key; rename a node, the others follow)"
+SECRET=$(mc apikeys create e2e 2>/dev/null) || die "apikeys create failed"
+api() { # METHOD PATH [BODY] : curl from alpha's host; prints the HTTP code last
+    local m=$1 path=$2
+    shift 2
+    nsx alpha curl -sS --max-time 5 -X "$m" -H "Authorization: Bearer $SECRET" \
+        -w '\n%{http_code}' ${1:+--data "$1"} "http://192.168.60.1:7444$path"
+}
+http_code() { tail -n 1; }
+check "no API key: 401" test "$(nsx alpha curl -s -o /dev/null -w '%{http_code}' http://192.168.60.1:7444/api/v1/nodes)" = 401
+check "a wrong API key: 401" test "$(nsx alpha curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer mapi-1-0000' http://192.168.60.1:7444/api/v1/nodes)" = 401
+api GET /api/v1/nodes >"$E2E_TMP/api-nodes.txt"
+check "GET /api/v1/nodes: 200 and three nodes" python3 -c "
+import json,sys; t=open('$E2E_TMP/api-nodes.txt').read().rsplit('\n',1)
+assert t[1].strip()=='200', t[1]; j=json.loads(t[0]); assert sorted(n['name'] for n in j)==['alpha','bravo','charlie'], j"
+check "POST rename bravo -> db: 200" test "$(api POST /api/v1/nodes/bravo/rename '{"name":"db"}' | http_code)" = 200
+check "alpha's map has the new name within 2 s" wait_until 2 sees alpha db
+check "alpha reaches bravo by its new name db" fetch_is alpha db "i am bravo"
+check "rename to a taken name: 409" test "$(api POST /api/v1/nodes/db/rename '{"name":"charlie"}' | http_code)" = 409
+check "POST rename db -> bravo: 200" test "$(api POST /api/v1/nodes/db/rename '{"name":"bravo"}' | http_code)" = 200
+check "alpha's map has the old name back" wait_until 2 sees alpha bravo
+check "alpha reaches bravo by name again" fetch_is alpha bravo "i am bravo"
+
 step "bad input to mesh-control"
 N_NODES=$(mc nodes list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 nsx echo python3 - 192.168.60.1 7443 <<'EOF' >"$E2E_LOGDIR/garbage.log" 2>&1
@@ -283,6 +307,15 @@ check "an expired key: exit 1 (got $RC)" test "$RC" = 1
 check "an expired key: says so" grep -Eiq "expired" "$E2E_LOGDIR/echo-expired.log"
 N_AFTER=$(mc nodes list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 check "no node was added by bad input ($N_NODES -> $N_AFTER)" test "$N_NODES" = "$N_AFTER"
+
+step "an ephemeral node is removed soon after it goes offline"
+TOK_EPH=$(mc token --ephemeral) || die "token --ephemeral failed"
+HN=eph start_node echo --join "$TOK_EPH"
+check "eph joined" wait_joined echo
+check "alpha lists eph" wait_until 5 sees alpha eph
+bg_stop echo
+check "eph dropped from alpha's map after it went offline" wait_until 15 not sees alpha eph
+if mc nodes list | grep -qw eph; then fail "eph still listed by mesh-control"; else pass "eph no longer listed by mesh-control"; fi
 
 step "clean shutdown"
 for n in "${NODES[@]}"; do
