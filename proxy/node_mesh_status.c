@@ -75,7 +75,7 @@ void node_mesh_status_text(const struct node_mesh *m, const struct wg_device *wg
 	}
 	if (!m->np.n)
 		return;
-	api_conn_printf(c, "       %-16s %-32s %-7s %-24s %-10s %-10s %s\n", "NAME",
+	api_conn_printf(c, "       %-16s %-36s %-7s %-24s %-10s %-10s %s\n", "NAME",
 	                "ADDRESSES", "ONLINE", "ENDPOINT", "HANDSHAKE", "RX", "TX");
 	for (size_t i = 0; i < m->np.n; i++) {
 		const struct np_entry *e = &m->np.e[i];
@@ -91,7 +91,7 @@ void node_mesh_status_text(const struct node_mesh *m, const struct wg_device *wg
 		} else if (!e->in_wg && m->dataplane) {
 			snprintf(ep, sizeof(ep), "(static peer)");
 		}
-		api_conn_printf(c, "       %-16s %-32s %-7s %-24s %-10s %-10s %s\n",
+		api_conn_printf(c, "       %-16s %-36s %-7s %-24s %-10s %-10s %s\n",
 		                e->p.name, addrs, e->p.online ? "yes" : "no", ep, hs, rx,
 		                tx);
 	}
