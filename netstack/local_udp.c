@@ -164,7 +164,14 @@ static void ns_local_queue(const struct ns_local_svc *s, int family, const uint8
 		q_head = d;
 	q_tail = d;
 	q_n++;
-	event_active(q_ev, EV_TIMEOUT, 0);
+	/* Through the timer heap, not event_active: a sender that answers
+	 * each reply at once (a ping-pong with the service) then takes one
+	 * loop round per exchange instead of starving the loop. */
+	if (!event_pending(q_ev, EV_TIMEOUT, NULL)) {
+		struct timeval zero = {0, 0};
+
+		event_add(q_ev, &zero);
+	}
 }
 
 bool ns_local_udp_intercept(struct pbuf *p)

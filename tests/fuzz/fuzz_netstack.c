@@ -28,8 +28,10 @@
  *            byte * 64 (in fragments of 1232 above 1400), bytes (padded)
  *   9 usend: sel (bit 0 IPv6, bit 1 from the ephemeral port), length 2
  *            bytes (up to 65535: too large fails), sent to the peer
- *  10 ctl:   byte % 4: unlisten 80 / listen 80 / close and reopen port 53 /
- *            idle sweep
+ *  10 ctl:   byte % 8: unlisten 80 / listen 80 / close and reopen port 53 /
+ *            idle sweep / any-port handler on (on_accept; port 80 only
+ *            while toggled) / off / toggle port 80 / toggle a local UDP
+ *            service at the peer's port 5000 (answers, from the loop, once)
  * Op bytes are taken % 11; the time op also runs the idle sweep.
  * FUZZ_NETSTACK_TRACE=1 in the environment prints the counters per input. */
 #include <errno.h>
@@ -488,9 +490,53 @@ static void op_usend(struct in *in)
 		abort();
 }
 
+/* The any-port handler (ns_tcp_listen_any) takes port 80 when its
+ * listener is gone, while fz_any_port80 says so. */
+static bool fz_any_port80;
+static bool fz_any_filter(void *ctx, uint16_t dport)
+{
+	(void)ctx;
+	return dport != 80 || fz_any_port80;
+}
+
+/* A local UDP service at the peer's port 5000 (where op_usend sends):
+ * answers each datagram once, from the loop. */
+static void fz_local_udp(void *ctx, const struct ns_addr *src, uint16_t sport,
+                         const uint8_t *data, size_t len)
+{
+	struct ns_addr svc = {.family = src->family};
+	int r;
+
+	(void)ctx;
+	/* The UDP ports echo: answer only what is not already an answer, or
+	 * the two would ping-pong forever. */
+	if (len == 0 || data[0] == 'R')
+		return;
+	memcpy(scratch, data, len > 512 ? 512 : len);
+	scratch[0] = 'R';
+	data = scratch;
+	memcpy(svc.addr, src->family == AF_INET6 ? peer6 : peer4,
+	       src->family == AF_INET6 ? 16 : 4);
+	r = ns_local_udp_reply(&svc, 5000, src, sport, data, len > 512 ? 512 : len);
+	if (r != 0 && r != -ENOBUFS && r != -ENOMEM)
+		abort();
+}
+
+static bool fz_local_on;
+static void fz_local_udp_set(bool on)
+{
+	struct ns_addr a4 = {.family = AF_INET}, a6 = {.family = AF_INET6};
+
+	memcpy(a4.addr, peer4, 4);
+	memcpy(a6.addr, peer6, 16);
+	if (ns_local_udp_set(&a4, 5000, on ? fz_local_udp : NULL, NULL) != 0 ||
+	    ns_local_udp_set(&a6, 5000, on ? fz_local_udp : NULL, NULL) != 0)
+		abort();
+}
+
 static void op_ctl(struct in *in)
 {
-	switch (get8(in) % 4) {
+	switch (get8(in) % 8) {
 	case 0:
 		ns_tcp_unlisten(80);
 		break;
@@ -505,6 +551,20 @@ static void op_ctl(struct in *in)
 		break;
 	case 3:
 		ns_splice_idle_sweep();
+		break;
+	case 4:
+		if (ns_tcp_listen_any(fz_any_filter, on_accept, NULL) != 0)
+			abort();
+		break;
+	case 5:
+		ns_tcp_listen_any(NULL, NULL, NULL);
+		break;
+	case 6:
+		fz_any_port80 = !fz_any_port80;
+		break;
+	case 7:
+		fz_local_on = !fz_local_on;
+		fz_local_udp_set(fz_local_on);
 		break;
 	}
 }
@@ -668,6 +728,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		ns_acct_release(fz_acct);
 	}
+	fz_local_udp_set(false); /* services outlive ns_shutdown */
+	fz_local_on = fz_any_port80 = false;
 	ns_udp_close(udp53); /* after ns_shutdown: only frees */
 	ns_udp_close(udpeph);
 	fz_acct = NULL;
