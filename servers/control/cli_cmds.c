@@ -1,0 +1,507 @@
+/* mesh-control's commands: init, token, keys, nodes, token-decode (see
+ * cli_int.h; usage, option parsing and dispatch are in main.c).
+ *
+ * The data directory (--data DIR or $MESH_CONTROL_DATA, 0700) holds
+ *   control.db    the store (servers/control/store.h), 0600
+ *   server.key    the server's static X25519 private key, base64 as
+ *                 `wg genkey` writes it, 0600; never printed
+ *   control.conf  0600, one INI key: `listen = HOST:PORT`, the address that
+ *                 join tokens name (mesh-control init --listen). */
+#include <errno.h>
+#include <ini.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/control/noise_ik.h"
+#include "core/control/token.h"
+#include "servers/control/cli_int.h"
+#include "servers/control/cli_util.h"
+#include "servers/control/store.h"
+
+int ctl_cli_die_usage(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "mesh-control: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nrun `mesh-control --help` for usage\n");
+	return 2;
+}
+
+/* --- files -------------------------------------------------------------- */
+
+static void path_in(char *out, size_t cap, const char *dir, const char *name)
+{
+	snprintf(out, cap, "%s/%s", dir, name);
+}
+
+struct conf {
+	char listen[CTL_TOKEN_HOST_MAX + 16];
+};
+
+static int conf_handler(void *u, const char *section, const char *name, const char *value)
+{
+	struct conf *cf = u;
+	if (!strcmp(name, "listen"))
+		snprintf(cf->listen, sizeof cf->listen, "%s", value);
+	return 1;
+}
+
+/* --- the store ---------------------------------------------------------- */
+
+/* Opens an initialised store (not creating anything). */
+struct ctl_store *ctl_cli_open_store(const char *dir, struct ctl_meta *meta)
+{
+	char db[4096], err[512];
+	path_in(db, sizeof db, dir, "control.db");
+	struct stat sb;
+	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode) || stat(db, &sb) < 0) {
+		fprintf(stderr,
+		        "mesh-control: %s is not a mesh-control data directory; "
+		        "create it with `mesh-control --data %s init`\n",
+		        dir, dir);
+		return NULL;
+	}
+	struct ctl_store *st = ctl_store_open_sqlite(dir, err, sizeof err);
+	if (!st) {
+		fprintf(stderr, "mesh-control: cannot open the store in %s: %s\n", dir,
+		        err);
+		return NULL;
+	}
+	int r = ctl_store_get_meta(st, meta);
+	if (r == CTL_STORE_ENOTFOUND) {
+		fprintf(stderr,
+		        "mesh-control: the store in %s was never initialised; run "
+		        "`mesh-control --data %s init`\n",
+		        dir, dir);
+	} else if (r < 0) {
+		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
+	}
+	if (r < 0) {
+		ctl_store_close(st);
+		return NULL;
+	}
+	return st;
+}
+
+static void file_error(const char *path, int err)
+{
+	if (err == -EEXIST)
+		fprintf(stderr,
+		        "mesh-control: %s already exists: this data directory was "
+		        "initialised before; use another --data DIR\n",
+		        path);
+	else
+		fprintf(stderr, "mesh-control: cannot write %s: %s\n", path,
+		        strerror(-err));
+}
+
+/* --- init --------------------------------------------------------------- */
+
+int ctl_cli_cmd_init(const struct cli *c, const char *dir)
+{
+	const char *domain = c->val[I_DOMAIN];
+	const char *listen = c->val[I_LISTEN] ? c->val[I_LISTEN] : CTL_CLI_DEFAULT_LISTEN;
+	char host[CTL_TOKEN_HOST_MAX + 1];
+	uint16_t port;
+	if (!ctl_cli_split_hostport(listen, host, sizeof host, &port))
+		return ctl_cli_die_usage(
+		    "--listen %s: expected HOST:PORT, e.g. 198.18.0.1:7443 "
+		    "or [fd00::1]:7443 (the address nodes connect to)",
+		    listen);
+	if (domain && (!*domain || strlen(domain) > CTL_DOMAIN_MAX))
+		return ctl_cli_die_usage(
+		    "--domain %s: expected a DNS name, e.g. mesh.internal", domain);
+
+	char err[512], keyp[4096], confp[4096];
+	struct ctl_store *st = ctl_store_open_sqlite(dir, err, sizeof err);
+	if (!st) {
+		fprintf(stderr, "mesh-control: cannot create the store in %s: %s\n", dir,
+		        err);
+		return 1;
+	}
+	struct ctl_meta meta;
+	if (ctl_store_get_meta(st, &meta) == 0) {
+		fprintf(stderr,
+		        "mesh-control: %s is already initialised (mesh %s); nothing "
+		        "changed. Use another --data DIR for a new mesh\n",
+		        dir, meta.mesh_id);
+		ctl_store_close(st);
+		return 1;
+	}
+	path_in(keyp, sizeof keyp, dir, "server.key");
+	path_in(confp, sizeof confp, dir, "control.conf");
+
+	struct ctl_init_params ip = {.domain = domain, .now = (int64_t)time(NULL)};
+	uint8_t priv[CTL_KEY_LEN];
+	char b64[sodium_base64_ENCODED_LEN(CTL_KEY_LEN, sodium_base64_VARIANT_ORIGINAL) +
+	         1];
+	ctl_noise_keypair(priv, ip.server_public);
+	sodium_bin2base64(b64, sizeof b64 - 1, priv, CTL_KEY_LEN,
+	                  sodium_base64_VARIANT_ORIGINAL);
+	sodium_memzero(priv, sizeof priv);
+	strcat(b64, "\n");
+	int wr = ctl_cli_write_new_file(keyp, b64);
+	sodium_memzero(b64, sizeof b64);
+	if (wr < 0) {
+		file_error(keyp, wr);
+		ctl_store_close(st);
+		return 1;
+	}
+	char conf[512];
+	snprintf(conf, sizeof conf,
+	         "# mesh-control: written by `mesh-control init`.\n"
+	         "# The address nodes connect to; every join token names it.\n"
+	         "listen = %s\n",
+	         listen);
+	if ((wr = ctl_cli_write_new_file(confp, conf)) < 0) {
+		file_error(confp, wr);
+		unlink(keyp);
+		ctl_store_close(st);
+		return 1;
+	}
+	int r = ctl_store_init(st, &ip);
+	if (r == 0)
+		r = ctl_store_get_meta(st, &meta);
+	if (r < 0) {
+		fprintf(stderr, "mesh-control: init: %s\n", ctl_store_errmsg(st));
+		unlink(keyp);
+		unlink(confp);
+		ctl_store_close(st);
+		return r == CTL_STORE_EINVAL ? 2 : 1;
+	}
+	ctl_store_close(st);
+
+	char pub[sodium_base64_ENCODED_LEN(CTL_KEY_LEN, sodium_base64_VARIANT_ORIGINAL)];
+	sodium_bin2base64(pub, sizeof pub, meta.server_public, CTL_KEY_LEN,
+	                  sodium_base64_VARIANT_ORIGINAL);
+	printf("initialised mesh %s in %s\n", meta.mesh_id, dir);
+	printf("  domain      %s\n", meta.domain);
+	printf("  listen      %s (in every join token)\n", listen);
+	printf("  server key  %s (public; private key in %s)\n", pub, keyp);
+	printf("next: mesh-control --data %s token\n", dir);
+	return 0;
+}
+
+/* --- auth keys and tokens ------------------------------------------------ */
+
+static int key_create(const struct cli *c, struct ctl_store *st, char *secret, size_t cap,
+                      struct ctl_authkey *k)
+{
+	char tags[CTL_STORE_TAGS_MAX + 1];
+	struct ctl_authkey_params p = {
+	    .reusable = c->seen & O_REUSABLE,
+	    .ephemeral = c->seen & O_EPHEMERAL,
+	    .now = (int64_t)time(NULL),
+	};
+	if (c->seen & O_EXPIRY) {
+		int64_t d = ctl_cli_parse_dur(c->val[I_EXPIRY]);
+		if (d < 0)
+			return ctl_cli_die_usage(
+			    "--expiry %s: expected a duration such as 30s, "
+			    "10m, 2h or 7d (at most 3650d)",
+			    c->val[I_EXPIRY]);
+		p.expiry = p.now + d;
+	}
+	if (c->seen & O_TAGS) {
+		if (!ctl_cli_norm_tags(c->val[I_TAGS], tags, sizeof tags) ||
+		    strpbrk(tags, " \t"))
+			return ctl_cli_die_usage(
+			    "--tags %s: expected a comma list such as web,ci "
+			    "(no spaces, at most 255 characters)",
+			    c->val[I_TAGS]);
+		p.tags = tags;
+	}
+	int r = ctl_store_key_create(st, &p, secret, cap, k);
+	if (r < 0) {
+		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
+		return r == CTL_STORE_EINVAL ? 2 : 1;
+	}
+	return 0;
+}
+
+int ctl_cli_cmd_keys_create(const struct cli *c, struct ctl_store *st)
+{
+	char secret[CTL_SECRET_MAX], exp[32];
+	struct ctl_authkey k;
+	int r = key_create(c, st, secret, sizeof secret, &k);
+	if (r)
+		return r;
+	ctl_cli_fmt_time(exp, sizeof exp, k.expiry);
+	printf("%s\n", secret);
+	fprintf(stderr,
+	        "mesh-control: auth key %lld (%s%s, expires %s%s%s): the secret above "
+	        "is shown only once\n",
+	        (long long)k.id, k.reusable ? "reusable" : "single-use",
+	        k.ephemeral ? ", ephemeral" : "", exp, k.tags[0] ? ", tags " : "",
+	        k.tags);
+	sodium_memzero(secret, sizeof secret);
+	return 0;
+}
+
+int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st,
+                      const struct ctl_meta *meta)
+{
+	char confp[4096];
+	struct conf cf = {{0}};
+	path_in(confp, sizeof confp, dir, "control.conf");
+	int pr = ini_parse(confp, conf_handler, &cf);
+	struct ctl_token tok = {0};
+	if (pr != 0 ||
+	    !ctl_cli_split_hostport(cf.listen, tok.host, sizeof tok.host, &tok.port)) {
+		fprintf(stderr,
+		        "mesh-control: %s: %s; it needs a line `listen = HOST:PORT` "
+		        "(the address nodes connect to)\n",
+		        confp, pr < 0 ? strerror(errno) : "no valid listen address");
+		return 1;
+	}
+	memcpy(tok.server_key, meta->server_public, CTL_KEY_LEN);
+	struct ctl_authkey k;
+	int r = key_create(c, st, tok.auth_key, sizeof tok.auth_key, &k);
+	if (r) {
+		ctl_token_wipe(&tok);
+		return r;
+	}
+	char s[CTL_TOKEN_STR_MAX];
+	r = ctl_token_encode(&tok, s, sizeof s);
+	ctl_token_wipe(&tok);
+	if (r < 0) {
+		fprintf(stderr, "mesh-control: %s\n", ctl_token_strerror(r));
+		ctl_store_key_revoke(st, k.id);
+		return 1;
+	}
+	printf("%s\n", s);
+	sodium_memzero(s, sizeof s);
+	fprintf(stderr,
+	        "mesh-control: join token for %s with auth key %lld (%s%s); on the new "
+	        "node: mesh-proxy up --join TOKEN --state DIR\n",
+	        cf.listen, (long long)k.id, k.reusable ? "reusable" : "single-use",
+	        k.ephemeral ? ", ephemeral" : "");
+	return 0;
+}
+
+static const char *key_state(const struct ctl_authkey *k, int64_t now)
+{
+	if (k->revoked)
+		return "revoked";
+	if (k->expiry && k->expiry <= now)
+		return "expired";
+	if (!k->reusable && k->uses > 0)
+		return "used";
+	return "valid";
+}
+
+static int print_json(json_t *j)
+{
+	int r = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	if (r < 0) {
+		fprintf(stderr, "mesh-control: out of memory\n");
+		return 1;
+	}
+	printf("\n");
+	return 0;
+}
+
+int ctl_cli_cmd_keys_list(const struct cli *c, struct ctl_store *st)
+{
+	struct ctl_authkey *ks;
+	size_t n;
+	if (ctl_store_key_list(st, &ks, &n) < 0) {
+		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
+		return 1;
+	}
+	int64_t now = (int64_t)time(NULL);
+	char exp[32], cre[32];
+	json_t *arr = (c->seen & O_JSON) ? json_array() : NULL;
+	if (!arr)
+		printf("%-5s %-10s %-9s %-5s %-8s %-21s %-21s %s\n", "ID", "USE",
+		       "EPHEMERAL", "USES", "STATE", "EXPIRES", "CREATED", "TAGS");
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_authkey *k = &ks[i];
+		ctl_cli_fmt_time(exp, sizeof exp, k->expiry);
+		ctl_cli_fmt_time(cre, sizeof cre, k->created);
+		if (arr) {
+			json_array_append_new(
+			    arr, json_pack("{s:I,s:b,s:b,s:b,s:I,s:s,s:I,s:I,s:s}", "id",
+			                   (json_int_t)k->id, "reusable", k->reusable,
+			                   "ephemeral", k->ephemeral, "revoked",
+			                   k->revoked, "uses", (json_int_t)k->uses,
+			                   "state", key_state(k, now), "expiry",
+			                   (json_int_t)k->expiry, "created",
+			                   (json_int_t)k->created, "tags", k->tags));
+		} else {
+			printf("%-5lld %-10s %-9s %-5lld %-8s %-21s %-21s %s\n",
+			       (long long)k->id, k->reusable ? "reusable" : "single",
+			       k->ephemeral ? "yes" : "no", (long long)k->uses,
+			       key_state(k, now), exp, cre, k->tags[0] ? k->tags : "-");
+		}
+	}
+	free(ks);
+	return arr ? print_json(arr) : 0;
+}
+
+int ctl_cli_cmd_keys_revoke(struct ctl_store *st, const char *arg)
+{
+	char *end;
+	errno = 0;
+	long long id = strtoll(arg, &end, 10);
+	if (errno || *end || end == arg || id <= 0)
+		return ctl_cli_die_usage(
+		    "keys revoke %s: expected a key ID (a number from "
+		    "`mesh-control keys list`)",
+		    arg);
+	int r = ctl_store_key_revoke(st, (int64_t)id);
+	if (r == CTL_STORE_ENOTFOUND) {
+		fprintf(stderr,
+		        "mesh-control: no auth key %lld; see `mesh-control keys list`\n",
+		        id);
+		return 1;
+	}
+	if (r < 0) {
+		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
+		return 1;
+	}
+	printf("revoked auth key %lld\n", id);
+	return 0;
+}
+
+/* --- nodes -------------------------------------------------------------- */
+
+static int find_node(struct ctl_store *st, const char *arg, struct ctl_node *nd)
+{
+	char *end;
+	errno = 0;
+	long long id = strtoll(arg, &end, 10);
+	int r = CTL_STORE_ENOTFOUND;
+	if (!errno && !*end && end != arg && id > 0)
+		r = ctl_store_node_by_id(st, (int64_t)id, nd);
+	if (r == CTL_STORE_ENOTFOUND)
+		r = ctl_store_node_by_name(st, arg, nd);
+	if (r == CTL_STORE_ENOTFOUND || r == CTL_STORE_EINVAL) {
+		fprintf(stderr,
+		        "mesh-control: no node with ID or name \"%s\"; see "
+		        "`mesh-control nodes list`\n",
+		        arg);
+		return 1;
+	}
+	if (r < 0) {
+		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
+		return 1;
+	}
+	return 0;
+}
+
+int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
+                           const struct ctl_meta *meta)
+{
+	struct ctl_node *ns;
+	size_t n;
+	if (ctl_store_node_list(st, 0, &ns, &n) < 0) {
+		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
+		return 1;
+	}
+	int64_t now = (int64_t)time(NULL);
+	char v4[16], v6[48], seen[32], exp[32];
+	json_t *arr = (c->seen & O_JSON) ? json_array() : NULL;
+	if (!arr && n)
+		printf("%-5s %-20s %-15s %-28s %-16s %-8s %s\n", "ID", "NAME", "IPV4",
+		       "IPV6", "STATUS", "APPROVED", "EXPIRES");
+	if (!arr && !n)
+		fprintf(stderr, "mesh-control: no nodes yet; make a join token with "
+		                "`mesh-control token`\n");
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_node *nd = &ns[i];
+		bool expired = nd->expiry && nd->expiry <= now;
+		ctl_cli_fmt_v4(v4, sizeof v4, nd->ipv4);
+		ctl_cli_fmt_v6(v6, sizeof v6, nd->ipv6);
+		ctl_cli_fmt_seen(seen, sizeof seen, nd, now);
+		ctl_cli_fmt_time(exp, sizeof exp, nd->expiry);
+		if (arr) {
+			char fqdn[CTL_NAME_MAX + CTL_DOMAIN_MAX + 2];
+			snprintf(fqdn, sizeof fqdn, "%s.%s", nd->name, meta->domain);
+			json_array_append_new(
+			    arr,
+			    json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:b,s:b,s:I,"
+			              "s:b,s:s,s:I}",
+			              "id", (json_int_t)nd->id, "name", nd->name, "fqdn",
+			              fqdn, "hostname", nd->hostname, "ipv4", v4, "ipv6",
+			              v6, "online", nd->online, "last_seen",
+			              (json_int_t)nd->last_seen, "approved", nd->approved,
+			              "ephemeral", nd->ephemeral, "expiry",
+			              (json_int_t)nd->expiry, "expired", expired, "tags",
+			              nd->tags, "created", (json_int_t)nd->created));
+		} else {
+			printf("%-5lld %-20s %-15s %-28s %-16s %-8s %s%s\n",
+			       (long long)nd->id, nd->name, v4, v6, seen,
+			       nd->approved ? "yes" : "pending", exp,
+			       expired ? " (expired)" : "");
+		}
+	}
+	free(ns);
+	return arr ? print_json(arr) : 0;
+}
+
+int ctl_cli_cmd_nodes_act(struct ctl_store *st, const char *act, const char *arg,
+                          const char *newname)
+{
+	struct ctl_node nd;
+	if (find_node(st, arg, &nd))
+		return 1;
+	int r;
+	if (!strcmp(act, "approve"))
+		r = ctl_store_node_approve(st, nd.id);
+	else if (!strcmp(act, "remove"))
+		r = ctl_store_node_remove(st, nd.id);
+	else if (!strcmp(act, "expire"))
+		r = ctl_store_node_expire(st, nd.id, (int64_t)time(NULL));
+	else
+		r = ctl_store_node_rename(st, nd.id, newname);
+	if (r == CTL_STORE_EEXISTS) {
+		fprintf(stderr, "mesh-control: the name %s is taken; pick another\n",
+		        newname);
+		return 1;
+	}
+	if (r == CTL_STORE_EINVAL) {
+		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
+		return 2;
+	}
+	if (r < 0) {
+		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
+		return 1;
+	}
+	if (newname)
+		printf("renamed node %lld from %s to %s\n", (long long)nd.id, nd.name,
+		       newname);
+	else
+		printf("%s node %lld (%s)\n",
+		       !strcmp(act, "approve")  ? "approved"
+		       : !strcmp(act, "remove") ? "removed"
+		                                : "expired",
+		       (long long)nd.id, nd.name);
+	return 0;
+}
+
+/* --- debug -------------------------------------------------------------- */
+
+/* Hidden: mesh-control token-decode TOKEN (for tests and support). */
+int ctl_cli_cmd_token_decode(const char *s)
+{
+	struct ctl_token tok;
+	int r = ctl_token_decode(s, strlen(s), &tok);
+	if (r < 0) {
+		fprintf(stderr, "mesh-control: %s\n", ctl_token_strerror(r));
+		return 1;
+	}
+	char key[sodium_base64_ENCODED_LEN(CTL_KEY_LEN, sodium_base64_VARIANT_ORIGINAL)];
+	sodium_bin2base64(key, sizeof key, tok.server_key, CTL_KEY_LEN,
+	                  sodium_base64_VARIANT_ORIGINAL);
+	printf("host %s\nport %u\nserver_key %s\nauth_key %s\n", tok.host, tok.port, key,
+	       tok.auth_key[0] ? tok.auth_key : "(none)");
+	ctl_token_wipe(&tok);
+	return 0;
+}

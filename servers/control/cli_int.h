@@ -1,0 +1,62 @@
+/* mesh-control's command line, private to servers/control/main.c (usage,
+ * option parsing, dispatch) and servers/control/cli_cmds.c (the commands).
+ * Not part of any other module's interface. */
+#ifndef MESH_CTL_CLI_INT_H
+#define MESH_CTL_CLI_INT_H
+
+#include <stdbool.h>
+
+#include "servers/control/store.h"
+
+#define CTL_CLI_DEFAULT_LISTEN "127.0.0.1:7443"
+
+/* Options, by bit; each command says which it accepts. */
+enum { I_DOMAIN, I_LISTEN, I_REUSABLE, I_EPHEMERAL, I_EXPIRY, I_TAGS, I_JSON, O_NOPTS };
+enum {
+	O_DOMAIN = 1 << I_DOMAIN,
+	O_LISTEN = 1 << I_LISTEN,
+	O_REUSABLE = 1 << I_REUSABLE,
+	O_EPHEMERAL = 1 << I_EPHEMERAL,
+	O_EXPIRY = 1 << I_EXPIRY,
+	O_TAGS = 1 << I_TAGS,
+	O_JSON = 1 << I_JSON,
+};
+/* The KEY OPTIONS of --help (auth key properties). */
+#define O_KEY (O_REUSABLE | O_EPHEMERAL | O_EXPIRY | O_TAGS)
+
+#define CTL_CLI_MAX_POS 4
+
+/* The parsed command line. */
+struct cli {
+	const char *data;
+	unsigned seen;            /* O_* bits of the options given */
+	const char *val[O_NOPTS]; /* their values (NULL for flags) */
+	const char *pos[CTL_CLI_MAX_POS];
+	int npos;
+	bool help, version;
+};
+
+/* Prints "mesh-control: " fmt (with arg) and the --help hint to stderr;
+ * returns 2, the usage-error exit code. */
+int ctl_cli_die_usage(const char *fmt, const char *arg);
+
+/* The commands; each returns the process exit code (0, 1 error, 2 usage)
+ * and prints its own messages. dir is the data directory. */
+int ctl_cli_cmd_init(const struct cli *c, const char *dir);
+/* Opens dir's initialised store (creating nothing), or says why not on
+ * stderr and returns NULL. */
+struct ctl_store *ctl_cli_open_store(const char *dir, struct ctl_meta *meta);
+int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st,
+                      const struct ctl_meta *meta);
+int ctl_cli_cmd_keys_create(const struct cli *c, struct ctl_store *st);
+int ctl_cli_cmd_keys_list(const struct cli *c, struct ctl_store *st);
+int ctl_cli_cmd_keys_revoke(struct ctl_store *st, const char *arg);
+int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
+                           const struct ctl_meta *meta);
+/* act: "approve", "remove", "expire" or "rename" (with newname). */
+int ctl_cli_cmd_nodes_act(struct ctl_store *st, const char *act, const char *arg,
+                          const char *newname);
+/* Hidden: mesh-control token-decode TOKEN (for tests and support). */
+int ctl_cli_cmd_token_decode(const char *s);
+
+#endif
