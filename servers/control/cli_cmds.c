@@ -22,6 +22,7 @@
 #include "core/control/token.h"
 #include "servers/control/cli_int.h"
 #include "servers/control/cli_util.h"
+#include "servers/control/json_util.h"
 #include "servers/control/store.h"
 
 int ctl_cli_die_usage(const char *fmt, const char *arg)
@@ -260,8 +261,11 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 		return 1;
 	}
 	memcpy(tok.server_key, meta->server_public, CTL_KEY_LEN);
-	struct ctl_authkey k;
-	int r = key_create(c, st, tok.auth_key, sizeof tok.auth_key, &k);
+	/* --no-key: auth_len 0; its nodes register pending an admin's
+	 * `nodes approve` (main.c refuses it with the key options). */
+	bool nokey = c->seen & O_NOKEY;
+	struct ctl_authkey k = {0};
+	int r = nokey ? 0 : key_create(c, st, tok.auth_key, sizeof tok.auth_key, &k);
 	if (r) {
 		ctl_token_wipe(&tok);
 		return r;
@@ -271,28 +275,26 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 	ctl_token_wipe(&tok);
 	if (r < 0) {
 		fprintf(stderr, "mesh-control: %s\n", ctl_token_strerror(r));
-		ctl_store_key_revoke(st, k.id);
+		if (!nokey)
+			ctl_store_key_revoke(st, k.id);
 		return 1;
 	}
 	printf("%s\n", s);
 	sodium_memzero(s, sizeof s);
+	if (nokey) {
+		fprintf(stderr,
+		        "mesh-control: join token for %s without an auth key: its nodes "
+		        "wait until you run `mesh-control nodes approve NAME`; on the "
+		        "new node: mesh-proxy up --join TOKEN --state DIR\n",
+		        cf.listen);
+		return 0;
+	}
 	fprintf(stderr,
 	        "mesh-control: join token for %s with auth key %lld (%s%s); on the new "
 	        "node: mesh-proxy up --join TOKEN --state DIR\n",
 	        cf.listen, (long long)k.id, k.reusable ? "reusable" : "single-use",
 	        k.ephemeral ? ", ephemeral" : "");
 	return 0;
-}
-
-static const char *key_state(const struct ctl_authkey *k, int64_t now)
-{
-	if (k->revoked)
-		return "revoked";
-	if (k->expiry && k->expiry <= now)
-		return "expired";
-	if (!k->reusable && k->uses > 0)
-		return "used";
-	return "valid";
 }
 
 static int print_json(json_t *j)
@@ -326,19 +328,13 @@ int ctl_cli_cmd_keys_list(const struct cli *c, struct ctl_store *st)
 		ctl_cli_fmt_time(exp, sizeof exp, k->expiry);
 		ctl_cli_fmt_time(cre, sizeof cre, k->created);
 		if (arr) {
-			json_array_append_new(
-			    arr, json_pack("{s:I,s:b,s:b,s:b,s:I,s:s,s:I,s:I,s:s}", "id",
-			                   (json_int_t)k->id, "reusable", k->reusable,
-			                   "ephemeral", k->ephemeral, "revoked",
-			                   k->revoked, "uses", (json_int_t)k->uses,
-			                   "state", key_state(k, now), "expiry",
-			                   (json_int_t)k->expiry, "created",
-			                   (json_int_t)k->created, "tags", k->tags));
+			json_array_append_new(arr, ctl_json_authkey(k, now));
 		} else {
 			printf("%-5lld %-10s %-9s %-5lld %-8s %-21s %-21s %s\n",
 			       (long long)k->id, k->reusable ? "reusable" : "single",
 			       k->ephemeral ? "yes" : "no", (long long)k->uses,
-			       key_state(k, now), exp, cre, k->tags[0] ? k->tags : "-");
+			       ctl_json_key_state(k, now), exp, cre,
+			       k->tags[0] ? k->tags : "-");
 		}
 	}
 	free(ks);
@@ -407,6 +403,7 @@ int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
 	}
 	int64_t now = (int64_t)time(NULL);
 	char v4[16], v6[48], seen[32], exp[32];
+	size_t pending = 0;
 	json_t *arr = (c->seen & O_JSON) ? json_array() : NULL;
 	if (!arr && n)
 		printf("%-5s %-20s %-15s %-28s %-16s %-8s %s\n", "ID", "NAME", "IPV4",
@@ -422,27 +419,24 @@ int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
 		ctl_cli_fmt_seen(seen, sizeof seen, nd, now);
 		ctl_cli_fmt_time(exp, sizeof exp, nd->expiry);
 		if (arr) {
-			char fqdn[CTL_NAME_MAX + CTL_DOMAIN_MAX + 2];
-			snprintf(fqdn, sizeof fqdn, "%s.%s", nd->name, meta->domain);
-			json_array_append_new(
-			    arr,
-			    json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:b,s:b,s:I,"
-			              "s:b,s:s,s:I}",
-			              "id", (json_int_t)nd->id, "name", nd->name, "fqdn",
-			              fqdn, "hostname", nd->hostname, "ipv4", v4, "ipv6",
-			              v6, "online", nd->online, "last_seen",
-			              (json_int_t)nd->last_seen, "approved", nd->approved,
-			              "ephemeral", nd->ephemeral, "expiry",
-			              (json_int_t)nd->expiry, "expired", expired, "tags",
-			              nd->tags, "created", (json_int_t)nd->created));
+			json_array_append_new(arr, ctl_json_node(nd, meta->domain, now));
 		} else {
+			/* A pending node is never online (serve holds it
+			 * until approval): its status is what matters. */
 			printf("%-5lld %-20s %-15s %-28s %-16s %-8s %s%s\n",
-			       (long long)nd->id, nd->name, v4, v6, seen,
-			       nd->approved ? "yes" : "pending", exp,
+			       (long long)nd->id, nd->name, v4, v6,
+			       nd->approved ? seen : "pending approval",
+			       nd->approved ? "yes" : "no", exp,
 			       expired ? " (expired)" : "");
+			pending += !nd->approved;
 		}
 	}
 	free(ns);
+	if (pending)
+		fprintf(stderr,
+		        "mesh-control: %zu node%s pending approval; let %s in with "
+		        "`mesh-control nodes approve NAME`\n",
+		        pending, pending == 1 ? "" : "s", pending == 1 ? "it" : "them");
 	return arr ? print_json(arr) : 0;
 }
 

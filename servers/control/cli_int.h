@@ -11,7 +11,17 @@
 #define CTL_CLI_DEFAULT_LISTEN "127.0.0.1:7443"
 
 /* Options, by bit; each command says which it accepts. */
-enum { I_DOMAIN, I_LISTEN, I_REUSABLE, I_EPHEMERAL, I_EXPIRY, I_TAGS, I_JSON, O_NOPTS };
+enum {
+	I_DOMAIN,
+	I_LISTEN,
+	I_REUSABLE,
+	I_EPHEMERAL,
+	I_EXPIRY,
+	I_TAGS,
+	I_NOKEY,
+	I_JSON,
+	O_NOPTS
+};
 enum {
 	O_DOMAIN = 1 << I_DOMAIN,
 	O_LISTEN = 1 << I_LISTEN,
@@ -19,6 +29,7 @@ enum {
 	O_EPHEMERAL = 1 << I_EPHEMERAL,
 	O_EXPIRY = 1 << I_EXPIRY,
 	O_TAGS = 1 << I_TAGS,
+	O_NOKEY = 1 << I_NOKEY, /* token --no-key */
 	O_JSON = 1 << I_JSON,
 };
 /* The KEY OPTIONS of --help (auth key properties). */

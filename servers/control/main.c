@@ -16,7 +16,7 @@
 
 static const char usage[] =
     "usage: mesh-control [--data DIR] init [--domain NAME] [--listen HOST:PORT]\n"
-    "       mesh-control [--data DIR] token [KEY OPTIONS]\n"
+    "       mesh-control [--data DIR] token [KEY OPTIONS | --no-key]\n"
     "       mesh-control [--data DIR] keys create [KEY OPTIONS]\n"
     "       mesh-control [--data DIR] keys list [--json]\n"
     "       mesh-control [--data DIR] keys revoke ID\n"
@@ -41,8 +41,11 @@ static const char usage[] =
     "  --listen HOST:PORT    init: the address nodes connect to, written into every\n"
     "                        join token (default " CTL_CLI_DEFAULT_LISTEN ")\n"
     "  --json                list commands: JSON for scripts\n"
+    "  --no-key              token: no auth key in it; nodes that join with it\n"
+    "                        wait until `mesh-control nodes approve NAME` (not\n"
+    "                        with the KEY OPTIONS)\n"
     "\n"
-    "KEY OPTIONS (auth keys; a join token carries one):\n"
+    "KEY OPTIONS (auth keys; a join token carries one unless --no-key):\n"
     "  --reusable            any number of nodes may join with it (default: one)\n"
     "  --ephemeral           its nodes are removed soon after they go offline\n"
     "  --expiry DUR          valid for DUR: 30s, 10m, 2h, 7d (default: no expiry)\n"
@@ -52,7 +55,8 @@ static const char usage[] =
     "  init                  create the store and the server key (once)\n"
     "  serve                 accept nodes: registration and network maps\n"
     "  token                 create an auth key and print the join token a new\n"
-    "                        node needs (treat it like a password)\n"
+    "                        node needs (treat it like a password); with\n"
+    "                        --no-key, a token whose nodes wait for approval\n"
     "  keys create           create an auth key and print its secret (shown once)\n"
     "  keys list|revoke      list auth keys / revoke one by ID\n"
     "  nodes list            id, name, addresses, online or last seen, approval,\n"
@@ -66,6 +70,7 @@ static const char usage[] =
     "  mesh-control --data /var/lib/mesh-control init --listen 198.18.0.1:7443\n"
     "  export MESH_CONTROL_DATA=/var/lib/mesh-control\n"
     "  mesh-control token --reusable --expiry 1h\n"
+    "  mesh-control token --no-key   # then: mesh-control nodes approve NAME\n"
     "  mesh-control serve &   # then: mesh-proxy up --join TOKEN --state DIR\n"
     "  mesh-control nodes list; mesh-control nodes rename 3 web\n";
 
@@ -74,7 +79,7 @@ static const struct {
 	bool takes;
 } opt_def[O_NOPTS] = {
     {"--domain", true}, {"--listen", true}, {"--reusable", false}, {"--ephemeral", false},
-    {"--expiry", true}, {"--tags", true},   {"--json", false},
+    {"--expiry", true}, {"--tags", true},   {"--no-key", false},   {"--json", false},
 };
 
 static int parse_args(int argc, char **argv, struct cli *c)
@@ -156,6 +161,20 @@ static int check_npos(const struct cli *c, int want, const char *cmd, const char
 	return 0;
 }
 
+/* token --no-key makes a token without an auth key: the KEY OPTIONS
+ * describe that key, so they cannot go with it. */
+static int check_nokey(const struct cli *c)
+{
+	if (!(c->seen & O_NOKEY) || !(c->seen & O_KEY))
+		return 0;
+	int k = 0;
+	while (!(c->seen & O_KEY & (1u << k)))
+		k++;
+	return ctl_cli_die_usage("token --no-key cannot be combined with %s (a token "
+	                         "without an auth key has no key options)",
+	                         opt_def[k].name);
+}
+
 /* --- main --------------------------------------------------------------- */
 
 static int run_store_cmd(const struct cli *c, const char *dir)
@@ -168,8 +187,8 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 
 	/* Argument checks first: a usage error needs no store. */
 	if (!strcmp(cmd, "token")) {
-		if ((r = check_opts(c, O_KEY, "token")) ||
-		    (r = check_npos(c, 1, "token", "")))
+		if ((r = check_opts(c, O_KEY | O_NOKEY, "token")) ||
+		    (r = check_npos(c, 1, "token", "")) || (r = check_nokey(c)))
 			return r;
 	} else if (!sub) {
 		return ctl_cli_die_usage("%s needs a subcommand (see --help)", cmd);
