@@ -2,7 +2,9 @@
 # mesh-control's admin commands (issue 4), without `serve`: init, files and
 # their modes, keys create/list/revoke, token (decoded and checked against
 # server.key), nodes list and the "no such node" errors, --json, usage
-# errors (exit 2) and other errors (exit 1) with readable messages.
+# errors (exit 2) and other errors (exit 1) with readable messages; token
+# --no-key, and a pending node (written into the store) through nodes list
+# and nodes approve.
 #
 # As root, mesh-control runs as nobody from a directory nobody cannot write
 # (its data directory is the only place it may write): no root needed.
@@ -131,6 +133,15 @@ mc --data "$RUN/v6" token
 TOKEN6=$(cat "$OUT")
 mc token-decode "$TOKEN6"
 check "a token from init --listen [fd00::7]:8443" eval 'rc_is 0 && out_has "^host fd00::7$" && out_has "^port 8443$"'
+mcd token --no-key
+check "token --no-key prints one mesh1 string and says nodes wait for approval" \
+    eval 'rc_is 0 && [ "$(wc -l <"$OUT")" -eq 1 ] && out_has "^mesh1[A-Za-z0-9_-]{50,}$" && err_has "without an auth key" && err_has "nodes approve NAME"'
+TOKEN0=$(cat "$OUT")
+mc token-decode "$TOKEN0"
+check "the --no-key token decodes with an empty auth key" \
+    eval 'rc_is 0 && out_has "^host 127\.0\.0\.1$" && out_has "^server_key $TOKKEY$" && out_has "^auth_key \(none\)$"'
+mcd keys list --json
+check "token --no-key creates no auth key (still three)" pyjson "len(j) == 3"
 check "the private key appears in no output" \
     eval '! grep -qF -- "$KEY" "$E2E_LOGDIR/mesh-control.log"'
 
@@ -145,6 +156,37 @@ for a in approve remove expire; do
 done
 mcd nodes rename 7 db
 check "nodes rename 7 db: exit 1, no such node" eval 'rc_is 1 && err_has "no node with ID or name \"7\""'
+
+step "a pending node (joined with a --no-key token) and nodes approve"
+# serve would add it; here it is written into the store directly (the
+# columns of store_sqlite.c's nodes table); the files keep their owner.
+python3 - "$D/control.db" <<'PY' || fail "cannot add a node to control.db"
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO nodes (machine_key, node_key, disco_key, hostname, name,"
+           " ipv4, ipv6, approved, ephemeral, created, version)"
+           " VALUES (?, ?, ?, 'web-host', 'web', ?, ?, 0, 0, ?, 1)",
+           (b"m" * 32, b"n" * 32, b"d" * 32, 0x64400005,
+            bytes.fromhex("fd7a115ca1e000000000000000000005"), int(time.time())))
+db.commit()
+db.close()
+PY
+chown --reference="$D/server.key" "$D"/control.db*
+mcd nodes list
+check "nodes list: the node reads pending approval, not approved" \
+    eval 'rc_is 0 && out_has "^1 +web +100\.64\.0\.5 +fd7a:115c:a1e0::5 +pending approval +no " && err_has "1 node pending approval" && err_has "nodes approve NAME"'
+mcd nodes list --json
+check "nodes list --json: the same fields as the admin API, in order" pyjson \
+    "[list(n) for n in j] == [['id', 'name', 'fqdn', 'hostname', 'ipv4', 'ipv6', 'online', 'last_seen', 'approved', 'ephemeral', 'expiry', 'expired', 'tags', 'created']]"
+check "nodes list --json: the pending node's values" pyjson \
+    "j[0]['id'] == 1 and j[0]['name'] == 'web' and j[0]['fqdn'].startswith('web.') and j[0]['hostname'] == 'web-host' and j[0]['ipv4'] == '100.64.0.5' and j[0]['ipv6'] == 'fd7a:115c:a1e0::5' and j[0]['approved'] is False and j[0]['online'] is False and j[0]['expired'] is False and j[0]['tags'] == ''"
+mcd nodes approve web
+check "nodes approve web" eval 'rc_is 0 && out_has "^approved node 1 \(web\)$"'
+mcd nodes list
+check "after approval: yes, no pending hint" eval 'rc_is 0 && out_has "^1 +web .* never seen +yes " && ! grep -q pending "$OUT" "$ERR"'
+mcd keys list --json
+check "keys list --json: the same fields as the admin API, in order" pyjson \
+    "all(list(k) == ['id', 'reusable', 'ephemeral', 'revoked', 'uses', 'state', 'expiry', 'created', 'tags'] for k in j)"
 
 step "MESH_CONTROL_DATA"
 (cd "$E2E_TMP" && MESH_CONTROL_DATA=$D "${AS[@]}" env MESH_CONTROL_DATA="$D" "$MC" keys list --json) >"$OUT" 2>"$ERR"
@@ -161,6 +203,9 @@ usage_err "--expiry without a unit" "--expiry 5: expected a duration" --data "$D
 usage_err "--expiry with a bad unit" "--expiry 5y" --data "$D" token --expiry 5y
 usage_err "--expiry without a value" "--expiry needs a value" --data "$D" token --expiry
 usage_err "empty tag" "--tags a,,b" --data "$D" keys create --tags a,,b
+usage_err "token --no-key with a key option" "token --no-key cannot be combined with --reusable" --data "$D" token --no-key --reusable
+usage_err "token --no-key with --tags" "token --no-key cannot be combined with --tags" --data "$D" token --tags web --no-key
+usage_err "--no-key on keys create" "keys create does not take --no-key" --data "$D" keys create --no-key
 usage_err "keys revoke without an ID" "needs a key ID" --data "$D" keys revoke
 usage_err "keys revoke abc" "expected a key ID" --data "$D" keys revoke abc
 usage_err "keys without a subcommand" "keys needs a subcommand" --data "$D" keys
