@@ -360,5 +360,8 @@ int main(int argc, char **argv)
 	                            .config_path = c.config};
 	struct node_opts o = {
 	    .config_path = c.config, .api_path = c.api, .mesh = c.state ? &ma : NULL};
-	return node_run(&o);
+	int rc;
+	while ((rc = node_run(&o)) == NODE_RC_RESTART)
+		log_info("starting again");
+	return rc;
 }

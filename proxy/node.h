@@ -14,7 +14,12 @@ struct node_opts {
 	const char *api_path; /* NULL: api_default_path() */
 };
 
-/* Runs until SIGINT/SIGTERM. Returns a process exit code. */
+/* node_run's answer when the node must start over in the same process
+ * (mesh-control gave it new addresses): call node_run again. */
+#define NODE_RC_RESTART (-100)
+
+/* Runs until SIGINT/SIGTERM. Returns a process exit code, or
+ * NODE_RC_RESTART. */
 int node_run(const struct node_opts *o);
 
 #endif

@@ -20,6 +20,7 @@
 #include "core/util/log.h"
 #include "core/wg/device.h"
 #include "proxy/magicdns.h"
+#include "proxy/node.h"
 #include "proxy/node_mesh_int.h"
 
 #define NM_VERSION      "0.1.0"
@@ -356,10 +357,15 @@ static void nm_registered(struct node_mesh *m, const struct ctl_register_resp *r
 		log_info("connected to mesh-control %s:%u as %s (%s, %s)", m->p->ctl.host,
 		         m->p->ctl.port, s.name, v4, v6);
 	if (m->dataplane && (memcmp(s.ipv4, m->self.ipv4, 4) != 0 ||
-	                     memcmp(s.ipv6, m->self.ipv6, 16) != 0))
-		log_warn("mesh-control assigned new addresses (%s, %s); restart the node "
-		         "to use them",
+	                     memcmp(s.ipv6, m->self.ipv6, 16) != 0)) {
+		/* E.g. the node was removed and joined again: the data plane
+		 * runs on the old addresses; start it over on the new ones. */
+		log_warn("mesh-control assigned new addresses (%s, %s); restarting the "
+		         "node with them",
 		         v4, v6);
+		m->hooks.stop(m->hooks.ctx, NODE_RC_RESTART);
+		return;
+	}
 	if (!m->dataplane)
 		m->self = s;
 	else

@@ -366,12 +366,12 @@ bg_term_status() {
 # --- waiting -----------------------------------------------------------------
 
 wait_until() {
-    local t=$1 i=0
+    local t=$1 end
     shift
+    end=$(($(date +%s%N) / 1000000 + t * 1000))
     while ! "$@" >/dev/null 2>&1; do
-        [ $i -ge $((t * 5)) ] && return 1
+        [ $(($(date +%s%N) / 1000000)) -ge $end ] && return 1
         sleep 0.2
-        i=$((i + 1))
     done
     return 0
 }

@@ -58,13 +58,13 @@ done
 check "LAN: alpha reaches ctl" nsx alpha ping -c 1 -W 2 192.168.60.1 || exit 1
 
 step "web servers (127.0.0.1:8080 on every host, saying the host's name)"
-for h in alpha bravo charlie delta; do
+for h in alpha bravo charlie delta echo; do
     mkdir -p "$E2E_TMP/www-$h"
     echo "i am $h" | write_file "$E2E_TMP/www-$h/index.html"
     chmod 0755 "$E2E_TMP/www-$h"
     bg_nobody "web-$h" "$h" "$PY" "$E2E_DIR/httpd.py" 127.0.0.1 8080 "$E2E_TMP/www-$h"
 done
-for h in alpha bravo charlie delta; do
+for h in alpha bravo charlie delta echo; do
     wait_listen "$h" 8080 10 || die "web server on $h did not start"
 done
 
@@ -81,11 +81,12 @@ TOKEN=$(mc token --reusable --expiry 1h) || die "mesh-control token failed"
 check "the token is one mesh1 string" bash -c "[[ '$TOKEN' == mesh1* ]]"
 
 # start_node NAME [EXTRA...] : mesh-proxy up in namespace NAME, state in
-# $RUN/NAME, SOCKS5 on 127.0.0.1:1080 there; hostname NAME (or $HN).
+# $RUN/NAME, SOCKS5 on 127.0.0.1:1080 there; hostname NAME (or $HN, then
+# also the state directory's name).
 start_node() {
     local n=$1
     shift
-    bg_nobody "$n" "$n" "$MESH_PROXY" up --state "$RUN/$n" --hostname "${HN:-$n}" \
+    bg_nobody "$n" "$n" "$MESH_PROXY" up --state "$RUN/${HN:-$n}" --hostname "${HN:-$n}" \
         --socks5 127.0.0.1:1080 --log-level debug "$@"
 }
 joined() { mp ip --state "$RUN/$1" >/dev/null 2>&1; }
@@ -205,6 +206,19 @@ RC=$?
 check "delta's node exits 1 after removal (got $RC)" test "$RC" = 1
 check "delta's log says it was removed" grep -Eiq "removed|not known|unknown" "$E2E_LOGDIR/delta.log"
 
+step "the removed node starts again from its old state: a new node for mesh-control"
+start_node delta
+check "delta waits for approval (its machine key is unknown now)" wait_log "$E2E_LOGDIR/delta.log" "nodes approve" 10
+check "nodes approve delta" mc nodes approve delta
+check "delta restarts itself on the new address it was given" wait_log "$E2E_LOGDIR/delta.log" "new addresses" 10
+new_ip_delta() { local a; a=$(mp ip -4 --state "$RUN/delta") && [ -n "$a" ] && [ "$a" != "$IP4_DELTA" ]; }
+check "delta's new address differs from the old" wait_until 10 new_ip_delta
+check "delta is back in alpha's map" wait_until 10 sees alpha delta
+check "alpha -> delta by name again" fetch_eventually alpha delta "i am delta" 15
+check "remove delta again" mc nodes remove delta
+bg_wait delta 30
+check "delta stops again" test $? = 1
+
 step "mesh-control down: the data plane keeps working"
 bg_stop control
 check "alpha -> bravo with mesh-control stopped" fetch_is alpha bravo "i am bravo"
@@ -311,11 +325,25 @@ check "no node was added by bad input ($N_NODES -> $N_AFTER)" test "$N_NODES" = 
 step "an ephemeral node is removed soon after it goes offline"
 TOK_EPH=$(mc token --ephemeral) || die "token --ephemeral failed"
 HN=eph start_node echo --join "$TOK_EPH"
-check "eph joined" wait_joined echo
+check "eph joined" wait_joined eph
 check "alpha lists eph" wait_until 5 sees alpha eph
 bg_stop echo
 check "eph dropped from alpha's map after it went offline" wait_until 15 not sees alpha eph
 if mc nodes list | grep -qw eph; then fail "eph still listed by mesh-control"; else pass "eph no longer listed by mesh-control"; fi
+
+step "a token without an auth key: the node waits for an admin's approval"
+TOK_NOKEY=$(mc token --no-key) || die "token --no-key failed"
+HN=pend start_node echo --join "$TOK_NOKEY"
+check "pend says it waits for approval" wait_log "$E2E_LOGDIR/echo.log" "approv" 10
+check "pend has no mesh address yet" not joined pend
+check "alpha does not list pend" not sees alpha pend
+pending_listed() { mc nodes list | grep -Eq 'pend.*pending approval'; }
+check "mesh-control lists pend as pending approval" pending_listed
+check "nodes approve pend" mc nodes approve pend
+check "pend joined after approval" wait_joined pend 10
+check "alpha lists pend" wait_until 5 sees alpha pend
+check "alpha -> pend by name" fetch_eventually alpha pend "i am echo" 15
+bg_stop echo
 
 step "clean shutdown"
 for n in "${NODES[@]}"; do
