@@ -238,6 +238,23 @@ int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *
 int ctl_msg_encode(const struct ctl_msg *m, uint8_t **out, size_t *out_len,
                    struct ctl_msg_err *err);
 
+/* Pre-encoded peers, for a server that sends one map to many nodes: encode
+ * each peer once, then build each MAP_FULL / MAP_DELTA body around them.
+ * ctl_msg_encode_peer writes the text of one "peers" entry exactly as
+ * ctl_msg_encode would (same checks; *out NUL-terminated, free()).
+ * ctl_msg_encode_map_texts encodes m (a MAP_FULL or MAP_DELTA whose own
+ * n_peers is 0) with peers[0..n) as its "peers" array, each a text from
+ * ctl_msg_encode_peer; the result decodes as if m had held those peers. */
+struct ctl_msg_text {
+	const char *p;
+	size_t len;
+};
+int ctl_msg_encode_peer(const struct ctl_peer *p, char **out, size_t *len,
+                        struct ctl_msg_err *err);
+int ctl_msg_encode_map_texts(const struct ctl_msg *m, const struct ctl_msg_text *peers,
+                             size_t n, uint8_t **out, size_t *out_len,
+                             struct ctl_msg_err *err);
+
 /* Frees what *m owns, wipes secrets, and zeroes *m (type stays). Accepts NULL. */
 void ctl_msg_free(struct ctl_msg *m);
 

@@ -464,3 +464,96 @@ int ctl_msg_encode(const struct ctl_msg *m, uint8_t **out, size_t *out_len,
 	*out_len = strlen(s);
 	return 0;
 }
+
+/* --- pre-encoded peers --------------------------------------------------- */
+
+int ctl_msg_encode_peer(const struct ctl_peer *p, char **out, size_t *len,
+                        struct ctl_msg_err *err)
+{
+	struct ectx c = {.err = err};
+	json_t *o;
+	char *s;
+
+	*out = NULL;
+	*len = 0;
+	if (err) {
+		err->code = CTL_MSG_E_NONE;
+		err->text[0] = '\0';
+	}
+	if (check_peers(&c, p, 1) < 0)
+		return -EINVAL;
+	o = j_peer(&c, p);
+	if (!o || c.refused) {
+		json_decref(o);
+		if (!c.refused)
+			ctl_msg_seterr(err, CTL_MSG_E_VALUE,
+			               "peer: a string is not valid UTF-8");
+		return -EINVAL;
+	}
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!s) {
+		ctl_msg_seterr(err, CTL_MSG_E_NOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	*out = s;
+	*len = strlen(s);
+	return 0;
+}
+
+int ctl_msg_encode_map_texts(const struct ctl_msg *m, const struct ctl_msg_text *peers,
+                             size_t n, uint8_t **out, size_t *out_len,
+                             struct ctl_msg_err *err)
+{
+	static const char key[] = "\"peers\":[]";
+	const size_t klen = sizeof(key) - 1;
+	uint8_t *tmpl = NULL, *buf, *at = NULL, *w;
+	size_t tlen = 0, need;
+	int r;
+
+	*out = NULL;
+	*out_len = 0;
+	if ((m->type != CTL_MSG_MAP_FULL && m->type != CTL_MSG_MAP_DELTA) ||
+	    (m->type == CTL_MSG_MAP_FULL ? m->u.map.n_peers : m->u.delta.n_peers)) {
+		ctl_msg_seterr(err, CTL_MSG_E_VALUE, "not a map without peers");
+		return -EINVAL;
+	}
+	if (n > CTL_PEERS_MAX) {
+		ctl_msg_seterr(err, CTL_MSG_E_TOO_MANY,
+		               "peers: %zu entries, more than %d", n, CTL_PEERS_MAX);
+		return -EINVAL;
+	}
+	r = ctl_msg_encode(m, &tmpl, &tlen, err);
+	if (r < 0)
+		return r;
+	/* Every other string in a map is a DNS name or address: no quote can
+	 * occur in them, so the key's text is found only where it is. */
+	for (size_t i = 0; i + klen <= tlen && !at; i++)
+		if (tmpl[i] == '"' && memcmp(tmpl + i, key, klen) == 0)
+			at = tmpl + i + klen - 1; /* at ']' */
+	need = tlen + 1;
+	for (size_t i = 0; i < n; i++)
+		need += peers[i].len + 1;
+	if (!at || !(buf = malloc(need))) {
+		free(tmpl);
+		ctl_msg_seterr(err, at ? CTL_MSG_E_NOMEM : CTL_MSG_E_VALUE, "%s",
+		               at ? "out of memory" : "peers: not found");
+		return at ? -ENOMEM : -EINVAL;
+	}
+	w = buf;
+	memcpy(w, tmpl, (size_t)(at - tmpl));
+	w += at - tmpl;
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*w++ = ',';
+		memcpy(w, peers[i].p, peers[i].len);
+		w += peers[i].len;
+	}
+	memcpy(w, at, tlen - (size_t)(at - tmpl));
+	w += tlen - (size_t)(at - tmpl);
+	*w = '\0';
+	free(tmpl);
+	*out = buf;
+	*out_len = (size_t)(w - buf);
+	return 0;
+}
