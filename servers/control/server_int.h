@@ -49,7 +49,14 @@ struct srv_node {
 	bool approved, ephemeral;
 	uint8_t machine_key[CTL_KEY_LEN];
 	struct ctl_peer peer; /* as sent to others */
+	char *pj;             /* peer's JSON entry (ctl_msg_encode_peer); NULL
+	                       * if it did not encode */
+	size_t pj_len;
 };
+
+/* A connection whose output queue holds more than this gets no map update
+ * until it drains below it (then one delta from what it has). */
+#define SRV_OUT_LOW (64u * 1024u)
 
 struct srv_tomb {
 	int64_t id, version;
@@ -97,6 +104,9 @@ int srv_snap_refresh(struct ctl_server *s);
 const struct srv_node *srv_snap_find(const struct ctl_server *s, int64_t id);
 bool srv_node_visible(const struct srv_node *n, int64_t now);
 int srv_send_full(struct srv_conn *c);
+/* Brings c's map from c->sent_version to the snapshot's: one MAP_DELTA, or a
+ * MAP_FULL when the delta would be larger or tombstones do not reach back. */
+int srv_send_update(struct srv_conn *c);
 void srv_broadcast_schedule(struct ctl_server *s);
 void srv_broadcast_cb(int fd, short ev, void *arg);
 void srv_poll_cb(int fd, short ev, void *arg);

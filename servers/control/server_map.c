@@ -89,8 +89,12 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		memmove(&s->nodes[i + 1], &s->nodes[i],
 		        (s->n_nodes - i) * sizeof *s->nodes);
 		s->n_nodes++;
+		s->nodes[i].pj = NULL;
 	}
 	struct srv_node *n = &s->nodes[i];
+	free(n->pj);
+	n->pj = NULL;
+	n->pj_len = 0;
 	n->id = nd->id;
 	n->version = nd->version;
 	n->expiry = nd->expiry;
@@ -98,6 +102,11 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	n->ephemeral = nd->ephemeral;
 	memcpy(n->machine_key, nd->machine_key, CTL_KEY_LEN);
 	srv_node_to_peer(nd, &n->peer);
+	/* One encode per change, shared by every map that carries it. */
+	struct ctl_msg_err me;
+	if (ctl_msg_encode_peer(&n->peer, &n->pj, &n->pj_len, &me) < 0)
+		log_warn("mesh-control: node %lld left out of maps: %s", (long long)n->id,
+		         me.text);
 	return 0;
 }
 
@@ -106,6 +115,7 @@ static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
 	bool f;
 	size_t i = snap_index(s, id, &f);
 	if (f) {
+		free(s->nodes[i].pj);
 		memmove(&s->nodes[i], &s->nodes[i + 1],
 		        (s->n_nodes - i - 1) * sizeof *s->nodes);
 		s->n_nodes--;
@@ -160,6 +170,8 @@ out:
 
 void srv_snap_free(struct ctl_server *s)
 {
+	for (size_t i = 0; i < s->n_nodes; i++)
+		free(s->nodes[i].pj);
 	free(s->nodes);
 	free(s->tombs);
 	s->nodes = NULL;
@@ -196,19 +208,20 @@ int srv_send_full(struct srv_conn *c)
 	snprintf(mf->dns_domain, sizeof mf->dns_domain, "%s", s->meta.domain);
 	mf->magic_dns.family = 4;
 	memcpy(mf->magic_dns.addr, (const uint8_t[]){100, 100, 100, 100}, 4);
-	mf->peers = malloc((s->n_nodes ? s->n_nodes : 1) * sizeof *mf->peers);
-	if (!mf->peers)
+	struct ctl_msg_text *t = malloc((s->n_nodes ? s->n_nodes : 1) * sizeof *t);
+	if (!t)
 		return -ENOMEM;
+	size_t nt = 0;
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const struct srv_node *n = &s->nodes[i];
-		if (n->id != c->node_id && srv_node_visible(n, now))
-			mf->peers[mf->n_peers++] = n->peer;
+		if (n->id != c->node_id && n->pj && srv_node_visible(n, now))
+			t[nt++] = (struct ctl_msg_text){n->pj, n->pj_len};
 	}
 	uint8_t *body = NULL;
 	size_t len = 0;
 	struct ctl_msg_err me;
-	int r = ctl_msg_encode(&m, &body, &len, &me);
-	ctl_msg_free(&m);
+	int r = ctl_msg_encode_map_texts(&m, t, nt, &body, &len, &me);
+	free(t);
 	if (r < 0) {
 		log_warn("mesh-control: MAP_FULL encode: %s", me.text);
 		return r;
@@ -236,7 +249,7 @@ void srv_broadcast_schedule(struct ctl_server *s)
 }
 
 struct delta_set {
-	struct ctl_peer *peers;
+	const struct srv_node **peers;
 	size_t n_peers;
 	uint64_t *removed;
 	size_t n_removed;
@@ -263,9 +276,10 @@ static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
 		const struct srv_node *n = &s->nodes[i];
 		if (n->version <= base)
 			continue;
-		if (srv_node_visible(n, now))
-			d->peers[d->n_peers++] = n->peer;
-		else
+		if (srv_node_visible(n, now)) {
+			if (n->pj)
+				d->peers[d->n_peers++] = n;
+		} else
 			d->removed[d->n_removed++] = (uint64_t)n->id;
 	}
 	/* Tombstones may name an id twice; the map drops unknown ids anyway,
@@ -290,26 +304,19 @@ static int encode_delta(struct ctl_server *s, int64_t base, const struct delta_s
 	struct ctl_map_delta *md = &m.u.delta;
 	md->version = (uint64_t)s->snap_version;
 	md->base_version = (uint64_t)base;
-	md->peers = d->peers;
-	md->n_peers = d->n_peers;
 	md->removed = d->removed;
 	md->n_removed = d->n_removed;
-	size_t skip = d->n_peers;
-	for (size_t i = 0; i < d->n_peers; i++)
-		if (d->peers[i].id == (uint64_t)skip_id)
-			skip = i;
-	struct ctl_peer saved;
-	if (skip < d->n_peers) { /* drop the receiver itself */
-		saved = d->peers[skip];
-		d->peers[skip] = d->peers[d->n_peers - 1];
-		md->n_peers--;
-	}
+	struct ctl_msg_text *t = malloc((d->n_peers ? d->n_peers : 1) * sizeof *t);
+	if (!t)
+		return -ENOMEM;
+	size_t nt = 0;
+	for (size_t i = 0; i < d->n_peers; i++) /* not the receiver itself */
+		if (d->peers[i]->id != skip_id)
+			t[nt++] =
+			    (struct ctl_msg_text){d->peers[i]->pj, d->peers[i]->pj_len};
 	struct ctl_msg_err me;
-	int r = ctl_msg_encode(&m, body, len, &me);
-	if (skip < d->n_peers) {
-		d->peers[d->n_peers - 1] = d->peers[skip];
-		d->peers[skip] = saved;
-	}
+	int r = ctl_msg_encode_map_texts(&m, t, nt, body, len, &me);
+	free(t);
 	if (r < 0)
 		log_warn("mesh-control: MAP_DELTA encode: %s", me.text);
 	return r;
@@ -318,7 +325,7 @@ static int encode_delta(struct ctl_server *s, int64_t base, const struct delta_s
 static bool delta_has(const struct delta_set *d, int64_t id)
 {
 	for (size_t i = 0; i < d->n_peers; i++)
-		if (d->peers[i].id == (uint64_t)id)
+		if (d->peers[i]->id == id)
 			return true;
 	return false;
 }
@@ -404,7 +411,7 @@ static void broadcast(struct ctl_server *s)
 			if (full) {
 				r = srv_send_full(c);
 			} else if (d.n_removed == 0 && d.n_peers == 1 &&
-			           d.peers[0].id == (uint64_t)c->node_id) {
+			           d.peers[0]->id == c->node_id) {
 				/* Only itself changed: nothing to send. The next
 				 * delta starts from the version it has. */
 				continue;
