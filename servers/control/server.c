@@ -325,6 +325,17 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		srv_conn_free(c);
 }
 
+/* The output queue drained below SRV_OUT_LOW: a node held back from map
+ * updates while it was behind gets one update to the current version. */
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct srv_conn *c = arg;
+	if (c->state != SRV_ONLINE || c->sent_version >= c->s->snap_version)
+		return;
+	if (srv_send_update(c) < 0)
+		srv_conn_free(c);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct srv_conn *c = arg;
@@ -364,7 +375,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		s->conns->prev = c;
 	s->conns = c;
 	s->st.conns_active++;
-	bufferevent_setcb(bev, read_cb, NULL, event_cb, c);
+	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
+	bufferevent_setwatermark(bev, EV_WRITE, SRV_OUT_LOW, 0);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 

@@ -2,6 +2,8 @@
  * (kept current from the store's version-ordered changes and tombstones),
  * MAP_FULL for one connection, and the coalesced MAP_DELTA broadcast. */
 #include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,6 +332,54 @@ static bool delta_has(const struct delta_set *d, int64_t id)
 	return false;
 }
 
+/* True when c's output queue is over the low watermark: it gets no map
+ * update now, and one from its sent_version when it drains (write_cb). */
+static bool conn_behind(const struct srv_conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev)) > SRV_OUT_LOW;
+}
+
+/* A delta carrying more than half the map is sent as a full map. */
+static bool delta_too_big(const struct ctl_server *s, const struct delta_set *d)
+{
+	return d->n_peers + d->n_removed > 16 && d->n_peers * 2 > s->n_nodes;
+}
+
+int srv_send_update(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	int64_t base = c->sent_version;
+	if (base >= s->snap_version)
+		return 0;
+	if (base < s->tomb_floor)
+		return srv_send_full(c);
+	int64_t now = (int64_t)time(NULL);
+	struct delta_set d = {0};
+	int r = delta_collect(s, base, now, &d);
+	if (r == 0 && delta_too_big(s, &d))
+		r = 1;
+	if (r == 0 &&
+	    !(d.n_removed == 0 && d.n_peers == 1 && d.peers[0]->id == c->node_id)) {
+		uint8_t *body = NULL;
+		size_t len = 0;
+		if (encode_delta(s, base, &d, c->node_id, &body, &len) < 0) {
+			r = 1; /* send a full map instead */
+		} else {
+			r = srv_send_body(c, CTL_MSG_MAP_DELTA, body, len);
+			if (r == 0) {
+				s->st.maps_delta++;
+				c->sent_version = s->snap_version;
+			}
+		}
+		free(body);
+	}
+	free(d.peers);
+	free(d.removed);
+	if (r > 0 || r == -ENOMEM)
+		r = srv_send_full(c);
+	return r;
+}
+
 /* Checks each registered connection's own node; true if c survives. */
 static bool conn_check_self(struct srv_conn *c, int64_t now)
 {
@@ -389,7 +439,8 @@ static void broadcast(struct ctl_server *s)
 		int64_t base = -1;
 		for (struct srv_conn *c = s->conns; c; c = c->next)
 			if (c->state == SRV_ONLINE && c->sent_version < s->snap_version &&
-			    c->sent_version > base && c->bcast_gen != gen)
+			    c->sent_version > base && c->bcast_gen != gen &&
+			    !conn_behind(c))
 				base = c->sent_version;
 		if (base < 0)
 			break;
@@ -398,13 +449,14 @@ static void broadcast(struct ctl_server *s)
 		uint8_t *body = NULL;
 		size_t len = 0;
 		bool full = base < s->tomb_floor;
-		if (!full && (delta_collect(s, base, now, &d) < 0 ||
-		              encode_delta(s, base, &d, 0, &body, &len) < 0))
+		if (!full &&
+		    (delta_collect(s, base, now, &d) < 0 || delta_too_big(s, &d) ||
+		     encode_delta(s, base, &d, 0, &body, &len) < 0))
 			full = true;
 		for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 			nx = c->next;
 			if (c->state != SRV_ONLINE || c->sent_version != base ||
-			    c->bcast_gen == gen)
+			    c->bcast_gen == gen || conn_behind(c))
 				continue;
 			c->bcast_gen = gen;
 			int r;
