@@ -113,6 +113,42 @@ void srv_set_offline(struct ctl_server *s, int64_t node_id)
 	srv_broadcast_schedule(s);
 }
 
+static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                         void *arg)
+{
+	struct srv_conn *c = arg;
+	struct ctl_server *s = c->s;
+	s->out_total += info->n_added;
+	s->out_total -= info->n_deleted < s->out_total ? info->n_deleted : s->out_total;
+	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
+		s->out_waiting = false;
+		srv_broadcast_schedule(s);
+	}
+}
+
+bool srv_conn_behind(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > SRV_OUT_LOW)
+		return true;
+	if (s->out_total > SRV_OUT_BUDGET) {
+		s->out_waiting = true;
+		return true;
+	}
+	return false;
+}
+
+static void out_count_stop(struct srv_conn *c)
+{
+	if (!c->out_cb)
+		return;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t n = evbuffer_get_length(out);
+	evbuffer_remove_cb_entry(out, c->out_cb);
+	c->out_cb = NULL;
+	c->s->out_total -= n < c->s->out_total ? n : c->s->out_total;
+}
+
 void srv_conn_free(struct srv_conn *c)
 {
 	struct ctl_server *s = c->s;
@@ -133,6 +169,7 @@ void srv_conn_free(struct srv_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->st.conns_active--;
+	out_count_stop(c);
 	bufferevent_free(c->bev);
 	ctl_frame_decoder_free(&c->dec);
 	ctl_noise_handshake_wipe(&c->hs);
@@ -330,7 +367,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct srv_conn *c = arg;
-	if (c->state != SRV_ONLINE || c->sent_version >= c->s->snap_version)
+	if (c->state != SRV_ONLINE || c->sent_version >= c->s->snap_version ||
+	    srv_conn_behind(c))
 		return;
 	if (srv_send_update(c) < 0)
 		srv_conn_free(c);
@@ -377,6 +415,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	s->st.conns_active++;
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
 	bufferevent_setwatermark(bev, EV_WRITE, SRV_OUT_LOW, 0);
+	c->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), out_count_cb, c);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 

@@ -13,6 +13,7 @@
 #include "servers/control/store.h"
 
 struct bufferevent;
+struct evbuffer_cb_entry;
 struct evconnlistener;
 struct event;
 
@@ -33,10 +34,11 @@ struct srv_conn {
 	struct ctl_noise_handshake hs;
 	struct ctl_noise_transport tr;
 	uint8_t machine_key[CTL_KEY_LEN];
-	int64_t node_id;      /* 0 until registered */
-	int64_t sent_version; /* map version this node has */
-	uint64_t bcast_gen;   /* last broadcast that looked at it */
-	bool dead;            /* freed by the reaper, from the loop */
+	int64_t node_id;                  /* 0 until registered */
+	int64_t sent_version;             /* map version this node has */
+	uint64_t bcast_gen;               /* last broadcast that looked at it */
+	struct evbuffer_cb_entry *out_cb; /* counts its queue into out_total */
+	bool dead;                        /* freed by the reaper, from the loop */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;
 	char peer[64]; /* "ip:port" for logs */
 };
@@ -57,6 +59,11 @@ struct srv_node {
 /* A connection whose output queue holds more than this gets no map update
  * until it drains below it (then one delta from what it has). */
 #define SRV_OUT_LOW (64u * 1024u)
+/* All connections' output queues together: over this, map updates (a
+ * joining node's first MAP_FULL too) wait until they drain below half. */
+#define SRV_OUT_BUDGET ((size_t)32 << 20)
+/* sent_version of an online node still waiting for its first MAP_FULL. */
+#define SRV_NEED_FULL (-1)
 
 struct srv_tomb {
 	int64_t id, version;
@@ -74,6 +81,8 @@ struct ctl_server {
 	struct event *tick, *poll, *bcast, *reap;
 	uint64_t bcast_gen;
 	struct srv_conn *conns; /* list head */
+	size_t out_total;       /* bytes in all output queues */
+	bool out_waiting;       /* an update waits for out_total to drop */
 	struct ctl_server_stats st;
 	struct ctl_meta meta;
 	/* snapshot */
@@ -104,6 +113,9 @@ int srv_snap_refresh(struct ctl_server *s);
 const struct srv_node *srv_snap_find(const struct ctl_server *s, int64_t id);
 bool srv_node_visible(const struct srv_node *n, int64_t now);
 int srv_send_full(struct srv_conn *c);
+/* True when c should get no map update now (its own queue or all queues
+ * together too full); it gets one when they drain. */
+bool srv_conn_behind(struct srv_conn *c);
 /* Brings c's map from c->sent_version to the snapshot's: one MAP_DELTA, or a
  * MAP_FULL when the delta would be larger or tombstones do not reach back. */
 int srv_send_update(struct srv_conn *c);

@@ -332,13 +332,6 @@ static bool delta_has(const struct delta_set *d, int64_t id)
 	return false;
 }
 
-/* True when c's output queue is over the low watermark: it gets no map
- * update now, and one from its sent_version when it drains (write_cb). */
-static bool conn_behind(const struct srv_conn *c)
-{
-	return evbuffer_get_length(bufferevent_get_output(c->bev)) > SRV_OUT_LOW;
-}
-
 /* A delta carrying more than half the map is sent as a full map. */
 static bool delta_too_big(const struct ctl_server *s, const struct delta_set *d)
 {
@@ -436,13 +429,16 @@ static void broadcast(struct ctl_server *s)
 	bool sent = false;
 	uint64_t gen = ++s->bcast_gen;
 	for (;;) {
-		int64_t base = -1;
+		int64_t base = 0;
+		bool any = false;
 		for (struct srv_conn *c = s->conns; c; c = c->next)
 			if (c->state == SRV_ONLINE && c->sent_version < s->snap_version &&
-			    c->sent_version > base && c->bcast_gen != gen &&
-			    !conn_behind(c))
+			    (!any || c->sent_version > base) && c->bcast_gen != gen &&
+			    !srv_conn_behind(c)) {
 				base = c->sent_version;
-		if (base < 0)
+				any = true;
+			}
+		if (!any)
 			break;
 		sent = true;
 		struct delta_set d = {0};
@@ -456,9 +452,11 @@ static void broadcast(struct ctl_server *s)
 		for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 			nx = c->next;
 			if (c->state != SRV_ONLINE || c->sent_version != base ||
-			    c->bcast_gen == gen || conn_behind(c))
+			    c->bcast_gen == gen)
 				continue;
 			c->bcast_gen = gen;
+			if (srv_conn_behind(c))
+				continue;
 			int r;
 			if (full) {
 				r = srv_send_full(c);
