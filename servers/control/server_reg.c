@@ -179,17 +179,22 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	char v4[CTL_ADDRSTR_MAX];
 	ctl_ip_format(&n->peer.addrs[0], v4);
 	c->node_id = id;
+	/* Online first: if the answer cannot be sent, the caller's
+	 * srv_conn_free marks the node offline again. */
+	c->state = SRV_ONLINE;
+	s->st.nodes_online++;
+	bool was_online = n->peer.online; /* register marked it online */
 	int r = srv_send_msg(c, &m);
 	if (r < 0)
 		return r;
-	struct ctl_node_update u = {.mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
-	                            .online = true,
-	                            .last_seen = (int64_t)time(NULL)};
-	if (ctl_store_node_update(s->cfg.store, id, &u) < 0)
-		log_warn("mesh-control: node %lld online: %s", (long long)id,
-		         ctl_store_errmsg(s->cfg.store));
-	c->state = SRV_ONLINE;
-	s->st.nodes_online++;
+	if (!was_online) { /* approved while it waited */
+		struct ctl_node_update u = {.mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
+		                            .online = true,
+		                            .last_seen = (int64_t)time(NULL)};
+		if (ctl_store_node_update(s->cfg.store, id, &u) < 0)
+			log_warn("mesh-control: node %lld online: %s", (long long)id,
+			         ctl_store_errmsg(s->cfg.store));
+	}
 	s->st.registrations_ok++;
 	log_info("mesh-control: node %lld (%s, %s) online from %s", (long long)id,
 	         n->peer.name, v4, c->peer);
@@ -211,7 +216,8 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	struct ctl_store_reg reg = {.hostname = req->hostname,
 	                            .auth_secret =
 	                                req->auth_key[0] ? req->auth_key : NULL,
-	                            .now = now};
+	                            .now = now,
+	                            .set_online = true};
 	memcpy(reg.machine_key, c->machine_key, CTL_KEY_LEN);
 	memcpy(reg.node_key, req->node_key, CTL_KEY_LEN);
 	memcpy(reg.disco_key, req->disco_key, CTL_KEY_LEN);

@@ -134,6 +134,9 @@ struct ctl_store_reg {
 	const char *hostname;    /* as reported; sanitised into the name */
 	const char *auth_secret; /* NULL: pending until an admin approves */
 	int64_t now;
+	/* Also mark the node online (last_seen = now) in the same transaction
+	 * when it ends up approved and not expired. */
+	bool set_online;
 };
 
 /* Fields for ctl_store_node_update, chosen by mask. */

@@ -335,6 +335,36 @@ static int sq_node_refresh(struct sq_store *s, const struct ctl_store_reg *r,
 	return ctl_sq_step_done(s, q, "node reauth");
 }
 
+/* Inside register's transaction: online now, if approved and not expired
+ * (a map change only when it was offline). */
+static int sq_node_set_online(struct sq_store *s, const struct ctl_store_reg *r)
+{
+	struct ctl_node *n = malloc(sizeof *n);
+	if (!n)
+		return ctl_sq_fail(s, CTL_STORE_ENOMEM, "out of memory");
+	int rc = ctl_sq_node_get(&s->base, CTL_NODE_BY_MACHINE_KEY, r->machine_key, n);
+	int64_t v = 0;
+	if (rc == 0 && n->approved && !(n->expiry && n->expiry <= r->now)) {
+		v = n->version;
+		if (!n->online)
+			rc = ctl_sq_bump(s, &v);
+		sqlite3_stmt *q = rc ? NULL
+		                     : ctl_sq_prep(s, "UPDATE nodes SET online = 1, "
+		                                      "last_seen = ?2, version = ?3 "
+		                                      "WHERE id = ?1");
+		if (q) {
+			sqlite3_bind_int64(q, 1, n->id);
+			sqlite3_bind_int64(q, 2, r->now);
+			sqlite3_bind_int64(q, 3, v);
+			rc = ctl_sq_step_done(s, q, "node online");
+		} else if (rc == 0) {
+			rc = CTL_STORE_EIO;
+		}
+	}
+	free(n);
+	return rc;
+}
+
 int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
                          struct ctl_node *out, bool *created)
 {
@@ -375,6 +405,8 @@ int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
 	}
 	if (rc == 0)
 		rc = isnew ? sq_node_insert(s, r, use) : sq_node_refresh(s, r, old, use);
+	if (rc == 0 && r->set_online)
+		rc = sq_node_set_online(s, r);
 	if (rc == 0)
 		rc = ctl_sq_fault(s, "register:before-commit");
 	if (rc == 0 && out)
