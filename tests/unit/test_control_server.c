@@ -172,10 +172,14 @@ static void tc_free(struct tc *c)
 	free(c);
 }
 
+static int tc_rcvbuf; /* nonzero: SO_RCVBUF of the next connections */
+
 static void tc_connect(struct t *t, struct tc *c)
 {
 	tc_close(c);
 	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (tc_rcvbuf)
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &tc_rcvbuf, sizeof tc_rcvbuf);
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(t->port)};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof a), 0);
@@ -731,6 +735,76 @@ static void map_full_2000_nodes(void **state)
 	tc_free(d);
 }
 
+/* A node that does not read while the whole map changes 20 times (each a
+ * map-sized update): the server queues nothing more for it once it is
+ * behind (no pile of updates), and when it reads it gets its MAP_FULL,
+ * then fewer updates that bring it to the current version. */
+static void slow_reader_catches_up(void **state)
+{
+	struct t *t = *state;
+	enum { N = 1000, ROUNDS = 20 };
+	int64_t *ids = calloc(N, sizeof *ids);
+	for (uint32_t i = 0; i < N; i++) {
+		struct ctl_store_reg r = {
+		    .hostname = "n", .auth_secret = t->key, .now = time(NULL)};
+		memset(r.machine_key, 0x11, 32);
+		memset(r.node_key, 0x22, 32);
+		memset(r.disco_key, 0x33, 32);
+		memcpy(r.machine_key, &i, 4);
+		memcpy(r.node_key, &i, 4);
+		memcpy(r.disco_key, &i, 4);
+		struct ctl_node nd;
+		assert_int_equal(ctl_store_node_register(t->st, &r, &nd, NULL), 0);
+		ids[i] = nd.id;
+	}
+	struct tc *c = tc_new();
+	struct ctl_register_resp r;
+	struct ctl_msg m;
+	tc_rcvbuf = 4096;
+	tc_join(t, c, "slow", t->key, &r);
+	tc_rcvbuf = 0;
+	assert_int_equal(r.status, CTL_REG_OK);
+	/* not reading: every node changes, ROUNDS times, each broadcast */
+	for (int k = 0; k < ROUNDS; k++) {
+		char ep[64];
+		snprintf(ep, sizeof ep, "198.18.0.%d:41641,[fd00::%d]:41641", k + 1,
+		         k + 1);
+		for (int i = 0; i < N; i++) {
+			struct ctl_node_update u = {.mask = CTL_UPD_ENDPOINTS,
+			                            .endpoints = ep};
+			assert_int_equal(ctl_store_node_update(t->st, ids[i], &u), 0);
+		}
+		ctl_server_notify(t->srv);
+		pump(t, 30);
+	}
+	struct ctl_server_stats s;
+	ctl_server_get_stats(t->srv, &s);
+	expect_full(t, c, N, &m);
+	uint64_t v = m.u.map.version;
+	ctl_msg_free(&m);
+	int n_upd = 0;
+	while (tc_recv(t, c, 300, &m) == 1) {
+		if (m.type == CTL_MSG_MAP_DELTA) {
+			assert_int_equal(m.u.delta.base_version, v);
+			v = m.u.delta.version;
+		} else {
+			assert_int_equal(m.type, CTL_MSG_MAP_FULL);
+			assert_int_equal(m.u.map.n_peers, N);
+			v = m.u.map.version;
+		}
+		n_upd++;
+		ctl_msg_free(&m);
+	}
+	ctl_server_get_stats(t->srv, &s);
+	print_message("slow reader: %d update(s) after its first full map for %d "
+	              "map-wide changes\n",
+	              n_upd, ROUNDS);
+	assert_int_equal(v, s.map_version);
+	assert_true(n_upd >= 1 && n_upd <= ROUNDS - 5);
+	tc_free(c);
+	free(ids);
+}
+
 /* 200 live connections join one after another; then one node's endpoints
  * change and every other node gets the delta. */
 static void two_hundred_live_nodes(void **state)
@@ -799,6 +873,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(map_full_2000_nodes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(two_hundred_live_nodes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(slow_reader_catches_up, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
