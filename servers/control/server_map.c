@@ -332,10 +332,12 @@ static bool delta_has(const struct delta_set *d, int64_t id)
 	return false;
 }
 
-/* A delta carrying more than half the map is sent as a full map. */
+/* A delta at least as big as the full map (every node in it, plus the
+ * removed ids at a few bytes each) is sent as a full map. */
 static bool delta_too_big(const struct ctl_server *s, const struct delta_set *d)
 {
-	return d->n_peers + d->n_removed > 16 && d->n_peers * 2 > s->n_nodes;
+	return d->n_peers + d->n_removed / 32 >= s->n_nodes &&
+	       d->n_peers + d->n_removed > 16;
 }
 
 int srv_send_update(struct srv_conn *c)
