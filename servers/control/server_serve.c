@@ -302,6 +302,11 @@ int ctl_serve_main(int argc, char **argv)
 	         (unsigned long long)s.maps_delta, (unsigned long long)s.bad_frames,
 	         (unsigned long long)s.bad_messages,
 	         (unsigned long long)s.handshakes_failed, (unsigned long long)s.replays);
+	/* key=value words for bench/control_scale.sh */
+	log_info("mesh-control: timings last_full_ms=%.2f last_full_bytes=%zu "
+	         "last_broadcast_ms=%.2f slow_closed=%llu",
+	         s.last_full_ms, s.last_full_bytes, s.last_broadcast_ms,
+	         (unsigned long long)s.slow_closed);
 	rc = 0;
 out:
 	for (int i = 0; i < 2; i++)
