@@ -190,87 +190,11 @@ void expose_describe(const struct expose_spec *s, char *buf, size_t len)
 
 /* ---- the front-end ---- */
 
-struct px_expose_conn; /* a local connect in progress */
-
 struct px_expose {
 	struct px_front front;
 	struct expose_spec spec;
 	bool installed;
-	struct px_expose_conn *pending;
 };
-
-struct px_expose_conn {
-	struct px_expose *x;
-	struct px_expose_conn *next, *prev;
-	struct ns_tcp *c;
-	int fd;
-	uint16_t port; /* the local port */
-	struct event *ev;
-};
-
-static void px_expose_conn_free(struct px_expose_conn *lc, bool abort_both)
-{
-	struct px_expose *x = lc->x;
-
-	if (lc->prev)
-		lc->prev->next = lc->next;
-	else
-		x->pending = lc->next;
-	if (lc->next)
-		lc->next->prev = lc->prev;
-	x->front.stats.pending--;
-	if (lc->ev)
-		event_free(lc->ev);
-	if (abort_both) {
-		if (lc->c)
-			ns_tcp_abort(lc->c);
-		if (lc->fd >= 0)
-			close(lc->fd);
-	}
-	free(lc);
-}
-
-static void px_expose_splice(struct px_expose *x, struct ns_tcp *c, int fd)
-{
-	struct ns_splice_opts o = {.acct = x->front.acct,
-	                           .idle_ms = x->front.lim.idle_timeout_ms,
-	                           .buf_limit = x->front.lim.buffer_bytes};
-
-	if (ns_splice_start_ex(c, fd, NULL, 0, &o) < 0)
-		x->front.stats.err_other++;
-	else
-		x->front.stats.established++;
-}
-
-static void px_expose_failed(struct px_expose *x, int e, uint16_t port)
-{
-	px_front_count_err(&x->front, px_err_from_host_errno(e));
-	log_debug("expose: 127.0.0.1:%u: %s", port, strerror(e));
-}
-
-static void px_expose_on_connect(evutil_socket_t fd, short what, void *arg)
-{
-	struct px_expose_conn *lc = arg;
-	struct px_expose *x = lc->x;
-	struct ns_tcp *c = lc->c;
-	int e = ETIMEDOUT;
-
-	if (what & EV_WRITE) {
-		socklen_t el = sizeof(e);
-
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
-			e = errno;
-	}
-	if (e != 0) {
-		px_expose_failed(x, e, lc->port);
-		px_expose_conn_free(lc, true);
-		return;
-	}
-	lc->c = NULL;
-	lc->fd = -1;
-	px_expose_conn_free(lc, false);
-	px_expose_splice(x, c, (int)fd);
-}
 
 static bool px_expose_filter(void *ctx, uint16_t dport)
 {
@@ -285,9 +209,7 @@ static void px_expose_on_accept(void *ctx, struct ns_tcp *c, const struct ns_add
 	struct px_expose *x = ctx;
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct px_expose_conn *lc;
 	uint16_t target = expose_lookup(&x->spec, dport);
-	int fd;
 
 	(void)src;
 	(void)sport;
@@ -303,45 +225,8 @@ static void px_expose_on_accept(void *ctx, struct ns_tcp *c, const struct ns_add
 		return;
 	}
 	sa.sin_port = htons(target);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		x->front.stats.err_other++;
-		ns_tcp_abort(c);
-		return;
-	}
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		px_expose_splice(x, c, fd);
-		return;
-	}
-	if (errno != EINPROGRESS) {
-		px_expose_failed(x, errno, target);
-		close(fd);
-		ns_tcp_abort(c);
-		return;
-	}
-	lc = calloc(1, sizeof(*lc));
-	if (lc)
-		lc->ev =
-		    event_new(x->front.env.base, fd, EV_WRITE, px_expose_on_connect, lc);
-	if (!lc || !lc->ev) {
-		free(lc);
-		x->front.stats.err_other++;
-		close(fd);
-		ns_tcp_abort(c);
-		return;
-	}
-	lc->x = x;
-	lc->c = c;
-	lc->fd = fd;
-	lc->port = target;
-	lc->next = x->pending;
-	if (x->pending)
-		x->pending->prev = lc;
-	x->pending = lc;
-	x->front.stats.pending++;
-	unsigned ms = x->front.lim.handshake_timeout_ms;
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	event_add(lc->ev, &tv);
+	px_local_dial(&x->front, c, (struct sockaddr *)&sa, sizeof(sa), NULL, 0,
+	              "expose");
 }
 
 struct px_expose *px_expose_new(const struct px_env *env, const struct expose_spec *spec,
@@ -375,8 +260,7 @@ void px_expose_free(struct px_expose *x)
 		return;
 	if (x->installed)
 		ns_tcp_listen_any(NULL, NULL, NULL);
-	while (x->pending != NULL)
-		px_expose_conn_free(x->pending, true);
+	px_local_dial_abort_all(&x->front);
 	px_front_fini(&x->front);
 	free(x);
 }

@@ -33,8 +33,6 @@
 
 enum px_tunnel_kind { PX_TUNNEL_CLIENT, PX_TUNNEL_SERVER };
 
-struct px_local_conn; /* server tunnel: a local connect in progress */
-
 struct px_tunnel {
 	struct px_front front; /* first: sessions point at it */
 	enum px_tunnel_kind kind;
@@ -44,18 +42,7 @@ struct px_tunnel {
 	bool proxy_v2;                 /* server tunnel: ProxyProtocol = v2 */
 	struct sockaddr_storage local; /* server tunnel: the local target */
 	socklen_t local_len;
-	struct px_local_conn *pending;
 	char desc[400];
-};
-
-struct px_local_conn {
-	struct px_tunnel *t;
-	struct px_local_conn *next, *prev;
-	struct ns_tcp *c;
-	int fd;
-	struct event *ev;
-	uint8_t pp[PX_PROXYV2_MAX]; /* the PROXY v2 header, if any */
-	size_t pp_len;
 };
 
 /* ---- client tunnel ---- */
@@ -114,88 +101,6 @@ struct px_tunnel *px_tcp_client_tunnel_new(const struct px_env *env,
 
 /* ---- server tunnel ---- */
 
-static void px_local_conn_free(struct px_local_conn *lc, bool abort_mesh)
-{
-	struct px_tunnel *t = lc->t;
-	if (lc->prev)
-		lc->prev->next = lc->next;
-	else
-		t->pending = lc->next;
-	if (lc->next)
-		lc->next->prev = lc->prev;
-	t->front.stats.pending--;
-	if (lc->ev)
-		event_free(lc->ev);
-	if (abort_mesh) {
-		if (lc->c)
-			ns_tcp_abort(lc->c);
-		if (lc->fd >= 0)
-			close(lc->fd);
-	}
-	free(lc);
-}
-
-/* Connected: the PROXY v2 header first (a fresh socket takes its few
- * dozen bytes at once), then the splice. */
-static void px_local_splice(struct px_tunnel *t, struct ns_tcp *c, int fd,
-                            const uint8_t *pp, size_t pp_len)
-{
-	if (pp_len) {
-		ssize_t n = send(fd, pp, pp_len, MSG_NOSIGNAL);
-		if (n != (ssize_t)pp_len) {
-			log_debug("%s: PROXY header: %s", t->desc,
-			          n < 0 ? strerror(errno) : "short write");
-			t->front.stats.err_other++;
-			close(fd);
-			ns_tcp_abort(c);
-			return;
-		}
-	}
-	struct ns_splice_opts o = {.acct = t->front.acct,
-	                           .idle_ms = t->front.lim.idle_timeout_ms,
-	                           .buf_limit = t->front.lim.buffer_bytes};
-	int r = ns_splice_start_ex(c, fd, NULL, 0, &o);
-	if (r < 0)
-		t->front.stats.err_other++;
-	else
-		t->front.stats.established++;
-}
-
-static void px_local_failed(struct px_tunnel *t, int e)
-{
-	px_front_count_err(&t->front, e == ECONNREFUSED ? PX_E_REFUSED
-	                              : e == ETIMEDOUT  ? PX_E_TIMEOUT
-	                              : e == EHOSTUNREACH || e == ENETUNREACH
-	                                  ? PX_E_UNREACHABLE
-	                                  : PX_E_GENERAL);
-	log_debug("%s: local connect: %s", t->desc, strerror(e));
-}
-
-static void px_local_on_connect(evutil_socket_t fd, short what, void *arg)
-{
-	struct px_local_conn *lc = arg;
-	struct px_tunnel *t = lc->t;
-	int e = ETIMEDOUT;
-	if (what & EV_WRITE) {
-		socklen_t el = sizeof(e);
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
-			e = errno;
-	}
-	if (e != 0) {
-		px_local_failed(t, e);
-		px_local_conn_free(lc, true);
-		return;
-	}
-	struct ns_tcp *c = lc->c;
-	uint8_t pp[PX_PROXYV2_MAX];
-	size_t pp_len = lc->pp_len;
-	memcpy(pp, lc->pp, pp_len);
-	lc->c = NULL;
-	lc->fd = -1;
-	px_local_conn_free(lc, false);
-	px_local_splice(t, c, (int)fd, pp, pp_len);
-}
-
 static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c,
                                      const struct ns_addr *src, uint16_t sport,
                                      uint16_t dport)
@@ -219,47 +124,8 @@ static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c,
 			dst.family = src->family;
 		pp_len = px_proxyv2_header(pp, sizeof(pp), src, sport, &dst, lport);
 	}
-	int fd =
-	    socket(t->local.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		t->front.stats.err_other++;
-		ns_tcp_abort(c);
-		return;
-	}
-	if (connect(fd, (struct sockaddr *)&t->local, t->local_len) == 0) {
-		px_local_splice(t, c, fd, pp, pp_len);
-		return;
-	}
-	if (errno != EINPROGRESS) {
-		px_local_failed(t, errno);
-		close(fd);
-		ns_tcp_abort(c);
-		return;
-	}
-	struct px_local_conn *lc = calloc(1, sizeof(*lc));
-	if (lc)
-		lc->ev =
-		    event_new(t->front.env.base, fd, EV_WRITE, px_local_on_connect, lc);
-	if (!lc || !lc->ev) {
-		free(lc);
-		t->front.stats.err_other++;
-		close(fd);
-		ns_tcp_abort(c);
-		return;
-	}
-	lc->t = t;
-	lc->c = c;
-	lc->fd = fd;
-	memcpy(lc->pp, pp, pp_len);
-	lc->pp_len = pp_len;
-	lc->next = t->pending;
-	if (t->pending)
-		t->pending->prev = lc;
-	t->pending = lc;
-	t->front.stats.pending++;
-	unsigned ms = t->front.lim.handshake_timeout_ms;
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	event_add(lc->ev, &tv);
+	px_local_dial(&t->front, c, (struct sockaddr *)&t->local, t->local_len, pp,
+	              pp_len, t->desc);
 }
 
 /* Resolves the local target once, at startup (getaddrinfo may block). */
@@ -329,8 +195,7 @@ void px_tunnel_free(struct px_tunnel *t)
 		return;
 	if (t->listening)
 		ns_tcp_unlisten(t->listen_port);
-	while (t->pending)
-		px_local_conn_free(t->pending, true);
+	px_local_dial_abort_all(&t->front);
 	px_front_fini(&t->front);
 	free(t);
 }

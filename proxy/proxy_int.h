@@ -225,6 +225,7 @@ struct px_front {
 	struct px_relay *relays; /* direct relays (direct.c), owned */
 	size_t n_relays;
 	const char *kind; /* "socks5", "http", "tcp-client", for the log */
+	struct px_local_dial *local_dials; /* local connects in progress */
 };
 
 /* Fills f: env copied, kind (a string literal), lim copied with zero
@@ -342,6 +343,20 @@ int px_direct_connect(const struct ns_addr *a, uint16_t port);
 /* Maps a host connect()'s errno (SO_ERROR): ECONNREFUSED refused,
  * ENETUNREACH/EHOSTUNREACH unreachable, ETIMEDOUT timeout. */
 enum px_err px_err_from_host_errno(int e);
+
+/* ---- mesh connections to a local service (local_dial.c) ---- */
+
+/* Connects a non-blocking socket to dst and splices it with the mesh
+ * connection c under f's limits and counters: head (a PROXY v2 header, at
+ * most PX_PROXYV2_MAX bytes; may be empty) goes to the local side first;
+ * the connect counts in f->stats.pending and is bounded by the handshake
+ * timeout; a failure resets c and counts by errno (refused, timeout,
+ * unreachable). Takes c in every case. desc names it in the log. */
+void px_local_dial(struct px_front *f, struct ns_tcp *c, const struct sockaddr *dst,
+                   socklen_t dst_len, const uint8_t *head, size_t head_len,
+                   const char *desc);
+/* Aborts every local connect of f still in progress (both sides). */
+void px_local_dial_abort_all(struct px_front *f);
 
 /* ---- PROXY protocol v2 (proxyv2.c; haproxy's proxy-protocol.txt) ---- */
 
