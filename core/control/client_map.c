@@ -149,6 +149,8 @@ int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_d
 			continue;
 		for (size_t q = 0; q < d->n_peers && !readded; q++)
 			readded = d->peers[q].id == d->removed[k];
+		for (size_t q = 0; q < nr && !readded; q++) /* listed twice */
+			readded = rm[q] == d->removed[k];
 		if (!readded)
 			rm[nr++] = d->removed[k];
 	}
