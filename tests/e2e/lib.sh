@@ -415,7 +415,7 @@ wg_ifname() { echo "wg${1}${E2E_ID}"; }
 # waits for its UAPI socket, sets key and port, address and MTU, link up.
 wggo_start() {
     local name=$1 tag=$2 ifc=$3 addr=$4 port=$5 key=$6
-    bg "$name" "$tag" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=debug wireguard-go -f "$ifc"
+    bg "$name" "$tag" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL="${WG_LOG_LEVEL:-debug}" wireguard-go -f "$ifc"
     wait_until 10 test -S "/var/run/wireguard/$ifc.sock" ||
         die "wireguard-go $ifc did not create its UAPI socket (see $E2E_LOGDIR/$name.log)"
     nsx "$tag" wg set "$ifc" private-key "$key" listen-port "$port" ||
