@@ -42,7 +42,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all deps test check unit asan clean demo fuzz bench format help
 # Keep unit-test objects (make would delete them as intermediates).
 .SECONDARY: $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o)
-TOOLS := $(BUILD)/tests/wg-ping $(BUILD)/tests/ctl-scale
+TOOLS := $(BUILD)/tests/wg-ping $(BUILD)/tests/ctl-scale $(BUILD)/tests/crypto-ceiling
 all: $(PROGRAMS) $(UNIT_BIN) $(TOOLS)
 
 help:
@@ -94,13 +94,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB) $(LWIP_LIB)
 test: all
 	@tests/all.sh
 
-# wg-ping: the WireGuard device alone (no lwIP), for raw interop tests.
-$(BUILD)/tests/wg-ping: $(BUILD)/obj/tests/tools/wg-ping.o $(LIB) $(LWIP_LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
-# ctl-scale: many light control clients in one process (the scale test).
-$(BUILD)/tests/ctl-scale: $(BUILD)/obj/tests/tools/ctl-scale.o $(LIB) $(LWIP_LIB)
+# Tools for tests and benchmarks, one tests/tools/NAME.c each: wg-ping (the
+# WireGuard device alone, for raw interop tests), ctl-scale (many light
+# control clients in one process), crypto-ceiling (ChaCha20-Poly1305 on one
+# core), httpload (a small HTTP server and load client).
+$(TOOLS): $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIB) $(LWIP_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -130,6 +128,6 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/proxy/main.d $(BUILD)/obj/tests/tools/wg-ping.d \
-	$(BUILD)/obj/tests/tools/ctl-scale.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/proxy/main.d \
+	$(TOOLS:$(BUILD)/tests/%=$(BUILD)/obj/tests/tools/%.d)
 -include $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d)

@@ -44,7 +44,7 @@ BENCH_PATHS="raw wggo nebula mesh_fwd mesh_socks mesh_http microsocks mesh_socks
 # mesh_socks_local mesh-proxy's SOCKS5 on loopback to a loopback server
 #                (Direct), no mesh: the front-end alone, next to microsocks
 # crypto         the crypto ceiling (no network)
-BENCH_METRICS="tput1_up tput1_down tput4_up tput4_down cpu_per_gb rtt_median rtt_p99 tcp_rr http_rps ttfb rss_idle_1 rss_idle_1000 rss_conns_1000 rss_conns_closed kib_per_conn crypto_gbps"
+BENCH_METRICS="tput1_up tput1_down tput4_up tput4_down cpu_per_gb rtt_median rtt_p99 tcp_rr http_rps ttfb rss_idle_1 rss_idle_1000 rss_conns_1000 rss_conns_closed kib_per_conn crypto_gbps crypto_wg_seal crypto_wg_open"
 # tput1_up/down  Mbit/s, iperf3 (tcpbench for SOCKS5/HTTP rows), 1 stream;
 #                up = A sends to B
 # tput4_up/down  the same with 4 parallel streams
@@ -62,6 +62,8 @@ BENCH_METRICS="tput1_up tput1_down tput4_up tput4_down cpu_per_gb rtt_median rtt
 # rss_conns_closed KiB a few seconds after they closed
 # kib_per_conn   (rss_conns_1000 - rss_idle_1) / 1000
 # crypto_gbps    Gbit/s of ChaCha20-Poly1305 on 1420-byte packets, one core
+#                (libsodium alone)
+# crypto_wg_seal / crypto_wg_open  the same through core/wg's seal / open
 
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../tests/e2e/lib.sh"
