@@ -137,8 +137,10 @@ def git_head(root):
     try:
         head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if not head:
+            return "?"
         dirty = subprocess.run(["git", "-C", root, "diff", "--quiet", "HEAD"],
-                               timeout=10).returncode != 0
+                               capture_output=True, timeout=10).returncode == 1
         return head + (" (with local changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "?"
