@@ -163,9 +163,17 @@ int wg_peer_stage(struct wg_peer *p, const uint8_t *pkt, size_t len)
 
 	if (p->staged_count >= WG_MAX_STAGED_PACKETS)
 		return -ENOBUFS;
+	if (!p->staged) {
+		p->staged = calloc(WG_MAX_STAGED_PACKETS, sizeof(*p->staged));
+		if (!p->staged)
+			return -ENOMEM;
+		p->staged_head = 0;
+	}
 	copy = malloc(len ? len : 1);
-	if (!copy)
+	if (!copy) {
+		wg_peer_staged_shrink(p);
 		return -ENOMEM;
+	}
 	if (len)
 		memcpy(copy, pkt, len);
 	st = &p->staged[(p->staged_head + p->staged_count) % WG_MAX_STAGED_PACKETS];
@@ -185,4 +193,5 @@ void wg_peer_purge_staged(struct wg_peer *p)
 		p->staged_count--;
 	}
 	p->staged_head = 0;
+	wg_peer_staged_shrink(p);
 }

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 struct event;
@@ -43,10 +44,15 @@ struct wg_peer {
 
 	struct sockaddr_storage endpoint; /* ss_family 0: none */
 
-	/* Packets waiting for a session (a ring, oldest first). */
-	struct wg_staged staged[WG_MAX_STAGED_PACKETS];
+	/* Packets waiting for a session (a ring of WG_MAX_STAGED_PACKETS,
+	 * oldest first). Allocated by the first wg_peer_stage() and freed
+	 * once empty again (wg_peer_staged_shrink), so that an idle peer does
+	 * not carry 2 KiB of empty slots. */
+	struct wg_staged *staged;
 	size_t staged_head, staged_count;
 
+	/* Made on first use (an idle peer has none), except the persistent
+	 * keepalive's, which always exists. */
 	struct event *timer_retransmit_handshake;
 	struct event *timer_send_keepalive;
 	struct event *timer_new_handshake;
@@ -95,5 +101,14 @@ void wg_peer_set_endpoint(struct wg_peer *p, const struct sockaddr *sa);
 /* Staged packets. stage returns -ENOBUFS when full, -ENOMEM. */
 int wg_peer_stage(struct wg_peer *p, const uint8_t *pkt, size_t len);
 void wg_peer_purge_staged(struct wg_peer *p);
+/* Frees the ring when nothing is staged (cheap to call per packet). */
+static inline void wg_peer_staged_shrink(struct wg_peer *p)
+{
+	if (p->staged && !p->staged_count) {
+		free(p->staged);
+		p->staged = NULL;
+		p->staged_head = 0;
+	}
+}
 
 #endif

@@ -20,6 +20,8 @@
 #include <sodium.h>
 #include <time.h>
 
+static void expired_zero_key_material(evutil_socket_t fd, short what, void *arg);
+
 static void mod_timer(struct event *ev, unsigned sec, unsigned ms)
 {
 	struct timeval tv = {.tv_sec = sec + ms / 1000, .tv_usec = (ms % 1000) * 1000};
@@ -32,9 +34,32 @@ static unsigned jitter_ms(void)
 	return randombytes_uniform(WG_REKEY_TIMEOUT_JITTER_MAX_MS);
 }
 
+/* A timer that may not exist yet (NULL: never armed, so not pending). */
 static bool pending(struct event *ev)
 {
-	return evtimer_pending(ev, NULL);
+	return ev && evtimer_pending(ev, NULL);
+}
+
+static void del_timer(struct event *ev)
+{
+	if (ev)
+		evtimer_del(ev);
+}
+
+/* Arms *slot, making the event on first use: an idle peer owns no timer
+ * events (about 150 bytes each). Made once per peer, never per packet.
+ * Without memory the timer is not armed (and logged). */
+static void arm(struct wg_peer *p, struct event **slot, event_callback_fn cb,
+                unsigned sec, unsigned ms)
+{
+	if (!*slot) {
+		*slot = evtimer_new(p->dev->base, cb, p);
+		if (!*slot) {
+			log_warn("wg: out of memory for a peer timer");
+			return;
+		}
+	}
+	mod_timer(*slot, sec, ms);
 }
 
 static void expired_retransmit_handshake(evutil_socket_t fd, short what, void *arg)
@@ -44,13 +69,13 @@ static void expired_retransmit_handshake(evutil_socket_t fd, short what, void *a
 	if (p->handshake_attempts > WG_MAX_TIMER_HANDSHAKES) {
 		log_debug("wg: handshake did not complete after %u attempts, giving up",
 		          WG_MAX_TIMER_HANDSHAKES + 2);
-		evtimer_del(p->timer_send_keepalive);
+		del_timer(p->timer_send_keepalive);
 		/* Nothing will carry the staged packets now. */
 		p->dev->stats.tx_drop_queue += p->staged_count;
 		wg_peer_purge_staged(p);
 		if (!pending(p->timer_zero_key_material))
-			mod_timer(p->timer_zero_key_material, WG_REJECT_AFTER_TIME * 3,
-			          0);
+			arm(p, &p->timer_zero_key_material, expired_zero_key_material,
+			    WG_REJECT_AFTER_TIME * 3, 0);
 	} else {
 		p->handshake_attempts++;
 		log_debug(
@@ -67,7 +92,8 @@ static void expired_send_keepalive(evutil_socket_t fd, short what, void *arg)
 	wg_send_keepalive(p);
 	if (p->need_another_keepalive) {
 		p->need_another_keepalive = false;
-		mod_timer(p->timer_send_keepalive, WG_KEEPALIVE_TIMEOUT, 0);
+		arm(p, &p->timer_send_keepalive, expired_send_keepalive,
+		    WG_KEEPALIVE_TIMEOUT, 0);
 	}
 }
 
@@ -98,18 +124,11 @@ static void expired_persistent_keepalive(evutil_socket_t fd, short what, void *a
 
 int wg_timers_init(struct wg_peer *p)
 {
-	struct event_base *b = p->dev->base;
-
-	p->timer_retransmit_handshake = evtimer_new(b, expired_retransmit_handshake, p);
-	p->timer_send_keepalive = evtimer_new(b, expired_send_keepalive, p);
-	p->timer_new_handshake = evtimer_new(b, expired_new_handshake, p);
-	p->timer_zero_key_material = evtimer_new(b, expired_zero_key_material, p);
-	p->timer_persistent_keepalive = evtimer_new(b, expired_persistent_keepalive, p);
-	if (!p->timer_retransmit_handshake || !p->timer_send_keepalive ||
-	    !p->timer_new_handshake || !p->timer_zero_key_material ||
-	    !p->timer_persistent_keepalive)
-		return -ENOMEM;
-	return 0;
+	/* The others are made when first armed (see arm). This one always
+	 * exists: the device stops it when the keepalive is turned off. */
+	p->timer_persistent_keepalive =
+	    evtimer_new(p->dev->base, expired_persistent_keepalive, p);
+	return p->timer_persistent_keepalive ? 0 : -ENOMEM;
 }
 
 static void free_timer(struct event **ev)
@@ -133,39 +152,44 @@ void wg_timers_stop(struct wg_peer *p)
 void wg_timers_data_sent(struct wg_peer *p)
 {
 	if (!pending(p->timer_new_handshake))
-		mod_timer(p->timer_new_handshake, WG_KEEPALIVE_TIMEOUT + WG_REKEY_TIMEOUT,
-		          jitter_ms());
+		arm(p, &p->timer_new_handshake, expired_new_handshake,
+		    WG_KEEPALIVE_TIMEOUT + WG_REKEY_TIMEOUT, jitter_ms());
 }
 
 /* Data came in: answer with a keepalive unless we send something first. */
 void wg_timers_data_received(struct wg_peer *p)
 {
 	if (!pending(p->timer_send_keepalive))
-		mod_timer(p->timer_send_keepalive, WG_KEEPALIVE_TIMEOUT, 0);
+		arm(p, &p->timer_send_keepalive, expired_send_keepalive,
+		    WG_KEEPALIVE_TIMEOUT, 0);
 	else
 		p->need_another_keepalive = true;
 }
 
 void wg_timers_any_authenticated_packet_sent(struct wg_peer *p)
 {
-	evtimer_del(p->timer_send_keepalive);
+	del_timer(p->timer_send_keepalive);
+	/* Anything staged went out (wg_send_staged empties the ring before
+	 * new data is sent): give the ring back. */
+	wg_peer_staged_shrink(p);
 }
 
 void wg_timers_any_authenticated_packet_received(struct wg_peer *p)
 {
-	evtimer_del(p->timer_new_handshake);
+	del_timer(p->timer_new_handshake);
 }
 
 void wg_timers_handshake_initiated(struct wg_peer *p)
 {
-	mod_timer(p->timer_retransmit_handshake, WG_REKEY_TIMEOUT, jitter_ms());
+	arm(p, &p->timer_retransmit_handshake, expired_retransmit_handshake,
+	    WG_REKEY_TIMEOUT, jitter_ms());
 }
 
 void wg_timers_handshake_complete(struct wg_peer *p)
 {
 	struct timespec ts;
 
-	evtimer_del(p->timer_retransmit_handshake);
+	del_timer(p->timer_retransmit_handshake);
 	p->handshake_attempts = 0;
 	p->sent_lastminute_handshake = false;
 	p->handshakes_completed++;
@@ -175,7 +199,8 @@ void wg_timers_handshake_complete(struct wg_peer *p)
 
 void wg_timers_session_derived(struct wg_peer *p)
 {
-	mod_timer(p->timer_zero_key_material, WG_REJECT_AFTER_TIME * 3, 0);
+	arm(p, &p->timer_zero_key_material, expired_zero_key_material,
+	    WG_REJECT_AFTER_TIME * 3, 0);
 }
 
 void wg_timers_any_authenticated_packet_traversal(struct wg_peer *p)
