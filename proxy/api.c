@@ -92,6 +92,9 @@ static void conn_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	c->dispatched = 1;
+	/* The 5 s timeout is for a client that never sends its request; an
+	 * answer may take longer (ping -c 1000), so it ends here. */
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
 	if (n > API_MAX_LINE) {
 		api_conn_printf(c, "error: request too long\n");
 		api_conn_finish(c);
