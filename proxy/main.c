@@ -25,7 +25,8 @@ static const char usage[] =
     "       mesh-proxy [run] --config FILE [--api PATH] [--log-level LEVEL]\n"
     "       mesh-proxy status [--state DIR | --api PATH] [--json]\n"
     "       mesh-proxy ip [-4 | -6] [--state DIR | --api PATH]\n"
-    "       mesh-proxy ping [--state DIR | --api PATH] [-c COUNT] [-W SECONDS] ADDRESS\n"
+    "       mesh-proxy ping [--state DIR | --api PATH] [-c COUNT] [-i SECONDS]\n"
+    "                       [-W SECONDS] ADDRESS\n"
     "       mesh-proxy nc [--state DIR | --api PATH] HOST PORT\n"
     "       mesh-proxy genkey | pubkey | genpsk\n"
     "       mesh-proxy --help | --version\n"
@@ -58,6 +59,9 @@ static const char usage[] =
     "                        bytes), control connection; --json for scripts\n"
     "  ip                    our mesh addresses (-4 or -6: only one family)\n"
     "  ping ADDRESS          ICMP echo through the mesh from the node's own address\n"
+    "                        (-c probes, up to 1000; -i seconds between them,\n"
+    "                        0.001-60, default 1; time= is measured inside the\n"
+    "                        node from send to reply)\n"
     "  nc HOST PORT          connect stdin/stdout to HOST:PORT through the node\n"
     "                        (mesh names work; e.g. ssh -o ProxyCommand=...)\n"
     "  genkey                print a new private key (base64, as `wg genkey`)\n"
@@ -136,7 +140,7 @@ struct cli {
 	const char *log_level;
 	bool json;
 	unsigned count;
-	double wait_s;
+	double wait_s, interval_s;
 	const char *target;
 };
 
@@ -149,7 +153,8 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 		bool takes = !strcmp(a, "-c") || !strcmp(a, "--config") ||
 		             !strcmp(a, "--api") || !strcmp(a, "--log-level") ||
 		             !strcmp(a, "--count") || !strcmp(a, "-W") ||
-		             !strcmp(a, "--timeout") || !strcmp(a, "--state") ||
+		             !strcmp(a, "--timeout") || !strcmp(a, "-i") ||
+		             !strcmp(a, "--interval") || !strcmp(a, "--state") ||
 		             !strcmp(a, "--join") || !strcmp(a, "--hostname") ||
 		             !strcmp(a, "--socks5") || !strcmp(a, "--http-proxy") ||
 		             !strcmp(a, "--expose");
@@ -176,6 +181,14 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 			c->count = (unsigned)strtoul(val, NULL, 10);
 		} else if (!strcmp(a, "-W") || !strcmp(a, "--timeout")) {
 			c->wait_s = strtod(val, NULL);
+		} else if (!strcmp(a, "-i") || !strcmp(a, "--interval")) {
+			char *end;
+			c->interval_s = strtod(val, &end);
+			if (*end || end == val || !(c->interval_s >= 0.001) ||
+			    c->interval_s > 60)
+				return die_usage("ping -i %s: not a number of seconds "
+				                 "(0.001-60)",
+				                 val);
 		} else if (!strcmp(a, "--json")) {
 			c->json = true;
 		} else if (!strcmp(a, "--state")) {
@@ -288,7 +301,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "pubkey"))
 		return cmd_pubkey();
 
-	struct cli c = {.count = 3, .wait_s = 2};
+	struct cli c = {.count = 3, .wait_s = 2, .interval_s = 1};
 	if (!strcmp(cmd, "status")) {
 		int r = parse_opts(argc, argv, 2, &c);
 		if (r)
@@ -306,8 +319,9 @@ int main(int argc, char **argv)
 		if (!c.target)
 			return die_usage("%s", "ping needs an ADDRESS");
 		char req[300];
-		snprintf(req, sizeof(req), "ping %s %u %u", c.target, c.count,
-		         (unsigned)(c.wait_s * 1000));
+		snprintf(req, sizeof(req), "ping %s %u %u %u", c.target, c.count,
+		         (unsigned)(c.wait_s * 1000),
+		         (unsigned)(c.interval_s * 1000 + 0.5));
 		return cmd_client(&c, req);
 	}
 	if (!strcmp(cmd, "ip")) {

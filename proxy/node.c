@@ -177,7 +177,7 @@ struct ping_job {
 	struct api_conn *conn;
 	struct ns_addr dst;
 	char dst_s[128];
-	unsigned count, sent, received, timeout_ms, outstanding;
+	unsigned count, sent, received, timeout_ms, interval_ms, outstanding;
 	double rtt_sum, rtt_min, rtt_max;
 	struct event *ev;
 };
@@ -239,7 +239,8 @@ static void ping_job_next(struct ping_job *j)
 		api_conn_printf(j->conn, "cannot ping %s: %s\n", j->dst_s, strerror(-r));
 	}
 	if (j->sent < j->count) {
-		struct timeval tv = {1, 0};
+		struct timeval tv = {(time_t)(j->interval_ms / 1000),
+		                     (suseconds_t)(j->interval_ms % 1000) * 1000};
 		evtimer_add(j->ev, &tv);
 	} else if (j->outstanding == 0) {
 		ping_job_done(j);
@@ -249,11 +250,12 @@ static void ping_job_next(struct ping_job *j)
 static void node_api_ping(struct node *n, struct api_conn *conn, const char *args)
 {
 	char addr[128];
-	unsigned count = 3, timeout_ms = 2000;
-	if (sscanf(args, "%127s %u %u", addr, &count, &timeout_ms) < 1 || count == 0 ||
-	    count > 1000 || timeout_ms == 0 || timeout_ms > 60000) {
-		api_conn_printf(conn,
-		                "error: usage: ping ADDR [COUNT] [TIMEOUT_MS]\nfail\n");
+	unsigned count = 3, timeout_ms = 2000, interval_ms = 1000;
+	if (sscanf(args, "%127s %u %u %u", addr, &count, &timeout_ms, &interval_ms) < 1 ||
+	    count == 0 || count > 1000 || timeout_ms == 0 || timeout_ms > 60000 ||
+	    interval_ms == 0 || interval_ms > 60000) {
+		api_conn_printf(conn, "error: usage: ping ADDR [COUNT] [TIMEOUT_MS] "
+		                      "[INTERVAL_MS]\nfail\n");
 		api_conn_finish(conn);
 		return;
 	}
@@ -277,6 +279,7 @@ static void node_api_ping(struct node *n, struct api_conn *conn, const char *arg
 	j->conn = conn;
 	j->count = count;
 	j->timeout_ms = timeout_ms;
+	j->interval_ms = interval_ms;
 	snprintf(j->dst_s, sizeof(j->dst_s), "%s", addr);
 	j->ev = evtimer_new(n->base, ping_on_timer, j);
 	api_conn_printf(conn, "PING %s from our mesh address\n", addr);
