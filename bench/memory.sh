@@ -16,6 +16,8 @@
 #       before opening) / 1000.
 #
 # usage: bench/memory.sh BUILD_DIR [--quick] [--runs N]
+# MEM_ONLY=REGEX measures only the paths whose name matches, MEM_BYTES=B has
+# every session send B bytes once open (busy sessions; for A/B work only).
 # shellcheck disable=SC2034 # read by lib.sh
 E2E_NAME=bench-memory
 # shellcheck source=bench/lib.sh
@@ -27,6 +29,7 @@ e2e_require_mesh_proxy
 NCONN=1000
 HOLD_PORT=5203 # the holding server (A for loopback paths, B behind meshB)
 SETTLE=2
+MEM_ONLY=${MEM_ONLY:-.}
 # shellcheck disable=SC2034 # read by bench_mesh_pair
 BENCH_EXTRA_PORTS=$HOLD_PORT
 # 1,000 sessions = 2,000+ sockets per proxy; children inherit this.
@@ -39,7 +42,8 @@ write_file "$E2E_TMP/memhold.py" <<'EOF'
 server: accepts TCP connections and holds them (closes one when its peer
 closes). client: opens N SOCKS5 CONNECT sessions through 127.0.0.1:SOCKS_PORT
 to HOST:PORT, writes READY (the count), waits until the file CLOSE exists,
-closes them all and exits."""
+closes them all and exits. With MEM_BYTES=B in the environment every session
+first sends B bytes (which the server reads and drops)."""
 import os, resource, selectors, socket, struct, sys, time
 
 def raise_nofile():
@@ -100,8 +104,12 @@ def session(sport, host, port):
 def client(sport, host, port, n, ready, close):
     socks = []
     try:
+        blob = os.urandom(int(os.environ.get("MEM_BYTES", "0")))
         for _ in range(n):
             socks.append(session(sport, host, port))
+        for s in socks:
+            if blob:
+                s.sendall(blob)
     except OSError as e:
         print("after %d sessions: %s" % (len(socks), e), file=sys.stderr)
     with open(ready, "w") as f:
@@ -266,13 +274,22 @@ conns_run() {
     [ -n "$before" ] && [ -n "$open" ] && [ -n "$closed" ] && echo "$before $open $closed"
 }
 
-# conns_figures PATH PID SOCKS_PORT HOST PORT
+# conns_figures PATH START STOP SOCKS_PORT HOST PORT : every run starts a
+# fresh proxy with START (which sets CONN_PID and fails when the proxy does
+# not come up) and stops it with STOP, so that kib_per_conn is the cost of a
+# first burst of sessions (a second burst reuses the heap the first left).
 conns_figures() {
-    local path=$1 i r b o c opens="" closes="" pers=""
-    shift
+    local path=$1 start=$2 stop=$3 i r b o c opens="" closes="" pers=""
+    shift 3
     step "$path: RSS with $NCONN idle SOCKS5 sessions"
     for ((i = 0; i < RUNS; i++)); do
-        r=$(conns_run "$@")
+        CONN_PID=""
+        if ! "$start" || [ -z "$CONN_PID" ]; then
+            "$stop"
+            continue
+        fi
+        r=$(conns_run "$CONN_PID" "$@")
+        "$stop"
         [ -n "$r" ] || continue
         read -r b o c <<<"$r"
         opens="$opens $o"
@@ -280,7 +297,7 @@ conns_figures() {
         pers="$pers $(awk -v b="$b" -v o="$o" -v n="$NCONN" 'BEGIN { printf "%.2f", (o - b) / n }')"
     done
     if [ -z "$opens" ]; then
-        record_fail "$path" rss_conns_1000 KiB "sessions could not be opened (see $E2E_LOGDIR)"
+        record_fail "$path" rss_conns_1000 KiB "proxy did not start or sessions could not be opened (see $E2E_LOGDIR)"
         record_fail "$path" rss_conns_closed KiB "sessions could not be opened"
         record_fail "$path" kib_per_conn KiB "sessions could not be opened"
         return 0
@@ -293,6 +310,9 @@ conns_figures() {
     record "$path" kib_per_conn KiB $pers
 }
 
+# want PATH : PATH is to be measured (MEM_ONLY).
+want() { [[ $1 =~ $MEM_ONLY ]]; }
+
 # --- the measurements ----------------------------------------------------------
 
 bench_topology
@@ -303,23 +323,22 @@ mkdir -p "$E2E_TMP/nebm"
     nebula-cert sign -name m -ip 10.90.255.1/16 >/dev/null) || die "nebula-cert failed"
 chmod 0644 "$E2E_TMP/nebm"/*
 
-idle_figures wggo wggo_idle
-idle_figures nebula nebula_idle
-idle_figures mesh_fwd mesh_idle
+want wggo && idle_figures wggo wggo_idle
+want nebula && idle_figures nebula nebula_idle
+want mesh_fwd && idle_figures mesh_fwd mesh_idle
 
 bg holdA A "$PY" "$E2E_TMP/memhold.py" server "$HOLD_PORT"
 wait_listen A "$HOLD_PORT" || die "holding server in A did not start"
 
 # microsocks: a thread per client.
-bg microsocks A microsocks -i 127.0.0.1 -p 1090
-if wait_listen A 1090 10; then
-    conns_figures microsocks "$BG_PID" 1090 127.0.0.1 "$HOLD_PORT"
-else
-    for m in rss_conns_1000 rss_conns_closed kib_per_conn; do
-        record_fail microsocks $m KiB "microsocks did not start"
-    done
-fi
-bg_stop microsocks
+start_microsocks() {
+    bg microsocks A microsocks -i 127.0.0.1 -p 1090
+    CONN_PID=$BG_PID
+    wait_listen A 1090 10
+}
+stop_microsocks() { bg_stop microsocks; }
+want microsocks &&
+    conns_figures microsocks start_microsocks stop_microsocks 1090 127.0.0.1 "$HOLD_PORT"
 
 # mesh-proxy's SOCKS5 alone: its own key and address, no peers, Direct.
 write_file "$E2E_TMP/local.conf" <<EOF
@@ -332,22 +351,31 @@ ListenPort = 51832
 BindAddress = 127.0.0.1:1093
 Direct = yes
 EOF
-mesh_start meshL A "$E2E_TMP/local.conf"
-if wait_listen A 1093 10; then
-    conns_figures mesh_socks_local "$BG_PID" 1093 127.0.0.1 "$HOLD_PORT"
-else
-    for m in rss_conns_1000 rss_conns_closed kib_per_conn; do
-        record_fail mesh_socks_local $m KiB "mesh-proxy did not start"
-    done
-fi
-bg_stop meshL
+start_local() {
+    mesh_start meshL A "$E2E_TMP/local.conf"
+    CONN_PID=$BG_PID
+    wait_listen A 1093 10
+}
+stop_local() { bg_stop meshL; }
+want mesh_socks_local &&
+    conns_figures mesh_socks_local start_local stop_local 1093 127.0.0.1 "$HOLD_PORT"
 bg_stop holdA
 
-# Through the tunnel: A's SOCKS5 to a holding server in B behind meshB.
-bg holdB B "$PY" "$E2E_TMP/memhold.py" server "$HOLD_PORT"
-wait_listen B "$HOLD_PORT" || die "holding server in B did not start"
-bench_mesh_pair
-conns_figures mesh_socks "$MESH_PID_A" 1082 10.77.0.4 "$HOLD_PORT"
+# Through the tunnel: A's SOCKS5 to a holding server in B behind meshB. B
+# stays up; A (measured) is restarted for every run.
+start_meshA() {
+    mesh_start meshA A "$E2E_TMP/meshA.conf"
+    CONN_PID=$BG_PID
+    wait_listen A 1082 10 && mesh_cli meshA A ping -c 1 -W 5 10.77.0.4 >/dev/null 2>&1
+}
+stop_meshA() { bg_stop meshA; }
+if want mesh_socks; then
+    bg holdB B "$PY" "$E2E_TMP/memhold.py" server "$HOLD_PORT"
+    wait_listen B "$HOLD_PORT" || die "holding server in B did not start"
+    bench_mesh_pair
+    bg_stop meshA
+    conns_figures mesh_socks start_meshA stop_meshA 1082 10.77.0.4 "$HOLD_PORT"
+fi
 
 info "records in $BENCH_DATA/$BENCH_PART.tsv"
 exit 0
