@@ -85,6 +85,14 @@ struct wg_device_stats {
 	uint64_t cookies_sent, cookies_received;
 };
 
+/* Transmit batching: between hold and release (nestable), the datagrams the
+ * device sends are queued and leave together (sendmmsg) at the last release
+ * or when the queue fills. The device holds itself while it reads its
+ * sockets; a caller that sends many packets in one loop callback may wrap
+ * them too. Release must follow in the same callback. */
+void wg_device_tx_hold(struct wg_device *d);
+void wg_device_tx_release(struct wg_device *d);
+
 size_t wg_device_peer_count(const struct wg_device *d);
 /* Fills info for the i-th peer (in insertion order). Returns 0 or -ENOENT. */
 int wg_device_peer_info(const struct wg_device *d, size_t i, struct wg_peer_info *info);

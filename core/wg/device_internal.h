@@ -18,8 +18,14 @@ struct event;
 struct mmsghdr;
 struct wg_allowedips;
 struct wg_ratelimiter;
+struct wg_tx_queue;
 
-#define WG_RX_BATCH        16
+#define WG_RX_BATCH 16
+/* Transmit batching: datagrams written during one event-loop callback are
+ * packed into an arena and leave in one sendmmsg when the callback returns
+ * (or when the arena or the batch is full). Larger datagrams go out alone. */
+#define WG_TX_BATCH        64
+#define WG_TX_ARENA_BYTES  (64 * 1024)
 #define WG_MAX_UDP_PAYLOAD 65536
 /* Plaintext room: the largest IP packet plus padding. */
 #define WG_MAX_PLAINTEXT (65535 + WG_MESSAGE_PADDING_MULTIPLE)
@@ -63,6 +69,10 @@ struct wg_device {
 	struct mmsghdr *rx_msgs;
 	struct iovec *rx_iovs;
 	struct sockaddr_storage *rx_addrs;
+
+	/* Transmit queue (socket.c): used while tx_hold > 0. */
+	struct wg_tx_queue *txq;
+	unsigned tx_hold;
 };
 
 /* Monotonic clock (CLOCK_BOOTTIME) in nanoseconds. */
@@ -86,9 +96,13 @@ void wg_device_force_under_load(struct wg_device *d, int mode);
 /* socket.c */
 int wg_socket_open(struct wg_device *d, uint16_t port);
 void wg_socket_close(struct wg_device *d);
-/* Sends one datagram to sa. Returns 0 or -errno (counted in tx_drop_sock). */
+/* Sends one datagram to sa, or queues it while the device is held (see
+ * wg_device_tx_hold). Returns 0 or -errno (counted in tx_drop_sock; a
+ * queued datagram that fails is counted when the queue is flushed). */
 int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t *buf,
                    size_t len);
+/* Sends what is queued now. */
+void wg_socket_flush(struct wg_device *d);
 
 /* send.c */
 void wg_send_handshake_initiation(struct wg_peer *p, bool is_retry);

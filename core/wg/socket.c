@@ -1,5 +1,7 @@
 /* The device's UDP sockets: one IPv4, one IPv6 (V6ONLY, optional), both
- * non-blocking on the event loop, read in batches with recvmmsg. */
+ * non-blocking on the event loop, read in batches with recvmmsg; written in
+ * batches with sendmmsg when the loop callback that produced the datagrams
+ * returns. */
 #include "core/util/log.h"
 #include "core/wg/device_internal.h"
 
@@ -15,6 +17,16 @@
 /* Batches read per wake-up before yielding to other events. */
 #define MAX_ROUNDS 8
 
+struct wg_tx_queue {
+	int fd; /* of the queued datagrams */
+	unsigned n;
+	size_t used; /* bytes of arena */
+	struct mmsghdr msgs[WG_TX_BATCH];
+	struct iovec iovs[WG_TX_BATCH];
+	struct sockaddr_storage addrs[WG_TX_BATCH];
+	uint8_t arena[WG_TX_ARENA_BYTES];
+};
+
 uint64_t wg_now_ns(void)
 {
 	struct timespec ts;
@@ -23,10 +35,32 @@ uint64_t wg_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+static void read_batches(struct wg_device *d, evutil_socket_t fd);
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct wg_device *d = arg;
 
+	/* What the datagrams read here make us send (acknowledgements, data
+	 * the acknowledgements let go) leaves in batches. */
+	wg_device_tx_hold(d);
+	read_batches(d, fd);
+	wg_device_tx_release(d);
+}
+
+void wg_device_tx_hold(struct wg_device *d)
+{
+	d->tx_hold++;
+}
+
+void wg_device_tx_release(struct wg_device *d)
+{
+	if (d->tx_hold && --d->tx_hold == 0)
+		wg_socket_flush(d);
+}
+
+static void read_batches(struct wg_device *d, evutil_socket_t fd)
+{
 	for (int round = 0; round < MAX_ROUNDS; round++) {
 		for (int i = 0; i < WG_RX_BATCH; i++) {
 			d->rx_msgs[i].msg_hdr.msg_namelen = sizeof(d->rx_addrs[i]);
@@ -113,6 +147,16 @@ static int open_one(int family, uint16_t port, uint16_t *bound_port)
 	return fd;
 }
 
+static int tx_queue_alloc(struct wg_device *d)
+{
+	if (!d->txq) {
+		d->txq = calloc(1, sizeof(*d->txq));
+		if (!d->txq)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int wg_socket_open(struct wg_device *d, uint16_t port)
 {
 	uint16_t bound = 0, bound6 = 0;
@@ -120,6 +164,8 @@ int wg_socket_open(struct wg_device *d, uint16_t port)
 
 	wg_socket_close(d);
 	ret = rx_buffers_alloc(d);
+	if (!ret)
+		ret = tx_queue_alloc(d);
 	if (ret)
 		return ret;
 	fd = open_one(AF_INET, port, &bound);
@@ -149,6 +195,9 @@ int wg_socket_open(struct wg_device *d, uint16_t port)
 
 void wg_socket_close(struct wg_device *d)
 {
+	wg_socket_flush(d);
+	free(d->txq);
+	d->txq = NULL;
 	if (d->ev4)
 		event_free(d->ev4);
 	if (d->ev6)
@@ -171,6 +220,50 @@ void wg_device_set_tx_hook(struct wg_device *d,
 	d->tx_hook_ctx = ctx;
 }
 
+void wg_socket_flush(struct wg_device *d)
+{
+	struct wg_tx_queue *q = d->txq;
+	unsigned off = 0;
+
+	if (!q || !q->n)
+		return;
+	while (off < q->n) {
+		int r = sendmmsg(q->fd, q->msgs + off, q->n - off, MSG_DONTWAIT);
+		int err = errno;
+
+		if (r > 0) {
+			off += (unsigned)r;
+			continue;
+		}
+		if (r < 0 && err == EINTR)
+			continue;
+		if (r == 0 || err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+			/* The socket buffer is full: the rest is lost, as it would
+			 * have been one sendto at a time. */
+			d->stats.tx_drop_sock += q->n - off;
+			break;
+		}
+		/* This datagram is refused (unreachable, too big...): skip it. */
+		d->stats.tx_drop_sock++;
+		log_debug("wg: sendmmsg: %s", strerror(err));
+		off++;
+	}
+	q->n = 0;
+	q->used = 0;
+}
+
+static int send_one(struct wg_device *d, int fd, const struct sockaddr *sa, socklen_t sl,
+                    const uint8_t *buf, size_t len)
+{
+	if (sendto(fd, buf, len, 0, sa, sl) < 0) {
+		int err = errno;
+		d->stats.tx_drop_sock++;
+		log_debug("wg: sendto: %s", strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
 int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t *buf,
                    size_t len)
 {
@@ -179,6 +272,8 @@ int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t
 	                                     : -1;
 	socklen_t sl = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
 	                                        : sizeof(struct sockaddr_in6);
+	struct wg_tx_queue *q = d->txq;
+	struct mmsghdr *m;
 
 	if (d->tx_hook) {
 		d->tx_hook(d->tx_hook_ctx, sa, buf, len);
@@ -188,11 +283,25 @@ int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t
 		d->stats.tx_drop_sock++;
 		return -EAFNOSUPPORT;
 	}
-	if (sendto(fd, buf, len, 0, sa, sl) < 0) {
-		int err = errno;
-		d->stats.tx_drop_sock++;
-		log_debug("wg: sendto: %s", strerror(err));
-		return -err;
+	if (!q || !d->tx_hold || len > WG_TX_ARENA_BYTES / 4) {
+		wg_socket_flush(d); /* keep the order */
+		return send_one(d, fd, sa, sl, buf, len);
 	}
+	if (q->n &&
+	    (q->fd != fd || q->n == WG_TX_BATCH || q->used + len > WG_TX_ARENA_BYTES))
+		wg_socket_flush(d);
+	q->fd = fd;
+	m = &q->msgs[q->n];
+	memcpy(q->arena + q->used, buf, len);
+	memcpy(&q->addrs[q->n], sa, sl);
+	q->iovs[q->n].iov_base = q->arena + q->used;
+	q->iovs[q->n].iov_len = len;
+	memset(m, 0, sizeof(*m));
+	m->msg_hdr.msg_name = &q->addrs[q->n];
+	m->msg_hdr.msg_namelen = sl;
+	m->msg_hdr.msg_iov = &q->iovs[q->n];
+	m->msg_hdr.msg_iovlen = 1;
+	q->n++;
+	q->used += len;
 	return 0;
 }
