@@ -8,7 +8,8 @@
 #       (mesh-proxy as nobody with [Peer] sections and a [Socks5]); every
 #       peer has an AllowedIPs /32 and an endpoint. One fresh process per run.
 #   rss_conns_1000 / rss_conns_closed / kib_per_conn   1,000 idle SOCKS5
-#       sessions, each CONNECTed to a server that holds them, through
+#       sessions, opened together (all in their handshake at once, as a
+#       browser opens them), each CONNECTed to a server that holds them, through
 #       microsocks and mesh_socks_local (mesh-proxy, no peers, Direct = yes)
 #       on loopback, and mesh_socks (mesh-proxy A's SOCKS5 through the tunnel
 #       to a holding server behind B; A's RSS). closed = ~3 s after the
@@ -40,8 +41,8 @@ ulimit -Sn 8192 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"
 write_file "$E2E_TMP/memhold.py" <<'EOF'
 """memhold.py server PORT | client SOCKS_PORT HOST PORT N READY CLOSE
 server: accepts TCP connections and holds them (closes one when its peer
-closes). client: opens N SOCKS5 CONNECT sessions through 127.0.0.1:SOCKS_PORT
-to HOST:PORT, writes READY (the count), waits until the file CLOSE exists,
+closes). client: opens N SOCKS5 CONNECT sessions (all in their handshake at once)
+through 127.0.0.1:SOCKS_PORT to HOST:PORT, writes READY (the count), waits until the file CLOSE exists,
 closes them all and exits. With MEM_BYTES=B in the environment every session
 first sends B bytes (which the server reads and drops)."""
 import os, resource, selectors, socket, struct, sys, time
@@ -89,29 +90,37 @@ def recv_exact(s, n):
         b += d
     return b
 
-def session(sport, host, port):
-    s = socket.create_connection(("127.0.0.1", sport), timeout=10)
-    s.sendall(b"\x05\x01\x00")
-    if recv_exact(s, 2) != b"\x05\x00":
-        raise OSError("greeting refused")
-    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(host) + struct.pack("!H", port))
-    head = recv_exact(s, 4)
-    if head[1] != 0:
-        raise OSError("CONNECT reply %d" % head[1])
-    recv_exact(s, 6 if head[3] == 1 else 18)
-    return s
+def sessions(sport, host, port, n):
+    """n SOCKS5 CONNECTs in flight at once (as a browser opens them): all
+    connect, then all greet, then all request, so that every session is in
+    its handshake at the same time."""
+    socks = [socket.create_connection(("127.0.0.1", sport), timeout=30) for _ in range(n)]
+    for s in socks:
+        s.sendall(b"\x05\x01\x00")
+    for s in socks:
+        if recv_exact(s, 2) != b"\x05\x00":
+            raise OSError("greeting refused")
+    req = b"\x05\x01\x00\x01" + socket.inet_aton(host) + struct.pack("!H", port)
+    for s in socks:
+        s.sendall(req)
+    for s in socks:
+        head = recv_exact(s, 4)
+        if head[1] != 0:
+            raise OSError("CONNECT reply %d" % head[1])
+        recv_exact(s, 6 if head[3] == 1 else 18)
+    return socks
 
 def client(sport, host, port, n, ready, close):
     socks = []
     try:
+        socks = sessions(sport, host, port, n)
         blob = os.urandom(int(os.environ.get("MEM_BYTES", "0")))
-        for _ in range(n):
-            socks.append(session(sport, host, port))
         for s in socks:
             if blob:
                 s.sendall(blob)
     except OSError as e:
-        print("after %d sessions: %s" % (len(socks), e), file=sys.stderr)
+        print("sessions failed: %s" % e, file=sys.stderr)
+        socks = []
     with open(ready, "w") as f:
         f.write("%d\n" % len(socks))
     while not os.path.exists(close):
