@@ -32,9 +32,13 @@ struct px_socks {
 	struct px_udp_assocs udp;
 };
 
-/* Room for greeting, auth and request (SOCKS5 or SOCKS4a) at once plus
- * early data. */
-#define SOCKS_BUF 4096
+/* Room for the largest greeting, auth and request arriving at once (257 +
+ * 513 + 262 = 1032 bytes; SOCKS4a: SOCKS4_REQUEST_MAX = 520) plus early
+ * data; more early data waits in the socket until the splice. Each
+ * session in its handshake holds one (4096 made 1,000 parallel handshakes
+ * leave 4 MiB of heap behind, pinned by what outlives them). */
+#define SOCKS_BUF 1536
+_Static_assert(SOCKS_BUF >= 257 + 513 + 262 + 256, "SOCKS_BUF below the largest handshake");
 
 static struct px_socks *px_socks_of(struct px_sess *s)
 {
