@@ -38,7 +38,8 @@ struct px_socks {
  * session in its handshake holds one (4096 made 1,000 parallel handshakes
  * leave 4 MiB of heap behind, pinned by what outlives them). */
 #define SOCKS_BUF 1536
-_Static_assert(SOCKS_BUF >= 257 + 513 + 262 + 256, "SOCKS_BUF below the largest handshake");
+_Static_assert(SOCKS_BUF >= 257 + 513 + 262 + 256,
+               "SOCKS_BUF below the largest handshake");
 
 static struct px_socks *px_socks_of(struct px_sess *s)
 {
