@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,6 +18,13 @@
 #define SOCK_BUF_BYTES (4 << 20)
 /* Batches read per wake-up before yielding to other events. */
 #define MAX_ROUNDS 8
+#ifndef WG_TX_GSO
+#define WG_TX_GSO 1 /* coalesce runs with UDP_SEGMENT */
+#endif
+/* Linux takes at most 64 segments (UDP_MAX_SEGMENTS, 128 since 6.x) and one
+ * IP datagram's worth of payload per GSO send. */
+#define WG_TX_GSO_SEGS  64
+#define WG_TX_GSO_BYTES 65000
 
 struct wg_tx_queue {
 	int fd; /* of the queued datagrams */
@@ -24,6 +33,16 @@ struct wg_tx_queue {
 	struct mmsghdr msgs[WG_TX_BATCH];
 	struct iovec iovs[WG_TX_BATCH];
 	struct sockaddr_storage addrs[WG_TX_BATCH];
+	bool gso_off; /* the kernel refused a GSO send once */
+	/* The same datagrams coalesced for GSO; first[k] is the queue index of
+	 * out[k]'s first datagram, first[count] == n. */
+	struct mmsghdr out[WG_TX_BATCH];
+	struct iovec oiovs[WG_TX_BATCH];
+	union {
+		char buf[CMSG_SPACE(sizeof(uint16_t))];
+		struct cmsghdr align;
+	} ctl[WG_TX_BATCH];
+	unsigned first[WG_TX_BATCH + 1];
 	uint8_t arena[WG_TX_ARENA_BYTES];
 };
 
@@ -220,16 +239,18 @@ void wg_device_set_tx_hook(struct wg_device *d,
 	d->tx_hook_ctx = ctx;
 }
 
-void wg_socket_flush(struct wg_device *d)
+/* Sends m[0..cnt) on fd; first[k]..first[k+1] are the queued datagrams in
+ * m[k]. Returns the index of an entry the kernel refused as a GSO send
+ * (EIO/EINVAL on a coalesced entry), or cnt when done. */
+static unsigned send_entries(struct wg_device *d, int fd, struct mmsghdr *m, unsigned cnt,
+                             const unsigned *first, bool gso)
 {
-	struct wg_tx_queue *q = d->txq;
 	unsigned off = 0;
 
-	if (!q || !q->n)
-		return;
-	while (off < q->n) {
-		int r = sendmmsg(q->fd, q->msgs + off, q->n - off, MSG_DONTWAIT);
+	while (off < cnt) {
+		int r = sendmmsg(fd, m + off, cnt - off, MSG_DONTWAIT);
 		int err = errno;
+		unsigned k = first[off + 1] - first[off];
 
 		if (r > 0) {
 			off += (unsigned)r;
@@ -240,14 +261,88 @@ void wg_socket_flush(struct wg_device *d)
 		if (r == 0 || err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
 			/* The socket buffer is full: the rest is lost, as it would
 			 * have been one sendto at a time. */
-			d->stats.tx_drop_sock += q->n - off;
+			d->stats.tx_drop_sock += first[cnt] - first[off];
 			break;
 		}
-		/* This datagram is refused (unreachable, too big...): skip it. */
-		d->stats.tx_drop_sock++;
+		if (gso && k > 1 && (err == EIO || err == EINVAL))
+			return off;
+		/* Refused (unreachable, too big...): skip it. */
+		d->stats.tx_drop_sock += k;
 		log_debug("wg: sendmmsg: %s", strerror(err));
 		off++;
 	}
+	return cnt;
+}
+
+/* Runs of datagrams to one address, all of one size but the last (which
+ * may be shorter), become one UDP GSO send (UDP_SEGMENT). */
+static unsigned coalesce(struct wg_tx_queue *q, unsigned from)
+{
+	unsigned k = 0, i = from;
+
+	while (i < q->n) {
+		struct mmsghdr *o = &q->out[k];
+		size_t seg = q->iovs[i].iov_len, total = seg;
+		unsigned j = i + 1;
+
+		while (j < q->n && j - i < WG_TX_GSO_SEGS &&
+		       q->msgs[j].msg_hdr.msg_namelen == q->msgs[i].msg_hdr.msg_namelen &&
+		       memcmp(&q->addrs[j], &q->addrs[i],
+		              q->msgs[i].msg_hdr.msg_namelen) == 0 &&
+		       q->iovs[j].iov_len <= seg &&
+		       total + q->iovs[j].iov_len <= WG_TX_GSO_BYTES) {
+			total += q->iovs[j].iov_len;
+			if (q->iovs[j++].iov_len < seg)
+				break;
+		}
+		memset(o, 0, sizeof(*o));
+		o->msg_hdr.msg_name = &q->addrs[i];
+		o->msg_hdr.msg_namelen = q->msgs[i].msg_hdr.msg_namelen;
+		q->oiovs[k].iov_base = q->iovs[i].iov_base;
+		q->oiovs[k].iov_len = total;
+		o->msg_hdr.msg_iov = &q->oiovs[k];
+		o->msg_hdr.msg_iovlen = 1;
+		if (j - i > 1) {
+			struct cmsghdr *c = (struct cmsghdr *)q->ctl[k].buf;
+			uint16_t gso_size = (uint16_t)seg;
+
+			o->msg_hdr.msg_control = q->ctl[k].buf;
+			o->msg_hdr.msg_controllen = sizeof(q->ctl[k].buf);
+			c->cmsg_level = SOL_UDP;
+			c->cmsg_type = UDP_SEGMENT;
+			c->cmsg_len = CMSG_LEN(sizeof(gso_size));
+			memcpy(CMSG_DATA(c), &gso_size, sizeof(gso_size));
+		}
+		q->first[k++] = i;
+		i = j;
+	}
+	q->first[k] = q->n;
+	return k;
+}
+
+void wg_socket_flush(struct wg_device *d)
+{
+	struct wg_tx_queue *q = d->txq;
+	unsigned from = 0;
+
+	if (!q || !q->n)
+		return;
+	if (WG_TX_GSO && !q->gso_off) {
+		unsigned k = coalesce(q, 0),
+		         at = send_entries(d, q->fd, q->out, k, q->first, true);
+
+		if (at == k)
+			goto done;
+		/* The kernel or the route cannot segment: plain batches from now. */
+		q->gso_off = true;
+		d->tx_gso_refused++;
+		log_info("wg: UDP GSO refused, sending datagrams one by one");
+		from = q->first[at];
+	}
+	for (unsigned i = from; i <= q->n; i++)
+		q->first[i - from] = i;
+	send_entries(d, q->fd, q->msgs + from, q->n - from, q->first, false);
+done:
 	q->n = 0;
 	q->used = 0;
 }
