@@ -92,6 +92,10 @@ struct wg_device_stats {
  * them too. Release must follow in the same callback. */
 void wg_device_tx_hold(struct wg_device *d);
 void wg_device_tx_release(struct wg_device *d);
+/* on: every send happens inside a callback of the device's event loop, so
+ * datagrams sent outside a hold may wait until that callback returns (they
+ * then leave together). Off (the default): they leave at once. */
+void wg_device_set_tx_defer(struct wg_device *d, bool on);
 
 size_t wg_device_peer_count(const struct wg_device *d);
 /* Fills info for the i-th peer (in insertion order). Returns 0 or -ENOENT. */

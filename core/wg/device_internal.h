@@ -73,7 +73,9 @@ struct wg_device {
 	/* Transmit queue (socket.c): used while tx_hold > 0. */
 	struct wg_tx_queue *txq;
 	unsigned tx_hold;
-	uint64_t tx_gso_refused; /* times a GSO send fell back to plain ones */
+	bool tx_defer;             /* wg_device_set_tx_defer */
+	struct event *tx_flush_ev; /* flushes a deferred queue */
+	uint64_t tx_gso_refused;   /* times a GSO send fell back to plain ones */
 };
 
 /* Monotonic clock (CLOCK_BOOTTIME) in nanoseconds. */

@@ -166,8 +166,25 @@ static int open_one(int family, uint16_t port, uint16_t *bound_port)
 	return fd;
 }
 
+static void on_tx_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	wg_socket_flush(arg);
+}
+
+void wg_device_set_tx_defer(struct wg_device *d, bool on)
+{
+	d->tx_defer = on;
+}
+
 static int tx_queue_alloc(struct wg_device *d)
 {
+	if (!d->tx_flush_ev) {
+		d->tx_flush_ev = event_new(d->base, -1, 0, on_tx_flush, d);
+		if (!d->tx_flush_ev)
+			return -ENOMEM;
+	}
 	if (!d->txq) {
 		d->txq = calloc(1, sizeof(*d->txq));
 		if (!d->txq)
@@ -217,6 +234,9 @@ void wg_socket_close(struct wg_device *d)
 	wg_socket_flush(d);
 	free(d->txq);
 	d->txq = NULL;
+	if (d->tx_flush_ev)
+		event_free(d->tx_flush_ev);
+	d->tx_flush_ev = NULL;
 	if (d->ev4)
 		event_free(d->ev4);
 	if (d->ev6)
@@ -378,13 +398,15 @@ int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t
 		d->stats.tx_drop_sock++;
 		return -EAFNOSUPPORT;
 	}
-	if (!q || !d->tx_hold || len > WG_TX_ARENA_BYTES / 4) {
+	if (!q || !(d->tx_hold || d->tx_defer) || len > WG_TX_ARENA_BYTES / 4) {
 		wg_socket_flush(d); /* keep the order */
 		return send_one(d, fd, sa, sl, buf, len);
 	}
 	if (q->n &&
 	    (q->fd != fd || q->n == WG_TX_BATCH || q->used + len > WG_TX_ARENA_BYTES))
 		wg_socket_flush(d);
+	if (!q->n && !d->tx_hold && d->tx_flush_ev)
+		event_active(d->tx_flush_ev, EV_TIMEOUT, 0);
 	q->fd = fd;
 	m = &q->msgs[q->n];
 	memcpy(q->arena + q->used, buf, len);
