@@ -119,8 +119,11 @@
  * send side reads the socket only while tcp_sndbuf() has room. */
 #define LWIP_WND_SCALE 1
 #define TCP_RCV_SCALE  5
-#define TCP_WND        (1024 * 1024)
-#define TCP_SND_BUF    (1024 * 1024)
+#ifndef MESH_TCP_BUF /* -DMESH_TCP_BUF=bytes for A/B measurements */
+#define MESH_TCP_BUF (1024 * 1024)
+#endif
+#define TCP_WND     MESH_TCP_BUF
+#define TCP_SND_BUF MESH_TCP_BUF
 /* Room for 4 segments per MSS of buffer: small writes share segments thanks
  * to TCP_OVERSIZE, but a trickle of tiny writes must not hit the queue limit
  * before the byte limit. Must fit u16 (it does: 3040). */
@@ -173,11 +176,14 @@
  * allowed-IPs check, so verifying IP/TCP/UDP/ICMP checksums again buys
  * nothing. Outbound checksums are generated: the peer's kernel checks them.
  * Checksums of TCP data are folded into the copy done by tcp_write. */
-#define CHECKSUM_CHECK_IP     0
-#define CHECKSUM_CHECK_UDP    0
-#define CHECKSUM_CHECK_TCP    0
-#define CHECKSUM_CHECK_ICMP   0
-#define CHECKSUM_CHECK_ICMP6  0
+#ifndef MESH_CHECKSUM_CHECK /* -DMESH_CHECKSUM_CHECK=1 for A/B measurements */
+#define MESH_CHECKSUM_CHECK 0
+#endif
+#define CHECKSUM_CHECK_IP     MESH_CHECKSUM_CHECK
+#define CHECKSUM_CHECK_UDP    MESH_CHECKSUM_CHECK
+#define CHECKSUM_CHECK_TCP    MESH_CHECKSUM_CHECK
+#define CHECKSUM_CHECK_ICMP   MESH_CHECKSUM_CHECK
+#define CHECKSUM_CHECK_ICMP6  MESH_CHECKSUM_CHECK
 #define CHECKSUM_GEN_IP       1
 #define CHECKSUM_GEN_UDP      1
 #define CHECKSUM_GEN_TCP      1

@@ -20,7 +20,9 @@ struct wg_allowedips;
 struct wg_ratelimiter;
 struct wg_tx_queue;
 
+#ifndef WG_RX_BATCH /* overridable with -D for A/B measurements */
 #define WG_RX_BATCH 16
+#endif
 /* Transmit batching: datagrams written during one event-loop callback are
  * packed into an arena and leave in one sendmmsg when the callback returns
  * (or when the arena or the batch is full). Larger datagrams go out alone. */
