@@ -71,6 +71,7 @@ void wg_device_free(struct wg_device *d)
 	free(d->rx_msgs);
 	free(d->rx_iovs);
 	free(d->rx_addrs);
+	free(d->rx_ctl);
 	free(d);
 }
 

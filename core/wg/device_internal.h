@@ -71,6 +71,8 @@ struct wg_device {
 	struct mmsghdr *rx_msgs;
 	struct iovec *rx_iovs;
 	struct sockaddr_storage *rx_addrs;
+	uint8_t *rx_ctl;         /* WG_RX_BATCH control buffers (UDP_GRO) */
+	uint64_t rx_gro_buffers; /* received buffers that held several datagrams */
 
 	/* Transmit queue (socket.c): used while tx_hold > 0. */
 	struct wg_tx_queue *txq;

@@ -23,6 +23,11 @@
 #endif
 /* Linux takes at most 64 segments (UDP_MAX_SEGMENTS, 128 since 6.x) and one
  * IP datagram's worth of payload per GSO send. */
+#ifndef WG_RX_GRO
+#define WG_RX_GRO 1 /* UDP_GRO on the receive sockets */
+#endif
+/* Room for the UDP_GRO cmsg (an int) per received message. */
+#define RX_CTL_BYTES    64
 #define WG_TX_GSO_SEGS  64
 #define WG_TX_GSO_BYTES 65000
 
@@ -56,6 +61,34 @@ uint64_t wg_now_ns(void)
 
 static void read_batches(struct wg_device *d, evutil_socket_t fd);
 
+/* With UDP_GRO the kernel may hand us several datagrams of one sender in one
+ * buffer, all gso_size long but the last: split them again. */
+static void receive_coalesced(struct wg_device *d, const struct msghdr *h,
+                              const uint8_t *buf, size_t len)
+{
+	const struct sockaddr *src = h->msg_name;
+	size_t seg = len;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)h); c;
+	     c = CMSG_NXTHDR((struct msghdr *)h, c)) {
+		int v;
+
+		if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(v))) {
+			memcpy(&v, CMSG_DATA(c), sizeof(v));
+			if (v > 0)
+				seg = (size_t)v;
+		}
+	}
+	if (seg >= len) {
+		wg_device_receive(d, buf, len, src); /* one datagram (maybe empty) */
+		return;
+	}
+	d->rx_gro_buffers++;
+	for (size_t off = 0; off < len; off += seg)
+		wg_device_receive(d, buf + off, len - off < seg ? len - off : seg, src);
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct wg_device *d = arg;
@@ -84,6 +117,9 @@ static void read_batches(struct wg_device *d, evutil_socket_t fd)
 		for (int i = 0; i < WG_RX_BATCH; i++) {
 			d->rx_msgs[i].msg_hdr.msg_namelen = sizeof(d->rx_addrs[i]);
 			d->rx_msgs[i].msg_hdr.msg_flags = 0;
+			d->rx_msgs[i].msg_hdr.msg_control =
+			    d->rx_ctl + (size_t)i * RX_CTL_BYTES;
+			d->rx_msgs[i].msg_hdr.msg_controllen = RX_CTL_BYTES;
 			d->rx_msgs[i].msg_len = 0;
 		}
 		int n = recvmmsg(fd, d->rx_msgs, WG_RX_BATCH, MSG_DONTWAIT, NULL);
@@ -94,9 +130,9 @@ static void read_batches(struct wg_device *d, evutil_socket_t fd)
 				d->stats.rx_drop_short++;
 				continue;
 			}
-			wg_device_receive(d, d->rx_bufs + (size_t)i * WG_MAX_UDP_PAYLOAD,
-			                  d->rx_msgs[i].msg_len,
-			                  (const struct sockaddr *)&d->rx_addrs[i]);
+			receive_coalesced(d, &d->rx_msgs[i].msg_hdr,
+			                  d->rx_bufs + (size_t)i * WG_MAX_UDP_PAYLOAD,
+			                  d->rx_msgs[i].msg_len);
 		}
 		if (n < WG_RX_BATCH)
 			return;
@@ -111,7 +147,8 @@ static int rx_buffers_alloc(struct wg_device *d)
 	d->rx_msgs = calloc(WG_RX_BATCH, sizeof(*d->rx_msgs));
 	d->rx_iovs = calloc(WG_RX_BATCH, sizeof(*d->rx_iovs));
 	d->rx_addrs = calloc(WG_RX_BATCH, sizeof(*d->rx_addrs));
-	if (!d->rx_bufs || !d->rx_msgs || !d->rx_iovs || !d->rx_addrs)
+	d->rx_ctl = calloc(WG_RX_BATCH, RX_CTL_BYTES);
+	if (!d->rx_bufs || !d->rx_msgs || !d->rx_iovs || !d->rx_addrs || !d->rx_ctl)
 		return -ENOMEM;
 	for (int i = 0; i < WG_RX_BATCH; i++) {
 		d->rx_iovs[i].iov_base = d->rx_bufs + (size_t)i * WG_MAX_UDP_PAYLOAD;
@@ -150,6 +187,11 @@ static int open_one(int family, uint16_t port, uint16_t *bound_port)
 	/* Larger buffers absorb bursts; the kernel may clamp them. */
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+#if WG_RX_GRO
+	/* Coalesced receive (split again in receive_coalesced); an old kernel
+	 * without it just delivers datagrams one by one. */
+	setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
+#endif
 	if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
 		ret = -errno;
 		close(fd);
