@@ -442,6 +442,9 @@ static int node_start_wg(struct node *n)
 		log_error("cannot create the WireGuard device");
 		return -1;
 	}
+	/* Every send of ours happens inside a loop callback: datagrams queue
+	 * and leave together (sendmmsg, UDP GSO) when the callback returns. */
+	wg_device_set_tx_defer(n->wg, true);
 	int r = wg_device_listen(n->wg, c->listen_port);
 	if (r != 0) {
 		log_error("%s: [Interface] ListenPort %u: cannot bind UDP: %s%s", c->path,
