@@ -53,7 +53,7 @@ help:
 	@echo "make check   only the normal build's tests (unit, demo, e2e as root)"
 	@echo "make asan    unit tests and the demo built with ASan+UBSan"
 	@echo "make fuzz    run the fuzzers for a while"
-	@echo "make bench   benchmarks against wireguard-go (needs root for namespaces)"
+	@echo "make bench   benchmarks against wireguard-go, Nebula, microsocks (root)"
 
 deps:
 	@third_party/deps.sh
@@ -119,8 +119,9 @@ demo: all
 fuzz:
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk run
 
+# The benchmark suite (root): BENCH_ARGS="--quick" or "--only memory" etc.
 bench: all
-	@bench/run.sh $(BUILD)
+	@bench/run.sh $(BUILD) $(BENCH_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
