@@ -17,6 +17,7 @@
  * half-closed relay whose open direction is quiet for
  * NS_HALF_CLOSED_IDLE_MS is reset too, as splices are. */
 #include "proxy/proxy_int.h"
+#include "proxy/slab.h"
 
 #include "core/util/log.h"
 
@@ -30,6 +31,13 @@
 #include <unistd.h>
 
 #define PX_RELAY_CHUNK (64 * 1024)
+
+/* A relay lives as long as its connection, often long after the burst that
+ * opened it; from malloc's heap, freed relays left holes between
+ * libevent's per-descriptor entries that never went back to the system. So
+ * a relay and its five events (event_assign) are one slab object, and the
+ * slab unmaps its chunks as they empty. */
+#define PX_RELAY_EVENTS 5
 
 struct px_relay_dir {
 	int from, to;
@@ -105,6 +113,42 @@ int px_direct_connect(const struct ns_addr *a, uint16_t port)
 
 /* ---- the relay ---- */
 
+static struct px_slab px_relay_slab;
+static size_t px_relay_ev_off, px_relay_ev_size;
+
+static size_t px_relay_round(size_t n)
+{
+	return (n + PX_SLAB_ALIGN - 1) & ~(size_t)(PX_SLAB_ALIGN - 1);
+}
+
+static struct px_relay *px_relay_alloc(void)
+{
+	if (!px_relay_ev_size) {
+		px_relay_ev_size = px_relay_round(event_get_struct_event_size());
+		px_relay_ev_off = px_relay_round(sizeof(struct px_relay));
+		if (px_slab_init(&px_relay_slab,
+		                 px_relay_ev_off + PX_RELAY_EVENTS * px_relay_ev_size,
+		                 0) < 0) {
+			px_relay_ev_size = 0;
+			return NULL;
+		}
+	}
+	return px_slab_alloc(&px_relay_slab);
+}
+
+/* The i-th event slot of r's object. */
+static struct event *px_relay_ev(struct px_relay *r, int i)
+{
+	return (struct event *)((uint8_t *)r + px_relay_ev_off +
+	                        (size_t)i * px_relay_ev_size);
+}
+
+static void px_relay_ev_drop(struct event *ev)
+{
+	if (ev)
+		event_del(ev);
+}
+
 static void px_relay_free(struct px_relay *r, bool rst)
 {
 	struct px_front *f = r->f;
@@ -118,14 +162,11 @@ static void px_relay_free(struct px_relay *r, bool rst)
 	f->stats.active--;
 	struct px_relay_dir *d[2] = {&r->up, &r->down};
 	for (int i = 0; i < 2; i++) {
-		if (d[i]->rev)
-			event_free(d[i]->rev);
-		if (d[i]->wev)
-			event_free(d[i]->wev);
+		px_relay_ev_drop(d[i]->rev);
+		px_relay_ev_drop(d[i]->wev);
 		free(d[i]->pend);
 	}
-	if (r->timer)
-		event_free(r->timer);
+	px_relay_ev_drop(r->timer);
 	int fds[2] = {r->up.from, r->up.to};
 	for (int i = 0; i < 2; i++) {
 		if (fds[i] < 0)
@@ -136,7 +177,7 @@ static void px_relay_free(struct px_relay *r, bool rst)
 		}
 		close(fds[i]);
 	}
-	free(r);
+	px_slab_free(&px_relay_slab, r);
 }
 
 static void px_relay_touch(struct px_relay *r)
@@ -304,22 +345,29 @@ static void px_relay_on_timer(evutil_socket_t fd, short what, void *arg)
 	px_relay_rearm(r);
 }
 
+/* Sets up d with event slots i and i + 1 of r. */
 static int px_relay_dir_init(struct px_relay *r, struct px_relay_dir *d, int from, int to,
-                             bool up)
+                             bool up, int i)
 {
 	struct event_base *base = r->f->env.base;
 	d->from = from;
 	d->to = to;
 	d->up = up;
-	d->rev = event_new(base, from, EV_READ | EV_PERSIST, px_relay_on_read, d);
-	d->wev = event_new(base, to, EV_WRITE, px_relay_on_write, d);
-	return d->rev && d->wev ? 0 : -ENOMEM;
+	if (event_assign(px_relay_ev(r, i), base, from, EV_READ | EV_PERSIST,
+	                 px_relay_on_read, d) < 0)
+		return -EINVAL;
+	d->rev = px_relay_ev(r, i);
+	if (event_assign(px_relay_ev(r, i + 1), base, to, EV_WRITE, px_relay_on_write,
+	                 d) < 0)
+		return -EINVAL;
+	d->wev = px_relay_ev(r, i + 1);
+	return 0;
 }
 
 int px_relay_start(struct px_front *f, int client_fd, int host_fd, const uint8_t *head,
                    size_t head_len)
 {
-	struct px_relay *r = calloc(1, sizeof(*r));
+	struct px_relay *r = px_relay_alloc();
 	if (!r) {
 		close(client_fd);
 		close(host_fd);
@@ -338,11 +386,13 @@ int px_relay_start(struct px_front *f, int client_fd, int host_fd, const uint8_t
 	r->chunk = f->lim.buffer_bytes && f->lim.buffer_bytes < PX_RELAY_CHUNK
 	               ? f->lim.buffer_bytes
 	               : PX_RELAY_CHUNK;
-	r->timer = evtimer_new(f->env.base, px_relay_on_timer, r);
-	if (!r->timer || px_relay_dir_init(r, &r->up, client_fd, host_fd, true) < 0 ||
-	    px_relay_dir_init(r, &r->down, host_fd, client_fd, false) < 0) {
+	int rc = evtimer_assign(px_relay_ev(r, 4), f->env.base, px_relay_on_timer, r);
+	if (rc == 0)
+		r->timer = px_relay_ev(r, 4);
+	if (rc < 0 || px_relay_dir_init(r, &r->up, client_fd, host_fd, true, 0) < 0 ||
+	    px_relay_dir_init(r, &r->down, host_fd, client_fd, false, 2) < 0) {
 		px_relay_free(r, true);
-		return -ENOMEM;
+		return -EINVAL;
 	}
 	int one = 1;
 	setsockopt(client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
