@@ -262,11 +262,13 @@ idle_figures() {
 
 # conns_run PID SOCKS_PORT HOST PORT : one run; opens NCONN sessions through
 # the proxy PID, prints "before open closed" (KiB), nothing on failure.
-CONNS_RUN=0
 conns_run() {
     local pid=$1 sport=$2 host=$3 port=$4 ready close before open closed got
-    CONNS_RUN=$((CONNS_RUN + 1))
-    ready="$E2E_TMP/ready.$CONNS_RUN" close="$E2E_TMP/close.$CONNS_RUN"
+    # Fresh files every run: this runs in a command substitution, so a
+    # counter kept here would not survive to the next run, and a READY or
+    # CLOSE left by the last run would end this one before it began.
+    ready="$E2E_TMP/ready" close="$E2E_TMP/close"
+    rm -f "$ready" "$close"
     before=$(rss_settled "$pid")
     bg memclient A "$PY" "$E2E_TMP/memhold.py" client "$sport" "$host" "$port" "$NCONN" "$ready" "$close"
     wait_until 120 test -s "$ready" || { bg_stop memclient; return 0; }
