@@ -1,8 +1,8 @@
 /* The node's local API: a Unix stream socket (mode 0600) that speaks one
- * request line per connection ("status", "status json", "ping ADDR N MS",
- * "nc HOST PORT") and answers with text until it closes ("nc" answers one
- * line, then the connection carries the stream). The CLI (`mesh-proxy status`,
- * `mesh-proxy ping`) is its client. */
+ * request line per connection ("status", "status json",
+ * "ping ADDR N MS [INTERVAL_MS]", "nc HOST PORT") and answers with text
+ * until it closes ("nc" answers one line, then the connection carries the
+ * stream). The CLI (`mesh-proxy status`, `mesh-proxy ping`) is its client. */
 #ifndef MESH_API_H
 #define MESH_API_H
 
