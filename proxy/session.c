@@ -22,6 +22,7 @@
  * after an error reply (so that slow, silent or broken clients cannot hold
  * the port), or is closed at once. */
 #include "proxy/proxy_int.h"
+#include "proxy/slab.h"
 
 #include "core/util/log.h"
 
@@ -33,7 +34,6 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -138,79 +138,44 @@ static bool px_front_evict(struct px_front *f)
  * and its buffer. Handshakes come in bursts and end within a second or two,
  * while what they set up (relays, splices, libevent's entry for every
  * descriptor) stays; from the heap, 1,000 handshakes at once left ~3 MiB of
- * holes that those survivors pinned for good. Blocks come from mmap and go
- * back when the session ends; a few are kept for the next sessions so that
- * steady traffic makes no system calls. Sanitizer builds take them from
- * malloc, where ASan watches them. */
-#if defined(__SANITIZE_ADDRESS__)
-#define PX_BLK_MALLOC 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
-#define PX_BLK_MALLOC 1
-#endif
-#endif
-
+ * holes that those survivors pinned for good. Blocks come from a slab per
+ * block size (one per kind of front-end), which unmaps its chunks as they
+ * empty and keeps one spare, so steady traffic makes no system calls and a
+ * burst of handshakes maps ~25 blocks at a time. */
 #define PX_ALIGN(n) (((n) + 15) & ~(size_t)15)
 
-#ifndef PX_BLK_MALLOC
-#define PX_BLK_CACHE 16
+#define PX_SESS_SLABS 8 /* distinct block sizes (front-end kinds) */
 static struct {
-	void *p;
 	size_t len;
-} px_blk_cache[PX_BLK_CACHE];
-static size_t px_blk_cached;
-#endif
+	struct px_slab slab;
+} px_sess_slabs[PX_SESS_SLABS];
 
 static size_t px_blk_ev_size(void)
 {
 	return PX_ALIGN(event_get_struct_event_size());
 }
 
-/* Offset of the buffer (after the struct and four events) and block size. */
+/* Offset of the buffer (after the struct and four events). */
 static size_t px_blk_buf_off(void)
 {
 	return PX_ALIGN(sizeof(struct px_sess)) + 4 * px_blk_ev_size();
 }
 
-static size_t px_blk_len(const struct px_sess_ops *ops)
+/* The slab for ops' blocks (set up on first use), or NULL. */
+static struct px_slab *px_sess_slab(const struct px_sess_ops *ops)
 {
-	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-	return (px_blk_buf_off() + ops->buf_size + pg - 1) / pg * pg;
-}
-
-static void *px_blk_get(size_t len)
-{
-#ifdef PX_BLK_MALLOC
-	return calloc(1, len);
-#else
-	for (size_t i = px_blk_cached; i-- > 0;) {
-		if (px_blk_cache[i].len != len)
+	size_t len = px_blk_buf_off() + ops->buf_size;
+	for (size_t i = 0; i < PX_SESS_SLABS; i++) {
+		if (px_sess_slabs[i].len == len)
+			return &px_sess_slabs[i].slab;
+		if (px_sess_slabs[i].len)
 			continue;
-		void *p = px_blk_cache[i].p;
-		px_blk_cache[i] = px_blk_cache[--px_blk_cached];
-		memset(p, 0, px_blk_buf_off()); /* the buffer was wiped */
-		return p;
+		if (px_slab_init(&px_sess_slabs[i].slab, len, 0) < 0)
+			return NULL;
+		px_sess_slabs[i].len = len;
+		return &px_sess_slabs[i].slab;
 	}
-	void *p =
-	    mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
-#endif
-}
-
-static void px_blk_put(void *p, size_t len)
-{
-#ifdef PX_BLK_MALLOC
-	(void)len;
-	free(p);
-#else
-	if (px_blk_cached < PX_BLK_CACHE) {
-		px_blk_cache[px_blk_cached].p = p;
-		px_blk_cache[px_blk_cached].len = len;
-		px_blk_cached++;
-		return;
-	}
-	munmap(p, len);
-#endif
+	return NULL;
 }
 
 /* The i-th event slot of s's block (0-2: rev, wev, timer; 3: direct_ev). */
@@ -237,7 +202,8 @@ struct px_sess *px_sess_new(struct px_front *f, int fd, const struct px_sess_ops
 		close(fd);
 		return NULL;
 	}
-	struct px_sess *s = px_blk_get(px_blk_len(ops));
+	struct px_slab *slab = px_sess_slab(ops);
+	struct px_sess *s = slab ? px_slab_alloc(slab) : NULL;
 	if (!s) {
 		f->stats.err_other++;
 		close(fd);
@@ -300,7 +266,7 @@ static void px_sess_free_mem(struct px_sess *s)
 		evutil_freeaddrinfo(s->dns_sync_ai);
 	if (s->buf) /* may hold credentials */
 		sodium_memzero(s->buf, s->ops->buf_size);
-	px_blk_put(s, px_blk_len(s->ops));
+	px_slab_free(px_sess_slab(s->ops), s);
 }
 
 /* Drops a host connect in progress (Direct = yes). */

@@ -35,6 +35,7 @@ struct px_slab_chunk {
 	struct px_slab_free_obj *free;     /* freed objects */
 	unsigned used;                     /* objects handed out */
 	unsigned carved;                   /* objects carved so far */
+	size_t clean;                      /* bytes from here on are zero */
 	struct px_slab_chunk **list;       /* &s->avail, &s->full or NULL */
 };
 
@@ -45,9 +46,13 @@ struct px_slab_chunk {
 int px_slab_init(struct px_slab *s, size_t obj_size, unsigned flags)
 {
 	memset(s, 0, sizeof(*s));
-	if (obj_size == 0 || obj_size > PX_SLAB_MAX_OBJ)
+	if (obj_size == 0 || obj_size > SIZE_MAX / 2)
 		return -EINVAL;
 	s->obj_size = PX_SLAB_ROUND(obj_size);
+	if (s->obj_size > PX_SLAB_MAX_OBJ) {
+		s->heap = true;
+		return 0;
+	}
 	s->per_chunk = (unsigned)((PX_SLAB_CHUNK - PX_SLAB_HDR) / s->obj_size);
 	s->heap = PX_SLAB_SANITIZED && !(flags & PX_SLAB_PAGES);
 	return 0;
@@ -110,6 +115,7 @@ static struct px_slab_chunk *px_slab_chunk_new(struct px_slab *s)
 	if (!c)
 		return NULL;
 	c->slab = s; /* the rest is zero from mmap */
+	c->clean = PX_SLAB_HDR;
 	s->n_chunks++;
 	return c;
 }
@@ -138,18 +144,26 @@ void *px_slab_alloc(struct px_slab *s)
 			return NULL;
 		px_slab_list(&s->avail, c);
 	}
-	void *p;
+	uint8_t *p;
+	bool dirty = true;
 	if (c->free) {
-		p = c->free;
+		p = (uint8_t *)c->free;
 		c->free = c->free->next;
 	} else {
-		p = (uint8_t *)c + PX_SLAB_HDR + (size_t)c->carved * s->obj_size;
+		size_t off = PX_SLAB_HDR + (size_t)c->carved * s->obj_size;
+		p = (uint8_t *)c + off;
 		c->carved++;
+		/* Never touched: zero already, and left untouched (a big object's
+		 * unused tail costs no RSS). */
+		dirty = off < c->clean;
+		if (off + s->obj_size > c->clean)
+			c->clean = off + s->obj_size;
 	}
 	if (++c->used == s->per_chunk)
 		px_slab_list(&s->full, c);
 	s->n_live++;
-	memset(p, 0, s->obj_size);
+	if (dirty)
+		memset(p, 0, s->obj_size);
 	return p;
 }
 
@@ -181,10 +195,10 @@ void px_slab_free(struct px_slab *s, void *p)
 	 * its pages touched: give back all but the first PX_SLAB_SPARE_KEEP
 	 * bytes (one system call when a big burst has drained; a chunk that
 	 * only ever held a few objects costs none). */
-	size_t touched = PX_SLAB_HDR + (size_t)c->carved * s->obj_size;
-	if (touched > PX_SLAB_SPARE_KEEP)
-		madvise((uint8_t *)c + PX_SLAB_SPARE_KEEP,
-		        PX_SLAB_CHUNK - PX_SLAB_SPARE_KEEP, MADV_DONTNEED);
+	if (c->clean > PX_SLAB_SPARE_KEEP &&
+	    madvise((uint8_t *)c + PX_SLAB_SPARE_KEEP, PX_SLAB_CHUNK - PX_SLAB_SPARE_KEEP,
+	            MADV_DONTNEED) == 0)
+		c->clean = PX_SLAB_SPARE_KEEP;
 	c->free = NULL;
 	c->carved = 0;
 	s->spare = c;

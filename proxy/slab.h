@@ -38,8 +38,9 @@ struct px_slab {
 	size_t n_live;               /* objects handed out */
 };
 
-/* Sets up s for objects of obj_size bytes (1..PX_SLAB_MAX_OBJ); 0 or
- * -EINVAL. A zeroed struct px_slab is not ready: call this first. */
+/* Sets up s for objects of obj_size bytes; 0 or -EINVAL (size 0). Objects
+ * over PX_SLAB_MAX_OBJ come from calloc/free (heap set). A zeroed struct
+ * px_slab is not ready: call this first. */
 int px_slab_init(struct px_slab *s, size_t obj_size, unsigned flags);
 
 /* Unmaps every chunk (objects still live are gone too; meant for tests

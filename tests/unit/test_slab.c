@@ -1,7 +1,8 @@
 /* proxy/slab: objects are zeroed, aligned, distinct and reused; a chunk
  * goes back to the system when its last object is freed (one spare kept);
- * many objects in mixed alloc/free orders against a plain model; bad sizes
- * refused; heap mode (the sanitizer default) hands out working objects. */
+ * many objects in mixed alloc/free orders against a plain model; size 0
+ * refused, oversized objects from the heap; heap mode (the sanitizer default) hands out
+ * working objects. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,11 +22,20 @@ static unsigned test_rand(void)
 	return test_rand_state >> 8;
 }
 
-static void refuses_bad_sizes(void **state)
+static void sizes_zero_big_and_max(void **state)
 {
 	struct px_slab s;
 	assert_int_not_equal(px_slab_init(&s, 0, 0), 0);
-	assert_int_not_equal(px_slab_init(&s, PX_SLAB_MAX_OBJ + 1, 0), 0);
+	/* Too big for chunks: from the heap, and still working. */
+	assert_int_equal(px_slab_init(&s, PX_SLAB_MAX_OBJ + 1, PX_SLAB_PAGES), 0);
+	assert_true(s.heap);
+	uint8_t *big = px_slab_alloc(&s);
+	assert_non_null(big);
+	assert_int_equal(big[PX_SLAB_MAX_OBJ], 0);
+	memset(big, 1, PX_SLAB_MAX_OBJ + 1);
+	px_slab_free(&s, big);
+	assert_int_equal(s.n_live, 0);
+	px_slab_fini(&s);
 	assert_int_equal(px_slab_init(&s, PX_SLAB_MAX_OBJ, PX_SLAB_PAGES), 0);
 	assert_true(s.per_chunk >= 3);
 	void *p[3];
@@ -96,6 +106,17 @@ static void chunks_go_back_when_empty(void **state)
 	assert_null(s.spare);
 	px_slab_free(&s, q);
 	assert_int_equal(s.n_chunks, 1);
+	/* Refilled (from the spare, partly given back), every byte is zero. */
+	for (size_t i = 0; i < s.per_chunk; i++) {
+		uint8_t *o = p[i] = px_slab_alloc(&s);
+		assert_non_null(o);
+		for (size_t k = 0; k < 800; k++)
+			assert_int_equal(o[k], 0);
+		memset(o, 0xee, 800);
+	}
+	assert_int_equal(s.n_chunks, 1);
+	for (size_t i = 0; i < s.per_chunk; i++)
+		px_slab_free(&s, p[i]);
 	free(p);
 	px_slab_fini(&s);
 }
@@ -189,7 +210,7 @@ static void default_mode_works(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(refuses_bad_sizes),
+	    cmocka_unit_test(sizes_zero_big_and_max),
 	    cmocka_unit_test(zeroed_aligned_and_reused),
 	    cmocka_unit_test(chunks_go_back_when_empty),
 	    cmocka_unit_test(boundary_oscillation_keeps_chunks),
