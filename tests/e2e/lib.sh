@@ -520,7 +520,13 @@ proc_rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 proc_hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
 # e2e_is_asan : the mesh-proxy under test is built with AddressSanitizer.
-e2e_is_asan() { ldd "$MESH_PROXY" 2>/dev/null | grep -q libasan; }
+# Not `ldd | grep -q`: under pipefail, grep leaving at the first match can
+# make ldd die of SIGPIPE and the pipeline report "no".
+e2e_is_asan() {
+    local l
+    l=$(ldd "$MESH_PROXY" 2>/dev/null)
+    [[ $l == *libasan* ]]
+}
 
 # nsx_nobody_nofile TAG N CMD... : like nsx_nobody, with the soft open-file
 # limit raised to N (at most the hard limit) for CMD only.

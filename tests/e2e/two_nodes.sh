@@ -207,7 +207,7 @@ RSS_B1=$(rss_kib "$(bg_pid meshB)")
 info "RSS while stalled: A ${RSS_A0} -> ${RSS_A1} KiB, B ${RSS_B0} -> ${RSS_B1} KiB"
 # One connection may hold at most its TCP window (1 MiB) on the receiving
 # node and its send buffer (1 MiB) on the sending one; allow 4 MiB each.
-if ldd "$MESH_PROXY" 2>/dev/null | grep -q libasan; then
+if e2e_is_asan; then
     # ASan keeps freed memory in quarantine: RSS says nothing there.
     info "RSS bound not checked: this mesh-proxy is built with ASan"
 else
