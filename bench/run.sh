@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
         [ $# -ge 2 ] || { echo "$0: --only needs a list of parts ($PARTS)" >&2; exit 2; }
         ONLY=${2//,/ }; shift ;;
     -h | --help)
-        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
         exit 0 ;;
     -*) echo "$0: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) BUILD=$1 ;;
