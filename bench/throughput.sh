@@ -304,4 +304,5 @@ else
 fi
 
 step "done in $(($(date +%s) - T_START)) s: $BENCH_DATA/throughput.tsv"
-column -t -s $'\t' "$BENCH_DATA/throughput.tsv"
+# (awk, not column: column is not in a minimal Debian)
+awk -F'\t' '{ printf "%-11s %-11s %-7s %s\n", $1, $2, $3, $4 }' "$BENCH_DATA/throughput.tsv"

@@ -241,6 +241,10 @@ names() { mc nodes list --json | python3 -c 'import json,sys; print(" ".join(sor
 check "names unchanged in mesh-control" test "$(names)" = "alpha bravo charlie"
 check "alpha -> charlie after the restarts" fetch_eventually alpha charlie "i am charlie" 20
 check "charlie -> bravo after the restarts" fetch_eventually charlie bravo "i am bravo" 20
+# Nodes restarted together send their first handshake initiations at the
+# same moment; when two cross, each answers the other's and drops its own,
+# and the pair waits for WireGuard's 5 s retransmit (as wireguard-go does).
+check "alpha -> bravo after the restarts" fetch_eventually alpha bravo "i am bravo" 20
 control_online() { mp status --json --state "$RUN/alpha" | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(0 if j["mesh"]["control"]["state"] == "online" else 1)'; }
 check "alpha's control connection is online again" wait_until 20 control_online
 
