@@ -32,13 +32,22 @@
 #define WG_REKEY_AFTER_TIME            120
 #define WG_REJECT_AFTER_TIME           180
 #define WG_REKEY_ATTEMPT_TIME          90
-#define WG_MAX_TIMER_HANDSHAKES        (WG_REKEY_ATTEMPT_TIME / WG_REKEY_TIMEOUT)
-#define WG_INITIATIONS_PER_SECOND      50
-#define WG_MAX_PEERS                   (1U << 20)
-#define WG_COOKIE_SECRET_MAX_AGE       120
-#define WG_COOKIE_SECRET_LATENCY       5
-#define WG_MAX_STAGED_PACKETS          128
-#define WG_MESSAGE_PADDING_MULTIPLE    16
+/* Our one departure from the paper's timers: the first initiations to a
+ * peer we have never reached are retried after 1 s, not REKEY_TIMEOUT, so
+ * a peer that was not listening yet (both ends started together) or a
+ * crossed pair of first initiations costs a second rather than five. Then
+ * the paper's timer. Each retry carries a new timestamp; responders' rate
+ * limits (ours: WG_INITIATIONS_PER_SECOND) allow far more. */
+#define WG_QUICK_RETRIES       3
+#define WG_QUICK_RETRY_TIMEOUT 1
+#define WG_MAX_TIMER_HANDSHAKES                                                          \
+	(WG_REKEY_ATTEMPT_TIME / WG_REKEY_TIMEOUT + WG_QUICK_RETRIES)
+#define WG_INITIATIONS_PER_SECOND   50
+#define WG_MAX_PEERS                (1U << 20)
+#define WG_COOKIE_SECRET_MAX_AGE    120
+#define WG_COOKIE_SECRET_LATENCY    5
+#define WG_MAX_STAGED_PACKETS       128
+#define WG_MESSAGE_PADDING_MULTIPLE 16
 
 enum wg_message_type {
 	WG_MSG_INVALID = 0,

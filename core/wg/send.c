@@ -37,10 +37,12 @@ void wg_send_handshake_initiation(struct wg_peer *p, bool is_retry)
 
 	if (!is_retry)
 		p->handshake_attempts = 0;
-	/* At most one initiation per REKEY_TIMEOUT. */
+	/* At most one initiation per REKEY_TIMEOUT; per second to a peer never
+	 * reached, whose first retries come that quickly (timers.c). */
+	unsigned gap =
+	    p->handshakes_completed ? WG_REKEY_TIMEOUT : WG_QUICK_RETRY_TIMEOUT;
 	if (p->last_sent_handshake_ns &&
-	    now + HANDSHAKE_RATE_SLACK_NS <
-	        p->last_sent_handshake_ns + WG_REKEY_TIMEOUT * NS_PER_SEC)
+	    now + HANDSHAKE_RATE_SLACK_NS < p->last_sent_handshake_ns + gap * NS_PER_SEC)
 		return;
 	if (!p->endpoint.ss_family)
 		return;

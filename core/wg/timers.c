@@ -1,7 +1,9 @@
 /* Timers of the WireGuard paper (section 6), as the Linux module arranges
  * them:
- *  - retransmit_handshake: REKEY_TIMEOUT + jitter after each initiation;
- *    retries until REKEY_ATTEMPT_TIME is spent, then gives up.
+ *  - retransmit_handshake: REKEY_TIMEOUT + jitter after each initiation
+ *    (1 s for the first WG_QUICK_RETRIES retries to a peer never reached,
+ *    see messages.h); retries until REKEY_ATTEMPT_TIME is spent, then
+ *    gives up.
  *  - send_keepalive: KEEPALIVE_TIMEOUT after receiving data with nothing
  *    sent back (passive keepalive).
  *  - new_handshake: KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter after sending
@@ -77,10 +79,11 @@ static void expired_retransmit_handshake(evutil_socket_t fd, short what, void *a
 			arm(p, &p->timer_zero_key_material, expired_zero_key_material,
 			    WG_REJECT_AFTER_TIME * 3, 0);
 	} else {
+		unsigned waited = wg_timers_retry_timeout(p);
 		p->handshake_attempts++;
 		log_debug(
-		    "wg: handshake did not complete after %d s, retrying (attempt %u)",
-		    WG_REKEY_TIMEOUT, p->handshake_attempts + 1);
+		    "wg: handshake did not complete after %u s, retrying (attempt %u)",
+		    waited, p->handshake_attempts + 1);
 		wg_send_handshake_initiation(p, true);
 	}
 }
@@ -179,10 +182,17 @@ void wg_timers_any_authenticated_packet_received(struct wg_peer *p)
 	del_timer(p->timer_new_handshake);
 }
 
+unsigned wg_timers_retry_timeout(const struct wg_peer *p)
+{
+	if (p->handshakes_completed == 0 && p->handshake_attempts < WG_QUICK_RETRIES)
+		return WG_QUICK_RETRY_TIMEOUT;
+	return WG_REKEY_TIMEOUT;
+}
+
 void wg_timers_handshake_initiated(struct wg_peer *p)
 {
 	arm(p, &p->timer_retransmit_handshake, expired_retransmit_handshake,
-	    WG_REKEY_TIMEOUT, jitter_ms());
+	    wg_timers_retry_timeout(p), jitter_ms());
 }
 
 void wg_timers_handshake_complete(struct wg_peer *p)
