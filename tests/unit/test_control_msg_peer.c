@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "core/control/msg.h"
+#include "ctl_msg_fixture.h"
 
 static double now_ms(void)
 {
@@ -26,40 +27,14 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void fill_key(uint8_t k[CTL_KEY_LEN], unsigned seed)
+/* The fixture's peer, varied by i: no endpoints for every third peer,
+ * alternating home relays, some never seen. */
+static void make_varied_peer(struct ctl_peer *p, unsigned i)
 {
-	for (unsigned i = 0; i < CTL_KEY_LEN; i++)
-		k[i] = (uint8_t)(seed * 31 + i * 7 + 1);
-}
-
-static void make_peer(struct ctl_peer *p, unsigned i)
-{
-	memset(p, 0, sizeof(*p));
-	p->id = 1000 + i;
-	snprintf(p->name, sizeof(p->name), "node-%u", i);
-	fill_key(p->node_key, i);
-	fill_key(p->disco_key, i + 50000);
-	assert_true(ctl_ip_parse("100.64.1.2", &p->addrs[0]));
-	p->addrs[0].addr[2] = (uint8_t)(i >> 8);
-	p->addrs[0].addr[3] = (uint8_t)i;
-	assert_true(ctl_ip_parse("fd7a:115c:a1e0::1", &p->addrs[1]));
-	p->addrs[1].addr[14] = (uint8_t)(i >> 8);
-	p->addrs[1].addr[15] = (uint8_t)i;
-	p->n_addrs = 2;
-	p->allowed[0].family = 4;
-	p->allowed[0].bits = 32;
-	memcpy(p->allowed[0].addr, p->addrs[0].addr, 16);
-	p->allowed[1].family = 6;
-	p->allowed[1].bits = 128;
-	memcpy(p->allowed[1].addr, p->addrs[1].addr, 16);
-	p->n_allowed = 2;
-	if (i % 3) {
-		assert_true(ctl_endpoint_parse("198.18.0.7:41641", &p->eps[0]));
-		assert_true(ctl_endpoint_parse("[2001:db8::7]:41641", &p->eps[1]));
-		p->n_eps = 2;
-	}
+	make_peer(p, i);
+	p->n_eps = i % 3 ? 2 : 0;
+	memset(&p->eps[p->n_eps], 0, sizeof(p->eps) - p->n_eps * sizeof(p->eps[0]));
 	p->home_relay = i % 2;
-	p->online = i % 2;
 	p->last_seen = i % 5 ? 1764100000 + i : 0;
 }
 
@@ -174,7 +149,7 @@ static void map_full_case(size_t n, bool relays)
 	struct ctl_peer *peers = calloc(n ? n : 1, sizeof(*peers));
 	assert_non_null(peers);
 	for (size_t i = 0; i < n; i++)
-		make_peer(&peers[i], (unsigned)i);
+		make_varied_peer(&peers[i], (unsigned)i);
 	f->peers = peers;
 	f->n_peers = n;
 	both_ways(&m, peers, n);
@@ -204,7 +179,7 @@ static void test_map_delta_texts(void **state)
 		d->version = 9;
 		d->base_version = 8;
 		for (unsigned i = 0; i < n && i < 3; i++)
-			make_peer(&peers[i], 10 + i);
+			make_varied_peer(&peers[i], 10 + i);
 		d->peers = peers;
 		d->n_peers = n < 3 ? n : 3;
 		uint64_t rm[2] = {5, (uint64_t)INT64_MAX};
@@ -221,13 +196,13 @@ static void test_refusals(void **state)
 	char *s = (char *)1;
 	size_t len = 1;
 
-	make_peer(&p, 1);
+	make_varied_peer(&p, 1);
 	snprintf(p.name, sizeof(p.name), "bad name");
 	assert_int_equal(ctl_msg_encode_peer(&p, &s, &len, &err), -EINVAL);
 	assert_null(s);
 	assert_int_equal(len, 0);
 	assert_non_null(strstr(err.text, "name"));
-	make_peer(&p, 1);
+	make_varied_peer(&p, 1);
 	p.allowed[0].bits = 8; /* host bits set */
 	assert_int_equal(ctl_msg_encode_peer(&p, &s, &len, &err), -EINVAL);
 	assert_non_null(strstr(err.text, "allowed_ips"));
