@@ -184,6 +184,36 @@ bench_wggo_pair() {
         die "wireguard-go <-> wireguard-go does not work"
 }
 
+# nebula_conf_rest PORT TUN : the part of a Nebula config after pki and
+# static_host_map: no lighthouse, no punching, MTU 1420, errors only, the
+# firewall open both ways.
+nebula_conf_rest() {
+    cat <<EOF
+lighthouse:
+  am_lighthouse: false
+  hosts: []
+listen:
+  host: 0.0.0.0
+  port: $1
+punchy:
+  punch: false
+tun:
+  dev: $2
+  mtu: 1420
+logging:
+  level: error
+firewall:
+  outbound:
+    - port: any
+      proto: any
+      host: any
+  inbound:
+    - port: any
+      proto: any
+      host: any
+EOF
+}
+
 # Nebula A 10.78.0.1 <-> B 10.78.0.2 (static host map, no lighthouse,
 # firewall open, inner MTU 1420 like the WireGuard paths); pids in
 # NEBULA_PID_A/B.
@@ -202,29 +232,8 @@ pki:
   key: $d/$t.key
 static_host_map:
   "$peer_ip": ["$peer_ul:4242"]
-lighthouse:
-  am_lighthouse: false
-  hosts: []
-listen:
-  host: 0.0.0.0
-  port: 4242
-punchy:
-  punch: false
-tun:
-  dev: neb${t}${E2E_ID}
-  mtu: 1420
-logging:
-  level: error
-firewall:
-  outbound:
-    - port: any
-      proto: any
-      host: any
-  inbound:
-    - port: any
-      proto: any
-      host: any
 EOF
+        nebula_conf_rest 4242 "neb${t}${E2E_ID}" >>"$d/$t.yml"
     done
     bg nebA A nebula -config "$d/a.yml"
     NEBULA_PID_A=$BG_PID

@@ -193,30 +193,7 @@ EOF
         for ((i = 0; i < n; i++)); do
             printf '  "%s": ["%s"]\n' "$(peer_ip "$i")" "$(peer_ep "$i")"
         done
-        cat <<EOF
-lighthouse:
-  am_lighthouse: false
-  hosts: []
-listen:
-  host: 0.0.0.0
-  port: 4243
-punchy:
-  punch: false
-tun:
-  dev: nebm${E2E_ID}
-  mtu: 1420
-logging:
-  level: error
-firewall:
-  outbound:
-    - port: any
-      proto: any
-      host: any
-  inbound:
-    - port: any
-      proto: any
-      host: any
-EOF
+        nebula_conf_rest 4243 "nebm${E2E_ID}"
     } | write_file "$d/m.yml"
     bg nebM A nebula -config "$d/m.yml"
     wait_until 10 nsx A ip link show "nebm${E2E_ID}" || { bg_stop nebM; return 0; }
