@@ -139,7 +139,9 @@ def git_head(root):
                               capture_output=True, text=True, timeout=10).stdout.strip()
         if not head:
             return "?"
-        dirty = subprocess.run(["git", "-C", root, "diff", "--quiet", "HEAD"],
+        # The run's own output (bench/results) does not count as a change.
+        dirty = subprocess.run(["git", "-C", root, "diff", "--quiet", "HEAD", "--", ".",
+                                ":(exclude)bench/results"],
                                capture_output=True, timeout=10).returncode == 1
         return head + (" (with local changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
