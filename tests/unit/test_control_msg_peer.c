@@ -126,17 +126,8 @@ static void both_ways(struct ctl_msg *m, struct ctl_peer *peers, size_t n)
 static void map_full_case(size_t n, bool relays)
 {
 	struct ctl_msg m;
-	memset(&m, 0, sizeof(m));
-	m.type = CTL_MSG_MAP_FULL;
+	make_map(&m, n); /* the fixture's map, with the peers varied below */
 	struct ctl_map_full *f = &m.u.map;
-	f->version = 77;
-	f->self_id = 1;
-	snprintf(f->self_name, sizeof(f->self_name), "me");
-	assert_true(ctl_ip_parse("100.64.0.1", &f->self_addrs[0]));
-	assert_true(ctl_ip_parse("fd7a:115c:a1e0::1", &f->self_addrs[1]));
-	f->n_self_addrs = 2;
-	snprintf(f->dns_domain, sizeof(f->dns_domain), "mesh.example");
-	assert_true(ctl_ip_parse("100.100.100.100", &f->magic_dns));
 	if (relays) {
 		f->relays = calloc(1, sizeof(*f->relays));
 		assert_non_null(f->relays);
@@ -146,15 +137,9 @@ static void map_full_case(size_t n, bool relays)
 		snprintf(f->relays[0].region, sizeof(f->relays[0].region), "peers");
 		snprintf(f->relays[0].host, sizeof(f->relays[0].host), "peers.example");
 	}
-	struct ctl_peer *peers = calloc(n ? n : 1, sizeof(*peers));
-	assert_non_null(peers);
 	for (size_t i = 0; i < n; i++)
-		make_varied_peer(&peers[i], (unsigned)i);
-	f->peers = peers;
-	f->n_peers = n;
-	both_ways(&m, peers, n);
-	f->peers = NULL;
-	free(peers);
+		make_varied_peer(&f->peers[i], (unsigned)i);
+	both_ways(&m, f->peers, n);
 	ctl_msg_free(&m);
 }
 
