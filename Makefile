@@ -28,8 +28,9 @@ LDFLAGS := $(SAN_FLAGS)
 LDLIBS = $(PKG_LIBS) -lm
 
 # Our sources: everything under these folders except program entry points.
-LIB_SRC := $(wildcard core/*/*.c netstack/*.c proxy/*.c config/*.c servers/*/*.c)
-LIB_SRC := $(filter-out proxy/main.c servers/%/main.c,$(LIB_SRC))
+LIB_SRC := $(wildcard core/*/*.c netstack/*.c proxy/*.c proxy/proto/*.c node/*.c node/dns/*.c \
+	cli/*.c config/*.c servers/*/*.c)
+LIB_SRC := $(filter-out cli/main.c servers/%/main.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libmesh.a
 
@@ -39,7 +40,7 @@ PROGRAMS := $(BUILD)/mesh-proxy $(BUILD)/mesh-control
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test check unit asan clean demo fuzz bench format help
+.PHONY: all deps test check unit asan clean demo fuzz bench format help check-layout
 # Keep unit-test objects (make would delete them as intermediates).
 .SECONDARY: $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o)
 TOOLS := $(BUILD)/tests/wg-ping $(BUILD)/tests/ctl-scale $(BUILD)/tests/crypto-ceiling $(BUILD)/tests/httpload
@@ -51,6 +52,7 @@ help:
 	@echo "make demo    run two nodes on loopback and fetch a page through SOCKS5"
 	@echo "make test    run every test: unit, demo, e2e (as root), ASan/UBSan, fuzz smoke"
 	@echo "make check   only the normal build's tests (unit, demo, e2e as root)"
+	@echo "make check-layout  fail if a lower layer includes a higher one (DESIGN.md, Layout)"
 	@echo "make asan    unit tests and the demo built with ASan+UBSan"
 	@echo "make fuzz    run the fuzzers for a while"
 	@echo "make bench   benchmarks against wireguard-go, Nebula, microsocks (root)"
@@ -60,7 +62,7 @@ deps:
 
 # Every build first checks (in ~0.3 s) that the Debian packages and the lwIP
 # source are there, and installs what is missing; MESH_SKIP_DEPS=1 skips it.
-ifeq ($(filter deps clean help format,$(MAKECMDGOALS))$(MESH_SKIP_DEPS),)
+ifeq ($(filter deps clean help format check-layout,$(MAKECMDGOALS))$(MESH_SKIP_DEPS),)
 DEPS_RC := $(shell third_party/deps.sh >&2; echo $$?)
 ifneq ($(DEPS_RC),0)
 $(error make deps failed (see above); run `make deps` as root once)
@@ -79,7 +81,7 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/mesh-proxy: $(BUILD)/obj/proxy/main.o $(LIB) $(LWIP_LIB)
+$(BUILD)/mesh-proxy: $(BUILD)/obj/cli/main.o $(LIB) $(LWIP_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/mesh-control: $(BUILD)/obj/servers/control/main.o $(LIB) $(LWIP_LIB)
@@ -101,6 +103,11 @@ test: all
 $(TOOLS): $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIB) $(LWIP_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The include graph follows the layers: core/ < config/, netstack/ <
+# proxy/ < node/ < cli/, servers/ on core/ (tests/check_layout.sh says how).
+check-layout:
+	@tests/check_layout.sh --self-test
 
 # Only the normal build's tests.
 check: all
@@ -129,6 +136,6 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/proxy/main.d \
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/cli/main.d \
 	$(TOOLS:$(BUILD)/tests/%=$(BUILD)/obj/tests/tools/%.d)
 -include $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d)

@@ -16,8 +16,8 @@
  * IdleTimeout, a relay that moved no byte for that long is reset; a
  * half-closed relay whose open direction is quiet for
  * NS_HALF_CLOSED_IDLE_MS is reset too, as splices are. */
-#include "proxy/proxy_int.h"
-#include "proxy/slab.h"
+#include "core/util/slab.h"
+#include "proxy/internal.h"
 
 #include "core/util/log.h"
 

@@ -9,7 +9,7 @@
 
 #include "core/util/log.h"
 #include "netstack/ns.h"
-#include "proxy/proxy_int.h"
+#include "proxy/internal.h"
 
 #include <errno.h>
 #include <event2/event.h>

@@ -18,7 +18,7 @@
  * Destinations outside the mesh are connected from the host when Direct =
  * yes (the default), with the same answers: 502 refused or unreachable,
  * 504 no answer in time; with Direct = no they get 502. */
-#include "proxy/proxy_int.h"
+#include "proxy/internal.h"
 
 #include "config/config.h"
 #include "core/util/log.h"

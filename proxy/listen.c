@@ -2,7 +2,7 @@
  * until EAGAIN. When the process runs out of descriptors (EMFILE/ENFILE,
  * or the kernel of buffers) the listener stops for 100 ms instead of
  * waking up again at once for the same pending connection. */
-#include "proxy/proxy_int.h"
+#include "proxy/internal.h"
 
 /* A burst of clients (a browser opening a page, a load test) must not
  * overflow the accept queue: that costs each dropped SYN a 1 s retransmit.

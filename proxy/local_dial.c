@@ -9,7 +9,7 @@
 
 #include "core/util/log.h"
 #include "netstack/ns.h"
-#include "proxy/proxy_int.h"
+#include "proxy/internal.h"
 
 struct px_local_dial {
 	struct px_front *f;

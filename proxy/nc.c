@@ -2,8 +2,8 @@
  * socket whose request line named a destination; it is dialled like a
  * SOCKS5 CONNECT (mesh names, then DNS; from the host when no mesh peer
  * routes it), answered with one line ("ok" or "error: REASON"), and then
- * spliced. The client (nc_client.c) waits for that line before it sends. */
-#include "proxy/proxy_int.h"
+ * spliced. The client (cli/nc_client.c) waits for that line before it sends. */
+#include "proxy/internal.h"
 
 #include "core/util/log.h"
 

@@ -21,8 +21,8 @@
  * new client evicts the oldest session still in its handshake or lingering
  * after an error reply (so that slow, silent or broken clients cannot hold
  * the port), or is closed at once. */
-#include "proxy/proxy_int.h"
-#include "proxy/slab.h"
+#include "core/util/slab.h"
+#include "proxy/internal.h"
 
 #include "core/util/log.h"
 

@@ -14,7 +14,7 @@
  * CONNECT only (BIND gets 91), 90 on success and 91 for every failure.
  * The user id is ignored. SOCKS4 carries no password, so when Username and
  * Password are configured every SOCKS4 request is refused with 91. */
-#include "proxy/proxy_int.h"
+#include "proxy/internal.h"
 
 #include "config/config.h"
 #include "core/util/log.h"

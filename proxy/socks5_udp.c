@@ -29,7 +29,7 @@
  * Lifetime: evdns requests cannot be taken back at once, so a lookup is its
  * own allocation that outlives a closed association (lk->a = NULL) and is
  * freed by its callback. */
-#include "proxy/proxy_int.h"
+#include "proxy/internal.h"
 
 #include "core/util/log.h"
 

@@ -19,7 +19,7 @@
  * Datagrams that cannot be delivered are dropped and counted
  * (dgram_drops). Stats: accepted = flows created, active = flows now,
  * up = towards the target. */
-#include "proxy/proxy_int.h"
+#include "proxy/internal.h"
 #include "proxy/udp_flow.h"
 
 #include "config/config.h"

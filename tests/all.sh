@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # make test: every stage, even when an earlier one failed, then one verdict.
+#  0. the layering of the include graph (make check-layout)
 #  1. the normal build: unit tests, the demo, end-to-end tests (as root),
 #     and the benchmark suite once with --quick (it works; no timings judged)
 #  2. ASan+UBSan build: the same tests again (mesh-proxy under ASan in e2e)
@@ -16,6 +17,7 @@ stage() {
 	if ! "$@"; then failed+=("$name"); fi
 }
 
+stage "layout (make check-layout)" tests/check_layout.sh --self-test
 stage "tests (build/)" tests/run.sh build
 stage "benchmark suite smoke (build/)" tests/bench_smoke.sh build
 stage "ASan+UBSan build" make --no-print-directory SANITIZE=1 all

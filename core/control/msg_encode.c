@@ -226,15 +226,15 @@ static json_t *enc_register_resp(struct ectx *c, const struct ctl_register_resp 
 
 static json_t *enc_map_full(struct ectx *c, const struct ctl_map_full *m)
 {
-	char mdns[CTL_ADDRSTR_MAX];
+	char magicdns[CTL_ADDRSTR_MAX];
 
-	ctl_ip_format(&m->magic_dns, mdns);
+	ctl_ip_format(&m->magic_dns, magicdns);
 	return json_pack("{s:o, s:{s:o, s:s, s:o}, s:{s:s, s:s}, s:o, s:o}", "version",
 	                 j_int(c, m->version, "version out of range"), "self", "id",
 	                 j_int(c, m->self_id, "self.id out of range"), "name",
 	                 m->self_name, "addresses",
 	                 j_ips(c, m->self_addrs, m->n_self_addrs), "dns", "domain",
-	                 m->dns_domain, "magic_dns", mdns, "relays",
+	                 m->dns_domain, "magic_dns", magicdns, "relays",
 	                 j_relays(c, m->relays, m->n_relays), "peers",
 	                 j_peers(c, m->peers, m->n_peers));
 }

@@ -4,10 +4,10 @@
 # `mesh-proxy nc` as ProxyCommand, headless Chromium, and a PROXY protocol v2
 # service.
 #
-#   A  198.18.0.1  mesh-proxy 10.77.0.1/32 + fd77::1/128, UDP 51820
+#   A  198.18.0.1  mesh-proxy 100.77.0.1/32 + fd77::1/128, UDP 51820
 #                  SOCKS5 127.0.0.1:1080, HTTP proxy 127.0.0.1:3128
 #                  [Peer] B has Name = web
-#   B  198.18.0.2  mesh-proxy 10.77.0.2/32 + fd77::2/128, UDP 51821
+#   B  198.18.0.2  mesh-proxy 100.77.0.2/32 + fd77::2/128, UDP 51821
 #                  TCPServerTunnel 8080 -> 127.0.0.1:8080  httpd.py (files)
 #                  TCPServerTunnel 22   -> 127.0.0.1:2222  sshd (root, own
 #                                          host key, one authorized key)
@@ -42,14 +42,14 @@ mesh_pair_keys
 write_file "$E2E_TMP/a.conf" <<EOF
 [Interface]
 PrivateKey = $AKEY
-Address = 10.77.0.1/32, fd77::1/128
+Address = 100.77.0.1/32, fd77::1/128
 ListenPort = 51820
 
 [Peer]
 Name = web
 PublicKey = $BPUB
 Endpoint = 198.18.0.2:51821
-AllowedIPs = 10.77.0.2/32, fd77::2/128
+AllowedIPs = 100.77.0.2/32, fd77::2/128
 
 [Socks5]
 BindAddress = 127.0.0.1:1080
@@ -60,14 +60,14 @@ EOF
 write_file "$E2E_TMP/b.conf" <<EOF
 [Interface]
 PrivateKey = $BKEY
-Address = 10.77.0.2/32, fd77::2/128
+Address = 100.77.0.2/32, fd77::2/128
 ListenPort = 51821
 
 [Peer]
 Name = alpha
 PublicKey = $APUB
 Endpoint = 198.18.0.1:51820
-AllowedIPs = 10.77.0.1/32, fd77::1/128
+AllowedIPs = 100.77.0.1/32, fd77::1/128
 
 [TCPServerTunnel]
 ListenPort = 8080
@@ -109,7 +109,7 @@ write_file "$E2E_TMP/www/page.html" <<EOF
 <p>
 <img src="red.png" width="160" height="120" alt="red">
 <img src="/green.png" width="160" height="120" alt="green">
-<img src="http://10.77.0.2:8080/blue.png" width="160" height="120" alt="blue">
+<img src="http://100.77.0.2:8080/blue.png" width="160" height="120" alt="blue">
 <img src="http://[fd77::2]:8080/yellow.png" width="160" height="120" alt="yellow">
 </p>
 </body></html>
@@ -158,7 +158,7 @@ mesh_start meshA A "$E2E_TMP/a.conf"
 wait_listen A 51820 10 udp || die "mesh-proxy A did not bind UDP 51820"
 wait_listen A 1080 || die "A's SOCKS5 is not listening"
 wait_listen A 3128 || die "A's HTTP proxy is not listening"
-check "mesh-proxy ping 10.77.0.2 from A" mesh_cli meshA A ping -c 2 -W 5 10.77.0.2
+check "mesh-proxy ping 100.77.0.2 from A" mesh_cli meshA A ping -c 2 -W 5 100.77.0.2
 
 step "curl: $MIB MiB byte-exact in every proxy dialect, B's peer named 'web'"
 # fetch_big WHAT CURL-ARGS... : download the big file as nobody, compare.
@@ -181,7 +181,7 @@ fetch_big() {
     rm -f "$out"
 }
 fetch_big "curl --socks5-hostname http://web:8080/big" --socks5-hostname 127.0.0.1:1080 http://web:8080/big
-fetch_big "curl --socks5 http://10.77.0.2:8080/big" --socks5 127.0.0.1:1080 http://10.77.0.2:8080/big
+fetch_big "curl --socks5 http://100.77.0.2:8080/big" --socks5 127.0.0.1:1080 http://100.77.0.2:8080/big
 fetch_big "curl --socks4a http://web:8080/big" --socks4a 127.0.0.1:1080 http://web:8080/big
 fetch_big "curl --proxy http://127.0.0.1:3128 http://web:8080/big (plain GET forwarding)" \
     --proxy http://127.0.0.1:3128 http://web:8080/big
@@ -222,8 +222,8 @@ pc_get() {
 }
 check "proxychains4 (socks5, proxy_dns) curl http://web:8080/" \
     pc_get "$E2E_TMP/proxychains-socks.conf" http://web:8080/index.html
-check "proxychains4 (socks5) curl http://10.77.0.2:8080/" \
-    pc_get "$E2E_TMP/proxychains-socks.conf" http://10.77.0.2:8080/index.html
+check "proxychains4 (socks5) curl http://100.77.0.2:8080/" \
+    pc_get "$E2E_TMP/proxychains-socks.conf" http://100.77.0.2:8080/index.html
 check "proxychains4 (http CONNECT) curl http://web:8080/" \
     pc_get "$E2E_TMP/proxychains-http.conf" http://web:8080/index.html
 pc_sha() {
@@ -247,8 +247,8 @@ ssh_says() {
 }
 check "ssh -p 22 root@web runs a command (host key of our sshd verified)" \
     ssh_says -p 22 root@web "echo ssh-ok $TOKEN \$(id -un)"
-check "ssh to 10.77.0.2 (HostKeyAlias web) runs a command" \
-    ssh_says -o HostKeyAlias=web -p 22 root@10.77.0.2 "echo ssh-ok $TOKEN \$(id -un)"
+check "ssh to 100.77.0.2 (HostKeyAlias web) runs a command" \
+    ssh_says -o HostKeyAlias=web -p 22 root@100.77.0.2 "echo ssh-ok $TOKEN \$(id -un)"
 ssh_sha() {
     local got
     got=$(nsx_nobody A timeout 120 ssh "${SSH_OPTS[@]}" -p 22 root@web sha256sum <"$E2E_TMP/www/small" |
@@ -307,8 +307,8 @@ pp2_says() {
     echo "$got" | head -n 1 | grep -qE "^PP2 PROXY src=$2:[0-9]+ dst=$3:9000\$" &&
         [ "$(echo "$got" | sed -n 2p)" = hello-pp2 ]
 }
-check "the service behind ProxyProtocol = v2 sees A's mesh address 10.77.0.1" \
-    pp2_says web 10.77.0.1 10.77.0.2
+check "the service behind ProxyProtocol = v2 sees A's mesh address 100.77.0.1" \
+    pp2_says web 100.77.0.1 100.77.0.2
 check "over IPv6 it sees fd77::1" pp2_says fd77::2 '\[fd77::1\]' '\[fd77::2\]'
 
 step "counters in status --json"

@@ -211,8 +211,8 @@ usage_err "keys revoke abc" "expected a key ID" --data "$D" keys revoke abc
 usage_err "keys without a subcommand" "keys needs a subcommand" --data "$D" keys
 usage_err "nodes rename without a new name" "needs a node ID or name and the new name" --data "$D" nodes rename 1
 usage_err "extra argument" "unexpected argument extra" --data "$D" nodes list extra
-usage_err "init --listen without a port" "--listen 10.0.0.1: expected HOST:PORT" --data "$RUN/x" init --listen 10.0.0.1
-usage_err "init --listen port 0" "expected HOST:PORT" --data "$RUN/x" init --listen 10.0.0.1:0
+usage_err "init --listen without a port" "--listen 198.18.0.1: expected HOST:PORT" --data "$RUN/x" init --listen 198.18.0.1
+usage_err "init --listen port 0" "expected HOST:PORT" --data "$RUN/x" init --listen 198.18.0.1:0
 check "a refused init leaves no data directory" [ ! -e "$RUN/x" ]
 mcd keys list --json
 check "bad arguments changed nothing (still three keys)" pyjson "len(j) == 3"

@@ -148,8 +148,8 @@ def case_random(port, n, timeout):
 def greeting_prefixes():
     greet = b"\x05\x01\x00"
     req = b"\x05\x01\x00\x03\x03web\x1f\x90"
-    v4 = b"\x05\x01\x00\x01\x0a\x4d\x00\x02\x1f\x90"
-    s4 = b"\x04\x01\x1f\x90\x0a\x4d\x00\x02user\x00"
+    v4 = b"\x05\x01\x00\x01\x64\x4d\x00\x02\x1f\x90"
+    s4 = b"\x04\x01\x1f\x90\x64\x4d\x00\x02user\x00"
     s4a = b"\x04\x01\x1f\x90\x00\x00\x00\x01\x00web\x00"
     out = [greet[:1], greet[:2], b"\x05\x02\x00", greet + req[:1], greet + req[:3], greet + req[:5],
            greet + req[:-1], greet + v4[:6], b"\x05\x01\x02" + b"\x01\x04us", s4[:3], s4[:8], s4[:-1],
@@ -202,14 +202,14 @@ def socks5_raw_request(port, body, timeout=30):
 
 
 def case_socks_replies(port):
-    target = b"\x01\x0a\x4d\x00\x02\x1f\x90"  # 10.77.0.2:8080
+    target = b"\x01\x64\x4d\x00\x02\x1f\x90"  # 100.77.0.2:8080
     rep = socks5_raw_request(port, b"\x05\x02\x00" + target)
     expect(rep == 7, "BIND -> reply 07 (got %s)" % rep)
     rep = socks5_raw_request(port, b"\x05\x09\x00" + target)
     expect(rep == 7, "command 9 -> reply 07 (got %s)" % rep)
-    rep = socks5_raw_request(port, b"\x05\x01\x00\x05" + b"\x0a\x4d\x00\x02\x1f\x90")
+    rep = socks5_raw_request(port, b"\x05\x01\x00\x05" + b"\x64\x4d\x00\x02\x1f\x90")
     expect(rep == 8, "ATYP 5 -> reply 08 (got %s)" % rep)
-    rep = socks5_raw_request(port, b"\x05\x01\x00\x00" + b"\x0a\x4d\x00\x02\x1f\x90")
+    rep = socks5_raw_request(port, b"\x05\x01\x00\x00" + b"\x64\x4d\x00\x02\x1f\x90")
     expect(rep == 8, "ATYP 0 -> reply 08 (got %s)" % rep)
     name = b"a" * 255
     rep = socks5_raw_request(port, b"\x05\x01\x00\x03\xff" + name + b"\x1f\x90")

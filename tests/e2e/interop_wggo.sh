@@ -2,12 +2,12 @@
 # Interop proof for issue 2: wireguard-go (with a kernel TUN, configured with
 # wg) in namespace A, our mesh-proxy running as user nobody in namespace B.
 #
-#   A  198.18.0.1  wireguard-go 10.77.0.1/24, UDP 51820
-#                  servers: HTTP 10.77.0.1:8000, raw TCP 10.77.0.1:5001
-#   B  198.18.0.2  mesh-proxy   10.77.0.2/32, UDP 51821   (as nobody)
+#   A  198.18.0.1  wireguard-go 100.77.0.1/24, UDP 51820
+#                  servers: HTTP 100.77.0.1:8000, raw TCP 100.77.0.1:5001
+#   B  198.18.0.2  mesh-proxy   100.77.0.2/32, UDP 51821   (as nobody)
 #                  SOCKS5 127.0.0.1:1080
-#                  TCPClientTunnel 127.0.0.1:15001 -> 10.77.0.1:5001
-#                  TCPServerTunnel 10.77.0.2:6001  -> 127.0.0.1:7001
+#                  TCPClientTunnel 127.0.0.1:15001 -> 100.77.0.1:5001
+#                  TCPServerTunnel 100.77.0.2:6001  -> 127.0.0.1:7001
 #
 # Checks: ping both ways; 64 MiB each way through the TCPClientTunnel and
 # through the TCPServerTunnel (sha256 compared); curl through SOCKS5; a
@@ -51,21 +51,21 @@ b_config() {
     write_file "$E2E_TMP/b.conf" <<EOF
 [Interface]
 PrivateKey = $BKEY
-Address = 10.77.0.2/32
+Address = 100.77.0.2/32
 ListenPort = 51821
 MTU = 1420
 
 [Peer]
 PublicKey = $APUB
 $ep
-AllowedIPs = 10.77.0.0/24
+AllowedIPs = 100.77.0.0/24
 
 [Socks5]
 BindAddress = 127.0.0.1:1080
 
 [TCPClientTunnel]
 BindAddress = 127.0.0.1:15001
-Target = 10.77.0.1:5001
+Target = 100.77.0.1:5001
 
 [TCPServerTunnel]
 ListenPort = 6001
@@ -78,11 +78,11 @@ BLOG="$E2E_LOGDIR/meshB.log"
 
 # start_wga WITH_ENDPOINT : wireguard-go in A, peer B with or without endpoint.
 start_wga() {
-    wggo_start wgA A "$WGA" 10.77.0.1/24 51820 "$E2E_TMP/a.key"
+    wggo_start wgA A "$WGA" 100.77.0.1/24 51820 "$E2E_TMP/a.key"
     if [ "$1" = yes ]; then
-        nsx A wg set "$WGA" peer "$BPUB" allowed-ips 10.77.0.2/32 endpoint 198.18.0.2:51821
+        nsx A wg set "$WGA" peer "$BPUB" allowed-ips 100.77.0.2/32 endpoint 198.18.0.2:51821
     else
-        nsx A wg set "$WGA" peer "$BPUB" allowed-ips 10.77.0.2/32
+        nsx A wg set "$WGA" peer "$BPUB" allowed-ips 100.77.0.2/32
     fi
 }
 
@@ -98,7 +98,7 @@ status_has_peer() { mesh_cli meshB B status | grep -qF "$APUB"; }
 # curl_page [--socks5|--socks5-hostname] : the page through B's SOCKS5.
 curl_page() {
     local got
-    got=$(nsx B curl -sS --max-time 20 "${1:---socks5}" 127.0.0.1:1080 http://10.77.0.1:8000/index.html) ||
+    got=$(nsx B curl -sS --max-time 20 "${1:---socks5}" 127.0.0.1:1080 http://100.77.0.1:8000/index.html) ||
         return 1
     [ "$got" = "$TOKEN" ] || { echo "got: $got"; return 1; }
 }
@@ -111,7 +111,7 @@ start_wga no
 mkdir -p "$E2E_TMP/www"
 TOKEN="meshproxy-interop-$RANDOM$RANDOM"
 echo "$TOKEN" | write_file "$E2E_TMP/www/index.html"
-bg httpA A $PY "$E2E_DIR/httpd.py" 10.77.0.1 8000 "$E2E_TMP/www"
+bg httpA A $PY "$E2E_DIR/httpd.py" 100.77.0.1 8000 "$E2E_TMP/www"
 wait_listen A 8000 || die "HTTP server in A did not start"
 random_file "$E2E_TMP/data" "$MIB"
 DATA_SHA=$(sha "$E2E_TMP/data")
@@ -127,11 +127,11 @@ start_b
 check "mesh-proxy runs as user nobody" test "$(ps -o user= -p "$(bg_pid meshB)" | tr -d ' ')" = nobody
 
 step "handshake initiated by mesh-proxy"
-check "mesh-proxy ping 10.77.0.1 (B -> wireguard-go)" \
-    mesh_cli meshB B ping -c 3 -W 5 10.77.0.1
+check "mesh-proxy ping 100.77.0.1 (B -> wireguard-go)" \
+    mesh_cli meshB B ping -c 3 -W 5 100.77.0.1
 check "our log: handshake complete" wait_log_after "$BLOG" "$MARK" "handshake complete" 10
 check "wg show: A has a handshake with B" wait_until 5 hs_a_after "$T0"
-check "ping 10.77.0.2 from A (wireguard-go -> mesh-proxy)" nsx A ping -c 3 -i 0.3 -W 3 10.77.0.2
+check "ping 100.77.0.2 from A (wireguard-go -> mesh-proxy)" nsx A ping -c 3 -i 0.3 -W 3 100.77.0.2
 check "mesh-proxy status lists the peer" status_has_peer
 if mesh_cli meshB B status --json >"$E2E_LOGDIR/status.json" 2>&1; then
     check "mesh-proxy status --json is valid JSON" $PY -m json.tool "$E2E_LOGDIR/status.json"
@@ -140,7 +140,7 @@ else
 fi
 
 step "SOCKS5: curl through mesh-proxy to A's web server"
-check "curl --socks5 http://10.77.0.1:8000/ returns the page" curl_page --socks5
+check "curl --socks5 http://100.77.0.1:8000/ returns the page" curl_page --socks5
 check "curl --socks5-hostname (address as a name) returns the page" curl_page --socks5-hostname
 
 # transfer NAME SERVER_TAG SERVER_ADDR RECV_FILE CLIENT_TAG CLIENT_ADDR DIR
@@ -181,13 +181,13 @@ transfer() {
     rm -f "$out"
 }
 
-step "TCPClientTunnel: B 127.0.0.1:15001 -> A 10.77.0.1:5001 (behind wireguard-go)"
-transfer "TCPClientTunnel upload (B -> A)" A 10.77.0.1:5001 "$E2E_TMP/run/recv" B 127.0.0.1:15001 up
-transfer "TCPClientTunnel download (A -> B)" A 10.77.0.1:5001 "$E2E_TMP/run/recv" B 127.0.0.1:15001 down
+step "TCPClientTunnel: B 127.0.0.1:15001 -> A 100.77.0.1:5001 (behind wireguard-go)"
+transfer "TCPClientTunnel upload (B -> A)" A 100.77.0.1:5001 "$E2E_TMP/run/recv" B 127.0.0.1:15001 up
+transfer "TCPClientTunnel download (A -> B)" A 100.77.0.1:5001 "$E2E_TMP/run/recv" B 127.0.0.1:15001 down
 
-step "TCPServerTunnel: A connects to 10.77.0.2:6001 -> B 127.0.0.1:7001"
-transfer "TCPServerTunnel upload (A -> B)" B 127.0.0.1:7001 "$E2E_TMP/run/recv" A 10.77.0.2:6001 up
-transfer "TCPServerTunnel download (B -> A)" B 127.0.0.1:7001 "$E2E_TMP/run/recv" A 10.77.0.2:6001 down
+step "TCPServerTunnel: A connects to 100.77.0.2:6001 -> B 127.0.0.1:7001"
+transfer "TCPServerTunnel upload (A -> B)" B 127.0.0.1:7001 "$E2E_TMP/run/recv" A 100.77.0.2:6001 up
+transfer "TCPServerTunnel download (B -> A)" B 127.0.0.1:7001 "$E2E_TMP/run/recv" A 100.77.0.2:6001 down
 
 step "recovery: wireguard-go restarts with the same key (still no endpoint for B)"
 bg_stop wgA
@@ -195,13 +195,13 @@ bg_stop httpA
 T1=$(date +%s)
 MARK=$(log_mark "$BLOG")
 start_wga no
-bg httpA A $PY "$E2E_DIR/httpd.py" 10.77.0.1 8000 "$E2E_TMP/www"
+bg httpA A $PY "$E2E_DIR/httpd.py" 100.77.0.1 8000 "$E2E_TMP/www"
 wait_listen A 8000 || die "HTTP server in A did not restart"
 # Only mesh-proxy can bring the tunnel back: it holds a session the new
 # wireguard-go does not know, and must notice and initiate again.
 recovered=""
 while [ $(($(date +%s) - T1)) -lt "$RECOVERY_BOUND" ]; do
-    if mesh_cli meshB B ping -c 1 -W 1 10.77.0.1 >/dev/null 2>&1; then
+    if mesh_cli meshB B ping -c 1 -W 1 100.77.0.1 >/dev/null 2>&1; then
         recovered=$(($(date +%s) - T1))
         break
     fi
@@ -225,15 +225,15 @@ b_config no
 T2=$(date +%s)
 MARK=$(log_mark "$BLOG")
 start_wga yes
-bg httpA A $PY "$E2E_DIR/httpd.py" 10.77.0.1 8000 "$E2E_TMP/www"
+bg httpA A $PY "$E2E_DIR/httpd.py" 100.77.0.1 8000 "$E2E_TMP/www"
 start_b
 wait_listen A 8000 || die "HTTP server in A did not restart"
 check "no handshake before A sends anything" test "$(hs_a)" = 0
-check "ping 10.77.0.2 from A (wireguard-go initiates)" nsx A ping -c 3 -i 0.3 -W 5 10.77.0.2
+check "ping 100.77.0.2 from A (wireguard-go initiates)" nsx A ping -c 3 -i 0.3 -W 5 100.77.0.2
 check "our log: handshake complete" wait_log_after "$BLOG" "$MARK" "handshake complete" 10
 check "wg show: A has a handshake with B" wait_until 5 hs_a_after "$T2"
-check "mesh-proxy ping 10.77.0.1 answers (responder side)" \
-    mesh_cli meshB B ping -c 3 -W 5 10.77.0.1
+check "mesh-proxy ping 100.77.0.1 answers (responder side)" \
+    mesh_cli meshB B ping -c 3 -W 5 100.77.0.1
 check "curl --socks5 through the responder-side session" curl_page
 
 step "mesh-proxy stops cleanly on SIGTERM"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # A mesh made by mesh-control (issue 4's proof), every program as nobody.
 #
-#   lan 192.168.60.0/24 (a bridge), one namespace per host:
-#   ctl      192.168.60.1   mesh-control serve on :7443
-#   alpha    192.168.60.11  mesh-proxy up; SOCKS5 127.0.0.1:1080;
+#   lan 198.18.60.0/24 (a bridge), one namespace per host:
+#   ctl      198.18.60.1   mesh-control serve on :7443
+#   alpha    198.18.60.11  mesh-proxy up; SOCKS5 127.0.0.1:1080;
 #                           UDP forward 127.0.0.1:5353 -> 100.100.100.100:53
-#   bravo    192.168.60.12  mesh-proxy up; SOCKS5 127.0.0.1:1080
-#   charlie  192.168.60.13  mesh-proxy up; SOCKS5 127.0.0.1:1080
-#   delta    192.168.60.14  joins later with a single-use token
+#   bravo    198.18.60.12  mesh-proxy up; SOCKS5 127.0.0.1:1080
+#   charlie  198.18.60.13  mesh-proxy up; SOCKS5 127.0.0.1:1080
+#   delta    198.18.60.14  joins later with a single-use token
 # Every host runs a web server on 127.0.0.1:8080 saying its name; nodes
 # expose local ports to the mesh by default, so http://NAME:8080/ through
 # any node's SOCKS5 reaches NAME's server.
@@ -38,10 +38,10 @@ PY=/usr/bin/python3
 [ -x $PY ] || PY=$(command -v python3)
 RUN=$E2E_TMP/run
 D=$RUN/control
-CTL=192.168.60.1:7443
+CTL=198.18.60.1:7443
 NODES=(alpha bravo charlie)
-declare -A LANIP=([ctl]=192.168.60.1 [alpha]=192.168.60.11 [bravo]=192.168.60.12
-    [charlie]=192.168.60.13 [delta]=192.168.60.14 [echo]=192.168.60.15)
+declare -A LANIP=([ctl]=198.18.60.1 [alpha]=198.18.60.11 [bravo]=198.18.60.12
+    [charlie]=198.18.60.13 [delta]=198.18.60.14 [echo]=198.18.60.15)
 
 mc() { nsx_nobody ctl "$MC" --data "$D" "$@"; }
 mp() { "${AS_NOBODY[@]}" "$MESH_PROXY" "$@"; }
@@ -55,7 +55,7 @@ for h in ctl alpha bravo charlie delta echo; do
     ns_create "$h"
     ns_lan "$h" "${LANIP[$h]}/24"
 done
-check "LAN: alpha reaches ctl" nsx alpha ping -c 1 -W 2 192.168.60.1 || exit 1
+check "LAN: alpha reaches ctl" nsx alpha ping -c 1 -W 2 198.18.60.1 || exit 1
 
 step "web servers (127.0.0.1:8080 on every host, saying the host's name)"
 for h in alpha bravo charlie delta echo; do
@@ -72,7 +72,7 @@ step "mesh-control init and serve (as nobody)"
 check "init" mc init --listen "$CTL" --domain mesh.internal
 start_control() {
     bg_nobody control ctl "$MC" --data "$D" serve --log-level debug \
-        --admin-listen 192.168.60.1:7444 --ephemeral-timeout 2s
+        --admin-listen 198.18.60.1:7444 --ephemeral-timeout 2s
     wait_listen ctl 7443 10 || { tail "$E2E_LOGDIR/control.log"; die "mesh-control serve did not listen"; }
 }
 start_control
@@ -254,11 +254,11 @@ api() { # METHOD PATH [BODY] : curl from alpha's host; prints the HTTP code last
     local m=$1 path=$2
     shift 2
     nsx alpha curl -sS --max-time 5 -X "$m" -H "Authorization: Bearer $SECRET" \
-        -w '\n%{http_code}' ${1:+--data "$1"} "http://192.168.60.1:7444$path"
+        -w '\n%{http_code}' ${1:+--data "$1"} "http://198.18.60.1:7444$path"
 }
 http_code() { tail -n 1; }
-check "no API key: 401" test "$(nsx alpha curl -s -o /dev/null -w '%{http_code}' http://192.168.60.1:7444/api/v1/nodes)" = 401
-check "a wrong API key: 401" test "$(nsx alpha curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer mapi-1-0000' http://192.168.60.1:7444/api/v1/nodes)" = 401
+check "no API key: 401" test "$(nsx alpha curl -s -o /dev/null -w '%{http_code}' http://198.18.60.1:7444/api/v1/nodes)" = 401
+check "a wrong API key: 401" test "$(nsx alpha curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer mapi-1-0000' http://198.18.60.1:7444/api/v1/nodes)" = 401
 api GET /api/v1/nodes >"$E2E_TMP/api-nodes.txt"
 check "GET /api/v1/nodes: 200 and three nodes" python3 -c "
 import json,sys; t=open('$E2E_TMP/api-nodes.txt').read().rsplit('\n',1)
@@ -273,7 +273,7 @@ check "alpha reaches bravo by name again" fetch_is alpha bravo "i am bravo"
 
 step "bad input to mesh-control"
 N_NODES=$(mc nodes list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
-nsx echo python3 - 192.168.60.1 7443 <<'EOF' >"$E2E_LOGDIR/garbage.log" 2>&1
+nsx echo python3 - 198.18.60.1 7443 <<'EOF' >"$E2E_LOGDIR/garbage.log" 2>&1
 import os, socket, struct, sys
 host, port = sys.argv[1], int(sys.argv[2])
 def send(data, wait=True):

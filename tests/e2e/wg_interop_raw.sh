@@ -44,16 +44,16 @@ WGB=$(wg_ifname b)
 OUR_PORT=51821
 
 start_wggo() {
-    wggo_start wggo B "$WGB" 10.99.0.1/24 51820 "$E2E_TMP/b.key"
-    nsx B wg set "$WGB" peer "$APUB" allowed-ips 10.99.0.2/32 endpoint "198.18.0.1:$OUR_PORT" ||
+    wggo_start wggo B "$WGB" 100.99.0.1/24 51820 "$E2E_TMP/b.key"
+    nsx B wg set "$WGB" peer "$APUB" allowed-ips 100.99.0.2/32 endpoint "198.18.0.1:$OUR_PORT" ||
         die "wg set peer failed"
 }
 
 step "1. our side initiates: wg-ping -> wireguard-go"
 start_wggo
-check "wg-ping gets 3 echo replies from 10.99.0.1 through wireguard-go" \
+check "wg-ping gets 3 echo replies from 100.99.0.1 through wireguard-go" \
     nsx_nobody A "$WG_PING" --key "$E2E_TMP/a.key" --peer "$BPUB" \
-    --endpoint 198.18.0.2:51820 --local 10.99.0.2 --remote 10.99.0.1 \
+    --endpoint 198.18.0.2:51820 --local 100.99.0.2 --remote 100.99.0.1 \
     --port "$OUR_PORT" --count 3 --timeout 20
 HS=$(wg_latest_handshake B "$WGB" "$APUB")
 check "wireguard-go reports a handshake with us" test "${HS:-0}" -gt 0
@@ -63,14 +63,14 @@ step "2. wireguard-go restarted with the same key; it initiates"
 bg_stop wggo
 start_wggo
 bg_nobody wgping A "$WG_PING" --key "$E2E_TMP/a.key" --peer "$BPUB" \
-    --local 10.99.0.2 --remote 10.99.0.1 --port "$OUR_PORT" --serve 60
+    --local 100.99.0.2 --remote 100.99.0.1 --port "$OUR_PORT" --serve 60
 wait_listen A "$OUR_PORT" 10 udp || die "wg-ping --serve did not bind UDP $OUR_PORT"
-check "ping from wireguard-go's side to 10.99.0.2 (wg-ping answers)" \
-    nsx B ping -c 3 -i 0.5 -W 5 10.99.0.2
+check "ping from wireguard-go's side to 100.99.0.2 (wg-ping answers)" \
+    nsx B ping -c 3 -i 0.5 -W 5 100.99.0.2
 check "large echo (1372-byte payload, padding to the MTU) both ways" \
-    nsx B ping -c 2 -i 0.5 -W 5 -s 1372 10.99.0.2
+    nsx B ping -c 2 -i 0.5 -W 5 -s 1372 100.99.0.2
 check "small echo (no payload: 28-byte packet padded to 32)" \
-    nsx B ping -c 2 -i 0.5 -W 5 -s 0 10.99.0.2
+    nsx B ping -c 2 -i 0.5 -W 5 -s 0 100.99.0.2
 HS=$(wg_latest_handshake B "$WGB" "$APUB")
 check "wireguard-go reports a handshake with us after its restart" test "${HS:-0}" -gt 0
 
@@ -88,12 +88,12 @@ step "2b. we are under load: wireguard-go must take our cookie reply and retry w
 bg_stop wggo
 start_wggo
 bg_nobody wgload A "$WG_PING" --key "$E2E_TMP/a.key" --peer "$BPUB" \
-    --local 10.99.0.2 --remote 10.99.0.1 --port "$OUR_PORT" --serve 60 --under-load
+    --local 100.99.0.2 --remote 100.99.0.1 --port "$OUR_PORT" --serve 60 --under-load
 wait_listen A "$OUR_PORT" 10 udp || die "wg-ping --serve --under-load did not bind UDP $OUR_PORT"
 # The first initiation gets a cookie reply; wireguard-go retries after
 # REKEY_TIMEOUT (5 s) with mac2, which we accept.
 check "ping through a cookie exchange (answer within 15 s)" \
-    nsx B ping -c 1 -w 15 10.99.0.2
+    nsx B ping -c 1 -w 15 100.99.0.2
 PID=$(bg_pid wgload)
 kill -TERM "$PID" 2>/dev/null
 wait "$PID"
@@ -109,13 +109,13 @@ start_wggo
 nsx B wg set "$WGB" peer "$APUB" preshared-key "$E2E_TMP/psk" || die "wg set preshared-key failed"
 check "wg-ping with the PSK gets echo replies (we initiate)" \
     nsx_nobody A "$WG_PING" --key "$E2E_TMP/a.key" --peer "$BPUB" --psk "$E2E_TMP/psk" \
-    --endpoint 198.18.0.2:51820 --local 10.99.0.2 --remote 10.99.0.1 \
+    --endpoint 198.18.0.2:51820 --local 100.99.0.2 --remote 100.99.0.1 \
     --port "$OUR_PORT" --count 2 --timeout 15
 wg genpsk >"$E2E_TMP/wrong.psk" && chmod 0644 "$E2E_TMP/wrong.psk"
 check "a wrong PSK gets nothing through" \
     bash -c "! $(printf '%q ' nsenter "--net=/run/netns/$(ns A)" -- "${AS_NOBODY[@]}" "$WG_PING" \
         --key "$E2E_TMP/a.key" --peer "$BPUB" --psk "$E2E_TMP/wrong.psk" \
-        --endpoint 198.18.0.2:51820 --local 10.99.0.2 --remote 10.99.0.1 \
+        --endpoint 198.18.0.2:51820 --local 100.99.0.2 --remote 100.99.0.1 \
         --port "$OUR_PORT" --count 1 --timeout 4)"
 
 if [ "${WG_INTEROP_LONG:-0}" = 1 ]; then
@@ -123,7 +123,7 @@ if [ "${WG_INTEROP_LONG:-0}" = 1 ]; then
     # handshake (ours, as the initiator) must happen with traffic flowing.
     step "3. rekey after 120 s with traffic flowing (WG_INTEROP_LONG=1)"
     bg_nobody wglong A "$WG_PING" --key "$E2E_TMP/a.key" --peer "$BPUB" \
-        --endpoint 198.18.0.2:51820 --local 10.99.0.2 --remote 10.99.0.1 \
+        --endpoint 198.18.0.2:51820 --local 100.99.0.2 --remote 100.99.0.1 \
         --port "$OUR_PORT" --count 140 --timeout 220
     bg_wait wglong 230
     check "140 echo replies across the rekey" test $? -eq 0

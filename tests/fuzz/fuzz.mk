@@ -34,8 +34,9 @@ FUZZ_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Wshadow -Wno-unused-parameter \
 HAVE_LWIP := $(and $(wildcard $(LWIP_DIR)/src/core/init.c),$(wildcard netstack/lwipopts.h))
 
 # The project's library sources, as in the main Makefile.
-MESH_SRC := $(wildcard core/*/*.c netstack/*.c proxy/*.c config/*.c servers/*/*.c)
-MESH_SRC := $(filter-out proxy/main.c servers/%/main.c,$(MESH_SRC))
+MESH_SRC := $(wildcard core/*/*.c netstack/*.c proxy/*.c proxy/proto/*.c node/*.c node/dns/*.c \
+	cli/*.c config/*.c servers/*/*.c)
+MESH_SRC := $(filter-out cli/main.c servers/%/main.c,$(MESH_SRC))
 ifeq ($(HAVE_LWIP),)
 MESH_SRC := $(filter-out netstack/%,$(MESH_SRC))
 LWIP_SRC :=

@@ -1,4 +1,4 @@
-/* libFuzzer harness for the MagicDNS answerer (mdns_answer) with a fixed
+/* libFuzzer harness for the MagicDNS answerer (magicdns_answer) with a fixed
  * map (web, db, a name with many addresses) and reverse table. Input: byte
  * 0 picks the config (domain, forward), byte 1 the output capacity, the
  * rest is the query as it arrives over UDP. The output buffer is exactly
@@ -14,8 +14,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "proxy/magicdns.h"
-#include "proxy/magicdns_int.h"
+#include "node/dns/magicdns.h"
+#include "node/dns/magicdns_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -98,12 +98,12 @@ static void check_answer(const uint8_t *q, size_t qlen, const uint8_t *r, size_t
 	if (qd == 0) {
 		CHECK(n == 12 && an == 0);
 		int rc = r[3] & 0xf;
-		CHECK(rc == MDNS_RCODE_FORMERR || rc == MDNS_RCODE_NOTIMP);
+		CHECK(rc == MAGICDNS_RCODE_FORMERR || rc == MAGICDNS_RCODE_NOTIMP);
 		return;
 	}
 	CHECK(qd == 1);
-	int ql = mdns_question_len(q, qlen);
-	CHECK(ql > 4 && (size_t)ql <= MDNS_QUESTION_MAX);
+	int ql = magicdns_question_len(q, qlen);
+	CHECK(ql > 4 && (size_t)ql <= MAGICDNS_QUESTION_MAX);
 	CHECK(n >= 12 + (size_t)ql);
 	CHECK(memcmp(r + 12, q + 12, (size_t)ql) == 0);
 	size_t off = 12 + (size_t)ql;
@@ -111,15 +111,15 @@ static void check_answer(const uint8_t *q, size_t qlen, const uint8_t *r, size_t
 		CHECK(n - off >= 12);
 		CHECK(rd16(r + off) == 0xC00C);
 		uint16_t type = rd16(r + off + 2), rdlen = rd16(r + off + 10);
-		CHECK(rd16(r + off + 4) == MDNS_CLASS_IN);
+		CHECK(rd16(r + off + 4) == MAGICDNS_CLASS_IN);
 		off += 12;
 		CHECK(n - off >= rdlen);
-		if (type == MDNS_TYPE_A)
+		if (type == MAGICDNS_TYPE_A)
 			CHECK(rdlen == 4 && (memcmp(r + off, web4, 4) == 0 ||
 			                     memcmp(r + off, db4, 4) == 0));
-		else if (type == MDNS_TYPE_AAAA)
+		else if (type == MAGICDNS_TYPE_AAAA)
 			CHECK(rdlen == 16 && memcmp(r + off, web6, 16) == 0);
-		else if (type == MDNS_TYPE_PTR)
+		else if (type == MAGICDNS_TYPE_PTR)
 			check_ptr_name(r, off, off + rdlen);
 		else
 			CHECK(0);
@@ -134,14 +134,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    "mesh.internal", "Mesh.Internal.", NULL, "x", "..", ""};
 	if (size < 2)
 		return 0;
-	struct mdns_config cfg = {
+	struct magicdns_config cfg = {
 	    .domain = domains[(data[0] & 7) % 6],
 	    .lookup = f_lookup,
 	    .reverse = (data[0] & 8) ? NULL : f_reverse,
 	    .forward = (data[0] & 16) != 0,
 	    .ttl = data[0] & 32 ? 1 : 0,
 	};
-	size_t cap = data[1] < 200 ? MDNS_UDP_MAX : (size_t)(data[1] - 200) * 10;
+	size_t cap = data[1] < 200 ? MAGICDNS_UDP_MAX : (size_t)(data[1] - 200) * 10;
 	const uint8_t *q = data + 2;
 	size_t qlen = size - 2;
 	/* An exact-size copy, so reads past the end are caught too. */
@@ -151,20 +151,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	memcpy(qc, q, qlen);
 
-	int r = mdns_answer(&cfg, qc, qlen, out, cap);
+	int r = magicdns_answer(&cfg, qc, qlen, out, cap);
 	CHECK(r >= -1 && r <= (int)cap);
 	if (r > 0) {
 		check_answer(qc, qlen, out, (size_t)r);
 	} else if (r == 0) {
-		int ql = mdns_question_len(qc, qlen);
+		int ql = magicdns_question_len(qc, qlen);
 		CHECK(ql > 4);
 		if (cap >= 12 + (size_t)ql) {
-			int e = mdns_error_reply(qc, qlen, MDNS_RCODE_SERVFAIL, true, out,
-			                         cap);
+			int e = magicdns_error_reply(qc, qlen, MAGICDNS_RCODE_SERVFAIL,
+			                             true, out, cap);
 			CHECK(e == 12 + ql);
-			CHECK((out[3] & 0xf) == MDNS_RCODE_SERVFAIL);
+			CHECK((out[3] & 0xf) == MAGICDNS_RCODE_SERVFAIL);
 		}
-	} else if (cap >= MDNS_UDP_MAX && qlen >= 12) {
+	} else if (cap >= MAGICDNS_UDP_MAX && qlen >= 12) {
 		CHECK(qc[2] & 0x80);
 	}
 	free(qc);

@@ -9,8 +9,8 @@
 
 #include "config/config.h"
 #include "core/util/log.h"
+#include "proxy/internal.h"
 #include "proxy/proxy.h"
-#include "proxy/proxy_int.h"
 
 #include <poll.h>
 

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "proxy/proxy_int.h"
+#include "proxy/internal.h"
 
 #include <netinet/in.h>
 #include <stdio.h>

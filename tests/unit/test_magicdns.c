@@ -1,4 +1,4 @@
-/* MagicDNS, the pure part (mdns_answer): A / AAAA for "web",
+/* MagicDNS, the pure part (magicdns_answer): A / AAAA for "web",
  * "WEB.mesh.internal." and "web.mesh.internal"; NXDOMAIN for unknown names
  * under the domain; 0 (forward) for other names; PTR for mesh addresses
  * (IPv4 and IPv6); NOERROR empty for other types; FORMERR for malformed
@@ -18,8 +18,8 @@
 #include <cmocka.h>
 #include <sys/socket.h>
 
-#include "proxy/magicdns.h"
-#include "proxy/magicdns_int.h"
+#include "node/dns/magicdns.h"
+#include "node/dns/magicdns_int.h"
 
 /* ---- the fake map ---- */
 
@@ -57,7 +57,7 @@ static bool t_reverse(void *ctx, const struct ns_addr *a, char *out, size_t cap)
 	return false;
 }
 
-static struct mdns_config cfg = {
+static struct magicdns_config cfg = {
     .domain = "mesh.internal",
     .lookup = t_lookup,
     .reverse = t_reverse,
@@ -202,12 +202,12 @@ static int rcode(const struct resp *r)
 	return r->flags & 0xf;
 }
 
-/* Asks name/qtype; returns mdns_answer's result, response parsed into r. */
+/* Asks name/qtype; returns magicdns_answer's result, response parsed into r. */
 static int ask(const char *name, uint16_t qtype, struct resp *r)
 {
 	uint8_t q[600], out[512];
 	size_t ql = make_query(q, 0x1234, name, qtype);
-	int n = mdns_answer(&cfg, q, ql, out, sizeof(out));
+	int n = magicdns_answer(&cfg, q, ql, out, sizeof(out));
 	if (n > 0) {
 		parse_resp(out, (size_t)n, r);
 		assert_int_equal(r->id, 0x1234);
@@ -230,22 +230,22 @@ static void check_a_aaaa(const char *name)
 	snprintf(want, sizeof(want), "%s%s", name,
 	         name[strlen(name) - 1] == '.' ? "" : ".");
 
-	assert_true(ask(name, MDNS_TYPE_A, &r) > 0);
+	assert_true(ask(name, MAGICDNS_TYPE_A, &r) > 0);
 	assert_int_equal(rcode(&r), 0);
 	assert_true(r.flags & 0x0400);      /* AA */
 	assert_string_equal(r.qname, want); /* echoed as asked */
 	assert_int_equal(r.an, 1);
-	assert_int_equal(r.rrs[0].type, MDNS_TYPE_A);
+	assert_int_equal(r.rrs[0].type, MAGICDNS_TYPE_A);
 	assert_int_equal(r.rrs[0].cls, 1);
 	assert_int_equal(r.rrs[0].ttl, 60);
 	assert_string_equal(r.rrs[0].name, want);
 	assert_int_equal(r.rrs[0].rdlen, 4);
 	assert_memory_equal(r.rrs[0].rdata, a4, 4);
 
-	assert_true(ask(name, MDNS_TYPE_AAAA, &r) > 0);
+	assert_true(ask(name, MAGICDNS_TYPE_AAAA, &r) > 0);
 	assert_int_equal(rcode(&r), 0);
 	assert_int_equal(r.an, 1);
-	assert_int_equal(r.rrs[0].type, MDNS_TYPE_AAAA);
+	assert_int_equal(r.rrs[0].type, MAGICDNS_TYPE_AAAA);
 	assert_int_equal(r.rrs[0].rdlen, 16);
 	assert_memory_equal(r.rrs[0].rdata, a6, 16);
 }
@@ -263,9 +263,9 @@ static void test_any_gives_both_and_db_has_no_aaaa(void **state)
 {
 	struct resp r;
 	(void)state;
-	assert_true(ask("web.mesh.internal", MDNS_TYPE_ANY, &r) > 0);
+	assert_true(ask("web.mesh.internal", MAGICDNS_TYPE_ANY, &r) > 0);
 	assert_int_equal(r.an, 2);
-	assert_true(ask("db", MDNS_TYPE_AAAA, &r) > 0);
+	assert_true(ask("db", MAGICDNS_TYPE_AAAA, &r) > 0);
 	assert_int_equal(rcode(&r), 0);
 	assert_int_equal(r.an, 0);
 }
@@ -274,16 +274,16 @@ static void test_nxdomain_under_domain(void **state)
 {
 	struct resp r;
 	(void)state;
-	assert_true(ask("nope.mesh.internal", MDNS_TYPE_A, &r) > 0);
-	assert_int_equal(rcode(&r), MDNS_RCODE_NXDOMAIN);
+	assert_true(ask("nope.mesh.internal", MAGICDNS_TYPE_A, &r) > 0);
+	assert_int_equal(rcode(&r), MAGICDNS_RCODE_NXDOMAIN);
 	assert_int_equal(r.an, 0);
 	assert_string_equal(r.qname, "nope.mesh.internal.");
-	assert_true(ask("a.web.mesh.internal", MDNS_TYPE_A, &r) > 0);
-	assert_int_equal(rcode(&r), MDNS_RCODE_NXDOMAIN);
-	assert_true(ask("we\\b.mesh.internal", MDNS_TYPE_A, &r) > 0);
-	assert_int_equal(rcode(&r), MDNS_RCODE_NXDOMAIN);
+	assert_true(ask("a.web.mesh.internal", MAGICDNS_TYPE_A, &r) > 0);
+	assert_int_equal(rcode(&r), MAGICDNS_RCODE_NXDOMAIN);
+	assert_true(ask("we\\b.mesh.internal", MAGICDNS_TYPE_A, &r) > 0);
+	assert_int_equal(rcode(&r), MAGICDNS_RCODE_NXDOMAIN);
 	/* The domain itself exists. */
-	assert_true(ask("mesh.internal", MDNS_TYPE_A, &r) > 0);
+	assert_true(ask("mesh.internal", MAGICDNS_TYPE_A, &r) > 0);
 	assert_int_equal(rcode(&r), 0);
 	assert_int_equal(r.an, 0);
 }
@@ -292,17 +292,17 @@ static void test_forward_other_names(void **state)
 {
 	struct resp r;
 	(void)state;
-	assert_int_equal(ask("example.com", MDNS_TYPE_A, &r), 0);
-	assert_int_equal(ask("nope", MDNS_TYPE_A, &r), 0);
-	assert_int_equal(ask("web.example.com", MDNS_TYPE_A, &r), 0);
-	assert_int_equal(ask("internal", MDNS_TYPE_A, &r), 0);
-	assert_int_equal(ask("9.9.9.9.in-addr.arpa", MDNS_TYPE_PTR, &r), 0);
-	assert_int_equal(ask("", MDNS_TYPE_A, &r), 0);
+	assert_int_equal(ask("example.com", MAGICDNS_TYPE_A, &r), 0);
+	assert_int_equal(ask("nope", MAGICDNS_TYPE_A, &r), 0);
+	assert_int_equal(ask("web.example.com", MAGICDNS_TYPE_A, &r), 0);
+	assert_int_equal(ask("internal", MAGICDNS_TYPE_A, &r), 0);
+	assert_int_equal(ask("9.9.9.9.in-addr.arpa", MAGICDNS_TYPE_PTR, &r), 0);
+	assert_int_equal(ask("", MAGICDNS_TYPE_A, &r), 0);
 
 	/* No domain: only bare mesh names are ours. */
 	cfg.domain = NULL;
-	assert_int_equal(ask("web.mesh.internal", MDNS_TYPE_A, &r), 0);
-	assert_true(ask("web", MDNS_TYPE_A, &r) > 0);
+	assert_int_equal(ask("web.mesh.internal", MAGICDNS_TYPE_A, &r), 0);
+	assert_true(ask("web", MAGICDNS_TYPE_A, &r) > 0);
 	assert_int_equal(r.an, 1);
 	cfg.domain = "mesh.internal";
 }
@@ -311,23 +311,23 @@ static void test_ptr_for_mesh_addresses(void **state)
 {
 	struct resp r;
 	(void)state;
-	assert_true(ask("2.0.64.100.in-addr.arpa", MDNS_TYPE_PTR, &r) > 0);
+	assert_true(ask("2.0.64.100.in-addr.arpa", MAGICDNS_TYPE_PTR, &r) > 0);
 	assert_int_equal(rcode(&r), 0);
 	assert_int_equal(r.an, 1);
-	assert_int_equal(r.rrs[0].type, MDNS_TYPE_PTR);
+	assert_int_equal(r.rrs[0].type, MAGICDNS_TYPE_PTR);
 	assert_string_equal(r.rrs[0].target, "web.mesh.internal.");
 
 	assert_true(ask("2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.e.1.a.c.5.1.1.a.7.d.f."
 	                "IP6.ARPA.",
-	                MDNS_TYPE_PTR, &r) > 0);
+	                MAGICDNS_TYPE_PTR, &r) > 0);
 	assert_int_equal(r.an, 1);
 	assert_string_equal(r.rrs[0].target, "web.mesh.internal.");
 
 	/* Known address, other type: empty. Leading zeros: not ours. */
-	assert_true(ask("2.0.64.100.in-addr.arpa", MDNS_TYPE_A, &r) > 0);
+	assert_true(ask("2.0.64.100.in-addr.arpa", MAGICDNS_TYPE_A, &r) > 0);
 	assert_int_equal(r.an, 0);
-	assert_int_equal(ask("02.0.64.100.in-addr.arpa", MDNS_TYPE_PTR, &r), 0);
-	assert_int_equal(ask("2.0.64.256.in-addr.arpa", MDNS_TYPE_PTR, &r), 0);
+	assert_int_equal(ask("02.0.64.100.in-addr.arpa", MAGICDNS_TYPE_PTR, &r), 0);
+	assert_int_equal(ask("2.0.64.256.in-addr.arpa", MAGICDNS_TYPE_PTR, &r), 0);
 }
 
 static void test_other_types_empty(void **state)
@@ -347,10 +347,10 @@ static void expect_formerr(const uint8_t *q, size_t ql)
 {
 	uint8_t out[512];
 	struct resp r;
-	int n = mdns_answer(&cfg, q, ql, out, sizeof(out));
+	int n = magicdns_answer(&cfg, q, ql, out, sizeof(out));
 	assert_int_equal(n, 12);
 	parse_resp(out, (size_t)n, &r);
-	assert_int_equal(rcode(&r), MDNS_RCODE_FORMERR);
+	assert_int_equal(rcode(&r), MAGICDNS_RCODE_FORMERR);
 	assert_int_equal(r.id, (q[0] << 8) | q[1]);
 	assert_int_equal(r.qd, 0);
 }
@@ -359,17 +359,17 @@ static void test_drop_junk_and_responses(void **state)
 {
 	uint8_t q[600], out[512];
 	(void)state;
-	size_t ql = make_query(q, 7, "web", MDNS_TYPE_A);
+	size_t ql = make_query(q, 7, "web", MAGICDNS_TYPE_A);
 	for (size_t i = 0; i < 12; i++)
-		assert_int_equal(mdns_answer(&cfg, q, i, out, sizeof(out)), -1);
+		assert_int_equal(magicdns_answer(&cfg, q, i, out, sizeof(out)), -1);
 	q[2] |= 0x80; /* QR */
-	assert_int_equal(mdns_answer(&cfg, q, ql, out, sizeof(out)), -1);
+	assert_int_equal(magicdns_answer(&cfg, q, ql, out, sizeof(out)), -1);
 	q[2] &= 0x7f;
 	/* Too small an output buffer: dropped, nothing written past cap. */
 	memset(out, 0xAA, sizeof(out));
-	assert_int_equal(mdns_answer(&cfg, q, ql, out, 16), -1);
+	assert_int_equal(magicdns_answer(&cfg, q, ql, out, 16), -1);
 	assert_int_equal(out[16], 0xAA);
-	assert_int_equal(mdns_answer(NULL, q, ql, out, sizeof(out)), -1);
+	assert_int_equal(magicdns_answer(NULL, q, ql, out, sizeof(out)), -1);
 }
 
 static void test_formerr(void **state)
@@ -377,17 +377,17 @@ static void test_formerr(void **state)
 	uint8_t q[600];
 	(void)state;
 	/* Compression pointer in the question. */
-	size_t ql = make_query(q, 1, "web", MDNS_TYPE_A);
+	size_t ql = make_query(q, 1, "web", MAGICDNS_TYPE_A);
 	q[12] = 0xC0;
 	q[13] = 12;
 	expect_formerr(q, ql);
 	/* Pointer after a first label. */
-	ql = make_query(q, 2, "web.mesh", MDNS_TYPE_A);
+	ql = make_query(q, 2, "web.mesh", MAGICDNS_TYPE_A);
 	q[16] = 0xC0;
 	q[17] = 12;
 	expect_formerr(q, ql);
 	/* Reserved label types 01 and 10, i.e. a length above 63. */
-	ql = make_query(q, 3, "web", MDNS_TYPE_A);
+	ql = make_query(q, 3, "web", MAGICDNS_TYPE_A);
 	q[12] = 64;
 	expect_formerr(q, ql);
 	q[12] = 0x80;
@@ -396,20 +396,20 @@ static void test_formerr(void **state)
 	char big[300];
 	memset(big, 'a', 64);
 	big[64] = '\0';
-	ql = make_query(q, 4, big, MDNS_TYPE_A);
+	ql = make_query(q, 4, big, MAGICDNS_TYPE_A);
 	expect_formerr(q, ql);
 	/* Labels of 63 are fine; a 256-byte name is not, 255 is. */
 	memset(big, 'a', sizeof(big));
 	big[63] = big[127] = big[191] = '.';
 	big[191 + 62] = '\0'; /* 64*3 + 1+61 + 1 = 255 */
-	ql = make_query(q, 5, big, MDNS_TYPE_A);
-	assert_int_equal(mdns_question_len(q, ql), 255 + 4);
+	ql = make_query(q, 5, big, MAGICDNS_TYPE_A);
+	assert_int_equal(magicdns_question_len(q, ql), 255 + 4);
 	big[191 + 62] = 'a';
 	big[191 + 63] = '\0'; /* 256 */
-	ql = make_query(q, 6, big, MDNS_TYPE_A);
+	ql = make_query(q, 6, big, MAGICDNS_TYPE_A);
 	expect_formerr(q, ql);
 	/* qdcount 0 and 2. */
-	ql = make_query(q, 7, "web", MDNS_TYPE_A);
+	ql = make_query(q, 7, "web", MAGICDNS_TYPE_A);
 	q[5] = 0;
 	expect_formerr(q, ql);
 	q[5] = 2;
@@ -426,8 +426,8 @@ static void test_formerr(void **state)
 	uint8_t out[512];
 	q[5] = 1;
 	q[2] = 0x10; /* opcode 2 */
-	assert_int_equal(mdns_answer(&cfg, q, ql, out, sizeof(out)), 12);
-	assert_int_equal(out[3] & 0xf, MDNS_RCODE_NOTIMP);
+	assert_int_equal(magicdns_answer(&cfg, q, ql, out, sizeof(out)), 12);
+	assert_int_equal(out[3] & 0xf, MAGICDNS_RCODE_NOTIMP);
 }
 
 static void test_error_reply_for_forwarded(void **state)
@@ -435,15 +435,16 @@ static void test_error_reply_for_forwarded(void **state)
 	uint8_t q[600], out[512];
 	struct resp r;
 	(void)state;
-	size_t ql = make_query(q, 0xBEEF, "example.com", MDNS_TYPE_AAAA);
-	int n = mdns_error_reply(q, ql, MDNS_RCODE_SERVFAIL, true, out, sizeof(out));
+	size_t ql = make_query(q, 0xBEEF, "example.com", MAGICDNS_TYPE_AAAA);
+	int n =
+	    magicdns_error_reply(q, ql, MAGICDNS_RCODE_SERVFAIL, true, out, sizeof(out));
 	assert_int_equal(n, (int)ql);
 	parse_resp(out, (size_t)n, &r);
 	assert_int_equal(r.id, 0xBEEF);
-	assert_int_equal(rcode(&r), MDNS_RCODE_SERVFAIL);
+	assert_int_equal(rcode(&r), MAGICDNS_RCODE_SERVFAIL);
 	assert_string_equal(r.qname, "example.com.");
-	assert_int_equal(r.qtype, MDNS_TYPE_AAAA);
-	assert_int_equal(mdns_error_reply(q, ql, 2, true, out, 10), -1);
+	assert_int_equal(r.qtype, MAGICDNS_TYPE_AAAA);
+	assert_int_equal(magicdns_error_reply(q, ql, 2, true, out, 10), -1);
 }
 
 static void test_ttl_and_ra(void **state)
@@ -453,8 +454,8 @@ static void test_ttl_and_ra(void **state)
 	(void)state;
 	cfg.ttl = 5;
 	cfg.forward = false;
-	size_t ql = make_query(q, 9, "web", MDNS_TYPE_A);
-	int n = mdns_answer(&cfg, q, ql, out, sizeof(out));
+	size_t ql = make_query(q, 9, "web", MAGICDNS_TYPE_A);
+	int n = magicdns_answer(&cfg, q, ql, out, sizeof(out));
 	assert_true(n > 0);
 	parse_resp(out, (size_t)n, &r);
 	assert_int_equal(r.rrs[0].ttl, 5);

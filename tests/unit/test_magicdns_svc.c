@@ -1,15 +1,15 @@
-/* MagicDNS as a service inside the netstack (mdns_new): an ns_udp sends a
+/* MagicDNS as a service inside the netstack (magicdns_new): an ns_udp sends a
  * query to 100.100.100.100:53 and gets the answer from there; other names
  * are forwarded to a fake nameserver on 127.0.0.1 (resolv.conf override)
  * with a fresh id, its answer relayed with the original id, while answers
  * with a wrong id, a wrong question or from another port are ignored;
  * SERVFAIL after the (shortened) timeout, at once without a nameserver and
- * beyond MDNS_FWD_MAX waiting queries; REFUSED when not forwarding;
- * counters; mdns_free with queries in flight. */
+ * beyond MAGICDNS_FWD_MAX waiting queries; REFUSED when not forwarding;
+ * counters; magicdns_free with queries in flight. */
 #include "ns_test_peer.h"
 
-#include "proxy/magicdns.h"
-#include "proxy/magicdns_int.h"
+#include "node/dns/magicdns.h"
+#include "node/dns/magicdns_int.h"
 
 struct got {
 	int calls;
@@ -57,13 +57,14 @@ static void fake_ns_start(bool with_ns, unsigned timeout_ms)
 	assert_int_equal(bind(fake_ns, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(getsockname(fake_ns, (struct sockaddr *)&sa, &sl), 0);
 	fake_port = ntohs(sa.sin_port);
-	snprintf(resolv_path, sizeof(resolv_path), "/tmp/mdns-test-resolv.%d", getpid());
+	snprintf(resolv_path, sizeof(resolv_path), "/tmp/magicdns-test-resolv.%d",
+	         getpid());
 	FILE *f = fopen(resolv_path, "w");
 	assert_non_null(f);
 	fprintf(f, "# test\nsearch example\n%s\n",
 	        with_ns ? "nameserver 127.0.0.1\nnameserver 10.9.9.9" : "");
 	fclose(f);
-	mdns_int_set_upstream(resolv_path, fake_port, timeout_ms);
+	magicdns_int_set_upstream(resolv_path, fake_port, timeout_ms);
 }
 
 static void fake_ns_stop(void)
@@ -71,7 +72,7 @@ static void fake_ns_stop(void)
 	close(fake_ns);
 	fake_ns = -1;
 	unlink(resolv_path);
-	mdns_int_set_upstream(NULL, 0, 0);
+	magicdns_int_set_upstream(NULL, 0, 0);
 }
 
 static size_t make_query(uint8_t *b, uint16_t id, const char *name, uint16_t qtype)
@@ -117,18 +118,18 @@ static ssize_t ns_recv(uint8_t *b, size_t cap, struct sockaddr_in *from, int ms)
 	return -1;
 }
 
-static struct mdns *start(bool forward)
+static struct magicdns *start(bool forward)
 {
-	struct mdns_config c = {
+	struct magicdns_config c = {
 	    .base = base,
 	    .domain = "mesh.internal",
 	    .lookup = t_lookup,
 	    .forward = forward,
 	};
 	char err[128] = "";
-	struct mdns *m = mdns_new(&c, err, sizeof(err));
+	struct magicdns *m = magicdns_new(&c, err, sizeof(err));
 	if (m == NULL)
-		fail_msg("mdns_new: %s", err);
+		fail_msg("magicdns_new: %s", err);
 	return m;
 }
 
@@ -143,25 +144,25 @@ static struct ns_udp *client(struct got *g)
 static void send_q(struct ns_udp *u, const uint8_t *q, size_t len)
 {
 	struct ns_addr dns;
-	assert_true(ns_addr_parse(&dns, MDNS_ADDR));
-	assert_int_equal(ns_udp_send(u, &dns, MDNS_PORT, q, len), 0);
+	assert_true(ns_addr_parse(&dns, MAGICDNS_ADDR));
+	assert_int_equal(ns_udp_send(u, &dns, MAGICDNS_PORT, q, len), 0);
 }
 
 static void test_mesh_name_through_netstack(void **state)
 {
 	struct got g = {0};
 	uint8_t q[512];
-	struct mdns_stats st;
+	struct magicdns_stats st;
 	struct ns_addr dns, web;
 	(void)state;
 	fake_ns_start(true, 0);
-	struct mdns *m = start(true);
+	struct magicdns *m = start(true);
 	struct ns_udp *u = client(&g);
 
 	send_q(u, q, make_query(q, 0x1111, "web.mesh.internal", 1));
 	wait_calls(&g, 1, 1000);
 	assert_int_equal(g.calls, 1);
-	assert_true(ns_addr_parse(&dns, MDNS_ADDR));
+	assert_true(ns_addr_parse(&dns, MAGICDNS_ADDR));
 	assert_memory_equal(g.src.addr, dns.addr, 4);
 	assert_int_equal(g.sport, 53);
 	assert_true(g.len > 16);
@@ -174,7 +175,7 @@ static void test_mesh_name_through_netstack(void **state)
 	send_q(u, q, make_query(q, 0x2222, "nope.mesh.internal", 1));
 	wait_calls(&g, 2, 1000);
 	assert_int_equal(g.calls, 2);
-	assert_int_equal(g.data[3] & 0xf, MDNS_RCODE_NXDOMAIN);
+	assert_int_equal(g.data[3] & 0xf, MAGICDNS_RCODE_NXDOMAIN);
 
 	q[2] = 0x80; /* a response: dropped */
 	send_q(u, q, 20);
@@ -182,13 +183,13 @@ static void test_mesh_name_through_netstack(void **state)
 	spin_ms(50);
 	assert_int_equal(g.calls, 2);
 
-	mdns_get_stats(m, &st);
+	magicdns_get_stats(m, &st);
 	assert_int_equal(st.queries, 4);
 	assert_int_equal(st.answered, 1);
 	assert_int_equal(st.nxdomain, 1);
 	assert_int_equal(st.dropped, 2);
 	ns_udp_close(u);
-	mdns_free(m);
+	magicdns_free(m);
 	fake_ns_stop();
 }
 
@@ -197,10 +198,10 @@ static void test_forward_and_relay(void **state)
 	struct got g = {0};
 	uint8_t q[512], b[1024];
 	struct sockaddr_in from;
-	struct mdns_stats st;
+	struct magicdns_stats st;
 	(void)state;
 	fake_ns_start(true, 0);
-	struct mdns *m = start(true);
+	struct magicdns *m = start(true);
 	struct ns_udp *u = client(&g);
 
 	size_t ql = make_query(q, 0x4242, "example.com", 1);
@@ -251,11 +252,11 @@ static void test_forward_and_relay(void **state)
 	spin_ms(50);
 	assert_int_equal(g.calls, 1);
 
-	mdns_get_stats(m, &st);
+	magicdns_get_stats(m, &st);
 	assert_int_equal(st.forwarded, 1);
 	assert_int_equal(st.servfail, 0);
 	ns_udp_close(u);
-	mdns_free(m);
+	magicdns_free(m);
 	fake_ns_stop();
 }
 
@@ -264,10 +265,10 @@ static void test_servfail_timeout(void **state)
 	struct got g = {0};
 	uint8_t q[512], b[1024];
 	struct sockaddr_in from;
-	struct mdns_stats st;
+	struct magicdns_stats st;
 	(void)state;
 	fake_ns_start(true, 100);
-	struct mdns *m = start(true);
+	struct magicdns *m = start(true);
 	struct ns_udp *u = client(&g);
 
 	size_t ql = make_query(q, 0x5151, "example.org", 28);
@@ -277,12 +278,12 @@ static void test_servfail_timeout(void **state)
 	assert_int_equal(g.calls, 1);
 	assert_int_equal(g.len, ql);
 	assert_int_equal(g.data[0], 0x51);
-	assert_int_equal(g.data[3] & 0xf, MDNS_RCODE_SERVFAIL);
+	assert_int_equal(g.data[3] & 0xf, MAGICDNS_RCODE_SERVFAIL);
 	assert_memory_equal(g.data + 12, q + 12, ql - 12);
-	mdns_get_stats(m, &st);
+	magicdns_get_stats(m, &st);
 	assert_int_equal(st.servfail, 1);
 	ns_udp_close(u);
-	mdns_free(m);
+	magicdns_free(m);
 	fake_ns_stop();
 }
 
@@ -292,22 +293,22 @@ static void test_no_nameserver_and_not_forwarding(void **state)
 	uint8_t q[512];
 	(void)state;
 	fake_ns_start(false, 0);
-	struct mdns *m = start(true);
+	struct magicdns *m = start(true);
 	struct ns_udp *u = client(&g);
 	send_q(u, q, make_query(q, 1, "example.com", 1));
 	wait_calls(&g, 1, 1000);
 	assert_int_equal(g.calls, 1);
-	assert_int_equal(g.data[3] & 0xf, MDNS_RCODE_SERVFAIL);
-	mdns_free(m);
+	assert_int_equal(g.data[3] & 0xf, MAGICDNS_RCODE_SERVFAIL);
+	magicdns_free(m);
 
 	/* forward = false: REFUSED without RA. */
 	m = start(false);
 	send_q(u, q, make_query(q, 2, "example.com", 1));
 	wait_calls(&g, 2, 1000);
 	assert_int_equal(g.calls, 2);
-	assert_int_equal(g.data[3], MDNS_RCODE_REFUSED);
+	assert_int_equal(g.data[3], MAGICDNS_RCODE_REFUSED);
 	ns_udp_close(u);
-	mdns_free(m);
+	magicdns_free(m);
 	fake_ns_stop();
 }
 
@@ -315,12 +316,12 @@ static void test_inflight_bound_and_free_pending(void **state)
 {
 	struct got g = {0};
 	uint8_t q[512];
-	struct mdns_stats st;
+	struct magicdns_stats st;
 	(void)state;
 	fake_ns_start(true, 0);
-	struct mdns *m = start(true);
+	struct magicdns *m = start(true);
 	struct ns_udp *u = client(&g);
-	for (int i = 0; i < MDNS_FWD_MAX + 1; i++) {
+	for (int i = 0; i < MAGICDNS_FWD_MAX + 1; i++) {
 		send_q(u, q, make_query(q, (uint16_t)i, "example.com", 1));
 		if (i % 32 == 31)
 			spin_ms(5);
@@ -328,12 +329,12 @@ static void test_inflight_bound_and_free_pending(void **state)
 	wait_calls(&g, 1, 1000);
 	spin_ms(20);
 	assert_int_equal(g.calls, 1); /* only the one over the bound */
-	assert_int_equal(g.data[1], MDNS_FWD_MAX & 0xff);
-	assert_int_equal(g.data[3] & 0xf, MDNS_RCODE_SERVFAIL);
-	mdns_get_stats(m, &st);
-	assert_int_equal(st.forwarded, MDNS_FWD_MAX);
+	assert_int_equal(g.data[1], MAGICDNS_FWD_MAX & 0xff);
+	assert_int_equal(g.data[3] & 0xf, MAGICDNS_RCODE_SERVFAIL);
+	magicdns_get_stats(m, &st);
+	assert_int_equal(st.forwarded, MAGICDNS_FWD_MAX);
 	assert_int_equal(st.servfail, 1);
-	mdns_free(m); /* with 256 in flight */
+	magicdns_free(m); /* with 256 in flight */
 	ns_udp_close(u);
 	fake_ns_stop();
 }
@@ -341,15 +342,15 @@ static void test_inflight_bound_and_free_pending(void **state)
 static void test_new_errors(void **state)
 {
 	char err[128] = "";
-	struct mdns_config c = {0};
+	struct magicdns_config c = {0};
 	(void)state;
-	assert_null(mdns_new(&c, err, sizeof(err)));
+	assert_null(magicdns_new(&c, err, sizeof(err)));
 	assert_true(strlen(err) > 0);
-	mdns_free(NULL);
-	struct mdns *m = start(false);
-	assert_int_equal(mdns_set_domain(m, "other.example"), 0);
-	assert_int_equal(mdns_set_domain(m, NULL), 0);
-	mdns_free(m);
+	magicdns_free(NULL);
+	struct magicdns *m = start(false);
+	assert_int_equal(magicdns_set_domain(m, "other.example"), 0);
+	assert_int_equal(magicdns_set_domain(m, NULL), 0);
+	magicdns_free(m);
 }
 
 int main(void)

@@ -1,4 +1,4 @@
-/* proxy/node_peers: the network map applied to a WireGuard device.
+/* node/peers: the network map applied to a WireGuard device.
  *  - a first map adds every peer with its allowed IPs and first endpoint;
  *  - a second map adds the new, updates the changed (allowed IPs,
  *    endpoints) and removes the gone; static [Peer] keys and our own key
@@ -24,7 +24,7 @@
 #include <sodium.h>
 
 #include "core/wg/device.h"
-#include "proxy/node_peers.h"
+#include "node/peers.h"
 
 static void make_peer(struct ctl_peer *p, uint64_t id, const char *name, unsigned k)
 {

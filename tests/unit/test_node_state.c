@@ -1,4 +1,4 @@
-/* proxy/node_state: the state directory of a joined node.
+/* node/state: the state directory of a joined node.
  *  - the directory is created 0700 (an existing looser one is tightened);
  *  - keys are generated once, saved 0600 as base64, and the same keys load
  *    again; corrupt key files give an error naming the file;
@@ -21,7 +21,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-#include "proxy/node_state.h"
+#include "node/state.h"
 
 static char root[256];
 

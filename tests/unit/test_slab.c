@@ -1,4 +1,4 @@
-/* proxy/slab: objects are zeroed, aligned, distinct and reused; a chunk
+/* core/util/slab: objects are zeroed, aligned, distinct and reused; a chunk
  * goes back to the system when its last object is freed (one spare kept);
  * many objects in mixed alloc/free orders against a plain model; size 0
  * refused, oversized objects from the heap; heap mode (the sanitizer default) hands out
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "proxy/slab.h"
+#include "core/util/slab.h"
 
 static unsigned test_rand_state = 12345;
 

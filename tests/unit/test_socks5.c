@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "proxy/proxy_int.h"
+#include "proxy/internal.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,0 +1,77 @@
+/* The client side of the node's local API: one request line, then the
+ * answer copied out as it arrives. */
+#include "cli/api_client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "node/api_server.h" /* API_MAX_LINE */
+
+int api_client_request(const char *path, const char *line, int out_fd, char *last_line,
+                       size_t last_len, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "API socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sun.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int e = errno;
+		snprintf(
+		    err, errlen,
+		    "cannot reach the node at %s: %s (is `mesh-proxy up --state DIR` "
+		    "or `mesh-proxy --config FILE --api %s` running, as this user?)",
+		    path, strerror(e), path);
+		close(fd);
+		return -e;
+	}
+	char req[API_MAX_LINE + 2];
+	int n = snprintf(req, sizeof(req), "%s\n", line);
+	if (n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n) {
+		snprintf(err, errlen, "cannot send request to %s", path);
+		close(fd);
+		return -EIO;
+	}
+	char buf[4096];
+	char tail[512] = "";
+	size_t tl = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (out_fd >= 0) {
+			ssize_t off = 0;
+			while (off < r) {
+				ssize_t w = write(out_fd, buf + off, (size_t)(r - off));
+				if (w <= 0)
+					break;
+				off += w;
+			}
+		}
+		/* Remember the last complete line. */
+		for (ssize_t i = 0; i < r; i++) {
+			if (buf[i] == '\n') {
+				tail[tl] = 0;
+				if (last_line && tl > 0)
+					snprintf(last_line, last_len, "%s", tail);
+				tl = 0;
+			} else if (tl + 1 < sizeof(tail)) {
+				tail[tl++] = buf[i];
+			}
+		}
+	}
+	close(fd);
+	return 0;
+}

@@ -1,0 +1,233 @@
+#include "node/api_server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define API_MAX_CONNS 64
+
+struct api_server {
+	struct event_base *base;
+	struct evconnlistener *lis;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	api_handler_fn fn;
+	void *ctx;
+	int nconns;
+};
+
+struct api_conn {
+	struct api_server *srv;
+	struct bufferevent *bev;
+	int gone;       /* client closed or errored */
+	int finished;   /* handler called finish */
+	int dispatched; /* request line seen */
+};
+
+void api_default_path(char *buf, size_t len)
+{
+	const char *rt = getenv("XDG_RUNTIME_DIR");
+	if (rt && *rt)
+		snprintf(buf, len, "%s/mesh-proxy.sock", rt);
+	else
+		snprintf(buf, len, "/tmp/mesh-proxy-%u.sock", (unsigned)getuid());
+}
+
+static void conn_free(struct api_conn *c)
+{
+	if (c->bev)
+		bufferevent_free(c->bev);
+	c->srv->nconns--;
+	free(c);
+}
+
+static void conn_write_done(struct bufferevent *bev, void *arg)
+{
+	struct api_conn *c = arg;
+	(void)bev;
+	if (c->finished)
+		conn_free(c);
+}
+
+static void conn_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct api_conn *c = arg;
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+		c->gone = 1;
+		/* A handler still holding the conn frees it in api_conn_finish. */
+		if (c->finished || !c->dispatched)
+			conn_free(c);
+		else
+			bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	}
+}
+
+static void conn_read(struct bufferevent *bev, void *arg)
+{
+	struct api_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	if (c->dispatched) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	size_t n;
+	char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
+	if (!line) {
+		if (evbuffer_get_length(in) > API_MAX_LINE) {
+			c->dispatched = 1;
+			api_conn_printf(c, "error: request too long\n");
+			api_conn_finish(c);
+		}
+		return;
+	}
+	c->dispatched = 1;
+	/* The 5 s timeout is for a client that never sends its request; an
+	 * answer may take longer (ping -c 1000), so it ends here. */
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	if (n > API_MAX_LINE) {
+		api_conn_printf(c, "error: request too long\n");
+		api_conn_finish(c);
+	} else {
+		c->srv->fn(c->srv->ctx, c, line);
+	}
+	free(line);
+}
+
+static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+	struct api_server *s = arg;
+	(void)lis, (void)sa, (void)salen;
+	if (s->nconns >= API_MAX_CONNS) {
+		close(fd);
+		return;
+	}
+	struct api_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->srv = s;
+	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		close(fd);
+		free(c);
+		return;
+	}
+	s->nconns++;
+	struct timeval tv = {5, 0};
+	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	bufferevent_setcb(c->bev, conn_read, conn_write_done, conn_event, c);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+struct api_server *api_server_new(struct event_base *base, const char *path,
+                                  api_handler_fn fn, void *ctx, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "API socket path too long (max %zu): %s",
+		         sizeof(sun.sun_path) - 1, path);
+		return NULL;
+	}
+	strcpy(sun.sun_path, path);
+
+	/* A socket that nobody answers on is stale: replace it. A live one means
+	 * another node uses this path. */
+	int probe = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (probe >= 0) {
+		if (connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			close(probe);
+			snprintf(err, errlen,
+			         "API socket %s is in use by a running node; stop it or "
+			         "pass another --api PATH",
+			         path);
+			return NULL;
+		}
+		close(probe);
+	}
+	unlink(path);
+
+	struct api_server *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->base = base;
+	s->fn = fn;
+	s->ctx = ctx;
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	mode_t old = umask(0177);
+	s->lis = evconnlistener_new_bind(base, on_accept, s,
+	                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+	                                 16, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (!s->lis) {
+		snprintf(err, errlen, "cannot create API socket %s: %s", path,
+		         strerror(errno));
+		free(s);
+		return NULL;
+	}
+	chmod(path, 0600);
+	return s;
+}
+
+void api_server_free(struct api_server *s)
+{
+	if (!s)
+		return;
+	if (s->lis)
+		evconnlistener_free(s->lis);
+	unlink(s->path);
+	free(s);
+}
+
+void api_conn_printf(struct api_conn *c, const char *fmt, ...)
+{
+	if (c->gone)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	va_end(ap);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+int api_conn_take_fd(struct api_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	int fd = -1;
+	/* The client must wait for our answer before sending stream data, so
+	 * nothing may be buffered beyond the request line. */
+	if (!c->gone && evbuffer_get_length(in) == 0) {
+		fd = fcntl(bufferevent_getfd(c->bev), F_DUPFD_CLOEXEC, 3);
+		if (fd >= 0)
+			evutil_make_socket_nonblocking(fd);
+	}
+	c->finished = 1;
+	conn_free(c); /* closes the original descriptor */
+	return fd;
+}
+
+int api_conn_gone(const struct api_conn *c)
+{
+	return c->gone;
+}
+
+void api_conn_finish(struct api_conn *c)
+{
+	c->finished = 1;
+	if (c->gone || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_free(c);
+	/* otherwise conn_write_done frees it once the output drained */
+}

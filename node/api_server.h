@@ -1,0 +1,47 @@
+/* The node's local API: a Unix stream socket (mode 0600) that speaks one
+ * request line per connection ("status", "status json",
+ * "ping ADDR N MS [INTERVAL_MS]", "nc HOST PORT") and answers with text
+ * until it closes ("nc" answers one line, then the connection carries the
+ * stream). The CLI (`mesh-proxy status`, `mesh-proxy ping`) is its client:
+ * cli/api_client.h. */
+#ifndef MESH_NODE_API_SERVER_H
+#define MESH_NODE_API_SERVER_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+/* The longest request line the server reads (without its newline). */
+#define API_MAX_LINE 512
+
+struct event_base;
+struct api_server;
+struct api_conn;
+
+/* Runs for each request line (without the newline). The handler writes with
+ * api_conn_printf and ends with api_conn_finish; it may keep conn across
+ * loop iterations after api_conn_hold, until api_conn_finish. */
+typedef void (*api_handler_fn)(void *ctx, struct api_conn *conn, const char *line);
+
+/* Creates the socket at path (an existing stale socket is replaced; a live
+ * one is an error). Returns NULL and fills err on failure. */
+struct api_server *api_server_new(struct event_base *base, const char *path,
+                                  api_handler_fn fn, void *ctx, char *err, size_t errlen);
+void api_server_free(struct api_server *s); /* accepts NULL; unlinks the socket */
+
+void api_conn_printf(struct api_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* True if the client went away (further output is discarded). */
+int api_conn_gone(const struct api_conn *c);
+/* Takes the client's socket out of conn (for `nc`: the connection becomes
+ * a raw stream). Returns a non-blocking descriptor the caller owns, or -1
+ * if the client is gone or sent bytes after its request line; conn is
+ * freed either way. Only before anything was written to conn. */
+int api_conn_take_fd(struct api_conn *c);
+/* Flushes and closes; conn must not be used afterwards. */
+void api_conn_finish(struct api_conn *c);
+
+/* Default socket path: $XDG_RUNTIME_DIR/mesh-proxy.sock, else
+ * /tmp/mesh-proxy-<uid>.sock. */
+void api_default_path(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,703 @@
+#include "node/control.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/control/client.h"
+#include "core/util/hostname.h"
+#include "core/util/log.h"
+#include "core/wg/device.h"
+#include "node/control_int.h"
+#include "node/dns/magicdns.h"
+#include "node/node.h"
+
+#define NM_VERSION      "0.1.0"
+#define NM_SAVE_MS      2000
+#define NM_ENDPOINTS_MS 30000
+#define NM_EP_MAX       15 /* interface addresses; 127.0.0.1 comes last */
+
+int64_t nctl_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- before the loop ---- */
+
+const struct node_self *node_ctl_prep_self(const struct node_ctl_prep *p)
+{
+	return p->have_self ? &p->self : NULL;
+}
+
+void node_ctl_prep_free(struct node_ctl_prep *p)
+{
+	if (!p)
+		return;
+	node_keys_wipe(&p->keys);
+	sodium_memzero(p->auth_key, sizeof(p->auth_key));
+	ctl_msg_free(&p->map);
+	free(p);
+}
+
+/* The default name: the host name's first label, lowercased, with
+ * characters a DNS label cannot hold turned into '-'. */
+static void nctl_default_hostname(char *out, size_t cap)
+{
+	char h[256] = "";
+	if (gethostname(h, sizeof(h) - 1) != 0 || !h[0])
+		snprintf(h, sizeof(h), "node");
+	h[strcspn(h, ".")] = 0;
+	size_t k = 0;
+	for (size_t i = 0; h[i] && k + 1 < cap && k < 63; i++) {
+		unsigned char c = (unsigned char)h[i];
+		out[k++] = isalnum(c) ? (char)tolower(c) : '-';
+	}
+	out[k] = 0;
+	if (!k)
+		snprintf(out, cap, "node");
+}
+
+/* Parses --join into p (nothing written yet). */
+static int nctl_prep_token(struct node_ctl_prep *p, const char *tok, char *err,
+                           size_t errlen)
+{
+	struct ctl_token t;
+	int r = ctl_token_decode(tok, strlen(tok), &t);
+	if (r != 0) {
+		snprintf(err, errlen, "--join: %s", ctl_token_strerror(r));
+		return -1;
+	}
+	p->ctl.port = t.port;
+	snprintf(p->ctl.host, sizeof(p->ctl.host), "%s", t.host);
+	memcpy(p->ctl.server_key, t.server_key, CTL_KEY_LEN);
+	snprintf(p->auth_key, sizeof(p->auth_key), "%s", t.auth_key);
+	ctl_token_wipe(&t);
+	return 0;
+}
+
+struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
+                                       size_t errlen, bool *usage)
+{
+	*usage = false;
+	struct node_ctl_prep *p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->a = *a;
+	p->map.type = CTL_MSG_MAP_FULL;
+	const char *dir = a->state_dir;
+	if (a->hostname) {
+		if (!hostname_valid(a->hostname, strlen(a->hostname)) ||
+		    strlen(a->hostname) >= sizeof(p->hostname)) {
+			snprintf(err, errlen,
+			         "--hostname %s: not a host name (letters, digits, '-')",
+			         a->hostname);
+			*usage = true;
+			goto fail;
+		}
+		snprintf(p->hostname, sizeof(p->hostname), "%s", a->hostname);
+	}
+	if (a->join_token && nctl_prep_token(p, a->join_token, err, errlen) != 0) {
+		*usage = true;
+		goto fail;
+	}
+	char xerr[160];
+	if (!expose_parse(a->expose ? a->expose : "all", &p->expose, xerr,
+	                  sizeof(xerr))) {
+		snprintf(err, errlen, "%s", xerr);
+		*usage = true;
+		goto fail;
+	}
+	struct config check; /* --socks5, --http-proxy, --config: before DIR is touched */
+	if (node_ctl_build_config(p, NULL, &check, err, errlen) != 0) {
+		*usage = true;
+		goto fail;
+	}
+	config_free(&check);
+	if (node_state_open(dir, err, errlen) != 0)
+		goto fail;
+	if (a->join_token) {
+		if (node_state_bind_control(dir, &p->ctl, err, errlen) != 0)
+			goto fail;
+	} else {
+		int r = node_state_load_control(dir, &p->ctl, err, errlen);
+		if (r == -ENOENT) {
+			snprintf(
+			    err, errlen,
+			    "%s has not joined a mesh yet: run `mesh-proxy up --join "
+			    "TOKEN --state %s` (mesh-control --data DIR token prints "
+			    "a token)",
+			    dir, dir);
+			*usage = true;
+		}
+		if (r != 0)
+			goto fail;
+	}
+	if (node_state_keys(dir, &p->keys, NULL, err, errlen) != 0)
+		goto fail;
+	char serr[256];
+	int r = node_state_load_self(dir, &p->self, serr, sizeof(serr));
+	if (r == 0)
+		p->have_self = true;
+	else if (r != -ENOENT)
+		log_warn("%s; registering again", serr);
+	r = node_state_load_map(dir, &p->map, serr, sizeof(serr));
+	if (r == 0)
+		p->have_map = true;
+	else if (r != -ENOENT)
+		log_warn("%s", serr);
+	if (!a->hostname && p->have_self) /* keep the name we registered with */
+		snprintf(p->hostname, sizeof(p->hostname), "%s", p->self.name);
+	else if (!a->hostname)
+		nctl_default_hostname(p->hostname, sizeof(p->hostname));
+	if (p->have_self && p->auth_key[0]) {
+		log_info("%s is already joined as %s; resuming (the token's auth key is "
+		         "not needed)",
+		         dir, p->self.name);
+		sodium_memzero(p->auth_key, sizeof(p->auth_key));
+	}
+	return p;
+fail:
+	node_ctl_prep_free(p);
+	return NULL;
+}
+
+/* True when UDP port (IPv4 and IPv6 wildcard) can be bound now. */
+static bool nctl_port_free(uint16_t port)
+{
+	bool ok = true;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in s4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+	if (fd < 0 || bind(fd, (struct sockaddr *)&s4, sizeof(s4)) != 0)
+		ok = false;
+	if (fd >= 0)
+		close(fd);
+	fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) { /* no IPv6 on the host: fine */
+		int one = 1;
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		struct sockaddr_in6 s6 = {.sin6_family = AF_INET6,
+		                          .sin6_port = htons(port)};
+		if (bind(fd, (struct sockaddr *)&s6, sizeof(s6)) != 0 &&
+		    errno == EADDRINUSE)
+			ok = false;
+		close(fd);
+	}
+	return ok;
+}
+
+/* Reads the optional --config file; [Interface] belongs to the state. */
+static int nctl_read_config(const char *path, char **out, size_t *len, char *err,
+                            size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+		return -1;
+	}
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+	char line[4096];
+	int ln = 0;
+	while (fgets(line, sizeof(line), f)) {
+		ln++;
+		const char *s = line + strspn(line, " \t");
+		if (strncasecmp(s, "[Interface]", 11) == 0 ||
+		    strncasecmp(s, "WGConfig", 8) == 0) {
+			snprintf(
+			    err, errlen,
+			    "%s:%d: with --state, the node's [Interface] (key, "
+			    "addresses) comes from the state directory; remove "
+			    "[Interface] and WGConfig (peers and front-ends may stay)",
+			    path, ln);
+			fclose(f);
+			free(buf);
+			return -1;
+		}
+		size_t l = strlen(line);
+		if (n + l + 1 > cap) {
+			cap = (n + l + 1) * 2;
+			char *nb = realloc(buf, cap);
+			if (!nb) {
+				fclose(f);
+				free(buf);
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			buf = nb;
+		}
+		memcpy(buf + n, line, l);
+		n += l;
+	}
+	fclose(f);
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self *self,
+                          struct config *cfg, char *err, size_t errlen)
+{
+	char *user = NULL;
+	size_t ulen = 0;
+	const char *cpath = p->a.config_path;
+	if (cpath && nctl_read_config(cpath, &user, &ulen, err, errlen) != 0) {
+		memset(cfg, 0, sizeof(*cfg));
+		return -1;
+	}
+	char key[64], v4[INET_ADDRSTRLEN] = "100.64.0.0", v6[INET6_ADDRSTRLEN] = "";
+	sodium_bin2base64(key, sizeof(key), p->keys.node, CTL_KEY_LEN,
+	                  sodium_base64_VARIANT_ORIGINAL);
+	if (self) {
+		inet_ntop(AF_INET, self->ipv4, v4, sizeof(v4));
+		inet_ntop(AF_INET6, self->ipv6, v6, sizeof(v6));
+	}
+	size_t cap = ulen + 1024;
+	char *buf = malloc(cap);
+	if (!buf) {
+		free(user);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	size_t n = 0;
+	if (user)
+		memcpy(buf, user, ulen), n = ulen;
+	n += (size_t)snprintf(buf + n, cap - n,
+	                      "\n[Interface]\nPrivateKey = %s\nAddress = %s/32\n", key,
+	                      v4);
+	if (v6[0])
+		n += (size_t)snprintf(buf + n, cap - n, "Address = %s/128\n", v6);
+	if (self && self->listen_port) { /* peers know it from the last map */
+		if (nctl_port_free(self->listen_port))
+			n += (size_t)snprintf(buf + n, cap - n, "ListenPort = %u\n",
+			                      self->listen_port);
+		else
+			log_warn("UDP port %u (used last time) is taken; using another",
+			         self->listen_port);
+	}
+	if (p->a.socks5)
+		n += (size_t)snprintf(buf + n, cap - n,
+		                      "[Socks5]\nBindAddress = %.200s\n", p->a.socks5);
+	if (p->a.http_proxy)
+		n += (size_t)snprintf(buf + n, cap - n, "[http]\nBindAddress = %.200s\n",
+		                      p->a.http_proxy);
+	int r = config_load_text(cpath ? cpath : "--socks5/--http-proxy", buf, n, cfg,
+	                         err, errlen);
+	sodium_memzero(key, sizeof(key));
+	sodium_memzero(buf, n);
+	free(buf);
+	free(user);
+	return r;
+}
+
+int node_ctl_config(const struct node_ctl *m, const struct node_self *self,
+                    struct config *cfg, char *err, size_t errlen)
+{
+	return node_ctl_build_config(m->p, self, cfg, err, errlen);
+}
+
+/* ---- the control client ---- */
+
+static void nctl_log_refused(struct node_ctl *m, const char *detail,
+                             const struct ctl_register_resp *resp)
+{
+	const char *what;
+	switch (resp ? resp->code : 0) {
+	case CTL_REASON_AUTH_KEY_UNKNOWN:
+	case CTL_REASON_AUTH_KEY_EXPIRED:
+	case CTL_REASON_AUTH_KEY_REVOKED:
+	case CTL_REASON_AUTH_KEY_USED:
+	case CTL_REASON_AUTH_REQUIRED:
+		what = "get a new token (mesh-control --data DIR token) and run "
+		       "`mesh-proxy up --join TOKEN --state DIR` again";
+		break;
+	case CTL_REASON_NODE_REMOVED:
+	case CTL_REASON_NODE_EXPIRED:
+		what = "join again with a new token and a new --state directory";
+		break;
+	default:
+		what = "see mesh-control's log";
+	}
+	const char *why = resp && resp->reason[0] ? resp->reason : detail;
+	bool both = why != detail && detail && detail[0] && strcmp(why, detail) != 0;
+	log_error("mesh-control refused this node: %s%s%s; %s", why, both ? " / " : "",
+	          both ? detail : "", what);
+}
+
+static void nctl_registered(struct node_ctl *m, const struct ctl_register_resp *resp)
+{
+	struct node_self s;
+	char err[256], v4[INET_ADDRSTRLEN], v6[INET6_ADDRSTRLEN];
+	node_self_from_resp(&s, resp);
+	s.listen_port = m->self.listen_port;
+	inet_ntop(AF_INET, s.ipv4, v4, sizeof(v4));
+	inet_ntop(AF_INET6, s.ipv6, v6, sizeof(v6));
+	bool first = !m->have_self;
+	if (first || memcmp(&s, &m->self, sizeof(s)) != 0) {
+		if (node_state_save_self(m->p->a.state_dir, &s, err, sizeof(err)) != 0)
+			log_warn("%s", err);
+	}
+	if (first)
+		log_info("joined mesh %s as %s (%s, %s)", s.domain, s.name, v4, v6);
+	else
+		log_info("connected to mesh-control %s:%u as %s (%s, %s)", m->p->ctl.host,
+		         m->p->ctl.port, s.name, v4, v6);
+	if (m->dataplane && (memcmp(s.ipv4, m->self.ipv4, 4) != 0 ||
+	                     memcmp(s.ipv6, m->self.ipv6, 16) != 0)) {
+		/* E.g. the node was removed and joined again: the data plane
+		 * runs on the old addresses; start it over on the new ones. */
+		log_warn("mesh-control assigned new addresses (%s, %s); restarting the "
+		         "node with them",
+		         v4, v6);
+		m->hooks.stop(m->hooks.ctx, NODE_RC_RESTART);
+		return;
+	}
+	if (!m->dataplane)
+		m->self = s;
+	else
+		memcpy(m->self.name, s.name, sizeof(s.name));
+	m->have_self = true;
+	if (!m->dataplane) {
+		if (m->hooks.start_dataplane(m->hooks.ctx, &m->self) != 0)
+			m->hooks.stop(m->hooks.ctx, 1);
+	}
+}
+
+static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detail,
+                          const struct ctl_register_resp *resp)
+{
+	struct node_ctl *m = ctx;
+	const char *d = detail ? detail : "";
+	switch (st) {
+	case CTL_CLIENT_ONLINE:
+		if (resp && resp->status == CTL_REG_OK)
+			nctl_registered(m, resp);
+		else if (m->logged != st)
+			log_info("control: online again (%s:%u)", m->p->ctl.host,
+			         m->p->ctl.port);
+		break;
+	case CTL_CLIENT_PENDING:
+		if (m->logged != st)
+			log_info("waiting for approval: on the mesh-control host run "
+			         "`mesh-control --data DIR nodes approve %s`",
+			         resp && resp->name[0] ? resp->name : m->p->hostname);
+		break;
+	case CTL_CLIENT_REFUSED:
+		nctl_log_refused(m, d, resp);
+		m->hooks.stop(m->hooks.ctx, 1);
+		break;
+	case CTL_CLIENT_BACKOFF:
+		if (m->logged != st)
+			log_warn(
+			    "control: cannot reach mesh-control at %s:%u (%s); retrying "
+			    "with backoff%s",
+			    m->p->ctl.host, m->p->ctl.port, d,
+			    m->dataplane ? "; peers keep working with the last map" : "");
+		else
+			log_debug("control: still unreachable (%s)", d);
+		break;
+	default:
+		log_debug("control: %s %s", ctl_client_state_name(st), d);
+		return; /* transient states do not count as "logged" */
+	}
+	m->logged = st;
+}
+
+static void nctl_on_map(void *ctx, const struct ctl_map_full *map,
+                        const struct ctl_map_change *chg)
+{
+	struct node_ctl *m = ctx;
+	struct np_result r;
+	bool domain_changed = strcmp(m->np.domain, map->dns_domain) != 0;
+	if (node_peers_reconcile(&m->np, m->dataplane ? m->wg : NULL, map, nctl_now_ms(),
+	                         &r) != 0) {
+		log_warn("map v%llu: out of memory; keeping the previous one",
+		         (unsigned long long)map->version);
+		return;
+	}
+	if (domain_changed && m->magicdns)
+		magicdns_set_domain(m->magicdns, map->dns_domain);
+	if (chg->full || r.added || r.removed)
+		log_info("map v%llu: %zu peer(s)%s (+%zu ~%zu -%zu)",
+		         (unsigned long long)map->version, map->n_peers,
+		         chg->full ? ", full" : "", r.added, r.updated, r.removed);
+	else
+		log_debug("map v%llu: %zu changed", (unsigned long long)map->version,
+		          chg->n_changed);
+	m->map_dirty = true;
+}
+
+static const struct ctl_client_callbacks nctl_callbacks = {
+    .on_state = nctl_on_state,
+    .on_map = nctl_on_map,
+};
+
+struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
+                              struct node_ctl_prep *p, const struct config *cfg,
+                              const struct node_ctl_hooks *hooks, char *err,
+                              size_t errlen)
+{
+	struct node_ctl *m = calloc(1, sizeof(*m));
+	uint8_t(*keys)[CTL_KEY_LEN] = calloc(cfg->n_peers + 1, CTL_KEY_LEN);
+	if (!m || !keys) {
+		free(m);
+		free(keys);
+		node_ctl_prep_free(p);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	m->base = base;
+	m->dns = dns;
+	m->p = p;
+	m->hooks = *hooks;
+	m->have_self = p->have_self;
+	m->self = p->self;
+	for (size_t i = 0; i < cfg->n_peers; i++)
+		memcpy(keys[i], cfg->peers[i].public_key, CTL_KEY_LEN);
+	crypto_scalarmult_base(keys[cfg->n_peers], p->keys.node);
+	int r = node_peers_init(&m->np, (const uint8_t(*)[CTL_KEY_LEN])keys,
+	                        cfg->n_peers + 1);
+	free(keys);
+	if (r != 0) {
+		node_ctl_free(m);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (p->have_map) {
+		node_peers_reconcile(&m->np, NULL, &p->map.u.map, nctl_now_ms(), NULL);
+		log_info("last map (v%llu, %zu peers) loaded from %s/netmap.json",
+		         (unsigned long long)p->map.u.map.version, p->map.u.map.n_peers,
+		         p->a.state_dir);
+		ctl_msg_free(&p->map);
+	}
+	struct ctl_client_config cc = {
+	    .base = base,
+	    .dns = dns,
+	    .host = p->ctl.host,
+	    .port = p->ctl.port,
+	    .hostname = p->hostname,
+	    .os = "linux",
+	    .version = NM_VERSION,
+	    .auth_key = p->auth_key[0] ? p->auth_key : NULL,
+	    .cb = &nctl_callbacks,
+	    .ctx = m,
+	};
+	memcpy(cc.server_key, p->ctl.server_key, CTL_KEY_LEN);
+	memcpy(cc.machine_priv, p->keys.machine, CTL_KEY_LEN);
+	crypto_scalarmult_base(cc.node_key, p->keys.node);
+	crypto_scalarmult_base(cc.disco_key, p->keys.disco);
+	m->client = ctl_client_new(&cc, err, errlen);
+	sodium_memzero(cc.machine_priv, sizeof(cc.machine_priv));
+	sodium_memzero(p->auth_key, sizeof(p->auth_key));
+	if (!m->client) {
+		node_ctl_free(m);
+		return NULL;
+	}
+	log_info("mesh-control %s:%u; state %s; name %s%s", p->ctl.host, p->ctl.port,
+	         p->a.state_dir, p->hostname, m->have_self ? " (resuming)" : "");
+	return m;
+}
+
+/* ---- our endpoints ---- */
+
+static bool nctl_skip_addr(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const uint8_t *a =
+		    (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+		return a[0] == 127 || (a[0] == 169 && a[1] == 254) || a[0] == 0;
+	}
+	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	return IN6_IS_ADDR_LINKLOCAL(a6) || IN6_IS_ADDR_LOOPBACK(a6) ||
+	       IN6_IS_ADDR_V4MAPPED(a6) || IN6_IS_ADDR_UNSPECIFIED(a6);
+}
+
+void nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps)
+{
+	memset(eps, 0, sizeof(*eps));
+	struct ifaddrs *ifa = NULL;
+	if (getifaddrs(&ifa) == 0) {
+		for (int pass = 0; pass < 2; pass++) {
+			int fam = pass == 0 ? AF_INET : AF_INET6;
+			for (struct ifaddrs *i = ifa; i && eps->n < NM_EP_MAX;
+			     i = i->ifa_next) {
+				if (!i->ifa_addr || i->ifa_addr->sa_family != fam ||
+				    !(i->ifa_flags & IFF_UP) ||
+				    (i->ifa_flags & IFF_LOOPBACK) ||
+				    nctl_skip_addr(i->ifa_addr))
+					continue;
+				struct ctl_endpoint *e = &eps->ep[eps->n];
+				e->family = fam == AF_INET ? 4 : 6;
+				e->port = port;
+				if (fam == AF_INET)
+					memcpy(e->addr,
+					       &((struct sockaddr_in *)i->ifa_addr)
+					            ->sin_addr,
+					       4);
+				else
+					memcpy(e->addr,
+					       &((struct sockaddr_in6 *)i->ifa_addr)
+					            ->sin6_addr,
+					       16);
+				bool dup = false;
+				for (size_t k = 0; k < eps->n; k++)
+					dup |= memcmp(&eps->ep[k], e, sizeof(*e)) == 0;
+				if (!dup)
+					eps->n++;
+			}
+		}
+		freeifaddrs(ifa);
+	}
+	struct ctl_endpoint *lo = &eps->ep[eps->n++];
+	memset(lo, 0, sizeof(*lo));
+	lo->family = 4;
+	lo->port = port;
+	lo->addr[0] = 127;
+	lo->addr[3] = 1;
+}
+
+static void nctl_endpoints(struct node_ctl *m, bool force)
+{
+	struct ctl_endpoints eps;
+	nctl_gather_endpoints(wg_device_port(m->wg), &eps);
+	if (!force && memcmp(&eps, &m->eps, sizeof(eps)) == 0)
+		return;
+	m->eps = eps;
+	char list[CTL_ENDPOINTS_MAX * CTL_ADDRSTR_MAX] = "";
+	size_t n = 0;
+	for (size_t i = 0; i < eps.n && n < sizeof(list) - CTL_ADDRSTR_MAX; i++) {
+		char one[CTL_ADDRSTR_MAX];
+		ctl_endpoint_format(&eps.ep[i], one);
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? " " : "",
+		                      one);
+	}
+	log_info("our endpoints: %s", list);
+	if (m->client)
+		ctl_client_set_endpoints(m->client, &eps);
+}
+
+/* ---- MagicDNS callbacks ---- */
+
+static size_t nctl_magicdns_lookup(void *ctx, const char *label, struct ns_addr *out,
+                                   size_t max)
+{
+	struct node_ctl *m = ctx;
+	return node_peers_resolve(&m->np, label, out, max);
+}
+
+static bool nctl_magicdns_reverse(void *ctx, const struct ns_addr *addr, char *out,
+                                  size_t cap)
+{
+	struct node_ctl *m = ctx;
+	return node_peers_reverse(&m->np, addr, out, cap);
+}
+
+int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_env *env)
+{
+	char err[256];
+	m->wg = wg;
+	m->dataplane = true;
+	if (m->have_self && m->self.listen_port != wg_device_port(wg)) {
+		m->self.listen_port = wg_device_port(wg);
+		if (node_state_save_self(m->p->a.state_dir, &m->self, err, sizeof(err)) !=
+		    0)
+			log_warn("%s", err);
+	}
+	struct np_result r;
+	node_peers_apply(&m->np, wg, nctl_now_ms(), &r);
+	if (r.added)
+		log_info("%zu map peer(s) configured", r.added);
+	struct magicdns_config mc = {
+	    .base = m->base,
+	    .domain = m->np.domain[0] ? m->np.domain : m->self.domain,
+	    .lookup = nctl_magicdns_lookup,
+	    .reverse = nctl_magicdns_reverse,
+	    .ctx = m,
+	    .forward = true,
+	};
+	m->magicdns = magicdns_new(&mc, err, sizeof(err));
+	if (!m->magicdns)
+		log_warn("MagicDNS (%s:%d) disabled: %s", MAGICDNS_ADDR, MAGICDNS_PORT,
+		         err);
+	m->expose = px_expose_new(env, &m->p->expose, NULL, err, sizeof(err));
+	char desc[128];
+	expose_describe(&m->p->expose, desc, sizeof(desc));
+	if (!m->expose && !(m->p->expose.n == 0 && !m->p->expose.all))
+		log_warn("expose (%s) disabled: %s", desc, err);
+	else
+		log_info("expose: %s (mesh connections to our address go to 127.0.0.1)",
+		         desc);
+	nctl_endpoints(m, true);
+	m->last_ep_check_ms = nctl_now_ms();
+	wg_device_handshake_all(wg);
+	return 0;
+}
+
+static void nctl_save_map(struct node_ctl *m)
+{
+	const struct ctl_map_full *map = m->client ? ctl_client_map(m->client) : NULL;
+	char err[256];
+	m->map_dirty = false;
+	m->last_save_ms = nctl_now_ms();
+	if (map && node_state_save_map(m->p->a.state_dir, map, err, sizeof(err)) != 0)
+		log_warn("%s", err);
+}
+
+void node_ctl_reconnect(struct node_ctl *m)
+{
+	if (m && m->client)
+		ctl_client_reconnect(m->client);
+}
+
+void node_ctl_tick(struct node_ctl *m)
+{
+	int64_t now = nctl_now_ms();
+	if (m->dataplane) {
+		node_peers_tick(&m->np, m->wg, now, (int64_t)time(NULL));
+		if (now - m->last_ep_check_ms >= NM_ENDPOINTS_MS) {
+			m->last_ep_check_ms = now;
+			nctl_endpoints(m, false);
+		}
+	}
+	if (m->map_dirty && now - m->last_save_ms >= NM_SAVE_MS)
+		nctl_save_map(m);
+}
+
+void node_ctl_free(struct node_ctl *m)
+{
+	if (!m)
+		return;
+	if (m->map_dirty)
+		nctl_save_map(m);
+	px_expose_free(m->expose);
+	magicdns_free(m->magicdns);
+	ctl_client_free(m->client);
+	node_peers_free(&m->np);
+	node_ctl_prep_free(m->p);
+	free(m);
+}
+
+size_t node_ctl_resolve(const struct node_ctl *m, const char *name, struct ns_addr *out,
+                        size_t max)
+{
+	return m ? node_peers_resolve(&m->np, name, out, max) : 0;
+}
+
+bool node_ctl_route_local(const struct ns_addr *a)
+{
+	return ns_local_udp_is(a);
+}

@@ -1,0 +1,103 @@
+/* The node's side of mesh-control (`mesh-proxy up --join TOKEN --state DIR`):
+ * state directory, the control client, the network map applied to the
+ * WireGuard device (node_peers), MagicDNS, expose, our endpoints, status.
+ *
+ * node.c owns the data plane (WireGuard device, netstack, front-ends) and
+ * starts it through hooks.start_dataplane: at once when the state directory
+ * holds a registration (self.json), so the node works while mesh-control is
+ * down, else on the first REGISTER_RESP ok. node_ctl_attach then applies
+ * the map. The data plane keeps the last map when the control connection is
+ * down. */
+#ifndef MESH_NODE_CTL_H
+#define MESH_NODE_CTL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "netstack/ns.h"
+#include "node/state.h"
+#include "proxy/expose.h"
+
+struct event_base;
+struct evdns_base;
+struct wg_device;
+struct api_conn;
+struct config;
+struct px_env;
+struct node_ctl;
+
+/* What the command line gave for `up`. */
+struct node_ctl_args {
+	const char *state_dir;
+	const char *join_token;  /* NULL: resume */
+	const char *hostname;    /* NULL: gethostname() */
+	const char *socks5;      /* ADDR:PORT or NULL */
+	const char *http_proxy;  /* ADDR:PORT or NULL */
+	const char *expose;      /* NULL: "all" */
+	const char *config_path; /* optional extra configuration */
+};
+
+struct node_ctl_hooks {
+	/* Start WireGuard, netstack and front-ends with cfg (built by
+	 * node_ctl_build_config for self); 0 or -1 (logged). */
+	int (*start_dataplane)(void *ctx, const struct node_self *self);
+	/* Stop the node with this exit code (REFUSED: 1). */
+	void (*stop)(void *ctx, int rc);
+	void *ctx;
+};
+
+/* Everything read before the loop starts: state dir, token, keys, saved
+ * registration and map. -1 with a message (usage problems: *usage set). */
+struct node_ctl_prep;
+struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
+                                       size_t errlen, bool *usage);
+void node_ctl_prep_free(struct node_ctl_prep *p);
+/* Saved registration or NULL. */
+const struct node_self *node_ctl_prep_self(const struct node_ctl_prep *p);
+
+/* The node's configuration for join mode: [Interface] from the state
+ * (node.key; addresses of self, or a placeholder before registration),
+ * --socks5 / --http-proxy front-ends, plus the --config file's peers and
+ * sections when given. config_load's contract. */
+int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self *self,
+                          struct config *cfg, char *err, size_t errlen);
+
+/* node_ctl_build_config with the prep the mesh holds. */
+int node_ctl_config(const struct node_ctl *m, const struct node_self *self,
+                    struct config *cfg, char *err, size_t errlen);
+
+/* Starts the control client. Takes p (freed). */
+struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
+                              struct node_ctl_prep *p, const struct config *cfg,
+                              const struct node_ctl_hooks *hooks, char *err,
+                              size_t errlen);
+/* The data plane is up: apply the map to wg, start MagicDNS and expose,
+ * report our endpoints. */
+int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_env *env);
+void node_ctl_free(struct node_ctl *m); /* accepts NULL; saves the map */
+
+/* Drops the control connection and reconnects now (SIGHUP). */
+void node_ctl_reconnect(struct node_ctl *m);
+
+/* Once a second from the node's tick. */
+void node_ctl_tick(struct node_ctl *m);
+
+/* Mesh names (px_env.resolve_mesh) and local services (route_ok). */
+size_t node_ctl_resolve(const struct node_ctl *m, const char *name, struct ns_addr *out,
+                        size_t max);
+bool node_ctl_route_local(const struct ns_addr *a);
+
+/* Status (status.c) and `mesh-proxy ip`. */
+void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
+                          struct api_conn *c);
+/* The "mesh" member of status --json (the caller owns it; NULL when out
+ * of memory). */
+json_t *node_ctl_status_json(const struct node_ctl *m, const struct wg_device *wg);
+/* The map name of the peer with this WireGuard key, or NULL. */
+const char *node_ctl_peer_name(const struct node_ctl *m, const uint8_t key[32]);
+/* "ip", "ip 4", "ip 6": our mesh addresses, one a line. */
+void node_ctl_write_ip(const struct node_ctl *m, struct api_conn *c, int family);
+
+#endif

@@ -1,0 +1,49 @@
+/* Internal to node/control.c and node/control_status.c (and their tests). */
+#ifndef MESH_NODE_CTL_INT_H
+#define MESH_NODE_CTL_INT_H
+
+#include "core/control/client.h"
+#include "node/control.h"
+#include "node/peers.h"
+
+struct magicdns;
+struct px_expose;
+
+struct node_ctl_prep {
+	struct node_ctl_args a;
+	struct node_keys keys;
+	struct node_control ctl;
+	char auth_key[CTL_TOKEN_AUTH_MAX + 1]; /* from --join; wiped once used */
+	char hostname[CTL_DNSNAME_MAX];
+	struct expose_spec expose;
+	bool have_self;
+	struct node_self self;
+	bool have_map;
+	struct ctl_msg map; /* netmap.json, MAP_FULL */
+};
+
+struct node_ctl {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct node_ctl_prep *p;
+	struct node_ctl_hooks hooks;
+	struct ctl_client *client;
+	struct node_peers np;
+	struct wg_device *wg;
+	struct magicdns *magicdns;
+	struct px_expose *expose;
+	bool dataplane; /* node_ctl_attach ran */
+	bool have_self;
+	struct node_self self;        /* the addresses the data plane runs with */
+	enum ctl_client_state logged; /* last state logged at info */
+	bool map_dirty;
+	int64_t last_save_ms, last_ep_check_ms;
+	struct ctl_endpoints eps;
+};
+
+int64_t nctl_now_ms(void);
+/* The wg port on every non-loopback interface address (IPv4 first, up to
+ * 15), then 127.0.0.1. */
+void nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps);
+
+#endif

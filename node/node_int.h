@@ -1,0 +1,51 @@
+/* Internal to node/: the running node, shared by its lifecycle (node.c)
+ * and the handlers of its local API (api_handlers.c). */
+#ifndef MESH_NODE_INT_H
+#define MESH_NODE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "config/config.h"
+#include "proxy/proxy.h"
+
+struct api_conn;
+struct status_view;
+
+#define NODE_MAX_FRONTENDS 64
+
+struct node {
+	struct config cfg;
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct wg_device *wg;
+	struct api_server *api;
+	struct event *ev_int, *ev_term, *ev_hup, *ev_tick;
+	int64_t *seen_handshake; /* per peer, to log new handshakes */
+	struct px_env env;
+	struct px_socks *socks[NODE_MAX_FRONTENDS];
+	size_t n_socks;
+	struct px_http *http[NODE_MAX_FRONTENDS];
+	size_t n_http;
+	struct px_tunnel *tunnels[NODE_MAX_FRONTENDS];
+	size_t n_tunnels;
+	struct px_udp_tunnel *udp_tunnels[NODE_MAX_FRONTENDS];
+	size_t n_udp_tunnels;
+	struct px_nc *nc;
+	time_t started;
+	size_t n_seen;        /* entries in seen_handshake */
+	struct node_ctl *ctl; /* mesh-proxy up --state: the control runtime */
+	bool dataplane;       /* wg, netstack and front-ends are up */
+	int rc;               /* exit code asked for by the control side */
+	char api_path[256];
+};
+
+/* Fills v with the node's current view for status output. */
+void node_status_view(const struct node *n, struct status_view *v);
+
+/* The local API's request handler (api_handler_fn; ctx is the node). */
+void node_api_handle(void *ctx, struct api_conn *conn, const char *line);
+
+#endif

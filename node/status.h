@@ -1,0 +1,60 @@
+/* Status output for the local API: a human view and a JSON document. */
+#ifndef MESH_STATUS_H
+#define MESH_STATUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <jansson.h>
+
+struct api_conn;
+struct config;
+struct wg_device;
+struct px_socks;
+struct px_http;
+struct px_tunnel;
+struct px_udp_tunnel;
+struct px_nc;
+struct node_ctl;
+
+struct status_view {
+	const struct config *cfg;
+	const struct wg_device *wg;
+	time_t started;
+	struct px_socks *const *socks;
+	size_t n_socks;
+	struct px_http *const *http;
+	size_t n_http;
+	struct px_tunnel *const *tunnels;
+	size_t n_tunnels;
+	struct px_udp_tunnel *const *udp_tunnels;
+	size_t n_udp_tunnels;
+	const struct px_nc *nc;     /* may be NULL */
+	const struct node_ctl *ctl; /* mesh-proxy up --state; may be NULL */
+	/* wg may be NULL with ctl set: registration pending */
+};
+
+void status_write_text(const struct status_view *v, struct api_conn *c);
+/* The JSON document of `status --json` (one line). */
+void status_write_json(const struct status_view *v, struct api_conn *c);
+/* The same document as a jansson value (the caller owns it), or NULL when
+ * out of memory. Every string goes through status_json_str(). */
+json_t *status_json(const struct status_view *v);
+/* One info log line per front-end with all its counters (at exit). */
+void status_log_frontends(const struct status_view *v);
+
+/* Helpers shared with the node's log lines. */
+void status_key_b64(const uint8_t key[32], char *out, size_t len);
+void status_format_sockaddr(const struct sockaddr_storage *ss, char *out, size_t len);
+void status_format_bytes(uint64_t n, char *out, size_t len);
+/* "12s ago", "5m ago", "3h ago", "never" (then = 0). */
+void status_format_ago(int64_t then, char *out, size_t len);
+/* A JSON string for any C string: jansson escapes quotes, backslashes and
+ * control characters; bytes that are not UTF-8 become '?'. NULL s is "". */
+json_t *status_json_str(const char *s);
+/* A JSON integer for a counter (clamped to INT64_MAX). */
+json_t *status_json_u64(uint64_t v);
+
+#endif

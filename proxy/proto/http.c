@@ -1,0 +1,402 @@
+/* HTTP proxy request heads (RFC 9110, RFC 9112): a pure parser over
+ * (p, len) for CONNECT (section 9.3.6) and for absolute-form requests to
+ * http:// URIs, the rewrite of the latter to origin-form, the Basic
+ * credential check and the few responses a proxy sends. */
+#include "proxy/proto/proto.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static bool px_tchar(uint8_t c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Finds the end of the line starting at p[i]; returns the index just past
+ * '\n' and the content length (without CR LF), or 0 if there is no '\n'. */
+static size_t px_line(const uint8_t *p, size_t len, size_t i, size_t *n)
+{
+	const uint8_t *nl = memchr(p + i, '\n', len - i);
+	if (!nl)
+		return 0;
+	size_t e = (size_t)(nl - p);
+	*n = e - i;
+	if (*n > 0 && p[e - 1] == '\r')
+		(*n)--;
+	return e + 1;
+}
+
+static enum px_parse px_http_fail(int *status, int code)
+{
+	*status = code;
+	return PX_PARSE_ERROR;
+}
+
+/* "host:port" or "[v6]:port" into t. With def_port non-zero the port may
+ * be left out ("host", "host:", "[v6]") and def_port is used. */
+static bool px_http_authority(const uint8_t *s, size_t n, struct px_target *t,
+                              uint16_t def_port)
+{
+	const uint8_t *host = s, *colon;
+	size_t hl;
+	if (n > 0 && s[0] == '[') {
+		const uint8_t *close = memchr(s, ']', n);
+		if (!close)
+			return false;
+		host = s + 1;
+		hl = (size_t)(close - host);
+		colon = close + 1 < s + n ? close + 1 : NULL;
+		if ((colon && *colon != ':') || (!colon && !def_port))
+			return false;
+		if (!memchr(host, ':', hl)) /* brackets only around IPv6 */
+			return false;
+	} else {
+		colon = NULL;
+		for (size_t i = 0; i < n; i++)
+			if (s[i] == ':')
+				colon = s + i;
+		if (!colon && !def_port)
+			return false;
+		hl = colon ? (size_t)(colon - s) : n;
+		if (memchr(s, ':', hl))
+			return false;
+	}
+	size_t plen = colon ? (size_t)(s + n - (colon + 1)) : 0;
+	unsigned long port = 0;
+	if (plen == 0 && def_port) {
+		if (!px_target_set(t, (const char *)host, hl, def_port))
+			return false;
+		return (host != s) == (!t->is_name && t->addr.family == AF_INET6);
+	}
+	if (plen == 0 || plen > 5)
+		return false;
+	for (size_t i = 0; i < plen; i++) {
+		uint8_t c = colon[1 + i];
+		if (c < '0' || c > '9')
+			return false;
+		port = port * 10 + (c - '0');
+	}
+	if (port == 0 || port > 65535)
+		return false;
+	if (!px_target_set(t, (const char *)host, hl, (uint16_t)port))
+		return false;
+	/* An IPv6 literal must come in brackets and nothing else may. */
+	return (host != s) == (!t->is_name && t->addr.family == AF_INET6);
+}
+
+/* The methods forwarded in absolute-form. */
+static bool px_http_forward_method(const uint8_t *m, size_t n)
+{
+	static const char *const ok[] = {"GET",    "HEAD",    "POST", "PUT",
+	                                 "DELETE", "OPTIONS", "PATCH"};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (strlen(ok[i]) == n && memcmp(m, ok[i], n) == 0)
+			return true;
+	return false;
+}
+
+/* For "http://authority/path?query": the authority (ends at '/', '?', '#'
+ * or the end) and its length; NULL if the scheme is not http or the
+ * authority is empty. */
+static const uint8_t *px_http_uri_authority(const uint8_t *u, size_t n, size_t *alen)
+{
+	if (n < 7 || strncasecmp((const char *)u, "http://", 7) != 0)
+		return NULL;
+	size_t i = 7;
+	while (i < n && u[i] != '/' && u[i] != '?' && u[i] != '#')
+		i++;
+	*alen = i - 7;
+	return *alen ? u + 7 : NULL;
+}
+
+static enum px_parse px_http_request_line(const uint8_t *l, size_t n,
+                                          struct px_http_request *r, int *status)
+{
+	const uint8_t *sp1 = memchr(l, ' ', n);
+	if (!sp1 || sp1 == l)
+		return px_http_fail(status, 400);
+	for (const uint8_t *c = l; c < sp1; c++)
+		if (!px_tchar(*c))
+			return px_http_fail(status, 400);
+	const uint8_t *tgt = sp1 + 1, *end = l + n;
+	const uint8_t *sp2 = memchr(tgt, ' ', (size_t)(end - tgt));
+	if (!sp2 || sp2 == tgt)
+		return px_http_fail(status, 400);
+	const uint8_t *ver = sp2 + 1;
+	size_t vlen = (size_t)(end - ver);
+	if (vlen != 8 || memcmp(ver, "HTTP/", 5) != 0 || ver[6] != '.' || ver[5] < '0' ||
+	    ver[5] > '9' || ver[7] < '0' || ver[7] > '9')
+		return px_http_fail(status, 400);
+	if (ver[5] != '1')
+		return px_http_fail(status, 505);
+	size_t mlen = (size_t)(sp1 - l), tlen = (size_t)(sp2 - tgt);
+	if (mlen == 7 && memcmp(l, "CONNECT", 7) == 0) {
+		if (!px_http_authority(tgt, tlen, &r->target, 0))
+			return px_http_fail(status, 400);
+		return PX_PARSE_OK;
+	}
+	if (!px_http_forward_method(l, mlen))
+		return px_http_fail(status, 501);
+	/* Absolute-form to http:// only: https:// goes through CONNECT, and
+	 * origin-form ("/path") is for servers, not proxies. */
+	size_t alen;
+	const uint8_t *auth = px_http_uri_authority(tgt, tlen, &alen);
+	if (!auth || memchr(auth, '@', alen)) /* no userinfo */
+		return px_http_fail(status, 400);
+	for (const uint8_t *c = tgt; c < sp2; c++)
+		if (*c <= 0x20 || *c == 0x7f)
+			return px_http_fail(status, 400);
+	if (!px_http_authority(auth, alen, &r->target, 80))
+		return px_http_fail(status, 400);
+	r->forward = true;
+	return PX_PARSE_OK;
+}
+
+static enum px_parse px_http_header(const uint8_t *l, size_t n, struct px_http_request *r,
+                                    int *status)
+{
+	const uint8_t *colon = memchr(l, ':', n);
+	if (!colon || colon == l)
+		return px_http_fail(status, 400);
+	for (const uint8_t *c = l; c < colon; c++)
+		if (!px_tchar(*c)) /* also refuses obs-fold and "Name :" */
+			return px_http_fail(status, 400);
+	const uint8_t *v = colon + 1, *end = l + n;
+	for (const uint8_t *c = v; c < end; c++)
+		if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
+			return px_http_fail(status, 400);
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if ((size_t)(colon - l) == 19 &&
+	    strncasecmp((const char *)l, "Proxy-Authorization", 19) == 0) {
+		if (r->auth)
+			return px_http_fail(status, 400);
+		r->auth = v;
+		r->auth_len = (size_t)(end - v);
+	}
+	return PX_PARSE_OK;
+}
+
+enum px_parse px_http_parse_request(const uint8_t *p, size_t len,
+                                    struct px_http_request *r, size_t *used, int *status)
+{
+	memset(r, 0, sizeof(*r));
+	*status = 400;
+	size_t lim = len < PX_HTTP_MAX_HEADER ? len : PX_HTTP_MAX_HEADER;
+	size_t i = 0, n, next;
+	/* Empty lines before the request line are ignored (RFC 9112 2.2). */
+	while (i < lim && (p[i] == '\r' || p[i] == '\n'))
+		i++;
+	bool have_line = false;
+	for (;;) {
+		next = px_line(p, lim, i, &n);
+		if (!next)
+			return len >= PX_HTTP_MAX_HEADER ? px_http_fail(status, 431)
+			                                 : PX_PARSE_MORE;
+		const uint8_t *l = p + i;
+		if (memchr(l, 0, n))
+			return px_http_fail(status, 400);
+		if (!have_line) {
+			if (px_http_request_line(l, n, r, status) != PX_PARSE_OK)
+				return PX_PARSE_ERROR;
+			have_line = true;
+		} else if (n == 0) {
+			*used = next;
+			*status = 200;
+			return PX_PARSE_OK;
+		} else if (px_http_header(l, n, r, status) != PX_PARSE_OK) {
+			return PX_PARSE_ERROR;
+		}
+		i = next;
+	}
+}
+
+/* ---- absolute-form rewrite ---- */
+
+struct px_http_tok {
+	const uint8_t *p;
+	size_t n;
+};
+
+static bool px_http_name_is(const uint8_t *name, size_t n, const char *want)
+{
+	return strlen(want) == n && strncasecmp((const char *)name, want, n) == 0;
+}
+
+/* Splits a Connection value into its option names (comma-separated, with
+ * optional white space). False if there are more than room for. */
+static bool px_http_conn_tokens(const uint8_t *v, size_t n, struct px_http_tok *tok,
+                                size_t *ntok, size_t max)
+{
+	size_t i = 0;
+	while (i < n) {
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		size_t b = i;
+		while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+			i++;
+		if (i == b)
+			continue;
+		if (*ntok == max)
+			return false;
+		tok[*ntok].p = v + b;
+		tok[(*ntok)++].n = i - b;
+	}
+	return true;
+}
+
+/* Whether a header is hop-by-hop: listed in RFC 9110 section 7.6.1 (and
+ * the older Proxy-Connection, Trailer), named by Connection, or Host,
+ * which is rebuilt from the request target (RFC 9112 section 3.2.2). */
+static bool px_http_hop_header(const uint8_t *name, size_t n,
+                               const struct px_http_tok *tok, size_t ntok)
+{
+	static const char *const hop[] = {
+	    "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authorization",
+	    "TE",         "Trailer",          "Upgrade",    "Host"};
+	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+		if (px_http_name_is(name, n, hop[i]))
+			return true;
+	for (size_t i = 0; i < ntok; i++)
+		if (tok[i].n == n &&
+		    strncasecmp((const char *)name, (const char *)tok[i].p, n) == 0)
+			return true;
+	return false;
+}
+
+struct px_http_out {
+	uint8_t *p;
+	size_t len, cap;
+	bool full;
+};
+
+static void px_http_put(struct px_http_out *o, const void *p, size_t n)
+{
+	if (o->full || n > o->cap - o->len) {
+		o->full = true;
+		return;
+	}
+	memcpy(o->p + o->len, p, n);
+	o->len += n;
+}
+
+#define PX_HTTP_CONN_TOKENS 64
+
+size_t px_http_rewrite(const uint8_t *p, size_t head_len, uint8_t *out, size_t outlen)
+{
+	struct px_http_out o = {out, 0, outlen, false};
+	struct px_http_tok tok[PX_HTTP_CONN_TOKENS];
+	size_t ntok = 0, i = 0, n, next;
+	while (i < head_len && (p[i] == '\r' || p[i] == '\n'))
+		i++;
+	/* Request line: METHOD SP http://authority[path] SP HTTP/1.x */
+	next = px_line(p, head_len, i, &n);
+	const uint8_t *l = p + i, *sp1 = next ? memchr(l, ' ', n) : NULL;
+	const uint8_t *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(l + n - sp1 - 1)) : NULL;
+	size_t alen = 0;
+	const uint8_t *auth =
+	    sp2 ? px_http_uri_authority(sp1 + 1, (size_t)(sp2 - sp1 - 1), &alen) : NULL;
+	if (!auth)
+		return 0;
+	const uint8_t *path = auth + alen, *pend = path;
+	while (pend < sp2 && *pend != '#') /* a fragment is not sent */
+		pend++;
+	px_http_put(&o, l, (size_t)(sp1 - l) + 1);
+	if (path == pend || *path != '/')
+		px_http_put(&o, "/", 1);
+	px_http_put(&o, path, (size_t)(pend - path));
+	px_http_put(&o, sp2, (size_t)(l + n - sp2));
+	px_http_put(&o, "\r\nHost: ", 8);
+	px_http_put(&o, auth, alen);
+	px_http_put(&o, "\r\n", 2);
+	size_t hdr = next;
+	/* First pass: the options Connection names. */
+	for (i = hdr; (next = px_line(p, head_len, i, &n)) && n > 0; i = next) {
+		const uint8_t *c = memchr(p + i, ':', n);
+		if (!c)
+			return 0;
+		if (px_http_name_is(p + i, (size_t)(c - p - i), "Connection") &&
+		    !px_http_conn_tokens(c + 1, (size_t)(p + i + n - c - 1), tok, &ntok,
+		                         PX_HTTP_CONN_TOKENS))
+			return 0;
+	}
+	if (!next)
+		return 0; /* no empty line: not a head the parser accepted */
+	/* Second pass: copy the end-to-end headers as they came. */
+	for (i = hdr; (next = px_line(p, head_len, i, &n)) && n > 0; i = next) {
+		const uint8_t *c = memchr(p + i, ':', n);
+		if (!px_http_hop_header(p + i, (size_t)(c - p - i), tok, ntok))
+			px_http_put(&o, p + i, next - i);
+	}
+	px_http_put(&o, "Connection: close\r\n\r\n", 21);
+	return o.full ? 0 : o.len;
+}
+
+bool px_http_auth_ok(const uint8_t *value, size_t len, const char *user, const char *pass)
+{
+	if (!value || len < 7 || strncasecmp((const char *)value, "Basic ", 6) != 0)
+		return false;
+	const char *b64 = (const char *)value + 6;
+	size_t blen = len - 6;
+	while (blen > 0 && *b64 == ' ')
+		b64++, blen--;
+	uint8_t got[520], want[520];
+	size_t glen = 0, ulen = strlen(user), plen = strlen(pass);
+	const char *end = NULL;
+	bool ok = false;
+	if (ulen + 1 + plen <= sizeof(want) && blen > 0 &&
+	    sodium_base642bin(got, sizeof(got), b64, blen, NULL, &glen, &end,
+	                      sodium_base64_VARIANT_ORIGINAL) == 0 &&
+	    end == b64 + blen && glen == ulen + 1 + plen) {
+		memcpy(want, user, ulen);
+		want[ulen] = ':';
+		memcpy(want + ulen + 1, pass, plen);
+		ok = sodium_memcmp(got, want, glen) == 0;
+	}
+	sodium_memzero(got, sizeof(got));
+	sodium_memzero(want, sizeof(want));
+	return ok;
+}
+
+size_t px_http_response(char *out, size_t outlen, int status)
+{
+	const char *text;
+	switch (status) {
+	case 200:
+		return (size_t)snprintf(out, outlen,
+		                        "HTTP/1.1 200 Connection established\r\n\r\n");
+	case 400:
+		text = "Bad Request";
+		break;
+	case 407:
+		text = "Proxy Authentication Required";
+		break;
+	case 431:
+		text = "Request Header Fields Too Large";
+		break;
+	case 501:
+		text = "Not Implemented";
+		break;
+	case 504:
+		text = "Gateway Timeout";
+		break;
+	case 505:
+		text = "HTTP Version Not Supported";
+		break;
+	default:
+		status = 502;
+		text = "Bad Gateway";
+		break;
+	}
+	int n = snprintf(
+	    out, outlen,
+	    "HTTP/1.1 %d %s\r\n%sContent-Length: 0\r\nConnection: close\r\n\r\n", status,
+	    text,
+	    status == 407 ? "Proxy-Authenticate: Basic realm=\"meshproxy\"\r\n" : "");
+	return n < 0 ? 0 : ((size_t)n < outlen ? (size_t)n : outlen - 1);
+}

@@ -1,0 +1,175 @@
+/* node/control: what `mesh-proxy up` reads before its loop starts.
+ *  - a join token binds the state directory to its mesh; a bad token, a
+ *    bad --hostname, a bad --expose, a bad --socks5 are usage errors that
+ *    leave no state directory behind;
+ *  - resuming a directory that never joined says how to join;
+ *  - a token of another mesh is refused, naming the mesh of the directory;
+ *  - the configuration holds node.key, the registered addresses, the saved
+ *    listen port, the --socks5 / --http-proxy front-ends and the --config
+ *    file's peers; an [Interface] in that file is refused with its line. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "config/config.h"
+#include "node/control.h"
+
+static char root[256];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(root, sizeof(root), "/tmp/test_node_control_config.XXXXXX");
+	assert_non_null(mkdtemp(root));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static void make_token(char *out, size_t cap, uint8_t key_byte, const char *auth)
+{
+	struct ctl_token t = {.port = 17443};
+	snprintf(t.host, sizeof(t.host), "127.0.0.1");
+	memset(t.server_key, key_byte, sizeof(t.server_key));
+	snprintf(t.auth_key, sizeof(t.auth_key), "%s", auth);
+	assert_true(ctl_token_encode(&t, out, cap) > 0);
+}
+
+static bool exists(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0;
+}
+
+static void test_usage_errors(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], err[512];
+	bool usage;
+	snprintf(dir, sizeof(dir), "%s/u", root);
+	make_token(tok, sizeof(tok), 7, "k1");
+	struct node_ctl_args a = {.state_dir = dir, .join_token = "mesh1AAAA"};
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_true(usage);
+	assert_non_null(strstr(err, "--join: join token"));
+	a.join_token = tok;
+	a.hostname = "bad name";
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_true(usage);
+	assert_non_null(strstr(err, "--hostname"));
+	a.hostname = "web";
+	a.socks5 = "nonsense";
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_true(usage);
+	assert_non_null(strstr(err, "[Socks5] BindAddress"));
+	assert_false(exists(dir)); /* nothing written for a usage error */
+	a.socks5 = NULL;
+	a.join_token = NULL; /* resume a directory that never joined */
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_true(usage);
+	assert_non_null(strstr(err, "has not joined a mesh yet"));
+}
+
+static void test_join_and_config(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], other[CTL_TOKEN_STR_MAX], err[512],
+	    ini[400];
+	bool usage;
+	snprintf(dir, sizeof(dir), "%s/j", root);
+	snprintf(ini, sizeof(ini), "%s/extra.ini", root);
+	FILE *f = fopen(ini, "w");
+	assert_non_null(f);
+	fputs("[Peer]\nPublicKey = AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n"
+	      "AllowedIPs = 10.9.0.1/32\nName = legacy\n",
+	      f);
+	fclose(f);
+	make_token(tok, sizeof(tok), 7, "k1");
+	struct node_ctl_args a = {.state_dir = dir,
+	                          .join_token = tok,
+	                          .hostname = "web",
+	                          .socks5 = "127.0.0.1:1080",
+	                          .http_proxy = "127.0.0.1:8080",
+	                          .config_path = ini};
+	struct node_ctl_prep *p = node_ctl_prepare(&a, err, sizeof(err), &usage);
+	if (!p)
+		fail_msg("%s", err);
+	assert_null(node_ctl_prep_self(p));
+	struct node_self self = {.node_id = 3, .listen_port = 0};
+	snprintf(self.name, sizeof(self.name), "web");
+	uint8_t v4[4] = {100, 64, 0, 3};
+	memcpy(self.ipv4, v4, 4);
+	self.ipv6[0] = 0xfd;
+	self.ipv6[15] = 3;
+	struct config cfg;
+	if (node_ctl_build_config(p, &self, &cfg, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg.n_addresses, 2);
+	assert_int_equal(cfg.addresses[0].addr[3], 3);
+	assert_int_equal(cfg.addresses[0].cidr, 32);
+	assert_int_equal(cfg.addresses[1].cidr, 128);
+	assert_int_equal(cfg.n_socks5, 1);
+	assert_int_equal(cfg.n_http, 1);
+	assert_int_equal(cfg.n_peers, 1);
+	assert_string_equal(cfg.peers[0].name, "legacy");
+	assert_int_equal(cfg.listen_port, 0);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+
+	/* a saved registration with a port: used again */
+	self.listen_port = 0; /* find a free port: bind 0 and read it back */
+	assert_int_equal(node_state_save_self(dir, &self, err, sizeof(err)), 0);
+	a.join_token = NULL;
+	p = node_ctl_prepare(&a, err, sizeof(err), &usage);
+	assert_non_null(p);
+	assert_non_null(node_ctl_prep_self(p));
+	self.listen_port = 45123;
+	assert_int_equal(node_ctl_build_config(p, &self, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.listen_port, 45123);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+
+	/* another mesh's token */
+	make_token(other, sizeof(other), 8, "k2");
+	a.join_token = other;
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_false(usage);
+	assert_non_null(strstr(err, "already belongs to the mesh at 127.0.0.1:17443"));
+
+	/* [Interface] in --config */
+	f = fopen(ini, "w");
+	fputs("; comment\n[Interface]\nPrivateKey = x\n", f);
+	fclose(f);
+	a.join_token = tok;
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "extra.ini:2:"));
+	assert_non_null(strstr(err, "[Interface]"));
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_usage_errors),
+	    cmocka_unit_test(test_join_and_config),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,180 @@
+/* node/status: `status --json` is built with jansson, so a value holding
+ * quotes, backslashes, control characters or bytes that are not UTF-8
+ * (a peer name, a control server's refusal text) still gives one valid
+ * JSON document whose strings read back as written (non-UTF-8 bytes as
+ * '?'). The document keeps its members and their order. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <cmocka.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "config/config.h"
+#include "core/wg/device.h"
+#include "node/status.h"
+
+/* A node with one configured peer named name, as the status code sees it. */
+struct fixture {
+	struct event_base *base;
+	struct wg_device *wg;
+	struct config cfg;
+	struct cfg_peer peer;
+	struct cfg_prefix addr, allowed;
+};
+
+static void fixture_init(struct fixture *f, const char *name)
+{
+	memset(f, 0, sizeof(*f));
+	assert_int_equal(sodium_init() >= 0, 1);
+	f->base = event_base_new();
+	assert_non_null(f->base);
+	randombytes_buf(f->cfg.private_key, sizeof(f->cfg.private_key));
+	f->addr.family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, "100.64.0.1", f->addr.addr), 1);
+	f->addr.cidr = 32;
+	f->cfg.addresses = &f->addr;
+	f->cfg.n_addresses = 1;
+
+	uint8_t priv[32];
+	randombytes_buf(priv, sizeof(priv));
+	crypto_scalarmult_base(f->peer.public_key, priv);
+	f->allowed.family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, "100.64.0.2", f->allowed.addr), 1);
+	f->allowed.cidr = 32;
+	f->peer.allowed_ips = &f->allowed;
+	f->peer.n_allowed_ips = 1;
+	f->peer.name = (char *)name;
+	f->cfg.peers = &f->peer;
+	f->cfg.n_peers = 1;
+
+	f->wg = wg_device_new(f->base, f->cfg.private_key);
+	assert_non_null(f->wg);
+	struct wg_allowed_ip aip = {.family = AF_INET, .cidr = 32};
+	memcpy(aip.addr, f->allowed.addr, 4);
+	struct wg_peer_config pc = {.allowed_ips = &aip, .n_allowed_ips = 1};
+	memcpy(pc.public_key, f->peer.public_key, 32);
+	assert_non_null(wg_device_add_peer(f->wg, &pc, NULL));
+}
+
+static void fixture_fini(struct fixture *f)
+{
+	wg_device_free(f->wg);
+	event_base_free(f->base);
+}
+
+/* The document of f, dumped as the API sends it and parsed back. */
+static json_t *status_roundtrip(struct fixture *f)
+{
+	struct status_view v = {.cfg = &f->cfg, .wg = f->wg, .started = 1};
+	json_t *doc = status_json(&v);
+	assert_non_null(doc);
+	char *text = json_dumps(doc, JSON_COMPACT);
+	assert_non_null(text);
+	json_decref(doc);
+	assert_null(strchr(text, '\n')); /* one line on the wire */
+	json_error_t je;
+	json_t *back = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+	if (!back)
+		fail_msg("not JSON (%s): %s", je.text, text);
+	free(text);
+	return back;
+}
+
+static const char *peer_name(json_t *doc)
+{
+	json_t *peers = json_object_get(doc, "peers");
+	assert_true(json_is_array(peers));
+	assert_int_equal(json_array_size(peers), 1);
+	json_t *name = json_object_get(json_array_get(peers, 0), "name");
+	assert_true(json_is_string(name));
+	return json_string_value(name);
+}
+
+static void test_hostile_peer_name_stays_one_string(void **state)
+{
+	(void)state;
+	static const char name[] = "we\"ird\\name\n\t\x01,\"x\":1}]";
+	struct fixture f;
+	fixture_init(&f, name);
+	json_t *doc = status_roundtrip(&f);
+	assert_string_equal(peer_name(doc), name);
+	assert_null(json_object_get(doc, "x")); /* nothing injected */
+	json_decref(doc);
+	fixture_fini(&f);
+}
+
+static void test_non_utf8_name_becomes_question_marks(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f, "caf\xe9-\xff\xfe");
+	json_t *doc = status_roundtrip(&f);
+	assert_string_equal(peer_name(doc), "caf?-??");
+	json_decref(doc);
+	fixture_fini(&f);
+}
+
+static void test_members_in_order(void **state)
+{
+	(void)state;
+	static const char *const want[] = {"self", "peers", "wireguard", "frontends",
+	                                   "netstack"};
+	struct fixture f;
+	fixture_init(&f, "web");
+	json_t *doc = status_roundtrip(&f);
+	size_t i = 0;
+	const char *key;
+	json_t *val;
+	json_object_foreach(doc, key, val)
+	{
+		assert_true(i < sizeof(want) / sizeof(want[0]));
+		assert_string_equal(key, want[i]);
+		i++;
+	}
+	assert_int_equal(i, sizeof(want) / sizeof(want[0]));
+	json_t *self = json_object_get(doc, "self");
+	json_t *addrs = json_object_get(self, "addresses");
+	assert_string_equal(json_string_value(json_array_get(addrs, 0)), "100.64.0.1/32");
+	json_t *p = json_array_get(json_object_get(doc, "peers"), 0);
+	assert_true(json_is_null(json_object_get(p, "endpoint")));
+	assert_string_equal(
+	    json_string_value(json_array_get(json_object_get(p, "allowed_ips"), 0)),
+	    "100.64.0.2/32");
+	assert_true(json_is_integer(
+	    json_object_get(json_object_get(doc, "wireguard"), "rx_packets")));
+	json_decref(doc);
+	fixture_fini(&f);
+}
+
+static void test_json_str_helpers(void **state)
+{
+	(void)state;
+	json_t *s = status_json_str(NULL);
+	assert_string_equal(json_string_value(s), "");
+	json_decref(s);
+	s = status_json_str("\x80");
+	assert_string_equal(json_string_value(s), "?");
+	json_decref(s);
+	json_t *n = status_json_u64(UINT64_MAX);
+	assert_int_equal(json_integer_value(n), INT64_MAX);
+	json_decref(n);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_hostile_peer_name_stays_one_string),
+	    cmocka_unit_test(test_non_utf8_name_becomes_question_marks),
+	    cmocka_unit_test(test_members_in_order),
+	    cmocka_unit_test(test_json_str_helpers),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
