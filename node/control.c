@@ -28,13 +28,6 @@
 #define NM_ENDPOINTS_MS 30000
 #define NM_EP_MAX       15 /* interface addresses; 127.0.0.1 comes last */
 
-int64_t nctl_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- before the loop ---- */
 
 const struct node_self *node_ctl_prep_self(const struct node_ctl_prep *p)

@@ -3,6 +3,7 @@
 #define MESH_NODE_CTL_INT_H
 
 #include "core/control/client.h"
+#include "core/util/clock.h"
 #include "node/control.h"
 #include "node/peers.h"
 
@@ -41,7 +42,10 @@ struct node_ctl {
 	struct ctl_endpoints eps;
 };
 
-int64_t nctl_now_ms(void);
+static inline int64_t nctl_now_ms(void)
+{
+	return (int64_t)mono_now_ms();
+}
 /* The wg port on every non-loopback interface address (IPv4 first, up to
  * 15), then 127.0.0.1. */
 void nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps);

@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "core/util/log.h"
+#include "core/util/sockaddr.h"
 #include "core/wg/device.h"
 #include "netstack/ns.h"
 #include "node/api_server.h"
@@ -26,18 +27,10 @@ void status_key_b64(const uint8_t key[32], char *out, size_t len)
 
 void status_format_sockaddr(const struct sockaddr_storage *ss, char *out, size_t len)
 {
-	char a[INET6_ADDRSTRLEN];
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
-		inet_ntop(AF_INET, &s->sin_addr, a, sizeof(a));
-		snprintf(out, len, "%s:%u", a, ntohs(s->sin_port));
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
-		inet_ntop(AF_INET6, &s->sin6_addr, a, sizeof(a));
-		snprintf(out, len, "[%s]:%u", a, ntohs(s->sin6_port));
-	} else {
+	if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
+		sockaddr_format(ss, out, len);
+	else
 		snprintf(out, len, "(none)");
-	}
 }
 
 void status_format_bytes(uint64_t n, char *out, size_t len)

@@ -34,8 +34,6 @@ struct px_listener *px_listener_new(struct event_base *base,
 void px_listener_free(struct px_listener *l);
 void px_listener_addr(const struct px_listener *l, struct sockaddr_storage *ss,
                       socklen_t *len);
-/* "127.0.0.1:1080" / "[::1]:1080". */
-void px_sockaddr_format(const struct sockaddr_storage *ss, char *buf, size_t len);
 
 /* ---- client sessions (session.c) ---- */
 

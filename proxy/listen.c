@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "core/util/log.h"
+#include "core/util/sockaddr.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,22 +36,6 @@ struct px_listener {
 	time_t last_warn; /* one warning per 10 s while descriptors run out */
 };
 
-void px_sockaddr_format(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-	char a[INET6_ADDRSTRLEN] = "?";
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
-		inet_ntop(AF_INET, &s->sin_addr, a, sizeof(a));
-		snprintf(buf, len, "%s:%u", a, ntohs(s->sin_port));
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
-		inet_ntop(AF_INET6, &s->sin6_addr, a, sizeof(a));
-		snprintf(buf, len, "[%s]:%u", a, ntohs(s->sin6_port));
-	} else {
-		snprintf(buf, len, "?");
-	}
-}
-
 static void px_listener_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_listener *l = arg;
@@ -62,7 +47,7 @@ static void px_listener_pause(struct px_listener *l, int e)
 	time_t now = time(NULL);
 	if (now - l->last_warn >= 10) {
 		char a[80];
-		px_sockaddr_format(&l->addr, a, sizeof(a));
+		sockaddr_format(&l->addr, a, sizeof(a));
 		log_warn("%s: accept: %s; pausing %d ms", a, strerror(e),
 		         PX_ACCEPT_PAUSE_MS);
 		l->last_warn = now;
@@ -103,7 +88,7 @@ struct px_listener *px_listener_new(struct event_base *base,
                                     size_t errlen)
 {
 	char name[80];
-	px_sockaddr_format(&addr->addr, name, sizeof(name));
+	sockaddr_format(&addr->addr, name, sizeof(name));
 	struct px_listener *l = calloc(1, sizeof(*l));
 	if (!l) {
 		snprintf(err, errlen, "%s: out of memory", name);

@@ -31,7 +31,9 @@
  * freed by its callback. */
 #include "proxy/internal.h"
 
+#include "core/util/clock.h"
 #include "core/util/log.h"
+#include "core/util/sockaddr.h"
 
 #include <errno.h>
 #include <event2/dns.h>
@@ -106,13 +108,6 @@ struct px_udp_assoc {
 };
 
 static uint8_t px_udp_buf[65536];
-
-static uint64_t px_udp_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static unsigned px_udp_idle_ms(const struct px_udp_assoc *a)
 {
@@ -247,7 +242,7 @@ static void px_udp_to_client(struct px_udp_assoc *a, const struct ns_addr *src,
 		px_udp_drop(a);
 		return;
 	}
-	a->last = px_udp_now();
+	a->last = mono_now_ms();
 	a->f->stats.dgrams_down++;
 	a->f->stats.bytes_down += len;
 }
@@ -340,7 +335,7 @@ static void px_udp_send(struct px_udp_assoc *a, const struct ns_addr *dst, uint1
 		px_udp_drop(a);
 		return;
 	}
-	a->last = px_udp_now();
+	a->last = mono_now_ms();
 	a->f->stats.dgrams_up++;
 	a->f->stats.bytes_up += len;
 }
@@ -363,7 +358,7 @@ static bool px_udp_pick(const struct px_udp_assoc *a, const struct ns_addr *in, 
 
 static struct px_udp_name *px_udp_cache_find(struct px_udp_assoc *a, const char *name)
 {
-	uint64_t now = px_udp_now();
+	uint64_t now = mono_now_ms();
 	for (size_t i = 0; i < PX_UDP_CACHE; i++) {
 		struct px_udp_name *e = &a->names[i];
 		if (e->name[0] && strcasecmp(e->name, name) == 0) {
@@ -391,7 +386,7 @@ static void px_udp_cache_put(struct px_udp_assoc *a, const char *name, bool ok,
 	e->ok = ok;
 	if (ok)
 		e->addr = *addr;
-	e->expires = px_udp_now() + (ok ? PX_UDP_CACHE_MS : PX_UDP_NEG_MS);
+	e->expires = mono_now_ms() + (ok ? PX_UDP_CACHE_MS : PX_UDP_NEG_MS);
 }
 
 /* A lookup finished: remember the answer and send what waited for it. */
@@ -629,7 +624,7 @@ static void px_udp_arm(struct px_udp_assoc *a, uint64_t ms)
 static void px_udp_on_idle(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_udp_assoc *a = arg;
-	uint64_t now = px_udp_now(), idle = px_udp_idle_ms(a);
+	uint64_t now = mono_now_ms(), idle = px_udp_idle_ms(a);
 	if (now - a->last < idle) {
 		px_udp_arm(a, idle - (now - a->last));
 		return;
@@ -699,7 +694,7 @@ static int px_udp_setup(struct px_udp_assoc *a, const struct px_target *req,
 	if (!a->ctl_ev || !a->u_ev || !a->idle || event_add(a->ctl_ev, NULL) < 0 ||
 	    event_add(a->u_ev, NULL) < 0)
 		return -1;
-	a->last = px_udp_now();
+	a->last = mono_now_ms();
 	px_udp_arm(a, px_udp_idle_ms(a));
 	return 0;
 }
@@ -748,6 +743,6 @@ void px_udp_assoc_start(struct px_front *f, struct px_udp_assocs *l, int ctl,
 	}
 	f->stats.established++;
 	char b[80];
-	px_sockaddr_format(&bnd, b, sizeof(b));
+	sockaddr_format(&bnd, b, sizeof(b));
 	log_debug("socks5: UDP ASSOCIATE relay %s", b);
 }

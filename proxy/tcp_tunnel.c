@@ -20,6 +20,7 @@
 
 #include "config/config.h"
 #include "core/util/log.h"
+#include "core/util/sockaddr.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -93,7 +94,7 @@ struct px_tunnel *px_tcp_client_tunnel_new(const struct px_env *env,
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	px_listener_addr(t->front.lst, &ss, &sl);
-	px_sockaddr_format(&ss, a, sizeof(a));
+	sockaddr_format(&ss, a, sizeof(a));
 	px_target_format(&t->target, b, sizeof(b));
 	snprintf(t->desc, sizeof(t->desc), "tcp-client %s -> %s", a, b);
 	return t;
@@ -181,7 +182,7 @@ struct px_tunnel *px_tcp_server_tunnel_new(const struct px_env *env,
 	}
 	t->listening = true;
 	char a[80];
-	px_sockaddr_format(&t->local, a, sizeof(a));
+	sockaddr_format(&t->local, a, sizeof(a));
 	snprintf(t->desc, sizeof(t->desc), "tcp-server mesh:%u -> %s%s", cfg->listen_port,
 	         a, t->proxy_v2 ? " (PROXY v2)" : "");
 	return t;

@@ -9,13 +9,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-uint64_t px_flows_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int px_flows_init(struct px_flows *t, size_t max)
 {
 	memset(t, 0, sizeof(*t));

@@ -16,7 +16,7 @@ struct px_flow {
 	struct px_flow *newer, *older; /* LRU list */
 	struct ns_addr addr;           /* the key: the sender */
 	uint16_t port;
-	uint64_t last; /* ms (px_flows_now) of the last datagram either way */
+	uint64_t last; /* ms (mono_now_ms) of the last datagram either way */
 };
 
 struct px_flows {
@@ -39,6 +39,5 @@ void px_flows_insert(struct px_flows *t, struct px_flow *f, uint64_t now);
 void px_flows_touch(struct px_flows *t, struct px_flow *f, uint64_t now);
 void px_flows_remove(struct px_flows *t, struct px_flow *f);
 /* Monotonic milliseconds. */
-uint64_t px_flows_now(void);
 
 #endif

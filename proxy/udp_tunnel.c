@@ -23,7 +23,9 @@
 #include "proxy/udp_flow.h"
 
 #include "config/config.h"
+#include "core/util/clock.h"
 #include "core/util/log.h"
+#include "core/util/sockaddr.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -138,7 +140,7 @@ static struct px_uflow *px_uflow_new(struct px_udp_tunnel *t, const struct ns_ad
 	f->fd = -1;
 	f->k.addr = *a;
 	f->k.port = port;
-	px_flows_insert(&t->flows, &f->k, px_flows_now());
+	px_flows_insert(&t->flows, &f->k, mono_now_ms());
 	t->stats.accepted++;
 	return f;
 }
@@ -146,7 +148,7 @@ static struct px_uflow *px_uflow_new(struct px_udp_tunnel *t, const struct ns_ad
 static void px_ut_on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_udp_tunnel *t = arg;
-	uint64_t now = px_flows_now();
+	uint64_t now = mono_now_ms();
 	while (t->flows.oldest && now - t->flows.oldest->last >= t->idle_ms)
 		px_uflow_free((struct px_uflow *)t->flows.oldest);
 }
@@ -168,7 +170,7 @@ static void px_ut_client_on_mesh(void *ctx, struct ns_udp *u, const struct ns_ad
 	}
 	t->stats.dgrams_down++;
 	t->stats.bytes_down += len;
-	px_flows_touch(&t->flows, &f->k, px_flows_now());
+	px_flows_touch(&t->flows, &f->k, mono_now_ms());
 }
 
 static void px_ut_client_datagram(struct px_udp_tunnel *t,
@@ -205,7 +207,7 @@ static void px_ut_client_datagram(struct px_udp_tunnel *t,
 	}
 	t->stats.dgrams_up++;
 	t->stats.bytes_up += len;
-	px_flows_touch(&t->flows, &f->k, px_flows_now());
+	px_flows_touch(&t->flows, &f->k, mono_now_ms());
 }
 
 static void px_ut_client_on_read(evutil_socket_t fd, short what, void *arg)
@@ -246,7 +248,7 @@ static void px_ut_server_on_host(evutil_socket_t fd, short what, void *arg)
 		}
 		t->stats.dgrams_down++;
 		t->stats.bytes_down += (uint64_t)n;
-		px_flows_touch(&t->flows, &f->k, px_flows_now());
+		px_flows_touch(&t->flows, &f->k, mono_now_ms());
 	}
 }
 
@@ -288,7 +290,7 @@ static void px_ut_server_on_mesh(void *ctx, struct ns_udp *u, const struct ns_ad
 	}
 	t->stats.dgrams_up++;
 	t->stats.bytes_up += len;
-	px_flows_touch(&t->flows, &f->k, px_flows_now());
+	px_flows_touch(&t->flows, &f->k, mono_now_ms());
 }
 
 /* ---- both ---- */
@@ -373,7 +375,7 @@ struct px_udp_tunnel *px_udp_client_tunnel_new(const struct px_env *env,
 		return NULL;
 	}
 	char a[80] = "?", b[80];
-	px_sockaddr_format(&cfg->bind.addr, a, sizeof(a));
+	sockaddr_format(&cfg->bind.addr, a, sizeof(a));
 	t->fd = socket(cfg->bind.addr.ss_family,
 	               SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	struct sockaddr_storage ss;
@@ -396,7 +398,7 @@ struct px_udp_tunnel *px_udp_client_tunnel_new(const struct px_env *env,
 	}
 	struct px_target tt = {.addr = t->target, .port = t->target_port};
 	inet_ntop(t->target.family, t->target.addr, tt.host, sizeof(tt.host));
-	px_sockaddr_format(&ss, a, sizeof(a));
+	sockaddr_format(&ss, a, sizeof(a));
 	px_target_format(&tt, b, sizeof(b));
 	snprintf(t->desc, sizeof(t->desc), "udp-client %s -> %s", a, b);
 	return t;
@@ -441,7 +443,7 @@ struct px_udp_tunnel *px_udp_server_tunnel_new(const struct px_env *env,
 		return NULL;
 	}
 	char a[80];
-	px_sockaddr_format(&t->local, a, sizeof(a));
+	sockaddr_format(&t->local, a, sizeof(a));
 	snprintf(t->desc, sizeof(t->desc), "udp-server mesh:%u -> %s",
 	         ns_udp_port(t->mesh), a);
 	return t;

@@ -168,6 +168,29 @@ static void test_json_str_helpers(void **state)
 	json_decref(n);
 }
 
+/* Endpoints read as host:port, [v6]:port, or "(none)" before any. */
+static void test_sockaddr_format(void **state)
+{
+	(void)state;
+	struct sockaddr_storage ss = {0};
+	char buf[64];
+	status_format_sockaddr(&ss, buf, sizeof(buf));
+	assert_string_equal(buf, "(none)");
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons(51820);
+	inet_pton(AF_INET, "198.18.0.1", &s4->sin_addr);
+	status_format_sockaddr(&ss, buf, sizeof(buf));
+	assert_string_equal(buf, "198.18.0.1:51820");
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	memset(&ss, 0, sizeof(ss));
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = htons(7);
+	inet_pton(AF_INET6, "2001:db8::1", &s6->sin6_addr);
+	status_format_sockaddr(&ss, buf, sizeof(buf));
+	assert_string_equal(buf, "[2001:db8::1]:7");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -175,6 +198,7 @@ int main(void)
 	    cmocka_unit_test(test_non_utf8_name_becomes_question_marks),
 	    cmocka_unit_test(test_members_in_order),
 	    cmocka_unit_test(test_json_str_helpers),
+	    cmocka_unit_test(test_sockaddr_format),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
