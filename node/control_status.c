@@ -12,7 +12,7 @@
 #include "node/api_server.h"
 #include "node/control_int.h"
 #include "node/dns/magicdns.h"
-#include "node/status.h"
+#include "node/format.h"
 #include "proxy/expose.h"
 
 static void nctl_addrs(const struct ctl_ip *a, size_t n, char *out, size_t cap)
@@ -64,8 +64,8 @@ void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
 		if (m->magicdns)
 			magicdns_get_stats(m->magicdns, &ms);
 		expose_describe(&m->p->expose, desc, sizeof(desc));
-		status_format_bytes(ps.bytes_up, up, sizeof(up));
-		status_format_bytes(ps.bytes_down, down, sizeof(down));
+		fmt_bytes(ps.bytes_up, up, sizeof(up));
+		fmt_bytes(ps.bytes_down, down, sizeof(down));
 		api_conn_printf(
 		    c,
 		    "       expose %s  accepted %" PRIu64 "  active %" PRIu64
@@ -85,10 +85,10 @@ void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
 		nctl_addrs(e->p.addrs, e->p.n_addrs, addrs, sizeof(addrs));
 		if (wg && e->in_wg &&
 		    wg_device_peer_info_by_key(wg, e->p.node_key, &pi) == 0) {
-			status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
-			status_format_ago(pi.last_handshake_unix, hs, sizeof(hs));
-			status_format_bytes(pi.rx_bytes, rx, sizeof(rx));
-			status_format_bytes(pi.tx_bytes, tx, sizeof(tx));
+			fmt_sockaddr(&pi.endpoint, ep, sizeof(ep));
+			fmt_ago(pi.last_handshake_unix, hs, sizeof(hs));
+			fmt_bytes(pi.rx_bytes, rx, sizeof(rx));
+			fmt_bytes(pi.tx_bytes, tx, sizeof(tx));
 		} else if (!e->in_wg && m->dataplane) {
 			snprintf(ep, sizeof(ep), "(static peer)");
 		}
@@ -109,14 +109,6 @@ static json_t *nctl_json_ips(const struct ctl_ip *a, size_t n)
 	return arr;
 }
 
-/* Sets o[key] = v, taking v; a value that could not be allocated leaves
- * the member out and marks the object "incomplete". */
-static void jset(json_t *o, const char *key, json_t *v)
-{
-	if (json_object_set_new(o, key, v) != 0)
-		json_object_set_new(o, "incomplete", json_true());
-}
-
 static json_t *nctl_json_control(const struct node_ctl *m)
 {
 	struct ctl_client_status cs = {0};
@@ -125,20 +117,21 @@ static json_t *nctl_json_control(const struct node_ctl *m)
 		return NULL;
 	if (m->client)
 		ctl_client_get_status(m->client, &cs);
-	jset(o, "host", status_json_str(m->p->ctl.host));
-	jset(o, "port", json_integer(m->p->ctl.port));
-	jset(o, "state",
-	     json_string(m->client ? ctl_client_state_name(cs.state) : "stopped"));
+	fmt_json_set(o, "host", fmt_json_str(m->p->ctl.host));
+	fmt_json_set(o, "port", json_integer(m->p->ctl.port));
+	fmt_json_set(
+	    o, "state",
+	    json_string(m->client ? ctl_client_state_name(cs.state) : "stopped"));
 	/* The detail can carry the server's refusal text: any bytes. */
-	jset(o, "detail", status_json_str(cs.detail));
-	jset(o, "map_version",
-	     status_json_u64(cs.map_version ? cs.map_version : m->np.version));
-	jset(o, "sessions", status_json_u64(cs.sessions));
-	jset(o, "reconnects", status_json_u64(cs.reconnects));
-	jset(o, "maps_full", status_json_u64(cs.maps_full));
-	jset(o, "maps_delta", status_json_u64(cs.maps_delta));
-	jset(o, "connected_since", json_integer(cs.connected_since));
-	jset(o, "last_map", json_integer(cs.last_map));
+	fmt_json_set(o, "detail", fmt_json_str(cs.detail));
+	fmt_json_set(o, "map_version",
+	             fmt_json_u64(cs.map_version ? cs.map_version : m->np.version));
+	fmt_json_set(o, "sessions", fmt_json_u64(cs.sessions));
+	fmt_json_set(o, "reconnects", fmt_json_u64(cs.reconnects));
+	fmt_json_set(o, "maps_full", fmt_json_u64(cs.maps_full));
+	fmt_json_set(o, "maps_delta", fmt_json_u64(cs.maps_delta));
+	fmt_json_set(o, "connected_since", json_integer(cs.connected_since));
+	fmt_json_set(o, "last_map", json_integer(cs.last_map));
 	return o;
 }
 
@@ -154,26 +147,26 @@ static json_t *nctl_json_services(const struct node_ctl *m, json_t *root)
 		magicdns_get_stats(m->magicdns, &ms);
 	expose_describe(&m->p->expose, desc, sizeof(desc));
 	if (ex) {
-		jset(ex, "spec", status_json_str(desc));
-		jset(ex, "on", json_boolean(m->expose));
-		jset(ex, "accepted", status_json_u64(ps.accepted));
-		jset(ex, "active", status_json_u64(ps.active));
-		jset(ex, "refused", status_json_u64(ps.err_refused));
-		jset(ex, "bytes_up", status_json_u64(ps.bytes_up));
-		jset(ex, "bytes_down", status_json_u64(ps.bytes_down));
+		fmt_json_set(ex, "spec", fmt_json_str(desc));
+		fmt_json_set(ex, "on", json_boolean(m->expose));
+		fmt_json_set(ex, "accepted", fmt_json_u64(ps.accepted));
+		fmt_json_set(ex, "active", fmt_json_u64(ps.active));
+		fmt_json_set(ex, "refused", fmt_json_u64(ps.err_refused));
+		fmt_json_set(ex, "bytes_up", fmt_json_u64(ps.bytes_up));
+		fmt_json_set(ex, "bytes_down", fmt_json_u64(ps.bytes_down));
 	}
-	jset(root, "expose", ex);
+	fmt_json_set(root, "expose", ex);
 	if (dns) {
-		jset(dns, "on", json_boolean(m->magicdns));
-		jset(dns, "queries", status_json_u64(ms.queries));
-		jset(dns, "answered", status_json_u64(ms.answered));
-		jset(dns, "nxdomain", status_json_u64(ms.nxdomain));
-		jset(dns, "forwarded", status_json_u64(ms.forwarded));
-		jset(dns, "servfail", status_json_u64(ms.servfail));
-		jset(dns, "formerr", status_json_u64(ms.formerr));
-		jset(dns, "dropped", status_json_u64(ms.dropped));
+		fmt_json_set(dns, "on", json_boolean(m->magicdns));
+		fmt_json_set(dns, "queries", fmt_json_u64(ms.queries));
+		fmt_json_set(dns, "answered", fmt_json_u64(ms.answered));
+		fmt_json_set(dns, "nxdomain", fmt_json_u64(ms.nxdomain));
+		fmt_json_set(dns, "forwarded", fmt_json_u64(ms.forwarded));
+		fmt_json_set(dns, "servfail", fmt_json_u64(ms.servfail));
+		fmt_json_set(dns, "formerr", fmt_json_u64(ms.formerr));
+		fmt_json_set(dns, "dropped", fmt_json_u64(ms.dropped));
 	}
-	jset(root, "magicdns", dns);
+	fmt_json_set(root, "magicdns", dns);
 	return root;
 }
 
@@ -190,29 +183,29 @@ static json_t *nctl_json_peer(const struct node_ctl *m, const struct np_entry *e
 	}
 	bool have =
 	    wg && e->in_wg && wg_device_peer_info_by_key(wg, e->p.node_key, &pi) == 0;
-	status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
-	status_key_b64(e->p.node_key, key, sizeof(key));
+	fmt_sockaddr(&pi.endpoint, ep, sizeof(ep));
+	fmt_key_b64(e->p.node_key, key, sizeof(key));
 	snprintf(fqdn, sizeof(fqdn), "%s%s%s", e->p.name, m->np.domain[0] ? "." : "",
 	         m->np.domain);
-	jset(o, "id", status_json_u64(e->p.id));
-	jset(o, "name", status_json_str(e->p.name));
-	jset(o, "fqdn", status_json_str(fqdn));
-	jset(o, "public_key", json_string(key));
-	jset(o, "online", json_boolean(e->p.online));
-	jset(o, "last_seen", json_integer(e->p.last_seen));
-	jset(o, "addresses", nctl_json_ips(e->p.addrs, e->p.n_addrs));
+	fmt_json_set(o, "id", fmt_json_u64(e->p.id));
+	fmt_json_set(o, "name", fmt_json_str(e->p.name));
+	fmt_json_set(o, "fqdn", fmt_json_str(fqdn));
+	fmt_json_set(o, "public_key", json_string(key));
+	fmt_json_set(o, "online", json_boolean(e->p.online));
+	fmt_json_set(o, "last_seen", json_integer(e->p.last_seen));
+	fmt_json_set(o, "addresses", nctl_json_ips(e->p.addrs, e->p.n_addrs));
 	for (size_t j = 0; j < e->p.n_eps; j++) {
 		char s[CTL_ADDRSTR_MAX];
 		ctl_endpoint_format(&e->p.eps[j], s);
 		json_array_append_new(eps, json_string(s));
 	}
-	jset(o, "endpoints", eps);
-	jset(o, "configured", json_boolean(e->in_wg));
-	jset(o, "endpoint",
-	     have && pi.endpoint.ss_family ? json_string(ep) : json_null());
-	jset(o, "last_handshake_unix", json_integer(pi.last_handshake_unix));
-	jset(o, "rx_bytes", status_json_u64(pi.rx_bytes));
-	jset(o, "tx_bytes", status_json_u64(pi.tx_bytes));
+	fmt_json_set(o, "endpoints", eps);
+	fmt_json_set(o, "configured", json_boolean(e->in_wg));
+	fmt_json_set(o, "endpoint",
+	             have && pi.endpoint.ss_family ? json_string(ep) : json_null());
+	fmt_json_set(o, "last_handshake_unix", json_integer(pi.last_handshake_unix));
+	fmt_json_set(o, "rx_bytes", fmt_json_u64(pi.rx_bytes));
+	fmt_json_set(o, "tx_bytes", fmt_json_u64(pi.tx_bytes));
 	return o;
 }
 
@@ -232,17 +225,17 @@ json_t *node_ctl_status_json(const struct node_ctl *m, const struct wg_device *w
 		json_array_append_new(addrs, json_string(v4));
 		json_array_append_new(addrs, json_string(v6));
 	}
-	jset(o, "name", status_json_str(m->have_self ? m->self.name : ""));
-	jset(o, "fqdn", status_json_str(m->have_self ? m->self.fqdn : ""));
-	jset(o, "domain", status_json_str(m->have_self ? m->self.domain : ""));
-	jset(o, "node_id", status_json_u64(m->have_self ? m->self.node_id : 0));
-	jset(o, "addresses", addrs);
-	jset(o, "control", nctl_json_control(m));
+	fmt_json_set(o, "name", fmt_json_str(m->have_self ? m->self.name : ""));
+	fmt_json_set(o, "fqdn", fmt_json_str(m->have_self ? m->self.fqdn : ""));
+	fmt_json_set(o, "domain", fmt_json_str(m->have_self ? m->self.domain : ""));
+	fmt_json_set(o, "node_id", fmt_json_u64(m->have_self ? m->self.node_id : 0));
+	fmt_json_set(o, "addresses", addrs);
+	fmt_json_set(o, "control", nctl_json_control(m));
 	nctl_json_services(m, o);
-	jset(o, "endpoint_rotations", status_json_u64(m->np.rotations));
+	fmt_json_set(o, "endpoint_rotations", fmt_json_u64(m->np.rotations));
 	for (size_t i = 0; i < m->np.n; i++)
 		json_array_append_new(peers, nctl_json_peer(m, &m->np.e[i], wg));
-	jset(o, "peers", peers);
+	fmt_json_set(o, "peers", peers);
 	return o;
 }
 

@@ -21,6 +21,7 @@
 #include "netstack/ns.h"
 #include "node/api_server.h"
 #include "node/control.h"
+#include "node/format.h"
 #include "node/node_int.h"
 #include "node/status.h"
 #include "proxy/proxy.h"
@@ -130,8 +131,8 @@ static void node_on_tick(evutil_socket_t fd, short what, void *arg)
 		if (pi.last_handshake_unix != 0 &&
 		    pi.last_handshake_unix != n->seen_handshake[i]) {
 			char key[64], ep[INET6_ADDRSTRLEN + 8];
-			status_key_b64(pi.public_key, key, sizeof(key));
-			status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
+			fmt_key_b64(pi.public_key, key, sizeof(key));
+			fmt_sockaddr(&pi.endpoint, ep, sizeof(ep));
 			const char *nm = node_ctl_peer_name(n->ctl, pi.public_key);
 			if (n->seen_handshake[i] == 0)
 				log_info("peer %s%s%s: handshake complete, endpoint %s",
@@ -368,7 +369,7 @@ static int node_start_dataplane(struct node *n)
 	char self[64];
 	uint8_t pub[32];
 	crypto_scalarmult_base(pub, n->cfg.private_key);
-	status_key_b64(pub, self, sizeof(self));
+	fmt_key_b64(pub, self, sizeof(self));
 	log_info("mesh-proxy up: public key %s, udp port %u, %zu peer(s), api %s", self,
 	         wg_device_port(n->wg), wg_device_peer_count(n->wg),
 	         n->api ? n->api_path : "off");

@@ -1,4 +1,5 @@
 #include "node/status.h"
+#include "node/format.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -18,58 +19,11 @@
 #include "node/control.h"
 #include "proxy/proxy.h"
 
-void status_key_b64(const uint8_t key[32], char *out, size_t len)
-{
-	char b[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
-	sodium_bin2base64(b, sizeof(b), key, 32, sodium_base64_VARIANT_ORIGINAL);
-	snprintf(out, len, "%s", b);
-}
-
-void status_format_sockaddr(const struct sockaddr_storage *ss, char *out, size_t len)
-{
-	if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
-		sockaddr_format(ss, out, len);
-	else
-		snprintf(out, len, "(none)");
-}
-
-void status_format_bytes(uint64_t n, char *out, size_t len)
-{
-	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double v = (double)n;
-	int u = 0;
-	while (v >= 1024 && u < 4) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(out, len, "%" PRIu64 " B", n);
-	else
-		snprintf(out, len, "%.1f %s", v, units[u]);
-}
-
 static void format_prefix(const struct cfg_prefix *p, char *out, size_t len)
 {
 	char a[INET6_ADDRSTRLEN];
 	inet_ntop(p->family, p->addr, a, sizeof(a));
 	snprintf(out, len, "%s/%u", a, p->cidr);
-}
-
-void status_format_ago(int64_t then, char *out, size_t len)
-{
-	if (then == 0) {
-		snprintf(out, len, "never");
-		return;
-	}
-	int64_t d = (int64_t)time(NULL) - then;
-	if (d < 0)
-		d = 0;
-	if (d < 120)
-		snprintf(out, len, "%" PRId64 "s ago", d);
-	else if (d < 7200)
-		snprintf(out, len, "%" PRId64 "m ago", d / 60);
-	else
-		snprintf(out, len, "%" PRId64 "h ago", d / 3600);
 }
 
 /* Finds the configured peer for a device peer, to show its allowed IPs. */
@@ -103,7 +57,7 @@ static void for_each_frontend(const struct status_view *v, frontend_fn fn, void 
 		socklen_t sl = sizeof(ss);
 		px_socks_local_addr(v->socks[i], &ss, &sl);
 		px_socks_get_stats(v->socks[i], &ps);
-		status_format_sockaddr(&ss, buf, sizeof(buf));
+		fmt_sockaddr(&ss, buf, sizeof(buf));
 		fn(arg, "socks5", buf, &ps);
 	}
 	for (size_t i = 0; i < v->n_http; i++) {
@@ -111,7 +65,7 @@ static void for_each_frontend(const struct status_view *v, frontend_fn fn, void 
 		socklen_t sl = sizeof(ss);
 		px_http_local_addr(v->http[i], &ss, &sl);
 		px_http_get_stats(v->http[i], &ps);
-		status_format_sockaddr(&ss, buf, sizeof(buf));
+		fmt_sockaddr(&ss, buf, sizeof(buf));
 		fn(arg, "http", buf, &ps);
 	}
 	for (size_t i = 0; i < v->n_tunnels; i++) {
@@ -135,8 +89,8 @@ static void write_frontend_line(void *arg, const char *kind, const char *what,
 {
 	struct api_conn *c = arg;
 	char up[32], down[32];
-	status_format_bytes(ps->bytes_up, up, sizeof(up));
-	status_format_bytes(ps->bytes_down, down, sizeof(down));
+	fmt_bytes(ps->bytes_up, up, sizeof(up));
+	fmt_bytes(ps->bytes_down, down, sizeof(down));
 	if (strcmp(kind, "udp") == 0) {
 		api_conn_printf(c,
 		                "%-6s %s  datagrams up %" PRIu64 " (%s) down %" PRIu64
@@ -167,7 +121,7 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 	if (!v->wg)
 		return; /* joined, waiting for registration */
 	crypto_scalarmult_base(pub, v->cfg->private_key);
-	status_key_b64(pub, key, sizeof(key));
+	fmt_key_b64(pub, key, sizeof(key));
 	api_conn_printf(c, "self   %s  udp/%u  up %lds\n", key, wg_device_port(v->wg),
 	                (long)(time(NULL) - v->started));
 	api_conn_printf(c, "       addresses");
@@ -184,11 +138,11 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 		if (node_ctl_peer_name(v->ctl, pi.public_key))
 			continue; /* in the mesh table above */
 		char ep[80], hs[32], rx[32], tx[32];
-		status_key_b64(pi.public_key, key, sizeof(key));
-		status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
-		status_format_ago(pi.last_handshake_unix, hs, sizeof(hs));
-		status_format_bytes(pi.rx_bytes, rx, sizeof(rx));
-		status_format_bytes(pi.tx_bytes, tx, sizeof(tx));
+		fmt_key_b64(pi.public_key, key, sizeof(key));
+		fmt_sockaddr(&pi.endpoint, ep, sizeof(ep));
+		fmt_ago(pi.last_handshake_unix, hs, sizeof(hs));
+		fmt_bytes(pi.rx_bytes, rx, sizeof(rx));
+		fmt_bytes(pi.tx_bytes, tx, sizeof(tx));
 		const struct cfg_peer *cp = cfg_peer_by_key(v->cfg, pi.public_key);
 		api_conn_printf(
 		    c, "peer   %s%s%s  endpoint %s  handshake %s  rx %s  tx %s\n",
@@ -221,39 +175,6 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 
 /* ---- JSON: built with jansson, so no value can break the document ---- */
 
-json_t *status_json_str(const char *s)
-{
-	if (!s)
-		return json_string("");
-	json_t *j = json_string(s);
-	if (j)
-		return j;
-	/* Not UTF-8 (jansson refuses it): every byte >= 0x80 becomes '?'. */
-	size_t n = strlen(s);
-	char *t = malloc(n + 1);
-	if (!t)
-		return NULL;
-	for (size_t i = 0; i <= n; i++)
-		t[i] = (unsigned char)s[i] >= 0x80 ? '?' : s[i];
-	j = json_string(t);
-	free(t);
-	return j;
-}
-
-json_t *status_json_u64(uint64_t v)
-{
-	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
-}
-
-/* Sets o[key] = v, taking v. A value that could not be allocated (NULL)
- * leaves the member out and marks the document "incomplete": true, rather
- * than losing the whole answer. */
-static void jset(json_t *o, const char *key, json_t *v)
-{
-	if (json_object_set_new(o, key, v) != 0)
-		json_object_set_new(o, "incomplete", json_true());
-}
-
 static void jappend(json_t *a, json_t *v)
 {
 	json_array_append_new(a, v);
@@ -268,32 +189,32 @@ static void write_frontend_json(void *arg, const char *kind, const char *what,
 		json_decref(e);
 		return;
 	}
-	jset(f, "kind", status_json_str(kind));
-	jset(f, "listen", status_json_str(what));
-	jset(f, "accepted", status_json_u64(ps->accepted));
-	jset(f, "established", status_json_u64(ps->established));
-	jset(f, "pending", status_json_u64(ps->pending));
-	jset(f, "active", status_json_u64(ps->active));
-	jset(f, "direct", status_json_u64(ps->direct));
-	jset(f, "bytes_up", status_json_u64(ps->bytes_up));
-	jset(f, "bytes_down", status_json_u64(ps->bytes_down));
-	jset(f, "dgrams_up", status_json_u64(ps->dgrams_up));
-	jset(f, "dgrams_down", status_json_u64(ps->dgrams_down));
-	jset(f, "dgram_drops", status_json_u64(ps->dgram_drops));
-	jset(e, "auth", status_json_u64(ps->err_auth));
-	jset(e, "protocol", status_json_u64(ps->err_protocol));
-	jset(e, "handshake_timeout", status_json_u64(ps->err_handshake_timeout));
-	jset(e, "client_gone", status_json_u64(ps->err_client_gone));
-	jset(e, "no_route", status_json_u64(ps->err_no_route));
-	jset(e, "resolve", status_json_u64(ps->err_resolve));
-	jset(e, "refused", status_json_u64(ps->err_refused));
-	jset(e, "unreachable", status_json_u64(ps->err_unreachable));
-	jset(e, "timeout", status_json_u64(ps->err_timeout));
-	jset(e, "other", status_json_u64(ps->err_other));
-	jset(e, "accept", status_json_u64(ps->err_accept));
-	jset(e, "limit", status_json_u64(ps->err_limit));
-	jset(e, "idle", status_json_u64(ps->err_idle));
-	jset(f, "errors", e);
+	fmt_json_set(f, "kind", fmt_json_str(kind));
+	fmt_json_set(f, "listen", fmt_json_str(what));
+	fmt_json_set(f, "accepted", fmt_json_u64(ps->accepted));
+	fmt_json_set(f, "established", fmt_json_u64(ps->established));
+	fmt_json_set(f, "pending", fmt_json_u64(ps->pending));
+	fmt_json_set(f, "active", fmt_json_u64(ps->active));
+	fmt_json_set(f, "direct", fmt_json_u64(ps->direct));
+	fmt_json_set(f, "bytes_up", fmt_json_u64(ps->bytes_up));
+	fmt_json_set(f, "bytes_down", fmt_json_u64(ps->bytes_down));
+	fmt_json_set(f, "dgrams_up", fmt_json_u64(ps->dgrams_up));
+	fmt_json_set(f, "dgrams_down", fmt_json_u64(ps->dgrams_down));
+	fmt_json_set(f, "dgram_drops", fmt_json_u64(ps->dgram_drops));
+	fmt_json_set(e, "auth", fmt_json_u64(ps->err_auth));
+	fmt_json_set(e, "protocol", fmt_json_u64(ps->err_protocol));
+	fmt_json_set(e, "handshake_timeout", fmt_json_u64(ps->err_handshake_timeout));
+	fmt_json_set(e, "client_gone", fmt_json_u64(ps->err_client_gone));
+	fmt_json_set(e, "no_route", fmt_json_u64(ps->err_no_route));
+	fmt_json_set(e, "resolve", fmt_json_u64(ps->err_resolve));
+	fmt_json_set(e, "refused", fmt_json_u64(ps->err_refused));
+	fmt_json_set(e, "unreachable", fmt_json_u64(ps->err_unreachable));
+	fmt_json_set(e, "timeout", fmt_json_u64(ps->err_timeout));
+	fmt_json_set(e, "other", fmt_json_u64(ps->err_other));
+	fmt_json_set(e, "accept", fmt_json_u64(ps->err_accept));
+	fmt_json_set(e, "limit", fmt_json_u64(ps->err_limit));
+	fmt_json_set(e, "idle", fmt_json_u64(ps->err_idle));
+	fmt_json_set(f, "errors", e);
 	jappend(arr, f);
 }
 
@@ -316,11 +237,12 @@ static json_t *json_self(const struct status_view *v)
 	if (!o)
 		return NULL;
 	crypto_scalarmult_base(pub, v->cfg->private_key);
-	status_key_b64(pub, key, sizeof(key));
-	jset(o, "public_key", json_string(key));
-	jset(o, "listen_port", json_integer(wg_device_port(v->wg)));
-	jset(o, "uptime_s", json_integer((json_int_t)(time(NULL) - v->started)));
-	jset(o, "addresses", json_prefixes(v->cfg->addresses, v->cfg->n_addresses));
+	fmt_key_b64(pub, key, sizeof(key));
+	fmt_json_set(o, "public_key", json_string(key));
+	fmt_json_set(o, "listen_port", json_integer(wg_device_port(v->wg)));
+	fmt_json_set(o, "uptime_s", json_integer((json_int_t)(time(NULL) - v->started)));
+	fmt_json_set(o, "addresses",
+	             json_prefixes(v->cfg->addresses, v->cfg->n_addresses));
 	return o;
 }
 
@@ -336,22 +258,24 @@ static json_t *json_peers(const struct status_view *v)
 		if (!o)
 			break;
 		char ep[80], key[64];
-		status_key_b64(pi.public_key, key, sizeof(key));
-		status_format_sockaddr(&pi.endpoint, ep, sizeof(ep));
+		fmt_key_b64(pi.public_key, key, sizeof(key));
+		fmt_sockaddr(&pi.endpoint, ep, sizeof(ep));
 		const struct cfg_peer *cp = cfg_peer_by_key(v->cfg, pi.public_key);
 		const char *name =
 		    cp ? cp->name : node_ctl_peer_name(v->ctl, pi.public_key);
-		jset(o, "name", name ? status_json_str(name) : json_null());
-		jset(o, "public_key", json_string(key));
-		jset(o, "endpoint",
-		     pi.endpoint.ss_family ? json_string(ep) : json_null());
-		jset(o, "last_handshake_unix", json_integer(pi.last_handshake_unix));
-		jset(o, "rx_bytes", status_json_u64(pi.rx_bytes));
-		jset(o, "tx_bytes", status_json_u64(pi.tx_bytes));
-		jset(o, "persistent_keepalive", json_integer(pi.persistent_keepalive));
-		jset(o, "allowed_ips",
-		     cp ? json_prefixes(cp->allowed_ips, cp->n_allowed_ips)
-		        : json_array());
+		fmt_json_set(o, "name", name ? fmt_json_str(name) : json_null());
+		fmt_json_set(o, "public_key", json_string(key));
+		fmt_json_set(o, "endpoint",
+		             pi.endpoint.ss_family ? json_string(ep) : json_null());
+		fmt_json_set(o, "last_handshake_unix",
+		             json_integer(pi.last_handshake_unix));
+		fmt_json_set(o, "rx_bytes", fmt_json_u64(pi.rx_bytes));
+		fmt_json_set(o, "tx_bytes", fmt_json_u64(pi.tx_bytes));
+		fmt_json_set(o, "persistent_keepalive",
+		             json_integer(pi.persistent_keepalive));
+		fmt_json_set(o, "allowed_ips",
+		             cp ? json_prefixes(cp->allowed_ips, cp->n_allowed_ips)
+		                : json_array());
 		jappend(arr, o);
 	}
 	return arr;
@@ -364,21 +288,21 @@ static json_t *json_wireguard(const struct wg_device *wg)
 	if (!o)
 		return NULL;
 	wg_device_stats(wg, &st);
-	jset(o, "rx_packets", status_json_u64(st.rx_packets));
-	jset(o, "tx_packets", status_json_u64(st.tx_packets));
-	jset(o, "rx_drop_short", status_json_u64(st.rx_drop_short));
-	jset(o, "rx_drop_type", status_json_u64(st.rx_drop_type));
-	jset(o, "rx_drop_mac", status_json_u64(st.rx_drop_mac));
-	jset(o, "rx_drop_decrypt", status_json_u64(st.rx_drop_decrypt));
-	jset(o, "rx_drop_replay", status_json_u64(st.rx_drop_replay));
-	jset(o, "rx_drop_allowedips", status_json_u64(st.rx_drop_allowedips));
-	jset(o, "rx_drop_nokey", status_json_u64(st.rx_drop_nokey));
-	jset(o, "rx_drop_ratelimit", status_json_u64(st.rx_drop_ratelimit));
-	jset(o, "tx_drop_noroute", status_json_u64(st.tx_drop_noroute));
-	jset(o, "tx_drop_queue", status_json_u64(st.tx_drop_queue));
-	jset(o, "tx_drop_sock", status_json_u64(st.tx_drop_sock));
-	jset(o, "cookies_sent", status_json_u64(st.cookies_sent));
-	jset(o, "cookies_received", status_json_u64(st.cookies_received));
+	fmt_json_set(o, "rx_packets", fmt_json_u64(st.rx_packets));
+	fmt_json_set(o, "tx_packets", fmt_json_u64(st.tx_packets));
+	fmt_json_set(o, "rx_drop_short", fmt_json_u64(st.rx_drop_short));
+	fmt_json_set(o, "rx_drop_type", fmt_json_u64(st.rx_drop_type));
+	fmt_json_set(o, "rx_drop_mac", fmt_json_u64(st.rx_drop_mac));
+	fmt_json_set(o, "rx_drop_decrypt", fmt_json_u64(st.rx_drop_decrypt));
+	fmt_json_set(o, "rx_drop_replay", fmt_json_u64(st.rx_drop_replay));
+	fmt_json_set(o, "rx_drop_allowedips", fmt_json_u64(st.rx_drop_allowedips));
+	fmt_json_set(o, "rx_drop_nokey", fmt_json_u64(st.rx_drop_nokey));
+	fmt_json_set(o, "rx_drop_ratelimit", fmt_json_u64(st.rx_drop_ratelimit));
+	fmt_json_set(o, "tx_drop_noroute", fmt_json_u64(st.tx_drop_noroute));
+	fmt_json_set(o, "tx_drop_queue", fmt_json_u64(st.tx_drop_queue));
+	fmt_json_set(o, "tx_drop_sock", fmt_json_u64(st.tx_drop_sock));
+	fmt_json_set(o, "cookies_sent", fmt_json_u64(st.cookies_sent));
+	fmt_json_set(o, "cookies_received", fmt_json_u64(st.cookies_received));
 	return o;
 }
 
@@ -389,17 +313,17 @@ static json_t *json_netstack(void)
 	if (!o)
 		return NULL;
 	ns_get_stats(&ns);
-	jset(o, "tcp_active", status_json_u64(ns.tcp_active));
-	jset(o, "tcp_total", status_json_u64(ns.tcp_total));
-	jset(o, "tcp_refused", status_json_u64(ns.tcp_refused));
-	jset(o, "tcp_reset", status_json_u64(ns.tcp_reset));
-	jset(o, "bytes_in", status_json_u64(ns.splice_bytes_in));
-	jset(o, "bytes_out", status_json_u64(ns.splice_bytes_out));
-	jset(o, "udp_rx", status_json_u64(ns.udp_rx));
-	jset(o, "udp_tx", status_json_u64(ns.udp_tx));
-	jset(o, "udp_drop", status_json_u64(ns.udp_drop));
-	jset(o, "idle_reset", status_json_u64(ns.idle_reset));
-	jset(o, "syn_drop", status_json_u64(ns.tcp_syn_drop));
+	fmt_json_set(o, "tcp_active", fmt_json_u64(ns.tcp_active));
+	fmt_json_set(o, "tcp_total", fmt_json_u64(ns.tcp_total));
+	fmt_json_set(o, "tcp_refused", fmt_json_u64(ns.tcp_refused));
+	fmt_json_set(o, "tcp_reset", fmt_json_u64(ns.tcp_reset));
+	fmt_json_set(o, "bytes_in", fmt_json_u64(ns.splice_bytes_in));
+	fmt_json_set(o, "bytes_out", fmt_json_u64(ns.splice_bytes_out));
+	fmt_json_set(o, "udp_rx", fmt_json_u64(ns.udp_rx));
+	fmt_json_set(o, "udp_tx", fmt_json_u64(ns.udp_tx));
+	fmt_json_set(o, "udp_drop", fmt_json_u64(ns.udp_drop));
+	fmt_json_set(o, "idle_reset", fmt_json_u64(ns.idle_reset));
+	fmt_json_set(o, "syn_drop", fmt_json_u64(ns.tcp_syn_drop));
 	return o;
 }
 
@@ -409,18 +333,18 @@ json_t *status_json(const struct status_view *v)
 	if (!root)
 		return NULL;
 	if (v->ctl) {
-		jset(root, "mesh", node_ctl_status_json(v->ctl, v->wg));
+		fmt_json_set(root, "mesh", node_ctl_status_json(v->ctl, v->wg));
 		if (!v->wg)
 			return root; /* joined, waiting for registration */
 	}
-	jset(root, "self", json_self(v));
-	jset(root, "peers", json_peers(v));
-	jset(root, "wireguard", json_wireguard(v->wg));
+	fmt_json_set(root, "self", json_self(v));
+	fmt_json_set(root, "peers", json_peers(v));
+	fmt_json_set(root, "wireguard", json_wireguard(v->wg));
 	json_t *fronts = json_array();
 	if (fronts)
 		for_each_frontend(v, write_frontend_json, fronts);
-	jset(root, "frontends", fronts);
-	jset(root, "netstack", json_netstack());
+	fmt_json_set(root, "frontends", fronts);
+	fmt_json_set(root, "netstack", json_netstack());
 	return root;
 }
 

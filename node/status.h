@@ -40,21 +40,9 @@ void status_write_text(const struct status_view *v, struct api_conn *c);
 /* The JSON document of `status --json` (one line). */
 void status_write_json(const struct status_view *v, struct api_conn *c);
 /* The same document as a jansson value (the caller owns it), or NULL when
- * out of memory. Every string goes through status_json_str(). */
+ * out of memory. Every string goes through fmt_json_str(). */
 json_t *status_json(const struct status_view *v);
 /* One info log line per front-end with all its counters (at exit). */
 void status_log_frontends(const struct status_view *v);
-
-/* Helpers shared with the node's log lines. */
-void status_key_b64(const uint8_t key[32], char *out, size_t len);
-void status_format_sockaddr(const struct sockaddr_storage *ss, char *out, size_t len);
-void status_format_bytes(uint64_t n, char *out, size_t len);
-/* "12s ago", "5m ago", "3h ago", "never" (then = 0). */
-void status_format_ago(int64_t then, char *out, size_t len);
-/* A JSON string for any C string: jansson escapes quotes, backslashes and
- * control characters; bytes that are not UTF-8 become '?'. NULL s is "". */
-json_t *status_json_str(const char *s);
-/* A JSON integer for a counter (clamped to INT64_MAX). */
-json_t *status_json_u64(uint64_t v);
 
 #endif

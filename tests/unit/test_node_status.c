@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "core/wg/device.h"
+#include "node/format.h"
 #include "node/status.h"
 
 /* A node with one configured peer named name, as the status code sees it. */
@@ -157,13 +158,13 @@ static void test_members_in_order(void **state)
 static void test_json_str_helpers(void **state)
 {
 	(void)state;
-	json_t *s = status_json_str(NULL);
+	json_t *s = fmt_json_str(NULL);
 	assert_string_equal(json_string_value(s), "");
 	json_decref(s);
-	s = status_json_str("\x80");
+	s = fmt_json_str("\x80");
 	assert_string_equal(json_string_value(s), "?");
 	json_decref(s);
-	json_t *n = status_json_u64(UINT64_MAX);
+	json_t *n = fmt_json_u64(UINT64_MAX);
 	assert_int_equal(json_integer_value(n), INT64_MAX);
 	json_decref(n);
 }
@@ -174,20 +175,20 @@ static void test_sockaddr_format(void **state)
 	(void)state;
 	struct sockaddr_storage ss = {0};
 	char buf[64];
-	status_format_sockaddr(&ss, buf, sizeof(buf));
+	fmt_sockaddr(&ss, buf, sizeof(buf));
 	assert_string_equal(buf, "(none)");
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 	s4->sin_family = AF_INET;
 	s4->sin_port = htons(51820);
 	inet_pton(AF_INET, "198.18.0.1", &s4->sin_addr);
-	status_format_sockaddr(&ss, buf, sizeof(buf));
+	fmt_sockaddr(&ss, buf, sizeof(buf));
 	assert_string_equal(buf, "198.18.0.1:51820");
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 	memset(&ss, 0, sizeof(ss));
 	s6->sin6_family = AF_INET6;
 	s6->sin6_port = htons(7);
 	inet_pton(AF_INET6, "2001:db8::1", &s6->sin6_addr);
-	status_format_sockaddr(&ss, buf, sizeof(buf));
+	fmt_sockaddr(&ss, buf, sizeof(buf));
 	assert_string_equal(buf, "[2001:db8::1]:7");
 }
 
