@@ -85,7 +85,7 @@ rtt_record() {
 }
 
 kping() { nsx A ping -n -i 0.01 -W 1 -c "$PINGS" "$1"; }
-mping() { mesh_cli meshA A ping -c "$PINGS" -i 0.01 -W 2 10.77.0.4; }
+mping() { mesh_cli meshA A ping -c "$PINGS" -i 0.01 -W 2 100.77.0.4; }
 
 # rps_record PATH [--socks5 H:P | --http-proxy H:P] HOST PORT
 rps_record() {
@@ -132,8 +132,8 @@ rps_record raw 198.18.0.2 "$HTTP_PORT"
 
 step "wireguard-go <-> wireguard-go"
 bench_wggo_pair
-rtt_record wggo kping 10.77.0.2
-rps_record wggo 10.77.0.2 "$HTTP_PORT"
+rtt_record wggo kping 100.77.0.2
+rps_record wggo 100.77.0.2 "$HTTP_PORT"
 bg_stop wgA
 bg_stop wgB
 
@@ -141,8 +141,8 @@ bg_stop wgB
 
 step "Nebula <-> Nebula"
 bench_nebula_pair
-rtt_record nebula kping 10.78.0.2
-rps_record nebula 10.78.0.2 "$HTTP_PORT"
+rtt_record nebula kping 100.78.0.2
+rps_record nebula 100.78.0.2 "$HTTP_PORT"
 bg_stop nebA
 bg_stop nebB
 
@@ -151,8 +151,8 @@ bg_stop nebB
 step "mesh-proxy <-> mesh-proxy"
 bench_mesh_pair
 rtt_record mesh_fwd mping
-rps_record mesh_socks --socks5 127.0.0.1:1082 10.77.0.4 "$HTTP_PORT"
-rps_record mesh_http --http-proxy 127.0.0.1:3129 10.77.0.4 "$HTTP_PORT"
+rps_record mesh_socks --socks5 127.0.0.1:1082 100.77.0.4 "$HTTP_PORT"
+rps_record mesh_http --http-proxy 127.0.0.1:3129 100.77.0.4 "$HTTP_PORT"
 bg_stop meshA
 bg_stop meshB
 
@@ -170,7 +170,7 @@ bg_stop microsocks
 write_file "$E2E_TMP/meshL.conf" <<EOF
 [Interface]
 PrivateKey = $(genkey)
-Address = 10.99.0.1/32
+Address = 100.99.0.1/32
 
 [Socks5]
 BindAddress = 127.0.0.1:$LOCAL_SOCKS_PORT
@@ -201,14 +201,14 @@ ttfb_wggo() {
     quick_wait 10 test -S "/var/run/wireguard/$ia.sock" &&
         quick_wait 10 test -S "/var/run/wireguard/$ib.sock" || return 1
     nsx A wg set "$ia" private-key "$E2E_TMP/ta.key" listen-port 51820 \
-        peer "$pb" allowed-ips 10.77.0.2/32 endpoint 198.18.0.2:51820 &&
+        peer "$pb" allowed-ips 100.77.0.2/32 endpoint 198.18.0.2:51820 &&
         nsx B wg set "$ib" private-key "$E2E_TMP/tb.key" listen-port 51820 \
-            peer "$pa" allowed-ips 10.77.0.1/32 &&
-        nsx A ip addr add 10.77.0.1/24 dev "$ia" &&
-        nsx B ip addr add 10.77.0.2/24 dev "$ib" &&
+            peer "$pa" allowed-ips 100.77.0.1/32 &&
+        nsx A ip addr add 100.77.0.1/24 dev "$ia" &&
+        nsx B ip addr add 100.77.0.2/24 dev "$ib" &&
         nsx A ip link set "$ia" mtu 1420 up &&
         nsx B ip link set "$ib" mtu 1420 up || return 1
-    t1=$(first_byte 10.77.0.2 "$HTTP_PORT") || return 1
+    t1=$(first_byte 100.77.0.2 "$HTTP_PORT") || return 1
     TTFB=$(ms_between "$t0" "$t1")
 }
 ttfb_wggo_stop() { bg_stop "wgA_t$1"; bg_stop "wgB_t$1"; }
@@ -224,7 +224,7 @@ ttfb_nebula() {
     # before B listens waits for Nebula's retry (100 ms and up).
     bg "nebB_t$r" B nebula -config "$d/b$r.yml"
     bg "nebA_t$r" A nebula -config "$d/a$r.yml"
-    t1=$(first_byte 10.78.0.2 "$HTTP_PORT") || return 1
+    t1=$(first_byte 100.78.0.2 "$HTTP_PORT") || return 1
     TTFB=$(ms_between "$t0" "$t1")
 }
 ttfb_nebula_stop() { bg_stop "nebA_t$1"; bg_stop "nebB_t$1"; }
@@ -235,7 +235,7 @@ ttfb_mesh_socks() {
     t0=$("$HL" now)
     mesh_start "meshB_t$r" B "$E2E_TMP/meshB.conf"
     mesh_start "meshA_t$r" A "$E2E_TMP/meshA.conf"
-    t1=$(first_byte --socks5 127.0.0.1:1082 10.77.0.4 "$HTTP_PORT") || return 1
+    t1=$(first_byte --socks5 127.0.0.1:1082 100.77.0.4 "$HTTP_PORT") || return 1
     TTFB=$(ms_between "$t0" "$t1")
 }
 ttfb_mesh_socks_stop() { bg_stop "meshA_t$1"; bg_stop "meshB_t$1"; }

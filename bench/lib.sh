@@ -23,11 +23,11 @@
 #
 # Topology (bench_topology): namespaces A (clients, 198.18.0.1) and B
 # (servers, 198.18.0.2) joined by a veth pair. Tunnel addresses:
-#   wireguard-go   A 10.77.0.1   B 10.77.0.2   UDP 51820 (both)
-#   Nebula         A 10.78.0.1   B 10.78.0.2   UDP 4242 (both)
-#   mesh-proxy     A 10.77.0.5   B 10.77.0.4   UDP 51823 / 51822
-#   mesh-proxy A forwards 127.0.0.1:15301 -> 10.77.0.4:5201 and
-#   127.0.0.1:15302 -> 10.77.0.4:5202, SOCKS5 127.0.0.1:1082, HTTP proxy
+#   wireguard-go   A 100.77.0.1   B 100.77.0.2   UDP 51820 (both)
+#   Nebula         A 100.78.0.1   B 100.78.0.2   UDP 4242 (both)
+#   mesh-proxy     A 100.77.0.5   B 100.77.0.4   UDP 51823 / 51822
+#   mesh-proxy A forwards 127.0.0.1:15301 -> 100.77.0.4:5201 and
+#   127.0.0.1:15302 -> 100.77.0.4:5202, SOCKS5 127.0.0.1:1082, HTTP proxy
 #   127.0.0.1:3129; mesh-proxy B has [TCPServerTunnel]s for 5201, 5202
 #   and BENCH_EXTRA_PORTS to the same port on 127.0.0.1 in B.
 # Every mesh-proxy runs as nobody.
@@ -164,7 +164,7 @@ bench_servers() {
     wait_listen B 5202 || die "tcpbench server did not start"
 }
 
-# wireguard-go A 10.77.0.1 <-> B 10.77.0.2; pids in WGGO_PID_A/B.
+# wireguard-go A 100.77.0.1 <-> B 100.77.0.2; pids in WGGO_PID_A/B.
 bench_wggo_pair() {
     local wa wb
     wg_genkey "$E2E_TMP/wa.key"
@@ -173,14 +173,14 @@ bench_wggo_pair() {
     wb=$(wg pubkey <"$E2E_TMP/wb.key")
     WGA=$(wg_ifname a)
     WGB=$(wg_ifname b)
-    WG_LOG_LEVEL=error wggo_start wgA A "$WGA" 10.77.0.1/24 51820 "$E2E_TMP/wa.key"
+    WG_LOG_LEVEL=error wggo_start wgA A "$WGA" 100.77.0.1/24 51820 "$E2E_TMP/wa.key"
     WGGO_PID_A=$BG_PID
-    WG_LOG_LEVEL=error wggo_start wgB B "$WGB" 10.77.0.2/24 51820 "$E2E_TMP/wb.key"
+    WG_LOG_LEVEL=error wggo_start wgB B "$WGB" 100.77.0.2/24 51820 "$E2E_TMP/wb.key"
     WGGO_PID_B=$BG_PID
     WB_PUB=$wb
-    nsx A wg set "$WGA" peer "$wb" allowed-ips 10.77.0.2/32 endpoint 198.18.0.2:51820
-    nsx B wg set "$WGB" peer "$wa" allowed-ips 10.77.0.1/32
-    wait_until 10 nsx A ping -c 1 -W 1 10.77.0.2 >/dev/null ||
+    nsx A wg set "$WGA" peer "$wb" allowed-ips 100.77.0.2/32 endpoint 198.18.0.2:51820
+    nsx B wg set "$WGB" peer "$wa" allowed-ips 100.77.0.1/32
+    wait_until 10 nsx A ping -c 1 -W 1 100.77.0.2 >/dev/null ||
         die "wireguard-go <-> wireguard-go does not work"
 }
 
@@ -214,17 +214,17 @@ firewall:
 EOF
 }
 
-# Nebula A 10.78.0.1 <-> B 10.78.0.2 (static host map, no lighthouse,
+# Nebula A 100.78.0.1 <-> B 100.78.0.2 (static host map, no lighthouse,
 # firewall open, inner MTU 1420 like the WireGuard paths); pids in
 # NEBULA_PID_A/B.
 bench_nebula_pair() {
     local d="$E2E_TMP/nebula" t peer_ip peer_ul
     mkdir -p "$d"
     (cd "$d" && nebula-cert ca -name bench >/dev/null &&
-        nebula-cert sign -name a -ip 10.78.0.1/24 >/dev/null &&
-        nebula-cert sign -name b -ip 10.78.0.2/24 >/dev/null) || die "nebula-cert failed"
+        nebula-cert sign -name a -ip 100.78.0.1/24 >/dev/null &&
+        nebula-cert sign -name b -ip 100.78.0.2/24 >/dev/null) || die "nebula-cert failed"
     for t in a b; do
-        if [ $t = a ]; then peer_ip=10.78.0.2 peer_ul=198.18.0.2; else peer_ip=10.78.0.1 peer_ul=198.18.0.1; fi
+        if [ $t = a ]; then peer_ip=100.78.0.2 peer_ul=198.18.0.2; else peer_ip=100.78.0.1 peer_ul=198.18.0.1; fi
         write_file "$d/$t.yml" <<EOF
 pki:
   ca: $d/ca.crt
@@ -239,11 +239,11 @@ EOF
     NEBULA_PID_A=$BG_PID
     bg nebB B nebula -config "$d/b.yml"
     NEBULA_PID_B=$BG_PID
-    wait_until 15 nsx A ping -c 1 -W 1 10.78.0.2 >/dev/null ||
+    wait_until 15 nsx A ping -c 1 -W 1 100.78.0.2 >/dev/null ||
         die "Nebula <-> Nebula does not work (see $E2E_LOGDIR/nebA.log)"
 }
 
-# mesh-proxy A 10.77.0.5 <-> B 10.77.0.4, both as nobody; pids in
+# mesh-proxy A 100.77.0.5 <-> B 100.77.0.4, both as nobody; pids in
 # MESH_PID_A/B; API sockets: mesh_cli meshA A ... / mesh_cli meshB B ...
 bench_mesh_pair() {
     local ka kb pa pb p
@@ -253,14 +253,14 @@ bench_mesh_pair() {
     write_file "$E2E_TMP/meshA.conf" <<EOF
 [Interface]
 PrivateKey = $ka
-Address = 10.77.0.5/32
+Address = 100.77.0.5/32
 ListenPort = 51823
 MTU = 1420
 
 [Peer]
 PublicKey = $pb
 Endpoint = 198.18.0.2:51822
-AllowedIPs = 10.77.0.4/32
+AllowedIPs = 100.77.0.4/32
 
 [Socks5]
 BindAddress = 127.0.0.1:1082
@@ -270,23 +270,23 @@ BindAddress = 127.0.0.1:3129
 
 [TCPClientTunnel]
 BindAddress = 127.0.0.1:15301
-Target = 10.77.0.4:5201
+Target = 100.77.0.4:5201
 
 [TCPClientTunnel]
 BindAddress = 127.0.0.1:15302
-Target = 10.77.0.4:5202
+Target = 100.77.0.4:5202
 EOF
     {
         cat <<EOF
 [Interface]
 PrivateKey = $kb
-Address = 10.77.0.4/32
+Address = 100.77.0.4/32
 ListenPort = 51822
 MTU = 1420
 
 [Peer]
 PublicKey = $pa
-AllowedIPs = 10.77.0.5/32
+AllowedIPs = 100.77.0.5/32
 EOF
         for p in 5201 5202 $BENCH_EXTRA_PORTS; do
             printf '\n[TCPServerTunnel]\nListenPort = %s\nTarget = 127.0.0.1:%s\n' "$p" "$p"
@@ -297,6 +297,6 @@ EOF
     mesh_start meshA A "$E2E_TMP/meshA.conf"
     MESH_PID_A=$BG_PID
     wait_listen A 15302 10 || die "mesh-proxy A did not start (see $E2E_LOGDIR/meshA.log)"
-    mesh_cli meshA A ping -c 2 -W 5 10.77.0.4 >/dev/null 2>&1 ||
+    mesh_cli meshA A ping -c 2 -W 5 100.77.0.4 >/dev/null 2>&1 ||
         die "mesh-proxy <-> mesh-proxy does not work (see $E2E_LOGDIR/meshA.log)"
 }

@@ -153,7 +153,7 @@ for _ in range(int(sys.argv[1])):
 }
 
 # peer_addr I : the tunnel address and the endpoint of generated peer I.
-peer_ip() { echo "10.90.$(($1 / 250)).$(($1 % 250 + 1))"; }
+peer_ip() { echo "100.90.$(($1 / 250)).$(($1 % 250 + 1))"; }
 peer_ep() { echo "198.18.0.$(($1 % 200 + 10)):$((40000 + $1))"; }
 
 # --- idle RSS with 1 / 1,000 peers ---------------------------------------------
@@ -171,7 +171,7 @@ wggo_idle() {
             i=$((i + 1))
         done < <(random_pubkeys "$n")
     } | write_file "$E2E_TMP/wm.conf"
-    WG_LOG_LEVEL=error wggo_start wgM A "$ifc" 10.90.255.1/16 51830 "$E2E_TMP/wm.key" >/dev/null 2>&1 || return 0
+    WG_LOG_LEVEL=error wggo_start wgM A "$ifc" 100.90.255.1/16 51830 "$E2E_TMP/wm.key" >/dev/null 2>&1 || return 0
     nsx A wg setconf "$ifc" "$E2E_TMP/wm.conf" >/dev/null 2>&1 || { bg_stop wgM; return 0; }
     [ "$(nsx A wg show "$ifc" peers | wc -l)" -eq "$n" ] || { bg_stop wgM; return 0; }
     rss_settled "$BG_PID"
@@ -205,7 +205,7 @@ EOF
 mesh_idle() {
     local n=$1 i pub
     {
-        printf '[Interface]\nPrivateKey = %s\nAddress = 10.90.255.1/32\nListenPort = 51831\n' "$MKEY"
+        printf '[Interface]\nPrivateKey = %s\nAddress = 100.90.255.1/32\nListenPort = 51831\n' "$MKEY"
         i=0
         while read -r pub; do
             printf '\n[Peer]\nPublicKey = %s\nAllowedIPs = %s/32\nEndpoint = %s\n' \
@@ -308,7 +308,7 @@ wg_genkey "$E2E_TMP/wm.key"
 MKEY=$(genkey) || die "mesh-proxy genkey failed"
 mkdir -p "$E2E_TMP/nebm"
 (cd "$E2E_TMP/nebm" && nebula-cert ca -name benchmem >/dev/null &&
-    nebula-cert sign -name m -ip 10.90.255.1/16 >/dev/null) || die "nebula-cert failed"
+    nebula-cert sign -name m -ip 100.90.255.1/16 >/dev/null) || die "nebula-cert failed"
 chmod 0644 "$E2E_TMP/nebm"/*
 
 want wggo && idle_figures wggo wggo_idle
@@ -332,7 +332,7 @@ want microsocks &&
 write_file "$E2E_TMP/local.conf" <<EOF
 [Interface]
 PrivateKey = $MKEY
-Address = 10.90.255.2/32
+Address = 100.90.255.2/32
 ListenPort = 51832
 
 [Socks5]
@@ -354,7 +354,7 @@ bg_stop holdA
 start_meshA() {
     mesh_start meshA A "$E2E_TMP/meshA.conf"
     CONN_PID=$BG_PID
-    wait_listen A 1082 10 && mesh_cli meshA A ping -c 1 -W 5 10.77.0.4 >/dev/null 2>&1
+    wait_listen A 1082 10 && mesh_cli meshA A ping -c 1 -W 5 100.77.0.4 >/dev/null 2>&1
 }
 stop_meshA() { bg_stop meshA; }
 if want mesh_socks; then
@@ -362,7 +362,7 @@ if want mesh_socks; then
     wait_listen B "$HOLD_PORT" || die "holding server in B did not start"
     bench_mesh_pair
     bg_stop meshA
-    conns_figures mesh_socks start_meshA stop_meshA 1082 10.77.0.4 "$HOLD_PORT"
+    conns_figures mesh_socks start_meshA stop_meshA 1082 100.77.0.4 "$HOLD_PORT"
 fi
 
 info "records in $BENCH_DATA/$BENCH_PART.tsv"

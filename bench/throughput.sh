@@ -8,13 +8,13 @@
 #
 # One tool per path for the bulk figures (never mixed within a path):
 #   raw        iperf3 to 198.18.0.2:5201 (the veth)
-#   wggo       iperf3 to 10.77.0.2:5201 (wireguard-go TUNs)
-#   nebula     iperf3 to 10.78.0.2:5201 (Nebula TUNs)
+#   wggo       iperf3 to 100.77.0.2:5201 (wireguard-go TUNs)
+#   nebula     iperf3 to 100.78.0.2:5201 (Nebula TUNs)
 #   mesh_fwd   iperf3 to 127.0.0.1:15301 (mesh-proxy A's TCPClientTunnel to
-#              10.77.0.4:5201)
-#   mesh_socks tcpbench.py through SOCKS5 127.0.0.1:1082 to 10.77.0.4:5202
+#              100.77.0.4:5201)
+#   mesh_socks tcpbench.py through SOCKS5 127.0.0.1:1082 to 100.77.0.4:5202
 #   mesh_http  tcpbench.py through the HTTP proxy 127.0.0.1:3129 (CONNECT)
-#              to 10.77.0.4:5202
+#              to 100.77.0.4:5202
 # iperf3 figures are end.sum_received (-J); tcpbench figures are the bytes
 # that arrived (the server's count up, the client's down). tcp_rr is
 # tcpbench.py rr (1,000 round trips, the run's median) on every path, to
@@ -277,14 +277,14 @@ path_iperf raw "" 198.18.0.2 5201 198.18.0.2 5202
 
 step "wireguard-go pair"
 if try_pair bench_wggo_pair; then
-    path_iperf wggo "$WGGO_PID_A $WGGO_PID_B" 10.77.0.2 5201 10.77.0.2 5202
+    path_iperf wggo "$WGGO_PID_A $WGGO_PID_B" 100.77.0.2 5201 100.77.0.2 5202
 else
     fail_path wggo "pair did not start: $PAIR_ERR"
 fi
 
 step "Nebula pair"
 if try_pair bench_nebula_pair; then
-    path_iperf nebula "$NEBULA_PID_A $NEBULA_PID_B" 10.78.0.2 5201 10.78.0.2 5202
+    path_iperf nebula "$NEBULA_PID_A $NEBULA_PID_B" 100.78.0.2 5201 100.78.0.2 5202
 else
     fail_path nebula "pair did not start: $PAIR_ERR"
 fi
@@ -293,9 +293,9 @@ step "mesh-proxy pair"
 if try_pair bench_mesh_pair; then
     MESH_PIDS="$MESH_PID_A $MESH_PID_B"
     path_iperf mesh_fwd "$MESH_PIDS" 127.0.0.1 15301 127.0.0.1 15302
-    path_tb mesh_socks "$MESH_PIDS" 10.77.0.4 5202 --socks 127.0.0.1:1082
+    path_tb mesh_socks "$MESH_PIDS" 100.77.0.4 5202 --socks 127.0.0.1:1082
     if wait_listen A 3129 5; then
-        path_tb mesh_http "$MESH_PIDS" 10.77.0.4 5202 --http-proxy 127.0.0.1:3129
+        path_tb mesh_http "$MESH_PIDS" 100.77.0.4 5202 --http-proxy 127.0.0.1:3129
     else
         fail_path mesh_http "mesh-proxy A does not listen on 127.0.0.1:3129"
     fi

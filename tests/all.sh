@@ -17,7 +17,7 @@ stage() {
 	if ! "$@"; then failed+=("$name"); fi
 }
 
-stage "layout (make check-layout)" tests/check_layout.sh --self-test
+stage "layout (make check-layout)" make --no-print-directory check-layout
 stage "tests (build/)" tests/run.sh build
 stage "benchmark suite smoke (build/)" tests/bench_smoke.sh build
 stage "ASan+UBSan build" make --no-print-directory SANITIZE=1 all

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Many connections and hostile input on the proxy ports (issue 3's proof).
 #
-#   A  198.18.0.1  mesh-proxy 10.77.0.1/32 + fd77::1/128, UDP 51820
+#   A  198.18.0.1  mesh-proxy 100.77.0.1/32 + fd77::1/128, UDP 51820
 #                  SOCKS5 127.0.0.1:1080 (defaults), 127.0.0.1:1081 (login
 #                  alice), 127.0.0.1:1082 (MaxConnections 1000,
 #                  HandshakeTimeout 30), 127.0.0.1:1083 (Direct = no);
 #                  HTTP 127.0.0.1:3128 (defaults), 127.0.0.1:3129 (Basic
 #                  auth alice), 127.0.0.1:3130 (Direct = no)
-#                  [Peer] B: Name = web, AllowedIPs also 10.77.0.3/32 (which
+#                  [Peer] B: Name = web, AllowedIPs also 100.77.0.3/32 (which
 #                  B does not answer for: a dial there times out)
-#   B  198.18.0.2  mesh-proxy 10.77.0.2/32 + fd77::2/128, UDP 51821
+#   B  198.18.0.2  mesh-proxy 100.77.0.2/32 + fd77::2/128, UDP 51821
 #                  TCPServerTunnel 7000 -> 127.0.0.1:7000 (echo_server.py)
 #
 # 1. LOAD_SESSIONS (1,000) SOCKS5 CONNECT sessions open at once, each echoing
@@ -52,14 +52,14 @@ PW=s3cret-pw
 write_file "$E2E_TMP/a.conf" <<EOF
 [Interface]
 PrivateKey = $AKEY
-Address = 10.77.0.1/32, fd77::1/128
+Address = 100.77.0.1/32, fd77::1/128
 ListenPort = 51820
 
 [Peer]
 Name = web
 PublicKey = $BPUB
 Endpoint = 198.18.0.2:51821
-AllowedIPs = 10.77.0.2/32, fd77::2/128, 10.77.0.3/32
+AllowedIPs = 100.77.0.2/32, fd77::2/128, 100.77.0.3/32
 
 [Socks5]
 BindAddress = 127.0.0.1:1080
@@ -93,13 +93,13 @@ EOF
 write_file "$E2E_TMP/b.conf" <<EOF
 [Interface]
 PrivateKey = $BKEY
-Address = 10.77.0.2/32, fd77::2/128
+Address = 100.77.0.2/32, fd77::2/128
 ListenPort = 51821
 
 [Peer]
 PublicKey = $APUB
 Endpoint = 198.18.0.1:51820
-AllowedIPs = 10.77.0.1/32, fd77::1/128
+AllowedIPs = 100.77.0.1/32, fd77::1/128
 
 [TCPServerTunnel]
 ListenPort = 7000
@@ -116,7 +116,7 @@ wait_listen A 51820 10 udp || die "mesh-proxy A did not bind UDP 51820"
 for p in 1080 1081 1082 1083 3128 3129 3130; do
     wait_listen A $p || die "A is not listening on 127.0.0.1:$p"
 done
-check "mesh-proxy ping 10.77.0.2 from A" mesh_cli meshA A ping -c 2 -W 5 10.77.0.2
+check "mesh-proxy ping 100.77.0.2 from A" mesh_cli meshA A ping -c 2 -W 5 100.77.0.2
 PA=$(bg_pid meshA)
 PB=$(bg_pid meshB)
 nofile_soft() { awk '/^Max open files/ { print $4 }' "/proc/$1/limits"; }
@@ -220,9 +220,9 @@ run_side random-socks random 1080 300 25
 run_side random-http random 3128 100 25
 run_side trunc-socks truncated 1080 socks 25
 run_side trunc-http truncated 3128 http 25
-# 10.77.0.3 is routed to B, which does not answer for it: the dial times out.
-run_side timeout-socks socks-code 1080 10.77.0.3 7000 6 60
-run_side timeout-http http-code 3128 10.77.0.3 7000 504 60
+# 100.77.0.3 is routed to B, which does not answer for it: the dial times out.
+run_side timeout-socks socks-code 1080 100.77.0.3 7000 6 60
+run_side timeout-http http-code 3128 100.77.0.3 7000 504 60
 check "SOCKS5 CONNECT to a closed port behind B -> 05 (connection refused)" \
     hostile socks-code 1080 web 7001 5 20
 check "HTTP CONNECT to a closed port behind B -> 502" hostile http-code 3128 web 7001 502 20

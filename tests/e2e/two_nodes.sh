@@ -2,11 +2,11 @@
 # Two mesh-proxy nodes talking to each other, each as user nobody in its own
 # namespace.
 #
-#   A  198.18.0.1  mesh-proxy 10.77.0.1/32 + fd77::1/128, UDP 51820
+#   A  198.18.0.1  mesh-proxy 100.77.0.1/32 + fd77::1/128, UDP 51820
 #                  SOCKS5 127.0.0.1:1080, HTTP proxy 127.0.0.1:3128
-#                  TCPClientTunnel 127.0.0.1:18080 -> 10.77.0.2:8080
-#   B  198.18.0.2  mesh-proxy 10.77.0.2/32 + fd77::2/128, UDP 51821
-#                  TCPServerTunnel 10.77.0.2:8080 -> 127.0.0.1:8080
+#                  TCPClientTunnel 127.0.0.1:18080 -> 100.77.0.2:8080
+#   B  198.18.0.2  mesh-proxy 100.77.0.2/32 + fd77::2/128, UDP 51821
+#                  TCPServerTunnel 100.77.0.2:8080 -> 127.0.0.1:8080
 #                  (tests/e2e/httpd.py: GET files, PUT answers the sha256)
 #
 # Checks: mesh-proxy ping both ways (IPv4 and IPv6 mesh addresses), handshake logged by both, curl through
@@ -43,13 +43,13 @@ info "B $BPUB"
 write_file "$E2E_TMP/a.conf" <<EOF
 [Interface]
 PrivateKey = $AKEY
-Address = 10.77.0.1/32, fd77::1/128
+Address = 100.77.0.1/32, fd77::1/128
 ListenPort = 51820
 
 [Peer]
 PublicKey = $BPUB
 Endpoint = 198.18.0.2:51821
-AllowedIPs = 10.77.0.2/32, fd77::2/128
+AllowedIPs = 100.77.0.2/32, fd77::2/128
 
 [Socks5]
 BindAddress = 127.0.0.1:1080
@@ -59,18 +59,18 @@ BindAddress = 127.0.0.1:3128
 
 [TCPClientTunnel]
 BindAddress = 127.0.0.1:18080
-Target = 10.77.0.2:8080
+Target = 100.77.0.2:8080
 EOF
 write_file "$E2E_TMP/b.conf" <<EOF
 [Interface]
 PrivateKey = $BKEY
-Address = 10.77.0.2/32, fd77::2/128
+Address = 100.77.0.2/32, fd77::2/128
 ListenPort = 51821
 
 [Peer]
 PublicKey = $APUB
 Endpoint = 198.18.0.1:51820
-AllowedIPs = 10.77.0.1/32, fd77::1/128
+AllowedIPs = 100.77.0.1/32, fd77::1/128
 
 [TCPServerTunnel]
 ListenPort = 8080
@@ -102,10 +102,10 @@ for n in A B; do
 done
 
 step "ping both ways"
-check "mesh-proxy ping 10.77.0.2 from A" mesh_cli meshA A ping -c 3 -W 5 10.77.0.2
+check "mesh-proxy ping 100.77.0.2 from A" mesh_cli meshA A ping -c 3 -W 5 100.77.0.2
 check "A's log: handshake complete" wait_log "$E2E_LOGDIR/meshA.log" "handshake complete" 5
 check "B's log: handshake complete" wait_log "$E2E_LOGDIR/meshB.log" "handshake complete" 5
-check "mesh-proxy ping 10.77.0.1 from B" mesh_cli meshB B ping -c 3 -W 5 10.77.0.1
+check "mesh-proxy ping 100.77.0.1 from B" mesh_cli meshB B ping -c 3 -W 5 100.77.0.1
 check "mesh-proxy ping fd77::2 from A (IPv6 in the mesh)" mesh_cli meshA A ping -c 2 -W 5 fd77::2
 check "mesh-proxy ping fd77::1 from B (IPv6 in the mesh)" mesh_cli meshB B ping -c 2 -W 5 fd77::1
 status_has() { mesh_cli "$1" "$2" status | grep -qF "$3"; }
@@ -122,9 +122,9 @@ api_says() {
 check "unknown request -> error" api_says $'bogus\n' "error: unknown request"
 check "2,000 bytes without a newline -> request too long" \
     api_says "$(head -c 2000 /dev/zero | tr '\0' x)" "error: request too long"
-check "ping of a non-address -> error" api_says $'ping 10.77.0.999 1 100\n' "is not an IP address"
+check "ping of a non-address -> error" api_says $'ping 100.77.0.999 1 100\n' "is not an IP address"
 check "ping outside every AllowedIPs -> error" api_says $'ping 192.0.2.1 1 100\n' "no peer's AllowedIPs"
-check "ping with a zero count -> usage error" api_says $'ping 10.77.0.2 0 100\n' "usage"
+check "ping with a zero count -> usage error" api_says $'ping 100.77.0.2 0 100\n' "usage"
 check "mesh-proxy ping of a non-address exits non-zero" \
     bash -c "! $(printf '%q ' nsenter "--net=/run/netns/$(ns A)" -- "${AS_NOBODY[@]}" "$MESH_PROXY" ping --api "$E2E_TMP/run/meshA.sock" -c 1 nonsense)"
 check "status still answers after the bad requests" status_has meshA A "$BPUB"
@@ -136,15 +136,15 @@ get_page() {
     got=$(nsx A curl -sS --max-time 20 "$@") || return 1
     [ "$got" = "$TOKEN" ] || { echo "got: $got"; return 1; }
 }
-check "curl --socks5 http://10.77.0.2:8080/" get_page --socks5 127.0.0.1:1080 http://10.77.0.2:8080/index.html
+check "curl --socks5 http://100.77.0.2:8080/" get_page --socks5 127.0.0.1:1080 http://100.77.0.2:8080/index.html
 check "curl through the HTTP CONNECT proxy" \
-    get_page --proxytunnel -x http://127.0.0.1:3128 http://10.77.0.2:8080/index.html
-check "curl --socks4 http://10.77.0.2:8080/ (SOCKS4 on the SOCKS5 port)" \
-    get_page --socks4 127.0.0.1:1080 http://10.77.0.2:8080/index.html
-check "curl --socks4a http://10.77.0.2:8080/ (SOCKS4a, the host sent as a name)" \
-    get_page --socks4a 127.0.0.1:1080 http://10.77.0.2:8080/index.html
+    get_page --proxytunnel -x http://127.0.0.1:3128 http://100.77.0.2:8080/index.html
+check "curl --socks4 http://100.77.0.2:8080/ (SOCKS4 on the SOCKS5 port)" \
+    get_page --socks4 127.0.0.1:1080 http://100.77.0.2:8080/index.html
+check "curl --socks4a http://100.77.0.2:8080/ (SOCKS4a, the host sent as a name)" \
+    get_page --socks4a 127.0.0.1:1080 http://100.77.0.2:8080/index.html
 check "curl -x http:// plain GET forwarding (no CONNECT)" \
-    get_page -x http://127.0.0.1:3128 http://10.77.0.2:8080/index.html
+    get_page -x http://127.0.0.1:3128 http://100.77.0.2:8080/index.html
 check "curl through the TCPClientTunnel" get_page http://127.0.0.1:18080/index.html
 check "curl --socks5-hostname http://[fd77::2]:8080/ (IPv6 in the mesh)" \
     get_page --socks5-hostname 127.0.0.1:1080 'http://[fd77::2]:8080/index.html'
@@ -152,7 +152,7 @@ check "curl --socks5-hostname http://[fd77::2]:8080/ (IPv6 in the mesh)" \
 step "$MIB MiB each way"
 t0=$(date +%s.%N)
 fgw nsx_nobody A timeout "$XFER_TIMEOUT" curl -sS --socks5 127.0.0.1:1080 \
-    -o "$E2E_TMP/run/big" http://10.77.0.2:8080/big >"$E2E_LOGDIR/curl-get.log" 2>&1
+    -o "$E2E_TMP/run/big" http://100.77.0.2:8080/big >"$E2E_LOGDIR/curl-get.log" 2>&1
 rc=$?
 dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
 got=$(sha "$E2E_TMP/run/big" 2>/dev/null)
@@ -181,7 +181,7 @@ step "8 downloads of 8 MiB at once through SOCKS5"
 par_pids=()
 for i in 1 2 3 4 5 6 7 8; do
     nsx_nobody A timeout "$XFER_TIMEOUT" curl -sS --socks5 127.0.0.1:1080 \
-        -o "$E2E_TMP/run/small.$i" http://10.77.0.2:8080/small >"$E2E_LOGDIR/curl-par.$i.log" 2>&1 &
+        -o "$E2E_TMP/run/small.$i" http://100.77.0.2:8080/small >"$E2E_LOGDIR/curl-par.$i.log" 2>&1 &
     par_pids+=($!)
 done
 # Only these pids: a bare `wait` would also wait for the nodes and servers.
@@ -197,7 +197,7 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 RSS_A0=$(rss_kib "$(bg_pid meshA)")
 RSS_B0=$(rss_kib "$(bg_pid meshB)")
 rm -f "$E2E_TMP/run/slow.ready" "$E2E_TMP/run/slow.out"
-nsx_nobody A timeout "$XFER_TIMEOUT" $PY "$E2E_DIR/slow_reader.py" 1080 10.77.0.2 8080 /big 8 \
+nsx_nobody A timeout "$XFER_TIMEOUT" $PY "$E2E_DIR/slow_reader.py" 1080 100.77.0.2 8080 /big 8 \
     "$E2E_TMP/run/slow.ready" "$E2E_TMP/run/slow.out" >"$E2E_LOGDIR/slow-reader.log" 2>&1 &
 slow_pid=$!
 wait_until 10 test -f "$E2E_TMP/run/slow.ready" || fail "slow reader did not start"

@@ -22,21 +22,21 @@ APUB=$(wg pubkey <"$E2E_TMP/a.key")
 BPUB=$(wg pubkey <"$E2E_TMP/b.key")
 WGA=$(wg_ifname a)
 WGB=$(wg_ifname b)
-wggo_start wgA A "$WGA" 10.77.0.1/24 51820 "$E2E_TMP/a.key"
-wggo_start wgB B "$WGB" 10.77.0.2/24 51820 "$E2E_TMP/b.key"
-nsx A wg set "$WGA" peer "$BPUB" allowed-ips 10.77.0.2/32
-nsx B wg set "$WGB" peer "$APUB" allowed-ips 10.77.0.1/32 endpoint 198.18.0.1:51820
+wggo_start wgA A "$WGA" 100.77.0.1/24 51820 "$E2E_TMP/a.key"
+wggo_start wgB B "$WGB" 100.77.0.2/24 51820 "$E2E_TMP/b.key"
+nsx A wg set "$WGA" peer "$BPUB" allowed-ips 100.77.0.2/32
+nsx B wg set "$WGB" peer "$APUB" allowed-ips 100.77.0.1/32 endpoint 198.18.0.1:51820
 
-check "tunnel: B pings A (B initiates)" nsx B ping -c 3 -i 0.2 -W 2 10.77.0.1
-check "tunnel: A pings B" nsx A ping -c 3 -i 0.2 -W 2 10.77.0.2
+check "tunnel: B pings A (B initiates)" nsx B ping -c 3 -i 0.2 -W 2 100.77.0.1
+check "tunnel: A pings B" nsx A ping -c 3 -i 0.2 -W 2 100.77.0.2
 HS=$(wg_latest_handshake A "$WGA" "$BPUB")
 check "wg show on A reports a handshake with B" test "${HS:-0}" -gt 0
 
 step "16 MiB over TCP through the tunnel, sha256 compared"
 random_file "$E2E_TMP/data" 16
-bg sink A socat -u TCP-LISTEN:5001,bind=10.77.0.1,reuseaddr "CREATE:$E2E_TMP/recv"
+bg sink A socat -u TCP-LISTEN:5001,bind=100.77.0.1,reuseaddr "CREATE:$E2E_TMP/recv"
 wait_listen A 5001 || die "socat sink did not listen"
-check "send 16 MiB as nobody from B" nsx_nobody B timeout 60 socat -u "FILE:$E2E_TMP/data" TCP:10.77.0.1:5001
+check "send 16 MiB as nobody from B" nsx_nobody B timeout 60 socat -u "FILE:$E2E_TMP/data" TCP:100.77.0.1:5001
 bg_wait sink 30
 check "sha256 of received file matches" test "$(sha "$E2E_TMP/data")" = "$(sha "$E2E_TMP/recv")"
 
