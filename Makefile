@@ -52,7 +52,7 @@ help:
 	@echo "make demo    run two nodes on loopback and fetch a page through SOCKS5"
 	@echo "make test    run every test: unit, demo, e2e (as root), ASan/UBSan, fuzz smoke"
 	@echo "make check   only the normal build's tests (unit, demo, e2e as root)"
-	@echo "make check-layout  fail if a lower layer includes a higher one (DESIGN.md, Layout)"
+	@echo "make check-layout  fail if a lower layer includes or calls a higher one (DESIGN.md, Layout)"
 	@echo "make asan    unit tests and the demo built with ASan+UBSan"
 	@echo "make fuzz    run the fuzzers for a while"
 	@echo "make bench   benchmarks against wireguard-go, Nebula, microsocks (root)"

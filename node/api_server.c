@@ -219,6 +219,13 @@ int api_conn_take_fd(struct api_conn *c)
 	return fd;
 }
 
+int api_conn_write(struct api_conn *c, const void *p, size_t n)
+{
+	if (c->gone)
+		return 0; /* nobody to read it: not a loss worth reporting */
+	return bufferevent_write(c->bev, p, n) == 0 ? 0 : -1;
+}
+
 int api_conn_gone(const struct api_conn *c)
 {
 	return c->gone;

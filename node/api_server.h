@@ -19,7 +19,7 @@ struct api_conn;
 
 /* Runs for each request line (without the newline). The handler writes with
  * api_conn_printf and ends with api_conn_finish; it may keep conn across
- * loop iterations after api_conn_hold, until api_conn_finish. */
+ * loop iterations (a ping answers as replies come) until api_conn_finish. */
 typedef void (*api_handler_fn)(void *ctx, struct api_conn *conn, const char *line);
 
 /* Creates the socket at path (an existing stale socket is replaced; a live
@@ -30,6 +30,8 @@ void api_server_free(struct api_server *s); /* accepts NULL; unlinks the socket 
 
 void api_conn_printf(struct api_conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Appends n bytes; 0, or -1 if they could not be queued (out of memory). */
+int api_conn_write(struct api_conn *c, const void *p, size_t n);
 /* True if the client went away (further output is discarded). */
 int api_conn_gone(const struct api_conn *c);
 /* Takes the client's socket out of conn (for `nc`: the connection becomes

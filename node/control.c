@@ -23,10 +23,10 @@
 #include "node/dns/magicdns.h"
 #include "node/node.h"
 
-#define NM_VERSION      "0.1.0"
-#define NM_SAVE_MS      2000
-#define NM_ENDPOINTS_MS 30000
-#define NM_EP_MAX       15 /* interface addresses; 127.0.0.1 comes last */
+#define NCTL_VERSION      "0.1.0"
+#define NCTL_SAVE_MS      2000
+#define NCTL_ENDPOINTS_MS 30000
+#define NCTL_EP_MAX       15 /* interface addresses; 127.0.0.1 comes last */
 
 /* ---- before the loop ---- */
 
@@ -73,9 +73,9 @@ static int nctl_prep_token(struct node_ctl_prep *p, const char *tok, char *err,
 		snprintf(err, errlen, "--join: %s", ctl_token_strerror(r));
 		return -1;
 	}
-	p->ctl.port = t.port;
-	snprintf(p->ctl.host, sizeof(p->ctl.host), "%s", t.host);
-	memcpy(p->ctl.server_key, t.server_key, CTL_KEY_LEN);
+	p->server.port = t.port;
+	snprintf(p->server.host, sizeof(p->server.host), "%s", t.host);
+	memcpy(p->server.server_key, t.server_key, CTL_KEY_LEN);
 	snprintf(p->auth_key, sizeof(p->auth_key), "%s", t.auth_key);
 	ctl_token_wipe(&t);
 	return 0;
@@ -124,10 +124,10 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 	if (node_state_open(dir, err, errlen) != 0)
 		goto fail;
 	if (a->join_token) {
-		if (node_state_bind_control(dir, &p->ctl, err, errlen) != 0)
+		if (node_state_bind_control(dir, &p->server, err, errlen) != 0)
 			goto fail;
 	} else {
-		int r = node_state_load_control(dir, &p->ctl, err, errlen);
+		int r = node_state_load_control(dir, &p->server, err, errlen);
 		if (r == -ENOENT) {
 			snprintf(
 			    err, errlen,
@@ -347,8 +347,8 @@ static void nctl_registered(struct node_ctl *m, const struct ctl_register_resp *
 	if (first)
 		log_info("joined mesh %s as %s (%s, %s)", s.domain, s.name, v4, v6);
 	else
-		log_info("connected to mesh-control %s:%u as %s (%s, %s)", m->p->ctl.host,
-		         m->p->ctl.port, s.name, v4, v6);
+		log_info("connected to mesh-control %s:%u as %s (%s, %s)", m->p->server.host,
+		         m->p->server.port, s.name, v4, v6);
 	if (m->dataplane && (memcmp(s.ipv4, m->self.ipv4, 4) != 0 ||
 	                     memcmp(s.ipv6, m->self.ipv6, 16) != 0)) {
 		/* E.g. the node was removed and joined again: the data plane
@@ -380,8 +380,8 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 		if (resp && resp->status == CTL_REG_OK)
 			nctl_registered(m, resp);
 		else if (m->logged != st)
-			log_info("control: online again (%s:%u)", m->p->ctl.host,
-			         m->p->ctl.port);
+			log_info("control: online again (%s:%u)", m->p->server.host,
+			         m->p->server.port);
 		break;
 	case CTL_CLIENT_PENDING:
 		if (m->logged != st)
@@ -398,7 +398,7 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 			log_warn(
 			    "control: cannot reach mesh-control at %s:%u (%s); retrying "
 			    "with backoff%s",
-			    m->p->ctl.host, m->p->ctl.port, d,
+			    m->p->server.host, m->p->server.port, d,
 			    m->dataplane ? "; peers keep working with the last map" : "");
 		else
 			log_debug("control: still unreachable (%s)", d);
@@ -480,16 +480,16 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 	struct ctl_client_config cc = {
 	    .base = base,
 	    .dns = dns,
-	    .host = p->ctl.host,
-	    .port = p->ctl.port,
+	    .host = p->server.host,
+	    .port = p->server.port,
 	    .hostname = p->hostname,
 	    .os = "linux",
-	    .version = NM_VERSION,
+	    .version = NCTL_VERSION,
 	    .auth_key = p->auth_key[0] ? p->auth_key : NULL,
 	    .cb = &nctl_callbacks,
 	    .ctx = m,
 	};
-	memcpy(cc.server_key, p->ctl.server_key, CTL_KEY_LEN);
+	memcpy(cc.server_key, p->server.server_key, CTL_KEY_LEN);
 	memcpy(cc.machine_priv, p->keys.machine, CTL_KEY_LEN);
 	crypto_scalarmult_base(cc.node_key, p->keys.node);
 	crypto_scalarmult_base(cc.disco_key, p->keys.disco);
@@ -500,7 +500,7 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 		node_ctl_free(m);
 		return NULL;
 	}
-	log_info("mesh-control %s:%u; state %s; name %s%s", p->ctl.host, p->ctl.port,
+	log_info("mesh-control %s:%u; state %s; name %s%s", p->server.host, p->server.port,
 	         p->a.state_dir, p->hostname, m->have_self ? " (resuming)" : "");
 	return m;
 }
@@ -526,7 +526,7 @@ void nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps)
 	if (getifaddrs(&ifa) == 0) {
 		for (int pass = 0; pass < 2; pass++) {
 			int fam = pass == 0 ? AF_INET : AF_INET6;
-			for (struct ifaddrs *i = ifa; i && eps->n < NM_EP_MAX;
+			for (struct ifaddrs *i = ifa; i && eps->n < NCTL_EP_MAX;
 			     i = i->ifa_next) {
 				if (!i->ifa_addr || i->ifa_addr->sa_family != fam ||
 				    !(i->ifa_flags & IFF_UP) ||
@@ -661,12 +661,12 @@ void node_ctl_tick(struct node_ctl *m)
 	int64_t now = nctl_now_ms();
 	if (m->dataplane) {
 		node_peers_tick(&m->np, m->wg, now, (int64_t)time(NULL));
-		if (now - m->last_ep_check_ms >= NM_ENDPOINTS_MS) {
+		if (now - m->last_ep_check_ms >= NCTL_ENDPOINTS_MS) {
 			m->last_ep_check_ms = now;
 			nctl_endpoints(m, false);
 		}
 	}
-	if (m->map_dirty && now - m->last_save_ms >= NM_SAVE_MS)
+	if (m->map_dirty && now - m->last_save_ms >= NCTL_SAVE_MS)
 		nctl_save_map(m);
 }
 

@@ -11,7 +11,6 @@
 #ifndef MESH_NODE_CTL_H
 #define MESH_NODE_CTL_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +26,7 @@ struct api_conn;
 struct config;
 struct px_env;
 struct node_ctl;
+struct fmt_jw;
 
 /* What the command line gave for `up`. */
 struct node_ctl_args {
@@ -89,12 +89,13 @@ size_t node_ctl_resolve(const struct node_ctl *m, const char *name, struct ns_ad
                         size_t max);
 bool node_ctl_route_local(const struct ns_addr *a);
 
-/* Status (status.c) and `mesh-proxy ip`. */
+/* Status (control_status.c) and `mesh-proxy ip`. */
 void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
                           struct api_conn *c);
-/* The "mesh" member of status --json (the caller owns it; NULL when out
- * of memory). */
-json_t *node_ctl_status_json(const struct node_ctl *m, const struct wg_device *wg);
+/* Writes the "mesh" member of status --json: the control runtime's state,
+ * then the map's peers one at a time. */
+void node_ctl_status_json_write(const struct node_ctl *m, const struct wg_device *wg,
+                                struct fmt_jw *w);
 /* The map name of the peer with this WireGuard key, or NULL. */
 const char *node_ctl_peer_name(const struct node_ctl *m, const uint8_t key[32]);
 /* "ip", "ip 4", "ip 6": our mesh addresses, one a line. */

@@ -13,7 +13,7 @@ struct px_expose;
 struct node_ctl_prep {
 	struct node_ctl_args a;
 	struct node_keys keys;
-	struct node_control ctl;
+	struct node_server server;
 	char auth_key[CTL_TOKEN_AUTH_MAX + 1]; /* from --join; wiped once used */
 	char hostname[CTL_DNSNAME_MAX];
 	struct expose_spec expose;

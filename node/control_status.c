@@ -52,8 +52,11 @@ void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
 		api_conn_printf(c, ", map v%" PRIu64,
 		                cs.map_version ? cs.map_version : m->np.version);
 	if (cs.state == CTL_CLIENT_BACKOFF || cs.state == CTL_CLIENT_PENDING ||
-	    cs.state == CTL_CLIENT_REFUSED)
-		api_conn_printf(c, " (%s)", cs.detail);
+	    cs.state == CTL_CLIENT_REFUSED) {
+		char safe[sizeof(cs.detail)];
+		fmt_text_safe(cs.detail, safe, sizeof(safe)); /* the server's words */
+		api_conn_printf(c, " (%s)", safe);
+	}
 	api_conn_printf(c, "\n");
 	if (m->expose || m->magicdns) {
 		struct px_stats ps = {0};
@@ -117,8 +120,8 @@ static json_t *nctl_json_control(const struct node_ctl *m)
 		return NULL;
 	if (m->client)
 		ctl_client_get_status(m->client, &cs);
-	fmt_json_set(o, "host", fmt_json_str(m->p->ctl.host));
-	fmt_json_set(o, "port", json_integer(m->p->ctl.port));
+	fmt_json_set(o, "host", fmt_json_str(m->p->server.host));
+	fmt_json_set(o, "port", json_integer(m->p->server.port));
 	fmt_json_set(
 	    o, "state",
 	    json_string(m->client ? ctl_client_state_name(cs.state) : "stopped"));
@@ -209,34 +212,40 @@ static json_t *nctl_json_peer(const struct node_ctl *m, const struct np_entry *e
 	return o;
 }
 
-json_t *node_ctl_status_json(const struct node_ctl *m, const struct wg_device *wg)
+void node_ctl_status_json_write(const struct node_ctl *m, const struct wg_device *wg,
+                                struct fmt_jw *w)
 {
 	char v4[INET_ADDRSTRLEN] = "", v6[INET6_ADDRSTRLEN] = "";
-	json_t *o = json_object(), *addrs = json_array(), *peers = json_array();
-	if (!o || !addrs || !peers) {
-		json_decref(o);
-		json_decref(addrs);
-		json_decref(peers);
-		return NULL;
-	}
-	if (m->have_self) {
+	json_t *o = json_object(), *addrs = json_array();
+	if (o && addrs && m->have_self) {
 		inet_ntop(AF_INET, m->self.ipv4, v4, sizeof(v4));
 		inet_ntop(AF_INET6, m->self.ipv6, v6, sizeof(v6));
 		json_array_append_new(addrs, json_string(v4));
 		json_array_append_new(addrs, json_string(v6));
 	}
-	fmt_json_set(o, "name", fmt_json_str(m->have_self ? m->self.name : ""));
-	fmt_json_set(o, "fqdn", fmt_json_str(m->have_self ? m->self.fqdn : ""));
-	fmt_json_set(o, "domain", fmt_json_str(m->have_self ? m->self.domain : ""));
-	fmt_json_set(o, "node_id", fmt_json_u64(m->have_self ? m->self.node_id : 0));
-	fmt_json_set(o, "addresses", addrs);
-	fmt_json_set(o, "control", nctl_json_control(m));
-	nctl_json_services(m, o);
-	fmt_json_set(o, "endpoint_rotations", fmt_json_u64(m->np.rotations));
-	for (size_t i = 0; i < m->np.n; i++)
-		json_array_append_new(peers, nctl_json_peer(m, &m->np.e[i], wg));
-	fmt_json_set(o, "peers", peers);
-	return o;
+	if (o) {
+		fmt_json_set(o, "name", fmt_json_str(m->have_self ? m->self.name : ""));
+		fmt_json_set(o, "fqdn", fmt_json_str(m->have_self ? m->self.fqdn : ""));
+		fmt_json_set(o, "domain",
+		             fmt_json_str(m->have_self ? m->self.domain : ""));
+		fmt_json_set(o, "node_id",
+		             fmt_json_u64(m->have_self ? m->self.node_id : 0));
+		fmt_json_set(o, "addresses", addrs);
+		addrs = NULL;
+		fmt_json_set(o, "control", nctl_json_control(m));
+		nctl_json_services(m, o);
+		fmt_json_set(o, "endpoint_rotations", fmt_json_u64(m->np.rotations));
+	}
+	json_decref(addrs);
+	/* The map's peers follow one at a time: a map of thousands costs one
+	 * peer's worth of memory here, not the whole document's. */
+	fmt_jw_raw(w, fmt_jw_open_object(w, o) ? ",\"peers\":[" : "\"peers\":[");
+	for (size_t i = 0; i < m->np.n; i++) {
+		if (i)
+			fmt_jw_raw(w, ",");
+		fmt_jw_value(w, nctl_json_peer(m, &m->np.e[i], wg));
+	}
+	fmt_jw_raw(w, "]}");
 }
 
 const char *node_ctl_peer_name(const struct node_ctl *m, const uint8_t key[32])

@@ -313,7 +313,7 @@ static bool copy_str(char *dst, size_t cap, const char *s)
 	return true;
 }
 
-int node_state_load_control(const char *dir, struct node_control *c, char *err,
+int node_state_load_control(const char *dir, struct node_server *c, char *err,
                             size_t errlen)
 {
 	static const char f[] = "control.json";
@@ -337,7 +337,7 @@ int node_state_load_control(const char *dir, struct node_control *c, char *err,
 	return r;
 }
 
-int node_state_save_control(const char *dir, const struct node_control *c, char *err,
+int node_state_save_control(const char *dir, const struct node_server *c, char *err,
                             size_t errlen)
 {
 	char key[KEY_B64_LEN];
@@ -353,10 +353,10 @@ int node_state_save_control(const char *dir, const struct node_control *c, char 
 	return r;
 }
 
-int node_state_bind_control(const char *dir, const struct node_control *want, char *err,
+int node_state_bind_control(const char *dir, const struct node_server *want, char *err,
                             size_t errlen)
 {
-	struct node_control have;
+	struct node_server have;
 	int r = node_state_load_control(dir, &have, err, errlen);
 	if (r == -ENOENT)
 		return node_state_save_control(dir, want, err, errlen);

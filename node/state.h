@@ -35,7 +35,8 @@ struct node_keys {
 	uint8_t disco[CTL_KEY_LEN];
 };
 
-struct node_control {
+/* The mesh-control server a state directory belongs to (control.json). */
+struct node_server {
 	char host[CTL_TOKEN_HOST_MAX + 1];
 	uint16_t port;
 	uint8_t server_key[CTL_KEY_LEN];
@@ -63,15 +64,15 @@ int node_state_keys(const char *dir, struct node_keys *k, bool *created, char *e
 void node_keys_wipe(struct node_keys *k);
 
 /* control.json. load: 0, -ENOENT (never joined), -EINVAL (corrupt). */
-int node_state_load_control(const char *dir, struct node_control *c, char *err,
+int node_state_load_control(const char *dir, struct node_server *c, char *err,
                             size_t errlen);
-int node_state_save_control(const char *dir, const struct node_control *c, char *err,
+int node_state_save_control(const char *dir, const struct node_server *c, char *err,
                             size_t errlen);
 /* For a --join: the directory must be new or belong to the same mesh
  * (same server key); host/port are updated if they moved. -EEXIST with
  * "DIR already belongs to the mesh at HOST:PORT; use another --state
  * directory" otherwise. */
-int node_state_bind_control(const char *dir, const struct node_control *want, char *err,
+int node_state_bind_control(const char *dir, const struct node_server *want, char *err,
                             size_t errlen);
 
 /* self.json. load: 0, -ENOENT, -EINVAL. */

@@ -175,18 +175,17 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 
 /* ---- JSON: built with jansson, so no value can break the document ---- */
 
-static void jappend(json_t *a, json_t *v)
-{
-	json_array_append_new(a, v);
-}
-
 static void write_frontend_json(void *arg, const char *kind, const char *what,
                                 const struct px_stats *ps)
 {
-	json_t *arr = arg, *f = json_object(), *e = json_object();
+	struct fmt_jw *w = arg;
+	json_t *f = json_object(), *e = json_object();
+	if (w->n_items++)
+		fmt_jw_raw(w, ",");
 	if (!f || !e) {
 		json_decref(f);
 		json_decref(e);
+		fmt_jw_value(w, NULL);
 		return;
 	}
 	fmt_json_set(f, "kind", fmt_json_str(kind));
@@ -215,7 +214,7 @@ static void write_frontend_json(void *arg, const char *kind, const char *what,
 	fmt_json_set(e, "limit", fmt_json_u64(ps->err_limit));
 	fmt_json_set(e, "idle", fmt_json_u64(ps->err_idle));
 	fmt_json_set(f, "errors", e);
-	jappend(arr, f);
+	fmt_jw_value(w, f);
 }
 
 static json_t *json_prefixes(const struct cfg_prefix *p, size_t n)
@@ -224,7 +223,7 @@ static json_t *json_prefixes(const struct cfg_prefix *p, size_t n)
 	char buf[INET6_ADDRSTRLEN + 8];
 	for (size_t i = 0; a && i < n; i++) {
 		format_prefix(&p[i], buf, sizeof(buf));
-		jappend(a, json_string(buf));
+		json_array_append_new(a, json_string(buf));
 	}
 	return a;
 }
@@ -246,39 +245,28 @@ static json_t *json_self(const struct status_view *v)
 	return o;
 }
 
-static json_t *json_peers(const struct status_view *v)
+static json_t *json_peer(const struct status_view *v, const struct wg_peer_info *pi)
 {
-	json_t *arr = json_array();
-	size_t np = wg_device_peer_count(v->wg);
-	for (size_t i = 0; arr && i < np; i++) {
-		struct wg_peer_info pi;
-		if (wg_device_peer_info(v->wg, i, &pi) != 0)
-			continue;
-		json_t *o = json_object();
-		if (!o)
-			break;
-		char ep[80], key[64];
-		fmt_key_b64(pi.public_key, key, sizeof(key));
-		fmt_sockaddr(&pi.endpoint, ep, sizeof(ep));
-		const struct cfg_peer *cp = cfg_peer_by_key(v->cfg, pi.public_key);
-		const char *name =
-		    cp ? cp->name : node_ctl_peer_name(v->ctl, pi.public_key);
-		fmt_json_set(o, "name", name ? fmt_json_str(name) : json_null());
-		fmt_json_set(o, "public_key", json_string(key));
-		fmt_json_set(o, "endpoint",
-		             pi.endpoint.ss_family ? json_string(ep) : json_null());
-		fmt_json_set(o, "last_handshake_unix",
-		             json_integer(pi.last_handshake_unix));
-		fmt_json_set(o, "rx_bytes", fmt_json_u64(pi.rx_bytes));
-		fmt_json_set(o, "tx_bytes", fmt_json_u64(pi.tx_bytes));
-		fmt_json_set(o, "persistent_keepalive",
-		             json_integer(pi.persistent_keepalive));
-		fmt_json_set(o, "allowed_ips",
-		             cp ? json_prefixes(cp->allowed_ips, cp->n_allowed_ips)
-		                : json_array());
-		jappend(arr, o);
-	}
-	return arr;
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	char ep[80], key[64];
+	fmt_key_b64(pi->public_key, key, sizeof(key));
+	fmt_sockaddr(&pi->endpoint, ep, sizeof(ep));
+	const struct cfg_peer *cp = cfg_peer_by_key(v->cfg, pi->public_key);
+	const char *name = cp ? cp->name : node_ctl_peer_name(v->ctl, pi->public_key);
+	fmt_json_set(o, "name", name ? fmt_json_str(name) : json_null());
+	fmt_json_set(o, "public_key", json_string(key));
+	fmt_json_set(o, "endpoint",
+	             pi->endpoint.ss_family ? json_string(ep) : json_null());
+	fmt_json_set(o, "last_handshake_unix", json_integer(pi->last_handshake_unix));
+	fmt_json_set(o, "rx_bytes", fmt_json_u64(pi->rx_bytes));
+	fmt_json_set(o, "tx_bytes", fmt_json_u64(pi->tx_bytes));
+	fmt_json_set(o, "persistent_keepalive", json_integer(pi->persistent_keepalive));
+	fmt_json_set(o, "allowed_ips",
+	             cp ? json_prefixes(cp->allowed_ips, cp->n_allowed_ips)
+	                : json_array());
+	return o;
 }
 
 static json_t *json_wireguard(const struct wg_device *wg)
@@ -327,38 +315,51 @@ static json_t *json_netstack(void)
 	return o;
 }
 
-json_t *status_json(const struct status_view *v)
+void status_json_write(const struct status_view *v, struct fmt_jw *w)
 {
-	json_t *root = json_object();
-	if (!root)
-		return NULL;
+	fmt_jw_raw(w, "{");
 	if (v->ctl) {
-		fmt_json_set(root, "mesh", node_ctl_status_json(v->ctl, v->wg));
-		if (!v->wg)
-			return root; /* joined, waiting for registration */
+		fmt_jw_raw(w, "\"mesh\":");
+		node_ctl_status_json_write(v->ctl, v->wg, w);
+		if (!v->wg) /* joined, waiting for registration */
+			goto out;
+		fmt_jw_raw(w, ",");
 	}
-	fmt_json_set(root, "self", json_self(v));
-	fmt_json_set(root, "peers", json_peers(v));
-	fmt_json_set(root, "wireguard", json_wireguard(v->wg));
-	json_t *fronts = json_array();
-	if (fronts)
-		for_each_frontend(v, write_frontend_json, fronts);
-	fmt_json_set(root, "frontends", fronts);
-	fmt_json_set(root, "netstack", json_netstack());
-	return root;
+	fmt_jw_raw(w, "\"self\":");
+	fmt_jw_value(w, json_self(v));
+	fmt_jw_raw(w, ",\"peers\":[");
+	size_t np = wg_device_peer_count(v->wg), k = 0;
+	for (size_t i = 0; i < np; i++) {
+		struct wg_peer_info pi;
+		if (wg_device_peer_info(v->wg, i, &pi) != 0)
+			continue;
+		if (k++)
+			fmt_jw_raw(w, ",");
+		fmt_jw_value(w, json_peer(v, &pi));
+	}
+	fmt_jw_raw(w, "],\"wireguard\":");
+	fmt_jw_value(w, json_wireguard(v->wg));
+	fmt_jw_raw(w, ",\"frontends\":[");
+	w->n_items = 0;
+	for_each_frontend(v, write_frontend_json, w);
+	fmt_jw_raw(w, "],\"netstack\":");
+	fmt_jw_value(w, json_netstack());
+out:
+	/* Last, so that it is known: some value was lost (out of memory). */
+	if (w->failed)
+		fmt_jw_raw(w, ",\"incomplete\":true");
+	fmt_jw_raw(w, "}\n");
+}
+
+static int api_conn_jw_write(void *ctx, const char *p, size_t n)
+{
+	return api_conn_write(ctx, p, n);
 }
 
 void status_write_json(const struct status_view *v, struct api_conn *c)
 {
-	json_t *j = status_json(v);
-	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!s) {
-		api_conn_printf(c, "{\"error\":\"out of memory\"}\n");
-		return;
-	}
-	api_conn_printf(c, "%s\n", s);
-	free(s);
+	struct fmt_jw w = {.write = api_conn_jw_write, .ctx = c};
+	status_json_write(v, &w);
 }
 
 static void log_frontend(void *arg, const char *kind, const char *what,

@@ -7,9 +7,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include <jansson.h>
-
 struct api_conn;
+struct fmt_jw;
 struct config;
 struct wg_device;
 struct px_socks;
@@ -37,11 +36,12 @@ struct status_view {
 };
 
 void status_write_text(const struct status_view *v, struct api_conn *c);
-/* The JSON document of `status --json` (one line). */
+/* The JSON document of `status --json` (one line), written as it is built:
+ * every value encoded by jansson (fmt_json_str for strings), one peer at a
+ * time. A value lost to a failed allocation adds "incomplete": true. */
 void status_write_json(const struct status_view *v, struct api_conn *c);
-/* The same document as a jansson value (the caller owns it), or NULL when
- * out of memory. Every string goes through fmt_json_str(). */
-json_t *status_json(const struct status_view *v);
+/* The same, to any writer (tests). */
+void status_json_write(const struct status_view *v, struct fmt_jw *w);
 /* One info log line per front-end with all its counters (at exit). */
 void status_log_frontends(const struct status_view *v);
 

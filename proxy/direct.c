@@ -113,12 +113,12 @@ int px_direct_connect(const struct ns_addr *a, uint16_t port)
 
 /* ---- the relay ---- */
 
-static struct px_slab px_relay_slab;
+static struct slab px_relay_slab;
 static size_t px_relay_ev_off, px_relay_ev_size;
 
 static size_t px_relay_round(size_t n)
 {
-	return (n + PX_SLAB_ALIGN - 1) & ~(size_t)(PX_SLAB_ALIGN - 1);
+	return (n + SLAB_ALIGN - 1) & ~(size_t)(SLAB_ALIGN - 1);
 }
 
 static struct px_relay *px_relay_alloc(void)
@@ -126,14 +126,14 @@ static struct px_relay *px_relay_alloc(void)
 	if (!px_relay_ev_size) {
 		px_relay_ev_size = px_relay_round(event_get_struct_event_size());
 		px_relay_ev_off = px_relay_round(sizeof(struct px_relay));
-		if (px_slab_init(&px_relay_slab,
+		if (slab_init(&px_relay_slab,
 		                 px_relay_ev_off + PX_RELAY_EVENTS * px_relay_ev_size,
 		                 0) < 0) {
 			px_relay_ev_size = 0;
 			return NULL;
 		}
 	}
-	return px_slab_alloc(&px_relay_slab);
+	return slab_alloc(&px_relay_slab);
 }
 
 /* The i-th event slot of r's object. */
@@ -177,7 +177,7 @@ static void px_relay_free(struct px_relay *r, bool rst)
 		}
 		close(fds[i]);
 	}
-	px_slab_free(&px_relay_slab, r);
+	slab_free(&px_relay_slab, r);
 }
 
 static void px_relay_touch(struct px_relay *r)

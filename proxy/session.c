@@ -147,7 +147,7 @@ static bool px_front_evict(struct px_front *f)
 #define PX_SESS_SLABS 8 /* distinct block sizes (front-end kinds) */
 static struct {
 	size_t len;
-	struct px_slab slab;
+	struct slab slab;
 } px_sess_slabs[PX_SESS_SLABS];
 
 static size_t px_blk_ev_size(void)
@@ -162,7 +162,7 @@ static size_t px_blk_buf_off(void)
 }
 
 /* The slab for ops' blocks (set up on first use), or NULL. */
-static struct px_slab *px_sess_slab(const struct px_sess_ops *ops)
+static struct slab *px_sess_slab(const struct px_sess_ops *ops)
 {
 	size_t len = px_blk_buf_off() + ops->buf_size;
 	for (size_t i = 0; i < PX_SESS_SLABS; i++) {
@@ -170,7 +170,7 @@ static struct px_slab *px_sess_slab(const struct px_sess_ops *ops)
 			return &px_sess_slabs[i].slab;
 		if (px_sess_slabs[i].len)
 			continue;
-		if (px_slab_init(&px_sess_slabs[i].slab, len, 0) < 0)
+		if (slab_init(&px_sess_slabs[i].slab, len, 0) < 0)
 			return NULL;
 		px_sess_slabs[i].len = len;
 		return &px_sess_slabs[i].slab;
@@ -202,8 +202,8 @@ struct px_sess *px_sess_new(struct px_front *f, int fd, const struct px_sess_ops
 		close(fd);
 		return NULL;
 	}
-	struct px_slab *slab = px_sess_slab(ops);
-	struct px_sess *s = slab ? px_slab_alloc(slab) : NULL;
+	struct slab *slab = px_sess_slab(ops);
+	struct px_sess *s = slab ? slab_alloc(slab) : NULL;
 	if (!s) {
 		f->stats.err_other++;
 		close(fd);
@@ -266,7 +266,7 @@ static void px_sess_free_mem(struct px_sess *s)
 		evutil_freeaddrinfo(s->dns_sync_ai);
 	if (s->buf) /* may hold credentials */
 		sodium_memzero(s->buf, s->ops->buf_size);
-	px_slab_free(px_sess_slab(s->ops), s);
+	slab_free(px_sess_slab(s->ops), s);
 }
 
 /* Drops a host connect in progress (Direct = yes). */

@@ -38,6 +38,4 @@ void px_flows_insert(struct px_flows *t, struct px_flow *f, uint64_t now);
 /* Marks f used now: it becomes the newest. */
 void px_flows_touch(struct px_flows *t, struct px_flow *f, uint64_t now);
 void px_flows_remove(struct px_flows *t, struct px_flow *f);
-/* Monotonic milliseconds. */
-
 #endif

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make test: every stage, even when an earlier one failed, then one verdict.
-#  0. the layering of the include graph (make check-layout)
+#  0. the layering: includes and symbols (make check-layout)
 #  1. the normal build: unit tests, the demo, end-to-end tests (as root),
 #     and the benchmark suite once with --quick (it works; no timings judged)
 #  2. ASan+UBSan build: the same tests again (mesh-proxy under ASan in e2e)

@@ -130,6 +130,22 @@ uint32_t ctl_client_backoff_next(struct ctl_client *c, uint64_t now)
 	return wait;
 }
 
+/* A string cut to fit may end inside a UTF-8 character (the server's text
+ * is UTF-8): drop that character's first bytes, so the detail stays valid
+ * UTF-8 for status and its JSON. */
+static void utf8_trim_partial(char *s)
+{
+	size_t n = strlen(s), i = n;
+	while (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+		i--; /* continuation bytes */
+	if (i == 0)
+		return;
+	unsigned char lead = (unsigned char)s[i - 1];
+	size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+	if (n - (i - 1) < need)
+		s[i - 1] = 0;
+}
+
 void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
 {
 	char detail[CTL_TEXT_MAX];
@@ -137,8 +153,10 @@ void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
 	uint32_t wait;
 
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
+	int full = vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
+	if (full >= (int)sizeof(detail))
+		utf8_trim_partial(detail);
 	if (c->state == CTL_CLIENT_REFUSED)
 		return;
 	log_debug("control %s:%u: %s", c->host, c->port, detail);

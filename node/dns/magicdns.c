@@ -59,8 +59,8 @@ static size_t parse_name(const uint8_t *p, size_t len, size_t off,
 		uint8_t l = p[off];
 		if (l == 0)
 			break;
-		if (l >
-		    MAGICDNS_LABEL_MAX) /* 0xC0 pointers and the reserved 01/10 kinds */
+		/* Over 63: 0xC0 pointers and the reserved 01/10 kinds. */
+		if (l > MAGICDNS_LABEL_MAX)
 			return 0;
 		if (qq->nlabels >= MAGICDNS_LABELS_MAX)
 			return 0;

@@ -17,8 +17,8 @@ enum px_parse {
 	PX_PARSE_ERROR = -1, /* malformed: reply with the code given, then close */
 	PX_PARSE_MORE = 0,   /* a prefix of a valid message: read more */
 	PX_PARSE_OK = 1,     /* complete; *used bytes belong to it */
-	/* on_data only: the front-end takes the client socket over (SOCKS5
-	 * UDP ASSOCIATE); session.c calls ops->on_detach and frees itself. */
+	/* Not a codec result: a front-end's session handler returns it when
+	 * it takes the client socket over (SOCKS5 UDP ASSOCIATE). */
 	PX_PARSE_DETACH = 2,
 };
 

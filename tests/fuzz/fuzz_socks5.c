@@ -5,7 +5,7 @@
  * checked too). Invariants checked: OK never claims more than it got, and
  * every strict prefix of a message that parsed OK is MORE (so byte-by-byte
  * arrival gives the same answer). */
-#include "proxy/internal.h"
+#include "proxy/proto/proto.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * SOCKS5_UDP_HDR_MAX; every truncation of it is refused; an address header
  * written back by px_socks5_udp_header() is byte-identical (RSV and FRAG
  * aside) and parses to the same destination. */
-#include "proxy/internal.h"
+#include "proxy/proto/proto.h"
 
 #include <stdint.h>
 #include <string.h>

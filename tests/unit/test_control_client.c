@@ -428,6 +428,38 @@ static void test_refused(void **state)
 	assert_string_equal(st.detail, "auth key expired");
 }
 
+/* A server's text cut to fit the detail never ends inside a UTF-8
+ * character (status prints it and puts it in JSON). */
+static void test_detail_cut_at_a_character(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	struct ctl_client_status st;
+	char text[CTL_TEXT_MAX];
+
+	base_cfg(t, &cfg);
+	start(t, &cfg); /* the loop is not run: nothing connects */
+	/* "server error 1: " is 16 bytes; then 'a's so that the 255-byte
+	 * limit falls on the second byte of a 3-byte character. */
+	size_t k = 0;
+	for (; k < 255 - 16 - 1; k++)
+		text[k] = 'a';
+	memcpy(text + k, "\xe2\x82\xac", 3); /* U+20AC, cut after its first byte */
+	text[k + 3] = 0;
+	ctl_client_fail(t->c, "server error %u: %s", 1u, text);
+	ctl_client_get_status(t->c, &st);
+	size_t n = strlen(st.detail);
+	assert_int_equal(n, 254); /* the lone lead byte is gone */
+	assert_int_equal(st.detail[n - 1], 'a');
+	/* Room for the whole character: kept. */
+	text[k - 1] = 0;
+	memcpy(text + k - 2, "\xe2\x82\xac", 4);
+	ctl_client_fail(t->c, "server error %u: %s", 1u, text);
+	ctl_client_get_status(t->c, &st);
+	assert_int_equal(strlen(st.detail), 255);
+	assert_memory_equal(st.detail + 252, "\xe2\x82\xac", 3);
+}
+
 static void test_wrong_server_key(void **state)
 {
 	struct tctx *t = *state;
@@ -683,6 +715,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_backoff_timing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_sequence, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_detail_cut_at_a_character, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_server_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_silent, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_endpoints_once, setup, teardown),

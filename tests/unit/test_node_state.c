@@ -124,7 +124,7 @@ static void test_control(void **state)
 {
 	(void)state;
 	char d[300], err[256];
-	struct node_control c = {.port = 17443}, back;
+	struct node_server c = {.port = 17443}, back;
 	snprintf(c.host, sizeof(c.host), "ctl.example.org");
 	for (int i = 0; i < 32; i++)
 		c.server_key[i] = (uint8_t)(i * 3 + 1);
@@ -138,13 +138,13 @@ static void test_control(void **state)
 	assert_int_equal(back.port, c.port);
 	assert_memory_equal(back.server_key, c.server_key, 32);
 	/* same mesh, moved: follows */
-	struct node_control moved = c;
+	struct node_server moved = c;
 	moved.port = 17444;
 	assert_int_equal(node_state_bind_control(d, &moved, err, sizeof(err)), 0);
 	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), 0);
 	assert_int_equal(back.port, 17444);
 	/* another mesh: refused, naming the one it belongs to */
-	struct node_control other = c;
+	struct node_server other = c;
 	other.server_key[0] ^= 1;
 	assert_int_equal(node_state_bind_control(d, &other, err, sizeof(err)), -EEXIST);
 	assert_non_null(

@@ -71,21 +71,41 @@ static void fixture_fini(struct fixture *f)
 	event_base_free(f->base);
 }
 
-/* The document of f, dumped as the API sends it and parsed back. */
+struct buf {
+	char *p;
+	size_t n;
+};
+
+static int buf_write(void *ctx, const char *p, size_t n)
+{
+	struct buf *b = ctx;
+	char *q = realloc(b->p, b->n + n + 1);
+	if (!q)
+		return -1;
+	memcpy(q + b->n, p, n);
+	b->n += n;
+	q[b->n] = 0;
+	b->p = q;
+	return 0;
+}
+
+/* The document of f, as the API sends it, parsed back. */
 static json_t *status_roundtrip(struct fixture *f)
 {
 	struct status_view v = {.cfg = &f->cfg, .wg = f->wg, .started = 1};
-	json_t *doc = status_json(&v);
-	assert_non_null(doc);
-	char *text = json_dumps(doc, JSON_COMPACT);
-	assert_non_null(text);
-	json_decref(doc);
-	assert_null(strchr(text, '\n')); /* one line on the wire */
+	struct buf b = {0};
+	struct fmt_jw w = {.write = buf_write, .ctx = &b};
+	status_json_write(&v, &w);
+	assert_false(w.failed);
+	assert_non_null(b.p);
+	/* One line on the wire, ending in a newline. */
+	assert_int_equal(b.p[b.n - 1], '\n');
+	assert_ptr_equal(strchr(b.p, '\n'), b.p + b.n - 1);
 	json_error_t je;
-	json_t *back = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+	json_t *back = json_loads(b.p, JSON_REJECT_DUPLICATES, &je);
 	if (!back)
-		fail_msg("not JSON (%s): %s", je.text, text);
-	free(text);
+		fail_msg("not JSON (%s): %s", je.text, b.p);
+	free(b.p);
 	return back;
 }
 
@@ -112,13 +132,14 @@ static void test_hostile_peer_name_stays_one_string(void **state)
 	fixture_fini(&f);
 }
 
-static void test_non_utf8_name_becomes_question_marks(void **state)
+static void test_non_utf8_bytes_become_replacement_characters(void **state)
 {
 	(void)state;
 	struct fixture f;
-	fixture_init(&f, "caf\xe9-\xff\xfe");
+	/* A valid "é" stays; each bad byte becomes U+FFFD. */
+	fixture_init(&f, "caf\xc3\xa9-\xff\xfe");
 	json_t *doc = status_roundtrip(&f);
-	assert_string_equal(peer_name(doc), "caf?-??");
+	assert_string_equal(peer_name(doc), "caf\xc3\xa9-\xef\xbf\xbd\xef\xbf\xbd");
 	json_decref(doc);
 	fixture_fini(&f);
 }
@@ -162,7 +183,19 @@ static void test_json_str_helpers(void **state)
 	assert_string_equal(json_string_value(s), "");
 	json_decref(s);
 	s = fmt_json_str("\x80");
-	assert_string_equal(json_string_value(s), "?");
+	assert_string_equal(json_string_value(s), "\xef\xbf\xbd");
+	json_decref(s);
+	/* Overlong, surrogate, beyond U+10FFFF and cut-off sequences. */
+	s = fmt_json_str("a\xc0\xaf"
+	                 "b\xed\xa0\x80"
+	                 "c\xf4\x90\x80\x80"
+	                 "d\xe2\x82");
+	assert_non_null(s);
+	assert_string_equal(json_string_value(s),
+	                    "a\xef\xbf\xbd\xef\xbf\xbd"
+	                    "b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+	                    "c\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+	                    "d\xef\xbf\xbd\xef\xbf\xbd");
 	json_decref(s);
 	json_t *n = fmt_json_u64(UINT64_MAX);
 	assert_int_equal(json_integer_value(n), INT64_MAX);
@@ -192,14 +225,32 @@ static void test_sockaddr_format(void **state)
 	assert_string_equal(buf, "[2001:db8::1]:7");
 }
 
+/* A server's text printed in `status`: controls, bidirectional overrides
+ * and bad bytes are shown as '?', the rest as written, cut at a
+ * character boundary. */
+static void test_text_safe(void **state)
+{
+	(void)state;
+	char out[32];
+	fmt_text_safe("refused\x1b[2J \xe2\x80\xae"
+	              "evil\xc2\x9b \xff ok \xc3\xa9",
+	              out, sizeof(out));
+	assert_string_equal(out, "refused?[2J ?evil? ? ok \xc3\xa9");
+	fmt_text_safe("\xc3\xa9\xc3\xa9", out, 4); /* room for one only */
+	assert_string_equal(out, "\xc3\xa9");
+	fmt_text_safe(NULL, out, sizeof(out));
+	assert_string_equal(out, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hostile_peer_name_stays_one_string),
-	    cmocka_unit_test(test_non_utf8_name_becomes_question_marks),
+	    cmocka_unit_test(test_non_utf8_bytes_become_replacement_characters),
 	    cmocka_unit_test(test_members_in_order),
 	    cmocka_unit_test(test_json_str_helpers),
 	    cmocka_unit_test(test_sockaddr_format),
+	    cmocka_unit_test(test_text_safe),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "proxy/internal.h"
+#include "proxy/proto/proto.h"
 
 #include <netinet/in.h>
 #include <stdlib.h>
