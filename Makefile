@@ -111,7 +111,8 @@ $(TOOLS): $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIB) $(LWIP_LIB)
 check-layout: $(LIB) $(BUILD)/obj/cli/main.o $(BUILD)/obj/servers/control/main.o $(LWIP_LIB)
 	@tests/check_layout.py --self-test --cc "$(CC)" \
 		$(patsubst -I%,--incdir %,$(filter -I%,$(CPPFLAGS))) \
-		--objs $(BUILD)/obj --lib $(LWIP_LIB)
+		--objdir $(BUILD)/obj --lib $(LWIP_LIB) \
+		$(LIB_OBJ) $(BUILD)/obj/cli/main.o $(BUILD)/obj/servers/control/main.o
 
 # Only the normal build's tests.
 check: all
