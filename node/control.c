@@ -347,8 +347,8 @@ static void nctl_registered(struct node_ctl *m, const struct ctl_register_resp *
 	if (first)
 		log_info("joined mesh %s as %s (%s, %s)", s.domain, s.name, v4, v6);
 	else
-		log_info("connected to mesh-control %s:%u as %s (%s, %s)", m->p->server.host,
-		         m->p->server.port, s.name, v4, v6);
+		log_info("connected to mesh-control %s:%u as %s (%s, %s)",
+		         m->p->server.host, m->p->server.port, s.name, v4, v6);
 	if (m->dataplane && (memcmp(s.ipv4, m->self.ipv4, 4) != 0 ||
 	                     memcmp(s.ipv6, m->self.ipv6, 16) != 0)) {
 		/* E.g. the node was removed and joined again: the data plane
@@ -500,8 +500,9 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 		node_ctl_free(m);
 		return NULL;
 	}
-	log_info("mesh-control %s:%u; state %s; name %s%s", p->server.host, p->server.port,
-	         p->a.state_dir, p->hostname, m->have_self ? " (resuming)" : "");
+	log_info("mesh-control %s:%u; state %s; name %s%s", p->server.host,
+	         p->server.port, p->a.state_dir, p->hostname,
+	         m->have_self ? " (resuming)" : "");
 	return m;
 }
 

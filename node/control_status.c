@@ -107,7 +107,7 @@ static json_t *nctl_json_ips(const struct ctl_ip *a, size_t n)
 	for (size_t i = 0; arr && i < n; i++) {
 		char s[CTL_ADDRSTR_MAX];
 		ctl_ip_format(&a[i], s);
-		json_array_append_new(arr, json_string(s));
+		arr = fmt_json_append(arr, json_string(s));
 	}
 	return arr;
 }
@@ -197,10 +197,10 @@ static json_t *nctl_json_peer(const struct node_ctl *m, const struct np_entry *e
 	fmt_json_set(o, "online", json_boolean(e->p.online));
 	fmt_json_set(o, "last_seen", json_integer(e->p.last_seen));
 	fmt_json_set(o, "addresses", nctl_json_ips(e->p.addrs, e->p.n_addrs));
-	for (size_t j = 0; j < e->p.n_eps; j++) {
+	for (size_t j = 0; eps && j < e->p.n_eps; j++) {
 		char s[CTL_ADDRSTR_MAX];
 		ctl_endpoint_format(&e->p.eps[j], s);
-		json_array_append_new(eps, json_string(s));
+		eps = fmt_json_append(eps, json_string(s));
 	}
 	fmt_json_set(o, "endpoints", eps);
 	fmt_json_set(o, "configured", json_boolean(e->in_wg));
@@ -220,8 +220,8 @@ void node_ctl_status_json_write(const struct node_ctl *m, const struct wg_device
 	if (o && addrs && m->have_self) {
 		inet_ntop(AF_INET, m->self.ipv4, v4, sizeof(v4));
 		inet_ntop(AF_INET6, m->self.ipv6, v6, sizeof(v6));
-		json_array_append_new(addrs, json_string(v4));
-		json_array_append_new(addrs, json_string(v6));
+		addrs = fmt_json_append(addrs, json_string(v4));
+		addrs = fmt_json_append(addrs, json_string(v6));
 	}
 	if (o) {
 		fmt_json_set(o, "name", fmt_json_str(m->have_self ? m->self.name : ""));
@@ -237,14 +237,13 @@ void node_ctl_status_json_write(const struct node_ctl *m, const struct wg_device
 		fmt_json_set(o, "endpoint_rotations", fmt_json_u64(m->np.rotations));
 	}
 	json_decref(addrs);
-	/* The map's peers follow one at a time: a map of thousands costs one
-	 * peer's worth of memory here, not the whole document's. */
+	/* The map's peers follow one at a time: a map of thousands needs one
+	 * peer's jansson values at a time, not the whole document's (the text
+	 * still waits in the connection's output buffer, as it always did). */
 	fmt_jw_raw(w, fmt_jw_open_object(w, o) ? ",\"peers\":[" : "\"peers\":[");
-	for (size_t i = 0; i < m->np.n; i++) {
-		if (i)
-			fmt_jw_raw(w, ",");
-		fmt_jw_value(w, nctl_json_peer(m, &m->np.e[i], wg));
-	}
+	w->n_items = 0;
+	for (size_t i = 0; i < m->np.n; i++)
+		fmt_jw_item(w, nctl_json_peer(m, &m->np.e[i], wg));
 	fmt_jw_raw(w, "]}");
 }
 

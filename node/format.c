@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core/util/sockaddr.h"
+#include "core/util/utf8.h"
 
 void fmt_key_b64(const uint8_t key[32], char *out, size_t len)
 {
@@ -59,79 +60,9 @@ void fmt_ago(int64_t then, char *out, size_t len)
 		snprintf(out, len, "%" PRId64 "h ago", d / 3600);
 }
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms,
- * no surrogates, nothing above U+10FFFF), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *p, size_t n, uint32_t *cp)
-{
-	if (p[0] < 0x80) {
-		*cp = p[0];
-		return 1;
-	}
-	size_t len;
-	uint32_t c, min;
-	if ((p[0] & 0xe0) == 0xc0)
-		len = 2, c = p[0] & 0x1f, min = 0x80;
-	else if ((p[0] & 0xf0) == 0xe0)
-		len = 3, c = p[0] & 0x0f, min = 0x800;
-	else if ((p[0] & 0xf8) == 0xf0)
-		len = 4, c = p[0] & 0x07, min = 0x10000;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (p[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
-/* Characters a terminal must not be handed from someone else's text: C0
- * and C1 controls, DEL, and the bidirectional controls that reorder what
- * follows (a name that displays as another). */
-static bool unsafe_for_terminal(uint32_t c)
-{
-	return c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0x061c || c == 0x200e ||
-	       c == 0x200f || (c >= 0x202a && c <= 0x202e) ||
-	       (c >= 0x2066 && c <= 0x2069);
-}
-
-/* Copies s into out (cap >= 1) with every invalid UTF-8 sequence (and, if
- * text, every character unsafe for a terminal) replaced: by U+FFFD, or by
- * '?' for text. Returns the length written; stops before overflowing. */
-static size_t utf8_clean(const char *s, char *out, size_t cap, bool text)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strlen(s), o = 0;
-	for (size_t i = 0; i < n;) {
-		uint32_t c = 0;
-		size_t k = utf8_seq(p + i, n - i, &c);
-		const char *rep = NULL;
-		if (k == 0) {
-			rep = text ? "?" : "\xef\xbf\xbd";
-			k = 1;
-		} else if (text && unsafe_for_terminal(c)) {
-			rep = "?";
-		}
-		const char *src = rep ? rep : (const char *)p + i;
-		size_t len = rep ? strlen(rep) : k;
-		if (o + len >= cap)
-			break;
-		memcpy(out + o, src, len);
-		o += len;
-		i += k;
-	}
-	out[o] = 0;
-	return o;
-}
-
 void fmt_text_safe(const char *s, char *out, size_t cap)
 {
-	utf8_clean(s ? s : "", out, cap, true);
+	utf8_clean(s ? s : "", out, cap, UTF8_FOR_TERMINAL);
 }
 
 json_t *fmt_json_str(const char *s)
@@ -147,7 +78,7 @@ json_t *fmt_json_str(const char *s)
 	char *t = malloc(cap);
 	if (!t)
 		return NULL;
-	utf8_clean(s, t, cap, false);
+	utf8_clean(s, t, cap, UTF8_REPLACE_INVALID);
 	if (strcmp(t, s) != 0)
 		j = json_string(t);
 	free(t);
@@ -156,6 +87,16 @@ json_t *fmt_json_str(const char *s)
 json_t *fmt_json_u64(uint64_t v)
 {
 	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+json_t *fmt_json_append(json_t *arr, json_t *v)
+{
+	if (arr && json_array_append_new(arr, v) == 0)
+		return arr;
+	if (!arr)
+		json_decref(v);
+	json_decref(arr);
+	return NULL;
 }
 
 void fmt_json_set(json_t *o, const char *key, json_t *v)
@@ -168,8 +109,10 @@ void fmt_json_set(json_t *o, const char *key, json_t *v)
 
 static void jw_write(struct fmt_jw *w, const char *p, size_t n)
 {
+	if (w->broken)
+		return; /* bytes were lost: a cut document, not a corrupt one */
 	if (w->write(w->ctx, p, n) != 0)
-		w->failed = true;
+		w->failed = w->broken = true;
 }
 
 void fmt_jw_raw(struct fmt_jw *w, const char *lit)
@@ -177,55 +120,90 @@ void fmt_jw_raw(struct fmt_jw *w, const char *lit)
 	jw_write(w, lit, strlen(lit));
 }
 
-/* json_dumpb into a buffer on the stack for the usual small value, else
- * json_dumps. */
-static void jw_dump(struct fmt_jw *w, const json_t *v, size_t skip_tail)
+/* True if v, or an object inside it, says a member was lost. */
+static bool jw_lost(json_t *v, int depth)
+{
+	const char *k;
+	json_t *x;
+	size_t i;
+	if (depth > 8)
+		return false;
+	if (json_is_object(v)) {
+		if (json_object_get(v, "incomplete"))
+			return true;
+		json_object_foreach(v, k, x)
+		{
+			if (jw_lost(x, depth + 1))
+				return true;
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, x)
+		{
+			if (jw_lost(x, depth + 1))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Writes v compactly and in ASCII (\uXXXX for the rest, so a terminal is
+ * handed no one's raw characters), minus skip_tail bytes at its end.
+ * Returns false, writing nothing, if it cannot be encoded. */
+static bool jw_dump(struct fmt_jw *w, const json_t *v, size_t skip_tail)
 {
 	char buf[2048];
-	size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+	size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII;
 	size_t n = json_dumpb(v, buf, sizeof(buf), flags);
-	if (n == 0) {
-		w->failed = true;
-		fmt_jw_raw(w, "null");
-	} else if (n <= sizeof(buf)) {
+	if (n > skip_tail && n <= sizeof(buf)) {
 		jw_write(w, buf, n - skip_tail);
-	} else {
-		char *s = json_dumps(v, flags);
-		if (!s) {
-			w->failed = true;
-			fmt_jw_raw(w, "null");
-			return;
-		}
-		jw_write(w, s, strlen(s) - skip_tail);
-		free(s);
+		return true;
 	}
+	char *s = n > sizeof(buf) ? json_dumps(v, flags) : NULL;
+	bool ok = s && strlen(s) > skip_tail;
+	if (ok)
+		jw_write(w, s, strlen(s) - skip_tail);
+	free(s);
+	return ok;
 }
 
 void fmt_jw_value(struct fmt_jw *w, json_t *v)
 {
-	if (!v) {
+	if (!v || jw_lost(v, 0))
+		w->failed = true;
+	if (!v || !jw_dump(w, v, 0)) {
 		w->failed = true;
 		fmt_jw_raw(w, "null");
+	}
+	json_decref(v);
+}
+
+void fmt_jw_item(struct fmt_jw *w, json_t *v)
+{
+	if (!v) {
+		w->failed = true; /* left out rather than a null element */
 		return;
 	}
-	if (json_is_object(v) && json_object_get(v, "incomplete"))
-		w->failed = true;
-	jw_dump(w, v, 0);
-	json_decref(v);
+	if (w->n_items++)
+		fmt_jw_raw(w, ",");
+	fmt_jw_value(w, v);
 }
 
 bool fmt_jw_open_object(struct fmt_jw *w, json_t *o)
 {
+	bool members = false;
+	if (o && json_is_object(o)) {
+		if (jw_lost(o, 0))
+			w->failed = true;
+		/* Without its closing brace. */
+		if (jw_dump(w, o, 1))
+			members = json_object_size(o) > 0;
+		else
+			o = (json_decref(o), NULL);
+	}
 	if (!o || !json_is_object(o)) {
 		w->failed = true;
-		json_decref(o);
 		fmt_jw_raw(w, "{");
-		return false;
 	}
-	if (json_object_get(o, "incomplete"))
-		w->failed = true;
-	bool members = json_object_size(o) > 0;
-	jw_dump(w, o, 1); /* without the closing brace */
 	json_decref(o);
 	return members;
 }

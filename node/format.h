@@ -29,6 +29,10 @@ void fmt_text_safe(const char *s, char *out, size_t cap);
 json_t *fmt_json_str(const char *s);
 /* A JSON integer for a counter (clamped to INT64_MAX). */
 json_t *fmt_json_u64(uint64_t v);
+/* Appends v to arr, taking both; returns arr, or NULL (arr freed) if v is
+ * NULL or could not be added: an array is whole or missing, and the
+ * member it would fill says "incomplete". */
+json_t *fmt_json_append(json_t *arr, json_t *v);
 /* Sets o[key] = v, taking v. A value that could not be allocated (NULL)
  * leaves the member out and marks o "incomplete": true, rather than
  * losing the whole answer. */
@@ -41,13 +45,19 @@ struct fmt_jw {
 	/* Appends n bytes to the output; 0, or -1 if they were lost. */
 	int (*write)(void *ctx, const char *p, size_t n);
 	void *ctx;
-	bool failed;    /* a value could not be built, or bytes were lost */
-	size_t n_items; /* for the writer's own use: items in the open array */
+	bool failed;    /* a value was lost (out of memory) */
+	bool broken;    /* bytes were lost: nothing more is written */
+	size_t n_items; /* items written into the open array (fmt_jw_item) */
 };
 /* Writes a literal piece of the envelope. */
 void fmt_jw_raw(struct fmt_jw *w, const char *lit);
-/* Writes v compactly and frees it (v NULL: writes null, marks failed). */
+/* Writes v compactly, in ASCII, and frees it (v NULL: writes null, marks
+ * failed). */
 void fmt_jw_value(struct fmt_jw *w, json_t *v);
+/* Writes v as the next item of the open array (a comma first unless it is
+ * the first: set n_items to 0 when the array opens) and frees it; v NULL
+ * is left out (marks failed). */
+void fmt_jw_item(struct fmt_jw *w, json_t *v);
 /* Writes object o without its closing brace and frees it, so that more
  * members can follow; returns true if o had members (the next one needs a
  * comma first). */

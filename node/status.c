@@ -180,12 +180,10 @@ static void write_frontend_json(void *arg, const char *kind, const char *what,
 {
 	struct fmt_jw *w = arg;
 	json_t *f = json_object(), *e = json_object();
-	if (w->n_items++)
-		fmt_jw_raw(w, ",");
 	if (!f || !e) {
 		json_decref(f);
 		json_decref(e);
-		fmt_jw_value(w, NULL);
+		fmt_jw_item(w, NULL);
 		return;
 	}
 	fmt_json_set(f, "kind", fmt_json_str(kind));
@@ -214,7 +212,7 @@ static void write_frontend_json(void *arg, const char *kind, const char *what,
 	fmt_json_set(e, "limit", fmt_json_u64(ps->err_limit));
 	fmt_json_set(e, "idle", fmt_json_u64(ps->err_idle));
 	fmt_json_set(f, "errors", e);
-	fmt_jw_value(w, f);
+	fmt_jw_item(w, f);
 }
 
 static json_t *json_prefixes(const struct cfg_prefix *p, size_t n)
@@ -223,7 +221,7 @@ static json_t *json_prefixes(const struct cfg_prefix *p, size_t n)
 	char buf[INET6_ADDRSTRLEN + 8];
 	for (size_t i = 0; a && i < n; i++) {
 		format_prefix(&p[i], buf, sizeof(buf));
-		json_array_append_new(a, json_string(buf));
+		a = fmt_json_append(a, json_string(buf));
 	}
 	return a;
 }
@@ -328,14 +326,12 @@ void status_json_write(const struct status_view *v, struct fmt_jw *w)
 	fmt_jw_raw(w, "\"self\":");
 	fmt_jw_value(w, json_self(v));
 	fmt_jw_raw(w, ",\"peers\":[");
-	size_t np = wg_device_peer_count(v->wg), k = 0;
+	size_t np = wg_device_peer_count(v->wg);
+	w->n_items = 0;
 	for (size_t i = 0; i < np; i++) {
 		struct wg_peer_info pi;
-		if (wg_device_peer_info(v->wg, i, &pi) != 0)
-			continue;
-		if (k++)
-			fmt_jw_raw(w, ",");
-		fmt_jw_value(w, json_peer(v, &pi));
+		if (wg_device_peer_info(v->wg, i, &pi) == 0)
+			fmt_jw_item(w, json_peer(v, &pi));
 	}
 	fmt_jw_raw(w, "],\"wireguard\":");
 	fmt_jw_value(w, json_wireguard(v->wg));

@@ -1,4 +1,5 @@
 #include "core/util/log.h"
+#include "core/util/utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,9 +39,14 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	char line[1024];
 	int n = snprintf(line, sizeof(line), "%02d:%02d:%02d.%03ld %-5s ", tm.tm_hour,
 	                 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, tags[lvl]);
+	char msg[sizeof(line)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Messages quote what others wrote (a server's refusal, a peer's
+	 * name): no control or bidirectional character reaches the terminal,
+	 * and no message can forge a second log line. */
+	utf8_clean(msg, line + n, sizeof(line) - (size_t)n, UTF8_FOR_TERMINAL);
 	fprintf(stderr, "%s\n", line);
 }

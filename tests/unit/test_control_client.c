@@ -430,34 +430,44 @@ static void test_refused(void **state)
 
 /* A server's text cut to fit the detail never ends inside a UTF-8
  * character (status prints it and puts it in JSON). */
+/* The detail after "server error 1: " (16 bytes) + pad 'a's + tail, as
+ * the client keeps it (at most 255 bytes). */
+static size_t detail_of(struct tctx *t, size_t pad, const char *tail,
+                        struct ctl_client_status *st)
+{
+	char text[2 * CTL_TEXT_MAX];
+	memset(text, 'a', pad);
+	snprintf(text + pad, sizeof(text) - pad, "%s", tail);
+	ctl_client_fail(t->c, "server error %u: %s", 1u, text);
+	ctl_client_get_status(t->c, st);
+	return strlen(st->detail);
+}
+
+/* A server's text cut to fit the detail never ends inside a UTF-8
+ * character (status prints it and puts it in JSON); whole characters
+ * that fit are kept. */
 static void test_detail_cut_at_a_character(void **state)
 {
 	struct tctx *t = *state;
 	struct ctl_client_config cfg;
 	struct ctl_client_status st;
-	char text[CTL_TEXT_MAX];
 
 	base_cfg(t, &cfg);
 	start(t, &cfg); /* the loop is not run: nothing connects */
-	/* "server error 1: " is 16 bytes; then 'a's so that the 255-byte
-	 * limit falls on the second byte of a 3-byte character. */
-	size_t k = 0;
-	for (; k < 255 - 16 - 1; k++)
-		text[k] = 'a';
-	memcpy(text + k, "\xe2\x82\xac", 3); /* U+20AC, cut after its first byte */
-	text[k + 3] = 0;
-	ctl_client_fail(t->c, "server error %u: %s", 1u, text);
-	ctl_client_get_status(t->c, &st);
-	size_t n = strlen(st.detail);
-	assert_int_equal(n, 254); /* the lone lead byte is gone */
-	assert_int_equal(st.detail[n - 1], 'a');
-	/* Room for the whole character: kept. */
-	text[k - 1] = 0;
-	memcpy(text + k - 2, "\xe2\x82\xac", 4);
-	ctl_client_fail(t->c, "server error %u: %s", 1u, text);
-	ctl_client_get_status(t->c, &st);
-	assert_int_equal(strlen(st.detail), 255);
+	/* 16 + 238 = 254: the limit (255) falls after 1 byte of U+20AC. */
+	assert_int_equal(detail_of(t, 238, "\xe2\x82\xac-more", &st), 254);
+	assert_int_equal(st.detail[253], 'a');
+	/* After 2 of its 3 bytes. */
+	assert_int_equal(detail_of(t, 237, "\xe2\x82\xac-more", &st), 253);
+	assert_int_equal(st.detail[252], 'a');
+	/* After 3 of the 4 bytes of U+1F600. */
+	assert_int_equal(detail_of(t, 236, "\xf0\x9f\x98\x80-more", &st), 252);
+	assert_int_equal(st.detail[251], 'a');
+	/* A whole character ends exactly at the limit, text follows: kept. */
+	assert_int_equal(detail_of(t, 236, "\xe2\x82\xac-more", &st), 255);
 	assert_memory_equal(st.detail + 252, "\xe2\x82\xac", 3);
+	/* A 2-byte character cut after its lead byte. */
+	assert_int_equal(detail_of(t, 238, "\xc3\xa9-more", &st), 254);
 }
 
 static void test_wrong_server_key(void **state)
@@ -715,7 +725,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_backoff_timing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_sequence, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_detail_cut_at_a_character, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_detail_cut_at_a_character, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_server_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_silent, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_endpoints_once, setup, teardown),

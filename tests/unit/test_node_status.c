@@ -202,6 +202,56 @@ static void test_json_str_helpers(void **state)
 	json_decref(n);
 }
 
+/* Every allocation jansson makes while the document is built fails in
+ * turn: the output is still one valid JSON document, and says
+ * "incomplete" whenever something was lost. */
+static long alloc_fail_at, alloc_count;
+
+static void *failing_malloc(size_t n)
+{
+	if (++alloc_count == alloc_fail_at)
+		return NULL;
+	return malloc(n);
+}
+
+static void test_out_of_memory_still_valid_json(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f, "web");
+	struct status_view v = {.cfg = &f.cfg, .wg = f.wg, .started = 1};
+	/* How many allocations a whole document takes. */
+	alloc_fail_at = 0, alloc_count = 0;
+	json_set_alloc_funcs(failing_malloc, free);
+	struct buf b = {0};
+	struct fmt_jw w = {.write = buf_write, .ctx = &b};
+	status_json_write(&v, &w);
+	json_set_alloc_funcs(malloc, free);
+	long total = alloc_count;
+	free(b.p);
+	assert_true(total > 50);
+	for (long n = 1; n <= total; n++) {
+		alloc_fail_at = n, alloc_count = 0;
+		b = (struct buf){0};
+		w = (struct fmt_jw){.write = buf_write, .ctx = &b};
+		json_set_alloc_funcs(failing_malloc, free);
+		status_json_write(&v, &w);
+		json_set_alloc_funcs(malloc, free);
+		json_error_t je;
+		json_t *doc = json_loads(b.p, JSON_REJECT_DUPLICATES, &je);
+		if (!doc)
+			fail_msg("allocation %ld of %ld failed: not JSON (%s): %s", n,
+			         total, je.text, b.p);
+		if (!w.failed)
+			fail_msg("allocation %ld of %ld failed unnoticed: %s", n, total,
+			         b.p);
+		assert_true(json_is_true(json_object_get(doc, "incomplete")));
+		json_decref(doc);
+		free(b.p);
+	}
+	fixture_fini(&f);
+}
+
 /* Endpoints read as host:port, [v6]:port, or "(none)" before any. */
 static void test_sockaddr_format(void **state)
 {
@@ -238,6 +288,13 @@ static void test_text_safe(void **state)
 	assert_string_equal(out, "refused?[2J ?evil? ? ok \xc3\xa9");
 	fmt_text_safe("\xc3\xa9\xc3\xa9", out, 4); /* room for one only */
 	assert_string_equal(out, "\xc3\xa9");
+	fmt_text_safe("a\xe2\x80\x8b"
+	              "b\xe2\x80\xa8"
+	              "c\xef\xbb\xbf"
+	              "d",
+	              out, sizeof(out));
+	assert_string_equal(out, "a?b?c?d"); /* zero-width, line separator, BOM */
+	fmt_text_safe("x", out, 0);          /* no room at all: nothing written */
 	fmt_text_safe(NULL, out, sizeof(out));
 	assert_string_equal(out, "");
 }
@@ -251,6 +308,7 @@ int main(void)
 	    cmocka_unit_test(test_json_str_helpers),
 	    cmocka_unit_test(test_sockaddr_format),
 	    cmocka_unit_test(test_text_safe),
+	    cmocka_unit_test(test_out_of_memory_still_valid_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
