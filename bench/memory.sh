@@ -10,7 +10,7 @@
 #   rss_conns_1000 / rss_conns_closed / kib_per_conn   1,000 idle SOCKS5
 #       sessions, opened together (all in their handshake at once, as a
 #       browser opens them), each CONNECTed to a server that holds them, through
-#       microsocks and mesh_socks_local (mesh-proxy, no peers, Direct = yes)
+#       microsocks and mesh_socks_local (mesh-proxy, no peers, Direct = all)
 #       on loopback, and mesh_socks (mesh-proxy A's SOCKS5 through the tunnel
 #       to a holding server behind B; A's RSS). closed = ~3 s after the
 #       client closed them all; kib_per_conn = (rss_conns_1000 - RSS just
@@ -326,7 +326,7 @@ start_microsocks() {
 }
 stop_microsocks() { bg_stop microsocks; }
 want microsocks &&
-    conns_figures microsocks start_microsocks stop_microsocks 1090 127.0.0.1 "$HOLD_PORT"
+    conns_figures microsocks start_microsocks stop_microsocks 1090 198.18.0.1 "$HOLD_PORT"
 
 # mesh-proxy's SOCKS5 alone: its own key and address, no peers, Direct.
 write_file "$E2E_TMP/local.conf" <<EOF
@@ -337,7 +337,7 @@ ListenPort = 51832
 
 [Socks5]
 BindAddress = 127.0.0.1:1093
-Direct = yes
+Direct = all
 EOF
 start_local() {
     mesh_start meshL A "$E2E_TMP/local.conf"
@@ -346,7 +346,7 @@ start_local() {
 }
 stop_local() { bg_stop meshL; }
 want mesh_socks_local &&
-    conns_figures mesh_socks_local start_local stop_local 1093 127.0.0.1 "$HOLD_PORT"
+    conns_figures mesh_socks_local start_local stop_local 1093 198.18.0.1 "$HOLD_PORT"
 bg_stop holdA
 
 # Through the tunnel: A's SOCKS5 to a holding server in B behind meshB. B

@@ -182,12 +182,10 @@ static int cfg_section_begin(struct cfg_parser *p, const char *name)
 		break;
 	case CFG_SECT_SOCKS5:
 		CFG_APPEND(p, c->socks5, c->n_socks5);
-		c->socks5[c->n_socks5 - 1].direct = true;
 		cfg_limits_default(&c->socks5[c->n_socks5 - 1].limits);
 		break;
 	case CFG_SECT_HTTP:
 		CFG_APPEND(p, c->http, c->n_http);
-		c->http[c->n_http - 1].direct = true;
 		cfg_limits_default(&c->http[c->n_http - 1].limits);
 		break;
 	case CFG_SECT_TCP_CLIENT:

@@ -58,14 +58,26 @@ struct cfg_listen {
 	socklen_t addr_len;
 };
 
+/* Direct: whether a front-end may connect from the host to a destination
+ * no mesh peer routes. Never, whatever the setting: loopback, unspecified,
+ * link-local and cloud metadata addresses, multicast and broadcast, this
+ * mesh's own prefixes, and the IPv4-mapped forms of those. */
+enum cfg_direct {
+	CFG_DIRECT_UNSET = 0, /* the mode's default: all with `up`, no with --config */
+	CFG_DIRECT_NO,        /* refused as having no route (SOCKS5 0x03, HTTP 502) */
+	CFG_DIRECT_PUBLIC,    /* public addresses only */
+	CFG_DIRECT_ALL,       /* also private ranges (RFC 1918, 100.64/10, fc00::/7) */
+};
+/* "no", "public", "all" (for status and logs). */
+const char *cfg_direct_name(enum cfg_direct d);
+/* "no"/"off"/"false", "public", "all"/"yes"/"on"/"true"; false if none. */
+bool cfg_direct_parse(const char *s, enum cfg_direct *out);
+
 struct cfg_socks5 {
 	struct cfg_listen bind;
 	char *username; /* NULL: no authentication */
 	char *password;
-	/* Direct = yes (default): destinations no mesh peer routes are dialled
-	 * from the host, as Tailscale's userspace mode does. no: refused as
-	 * having no route (SOCKS5 0x03 network unreachable / HTTP 502). */
-	bool direct;
+	enum cfg_direct direct;
 	struct cfg_limits limits;
 };
 
@@ -73,7 +85,7 @@ struct cfg_http {
 	struct cfg_listen bind;
 	char *username; /* NULL: no authentication */
 	char *password;
-	bool direct; /* as in cfg_socks5 */
+	enum cfg_direct direct; /* as in cfg_socks5 */
 	struct cfg_limits limits;
 };
 

@@ -96,24 +96,54 @@ int cfg_v_buffer_size(struct cfg_parser *p, const char *key, const char *v)
 	return 0;
 }
 
+const char *cfg_direct_name(enum cfg_direct d)
+{
+	switch (d) {
+	case CFG_DIRECT_NO:
+		return "no";
+	case CFG_DIRECT_PUBLIC:
+		return "public";
+	case CFG_DIRECT_ALL:
+		return "all";
+	case CFG_DIRECT_UNSET:
+		break;
+	}
+	return "default";
+}
+
+bool cfg_direct_parse(const char *v, enum cfg_direct *out)
+{
+	static const struct {
+		const char *word;
+		enum cfg_direct d;
+	} words[] = {
+	    {"no", CFG_DIRECT_NO},    {"off", CFG_DIRECT_NO},
+	    {"false", CFG_DIRECT_NO}, {"public", CFG_DIRECT_PUBLIC},
+	    {"all", CFG_DIRECT_ALL},  {"yes", CFG_DIRECT_ALL},
+	    {"on", CFG_DIRECT_ALL},   {"true", CFG_DIRECT_ALL},
+	};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcasecmp(v, words[i].word) == 0) {
+			*out = words[i].d;
+			return true;
+		}
+	return false;
+}
+
 int cfg_v_direct(struct cfg_parser *p, const char *key, const char *v)
 {
-	bool on;
-	if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 ||
-	    strcasecmp(v, "on") == 0)
-		on = true;
-	else if (strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0 ||
-	         strcasecmp(v, "off") == 0)
-		on = false;
-	else {
-		cfg_value_err(p, key, v, "is not yes or no (also true/false, on/off)");
+	enum cfg_direct d;
+	if (!cfg_direct_parse(v, &d)) {
+		cfg_value_err(p, key, v,
+		              "is not public, all or no (yes means all; loopback, "
+		              "link-local and metadata addresses are never allowed)");
 		return -1;
 	}
 	struct config *c = p->cfg;
 	if (p->sect == CFG_SECT_SOCKS5)
-		c->socks5[c->n_socks5 - 1].direct = on;
+		c->socks5[c->n_socks5 - 1].direct = d;
 	else
-		c->http[c->n_http - 1].direct = on;
+		c->http[c->n_http - 1].direct = d;
 	return 0;
 }
 

@@ -146,6 +146,35 @@ static void node_on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Adds a prefix of this mesh's own addresses to the front-ends' env. */
+static void node_own_prefix(struct px_env *env, int family, const uint8_t *addr,
+                            uint8_t bits)
+{
+	if (env->n_own >= PX_OWN_PREFIXES_MAX)
+		return;
+	struct px_prefix *p = &env->own[env->n_own++];
+	*p = (struct px_prefix){.family = family, .bits = bits};
+	memcpy(p->addr, addr, family == AF_INET ? 4 : 16);
+}
+
+/* What Direct may never reach from the host: our own addresses (with
+ * their configured prefix length) and, joined to mesh-control, the whole
+ * range it gives out (100.64.0.0/10 and the mesh's IPv6 /48). */
+static void node_own_prefixes(struct node *n)
+{
+	const struct config *c = &n->cfg;
+	for (size_t i = 0; i < c->n_addresses; i++)
+		node_own_prefix(&n->env, c->addresses[i].family, c->addresses[i].addr,
+		                c->addresses[i].cidr);
+	if (!n->ctl)
+		return;
+	static const uint8_t cgnat[4] = {100, 64, 0, 0};
+	node_own_prefix(&n->env, AF_INET, cgnat, 10);
+	for (size_t i = 0; i < c->n_addresses; i++)
+		if (c->addresses[i].family == AF_INET6)
+			node_own_prefix(&n->env, AF_INET6, c->addresses[i].addr, 48);
+}
+
 static int node_start_frontends(struct node *n)
 {
 	char err[256];
@@ -156,6 +185,18 @@ static int node_start_frontends(struct node *n)
 	                         .route_ctx = n,
 	                         .resolve_mesh = node_resolve_mesh,
 	                         .resolve_ctx = n};
+	node_own_prefixes(n);
+	/* Direct's default: as Tailscale's userspace mode with `up` (but
+	 * never loopback, link-local, metadata or the mesh itself), and as
+	 * wireproxy with a configuration file alone (nothing leaves the
+	 * tunnel). */
+	enum cfg_direct mode_direct = n->ctl ? CFG_DIRECT_ALL : CFG_DIRECT_NO;
+	for (size_t i = 0; i < c->n_socks5; i++)
+		if (c->socks5[i].direct == CFG_DIRECT_UNSET)
+			c->socks5[i].direct = mode_direct;
+	for (size_t i = 0; i < c->n_http; i++)
+		if (c->http[i].direct == CFG_DIRECT_UNSET)
+			c->http[i].direct = mode_direct;
 	for (size_t i = 0; i < c->n_socks5 && n->n_socks < NODE_MAX_FRONTENDS; i++) {
 		struct px_socks *s =
 		    px_socks_new(&n->env, &c->socks5[i], err, sizeof(err));
@@ -213,7 +254,7 @@ static int node_start_frontends(struct node *n)
 		}
 		n->udp_tunnels[n->n_udp_tunnels++] = t;
 	}
-	n->nc = px_nc_new(&n->env);
+	n->nc = px_nc_new(&n->env, mode_direct);
 	if (!n->nc)
 		log_warn("mesh-proxy nc disabled: out of memory");
 	return 0;

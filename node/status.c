@@ -40,7 +40,7 @@ static uint64_t px_errors(const struct px_stats *ps)
 	return ps->err_auth + ps->err_protocol + ps->err_handshake_timeout +
 	       ps->err_client_gone + ps->err_no_route + ps->err_resolve +
 	       ps->err_refused + ps->err_unreachable + ps->err_timeout + ps->err_other +
-	       ps->err_accept + ps->err_limit + ps->err_idle;
+	       ps->err_accept + ps->err_limit + ps->err_idle + ps->err_denied;
 }
 
 typedef void (*frontend_fn)(void *arg, const char *kind, const char *what,
@@ -211,6 +211,7 @@ static void write_frontend_json(void *arg, const char *kind, const char *what,
 	fmt_json_set(e, "accept", fmt_json_u64(ps->err_accept));
 	fmt_json_set(e, "limit", fmt_json_u64(ps->err_limit));
 	fmt_json_set(e, "idle", fmt_json_u64(ps->err_idle));
+	fmt_json_set(e, "denied", fmt_json_u64(ps->err_denied));
 	fmt_json_set(f, "errors", e);
 	fmt_jw_item(w, f);
 }
@@ -369,17 +370,18 @@ static void log_frontend(void *arg, const char *kind, const char *what,
 		         ps->bytes_down, ps->dgram_drops);
 		return;
 	}
-	log_info("%s %s: accepted %" PRIu64 ", established %" PRIu64 " (direct %" PRIu64
-	         "), bytes up %" PRIu64 " down %" PRIu64 "; errors: auth %" PRIu64
-	         " protocol %" PRIu64 " handshake-timeout %" PRIu64
-	         " client-gone %" PRIu64 " no-route %" PRIu64 " resolve %" PRIu64
-	         " refused %" PRIu64 " unreachable %" PRIu64 " timeout %" PRIu64
-	         " limit %" PRIu64 " idle %" PRIu64 " accept %" PRIu64 " other %" PRIu64,
-	         kind, what, ps->accepted, ps->established, ps->direct, ps->bytes_up,
-	         ps->bytes_down, ps->err_auth, ps->err_protocol,
-	         ps->err_handshake_timeout, ps->err_client_gone, ps->err_no_route,
-	         ps->err_resolve, ps->err_refused, ps->err_unreachable, ps->err_timeout,
-	         ps->err_limit, ps->err_idle, ps->err_accept, ps->err_other);
+	log_info(
+	    "%s %s: accepted %" PRIu64 ", established %" PRIu64 " (direct %" PRIu64
+	    "), bytes up %" PRIu64 " down %" PRIu64 "; errors: auth %" PRIu64
+	    " protocol %" PRIu64 " handshake-timeout %" PRIu64 " client-gone %" PRIu64
+	    " no-route %" PRIu64 " resolve %" PRIu64 " refused %" PRIu64
+	    " unreachable %" PRIu64 " timeout %" PRIu64 " limit %" PRIu64 " idle %" PRIu64
+	    " denied %" PRIu64 " accept %" PRIu64 " other %" PRIu64,
+	    kind, what, ps->accepted, ps->established, ps->direct, ps->bytes_up,
+	    ps->bytes_down, ps->err_auth, ps->err_protocol, ps->err_handshake_timeout,
+	    ps->err_client_gone, ps->err_no_route, ps->err_resolve, ps->err_refused,
+	    ps->err_unreachable, ps->err_timeout, ps->err_limit, ps->err_idle,
+	    ps->err_denied, ps->err_accept, ps->err_other);
 	if (ps->dgrams_up || ps->dgrams_down || ps->dgram_drops)
 		log_info("%s %s: udp datagrams up %" PRIu64 " down %" PRIu64
 		         ", dropped %" PRIu64,

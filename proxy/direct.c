@@ -127,8 +127,8 @@ static struct px_relay *px_relay_alloc(void)
 		px_relay_ev_size = px_relay_round(event_get_struct_event_size());
 		px_relay_ev_off = px_relay_round(sizeof(struct px_relay));
 		if (slab_init(&px_relay_slab,
-		                 px_relay_ev_off + PX_RELAY_EVENTS * px_relay_ev_size,
-		                 0) < 0) {
+		              px_relay_ev_off + PX_RELAY_EVENTS * px_relay_ev_size,
+		              0) < 0) {
 			px_relay_ev_size = 0;
 			return NULL;
 		}

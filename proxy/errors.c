@@ -22,6 +22,8 @@ const char *px_err_str(enum px_err e)
 		return "connection refused";
 	case PX_E_TIMEOUT:
 		return "timed out";
+	case PX_E_DENIED:
+		return "not allowed (Direct)";
 	}
 	return "?";
 }
@@ -69,6 +71,9 @@ void px_front_count_err(struct px_front *f, enum px_err e)
 		break;
 	case PX_E_TIMEOUT:
 		f->stats.err_timeout++;
+		break;
+	case PX_E_DENIED:
+		f->stats.err_denied++;
 		break;
 	}
 }

@@ -235,7 +235,8 @@ struct px_expose *px_expose_new(const struct px_env *env, const struct expose_sp
 	struct px_expose *x = calloc(1, sizeof(*x));
 	int r;
 
-	if (x == NULL || px_front_init(&x->front, env, "expose", limits, false) < 0) {
+	if (x == NULL ||
+	    px_front_init(&x->front, env, "expose", limits, CFG_DIRECT_NO) < 0) {
 		free(x);
 		snprintf(err, errlen, "expose: out of memory");
 		return NULL;

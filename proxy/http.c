@@ -107,7 +107,10 @@ static void px_http_on_result(struct px_sess *s, enum px_err e)
 {
 	if (e == PX_OK && s->stage == HTTP_STAGE_FORWARD)
 		return; /* the origin server's response is the answer */
-	px_http_respond(s, e == PX_OK ? 200 : e == PX_E_TIMEOUT ? 504 : 502);
+	px_http_respond(s, e == PX_OK          ? 200
+	                   : e == PX_E_TIMEOUT ? 504
+	                   : e == PX_E_DENIED  ? 403
+	                                       : 502);
 }
 
 static const struct px_sess_ops px_http_ops = {

@@ -46,6 +46,7 @@ enum px_err {
 	PX_E_UNREACHABLE,
 	PX_E_REFUSED,
 	PX_E_TIMEOUT,
+	PX_E_DENIED, /* Direct may not connect there (SOCKS5 0x02, HTTP 403) */
 };
 const char *px_err_str(enum px_err e);
 /* Maps ns_tcp_dial()'s -errno. */
@@ -58,8 +59,8 @@ struct px_front {
 	/* Byte counters of this front-end's splices (mesh and direct); may
 	 * outlive the front-end (see ns_acct). px_front_stats() merges it. */
 	struct ns_acct *acct;
-	bool direct;           /* dial non-mesh destinations from the host */
-	struct cfg_limits lim; /* copied from the config, defaults filled in */
+	enum cfg_direct direct; /* dial non-mesh destinations from the host? */
+	struct cfg_limits lim;  /* copied from the config, defaults filled in */
 	struct px_listener *lst;
 	struct px_sess *sessions;      /* live sessions, newest first */
 	struct px_sess *sessions_tail; /* oldest (MaxConnections eviction) */
@@ -75,7 +76,7 @@ struct px_front {
  * takes env->handshake_timeout_ms first; lim NULL: all defaults), direct,
  * and a new f->acct. Returns 0 or -ENOMEM. f must be zeroed before. */
 int px_front_init(struct px_front *f, const struct px_env *env, const char *kind,
-                  const struct cfg_limits *lim, bool direct);
+                  const struct cfg_limits *lim, enum cfg_direct direct);
 /* Frees f->lst, closes every session and direct relay, releases f->acct.
  * Does not free f itself. */
 void px_front_fini(struct px_front *f);
@@ -166,6 +167,17 @@ void px_front_close_all(struct px_front *f);
 void px_front_count_err(struct px_front *f, enum px_err e);
 /* f->stats plus the byte counters of f->acct. */
 void px_front_stats(const struct px_front *f, struct px_stats *st);
+
+/* ---- Direct's destination policy (direct_policy.c) ---- */
+
+/* Why Direct d may not connect from the host to a, or NULL if it may.
+ * Never: unspecified, loopback, link-local, cloud metadata, multicast,
+ * broadcast and reserved addresses, the prefixes in own[0..n_own), and
+ * the same behind an IPv4-mapped, IPv4-compatible or NAT64 (64:ff9b::/96)
+ * IPv6 address. env gives the mesh's own prefixes (env->own). With
+ * CFG_DIRECT_PUBLIC also the private ranges. CFG_DIRECT_NO: never. */
+const char *px_direct_refusal(enum cfg_direct d, const struct ns_addr *a,
+                              const struct px_env *env);
 
 /* ---- direct relays (direct.c): client socket <-> host socket ---- */
 

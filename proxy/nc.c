@@ -31,7 +31,7 @@ static const struct px_sess_ops px_nc_ops = {
     .on_result = px_nc_on_result,
 };
 
-struct px_nc *px_nc_new(const struct px_env *env)
+struct px_nc *px_nc_new(const struct px_env *env, enum cfg_direct direct)
 {
 	struct px_nc *n = calloc(1, sizeof(*n));
 	if (!n)
@@ -42,7 +42,7 @@ struct px_nc *px_nc_new(const struct px_env *env)
 	    .idle_timeout_ms = CFG_DEFAULT_IDLE_MS,
 	    .buffer_bytes = CFG_DEFAULT_BUFFER_BYTES,
 	};
-	if (px_front_init(&n->front, env, "nc", &lim, true) != 0) {
+	if (px_front_init(&n->front, env, "nc", &lim, direct) != 0) {
 		free(n);
 		return NULL;
 	}

@@ -15,7 +15,8 @@
  *
  * Targets: IP literals, mesh names (px_env.resolve_mesh), then DNS (evdns).
  * A destination no mesh peer routes is connected from the host when the
- * front-end's Direct is on (the default for SOCKS5/HTTP/nc).
+ * front-end's Direct allows it (enum cfg_direct: no, public, all; never
+ * loopback, link-local, metadata, multicast or the mesh's own prefixes).
  *
  * Everything runs on the caller's event_base and nothing blocks, except
  * the server tunnels' constructors, which resolve a host-name Target with
@@ -35,6 +36,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "config/config.h" /* enum cfg_direct */
+
 struct event_base;
 struct evdns_base;
 struct ns_addr;
@@ -44,6 +47,14 @@ struct cfg_tcp_client_tunnel;
 struct cfg_tcp_server_tunnel;
 struct cfg_udp_client_tunnel;
 struct cfg_udp_server_tunnel;
+
+/* An address prefix (this mesh's own addresses, for Direct). */
+struct px_prefix {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	uint8_t bits;
+};
+#define PX_OWN_PREFIXES_MAX 8
 
 /* What the front-ends need from the node. Copied by each *_new(); base and
  * dns must outlive the front-ends. */
@@ -68,6 +79,13 @@ struct px_env {
 	/* Limit for name resolution plus dial, a safety net over the
 	 * netstack's own SYN timeout (SOCKS5 0x06, HTTP 504). 0: 30000 ms. */
 	unsigned connect_timeout_ms;
+	/* This mesh's own prefixes (our addresses, the mesh's ranges): never
+	 * connected from the host, even when no peer routes them. */
+	struct px_prefix own[PX_OWN_PREFIXES_MAX];
+	size_t n_own;
+	/* Unit tests only: Direct may reach 127.0.0.0/8, the one address a
+	 * test process can count on. The node never sets it. */
+	bool direct_loopback_for_tests;
 };
 
 /* Counters of one front-end. */
@@ -91,11 +109,13 @@ struct px_stats {
 	uint64_t err_limit;       /* closed at MaxConnections (oldest handshake
 	                           * evicted, or the new one refused) */
 	uint64_t err_idle;        /* established, reset by IdleTimeout */
+	uint64_t err_denied;      /* Direct may not connect there (loopback,
+	                           * metadata, private with Direct = public...) */
 	/* Traffic. TCP: bytes of established connections (mesh and direct),
 	 * up = client -> destination. UDP: payload bytes and datagrams. */
 	uint64_t active; /* established and still open */
 	uint64_t direct; /* established to a non-mesh destination from
-	                  * the host (Direct = yes) */
+	                  * the host (Direct) */
 	uint64_t bytes_up, bytes_down;
 	uint64_t dgrams_up, dgrams_down;
 	uint64_t dgram_drops; /* datagrams dropped (bad header, no route,
@@ -160,7 +180,8 @@ void px_udp_tunnel_describe(const struct px_udp_tunnel *t, char *buf, size_t len
 
 /* ---- mesh-proxy nc: stdio tunnels through the local API (nc.c) ---- */
 struct px_nc;
-struct px_nc *px_nc_new(const struct px_env *env);
+/* direct as a [Socks5] section's Direct. */
+struct px_nc *px_nc_new(const struct px_env *env, enum cfg_direct direct);
 void px_nc_free(struct px_nc *n);
 /* Takes fd (a connected local API socket whose request line was
  * "nc HOST PORT"): dials HOST:PORT like a SOCKS5 CONNECT (mesh names, then

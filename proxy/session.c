@@ -63,7 +63,7 @@ static unsigned px_handshake_ms(const struct px_front *f)
 /* ---- the front-end ---- */
 
 int px_front_init(struct px_front *f, const struct px_env *env, const char *kind,
-                  const struct cfg_limits *lim, bool direct)
+                  const struct cfg_limits *lim, enum cfg_direct direct)
 {
 	f->env = *env;
 	f->kind = kind;
@@ -622,7 +622,8 @@ static void px_sess_direct(struct px_sess *s, const struct ns_addr *a)
 }
 
 /* Chooses among a's n addresses: the first one a mesh peer routes, else
- * (Direct = yes and may_direct) the first one from the host. */
+ * (Direct and may_direct) the first one Direct may connect from the host;
+ * if Direct allows none of them the client is told it is not allowed. */
 static void px_sess_pick(struct px_sess *s, const struct ns_addr *a, size_t n,
                          bool may_direct)
 {
@@ -637,11 +638,24 @@ static void px_sess_pick(struct px_sess *s, const struct ns_addr *a, size_t n,
 			return;
 		}
 	}
-	if (may_direct && f->direct) {
-		px_sess_direct(s, &a[0]);
+	if (!may_direct ||
+	    (f->direct != CFG_DIRECT_PUBLIC && f->direct != CFG_DIRECT_ALL)) {
+		px_sess_result(s, PX_E_NO_ROUTE);
 		return;
 	}
-	px_sess_result(s, PX_E_NO_ROUTE);
+	const char *why = NULL;
+	for (size_t i = 0; i < n; i++) {
+		why = px_direct_refusal(f->direct, &a[i], &f->env);
+		if (!why) {
+			px_sess_direct(s, &a[i]);
+			return;
+		}
+	}
+	char t[300];
+	px_target_format(&s->target, t, sizeof(t));
+	log_info("%s: %s refused: %s%s", f->kind, t, why,
+	         n > 1 ? " (and so are its other addresses)" : "");
+	px_sess_result(s, PX_E_DENIED);
 }
 
 static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrinfo *ai)

@@ -204,6 +204,9 @@ static void px_socks_on_result(struct px_sess *s, enum px_err e)
 	case PX_E_TIMEOUT:
 		rep = SOCKS5_REP_TTL_EXPIRED;
 		break;
+	case PX_E_DENIED:
+		rep = SOCKS5_REP_NOT_ALLOWED;
+		break;
 	default:
 		rep = SOCKS5_REP_GENERAL;
 		break;

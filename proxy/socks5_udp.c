@@ -320,7 +320,7 @@ static void px_udp_send(struct px_udp_assoc *a, const struct ns_addr *dst, uint1
 			}
 		}
 		r = ns_udp_send(a->mesh, dst, port, data, len);
-	} else if (a->f->direct) {
+	} else if (!px_direct_refusal(a->f->direct, dst, &a->f->env)) {
 		int fd = px_udp_host_socket(a, dst->family);
 		struct sockaddr_storage ss;
 		socklen_t sl = px_udp_to_sa(dst, port, &ss);
@@ -329,6 +329,8 @@ static void px_udp_send(struct px_udp_assoc *a, const struct ns_addr *dst, uint1
 		        ? 0
 		        : -1;
 	} else {
+		if (a->f->direct == CFG_DIRECT_PUBLIC || a->f->direct == CFG_DIRECT_ALL)
+			a->f->stats.err_denied++; /* Direct may not send there */
 		r = -ENETUNREACH;
 	}
 	if (r < 0) {
@@ -340,7 +342,8 @@ static void px_udp_send(struct px_udp_assoc *a, const struct ns_addr *dst, uint1
 	a->f->stats.bytes_up += len;
 }
 
-/* Of n addresses, the first a mesh peer routes, else (Direct) the first. */
+/* Of n addresses, the first a mesh peer routes, else the first Direct may
+ * send to from the host (the same rule as CONNECT's). */
 static bool px_udp_pick(const struct px_udp_assoc *a, const struct ns_addr *in, size_t n,
                         struct ns_addr *out)
 {
@@ -349,10 +352,11 @@ static bool px_udp_pick(const struct px_udp_assoc *a, const struct ns_addr *in, 
 			*out = in[i];
 			return true;
 		}
-	if (n && a->f->direct) {
-		*out = in[0];
-		return true;
-	}
+	for (size_t i = 0; i < n; i++)
+		if (!px_direct_refusal(a->f->direct, &in[i], &a->f->env)) {
+			*out = in[i];
+			return true;
+		}
 	return false;
 }
 

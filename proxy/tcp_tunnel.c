@@ -71,7 +71,8 @@ struct px_tunnel *px_tcp_client_tunnel_new(const struct px_env *env,
 		return NULL;
 	}
 	t->kind = PX_TUNNEL_CLIENT;
-	if (px_front_init(&t->front, env, "tcp-client", &cfg->limits, false) < 0) {
+	if (px_front_init(&t->front, env, "tcp-client", &cfg->limits, CFG_DIRECT_NO) <
+	    0) {
 		snprintf(err, errlen, "tcp-client: out of memory");
 		px_tunnel_free(t);
 		return NULL;
@@ -160,7 +161,8 @@ struct px_tunnel *px_tcp_server_tunnel_new(const struct px_env *env,
 	t->kind = PX_TUNNEL_SERVER;
 	t->listen_port = cfg->listen_port;
 	t->proxy_v2 = cfg->proxy_protocol == 2;
-	if (px_front_init(&t->front, env, "tcp-server", &cfg->limits, false) < 0) {
+	if (px_front_init(&t->front, env, "tcp-server", &cfg->limits, CFG_DIRECT_NO) <
+	    0) {
 		snprintf(err, errlen, "tcp-server: out of memory");
 		px_tunnel_free(t);
 		return NULL;

@@ -373,6 +373,9 @@ size_t px_http_response(char *out, size_t outlen, int status)
 	case 400:
 		text = "Bad Request";
 		break;
+	case 403:
+		text = "Forbidden";
+		break;
 	case 407:
 		text = "Proxy Authentication Required";
 		break;

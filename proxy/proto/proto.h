@@ -165,7 +165,7 @@ size_t px_http_rewrite(const uint8_t *p, size_t head_len, uint8_t *out, size_t o
  * (constant time in the credential bytes). */
 bool px_http_auth_ok(const uint8_t *value, size_t len, const char *user,
                      const char *pass);
-/* The response head for status (200, 400, 407, 431, 501, 502, 504, 505).
+/* The response head for status (200, 400, 403, 407, 431, 501, 502, 504, 505).
  * Returns its length (< 256), written into out. */
 size_t px_http_response(char *out, size_t outlen, int status);
 

@@ -53,9 +53,11 @@ AllowedIPs = 100.77.0.2/32, fd77::2/128
 
 [Socks5]
 BindAddress = 127.0.0.1:1080
+Direct = all
 
 [http]
 BindAddress = 127.0.0.1:3128
+Direct = all
 EOF
 write_file "$E2E_TMP/b.conf" <<EOF
 [Interface]
@@ -201,6 +203,23 @@ check "Direct: HTTP proxy plain GET to 198.18.0.2:8090" \
     get_page --proxy http://127.0.0.1:3128 http://198.18.0.2:8090/index.html
 check "status: A's SOCKS5 front-end counted a direct connection" \
     counter_at_least meshA A 127.0.0.1:1080 direct 1
+
+# Direct never dials this host's loopback or the cloud metadata address,
+# whatever the setting: A's own HTTP proxy on 127.0.0.1:3128 is not a hop.
+policy() { nsx_nobody A timeout 60 $PY "$E2E_DIR/hostile.py" "$@"; }
+check "Direct: SOCKS5 to 127.0.0.1:3128 (this host's loopback) -> 02 (not allowed)" \
+    policy socks-code 1080 127.0.0.1 3128 2 20
+check "Direct: SOCKS5 to ::ffff:127.0.0.1 (IPv4-mapped loopback) -> 02" \
+    policy socks-code 1080 ::ffff:127.0.0.1 3128 2 20
+check "Direct: SOCKS5 to 169.254.169.254 (cloud metadata) -> 02" \
+    policy socks-code 1080 169.254.169.254 80 2 20
+check "Direct: HTTP CONNECT to 127.0.0.1:1080 -> 403" \
+    policy http-code 3128 127.0.0.1 1080 403 20
+check "Direct: plain GET http://127.0.0.1:1080/ through the HTTP proxy -> 403" \
+    test "$(nsx_nobody A curl -s -o /dev/null -w '%{http_code}' --max-time 20 \
+        --proxy http://127.0.0.1:3128 http://127.0.0.1:1080/)" = 403
+check "status: the refusals are counted as denied" \
+    counter_at_least meshA A 127.0.0.1:1080 err_denied 3
 
 step "proxychains4 running an unmodified curl"
 write_file "$E2E_TMP/proxychains-socks.conf" <<EOF

@@ -4,11 +4,11 @@
  * friends): the destination's last IPv4 byte picks the dial outcome.
  *   .1 connects   .2 refused   .3 timed out   .4 host unreachable
  *   .5 never answers (until the test fires it)
- * 10.9.0.0/16, 127.0.0.0/8 and 198.18.0.0/15 have no mesh route. Names resolve through a
- * real evdns_base: a hosts file (answered synchronously) and a small DNS
- * server on loopback (answered asynchronously). Mesh names (env.resolve_mesh)
- * are "web" (10.0.0.1) and "two" (10.9.0.3, 10.0.0.1). Everything is
- * static: include this once per test program. */
+ * 10.9.0.0/16, 127.0.0.0/8, 169.254.0.0/16, 192.168.0.0/16, 198.18.0.0/15 and
+ * ::ffff:0:0/96 have no mesh route. Names resolve through a real evdns_base: a hosts file
+ * (answered synchronously) and a small DNS server on loopback (answered asynchronously).
+ * Mesh names (env.resolve_mesh) are "web" (10.0.0.1) and "two" (10.9.0.3, 10.0.0.1).
+ * Everything is static: include this once per test program. */
 #ifndef PX_TEST_FAKE_H
 #define PX_TEST_FAKE_H
 
@@ -189,9 +189,13 @@ int ns_tcp_listen(uint16_t port, ns_tcp_accept_fn cb, void *ctx)
 
 static inline bool route_ok(void *ctx, const struct ns_addr *a)
 {
-	return !(a->family == AF_INET &&
-	         ((a->addr[0] == 10 && a->addr[1] == 9) || a->addr[0] == 127 ||
-	          (a->addr[0] == 198 && (a->addr[1] & 0xfe) == 18)));
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (a->family == AF_INET6) /* ::ffff:a.b.c.d is not the mesh's */
+		return memcmp(a->addr, mapped, 12) != 0;
+	return !((a->addr[0] == 10 && a->addr[1] == 9) || a->addr[0] == 127 ||
+	         (a->addr[0] == 198 && (a->addr[1] & 0xfe) == 18) ||
+	         (a->addr[0] == 169 && a->addr[1] == 254) ||
+	         (a->addr[0] == 192 && a->addr[1] == 168));
 }
 
 static inline long now_ms(void)
@@ -351,7 +355,9 @@ static inline int setup(void **st)
 	                      .dns = dns,
 	                      .route_ok = route_ok,
 	                      .handshake_timeout_ms = 300,
-	                      .connect_timeout_ms = 400};
+	                      .connect_timeout_ms = 400,
+	                      /* Direct's relays are tested against 127.0.0.1 */
+	                      .direct_loopback_for_tests = true};
 	return 0;
 }
 

@@ -67,8 +67,9 @@ static void test_limit_defaults(void **st)
 	check_default_limits(&c.http[0].limits);
 	check_default_limits(&c.tcp_client_tunnels[0].limits);
 	check_default_limits(&c.tcp_server_tunnels[0].limits);
-	assert_true(c.socks5[0].direct);
-	assert_true(c.http[0].direct);
+	/* Unset: the node applies its mode's default. */
+	assert_int_equal(c.socks5[0].direct, CFG_DIRECT_UNSET);
+	assert_int_equal(c.http[0].direct, CFG_DIRECT_UNSET);
 	assert_int_equal(c.tcp_server_tunnels[0].proxy_protocol, 0);
 	config_free(&c);
 }
@@ -164,9 +165,12 @@ static void test_direct(void **st)
 {
 	static const struct {
 		const char *v;
-		bool on;
-	} vals[] = {{"yes", true}, {"no", false},  {"true", true}, {"false", false},
-	            {"on", true},  {"off", false}, {"YES", true},  {"Off", false}};
+		enum cfg_direct d;
+	} vals[] = {{"yes", CFG_DIRECT_ALL},       {"no", CFG_DIRECT_NO},
+	            {"true", CFG_DIRECT_ALL},      {"false", CFG_DIRECT_NO},
+	            {"on", CFG_DIRECT_ALL},        {"off", CFG_DIRECT_NO},
+	            {"YES", CFG_DIRECT_ALL},       {"Off", CFG_DIRECT_NO},
+	            {"public", CFG_DIRECT_PUBLIC}, {"All", CFG_DIRECT_ALL}};
 	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
 		char text[512];
 		snprintf(text, sizeof(text),
@@ -175,15 +179,14 @@ static void test_direct(void **st)
 		         vals[i].v, vals[i].v);
 		struct config c;
 		ok(text, &c);
-		assert_int_equal(c.socks5[0].direct, vals[i].on);
-		assert_int_equal(c.http[0].direct, vals[i].on);
+		assert_int_equal(c.socks5[0].direct, vals[i].d);
+		assert_int_equal(c.http[0].direct, vals[i].d);
 		config_free(&c);
 	}
 	expect_err(IFACE "[Socks5]\nBindAddress = 127.0.0.1:1\nDirect = maybe\n",
-	           "t.ini:6: [Socks5] Direct: \"maybe\" is not yes or no (also "
-	           "true/false, on/off)");
+	           "t.ini:6: [Socks5] Direct: \"maybe\" is not public, all or no");
 	expect_err(IFACE "[http]\nBindAddress = 127.0.0.1:1\nDirect = 1\n",
-	           "t.ini:6: [http] Direct: \"1\" is not yes or no");
+	           "t.ini:6: [http] Direct: \"1\" is not public, all or no");
 	/* Direct belongs to the proxies only. */
 	expect_err(IFACE "[TCPClientTunnel]\nBindAddress = 127.0.0.1:1\nTarget = "
 	                 "10.0.0.1:1\nDirect = yes\n",
@@ -340,7 +343,7 @@ static void test_example_ini_sections(void **st)
 	assert_string_equal(c.peers[0].name, "gateway");
 	assert_int_equal(c.n_udp_client_tunnels, 1);
 	assert_int_equal(c.n_udp_server_tunnels, 1);
-	assert_true(c.socks5[0].direct);
+	assert_int_equal(c.socks5[0].direct, CFG_DIRECT_UNSET);
 	assert_int_equal(c.socks5[0].limits.max_connections, CFG_DEFAULT_MAX_CONNECTIONS);
 	assert_int_equal(c.tcp_server_tunnels[0].proxy_protocol, 0);
 	config_free(&c);

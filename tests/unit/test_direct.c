@@ -41,7 +41,8 @@ static int accept_pumped(int lfd)
 
 static struct px_http *http_direct(bool direct, uint32_t idle_ms, uint32_t buf)
 {
-	struct cfg_http c = {.bind = loopback_any_port(), .direct = direct};
+	struct cfg_http c = {.bind = loopback_any_port(),
+	                     .direct = direct ? CFG_DIRECT_ALL : CFG_DIRECT_NO};
 	c.limits.idle_timeout_ms = idle_ms;
 	c.limits.buffer_bytes = buf;
 	char err[200];
@@ -264,6 +265,43 @@ static void test_direct_off(void **st)
 	close(lfd);
 }
 
+/* The policy on the real path: without the unit tests' loopback leave,
+ * 127.0.0.1 (a listening server) and the metadata address are refused
+ * with 403 and counted, and no connection is attempted; with Direct =
+ * public a private address is refused too. */
+static void test_direct_policy_refuses(void **st)
+{
+	reset_fake();
+	uint16_t port;
+	int lfd = server(&port, 8);
+	env.direct_loopback_for_tests = false;
+	struct px_http *h = http_direct(true, 0, 0);
+	char req[200];
+	snprintf(req, sizeof(req), "CONNECT 127.0.0.1:%u HTTP/1.1\r\n\r\n", port);
+	assert_int_equal(http_try(h, req, true), 403);
+	assert_int_equal(http_try(h, "CONNECT 169.254.169.254:80 HTTP/1.1\r\n\r\n", true),
+	                 403);
+	assert_int_equal(
+	    http_try(h, "CONNECT [::ffff:127.0.0.1]:80 HTTP/1.1\r\n\r\n", true), 403);
+	struct px_stats stt;
+	px_http_get_stats(h, &stt);
+	assert_int_equal(stt.err_denied, 3);
+	assert_int_equal(stt.direct, 0);
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 0), 0); /* nobody connected */
+	px_http_free(h);
+
+	struct cfg_http c = {.bind = loopback_any_port(), .direct = CFG_DIRECT_PUBLIC};
+	char err[200];
+	h = px_http_new(&env, &c, err, sizeof(err));
+	assert_non_null(h);
+	assert_int_equal(http_try(h, "CONNECT 192.168.1.1:80 HTTP/1.1\r\n\r\n", true),
+	                 403);
+	px_http_free(h);
+	env.direct_loopback_for_tests = true;
+	close(lfd);
+}
+
 /* IdleTimeout resets a quiet relay (both sides). */
 static void test_direct_idle_timeout(void **st)
 {
@@ -350,6 +388,7 @@ int main(void)
 	    cmocka_unit_test(test_direct_reset),
 	    cmocka_unit_test(test_direct_failures),
 	    cmocka_unit_test(test_direct_off),
+	    cmocka_unit_test(test_direct_policy_refuses),
 	    cmocka_unit_test(test_direct_idle_timeout),
 	    cmocka_unit_test(test_direct_back_pressure),
 	};

@@ -7,7 +7,7 @@
 
 static struct px_http *http_lim(uint32_t max_conn, uint32_t hs_ms, bool direct)
 {
-	struct cfg_http c = {.bind = loopback_any_port(), .direct = direct};
+	struct cfg_http c = {.bind = loopback_any_port(), .direct = direct ? CFG_DIRECT_ALL : CFG_DIRECT_NO};
 	c.limits.max_connections = max_conn;
 	c.limits.handshake_timeout_ms = hs_ms;
 	char err[200];
@@ -266,7 +266,7 @@ static void test_detach(void **st)
 {
 	reset_fake();
 	memset(&bare, 0, sizeof(bare));
-	assert_int_equal(px_front_init(&bare, &env, "bare", NULL, false), 0);
+	assert_int_equal(px_front_init(&bare, &env, "bare", NULL, CFG_DIRECT_NO), 0);
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	struct px_sess *s = px_sess_new(&bare, sv[1], &detach_ops);
@@ -339,7 +339,7 @@ static void test_tunnel_mode_with_reply(void **st)
 	reset_fake();
 	memset(&bare, 0, sizeof(bare));
 	struct cfg_limits lim = {.idle_timeout_ms = 7000, .buffer_bytes = 65536};
-	assert_int_equal(px_front_init(&bare, &env, "nc", &lim, false), 0);
+	assert_int_equal(px_front_init(&bare, &env, "nc", &lim, CFG_DIRECT_NO), 0);
 	char line[80];
 	int fd = nc_try("10.0.0.1", 22, line, sizeof(line));
 	assert_string_equal(line, "ok\n");
@@ -375,7 +375,7 @@ static void test_tunnel_mode_with_reply(void **st)
 static void test_front_stats_merge(void **st)
 {
 	memset(&bare, 0, sizeof(bare));
-	assert_int_equal(px_front_init(&bare, &env, "bare", NULL, true), 0);
+	assert_int_equal(px_front_init(&bare, &env, "bare", NULL, CFG_DIRECT_ALL), 0);
 	assert_true(bare.direct);
 	bare.stats.bytes_up = 10; /* direct relays */
 	bare.stats.bytes_down = 20;

@@ -85,7 +85,9 @@ static int usetup(void **state)
 	                      .dns = dns,
 	                      .route_ok = route_ok,
 	                      .resolve_mesh = mesh_names,
-	                      .handshake_timeout_ms = 2000};
+	                      .handshake_timeout_ms = 2000,
+	                      /* direct datagrams are tested against 127.0.0.1 */
+	                      .direct_loopback_for_tests = true};
 	return 0;
 }
 
@@ -105,7 +107,7 @@ static struct px_socks *socks_new(bool direct, const char *user, const char *pas
 	struct cfg_socks5 c = {.bind = loopback_listen(),
 	                       .username = (char *)user,
 	                       .password = (char *)pass,
-	                       .direct = direct};
+	                       .direct = direct ? CFG_DIRECT_ALL : CFG_DIRECT_NO};
 	char err[200];
 	struct px_socks *s = px_socks_new(&env, &c, err, sizeof(err));
 	if (!s)
@@ -424,7 +426,7 @@ static void test_udp_idle_and_limit(void **state)
 {
 	struct px_front f;
 	memset(&f, 0, sizeof(f));
-	assert_int_equal(px_front_init(&f, &env, "socks5", NULL, true), 0);
+	assert_int_equal(px_front_init(&f, &env, "socks5", NULL, CFG_DIRECT_ALL), 0);
 	f.lim.max_connections = 1;
 	struct px_udp_assocs l = {.idle_ms = 300};
 	int lfd = socket(AF_INET, SOCK_STREAM, 0);
