@@ -20,7 +20,8 @@
 static const char usage[] =
     "usage: mesh-proxy up --join TOKEN --state DIR [--hostname NAME] [--socks5 "
     "ADDR:PORT]\n"
-    "                     [--http-proxy ADDR:PORT] [--expose SPEC] [--config FILE]\n"
+    "                     [--http-proxy ADDR:PORT] [--direct public|all|no]\n"
+    "                     [--expose SPEC] [--config FILE]\n"
     "                     [--api PATH] [--log-level LEVEL]\n"
     "       mesh-proxy up --state DIR [options as above]      (resume a joined node)\n"
     "       mesh-proxy [run] --config FILE [--api PATH] [--log-level LEVEL]\n"
@@ -45,8 +46,15 @@ static const char usage[] =
     "  --hostname NAME       the name to ask for (default: this host's name)\n"
     "  --socks5 ADDR:PORT    a SOCKS5 proxy into the mesh (e.g. 127.0.0.1:1080)\n"
     "  --http-proxy ADDR:PORT  an HTTP CONNECT proxy into the mesh\n"
-    "  --expose SPEC         mesh connections to our address go to 127.0.0.1:\n"
-    "                        all (default), none, or a list: 22,8000-8100,80=8080\n"
+    "  --direct MODE         where the proxies may connect from this host when no\n"
+    "                        peer routes the destination: all (default: public\n"
+    "                        and private ranges), public, or no. Never loopback,\n"
+    "                        link-local, cloud metadata or the mesh itself\n"
+    "  --expose SPEC         which local services mesh peers may reach: none\n"
+    "                        (default), a list 22,8000-8100,80=8080 (a mesh port\n"
+    "                        goes to that port on 127.0.0.1; :pp2 after an item\n"
+    "                        sends a PROXY v2 header naming the peer), or all\n"
+    "                        (warned). This node's own proxy ports never\n"
     "  --config FILE         extra [Peer]s and front-ends (no [Interface])\n"
     "\n"
     "run options:\n"
@@ -72,6 +80,7 @@ static const char usage[] =
     "examples:\n"
     "  T=$(mesh-control --data /var/lib/mesh token --reusable)\n"
     "  mesh-proxy up --join \"$T\" --state ~/.mesh --socks5 127.0.0.1:1080\n"
+    "  mesh-proxy up --state ~/.mesh --expose 22,8080:pp2   (offer ssh and a web app)\n"
     "  mesh-proxy up --state ~/.mesh --socks5 127.0.0.1:1080      (later restarts)\n"
     "  mesh-proxy status --state ~/.mesh\n"
     "  mesh-proxy ip -4 --state ~/.mesh\n"
@@ -136,7 +145,7 @@ static int cmd_pubkey(void)
 struct cli {
 	const char *config;
 	const char *api;
-	const char *state, *join, *hostname, *socks5, *http_proxy, *expose;
+	const char *state, *join, *hostname, *socks5, *http_proxy, *expose, *direct;
 	int family; /* ip -4 / -6 */
 	const char *log_level;
 	bool json;
@@ -158,7 +167,7 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 		             !strcmp(a, "--interval") || !strcmp(a, "--state") ||
 		             !strcmp(a, "--join") || !strcmp(a, "--hostname") ||
 		             !strcmp(a, "--socks5") || !strcmp(a, "--http-proxy") ||
-		             !strcmp(a, "--expose");
+		             !strcmp(a, "--expose") || !strcmp(a, "--direct");
 		if (takes) {
 			if (i + 1 >= argc)
 				return die_usage("%s needs a value", a);
@@ -204,6 +213,12 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 			c->http_proxy = val;
 		} else if (!strcmp(a, "--expose")) {
 			c->expose = val;
+		} else if (!strcmp(a, "--direct")) {
+			enum cfg_direct d;
+			if (!cfg_direct_parse(val, &d))
+				return die_usage("--direct %s: want public, all or no",
+				                 val);
+			c->direct = val;
 		} else if (!strcmp(a, "-4") || !strcmp(a, "-6")) {
 			c->family = a[1] - '0';
 		} else if (a[0] == '-' && a[1]) {
@@ -345,10 +360,12 @@ int main(int argc, char **argv)
 		return r;
 	if (c.target)
 		return die_usage("unknown command %s", c.target);
-	if ((c.join || c.hostname || c.socks5 || c.http_proxy || c.expose) && !c.state)
-		return die_usage("%s", "--join, --hostname, --socks5, --http-proxy and "
-		                       "--expose need --state DIR (where the node keeps "
-		                       "its keys)");
+	if ((c.join || c.hostname || c.socks5 || c.http_proxy || c.expose || c.direct) &&
+	    !c.state)
+		return die_usage("%s",
+		                 "--join, --hostname, --socks5, --http-proxy, --direct "
+		                 "and --expose need --state DIR (where the node keeps "
+		                 "its keys)");
 	if (!c.config && !c.state)
 		return die_usage("%s", "nothing to run: pass --join TOKEN --state DIR "
 		                       "(mesh-control) or --config FILE");
@@ -372,6 +389,7 @@ int main(int argc, char **argv)
 	                           .socks5 = c.socks5,
 	                           .http_proxy = c.http_proxy,
 	                           .expose = c.expose,
+	                           .direct = c.direct,
 	                           .config_path = c.config};
 	struct node_opts o = {
 	    .config_path = c.config, .api_path = c.api, .ctl = c.state ? &ma : NULL};

@@ -109,7 +109,7 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 		goto fail;
 	}
 	char xerr[160];
-	if (!expose_parse(a->expose ? a->expose : "all", &p->expose, xerr,
+	if (!expose_parse(a->expose ? a->expose : "none", &p->expose, xerr,
 	                  sizeof(xerr))) {
 		snprintf(err, errlen, "%s", xerr);
 		*usage = true;
@@ -282,12 +282,15 @@ int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self 
 			log_warn("UDP port %u (used last time) is taken; using another",
 			         self->listen_port);
 	}
+	const char *direct = p->a.direct ? p->a.direct : "all";
 	if (p->a.socks5)
 		n += (size_t)snprintf(buf + n, cap - n,
-		                      "[Socks5]\nBindAddress = %.200s\n", p->a.socks5);
+		                      "[Socks5]\nBindAddress = %.200s\nDirect = %.16s\n",
+		                      p->a.socks5, direct);
 	if (p->a.http_proxy)
-		n += (size_t)snprintf(buf + n, cap - n, "[http]\nBindAddress = %.200s\n",
-		                      p->a.http_proxy);
+		n += (size_t)snprintf(buf + n, cap - n,
+		                      "[http]\nBindAddress = %.200s\nDirect = %.16s\n",
+		                      p->a.http_proxy, direct);
 	int r = config_load_text(cpath ? cpath : "--socks5/--http-proxy", buf, n, cfg,
 	                         err, errlen);
 	sodium_memzero(key, sizeof(key));
@@ -600,7 +603,24 @@ static bool nctl_magicdns_reverse(void *ctx, const struct ns_addr *addr, char *o
 	return node_peers_reverse(&m->np, addr, out, cap);
 }
 
-int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_env *env)
+/* An exposed connection: logged with the peer's name, counted per peer. */
+static void nctl_on_expose(void *ctx, const struct ns_addr *src, uint16_t port,
+                           uint16_t local_port)
+{
+	struct node_ctl *m = ctx;
+	char name[CTL_DNSNAME_MAX] = "", a[INET6_ADDRSTRLEN] = "?";
+	struct np_entry *e = node_peers_by_addr(&m->np, src);
+	inet_ntop(src->family, src->addr, a, sizeof(a));
+	if (e) {
+		e->exposed++;
+		snprintf(name, sizeof(name), "%s", e->p.name);
+	}
+	log_info("expose: %s (%s) -> 127.0.0.1:%u%s", name[0] ? name : "a static peer", a,
+	         local_port, local_port != port ? " (mesh port differs)" : "");
+}
+
+int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_env *env,
+                    const uint16_t *own_ports, size_t n_own_ports)
 {
 	char err[256];
 	m->wg = wg;
@@ -627,14 +647,26 @@ int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_en
 	if (!m->magicdns)
 		log_warn("MagicDNS (%s:%d) disabled: %s", MAGICDNS_ADDR, MAGICDNS_PORT,
 		         err);
-	m->expose = px_expose_new(env, &m->p->expose, NULL, err, sizeof(err));
+	struct px_expose_opts xo = {.on_conn = nctl_on_expose, .ctx = m};
+	for (size_t i = 0; i < n_own_ports && xo.n_never < EXPOSE_NEVER_MAX; i++)
+		xo.never[xo.n_never++] = own_ports[i];
+	m->expose = px_expose_new(env, &m->p->expose, NULL, &xo, err, sizeof(err));
 	char desc[128];
 	expose_describe(&m->p->expose, desc, sizeof(desc));
-	if (!m->expose && !(m->p->expose.n == 0 && !m->p->expose.all))
+	if (!m->expose && expose_any(&m->p->expose))
 		log_warn("expose (%s) disabled: %s", desc, err);
-	else
-		log_info("expose: %s (mesh connections to our address go to 127.0.0.1)",
+	else if (m->p->expose.all)
+		log_warn("expose: %s: every mesh peer reaches every TCP port on this "
+		         "host's 127.0.0.1 (but this node's own proxy ports); narrow it "
+		         "with --expose 22,8080",
 		         desc);
+	else if (expose_any(&m->p->expose))
+		log_info("expose: %s (mesh connections to our address go to 127.0.0.1; "
+		         "this node's own proxy ports never)",
+		         desc);
+	else
+		log_info("expose: none (mesh peers reach no local service; --expose "
+		         "22,8080 to offer some)");
 	nctl_endpoints(m, true);
 	m->last_ep_check_ms = nctl_now_ms();
 	wg_device_handshake_all(wg);

@@ -35,7 +35,8 @@ struct node_ctl_args {
 	const char *hostname;    /* NULL: gethostname() */
 	const char *socks5;      /* ADDR:PORT or NULL */
 	const char *http_proxy;  /* ADDR:PORT or NULL */
-	const char *expose;      /* NULL: "all" */
+	const char *expose;      /* NULL: "none" */
+	const char *direct;      /* Direct of --socks5/--http-proxy; NULL: all */
 	const char *config_path; /* optional extra configuration */
 };
 
@@ -73,9 +74,11 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
                               struct node_ctl_prep *p, const struct config *cfg,
                               const struct node_ctl_hooks *hooks, char *err,
                               size_t errlen);
-/* The data plane is up: apply the map to wg, start MagicDNS and expose,
- * report our endpoints. */
-int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_env *env);
+/* The data plane is up: apply the map to wg, start MagicDNS and expose
+ * (never exposing own_ports, the node's own TCP listeners), report our
+ * endpoints. */
+int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_env *env,
+                    const uint16_t *own_ports, size_t n_own_ports);
 void node_ctl_free(struct node_ctl *m); /* accepts NULL; saves the map */
 
 /* Drops the control connection and reconnects now (SIGHUP). */

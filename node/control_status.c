@@ -209,6 +209,7 @@ static json_t *nctl_json_peer(const struct node_ctl *m, const struct np_entry *e
 	fmt_json_set(o, "last_handshake_unix", json_integer(pi.last_handshake_unix));
 	fmt_json_set(o, "rx_bytes", fmt_json_u64(pi.rx_bytes));
 	fmt_json_set(o, "tx_bytes", fmt_json_u64(pi.tx_bytes));
+	fmt_json_set(o, "exposed_conns", fmt_json_u64(e->exposed));
 	return o;
 }
 

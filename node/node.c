@@ -397,6 +397,40 @@ static void node_raise_fd_limit(void)
 		log_debug("descriptor limit raised to %llu", (unsigned long long)want);
 }
 
+static uint16_t node_sockaddr_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	if (ss->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	return 0;
+}
+
+/* The TCP ports this node's own front-ends listen on (any address): never
+ * exposed to the mesh, so no peer can use them as a hop. */
+static size_t node_own_ports(const struct node *n, uint16_t *out, size_t max)
+{
+	size_t k = 0;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	for (size_t i = 0; i < n->n_socks && k < max; i++) {
+		sl = sizeof(ss);
+		px_socks_local_addr(n->socks[i], &ss, &sl);
+		out[k++] = node_sockaddr_port(&ss);
+	}
+	for (size_t i = 0; i < n->n_http && k < max; i++) {
+		sl = sizeof(ss);
+		px_http_local_addr(n->http[i], &ss, &sl);
+		out[k++] = node_sockaddr_port(&ss);
+	}
+	for (size_t i = 0; i < n->n_tunnels && k < max; i++) {
+		uint16_t p = px_tunnel_local_port(n->tunnels[i]);
+		if (p)
+			out[k++] = p;
+	}
+	return k;
+}
+
 /* The data plane: WireGuard, netstack, front-ends (and the map, MagicDNS
  * and expose when joined). */
 static int node_start_dataplane(struct node *n)
@@ -405,8 +439,11 @@ static int node_start_dataplane(struct node *n)
 	    node_start_frontends(n) != 0)
 		return -1;
 	n->dataplane = true;
-	if (n->ctl)
-		node_ctl_attach(n->ctl, n->wg, &n->env);
+	if (n->ctl) {
+		uint16_t own[3 * NODE_MAX_FRONTENDS];
+		size_t n_own = node_own_ports(n, own, sizeof(own) / sizeof(own[0]));
+		node_ctl_attach(n->ctl, n->wg, &n->env, own, n_own);
+	}
 	char self[64];
 	uint8_t pub[32];
 	crypto_scalarmult_base(pub, n->cfg.private_key);

@@ -123,6 +123,7 @@ static void np_update(struct wg_device *wg, const struct np_entry *old,
 	e->cand = old->cand;
 	e->cand_since_ms = old->cand_since_ms;
 	e->hs_sent_mark = old->hs_sent_mark;
+	e->exposed = old->exposed;
 	if (!e->in_wg || !wg)
 		return;
 	unsigned mask = 0;
@@ -348,6 +349,14 @@ bool node_peers_reverse(const struct node_peers *np, const struct ns_addr *addr,
 		return false;
 	snprintf(out, cap, "%s", name);
 	return true;
+}
+
+struct np_entry *node_peers_by_addr(struct node_peers *np, const struct ns_addr *addr)
+{
+	for (size_t i = 0; i < np->n; i++)
+		if (np_has_addr(np->e[i].p.addrs, np->e[i].p.n_addrs, addr))
+			return &np->e[i];
+	return NULL;
 }
 
 const struct np_entry *node_peers_by_key(const struct node_peers *np,

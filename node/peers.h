@@ -33,6 +33,7 @@ struct np_entry {
 	bool working;          /* a handshake completed on this candidate */
 	int64_t cand_since_ms; /* first handshake attempt on this candidate */
 	uint64_t hs_sent_mark; /* handshakes_sent when the candidate was set */
+	uint64_t exposed;      /* connections it made to our exposed ports */
 };
 
 struct node_peers {
@@ -77,6 +78,8 @@ size_t node_peers_resolve(const struct node_peers *np, const char *name,
 /* The name of the node owning addr (ours included); false if none. */
 bool node_peers_reverse(const struct node_peers *np, const struct ns_addr *addr,
                         char *out, size_t cap);
+/* The map peer that owns a mesh address (one of its addresses), or NULL. */
+struct np_entry *node_peers_by_addr(struct node_peers *np, const struct ns_addr *addr);
 const struct np_entry *node_peers_by_key(const struct node_peers *np,
                                          const uint8_t key[CTL_KEY_LEN]);
 

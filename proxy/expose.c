@@ -40,12 +40,34 @@ static bool expose_port(const char *s, size_t n, uint16_t *out)
 	return true;
 }
 
+/* Takes a ":pp2" off the end of s[0..*n); false if another ":..." is
+ * there. */
+static bool expose_options(const char *s, size_t *n, bool *pp2, const char **why)
+{
+	const char *colon = memchr(s, ':', *n);
+	*pp2 = false;
+	if (colon == NULL)
+		return true;
+	size_t rest = *n - (size_t)(colon - s) - 1;
+	if (rest != 3 || strncasecmp(colon + 1, "pp2", 3) != 0) {
+		*why = "the only option after ':' is pp2 (a PROXY v2 header)";
+		return false;
+	}
+	*pp2 = true;
+	*n = (size_t)(colon - s);
+	return true;
+}
+
 /* One comma-separated item (spaces around it trimmed by the caller). */
 static bool expose_item(const char *s, size_t n, struct expose_rule *r, const char **why)
 {
+	bool pp2;
+	memset(r, 0, sizeof(*r));
+	if (!expose_options(s, &n, &pp2, why))
+		return false;
+	r->pp2 = pp2;
 	const char *dash = memchr(s, '-', n), *eq = memchr(s, '=', n);
 
-	memset(r, 0, sizeof(*r));
 	if (dash != NULL && eq != NULL) {
 		*why = "a range maps to the same ports (no \"=\")";
 		return false;
@@ -89,8 +111,9 @@ bool expose_parse(const char *spec, struct expose_spec *out, char *err, size_t e
 	memset(out, 0, sizeof(*out));
 	if (spec == NULL)
 		spec = "";
-	if (strcmp(spec, "all") == 0) {
+	if (strcmp(spec, "all") == 0 || strcasecmp(spec, "all:pp2") == 0) {
 		out->all = true;
+		out->all_pp2 = spec[3] != 0;
 		return true;
 	}
 	if (strcmp(spec, "none") == 0)
@@ -108,7 +131,7 @@ bool expose_parse(const char *spec, struct expose_spec *out, char *err, size_t e
 			snprintf(err, errlen, "--expose \"%s\": empty item", spec);
 			return false;
 		}
-		if ((n == 3 && memcmp(p, "all", 3) == 0) ||
+		if ((n >= 3 && memcmp(p, "all", 3) == 0 && (n == 3 || p[3] == ':')) ||
 		    (n == 4 && memcmp(p, "none", 4) == 0)) {
 			snprintf(err, errlen,
 			         "--expose \"%s\": \"%.*s\" must stand alone", spec,
@@ -141,18 +164,31 @@ bool expose_parse(const char *spec, struct expose_spec *out, char *err, size_t e
 	}
 }
 
-uint16_t expose_lookup(const struct expose_spec *s, uint16_t port)
+uint16_t expose_lookup(const struct expose_spec *s, uint16_t port, bool *pp2)
 {
 	size_t i;
 
+	if (pp2)
+		*pp2 = false;
 	if (s == NULL || port == 0)
 		return 0;
-	if (s->all)
+	if (s->all) {
+		if (pp2)
+			*pp2 = s->all_pp2;
 		return port;
+	}
 	for (i = 0; i < s->n; i++)
-		if (port >= s->rules[i].lo && port <= s->rules[i].hi)
+		if (port >= s->rules[i].lo && port <= s->rules[i].hi) {
+			if (pp2)
+				*pp2 = s->rules[i].pp2;
 			return s->rules[i].target ? s->rules[i].target : port;
+		}
 	return 0;
+}
+
+bool expose_any(const struct expose_spec *s)
+{
+	return s && (s->all || s->n > 0);
 }
 
 void expose_describe(const struct expose_spec *s, char *buf, size_t len)
@@ -168,7 +204,7 @@ void expose_describe(const struct expose_spec *s, char *buf, size_t len)
 		return;
 	}
 	if (s->all) {
-		snprintf(buf, len, "all");
+		snprintf(buf, len, s->all_pp2 ? "all:pp2" : "all");
 		return;
 	}
 	for (i = 0; i < s->n && off < len; i++) {
@@ -185,6 +221,12 @@ void expose_describe(const struct expose_spec *s, char *buf, size_t len)
 		if (w < 0)
 			return;
 		off += (size_t)w;
+		if (r->pp2 && off < len) {
+			w = snprintf(buf + off, len - off, ":pp2");
+			if (w < 0)
+				return;
+			off += (size_t)w;
+		}
 	}
 }
 
@@ -193,14 +235,29 @@ void expose_describe(const struct expose_spec *s, char *buf, size_t len)
 struct px_expose {
 	struct px_front front;
 	struct expose_spec spec;
+	struct px_expose_opts opts;
 	bool installed;
 };
+
+/* The local port for a SYN to our port dport, 0 if it is not exposed or
+ * names one of the node's own listeners. */
+static uint16_t px_expose_target(const struct px_expose *x, uint16_t dport, bool *pp2)
+{
+	uint16_t target = expose_lookup(&x->spec, dport, pp2);
+	for (size_t i = 0; target && i < x->opts.n_never; i++)
+		if (x->opts.never[i] == target)
+			return 0;
+	return target;
+}
 
 static bool px_expose_filter(void *ctx, uint16_t dport)
 {
 	struct px_expose *x = ctx;
-
-	return expose_lookup(&x->spec, dport) != 0;
+	if (px_expose_target(x, dport, NULL))
+		return true;
+	if (expose_lookup(&x->spec, dport, NULL))
+		x->front.stats.err_denied++; /* exposed by the spec, but ours */
+	return false;
 }
 
 static void px_expose_on_accept(void *ctx, struct ns_tcp *c, const struct ns_addr *src,
@@ -209,10 +266,9 @@ static void px_expose_on_accept(void *ctx, struct ns_tcp *c, const struct ns_add
 	struct px_expose *x = ctx;
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	uint16_t target = expose_lookup(&x->spec, dport);
+	bool pp2 = false;
+	uint16_t target = px_expose_target(x, dport, &pp2);
 
-	(void)src;
-	(void)sport;
 	x->front.stats.accepted++;
 	if (target == 0) { /* the filter said yes a moment ago: cannot happen */
 		ns_tcp_abort(c);
@@ -224,13 +280,28 @@ static void px_expose_on_accept(void *ctx, struct ns_tcp *c, const struct ns_add
 		ns_tcp_abort(c);
 		return;
 	}
+	if (x->opts.on_conn)
+		x->opts.on_conn(x->opts.ctx, src, dport, target);
+	uint8_t hdr[PX_PROXYV2_MAX];
+	size_t hdr_len = 0;
+	if (pp2) {
+		struct ns_addr dst;
+		uint16_t lport = dport;
+		memset(&dst, 0, sizeof(dst));
+		ns_tcp_local(c, &dst, &lport);
+		if (dst.family != src->family)
+			dst.family = src->family;
+		hdr_len = px_proxyv2_header(hdr, sizeof(hdr), src, sport, &dst, lport);
+	}
 	sa.sin_port = htons(target);
-	px_local_dial(&x->front, c, (struct sockaddr *)&sa, sizeof(sa), NULL, 0,
+	px_local_dial(&x->front, c, (struct sockaddr *)&sa, sizeof(sa), hdr, hdr_len,
 	              "expose");
 }
 
 struct px_expose *px_expose_new(const struct px_env *env, const struct expose_spec *spec,
-                                const struct cfg_limits *limits, char *err, size_t errlen)
+                                const struct cfg_limits *limits,
+                                const struct px_expose_opts *opts, char *err,
+                                size_t errlen)
 {
 	struct px_expose *x = calloc(1, sizeof(*x));
 	int r;
@@ -243,7 +314,9 @@ struct px_expose *px_expose_new(const struct px_env *env, const struct expose_sp
 	}
 	if (spec != NULL)
 		x->spec = *spec;
-	if (!x->spec.all && x->spec.n == 0)
+	if (opts != NULL)
+		x->opts = *opts;
+	if (!expose_any(&x->spec))
 		return x; /* exposes nothing: no handler */
 	r = ns_tcp_listen_any(px_expose_filter, px_expose_on_accept, x);
 	if (r < 0) {
@@ -254,7 +327,6 @@ struct px_expose *px_expose_new(const struct px_env *env, const struct expose_sp
 	x->installed = true;
 	return x;
 }
-
 void px_expose_free(struct px_expose *x)
 {
 	if (x == NULL)

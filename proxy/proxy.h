@@ -160,6 +160,8 @@ void px_tunnel_free(struct px_tunnel *t);
 void px_tunnel_get_stats(const struct px_tunnel *t, struct px_stats *st);
 /* One line for status, e.g. "tcp-client 127.0.0.1:2222 -> 10.0.0.1:22". */
 void px_tunnel_describe(const struct px_tunnel *t, char *buf, size_t len);
+/* A client tunnel's local TCP port (0 for a server tunnel). */
+uint16_t px_tunnel_local_port(const struct px_tunnel *t);
 
 /* ---- UDP forwards (udp_tunnel.c) ---- */
 struct px_udp_tunnel;

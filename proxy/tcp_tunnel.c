@@ -214,6 +214,17 @@ void px_tunnel_get_stats(const struct px_tunnel *t, struct px_stats *st)
 	}
 }
 
+uint16_t px_tunnel_local_port(const struct px_tunnel *t)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (t->kind != PX_TUNNEL_CLIENT || !t->front.lst)
+		return 0;
+	px_listener_addr(t->front.lst, &ss, &sl);
+	return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+	                                      : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
 void px_tunnel_describe(const struct px_tunnel *t, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s", t->desc);

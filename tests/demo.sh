@@ -4,10 +4,11 @@
 # The main job (`make demo`): a real mesh on loopback, no root.
 #   mesh-control  a fresh SQLite store, serving the node protocol
 #   node "web"    joined with a token; a small web server on 127.0.0.1
-#                 is reachable on its mesh address (default expose)
+#                 is reachable on its mesh address (--expose PORT)
 #   node "laptop" joined with the same token; SOCKS5 and HTTP proxy on
 #                 127.0.0.1 for a browser or curl
-#   node "nas"    joined too, so the map has more than one peer
+#   node "nas"    joined too, exposing nothing (the default): the same
+#                 web server is not reachable through it
 # It prints each step, the peers of each node, fetches the page by name
 # (http://web:PORT/) through laptop's SOCKS5 and shows the bytes moved.
 # Then it stays up until Ctrl-C (or exits at once with --once, for tests).
@@ -193,7 +194,7 @@ start_node() { # NAME EXTRA-ARGS...
     NAMES+=("$name")
 }
 step "Join three nodes with the token (as user $USER_NAME; logs in $S/*.log)"
-start_node web
+start_node web --expose "$WEB_PORT"
 start_node laptop --socks5 "127.0.0.1:$SOCKS_PORT" --http-proxy "127.0.0.1:$HTTP_PORT"
 start_node nas
 for n in web laptop nas; do
@@ -229,6 +230,14 @@ PAGE2=$(curl -sS --max-time 10 --proxy "http://127.0.0.1:$HTTP_PORT" "$FQDN_URL"
     die "curl through laptop's HTTP proxy failed"
 [ "$PAGE2" = "$PAGE" ] || die "the page via the HTTP proxy differs"
 ok "the same page by its full name through the HTTP proxy"
+
+echo "\$ curl --socks5-hostname 127.0.0.1:$SOCKS_PORT http://nas:$WEB_PORT/"
+if curl -sS --max-time 10 --socks5-hostname "127.0.0.1:$SOCKS_PORT" "http://nas:$WEB_PORT/" \
+    >"$DIR/nas.out" 2>&1; then
+    die "nas exposes nothing, yet its host's 127.0.0.1:$WEB_PORT answered through the mesh"
+fi
+indent <"$DIR/nas.out"
+ok "nas exposes nothing (the default): the same local server is not reachable through it"
 
 step "Peers, paths and bytes moved, as each node sees them"
 for n in laptop web; do

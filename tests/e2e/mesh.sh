@@ -3,14 +3,21 @@
 #
 #   lan 198.18.60.0/24 (a bridge), one namespace per host:
 #   ctl      198.18.60.1   mesh-control serve on :7443
-#   alpha    198.18.60.11  mesh-proxy up; SOCKS5 127.0.0.1:1080;
+#   alpha    198.18.60.11  mesh-proxy up; SOCKS5 127.0.0.1:1080; --expose 8080;
 #                           UDP forward 127.0.0.1:5353 -> 100.100.100.100:53
-#   bravo    198.18.60.12  mesh-proxy up; SOCKS5 127.0.0.1:1080
-#   charlie  198.18.60.13  mesh-proxy up; SOCKS5 127.0.0.1:1080
-#   delta    198.18.60.14  joins later with a single-use token
-# Every host runs a web server on 127.0.0.1:8080 saying its name; nodes
-# expose local ports to the mesh by default, so http://NAME:8080/ through
-# any node's SOCKS5 reaches NAME's server.
+#   bravo    198.18.60.12  mesh-proxy up; SOCKS5 127.0.0.1:1080; --expose 8080
+#   charlie  198.18.60.13  mesh-proxy up; SOCKS5 127.0.0.1:1080; --expose all
+#   delta    198.18.60.14  joins later with a single-use token;
+#                           --expose 8080,9000:pp2 (a PROXY v2 reader on 9000)
+#   echo     198.18.60.15  later nodes (eph: no --expose at all)
+# Every host runs a web server on 127.0.0.1:8080 saying its name, and bravo
+# and charlie a "secret" one on 127.0.0.1:9999; http://NAME:8080/ through
+# any node's SOCKS5 reaches NAME's server because NAME exposes 8080.
+#
+# No node is an open exit (the review's C1): what a node does not expose is
+# unreachable, a node's own SOCKS5 is never exposed (not even with --expose
+# all), exposed connections are logged by peer name and counted, and Direct
+# never reaches the host's loopback or the metadata address.
 #
 # Checks: three nodes join by token and reach each other by name and by
 # full name; MagicDNS answers A, AAAA and NXDOMAIN at 100.100.100.100; a
@@ -67,6 +74,14 @@ done
 for h in alpha bravo charlie delta echo; do
     wait_listen "$h" 8080 10 || die "web server on $h did not start"
 done
+for h in bravo charlie; do
+    mkdir -p "$E2E_TMP/secret-$h"
+    echo "secret of $h" | write_file "$E2E_TMP/secret-$h/index.html"
+    chmod 0755 "$E2E_TMP/secret-$h"
+    bg_nobody "secret-$h" "$h" "$PY" "$E2E_DIR/httpd.py" 127.0.0.1 9999 "$E2E_TMP/secret-$h"
+    wait_listen "$h" 9999 10 || die "secret server on $h did not start"
+done
+bg_nobody pp2-delta delta "$PY" "$E2E_DIR/pp2_server.py" 127.0.0.1 9000
 
 step "mesh-control init and serve (as nobody)"
 check "init" mc init --listen "$CTL" --domain mesh.internal
@@ -82,12 +97,17 @@ check "the token is one mesh1 string" bash -c "[[ '$TOKEN' == mesh1* ]]"
 
 # start_node NAME [EXTRA...] : mesh-proxy up in namespace NAME, state in
 # $RUN/NAME, SOCKS5 on 127.0.0.1:1080 there; hostname NAME (or $HN, then
-# also the state directory's name).
+# also the state directory's name); --expose as EXPOSE_OF says (8080 if
+# unlisted; - for no --expose at all).
+declare -A EXPOSE_OF=([charlie]=all [delta]="8080,9000:pp2" [eph]=-)
 start_node() {
-    local n=$1
+    local n=$1 x
     shift
+    x=${EXPOSE_OF[${HN:-$n}]:-8080}
+    local xa=()
+    [ "$x" = - ] || xa=(--expose "$x")
     bg_nobody "$n" "$n" "$MESH_PROXY" up --state "$RUN/${HN:-$n}" --hostname "${HN:-$n}" \
-        --socks5 127.0.0.1:1080 --log-level debug "$@"
+        --socks5 127.0.0.1:1080 --log-level debug "${xa[@]}" "$@"
 }
 joined() { mp ip --state "$RUN/$1" >/dev/null 2>&1; }
 wait_joined() {
@@ -143,6 +163,33 @@ check "alpha -> http://charlie.mesh.internal:8080/ (full name)" fetch_is alpha c
 check "alpha -> http://${IP4[bravo]}:8080/ (address)" fetch_is alpha "${IP4[bravo]}" "i am bravo"
 check "alpha -> http://[${IP6[bravo]}]:8080/ (IPv6)" fetch_is alpha "[${IP6[bravo]}]" "i am bravo"
 
+step "no node is a hop: expose is explicit, own proxies never exposed, Direct never loopback"
+# fetch_port FROM HOST PORT : curl http://HOST:PORT/ through FROM's SOCKS5
+fetch_port() { nsx "$1" curl -sS --max-time 10 --socks5-hostname 127.0.0.1:1080 "http://$2:$3/"; }
+check "alpha -> bravo:9999 refused (bravo exposes 8080 only)" not fetch_port alpha bravo 9999
+check "alpha -> charlie:9999 reached (charlie: --expose all, explicit)" \
+    test "$(fetch_port alpha charlie 9999)" = "secret of charlie"
+check "alpha -> charlie:1080 refused: a node's own SOCKS5 is never exposed, even with all" \
+    not fetch_port alpha charlie 1080
+check "alpha -> http://bravo:1080/ refused (bravo's SOCKS5 is no hop)" not fetch_port alpha bravo 1080
+check "charlie warned at start that it exposes all" \
+    grep -q "expose: all: every mesh peer reaches every TCP port" "$E2E_LOGDIR/charlie.log"
+check "charlie logged alpha's exposed connection by name" \
+    grep -Eq "expose: alpha \(${IP4[alpha]//./\\.}\) -> 127\.0\.0\.1:9999" "$E2E_LOGDIR/charlie.log"
+exposed_from() { # NODE PEER : the count NODE's status gives PEER's exposed connections
+    mp status --json --state "$RUN/$1" | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["mesh"]["peers"]:
+    if p["name"] == sys.argv[1]: print(p["exposed_conns"])' "$2"
+}
+check "charlie counts alpha's exposed connections (>= 2)" test "$(exposed_from charlie alpha)" -ge 2
+check "Direct: alpha's SOCKS5 does not reach alpha's own 127.0.0.1:8080" \
+    not fetch_port alpha 127.0.0.1 8080
+check "Direct: nor the metadata address 169.254.169.254" not fetch_port alpha 169.254.169.254 80
+check "Direct: alpha's SOCKS5 reaches a LAN host (mesh-control's admin API says 401)" \
+    test "$(nsx alpha curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
+        --socks5-hostname 127.0.0.1:1080 http://198.18.60.1:7444/api/v1/nodes)" = 401
+
 step "MagicDNS at 100.100.100.100 (through alpha's UDP forward)"
 dig_short() { nsx alpha dig +short +time=2 +tries=2 -p 5353 @127.0.0.1 "$@"; }
 check "A bravo.mesh.internal" test "$(dig_short bravo.mesh.internal A)" = "${IP4[bravo]}"
@@ -188,6 +235,18 @@ fi
 check "bravo lists delta" wait_until 5 sees bravo delta
 check "alpha -> delta by name" fetch_eventually alpha delta "i am delta" 15
 check "delta -> charlie by name" fetch_eventually delta charlie "i am charlie" 15
+pp2_from_alpha() {
+    local got
+    got=$(nsx_nobody alpha timeout 20 $PY "$E2E_DIR/socks_cat.py" 1080 delta 9000 hello-pp2) || {
+        echo "$got"
+        return 1
+    }
+    echo "$got"
+    echo "$got" | head -n 1 | grep -qE "^PP2 PROXY src=${IP4[alpha]//./\\.}:[0-9]+ dst=${IP4_DELTA//./\\.}:9000\$" &&
+        [ "$(echo "$got" | sed -n 2p)" = hello-pp2 ]
+}
+check "delta's --expose 9000:pp2: the service reads alpha's mesh address in a PROXY v2 header" \
+    pp2_from_alpha
 
 step "the single-use token cannot join a second machine"
 bg_nobody echo-spent echo "$MESH_PROXY" up --state "$RUN/echo-spent" --hostname echo --join "$TOKEN1"
@@ -331,6 +390,9 @@ TOK_EPH=$(mc token --ephemeral) || die "token --ephemeral failed"
 HN=eph start_node echo --join "$TOK_EPH"
 check "eph joined" wait_joined eph
 check "alpha lists eph" wait_until 5 sees alpha eph
+check "eph was started without --expose: nothing exposed, alpha -> eph:8080 refused" \
+    not fetch_port alpha eph 8080
+check "eph's log says it exposes nothing" grep -q "expose: none" "$E2E_LOGDIR/echo.log"
 bg_stop echo
 check "eph dropped from alpha's map after it went offline" wait_until 15 not sees alpha eph
 if mc nodes list | grep -qw eph; then fail "eph still listed by mesh-control"; else pass "eph no longer listed by mesh-control"; fi
