@@ -81,6 +81,51 @@ static int nctl_prep_token(struct node_ctl_prep *p, const char *tok, char *err,
 	return 0;
 }
 
+/* One setting of `up`: the flag if given ("off" clears a proxy or the
+ * configuration file), else what prefs.json kept. A flag that changes a
+ * kept value is said at warn: the change sticks. */
+static const char *nctl_pref(const char *name, const char *flag, char *kept, size_t cap,
+                             bool clearable, bool *changed)
+{
+	if (!flag)
+		return kept[0] ? kept : NULL;
+	const char *want = clearable && strcmp(flag, "off") == 0 ? "" : flag;
+	if (strcmp(want, kept) != 0) {
+		if (kept[0])
+			log_warn(
+			    "setting --%s changes from %s to %s (kept for later runs)",
+			    name, kept, want[0] ? want : "off");
+		snprintf(kept, cap, "%s", want);
+		*changed = true;
+	}
+	return kept[0] ? kept : NULL;
+}
+
+/* The settings in effect: the flags given, the rest from prefs.json. */
+static void nctl_merge_prefs(struct node_ctl_prep *p)
+{
+	char err[256];
+	struct node_prefs *k = &p->prefs;
+	int r = node_state_load_prefs(p->a.state_dir, k, err, sizeof(err));
+	if (r != 0 && r != -ENOENT)
+		log_warn("%s; using the command line's settings only", err);
+	char abs[sizeof(k->config)];
+	const char *cfg = p->a.config_path;
+	if (cfg && strcmp(cfg, "off") != 0 && cfg[0] != '/' && realpath(cfg, abs))
+		cfg = abs; /* a later run may start elsewhere */
+	bool *ch = &p->prefs_changed;
+	p->a.socks5 =
+	    nctl_pref("socks5", p->a.socks5, k->socks5, sizeof(k->socks5), true, ch);
+	p->a.http_proxy = nctl_pref("http-proxy", p->a.http_proxy, k->http_proxy,
+	                            sizeof(k->http_proxy), true, ch);
+	p->a.expose =
+	    nctl_pref("expose", p->a.expose, k->expose, sizeof(k->expose), false, ch);
+	p->a.direct =
+	    nctl_pref("direct", p->a.direct, k->direct, sizeof(k->direct), false, ch);
+	p->a.config_path =
+	    nctl_pref("config", cfg, k->config, sizeof(k->config), true, ch);
+}
+
 struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
                                        size_t errlen, bool *usage)
 {
@@ -93,6 +138,7 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 	p->a = *a;
 	p->map.type = CTL_MSG_MAP_FULL;
 	const char *dir = a->state_dir;
+	nctl_merge_prefs(p);
 	if (a->hostname) {
 		if (!hostname_valid(a->hostname, strlen(a->hostname)) ||
 		    strlen(a->hostname) >= sizeof(p->hostname)) {
@@ -109,7 +155,7 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 		goto fail;
 	}
 	char xerr[160];
-	if (!expose_parse(a->expose ? a->expose : "none", &p->expose, xerr,
+	if (!expose_parse(p->a.expose ? p->a.expose : "none", &p->expose, xerr,
 	                  sizeof(xerr))) {
 		snprintf(err, errlen, "%s", xerr);
 		*usage = true;
@@ -141,6 +187,8 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 			goto fail;
 	}
 	if (node_state_keys(dir, &p->keys, NULL, err, errlen) != 0)
+		goto fail;
+	if (p->prefs_changed && node_state_save_prefs(dir, &p->prefs, err, errlen) != 0)
 		goto fail;
 	char serr[256];
 	int r = node_state_load_self(dir, &p->self, serr, sizeof(serr));

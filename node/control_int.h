@@ -20,7 +20,9 @@ struct node_ctl_prep {
 	bool have_self;
 	struct node_self self;
 	bool have_map;
-	struct ctl_msg map; /* netmap.json, MAP_FULL */
+	struct ctl_msg map;      /* netmap.json, MAP_FULL */
+	struct node_prefs prefs; /* the settings in effect (a.* point into it) */
+	bool prefs_changed;      /* to be saved in prefs.json */
 };
 
 struct node_ctl {

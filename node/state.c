@@ -313,6 +313,55 @@ static bool copy_str(char *dst, size_t cap, const char *s)
 	return true;
 }
 
+#define PREF_FIELDS(X)                                                                   \
+	X(socks5)                                                                        \
+	X(http_proxy)                                                                    \
+	X(expose)                                                                        \
+	X(direct)                                                                        \
+	X(config)
+
+int node_state_load_prefs(const char *dir, struct node_prefs *p, char *err, size_t errlen)
+{
+	static const char f[] = "prefs.json";
+	json_t *j;
+	memset(p, 0, sizeof(*p));
+	int r = json_load(dir, f, &j, err, errlen);
+	if (r != 0)
+		return r;
+		/* Each field is a string or absent; anything else is corruption. */
+#define LOAD(name)                                                                       \
+	{                                                                                \
+		json_t *v = json_object_get(j, #name);                                   \
+		if (v && (!json_is_string(v) ||                                          \
+		          !copy_str(p->name, sizeof(p->name), json_string_value(v)))) {  \
+			json_decref(j);                                                  \
+			return bad_field(dir, f, #name, err, errlen);                    \
+		}                                                                        \
+	}
+	PREF_FIELDS(LOAD)
+#undef LOAD
+	json_decref(j);
+	return 0;
+}
+
+int node_state_save_prefs(const char *dir, const struct node_prefs *p, char *err,
+                          size_t errlen)
+{
+	json_t *j = json_object();
+	if (!j) {
+		snprintf(err, errlen, "%s/prefs.json: out of memory", dir);
+		return -ENOMEM;
+	}
+#define SAVE(name)                                                                       \
+	if (p->name[0])                                                                  \
+		json_object_set_new(j, #name, json_string(p->name));
+	PREF_FIELDS(SAVE)
+#undef SAVE
+	int r = json_save(dir, "prefs.json", j, err, errlen);
+	json_decref(j);
+	return r;
+}
+
 int node_state_load_control(const char *dir, struct node_server *c, char *err,
                             size_t errlen)
 {

@@ -75,6 +75,21 @@ int node_state_save_control(const char *dir, const struct node_server *c, char *
 int node_state_bind_control(const char *dir, const struct node_server *want, char *err,
                             size_t errlen);
 
+/* The settings of `up` (prefs.json), kept so that a restart without flags
+ * resumes with the same proxies, expose and Direct. "" means not set. */
+struct node_prefs {
+	char socks5[128];     /* ADDR:PORT */
+	char http_proxy[128]; /* ADDR:PORT */
+	char expose[512];     /* an --expose spec */
+	char direct[16];      /* public, all, no */
+	char config[1024];    /* an extra configuration file */
+};
+/* prefs.json. load: 0, -ENOENT (none saved yet), -EINVAL. */
+int node_state_load_prefs(const char *dir, struct node_prefs *p, char *err,
+                          size_t errlen);
+int node_state_save_prefs(const char *dir, const struct node_prefs *p, char *err,
+                          size_t errlen);
+
 /* self.json. load: 0, -ENOENT, -EINVAL. */
 int node_state_load_self(const char *dir, struct node_self *s, char *err, size_t errlen);
 int node_state_save_self(const char *dir, const struct node_self *s, char *err,

@@ -190,6 +190,16 @@ check "Direct: alpha's SOCKS5 reaches a LAN host (mesh-control's admin API says 
     test "$(nsx alpha curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
         --socks5-hostname 127.0.0.1:1080 http://198.18.60.1:7444/api/v1/nodes)" = 401
 
+step "settings stick: bravo restarted without any flag keeps its SOCKS5 and expose"
+bg_term_status bravo 10
+bg_nobody bravo bravo "$MESH_PROXY" up --state "$RUN/bravo" --log-level debug
+check "bravo resumed" wait_joined bravo
+check "bravo's SOCKS5 is back on 127.0.0.1:1080 without --socks5" wait_listen bravo 1080 10
+check "alpha -> bravo:8080: still exposed without --expose" fetch_eventually alpha bravo "i am bravo" 15
+check "alpha -> bravo:9999: still not exposed" not fetch_port alpha bravo 9999
+check "bravo keeps its settings in prefs.json (mode 0600)" \
+    test "$(stat -c %a "$RUN/bravo/prefs.json")" = 600
+
 step "MagicDNS at 100.100.100.100 (through alpha's UDP forward)"
 dig_short() { nsx alpha dig +short +time=2 +tries=2 -p 5353 @127.0.0.1 "$@"; }
 check "A bravo.mesh.internal" test "$(dig_short bravo.mesh.internal A)" = "${IP4[bravo]}"

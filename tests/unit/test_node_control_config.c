@@ -6,7 +6,10 @@
  *  - a token of another mesh is refused, naming the mesh of the directory;
  *  - the configuration holds node.key, the registered addresses, the saved
  *    listen port, the --socks5 / --http-proxy front-ends and the --config
- *    file's peers; an [Interface] in that file is refused with its line. */
+ *    file's peers; an [Interface] in that file is refused with its line;
+ *  - settings stick: a later `up` without flags resumes with the kept
+ *    proxies, expose and Direct (prefs.json, mode 0600); a flag changes a
+ *    kept setting for good, "off" removes a proxy. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +26,7 @@
 
 #include "config/config.h"
 #include "node/control.h"
+#include "node/control_int.h" /* the expose spec in effect */
 
 static char root[256];
 
@@ -163,6 +167,92 @@ static void test_join_and_config(void **state)
 	assert_non_null(strstr(err, "[Interface]"));
 }
 
+static struct node_ctl_prep *prep_ok(struct node_ctl_args *a)
+{
+	char err[512];
+	bool usage;
+	struct node_ctl_prep *p = node_ctl_prepare(a, err, sizeof(err), &usage);
+	if (!p)
+		fail_msg("%s", err);
+	return p;
+}
+
+/* The front-ends and expose a prep gives. */
+static void effective(struct node_ctl_prep *p, size_t *n_socks, enum cfg_direct *direct,
+                      char *expose, size_t cap)
+{
+	char err[512];
+	struct node_self self = {.node_id = 3};
+	snprintf(self.name, sizeof(self.name), "web");
+	self.ipv4[0] = 100, self.ipv4[1] = 64, self.ipv4[3] = 3;
+	self.ipv6[0] = 0xfd, self.ipv6[15] = 3;
+	struct config cfg;
+	if (node_ctl_build_config(p, &self, &cfg, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	*n_socks = cfg.n_socks5;
+	*direct = cfg.n_socks5 ? cfg.socks5[0].direct : CFG_DIRECT_UNSET;
+	expose_describe(&p->expose, expose, cap);
+	config_free(&cfg);
+}
+
+static void test_settings_stick(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], path[400], x[64];
+	size_t n;
+	enum cfg_direct d;
+	snprintf(dir, sizeof(dir), "%s/s", root);
+	make_token(tok, sizeof(tok), 7, "k1");
+	struct node_ctl_args a = {.state_dir = dir,
+	                          .join_token = tok,
+	                          .socks5 = "127.0.0.1:1080",
+	                          .expose = "22,8080:pp2",
+	                          .direct = "public"};
+	struct node_ctl_prep *p = prep_ok(&a);
+	effective(p, &n, &d, x, sizeof(x));
+	assert_int_equal(n, 1);
+	assert_int_equal(d, CFG_DIRECT_PUBLIC);
+	assert_string_equal(x, "22,8080:pp2");
+	node_ctl_prep_free(p);
+	snprintf(path, sizeof(path), "%s/prefs.json", dir);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	/* A restart without flags: the same settings. */
+	struct node_ctl_args bare = {.state_dir = dir};
+	p = prep_ok(&bare);
+	effective(p, &n, &d, x, sizeof(x));
+	assert_int_equal(n, 1);
+	assert_int_equal(d, CFG_DIRECT_PUBLIC);
+	assert_string_equal(x, "22,8080:pp2");
+	node_ctl_prep_free(p);
+
+	/* Explicit flags change them for good; off removes the proxy. */
+	struct node_ctl_args change = {
+	    .state_dir = dir, .expose = "none", .socks5 = "off"};
+	p = prep_ok(&change);
+	effective(p, &n, &d, x, sizeof(x));
+	assert_int_equal(n, 0);
+	assert_string_equal(x, "none");
+	node_ctl_prep_free(p);
+	p = prep_ok(&bare);
+	effective(p, &n, &d, x, sizeof(x));
+	assert_int_equal(n, 0);
+	assert_string_equal(x, "none");
+	node_ctl_prep_free(p);
+
+	/* A corrupt prefs.json: a warning, and the flags alone. */
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"expose\": 7}", f);
+	fclose(f);
+	p = prep_ok(&bare);
+	effective(p, &n, &d, x, sizeof(x));
+	assert_string_equal(x, "none");
+	node_ctl_prep_free(p);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -170,6 +260,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_usage_errors),
 	    cmocka_unit_test(test_join_and_config),
+	    cmocka_unit_test(test_settings_stick),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
