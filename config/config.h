@@ -68,6 +68,8 @@ enum cfg_direct {
 	CFG_DIRECT_PUBLIC,    /* public addresses only */
 	CFG_DIRECT_ALL,       /* also private ranges (RFC 1918, 100.64/10, fc00::/7) */
 };
+/* True for 127.0.0.0/8 and ::1 (only this host can connect). */
+bool cfg_listen_is_loopback(const struct cfg_listen *l);
 /* "no", "public", "all" (for status and logs). */
 const char *cfg_direct_name(enum cfg_direct d);
 /* "no"/"off"/"false", "public", "all"/"yes"/"on"/"true"; false if none. */
@@ -78,6 +80,9 @@ struct cfg_socks5 {
 	char *username; /* NULL: no authentication */
 	char *password;
 	enum cfg_direct direct;
+	/* AllowOpen = yes: a BindAddress other hosts can reach may go without
+	 * Username/Password (refused otherwise: an open proxy into the host). */
+	bool allow_open;
 	struct cfg_limits limits;
 };
 
@@ -86,6 +91,7 @@ struct cfg_http {
 	char *username; /* NULL: no authentication */
 	char *password;
 	enum cfg_direct direct; /* as in cfg_socks5 */
+	bool allow_open;        /* as in cfg_socks5 */
 	struct cfg_limits limits;
 };
 

@@ -118,6 +118,7 @@ int cfg_v_handshake_timeout(struct cfg_parser *p, const char *key, const char *v
 int cfg_v_idle_timeout(struct cfg_parser *p, const char *key, const char *v);
 int cfg_v_buffer_size(struct cfg_parser *p, const char *key, const char *v);
 int cfg_v_direct(struct cfg_parser *p, const char *key, const char *v);
+int cfg_v_allow_open(struct cfg_parser *p, const char *key, const char *v);
 int cfg_v_proxy_protocol(struct cfg_parser *p, const char *key, const char *v);
 int cfg_v_max_flows(struct cfg_parser *p, const char *key, const char *v);
 

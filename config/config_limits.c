@@ -5,6 +5,8 @@
  * section, key, value and what was expected. */
 #include "config/config_int.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -145,6 +147,40 @@ int cfg_v_direct(struct cfg_parser *p, const char *key, const char *v)
 	else
 		c->http[c->n_http - 1].direct = d;
 	return 0;
+}
+
+int cfg_v_allow_open(struct cfg_parser *p, const char *key, const char *v)
+{
+	bool on;
+	if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 ||
+	    strcasecmp(v, "on") == 0)
+		on = true;
+	else if (strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0 ||
+	         strcasecmp(v, "off") == 0)
+		on = false;
+	else {
+		cfg_value_err(p, key, v, "is not yes or no");
+		return -1;
+	}
+	struct config *c = p->cfg;
+	if (p->sect == CFG_SECT_SOCKS5)
+		c->socks5[c->n_socks5 - 1].allow_open = on;
+	else
+		c->http[c->n_http - 1].allow_open = on;
+	return 0;
+}
+
+bool cfg_listen_is_loopback(const struct cfg_listen *l)
+{
+	if (l->addr.ss_family == AF_INET) {
+		const struct sockaddr_in *s = (const struct sockaddr_in *)&l->addr;
+		return (ntohl(s->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (l->addr.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&l->addr;
+		return IN6_IS_ADDR_LOOPBACK(&s->sin6_addr);
+	}
+	return false;
 }
 
 int cfg_v_proxy_protocol(struct cfg_parser *p, const char *key, const char *v)

@@ -566,6 +566,7 @@ static const struct cfg_keydef keys_proxy[] = {
     {"Username", cfg_v_credential, false},
     {"Password", cfg_v_credential, false},
     {"Direct", cfg_v_direct, false},
+    {"AllowOpen", cfg_v_allow_open, false},
     CFG_LIMIT_KEYS,
     {NULL, NULL, false},
 };
@@ -664,6 +665,23 @@ int cfg_section_check(struct cfg_parser *p)
 			return cfg_missing(p, "Password", " (Username is set)");
 		if (pw && !u)
 			return cfg_missing(p, "Username", " (Password is set)");
+		const struct cfg_listen *b = p->sect == CFG_SECT_SOCKS5
+		                                 ? &c->socks5[c->n_socks5 - 1].bind
+		                                 : &c->http[c->n_http - 1].bind;
+		bool open = p->sect == CFG_SECT_SOCKS5
+		                ? c->socks5[c->n_socks5 - 1].allow_open
+		                : c->http[c->n_http - 1].allow_open;
+		if (!u && !open && !cfg_listen_is_loopback(b)) {
+			cfg_errf(
+			    p,
+			    "[%s] BindAddress can be reached from other hosts and no "
+			    "Username/Password is set: anyone who reaches it could use "
+			    "this host (its LAN, the internet, the mesh); bind "
+			    "127.0.0.1, "
+			    "set Username and Password, or add AllowOpen = yes",
+			    cfg_sect_name(p->sect));
+			return -1;
+		}
 		break;
 	}
 	case CFG_SECT_TCP_CLIENT:

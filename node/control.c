@@ -667,6 +667,14 @@ static void nctl_on_expose(void *ctx, const struct ns_addr *src, uint16_t port,
 	         local_port, local_port != port ? " (mesh port differs)" : "");
 }
 
+enum cfg_direct node_ctl_direct(const struct node_ctl *m)
+{
+	enum cfg_direct d = CFG_DIRECT_ALL;
+	if (m->p->a.direct && !cfg_direct_parse(m->p->a.direct, &d))
+		d = CFG_DIRECT_NO; /* cannot happen: the command line was checked */
+	return d;
+}
+
 int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_env *env,
                     const uint16_t *own_ports, size_t n_own_ports)
 {
@@ -698,7 +706,14 @@ int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_en
 	struct px_expose_opts xo = {.on_conn = nctl_on_expose, .ctx = m};
 	for (size_t i = 0; i < n_own_ports && xo.n_never < EXPOSE_NEVER_MAX; i++)
 		xo.never[xo.n_never++] = own_ports[i];
-	m->expose = px_expose_new(env, &m->p->expose, NULL, &xo, err, sizeof(err));
+	if (n_own_ports > EXPOSE_NEVER_MAX) { /* cannot keep them all out: none */
+		snprintf(err, sizeof(err), "more than %d own listeners to keep out",
+		         EXPOSE_NEVER_MAX);
+		m->expose = NULL;
+	} else {
+		m->expose =
+		    px_expose_new(env, &m->p->expose, NULL, &xo, err, sizeof(err));
+	}
 	char desc[128];
 	expose_describe(&m->p->expose, desc, sizeof(desc));
 	if (!m->expose && expose_any(&m->p->expose))

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "netstack/ns.h"
 #include "node/state.h"
 #include "proxy/expose.h"
@@ -74,6 +75,8 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
                               struct node_ctl_prep *p, const struct config *cfg,
                               const struct node_ctl_hooks *hooks, char *err,
                               size_t errlen);
+/* Direct for front-ends that do not say (--direct; all when not given). */
+enum cfg_direct node_ctl_direct(const struct node_ctl *m);
 /* The data plane is up: apply the map to wg, start MagicDNS and expose
  * (never exposing own_ports, the node's own TCP listeners), report our
  * endpoints. */

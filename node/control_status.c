@@ -157,6 +157,7 @@ static json_t *nctl_json_services(const struct node_ctl *m, json_t *root)
 		fmt_json_set(ex, "refused", fmt_json_u64(ps.err_refused));
 		fmt_json_set(ex, "bytes_up", fmt_json_u64(ps.bytes_up));
 		fmt_json_set(ex, "bytes_down", fmt_json_u64(ps.bytes_down));
+		fmt_json_set(ex, "denied", fmt_json_u64(ps.err_denied));
 	}
 	fmt_json_set(root, "expose", ex);
 	if (dns) {

@@ -146,6 +146,62 @@ static void node_on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static uint16_t node_sockaddr_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	if (ss->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	return 0;
+}
+
+/* The TCP ports this node's own front-ends listen on (any address): never
+ * exposed to the mesh, so no peer can use them as a hop. */
+static size_t node_own_ports(const struct node *n, uint16_t *out, size_t max)
+{
+	size_t k = 0;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	for (size_t i = 0; i < n->n_socks && k < max; i++) {
+		sl = sizeof(ss);
+		px_socks_local_addr(n->socks[i], &ss, &sl);
+		out[k++] = node_sockaddr_port(&ss);
+	}
+	for (size_t i = 0; i < n->n_http && k < max; i++) {
+		sl = sizeof(ss);
+		px_http_local_addr(n->http[i], &ss, &sl);
+		out[k++] = node_sockaddr_port(&ss);
+	}
+	for (size_t i = 0; i < n->n_tunnels && k < max; i++) {
+		uint16_t p = px_tunnel_local_port(n->tunnels[i]);
+		if (p)
+			out[k++] = p;
+	}
+	return k;
+}
+
+/* True if a server tunnel's target is one of this node's own listeners on
+ * this host (loopback, unspecified or "localhost" at one of own ports). */
+static bool node_target_is_own(const char *host, uint16_t port, const uint16_t *own,
+                               size_t n_own)
+{
+	bool ours = false;
+	for (size_t i = 0; i < n_own; i++)
+		ours |= own[i] == port;
+	if (!ours)
+		return false;
+	uint8_t a[16];
+	if (strcasecmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, a) == 1)
+		return a[0] == 127 || (a[0] | a[1] | a[2] | a[3]) == 0;
+	if (inet_pton(AF_INET6, host, a) == 1) {
+		static const uint8_t any[16], lo[16] = {[15] = 1};
+		return memcmp(a, any, 16) == 0 || memcmp(a, lo, 16) == 0;
+	}
+	return false;
+}
+
 /* Adds a prefix of this mesh's own addresses to the front-ends' env. */
 static void node_own_prefix(struct px_env *env, int family, const uint8_t *addr,
                             uint8_t bits)
@@ -190,7 +246,7 @@ static int node_start_frontends(struct node *n)
 	 * never loopback, link-local, metadata or the mesh itself), and as
 	 * wireproxy with a configuration file alone (nothing leaves the
 	 * tunnel). */
-	enum cfg_direct mode_direct = n->ctl ? CFG_DIRECT_ALL : CFG_DIRECT_NO;
+	enum cfg_direct mode_direct = n->ctl ? node_ctl_direct(n->ctl) : CFG_DIRECT_NO;
 	for (size_t i = 0; i < c->n_socks5; i++)
 		if (c->socks5[i].direct == CFG_DIRECT_UNSET)
 			c->socks5[i].direct = mode_direct;
@@ -224,8 +280,20 @@ static int node_start_frontends(struct node *n)
 		}
 		n->tunnels[n->n_tunnels++] = t;
 	}
+	uint16_t own[3 * NODE_MAX_FRONTENDS];
+	size_t n_own = node_own_ports(n, own, sizeof(own) / sizeof(own[0]));
 	for (size_t i = 0;
 	     i < c->n_tcp_server_tunnels && n->n_tunnels < NODE_MAX_FRONTENDS; i++) {
+		const struct cfg_tcp_server_tunnel *st = &c->tcp_server_tunnels[i];
+		if (node_target_is_own(st->target_host, st->target_port, own, n_own)) {
+			log_error(
+			    "[TCPServerTunnel] ListenPort %u: Target %s:%u is this "
+			    "node's "
+			    "own proxy or tunnel: every mesh peer could use it as a hop "
+			    "into this host; point it at a service instead",
+			    st->listen_port, st->target_host, st->target_port);
+			return -1;
+		}
 		struct px_tunnel *t = px_tcp_server_tunnel_new(
 		    &n->env, &c->tcp_server_tunnels[i], err, sizeof(err));
 		if (!t) {
@@ -395,40 +463,6 @@ static void node_raise_fd_limit(void)
 	rl.rlim_cur = want;
 	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
 		log_debug("descriptor limit raised to %llu", (unsigned long long)want);
-}
-
-static uint16_t node_sockaddr_port(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
-	if (ss->ss_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-	return 0;
-}
-
-/* The TCP ports this node's own front-ends listen on (any address): never
- * exposed to the mesh, so no peer can use them as a hop. */
-static size_t node_own_ports(const struct node *n, uint16_t *out, size_t max)
-{
-	size_t k = 0;
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	for (size_t i = 0; i < n->n_socks && k < max; i++) {
-		sl = sizeof(ss);
-		px_socks_local_addr(n->socks[i], &ss, &sl);
-		out[k++] = node_sockaddr_port(&ss);
-	}
-	for (size_t i = 0; i < n->n_http && k < max; i++) {
-		sl = sizeof(ss);
-		px_http_local_addr(n->http[i], &ss, &sl);
-		out[k++] = node_sockaddr_port(&ss);
-	}
-	for (size_t i = 0; i < n->n_tunnels && k < max; i++) {
-		uint16_t p = px_tunnel_local_port(n->tunnels[i]);
-		if (p)
-			out[k++] = p;
-	}
-	return k;
 }
 
 /* The data plane: WireGuard, netstack, front-ends (and the map, MagicDNS

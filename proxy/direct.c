@@ -1,6 +1,7 @@
-/* Direct = yes: destinations that no mesh peer routes are connected from
- * the host (as Tailscale's userspace mode does), and the client socket is
- * relayed to the host socket here, without the netstack.
+/* Direct: destinations that no mesh peer routes, and that Direct's policy
+ * allows (direct_policy.c), are connected from the host (as Tailscale's
+ * userspace mode does), and the client socket is relayed to the host
+ * socket here, without the netstack.
  *
  * A relay has two directions (up: client -> host, down: host -> client).
  * Each reads its source only while nothing is waiting to be written: it

@@ -2,11 +2,15 @@
  * destination no mesh peer routes does so from this host, with this host's
  * rights: its loopback services, its cloud metadata endpoint and its LAN
  * answer as they would to a local program. So some destinations are never
- * allowed, whatever Direct says, and the private ranges only with
- * Direct = all. Embedded IPv4 (::ffff:a.b.c.d, ::a.b.c.d, 64:ff9b::a.b.c.d)
- * is judged as the IPv4 address it reaches. */
+ * allowed, whatever Direct says (this host's own addresses included: a
+ * connection to its LAN address reaches whatever listens on 0.0.0.0), and
+ * the private ranges only with Direct = all. Embedded IPv4 (::ffff:a.b.c.d,
+ * ::ffff:0:a.b.c.d, ::a.b.c.d, 64:ff9b::/96, 64:ff9b:1::/48, 2002::/16) is
+ * judged as the IPv4 address it reaches. */
 #include "proxy/internal.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -22,6 +26,7 @@ static const struct range never4[] = {
     {{127, 0, 0, 0}, 8, "loopback"},
     {{169, 254, 169, 254}, 32, "the cloud metadata service"},
     {{100, 100, 100, 200}, 32, "the cloud metadata service"},
+    {{168, 63, 129, 16}, 32, "the cloud metadata service"}, /* Azure WireServer */
     {{169, 254, 0, 0}, 16, "link-local"},
     {{224, 0, 0, 0}, 4, "multicast"},
     {{240, 0, 0, 0}, 4, "a reserved or broadcast address"},
@@ -45,8 +50,9 @@ static const struct range never6[] = {
     {{0xff}, 8, "multicast"},
 };
 static const struct range private6[] = {
-    {{0xfc}, 7, NULL},        /* unique local */
-    {{0xfe, 0xc0}, 10, NULL}, /* site-local (deprecated) */
+    {{0xfc}, 7, NULL},              /* unique local */
+    {{0xfe, 0xc0}, 10, NULL},       /* site-local (deprecated) */
+    {{0x20, 0x01, 0, 0}, 32, NULL}, /* Teredo: a tunnel to who knows where */
 };
 
 static bool in_prefix(const uint8_t *a, const uint8_t *p, unsigned bits)
@@ -69,17 +75,54 @@ static const char *match(const uint8_t *a, const struct range *r, size_t n)
 }
 
 /* The IPv4 address an IPv6 address carries, if it is one of the forms a
- * host or a NAT64 gateway turns into IPv4. */
+ * host, a translator (SIIT, NAT64, also the local-use 64:ff9b:1::/48) or a
+ * 6to4 relay turns into IPv4. */
 static bool embedded_v4(const uint8_t *a, uint8_t out[4])
 {
 	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const uint8_t siit[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
 	static const uint8_t compat[12] = {0};
 	static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
-	if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 ||
+	static const uint8_t nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 1};
+	if (memcmp(a, mapped, 12) == 0 || memcmp(a, siit, 12) == 0 ||
+	    memcmp(a, nat64, 12) == 0 || memcmp(a, nat64_local, 6) == 0 ||
 	    (memcmp(a, compat, 12) == 0 && (a[12] | a[13]) != 0)) {
 		memcpy(out, a + 12, 4);
 		return true;
 	}
+	if (a[0] == 0x20 && a[1] == 0x02) { /* 6to4: 2002:AABB:CCDD::/48 */
+		memcpy(out, a + 2, 4);
+		return true;
+	}
+	return false;
+}
+
+bool px_host_address(const struct ns_addr *a)
+{
+	struct ifaddrs *ifa = NULL;
+	bool found = false;
+	if (getifaddrs(&ifa) != 0)
+		return false;
+	for (struct ifaddrs *i = ifa; i && !found; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != a->family)
+			continue;
+		if (a->family == AF_INET)
+			found = memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr,
+			               a->addr, 4) == 0;
+		else
+			found = memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
+			               a->addr, 16) == 0;
+	}
+	freeifaddrs(ifa);
+	return found;
+}
+
+bool px_in_own_prefixes(const struct ns_addr *a, const struct px_env *env)
+{
+	for (size_t i = 0; i < env->n_own; i++)
+		if (env->own[i].family == a->family &&
+		    in_prefix(a->addr, env->own[i].addr, env->own[i].bits))
+			return true;
 	return false;
 }
 
@@ -112,6 +155,8 @@ const char *px_direct_refusal(enum cfg_direct d, const struct ns_addr *a,
 		if ((why = match(a->addr, never6, sizeof(never6) / sizeof(never6[0]))) ||
 		    (why = own_range(AF_INET6, a->addr, own, n_own)))
 			return why;
+		if (px_host_address(a))
+			return "this host's own address";
 		if (d == CFG_DIRECT_PUBLIC)
 			return match(a->addr, private6,
 			             sizeof(private6) / sizeof(private6[0]));
@@ -124,6 +169,8 @@ const char *px_direct_refusal(enum cfg_direct d, const struct ns_addr *a,
 	if ((why = match(a->addr, never4, sizeof(never4) / sizeof(never4[0]))) ||
 	    (why = own_range(AF_INET, a->addr, own, n_own)))
 		return why;
+	if (px_host_address(a))
+		return "this host's own address";
 	if (d == CFG_DIRECT_PUBLIC)
 		return match(a->addr, private4, sizeof(private4) / sizeof(private4[0]));
 	return NULL;

@@ -57,7 +57,7 @@ void expose_describe(const struct expose_spec *s, char *buf, size_t len);
 typedef void (*px_expose_conn_fn)(void *ctx, const struct ns_addr *src, uint16_t port,
                                   uint16_t local_port);
 
-#define EXPOSE_NEVER_MAX 64
+#define EXPOSE_NEVER_MAX 256
 struct px_expose_opts {
 	/* Local ports never exposed: the node's own TCP listeners. */
 	uint16_t never[EXPOSE_NEVER_MAX];

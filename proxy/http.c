@@ -15,9 +15,10 @@
  * response, and so does the client's connection. https:// gets 400
  * (clients use CONNECT for it).
  *
- * Destinations outside the mesh are connected from the host when Direct =
- * yes (the default), with the same answers: 502 refused or unreachable,
- * 504 no answer in time; with Direct = no they get 502. */
+ * Destinations outside the mesh are connected from the host when Direct
+ * allows it, with the same answers: 502 refused or unreachable, 504 no
+ * answer in time; 403 where Direct's policy refuses; with Direct = no
+ * they get 502. */
 #include "proxy/internal.h"
 
 #include "config/config.h"

@@ -139,7 +139,7 @@ struct px_sess {
 	int dns_sync_result;
 	struct evutil_addrinfo *dns_sync_ai;
 	struct ns_tcp *conn;
-	/* Direct = yes: a non-blocking connect from the host in progress
+	/* Direct: a non-blocking connect from the host in progress
 	 * (direct_fd >= 0, direct_ev waits for it), then the relay's host
 	 * side. -1 when unused. */
 	int direct_fd;
@@ -178,6 +178,11 @@ void px_front_stats(const struct px_front *f, struct px_stats *st);
  * CFG_DIRECT_PUBLIC also the private ranges. CFG_DIRECT_NO: never. */
 const char *px_direct_refusal(enum cfg_direct d, const struct ns_addr *a,
                               const struct px_env *env);
+
+/* True if a is in the mesh's own prefixes (env->own). */
+bool px_in_own_prefixes(const struct ns_addr *a, const struct px_env *env);
+/* True if a is one of this host's interface addresses (getifaddrs). */
+bool px_host_address(const struct ns_addr *a);
 
 /* ---- direct relays (direct.c): client socket <-> host socket ---- */
 

@@ -13,8 +13,10 @@
  * Where a connection goes: a name is looked up among the mesh names first
  * (env.resolve_mesh), then with evdns. The first address a mesh peer
  * routes is dialled through the netstack; if none is routed and the
- * front-end has Direct = yes, the first address is connected from the host
- * and relayed by direct.c; otherwise the answer is "no route".
+ * front-end's Direct allows it, the first address the policy allows
+ * (direct_policy.c) is connected from the host and relayed by direct.c;
+ * none allowed is "not allowed", Direct = no is "no route". A name from
+ * DNS never leads into the mesh's own prefixes.
  *
  * MaxConnections counts sessions (handshake, resolution, dial, reply),
  * established splices (f->acct->active) and direct relays. At the limit a
@@ -269,7 +271,7 @@ static void px_sess_free_mem(struct px_sess *s)
 	slab_free(px_sess_slab(s->ops), s);
 }
 
-/* Drops a host connect in progress (Direct = yes). */
+/* Drops a host connect in progress (Direct). */
 static void px_sess_drop_direct(struct px_sess *s)
 {
 	px_ev_drop(&s->direct_ev);
@@ -576,6 +578,21 @@ static bool px_route_ok(const struct px_front *f, const struct ns_addr *a)
 	return !f->env.route_ok || f->env.route_ok(f->env.route_ctx, a);
 }
 
+/* Same address (ports aside)? */
+static bool px_same_host_addr(const struct sockaddr_storage *a,
+                              const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		              &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+	return false;
+}
+
 /* The host connect finished (or failed). */
 static void px_sess_on_direct(evutil_socket_t fd, short what, void *arg)
 {
@@ -588,6 +605,19 @@ static void px_sess_on_direct(evutil_socket_t fd, short what, void *arg)
 		px_sess_result(s, px_err_from_host_errno(e));
 		return;
 	}
+	/* A backstop for the policy: a connection that ended on this host
+	 * itself (an address that became ours meanwhile) is not kept. */
+	struct sockaddr_storage me, peer;
+	socklen_t ml = sizeof(me), pl = sizeof(peer);
+	if (!s->front->env.direct_loopback_for_tests &&
+	    getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
+	    getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 &&
+	    px_same_host_addr(&me, &peer)) {
+		log_info("%s: refused: the connection ended on this host",
+		         s->front->kind);
+		px_sess_result(s, PX_E_DENIED);
+		return;
+	}
 	px_ev_drop(&s->direct_ev);
 	s->state = PX_S_REPLY_OK;
 	px_sess_arm(s, px_handshake_ms(s->front));
@@ -596,7 +626,7 @@ static void px_sess_on_direct(evutil_socket_t fd, short what, void *arg)
 	px_sess_check(s);
 }
 
-/* Direct = yes: connect from the host; the connect timer bounds it. */
+/* Direct: connect from the host; the connect timer bounds it. */
 static void px_sess_direct(struct px_sess *s, const struct ns_addr *a)
 {
 	int fd = px_direct_connect(a, s->target.port);
@@ -687,7 +717,21 @@ static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrin
 	}
 	if (ai)
 		evutil_freeaddrinfo(ai);
-	px_sess_pick(s, a, n, true);
+	/* A name from DNS never leads into the mesh's own ranges: only mesh
+	 * names and addresses do. Otherwise a web page could rebind its name
+	 * to a peer's address and read the peer's services as this node. */
+	size_t kept = 0, n_dns = n;
+	for (size_t i = 0; i < n; i++)
+		if (!px_in_own_prefixes(&a[i], &s->front->env))
+			a[kept++] = a[i];
+	if (n_dns > 0 && kept == 0) {
+		log_info("%s: %s: refused: DNS answers with the mesh's own addresses "
+		         "(only mesh names reach peers)",
+		         s->front->kind, s->target.host);
+		px_sess_result(s, PX_E_DENIED);
+		return;
+	}
+	px_sess_pick(s, a, kept, true);
 }
 
 static void px_sess_on_dns(int result, struct evutil_addrinfo *ai, void *arg)

@@ -4,6 +4,7 @@
  * takes the connection over); BIND gets 0x07. The request may arrive byte
  * by byte or all at once with data behind it (which goes to the
  * destination first). Reply codes:
+ *   not allowed (Direct's policy) 0x02,
  *   no route (no mesh peer and Direct = no) 0x03, name not resolved / host
  *   unreachable 0x04, refused 0x05, timed out 0x06, unknown command 0x07,
  *   unknown address type 0x08, anything else 0x01.

@@ -14,8 +14,9 @@
  *    destinations nobody routes, and send failures are dropped and counted
  *    (dgram_drops).
  *  - A destination a mesh peer routes (env.route_ok) is sent through one
- *    ns_udp of the association (an ephemeral mesh port). Otherwise, with
- *    Direct = yes, from a host UDP socket (one per family). Answers from
+ *    ns_udp of the association (an ephemeral mesh port). Otherwise, where
+ *    Direct's policy allows it, from a host UDP socket (one per family);
+ *    refused datagrams are dropped and counted (denied). Answers from
  *    either are relayed to the client from whoever sent them
  *    (endpoint-independent, like a full-cone NAT).
  *  - Names: env.resolve_mesh first, then a small per-association cache,
@@ -342,17 +343,19 @@ static void px_udp_send(struct px_udp_assoc *a, const struct ns_addr *dst, uint1
 	a->f->stats.bytes_up += len;
 }
 
-/* Of n addresses, the first a mesh peer routes, else the first Direct may
- * send to from the host (the same rule as CONNECT's). */
+/* Of n addresses, the first a mesh peer routes, else (may_direct: not a
+ * mesh name) the first Direct may send to from the host (the same rules as
+ * CONNECT's: a name from DNS never leads into the mesh's own ranges). */
 static bool px_udp_pick(const struct px_udp_assoc *a, const struct ns_addr *in, size_t n,
-                        struct ns_addr *out)
+                        struct ns_addr *out, bool from_dns)
 {
 	for (size_t i = 0; i < n; i++)
-		if (px_udp_routed(a->f, &in[i])) {
+		if (px_udp_routed(a->f, &in[i]) &&
+		    !(from_dns && px_in_own_prefixes(&in[i], &a->f->env))) {
 			*out = in[i];
 			return true;
 		}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; from_dns && i < n; i++)
 		if (!px_direct_refusal(a->f->direct, &in[i], &a->f->env)) {
 			*out = in[i];
 			return true;
@@ -408,7 +411,7 @@ static void px_udp_resolved(struct px_udp_assoc *a, struct px_udp_lookup *lk)
 			found[n++] = x;
 	}
 	struct ns_addr pick = {0};
-	bool ok = px_udp_pick(a, found, n, &pick);
+	bool ok = px_udp_pick(a, found, n, &pick, true);
 	if (!ok)
 		log_debug("socks5 udp: %s: %s", lk->name,
 		          n ? "no mesh route" : "did not resolve");
@@ -543,7 +546,7 @@ static void px_udp_from_client(struct px_udp_assoc *a, const uint8_t *p, size_t 
 	if (nm > 8)
 		nm = 8;
 	if (nm) {
-		if (px_udp_pick(a, mesh, nm, &pick))
+		if (px_udp_pick(a, mesh, nm, &pick, false))
 			px_udp_send(a, &pick, t.port, data, len);
 		else
 			px_udp_drop(a);

@@ -6,7 +6,8 @@
 #   alpha    198.18.60.11  mesh-proxy up; SOCKS5 127.0.0.1:1080; --expose 8080;
 #                           UDP forward 127.0.0.1:5353 -> 100.100.100.100:53
 #   bravo    198.18.60.12  mesh-proxy up; SOCKS5 127.0.0.1:1080; --expose 8080
-#   charlie  198.18.60.13  mesh-proxy up; SOCKS5 127.0.0.1:1080; --expose all
+#   charlie  198.18.60.13  mesh-proxy up; SOCKS5 127.0.0.1:1080, HTTP proxy
+#                           127.0.0.1:3128; --expose all
 #   delta    198.18.60.14  joins later with a single-use token;
 #                           --expose 8080,9000:pp2 (a PROXY v2 reader on 9000)
 #   echo     198.18.60.15  later nodes (eph: no --expose at all)
@@ -133,7 +134,7 @@ EOF
 step "alpha, bravo and charlie join with the token"
 start_node alpha --join "$TOKEN" --config "$E2E_TMP/alpha-extra.conf"
 start_node bravo --join "$TOKEN"
-start_node charlie --join "$TOKEN"
+start_node charlie --join "$TOKEN" --http-proxy 127.0.0.1:3128
 for n in "${NODES[@]}"; do
     check "$n joined" wait_joined "$n" || die "$n did not join"
 done
@@ -169,9 +170,15 @@ fetch_port() { nsx "$1" curl -sS --max-time 10 --socks5-hostname 127.0.0.1:1080 
 check "alpha -> bravo:9999 refused (bravo exposes 8080 only)" not fetch_port alpha bravo 9999
 check "alpha -> charlie:9999 reached (charlie: --expose all, explicit)" \
     test "$(fetch_port alpha charlie 9999)" = "secret of charlie"
-check "alpha -> charlie:1080 refused: a node's own SOCKS5 is never exposed, even with all" \
-    not fetch_port alpha charlie 1080
-check "alpha -> http://bravo:1080/ refused (bravo's SOCKS5 is no hop)" not fetch_port alpha bravo 1080
+# socks_code FROM HOST PORT WANT : FROM's SOCKS5 answers CONNECT HOST:PORT with WANT
+# (0 would mean a connection was made; 5 is "refused" from the far node)
+socks_code() { nsx_nobody "$1" timeout 60 $PY "$E2E_DIR/hostile.py" socks-code 1080 "$2" "$3" "$4" 20; }
+check "alpha -> charlie:1080 refused (05): a node's own SOCKS5 is never exposed, even with all" \
+    socks_code alpha charlie 1080 5
+check "alpha -> charlie:3128 refused (05): nor its HTTP proxy" socks_code alpha charlie 3128 5
+check "charlie counted the refusals as denied" \
+    test "$(mp status --json --state "$RUN/charlie" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mesh"]["expose"]["denied"])')" -ge 2
+check "alpha -> bravo:1080 refused (05): bravo's SOCKS5 is no hop" socks_code alpha bravo 1080 5
 check "charlie warned at start that it exposes all" \
     grep -q "expose: all: every mesh peer reaches every TCP port" "$E2E_LOGDIR/charlie.log"
 check "charlie logged alpha's exposed connection by name" \
@@ -183,9 +190,11 @@ for p in json.load(sys.stdin)["mesh"]["peers"]:
     if p["name"] == sys.argv[1]: print(p["exposed_conns"])' "$2"
 }
 check "charlie counts alpha's exposed connections (>= 2)" test "$(exposed_from charlie alpha)" -ge 2
-check "Direct: alpha's SOCKS5 does not reach alpha's own 127.0.0.1:8080" \
-    not fetch_port alpha 127.0.0.1 8080
-check "Direct: nor the metadata address 169.254.169.254" not fetch_port alpha 169.254.169.254 80
+check "Direct: alpha's SOCKS5 refuses alpha's own 127.0.0.1:8080 (02, not allowed)" \
+    socks_code alpha 127.0.0.1 8080 2
+check "Direct: and alpha's own LAN address 198.18.60.11:8080 (02)" \
+    socks_code alpha 198.18.60.11 8080 2
+check "Direct: and the metadata address 169.254.169.254 (02)" socks_code alpha 169.254.169.254 80 2
 check "Direct: alpha's SOCKS5 reaches a LAN host (mesh-control's admin API says 401)" \
     test "$(nsx alpha curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
         --socks5-hostname 127.0.0.1:1080 http://198.18.60.1:7444/api/v1/nodes)" = 401

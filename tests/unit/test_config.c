@@ -152,7 +152,8 @@ static void test_defaults_and_case(void **st)
 	struct config c;
 	ok("[interface]\nprivatekey=" PRIV
 	   "\nADDRESS = 10.0.0.2\n[PEER]\npublickey = " PUB2
-	   "\n[SOCKS5]\nbindaddress = :1080\n[HTTP]\nBindAddress=127.0.0.1:0\n",
+	   "\n[SOCKS5]\nbindaddress = :1080\nallowopen = "
+	   "yes\n[HTTP]\nBindAddress=127.0.0.1:0\n",
 	   &c);
 	assert_int_equal(c.mtu, 1420);
 	assert_int_equal(c.listen_port, 0);

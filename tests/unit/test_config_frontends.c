@@ -188,6 +188,22 @@ static void test_direct(void **st)
 	expect_err(IFACE "[http]\nBindAddress = 127.0.0.1:1\nDirect = 1\n",
 	           "t.ini:6: [http] Direct: \"1\" is not public, all or no");
 	/* Direct belongs to the proxies only. */
+	/* A proxy other hosts can reach needs a login or an explicit AllowOpen. */
+	expect_err(IFACE "[Socks5]\nBindAddress = 0.0.0.0:1080\n",
+	           "t.ini:5: [Socks5] BindAddress can be reached from other hosts and no "
+	           "Username/Password is set");
+	expect_err(IFACE "[http]\nBindAddress = [::]:3128\n",
+	           "t.ini:5: [http] BindAddress can be reached from other hosts");
+	expect_err(IFACE "[http]\nBindAddress = 198.18.0.1:3128\nAllowOpen = no\n",
+	           "t.ini:6: [http] BindAddress can be reached from other hosts");
+	struct config c;
+	ok(IFACE
+	   "[Socks5]\nBindAddress = 0.0.0.0:1080\nAllowOpen = yes\n"
+	   "[http]\nBindAddress = [::]:3128\nUsername = u\nPassword = p\n"
+	   "[Socks5]\nBindAddress = [::1]:1081\n[Socks5]\nBindAddress = 127.1.2.3:1082\n",
+	   &c);
+	assert_true(c.socks5[0].allow_open);
+	config_free(&c);
 	expect_err(IFACE "[TCPClientTunnel]\nBindAddress = 127.0.0.1:1\nTarget = "
 	                 "10.0.0.1:1\nDirect = yes\n",
 	           "t.ini:7: [TCPClientTunnel] unknown key Direct");

@@ -11,6 +11,8 @@
 
 #include <arpa/inet.h>
 #include <cmocka.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 
 #include "proxy/internal.h"
 
@@ -118,6 +120,34 @@ static void test_own_prefixes(void **st)
 	env.n_own = 0;
 }
 
+/* This host's own addresses reach what listens on 0.0.0.0: refused like
+ * loopback (each non-loopback interface address of the test machine). */
+static void test_host_addresses(void **st)
+{
+	(void)st;
+	struct ifaddrs *ifa = NULL, *i;
+	assert_int_equal(getifaddrs(&ifa), 0);
+	int seen = 0;
+	for (i = ifa; i; i = i->ifa_next) {
+		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
+		                     i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		struct ns_addr a = {.family = i->ifa_addr->sa_family};
+		if (a.family == AF_INET)
+			memcpy(a.addr, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
+		else
+			memcpy(a.addr, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
+			       16);
+		const char *w = px_direct_refusal(CFG_DIRECT_ALL, &a, &env);
+		assert_non_null(w); /* loopback, link-local, or this host's own */
+		if (strcmp(w, "this host's own address") == 0)
+			seen++;
+	}
+	freeifaddrs(ifa);
+	if (seen == 0)
+		print_message("note: no global interface address here to try\n");
+}
+
 /* The unit tests' leave covers 127/8 only: metadata stays refused. */
 static void test_loopback_leave_is_narrow(void **st)
 {
@@ -137,6 +167,7 @@ int main(void)
 	    cmocka_unit_test(test_private_only_with_all),
 	    cmocka_unit_test(test_own_prefixes),
 	    cmocka_unit_test(test_loopback_leave_is_narrow),
+	    cmocka_unit_test(test_host_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -298,6 +298,24 @@ static void test_expose_never_own_ports_and_pp2(void **state)
 	peer_free(&pr);
 	cap_clear();
 
+	/* A rule that maps another mesh port onto our listener: refused too. */
+	px_expose_free(x);
+	char spec[64];
+	snprintf(spec, sizeof(spec), "7777=%u,%u:pp2", own_port, svc_port);
+	assert_true(expose_parse(spec, &sp, err, sizeof(err)));
+	x = px_expose_new(&env, &sp, NULL, &opts, err, sizeof(err));
+	assert_non_null(x);
+	peer_init(&pr, AF_INET, 7777);
+	peer_send(&pr, F_SYN, NULL, 0);
+	peer_poll(&pr, false);
+	assert_true(pr.got_rst);
+	assert_false(pr.synack);
+	px_expose_get_stats(x, &st);
+	assert_int_equal(st.err_denied, 1);
+	assert_int_equal(poll(&p, 1, 0), 0);
+	peer_free(&pr);
+	cap_clear();
+
 	/* The service: a PROXY v2 header, then the bytes. */
 	mesh_connect(&pr, AF_INET, svc_port);
 	for (int i = 0; i < 100; i++)

@@ -346,6 +346,37 @@ static void test_udp_auth_pipelined_direct_off(void **state)
 	close(echo);
 }
 
+/* Direct's policy on the UDP path: without the unit tests' loopback leave,
+ * a datagram to 127.0.0.1 (a listening socket) or to the metadata address
+ * is dropped and counted as denied; a mesh destination still goes. */
+static void test_udp_policy_refuses(void **state)
+{
+	env.direct_loopback_for_tests = false;
+	struct px_socks *s = socks_new(true, NULL, NULL);
+	const uint8_t any[4] = {0};
+	int ctl;
+	uint16_t relay = associate(s, &ctl, any, 0);
+	int c = host_udp(NULL);
+	uint16_t echo_port, mport;
+	int echo = host_udp(&echo_port);
+	udp_to(c, relay, "127.0.0.1", echo_port, "loop");
+	udp_to(c, relay, "169.254.169.254", 80, "meta");
+	char b[16];
+	assert_int_equal(host_recv(echo, b, sizeof(b), NULL, 100), -1);
+	udp_to(c, relay, PEER4, 9, "mesh");
+	expect_mesh(AF_INET, PEER4, 9, "mesh", &mport);
+	struct px_stats st;
+	px_socks_get_stats(s, &st);
+	assert_int_equal(st.err_denied, 2);
+	assert_int_equal(st.dgram_drops, 2);
+	assert_int_equal(st.dgrams_up, 1);
+	px_socks_free(s);
+	close(ctl);
+	close(c);
+	close(echo);
+	env.direct_loopback_for_tests = true;
+}
+
 /* Names through evdns: the hosts file, the DNS server (datagrams wait for
  * the answer), a name that does not exist; the cache answers repeats. */
 static void test_udp_names(void **state)
@@ -540,6 +571,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_udp_mesh_and_direct, usetup, uteardown),
+	    cmocka_unit_test_setup_teardown(test_udp_policy_refuses, usetup, uteardown),
 	    cmocka_unit_test_setup_teardown(test_udp_auth_pipelined_direct_off, usetup,
 	                                    uteardown),
 	    cmocka_unit_test_setup_teardown(test_udp_names, usetup, uteardown),
