@@ -151,7 +151,23 @@
  * default MSL is 60 s), one pcb (~250 bytes) each and uncapped with heap
  * pools: 30 s gives Linux's 60 s TIME_WAIT. */
 #define TCP_MSL             30000UL
-#define TCP_MAXRTX          12
+/* Retransmissions before a connection is given up. lwIP's RTO backoff
+ * stops at 2^7 times the smoothed RTO, which with the 10 ms tick is ~7.7 s
+ * on a LAN path; lwIP's 12 would give up after ~54 s, so a one-minute
+ * WireGuard outage killed every proxied connection. 120 gives ~15 minutes,
+ * as Linux (tcp_retries2 = 15) does; zero-window probes, which count
+ * against the same limit, then last ~4.5 minutes unanswered
+ * (tests/e2e/outage.sh). */
+#ifdef MESH_LWIP_INIT_C
+/* init.c's sanity check (TCP_MAXRTX <= 12 "due to tcp_backoff table")
+ * predates lwIP 2.1's bound on that table's index (tcp.c: backoff_idx =
+ * LWIP_MIN(nrtx, sizeof(tcp_backoff) - 1)); only init.c is built with
+ * MESH_LWIP_INIT_C (third_party/lwip.mk, tests/fuzz/fuzz.mk), and it uses
+ * TCP_MAXRTX for nothing else. */
+#define TCP_MAXRTX 12
+#else
+#define TCP_MAXRTX 120
+#endif
 #define TCP_SYNMAXRTX       6
 #define TCP_TTL             64
 #define LWIP_TCP_TIMESTAMPS 0

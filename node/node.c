@@ -339,6 +339,7 @@ static int node_start_wg(struct node *n)
 	/* Every send of ours happens inside a loop callback: datagrams queue
 	 * and leave together (sendmmsg, UDP GSO) when the callback returns. */
 	wg_device_set_tx_defer(n->wg, true);
+	wg_device_set_mtu(n->wg, c->mtu);
 	int r = wg_device_listen(n->wg, c->listen_port);
 	if (r != 0) {
 		log_error("%s: [Interface] ListenPort %u: cannot bind UDP: %s%s", c->path,

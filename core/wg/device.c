@@ -95,6 +95,11 @@ int wg_device_listen(struct wg_device *d, uint16_t port)
 	return 0;
 }
 
+void wg_device_set_mtu(struct wg_device *d, uint16_t mtu)
+{
+	d->mtu = mtu;
+}
+
 uint16_t wg_device_port(const struct wg_device *d)
 {
 	return d->port;

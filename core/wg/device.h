@@ -46,6 +46,9 @@ void wg_device_free(struct wg_device *d); /* accepts NULL; wipes keys */
  * (0 = kernel picks). Returns 0 or -errno. */
 int wg_device_listen(struct wg_device *d, uint16_t port);
 uint16_t wg_device_port(const struct wg_device *d);
+/* The tunnel MTU (the netstack's): message padding stops at it, as in the
+ * kernel and wireguard-go. 0 (the default) pads to 16 always. */
+void wg_device_set_mtu(struct wg_device *d, uint16_t mtu);
 
 void wg_device_set_rx(struct wg_device *d, wg_rx_fn fn, void *ctx);
 

@@ -49,6 +49,7 @@ struct wg_device {
 
 	int fd4, fd6; /* -1 when closed */
 	struct event *ev4, *ev6;
+	uint16_t mtu; /* tunnel MTU: padding never goes past it (0: unknown) */
 	uint16_t port;
 
 	wg_rx_fn rx;

@@ -19,8 +19,8 @@ void wg_device_force_under_load(struct wg_device *d, int mode)
 	d->force_under_load = mode < 0 ? -1 : !!mode;
 }
 
-/* Under load when more handshake messages than the threshold arrived in the
- * current second, and for one second after that. */
+/* Under load when more handshake messages with a valid MAC1 than the
+ * threshold arrived in the current second, and for one second after that. */
 static bool under_load(struct wg_device *d, uint64_t now)
 {
 	if (d->force_under_load >= 0)
@@ -133,12 +133,17 @@ static void receive_handshake(struct wg_device *d, const uint8_t *buf, size_t le
 		d->stats.rx_drop_short++;
 		return;
 	}
-	load = under_load(d, now);
-	mac = wg_cookie_validate(&d->cookie_checker, buf, len, src, load, now);
+	/* Only messages with a valid MAC1 (whoever sent them knows our public
+	 * key) count towards "under load", as in the kernel: junk of the right
+	 * size alone cannot force every real handshake through a cookie. */
+	mac = wg_cookie_validate(&d->cookie_checker, buf, len, src, false, now);
 	if (mac == WG_COOKIE_INVALID_MAC) {
 		d->stats.rx_drop_mac++;
 		return;
 	}
+	load = under_load(d, now);
+	if (load)
+		mac = wg_cookie_validate(&d->cookie_checker, buf, len, src, true, now);
 	if (load && mac != WG_COOKIE_VALID_MAC_WITH_COOKIE) {
 		/* Both messages carry their sender index at offset 4. */
 		wg_send_cookie_reply(d, buf, len, wg_le32(buf + 4), src);

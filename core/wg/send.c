@@ -120,6 +120,11 @@ static int encrypt_and_send(struct wg_peer *p, struct wg_session *s, const uint8
 	uint8_t *plain = d->tx_buf + WG_MSG_DATA_HEADER_LEN;
 	size_t padded = (len + WG_MESSAGE_PADDING_MULTIPLE - 1) &
 	                ~(size_t)(WG_MESSAGE_PADDING_MULTIPLE - 1);
+	/* As the kernel and wireguard-go: padding stops at the MTU, so a full
+	 * 1420-byte packet is a 1452-byte message (1500 as IPv6 + UDP), not
+	 * 1456, which would not fit a 1500-byte path. */
+	if (d->mtu && len <= d->mtu && padded > d->mtu)
+		padded = d->mtu;
 	size_t n;
 	int ret;
 

@@ -72,6 +72,8 @@ $(FB)/obj/%.o: %.c
 		rm -f $@; \
 	fi
 
+# init.c alone sees TCP_MAXRTX 12 (netstack/lwipopts.h says why).
+$(FB)/lwip/src/core/init.o: FUZZ_CFLAGS += -DMESH_LWIP_INIT_C
 $(FB)/lwip/%.o: $(LWIP_DIR)/%.c netstack/lwipopts.h
 	@mkdir -p $(dir $@)
 	@echo "  CC (fuzz) $<"

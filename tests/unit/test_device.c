@@ -571,6 +571,32 @@ static void test_cookie_under_load(void **state)
 	wg_device_force_under_load(f->b.dev, -1);
 }
 
+/* Junk of a handshake's size (no valid MAC1: sent without our public key)
+ * does not put the device under load: a real handshake right after 2,000
+ * of them completes without a cookie round trip. */
+static void test_junk_does_not_count_as_load(void **state)
+{
+	struct fixture *f = *state;
+	struct sockaddr_storage src;
+	struct wg_device_stats sb;
+	uint8_t junk[WG_MSG_INITIATION_LEN], pkt[128];
+
+	loopback(&src, 9);
+	for (int i = 0; i < 2000; i++) {
+		randombytes_buf(junk, sizeof(junk));
+		junk[0] = WG_MSG_HANDSHAKE_INITIATION;
+		junk[1] = junk[2] = junk[3] = 0;
+		wg_device_receive(f->b.dev, junk, sizeof(junk), (struct sockaddr *)&src);
+	}
+	wg_device_stats(f->b.dev, &sb);
+	assert_int_equal(sb.rx_drop_mac, 2000);
+	size_t n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 8);
+	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
+	assert_true(run_until(f->base, &f->b.rx_count, 1, 3000));
+	wg_device_stats(f->b.dev, &sb);
+	assert_int_equal(sb.cookies_sent, 0);
+}
+
 static void test_garbage_is_counted(void **state)
 {
 	struct fixture *f = *state;
@@ -643,6 +669,40 @@ static void test_garbage_is_counted(void **state)
 	size_t n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 8);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, b0 + 1, 2000));
+}
+
+/* Bytes a sent to b for one packet of len bytes (the message on the wire). */
+static uint64_t wire_bytes(struct fixture *f, size_t len)
+{
+	uint8_t pkt[2000];
+	struct wg_peer_info before, after;
+	assert_int_equal(wg_device_peer_info(f->a.dev, 0, &before), 0);
+	unsigned seen = f->b.rx_count;
+	size_t n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", len - 28);
+	assert_int_equal(n, len);
+	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
+	assert_true(run_until(f->base, &f->b.rx_count, seen + 1, 3000));
+	assert_int_equal(f->b.last_len, len); /* padding trimmed by the receiver */
+	assert_int_equal(wg_device_peer_info(f->a.dev, 0, &after), 0);
+	return after.tx_bytes - before.tx_bytes;
+}
+
+/* Padding rounds to 16 but stops at the MTU, as the kernel and
+ * wireguard-go: at MTU 1420 a full packet is a 1452-byte message (header
+ * 16 + 1420 + tag 16), which fits a 1500-byte IPv6 path with its 48 bytes
+ * of IPv6 and UDP headers; unpadded past the MTU it would be 1456. */
+static void test_padding_stops_at_the_mtu(void **state)
+{
+	struct fixture *f = *state;
+	wire_bytes(f, 100); /* the handshake first */
+	assert_int_equal(wire_bytes(f, 1400), 16 + 1408 + 16);
+	assert_int_equal(wire_bytes(f, 1420), 16 + 1424 + 16); /* no MTU known yet */
+	wg_device_set_mtu(f->a.dev, 1420);
+	assert_int_equal(wire_bytes(f, 1420), 16 + 1420 + 16);
+	assert_int_equal(wire_bytes(f, 1417), 16 + 1420 + 16);
+	assert_int_equal(wire_bytes(f, 1400), 16 + 1408 + 16); /* below: to 16 */
+	assert_int_equal(wire_bytes(f, 1405), 16 + 1408 + 16);
+	assert_true(16 + 1420 + 16 + 8 + 40 <= 1500);
 }
 
 /* Finds the peer info of `key` on d. */
@@ -759,6 +819,10 @@ static void test_timers_retransmit_and_persistent_keepalive(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_padding_stops_at_the_mtu, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_junk_does_not_count_as_load, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_send_receive, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_routes_and_bad_packets, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_add_peer_errors, setup, teardown),
