@@ -32,8 +32,8 @@
 # shellcheck disable=SC2034 # read by bench/lib.sh
 E2E_NAME=bench-latency
 HTTP_PORT=8090  # httpload server in B, reached through every tunnel
-# httpload server on A's own address (microsocks, mesh_socks_local; not
-# loopback: Direct never dials loopback)
+# httpload server on B's address, over the veth (microsocks,
+# mesh_socks_local; Direct never dials this host's loopback or addresses)
 LOCAL_PORT=8091
 MICROSOCKS_PORT=1090
 LOCAL_SOCKS_PORT=1091
@@ -52,9 +52,9 @@ HTTP_N=1000
 
 bench_topology
 bg httpB B "$HL" serve "$HTTP_PORT"
-bg httpA A "$HL" serve "$LOCAL_PORT" 198.18.0.1
+bg httpL B "$HL" serve "$LOCAL_PORT" 198.18.0.2
 wait_listen B "$HTTP_PORT" || die "httpload server in B did not start"
-wait_listen A "$LOCAL_PORT" || die "httpload server in A did not start"
+wait_listen B "$LOCAL_PORT" || die "httpload server in B did not start"
 
 # --- helpers -------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ bg_stop meshB
 step "microsocks and mesh-proxy's SOCKS5 on loopback"
 bg_nobody microsocks A microsocks -i 127.0.0.1 -p "$MICROSOCKS_PORT"
 if wait_listen A "$MICROSOCKS_PORT"; then
-    rps_record microsocks --socks5 "127.0.0.1:$MICROSOCKS_PORT" 198.18.0.1 "$LOCAL_PORT"
+    rps_record microsocks --socks5 "127.0.0.1:$MICROSOCKS_PORT" 198.18.0.2 "$LOCAL_PORT"
 else
     record_fail microsocks http_rps req/s "microsocks did not start"
 fi
@@ -180,7 +180,7 @@ Direct = all
 EOF
 mesh_start meshL A "$E2E_TMP/meshL.conf"
 if wait_listen A "$LOCAL_SOCKS_PORT"; then
-    rps_record mesh_socks_local --socks5 "127.0.0.1:$LOCAL_SOCKS_PORT" 198.18.0.1 "$LOCAL_PORT"
+    rps_record mesh_socks_local --socks5 "127.0.0.1:$LOCAL_SOCKS_PORT" 198.18.0.2 "$LOCAL_PORT"
 else
     record_fail mesh_socks_local http_rps req/s "mesh-proxy did not start (see $E2E_LOGDIR/meshL.log)"
 fi

@@ -41,9 +41,10 @@ BENCH_PATHS="raw wggo nebula mesh_fwd mesh_socks mesh_http microsocks mesh_socks
 # mesh_socks     mesh-proxy <-> mesh-proxy through A's SOCKS5
 # mesh_http      mesh-proxy <-> mesh-proxy through A's HTTP proxy
 # microsocks     Debian's microsocks on loopback, no mesh
-# mesh_socks_local mesh-proxy's SOCKS5 on loopback to a server on A's own
-#                address (Direct; never loopback), no mesh: the front-end
-#                alone, next to microsocks (which reaches the same server)
+# mesh_socks_local mesh-proxy's SOCKS5 on loopback to a server in B over
+#                the veth (Direct; never this host's own addresses), no
+#                mesh: the front-end alone, next to microsocks (which
+#                reaches the same server)
 # crypto         the crypto ceiling (no network)
 BENCH_METRICS="tput1_up tput1_down tput4_up tput4_down cpu_per_gb rtt_median rtt_p99 tcp_rr http_rps ttfb rss_idle_1 rss_idle_1000 rss_conns_1000 rss_conns_closed kib_per_conn crypto_gbps crypto_wg_seal crypto_wg_open"
 # tput1_up/down  Mbit/s, iperf3 (tcpbench for SOCKS5/HTTP rows), 1 stream;

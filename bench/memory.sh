@@ -28,7 +28,7 @@ e2e_require_cmd ip python3 setpriv ss wg wireguard-go nebula nebula-cert microso
 e2e_require_mesh_proxy
 
 NCONN=1000
-HOLD_PORT=5203 # the holding server (A for loopback paths, B behind meshB)
+HOLD_PORT=5203 # the holding server (in B: over the veth, or behind meshB)
 SETTLE=2
 MEM_ONLY=${MEM_ONLY:-.}
 # shellcheck disable=SC2034 # read by bench_mesh_pair
@@ -315,8 +315,10 @@ want wggo && idle_figures wggo wggo_idle
 want nebula && idle_figures nebula nebula_idle
 want mesh_fwd && idle_figures mesh_fwd mesh_idle
 
-bg holdA A "$PY" "$E2E_TMP/memhold.py" server "$HOLD_PORT"
-wait_listen A "$HOLD_PORT" || die "holding server in A did not start"
+# The local paths' holding server is in B, over the veth: Direct never
+# dials this host's own addresses or loopback.
+bg holdL B "$PY" "$E2E_TMP/memhold.py" server "$HOLD_PORT"
+wait_listen B "$HOLD_PORT" || die "holding server in B did not start"
 
 # microsocks: a thread per client.
 start_microsocks() {
@@ -326,7 +328,7 @@ start_microsocks() {
 }
 stop_microsocks() { bg_stop microsocks; }
 want microsocks &&
-    conns_figures microsocks start_microsocks stop_microsocks 1090 198.18.0.1 "$HOLD_PORT"
+    conns_figures microsocks start_microsocks stop_microsocks 1090 198.18.0.2 "$HOLD_PORT"
 
 # mesh-proxy's SOCKS5 alone: its own key and address, no peers, Direct.
 write_file "$E2E_TMP/local.conf" <<EOF
@@ -346,8 +348,8 @@ start_local() {
 }
 stop_local() { bg_stop meshL; }
 want mesh_socks_local &&
-    conns_figures mesh_socks_local start_local stop_local 1093 198.18.0.1 "$HOLD_PORT"
-bg_stop holdA
+    conns_figures mesh_socks_local start_local stop_local 1093 198.18.0.2 "$HOLD_PORT"
+bg_stop holdL
 
 # Through the tunnel: A's SOCKS5 to a holding server in B behind meshB. B
 # stays up; A (measured) is restarted for every run.

@@ -151,13 +151,14 @@
  * default MSL is 60 s), one pcb (~250 bytes) each and uncapped with heap
  * pools: 30 s gives Linux's 60 s TIME_WAIT. */
 #define TCP_MSL             30000UL
-/* Retransmissions before a connection is given up. lwIP's RTO backoff
- * stops at 2^7 times the smoothed RTO, which with the 10 ms tick is ~7.7 s
- * on a LAN path; lwIP's 12 would give up after ~54 s, so a one-minute
- * WireGuard outage killed every proxied connection. 120 gives ~15 minutes,
- * as Linux (tcp_retries2 = 15) does; zero-window probes, which count
- * against the same limit, then last ~4.5 minutes unanswered
- * (tests/e2e/outage.sh). */
+/* Retransmissions before a connection is given up. lwIP counts them, and
+ * its RTO backoff stops at 2^7 times the smoothed RTO, which with the 10 ms
+ * tick is ~7.7 s on a LAN path: lwIP's 12 gave up after ~46 s, so a
+ * one-minute WireGuard outage killed every proxied connection
+ * (tests/e2e/outage.sh). With 120, live connections are bounded by the
+ * keepalive below instead (8 minutes without a segment from the peer);
+ * unanswered zero-window probes last ~4.5 minutes; connections the node
+ * already closed keep a limit of 12 (ns.c, ns_check_timeouts). */
 #ifdef MESH_LWIP_INIT_C
 /* init.c's sanity check (TCP_MAXRTX <= 12 "due to tcp_backoff table")
  * predates lwIP 2.1's bound on that table's index (tcp.c: backoff_idx =

@@ -62,6 +62,23 @@ u32_t sys_now(void)
  * and tcp_slowtmr asserts "persist ticking with empty send buffer" (found by
  * fuzz_netstack, reproduced by test_zero_window_probe_acked). Stopping it
  * is what lwIP does itself when output resumes. */
+/* Orphans: connections the node closed and forgot (ns_tcp_detach cleared
+ * their callbacks) whose FIN or data the peer has not acknowledged
+ * (FIN_WAIT_1, CLOSING, LAST_ACK). Nothing counts them and each can hold
+ * its send buffer; with TCP_MAXRTX at 120 a peer that never answers could
+ * keep one for hours. Like Linux's tcp_orphan_retries, they get lwIP's
+ * own limit of 12 retransmissions (or unanswered window probes), then a
+ * reset. */
+#define NS_ORPHAN_MAXRTX 12
+
+static bool ns_orphan_expired(const struct tcp_pcb *pcb)
+{
+	return pcb->callback_arg == NULL &&
+	       (pcb->state == FIN_WAIT_1 || pcb->state == CLOSING ||
+	        pcb->state == LAST_ACK) &&
+	       (pcb->nrtx >= NS_ORPHAN_MAXRTX || pcb->persist_probe >= NS_ORPHAN_MAXRTX);
+}
+
 void ns_check_timeouts(void)
 {
 	struct tcp_pcb *pcb;
@@ -71,6 +88,12 @@ void ns_check_timeouts(void)
 		if (pcb->persist_backoff > 0 &&
 		    (pcb->unsent == NULL || pcb->unacked != NULL))
 			pcb->persist_backoff = 0;
+again:
+	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
+		if (ns_orphan_expired(pcb)) {
+			tcp_abort(pcb); /* unlinks it: walk again */
+			goto again;
+		}
 	sys_check_timeouts();
 	/* Exact again: the hook's count drifts when lwIP drops a half-open
 	 * connection (timeout, RST) without telling us. */

@@ -113,6 +113,8 @@ int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t
 void wg_socket_flush(struct wg_device *d);
 
 /* send.c */
+/* The padded plaintext length of a len-byte packet at this MTU (send.c). */
+size_t wg_padded_len(size_t len, uint16_t mtu);
 void wg_send_handshake_initiation(struct wg_peer *p, bool is_retry);
 void wg_send_handshake_response(struct wg_peer *p);
 void wg_send_cookie_reply(struct wg_device *d, const uint8_t *msg, size_t len,

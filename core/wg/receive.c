@@ -133,8 +133,9 @@ static void receive_handshake(struct wg_device *d, const uint8_t *buf, size_t le
 		d->stats.rx_drop_short++;
 		return;
 	}
-	/* Only messages with a valid MAC1 (whoever sent them knows our public
-	 * key) count towards "under load", as in the kernel: junk of the right
+	/* Only messages with a valid MAC1 (whoever made them knew our public
+	 * key) count towards "under load", a departure from the kernel and
+	 * wireguard-go, which count their queue before MAC1: junk of the right
 	 * size alone cannot force every real handshake through a cookie. */
 	mac = wg_cookie_validate(&d->cookie_checker, buf, len, src, false, now);
 	if (mac == WG_COOKIE_INVALID_MAC) {

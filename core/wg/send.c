@@ -112,19 +112,31 @@ static struct wg_session *sending_session(struct wg_peer *p, uint64_t now)
 	return s;
 }
 
+/* The padded length of a len-byte packet, as the kernel's
+ * calculate_skb_padding and wireguard-go: to a multiple of 16, but never
+ * past the MTU (a full 1420-byte packet is a 1452-byte message, 1500 as
+ * IPv6 + UDP, not 1456); a packet longer than the MTU pads its last
+ * MTU-sized unit the same way. mtu 0: to 16 only. */
+size_t wg_padded_len(size_t len, uint16_t mtu)
+{
+	size_t m = WG_MESSAGE_PADDING_MULTIPLE, last = len, padded_last;
+	if (mtu == 0)
+		return (len + m - 1) / m * m;
+	if (last > mtu)
+		last %= mtu;
+	padded_last = (last + m - 1) / m * m;
+	if (padded_last > mtu)
+		padded_last = mtu;
+	return len + (padded_last - last);
+}
+
 /* Pads, encrypts and sends one packet (len 0: a keepalive). */
 static int encrypt_and_send(struct wg_peer *p, struct wg_session *s, const uint8_t *pkt,
                             size_t len)
 {
 	struct wg_device *d = p->dev;
 	uint8_t *plain = d->tx_buf + WG_MSG_DATA_HEADER_LEN;
-	size_t padded = (len + WG_MESSAGE_PADDING_MULTIPLE - 1) &
-	                ~(size_t)(WG_MESSAGE_PADDING_MULTIPLE - 1);
-	/* As the kernel and wireguard-go: padding stops at the MTU, so a full
-	 * 1420-byte packet is a 1452-byte message (1500 as IPv6 + UDP), not
-	 * 1456, which would not fit a 1500-byte path. */
-	if (d->mtu && len <= d->mtu && padded > d->mtu)
-		padded = d->mtu;
+	size_t padded = wg_padded_len(len, d->mtu);
 	size_t n;
 	int ret;
 

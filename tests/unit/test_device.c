@@ -702,7 +702,19 @@ static void test_padding_stops_at_the_mtu(void **state)
 	assert_int_equal(wire_bytes(f, 1417), 16 + 1420 + 16);
 	assert_int_equal(wire_bytes(f, 1400), 16 + 1408 + 16); /* below: to 16 */
 	assert_int_equal(wire_bytes(f, 1405), 16 + 1408 + 16);
-	assert_true(16 + 1420 + 16 + 8 + 40 <= 1500);
+	/* The rule itself, as the kernel's calculate_skb_padding. */
+	static const struct {
+		size_t len;
+		uint16_t mtu;
+		size_t want;
+	} t[] = {
+	    {0, 1420, 0},       {1, 1420, 16},      {1410, 1419, 1419},
+	    {1419, 1419, 1419}, {1420, 1420, 1420}, {1417, 1420, 1420},
+	    {1430, 1420, 1436}, {2840, 1420, 2840}, {100, 0, 112},
+	    {1420, 0, 1424},    {0, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		assert_int_equal(wg_padded_len(t[i].len, t[i].mtu), t[i].want);
 }
 
 /* Finds the peer info of `key` on d. */
