@@ -611,3 +611,18 @@ mesh_stop_both() {
         check "$n: no sanitizer report in its log" mesh_log_clean "$n"
     done
 }
+
+# pp2_says NS HOST PORT SRC DST : through NS's SOCKS5 on 127.0.0.1:1080, a
+# line to HOST:PORT (a pp2_server.py behind a PROXY v2 hop) is answered
+# with the header it read, naming SRC as the source and DST:PORT as the
+# destination, then the line itself.
+pp2_says() {
+    local got
+    got=$(nsx_nobody "$1" timeout 20 "${PY:-python3}" "$E2E_DIR/socks_cat.py" 1080 "$2" "$3" hello-pp2) || {
+        echo "$got"
+        return 1
+    }
+    echo "$got"
+    echo "$got" | head -n 1 | grep -qE "^PP2 PROXY src=${4//./\\.}:[0-9]+ dst=${5//./\\.}:$3\$" &&
+        [ "$(echo "$got" | sed -n 2p)" = hello-pp2 ]
+}
