@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/util/hostname.h"
 #include "core/util/log.h"
 #include "core/wg/device.h"
 
@@ -317,6 +318,10 @@ size_t node_peers_resolve(const struct node_peers *np, const char *name,
 {
 	char label[CTL_LABEL_MAX];
 	if (!np_label(np, name, label, sizeof(label)))
+		return 0;
+	/* Reserved names (localhost, wpad...) never come from the mesh, even
+	 * from an older server that let a node take one. */
+	if (hostname_reserved(label))
 		return 0;
 	if (np->self_name[0] && strcasecmp(label, np->self_name) == 0)
 		return np_addrs(np->self_addrs, np->n_self_addrs, out, max);

@@ -10,4 +10,10 @@
  * is allowed). Says nothing about whether it resolves. */
 bool hostname_valid(const char *s, size_t n);
 
+/* True if label (one DNS label, any case) is a name a mesh node may not
+ * take: names programs resolve for themselves or trust without asking
+ * (localhost and *-localhost forms, wpad, isatap, metadata...). A node
+ * named so would capture every other node's connections to it. */
+bool hostname_reserved(const char *label);
+
 #endif

@@ -1,6 +1,8 @@
 /* Address and name allocation helpers for the control store. */
 #include "servers/control/alloc.h"
 
+#include "core/util/hostname.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -65,6 +67,11 @@ void ctl_alloc_name_from_host(const char *hostname, char out[64])
 	out[n] = '\0';
 	if (n == 0)
 		strcpy(out, "node");
+	if (hostname_reserved(out)) { /* "localhost" would capture others' lookups */
+		char r[64];
+		snprintf(r, sizeof(r), "%.58s-node", out);
+		strcpy(out, r);
+	}
 }
 
 void ctl_alloc_name_suffix(const char *base, unsigned n, char out[64])
@@ -90,5 +97,5 @@ bool ctl_alloc_name_valid(const char *s)
 	for (size_t i = 0; i < n; i++)
 		if (!name_char(s[i]))
 			return false;
-	return true;
+	return !hostname_reserved(s);
 }

@@ -514,7 +514,8 @@ int ctl_sq_node_rename(struct ctl_store *st, int64_t id, const char *name)
 		return ctl_sq_fail(
 		    s, CTL_STORE_EINVAL,
 		    "name \"%.64s\": 1-63 of a-z, 0-9, '-', not starting or "
-		    "ending with '-'",
+		    "ending with '-', and not a reserved name (localhost, wpad, "
+		    "metadata...)",
 		    name ? name : "");
 	int rc = ctl_sq_begin(s);
 	if (rc)

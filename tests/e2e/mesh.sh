@@ -406,6 +406,17 @@ bg_stop echo
 check "eph dropped from alpha's map after it went offline" wait_until 15 not sees alpha eph
 if mc nodes list | grep -qw eph; then fail "eph still listed by mesh-control"; else pass "eph no longer listed by mesh-control"; fi
 
+step "a node that asks to be called localhost is not: reserved names never come from the mesh"
+HN=localhost start_node echo --join "$TOKEN"
+check "it joined" wait_joined localhost
+named() { mc nodes list | grep -qw "$1"; }
+check "mesh-control named it localhost-node" wait_until 5 named localhost-node
+check "alpha lists localhost-node" wait_until 5 sees alpha localhost-node
+check "alpha -> http://localhost:8080/ is not the peer (refused by Direct: 02)" \
+    socks_code alpha localhost 8080 2
+check "alpha -> localhost-node by name reaches it" fetch_eventually alpha localhost-node "i am echo" 15
+bg_stop echo
+
 step "a token without an auth key: the node waits for an admin's approval"
 TOK_NOKEY=$(mc token --no-key) || die "token --no-key failed"
 HN=pend start_node echo --join "$TOK_NOKEY"

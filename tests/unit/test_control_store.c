@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/util/hostname.h"
 #include "servers/control/alloc.h"
 #include "servers/control/store.h"
 
@@ -409,6 +410,16 @@ static void names_are_unique_labels(void **state)
 	for (uint32_t i = 12; i < 111; i++)
 		reg_name(t, i, "LAPTOP", &n);
 	assert_string_equal(n.name, "laptop-104");
+
+	/* Reserved names are never given out, nor taken by a rename. */
+	assert_string_equal(reg_name(t, 200, "localhost", &n), "localhost-node");
+	assert_string_equal(reg_name(t, 201, "WPAD.corp.example", &n), "wpad-node");
+	assert_string_equal(reg_name(t, 202, "dev-localhost", &n), "dev-localhost-node");
+	assert_false(hostname_reserved(n.name)); /* what it gets is usable */
+	assert_int_equal(ctl_store_node_rename(t->st, n.id, "localhost"),
+	                 CTL_STORE_EINVAL);
+	assert_int_equal(ctl_store_node_rename(t->st, n.id, "metadata"),
+	                 CTL_STORE_EINVAL);
 }
 
 static void alloc_skips_reserved_addresses(void **state)

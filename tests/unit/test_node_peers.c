@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <sodium.h>
 
+#include "core/util/hostname.h"
 #include "core/wg/device.h"
 #include "node/peers.h"
 
@@ -228,6 +229,38 @@ static void test_apply_later(void **state)
 	event_base_free(base);
 }
 
+/* A map peer named localhost or wpad (an older or hostile server) never
+ * answers for those names: they are reserved, so lookups fall through to
+ * the system (and its loopback, which Direct refuses anyway). */
+static void test_reserved_names_never_from_the_mesh(void **state)
+{
+	(void)state;
+	struct node_peers np;
+	assert_int_equal(node_peers_init(&np, NULL, 0), 0);
+	struct ctl_peer p[3];
+	make_peer(&p[0], 10, "localhost", 2);
+	make_peer(&p[1], 11, "wpad", 3);
+	make_peer(&p[2], 12, "web", 4);
+	struct ctl_map_full m;
+	make_map(&m, p, 3, 1);
+	assert_int_equal(node_peers_reconcile(&np, NULL, &m, 0, NULL), 0);
+	struct ns_addr a[4];
+	assert_int_equal(node_peers_resolve(&np, "localhost", a, 4), 0);
+	assert_int_equal(node_peers_resolve(&np, "LOCALHOST.", a, 4), 0);
+	assert_int_equal(node_peers_resolve(&np, "wpad", a, 4), 0);
+	assert_int_equal(node_peers_resolve(&np, "wpad.mesh.internal", a, 4), 0);
+	assert_int_equal(node_peers_resolve(&np, "web", a, 4), 2);
+	node_peers_free(&np);
+	/* The rule itself. */
+	assert_true(hostname_reserved("localhost"));
+	assert_true(hostname_reserved("WPAD"));
+	assert_true(hostname_reserved("app-localhost"));
+	assert_true(hostname_reserved("metadata"));
+	assert_false(hostname_reserved("web"));
+	assert_false(hostname_reserved("localhost2"));
+	assert_false(hostname_reserved(NULL));
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -235,6 +268,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_reconcile),
 	    cmocka_unit_test(test_apply_later),
+	    cmocka_unit_test(test_reserved_names_never_from_the_mesh),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
