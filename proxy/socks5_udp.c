@@ -94,6 +94,11 @@ struct px_udp_assoc {
 	int host[2]; /* direct sockets: [0] IPv4, [1] IPv6; -1 until used */
 	struct event *host_ev[2];
 	struct ns_udp *mesh;
+	/* The last destination Direct's policy allowed: a stream of datagrams
+	 * to it is not judged again each time (the check reads the host's
+	 * interface addresses). */
+	struct ns_addr direct_ok;
+	bool direct_ok_set;
 	/* who may send: the control peer's IP, and the request's DST */
 	struct ns_addr peer_ip, req_ip;
 	bool req_ip_set;
@@ -321,7 +326,10 @@ static void px_udp_send(struct px_udp_assoc *a, const struct ns_addr *dst, uint1
 			}
 		}
 		r = ns_udp_send(a->mesh, dst, port, data, len);
-	} else if (!px_direct_refusal(a->f->direct, dst, &a->f->env)) {
+	} else if ((a->direct_ok_set && px_udp_addr_eq(dst, &a->direct_ok)) ||
+	           !px_direct_refusal(a->f->direct, dst, &a->f->env)) {
+		a->direct_ok = *dst;
+		a->direct_ok_set = true;
 		int fd = px_udp_host_socket(a, dst->family);
 		struct sockaddr_storage ss;
 		socklen_t sl = px_udp_to_sa(dst, port, &ss);
