@@ -589,10 +589,12 @@ int node_run(const struct node_opts *o)
 	else if (o->ctl)
 		snprintf(n->api_path, sizeof(n->api_path), "%s/api.sock",
 		         o->ctl->state_dir);
-	else
-		api_default_path(n->api_path, sizeof(n->api_path));
-	n->api =
-	    api_server_new(n->base, n->api_path, node_api_handle, n, err, sizeof(err));
+	else if (api_default_path(n->api_path, sizeof(n->api_path), true, err,
+	                          sizeof(err)) != 0)
+		n->api_path[0] = 0;
+	if (n->api_path[0])
+		n->api = api_server_new(n->base, n->api_path, node_api_handle, n, err,
+		                        sizeof(err));
 	if (!n->api)
 		log_warn("local API disabled: %s", err);
 
