@@ -11,8 +11,7 @@
 
 #include "node/api_server.h" /* API_MAX_LINE */
 
-int api_client_request(const char *path, const char *line, int out_fd, char *last_line,
-                       size_t last_len, char *err, size_t errlen)
+int api_client_connect(const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sun.sun_path)) {
@@ -22,23 +21,47 @@ int api_client_request(const char *path, const char *line, int out_fd, char *las
 	strcpy(sun.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -errno;
+		int e = errno;
+		snprintf(err, errlen, "socket: %s", strerror(e));
+		return -e;
 	}
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		int e = errno;
-		snprintf(
-		    err, errlen,
-		    "cannot reach the node at %s: %s (is `mesh-proxy up --state DIR` "
-		    "or `mesh-proxy --config FILE --api %s` running, as this user?)",
-		    path, strerror(e), path);
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
 		close(fd);
 		return -e;
 	}
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+	errno = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) != 0 ||
+	    crlen != sizeof(cr)) {
+		int e = errno ? errno : EPROTO;
+		snprintf(err, errlen, "%s: cannot tell who serves it (SO_PEERCRED: %s)",
+		         path, strerror(e));
+		close(fd);
+		return -EPERM;
+	}
+	if (cr.uid != getuid()) {
+		snprintf(err, errlen,
+		         "%s is served by uid %u, not by this user (uid %u): refusing "
+		         "to use it (only a node of your own user is trusted; run the "
+		         "command as the user that runs the node, or remove the socket "
+		         "if it is not a node of yours)",
+		         path, (unsigned)cr.uid, (unsigned)getuid());
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
+}
+
+int api_client_request(int fd, const char *line, int out_fd, char *last_line,
+                       size_t last_len, char *err, size_t errlen)
+{
 	char req[API_MAX_LINE + 2];
 	int n = snprintf(req, sizeof(req), "%s\n", line);
 	if (n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n) {
-		snprintf(err, errlen, "cannot send request to %s", path);
+		snprintf(err, errlen, "cannot send the request to the node");
 		close(fd);
 		return -EIO;
 	}

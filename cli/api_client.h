@@ -4,10 +4,18 @@
 
 #include <stddef.h>
 
-/* Sends line to the server at path and copies the answer to out
- * as it arrives. Returns 0, or -errno with a message in err. last_line gets
- * the final line of the answer (may be NULL). */
-int api_client_request(const char *path, const char *line, int out_fd, char *last_line,
+/* Connects to the node's API socket at path and checks who serves it
+ * (SO_PEERCRED): only a node running as this user (the same uid) is
+ * trusted, since the answer may be a stream for ssh (nc) or what the user
+ * reads as the mesh's state. Returns the connected descriptor, or -errno
+ * with a sentence in err: -ENOENT or -ECONNREFUSED (no node there), -EPERM
+ * (a socket of another user: never used). */
+int api_client_connect(const char *path, char *err, size_t errlen);
+
+/* Sends line on fd (from api_client_connect; closed here) and copies the
+ * answer to out_fd as it arrives. Returns 0, or -errno with a message in
+ * err. last_line gets the final line of the answer (may be NULL). */
+int api_client_request(int fd, const char *line, int out_fd, char *last_line,
                        size_t last_len, char *err, size_t errlen);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "cli/api_client.h"
 #include "cli/nc_client.h"
+#include "cli/paths.h"
 #include "config/config.h"
 #include "core/control/token.h"
 #include "core/util/log.h"
@@ -18,17 +19,17 @@
 #define MESH_VERSION "0.1.0"
 
 static const char usage[] =
-    "usage: mesh-proxy up --join TOKEN --state DIR [--hostname NAME] [--socks5 "
+    "usage: mesh-proxy up --join TOKEN [--state DIR] [--hostname NAME] [--socks5 "
     "ADDR:PORT]\n"
     "                     [--http-proxy ADDR:PORT] [--direct public|all|no]\n"
     "                     [--expose SPEC] [--config FILE]\n"
     "                     [--api PATH] [--log-level LEVEL]\n"
-    "       mesh-proxy up --state DIR [options as above]      (resume a joined node)\n"
+    "       mesh-proxy up [--state DIR] [options as above]    (resume a joined node)\n"
     "       mesh-proxy [run] --config FILE [--api PATH] [--log-level LEVEL]\n"
     "       mesh-proxy status [--state DIR | --api PATH] [--json]\n"
     "       mesh-proxy ip [-4 | -6] [--state DIR | --api PATH]\n"
     "       mesh-proxy ping [--state DIR | --api PATH] [-c COUNT] [-i SECONDS]\n"
-    "                       [-W SECONDS] ADDRESS\n"
+    "                       [-W SECONDS] ADDRESS|NAME\n"
     "       mesh-proxy nc [--state DIR | --api PATH] HOST PORT\n"
     "       mesh-proxy genkey | pubkey | genpsk\n"
     "       mesh-proxy --help | --version\n"
@@ -42,7 +43,10 @@ static const char usage[] =
     "  --join TOKEN          the join token from `mesh-control token` (first start;\n"
     "                        - reads it from stdin, out of sight of ps)\n"
     "  --state DIR           keys, registration and last network map (mode 0700);\n"
-    "                        the local API is DIR/api.sock\n"
+    "                        the local API is DIR/api.sock. Default: the first of\n"
+    "                        $STATE_DIRECTORY (systemd), $XDG_STATE_HOME/mesh-proxy,\n"
+    "                        ~/.local/state/mesh-proxy (made 0700; refused if\n"
+    "                        another user owns it or others may write to it)\n"
     "  --hostname NAME       the name to ask for (default: this host's name)\n"
     "  --socks5 ADDR:PORT    a SOCKS5 proxy into the mesh (e.g. 127.0.0.1:1080)\n"
     "  --http-proxy ADDR:PORT  an HTTP CONNECT proxy into the mesh\n"
@@ -56,42 +60,50 @@ static const char usage[] =
     "                        sends a PROXY v2 header naming the peer), or all\n"
     "                        (warned). This node's own proxy ports never\n"
     "  --config FILE         extra [Peer]s and front-ends (no [Interface])\n"
-    "  Settings stick: a later `up --state DIR` without them keeps them; a flag\n"
+    "  Settings stick: a later `up` without them keeps them; a flag\n"
     "  changes one for good; --socks5 off, --http-proxy off, --config off remove one.\n"
     "\n"
     "run options:\n"
     "  -c, --config FILE     node configuration (see config/example.ini)\n"
-    "  --api PATH            local API socket (default $XDG_RUNTIME_DIR/mesh-proxy.sock\n"
-    "                        or /tmp/mesh-proxy-UID.sock)\n"
+    "  --api PATH            local API socket (default "
+    "$XDG_RUNTIME_DIR/mesh-proxy.sock,\n"
+    "                        else /tmp/mesh-proxy-UID/api.sock in a directory of\n"
+    "                        mode 0700 that must be this user's)\n"
     "  --log-level LEVEL     error, warn, info (default) or debug\n"
     "\n"
-    "commands:\n"
+    "commands (they find the node of `up` in the default state directory, else\n"
+    "the one of --config at its default socket; --state DIR or --api PATH names\n"
+    "another; only a node running as this user is trusted):\n"
     "  status                self, peers (name, addresses, endpoint, last handshake,\n"
     "                        bytes), control connection; --json for scripts\n"
     "  ip                    our mesh addresses (-4 or -6: only one family)\n"
-    "  ping ADDRESS          ICMP echo through the mesh from the node's own address\n"
-    "                        (-c probes, up to 1000; -i seconds between them,\n"
+    "  ping ADDRESS|NAME     ICMP echo through the mesh from the node's own address\n"
+    "                        (NAME: a peer's name or full name, or a [Peer] Name;\n"
+    "                        -c probes, up to 1000; -i seconds between them,\n"
     "                        0.001-60, default 1; time= is measured inside the\n"
     "                        node from send to reply)\n"
     "  nc HOST PORT          connect stdin/stdout to HOST:PORT through the node\n"
-    "                        (mesh names work; e.g. ssh -o ProxyCommand=...)\n"
+    "                        (a peer's name, an address, or a DNS name; e.g.\n"
+    "                        ssh -o ProxyCommand='mesh-proxy nc %h %p' user@web)\n"
     "  genkey                print a new private key (base64, as `wg genkey`)\n"
     "  pubkey                read a private key on stdin, print its public key\n"
     "  genpsk                print a new preshared key\n"
     "\n"
     "examples:\n"
     "  T=$(mesh-control --data /var/lib/mesh token --reusable)\n"
-    "  mesh-proxy up --join \"$T\" --state ~/.mesh --socks5 127.0.0.1:1080\n"
-    "  mesh-proxy up --state ~/.mesh --expose 22,8080:pp2   (offer ssh and a web app)\n"
-    "  mesh-proxy up --state ~/.mesh        (later runs: the same settings, kept in "
-    "DIR)\n"
-    "  mesh-proxy status --state ~/.mesh\n"
-    "  mesh-proxy ip -4 --state ~/.mesh\n"
+    "  mesh-proxy up --join \"$T\" --socks5 127.0.0.1:1080\n"
+    "  mesh-proxy up --expose 22,8080:pp2   (offer ssh and a web app)\n"
+    "  mesh-proxy up                        (later runs: the same settings, kept)\n"
+    "  mesh-proxy status\n"
+    "  mesh-proxy ip -4\n"
+    "  mesh-proxy ping web\n"
+    "  mesh-proxy up --join \"$T\" --state ~/mesh2 --hostname lab   (a second node)\n"
+    "  mesh-proxy status --state ~/mesh2\n"
     "  curl --socks5-hostname 127.0.0.1:1080 http://web:8080/\n"
     "  mesh-proxy genkey > node.key && mesh-proxy pubkey < node.key\n"
     "  mesh-proxy --config node.ini --api /tmp/node.sock\n"
     "  mesh-proxy status --api /tmp/node.sock\n"
-    "  ssh -o ProxyCommand='mesh-proxy nc --state ~/.mesh %h %p' user@web\n";
+    "  ssh -o ProxyCommand='mesh-proxy nc %h %p' user@web\n";
 
 static int die_usage(const char *fmt, const char *arg)
 {
@@ -235,22 +247,76 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 	return 0;
 }
 
-/* The API socket: --api, else DIR/api.sock for --state, else the default. */
-static void api_path(const char *api, const char *state, char *path, size_t len)
+/* Connects to the node's API: --api PATH, else DIR/api.sock for --state,
+ * else the first of these where a node answers: the default state
+ * directory's api.sock (mesh-proxy up), then the default socket of a node
+ * without one (mesh-proxy --config FILE). A socket of another user is
+ * never used (api_client_connect). Returns a descriptor, or -1 after
+ * printing why and what to run. */
+static int cli_api_open(const char *api, const char *state, const char *who)
 {
-	if (api)
-		snprintf(path, len, "%s", api);
-	else if (state)
-		snprintf(path, len, "%s/api.sock", state);
-	else
-		api_default_path(path, len);
+	char path[300], err[512];
+	int fd;
+	if (api || state) {
+		if (api)
+			snprintf(path, sizeof(path), "%s", api);
+		else
+			snprintf(path, sizeof(path), "%s/api.sock", state);
+		fd = api_client_connect(path, err, sizeof(err));
+		if (fd >= 0)
+			return fd;
+		if (fd == -EPERM)
+			fprintf(stderr, "%s: %s\n", who, err);
+		else if (api)
+			fprintf(
+			    stderr,
+			    "%s: cannot reach the node at %s (is `mesh-proxy --config "
+			    "FILE --api %s` running, as this user?)\n",
+			    who, err, api);
+		else
+			fprintf(stderr,
+			        "%s: cannot reach the node at %s (is `mesh-proxy up "
+			        "--state %s` running, as this user?)\n",
+			        who, err, state);
+		return -1;
+	}
+	char tried[1200] = "";
+	size_t tl = 0;
+	for (int i = 0; i < 2; i++) {
+		int r =
+		    i == 0
+		        ? cli_state_default(path, sizeof(path) - 9, err, sizeof(err))
+		        : api_default_path(path, sizeof(path), false, err, sizeof(err));
+		if (i == 0 && r == 0)
+			strcat(path, "/api.sock");
+		if (r == 0) {
+			fd = api_client_connect(path, err, sizeof(err));
+			if (fd >= 0)
+				return fd;
+			if (fd == -EPERM) {
+				fprintf(stderr, "%s: %s\n", who, err);
+				return -1;
+			}
+		}
+		int n = snprintf(tried + tl, sizeof(tried) - tl, "\n  %s", err);
+		if (n > 0 && (size_t)n < sizeof(tried) - tl)
+			tl += (size_t)n;
+	}
+	fprintf(stderr,
+	        "%s: no running node found; tried:%s\nstart one with `mesh-proxy up` "
+	        "(or `mesh-proxy --config FILE`), or name it with --state DIR or "
+	        "--api PATH (as the user that runs the node)\n",
+	        who, tried);
+	return -1;
 }
 
 static int cmd_client(const struct cli *c, const char *req)
 {
-	char path[256], err[512], last[256] = "";
-	api_path(c->api, c->state, path, sizeof(path));
-	if (api_client_request(path, req, STDOUT_FILENO, last, sizeof(last), err,
+	char err[512], last[256] = "";
+	int fd = cli_api_open(c->api, c->state, "mesh-proxy");
+	if (fd < 0)
+		return 1;
+	if (api_client_request(fd, req, STDOUT_FILENO, last, sizeof(last), err,
 	                       sizeof(err)) != 0) {
 		fprintf(stderr, "mesh-proxy: %s\n", err);
 		return 1;
@@ -277,6 +343,8 @@ static int cmd_nc(int argc, char **argv)
 			if (i + 1 >= argc)
 				return die_usage("%s needs a value", a);
 			state = argv[++i];
+		} else if (!strncmp(a, "--state=", 8)) {
+			state = a + 8;
 		} else if (a[0] == '-' && a[1]) {
 			return die_usage("nc: unknown option %s", a);
 		} else if (npos < 2) {
@@ -293,9 +361,10 @@ static int cmd_nc(int argc, char **argv)
 		return die_usage("nc: %s is not a port (1-65535)", pos[1]);
 	if (strlen(pos[0]) > 255 || strpbrk(pos[0], " \t\r\n"))
 		return die_usage("nc: %s is not a host", pos[0]);
-	char path[256];
-	api_path(api, state, path, sizeof(path));
-	return nc_client_run(path, pos[0], pos[1]);
+	int fd = cli_api_open(api, state, "mesh-proxy nc");
+	if (fd < 0)
+		return 1;
+	return nc_client_run(fd, pos[0], pos[1]);
 }
 
 int main(int argc, char **argv)
@@ -336,7 +405,7 @@ int main(int argc, char **argv)
 		if (r)
 			return r;
 		if (!c.target)
-			return die_usage("%s", "ping needs an ADDRESS");
+			return die_usage("%s", "ping needs an ADDRESS or a peer's NAME");
 		char req[300];
 		snprintf(req, sizeof(req), "ping %s %u %u %u", c.target, c.count,
 		         (unsigned)(c.wait_s * 1000),
@@ -363,15 +432,25 @@ int main(int argc, char **argv)
 		return r;
 	if (c.target)
 		return die_usage("unknown command %s", c.target);
-	if ((c.join || c.hostname || c.socks5 || c.http_proxy || c.expose || c.direct) &&
-	    !c.state)
-		return die_usage("%s",
-		                 "--join, --hostname, --socks5, --http-proxy, --direct "
-		                 "and --expose need --state DIR (where the node keeps "
-		                 "its keys)");
+	/* `up` (or its options) without --state: the default state directory.
+	 * A configuration file alone is wireproxy's mode: no state. */
+	static char state_def[512];
+	bool up = !strcmp(cmd, "up") || c.join || c.hostname || c.socks5 ||
+	          c.http_proxy || c.expose || c.direct;
+	if (up && !c.state) {
+		char err[512];
+		if (cli_state_default(state_def, sizeof(state_def), err, sizeof(err)) !=
+		        0 ||
+		    cli_state_prepare(state_def, err, sizeof(err)) != 0) {
+			fprintf(stderr, "mesh-proxy: %s\n", err);
+			return 1;
+		}
+		c.state = state_def;
+	}
 	if (!c.config && !c.state)
-		return die_usage("%s", "nothing to run: pass --join TOKEN --state DIR "
-		                       "(mesh-control) or --config FILE");
+		return die_usage("%s", "nothing to run: `mesh-proxy up --join TOKEN` "
+		                       "joins a mesh (mesh-control), `mesh-proxy "
+		                       "--config FILE` runs from a wireproxy-style file");
 	if (c.log_level) {
 		int lvl = log_level_parse(c.log_level);
 		if (lvl < 0)

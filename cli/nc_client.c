@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define NC_BUF 65536
@@ -49,25 +48,8 @@ static int nc_read_line(int fd, char *line, size_t len)
 	return 0;
 }
 
-int nc_client_run(const char *api_path, const char *host, const char *port)
+int nc_client_run(int s, const char *host, const char *port)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	if (strlen(api_path) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "mesh-proxy nc: API socket path too long: %s\n",
-		        api_path);
-		return 2;
-	}
-	strcpy(sun.sun_path, api_path);
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0 || connect(s, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		fprintf(stderr,
-		        "mesh-proxy nc: cannot reach the node at %s: %s (is `mesh-proxy "
-		        "--config FILE --api %s` running, as this user?)\n",
-		        api_path, strerror(errno), api_path);
-		if (s >= 0)
-			close(s);
-		return 1;
-	}
 	char req[600];
 	int n = snprintf(req, sizeof(req), "nc %s %s\n", host, port);
 	char line[256];
@@ -79,7 +61,12 @@ int nc_client_run(const char *api_path, const char *host, const char *port)
 	}
 	if (strcmp(line, "ok") != 0) {
 		const char *why = strncmp(line, "error: ", 7) == 0 ? line + 7 : line;
-		fprintf(stderr, "mesh-proxy nc: %s:%s: %s\n", host, port, why);
+		/* The node tried the mesh's names, then DNS. */
+		const char *hint = strcmp(why, "name did not resolve") == 0
+		                       ? " (no peer has this name and DNS does not "
+		                         "know it; see mesh-proxy status)"
+		                       : "";
+		fprintf(stderr, "mesh-proxy nc: %s:%s: %s%s\n", host, port, why, hint);
 		close(s);
 		return 1;
 	}

@@ -4,8 +4,10 @@
 
 #include <stdbool.h>
 
-/* Returns the process exit code: 0 after the stream ended, 1 if the node
- * could not be reached or refused (message on stderr). */
-int nc_client_run(const char *api_path, const char *host, const char *port);
+/* Asks the node on s (a connected API socket, api_client_connect; closed
+ * here) for a stream to host:port and copies stdin and stdout through it.
+ * Returns the process exit code: 0 after the stream ended, 1 if the node
+ * refused (message on stderr). */
+int nc_client_run(int s, const char *host, const char *port);
 
 #endif

@@ -154,6 +154,18 @@ static int cfg_section_begin(struct cfg_parser *p, const char *name)
 		return -1;
 	}
 	struct config *c = p->cfg;
+	size_t n_front = c->n_socks5 + c->n_http + c->n_tcp_client_tunnels +
+	                 c->n_tcp_server_tunnels + c->n_udp_client_tunnels +
+	                 c->n_udp_server_tunnels;
+	if (s != CFG_SECT_INTERFACE && s != CFG_SECT_PEER &&
+	    n_front >= CFG_MAX_FRONTENDS) {
+		cfg_errf(p,
+		         "[%s]: more than %d front-end sections ([Socks5], [http] and "
+		         "tunnels together); a node listens on at most %d sockets: "
+		         "use fewer sections (one SOCKS5 proxy reaches every port)",
+		         sect_names[s], CFG_MAX_FRONTENDS, CFG_MAX_FRONTENDS);
+		return -1;
+	}
 	switch (s) {
 	case CFG_SECT_INTERFACE:
 		if (p->have_interface) {

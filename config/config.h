@@ -51,6 +51,11 @@ struct cfg_limits {
 #define CFG_DEFAULT_BUFFER_BYTES    (1024 * 1024)
 #define CFG_DEFAULT_UDP_IDLE_MS     60000
 #define CFG_DEFAULT_UDP_MAX_FLOWS   1024
+/* At most this many front-end sections ([Socks5], [http] and the tunnels
+ * together) in one configuration: each is a listening socket, and a
+ * mistake (a generated file gone wrong) should be an error naming the
+ * line, not thousands of listeners. */
+#define CFG_MAX_FRONTENDS 1024
 
 /* A listening address such as 127.0.0.1:1080 or [::1]:1080. */
 struct cfg_listen {

@@ -1,12 +1,14 @@
 /* The node's local API requests: status (text and JSON), ip, ping (a job
  * that answers line by line as replies come), and nc (the connection
  * becomes a stream through the mesh). The socket itself is api_server.c. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util/hostname.h"
 #include "core/wg/device.h"
 #include "netstack/ns.h"
 #include "node/api_server.h"
@@ -90,6 +92,32 @@ static void ping_job_next(struct ping_job *j)
 	}
 }
 
+/* The address to ping for name: an IP literal, else a mesh name ([Peer]
+ * Name, a map peer's name or full name) through the front-ends' resolver.
+ * 0: dst is routed to a peer; -EHOSTUNREACH: dst is set but no peer's
+ * AllowedIPs cover it; -ENOENT: no such name; -EINVAL: not a name. */
+static int node_api_ping_dest(struct node *n, const char *name, struct ns_addr *dst)
+{
+	if (ns_addr_parse(dst, name))
+		return wg_device_has_route(n->wg, dst->family, dst->addr) ? 0
+		                                                          : -EHOSTUNREACH;
+	if (!hostname_valid(name, strlen(name)))
+		return -EINVAL;
+	struct ns_addr a[8];
+	size_t k =
+	    n->env.resolve_mesh ? n->env.resolve_mesh(n->env.resolve_ctx, name, a, 8) : 0;
+	if (k == 0)
+		return -ENOENT;
+	for (size_t i = 0; i < k; i++) {
+		if (wg_device_has_route(n->wg, a[i].family, a[i].addr)) {
+			*dst = a[i];
+			return 0;
+		}
+	}
+	*dst = a[0];
+	return -EHOSTUNREACH;
+}
+
 static void node_api_ping(struct node *n, struct api_conn *conn, const char *args)
 {
 	char addr[128];
@@ -103,17 +131,33 @@ static void node_api_ping(struct node *n, struct api_conn *conn, const char *arg
 		return;
 	}
 	struct ping_job *j = calloc(1, sizeof(*j));
-	if (!j || !ns_addr_parse(&j->dst, addr)) {
-		api_conn_printf(conn, "error: %s is not an IP address\nfail\n", addr);
+	if (!j) {
+		api_conn_printf(conn, "error: out of memory\nfail\n");
+		api_conn_finish(conn);
+		return;
+	}
+	int r = node_api_ping_dest(n, addr, &j->dst);
+	if (r == -ENOENT || r == -EINVAL) {
+		if (r == -EINVAL)
+			api_conn_printf(
+			    conn, "error: %s is not an IP address or a name\n", addr);
+		else
+			api_conn_printf(conn,
+			                "error: %s is not an IP address, and no peer is "
+			                "named '%s' (see mesh-proxy status)\n",
+			                addr, addr);
+		api_conn_printf(conn, "fail\n");
 		api_conn_finish(conn);
 		free(j);
 		return;
 	}
-	if (!wg_device_has_route(n->wg, j->dst.family, j->dst.addr)) {
+	char dst_s[INET6_ADDRSTRLEN];
+	inet_ntop(j->dst.family, j->dst.addr, dst_s, sizeof(dst_s));
+	if (r != 0) {
 		api_conn_printf(
 		    conn,
 		    "error: no peer's AllowedIPs cover %s; add it to a [Peer]\nfail\n",
-		    addr);
+		    dst_s);
 		api_conn_finish(conn);
 		free(j);
 		return;
@@ -123,9 +167,13 @@ static void node_api_ping(struct node *n, struct api_conn *conn, const char *arg
 	j->count = count;
 	j->timeout_ms = timeout_ms;
 	j->interval_ms = interval_ms;
-	snprintf(j->dst_s, sizeof(j->dst_s), "%s", addr);
+	snprintf(j->dst_s, sizeof(j->dst_s), "%s", dst_s);
 	j->ev = evtimer_new(n->base, ping_on_timer, j);
-	api_conn_printf(conn, "PING %s from our mesh address\n", addr);
+	if (strcmp(addr, dst_s) == 0)
+		api_conn_printf(conn, "PING %s from our mesh address\n", addr);
+	else /* a name, or an address written another way */
+		api_conn_printf(conn, "PING %s (%s) from our mesh address\n", addr,
+		                dst_s);
 	ping_job_next(j);
 }
 

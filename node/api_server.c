@@ -33,13 +33,70 @@ struct api_conn {
 	int dispatched; /* request line seen */
 };
 
-void api_default_path(char *buf, size_t len)
+/* The private directory for the socket when XDG_RUNTIME_DIR is not set:
+ * ${TMPDIR:-/tmp}/mesh-proxy-UID. Anyone may create names in /tmp, so the
+ * directory is trusted only if it is one (lstat: not a symlink), belongs to
+ * this user and nobody else may enter it; otherwise another user could
+ * plant a socket there and answer our CLI. */
+static int api_private_dir(char *dir, size_t len, bool create, char *err, size_t errlen)
+{
+	const char *tmp = getenv("TMPDIR");
+	if (!tmp || tmp[0] != '/')
+		tmp = "/tmp";
+	uid_t uid = getuid();
+	int n = snprintf(dir, len, "%s/mesh-proxy-%u", tmp, (unsigned)uid);
+	if (n < 0 || (size_t)n >= len) {
+		snprintf(err, errlen, "TMPDIR is too long for the API socket path");
+		return -ENAMETOOLONG;
+	}
+	if (create && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		int e = errno;
+		snprintf(err, errlen, "cannot create %s for the API socket: %s", dir,
+		         strerror(e));
+		return -e;
+	}
+	struct stat st;
+	if (lstat(dir, &st) != 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", dir, strerror(e));
+		return -e;
+	}
+	if (!S_ISDIR(st.st_mode) || st.st_uid != uid || (st.st_mode & 077) != 0) {
+		snprintf(err, errlen,
+		         "%s is not a private directory of this user (%s, owner uid "
+		         "%u, mode %04o; it must be a directory of uid %u with mode "
+		         "0700): remove it, set XDG_RUNTIME_DIR, or pass --api PATH",
+		         dir,
+		         S_ISLNK(st.st_mode)   ? "a symlink"
+		         : S_ISDIR(st.st_mode) ? "a directory"
+		                               : "not a directory",
+		         (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
+		         (unsigned)uid);
+		return -EPERM;
+	}
+	return 0;
+}
+
+int api_default_path(char *buf, size_t len, bool create, char *err, size_t errlen)
 {
 	const char *rt = getenv("XDG_RUNTIME_DIR");
-	if (rt && *rt)
-		snprintf(buf, len, "%s/mesh-proxy.sock", rt);
-	else
-		snprintf(buf, len, "/tmp/mesh-proxy-%u.sock", (unsigned)getuid());
+	int n;
+	if (rt && rt[0] == '/') {
+		n = snprintf(buf, len, "%s/mesh-proxy.sock", rt);
+	} else {
+		char dir[256];
+		int r = api_private_dir(dir, sizeof(dir), create, err, errlen);
+		if (r != 0) {
+			snprintf(buf, len, "%s/api.sock", dir);
+			return r;
+		}
+		n = snprintf(buf, len, "%s/api.sock", dir);
+	}
+	if (n < 0 || (size_t)n >= len) {
+		snprintf(err, errlen, "the API socket path is too long: %s", buf);
+		return -ENAMETOOLONG;
+	}
+	return 0;
 }
 
 static void conn_free(struct api_conn *c)

@@ -1,6 +1,6 @@
 /* The node's local API: a Unix stream socket (mode 0600) that speaks one
  * request line per connection ("status", "status json",
- * "ping ADDR N MS [INTERVAL_MS]", "nc HOST PORT") and answers with text
+ * "ping ADDR|NAME N MS [INTERVAL_MS]", "nc HOST PORT") and answers with text
  * until it closes ("nc" answers one line, then the connection carries the
  * stream). The CLI (`mesh-proxy status`, `mesh-proxy ping`) is its client:
  * cli/api_client.h. */
@@ -8,6 +8,7 @@
 #define MESH_NODE_API_SERVER_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The longest request line the server reads (without its newline). */
@@ -42,8 +43,13 @@ int api_conn_take_fd(struct api_conn *c);
 /* Flushes and closes; conn must not be used afterwards. */
 void api_conn_finish(struct api_conn *c);
 
-/* Default socket path: $XDG_RUNTIME_DIR/mesh-proxy.sock, else
- * /tmp/mesh-proxy-<uid>.sock. */
-void api_default_path(char *buf, size_t len);
+/* The socket of a node without a state directory (mesh-proxy --config):
+ * $XDG_RUNTIME_DIR/mesh-proxy.sock when XDG_RUNTIME_DIR is set (an
+ * absolute path), else api.sock in ${TMPDIR:-/tmp}/mesh-proxy-UID/, a
+ * directory made 0700 when create is true and trusted only if it is a
+ * directory (not a symlink) of this user that no one else may enter.
+ * Returns 0, or -errno with a sentence in err saying what to do (buf still
+ * gets the path, for messages). */
+int api_default_path(char *buf, size_t len, bool create, char *err, size_t errlen);
 
 #endif

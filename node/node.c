@@ -253,7 +253,17 @@ static int node_start_frontends(struct node *n)
 	for (size_t i = 0; i < c->n_http; i++)
 		if (c->http[i].direct == CFG_DIRECT_UNSET)
 			c->http[i].direct = mode_direct;
-	for (size_t i = 0; i < c->n_socks5 && n->n_socks < NODE_MAX_FRONTENDS; i++) {
+	n->socks = calloc(c->n_socks5 + 1, sizeof(*n->socks));
+	n->http = calloc(c->n_http + 1, sizeof(*n->http));
+	n->tunnels = calloc(c->n_tcp_client_tunnels + c->n_tcp_server_tunnels + 1,
+	                    sizeof(*n->tunnels));
+	n->udp_tunnels = calloc(c->n_udp_client_tunnels + c->n_udp_server_tunnels + 1,
+	                        sizeof(*n->udp_tunnels));
+	if (!n->socks || !n->http || !n->tunnels || !n->udp_tunnels) {
+		log_error("out of memory for the front-ends");
+		return -1;
+	}
+	for (size_t i = 0; i < c->n_socks5; i++) {
 		struct px_socks *s =
 		    px_socks_new(&n->env, &c->socks5[i], err, sizeof(err));
 		if (!s) {
@@ -262,7 +272,7 @@ static int node_start_frontends(struct node *n)
 		}
 		n->socks[n->n_socks++] = s;
 	}
-	for (size_t i = 0; i < c->n_http && n->n_http < NODE_MAX_FRONTENDS; i++) {
+	for (size_t i = 0; i < c->n_http; i++) {
 		struct px_http *h = px_http_new(&n->env, &c->http[i], err, sizeof(err));
 		if (!h) {
 			log_error("[http]: %s", err);
@@ -270,8 +280,7 @@ static int node_start_frontends(struct node *n)
 		}
 		n->http[n->n_http++] = h;
 	}
-	for (size_t i = 0;
-	     i < c->n_tcp_client_tunnels && n->n_tunnels < NODE_MAX_FRONTENDS; i++) {
+	for (size_t i = 0; i < c->n_tcp_client_tunnels; i++) {
 		struct px_tunnel *t = px_tcp_client_tunnel_new(
 		    &n->env, &c->tcp_client_tunnels[i], err, sizeof(err));
 		if (!t) {
@@ -280,10 +289,14 @@ static int node_start_frontends(struct node *n)
 		}
 		n->tunnels[n->n_tunnels++] = t;
 	}
-	uint16_t own[3 * NODE_MAX_FRONTENDS];
-	size_t n_own = node_own_ports(n, own, sizeof(own) / sizeof(own[0]));
-	for (size_t i = 0;
-	     i < c->n_tcp_server_tunnels && n->n_tunnels < NODE_MAX_FRONTENDS; i++) {
+	size_t max_own = n->n_socks + n->n_http + n->n_tunnels;
+	uint16_t *own = calloc(max_own + 1, sizeof(*own));
+	if (!own) {
+		log_error("out of memory for the front-ends");
+		return -1;
+	}
+	size_t n_own = node_own_ports(n, own, max_own);
+	for (size_t i = 0; i < c->n_tcp_server_tunnels; i++) {
 		const struct cfg_tcp_server_tunnel *st = &c->tcp_server_tunnels[i];
 		if (node_target_is_own(st->target_host, st->target_port, own, n_own)) {
 			log_error(
@@ -292,18 +305,20 @@ static int node_start_frontends(struct node *n)
 			    "own proxy or tunnel: every mesh peer could use it as a hop "
 			    "into this host; point it at a service instead",
 			    st->listen_port, st->target_host, st->target_port);
+			free(own);
 			return -1;
 		}
 		struct px_tunnel *t = px_tcp_server_tunnel_new(
 		    &n->env, &c->tcp_server_tunnels[i], err, sizeof(err));
 		if (!t) {
 			log_error("[TCPServerTunnel]: %s", err);
+			free(own);
 			return -1;
 		}
 		n->tunnels[n->n_tunnels++] = t;
 	}
-	for (size_t i = 0;
-	     i < c->n_udp_client_tunnels && n->n_udp_tunnels < NODE_MAX_FRONTENDS; i++) {
+	free(own);
+	for (size_t i = 0; i < c->n_udp_client_tunnels; i++) {
 		struct px_udp_tunnel *t = px_udp_client_tunnel_new(
 		    &n->env, &c->udp_client_tunnels[i], err, sizeof(err));
 		if (!t) {
@@ -312,8 +327,7 @@ static int node_start_frontends(struct node *n)
 		}
 		n->udp_tunnels[n->n_udp_tunnels++] = t;
 	}
-	for (size_t i = 0;
-	     i < c->n_udp_server_tunnels && n->n_udp_tunnels < NODE_MAX_FRONTENDS; i++) {
+	for (size_t i = 0; i < c->n_udp_server_tunnels; i++) {
 		struct px_udp_tunnel *t = px_udp_server_tunnel_new(
 		    &n->env, &c->udp_server_tunnels[i], err, sizeof(err));
 		if (!t) {
@@ -475,9 +489,13 @@ static int node_start_dataplane(struct node *n)
 		return -1;
 	n->dataplane = true;
 	if (n->ctl) {
-		uint16_t own[3 * NODE_MAX_FRONTENDS];
-		size_t n_own = node_own_ports(n, own, sizeof(own) / sizeof(own[0]));
+		size_t max_own = n->n_socks + n->n_http + n->n_tunnels;
+		uint16_t *own = calloc(max_own + 1, sizeof(*own));
+		if (!own)
+			return -1;
+		size_t n_own = node_own_ports(n, own, max_own);
 		node_ctl_attach(n->ctl, n->wg, &n->env, own, n_own);
+		free(own);
 	}
 	char self[64];
 	uint8_t pub[32];
@@ -571,10 +589,12 @@ int node_run(const struct node_opts *o)
 	else if (o->ctl)
 		snprintf(n->api_path, sizeof(n->api_path), "%s/api.sock",
 		         o->ctl->state_dir);
-	else
-		api_default_path(n->api_path, sizeof(n->api_path));
-	n->api =
-	    api_server_new(n->base, n->api_path, node_api_handle, n, err, sizeof(err));
+	else if (api_default_path(n->api_path, sizeof(n->api_path), true, err,
+	                          sizeof(err)) != 0)
+		n->api_path[0] = 0;
+	if (n->api_path[0])
+		n->api = api_server_new(n->base, n->api_path, node_api_handle, n, err,
+		                        sizeof(err));
 	if (!n->api)
 		log_warn("local API disabled: %s", err);
 
@@ -621,6 +641,10 @@ out:
 		px_tunnel_free(n->tunnels[i]);
 	for (size_t i = 0; i < n->n_udp_tunnels; i++)
 		px_udp_tunnel_free(n->udp_tunnels[i]);
+	free(n->socks);
+	free(n->http);
+	free(n->tunnels);
+	free(n->udp_tunnels);
 	px_nc_free(n->nc);
 	node_ctl_free(n->ctl);
 	node_ctl_prep_free(prep);

@@ -14,8 +14,6 @@
 struct api_conn;
 struct status_view;
 
-#define NODE_MAX_FRONTENDS 64
-
 struct node {
 	struct config cfg;
 	struct event_base *base;
@@ -25,13 +23,15 @@ struct node {
 	struct event *ev_int, *ev_term, *ev_hup, *ev_tick;
 	int64_t *seen_handshake; /* per peer, to log new handshakes */
 	struct px_env env;
-	struct px_socks *socks[NODE_MAX_FRONTENDS];
+	/* The front-ends, one array of each kind sized to the configuration
+	 * (config_load caps the total: CFG_MAX_FRONTENDS). */
+	struct px_socks **socks;
 	size_t n_socks;
-	struct px_http *http[NODE_MAX_FRONTENDS];
+	struct px_http **http;
 	size_t n_http;
-	struct px_tunnel *tunnels[NODE_MAX_FRONTENDS];
+	struct px_tunnel **tunnels; /* TCP client tunnels, then server tunnels */
 	size_t n_tunnels;
-	struct px_udp_tunnel *udp_tunnels[NODE_MAX_FRONTENDS];
+	struct px_udp_tunnel **udp_tunnels;
 	size_t n_udp_tunnels;
 	struct px_nc *nc;
 	time_t started;

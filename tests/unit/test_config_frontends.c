@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -365,6 +366,49 @@ static void test_example_ini_sections(void **st)
 	config_free(&c);
 }
 
+/* review M8: many front-end sections all load (the node starts every one
+ * of them); past CFG_MAX_FRONTENDS the error names the file and line. */
+static char *many_tunnels(size_t n)
+{
+	static const char one[] = "[TCPClientTunnel]\nBindAddress = 127.0.0.1:%zu\n"
+	                          "Target = 10.0.0.1:22\n";
+	size_t cap = sizeof(IFACE) + n * (sizeof(one) + 8);
+	char *t = malloc(cap);
+	assert_non_null(t);
+	size_t len = (size_t)snprintf(t, cap, "%s", IFACE);
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(t + len, cap - len, one, 20000 + i);
+	return t;
+}
+
+static void test_many_frontends(void **st)
+{
+	(void)st;
+	struct config c;
+	char *t = many_tunnels(70);
+	ok(t, &c);
+	assert_int_equal(c.n_tcp_client_tunnels, 70);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&c.tcp_client_tunnels[69].bind.addr)->sin_port), 20069);
+	config_free(&c);
+	free(t);
+
+	t = many_tunnels(CFG_MAX_FRONTENDS);
+	ok(t, &c);
+	assert_int_equal(c.n_tcp_client_tunnels, CFG_MAX_FRONTENDS);
+	config_free(&c);
+	free(t);
+
+	/* IFACE is 3 lines, each section 3: the extra one starts at line 3 *
+	 * 1024 + 4. */
+	t = many_tunnels(CFG_MAX_FRONTENDS + 1);
+	char want[128];
+	snprintf(want, sizeof(want),
+	         "t.ini:%d: [TCPClientTunnel]: more than %d front-end sections",
+	         3 * CFG_MAX_FRONTENDS + 4, CFG_MAX_FRONTENDS);
+	expect_err(t, want);
+	free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +421,7 @@ int main(void)
 	    cmocka_unit_test(test_udp_errors),
 	    cmocka_unit_test(test_peer_name),
 	    cmocka_unit_test(test_example_ini_sections),
+	    cmocka_unit_test(test_many_frontends),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
