@@ -725,7 +725,7 @@ int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_en
 		         desc);
 	else if (expose_any(&m->p->expose))
 		log_info("expose: %s (mesh connections to our address go to 127.0.0.1; "
-		         "this node's own proxy ports never)",
+		         "never this node's own proxy ports)",
 		         desc);
 	else
 		log_info("expose: none (mesh peers reach no local service; --expose "
