@@ -242,6 +242,8 @@ static int node_start_frontends(struct node *n)
 	                         .resolve_mesh = node_resolve_mesh,
 	                         .resolve_ctx = n};
 	node_own_prefixes(n);
+	if (node_dns_start(n) != 0)
+		return -1;
 	/* Direct's default: as Tailscale's userspace mode with `up` (but
 	 * never loopback, link-local, metadata or the mesh itself), and as
 	 * wireproxy with a configuration file alone (nothing leaves the
@@ -622,6 +624,7 @@ out:
 	for (size_t i = 0; i < n->n_udp_tunnels; i++)
 		px_udp_tunnel_free(n->udp_tunnels[i]);
 	px_nc_free(n->nc);
+	node_dns_stop(n);
 	node_ctl_free(n->ctl);
 	node_ctl_prep_free(prep);
 	api_server_free(n->api);

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# [Interface] DNS in wireproxy mode: names resolve through the tunnel to the
+# configured server, never through this host's resolver.
+#
+#   A  198.18.0.1  mesh-proxy 100.77.0.1/32, DNS = 100.77.0.2, SOCKS5 :1080
+#                  in a mount namespace of its own whose /etc/resolv.conf
+#                  says "nameserver 127.0.0.1", where a spy DNS server
+#                  (dns_server.py) logs every query it gets
+#   B  198.18.0.2  mesh-proxy 100.77.0.2/32: TCP and UDP server tunnels
+#                  :53 -> dns_tunnel_server.py (zone secret.corp, UDP+TCP),
+#                  TCP server tunnel :8080 -> httpd.py
+#
+# Checks: curl --socks5-hostname and the HTTP proxy reach secret.corp, a
+# CNAME (alias.secret.corp) and a name whose UDP answer is truncated
+# (tc.secret.corp, asked again over TCP through the tunnel); an unknown name
+# fails with SOCKS5 0x04; the spy received nothing (and does answer when
+# asked directly); a DNS server that no peer routes stops the node at start
+# with an error naming it.
+. "$(dirname "$0")/lib.sh"
+
+e2e_require_root
+e2e_require_cmd ip curl python3 setpriv unshare mount dig
+e2e_tmp_init
+e2e_require_mesh_proxy
+PY=/usr/bin/python3
+[ -x $PY ] || PY=$(command -v python3)
+
+step "namespaces A (198.18.0.1) and B (198.18.0.2)"
+ns_create A
+ns_create B
+ns_link A 198.18.0.1/24 B 198.18.0.2/24
+
+AKEY=$(genkey) BKEY=$(genkey)
+APUB=$(echo "$AKEY" | pubkey) BPUB=$(echo "$BKEY" | pubkey)
+write_file "$E2E_TMP/a.conf" <<EOF
+[Interface]
+PrivateKey = $AKEY
+Address = 100.77.0.1/32
+ListenPort = 51820
+DNS = 100.77.0.2
+
+[Peer]
+PublicKey = $BPUB
+Endpoint = 198.18.0.2:51821
+AllowedIPs = 100.77.0.2/32
+
+[Socks5]
+BindAddress = 127.0.0.1:1080
+
+[http]
+BindAddress = 127.0.0.1:3128
+EOF
+write_file "$E2E_TMP/b.conf" <<EOF
+[Interface]
+PrivateKey = $BKEY
+Address = 100.77.0.2/32
+ListenPort = 51821
+
+[Peer]
+PublicKey = $APUB
+Endpoint = 198.18.0.1:51820
+AllowedIPs = 100.77.0.1/32
+
+[TCPServerTunnel]
+ListenPort = 8080
+Target = 127.0.0.1:8080
+
+[TCPServerTunnel]
+ListenPort = 53
+Target = 127.0.0.1:5353
+
+[UDPServerTunnel]
+ListenPort = 53
+Target = 127.0.0.1:5353
+EOF
+echo "nameserver 127.0.0.1" | write_file "$E2E_TMP/resolv.conf"
+
+step "B: web server, the tunnel's DNS server, mesh-proxy"
+mkdir -p "$E2E_TMP/www"
+TOKEN="tunnel-dns-$RANDOM$RANDOM"
+echo "$TOKEN" | write_file "$E2E_TMP/www/index.html"
+bg_nobody httpB B $PY "$E2E_DIR/httpd.py" 127.0.0.1 8080 "$E2E_TMP/www"
+bg_nobody dnsB B $PY "$E2E_DIR/dns_tunnel_server.py" 127.0.0.1 5353 secret.corp 100.77.0.2 fd77::2
+wait_listen B 8080 || die "web server in B did not start"
+wait_listen B 5353 || die "DNS server in B did not start"
+mesh_start meshB B "$E2E_TMP/b.conf"
+wait_listen B 51821 10 udp || die "mesh-proxy B did not start"
+
+step "A: the host's resolver (a spy on 127.0.0.1:53) and mesh-proxy with DNS = 100.77.0.2"
+bg spyA A $PY "$E2E_DIR/dns_server.py" 127.0.0.1 53 secret.corp 198.18.0.66
+wait_listen A 53 10 udp || die "spy resolver in A did not start"
+bg meshA A unshare -m --propagation private sh -c \
+    'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"' sh "$E2E_TMP/resolv.conf" \
+    "${AS_NOBODY[@]}" "$MESH_PROXY" --config "$E2E_TMP/a.conf" \
+    --api "$E2E_TMP/run/meshA.sock" --log-level debug
+wait_listen A 1080 || die "A's SOCKS5 is not listening"
+check "A's log says names resolve through the tunnel" \
+    wait_log "$E2E_LOGDIR/meshA.log" "names resolve through the tunnel" 5
+
+get_page() {
+    local got
+    got=$(nsx A curl -sS --max-time 20 "$@") || return 1
+    [ "$got" = "$TOKEN" ] || { echo "got: $got"; return 1; }
+}
+step "names through the tunnel"
+check "curl --socks5-hostname http://secret.corp:8080/" \
+    get_page --socks5-hostname 127.0.0.1:1080 http://secret.corp:8080/index.html
+check "the HTTP proxy: http://secret.corp:8080/" \
+    get_page -x http://127.0.0.1:3128 http://secret.corp:8080/index.html
+check "a CNAME: alias.secret.corp" \
+    get_page --socks5-hostname 127.0.0.1:1080 http://alias.secret.corp:8080/index.html
+check "a truncated UDP answer is asked again over TCP: tc.secret.corp" \
+    get_page --socks5-hostname 127.0.0.1:1080 http://tc.secret.corp:8080/index.html
+check "the tunnel's server got tc.secret.corp over TCP" \
+    grep -q "dns: tcp .* tc.secret.corp 1" "$E2E_LOGDIR/dnsB.log"
+check "the tunnel's server got A and AAAA queries over UDP" \
+    bash -c "grep -q 'dns: udp .* secret.corp 1\$' '$E2E_LOGDIR/dnsB.log' && grep -q 'dns: udp .* secret.corp 28\$' '$E2E_LOGDIR/dnsB.log'"
+unknown_fails() {
+    local rc
+    nsx A curl -sS --max-time 20 --socks5-hostname 127.0.0.1:1080 http://nothing.corp:8080/ >/dev/null 2>"$E2E_TMP/curl.err"
+    rc=$?
+    [ $rc -ne 0 ] && grep -qi "unreachable\|(4)" "$E2E_TMP/curl.err" ||
+        { echo "rc $rc: $(cat "$E2E_TMP/curl.err")"; return 1; }
+}
+check "an unknown name: SOCKS5 0x04 (host unreachable)" unknown_fails
+
+step "the host's resolver was never asked"
+no_spy_queries() {
+    if grep -E "dns: .*(type|bad query|ignored)" "$E2E_LOGDIR/spyA.log"; then return 1; fi
+}
+check "the spy on A's resolv.conf nameserver received no query" no_spy_queries
+spy_answers() { [ "$(nsx A dig +short +time=2 +tries=1 @127.0.0.1 secret.corp)" = 198.18.0.66 ]; }
+check "the spy does answer when asked directly (so its silence means something)" spy_answers
+
+step "a DNS server outside every AllowedIPs stops the node"
+sed -e 's/^DNS = .*/DNS = 198.18.0.9/' -e 's/^ListenPort = 51820/ListenPort = 51830/' \
+    -e 's/127.0.0.1:1080/127.0.0.1:1081/' -e 's/127.0.0.1:3128/127.0.0.1:3129/' \
+    "$E2E_TMP/a.conf" | write_file "$E2E_TMP/bad.conf"
+refuses() {
+    local out rc
+    out=$(nsx_nobody A timeout 10 "$MESH_PROXY" --config "$E2E_TMP/bad.conf" \
+        --api "$E2E_TMP/run/bad.sock" 2>&1)
+    rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "$out" | grep -q "DNS 198.18.0.9: no \[Peer\] AllowedIPs covers it" ||
+        { echo "rc $rc: $out"; return 1; }
+}
+check "DNS = 198.18.0.9 (not routed): refused at start, the address named" refuses
+
+e2e_finish
