@@ -473,7 +473,7 @@ static void node_raise_fd_limit(void)
 static int node_start_dataplane(struct node *n)
 {
 	if (node_start_wg(n) != 0 || node_start_netstack(n) != 0 ||
-	    node_start_frontends(n) != 0)
+	    node_start_frontends(n) != 0 || (!n->ctl && node_stdio_start(n) != 0))
 		return -1;
 	n->dataplane = true;
 	if (n->ctl) {
@@ -623,6 +623,7 @@ out:
 		px_tunnel_free(n->tunnels[i]);
 	for (size_t i = 0; i < n->n_udp_tunnels; i++)
 		px_udp_tunnel_free(n->udp_tunnels[i]);
+	node_stdio_free(n);
 	px_nc_free(n->nc);
 	node_dns_stop(n);
 	node_ctl_free(n->ctl);

@@ -41,6 +41,7 @@ struct node {
 	int rc;               /* exit code asked for by the control side */
 	char api_path[256];
 	struct dnsc *dnsc; /* [Interface] DNS (node_dns.c); NULL: evdns */
+	struct node_stdio *stdio; /* [STDIOTunnel] (node_stdio.c) */
 };
 
 /* Fills v with the node's current view for status output. */
@@ -52,6 +53,11 @@ void node_status_view(const struct node *n, struct status_view *v);
 int node_dns_start(struct node *n);
 /* Ends the lookups still pending (after the front-ends are freed). */
 void node_dns_stop(struct node *n);
+
+/* [STDIOTunnel]: connects stdin/stdout to its Target through n->nc (after
+ * the front-ends start). 0 or -1 (logged). */
+int node_stdio_start(struct node *n);
+void node_stdio_free(struct node *n); /* flushes stdout */
 
 /* The local API's request handler (api_handler_fn; ctx is the node). */
 void node_api_handle(void *ctx, struct api_conn *conn, const char *line);

@@ -15,7 +15,9 @@
 # (tc.secret.corp, asked again over TCP through the tunnel); an unknown name
 # fails with SOCKS5 0x04; the spy received nothing (and does answer when
 # asked directly); a DNS server that no peer routes stops the node at start
-# with an error naming it.
+# with an error naming it. [STDIOTunnel]: a node whose stdin/stdout are a
+# connection to an echo service on B (by a name resolved through the
+# tunnel) returns 1 MiB unchanged; a closed port exits 1 with the reason.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -69,6 +71,10 @@ Target = 127.0.0.1:8080
 ListenPort = 53
 Target = 127.0.0.1:5353
 
+[TCPServerTunnel]
+ListenPort = 7777
+Target = 127.0.0.1:7777
+
 [UDPServerTunnel]
 ListenPort = 53
 Target = 127.0.0.1:5353
@@ -83,6 +89,8 @@ bg_nobody httpB B $PY "$E2E_DIR/httpd.py" 127.0.0.1 8080 "$E2E_TMP/www"
 bg_nobody dnsB B $PY "$E2E_DIR/dns_tunnel_server.py" 127.0.0.1 5353 secret.corp 100.77.0.2 fd77::2
 wait_listen B 8080 || die "web server in B did not start"
 wait_listen B 5353 || die "DNS server in B did not start"
+bg_nobody echoB B $PY "$E2E_DIR/echo_server.py" 127.0.0.1 7777
+wait_listen B 7777 || die "echo server in B did not start"
 mesh_start meshB B "$E2E_TMP/b.conf"
 wait_listen B 51821 10 udp || die "mesh-proxy B did not start"
 
@@ -145,5 +153,35 @@ refuses() {
         { echo "rc $rc: $out"; return 1; }
 }
 check "DNS = 198.18.0.9 (not routed): refused at start, the address named" refuses
+
+step "[STDIOTunnel]: stdin/stdout through the mesh (ssh ProxyCommand style)"
+# The same node key, another port, no proxies: stdin and stdout are the
+# connection to echo.secret.corp:7777 (a name resolved through the tunnel).
+sed -e 's/^ListenPort = 51820/ListenPort = 51831/' -e '/^\[Socks5\]/,$d' \
+    "$E2E_TMP/a.conf" | write_file "$E2E_TMP/stdio.conf"
+printf '\n[STDIOTunnel]\nTarget = secret.corp:7777\n' >>"$E2E_TMP/stdio.conf"
+random_file "$E2E_TMP/stdio.in" 1
+stdio_echoes() {
+    local out="$E2E_TMP/run/stdio.out"
+    # A pipe in and out, as ssh gives its ProxyCommand; stdin stays open a
+    # moment after the data so the echo can come back before the half-close.
+    (cat "$E2E_TMP/stdio.in"; sleep 3) | nsx_nobody A timeout 20 "$MESH_PROXY" \
+        --config "$E2E_TMP/stdio.conf" --api "$E2E_TMP/run/stdio.sock" \
+        2>"$E2E_LOGDIR/stdio.log" | cat >"$out"
+    [ "$(sha "$out")" = "$(sha "$E2E_TMP/stdio.in")" ] ||
+        { echo "got $(stat -c %s "$out") bytes"; return 1; }
+}
+check "1 MiB through stdin comes back on stdout (echo service via the mesh)" stdio_echoes
+check "the log went to stderr and says connected" grep -q "STDIOTunnel\] connected to secret.corp:7777" "$E2E_LOGDIR/stdio.log"
+sed -e 's/secret.corp:7777/secret.corp:7778/' "$E2E_TMP/stdio.conf" | write_file "$E2E_TMP/stdio-bad.conf"
+stdio_refused() {
+    local rc
+    echo hi | nsx_nobody A timeout 20 "$MESH_PROXY" --config "$E2E_TMP/stdio-bad.conf" \
+        --api "$E2E_TMP/run/stdio2.sock" 2>"$E2E_TMP/stdio2.err" >/dev/null
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "STDIOTunnel\] Target secret.corp:7778" "$E2E_TMP/stdio2.err" ||
+        { echo "rc $rc: $(tail -3 "$E2E_TMP/stdio2.err")"; return 1; }
+}
+check "a closed Target: exit 1 with the reason on stderr" stdio_refused
 
 e2e_finish
