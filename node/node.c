@@ -81,8 +81,11 @@ static void node_on_signal(evutil_socket_t sig, short what, void *arg)
 	struct node *n = arg;
 	(void)what;
 	if (sig == SIGHUP) {
-		log_info("SIGHUP received: reconnecting to mesh-control");
-		node_ctl_reconnect(n->ctl);
+		node_resolv_reload(n, "SIGHUP received");
+		if (n->ctl) {
+			log_info("SIGHUP received: reconnecting to mesh-control");
+			node_ctl_reconnect(n->ctl);
+		}
 		return;
 	}
 	log_info("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -602,10 +605,9 @@ int node_run(const struct node_opts *o)
 	event_add(n->ev_int, NULL);
 	event_add(n->ev_term, NULL);
 	event_add(n->ev_tick, &sec);
-	if (n->ctl) {
-		n->ev_hup = evsignal_new(n->base, SIGHUP, node_on_signal, n);
-		event_add(n->ev_hup, NULL);
-	}
+	n->ev_hup = evsignal_new(n->base, SIGHUP, node_on_signal, n);
+	event_add(n->ev_hup, NULL);
+	node_resolv_watch_start(n);
 	event_base_dispatch(n->base);
 	if (n->wg) {
 		node_log_summary(n);

@@ -1,8 +1,14 @@
-/* [Interface] DNS in a node run from a configuration file (wireproxy
+/* Names for the front-ends that are not mesh names.
+ *
+ * [Interface] DNS in a node run from a configuration file (wireproxy
  * mode): the front-ends' names are looked up through the tunnel by the
  * DNS client (node/dns/dnsc.h), never by the host's resolver. Every
  * server must be reached through the mesh: a server no [Peer] AllowedIPs
- * covers stops the node at start instead of leaking to the host. */
+ * covers stops the node at start instead of leaking to the host.
+ *
+ * Otherwise the host's resolver (evdns, and MagicDNS's forwarder), whose
+ * configuration is read again on SIGHUP and when /etc/resolv.conf
+ * changes (resolv_watch.h). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
@@ -10,8 +16,12 @@
 #include "config/config.h"
 #include "core/util/log.h"
 #include "core/wg/device.h"
+#include "node/control.h"
 #include "node/dns/dnsc.h"
 #include "node/node_int.h"
+#include "node/resolv_watch.h"
+
+#include <event2/dns.h>
 
 static int node_dns_lookup(void *ctx, const char *name,
                            void (*cb)(void *arg, int err, const struct ns_addr *a,
@@ -87,8 +97,40 @@ int node_dns_start(struct node *n)
 	return 0;
 }
 
+/* ---- the host's resolver: re-read when /etc/resolv.conf changes ---- */
+
+#define NODE_RESOLV_CONF "/etc/resolv.conf"
+
+void node_resolv_reload(struct node *n, const char *why)
+{
+	if (n->dns) {
+		/* Queued lookups wait for the new servers (resume resends them). */
+		evdns_base_clear_nameservers_and_suspend(n->dns);
+		int r = evdns_base_resolv_conf_parse(
+		    n->dns, DNS_OPTION_NAMESERVERS | DNS_OPTION_MISC, NODE_RESOLV_CONF);
+		evdns_base_resume(n->dns);
+		log_info("%s: %s read again: %d nameserver(s)%s", why, NODE_RESOLV_CONF,
+		         evdns_base_count_nameservers(n->dns),
+		         r == 0 ? "" : " (the file is missing or unreadable)");
+	}
+	node_ctl_resolv_changed(n->ctl);
+}
+
+static void node_resolv_on_change(void *ctx)
+{
+	node_resolv_reload(ctx, "resolver configuration changed");
+}
+
+void node_resolv_watch_start(struct node *n)
+{
+	n->resolv_watch =
+	    resolv_watch_new(n->base, NODE_RESOLV_CONF, node_resolv_on_change, n);
+}
+
 void node_dns_stop(struct node *n)
 {
+	resolv_watch_free(n->resolv_watch);
+	n->resolv_watch = NULL;
 	dnsc_free(n->dnsc); /* pending lookups get their callbacks now */
 	n->dnsc = NULL;
 }

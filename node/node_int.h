@@ -42,6 +42,7 @@ struct node {
 	char api_path[256];
 	struct dnsc *dnsc; /* [Interface] DNS (node_dns.c); NULL: evdns */
 	struct node_stdio *stdio; /* [STDIOTunnel] (node_stdio.c) */
+	struct resolv_watch *resolv_watch; /* /etc/resolv.conf (node_dns.c) */
 };
 
 /* Fills v with the node's current view for status output. */
@@ -51,8 +52,13 @@ void node_status_view(const struct node *n, struct status_view *v);
  * servers are routed through the mesh and points n->env's lookups at them
  * (call before the front-ends start). 0 or -1 (logged). */
 int node_dns_start(struct node *n);
-/* Ends the lookups still pending (after the front-ends are freed). */
+/* Ends the lookups still pending (after the front-ends are freed) and the
+ * resolv.conf watch. */
 void node_dns_stop(struct node *n);
+/* Re-reads /etc/resolv.conf for evdns and MagicDNS's forwarder (why: for
+ * the log), and watches it for changes. */
+void node_resolv_reload(struct node *n, const char *why);
+void node_resolv_watch_start(struct node *n);
 
 /* [STDIOTunnel]: connects stdin/stdout to its Target through n->nc (after
  * the front-ends start). 0 or -1 (logged). */
