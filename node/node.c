@@ -20,6 +20,7 @@
 #include "core/wg/device.h"
 #include "netstack/ns.h"
 #include "node/api_server.h"
+#include "node/checkalive.h"
 #include "node/control.h"
 #include "node/format.h"
 #include "node/node_int.h"
@@ -478,6 +479,10 @@ static int node_start_dataplane(struct node *n)
 	if (node_start_wg(n) != 0 || node_start_netstack(n) != 0 ||
 	    node_start_frontends(n) != 0 || (!n->ctl && node_stdio_start(n) != 0))
 		return -1;
+	if (!n->ctl && n->cfg.n_check_alive) /* wireproxy's health check */
+		n->checkalive = checkalive_new(n->base, n->cfg.check_alive,
+		                               n->cfg.n_check_alive,
+		                               n->cfg.check_alive_interval_s);
 	n->dataplane = true;
 	if (n->ctl) {
 		uint16_t own[3 * NODE_MAX_FRONTENDS];
@@ -626,6 +631,7 @@ out:
 	for (size_t i = 0; i < n->n_udp_tunnels; i++)
 		px_udp_tunnel_free(n->udp_tunnels[i]);
 	node_stdio_free(n);
+	checkalive_free(n->checkalive);
 	px_nc_free(n->nc);
 	node_dns_stop(n);
 	node_ctl_free(n->ctl);

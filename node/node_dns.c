@@ -42,10 +42,6 @@ static bool node_dns_is_literal(const char *host)
 int node_dns_start(struct node *n)
 {
 	const struct config *c = &n->cfg;
-	if (!n->ctl && c->n_check_alive)
-		log_warn("[Interface] CheckAlive: accepted, not acted on yet: this node "
-		         "does not ping those addresses or serve wireproxy's /readyz; "
-		         "use `mesh-proxy ping` or `mesh-proxy status` instead");
 	if (n->ctl || c->n_dns == 0)
 		return 0;
 	struct dnsc_config dc = {.base = n->base};

@@ -43,6 +43,7 @@ struct node {
 	struct dnsc *dnsc; /* [Interface] DNS (node_dns.c); NULL: evdns */
 	struct node_stdio *stdio; /* [STDIOTunnel] (node_stdio.c) */
 	struct resolv_watch *resolv_watch; /* /etc/resolv.conf (node_dns.c) */
+	struct checkalive *checkalive;     /* [Interface] CheckAlive */
 };
 
 /* Fills v with the node's current view for status output. */

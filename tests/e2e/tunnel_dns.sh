@@ -18,6 +18,8 @@
 # with an error naming it. [STDIOTunnel]: a node whose stdin/stdout are a
 # connection to an echo service on B (by a name resolved through the
 # tunnel) returns 1 MiB unchanged; a closed port exits 1 with the reason.
+# CheckAlive: 100.77.0.2 (answers) and 100.77.0.9 (routed to B, silent),
+# every second: status and status --json say which answers.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -40,11 +42,13 @@ PrivateKey = $AKEY
 Address = 100.77.0.1/32
 ListenPort = 51820
 DNS = 100.77.0.2
+CheckAlive = 100.77.0.2, 100.77.0.9
+CheckAliveInterval = 1
 
 [Peer]
 PublicKey = $BPUB
 Endpoint = 198.18.0.2:51821
-AllowedIPs = 100.77.0.2/32
+AllowedIPs = 100.77.0.0/24
 
 [Socks5]
 BindAddress = 127.0.0.1:1080
@@ -139,6 +143,26 @@ no_spy_queries() {
 check "the spy on A's resolv.conf nameserver received no query" no_spy_queries
 spy_answers() { [ "$(nsx A dig +short +time=2 +tries=1 @127.0.0.1 secret.corp)" = 198.18.0.66 ]; }
 check "the spy does answer when asked directly (so its silence means something)" spy_answers
+
+step "CheckAlive: pinged through the mesh every second, shown in status"
+alive_json() {
+    mesh_cli meshA A status --json | $PY -c '
+import json, sys
+ca = json.load(sys.stdin)["check_alive"]
+a = {e["address"]: e for e in ca["addresses"]}
+ok = (ca["interval_s"] == 1 and not ca["ok"] and a["100.77.0.2"]["ok"]
+      and a["100.77.0.2"]["received"] >= 2 and not a["100.77.0.9"]["ok"]
+      and a["100.77.0.9"]["received"] == 0 and a["100.77.0.9"]["sent"] >= 2)
+sys.exit(0 if ok else 1)'
+}
+check "status --json: 100.77.0.2 ok (answers), 100.77.0.9 not (routed, silent)" wait_until 10 alive_json
+alive_text() {
+    local t
+    t=$(mesh_cli meshA A status) || return 1
+    echo "$t" | grep -q '^alive  100.77.0.2  ok' &&
+        echo "$t" | grep -q '^alive  100.77.0.9  NOT ANSWERING' || { echo "$t"; return 1; }
+}
+check "status text: one alive line per address" alive_text
 
 step "a DNS server outside every AllowedIPs stops the node"
 sed -e 's/^DNS = .*/DNS = 198.18.0.9/' -e 's/^ListenPort = 51820/ListenPort = 51830/' \
