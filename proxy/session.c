@@ -770,7 +770,8 @@ static void px_sess_on_lookup(void *arg, int err, const struct ns_addr *a, size_
 	}
 	struct ns_addr b[PX_MAX_ADDRS];
 	n = err == 0 && n < PX_MAX_ADDRS ? n : err == 0 ? PX_MAX_ADDRS : 0;
-	memcpy(b, a, n * sizeof(*b));
+	if (n)
+		memcpy(b, a, n * sizeof(*b));
 	px_sess_dns_addrs(s, b, n);
 }
 
