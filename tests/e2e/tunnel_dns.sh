@@ -10,7 +10,8 @@
 #                  :53 -> dns_tunnel_server.py (zone secret.corp, UDP+TCP),
 #                  TCP server tunnel :8080 -> httpd.py
 #
-# Checks: curl --socks5-hostname and the HTTP proxy reach secret.corp, a
+# Checks: curl --socks5-hostname, the HTTP proxy and a TCP client tunnel
+# whose Target is a name reach secret.corp, a
 # CNAME (alias.secret.corp) and a name whose UDP answer is truncated
 # (tc.secret.corp, asked again over TCP through the tunnel); an unknown name
 # fails with SOCKS5 0x04; the spy received nothing (and does answer when
@@ -55,6 +56,10 @@ BindAddress = 127.0.0.1:1080
 
 [http]
 BindAddress = 127.0.0.1:3128
+
+[TCPClientTunnel]
+BindAddress = 127.0.0.1:18080
+Target = secret.corp:8080
 EOF
 write_file "$E2E_TMP/b.conf" <<EOF
 [Interface]
@@ -119,6 +124,8 @@ check "curl --socks5-hostname http://secret.corp:8080/" \
     get_page --socks5-hostname 127.0.0.1:1080 http://secret.corp:8080/index.html
 check "the HTTP proxy: http://secret.corp:8080/" \
     get_page -x http://127.0.0.1:3128 http://secret.corp:8080/index.html
+check "a [TCPClientTunnel] whose Target is secret.corp:8080" \
+    get_page http://127.0.0.1:18080/index.html
 check "a CNAME: alias.secret.corp" \
     get_page --socks5-hostname 127.0.0.1:1080 http://alias.secret.corp:8080/index.html
 check "a truncated UDP answer is asked again over TCP: tc.secret.corp" \
@@ -167,6 +174,7 @@ check "status text: one alive line per address" alive_text
 step "a DNS server outside every AllowedIPs stops the node"
 sed -e 's/^DNS = .*/DNS = 198.18.0.9/' -e 's/^ListenPort = 51820/ListenPort = 51830/' \
     -e 's/127.0.0.1:1080/127.0.0.1:1081/' -e 's/127.0.0.1:3128/127.0.0.1:3129/' \
+    -e 's/127.0.0.1:18080/127.0.0.1:18081/' \
     "$E2E_TMP/a.conf" | write_file "$E2E_TMP/bad.conf"
 refuses() {
     local out rc
