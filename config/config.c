@@ -35,6 +35,7 @@ static const char *const sect_names[] = {
     [CFG_SECT_TCP_SERVER] = "TCPServerTunnel",
     [CFG_SECT_UDP_CLIENT] = "UDPClientTunnel",
     [CFG_SECT_UDP_SERVER] = "UDPServerTunnel",
+    [CFG_SECT_STDIO] = "STDIOTunnel",
 };
 
 static void cfg_limits_default(struct cfg_limits *l)
@@ -132,8 +133,8 @@ static int cfg_section_begin(struct cfg_parser *p, const char *name)
 	if (s == CFG_SECT_TOP) {
 		cfg_errf(p,
 		         "unknown section [%s] (expected Interface, Peer, Socks5, http, "
-		         "TCPClientTunnel, TCPServerTunnel, UDPClientTunnel or "
-		         "UDPServerTunnel)",
+		         "TCPClientTunnel, TCPServerTunnel, UDPClientTunnel, "
+		         "UDPServerTunnel or STDIOTunnel)",
 		         cfg_quote(name, q, sizeof(q)));
 		return -1;
 	}
@@ -224,6 +225,13 @@ static int cfg_section_begin(struct cfg_parser *p, const char *name)
 		c->udp_server_tunnels[c->n_udp_server_tunnels - 1].max_flows =
 		    CFG_DEFAULT_UDP_MAX_FLOWS;
 		break;
+	case CFG_SECT_STDIO:
+		if (c->stdio_target_host) {
+			cfg_errf(p, "second [STDIOTunnel] (stdin and stdout are one "
+			            "connection)");
+			return -1;
+		}
+		break;
 	case CFG_SECT_TOP:
 		break;
 	}
@@ -272,6 +280,22 @@ static int cfg_handler(void *user, const char *section, const char *name,
 		}
 		p->seen[i] = cfg_line(p);
 	}
+	/* As in wireproxy: "$NAME" is the value of the environment variable
+	 * NAME (PrivateKey = $WG_KEY keeps the key out of the file), and
+	 * "$$..." is a literal "$...". */
+	if (value[0] == '$' && value[1] == '$') {
+		value++;
+	} else if (value[0] == '$') {
+		const char *e = getenv(value + 1);
+		if (!e) {
+			cfg_errf(p,
+			         "[%s] %s: environment variable %s is not set (write "
+			         "$$ for a value that starts with $)",
+			         sname, k->name, cfg_quote(value + 1, q, sizeof(q)));
+			return 0;
+		}
+		value = e;
+	}
 	return k->fn(p, k->name, value) == 0;
 }
 
@@ -285,7 +309,7 @@ static bool cfg_blank(char c)
 static bool cfg_is_list_key(const char *k)
 {
 	return strcasecmp(k, "AllowedIPs") == 0 || strcasecmp(k, "Address") == 0 ||
-	       strcasecmp(k, "DNS") == 0;
+	       strcasecmp(k, "DNS") == 0 || strcasecmp(k, "CheckAlive") == 0;
 }
 
 static char *cfg_emit(char *str, size_t num, const char *text)
@@ -662,6 +686,7 @@ int config_load_buffer(const char *name, const char *buf, size_t len, struct con
 		p.opts = *opts;
 	struct cfg_src main_src = {.name = name, .buf = buf, .len = len};
 	cfg->mtu = 1420;
+	cfg->check_alive_interval_s = 5;
 	cfg->path = strdup(name);
 	if (!cfg->path)
 		cfg_errf(&p, "out of memory");
@@ -746,6 +771,8 @@ void config_free(struct config *cfg)
 	free(cfg->udp_server_tunnels);
 	free(cfg->addresses);
 	free(cfg->dns);
+	free(cfg->check_alive);
+	free(cfg->stdio_target_host);
 	free(cfg->path);
 	sodium_memzero(cfg, sizeof(*cfg));
 }

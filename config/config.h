@@ -164,6 +164,17 @@ struct config {
 	size_t n_udp_client_tunnels;
 	struct cfg_udp_server_tunnel *udp_server_tunnels;
 	size_t n_udp_server_tunnels;
+	/* [Interface] CheckAlive = addr[, addr...] (wireproxy): pinged through
+	 * the mesh every CheckAliveInterval seconds (default 5); the last
+	 * answer of each is in status. */
+	struct cfg_prefix *check_alive; /* cidr = 32/128 */
+	size_t n_check_alive;
+	uint32_t check_alive_interval_s;
+	/* [STDIOTunnel] Target = host:port (wireproxy): the node's stdin and
+	 * stdout are one connection to Target through the mesh (ssh's
+	 * ProxyCommand); the node exits when it ends. NULL: none. */
+	char *stdio_target_host;
+	uint16_t stdio_target_port;
 };
 
 /* Loads and validates path. On failure returns -1 and writes one readable

@@ -33,6 +33,7 @@ enum cfg_sect {
 	CFG_SECT_TCP_SERVER,
 	CFG_SECT_UDP_CLIENT,
 	CFG_SECT_UDP_SERVER,
+	CFG_SECT_STDIO,
 };
 
 #define CFG_MAX_KEYS 16 /* keys per section table */

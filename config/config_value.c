@@ -308,6 +308,34 @@ static int cfg_v_dns(struct cfg_parser *p, const char *key, const char *v)
 	return cfg_each_item(p, key, v, cfg_i_dns);
 }
 
+static int cfg_i_check_alive(struct cfg_parser *p, const char *key, const char *s,
+                             size_t n)
+{
+	struct cfg_prefix pr;
+	if (memchr(s, '/', n) == NULL && cfg_parse_prefix(s, n, &pr))
+		return cfg_prefix_append(p, &p->cfg->check_alive, &p->cfg->n_check_alive,
+		                         &pr);
+	cfg_item_err(p, key, s, n, "is not an IP address (e.g. 1.1.1.1)");
+	return -1;
+}
+
+static int cfg_v_check_alive(struct cfg_parser *p, const char *key, const char *v)
+{
+	return cfg_each_item(p, key, v, cfg_i_check_alive);
+}
+
+static int cfg_v_check_alive_interval(struct cfg_parser *p, const char *key,
+                                      const char *v)
+{
+	unsigned long s;
+	if (!cfg_parse_uint(v, 1, 3600, &s)) {
+		cfg_value_err(p, key, v, "is not a number of seconds (1-3600)");
+		return -1;
+	}
+	p->cfg->check_alive_interval_s = (uint32_t)s;
+	return 0;
+}
+
 /* ---- [Peer] ---- */
 
 static struct cfg_peer *cfg_cur_peer(struct cfg_parser *p)
@@ -451,6 +479,10 @@ static int cfg_v_target(struct cfg_parser *p, const char *key, const char *v)
 		return -1;
 	}
 	struct config *c = p->cfg;
+	if (p->sect == CFG_SECT_STDIO) {
+		c->stdio_target_port = port;
+		return cfg_strdup_to(p, &c->stdio_target_host, host);
+	}
 	if (p->sect == CFG_SECT_TCP_CLIENT) {
 		struct cfg_tcp_client_tunnel *t =
 		    &c->tcp_client_tunnels[c->n_tcp_client_tunnels - 1];
@@ -530,6 +562,9 @@ static const struct cfg_keydef keys_interface[] = {
     {"ListenPort", cfg_v_listen_port, false},
     {"MTU", cfg_v_mtu, false},
     {"DNS", cfg_v_dns, true},
+    /* wireproxy's health check: pinged through the mesh, shown in status. */
+    {"CheckAlive", cfg_v_check_alive, true},
+    {"CheckAliveInterval", cfg_v_check_alive_interval, false},
     /* wg-quick and wg(8) settings that mean nothing without a kernel
      * interface: accepted so wg-quick files load, with a warning. */
     {"PreUp", NULL, true},
@@ -594,6 +629,11 @@ static const struct cfg_keydef keys_udp_client[] = {
     {NULL, NULL, false},
 };
 
+static const struct cfg_keydef keys_stdio[] = {
+    {"Target", cfg_v_target, false},
+    {NULL, NULL, false},
+};
+
 static const struct cfg_keydef keys_udp_server[] = {
     {"ListenPort", cfg_v_listen_port, false},
     {"Target", cfg_v_target, false},
@@ -620,6 +660,8 @@ const struct cfg_keydef *cfg_keys(enum cfg_sect s)
 		return keys_udp_client;
 	case CFG_SECT_UDP_SERVER:
 		return keys_udp_server;
+	case CFG_SECT_STDIO:
+		return keys_stdio;
 	case CFG_SECT_TOP:
 		break;
 	}
@@ -693,6 +735,12 @@ int cfg_section_check(struct cfg_parser *p)
 			                       : " (e.g. 127.0.0.1:8080)");
 		if (!seen[1])
 			return cfg_missing(p, "Target", " (mesh address:port)");
+		break;
+	case CFG_SECT_STDIO:
+		if (!seen[0])
+			return cfg_missing(p, "Target",
+			                   " (host:port through the mesh, e.g. "
+			                   "gateway:22)");
 		break;
 	case CFG_SECT_UDP_SERVER:
 	case CFG_SECT_TCP_SERVER:

@@ -217,6 +217,7 @@ void node_status_view(const struct node *n, struct status_view *v)
 	    .n_udp_tunnels = n->n_udp_tunnels,
 	    .nc = n->nc,
 	    .ctl = n->ctl,
+	    .checkalive = n->checkalive,
 	};
 }
 

@@ -752,6 +752,12 @@ void node_ctl_reconnect(struct node_ctl *m)
 		ctl_client_reconnect(m->client);
 }
 
+void node_ctl_resolv_changed(struct node_ctl *m)
+{
+	if (m && m->magicdns)
+		magicdns_reload_upstream(m->magicdns);
+}
+
 void node_ctl_tick(struct node_ctl *m)
 {
 	int64_t now = nctl_now_ms();

@@ -86,6 +86,9 @@ void node_ctl_free(struct node_ctl *m); /* accepts NULL; saves the map */
 
 /* Drops the control connection and reconnects now (SIGHUP). */
 void node_ctl_reconnect(struct node_ctl *m);
+/* The host's resolver configuration changed: MagicDNS forwards to its new
+ * first nameserver. Accepts NULL. */
+void node_ctl_resolv_changed(struct node_ctl *m);
 
 /* Once a second from the node's tick. */
 void node_ctl_tick(struct node_ctl *m);

@@ -20,6 +20,7 @@
 #include "core/wg/device.h"
 #include "netstack/ns.h"
 #include "node/api_server.h"
+#include "node/checkalive.h"
 #include "node/control.h"
 #include "node/format.h"
 #include "node/node_int.h"
@@ -81,8 +82,11 @@ static void node_on_signal(evutil_socket_t sig, short what, void *arg)
 	struct node *n = arg;
 	(void)what;
 	if (sig == SIGHUP) {
-		log_info("SIGHUP received: reconnecting to mesh-control");
-		node_ctl_reconnect(n->ctl);
+		node_resolv_reload(n, "SIGHUP received");
+		if (n->ctl) {
+			log_info("SIGHUP received: reconnecting to mesh-control");
+			node_ctl_reconnect(n->ctl);
+		}
 		return;
 	}
 	log_info("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -242,6 +246,8 @@ static int node_start_frontends(struct node *n)
 	                         .resolve_mesh = node_resolve_mesh,
 	                         .resolve_ctx = n};
 	node_own_prefixes(n);
+	if (node_dns_start(n) != 0)
+		return -1;
 	/* Direct's default: as Tailscale's userspace mode with `up` (but
 	 * never loopback, link-local, metadata or the mesh itself), and as
 	 * wireproxy with a configuration file alone (nothing leaves the
@@ -485,8 +491,12 @@ static void node_raise_fd_limit(void)
 static int node_start_dataplane(struct node *n)
 {
 	if (node_start_wg(n) != 0 || node_start_netstack(n) != 0 ||
-	    node_start_frontends(n) != 0)
+	    node_start_frontends(n) != 0 || (!n->ctl && node_stdio_start(n) != 0))
 		return -1;
+	if (!n->ctl && n->cfg.n_check_alive) /* wireproxy's health check */
+		n->checkalive = checkalive_new(n->base, n->cfg.check_alive,
+		                               n->cfg.n_check_alive,
+		                               n->cfg.check_alive_interval_s);
 	n->dataplane = true;
 	if (n->ctl) {
 		size_t max_own = n->n_socks + n->n_http + n->n_tunnels;
@@ -620,10 +630,9 @@ int node_run(const struct node_opts *o)
 	event_add(n->ev_int, NULL);
 	event_add(n->ev_term, NULL);
 	event_add(n->ev_tick, &sec);
-	if (n->ctl) {
-		n->ev_hup = evsignal_new(n->base, SIGHUP, node_on_signal, n);
-		event_add(n->ev_hup, NULL);
-	}
+	n->ev_hup = evsignal_new(n->base, SIGHUP, node_on_signal, n);
+	event_add(n->ev_hup, NULL);
+	node_resolv_watch_start(n);
 	event_base_dispatch(n->base);
 	if (n->wg) {
 		node_log_summary(n);
@@ -641,11 +650,14 @@ out:
 		px_tunnel_free(n->tunnels[i]);
 	for (size_t i = 0; i < n->n_udp_tunnels; i++)
 		px_udp_tunnel_free(n->udp_tunnels[i]);
+	node_stdio_free(n);
+	checkalive_free(n->checkalive);
 	free(n->socks);
 	free(n->http);
 	free(n->tunnels);
 	free(n->udp_tunnels);
 	px_nc_free(n->nc);
+	node_dns_stop(n);
 	node_ctl_free(n->ctl);
 	node_ctl_prep_free(prep);
 	api_server_free(n->api);

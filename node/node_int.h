@@ -40,10 +40,31 @@ struct node {
 	bool dataplane;       /* wg, netstack and front-ends are up */
 	int rc;               /* exit code asked for by the control side */
 	char api_path[256];
+	struct dnsc *dnsc; /* [Interface] DNS (node_dns.c); NULL: evdns */
+	struct node_stdio *stdio; /* [STDIOTunnel] (node_stdio.c) */
+	struct resolv_watch *resolv_watch; /* /etc/resolv.conf (node_dns.c) */
+	struct checkalive *checkalive;     /* [Interface] CheckAlive */
 };
 
 /* Fills v with the node's current view for status output. */
 void node_status_view(const struct node *n, struct status_view *v);
+
+/* [Interface] DNS with a configuration file alone: checks that the
+ * servers are routed through the mesh and points n->env's lookups at them
+ * (call before the front-ends start). 0 or -1 (logged). */
+int node_dns_start(struct node *n);
+/* Ends the lookups still pending (after the front-ends are freed) and the
+ * resolv.conf watch. */
+void node_dns_stop(struct node *n);
+/* Re-reads /etc/resolv.conf for evdns and MagicDNS's forwarder (why: for
+ * the log), and watches it for changes. */
+void node_resolv_reload(struct node *n, const char *why);
+void node_resolv_watch_start(struct node *n);
+
+/* [STDIOTunnel]: connects stdin/stdout to its Target through n->nc (after
+ * the front-ends start). 0 or -1 (logged). */
+int node_stdio_start(struct node *n);
+void node_stdio_free(struct node *n); /* flushes stdout */
 
 /* The local API's request handler (api_handler_fn; ctx is the node). */
 void node_api_handle(void *ctx, struct api_conn *conn, const char *line);

@@ -16,6 +16,7 @@
 #include "core/wg/device.h"
 #include "netstack/ns.h"
 #include "node/api_server.h"
+#include "node/checkalive.h"
 #include "node/control.h"
 #include "proxy/proxy.h"
 
@@ -161,6 +162,7 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 		}
 	}
 	for_each_frontend(v, write_frontend_line, c);
+	checkalive_write_text(v->checkalive, c);
 	struct wg_device_stats st;
 	wg_device_stats(v->wg, &st);
 	uint64_t drops = st.rx_drop_short + st.rx_drop_type + st.rx_drop_mac +
@@ -341,6 +343,10 @@ void status_json_write(const struct status_view *v, struct fmt_jw *w)
 	for_each_frontend(v, write_frontend_json, w);
 	fmt_jw_raw(w, "],\"netstack\":");
 	fmt_jw_value(w, json_netstack());
+	if (v->checkalive) {
+		fmt_jw_raw(w, ",\"check_alive\":");
+		fmt_jw_value(w, checkalive_json(v->checkalive));
+	}
 out:
 	/* Last, so that it is known: some value was lost (out of memory). */
 	if (w->failed)

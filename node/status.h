@@ -17,6 +17,7 @@ struct px_tunnel;
 struct px_udp_tunnel;
 struct px_nc;
 struct node_ctl;
+struct checkalive;
 
 struct status_view {
 	const struct config *cfg;
@@ -32,6 +33,7 @@ struct status_view {
 	size_t n_udp_tunnels;
 	const struct px_nc *nc;     /* may be NULL */
 	const struct node_ctl *ctl; /* mesh-proxy up --state; may be NULL */
+	const struct checkalive *checkalive; /* [Interface] CheckAlive; may be NULL */
 	/* wg may be NULL with ctl set: registration pending */
 };
 

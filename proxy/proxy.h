@@ -13,7 +13,8 @@
  *   [UDPServerTunnel] px_udp_server_tunnel_new()  mesh UDP port -> local target
  *   mesh-proxy nc     px_nc_new()      stdio streams handed over by the API
  *
- * Targets: IP literals, mesh names (px_env.resolve_mesh), then DNS (evdns).
+ * Targets: IP literals, mesh names (px_env.resolve_mesh), then DNS: evdns,
+ * or px_env.lookup when [Interface] DNS sends queries through the mesh.
  * A destination no mesh peer routes is connected from the host when the
  * front-end's Direct allows it (enum cfg_direct: no, public, all; never
  * loopback, link-local, metadata, multicast or the mesh's own prefixes).
@@ -73,6 +74,16 @@ struct px_env {
 	size_t (*resolve_mesh)(void *ctx, const char *name, struct ns_addr *out,
 	                       size_t max);
 	void *resolve_ctx;
+	/* [Interface] DNS: names that are not mesh names are looked up with
+	 * this instead of evdns (the node sends the queries through the
+	 * mesh). Returns 0 and calls cb exactly once, later from the loop
+	 * (never inside this call), with 0 and the addresses (valid during
+	 * the call) or -errno; or returns -errno at once and never calls cb.
+	 * NULL: evdns. */
+	int (*lookup)(void *ctx, const char *name,
+	              void (*cb)(void *arg, int err, const struct ns_addr *a, size_t n),
+	              void *arg);
+	void *lookup_ctx;
 	/* Time a client has to finish its SOCKS5/HTTP request, and the limit
 	 * for a TCPServerTunnel's local connect. 0: 10000 ms. */
 	unsigned handshake_timeout_ms;

@@ -11,7 +11,7 @@
  * callback; px_sess_check() decides afterwards.
  *
  * Where a connection goes: a name is looked up among the mesh names first
- * (env.resolve_mesh), then with evdns. The first address a mesh peer
+ * (env.resolve_mesh), then with evdns (or env.lookup). The first address a mesh peer
  * routes is dialled through the netstack; if none is routed and the
  * front-end's Direct allows it, the first address the policy allows
  * (direct_policy.c) is connected from the host and relayed by direct.c;
@@ -306,8 +306,10 @@ static void px_sess_close(struct px_sess *s, bool rst)
 	}
 	s->state = PX_S_DEAD;
 	if (s->dns_pending) {
-		/* The callback comes later with EVUTIL_EAI_CANCEL and frees s. */
-		evdns_getaddrinfo_cancel(s->dns_req);
+		/* The callback comes later (evdns: with EVUTIL_EAI_CANCEL) and
+		 * frees s. */
+		if (s->dns_req)
+			evdns_getaddrinfo_cancel(s->dns_req);
 		return;
 	}
 	if (s->dial_pending)
@@ -688,6 +690,8 @@ static void px_sess_pick(struct px_sess *s, const struct ns_addr *a, size_t n,
 	px_sess_result(s, PX_E_DENIED);
 }
 
+static void px_sess_dns_addrs(struct px_sess *s, struct ns_addr *a, size_t n);
+
 static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrinfo *ai)
 {
 	if (s->state != PX_S_CONNECT) {
@@ -717,6 +721,12 @@ static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrin
 	}
 	if (ai)
 		evutil_freeaddrinfo(ai);
+	px_sess_dns_addrs(s, a, n);
+}
+
+/* The addresses DNS (evdns or [Interface] DNS) gave for s's name. */
+static void px_sess_dns_addrs(struct px_sess *s, struct ns_addr *a, size_t n)
+{
 	/* A name from DNS never leads into the mesh's own ranges: only mesh
 	 * names and addresses do. Otherwise a web page could rebind its name
 	 * to a peer's address and read the peer's services as this node. */
@@ -748,6 +758,23 @@ static void px_sess_on_dns(int result, struct evutil_addrinfo *ai, void *arg)
 	px_sess_resolved(s, result, ai);
 }
 
+/* [Interface] DNS answered (px_env.lookup). */
+static void px_sess_on_lookup(void *arg, int err, const struct ns_addr *a, size_t n)
+{
+	struct px_sess *s = arg;
+	s->dns_pending = false;
+	if (s->state != PX_S_CONNECT) {
+		if (s->state == PX_S_DEAD)
+			px_sess_free_mem(s);
+		return;
+	}
+	struct ns_addr b[PX_MAX_ADDRS];
+	n = err == 0 && n < PX_MAX_ADDRS ? n : err == 0 ? PX_MAX_ADDRS : 0;
+	if (n)
+		memcpy(b, a, n * sizeof(*b));
+	px_sess_dns_addrs(s, b, n);
+}
+
 void px_sess_connect(struct px_sess *s)
 {
 	struct px_front *f = s->front;
@@ -767,6 +794,15 @@ void px_sess_connect(struct px_sess *s)
 			px_sess_pick(s, a, n > PX_MAX_ADDRS ? PX_MAX_ADDRS : n, false);
 			return;
 		}
+	}
+	if (f->env.lookup) { /* through the mesh: the host is never asked */
+		s->dns_pending = true;
+		if (f->env.lookup(f->env.lookup_ctx, s->target.host, px_sess_on_lookup,
+		                  s) != 0) {
+			s->dns_pending = false;
+			px_sess_result(s, PX_E_RESOLVE);
+		}
+		return;
 	}
 	if (!f->env.dns) {
 		px_sess_result(s, PX_E_RESOLVE);

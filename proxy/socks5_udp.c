@@ -20,8 +20,8 @@
  *    either are relayed to the client from whoever sent them
  *    (endpoint-independent, like a full-cone NAT).
  *  - Names: env.resolve_mesh first, then a small per-association cache,
- *    then evdns (asynchronous). A few datagrams wait for the answer; more
- *    are dropped.
+ *    then evdns or env.lookup (asynchronous). A few datagrams wait for
+ *    the answer; more are dropped.
  *  - The association ends when the control connection closes or fails,
  *    when no datagram moved either way for the idle time (5 min), or when
  *    the front-end is freed. At most MaxConnections associations per
@@ -67,6 +67,8 @@ struct px_udp_lookup {
 	bool answered;
 	int result;
 	struct evutil_addrinfo *ai;
+	struct ns_addr got[8]; /* from env.lookup ([Interface] DNS) */
+	size_t n_got;
 	char name[256];
 };
 
@@ -210,8 +212,10 @@ static void px_udp_assoc_close(struct px_udp_assoc *a)
 		a->lookups = lk->next;
 		lk->a = NULL;
 		lk->next = NULL;
-		/* The callback comes later (EVUTIL_EAI_CANCEL) and frees lk. */
-		evdns_getaddrinfo_cancel(lk->req);
+		/* The callback comes later (evdns: EVUTIL_EAI_CANCEL) and
+		 * frees lk. */
+		if (lk->req)
+			evdns_getaddrinfo_cancel(lk->req);
 	}
 	while (a->queue) {
 		struct px_udp_queued *q = a->queue;
@@ -418,6 +422,8 @@ static void px_udp_resolved(struct px_udp_assoc *a, struct px_udp_lookup *lk)
 		                   &port))
 			found[n++] = x;
 	}
+	for (size_t i = 0; lk->result == 0 && i < lk->n_got && n < 8; i++)
+		found[n++] = lk->got[i];
 	struct ns_addr pick = {0};
 	bool ok = px_udp_pick(a, found, n, &pick, true);
 	if (!ok)
@@ -471,6 +477,16 @@ static void px_udp_on_dns(int result, struct evutil_addrinfo *ai, void *arg)
 		px_udp_lookup_done(lk);
 }
 
+static void px_udp_on_lookup(void *arg, int err, const struct ns_addr *a, size_t n)
+{
+	struct px_udp_lookup *lk = arg;
+	lk->answered = true;
+	lk->result = err;
+	for (size_t i = 0; err == 0 && i < n && i < 8; i++)
+		lk->got[lk->n_got++] = a[i];
+	px_udp_lookup_done(lk);
+}
+
 /* Queues a datagram for a name and starts its lookup unless one runs. */
 static void px_udp_queue(struct px_udp_assoc *a, const struct px_target *t,
                          const uint8_t *data, size_t len)
@@ -478,7 +494,7 @@ static void px_udp_queue(struct px_udp_assoc *a, const struct px_target *t,
 	struct px_udp_lookup *lk = a->lookups;
 	while (lk && strcasecmp(lk->name, t->host) != 0)
 		lk = lk->next;
-	if (a->n_queued >= PX_UDP_QUEUE_MAX || !a->f->env.dns ||
+	if (a->n_queued >= PX_UDP_QUEUE_MAX || (!a->f->env.dns && !a->f->env.lookup) ||
 	    len > PX_UDP_QUEUE_BYTES - a->queued_bytes ||
 	    (!lk && a->n_lookups >= PX_UDP_LOOKUPS_MAX)) {
 		px_udp_drop(a);
@@ -514,6 +530,15 @@ static void px_udp_queue(struct px_udp_assoc *a, const struct px_target *t,
 	lk->next = a->lookups;
 	a->lookups = lk;
 	a->n_lookups++;
+	const struct px_env *env = &a->f->env;
+	if (env->lookup) { /* [Interface] DNS: through the mesh */
+		if (env->lookup(env->lookup_ctx, lk->name, px_udp_on_lookup, lk) != 0) {
+			lk->answered = true;
+			lk->result = -1;
+			px_udp_lookup_done(lk);
+		}
+		return;
+	}
 	struct evutil_addrinfo hints;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;

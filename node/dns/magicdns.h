@@ -7,6 +7,7 @@
  * "name.<domain>" (any case, trailing dot optional) from the lookup
  * callback; a name under <domain> that is not in the map gets NXDOMAIN;
  * other names are forwarded to the first nameserver of /etc/resolv.conf
+ * (read again by magicdns_reload_upstream when it changes)
  * over a host UDP socket and its answer relayed (SERVFAIL after 5 s, or at
  * once when there is no nameserver). Types other than A/AAAA for a mesh
  * name: an empty NOERROR answer. PTR for mesh addresses (x.x.x.x.in-addr.arpa
@@ -55,6 +56,9 @@ struct magicdns_config {
 struct magicdns *magicdns_new(const struct magicdns_config *cfg, char *err,
                               size_t errlen);
 void magicdns_free(struct magicdns *m); /* accepts NULL; unregisters */
+/* Reads the upstream nameserver again (the resolver configuration
+ * changed). 0, or -1 when its socket cannot be opened (logged). */
+int magicdns_reload_upstream(struct magicdns *m);
 /* The domain may change with a new map. */
 int magicdns_set_domain(struct magicdns *m, const char *domain);
 

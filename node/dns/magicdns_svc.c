@@ -358,6 +358,37 @@ fail:
 	return NULL;
 }
 
+int magicdns_reload_upstream(struct magicdns *m)
+{
+	if (m == NULL || !m->cfg.forward)
+		return 0;
+	const char *path = g_resolv_path ? g_resolv_path : "/etc/resolv.conf";
+	int old_family = m->have_ns ? m->ns.ss_family : 0;
+	m->have_ns = false;
+	read_resolv_conf(m, path, g_ns_port ? g_ns_port : 53);
+	/* The socket is not connected: one of the same family serves the new
+	 * server (answers from the old one are dropped from now on). */
+	if (m->have_ns && m->fd >= 0 && old_family == m->ns.ss_family)
+		return 0;
+	if (m->rd)
+		event_free(m->rd);
+	m->rd = NULL;
+	if (m->fd >= 0)
+		close(m->fd);
+	m->fd = -1;
+	if (!m->have_ns) {
+		log_warn("magicdns: no nameserver in %s: other names get SERVFAIL", path);
+		return 0;
+	}
+	char err[160];
+	if (open_upstream(m, err, sizeof(err)) < 0) {
+		log_warn("%s", err);
+		m->have_ns = false;
+		return -1;
+	}
+	return 0;
+}
+
 void magicdns_free(struct magicdns *m)
 {
 	if (m == NULL)

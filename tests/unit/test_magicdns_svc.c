@@ -5,7 +5,8 @@
  * with a wrong id, a wrong question or from another port are ignored;
  * SERVFAIL after the (shortened) timeout, at once without a nameserver and
  * beyond MAGICDNS_FWD_MAX waiting queries; REFUSED when not forwarding;
- * counters; magicdns_free with queries in flight. */
+ * the nameserver read again when resolv.conf changes; counters;
+ * magicdns_free with queries in flight. */
 #include "ns_test_peer.h"
 
 #include "node/dns/magicdns.h"
@@ -312,6 +313,46 @@ static void test_no_nameserver_and_not_forwarding(void **state)
 	fake_ns_stop();
 }
 
+/* The resolver configuration changed (magicdns_reload_upstream): no
+ * nameserver at start (SERVFAIL), then one written to the file is used
+ * for the next query without a restart, and removed again: SERVFAIL. */
+static void test_reload_upstream(void **state)
+{
+	struct got g = {0};
+	uint8_t q[512], b[1024];
+	struct sockaddr_in from;
+	(void)state;
+	fake_ns_start(false, 0);
+	struct magicdns *m = start(true);
+	struct ns_udp *u = client(&g);
+	send_q(u, q, make_query(q, 1, "example.com", 1));
+	wait_calls(&g, 1, 1000);
+	assert_int_equal(g.data[3] & 0xf, MAGICDNS_RCODE_SERVFAIL);
+
+	FILE *f = fopen(resolv_path, "w");
+	assert_non_null(f);
+	fprintf(f, "nameserver 127.0.0.1\n");
+	fclose(f);
+	assert_int_equal(magicdns_reload_upstream(m), 0);
+	size_t ql = make_query(q, 2, "example.com", 1);
+	send_q(u, q, ql);
+	assert_int_equal(ns_recv(b, sizeof(b), &from, 1000), (ssize_t)ql);
+	assert_memory_equal(b + 2, q + 2, ql - 2);
+
+	f = fopen(resolv_path, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(magicdns_reload_upstream(m), 0);
+	send_q(u, q, make_query(q, 3, "example.com", 1));
+	wait_calls(&g, 2, 1000);
+	assert_int_equal(g.calls, 2);
+	assert_int_equal(g.data[1], 3);
+	assert_int_equal(g.data[3] & 0xf, MAGICDNS_RCODE_SERVFAIL);
+	ns_udp_close(u);
+	magicdns_free(m);
+	fake_ns_stop();
+}
+
 static void test_inflight_bound_and_free_pending(void **state)
 {
 	struct got g = {0};
@@ -362,6 +403,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_servfail_timeout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_nameserver_and_not_forwarding, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_reload_upstream, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inflight_bound_and_free_pending, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_new_errors, setup, teardown),

@@ -6,7 +6,8 @@
  * mesh names) through the netstack and others directly from the host
  * (Direct = yes only), and answers come back wrapped with their source;
  * FRAG, bad headers, strangers and unroutable destinations are dropped and
- * counted; names resolve through evdns with datagrams waiting for them;
+ * counted; names resolve through evdns with datagrams waiting for them,
+ * or through px_env.lookup ([Interface] DNS) when it is set;
  * the association ends with its control connection, when idle, and with
  * the front-end; MaxConnections bounds associations. Also CONNECT's reply
  * codes against real destinations, and BIND still gets 0x07. */
@@ -422,6 +423,79 @@ static void test_udp_names(void **state)
 	close(echo);
 }
 
+/* px_env.lookup ([Interface] DNS): names go to it, not to evdns, and its
+ * answer (later, from the loop) sends what waited. */
+struct fake_lookup {
+	void (*cb)(void *arg, int err, const struct ns_addr *a, size_t n);
+	void *arg;
+	bool found;
+};
+static int lookup_calls;
+
+static void fake_lookup_answer(evutil_socket_t fd, short what, void *p)
+{
+	struct fake_lookup *f = p;
+	struct ns_addr a = {.family = AF_INET, .addr = {127, 0, 0, 1}};
+	(void)fd, (void)what;
+	f->cb(f->arg, f->found ? 0 : -ENOENT, f->found ? &a : NULL, f->found ? 1 : 0);
+	free(f);
+}
+
+static int fake_lookup(void *ctx, const char *name,
+                       void (*cb)(void *arg, int err, const struct ns_addr *a, size_t n),
+                       void *arg)
+{
+	(void)ctx;
+	struct fake_lookup *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	*f = (struct fake_lookup){
+	    .cb = cb, .arg = arg, .found = !strcmp(name, "tun.test")};
+	lookup_calls++;
+	struct timeval tv = {0, 20000};
+	assert_int_equal(
+	    event_base_once(base, -1, EV_TIMEOUT, fake_lookup_answer, f, &tv), 0);
+	return 0;
+}
+
+static void test_udp_names_through_lookup(void **state)
+{
+	env.dns = NULL; /* evdns must not be needed */
+	env.lookup = fake_lookup;
+	lookup_calls = 0;
+	struct px_socks *s = socks_new(true, NULL, NULL);
+	const uint8_t any[4] = {0};
+	int ctl;
+	uint16_t relay = associate(s, &ctl, any, 0);
+	int c = host_udp(NULL);
+	uint16_t echo_port;
+	int echo = host_udp(&echo_port);
+	char b[64];
+	udp_to_name(c, relay, "tun.test", echo_port, "t1");
+	udp_to_name(c, relay, "tun.test", echo_port, "t2");
+	udp_to_name(c, relay, "nx.test", echo_port, "n1");
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(host_recv(echo, b, sizeof(b), NULL, 1000), 2);
+		assert_true(memcmp(b, "t1", 2) == 0 || memcmp(b, "t2", 2) == 0);
+	}
+	spin_ms(50);
+	assert_int_equal(lookup_calls, 2); /* one per name, not per datagram */
+	struct px_stats st;
+	px_socks_get_stats(s, &st);
+	assert_int_equal(st.dgrams_up, 2);
+	assert_int_equal(st.dgram_drops, 1); /* nx.test */
+	/* A lookup still running when the front-end goes: its answer later
+	 * finds no association and frees itself. */
+	udp_to_name(c, relay, "late.test", echo_port, "x");
+	spin_ms(5);
+	px_socks_free(s);
+	spin_ms(60);
+	env.lookup = NULL;
+	env.dns = dns;
+	close(ctl);
+	close(c);
+	close(echo);
+}
+
 /* The request named the client's source: only that port may send. */
 static void test_udp_source_restricted(void **state)
 {
@@ -575,6 +649,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_udp_auth_pipelined_direct_off, usetup,
 	                                    uteardown),
 	    cmocka_unit_test_setup_teardown(test_udp_names, usetup, uteardown),
+	    cmocka_unit_test_setup_teardown(test_udp_names_through_lookup, usetup,
+	                                    uteardown),
 	    cmocka_unit_test_setup_teardown(test_udp_source_restricted, usetup,
 	                                    uteardown),
 	    cmocka_unit_test_setup_teardown(test_udp_idle_and_limit, usetup, uteardown),

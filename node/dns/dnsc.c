@@ -1,0 +1,424 @@
+/* The tunnel DNS client's runtime: lookups over the netstack's UDP, with a
+ * TCP retry for truncated answers (the TCP connection is spliced to one
+ * end of a socketpair, the other end is ours). See dnsc.h. */
+#include "node/dns/dnsc.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/util/log.h"
+
+#define DNSC_QUERY_MAX (12 + 255 + 4)
+
+struct dnsc_tcp;
+
+struct dnsc_q {
+	uint16_t qtype;
+	uint8_t msg[DNSC_QUERY_MAX];
+	size_t len;
+	bool done;   /* answered (addresses, NXDOMAIN or none) */
+	bool failed; /* the current server failed it (SERVFAIL, REFUSED, TCP) */
+	struct dnsc_answer ans;
+	struct dnsc_tcp *tcp;
+};
+
+struct dnsc_lookup {
+	struct dnsc *d;
+	struct dnsc_lookup *prev, *next;
+	dnsc_cb cb;
+	void *arg;
+	struct ns_udp *u;
+	struct event *timer;
+	struct dnsc_q q[2]; /* A, AAAA */
+	unsigned tries;     /* sends so far; the server is tries - 1 mod n */
+	int early_err;      /* deliver this from the timer */
+	bool nxdomain, saw_fail;
+};
+
+struct dnsc_tcp {
+	struct dnsc_lookup *l; /* NULL: orphaned while the dial was pending */
+	struct dnsc_q *q;
+	bool dialing;
+	int fd;
+	struct event *ev;
+	uint8_t *buf;
+	size_t have;
+};
+
+struct dnsc {
+	struct dnsc_config cfg;
+	struct dnsc_stats st;
+	struct dnsc_lookup *head;
+	size_t n;
+};
+
+static void dnsc_finish(struct dnsc_lookup *l, int err);
+static void dnsc_try(struct dnsc_lookup *l);
+
+static const struct ns_addr *dnsc_server(const struct dnsc_lookup *l)
+{
+	const struct dnsc *d = l->d;
+	return &d->cfg.servers[(l->tries - 1) % d->cfg.n_servers];
+}
+
+static void dnsc_arm(struct dnsc_lookup *l, unsigned ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(l->timer, &tv);
+}
+
+static void dnsc_tcp_free(struct dnsc_tcp *t)
+{
+	if (t->dialing) { /* the dial callback frees it */
+		t->l = NULL;
+		return;
+	}
+	if (t->ev)
+		event_free(t->ev);
+	if (t->fd >= 0)
+		close(t->fd);
+	free(t->buf);
+	free(t);
+}
+
+static void dnsc_drop_tcp(struct dnsc_q *q)
+{
+	if (q->tcp) {
+		dnsc_tcp_free(q->tcp);
+		q->tcp = NULL;
+	}
+}
+
+/* One answer (UDP or TCP) for q from the current server. */
+static void dnsc_result(struct dnsc_lookup *l, struct dnsc_q *q,
+                        const struct dnsc_answer *a)
+{
+	if (a->rcode == 0 || a->rcode == 3) {
+		q->done = true;
+		q->ans = *a;
+		l->nxdomain |= a->rcode == 3;
+	} else { /* SERVFAIL, REFUSED, ...: another server may do better */
+		q->failed = true;
+		l->saw_fail = true;
+	}
+	bool all_done = true, all_stuck = true;
+	for (size_t i = 0; i < 2; i++) {
+		all_done &= l->q[i].done;
+		all_stuck &= l->q[i].done || l->q[i].failed;
+	}
+	if (all_done)
+		dnsc_finish(l, 0);
+	else if (all_stuck)
+		dnsc_try(l);
+}
+
+static void dnsc_tcp_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct dnsc_tcp *t = arg;
+	struct dnsc_lookup *l = t->l;
+	ssize_t r = read(fd, t->buf + t->have, 2 + DNSC_TCP_MAX - t->have);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (r > 0)
+		t->have += (size_t)r;
+	size_t need = t->have >= 2 ? 2 + (size_t)((t->buf[0] << 8) | t->buf[1]) : 0;
+	struct dnsc_q *q = t->q;
+	if (need && t->have >= need) {
+		struct dnsc_answer a;
+		int ok = dnsc_answer_parse(q->msg, q->len, t->buf + 2, need - 2, &a);
+		dnsc_drop_tcp(q);
+		if (ok != 0) {
+			l->d->st.dropped++;
+			a.rcode = 2; /* a malformed answer fails this server */
+		}
+		a.truncated = false;
+		dnsc_result(l, q, &a);
+		return;
+	}
+	if (r <= 0) { /* closed before a whole answer */
+		dnsc_drop_tcp(q);
+		q->failed = true;
+		l->saw_fail = true;
+	}
+}
+
+static void dnsc_tcp_on_dial(void *ctx, struct ns_tcp *c, int err)
+{
+	struct dnsc_tcp *t = ctx;
+	t->dialing = false;
+	if (!t->l) { /* the lookup ended meanwhile */
+		if (c)
+			ns_tcp_abort(c);
+		dnsc_tcp_free(t);
+		return;
+	}
+	struct dnsc_q *q = t->q;
+	struct dnsc_lookup *l = t->l;
+	int sp[2] = {-1, -1};
+	if (err == 0 &&
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) != 0) {
+		ns_tcp_abort(c);
+		err = -errno;
+	}
+	if (err == 0 && ns_splice_start(c, sp[0], NULL, 0) != 0) {
+		close(sp[1]); /* sp[0] and c are gone with the failed splice */
+		err = -EIO;
+	}
+	if (err != 0) {
+		dnsc_drop_tcp(q);
+		q->failed = true;
+		l->saw_fail = true;
+		return;
+	}
+	t->fd = sp[1];
+	uint8_t out[2 + DNSC_QUERY_MAX] = {(uint8_t)(q->len >> 8), (uint8_t)q->len};
+	memcpy(out + 2, q->msg, q->len);
+	t->ev =
+	    event_new(l->d->cfg.base, t->fd, EV_READ | EV_PERSIST, dnsc_tcp_on_read, t);
+	/* A fresh socketpair takes a few hundred bytes at once. */
+	if (!t->ev || write(t->fd, out, 2 + q->len) != (ssize_t)(2 + q->len) ||
+	    event_add(t->ev, NULL) != 0) {
+		dnsc_drop_tcp(q);
+		q->failed = true;
+		l->saw_fail = true;
+		return;
+	}
+	l->d->st.queries_tcp++;
+}
+
+static void dnsc_start_tcp(struct dnsc_lookup *l, struct dnsc_q *q)
+{
+	if (q->tcp)
+		return;
+	struct dnsc_tcp *t = calloc(1, sizeof(*t));
+	if (t)
+		t->buf = malloc(2 + DNSC_TCP_MAX);
+	if (!t || !t->buf) {
+		free(t);
+		q->failed = true;
+		return;
+	}
+	t->l = l;
+	t->q = q;
+	t->fd = -1;
+	t->dialing = true;
+	if (ns_tcp_dial(dnsc_server(l), l->d->cfg.port, dnsc_tcp_on_dial, t) != 0) {
+		t->dialing = false;
+		dnsc_tcp_free(t);
+		q->failed = true;
+		return;
+	}
+	q->tcp = t;
+	dnsc_arm(l, 2 * l->d->cfg.timeout_ms); /* TCP gets a longer try */
+}
+
+static bool dnsc_same_addr(const struct ns_addr *a, const struct ns_addr *b)
+{
+	return a->family == b->family &&
+	       memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+static void dnsc_on_udp(void *ctx, struct ns_udp *u, const struct ns_addr *src,
+                        uint16_t sport, const struct ns_addr *dst, const uint8_t *data,
+                        size_t len)
+{
+	struct dnsc_lookup *l = ctx;
+	struct dnsc *d = l->d;
+	(void)u, (void)dst;
+	if (l->tries == 0 || sport != d->cfg.port ||
+	    !dnsc_same_addr(src, dnsc_server(l))) {
+		d->st.dropped++;
+		return;
+	}
+	for (size_t i = 0; i < 2; i++) {
+		struct dnsc_q *q = &l->q[i];
+		if (q->done || q->failed || q->tcp || len < 2 ||
+		    memcmp(data, q->msg, 2) != 0)
+			continue;
+		struct dnsc_answer a;
+		if (dnsc_answer_parse(q->msg, q->len, data, len, &a) != 0)
+			break; /* counted below; a real answer may still come */
+		if (a.truncated) {
+			dnsc_start_tcp(l, q);
+			return;
+		}
+		dnsc_result(l, q, &a);
+		return;
+	}
+	d->st.dropped++;
+}
+
+/* Asks the next server every query still open. */
+static void dnsc_try(struct dnsc_lookup *l)
+{
+	struct dnsc *d = l->d;
+	if (l->tries >= d->cfg.attempts * d->cfg.n_servers) {
+		dnsc_finish(l, l->saw_fail ? -EIO : -ETIMEDOUT);
+		return;
+	}
+	l->tries++;
+	const struct ns_addr *srv = dnsc_server(l);
+	for (size_t i = 0; i < 2; i++) {
+		struct dnsc_q *q = &l->q[i];
+		if (q->done)
+			continue;
+		dnsc_drop_tcp(q);
+		q->failed = false;
+		uint16_t id = (uint16_t)randombytes_uniform(65536);
+		q->msg[0] = (uint8_t)(id >> 8);
+		q->msg[1] = (uint8_t)id;
+		int r = ns_udp_send(l->u, srv, d->cfg.port, q->msg, q->len);
+		if (r == 0)
+			d->st.queries_udp++;
+		else
+			log_debug("dns: query to the tunnel's server failed: %s",
+			          strerror(-r));
+	}
+	dnsc_arm(l, d->cfg.timeout_ms);
+}
+
+static void dnsc_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct dnsc_lookup *l = arg;
+	(void)fd, (void)what;
+	if (l->early_err) {
+		dnsc_finish(l, l->early_err);
+		return;
+	}
+	l->d->st.timeouts++;
+	if (l->q[0].ans.n + l->q[1].ans.n > 0 && (l->q[0].done || l->q[1].done)) {
+		dnsc_finish(l, 0); /* A answered, AAAA lost (or the reverse) */
+		return;
+	}
+	dnsc_try(l);
+}
+
+static void dnsc_unlink(struct dnsc_lookup *l)
+{
+	struct dnsc *d = l->d;
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		d->head = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	d->n--;
+}
+
+static void dnsc_lookup_free(struct dnsc_lookup *l)
+{
+	dnsc_unlink(l);
+	for (size_t i = 0; i < 2; i++)
+		dnsc_drop_tcp(&l->q[i]);
+	if (l->timer)
+		event_free(l->timer);
+	ns_udp_close(l->u);
+	sodium_memzero(l, sizeof(*l));
+	free(l);
+}
+
+static void dnsc_finish(struct dnsc_lookup *l, int err)
+{
+	struct ns_addr a[2 * DNSC_ADDRS_MAX];
+	size_t n = 0;
+	for (size_t i = 0; i < 2; i++)
+		for (size_t k = 0; l->q[i].done && k < l->q[i].ans.n; k++)
+			a[n++] = l->q[i].ans.addrs[k];
+	struct dnsc *d = l->d;
+	if (err == 0 && n == 0)
+		err = -ENOENT;
+	if (err == 0)
+		d->st.answered++;
+	else if (err == -ENOENT && l->nxdomain)
+		d->st.nxdomain++;
+	else
+		d->st.failed++;
+	dnsc_cb cb = l->cb;
+	void *arg = l->arg;
+	dnsc_lookup_free(l);
+	cb(arg, err, n ? a : NULL, n);
+}
+
+struct dnsc_lookup *dnsc_resolve(struct dnsc *d, const char *name, dnsc_cb cb, void *arg)
+{
+	struct dnsc_lookup *l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->d = d;
+	l->cb = cb;
+	l->arg = arg;
+	l->next = d->head;
+	if (d->head)
+		d->head->prev = l;
+	d->head = l;
+	d->n++;
+	d->st.lookups++;
+	l->timer = evtimer_new(d->cfg.base, dnsc_on_timer, l);
+	if (!l->timer) {
+		dnsc_unlink(l);
+		free(l);
+		return NULL;
+	}
+	static const uint16_t types[2] = {DNSC_TYPE_A, DNSC_TYPE_AAAA};
+	for (size_t i = 0; i < 2; i++) {
+		int len =
+		    dnsc_query_build(name, 0, types[i], l->q[i].msg, sizeof(l->q[i].msg));
+		l->q[i].qtype = types[i];
+		l->q[i].len = len > 0 ? (size_t)len : 0;
+		if (len < 0)
+			l->early_err = -EINVAL;
+	}
+	int err = 0;
+	if (!l->early_err && d->n > DNSC_LOOKUPS_MAX)
+		l->early_err = -EAGAIN;
+	if (!l->early_err && !(l->u = ns_udp_open(0, dnsc_on_udp, l, &err)))
+		l->early_err = err ? err : -ENOMEM;
+	if (l->early_err) {
+		dnsc_arm(l, 0);
+		return l;
+	}
+	dnsc_try(l);
+	return l;
+}
+
+void dnsc_cancel(struct dnsc_lookup *l)
+{
+	if (l)
+		dnsc_lookup_free(l);
+}
+
+struct dnsc *dnsc_new(const struct dnsc_config *cfg)
+{
+	if (!cfg->n_servers || cfg->n_servers > DNSC_SERVERS_MAX)
+		return NULL;
+	struct dnsc *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->cfg = *cfg;
+	if (!d->cfg.port)
+		d->cfg.port = DNSC_PORT;
+	if (!d->cfg.timeout_ms)
+		d->cfg.timeout_ms = 2000;
+	if (!d->cfg.attempts)
+		d->cfg.attempts = 2;
+	return d;
+}
+
+void dnsc_free(struct dnsc *d)
+{
+	if (!d)
+		return;
+	while (d->head)
+		dnsc_finish(d->head, -ECANCELED);
+	free(d);
+}
+
+void dnsc_get_stats(const struct dnsc *d, struct dnsc_stats *st)
+{
+	*st = d->st;
+}

@@ -1,0 +1,132 @@
+/* Names for the front-ends that are not mesh names.
+ *
+ * [Interface] DNS in a node run from a configuration file (wireproxy
+ * mode): the front-ends' names are looked up through the tunnel by the
+ * DNS client (node/dns/dnsc.h), never by the host's resolver. Every
+ * server must be reached through the mesh: a server no [Peer] AllowedIPs
+ * covers stops the node at start instead of leaking to the host.
+ *
+ * Otherwise the host's resolver (evdns, and MagicDNS's forwarder), whose
+ * configuration is read again on SIGHUP and when /etc/resolv.conf
+ * changes (resolv_watch.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "core/util/log.h"
+#include "core/wg/device.h"
+#include "node/control.h"
+#include "node/dns/dnsc.h"
+#include "node/node_int.h"
+#include "node/resolv_watch.h"
+
+#include <event2/dns.h>
+
+static int node_dns_lookup(void *ctx, const char *name,
+                           void (*cb)(void *arg, int err, const struct ns_addr *a,
+                                      size_t n),
+                           void *arg)
+{
+	struct node *n = ctx;
+	return dnsc_resolve(n->dnsc, name, cb, arg) ? 0 : -ENOMEM;
+}
+
+/* True for a literal address (a UDP tunnel target that needs no lookup). */
+static bool node_dns_is_literal(const char *host)
+{
+	uint8_t a[16];
+	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+int node_dns_start(struct node *n)
+{
+	const struct config *c = &n->cfg;
+	if (n->ctl || c->n_dns == 0)
+		return 0;
+	struct dnsc_config dc = {.base = n->base};
+	for (size_t i = 0; i < c->n_dns; i++) {
+		const struct cfg_prefix *d = &c->dns[i];
+		char s[INET6_ADDRSTRLEN];
+		inet_ntop(d->family, d->addr, s, sizeof(s));
+		if (!wg_device_has_route(n->wg, d->family, d->addr)) {
+			log_error("%s: [Interface] DNS %s: no [Peer] AllowedIPs covers "
+			          "it. Names are resolved through the tunnel only (never "
+			          "by this host's resolver): add %s to the AllowedIPs of "
+			          "the peer that reaches it, or remove it from DNS",
+			          c->path, s, s);
+			return -1;
+		}
+		if (dc.n_servers == DNSC_SERVERS_MAX) {
+			log_warn(
+			    "[Interface] DNS %s: ignored (at most %d servers are used)",
+			    s, DNSC_SERVERS_MAX);
+			continue;
+		}
+		dc.servers[dc.n_servers].family = d->family;
+		memcpy(dc.servers[dc.n_servers].addr, d->addr, 16);
+		dc.n_servers++;
+	}
+	/* A UDP client tunnel resolves its target once, at start, and
+	 * synchronously: it cannot wait for the tunnel's DNS. */
+	for (size_t i = 0; i < c->n_udp_client_tunnels; i++) {
+		const char *h = c->udp_client_tunnels[i].target_host;
+		struct ns_addr a[1];
+		if (node_dns_is_literal(h) || n->env.resolve_mesh(n, h, a, 1) > 0)
+			continue;
+		log_error("%s: [UDPClientTunnel] Target %s: with [Interface] DNS, names "
+		          "are resolved through the tunnel, which a UDP tunnel's target "
+		          "cannot wait for; write its address (or a [Peer] Name)",
+		          c->path, h);
+		return -1;
+	}
+	n->dnsc = dnsc_new(&dc);
+	if (!n->dnsc) {
+		log_error("[Interface] DNS: out of memory");
+		return -1;
+	}
+	n->env.lookup = node_dns_lookup;
+	n->env.lookup_ctx = n;
+	log_info("names resolve through the tunnel: %zu DNS server(s) from [Interface] "
+	         "DNS; this host's resolver is not used",
+	         dc.n_servers);
+	return 0;
+}
+
+/* ---- the host's resolver: re-read when /etc/resolv.conf changes ---- */
+
+#define NODE_RESOLV_CONF "/etc/resolv.conf"
+
+void node_resolv_reload(struct node *n, const char *why)
+{
+	if (n->dns) {
+		/* Queued lookups wait for the new servers (resume resends them). */
+		evdns_base_clear_nameservers_and_suspend(n->dns);
+		int r = evdns_base_resolv_conf_parse(
+		    n->dns, DNS_OPTION_NAMESERVERS | DNS_OPTION_MISC, NODE_RESOLV_CONF);
+		evdns_base_resume(n->dns);
+		log_info("%s: %s read again: %d nameserver(s)%s", why, NODE_RESOLV_CONF,
+		         evdns_base_count_nameservers(n->dns),
+		         r == 0 ? "" : " (the file is missing or unreadable)");
+	}
+	node_ctl_resolv_changed(n->ctl);
+}
+
+static void node_resolv_on_change(void *ctx)
+{
+	node_resolv_reload(ctx, "resolver configuration changed");
+}
+
+void node_resolv_watch_start(struct node *n)
+{
+	n->resolv_watch =
+	    resolv_watch_new(n->base, NODE_RESOLV_CONF, node_resolv_on_change, n);
+}
+
+void node_dns_stop(struct node *n)
+{
+	resolv_watch_free(n->resolv_watch);
+	n->resolv_watch = NULL;
+	dnsc_free(n->dnsc); /* pending lookups get their callbacks now */
+	n->dnsc = NULL;
+}
