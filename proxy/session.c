@@ -727,12 +727,16 @@ static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrin
 /* The addresses DNS (evdns or [Interface] DNS) gave for s's name. */
 static void px_sess_dns_addrs(struct px_sess *s, struct ns_addr *a, size_t n)
 {
-	/* A name from DNS never leads into the mesh's own ranges: only mesh
-	 * names and addresses do. Otherwise a web page could rebind its name
-	 * to a peer's address and read the peer's services as this node. */
+	/* A name from the host's DNS never leads into the mesh's own ranges:
+	 * only mesh names and addresses do. Otherwise a web page could rebind
+	 * its name to a peer's address and read the peer's services as this
+	 * node. [Interface] DNS is the tunnel's own resolver, chosen by the
+	 * user: its answers may point into the tunnel (split horizon is what
+	 * it is for). */
+	bool host_dns = !s->front->env.lookup;
 	size_t kept = 0, n_dns = n;
 	for (size_t i = 0; i < n; i++)
-		if (!px_in_own_prefixes(&a[i], &s->front->env))
+		if (!host_dns || !px_in_own_prefixes(&a[i], &s->front->env))
 			a[kept++] = a[i];
 	if (n_dns > 0 && kept == 0) {
 		log_info("%s: %s: refused: DNS answers with the mesh's own addresses "

@@ -355,15 +355,17 @@ static void px_udp_send(struct px_udp_assoc *a, const struct ns_addr *dst, uint1
 	a->f->stats.bytes_up += len;
 }
 
-/* Of n addresses, the first a mesh peer routes, else (may_direct: not a
+/* Of n addresses, the first a mesh peer routes, else (from_dns: not a
  * mesh name) the first Direct may send to from the host (the same rules as
- * CONNECT's: a name from DNS never leads into the mesh's own ranges). */
+ * CONNECT's: a name from the host's DNS never leads into the mesh's own
+ * ranges; [Interface] DNS, the tunnel's resolver, may). */
 static bool px_udp_pick(const struct px_udp_assoc *a, const struct ns_addr *in, size_t n,
                         struct ns_addr *out, bool from_dns)
 {
+	bool host_dns = from_dns && !a->f->env.lookup;
 	for (size_t i = 0; i < n; i++)
 		if (px_udp_routed(a->f, &in[i]) &&
-		    !(from_dns && px_in_own_prefixes(&in[i], &a->f->env))) {
+		    !(host_dns && px_in_own_prefixes(&in[i], &a->f->env))) {
 			*out = in[i];
 			return true;
 		}

@@ -2,7 +2,9 @@
 # [Interface] DNS in wireproxy mode: names resolve through the tunnel to the
 # configured server, never through this host's resolver.
 #
-#   A  198.18.0.1  mesh-proxy 100.77.0.1/32, DNS = 100.77.0.2, SOCKS5 :1080
+#   A  198.18.0.1  mesh-proxy 100.77.0.1/24, DNS = 100.77.0.2, SOCKS5 :1080
+#                  (a /24 as many VPN configs write it: the tunnel's DNS may
+#                  answer with neighbours in it, split horizon)
 #                  in a mount namespace of its own whose /etc/resolv.conf
 #                  says "nameserver 127.0.0.1", where a spy DNS server
 #                  (dns_server.py) logs every query it gets
@@ -40,7 +42,7 @@ APUB=$(echo "$AKEY" | pubkey) BPUB=$(echo "$BKEY" | pubkey)
 write_file "$E2E_TMP/a.conf" <<EOF
 [Interface]
 PrivateKey = $AKEY
-Address = 100.77.0.1/32
+Address = 100.77.0.1/24
 ListenPort = 51820
 DNS = 100.77.0.2
 CheckAlive = 100.77.0.2, 100.77.0.9
