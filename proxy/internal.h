@@ -177,8 +177,9 @@ struct px_race;
  * or fd, a connected host socket, non-blocking; both taken by the callee),
  * else the most meaningful failure. The race is over when this runs. */
 typedef void (*px_race_done_fn)(void *ctx, enum px_err e, struct ns_tcp *c, int fd);
-/* Connects to one of a[0..n) port port, RFC 8305 style: IPv6 first, the
- * families alternating, a new attempt every PX_RACE_DELAY_MS or as soon as
+/* Connects to one of a[0..n) port port, RFC 8305 style: the families
+ * alternating (from the host IPv6 first, through the mesh a[0]'s family
+ * first), a new attempt every PX_RACE_DELAY_MS or as soon as
  * one fails, the first to connect wins. mesh: ns_tcp_dial() (the addresses
  * are routed), else from the host (the addresses are allowed by Direct's
  * policy; self_ok keeps a connection that ends on this host, for unit
@@ -191,10 +192,10 @@ struct px_race *px_race_start(struct event_base *base, const char *kind,
  * closed, netstack dials aborted when they come back. Returns the most
  * meaningful failure so far, PX_E_TIMEOUT if none. */
 enum px_err px_race_cancel(struct px_race *r);
-/* Puts a[0..n) in the order they are tried (IPv6 first, the families
- * alternating, each in its given order) and returns n (other families
- * dropped, at most PX_RACE_MAX). */
-size_t px_race_order(struct ns_addr *a, size_t n);
+/* Puts a[0..n) in the order they are tried (the families alternating,
+ * each in its given order; IPv6 first if v6_first, else a[0]'s family)
+ * and returns n (other families dropped, at most PX_RACE_MAX). */
+size_t px_race_order(struct ns_addr *a, size_t n, bool v6_first);
 /* Of two failures, the one that tells the client more: refused, then
  * unreachable, no route, other errors, timed out, not allowed. */
 enum px_err px_race_worst(enum px_err have, enum px_err e);

@@ -2,9 +2,13 @@
  * ("Happy Eyeballs v2") describes them, for a session's dial: through the
  * netstack (addresses a mesh peer routes) or from the host (Direct).
  *
- * The addresses are put in order first: IPv6 first (RFC 6724 prefers it,
- * and a host without it fails that attempt at once), then the families
- * alternate, each keeping the order the resolver gave. The first attempt
+ * The addresses are put in order first: the families alternate, each
+ * keeping the order the resolver gave. From the host IPv6 goes first
+ * (RFC 6724 prefers it, and a host without it fails that attempt at
+ * once); through the mesh the first address's family goes first (both
+ * families ride the same tunnel, and the services behind a peer keep
+ * seeing the source address they saw before: names list IPv4 first).
+ * The first attempt
  * starts at once; each next one starts PX_RACE_DELAY_MS after the one
  * before, or at once when an attempt fails. The first to connect wins and
  * the others are dropped. When all have failed the answer is the most
@@ -101,7 +105,7 @@ static struct px_race *px_race_alloc(void)
 
 /* ---- order and ranking ---- */
 
-size_t px_race_order(struct ns_addr *a, size_t n)
+size_t px_race_order(struct ns_addr *a, size_t n, bool v6_first)
 {
 	struct ns_addr v6[PX_RACE_MAX], v4[PX_RACE_MAX];
 	size_t n6 = 0, n4 = 0, k = 0;
@@ -112,6 +116,15 @@ size_t px_race_order(struct ns_addr *a, size_t n)
 			v6[n6++] = a[i];
 		else if (a[i].family == AF_INET)
 			v4[n4++] = a[i];
+	}
+	if (!v6_first && n > 0 && a[0].family == AF_INET) {
+		for (size_t i = 0; i < n6 || i < n4; i++) {
+			if (i < n4)
+				a[k++] = v4[i];
+			if (i < n6)
+				a[k++] = v6[i];
+		}
+		return k;
 	}
 	for (size_t i = 0; i < n6 || i < n4; i++) {
 		if (i < n6)
@@ -398,7 +411,7 @@ struct px_race *px_race_start(struct event_base *base, const char *kind,
 	r->self_ok = self_ok;
 	r->n = n > PX_RACE_MAX ? PX_RACE_MAX : n;
 	memcpy(r->a, a, r->n * sizeof(*a));
-	r->n = px_race_order(r->a, r->n);
+	r->n = px_race_order(r->a, r->n, !mesh);
 	r->starting = true;
 	px_race_step(r);
 	r->starting = false;

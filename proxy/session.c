@@ -20,9 +20,10 @@
  * policy allows (direct_policy.c; a refused one is never dialled) is
  * connected from the host and relayed by direct.c; none allowed is "not
  * allowed", Direct = no is "no route". Either way all the candidates are
- * tried RFC 8305 style (race.c: IPv6 first, families alternating, the next
- * attempt 250 ms after the last or as soon as it fails, the first to
- * connect wins) within the connect timeout; when all fail the answer is
+ * tried RFC 8305 style (race.c: families alternating, IPv6 first from the
+ * host, the name's first family first through the mesh; the next attempt
+ * 250 ms after the last or as soon as it fails; the first to connect
+ * wins) within the connect timeout; when all fail the answer is
  * the most meaningful failure (refused, unreachable, ..., timed out). A
  * name from DNS never leads into the mesh's own prefixes.
  *
