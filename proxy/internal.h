@@ -249,6 +249,20 @@ enum px_err px_err_from_host_errno(int e);
 void px_local_dial(struct px_front *f, struct ns_tcp *c, const struct sockaddr *dst,
                    socklen_t dst_len, const uint8_t *head, size_t head_len,
                    const char *desc);
+/* The addresses of a local target (a name's answers, in the resolver's
+ * order). */
+#define PX_LOCAL_ADDRS 4
+struct px_local_addrs {
+	struct sockaddr_storage ss[PX_LOCAL_ADDRS];
+	socklen_t len[PX_LOCAL_ADDRS];
+	size_t n;
+};
+/* px_local_dial() over several addresses: each is tried in turn, the next
+ * as soon as one fails, all within the handshake timeout; when all fail
+ * the most telling failure is counted. */
+void px_local_dial_addrs(struct px_front *f, struct ns_tcp *c,
+                         const struct px_local_addrs *dst, const uint8_t *head,
+                         size_t head_len, const char *desc);
 /* Aborts every local connect of f still in progress (both sides). */
 void px_local_dial_abort_all(struct px_front *f);
 

@@ -13,15 +13,36 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 
 /* As root the tests run in a network namespace of their own with only
  * loopback: 198.18.0.0/15 has no route there (a connect fails at once,
- * "network unreachable"), and nothing can leave the machine. */
-static bool private_net;
+ * "network unreachable"), and nothing can leave the machine. And in a
+ * mount namespace of their own, where /etc/hosts (what getaddrinfo reads
+ * for a server tunnel's Target) is ours. */
+static bool private_net, private_hosts;
+
+static void private_etc_hosts(void)
+{
+	char hosts[] = "/tmp/test_eyeballs_etc_hosts.XXXXXX";
+	int fd = mkstemp(hosts);
+	const char *h = "127.0.0.1 localhost\n::1 both.test\n127.0.0.1 both.test\n";
+	assert_int_equal(write(fd, h, strlen(h)), (ssize_t)strlen(h));
+	close(fd);
+	chmod(hosts, 0644);
+	private_hosts = mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
+	                mount(hosts, "/etc/hosts", NULL, MS_BIND, NULL) == 0;
+	unlink(hosts); /* the mount keeps it */
+}
 
 static void private_netns(void)
 {
-	if (geteuid() != 0 || unshare(CLONE_NEWNET) != 0)
+	if (geteuid() != 0)
+		return;
+	if (unshare(CLONE_NEWNS) == 0)
+		private_etc_hosts();
+	if (unshare(CLONE_NEWNET) != 0)
 		return;
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
 	struct ifreq ifr;
@@ -481,6 +502,37 @@ static void test_eyeballs_udp_unreachable(void **st)
 	px_socks_free(s);
 }
 
+/* A [TCPServerTunnel] Target whose name has two addresses, the first
+ * with nothing listening (as "localhost" is ::1 first on many hosts while
+ * the service listens on 127.0.0.1): the mesh connection reaches the
+ * second. Root only (a private /etc/hosts). */
+static void test_eyeballs_server_tunnel_target(void **st)
+{
+	if (!private_hosts)
+		skip();
+	reset_fake();
+	uint16_t port = 0;
+	int lfd = listener("127.0.0.1", &port, 8);
+	struct cfg_tcp_server_tunnel c = {
+	    .listen_port = 8080, .target_host = (char *)"both.test", .target_port = port};
+	char err[200];
+	struct px_tunnel *t = px_tcp_server_tunnel_new(&env, &c, err, sizeof(err));
+	if (!t)
+		fail_msg("%s", err);
+	assert_non_null(listen_cb);
+	struct ns_addr src;
+	px_addr_parse(&src, "100.64.0.9");
+	listen_cb(listen_ctx, calloc(1, sizeof(struct ns_tcp)), &src, 40000, 8080);
+	int a = accepted(lfd, 1000);
+	assert_true(a >= 0);
+	pump(10);
+	assert_int_equal(n_splices, 1);
+	assert_int_equal(n_aborts, 0);
+	close(a);
+	px_tunnel_free(t);
+	close(lfd);
+}
+
 int main(void)
 {
 	private_netns();
@@ -494,6 +546,7 @@ int main(void)
 	    cmocka_unit_test(test_eyeballs_close_while_racing),
 	    cmocka_unit_test(test_eyeballs_unreachable),
 	    cmocka_unit_test(test_eyeballs_udp_unreachable),
+	    cmocka_unit_test(test_eyeballs_server_tunnel_target),
 	};
 	return cmocka_run_group_tests(tests, eb_setup, teardown);
 }
