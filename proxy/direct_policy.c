@@ -152,6 +152,8 @@ const char *px_direct_refusal(enum cfg_direct d, const struct ns_addr *a,
 				return why;
 			return px_direct_refusal(d, &inner, env);
 		}
+		if (env->direct_loopback_for_tests && IN6_IS_ADDR_LOOPBACK(a->addr))
+			return NULL;
 		if ((why = match(a->addr, never6, sizeof(never6) / sizeof(never6[0]))) ||
 		    (why = own_range(AF_INET6, a->addr, own, n_own)))
 			return why;

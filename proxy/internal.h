@@ -135,15 +135,13 @@ struct px_sess {
 	bool pending;     /* counted in stats.pending (until an error reply) */
 	struct px_target target;
 	struct evdns_getaddrinfo_request *dns_req;
-	bool dns_pending, dns_sync, dial_pending;
+	bool dns_pending, dns_sync;
 	int dns_sync_result;
 	struct evutil_addrinfo *dns_sync_ai;
+	struct px_race *race; /* the connection attempts in flight (race.c) */
 	struct ns_tcp *conn;
-	/* Direct: a non-blocking connect from the host in progress
-	 * (direct_fd >= 0, direct_ev waits for it), then the relay's host
-	 * side. -1 when unused. */
+	/* Direct: the connected host socket, for the relay. -1 when unused. */
 	int direct_fd;
-	struct event *direct_ev;
 	int stage; /* protocol-specific */
 };
 
@@ -167,6 +165,43 @@ void px_front_close_all(struct px_front *f);
 void px_front_count_err(struct px_front *f, enum px_err e);
 /* f->stats plus the byte counters of f->acct. */
 void px_front_stats(const struct px_front *f, struct px_stats *st);
+
+/* ---- connection attempts over several addresses (race.c) ---- */
+
+#define PX_RACE_MAX      16  /* addresses tried for one destination */
+#define PX_RACE_HOST_MAX 4   /* host connects in flight at once */
+#define PX_RACE_DELAY_MS 250 /* between attempts (RFC 8305's default) */
+
+struct px_race;
+/* The race's one answer: PX_OK with the winner (c through the netstack,
+ * or fd, a connected host socket, non-blocking; both taken by the callee),
+ * else the most meaningful failure. The race is over when this runs. */
+typedef void (*px_race_done_fn)(void *ctx, enum px_err e, struct ns_tcp *c, int fd);
+/* Connects to one of a[0..n) port port, RFC 8305 style: the families
+ * alternating (from the host IPv6 first, through the mesh a[0]'s family
+ * first), a new attempt every PX_RACE_DELAY_MS or as soon as
+ * one fails, the first to connect wins. mesh: ns_tcp_dial() (the addresses
+ * are routed), else from the host (the addresses are allowed by Direct's
+ * policy; self_ok keeps a connection that ends on this host, for unit
+ * tests). fn is never called from inside this call, and is called once
+ * unless px_race_cancel() comes first. NULL if out of memory. */
+struct px_race *px_race_start(struct event_base *base, const char *kind,
+                              const struct ns_addr *a, size_t n, uint16_t port, bool mesh,
+                              bool self_ok, px_race_done_fn fn, void *ctx);
+/* Stops r before it answered (r is not to be used again): host sockets
+ * closed, netstack dials aborted when they come back. Returns the most
+ * meaningful failure so far, PX_E_TIMEOUT if none. */
+enum px_err px_race_cancel(struct px_race *r);
+/* Puts a[0..n) in the order they are tried (the families alternating,
+ * each in its given order; IPv6 first if v6_first, else a[0]'s family)
+ * and returns n (other families dropped, at most PX_RACE_MAX). */
+size_t px_race_order(struct ns_addr *a, size_t n, bool v6_first);
+/* Of two failures, the one that tells the client more: refused, then
+ * unreachable, no route, other errors, timed out, not allowed. */
+enum px_err px_race_worst(enum px_err have, enum px_err e);
+/* ::ffff:a.b.c.d becomes a.b.c.d (the netstack and the host stack both
+ * reach it as IPv4, so routes and policy must see it as IPv4). */
+void px_addr_unmap(struct ns_addr *a);
 
 /* ---- Direct's destination policy (direct_policy.c) ---- */
 
@@ -214,6 +249,20 @@ enum px_err px_err_from_host_errno(int e);
 void px_local_dial(struct px_front *f, struct ns_tcp *c, const struct sockaddr *dst,
                    socklen_t dst_len, const uint8_t *head, size_t head_len,
                    const char *desc);
+/* The addresses of a local target (a name's answers, in the resolver's
+ * order). */
+#define PX_LOCAL_ADDRS 4
+struct px_local_addrs {
+	struct sockaddr_storage ss[PX_LOCAL_ADDRS];
+	socklen_t len[PX_LOCAL_ADDRS];
+	size_t n;
+};
+/* px_local_dial() over several addresses: each is tried in turn, the next
+ * as soon as one fails, all within the handshake timeout; when all fail
+ * the most telling failure is counted. */
+void px_local_dial_addrs(struct px_front *f, struct ns_tcp *c,
+                         const struct px_local_addrs *dst, const uint8_t *head,
+                         size_t head_len, const char *desc);
 /* Aborts every local connect of f still in progress (both sides). */
 void px_local_dial_abort_all(struct px_front *f);
 

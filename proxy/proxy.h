@@ -26,9 +26,9 @@
  * connections (through an ns_acct shared with its splices) and datagrams.
  *
  * Shutdown order: free the front-ends, then ns_shutdown(), then the
- * evdns_base. A connection still waiting for ns_tcp_dial()'s callback
- * outlives its front-end and cleans itself up when the callback comes;
- * splices outlive it too (until ns_shutdown()). */
+ * evdns_base. Connection attempts still waiting for ns_tcp_dial()'s
+ * callback (race.c) outlive their front-end and clean up when the callback
+ * comes; splices outlive it too (until ns_shutdown()). */
 #ifndef MESH_PROXY_H
 #define MESH_PROXY_H
 
@@ -94,8 +94,8 @@ struct px_env {
 	 * connected from the host, even when no peer routes them. */
 	struct px_prefix own[PX_OWN_PREFIXES_MAX];
 	size_t n_own;
-	/* Unit tests only: Direct may reach 127.0.0.0/8, the one address a
-	 * test process can count on. The node never sets it. */
+	/* Unit tests only: Direct may reach 127.0.0.0/8 and ::1, the
+	 * addresses a test process can count on. The node never sets it. */
 	bool direct_loopback_for_tests;
 };
 

@@ -5,18 +5,29 @@
  * early.
  *
  * Lifetime: a session is freed when it is closed, except while a name
- * lookup or a dial is outstanding: neither can be taken back at once, so the
- * session turns DEAD (socket closed, out of its front-end's list) and the
- * callback frees it. Output never closes a session from inside a protocol
- * callback; px_sess_check() decides afterwards.
+ * lookup is outstanding: it cannot be taken back at once, so the session
+ * turns DEAD (socket closed, out of its front-end's list) and the callback
+ * frees it. Connection attempts (race.c) are cancelled with the session;
+ * netstack dials still in flight keep only their race, never the session.
+ * Output never closes a session from inside a protocol callback;
+ * px_sess_check() decides afterwards.
  *
  * Where a connection goes: a name is looked up among the mesh names first
- * (env.resolve_mesh), then with evdns (or env.lookup). The first address a mesh peer
- * routes is dialled through the netstack; if none is routed and the
- * front-end's Direct allows it, the first address the policy allows
- * (direct_policy.c) is connected from the host and relayed by direct.c;
- * none allowed is "not allowed", Direct = no is "no route". A name from
- * DNS never leads into the mesh's own prefixes.
+ * (env.resolve_mesh), then with evdns (or env.lookup, [Interface] DNS
+ * through the tunnel). IPv4-mapped IPv6 (::ffff:a.b.c.d) is
+ * taken as the IPv4 address, as the netstack and the host reach it. If a
+ * mesh peer routes any of the addresses, those are dialled through the
+ * netstack; else, if the front-end's Direct allows it, every address the
+ * policy allows (direct_policy.c; a refused one is never dialled) is
+ * connected from the host and relayed by direct.c; none allowed is "not
+ * allowed", Direct = no is "no route". Either way all the candidates are
+ * tried RFC 8305 style (race.c: families alternating, IPv6 first from the
+ * host, the name's first family first through the mesh; the next attempt
+ * 250 ms after the last or as soon as it fails; the first to connect
+ * wins) within the connect timeout; when all fail the answer is
+ * the most meaningful failure (refused, unreachable, ..., timed out). A
+ * name from the host's DNS never leads into the mesh's own prefixes
+ * ([Interface] DNS, the tunnel's own resolver, may: split horizon).
  *
  * MaxConnections counts sessions (handshake, resolution, dial, reply),
  * established splices (f->acct->active) and direct relays. At the limit a
@@ -46,7 +57,7 @@ static void px_sess_result(struct px_sess *s, enum px_err e);
 static void px_sess_close(struct px_sess *s, bool rst);
 
 /* Addresses taken from one name (mesh names or DNS). */
-#define PX_MAX_ADDRS 16
+#define PX_MAX_ADDRS PX_RACE_MAX
 
 static void px_sess_arm(struct px_sess *s, unsigned ms)
 {
@@ -136,7 +147,7 @@ static bool px_front_evict(struct px_front *f)
 /* ---- sessions ---- */
 
 /* ---- session memory ----
- * A session lives in one block: the struct, its four events (event_assign)
+ * A session lives in one block: the struct, its three events (event_assign)
  * and its buffer. Handshakes come in bursts and end within a second or two,
  * while what they set up (relays, splices, libevent's entry for every
  * descriptor) stays; from the heap, 1,000 handshakes at once left ~3 MiB of
@@ -157,10 +168,10 @@ static size_t px_blk_ev_size(void)
 	return PX_ALIGN(event_get_struct_event_size());
 }
 
-/* Offset of the buffer (after the struct and four events). */
+/* Offset of the buffer (after the struct and three events). */
 static size_t px_blk_buf_off(void)
 {
-	return PX_ALIGN(sizeof(struct px_sess)) + 4 * px_blk_ev_size();
+	return PX_ALIGN(sizeof(struct px_sess)) + 3 * px_blk_ev_size();
 }
 
 /* The slab for ops' blocks (set up on first use), or NULL. */
@@ -180,7 +191,7 @@ static struct slab *px_sess_slab(const struct px_sess_ops *ops)
 	return NULL;
 }
 
-/* The i-th event slot of s's block (0-2: rev, wev, timer; 3: direct_ev). */
+/* The i-th event slot of s's block (0-2: rev, wev, timer). */
 static struct event *px_sess_ev_slot(struct px_sess *s, int i)
 {
 	return (struct event *)((char *)s + PX_ALIGN(sizeof(*s)) +
@@ -271,14 +282,20 @@ static void px_sess_free_mem(struct px_sess *s)
 	slab_free(px_sess_slab(s->ops), s);
 }
 
-/* Drops a host connect in progress (Direct). */
-static void px_sess_drop_direct(struct px_sess *s)
+/* Cancels the connection attempts, drops a host socket not yet relayed;
+ * returns what the attempts had found (px_race_cancel), or PX_E_TIMEOUT. */
+static enum px_err px_sess_drop_direct(struct px_sess *s)
 {
-	px_ev_drop(&s->direct_ev);
+	enum px_err e = PX_E_TIMEOUT;
+	if (s->race) {
+		e = px_race_cancel(s->race);
+		s->race = NULL;
+	}
 	if (s->direct_fd >= 0) {
 		close(s->direct_fd);
 		s->direct_fd = -1;
 	}
+	return e;
 }
 
 /* Closes the client (with a RST if asked) and frees the session, or leaves
@@ -312,8 +329,6 @@ static void px_sess_close(struct px_sess *s, bool rst)
 			evdns_getaddrinfo_cancel(s->dns_req);
 		return;
 	}
-	if (s->dial_pending)
-		return; /* freed in px_sess_on_dial */
 	px_sess_free_mem(s);
 }
 
@@ -329,7 +344,6 @@ static void px_sess_splice(struct px_sess *s)
 	px_ev_drop(&s->rev);
 	px_ev_drop(&s->wev);
 	px_ev_drop(&s->timer);
-	px_ev_drop(&s->direct_ev);
 	s->conn = NULL;
 	s->fd = -1;
 	s->direct_fd = -1;
@@ -435,7 +449,9 @@ static void px_sess_on_timer(evutil_socket_t fd, short what, void *arg)
 		px_sess_close(s, false);
 		break;
 	case PX_S_CONNECT:
-		px_sess_result(s, PX_E_TIMEOUT);
+		/* The attempts' best failure so far (a refusal says more than
+		 * our giving up), else timed out. */
+		px_sess_result(s, px_sess_drop_direct(s));
 		break;
 	case PX_S_REPLY_OK:
 		PX_STAT(s, err_client_gone);
@@ -541,23 +557,20 @@ static void px_sess_result(struct px_sess *s, enum px_err e)
 	px_sess_check(s);
 }
 
-static void px_sess_on_dial(void *ctx, struct ns_tcp *c, int err)
+/* The attempts are over: the winner goes to the reply and the splice, a
+ * failure to the error reply. */
+static void px_sess_on_race(void *ctx, enum px_err e, struct ns_tcp *c, int fd)
 {
 	struct px_sess *s = ctx;
-	s->dial_pending = false;
-	if (s->state != PX_S_CONNECT) {
-		/* Closed, or already answered (the connect timer fired). */
-		if (c)
-			ns_tcp_abort(c);
-		if (s->state == PX_S_DEAD)
-			px_sess_free_mem(s);
+	s->race = NULL;
+	if (e != PX_OK) {
+		px_sess_result(s, e);
 		return;
 	}
-	if (err || !c) {
-		px_sess_result(s, err ? px_err_from_errno(err) : PX_E_GENERAL);
-		return;
-	}
-	s->conn = c;
+	if (c)
+		s->conn = c;
+	else
+		s->direct_fd = fd;
 	s->state = PX_S_REPLY_OK;
 	px_sess_arm(s, px_handshake_ms(s->front));
 	if (s->ops->on_result)
@@ -565,14 +578,14 @@ static void px_sess_on_dial(void *ctx, struct ns_tcp *c, int err)
 	px_sess_check(s);
 }
 
-static void px_sess_dial(struct px_sess *s, const struct ns_addr *a)
+/* Starts the attempts at a[0..n) (through the mesh, or from the host). */
+static void px_sess_race(struct px_sess *s, const struct ns_addr *a, size_t n, bool mesh)
 {
-	int r = ns_tcp_dial(a, s->target.port, px_sess_on_dial, s);
-	if (r < 0) {
-		px_sess_result(s, px_err_from_errno(r));
-		return;
-	}
-	s->dial_pending = true;
+	struct px_front *f = s->front;
+	s->race = px_race_start(f->env.base, f->kind, a, n, s->target.port, mesh,
+	                        f->env.direct_loopback_for_tests, px_sess_on_race, s);
+	if (!s->race)
+		px_sess_result(s, PX_E_GENERAL);
 }
 
 static bool px_route_ok(const struct px_front *f, const struct ns_addr *a)
@@ -580,95 +593,31 @@ static bool px_route_ok(const struct px_front *f, const struct ns_addr *a)
 	return !f->env.route_ok || f->env.route_ok(f->env.route_ctx, a);
 }
 
-/* Same address (ports aside)? */
-static bool px_same_host_addr(const struct sockaddr_storage *a,
-                              const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	if (a->ss_family == AF_INET6)
-		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-		              &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
-	return false;
-}
-
-/* The host connect finished (or failed). */
-static void px_sess_on_direct(evutil_socket_t fd, short what, void *arg)
-{
-	struct px_sess *s = arg;
-	int e = 0;
-	socklen_t el = sizeof(e);
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
-		e = errno;
-	if (e != 0) {
-		px_sess_result(s, px_err_from_host_errno(e));
-		return;
-	}
-	/* A backstop for the policy: a connection that ended on this host
-	 * itself (an address that became ours meanwhile) is not kept. */
-	struct sockaddr_storage me, peer;
-	socklen_t ml = sizeof(me), pl = sizeof(peer);
-	if (!s->front->env.direct_loopback_for_tests &&
-	    getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
-	    getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 &&
-	    px_same_host_addr(&me, &peer)) {
-		log_info("%s: refused: the connection ended on this host",
-		         s->front->kind);
-		px_sess_result(s, PX_E_DENIED);
-		return;
-	}
-	px_ev_drop(&s->direct_ev);
-	s->state = PX_S_REPLY_OK;
-	px_sess_arm(s, px_handshake_ms(s->front));
-	if (s->ops->on_result)
-		s->ops->on_result(s, PX_OK);
-	px_sess_check(s);
-}
-
-/* Direct: connect from the host; the connect timer bounds it. */
-static void px_sess_direct(struct px_sess *s, const struct ns_addr *a)
-{
-	int fd = px_direct_connect(a, s->target.port);
-	if (fd < 0) {
-		px_sess_result(s, px_err_from_host_errno(-fd));
-		return;
-	}
-	s->direct_fd = fd;
-	struct event *ev = px_sess_ev_slot(s, 3);
-	if (event_assign(ev, s->front->env.base, fd, EV_WRITE, px_sess_on_direct, s) <
-	    0) {
-		px_sess_result(s, PX_E_GENERAL);
-		return;
-	}
-	s->direct_ev = ev;
-	if (event_add(s->direct_ev, NULL) < 0) {
-		px_sess_result(s, PX_E_GENERAL);
-		return;
-	}
-	char t[300];
-	px_target_format(&s->target, t, sizeof(t));
-	log_debug("%s: %s: not in the mesh, connecting from the host", s->front->kind, t);
-}
-
-/* Chooses among a's n addresses: the first one a mesh peer routes, else
- * (Direct and may_direct) the first one Direct may connect from the host;
- * if Direct allows none of them the client is told it is not allowed. */
-static void px_sess_pick(struct px_sess *s, const struct ns_addr *a, size_t n,
+/* Chooses among a's n addresses (IPv4-mapped ones taken as IPv4): those a
+ * mesh peer routes, else (Direct and may_direct) those Direct may connect
+ * from the host, and tries them all (race.c); if Direct allows none of
+ * them the client is told it is not allowed. */
+static void px_sess_pick(struct px_sess *s, const struct ns_addr *in, size_t n,
                          bool may_direct)
 {
 	struct px_front *f = s->front;
+	struct ns_addr a[PX_MAX_ADDRS], ok[PX_MAX_ADDRS];
+	size_t k = 0;
+	if (n > PX_MAX_ADDRS)
+		n = PX_MAX_ADDRS;
 	if (n == 0) {
 		px_sess_result(s, PX_E_RESOLVE);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (px_route_ok(f, &a[i])) {
-			px_sess_dial(s, &a[i]);
-			return;
-		}
+		a[i] = in[i];
+		px_addr_unmap(&a[i]);
+		if (px_route_ok(f, &a[i]))
+			ok[k++] = a[i];
+	}
+	if (k > 0) {
+		px_sess_race(s, ok, k, true);
+		return;
 	}
 	if (!may_direct ||
 	    (f->direct != CFG_DIRECT_PUBLIC && f->direct != CFG_DIRECT_ALL)) {
@@ -677,17 +626,24 @@ static void px_sess_pick(struct px_sess *s, const struct ns_addr *a, size_t n,
 	}
 	const char *why = NULL;
 	for (size_t i = 0; i < n; i++) {
-		why = px_direct_refusal(f->direct, &a[i], &f->env);
-		if (!why) {
-			px_sess_direct(s, &a[i]);
-			return;
-		}
+		const char *no = px_direct_refusal(f->direct, &a[i], &f->env);
+		if (!no)
+			ok[k++] = a[i];
+		else
+			why = no;
 	}
 	char t[300];
 	px_target_format(&s->target, t, sizeof(t));
-	log_info("%s: %s refused: %s%s", f->kind, t, why,
-	         n > 1 ? " (and so are its other addresses)" : "");
-	px_sess_result(s, PX_E_DENIED);
+	if (k == 0) {
+		log_info("%s: %s refused: %s%s", f->kind, t, why,
+		         n > 1 ? " (and so are its other addresses)" : "");
+		px_sess_result(s, PX_E_DENIED);
+		return;
+	}
+	if (why)
+		log_debug("%s: %s: skipping an address: %s", f->kind, t, why);
+	log_debug("%s: %s: not in the mesh, connecting from the host", f->kind, t);
+	px_sess_race(s, ok, k, false);
 }
 
 static void px_sess_dns_addrs(struct px_sess *s, struct ns_addr *a, size_t n);
@@ -735,9 +691,11 @@ static void px_sess_dns_addrs(struct px_sess *s, struct ns_addr *a, size_t n)
 	 * it is for). */
 	bool host_dns = !s->front->env.lookup;
 	size_t kept = 0, n_dns = n;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		px_addr_unmap(&a[i]); /* judged, routed and dialled as IPv4 */
 		if (!host_dns || !px_in_own_prefixes(&a[i], &s->front->env))
 			a[kept++] = a[i];
+	}
 	if (n_dns > 0 && kept == 0) {
 		log_info("%s: %s: refused: DNS answers with the mesh's own addresses "
 		         "(only mesh names reach peers)",

@@ -19,9 +19,12 @@
  *    refused datagrams are dropped and counted (denied). Answers from
  *    either are relayed to the client from whoever sent them
  *    (endpoint-independent, like a full-cone NAT).
+ *  - IPv4-mapped destinations (::ffff:a.b.c.d) are taken as IPv4 before
+ *    any route or policy decision, as the netstack and the host reach them.
  *  - Names: env.resolve_mesh first, then a small per-association cache,
- *    then evdns or env.lookup (asynchronous). A few datagrams wait for
- *    the answer; more are dropped.
+ *    then evdns or env.lookup (asynchronous). A few datagrams wait for the answer; more
+ *    are dropped. Of a name's addresses the first one routed is used, else
+ *    the first Direct allows that the host has a route to.
  *  - The association ends when the control connection closes or fails,
  *    when no datagram moved either way for the idle time (5 min), or when
  *    the front-end is freed. At most MaxConnections associations per
@@ -355,26 +358,56 @@ static void px_udp_send(struct px_udp_assoc *a, const struct ns_addr *dst, uint1
 	a->f->stats.bytes_up += len;
 }
 
+/* True if the host has a route to a (connecting a UDP socket sends
+ * nothing): an IPv6 answer on a host without IPv6, or the other way round,
+ * is not worth picking. */
+static bool px_udp_reachable(const struct ns_addr *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = px_udp_to_sa(a, 9, &ss);
+	int fd = socket(a->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	bool ok = connect(fd, (struct sockaddr *)&ss, sl) == 0;
+	close(fd);
+	return ok;
+}
+
 /* Of n addresses, the first a mesh peer routes, else (from_dns: not a
- * mesh name) the first Direct may send to from the host (the same rules as
+ * mesh name) the first Direct may send to from the host and the host has a
+ * route to (failing that, the first Direct allows). The same rules as
  * CONNECT's: a name from the host's DNS never leads into the mesh's own
- * ranges; [Interface] DNS, the tunnel's resolver, may). */
+ * ranges ([Interface] DNS, the tunnel's resolver, may), and
+ * every address is judged by Direct's policy; UDP does not race (there is
+ * no handshake to wait for), it skips what cannot work. */
 static bool px_udp_pick(const struct px_udp_assoc *a, const struct ns_addr *in, size_t n,
                         struct ns_addr *out, bool from_dns)
 {
 	bool host_dns = from_dns && !a->f->env.lookup;
-	for (size_t i = 0; i < n; i++)
-		if (px_udp_routed(a->f, &in[i]) &&
-		    !(host_dns && px_in_own_prefixes(&in[i], &a->f->env))) {
-			*out = in[i];
+	for (size_t i = 0; i < n; i++) {
+		struct ns_addr x = in[i];
+		px_addr_unmap(&x);
+		if (px_udp_routed(a->f, &x) &&
+		    !(host_dns && px_in_own_prefixes(&x, &a->f->env))) {
+			*out = x;
 			return true;
 		}
-	for (size_t i = 0; from_dns && i < n; i++)
-		if (!px_direct_refusal(a->f->direct, &in[i], &a->f->env)) {
-			*out = in[i];
+	}
+	bool found = false;
+	for (size_t i = 0; from_dns && i < n; i++) {
+		struct ns_addr x = in[i];
+		px_addr_unmap(&x);
+		if (px_direct_refusal(a->f->direct, &x, &a->f->env))
+			continue;
+		if (px_udp_reachable(&x)) {
+			*out = x;
 			return true;
 		}
-	return false;
+		if (!found)
+			*out = x;
+		found = true;
+	}
+	return found;
 }
 
 static struct px_udp_name *px_udp_cache_find(struct px_udp_assoc *a, const char *name)
@@ -571,6 +604,7 @@ static void px_udp_from_client(struct px_udp_assoc *a, const uint8_t *p, size_t 
 	const uint8_t *data = p + hl;
 	size_t len = n - hl;
 	if (!t.is_name) {
+		px_addr_unmap(&t.addr); /* ::ffff:<mesh v4> goes through the mesh */
 		px_udp_send(a, &t.addr, t.port, data, len);
 		return;
 	}

@@ -6,9 +6,10 @@
  * client, so it sees "connection refused/reset" rather than an empty reply.
  *
  * [TCPServerTunnel]: the netstack listens on the mesh port; each mesh
- * connection gets a non-blocking connect to the local target and is
- * spliced to it. If the local connect fails or times out, the mesh side is
- * reset (as a closed port would be). With ProxyProtocol = v2 the local
+ * connection gets a non-blocking connect to the local target (each of its
+ * addresses in turn, the next as soon as one fails) and is spliced to it.
+ * If the local connect fails or times out, the mesh side is reset (as a
+ * closed port would be). With ProxyProtocol = v2 the local
  * target first receives a PROXY protocol v2 header naming the mesh client
  * (proxyv2.c). MaxConnections counts local connects in progress and
  * established splices; a mesh connection over the limit is reset.
@@ -40,9 +41,8 @@ struct px_tunnel {
 	struct px_target target; /* client tunnel: the mesh destination */
 	uint16_t listen_port;    /* server tunnel */
 	bool listening;
-	bool proxy_v2;                 /* server tunnel: ProxyProtocol = v2 */
-	struct sockaddr_storage local; /* server tunnel: the local target */
-	socklen_t local_len;
+	bool proxy_v2;               /* server tunnel: ProxyProtocol = v2 */
+	struct px_local_addrs local; /* server tunnel: the local target */
 	char desc[400];
 };
 
@@ -126,11 +126,12 @@ static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c,
 			dst.family = src->family;
 		pp_len = px_proxyv2_header(pp, sizeof(pp), src, sport, &dst, lport);
 	}
-	px_local_dial(&t->front, c, (struct sockaddr *)&t->local, t->local_len, pp,
-	              pp_len, t->desc);
+	px_local_dial_addrs(&t->front, c, &t->local, pp, pp_len, t->desc);
 }
 
-/* Resolves the local target once, at startup (getaddrinfo may block). */
+/* Resolves the local target once, at startup (getaddrinfo may block), and
+ * keeps up to PX_LOCAL_ADDRS of its addresses, tried in turn: "localhost"
+ * is often ::1 first, while the service listens on 127.0.0.1 only. */
 static int px_tunnel_resolve_local(struct px_tunnel *t, const char *host, uint16_t port,
                                    char *err, size_t errlen)
 {
@@ -143,9 +144,19 @@ static int px_tunnel_resolve_local(struct px_tunnel *t, const char *host, uint16
 		         r ? gai_strerror(r) : "no address");
 		return -1;
 	}
-	memcpy(&t->local, res->ai_addr, res->ai_addrlen);
-	t->local_len = res->ai_addrlen;
+	t->local.n = 0;
+	for (struct addrinfo *i = res; i && t->local.n < PX_LOCAL_ADDRS; i = i->ai_next) {
+		if (i->ai_addrlen > sizeof(t->local.ss[0]))
+			continue;
+		memcpy(&t->local.ss[t->local.n], i->ai_addr, i->ai_addrlen);
+		t->local.len[t->local.n++] = i->ai_addrlen;
+	}
 	freeaddrinfo(res);
+	if (t->local.n == 0) {
+		snprintf(err, errlen, "tcp-server: target \"%s\": no usable address",
+		         host);
+		return -1;
+	}
 	return 0;
 }
 
@@ -184,7 +195,7 @@ struct px_tunnel *px_tcp_server_tunnel_new(const struct px_env *env,
 	}
 	t->listening = true;
 	char a[80];
-	sockaddr_format(&t->local, a, sizeof(a));
+	sockaddr_format(&t->local.ss[0], a, sizeof(a));
 	snprintf(t->desc, sizeof(t->desc), "tcp-server mesh:%u -> %s%s", cfg->listen_port,
 	         a, t->proxy_v2 ? " (PROXY v2)" : "");
 	return t;

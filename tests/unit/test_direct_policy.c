@@ -148,12 +148,16 @@ static void test_host_addresses(void **st)
 		print_message("note: no global interface address here to try\n");
 }
 
-/* The unit tests' leave covers 127/8 only: metadata stays refused. */
+/* The unit tests' leave covers 127/8 and ::1 only: metadata and
+ * link-local stay refused. */
 static void test_loopback_leave_is_narrow(void **st)
 {
 	(void)st;
 	env.direct_loopback_for_tests = true;
 	assert_string_equal(why(CFG_DIRECT_ALL, "127.0.0.1"), "");
+	assert_string_equal(why(CFG_DIRECT_ALL, "::1"), "");
+	assert_string_equal(why(CFG_DIRECT_ALL, "fe80::1"), "link-local");
+	assert_string_equal(why(CFG_DIRECT_NO, "::1"), "Direct = no");
 	assert_string_equal(why(CFG_DIRECT_ALL, "169.254.169.254"),
 	                    "the cloud metadata service");
 	assert_string_equal(why(CFG_DIRECT_NO, "127.0.0.1"), "Direct = no");

@@ -67,7 +67,9 @@ static int usetup(void **state)
 	dns = evdns_base_new(base, 0);
 	char hosts[] = "/tmp/test_socks5_udp_hosts.XXXXXX";
 	int hfd = mkstemp(hosts);
-	const char *h = "127.0.0.1 sync.test\n";
+	const char *h =
+	    "127.0.0.1 sync.test\n"
+	    "169.254.169.254 denied-first.test\n127.0.0.1 denied-first.test\n";
 	assert_int_equal(write(hfd, h, strlen(h)), (ssize_t)strlen(h));
 	close(hfd);
 	assert_int_equal(evdns_base_load_hosts(dns, hosts), 0);
@@ -350,6 +352,30 @@ static void test_udp_auth_pipelined_direct_off(void **state)
 /* Direct's policy on the UDP path: without the unit tests' loopback leave,
  * a datagram to 127.0.0.1 (a listening socket) or to the metadata address
  * is dropped and counted as denied; a mesh destination still goes. */
+/* Review L12: a datagram to ::ffff:<a peer's IPv4> is for the peer's IPv4
+ * address, so it goes through the mesh (before, the route check saw an
+ * IPv6 address no peer routes and handed it to Direct). */
+static void test_udp_v4_mapped_mesh(void **state)
+{
+	struct px_socks *s = socks_new(true, NULL, NULL);
+	const uint8_t any[4] = {0};
+	int ctl;
+	uint16_t relay = associate(s, &ctl, any, 0);
+	int c = host_udp(NULL);
+	uint16_t mport;
+	udp_to(c, relay, "::ffff:" PEER4, 53, "mapped");
+	expect_mesh(AF_INET, PEER4, 53, "mapped", &mport);
+	mesh_udp_in(PEER4, 53, OUR4, mport, "answer", 6);
+	assert_string_equal(udp_from(c, PEER4, 53), "answer");
+	struct px_stats st;
+	px_socks_get_stats(s, &st);
+	assert_int_equal(st.dgrams_up, 1);
+	assert_int_equal(st.dgram_drops, 0);
+	px_socks_free(s);
+	close(ctl);
+	close(c);
+}
+
 static void test_udp_policy_refuses(void **state)
 {
 	env.direct_loopback_for_tests = false;
@@ -393,6 +419,10 @@ static void test_udp_names(void **state)
 	udp_to_name(c, relay, "sync.test", echo_port, "s1");
 	assert_int_equal(host_recv(echo, b, sizeof(b), NULL, 1000), 2);
 	assert_memory_equal(b, "s1", 2);
+	/* the first address is one Direct refuses: the next one is used */
+	udp_to_name(c, relay, "denied-first.test", echo_port, "d1");
+	assert_int_equal(host_recv(echo, b, sizeof(b), NULL, 1000), 2);
+	assert_memory_equal(b, "d1", 2);
 	udp_to_name(c, relay, "async.test", echo_port, "a1");
 	udp_to_name(c, relay, "async.test", echo_port, "a2");
 	udp_to_name(c, relay, "nx.test", echo_port, "n1");
@@ -412,7 +442,7 @@ static void test_udp_names(void **state)
 	assert_memory_equal(b, "a3", 2);
 	struct px_stats st;
 	px_socks_get_stats(s, &st);
-	assert_int_equal(st.dgrams_up, 4);
+	assert_int_equal(st.dgrams_up, 5);
 	assert_int_equal(st.dgram_drops, 1); /* nx.test */
 	/* a lookup still running when the front-end goes */
 	udp_to_name(c, relay, "slow.async.test", echo_port, "x");
@@ -645,6 +675,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_udp_mesh_and_direct, usetup, uteardown),
+	    cmocka_unit_test_setup_teardown(test_udp_v4_mapped_mesh, usetup, uteardown),
 	    cmocka_unit_test_setup_teardown(test_udp_policy_refuses, usetup, uteardown),
 	    cmocka_unit_test_setup_teardown(test_udp_auth_pipelined_direct_off, usetup,
 	                                    uteardown),
