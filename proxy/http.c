@@ -7,13 +7,14 @@
  *
  * Plain forwarding: "GET http://host[:port]/path HTTP/1.1" (also HEAD,
  * POST, PUT, DELETE, OPTIONS, PATCH) dials host:port (80 by default) the
- * same way, with the same 407/502/504 answers, and sends the head
- * rewritten by px_http_rewrite() (origin-form, hop-by-hop headers dropped,
- * "Connection: close") followed by whatever body bytes came with it; then
- * the connection is spliced and the origin server answers the client
- * directly. One request per client connection: the server closes after its
- * response, and so does the client's connection. https:// gets 400
- * (clients use CONNECT for it).
+ * same way, with the same 403/407/502/504 answers; once connected, the
+ * client and origin connections go to http_forward.c, which forwards this
+ * request and every later one on the connection, each framed and
+ * rewritten, each to its own origin (a new origin is dialled here again,
+ * through px_sess_resume). Request framing that a server could read
+ * differently (Content-Length with Transfer-Encoding, lengths that
+ * disagree, Connection naming either) gets 400. https:// gets 400 (clients
+ * use CONNECT for it).
  *
  * Destinations outside the mesh are connected from the host when Direct
  * allows it, with the same answers: 502 refused or unreachable, 504 no
