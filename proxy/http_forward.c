@@ -52,8 +52,9 @@
 #define HF_CIN  PX_HTTP_READ_AHEAD                           /* client bytes read ahead */
 #define HF_OOUT (PX_HTTP_MAX_HEADER + PX_HTTP_REWRITE_SLACK) /* to the origin */
 #define HF_OIN  PX_HTTP_MAX_RESPONSE_HEADER                  /* from the origin */
-#define HF_COUT (PX_HTTP_MAX_RESPONSE_HEADER + PX_HTTP_REWRITE_SLACK) /* to the client   \
-	                                                               */
+#define HF_COUT                                                                          \
+	(PX_HTTP_MAX_RESPONSE_HEADER + PX_HTTP_REWRITE_SLACK) /* to the client           \
+	                                                       */
 
 enum hf_up { HF_UP_HEAD, HF_UP_BODY, HF_UP_DONE };
 enum hf_down { HF_DOWN_IDLE, HF_DOWN_HEAD, HF_DOWN_BODY };
@@ -75,6 +76,9 @@ struct px_hfwd {
 	bool origin_keep; /* the origin keeps its connection */
 	bool interim_ok;  /* the client speaks HTTP/1.1: pass 1xx on */
 	bool sent;        /* bytes of the final response went to the client */
+	size_t held;      /* a bodiless request's head, kept at the front of cin
+	                   * until the origin answers (for a retry) */
+	unsigned uses;    /* requests sent on this origin connection */
 	bool cin_eof, oin_eof;
 	bool closing;   /* no more requests: shut the client once cout is out */
 	bool lingering; /* write side shut: discarding client bytes until EOF */
@@ -246,7 +250,13 @@ static int hf_up_head(struct px_hfwd *h)
 	}
 	h->oout_off = 0;
 	h->oout_len = n;
-	hf_consume(h->cin, &h->cin_len, used);
+	h->uses++;
+	/* A bodiless request stays in cin until the origin answers: a reused
+	 * connection that the server closed meanwhile gets it again on a new
+	 * one, as browsers and Go's transport do. */
+	h->held = req.body == PX_HTTP_BODY_NONE ? used : 0;
+	if (!h->held)
+		hf_consume(h->cin, &h->cin_len, used);
 	h->up_body = req.body;
 	h->up_left = req.length;
 	px_http_chunked_init(&h->up_ch);
@@ -324,6 +334,10 @@ static void hf_exchange_done(struct px_hfwd *h)
 
 static int hf_down_head(struct px_hfwd *h)
 {
+	if (h->held && h->oin_len) { /* the origin answers: no retry */
+		hf_consume(h->cin, &h->cin_len, h->held);
+		h->held = 0;
+	}
 	if (h->cout_len)
 		return 0;
 	struct px_http_resp r;
@@ -333,6 +347,15 @@ static int hf_down_head(struct px_hfwd *h)
 	if (p == PX_PARSE_MORE) {
 		if (!h->oin_eof)
 			return 0;
+		if (h->held && h->oin_len == 0 && h->uses > 1) {
+			/* Closed while idle, as our request was on its way. */
+			struct px_http_request again = {.target = h->origin,
+			                                .forward = true};
+			log_debug("http: the origin closed a kept-alive connection: "
+			          "sending the request on a new one");
+			hf_redial(h, &again, 0);
+			return -1;
+		}
 		return hf_origin_fail(h, h->oin_len
 		                             ? "closed in the middle of its response head"
 		                             : "closed without a response")

@@ -415,10 +415,13 @@ check "each host's web server saw its own requests (B and C: >= 10 whoami.txt ea
     bash -c "[ \$(grep -c 'GET /whoami.txt' '$E2E_LOGDIR/httpB.log') -ge 10 ] &&
              [ \$(grep -c 'GET /whoami.txt' '$E2E_LOGDIR/httpC.log') -ge 10 ]"
 curl_two() {
-    local got
+    local got a0 a1
+    a0=$(frontend_counter meshA A 127.0.0.1:3128 accepted)
     got=$(nsx_nobody A curl -sS --max-time 20 --proxy http://127.0.0.1:3128 \
         http://web:8080/whoami.txt http://docs:8080/whoami.txt http://web:8080/whoami.txt | tr '\n' ' ')
+    a1=$(frontend_counter meshA A 127.0.0.1:3128 accepted)
     [ "$got" = "web docs web " ] || { echo "got: $got"; return 1; }
+    [ "$((a1 - a0))" -eq 1 ] || { echo "the proxy accepted $((a1 - a0)) connections"; return 1; }
 }
 check "curl: three URLs on two hosts over one proxy connection" curl_two
 

@@ -36,7 +36,8 @@ static void fuzz_response(const uint8_t *p, size_t len, bool head)
 	CHECK(!head || r.body == PX_HTTP_BODY_NONE);
 	CHECK(r.body != PX_HTTP_BODY_CLOSE || !r.keep_alive);
 	CHECK(px_http_parse_response(p, used - 1, head, &r, &u2) == PX_PARSE_MORE);
-	size_t w = px_http_rewrite_response(p, used, true, out, used + PX_HTTP_REWRITE_SLACK);
+	size_t w =
+	    px_http_rewrite_response(p, used, true, out, used + PX_HTTP_REWRITE_SLACK);
 	if (w == 0)
 		return; /* Connection named too many options */
 	CHECK(w <= used + PX_HTTP_REWRITE_SLACK);

@@ -83,7 +83,8 @@ static void fuzz_http_rewrite(const uint8_t *p, size_t used, bool forward)
 {
 	static uint8_t out[PX_HTTP_MAX_HEADER + PX_HTTP_REWRITE_SLACK];
 	size_t w = px_http_rewrite(p, used, true, out, used + PX_HTTP_REWRITE_SLACK);
-	CHECK(w == 0 || (w >= 26 && memcmp(out + w - 26, "Connection: keep-alive\r\n\r\n", 26) == 0));
+	CHECK(w == 0 || (w >= 26 && memcmp(out + w - 26, "Connection: keep-alive\r\n\r\n",
+	                                   26) == 0));
 	w = px_http_rewrite(p, used, false, out, used + PX_HTTP_REWRITE_SLACK);
 	if (!forward) {
 		CHECK(w == 0);

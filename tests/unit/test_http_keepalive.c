@@ -470,6 +470,44 @@ static void test_mesh_then_direct(void **st)
 	close(lb);
 }
 
+/* The origin closes a kept-alive connection just as the next request is on
+ * its way: a bodiless request is sent again on a new connection instead of
+ * failing with 502. */
+static void test_retry_on_closed_reused(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c, "GET http://127.0.0.1:%u/1 HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	expect_bytes(c, OK_KEEP "ok");
+	csendf(c, "GET http://127.0.0.1:%u/2 HTTP/1.1\r\n\r\n", pa);
+	read_head(a, head, sizeof(head));
+	close(a); /* read, never answered */
+	int a2 = origin_accept(la);
+	read_head(a2, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /2 HTTP/1.1\r\n"));
+	csendf(a2, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n22");
+	expect_bytes(c, OK_KEEP "22");
+	/* Not for a fresh connection: that one gets 502. */
+	close(a2);
+	pump(20);
+	csendf(c, "GET http://127.0.0.1:%u/3 HTTP/1.1\r\n\r\n", pa);
+	int a3 = origin_accept(la);
+	read_head(a3, head, sizeof(head));
+	close(a3);
+	read_head(c, head, sizeof(head));
+	assert_memory_equal(head, "HTTP/1.1 502 ", 13);
+	close(c);
+	px_http_free(h);
+	close(la);
+}
+
 /* An idle keep-alive connection is closed after IdleTimeout (here shorter
  * than the keep-alive limit). */
 static void test_idle_keepalive_closed(void **st)
@@ -507,6 +545,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_response_502),
 	    cmocka_unit_test(test_bad_request_framing),
 	    cmocka_unit_test(test_mesh_then_direct),
+	    cmocka_unit_test(test_retry_on_closed_reused),
 	    cmocka_unit_test(test_idle_keepalive_closed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
