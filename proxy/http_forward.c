@@ -753,6 +753,21 @@ bool px_hfwd_take(struct px_sess *s)
 	return true;
 }
 
+bool px_hfwd_evict_idle(struct px_front *f)
+{
+	struct px_hfwd *old = NULL;
+	for (struct px_hfwd *h = f->forwards; h; h = h->next)
+		if (h->up == HF_UP_HEAD && h->down == HF_DOWN_IDLE && !h->closing &&
+		    h->cin_len == 0 && h->cout_len == 0 &&
+		    (!old || h->since < old->since))
+			old = h;
+	if (!old)
+		return false;
+	f->stats.err_limit++;
+	hf_free(old, false);
+	return true;
+}
+
 void px_hfwd_close_all(struct px_front *f)
 {
 	while (f->forwards)

@@ -210,6 +210,9 @@ int px_http_check(struct px_front *f, const uint8_t *p, size_t len,
  * responses one after another (http_forward.c). Always true: on failure
  * (out of memory) both connections are closed and counted. */
 bool px_hfwd_take(struct px_sess *s);
+/* At MaxConnections: closes the forwarding connection of f idle the
+ * longest between requests (counted in err_limit); false if none is idle. */
+bool px_hfwd_evict_idle(struct px_front *f);
 /* Closes every forwarding connection of f (front-end teardown). */
 void px_hfwd_close_all(struct px_front *f);
 

@@ -120,7 +120,8 @@ static size_t px_front_max(const struct px_front *f)
 }
 
 /* Closes the oldest session still in its handshake (or lingering after an
- * error reply, which is as good as done); false if there is none. */
+ * error reply, which is as good as done), else the HTTP client connection
+ * idle the longest between requests; false if there is none. */
 static bool px_front_evict(struct px_front *f)
 {
 	for (struct px_sess *s = f->sessions_tail; s; s = s->prev) {
@@ -131,7 +132,7 @@ static bool px_front_evict(struct px_front *f)
 			return true;
 		}
 	}
-	return false;
+	return f->forwards && px_hfwd_evict_idle(f);
 }
 
 /* ---- sessions ---- */

@@ -508,6 +508,48 @@ static void test_retry_on_closed_reused(void **st)
 	close(la);
 }
 
+/* At MaxConnections a new client takes the place of the keep-alive client
+ * idle the longest (not of one whose request is under way). */
+static void test_idle_keepalive_evicted(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct cfg_http cfg = {.bind = loopback_any_port(), .direct = CFG_DIRECT_ALL};
+	cfg.limits.max_connections = 2;
+	char err[200];
+	struct px_http *h = px_http_new(&env, &cfg, err, sizeof(err));
+	assert_non_null(h);
+	char head[2048];
+	int c[3], o[3];
+	for (int i = 0; i < 2; i++) {
+		c[i] = http_client(h);
+		csendf(c[i], "GET http://127.0.0.1:%u/%d HTTP/1.1\r\n\r\n", pa, i);
+		o[i] = origin_accept(la);
+		read_head(o[i], head, sizeof(head));
+	}
+	/* 0 is answered and idle; 1 waits for its response. */
+	csendf(o[0], "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	expect_bytes(c[0], OK_KEEP "ok");
+	c[2] = http_client(h);
+	csendf(c[2], "GET http://127.0.0.1:%u/2 HTTP/1.1\r\n\r\n", pa);
+	assert_int_equal(cclosed(c[0]), 0);
+	o[2] = origin_accept(la);
+	read_head(o[2], head, sizeof(head));
+	assert_non_null(strstr(head, "GET /2 "));
+	csendf(o[1], "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n11");
+	expect_bytes(c[1], OK_KEEP "11");
+	struct px_stats stt;
+	px_http_get_stats(h, &stt);
+	assert_int_equal(stt.err_limit, 1);
+	for (int i = 0; i < 3; i++) {
+		close(c[i]);
+		close(o[i]);
+	}
+	px_http_free(h);
+	close(la);
+}
+
 /* An idle keep-alive connection is closed after IdleTimeout (here shorter
  * than the keep-alive limit). */
 static void test_idle_keepalive_closed(void **st)
@@ -547,6 +589,7 @@ int main(void)
 	    cmocka_unit_test(test_mesh_then_direct),
 	    cmocka_unit_test(test_retry_on_closed_reused),
 	    cmocka_unit_test(test_idle_keepalive_closed),
+	    cmocka_unit_test(test_idle_keepalive_evicted),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
