@@ -542,8 +542,7 @@ static void hf_on_origin_read(evutil_socket_t fd, short what, void *arg)
 static void hf_on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_hfwd *h = arg;
-	if (h->down != HF_DOWN_IDLE || h->up != HF_UP_HEAD)
-		h->since = hf_now();
+	h->since = hf_now(); /* pending output moves */
 	hf_run(h);
 }
 
@@ -555,7 +554,8 @@ static unsigned hf_limit_ms(const struct px_hfwd *h)
 	unsigned idle = h->f->lim.idle_timeout_ms;
 	if (h->lingering)
 		return PX_LINGER_MS;
-	if (h->up == HF_UP_HEAD && h->down == HF_DOWN_IDLE && !h->closing) {
+	if (h->up == HF_UP_HEAD && h->down == HF_DOWN_IDLE && !h->closing &&
+	    h->cout_len == 0) {
 		if (h->cin_len)
 			return h->f->lim.handshake_timeout_ms;
 		return idle && idle < PX_HTTP_KEEPALIVE_MS ? idle : PX_HTTP_KEEPALIVE_MS;
@@ -587,7 +587,8 @@ static void hf_on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 	if (h->lingering) {
 		hf_free(h, false);
-	} else if (h->up == HF_UP_HEAD && h->down == HF_DOWN_IDLE && !h->closing) {
+	} else if (h->up == HF_UP_HEAD && h->down == HF_DOWN_IDLE && !h->closing &&
+	           h->cout_len == 0) {
 		if (h->cin_len)
 			h->f->stats.err_handshake_timeout++;
 		hf_free(h, false); /* an idle keep-alive connection ends */
