@@ -7,13 +7,14 @@
  *
  * Plain forwarding: "GET http://host[:port]/path HTTP/1.1" (also HEAD,
  * POST, PUT, DELETE, OPTIONS, PATCH) dials host:port (80 by default) the
- * same way, with the same 407/502/504 answers, and sends the head
- * rewritten by px_http_rewrite() (origin-form, hop-by-hop headers dropped,
- * "Connection: close") followed by whatever body bytes came with it; then
- * the connection is spliced and the origin server answers the client
- * directly. One request per client connection: the server closes after its
- * response, and so does the client's connection. https:// gets 400
- * (clients use CONNECT for it).
+ * same way, with the same 403/407/502/504 answers; once connected, the
+ * client and origin connections go to http_forward.c, which forwards this
+ * request and every later one on the connection, each framed and
+ * rewritten, each to its own origin (a new origin is dialled here again,
+ * through px_sess_resume). Request framing that a server could read
+ * differently (Content-Length with Transfer-Encoding, lengths that
+ * disagree, Connection naming either) gets 400. https:// gets 400 (clients
+ * use CONNECT for it).
  *
  * Destinations outside the mesh are connected from the host when Direct
  * allows it, with the same answers: 502 refused or unreachable, 504 no
@@ -25,6 +26,7 @@
 #include "core/util/log.h"
 
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,32 +36,9 @@ struct px_http {
 	char *user, *pass;
 };
 
-/* The head (at most 8 KiB) plus early data such as a TLS ClientHello or a
- * request body, plus room for the rewrite of a forwarded head. */
-#define HTTP_BUF (PX_HTTP_MAX_HEADER + 8192 + PX_HTTP_REWRITE_SLACK)
-
-/* s->stage once a forward request has been accepted (before: the parse
- * position, never negative). */
-#define HTTP_STAGE_FORWARD (-1)
-
-/* Replaces the head s->buf[0..used) with its rewrite for the origin server
- * and makes the whole buffer the splice head. False: 400. */
-static bool px_http_forward(struct px_sess *s, size_t used)
-{
-	uint8_t head[PX_HTTP_MAX_HEADER + PX_HTTP_REWRITE_SLACK];
-	size_t n = px_http_rewrite(s->buf, used, head, sizeof(head));
-	size_t early = s->len - used;
-	bool ok = n > 0 && n + early <= s->ops->buf_size;
-	if (ok) {
-		memmove(s->buf + n, s->buf + used, early);
-		memcpy(s->buf, head, n);
-		s->len = n + early;
-		s->consumed = 0;
-		s->stage = HTTP_STAGE_FORWARD;
-	}
-	sodium_memzero(head, n); /* cookies and the like */
-	return ok;
-}
+/* The head (at most 8 KiB) plus early data such as a TLS ClientHello, a
+ * request body or the next pipelined requests. */
+#define HTTP_BUF PX_HTTP_READ_AHEAD
 
 static void px_http_respond(struct px_sess *s, int status)
 {
@@ -67,37 +46,47 @@ static void px_http_respond(struct px_sess *s, int status)
 	px_sess_send(s, out, px_http_response(out, sizeof(out), status));
 }
 
+int px_http_check(struct px_front *f, const uint8_t *p, size_t len,
+                  struct px_http_request *req, size_t *used)
+{
+	struct px_http *h = (struct px_http *)f;
+	int status = 400;
+	enum px_parse r = px_http_parse_request(p, len, req, used, &status);
+	if (r == PX_PARSE_MORE)
+		return 0;
+	if (r == PX_PARSE_ERROR) {
+		f->stats.err_protocol++;
+		return status;
+	}
+	if (h->user && !px_http_auth_ok(req->auth, req->auth_len, h->user, h->pass)) {
+		f->stats.err_auth++;
+		return 407;
+	}
+	return 200;
+}
+
 static enum px_parse px_http_on_data(struct px_sess *s)
 {
-	struct px_http *h = (struct px_http *)s->front;
 	struct px_http_request req;
 	size_t used = 0;
-	int status = 400;
 	/* Parse only when a line ended: byte-by-byte clients stay linear. */
 	size_t from = (size_t)s->stage;
 	s->stage = (int)s->len;
 	if (!memchr(s->buf + from, '\n', s->len - from) && s->len < PX_HTTP_MAX_HEADER)
 		return PX_PARSE_MORE;
-	enum px_parse r = px_http_parse_request(s->buf, s->len, &req, &used, &status);
-	if (r == PX_PARSE_MORE)
-		return r;
-	if (r == PX_PARSE_ERROR) {
+	int status = px_http_check(s->front, s->buf, s->len, &req, &used);
+	if (status == 0)
+		return PX_PARSE_MORE;
+	if (status != 200) {
 		px_http_respond(s, status);
-		PX_STAT(s, err_protocol);
-		return r;
-	}
-	if (h->user && !px_http_auth_ok(req.auth, req.auth_len, h->user, h->pass)) {
-		px_http_respond(s, 407);
-		PX_STAT(s, err_auth);
 		return PX_PARSE_ERROR;
 	}
 	s->target = req.target;
-	s->consumed = used;
-	if (req.forward && !px_http_forward(s, used)) {
-		px_http_respond(s, 400);
-		PX_STAT(s, err_protocol);
-		return PX_PARSE_ERROR;
-	}
+	/* A forwarded request stays in the buffer: the forwarding connection
+	 * (http_forward.c) takes it, framed, once the origin answers the dial. */
+	s->consumed = req.forward ? 0 : used;
+	if (req.forward)
+		s->stage = PX_HTTP_STAGE_FORWARD;
 	char t[300];
 	px_target_format(&s->target, t, sizeof(t));
 	log_debug("http: %s %s", req.forward ? "forward to" : "CONNECT", t);
@@ -106,7 +95,7 @@ static enum px_parse px_http_on_data(struct px_sess *s)
 
 static void px_http_on_result(struct px_sess *s, enum px_err e)
 {
-	if (e == PX_OK && s->stage == HTTP_STAGE_FORWARD)
+	if (e == PX_OK && s->stage == PX_HTTP_STAGE_FORWARD)
 		return; /* the origin server's response is the answer */
 	px_http_respond(s, e == PX_OK          ? 200
 	                   : e == PX_E_TIMEOUT ? 504
@@ -114,11 +103,16 @@ static void px_http_on_result(struct px_sess *s, enum px_err e)
 	                                       : 502);
 }
 
+static bool px_http_on_established(struct px_sess *s)
+{
+	return s->stage == PX_HTTP_STAGE_FORWARD && px_hfwd_take(s);
+}
+
 static const struct px_sess_ops px_http_ops = {
     .on_data = px_http_on_data,
     .on_result = px_http_on_result,
+    .on_established = px_http_on_established,
     .buf_size = HTTP_BUF,
-    .buf_reserve = PX_HTTP_REWRITE_SLACK,
 };
 
 static void px_http_on_accept(void *ctx, int fd)
@@ -170,6 +164,7 @@ void px_http_free(struct px_http *h)
 {
 	if (!h)
 		return;
+	px_hfwd_close_all(&h->front);
 	px_front_fini(&h->front);
 	px_http_free_secret(h->user);
 	px_http_free_secret(h->pass);

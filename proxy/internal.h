@@ -67,6 +67,10 @@ struct px_front {
 	size_t n_sessions;
 	struct px_relay *relays; /* direct relays (direct.c), owned */
 	size_t n_relays;
+	/* Client connections the front-end holds itself between dials (HTTP
+	 * forwarding, http_forward.c), counted against MaxConnections. */
+	struct px_hfwd *forwards;
+	size_t n_forwards;
 	const char *kind; /* "socks5", "http", "tcp-client", for the log */
 	struct px_local_dial *local_dials; /* local connects in progress */
 };
@@ -81,7 +85,8 @@ int px_front_init(struct px_front *f, const struct px_env *env, const char *kind
  * Does not free f itself. */
 void px_front_fini(struct px_front *f);
 /* Connections of f counted against MaxConnections: sessions in handshake,
- * resolution or dial, established splices and direct relays. */
+ * resolution or dial, established splices, direct relays and HTTP
+ * forwarding connections. */
 size_t px_front_open(const struct px_front *f);
 
 #define PX_DEFAULT_HANDSHAKE_MS 10000
@@ -107,6 +112,12 @@ struct px_sess_ops {
 	 * s->buf[s->consumed..s->len) any client bytes after the request.
 	 * The session counts neither as established nor as an error. */
 	void (*on_detach)(struct px_sess *s, int fd);
+	/* Optional, instead of the splice once the dial succeeded and the
+	 * success reply (if any) is written: true if the front-end took the
+	 * connection, that is s->fd, s->conn (mesh) or s->direct_fd (Direct)
+	 * and the bytes s->buf[s->consumed..s->len), and set those fields to
+	 * -1/NULL. s is freed right after. False: the splice goes ahead. */
+	bool (*on_established)(struct px_sess *s);
 };
 
 enum px_sess_state {
@@ -155,6 +166,16 @@ struct px_sess {
  * px_sess_connect() called right away (tunnel mode). NULL on failure (fd
  * closed). */
 struct px_sess *px_sess_new(struct px_front *f, int fd, const struct px_sess_ops *ops);
+/* A client connection that a front-end held (HTTP forwarding between
+ * requests) goes back to a session to reach a new destination: takes fd
+ * (read_eof: the client has half-closed), copies early[0..n) into s->buf
+ * (n at most ops->buf_size - ops->buf_reserve) and returns the session in
+ * its handshake state without reading or a timer. The caller sets
+ * s->target, s->consumed and s->stage, then calls px_sess_connect(). Not
+ * counted as a new client nor checked against MaxConnections (it was
+ * counted when accepted). NULL on failure (fd closed). */
+struct px_sess *px_sess_resume(struct px_front *f, int fd, const struct px_sess_ops *ops,
+                               const uint8_t *early, size_t n, bool read_eof);
 /* Queues bytes for the client (<= sizeof(out) in total) and tries to write. */
 void px_sess_send(struct px_sess *s, const void *p, size_t n);
 /* Resolves, route-checks and dials s->target; the result goes to
@@ -202,6 +223,33 @@ enum px_err px_race_worst(enum px_err have, enum px_err e);
 /* ::ffff:a.b.c.d becomes a.b.c.d (the netstack and the host stack both
  * reach it as IPv4, so routes and policy must see it as IPv4). */
 void px_addr_unmap(struct ns_addr *a);
+
+/* ---- HTTP proxy forwarding (http.c, http_forward.c) ---- */
+
+/* s->stage of an HTTP session whose request is forwarded (not CONNECT). */
+#define PX_HTTP_STAGE_FORWARD (-1)
+/* Client bytes an HTTP session or forwarding connection reads ahead:
+ * a request head and what follows it (a body, pipelined requests). */
+#define PX_HTTP_READ_AHEAD (PX_HTTP_MAX_HEADER + 8192)
+/* An idle keep-alive client connection (no request under way) is closed
+ * after this long, or after IdleTimeout if that is shorter. */
+#define PX_HTTP_KEEPALIVE_MS (60 * 1000)
+/* Parses the request head p[0..len) for the HTTP front-end f and checks
+ * its credentials. Returns 0 when more bytes are needed, 200 with *req
+ * and *used set, or the status to answer with (400, 407, 431, 501, 505;
+ * counted in f's stats). */
+int px_http_check(struct px_front *f, const uint8_t *p, size_t len,
+                  struct px_http_request *req, size_t *used);
+/* The HTTP front-end's on_established for a forwarded request: takes the
+ * client and the origin connection of s and forwards requests and
+ * responses one after another (http_forward.c). Always true: on failure
+ * (out of memory) both connections are closed and counted. */
+bool px_hfwd_take(struct px_sess *s);
+/* At MaxConnections: closes the forwarding connection of f idle the
+ * longest between requests (counted in err_limit); false if none is idle. */
+bool px_hfwd_evict_idle(struct px_front *f);
+/* Closes every forwarding connection of f (front-end teardown). */
+void px_hfwd_close_all(struct px_front *f);
 
 /* ---- Direct's destination policy (direct_policy.c) ---- */
 

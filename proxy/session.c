@@ -109,7 +109,8 @@ void px_front_fini(struct px_front *f)
 
 size_t px_front_open(const struct px_front *f)
 {
-	return f->n_sessions + f->n_relays + (f->acct ? (size_t)f->acct->active : 0);
+	return f->n_sessions + f->n_relays + f->n_forwards +
+	       (f->acct ? (size_t)f->acct->active : 0);
 }
 
 void px_front_stats(const struct px_front *f, struct px_stats *st)
@@ -130,7 +131,8 @@ static size_t px_front_max(const struct px_front *f)
 }
 
 /* Closes the oldest session still in its handshake (or lingering after an
- * error reply, which is as good as done); false if there is none. */
+ * error reply, which is as good as done), else the HTTP client connection
+ * idle the longest between requests; false if there is none. */
 static bool px_front_evict(struct px_front *f)
 {
 	for (struct px_sess *s = f->sessions_tail; s; s = s->prev) {
@@ -141,7 +143,7 @@ static bool px_front_evict(struct px_front *f)
 			return true;
 		}
 	}
-	return false;
+	return f->forwards && px_hfwd_evict_idle(f);
 }
 
 /* ---- sessions ---- */
@@ -207,14 +209,9 @@ static void px_ev_drop(struct event **ev)
 	}
 }
 
-struct px_sess *px_sess_new(struct px_front *f, int fd, const struct px_sess_ops *ops)
+static struct px_sess *px_sess_alloc(struct px_front *f, int fd,
+                                     const struct px_sess_ops *ops)
 {
-	f->stats.accepted++;
-	if (px_front_open(f) >= px_front_max(f) && !px_front_evict(f)) {
-		f->stats.err_limit++;
-		close(fd);
-		return NULL;
-	}
 	struct slab *slab = px_sess_slab(ops);
 	struct px_sess *s = slab ? slab_alloc(slab) : NULL;
 	if (!s) {
@@ -245,10 +242,34 @@ struct px_sess *px_sess_new(struct px_front *f, int fd, const struct px_sess_ops
 	f->n_sessions++;
 	f->stats.pending++;
 	s->pending = true;
-	if (ops->on_data) {
+	return s;
+}
+
+struct px_sess *px_sess_new(struct px_front *f, int fd, const struct px_sess_ops *ops)
+{
+	f->stats.accepted++;
+	if (px_front_open(f) >= px_front_max(f) && !px_front_evict(f)) {
+		f->stats.err_limit++;
+		close(fd);
+		return NULL;
+	}
+	struct px_sess *s = px_sess_alloc(f, fd, ops);
+	if (s && ops->on_data) {
 		event_add(s->rev, NULL);
 		px_sess_arm(s, px_handshake_ms(f));
 	}
+	return s;
+}
+
+struct px_sess *px_sess_resume(struct px_front *f, int fd, const struct px_sess_ops *ops,
+                               const uint8_t *early, size_t n, bool read_eof)
+{
+	struct px_sess *s = px_sess_alloc(f, fd, ops);
+	if (!s)
+		return NULL;
+	memcpy(s->buf, early, n);
+	s->len = n;
+	s->read_eof = read_eof;
 	return s;
 }
 
@@ -336,6 +357,10 @@ static void px_sess_close(struct px_sess *s, bool rst)
  * connection to a direct relay). */
 static void px_sess_splice(struct px_sess *s)
 {
+	if (s->ops->on_established && s->ops->on_established(s)) {
+		px_sess_close(s, false); /* frees: the front-end has the rest */
+		return;
+	}
 	struct px_front *f = s->front;
 	struct ns_tcp *c = s->conn;
 	int fd = s->fd, host_fd = s->direct_fd;

@@ -25,6 +25,8 @@ PACKAGES=(
 	curl socat iperf3 python3 util-linux openssl
 	# tests: clients of the proxy front-ends (tests/e2e/clients.sh, udp.sh)
 	proxychains4 openssh-client openssh-server chromium fonts-dejavu-core dnsutils
+	# tests: Python requests through the HTTP proxy (clients.sh)
+	python3-requests
 )
 
 say() { printf 'deps: %s\n' "$*"; }

@@ -1,7 +1,9 @@
 /* HTTP proxy request heads (RFC 9110, RFC 9112): a pure parser over
  * (p, len) for CONNECT (section 9.3.6) and for absolute-form requests to
- * http:// URIs, the rewrite of the latter to origin-form, the Basic
- * credential check and the few responses a proxy sends. */
+ * http:// URIs with their body framing, the rewrite of the latter to
+ * origin-form, the Basic credential check and the few responses a proxy
+ * sends. Response heads and chunked bodies are in http_frame.c. */
+#include "proxy/proto/http_priv.h"
 #include "proxy/proto/proto.h"
 
 #include <sodium.h>
@@ -9,15 +11,13 @@
 #include <string.h>
 #include <strings.h>
 
-static bool px_tchar(uint8_t c)
+bool px_http_tchar(uint8_t c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 	       (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-/* Finds the end of the line starting at p[i]; returns the index just past
- * '\n' and the content length (without CR LF), or 0 if there is no '\n'. */
-static size_t px_line(const uint8_t *p, size_t len, size_t i, size_t *n)
+size_t px_http_line(const uint8_t *p, size_t len, size_t i, size_t *n)
 {
 	const uint8_t *nl = memchr(p + i, '\n', len - i);
 	if (!nl)
@@ -119,7 +119,7 @@ static enum px_parse px_http_request_line(const uint8_t *l, size_t n,
 	if (!sp1 || sp1 == l)
 		return px_http_fail(status, 400);
 	for (const uint8_t *c = l; c < sp1; c++)
-		if (!px_tchar(*c))
+		if (!px_http_tchar(*c))
 			return px_http_fail(status, 400);
 	const uint8_t *tgt = sp1 + 1, *end = l + n;
 	const uint8_t *sp2 = memchr(tgt, ' ', (size_t)(end - tgt));
@@ -132,7 +132,9 @@ static enum px_parse px_http_request_line(const uint8_t *l, size_t n,
 		return px_http_fail(status, 400);
 	if (ver[5] != '1')
 		return px_http_fail(status, 505);
+	r->minor = (uint8_t)(ver[7] - '0');
 	size_t mlen = (size_t)(sp1 - l), tlen = (size_t)(sp2 - tgt);
+	r->head = mlen == 4 && memcmp(l, "HEAD", 4) == 0;
 	if (mlen == 7 && memcmp(l, "CONNECT", 7) == 0) {
 		if (!px_http_authority(tgt, tlen, &r->target, 0))
 			return px_http_fail(status, 400);
@@ -155,29 +157,64 @@ static enum px_parse px_http_request_line(const uint8_t *l, size_t n,
 	return PX_PARSE_OK;
 }
 
-static enum px_parse px_http_header(const uint8_t *l, size_t n, struct px_http_request *r,
-                                    int *status)
+bool px_http_field_split(const uint8_t *l, size_t n, const uint8_t **name, size_t *nlen,
+                         const uint8_t **v, size_t *vlen)
 {
 	const uint8_t *colon = memchr(l, ':', n);
 	if (!colon || colon == l)
-		return px_http_fail(status, 400);
+		return false;
 	for (const uint8_t *c = l; c < colon; c++)
-		if (!px_tchar(*c)) /* also refuses obs-fold and "Name :" */
-			return px_http_fail(status, 400);
-	const uint8_t *v = colon + 1, *end = l + n;
-	for (const uint8_t *c = v; c < end; c++)
+		if (!px_http_tchar(*c)) /* also refuses obs-fold and "Name :" */
+			return false;
+	const uint8_t *b = colon + 1, *end = l + n;
+	for (const uint8_t *c = b; c < end; c++)
 		if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
-			return px_http_fail(status, 400);
-	while (v < end && (*v == ' ' || *v == '\t'))
-		v++;
-	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+			return false;
+	while (b < end && (*b == ' ' || *b == '\t'))
+		b++;
+	while (end > b && (end[-1] == ' ' || end[-1] == '\t'))
 		end--;
-	if ((size_t)(colon - l) == 19 &&
-	    strncasecmp((const char *)l, "Proxy-Authorization", 19) == 0) {
+	*name = l;
+	*nlen = (size_t)(colon - l);
+	*v = b;
+	*vlen = (size_t)(end - b);
+	return true;
+}
+
+static enum px_parse px_http_header(const uint8_t *l, size_t n, struct px_http_request *r,
+                                    struct px_http_frame *fr, int *status)
+{
+	const uint8_t *name, *v;
+	size_t nlen, vlen;
+	if (!px_http_field_split(l, n, &name, &nlen, &v, &vlen))
+		return px_http_fail(status, 400);
+	if (px_http_name_is(name, nlen, "Proxy-Authorization")) {
 		if (r->auth)
 			return px_http_fail(status, 400);
 		r->auth = v;
-		r->auth_len = (size_t)(end - v);
+		r->auth_len = vlen;
+	}
+	px_http_frame_field(fr, name, nlen, v, vlen);
+	return PX_PARSE_OK;
+}
+
+/* The body framing of a request (RFC 9112 section 6.3). */
+static enum px_parse px_http_request_frame(const struct px_http_frame *fr,
+                                           struct px_http_request *r, int *status)
+{
+	if (fr->conn_bad || fr->cl_bad)
+		return px_http_fail(status, 400);
+	r->keep_alive = r->minor >= 1 && !fr->conn_close;
+	if (fr->te_seen) {
+		/* Both headers are a smuggling attempt; 1.0 has no chunked. */
+		if (fr->cl_seen || r->minor == 0 || fr->te_bad || !fr->te_chunked_last)
+			return px_http_fail(status, 400);
+		if (fr->te_other)
+			return px_http_fail(status, 501);
+		r->body = PX_HTTP_BODY_CHUNKED;
+	} else if (fr->cl_seen && fr->cl > 0) {
+		r->body = PX_HTTP_BODY_LENGTH;
+		r->length = fr->cl;
 	}
 	return PX_PARSE_OK;
 }
@@ -193,8 +230,10 @@ enum px_parse px_http_parse_request(const uint8_t *p, size_t len,
 	while (i < lim && (p[i] == '\r' || p[i] == '\n'))
 		i++;
 	bool have_line = false;
+	struct px_http_frame fr;
+	memset(&fr, 0, sizeof(fr));
 	for (;;) {
-		next = px_line(p, lim, i, &n);
+		next = px_http_line(p, lim, i, &n);
 		if (!next)
 			return len >= PX_HTTP_MAX_HEADER ? px_http_fail(status, 431)
 			                                 : PX_PARSE_MORE;
@@ -206,10 +245,12 @@ enum px_parse px_http_parse_request(const uint8_t *p, size_t len,
 				return PX_PARSE_ERROR;
 			have_line = true;
 		} else if (n == 0) {
+			if (px_http_request_frame(&fr, r, status) != PX_PARSE_OK)
+				return PX_PARSE_ERROR;
 			*used = next;
 			*status = 200;
 			return PX_PARSE_OK;
-		} else if (px_http_header(l, n, r, status) != PX_PARSE_OK) {
+		} else if (px_http_header(l, n, r, &fr, status) != PX_PARSE_OK) {
 			return PX_PARSE_ERROR;
 		}
 		i = next;
@@ -223,15 +264,15 @@ struct px_http_tok {
 	size_t n;
 };
 
-static bool px_http_name_is(const uint8_t *name, size_t n, const char *want)
+bool px_http_name_is(const uint8_t *name, size_t n, const char *want)
 {
 	return strlen(want) == n && strncasecmp((const char *)name, want, n) == 0;
 }
 
-/* Splits a Connection value into its option names (comma-separated, with
- * optional white space). False if there are more than room for. */
-static bool px_http_conn_tokens(const uint8_t *v, size_t n, struct px_http_tok *tok,
-                                size_t *ntok, size_t max)
+/* Calls fn for each option of a Connection-style list (comma-separated,
+ * with optional white space); stops when fn returns false. */
+static void px_http_list(const uint8_t *v, size_t n,
+                         bool (*fn)(void *ctx, const uint8_t *t, size_t tn), void *ctx)
 {
 	size_t i = 0;
 	while (i < n) {
@@ -240,13 +281,26 @@ static bool px_http_conn_tokens(const uint8_t *v, size_t n, struct px_http_tok *
 		size_t b = i;
 		while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
 			i++;
-		if (i == b)
-			continue;
-		if (*ntok == max)
-			return false;
-		tok[*ntok].p = v + b;
-		tok[(*ntok)++].n = i - b;
+		if (i > b && !fn(ctx, v + b, i - b))
+			return;
 	}
+}
+
+struct px_http_toks {
+	struct px_http_tok *tok;
+	size_t n, max;
+	bool full;
+};
+
+static bool px_http_tok_add(void *ctx, const uint8_t *t, size_t tn)
+{
+	struct px_http_toks *k = ctx;
+	if (k->n == k->max) {
+		k->full = true;
+		return false;
+	}
+	k->tok[k->n].p = t;
+	k->tok[k->n++].n = tn;
 	return true;
 }
 
@@ -269,6 +323,75 @@ static bool px_http_hop_header(const uint8_t *name, size_t n,
 	return false;
 }
 
+/* ---- framing headers ---- */
+
+static bool px_http_conn_opt(void *ctx, const uint8_t *t, size_t n)
+{
+	struct px_http_frame *fr = ctx;
+	if (px_http_name_is(t, n, "close"))
+		fr->conn_close = true;
+	else if (px_http_name_is(t, n, "keep-alive"))
+		fr->conn_keep = true;
+	else if (px_http_name_is(t, n, "Content-Length") ||
+	         px_http_name_is(t, n, "Transfer-Encoding"))
+		fr->conn_bad = true; /* dropping them would reframe the body */
+	return true;
+}
+
+static bool px_http_te_coding(void *ctx, const uint8_t *t, size_t n)
+{
+	struct px_http_frame *fr = ctx;
+	const uint8_t *semi = memchr(t, ';', n); /* parameters */
+	if (semi)
+		n = (size_t)(semi - t);
+	if (fr->te_chunked_last)
+		fr->te_bad = true; /* a coding after chunked */
+	fr->te_chunked_last = px_http_name_is(t, n, "chunked");
+	if (!fr->te_chunked_last)
+		fr->te_other = true;
+	return true;
+}
+
+/* Content-Length: one number, or a comma-separated list of equal numbers
+ * (RFC 9110 section 8.6); across headers too. Nothing else: "1 1" or
+ * "+1" are errors, so that no server can read another length into it. */
+static void px_http_cl(struct px_http_frame *fr, const uint8_t *v, size_t n)
+{
+	size_t i = 0;
+	do {
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		size_t b = i;
+		uint64_t x = 0;
+		while (i < n && v[i] >= '0' && v[i] <= '9' && i - b < 18)
+			x = x * 10 + (uint64_t)(v[i++] - '0');
+		if (i == b || (i < n && v[i] >= '0' && v[i] <= '9') ||
+		    (fr->cl_seen && x != fr->cl))
+			fr->cl_bad = true;
+		fr->cl_seen = true;
+		fr->cl = x;
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		if (i < n && v[i] != ',')
+			fr->cl_bad = true;
+	} while (i++ < n && !fr->cl_bad);
+}
+
+void px_http_frame_field(struct px_http_frame *fr, const uint8_t *name, size_t nlen,
+                         const uint8_t *v, size_t vlen)
+{
+	if (px_http_name_is(name, nlen, "Connection")) {
+		px_http_list(v, vlen, px_http_conn_opt, fr);
+	} else if (px_http_name_is(name, nlen, "Transfer-Encoding")) {
+		fr->te_seen = true;
+		px_http_list(v, vlen, px_http_te_coding, fr);
+	} else if (px_http_name_is(name, nlen, "Content-Length")) {
+		px_http_cl(fr, v, vlen);
+	}
+}
+
+/* ---- copying headers ---- */
+
 struct px_http_out {
 	uint8_t *p;
 	size_t len, cap;
@@ -287,15 +410,50 @@ static void px_http_put(struct px_http_out *o, const void *p, size_t n)
 
 #define PX_HTTP_CONN_TOKENS 64
 
-size_t px_http_rewrite(const uint8_t *p, size_t head_len, uint8_t *out, size_t outlen)
+size_t px_http_copy_fields(const uint8_t *p, size_t hdr, size_t head_len,
+                           const char *conn, uint8_t *out, size_t o_len, size_t outlen)
+{
+	struct px_http_out o = {out, o_len, outlen, o_len > outlen};
+	struct px_http_tok tok[PX_HTTP_CONN_TOKENS];
+	struct px_http_toks k = {tok, 0, PX_HTTP_CONN_TOKENS, false};
+	size_t i, n, next = 0;
+	/* First pass: the options Connection names. */
+	for (i = hdr; (next = px_http_line(p, head_len, i, &n)) && n > 0; i = next) {
+		const uint8_t *c = memchr(p + i, ':', n);
+		if (!c)
+			return 0;
+		if (px_http_name_is(p + i, (size_t)(c - p - i), "Connection"))
+			px_http_list(c + 1, (size_t)(p + i + n - c - 1), px_http_tok_add,
+			             &k);
+		if (k.full)
+			return 0;
+	}
+	if (!next)
+		return 0; /* no empty line: not a head the parser accepted */
+	/* Second pass: copy the end-to-end headers as they came. */
+	for (i = hdr; (next = px_http_line(p, head_len, i, &n)) && n > 0; i = next) {
+		const uint8_t *c = memchr(p + i, ':', n);
+		if (!px_http_hop_header(p + i, (size_t)(c - p - i), tok, k.n))
+			px_http_put(&o, p + i, next - i);
+	}
+	if (conn) {
+		px_http_put(&o, "Connection: ", 12);
+		px_http_put(&o, conn, strlen(conn));
+		px_http_put(&o, "\r\n", 2);
+	}
+	px_http_put(&o, "\r\n", 2);
+	return o.full ? 0 : o.len;
+}
+
+size_t px_http_rewrite(const uint8_t *p, size_t head_len, bool keep_alive, uint8_t *out,
+                       size_t outlen)
 {
 	struct px_http_out o = {out, 0, outlen, false};
-	struct px_http_tok tok[PX_HTTP_CONN_TOKENS];
-	size_t ntok = 0, i = 0, n, next;
+	size_t i = 0, n, next;
 	while (i < head_len && (p[i] == '\r' || p[i] == '\n'))
 		i++;
 	/* Request line: METHOD SP http://authority[path] SP HTTP/1.x */
-	next = px_line(p, head_len, i, &n);
+	next = px_http_line(p, head_len, i, &n);
 	const uint8_t *l = p + i, *sp1 = next ? memchr(l, ' ', n) : NULL;
 	const uint8_t *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(l + n - sp1 - 1)) : NULL;
 	size_t alen = 0;
@@ -314,27 +472,10 @@ size_t px_http_rewrite(const uint8_t *p, size_t head_len, uint8_t *out, size_t o
 	px_http_put(&o, "\r\nHost: ", 8);
 	px_http_put(&o, auth, alen);
 	px_http_put(&o, "\r\n", 2);
-	size_t hdr = next;
-	/* First pass: the options Connection names. */
-	for (i = hdr; (next = px_line(p, head_len, i, &n)) && n > 0; i = next) {
-		const uint8_t *c = memchr(p + i, ':', n);
-		if (!c)
-			return 0;
-		if (px_http_name_is(p + i, (size_t)(c - p - i), "Connection") &&
-		    !px_http_conn_tokens(c + 1, (size_t)(p + i + n - c - 1), tok, &ntok,
-		                         PX_HTTP_CONN_TOKENS))
-			return 0;
-	}
-	if (!next)
-		return 0; /* no empty line: not a head the parser accepted */
-	/* Second pass: copy the end-to-end headers as they came. */
-	for (i = hdr; (next = px_line(p, head_len, i, &n)) && n > 0; i = next) {
-		const uint8_t *c = memchr(p + i, ':', n);
-		if (!px_http_hop_header(p + i, (size_t)(c - p - i), tok, ntok))
-			px_http_put(&o, p + i, next - i);
-	}
-	px_http_put(&o, "Connection: close\r\n\r\n", 21);
-	return o.full ? 0 : o.len;
+	if (o.full)
+		return 0;
+	return px_http_copy_fields(p, next, head_len, keep_alive ? "keep-alive" : "close",
+	                           out, o.len, outlen);
 }
 
 bool px_http_auth_ok(const uint8_t *value, size_t len, const char *user, const char *pass)

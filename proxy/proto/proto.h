@@ -132,8 +132,19 @@ size_t px_socks4_reply(uint8_t *out, uint8_t rep);
 
 /* HTTP proxy: CONNECT, and absolute-form requests to http:// URIs. */
 #define PX_HTTP_MAX_HEADER 8192
-/* px_http_rewrite() output is at most this much longer than its input. */
+/* Response heads from origin servers may be longer (cookies). */
+#define PX_HTTP_MAX_RESPONSE_HEADER 16384
+/* px_http_rewrite() and px_http_rewrite_response() output is at most this
+ * much longer than their input. */
 #define PX_HTTP_REWRITE_SLACK 64
+
+/* How a message body is framed (RFC 9112 section 6.3). */
+enum px_http_body {
+	PX_HTTP_BODY_NONE,    /* no body */
+	PX_HTTP_BODY_LENGTH,  /* exactly .length bytes (Content-Length) */
+	PX_HTTP_BODY_CHUNKED, /* chunked, up to the last chunk and the trailers */
+	PX_HTTP_BODY_CLOSE,   /* responses only: until the server closes */
+};
 
 struct px_http_request {
 	struct px_target target;
@@ -143,11 +154,20 @@ struct px_http_request {
 	 * an http:// absolute URI (port 80 unless given), to be rewritten with
 	 * px_http_rewrite() and forwarded. */
 	bool forward;
+	bool head;              /* HEAD: the response has no body */
+	bool keep_alive;        /* HTTP/1.1 without "Connection: close" */
+	uint8_t minor;          /* HTTP/1.minor */
+	enum px_http_body body; /* NONE, LENGTH or CHUNKED */
+	uint64_t length;        /* LENGTH: the body's size */
 };
 /* Parses the request head up to and including the empty line. On ERROR
- * *status is 400 (malformed; also https:// or origin-form targets, and
- * userinfo in the URI), 431 (head over PX_HTTP_MAX_HEADER), 501 (another
- * method) or 505 (not HTTP/1.x). */
+ * *status is 400 (malformed; also https:// or origin-form targets,
+ * userinfo in the URI, Content-Length and Transfer-Encoding together,
+ * Content-Length values that disagree or are not numbers, chunked not the
+ * last transfer coding or given twice, Transfer-Encoding in HTTP/1.0, and
+ * Connection naming Content-Length or Transfer-Encoding), 431 (head over
+ * PX_HTTP_MAX_HEADER), 501 (another method, or a transfer coding other
+ * than chunked) or 505 (not HTTP/1.x). */
 enum px_parse px_http_parse_request(const uint8_t *p, size_t len,
                                     struct px_http_request *r, size_t *used, int *status);
 /* Rewrites a forward request head p[0..head_len) (one that
@@ -156,17 +176,69 @@ enum px_parse px_http_parse_request(const uint8_t *p, size_t len,
  * version kept), "Host: " the URI's authority, the client's headers minus
  * hop-by-hop ones (Connection and the options it names, Proxy-Connection,
  * Keep-Alive, Proxy-Authorization, TE, Trailer, Upgrade, Host), then
- * "Connection: close" and the empty line. Header lines are copied as they
- * came. Returns the length written into out, or 0 if out is too small
- * (outlen >= head_len + PX_HTTP_REWRITE_SLACK always fits) or Connection
- * names more than 64 options. */
-size_t px_http_rewrite(const uint8_t *p, size_t head_len, uint8_t *out, size_t outlen);
+ * "Connection: keep-alive" or "Connection: close" and the empty line.
+ * Header lines are copied as they came. Returns the length written into
+ * out, or 0 if out is too small (outlen >= head_len + PX_HTTP_REWRITE_SLACK
+ * always fits) or Connection names more than 64 options. */
+size_t px_http_rewrite(const uint8_t *p, size_t head_len, bool keep_alive, uint8_t *out,
+                       size_t outlen);
+
+/* A response head from an origin server (RFC 9112 sections 4 and 6.3). */
+struct px_http_resp {
+	int status;             /* 100..599 */
+	uint8_t minor;          /* HTTP/1.minor */
+	bool keep_alive;        /* the server keeps the connection (1.1 without
+	                         * "Connection: close", 1.0 with "keep-alive") */
+	enum px_http_body body; /* NONE for 1xx, 204, 304 and answers to HEAD */
+	uint64_t length;
+};
+/* Parses a response head up to and including the empty line; head_request
+ * says the request was HEAD (no body whatever the headers say). ERROR: not
+ * "HTTP/1.x NNN ...", a malformed header line (also obs-fold, NUL, bare
+ * CR), Content-Length and Transfer-Encoding together, Content-Length
+ * values that disagree, Connection naming Content-Length or
+ * Transfer-Encoding, or a head over PX_HTTP_MAX_RESPONSE_HEADER. A
+ * Transfer-Encoding whose last coding is not chunked is BODY_CLOSE, as is
+ * a response with neither header. */
+enum px_parse px_http_parse_response(const uint8_t *p, size_t len, bool head_request,
+                                     struct px_http_resp *r, size_t *used);
+/* Rewrites a response head (one px_http_parse_response() accepted) for the
+ * client: the status line as it came, the headers minus the hop-by-hop ones
+ * (as for requests), then, for a final response (status >= 200),
+ * "Connection: keep-alive" or "Connection: close", and the empty line.
+ * Returns the length, or 0 if out is too small (head_len +
+ * PX_HTTP_REWRITE_SLACK always fits) or Connection names over 64 options. */
+size_t px_http_rewrite_response(const uint8_t *p, size_t head_len, bool keep_alive,
+                                uint8_t *out, size_t outlen);
+
+/* Finds the end of a chunked body (RFC 9112 section 7.1) in a stream
+ * without changing it: chunk-size lines (hex, at most 16 digits, with
+ * extensions, at most PX_HTTP_CHUNK_LINE_MAX bytes), chunk data, each
+ * followed by CR LF, the last chunk, then trailer lines (at most
+ * PX_HTTP_MAX_HEADER bytes in all) and the empty line. Strict: every line
+ * ends with CR LF. */
+#define PX_HTTP_CHUNK_LINE_MAX 1024
+struct px_http_chunked {
+	uint8_t state;
+	uint8_t digits;
+	uint16_t line;     /* bytes of the current size or trailer line */
+	uint32_t trailers; /* bytes of the trailer section */
+	uint64_t left;     /* chunk data still to come */
+};
+void px_http_chunked_init(struct px_http_chunked *c);
+/* Scans p[0..len), the next bytes of the body. MORE: all len bytes belong
+ * to it (*used = len). OK: the body ends after *used bytes (the rest is
+ * not part of it). ERROR: malformed. */
+enum px_parse px_http_chunked_scan(struct px_http_chunked *c, const uint8_t *p,
+                                   size_t len, size_t *used);
+
 /* True if value is "Basic base64(user:pass)" for these credentials
  * (constant time in the credential bytes). */
 bool px_http_auth_ok(const uint8_t *value, size_t len, const char *user,
                      const char *pass);
-/* The response head for status (200, 400, 403, 407, 431, 501, 502, 504, 505).
- * Returns its length (< 256), written into out. */
+/* The response head for status (200, 400, 403, 407, 431, 501, 502, 504, 505),
+ * with "Content-Length: 0" and "Connection: close" (but for 200, the
+ * answer to CONNECT). Returns its length (< 256), written into out. */
 size_t px_http_response(char *out, size_t outlen, int status);
 
 /* ---- PROXY protocol v2 (proxyv2.c; haproxy's proxy-protocol.txt) ---- */

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Real clients from Debian through the proxy front-ends of two mesh-proxy
+# Real clients from Debian through the proxy front-ends of mesh-proxy
 # nodes (issue 3's proof): curl in every proxy dialect, proxychains4, ssh with
 # `mesh-proxy nc` as ProxyCommand, headless Chromium, and a PROXY protocol v2
-# service.
+# service. The HTTP proxy's keep-alive forwarding (one client connection,
+# requests to two mesh hosts, each answered by the right one) with Python
+# requests, curl, apt and Chromium.
 #
 #   A  198.18.0.1  mesh-proxy 100.77.0.1/32 + fd77::1/128, UDP 51820
 #                  SOCKS5 127.0.0.1:1080, HTTP proxy 127.0.0.1:3128
-#                  [Peer] B has Name = web
+#                  [Peer] B has Name = web, [Peer] C has Name = docs
 #   B  198.18.0.2  mesh-proxy 100.77.0.2/32 + fd77::2/128, UDP 51821
 #                  TCPServerTunnel 8080 -> 127.0.0.1:8080  httpd.py (files)
 #                  TCPServerTunnel 22   -> 127.0.0.1:2222  sshd (root, own
@@ -14,13 +16,17 @@
 #                  TCPServerTunnel 9000 -> 127.0.0.1:9000  pp2_server.py,
 #                                          ProxyProtocol = v2
 #                  httpd.py on 198.18.0.2:8090 (outside the mesh: Direct)
+#   C  198.18.2.3  mesh-proxy 100.77.0.3/32, UDP 51822 (linked to A only,
+#                  A is 198.18.2.1 there)
+#                  TCPServerTunnel 8080 -> 127.0.0.1:8080  httpd.py (files)
 #
 # The nodes start with a soft open-file limit of 1024, as on a stock system.
 # The screenshot is kept as tests/artifacts/<build>/clients/chromium-page.png.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
-e2e_require_cmd ip curl python3 setpriv ss sha256sum proxychains4 ssh ssh-keygen chromium
+e2e_require_cmd ip curl python3 setpriv ss sha256sum proxychains4 ssh ssh-keygen chromium \
+    apt-get dpkg-deb dpkg-scanpackages
 [ -x /usr/sbin/sshd ] || e2e_skip "clients needs /usr/sbin/sshd (apt-get install openssh-server)"
 e2e_tmp_init
 e2e_require_mesh_proxy
@@ -31,14 +37,19 @@ PY=/usr/bin/python3
 [ -x $PY ] || PY=$(command -v python3)
 ulimit -Sn 1024
 
-step "namespaces A (198.18.0.1) and B (198.18.0.2)"
+step "namespaces A (198.18.0.1), B (198.18.0.2) and C (198.18.2.3)"
 ns_create A
 ns_create B
+ns_create C
 ns_link A 198.18.0.1/24 B 198.18.0.2/24
+ns_link A 198.18.2.1/24 C 198.18.2.3/24
 check "veth: A reaches B" nsx A ping -c 1 -W 2 198.18.0.2 || exit 1
+check "veth: A reaches C" nsx A ping -c 1 -W 2 198.18.2.3 || exit 1
 
 step "keys and configs"
 mesh_pair_keys
+CKEY=$("$MESH_PROXY" genkey) || die "mesh-proxy genkey failed"
+CPUB=$(echo "$CKEY" | "$MESH_PROXY" pubkey) || die "mesh-proxy pubkey failed"
 write_file "$E2E_TMP/a.conf" <<EOF
 [Interface]
 PrivateKey = $AKEY
@@ -50,6 +61,12 @@ Name = web
 PublicKey = $BPUB
 Endpoint = 198.18.0.2:51821
 AllowedIPs = 100.77.0.2/32, fd77::2/128
+
+[Peer]
+Name = docs
+PublicKey = $CPUB
+Endpoint = 198.18.2.3:51822
+AllowedIPs = 100.77.0.3/32
 
 [Socks5]
 BindAddress = 127.0.0.1:1080
@@ -84,6 +101,22 @@ ListenPort = 9000
 Target = 127.0.0.1:9000
 ProxyProtocol = v2
 EOF
+write_file "$E2E_TMP/c.conf" <<EOF
+[Interface]
+PrivateKey = $CKEY
+Address = 100.77.0.3/32
+ListenPort = 51822
+
+[Peer]
+Name = alpha
+PublicKey = $APUB
+Endpoint = 198.18.2.1:51820
+AllowedIPs = 100.77.0.1/32
+
+[TCPServerTunnel]
+ListenPort = 8080
+Target = 127.0.0.1:8080
+EOF
 
 step "B: web server, sshd, PROXY v2 server; the page and its images"
 mkdir -p "$E2E_TMP/www"
@@ -116,7 +149,58 @@ write_file "$E2E_TMP/www/page.html" <<EOF
 </p>
 </body></html>
 EOF
+# Files that say which host served them, for the keep-alive checks: B is
+# "web", C is "docs"; two.html (on B) pulls a script and an image from
+# each host and writes what it got into the page.
+echo web | write_file "$E2E_TMP/www/whoami.txt"
+echo "window.fromWeb = 'web';" | write_file "$E2E_TMP/www/a.js"
+mkdir -p "$E2E_TMP/wwwC"
+chmod 0755 "$E2E_TMP/wwwC"
+echo docs | write_file "$E2E_TMP/wwwC/whoami.txt"
+echo "window.fromDocs = 'docs';" | write_file "$E2E_TMP/wwwC/b.js"
+cp "$E2E_TMP/www/green.png" "$E2E_TMP/wwwC/green.png"
+chmod 0644 "$E2E_TMP/wwwC/green.png"
+write_file "$E2E_TMP/www/two.html" <<'EOF'
+<!doctype html>
+<html><head><title>two hosts</title>
+<script src="/a.js"></script>
+<script src="http://docs:8080/b.js"></script>
+</head><body>
+<img id="i1" src="/red.png"><img id="i2" src="http://docs:8080/green.png">
+<img id="i3" src="http://web:8080/blue.png">
+<div id="result">pending</div>
+<script>
+window.addEventListener('load', function () {
+  var w = function (id) { return document.getElementById(id).naturalWidth; };
+  document.getElementById('result').textContent = 'result:' + window.fromWeb + ',' +
+    window.fromDocs + ',' + w('i1') + ',' + w('i2') + ',' + w('i3');
+});
+</script>
+</body></html>
+EOF
+# A tiny apt repository (flat, trusted=yes) on B, with one package.
+mkdir -p "$E2E_TMP/pkg/DEBIAN" "$E2E_TMP/pkg/usr/share/meshproxy-e2e" "$E2E_TMP/www/apt"
+cat >"$E2E_TMP/pkg/DEBIAN/control" <<EOF
+Package: meshproxy-e2e-hello
+Version: 1.0
+Architecture: all
+Maintainer: meshproxy e2e <e2e@example.invalid>
+Description: test package for the HTTP proxy end-to-end test
+EOF
+echo "$TOKEN" >"$E2E_TMP/pkg/usr/share/meshproxy-e2e/token"
+dpkg-deb --root-owner-group --build "$E2E_TMP/pkg" "$E2E_TMP/www/apt/meshproxy-e2e-hello_1.0_all.deb" \
+    >/dev/null || die "dpkg-deb failed"
+(cd "$E2E_TMP/www/apt" && dpkg-scanpackages -m . 2>/dev/null >Packages) || die "dpkg-scanpackages failed"
+{
+    echo "Origin: meshproxy-e2e"
+    echo "Date: $(date -u -R)"
+    echo "SHA256:"
+    echo " $(sha "$E2E_TMP/www/apt/Packages") $(stat -c %s "$E2E_TMP/www/apt/Packages") Packages"
+} >"$E2E_TMP/www/apt/Release"
+chmod -R a+rX "$E2E_TMP/www/apt"
+DEB_SHA=$(sha "$E2E_TMP/www/apt/meshproxy-e2e-hello_1.0_all.deb")
 bg_nobody httpB B $PY "$E2E_DIR/httpd.py" 127.0.0.1 8080 "$E2E_TMP/www"
+bg_nobody httpC C $PY "$E2E_DIR/httpd.py" 127.0.0.1 8080 "$E2E_TMP/wwwC"
 bg_nobody httpDirect B $PY "$E2E_DIR/httpd.py" 198.18.0.2 8090 "$E2E_TMP/www"
 bg_nobody pp2B B $PY "$E2E_DIR/pp2_server.py" 127.0.0.1 9000
 
@@ -149,6 +233,7 @@ EOF
 mkdir -p /run/sshd # privilege separation directory (the Debian unit makes it)
 bg sshdB B /usr/sbin/sshd -D -e -f "$E2E_TMP/ssh/sshd_config"
 wait_listen B 8080 || die "web server in B did not start"
+wait_listen C 8080 || die "web server in C did not start"
 wait_listen B 8090 || die "direct web server in B did not start"
 wait_listen B 9000 || die "PROXY v2 server in B did not start"
 wait_listen B 2222 || die "sshd in B did not start (see $E2E_LOGDIR/sshdB.log)"
@@ -156,11 +241,14 @@ wait_listen B 2222 || die "sshd in B did not start (see $E2E_LOGDIR/sshdB.log)"
 step "mesh-proxy B and A"
 mesh_start meshB B "$E2E_TMP/b.conf"
 wait_listen B 51821 10 udp || die "mesh-proxy B did not bind UDP 51821"
+mesh_start meshC C "$E2E_TMP/c.conf"
+wait_listen C 51822 10 udp || die "mesh-proxy C did not bind UDP 51822"
 mesh_start meshA A "$E2E_TMP/a.conf"
 wait_listen A 51820 10 udp || die "mesh-proxy A did not bind UDP 51820"
 wait_listen A 1080 || die "A's SOCKS5 is not listening"
 wait_listen A 3128 || die "A's HTTP proxy is not listening"
 check "mesh-proxy ping 100.77.0.2 from A" mesh_cli meshA A ping -c 2 -W 5 100.77.0.2
+check "mesh-proxy ping 100.77.0.3 from A" mesh_cli meshA A ping -c 2 -W 5 100.77.0.3
 
 step "curl: $MIB MiB byte-exact in every proxy dialect, B's peer named 'web'"
 # fetch_big WHAT CURL-ARGS... : download the big file as nobody, compare.
@@ -315,6 +403,72 @@ fi
 check "B's web server served page.html and the images" \
     bash -c "grep -q 'GET /page.html' '$E2E_LOGDIR/httpB.log' && [ \$(grep -cE 'GET /(red|green|blue|yellow).png' '$E2E_LOGDIR/httpB.log') -ge 4 ]"
 
+step "HTTP proxy keep-alive: one client connection, two mesh hosts (web on B, docs on C)"
+ACC0=$(frontend_counter meshA A 127.0.0.1:3128 accepted)
+check "Python requests.Session(): 20 GETs and 6 POSTs alternating web/docs, each answered by its host" \
+    nsx_nobody A timeout 120 $PY "$E2E_DIR/http_session.py" http://127.0.0.1:3128 10 \
+    http://web:8080/whoami.txt=web http://docs:8080/whoami.txt=docs
+ACC1=$(frontend_counter meshA A 127.0.0.1:3128 accepted)
+check "requests kept one proxy connection for both hosts (accepted $ACC0 -> $ACC1)" \
+    test "$((ACC1 - ACC0))" -le 1
+check "each host's web server saw its own requests (B and C: >= 10 whoami.txt each)" \
+    bash -c "[ \$(grep -c 'GET /whoami.txt' '$E2E_LOGDIR/httpB.log') -ge 10 ] &&
+             [ \$(grep -c 'GET /whoami.txt' '$E2E_LOGDIR/httpC.log') -ge 10 ]"
+curl_two() {
+    local got a0 a1
+    a0=$(frontend_counter meshA A 127.0.0.1:3128 accepted)
+    got=$(nsx_nobody A curl -sS --max-time 20 --proxy http://127.0.0.1:3128 \
+        http://web:8080/whoami.txt http://docs:8080/whoami.txt http://web:8080/whoami.txt | tr '\n' ' ')
+    a1=$(frontend_counter meshA A 127.0.0.1:3128 accepted)
+    [ "$got" = "web docs web " ] || { echo "got: $got"; return 1; }
+    [ "$((a1 - a0))" -eq 1 ] || { echo "the proxy accepted $((a1 - a0)) connections"; return 1; }
+}
+check "curl: three URLs on two hosts over one proxy connection" curl_two
+
+APT_DIR="$E2E_TMP/apt"
+mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$APT_DIR/parts" "$APT_DIR/dl"
+echo "deb [trusted=yes] http://web:8080/apt ./" >"$APT_DIR/sources.list"
+APT_OPTS=(-q -o "Dir::Etc::sourcelist=$APT_DIR/sources.list" -o "Dir::Etc::sourceparts=$APT_DIR/parts"
+    -o "Dir::State::Lists=$APT_DIR/lists" -o "Dir::Cache=$APT_DIR/cache"
+    -o "Dir::Cache::Archives=$APT_DIR/cache/archives" -o "Acquire::http::Proxy=http://127.0.0.1:3128"
+    -o APT::Sandbox::User=root -o Debug::NoLocking=1 -o Acquire::Languages=none
+    -o Acquire::Retries=0 -o Acquire::http::Timeout=20)
+apt_update() {
+    local out
+    out=$(nsx A timeout 120 apt-get "${APT_OPTS[@]}" update 2>&1)
+    local rc=$?
+    echo "$out" | tee -a "$E2E_LOGDIR/apt.log"
+    [ $rc -eq 0 ] && ! echo "$out" | grep -q '^[WE]:'
+}
+check "apt-get update through the HTTP proxy (Acquire::http::Proxy) from a repository on web" apt_update
+apt_download() {
+    (cd "$APT_DIR/dl" && nsx A timeout 120 apt-get "${APT_OPTS[@]}" download meshproxy-e2e-hello) \
+        >>"$E2E_LOGDIR/apt.log" 2>&1 || return 1
+    local got
+    got=$(sha "$APT_DIR/dl/meshproxy-e2e-hello_1.0_all.deb")
+    [ "$got" = "$DEB_SHA" ] || { echo "sha256 $got, want $DEB_SHA"; return 1; }
+}
+check "apt-get download of the package: sha256 equal" apt_download
+
+chrome_two() {
+    local home="$E2E_TMP/run/chrome2" dom
+    nsx_nobody A mkdir -p "$home"
+    dom=$(nsx_nobody A env HOME="$home" XDG_CONFIG_HOME="$home/.config" XDG_CACHE_HOME="$home/.cache" \
+        timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
+        --no-first-run --no-default-browser-check --disable-extensions \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --user-data-dir="$home/profile" --proxy-server=http://127.0.0.1:3128 \
+        --virtual-time-budget=15000 --dump-dom http://web:8080/two.html 2>>"$E2E_LOGDIR/chromium-two.log")
+    echo "$dom" | grep -o 'result:[^<]*'
+    echo "$dom" | grep -q 'result:web,docs,160,160,160'
+}
+check "Chromium through the HTTP proxy: two.html on web loads scripts and images from web and docs" chrome_two
+check "each Chromium request reached the right host (B: two.html, a.js, red.png, blue.png; C: b.js, green.png)" \
+    bash -c "grep -q 'GET /two.html' '$E2E_LOGDIR/httpB.log' && grep -q 'GET /a.js' '$E2E_LOGDIR/httpB.log' &&
+             grep -q 'GET /b.js' '$E2E_LOGDIR/httpC.log' && grep -q 'GET /green.png' '$E2E_LOGDIR/httpC.log' &&
+             ! grep -q 'GET /b.js' '$E2E_LOGDIR/httpB.log' &&
+             ! grep -qE 'GET /(two.html|a.js|red.png|blue.png)' '$E2E_LOGDIR/httpC.log'"
+
 step "PROXY protocol v2 to an exposed service"
 check "the service behind ProxyProtocol = v2 sees A's mesh address 100.77.0.1" \
     pp2_says A web 9000 100.77.0.1 100.77.0.2
@@ -330,6 +484,6 @@ check "A's nc front-end: connections accepted" counter_at_least meshA A nc accep
 info "A's front-ends: $(mesh_cli meshA A status | grep -E '^(socks5|http|nc) ' | tr '\n' ';')"
 
 step "both nodes still up, then SIGTERM"
-mesh_stop_both meshA meshB
+mesh_stop_both meshA meshB meshC
 
 e2e_finish

@@ -77,11 +77,15 @@ static void fuzz_socks4(const uint8_t *p, size_t len)
 }
 
 /* The rewrite of a forward head: within the slack, ends the head with
- * "Connection: close", and fails cleanly when the room is one byte short. */
+ * "Connection: close" (or keep-alive), and fails cleanly when the room is
+ * one byte short. */
 static void fuzz_http_rewrite(const uint8_t *p, size_t used, bool forward)
 {
 	static uint8_t out[PX_HTTP_MAX_HEADER + PX_HTTP_REWRITE_SLACK];
-	size_t w = px_http_rewrite(p, used, out, used + PX_HTTP_REWRITE_SLACK);
+	size_t w = px_http_rewrite(p, used, true, out, used + PX_HTTP_REWRITE_SLACK);
+	CHECK(w == 0 || (w >= 26 && memcmp(out + w - 26, "Connection: keep-alive\r\n\r\n",
+	                                   26) == 0));
+	w = px_http_rewrite(p, used, false, out, used + PX_HTTP_REWRITE_SLACK);
 	if (!forward) {
 		CHECK(w == 0);
 		return;
@@ -90,7 +94,7 @@ static void fuzz_http_rewrite(const uint8_t *p, size_t used, bool forward)
 		return; /* Connection named too many options */
 	CHECK(w <= used + PX_HTTP_REWRITE_SLACK);
 	CHECK(w >= 21 && memcmp(out + w - 21, "Connection: close\r\n\r\n", 21) == 0);
-	CHECK(px_http_rewrite(p, used, out, w - 1) == 0);
+	CHECK(px_http_rewrite(p, used, false, out, w - 1) == 0);
 }
 
 static void fuzz_http(const uint8_t *p, size_t len)
@@ -102,6 +106,8 @@ static void fuzz_http(const uint8_t *p, size_t len)
 	if (res == PX_PARSE_OK) {
 		CHECK(used <= len && used <= PX_HTTP_MAX_HEADER);
 		CHECK(r.target.port != 0);
+		CHECK(r.body != PX_HTTP_BODY_CLOSE);
+		CHECK(r.body != PX_HTTP_BODY_LENGTH || r.length > 0);
 		CHECK(px_http_parse_request(p, used - 1, &r, &u2, &s2) == PX_PARSE_MORE);
 		res = px_http_parse_request(p, len, &r, &used, &status);
 		fuzz_http_rewrite(p, used, r.forward);

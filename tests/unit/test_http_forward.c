@@ -31,14 +31,14 @@ static void expect_rewrite(const char *m, const char *want)
 	if (parse(m, &r, &used, &status) != PX_PARSE_OK || !r.forward)
 		fail_msg("\"%s\": not a forward request (status %d)", m, status);
 	uint8_t out[PX_HTTP_MAX_HEADER + PX_HTTP_REWRITE_SLACK];
-	size_t n = px_http_rewrite((const uint8_t *)m, used, out, sizeof(out));
+	size_t n = px_http_rewrite((const uint8_t *)m, used, false, out, sizeof(out));
 	if (n != strlen(want) || memcmp(out, want, n) != 0)
 		fail_msg("\"%s\"\nrewritten to \"%.*s\"\nwant \"%s\"", m, (int)n, out,
 		         want);
 	/* Never longer than the promised slack; one byte short of the
 	 * result does not fit. */
 	assert_true(n <= used + PX_HTTP_REWRITE_SLACK);
-	assert_int_equal(px_http_rewrite((const uint8_t *)m, used, out, n - 1), 0);
+	assert_int_equal(px_http_rewrite((const uint8_t *)m, used, false, out, n - 1), 0);
 }
 
 static void test_forward_parse(void **st)
@@ -119,6 +119,96 @@ static void test_forward_errors(void **st)
 	expect_status("GET http://a/ HTTP/2.0\r\n\r\n", 505);
 }
 
+/* Body framing of requests (RFC 9112 section 6): what is forwarded, and
+ * what is refused because a server could read another length into it. */
+static void test_request_framing(void **st)
+{
+	struct px_http_request r;
+	size_t used = 0;
+	int status = 0;
+	assert_int_equal(parse("POST http://a/ HTTP/1.1\r\nContent-Length: 12\r\n\r\n",
+	                       &r, &used, &status),
+	                 PX_PARSE_OK);
+	assert_int_equal(r.body, PX_HTTP_BODY_LENGTH);
+	assert_int_equal(r.length, 12);
+	assert_true(r.keep_alive);
+	assert_false(r.head);
+	/* Equal values, in one list or repeated, are one length. */
+	assert_int_equal(parse("PUT http://a/ HTTP/1.1\r\nContent-Length: 7 , 7\r\n"
+	                       "content-length: 7\r\n\r\n",
+	                       &r, &used, &status),
+	                 PX_PARSE_OK);
+	assert_int_equal(r.length, 7);
+	assert_int_equal(parse("POST http://a/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &r,
+	                       &used, &status),
+	                 PX_PARSE_OK);
+	assert_int_equal(r.body, PX_HTTP_BODY_NONE);
+	assert_int_equal(
+	    parse("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n", &r,
+	          &used, &status),
+	    PX_PARSE_OK);
+	assert_int_equal(r.body, PX_HTTP_BODY_CHUNKED);
+	assert_int_equal(parse("HEAD http://a/ HTTP/1.1\r\nConnection: x, close\r\n\r\n",
+	                       &r, &used, &status),
+	                 PX_PARSE_OK);
+	assert_true(r.head);
+	assert_false(r.keep_alive);
+	assert_int_equal(r.body, PX_HTTP_BODY_NONE);
+	/* HTTP/1.0 is never kept alive by the proxy. */
+	assert_int_equal(parse("GET http://a/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+	                       &r, &used, &status),
+	                 PX_PARSE_OK);
+	assert_false(r.keep_alive);
+	assert_int_equal(r.minor, 0);
+	/* Review L2: Connection must not name the framing headers. */
+	expect_status("POST http://a/ HTTP/1.1\r\nConnection: content-length\r\n"
+	              "Content-Length: 5\r\n\r\n",
+	              400);
+	expect_status(
+	    "POST http://a/ HTTP/1.1\r\nConnection: close, Transfer-Encoding\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n",
+	    400);
+	/* Both framing headers, lengths that disagree or are not numbers. */
+	expect_status("POST http://a/ HTTP/1.1\r\nContent-Length: 5\r\n"
+	              "Transfer-Encoding: chunked\r\n\r\n",
+	              400);
+	expect_status("POST http://a/ HTTP/1.1\r\nContent-Length: 5\r\n"
+	              "Content-Length: 6\r\n\r\n",
+	              400);
+	expect_status("POST http://a/ HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n", 400);
+	expect_status("POST http://a/ HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n", 400);
+	expect_status("POST http://a/ HTTP/1.1\r\nContent-Length: +5\r\n\r\n", 400);
+	expect_status("POST http://a/ HTTP/1.1\r\nContent-Length: 0x5\r\n\r\n", 400);
+	expect_status("POST http://a/ HTTP/1.1\r\nContent-Length:\r\n\r\n", 400);
+	expect_status("POST http://a/ HTTP/1.1\r\nContent-Length: 5,\r\n\r\n", 400);
+	expect_status(
+	    "POST http://a/ HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n",
+	    400);
+	/* Transfer-Encoding: chunked must be last and once; other codings 501;
+	 * HTTP/1.0 has none. */
+	expect_status(
+	    "POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400);
+	expect_status("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400);
+	expect_status("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+	              "Transfer-Encoding: chunked\r\n\r\n",
+	              400);
+	expect_status(
+	    "POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501);
+	expect_status("POST http://a/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+	              400);
+}
+
+static void test_rewrite_keep_alive(void **st)
+{
+	const char *m = "GET http://a/x HTTP/1.1\r\nConnection: keep-alive\r\n"
+	                "Proxy-Connection: keep-alive\r\n\r\n";
+	uint8_t out[256];
+	size_t n = px_http_rewrite((const uint8_t *)m, strlen(m), true, out, sizeof(out));
+	const char *want = "GET /x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n";
+	assert_int_equal(n, strlen(want));
+	assert_memory_equal(out, want, n);
+}
+
 static void test_rewrite(void **st)
 {
 	expect_rewrite("GET http://10.77.0.2:8080/index.html HTTP/1.1\r\n"
@@ -181,12 +271,13 @@ static void test_rewrite_limits(void **st)
 	int status = 0;
 	assert_int_equal(parse(m, &r, &used, &status), PX_PARSE_OK);
 	uint8_t out[4096];
-	assert_int_equal(px_http_rewrite((uint8_t *)m, used, out, sizeof(out)), 0);
+	assert_int_equal(px_http_rewrite((uint8_t *)m, used, false, out, sizeof(out)), 0);
 	/* Not a forward head at all: 0, no crash. */
 	assert_int_equal(px_http_rewrite((const uint8_t *)"CONNECT a:1 HTTP/1.1\r\n\r\n",
-	                                 24, out, sizeof(out)),
+	                                 24, false, out, sizeof(out)),
 	                 0);
-	assert_int_equal(px_http_rewrite((const uint8_t *)"", 0, out, sizeof(out)), 0);
+	assert_int_equal(px_http_rewrite((const uint8_t *)"", 0, true, out, sizeof(out)),
+	                 0);
 	/* The largest head that parses still fits head + slack. */
 	char *big = malloc(PX_HTTP_MAX_HEADER + 1);
 	n = (size_t)sprintf(big, "GET http://a HTTP/1.1\nX:");
@@ -196,7 +287,7 @@ static void test_rewrite_limits(void **st)
 	    px_http_parse_request((uint8_t *)big, PX_HTTP_MAX_HEADER, &r, &used, &status),
 	    PX_PARSE_OK);
 	uint8_t *o = malloc(PX_HTTP_MAX_HEADER + PX_HTTP_REWRITE_SLACK);
-	size_t w = px_http_rewrite((uint8_t *)big, used, o,
+	size_t w = px_http_rewrite((uint8_t *)big, used, false, o,
 	                           PX_HTTP_MAX_HEADER + PX_HTTP_REWRITE_SLACK);
 	assert_true(w > used);
 	free(o);
@@ -232,7 +323,7 @@ static void test_forward_random(void **st)
 		if (px_http_parse_request((uint8_t *)buf, len, &r, &used, &status) !=
 		    PX_PARSE_OK)
 			continue;
-		size_t w = px_http_rewrite((uint8_t *)buf, used, out, sizeof(out));
+		size_t w = px_http_rewrite((uint8_t *)buf, used, false, out, sizeof(out));
 		if (!r.forward) {
 			assert_int_equal(w, 0);
 			continue;
@@ -250,9 +341,13 @@ static void test_forward_random(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_forward_parse),  cmocka_unit_test(test_forward_errors),
-	    cmocka_unit_test(test_rewrite),        cmocka_unit_test(test_rewrite_limits),
+	    cmocka_unit_test(test_forward_parse),
+	    cmocka_unit_test(test_forward_errors),
+	    cmocka_unit_test(test_rewrite),
+	    cmocka_unit_test(test_rewrite_limits),
 	    cmocka_unit_test(test_forward_random),
+	    cmocka_unit_test(test_request_framing),
+	    cmocka_unit_test(test_rewrite_keep_alive),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

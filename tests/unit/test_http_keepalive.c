@@ -1,0 +1,595 @@
+/* HTTP proxy forwarding on kept-alive and pipelined client connections
+ * (review H1): every request goes to its own origin with hop-by-hop headers
+ * and Proxy-Authorization stripped, every response is framed (Content-Length,
+ * chunked, none for HEAD/204, close-delimited, 1xx interim), and errors
+ * before a response are 502. Real sockets and a real loop: the origins are
+ * listening sockets on 127.0.0.1 reached through Direct, and one is a mesh
+ * peer of the fake netstack (px_test_fake.h) reached through the splice. */
+#include "px_test_fake.h"
+
+#include <poll.h>
+
+/* "alice:secret" */
+#define AUTH "Proxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n"
+
+static int origin_listen(uint16_t *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	socklen_t sl = sizeof(sin);
+	getsockname(fd, (struct sockaddr *)&sin, &sl);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+static bool readable(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	return poll(&p, 1, 0) == 1;
+}
+
+/* Accepts the proxy's connection to an origin while the loop runs. */
+static int origin_accept(int lfd)
+{
+	long end = now_ms() + 2000;
+	while (now_ms() < end) {
+		if (readable(lfd)) {
+			int fd = accept(lfd, NULL, NULL);
+			fcntl(fd, F_SETFL, O_NONBLOCK);
+			return fd;
+		}
+		pump(1);
+	}
+	fail_msg("the proxy did not connect to the origin");
+	return -1;
+}
+
+/* Reads up to and including the empty line into buf (NUL-terminated). */
+static void read_head(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+	while (n < 4 || memcmp(buf + n - 4, "\r\n\r\n", 4) != 0) {
+		assert_true(n < cap - 1);
+		crecv(fd, buf + n, 1);
+		n++;
+	}
+	buf[n] = 0;
+}
+
+/* Reads exactly strlen(want) bytes from fd and compares. */
+static void expect_bytes(int fd, const char *want)
+{
+	size_t n = strlen(want);
+	char *got = malloc(n + 1);
+	crecv(fd, got, n);
+	got[n] = 0;
+	if (memcmp(got, want, n) != 0)
+		fail_msg("got\n%s\nwant\n%s", got, want);
+	free(got);
+}
+
+/* Nothing arrives on fd for ms while the loop runs. */
+static void expect_quiet(int fd, int ms)
+{
+	pump(ms);
+	char b[256];
+	ssize_t r = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+	if (r > 0)
+		fail_msg("unexpected %zd bytes: %.*s", r, (int)r, b);
+}
+
+static struct px_http *proxy(const char *user, const char *pass, uint32_t idle_ms)
+{
+	if (getenv("TEST_DEBUG"))
+		log_set_level(LOG_DEBUG);
+	struct cfg_http c = {.bind = loopback_any_port(),
+	                     .username = (char *)user,
+	                     .password = (char *)pass,
+	                     .direct = CFG_DIRECT_ALL};
+	c.limits.idle_timeout_ms = idle_ms;
+	char err[200];
+	struct px_http *h = px_http_new(&env, &c, err, sizeof(err));
+	if (!h)
+		fail_msg("%s", err);
+	return h;
+}
+
+static void csendf(int fd, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	csend(fd, buf, (size_t)n);
+}
+
+#define OK_KEEP "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"
+
+/* The review's test: two absolute-form requests to two origins on one
+ * client connection, the origins keeping their connections open. */
+static void test_two_origins_keepalive(void **st)
+{
+	reset_fake();
+	uint16_t pa, pb;
+	int la = origin_listen(&pa), lb = origin_listen(&pb);
+	struct px_http *h = proxy("alice", "secret", 0);
+	int c = http_client(h);
+	char head[2048];
+
+	csendf(c,
+	       "GET http://127.0.0.1:%u/a HTTP/1.1\r\nHost: x\r\n" AUTH
+	       "Cookie: for-a\r\n\r\n",
+	       pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /a HTTP/1.1\r\n"));
+	assert_null(strstr(head, "Proxy-Authorization"));
+	assert_non_null(strstr(head, "Cookie: for-a"));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	char first[512];
+	read_head(c, first, sizeof(first));
+	expect_bytes(c, "ok");
+
+	csendf(c,
+	       "GET http://127.0.0.1:%u/b HTTP/1.1\r\nHost: x\r\n" AUTH
+	       "Cookie: for-b\r\n\r\n",
+	       pb);
+	int b = origin_accept(lb);
+	read_head(b, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /b HTTP/1.1\r\n"));
+	assert_null(strstr(head, "Proxy-Authorization"));
+	assert_null(strstr(head, "for-a"));
+	/* A got nothing more: its connection was closed, not reused; and the
+	 * client was told the proxy keeps its connection. */
+	assert_int_equal(cclosed(a), 0);
+	assert_string_equal(first, OK_KEEP);
+	csendf(b, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK");
+	expect_bytes(c, OK_KEEP "OK");
+
+	/* Back to B: the same origin connection is reused. */
+	csendf(c, "GET http://127.0.0.1:%u/b2 HTTP/1.1\r\n" AUTH "\r\n", pb);
+	read_head(b, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /b2 HTTP/1.1\r\n"));
+	assert_false(readable(lb));
+	csendf(b, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nB2");
+	expect_bytes(c, OK_KEEP "B2");
+
+	/* A request without credentials on the same connection: 407. */
+	csendf(c, "GET http://127.0.0.1:%u/c HTTP/1.1\r\n\r\n", pb);
+	char resp[512];
+	read_head(c, resp, sizeof(resp));
+	assert_memory_equal(resp, "HTTP/1.1 407", 12);
+	assert_int_equal(cclosed(c), 0);
+	expect_quiet(b, 20);
+	struct px_stats stt;
+	px_http_get_stats(h, &stt);
+	assert_int_equal(stt.err_auth, 1);
+	assert_int_equal(stt.established, 2);
+	close(c);
+	close(a);
+	close(b);
+	px_http_free(h);
+	close(la);
+	close(lb);
+}
+
+/* Both requests in one write: B gets its own, only after A answered. */
+static void test_pipelined(void **st)
+{
+	reset_fake();
+	uint16_t pa, pb;
+	int la = origin_listen(&pa), lb = origin_listen(&pb);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c,
+	       "GET http://127.0.0.1:%u/1 HTTP/1.1\r\n" AUTH "\r\n"
+	       "GET http://127.0.0.1:%u/2 HTTP/1.1\r\n" AUTH "\r\n"
+	       "GET http://127.0.0.1:%u/3 HTTP/1.1\r\nConnection: close\r\n\r\n",
+	       pa, pb, pb);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /1 HTTP/1.1\r\n"));
+	assert_null(strstr(head, "Proxy-Authorization"));
+	expect_quiet(a, 30); /* not the pipelined requests */
+	assert_false(readable(lb));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	int b = origin_accept(lb);
+	read_head(b, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /2 HTTP/1.1\r\n"));
+	assert_null(strstr(head, "Proxy-Authorization"));
+	assert_null(strstr(head, "GET /3"));
+	expect_quiet(b, 30);
+	csendf(b, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK");
+	read_head(b, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /3 HTTP/1.1\r\n"));
+	assert_non_null(strstr(head, "Connection: close\r\n"));
+	csendf(b, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n33");
+	expect_bytes(
+	    c, OK_KEEP
+	    "ok" OK_KEEP "OK"
+	    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n33");
+	assert_int_equal(cclosed(c), 0);
+	assert_int_equal(cclosed(a), 0);
+	assert_int_equal(cclosed(b), 0);
+	close(c);
+	close(a);
+	close(b);
+	px_http_free(h);
+	close(la);
+	close(lb);
+}
+
+/* A chunked request body with trailers, a chunked response, then the next
+ * request on the same origin connection: the framing ends each message. */
+static void test_chunked_both_ways(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	const char *body = "4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nX-Sum: 9\r\n\r\n";
+	csendf(
+	    c,
+	    "POST http://127.0.0.1:%u/up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%s"
+	    "GET http://127.0.0.1:%u/next HTTP/1.1\r\n\r\n",
+	    pa, body, pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	assert_non_null(strstr(head, "POST /up HTTP/1.1\r\n"));
+	assert_non_null(strstr(head, "Transfer-Encoding: chunked\r\n"));
+	expect_bytes(a, body);
+	expect_quiet(a, 30); /* the next request waits for the response */
+	const char *resp = "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n"
+	                   "Keep-Alive: timeout=5\r\n\r\n"
+	                   "3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n";
+	csend(a, resp, strlen(resp));
+	expect_bytes(c, "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n"
+	                "Connection: keep-alive\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n");
+	read_head(a, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /next HTTP/1.1\r\n"));
+	assert_false(readable(la)); /* reused */
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	expect_bytes(c, OK_KEEP "ok");
+	close(c);
+	close(a);
+	px_http_free(h);
+	close(la);
+}
+
+/* Expect: 100-continue: the interim response reaches the client, then the
+ * body goes up, then the final response comes down. */
+static void test_100_continue(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c,
+	       "PUT http://127.0.0.1:%u/f HTTP/1.1\r\nContent-Length: 4\r\n"
+	       "Expect: 100-continue\r\n\r\n",
+	       pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	assert_non_null(strstr(head, "Expect: 100-continue\r\n"));
+	csendf(a, "%s", "HTTP/1.1 100 Continue\r\n\r\n");
+	expect_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n");
+	csendf(c, "%s", "BODY");
+	expect_bytes(a, "BODY");
+	csendf(a, "%s", "HTTP/1.1 204 No Content\r\n\r\n");
+	expect_bytes(c, "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n");
+	close(c);
+	close(a);
+	px_http_free(h);
+	close(la);
+}
+
+/* HEAD and 204 answers have no body whatever their headers say; a 304 too.
+ * The next request on the connection is still read correctly. */
+static void test_no_body_responses(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c, "HEAD http://127.0.0.1:%u/big HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	assert_non_null(strstr(head, "HEAD /big HTTP/1.1\r\n"));
+	const char *r1 = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+	csend(a, r1, strlen(r1));
+	expect_bytes(
+	    c,
+	    "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: keep-alive\r\n\r\n");
+	csendf(c, "DELETE http://127.0.0.1:%u/x HTTP/1.1\r\n\r\n", pa);
+	read_head(a, head, sizeof(head));
+	assert_non_null(strstr(head, "DELETE /x HTTP/1.1\r\n"));
+	csendf(a, "%s", "HTTP/1.1 204 No Content\r\n\r\n");
+	expect_bytes(c, "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n");
+	csendf(c, "GET http://127.0.0.1:%u/y HTTP/1.1\r\n\r\n", pa);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 304 Not Modified\r\nETag: \"1\"\r\n\r\n");
+	expect_bytes(
+	    c,
+	    "HTTP/1.1 304 Not Modified\r\nETag: \"1\"\r\nConnection: keep-alive\r\n\r\n");
+	assert_false(readable(la));
+	close(c);
+	close(a);
+	px_http_free(h);
+	close(la);
+}
+
+/* A response without length ends with the server's close, and so does the
+ * client connection (told so in Connection: close). */
+static void test_close_delimited(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c,
+	       "GET http://127.0.0.1:%u/s HTTP/1.1\r\n\r\n"
+	       "GET http://127.0.0.1:%u/never HTTP/1.1\r\n\r\n",
+	       pa, pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\nstream");
+	pump(20);
+	csendf(a, "%s", "ing");
+	close(a);
+	expect_bytes(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nstreaming");
+	assert_int_equal(cclosed(c), 0);
+	assert_false(readable(la)); /* the second request was not sent */
+	close(c);
+	px_http_free(h);
+	close(la);
+}
+
+/* Bad or missing responses before anything went to the client: 502. */
+static void test_bad_response_502(void **st)
+{
+	static const char *bad[] = {
+	    "HTTP/1.1 2OO OK\r\n\r\n",
+	    "HTTP/2 200 OK\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\n folded: x\r\n\r\n",
+	    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+	    "", /* closed without a response */
+	};
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int c = http_client(h);
+		char head[2048];
+		csendf(c, "GET http://127.0.0.1:%u/ HTTP/1.1\r\n\r\n", pa);
+		int a = origin_accept(la);
+		read_head(a, head, sizeof(head));
+		if (bad[i][0])
+			csend(a, bad[i], strlen(bad[i]));
+		close(a);
+		read_head(c, head, sizeof(head));
+		if (strncmp(head, "HTTP/1.1 502 ", 13) != 0)
+			fail_msg("response %zu: got %s", i, head);
+		assert_int_equal(cclosed(c), 0);
+		close(c);
+	}
+	/* A truncated body after the head went out: the client is closed,
+	 * never given a second status line. */
+	int c = http_client(h);
+	char head[2048];
+	csendf(c, "GET http://127.0.0.1:%u/ HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc");
+	pump(20);
+	close(a);
+	expect_bytes(
+	    c,
+	    "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: keep-alive\r\n\r\nabc");
+	assert_int_equal(cclosed(c), 0);
+	close(c);
+	px_http_free(h);
+	close(la);
+}
+
+/* Bad request framing on a kept-alive connection: 400 (review L2). */
+static void test_bad_request_framing(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c,
+	       "GET http://127.0.0.1:%u/ HTTP/1.1\r\nConnection: content-length\r\n"
+	       "Content-Length: 5\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+	       pa);
+	read_head(c, head, sizeof(head));
+	assert_memory_equal(head, "HTTP/1.1 400 ", 13);
+	assert_int_equal(cclosed(c), 0);
+	assert_false(readable(la)); /* never sent */
+	close(c);
+	px_http_free(h);
+	close(la);
+}
+
+/* A mesh origin (the fake netstack's splice: the test holds the socket
+ * the netstack would write to) followed by a Direct one. */
+static void test_mesh_then_direct(void **st)
+{
+	reset_fake();
+	uint16_t pb;
+	int lb = origin_listen(&pb);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c,
+	       "GET http://10.0.0.1:8080/m HTTP/1.1\r\n" AUTH "\r\n"
+	       "GET http://127.0.0.1:%u/d HTTP/1.1\r\n\r\n",
+	       pb);
+	long until = now_ms() + 2000;
+	while (spliced_fd < 0 && now_ms() < until)
+		pump(2);
+	assert_int_equal(n_splices, 1);
+	assert_int_equal(last_port, 8080);
+	int m = spliced_fd;
+	fcntl(m, F_SETFL, O_NONBLOCK);
+	read_head(m, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /m HTTP/1.1\r\nHost: 10.0.0.1:8080\r\n"));
+	assert_null(strstr(head, "Proxy-Authorization"));
+	csendf(m, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nmm");
+	int b = origin_accept(lb);
+	read_head(b, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /d HTTP/1.1\r\n"));
+	csendf(b, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\ndd");
+	expect_bytes(c, OK_KEEP "mm" OK_KEEP "dd");
+	assert_int_equal(cclosed(m), 0); /* the mesh side was closed */
+	struct px_stats stt;
+	px_http_get_stats(h, &stt);
+	assert_int_equal(stt.established, 2);
+	assert_int_equal(stt.direct, 1);
+	close(c);
+	close(b);
+	px_http_free(h);
+	close(lb);
+}
+
+/* The origin closes a kept-alive connection just as the next request is on
+ * its way: a bodiless request is sent again on a new connection instead of
+ * failing with 502. */
+static void test_retry_on_closed_reused(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c, "GET http://127.0.0.1:%u/1 HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	expect_bytes(c, OK_KEEP "ok");
+	csendf(c, "GET http://127.0.0.1:%u/2 HTTP/1.1\r\n\r\n", pa);
+	read_head(a, head, sizeof(head));
+	close(a); /* read, never answered */
+	int a2 = origin_accept(la);
+	read_head(a2, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /2 HTTP/1.1\r\n"));
+	csendf(a2, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n22");
+	expect_bytes(c, OK_KEEP "22");
+	/* Not for a fresh connection: that one gets 502. */
+	close(a2);
+	pump(20);
+	csendf(c, "GET http://127.0.0.1:%u/3 HTTP/1.1\r\n\r\n", pa);
+	int a3 = origin_accept(la);
+	read_head(a3, head, sizeof(head));
+	close(a3);
+	read_head(c, head, sizeof(head));
+	assert_memory_equal(head, "HTTP/1.1 502 ", 13);
+	close(c);
+	px_http_free(h);
+	close(la);
+}
+
+/* At MaxConnections a new client takes the place of the keep-alive client
+ * idle the longest (not of one whose request is under way). */
+static void test_idle_keepalive_evicted(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct cfg_http cfg = {.bind = loopback_any_port(), .direct = CFG_DIRECT_ALL};
+	cfg.limits.max_connections = 2;
+	char err[200];
+	struct px_http *h = px_http_new(&env, &cfg, err, sizeof(err));
+	assert_non_null(h);
+	char head[2048];
+	int c[3], o[3];
+	for (int i = 0; i < 2; i++) {
+		c[i] = http_client(h);
+		csendf(c[i], "GET http://127.0.0.1:%u/%d HTTP/1.1\r\n\r\n", pa, i);
+		o[i] = origin_accept(la);
+		read_head(o[i], head, sizeof(head));
+	}
+	/* 0 is answered and idle; 1 waits for its response. */
+	csendf(o[0], "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	expect_bytes(c[0], OK_KEEP "ok");
+	c[2] = http_client(h);
+	csendf(c[2], "GET http://127.0.0.1:%u/2 HTTP/1.1\r\n\r\n", pa);
+	assert_int_equal(cclosed(c[0]), 0);
+	o[2] = origin_accept(la);
+	read_head(o[2], head, sizeof(head));
+	assert_non_null(strstr(head, "GET /2 "));
+	csendf(o[1], "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n11");
+	expect_bytes(c[1], OK_KEEP "11");
+	struct px_stats stt;
+	px_http_get_stats(h, &stt);
+	assert_int_equal(stt.err_limit, 1);
+	for (int i = 0; i < 3; i++) {
+		close(c[i]);
+		close(o[i]);
+	}
+	px_http_free(h);
+	close(la);
+}
+
+/* An idle keep-alive connection is closed after IdleTimeout (here shorter
+ * than the keep-alive limit). */
+static void test_idle_keepalive_closed(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 200);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c, "GET http://127.0.0.1:%u/ HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	expect_bytes(c, OK_KEEP "ok");
+	long t0 = now_ms();
+	assert_int_equal(cclosed(c), 0);
+	assert_true(now_ms() - t0 >= 150);
+	assert_int_equal(cclosed(a), 0);
+	close(c);
+	close(a);
+	px_http_free(h);
+	close(la);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_two_origins_keepalive),
+	    cmocka_unit_test(test_pipelined),
+	    cmocka_unit_test(test_chunked_both_ways),
+	    cmocka_unit_test(test_100_continue),
+	    cmocka_unit_test(test_no_body_responses),
+	    cmocka_unit_test(test_close_delimited),
+	    cmocka_unit_test(test_bad_response_502),
+	    cmocka_unit_test(test_bad_request_framing),
+	    cmocka_unit_test(test_mesh_then_direct),
+	    cmocka_unit_test(test_retry_on_closed_reused),
+	    cmocka_unit_test(test_idle_keepalive_closed),
+	    cmocka_unit_test(test_idle_keepalive_evicted),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
