@@ -346,6 +346,7 @@ int wg_device_update_peer(struct wg_device *d, const struct wg_peer_config *cfg,
 	if (mask & WG_PEER_UPD_ENDPOINT) {
 		if (cfg->endpoint.ss_family == 0) {
 			memset(&p->endpoint, 0, sizeof(p->endpoint));
+			memset(&p->src, 0, sizeof(p->src));
 		} else {
 			wg_peer_set_endpoint(p, (const struct sockaddr *)&cfg->endpoint);
 			announce = true;

@@ -86,6 +86,13 @@ struct wg_device_stats {
 	uint64_t rx_drop_replay, rx_drop_allowedips, rx_drop_nokey, rx_drop_ratelimit;
 	uint64_t tx_drop_noroute, tx_drop_queue, tx_drop_sock;
 	uint64_t cookies_sent, cookies_received;
+	/* Batching: received buffers that held several datagrams (UDP GRO);
+	 * GSO sends a destination refused (that destination then gets plain
+	 * sends for WG_GSO_RETRY_SEC, the others keep GSO). */
+	uint64_t rx_gro_buffers, tx_gso_refused;
+	/* Sticky sources the kernel refused (the local address went away);
+	 * those datagrams left from the address the kernel chose. */
+	uint64_t tx_src_refused;
 };
 
 /* Transmit batching: between hold and release (nestable), the datagrams the

@@ -147,6 +147,7 @@ void wg_peer_clear_sessions(struct wg_peer *p)
 
 void wg_peer_set_endpoint(struct wg_peer *p, const struct sockaddr *sa)
 {
+	memset(&p->src, 0, sizeof(p->src));
 	if (sa->sa_family == AF_INET) {
 		memset(&p->endpoint, 0, sizeof(p->endpoint));
 		memcpy(&p->endpoint, sa, sizeof(struct sockaddr_in));

@@ -7,6 +7,7 @@
 
 #include "core/wg/cookie.h"
 #include "core/wg/device.h"
+#include "core/wg/device_internal.h"
 #include "core/wg/noise.h"
 #include "core/wg/peerlookup.h"
 
@@ -43,6 +44,10 @@ struct wg_peer {
 	struct wg_session *current, *previous, *next;
 
 	struct sockaddr_storage endpoint; /* ss_family 0: none */
+	/* Our address the endpoint's last authenticated datagram arrived on;
+	 * we send from it (family 0: the kernel picks). Cleared with a new
+	 * configured endpoint and when a handshake goes unanswered. */
+	struct wg_src src;
 
 	/* Packets waiting for a session (a ring of WG_MAX_STAGED_PACKETS,
 	 * oldest first). Allocated by the first wg_peer_stage() and freed
@@ -96,6 +101,8 @@ void wg_peer_clear_sessions(struct wg_peer *p);
 /* Removes the handshake's index from the device table and clears it. */
 void wg_peer_clear_handshake(struct wg_peer *p);
 
+/* Sets the endpoint and forgets the sticky source (receive.c sets it
+ * after this from the datagram that moved the endpoint). */
 void wg_peer_set_endpoint(struct wg_peer *p, const struct sockaddr *sa);
 
 /* Staged packets. stage returns -ENOBUFS when full, -ENOMEM. */

@@ -22,7 +22,10 @@ static int send_to_peer(struct wg_peer *p, const void *buf, size_t len)
 		p->dev->stats.tx_drop_sock++;
 		return -EDESTADDRREQ;
 	}
-	ret = wg_socket_send(p->dev, (const struct sockaddr *)&p->endpoint, buf, len);
+	if (p->src.family && p->dev->n_src_gone && wg_socket_src_gone(p->dev, &p->src))
+		memset(&p->src, 0, sizeof(p->src)); /* that address went away */
+	ret = wg_socket_send(p->dev, (const struct sockaddr *)&p->endpoint, &p->src, buf,
+	                     len);
 	if (ret == 0)
 		p->tx_bytes += len;
 	return ret;
@@ -93,7 +96,8 @@ void wg_send_cookie_reply(struct wg_device *d, const uint8_t *msg, size_t len,
 
 	wg_cookie_reply_create(&d->cookie_checker, &reply, msg, len, sender_index, src,
 	                       wg_now_ns());
-	if (wg_socket_send(d, src, (const uint8_t *)&reply, sizeof(reply)) == 0)
+	/* From the address the message arrived on, as every reply. */
+	if (wg_socket_send(d, src, &d->rx_src, (const uint8_t *)&reply, sizeof(reply)) == 0)
 		d->stats.cookies_sent++;
 }
 

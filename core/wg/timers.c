@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <sodium.h>
+#include <string.h>
 #include <time.h>
 
 static void expired_zero_key_material(evutil_socket_t fd, short what, void *arg);
@@ -81,6 +82,8 @@ static void expired_retransmit_handshake(evutil_socket_t fd, short what, void *a
 	} else {
 		unsigned waited = wg_timers_retry_timeout(p);
 		p->handshake_attempts++;
+		/* Perhaps our sticky source is the trouble (as the kernel). */
+		memset(&p->src, 0, sizeof(p->src));
 		log_debug(
 		    "wg: handshake did not complete after %u s, retrying (attempt %u)",
 		    waited, p->handshake_attempts + 1);
@@ -106,6 +109,7 @@ static void expired_new_handshake(evutil_socket_t fd, short what, void *arg)
 
 	log_debug("wg: no reply for %d s after sending data, starting a handshake",
 	          WG_KEEPALIVE_TIMEOUT + WG_REKEY_TIMEOUT);
+	memset(&p->src, 0, sizeof(p->src)); /* as on a retry */
 	wg_send_handshake_initiation(p, false);
 }
 
