@@ -59,8 +59,10 @@ struct wg_peer *wg_device_add_peer(struct wg_device *d, const struct wg_peer_con
 
 /* Sends one plaintext IP packet (IPv4 or IPv6, len <= 65535). Returns 0 when
  * sent or queued behind a handshake, -EHOSTUNREACH when no peer's allowed IPs
- * cover the destination, -EINVAL for a malformed packet, -ENOBUFS when the
- * per-peer staging queue is full (the packet is dropped and counted). */
+ * cover the destination, -EINVAL for a malformed packet, -ENOBUFS when it
+ * cannot be queued (no memory; dropped and counted). A peer's staging queue
+ * holds WG_MAX_STAGED_PACKETS: when full, its oldest packet is dropped (and
+ * counted in tx_drop_queue) for the new one, as in the kernel. */
 int wg_device_send(struct wg_device *d, const uint8_t *pkt, size_t len);
 
 /* True when some peer's allowed IPs cover the address. */

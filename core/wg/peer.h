@@ -63,7 +63,11 @@ struct wg_peer {
 	struct event *timer_new_handshake;
 	struct event *timer_zero_key_material;
 	struct event *timer_persistent_keepalive;
-	unsigned handshake_attempts;
+	unsigned handshake_attempts; /* retries since the last new reason */
+	/* Initiations made over the peer's life (sent, or due with no endpoint
+	 * to send to); the quick retries count against it, so new data does
+	 * not start them again (timers.c). */
+	unsigned initiations;
 	bool need_another_keepalive;
 	bool sent_lastminute_handshake;
 	uint64_t last_sent_handshake_ns; /* monotonic */
@@ -105,7 +109,9 @@ void wg_peer_clear_handshake(struct wg_peer *p);
  * after this from the datagram that moved the endpoint). */
 void wg_peer_set_endpoint(struct wg_peer *p, const struct sockaddr *sa);
 
-/* Staged packets. stage returns -ENOBUFS when full, -ENOMEM. */
+/* Staged packets. When the ring is full the oldest packet gives way
+ * (counted in tx_drop_queue), as in the kernel: the newest carry the
+ * freshest TCP state. stage returns 0 or -ENOMEM. */
 int wg_peer_stage(struct wg_peer *p, const uint8_t *pkt, size_t len);
 void wg_peer_purge_staged(struct wg_peer *p);
 /* Frees the ring when nothing is staged (cheap to call per packet). */

@@ -186,9 +186,13 @@ void wg_timers_any_authenticated_packet_received(struct wg_peer *p)
 	del_timer(p->timer_new_handshake);
 }
 
+/* 1 s after each of the first WG_QUICK_RETRIES + 1 initiations to a peer
+ * never reached, counted over the peer's life: data that keeps coming does
+ * not start the quick retries again (it did, and a peer never reached got
+ * an initiation every second for as long as traffic lasted). */
 unsigned wg_timers_retry_timeout(const struct wg_peer *p)
 {
-	if (p->handshakes_completed == 0 && p->handshake_attempts < WG_QUICK_RETRIES)
+	if (p->handshakes_completed == 0 && p->initiations <= WG_QUICK_RETRIES)
 		return WG_QUICK_RETRY_TIMEOUT;
 	return WG_REKEY_TIMEOUT;
 }

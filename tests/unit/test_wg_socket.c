@@ -33,107 +33,10 @@
 
 #include "core/wg/device.h"
 #include "core/wg/device_internal.h"
+#include "wg_test_node.h"
 
 /* In a namespace of our own with 198.18.0.2 and 198.18.0.3 on lo. */
 static bool own_netns;
-
-struct node {
-	struct wg_device *dev;
-	uint8_t priv[32], pub[32];
-	unsigned rx_count;
-};
-
-static void on_rx(void *ctx, const uint8_t *pkt, size_t len)
-{
-	struct node *n = ctx;
-
-	(void)pkt;
-	(void)len;
-	n->rx_count++;
-}
-
-static void node_init(struct event_base *base, struct node *n)
-{
-	memset(n, 0, sizeof(*n));
-	randombytes_buf(n->priv, 32);
-	n->priv[0] &= 248;
-	n->priv[31] = (n->priv[31] & 127) | 64;
-	crypto_scalarmult_base(n->pub, n->priv);
-	n->dev = wg_device_new(base, n->priv);
-	assert_non_null(n->dev);
-	wg_device_set_rx(n->dev, on_rx, n);
-	assert_int_equal(wg_device_listen(n->dev, 0), 0);
-}
-
-static void sin4(struct sockaddr_storage *ss, const char *addr, uint16_t port)
-{
-	struct sockaddr_in *s = (struct sockaddr_in *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	s->sin_family = AF_INET;
-	s->sin_port = htons(port);
-	assert_int_equal(inet_pton(AF_INET, addr, &s->sin_addr), 1);
-}
-
-/* Adds `to` as a peer of n with allowed IP 100.64.0.<host>/32 and the
- * endpoint addr:port (addr NULL: none). */
-static void add_peer(struct node *n, const struct node *to, int host, const char *addr,
-                     uint16_t port)
-{
-	struct wg_allowed_ip ip;
-	struct wg_peer_config pc;
-	int err = 1;
-
-	memset(&pc, 0, sizeof(pc));
-	memcpy(pc.public_key, to->pub, 32);
-	memset(&ip, 0, sizeof(ip));
-	ip.family = AF_INET;
-	ip.cidr = 32;
-	ip.addr[0] = 100, ip.addr[1] = 64, ip.addr[3] = (uint8_t)host;
-	pc.allowed_ips = &ip;
-	pc.n_allowed_ips = 1;
-	if (addr)
-		sin4(&pc.endpoint, addr, port);
-	assert_non_null(wg_device_add_peer(n->dev, &pc, &err));
-	assert_int_equal(err, 0);
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool run_until(struct event_base *base, const unsigned *counter, unsigned want,
-                      int ms)
-{
-	struct timeval tick = {0, 2000};
-	int64_t end = mono_ms() + ms;
-
-	while (mono_ms() < end && *counter < want) {
-		event_base_loopexit(base, &tick);
-		event_base_dispatch(base);
-	}
-	return *counter >= want;
-}
-
-/* An IPv4/UDP packet 100.64.0.<from> -> 100.64.0.<to>. */
-static size_t ip4_packet(uint8_t *pkt, int from, int to)
-{
-	size_t len = 20 + 8 + 16;
-
-	memset(pkt, 0, len);
-	pkt[0] = 0x45;
-	pkt[3] = (uint8_t)len;
-	pkt[8] = 64;
-	pkt[9] = 17;
-	pkt[12] = 100, pkt[13] = 64, pkt[15] = (uint8_t)from;
-	pkt[16] = 100, pkt[17] = 64, pkt[19] = (uint8_t)to;
-	pkt[25] = 8 + 16;
-	return len;
-}
 
 static void endpoint_of(struct wg_device *d, const uint8_t *key, char *buf, size_t len)
 {
