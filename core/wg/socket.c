@@ -477,9 +477,15 @@ static unsigned send_entries(struct wg_device *d, struct wg_tx_queue *q, unsigne
 			break;
 		}
 		if (src->family && src_refused(err)) {
-			/* Our address went away: the same entry without it. */
-			src_mark_gone(d, src);
-			memset(src, 0, sizeof(*src));
+			/* Our address went away: the same entry without it, and
+			 * no later datagram of this queue tries it again once
+			 * re-coalesced (entries already built retry the same way). */
+			struct wg_src gone = *src;
+
+			src_mark_gone(d, &gone);
+			for (unsigned u = q->first[off]; u < q->n; u++)
+				if (src_equal(&q->srcs[u], &gone))
+					memset(&q->srcs[u], 0, sizeof(q->srcs[u]));
 			set_control(&q->out[off].msg_hdr, q->ctl[off].buf, NULL,
 			            q->gso_size[off]);
 			continue;

@@ -3,7 +3,8 @@
  *
  * - A peer that writes to one of our addresses hears back from that
  *   address, not from the one the routing table would pick (127.0.0.2
- *   here, while replies to 127.0.0.1 would leave from 127.0.0.1).
+ *   here, while replies to 127.0.0.1 would leave from 127.0.0.1), also
+ *   after the same endpoint is configured again.
  * - As root, in a network namespace of its own (skipped otherwise): when
  *   that address goes away, the next datagram leaves from another address
  *   (counted once), and the peer gets it.
@@ -82,6 +83,23 @@ static void test_reply_from_the_address_written_to(void **state)
 	/* b's datagrams to 127.0.0.2 leave from 127.0.0.1 (the route's
 	 * source); replies to 127.0.0.1 would leave from 127.0.0.1 too. */
 	reply_from(base, &a, &b, "127.0.0.2");
+
+	/* The same endpoint set again (a map refresh) keeps the source. */
+	struct wg_peer_info info;
+	struct wg_peer_config pc;
+	uint8_t pkt[64];
+	size_t n = ip4_packet(pkt, 1, 2);
+	char ep[INET_ADDRSTRLEN];
+
+	assert_int_equal(wg_device_peer_info_by_key(a.dev, b.pub, &info), 0);
+	memset(&pc, 0, sizeof(pc));
+	memcpy(pc.public_key, b.pub, 32);
+	pc.endpoint = info.endpoint;
+	assert_int_equal(wg_device_update_peer(a.dev, &pc, WG_PEER_UPD_ENDPOINT), 0);
+	assert_int_equal(wg_device_send(a.dev, pkt, n), 0);
+	assert_true(run_until(base, &b.rx_count, 2, 3000));
+	endpoint_of(b.dev, a.pub, ep, sizeof(ep));
+	assert_string_equal(ep, "127.0.0.2");
 	wg_device_free(a.dev);
 	wg_device_free(b.dev);
 	event_base_free(base);
