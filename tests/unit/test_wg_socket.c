@@ -5,7 +5,8 @@
  *   address, not from the one the routing table would pick (127.0.0.2
  *   here, while replies to 127.0.0.1 would leave from 127.0.0.1), also
  *   after the same endpoint is configured again.
- * - As root, in a network namespace of its own (skipped otherwise): when
+ * - As root, in a network namespace of its own (skipped otherwise): over
+ *   IPv6 the address written to is learnt and replies from it arrive. When
  *   that address goes away, the next datagram leaves from another address
  *   (counted once), and the peer gets it.
  * - As root, same namespace: one destination's route refuses GSO sends
@@ -34,19 +35,24 @@
 
 #include "core/wg/device.h"
 #include "core/wg/device_internal.h"
+#include "core/wg/peer.h"
 #include "wg_test_node.h"
 
 /* In a namespace of our own with 198.18.0.2 and 198.18.0.3 on lo. */
 static bool own_netns;
 
+/* d's endpoint address for the peer with key (no port). */
 static void endpoint_of(struct wg_device *d, const uint8_t *key, char *buf, size_t len)
 {
 	struct wg_peer_info info;
+	const void *a;
 
 	assert_int_equal(wg_device_peer_info_by_key(d, key, &info), 0);
-	assert_int_equal(info.endpoint.ss_family, AF_INET);
-	inet_ntop(AF_INET, &((struct sockaddr_in *)&info.endpoint)->sin_addr, buf,
-	          (socklen_t)len);
+	if (info.endpoint.ss_family == AF_INET6)
+		a = &((struct sockaddr_in6 *)&info.endpoint)->sin6_addr;
+	else
+		a = &((struct sockaddr_in *)&info.endpoint)->sin_addr;
+	assert_non_null(inet_ntop(info.endpoint.ss_family, a, buf, (socklen_t)len));
 }
 
 /* b writes to a at `a_addr`; a's handshake response and data must come from
@@ -57,7 +63,7 @@ static void reply_from(struct event_base *base, struct node *a, struct node *b,
 {
 	uint8_t pkt[64];
 	size_t n;
-	char ep[INET_ADDRSTRLEN];
+	char ep[INET6_ADDRSTRLEN];
 
 	add_peer(a, b, 2, NULL, 0);
 	add_peer(b, a, 1, a_addr, wg_device_port(a->dev));
@@ -89,7 +95,7 @@ static void test_reply_from_the_address_written_to(void **state)
 	struct wg_peer_config pc;
 	uint8_t pkt[64];
 	size_t n = ip4_packet(pkt, 1, 2);
-	char ep[INET_ADDRSTRLEN];
+	char ep[INET6_ADDRSTRLEN];
 
 	assert_int_equal(wg_device_peer_info_by_key(a.dev, b.pub, &info), 0);
 	memset(&pc, 0, sizeof(pc));
@@ -112,7 +118,7 @@ static void test_source_gone_falls_back(void **state)
 	struct node a, b;
 	uint8_t pkt[64];
 	size_t n;
-	char ep[INET_ADDRSTRLEN];
+	char ep[INET6_ADDRSTRLEN];
 
 	(void)state;
 	if (!own_netns)
@@ -141,6 +147,40 @@ static void test_source_gone_falls_back(void **state)
 	wg_device_free(b.dev);
 	event_base_free(base);
 	assert_int_equal(system("ip addr add 198.18.0.3/32 dev lo"), 0);
+}
+
+/* IPv6: a learns the address b wrote to from IPV6_PKTINFO and its
+ * replies (sent with IPV6_PKTINFO) arrive. On lo b's source is the
+ * address it writes to, so unlike IPv4 the peer's view cannot tell the
+ * difference here; a's stored source is checked instead. */
+static void test_reply_from_the_address_written_to_ipv6(void **state)
+{
+	struct event_base *base;
+	struct node a, b;
+
+	(void)state;
+	if (!own_netns)
+		skip();
+	base = event_base_new();
+	node_init(base, &a);
+	node_init(base, &b);
+	if (a.dev->fd6 < 0) {
+		wg_device_free(a.dev);
+		wg_device_free(b.dev);
+		event_base_free(base);
+		skip();
+	}
+	reply_from(base, &a, &b, "fd7a:115c:a1e0:ab12::3");
+	struct in6_addr want;
+	const struct wg_peer *p = a.dev->peers[0];
+
+	assert_int_equal(inet_pton(AF_INET6, "fd7a:115c:a1e0:ab12::3", &want), 1);
+	assert_int_equal(p->src.family, AF_INET6);
+	assert_memory_equal(&p->src.addr.v6, &want, sizeof(want));
+	assert_int_equal(p->src.ifindex, 0);
+	wg_device_free(a.dev);
+	wg_device_free(b.dev);
+	event_base_free(base);
 }
 
 static int udp_receiver(const char *addr, uint16_t *port)
@@ -263,7 +303,8 @@ static void test_gso_refusal_is_per_destination(void **state)
 }
 
 /* A network namespace of our own (as root): lo up with 198.18.0.2 and
- * 198.18.0.3; datagrams to 198.18.0.3 leave from 198.18.0.2. */
+ * 198.18.0.3, fd7a:115c:a1e0:ab12::2 and ::3; datagrams to .3 / ::3 leave
+ * from .2 / ::2. */
 static void enter_netns(void)
 {
 	if (geteuid() != 0 || unshare(CLONE_NEWNET) != 0) {
@@ -273,8 +314,11 @@ static void enter_netns(void)
 	}
 	if (system("ip link set lo up && ip addr add 198.18.0.2/32 dev lo && "
 	           "ip addr add 198.18.0.3/32 dev lo && "
-	           "ip route replace local 198.18.0.3 dev lo table local src 198.18.0.2") !=
-	    0) {
+	           "ip route replace local 198.18.0.3 dev lo table local src 198.18.0.2 && "
+	           "ip addr add fd7a:115c:a1e0:ab12::2/128 dev lo nodad && "
+	           "ip addr add fd7a:115c:a1e0:ab12::3/128 dev lo nodad && "
+	           "ip -6 route replace local fd7a:115c:a1e0:ab12::3 dev lo table local "
+	           "src fd7a:115c:a1e0:ab12::2") != 0) {
 		print_message("ip(8) failed: the namespace tests are skipped\n");
 		return;
 	}
@@ -285,6 +329,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_reply_from_the_address_written_to),
+	    cmocka_unit_test(test_reply_from_the_address_written_to_ipv6),
 	    cmocka_unit_test(test_source_gone_falls_back),
 	    cmocka_unit_test(test_gso_refusal_is_per_destination),
 	};

@@ -42,14 +42,23 @@ static inline void node_init(struct event_base *base, struct node *n)
 	assert_int_equal(wg_device_listen(n->dev, 0), 0);
 }
 
+/* addr:port as a socket address: IPv6 when addr has a ':'. */
 static inline void sin4(struct sockaddr_storage *ss, const char *addr, uint16_t port)
 {
-	struct sockaddr_in *s = (struct sockaddr_in *)ss;
-
 	memset(ss, 0, sizeof(*ss));
-	s->sin_family = AF_INET;
-	s->sin_port = htons(port);
-	assert_int_equal(inet_pton(AF_INET, addr, &s->sin_addr), 1);
+	if (strchr(addr, ':')) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		assert_int_equal(inet_pton(AF_INET6, addr, &s6->sin6_addr), 1);
+	} else {
+		struct sockaddr_in *s = (struct sockaddr_in *)ss;
+
+		s->sin_family = AF_INET;
+		s->sin_port = htons(port);
+		assert_int_equal(inet_pton(AF_INET, addr, &s->sin_addr), 1);
+	}
 }
 
 /* Adds `to` as a peer of n with allowed IP 100.64.0.<host>/32 and the
