@@ -354,8 +354,8 @@ int wg_device_update_peer(struct wg_device *d, const struct wg_peer_config *cfg,
 			               ? sizeof(struct sockaddr_in)
 			               : sizeof(struct sockaddr_in6);
 			if (memcmp(&p->endpoint, &cfg->endpoint, n) != 0)
-				wg_peer_set_endpoint(p,
-				                     (const struct sockaddr *)&cfg->endpoint);
+				wg_peer_set_endpoint(
+				    p, (const struct sockaddr *)&cfg->endpoint);
 			announce = true;
 		}
 	}

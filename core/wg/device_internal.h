@@ -9,9 +9,9 @@
 #include "core/wg/noise.h"
 #include "core/wg/peerlookup.h"
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <netinet/in.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -91,7 +91,7 @@ struct wg_device {
 	struct mmsghdr *rx_msgs;
 	struct iovec *rx_iovs;
 	struct sockaddr_storage *rx_addrs;
-	uint8_t *rx_ctl; /* WG_RX_BATCH control buffers (UDP_GRO, PKTINFO) */
+	uint8_t *rx_ctl;      /* WG_RX_BATCH control buffers (UDP_GRO, PKTINFO) */
 	struct wg_src rx_src; /* where the datagram being received arrived */
 	struct wg_src src_gone[WG_SRC_GONE_MAX];
 	unsigned n_src_gone;

@@ -104,7 +104,8 @@ void wg_send_cookie_reply(struct wg_device *d, const uint8_t *msg, size_t len,
 	wg_cookie_reply_create(&d->cookie_checker, &reply, msg, len, sender_index, src,
 	                       wg_now_ns());
 	/* From the address the message arrived on, as every reply. */
-	if (wg_socket_send(d, src, &d->rx_src, (const uint8_t *)&reply, sizeof(reply)) == 0)
+	if (wg_socket_send(d, src, &d->rx_src, (const uint8_t *)&reply, sizeof(reply)) ==
+	    0)
 		d->stats.cookies_sent++;
 }
 

@@ -41,7 +41,8 @@
 #define WG_GSO_RETRY_SEC 300
 #define WG_NOGSO_MAX     16
 /* A PKTINFO and a UDP_SEGMENT. */
-#define TX_CTL_BYTES (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t)))
+#define TX_CTL_BYTES                                                                     \
+	(CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t)))
 
 struct wg_tx_queue {
 	int fd; /* of the queued datagrams */
@@ -140,7 +141,8 @@ static size_t read_control(struct wg_device *d, const struct msghdr *h)
 			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
 			d->rx_src.family = AF_INET;
 			d->rx_src.addr.v4 = pi.ipi_addr;
-		} else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+		} else if (c->cmsg_level == IPPROTO_IPV6 &&
+		           c->cmsg_type == IPV6_PKTINFO &&
 		           c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
 			struct in6_pktinfo pi;
 
@@ -581,7 +583,8 @@ void wg_socket_flush(struct wg_device *d)
 		return;
 	now = wg_now_ns();
 	while (from < q->n) {
-		unsigned k = coalesce(q, from, WG_TX_GSO, now), at = send_entries(d, q, k);
+		unsigned k = coalesce(q, from, WG_TX_GSO, now),
+		         at = send_entries(d, q, k);
 
 		if (at == k)
 			break;

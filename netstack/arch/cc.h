@@ -47,7 +47,8 @@ static inline void ns_lwip_assert_failed(const char *what, const char *file, int
 	        "%02d:%02d:%02d.%03ld error lwip: assertion \"%s\" failed at %s:%d; "
 	        "the netstack is inconsistent, so the node stops instead of running "
 	        "on with it (restart it, and report this line)\n",
-	        tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, what, file, line);
+	        tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, what, file,
+	        line);
 	fflush(stderr);
 	abort();
 }

@@ -129,15 +129,17 @@ static void test_assertion_logs_and_aborts(void **state)
 		_exit(0);
 	}
 	close(pfd[1]);
-	while (n < sizeof(out) - 1 && (r = read(pfd[0], out + n, sizeof(out) - 1 - n)) > 0)
+	while (n < sizeof(out) - 1 &&
+	       (r = read(pfd[0], out + n, sizeof(out) - 1 - n)) > 0)
 		n += (size_t)r;
 	close(pfd[0]);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFSIGNALED(status));
 	assert_int_equal(WTERMSIG(status), SIGABRT);
 	print_message("%s", out);
-	assert_non_null(strstr(out, " error lwip: assertion \"a check that fails\" failed at "
-	                            "tests/unit/test_netstack_lwip.c:"));
+	assert_non_null(strstr(out,
+	                       " error lwip: assertion \"a check that fails\" failed at "
+	                       "tests/unit/test_netstack_lwip.c:"));
 	assert_non_null(strstr(out, "restart it, and report this line"));
 }
 

@@ -128,9 +128,10 @@ static void test_source_gone_falls_back(void **state)
 	node_init(base, &b);
 	/* b writes to 198.18.0.3 from 198.18.0.2 (the route's source). */
 	reply_from(base, &a, &b, "198.18.0.3");
-	assert_int_equal(system("ip addr del 198.18.0.3/32 dev lo && "
-	                        "ip route del local 198.18.0.3 table local 2>/dev/null; true"),
-	                 0);
+	assert_int_equal(
+	    system("ip addr del 198.18.0.3/32 dev lo && "
+	           "ip route del local 198.18.0.3 table local 2>/dev/null; true"),
+	    0);
 	n = ip4_packet(pkt, 1, 2);
 	assert_int_equal(wg_device_send(a.dev, pkt, n), 0);
 	assert_true(run_until(base, &b.rx_count, 2, 3000));
@@ -214,8 +215,10 @@ static unsigned drain(int fd, unsigned *most)
 			struct cmsghdr align;
 		} ctl;
 		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-		struct msghdr h = {.msg_iov = &iov, .msg_iovlen = 1,
-		                   .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b)};
+		struct msghdr h = {.msg_iov = &iov,
+		                   .msg_iovlen = 1,
+		                   .msg_control = ctl.b,
+		                   .msg_controllen = sizeof(ctl.b)};
 		ssize_t r = recvmsg(fd, &h, 0);
 		unsigned segs = 1;
 
@@ -226,7 +229,8 @@ static unsigned drain(int fd, unsigned *most)
 				int seg;
 
 				memcpy(&seg, CMSG_DATA(c), sizeof(seg));
-				segs = (unsigned)(((size_t)r + (size_t)seg - 1) / (size_t)seg);
+				segs = (unsigned)(((size_t)r + (size_t)seg - 1) /
+				                  (size_t)seg);
 			}
 		}
 		count += segs;
@@ -245,12 +249,12 @@ static void burst(struct wg_device *d, const struct sockaddr_storage *x,
 	memset(dgram, 0x42, sizeof(dgram));
 	wg_device_tx_hold(d);
 	for (int i = 0; i < 8; i++)
-		assert_int_equal(wg_socket_send(d, (const struct sockaddr *)x, NULL, dgram,
-		                                sizeof(dgram)),
+		assert_int_equal(wg_socket_send(d, (const struct sockaddr *)x, NULL,
+		                                dgram, sizeof(dgram)),
 		                 0);
 	for (int i = 0; i < 8; i++)
-		assert_int_equal(wg_socket_send(d, (const struct sockaddr *)y, NULL, dgram,
-		                                sizeof(dgram)),
+		assert_int_equal(wg_socket_send(d, (const struct sockaddr *)y, NULL,
+		                                dgram, sizeof(dgram)),
 		                 0);
 	wg_device_tx_release(d);
 	usleep(50 * 1000);
@@ -287,17 +291,18 @@ static void test_gso_refusal_is_per_destination(void **state)
 		print_message("round %d: x got %u (at most %u per buffer), y got %u (at "
 		              "most %u per buffer)\n",
 		              round, nx, most_x, ny, most_y);
-		assert_int_equal(nx, 8);    /* sent one by one (and fragmented) */
+		assert_int_equal(nx, 8); /* sent one by one (and fragmented) */
 		assert_int_equal(most_x, 1);
 		assert_int_equal(ny, 8);
-		assert_true(most_y > 1);    /* y still gets GSO batches */
+		assert_true(most_y > 1); /* y still gets GSO batches */
 		wg_device_stats(a.dev, &st);
 		assert_int_equal(st.tx_gso_refused, 1);
 		assert_int_equal(st.tx_drop_sock, 0);
 	}
 	close(fx);
 	close(fy);
-	assert_int_equal(system("ip route replace local 198.18.0.2 dev lo table local"), 0);
+	assert_int_equal(system("ip route replace local 198.18.0.2 dev lo table local"),
+	                 0);
 	wg_device_free(a.dev);
 	event_base_free(base);
 }
@@ -312,13 +317,14 @@ static void enter_netns(void)
 		              "are skipped\n");
 		return;
 	}
-	if (system("ip link set lo up && ip addr add 198.18.0.2/32 dev lo && "
-	           "ip addr add 198.18.0.3/32 dev lo && "
-	           "ip route replace local 198.18.0.3 dev lo table local src 198.18.0.2 && "
-	           "ip addr add fd7a:115c:a1e0:ab12::2/128 dev lo nodad && "
-	           "ip addr add fd7a:115c:a1e0:ab12::3/128 dev lo nodad && "
-	           "ip -6 route replace local fd7a:115c:a1e0:ab12::3 dev lo table local "
-	           "src fd7a:115c:a1e0:ab12::2") != 0) {
+	if (system(
+	        "ip link set lo up && ip addr add 198.18.0.2/32 dev lo && "
+	        "ip addr add 198.18.0.3/32 dev lo && "
+	        "ip route replace local 198.18.0.3 dev lo table local src 198.18.0.2 && "
+	        "ip addr add fd7a:115c:a1e0:ab12::2/128 dev lo nodad && "
+	        "ip addr add fd7a:115c:a1e0:ab12::3/128 dev lo nodad && "
+	        "ip -6 route replace local fd7a:115c:a1e0:ab12::3 dev lo table local "
+	        "src fd7a:115c:a1e0:ab12::2") != 0) {
 		print_message("ip(8) failed: the namespace tests are skipped\n");
 		return;
 	}

@@ -95,7 +95,8 @@ static void test_quick_retries_only_the_first_three(void **state)
 	node_init(base, &b); /* only for its key: it never hears anything */
 	sink = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
 	sin4(&ss, "127.0.0.1", 0);
-	assert_int_equal(bind(sink, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)), 0);
+	assert_int_equal(bind(sink, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)),
+	                 0);
 	assert_int_equal(getsockname(sink, (struct sockaddr *)&ss, &sl), 0);
 	add_peer(&a, &b, 2, "127.0.0.1", ntohs(((struct sockaddr_in *)&ss)->sin_port));
 	n = ip4_packet(pkt, 1, 2);

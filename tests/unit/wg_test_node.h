@@ -63,8 +63,8 @@ static inline void sin4(struct sockaddr_storage *ss, const char *addr, uint16_t 
 
 /* Adds `to` as a peer of n with allowed IP 100.64.0.<host>/32 and the
  * endpoint addr:port (addr NULL: none). */
-static inline void add_peer(struct node *n, const struct node *to, int host, const char *addr,
-                     uint16_t port)
+static inline void add_peer(struct node *n, const struct node *to, int host,
+                            const char *addr, uint16_t port)
 {
 	struct wg_allowed_ip ip;
 	struct wg_peer_config pc;
@@ -92,8 +92,8 @@ static inline int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static inline bool run_until(struct event_base *base, const unsigned *counter, unsigned want,
-                      int ms)
+static inline bool run_until(struct event_base *base, const unsigned *counter,
+                             unsigned want, int ms)
 {
 	struct timeval tick = {0, 2000};
 	int64_t end = mono_ms() + ms;
