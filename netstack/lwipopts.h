@@ -233,6 +233,9 @@
 #define MLD6_STATS         0
 #define ND6_STATS          0
 #ifdef NDEBUG
+#ifdef MESH_FUZZING
+#error "the fuzzers run with lwIP's assertions on: build them without NDEBUG"
+#endif
 #define LWIP_NOASSERT 1
 #endif
 

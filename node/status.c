@@ -173,6 +173,11 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 	                " rx dropped, %" PRIu64 " tx dropped\n",
 	                st.rx_packets, st.tx_packets, drops,
 	                st.tx_drop_noroute + st.tx_drop_queue + st.tx_drop_sock);
+	if (st.tx_gso_refused)
+		api_conn_printf(c,
+		                "wg     UDP GSO refused %" PRIu64
+		                " times (that destination gets plain sends for 5 min)\n",
+		                st.tx_gso_refused);
 }
 
 /* ---- JSON: built with jansson, so no value can break the document ---- */
@@ -292,6 +297,9 @@ static json_t *json_wireguard(const struct wg_device *wg)
 	fmt_json_set(o, "tx_drop_sock", fmt_json_u64(st.tx_drop_sock));
 	fmt_json_set(o, "cookies_sent", fmt_json_u64(st.cookies_sent));
 	fmt_json_set(o, "cookies_received", fmt_json_u64(st.cookies_received));
+	fmt_json_set(o, "rx_gro_buffers", fmt_json_u64(st.rx_gro_buffers));
+	fmt_json_set(o, "tx_gso_refused", fmt_json_u64(st.tx_gso_refused));
+	fmt_json_set(o, "tx_src_refused", fmt_json_u64(st.tx_src_refused));
 	return o;
 }
 

@@ -83,10 +83,8 @@ SRC
 		{ say "src/$LWIP_ORIG: sha256 mismatch, refusing to build it"; exit 1; }
 	rm -rf "$LWIP_DIR"
 	tar -C src -xf "src/$LWIP_ORIG"
-	for p in patches/lwip-*.patch; do
-		[ -f "$p" ] || continue
-		say "applying $p"
-		patch -s -d "$LWIP_DIR" -p1 <"$p"
-	done
+	# Our patches (patches/lwip-*.patch) are applied at build time to
+	# copies of the files they change (lwip_patches.mk): this tree stays
+	# as Debian ships it.
 	touch "$LWIP_DIR/.ok"
 fi

@@ -42,6 +42,17 @@ $(BUILD)/lwip/%.o: $(LWIP_DIR)/src/%.c netstack/lwipopts.h netstack/arch/cc.h \
 	@mkdir -p $(dir $@)
 	$(CC) $(LWIP_CPPFLAGS) $(LWIP_CFLAGS) -c $< -o $@
 
+# Files our patches change are built from patched copies (lwip_patches.mk).
+include third_party/lwip_patches.mk
+LWIP_PATCH_DIR := $(BUILD)/lwip-patched
+$(LWIP_PATCH_DIR)/.ok: $(LWIP_PATCHES) | $(DEPS_STAMP)
+	$(call lwip_apply_patches,$(LWIP_PATCH_DIR))
+
+$(LWIP_PATCHED_FILES:%.c=$(BUILD)/lwip/%.o): $(BUILD)/lwip/%.o: $(LWIP_PATCH_DIR)/.ok \
+		netstack/lwipopts.h netstack/arch/cc.h netstack/ns_hooks.h
+	@mkdir -p $(dir $@)
+	$(CC) $(LWIP_CPPFLAGS) $(LWIP_CFLAGS) -c $(LWIP_PATCH_DIR)/src/$*.c -o $@
+
 $(LWIP_LIB): $(LWIP_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

@@ -346,8 +346,16 @@ int wg_device_update_peer(struct wg_device *d, const struct wg_peer_config *cfg,
 	if (mask & WG_PEER_UPD_ENDPOINT) {
 		if (cfg->endpoint.ss_family == 0) {
 			memset(&p->endpoint, 0, sizeof(p->endpoint));
+			memset(&p->src, 0, sizeof(p->src));
 		} else {
-			wg_peer_set_endpoint(p, (const struct sockaddr *)&cfg->endpoint);
+			/* The same endpoint again (a map refresh) keeps the
+			 * sticky source; a new one starts without. */
+			size_t n = cfg->endpoint.ss_family == AF_INET
+			               ? sizeof(struct sockaddr_in)
+			               : sizeof(struct sockaddr_in6);
+			if (memcmp(&p->endpoint, &cfg->endpoint, n) != 0)
+				wg_peer_set_endpoint(
+				    p, (const struct sockaddr *)&cfg->endpoint);
 			announce = true;
 		}
 	}

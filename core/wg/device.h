@@ -59,8 +59,10 @@ struct wg_peer *wg_device_add_peer(struct wg_device *d, const struct wg_peer_con
 
 /* Sends one plaintext IP packet (IPv4 or IPv6, len <= 65535). Returns 0 when
  * sent or queued behind a handshake, -EHOSTUNREACH when no peer's allowed IPs
- * cover the destination, -EINVAL for a malformed packet, -ENOBUFS when the
- * per-peer staging queue is full (the packet is dropped and counted). */
+ * cover the destination, -EINVAL for a malformed packet, -ENOBUFS when it
+ * cannot be queued (no memory; dropped and counted). A peer's staging queue
+ * holds WG_MAX_STAGED_PACKETS: when full, its oldest packet is dropped (and
+ * counted in tx_drop_queue) for the new one, as in the kernel. */
 int wg_device_send(struct wg_device *d, const uint8_t *pkt, size_t len);
 
 /* True when some peer's allowed IPs cover the address. */
@@ -86,6 +88,13 @@ struct wg_device_stats {
 	uint64_t rx_drop_replay, rx_drop_allowedips, rx_drop_nokey, rx_drop_ratelimit;
 	uint64_t tx_drop_noroute, tx_drop_queue, tx_drop_sock;
 	uint64_t cookies_sent, cookies_received;
+	/* Batching: received buffers that held several datagrams (UDP GRO);
+	 * GSO sends a destination refused (that destination then gets plain
+	 * sends for WG_GSO_RETRY_SEC, the others keep GSO). */
+	uint64_t rx_gro_buffers, tx_gso_refused;
+	/* Sticky sources the kernel refused (the local address went away);
+	 * those datagrams left from the address the kernel chose. */
+	uint64_t tx_src_refused;
 };
 
 /* Transmit batching: between hold and release (nestable), the datagrams the

@@ -9,6 +9,7 @@
 #include "core/wg/noise.h"
 #include "core/wg/peerlookup.h"
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,24 @@ struct wg_tx_queue;
 /* Handshake messages per second above which the device counts as under load
  * (then mac2 is required and the per-source rate limiter applies). */
 #define WG_UNDER_LOAD_HANDSHAKES_PER_SEC 256
+
+/* The local address a peer's datagrams arrived on, which replies to it are
+ * sent from (the sticky source of the kernel's endpoint.src4/src6 and of
+ * wireguard-go's Linux bind): on a host with several addresses the peer
+ * then hears from the address it wrote to, as its NAT or firewall expects.
+ * family 0: none, the kernel's routing picks the source. Zeroed before it
+ * is filled (compared with memcmp). */
+struct wg_src {
+	sa_family_t family;
+	uint32_t ifindex; /* IPv6 link-local sources only, else 0 */
+	union {
+		struct in_addr v4;
+		struct in6_addr v6;
+	} addr;
+};
+/* Sources the kernel refused to send from (the address went away), kept
+ * until a datagram arrives on them again; a peer holding one drops it. */
+#define WG_SRC_GONE_MAX 4
 
 struct wg_device {
 	struct event_base *base;
@@ -72,15 +91,16 @@ struct wg_device {
 	struct mmsghdr *rx_msgs;
 	struct iovec *rx_iovs;
 	struct sockaddr_storage *rx_addrs;
-	uint8_t *rx_ctl;         /* WG_RX_BATCH control buffers (UDP_GRO) */
-	uint64_t rx_gro_buffers; /* received buffers that held several datagrams */
+	uint8_t *rx_ctl;      /* WG_RX_BATCH control buffers (UDP_GRO, PKTINFO) */
+	struct wg_src rx_src; /* where the datagram being received arrived */
+	struct wg_src src_gone[WG_SRC_GONE_MAX];
+	unsigned n_src_gone;
 
 	/* Transmit queue (socket.c): used while tx_hold > 0. */
 	struct wg_tx_queue *txq;
 	unsigned tx_hold;
 	bool tx_defer;             /* wg_device_set_tx_defer */
 	struct event *tx_flush_ev; /* flushes a deferred queue */
-	uint64_t tx_gso_refused;   /* times a GSO send fell back to plain ones */
 };
 
 /* Monotonic clock (CLOCK_BOOTTIME) in nanoseconds. */
@@ -104,11 +124,17 @@ void wg_device_force_under_load(struct wg_device *d, int mode);
 /* socket.c */
 int wg_socket_open(struct wg_device *d, uint16_t port);
 void wg_socket_close(struct wg_device *d);
-/* Sends one datagram to sa, or queues it while the device is held (see
+/* Sends one datagram to sa, from src if it is set (NULL or family 0: the
+ * kernel picks), or queues it while the device is held (see
  * wg_device_tx_hold). Returns 0 or -errno (counted in tx_drop_sock; a
- * queued datagram that fails is counted when the queue is flushed). */
-int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t *buf,
-                   size_t len);
+ * queued datagram that fails is counted when the queue is flushed). A
+ * source the kernel refuses (the address is gone) is dropped, the datagram
+ * sent without it, and the source marked gone (wg_socket_src_gone). */
+int wg_socket_send(struct wg_device *d, const struct sockaddr *sa,
+                   const struct wg_src *src, const uint8_t *buf, size_t len);
+/* True if the kernel refused to send from src since a datagram last
+ * arrived on it. */
+bool wg_socket_src_gone(const struct wg_device *d, const struct wg_src *src);
 /* Sends what is queued now. */
 void wg_socket_flush(struct wg_device *d);
 

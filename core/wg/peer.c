@@ -147,6 +147,7 @@ void wg_peer_clear_sessions(struct wg_peer *p)
 
 void wg_peer_set_endpoint(struct wg_peer *p, const struct sockaddr *sa)
 {
+	memset(&p->src, 0, sizeof(p->src));
 	if (sa->sa_family == AF_INET) {
 		memset(&p->endpoint, 0, sizeof(p->endpoint));
 		memcpy(&p->endpoint, sa, sizeof(struct sockaddr_in));
@@ -161,8 +162,6 @@ int wg_peer_stage(struct wg_peer *p, const uint8_t *pkt, size_t len)
 	struct wg_staged *st;
 	uint8_t *copy;
 
-	if (p->staged_count >= WG_MAX_STAGED_PACKETS)
-		return -ENOBUFS;
 	if (!p->staged) {
 		p->staged = calloc(WG_MAX_STAGED_PACKETS, sizeof(*p->staged));
 		if (!p->staged)
@@ -176,6 +175,14 @@ int wg_peer_stage(struct wg_peer *p, const uint8_t *pkt, size_t len)
 	}
 	if (len)
 		memcpy(copy, pkt, len);
+	if (p->staged_count >= WG_MAX_STAGED_PACKETS) {
+		st = &p->staged[p->staged_head];
+		free(st->data);
+		st->data = NULL;
+		p->staged_head = (p->staged_head + 1) % WG_MAX_STAGED_PACKETS;
+		p->staged_count--;
+		p->dev->stats.tx_drop_queue++;
+	}
 	st = &p->staged[(p->staged_head + p->staged_count) % WG_MAX_STAGED_PACKETS];
 	st->data = copy;
 	st->len = len;

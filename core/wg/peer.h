@@ -7,6 +7,7 @@
 
 #include "core/wg/cookie.h"
 #include "core/wg/device.h"
+#include "core/wg/device_internal.h"
 #include "core/wg/noise.h"
 #include "core/wg/peerlookup.h"
 
@@ -43,6 +44,10 @@ struct wg_peer {
 	struct wg_session *current, *previous, *next;
 
 	struct sockaddr_storage endpoint; /* ss_family 0: none */
+	/* Our address the endpoint's last authenticated datagram arrived on;
+	 * we send from it (family 0: the kernel picks). Cleared with a new
+	 * configured endpoint and when a handshake goes unanswered. */
+	struct wg_src src;
 
 	/* Packets waiting for a session (a ring of WG_MAX_STAGED_PACKETS,
 	 * oldest first). Allocated by the first wg_peer_stage() and freed
@@ -58,7 +63,11 @@ struct wg_peer {
 	struct event *timer_new_handshake;
 	struct event *timer_zero_key_material;
 	struct event *timer_persistent_keepalive;
-	unsigned handshake_attempts;
+	unsigned handshake_attempts; /* retries since the last new reason */
+	/* Initiations made over the peer's life (sent, or due with no endpoint
+	 * to send to); the quick retries count against it, so new data does
+	 * not start them again (timers.c). */
+	unsigned initiations;
 	bool need_another_keepalive;
 	bool sent_lastminute_handshake;
 	uint64_t last_sent_handshake_ns; /* monotonic */
@@ -96,9 +105,13 @@ void wg_peer_clear_sessions(struct wg_peer *p);
 /* Removes the handshake's index from the device table and clears it. */
 void wg_peer_clear_handshake(struct wg_peer *p);
 
+/* Sets the endpoint and forgets the sticky source (receive.c sets it
+ * after this from the datagram that moved the endpoint). */
 void wg_peer_set_endpoint(struct wg_peer *p, const struct sockaddr *sa);
 
-/* Staged packets. stage returns -ENOBUFS when full, -ENOMEM. */
+/* Staged packets. When the ring is full the oldest packet gives way
+ * (counted in tx_drop_queue), as in the kernel: the newest carry the
+ * freshest TCP state. stage returns 0 or -ENOMEM. */
 int wg_peer_stage(struct wg_peer *p, const uint8_t *pkt, size_t len);
 void wg_peer_purge_staged(struct wg_peer *p);
 /* Frees the ring when nothing is staged (cheap to call per packet). */

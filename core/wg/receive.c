@@ -87,6 +87,7 @@ static struct wg_peer *receive_initiation(struct wg_device *d, const uint8_t *bu
 	p = wg_peer_from_handshake(hs);
 	log_debug("wg: received handshake initiation");
 	wg_peer_set_endpoint(p, src);
+	p->src = d->rx_src;
 	wg_send_handshake_response(p);
 	return p;
 }
@@ -110,6 +111,7 @@ static struct wg_peer *receive_response(struct wg_device *d, const uint8_t *buf,
 	}
 	log_debug("wg: received handshake response");
 	wg_peer_set_endpoint(p, src);
+	p->src = d->rx_src;
 	if (wg_peer_begin_session(p, now)) {
 		wg_timers_session_derived(p);
 		wg_timers_handshake_complete(p);
@@ -263,6 +265,7 @@ static void receive_data(struct wg_device *d, const uint8_t *buf, size_t len,
 	wg_timers_any_authenticated_packet_received(p);
 	wg_timers_any_authenticated_packet_traversal(p);
 	wg_peer_set_endpoint(p, src);
+	p->src = d->rx_src;
 	p->rx_bytes += len;
 	if (plain_len == 0)
 		return; /* keepalive */

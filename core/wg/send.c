@@ -22,7 +22,10 @@ static int send_to_peer(struct wg_peer *p, const void *buf, size_t len)
 		p->dev->stats.tx_drop_sock++;
 		return -EDESTADDRREQ;
 	}
-	ret = wg_socket_send(p->dev, (const struct sockaddr *)&p->endpoint, buf, len);
+	if (p->src.family && p->dev->n_src_gone && wg_socket_src_gone(p->dev, &p->src))
+		memset(&p->src, 0, sizeof(p->src)); /* that address went away */
+	ret = wg_socket_send(p->dev, (const struct sockaddr *)&p->endpoint, &p->src, buf,
+	                     len);
 	if (ret == 0)
 		p->tx_bytes += len;
 	return ret;
@@ -37,15 +40,21 @@ void wg_send_handshake_initiation(struct wg_peer *p, bool is_retry)
 
 	if (!is_retry)
 		p->handshake_attempts = 0;
-	/* At most one initiation per REKEY_TIMEOUT; per second to a peer never
-	 * reached, whose first retries come that quickly (timers.c). */
-	unsigned gap =
-	    p->handshakes_completed ? WG_REKEY_TIMEOUT : WG_QUICK_RETRY_TIMEOUT;
+	/* At most one initiation per REKEY_TIMEOUT; per second for the first
+	 * few to a peer never reached (wg_timers_retry_timeout). */
+	unsigned gap = wg_timers_retry_timeout(p);
 	if (p->last_sent_handshake_ns &&
 	    now + HANDSHAKE_RATE_SLACK_NS < p->last_sent_handshake_ns + gap * NS_PER_SEC)
 		return;
-	if (!p->endpoint.ss_family)
+	if (!p->endpoint.ss_family) {
+		/* Nowhere to send it. As in the kernel the retransmit timer
+		 * runs anyway: if the peer does not call within
+		 * REKEY_ATTEMPT_TIME, what waits for it is dropped. */
+		p->initiations++;
+		p->last_sent_handshake_ns = now;
+		wg_timers_handshake_initiated(p);
 		return;
+	}
 	idx = wg_index_table_insert(d->index, &p->hs_entry);
 	if (!idx)
 		return;
@@ -57,6 +66,7 @@ void wg_send_handshake_initiation(struct wg_peer *p, bool is_retry)
 	wg_timers_any_authenticated_packet_traversal(p);
 	wg_timers_any_authenticated_packet_sent(p);
 	p->last_sent_handshake_ns = now;
+	p->initiations++;
 	log_debug("wg: sending handshake initiation (index %08x)", idx);
 	send_to_peer(p, &msg, sizeof(msg));
 	p->handshakes_sent++;
@@ -93,7 +103,9 @@ void wg_send_cookie_reply(struct wg_device *d, const uint8_t *msg, size_t len,
 
 	wg_cookie_reply_create(&d->cookie_checker, &reply, msg, len, sender_index, src,
 	                       wg_now_ns());
-	if (wg_socket_send(d, src, (const uint8_t *)&reply, sizeof(reply)) == 0)
+	/* From the address the message arrived on, as every reply. */
+	if (wg_socket_send(d, src, &d->rx_src, (const uint8_t *)&reply, sizeof(reply)) ==
+	    0)
 		d->stats.cookies_sent++;
 }
 
@@ -207,7 +219,7 @@ int wg_send_packet(struct wg_peer *p, const uint8_t *pkt, size_t len)
 			return 0;
 		}
 	}
-	ret = wg_peer_stage(p, pkt, len);
+	ret = wg_peer_stage(p, pkt, len); /* a full ring drops its oldest */
 	if (ret != 0) {
 		p->dev->stats.tx_drop_queue++;
 		return -ENOBUFS;

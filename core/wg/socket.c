@@ -1,10 +1,16 @@
 /* The device's UDP sockets: one IPv4, one IPv6 (V6ONLY, optional), both
- * non-blocking on the event loop, read in batches with recvmmsg; written in
- * batches with sendmmsg when the loop callback that produced the datagrams
- * returns. */
+ * bound to the wildcard address, non-blocking on the event loop, read in
+ * batches with recvmmsg; written in batches with sendmmsg when the loop
+ * callback that produced the datagrams returns. Each datagram's local
+ * address is read (IP_PKTINFO / IPV6_RECVPKTINFO) and replies leave from it
+ * (sticky source, struct wg_src). GSO (UDP_SEGMENT) is given up per
+ * destination, for WG_GSO_RETRY_SEC, when that destination's route refuses
+ * it. */
 #include "core/util/log.h"
+#include "core/util/sockaddr.h"
 #include "core/wg/device_internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -26,10 +32,17 @@
 #ifndef WG_RX_GRO
 #define WG_RX_GRO 1 /* UDP_GRO on the receive sockets */
 #endif
-/* Room for the UDP_GRO cmsg (an int) per received message. */
-#define RX_CTL_BYTES    64
+/* Room for the UDP_GRO cmsg (an int) and a PKTINFO per received message. */
+#define RX_CTL_BYTES    128
 #define WG_TX_GSO_SEGS  64
 #define WG_TX_GSO_BYTES 65000
+/* A destination whose route refused a GSO send gets plain sends for this
+ * long, then GSO is tried again (a new endpoint is tried at once). */
+#define WG_GSO_RETRY_SEC 300
+#define WG_NOGSO_MAX     16
+/* A PKTINFO and a UDP_SEGMENT. */
+#define TX_CTL_BYTES                                                                     \
+	(CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t)))
 
 struct wg_tx_queue {
 	int fd; /* of the queued datagrams */
@@ -38,16 +51,23 @@ struct wg_tx_queue {
 	struct mmsghdr msgs[WG_TX_BATCH];
 	struct iovec iovs[WG_TX_BATCH];
 	struct sockaddr_storage addrs[WG_TX_BATCH];
-	bool gso_off; /* the kernel refused a GSO send once */
+	struct wg_src srcs[WG_TX_BATCH];
 	/* The same datagrams coalesced for GSO; first[k] is the queue index of
 	 * out[k]'s first datagram, first[count] == n. */
 	struct mmsghdr out[WG_TX_BATCH];
 	struct iovec oiovs[WG_TX_BATCH];
 	union {
-		char buf[CMSG_SPACE(sizeof(uint16_t))];
+		char buf[TX_CTL_BYTES];
 		struct cmsghdr align;
 	} ctl[WG_TX_BATCH];
+	uint16_t gso_size[WG_TX_BATCH]; /* of out[k], 0: one datagram */
 	unsigned first[WG_TX_BATCH + 1];
+	/* Destinations that refused GSO, until when (wg_now_ns). */
+	struct {
+		struct sockaddr_storage to;
+		socklen_t len;
+		uint64_t until_ns;
+	} nogso[WG_NOGSO_MAX];
 	uint8_t arena[WG_TX_ARENA_BYTES];
 };
 
@@ -63,12 +83,48 @@ static void read_batches(struct wg_device *d, evutil_socket_t fd);
 
 /* With UDP_GRO the kernel may hand us several datagrams of one sender in one
  * buffer, all gso_size long but the last: split them again. */
-static void receive_coalesced(struct wg_device *d, const struct msghdr *h,
-                              const uint8_t *buf, size_t len)
+static bool src_equal(const struct wg_src *a, const struct wg_src *b)
 {
-	const struct sockaddr *src = h->msg_name;
-	size_t seg = len;
+	return memcmp(a, b, sizeof(*a)) == 0;
+}
 
+bool wg_socket_src_gone(const struct wg_device *d, const struct wg_src *src)
+{
+	for (unsigned i = 0; i < d->n_src_gone; i++)
+		if (src_equal(&d->src_gone[i], src))
+			return true;
+	return false;
+}
+
+/* The kernel would not send from src: remember it (the oldest mark gives
+ * way) so that peers holding it let it go. */
+static void src_mark_gone(struct wg_device *d, const struct wg_src *src)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+
+	d->stats.tx_src_refused++;
+	if (wg_socket_src_gone(d, src))
+		return;
+	if (d->n_src_gone == WG_SRC_GONE_MAX) {
+		memmove(&d->src_gone[0], &d->src_gone[1],
+		        (WG_SRC_GONE_MAX - 1) * sizeof(d->src_gone[0]));
+		d->n_src_gone--;
+	}
+	d->src_gone[d->n_src_gone++] = *src;
+	inet_ntop(src->family, &src->addr, a, sizeof(a));
+	log_info("wg: cannot send from %s any more (address gone?); replies leave "
+	         "from the address the routing table picks",
+	         a);
+}
+
+/* The local address of a received datagram (its PKTINFO), into d->rx_src;
+ * a datagram arriving on an address marked gone clears the mark. Returns
+ * the UDP_GRO segment size (0: none). */
+static size_t read_control(struct wg_device *d, const struct msghdr *h)
+{
+	size_t seg = 0;
+
+	memset(&d->rx_src, 0, sizeof(d->rx_src));
 	for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)h); c;
 	     c = CMSG_NXTHDR((struct msghdr *)h, c)) {
 		int v;
@@ -78,15 +134,51 @@ static void receive_coalesced(struct wg_device *d, const struct msghdr *h,
 			memcpy(&v, CMSG_DATA(c), sizeof(v));
 			if (v > 0)
 				seg = (size_t)v;
+		} else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+		           c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+			struct in_pktinfo pi;
+
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			d->rx_src.family = AF_INET;
+			d->rx_src.addr.v4 = pi.ipi_addr;
+		} else if (c->cmsg_level == IPPROTO_IPV6 &&
+		           c->cmsg_type == IPV6_PKTINFO &&
+		           c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+			struct in6_pktinfo pi;
+
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			d->rx_src.family = AF_INET6;
+			d->rx_src.addr.v6 = pi.ipi6_addr;
+			if (IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr))
+				d->rx_src.ifindex = pi.ipi6_ifindex;
 		}
 	}
-	if (seg >= len) {
-		wg_device_receive(d, buf, len, src); /* one datagram (maybe empty) */
-		return;
+	if (d->n_src_gone && d->rx_src.family) {
+		for (unsigned i = 0; i < d->n_src_gone; i++) {
+			if (!src_equal(&d->src_gone[i], &d->rx_src))
+				continue;
+			d->src_gone[i] = d->src_gone[--d->n_src_gone];
+			break;
+		}
 	}
-	d->rx_gro_buffers++;
-	for (size_t off = 0; off < len; off += seg)
-		wg_device_receive(d, buf + off, len - off < seg ? len - off : seg, src);
+	return seg;
+}
+
+static void receive_coalesced(struct wg_device *d, const struct msghdr *h,
+                              const uint8_t *buf, size_t len)
+{
+	const struct sockaddr *src = h->msg_name;
+	size_t seg = read_control(d, h);
+
+	if (seg == 0 || seg >= len) {
+		wg_device_receive(d, buf, len, src); /* one datagram (maybe empty) */
+	} else {
+		d->stats.rx_gro_buffers++;
+		for (size_t off = 0; off < len; off += seg)
+			wg_device_receive(d, buf + off, len - off < seg ? len - off : seg,
+			                  src);
+	}
+	memset(&d->rx_src, 0, sizeof(d->rx_src));
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -184,6 +276,12 @@ static int open_one(int family, uint16_t port, uint16_t *bound_port)
 		sl = sizeof(*a);
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	}
+	/* The local address of each datagram (sticky source); without it
+	 * replies simply leave from the address the kernel picks. */
+	if (family == AF_INET)
+		setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+	else
+		setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
 	/* Larger buffers absorb bursts; the kernel may clamp them. */
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
@@ -301,18 +399,72 @@ void wg_device_set_tx_hook(struct wg_device *d,
 	d->tx_hook_ctx = ctx;
 }
 
-/* Sends m[0..cnt) on fd; first[k]..first[k+1] are the queued datagrams in
- * m[k]. Returns the index of an entry the kernel refused as a GSO send
- * (EIO/EINVAL on a coalesced entry), or cnt when done. */
-static unsigned send_entries(struct wg_device *d, int fd, struct mmsghdr *m, unsigned cnt,
-                             const unsigned *first, bool gso)
+/* h's control data: a PKTINFO for src (if set) and a UDP_SEGMENT of
+ * gso_size (if not 0), in buf (TX_CTL_BYTES, aligned for a cmsghdr). */
+static void set_control(struct msghdr *h, char *buf, const struct wg_src *src,
+                        uint16_t gso_size)
+{
+	size_t used = 0;
+
+	memset(buf, 0, TX_CTL_BYTES);
+	if (src && src->family == AF_INET) {
+		struct cmsghdr *c = (struct cmsghdr *)buf;
+		struct in_pktinfo pi;
+
+		memset(&pi, 0, sizeof(pi));
+		pi.ipi_spec_dst = src->addr.v4;
+		c->cmsg_level = IPPROTO_IP;
+		c->cmsg_type = IP_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		used = CMSG_SPACE(sizeof(pi));
+	} else if (src && src->family == AF_INET6) {
+		struct cmsghdr *c = (struct cmsghdr *)buf;
+		struct in6_pktinfo pi;
+
+		memset(&pi, 0, sizeof(pi));
+		pi.ipi6_addr = src->addr.v6;
+		pi.ipi6_ifindex = src->ifindex;
+		c->cmsg_level = IPPROTO_IPV6;
+		c->cmsg_type = IPV6_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		used = CMSG_SPACE(sizeof(pi));
+	}
+	if (gso_size) {
+		struct cmsghdr *c = (struct cmsghdr *)(buf + used);
+
+		c->cmsg_level = SOL_UDP;
+		c->cmsg_type = UDP_SEGMENT;
+		c->cmsg_len = CMSG_LEN(sizeof(gso_size));
+		memcpy(CMSG_DATA(c), &gso_size, sizeof(gso_size));
+		used += CMSG_SPACE(sizeof(gso_size));
+	}
+	h->msg_control = used ? buf : NULL;
+	h->msg_controllen = used;
+}
+
+/* The errors with which the kernel refuses a source address that is no
+ * longer ours (EINVAL for IPv6 and older kernels, ENETUNREACH from the IPv4
+ * route lookup of newer ones). A real "unreachable" costs one retry. */
+static bool src_refused(int err)
+{
+	return err == EINVAL || err == EADDRNOTAVAIL || err == ENETUNREACH;
+}
+
+/* Sends out[0..cnt) on q->fd; first[k]..first[k+1] are the queued
+ * datagrams in out[k]. Returns the index of an entry whose destination
+ * refused a GSO send (EIO/EINVAL/EMSGSIZE on a coalesced entry: too big for
+ * its route, no checksum offload on its device, IPsec), or cnt when done. */
+static unsigned send_entries(struct wg_device *d, struct wg_tx_queue *q, unsigned cnt)
 {
 	unsigned off = 0;
 
 	while (off < cnt) {
-		int r = sendmmsg(fd, m + off, cnt - off, MSG_DONTWAIT);
+		int r = sendmmsg(q->fd, q->out + off, cnt - off, MSG_DONTWAIT);
 		int err = errno;
-		unsigned k = first[off + 1] - first[off];
+		unsigned k = q->first[off + 1] - q->first[off];
+		struct wg_src *src = &q->srcs[q->first[off]];
 
 		if (r > 0) {
 			off += (unsigned)r;
@@ -323,10 +475,24 @@ static unsigned send_entries(struct wg_device *d, int fd, struct mmsghdr *m, uns
 		if (r == 0 || err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
 			/* The socket buffer is full: the rest is lost, as it would
 			 * have been one sendto at a time. */
-			d->stats.tx_drop_sock += first[cnt] - first[off];
+			d->stats.tx_drop_sock += q->first[cnt] - q->first[off];
 			break;
 		}
-		if (gso && k > 1 && (err == EIO || err == EINVAL))
+		if (src->family && src_refused(err)) {
+			/* Our address went away: the same entry without it, and
+			 * no later datagram of this queue tries it again once
+			 * re-coalesced (entries already built retry the same way). */
+			struct wg_src gone = *src;
+
+			src_mark_gone(d, &gone);
+			for (unsigned u = q->first[off]; u < q->n; u++)
+				if (src_equal(&q->srcs[u], &gone))
+					memset(&q->srcs[u], 0, sizeof(q->srcs[u]));
+			set_control(&q->out[off].msg_hdr, q->ctl[off].buf, NULL,
+			            q->gso_size[off]);
+			continue;
+		}
+		if (k > 1 && (err == EIO || err == EINVAL || err == EMSGSIZE))
 			return off;
 		/* Refused (unreachable, too big...): skip it. */
 		d->stats.tx_drop_sock += k;
@@ -336,9 +502,42 @@ static unsigned send_entries(struct wg_device *d, int fd, struct mmsghdr *m, uns
 	return cnt;
 }
 
-/* Runs of datagrams to one address, all of one size but the last (which
- * may be shorter), become one UDP GSO send (UDP_SEGMENT). */
-static unsigned coalesce(struct wg_tx_queue *q, unsigned from)
+/* True while the destination at queue index i is one that refused GSO. */
+static bool gso_refused(struct wg_tx_queue *q, unsigned i, uint64_t now)
+{
+	for (unsigned j = 0; j < WG_NOGSO_MAX; j++)
+		if (q->nogso[j].until_ns > now &&
+		    q->nogso[j].len == q->msgs[i].msg_hdr.msg_namelen &&
+		    memcmp(&q->nogso[j].to, &q->addrs[i], q->nogso[j].len) == 0)
+			return true;
+	return false;
+}
+
+/* Remembers that the destination at queue index i refused GSO (the entry
+ * that expires first gives way). */
+static void gso_refuse(struct wg_device *d, struct wg_tx_queue *q, unsigned i,
+                       uint64_t now)
+{
+	unsigned slot = 0;
+	char a[INET6_ADDRSTRLEN + 8];
+
+	for (unsigned j = 1; j < WG_NOGSO_MAX; j++)
+		if (q->nogso[j].until_ns < q->nogso[slot].until_ns)
+			slot = j;
+	q->nogso[slot].to = q->addrs[i];
+	q->nogso[slot].len = q->msgs[i].msg_hdr.msg_namelen;
+	q->nogso[slot].until_ns = now + WG_GSO_RETRY_SEC * 1000000000ULL;
+	d->stats.tx_gso_refused++;
+	sockaddr_format(&q->addrs[i], a, sizeof(a));
+	log_info("wg: UDP GSO refused towards %s; sending to it one datagram at a "
+	         "time for %d s (other peers keep GSO)",
+	         a, WG_GSO_RETRY_SEC);
+}
+
+/* Runs of datagrams to one address from one source, all of one size but
+ * the last (which may be shorter), become one UDP GSO send (UDP_SEGMENT),
+ * unless gso is false or the destination refused GSO lately. */
+static unsigned coalesce(struct wg_tx_queue *q, unsigned from, bool gso, uint64_t now)
 {
 	unsigned k = 0, i = from;
 
@@ -346,12 +545,13 @@ static unsigned coalesce(struct wg_tx_queue *q, unsigned from)
 		struct mmsghdr *o = &q->out[k];
 		size_t seg = q->iovs[i].iov_len, total = seg;
 		unsigned j = i + 1;
+		bool may = gso && !gso_refused(q, i, now);
 
-		while (j < q->n && j - i < WG_TX_GSO_SEGS &&
+		while (may && j < q->n && j - i < WG_TX_GSO_SEGS &&
 		       q->msgs[j].msg_hdr.msg_namelen == q->msgs[i].msg_hdr.msg_namelen &&
 		       memcmp(&q->addrs[j], &q->addrs[i],
 		              q->msgs[i].msg_hdr.msg_namelen) == 0 &&
-		       q->iovs[j].iov_len <= seg &&
+		       src_equal(&q->srcs[j], &q->srcs[i]) && q->iovs[j].iov_len <= seg &&
 		       total + q->iovs[j].iov_len <= WG_TX_GSO_BYTES) {
 			total += q->iovs[j].iov_len;
 			if (q->iovs[j++].iov_len < seg)
@@ -364,17 +564,8 @@ static unsigned coalesce(struct wg_tx_queue *q, unsigned from)
 		q->oiovs[k].iov_len = total;
 		o->msg_hdr.msg_iov = &q->oiovs[k];
 		o->msg_hdr.msg_iovlen = 1;
-		if (j - i > 1) {
-			struct cmsghdr *c = (struct cmsghdr *)q->ctl[k].buf;
-			uint16_t gso_size = (uint16_t)seg;
-
-			o->msg_hdr.msg_control = q->ctl[k].buf;
-			o->msg_hdr.msg_controllen = sizeof(q->ctl[k].buf);
-			c->cmsg_level = SOL_UDP;
-			c->cmsg_type = UDP_SEGMENT;
-			c->cmsg_len = CMSG_LEN(sizeof(gso_size));
-			memcpy(CMSG_DATA(c), &gso_size, sizeof(gso_size));
-		}
+		q->gso_size[k] = j - i > 1 ? (uint16_t)seg : 0;
+		set_control(&o->msg_hdr, q->ctl[k].buf, &q->srcs[i], q->gso_size[k]);
 		q->first[k++] = i;
 		i = j;
 	}
@@ -385,44 +576,61 @@ static unsigned coalesce(struct wg_tx_queue *q, unsigned from)
 void wg_socket_flush(struct wg_device *d)
 {
 	struct wg_tx_queue *q = d->txq;
+	uint64_t now;
 	unsigned from = 0;
 
 	if (!q || !q->n)
 		return;
-	if (WG_TX_GSO && !q->gso_off) {
-		unsigned k = coalesce(q, 0),
-		         at = send_entries(d, q->fd, q->out, k, q->first, true);
+	now = wg_now_ns();
+	while (from < q->n) {
+		unsigned k = coalesce(q, from, WG_TX_GSO, now),
+		         at = send_entries(d, q, k);
 
 		if (at == k)
-			goto done;
-		/* The kernel or the route cannot segment: plain batches from now. */
-		q->gso_off = true;
-		d->tx_gso_refused++;
-		log_info("wg: UDP GSO refused, sending datagrams one by one");
+			break;
+		/* That destination (its route or its device) cannot take GSO
+		 * sends: plain ones to it for a while, the rest as before. */
+		gso_refuse(d, q, q->first[at], now);
 		from = q->first[at];
 	}
-	for (unsigned i = from; i <= q->n; i++)
-		q->first[i - from] = i;
-	send_entries(d, q->fd, q->msgs + from, q->n - from, q->first, false);
-done:
 	q->n = 0;
 	q->used = 0;
 }
 
 static int send_one(struct wg_device *d, int fd, const struct sockaddr *sa, socklen_t sl,
-                    const uint8_t *buf, size_t len)
+                    const struct wg_src *src, const uint8_t *buf, size_t len)
 {
-	if (sendto(fd, buf, len, 0, sa, sl) < 0) {
-		int err = errno;
-		d->stats.tx_drop_sock++;
-		log_debug("wg: sendto: %s", strerror(err));
-		return -err;
+	union {
+		char buf[TX_CTL_BYTES];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr h;
+	int err;
+
+	memset(&h, 0, sizeof(h));
+	h.msg_name = (void *)sa;
+	h.msg_namelen = sl;
+	h.msg_iov = &iov;
+	h.msg_iovlen = 1;
+	set_control(&h, ctl.buf, src, 0);
+	if (sendmsg(fd, &h, 0) >= 0)
+		return 0;
+	err = errno;
+	if (src && src->family && src_refused(err)) {
+		src_mark_gone(d, src);
+		set_control(&h, ctl.buf, NULL, 0);
+		if (sendmsg(fd, &h, 0) >= 0)
+			return 0;
+		err = errno;
 	}
-	return 0;
+	d->stats.tx_drop_sock++;
+	log_debug("wg: sendto: %s", strerror(err));
+	return -err;
 }
 
-int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t *buf,
-                   size_t len)
+int wg_socket_send(struct wg_device *d, const struct sockaddr *sa,
+                   const struct wg_src *src, const uint8_t *buf, size_t len)
 {
 	int fd = sa->sa_family == AF_INET    ? d->fd4
 	         : sa->sa_family == AF_INET6 ? d->fd6
@@ -440,9 +648,11 @@ int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t
 		d->stats.tx_drop_sock++;
 		return -EAFNOSUPPORT;
 	}
+	if (src && src->family != sa->sa_family)
+		src = NULL; /* cannot happen: both come from one datagram */
 	if (!q || !(d->tx_hold || d->tx_defer) || len > WG_TX_ARENA_BYTES / 4) {
 		wg_socket_flush(d); /* keep the order */
-		return send_one(d, fd, sa, sl, buf, len);
+		return send_one(d, fd, sa, sl, src, buf, len);
 	}
 	if (q->n &&
 	    (q->fd != fd || q->n == WG_TX_BATCH || q->used + len > WG_TX_ARENA_BYTES))
@@ -453,6 +663,10 @@ int wg_socket_send(struct wg_device *d, const struct sockaddr *sa, const uint8_t
 	m = &q->msgs[q->n];
 	memcpy(q->arena + q->used, buf, len);
 	memcpy(&q->addrs[q->n], sa, sl);
+	if (src)
+		q->srcs[q->n] = *src;
+	else
+		memset(&q->srcs[q->n], 0, sizeof(q->srcs[q->n]));
 	q->iovs[q->n].iov_base = q->arena + q->used;
 	q->iovs[q->n].iov_len = len;
 	memset(m, 0, sizeof(*m));

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <sodium.h>
+#include <string.h>
 #include <time.h>
 
 static void expired_zero_key_material(evutil_socket_t fd, short what, void *arg);
@@ -81,6 +82,8 @@ static void expired_retransmit_handshake(evutil_socket_t fd, short what, void *a
 	} else {
 		unsigned waited = wg_timers_retry_timeout(p);
 		p->handshake_attempts++;
+		/* Perhaps our sticky source is the trouble (as the kernel). */
+		memset(&p->src, 0, sizeof(p->src));
 		log_debug(
 		    "wg: handshake did not complete after %u s, retrying (attempt %u)",
 		    waited, p->handshake_attempts + 1);
@@ -106,6 +109,7 @@ static void expired_new_handshake(evutil_socket_t fd, short what, void *arg)
 
 	log_debug("wg: no reply for %d s after sending data, starting a handshake",
 	          WG_KEEPALIVE_TIMEOUT + WG_REKEY_TIMEOUT);
+	memset(&p->src, 0, sizeof(p->src)); /* as on a retry */
 	wg_send_handshake_initiation(p, false);
 }
 
@@ -182,9 +186,13 @@ void wg_timers_any_authenticated_packet_received(struct wg_peer *p)
 	del_timer(p->timer_new_handshake);
 }
 
+/* 1 s after each of the first WG_QUICK_RETRIES + 1 initiations to a peer
+ * never reached, counted over the peer's life: data that keeps coming does
+ * not start the quick retries again (it did, and a peer never reached got
+ * an initiation every second for as long as traffic lasted). */
 unsigned wg_timers_retry_timeout(const struct wg_peer *p)
 {
-	if (p->handshakes_completed == 0 && p->handshake_attempts < WG_QUICK_RETRIES)
+	if (p->handshakes_completed == 0 && p->initiations <= WG_QUICK_RETRIES)
 		return WG_QUICK_RETRY_TIMEOUT;
 	return WG_REKEY_TIMEOUT;
 }

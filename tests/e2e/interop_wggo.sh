@@ -12,7 +12,9 @@
 # Checks: ping both ways; 64 MiB each way through the TCPClientTunnel and
 # through the TCPServerTunnel (sha256 compared); curl through SOCKS5; a
 # handshake initiated by each side (the other side has no endpoint, so it
-# cannot initiate); recovery after wireguard-go restarts with the same key.
+# cannot initiate); recovery after wireguard-go restarts with the same key;
+# sticky source: with a second address 198.18.0.3 in B that wireguard-go
+# writes to, mesh-proxy answers from 198.18.0.3 (wg show's endpoint).
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -76,11 +78,12 @@ EOF
 WGA=$(wg_ifname a)
 BLOG="$E2E_LOGDIR/meshB.log"
 
-# start_wga WITH_ENDPOINT : wireguard-go in A, peer B with or without endpoint.
+# start_wga WITH_ENDPOINT [B_ADDR] : wireguard-go in A, peer B with or
+# without endpoint (B_ADDR:51821, 198.18.0.2 unless given).
 start_wga() {
     wggo_start wgA A "$WGA" 100.77.0.1/24 51820 "$E2E_TMP/a.key"
     if [ "$1" = yes ]; then
-        nsx A wg set "$WGA" peer "$BPUB" allowed-ips 100.77.0.2/32 endpoint 198.18.0.2:51821
+        nsx A wg set "$WGA" peer "$BPUB" allowed-ips 100.77.0.2/32 endpoint "${2:-198.18.0.2}:51821"
     else
         nsx A wg set "$WGA" peer "$BPUB" allowed-ips 100.77.0.2/32
     fi
@@ -104,6 +107,9 @@ curl_page() {
 }
 
 hs_a() { wg_latest_handshake A "$WGA" "$BPUB"; }
+# B's endpoint as wireguard-go sees it (it follows the source address of
+# B's authenticated datagrams).
+ep_a() { nsx A wg show "$WGA" endpoints | awk -v k="$BPUB" '$1 == k { print $2 }'; }
 hs_a_after() { [ "$(hs_a)" -ge "$1" ] 2>/dev/null; }
 
 step "A: wireguard-go (no endpoint for B: it cannot initiate) and servers"
@@ -217,14 +223,16 @@ check "our log: a new handshake complete after the restart" \
 check "wg show: the new wireguard-go has a handshake with B" wait_until 5 hs_a_after "$T1"
 check "curl --socks5 works after recovery" curl_page
 
-step "handshake initiated by wireguard-go (mesh-proxy restarted without an Endpoint)"
+step "handshake initiated by wireguard-go to B's second address 198.18.0.3 (mesh-proxy restarted without an Endpoint)"
 bg_stop meshB
 bg_stop wgA
 bg_stop httpA
 b_config no
+# A secondary address: B's routing picks 198.18.0.2 for replies to A.
+nsx B ip addr add 198.18.0.3/24 dev vA
 T2=$(date +%s)
 MARK=$(log_mark "$BLOG")
-start_wga yes
+start_wga yes 198.18.0.3
 bg httpA A $PY "$E2E_DIR/httpd.py" 100.77.0.1 8000 "$E2E_TMP/www"
 start_b
 wait_listen A 8000 || die "HTTP server in A did not restart"
@@ -232,6 +240,9 @@ check "no handshake before A sends anything" test "$(hs_a)" = 0
 check "ping 100.77.0.2 from A (wireguard-go initiates)" nsx A ping -c 3 -i 0.3 -W 5 100.77.0.2
 check "our log: handshake complete" wait_log_after "$BLOG" "$MARK" "handshake complete" 10
 check "wg show: A has a handshake with B" wait_until 5 hs_a_after "$T2"
+info "wireguard-go sees B at $(ep_a)"
+check "sticky source: mesh-proxy answers from 198.18.0.3, the address wireguard-go wrote to" \
+    test "$(ep_a)" = 198.18.0.3:51821
 check "mesh-proxy ping 100.77.0.1 answers (responder side)" \
     mesh_cli meshB B ping -c 3 -W 5 100.77.0.1
 check "curl --socks5 through the responder-side session" curl_page

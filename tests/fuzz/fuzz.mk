@@ -79,6 +79,17 @@ $(FB)/lwip/%.o: $(LWIP_DIR)/%.c netstack/lwipopts.h
 	@echo "  CC (fuzz) $<"
 	@$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) -w -c $< -o $@
 
+# Files our lwIP patches change are built from patched copies.
+include third_party/lwip_patches.mk
+$(FB)/lwip-patched/.ok: $(LWIP_PATCHES)
+	$(call lwip_apply_patches,$(FB)/lwip-patched)
+
+$(LWIP_PATCHED_FILES:%.c=$(FB)/lwip/src/%.o): $(FB)/lwip/src/%.o: $(FB)/lwip-patched/.ok \
+		netstack/lwipopts.h
+	@mkdir -p $(dir $@)
+	@echo "  CC (fuzz) $(FB)/lwip-patched/src/$*.c"
+	@$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) -w -c $(FB)/lwip-patched/src/$*.c -o $@
+
 # Archives, so each harness links only the objects it actually uses.
 $(FB)/libmesh.a: $(MESH_OBJ)
 	@rm -f $@

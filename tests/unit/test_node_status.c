@@ -172,6 +172,13 @@ static void test_members_in_order(void **state)
 	    "100.64.0.2/32");
 	assert_true(json_is_integer(
 	    json_object_get(json_object_get(doc, "wireguard"), "rx_packets")));
+	/* The batching and sticky-source counters are visible too. */
+	static const char *const wg_keys[] = {"rx_gro_buffers", "tx_gso_refused",
+	                                      "tx_src_refused"};
+	for (size_t k = 0; k < sizeof(wg_keys) / sizeof(wg_keys[0]); k++)
+		if (!json_is_integer(
+		        json_object_get(json_object_get(doc, "wireguard"), wg_keys[k])))
+			fail_msg("wireguard.%s missing from status --json", wg_keys[k]);
 	json_decref(doc);
 	fixture_fini(&f);
 }
