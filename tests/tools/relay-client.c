@@ -3,7 +3,7 @@
  *
  *   relay-client register TOKEN            register a fresh node with
  *                                          mesh-control; prints its private
- *                                          key (hex) once it is online
+ *                                          key (hex) and name once online
  *   relay-client pub PRIV                  the public key (base64) of PRIV
  *   relay-client connect ADDR PRIV [--tls] upgrade and handshake; prints
  *                                          "admitted" (exit 0) or "refused:
@@ -18,12 +18,13 @@
  *                                          "received K" (exit 0 if K >= N)
  *   relay-client hold ADDR PRIV SECONDS    stay connected (reading); when the
  *                                          server closes or refuses, print
- *                                          "cut after MS ms: TEXT" (exit 0);
+ *                                          "cut at UNIX_MS: TEXT" (exit 0);
  *                                          exit 1 if still connected
  *   relay-client noread ADDR PRIV SECONDS  handshake, then never read
  *   relay-client garbage ADDR MODE         after the upgrade: MODE oversize
- *                                          (a 4 GiB length), junk (random
- *                                          bytes), short (a CLIENT_INFO too
+ *                                          (a 4 GiB length), junk (a frame
+ *                                          of random bytes before CLIENT_INFO),
+ *                                          short (a CLIENT_INFO too
  *                                          short); prints how the server
  *                                          answered
  * ADDR is IPv4:PORT; PRIV 64 hex digits. */
@@ -201,9 +202,13 @@ static int handshake(const char *addr, const char *privhex, bool tls, bool quiet
 	return 2;
 }
 
+static char reg_name[64];
+
 static void on_state(void *ctx, enum ctl_client_state st, const char *detail,
                      const struct ctl_register_resp *resp)
 {
+	if (st == CTL_CLIENT_ONLINE && resp)
+		snprintf(reg_name, sizeof reg_name, "%s", resp->name);
 	if (st == CTL_CLIENT_ONLINE || st == CTL_CLIENT_REFUSED) {
 		*(int *)ctx = st == CTL_CLIENT_ONLINE ? 1 : -1;
 		if (st == CTL_CLIENT_REFUSED)
@@ -249,8 +254,15 @@ static int cmd_register(const char *token)
 		die("registration failed");
 	char hex[65];
 	sodium_bin2hex(hex, sizeof hex, npriv, 32);
-	printf("%s\n", hex);
+	printf("%s %s\n", hex, reg_name);
 	return 0;
+}
+
+static unsigned long long wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
 }
 
 int main(int argc, char **argv)
@@ -323,18 +335,16 @@ int main(int argc, char **argv)
 			return r;
 		printf("ready\n");
 		fflush(stdout);
-		uint64_t t0 = now_ms(), end = t0 + (uint64_t)atol(argv[4]) * 1000;
+		uint64_t end = now_ms() + (uint64_t)atol(argv[4]) * 1000;
 		struct relay_frame f;
 		while (now_ms() < end) {
 			int k = next_frame(&f, (int)(end - now_ms()));
 			if (k < 0) {
-				printf("cut after %llu ms: connection closed\n",
-				       (unsigned long long)(now_ms() - t0));
+				printf("cut at %llu: connection closed\n", wall_ms());
 				return 0;
 			}
 			if (k == 1 && f.type == RELAY_FRAME_REFUSED) {
-				printf("cut after %llu ms: %.*s\n",
-				       (unsigned long long)(now_ms() - t0), (int)f.u.text.text_len,
+				printf("cut at %llu: %.*s\n", wall_ms(), (int)f.u.text.text_len,
 				       f.u.text.text);
 				return 0;
 			}
@@ -366,13 +376,11 @@ int main(int argc, char **argv)
 			uint8_t h[10] = {RELAY_FRAME_CLIENT_INFO, 0, 0, 0, 5};
 			put_all(h, 10);
 		} else {
+			/* A whole frame of random bytes where CLIENT_INFO belongs. */
 			uint8_t junk[4096];
 			randombytes_buf(junk, sizeof junk);
-			junk[0] = RELAY_FRAME_CLIENT_INFO;
-			junk[1] = 0;
-			junk[2] = 0;
-			junk[3] = 0x0f;
-			junk[4] = 0xff;
+			relay_encode_header(junk, sizeof junk, RELAY_FRAME_SEND_PACKET,
+			                    sizeof junk - RELAY_HDR_LEN);
 			put_all(junk, sizeof junk);
 		}
 		int k = next_frame(&f, 3000);
