@@ -5,7 +5,8 @@
 # user nobody in one network namespace on loopback.
 #
 # Proves: packets flow A->B through one relay and across the two relays
-# (relay mesh, over TLS); an unknown key is refused with a reason and
+# (relay mesh, over TLS); every node's network map lists the relays; an
+# unknown key is refused with a reason and
 # counted; a node removed with `mesh-control nodes remove` is cut off within
 # a second; garbage after the upgrade, an oversized length and a short
 # CLIENT_INFO close that connection and leave the relay up; a client that
@@ -81,11 +82,14 @@ out=$(nb "$RC" register "$T1" 2>&1)
 check "a relay token is refused as a node's join token" has "refused" "$out"
 
 step "three nodes registered in mesh-control"
-read -r A ANAME < <(nb "$RC" register "$NODE_TOKEN")
-read -r B BNAME < <(nb "$RC" register "$NODE_TOKEN")
-read -r C CNAME < <(nb "$RC" register "$NODE_TOKEN")
+read -r A ANAME AMAP < <(nb "$RC" register "$NODE_TOKEN")
+read -r B BNAME BMAP < <(nb "$RC" register "$NODE_TOKEN")
+read -r C CNAME CMAP < <(nb "$RC" register "$NODE_TOKEN")
 [ -n "$A" ] && [ -n "$B" ] && [ -n "$C" ] || die "node registration failed"
 BPUB=$(nb "$RC" pub "$B")
+info "a node's relay map: $AMAP"
+check "every node's network map lists both relays (ports, STUN, TLS, keys)" \
+    test "$AMAP" = "eu-1=127.0.0.1:18441/stun=13478/key,eu-2=127.0.0.1:18442/stun=0/tls/key"
 wait_until 5 relay_json "$RUN/r1" "j['admitted_keys'] == 3" || fail "relay1 did not learn 3 node keys"
 wait_until 5 relay_json "$RUN/r2" "j['admitted_keys'] == 3" || fail "relay2 did not learn 3 node keys"
 

@@ -3,7 +3,8 @@
  *
  *   relay-client register TOKEN            register a fresh node with
  *                                          mesh-control; prints its private
- *                                          key (hex) and name once online
+ *                                          key (hex), name and the relay map
+ *                                          of its first network map
  *   relay-client pub PRIV                  the public key (base64) of PRIV
  *   relay-client connect ADDR PRIV [--tls] upgrade and handshake; prints
  *                                          "admitted" (exit 0) or "refused:
@@ -216,8 +217,26 @@ static void on_state(void *ctx, enum ctl_client_state st, const char *detail,
 	}
 }
 
+/* The relay map as the node got it: "eu-1=127.0.0.1:8443/stun=3478/tls,...". */
+static char reg_relays[1024] = "-";
+static bool reg_map;
+
 static void on_map(void *ctx, const struct ctl_map_full *map, const struct ctl_map_change *chg)
 {
+	size_t off = 0;
+	reg_relays[0] = 0;
+	for (size_t i = 0; i < map->n_relays && off < sizeof reg_relays - 1; i++) {
+		const struct ctl_relay *r = &map->relays[i];
+		int n = snprintf(reg_relays + off, sizeof reg_relays - off, "%s%s=%s:%u/stun=%u%s%s",
+		                 i ? "," : "", r->name, r->host, r->port, r->stun_port,
+		                 r->tls ? "/tls" : "", r->has_key ? "/key" : "");
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	if (!map->n_relays)
+		snprintf(reg_relays, sizeof reg_relays, "-");
+	reg_map = true;
 }
 
 static int cmd_register(const char *token)
@@ -246,7 +265,7 @@ static int cmd_register(const char *token)
 	if (!c)
 		die(err);
 	uint64_t end = now_ms() + 10000;
-	while (!done && now_ms() < end)
+	while (!(done < 0 || (done == 1 && reg_map)) && now_ms() < end)
 		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(2000);
 	ctl_client_free(c);
 	event_base_free(base);
@@ -254,7 +273,7 @@ static int cmd_register(const char *token)
 		die("registration failed");
 	char hex[65];
 	sodium_bin2hex(hex, sizeof hex, npriv, 32);
-	printf("%s %s\n", hex, reg_name);
+	printf("%s %s %s\n", hex, reg_name, reg_relays);
 	return 0;
 }
 
