@@ -14,7 +14,7 @@
 # deadline while the relay's RSS stays bounded; plain HTTP gets 404/426;
 # Debian's stun-client gets its mapped address from the STUN port; `relays
 # list` shows both; `relays remove` stops a relay; the exit log carries the
-# counters.
+# counters; `mesh-relay up --state DIR` resumes as the same relay.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -184,5 +184,16 @@ else
 fi
 bg_stop relay1
 check "the exit log carries the counters" grep -q "^relayed .*packets" "$E2E_LOGDIR/relay1.log"
+
+step "mesh-relay up --state DIR resumes"
+bg_nobody relay1b r "$MR" up --state "$RUN/r1"
+wait_log "$E2E_LOGDIR/relay1b.log" "registered with mesh-control" 10 ||
+    fail "the resumed relay did not register"
+wait_until 5 relay_json "$RUN/r1" "j['admitted_keys'] == 2" || fail "no admission list after resuming"
+out=$(nb "$RC" connect $R1 "$A")
+check "the resumed relay (same key, address and STUN port) admits A" has "^admitted" "$out"
+nb "$MC" --data "$D" relays list >"$E2E_TMP/relays.txt" 2>&1
+check "it is still eu-1, the only relay left" \
+    test "$(grep -c '^[0-9]' "$E2E_TMP/relays.txt")" = 1 -a -n "$(grep -E "eu-1 +eu +$R1 +13478" "$E2E_TMP/relays.txt")"
 
 e2e_finish
