@@ -141,9 +141,9 @@ for mode in oversize junk short; do
 done
 check "the bad frames were counted" \
     relay_json "$RUN/r1" "j['drops']['oversize'] >= 1 and j['drops']['bad_frame'] >= 2"
-code=$(nsx r curl -s -o /dev/null -w '%{http_code}' "http://$R1/")
+code=$(nb curl -s -o /dev/null -w '%{http_code}' "http://$R1/")
 check "GET / is answered 404" test "$code" = 404
-code=$(nsx r curl -s -o /dev/null -w '%{http_code}' "http://$R1/relay")
+code=$(nb curl -s -o /dev/null -w '%{http_code}' "http://$R1/relay")
 check "GET /relay without the upgrade is answered 426" test "$code" = 426
 check "relay1 is still up" kill -0 "$R1PID"
 
@@ -165,7 +165,7 @@ check "relay1's RSS stayed bounded (< $((limit / 1024)) MiB)" test "$rss1" -lt "
 check "relay1 is still up" kill -0 "$R1PID"
 
 step "STUN with Debian's stun-client"
-out=$(nsx r stun $STUN 1 -v -p 40123 2>&1)
+out=$(nb stun $STUN 1 -v -p 40123 2>&1)
 echo "$out" >"$E2E_LOGDIR/stun-client.log"
 check "stun-client gets its mapped address 127.0.0.1:40123" \
     has "mappedAddr=127.0.0.1:40123" "$out"
