@@ -32,20 +32,34 @@ static void put32(uint8_t *p, uint32_t v)
 const char *relay_frame_type_name(unsigned type)
 {
 	switch (type) {
-	case RELAY_FRAME_SERVER_KEY: return "SERVER_KEY";
-	case RELAY_FRAME_CLIENT_INFO: return "CLIENT_INFO";
-	case RELAY_FRAME_SERVER_INFO: return "SERVER_INFO";
-	case RELAY_FRAME_SEND_PACKET: return "SEND_PACKET";
-	case RELAY_FRAME_RECV_PACKET: return "RECV_PACKET";
-	case RELAY_FRAME_KEEPALIVE: return "KEEPALIVE";
-	case RELAY_FRAME_PEER_GONE: return "PEER_GONE";
-	case RELAY_FRAME_PEER_PRESENT: return "PEER_PRESENT";
-	case RELAY_FRAME_FORWARD: return "FORWARD";
-	case RELAY_FRAME_PING: return "PING";
-	case RELAY_FRAME_PONG: return "PONG";
-	case RELAY_FRAME_HEALTH: return "HEALTH";
-	case RELAY_FRAME_RESTARTING: return "RESTARTING";
-	case RELAY_FRAME_REFUSED: return "REFUSED";
+	case RELAY_FRAME_SERVER_KEY:
+		return "SERVER_KEY";
+	case RELAY_FRAME_CLIENT_INFO:
+		return "CLIENT_INFO";
+	case RELAY_FRAME_SERVER_INFO:
+		return "SERVER_INFO";
+	case RELAY_FRAME_SEND_PACKET:
+		return "SEND_PACKET";
+	case RELAY_FRAME_RECV_PACKET:
+		return "RECV_PACKET";
+	case RELAY_FRAME_KEEPALIVE:
+		return "KEEPALIVE";
+	case RELAY_FRAME_PEER_GONE:
+		return "PEER_GONE";
+	case RELAY_FRAME_PEER_PRESENT:
+		return "PEER_PRESENT";
+	case RELAY_FRAME_FORWARD:
+		return "FORWARD";
+	case RELAY_FRAME_PING:
+		return "PING";
+	case RELAY_FRAME_PONG:
+		return "PONG";
+	case RELAY_FRAME_HEALTH:
+		return "HEALTH";
+	case RELAY_FRAME_RESTARTING:
+		return "RESTARTING";
+	case RELAY_FRAME_REFUSED:
+		return "REFUSED";
 	}
 	return NULL;
 }
@@ -58,7 +72,8 @@ static int decode_body(struct relay_frame *f)
 	size_t n = f->len;
 	switch (f->type) {
 	case RELAY_FRAME_SERVER_KEY:
-		if (n < RELAY_SERVER_KEY_LEN || memcmp(b, RELAY_MAGIC, RELAY_MAGIC_LEN) != 0)
+		if (n < RELAY_SERVER_KEY_LEN ||
+		    memcmp(b, RELAY_MAGIC, RELAY_MAGIC_LEN) != 0)
 			return -EBADMSG;
 		f->u.server_key.key = b + RELAY_MAGIC_LEN;
 		f->u.server_key.challenge = b + RELAY_MAGIC_LEN + RELAY_KEY_LEN;
@@ -232,7 +247,8 @@ size_t relay_encode_forward(uint8_t *out, size_t out_cap, const uint8_t *src,
 {
 	if (data_len == 0 || data_len > RELAY_PACKET_MAX)
 		return 0;
-	uint8_t *b = start(out, out_cap, RELAY_FRAME_FORWARD, 2 * RELAY_KEY_LEN + data_len);
+	uint8_t *b =
+	    start(out, out_cap, RELAY_FRAME_FORWARD, 2 * RELAY_KEY_LEN + data_len);
 	if (!b)
 		return 0;
 	memcpy(b, src, RELAY_KEY_LEN);

@@ -87,8 +87,9 @@ enum relay_frame_type {
 };
 
 /* CLIENT_INFO flags. */
-#define RELAY_CLIENT_MESH 0x01 /* a sibling relay: wants PEER_PRESENT/GONE of
-                                * every local client, may send FORWARD */
+#define RELAY_CLIENT_MESH                                                                \
+	0x01 /* a sibling relay: wants PEER_PRESENT/GONE of                              \
+	      * every local client, may send FORWARD */
 
 /* PEER_GONE reasons. */
 enum relay_gone_reason {
@@ -136,7 +137,7 @@ struct relay_frame {
 			const uint8_t *data; /* PING / PONG */
 		} ping;
 		struct {
-			uint8_t reason; /* REFUSED */
+			uint8_t reason;   /* REFUSED */
 			const char *text; /* not NUL-terminated */
 			size_t text_len;
 		} text;

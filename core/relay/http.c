@@ -98,7 +98,8 @@ static bool scan_headers(const uint8_t *p, size_t end, size_t pos, bool *upgrade
 		const char *name = line, *val = colon + 1;
 		size_t nn = (size_t)(colon - line), vn = n - nn - 1;
 		trim(&val, &vn);
-		if (token_eq(name, nn, "Upgrade") && list_has(val, vn, RELAY_HTTP_UPGRADE))
+		if (token_eq(name, nn, "Upgrade") &&
+		    list_has(val, vn, RELAY_HTTP_UPGRADE))
 			*upgrade = true;
 		else if (token_eq(name, nn, "Connection") && list_has(val, vn, "upgrade"))
 			*conn = true;
@@ -126,7 +127,8 @@ int relay_http_parse_request(const uint8_t *p, size_t len)
 	size_t pn = (size_t)(sp2 - path);
 	const char *ver = sp2 + 1;
 	size_t vn = n - (size_t)(ver - line);
-	if (!(vn == 8 && (memcmp(ver, "HTTP/1.1", 8) == 0 || memcmp(ver, "HTTP/1.0", 8) == 0)))
+	if (!(vn == 8 &&
+	      (memcmp(ver, "HTTP/1.1", 8) == 0 || memcmp(ver, "HTTP/1.0", 8) == 0)))
 		return -400;
 	bool upgrade, conn;
 	if (!scan_headers(p, h, pos, &upgrade, &conn))
@@ -181,20 +183,24 @@ size_t relay_http_request(char *out, size_t cap, const char *host)
 }
 
 #define ANSWER(code, text, body)                                                         \
-	"HTTP/1.1 " code " " text "\r\nContent-Type: text/plain\r\nConnection: close\r\n" \
+	"HTTP/1.1 " code " " text                                                        \
+	"\r\nContent-Type: text/plain\r\nConnection: close\r\n"                          \
 	"Content-Length: " body "\r\n\r\n"
 
 const char *relay_http_error(int status)
 {
 	switch (status) {
 	case 404:
-		return ANSWER("404", "Not Found", "45") "mesh-relay: the relay protocol is at /relay\n\n";
+		return ANSWER("404", "Not Found",
+		              "45") "mesh-relay: the relay protocol is at /relay\n\n";
 	case 405:
-		return ANSWER("405", "Method Not Allowed", "45") "mesh-relay: the relay protocol is at /relay\n\n";
+		return ANSWER("405", "Method Not Allowed",
+		              "45") "mesh-relay: the relay protocol is at /relay\n\n";
 	case 426:
 		return "HTTP/1.1 426 Upgrade Required\r\nUpgrade: " RELAY_HTTP_UPGRADE
 		       "\r\nConnection: Upgrade, close\r\nContent-Type: text/plain\r\n"
-		       "Content-Length: 45\r\n\r\nmesh-relay: the relay protocol is at /relay\n\n";
+		       "Content-Length: 45\r\n\r\nmesh-relay: the relay protocol is at "
+		       "/relay\n\n";
 	case 431:
 		return ANSWER("431", "Request Header Fields Too Large", "0");
 	}

@@ -232,7 +232,8 @@ size_t stun_binding_request(uint8_t *out, size_t cap, const uint8_t *txid,
 	put32(out + 4, STUN_MAGIC_COOKIE);
 	memcpy(out + 8, txid, STUN_TXID_LEN);
 	size_t off = STUN_HDR_LEN;
-	if (software && !put_attr(out, cap, &off, STUN_A_SOFTWARE, software, strlen(software)))
+	if (software &&
+	    !put_attr(out, cap, &off, STUN_A_SOFTWARE, software, strlen(software)))
 		return 0;
 	if (!put_fingerprint(out, cap, &off))
 		return 0;
@@ -264,8 +265,8 @@ size_t stun_binding_response(uint8_t *out, size_t cap, const struct stun_msg *re
 		memcpy(v + 4, mapped->addr, alen);
 		if (!put_attr(out, cap, &off, STUN_A_MAPPED_ADDRESS, v, 4 + alen))
 			return 0;
-		if (software &&
-		    !put_attr(out, cap, &off, STUN_A_SOFTWARE, software, strlen(software)))
+		if (software && !put_attr(out, cap, &off, STUN_A_SOFTWARE, software,
+		                          strlen(software)))
 			return 0;
 		return finish(out, off);
 	}
@@ -274,7 +275,8 @@ size_t stun_binding_response(uint8_t *out, size_t cap, const struct stun_msg *re
 		v[4 + i] = mapped->addr[i] ^ req->id[i];
 	if (!put_attr(out, cap, &off, STUN_A_XOR_MAPPED_ADDRESS, v, 4 + alen))
 		return 0;
-	if (software && !put_attr(out, cap, &off, STUN_A_SOFTWARE, software, strlen(software)))
+	if (software &&
+	    !put_attr(out, cap, &off, STUN_A_SOFTWARE, software, strlen(software)))
 		return 0;
 	if (!put_fingerprint(out, cap, &off))
 		return 0;

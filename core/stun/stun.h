@@ -55,10 +55,10 @@ struct stun_addr {
 
 struct stun_msg {
 	uint16_t type;
-	bool classic;          /* no magic cookie: RFC 3489 */
-	uint8_t id[16];        /* header bytes 4..20: cookie (or classic id) || txid */
-	bool has_mapped;       /* mapped holds XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS */
-	bool mapped_xor;       /* it came from XOR-MAPPED-ADDRESS */
+	bool classic;    /* no magic cookie: RFC 3489 */
+	uint8_t id[16];  /* header bytes 4..20: cookie (or classic id) || txid */
+	bool has_mapped; /* mapped holds XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS */
+	bool mapped_xor; /* it came from XOR-MAPPED-ADDRESS */
 	struct stun_addr mapped;
 	uint32_t change_flags; /* CHANGE-REQUEST value, 0 if absent */
 	uint16_t error_code;   /* ERROR-CODE class*100+number, 0 if absent */

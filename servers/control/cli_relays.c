@@ -18,11 +18,12 @@ int ctl_cli_cmd_relays_list(const struct cli *c, struct ctl_store *st)
 	}
 	json_t *arr = (c->seen & O_JSON) ? json_array() : NULL;
 	if (!arr && n)
-		printf("%-5s %-20s %-12s %-32s %-6s %s\n", "ID", "NAME", "REGION", "ADDRESS",
-		       "STUN", "TLS");
+		printf("%-5s %-20s %-12s %-32s %-6s %s\n", "ID", "NAME", "REGION",
+		       "ADDRESS", "STUN", "TLS");
 	if (!arr && !n)
-		fprintf(stderr, "mesh-control: no relays yet; make a relay join token with "
-		                "`mesh-control token --relay`\n");
+		fprintf(stderr,
+		        "mesh-control: no relays yet; make a relay join token with "
+		        "`mesh-control token --relay`\n");
 	for (size_t i = 0; i < n; i++) {
 		const struct ctl_relay_rec *r = &rs[i];
 		char addr[300], key[64];
@@ -31,16 +32,16 @@ int ctl_cli_cmd_relays_list(const struct cli *c, struct ctl_store *st)
 		                  sodium_base64_VARIANT_ORIGINAL);
 		if (arr) {
 			json_array_append_new(
-			    arr, json_pack("{s:I, s:s, s:s, s:s, s:i, s:i, s:b, s:s}", "id",
-			                   (json_int_t)r->id, "name", r->name, "region",
-			                   r->region, "host", r->host, "port", (int)r->port,
-			                   "stun_port", (int)r->stun_port, "tls", r->tls,
-			                   "key", key));
+			    arr, json_pack("{s:I, s:s, s:s, s:s, s:i, s:i, s:b, s:s}",
+			                   "id", (json_int_t)r->id, "name", r->name,
+			                   "region", r->region, "host", r->host, "port",
+			                   (int)r->port, "stun_port", (int)r->stun_port,
+			                   "tls", r->tls, "key", key));
 		} else {
 			char stun[8];
 			snprintf(stun, sizeof stun, "%u", r->stun_port);
-			printf("%-5lld %-20s %-12s %-32s %-6s %s\n", (long long)r->id, r->name,
-			       r->region, addr, r->stun_port ? stun : "-",
+			printf("%-5lld %-20s %-12s %-32s %-6s %s\n", (long long)r->id,
+			       r->name, r->region, addr, r->stun_port ? stun : "-",
 			       r->tls ? "yes" : "no");
 		}
 	}

@@ -33,7 +33,8 @@ bool srv_relays_refresh(struct ctl_server *s)
 	struct ctl_relay_rec *recs = NULL;
 	size_t n = 0;
 	if (ctl_store_relay_list(s->cfg.store, &recs, &n) < 0) {
-		log_warn("mesh-control: reading relays: %s", ctl_store_errmsg(s->cfg.store));
+		log_warn("mesh-control: reading relays: %s",
+		         ctl_store_errmsg(s->cfg.store));
 		return false;
 	}
 	struct ctl_relay *v = n ? calloc(n, sizeof *v) : NULL;
@@ -113,7 +114,7 @@ static int send_state(struct srv_conn *c, uint8_t (*keys)[CTL_KEY_LEN], size_t n
 
 void srv_relays_broadcast(struct ctl_server *s)
 {
-	uint8_t (*keys)[CTL_KEY_LEN] = NULL;
+	uint8_t(*keys)[CTL_KEY_LEN] = NULL;
 	size_t n = 0;
 	bool any = false;
 	for (struct srv_conn *c = s->conns; c && !any; c = c->next)
@@ -125,8 +126,9 @@ void srv_relays_broadcast(struct ctl_server *s)
 		if (c->state != SRV_RELAY)
 			continue;
 		if (!find_relay(s, c->relay_id)) {
-			log_info("mesh-control: relay %lld removed; closing its connection",
-			         (long long)c->relay_id);
+			log_info(
+			    "mesh-control: relay %lld removed; closing its connection",
+			    (long long)c->relay_id);
 			srv_conn_error_close(c, CTL_REASON_NODE_REMOVED, "relay removed");
 			continue;
 		}
@@ -182,18 +184,19 @@ int srv_on_relay_register(struct srv_conn *c, struct ctl_relay_register *req)
 	for (struct srv_conn *o = s->conns, *nx; o; o = nx) {
 		nx = o->next;
 		if (o != c && o->state == SRV_RELAY && o->relay_id == rec.id)
-			srv_conn_error_close(o, CTL_REASON_INTERNAL,
-			                     "replaced by a newer connection of this relay");
+			srv_conn_error_close(
+			    o, CTL_REASON_INTERNAL,
+			    "replaced by a newer connection of this relay");
 	}
 	c->state = SRV_RELAY;
 	c->relay_id = rec.id;
 	s->st.registrations_ok++;
-	log_info("mesh-control: relay %s (%s, %s:%u) online from %s", rec.name, rec.region,
-	         rec.host, rec.port, c->peer);
+	log_info("mesh-control: relay %s (%s, %s:%u) online from %s", rec.name,
+	         rec.region, rec.host, rec.port, c->peer);
 	/* The store's version moved if the relay is new or changed: nodes and
 	 * the other relays hear about it from the broadcast. */
 	srv_relays_refresh(s);
-	uint8_t (*keys)[CTL_KEY_LEN] = NULL;
+	uint8_t(*keys)[CTL_KEY_LEN] = NULL;
 	size_t n = 0;
 	if (collect_keys(s, &keys, &n) < 0)
 		return -ENOMEM;

@@ -70,7 +70,8 @@ static int relay_key_use_tx(struct sq_store *s, const char *secret)
 	int end = 0;
 	if (!secret || sscanf(secret, "rkey-%lld-%n", &id, &end) != 1 || end == 0 ||
 	    strlen(secret + end) != 2 * SQ_SECRET_RB)
-		return ctl_sq_fail(s, CTL_STORE_EKEY_UNKNOWN, "relay key: not a relay key");
+		return ctl_sq_fail(s, CTL_STORE_EKEY_UNKNOWN,
+		                   "relay key: not a relay key");
 	sqlite3_stmt *q =
 	    ctl_sq_prep(s, "SELECT hash, revoked, uses FROM relay_keys WHERE id = ?1");
 	if (!q)
@@ -92,7 +93,8 @@ static int relay_key_use_tx(struct sq_store *s, const char *secret)
 	if (r == SQLITE_DONE || sodium_memcmp(want, have, sizeof want) != 0)
 		return ctl_sq_fail(s, CTL_STORE_EKEY_UNKNOWN, "relay key: unknown key");
 	if (revoked)
-		return ctl_sq_fail(s, CTL_STORE_EKEY_REVOKED, "relay key %lld: revoked", id);
+		return ctl_sq_fail(s, CTL_STORE_EKEY_REVOKED, "relay key %lld: revoked",
+		                   id);
 	if (uses > 0)
 		return ctl_sq_fail(s, CTL_STORE_EKEY_USED, "relay key %lld: already used",
 		                   id);
@@ -130,7 +132,8 @@ static bool label_ok(const char *s)
 	return true;
 }
 
-static int rl_get_by_key(struct sq_store *s, const uint8_t *key, struct ctl_relay_rec *out)
+static int rl_get_by_key(struct sq_store *s, const uint8_t *key,
+                         struct ctl_relay_rec *out)
 {
 	sqlite3_stmt *q = ctl_sq_prep(s, "SELECT " RL_COLS " FROM relays WHERE key = ?1");
 	if (!q)
@@ -151,7 +154,8 @@ static int rl_pick_name(struct sq_store *s, const char *region, char *out, size_
 	for (int n = 1; n < 100000; n++) {
 		snprintf(out, cap, "%s-%d", region, n);
 		if (strlen(out) > CTL_NAME_MAX)
-			return ctl_sq_fail(s, CTL_STORE_EINVAL, "region: too long for a name");
+			return ctl_sq_fail(s, CTL_STORE_EINVAL,
+			                   "region: too long for a name");
 		sqlite3_stmt *q = ctl_sq_prep(s, "SELECT 1 FROM relays WHERE name = ?1");
 		if (!q)
 			return CTL_STORE_EIO;
@@ -170,12 +174,14 @@ int ctl_sq_relay_register(struct ctl_store *st, const struct ctl_relay_reg *r,
                           struct ctl_relay_rec *out)
 {
 	struct sq_store *s = SQ(st);
-	const char *region = r->region && *r->region ? r->region : CTL_RELAY_REGION_DEFAULT;
+	const char *region =
+	    r->region && *r->region ? r->region : CTL_RELAY_REGION_DEFAULT;
 	if (!label_ok(region))
-		return ctl_sq_fail(s, CTL_STORE_EINVAL,
-		                   "region \"%.64s\": expected a DNS label (letters, digits, "
-		                   "'-')",
-		                   region);
+		return ctl_sq_fail(
+		    s, CTL_STORE_EINVAL,
+		    "region \"%.64s\": expected a DNS label (letters, digits, "
+		    "'-')",
+		    region);
 	if (!r->host || !hostname_valid(r->host, strlen(r->host)) || r->port == 0)
 		return ctl_sq_fail(s, CTL_STORE_EINVAL,
 		                   "address: expected a host name or IPv4 address and a "
@@ -187,9 +193,10 @@ int ctl_sq_relay_register(struct ctl_store *st, const struct ctl_relay_reg *r,
 	rc = rl_get_by_key(s, r->key, &cur);
 	int64_t v;
 	if (rc == 0) {
-		sqlite3_stmt *q = ctl_sq_prep(
-		    s, "UPDATE relays SET region = ?2, host = ?3, port = ?4, stun_port = ?5, "
-		       "tls = ?6, last_seen = ?7 WHERE id = ?1");
+		sqlite3_stmt *q =
+		    ctl_sq_prep(s, "UPDATE relays SET region = ?2, host = ?3, port = ?4, "
+		                   "stun_port = ?5, "
+		                   "tls = ?6, last_seen = ?7 WHERE id = ?1");
 		rc = q ? 0 : CTL_STORE_EIO;
 		if (rc == 0) {
 			sqlite3_bind_int64(q, 1, cur.id);
@@ -201,16 +208,17 @@ int ctl_sq_relay_register(struct ctl_store *st, const struct ctl_relay_reg *r,
 			sqlite3_bind_int64(q, 7, r->now);
 			rc = ctl_sq_step_done(s, q, "relay update");
 		}
-		bool changed = strcmp(cur.region, region) != 0 || strcmp(cur.host, r->host) != 0 ||
-		               cur.port != r->port || cur.stun_port != r->stun_port ||
-		               cur.tls != r->tls;
+		bool changed = strcmp(cur.region, region) != 0 ||
+		               strcmp(cur.host, r->host) != 0 || cur.port != r->port ||
+		               cur.stun_port != r->stun_port || cur.tls != r->tls;
 		if (rc == 0 && changed)
 			rc = ctl_sq_bump(s, &v);
 	} else if (rc == CTL_STORE_ENOTFOUND) {
 		if (!r->secret)
-			rc = ctl_sq_fail(s, CTL_STORE_EKEY_UNKNOWN,
-			                 "this relay is not registered (removed?); register it "
-			                 "again with a new `mesh-control token --relay`");
+			rc = ctl_sq_fail(
+			    s, CTL_STORE_EKEY_UNKNOWN,
+			    "this relay is not registered (removed?); register it "
+			    "again with a new `mesh-control token --relay`");
 		else
 			rc = relay_key_use_tx(s, r->secret);
 		char name[CTL_NAME_MAX + 8];
@@ -218,9 +226,10 @@ int ctl_sq_relay_register(struct ctl_store *st, const struct ctl_relay_reg *r,
 			rc = rl_pick_name(s, region, name, sizeof name);
 		sqlite3_stmt *q = NULL;
 		if (rc == 0) {
-			q = ctl_sq_prep(s, "INSERT INTO relays (key, name, region, host, port, "
-			                   "stun_port, tls, created, last_seen) VALUES (?1, ?2, "
-			                   "?3, ?4, ?5, ?6, ?7, ?8, ?8)");
+			q = ctl_sq_prep(
+			    s, "INSERT INTO relays (key, name, region, host, port, "
+			       "stun_port, tls, created, last_seen) VALUES (?1, ?2, "
+			       "?3, ?4, ?5, ?6, ?7, ?8, ?8)");
 			rc = q ? 0 : CTL_STORE_EIO;
 		}
 		if (rc == 0) {
@@ -288,9 +297,9 @@ int ctl_sq_relay_remove(struct ctl_store *st, const char *name)
 	sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
 	rc = ctl_sq_step_done(s, q, "relay remove");
 	if (rc == 0 && sqlite3_changes(s->db) == 0)
-		rc = ctl_sq_fail(s, CTL_STORE_ENOTFOUND,
-		                 "relay %.64s: no such relay (see `mesh-control relays list`)",
-		                 name);
+		rc = ctl_sq_fail(
+		    s, CTL_STORE_ENOTFOUND,
+		    "relay %.64s: no such relay (see `mesh-control relays list`)", name);
 	int64_t v;
 	if (rc == 0)
 		rc = ctl_sq_bump(s, &v);

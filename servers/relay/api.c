@@ -63,8 +63,8 @@ static void req_cb(struct bufferevent *bev, void *arg)
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
-	struct bufferevent *bev = bufferevent_socket_new(evconnlistener_get_base(l), fd,
-	                                                 BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev =
+	    bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {
 		close(fd);
 		return;
@@ -73,13 +73,14 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-struct rly_api *rly_api_new(struct event_base *base, const char *path, rly_api_status_fn fn,
-                            void *ctx, char *err, size_t errlen)
+struct rly_api *rly_api_new(struct event_base *base, const char *path,
+                            rly_api_status_fn fn, void *ctx, char *err, size_t errlen)
 {
 	struct rly_api *a = calloc(1, sizeof *a);
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (!a || strlen(path) >= sizeof sun.sun_path) {
-		snprintf(err, errlen, "%s: %s", path, a ? "path too long" : "out of memory");
+		snprintf(err, errlen, "%s: %s", path,
+		         a ? "path too long" : "out of memory");
 		free(a);
 		return NULL;
 	}

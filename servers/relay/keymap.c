@@ -95,7 +95,8 @@ void rly_keymap_del(struct rly_keymap *m, const uint8_t *key, void *val)
 	/* Backward-shift deletion keeps probe chains intact. */
 	m->slots[i].val = NULL;
 	m->n--;
-	for (size_t j = (i + 1) & (m->cap - 1); m->slots[j].val; j = (j + 1) & (m->cap - 1)) {
+	for (size_t j = (i + 1) & (m->cap - 1); m->slots[j].val;
+	     j = (j + 1) & (m->cap - 1)) {
 		struct rly_keymap_slot tmp = m->slots[j];
 		m->slots[j].val = NULL;
 		m->n--;

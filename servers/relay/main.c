@@ -29,7 +29,8 @@
 #define MESH_VERSION "0.1.0"
 
 static const char usage[] =
-    "usage: mesh-relay up --join TOKEN --state DIR --listen ADDR:PORT [--stun ADDR:PORT]\n"
+    "usage: mesh-relay up --join TOKEN --state DIR --listen ADDR:PORT [--stun "
+    "ADDR:PORT]\n"
     "                     [--region NAME] [--advertise HOST:PORT]\n"
     "                     [--tls-cert FILE --tls-key FILE] [LIMITS] [-v]\n"
     "       mesh-relay up --state DIR [same options to change them]\n"
@@ -129,7 +130,8 @@ static int load_key(const char *dir, uint8_t priv[32], uint8_t pub[32])
 		ssize_t n = read(fd, priv, 32);
 		close(fd);
 		if (n != 32) {
-			fprintf(stderr, "mesh-relay: %s: not a relay key (32 bytes)\n", p);
+			fprintf(stderr, "mesh-relay: %s: not a relay key (32 bytes)\n",
+			        p);
 			return -1;
 		}
 	} else if (errno == ENOENT) {
@@ -161,7 +163,8 @@ static int load_state(const char *dir, struct rly_state *st)
 	if (!o)
 		return -ENOENT;
 	jstr(o, "control_host", st->control_host, sizeof st->control_host);
-	st->control_port = (uint16_t)json_integer_value(json_object_get(o, "control_port"));
+	st->control_port =
+	    (uint16_t)json_integer_value(json_object_get(o, "control_port"));
 	char k[64];
 	size_t bl = 0;
 	jstr(o, "control_key", k, sizeof k);
@@ -175,7 +178,8 @@ static int load_state(const char *dir, struct rly_state *st)
 	jstr(o, "tls_key", st->key, sizeof st->key);
 	json_decref(o);
 	if (r != 0 || bl != 32 || !st->control_host[0] || !st->control_port) {
-		fprintf(stderr, "mesh-relay: %s: damaged; register again with --join\n", p);
+		fprintf(stderr, "mesh-relay: %s: damaged; register again with --join\n",
+		        p);
 		return -EINVAL;
 	}
 	return 0;
@@ -184,12 +188,13 @@ static int load_state(const char *dir, struct rly_state *st)
 static int save_state(const char *dir, const struct rly_state *st)
 {
 	char p[4200], k[64];
-	sodium_bin2base64(k, sizeof k, st->control_key, 32, sodium_base64_VARIANT_ORIGINAL);
-	json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "control_host",
-	                      st->control_host, "control_port", (int)st->control_port,
-	                      "control_key", k, "listen", st->listen, "advertise",
-	                      st->advertise, "stun", st->stun, "region", st->region,
-	                      "tls_cert", st->cert, "tls_key", st->key);
+	sodium_bin2base64(k, sizeof k, st->control_key, 32,
+	                  sodium_base64_VARIANT_ORIGINAL);
+	json_t *o = json_pack(
+	    "{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "control_host",
+	    st->control_host, "control_port", (int)st->control_port, "control_key", k,
+	    "listen", st->listen, "advertise", st->advertise, "stun", st->stun, "region",
+	    st->region, "tls_cert", st->cert, "tls_key", st->key);
 	char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
 	json_decref(o);
 	if (!s)
@@ -358,26 +363,36 @@ static char *status_cb(void *ctx, bool json)
 		return NULL;
 	fprintf(f, "mesh-relay: region %s, control %s, %s\n", a->region, a->ctl_state,
 	        s.ready ? "admitting" : "waiting for the admission list");
-	fprintf(f, "clients      %llu now, %llu in all; %llu admitted keys; mesh: %llu in, "
-	           "%llu links up\n",
+	fprintf(f,
+	        "clients      %llu now, %llu in all; %llu admitted keys; mesh: %llu in, "
+	        "%llu links up\n",
 	        (unsigned long long)s.clients, (unsigned long long)s.clients_total,
 	        (unsigned long long)s.admitted_keys, (unsigned long long)s.mesh_in,
 	        (unsigned long long)s.mesh_links_up);
 	fprintf(f, "relayed      %llu packets, %llu bytes\n",
-	        (unsigned long long)s.packets_relayed, (unsigned long long)s.bytes_relayed);
-	fprintf(f, "mesh         %llu packets (%llu bytes) forwarded, %llu (%llu) received\n",
-	        (unsigned long long)s.packets_forwarded, (unsigned long long)s.bytes_forwarded,
-	        (unsigned long long)s.packets_from_mesh, (unsigned long long)s.bytes_from_mesh);
-	fprintf(f, "drops        unknown_dest %llu, queue_full %llu, write_timeout %llu, "
-	           "bad_frame %llu, oversize %llu, nomem %llu\n",
-	        (unsigned long long)s.drop_unknown_dest, (unsigned long long)s.drop_queue_full,
-	        (unsigned long long)s.drop_write_timeout, (unsigned long long)s.drop_bad_frame,
-	        (unsigned long long)s.drop_oversize, (unsigned long long)s.drop_nomem);
-	fprintf(f, "refused      not_admitted %llu, bad_auth %llu, full %llu, http %llu, "
-	           "handshake_timeout %llu, removed %llu\n",
+	        (unsigned long long)s.packets_relayed,
+	        (unsigned long long)s.bytes_relayed);
+	fprintf(
+	    f, "mesh         %llu packets (%llu bytes) forwarded, %llu (%llu) received\n",
+	    (unsigned long long)s.packets_forwarded,
+	    (unsigned long long)s.bytes_forwarded,
+	    (unsigned long long)s.packets_from_mesh,
+	    (unsigned long long)s.bytes_from_mesh);
+	fprintf(f,
+	        "drops        unknown_dest %llu, queue_full %llu, write_timeout %llu, "
+	        "bad_frame %llu, oversize %llu, nomem %llu\n",
+	        (unsigned long long)s.drop_unknown_dest,
+	        (unsigned long long)s.drop_queue_full,
+	        (unsigned long long)s.drop_write_timeout,
+	        (unsigned long long)s.drop_bad_frame, (unsigned long long)s.drop_oversize,
+	        (unsigned long long)s.drop_nomem);
+	fprintf(f,
+	        "refused      not_admitted %llu, bad_auth %llu, full %llu, http %llu, "
+	        "handshake_timeout %llu, removed %llu\n",
 	        (unsigned long long)s.refused_not_admitted,
-	        (unsigned long long)s.refused_bad_auth, (unsigned long long)s.refused_full,
-	        (unsigned long long)s.refused_http, (unsigned long long)s.handshake_timeouts,
+	        (unsigned long long)s.refused_bad_auth,
+	        (unsigned long long)s.refused_full, (unsigned long long)s.refused_http,
+	        (unsigned long long)s.handshake_timeouts,
 	        (unsigned long long)s.removed_cut);
 	fprintf(f, "stun         %llu requests, %llu responses, %llu bad\n",
 	        (unsigned long long)s.stun_requests, (unsigned long long)s.stun_responses,
@@ -417,16 +432,18 @@ static SSL_CTX *tls_ctx(const char *cert, const char *key)
 		return NULL;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		fprintf(stderr, "mesh-relay: --tls-cert %s: cannot load a PEM certificate "
-		                "chain from it\n",
+		fprintf(stderr,
+		        "mesh-relay: --tls-cert %s: cannot load a PEM certificate "
+		        "chain from it\n",
 		        cert);
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
-		fprintf(stderr, "mesh-relay: --tls-key %s: cannot load a PEM private key "
-		                "matching --tls-cert\n",
+		fprintf(stderr,
+		        "mesh-relay: --tls-key %s: cannot load a PEM private key "
+		        "matching --tls-cert\n",
 		        key);
 		SSL_CTX_free(ctx);
 		return NULL;
@@ -441,29 +458,34 @@ static int cmd_up(const struct opts *o)
 	if (!o->state)
 		return die_usage("%s", "up needs --state DIR");
 	if (mkdir(o->state, 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr, "mesh-relay: --state %s: %s\n", o->state, strerror(errno));
+		fprintf(stderr, "mesh-relay: --state %s: %s\n", o->state,
+		        strerror(errno));
 		return 1;
 	}
 	bool have = load_state(o->state, &st) == 0;
 	if (o->join) {
 		int r = ctl_token_decode(o->join, strlen(o->join), &tok);
 		if (r < 0) {
-			fprintf(stderr, "mesh-relay: --join: %s\n", ctl_token_strerror(r));
+			fprintf(stderr, "mesh-relay: --join: %s\n",
+			        ctl_token_strerror(r));
 			return 2;
 		}
 		if (strncmp(tok.auth_key, "rkey-", 5) != 0) {
 			ctl_token_wipe(&tok);
-			fprintf(stderr, "mesh-relay: --join: this is a node's join token; a relay "
-			                "needs one from `mesh-control token --relay`\n");
+			fprintf(
+			    stderr,
+			    "mesh-relay: --join: this is a node's join token; a relay "
+			    "needs one from `mesh-control token --relay`\n");
 			return 2;
 		}
 		snprintf(st.control_host, sizeof st.control_host, "%s", tok.host);
 		st.control_port = tok.port;
 		memcpy(st.control_key, tok.server_key, 32);
 	} else if (!have) {
-		fprintf(stderr, "mesh-relay: no relay registered in %s; register one with "
-		                "mesh-relay up --join TOKEN --state DIR --listen ADDR:PORT "
-		                "(TOKEN from `mesh-control token --relay`)\n",
+		fprintf(stderr,
+		        "mesh-relay: no relay registered in %s; register one with "
+		        "mesh-relay up --join TOKEN --state DIR --listen ADDR:PORT "
+		        "(TOKEN from `mesh-control token --relay`)\n",
 		        o->state);
 		return 1;
 	}
@@ -500,7 +522,8 @@ static int cmd_up(const struct opts *o)
 	char adv_host[CTL_DNSNAME_MAX];
 	uint16_t adv_port;
 	if (!split_hostport(adv, adv_host, sizeof adv_host, &adv_port) ||
-	    !strcmp(adv_host, "0.0.0.0") || !strcmp(adv_host, "::") || strchr(adv_host, ':')) {
+	    !strcmp(adv_host, "0.0.0.0") || !strcmp(adv_host, "::") ||
+	    strchr(adv_host, ':')) {
 		ctl_token_wipe(&tok);
 		fprintf(stderr,
 		        "mesh-relay: nodes need an address to dial: pass --advertise "
@@ -554,7 +577,8 @@ static int cmd_up(const struct opts *o)
 	path_in(apip, sizeof apip, o->state, "relay.sock");
 	a.api = rly_api_new(a.base, apip, status_cb, &a, err, sizeof err);
 	if (!a.api)
-		fprintf(stderr, "mesh-relay: status socket %s (status will not work)\n", err);
+		fprintf(stderr, "mesh-relay: status socket %s (status will not work)\n",
+		        err);
 
 	struct ctl_relay self = {.port = adv_port, .tls = tls != NULL, .has_key = true};
 	snprintf(self.host, sizeof self.host, "%s", adv_host);
@@ -595,8 +619,8 @@ static int cmd_up(const struct opts *o)
 	rly_server_local(a.srv, &bound, &bl);
 	sockaddr_format(&bound, la, sizeof la);
 	log_info("mesh-relay: serving on %s%s (nodes dial %s:%u), region %s%s%s", la,
-	         tls ? " with TLS" : "", adv_host, adv_port, st.region, slen ? ", STUN on " : "",
-	         slen ? st.stun : "");
+	         tls ? " with TLS" : "", adv_host, adv_port, st.region,
+	         slen ? ", STUN on " : "", slen ? st.stun : "");
 	event_base_dispatch(a.base);
 
 	char *sum = status_cb(&a, false);
@@ -625,8 +649,10 @@ static int cmd_status(const struct opts *o)
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s/relay.sock", o->state);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-		fprintf(stderr, "mesh-relay: %s: %s (is mesh-relay up running with --state %s?)\n",
-		        sun.sun_path, strerror(errno), o->state);
+		fprintf(
+		    stderr,
+		    "mesh-relay: %s: %s (is mesh-relay up running with --state %s?)\n",
+		    sun.sun_path, strerror(errno), o->state);
 		if (fd >= 0)
 			close(fd);
 		return 1;
@@ -700,7 +726,8 @@ int main(int argc, char **argv)
 				char *end;
 				unsigned long v = strtoul(argv[++i], &end, 10);
 				if (*end || v == 0 || v > 1000000)
-					return die_usage("%s: expected a positive number", a);
+					return die_usage("%s: expected a positive number",
+					                 a);
 				*uv = (unsigned)v;
 			}
 		}

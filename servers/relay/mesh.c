@@ -19,10 +19,10 @@
 #include "core/util/log.h"
 #include "servers/relay/relay_int.h"
 
-#define LINK_BACKOFF_MIN_MS 1000
-#define LINK_BACKOFF_MAX_MS 30000
+#define LINK_BACKOFF_MIN_MS   1000
+#define LINK_BACKOFF_MAX_MS   30000
 #define LINK_WRITE_TIMEOUT_MS 15000
-#define LINK_HANDSHAKE_MS 10000
+#define LINK_HANDSHAKE_MS     10000
 
 bool rly_is_sibling(const struct rly_server *s, const uint8_t *key)
 {
@@ -35,9 +35,9 @@ bool rly_is_sibling(const struct rly_server *s, const uint8_t *key)
 void rly_mesh_announce(struct rly_server *s, const uint8_t *key, bool present)
 {
 	uint8_t fr[RELAY_HDR_LEN + 33];
-	size_t n = relay_encode_peer(fr, sizeof fr,
-	                             present ? RELAY_FRAME_PEER_PRESENT : RELAY_FRAME_PEER_GONE,
-	                             key, RELAY_GONE_DISCONNECTED);
+	size_t n = relay_encode_peer(
+	    fr, sizeof fr, present ? RELAY_FRAME_PEER_PRESENT : RELAY_FRAME_PEER_GONE,
+	    key, RELAY_GONE_DISCONNECTED);
 	for (struct rly_conn *c = s->conns; c; c = c->next)
 		if (!c->dead && c->mesh && c->state == RC_ACTIVE)
 			rly_conn_send(c, fr, n, NULL, 0);
@@ -119,9 +119,10 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 	case RC_WAIT_KEY: {
 		if (f->type != RELAY_FRAME_SERVER_KEY ||
 		    sodium_memcmp(f->u.server_key.key, l->sib.key, 32) != 0) {
-			log_warn("mesh-relay: %s: its relay key is not the one mesh-control "
-			         "lists; not meshing with it",
-			         c->peer);
+			log_warn(
+			    "mesh-relay: %s: its relay key is not the one mesh-control "
+			    "lists; not meshing with it",
+			    c->peer);
 			rly_conn_close(c, "sibling key mismatch");
 			return false;
 		}
@@ -176,7 +177,8 @@ void rly_link_on_read(struct rly_conn *c)
 	if (c->state == RC_CONNECTING) {
 		char req[512];
 		char host[300];
-		snprintf(host, sizeof host, "%s:%u", c->link->sib.host, c->link->sib.port);
+		snprintf(host, sizeof host, "%s:%u", c->link->sib.host,
+		         c->link->sib.port);
 		size_t n = relay_http_request(req, sizeof req, host);
 		bufferevent_write(c->bev, req, n);
 		c->state = RC_WAIT_101;
@@ -192,8 +194,8 @@ void rly_link_on_read(struct rly_conn *c)
 		if (r == 0)
 			return;
 		if (r < 0) {
-			log_warn("mesh-relay: %s: not a mesh relay (HTTP answer %d)", c->peer,
-			         -r);
+			log_warn("mesh-relay: %s: not a mesh relay (HTTP answer %d)",
+			         c->peer, -r);
 			rly_conn_close(c, "upgrade refused");
 			return;
 		}

@@ -30,7 +30,7 @@ struct rly_config {
 	uint8_t priv[32], pub[32]; /* the relay key */
 	struct sockaddr_storage listen;
 	socklen_t listen_len;
-	struct ssl_ctx_st *tls; /* NULL: plain TCP; borrowed */
+	struct ssl_ctx_st *tls;    /* NULL: plain TCP; borrowed */
 	uint32_t max_clients;      /* 0: 10000 */
 	uint32_t queue_packets;    /* 0: 64 */
 	uint32_t queue_bytes;      /* 0: 512 KiB */
@@ -45,10 +45,10 @@ struct rly_stats {
 	uint64_t refused_not_admitted, refused_bad_auth, refused_full, refused_version,
 	    refused_not_ready, refused_http, handshake_timeouts, removed_cut;
 	uint64_t packets_relayed, bytes_relayed;
-	uint64_t packets_forwarded, bytes_forwarded;     /* to sibling relays */
-	uint64_t packets_from_mesh, bytes_from_mesh;     /* from sibling relays */
-	uint64_t drop_unknown_dest, drop_queue_full, drop_write_timeout,
-	    drop_bad_frame, drop_oversize, drop_nomem;
+	uint64_t packets_forwarded, bytes_forwarded; /* to sibling relays */
+	uint64_t packets_from_mesh, bytes_from_mesh; /* from sibling relays */
+	uint64_t drop_unknown_dest, drop_queue_full, drop_write_timeout, drop_bad_frame,
+	    drop_oversize, drop_nomem;
 	uint64_t dup_clients, pings;
 	uint64_t stun_requests, stun_responses, stun_bad;
 	uint64_t admitted_keys;
@@ -76,7 +76,8 @@ struct rly_sibling {
 };
 /* Replaces the sibling set (links to siblings no longer listed are closed;
  * new ones are dialled). */
-int rly_server_set_siblings(struct rly_server *s, const struct rly_sibling *sib, size_t n);
+int rly_server_set_siblings(struct rly_server *s, const struct rly_sibling *sib,
+                            size_t n);
 
 /* A STUN server on a UDP address. */
 int rly_server_stun_listen(struct rly_server *s, const struct sockaddr *sa, socklen_t len,

@@ -16,9 +16,9 @@ struct evconnlistener;
 struct event;
 
 enum rly_state {
-	RC_HTTP = 1,  /* server side: reading the upgrade request */
-	RC_WAIT_INFO, /* server side: SERVER_KEY sent, waiting for CLIENT_INFO */
-	RC_ACTIVE,    /* admitted: packets flow */
+	RC_HTTP = 1,   /* server side: reading the upgrade request */
+	RC_WAIT_INFO,  /* server side: SERVER_KEY sent, waiting for CLIENT_INFO */
+	RC_ACTIVE,     /* admitted: packets flow */
 	RC_CONNECTING, /* link: TCP/TLS connect in progress */
 	RC_WAIT_101,   /* link: upgrade request sent */
 	RC_WAIT_KEY,   /* link: waiting for SERVER_KEY */
@@ -59,7 +59,7 @@ struct rly_server {
 	struct evconnlistener *lis;
 	struct event *tick, *reap, *stun_ev;
 	int stun_fd;
-	struct rly_conn *conns; /* every connection and link */
+	struct rly_conn *conns;     /* every connection and link */
 	struct rly_keymap admitted; /* node key -> (void *)1 */
 	bool ready;
 	struct rly_keymap clients; /* node key -> conn (RC_ACTIVE, !mesh) */

@@ -224,9 +224,10 @@ bool rly_conn_read_frames(struct rly_conn *c,
 		uint32_t blen = relay_hdr_len(hdr);
 		if (blen > RELAY_FRAME_BODY_MAX) {
 			c->s->st.drop_oversize++;
-			log_info("mesh-relay: %s: frame of %u bytes announced (limit %u); "
-			         "closing",
-			         c->peer, blen, RELAY_FRAME_BODY_MAX);
+			log_info(
+			    "mesh-relay: %s: frame of %u bytes announced (limit %u); "
+			    "closing",
+			    c->peer, blen, RELAY_FRAME_BODY_MAX);
 			rly_conn_close(c, "oversized frame");
 			return false;
 		}
@@ -239,8 +240,9 @@ bool rly_conn_read_frames(struct rly_conn *c,
 		int r = p ? relay_frame_decode(p, total, &f, &used, NULL) : -ENOMEM;
 		if (r != RELAY_DECODE_READY) {
 			c->s->st.drop_bad_frame++;
-			log_info("mesh-relay: %s: bad frame (type 0x%02x, %u bytes); closing",
-			         c->peer, hdr[0], blen);
+			log_info(
+			    "mesh-relay: %s: bad frame (type 0x%02x, %u bytes); closing",
+			    c->peer, hdr[0], blen);
 			rly_conn_close(c, "bad frame");
 			return false;
 		}
@@ -256,7 +258,8 @@ bool rly_conn_read_frames(struct rly_conn *c,
 
 /* --- the server side of a connection -------------------------------------- */
 
-static void refuse(struct rly_conn *c, uint8_t reason, const char *text, uint64_t *counter)
+static void refuse(struct rly_conn *c, uint8_t reason, const char *text,
+                   uint64_t *counter)
 {
 	uint8_t fr[RELAY_HDR_LEN + 1 + RELAY_TEXT_MAX];
 	size_t n = relay_encode_refused(fr, sizeof fr, reason, text);
@@ -318,7 +321,8 @@ static void admit(struct rly_conn *c, bool mesh)
 		struct rly_conn *old = rly_keymap_get(&s->clients, c->key);
 		if (old) {
 			s->st.dup_clients++;
-			rly_conn_close(old, "replaced by a newer connection of the same key");
+			rly_conn_close(old,
+			               "replaced by a newer connection of the same key");
 		}
 		if (rly_keymap_put(&s->clients, c->key, c) < 0) {
 			s->st.drop_nomem++;
@@ -331,8 +335,9 @@ static void admit(struct rly_conn *c, bool mesh)
 	                     (s->cfg.write_timeout_ms % 1000) * 1000};
 	bufferevent_set_timeouts(c->bev, NULL, &wt);
 	uint8_t fr[RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN];
-	size_t n = relay_encode_server_info(fr, sizeof fr, 0, (uint16_t)s->cfg.queue_packets,
-	                                    (uint16_t)s->cfg.keepalive_s);
+	size_t n =
+	    relay_encode_server_info(fr, sizeof fr, 0, (uint16_t)s->cfg.queue_packets,
+	                             (uint16_t)s->cfg.keepalive_s);
 	rly_conn_send(c, fr, n, NULL, 0);
 	if (mesh) {
 		s->st.mesh_in++;
@@ -342,8 +347,9 @@ static void admit(struct rly_conn *c, bool mesh)
 			if (!s->clients.slots[i].val)
 				continue;
 			uint8_t pf[RELAY_HDR_LEN + 32];
-			size_t pn = relay_encode_peer(pf, sizeof pf, RELAY_FRAME_PEER_PRESENT,
-			                              s->clients.slots[i].key, 0);
+			size_t pn =
+			    relay_encode_peer(pf, sizeof pf, RELAY_FRAME_PEER_PRESENT,
+			                      s->clients.slots[i].key, 0);
 			rly_conn_send(c, pf, pn, NULL, 0);
 		}
 	} else {
@@ -378,9 +384,10 @@ static bool on_client_info(struct rly_conn *c, const struct relay_frame *f)
 	}
 	if (flags & RELAY_CLIENT_MESH) {
 		if (!rly_is_sibling(s, c->key)) {
-			refuse(c, RELAY_REFUSED_NOT_ADMITTED,
-			       "not a relay of this region (see mesh-control relays list)",
-			       &s->st.refused_not_admitted);
+			refuse(
+			    c, RELAY_REFUSED_NOT_ADMITTED,
+			    "not a relay of this region (see mesh-control relays list)",
+			    &s->st.refused_not_admitted);
 			return false;
 		}
 		admit(c, true);
@@ -431,7 +438,8 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 	}
 	case RELAY_FRAME_PING: {
 		uint8_t fr[RELAY_HDR_LEN + RELAY_PING_LEN];
-		size_t n = relay_encode_ping(fr, sizeof fr, RELAY_FRAME_PONG, f->u.ping.data);
+		size_t n =
+		    relay_encode_ping(fr, sizeof fr, RELAY_FRAME_PONG, f->u.ping.data);
 		s->st.pings++;
 		rly_conn_send(c, fr, n, NULL, 0);
 		break;
@@ -522,7 +530,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		rly_conn_close(c, (what & BEV_EVENT_EOF) ? "closed by peer" : "socket error");
+		rly_conn_close(c, (what & BEV_EVENT_EOF) ? "closed by peer"
+		                                         : "socket error");
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -565,7 +574,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	c->state = RC_HTTP;
 	fmt_addr(sa, c->peer, sizeof c->peer);
-	struct timeval hs = {s->cfg.handshake_ms / 1000, (s->cfg.handshake_ms % 1000) * 1000};
+	struct timeval hs = {s->cfg.handshake_ms / 1000,
+	                     (s->cfg.handshake_ms % 1000) * 1000};
 	bufferevent_set_timeouts(bev, &hs, &hs);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
@@ -639,10 +649,9 @@ struct rly_server *rly_server_new(const struct rly_config *cfg, char *err, size_
 	rly_keymap_init(&s->admitted);
 	rly_keymap_init(&s->clients);
 	rly_keymap_init(&s->routes);
-	s->lis = evconnlistener_new_bind(cfg->base, accept_cb, s,
-	                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
-	                                 (const struct sockaddr *)&cfg->listen,
-	                                 (int)cfg->listen_len);
+	s->lis = evconnlistener_new_bind(
+	    cfg->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
+	    (const struct sockaddr *)&cfg->listen, (int)cfg->listen_len);
 	if (!s->lis) {
 		char a[64];
 		int e = errno;

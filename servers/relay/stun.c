@@ -42,7 +42,8 @@ static void answer(struct rly_server *s, int fd, const uint8_t *p, size_t n,
 			a.port = ntohs(sin->sin_port);
 			memcpy(a.addr, &sin->sin_addr, 4);
 		} else {
-			const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)from;
+			const struct sockaddr_in6 *sin6 =
+			    (const struct sockaddr_in6 *)from;
 			a.family = 6;
 			a.port = ntohs(sin6->sin6_port);
 			memcpy(a.addr, &sin6->sin6_addr, 16);
@@ -54,7 +55,8 @@ static void answer(struct rly_server *s, int fd, const uint8_t *p, size_t n,
 		}
 		on = stun_binding_response(out, sizeof out, &m, &a, STUN_SOFTWARE);
 	}
-	if (on && sendto(fd, out, on, 0, (const struct sockaddr *)from, flen) == (ssize_t)on)
+	if (on &&
+	    sendto(fd, out, on, 0, (const struct sockaddr *)from, flen) == (ssize_t)on)
 		s->st.stun_responses++;
 }
 
@@ -65,7 +67,8 @@ void rly_stun_read_cb(evutil_socket_t fd, short ev, void *arg)
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage from;
 		socklen_t flen = sizeof from;
-		ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
+		ssize_t n =
+		    recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
 		if (n < 0)
 			return;
 		if ((size_t)n > STUN_MAX_MSG) {
@@ -83,13 +86,15 @@ int rly_server_stun_listen(struct rly_server *s, const struct sockaddr *sa, sock
 	if (fd < 0 || bind(fd, sa, len) < 0) {
 		int e = errno;
 		snprintf(err, errlen, "--stun: %s%s", strerror(e),
-		         e == EADDRINUSE ? " (is another STUN server on that port?)" : "");
+		         e == EADDRINUSE ? " (is another STUN server on that port?)"
+		                         : "");
 		if (fd >= 0)
 			close(fd);
 		return -e;
 	}
 	s->stun_fd = fd;
-	s->stun_ev = event_new(s->cfg.base, fd, EV_READ | EV_PERSIST, rly_stun_read_cb, s);
+	s->stun_ev =
+	    event_new(s->cfg.base, fd, EV_READ | EV_PERSIST, rly_stun_read_cb, s);
 	if (!s->stun_ev || event_add(s->stun_ev, NULL) < 0) {
 		snprintf(err, errlen, "--stun: out of memory");
 		return -ENOMEM;

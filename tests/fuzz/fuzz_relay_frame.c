@@ -51,7 +51,8 @@ static void check_frame(const struct relay_frame *f)
 	case RELAY_FRAME_SEND_PACKET:
 	case RELAY_FRAME_RECV_PACKET:
 		CHECK(inside(f->u.packet.data, f->u.packet.data_len, f->body, f->len));
-		CHECK(f->u.packet.data_len >= 1 && f->u.packet.data_len <= RELAY_PACKET_MAX);
+		CHECK(f->u.packet.data_len >= 1 &&
+		      f->u.packet.data_len <= RELAY_PACKET_MAX);
 		n = relay_encode_packet(out, sizeof out, f->type, f->u.packet.key,
 		                        f->u.packet.data, f->u.packet.data_len);
 		CHECK(n == RELAY_HDR_LEN + f->len);
@@ -59,13 +60,15 @@ static void check_frame(const struct relay_frame *f)
 		break;
 	case RELAY_FRAME_FORWARD:
 		CHECK(inside(f->u.packet.data, f->u.packet.data_len, f->body, f->len));
-		n = relay_encode_forward(out, sizeof out, f->u.packet.src, f->u.packet.dst,
-		                         f->u.packet.data, f->u.packet.data_len);
+		n = relay_encode_forward(out, sizeof out, f->u.packet.src,
+		                         f->u.packet.dst, f->u.packet.data,
+		                         f->u.packet.data_len);
 		CHECK(n == RELAY_HDR_LEN + f->len);
 		CHECK(memcmp(out + RELAY_HDR_LEN, f->body, f->len) == 0);
 		break;
 	case RELAY_FRAME_CLIENT_INFO: {
-		CHECK(inside(f->u.client_info.box, f->u.client_info.box_len, f->body, f->len));
+		CHECK(inside(f->u.client_info.box, f->u.client_info.box_len, f->body,
+		             f->len));
 		uint8_t v, fl;
 		/* Random bytes never open a box sealed with an unknown key. */
 		CHECK(relay_client_info_open(f, spriv, chal, &v, &fl) == -EBADMSG);
@@ -94,8 +97,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct relay_frame f;
 			size_t used = 0, need = 0;
 			int r = relay_frame_decode(p, len, &f, &used, &need);
-			CHECK(r == RELAY_DECODE_MORE || r == RELAY_DECODE_READY || r == -EMSGSIZE ||
-			      r == -EBADMSG);
+			CHECK(r == RELAY_DECODE_MORE || r == RELAY_DECODE_READY ||
+			      r == -EMSGSIZE || r == -EBADMSG);
 			if (r != RELAY_DECODE_READY) {
 				CHECK(used == 0);
 				if (r == RELAY_DECODE_MORE)
@@ -103,7 +106,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			}
 			CHECK(used >= RELAY_HDR_LEN && used <= len);
-			CHECK(f.body == p + RELAY_HDR_LEN && f.len == used - RELAY_HDR_LEN);
+			CHECK(f.body == p + RELAY_HDR_LEN &&
+			      f.len == used - RELAY_HDR_LEN);
 			check_frame(&f);
 			p += used;
 			len -= used;
@@ -111,7 +115,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (mode == 1) {
 		if (len > RELAY_FRAME_BODY_MAX)
 			return 0;
-		size_t n = relay_encode_header(out, sizeof out, RELAY_FRAME_CLIENT_INFO, len);
+		size_t n =
+		    relay_encode_header(out, sizeof out, RELAY_FRAME_CLIENT_INFO, len);
 		CHECK(n == RELAY_HDR_LEN);
 		memcpy(out + n, p, len);
 		struct relay_frame f;

@@ -33,14 +33,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t len)
 	(void)stun_check_integrity(p, len, &m, (const uint8_t *)"key", 3);
 	if (stun_is_message(p, len))
 		CHECK(!m.classic);
-	struct stun_addr a = {.family = (uint8_t)(len & 1 ? 6 : 4), .port = (uint16_t)len};
+	struct stun_addr a = {.family = (uint8_t)(len & 1 ? 6 : 4),
+	                      .port = (uint16_t)len};
 	memcpy(a.addr, p, len < 16 ? len : 16);
 	uint8_t out[256];
 	size_t n = stun_binding_response(out, sizeof out, &m, &a, "mesh-relay");
 	CHECK(n > 0);
 	struct stun_msg back;
 	CHECK(stun_parse(out, n, &back) == 0);
-	CHECK(back.has_mapped && back.mapped.port == a.port && back.mapped.family == a.family);
+	CHECK(back.has_mapped && back.mapped.port == a.port &&
+	      back.mapped.family == a.family);
 	CHECK(memcmp(back.mapped.addr, a.addr, a.family == 6 ? 16 : 4) == 0);
 	CHECK(memcmp(back.id, m.id, 16) == 0);
 	if (!m.classic)

@@ -134,7 +134,8 @@ static void dial(const char *addr, bool tls)
 		die("ADDR: expected IPv4:PORT");
 	memcpy(host, addr, (size_t)(c - addr));
 	host[c - addr] = 0;
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(c + 1))};
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_port = htons((uint16_t)atoi(c + 1))};
 	if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
 		die("ADDR: expected IPv4:PORT");
 	fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -221,15 +222,17 @@ static void on_state(void *ctx, enum ctl_client_state st, const char *detail,
 static char reg_relays[1024] = "-";
 static bool reg_map;
 
-static void on_map(void *ctx, const struct ctl_map_full *map, const struct ctl_map_change *chg)
+static void on_map(void *ctx, const struct ctl_map_full *map,
+                   const struct ctl_map_change *chg)
 {
 	size_t off = 0;
 	reg_relays[0] = 0;
 	for (size_t i = 0; i < map->n_relays && off < sizeof reg_relays - 1; i++) {
 		const struct ctl_relay *r = &map->relays[i];
-		int n = snprintf(reg_relays + off, sizeof reg_relays - off, "%s%s=%s:%u/stun=%u%s%s",
-		                 i ? "," : "", r->name, r->host, r->port, r->stun_port,
-		                 r->tls ? "/tls" : "", r->has_key ? "/key" : "");
+		int n = snprintf(reg_relays + off, sizeof reg_relays - off,
+		                 "%s%s=%s:%u/stun=%u%s%s", i ? "," : "", r->name, r->host,
+		                 r->port, r->stun_port, r->tls ? "/tls" : "",
+		                 r->has_key ? "/key" : "");
 		if (n < 0)
 			break;
 		off += (size_t)n;
@@ -250,12 +253,17 @@ static int cmd_register(const char *token)
 	crypto_box_keypair(dpub, dpriv);
 	struct event_base *base = event_base_new();
 	int done = 0;
-	static const struct ctl_client_callbacks cb = {.on_state = on_state, .on_map = on_map};
+	static const struct ctl_client_callbacks cb = {.on_state = on_state,
+	                                               .on_map = on_map};
 	char host[8];
 	snprintf(host, sizeof host, "rc%04u", randombytes_uniform(10000));
-	struct ctl_client_config cc = {.base = base, .host = tok.host, .port = tok.port,
-	                               .hostname = host, .auth_key = tok.auth_key,
-	                               .cb = &cb, .ctx = &done};
+	struct ctl_client_config cc = {.base = base,
+	                               .host = tok.host,
+	                               .port = tok.port,
+	                               .hostname = host,
+	                               .auth_key = tok.auth_key,
+	                               .cb = &cb,
+	                               .ctx = &done};
 	memcpy(cc.server_key, tok.server_key, 32);
 	memcpy(cc.machine_priv, mpriv, 32);
 	memcpy(cc.node_key, npub, 32);
@@ -281,7 +289,8 @@ static unsigned long long wall_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+	return (unsigned long long)ts.tv_sec * 1000 +
+	       (unsigned long long)ts.tv_nsec / 1000000;
 }
 
 int main(int argc, char **argv)
@@ -298,7 +307,8 @@ int main(int argc, char **argv)
 		uint8_t priv[32], pub[32];
 		char b64[64];
 		parse_priv(argv[2], priv, pub);
-		sodium_bin2base64(b64, sizeof b64, pub, 32, sodium_base64_VARIANT_ORIGINAL);
+		sodium_bin2base64(b64, sizeof b64, pub, 32,
+		                  sodium_base64_VARIANT_ORIGINAL);
 		printf("%s\n", b64);
 		return 0;
 	}
@@ -311,7 +321,8 @@ int main(int argc, char **argv)
 		uint8_t dst[32];
 		size_t bl = 0;
 		if (sodium_base642bin(dst, 32, argv[4], strlen(argv[4]), NULL, &bl, NULL,
-		                      sodium_base64_VARIANT_ORIGINAL) != 0 || bl != 32)
+		                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+		    bl != 32)
 			die("DSTPUB: expected base64 of 32 bytes");
 		long n = atol(argv[5]), size = atol(argv[6]);
 		if (size < 8 || size > RELAY_PACKET_MAX)
@@ -320,8 +331,9 @@ int main(int argc, char **argv)
 		for (long i = 0; i < n; i++) {
 			memset(pkt, (int)(i & 0xff), (size_t)size);
 			memcpy(pkt, &i, sizeof i);
-			size_t fl = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, dst,
-			                                pkt, (size_t)size);
+			size_t fl =
+			    relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET,
+			                        dst, pkt, (size_t)size);
 			put_all(fr, fl);
 			if (i % 64 == 63)
 				usleep(1000);
@@ -363,8 +375,8 @@ int main(int argc, char **argv)
 				return 0;
 			}
 			if (k == 1 && f.type == RELAY_FRAME_REFUSED) {
-				printf("cut at %llu: %.*s\n", wall_ms(), (int)f.u.text.text_len,
-				       f.u.text.text);
+				printf("cut at %llu: %.*s\n", wall_ms(),
+				       (int)f.u.text.text_len, f.u.text.text);
 				return 0;
 			}
 		}

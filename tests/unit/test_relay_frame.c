@@ -26,7 +26,8 @@ static void decode_one(const uint8_t *p, size_t n, struct relay_frame *f)
 	/* Every proper prefix is "more", never an error or a frame. */
 	for (size_t k = 0; k < n; k++) {
 		struct relay_frame g;
-		assert_int_equal(relay_frame_decode(p, k, &g, &used, NULL), RELAY_DECODE_MORE);
+		assert_int_equal(relay_frame_decode(p, k, &g, &used, NULL),
+		                 RELAY_DECODE_MORE);
 		assert_int_equal(used, 0);
 	}
 }
@@ -74,7 +75,8 @@ static void round_trips(void **state)
 	decode_one(buf, n, &f);
 	assert_int_equal(f.type, RELAY_FRAME_KEEPALIVE);
 
-	n = relay_encode_peer(buf, sizeof buf, RELAY_FRAME_PEER_GONE, k2, RELAY_GONE_NOT_HERE);
+	n = relay_encode_peer(buf, sizeof buf, RELAY_FRAME_PEER_GONE, k2,
+	                      RELAY_GONE_NOT_HERE);
 	decode_one(buf, n, &f);
 	assert_int_equal(f.u.peer.reason, RELAY_GONE_NOT_HERE);
 	n = relay_encode_peer(buf, sizeof buf, RELAY_FRAME_PEER_PRESENT, k2, 0);
@@ -94,7 +96,8 @@ static void round_trips(void **state)
 	assert_int_equal(f.u.restarting.reconnect_in_ms, 1000);
 	assert_int_equal(f.u.restarting.try_for_ms, 30000);
 
-	n = relay_encode_refused(buf, sizeof buf, RELAY_REFUSED_NOT_ADMITTED, "not a node");
+	n = relay_encode_refused(buf, sizeof buf, RELAY_REFUSED_NOT_ADMITTED,
+	                         "not a node");
 	decode_one(buf, n, &f);
 	assert_int_equal(f.u.text.reason, RELAY_REFUSED_NOT_ADMITTED);
 	assert_memory_equal(f.u.text.text, "not a node", 10);
@@ -104,11 +107,16 @@ static void round_trips(void **state)
 	n = relay_encode_forward(buf, sizeof buf, k1, k2, big, RELAY_PACKET_MAX);
 	assert_int_equal(n, RELAY_FRAME_MAX);
 	decode_one(buf, n, &f);
-	assert_int_equal(relay_encode_forward(buf, sizeof buf, k1, k2, big, RELAY_PACKET_MAX + 1), 0);
-	assert_int_equal(relay_encode_packet(buf, sizeof buf, RELAY_FRAME_SEND_PACKET, k1, data, 0), 0);
+	assert_int_equal(
+	    relay_encode_forward(buf, sizeof buf, k1, k2, big, RELAY_PACKET_MAX + 1), 0);
+	assert_int_equal(
+	    relay_encode_packet(buf, sizeof buf, RELAY_FRAME_SEND_PACKET, k1, data, 0),
+	    0);
 	/* Too small an output buffer: 0, never a partial write past it. */
 	for (size_t cap = 0; cap < RELAY_HDR_LEN + 32 + 10; cap++)
-		assert_int_equal(relay_encode_packet(buf, cap, RELAY_FRAME_SEND_PACKET, k1, data, 10), 0);
+		assert_int_equal(
+		    relay_encode_packet(buf, cap, RELAY_FRAME_SEND_PACKET, k1, data, 10),
+		    0);
 }
 
 static void lengths_and_short_bodies(void **state)
@@ -163,11 +171,13 @@ static void lengths_and_short_bodies(void **state)
 	assert_int_equal(used, 8);
 	assert_null(relay_frame_type_name(0x7f));
 	relay_encode_header(buf, sizeof buf, RELAY_FRAME_SERVER_INFO, 9);
-	assert_int_equal(relay_frame_decode(buf, 14, &f, &used, NULL), RELAY_DECODE_READY);
+	assert_int_equal(relay_frame_decode(buf, 14, &f, &used, NULL),
+	                 RELAY_DECODE_READY);
 	/* Two frames back to back: the first is returned with its length. */
 	size_t a = relay_encode_keepalive(buf, sizeof buf);
 	size_t b = relay_encode_health(buf + a, sizeof buf - a, "x");
-	assert_int_equal(relay_frame_decode(buf, a + b, &f, &used, NULL), RELAY_DECODE_READY);
+	assert_int_equal(relay_frame_decode(buf, a + b, &f, &used, NULL),
+	                 RELAY_DECODE_READY);
 	assert_int_equal(used, a);
 	assert_int_equal(f.type, RELAY_FRAME_KEEPALIVE);
 }
@@ -194,7 +204,8 @@ static void client_info_proves_key(void **state)
 	assert_int_equal(ver, RELAY_PROTO_VERSION);
 	assert_int_equal(flags, RELAY_CLIENT_MESH);
 	/* A replay on a new connection (another challenge) fails. */
-	assert_int_equal(relay_client_info_open(&f, spriv, other, &ver, &flags), -EBADMSG);
+	assert_int_equal(relay_client_info_open(&f, spriv, other, &ver, &flags),
+	                 -EBADMSG);
 	/* Claiming another node's key without its private key fails: sealed
 	 * with our private key, but the frame says opub. */
 	memcpy(buf + RELAY_HDR_LEN, opub, 32);
@@ -227,13 +238,15 @@ static void http_upgrade(void **state)
 	                "connection: keep-alive, Upgrade\r\n\r\n") > 0);
 	assert_int_equal(req("GET /relay HTTP/1.1\r\nHost: x\r\n"), 0); /* incomplete */
 	assert_int_equal(req("GET /relay HTTP/1.1\r\nHost: x\r\n\r\n"), -426);
-	assert_int_equal(req("GET / HTTP/1.1\r\nUpgrade: meshrelay\r\nConnection: upgrade\r\n\r\n"),
-	                 -404);
+	assert_int_equal(
+	    req("GET / HTTP/1.1\r\nUpgrade: meshrelay\r\nConnection: upgrade\r\n\r\n"),
+	    -404);
 	assert_int_equal(req("POST /relay HTTP/1.1\r\n\r\n"), -405);
 	assert_int_equal(req("GET /relay HTTP/2\r\n\r\n"), -400);
 	assert_int_equal(req("garbage\r\n\r\n"), -400);
 	assert_int_equal(req("GET /relay HTTP/1.1\r\nno colon here\r\n\r\n"), -400);
-	assert_int_equal(req("GET /relay HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"),
+	assert_int_equal(req("GET /relay HTTP/1.1\r\nUpgrade: websocket\r\nConnection: "
+	                     "upgrade\r\n\r\n"),
 	                 -426);
 	/* A head that never ends is refused at the limit. */
 	static char big[RELAY_HTTP_HEAD_MAX + 10];
@@ -245,7 +258,8 @@ static void http_upgrade(void **state)
 	                 (int)strlen(relay_http_101));
 	const char *e = relay_http_error(404);
 	assert_int_equal(relay_http_parse_response((const uint8_t *)e, strlen(e)), -404);
-	assert_int_equal(relay_http_parse_response((const uint8_t *)"SSH-2.0-x\r\n\r\n", 13), -1);
+	assert_int_equal(
+	    relay_http_parse_response((const uint8_t *)"SSH-2.0-x\r\n\r\n", 13), -1);
 	assert_int_equal(relay_http_request(r, sizeof r, "x\r\nEvil: 1"), 0);
 }
 

@@ -164,7 +164,8 @@ static int cl_frame(struct cl *c, struct relay_frame *f, int ms)
 			return 1;
 		}
 		pump(1);
-		ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, MSG_DONTWAIT);
+		ssize_t n =
+		    recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && errno != EAGAIN))
 			return -1;
 		if (n > 0)
@@ -181,7 +182,8 @@ static void cl_open(struct cl *c, int rcvbuf)
 	c->fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (rcvbuf)
 		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_port = htons(port),
 	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof sin), 0);
 	char req[256];
@@ -189,7 +191,8 @@ static void cl_open(struct cl *c, int rcvbuf)
 	cl_send(c, req, n);
 	for (int i = 0; i < 2000; i++) {
 		pump(1);
-		ssize_t k = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, MSG_DONTWAIT);
+		ssize_t k =
+		    recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, MSG_DONTWAIT);
 		if (k > 0)
 			c->len += (size_t)k;
 		int r = relay_http_parse_response(c->buf, c->len);
@@ -213,8 +216,9 @@ static int cl_hello(struct cl *c, bool wrong_priv)
 	uint8_t other[32], opub[32];
 	crypto_box_keypair(opub, other);
 	uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN];
-	size_t n = relay_client_info_seal(fr, sizeof fr, c->pub, wrong_priv ? other : c->priv,
-	                                  spub, f.u.server_key.challenge, 0);
+	size_t n =
+	    relay_client_info_seal(fr, sizeof fr, c->pub, wrong_priv ? other : c->priv,
+	                           spub, f.u.server_key.challenge, 0);
 	cl_send(c, fr, n);
 	assert_int_equal(cl_frame(c, &f, 2000), 1);
 	if (f.type == RELAY_FRAME_REFUSED)
@@ -262,12 +266,14 @@ static void admission(void **state)
 	assert_int_equal(cl_hello(cb, false), RELAY_FRAME_SERVER_INFO);
 	uint8_t fr[RELAY_HDR_LEN + 32 + 100], data[100];
 	randombytes_buf(data, sizeof data);
-	size_t n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, bpub, data, 100);
+	size_t n =
+	    relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, bpub, data, 100);
 	cl_send(ca, fr, n);
 	struct relay_frame f;
 	assert_int_equal(cl_frame(cb, &f, 2000), 1);
 	assert_int_equal(f.type, RELAY_FRAME_RECV_PACKET);
-	assert_memory_equal(f.u.packet.key, apub, 32); /* the source, as the relay saw it */
+	assert_memory_equal(f.u.packet.key, apub,
+	                    32); /* the source, as the relay saw it */
 	assert_int_equal(f.u.packet.data_len, 100);
 	assert_memory_equal(f.u.packet.data, data, 100);
 	uint8_t nobody[32];
@@ -317,8 +323,8 @@ static void never_reads(void **state)
 	assert_int_equal(cl_hello(r, false), RELAY_FRAME_SERVER_INFO);
 	/* 4000 packets of 1400 bytes (5.6 MB) to a client that reads nothing. */
 	static uint8_t fr[RELAY_HDR_LEN + 32 + 1400], data[1400];
-	size_t n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, r->pub, data,
-	                               sizeof data);
+	size_t n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, r->pub,
+	                               data, sizeof data);
 	for (int i = 0; i < 4000; i++) {
 		cl_send(s, fr, n);
 		if (i % 32 == 0)

@@ -30,36 +30,50 @@ static const char pw[] = "VOkJxbRl1RmTxUk/WvJxBt";
 
 /* RFC 5769 2.1: request with SOFTWARE, PRIORITY, ICE-CONTROLLED, USERNAME,
  * MESSAGE-INTEGRITY, FINGERPRINT; SOFTWARE and USERNAME pad with 0x20. */
-static const char v21[] =
-    "000100582112a442b7e7a701bc34d686fa87dfae"
-    "80220010" "5354554e207465737420636c69656e74"
-    "00240004" "6e0001ff"
-    "80290008" "932ff9b151263b36"
-    "00060009" "6576746a3a68367659202020"
-    "00080014" "9aeaa70cbfd8cb56781ef2b5b2d3f249c1b571a2"
-    "80280004" "e57a3bcf";
+static const char v21[] = "000100582112a442b7e7a701bc34d686fa87dfae"
+                          "80220010"
+                          "5354554e207465737420636c69656e74"
+                          "00240004"
+                          "6e0001ff"
+                          "80290008"
+                          "932ff9b151263b36"
+                          "00060009"
+                          "6576746a3a68367659202020"
+                          "00080014"
+                          "9aeaa70cbfd8cb56781ef2b5b2d3f249c1b571a2"
+                          "80280004"
+                          "e57a3bcf";
 /* 2.2: IPv4 response, 192.0.2.1:32853. */
-static const char v22[] =
-    "0101003c2112a442b7e7a701bc34d686fa87dfae"
-    "8022000b" "7465737420766563746f7220"
-    "00200008" "0001a147e112a643"
-    "00080014" "2b91f599fd9e90c38c7489f92af9ba53f06be7d7"
-    "80280004" "c07d4c96";
+static const char v22[] = "0101003c2112a442b7e7a701bc34d686fa87dfae"
+                          "8022000b"
+                          "7465737420766563746f7220"
+                          "00200008"
+                          "0001a147e112a643"
+                          "00080014"
+                          "2b91f599fd9e90c38c7489f92af9ba53f06be7d7"
+                          "80280004"
+                          "c07d4c96";
 /* 2.3: IPv6 response, [2001:db8:1234:5678:11:2233:4455:6677]:32853. */
-static const char v23[] =
-    "010100482112a442b7e7a701bc34d686fa87dfae"
-    "8022000b" "7465737420766563746f7220"
-    "00200014" "0002a1470113a9faa5d3f179bc25f4b5bed2b9d9"
-    "00080014" "a382954e4be67bf11784c97c8292c275bfe3ed41"
-    "80280004" "c8fb0b4c";
+static const char v23[] = "010100482112a442b7e7a701bc34d686fa87dfae"
+                          "8022000b"
+                          "7465737420766563746f7220"
+                          "00200014"
+                          "0002a1470113a9faa5d3f179bc25f4b5bed2b9d9"
+                          "00080014"
+                          "a382954e4be67bf11784c97c8292c275bfe3ed41"
+                          "80280004"
+                          "c8fb0b4c";
 /* 2.4: long-term credentials, no FINGERPRINT. */
-static const char v24[] =
-    "000100602112a44278ad3433c6ad72c029da412e"
-    "00060012" "e3839ee38388e383aae38383e382afe382b90000"
-    "0015001c" "662f2f3439396b39353464364f4c33346f4c394653547679363473"
-    "41"
-    "0014000b" "6578616d706c652e6f726700"
-    "00080014" "f67024656dd64a3e02b8e0712e85c9a28ca89666";
+static const char v24[] = "000100602112a44278ad3433c6ad72c029da412e"
+                          "00060012"
+                          "e3839ee38388e383aae38383e382afe382b90000"
+                          "0015001c"
+                          "662f2f3439396b39353464364f4c33346f4c394653547679363473"
+                          "41"
+                          "0014000b"
+                          "6578616d706c652e6f726700"
+                          "00080014"
+                          "f67024656dd64a3e02b8e0712e85c9a28ca89666";
 
 static void rfc5769_request(void **state)
 {
@@ -78,7 +92,8 @@ static void rfc5769_request(void **state)
 	assert_memory_equal(m.software, "STUN test client", 16);
 	assert_int_equal(m.username_len, 9);
 	assert_memory_equal(m.username, "evtj:h6vY", 9);
-	assert_int_equal(m.unknown_required, 0); /* PRIORITY is known, ICE-CONTROLLED optional */
+	assert_int_equal(m.unknown_required,
+	                 0); /* PRIORITY is known, ICE-CONTROLLED optional */
 	/* The padding is spaces; a zero-requiring parser would fail here. */
 	assert_int_equal(p[20 + 4 + 16 + 8 + 12 + 4 + 9], 0x20);
 	/* One flipped bit in the body breaks both checks. */
@@ -153,9 +168,8 @@ static void sha1_fips(void **state)
 	unhex(want, sizeof want, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
 	assert_memory_equal(out, want, SHA1_LEN);
 	/* RFC 2202 HMAC-SHA1 test case 2. */
-	hmac_sha1(out, (const uint8_t *)"Jefe", 4,
-	          (const uint8_t *)"what do ya want ", 16,
-	          (const uint8_t *)"for nothing?", 12);
+	hmac_sha1(out, (const uint8_t *)"Jefe", 4, (const uint8_t *)"what do ya want ",
+	          16, (const uint8_t *)"for nothing?", 12);
 	unhex(want, sizeof want, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
 	assert_memory_equal(out, want, SHA1_LEN);
 	assert_int_equal(stun_crc32((const uint8_t *)"123456789", 9), 0xCBF43926u);
@@ -181,7 +195,8 @@ static void request_response_round_trip(void **state)
 	assert_int_equal(r.mapped.port, 40000);
 	assert_memory_equal(r.mapped.addr, a.addr, 4);
 	/* IPv6 */
-	struct stun_addr a6 = {.family = 6, .port = 1, .addr = {0x20, 0x01, 0x0d, 0xb8, 9}};
+	struct stun_addr a6 = {
+	    .family = 6, .port = 1, .addr = {0x20, 0x01, 0x0d, 0xb8, 9}};
 	rn = stun_binding_response(resp, sizeof resp, &m, &a6, NULL);
 	assert_int_equal(stun_parse(resp, rn, &r), 0);
 	assert_int_equal(r.mapped.family, 6);
