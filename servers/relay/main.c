@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -451,6 +452,27 @@ static SSL_CTX *tls_ctx(const char *cert, const char *key)
 	return ctx;
 }
 
+/* Each client is a socket: raise the soft open-file limit to the hard one
+ * (often 1024 -> 524288), and say so when --max-clients cannot fit. */
+static void raise_nofile(unsigned max_clients)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	unsigned want = (max_clients ? max_clients : 10000) + 64;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+		log_warn(
+		    "mesh-relay: the open-file limit is %llu, fewer than --max-clients "
+		    "needs (%u); raise it (ulimit -n, LimitNOFILE=) or lower "
+		    "--max-clients",
+		    (unsigned long long)rl.rlim_cur, want);
+}
+
 static int cmd_up(const struct opts *o)
 {
 	struct rly_state st = {0};
@@ -542,6 +564,7 @@ static int cmd_up(const struct opts *o)
 		return 1;
 	}
 
+	raise_nofile(o->max_clients);
 	struct relay_app a = {.started = (uint64_t)time(NULL)};
 	snprintf(a.region, sizeof a.region, "%s", st.region);
 	snprintf(a.ctl_state, sizeof a.ctl_state, "connecting");
