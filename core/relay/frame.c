@@ -94,6 +94,8 @@ static int decode_body(struct relay_frame *f)
 		f->u.server_info.flags = b[1];
 		f->u.server_info.queue_packets = get16(b + 2);
 		f->u.server_info.keepalive_s = get16(b + 4);
+		f->u.server_info.nonce = b + 6;
+		f->u.server_info.box = b + 6 + RELAY_NONCE_LEN;
 		return 0;
 	case RELAY_FRAME_SEND_PACKET:
 	case RELAY_FRAME_RECV_PACKET:
@@ -216,7 +218,9 @@ size_t relay_encode_server_key(uint8_t *out, size_t out_cap, const uint8_t *key,
 }
 
 size_t relay_encode_server_info(uint8_t *out, size_t out_cap, uint8_t flags,
-                                uint16_t queue_packets, uint16_t keepalive_s)
+                                uint16_t queue_packets, uint16_t keepalive_s,
+                                const uint8_t *server_priv, const uint8_t *client_pub,
+                                const uint8_t *client_challenge)
 {
 	uint8_t *b = start(out, out_cap, RELAY_FRAME_SERVER_INFO, RELAY_SERVER_INFO_LEN);
 	if (!b)
@@ -225,6 +229,11 @@ size_t relay_encode_server_info(uint8_t *out, size_t out_cap, uint8_t flags,
 	b[1] = flags;
 	put16(b + 2, queue_packets);
 	put16(b + 4, keepalive_s);
+	uint8_t *nonce = b + 6;
+	randombytes_buf(nonce, RELAY_NONCE_LEN);
+	if (crypto_box_easy(nonce + RELAY_NONCE_LEN, client_challenge,
+	                    RELAY_CHALLENGE_LEN, nonce, client_pub, server_priv) != 0)
+		return 0;
 	return RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN;
 }
 
@@ -331,7 +340,8 @@ size_t relay_encode_refused(uint8_t *out, size_t out_cap, uint8_t reason,
 
 size_t relay_client_info_seal(uint8_t *out, size_t out_cap, const uint8_t *client_pub,
                               const uint8_t *client_priv, const uint8_t *server_pub,
-                              const uint8_t *challenge, uint8_t flags)
+                              const uint8_t *challenge, uint8_t flags,
+                              uint8_t *client_challenge)
 {
 	uint8_t *b = start(out, out_cap, RELAY_FRAME_CLIENT_INFO, RELAY_CLIENT_INFO_LEN);
 	if (!b)
@@ -340,6 +350,8 @@ size_t relay_client_info_seal(uint8_t *out, size_t out_cap, const uint8_t *clien
 	memcpy(plain, challenge, RELAY_CHALLENGE_LEN);
 	plain[RELAY_CHALLENGE_LEN] = RELAY_PROTO_VERSION;
 	plain[RELAY_CHALLENGE_LEN + 1] = flags;
+	randombytes_buf(client_challenge, RELAY_CHALLENGE_LEN);
+	memcpy(plain + RELAY_CHALLENGE_LEN + 2, client_challenge, RELAY_CHALLENGE_LEN);
 	memcpy(b, client_pub, RELAY_KEY_LEN);
 	uint8_t *nonce = b + RELAY_KEY_LEN;
 	randombytes_buf(nonce, RELAY_NONCE_LEN);
@@ -350,7 +362,8 @@ size_t relay_client_info_seal(uint8_t *out, size_t out_cap, const uint8_t *clien
 }
 
 int relay_client_info_open(const struct relay_frame *f, const uint8_t *server_priv,
-                           const uint8_t *challenge, uint8_t *version, uint8_t *flags)
+                           const uint8_t *challenge, uint8_t *version, uint8_t *flags,
+                           uint8_t *client_challenge)
 {
 	if (f->type != RELAY_FRAME_CLIENT_INFO ||
 	    f->u.client_info.box_len < RELAY_BOX_MAC_LEN + RELAY_CLIENT_PLAIN_LEN ||
@@ -365,8 +378,26 @@ int relay_client_info_open(const struct relay_frame *f, const uint8_t *server_pr
 	    sodium_memcmp(plain, challenge, RELAY_CHALLENGE_LEN) == 0) {
 		*version = plain[RELAY_CHALLENGE_LEN];
 		*flags = plain[RELAY_CHALLENGE_LEN + 1];
+		memcpy(client_challenge, plain + RELAY_CHALLENGE_LEN + 2,
+		       RELAY_CHALLENGE_LEN);
 		r = 0;
 	}
 	sodium_memzero(plain, plen);
+	return r;
+}
+
+int relay_server_info_open(const struct relay_frame *f, const uint8_t *client_priv,
+                           const uint8_t *server_pub, const uint8_t *client_challenge)
+{
+	if (f->type != RELAY_FRAME_SERVER_INFO || f->len < RELAY_SERVER_INFO_LEN)
+		return -EBADMSG;
+	uint8_t plain[RELAY_CHALLENGE_LEN];
+	int r = -EBADMSG;
+	if (crypto_box_open_easy(plain, f->u.server_info.box,
+	                         RELAY_BOX_MAC_LEN + RELAY_CHALLENGE_LEN,
+	                         f->u.server_info.nonce, server_pub, client_priv) == 0 &&
+	    sodium_memcmp(plain, client_challenge, RELAY_CHALLENGE_LEN) == 0)
+		r = 0;
+	sodium_memzero(plain, sizeof plain);
 	return r;
 }

@@ -15,13 +15,18 @@
  *
  *   SERVER_KEY    0x01  magic "MESHRLY1" (8) || server key || challenge (32)
  *   CLIENT_INFO   0x02  client key || nonce (24) || crypto_box of
- *                       challenge (32) || version u8 || flags u8
+ *                       challenge (32) || version u8 || flags u8 ||
+ *                       client challenge (32)
  *                       (sealed with the client's private key to the server
  *                       key: opening it proves the client holds the private
  *                       half of the key it claims; the challenge is fresh per
  *                       connection, so a recorded CLIENT_INFO is useless)
  *   SERVER_INFO   0x03  version u8 || flags u8 || queue_packets u16 ||
- *                       keepalive_s u16
+ *                       keepalive_s u16 || nonce (24) || crypto_box of the
+ *                       client challenge, sealed with the server's private
+ *                       key to the client's key: the relay proves it holds
+ *                       the key the client sealed to (a relay that merely
+ *                       passes frames on cannot make it)
  *   SEND_PACKET   0x04  dst key || payload (1..RELAY_PACKET_MAX)
  *   RECV_PACKET   0x05  src key || payload (1..RELAY_PACKET_MAX)
  *   KEEPALIVE     0x06  (empty)
@@ -63,11 +68,13 @@
 #define RELAY_PING_LEN       8
 
 /* Plaintext inside CLIENT_INFO's box, and the whole CLIENT_INFO body. */
-#define RELAY_CLIENT_PLAIN_LEN (RELAY_CHALLENGE_LEN + 2)
+#define RELAY_CLIENT_PLAIN_LEN (2 * RELAY_CHALLENGE_LEN + 2)
 #define RELAY_CLIENT_INFO_LEN                                                            \
 	(RELAY_KEY_LEN + RELAY_NONCE_LEN + RELAY_BOX_MAC_LEN + RELAY_CLIENT_PLAIN_LEN)
-#define RELAY_SERVER_KEY_LEN  (RELAY_MAGIC_LEN + RELAY_KEY_LEN + RELAY_CHALLENGE_LEN)
-#define RELAY_SERVER_INFO_LEN 6
+#define RELAY_SERVER_KEY_LEN (RELAY_MAGIC_LEN + RELAY_KEY_LEN + RELAY_CHALLENGE_LEN)
+/* SERVER_INFO: 6 bytes of fields, then the nonce and the sealed proof. */
+#define RELAY_SERVER_INFO_LEN                                                            \
+	(6 + RELAY_NONCE_LEN + RELAY_BOX_MAC_LEN + RELAY_CHALLENGE_LEN)
 
 enum relay_frame_type {
 	RELAY_FRAME_SERVER_KEY = 0x01,
@@ -121,6 +128,7 @@ struct relay_frame {
 		struct {
 			uint8_t version, flags;
 			uint16_t queue_packets, keepalive_s;
+			const uint8_t *nonce, *box; /* the proof */
 		} server_info;
 		struct {
 			const uint8_t *key; /* dst (SEND) or src (RECV) */
@@ -170,8 +178,12 @@ const char *relay_frame_type_name(unsigned type);
 size_t relay_encode_header(uint8_t *out, size_t out_cap, uint8_t type, size_t body_len);
 size_t relay_encode_server_key(uint8_t *out, size_t out_cap, const uint8_t *key,
                                const uint8_t *challenge);
+/* SERVER_INFO with its proof: client_challenge (from CLIENT_INFO) sealed
+ * from server_priv to client_pub under a random nonce. */
 size_t relay_encode_server_info(uint8_t *out, size_t out_cap, uint8_t flags,
-                                uint16_t queue_packets, uint16_t keepalive_s);
+                                uint16_t queue_packets, uint16_t keepalive_s,
+                                const uint8_t *server_priv, const uint8_t *client_pub,
+                                const uint8_t *client_challenge);
 /* SEND_PACKET (key = dst) or RECV_PACKET (key = src). */
 size_t relay_encode_packet(uint8_t *out, size_t out_cap, uint8_t type, const uint8_t *key,
                            const uint8_t *data, size_t data_len);
@@ -188,20 +200,30 @@ size_t relay_encode_restarting(uint8_t *out, size_t out_cap, uint32_t reconnect_
 size_t relay_encode_refused(uint8_t *out, size_t out_cap, uint8_t reason,
                             const char *text);
 
-/* CLIENT_INFO, built by a client: seals challenge || version || flags with
- * crypto_box from (client_pub, client_priv) to server_pub under a random
- * nonce. Returns the frame's size or 0. */
+/* CLIENT_INFO, built by a client: picks a random client challenge (written
+ * to client_challenge, for relay_server_info_open) and seals challenge ||
+ * version || flags || client challenge with crypto_box from (client_pub,
+ * client_priv) to server_pub under a random nonce. Returns the frame's size
+ * or 0. */
 size_t relay_client_info_seal(uint8_t *out, size_t out_cap, const uint8_t *client_pub,
                               const uint8_t *client_priv, const uint8_t *server_pub,
-                              const uint8_t *challenge, uint8_t flags);
+                              const uint8_t *challenge, uint8_t flags,
+                              uint8_t *client_challenge);
 /* On the server: opens a decoded CLIENT_INFO with the server's private key
  * and checks that it was sealed with f's client key and carries challenge.
- * Returns 0 with *version and *flags set, -EBADMSG when the box does not
- * open (wrong key: the client does not hold the private key it claims) or
- * the challenge differs (a replay). Constant-time compare; wipes the
- * plaintext. */
+ * Returns 0 with *version, *flags and client_challenge (32 bytes) set,
+ * -EBADMSG when the box does not open (wrong key: the client does not hold
+ * the private key it claims) or the challenge differs (a replay).
+ * Constant-time compare; wipes the plaintext. */
 int relay_client_info_open(const struct relay_frame *f, const uint8_t *server_priv,
-                           const uint8_t *challenge, uint8_t *version, uint8_t *flags);
+                           const uint8_t *challenge, uint8_t *version, uint8_t *flags,
+                           uint8_t *client_challenge);
+/* On the client: checks a decoded SERVER_INFO's proof: sealed from the
+ * server_pub it sealed CLIENT_INFO to, to this client, over its
+ * client_challenge. 0, or -EBADMSG (the relay does not hold server_pub's
+ * private key). */
+int relay_server_info_open(const struct relay_frame *f, const uint8_t *client_priv,
+                           const uint8_t *server_pub, const uint8_t *client_challenge);
 
 /* Reads a big-endian u32 length from a 5-byte header (tests, fuzzers). */
 static inline uint32_t relay_hdr_len(const uint8_t *h)

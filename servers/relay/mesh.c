@@ -129,7 +129,7 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 		uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN];
 		size_t n = relay_client_info_seal(fr, sizeof fr, s->cfg.pub, s->cfg.priv,
 		                                  l->sib.key, f->u.server_key.challenge,
-		                                  RELAY_CLIENT_MESH);
+		                                  RELAY_CLIENT_MESH, c->challenge);
 		bufferevent_write(c->bev, fr, n);
 		c->state = RC_WAIT_SINFO;
 		return true;
@@ -141,8 +141,14 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 			rly_conn_close(c, "refused");
 			return false;
 		}
-		if (f->type != RELAY_FRAME_SERVER_INFO) {
-			rly_conn_close(c, "expected SERVER_INFO");
+		if (f->type != RELAY_FRAME_SERVER_INFO ||
+		    relay_server_info_open(f, s->cfg.priv, l->sib.key, c->challenge) <
+		        0) {
+			log_warn(
+			    "mesh-relay: %s: SERVER_INFO without a valid proof of the "
+			    "sibling's key; not meshing with it",
+			    c->peer);
+			rly_conn_close(c, "no proof of the sibling's key");
 			return false;
 		}
 		c->state = RC_ACTIVE;

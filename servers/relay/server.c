@@ -335,9 +335,9 @@ static void admit(struct rly_conn *c, bool mesh)
 	                     (s->cfg.write_timeout_ms % 1000) * 1000};
 	bufferevent_set_timeouts(c->bev, NULL, &wt);
 	uint8_t fr[RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN];
-	size_t n =
-	    relay_encode_server_info(fr, sizeof fr, 0, (uint16_t)s->cfg.queue_packets,
-	                             (uint16_t)s->cfg.keepalive_s);
+	size_t n = relay_encode_server_info(
+	    fr, sizeof fr, 0, (uint16_t)s->cfg.queue_packets,
+	    (uint16_t)s->cfg.keepalive_s, s->cfg.priv, c->key, c->peer_chal);
 	rly_conn_send(c, fr, n, NULL, 0);
 	if (mesh) {
 		s->st.mesh_in++;
@@ -370,7 +370,8 @@ static bool on_client_info(struct rly_conn *c, const struct relay_frame *f)
 	}
 	memcpy(c->key, f->u.client_info.key, 32);
 	uint8_t ver = 0, flags = 0;
-	if (relay_client_info_open(f, s->cfg.priv, c->challenge, &ver, &flags) < 0) {
+	if (relay_client_info_open(f, s->cfg.priv, c->challenge, &ver, &flags,
+	                           c->peer_chal) < 0) {
 		refuse(c, RELAY_REFUSED_BAD_AUTH,
 		       "CLIENT_INFO did not open: the client does not hold the key it "
 		       "names, or it answered another challenge",

@@ -69,11 +69,15 @@ static void check_frame(const struct relay_frame *f)
 	case RELAY_FRAME_CLIENT_INFO: {
 		CHECK(inside(f->u.client_info.box, f->u.client_info.box_len, f->body,
 		             f->len));
-		uint8_t v, fl;
+		uint8_t v, fl, cc[32];
 		/* Random bytes never open a box sealed with an unknown key. */
-		CHECK(relay_client_info_open(f, spriv, chal, &v, &fl) == -EBADMSG);
+		CHECK(relay_client_info_open(f, spriv, chal, &v, &fl, cc) == -EBADMSG);
 		break;
 	}
+	case RELAY_FRAME_SERVER_INFO:
+		/* Nor a SERVER_INFO proof. */
+		CHECK(relay_server_info_open(f, spriv, spub, chal) == -EBADMSG);
+		break;
 	case RELAY_FRAME_HEALTH:
 	case RELAY_FRAME_REFUSED:
 		CHECK(f->u.text.text_len <= RELAY_TEXT_MAX);

@@ -186,12 +186,15 @@ static int handshake(const char *addr, const char *privhex, bool tls, bool quiet
 	struct relay_frame f;
 	if (next_frame(&f, 5000) != 1 || f.type != RELAY_FRAME_SERVER_KEY)
 		die("no SERVER_KEY");
-	uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN];
-	size_t n = relay_client_info_seal(fr, sizeof fr, pub, priv, f.u.server_key.key,
-	                                  f.u.server_key.challenge, 0);
+	uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN], cchal[32], spub[32];
+	memcpy(spub, f.u.server_key.key, 32);
+	size_t n = relay_client_info_seal(fr, sizeof fr, pub, priv, spub,
+	                                  f.u.server_key.challenge, 0, cchal);
 	put_all(fr, n);
 	int r = next_frame(&f, 5000);
 	if (r == 1 && f.type == RELAY_FRAME_SERVER_INFO) {
+		if (relay_server_info_open(&f, priv, spub, cchal) < 0)
+			die("SERVER_INFO does not prove the relay's key");
 		if (!quiet)
 			printf("admitted\n");
 		return 0;

@@ -40,6 +40,7 @@ struct cl {
 	int idx, state;
 	bool online;
 	uint8_t pub[32], priv[32];
+	uint8_t spub[32], chal[32]; /* the relay's key, our challenge */
 	uint64_t sent, recv;
 };
 
@@ -160,12 +161,15 @@ static void cl_read(struct bufferevent *bev, void *arg)
 			return cl_fail(c);
 		if (c->state == C_KEY && f.type == RELAY_FRAME_SERVER_KEY) {
 			uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN];
-			size_t n = relay_client_info_seal(fr, sizeof fr, c->pub, c->priv,
-			                                  f.u.server_key.key,
-			                                  f.u.server_key.challenge, 0);
+			memcpy(c->spub, f.u.server_key.key, 32);
+			size_t n = relay_client_info_seal(
+			    fr, sizeof fr, c->pub, c->priv, c->spub,
+			    f.u.server_key.challenge, 0, c->chal);
 			bufferevent_write(bev, fr, n);
 			c->state = C_INFO;
 		} else if (c->state == C_INFO && f.type == RELAY_FRAME_SERVER_INFO) {
+			if (relay_server_info_open(&f, c->priv, c->spub, c->chal) < 0)
+				return cl_fail(c);
 			c->state = C_READY;
 			c->ld->ready++;
 		} else if (f.type == RELAY_FRAME_REFUSED) {

@@ -47,8 +47,13 @@ static void round_trips(void **state)
 	assert_memory_equal(f.u.server_key.key, k1, 32);
 	assert_memory_equal(f.u.server_key.challenge, k2, 32);
 
-	n = relay_encode_server_info(buf, sizeof buf, 0, 32, 60);
+	uint8_t sp[32], sk[32], cp[32], ck[32], cc[32];
+	crypto_box_keypair(sp, sk);
+	crypto_box_keypair(cp, ck);
+	randombytes_buf(cc, 32);
+	n = relay_encode_server_info(buf, sizeof buf, 0, 32, 60, sk, cp, cc);
 	decode_one(buf, n, &f);
+	assert_int_equal(relay_server_info_open(&f, ck, sp, cc), 0);
 	assert_int_equal(f.u.server_info.version, RELAY_PROTO_VERSION);
 	assert_int_equal(f.u.server_info.queue_packets, 32);
 	assert_int_equal(f.u.server_info.keepalive_s, 60);
@@ -144,7 +149,7 @@ static void lengths_and_short_bodies(void **state)
 	} bad[] = {
 	    {RELAY_FRAME_SERVER_KEY, RELAY_SERVER_KEY_LEN - 1},
 	    {RELAY_FRAME_CLIENT_INFO, RELAY_CLIENT_INFO_LEN - 1},
-	    {RELAY_FRAME_SERVER_INFO, 5},
+	    {RELAY_FRAME_SERVER_INFO, RELAY_SERVER_INFO_LEN - 1},
 	    {RELAY_FRAME_SEND_PACKET, 32}, /* a key and no payload */
 	    {RELAY_FRAME_RECV_PACKET, 10},
 	    {RELAY_FRAME_FORWARD, 64},
@@ -170,8 +175,11 @@ static void lengths_and_short_bodies(void **state)
 	assert_int_equal(f.type, 0x7f);
 	assert_int_equal(used, 8);
 	assert_null(relay_frame_type_name(0x7f));
-	relay_encode_header(buf, sizeof buf, RELAY_FRAME_SERVER_INFO, 9);
-	assert_int_equal(relay_frame_decode(buf, 14, &f, &used, NULL),
+	relay_encode_header(buf, sizeof buf, RELAY_FRAME_SERVER_INFO,
+	                    RELAY_SERVER_INFO_LEN + 3);
+	assert_int_equal(relay_frame_decode(buf,
+	                                    RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN + 3, &f,
+	                                    &used, NULL),
 	                 RELAY_DECODE_READY);
 	/* Two frames back to back: the first is returned with its length. */
 	size_t a = relay_encode_keepalive(buf, sizeof buf);
@@ -185,7 +193,7 @@ static void lengths_and_short_bodies(void **state)
 static void client_info_proves_key(void **state)
 {
 	uint8_t spub[32], spriv[32], cpub[32], cpriv[32], opub[32], opriv[32];
-	uint8_t chal[32], other[32];
+	uint8_t chal[32], other[32], cc[32], got[32];
 	crypto_box_keypair(spub, spriv);
 	crypto_box_keypair(cpub, cpriv);
 	crypto_box_keypair(opub, opriv);
@@ -196,30 +204,64 @@ static void client_info_proves_key(void **state)
 	uint8_t ver = 0, flags = 0;
 
 	size_t n = relay_client_info_seal(buf, sizeof buf, cpub, cpriv, spub, chal,
-	                                  RELAY_CLIENT_MESH);
+	                                  RELAY_CLIENT_MESH, cc);
 	assert_int_equal(n, RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN);
 	assert_int_equal(relay_frame_decode(buf, n, &f, &used, NULL), RELAY_DECODE_READY);
 	assert_memory_equal(f.u.client_info.key, cpub, 32);
-	assert_int_equal(relay_client_info_open(&f, spriv, chal, &ver, &flags), 0);
+	assert_int_equal(relay_client_info_open(&f, spriv, chal, &ver, &flags, got), 0);
 	assert_int_equal(ver, RELAY_PROTO_VERSION);
 	assert_int_equal(flags, RELAY_CLIENT_MESH);
+	assert_memory_equal(got, cc, 32); /* the client's challenge came through */
 	/* A replay on a new connection (another challenge) fails. */
-	assert_int_equal(relay_client_info_open(&f, spriv, other, &ver, &flags),
+	assert_int_equal(relay_client_info_open(&f, spriv, other, &ver, &flags, got),
 	                 -EBADMSG);
 	/* Claiming another node's key without its private key fails: sealed
 	 * with our private key, but the frame says opub. */
 	memcpy(buf + RELAY_HDR_LEN, opub, 32);
 	assert_int_equal(relay_frame_decode(buf, n, &f, &used, NULL), RELAY_DECODE_READY);
-	assert_int_equal(relay_client_info_open(&f, spriv, chal, &ver, &flags), -EBADMSG);
+	assert_int_equal(relay_client_info_open(&f, spriv, chal, &ver, &flags, got),
+	                 -EBADMSG);
 	/* Sealed to another server: that server's key does not open it here. */
-	n = relay_client_info_seal(buf, sizeof buf, cpub, cpriv, opub, chal, 0);
+	n = relay_client_info_seal(buf, sizeof buf, cpub, cpriv, opub, chal, 0, cc);
 	assert_int_equal(relay_frame_decode(buf, n, &f, &used, NULL), RELAY_DECODE_READY);
-	assert_int_equal(relay_client_info_open(&f, spriv, chal, &ver, &flags), -EBADMSG);
+	assert_int_equal(relay_client_info_open(&f, spriv, chal, &ver, &flags, got),
+	                 -EBADMSG);
 	/* A flipped byte in the box. */
-	n = relay_client_info_seal(buf, sizeof buf, cpub, cpriv, spub, chal, 0);
+	n = relay_client_info_seal(buf, sizeof buf, cpub, cpriv, spub, chal, 0, cc);
 	buf[n - 1] ^= 1;
 	assert_int_equal(relay_frame_decode(buf, n, &f, &used, NULL), RELAY_DECODE_READY);
-	assert_int_equal(relay_client_info_open(&f, spriv, chal, &ver, &flags), -EBADMSG);
+	assert_int_equal(relay_client_info_open(&f, spriv, chal, &ver, &flags, got),
+	                 -EBADMSG);
+}
+
+/* SERVER_INFO proves the relay holds the key the client sealed to: only the
+ * holder of spriv can seal the client's challenge for it. */
+static void server_info_proves_key(void **state)
+{
+	uint8_t spub[32], spriv[32], cpub[32], cpriv[32], opub[32], opriv[32], cc[32],
+	    other[32];
+	crypto_box_keypair(spub, spriv);
+	crypto_box_keypair(cpub, cpriv);
+	crypto_box_keypair(opub, opriv);
+	randombytes_buf(cc, 32);
+	randombytes_buf(other, 32);
+	struct relay_frame f;
+	size_t used;
+	size_t n = relay_encode_server_info(buf, sizeof buf, 0, 64, 60, spriv, cpub, cc);
+	assert_int_equal(n, RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN);
+	assert_int_equal(relay_frame_decode(buf, n, &f, &used, NULL), RELAY_DECODE_READY);
+	assert_int_equal(relay_server_info_open(&f, cpriv, spub, cc), 0);
+	/* Another challenge (a SERVER_INFO replayed from an earlier connection). */
+	assert_int_equal(relay_server_info_open(&f, cpriv, spub, other), -EBADMSG);
+	/* A relay that does not hold spub's private key (a pass-through that
+	 * answers with its own key). */
+	n = relay_encode_server_info(buf, sizeof buf, 0, 64, 60, opriv, cpub, cc);
+	assert_int_equal(relay_frame_decode(buf, n, &f, &used, NULL), RELAY_DECODE_READY);
+	assert_int_equal(relay_server_info_open(&f, cpriv, spub, cc), -EBADMSG);
+	/* Sealed for another client. */
+	n = relay_encode_server_info(buf, sizeof buf, 0, 64, 60, spriv, opub, cc);
+	assert_int_equal(relay_frame_decode(buf, n, &f, &used, NULL), RELAY_DECODE_READY);
+	assert_int_equal(relay_server_info_open(&f, cpriv, spub, cc), -EBADMSG);
 }
 
 static int req(const char *s)
@@ -269,6 +311,7 @@ int main(void)
 	    cmocka_unit_test(round_trips),
 	    cmocka_unit_test(lengths_and_short_bodies),
 	    cmocka_unit_test(client_info_proves_key),
+	    cmocka_unit_test(server_info_proves_key),
 	    cmocka_unit_test(http_upgrade),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

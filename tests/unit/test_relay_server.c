@@ -215,14 +215,17 @@ static int cl_hello(struct cl *c, bool wrong_priv)
 	assert_memory_equal(f.u.server_key.key, spub, 32);
 	uint8_t other[32], opub[32];
 	crypto_box_keypair(opub, other);
-	uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN];
+	uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN], cc[32];
 	size_t n =
 	    relay_client_info_seal(fr, sizeof fr, c->pub, wrong_priv ? other : c->priv,
-	                           spub, f.u.server_key.challenge, 0);
+	                           spub, f.u.server_key.challenge, 0, cc);
 	cl_send(c, fr, n);
 	assert_int_equal(cl_frame(c, &f, 2000), 1);
 	if (f.type == RELAY_FRAME_REFUSED)
 		return 0x100 | f.u.text.reason;
+	/* The relay proves its key over our challenge. */
+	if (f.type == RELAY_FRAME_SERVER_INFO)
+		assert_int_equal(relay_server_info_open(&f, c->priv, spub, cc), 0);
 	return f.type;
 }
 
