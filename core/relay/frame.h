@@ -42,9 +42,9 @@
  *                       instead of SERVER_INFO, then the server closes
  *
  * Fixed-size bodies may carry extra bytes after the fields above (room for
- * later versions); they are ignored. A frame of an unknown type decodes as
- * RELAY_FRAME_UNKNOWN-class (type kept, body untouched) so the caller can
- * skip it; a known type with a body too short for its fields is an error.
+ * later versions); they are ignored. A frame of an unknown type decodes
+ * with its type and body only (no typed view), so the caller can skip it; a
+ * known type with a body too short for its fields is an error.
  * Frame types are stable and never reused. */
 #ifndef MESH_RELAY_FRAME_H
 #define MESH_RELAY_FRAME_H
@@ -225,7 +225,8 @@ int relay_client_info_open(const struct relay_frame *f, const uint8_t *server_pr
 int relay_server_info_open(const struct relay_frame *f, const uint8_t *client_priv,
                            const uint8_t *server_pub, const uint8_t *client_challenge);
 
-/* Reads a big-endian u32 length from a 5-byte header (tests, fuzzers). */
+/* The body length a 5-byte header announces (before anything is decoded:
+ * a reader checks it against RELAY_FRAME_BODY_MAX first). */
 static inline uint32_t relay_hdr_len(const uint8_t *h)
 {
 	return (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];

@@ -51,6 +51,20 @@ static void fmt_addr(const struct sockaddr *sa, char *out, size_t cap)
 	}
 }
 
+/* Lines about one peer's bad input or refusal, at most a few a second, so
+ * a flood of bad connections cannot flood the log (the counters count all). */
+static bool log_ok(void)
+{
+	static uint64_t window;
+	static unsigned n;
+	uint64_t now = rly_now_ms() / 1000;
+	if (now != window) {
+		window = now;
+		n = 0;
+	}
+	return ++n <= 5;
+}
+
 static void key_short(const uint8_t *k, char out[12])
 {
 	char b64[48];
@@ -224,10 +238,11 @@ bool rly_conn_read_frames(struct rly_conn *c,
 		uint32_t blen = relay_hdr_len(hdr);
 		if (blen > RELAY_FRAME_BODY_MAX) {
 			c->s->st.drop_oversize++;
-			log_info(
-			    "mesh-relay: %s: frame of %u bytes announced (limit %u); "
-			    "closing",
-			    c->peer, blen, RELAY_FRAME_BODY_MAX);
+			if (log_ok())
+				log_info("mesh-relay: %s: frame of %u bytes announced "
+				         "(limit %u); "
+				         "closing",
+				         c->peer, blen, RELAY_FRAME_BODY_MAX);
 			rly_conn_close(c, "oversized frame");
 			return false;
 		}
@@ -240,9 +255,10 @@ bool rly_conn_read_frames(struct rly_conn *c,
 		int r = p ? relay_frame_decode(p, total, &f, &used, NULL) : -ENOMEM;
 		if (r != RELAY_DECODE_READY) {
 			c->s->st.drop_bad_frame++;
-			log_info(
-			    "mesh-relay: %s: bad frame (type 0x%02x, %u bytes); closing",
-			    c->peer, hdr[0], blen);
+			if (log_ok())
+				log_info("mesh-relay: %s: bad frame (type 0x%02x, %u "
+				         "bytes); closing",
+				         c->peer, hdr[0], blen);
 			rly_conn_close(c, "bad frame");
 			return false;
 		}
@@ -265,7 +281,8 @@ static void refuse(struct rly_conn *c, uint8_t reason, const char *text,
 	size_t n = relay_encode_refused(fr, sizeof fr, reason, text);
 	char ks[12];
 	key_short(c->key, ks);
-	log_info("mesh-relay: %s: key %s… refused: %s", c->peer, ks, text);
+	if (log_ok())
+		log_info("mesh-relay: %s: key %s… refused: %s", c->peer, ks, text);
 	(*counter)++;
 	close_after(c, fr, n);
 }
@@ -521,8 +538,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (what & BEV_EVENT_WRITING) {
 			s->st.drop_write_timeout++;
-			log_info("mesh-relay: %s: not reading for %u ms; disconnected",
-			         c->peer, s->cfg.write_timeout_ms);
+			if (log_ok())
+				log_info(
+				    "mesh-relay: %s: not reading for %u ms; disconnected",
+				    c->peer, s->cfg.write_timeout_ms);
 			rly_conn_close(c, "write timeout");
 		} else {
 			s->st.handshake_timeouts++;

@@ -18,8 +18,6 @@
 #include "core/util/log.h"
 #include "servers/relay/relay_int.h"
 
-#define STUN_SOFTWARE "mesh-relay"
-
 static void answer(struct rly_server *s, int fd, const uint8_t *p, size_t n,
                    const struct sockaddr_storage *from, socklen_t flen)
 {
@@ -53,7 +51,9 @@ static void answer(struct rly_server *s, int fd, const uint8_t *p, size_t n,
 				memcpy(a.addr, a.addr + 12, 4);
 			}
 		}
-		on = stun_binding_response(out, sizeof out, &m, &a, STUN_SOFTWARE);
+		/* No SOFTWARE: the answer stays small (40 bytes for IPv4), so a
+		 * spoofed request gains an attacker little. */
+		on = stun_binding_response(out, sizeof out, &m, &a, NULL);
 	}
 	if (on &&
 	    sendto(fd, out, on, 0, (const struct sockaddr *)from, flen) == (ssize_t)on)
