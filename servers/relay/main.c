@@ -249,11 +249,15 @@ static void on_state(void *ctx, enum ctl_client_state st, const char *detail,
 {
 	struct relay_app *a = ctx;
 	snprintf(a->ctl_state, sizeof a->ctl_state, "%s", ctl_client_state_name(st));
-	if (st == CTL_CLIENT_ONLINE)
+	if (st == CTL_CLIENT_ONLINE) {
 		log_info("mesh-relay: registered with mesh-control");
-	else if (st == CTL_CLIENT_BACKOFF)
+		rly_server_set_health(a->srv, "");
+	} else if (st == CTL_CLIENT_BACKOFF) {
 		log_info("mesh-relay: mesh-control unreachable (%s); retrying", detail);
-	else if (st == CTL_CLIENT_REFUSED) {
+		rly_server_set_health(a->srv,
+		                      "mesh-control unreachable: the admission list "
+		                      "may be stale");
+	} else if (st == CTL_CLIENT_REFUSED) {
 		log_error("mesh-relay: mesh-control refused this relay: %s. Make a new "
 		          "token with `mesh-control token --relay` and run mesh-relay up "
 		          "--join TOKEN again",
@@ -402,11 +406,15 @@ static char *status_cb(void *ctx, bool json)
 	return t;
 }
 
+/* Clients hear RESTARTING (come back in 1 s, keep trying for 30 s), then
+ * the loop runs a moment more so it is written. */
 static void on_signal(evutil_socket_t sig, short ev, void *arg)
 {
 	struct relay_app *a = arg;
 	log_info("mesh-relay: %s; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	event_base_loopexit(a->base, NULL);
+	rly_server_announce_restart(a->srv, 1000, 30000);
+	struct timeval flush = {0, 200000};
+	event_base_loopexit(a->base, &flush);
 }
 
 static int parse_addr(const char *what, const char *s, struct sockaddr_storage *ss,

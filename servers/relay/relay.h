@@ -79,6 +79,17 @@ struct rly_sibling {
 int rly_server_set_siblings(struct rly_server *s, const struct rly_sibling *sib,
                             size_t n);
 
+/* Tells every client the relay is about to restart (RESTARTING: reconnect
+ * in reconnect_ms, keep trying for try_ms), so nodes come back on their
+ * own. The caller stops the loop a moment later, once it is written. */
+void rly_server_announce_restart(struct rly_server *s, uint32_t reconnect_ms,
+                                 uint32_t try_ms);
+
+/* The relay's health for its clients: "" when healthy, else a sentence
+ * ("mesh-control unreachable: the admission list may be stale"). Sent as
+ * HEALTH to every client when it changes, and to a new client when not "". */
+void rly_server_set_health(struct rly_server *s, const char *text);
+
 /* A STUN server on a UDP address. */
 int rly_server_stun_listen(struct rly_server *s, const struct sockaddr *sa, socklen_t len,
                            char *err, size_t errlen);

@@ -37,8 +37,8 @@ struct rly_conn {
 	bool mesh;     /* inbound: a sibling relay (CLIENT_INFO flag) */
 	bool dead;
 	uint8_t key[32];       /* the peer's key (client key, or sibling key) */
-	uint8_t challenge[32];   /* ours: sent in SERVER_KEY / checked in SERVER_INFO */
-	uint8_t peer_chal[32];   /* server side: the client's, proven in SERVER_INFO */
+	uint8_t challenge[32]; /* ours: sent in SERVER_KEY / checked in SERVER_INFO */
+	uint8_t peer_chal[32]; /* server side: the client's, proven in SERVER_INFO */
 	struct rly_queue q;
 	uint64_t opened_ms;
 	struct rly_link *link; /* outbound: the sibling it serves */
@@ -68,6 +68,7 @@ struct rly_server {
 	struct rly_sibling *sibs;
 	size_t n_sibs;
 	struct rly_link *links;
+	char health[RELAY_TEXT_MAX + 1];
 	struct rly_stats st;
 };
 

@@ -372,6 +372,11 @@ static void admit(struct rly_conn *c, bool mesh)
 	} else {
 		s->st.clients++;
 		s->st.clients_total++;
+		if (s->health[0]) {
+			uint8_t hf[RELAY_HDR_LEN + RELAY_TEXT_MAX];
+			size_t hn = relay_encode_health(hf, sizeof hf, s->health);
+			rly_conn_send(c, hf, hn, NULL, 0);
+		}
 		log_debug("mesh-relay: %s: node %s… connected", c->peer, ks);
 		rly_mesh_announce(s, c->key, true);
 	}
@@ -642,6 +647,33 @@ int rly_server_set_admitted(struct rly_server *s, const uint8_t (*keys)[32], siz
 		       &s->st.removed_cut);
 	}
 	return 0;
+}
+
+/* One frame to every admitted node client. */
+static void to_clients(struct rly_server *s, const uint8_t *fr, size_t n)
+{
+	for (struct rly_conn *c = s->conns; c; c = c->next)
+		if (!c->dead && c->state == RC_ACTIVE && !c->mesh && !c->outbound)
+			rly_conn_send(c, fr, n, NULL, 0);
+}
+
+void rly_server_announce_restart(struct rly_server *s, uint32_t reconnect_ms,
+                                 uint32_t try_ms)
+{
+	uint8_t fr[RELAY_HDR_LEN + 8];
+	size_t n = relay_encode_restarting(fr, sizeof fr, reconnect_ms, try_ms);
+	to_clients(s, fr, n);
+}
+
+void rly_server_set_health(struct rly_server *s, const char *text)
+{
+	if (!strcmp(s->health, text))
+		return;
+	snprintf(s->health, sizeof s->health, "%s", text);
+	uint8_t fr[RELAY_HDR_LEN + RELAY_TEXT_MAX];
+	size_t n = relay_encode_health(fr, sizeof fr, s->health);
+	if (n)
+		to_clients(s, fr, n);
 }
 
 static uint32_t dflt(uint32_t v, uint32_t d)

@@ -194,7 +194,12 @@ if [ $? -ne 124 ]; then
 else
     fail "relay2 still runs after relays remove"
 fi
+bg_nobody hold2 r "$RC" hold $R1 "$A" 20
+wait_log "$E2E_LOGDIR/hold2.log" "^ready" 5
 bg_stop relay1
+wait_log "$E2E_LOGDIR/hold2.log" "^cut at" 5
+check "a stopping relay tells its clients to come back (RESTARTING)" \
+    grep -q "^restarting: reconnect in 1000 ms" "$E2E_LOGDIR/hold2.log"
 check "the exit log carries the counters" grep -q "^relayed .*packets" "$E2E_LOGDIR/relay1.log"
 
 step "mesh-relay up --state DIR resumes"

@@ -19,7 +19,9 @@
  *                                          "received K" (exit 0 if K >= N)
  *   relay-client hold ADDR PRIV SECONDS    stay connected (reading); when the
  *                                          server closes or refuses, print
- *                                          "cut at UNIX_MS: TEXT" (exit 0);
+ *                                          "cut at UNIX_MS: TEXT" (exit 0;
+ *                                          a RESTARTING frame prints
+ *                                          "restarting: ..." first);
  *                                          exit 1 if still connected
  *   relay-client noread ADDR PRIV SECONDS  handshake, then never read
  *   relay-client garbage ADDR MODE         after the upgrade: MODE oversize
@@ -376,6 +378,11 @@ int main(int argc, char **argv)
 			if (k < 0) {
 				printf("cut at %llu: connection closed\n", wall_ms());
 				return 0;
+			}
+			if (k == 1 && f.type == RELAY_FRAME_RESTARTING) {
+				printf("restarting: reconnect in %u ms\n",
+				       f.u.restarting.reconnect_in_ms);
+				fflush(stdout);
 			}
 			if (k == 1 && f.type == RELAY_FRAME_REFUSED) {
 				printf("cut at %llu: %.*s\n", wall_ms(),

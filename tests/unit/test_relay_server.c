@@ -291,6 +291,30 @@ static void admission(void **state)
 	assert_int_equal(st.packets_relayed, 1);
 	assert_int_equal(st.drop_unknown_dest, 1);
 
+	/* Health changes and a restart reach the clients. */
+	rly_server_set_health(srv, "mesh-control unreachable");
+	assert_int_equal(cl_frame(ca, &f, 500), 1);
+	assert_int_equal(f.type, RELAY_FRAME_HEALTH);
+	assert_int_equal(f.u.text.text_len, strlen("mesh-control unreachable"));
+	rly_server_set_health(srv, "");
+	assert_int_equal(cl_frame(ca, &f, 500), 1);
+	assert_int_equal(f.type, RELAY_FRAME_HEALTH);
+	assert_int_equal(f.u.text.text_len, 0);
+	rly_server_announce_restart(srv, 1000, 30000);
+	/* b got both HEALTH frames too, then RESTARTING. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(cl_frame(cb, &f, 500), 1);
+		assert_int_equal(f.type, RELAY_FRAME_HEALTH);
+	}
+	assert_int_equal(cl_frame(cb, &f, 500), 1);
+	assert_int_equal(f.type, RELAY_FRAME_RESTARTING);
+	assert_int_equal(f.u.restarting.reconnect_in_ms, 1000);
+	assert_int_equal(f.u.restarting.try_for_ms, 30000);
+	assert_int_equal(cl_frame(cb, &f, 100), 0); /* nothing else */
+	/* And a. */
+	assert_int_equal(cl_frame(ca, &f, 500), 1);
+	assert_int_equal(f.type, RELAY_FRAME_RESTARTING);
+
 	/* b is removed from the mesh: cut off with a reason, at once. */
 	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 1), 0);
 	assert_int_equal(cl_frame(cb, &f, 500), 1);
