@@ -435,6 +435,10 @@ static void broadcast(struct ctl_server *s)
 		nx = c->next;
 		if (c->state == SRV_ONLINE || c->state == SRV_PENDING)
 			conn_check_self(c, now);
+		/* Every online node needs a MAP_FULL now, also one that is
+		 * behind and catches up later (srv_send_update). */
+		if (relays_changed && c->state == SRV_ONLINE)
+			c->sent_version = SRV_NEED_FULL;
 	}
 	/* The list may have changed (go_online closes older connections);
 	 * walk it again for the deltas, one distinct base at a time. */
@@ -456,7 +460,7 @@ static void broadcast(struct ctl_server *s)
 		struct delta_set d = {0};
 		uint8_t *body = NULL;
 		size_t len = 0;
-		bool full = relays_changed || base < s->tomb_floor;
+		bool full = base < s->tomb_floor;
 		if (!full &&
 		    (delta_collect(s, base, now, &d) < 0 || delta_too_big(s, &d) ||
 		     encode_delta(s, base, &d, 0, &body, &len) < 0))

@@ -186,7 +186,14 @@ check "all 200 clients connected and every packet arrived" \
 step "status, relays remove, exit log"
 nb "$MR" status --state "$RUN/r1" >"$E2E_TMP/status.txt" 2>&1
 check "status (text) shows the counters" grep -q "^relayed .* packets" "$E2E_TMP/status.txt"
+bg_nobody watch r "$RC" watch "$NODE_TOKEN" 10
+wait_log "$E2E_LOGDIR/watch.log" "^map eu-1=.*,eu-2=" 5 || fail "the watching node has no relay map"
 nb "$MC" --data "$D" relays remove eu-2 >/dev/null 2>&1 || fail "relays remove failed"
+if wait_log "$E2E_LOGDIR/watch.log" "^map eu-1=127.0.0.1:18441/stun=13478/key$" 5; then
+    pass "an online node's map drops the removed relay (a new MAP_FULL)"
+else
+    fail "an online node's map still lists the removed relay"
+fi
 bg_wait relay2 5
 if [ $? -ne 124 ]; then
     check "a removed relay stops with a readable reason" \

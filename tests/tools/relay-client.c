@@ -5,6 +5,9 @@
  *                                          mesh-control; prints its private
  *                                          key (hex), name and the relay map
  *                                          of its first network map
+ *   relay-client watch TOKEN SECONDS       register, then stay online and
+ *                                          print "map RELAYS" for the first
+ *                                          map and every update
  *   relay-client pub PRIV                  the public key (base64) of PRIV
  *   relay-client connect ADDR PRIV [--tls] upgrade and handshake; prints
  *                                          "admitted" (exit 0) or "refused:
@@ -245,9 +248,15 @@ static void on_map(void *ctx, const struct ctl_map_full *map,
 	if (!map->n_relays)
 		snprintf(reg_relays, sizeof reg_relays, "-");
 	reg_map = true;
+	if (*(int *)ctx == 2) { /* watch: every map update */
+		printf("map %s\n", reg_relays);
+		fflush(stdout);
+	}
 }
 
-static int cmd_register(const char *token)
+/* register, or with watch_s > 0 stay online that long printing "map
+ * RELAYS" on every map update. */
+static int cmd_register(const char *token, int watch_s)
 {
 	struct ctl_token tok;
 	if (ctl_token_decode(token, strlen(token), &tok) < 0)
@@ -280,6 +289,16 @@ static int cmd_register(const char *token)
 	uint64_t end = now_ms() + 10000;
 	while (!(done < 0 || (done == 1 && reg_map)) && now_ms() < end)
 		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(2000);
+	if (watch_s > 0 && done == 1) {
+		printf("map %s\n", reg_relays);
+		fflush(stdout);
+		done = 2;
+		end = now_ms() + (uint64_t)watch_s * 1000;
+		while (now_ms() < end)
+			event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK),
+			    usleep(2000);
+		done = 1;
+	}
 	ctl_client_free(c);
 	event_base_free(base);
 	if (done != 1)
@@ -307,7 +326,9 @@ int main(int argc, char **argv)
 		argc--;
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "register") && argc == 3)
-		return cmd_register(argv[2]);
+		return cmd_register(argv[2], 0);
+	if (!strcmp(cmd, "watch") && argc == 4)
+		return cmd_register(argv[2], atoi(argv[3]));
 	if (!strcmp(cmd, "pub") && argc == 3) {
 		uint8_t priv[32], pub[32];
 		char b64[64];
