@@ -17,7 +17,7 @@ CC ?= gcc
 LWIP_DIR := third_party/src/lwip-2.1.3
 DEPS_STAMP := $(LWIP_DIR)/.ok
 
-PKGS := libsodium libevent inih sqlite3 jansson
+PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -36,19 +36,20 @@ LIB := $(BUILD)/libmesh.a
 
 include third_party/lwip.mk
 
-PROGRAMS := $(BUILD)/mesh-proxy $(BUILD)/mesh-control
+PROGRAMS := $(BUILD)/mesh-proxy $(BUILD)/mesh-control $(BUILD)/mesh-relay
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test check unit asan clean demo fuzz bench format help check-layout
 # Keep unit-test objects (make would delete them as intermediates).
 .SECONDARY: $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o)
-TOOLS := $(BUILD)/tests/wg-ping $(BUILD)/tests/ctl-scale $(BUILD)/tests/crypto-ceiling $(BUILD)/tests/httpload
+TOOLS := $(BUILD)/tests/wg-ping $(BUILD)/tests/ctl-scale $(BUILD)/tests/crypto-ceiling $(BUILD)/tests/httpload \
+	$(BUILD)/tests/relay-client $(BUILD)/tests/relay-load
 all: $(PROGRAMS) $(UNIT_BIN) $(TOOLS)
 
 help:
 	@echo "make deps    install Debian packages, fetch and check lwIP source"
-	@echo "make         build mesh-proxy, mesh-control and the unit tests into $(BUILD)/"
+	@echo "make         build mesh-proxy, mesh-control, mesh-relay and the unit tests into $(BUILD)/"
 	@echo "make demo    run two nodes on loopback and fetch a page through SOCKS5"
 	@echo "make test    run every test: unit, demo, e2e (as root), ASan/UBSan, fuzz smoke"
 	@echo "make check   only the normal build's tests (unit, demo, e2e as root)"
@@ -87,6 +88,9 @@ $(BUILD)/mesh-proxy: $(BUILD)/obj/cli/main.o $(LIB) $(LWIP_LIB)
 $(BUILD)/mesh-control: $(BUILD)/obj/servers/control/main.o $(LIB) $(LWIP_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/mesh-relay: $(BUILD)/obj/servers/relay/main.o $(LIB) $(LWIP_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB) $(LWIP_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
@@ -99,7 +103,9 @@ test: all
 # Tools for tests and benchmarks, one tests/tools/NAME.c each: wg-ping (the
 # WireGuard device alone, for raw interop tests), ctl-scale (many light
 # control clients in one process), crypto-ceiling (ChaCha20-Poly1305 on one
-# core), httpload (a small HTTP server and load client).
+# core), httpload (a small HTTP server and load client), relay-client (a
+# blocking mesh-relay client for tests/e2e/relay.sh), relay-load (many relay
+# clients in one process: the relay's load test).
 $(TOOLS): $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIB) $(LWIP_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -108,11 +114,13 @@ $(TOOLS): $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIB) $(LWIP_LIB)
 # cli/, servers/ on config/ and core/. tests/check_layout.py checks every
 # include as the compiler resolves it and every object's undefined symbols,
 # after a self-test that plants a violation of each rule.
-check-layout: $(LIB) $(BUILD)/obj/cli/main.o $(BUILD)/obj/servers/control/main.o $(LWIP_LIB)
+check-layout: $(LIB) $(BUILD)/obj/cli/main.o $(BUILD)/obj/servers/control/main.o \
+		$(BUILD)/obj/servers/relay/main.o $(LWIP_LIB)
 	@tests/check_layout.py --self-test --cc "$(CC)" \
 		$(patsubst -I%,--incdir %,$(filter -I%,$(CPPFLAGS))) \
 		--objdir $(BUILD)/obj --lib $(LWIP_LIB) \
-		$(LIB_OBJ) $(BUILD)/obj/cli/main.o $(BUILD)/obj/servers/control/main.o
+		$(LIB_OBJ) $(BUILD)/obj/cli/main.o $(BUILD)/obj/servers/control/main.o \
+		$(BUILD)/obj/servers/relay/main.o
 
 # Only the normal build's tests.
 check: all
@@ -141,6 +149,7 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/cli/main.d \
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/cli/main.d $(BUILD)/obj/servers/control/main.d \
+	$(BUILD)/obj/servers/relay/main.d \
 	$(TOOLS:$(BUILD)/tests/%=$(BUILD)/obj/tests/tools/%.d)
 -include $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d)

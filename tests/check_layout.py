@@ -10,7 +10,13 @@ The layers, lowest first (DESIGN.md, Layout):
   proxy     proxy/       front-ends: local sockets <-> netstack     (proto, netstack, config, core)
   node      node/        the mesh-proxy daemon, node/dns/ MagicDNS  (proxy and below)
   cli       cli/         the mesh-proxy command                     (node and below)
-  servers   servers/     mesh-control                               (config, core)
+  servers   servers/     mesh-control, mesh-relay                   (config, core)
+
+Pure codec folders, wherever their layer: proxy/proto/, and in core/ the
+wire formats the node and the servers share, core/relay/ (relay frames,
+the HTTP upgrade) and core/stun/. They include no libevent and call
+nothing outside the project but string, memory and address-text functions
+and libsodium (core/relay/ also seals and opens its handshake box).
 
 Three checks, each reporting FILE:LINE (or OBJECT) and the rule:
 
@@ -76,6 +82,19 @@ BANNED_SYSTEM = {"proto": ("event2/", "event.h", "evdns.h", "evhttp.h", "evutil.
 # What the codecs may call outside the project.
 PROTO_EXTERNAL_OK = re.compile(r"^(mem[a-z]*|str[a-z]*|snprintf|inet_pton|inet_ntop|"
                                r"sodium_[a-z0-9_]+|__[a-z0-9_]+_chk|__stack_chk_fail)$")
+RELAY_EXTERNAL_OK = re.compile(PROTO_EXTERNAL_OK.pattern[:-2] +
+                               r"|crypto_box_[a-z_]+|randombytes_buf)$")
+# Pure codec folders inside a layer: (folder, what they may call outside).
+PURE_FOLDERS = [("proxy/proto", PROTO_EXTERNAL_OK), ("core/relay", RELAY_EXTERNAL_OK),
+                ("core/stun", PROTO_EXTERNAL_OK)]
+
+
+def pure_rule(rel):
+    """The external-call rule of a pure codec folder holding rel, or None."""
+    for folder, rule in PURE_FOLDERS:
+        if rel.startswith(folder + "/"):
+            return folder, rule
+    return None
 PRIVATE_RE = re.compile(r"(_int|_priv|internal|^ns_hooks)\.h$")
 DIRECTIVE_RE = re.compile(r"^\s*(?:#|%:)\s*(?:include(?:_next)?|import)\b\s*(.*)$")
 
@@ -198,10 +217,11 @@ class Checker:
             target = self.resolve(path, name, lit.group(1) is not None)
             if target is None:
                 norm = os.path.normpath(name)
-                for prefix in BANNED_SYSTEM.get(layer, ()):
+                pure = pure_rule(rel_as_placed)
+                for prefix in BANNED_SYSTEM["proto"] if pure else ():
                     if norm.startswith(prefix) or norm == prefix:
                         self.bad(where, "includes <%s>: %s/ does no I/O"
-                                 % (name, dict(LAYERS)[layer]))
+                                 % (name, pure[0]))
                 continue
             trel = self.rel(target)
             if trel is None:
@@ -266,10 +286,11 @@ class Checker:
                 defined.setdefault(sym, set()).add(layer)
         for p, layer in objs:
             where = os.path.relpath(p, objdir)
+            pure = pure_rule(where)
             for sym in nm(["-u", p]):
                 owners = defined.get(sym)
                 if owners is None:
-                    if layer == "proto" and not PROTO_EXTERNAL_OK.match(sym):
+                    if pure and not pure[1].match(sym):
                         self.bad(where, "calls %s: the codecs do no I/O and no "
                                  "allocation" % sym)
                     continue
@@ -380,6 +401,10 @@ def self_test(cc):
          "proxy/proto/x.c:1: includes proxy/internal.h, but proto may not depend on proxy"),
         ("proto uses libevent", {"proxy/proto/x.c": "#include <event2/../event2/event.h>\n"},
          "proxy/proto/x.c:1: includes <event2/../event2/event.h>"),
+        ("the relay codec uses libevent", {"core/relay/x.c": "#include <event2/event.h>\n"},
+         "core/relay/x.c:1: includes <event2/event.h>: core/relay/ does no I/O"),
+        ("the STUN codec uses libevent", {"core/stun/x.c": "#include <event2/util.h>\n"},
+         "core/stun/x.c:1: includes <event2/util.h>: core/stun/ does no I/O"),
         ("proto uses a netstack header other than ns.h",
          {"proxy/proto/x.c": '#include "netstack/ns_priv.h"\n'},
          "proxy/proto/x.c:1: includes netstack/ns_priv.h, but proto may not depend"),
@@ -430,10 +455,12 @@ def self_test_objects(cc, tmp, tree):
         "proxy/proto/p.c": "#include <stdlib.h>\n#include <string.h>\n"
                            "void *p_dup(const char *s) { void *p = malloc(4); "
                            "if (p) memcpy(p, s, 4); return p; }\n",
+        "core/stun/s.c": "#include <stdio.h>\n"
+                         "int s_log(const char *s) { return puts(s); }\n",
     }))
     objdir = os.path.join(tmp, "obj")
     objs = []
-    for src in ("core/x.c", "node/y.c", "node/z.c", "proxy/proto/p.c"):
+    for src in ("core/x.c", "node/y.c", "node/z.c", "proxy/proto/p.c", "core/stun/s.c"):
         obj = os.path.join(objdir, src[:-2] + ".o")
         os.makedirs(os.path.dirname(obj), exist_ok=True)
         subprocess.run(shlex.split(cc) + ["-I", tree, "-MMD", "-c", src, "-o", obj],
@@ -445,7 +472,8 @@ def self_test_objects(cc, tmp, tree):
     c.check_symbols(objdir, listed, [])
     want = ["core/x.d: the compiler read node/node.h, but core may not depend on node",
             "core/x.o: uses node_fn, defined in node, but core may not depend on node",
-            "proxy/proto/p.o: calls malloc: the codecs do no I/O and no allocation"]
+            "proxy/proto/p.o: calls malloc: the codecs do no I/O and no allocation",
+            "core/stun/s.o: calls puts: the codecs do no I/O and no allocation"]
     clean = ("node/y", "node/z")
     if any(w not in c.problems for w in want) or \
             any(p.startswith(clean) for p in c.problems):

@@ -16,6 +16,8 @@ PACKAGES=(
 	# build
 	gcc make pkg-config dpkg-dev xz-utils patch ca-certificates
 	libsodium-dev libevent-dev libinih-dev libcmocka-dev
+	# mesh-relay: TLS through libevent's OpenSSL bufferevents (libevent-dev ships them)
+	libssl-dev
 	# mesh-control: its store (SQLite) and JSON for control messages and the admin API
 	libsqlite3-dev libjansson-dev
 	# fuzzing and sanitizers
@@ -23,6 +25,8 @@ PACKAGES=(
 	# tests: real peers and real clients
 	wireguard-go wireguard-tools iproute2 nftables iputils-ping procps
 	curl socat iperf3 python3 util-linux openssl
+	# tests: a real STUN client for mesh-relay's STUN server (tests/e2e/relay.sh)
+	stun-client
 	# tests: clients of the proxy front-ends (tests/e2e/clients.sh, udp.sh)
 	proxychains4 openssh-client openssh-server chromium fonts-dejavu-core dnsutils
 	# tests: Python requests through the HTTP proxy (clients.sh)

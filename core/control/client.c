@@ -389,6 +389,10 @@ static int client_configure(struct ctl_client *c, const struct ctl_client_config
 	memcpy(c->server_key, cfg->server_key, CTL_KEY_LEN);
 	memcpy(c->machine_priv, cfg->machine_priv, CTL_KEY_LEN);
 	memcpy(c->node_key, cfg->node_key, CTL_KEY_LEN);
+	if (cfg->relay) {
+		c->relay_role = true;
+		c->relay = *cfg->relay;
+	}
 	memcpy(c->disco_key, cfg->disco_key, CTL_KEY_LEN);
 	c->keepalive_ms = cfg->keepalive_ms ? cfg->keepalive_ms : 25000;
 	c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 75000;

@@ -82,6 +82,9 @@ struct ctl_client_callbacks {
 	 * the next callback or ctl_client_free; copy what you keep. */
 	void (*on_map)(void *ctx, const struct ctl_map_full *map,
 	               const struct ctl_map_change *chg);
+	/* Relay role only: every RELAY_STATE (the first one means the relay is
+	 * registered: state ONLINE). st is valid during the call. */
+	void (*on_relay_state)(void *ctx, const struct ctl_relay_state *st);
 };
 
 struct ctl_client_config {
@@ -106,6 +109,12 @@ struct ctl_client_config {
 	uint32_t connect_timeout_ms; /* 0: 10000, TCP connect + handshake */
 	const struct ctl_client_callbacks *cb;
 	void *ctx;
+	/* Relay role (mesh-relay): not NULL sends RELAY_REGISTER with this
+	 * relay's region, host, ports and TLS instead of REGISTER_REQ (node_key,
+	 * disco_key and tags are then unused; hostname is only for logs). The
+	 * server answers with RELAY_STATE; an auth-key refusal or "removed" is
+	 * final (REFUSED), as for a node. */
+	const struct ctl_relay *relay;
 };
 
 /* Copies what it needs from cfg (strings, keys). Starts connecting from the

@@ -36,6 +36,8 @@ struct ctl_client {
 	uint32_t connect_timeout_ms;
 	struct ctl_client_callbacks cb;
 	void *ctx;
+	bool relay_role;
+	struct ctl_relay relay;
 
 	/* state */
 	enum ctl_client_state state;

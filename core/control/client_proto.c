@@ -79,6 +79,17 @@ static void send_register(struct ctl_client *c)
 	struct ctl_msg m;
 
 	memset(&m, 0, sizeof(m));
+	if (c->relay_role) {
+		m.type = CTL_MSG_RELAY_REGISTER;
+		if (!c->registered)
+			memcpy(m.u.relay_reg.auth_key, c->auth_key,
+			       sizeof(m.u.relay_reg.auth_key));
+		m.u.relay_reg.relay = c->relay;
+		if (ctl_client_send(c, &m) == 0)
+			ctl_client_set_state(c, CTL_CLIENT_REGISTERING, "", NULL);
+		sodium_memzero(&m, sizeof(m));
+		return;
+	}
 	m.type = CTL_MSG_REGISTER_REQ;
 	struct ctl_register_req *r = &m.u.reg_req;
 	if (!c->registered)
@@ -265,9 +276,27 @@ static void on_message(struct ctl_client *c, const struct ctl_frame *f)
 		else
 			ctl_client_fail(c, "map delta before registration");
 		break;
+	case CTL_MSG_RELAY_STATE:
+		if (!c->relay_role) {
+			ctl_client_fail(c, "relay state sent to a node");
+			break;
+		}
+		if (c->state != CTL_CLIENT_ONLINE) {
+			c->registered = true;
+			sodium_memzero(c->auth_key, sizeof(c->auth_key));
+			ctl_client_set_state(c, CTL_CLIENT_ONLINE, "relay registered", NULL);
+		}
+		if (!c->dead && c->cb.on_relay_state) {
+			c->depth++;
+			c->cb.on_relay_state(c->ctx, &m.u.relay_state);
+			c->depth--;
+		}
+		break;
 	case CTL_MSG_ERROR:
 		if (m.u.error.code == CTL_REASON_NODE_REMOVED ||
-		    m.u.error.code == CTL_REASON_NODE_EXPIRED) {
+		    m.u.error.code == CTL_REASON_NODE_EXPIRED ||
+		    (c->relay_role && m.u.error.code >= CTL_REASON_AUTH_KEY_UNKNOWN &&
+		     m.u.error.code <= CTL_REASON_AUTH_KEY_USED)) {
 			/* Final: reconnecting without an auth key would only
 			 * queue this machine as a new node awaiting approval. */
 			struct ctl_register_resp r = {.status = CTL_REG_REFUSED,

@@ -29,6 +29,10 @@ const char *ctl_msg_type_name(unsigned type)
 		return "KEEPALIVE";
 	case CTL_MSG_ERROR:
 		return "ERROR";
+	case CTL_MSG_RELAY_REGISTER:
+		return "RELAY_REGISTER";
+	case CTL_MSG_RELAY_STATE:
+		return "RELAY_STATE";
 	}
 	return NULL;
 }
@@ -48,6 +52,13 @@ void ctl_msg_free(struct ctl_msg *m)
 	case CTL_MSG_MAP_DELTA:
 		free(m->u.delta.peers);
 		free(m->u.delta.removed);
+		break;
+	case CTL_MSG_RELAY_REGISTER:
+		sodium_memzero(m->u.relay_reg.auth_key, sizeof(m->u.relay_reg.auth_key));
+		break;
+	case CTL_MSG_RELAY_STATE:
+		free(m->u.relay_state.keys);
+		free(m->u.relay_state.relays);
 		break;
 	default:
 		break;

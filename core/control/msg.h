@@ -19,11 +19,20 @@
  *   ENDPOINTS     {endpoints: ["ip:port" | "[ip6]:port"], home_relay?: int}
  *   MAP_FULL      {version: int, self: {id, name, addresses},
  *                  dns: {domain: name, magic_dns: ipv4},
- *                  relays?: [{id, region, host, port}], peers: [peer]}
+ *                  relays?: [relay], peers: [peer]}
  *   MAP_DELTA     {version: int, base_version: int, peers?: [peer],
  *                  removed?: [int]}
  *   KEEPALIVE     {}
  *   ERROR         {code: int, text: str}
+ *   RELAY_REGISTER {auth_key?: str, relay: relay} (a mesh-relay, after the
+ *                  handshake with its relay key, instead of REGISTER_REQ)
+ *   RELAY_STATE   {version: int, self: relay, keys: [b64], relays: [relay]}
+ *                  (to a relay: the node keys it admits and every relay,
+ *                  its siblings included; sent whole on every change)
+ *   relay         {id: int, region: label, host: name, port: int,
+ *                  name?: label, stun_port?: int (0 = none), tls?: bool,
+ *                  key?: b64}  (the optional fields came with mesh-relay;
+ *                  an older server sends none and an older node ignores them)
  *   peer          {id: int, name: label, node_key: b64, disco_key: b64,
  *                  addresses: [ip], allowed_ips: [prefix],
  *                  endpoints?: [ip:port], home_relay?: int, online?: bool,
@@ -68,6 +77,8 @@ enum ctl_msg_type {
 	CTL_MSG_MAP_DELTA = 0x14,
 	CTL_MSG_KEEPALIVE = 0x15,
 	CTL_MSG_ERROR = 0x16,
+	CTL_MSG_RELAY_REGISTER = 0x17,
+	CTL_MSG_RELAY_STATE = 0x18,
 };
 
 /* Kinds of decode/encode failure (struct ctl_msg_err.code). */
@@ -172,8 +183,27 @@ struct ctl_peer {
 struct ctl_relay {
 	uint32_t id;
 	uint16_t port;
+	uint16_t stun_port; /* 0: no STUN */
+	bool tls;
+	bool has_key;
+	uint8_t key[CTL_KEY_LEN]; /* the relay's public key (clients seal to it) */
+	char name[CTL_LABEL_MAX]; /* "" if not sent */
 	char region[CTL_LABEL_MAX];
 	char host[CTL_DNSNAME_MAX];
+};
+
+struct ctl_relay_register {
+	char auth_key[CTL_AUTHKEY_MAX]; /* "rkey-..."; "" = resume; wiped */
+	struct ctl_relay relay;         /* id 0 and name "" from the relay */
+};
+
+struct ctl_relay_state {
+	uint64_t version;
+	struct ctl_relay self;
+	size_t n_keys;
+	uint8_t (*keys)[CTL_KEY_LEN]; /* owned */
+	size_t n_relays;
+	struct ctl_relay *relays; /* owned */
 };
 
 struct ctl_map_full {
@@ -213,6 +243,8 @@ struct ctl_msg {
 		struct ctl_map_full map;
 		struct ctl_map_delta delta;
 		struct ctl_error error;
+		struct ctl_relay_register relay_reg;
+		struct ctl_relay_state relay_state;
 	} u;
 };
 

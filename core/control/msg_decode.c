@@ -161,39 +161,105 @@ static int dec_peers(struct ctl_mf_ctx *c, json_t *o, const char *key, bool requ
 	return check_unique_ids(c, key, *out, n);
 }
 
-static int dec_relays(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_full *m)
+/* One relay object at path pre. */
+static int dec_relay(struct ctl_mf_ctx *c, json_t *e, const char *pre, struct ctl_relay *rl)
+{
+	uint64_t port, stun = 0;
+	json_t *tls;
+	if (!json_is_object(e))
+		return ctl_mf_bad(c, CTL_MSG_E_FIELD_TYPE, "", pre, "not an object");
+	CTL_MF_TRY(ctl_mf_u32(c, e, pre, "id", true, &rl->id));
+	CTL_MF_TRY(ctl_mf_str(c, e, pre, "region", true, CTL_MF_LABEL, rl->region,
+	                      sizeof(rl->region)));
+	CTL_MF_TRY(ctl_mf_str(c, e, pre, "host", true, CTL_MF_HOSTNAME, rl->host,
+	                      sizeof(rl->host)));
+	CTL_MF_TRY(ctl_mf_int(c, e, pre, "port", true, 65535, &port));
+	if (port == 0)
+		return ctl_mf_bad(c, CTL_MSG_E_VALUE, pre, "port", "out of range");
+	rl->port = (uint16_t)port;
+	CTL_MF_TRY(ctl_mf_str(c, e, pre, "name", false, CTL_MF_LABEL, rl->name,
+	                      sizeof(rl->name)));
+	CTL_MF_TRY(ctl_mf_int(c, e, pre, "stun_port", false, 65535, &stun));
+	rl->stun_port = (uint16_t)stun;
+	int r = ctl_mf_get(c, e, pre, "tls", false, JSON_TRUE, &tls);
+	if (r < 0)
+		return r;
+	rl->tls = r > 0 && json_is_true(tls);
+	r = json_object_get(e, "key") ? ctl_mf_key(c, e, pre, "key", rl->key) : 0;
+	if (r < 0)
+		return r;
+	rl->has_key = r > 0;
+	return 1;
+}
+
+static int dec_relay_array(struct ctl_mf_ctx *c, json_t *o, bool required,
+                           struct ctl_relay **out, size_t *n_out)
 {
 	json_t *arr;
 	size_t n;
-	int r = ctl_mf_array(c, o, "", "relays", false, CTL_RELAYS_MAX, &arr, &n);
+	int r = ctl_mf_array(c, o, "", "relays", required, CTL_RELAYS_MAX, &arr, &n);
 
 	if (r <= 0 || n == 0)
 		return r;
-	m->relays = calloc(n, sizeof(*m->relays));
-	if (!m->relays)
+	*out = calloc(n, sizeof(**out));
+	if (!*out)
 		return ctl_mf_bad(c, CTL_MSG_E_NOMEM, "", "relays", "out of memory");
-	m->n_relays = n;
+	*n_out = n;
 	for (size_t i = 0; i < n; i++) {
 		char pre[CTL_MF_PATH_MAX];
-		json_t *e = json_array_get(arr, i);
-		struct ctl_relay *rl = &m->relays[i];
-		uint64_t port;
 		CTL_MF_PRINTF(pre, sizeof(pre), "relays[%zu]", i);
-		if (!json_is_object(e))
-			return ctl_mf_bad(c, CTL_MSG_E_FIELD_TYPE, "", pre,
-			                  "not an object");
-		CTL_MF_TRY(ctl_mf_u32(c, e, pre, "id", true, &rl->id));
-		CTL_MF_TRY(ctl_mf_str(c, e, pre, "region", true, CTL_MF_LABEL, rl->region,
-		                      sizeof(rl->region)));
-		CTL_MF_TRY(ctl_mf_str(c, e, pre, "host", true, CTL_MF_HOSTNAME, rl->host,
-		                      sizeof(rl->host)));
-		CTL_MF_TRY(ctl_mf_int(c, e, pre, "port", true, 65535, &port));
-		if (port == 0)
-			return ctl_mf_bad(c, CTL_MSG_E_VALUE, pre, "port",
-			                  "out of range");
-		rl->port = (uint16_t)port;
+		CTL_MF_TRY(dec_relay(c, json_array_get(arr, i), pre, &(*out)[i]));
 	}
 	return 1;
+}
+
+static int dec_relays(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_full *m)
+{
+	return dec_relay_array(c, o, false, &m->relays, &m->n_relays);
+}
+
+static int dec_relay_register(struct ctl_mf_ctx *c, json_t *o, struct ctl_relay_register *m)
+{
+	CTL_MF_TRY(ctl_mf_str(c, o, "", "auth_key", false, CTL_MF_SECRET, m->auth_key,
+	                      sizeof(m->auth_key)));
+	json_t *rl = json_object_get(o, "relay");
+	if (!rl)
+		return ctl_mf_bad(c, CTL_MSG_E_MISSING, "", "relay", "missing");
+	CTL_MF_TRY(dec_relay(c, rl, "relay", &m->relay));
+	return 0;
+}
+
+static int dec_relay_state(struct ctl_mf_ctx *c, json_t *o, struct ctl_relay_state *m)
+{
+	json_t *arr;
+	size_t n;
+	CTL_MF_TRY(ctl_mf_int(c, o, "", "version", true, INT64_MAX, &m->version));
+	json_t *self = json_object_get(o, "self");
+	if (!self)
+		return ctl_mf_bad(c, CTL_MSG_E_MISSING, "", "self", "missing");
+	CTL_MF_TRY(dec_relay(c, self, "self", &m->self));
+	CTL_MF_TRY(dec_relay_array(c, o, false, &m->relays, &m->n_relays));
+	int r = ctl_mf_array(c, o, "", "keys", true, CTL_PEERS_MAX, &arr, &n);
+	if (r <= 0 || n == 0)
+		return r < 0 ? r : 0;
+	m->keys = calloc(n, sizeof(*m->keys));
+	if (!m->keys)
+		return ctl_mf_bad(c, CTL_MSG_E_NOMEM, "", "keys", "out of memory");
+	m->n_keys = n;
+	for (size_t i = 0; i < n; i++) {
+		char name[CTL_MF_PATH_MAX];
+		json_t *v = json_array_get(arr, i);
+		size_t bl = 0;
+		CTL_MF_PRINTF(name, sizeof(name), "keys[%zu]", i);
+		if (!json_is_string(v) ||
+		    sodium_base642bin(m->keys[i], CTL_KEY_LEN, json_string_value(v),
+		                      json_string_length(v), NULL, &bl, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+		    bl != CTL_KEY_LEN)
+			return ctl_mf_bad(c, CTL_MSG_E_VALUE, "", name,
+			                  "not 32 bytes of base64");
+	}
+	return 0;
 }
 
 static int dec_map_full(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_full *m)
@@ -299,6 +365,10 @@ static int dec_body(struct ctl_mf_ctx *c, unsigned type, json_t *o, struct ctl_m
 		return 0;
 	case CTL_MSG_ERROR:
 		return dec_error(c, o, &m->u.error);
+	case CTL_MSG_RELAY_REGISTER:
+		return dec_relay_register(c, o, &m->u.relay_reg);
+	case CTL_MSG_RELAY_STATE:
+		return dec_relay_state(c, o, &m->u.relay_state);
 	}
 	return -EPROTO;
 }
@@ -347,7 +417,7 @@ int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *
 	r = dec_body(&c, type, root, m);
 	/* The auth key also sits in jansson's copy of the body; wipe it there
 	 * (the caller owns p and wipes that). */
-	if (type == CTL_MSG_REGISTER_REQ)
+	if (type == CTL_MSG_REGISTER_REQ || type == CTL_MSG_RELAY_REGISTER)
 		ctl_msg_json_wipe(root, "auth_key");
 	json_decref(root);
 	if (r < 0)

@@ -139,6 +139,25 @@ fail:
 	return NULL;
 }
 
+/* One relay; the optional fields only when set, so a map without relay
+ * details reads as before. */
+static json_t *j_relay(const struct ctl_relay *r)
+{
+	json_t *o = json_pack("{s:I, s:s, s:s, s:i}", "id", (json_int_t)r->id, "region",
+	                      r->region, "host", r->host, "port", (int)r->port);
+	if (!o)
+		return NULL;
+	if ((r->name[0] && json_object_set_new(o, "name", json_string(r->name)) != 0) ||
+	    (r->stun_port &&
+	     json_object_set_new(o, "stun_port", json_integer(r->stun_port)) != 0) ||
+	    (r->tls && json_object_set_new(o, "tls", json_true()) != 0) ||
+	    (r->has_key && json_object_set_new(o, "key", j_key(r->key)) != 0)) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 static json_t *j_relays(struct ectx *c, const struct ctl_relay *r, size_t n)
 {
 	json_t *a;
@@ -147,17 +166,44 @@ static json_t *j_relays(struct ectx *c, const struct ctl_relay *r, size_t n)
 		return refuse(c, "relays: too many");
 	if (!(a = json_array()))
 		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		json_t *o =
-		    json_pack("{s:I, s:s, s:s, s:i}", "id", (json_int_t)r[i].id, "region",
-		              r[i].region, "host", r[i].host, "port", (int)r[i].port);
-		if (json_array_append_new(a, o) != 0)
+	for (size_t i = 0; i < n; i++)
+		if (json_array_append_new(a, j_relay(&r[i])) != 0)
 			goto fail;
-	}
 	return a;
 fail:
 	json_decref(a);
 	return NULL;
+}
+
+static json_t *enc_relay_state(struct ectx *c, const struct ctl_relay_state *m)
+{
+	json_t *keys = json_array();
+	if (!keys)
+		return NULL;
+	if (m->n_keys > CTL_PEERS_MAX) {
+		json_decref(keys);
+		return refuse(c, "keys: too many");
+	}
+	for (size_t i = 0; i < m->n_keys; i++)
+		if (json_array_append_new(keys, j_key(m->keys[i])) != 0) {
+			json_decref(keys);
+			return NULL;
+		}
+	return json_pack("{s:o, s:o, s:o, s:o}", "version",
+	                 j_int(c, m->version, "version out of range"), "self",
+	                 j_relay(&m->self), "keys", keys, "relays",
+	                 j_relays(c, m->relays, m->n_relays));
+}
+
+static json_t *enc_relay_register(const struct ctl_relay_register *m)
+{
+	json_t *o = json_pack("{s:o}", "relay", j_relay(&m->relay));
+	if (o && m->auth_key[0] &&
+	    json_object_set_new(o, "auth_key", json_string(m->auth_key)) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 static json_t *j_tags(struct ectx *c, const struct ctl_register_req *m)
@@ -325,6 +371,26 @@ static int check_peers(struct ectx *c, const struct ctl_peer *peers, size_t n)
 	return 0;
 }
 
+static int check_relays(struct ectx *c, const struct ctl_relay *r, size_t n)
+{
+	CTL_MF_TRY(check_count(c, n, CTL_RELAYS_MAX, "", "relays"));
+	for (size_t i = 0; i < n; i++) {
+		CTL_MF_TRY(check_str(c, r[i].region, sizeof(r[i].region), CTL_MF_LABEL,
+		                     "relays[%zu].region", i));
+		CTL_MF_TRY(check_str(c, r[i].host, sizeof(r[i].host), CTL_MF_HOSTNAME,
+		                     "relays[%zu].host", i));
+		if (r[i].name[0])
+			CTL_MF_TRY(check_str(c, r[i].name, sizeof(r[i].name), CTL_MF_LABEL,
+			                     "relays[%zu].name", i));
+		if (r[i].port == 0) {
+			ctl_msg_seterr(c->err, CTL_MSG_E_VALUE, "relays[%zu]: port 0", i);
+			c->refused = true;
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int check_msg(struct ectx *c, const struct ctl_msg *m)
 {
 	switch (m->type) {
@@ -376,14 +442,7 @@ static int check_msg(struct ectx *c, const struct ctl_msg *m)
 		    check_count(c, f->n_self_addrs, CTL_ADDRS_MAX, "self", "addresses"));
 		CTL_MF_TRY(check_str(c, f->dns_domain, sizeof(f->dns_domain),
 		                     CTL_MF_DNSNAME, "dns.domain"));
-		CTL_MF_TRY(check_count(c, f->n_relays, CTL_RELAYS_MAX, "", "relays"));
-		for (size_t i = 0; i < f->n_relays; i++) {
-			const struct ctl_relay *rl = &f->relays[i];
-			CTL_MF_TRY(check_str(c, rl->region, sizeof(rl->region),
-			                     CTL_MF_LABEL, "relays[%zu].region", i));
-			CTL_MF_TRY(check_str(c, rl->host, sizeof(rl->host),
-			                     CTL_MF_HOSTNAME, "relays[%zu].host", i));
-		}
+		CTL_MF_TRY(check_relays(c, f->relays, f->n_relays));
 		return check_peers(c, f->peers, f->n_peers);
 	}
 	case CTL_MSG_MAP_DELTA:
@@ -391,6 +450,14 @@ static int check_msg(struct ectx *c, const struct ctl_msg *m)
 	case CTL_MSG_ERROR:
 		return check_str(c, m->u.error.text, sizeof(m->u.error.text), CTL_MF_TEXT,
 		                 "text");
+	case CTL_MSG_RELAY_REGISTER:
+		CTL_MF_TRY(check_str(c, m->u.relay_reg.auth_key,
+		                     sizeof(m->u.relay_reg.auth_key), CTL_MF_SECRET,
+		                     "auth_key"));
+		return check_relays(c, &m->u.relay_reg.relay, 1);
+	case CTL_MSG_RELAY_STATE:
+		CTL_MF_TRY(check_relays(c, &m->u.relay_state.self, 1));
+		return check_relays(c, m->u.relay_state.relays, m->u.relay_state.n_relays);
 	default:
 		return 0;
 	}
@@ -416,6 +483,10 @@ static json_t *enc_body(struct ectx *c, const struct ctl_msg *m)
 	case CTL_MSG_ERROR:
 		return json_pack("{s:I, s:s}", "code", (json_int_t)m->u.error.code,
 		                 "text", m->u.error.text);
+	case CTL_MSG_RELAY_REGISTER:
+		return enc_relay_register(&m->u.relay_reg);
+	case CTL_MSG_RELAY_STATE:
+		return enc_relay_state(c, &m->u.relay_state);
 	}
 	return refuse(c, "unknown message type");
 }
@@ -453,7 +524,7 @@ int ctl_msg_encode(const struct ctl_msg *m, uint8_t **out, size_t *out_len,
 	s = json_dumps(root, JSON_COMPACT);
 	/* The output holds the auth key too: the caller wipes that after sending
 	 * (jansson's intermediate dump buffers are not wiped). */
-	if (m->type == CTL_MSG_REGISTER_REQ)
+	if (m->type == CTL_MSG_REGISTER_REQ || m->type == CTL_MSG_RELAY_REGISTER)
 		ctl_msg_json_wipe(root, "auth_key");
 	json_decref(root);
 	if (!s) {

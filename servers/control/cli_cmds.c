@@ -264,8 +264,18 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 	/* --no-key: auth_len 0; its nodes register pending an admin's
 	 * `nodes approve` (main.c refuses it with the key options). */
 	bool nokey = c->seen & O_NOKEY;
+	bool relay = c->seen & O_RELAY; /* a relay join key ("rkey-"), single-use */
 	struct ctl_authkey k = {0};
-	int r = nokey ? 0 : key_create(c, st, tok.auth_key, sizeof tok.auth_key, &k);
+	int r;
+	if (relay) {
+		r = ctl_store_relay_key_create(st, (int64_t)time(NULL), tok.auth_key,
+		                               sizeof tok.auth_key, &k.id);
+		if (r < 0)
+			fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
+		r = r < 0 ? 1 : 0;
+	} else {
+		r = nokey ? 0 : key_create(c, st, tok.auth_key, sizeof tok.auth_key, &k);
+	}
 	if (r) {
 		ctl_token_wipe(&tok);
 		return r;
@@ -275,12 +285,20 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 	ctl_token_wipe(&tok);
 	if (r < 0) {
 		fprintf(stderr, "mesh-control: %s\n", ctl_token_strerror(r));
-		if (!nokey)
+		if (!nokey && !relay)
 			ctl_store_key_revoke(st, k.id);
 		return 1;
 	}
 	printf("%s\n", s);
 	sodium_memzero(s, sizeof s);
+	if (relay) {
+		fprintf(stderr,
+		        "mesh-control: relay join token for %s (relay key %lld, single-use); "
+		        "on the relay host: mesh-relay up --join TOKEN --state DIR --listen "
+		        "ADDR:PORT [--region NAME] [--stun ADDR:PORT]\n",
+		        cf.listen, (long long)k.id);
+		return 0;
+	}
 	if (nokey) {
 		fprintf(stderr,
 		        "mesh-control: join token for %s without an auth key: its nodes "

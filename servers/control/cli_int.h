@@ -20,6 +20,7 @@ enum {
 	I_TAGS,
 	I_NOKEY,
 	I_JSON,
+	I_RELAY,
 	O_NOPTS
 };
 enum {
@@ -31,6 +32,7 @@ enum {
 	O_TAGS = 1 << I_TAGS,
 	O_NOKEY = 1 << I_NOKEY, /* token --no-key */
 	O_JSON = 1 << I_JSON,
+	O_RELAY = 1 << I_RELAY, /* token --relay */
 };
 /* The KEY OPTIONS of --help (auth key properties). */
 #define O_KEY (O_REUSABLE | O_EPHEMERAL | O_EXPIRY | O_TAGS)
@@ -67,6 +69,9 @@ int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
 /* act: "approve", "remove", "expire" or "rename" (with newname). */
 int ctl_cli_cmd_nodes_act(struct ctl_store *st, const char *act, const char *arg,
                           const char *newname);
+/* relays list [--json] / relays remove NAME (cli_relays.c). */
+int ctl_cli_cmd_relays_list(const struct cli *c, struct ctl_store *st);
+int ctl_cli_cmd_relays_remove(struct ctl_store *st, const char *name);
 /* Hidden: mesh-control token-decode TOKEN (for tests and support). */
 int ctl_cli_cmd_token_decode(const char *s);
 

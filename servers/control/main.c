@@ -16,13 +16,14 @@
 
 static const char usage[] =
     "usage: mesh-control [--data DIR] init [--domain NAME] [--listen HOST:PORT]\n"
-    "       mesh-control [--data DIR] token [KEY OPTIONS | --no-key]\n"
+    "       mesh-control [--data DIR] token [KEY OPTIONS | --no-key | --relay]\n"
     "       mesh-control [--data DIR] keys create [KEY OPTIONS]\n"
     "       mesh-control [--data DIR] keys list [--json]\n"
     "       mesh-control [--data DIR] keys revoke ID\n"
     "       mesh-control [--data DIR] nodes list [--json]\n"
     "       mesh-control [--data DIR] nodes approve|remove|expire ID|NAME\n"
     "       mesh-control [--data DIR] nodes rename ID|NAME NEWNAME\n"
+    "       mesh-control [--data DIR] relays list [--json] | remove NAME\n"
     "       mesh-control [--data DIR] apikeys create [DESCRIPTION] | list | revoke ID\n"
     "       mesh-control [--data DIR] serve [SERVE OPTIONS] (see serve --help)\n"
     "       mesh-control --help | --version\n"
@@ -44,6 +45,8 @@ static const char usage[] =
     "  --no-key              token: no auth key in it; nodes that join with it\n"
     "                        wait until `mesh-control nodes approve NAME` (not\n"
     "                        with the KEY OPTIONS)\n"
+    "  --relay               token: a single-use join token for a relay server\n"
+    "                        (mesh-relay up --join TOKEN), not for a node\n"
     "\n"
     "KEY OPTIONS (auth keys; a join token carries one unless --no-key):\n"
     "  --reusable            any number of nodes may join with it (default: one)\n"
@@ -64,6 +67,8 @@ static const char usage[] =
     "  nodes approve         let a node that joined without a key in\n"
     "  nodes rename|remove|expire\n"
     "                        rename, delete, or force re-authentication\n"
+    "  relays list|remove    the relay servers (mesh-relay) every node's map lists;\n"
+    "                        a removed relay is disconnected and must join again\n"
     "  apikeys               keys for the HTTP admin API (serve --admin-listen)\n"
     "\n"
     "examples:\n"
@@ -80,6 +85,7 @@ static const struct {
 } opt_def[O_NOPTS] = {
     {"--domain", true}, {"--listen", true}, {"--reusable", false}, {"--ephemeral", false},
     {"--expiry", true}, {"--tags", true},   {"--no-key", false},   {"--json", false},
+    {"--relay", false},
 };
 
 static int parse_args(int argc, char **argv, struct cli *c)
@@ -187,11 +193,20 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 
 	/* Argument checks first: a usage error needs no store. */
 	if (!strcmp(cmd, "token")) {
-		if ((r = check_opts(c, O_KEY | O_NOKEY, "token")) ||
+		if ((r = check_opts(c, O_KEY | O_NOKEY | O_RELAY, "token")) ||
 		    (r = check_npos(c, 1, "token", "")) || (r = check_nokey(c)))
 			return r;
+		if ((c->seen & O_RELAY) && (c->seen & (O_KEY | O_NOKEY)))
+			return ctl_cli_die_usage("%s", "token --relay takes no key options (a "
+			                               "relay token is single-use, for one "
+			                               "relay)");
 	} else if (!sub) {
 		return ctl_cli_die_usage("%s needs a subcommand (see --help)", cmd);
+	} else if (!strcmp(cmd, "relays") && !strcmp(sub, "remove")) {
+		if ((r = check_opts(c, 0, name)) ||
+		    (r = check_npos(c, 3, name,
+		                    "a relay name (see `mesh-control relays list`)")))
+			return r;
 	} else if (!strcmp(cmd, "keys") && !strcmp(sub, "create")) {
 		if ((r = check_opts(c, O_KEY, name)) || (r = check_npos(c, 2, name, "")))
 			return r;
@@ -224,6 +239,10 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 		return 1;
 	if (!strcmp(cmd, "token"))
 		r = ctl_cli_cmd_token(c, dir, st, &meta);
+	else if (!strcmp(cmd, "relays") && !strcmp(sub, "list"))
+		r = ctl_cli_cmd_relays_list(c, st);
+	else if (!strcmp(cmd, "relays"))
+		r = ctl_cli_cmd_relays_remove(st, c->pos[2]);
 	else if (!strcmp(sub, "create"))
 		r = ctl_cli_cmd_keys_create(c, st);
 	else if (!strcmp(cmd, "keys") && !strcmp(sub, "list"))
@@ -274,7 +293,7 @@ int main(int argc, char **argv)
 		return ctl_cli_cmd_token_decode(c.pos[1]);
 	}
 	if (strcmp(cmd, "init") && strcmp(cmd, "token") && strcmp(cmd, "keys") &&
-	    strcmp(cmd, "nodes") && strcmp(cmd, "apikeys"))
+	    strcmp(cmd, "nodes") && strcmp(cmd, "apikeys") && strcmp(cmd, "relays"))
 		return ctl_cli_die_usage("unknown command %s", cmd);
 
 	const char *dir = c.data;

@@ -300,6 +300,10 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 	case CTL_MSG_REGISTER_REQ:
 		r = c->state == SRV_WAIT_REG ? srv_on_register(c, &m.u.reg_req) : -EPROTO;
 		break;
+	case CTL_MSG_RELAY_REGISTER:
+		r = c->state == SRV_WAIT_REG ? srv_on_relay_register(c, &m.u.relay_reg)
+		                             : -EPROTO;
+		break;
 	case CTL_MSG_ENDPOINTS:
 		r = (c->state == SRV_ONLINE || c->state == SRV_PENDING)
 		        ? srv_on_endpoints(c, &m.u.endpoints)
@@ -485,6 +489,8 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 		goto fail;
 	}
 	s->tomb_floor = s->snap_version;
+	srv_relays_refresh(s);
+	memcpy(s->nodes_relays_hash, s->relays_hash, sizeof s->relays_hash);
 	/* Nodes left online by a previous run are offline now. */
 	for (size_t i = 0; i < s->n_nodes; i++)
 		if (s->nodes[i].peer.online)
@@ -543,6 +549,7 @@ void ctl_server_free(struct ctl_server *s)
 	if (s->reap)
 		event_free(s->reap);
 	srv_snap_free(s);
+	srv_relays_free(s);
 	free(s->replay);
 	sodium_memzero(s->cfg.server_priv, sizeof s->cfg.server_priv);
 	free(s);

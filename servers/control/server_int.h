@@ -22,6 +22,7 @@ enum srv_conn_state {
 	SRV_WAIT_REG,      /* transport up, waiting for REGISTER_REQ */
 	SRV_PENDING,       /* registered, not approved */
 	SRV_ONLINE,        /* registered, maps flowing */
+	SRV_RELAY,         /* a mesh-relay: RELAY_STATE flowing */
 	SRV_CLOSING,       /* flushing a last ERROR, then freed */
 };
 
@@ -39,6 +40,8 @@ struct srv_conn {
 	uint64_t bcast_gen;               /* last broadcast that looked at it */
 	struct evbuffer_cb_entry *out_cb; /* counts its queue into out_total */
 	bool dead;                        /* freed by the reaper, from the loop */
+	int64_t relay_id;                 /* SRV_RELAY: its row in the store */
+	uint8_t relay_sent[32];           /* hash of the last RELAY_STATE sent */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;
 	char peer[64]; /* "ip:port" for logs */
 };
@@ -92,6 +95,11 @@ struct ctl_server {
 	struct srv_tomb *tombs;
 	size_t n_tombs, cap_tombs;
 	int64_t tomb_floor; /* tombstones at or below this were dropped */
+	/* relays, as every node's map lists them (server_relay.c) */
+	struct ctl_relay *relays;
+	size_t n_relays;
+	uint8_t relays_hash[32];      /* of s->relays */
+	uint8_t nodes_relays_hash[32]; /* of the list the nodes' maps last carried */
 	/* replay table: open addressing */
 	struct srv_replay *replay;
 	size_t replay_cap, replay_used;
@@ -130,5 +138,15 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req);
 int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps);
 int srv_go_online(struct srv_conn *c, const struct srv_node *n);
 bool srv_replay_check(struct ctl_server *s, const uint8_t *key, const uint8_t *ts);
+
+/* server_relay.c */
+int srv_on_relay_register(struct srv_conn *c, struct ctl_relay_register *req);
+/* Re-reads the relays from the store; true when the list nodes see changed
+ * (every node then gets a MAP_FULL). */
+bool srv_relays_refresh(struct ctl_server *s);
+/* Sends each relay connection its RELAY_STATE when it changed; closes the
+ * connection of a relay that was removed. */
+void srv_relays_broadcast(struct ctl_server *s);
+void srv_relays_free(struct ctl_server *s);
 
 #endif

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 #include <time.h>
 
 #include "core/util/log.h"
@@ -208,6 +210,8 @@ int srv_send_full(struct srv_conn *c)
 	mf->n_self_addrs = self->peer.n_addrs;
 	memcpy(mf->self_addrs, self->peer.addrs, sizeof mf->self_addrs);
 	snprintf(mf->dns_domain, sizeof mf->dns_domain, "%s", s->meta.domain);
+	mf->relays = s->relays;
+	mf->n_relays = s->n_relays;
 	mf->magic_dns.family = 4;
 	memcpy(mf->magic_dns.addr, (const uint8_t[]){100, 100, 100, 100}, 4);
 	struct ctl_msg_text *t = malloc((s->n_nodes ? s->n_nodes : 1) * sizeof *t);
@@ -420,11 +424,21 @@ static void broadcast(struct ctl_server *s)
 		         ctl_store_errmsg(s->cfg.store));
 		return;
 	}
+	/* A changed relay list reaches nodes in a MAP_FULL (deltas carry
+	 * peers only). */
+	srv_relays_refresh(s);
+	bool relays_changed =
+	    sodium_memcmp(s->relays_hash, s->nodes_relays_hash, sizeof s->relays_hash) != 0;
+	memcpy(s->nodes_relays_hash, s->relays_hash, sizeof s->relays_hash);
 	int64_t now = (int64_t)time(NULL);
 	for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
 		if (c->state == SRV_ONLINE || c->state == SRV_PENDING)
 			conn_check_self(c, now);
+		/* Every online node needs a MAP_FULL now, also one that is
+		 * behind and catches up later (srv_send_update). */
+		if (relays_changed && c->state == SRV_ONLINE)
+			c->sent_version = SRV_NEED_FULL;
 	}
 	/* The list may have changed (go_online closes older connections);
 	 * walk it again for the deltas, one distinct base at a time. */
@@ -502,6 +516,7 @@ static void broadcast(struct ctl_server *s)
 	s->n_tombs = k;
 	if (floor > s->tomb_floor)
 		s->tomb_floor = floor;
+	srv_relays_broadcast(s);
 	if (sent) {
 		s->st.broadcasts++;
 		s->st.last_broadcast_ms = ms_since(&t0);

@@ -182,3 +182,25 @@ int ctl_store_apikey_check(struct ctl_store *st, const char *secret, int64_t now
 {
 	return st->ops->apikey_check(st, secret, now, out);
 }
+
+int ctl_store_relay_key_create(struct ctl_store *st, int64_t now, char *secret,
+                               size_t secretlen, int64_t *id)
+{
+	return st->ops->relay_key_create(st, now, secret, secretlen, id);
+}
+
+int ctl_store_relay_register(struct ctl_store *st, const struct ctl_relay_reg *r,
+                             struct ctl_relay_rec *out)
+{
+	return st->ops->relay_register(st, r, out);
+}
+
+int ctl_store_relay_list(struct ctl_store *st, struct ctl_relay_rec **out, size_t *n)
+{
+	return st->ops->relay_list(st, out, n);
+}
+
+int ctl_store_relay_remove(struct ctl_store *st, const char *name)
+{
+	return st->ops->relay_remove(st, name);
+}

@@ -104,6 +104,32 @@ struct ctl_apikey {
 	char description[CTL_APIKEY_DESC_MAX + 1]; /* "" if none */
 };
 
+/* A relay (mesh-relay) registered with its own single-use key
+ * ("rkey-<id>-<48 hex>", only the hash stored). Its key is both its Noise
+ * static key toward mesh-control and the key its clients seal to. */
+#define CTL_RELAY_REGION_DEFAULT "default"
+struct ctl_relay_rec {
+	int64_t id;
+	uint8_t key[CTL_KEY_LEN];
+	char name[CTL_NAME_MAX + 1];   /* "<region>-<n>", unique */
+	char region[CTL_NAME_MAX + 1]; /* a DNS label */
+	char host[CTL_DOMAIN_MAX + 1]; /* what nodes dial: name or IP literal */
+	uint16_t port;
+	uint16_t stun_port; /* 0: no STUN */
+	bool tls;
+	int64_t created;
+};
+
+struct ctl_relay_reg {
+	uint8_t key[CTL_KEY_LEN];
+	const char *secret; /* NULL: resume (the key must be registered) */
+	const char *region;
+	const char *host;
+	uint16_t port, stun_port;
+	bool tls;
+	int64_t now;
+};
+
 struct ctl_node {
 	int64_t id;
 	uint8_t machine_key[CTL_KEY_LEN];
@@ -207,6 +233,12 @@ struct ctl_store_ops {
 	int (*apikey_revoke)(struct ctl_store *st, int64_t id);
 	int (*apikey_check)(struct ctl_store *st, const char *secret, int64_t now,
 	                    struct ctl_apikey *out);
+	int (*relay_key_create)(struct ctl_store *st, int64_t now, char *secret,
+	                        size_t secretlen, int64_t *id);
+	int (*relay_register)(struct ctl_store *st, const struct ctl_relay_reg *r,
+	                      struct ctl_relay_rec *out);
+	int (*relay_list)(struct ctl_store *st, struct ctl_relay_rec **out, size_t *n);
+	int (*relay_remove)(struct ctl_store *st, const char *name);
 };
 
 /* Each backend embeds this first; errmsg holds the last failure. */
@@ -288,5 +320,20 @@ int ctl_store_apikey_list(struct ctl_store *st, struct ctl_apikey **out, size_t 
 int ctl_store_apikey_revoke(struct ctl_store *st, int64_t id);
 int ctl_store_apikey_check(struct ctl_store *st, const char *secret, int64_t now,
                            struct ctl_apikey *out);
+
+/* Relays. key_create writes a single-use secret "rkey-<id>-<48 hex>" (fits
+ * CTL_SECRET_MAX). register: a known key resumes (its fields updated from r,
+ * the name kept); a new key needs an unused, unrevoked secret and gets the
+ * name "<region>-<n>". EKEY_UNKNOWN for an unknown key without a (valid)
+ * secret, EKEY_USED / EKEY_REVOKED for a spent / revoked one, EINVAL for a
+ * region that is not a DNS label or a bad host. Every change bumps the map
+ * version (the relay map is part of every node's map). list: by id,
+ * malloc'd (free()). remove: by name, ENOTFOUND if none. */
+int ctl_store_relay_key_create(struct ctl_store *st, int64_t now, char *secret,
+                               size_t secretlen, int64_t *id);
+int ctl_store_relay_register(struct ctl_store *st, const struct ctl_relay_reg *r,
+                             struct ctl_relay_rec *out);
+int ctl_store_relay_list(struct ctl_store *st, struct ctl_relay_rec **out, size_t *n);
+int ctl_store_relay_remove(struct ctl_store *st, const char *name);
 
 #endif

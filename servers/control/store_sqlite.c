@@ -64,6 +64,17 @@ static const char *const sq_migrations[] = {
     " id INTEGER PRIMARY KEY AUTOINCREMENT, hash BLOB NOT NULL,"
     " description TEXT NOT NULL DEFAULT '', created INTEGER NOT NULL,"
     " revoked INTEGER NOT NULL DEFAULT 0, last_used INTEGER NOT NULL DEFAULT 0);",
+    /* v3: relays (mesh-relay) and their single-use join keys ("rkey-..."),
+     * kept apart from the nodes' auth keys so neither opens the other. */
+    "CREATE TABLE relay_keys ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, hash BLOB NOT NULL,"
+    " created INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,"
+    " uses INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE relays ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB NOT NULL UNIQUE,"
+    " name TEXT NOT NULL UNIQUE, region TEXT NOT NULL, host TEXT NOT NULL,"
+    " port INTEGER NOT NULL, stun_port INTEGER NOT NULL, tls INTEGER NOT NULL,"
+    " created INTEGER NOT NULL, last_seen INTEGER NOT NULL DEFAULT 0);",
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
@@ -444,4 +455,8 @@ static const struct ctl_store_ops sq_ops = {
     .apikey_list = ctl_sq_apikey_list,
     .apikey_revoke = ctl_sq_apikey_revoke,
     .apikey_check = ctl_sq_apikey_check,
+    .relay_key_create = ctl_sq_relay_key_create,
+    .relay_register = ctl_sq_relay_register,
+    .relay_list = ctl_sq_relay_list,
+    .relay_remove = ctl_sq_relay_remove,
 };

@@ -74,6 +74,15 @@ int ctl_sq_key_use_tx(struct sq_store *s, const char *secret, int64_t now,
 int ctl_sq_key_use(struct ctl_store *st, const char *secret, int64_t now,
                    struct ctl_authkey *out);
 
+/* ---- relays (store_sqlite_relays.c) ----------------------------------- */
+
+int ctl_sq_relay_key_create(struct ctl_store *st, int64_t now, char *secret,
+                            size_t secretlen, int64_t *id);
+int ctl_sq_relay_register(struct ctl_store *st, const struct ctl_relay_reg *r,
+                          struct ctl_relay_rec *out);
+int ctl_sq_relay_list(struct ctl_store *st, struct ctl_relay_rec **out, size_t *n);
+int ctl_sq_relay_remove(struct ctl_store *st, const char *name);
+
 /* ---- API keys (store_sqlite_apikeys.c) -------------------------------- */
 
 int ctl_sq_apikey_create(struct ctl_store *st, const char *description, int64_t now,

@@ -1,0 +1,101 @@
+/* Private to the files of servers/relay: the relay server's state. */
+#ifndef MESH_RELAY_INT_H
+#define MESH_RELAY_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/relay/frame.h"
+#include "servers/relay/keymap.h"
+#include "servers/relay/queue.h"
+#include "servers/relay/relay.h"
+
+struct bufferevent;
+struct evconnlistener;
+struct event;
+
+enum rly_state {
+	RC_HTTP = 1,   /* server side: reading the upgrade request */
+	RC_WAIT_INFO,  /* server side: SERVER_KEY sent, waiting for CLIENT_INFO */
+	RC_ACTIVE,     /* admitted: packets flow */
+	RC_CONNECTING, /* link: TCP/TLS connect in progress */
+	RC_WAIT_101,   /* link: upgrade request sent */
+	RC_WAIT_KEY,   /* link: waiting for SERVER_KEY */
+	RC_WAIT_SINFO, /* link: CLIENT_INFO sent, waiting for SERVER_INFO */
+	RC_CLOSING,    /* flushing a last frame, then freed */
+};
+
+/* One TCP connection: a client (or sibling relay) connected to us, or a
+ * link we dialled to a sibling relay (outbound). */
+struct rly_conn {
+	struct rly_conn *prev, *next;
+	struct rly_server *s;
+	struct bufferevent *bev;
+	enum rly_state state;
+	bool outbound; /* a link to a sibling */
+	bool mesh;     /* inbound: a sibling relay (CLIENT_INFO flag) */
+	bool dead;
+	uint8_t key[32];       /* the peer's key (client key, or sibling key) */
+	uint8_t challenge[32]; /* ours: sent in SERVER_KEY / checked in SERVER_INFO */
+	uint8_t peer_chal[32]; /* server side: the client's, proven in SERVER_INFO */
+	struct rly_queue q;
+	uint64_t opened_ms;
+	struct rly_link *link; /* outbound: the sibling it serves */
+	char peer[64];
+};
+
+/* A sibling relay we keep a connection to (redialled with backoff). */
+struct rly_link {
+	struct rly_link *next;
+	struct rly_server *s;
+	struct rly_sibling sib;
+	struct rly_conn *c; /* NULL while waiting to redial */
+	struct event *retry;
+	uint32_t backoff_ms;
+};
+
+struct rly_server {
+	struct rly_config cfg;
+	struct evconnlistener *lis;
+	struct event *tick, *reap, *stun_ev;
+	int stun_fd;
+	struct rly_conn *conns;     /* every connection and link */
+	struct rly_keymap admitted; /* node key -> (void *)1 */
+	bool ready;
+	struct rly_keymap clients; /* node key -> conn (RC_ACTIVE, !mesh) */
+	struct rly_keymap routes;  /* node key -> outbound link that has it */
+	struct rly_sibling *sibs;
+	size_t n_sibs;
+	struct rly_link *links;
+	char health[RELAY_TEXT_MAX + 1];
+	struct rly_stats st;
+};
+
+uint64_t rly_now_ms(void);
+
+/* server.c */
+void rly_conn_close(struct rly_conn *c, const char *why);
+/* Queues one frame (hdr || body) for c; counts queue drops. */
+int rly_conn_send(struct rly_conn *c, const uint8_t *hdr, size_t hdr_len,
+                  const uint8_t *body, size_t body_len);
+/* Moves queued frames into the socket's output while it is short. */
+void rly_conn_pump(struct rly_conn *c);
+struct rly_conn *rly_conn_alloc(struct rly_server *s, struct bufferevent *bev);
+/* Reads whole frames from c's input and calls fn for each; false when c
+ * was closed. */
+bool rly_conn_read_frames(struct rly_conn *c,
+                          bool (*fn)(struct rly_conn *c, const struct relay_frame *f));
+
+/* mesh.c: links to sibling relays */
+void rly_link_closed(struct rly_conn *c); /* schedule a redial */
+void rly_link_on_read(struct rly_conn *c);
+void rly_links_free(struct rly_server *s);
+/* Tell every inbound mesh peer that key arrived / left. */
+void rly_mesh_announce(struct rly_server *s, const uint8_t *key, bool present);
+bool rly_is_sibling(const struct rly_server *s, const uint8_t *key);
+
+/* stun.c */
+void rly_stun_read_cb(int fd, short ev, void *arg);
+
+#endif

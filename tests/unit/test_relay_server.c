@@ -1,0 +1,387 @@
+/* mesh-relay's server logic on real loopback sockets, in process: the
+ * bounded queue (drop oldest, counted) and the key map alone; then a
+ * server with clients speaking the real protocol: admission (not ready,
+ * unknown key, wrong private key, admitted), packets between two clients,
+ * PEER_GONE for an absent key, a removed key cut off, a client that never
+ * reads (queue drops counted, disconnected at the write deadline, queue
+ * bytes bounded), an oversized length. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "core/relay/frame.h"
+#include "core/relay/http.h"
+#include "servers/relay/keymap.h"
+#include "servers/relay/queue.h"
+#include "servers/relay/relay.h"
+
+/* --- the queue and the key map ------------------------------------------- */
+
+static void queue_drops_oldest(void **state)
+{
+	struct rly_queue q;
+	assert_int_equal(rly_queue_init(&q, 4, 1000), 0);
+	uint8_t b[600];
+	for (int i = 0; i < 4; i++) {
+		b[0] = (uint8_t)i;
+		assert_int_equal(rly_queue_push(&q, b, 1, NULL, 0), 0);
+	}
+	/* Full by count: the fifth push drops frame 0. */
+	b[0] = 4;
+	assert_int_equal(rly_queue_push(&q, b, 1, NULL, 0), 1);
+	assert_int_equal(q.dropped, 1);
+	assert_int_equal(rly_queue_peek(&q)->buf[0], 1);
+	/* Full by bytes: 600 + 4 > 1000 would be fine, 600 + 600 not. */
+	b[0] = 5;
+	assert_true(rly_queue_push(&q, b, 300, b, 300) >= 1);
+	assert_true(q.bytes <= 1000);
+	b[0] = 6;
+	assert_true(rly_queue_push(&q, b, 600, NULL, 0) >= 1);
+	assert_true(q.bytes <= 1000);
+	assert_int_equal(rly_queue_peek(&q)->buf[0], 6);
+	assert_int_equal(q.n, 1);
+	/* A frame larger than the byte bound is refused outright. */
+	static uint8_t big[1001];
+	assert_int_equal(rly_queue_push(&q, big, sizeof big, NULL, 0), -EMSGSIZE);
+	rly_queue_pop(&q);
+	assert_null(rly_queue_peek(&q));
+	rly_queue_free(&q);
+}
+
+static void keymap_put_get_del(void **state)
+{
+	struct rly_keymap m;
+	rly_keymap_init(&m);
+	uint8_t k[1000][32];
+	for (int i = 0; i < 1000; i++) {
+		randombytes_buf(k[i], 32);
+		assert_int_equal(rly_keymap_put(&m, k[i], (void *)(intptr_t)(i + 1)), 0);
+	}
+	assert_int_equal(m.n, 1000);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal((intptr_t)rly_keymap_get(&m, k[i]), i + 1);
+	/* Delete every other one; the rest stay reachable (probe chains). */
+	for (int i = 0; i < 1000; i += 2)
+		rly_keymap_del(&m, k[i], NULL);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal((intptr_t)rly_keymap_get(&m, k[i]), i % 2 ? i + 1 : 0);
+	/* del with a value deletes only a matching entry. */
+	rly_keymap_del(&m, k[1], (void *)99);
+	assert_non_null(rly_keymap_get(&m, k[1]));
+	rly_keymap_del(&m, k[1], (void *)2);
+	assert_null(rly_keymap_get(&m, k[1]));
+	assert_int_equal(m.n, 499);
+	rly_keymap_free(&m);
+}
+
+/* --- a server on loopback ----------------------------------------------- */
+
+static struct event_base *base;
+static struct rly_server *srv;
+static uint16_t port;
+static uint8_t spub[32], spriv[32];
+
+static void pump(int ms)
+{
+	struct timeval tv = {0, 1000};
+	for (int i = 0; i < ms; i++) {
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
+}
+
+static int start(void **state)
+{
+	base = event_base_new();
+	crypto_box_keypair(spub, spriv);
+	struct rly_config cfg = {.base = base,
+	                         .queue_packets = 16,
+	                         .queue_bytes = 128 * 1024,
+	                         .write_timeout_ms = 300,
+	                         .handshake_ms = 2000};
+	memcpy(cfg.priv, spriv, 32);
+	memcpy(cfg.pub, spub, 32);
+	struct sockaddr_in *sin = (struct sockaddr_in *)&cfg.listen;
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cfg.listen_len = sizeof *sin;
+	char err[256];
+	srv = rly_server_new(&cfg, err, sizeof err);
+	assert_non_null(srv);
+	struct sockaddr_storage ss;
+	socklen_t len;
+	rly_server_local(srv, &ss, &len);
+	port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return 0;
+}
+
+static int stop(void **state)
+{
+	rly_server_free(srv);
+	event_base_free(base);
+	return 0;
+}
+
+struct cl {
+	int fd;
+	uint8_t pub[32], priv[32];
+	uint8_t buf[RELAY_FRAME_MAX * 2];
+	size_t len, used;
+};
+
+static void cl_send(struct cl *c, const void *p, size_t n)
+{
+	assert_int_equal(send(c->fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* Next frame, pumping the server meanwhile: 1, 0 (none within ms), -1 closed. */
+static int cl_frame(struct cl *c, struct relay_frame *f, int ms)
+{
+	if (c->used) {
+		memmove(c->buf, c->buf + c->used, c->len - c->used);
+		c->len -= c->used;
+		c->used = 0;
+	}
+	for (int i = 0; i <= ms; i++) {
+		size_t used;
+		int r = relay_frame_decode(c->buf, c->len, f, &used, NULL);
+		assert_true(r >= 0);
+		if (r == RELAY_DECODE_READY) {
+			c->used = used;
+			return 1;
+		}
+		pump(1);
+		ssize_t n =
+		    recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN))
+			return -1;
+		if (n > 0)
+			c->len += (size_t)n;
+	}
+	return 0;
+}
+
+/* Connects, upgrades and reads SERVER_KEY; returns the challenge frame. */
+static void cl_open(struct cl *c, int rcvbuf)
+{
+	memset(c, 0, sizeof *c);
+	crypto_box_keypair(c->pub, c->priv);
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (rcvbuf)
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_port = htons(port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	char req[256];
+	size_t n = relay_http_request(req, sizeof req, "test");
+	cl_send(c, req, n);
+	for (int i = 0; i < 2000; i++) {
+		pump(1);
+		ssize_t k =
+		    recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, MSG_DONTWAIT);
+		if (k > 0)
+			c->len += (size_t)k;
+		int r = relay_http_parse_response(c->buf, c->len);
+		if (r > 0) {
+			memmove(c->buf, c->buf + r, c->len - (size_t)r);
+			c->len -= (size_t)r;
+			return;
+		}
+		assert_int_equal(r, 0);
+	}
+	fail_msg("no 101");
+}
+
+/* Handshake with c's key (or a wrong private key); returns the answer type. */
+static int cl_hello(struct cl *c, bool wrong_priv)
+{
+	struct relay_frame f;
+	assert_int_equal(cl_frame(c, &f, 2000), 1);
+	assert_int_equal(f.type, RELAY_FRAME_SERVER_KEY);
+	assert_memory_equal(f.u.server_key.key, spub, 32);
+	uint8_t other[32], opub[32];
+	crypto_box_keypair(opub, other);
+	uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN], cc[32];
+	size_t n =
+	    relay_client_info_seal(fr, sizeof fr, c->pub, wrong_priv ? other : c->priv,
+	                           spub, f.u.server_key.challenge, 0, cc);
+	cl_send(c, fr, n);
+	assert_int_equal(cl_frame(c, &f, 2000), 1);
+	if (f.type == RELAY_FRAME_REFUSED)
+		return 0x100 | f.u.text.reason;
+	/* The relay proves its key over our challenge. */
+	if (f.type == RELAY_FRAME_SERVER_INFO)
+		assert_int_equal(relay_server_info_open(&f, c->priv, spub, cc), 0);
+	return f.type;
+}
+
+static void admission(void **state)
+{
+	struct cl a, b;
+	struct rly_stats st;
+	/* No admission list yet: refused, "not ready". */
+	cl_open(&a, 0);
+	assert_int_equal(cl_hello(&a, false), 0x100 | RELAY_REFUSED_NOT_READY);
+	close(a.fd);
+	cl_open(&a, 0);
+	cl_open(&b, 0);
+	uint8_t keys[2][32];
+	memcpy(keys[0], a.pub, 32);
+	memcpy(keys[1], b.pub, 32);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 1), 0);
+	/* b is not admitted. */
+	assert_int_equal(cl_hello(&b, false), 0x100 | RELAY_REFUSED_NOT_ADMITTED);
+	close(b.fd);
+	/* a with the wrong private key for its public key. */
+	assert_int_equal(cl_hello(&a, true), 0x100 | RELAY_REFUSED_BAD_AUTH);
+	close(a.fd);
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.refused_not_ready, 1);
+	assert_int_equal(st.refused_not_admitted, 1);
+	assert_int_equal(st.refused_bad_auth, 1);
+	assert_int_equal(st.clients, 0);
+
+	/* Both admitted: packets flow both ways; an absent key gets PEER_GONE. */
+	uint8_t apub[32], bpub[32];
+	struct cl *ca = test_malloc(sizeof *ca), *cb = test_malloc(sizeof *cb);
+	cl_open(ca, 0);
+	cl_open(cb, 0);
+	memcpy(keys[0], ca->pub, 32);
+	memcpy(keys[1], cb->pub, 32);
+	memcpy(apub, ca->pub, 32);
+	memcpy(bpub, cb->pub, 32);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 2), 0);
+	assert_int_equal(cl_hello(ca, false), RELAY_FRAME_SERVER_INFO);
+	assert_int_equal(cl_hello(cb, false), RELAY_FRAME_SERVER_INFO);
+	uint8_t fr[RELAY_HDR_LEN + 32 + 100], data[100];
+	randombytes_buf(data, sizeof data);
+	size_t n =
+	    relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, bpub, data, 100);
+	cl_send(ca, fr, n);
+	struct relay_frame f;
+	assert_int_equal(cl_frame(cb, &f, 2000), 1);
+	assert_int_equal(f.type, RELAY_FRAME_RECV_PACKET);
+	assert_memory_equal(f.u.packet.key, apub,
+	                    32); /* the source, as the relay saw it */
+	assert_int_equal(f.u.packet.data_len, 100);
+	assert_memory_equal(f.u.packet.data, data, 100);
+	uint8_t nobody[32];
+	randombytes_buf(nobody, 32);
+	n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, nobody, data, 10);
+	cl_send(ca, fr, n);
+	assert_int_equal(cl_frame(ca, &f, 2000), 1);
+	assert_int_equal(f.type, RELAY_FRAME_PEER_GONE);
+	assert_memory_equal(f.u.peer.key, nobody, 32);
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.clients, 2);
+	assert_int_equal(st.packets_relayed, 1);
+	assert_int_equal(st.drop_unknown_dest, 1);
+
+	/* Health changes and a restart reach the clients. */
+	rly_server_set_health(srv, "mesh-control unreachable");
+	assert_int_equal(cl_frame(ca, &f, 500), 1);
+	assert_int_equal(f.type, RELAY_FRAME_HEALTH);
+	assert_int_equal(f.u.text.text_len, strlen("mesh-control unreachable"));
+	rly_server_set_health(srv, "");
+	assert_int_equal(cl_frame(ca, &f, 500), 1);
+	assert_int_equal(f.type, RELAY_FRAME_HEALTH);
+	assert_int_equal(f.u.text.text_len, 0);
+	rly_server_announce_restart(srv, 1000, 30000);
+	/* b got both HEALTH frames too, then RESTARTING. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(cl_frame(cb, &f, 500), 1);
+		assert_int_equal(f.type, RELAY_FRAME_HEALTH);
+	}
+	assert_int_equal(cl_frame(cb, &f, 500), 1);
+	assert_int_equal(f.type, RELAY_FRAME_RESTARTING);
+	assert_int_equal(f.u.restarting.reconnect_in_ms, 1000);
+	assert_int_equal(f.u.restarting.try_for_ms, 30000);
+	assert_int_equal(cl_frame(cb, &f, 100), 0); /* nothing else */
+	/* And a. */
+	assert_int_equal(cl_frame(ca, &f, 500), 1);
+	assert_int_equal(f.type, RELAY_FRAME_RESTARTING);
+
+	/* b is removed from the mesh: cut off with a reason, at once. */
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 1), 0);
+	assert_int_equal(cl_frame(cb, &f, 500), 1);
+	assert_int_equal(f.type, RELAY_FRAME_REFUSED);
+	assert_int_equal(cl_frame(cb, &f, 500), -1);
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.removed_cut, 1);
+	assert_int_equal(st.clients, 1);
+	close(cb->fd);
+
+	/* An oversized length closes the connection before any body. */
+	uint8_t h[5] = {RELAY_FRAME_SEND_PACKET, 0x7f, 0xff, 0xff, 0xff};
+	cl_send(ca, h, 5);
+	assert_int_equal(cl_frame(ca, &f, 500), -1);
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.drop_oversize, 1);
+	assert_int_equal(st.clients, 0);
+	close(ca->fd);
+	test_free(ca);
+	test_free(cb);
+}
+
+static void never_reads(void **state)
+{
+	struct cl *s = test_malloc(sizeof *s), *r = test_malloc(sizeof *r);
+	cl_open(s, 0);
+	cl_open(r, 4096);
+	uint8_t keys[2][32];
+	memcpy(keys[0], s->pub, 32);
+	memcpy(keys[1], r->pub, 32);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 2), 0);
+	assert_int_equal(cl_hello(s, false), RELAY_FRAME_SERVER_INFO);
+	assert_int_equal(cl_hello(r, false), RELAY_FRAME_SERVER_INFO);
+	/* 4000 packets of 1400 bytes (5.6 MB) to a client that reads nothing. */
+	static uint8_t fr[RELAY_HDR_LEN + 32 + 1400], data[1400];
+	size_t n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, r->pub,
+	                               data, sizeof data);
+	for (int i = 0; i < 4000; i++) {
+		cl_send(s, fr, n);
+		if (i % 32 == 0)
+			pump(1);
+	}
+	pump(800); /* past the 300 ms write deadline */
+	struct rly_stats st;
+	rly_server_get_stats(srv, &st);
+	assert_true(st.drop_queue_full > 0);
+	assert_int_equal(st.drop_write_timeout, 1);
+	assert_int_equal(st.clients, 1); /* the sender stays */
+	close(s->fd);
+	close(r->fd);
+	pump(20);
+	test_free(s);
+	test_free(r);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	const struct CMUnitTest pure[] = {
+	    cmocka_unit_test(queue_drops_oldest),
+	    cmocka_unit_test(keymap_put_get_del),
+	};
+	const struct CMUnitTest live[] = {
+	    cmocka_unit_test_setup_teardown(admission, start, stop),
+	    cmocka_unit_test_setup_teardown(never_reads, start, stop),
+	};
+	int r = cmocka_run_group_tests(pure, NULL, NULL);
+	return r | cmocka_run_group_tests(live, NULL, NULL);
+}
