@@ -79,28 +79,26 @@ static bool ns_orphan_expired(const struct tcp_pcb *pcb)
 	       (pcb->nrtx >= NS_ORPHAN_MAXRTX || pcb->persist_probe >= NS_ORPHAN_MAXRTX);
 }
 
+/* One walk before lwIP's timers (the persist fix-up and the orphans), and
+ * the half-open recount after them only while handshakes are pending: with
+ * thousands of connections every walk of the active list costs, 100 times
+ * a second. */
 void ns_check_timeouts(void)
 {
-	struct tcp_pcb *pcb;
-	u32_t half_open = 0;
+	struct tcp_pcb *pcb, *next;
 
-	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
+	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = next) {
+		next = pcb->next;
 		if (pcb->persist_backoff > 0 &&
 		    (pcb->unsent == NULL || pcb->unacked != NULL))
 			pcb->persist_backoff = 0;
-again:
-	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
-		if (ns_orphan_expired(pcb)) {
-			tcp_abort(pcb); /* unlinks it: walk again */
-			goto again;
-		}
+		if (ns_orphan_expired(pcb))
+			tcp_abort(pcb); /* unlinks and frees only this pcb */
+	}
 	sys_check_timeouts();
-	/* Exact again: the hook's count drifts when lwIP drops a half-open
+	/* Exact again: the hook's counts drift when lwIP drops a half-open
 	 * connection (timeout, RST) without telling us. */
-	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
-		if (pcb->state == SYN_RCVD)
-			half_open++;
-	ns_tcp_half_open = half_open;
+	ns_src_recount();
 }
 
 static void ns_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -548,6 +546,7 @@ void ns_shutdown(void)
 	ns_ping_shutdown();
 	ns_local_udp_shutdown();
 	ns_defer_clear();
+	ns_src_clear();
 	netif_remove(&ns_ctx.netif);
 	/* Half-reassembled datagrams hold pbufs in lwIP's static lists: age
 	 * them out now (with no netif, no ICMP "time exceeded" leaves). */
@@ -563,8 +562,13 @@ void ns_shutdown(void)
 
 void ns_get_stats(struct ns_stats *st)
 {
+	struct ns_limits l;
+
 	*st = ns_ctx.st;
 	st->tcp_syn_drop = ns_tcp_syn_drop;
+	ns_get_limits(&l);
+	st->mem_limit = l.mem_limit;
+	st->mem_used = ns_mem_used();
 	/* lwIP counts datagrams no pcb took (MIB2 udpNoPorts, a u32 that
 	 * wraps); only counted while the stack is up. */
 	if (ns_ctx.up)
