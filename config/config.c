@@ -239,7 +239,8 @@ static int cfg_handler(void *user, const char *section, const char *name,
 	if (!keys[i].name) {
 		if (p->sect == CFG_SECT_TOP)
 			cfg_errf(p,
-			         "unknown key %s before any section (only WGConfig may "
+			         "unknown key %s before any section (only WGConfig, "
+			         "MemoryLimit and MaxConnectionsPerPeer may "
 			         "go here)",
 			         cfg_quote(name, q, sizeof(q)));
 		else
@@ -650,6 +651,7 @@ int config_load_buffer(const char *name, const char *buf, size_t len, struct con
 		p.opts = *opts;
 	struct cfg_src main_src = {.name = name, .buf = buf, .len = len};
 	cfg->mtu = 1420;
+	cfg->max_conns_per_peer = CFG_DEFAULT_MAX_CONNS_PER_PEER;
 	cfg->path = strdup(name);
 	if (!cfg->path)
 		cfg_errf(&p, "out of memory");
