@@ -208,7 +208,12 @@ int ns_tcp_syn_admit(const ip_addr_t *src)
 		ns_tcp_syn_drop++;
 		return 0;
 	}
-	if (s->half_open >= NS_TCP_HALF_OPEN_PER_SRC) {
+	/* A source's share counts only once half the stack's handshakes are
+	 * pending: one client's burst of connections is not slowed while
+	 * nobody competes, and a flooder holds at most half, so every other
+	 * source still finds its share. */
+	if (s->half_open >= NS_TCP_HALF_OPEN_PER_SRC &&
+	    ns_tcp_half_open >= NS_TCP_HALF_OPEN_MAX / 2) {
 		ns_tcp_syn_drop++;
 		ns_ctx.st.syn_drop_src++;
 		return 0;

@@ -149,8 +149,9 @@
  * (ns_hooks.h) caps half-open connections for the whole stack. */
 #define TCP_LISTEN_BACKLOG   0
 #define NS_TCP_HALF_OPEN_MAX 4096
-/* ... and each source address gets at most a sixteenth of them, so one
- * peer's SYN flood leaves room for everyone else's handshakes. */
+/* ... and once half of them are pending, a source address that has this
+ * many gets no more (netstack/limits.c): one peer's SYN flood holds at
+ * most half, and everyone else's handshakes still go through. */
 #define NS_TCP_HALF_OPEN_PER_SRC 256
 /* Connections we close first sit in TIME_WAIT for 2 * TCP_MSL (lwIP's
  * default MSL is 60 s), one pcb (~250 bytes) each and uncapped with heap

@@ -31,9 +31,10 @@
  * source address (netstack/limits.c): the hook asks for each SYN to a
  * listener, the accept callback takes one off, and ns.c recounts them on
  * the timer while any exist. A SYN beyond NS_TCP_HALF_OPEN_MAX, or beyond
- * NS_TCP_HALF_OPEN_PER_SRC from its source, is dropped (and counted); the
- * peer retransmits it, as with a full backlog. So one peer's SYN flood
- * does not stop another peer's handshakes. */
+ * its source's NS_TCP_HALF_OPEN_PER_SRC once half the stack's are pending,
+ * is dropped (and counted); the peer retransmits it, as with a full
+ * backlog. So one peer's SYN flood does not stop another peer's
+ * handshakes. */
 extern u32_t ns_tcp_half_open;
 extern u32_t ns_tcp_syn_drop;
 int ns_tcp_syn_admit(const ip_addr_t *src); /* 1: let it through */

@@ -25,6 +25,7 @@
  * timestamps per connection, written only when bytes move. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -66,18 +67,25 @@ void ns_acct_release(struct ns_acct *a)
  * caps it at 0xffff. */
 static size_t ns_tx_room(const struct ns_tcp *c)
 {
-	size_t room = c->pcb->snd_buf, queued;
+	size_t room = c->pcb->snd_buf, queued, cap = SIZE_MAX;
 
-	/* Over the memory budget only a connection that queues less than
-	 * NS_MEM_FLOOR reads its socket. */
-	if (c->mem_tx >= NS_MEM_FLOOR && ns_mem_over())
-		return 0;
-	if (room >= TCP_SND_BUF)
-		return c->tx_limit;
-	queued = TCP_SND_BUF - room;
-	if (queued >= c->tx_limit)
-		return 0;
-	return room < c->tx_limit - queued ? room : c->tx_limit - queued;
+	/* Over the memory budget a connection reads its socket only up to
+	 * NS_MEM_FLOOR queued. */
+	if (ns_mem_over()) {
+		if (c->mem_tx >= NS_MEM_FLOOR)
+			return 0;
+		cap = NS_MEM_FLOOR - c->mem_tx;
+	}
+	if (room >= TCP_SND_BUF) {
+		room = c->tx_limit;
+	} else {
+		queued = TCP_SND_BUF - room;
+		if (queued >= c->tx_limit)
+			return 0;
+		if (room > c->tx_limit - queued)
+			room = c->tx_limit - queued;
+	}
+	return room < cap ? room : cap;
 }
 
 /* The budget's share of c's sending side: what lwIP queues for it (bytes
