@@ -79,21 +79,38 @@ static bool ns_orphan_expired(const struct tcp_pcb *pcb)
 	       (pcb->nrtx >= NS_ORPHAN_MAXRTX || pcb->persist_probe >= NS_ORPHAN_MAXRTX);
 }
 
-/* One walk before lwIP's timers (the persist fix-up and the orphans), and
- * the half-open recount after them only while handshakes are pending: with
- * thousands of connections every walk of the active list costs, 100 times
- * a second. */
+/* How often the orphans are looked for: lwIP counts their retransmissions
+ * at RTO pace, so a second late is nothing. */
+#define NS_ORPHAN_CHECK_MS 1000
+
+/* Set by packet input: only an ACK we received can leave the persist timer
+ * running over an empty send queue (see above). */
+static bool ns_fixup_due;
+static uint32_t ns_orphan_checked_ms;
+
+/* lwIP walks every pcb in its fast and slow timers already; ours walks
+ * them only when there is a reason (a packet came in since the last tick,
+ * or the orphan check is due), and counts half-open handshakes only while
+ * some are pending: with thousands of idle connections every walk costs,
+ * 100 times a second (bench/results/conn-scale.md). */
 void ns_check_timeouts(void)
 {
 	struct tcp_pcb *pcb, *next;
+	uint32_t now = sys_now();
+	bool fixup = ns_fixup_due, orphans = now - ns_orphan_checked_ms >= NS_ORPHAN_CHECK_MS;
 
-	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = next) {
-		next = pcb->next;
-		if (pcb->persist_backoff > 0 &&
-		    (pcb->unsent == NULL || pcb->unacked != NULL))
-			pcb->persist_backoff = 0;
-		if (ns_orphan_expired(pcb))
-			tcp_abort(pcb); /* unlinks and frees only this pcb */
+	if (fixup || orphans) {
+		ns_fixup_due = false;
+		if (orphans)
+			ns_orphan_checked_ms = now;
+		for (pcb = tcp_active_pcbs; pcb != NULL; pcb = next) {
+			next = pcb->next;
+			if (fixup && pcb->persist_backoff > 0 &&
+			    (pcb->unsent == NULL || pcb->unacked != NULL))
+				pcb->persist_backoff = 0;
+			if (orphans && ns_orphan_expired(pcb))
+				tcp_abort(pcb); /* unlinks and frees only this pcb */
+		}
 	}
 	sys_check_timeouts();
 	/* Exact again: the hook's counts drift when lwIP drops a half-open
@@ -241,6 +258,7 @@ static void ns_input_now(const uint8_t *pkt, size_t len)
 	memset((uint8_t *)p->payload + len, 0, NS_INPUT_SLACK);
 	pbuf_realloc(p, (u16_t)len);
 	in_input++;
+	ns_fixup_due = true;
 	if (ns_ctx.netif.input(p, &ns_ctx.netif) != ERR_OK) {
 		pbuf_free(p);
 		ns_ctx.st.input_drop++;

@@ -279,10 +279,19 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
 	return ns_tcp_leave(c);
 }
 
-/* Every second: retries what an ERR_MEM left pending when no ACK is
- * expected to call on_sent. */
+/* Every 40 ms (2 slow-timer ticks of 20 ms): retries what is waiting when
+ * no ACK may come to call on_sent: bytes lwIP refused (the stash), a FIN
+ * it refused, a socket left unread (no room in lwIP, or the memory
+ * budget), a window the budget held back. With thousands of idle connections this runs
+ * thousands of times per tick, so a connection with nothing waiting costs
+ * one test here and no pump (bench/results/conn-scale.md). */
 static err_t on_poll(void *arg, struct tcp_pcb *pcb)
 {
+	struct ns_tcp *c = arg;
+
+	if (c != NULL && c->spliced && c->txp_len == 0 && c->unacked_recv == 0 &&
+	    (c->reading || c->fd < 0 || c->tx_done))
+		return ERR_OK;
 	return on_sent(arg, pcb, 0);
 }
 
