@@ -97,7 +97,8 @@ void ns_check_timeouts(void)
 {
 	struct tcp_pcb *pcb, *next;
 	uint32_t now = sys_now();
-	bool fixup = ns_fixup_due, orphans = now - ns_orphan_checked_ms >= NS_ORPHAN_CHECK_MS;
+	bool fixup = ns_fixup_due,
+	     orphans = now - ns_orphan_checked_ms >= NS_ORPHAN_CHECK_MS;
 
 	if (fixup || orphans) {
 		ns_fixup_due = false;

@@ -213,10 +213,10 @@ struct ns_limits {
 	size_t mem_limit;           /* bytes; 0: ns_mem_limit_default() */
 	unsigned max_conns_per_src; /* 0: no cap */
 };
-#define NS_MEM_LIMIT_MIN          (16u * 1024 * 1024)
-#define NS_MEM_LIMIT_MAX_DEFAULT  ((size_t)1024 * 1024 * 1024)
-#define NS_CONNS_PER_SRC_DEFAULT  1024
-#define NS_MEM_FLOOR              (16 * 1024)
+#define NS_MEM_LIMIT_MIN         (16u * 1024 * 1024)
+#define NS_MEM_LIMIT_MAX_DEFAULT ((size_t)1024 * 1024 * 1024)
+#define NS_CONNS_PER_SRC_DEFAULT 1024
+#define NS_MEM_FLOOR             (16 * 1024)
 /* A quarter of the physical memory, at most 1 GiB, at least
  * NS_MEM_LIMIT_MIN. */
 size_t ns_mem_limit_default(void);

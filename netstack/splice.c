@@ -730,8 +730,9 @@ void ns_splice_set_window(struct ns_tcp *c, size_t limit)
 		grow -= k;
 		/* No window update of its own: the next segment we send
 		 * (an ACK of data, of a window probe) announces it. */
-		pcb->rcv_wnd = (tcpwnd_size_t)(pcb->rcv_wnd + grow > max ? max
-		                                                        : pcb->rcv_wnd + grow);
+		pcb->rcv_wnd =
+		    (tcpwnd_size_t)(pcb->rcv_wnd + grow > max ? max
+		                                              : pcb->rcv_wnd + grow);
 		tcp_update_rcv_ann_wnd(pcb);
 	}
 	c->rx_limit = limit;
@@ -780,7 +781,8 @@ int ns_splice_start_ex(struct ns_tcp *c, int fd, const uint8_t *head, size_t hea
 	/* Over the memory budget the window starts at NS_MEM_FLOOR and opens
 	 * to limit when a flush finds room (ns_splice_rx_flush). */
 	c->rx_target = limit;
-	ns_splice_set_window(c, ns_mem_over() && limit > NS_MEM_FLOOR ? NS_MEM_FLOOR : limit);
+	ns_splice_set_window(c, ns_mem_over() && limit > NS_MEM_FLOOR ? NS_MEM_FLOOR
+	                                                              : limit);
 	if (o != NULL) {
 		c->idle_ms = o->idle_ms;
 		c->acct = o->acct;

@@ -398,7 +398,8 @@ static void node_set_limits(const struct config *c)
 	ns_set_limits(&lim);
 	ns_get_limits(&lim);
 	log_info("memory budget %zu MiB%s; at most %u inbound connections per peer%s",
-	         lim.mem_limit >> 20, c->memory_limit ? "" : " (default: RAM/4, max 1 GiB)",
+	         lim.mem_limit >> 20,
+	         c->memory_limit ? "" : " (default: RAM/4, max 1 GiB)",
 	         lim.max_conns_per_src, lim.max_conns_per_src ? "" : " (no cap)");
 }
 

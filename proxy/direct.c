@@ -10,7 +10,7 @@
  * written. So a relay holds at most one such chunk per direction, nothing
  * at all while idle, and a slow reader stops its writer (the kernel's
  * socket buffers fill and TCP closes the window). What it keeps is charged
- * to the node's memory budget (ns_mem_charge). 
+ * to the node's memory budget (ns_mem_charge).
  *
  * EOF on one side becomes shutdown(SHUT_WR) on the other once the pending
  * bytes are written; when both directions are shut the relay closes. A

@@ -192,15 +192,17 @@ static void test_memory_limit_keys(void **st)
 	ok(IFACE_CGNAT "MemoryLimit = 67108864\n", &c);
 	assert_int_equal(c.memory_limit, 64u << 20);
 	config_free(&c);
-	expect_err(IFACE_CGNAT "MemoryLimit = 1M\n",
-	           "t.ini:4: [Interface] MemoryLimit: \"1M\" is not a memory size (16M-1T");
+	expect_err(
+	    IFACE_CGNAT "MemoryLimit = 1M\n",
+	    "t.ini:4: [Interface] MemoryLimit: \"1M\" is not a memory size (16M-1T");
 	expect_err(IFACE_CGNAT "MemoryLimit = lots\n",
 	           "t.ini:4: [Interface] MemoryLimit: \"lots\" is not a memory size");
 	expect_err("MemoryLimit = 64M\n" IFACE_CGNAT "MemoryLimit = 64M\n",
 	           "t.ini:5: MemoryLimit given twice (first at line 1)");
-	expect_err(IFACE_CGNAT "MaxConnectionsPerPeer = -1\n",
-	           "t.ini:4: [Interface] MaxConnectionsPerPeer: \"-1\" is not a number of "
-	           "connections");
+	expect_err(
+	    IFACE_CGNAT "MaxConnectionsPerPeer = -1\n",
+	    "t.ini:4: [Interface] MaxConnectionsPerPeer: \"-1\" is not a number of "
+	    "connections");
 }
 
 static void test_two_peers_in_a_row(void **st)
