@@ -51,7 +51,10 @@ int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb
 
 /* A new inbound connection to one of our addresses on a listened port. The
  * callee must eventually ns_splice_start() or ns_tcp_abort() it. Data that
- * arrives meanwhile is held by lwIP (the window closes). */
+ * arrives meanwhile is held by lwIP (the window closes; it is at most
+ * 64 KiB until the splice). Refused before this callback, with RST and a
+ * counter: over 7/8 of the memory budget, or over the source's connection
+ * cap (ns_limits). */
 typedef void (*ns_tcp_accept_fn)(void *ctx, struct ns_tcp *c, const struct ns_addr *src,
                                  uint16_t sport, uint16_t dport);
 /* Returns 0 or -errno (-EADDRINUSE). */

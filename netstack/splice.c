@@ -17,9 +17,11 @@
  * socket with SO_LINGER 0 (the local side sees a reset); a local error
  * tcp_abort()s (the mesh side sees a RST).
  *
- * Options (ns_splice_start_ex): buf_limit lowers the receive window once at
- * the start (the part lwIP already granted is taken back by withholding
- * tcp_recved) and caps the send-buffer room the socket is read into; an
+ * Options (ns_splice_start_ex): buf_limit sets the receive window at the
+ * start (an accepted connection waited with 64 KiB and is raised to it; a
+ * dialled one is lowered, the part lwIP already granted taken back by
+ * withholding tcp_recved) and caps the send-buffer room the socket is read
+ * into; the node's memory budget (limits.c) may hold both back; an
  * ns_acct is counted next to the global counters; idleness is checked by
  * one coarse sweep over all connections (ns_splice_idle_sweep) against two
  * timestamps per connection, written only when bytes move. */
