@@ -259,7 +259,8 @@ static int cfg_handler(void *user, const char *section, const char *name,
 	if (!keys[i].name) {
 		if (p->sect == CFG_SECT_TOP)
 			cfg_errf(p,
-			         "unknown key %s before any section (only WGConfig may "
+			         "unknown key %s before any section (only WGConfig, "
+			         "MemoryLimit and MaxConnectionsPerPeer may "
 			         "go here)",
 			         cfg_quote(name, q, sizeof(q)));
 		else
@@ -687,6 +688,7 @@ int config_load_buffer(const char *name, const char *buf, size_t len, struct con
 	struct cfg_src main_src = {.name = name, .buf = buf, .len = len};
 	cfg->mtu = 1420;
 	cfg->check_alive_interval_s = 5;
+	cfg->max_conns_per_peer = CFG_DEFAULT_MAX_CONNS_PER_PEER;
 	cfg->path = strdup(name);
 	if (!cfg->path)
 		cfg_errf(&p, "out of memory");

@@ -175,7 +175,18 @@ struct config {
 	 * ProxyCommand); the node exits when it ends. NULL: none. */
 	char *stdio_target_host;
 	uint16_t stdio_target_port;
+	/* Node-wide limits against hostile peers, in [Interface] or before
+	 * any section (so that `up --config` files can set them too):
+	 * MemoryLimit (bytes, K/M/G suffix, 16M-1T; 0 or unset: a quarter of
+	 * the RAM, at most 1 GiB) bounds everything the netstack and the
+	 * front-ends buffer; MaxConnectionsPerPeer (0-1000000, 0 = no cap,
+	 * default 1024) caps inbound mesh connections (expose, server
+	 * tunnels) from one peer address. */
+	uint64_t memory_limit;
+	uint32_t max_conns_per_peer;
+	int memory_limit_line, max_conns_per_peer_line; /* 0: not given */
 };
+#define CFG_DEFAULT_MAX_CONNS_PER_PEER 1024
 
 /* Loads and validates path. On failure returns -1 and writes one readable
  * line to err, e.g.

@@ -1,7 +1,8 @@
 /* Values of the keys that shape a front-end rather than the mesh: the
  * limits of every TCP front-end (MaxConnections, HandshakeTimeout,
- * IdleTimeout, BufferSize), Direct, ProxyProtocol, and the UDP tunnels'
- * IdleTimeout and MaxFlows. Same rules as config_value.c: each error names
+ * IdleTimeout, BufferSize), Direct, ProxyProtocol, the UDP tunnels'
+ * IdleTimeout and MaxFlows, and the node-wide MemoryLimit and
+ * MaxConnectionsPerPeer. Same rules as config_value.c: each error names
  * section, key, value and what was expected. */
 #include "config/config_int.h"
 
@@ -213,5 +214,67 @@ int cfg_v_max_flows(struct cfg_parser *p, const char *key, const char *v)
 	else
 		c->udp_server_tunnels[c->n_udp_server_tunnels - 1].max_flows =
 		    (uint32_t)n;
+	return 0;
+}
+
+/* The node-wide keys may be given once, in [Interface] or before any
+ * section; a second time is an error naming the first. */
+static bool cfg_node_key_once(struct cfg_parser *p, const char *key, int *line)
+{
+	if (*line != 0) {
+		cfg_errf(p, "%s given twice (first at line %d)", key, *line);
+		return false;
+	}
+	*line = p->src->line;
+	return true;
+}
+
+/* MemoryLimit: bytes, or with K, M or G (16M-1T); 0: the default. */
+int cfg_v_memory_limit(struct cfg_parser *p, const char *key, const char *v)
+{
+	static const uint64_t min = 16u << 20, max = (uint64_t)1 << 40;
+	char num[24];
+	size_t n = strlen(v);
+	uint64_t mult = 1;
+	unsigned long val;
+	bool ok;
+
+	if (!cfg_node_key_once(p, key, &p->cfg->memory_limit_line))
+		return -1;
+	if (n > 0 && (v[n - 1] == 'K' || v[n - 1] == 'k'))
+		mult = 1024, n--;
+	else if (n > 0 && (v[n - 1] == 'M' || v[n - 1] == 'm'))
+		mult = 1024 * 1024, n--;
+	else if (n > 0 && (v[n - 1] == 'G' || v[n - 1] == 'g'))
+		mult = 1024 * 1024 * 1024, n--;
+	ok = n > 0 && n < sizeof(num);
+	if (ok) {
+		memcpy(num, v, n);
+		num[n] = 0;
+		ok = cfg_parse_uint(num, 0, 1ul << 40, &val) &&
+		     (val == 0 || (val * mult >= min && val * mult <= max));
+	}
+	if (!ok) {
+		cfg_value_err(p, key, v,
+		              "is not a memory size (16M-1T: bytes, or with K, M or G, "
+		              "e.g. 512M; 0 for the default)");
+		return -1;
+	}
+	p->cfg->memory_limit = (uint64_t)val * mult;
+	return 0;
+}
+
+int cfg_v_max_conns_per_peer(struct cfg_parser *p, const char *key, const char *v)
+{
+	unsigned long n;
+
+	if (!cfg_node_key_once(p, key, &p->cfg->max_conns_per_peer_line))
+		return -1;
+	if (!cfg_parse_uint(v, 0, 1000000, &n)) {
+		cfg_value_err(p, key, v,
+		              "is not a number of connections (0-1000000; 0 = no cap)");
+		return -1;
+	}
+	p->cfg->max_conns_per_peer = (uint32_t)n;
 	return 0;
 }

@@ -552,6 +552,8 @@ static int cfg_v_wgconfig(struct cfg_parser *p, const char *key, const char *v)
 
 static const struct cfg_keydef keys_top[] = {
     {"WGConfig", cfg_v_wgconfig, false},
+    {"MemoryLimit", cfg_v_memory_limit, true}, /* once: checked by the handler */
+    {"MaxConnectionsPerPeer", cfg_v_max_conns_per_peer, true},
     {NULL, NULL, false},
 };
 
@@ -565,6 +567,8 @@ static const struct cfg_keydef keys_interface[] = {
     /* wireproxy's health check: pinged through the mesh, shown in status. */
     {"CheckAlive", cfg_v_check_alive, true},
     {"CheckAliveInterval", cfg_v_check_alive_interval, false},
+    {"MemoryLimit", cfg_v_memory_limit, true},
+    {"MaxConnectionsPerPeer", cfg_v_max_conns_per_peer, true},
     /* wg-quick and wg(8) settings that mean nothing without a kernel
      * interface: accepted so wg-quick files load, with a warning. */
     {"PreUp", NULL, true},

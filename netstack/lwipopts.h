@@ -139,6 +139,8 @@
  * sending 1-byte segments must not make 1 M tiny allocations). */
 #define TCP_OOSEQ_MAX_BYTES   TCP_WND
 #define TCP_OOSEQ_MAX_PBUFS   1024
+/* ... and over the memory budget (netstack/limits.c) to 16 KiB. */
+#define TCP_OOSEQ_BYTES_LIMIT(pcb) ns_hook_ooseq_bytes_limit(pcb)
 #define LWIP_TCP_SACK_OUT     1 /* lets the peer repair losses in one RTT */
 #define LWIP_TCP_MAX_SACK_NUM 4
 /* lwIP's per-listener backlog is a u8_t: a burst of more than 255 SYNs to
@@ -147,6 +149,10 @@
  * (ns_hooks.h) caps half-open connections for the whole stack. */
 #define TCP_LISTEN_BACKLOG   0
 #define NS_TCP_HALF_OPEN_MAX 4096
+/* ... and once half of them are pending, a source address that has this
+ * many gets no more (netstack/limits.c): one peer's SYN flood holds at
+ * most half, and everyone else's handshakes still go through. */
+#define NS_TCP_HALF_OPEN_PER_SRC 256
 /* Connections we close first sit in TIME_WAIT for 2 * TCP_MSL (lwIP's
  * default MSL is 60 s), one pcb (~250 bytes) each and uncapped with heap
  * pools: 30 s gives Linux's 60 s TIME_WAIT. */

@@ -79,28 +79,44 @@ static bool ns_orphan_expired(const struct tcp_pcb *pcb)
 	       (pcb->nrtx >= NS_ORPHAN_MAXRTX || pcb->persist_probe >= NS_ORPHAN_MAXRTX);
 }
 
+/* How often the orphans are looked for: lwIP counts their retransmissions
+ * at RTO pace, so a second late is nothing. */
+#define NS_ORPHAN_CHECK_MS 1000
+
+/* Set by packet input: only an ACK we received can leave the persist timer
+ * running over an empty send queue (see above). */
+static bool ns_fixup_due;
+static uint32_t ns_orphan_checked_ms;
+
+/* lwIP walks every pcb in its fast and slow timers already; ours walks
+ * them only when there is a reason (a packet came in since the last tick,
+ * or the orphan check is due), and counts half-open handshakes only while
+ * some are pending: with thousands of idle connections every walk costs,
+ * 100 times a second (bench/results/conn-scale.md). */
 void ns_check_timeouts(void)
 {
-	struct tcp_pcb *pcb;
-	u32_t half_open = 0;
+	struct tcp_pcb *pcb, *next;
+	uint32_t now = sys_now();
+	bool fixup = ns_fixup_due,
+	     orphans = now - ns_orphan_checked_ms >= NS_ORPHAN_CHECK_MS;
 
-	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
-		if (pcb->persist_backoff > 0 &&
-		    (pcb->unsent == NULL || pcb->unacked != NULL))
-			pcb->persist_backoff = 0;
-again:
-	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
-		if (ns_orphan_expired(pcb)) {
-			tcp_abort(pcb); /* unlinks it: walk again */
-			goto again;
+	if (fixup || orphans) {
+		ns_fixup_due = false;
+		if (orphans)
+			ns_orphan_checked_ms = now;
+		for (pcb = tcp_active_pcbs; pcb != NULL; pcb = next) {
+			next = pcb->next;
+			if (fixup && pcb->persist_backoff > 0 &&
+			    (pcb->unsent == NULL || pcb->unacked != NULL))
+				pcb->persist_backoff = 0;
+			if (orphans && ns_orphan_expired(pcb))
+				tcp_abort(pcb); /* unlinks and frees only this pcb */
 		}
+	}
 	sys_check_timeouts();
-	/* Exact again: the hook's count drifts when lwIP drops a half-open
+	/* Exact again: the hook's counts drift when lwIP drops a half-open
 	 * connection (timeout, RST) without telling us. */
-	for (pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
-		if (pcb->state == SYN_RCVD)
-			half_open++;
-	ns_tcp_half_open = half_open;
+	ns_src_recount();
 }
 
 static void ns_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -243,6 +259,7 @@ static void ns_input_now(const uint8_t *pkt, size_t len)
 	memset((uint8_t *)p->payload + len, 0, NS_INPUT_SLACK);
 	pbuf_realloc(p, (u16_t)len);
 	in_input++;
+	ns_fixup_due = true;
 	if (ns_ctx.netif.input(p, &ns_ctx.netif) != ERR_OK) {
 		pbuf_free(p);
 		ns_ctx.st.input_drop++;
@@ -548,6 +565,7 @@ void ns_shutdown(void)
 	ns_ping_shutdown();
 	ns_local_udp_shutdown();
 	ns_defer_clear();
+	ns_src_clear();
 	netif_remove(&ns_ctx.netif);
 	/* Half-reassembled datagrams hold pbufs in lwIP's static lists: age
 	 * them out now (with no netif, no ICMP "time exceeded" leaves). */
@@ -563,8 +581,13 @@ void ns_shutdown(void)
 
 void ns_get_stats(struct ns_stats *st)
 {
+	struct ns_limits l;
+
 	*st = ns_ctx.st;
 	st->tcp_syn_drop = ns_tcp_syn_drop;
+	ns_get_limits(&l);
+	st->mem_limit = l.mem_limit;
+	st->mem_used = ns_mem_used();
 	/* lwIP counts datagrams no pcb took (MIB2 udpNoPorts, a u32 that
 	 * wraps); only counted while the stack is up. */
 	if (ns_ctx.up)

@@ -51,7 +51,10 @@ int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb
 
 /* A new inbound connection to one of our addresses on a listened port. The
  * callee must eventually ns_splice_start() or ns_tcp_abort() it. Data that
- * arrives meanwhile is held by lwIP (the window closes). */
+ * arrives meanwhile is held by lwIP (the window closes; it is at most
+ * 64 KiB until the splice). Refused before this callback, with RST and a
+ * counter: over 7/8 of the memory budget, or over the source's connection
+ * cap (ns_limits). */
 typedef void (*ns_tcp_accept_fn)(void *ctx, struct ns_tcp *c, const struct ns_addr *src,
                                  uint16_t sport, uint16_t dport);
 /* Returns 0 or -errno (-EADDRINUSE). */
@@ -184,10 +187,56 @@ struct ns_stats {
 	uint64_t udp_drop;
 	uint64_t idle_reset; /* splices reset by idle_ms or the half-closed rule */
 	/* SYNs dropped because NS_TCP_HALF_OPEN_MAX (lwipopts.h) connections
-	 * were half-open; the peer retransmits them. */
+	 * were half-open, or their source had NS_TCP_HALF_OPEN_PER_SRC; the
+	 * peer retransmits them. syn_drop_src: those of the second kind. */
 	uint64_t tcp_syn_drop;
+	uint64_t syn_drop_src;
+	/* Refusals of new connections (inbound from the mesh: RST; proxy
+	 * clients through ns_mem_admit: the front-end's error): over 7/8 of
+	 * the memory budget, or over the per-source connection cap. */
+	uint64_t tcp_refused_mem, tcp_refused_peer, front_refused_mem;
+	/* Times a connection was held back by the budget: a window left
+	 * closed (rx) or the local socket left unread (tx). */
+	uint64_t mem_throttle_rx, mem_throttle_tx;
+	uint64_t mem_used, mem_peak, mem_limit; /* bytes, see ns_limits */
 };
 void ns_get_stats(struct ns_stats *st);
+
+/* ---- Limits against hostile peers ---- */
+
+/* mem_limit bounds the bytes held for all connections together: received
+ * data not yet written to local sockets, data queued in lwIP's send
+ * buffers, and what the proxy charges (ns_mem_charge) for its own buffers.
+ * Over it, windows stay nearly closed and local sockets unread (each
+ * connection keeps NS_MEM_FLOOR to move); from 7/8 of it, new inbound
+ * connections are refused (RST) and ns_mem_admit() says no.
+ * max_conns_per_src caps inbound connections (expose, server tunnels) from
+ * one remote address; over it the SYN's handshake ends with RST. */
+struct ns_limits {
+	size_t mem_limit;           /* bytes; 0: ns_mem_limit_default() */
+	unsigned max_conns_per_src; /* 0: no cap */
+};
+#define NS_MEM_LIMIT_MIN         (16u * 1024 * 1024)
+#define NS_MEM_LIMIT_MAX_DEFAULT ((size_t)1024 * 1024 * 1024)
+#define NS_CONNS_PER_SRC_DEFAULT 1024
+#define NS_MEM_FLOOR             (16 * 1024)
+/* A quarter of the physical memory, at most 1 GiB, at least
+ * NS_MEM_LIMIT_MIN. */
+size_t ns_mem_limit_default(void);
+/* Takes effect at once and survives ns_shutdown()/ns_init(). A mem_limit
+ * below NS_MEM_LIMIT_MIN is raised to it. */
+void ns_set_limits(const struct ns_limits *l);
+void ns_get_limits(struct ns_limits *l); /* mem_limit as in force */
+/* Bytes charged now, and whether that is over the budget. */
+size_t ns_mem_used(void);
+bool ns_mem_over(void);
+/* A front-end asks before it takes on a new client: false (counted in
+ * front_refused_mem) from 7/8 of the budget on. */
+bool ns_mem_admit(void);
+/* Buffers a front-end holds outside the netstack (direct relays, UDP
+ * queues): charged while held, uncharged by the same amount. */
+void ns_mem_charge(size_t bytes);
+void ns_mem_uncharge(size_t bytes);
 
 /* Parses "1.2.3.4" or "fd00::1" into a. Returns true on success. */
 bool ns_addr_parse(struct ns_addr *a, const char *s);

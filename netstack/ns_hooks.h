@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "lwip/ip.h"
 #include "lwip/prot/tcp.h"
 #include "lwip/tcp.h"
 
@@ -26,13 +27,26 @@
  *    Treating the largest window seen as at least 2 MSS keeps segments at
  *    the MSS; a peer with a window below one segment is still served, by
  *    lwIP's persist timer splitting the segment. */
-/* Half-open connections (SYN_RCVD), counted for the whole stack: ns.c
- * recounts them on every timer tick (it walks the active pcbs anyway), the
- * hook adds each SYN it lets through to a listener, and the accept callback
- * takes one off. A SYN beyond NS_TCP_HALF_OPEN_MAX is dropped (and
- * counted); the peer retransmits it, as with a full backlog. */
+/* Half-open connections (SYN_RCVD), counted for the whole stack and per
+ * source address (netstack/limits.c): the hook asks for each SYN to a
+ * listener, the accept callback takes one off, and ns.c recounts them on
+ * the timer while any exist. A SYN beyond NS_TCP_HALF_OPEN_MAX, or beyond
+ * its source's NS_TCP_HALF_OPEN_PER_SRC once half the stack's are pending,
+ * is dropped (and counted); the peer retransmits it, as with a full
+ * backlog. So one peer's SYN flood does not stop another peer's
+ * handshakes. */
 extern u32_t ns_tcp_half_open;
 extern u32_t ns_tcp_syn_drop;
+int ns_tcp_syn_admit(const ip_addr_t *src); /* 1: let it through */
+
+/* Out-of-order data a connection may hold: bounded by the window, and
+ * to 16 KiB (NS_MEM_FLOOR) while the memory budget is exceeded. */
+int ns_mem_pressure(void); /* netstack/limits.c: 1 over the budget */
+static inline u32_t ns_hook_ooseq_bytes_limit(const struct tcp_pcb *pcb)
+{
+	(void)pcb;
+	return ns_mem_pressure() ? 16 * 1024 : TCP_OOSEQ_MAX_BYTES;
+}
 
 static inline err_t ns_hook_tcp_inpacket(struct tcp_pcb *pcb, struct tcp_hdr *hdr,
                                          u16_t optlen, u16_t opt1len, u8_t *opt2,
@@ -40,13 +54,9 @@ static inline err_t ns_hook_tcp_inpacket(struct tcp_pcb *pcb, struct tcp_hdr *hd
 {
 	(void)p;
 	if (pcb->state == LISTEN) {
-		if ((TCPH_FLAGS(hdr) & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN) {
-			if (ns_tcp_half_open >= NS_TCP_HALF_OPEN_MAX) {
-				ns_tcp_syn_drop++;
-				return ERR_MEM;
-			}
-			ns_tcp_half_open++;
-		}
+		if ((TCPH_FLAGS(hdr) & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN &&
+		    !ns_tcp_syn_admit(ip_current_src_addr()))
+			return ERR_MEM;
 		return ERR_OK;
 	}
 	if (pcb->state < SYN_RCVD)

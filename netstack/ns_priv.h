@@ -27,6 +27,17 @@
  * sender retransmits. 1 MiB / 1380 bytes is 760 full segments. */
 #define NS_RXQ_MAX_PBUFS 4096
 
+/* What a queued pbuf costs beyond its payload (the pbuf struct, the IP and
+ * TCP headers it still holds, malloc's header, the ring slot), and a queued
+ * segment of lwIP's send queue likewise: charged to the memory budget so
+ * that tiny segments cannot hide behind their byte count. */
+#define NS_PBUF_OVERHEAD 128
+
+/* Until the splice, an accepted connection's window is at most this: a
+ * peer cannot park a full window per connection while the local side is
+ * still being dialled. ns_splice_start_ex() opens it to buf_limit. */
+#define NS_WND_PRESPLICE (64 * 1024)
+
 /* Retransmission timeout of a dialled connection until RTT samples exist. */
 #define NS_TCP_INITIAL_RTO_MS 1000
 
@@ -55,6 +66,10 @@ struct ns_ctx {
 	struct ns_stats st;
 	uint64_t output_drop; /* packets lwIP sent from an address not ours */
 	size_t rxq_bytes;     /* sum over connections of queued mesh->socket bytes */
+	/* The memory budget (limits.c): charged bytes of receive queues (with
+	 * NS_PBUF_OVERHEAD per pbuf), of lwIP's send queues and stashes, and
+	 * of the proxy's buffers (ns_mem_charge). */
+	size_t mem_rx, mem_tx, mem_ext;
 	unsigned dial_timeout_ms;
 	/* The idle sweep (splice.c): one coarse timer for all splices. */
 	struct event *idle_ev;
@@ -113,12 +128,18 @@ struct ns_tcp {
 	/* splice options (ns_splice_start_ex) */
 	struct ns_acct *acct; /* holds one reference while spliced */
 	unsigned idle_ms;     /* 0: only the half-closed rule */
-	size_t rx_limit;      /* bound on received bytes held (window) */
+	size_t rx_limit;      /* bound on received bytes held (window); 0: lwIP's */
+	size_t rx_target;     /* rx_limit wanted (buf_limit), once the budget allows */
 	size_t tx_limit;      /* bound on bytes queued in lwIP's send buffer */
 	size_t wnd_debt;      /* tcp_recved() still withheld to shrink the window */
 	uint32_t last_rx_ms;  /* sys_now() when mesh->socket bytes last moved */
 	uint32_t last_tx_ms;  /* ... socket->mesh */
 	uint32_t half_ms;     /* when one direction finished (0: not yet) */
+
+	/* the memory budget (limits.c) */
+	size_t mem_rx;      /* charged for rxq */
+	size_t mem_tx;      /* charged for lwIP's send queue and txp */
+	struct ns_src *src; /* inbound: its source's entry (per-source cap) */
 
 	struct event ev_read, ev_write, ev_dial;
 	ns_tcp_connected_fn dial_cb;
@@ -149,6 +170,10 @@ struct ns_tcp *ns_tcp_first(void);
  * splice: received data is queued and the window closes). */
 void ns_splice_attach(struct ns_tcp *c);
 void ns_splice_free_queues(struct ns_tcp *c);
+/* Sets how many received bytes lwIP may hold for c (its window): an
+ * accepted connection starts at NS_WND_PRESPLICE, the splice sets
+ * buf_limit. */
+void ns_splice_set_window(struct ns_tcp *c, size_t limit);
 /* Closes c->fd (if any) after removing its events; rst: SO_LINGER 0. */
 void ns_splice_close_fd(struct ns_tcp *c, bool rst);
 /* Resets splices idle past idle_ms or half-closed and idle past
@@ -184,6 +209,19 @@ void ns_udp_shutdown_all(void);
 /* ping.c */
 int ns_ping_init(void);
 void ns_ping_shutdown(void);
+
+/* limits.c: the source table and the budget's bookkeeping. */
+struct ns_src;
+/* The handshake from src completed: one half-open fewer. */
+void ns_src_handshake_done(const ip_addr_t *src);
+/* Recounts half-open handshakes per source (from ns_check_timeouts). */
+void ns_src_recount(void);
+/* An accepted connection from src: NULL when refused (budget or per-source
+ * cap; counted), else the entry to release with ns_src_conn_end(). */
+struct ns_src *ns_src_conn_begin(const ip_addr_t *src);
+void ns_src_conn_end(struct ns_src *s);
+void ns_src_clear(void);
+void ns_mem_note_peak(void);
 
 /* For tests: bytes of mesh->socket data held by all connections. */
 size_t ns_debug_rxq_bytes(void);

@@ -17,14 +17,17 @@
  * socket with SO_LINGER 0 (the local side sees a reset); a local error
  * tcp_abort()s (the mesh side sees a RST).
  *
- * Options (ns_splice_start_ex): buf_limit lowers the receive window once at
- * the start (the part lwIP already granted is taken back by withholding
- * tcp_recved) and caps the send-buffer room the socket is read into; an
+ * Options (ns_splice_start_ex): buf_limit sets the receive window at the
+ * start (an accepted connection waited with 64 KiB and is raised to it; a
+ * dialled one is lowered, the part lwIP already granted taken back by
+ * withholding tcp_recved) and caps the send-buffer room the socket is read
+ * into; the node's memory budget (limits.c) may hold both back; an
  * ns_acct is counted next to the global counters; idleness is checked by
  * one coarse sweep over all connections (ns_splice_idle_sweep) against two
  * timestamps per connection, written only when bytes move. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -66,14 +69,42 @@ void ns_acct_release(struct ns_acct *a)
  * caps it at 0xffff. */
 static size_t ns_tx_room(const struct ns_tcp *c)
 {
-	size_t room = c->pcb->snd_buf, queued;
+	size_t room = c->pcb->snd_buf, queued, cap = SIZE_MAX;
 
-	if (room >= TCP_SND_BUF)
-		return c->tx_limit;
-	queued = TCP_SND_BUF - room;
-	if (queued >= c->tx_limit)
-		return 0;
-	return room < c->tx_limit - queued ? room : c->tx_limit - queued;
+	/* Over the memory budget a connection reads its socket only up to
+	 * NS_MEM_FLOOR queued. */
+	if (ns_mem_over()) {
+		if (c->mem_tx >= NS_MEM_FLOOR)
+			return 0;
+		cap = NS_MEM_FLOOR - c->mem_tx;
+	}
+	if (room >= TCP_SND_BUF) {
+		room = c->tx_limit;
+	} else {
+		queued = TCP_SND_BUF - room;
+		if (queued >= c->tx_limit)
+			return 0;
+		if (room > c->tx_limit - queued)
+			room = c->tx_limit - queued;
+	}
+	return room < cap ? room : cap;
+}
+
+/* The budget's share of c's sending side: what lwIP queues for it (bytes
+ * and a header per segment) and the stash. */
+static void ns_mem_tx_sync(struct ns_tcp *c)
+{
+	size_t now = 0;
+
+	if (c->pcb != NULL)
+		now = (size_t)(TCP_SND_BUF - c->pcb->snd_buf) +
+		      (size_t)c->pcb->snd_queuelen * NS_PBUF_OVERHEAD;
+	if (c->txp != NULL)
+		now += c->txp_off + c->txp_len;
+	ns_ctx.mem_tx -= c->mem_tx;
+	ns_ctx.mem_tx += now;
+	c->mem_tx = now;
+	ns_mem_note_peak();
 }
 
 /* ---- the receive ring ---- */
@@ -117,6 +148,8 @@ static void rxq_take(struct ns_tcp *c, struct pbuf *p)
 			c->rxq_n++;
 			c->rxq_bytes += p->len;
 			ns_ctx.rxq_bytes += p->len;
+			c->mem_rx += p->len + NS_PBUF_OVERHEAD;
+			ns_ctx.mem_rx += p->len + NS_PBUF_OVERHEAD;
 		}
 		p = next;
 	}
@@ -140,6 +173,8 @@ static void rxq_consume(struct ns_tcp *c, size_t n)
 		c->rxq_off = 0;
 		c->rxq_head = (c->rxq_head + 1) % c->rxq_cap;
 		c->rxq_n--;
+		c->mem_rx -= q->len + NS_PBUF_OVERHEAD;
+		ns_ctx.mem_rx -= q->len + NS_PBUF_OVERHEAD;
 		pbuf_free(q);
 	}
 }
@@ -153,6 +188,10 @@ void ns_splice_free_queues(struct ns_tcp *c)
 	}
 	ns_ctx.rxq_bytes -= c->rxq_bytes;
 	c->rxq_bytes = 0;
+	ns_ctx.mem_rx -= c->mem_rx;
+	c->mem_rx = 0;
+	ns_ctx.mem_tx -= c->mem_tx;
+	c->mem_tx = 0;
 	free(c->rxq);
 	c->rxq = NULL;
 	c->rxq_cap = 0;
@@ -212,6 +251,12 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 		 * (every 250 ms or when we drained the ring). */
 		if (c->rxq_n > 0 && c->rxq_n + n > NS_RXQ_MAX_PBUFS)
 			return ERR_MEM;
+		/* Over the memory budget a connection that holds
+		 * NS_MEM_FLOOR takes nothing more: lwIP keeps p the same
+		 * way (one chain per connection; later segments are not
+		 * acknowledged) until the budget has room. */
+		if (c->mem_rx >= NS_MEM_FLOOR && ns_mem_over())
+			return ERR_MEM;
 		if (!rxq_reserve(c, n))
 			return ERR_MEM;
 		rxq_take(c, p);
@@ -236,10 +281,19 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
 	return ns_tcp_leave(c);
 }
 
-/* Every second: retries what an ERR_MEM left pending when no ACK is
- * expected to call on_sent. */
+/* Every 40 ms (2 slow-timer ticks of 20 ms): retries what is waiting when
+ * no ACK may come to call on_sent: bytes lwIP refused (the stash), a FIN
+ * it refused, a socket left unread (no room in lwIP, or the memory
+ * budget), a window the budget held back. With thousands of idle connections this runs
+ * thousands of times per tick, so a connection with nothing waiting costs
+ * one test here and no pump (bench/results/conn-scale.md). */
 static err_t on_poll(void *arg, struct tcp_pcb *pcb)
 {
+	struct ns_tcp *c = arg;
+
+	if (c != NULL && c->spliced && c->txp_len == 0 && c->unacked_recv == 0 &&
+	    (c->reading || c->fd < 0 || c->tx_done))
+		return ERR_OK;
 	return on_sent(arg, pcb, 0);
 }
 
@@ -291,7 +345,7 @@ void ns_splice_attach(struct ns_tcp *c)
  * Returns 0 (all written, or the socket is full) or -errno. */
 static int ns_splice_rx_flush(struct ns_tcp *c)
 {
-	size_t total = 0;
+	size_t total = 0, give;
 
 	while (c->rxq_n > 0) {
 		struct iovec iov[NS_IOV_MAX];
@@ -340,12 +394,28 @@ static int ns_splice_rx_flush(struct ns_tcp *c)
 		c->wnd_debt -= k;
 		c->unacked_recv -= k;
 	}
-	/* The window opens by exactly what the socket took. */
-	while (c->pcb != NULL && c->unacked_recv > 0) {
-		u16_t k = c->unacked_recv > 0xffff ? 0xffff : (u16_t)c->unacked_recv;
+	/* The window opens by exactly what the socket took; over the memory
+	 * budget only as far as NS_MEM_FLOOR, the rest is given back by a
+	 * later flush (the next segment, or the socket draining) that finds
+	 * the budget under its limit. */
+	if (c->pcb != NULL && c->rx_limit < c->rx_target && !ns_mem_over())
+		ns_splice_set_window(c, c->rx_target); /* the budget has room again */
+	give = c->unacked_recv;
+	if (c->pcb != NULL && give > 0 && ns_mem_over()) {
+		size_t wnd = c->pcb->rcv_wnd;
+
+		give = wnd >= NS_MEM_FLOOR ? 0 : NS_MEM_FLOOR - wnd;
+		if (give > c->unacked_recv)
+			give = c->unacked_recv;
+		if (give < c->unacked_recv)
+			ns_ctx.st.mem_throttle_rx++;
+	}
+	while (c->pcb != NULL && give > 0) {
+		u16_t k = give > 0xffff ? 0xffff : (u16_t)give;
 
 		tcp_recved(c->pcb, k);
 		c->unacked_recv -= k;
+		give -= k;
 	}
 	return 0;
 }
@@ -398,6 +468,8 @@ static void ns_splice_update_read(struct ns_tcp *c)
 		if (lowat > c->tx_limit / 4)
 			lowat = c->tx_limit / 4;
 		want = c->reading ? room > 0 : room >= lowat;
+		if (!want && c->reading && c->mem_tx >= NS_MEM_FLOOR && ns_mem_over())
+			ns_ctx.st.mem_throttle_tx++;
 	}
 	if (want && !c->reading)
 		event_add(&c->ev_read, NULL);
@@ -468,6 +540,7 @@ static void ns_splice_pump(struct ns_tcp *c)
 		ns_splice_close_fd(c, false);
 		ns_tcp_finish(c);
 	}
+	ns_mem_tx_sync(c);
 }
 
 /* ---- socket events ---- */
@@ -503,6 +576,7 @@ static void on_fd_read(evutil_socket_t fd, short what, void *arg)
 				ns_splice_reset_local(c);
 				break;
 			}
+			ns_mem_tx_sync(c);
 		} else if (r == 0) {
 			c->tx_eof = true;
 		} else if (errno == EINTR) {
@@ -623,26 +697,47 @@ void ns_splice_idle_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- starting ---- */
 
-/* Lowers lwIP's receive window so that the bytes it may hold for c (queued
- * here, refused, out of order) stay within rx_limit: the window shrinks at
- * once by what it has left, the rest by withholding tcp_recved(). The
- * advertised window is cut to match; data the peer had already been
- * allowed beyond it is trimmed by lwIP and retransmitted later. */
-static void ns_splice_limit_window(struct ns_tcp *c)
+/* Sets the bytes lwIP may hold for c (queued here, refused, out of order)
+ * to limit, at most lwIP's window for the pcb. Lowering shrinks the window
+ * at once by what it has left and the rest by withholding tcp_recved(); the
+ * advertised window is cut to match, and data the peer had already been
+ * allowed beyond it is trimmed by lwIP and retransmitted later. Raising
+ * pays back what is withheld first, then opens the window. */
+void ns_splice_set_window(struct ns_tcp *c, size_t limit)
 {
 	struct tcp_pcb *pcb = c->pcb;
-	size_t max = TCP_WND_MAX(pcb), cut, k;
+	size_t max, cur, k;
 
-	if (c->rx_limit >= max)
+	if (pcb == NULL)
 		return;
-	cut = max - c->rx_limit;
-	k = cut < pcb->rcv_wnd ? cut : pcb->rcv_wnd;
-	pcb->rcv_wnd = (tcpwnd_size_t)(pcb->rcv_wnd - k);
-	c->wnd_debt = cut - k;
-	if (pcb->rcv_ann_wnd > pcb->rcv_wnd) {
-		pcb->rcv_ann_wnd = pcb->rcv_wnd;
-		pcb->rcv_ann_right_edge = pcb->rcv_nxt + pcb->rcv_ann_wnd;
+	max = TCP_WND_MAX(pcb);
+	cur = c->rx_limit != 0 && c->rx_limit < max ? c->rx_limit : max;
+	if (limit > max)
+		limit = max;
+	if (limit < cur) {
+		size_t cut = cur - limit;
+
+		k = cut < pcb->rcv_wnd ? cut : pcb->rcv_wnd;
+		pcb->rcv_wnd = (tcpwnd_size_t)(pcb->rcv_wnd - k);
+		c->wnd_debt += cut - k;
+		if (pcb->rcv_ann_wnd > pcb->rcv_wnd) {
+			pcb->rcv_ann_wnd = pcb->rcv_wnd;
+			pcb->rcv_ann_right_edge = pcb->rcv_nxt + pcb->rcv_ann_wnd;
+		}
+	} else if (limit > cur) {
+		size_t grow = limit - cur;
+
+		k = grow < c->wnd_debt ? grow : c->wnd_debt;
+		c->wnd_debt -= k;
+		grow -= k;
+		/* No window update of its own: the next segment we send
+		 * (an ACK of data, of a window probe) announces it. */
+		pcb->rcv_wnd =
+		    (tcpwnd_size_t)(pcb->rcv_wnd + grow > max ? max
+		                                              : pcb->rcv_wnd + grow);
+		tcp_update_rcv_ann_wnd(pcb);
 	}
+	c->rx_limit = limit;
 }
 
 int ns_splice_start(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len)
@@ -684,9 +779,12 @@ int ns_splice_start_ex(struct ns_tcp *c, int fd, const uint8_t *head, size_t hea
 		limit = TCP_WND;
 	if (limit < NS_BUF_LIMIT_MIN)
 		limit = NS_BUF_LIMIT_MIN;
-	c->rx_limit = limit;
 	c->tx_limit = limit < TCP_SND_BUF ? limit : TCP_SND_BUF;
-	ns_splice_limit_window(c);
+	/* Over the memory budget the window starts at NS_MEM_FLOOR and opens
+	 * to limit when a flush finds room (ns_splice_rx_flush). */
+	c->rx_target = limit;
+	ns_splice_set_window(c, ns_mem_over() && limit > NS_MEM_FLOOR ? NS_MEM_FLOOR
+	                                                              : limit);
 	if (o != NULL) {
 		c->idle_ms = o->idle_ms;
 		c->acct = o->acct;

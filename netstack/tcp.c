@@ -70,6 +70,7 @@ static void ns_tcp_free(struct ns_tcp *c)
 		event_del(&c->ev_write);
 	}
 	ns_splice_free_queues(c);
+	ns_src_conn_end(c->src);
 	if (c->acct != NULL) {
 		c->acct->active--;
 		ns_acct_release(c->acct);
@@ -243,17 +244,29 @@ int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb
 err_t ns_tcp_accepted(struct tcp_pcb *newpcb, err_t err, ns_tcp_accept_fn cb, void *ctx)
 {
 	struct ns_addr src;
+	struct ns_src *s;
 	struct ns_tcp *c;
 
-	if (ns_tcp_half_open > 0)
-		ns_tcp_half_open--; /* see ns_hooks.h */
+	if (newpcb != NULL)
+		ns_src_handshake_done(&newpcb->remote_ip); /* see ns_hooks.h */
 	if (cb == NULL || newpcb == NULL || err != ERR_OK)
 		return ERR_VAL;
-	c = ns_tcp_new(newpcb);
-	if (c == NULL) {
+	/* Over 7/8 of the memory budget, or the source's connection cap:
+	 * refused (counted there). */
+	s = ns_src_conn_begin(&newpcb->remote_ip);
+	if (s == NULL) {
 		ns_ctx.st.tcp_refused++;
 		return ERR_MEM; /* lwIP aborts newpcb: the peer gets a RST */
 	}
+	c = ns_tcp_new(newpcb);
+	if (c == NULL) {
+		ns_src_conn_end(s);
+		ns_ctx.st.tcp_refused++;
+		return ERR_MEM;
+	}
+	c->src = s;
+	/* A small window until the splice (ns_splice_start_ex opens it). */
+	ns_splice_set_window(c, NS_WND_PRESPLICE);
 	ns_addr_from_ip(&src, &newpcb->remote_ip);
 	ns_tcp_enter(c);
 	cb(ctx, c, &src, newpcb->remote_port, newpcb->local_port);

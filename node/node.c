@@ -409,6 +409,20 @@ static int node_start_wg(struct node *n)
 	return 0;
 }
 
+/* MemoryLimit and MaxConnectionsPerPeer: the netstack keeps the budget
+ * for itself and the front-ends. */
+static void node_set_limits(const struct config *c)
+{
+	struct ns_limits lim = {.mem_limit = (size_t)c->memory_limit,
+	                        .max_conns_per_src = c->max_conns_per_peer};
+	ns_set_limits(&lim);
+	ns_get_limits(&lim);
+	log_info("memory budget %zu MiB%s; at most %u inbound connections per peer%s",
+	         lim.mem_limit >> 20,
+	         c->memory_limit ? "" : " (default: RAM/4, max 1 GiB)",
+	         lim.max_conns_per_src, lim.max_conns_per_src ? "" : " (no cap)");
+}
+
 static int node_start_netstack(struct node *n)
 {
 	struct config *c = &n->cfg;
@@ -439,6 +453,7 @@ static int node_start_netstack(struct node *n)
 		log_error("cannot start the netstack: %s", strerror(-r));
 		return -1;
 	}
+	node_set_limits(c);
 	return 0;
 }
 

@@ -41,7 +41,8 @@ static uint64_t px_errors(const struct px_stats *ps)
 	return ps->err_auth + ps->err_protocol + ps->err_handshake_timeout +
 	       ps->err_client_gone + ps->err_no_route + ps->err_resolve +
 	       ps->err_refused + ps->err_unreachable + ps->err_timeout + ps->err_other +
-	       ps->err_accept + ps->err_limit + ps->err_idle + ps->err_denied;
+	       ps->err_accept + ps->err_limit + ps->err_idle + ps->err_denied +
+	       ps->err_busy;
 }
 
 typedef void (*frontend_fn)(void *arg, const char *kind, const char *what,
@@ -113,6 +114,22 @@ static void write_frontend_line(void *arg, const char *kind, const char *what,
 		                ps->dgrams_up, ps->dgrams_down, ps->dgram_drops);
 }
 
+/* The memory budget and what it, the per-peer cap and the half-open shares
+ * refused. */
+static void write_memory_line(struct api_conn *c)
+{
+	struct ns_stats ns;
+	ns_get_stats(&ns);
+	api_conn_printf(c,
+	                "memory %" PRIu64 " of %" PRIu64 " KiB (peak %" PRIu64
+	                "); refused: %" PRIu64 " over budget, %" PRIu64
+	                " over the per-peer cap, %" PRIu64 " proxy clients; %" PRIu64
+	                " SYNs dropped (%" PRIu64 " over a peer's share)\n",
+	                ns.mem_used / 1024, ns.mem_limit / 1024, ns.mem_peak / 1024,
+	                ns.tcp_refused_mem, ns.tcp_refused_peer, ns.front_refused_mem,
+	                ns.tcp_syn_drop, ns.syn_drop_src);
+}
+
 void status_write_text(const struct status_view *v, struct api_conn *c)
 {
 	char key[64], buf[128];
@@ -178,6 +195,7 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 		                "wg     UDP GSO refused %" PRIu64
 		                " times (that destination gets plain sends for 5 min)\n",
 		                st.tx_gso_refused);
+	write_memory_line(c);
 }
 
 /* ---- JSON: built with jansson, so no value can break the document ---- */
@@ -219,6 +237,7 @@ static void write_frontend_json(void *arg, const char *kind, const char *what,
 	fmt_json_set(e, "limit", fmt_json_u64(ps->err_limit));
 	fmt_json_set(e, "idle", fmt_json_u64(ps->err_idle));
 	fmt_json_set(e, "denied", fmt_json_u64(ps->err_denied));
+	fmt_json_set(e, "busy", fmt_json_u64(ps->err_busy));
 	fmt_json_set(f, "errors", e);
 	fmt_jw_item(w, f);
 }
@@ -321,6 +340,15 @@ static json_t *json_netstack(void)
 	fmt_json_set(o, "udp_drop", fmt_json_u64(ns.udp_drop));
 	fmt_json_set(o, "idle_reset", fmt_json_u64(ns.idle_reset));
 	fmt_json_set(o, "syn_drop", fmt_json_u64(ns.tcp_syn_drop));
+	fmt_json_set(o, "syn_drop_peer_share", fmt_json_u64(ns.syn_drop_src));
+	fmt_json_set(o, "mem_used", fmt_json_u64(ns.mem_used));
+	fmt_json_set(o, "mem_peak", fmt_json_u64(ns.mem_peak));
+	fmt_json_set(o, "mem_limit", fmt_json_u64(ns.mem_limit));
+	fmt_json_set(o, "refused_mem", fmt_json_u64(ns.tcp_refused_mem));
+	fmt_json_set(o, "refused_peer_cap", fmt_json_u64(ns.tcp_refused_peer));
+	fmt_json_set(o, "refused_proxy_mem", fmt_json_u64(ns.front_refused_mem));
+	fmt_json_set(o, "throttled_rx", fmt_json_u64(ns.mem_throttle_rx));
+	fmt_json_set(o, "throttled_tx", fmt_json_u64(ns.mem_throttle_tx));
 	return o;
 }
 

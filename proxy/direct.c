@@ -9,7 +9,8 @@
  * the destination takes, and keeps the rest on the heap until it is
  * written. So a relay holds at most one such chunk per direction, nothing
  * at all while idle, and a slow reader stops its writer (the kernel's
- * socket buffers fill and TCP closes the window).
+ * socket buffers fill and TCP closes the window). What it keeps is charged
+ * to the node's memory budget (ns_mem_charge).
  *
  * EOF on one side becomes shutdown(SHUT_WR) on the other once the pending
  * bytes are written; when both directions are shut the relay closes. A
@@ -165,6 +166,8 @@ static void px_relay_free(struct px_relay *r, bool rst)
 	for (int i = 0; i < 2; i++) {
 		px_relay_ev_drop(d[i]->rev);
 		px_relay_ev_drop(d[i]->wev);
+		if (d[i]->pend)
+			ns_mem_uncharge(d[i]->pend_off + d[i]->pend_len);
 		free(d[i]->pend);
 	}
 	px_relay_ev_drop(r->timer);
@@ -260,6 +263,7 @@ static bool px_relay_write(struct px_relay *r, struct px_relay_dir *d, const uin
 			return false;
 		}
 		memcpy(keep, p + done, n - done);
+		ns_mem_charge(n - done); /* the node's memory budget */
 		d->pend = keep;
 		d->pend_off = 0;
 		d->pend_len = n - done;
@@ -277,6 +281,7 @@ static void px_relay_on_write(evutil_socket_t fd, short what, void *arg)
 	d->pend = NULL;
 	d->pend_off = d->pend_len = 0;
 	/* px_relay_write keeps a fresh copy of whatever is still left. */
+	ns_mem_uncharge(off + n);
 	px_relay_write(r, d, p + off, n);
 	free(p);
 }

@@ -24,6 +24,8 @@ const char *px_err_str(enum px_err e)
 		return "timed out";
 	case PX_E_DENIED:
 		return "not allowed (Direct)";
+	case PX_E_BUSY:
+		return "node over its memory budget (MemoryLimit)";
 	}
 	return "?";
 }
@@ -74,6 +76,9 @@ void px_front_count_err(struct px_front *f, enum px_err e)
 		break;
 	case PX_E_DENIED:
 		f->stats.err_denied++;
+		break;
+	case PX_E_BUSY:
+		f->stats.err_busy++;
 		break;
 	}
 }

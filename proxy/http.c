@@ -100,6 +100,7 @@ static void px_http_on_result(struct px_sess *s, enum px_err e)
 	px_http_respond(s, e == PX_OK          ? 200
 	                   : e == PX_E_TIMEOUT ? 504
 	                   : e == PX_E_DENIED  ? 403
+	                   : e == PX_E_BUSY    ? 503
 	                                       : 502);
 }
 

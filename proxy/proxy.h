@@ -122,6 +122,8 @@ struct px_stats {
 	uint64_t err_idle;        /* established, reset by IdleTimeout */
 	uint64_t err_denied;      /* Direct may not connect there (loopback,
 	                           * metadata, private with Direct = public...) */
+	uint64_t err_busy;        /* refused: the node is over its memory budget
+	                           * (SOCKS5 0x01, SOCKS4 0x5b, HTTP 503) */
 	/* Traffic. TCP: bytes of established connections (mesh and direct),
 	 * up = client -> destination. UDP: payload bytes and datagrams. */
 	uint64_t active; /* established and still open */

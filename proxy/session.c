@@ -766,6 +766,10 @@ void px_sess_connect(struct px_sess *s)
 {
 	struct px_front *f = s->front;
 	s->state = PX_S_CONNECT;
+	if (!ns_mem_admit()) { /* counted by the netstack too */
+		px_sess_result(s, PX_E_BUSY);
+		return;
+	}
 	px_sess_arm(s, f->env.connect_timeout_ms ? f->env.connect_timeout_ms
 	                                         : PX_CONNECT_TIMEOUT_MS);
 	if (!s->target.is_name) {

@@ -223,6 +223,7 @@ static void px_udp_assoc_close(struct px_udp_assoc *a)
 	while (a->queue) {
 		struct px_udp_queued *q = a->queue;
 		a->queue = q->next;
+		ns_mem_uncharge(sizeof(*q) + q->len);
 		free(q);
 	}
 	free(a);
@@ -479,6 +480,7 @@ static void px_udp_resolved(struct px_udp_assoc *a, struct px_udp_lookup *lk)
 			px_udp_send(a, &pick, q->port, q->data, q->len);
 		else
 			px_udp_drop(a);
+		ns_mem_uncharge(sizeof(*q) + q->len);
 		free(q);
 	}
 }
@@ -540,6 +542,7 @@ static void px_udp_queue(struct px_udp_assoc *a, const struct px_target *t,
 		px_udp_drop(a);
 		return;
 	}
+	ns_mem_charge(sizeof(*q) + len); /* the node's memory budget */
 	snprintf(q->name, sizeof(q->name), "%s", t->host);
 	q->port = t->port;
 	q->next = NULL;

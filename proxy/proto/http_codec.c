@@ -526,6 +526,9 @@ size_t px_http_response(char *out, size_t outlen, int status)
 	case 501:
 		text = "Not Implemented";
 		break;
+	case 503:
+		text = "Service Unavailable";
+		break;
 	case 504:
 		text = "Gateway Timeout";
 		break;

@@ -185,6 +185,26 @@ int ns_tcp_listen(uint16_t port, ns_tcp_accept_fn cb, void *ctx)
 	return 0;
 }
 
+/* The memory budget: admitted unless a test sets fake_mem_full; charges
+ * are summed in fake_mem_charged. */
+static bool fake_mem_full;
+static size_t fake_mem_charged;
+
+bool ns_mem_admit(void)
+{
+	return !fake_mem_full;
+}
+
+void ns_mem_charge(size_t bytes)
+{
+	fake_mem_charged += bytes;
+}
+
+void ns_mem_uncharge(size_t bytes)
+{
+	fake_mem_charged -= bytes;
+}
+
 /* ---- the loop and the client side ---- */
 
 static inline bool route_ok(void *ctx, const struct ns_addr *a)

@@ -169,6 +169,42 @@ static void test_defaults_and_case(void **st)
 	config_free(&c);
 }
 
+/* MemoryLimit and MaxConnectionsPerPeer: in [Interface] or before any
+ * section (where `up --config` files can have them), once, with clear
+ * errors. */
+#define IFACE_CGNAT "[Interface]\nPrivateKey = " PRIV "\nAddress = 100.64.0.2/32\n"
+static void test_memory_limit_keys(void **st)
+{
+	(void)st;
+	struct config c;
+	ok(IFACE_CGNAT, &c);
+	assert_int_equal(c.memory_limit, 0); /* the netstack's default */
+	assert_int_equal(c.max_conns_per_peer, CFG_DEFAULT_MAX_CONNS_PER_PEER);
+	config_free(&c);
+	ok(IFACE_CGNAT "MemoryLimit = 512M\nMaxConnectionsPerPeer = 0\n", &c);
+	assert_int_equal(c.memory_limit, 512u << 20);
+	assert_int_equal(c.max_conns_per_peer, 0);
+	config_free(&c);
+	ok("MemoryLimit = 2G\nMaxConnectionsPerPeer = 50\n" IFACE_CGNAT, &c);
+	assert_int_equal(c.memory_limit, (uint64_t)2 << 30);
+	assert_int_equal(c.max_conns_per_peer, 50);
+	config_free(&c);
+	ok(IFACE_CGNAT "MemoryLimit = 67108864\n", &c);
+	assert_int_equal(c.memory_limit, 64u << 20);
+	config_free(&c);
+	expect_err(
+	    IFACE_CGNAT "MemoryLimit = 1M\n",
+	    "t.ini:4: [Interface] MemoryLimit: \"1M\" is not a memory size (16M-1T");
+	expect_err(IFACE_CGNAT "MemoryLimit = lots\n",
+	           "t.ini:4: [Interface] MemoryLimit: \"lots\" is not a memory size");
+	expect_err("MemoryLimit = 64M\n" IFACE_CGNAT "MemoryLimit = 64M\n",
+	           "t.ini:5: MemoryLimit given twice (first at line 1)");
+	expect_err(
+	    IFACE_CGNAT "MaxConnectionsPerPeer = -1\n",
+	    "t.ini:4: [Interface] MaxConnectionsPerPeer: \"-1\" is not a number of "
+	    "connections");
+}
+
 static void test_two_peers_in_a_row(void **st)
 {
 	struct config c;
@@ -571,6 +607,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_wireproxy_example),
 	    cmocka_unit_test(test_defaults_and_case),
+	    cmocka_unit_test(test_memory_limit_keys),
 	    cmocka_unit_test(test_two_peers_in_a_row),
 	    cmocka_unit_test(test_empty_peer_is_missing_key),
 	    cmocka_unit_test(test_long_allowed_ips_line),

@@ -359,6 +359,8 @@ static void test_direct_back_pressure(void **st)
 		pump(1);
 	}
 	assert_true(sent < (16u << 20)); /* kernel buffers plus one chunk */
+	/* The chunk the relay keeps is charged to the node's memory budget. */
+	assert_true(fake_mem_charged > 0 && fake_mem_charged <= 16384);
 	struct px_stats stt;
 	px_http_get_stats(h, &stt);
 	assert_true(stt.bytes_up > 0 && stt.bytes_up <= sent);
@@ -372,6 +374,7 @@ static void test_direct_back_pressure(void **st)
 		pump(0);
 	}
 	assert_int_equal(got, sent);
+	assert_int_equal(fake_mem_charged, 0);
 	px_http_get_stats(h, &stt);
 	assert_int_equal(stt.bytes_up, sent);
 	close(fd);

@@ -423,7 +423,8 @@ static unsigned count_synacks(void)
 /* A burst of SYNs to one port is not limited to lwIP's u8_t listen backlog
  * (255); half-open connections are capped for the whole stack at
  * NS_TCP_HALF_OPEN_MAX, beyond which SYNs are dropped and counted, and
- * room comes back as half-open connections time out. */
+ * room comes back as half-open connections time out. The SYNs come from 32
+ * sources, each under its own share (test_netstack_limits.c). */
 static void test_half_open_cap_not_per_listener(void **state)
 {
 	struct accepted acc;
@@ -435,6 +436,7 @@ static void test_half_open_cap_not_per_listener(void **state)
 	assert_int_equal(ns_tcp_listen(87, on_accept, &acc), 0);
 	for (i = 0, n = 0; i < 1000; i++) {
 		peer_init(&pr, AF_INET, 87);
+		pr.me[3] = (uint8_t)(10 + i % 32);
 		pr.port = (uint16_t)(10000 + i);
 		peer_send(&pr, F_SYN, NULL, 0);
 		n += count_synacks();
@@ -443,6 +445,7 @@ static void test_half_open_cap_not_per_listener(void **state)
 	assert_int_equal(n, 1000); /* lwIP's backlog would have stopped at 255 */
 	for (i = 1000, n = 0; i < NS_TCP_HALF_OPEN_MAX + 10; i++) {
 		peer_init(&pr, AF_INET, 87);
+		pr.me[3] = (uint8_t)(10 + i % 32);
 		pr.port = (uint16_t)(10000 + i);
 		peer_send(&pr, F_SYN, NULL, 0);
 		n += count_synacks();

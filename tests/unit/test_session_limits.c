@@ -394,6 +394,45 @@ static void test_front_stats_merge(void **st)
 	assert_null(bare.acct);
 }
 
+/* Over the node's memory budget (ns_mem_admit says no) a new SOCKS5 or
+ * HTTP client gets its protocol's "try later" answer and nothing is
+ * dialled: 0x01 general failure, 503; counted as busy. */
+static uint8_t socks_refusal(struct px_socks *s, const uint8_t *req, size_t n)
+{
+	int fd = socks_client(s);
+	csend(fd, "\x05\x01\x00", 3);
+	csend(fd, req, n);
+	uint8_t r[12];
+	crecv(fd, r, 12);
+	assert_memory_equal(r, "\x05\x00\x05", 3);
+	assert_int_equal(cclosed(fd), 0);
+	close(fd);
+	return r[3];
+}
+
+static void test_over_memory_budget_refused(void **st)
+{
+	(void)st;
+	reset_fake();
+	struct px_socks *s = socks_new(NULL, NULL);
+	struct px_http *h = http_new(NULL, NULL);
+	struct px_stats stt;
+	uint8_t m[300];
+	fake_mem_full = true;
+	assert_int_equal(socks_refusal(s, m, req_v4(m, 1, 80)), SOCKS5_REP_GENERAL);
+	assert_int_equal(http_try(h, "CONNECT 10.0.0.1:443 HTTP/1.1\r\n\r\n", true), 503);
+	assert_int_equal(n_dials, 0);
+	px_socks_get_stats(s, &stt);
+	assert_int_equal(stt.err_busy, 1);
+	px_http_get_stats(h, &stt);
+	assert_int_equal(stt.err_busy, 1);
+	fake_mem_full = false;
+	assert_int_equal(socks_refusal(s, m, req_v4(m, 2, 80)), SOCKS5_REP_REFUSED);
+	assert_int_equal(n_dials, 1); /* dialled again */
+	px_http_free(h);
+	px_socks_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -405,6 +444,7 @@ int main(void)
 	    cmocka_unit_test(test_detach),
 	    cmocka_unit_test(test_tunnel_mode_with_reply),
 	    cmocka_unit_test(test_front_stats_merge),
+	    cmocka_unit_test(test_over_memory_budget_refused),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
