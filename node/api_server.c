@@ -203,10 +203,11 @@ struct api_server *api_server_new(struct event_base *base, const char *path,
 	 * (the config, say) must not delete it. */
 	struct stat st;
 	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen,
-		         "--api %s: it exists and is not a socket; refusing to replace it "
-		         "(pass another --api PATH)",
-		         path);
+		snprintf(
+		    err, errlen,
+		    "--api %s: it exists and is not a socket; refusing to replace it "
+		    "(pass another --api PATH)",
+		    path);
 		return NULL;
 	}
 

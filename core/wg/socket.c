@@ -118,7 +118,8 @@ static bool src_still_ours(struct wg_device *d, const struct wg_src *src)
 	uint64_t now = wg_now_ns();
 	int fd;
 
-	if (d->probe_ns && now - d->probe_ns < NS_PER_SEC && src_equal(&d->probe_src, src))
+	if (d->probe_ns && now - d->probe_ns < NS_PER_SEC &&
+	    src_equal(&d->probe_src, src))
 		return d->probe_ours;
 	memset(&ss, 0, sizeof(ss));
 	if (src->family == AF_INET) {
@@ -559,8 +560,8 @@ enum tx_stop {
 /* Sends out[0..cnt) on q->fd; first[k]..first[k+1] are the queued
  * datagrams in out[k]. Stops at an entry that must be coalesced again
  * (*at: its index), see enum tx_stop. */
-static enum tx_stop send_entries(struct wg_device *d, struct wg_tx_queue *q,
-                                 unsigned cnt, unsigned *at)
+static enum tx_stop send_entries(struct wg_device *d, struct wg_tx_queue *q, unsigned cnt,
+                                 unsigned *at)
 {
 	unsigned off = 0;
 	bool bare = false; /* out[off] was retried without its source */
@@ -643,7 +644,8 @@ static void gso_refuse(struct wg_device *d, struct wg_tx_queue *q, unsigned i,
 	q->nogso[slot].len = q->msgs[i].msg_hdr.msg_namelen;
 	q->nogso[slot].until_ns = now + WG_GSO_RETRY_SEC * NS_PER_SEC;
 	d->stats.tx_gso_refused++;
-	if (!q->refuse_window_ns || now - q->refuse_window_ns >= WG_GSO_RETRY_SEC * NS_PER_SEC) {
+	if (!q->refuse_window_ns ||
+	    now - q->refuse_window_ns >= WG_GSO_RETRY_SEC * NS_PER_SEC) {
 		q->refuse_window_ns = now;
 		q->refusals = q->refusals_logged = 0;
 	}
@@ -714,7 +716,8 @@ void wg_socket_flush(struct wg_device *d)
 	now = wg_now_ns();
 	while (from < q->n) {
 		unsigned at = 0,
-		         k = coalesce(q, from, WG_TX_GSO && now >= q->gso_off_until_ns, now);
+		         k = coalesce(q, from, WG_TX_GSO && now >= q->gso_off_until_ns,
+		                      now);
 		enum tx_stop stop = send_entries(d, q, k, &at);
 
 		if (stop == TX_DONE)

@@ -249,7 +249,8 @@ static void test_api_never_replaces_a_file(void **st)
 	int fd = listen_at(path);
 	assert_true(fd >= 0);
 	close(fd);
-	struct api_server *s = api_server_new(base, path, no_handler, NULL, err, sizeof(err));
+	struct api_server *s =
+	    api_server_new(base, path, no_handler, NULL, err, sizeof(err));
 	if (!s)
 		fail_msg("%s", err);
 	api_server_free(s);
@@ -309,7 +310,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_default_socket_dir, setup, teardown),
 	    cmocka_unit_test(test_state_default_order),
 	    cmocka_unit_test_setup_teardown(test_state_prepare, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_api_never_replaces_a_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_api_never_replaces_a_file, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,9 +9,10 @@
  * datagram was delivered with bytes missing (upstream bug #64767, fixed
  * after 2.1.3; third_party/patches/lwip-0001-ip6-reass-holes.patch is our
  * fix). Fragment sets that disagree on where the datagram ends are not
- * delivered either (lwip-0002-ip6-reass-ends.patch). Each case sends a 32-byte UDP datagram to a port nobody bound, in
- * fragments of 8 bytes, and looks at lwIP's udpNoPorts count
- * (ns_stats.udp_drop): it goes up only when a datagram was reassembled. */
+ * delivered either (lwip-0002-ip6-reass-ends.patch). Each case sends a
+ * 32-byte UDP datagram to a port nobody bound, in fragments of 8 bytes, and
+ * looks at lwIP's udpNoPorts count (ns_stats.udp_drop): it goes up only when
+ * a datagram was reassembled. */
 #include "ns_test_peer.h"
 
 #include <signal.h>
@@ -140,8 +141,7 @@ static void test_inconsistent_ends_never_delivered(void **state)
 		const char *what;
 		struct frag f[4];
 	} cases[] = {
-	    {"0, 24, 16 (last), 8",
-	     {{0, false}, {24, false}, {16, true}, {8, false}}},
+	    {"0, 24, 16 (last), 8", {{0, false}, {24, false}, {16, true}, {8, false}}},
 	    {"0, 16 (last), 24, 8", {{0, false}, {16, true}, {24, false}, {8, false}}},
 	    {"0, 8, 24 (last), 16 (last)",
 	     {{0, false}, {8, false}, {24, true}, {16, true}}},

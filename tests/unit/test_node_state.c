@@ -273,7 +273,8 @@ int main(void)
 	    cmocka_unit_test(test_open_modes),
 	    cmocka_unit_test(test_open_refuses_another_users_dir),
 	    cmocka_unit_test(test_keys),
-	    cmocka_unit_test(test_control),    cmocka_unit_test(test_self),
+	    cmocka_unit_test(test_control),
+	    cmocka_unit_test(test_self),
 	    cmocka_unit_test(test_netmap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

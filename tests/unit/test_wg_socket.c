@@ -58,7 +58,7 @@ static bool own_netns;
 	"ip -6 route del local fd7a:115c:a1e0:ab12::3 table local 2>/dev/null; true"
 #define RESTORE_V6                                                                       \
 	"ip addr add fd7a:115c:a1e0:ab12::3/128 dev lo nodad && "                        \
-	"ip -6 route replace local fd7a:115c:a1e0:ab12::3 dev lo table local "          \
+	"ip -6 route replace local fd7a:115c:a1e0:ab12::3 dev lo table local "           \
 	"src fd7a:115c:a1e0:ab12::2"
 
 /* d's endpoint address for the peer with key (no port). */
@@ -191,13 +191,12 @@ static void ipv6_peers_at_2(struct node *a)
 		struct sockaddr_in6 *ep = (struct sockaddr_in6 *)&p->endpoint;
 
 		assert_int_equal(p->src.family, AF_INET6);
-		assert_int_equal(inet_pton(AF_INET6, "fd7a:115c:a1e0:ab12::2", &ep->sin6_addr),
-		                 1);
+		assert_int_equal(
+		    inet_pton(AF_INET6, "fd7a:115c:a1e0:ab12::2", &ep->sin6_addr), 1);
 	}
 }
 
-static void source_gone_two_peers(const char *gone, const char *del,
-                                  const char *restore)
+static void source_gone_two_peers(const char *gone, const char *del, const char *restore)
 {
 	struct event_base *base;
 	struct wg_device_stats st;
@@ -388,12 +387,12 @@ static void burst_from(struct wg_device *d, const struct sockaddr_storage *x,
 	memset(dgram, 0x42, sizeof(dgram));
 	wg_device_tx_hold(d);
 	for (int i = 0; i < 8; i++)
-		assert_int_equal(wg_socket_send(d, (const struct sockaddr *)x, src,
-		                                dgram, sizeof(dgram)),
+		assert_int_equal(wg_socket_send(d, (const struct sockaddr *)x, src, dgram,
+		                                sizeof(dgram)),
 		                 0);
 	for (int i = 0; i < 8; i++)
-		assert_int_equal(wg_socket_send(d, (const struct sockaddr *)y, src,
-		                                dgram, sizeof(dgram)),
+		assert_int_equal(wg_socket_send(d, (const struct sockaddr *)y, src, dgram,
+		                                sizeof(dgram)),
 		                 0);
 	wg_device_tx_release(d);
 	usleep(50 * 1000);
@@ -696,16 +695,17 @@ static int ns_reset(void **state)
 {
 	(void)state;
 	if (own_netns &&
-	    system("ip addr replace 198.18.0.3/32 dev lo && "
-	           "ip route replace local 198.18.0.3 dev lo table local src 198.18.0.2 && "
-	           "ip route replace local 198.18.0.2 dev lo table local && "
-	           "{ ip route del blackhole 198.19.255.2/32 2>/dev/null; true; } && "
-	           "ip addr replace fd7a:115c:a1e0:ab12::3/128 dev lo nodad && "
-	           "ip -6 route replace local fd7a:115c:a1e0:ab12::3 dev lo table local "
-	           "src fd7a:115c:a1e0:ab12::2 && "
-	           "{ ip addr del 198.18.1.1/24 dev lo 2>/dev/null; "
-	           "for i in $(seq 10 26); do ip addr del 198.18.0.$i/32 dev lo; done; "
-	           "} 2>/dev/null; true") != 0)
+	    system(
+	        "ip addr replace 198.18.0.3/32 dev lo && "
+	        "ip route replace local 198.18.0.3 dev lo table local src 198.18.0.2 && "
+	        "ip route replace local 198.18.0.2 dev lo table local && "
+	        "{ ip route del blackhole 198.19.255.2/32 2>/dev/null; true; } && "
+	        "ip addr replace fd7a:115c:a1e0:ab12::3/128 dev lo nodad && "
+	        "ip -6 route replace local fd7a:115c:a1e0:ab12::3 dev lo table local "
+	        "src fd7a:115c:a1e0:ab12::2 && "
+	        "{ ip addr del 198.18.1.1/24 dev lo 2>/dev/null; "
+	        "for i in $(seq 10 26); do ip addr del 198.18.0.$i/32 dev lo; done; "
+	        "} 2>/dev/null; true") != 0)
 		return -1;
 	return 0;
 }
@@ -720,7 +720,8 @@ int main(void)
 	    cmocka_unit_test_setup(test_source_gone_two_peers_one_flush_ipv6, ns_reset),
 	    cmocka_unit_test_setup(test_src_compare_ignores_padding, ns_reset),
 	    cmocka_unit_test_setup(test_gso_refusal_is_per_destination, ns_reset),
-	    cmocka_unit_test_setup(test_refusal_by_destination_does_not_blame_the_source, ns_reset),
+	    cmocka_unit_test_setup(test_refusal_by_destination_does_not_blame_the_source,
+	                           ns_reset),
 	    cmocka_unit_test_setup(test_gso_refused_by_many_turns_it_off, ns_reset),
 	    cmocka_unit_test_setup(test_broadcast_is_not_a_source, ns_reset),
 	};

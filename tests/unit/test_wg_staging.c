@@ -156,8 +156,7 @@ struct captured {
 	unsigned n;
 };
 
-static void capture(void *ctx, const struct sockaddr *to, const uint8_t *buf,
-                    size_t len)
+static void capture(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len)
 {
 	struct captured *c = ctx;
 
