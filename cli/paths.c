@@ -66,9 +66,43 @@ static int cli_mkdirs(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
+/* A parent that group or others may write (without the sticky bit, as
+ * /tmp has) lets another user rename the state directory away and put
+ * their own in its place: refused, naming it. */
+static int cli_parents_private(const char *dir, char *err, size_t errlen)
+{
+	char p[4096];
+	size_t n = strlen(dir);
+	if (n >= sizeof(p))
+		return 0; /* cli_mkdirs refused it already */
+	memcpy(p, dir, n + 1);
+	for (char *slash = strrchr(p, '/'); slash; slash = strrchr(p, '/')) {
+		struct stat st;
+		if (slash == p)
+			slash[1] = 0; /* "/" itself */
+		else
+			*slash = 0;
+		if (stat(p, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 022) &&
+		    !(st.st_mode & S_ISVTX)) {
+			snprintf(err, errlen,
+			         "%s: its parent %s may be written by group or others "
+			         "(mode %04o), so another user could replace the state "
+			         "directory: chmod go-w %s, or pass --state DIR",
+			         dir, p, (unsigned)(st.st_mode & 07777), p);
+			return -EPERM;
+		}
+		if (slash == p)
+			break;
+	}
+	return 0;
+}
+
 int cli_state_prepare(const char *dir, char *err, size_t errlen)
 {
 	int r = cli_mkdirs(dir, err, errlen);
+	if (r != 0)
+		return r;
+	r = cli_parents_private(dir, err, errlen);
 	if (r != 0)
 		return r;
 	struct stat st;

@@ -199,6 +199,18 @@ struct api_server *api_server_new(struct event_base *base, const char *path,
 	}
 	strcpy(sun.sun_path, path);
 
+	/* Only a socket is ever replaced: --api pointing at a file by mistake
+	 * (the config, say) must not delete it. */
+	struct stat st;
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		snprintf(
+		    err, errlen,
+		    "--api %s: it exists and is not a socket; refusing to replace it "
+		    "(pass another --api PATH)",
+		    path);
+		return NULL;
+	}
+
 	/* A socket that nobody answers on is stale: replace it. A live one means
 	 * another node uses this path. */
 	int probe = socket(AF_UNIX, SOCK_STREAM, 0);

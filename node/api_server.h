@@ -24,7 +24,8 @@ struct api_conn;
 typedef void (*api_handler_fn)(void *ctx, struct api_conn *conn, const char *line);
 
 /* Creates the socket at path (an existing stale socket is replaced; a live
- * one is an error). Returns NULL and fills err on failure. */
+ * one is an error, and so is anything at path that is not a socket: it is
+ * never removed). Returns NULL and fills err on failure. */
 struct api_server *api_server_new(struct event_base *base, const char *path,
                                   api_handler_fn fn, void *ctx, char *err, size_t errlen);
 void api_server_free(struct api_server *s); /* accepts NULL; unlinks the socket */

@@ -44,6 +44,15 @@ int node_state_open(const char *dir, char *err, size_t errlen)
 		         dir);
 		return -ENOTDIR;
 	}
+	/* Someone else's directory is not ours to chmod and fill with keys
+	 * (root could, and would take it over). */
+	if (st.st_uid != geteuid()) {
+		snprintf(err, errlen,
+		         "%s belongs to uid %u, not to this user (uid %u): run as its "
+		         "owner, or pass --state DIR for a directory of your own",
+		         dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
 	if ((st.st_mode & 0777) != 0700 && chmod(dir, 0700) != 0) {
 		int e = errno;
 		snprintf(err, errlen, "%s: cannot set mode 0700: %s", dir, strerror(e));

@@ -45,8 +45,14 @@ $(BUILD)/lwip/%.o: $(LWIP_DIR)/src/%.c netstack/lwipopts.h netstack/arch/cc.h \
 # Files our patches change are built from patched copies (lwip_patches.mk).
 include third_party/lwip_patches.mk
 LWIP_PATCH_DIR := $(BUILD)/lwip-patched
-$(LWIP_PATCH_DIR)/.ok: $(LWIP_PATCHES) | $(DEPS_STAMP)
+# A re-extracted lwIP (DEPS_STAMP newer), a changed patch or a changed set of
+# patches makes the copies again.
+$(LWIP_PATCH_DIR)/.ok: $(LWIP_PATCHES) $(call lwip_patch_list,$(BUILD)/lwip-patches.list) \
+		$(DEPS_STAMP)
 	$(call lwip_apply_patches,$(LWIP_PATCH_DIR))
+# The copies come from the rule above (an object's .d names its copy, which
+# may have been removed with the directory).
+$(LWIP_PATCHED_FILES:%=$(LWIP_PATCH_DIR)/src/%): | $(LWIP_PATCH_DIR)/.ok ;
 
 $(LWIP_PATCHED_FILES:%.c=$(BUILD)/lwip/%.o): $(BUILD)/lwip/%.o: $(LWIP_PATCH_DIR)/.ok \
 		netstack/lwipopts.h netstack/arch/cc.h netstack/ns_hooks.h

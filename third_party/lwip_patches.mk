@@ -10,6 +10,12 @@ LWIP_PATCHES := $(sort $(wildcard third_party/patches/lwip-*.patch))
 LWIP_PATCHED_FILES := $(sort $(shell sed -n 's|^+++ b/src/\([^[:space:]]*\).*|\1|p' \
 	$(LWIP_PATCHES) /dev/null))
 
+# $(call lwip_patch_list,FILE): FILE, which names the patches; rewritten
+# (when the makefile is read) only when the set of patches changes, so that
+# a patch added with an old date or a patch removed also redoes the copies.
+lwip_patch_list = $(shell mkdir -p $(dir $(1)) && { echo '$(LWIP_PATCHES)' | \
+	cmp -s - $(1) || echo '$(LWIP_PATCHES)' >$(1); })$(1)
+
 # $(call lwip_apply_patches,DIR): DIR/src/<file> for each patched file.
 define lwip_apply_patches
 	@rm -rf $(1) && mkdir -p $(1)

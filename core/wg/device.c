@@ -357,6 +357,13 @@ int wg_device_update_peer(struct wg_device *d, const struct wg_peer_config *cfg,
 				wg_peer_set_endpoint(
 				    p, (const struct sockaddr *)&cfg->endpoint);
 			announce = true;
+			/* Packets waited for an endpoint: a handshake now,
+			 * not when the retransmit timer next fires (up to
+			 * REKEY_TIMEOUT later). */
+			if (p->handshake_unsent && p->staged_count && listening(d)) {
+				p->last_sent_handshake_ns = 0;
+				wg_send_staged(p);
+			}
 		}
 	}
 	if (mask & WG_PEER_UPD_KEEPALIVE) {

@@ -40,8 +40,9 @@ struct wg_tx_queue;
  * sent from (the sticky source of the kernel's endpoint.src4/src6 and of
  * wireguard-go's Linux bind): on a host with several addresses the peer
  * then hears from the address it wrote to, as its NAT or firewall expects.
- * family 0: none, the kernel's routing picks the source. Zeroed before it
- * is filled (compared with memcmp). */
+ * family 0: none, the kernel's routing picks the source. Compared field by
+ * field (socket.c src_equal): never with memcmp, the struct has padding.
+ * Never a broadcast or multicast address. */
 struct wg_src {
 	sa_family_t family;
 	uint32_t ifindex; /* IPv6 link-local sources only, else 0 */
@@ -95,6 +96,12 @@ struct wg_device {
 	struct wg_src rx_src; /* where the datagram being received arrived */
 	struct wg_src src_gone[WG_SRC_GONE_MAX];
 	unsigned n_src_gone;
+	uint64_t src_log_window_ns; /* "cannot send from" lines: rate limit */
+	unsigned src_logged;
+	/* The last answer of socket.c's src_still_ours, kept for a second. */
+	struct wg_src probe_src;
+	uint64_t probe_ns;
+	bool probe_ours;
 
 	/* Transmit queue (socket.c): used while tx_hold > 0. */
 	struct wg_tx_queue *txq;

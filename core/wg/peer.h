@@ -64,10 +64,12 @@ struct wg_peer {
 	struct event *timer_zero_key_material;
 	struct event *timer_persistent_keepalive;
 	unsigned handshake_attempts; /* retries since the last new reason */
-	/* Initiations made over the peer's life (sent, or due with no endpoint
-	 * to send to); the quick retries count against it, so new data does
-	 * not start them again (timers.c). */
+	/* Initiations sent over the peer's life; the quick retries count
+	 * against it, so new data does not start them again (timers.c). One
+	 * due with no endpoint to send to is not counted: it sets
+	 * handshake_unsent, and the endpoint's arrival sends one at once. */
 	unsigned initiations;
+	bool handshake_unsent;
 	bool need_another_keepalive;
 	bool sent_lastminute_handshake;
 	uint64_t last_sent_handshake_ns; /* monotonic */

@@ -256,7 +256,11 @@ static void receive_data(struct wg_device *d, const uint8_t *buf, size_t len,
 		return;
 	}
 
-	/* Authentic and fresh. */
+	/* Authentic and fresh. The endpoint moves first (as the kernel):
+	 * what this packet lets go (the staged packets, a rekey) goes where
+	 * it came from. */
+	wg_peer_set_endpoint(p, src);
+	p->src = d->rx_src;
 	if (wg_peer_received_with_session(p, s)) {
 		wg_timers_handshake_complete(p);
 		wg_send_staged(p);
@@ -264,8 +268,6 @@ static void receive_data(struct wg_device *d, const uint8_t *buf, size_t len,
 	keep_key_fresh(p, now);
 	wg_timers_any_authenticated_packet_received(p);
 	wg_timers_any_authenticated_packet_traversal(p);
-	wg_peer_set_endpoint(p, src);
-	p->src = d->rx_src;
 	p->rx_bytes += len;
 	if (plain_len == 0)
 		return; /* keepalive */

@@ -49,8 +49,12 @@ void wg_send_handshake_initiation(struct wg_peer *p, bool is_retry)
 	if (!p->endpoint.ss_family) {
 		/* Nowhere to send it. As in the kernel the retransmit timer
 		 * runs anyway: if the peer does not call within
-		 * REKEY_ATTEMPT_TIME, what waits for it is dropped. */
-		p->initiations++;
+		 * REKEY_ATTEMPT_TIME, what waits for it is dropped. It does not
+		 * count as one of the quick retries (initiations): those are
+		 * for when the endpoint arrives, and an endpoint that arrives
+		 * with something staged gets an initiation at once
+		 * (wg_device_update_peer). */
+		p->handshake_unsent = true;
 		p->last_sent_handshake_ns = now;
 		wg_timers_handshake_initiated(p);
 		return;
@@ -67,6 +71,7 @@ void wg_send_handshake_initiation(struct wg_peer *p, bool is_retry)
 	wg_timers_any_authenticated_packet_sent(p);
 	p->last_sent_handshake_ns = now;
 	p->initiations++;
+	p->handshake_unsent = false;
 	log_debug("wg: sending handshake initiation (index %08x)", idx);
 	send_to_peer(p, &msg, sizeof(msg));
 	p->handshakes_sent++;

@@ -5,7 +5,7 @@
  * address is read (IP_PKTINFO / IPV6_RECVPKTINFO) and replies leave from it
  * (sticky source, struct wg_src). GSO (UDP_SEGMENT) is given up per
  * destination, for WG_GSO_RETRY_SEC, when that destination's route refuses
- * it. */
+ * it, and for the whole device when many destinations do. */
 #include "core/util/log.h"
 #include "core/util/sockaddr.h"
 #include "core/wg/device_internal.h"
@@ -40,6 +40,15 @@
  * long, then GSO is tried again (a new endpoint is tried at once). */
 #define WG_GSO_RETRY_SEC 300
 #define WG_NOGSO_MAX     16
+/* This many refusals within WG_GSO_RETRY_SEC (more destinations than one
+ * route: the uplink's MTU, no checksum offload) turn GSO off for every
+ * destination for WG_GSO_RETRY_SEC; then it is tried again. */
+#define WG_GSO_OFF_AFTER 8
+/* Per-destination refusal lines logged per WG_GSO_RETRY_SEC. */
+#define WG_GSO_LOG_MAX 3
+/* "Cannot send from" lines logged per minute. */
+#define WG_SRC_LOG_MAX 4
+#define NS_PER_SEC     1000000000ULL
 /* A PKTINFO and a UDP_SEGMENT. */
 #define TX_CTL_BYTES                                                                     \
 	(CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t)))
@@ -68,6 +77,10 @@ struct wg_tx_queue {
 		socklen_t len;
 		uint64_t until_ns;
 	} nogso[WG_NOGSO_MAX];
+	/* Refusals (and the lines logged) since refuse_window_ns; GSO is off
+	 * for every destination until gso_off_until_ns. */
+	uint64_t refuse_window_ns, gso_off_until_ns;
+	unsigned refusals, refusals_logged;
 	uint8_t arena[WG_TX_ARENA_BYTES];
 };
 
@@ -81,11 +94,58 @@ uint64_t wg_now_ns(void)
 
 static void read_batches(struct wg_device *d, evutil_socket_t fd);
 
-/* With UDP_GRO the kernel may hand us several datagrams of one sender in one
- * buffer, all gso_size long but the last: split them again. */
+/* Field by field: the struct has padding, which assignment need not copy. */
 static bool src_equal(const struct wg_src *a, const struct wg_src *b)
 {
-	return memcmp(a, b, sizeof(*a)) == 0;
+	if (a->family != b->family || a->ifindex != b->ifindex)
+		return false;
+	if (a->family == AF_INET)
+		return a->addr.v4.s_addr == b->addr.v4.s_addr;
+	if (a->family == AF_INET6)
+		return IN6_ARE_ADDR_EQUAL(&a->addr.v6, &b->addr.v6);
+	return true;
+}
+
+/* True unless binding to src fails with EADDRNOTAVAIL: the kernel's own
+ * word on whether the address is still ours. The errors of a refused send
+ * cannot tell (EINVAL and ENETUNREACH also come from the destination's
+ * route). The answer is kept for a second: a flood of refused sends costs
+ * one probe. */
+static bool src_still_ours(struct wg_device *d, const struct wg_src *src)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	uint64_t now = wg_now_ns();
+	int fd;
+
+	if (d->probe_ns && now - d->probe_ns < NS_PER_SEC &&
+	    src_equal(&d->probe_src, src))
+		return d->probe_ours;
+	memset(&ss, 0, sizeof(ss));
+	if (src->family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_addr = src->addr.v4;
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = src->addr.v6;
+		a->sin6_scope_id = src->ifindex;
+		sl = sizeof(*a);
+	}
+	d->probe_src = *src;
+	d->probe_ns = now;
+	d->probe_ours = true;
+	fd = socket(src->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return true; /* cannot tell: keep it */
+	if (bind(fd, (struct sockaddr *)&ss, sl) != 0 && errno == EADDRNOTAVAIL)
+		d->probe_ours = false;
+	close(fd);
+	return d->probe_ours;
 }
 
 bool wg_socket_src_gone(const struct wg_device *d, const struct wg_src *src)
@@ -101,6 +161,7 @@ bool wg_socket_src_gone(const struct wg_device *d, const struct wg_src *src)
 static void src_mark_gone(struct wg_device *d, const struct wg_src *src)
 {
 	char a[INET6_ADDRSTRLEN] = "?";
+	uint64_t now = wg_now_ns();
 
 	d->stats.tx_src_refused++;
 	if (wg_socket_src_gone(d, src))
@@ -111,9 +172,15 @@ static void src_mark_gone(struct wg_device *d, const struct wg_src *src)
 		d->n_src_gone--;
 	}
 	d->src_gone[d->n_src_gone++] = *src;
+	if (now - d->src_log_window_ns >= 60 * NS_PER_SEC) {
+		d->src_log_window_ns = now;
+		d->src_logged = 0;
+	}
+	if (d->src_logged++ >= WG_SRC_LOG_MAX)
+		return;
 	inet_ntop(src->family, &src->addr, a, sizeof(a));
-	log_info("wg: cannot send from %s any more (address gone?); replies leave "
-	         "from the address the routing table picks",
+	log_info("wg: %s is no longer one of our addresses; replies to the peers "
+	         "that wrote to it leave from the address the routing table picks",
 	         a);
 }
 
@@ -138,15 +205,25 @@ static size_t read_control(struct wg_device *d, const struct msghdr *h)
 		           c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
 			struct in_pktinfo pi;
 
+			/* ipi_spec_dst: the local address replies leave from
+			 * (the header's destination, ipi_addr, may be a
+			 * broadcast or multicast address, never a source). */
 			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			if (pi.ipi_spec_dst.s_addr == htonl(INADDR_ANY) ||
+			    pi.ipi_spec_dst.s_addr == htonl(INADDR_BROADCAST) ||
+			    IN_MULTICAST(ntohl(pi.ipi_spec_dst.s_addr)))
+				continue;
 			d->rx_src.family = AF_INET;
-			d->rx_src.addr.v4 = pi.ipi_addr;
+			d->rx_src.addr.v4 = pi.ipi_spec_dst;
 		} else if (c->cmsg_level == IPPROTO_IPV6 &&
 		           c->cmsg_type == IPV6_PKTINFO &&
 		           c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
 			struct in6_pktinfo pi;
 
 			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			if (IN6_IS_ADDR_MULTICAST(&pi.ipi6_addr) ||
+			    IN6_IS_ADDR_UNSPECIFIED(&pi.ipi6_addr))
+				continue; /* not a source (see IPv4) */
 			d->rx_src.family = AF_INET6;
 			d->rx_src.addr.v6 = pi.ipi6_addr;
 			if (IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr))
@@ -158,6 +235,7 @@ static size_t read_control(struct wg_device *d, const struct msghdr *h)
 			if (!src_equal(&d->src_gone[i], &d->rx_src))
 				continue;
 			d->src_gone[i] = d->src_gone[--d->n_src_gone];
+			d->probe_ns = 0; /* it is back */
 			break;
 		}
 	}
@@ -446,19 +524,47 @@ static void set_control(struct msghdr *h, char *buf, const struct wg_src *src,
 
 /* The errors with which the kernel refuses a source address that is no
  * longer ours (EINVAL for IPv6 and older kernels, ENETUNREACH from the IPv4
- * route lookup of newer ones). A real "unreachable" costs one retry. */
+ * route lookup of newer ones). The destination's route gives the same
+ * ones: src_still_ours tells which. */
 static bool src_refused(int err)
 {
 	return err == EINVAL || err == EADDRNOTAVAIL || err == ENETUNREACH;
 }
 
+/* The errors of a GSO send its route or device cannot take (too big for
+ * the route, no checksum offload, IPsec). */
+static bool gso_error(int err)
+{
+	return err == EIO || err == EINVAL || err == EMSGSIZE;
+}
+
+/* src is not ours any more: marked gone, and no datagram of the queue from
+ * index `from` on is sent from it (they are coalesced again). */
+static void src_forget(struct wg_device *d, struct wg_tx_queue *q, unsigned from,
+                       const struct wg_src *src)
+{
+	struct wg_src gone = *src;
+
+	src_mark_gone(d, &gone);
+	for (unsigned u = from; u < q->n; u++)
+		if (src_equal(&q->srcs[u], &gone))
+			memset(&q->srcs[u], 0, sizeof(q->srcs[u]));
+}
+
+enum tx_stop {
+	TX_DONE,
+	TX_GSO_REFUSED, /* the destination of entry *at refused a GSO send */
+	TX_SRC_GONE,    /* entry *at's source went away; queue sources cleared */
+};
+
 /* Sends out[0..cnt) on q->fd; first[k]..first[k+1] are the queued
- * datagrams in out[k]. Returns the index of an entry whose destination
- * refused a GSO send (EIO/EINVAL/EMSGSIZE on a coalesced entry: too big for
- * its route, no checksum offload on its device, IPsec), or cnt when done. */
-static unsigned send_entries(struct wg_device *d, struct wg_tx_queue *q, unsigned cnt)
+ * datagrams in out[k]. Stops at an entry that must be coalesced again
+ * (*at: its index), see enum tx_stop. */
+static enum tx_stop send_entries(struct wg_device *d, struct wg_tx_queue *q, unsigned cnt,
+                                 unsigned *at)
 {
 	unsigned off = 0;
+	bool bare = false; /* out[off] was retried without its source */
 
 	while (off < cnt) {
 		int r = sendmmsg(q->fd, q->out + off, cnt - off, MSG_DONTWAIT);
@@ -468,6 +574,7 @@ static unsigned send_entries(struct wg_device *d, struct wg_tx_queue *q, unsigne
 
 		if (r > 0) {
 			off += (unsigned)r;
+			bare = false;
 			continue;
 		}
 		if (r < 0 && err == EINTR)
@@ -478,28 +585,34 @@ static unsigned send_entries(struct wg_device *d, struct wg_tx_queue *q, unsigne
 			d->stats.tx_drop_sock += q->first[cnt] - q->first[off];
 			break;
 		}
-		if (src->family && src_refused(err)) {
-			/* Our address went away: the same entry without it, and
-			 * no later datagram of this queue tries it again once
-			 * re-coalesced (entries already built retry the same way). */
-			struct wg_src gone = *src;
-
-			src_mark_gone(d, &gone);
-			for (unsigned u = q->first[off]; u < q->n; u++)
-				if (src_equal(&q->srcs[u], &gone))
-					memset(&q->srcs[u], 0, sizeof(q->srcs[u]));
-			set_control(&q->out[off].msg_hdr, q->ctl[off].buf, NULL,
-			            q->gso_size[off]);
-			continue;
+		if (src->family && !bare && (src_refused(err) || gso_error(err))) {
+			if (!src_still_ours(d, src)) {
+				/* Every later entry from it is rebuilt without it. */
+				src_forget(d, q, q->first[off], src);
+				*at = off;
+				return TX_SRC_GONE;
+			}
+			if (!(k > 1 && gso_error(err))) {
+				/* Our address is fine: the destination's route
+				 * refused it. Once more without it, as the kernel
+				 * does (only this entry: the peer keeps it). */
+				set_control(&q->out[off].msg_hdr, q->ctl[off].buf, NULL,
+				            q->gso_size[off]);
+				bare = true;
+				continue;
+			}
 		}
-		if (k > 1 && (err == EIO || err == EINVAL || err == EMSGSIZE))
-			return off;
+		if (k > 1 && gso_error(err)) {
+			*at = off;
+			return TX_GSO_REFUSED;
+		}
 		/* Refused (unreachable, too big...): skip it. */
 		d->stats.tx_drop_sock += k;
 		log_debug("wg: sendmmsg: %s", strerror(err));
 		off++;
+		bare = false;
 	}
-	return cnt;
+	return TX_DONE;
 }
 
 /* True while the destination at queue index i is one that refused GSO. */
@@ -514,7 +627,10 @@ static bool gso_refused(struct wg_tx_queue *q, unsigned i, uint64_t now)
 }
 
 /* Remembers that the destination at queue index i refused GSO (the entry
- * that expires first gives way). */
+ * that expires first gives way). After WG_GSO_OFF_AFTER refusals within
+ * WG_GSO_RETRY_SEC, GSO is off for every destination that long: refusals
+ * that many come from the uplink or its device, and a per-destination list
+ * would only thrash (a refused send, a count and a log line per flush). */
 static void gso_refuse(struct wg_device *d, struct wg_tx_queue *q, unsigned i,
                        uint64_t now)
 {
@@ -526,8 +642,24 @@ static void gso_refuse(struct wg_device *d, struct wg_tx_queue *q, unsigned i,
 			slot = j;
 	q->nogso[slot].to = q->addrs[i];
 	q->nogso[slot].len = q->msgs[i].msg_hdr.msg_namelen;
-	q->nogso[slot].until_ns = now + WG_GSO_RETRY_SEC * 1000000000ULL;
+	q->nogso[slot].until_ns = now + WG_GSO_RETRY_SEC * NS_PER_SEC;
 	d->stats.tx_gso_refused++;
+	if (!q->refuse_window_ns ||
+	    now - q->refuse_window_ns >= WG_GSO_RETRY_SEC * NS_PER_SEC) {
+		q->refuse_window_ns = now;
+		q->refusals = q->refusals_logged = 0;
+	}
+	if (++q->refusals >= WG_GSO_OFF_AFTER) {
+		q->gso_off_until_ns = now + WG_GSO_RETRY_SEC * NS_PER_SEC;
+		q->refuse_window_ns = 0;
+		log_info("wg: UDP GSO refused towards %d destinations within %d s (the "
+		         "uplink's MTU or its device?); sending one datagram at a time "
+		         "to every peer for %d s, then trying GSO again",
+		         WG_GSO_OFF_AFTER, WG_GSO_RETRY_SEC, WG_GSO_RETRY_SEC);
+		return;
+	}
+	if (q->refusals_logged++ >= WG_GSO_LOG_MAX)
+		return;
 	sockaddr_format(&q->addrs[i], a, sizeof(a));
 	log_info("wg: UDP GSO refused towards %s; sending to it one datagram at a "
 	         "time for %d s (other peers keep GSO)",
@@ -583,14 +715,18 @@ void wg_socket_flush(struct wg_device *d)
 		return;
 	now = wg_now_ns();
 	while (from < q->n) {
-		unsigned k = coalesce(q, from, WG_TX_GSO, now),
-		         at = send_entries(d, q, k);
+		unsigned at = 0,
+		         k = coalesce(q, from, WG_TX_GSO && now >= q->gso_off_until_ns,
+		                      now);
+		enum tx_stop stop = send_entries(d, q, k, &at);
 
-		if (at == k)
+		if (stop == TX_DONE)
 			break;
 		/* That destination (its route or its device) cannot take GSO
-		 * sends: plain ones to it for a while, the rest as before. */
-		gso_refuse(d, q, q->first[at], now);
+		 * sends: plain ones to it for a while, the rest as before. A
+		 * source gone: the rest again without it. */
+		if (stop == TX_GSO_REFUSED)
+			gso_refuse(d, q, q->first[at], now);
 		from = q->first[at];
 	}
 	q->n = 0;
@@ -618,7 +754,10 @@ static int send_one(struct wg_device *d, int fd, const struct sockaddr *sa, sock
 		return 0;
 	err = errno;
 	if (src && src->family && src_refused(err)) {
-		src_mark_gone(d, src);
+		/* Without the source, as the kernel does; marked gone only if
+		 * the address really went away (not the destination's route). */
+		if (!src_still_ours(d, src))
+			src_mark_gone(d, src);
 		set_control(&h, ctl.buf, NULL, 0);
 		if (sendmsg(fd, &h, 0) >= 0)
 			return 0;

@@ -81,8 +81,10 @@ $(FB)/lwip/%.o: $(LWIP_DIR)/%.c netstack/lwipopts.h
 
 # Files our lwIP patches change are built from patched copies.
 include third_party/lwip_patches.mk
-$(FB)/lwip-patched/.ok: $(LWIP_PATCHES)
+$(FB)/lwip-patched/.ok: $(LWIP_PATCHES) $(call lwip_patch_list,$(FB)/lwip-patches.list) \
+		$(wildcard $(LWIP_DIR)/.ok)
 	$(call lwip_apply_patches,$(FB)/lwip-patched)
+$(LWIP_PATCHED_FILES:%=$(FB)/lwip-patched/src/%): | $(FB)/lwip-patched/.ok ;
 
 $(LWIP_PATCHED_FILES:%.c=$(FB)/lwip/src/%.o): $(FB)/lwip/src/%.o: $(FB)/lwip-patched/.ok \
 		netstack/lwipopts.h

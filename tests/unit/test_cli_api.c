@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -216,6 +217,46 @@ static void test_state_default_order(void **st)
 	assert_non_null(strstr(err, "--state DIR"));
 }
 
+static void no_handler(void *ctx, struct api_conn *conn, const char *line)
+{
+	(void)ctx;
+	(void)conn;
+	(void)line;
+}
+
+/* --api naming a file that is not a socket (the config, by mistake): the
+ * node refuses and the file stays. Before, the failed connect was taken
+ * for a stale socket and the file was unlinked. A stale socket is still
+ * replaced. */
+static void test_api_never_replaces_a_file(void **st)
+{
+	(void)st;
+	char path[128];
+	struct stat sb;
+	struct event_base *base = event_base_new();
+
+	snprintf(path, sizeof(path), "%s/x.ini", tmp);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("[Interface]\n", f);
+	fclose(f);
+	assert_null(api_server_new(base, path, no_handler, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "not a socket"));
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, 12);
+
+	snprintf(path, sizeof(path), "%s/stale.sock", tmp);
+	int fd = listen_at(path);
+	assert_true(fd >= 0);
+	close(fd);
+	struct api_server *s =
+	    api_server_new(base, path, no_handler, NULL, err, sizeof(err));
+	if (!s)
+		fail_msg("%s", err);
+	api_server_free(s);
+	event_base_free(base);
+}
+
 static void test_state_prepare(void **st)
 {
 	(void)st;
@@ -241,6 +282,21 @@ static void test_state_prepare(void **st)
 		assert_int_equal(cli_state_prepare(dir, err, sizeof(err)), -EPERM);
 		assert_non_null(strstr(err, "belongs to uid 65534"));
 	}
+
+	/* A custom XDG_STATE_HOME in a directory anyone may write: another
+	 * user could swap the state directory. Refused; with the sticky bit
+	 * (as /tmp) it is fine. */
+	char shared[128];
+	snprintf(shared, sizeof(shared), "%s/shared", tmp);
+	assert_int_equal(mkdir(shared, 0700), 0);
+	assert_int_equal(chmod(shared, 0777), 0);
+	snprintf(dir, sizeof(dir), "%s/xdg/mesh-proxy", shared);
+	assert_int_equal(cli_state_prepare(dir, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "chmod go-w"));
+	print_message("%s\n", err);
+	assert_int_equal(chmod(shared, 01777), 0);
+	if (cli_state_prepare(dir, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
 }
 
 int main(void)
@@ -254,6 +310,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_default_socket_dir, setup, teardown),
 	    cmocka_unit_test(test_state_default_order),
 	    cmocka_unit_test_setup_teardown(test_state_prepare, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_api_never_replaces_a_file, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,9 +8,11 @@
  * fragment that fills in *between* two others hid the hole before it and the
  * datagram was delivered with bytes missing (upstream bug #64767, fixed
  * after 2.1.3; third_party/patches/lwip-0001-ip6-reass-holes.patch is our
- * fix). Each case sends a 32-byte UDP datagram to a port nobody bound, in
- * fragments of 8 bytes, and looks at lwIP's udpNoPorts count
- * (ns_stats.udp_drop): it goes up only when a datagram was reassembled. */
+ * fix). Fragment sets that disagree on where the datagram ends are not
+ * delivered either (lwip-0002-ip6-reass-ends.patch). Each case sends a
+ * 32-byte UDP datagram to a port nobody bound, in fragments of 8 bytes, and
+ * looks at lwIP's udpNoPorts count (ns_stats.udp_drop): it goes up only when
+ * a datagram was reassembled. */
 #include "ns_test_peer.h"
 
 #include <signal.h>
@@ -54,9 +56,14 @@ static uint64_t udp_drops(void)
 	return st.udp_drop;
 }
 
-/* Sends the fragments at offs (in that order) and says whether the
- * datagram was delivered. */
-static bool deliver(const unsigned *offs, size_t n)
+struct frag {
+	unsigned off;
+	bool last; /* no "more fragments" flag */
+};
+
+/* Sends the fragments f (in that order) and says whether the datagram was
+ * delivered. */
+static bool deliver_frags(const struct frag *f, size_t n)
 {
 	struct ns_addr me, peer;
 	uint8_t udp[UDP_LEN];
@@ -75,10 +82,23 @@ static bool deliver(const unsigned *offs, size_t n)
 	c = l4_sum(AF_INET6, peer.addr, me.addr, 17, udp, sizeof(udp), true);
 	udp[6] = (uint8_t)(c >> 8), udp[7] = (uint8_t)c;
 	for (size_t i = 0; i < n; i++)
-		send_frag(udp, offs[i], offs[i] == UDP_LEN - 8, id);
+		send_frag(udp, f[i].off, f[i].last, id);
 	spin_ms(1);
 	cap_clear();
 	return udp_drops() != before;
+}
+
+/* The fragments at offs, in that order; the one at 24 is the last. */
+static bool deliver(const unsigned *offs, size_t n)
+{
+	struct frag f[8];
+
+	assert_true(n <= 8);
+	for (size_t i = 0; i < n; i++) {
+		f[i].off = offs[i];
+		f[i].last = offs[i] == UDP_LEN - 8;
+	}
+	return deliver_frags(f, n);
 }
 
 static void test_whole_datagram_reassembled(void **state)
@@ -107,6 +127,34 @@ static void test_hole_never_delivered(void **state)
 	/* A hole further in: 0, 8, 24 (last), then 16 fills [16, 24) but
 	 * [8, 16) is there and [24, 32) too; the datagram is whole. */
 	static const unsigned whole[] = {0, 8, 24, 16};
+	assert_true(deliver(whole, 4));
+}
+
+/* Fragment sets that disagree on where the datagram ends (patch 0002): a
+ * fragment beyond the last fragment's end, a second last fragment with
+ * another end. Linux discards them; lwIP 2.1.3 delivered them (the review's
+ * case: 0, 24, 16 (last), 8 counted complete with a length of 24 over a
+ * 32-byte chain). */
+static void test_inconsistent_ends_never_delivered(void **state)
+{
+	static const struct {
+		const char *what;
+		struct frag f[4];
+	} cases[] = {
+	    {"0, 24, 16 (last), 8", {{0, false}, {24, false}, {16, true}, {8, false}}},
+	    {"0, 16 (last), 24, 8", {{0, false}, {16, true}, {24, false}, {8, false}}},
+	    {"0, 8, 24 (last), 16 (last)",
+	     {{0, false}, {8, false}, {24, true}, {16, true}}},
+	    {"24 (last), 16 (last), 0, 8",
+	     {{24, true}, {16, true}, {0, false}, {8, false}}},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (deliver_frags(cases[i].f, 4))
+			fail_msg("fragments %s were delivered", cases[i].what);
+	/* Whole, consistent sets still are. */
+	static const unsigned whole[] = {16, 24, 0, 8};
 	assert_true(deliver(whole, 4));
 }
 
@@ -150,6 +198,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_whole_datagram_reassembled, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_hole_never_delivered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inconsistent_ends_never_delivered, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

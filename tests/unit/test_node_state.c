@@ -87,6 +87,23 @@ static void test_open_modes(void **state)
 	assert_non_null(strstr(err, "cannot create"));
 }
 
+/* As root, --state naming another user's directory: refused, and left as
+ * it was (before, it was chmod 0700 and used). */
+static void test_open_refuses_another_users_dir(void **state)
+{
+	(void)state;
+	char d[300], err[256];
+
+	if (geteuid() != 0)
+		skip();
+	sub(d, sizeof(d), "theirs");
+	assert_int_equal(mkdir(d, 0755), 0);
+	assert_int_equal(chown(d, 65534, 65534), 0);
+	assert_int_equal(node_state_open(d, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "belongs to uid 65534"));
+	assert_int_equal(mode_of(d, "."), 0755);
+}
+
 static void test_keys(void **state)
 {
 	(void)state;
@@ -253,8 +270,11 @@ int main(void)
 	if (sodium_init() < 0)
 		return 1;
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_open_modes), cmocka_unit_test(test_keys),
-	    cmocka_unit_test(test_control),    cmocka_unit_test(test_self),
+	    cmocka_unit_test(test_open_modes),
+	    cmocka_unit_test(test_open_refuses_another_users_dir),
+	    cmocka_unit_test(test_keys),
+	    cmocka_unit_test(test_control),
+	    cmocka_unit_test(test_self),
 	    cmocka_unit_test(test_netmap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
