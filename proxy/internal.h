@@ -191,6 +191,7 @@ void px_front_stats(const struct px_front *f, struct px_stats *st);
 
 #define PX_RACE_MAX      16  /* addresses tried for one destination */
 #define PX_RACE_HOST_MAX 4   /* host connects in flight at once */
+#define PX_RACE_MESH_MAX 4   /* netstack dials in flight at once */
 #define PX_RACE_DELAY_MS 250 /* between attempts (RFC 8305's default) */
 
 struct px_race;
@@ -210,7 +211,7 @@ struct px_race *px_race_start(struct event_base *base, const char *kind,
                               const struct ns_addr *a, size_t n, uint16_t port, bool mesh,
                               bool self_ok, px_race_done_fn fn, void *ctx);
 /* Stops r before it answered (r is not to be used again): host sockets
- * closed, netstack dials aborted when they come back. Returns the most
+ * closed, netstack dials cancelled (ns_tcp_dial_cancel). Returns the most
  * meaningful failure so far, PX_E_TIMEOUT if none. */
 enum px_err px_race_cancel(struct px_race *r);
 /* Puts a[0..n) in the order they are tried (the families alternating,

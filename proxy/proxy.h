@@ -26,9 +26,9 @@
  * connections (through an ns_acct shared with its splices) and datagrams.
  *
  * Shutdown order: free the front-ends, then ns_shutdown(), then the
- * evdns_base. Connection attempts still waiting for ns_tcp_dial()'s
- * callback (race.c) outlive their front-end and clean up when the callback
- * comes; splices outlive it too (until ns_shutdown()). */
+ * evdns_base. Connection attempts (race.c) end with their session
+ * (netstack dials are cancelled); splices outlive the front-end (until
+ * ns_shutdown()). */
 #ifndef MESH_PROXY_H
 #define MESH_PROXY_H
 

@@ -7,8 +7,8 @@
  * Lifetime: a session is freed when it is closed, except while a name
  * lookup is outstanding: it cannot be taken back at once, so the session
  * turns DEAD (socket closed, out of its front-end's list) and the callback
- * frees it. Connection attempts (race.c) are cancelled with the session;
- * netstack dials still in flight keep only their race, never the session.
+ * frees it. Connection attempts (race.c) are cancelled with the session,
+ * netstack dials included.
  * Output never closes a session from inside a protocol callback;
  * px_sess_check() decides afterwards.
  *

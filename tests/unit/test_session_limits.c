@@ -158,9 +158,7 @@ static void test_max_connections_spares_dials(void **st)
 	px_http_get_stats(h, &stt);
 	assert_int_equal(stt.err_limit, 1);
 	assert_int_equal(stt.err_timeout, 1);
-	struct ns_tcp *c = hung;
-	hung = NULL;
-	c->cb(c->ctx, c, 0);
+	assert_null(hung); /* taken back when a timed out */
 	close(a);
 	close(b);
 	px_http_free(h);
