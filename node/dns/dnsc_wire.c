@@ -120,7 +120,7 @@ int dnsc_answer_parse(const uint8_t *q, size_t qlen, const uint8_t *p, size_t le
 	out->truncated = (flags & DNSC_FLAG_TC) != 0;
 	unsigned an = get16(p + 6);
 	if (an > DNSC_RR_MAX)
-		return -1;
+		an = DNSC_RR_MAX; /* the rest is not read (64 records are plenty) */
 	/* The name answers are for: the question's, then each CNAME target. */
 	uint8_t cur[DNSC_NAME_MAX], owner[DNSC_NAME_MAX], target[DNSC_NAME_MAX];
 	size_t qoff = DNSC_HDR_LEN;
