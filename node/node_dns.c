@@ -26,10 +26,18 @@
 static int node_dns_lookup(void *ctx, const char *name,
                            void (*cb)(void *arg, int err, const struct ns_addr *a,
                                       size_t n),
-                           void *arg)
+                           void *arg, void **handle)
 {
 	struct node *n = ctx;
-	return dnsc_resolve(n->dnsc, name, cb, arg) ? 0 : -ENOMEM;
+	struct dnsc_lookup *l = dnsc_resolve(n->dnsc, name, cb, arg);
+	*handle = l;
+	return l ? 0 : -ENOMEM;
+}
+
+static void node_dns_lookup_cancel(void *ctx, void *handle)
+{
+	(void)ctx;
+	dnsc_cancel(handle);
 }
 
 /* True for a literal address (a UDP tunnel target that needs no lookup). */
@@ -86,6 +94,7 @@ int node_dns_start(struct node *n)
 		return -1;
 	}
 	n->env.lookup = node_dns_lookup;
+	n->env.lookup_cancel = node_dns_lookup_cancel;
 	n->env.lookup_ctx = n;
 	log_info("names resolve through the tunnel: %zu DNS server(s) from [Interface] "
 	         "DNS; this host's resolver is not used",

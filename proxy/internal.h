@@ -65,6 +65,7 @@ struct px_front {
 	struct px_sess *sessions;      /* live sessions, newest first */
 	struct px_sess *sessions_tail; /* oldest (MaxConnections eviction) */
 	size_t n_sessions;
+	size_t n_lookups; /* env.lookup lookups of its sessions in flight */
 	struct px_relay *relays; /* direct relays (direct.c), owned */
 	size_t n_relays;
 	/* Client connections the front-end holds itself between dials (HTTP
@@ -146,6 +147,7 @@ struct px_sess {
 	bool pending;     /* counted in stats.pending (until an error reply) */
 	struct px_target target;
 	struct evdns_getaddrinfo_request *dns_req;
+	void *lookup; /* env.lookup's handle while dns_pending */
 	bool dns_pending, dns_sync;
 	int dns_sync_result;
 	struct evutil_addrinfo *dns_sync_ai;
@@ -188,6 +190,10 @@ void px_front_count_err(struct px_front *f, enum px_err e);
 void px_front_stats(const struct px_front *f, struct px_stats *st);
 
 /* ---- connection attempts over several addresses (race.c) ---- */
+
+/* env.lookup ([Interface] DNS) lookups one front-end may have in flight:
+ * one client cannot take every lookup of the node (DNSC_LOOKUPS_MAX). */
+#define PX_LOOKUPS_MAX 256
 
 #define PX_RACE_MAX      16  /* addresses tried for one destination */
 #define PX_RACE_HOST_MAX 4   /* host connects in flight at once */

@@ -76,13 +76,17 @@ struct px_env {
 	void *resolve_ctx;
 	/* [Interface] DNS: names that are not mesh names are looked up with
 	 * this instead of evdns (the node sends the queries through the
-	 * mesh). Returns 0 and calls cb exactly once, later from the loop
-	 * (never inside this call), with 0 and the addresses (valid during
-	 * the call) or -errno; or returns -errno at once and never calls cb.
+	 * mesh). Returns 0, sets *handle, and calls cb exactly once, later
+	 * from the loop (never inside this call), with 0 and the addresses
+	 * (valid during the call) or -errno, unless lookup_cancel(handle)
+	 * comes first; or returns -errno at once and never calls cb.
 	 * NULL: evdns. */
 	int (*lookup)(void *ctx, const char *name,
 	              void (*cb)(void *arg, int err, const struct ns_addr *a, size_t n),
-	              void *arg);
+	              void *arg, void **handle);
+	/* Takes back a lookup whose cb has not run (cb never runs). Required
+	 * with lookup: a client that goes away takes its lookup with it. */
+	void (*lookup_cancel)(void *ctx, void *handle);
 	void *lookup_ctx;
 	/* Time a client has to finish its SOCKS5/HTTP request, and the limit
 	 * for a TCPServerTunnel's local connect. 0: 10000 ms. */
