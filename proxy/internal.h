@@ -269,7 +269,8 @@ void px_hfwd_close_all(struct px_front *f);
 const char *px_direct_refusal(enum cfg_direct d, const struct ns_addr *a,
                               const struct px_env *env);
 
-/* True if a is in the mesh's own prefixes (env->own). */
+/* True if a is in the mesh's own prefixes (env->own), or carries such an
+ * IPv4 address in one of the embedded forms px_direct_refusal unwraps. */
 bool px_in_own_prefixes(const struct ns_addr *a, const struct px_env *env);
 /* True if a is one of this host's interface addresses (getifaddrs). */
 bool px_host_address(const struct ns_addr *a);
