@@ -227,6 +227,10 @@ size_t px_race_order(struct ns_addr *a, size_t n, bool v6_first);
 /* Of two failures, the one that tells the client more: refused, then
  * unreachable, no route, other errors, timed out, not allowed. */
 enum px_err px_race_worst(enum px_err have, enum px_err e);
+/* Copies at most max of in[0..n) to out; when there are more, the
+ * families alternate (from in[0]'s), each in its order, so 16 A records
+ * cannot push out every AAAA. Returns how many. */
+size_t px_addrs_take(const struct ns_addr *in, size_t n, struct ns_addr *out, size_t max);
 /* ::ffff:a.b.c.d becomes a.b.c.d (the netstack and the host stack both
  * reach it as IPv4, so routes and policy must see it as IPv4). */
 void px_addr_unmap(struct ns_addr *a);

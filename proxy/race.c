@@ -144,6 +144,27 @@ size_t px_race_order(struct ns_addr *a, size_t n, bool v6_first)
 	return k;
 }
 
+size_t px_addrs_take(const struct ns_addr *in, size_t n, struct ns_addr *out, size_t max)
+{
+	if (n <= max) {
+		memcpy(out, in, n * sizeof(*in));
+		return n;
+	}
+	/* Too many: alternate the families from the first one, so a long list
+	 * of one cannot push out every address of the other. */
+	size_t k = 0, i4 = 0, i6 = 0;
+	int fam = in[0].family;
+	while (k < max && (i4 < n || i6 < n)) {
+		size_t *i = fam == AF_INET ? &i4 : &i6;
+		while (*i < n && in[*i].family != fam)
+			(*i)++;
+		if (*i < n)
+			out[k++] = in[(*i)++];
+		fam = fam == AF_INET ? AF_INET6 : AF_INET;
+	}
+	return k;
+}
+
 void px_addr_unmap(struct ns_addr *a)
 {
 	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};

@@ -691,10 +691,10 @@ static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrin
 			px_sess_free_mem(s);
 		return;
 	}
-	struct ns_addr a[PX_MAX_ADDRS];
+	struct ns_addr a[2 * PX_MAX_ADDRS], b[PX_MAX_ADDRS];
 	size_t n = 0;
-	for (struct evutil_addrinfo *i = result == 0 ? ai : NULL; i && n < PX_MAX_ADDRS;
-	     i = i->ai_next) {
+	for (struct evutil_addrinfo *i = result == 0 ? ai : NULL;
+	     i && n < 2 * PX_MAX_ADDRS; i = i->ai_next) {
 		memset(&a[n], 0, sizeof(a[n]));
 		if (i->ai_family == AF_INET) {
 			a[n].family = AF_INET;
@@ -711,7 +711,8 @@ static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrin
 	}
 	if (ai)
 		evutil_freeaddrinfo(ai);
-	px_sess_dns_addrs(s, a, n);
+	n = px_addrs_take(a, n, b, PX_MAX_ADDRS);
+	px_sess_dns_addrs(s, b, n);
 }
 
 /* The addresses DNS (evdns or [Interface] DNS) gave for s's name. */
@@ -768,9 +769,7 @@ static void px_sess_on_lookup(void *arg, int err, const struct ns_addr *a, size_
 		return;
 	}
 	struct ns_addr b[PX_MAX_ADDRS];
-	n = err == 0 && n < PX_MAX_ADDRS ? n : err == 0 ? PX_MAX_ADDRS : 0;
-	if (n)
-		memcpy(b, a, n * sizeof(*b));
+	n = err == 0 ? px_addrs_take(a, n, b, PX_MAX_ADDRS) : 0;
 	px_sess_dns_addrs(s, b, n);
 }
 

@@ -524,8 +524,8 @@ static void px_udp_on_lookup(void *arg, int err, const struct ns_addr *a, size_t
 	lk->lh = NULL;
 	lk->answered = true;
 	lk->result = err;
-	for (size_t i = 0; err == 0 && i < n && i < 8; i++)
-		lk->got[lk->n_got++] = a[i];
+	if (err == 0)
+		lk->n_got = px_addrs_take(a, n, lk->got, 8);
 	px_udp_lookup_done(lk);
 }
 

@@ -398,16 +398,23 @@ struct t_lookup {
 	void (*cb)(void *arg, int err, const struct ns_addr *a, size_t n);
 	void *arg;
 	struct event *ev;
+	bool mixed;
 };
 static int lookups_live, lookup_calls;
 
 static void t_lookup_answer(evutil_socket_t fd, short what, void *p)
 {
 	struct t_lookup *l = p;
-	struct ns_addr a = {.family = AF_INET, .addr = {10, 0, 0, 1}};
+	struct ns_addr a[17] = {{.family = AF_INET, .addr = {10, 0, 0, 1}}};
+	size_t n = 1;
+	if (l->mixed) { /* 16 A that time out, then one AAAA that connects */
+		for (n = 0; n < 16; n++)
+			a[n] = (struct ns_addr){.family = AF_INET, .addr = {10, 0, 0, 3}};
+		a[n++] = (struct ns_addr){.family = AF_INET6, .addr = {0xfd, [15] = 1}};
+	}
 	event_free(l->ev);
 	lookups_live--;
-	l->cb(l->arg, 0, &a, 1);
+	l->cb(l->arg, 0, a, n);
 	free(l);
 }
 
@@ -419,6 +426,7 @@ static int t_lookup(void *ctx, const char *name,
 	assert_non_null(l);
 	l->cb = cb;
 	l->arg = arg;
+	l->mixed = strstr(name, "mixed") != NULL;
 	lookups_live++;
 	lookup_calls++;
 	if (!strstr(name, "silent")) {
@@ -441,7 +449,8 @@ static void t_lookup_cancel(void *ctx, void *handle)
 
 /* Review dns M4: clients that go away take their [Interface] DNS lookups
  * with them, and one front-end has at most PX_LOOKUPS_MAX in flight; a
- * name that answers still resolves afterwards. */
+ * name that answers still resolves afterwards. L6: an answer with more
+ * addresses than are tried keeps both families. */
 static void test_interface_dns_lookups_bounded(void **st)
 {
 	reset_fake();
@@ -475,6 +484,13 @@ static void test_interface_dns_lookups_bounded(void **st)
 	uint8_t rep[12];
 	crecv(fd, rep, sizeof(rep));
 	assert_int_equal(rep[3], SOCKS5_REP_SUCCEEDED);
+	close(fd);
+	/* Review dns L6: 16 A records and one AAAA: the AAAA is still tried. */
+	fd = socks_client(s);
+	csend(fd, m, 3 + req_name(m + 3, "mixed.test", 80));
+	crecv(fd, rep, 4);
+	assert_int_equal(rep[3], SOCKS5_REP_SUCCEEDED);
+	assert_int_equal(last_dst.family, AF_INET6);
 	close(fd);
 	px_socks_free(s);
 	env.lookup = NULL;
