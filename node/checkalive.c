@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "config/config.h"
+#include "core/util/clock.h"
 #include "core/util/log.h"
 #include "netstack/ns.h"
 #include "node/api_server.h"
@@ -24,7 +25,8 @@ struct checkalive_addr {
 	struct ns_addr addr;
 	char text[INET6_ADDRSTRLEN];
 	uint64_t sent, received;
-	time_t last_pong;
+	uint64_t last_pong_ms; /* monotonic: liveness never follows a clock jump */
+	time_t last_pong;      /* wall clock, for status --json */
 	double rtt_ms;
 	bool in_flight;
 };
@@ -68,11 +70,17 @@ static void checkalive_on_pong(void *ctx, int err, double rtt_ms)
 				log_info("CheckAlive %s: answers (%.2f ms)", a->text,
 				         rtt_ms);
 			a->received++;
+			a->last_pong_ms = mono_now_ms();
 			a->last_pong = time(NULL);
 			a->rtt_ms = rtt_ms;
 		}
 	}
 	free(p);
+}
+
+unsigned checkalive_ping_timeout_ms(unsigned interval_s)
+{
+	return interval_s * 1000 - (interval_s * 1000 > 1000 ? 500 : 200);
 }
 
 static void checkalive_on_timer(evutil_socket_t fd, short what, void *arg)
@@ -88,7 +96,10 @@ static void checkalive_on_timer(evutil_socket_t fd, short what, void *arg)
 			return;
 		p->c = c;
 		p->i = i;
-		int r = ns_ping(&a->addr, c->interval_s * 1000, checkalive_on_pong, p);
+		/* The answer is due before the next round: a ping still in
+		 * flight then would make a silent target skip every other one. */
+		int r = ns_ping(&a->addr, checkalive_ping_timeout_ms(c->interval_s),
+		                checkalive_on_pong, p);
 		if (r != 0) {
 			log_debug("CheckAlive %s: %s", a->text, strerror(-r));
 			free(p);
@@ -142,17 +153,22 @@ void checkalive_free(struct checkalive *c)
 }
 
 static bool checkalive_addr_ok(const struct checkalive *c,
-                               const struct checkalive_addr *a, time_t now)
+                               const struct checkalive_addr *a, uint64_t now_ms)
 {
-	return a->received &&
-	       now - a->last_pong <= (time_t)(c->interval_s + CHECKALIVE_LEEWAY_S);
+	return a->received && now_ms - a->last_pong_ms <=
+	                          (uint64_t)(c->interval_s + CHECKALIVE_LEEWAY_S) * 1000;
+}
+
+static long checkalive_age_s(const struct checkalive_addr *a, uint64_t now_ms)
+{
+	return (long)((now_ms - a->last_pong_ms) / 1000);
 }
 
 void checkalive_write_text(const struct checkalive *c, struct api_conn *conn)
 {
 	if (!c)
 		return;
-	time_t now = time(NULL);
+	uint64_t now = mono_now_ms();
 	for (size_t i = 0; i < c->n; i++) {
 		const struct checkalive_addr *a = &c->a[i];
 		if (checkalive_addr_ok(c, a, now))
@@ -160,13 +176,13 @@ void checkalive_write_text(const struct checkalive *c, struct api_conn *conn)
 			    conn,
 			    "alive  %s  ok  rtt %.2f ms  last answer %lds ago  "
 			    "(every %us)\n",
-			    a->text, a->rtt_ms, (long)(now - a->last_pong),
+			    a->text, a->rtt_ms, checkalive_age_s(a, now),
 			    c->interval_s);
 		else if (a->received)
 			api_conn_printf(conn,
 			                "alive  %s  NOT ANSWERING  last answer %lds ago  "
 			                "(every %us)\n",
-			                a->text, (long)(now - a->last_pong),
+			                a->text, checkalive_age_s(a, now),
 			                c->interval_s);
 		else
 			api_conn_printf(conn,
@@ -184,7 +200,7 @@ json_t *checkalive_json(const struct checkalive *c)
 		json_decref(arr);
 		return NULL;
 	}
-	time_t now = time(NULL);
+	uint64_t now = mono_now_ms();
 	bool all_ok = true;
 	for (size_t i = 0; i < c->n; i++) {
 		const struct checkalive_addr *a = &c->a[i];
