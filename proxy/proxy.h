@@ -177,6 +177,10 @@ void px_tunnel_get_stats(const struct px_tunnel *t, struct px_stats *st);
 void px_tunnel_describe(const struct px_tunnel *t, char *buf, size_t len);
 /* A client tunnel's local TCP port (0 for a server tunnel). */
 uint16_t px_tunnel_local_port(const struct px_tunnel *t);
+/* A server tunnel's local target as resolved at start: its n addresses
+ * (with port) in *ss; 0 for a client tunnel. */
+size_t px_tunnel_target_addrs(const struct px_tunnel *t,
+                              const struct sockaddr_storage **ss);
 
 /* ---- UDP forwards (udp_tunnel.c) ---- */
 struct px_udp_tunnel;

@@ -18,7 +18,8 @@
 # (tc.secret.corp, asked again over TCP through the tunnel); an unknown name
 # fails with SOCKS5 0x04; the spy received nothing (and does answer when
 # asked directly); a DNS server that no peer routes stops the node at start
-# with an error naming it. [STDIOTunnel]: a node whose stdin/stdout are a
+# with an error naming it, and so does a server tunnel whose Target is a
+# host name resolving to loopback at the node's own SOCKS5 port. [STDIOTunnel]: a node whose stdin/stdout are a
 # connection to an echo service on B (by a name resolved through the
 # tunnel) returns 1 MiB unchanged, also with stdin and stdout regular files
 # or /dev/null; a closed port exits 1 with the reason.
@@ -190,6 +191,31 @@ refuses() {
         { echo "rc $rc: $out"; return 1; }
 }
 check "DNS = 198.18.0.9 (not routed): refused at start, the address named" refuses
+
+step "a server tunnel to this node's own SOCKS5 by a name of this host stops the node"
+# A name /etc/hosts gives a loopback address that is not "localhost" (the
+# host's own name at 127.0.1.1 on Debian, or ip6-localhost). No [Peer]:
+# with the old code this node starts, and must not disturb A's peer.
+LONAME=$(awk '($1 ~ /^127\./ || $1 == "::1") && $2 != "localhost" { print $2; exit }' /etc/hosts)
+if [ -n "$LONAME" ]; then
+    sed -e 's/^ListenPort = 51820/ListenPort = 51832/' \
+        -e 's/127.0.0.1:1080/127.0.0.1:1082/' -e 's/127.0.0.1:3128/127.0.0.1:3130/' \
+        -e 's/127.0.0.1:18080/127.0.0.1:18082/' -e '/^CheckAlive/d' \
+        -e '/^DNS/d' -e '/^\[Peer\]/,/^AllowedIPs/d' \
+        "$E2E_TMP/a.conf" | write_file "$E2E_TMP/hop.conf"
+    printf '\n[TCPServerTunnel]\nListenPort = 2080\nTarget = %s:1082\n' "$LONAME" >>"$E2E_TMP/hop.conf"
+    hop_refused() {
+        local out rc
+        out=$(nsx_nobody A timeout 10 "$MESH_PROXY" --config "$E2E_TMP/hop.conf" \
+            --api "$E2E_TMP/run/hop.sock" 2>&1)
+        rc=$?
+        [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "$out" | grep -q "Target $LONAME:1082 is this node's own proxy or tunnel" ||
+            { echo "rc $rc: $(echo "$out" | tail -3)"; return 1; }
+    }
+    check "Target = $LONAME:1082 (a loopback name, the node's SOCKS5 port): refused at start" hop_refused
+else
+    echo "  (no loopback name besides localhost in /etc/hosts: skipped)"
+fi
 
 step "[STDIOTunnel]: stdin/stdout through the mesh (ssh ProxyCommand style)"
 # The same node key, another port, no proxies: stdin and stdout are the
