@@ -33,6 +33,7 @@ struct checkalive_addr {
 
 struct checkalive {
 	struct event *timer;
+	struct event *first; /* the first round, at once */
 	unsigned interval_s;
 	size_t n;
 	struct checkalive_addr *a;
@@ -80,7 +81,8 @@ static void checkalive_on_pong(void *ctx, int err, double rtt_ms)
 
 unsigned checkalive_ping_timeout_ms(unsigned interval_s)
 {
-	return interval_s * 1000 - (interval_s * 1000 > 1000 ? 500 : 200);
+	/* Room for a loop that runs late: half a second at least. */
+	return interval_s <= 2 ? interval_s * 500 : interval_s * 1000 - 1000;
 }
 
 static void checkalive_on_timer(evutil_socket_t fd, short what, void *arg)
@@ -122,7 +124,8 @@ struct checkalive *checkalive_new(struct event_base *base, const struct cfg_pref
 		return NULL;
 	c->a = calloc(n, sizeof(*c->a));
 	c->timer = event_new(base, -1, EV_PERSIST, checkalive_on_timer, c);
-	if (!c->a || !c->timer) {
+	c->first = evtimer_new(base, checkalive_on_timer, c);
+	if (!c->a || !c->timer || !c->first) {
 		checkalive_free(c);
 		return NULL;
 	}
@@ -133,9 +136,11 @@ struct checkalive *checkalive_new(struct event_base *base, const struct cfg_pref
 		memcpy(c->a[i].addr.addr, a[i].addr, 16);
 		inet_ntop(a[i].family, a[i].addr, c->a[i].text, sizeof(c->a[i].text));
 	}
-	struct timeval tv = {c->interval_s, 0};
+	struct timeval tv = {c->interval_s, 0}, now = {0, 0};
 	event_add(c->timer, &tv);
-	event_active(c->timer, EV_TIMEOUT, 0); /* the first round now */
+	/* The first round now, from its own event: activating the persistent
+	 * timer by hand would move its next round to 2 intervals away. */
+	evtimer_add(c->first, &now);
 	return c;
 }
 
@@ -148,6 +153,8 @@ void checkalive_free(struct checkalive *c)
 			p->c = NULL;
 	if (c->timer)
 		event_free(c->timer);
+	if (c->first)
+		event_free(c->first);
 	free(c->a);
 	free(c);
 }
