@@ -11,9 +11,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/util/clock.h"
 #include "core/util/log.h"
 
 #define DNSC_QUERY_MAX (12 + 255 + 4)
+#define DNSC_NAME_TEXT 254 /* a name as text, lowercase, no final dot */
 
 struct dnsc_tcp;
 
@@ -38,6 +40,15 @@ struct dnsc_lookup {
 	unsigned tries;     /* sends so far; the server is tries - 1 mod n */
 	int early_err;      /* deliver this from the timer */
 	bool nxdomain, saw_fail;
+	bool cached;        /* answered from the cache: deliver from the timer */
+	char name[DNSC_NAME_TEXT];
+};
+
+struct dnsc_cache_entry {
+	char name[DNSC_NAME_TEXT]; /* "": free */
+	uint64_t expires_ms;
+	bool nxdomain;
+	struct dnsc_answer ans[2]; /* A, AAAA (addresses only) */
 };
 
 struct dnsc_tcp {
@@ -56,7 +67,73 @@ struct dnsc {
 	struct dnsc_stats st;
 	struct dnsc_lookup *head;
 	size_t n;
+	struct dnsc_cache_entry *cache; /* DNSC_CACHE_MAX entries */
 };
+
+/* ---- the cache ---- */
+
+static struct dnsc_cache_entry *dnsc_cache_find(struct dnsc *d, const char *name,
+                                                uint64_t now)
+{
+	for (size_t i = 0; i < DNSC_CACHE_MAX; i++) {
+		struct dnsc_cache_entry *e = &d->cache[i];
+		if (!e->name[0] || strcmp(e->name, name) != 0)
+			continue;
+		if (e->expires_ms > now)
+			return e;
+		e->name[0] = 0; /* expired */
+	}
+	return NULL;
+}
+
+/* Keeps l's answer when both types were answered (see dnsc.h). */
+static void dnsc_cache_put(struct dnsc_lookup *l, int err)
+{
+	struct dnsc *d = l->d;
+	if (l->cached || !l->name[0] || !l->q[0].done || !l->q[1].done ||
+	    (err != 0 && err != -ENOENT))
+		return;
+	uint64_t ttl = err ? DNSC_CACHE_NEG_TTL : DNSC_CACHE_TTL_MAX;
+	for (size_t i = 0; err == 0 && i < 2; i++)
+		if (l->q[i].ans.ttl < ttl)
+			ttl = l->q[i].ans.ttl;
+	if (ttl == 0)
+		return;
+	uint64_t now = mono_now_ms();
+	struct dnsc_cache_entry *e = dnsc_cache_find(d, l->name, now);
+	for (size_t i = 0; !e && i < DNSC_CACHE_MAX; i++)
+		if (!d->cache[i].name[0] || d->cache[i].expires_ms <= now)
+			e = &d->cache[i];
+	if (!e) { /* full: the entry that expires first makes room */
+		e = &d->cache[0];
+		for (size_t i = 1; i < DNSC_CACHE_MAX; i++)
+			if (d->cache[i].expires_ms < e->expires_ms)
+				e = &d->cache[i];
+	}
+	memset(e, 0, sizeof(*e));
+	memcpy(e->name, l->name, sizeof(e->name));
+	e->expires_ms = now + ttl * 1000;
+	e->nxdomain = l->nxdomain;
+	for (size_t i = 0; i < 2; i++) {
+		e->ans[i].n = l->q[i].ans.n;
+		memcpy(e->ans[i].addrs, l->q[i].ans.addrs, sizeof(e->ans[i].addrs));
+	}
+}
+
+/* name as the cache keys it: lowercase, no final dot; false if too long. */
+static bool dnsc_cache_key(const char *name, char out[DNSC_NAME_TEXT])
+{
+	size_t len = strlen(name);
+	if (len && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len >= DNSC_NAME_TEXT)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		out[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] - 'A' + 'a'
+		                                                     : name[i]);
+	out[len] = 0;
+	return true;
+}
 
 static void dnsc_finish(struct dnsc_lookup *l, int err);
 static void dnsc_try(struct dnsc_lookup *l);
@@ -317,6 +394,10 @@ static void dnsc_on_timer(evutil_socket_t fd, short what, void *arg)
 		dnsc_finish(l, l->early_err);
 		return;
 	}
+	if (l->cached) {
+		dnsc_finish(l, 0); /* no address: -ENOENT there */
+		return;
+	}
 	l->d->st.timeouts++;
 	if (l->q[0].ans.n + l->q[1].ans.n > 0 && (l->q[0].done || l->q[1].done)) {
 		dnsc_finish(l, 0); /* A answered, AAAA lost (or the reverse) */
@@ -359,6 +440,7 @@ static void dnsc_finish(struct dnsc_lookup *l, int err)
 	struct dnsc *d = l->d;
 	if (err == 0 && n == 0)
 		err = -ENOENT;
+	dnsc_cache_put(l, err);
 	if (err == 0)
 		d->st.answered++;
 	else if (err == -ENOENT && l->nxdomain)
@@ -401,6 +483,19 @@ struct dnsc_lookup *dnsc_resolve(struct dnsc *d, const char *name, dnsc_cb cb, v
 			l->early_err = -EINVAL;
 	}
 	int err = 0;
+	struct dnsc_cache_entry *e = NULL;
+	if (!l->early_err && dnsc_cache_key(name, l->name) &&
+	    (e = dnsc_cache_find(d, l->name, mono_now_ms()))) {
+		d->st.cache_hits++;
+		l->cached = true;
+		l->nxdomain = e->nxdomain;
+		for (size_t i = 0; i < 2; i++) {
+			l->q[i].done = true;
+			l->q[i].ans = e->ans[i];
+		}
+		dnsc_arm(l, 0);
+		return l;
+	}
 	if (!l->early_err && d->n > DNSC_LOOKUPS_MAX)
 		l->early_err = -EAGAIN;
 	if (!l->early_err && !(l->u = ns_udp_open(0, dnsc_on_udp, l, &err)))
@@ -426,6 +521,11 @@ struct dnsc *dnsc_new(const struct dnsc_config *cfg)
 	struct dnsc *d = calloc(1, sizeof(*d));
 	if (!d)
 		return NULL;
+	d->cache = calloc(DNSC_CACHE_MAX, sizeof(*d->cache));
+	if (!d->cache) {
+		free(d);
+		return NULL;
+	}
 	d->cfg = *cfg;
 	if (!d->cfg.port)
 		d->cfg.port = DNSC_PORT;
@@ -442,6 +542,7 @@ void dnsc_free(struct dnsc *d)
 		return;
 	while (d->head)
 		dnsc_finish(d->head, -ECANCELED);
+	free(d->cache);
 	free(d);
 }
 

@@ -59,6 +59,7 @@ struct dnsc_answer {
 	bool truncated; /* TC: ask again over TCP */
 	struct ns_addr addrs[DNSC_ADDRS_MAX];
 	size_t n; /* addresses of the query's type for its name (CNAMEs followed) */
+	uint32_t ttl; /* the lowest TTL of the records used (UINT32_MAX: none) */
 };
 
 /* Parses p (len bytes), the answer to query q (qlen bytes, as built by
@@ -108,8 +109,18 @@ void dnsc_cancel(struct dnsc_lookup *l);
 /* At most this many lookups at once; more fail with -EAGAIN. */
 #define DNSC_LOOKUPS_MAX 1024
 
+/* A small cache of whole answers (both types answered), so every
+ * connection to a name does not cost two queries: addresses for their
+ * lowest TTL, at most DNSC_CACHE_TTL_MAX; "no such name" or "no address"
+ * for DNSC_CACHE_NEG_TTL. Timeouts and failures are not kept. When full,
+ * the entry that expires first makes room. */
+#define DNSC_CACHE_MAX     256
+#define DNSC_CACHE_TTL_MAX 300 /* s */
+#define DNSC_CACHE_NEG_TTL 30  /* s */
+
 struct dnsc_stats {
 	uint64_t lookups, answered, nxdomain, failed, timeouts;
+	uint64_t cache_hits; /* lookups answered from the cache (no query) */
 	uint64_t queries_udp, queries_tcp; /* sent */
 	uint64_t dropped; /* datagrams that matched no query, or malformed */
 };

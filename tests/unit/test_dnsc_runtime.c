@@ -329,6 +329,74 @@ static void test_tcp_fallback_bounded(void **state)
 	assert_int_equal(r.err, -ECANCELED);
 }
 
+/* Answers both queries of a fresh lookup from S1 (rcode; ttl for the
+ * records). */
+static void answer_both(int rcode, uint8_t ttl)
+{
+	struct mesh_dgram q[2];
+	uint8_t p[600];
+	for (int i = 0; i < 2; i++)
+		next_query(&q[i], S1, 200);
+	for (int i = 0; i < 2; i++) {
+		size_t n = answer(&q[i], rcode, false, p);
+		if (!rcode)
+			p[q[i].len + 9] = ttl; /* the record's TTL, low byte */
+		reply(&q[i], S1, 53, p, n);
+	}
+}
+
+/* Review dns M4's cache: a whole answer is kept for its TTL (any letter
+ * case, with or without the final dot), NXDOMAIN for a short while, TTL 0
+ * never; a hit sends nothing and still answers from the loop. */
+static void test_cache(void **state)
+{
+	(void)state;
+	struct dnsc *d = client(2000, S1, NULL);
+	struct res r = {0};
+	struct dnsc_stats st;
+	assert_non_null(dnsc_resolve(d, "web.test", on_res, &r));
+	answer_both(0, 60);
+	wait_res(&r, 300);
+	assert_int_equal(r.err, 0);
+	memset(&r, 0, sizeof(r));
+	assert_non_null(dnsc_resolve(d, "WEB.test.", on_res, &r));
+	assert_int_equal(r.calls, 0); /* never inside the call */
+	wait_res(&r, 300);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, 0);
+	assert_int_equal(r.n, 2);
+	struct mesh_dgram m;
+	assert_false(mesh_udp_out(&m, 50));
+	dnsc_get_stats(d, &st);
+	assert_int_equal(st.cache_hits, 1);
+	assert_int_equal(st.queries_udp, 2);
+
+	memset(&r, 0, sizeof(r));
+	assert_non_null(dnsc_resolve(d, "nx.test", on_res, &r));
+	answer_both(3, 0);
+	wait_res(&r, 300);
+	assert_int_equal(r.err, -ENOENT);
+	memset(&r, 0, sizeof(r));
+	assert_non_null(dnsc_resolve(d, "nx.test", on_res, &r));
+	wait_res(&r, 300);
+	assert_int_equal(r.err, -ENOENT);
+	assert_false(mesh_udp_out(&m, 50));
+
+	memset(&r, 0, sizeof(r));
+	assert_non_null(dnsc_resolve(d, "zero.test", on_res, &r));
+	answer_both(0, 0);
+	wait_res(&r, 300);
+	assert_int_equal(r.err, 0);
+	memset(&r, 0, sizeof(r));
+	assert_non_null(dnsc_resolve(d, "zero.test", on_res, &r));
+	answer_both(0, 0); /* asked again: TTL 0 is not kept */
+	wait_res(&r, 300);
+	assert_int_equal(r.err, 0);
+	dnsc_get_stats(d, &st);
+	assert_int_equal(st.cache_hits, 2);
+	dnsc_free(d);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -341,6 +409,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_one_type_failing_keeps_the_other, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_tcp_fallback_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
