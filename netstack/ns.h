@@ -48,6 +48,14 @@ typedef void (*ns_tcp_connected_fn)(void *ctx, struct ns_tcp *c, int err);
  * callback will run later, never from inside this call) or -errno. */
 int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb,
                 void *ctx);
+/* As ns_tcp_dial(), and *dial (when not NULL) is the connection being
+ * dialled, for ns_tcp_dial_cancel(): valid until cb runs. */
+int ns_tcp_dial_ex(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb,
+                   void *ctx, struct ns_tcp **dial);
+/* Gives up a dial whose callback has not run yet: cb never runs, the
+ * attempt is reset and its connection freed now (it no longer counts
+ * toward NS_TCP_MAX). Accepts NULL. Not from inside that dial's cb. */
+void ns_tcp_dial_cancel(struct ns_tcp *dial);
 
 /* A new inbound connection to one of our addresses on a listened port. The
  * callee must eventually ns_splice_start() or ns_tcp_abort() it. Data that

@@ -189,6 +189,12 @@ static bool ns_have_family(const ip_addr_t *ip)
 int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb,
                 void *ctx)
 {
+	return ns_tcp_dial_ex(dst, port, cb, ctx, NULL);
+}
+
+int ns_tcp_dial_ex(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb,
+                   void *ctx, struct ns_tcp **dial)
+{
 	struct tcp_pcb *pcb;
 	struct ns_tcp *c;
 	struct timeval tv;
@@ -234,7 +240,23 @@ int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb
 	tv.tv_usec = (ns_ctx.dial_timeout_ms % 1000) * 1000;
 	evtimer_add(&c->ev_dial, &tv);
 	ns_timers_kick();
+	if (dial != NULL)
+		*dial = c;
 	return 0;
+}
+
+/* The ns_tcp exists from ns_tcp_dial() on, so a dial nobody wants any more
+ * (a lost race, a session that closed) is reset at once instead of holding
+ * its connection until the handshake or its timeout. */
+void ns_tcp_dial_cancel(struct ns_tcp *c)
+{
+	if (c == NULL || !c->dialing || c->finished)
+		return;
+	event_del(&c->ev_dial);
+	c->dialing = false;
+	ns_tcp_abort_pcb(c);
+	ns_tcp_finish(c);
+	ns_timers_kick();
 }
 
 /* ---- listening ---- */

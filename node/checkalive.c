@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "config/config.h"
+#include "core/util/clock.h"
 #include "core/util/log.h"
 #include "netstack/ns.h"
 #include "node/api_server.h"
@@ -24,13 +25,15 @@ struct checkalive_addr {
 	struct ns_addr addr;
 	char text[INET6_ADDRSTRLEN];
 	uint64_t sent, received;
-	time_t last_pong;
+	uint64_t last_pong_ms; /* monotonic: liveness never follows a clock jump */
+	time_t last_pong;      /* wall clock, for status --json */
 	double rtt_ms;
 	bool in_flight;
 };
 
 struct checkalive {
 	struct event *timer;
+	struct event *first; /* the first round, at once */
 	unsigned interval_s;
 	size_t n;
 	struct checkalive_addr *a;
@@ -68,11 +71,18 @@ static void checkalive_on_pong(void *ctx, int err, double rtt_ms)
 				log_info("CheckAlive %s: answers (%.2f ms)", a->text,
 				         rtt_ms);
 			a->received++;
+			a->last_pong_ms = mono_now_ms();
 			a->last_pong = time(NULL);
 			a->rtt_ms = rtt_ms;
 		}
 	}
 	free(p);
+}
+
+unsigned checkalive_ping_timeout_ms(unsigned interval_s)
+{
+	/* Room for a loop that runs late: half a second at least. */
+	return interval_s <= 2 ? interval_s * 500 : interval_s * 1000 - 1000;
 }
 
 static void checkalive_on_timer(evutil_socket_t fd, short what, void *arg)
@@ -88,7 +98,10 @@ static void checkalive_on_timer(evutil_socket_t fd, short what, void *arg)
 			return;
 		p->c = c;
 		p->i = i;
-		int r = ns_ping(&a->addr, c->interval_s * 1000, checkalive_on_pong, p);
+		/* The answer is due before the next round: a ping still in
+		 * flight then would make a silent target skip every other one. */
+		int r = ns_ping(&a->addr, checkalive_ping_timeout_ms(c->interval_s),
+		                checkalive_on_pong, p);
 		if (r != 0) {
 			log_debug("CheckAlive %s: %s", a->text, strerror(-r));
 			free(p);
@@ -111,7 +124,8 @@ struct checkalive *checkalive_new(struct event_base *base, const struct cfg_pref
 		return NULL;
 	c->a = calloc(n, sizeof(*c->a));
 	c->timer = event_new(base, -1, EV_PERSIST, checkalive_on_timer, c);
-	if (!c->a || !c->timer) {
+	c->first = evtimer_new(base, checkalive_on_timer, c);
+	if (!c->a || !c->timer || !c->first) {
 		checkalive_free(c);
 		return NULL;
 	}
@@ -122,9 +136,11 @@ struct checkalive *checkalive_new(struct event_base *base, const struct cfg_pref
 		memcpy(c->a[i].addr.addr, a[i].addr, 16);
 		inet_ntop(a[i].family, a[i].addr, c->a[i].text, sizeof(c->a[i].text));
 	}
-	struct timeval tv = {c->interval_s, 0};
+	struct timeval tv = {c->interval_s, 0}, now = {0, 0};
 	event_add(c->timer, &tv);
-	event_active(c->timer, EV_TIMEOUT, 0); /* the first round now */
+	/* The first round now, from its own event: activating the persistent
+	 * timer by hand would move its next round to 2 intervals away. */
+	evtimer_add(c->first, &now);
 	return c;
 }
 
@@ -137,22 +153,29 @@ void checkalive_free(struct checkalive *c)
 			p->c = NULL;
 	if (c->timer)
 		event_free(c->timer);
+	if (c->first)
+		event_free(c->first);
 	free(c->a);
 	free(c);
 }
 
 static bool checkalive_addr_ok(const struct checkalive *c,
-                               const struct checkalive_addr *a, time_t now)
+                               const struct checkalive_addr *a, uint64_t now_ms)
 {
-	return a->received &&
-	       now - a->last_pong <= (time_t)(c->interval_s + CHECKALIVE_LEEWAY_S);
+	return a->received && now_ms - a->last_pong_ms <=
+	                          (uint64_t)(c->interval_s + CHECKALIVE_LEEWAY_S) * 1000;
+}
+
+static long checkalive_age_s(const struct checkalive_addr *a, uint64_t now_ms)
+{
+	return (long)((now_ms - a->last_pong_ms) / 1000);
 }
 
 void checkalive_write_text(const struct checkalive *c, struct api_conn *conn)
 {
 	if (!c)
 		return;
-	time_t now = time(NULL);
+	uint64_t now = mono_now_ms();
 	for (size_t i = 0; i < c->n; i++) {
 		const struct checkalive_addr *a = &c->a[i];
 		if (checkalive_addr_ok(c, a, now))
@@ -160,13 +183,13 @@ void checkalive_write_text(const struct checkalive *c, struct api_conn *conn)
 			    conn,
 			    "alive  %s  ok  rtt %.2f ms  last answer %lds ago  "
 			    "(every %us)\n",
-			    a->text, a->rtt_ms, (long)(now - a->last_pong),
+			    a->text, a->rtt_ms, checkalive_age_s(a, now),
 			    c->interval_s);
 		else if (a->received)
 			api_conn_printf(conn,
 			                "alive  %s  NOT ANSWERING  last answer %lds ago  "
 			                "(every %us)\n",
-			                a->text, (long)(now - a->last_pong),
+			                a->text, checkalive_age_s(a, now),
 			                c->interval_s);
 		else
 			api_conn_printf(conn,
@@ -184,7 +207,7 @@ json_t *checkalive_json(const struct checkalive *c)
 		json_decref(arr);
 		return NULL;
 	}
-	time_t now = time(NULL);
+	uint64_t now = mono_now_ms();
 	bool all_ok = true;
 	for (size_t i = 0; i < c->n; i++) {
 		const struct checkalive_addr *a = &c->a[i];

@@ -19,6 +19,9 @@ struct checkalive;
 struct checkalive *checkalive_new(struct event_base *base, const struct cfg_prefix *a,
                                   size_t n, unsigned interval_s);
 void checkalive_free(struct checkalive *c); /* accepts NULL */
+/* How long one ping may take: less than the interval, so that a silent
+ * address is asked again every round. */
+unsigned checkalive_ping_timeout_ms(unsigned interval_s);
 
 /* One status line per address. Accepts NULL (writes nothing). */
 void checkalive_write_text(const struct checkalive *c, struct api_conn *conn);

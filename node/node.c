@@ -206,6 +206,39 @@ static bool node_target_is_own(const char *host, uint16_t port, const uint16_t *
 	return false;
 }
 
+/* True if a server tunnel's resolved target is one of this node's own
+ * listeners: a loopback or unspecified address (IPv4-mapped too) at one
+ * of own ports. Catches names the check above cannot judge (the host's
+ * name at 127.0.1.1, ip6-localhost). */
+static bool node_tunnel_target_is_own(const struct px_tunnel *t, const uint16_t *own,
+                                      size_t n_own)
+{
+	const struct sockaddr_storage *ss;
+	size_t n = px_tunnel_target_addrs(t, &ss);
+	for (size_t i = 0; i < n; i++) {
+		uint16_t port = node_sockaddr_port(&ss[i]);
+		bool ours = false;
+		for (size_t k = 0; k < n_own; k++)
+			ours |= own[k] == port;
+		if (!ours)
+			continue;
+		if (ss[i].ss_family == AF_INET) {
+			const uint8_t *a =
+			    (const uint8_t *)&((const struct sockaddr_in *)&ss[i])->sin_addr;
+			if (a[0] == 127 || (a[0] | a[1] | a[2] | a[3]) == 0)
+				return true;
+		} else if (ss[i].ss_family == AF_INET6) {
+			const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss[i])->sin6_addr;
+			if (IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a) ||
+			    (IN6_IS_ADDR_V4MAPPED(a) &&
+			     (a->s6_addr[12] == 127 || (a->s6_addr[12] | a->s6_addr[13] |
+			                                a->s6_addr[14] | a->s6_addr[15]) == 0)))
+				return true;
+		}
+	}
+	return false;
+}
+
 /* Adds a prefix of this mesh's own addresses to the front-ends' env. */
 static void node_own_prefix(struct px_env *env, int family, const uint8_t *addr,
                             uint8_t bits)
@@ -304,7 +337,11 @@ static int node_start_frontends(struct node *n)
 	size_t n_own = node_own_ports(n, own, max_own);
 	for (size_t i = 0; i < c->n_tcp_server_tunnels; i++) {
 		const struct cfg_tcp_server_tunnel *st = &c->tcp_server_tunnels[i];
-		if (node_target_is_own(st->target_host, st->target_port, own, n_own)) {
+		struct px_tunnel *t = NULL;
+		if (node_target_is_own(st->target_host, st->target_port, own, n_own) ||
+		    ((t = px_tcp_server_tunnel_new(&n->env, st, err, sizeof(err))) &&
+		     node_tunnel_target_is_own(t, own, n_own))) {
+			px_tunnel_free(t);
 			log_error(
 			    "[TCPServerTunnel] ListenPort %u: Target %s:%u is this "
 			    "node's "
@@ -314,8 +351,6 @@ static int node_start_frontends(struct node *n)
 			free(own);
 			return -1;
 		}
-		struct px_tunnel *t = px_tcp_server_tunnel_new(
-		    &n->env, &c->tcp_server_tunnels[i], err, sizeof(err));
 		if (!t) {
 			log_error("[TCPServerTunnel]: %s", err);
 			free(own);

@@ -26,10 +26,18 @@
 static int node_dns_lookup(void *ctx, const char *name,
                            void (*cb)(void *arg, int err, const struct ns_addr *a,
                                       size_t n),
-                           void *arg)
+                           void *arg, void **handle)
 {
 	struct node *n = ctx;
-	return dnsc_resolve(n->dnsc, name, cb, arg) ? 0 : -ENOMEM;
+	struct dnsc_lookup *l = dnsc_resolve(n->dnsc, name, cb, arg);
+	*handle = l;
+	return l ? 0 : -ENOMEM;
+}
+
+static void node_dns_lookup_cancel(void *ctx, void *handle)
+{
+	(void)ctx;
+	dnsc_cancel(handle);
 }
 
 /* True for a literal address (a UDP tunnel target that needs no lookup). */
@@ -39,6 +47,29 @@ static bool node_dns_is_literal(const char *host)
 	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
 }
 
+/* ::ffff:a.b.c.d becomes a.b.c.d: the netstack sends it as IPv4, and
+ * the answer comes back from the IPv4 address. */
+static void node_dns_unmap(struct cfg_prefix *p)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (p->family != AF_INET6 || memcmp(p->addr, mapped, 12) != 0)
+		return;
+	uint8_t v4[4];
+	memcpy(v4, p->addr + 12, 4);
+	memset(p->addr, 0, sizeof(p->addr));
+	memcpy(p->addr, v4, 4);
+	p->family = AF_INET;
+}
+
+/* Has the node an [Interface] Address of this family to send from? */
+static bool node_dns_have_family(const struct config *c, int family)
+{
+	for (size_t i = 0; i < c->n_addresses; i++)
+		if (c->addresses[i].family == family)
+			return true;
+	return false;
+}
+
 int node_dns_start(struct node *n)
 {
 	const struct config *c = &n->cfg;
@@ -46,9 +77,18 @@ int node_dns_start(struct node *n)
 		return 0;
 	struct dnsc_config dc = {.base = n->base};
 	for (size_t i = 0; i < c->n_dns; i++) {
-		const struct cfg_prefix *d = &c->dns[i];
+		struct cfg_prefix dd = c->dns[i];
+		const struct cfg_prefix *d = &dd;
 		char s[INET6_ADDRSTRLEN];
 		inet_ntop(d->family, d->addr, s, sizeof(s));
+		node_dns_unmap(&dd); /* ::ffff:a.b.c.d is a.b.c.d, as it is sent */
+		if (!node_dns_have_family(c, d->family)) {
+			log_warn("%s: [Interface] DNS %s: ignored, no [Interface] Address "
+			         "is %s, so the node cannot send to it; add one, or "
+			         "use a server of the other family",
+			         c->path, s, d->family == AF_INET ? "IPv4" : "IPv6");
+			continue;
+		}
 		if (!wg_device_has_route(n->wg, d->family, d->addr)) {
 			log_error("%s: [Interface] DNS %s: no [Peer] AllowedIPs covers "
 			          "it. Names are resolved through the tunnel only (never "
@@ -66,6 +106,12 @@ int node_dns_start(struct node *n)
 		dc.servers[dc.n_servers].family = d->family;
 		memcpy(dc.servers[dc.n_servers].addr, d->addr, 16);
 		dc.n_servers++;
+	}
+	if (dc.n_servers == 0) {
+		log_error("%s: [Interface] DNS: none of the servers can be reached "
+		          "(see above); names could not be resolved",
+		          c->path);
+		return -1;
 	}
 	/* A UDP client tunnel resolves its target once, at start, and
 	 * synchronously: it cannot wait for the tunnel's DNS. */
@@ -86,6 +132,7 @@ int node_dns_start(struct node *n)
 		return -1;
 	}
 	n->env.lookup = node_dns_lookup;
+	n->env.lookup_cancel = node_dns_lookup_cancel;
 	n->env.lookup_ctx = n;
 	log_info("names resolve through the tunnel: %zu DNS server(s) from [Interface] "
 	         "DNS; this host's resolver is not used",

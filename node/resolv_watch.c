@@ -71,7 +71,9 @@ static void rw_on_inotify(evutil_socket_t fd, short what, void *arg)
 			break;
 		for (char *p = buf; p < buf + n;) {
 			const struct inotify_event *e = (const void *)p;
-			if (e->wd == w->wd_file)
+			if (e->mask & IN_Q_OVERFLOW) /* events lost: ours may be one */
+				hit = true;
+			else if (e->wd == w->wd_file)
 				hit = true;
 			else if (e->wd == w->wd_dir && e->len &&
 			         strcmp(e->name, w->name) == 0)

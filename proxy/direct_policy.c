@@ -123,6 +123,13 @@ bool px_in_own_prefixes(const struct ns_addr *a, const struct px_env *env)
 		if (env->own[i].family == a->family &&
 		    in_prefix(a->addr, env->own[i].addr, env->own[i].bits))
 			return true;
+	uint8_t v4[4];
+	if (a->family == AF_INET6 && embedded_v4(a->addr, v4)) {
+		/* ::a.b.c.d, NAT64, 6to4...: reach the IPv4 address inside. */
+		struct ns_addr inner = {.family = AF_INET};
+		memcpy(inner.addr, v4, 4);
+		return px_in_own_prefixes(&inner, env);
+	}
 	return false;
 }
 

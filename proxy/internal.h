@@ -66,6 +66,7 @@ struct px_front {
 	struct px_sess *sessions;      /* live sessions, newest first */
 	struct px_sess *sessions_tail; /* oldest (MaxConnections eviction) */
 	size_t n_sessions;
+	size_t n_lookups; /* env.lookup lookups of its sessions in flight */
 	struct px_relay *relays; /* direct relays (direct.c), owned */
 	size_t n_relays;
 	/* Client connections the front-end holds itself between dials (HTTP
@@ -147,6 +148,7 @@ struct px_sess {
 	bool pending;     /* counted in stats.pending (until an error reply) */
 	struct px_target target;
 	struct evdns_getaddrinfo_request *dns_req;
+	void *lookup; /* env.lookup's handle while dns_pending */
 	bool dns_pending, dns_sync;
 	int dns_sync_result;
 	struct evutil_addrinfo *dns_sync_ai;
@@ -190,8 +192,13 @@ void px_front_stats(const struct px_front *f, struct px_stats *st);
 
 /* ---- connection attempts over several addresses (race.c) ---- */
 
+/* env.lookup ([Interface] DNS) lookups one front-end may have in flight:
+ * one client cannot take every lookup of the node (DNSC_LOOKUPS_MAX). */
+#define PX_LOOKUPS_MAX 256
+
 #define PX_RACE_MAX      16  /* addresses tried for one destination */
 #define PX_RACE_HOST_MAX 4   /* host connects in flight at once */
+#define PX_RACE_MESH_MAX 4   /* netstack dials in flight at once */
 #define PX_RACE_DELAY_MS 250 /* between attempts (RFC 8305's default) */
 
 struct px_race;
@@ -211,7 +218,7 @@ struct px_race *px_race_start(struct event_base *base, const char *kind,
                               const struct ns_addr *a, size_t n, uint16_t port, bool mesh,
                               bool self_ok, px_race_done_fn fn, void *ctx);
 /* Stops r before it answered (r is not to be used again): host sockets
- * closed, netstack dials aborted when they come back. Returns the most
+ * closed, netstack dials cancelled (ns_tcp_dial_cancel). Returns the most
  * meaningful failure so far, PX_E_TIMEOUT if none. */
 enum px_err px_race_cancel(struct px_race *r);
 /* Puts a[0..n) in the order they are tried (the families alternating,
@@ -221,6 +228,10 @@ size_t px_race_order(struct ns_addr *a, size_t n, bool v6_first);
 /* Of two failures, the one that tells the client more: refused, then
  * unreachable, no route, other errors, timed out, not allowed. */
 enum px_err px_race_worst(enum px_err have, enum px_err e);
+/* Copies at most max of in[0..n) to out; when there are more, the
+ * families alternate (from in[0]'s), each in its order, so 16 A records
+ * cannot push out every AAAA. Returns how many. */
+size_t px_addrs_take(const struct ns_addr *in, size_t n, struct ns_addr *out, size_t max);
 /* ::ffff:a.b.c.d becomes a.b.c.d (the netstack and the host stack both
  * reach it as IPv4, so routes and policy must see it as IPv4). */
 void px_addr_unmap(struct ns_addr *a);
@@ -263,7 +274,8 @@ void px_hfwd_close_all(struct px_front *f);
 const char *px_direct_refusal(enum cfg_direct d, const struct ns_addr *a,
                               const struct px_env *env);
 
-/* True if a is in the mesh's own prefixes (env->own). */
+/* True if a is in the mesh's own prefixes (env->own), or carries such an
+ * IPv4 address in one of the embedded forms px_direct_refusal unwraps. */
 bool px_in_own_prefixes(const struct ns_addr *a, const struct px_env *env);
 /* True if a is one of this host's interface addresses (getifaddrs). */
 bool px_host_address(const struct ns_addr *a);

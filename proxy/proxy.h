@@ -26,9 +26,9 @@
  * connections (through an ns_acct shared with its splices) and datagrams.
  *
  * Shutdown order: free the front-ends, then ns_shutdown(), then the
- * evdns_base. Connection attempts still waiting for ns_tcp_dial()'s
- * callback (race.c) outlive their front-end and clean up when the callback
- * comes; splices outlive it too (until ns_shutdown()). */
+ * evdns_base. Connection attempts (race.c) end with their session
+ * (netstack dials are cancelled); splices outlive the front-end (until
+ * ns_shutdown()). */
 #ifndef MESH_PROXY_H
 #define MESH_PROXY_H
 
@@ -76,13 +76,17 @@ struct px_env {
 	void *resolve_ctx;
 	/* [Interface] DNS: names that are not mesh names are looked up with
 	 * this instead of evdns (the node sends the queries through the
-	 * mesh). Returns 0 and calls cb exactly once, later from the loop
-	 * (never inside this call), with 0 and the addresses (valid during
-	 * the call) or -errno; or returns -errno at once and never calls cb.
+	 * mesh). Returns 0, sets *handle, and calls cb exactly once, later
+	 * from the loop (never inside this call), with 0 and the addresses
+	 * (valid during the call) or -errno, unless lookup_cancel(handle)
+	 * comes first; or returns -errno at once and never calls cb.
 	 * NULL: evdns. */
 	int (*lookup)(void *ctx, const char *name,
 	              void (*cb)(void *arg, int err, const struct ns_addr *a, size_t n),
-	              void *arg);
+	              void *arg, void **handle);
+	/* Takes back a lookup whose cb has not run (cb never runs). Required
+	 * with lookup: a client that goes away takes its lookup with it. */
+	void (*lookup_cancel)(void *ctx, void *handle);
 	void *lookup_ctx;
 	/* Time a client has to finish its SOCKS5/HTTP request, and the limit
 	 * for a TCPServerTunnel's local connect. 0: 10000 ms. */
@@ -175,6 +179,10 @@ void px_tunnel_get_stats(const struct px_tunnel *t, struct px_stats *st);
 void px_tunnel_describe(const struct px_tunnel *t, char *buf, size_t len);
 /* A client tunnel's local TCP port (0 for a server tunnel). */
 uint16_t px_tunnel_local_port(const struct px_tunnel *t);
+/* A server tunnel's local target as resolved at start: its n addresses
+ * (with port) in *ss; 0 for a client tunnel. */
+size_t px_tunnel_target_addrs(const struct px_tunnel *t,
+                              const struct sockaddr_storage **ss);
 
 /* ---- UDP forwards (udp_tunnel.c) ---- */
 struct px_udp_tunnel;

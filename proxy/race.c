@@ -16,12 +16,12 @@
  * timed out. There is no deadline here: the session's connect timer
  * bounds the whole race and asks px_race_cancel() what to answer.
  *
- * Host attempts are sockets and are closed when dropped; at most
- * PX_RACE_HOST_MAX are in flight, and when another must start the oldest
- * is given up (as timed out). A netstack dial cannot be taken back
- * (ns_tcp_dial has no cancel), so a race that is over stays allocated
- * until the callbacks of its dials still in flight have come, aborting
- * any connection they bring; its session is not kept waiting for them.
+ * Host attempts are sockets and are closed when dropped; netstack dials
+ * are taken back with ns_tcp_dial_cancel(). At most PX_RACE_HOST_MAX
+ * host attempts and PX_RACE_MESH_MAX netstack dials are in flight, and
+ * when another must start the oldest is given up (as timed out). A race
+ * that is over has nothing left in flight: it is freed at once, so a
+ * closed session never leaves dials holding netstack connections.
  *
  * A race and its events are one slab object, like sessions and relays. */
 #include "core/util/slab.h"
@@ -44,6 +44,13 @@ struct px_race_host {
 	struct ns_addr addr;
 };
 
+struct px_race_dial {
+	struct px_race *r; /* the dial's callback context is its slot */
+	struct ns_tcp *c;  /* NULL: free slot */
+	unsigned seq;
+	struct ns_addr addr;
+};
+
 struct px_race {
 	px_race_done_fn fn;
 	void *ctx;
@@ -56,11 +63,11 @@ struct px_race {
 	bool over;         /* answered or cancelled: fn is never called again */
 	bool starting;     /* inside px_race_start(): answers wait for the timer */
 	bool answer_due;   /* the timer answers (everything failed at once) */
-	unsigned mesh_out; /* netstack dials whose callback is still to come */
 	unsigned seq;
 	enum px_err err; /* the most meaningful failure so far (PX_OK: none) */
 	struct event *timer;
 	struct px_race_host host[PX_RACE_HOST_MAX];
+	struct px_race_dial dials[PX_RACE_MESH_MAX];
 };
 
 /* ---- memory ---- */
@@ -100,6 +107,8 @@ static struct px_race *px_race_alloc(void)
 	}
 	for (int i = 0; i < PX_RACE_HOST_MAX; i++)
 		r->host[i].fd = -1;
+	for (int i = 0; i < PX_RACE_MESH_MAX; i++)
+		r->dials[i].r = r;
 	return r;
 }
 
@@ -131,6 +140,27 @@ size_t px_race_order(struct ns_addr *a, size_t n, bool v6_first)
 			a[k++] = v6[i];
 		if (i < n4)
 			a[k++] = v4[i];
+	}
+	return k;
+}
+
+size_t px_addrs_take(const struct ns_addr *in, size_t n, struct ns_addr *out, size_t max)
+{
+	if (n <= max) {
+		memcpy(out, in, n * sizeof(*in));
+		return n;
+	}
+	/* Too many: alternate the families from the first one, so a long list
+	 * of one cannot push out every address of the other. */
+	size_t k = 0, i4 = 0, i6 = 0;
+	int fam = in[0].family;
+	while (k < max && (i4 < n || i6 < n)) {
+		size_t *i = fam == AF_INET ? &i4 : &i6;
+		while (*i < n && in[*i].family != fam)
+			(*i)++;
+		if (*i < n)
+			out[k++] = in[(*i)++];
+		fam = fam == AF_INET ? AF_INET6 : AF_INET;
 	}
 	return k;
 }
@@ -198,23 +228,33 @@ static void px_race_close_hosts(struct px_race *r)
 	}
 }
 
+static void px_race_cancel_dials(struct px_race *r)
+{
+	for (int i = 0; i < PX_RACE_MESH_MAX; i++) {
+		ns_tcp_dial_cancel(r->dials[i].c);
+		r->dials[i].c = NULL;
+	}
+}
+
 static unsigned px_race_in_flight(const struct px_race *r)
 {
-	unsigned k = r->mesh_out;
+	unsigned k = 0;
 	for (int i = 0; i < PX_RACE_HOST_MAX; i++)
 		k += r->host[i].fd >= 0;
+	for (int i = 0; i < PX_RACE_MESH_MAX; i++)
+		k += r->dials[i].c != NULL;
 	return k;
 }
 
-/* Ends the race (no more attempts, no more answers) and frees it unless
- * netstack dials are still to come back. */
+/* Ends the race (no more attempts, no more answers), takes back what is
+ * in flight and frees it. */
 static void px_race_end(struct px_race *r)
 {
 	r->over = true;
 	px_race_close_hosts(r);
+	px_race_cancel_dials(r);
 	evtimer_del(r->timer);
-	if (r->mesh_out == 0)
-		slab_free(&px_race_slab, r);
+	slab_free(&px_race_slab, r);
 }
 
 /* Answers the session once. c or fd is the winner (PX_OK), else neither.
@@ -266,6 +306,22 @@ static struct px_race_host *px_race_host_slot(struct px_race *r)
 	return old;
 }
 
+/* A free dial slot; when all are busy the oldest dial is given up. */
+static struct px_race_dial *px_race_mesh_slot(struct px_race *r)
+{
+	struct px_race_dial *old = NULL;
+	for (int i = 0; i < PX_RACE_MESH_MAX; i++) {
+		if (!r->dials[i].c)
+			return &r->dials[i];
+		if (!old || r->dials[i].seq < old->seq)
+			old = &r->dials[i];
+	}
+	ns_tcp_dial_cancel(old->c);
+	old->c = NULL;
+	r->err = px_race_worst(r->err, PX_E_TIMEOUT);
+	return old;
+}
+
 /* Starts an attempt at r->a[r->next]; false if it failed at once (the
  * failure is recorded). */
 static bool px_race_try(struct px_race *r)
@@ -273,11 +329,14 @@ static bool px_race_try(struct px_race *r)
 	const struct ns_addr *a = &r->a[r->next++];
 	enum px_err e;
 	if (r->mesh) {
-		int rc = ns_tcp_dial(a, r->port, px_race_on_mesh, r);
+		struct px_race_dial *d = px_race_mesh_slot(r);
+		int rc = ns_tcp_dial_ex(a, r->port, px_race_on_mesh, d, &d->c);
 		if (rc == 0) {
-			r->mesh_out++;
+			d->seq = r->seq++;
+			d->addr = *a;
 			return true;
 		}
+		d->c = NULL;
 		e = px_err_from_errno(rc);
 	} else {
 		int fd = px_direct_connect(a, r->port);
@@ -374,14 +433,12 @@ static void px_race_on_host(evutil_socket_t fd, short what, void *arg)
 
 static void px_race_on_mesh(void *ctx, struct ns_tcp *c, int err)
 {
-	struct px_race *r = ctx;
-	r->mesh_out--;
-	if (r->over) {
-		/* Lost, or the session is gone: not wanted. */
+	struct px_race_dial *d = ctx;
+	struct px_race *r = d->r;
+	d->c = NULL; /* c, when connected, is the session's or aborted below */
+	if (r->over) { /* cannot happen: px_race_end() cancels every dial */
 		if (c)
 			ns_tcp_abort(c);
-		if (r->mesh_out == 0)
-			slab_free(&px_race_slab, r);
 		return;
 	}
 	if (!err && c) {
@@ -390,8 +447,7 @@ static void px_race_on_mesh(void *ctx, struct ns_tcp *c, int err)
 	}
 	enum px_err e = err ? px_err_from_errno(err) : PX_E_GENERAL;
 	r->err = px_race_worst(r->err, e);
-	log_debug("%s: port %u: %s through the mesh%s", r->kind, r->port, px_err_str(e),
-	          r->next < r->n ? ", trying the next address" : "");
+	px_race_log_fail(r, &d->addr, e);
 	px_race_step(r);
 }
 

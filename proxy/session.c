@@ -4,11 +4,12 @@
  * connection to ns_splice_start() together with any bytes the client sent
  * early.
  *
- * Lifetime: a session is freed when it is closed, except while a name
+ * Lifetime: a session is freed when it is closed, except while an evdns
  * lookup is outstanding: it cannot be taken back at once, so the session
  * turns DEAD (socket closed, out of its front-end's list) and the callback
- * frees it. Connection attempts (race.c) are cancelled with the session;
- * netstack dials still in flight keep only their race, never the session.
+ * frees it. An [Interface] DNS lookup (env.lookup) is cancelled with the
+ * session; at most PX_LOOKUPS_MAX run at once per front-end. Connection attempts (race.c) are cancelled with the session,
+ * netstack dials included.
  * Output never closes a session from inside a protocol callback;
  * px_sess_check() decides afterwards.
  *
@@ -325,6 +326,14 @@ static void px_sess_close(struct px_sess *s, bool rst)
 {
 	if (s->state == PX_S_DEAD)
 		return;
+	if (s->dns_pending && s->lookup && s->front) {
+		/* [Interface] DNS: the lookup goes with the client. */
+		struct px_front *f = s->front;
+		f->env.lookup_cancel(f->env.lookup_ctx, s->lookup);
+		f->n_lookups--;
+		s->lookup = NULL;
+		s->dns_pending = false;
+	}
 	px_sess_unlink(s);
 	px_sess_drop_direct(s);
 	px_ev_drop(&s->rev);
@@ -682,10 +691,10 @@ static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrin
 			px_sess_free_mem(s);
 		return;
 	}
-	struct ns_addr a[PX_MAX_ADDRS];
+	struct ns_addr a[2 * PX_MAX_ADDRS], b[PX_MAX_ADDRS];
 	size_t n = 0;
-	for (struct evutil_addrinfo *i = result == 0 ? ai : NULL; i && n < PX_MAX_ADDRS;
-	     i = i->ai_next) {
+	for (struct evutil_addrinfo *i = result == 0 ? ai : NULL;
+	     i && n < 2 * PX_MAX_ADDRS; i = i->ai_next) {
 		memset(&a[n], 0, sizeof(a[n]));
 		if (i->ai_family == AF_INET) {
 			a[n].family = AF_INET;
@@ -702,7 +711,8 @@ static void px_sess_resolved(struct px_sess *s, int result, struct evutil_addrin
 	}
 	if (ai)
 		evutil_freeaddrinfo(ai);
-	px_sess_dns_addrs(s, a, n);
+	n = px_addrs_take(a, n, b, PX_MAX_ADDRS);
+	px_sess_dns_addrs(s, b, n);
 }
 
 /* The addresses DNS (evdns or [Interface] DNS) gave for s's name. */
@@ -750,15 +760,16 @@ static void px_sess_on_lookup(void *arg, int err, const struct ns_addr *a, size_
 {
 	struct px_sess *s = arg;
 	s->dns_pending = false;
+	s->lookup = NULL;
+	if (s->front)
+		s->front->n_lookups--;
 	if (s->state != PX_S_CONNECT) {
 		if (s->state == PX_S_DEAD)
 			px_sess_free_mem(s);
 		return;
 	}
 	struct ns_addr b[PX_MAX_ADDRS];
-	n = err == 0 && n < PX_MAX_ADDRS ? n : err == 0 ? PX_MAX_ADDRS : 0;
-	if (n)
-		memcpy(b, a, n * sizeof(*b));
+	n = err == 0 ? px_addrs_take(a, n, b, PX_MAX_ADDRS) : 0;
 	px_sess_dns_addrs(s, b, n);
 }
 
@@ -787,12 +798,21 @@ void px_sess_connect(struct px_sess *s)
 		}
 	}
 	if (f->env.lookup) { /* through the mesh: the host is never asked */
+		if (f->n_lookups >= PX_LOOKUPS_MAX) {
+			log_debug("%s: %s: too many names being looked up at once",
+			          f->kind, s->target.host);
+			px_sess_result(s, PX_E_RESOLVE);
+			return;
+		}
 		s->dns_pending = true;
 		if (f->env.lookup(f->env.lookup_ctx, s->target.host, px_sess_on_lookup,
-		                  s) != 0) {
+		                  s, &s->lookup) != 0) {
 			s->dns_pending = false;
+			s->lookup = NULL;
 			px_sess_result(s, PX_E_RESOLVE);
+			return;
 		}
+		f->n_lookups++;
 		return;
 	}
 	if (!f->env.dns) {

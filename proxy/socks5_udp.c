@@ -66,6 +66,7 @@ struct px_udp_lookup {
 	struct px_udp_assoc *a; /* NULL once the association is gone */
 	struct px_udp_lookup *next;
 	struct evdns_getaddrinfo_request *req;
+	void *lh;     /* env.lookup's handle until its callback */
 	bool in_call; /* inside evdns_getaddrinfo(): the answer is kept */
 	bool answered;
 	int result;
@@ -215,6 +216,11 @@ static void px_udp_assoc_close(struct px_udp_assoc *a)
 		a->lookups = lk->next;
 		lk->a = NULL;
 		lk->next = NULL;
+		if (lk->lh) { /* [Interface] DNS: taken back at once */
+			a->f->env.lookup_cancel(a->f->env.lookup_ctx, lk->lh);
+			free(lk);
+			continue;
+		}
 		/* The callback comes later (evdns: EVUTIL_EAI_CANCEL) and
 		 * frees lk. */
 		if (lk->req)
@@ -517,10 +523,11 @@ static void px_udp_on_dns(int result, struct evutil_addrinfo *ai, void *arg)
 static void px_udp_on_lookup(void *arg, int err, const struct ns_addr *a, size_t n)
 {
 	struct px_udp_lookup *lk = arg;
+	lk->lh = NULL;
 	lk->answered = true;
 	lk->result = err;
-	for (size_t i = 0; err == 0 && i < n && i < 8; i++)
-		lk->got[lk->n_got++] = a[i];
+	if (err == 0)
+		lk->n_got = px_addrs_take(a, n, lk->got, 8);
 	px_udp_lookup_done(lk);
 }
 
@@ -570,7 +577,9 @@ static void px_udp_queue(struct px_udp_assoc *a, const struct px_target *t,
 	a->n_lookups++;
 	const struct px_env *env = &a->f->env;
 	if (env->lookup) { /* [Interface] DNS: through the mesh */
-		if (env->lookup(env->lookup_ctx, lk->name, px_udp_on_lookup, lk) != 0) {
+		if (env->lookup(env->lookup_ctx, lk->name, px_udp_on_lookup, lk, &lk->lh) !=
+		    0) {
+			lk->lh = NULL;
 			lk->answered = true;
 			lk->result = -1;
 			px_udp_lookup_done(lk);

@@ -236,6 +236,13 @@ uint16_t px_tunnel_local_port(const struct px_tunnel *t)
 	                                      : ((struct sockaddr_in *)&ss)->sin_port);
 }
 
+size_t px_tunnel_target_addrs(const struct px_tunnel *t,
+                              const struct sockaddr_storage **ss)
+{
+	*ss = t->local.ss;
+	return t->kind == PX_TUNNEL_CLIENT ? 0 : t->local.n;
+}
+
 void px_tunnel_describe(const struct px_tunnel *t, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s", t->desc);

@@ -8,16 +8,19 @@
  *    to it. Pure: no I/O, no allocation. Every answer is hostile: reads
  *    are bounds-checked, compression pointers may only point backwards (so
  *    they cannot loop) and are followed at most DNSC_PTR_HOPS times, at
- *    most DNSC_RR_MAX records are read, and an answer counts only when it
+ *    most DNSC_RR_MAX records are read (the rest are ignored), and an answer counts only when it
  *    repeats the query's id and its question byte for byte (letter case
  *    aside).
  *  - the runtime (dnsc.c): one lookup asks A and AAAA at once from one
  *    ephemeral mesh UDP port, with random ids (libsodium), and accepts an
  *    answer only from the server it asked, from port 53. No answer within
  *    the timeout: the next server, round the list `attempts` times. A
- *    truncated answer is asked again over TCP through the netstack.
- *    SERVFAIL or REFUSED: the next server. Everything that does not match
- *    is dropped and counted. */
+ *    truncated answer (TC, whatever follows it) is asked again over TCP
+ *    through the netstack; a TCP dial is cancelled with its lookup.
+ *    SERVFAIL, REFUSED or a TCP failure: the next server at once. When
+ *    one type has addresses and the other failed on every server, the
+ *    addresses are the answer. Everything that does not match is dropped
+ *    and counted. */
 #ifndef MESH_DNSC_H
 #define MESH_DNSC_H
 
@@ -29,11 +32,14 @@
 
 #define DNSC_PORT       53
 #define DNSC_ADDRS_MAX  16  /* addresses one answer may give */
-#define DNSC_RR_MAX     64  /* records read from one answer, more: malformed */
+#define DNSC_RR_MAX     64  /* records read from one answer; the rest are not read */
 #define DNSC_PTR_HOPS   16  /* compression pointers followed in one name */
 #define DNSC_CNAME_HOPS 8   /* CNAME links followed in one answer */
 #define DNSC_UDP_MAX    512 /* we send no EDNS: answers over UDP fit 512 */
-#define DNSC_TCP_MAX    65535
+/* Longest answer taken over TCP (64 records fit with room to spare); a
+ * longer one fails that server. Its buffer is allocated only once the
+ * answer's length has arrived. */
+#define DNSC_TCP_MAX    16384
 
 #define DNSC_TYPE_A     1
 #define DNSC_TYPE_CNAME 5
@@ -53,6 +59,7 @@ struct dnsc_answer {
 	bool truncated; /* TC: ask again over TCP */
 	struct ns_addr addrs[DNSC_ADDRS_MAX];
 	size_t n; /* addresses of the query's type for its name (CNAMEs followed) */
+	uint32_t ttl; /* the lowest TTL of the records used (UINT32_MAX: none) */
 };
 
 /* Parses p (len bytes), the answer to query q (qlen bytes, as built by
@@ -102,8 +109,18 @@ void dnsc_cancel(struct dnsc_lookup *l);
 /* At most this many lookups at once; more fail with -EAGAIN. */
 #define DNSC_LOOKUPS_MAX 1024
 
+/* A small cache of whole answers (both types answered), so every
+ * connection to a name does not cost two queries: addresses for their
+ * lowest TTL, at most DNSC_CACHE_TTL_MAX; "no such name" or "no address"
+ * for DNSC_CACHE_NEG_TTL. Timeouts and failures are not kept. When full,
+ * the entry that expires first makes room. */
+#define DNSC_CACHE_MAX     256
+#define DNSC_CACHE_TTL_MAX 300 /* s */
+#define DNSC_CACHE_NEG_TTL 30  /* s */
+
 struct dnsc_stats {
 	uint64_t lookups, answered, nxdomain, failed, timeouts;
+	uint64_t cache_hits; /* lookups answered from the cache (no query) */
 	uint64_t queries_udp, queries_tcp; /* sent */
 	uint64_t dropped; /* datagrams that matched no query, or malformed */
 };

@@ -17,6 +17,11 @@ static uint16_t get16(const uint8_t *p)
 	return (uint16_t)((p[0] << 8) | p[1]);
 }
 
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 static void put16(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)(v >> 8);
@@ -100,6 +105,7 @@ int dnsc_answer_parse(const uint8_t *q, size_t qlen, const uint8_t *p, size_t le
                       struct dnsc_answer *out)
 {
 	memset(out, 0, sizeof(*out));
+	out->ttl = UINT32_MAX;
 	if (qlen < DNSC_HDR_LEN + 5 || len < DNSC_HDR_LEN)
 		return -1;
 	uint16_t flags = get16(p + 2);
@@ -120,7 +126,7 @@ int dnsc_answer_parse(const uint8_t *q, size_t qlen, const uint8_t *p, size_t le
 	out->truncated = (flags & DNSC_FLAG_TC) != 0;
 	unsigned an = get16(p + 6);
 	if (an > DNSC_RR_MAX)
-		return -1;
+		an = DNSC_RR_MAX; /* the rest is not read (64 records are plenty) */
 	/* The name answers are for: the question's, then each CNAME target. */
 	uint8_t cur[DNSC_NAME_MAX], owner[DNSC_NAME_MAX], target[DNSC_NAME_MAX];
 	size_t qoff = DNSC_HDR_LEN;
@@ -134,6 +140,7 @@ int dnsc_answer_parse(const uint8_t *q, size_t qlen, const uint8_t *p, size_t le
 		if (!ol || off + 10 > len)
 			return -1;
 		uint16_t type = get16(p + off), cls = get16(p + off + 2);
+		uint32_t ttl = get32(p + off + 4) & 0x7fffffff; /* RFC 2181 8 */
 		size_t rdlen = get16(p + off + 8);
 		off += 10;
 		if (off + rdlen > len)
@@ -150,6 +157,8 @@ int dnsc_answer_parse(const uint8_t *q, size_t qlen, const uint8_t *p, size_t le
 				return -1;
 			memcpy(cur, target, tl);
 			cur_len = tl;
+			if (ttl < out->ttl)
+				out->ttl = ttl;
 			continue;
 		}
 		if (type != qtype || (type != DNSC_TYPE_A && type != DNSC_TYPE_AAAA))
@@ -159,6 +168,8 @@ int dnsc_answer_parse(const uint8_t *q, size_t qlen, const uint8_t *p, size_t le
 			return -1;
 		if (out->n >= DNSC_ADDRS_MAX)
 			continue;
+		if (ttl < out->ttl)
+			out->ttl = ttl;
 		struct ns_addr *a = &out->addrs[out->n++];
 		memset(a, 0, sizeof(*a));
 		a->family = type == DNSC_TYPE_A ? AF_INET : AF_INET6;

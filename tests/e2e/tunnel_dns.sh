@@ -18,9 +18,13 @@
 # (tc.secret.corp, asked again over TCP through the tunnel); an unknown name
 # fails with SOCKS5 0x04; the spy received nothing (and does answer when
 # asked directly); a DNS server that no peer routes stops the node at start
-# with an error naming it. [STDIOTunnel]: a node whose stdin/stdout are a
+# with an error naming it, and so does a server tunnel whose Target is a
+# host name resolving to loopback at the node's own SOCKS5 port. [STDIOTunnel]: a node whose stdin/stdout are a
 # connection to an echo service on B (by a name resolved through the
-# tunnel) returns 1 MiB unchanged; a closed port exits 1 with the reason.
+# tunnel) returns 1 MiB unchanged, also with stdin and stdout regular files
+# or /dev/null; a closed port exits 1 with the reason.
+# DNS = ::ffff:100.77.0.2 works (taken as IPv4); an IPv6 server on a node
+# without an IPv6 Address is named at start.
 # CheckAlive: 100.77.0.2 (answers) and 100.77.0.9 (routed to B, silent),
 # every second: status and status --json say which answers.
 . "$(dirname "$0")/lib.sh"
@@ -188,6 +192,31 @@ refuses() {
 }
 check "DNS = 198.18.0.9 (not routed): refused at start, the address named" refuses
 
+step "a server tunnel to this node's own SOCKS5 by a name of this host stops the node"
+# A name /etc/hosts gives a loopback address that is not "localhost" (the
+# host's own name at 127.0.1.1 on Debian, or ip6-localhost). No [Peer]:
+# with the old code this node starts, and must not disturb A's peer.
+LONAME=$(awk '($1 ~ /^127\./ || $1 == "::1") && $2 != "localhost" { print $2; exit }' /etc/hosts)
+if [ -n "$LONAME" ]; then
+    sed -e 's/^ListenPort = 51820/ListenPort = 51832/' \
+        -e 's/127.0.0.1:1080/127.0.0.1:1082/' -e 's/127.0.0.1:3128/127.0.0.1:3130/' \
+        -e 's/127.0.0.1:18080/127.0.0.1:18082/' -e '/^CheckAlive/d' \
+        -e '/^DNS/d' -e '/^\[Peer\]/,/^AllowedIPs/d' \
+        "$E2E_TMP/a.conf" | write_file "$E2E_TMP/hop.conf"
+    printf '\n[TCPServerTunnel]\nListenPort = 2080\nTarget = %s:1082\n' "$LONAME" >>"$E2E_TMP/hop.conf"
+    hop_refused() {
+        local out rc
+        out=$(nsx_nobody A timeout 10 "$MESH_PROXY" --config "$E2E_TMP/hop.conf" \
+            --api "$E2E_TMP/run/hop.sock" 2>&1)
+        rc=$?
+        [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "$out" | grep -q "Target $LONAME:1082 is this node's own proxy or tunnel" ||
+            { echo "rc $rc: $(echo "$out" | tail -3)"; return 1; }
+    }
+    check "Target = $LONAME:1082 (a loopback name, the node's SOCKS5 port): refused at start" hop_refused
+else
+    echo "  (no loopback name besides localhost in /etc/hosts: skipped)"
+fi
+
 step "[STDIOTunnel]: stdin/stdout through the mesh (ssh ProxyCommand style)"
 # The same node key, another port, no proxies: stdin and stdout are the
 # connection to secret.corp:7777 (a name resolved through the tunnel). The
@@ -220,5 +249,43 @@ stdio_refused() {
         { echo "rc $rc: $(tail -3 "$E2E_TMP/stdio2.err")"; return 1; }
 }
 check "a closed Target: exit 1 with the reason on stderr" stdio_refused
+stdio_files() {
+    local out="$E2E_TMP/run/stdio-file.out"
+    nsx_nobody A timeout 20 "$MESH_PROXY" --config "$E2E_TMP/stdio.conf" \
+        --api "$E2E_TMP/run/stdio5.sock" <"$E2E_TMP/stdio.in" >"$out" \
+        2>"$E2E_LOGDIR/stdio-file.log" || { echo "rc $?"; tail -3 "$E2E_LOGDIR/stdio-file.log"; return 1; }
+    [ "$(sha "$out")" = "$(sha "$E2E_TMP/stdio.in")" ] ||
+        { echo "got $(stat -c %s "$out") bytes"; return 1; }
+}
+check "stdin and stdout regular files (epoll cannot poll them): 1 MiB echoed, exit 0" stdio_files
+stdio_devnull() {
+    local rc
+    nsx_nobody A timeout 20 "$MESH_PROXY" --config "$E2E_TMP/stdio.conf" \
+        --api "$E2E_TMP/run/stdio6.sock" </dev/null >/dev/null 2>"$E2E_LOGDIR/stdio-null.log"
+    rc=$?
+    [ $rc -eq 0 ] || { echo "rc $rc"; tail -3 "$E2E_LOGDIR/stdio-null.log"; return 1; }
+}
+check "stdin and stdout /dev/null: end of input seen, exit 0 (not a hang)" stdio_devnull
+
+step "[Interface] DNS server forms"
+sed -e 's/^DNS = .*/DNS = ::ffff:100.77.0.2/' "$E2E_TMP/stdio.conf" | write_file "$E2E_TMP/stdio-mapped.conf"
+stdio_mapped() {
+    local got
+    got=$( (echo mapped-dns; sleep 2) | nsx_nobody A timeout 20 "$MESH_PROXY" \
+        --config "$E2E_TMP/stdio-mapped.conf" --api "$E2E_TMP/run/stdio3.sock" \
+        2>"$E2E_LOGDIR/stdio-mapped.log")
+    [ "$got" = mapped-dns ] || { echo "got: $got"; tail -3 "$E2E_LOGDIR/stdio-mapped.log"; return 1; }
+}
+check "DNS = ::ffff:100.77.0.2 is asked as 100.77.0.2 (its answers are taken)" stdio_mapped
+sed -e 's/^DNS = .*/DNS = fd77::53/' "$E2E_TMP/stdio.conf" | write_file "$E2E_TMP/stdio-v6.conf"
+dns_family_refused() {
+    local out rc
+    out=$(echo hi | nsx_nobody A timeout 10 "$MESH_PROXY" --config "$E2E_TMP/stdio-v6.conf" \
+        --api "$E2E_TMP/run/stdio4.sock" 2>&1 >/dev/null)
+    rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "$out" | grep -q "DNS fd77::53: ignored, no \[Interface\] Address is IPv6" ||
+        { echo "rc $rc: $out"; return 1; }
+}
+check "DNS = fd77::53 with no IPv6 Address: named at start, the node refuses to run without a server" dns_family_refused
 
 e2e_finish

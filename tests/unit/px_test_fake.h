@@ -47,10 +47,11 @@ struct ns_tcp {
 	uint16_t port;
 	ns_tcp_connected_fn cb;
 	void *ctx;
+	struct event *ev; /* the pending outcome; NULL for .5 */
 };
 
 static struct event_base *base;
-static int n_dials, n_aborts, n_splices;
+static int n_dials, n_aborts, n_splices, n_cancels;
 static struct ns_tcp *hung; /* the last .5 dial */
 static int spliced_fd = -1;
 static uint8_t spliced_head[64 * 1024];
@@ -71,6 +72,8 @@ static inline void fake_fire(evutil_socket_t fd, short what, void *arg)
 	                      : 0;
 	ns_tcp_connected_fn cb = c->cb;
 	void *ctx = c->ctx;
+	event_free(c->ev);
+	c->ev = NULL;
 	if (err) {
 		free(c);
 		c = NULL;
@@ -78,8 +81,8 @@ static inline void fake_fire(evutil_socket_t fd, short what, void *arg)
 	cb(ctx, c, err);
 }
 
-int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb,
-                void *ctx)
+int ns_tcp_dial_ex(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb,
+                   void *ctx, struct ns_tcp **dial)
 {
 	n_dials++;
 	last_dst = *dst;
@@ -89,13 +92,34 @@ int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb
 	c->port = port;
 	c->cb = cb;
 	c->ctx = ctx;
+	if (dial)
+		*dial = c;
 	if (dst->family == AF_INET && dst->addr[3] == 5) {
 		hung = c;
 		return 0;
 	}
 	struct timeval tv = {0, 1000};
-	event_base_once(base, -1, EV_TIMEOUT, fake_fire, c, &tv);
+	c->ev = evtimer_new(base, fake_fire, c);
+	evtimer_add(c->ev, &tv);
 	return 0;
+}
+
+int ns_tcp_dial(const struct ns_addr *dst, uint16_t port, ns_tcp_connected_fn cb,
+                void *ctx)
+{
+	return ns_tcp_dial_ex(dst, port, cb, ctx, NULL);
+}
+
+void ns_tcp_dial_cancel(struct ns_tcp *c)
+{
+	if (!c)
+		return;
+	n_cancels++;
+	if (c == hung)
+		hung = NULL;
+	if (c->ev)
+		event_free(c->ev);
+	free(c);
 }
 
 void ns_tcp_abort(struct ns_tcp *c)
@@ -291,7 +315,7 @@ static struct px_env env;
 
 static inline void reset_fake(void)
 {
-	n_dials = n_aborts = n_splices = 0;
+	n_dials = n_aborts = n_splices = n_cancels = 0;
 	hung = NULL;
 	if (spliced_fd >= 0)
 		close(spliced_fd);

@@ -117,6 +117,24 @@ static void test_own_prefixes(void **st)
 	assert_string_equal(why(CFG_DIRECT_ALL, "fd7a:115c:a1e0:ab12::1"),
 	                    "this mesh's own addresses");
 	assert_string_equal(why(CFG_DIRECT_ALL, "fd7a:115c:a1e1::1"), "");
+	/* Review dns L7: the filter for the host's DNS answers sees the same
+	 * embedded forms the policy unwraps. */
+	const char *in[] = {"198.18.7.9",         "::ffff:198.18.7.9",
+	                    "64:ff9b::198.18.7.9", "64:ff9b:1::c612:709",
+	                    "::198.18.7.9",        "2002:c612:709::1",
+	                    "::ffff:0:198.18.7.9", "fd7a:115c:a1e0::5"};
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+		struct ns_addr x = addr(in[i]);
+		if (!px_in_own_prefixes(&x, &env))
+			fail_msg("%s: not seen as our own", in[i]);
+	}
+	const char *out[] = {"198.18.8.1", "64:ff9b::198.18.8.1", "2002:c612:801::1",
+	                     "fd7a:115c:a1e1::1", "2001:db8::c612:709"};
+	for (size_t i = 0; i < sizeof(out) / sizeof(out[0]); i++) {
+		struct ns_addr x = addr(out[i]);
+		if (px_in_own_prefixes(&x, &env))
+			fail_msg("%s: seen as our own", out[i]);
+	}
 	env.n_own = 0;
 }
 

@@ -200,12 +200,21 @@ static void test_answer_hostile_refused(void **st)
 	end = t_rr(p, off, ptr_q, 2, DNSC_TYPE_A, v4, 4);
 	p[end - 5] = 200;
 	assert_int_equal(dnsc_answer_parse(q, ql, p, end, &a), -1);
-	/* More records than we read. */
-	off = t_head(q, ql, 0x8180, DNSC_RR_MAX + 1, p);
+	/* More records than we read (a big answer over TCP): the first
+	 * DNSC_RR_MAX are read, the rest (here: cut short) never looked at. */
+	off = t_head(q, ql, 0x8180, DNSC_RR_MAX + 6, p);
 	end = off;
-	for (int i = 0; i < DNSC_RR_MAX + 1; i++)
-		end = t_rr(p, end, ptr_q, 2, 99, v4, 0);
+	for (int i = 0; i < DNSC_RR_MAX; i++)
+		end = t_rr(p, end, ptr_q, 2, i < 2 ? DNSC_TYPE_A : 99, v4, i < 2 ? 4 : 0);
+	p[end++] = 0xc0; /* a 65th record, cut short */
+	assert_int_equal(dnsc_answer_parse(q, ql, p, end, &a), 0);
+	assert_int_equal(a.n, 2);
+	/* TC with records cut short: malformed, but TC and rcode are known
+	 * (the runtime asks again over TCP). */
+	off = t_head(q, ql, 0x8380, 3, p);
+	end = t_rr(p, off, ptr_q, 2, DNSC_TYPE_A, v4, 4);
 	assert_int_equal(dnsc_answer_parse(q, ql, p, end, &a), -1);
+	assert_true(a.truncated);
 	/* A CNAME loop: web CNAME web, over and over: bounded. */
 	off = t_head(q, ql, 0x8180, DNSC_CNAME_HOPS + 1, p);
 	end = off;

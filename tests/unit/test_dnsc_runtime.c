@@ -211,6 +211,192 @@ static void test_servfail_nxdomain_and_errors(void **state)
 	assert_int_equal(r.err, -ECANCELED);
 }
 
+/* The next TCP SYN lwIP sent (other packets are dropped). */
+static bool next_syn(struct seg *out, int ms)
+{
+	for (int waited = 0; waited <= ms; waited += 5) {
+		struct pkt *k;
+		while ((k = cap_pop()) != NULL) {
+			struct seg s;
+			bool ok = parse(k, &s) && s.proto == 6 && (s.flags & F_SYN);
+			if (ok) {
+				*out = s;
+				out->l4 = out->data = NULL;
+			}
+			free(k);
+			if (ok)
+				return true;
+		}
+		spin_ms(5);
+	}
+	return false;
+}
+
+static uint64_t tcp_active(void)
+{
+	struct ns_stats st;
+	ns_get_stats(&st);
+	return st.tcp_active;
+}
+
+/* Review H1: A answered, AAAA SERVFAIL on every try: the A address is
+ * the answer, not -EIO. */
+static void test_one_type_failing_keeps_the_other(void **state)
+{
+	(void)state;
+	struct dnsc *d = client(2000, S1, NULL); /* 2 attempts x 1 server */
+	struct res r = {0};
+	assert_non_null(dnsc_resolve(d, "half.test", on_res, &r));
+	struct mesh_dgram q[2];
+	uint8_t p[600];
+	uint16_t t0 = next_query(&q[0], S1, 200);
+	next_query(&q[1], S1, 200);
+	struct mesh_dgram *qa = t0 == DNSC_TYPE_A ? &q[0] : &q[1];
+	struct mesh_dgram *q6 = t0 == DNSC_TYPE_A ? &q[1] : &q[0];
+	size_t n = answer(qa, 0, false, p);
+	reply(qa, S1, 53, p, n);
+	n = answer(q6, 2, false, p);
+	reply(q6, S1, 53, p, n);
+	struct mesh_dgram again; /* AAAA alone, asked again at once */
+	assert_int_equal(next_query(&again, S1, 200), DNSC_TYPE_AAAA);
+	n = answer(&again, 2, false, p);
+	reply(&again, S1, 53, p, n);
+	wait_res(&r, 300);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, 0);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.a[0].family, AF_INET);
+	dnsc_free(d);
+}
+
+/* Review L2, M1, L3: a TC answer goes to TCP even when its records are
+ * cut short; a lookup cancelled while its TCP dial is pending frees the
+ * netstack connection at once; a TCP dial refused moves to the next
+ * server at once (not after the 2 x timeout TCP gets). */
+static void test_tcp_fallback_bounded(void **state)
+{
+	(void)state;
+	struct dnsc *d = client(2000, S1, S2);
+	struct res r = {0};
+	struct dnsc_lookup *l = dnsc_resolve(d, "big.test", on_res, &r);
+	assert_non_null(l);
+	struct mesh_dgram q[2];
+	uint8_t p[600];
+	next_query(&q[0], S1, 200);
+	next_query(&q[1], S1, 200);
+	size_t n = answer(&q[0], 0, false, p);
+	p[2] |= 0x02; /* TC */
+	p[7] = 9;     /* nine records claimed, one there */
+	reply(&q[0], S1, 53, p, n);
+	struct seg syn;
+	assert_true(next_syn(&syn, 300));
+	assert_int_equal(syn.dport, 53);
+	uint64_t before = tcp_active();
+	assert_true(before >= 1);
+	dnsc_cancel(l); /* the SYN is never answered */
+	assert_int_equal(tcp_active(), before - 1);
+	spin_ms(20);
+	assert_int_equal(r.calls, 0);
+
+	/* Refused over TCP: S2 at once. */
+	cap_clear();
+	assert_non_null(dnsc_resolve(d, "big.test", on_res, &r));
+	next_query(&q[0], S1, 200);
+	next_query(&q[1], S1, 200);
+	for (int i = 0; i < 2; i++) {
+		n = answer(&q[i], 0, false, p);
+		p[2] |= 0x02;
+		reply(&q[i], S1, 53, p, n);
+	}
+	for (int i = 0; i < 2; i++) {
+		assert_true(next_syn(&syn, 300));
+		struct peer pr;
+		peer_init(&pr, AF_INET, syn.sport);
+		struct ns_addr s1;
+		assert_true(ns_addr_parse(&s1, S1));
+		memcpy(pr.me, s1.addr, 4);
+		pr.port = 53;
+		pr.snd_nxt = 0;
+		pr.rcv_nxt = syn.seq + 1;
+		peer_send(&pr, F_RST | F_ACK, NULL, 0);
+	}
+	struct mesh_dgram m;
+	assert_true(mesh_udp_out(&m, 400)); /* long before 4 s */
+	struct ns_addr s2;
+	assert_true(ns_addr_parse(&s2, S2));
+	assert_memory_equal(m.dst, s2.addr, 4);
+	dnsc_free(d);
+	assert_int_equal(r.err, -ECANCELED);
+}
+
+/* Answers both queries of a fresh lookup from S1 (rcode; ttl for the
+ * records). */
+static void answer_both(int rcode, uint8_t ttl)
+{
+	struct mesh_dgram q[2];
+	uint8_t p[600];
+	for (int i = 0; i < 2; i++)
+		next_query(&q[i], S1, 200);
+	for (int i = 0; i < 2; i++) {
+		size_t n = answer(&q[i], rcode, false, p);
+		if (!rcode)
+			p[q[i].len + 9] = ttl; /* the record's TTL, low byte */
+		reply(&q[i], S1, 53, p, n);
+	}
+}
+
+/* Review dns M4's cache: a whole answer is kept for its TTL (any letter
+ * case, with or without the final dot), NXDOMAIN for a short while, TTL 0
+ * never; a hit sends nothing and still answers from the loop. */
+static void test_cache(void **state)
+{
+	(void)state;
+	struct dnsc *d = client(2000, S1, NULL);
+	struct res r = {0};
+	struct dnsc_stats st;
+	assert_non_null(dnsc_resolve(d, "web.test", on_res, &r));
+	answer_both(0, 60);
+	wait_res(&r, 300);
+	assert_int_equal(r.err, 0);
+	memset(&r, 0, sizeof(r));
+	assert_non_null(dnsc_resolve(d, "WEB.test.", on_res, &r));
+	assert_int_equal(r.calls, 0); /* never inside the call */
+	wait_res(&r, 300);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, 0);
+	assert_int_equal(r.n, 2);
+	struct mesh_dgram m;
+	assert_false(mesh_udp_out(&m, 50));
+	dnsc_get_stats(d, &st);
+	assert_int_equal(st.cache_hits, 1);
+	assert_int_equal(st.queries_udp, 2);
+
+	memset(&r, 0, sizeof(r));
+	assert_non_null(dnsc_resolve(d, "nx.test", on_res, &r));
+	answer_both(3, 0);
+	wait_res(&r, 300);
+	assert_int_equal(r.err, -ENOENT);
+	memset(&r, 0, sizeof(r));
+	assert_non_null(dnsc_resolve(d, "nx.test", on_res, &r));
+	wait_res(&r, 300);
+	assert_int_equal(r.err, -ENOENT);
+	assert_false(mesh_udp_out(&m, 50));
+
+	memset(&r, 0, sizeof(r));
+	assert_non_null(dnsc_resolve(d, "zero.test", on_res, &r));
+	answer_both(0, 0);
+	wait_res(&r, 300);
+	assert_int_equal(r.err, 0);
+	memset(&r, 0, sizeof(r));
+	assert_non_null(dnsc_resolve(d, "zero.test", on_res, &r));
+	answer_both(0, 0); /* asked again: TTL 0 is not kept */
+	wait_res(&r, 300);
+	assert_int_equal(r.err, 0);
+	dnsc_get_stats(d, &st);
+	assert_int_equal(st.cache_hits, 2);
+	dnsc_free(d);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -220,6 +406,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failover_and_timeout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_servfail_nxdomain_and_errors, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_one_type_failing_keeps_the_other, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_tcp_fallback_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,8 @@
  * (through the mesh both families ride the same tunnel) and the second
  * address is tried only if the first has not connected within 250 ms; a
  * loser that connects late is reset; all failing gives the most meaningful error; an
- * IPv4-mapped mesh address goes through the mesh (review L12). */
+ * IPv4-mapped mesh address goes through the mesh (review L12); at most
+ * PX_RACE_MESH_MAX dials per session, all cancelled when it closes. */
 #include "ns_test_peer.h"
 
 #include "proxy/internal.h"
@@ -109,6 +110,15 @@ static const char *order[2];
 
 static size_t resolve_mesh(void *ctx, const char *name, struct ns_addr *out, size_t max)
 {
+	if (strcmp(name, "many") == 0) { /* 16 routed addresses, all silent */
+		size_t n = max < 16 ? max : 16;
+		for (size_t i = 0; i < n; i++) {
+			char t[32];
+			snprintf(t, sizeof(t), "100.64.9.%zu", i + 1);
+			assert_true(ns_addr_parse(&out[i], t));
+		}
+		return n;
+	}
 	if (strcmp(name, "peer") != 0 || max < 2)
 		return 0;
 	assert_true(ns_addr_parse(&out[0], order[0]));
@@ -314,6 +324,41 @@ static void test_mesh_v4_mapped(void **st)
 	run_ms(20);
 }
 
+static uint64_t tcp_active(void)
+{
+	struct ns_stats st;
+	ns_get_stats(&st);
+	return st.tcp_active;
+}
+
+/* Review M2: a name with 16 silent routed addresses. Each session has at
+ * most PX_RACE_MESH_MAX dials in flight, and when its clients go away the
+ * dials go with them at once (before, each stayed until its 20 s dial
+ * timeout, holding a netstack connection). */
+static void test_mesh_dials_bounded_and_cancelled(void **st)
+{
+	enum { N = 8 };
+	mesh.ans[0] = mesh.ans[1] = A_SILENT;
+	uint64_t base_active = tcp_active();
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	px_socks_local_addr(socks, &ss, &sl);
+	int fds[N];
+	for (int i = 0; i < N; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		assert_int_equal(connect(fds[i], (struct sockaddr *)&ss, sl), 0);
+		const uint8_t req[] = {5, 1, 0, 5, 1, 0, 3, 4, 'm', 'a', 'n', 'y', 0, 80};
+		assert_int_equal(send(fds[i], req, sizeof(req), 0), (ssize_t)sizeof(req));
+	}
+	run_ms(1200); /* 5 attempts each by now (one every 250 ms) */
+	assert_true(mesh.syns[0] >= N * PX_RACE_MESH_MAX);
+	assert_true(tcp_active() - base_active <= N * PX_RACE_MESH_MAX);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	run_ms(50);
+	assert_int_equal(tcp_active(), base_active);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +370,8 @@ int main(void)
 	                                    mesh_teardown),
 	    cmocka_unit_test_setup_teardown(test_mesh_v4_mapped, mesh_setup,
 	                                    mesh_teardown),
+	    cmocka_unit_test_setup_teardown(test_mesh_dials_bounded_and_cancelled,
+	                                    mesh_setup, mesh_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -251,11 +251,8 @@ static void test_socks5_timeouts(void **st)
 	assert_int_equal(rep[3], SOCKS5_REP_TTL_EXPIRED);
 	assert_int_equal(cclosed(fd), 0);
 	close(fd);
-	assert_non_null(hung);
-	struct ns_tcp *c = hung;
-	hung = NULL;
-	c->cb(c->ctx, c, 0); /* the dial completes after all */
-	assert_int_equal(n_aborts, 1);
+	assert_null(hung); /* the dial was taken back with the session */
+	assert_int_equal(n_cancels, 1);
 	assert_int_equal(n_splices, 0);
 	struct px_stats stt;
 	px_socks_get_stats(s, &stt);
@@ -290,12 +287,10 @@ static void test_socks5_free_while_pending(void **st)
 	assert_int_equal(cclosed(a), 0);
 	assert_int_equal(cclosed(c), 0);
 	pump(50); /* the DNS answer or the cancellation arrives */
-	struct ns_tcp *h = hung;
-	hung = NULL;
-	h->cb(h->ctx, h, 0);
+	assert_null(hung); /* a's dial was taken back with the front-end */
+	assert_true(n_cancels >= 1);
 	pump(20);
 	assert_int_equal(n_splices, 0);
-	assert_true(n_aborts >= 1);
 	close(a);
 	close(b);
 	close(c);

@@ -459,21 +459,24 @@ struct fake_lookup {
 	void (*cb)(void *arg, int err, const struct ns_addr *a, size_t n);
 	void *arg;
 	bool found;
+	struct event *ev;
 };
-static int lookup_calls;
+static int lookup_calls, lookups_live;
 
 static void fake_lookup_answer(evutil_socket_t fd, short what, void *p)
 {
 	struct fake_lookup *f = p;
 	struct ns_addr a = {.family = AF_INET, .addr = {127, 0, 0, 1}};
 	(void)fd, (void)what;
+	event_free(f->ev);
+	lookups_live--;
 	f->cb(f->arg, f->found ? 0 : -ENOENT, f->found ? &a : NULL, f->found ? 1 : 0);
 	free(f);
 }
 
 static int fake_lookup(void *ctx, const char *name,
                        void (*cb)(void *arg, int err, const struct ns_addr *a, size_t n),
-                       void *arg)
+                       void *arg, void **handle)
 {
 	(void)ctx;
 	struct fake_lookup *f = calloc(1, sizeof(*f));
@@ -481,17 +484,29 @@ static int fake_lookup(void *ctx, const char *name,
 	*f = (struct fake_lookup){
 	    .cb = cb, .arg = arg, .found = !strcmp(name, "tun.test")};
 	lookup_calls++;
+	lookups_live++;
 	struct timeval tv = {0, 20000};
-	assert_int_equal(
-	    event_base_once(base, -1, EV_TIMEOUT, fake_lookup_answer, f, &tv), 0);
+	f->ev = evtimer_new(base, fake_lookup_answer, f);
+	assert_int_equal(evtimer_add(f->ev, &tv), 0);
+	*handle = f;
 	return 0;
+}
+
+static void fake_lookup_cancel(void *ctx, void *handle)
+{
+	struct fake_lookup *f = handle;
+	(void)ctx;
+	event_free(f->ev);
+	lookups_live--;
+	free(f);
 }
 
 static void test_udp_names_through_lookup(void **state)
 {
 	env.dns = NULL; /* evdns must not be needed */
 	env.lookup = fake_lookup;
-	lookup_calls = 0;
+	env.lookup_cancel = fake_lookup_cancel;
+	lookup_calls = lookups_live = 0;
 	struct px_socks *s = socks_new(true, NULL, NULL);
 	const uint8_t any[4] = {0};
 	int ctl;
@@ -513,13 +528,15 @@ static void test_udp_names_through_lookup(void **state)
 	px_socks_get_stats(s, &st);
 	assert_int_equal(st.dgrams_up, 2);
 	assert_int_equal(st.dgram_drops, 1); /* nx.test */
-	/* A lookup still running when the front-end goes: its answer later
-	 * finds no association and frees itself. */
+	/* A lookup still running when the front-end goes is taken back. */
 	udp_to_name(c, relay, "late.test", echo_port, "x");
 	spin_ms(5);
+	assert_int_equal(lookups_live, 1);
 	px_socks_free(s);
+	assert_int_equal(lookups_live, 0);
 	spin_ms(60);
 	env.lookup = NULL;
+	env.lookup_cancel = NULL;
 	env.dns = dns;
 	close(ctl);
 	close(c);
