@@ -3,8 +3,9 @@
  * (proxy/proto/http_codec.c), rewritten to origin-form without hop-by-hop
  * headers and Proxy-Authorization, and sent with exactly the body its
  * framing gives (Content-Length or chunked); then the response head is
- * parsed (http_frame.c) and rewritten without hop-by-hop headers, 1xx
- * interim responses pass through, and the body is passed on as far as its
+ * parsed (http_frame.c) and rewritten without hop-by-hop headers, a 100
+ * Continue passes through when the client sent Expect: 100-continue (other
+ * 1xx are dropped), and the body is passed on as far as its
  * framing goes (Content-Length, chunked with trailers, none for HEAD, 204
  * and 304, or up to the server's close). Only then is the next request
  * taken: pipelined requests wait in the read-ahead buffer, and the client
@@ -74,7 +75,7 @@ struct px_hfwd {
 	bool req_head;    /* the request is HEAD */
 	bool client_keep; /* keep the client connection after this response */
 	bool origin_keep; /* the origin keeps its connection */
-	bool interim_ok;  /* the client speaks HTTP/1.1: pass 1xx on */
+	bool interim_ok;  /* the client expects a 100 Continue: pass one on */
 	bool sent;        /* bytes of the final response went to the client */
 	size_t held;      /* a bodiless request's head, kept at the front of cin
 	                   * until the origin answers (for a retry) */
@@ -251,10 +252,12 @@ static int hf_up_head(struct px_hfwd *h)
 	h->oout_off = 0;
 	h->oout_len = n;
 	h->uses++;
-	/* A bodiless request stays in cin until the origin answers: a reused
-	 * connection that the server closed meanwhile gets it again on a new
-	 * one, as browsers and Go's transport do. */
-	h->held = req.body == PX_HTTP_BODY_NONE ? used : 0;
+	/* A bodiless GET, HEAD or OPTIONS (or one with an Idempotency-Key)
+	 * stays in cin until the origin answers: a reused connection that the
+	 * server closed meanwhile gets it again on a new one, as Go's
+	 * transport does. Any other request is never sent twice (RFC 9110
+	 * section 9.2.2): the client gets 502 and decides. */
+	h->held = req.body == PX_HTTP_BODY_NONE && req.replayable ? used : 0;
 	if (!h->held)
 		hf_consume(h->cin, &h->cin_len, used);
 	h->up_body = req.body;
@@ -265,7 +268,7 @@ static int hf_up_head(struct px_hfwd *h)
 	h->sent = false;
 	h->req_head = req.head;
 	h->client_keep = req.keep_alive;
-	h->interim_ok = req.minor >= 1;
+	h->interim_ok = req.minor >= 1 && req.expect_continue;
 	h->since = hf_now();
 	return 1;
 }
@@ -374,8 +377,15 @@ static int hf_down_head(struct px_hfwd *h)
 		return hf_origin_fail(h, "response head too large") ? 1 : -1;
 	hf_consume(h->oin, &h->oin_len, used);
 	if (r.status < 200) { /* 1xx: interim, the final response follows */
-		if (h->interim_ok)
+		/* Only the 100 Continue a client asked for goes on. Other 1xx
+		 * (102, 103 Early Hints) are dropped, against RFC 9110 section
+		 * 15.2's "MUST forward": clients such as Python's http.client
+		 * take any 1xx but 100 for the final response, and the real one
+		 * would then answer their next request, maybe to another host. */
+		if (h->interim_ok && r.status == 100) {
 			h->cout_len = n;
+			h->interim_ok = false;
+		}
 		return 1;
 	}
 	h->cout_len = n;

@@ -142,6 +142,11 @@ static enum px_parse px_http_request_line(const uint8_t *l, size_t n,
 	}
 	if (!px_http_forward_method(l, mlen))
 		return px_http_fail(status, 501);
+	/* Safe methods only: a proxy must not send a non-idempotent request
+	 * twice on its own (RFC 9110 section 9.2.2); PUT and DELETE are
+	 * idempotent, but replaying them is left to the client, as in Go. */
+	r->replayable = r->head || (mlen == 3 && memcmp(l, "GET", 3) == 0) ||
+	                (mlen == 7 && memcmp(l, "OPTIONS", 7) == 0);
 	/* Absolute-form to http:// only: https:// goes through CONNECT, and
 	 * origin-form ("/path") is for servers, not proxies. */
 	size_t alen;
@@ -193,6 +198,11 @@ static enum px_parse px_http_header(const uint8_t *l, size_t n, struct px_http_r
 			return px_http_fail(status, 400);
 		r->auth = v;
 		r->auth_len = vlen;
+	} else if (px_http_name_is(name, nlen, "Expect")) {
+		r->expect_continue = px_http_name_is(v, vlen, "100-continue");
+	} else if (px_http_name_is(name, nlen, "Idempotency-Key") ||
+	           px_http_name_is(name, nlen, "X-Idempotency-Key")) {
+		r->replayable = true;
 	}
 	px_http_frame_field(fr, name, nlen, v, vlen);
 	return PX_PARSE_OK;

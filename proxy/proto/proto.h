@@ -159,6 +159,11 @@ struct px_http_request {
 	uint8_t minor;          /* HTTP/1.minor */
 	enum px_http_body body; /* NONE, LENGTH or CHUNKED */
 	uint64_t length;        /* LENGTH: the body's size */
+	bool expect_continue;   /* "Expect: 100-continue": a 100 may go back */
+	/* GET, HEAD or OPTIONS, or the request carries Idempotency-Key or
+	 * X-Idempotency-Key: it may be sent again when a reused connection
+	 * closes before any answer (RFC 9110 section 9.2.2; Go's rule). */
+	bool replayable;
 };
 /* Parses the request head up to and including the empty line. On ERROR
  * *status is 400 (malformed; also https:// or origin-form targets,

@@ -508,6 +508,103 @@ static void test_retry_on_closed_reused(void **st)
 	close(la);
 }
 
+/* Interim responses other than an expected 100 Continue are dropped (review
+ * H1): a client such as Python's http.client takes a 103 for the final
+ * response, and the origin's real 200 would then answer its next request,
+ * sent to another origin. Here the client must get A's 200 for A and B's
+ * body for B. */
+static void test_1xx_dropped_two_origins(void **st)
+{
+	reset_fake();
+	uint16_t pa, pb;
+	int la = origin_listen(&pa), lb = origin_listen(&pb);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c, "GET http://127.0.0.1:%u/a HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s",
+	       "HTTP/1.1 103 Early Hints\r\nLink: </x.css>; rel=preload\r\n\r\n"
+	       "HTTP/1.1 102 Processing\r\n\r\n"
+	       "HTTP/1.1 100 Continue\r\n\r\n"); /* no Expect: not asked for */
+	expect_quiet(c, 50);
+	csendf(a, "%s",
+	       "HTTP/1.1 200 OK\r\nContent-Length: 26\r\n\r\n<script>evil()</script>!!!");
+	expect_bytes(c, "HTTP/1.1 200 OK\r\nContent-Length: 26\r\nConnection: keep-alive\r\n\r\n"
+	                "<script>evil()</script>!!!");
+	csendf(c, "GET http://127.0.0.1:%u/b HTTP/1.1\r\n\r\n", pb);
+	int b = origin_accept(lb);
+	read_head(b, head, sizeof(head));
+	csendf(b, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood");
+	expect_bytes(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n"
+	                "good");
+	expect_quiet(c, 20);
+	close(c);
+	close(a);
+	close(b);
+	px_http_free(h);
+	close(la);
+	close(lb);
+}
+
+/* A request that is not GET, HEAD or OPTIONS is never sent twice (review
+ * H2, RFC 9110 section 9.2.2): when a reused origin connection closes after
+ * reading it, the client gets 502 and the origin saw it once. With an
+ * Idempotency-Key it may be sent again. */
+static void test_no_retry_non_idempotent(void **st)
+{
+	static const char *const req[] = {
+	    "DELETE http://127.0.0.1:%u/account HTTP/1.1\r\n\r\n",
+	    "POST http://127.0.0.1:%u/pay HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+	    "PUT http://127.0.0.1:%u/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+	};
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	char head[2048];
+	for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++) {
+		int c = http_client(h);
+		csendf(c, "GET http://127.0.0.1:%u/1 HTTP/1.1\r\n\r\n", pa);
+		int a = origin_accept(la);
+		read_head(a, head, sizeof(head));
+		csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+		expect_bytes(c, OK_KEEP "ok");
+		csendf(c, req[i], pa);
+		read_head(a, head, sizeof(head));
+		close(a); /* read it, maybe acted on it, never answered */
+		read_head(c, head, sizeof(head));
+		if (strncmp(head, "HTTP/1.1 502 ", 13) != 0)
+			fail_msg("request %zu: got %s", i, head);
+		assert_int_equal(cclosed(c), 0);
+		pump(50);
+		if (readable(la))
+			fail_msg("request %zu was sent a second time", i);
+		close(c);
+	}
+	/* With an Idempotency-Key the client says a replay is safe. */
+	int c = http_client(h);
+	csendf(c, "GET http://127.0.0.1:%u/1 HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	expect_bytes(c, OK_KEEP "ok");
+	csendf(c, "DELETE http://127.0.0.1:%u/k HTTP/1.1\r\nIdempotency-Key: \"k1\"\r\n\r\n",
+	       pa);
+	read_head(a, head, sizeof(head));
+	close(a);
+	int a2 = origin_accept(la);
+	read_head(a2, head, sizeof(head));
+	assert_non_null(strstr(head, "DELETE /k HTTP/1.1\r\n"));
+	csendf(a2, "%s", "HTTP/1.1 204 No Content\r\n\r\n");
+	expect_bytes(c, "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n");
+	close(c);
+	close(a2);
+	px_http_free(h);
+	close(la);
+}
+
 /* At MaxConnections a new client takes the place of the keep-alive client
  * idle the longest (not of one whose request is under way). */
 static void test_idle_keepalive_evicted(void **st)
@@ -588,6 +685,8 @@ int main(void)
 	    cmocka_unit_test(test_bad_request_framing),
 	    cmocka_unit_test(test_mesh_then_direct),
 	    cmocka_unit_test(test_retry_on_closed_reused),
+	    cmocka_unit_test(test_1xx_dropped_two_origins),
+	    cmocka_unit_test(test_no_retry_non_idempotent),
 	    cmocka_unit_test(test_idle_keepalive_closed),
 	    cmocka_unit_test(test_idle_keepalive_evicted),
 	};
