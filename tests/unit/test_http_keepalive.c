@@ -605,6 +605,187 @@ static void test_no_retry_non_idempotent(void **st)
 	close(la);
 }
 
+static struct px_http *proxy_rt(uint32_t response_ms)
+{
+	struct cfg_http c = {.bind = loopback_any_port(), .direct = CFG_DIRECT_ALL};
+	c.response_timeout_ms = response_ms;
+	char err[200];
+	struct px_http *h = px_http_new(&env, &c, err, sizeof(err));
+	if (!h)
+		fail_msg("%s", err);
+	return h;
+}
+
+/* Review M1: an origin that reads the request and never answers gets the
+ * client a 504 after the response timeout (here 300 ms; 60 s by default),
+ * and both connections are freed. */
+static void test_response_timeout_504(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy_rt(300);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c, "GET http://127.0.0.1:%u/slow HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	long t0 = now_ms();
+	expect_quiet(c, 150);
+	read_head(c, head, sizeof(head));
+	assert_true(now_ms() - t0 >= 250);
+	assert_memory_equal(head, "HTTP/1.1 504 ", 13);
+	assert_int_equal(cclosed(c), 0);
+	assert_int_equal(cclosed(a), 0);
+	close(c); /* the proxy drained it: now it lets go */
+	pump(50);
+	struct px_stats stt;
+	px_http_get_stats(h, &stt);
+	assert_int_equal(stt.err_timeout, 1);
+	assert_int_equal(stt.active, 0);
+	close(a);
+	px_http_free(h);
+	close(la);
+}
+
+/* Review M1: a client that never reads its response holds no buffers for
+ * ever: once nothing moved for the response timeout, both connections are
+ * reset. A body that keeps moving, however slowly, is not cut. */
+static void test_stalled_body_reset(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy_rt(300);
+	char head[2048];
+	/* Slow but moving: a byte every 100 ms for 800 ms. */
+	int c = http_client(h);
+	csendf(c, "GET http://127.0.0.1:%u/trickle HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n");
+	read_head(c, head, sizeof(head));
+	for (int i = 0; i < 8; i++) {
+		pump(100);
+		csend(a, "x", 1);
+	}
+	expect_bytes(c, "xxxxxxxx");
+	close(c);
+	close(a);
+	pump(20);
+	/* Never read: the proxy's buffers and the sockets fill up. */
+	c = http_client(h);
+	csendf(c, "GET http://127.0.0.1:%u/big HTTP/1.1\r\n\r\n", pa);
+	a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n");
+	static char junk[65536];
+	memset(junk, 'j', sizeof(junk));
+	bool reset = false;
+	long end = now_ms() + 5000;
+	while (!reset && now_ms() < end) {
+		pump(5);
+		ssize_t n = send(a, junk, sizeof(junk), MSG_DONTWAIT | MSG_NOSIGNAL);
+		reset = n < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+	}
+	assert_true(reset);
+	struct px_stats stt;
+	px_http_get_stats(h, &stt);
+	assert_int_equal(stt.active, 0);
+	assert_int_equal(stt.err_idle, 1);
+	close(c);
+	close(a);
+	px_http_free(h);
+	close(la);
+}
+
+/* Review L1: bytes an origin sends after its response, nobody having asked,
+ * are never read as the answer to the next request: that request goes on a
+ * new connection. The response fills the origin read buffer (16 KiB)
+ * exactly, so the stray bytes are read only after it was taken. */
+static void test_stray_origin_bytes(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c,
+	       "GET http://127.0.0.1:%u/1 HTTP/1.1\r\n\r\n"
+	       "GET http://127.0.0.1:%u/2 HTTP/1.1\r\n\r\n",
+	       pa, pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	enum { BODY = PX_HTTP_MAX_RESPONSE_HEADER };
+	static char resp[BODY + 512];
+	const char *stray = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil";
+	int k = sprintf(resp, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", BODY);
+	memset(resp + k, 'b', BODY);
+	memcpy(resp + k + BODY, stray, strlen(stray));
+	csend(a, resp, (size_t)k + BODY + strlen(stray));
+	char want[256];
+	snprintf(want, sizeof(want),
+	         "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n",
+	         BODY);
+	expect_bytes(c, want);
+	static char body[BODY];
+	crecv(c, body, BODY);
+	int a2 = origin_accept(la);
+	read_head(a2, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /2 HTTP/1.1\r\n"));
+	csendf(a2, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood");
+	expect_bytes(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n"
+	                "good");
+	close(c);
+	close(a);
+	close(a2);
+	px_http_free(h);
+	close(la);
+}
+
+/* Review L7: an origin's 407 is for a proxy's client, and its
+ * Proxy-Authenticate would make a browser ask the user for proxy
+ * credentials on the origin's behalf: the client gets 502. */
+static void test_origin_407_is_502(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c, "GET http://127.0.0.1:%u/ HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s",
+	       "HTTP/1.1 407 Proxy Authentication Required\r\n"
+	       "Proxy-Authenticate: Basic realm=\"give me your password\"\r\n"
+	       "Content-Length: 0\r\n\r\n");
+	read_head(c, head, sizeof(head));
+	assert_memory_equal(head, "HTTP/1.1 502 ", 13);
+	assert_null(strstr(head, "Proxy-Authenticate"));
+	assert_int_equal(cclosed(c), 0);
+	close(c);
+	close(a);
+	px_http_free(h);
+	close(la);
+}
+
+/* Review L6: a session whose front-end is gone is never handed back for a
+ * raw splice (which would pass the head unrewritten, Proxy-Authorization
+ * and all): px_hfwd_take claims it, and the session's close frees both
+ * connections. */
+static void test_take_without_front(void **st)
+{
+	struct px_sess *s = calloc(1, sizeof(*s));
+	s->front = NULL;
+	s->fd = -1;
+	s->direct_fd = -1;
+	assert_true(px_hfwd_take(s));
+	free(s);
+}
+
 /* At MaxConnections a new client takes the place of the keep-alive client
  * idle the longest (not of one whose request is under way). */
 static void test_idle_keepalive_evicted(void **st)
@@ -687,6 +868,11 @@ int main(void)
 	    cmocka_unit_test(test_retry_on_closed_reused),
 	    cmocka_unit_test(test_1xx_dropped_two_origins),
 	    cmocka_unit_test(test_no_retry_non_idempotent),
+	    cmocka_unit_test(test_response_timeout_504),
+	    cmocka_unit_test(test_stalled_body_reset),
+	    cmocka_unit_test(test_stray_origin_bytes),
+	    cmocka_unit_test(test_origin_407_is_502),
+	    cmocka_unit_test(test_take_without_front),
 	    cmocka_unit_test(test_idle_keepalive_closed),
 	    cmocka_unit_test(test_idle_keepalive_evicted),
 	};
