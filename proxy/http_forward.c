@@ -224,8 +224,7 @@ static void hf_redial(struct px_hfwd *h, const struct px_http_request *req, size
 static bool hf_same_origin(const struct px_hfwd *h, const struct px_target *t)
 {
 	return h->ofd >= 0 && !h->oin_eof && h->oin_len == 0 &&
-	       t->port == h->origin.port &&
-	       t->is_name == h->origin.is_name &&
+	       t->port == h->origin.port && t->is_name == h->origin.is_name &&
 	       strcasecmp(t->host, h->origin.host) == 0;
 }
 
@@ -612,8 +611,9 @@ static long hf_deadline(const struct px_hfwd *h)
 	if (hf_between(h)) {
 		if (h->cin_len)
 			return h->since + (long)h->f->lim.handshake_timeout_ms;
-		return h->since +
-		       (idle && idle < PX_HTTP_KEEPALIVE_MS ? idle : PX_HTTP_KEEPALIVE_MS);
+		return h->since + (idle && idle < PX_HTTP_KEEPALIVE_MS
+		                       ? idle
+		                       : PX_HTTP_KEEPALIVE_MS);
 	}
 	long t = h->moved + (long)px_http_response_ms(h->f);
 	if (idle && h->since + idle < t)
@@ -641,8 +641,7 @@ static void hf_timed_out(struct px_hfwd *h)
 	hf_describe(h, t, sizeof(t));
 	bool client_stalled = h->up == HF_UP_BODY && h->oout_len == 0;
 	if (!h->sent && h->down == HF_DOWN_HEAD && !client_stalled) {
-		log_info("http: %s: no response in %ld ms: 504", t,
-		         hf_now() - h->moved);
+		log_info("http: %s: no response in %ld ms: 504", t, hf_now() - h->moved);
 		h->f->stats.err_timeout++;
 		hf_reply_close(h, 504);
 		hf_run(h);

@@ -323,11 +323,16 @@ static bool px_http_tok_add(void *ctx, const uint8_t *t, size_t tn)
 static bool px_http_hop_header(const uint8_t *name, size_t n,
                                const struct px_http_tok *tok, size_t ntok)
 {
-	static const char *const hop[] = {
-	    "Connection", "Proxy-Connection",          "Keep-Alive",
-	    "TE",         "Trailer",                   "Upgrade",
-	    "Host",       "Proxy-Authorization",       "Proxy-Authenticate",
-	    "Proxy-Authentication-Info"};
+	static const char *const hop[] = {"Connection",
+	                                  "Proxy-Connection",
+	                                  "Keep-Alive",
+	                                  "TE",
+	                                  "Trailer",
+	                                  "Upgrade",
+	                                  "Host",
+	                                  "Proxy-Authorization",
+	                                  "Proxy-Authenticate",
+	                                  "Proxy-Authentication-Info"};
 	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
 		if (px_http_name_is(name, n, hop[i]))
 			return true;

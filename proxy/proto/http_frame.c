@@ -43,7 +43,7 @@ static bool px_http_response_frame(const struct px_http_frame *fr, bool head_req
 		/* Transfer-Encoding in an HTTP/1.0 response: the framing is
 		 * faulty (RFC 9112 section 6.1): read it up to the close. */
 		r->body = fr->te_chunked_last && r->minor >= 1 ? PX_HTTP_BODY_CHUNKED
-		                                                : PX_HTTP_BODY_CLOSE;
+		                                               : PX_HTTP_BODY_CLOSE;
 	} else if (fr->cl_seen) {
 		r->body = fr->cl ? PX_HTTP_BODY_LENGTH : PX_HTTP_BODY_NONE;
 		r->length = fr->cl;
@@ -112,17 +112,17 @@ size_t px_http_rewrite_response(const uint8_t *p, size_t head_len, bool keep_ali
 /* ---- chunked bodies ---- */
 
 enum {
-	PX_CH_SIZE,       /* hex digits of a chunk size */
-	PX_CH_EXT,        /* after the digits: extensions up to CR */
-	PX_CH_SIZE_LF,    /* LF ending the size line */
-	PX_CH_DATA,       /* chunk data */
-	PX_CH_DATA_CR,    /* CR after the data */
-	PX_CH_DATA_LF,    /* LF after the data */
+	PX_CH_SIZE,         /* hex digits of a chunk size */
+	PX_CH_EXT,          /* after the digits: extensions up to CR */
+	PX_CH_SIZE_LF,      /* LF ending the size line */
+	PX_CH_DATA,         /* chunk data */
+	PX_CH_DATA_CR,      /* CR after the data */
+	PX_CH_DATA_LF,      /* LF after the data */
 	PX_CH_TRAILER,      /* at the start of a trailer line or the final CR */
 	PX_CH_TRAILER_NAME, /* in a trailer field's name, up to its colon */
 	PX_CH_TRAILER_IN,   /* in a trailer field's value */
-	PX_CH_TRAILER_LF, /* LF ending a trailer line */
-	PX_CH_END_LF,     /* LF of the final empty line */
+	PX_CH_TRAILER_LF,   /* LF ending a trailer line */
+	PX_CH_END_LF,       /* LF of the final empty line */
 };
 
 void px_http_chunked_init(struct px_http_chunked *c)

@@ -33,7 +33,7 @@ struct px_http_frame {
 	/* chunked twice or not last, an empty list or member, a coding with
 	 * parameters ("chunked;x") or more than PX_HTTP_TE_MAX codings */
 	bool te_bad;
-	bool te_other; /* a coding other than chunked */
+	bool te_other;                     /* a coding other than chunked */
 	const uint8_t *te[PX_HTTP_TE_MAX]; /* the codings, in order, inside p */
 	uint8_t te_len[PX_HTTP_TE_MAX];
 	size_t te_n;

@@ -531,14 +531,16 @@ static void test_1xx_dropped_two_origins(void **st)
 	expect_quiet(c, 50);
 	csendf(a, "%s",
 	       "HTTP/1.1 200 OK\r\nContent-Length: 26\r\n\r\n<script>evil()</script>!!!");
-	expect_bytes(c, "HTTP/1.1 200 OK\r\nContent-Length: 26\r\nConnection: keep-alive\r\n\r\n"
-	                "<script>evil()</script>!!!");
+	expect_bytes(
+	    c, "HTTP/1.1 200 OK\r\nContent-Length: 26\r\nConnection: keep-alive\r\n\r\n"
+	       "<script>evil()</script>!!!");
 	csendf(c, "GET http://127.0.0.1:%u/b HTTP/1.1\r\n\r\n", pb);
 	int b = origin_accept(lb);
 	read_head(b, head, sizeof(head));
 	csendf(b, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood");
-	expect_bytes(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n"
-	                "good");
+	expect_bytes(
+	    c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n"
+	       "good");
 	expect_quiet(c, 20);
 	close(c);
 	close(a);
@@ -590,7 +592,8 @@ static void test_no_retry_non_idempotent(void **st)
 	read_head(a, head, sizeof(head));
 	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
 	expect_bytes(c, OK_KEEP "ok");
-	csendf(c, "DELETE http://127.0.0.1:%u/k HTTP/1.1\r\nIdempotency-Key: \"k1\"\r\n\r\n",
+	csendf(c,
+	       "DELETE http://127.0.0.1:%u/k HTTP/1.1\r\nIdempotency-Key: \"k1\"\r\n\r\n",
 	       pa);
 	read_head(a, head, sizeof(head));
 	close(a);
@@ -725,9 +728,10 @@ static void test_stray_origin_bytes(void **st)
 	memcpy(resp + k + BODY, stray, strlen(stray));
 	csend(a, resp, (size_t)k + BODY + strlen(stray));
 	char want[256];
-	snprintf(want, sizeof(want),
-	         "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n",
-	         BODY);
+	snprintf(
+	    want, sizeof(want),
+	    "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n",
+	    BODY);
 	expect_bytes(c, want);
 	static char body[BODY];
 	crecv(c, body, BODY);
@@ -735,8 +739,9 @@ static void test_stray_origin_bytes(void **st)
 	read_head(a2, head, sizeof(head));
 	assert_non_null(strstr(head, "GET /2 HTTP/1.1\r\n"));
 	csendf(a2, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood");
-	expect_bytes(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n"
-	                "good");
+	expect_bytes(
+	    c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n"
+	       "good");
 	close(c);
 	close(a);
 	close(a2);
