@@ -652,14 +652,15 @@ static void test_response_timeout_504(void **st)
 }
 
 /* Review M1: a client that never reads its response holds no buffers for
- * ever: once nothing moved for the response timeout, both connections are
- * reset. A body that keeps moving, however slowly, is not cut. */
+ * ever: once nothing moved for the response timeout (here 600 ms), both
+ * connections are reset. A body that keeps moving, however slowly (a byte
+ * every 100 ms for 800 ms), is not cut. */
 static void test_stalled_body_reset(void **st)
 {
 	reset_fake();
 	uint16_t pa;
 	int la = origin_listen(&pa);
-	struct px_http *h = proxy_rt(300);
+	struct px_http *h = proxy_rt(600);
 	char head[2048];
 	/* Slow but moving: a byte every 100 ms for 800 ms. */
 	int c = http_client(h);
