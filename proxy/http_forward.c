@@ -715,9 +715,16 @@ static void hf_run(struct px_hfwd *h)
 		if (r < 0)
 			return;
 		p |= r;
+		/* Bytes (or the close) that came in while we worked are work
+		 * for another round: the origin's read event fired already and
+		 * will not fire for them again. */
+		size_t had = h->oin_len;
+		bool eof = h->oin_eof;
 		if (h->ofd >= 0 && !h->oin_eof && h->oin_len < sizeof(h->oin) &&
 		    !hf_read(h->ofd, h->oin, sizeof(h->oin), &h->oin_len, &h->oin_eof))
 			h->oin_eof = true;
+		if (h->oin_len != had || h->oin_eof != eof)
+			p = 1;
 		if (!p)
 			break;
 	}

@@ -8,6 +8,7 @@
 #include "px_test_fake.h"
 
 #include <poll.h>
+#include <sys/wait.h>
 
 /* "alice:secret" */
 #define AUTH "Proxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n"
@@ -792,6 +793,71 @@ static void test_take_without_front(void **st)
 	free(s);
 }
 
+/* An origin process that answers each request with its head and its body
+ * in two writes, back to back (as Python's http.server does). */
+static void origin_two_writes(int lfd, int n)
+{
+	int fd = accept(lfd, NULL, NULL);
+	char buf[4096];
+	size_t have = 0;
+	for (int i = 0; i < n; i++) {
+		while (have < 4 || !memmem(buf, have, "\r\n\r\n", 4)) {
+			ssize_t r = recv(fd, buf + have, sizeof(buf) - have, 0);
+			if (r <= 0)
+				_exit(1);
+			have += (size_t)r;
+		}
+		char *end = (char *)memmem(buf, have, "\r\n\r\n", 4) + 4;
+		have -= (size_t)(end - buf);
+		memmove(buf, end, have);
+		const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+		if (send(fd, h, strlen(h), MSG_NOSIGNAL) < 0 ||
+		    send(fd, "body!", 5, MSG_NOSIGNAL) < 0)
+			_exit(1);
+	}
+	close(fd);
+	_exit(0);
+}
+
+/* Bytes the origin sends while the proxy is busy with the same origin
+ * event are still passed on: the body's write lands just after the head's
+ * read, and must not sit in the proxy's buffer until some other event.
+ * Many rounds on one connection: a lost wake-up stalls one of them. */
+static void test_body_right_after_head(void **st)
+{
+	enum { ROUNDS = 400 };
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	pid_t pid = fork();
+	if (pid == 0)
+		origin_two_writes(la, ROUNDS);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	const char *want = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+	                   "Connection: keep-alive\r\n\r\nbody!";
+	char got[128];
+	for (int i = 0; i < ROUNDS; i++) {
+		csendf(c, "GET http://127.0.0.1:%u/%d HTTP/1.1\r\n\r\n", pa, i);
+		size_t n = strlen(want), k = 0;
+		long end = now_ms() + 2000;
+		while (k < n && now_ms() < end) {
+			event_base_loop(env.base, EVLOOP_NONBLOCK);
+			ssize_t r = recv(c, got + k, n - k, 0);
+			if (r > 0)
+				k += (size_t)r;
+		}
+		if (k != n || memcmp(got, want, n) != 0)
+			fail_msg("request %d: %zu of %zu bytes of the answer", i, k, n);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(c);
+	px_http_free(h);
+	close(la);
+}
+
 /* At MaxConnections a new client takes the place of the keep-alive client
  * idle the longest (not of one whose request is under way). */
 static void test_idle_keepalive_evicted(void **st)
@@ -879,6 +945,7 @@ int main(void)
 	    cmocka_unit_test(test_stray_origin_bytes),
 	    cmocka_unit_test(test_origin_407_is_502),
 	    cmocka_unit_test(test_take_without_front),
+	    cmocka_unit_test(test_body_right_after_head),
 	    cmocka_unit_test(test_idle_keepalive_closed),
 	    cmocka_unit_test(test_idle_keepalive_evicted),
 	};
