@@ -98,6 +98,10 @@ struct cfg_http {
 	enum cfg_direct direct; /* as in cfg_socks5 */
 	bool allow_open;        /* as in cfg_socks5 */
 	struct cfg_limits limits;
+	/* Forwarding: how long an origin may take to start its response, and
+	 * a body may stall (ms); 0: PX_HTTP_RESPONSE_MS (60 s). Not an INI key
+	 * (yet): set by embedders and tests. */
+	uint32_t response_timeout_ms;
 };
 
 /* [TCPClientTunnel]: a local listener whose connections go to a mesh target. */

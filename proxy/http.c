@@ -34,6 +34,7 @@
 struct px_http {
 	struct px_front front; /* first: sessions point at it */
 	char *user, *pass;
+	unsigned response_ms; /* PX_HTTP_RESPONSE_MS unless configured */
 };
 
 /* The head (at most 8 KiB) plus early data such as a TLS ClientHello, a
@@ -63,6 +64,11 @@ int px_http_check(struct px_front *f, const uint8_t *p, size_t len,
 		return 407;
 	}
 	return 200;
+}
+
+unsigned px_http_response_ms(const struct px_front *f)
+{
+	return ((const struct px_http *)f)->response_ms;
 }
 
 static enum px_parse px_http_on_data(struct px_sess *s)
@@ -143,6 +149,8 @@ struct px_http *px_http_new(const struct px_env *env, const struct cfg_http *cfg
 		px_http_free(h);
 		return NULL;
 	}
+	h->response_ms =
+	    cfg->response_timeout_ms ? cfg->response_timeout_ms : PX_HTTP_RESPONSE_MS;
 	if (cfg->username && cfg->password) {
 		h->user = strdup(cfg->username);
 		h->pass = strdup(cfg->password);

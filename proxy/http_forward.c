@@ -3,8 +3,9 @@
  * (proxy/proto/http_codec.c), rewritten to origin-form without hop-by-hop
  * headers and Proxy-Authorization, and sent with exactly the body its
  * framing gives (Content-Length or chunked); then the response head is
- * parsed (http_frame.c) and rewritten without hop-by-hop headers, 1xx
- * interim responses pass through, and the body is passed on as far as its
+ * parsed (http_frame.c) and rewritten without hop-by-hop headers, a 100
+ * Continue passes through when the client sent Expect: 100-continue (other
+ * 1xx are dropped), and the body is passed on as far as its
  * framing goes (Content-Length, chunked with trailers, none for HEAD, 204
  * and 304, or up to the server's close). Only then is the next request
  * taken: pipelined requests wait in the read-ahead buffer, and the client
@@ -25,14 +26,20 @@
  * a bad or missing response); after that the client connection is closed,
  * never given a second status line. Timeouts: a partial request head gets
  * the handshake timeout, an idle keep-alive connection is closed after
- * PX_HTTP_KEEPALIVE_MS (or IdleTimeout if shorter), and a request under way
- * that moves no byte for IdleTimeout (if set) is reset.
+ * PX_HTTP_KEEPALIVE_MS (or IdleTimeout if shorter); a request under way
+ * gets the response timeout (PX_HTTP_RESPONSE_MS, 60 s): from the last
+ * byte sent to the origin to its response head (504 if the client has
+ * nothing yet), and while a body moves, from the last byte moved either
+ * way (then both connections are reset); and IdleTimeout if set and
+ * shorter. So an origin that never answers, a client that never reads
+ * and a body that trickles cannot hold the buffers for ever.
  *
  * The origin side is always a socket: a Direct connection from the host,
  * or for mesh destinations one end of a socketpair whose other end is
  * spliced to the netstack connection (ns_splice_start_ex), so both go
  * through the same code with back-pressure both ways. Memory per client
- * connection: four fixed buffers, about 56 KiB. */
+ * connection: four fixed buffers, about 56 KiB (not yet charged to a
+ * node-wide memory budget). */
 #include "proxy/internal.h"
 
 #include "core/util/log.h"
@@ -74,7 +81,7 @@ struct px_hfwd {
 	bool req_head;    /* the request is HEAD */
 	bool client_keep; /* keep the client connection after this response */
 	bool origin_keep; /* the origin keeps its connection */
-	bool interim_ok;  /* the client speaks HTTP/1.1: pass 1xx on */
+	bool interim_ok;  /* the client expects a 100 Continue: pass one on */
 	bool sent;        /* bytes of the final response went to the client */
 	size_t held;      /* a bodiless request's head, kept at the front of cin
 	                   * until the origin answers (for a retry) */
@@ -83,6 +90,7 @@ struct px_hfwd {
 	bool closing;   /* no more requests: shut the client once cout is out */
 	bool lingering; /* write side shut: discarding client bytes until EOF */
 	long since;     /* ms: idle since / head since / last byte moved */
+	long moved;     /* ms: this exchange last moved a byte (see hf_deadline) */
 	size_t cin_len, oout_off, oout_len, oin_len, cout_off, cout_len;
 	uint8_t cin[HF_CIN], oout[HF_OOUT], oin[HF_OIN], cout[HF_COUT];
 };
@@ -133,9 +141,12 @@ static void hf_free(struct px_hfwd *h, bool rst)
 		}
 		close(h->cfd);
 	}
-	/* Request heads carry cookies and credentials. */
+	/* Request heads carry cookies and credentials, responses Set-Cookie
+	 * and tokens: no buffer outlives h uncleared. */
 	sodium_memzero(h->cin, sizeof(h->cin));
 	sodium_memzero(h->oout, sizeof(h->oout));
+	sodium_memzero(h->oin, sizeof(h->oin));
+	sodium_memzero(h->cout, sizeof(h->cout));
 	free(h);
 }
 
@@ -207,10 +218,13 @@ static void hf_redial(struct px_hfwd *h, const struct px_http_request *req, size
 	px_sess_connect(s);
 }
 
+/* Whether the next request may go on the origin connection we hold: the
+ * same host:port, and the server sent nothing since its last response
+ * (bytes nobody asked for would be read as the next answer). */
 static bool hf_same_origin(const struct px_hfwd *h, const struct px_target *t)
 {
-	return h->ofd >= 0 && !h->oin_eof && t->port == h->origin.port &&
-	       t->is_name == h->origin.is_name &&
+	return h->ofd >= 0 && !h->oin_eof && h->oin_len == 0 &&
+	       t->port == h->origin.port && t->is_name == h->origin.is_name &&
 	       strcasecmp(t->host, h->origin.host) == 0;
 }
 
@@ -251,10 +265,12 @@ static int hf_up_head(struct px_hfwd *h)
 	h->oout_off = 0;
 	h->oout_len = n;
 	h->uses++;
-	/* A bodiless request stays in cin until the origin answers: a reused
-	 * connection that the server closed meanwhile gets it again on a new
-	 * one, as browsers and Go's transport do. */
-	h->held = req.body == PX_HTTP_BODY_NONE ? used : 0;
+	/* A bodiless GET, HEAD or OPTIONS (or one with an Idempotency-Key)
+	 * stays in cin until the origin answers: a reused connection that the
+	 * server closed meanwhile gets it again on a new one, as Go's
+	 * transport does. Any other request is never sent twice (RFC 9110
+	 * section 9.2.2): the client gets 502 and decides. */
+	h->held = req.body == PX_HTTP_BODY_NONE && req.replayable ? used : 0;
 	if (!h->held)
 		hf_consume(h->cin, &h->cin_len, used);
 	h->up_body = req.body;
@@ -265,8 +281,8 @@ static int hf_up_head(struct px_hfwd *h)
 	h->sent = false;
 	h->req_head = req.head;
 	h->client_keep = req.keep_alive;
-	h->interim_ok = req.minor >= 1;
-	h->since = hf_now();
+	h->interim_ok = req.minor >= 1 && req.expect_continue;
+	h->since = h->moved = hf_now();
 	return 1;
 }
 
@@ -362,10 +378,13 @@ static int hf_down_head(struct px_hfwd *h)
 		           ? 1
 		           : -1;
 	}
-	if (p == PX_PARSE_ERROR || r.status == 101)
-		return hf_origin_fail(h, r.status == 101
+	if (p == PX_PARSE_ERROR || r.status == 101 || r.status == 407)
+		return hf_origin_fail(h, p == PX_PARSE_ERROR ? "malformed response head"
+		                         : r.status == 101
 		                             ? "switched protocols (not forwarded)"
-		                             : "malformed response head")
+		                             /* for a proxy's client: the browser
+		                              * would ask for proxy credentials */
+		                             : "answered 407 (only a proxy may)")
 		           ? 1
 		           : -1;
 	bool keep = h->client_keep && h->up == HF_UP_DONE && r.body != PX_HTTP_BODY_CLOSE;
@@ -374,13 +393,21 @@ static int hf_down_head(struct px_hfwd *h)
 		return hf_origin_fail(h, "response head too large") ? 1 : -1;
 	hf_consume(h->oin, &h->oin_len, used);
 	if (r.status < 200) { /* 1xx: interim, the final response follows */
-		if (h->interim_ok)
+		/* Only the 100 Continue a client asked for goes on. Other 1xx
+		 * (102, 103 Early Hints) are dropped, against RFC 9110 section
+		 * 15.2's "MUST forward": clients such as Python's http.client
+		 * take any 1xx but 100 for the final response, and the real one
+		 * would then answer their next request, maybe to another host. */
+		if (h->interim_ok && r.status == 100) {
 			h->cout_len = n;
+			h->interim_ok = false;
+		}
 		return 1;
 	}
 	h->cout_len = n;
 	h->cout_off = 0;
 	h->sent = true;
+	h->moved = hf_now();
 	h->client_keep = keep;
 	h->origin_keep = r.keep_alive;
 	h->down_body = r.body;
@@ -428,6 +455,8 @@ static int hf_down_body(struct px_hfwd *h)
 	memcpy(h->cout + h->cout_len, h->oin, n);
 	h->cout_len += n;
 	hf_consume(h->oin, &h->oin_len, n);
+	if (n)
+		h->moved = hf_now();
 	if (done)
 		hf_exchange_done(h);
 	return 1;
@@ -484,7 +513,7 @@ static bool hf_write(int fd, const uint8_t *buf, size_t *off, size_t *len,
 }
 
 /* Writes what is pending both ways. False: h was freed. */
-static bool hf_flush(struct px_hfwd *h)
+static bool hf_flush_io(struct px_hfwd *h)
 {
 	if (!hf_write(h->cfd, h->cout, &h->cout_off, &h->cout_len,
 	              &h->f->stats.bytes_down)) {
@@ -503,6 +532,17 @@ static bool hf_flush(struct px_hfwd *h)
 		if (h->up == HF_UP_BODY)
 			h->up = HF_UP_DONE;
 	}
+	return true;
+}
+
+/* hf_flush_io, and a byte written either way is progress. */
+static bool hf_flush(struct px_hfwd *h)
+{
+	uint64_t before = h->f->stats.bytes_down + h->f->stats.bytes_up;
+	if (!hf_flush_io(h))
+		return false;
+	if (h->f->stats.bytes_down + h->f->stats.bytes_up != before)
+		h->moved = hf_now();
 	return true;
 }
 
@@ -548,53 +588,86 @@ static void hf_on_write(evutil_socket_t fd, short what, void *arg)
 
 /* ---- timers ---- */
 
-/* Milliseconds the current state may last from h->since; 0: no limit. */
-static unsigned hf_limit_ms(const struct px_hfwd *h)
+/* Between requests: no request under way and nothing left to write. */
+static bool hf_between(const struct px_hfwd *h)
 {
-	unsigned idle = h->f->lim.idle_timeout_ms;
+	return h->up == HF_UP_HEAD && h->down == HF_DOWN_IDLE && !h->closing &&
+	       h->cout_len == 0;
+}
+
+/* When the current state times out (hf_now's clock). Between requests: the
+ * handshake timeout for a partial head, else the keep-alive limit. During
+ * an exchange (also while its last bytes are written, or an error reply):
+ * the response timeout from the last byte moved (h->moved: the request
+ * taken, a byte written to either side, the response head or a body byte
+ * taken from the origin; bytes from the origin that are only buffered
+ * do not count, nor do a client's read-ahead bytes), or IdleTimeout if
+ * set and sooner. */
+static long hf_deadline(const struct px_hfwd *h)
+{
+	long idle = (long)h->f->lim.idle_timeout_ms;
 	if (h->lingering)
-		return PX_LINGER_MS;
-	if (h->up == HF_UP_HEAD && h->down == HF_DOWN_IDLE && !h->closing &&
-	    h->cout_len == 0) {
+		return h->since + PX_LINGER_MS;
+	if (hf_between(h)) {
 		if (h->cin_len)
-			return h->f->lim.handshake_timeout_ms;
-		return idle && idle < PX_HTTP_KEEPALIVE_MS ? idle : PX_HTTP_KEEPALIVE_MS;
+			return h->since + (long)h->f->lim.handshake_timeout_ms;
+		return h->since + (idle && idle < PX_HTTP_KEEPALIVE_MS
+		                       ? idle
+		                       : PX_HTTP_KEEPALIVE_MS);
 	}
-	return idle;
+	long t = h->moved + (long)px_http_response_ms(h->f);
+	if (idle && h->since + idle < t)
+		t = h->since + idle;
+	return t;
 }
 
 static void hf_arm(struct px_hfwd *h)
 {
-	unsigned lim = hf_limit_ms(h);
-	if (!lim) {
-		evtimer_del(h->timer);
-		return;
-	}
-	long left = h->since + (long)lim - hf_now();
+	long left = hf_deadline(h) - hf_now();
 	if (left < 1)
 		left = 1;
 	struct timeval tv = {left / 1000, (left % 1000) * 1000};
 	evtimer_add(h->timer, &tv);
 }
 
+/* A request under way timed out. The origin kept the client waiting
+ * (for its response head, or not reading the request body): 504 while
+ * the client has nothing of the response; a client that stopped sending
+ * its body, or a body stuck after the response started: both connections
+ * are reset. */
+static void hf_timed_out(struct px_hfwd *h)
+{
+	char t[300];
+	hf_describe(h, t, sizeof(t));
+	bool client_stalled = h->up == HF_UP_BODY && h->oout_len == 0;
+	if (!h->sent && h->down == HF_DOWN_HEAD && !client_stalled) {
+		log_info("http: %s: no response in %ld ms: 504", t, hf_now() - h->moved);
+		h->f->stats.err_timeout++;
+		hf_reply_close(h, 504);
+		hf_run(h);
+		return;
+	}
+	log_info("http: %s: no progress in %ld ms: connection reset", t,
+	         hf_now() - h->moved);
+	h->f->stats.err_idle++;
+	hf_free(h, true);
+}
+
 static void hf_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_hfwd *h = arg;
-	unsigned lim = hf_limit_ms(h);
-	if (!lim || hf_now() < h->since + (long)lim) {
+	if (hf_now() < hf_deadline(h)) {
 		hf_arm(h);
 		return;
 	}
 	if (h->lingering) {
 		hf_free(h, false);
-	} else if (h->up == HF_UP_HEAD && h->down == HF_DOWN_IDLE && !h->closing &&
-	           h->cout_len == 0) {
+	} else if (hf_between(h)) {
 		if (h->cin_len)
 			h->f->stats.err_handshake_timeout++;
 		hf_free(h, false); /* an idle keep-alive connection ends */
 	} else {
-		h->f->stats.err_idle++;
-		hf_free(h, true);
+		hf_timed_out(h);
 	}
 }
 
@@ -642,9 +715,16 @@ static void hf_run(struct px_hfwd *h)
 		if (r < 0)
 			return;
 		p |= r;
+		/* Bytes (or the close) that came in while we worked are work
+		 * for another round: the origin's read event fired already and
+		 * will not fire for them again. */
+		size_t had = h->oin_len;
+		bool eof = h->oin_eof;
 		if (h->ofd >= 0 && !h->oin_eof && h->oin_len < sizeof(h->oin) &&
 		    !hf_read(h->ofd, h->oin, sizeof(h->oin), &h->oin_len, &h->oin_eof))
 			h->oin_eof = true;
+		if (h->oin_len != had || h->oin_eof != eof)
+			p = 1;
 		if (!p)
 			break;
 	}
@@ -711,8 +791,12 @@ static int hf_origin_fd(struct px_sess *s, struct px_front *f)
 bool px_hfwd_take(struct px_sess *s)
 {
 	struct px_front *f = s->front;
+	/* The front-end is going. Never false here: the caller would splice
+	 * the client raw to the origin with the head unrewritten (its
+	 * Proxy-Authorization too). True: the caller closes both, which are
+	 * still in s. */
 	if (!f)
-		return false; /* the front-end is going: the splice path cleans up */
+		return true;
 	int ofd = hf_origin_fd(s, f);
 	int cfd = s->fd;
 	s->fd = -1;

@@ -246,6 +246,14 @@ void px_addr_unmap(struct ns_addr *a);
 /* An idle keep-alive client connection (no request under way) is closed
  * after this long, or after IdleTimeout if that is shorter. */
 #define PX_HTTP_KEEPALIVE_MS (60 * 1000)
+/* A request under way: the origin has this long from the last byte of the
+ * request to the response head (then 504), and while a body moves, no byte
+ * may stay stuck (to the origin, from it to the client) for this long (then
+ * the connection is reset). As nginx's proxy_read_timeout, Go's
+ * ResponseHeaderTimeout. cfg_http.response_timeout_ms overrides it. */
+#define PX_HTTP_RESPONSE_MS (60 * 1000)
+/* The response timeout of the HTTP front-end f (ms, never 0). */
+unsigned px_http_response_ms(const struct px_front *f);
 /* Parses the request head p[0..len) for the HTTP front-end f and checks
  * its credentials. Returns 0 when more bytes are needed, 200 with *req
  * and *used set, or the status to answer with (400, 407, 431, 501, 505;
@@ -255,7 +263,8 @@ int px_http_check(struct px_front *f, const uint8_t *p, size_t len,
 /* The HTTP front-end's on_established for a forwarded request: takes the
  * client and the origin connection of s and forwards requests and
  * responses one after another (http_forward.c). Always true: on failure
- * (out of memory) both connections are closed and counted. */
+ * (out of memory, or s has no front-end any more) both connections are
+ * closed (by the caller when they are still in s) and counted. */
 bool px_hfwd_take(struct px_sess *s);
 /* At MaxConnections: closes the forwarding connection of f idle the
  * longest between requests (counted in err_limit); false if none is idle. */

@@ -142,6 +142,11 @@ static enum px_parse px_http_request_line(const uint8_t *l, size_t n,
 	}
 	if (!px_http_forward_method(l, mlen))
 		return px_http_fail(status, 501);
+	/* Safe methods only: a proxy must not send a non-idempotent request
+	 * twice on its own (RFC 9110 section 9.2.2); PUT and DELETE are
+	 * idempotent, but replaying them is left to the client, as in Go. */
+	r->replayable = r->head || (mlen == 3 && memcmp(l, "GET", 3) == 0) ||
+	                (mlen == 7 && memcmp(l, "OPTIONS", 7) == 0);
 	/* Absolute-form to http:// only: https:// goes through CONNECT, and
 	 * origin-form ("/path") is for servers, not proxies. */
 	size_t alen;
@@ -193,6 +198,11 @@ static enum px_parse px_http_header(const uint8_t *l, size_t n, struct px_http_r
 			return px_http_fail(status, 400);
 		r->auth = v;
 		r->auth_len = vlen;
+	} else if (px_http_name_is(name, nlen, "Expect")) {
+		r->expect_continue = px_http_name_is(v, vlen, "100-continue");
+	} else if (px_http_name_is(name, nlen, "Idempotency-Key") ||
+	           px_http_name_is(name, nlen, "X-Idempotency-Key")) {
+		r->replayable = true;
 	}
 	px_http_frame_field(fr, name, nlen, v, vlen);
 	return PX_PARSE_OK;
@@ -305,14 +315,24 @@ static bool px_http_tok_add(void *ctx, const uint8_t *t, size_t tn)
 }
 
 /* Whether a header is hop-by-hop: listed in RFC 9110 section 7.6.1 (and
- * the older Proxy-Connection, Trailer), named by Connection, or Host,
- * which is rebuilt from the request target (RFC 9112 section 3.2.2). */
+ * the older Proxy-Connection, Trailer), named by Connection, the proxy
+ * authentication fields (they are for the client's proxy, which is us:
+ * an origin's Proxy-Authenticate would make a browser ask the user for
+ * proxy credentials on the origin's behalf), or Host, which is rebuilt
+ * from the request target (RFC 9112 section 3.2.2). */
 static bool px_http_hop_header(const uint8_t *name, size_t n,
                                const struct px_http_tok *tok, size_t ntok)
 {
-	static const char *const hop[] = {
-	    "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authorization",
-	    "TE",         "Trailer",          "Upgrade",    "Host"};
+	static const char *const hop[] = {"Connection",
+	                                  "Proxy-Connection",
+	                                  "Keep-Alive",
+	                                  "TE",
+	                                  "Trailer",
+	                                  "Upgrade",
+	                                  "Host",
+	                                  "Proxy-Authorization",
+	                                  "Proxy-Authenticate",
+	                                  "Proxy-Authentication-Info"};
 	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
 		if (px_http_name_is(name, n, hop[i]))
 			return true;
@@ -338,18 +358,49 @@ static bool px_http_conn_opt(void *ctx, const uint8_t *t, size_t n)
 	return true;
 }
 
-static bool px_http_te_coding(void *ctx, const uint8_t *t, size_t n)
+/* One member of a Transfer-Encoding list: a bare token. Parameters are
+ * refused ("chunked;x" is read as chunked by some servers, as something
+ * else by others), and so is an empty member: the list is forwarded
+ * rebuilt, so what we refuse no server behind us has to guess at. */
+static void px_http_te_coding(struct px_http_frame *fr, const uint8_t *t, size_t n)
 {
-	struct px_http_frame *fr = ctx;
-	const uint8_t *semi = memchr(t, ';', n); /* parameters */
-	if (semi)
-		n = (size_t)(semi - t);
+	if (n == 0 || n > UINT8_MAX || fr->te_n == PX_HTTP_TE_MAX) {
+		fr->te_bad = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!px_http_tchar(t[i])) {
+			fr->te_bad = true;
+			return;
+		}
 	if (fr->te_chunked_last)
 		fr->te_bad = true; /* a coding after chunked */
 	fr->te_chunked_last = px_http_name_is(t, n, "chunked");
 	if (!fr->te_chunked_last)
 		fr->te_other = true;
-	return true;
+	fr->te[fr->te_n] = t;
+	fr->te_len[fr->te_n++] = (uint8_t)n;
+}
+
+/* Transfer-Encoding: a comma-separated list (RFC 9110 section 5.6.1)
+ * with optional white space around each member. */
+static void px_http_te(struct px_http_frame *fr, const uint8_t *v, size_t n)
+{
+	size_t i = 0;
+	for (;;) {
+		size_t b = i;
+		while (i < n && v[i] != ',')
+			i++;
+		size_t e = i;
+		while (b < e && (v[b] == ' ' || v[b] == '\t'))
+			b++;
+		while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		px_http_te_coding(fr, v + b, e - b);
+		if (i >= n)
+			return;
+		i++; /* the comma */
+	}
 }
 
 /* Content-Length: one number, or a comma-separated list of equal numbers
@@ -384,7 +435,7 @@ void px_http_frame_field(struct px_http_frame *fr, const uint8_t *name, size_t n
 		px_http_list(v, vlen, px_http_conn_opt, fr);
 	} else if (px_http_name_is(name, nlen, "Transfer-Encoding")) {
 		fr->te_seen = true;
-		px_http_list(v, vlen, px_http_te_coding, fr);
+		px_http_te(fr, v, vlen);
 	} else if (px_http_name_is(name, nlen, "Content-Length")) {
 		px_http_cl(fr, v, vlen);
 	}
@@ -410,32 +461,63 @@ static void px_http_put(struct px_http_out *o, const void *p, size_t n)
 
 #define PX_HTTP_CONN_TOKENS 64
 
+/* Content-Length and Transfer-Encoding as one normalised line each. */
+static void px_http_put_framing(struct px_http_out *o, const struct px_http_frame *fr)
+{
+	if (fr->te_seen) {
+		px_http_put(o, "Transfer-Encoding: ", 19);
+		for (size_t i = 0; i < fr->te_n; i++) {
+			if (i)
+				px_http_put(o, ", ", 2);
+			if (px_http_name_is(fr->te[i], fr->te_len[i], "chunked"))
+				px_http_put(o, "chunked", 7);
+			else
+				px_http_put(o, fr->te[i], fr->te_len[i]);
+		}
+		px_http_put(o, "\r\n", 2);
+	} else if (fr->cl_seen) {
+		char num[40];
+		int k = snprintf(num, sizeof(num), "Content-Length: %llu\r\n",
+		                 (unsigned long long)fr->cl);
+		px_http_put(o, num, (size_t)k);
+	}
+}
+
 size_t px_http_copy_fields(const uint8_t *p, size_t hdr, size_t head_len,
                            const char *conn, uint8_t *out, size_t o_len, size_t outlen)
 {
 	struct px_http_out o = {out, o_len, outlen, o_len > outlen};
 	struct px_http_tok tok[PX_HTTP_CONN_TOKENS];
 	struct px_http_toks k = {tok, 0, PX_HTTP_CONN_TOKENS, false};
+	struct px_http_frame fr;
+	memset(&fr, 0, sizeof(fr));
+	const uint8_t *name, *v;
+	size_t nlen, vlen;
 	size_t i, n, next = 0;
-	/* First pass: the options Connection names. */
+	/* First pass: the options Connection names, and the framing. */
 	for (i = hdr; (next = px_http_line(p, head_len, i, &n)) && n > 0; i = next) {
-		const uint8_t *c = memchr(p + i, ':', n);
-		if (!c)
+		if (!px_http_field_split(p + i, n, &name, &nlen, &v, &vlen))
 			return 0;
-		if (px_http_name_is(p + i, (size_t)(c - p - i), "Connection"))
-			px_http_list(c + 1, (size_t)(p + i + n - c - 1), px_http_tok_add,
-			             &k);
+		if (px_http_name_is(name, nlen, "Connection"))
+			px_http_list(v, vlen, px_http_tok_add, &k);
+		px_http_frame_field(&fr, name, nlen, v, vlen);
 		if (k.full)
 			return 0;
 	}
 	if (!next)
 		return 0; /* no empty line: not a head the parser accepted */
-	/* Second pass: copy the end-to-end headers as they came. */
+	/* Second pass: copy the end-to-end headers, each ending in CR LF: a
+	 * server that only ends lines at CR LF must see what we saw. */
 	for (i = hdr; (next = px_http_line(p, head_len, i, &n)) && n > 0; i = next) {
-		const uint8_t *c = memchr(p + i, ':', n);
-		if (!px_http_hop_header(p + i, (size_t)(c - p - i), tok, k.n))
-			px_http_put(&o, p + i, next - i);
+		px_http_field_split(p + i, n, &name, &nlen, &v, &vlen);
+		if (px_http_hop_header(name, nlen, tok, k.n) ||
+		    px_http_name_is(name, nlen, "Content-Length") ||
+		    px_http_name_is(name, nlen, "Transfer-Encoding"))
+			continue;
+		px_http_put(&o, p + i, n);
+		px_http_put(&o, "\r\n", 2);
 	}
+	px_http_put_framing(&o, &fr);
 	if (conn) {
 		px_http_put(&o, "Connection: ", 12);
 		px_http_put(&o, conn, strlen(conn));
@@ -465,7 +547,9 @@ size_t px_http_rewrite(const uint8_t *p, size_t head_len, bool keep_alive, uint8
 	while (pend < sp2 && *pend != '#') /* a fragment is not sent */
 		pend++;
 	px_http_put(&o, l, (size_t)(sp1 - l) + 1);
-	if (path == pend || *path != '/')
+	if (path == pend && sp1 - l == 7 && memcmp(l, "OPTIONS", 7) == 0)
+		px_http_put(&o, "*", 1); /* the server itself (RFC 9112 3.2.4) */
+	else if (path == pend || *path != '/')
 		px_http_put(&o, "/", 1);
 	px_http_put(&o, path, (size_t)(pend - path));
 	px_http_put(&o, sp2, (size_t)(l + n - sp2));

@@ -40,14 +40,17 @@ static bool px_http_response_frame(const struct px_http_frame *fr, bool head_req
 	if (head_request || r->status < 200 || r->status == 204 || r->status == 304) {
 		r->body = PX_HTTP_BODY_NONE;
 	} else if (fr->te_seen) {
-		r->body = fr->te_chunked_last ? PX_HTTP_BODY_CHUNKED : PX_HTTP_BODY_CLOSE;
+		/* Transfer-Encoding in an HTTP/1.0 response: the framing is
+		 * faulty (RFC 9112 section 6.1): read it up to the close. */
+		r->body = fr->te_chunked_last && r->minor >= 1 ? PX_HTTP_BODY_CHUNKED
+		                                               : PX_HTTP_BODY_CLOSE;
 	} else if (fr->cl_seen) {
 		r->body = fr->cl ? PX_HTTP_BODY_LENGTH : PX_HTTP_BODY_NONE;
 		r->length = fr->cl;
 	} else {
 		r->body = PX_HTTP_BODY_CLOSE;
 	}
-	if (r->body == PX_HTTP_BODY_CLOSE)
+	if (r->body == PX_HTTP_BODY_CLOSE || (fr->te_seen && r->minor == 0))
 		r->keep_alive = false;
 	return true;
 }
@@ -94,30 +97,32 @@ size_t px_http_rewrite_response(const uint8_t *p, size_t head_len, bool keep_ali
                                 uint8_t *out, size_t outlen)
 {
 	size_t n, next = px_http_line(p, head_len, 0, &n);
-	if (!next || n < 12 || next > outlen)
+	if (!next || n < 12 || n + 2 > outlen)
 		return 0;
-	memcpy(out, p, next);
+	memcpy(out, p, n); /* the status line, ended with CR LF */
+	memcpy(out + n, "\r\n", 2);
 	bool interim = p[9] == '1';
 	return px_http_copy_fields(p, next, head_len,
 	                           interim      ? NULL
 	                           : keep_alive ? "keep-alive"
 	                                        : "close",
-	                           out, next, outlen);
+	                           out, n + 2, outlen);
 }
 
 /* ---- chunked bodies ---- */
 
 enum {
-	PX_CH_SIZE,       /* hex digits of a chunk size */
-	PX_CH_EXT,        /* after the digits: extensions up to CR */
-	PX_CH_SIZE_LF,    /* LF ending the size line */
-	PX_CH_DATA,       /* chunk data */
-	PX_CH_DATA_CR,    /* CR after the data */
-	PX_CH_DATA_LF,    /* LF after the data */
-	PX_CH_TRAILER,    /* at the start of a trailer line or the final CR */
-	PX_CH_TRAILER_IN, /* inside a trailer line */
-	PX_CH_TRAILER_LF, /* LF ending a trailer line */
-	PX_CH_END_LF,     /* LF of the final empty line */
+	PX_CH_SIZE,         /* hex digits of a chunk size */
+	PX_CH_EXT,          /* after the digits: extensions up to CR */
+	PX_CH_SIZE_LF,      /* LF ending the size line */
+	PX_CH_DATA,         /* chunk data */
+	PX_CH_DATA_CR,      /* CR after the data */
+	PX_CH_DATA_LF,      /* LF after the data */
+	PX_CH_TRAILER,      /* at the start of a trailer line or the final CR */
+	PX_CH_TRAILER_NAME, /* in a trailer field's name, up to its colon */
+	PX_CH_TRAILER_IN,   /* in a trailer field's value */
+	PX_CH_TRAILER_LF,   /* LF ending a trailer line */
+	PX_CH_END_LF,       /* LF of the final empty line */
 };
 
 void px_http_chunked_init(struct px_http_chunked *c)
@@ -147,7 +152,9 @@ static int px_http_chunk_byte(struct px_http_chunked *c, uint8_t b)
 		if (++c->line > PX_HTTP_CHUNK_LINE_MAX)
 			return -1;
 		if (h >= 0) {
-			if (c->digits == 16)
+			/* At most 2^62 - 1: no reader behind us (a signed 64-bit
+			 * size) can see a negative or wrapped length. */
+			if (c->digits == 16 || c->left >> 58)
 				return -1;
 			c->left = (c->left << 4) | (uint64_t)h;
 			c->digits++;
@@ -197,7 +204,15 @@ static int px_http_chunk_byte(struct px_http_chunked *c, uint8_t b)
 		}
 		if (!px_http_tchar(b)) /* a field name starts the line */
 			return -1;
-		c->state = PX_CH_TRAILER_IN;
+		c->state = PX_CH_TRAILER_NAME;
+		return 0;
+	case PX_CH_TRAILER_NAME: /* "name:" as in a header (no "name :") */
+		if (++c->trailers > PX_HTTP_MAX_HEADER)
+			return -1;
+		if (b == ':')
+			c->state = PX_CH_TRAILER_IN;
+		else if (!px_http_tchar(b))
+			return -1;
 		return 0;
 	case PX_CH_TRAILER_IN:
 		if (++c->trailers > PX_HTTP_MAX_HEADER)

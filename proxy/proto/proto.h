@@ -135,7 +135,8 @@ size_t px_socks4_reply(uint8_t *out, uint8_t rep);
 /* Response heads from origin servers may be longer (cookies). */
 #define PX_HTTP_MAX_RESPONSE_HEADER 16384
 /* px_http_rewrite() and px_http_rewrite_response() output is at most this
- * much longer than their input. */
+ * much longer than their input when its lines end in CR LF (a line that
+ * ended in a bare LF gains its CR). */
 #define PX_HTTP_REWRITE_SLACK 64
 
 /* How a message body is framed (RFC 9112 section 6.3). */
@@ -159,13 +160,19 @@ struct px_http_request {
 	uint8_t minor;          /* HTTP/1.minor */
 	enum px_http_body body; /* NONE, LENGTH or CHUNKED */
 	uint64_t length;        /* LENGTH: the body's size */
+	bool expect_continue;   /* "Expect: 100-continue": a 100 may go back */
+	/* GET, HEAD or OPTIONS, or the request carries Idempotency-Key or
+	 * X-Idempotency-Key: it may be sent again when a reused connection
+	 * closes before any answer (RFC 9110 section 9.2.2; Go's rule). */
+	bool replayable;
 };
 /* Parses the request head up to and including the empty line. On ERROR
  * *status is 400 (malformed; also https:// or origin-form targets,
  * userinfo in the URI, Content-Length and Transfer-Encoding together,
  * Content-Length values that disagree or are not numbers, chunked not the
  * last transfer coding or given twice, Transfer-Encoding in HTTP/1.0, and
- * Connection naming Content-Length or Transfer-Encoding), 431 (head over
+ * Connection naming Content-Length or Transfer-Encoding, a transfer coding
+ * with parameters or an empty one), 431 (head over
  * PX_HTTP_MAX_HEADER), 501 (another method, or a transfer coding other
  * than chunked) or 505 (not HTTP/1.x). */
 enum px_parse px_http_parse_request(const uint8_t *p, size_t len,
@@ -175,11 +182,14 @@ enum px_parse px_http_parse_request(const uint8_t *p, size_t len,
  * server: the request line in origin-form ("GET /path HTTP/1.1", the
  * version kept), "Host: " the URI's authority, the client's headers minus
  * hop-by-hop ones (Connection and the options it names, Proxy-Connection,
- * Keep-Alive, Proxy-Authorization, TE, Trailer, Upgrade, Host), then
- * "Connection: keep-alive" or "Connection: close" and the empty line.
- * Header lines are copied as they came. Returns the length written into
- * out, or 0 if out is too small (outlen >= head_len + PX_HTTP_REWRITE_SLACK
- * always fits) or Connection names more than 64 options. */
+ * Keep-Alive, Proxy-Authorization, Proxy-Authenticate,
+ * Proxy-Authentication-Info, TE, Trailer, Upgrade, Host), one normalised
+ * Content-Length or Transfer-Encoding line, then "Connection: keep-alive"
+ * or "Connection: close" and the empty line. Every line ends in CR LF.
+ * OPTIONS to "http://host" (no path, no query) becomes "OPTIONS *". Returns
+ * the length written into out, or 0 if out is too small (outlen >=
+ * head_len + PX_HTTP_REWRITE_SLACK fits a head with CR LF line ends) or
+ * Connection names more than 64 options. */
 size_t px_http_rewrite(const uint8_t *p, size_t head_len, bool keep_alive, uint8_t *out,
                        size_t outlen);
 
@@ -197,26 +207,29 @@ struct px_http_resp {
  * "HTTP/1.x NNN ...", a malformed header line (also obs-fold, NUL, bare
  * CR), Content-Length and Transfer-Encoding together, Content-Length
  * values that disagree, Connection naming Content-Length or
- * Transfer-Encoding, or a head over PX_HTTP_MAX_RESPONSE_HEADER. A
- * Transfer-Encoding whose last coding is not chunked is BODY_CLOSE, as is
- * a response with neither header. */
+ * Transfer-Encoding, a transfer coding with parameters or an empty one,
+ * or a head over PX_HTTP_MAX_RESPONSE_HEADER. A Transfer-Encoding whose
+ * last coding is not chunked is BODY_CLOSE, as is a response with neither
+ * header, and an HTTP/1.0 response with Transfer-Encoding (faulty framing,
+ * RFC 9112 section 6.1: read up to the close, keep_alive false). */
 enum px_parse px_http_parse_response(const uint8_t *p, size_t len, bool head_request,
                                      struct px_http_resp *r, size_t *used);
 /* Rewrites a response head (one px_http_parse_response() accepted) for the
  * client: the status line as it came, the headers minus the hop-by-hop ones
- * (as for requests), then, for a final response (status >= 200),
- * "Connection: keep-alive" or "Connection: close", and the empty line.
- * Returns the length, or 0 if out is too small (head_len +
- * PX_HTTP_REWRITE_SLACK always fits) or Connection names over 64 options. */
+ * and the framing normalised (as for requests), then, for a final response
+ * (status >= 200), "Connection: keep-alive" or "Connection: close", and
+ * the empty line; every line ends in CR LF. Returns the length, or 0 if
+ * out is too small (head_len + PX_HTTP_REWRITE_SLACK fits a head with CR
+ * LF line ends) or Connection names over 64 options. */
 size_t px_http_rewrite_response(const uint8_t *p, size_t head_len, bool keep_alive,
                                 uint8_t *out, size_t outlen);
 
 /* Finds the end of a chunked body (RFC 9112 section 7.1) in a stream
- * without changing it: chunk-size lines (hex, at most 16 digits, with
- * extensions, at most PX_HTTP_CHUNK_LINE_MAX bytes), chunk data, each
- * followed by CR LF, the last chunk, then trailer lines (at most
- * PX_HTTP_MAX_HEADER bytes in all) and the empty line. Strict: every line
- * ends with CR LF. */
+ * without changing it: chunk-size lines (hex, at most 16 digits and a size
+ * under 2^62, with extensions, at most PX_HTTP_CHUNK_LINE_MAX bytes),
+ * chunk data, each followed by CR LF, the last chunk, then trailer lines
+ * ("name:value", at most PX_HTTP_MAX_HEADER bytes in all) and the empty
+ * line. Strict: every line ends with CR LF. */
 #define PX_HTTP_CHUNK_LINE_MAX 1024
 struct px_http_chunked {
 	uint8_t state;

@@ -4,7 +4,8 @@
 # `mesh-proxy nc` as ProxyCommand, headless Chromium, and a PROXY protocol v2
 # service. The HTTP proxy's keep-alive forwarding (one client connection,
 # requests to two mesh hosts, each answered by the right one) with Python
-# requests, curl, apt and Chromium.
+# requests, curl, apt and Chromium, and with Python's http.client after an
+# origin's 103 Early Hints.
 #
 #   A  198.18.0.1  mesh-proxy 100.77.0.1/32 + fd77::1/128, UDP 51820
 #                  SOCKS5 127.0.0.1:1080, HTTP proxy 127.0.0.1:3128
@@ -414,6 +415,10 @@ check "requests kept one proxy connection for both hosts (accepted $ACC0 -> $ACC
 check "each host's web server saw its own requests (B and C: >= 10 whoami.txt each)" \
     bash -c "[ \$(grep -c 'GET /whoami.txt' '$E2E_LOGDIR/httpB.log') -ge 10 ] &&
              [ \$(grep -c 'GET /whoami.txt' '$E2E_LOGDIR/httpC.log') -ge 10 ]"
+check "http.client after a 103 from web: one connection, web then docs, each answered by its host (review http H1)" \
+    nsx_nobody A timeout 60 $PY "$E2E_DIR/http_interim.py" 127.0.0.1:3128 \
+    http://web:8080/early-hints/whoami.txt=web http://docs:8080/whoami.txt=docs \
+    http://web:8080/whoami.txt=web
 curl_two() {
     local got a0 a1
     a0=$(frontend_counter meshA A 127.0.0.1:3128 accepted)

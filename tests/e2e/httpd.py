@@ -2,6 +2,9 @@
 """Small HTTP server for the end-to-end tests and the demo.
 
 GET  serves files from DIR (like python3 -m http.server).
+GET /early-hints/PATH first sends "103 Early Hints", waits a second, then
+serves PATH: an interim response a proxy must not let a client take for
+the final one.
 PUT or POST reads the body (Content-Length required) and answers with
 "<sha256 hex> <byte count>\n", so a client can check an upload end to end.
 
@@ -11,6 +14,7 @@ import hashlib
 import http.server
 import os
 import sys
+import time
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -38,6 +42,15 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 
     do_PUT = _upload
     do_POST = _upload
+
+    def do_GET(self):
+        if self.path.startswith("/early-hints/"):
+            self.path = self.path[len("/early-hints"):]
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\n"
+                             b"Link: <" + self.path.encode() + b">; rel=preload\r\n\r\n")
+            self.wfile.flush()
+            time.sleep(1.0)
+        super().do_GET()
 
     def log_message(self, fmt, *args):
         sys.stderr.write("httpd: %s %s\n" % (self.address_string(), fmt % args))

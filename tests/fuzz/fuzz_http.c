@@ -3,8 +3,9 @@
  * (as the answer to GET and to HEAD) and its rewrite for the client, then
  * as a chunked body scanned in pieces whose sizes the first byte picks.
  * Invariants: OK never claims more than it got, every strict prefix of a
- * head that parsed is MORE, the rewrite stays within its slack and fails
- * cleanly one byte short, and the chunked scanner gives the same end
+ * head that parsed is MORE, the rewrite stays within its slack, ends every
+ * line in CR LF, names each framing header at most once and fails cleanly
+ * one byte short, and the chunked scanner gives the same end
  * whatever the pieces. */
 #include "proxy/proto/proto.h"
 
@@ -18,6 +19,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 		if (!(x))                                                                \
 			__builtin_trap();                                                \
 	} while (0)
+
+static size_t count_field(const uint8_t *p, size_t len, const char *f)
+{
+	size_t n = 0, fl = strlen(f);
+	for (size_t i = 0; i + fl <= len; i++)
+		if (memcmp(p + i, f, fl) == 0)
+			n++;
+	return n;
+}
 
 static void fuzz_response(const uint8_t *p, size_t len, bool head)
 {
@@ -40,8 +50,14 @@ static void fuzz_response(const uint8_t *p, size_t len, bool head)
 	size_t w =
 	    px_http_rewrite_response(p, used, true, out, used + PX_HTTP_REWRITE_SLACK);
 	if (w == 0)
-		return; /* Connection named too many options */
+		return; /* Connection named too many options, or bare LFs grew it */
 	CHECK(w <= used + PX_HTTP_REWRITE_SLACK);
+	/* Every line leaves with CR LF; Content-Length and Transfer-Encoding
+	 * at most once each. */
+	for (size_t i = 0; i < w; i++)
+		CHECK(out[i] != '\n' || (i > 0 && out[i - 1] == '\r'));
+	CHECK(count_field(out, w, "\nContent-Length:") <= 1);
+	CHECK(count_field(out, w, "\nTransfer-Encoding:") <= 1);
 	/* The rewrite parses as the same kind of response. */
 	CHECK(px_http_parse_response(out, w, head, &r2, &u2) == PX_PARSE_OK);
 	CHECK(u2 == w && r2.status == r.status && r2.body == r.body);

@@ -231,8 +231,18 @@ static void test_rewrite(void **st)
 	expect_rewrite("GET http://a/p#frag HTTP/1.1\r\n\r\n",
 	               "GET /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
 	expect_rewrite("OPTIONS http://[fd77::2]:8080/ HTTP/1.1\r\nX-A: 1\n\r\n",
-	               "OPTIONS / HTTP/1.1\r\nHost: [fd77::2]:8080\r\nX-A: 1\n"
+	               "OPTIONS / HTTP/1.1\r\nHost: [fd77::2]:8080\r\nX-A: 1\r\n"
 	               "Connection: close\r\n\r\n");
+	/* Review L7: OPTIONS to the server itself is "OPTIONS *" (RFC 9112
+	 * section 3.2.4), not to its root. */
+	expect_rewrite("OPTIONS http://a:81 HTTP/1.1\r\n\r\n",
+	               "OPTIONS * HTTP/1.1\r\nHost: a:81\r\nConnection: close\r\n\r\n");
+	expect_rewrite("OPTIONS http://a#f HTTP/1.1\r\n\r\n",
+	               "OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+	expect_rewrite("OPTIONS http://a?q HTTP/1.1\r\n\r\n",
+	               "OPTIONS /?q HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+	expect_rewrite("GET http://a HTTP/1.1\r\n\r\n",
+	               "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
 	/* Every hop-by-hop header goes, and so do the ones Connection names
 	 * (any case, several Connection headers, odd spacing). */
 	expect_rewrite("POST http://a/up HTTP/1.1\r\n"
@@ -256,6 +266,52 @@ static void test_rewrite(void **st)
 	               "Content-Length: 3\r\n"
 	               "Connection: close\r\n"
 	               "\r\n");
+}
+
+/* Review L2: every line leaves with CR LF, so a server that ends lines
+ * only at CR LF reads the same headers (here: sees Content-Length). */
+static void test_rewrite_bare_lf(void **st)
+{
+	expect_rewrite("POST http://a/ HTTP/1.1\nX: a\nContent-Length: 5\n\n",
+	               "POST / HTTP/1.1\r\nHost: a\r\nX: a\r\nContent-Length: 5\r\n"
+	               "Connection: close\r\n\r\n");
+	expect_rewrite("GET http://a/ HTTP/1.1\r\nX: a\nY: b\r\n\n",
+	               "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\nY: b\r\n"
+	               "Connection: close\r\n\r\n");
+}
+
+/* Review L3 and M2: the framing headers are sent once, normalised, so that
+ * no server behind us can read another length or coding into them. */
+static void test_rewrite_framing(void **st)
+{
+	expect_rewrite("PUT http://a/ HTTP/1.1\r\nContent-Length: 5, 5\r\nX: 1\r\n"
+	               "content-length:5\r\n\r\n",
+	               "PUT / HTTP/1.1\r\nHost: a\r\nX: 1\r\nContent-Length: 5\r\n"
+	               "Connection: close\r\n\r\n");
+	expect_rewrite("PUT http://a/ HTTP/1.1\r\nContent-Length: 010\r\n\r\n",
+	               "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n"
+	               "Connection: close\r\n\r\n");
+	expect_rewrite("POST http://a/ HTTP/1.1\r\nTransfer-Encoding:  CHUNKED \r\n"
+	               "X: 1\r\n\r\n",
+	               "POST / HTTP/1.1\r\nHost: a\r\nX: 1\r\n"
+	               "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+	/* Parameters on chunked and empty list members are refused. */
+	static const char *const bad[] = {
+	    "Transfer-Encoding: chunked;x\r\n",
+	    "Transfer-Encoding: chunked; q=1\r\n",
+	    "Transfer-Encoding:\r\n",
+	    "Transfer-Encoding: ,\r\n",
+	    "Transfer-Encoding: , chunked\r\n",
+	    "Transfer-Encoding: chunked,\r\n",
+	    "Transfer-Encoding: \r\nTransfer-Encoding: chunked\r\n",
+	    "Transfer-Encoding: chunked ;\r\n",
+	    "Transfer-Encoding: \"chunked\"\r\n",
+	};
+	char m[256];
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(m, sizeof(m), "POST http://a/ HTTP/1.1\r\n%s\r\n", bad[i]);
+		expect_status(m, 400);
+	}
 }
 
 static void test_rewrite_limits(void **st)
@@ -345,6 +401,8 @@ int main(void)
 	    cmocka_unit_test(test_forward_errors),
 	    cmocka_unit_test(test_rewrite),
 	    cmocka_unit_test(test_rewrite_limits),
+	    cmocka_unit_test(test_rewrite_bare_lf),
+	    cmocka_unit_test(test_rewrite_framing),
 	    cmocka_unit_test(test_forward_random),
 	    cmocka_unit_test(test_request_framing),
 	    cmocka_unit_test(test_rewrite_keep_alive),

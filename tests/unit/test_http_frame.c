@@ -52,6 +52,16 @@ static void test_response_framing(void **st)
 	            PX_HTTP_BODY_CLOSE, 0, false);
 	expect_body("HTTP/1.1 200 OK\r\n\r\n", false, 200, PX_HTTP_BODY_CLOSE, 0, false);
 	expect_body("HTTP/1.0 200 OK\r\n\r\n", false, 200, PX_HTTP_BODY_CLOSE, 0, false);
+	/* Review L5: Transfer-Encoding in HTTP/1.0 is faulty framing (RFC 9112
+	 * section 6.1): up to the close, and the connection is not kept. */
+	expect_body("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, 200,
+	            PX_HTTP_BODY_CLOSE, 0, false);
+	expect_body("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
+	            "Transfer-Encoding: chunked\r\n\r\n",
+	            false, 200, PX_HTTP_BODY_CLOSE, 0, false);
+	expect_body("HTTP/1.0 204 OK\r\nConnection: keep-alive\r\n"
+	            "Transfer-Encoding: chunked\r\n\r\n",
+	            false, 204, PX_HTTP_BODY_NONE, 0, false);
 	/* No body: HEAD, 1xx, 204, 304, length 0. */
 	expect_body("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", true, 200,
 	            PX_HTTP_BODY_NONE, 0, true);
@@ -105,6 +115,12 @@ static void test_response_errors(void **st)
 	expect_bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n");
 	expect_bad(
 	    "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 1\r\n\r\n");
+	/* Review M2: parameters on chunked, empty codings. */
+	expect_bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;x\r\n\r\n");
+	expect_bad("HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n\r\n");
+	expect_bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: ,chunked\r\n\r\n");
+	expect_bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip,,chunked\r\n\r\n");
+	expect_bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: a, b, c, d, chunked\r\n\r\n");
 	/* A head longer than the bound. */
 	size_t n = PX_HTTP_MAX_RESPONSE_HEADER + 100;
 	char *big = malloc(n + 1);
@@ -151,8 +167,26 @@ static void test_response_rewrite(void **st)
 	    "X-Hop: 1\r\nProxy-Connection: x\r\nUpgrade: h2c\r\nTrailer: X-Sum\r\n"
 	    "Transfer-Encoding: chunked\r\nSet-Cookie: a=b\r\n\r\n",
 	    false,
-	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nSet-Cookie: a=b\r\n"
+	    "HTTP/1.1 200 OK\r\nSet-Cookie: a=b\r\nTransfer-Encoding: chunked\r\n"
 	    "Connection: close\r\n\r\n");
+	/* Review L2, L3, M2: CR LF line ends, one normalised Content-Length
+	 * and Transfer-Encoding. */
+	expect_rewrite("HTTP/1.1 200 OK\nContent-Length: 2, 2\nX: y\n\n", true,
+	               "HTTP/1.1 200 OK\r\nX: y\r\nContent-Length: 2\r\n"
+	               "Connection: keep-alive\r\n\r\n");
+	expect_rewrite("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n"
+	               "Transfer-Encoding:Chunked\r\n\r\n",
+	               false,
+	               "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n"
+	               "Connection: close\r\n\r\n");
+	/* Review L7: proxy authentication fields are for the client's proxy
+	 * (us), never passed on from an origin. */
+	expect_rewrite("HTTP/1.1 401 No\r\nProxy-Authenticate: Basic realm=\"x\"\r\n"
+	               "WWW-Authenticate: Basic realm=\"y\"\r\n"
+	               "Proxy-Authentication-Info: a=b\r\nContent-Length: 0\r\n\r\n",
+	               true,
+	               "HTTP/1.1 401 No\r\nWWW-Authenticate: Basic realm=\"y\"\r\n"
+	               "Content-Length: 0\r\nConnection: keep-alive\r\n\r\n");
 	/* Interim responses get no Connection header. */
 	expect_rewrite("HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n", true,
 	               "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n");
@@ -213,13 +247,27 @@ static void test_chunked(void **st)
 	expect_chunked("0\r\nX: 1\n\r\n", -1);
 	expect_chunked("0\r\n\n", -1);
 	expect_chunked("-1\r\n", -1);
-	/* 16 hex digits are accepted (the length is counted, not buffered). */
+	/* Review L7: a trailer line is "name:value". */
+	expect_chunked("0\r\nX\r\n\r\n", -1);
+	expect_chunked("0\r\nX-Sum 1\r\n\r\n", -1);
+	expect_chunked("0\r\nX :1\r\n\r\n", -1);
+	expect_chunked("0\r\nX:\r\n\r\n", 9);
+	/* Sizes up to 2^62 - 1 are accepted (the length is counted, not
+	 * buffered); review L4: from 2^62 on they are refused, so no reader
+	 * behind us with a signed 64-bit length sees it negative. */
 	struct px_http_chunked c;
 	px_http_chunked_init(&c);
 	size_t used;
 	assert_int_equal(px_http_chunked_scan(
-	                     &c, (const uint8_t *)"ffffffffffffffff\r\nab", 20, &used),
+	                     &c, (const uint8_t *)"3fffffffffffffff\r\nab", 20, &used),
 	                 PX_PARSE_MORE);
+	px_http_chunked_init(&c);
+	assert_int_equal(px_http_chunked_scan(
+	                     &c, (const uint8_t *)"0003ffffffffffff\r\nab", 20, &used),
+	                 PX_PARSE_MORE);
+	expect_chunked("4000000000000000\r\n", -1);
+	expect_chunked("ffffffffffffffff\r\n", -1);
+	expect_chunked("8000000000000000\r\n", -1);
 	/* Over-long size lines and trailer sections are refused. */
 	char *line = malloc(PX_HTTP_CHUNK_LINE_MAX + 16);
 	strcpy(line, "1;");

@@ -8,6 +8,7 @@
 #include "px_test_fake.h"
 
 #include <poll.h>
+#include <sys/wait.h>
 
 /* "alice:secret" */
 #define AUTH "Proxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n"
@@ -508,6 +509,355 @@ static void test_retry_on_closed_reused(void **st)
 	close(la);
 }
 
+/* Interim responses other than an expected 100 Continue are dropped (review
+ * H1): a client such as Python's http.client takes a 103 for the final
+ * response, and the origin's real 200 would then answer its next request,
+ * sent to another origin. Here the client must get A's 200 for A and B's
+ * body for B. */
+static void test_1xx_dropped_two_origins(void **st)
+{
+	reset_fake();
+	uint16_t pa, pb;
+	int la = origin_listen(&pa), lb = origin_listen(&pb);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c, "GET http://127.0.0.1:%u/a HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s",
+	       "HTTP/1.1 103 Early Hints\r\nLink: </x.css>; rel=preload\r\n\r\n"
+	       "HTTP/1.1 102 Processing\r\n\r\n"
+	       "HTTP/1.1 100 Continue\r\n\r\n"); /* no Expect: not asked for */
+	expect_quiet(c, 50);
+	csendf(a, "%s",
+	       "HTTP/1.1 200 OK\r\nContent-Length: 26\r\n\r\n<script>evil()</script>!!!");
+	expect_bytes(
+	    c, "HTTP/1.1 200 OK\r\nContent-Length: 26\r\nConnection: keep-alive\r\n\r\n"
+	       "<script>evil()</script>!!!");
+	csendf(c, "GET http://127.0.0.1:%u/b HTTP/1.1\r\n\r\n", pb);
+	int b = origin_accept(lb);
+	read_head(b, head, sizeof(head));
+	csendf(b, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood");
+	expect_bytes(
+	    c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n"
+	       "good");
+	expect_quiet(c, 20);
+	close(c);
+	close(a);
+	close(b);
+	px_http_free(h);
+	close(la);
+	close(lb);
+}
+
+/* A request that is not GET, HEAD or OPTIONS is never sent twice (review
+ * H2, RFC 9110 section 9.2.2): when a reused origin connection closes after
+ * reading it, the client gets 502 and the origin saw it once. With an
+ * Idempotency-Key it may be sent again. */
+static void test_no_retry_non_idempotent(void **st)
+{
+	static const char *const req[] = {
+	    "DELETE http://127.0.0.1:%u/account HTTP/1.1\r\n\r\n",
+	    "POST http://127.0.0.1:%u/pay HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+	    "PUT http://127.0.0.1:%u/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+	};
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	char head[2048];
+	for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++) {
+		int c = http_client(h);
+		csendf(c, "GET http://127.0.0.1:%u/1 HTTP/1.1\r\n\r\n", pa);
+		int a = origin_accept(la);
+		read_head(a, head, sizeof(head));
+		csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+		expect_bytes(c, OK_KEEP "ok");
+		csendf(c, req[i], pa);
+		read_head(a, head, sizeof(head));
+		close(a); /* read it, maybe acted on it, never answered */
+		read_head(c, head, sizeof(head));
+		if (strncmp(head, "HTTP/1.1 502 ", 13) != 0)
+			fail_msg("request %zu: got %s", i, head);
+		assert_int_equal(cclosed(c), 0);
+		pump(50);
+		if (readable(la))
+			fail_msg("request %zu was sent a second time", i);
+		close(c);
+	}
+	/* With an Idempotency-Key the client says a replay is safe. */
+	int c = http_client(h);
+	csendf(c, "GET http://127.0.0.1:%u/1 HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	expect_bytes(c, OK_KEEP "ok");
+	csendf(c,
+	       "DELETE http://127.0.0.1:%u/k HTTP/1.1\r\nIdempotency-Key: \"k1\"\r\n\r\n",
+	       pa);
+	read_head(a, head, sizeof(head));
+	close(a);
+	int a2 = origin_accept(la);
+	read_head(a2, head, sizeof(head));
+	assert_non_null(strstr(head, "DELETE /k HTTP/1.1\r\n"));
+	csendf(a2, "%s", "HTTP/1.1 204 No Content\r\n\r\n");
+	expect_bytes(c, "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n");
+	close(c);
+	close(a2);
+	px_http_free(h);
+	close(la);
+}
+
+static struct px_http *proxy_rt(uint32_t response_ms)
+{
+	struct cfg_http c = {.bind = loopback_any_port(), .direct = CFG_DIRECT_ALL};
+	c.response_timeout_ms = response_ms;
+	char err[200];
+	struct px_http *h = px_http_new(&env, &c, err, sizeof(err));
+	if (!h)
+		fail_msg("%s", err);
+	return h;
+}
+
+/* Review M1: an origin that reads the request and never answers gets the
+ * client a 504 after the response timeout (here 300 ms; 60 s by default),
+ * and both connections are freed. */
+static void test_response_timeout_504(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy_rt(300);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c, "GET http://127.0.0.1:%u/slow HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	long t0 = now_ms();
+	expect_quiet(c, 150);
+	read_head(c, head, sizeof(head));
+	assert_true(now_ms() - t0 >= 250);
+	assert_memory_equal(head, "HTTP/1.1 504 ", 13);
+	assert_int_equal(cclosed(c), 0);
+	assert_int_equal(cclosed(a), 0);
+	close(c); /* the proxy drained it: now it lets go */
+	pump(50);
+	struct px_stats stt;
+	px_http_get_stats(h, &stt);
+	assert_int_equal(stt.err_timeout, 1);
+	assert_int_equal(stt.active, 0);
+	close(a);
+	px_http_free(h);
+	close(la);
+}
+
+/* Review M1: a client that never reads its response holds no buffers for
+ * ever: once nothing moved for the response timeout (here 600 ms), both
+ * connections are reset. A body that keeps moving, however slowly (a byte
+ * every 100 ms for 800 ms), is not cut. */
+static void test_stalled_body_reset(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy_rt(600);
+	char head[2048];
+	/* Slow but moving: a byte every 100 ms for 800 ms. */
+	int c = http_client(h);
+	csendf(c, "GET http://127.0.0.1:%u/trickle HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n");
+	read_head(c, head, sizeof(head));
+	for (int i = 0; i < 8; i++) {
+		pump(100);
+		csend(a, "x", 1);
+	}
+	expect_bytes(c, "xxxxxxxx");
+	close(c);
+	close(a);
+	pump(20);
+	/* Never read: the proxy's buffers and the sockets fill up. */
+	c = http_client(h);
+	csendf(c, "GET http://127.0.0.1:%u/big HTTP/1.1\r\n\r\n", pa);
+	a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n");
+	static char junk[65536];
+	memset(junk, 'j', sizeof(junk));
+	bool reset = false;
+	long end = now_ms() + 5000;
+	while (!reset && now_ms() < end) {
+		pump(5);
+		ssize_t n = send(a, junk, sizeof(junk), MSG_DONTWAIT | MSG_NOSIGNAL);
+		reset = n < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+	}
+	assert_true(reset);
+	struct px_stats stt;
+	px_http_get_stats(h, &stt);
+	assert_int_equal(stt.active, 0);
+	assert_int_equal(stt.err_idle, 1);
+	close(c);
+	close(a);
+	px_http_free(h);
+	close(la);
+}
+
+/* Review L1: bytes an origin sends after its response, nobody having asked,
+ * are never read as the answer to the next request: that request goes on a
+ * new connection. The response fills the origin read buffer (16 KiB)
+ * exactly, so the stray bytes are read only after it was taken. */
+static void test_stray_origin_bytes(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c,
+	       "GET http://127.0.0.1:%u/1 HTTP/1.1\r\n\r\n"
+	       "GET http://127.0.0.1:%u/2 HTTP/1.1\r\n\r\n",
+	       pa, pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	enum { BODY = PX_HTTP_MAX_RESPONSE_HEADER };
+	static char resp[BODY + 512];
+	const char *stray = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil";
+	int k = sprintf(resp, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", BODY);
+	memset(resp + k, 'b', BODY);
+	memcpy(resp + k + BODY, stray, strlen(stray));
+	csend(a, resp, (size_t)k + BODY + strlen(stray));
+	char want[256];
+	snprintf(
+	    want, sizeof(want),
+	    "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n",
+	    BODY);
+	expect_bytes(c, want);
+	static char body[BODY];
+	crecv(c, body, BODY);
+	int a2 = origin_accept(la);
+	read_head(a2, head, sizeof(head));
+	assert_non_null(strstr(head, "GET /2 HTTP/1.1\r\n"));
+	csendf(a2, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood");
+	expect_bytes(
+	    c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n"
+	       "good");
+	close(c);
+	close(a);
+	close(a2);
+	px_http_free(h);
+	close(la);
+}
+
+/* Review L7: an origin's 407 is for a proxy's client, and its
+ * Proxy-Authenticate would make a browser ask the user for proxy
+ * credentials on the origin's behalf: the client gets 502. */
+static void test_origin_407_is_502(void **st)
+{
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	char head[2048];
+	csendf(c, "GET http://127.0.0.1:%u/ HTTP/1.1\r\n\r\n", pa);
+	int a = origin_accept(la);
+	read_head(a, head, sizeof(head));
+	csendf(a, "%s",
+	       "HTTP/1.1 407 Proxy Authentication Required\r\n"
+	       "Proxy-Authenticate: Basic realm=\"give me your password\"\r\n"
+	       "Content-Length: 0\r\n\r\n");
+	read_head(c, head, sizeof(head));
+	assert_memory_equal(head, "HTTP/1.1 502 ", 13);
+	assert_null(strstr(head, "Proxy-Authenticate"));
+	assert_int_equal(cclosed(c), 0);
+	close(c);
+	close(a);
+	px_http_free(h);
+	close(la);
+}
+
+/* Review L6: a session whose front-end is gone is never handed back for a
+ * raw splice (which would pass the head unrewritten, Proxy-Authorization
+ * and all): px_hfwd_take claims it, and the session's close frees both
+ * connections. */
+static void test_take_without_front(void **st)
+{
+	struct px_sess *s = calloc(1, sizeof(*s));
+	s->front = NULL;
+	s->fd = -1;
+	s->direct_fd = -1;
+	assert_true(px_hfwd_take(s));
+	free(s);
+}
+
+/* An origin process that answers each request with its head and its body
+ * in two writes, back to back (as Python's http.server does). */
+static void origin_two_writes(int lfd, int n)
+{
+	int fd = accept(lfd, NULL, NULL);
+	char buf[4096];
+	size_t have = 0;
+	for (int i = 0; i < n; i++) {
+		while (have < 4 || !memmem(buf, have, "\r\n\r\n", 4)) {
+			ssize_t r = recv(fd, buf + have, sizeof(buf) - have, 0);
+			if (r <= 0)
+				_exit(1);
+			have += (size_t)r;
+		}
+		char *end = (char *)memmem(buf, have, "\r\n\r\n", 4) + 4;
+		have -= (size_t)(end - buf);
+		memmove(buf, end, have);
+		const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+		if (send(fd, h, strlen(h), MSG_NOSIGNAL) < 0 ||
+		    send(fd, "body!", 5, MSG_NOSIGNAL) < 0)
+			_exit(1);
+	}
+	close(fd);
+	_exit(0);
+}
+
+/* Bytes the origin sends while the proxy is busy with the same origin
+ * event are still passed on: the body's write lands just after the head's
+ * read, and must not sit in the proxy's buffer until some other event.
+ * Many rounds on one connection: a lost wake-up stalls one of them. */
+static void test_body_right_after_head(void **st)
+{
+	enum { ROUNDS = 400 };
+	reset_fake();
+	uint16_t pa;
+	int la = origin_listen(&pa);
+	pid_t pid = fork();
+	if (pid == 0)
+		origin_two_writes(la, ROUNDS);
+	struct px_http *h = proxy(NULL, NULL, 0);
+	int c = http_client(h);
+	const char *want = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+	                   "Connection: keep-alive\r\n\r\nbody!";
+	char got[128];
+	for (int i = 0; i < ROUNDS; i++) {
+		csendf(c, "GET http://127.0.0.1:%u/%d HTTP/1.1\r\n\r\n", pa, i);
+		size_t n = strlen(want), k = 0;
+		long end = now_ms() + 2000;
+		while (k < n && now_ms() < end) {
+			event_base_loop(env.base, EVLOOP_NONBLOCK);
+			ssize_t r = recv(c, got + k, n - k, 0);
+			if (r > 0)
+				k += (size_t)r;
+		}
+		if (k != n || memcmp(got, want, n) != 0)
+			fail_msg("request %d: %zu of %zu bytes of the answer", i, k, n);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(c);
+	px_http_free(h);
+	close(la);
+}
+
 /* At MaxConnections a new client takes the place of the keep-alive client
  * idle the longest (not of one whose request is under way). */
 static void test_idle_keepalive_evicted(void **st)
@@ -588,6 +938,14 @@ int main(void)
 	    cmocka_unit_test(test_bad_request_framing),
 	    cmocka_unit_test(test_mesh_then_direct),
 	    cmocka_unit_test(test_retry_on_closed_reused),
+	    cmocka_unit_test(test_1xx_dropped_two_origins),
+	    cmocka_unit_test(test_no_retry_non_idempotent),
+	    cmocka_unit_test(test_response_timeout_504),
+	    cmocka_unit_test(test_stalled_body_reset),
+	    cmocka_unit_test(test_stray_origin_bytes),
+	    cmocka_unit_test(test_origin_407_is_502),
+	    cmocka_unit_test(test_take_without_front),
+	    cmocka_unit_test(test_body_right_after_head),
 	    cmocka_unit_test(test_idle_keepalive_closed),
 	    cmocka_unit_test(test_idle_keepalive_evicted),
 	};
