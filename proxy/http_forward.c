@@ -147,6 +147,7 @@ static void hf_free(struct px_hfwd *h, bool rst)
 	sodium_memzero(h->oout, sizeof(h->oout));
 	sodium_memzero(h->oin, sizeof(h->oin));
 	sodium_memzero(h->cout, sizeof(h->cout));
+	ns_mem_uncharge(sizeof(*h));
 	free(h);
 }
 
@@ -808,6 +809,7 @@ bool px_hfwd_take(struct px_sess *s)
 		close(cfd);
 		return true;
 	}
+	ns_mem_charge(sizeof(*h)); /* its buffers count in the node's budget */
 	h->f = f;
 	h->ops = s->ops;
 	h->cfd = cfd;
