@@ -66,6 +66,9 @@
 #define RELAY_FRAME_MAX      (RELAY_HDR_LEN + RELAY_FRAME_BODY_MAX)
 #define RELAY_TEXT_MAX       256
 #define RELAY_PING_LEN       8
+/* Before admission a reader takes only handshake frames, and none longer
+ * than this (CLIENT_INFO is 139 bytes today; room for later versions). */
+#define RELAY_HANDSHAKE_BODY_MAX 512
 
 /* Plaintext inside CLIENT_INFO's box, and the whole CLIENT_INFO body. */
 #define RELAY_CLIENT_PLAIN_LEN (2 * RELAY_CHALLENGE_LEN + 2)

@@ -332,6 +332,7 @@ static json_t *stats_json(const struct rly_stats *s)
 	R("http", refused_http);
 	R("handshake_timeout", handshake_timeouts);
 	R("removed", removed_cut);
+	R("pending", refused_pending);
 #undef R
 	json_object_set_new(o, "refused", r);
 	json_object_set_new(o, "ready", json_boolean(s->ready));
@@ -393,12 +394,12 @@ static char *status_cb(void *ctx, bool json)
 	        (unsigned long long)s.drop_nomem);
 	fprintf(f,
 	        "refused      not_admitted %llu, bad_auth %llu, full %llu, http %llu, "
-	        "handshake_timeout %llu, removed %llu\n",
+	        "handshake_timeout %llu, removed %llu, pending %llu\n",
 	        (unsigned long long)s.refused_not_admitted,
 	        (unsigned long long)s.refused_bad_auth,
 	        (unsigned long long)s.refused_full, (unsigned long long)s.refused_http,
 	        (unsigned long long)s.handshake_timeouts,
-	        (unsigned long long)s.removed_cut);
+	        (unsigned long long)s.removed_cut, (unsigned long long)s.refused_pending);
 	fprintf(f, "stun         %llu requests, %llu responses, %llu bad\n",
 	        (unsigned long long)s.stun_requests, (unsigned long long)s.stun_responses,
 	        (unsigned long long)s.stun_bad);

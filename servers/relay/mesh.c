@@ -103,6 +103,7 @@ static void dial(struct rly_link *l)
 	memcpy(c->key, l->sib.key, 32);
 	snprintf(c->peer, sizeof c->peer, "sibling %.40s:%u", l->sib.host, l->sib.port);
 	l->c = c;
+	c->deadline_ms = rly_now_ms() + LINK_HANDSHAKE_MS;
 	struct timeval hs = {LINK_HANDSHAKE_MS / 1000, 0};
 	bufferevent_set_timeouts(bev, &hs, &hs);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
@@ -152,6 +153,7 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 			return false;
 		}
 		c->state = RC_ACTIVE;
+		c->deadline_ms = 0;
 		l->backoff_ms = 0;
 		s->st.mesh_links_up++;
 		{

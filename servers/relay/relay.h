@@ -12,7 +12,10 @@
  * capped at one frame; each client's outgoing queue at queue_packets frames
  * and queue_bytes (the oldest dropped when full, counted); a client whose
  * socket accepts nothing for write_timeout_ms is disconnected (counted).
- * max_clients connections in all (more are refused). */
+ * max_clients connections in all, of which at most max_pending (and
+ * max_pending_ip from one address) not yet admitted; a connection not
+ * admitted within handshake_ms of its accept is closed, however it trickles
+ * (more are refused). */
 #ifndef MESH_RELAY_H
 #define MESH_RELAY_H
 
@@ -32,6 +35,9 @@ struct rly_config {
 	socklen_t listen_len;
 	struct ssl_ctx_st *tls;    /* NULL: plain TCP; borrowed */
 	uint32_t max_clients;      /* 0: 10000 */
+	uint32_t max_pending;      /* not yet admitted, in all; 0: 1024 */
+	uint32_t max_pending_ip;   /* not yet admitted, per source IP (IPv6:
+	                            * per /64); 0: 32 */
 	uint32_t queue_packets;    /* 0: 64 */
 	uint32_t queue_bytes;      /* 0: 512 KiB */
 	uint32_t write_timeout_ms; /* 0: 5000 */
@@ -43,7 +49,8 @@ struct rly_config {
 struct rly_stats {
 	uint64_t clients, clients_total, mesh_in, mesh_links_up;
 	uint64_t refused_not_admitted, refused_bad_auth, refused_full, refused_version,
-	    refused_not_ready, refused_http, handshake_timeouts, removed_cut;
+	    refused_not_ready, refused_http, handshake_timeouts, removed_cut,
+	    refused_pending;
 	uint64_t packets_relayed, bytes_relayed;
 	uint64_t packets_forwarded, bytes_forwarded; /* to sibling relays */
 	uint64_t packets_from_mesh, bytes_from_mesh; /* from sibling relays */

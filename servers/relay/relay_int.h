@@ -15,6 +15,8 @@ struct bufferevent;
 struct evconnlistener;
 struct event;
 
+#define RLY_IP_SLOTS 4096
+
 enum rly_state {
 	RC_HTTP = 1,   /* server side: reading the upgrade request */
 	RC_WAIT_INFO,  /* server side: SERVER_KEY sent, waiting for CLIENT_INFO */
@@ -40,7 +42,10 @@ struct rly_conn {
 	uint8_t challenge[32]; /* ours: sent in SERVER_KEY / checked in SERVER_INFO */
 	uint8_t peer_chal[32]; /* server side: the client's, proven in SERVER_INFO */
 	struct rly_queue q;
-	uint64_t opened_ms;
+	uint64_t closing_ms;   /* RC_CLOSING since */
+	uint64_t deadline_ms;  /* handshake must be done by then; 0: done */
+	bool pending;          /* counted in s->n_pending / s->pending_ip */
+	uint16_t ip_slot;      /* its source address's slot in pending_ip */
 	struct rly_link *link; /* outbound: the sibling it serves */
 	char peer[64];
 };
@@ -61,6 +66,13 @@ struct rly_server {
 	struct event *tick, *reap, *stun_ev;
 	int stun_fd;
 	struct rly_conn *conns;     /* every connection and link */
+	size_t n_live;              /* conns not dead */
+	size_t n_pending;           /* accepted, not yet admitted */
+	/* Not-yet-admitted connections per source address, counted in
+	 * RLY_IP_SLOTS slots by a keyed hash of the address (a collision can
+	 * only make the cap stricter, and an outsider cannot aim one). */
+	uint16_t pending_ip[RLY_IP_SLOTS];
+	uint8_t ip_hash_key[16];
 	struct rly_keymap admitted; /* node key -> (void *)1 */
 	bool ready;
 	struct rly_keymap clients; /* node key -> conn (RC_ACTIVE, !mesh) */

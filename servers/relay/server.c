@@ -89,7 +89,8 @@ struct rly_conn *rly_conn_alloc(struct rly_server *s, struct bufferevent *bev)
 	}
 	c->s = s;
 	c->bev = bev;
-	c->opened_ms = rly_now_ms();
+	c->deadline_ms = rly_now_ms() + s->cfg.handshake_ms;
+	s->n_live++;
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
@@ -101,10 +102,41 @@ struct rly_conn *rly_conn_alloc(struct rly_server *s, struct bufferevent *bev)
 	return c;
 }
 
+/* The source address's slot in s->pending_ip: IPv4 by address, IPv6 by
+ * its /64 (one host usually holds a whole /64). */
+static uint16_t ip_slot(const struct rly_server *s, const struct sockaddr *sa)
+{
+	uint8_t a[16] = {0}, h[crypto_shorthash_BYTES];
+	size_t n = 0;
+	if (sa->sa_family == AF_INET) {
+		memcpy(a, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		n = 4;
+	} else if (sa->sa_family == AF_INET6) {
+		const uint8_t *v6 = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		bool mapped =
+		    IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+		memcpy(a, mapped ? v6 + 12 : v6, mapped ? 4 : 8);
+		n = mapped ? 4 : 8;
+	}
+	crypto_shorthash(h, a, n, s->ip_hash_key);
+	return (uint16_t)((h[0] | h[1] << 8) % RLY_IP_SLOTS);
+}
+
+/* c leaves the not-yet-admitted count (admitted or closed). */
+static void pending_done(struct rly_conn *c)
+{
+	if (!c->pending)
+		return;
+	c->pending = false;
+	c->s->n_pending--;
+	c->s->pending_ip[c->ip_slot]--;
+}
+
 /* Removes c from the lookup tables (and tells siblings a client left). */
 static void unlink_maps(struct rly_conn *c)
 {
 	struct rly_server *s = c->s;
+	pending_done(c);
 	if (c->state == RC_ACTIVE && !c->mesh && !c->outbound &&
 	    rly_keymap_get(&s->clients, c->key) == c) {
 		rly_keymap_del(&s->clients, c->key, c);
@@ -136,6 +168,7 @@ void rly_conn_close(struct rly_conn *c, const char *why)
 		log_debug("mesh-relay: %s: closing: %s", c->peer, why);
 	unlink_maps(c);
 	c->dead = true;
+	c->s->n_live--;
 	c->state = RC_CLOSING;
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
@@ -150,7 +183,7 @@ static void close_after(struct rly_conn *c, const uint8_t *frame, size_t len)
 {
 	unlink_maps(c);
 	c->state = RC_CLOSING;
-	c->opened_ms = rly_now_ms();
+	c->closing_ms = rly_now_ms();
 	bufferevent_disable(c->bev, EV_READ);
 	if (len)
 		bufferevent_write(c->bev, frame, len);
@@ -246,6 +279,24 @@ bool rly_conn_read_frames(struct rly_conn *c,
 			rly_conn_close(c, "oversized frame");
 			return false;
 		}
+		/* Before admission: handshake frames only, and small ones, so an
+		 * unadmitted peer cannot make us buffer a whole frame. */
+		if (c->deadline_ms &&
+		    (blen > RELAY_HANDSHAKE_BODY_MAX ||
+		     (c->state == RC_WAIT_INFO && hdr[0] != RELAY_FRAME_CLIENT_INFO))) {
+			c->s->st.drop_bad_frame++;
+			if (log_ok())
+				log_info(
+				    "mesh-relay: %s: %s frame of %u bytes during the "
+				    "handshake; closing",
+				    c->peer,
+				    relay_frame_type_name(hdr[0])
+				        ? relay_frame_type_name(hdr[0])
+				        : "unknown",
+				    blen);
+			rly_conn_close(c, "not a handshake frame");
+			return false;
+		}
 		size_t total = RELAY_HDR_LEN + (size_t)blen;
 		if (have < total)
 			return true;
@@ -334,6 +385,8 @@ static void admit(struct rly_conn *c, bool mesh)
 	char ks[12];
 	key_short(c->key, ks);
 	c->mesh = mesh;
+	pending_done(c);
+	c->deadline_ms = 0;
 	if (!mesh) {
 		struct rly_conn *old = rly_keymap_get(&s->clients, c->key);
 		if (old) {
@@ -563,11 +616,15 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       int salen, void *arg)
 {
 	struct rly_server *s = arg;
-	size_t n = 0;
-	for (struct rly_conn *c = s->conns; c; c = c->next)
-		n += !c->dead;
-	if (n >= s->cfg.max_clients) {
+	if (s->n_live >= s->cfg.max_clients) {
 		s->st.refused_full++;
+		evutil_closesocket(fd);
+		return;
+	}
+	uint16_t slot = ip_slot(s, sa);
+	if (s->n_pending >= s->cfg.max_pending ||
+	    s->pending_ip[slot] >= s->cfg.max_pending_ip) {
+		s->st.refused_pending++;
 		evutil_closesocket(fd);
 		return;
 	}
@@ -598,6 +655,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	c->state = RC_HTTP;
+	c->pending = true;
+	c->ip_slot = slot;
+	s->n_pending++;
+	s->pending_ip[slot]++;
 	fmt_addr(sa, c->peer, sizeof c->peer);
 	struct timeval hs = {s->cfg.handshake_ms / 1000,
 	                     (s->cfg.handshake_ms % 1000) * 1000};
@@ -605,7 +666,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-/* Every second: stuck closers, keepalives. */
+/* Every second: stuck closers, handshakes past their deadline (absolute
+ * from accept: the libevent timeouts only catch idle peers, and one byte
+ * now and then resets them), keepalives. */
 static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct rly_server *s = arg;
@@ -616,9 +679,13 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 		nx = c->next;
 		if (c->dead)
 			continue;
-		if (c->state == RC_CLOSING && now - c->opened_ms > 2000)
+		if (c->state == RC_CLOSING && now - c->closing_ms > 2000) {
 			rly_conn_close(c, "closing timed out");
-		else if (c->state == RC_ACTIVE && send_ka)
+		} else if (c->state != RC_CLOSING && c->deadline_ms &&
+		           now >= c->deadline_ms) {
+			s->st.handshake_timeouts++;
+			rly_conn_close(c, "handshake not done in time");
+		} else if (c->state == RC_ACTIVE && send_ka)
 			rly_conn_send(c, ka, sizeof ka, NULL, 0);
 	}
 }
@@ -690,6 +757,11 @@ struct rly_server *rly_server_new(const struct rly_config *cfg, char *err, size_
 	}
 	s->cfg = *cfg;
 	s->cfg.max_clients = dflt(cfg->max_clients, 10000);
+	s->cfg.max_pending = dflt(cfg->max_pending, 1024);
+	s->cfg.max_pending_ip = dflt(cfg->max_pending_ip, 32);
+	if (s->cfg.max_pending_ip > UINT16_MAX)
+		s->cfg.max_pending_ip = UINT16_MAX;
+	randombytes_buf(s->ip_hash_key, sizeof s->ip_hash_key);
 	s->cfg.queue_packets = dflt(cfg->queue_packets, 64);
 	s->cfg.queue_bytes = dflt(cfg->queue_bytes, 512 * 1024);
 	if (s->cfg.queue_bytes < RELAY_FRAME_MAX)

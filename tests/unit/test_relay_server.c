@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -94,6 +95,24 @@ static struct rly_server *srv;
 static uint16_t port;
 static uint8_t spub[32], spriv[32];
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Runs the loop for ms of wall time. */
+static void pump_wall(int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	while (now_ms() < end) {
+		struct timeval tv = {0, 5000};
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
+}
+
 static void pump(int ms)
 {
 	struct timeval tv = {0, 1000};
@@ -103,11 +122,15 @@ static void pump(int ms)
 	}
 }
 
+static uint32_t start_max_clients, start_max_pending_ip;
+
 static int start(void **state)
 {
 	base = event_base_new();
 	crypto_box_keypair(spub, spriv);
 	struct rly_config cfg = {.base = base,
+	                         .max_clients = start_max_clients,
+	                         .max_pending_ip = start_max_pending_ip,
 	                         .queue_packets = 16,
 	                         .queue_bytes = 128 * 1024,
 	                         .write_timeout_ms = 300,
@@ -370,6 +393,135 @@ static void never_reads(void **state)
 	test_free(r);
 }
 
+/* A plain TCP connection to the relay (no upgrade yet). */
+static int raw_connect(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_port = htons(port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	return fd;
+}
+
+/* 1 when the server closed fd (EOF or reset), else 0. */
+static int raw_closed(int fd)
+{
+	char b[512];
+	ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+	while (n > 0)
+		n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+static int start_small(void **state)
+{
+	start_max_clients = 4;
+	int r = start(state);
+	start_max_clients = 0;
+	return r;
+}
+
+/* Review relay H1: connections that trickle their upgrade request one byte
+ * at a time (each byte inside the idle timeout) used to hold every slot
+ * forever. The handshake deadline is absolute from accept: at 2 s they are
+ * closed, and a real node gets in. */
+static void slow_handshakes_lose_their_slot(void **state)
+{
+	const char *req = "GET /relay HTTP/1.1\r\n";
+	int fds[4];
+	for (int i = 0; i < 4; i++)
+		fds[i] = raw_connect();
+	/* One byte each every 1.5 s, for 3.6 s. */
+	for (int t = 0; t < 3600; t += 300) {
+		if (t % 1500 == 0)
+			for (int i = 0; i < 4; i++)
+				send(fds[i], req + t / 1500, 1, MSG_NOSIGNAL);
+		pump_wall(300);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(raw_closed(fds[i]), 1);
+		close(fds[i]);
+	}
+	struct rly_stats st;
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.handshake_timeouts, 4);
+	/* Now a node is admitted. */
+	struct cl *a = test_malloc(sizeof *a);
+	cl_open(a, 0);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])a->pub, 1),
+	                 0);
+	assert_int_equal(cl_hello(a, false), RELAY_FRAME_SERVER_INFO);
+	close(a->fd);
+	pump(20);
+	test_free(a);
+}
+
+static int start_ip2(void **state)
+{
+	start_max_pending_ip = 2;
+	int r = start(state);
+	start_max_pending_ip = 0;
+	return r;
+}
+
+/* Review relay H1: one address holds at most max_pending_ip unadmitted
+ * connections; the next is closed at accept (counted), and once one of the
+ * two is admitted there is room again. */
+static void pending_per_ip_capped(void **state)
+{
+	struct cl *a = test_malloc(sizeof *a), *b = test_malloc(sizeof *b);
+	cl_open(a, 0);
+	cl_open(b, 0);
+	int c = raw_connect();
+	pump_wall(100);
+	assert_int_equal(raw_closed(c), 1);
+	close(c);
+	struct rly_stats st;
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.refused_pending, 1);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])a->pub, 1),
+	                 0);
+	assert_int_equal(cl_hello(a, false), RELAY_FRAME_SERVER_INFO);
+	c = raw_connect();
+	pump_wall(100);
+	assert_int_equal(raw_closed(c), 0);
+	close(c);
+	close(a->fd);
+	close(b->fd);
+	pump(20);
+	test_free(a);
+	test_free(b);
+}
+
+/* Review relay H1: before admission only a CLIENT_INFO of a sane size is
+ * read; a header announcing 65599 bytes closes the connection from the
+ * header alone (it used to buffer the body until the deadline). */
+static void big_client_info_closes_on_header(void **state)
+{
+	struct cl *a = test_malloc(sizeof *a);
+	cl_open(a, 0);
+	struct relay_frame f;
+	assert_int_equal(cl_frame(a, &f, 2000), 1);
+	assert_int_equal(f.type, RELAY_FRAME_SERVER_KEY);
+	uint8_t h[5] = {RELAY_FRAME_CLIENT_INFO, 0x00, 0x01, 0x00, 0x3f};
+	cl_send(a, h, 5);
+	uint64_t t0 = now_ms();
+	assert_int_equal(cl_frame(a, &f, 1500), -1);
+	assert_true(now_ms() - t0 < 1000); /* not the 2 s deadline */
+	/* Any other type before CLIENT_INFO too. */
+	close(a->fd);
+	cl_open(a, 0);
+	assert_int_equal(cl_frame(a, &f, 2000), 1);
+	uint8_t h2[5] = {RELAY_FRAME_SEND_PACKET, 0x00, 0x00, 0x10, 0x00};
+	cl_send(a, h2, 5);
+	t0 = now_ms();
+	assert_int_equal(cl_frame(a, &f, 1500), -1);
+	assert_true(now_ms() - t0 < 1000);
+	close(a->fd);
+	test_free(a);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -381,6 +533,11 @@ int main(void)
 	const struct CMUnitTest live[] = {
 	    cmocka_unit_test_setup_teardown(admission, start, stop),
 	    cmocka_unit_test_setup_teardown(never_reads, start, stop),
+	    cmocka_unit_test_setup_teardown(slow_handshakes_lose_their_slot, start_small,
+	                                    stop),
+	    cmocka_unit_test_setup_teardown(big_client_info_closes_on_header, start,
+	                                    stop),
+	    cmocka_unit_test_setup_teardown(pending_per_ip_capped, start_ip2, stop),
 	};
 	int r = cmocka_run_group_tests(pure, NULL, NULL);
 	return r | cmocka_run_group_tests(live, NULL, NULL);
