@@ -320,6 +320,7 @@ static json_t *stats_json(const struct rly_stats *s)
 	D("bad_frame", drop_bad_frame);
 	D("oversize", drop_oversize);
 	D("nomem", drop_nomem);
+	D("bad_seal", drop_bad_seal);
 	json_object_set_new(o, "drops", d);
 	json_t *r = json_object();
 #undef D
@@ -386,12 +387,12 @@ static char *status_cb(void *ctx, bool json)
 	    (unsigned long long)s.bytes_from_mesh);
 	fprintf(f,
 	        "drops        unknown_dest %llu, queue_full %llu, write_timeout %llu, "
-	        "bad_frame %llu, oversize %llu, nomem %llu\n",
+	        "bad_frame %llu, oversize %llu, nomem %llu, bad_seal %llu\n",
 	        (unsigned long long)s.drop_unknown_dest,
 	        (unsigned long long)s.drop_queue_full,
 	        (unsigned long long)s.drop_write_timeout,
 	        (unsigned long long)s.drop_bad_frame, (unsigned long long)s.drop_oversize,
-	        (unsigned long long)s.drop_nomem);
+	        (unsigned long long)s.drop_nomem, (unsigned long long)s.drop_bad_seal);
 	fprintf(f,
 	        "refused      not_admitted %llu, bad_auth %llu, full %llu, http %llu, "
 	        "handshake_timeout %llu, removed %llu, pending %llu\n",

@@ -128,9 +128,11 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 			return false;
 		}
 		uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN];
-		size_t n = relay_client_info_seal(fr, sizeof fr, s->cfg.pub, s->cfg.priv,
-		                                  l->sib.key, f->u.server_key.challenge,
-		                                  RELAY_CLIENT_MESH, c->challenge);
+		memcpy(c->peer_chal, f->u.server_key.challenge, 32);
+		size_t n =
+		    relay_client_info_seal(fr, sizeof fr, s->cfg.pub, s->cfg.priv,
+		                           l->sib.key, f->u.server_key.challenge,
+		                           RELAY_CLIENT_MESH, c->challenge, c->eph_priv);
 		bufferevent_write(c->bev, fr, n);
 		c->state = RC_WAIT_SINFO;
 		return true;
@@ -142,9 +144,12 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 			rly_conn_close(c, "refused");
 			return false;
 		}
+		uint8_t peer_eph[32];
 		if (f->type != RELAY_FRAME_SERVER_INFO ||
-		    relay_server_info_open(f, s->cfg.priv, l->sib.key, c->challenge) <
-		        0) {
+		    relay_server_info_open(f, s->cfg.priv, l->sib.key, c->challenge,
+		                           peer_eph) < 0 ||
+		    relay_session_init(&c->sess, true, c->eph_priv, peer_eph, s->cfg.pub,
+		                       l->sib.key, c->peer_chal, c->challenge) < 0) {
 			log_warn(
 			    "mesh-relay: %s: SERVER_INFO without a valid proof of the "
 			    "sibling's key; not meshing with it",
@@ -153,6 +158,7 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 			return false;
 		}
 		c->state = RC_ACTIVE;
+		c->sealed = true; /* every frame after SERVER_INFO */
 		c->deadline_ms = 0;
 		l->backoff_ms = 0;
 		s->st.mesh_links_up++;

@@ -37,7 +37,7 @@ struct rly_config {
 	uint32_t max_clients;      /* 0: 10000 */
 	uint32_t max_pending;      /* not yet admitted, in all; 0: 1024 */
 	uint32_t max_pending_ip;   /* not yet admitted, per source IP (IPv6:
-	                            * per /64); 0: 32 */
+	                            * per /64); 0: 64 */
 	uint32_t queue_packets;    /* 0: 64 */
 	uint32_t queue_bytes;      /* 0: 512 KiB */
 	uint32_t write_timeout_ms; /* 0: 5000 */
@@ -55,7 +55,8 @@ struct rly_stats {
 	uint64_t packets_forwarded, bytes_forwarded; /* to sibling relays */
 	uint64_t packets_from_mesh, bytes_from_mesh; /* from sibling relays */
 	uint64_t drop_unknown_dest, drop_queue_full, drop_write_timeout, drop_bad_frame,
-	    drop_oversize, drop_nomem;
+	    drop_oversize, drop_nomem,
+	    drop_bad_seal; /* a sealed frame that did not open: connection closed */
 	uint64_t dup_clients, pings;
 	uint64_t stun_requests, stun_responses, stun_bad;
 	uint64_t admitted_keys;

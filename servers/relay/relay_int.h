@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/relay/frame.h"
+#include "core/relay/session.h"
 #include "servers/relay/keymap.h"
 #include "servers/relay/queue.h"
 #include "servers/relay/relay.h"
@@ -40,7 +41,12 @@ struct rly_conn {
 	bool dead;
 	uint8_t key[32];       /* the peer's key (client key, or sibling key) */
 	uint8_t challenge[32]; /* ours: sent in SERVER_KEY / checked in SERVER_INFO */
-	uint8_t peer_chal[32]; /* server side: the client's, proven in SERVER_INFO */
+	uint8_t peer_chal[32]; /* server side: the client's, proven in SERVER_INFO;
+	                        * link: the sibling's, from SERVER_KEY */
+	uint8_t eph_priv[32];  /* link: our ephemeral key until SERVER_INFO */
+	uint8_t eph_pub[32];   /* server side: ours, sent in SERVER_INFO */
+	struct relay_session sess;
+	bool sealed; /* frames both ways go through sess */
 	struct rly_queue q;
 	uint64_t closing_ms;   /* RC_CLOSING since */
 	uint64_t deadline_ms;  /* handshake must be done by then; 0: done */

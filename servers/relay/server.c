@@ -185,6 +185,15 @@ static void close_after(struct rly_conn *c, const uint8_t *frame, size_t len)
 	c->state = RC_CLOSING;
 	c->closing_ms = rly_now_ms();
 	bufferevent_disable(c->bev, EV_READ);
+	uint8_t sealed[RELAY_HDR_LEN + 1 + RELAY_TEXT_MAX + RELAY_TAG_LEN];
+	if (len && c->sealed) {
+		/* After the handshake even the last word is sealed. */
+		if (len > sizeof sealed - RELAY_TAG_LEN)
+			len = 0;
+		memcpy(sealed, frame, len);
+		len = len ? relay_seal(&c->sess, sealed, len, sizeof sealed) : 0;
+		frame = sealed;
+	}
 	if (len)
 		bufferevent_write(c->bev, frame, len);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
@@ -231,8 +240,18 @@ void rly_conn_pump(struct rly_conn *c)
 		struct rly_qitem *it = (struct rly_qitem *)rly_queue_peek(&c->q);
 		if (!it)
 			break;
+		/* Sealed here, in the order frames enter the stream (a frame the
+		 * queue drops was never sealed, so no gap in the count). */
+		size_t n = it->len;
+		if (c->sealed)
+			n = relay_seal(&c->sess, it->buf, it->len,
+			               it->len + RLY_QUEUE_ROOM);
+		if (!n) {
+			rly_conn_close(c, "cannot seal a frame");
+			return;
+		}
 		/* Hand the frame's buffer to libevent: no copy. */
-		if (evbuffer_add_reference(out, it->buf, it->len, free_frame, NULL) == 0)
+		if (evbuffer_add_reference(out, it->buf, n, free_frame, NULL) == 0)
 			it->buf = NULL;
 		else
 			c->s->st.drop_nomem++;
@@ -300,10 +319,27 @@ bool rly_conn_read_frames(struct rly_conn *c,
 		size_t total = RELAY_HDR_LEN + (size_t)blen;
 		if (have < total)
 			return true;
-		const uint8_t *p = evbuffer_pullup(in, (ssize_t)total);
+		uint8_t *p = evbuffer_pullup(in, (ssize_t)total);
 		struct relay_frame f;
 		size_t used = 0;
-		int r = p ? relay_frame_decode(p, total, &f, &used, NULL) : -ENOMEM;
+		size_t plain = total;
+		if (p && c->sealed) {
+			/* Opened in place, in the input buffer. */
+			int o = relay_open(&c->sess, p, total);
+			if (o < 0) {
+				c->s->st.drop_bad_seal++;
+				if (log_ok())
+					log_info(
+					    "mesh-relay: %s: a frame failed "
+					    "authentication (altered, injected or out "
+					    "of order); closing",
+					    c->peer);
+				rly_conn_close(c, "frame failed authentication");
+				return false;
+			}
+			plain = (size_t)o;
+		}
+		int r = p ? relay_frame_decode(p, plain, &f, &used, NULL) : -ENOMEM;
 		if (r != RELAY_DECODE_READY) {
 			c->s->st.drop_bad_frame++;
 			if (log_ok())
@@ -404,11 +440,13 @@ static void admit(struct rly_conn *c, bool mesh)
 	struct timeval wt = {s->cfg.write_timeout_ms / 1000,
 	                     (s->cfg.write_timeout_ms % 1000) * 1000};
 	bufferevent_set_timeouts(c->bev, NULL, &wt);
+	/* SERVER_INFO goes out as it is; every frame after it is sealed. */
 	uint8_t fr[RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN];
 	size_t n = relay_encode_server_info(
 	    fr, sizeof fr, 0, (uint16_t)s->cfg.queue_packets,
-	    (uint16_t)s->cfg.keepalive_s, s->cfg.priv, c->key, c->peer_chal);
-	rly_conn_send(c, fr, n, NULL, 0);
+	    (uint16_t)s->cfg.keepalive_s, s->cfg.priv, c->key, c->peer_chal, c->eph_pub);
+	bufferevent_write(c->bev, fr, n);
+	c->sealed = true;
 	if (mesh) {
 		s->st.mesh_in++;
 		log_info("mesh-relay: %s: sibling relay %s… connected", c->peer, ks);
@@ -444,9 +482,9 @@ static bool on_client_info(struct rly_conn *c, const struct relay_frame *f)
 		return false;
 	}
 	memcpy(c->key, f->u.client_info.key, 32);
-	uint8_t ver = 0, flags = 0;
+	uint8_t ver = 0, flags = 0, peer_eph[32];
 	if (relay_client_info_open(f, s->cfg.priv, c->challenge, &ver, &flags,
-	                           c->peer_chal) < 0) {
+	                           c->peer_chal, peer_eph) < 0) {
 		refuse(c, RELAY_REFUSED_BAD_AUTH,
 		       "CLIENT_INFO did not open: the client does not hold the key it "
 		       "names, or it answered another challenge",
@@ -454,8 +492,20 @@ static bool on_client_info(struct rly_conn *c, const struct relay_frame *f)
 		return false;
 	}
 	if (ver != RELAY_PROTO_VERSION) {
-		refuse(c, RELAY_REFUSED_VERSION, "unsupported relay protocol version",
+		refuse(c, RELAY_REFUSED_VERSION,
+		       "unsupported relay protocol version (this relay speaks 2: "
+		       "update the client)",
 		       &s->st.refused_version);
+		return false;
+	}
+	/* The session: our ephemeral key against the client's. */
+	uint8_t eph_priv[32];
+	crypto_box_keypair(c->eph_pub, eph_priv);
+	if (relay_session_init(&c->sess, false, eph_priv, peer_eph, c->key, s->cfg.pub,
+	                       c->challenge, c->peer_chal) < 0) {
+		refuse(c, RELAY_REFUSED_BAD_AUTH,
+		       "CLIENT_INFO carries an unusable ephemeral key",
+		       &s->st.refused_bad_auth);
 		return false;
 	}
 	if (flags & RELAY_CLIENT_MESH) {
@@ -758,7 +808,7 @@ struct rly_server *rly_server_new(const struct rly_config *cfg, char *err, size_
 	s->cfg = *cfg;
 	s->cfg.max_clients = dflt(cfg->max_clients, 10000);
 	s->cfg.max_pending = dflt(cfg->max_pending, 1024);
-	s->cfg.max_pending_ip = dflt(cfg->max_pending_ip, 32);
+	s->cfg.max_pending_ip = dflt(cfg->max_pending_ip, 64);
 	if (s->cfg.max_pending_ip > UINT16_MAX)
 		s->cfg.max_pending_ip = UINT16_MAX;
 	randombytes_buf(s->ip_hash_key, sizeof s->ip_hash_key);

@@ -7,7 +7,10 @@
  * bytes bounded), an oversized length. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -25,6 +28,7 @@
 
 #include "core/relay/frame.h"
 #include "core/relay/http.h"
+#include "core/relay/session.h"
 #include "servers/relay/keymap.h"
 #include "servers/relay/queue.h"
 #include "servers/relay/relay.h"
@@ -163,11 +167,25 @@ struct cl {
 	uint8_t pub[32], priv[32];
 	uint8_t buf[RELAY_FRAME_MAX * 2];
 	size_t len, used;
+	struct relay_session sess;
+	bool sealed; /* after SERVER_INFO */
 };
 
+/* Raw bytes, as they are. */
 static void cl_send(struct cl *c, const void *p, size_t n)
 {
 	assert_int_equal(send(c->fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* One whole plain frame, sealed once the session is up. */
+static void cl_put(struct cl *c, const uint8_t *fr, size_t n)
+{
+	static uint8_t b[RELAY_FRAME_MAX + RELAY_TAG_LEN];
+	memcpy(b, fr, n);
+	if (c->sealed)
+		n = relay_seal(&c->sess, b, n, sizeof b);
+	assert_true(n > 0);
+	cl_send(c, b, n);
 }
 
 /* Next frame, pumping the server meanwhile: 1, 0 (none within ms), -1 closed. */
@@ -179,8 +197,20 @@ static int cl_frame(struct cl *c, struct relay_frame *f, int ms)
 		c->used = 0;
 	}
 	for (int i = 0; i <= ms; i++) {
-		size_t used;
-		int r = relay_frame_decode(c->buf, c->len, f, &used, NULL);
+		size_t used, total = c->len >= RELAY_HDR_LEN
+		                         ? RELAY_HDR_LEN + relay_hdr_len(c->buf)
+		                         : SIZE_MAX;
+		if (c->sealed && c->len >= total) {
+			int o = relay_open(&c->sess, c->buf, total);
+			assert_true(o > 0);
+			assert_int_equal(
+			    relay_frame_decode(c->buf, (size_t)o, f, &used, NULL),
+			    RELAY_DECODE_READY);
+			c->used = total;
+			return 1;
+		}
+		int r = c->sealed ? RELAY_DECODE_MORE
+		                  : relay_frame_decode(c->buf, c->len, f, &used, NULL);
 		assert_true(r >= 0);
 		if (r == RELAY_DECODE_READY) {
 			c->used = used;
@@ -238,17 +268,23 @@ static int cl_hello(struct cl *c, bool wrong_priv)
 	assert_memory_equal(f.u.server_key.key, spub, 32);
 	uint8_t other[32], opub[32];
 	crypto_box_keypair(opub, other);
-	uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN], cc[32];
-	size_t n =
-	    relay_client_info_seal(fr, sizeof fr, c->pub, wrong_priv ? other : c->priv,
-	                           spub, f.u.server_key.challenge, 0, cc);
+	uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN], cc[32], chal[32], eph[32];
+	memcpy(chal, f.u.server_key.challenge, 32);
+	size_t n = relay_client_info_seal(
+	    fr, sizeof fr, c->pub, wrong_priv ? other : c->priv, spub, chal, 0, cc, eph);
 	cl_send(c, fr, n);
 	assert_int_equal(cl_frame(c, &f, 2000), 1);
 	if (f.type == RELAY_FRAME_REFUSED)
 		return 0x100 | f.u.text.reason;
-	/* The relay proves its key over our challenge. */
-	if (f.type == RELAY_FRAME_SERVER_INFO)
-		assert_int_equal(relay_server_info_open(&f, c->priv, spub, cc), 0);
+	/* The relay proves its key over our challenge, and the session starts. */
+	if (f.type == RELAY_FRAME_SERVER_INFO) {
+		uint8_t reph[32];
+		assert_int_equal(relay_server_info_open(&f, c->priv, spub, cc, reph), 0);
+		assert_int_equal(
+		    relay_session_init(&c->sess, true, eph, reph, c->pub, spub, chal, cc),
+		    0);
+		c->sealed = true;
+	}
 	return f.type;
 }
 
@@ -294,7 +330,7 @@ static void admission(void **state)
 	randombytes_buf(data, sizeof data);
 	size_t n =
 	    relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, bpub, data, 100);
-	cl_send(ca, fr, n);
+	cl_put(ca, fr, n);
 	struct relay_frame f;
 	assert_int_equal(cl_frame(cb, &f, 2000), 1);
 	assert_int_equal(f.type, RELAY_FRAME_RECV_PACKET);
@@ -305,7 +341,7 @@ static void admission(void **state)
 	uint8_t nobody[32];
 	randombytes_buf(nobody, 32);
 	n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, nobody, data, 10);
-	cl_send(ca, fr, n);
+	cl_put(ca, fr, n);
 	assert_int_equal(cl_frame(ca, &f, 2000), 1);
 	assert_int_equal(f.type, RELAY_FRAME_PEER_GONE);
 	assert_memory_equal(f.u.peer.key, nobody, 32);
@@ -376,7 +412,7 @@ static void never_reads(void **state)
 	size_t n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, r->pub,
 	                               data, sizeof data);
 	for (int i = 0; i < 4000; i++) {
-		cl_send(s, fr, n);
+		cl_put(s, fr, n);
 		if (i % 32 == 0)
 			pump(1);
 	}
@@ -522,6 +558,161 @@ static void big_client_info_closes_on_header(void **state)
 	test_free(a);
 }
 
+/* --- an on-path attacker between two sibling relays ---------------------- */
+
+/* A pass-through TCP proxy: every connection to it is joined to a new
+ * connection to up_port and bytes pass both ways unchanged, except that
+ * inject (once set) is written toward the dialling side once. */
+struct mitm {
+	struct evconnlistener *lis;
+	uint16_t port, up_port;
+	struct bufferevent *down, *up; /* the latest pair */
+	uint8_t inject[64];
+	size_t inject_len;
+};
+
+static void mitm_read(struct bufferevent *bev, void *arg)
+{
+	struct mitm *m = arg;
+	struct bufferevent *other = bev == m->down ? m->up : m->down;
+	if (other)
+		bufferevent_write_buffer(other, bufferevent_get_input(bev));
+}
+
+static void mitm_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct mitm *m = arg;
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	if (m->down) {
+		bufferevent_free(m->down);
+		m->down = NULL;
+	}
+	if (m->up) {
+		bufferevent_free(m->up);
+		m->up = NULL;
+	}
+}
+
+static void mitm_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                        int salen, void *arg)
+{
+	struct mitm *m = arg;
+	if (m->down) {
+		evutil_closesocket(fd);
+		return;
+	}
+	m->down = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	m->up = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_port = htons(m->up_port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	bufferevent_setcb(m->down, mitm_read, NULL, mitm_event, m);
+	bufferevent_setcb(m->up, mitm_read, NULL, mitm_event, m);
+	bufferevent_enable(m->down, EV_READ | EV_WRITE);
+	bufferevent_enable(m->up, EV_READ | EV_WRITE);
+	bufferevent_socket_connect(m->up, (struct sockaddr *)&sin, sizeof sin);
+}
+
+static void mitm_start(struct mitm *m, uint16_t up_port)
+{
+	memset(m, 0, sizeof *m);
+	m->up_port = up_port;
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	m->lis = evconnlistener_new_bind(base, mitm_accept, m,
+	                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+	                                 (struct sockaddr *)&sin, sizeof sin);
+	assert_non_null(m->lis);
+	struct sockaddr_in got;
+	socklen_t gl = sizeof got;
+	getsockname(evconnlistener_get_fd(m->lis), (struct sockaddr *)&got, &gl);
+	m->port = ntohs(got.sin_port);
+}
+
+static void mitm_stop(struct mitm *m)
+{
+	mitm_event(NULL, BEV_EVENT_EOF, m);
+	evconnlistener_free(m->lis);
+}
+
+/* Review relay H2: a proxy that passes the sibling handshake through
+ * unchanged, then injects PEER_PRESENT(K) toward relay A, must not become
+ * A's route for K: frames after the handshake are authenticated with a
+ * session key the proxy cannot know, so A drops the link instead (and a
+ * client of A sending to K hears PEER_GONE NOT_HERE). */
+static void mitm_cannot_inject_routes(void **state)
+{
+	/* Relay B on the same loop, with its own key. */
+	uint8_t bpub[32], bpriv[32];
+	crypto_box_keypair(bpub, bpriv);
+	struct rly_config cfg = {.base = base, .handshake_ms = 2000};
+	memcpy(cfg.priv, bpriv, 32);
+	memcpy(cfg.pub, bpub, 32);
+	struct sockaddr_in *sin = (struct sockaddr_in *)&cfg.listen;
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cfg.listen_len = sizeof *sin;
+	char err[256];
+	struct rly_server *b = rly_server_new(&cfg, err, sizeof err);
+	assert_non_null(b);
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	rly_server_local(b, &ss, &sl);
+	uint16_t bport = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	struct mitm *m = test_malloc(sizeof *m);
+	mitm_start(m, bport);
+	/* A dials B through the proxy; B knows A as its sibling (and dials A
+	 * directly, which does not matter here). */
+	struct rly_sibling sa = {.host = "127.0.0.1", .port = m->port};
+	memcpy(sa.key, bpub, 32);
+	struct rly_sibling sb = {.host = "127.0.0.1", .port = port};
+	memcpy(sb.key, spub, 32);
+	assert_int_equal(rly_server_set_siblings(b, &sb, 1), 0);
+	assert_int_equal(rly_server_set_siblings(srv, &sa, 1), 0);
+	struct rly_stats st;
+	for (int i = 0; i < 300; i++) {
+		pump_wall(10);
+		rly_server_get_stats(srv, &st);
+		if (st.mesh_links_up == 1)
+			break;
+	}
+	assert_int_equal(st.mesh_links_up, 1);
+	/* The handshake passed through; now the injection. */
+	uint8_t k[32];
+	randombytes_buf(k, 32);
+	m->inject_len = relay_encode_peer(m->inject, sizeof m->inject,
+	                                  RELAY_FRAME_PEER_PRESENT, k, 0);
+	bufferevent_write(m->down, m->inject, m->inject_len);
+	pump_wall(100);
+	/* A client of A sends to K. */
+	struct cl *a = test_malloc(sizeof *a);
+	cl_open(a, 0);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])a->pub, 1),
+	                 0);
+	assert_int_equal(cl_hello(a, false), RELAY_FRAME_SERVER_INFO);
+	uint8_t fr[RELAY_HDR_LEN + 32 + 100], data[100] = {1};
+	size_t n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, k, data,
+	                               sizeof data);
+	cl_put(a, fr, n);
+	struct relay_frame f;
+	assert_int_equal(cl_frame(a, &f, 1000), 1);
+	assert_int_equal(f.type, RELAY_FRAME_PEER_GONE);
+	assert_memory_equal(f.u.peer.key, k, 32);
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.packets_forwarded, 0);
+	assert_true(st.drop_bad_seal >= 1);
+	close(a->fd);
+	test_free(a);
+	rly_server_set_siblings(srv, NULL, 0);
+	rly_server_set_siblings(b, NULL, 0);
+	pump(20);
+	mitm_stop(m);
+	test_free(m);
+	rly_server_free(b);
+	pump(20);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -538,6 +729,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(big_client_info_closes_on_header, start,
 	                                    stop),
 	    cmocka_unit_test_setup_teardown(pending_per_ip_capped, start_ip2, stop),
+	    cmocka_unit_test_setup_teardown(mitm_cannot_inject_routes, start, stop),
 	};
 	int r = cmocka_run_group_tests(pure, NULL, NULL);
 	return r | cmocka_run_group_tests(live, NULL, NULL);
