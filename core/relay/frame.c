@@ -50,6 +50,8 @@ const char *relay_frame_type_name(unsigned type)
 		return "PEER_PRESENT";
 	case RELAY_FRAME_FORWARD:
 		return "FORWARD";
+	case RELAY_FRAME_PEERS_RESET:
+		return "PEERS_RESET";
 	case RELAY_FRAME_PING:
 		return "PING";
 	case RELAY_FRAME_PONG:
@@ -116,6 +118,7 @@ static int decode_body(struct relay_frame *f)
 		f->u.packet.data_len = n - 2 * RELAY_KEY_LEN;
 		return 0;
 	case RELAY_FRAME_KEEPALIVE:
+	case RELAY_FRAME_PEERS_RESET:
 		return 0;
 	case RELAY_FRAME_PEER_GONE:
 		if (n < RELAY_KEY_LEN + 1)

@@ -42,6 +42,10 @@
  *   PEER_PRESENT  0x09  key
  *   FORWARD       0x0a  src key || dst key || payload: relay mesh only, from a
  *                       sibling relay of the same region
+ *   PEERS_RESET   0x0b  (empty) relay mesh only, to a sibling: forget every
+ *                       key this link announced; the full set of
+ *                       PEER_PRESENT follows (after the announcements
+ *                       overflowed their lane)
  *   PING          0x12  8 opaque bytes
  *   PONG          0x13  the 8 bytes of the PING it answers
  *   HEALTH        0x14  UTF-8 text, 0..RELAY_TEXT_MAX bytes ("" = healthy)
@@ -100,6 +104,7 @@ enum relay_frame_type {
 	RELAY_FRAME_PEER_GONE = 0x08,
 	RELAY_FRAME_PEER_PRESENT = 0x09,
 	RELAY_FRAME_FORWARD = 0x0a,
+	RELAY_FRAME_PEERS_RESET = 0x0b,
 	RELAY_FRAME_PING = 0x12,
 	RELAY_FRAME_PONG = 0x13,
 	RELAY_FRAME_HEALTH = 0x14,

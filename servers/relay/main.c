@@ -300,6 +300,8 @@ static json_t *stats_json(const struct rly_stats *s)
 	F(mesh_in);
 	F(mesh_links_up);
 	F(admitted_keys);
+	F(mesh_routes);
+	F(mesh_resyncs);
 	F(packets_relayed);
 	F(bytes_relayed);
 	F(packets_forwarded);

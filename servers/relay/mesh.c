@@ -40,7 +40,7 @@ void rly_mesh_announce(struct rly_server *s, const uint8_t *key, bool present)
 	    key, RELAY_GONE_DISCONNECTED);
 	for (struct rly_conn *c = s->conns; c; c = c->next)
 		if (!c->dead && c->mesh && c->state == RC_ACTIVE)
-			rly_conn_send(c, fr, n, NULL, 0);
+			rly_conn_send_ctl(c, fr, n);
 }
 
 static void dial(struct rly_link *l);
@@ -91,6 +91,11 @@ static void dial(struct rly_link *l)
 		bev = bufferevent_socket_new(s->cfg.base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
 	struct rly_conn *c = bev ? rly_conn_alloc(s, bev) : NULL;
+	if (c && rly_conn_link_queue(c) < 0) {
+		rly_conn_close(c, "out of memory");
+		c = NULL;
+		bev = NULL; /* freed with c */
+	}
 	if (!c) {
 		if (bev)
 			bufferevent_free(bev);
@@ -174,6 +179,8 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 				s->st.drop_nomem++;
 		} else if (f->type == RELAY_FRAME_PEER_GONE) {
 			rly_keymap_del(&s->routes, f->u.peer.key, c);
+		} else if (f->type == RELAY_FRAME_PEERS_RESET) {
+			rly_keymap_del_val(&s->routes, c);
 		} else if (f->type == RELAY_FRAME_PING) {
 			uint8_t fr[RELAY_HDR_LEN + RELAY_PING_LEN];
 			size_t n = relay_encode_ping(fr, sizeof fr, RELAY_FRAME_PONG,

@@ -60,6 +60,8 @@ struct rly_stats {
 	uint64_t dup_clients, pings;
 	uint64_t stun_requests, stun_responses, stun_bad;
 	uint64_t admitted_keys;
+	uint64_t mesh_routes;  /* keys reachable through a sibling relay */
+	uint64_t mesh_resyncs; /* a sibling's announcements overflowed: full set */
 	bool ready; /* has an admission list from mesh-control */
 };
 

@@ -17,6 +17,11 @@ struct evconnlistener;
 struct event;
 
 #define RLY_IP_SLOTS 4096
+/* A sibling's control lane, and the packet queue of a link (it carries
+ * FORWARD for a whole relay, not one node). */
+#define RLY_CTL_MAX            (1024u * 1024u)
+#define RLY_LINK_QUEUE_PACKETS 1024u
+#define RLY_LINK_QUEUE_BYTES   (4u * 1024u * 1024u)
 
 enum rly_state {
 	RC_HTTP = 1,   /* server side: reading the upgrade request */
@@ -47,6 +52,10 @@ struct rly_conn {
 	uint8_t eph_pub[32];   /* server side: ours, sent in SERVER_INFO */
 	struct relay_session sess;
 	bool sealed; /* frames both ways go through sess */
+	/* Inbound mesh: PEER_PRESENT/PEER_GONE wait here, ahead of the packet
+	 * queue and never dropped one by one: past RLY_CTL_MAX the lane is
+	 * emptied and replaced by PEERS_RESET and the full set. */
+	struct evbuffer *ctl;
 	struct rly_queue q;
 	uint64_t closing_ms;   /* RC_CLOSING since */
 	uint64_t deadline_ms;  /* handshake must be done by then; 0: done */
@@ -97,6 +106,11 @@ void rly_conn_close(struct rly_conn *c, const char *why);
 /* Queues one frame (hdr || body) for c; counts queue drops. */
 int rly_conn_send(struct rly_conn *c, const uint8_t *hdr, size_t hdr_len,
                   const uint8_t *body, size_t body_len);
+/* A PEER_PRESENT/PEER_GONE (or PEERS_RESET) for an inbound mesh peer:
+ * through its control lane (see struct rly_conn). */
+void rly_conn_send_ctl(struct rly_conn *c, const uint8_t *frame, size_t len);
+/* Gives c (a link or a sibling) the larger queue of a link. */
+int rly_conn_link_queue(struct rly_conn *c);
 /* Moves queued frames into the socket's output while it is short. */
 void rly_conn_pump(struct rly_conn *c);
 struct rly_conn *rly_conn_alloc(struct rly_server *s, struct bufferevent *bev);

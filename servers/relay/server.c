@@ -146,15 +146,8 @@ static void unlink_maps(struct rly_conn *c)
 	if (c->state == RC_ACTIVE && c->mesh)
 		s->st.mesh_in--;
 	if (c->outbound) {
-		/* Routes through this link are gone. */
-		for (size_t i = 0; i < s->routes.cap; i++) {
-			if (s->routes.slots[i].val == c) {
-				uint8_t k[32];
-				memcpy(k, s->routes.slots[i].key, 32);
-				rly_keymap_del(&s->routes, k, c);
-				i = (size_t)-1; /* the table shifted: scan again */
-			}
-		}
+		/* Routes through this link are gone: one pass (review M7). */
+		rly_keymap_del_val(&s->routes, c);
 		if (c->state == RC_ACTIVE)
 			s->st.mesh_links_up--;
 	}
@@ -211,6 +204,8 @@ static void free_conn(struct rly_conn *c)
 		c->next->prev = c->prev;
 	if (c->bev)
 		bufferevent_free(c->bev);
+	if (c->ctl)
+		evbuffer_free(c->ctl);
 	rly_queue_free(&c->q);
 	sodium_memzero(c, sizeof *c);
 	free(c);
@@ -231,11 +226,81 @@ static void free_frame(const void *data, size_t len, void *extra)
 	free((void *)data);
 }
 
+/* Every key connected here, as PEER_PRESENT, into c's control lane. */
+static void full_set(struct rly_conn *c)
+{
+	struct rly_server *s = c->s;
+	for (size_t i = 0; i < s->clients.cap; i++) {
+		if (!s->clients.slots[i].val)
+			continue;
+		uint8_t pf[RELAY_HDR_LEN + 32];
+		size_t pn = relay_encode_peer(pf, sizeof pf, RELAY_FRAME_PEER_PRESENT,
+		                              s->clients.slots[i].key, 0);
+		evbuffer_add(c->ctl, pf, pn);
+	}
+}
+
+void rly_conn_send_ctl(struct rly_conn *c, const uint8_t *frame, size_t len)
+{
+	if (c->dead || c->state == RC_CLOSING)
+		return;
+	if (!c->ctl) {
+		rly_conn_send(c, frame, len, NULL, 0);
+		return;
+	}
+	if (evbuffer_get_length(c->ctl) + len > RLY_CTL_MAX) {
+		/* The sibling reads too slowly to follow every change: start
+		 * over with the whole set, which already holds this change. */
+		c->s->st.mesh_resyncs++;
+		evbuffer_drain(c->ctl, evbuffer_get_length(c->ctl));
+		static const uint8_t reset[RELAY_HDR_LEN] = {RELAY_FRAME_PEERS_RESET, 0,
+		                                             0, 0, 0};
+		evbuffer_add(c->ctl, reset, sizeof reset);
+		full_set(c);
+	} else {
+		evbuffer_add(c->ctl, frame, len);
+	}
+	rly_conn_pump(c);
+}
+
+int rly_conn_link_queue(struct rly_conn *c)
+{
+	struct rly_queue q;
+	if (rly_queue_init(&q, RLY_LINK_QUEUE_PACKETS, RLY_LINK_QUEUE_BYTES) < 0)
+		return -ENOMEM;
+	rly_queue_free(&c->q);
+	c->q = q;
+	return 0;
+}
+
+/* Control frames (small) from the lane, sealed one by one. */
+static bool pump_ctl(struct rly_conn *c, struct evbuffer *out)
+{
+	while (evbuffer_get_length(out) < RLY_OUT_LOW &&
+	       evbuffer_get_length(c->ctl) >= RELAY_HDR_LEN) {
+		uint8_t fr[RELAY_HDR_LEN + 64 + RELAY_TAG_LEN];
+		evbuffer_copyout(c->ctl, fr, RELAY_HDR_LEN);
+		size_t n = RELAY_HDR_LEN + relay_hdr_len(fr);
+		if (n > RELAY_HDR_LEN + 64) /* only we write the lane */
+			return false;
+		evbuffer_remove(c->ctl, fr, n);
+		if (c->sealed)
+			n = relay_seal(&c->sess, fr, n, sizeof fr);
+		if (!n || evbuffer_add(out, fr, n) < 0)
+			return false;
+	}
+	return true;
+}
+
 void rly_conn_pump(struct rly_conn *c)
 {
 	if (c->dead || c->state == RC_CLOSING)
 		return;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (c->ctl && !pump_ctl(c, out)) {
+		rly_conn_close(c, "cannot send a control frame");
+		return;
+	}
 	while (evbuffer_get_length(out) < RLY_OUT_LOW) {
 		struct rly_qitem *it = (struct rly_qitem *)rly_queue_peek(&c->q);
 		if (!it)
@@ -450,16 +515,16 @@ static void admit(struct rly_conn *c, bool mesh)
 	if (mesh) {
 		s->st.mesh_in++;
 		log_info("mesh-relay: %s: sibling relay %s… connected", c->peer, ks);
-		/* Tell it every client we have. */
-		for (size_t i = 0; i < s->clients.cap; i++) {
-			if (!s->clients.slots[i].val)
-				continue;
-			uint8_t pf[RELAY_HDR_LEN + 32];
-			size_t pn =
-			    relay_encode_peer(pf, sizeof pf, RELAY_FRAME_PEER_PRESENT,
-			                      s->clients.slots[i].key, 0);
-			rly_conn_send(c, pf, pn, NULL, 0);
+		/* Tell it every client we have, through the control lane: never
+		 * lost to the packet queue's drops (review H3). */
+		c->ctl = evbuffer_new();
+		if (!c->ctl || rly_conn_link_queue(c) < 0) {
+			s->st.drop_nomem++;
+			rly_conn_close(c, "out of memory");
+			return;
 		}
+		full_set(c);
+		rly_conn_pump(c);
 	} else {
 		s->st.clients++;
 		s->st.clients_total++;
@@ -882,4 +947,5 @@ void rly_server_get_stats(const struct rly_server *s, struct rly_stats *st)
 {
 	*st = s->st;
 	st->ready = s->ready;
+	st->mesh_routes = s->routes.n;
 }

@@ -713,6 +713,171 @@ static void mitm_cannot_inject_routes(void **state)
 	pump(20);
 }
 
+/* --- many clients on a sibling --------------------------------------------- */
+
+/* A minimal client: only the handshake, then it holds its connection. */
+struct lc {
+	int fd, st;
+	uint8_t pub[32], priv[32], chal[32], cc[32], eph[32];
+	uint8_t buf[1024];
+	size_t len;
+};
+
+/* One step of lc's handshake with what has arrived; true when admitted. */
+static bool lc_step(struct lc *c, const uint8_t *spk)
+{
+	ssize_t k = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, MSG_DONTWAIT);
+	if (k > 0)
+		c->len += (size_t)k;
+	if (c->st == 0) {
+		int r = relay_http_parse_response(c->buf, c->len);
+		assert_true(r >= 0);
+		if (r == 0)
+			return false;
+		memmove(c->buf, c->buf + r, c->len - (size_t)r);
+		c->len -= (size_t)r;
+		c->st = 1;
+	}
+	struct relay_frame f;
+	size_t used;
+	if (relay_frame_decode(c->buf, c->len, &f, &used, NULL) != RELAY_DECODE_READY)
+		return false;
+	if (c->st == 1) {
+		assert_int_equal(f.type, RELAY_FRAME_SERVER_KEY);
+		memcpy(c->chal, f.u.server_key.challenge, 32);
+		uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN];
+		size_t n = relay_client_info_seal(fr, sizeof fr, c->pub, c->priv, spk,
+		                                  c->chal, 0, c->cc, c->eph);
+		assert_int_equal(send(c->fd, fr, n, MSG_NOSIGNAL), (ssize_t)n);
+		c->st = 2;
+	} else {
+		assert_int_equal(f.type, RELAY_FRAME_SERVER_INFO);
+		c->st = 3;
+	}
+	memmove(c->buf, c->buf + used, c->len - used);
+	c->len -= used;
+	return c->st == 3;
+}
+
+/* Connects and admits n minimal clients to the relay on port p (key spk),
+ * 100 at a time. */
+static void lc_connect_all(struct lc *v, int n, uint16_t p, const uint8_t *spk)
+{
+	for (int b = 0; b < n; b += 100) {
+		int e = b + 100 < n ? b + 100 : n, done = 0;
+		for (int i = b; i < e; i++) {
+			v[i].fd = socket(AF_INET, SOCK_STREAM, 0);
+			struct sockaddr_in sin = {.sin_family = AF_INET,
+			                          .sin_port = htons(p),
+			                          .sin_addr.s_addr =
+			                              htonl(INADDR_LOOPBACK)};
+			assert_int_equal(
+			    connect(v[i].fd, (struct sockaddr *)&sin, sizeof sin), 0);
+			char req[256];
+			size_t rn = relay_http_request(req, sizeof req, "test");
+			assert_int_equal(send(v[i].fd, req, rn, MSG_NOSIGNAL),
+			                 (ssize_t)rn);
+		}
+		for (int t = 0; t < 5000 && done < e - b; t++) {
+			pump(1);
+			for (int i = b; i < e; i++)
+				if (v[i].st != 3 && lc_step(&v[i], spk))
+					done++;
+		}
+		assert_int_equal(done, e - b);
+	}
+}
+
+/* Review relay H3: a sibling learns every client of a relay when their
+ * link comes up, however many: the announcements no longer go through the
+ * packet queue that drops the oldest (3000 PEER_PRESENT used to overflow
+ * 64 KiB of socket buffer plus 64 queued frames: ~1,160 were lost). And a
+ * packet from A to any of them is forwarded. */
+static void sibling_learns_every_client(void **state)
+{
+	enum { N = 3000 };
+	uint8_t bpub[32], bpriv[32];
+	crypto_box_keypair(bpub, bpriv);
+	struct rly_config cfg = {.base = base, .max_pending_ip = 200};
+	memcpy(cfg.priv, bpriv, 32);
+	memcpy(cfg.pub, bpub, 32);
+	struct sockaddr_in *sin = (struct sockaddr_in *)&cfg.listen;
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cfg.listen_len = sizeof *sin;
+	char err[256];
+	struct rly_server *b = rly_server_new(&cfg, err, sizeof err);
+	assert_non_null(b);
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	rly_server_local(b, &ss, &sl);
+	uint16_t bport = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	struct lc *v = test_calloc(N, sizeof *v);
+	uint8_t(*keys)[32] = test_malloc(N * 32);
+	for (int i = 0; i < N; i++) {
+		crypto_box_keypair(v[i].pub, v[i].priv);
+		memcpy(keys[i], v[i].pub, 32);
+	}
+	assert_int_equal(rly_server_set_admitted(b, (const uint8_t(*)[32])keys, N), 0);
+	lc_connect_all(v, N, bport, bpub);
+	struct rly_stats st;
+	rly_server_get_stats(b, &st);
+	assert_int_equal(st.clients, N);
+	/* Now the link A -> B. */
+	struct rly_sibling sa = {.host = "127.0.0.1", .port = bport};
+	memcpy(sa.key, bpub, 32);
+	struct rly_sibling sb = {.host = "127.0.0.1", .port = port};
+	memcpy(sb.key, spub, 32);
+	assert_int_equal(rly_server_set_siblings(b, &sb, 1), 0);
+	assert_int_equal(rly_server_set_siblings(srv, &sa, 1), 0);
+	for (int i = 0; i < 500; i++) {
+		pump_wall(10);
+		rly_server_get_stats(srv, &st);
+		if (st.mesh_routes == N)
+			break;
+	}
+	assert_int_equal(st.mesh_links_up, 1);
+	assert_int_equal(st.mesh_routes, N);
+	/* A client of A reaches the last and the first of them. */
+	struct cl *a = test_malloc(sizeof *a);
+	cl_open(a, 0);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])a->pub, 1),
+	                 0);
+	assert_int_equal(cl_hello(a, false), RELAY_FRAME_SERVER_INFO);
+	uint8_t fr[RELAY_HDR_LEN + 32 + 100], data[100] = {7};
+	size_t n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET,
+	                               v[N - 1].pub, data, sizeof data);
+	cl_put(a, fr, n);
+	n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, v[0].pub, data,
+	                        sizeof data);
+	cl_put(a, fr, n);
+	pump_wall(200);
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.packets_forwarded, 2);
+	struct rly_stats bst;
+	rly_server_get_stats(b, &bst);
+	assert_int_equal(bst.packets_from_mesh, 2);
+	/* B's clients leave: A forgets them (one pass per PEER_GONE). */
+	for (int i = 0; i < N; i++)
+		close(v[i].fd);
+	for (int i = 0; i < 300; i++) {
+		pump_wall(10);
+		rly_server_get_stats(srv, &st);
+		if (st.mesh_routes == 0)
+			break;
+	}
+	assert_int_equal(st.mesh_routes, 0);
+	close(a->fd);
+	test_free(a);
+	test_free(v);
+	test_free(keys);
+	rly_server_set_siblings(srv, NULL, 0);
+	rly_server_set_siblings(b, NULL, 0);
+	pump(20);
+	rly_server_free(b);
+	pump(20);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -730,6 +895,7 @@ int main(void)
 	                                    stop),
 	    cmocka_unit_test_setup_teardown(pending_per_ip_capped, start_ip2, stop),
 	    cmocka_unit_test_setup_teardown(mitm_cannot_inject_routes, start, stop),
+	    cmocka_unit_test_setup_teardown(sibling_learns_every_client, start, stop),
 	};
 	int r = cmocka_run_group_tests(pure, NULL, NULL);
 	return r | cmocka_run_group_tests(live, NULL, NULL);
