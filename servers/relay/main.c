@@ -66,7 +66,8 @@ static const char usage[] =
     "LIMITS:\n"
     "  --max-clients N       connections in all (default 10000)\n"
     "  --queue N             packets queued per client before the oldest is\n"
-    "                        dropped (default 64; also at most 512 KiB)\n"
+    "                        dropped (default 64, at most 4096; also at most\n"
+    "                        512 KiB)\n"
     "  --write-timeout MS    a client that reads nothing this long is\n"
     "                        disconnected (default 5000)\n"
     "\n"
@@ -763,6 +764,11 @@ int main(int argc, char **argv)
 				if (*end || v == 0 || v > 1000000)
 					return die_usage("%s: expected a positive number",
 					                 a);
+				if (uv == &o.queue && v > RLY_QUEUE_PACKETS_MAX)
+					return die_usage(
+					    "%s",
+					    "--queue: at most 4096 packets (each "
+					    "client's queue is also capped at 512 KiB)");
 				*uv = (unsigned)v;
 			}
 		}

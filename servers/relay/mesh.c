@@ -164,6 +164,7 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 		}
 		c->state = RC_ACTIVE;
 		c->sealed = true; /* every frame after SERVER_INFO */
+		c->ka_ms = rly_now_ms();
 		c->deadline_ms = 0;
 		l->backoff_ms = 0;
 		s->st.mesh_links_up++;

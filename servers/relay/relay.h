@@ -28,6 +28,10 @@ struct event_base;
 struct rly_server;
 struct ssl_ctx_st;
 
+/* SERVER_INFO carries the queue length in 16 bits, and each admitted
+ * client's ring is allocated whole. */
+#define RLY_QUEUE_PACKETS_MAX 4096
+
 struct rly_config {
 	struct event_base *base;
 	uint8_t priv[32], pub[32]; /* the relay key */
@@ -38,7 +42,7 @@ struct rly_config {
 	uint32_t max_pending;      /* not yet admitted, in all; 0: 1024 */
 	uint32_t max_pending_ip;   /* not yet admitted, per source IP (IPv6:
 	                            * per /64); 0: 64 */
-	uint32_t queue_packets;    /* 0: 64 */
+	uint32_t queue_packets;    /* 0: 64; at most RLY_QUEUE_PACKETS_MAX */
 	uint32_t queue_bytes;      /* 0: 512 KiB */
 	uint32_t write_timeout_ms; /* 0: 5000 */
 	uint32_t handshake_ms;     /* 0: 10000 */

@@ -58,6 +58,7 @@ struct rly_conn {
 	struct evbuffer *ctl;
 	struct rly_queue q;
 	uint64_t closing_ms;   /* RC_CLOSING since */
+	uint64_t ka_ms;        /* RC_ACTIVE: last KEEPALIVE sent (or admission) */
 	uint64_t deadline_ms;  /* handshake must be done by then; 0: done */
 	bool pending;          /* counted in s->n_pending / s->pending_ip */
 	uint16_t ip_slot;      /* its source address's slot in pending_ip */

@@ -83,7 +83,9 @@ struct rly_conn *rly_conn_alloc(struct rly_server *s, struct bufferevent *bev)
 	struct rly_conn *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
-	if (rly_queue_init(&c->q, s->cfg.queue_packets, s->cfg.queue_bytes) < 0) {
+	/* One slot until admitted (nothing is queued before): the client's
+	 * ring is allocated at admission. */
+	if (rly_queue_init(&c->q, 1, s->cfg.queue_bytes) < 0) {
 		free(c);
 		return NULL;
 	}
@@ -495,13 +497,22 @@ static void admit(struct rly_conn *c, bool mesh)
 			rly_conn_close(old,
 			               "replaced by a newer connection of the same key");
 		}
-		if (rly_keymap_put(&s->clients, c->key, c) < 0) {
+		/* Its ring, now that it is admitted. */
+		struct rly_queue q;
+		bool ok =
+		    rly_queue_init(&q, s->cfg.queue_packets, s->cfg.queue_bytes) == 0;
+		if (ok) {
+			rly_queue_free(&c->q);
+			c->q = q;
+		}
+		if (!ok || rly_keymap_put(&s->clients, c->key, c) < 0) {
 			s->st.drop_nomem++;
 			rly_conn_close(c, "out of memory");
 			return;
 		}
 	}
 	c->state = RC_ACTIVE;
+	c->ka_ms = rly_now_ms();
 	struct timeval wt = {s->cfg.write_timeout_ms / 1000,
 	                     (s->cfg.write_timeout_ms % 1000) * 1000};
 	bufferevent_set_timeouts(c->bev, NULL, &wt);
@@ -789,7 +800,9 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 	struct rly_server *s = arg;
 	static const uint8_t ka[RELAY_HDR_LEN] = {RELAY_FRAME_KEEPALIVE, 0, 0, 0, 0};
 	uint64_t now = rly_now_ms();
-	bool send_ka = (now / 1000) % (s->cfg.keepalive_s ? s->cfg.keepalive_s : 60) == 0;
+	/* Per connection, from its own last one: a tick that comes late
+	 * cannot skip a keepalive, and they do not all go out at once. */
+	uint64_t ka_every = (uint64_t)s->cfg.keepalive_s * 1000u;
 	for (struct rly_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
 		if (c->dead)
@@ -800,8 +813,10 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 		           now >= c->deadline_ms) {
 			s->st.handshake_timeouts++;
 			rly_conn_close(c, "handshake not done in time");
-		} else if (c->state == RC_ACTIVE && send_ka)
+		} else if (c->state == RC_ACTIVE && now - c->ka_ms >= ka_every) {
+			c->ka_ms = now;
 			rly_conn_send(c, ka, sizeof ka, NULL, 0);
+		}
 	}
 }
 
@@ -878,6 +893,8 @@ struct rly_server *rly_server_new(const struct rly_config *cfg, char *err, size_
 		s->cfg.max_pending_ip = UINT16_MAX;
 	randombytes_buf(s->ip_hash_key, sizeof s->ip_hash_key);
 	s->cfg.queue_packets = dflt(cfg->queue_packets, 64);
+	if (s->cfg.queue_packets > RLY_QUEUE_PACKETS_MAX)
+		s->cfg.queue_packets = RLY_QUEUE_PACKETS_MAX;
 	s->cfg.queue_bytes = dflt(cfg->queue_bytes, 512 * 1024);
 	if (s->cfg.queue_bytes < RELAY_FRAME_MAX)
 		s->cfg.queue_bytes = RELAY_FRAME_MAX;

@@ -126,7 +126,8 @@ static void pump(int ms)
 	}
 }
 
-static uint32_t start_max_clients, start_max_pending_ip;
+static uint32_t start_max_clients, start_max_pending_ip, start_keepalive_s, start_queue;
+static uint16_t last_queue_packets; /* from the last SERVER_INFO */
 
 static int start(void **state)
 {
@@ -135,7 +136,8 @@ static int start(void **state)
 	struct rly_config cfg = {.base = base,
 	                         .max_clients = start_max_clients,
 	                         .max_pending_ip = start_max_pending_ip,
-	                         .queue_packets = 16,
+	                         .keepalive_s = start_keepalive_s,
+	                         .queue_packets = start_queue ? start_queue : 16,
 	                         .queue_bytes = 128 * 1024,
 	                         .write_timeout_ms = 300,
 	                         .handshake_ms = 2000};
@@ -279,6 +281,7 @@ static int cl_hello(struct cl *c, bool wrong_priv)
 	/* The relay proves its key over our challenge, and the session starts. */
 	if (f.type == RELAY_FRAME_SERVER_INFO) {
 		uint8_t reph[32];
+		last_queue_packets = f.u.server_info.queue_packets;
 		assert_int_equal(relay_server_info_open(&f, c->priv, spub, cc, reph), 0);
 		assert_int_equal(
 		    relay_session_init(&c->sess, true, eph, reph, c->pub, spub, chal, cc),
@@ -713,6 +716,45 @@ static void mitm_cannot_inject_routes(void **state)
 	pump(20);
 }
 
+static int start_ka3(void **state)
+{
+	start_keepalive_s = 3;
+	start_queue = 1000000;
+	int r = start(state);
+	start_keepalive_s = start_queue = 0;
+	return r;
+}
+
+/* Review relay L2, L5: keepalives are timed per connection from its
+ * admission (they were sent when the wall-clock second was a multiple of
+ * keepalive_s: at any time after admission, and skipped when a tick came
+ * late); a queue length past what SERVER_INFO's 16 bits and a per-client
+ * ring should hold is capped (1000000 was announced as 16960). */
+static void keepalive_per_connection(void **state)
+{
+	struct cl *a = test_malloc(sizeof *a);
+	cl_open(a, 0);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])a->pub, 1),
+	                 0);
+	assert_int_equal(cl_hello(a, false), RELAY_FRAME_SERVER_INFO);
+	assert_int_equal(last_queue_packets, RLY_QUEUE_PACKETS_MAX);
+	uint64_t t0 = now_ms();
+	struct relay_frame f;
+	for (int k = 0; k < 2; k++) {
+		int r = 0;
+		while (now_ms() - t0 < 4500 && (r = cl_frame(a, &f, 50)) == 0)
+			;
+		assert_int_equal(r, 1);
+		assert_int_equal(f.type, RELAY_FRAME_KEEPALIVE);
+		uint64_t dt = now_ms() - t0;
+		assert_true(dt >= 2900 && dt <= 4200);
+		t0 = now_ms();
+	}
+	close(a->fd);
+	pump(20);
+	test_free(a);
+}
+
 /* --- many clients on a sibling --------------------------------------------- */
 
 /* A minimal client: only the handshake, then it holds its connection. */
@@ -896,6 +938,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(pending_per_ip_capped, start_ip2, stop),
 	    cmocka_unit_test_setup_teardown(mitm_cannot_inject_routes, start, stop),
 	    cmocka_unit_test_setup_teardown(sibling_learns_every_client, start, stop),
+	    cmocka_unit_test_setup_teardown(keepalive_per_connection, start_ka3, stop),
 	};
 	int r = cmocka_run_group_tests(pure, NULL, NULL);
 	return r | cmocka_run_group_tests(live, NULL, NULL);
