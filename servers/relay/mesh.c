@@ -144,6 +144,7 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 	}
 	case RC_WAIT_SINFO:
 		if (f->type == RELAY_FRAME_REFUSED) {
+			/* (log_msg makes the sibling's text harmless.) */
 			log_warn("mesh-relay: %s refused the mesh link: %.*s", c->peer,
 			         (int)f->u.text.text_len, f->u.text.text);
 			rly_conn_close(c, "refused");
