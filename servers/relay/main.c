@@ -311,6 +311,7 @@ static json_t *stats_json(const struct rly_stats *s)
 	F(bytes_from_mesh);
 	F(pings);
 	F(dup_clients);
+	F(accept_errors);
 	F(stun_requests);
 	F(stun_responses);
 	F(stun_bad);

@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 #include <sodium.h>
@@ -112,8 +113,22 @@ static void dial(struct rly_link *l)
 	struct timeval hs = {LINK_HANDSHAKE_MS / 1000, 0};
 	bufferevent_set_timeouts(bev, &hs, &hs);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect_hostname(bev, NULL, AF_UNSPEC, l->sib.host,
-	                                        l->sib.port) < 0)
+	/* Names through evdns: a NULL base would resolve with the blocking
+	 * getaddrinfo() on the loop (review M1). */
+	if (!s->dns) {
+		s->dns =
+		    evdns_base_new(s->cfg.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		                                    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (!s->dns) {
+			log_warn(
+			    "mesh-relay: no DNS servers (/etc/resolv.conf): siblings "
+			    "listed by name cannot be reached, addresses still can");
+			s->dns =
+			    evdns_base_new(s->cfg.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		}
+	}
+	if (!s->dns || bufferevent_socket_connect_hostname(bev, s->dns, AF_UNSPEC,
+	                                                   l->sib.host, l->sib.port) < 0)
 		rly_conn_close(c, "connect failed");
 }
 

@@ -62,6 +62,7 @@ struct rly_stats {
 	    drop_oversize, drop_nomem,
 	    drop_bad_seal; /* a sealed frame that did not open: connection closed */
 	uint64_t dup_clients, pings;
+	uint64_t accept_errors; /* accept() failed (out of descriptors...): paused 1 s */
 	uint64_t stun_requests, stun_responses, stun_bad;
 	uint64_t admitted_keys;
 	uint64_t mesh_routes;  /* keys reachable through a sibling relay */

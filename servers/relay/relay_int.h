@@ -15,6 +15,7 @@
 struct bufferevent;
 struct evconnlistener;
 struct event;
+struct evdns_base;
 
 #define RLY_IP_SLOTS 4096
 /* A sibling's control lane, and the packet queue of a link (it carries
@@ -80,6 +81,8 @@ struct rly_server {
 	struct rly_config cfg;
 	struct evconnlistener *lis;
 	struct event *tick, *reap, *stun_ev;
+	struct event *relisten; /* re-enables the listener after an error */
+	struct evdns_base *dns; /* resolves siblings' names (made on use) */
 	int stun_fd;
 	struct rly_conn *conns;     /* every connection and link */
 	size_t n_live;              /* conns not dead */

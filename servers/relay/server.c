@@ -5,6 +5,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -792,6 +793,33 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
+static void relisten_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct rly_server *s = arg;
+	evconnlistener_enable(s->lis);
+}
+
+/* accept() failed for a reason that will not go away by itself at once
+ * (EMFILE, ENFILE, ENOBUFS, ENOMEM): the pending connection stays in the
+ * backlog and the listener would be readable again at once, spinning the
+ * loop. Pause accepting for a second instead (review M6). */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct rly_server *s = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	s->st.accept_errors++;
+	if (log_ok())
+		log_warn("mesh-relay: accept: %s; not accepting for a second%s",
+		         evutil_socket_error_to_string(e),
+		         e == EMFILE || e == ENFILE
+		             ? " (out of file descriptors: raise the limit, or lower "
+		               "--max-clients)"
+		             : "");
+	evconnlistener_disable(l);
+	struct timeval one = {1, 0};
+	evtimer_add(s->relisten, &one);
+}
+
 /* Every second: stuck closers, handshakes past their deadline (absolute
  * from accept: the libevent timeouts only catch idle peers, and one byte
  * now and then resets them), keepalives. */
@@ -919,8 +947,10 @@ struct rly_server *rly_server_new(const struct rly_config *cfg, char *err, size_
 	}
 	s->tick = event_new(cfg->base, -1, EV_PERSIST, tick_cb, s);
 	s->reap = event_new(cfg->base, -1, 0, reap_cb, s);
+	s->relisten = evtimer_new(cfg->base, relisten_cb, s);
+	evconnlistener_set_error_cb(s->lis, accept_error_cb);
 	struct timeval one = {1, 0};
-	if (!s->tick || !s->reap || event_add(s->tick, &one) < 0) {
+	if (!s->tick || !s->reap || !s->relisten || event_add(s->tick, &one) < 0) {
 		snprintf(err, errlen, "out of memory");
 		rly_server_free(s);
 		return NULL;
@@ -941,6 +971,10 @@ void rly_server_free(struct rly_server *s)
 		event_free(s->tick);
 	if (s->reap)
 		event_free(s->reap);
+	if (s->relisten)
+		event_free(s->relisten);
+	if (s->dns)
+		evdns_base_free(s->dns, 0);
 	if (s->stun_ev)
 		event_free(s->stun_ev);
 	if (s->stun_fd >= 0)
