@@ -315,6 +315,7 @@ static json_t *stats_json(const struct rly_stats *s)
 	F(stun_requests);
 	F(stun_responses);
 	F(stun_bad);
+	F(stun_limited);
 #undef F
 	json_t *d = json_object();
 #define D(name, field) json_object_set_new(d, name, json_integer((json_int_t)s->field))
@@ -405,9 +406,11 @@ static char *status_cb(void *ctx, bool json)
 	        (unsigned long long)s.refused_full, (unsigned long long)s.refused_http,
 	        (unsigned long long)s.handshake_timeouts,
 	        (unsigned long long)s.removed_cut, (unsigned long long)s.refused_pending);
-	fprintf(f, "stun         %llu requests, %llu responses, %llu bad\n",
-	        (unsigned long long)s.stun_requests, (unsigned long long)s.stun_responses,
-	        (unsigned long long)s.stun_bad);
+	fprintf(
+	    f,
+	    "stun         %llu requests, %llu responses, %llu bad, %llu rate-limited\n",
+	    (unsigned long long)s.stun_requests, (unsigned long long)s.stun_responses,
+	    (unsigned long long)s.stun_bad, (unsigned long long)s.stun_limited);
 	fclose(f);
 	return t;
 }

@@ -64,6 +64,7 @@ struct rly_stats {
 	uint64_t dup_clients, pings;
 	uint64_t accept_errors; /* accept() failed (out of descriptors...): paused 1 s */
 	uint64_t stun_requests, stun_responses, stun_bad;
+	uint64_t stun_limited; /* not answered: over the per-prefix or global rate */
 	uint64_t admitted_keys;
 	uint64_t mesh_routes;  /* keys reachable through a sibling relay */
 	uint64_t mesh_resyncs; /* a sibling's announcements overflowed: full set */

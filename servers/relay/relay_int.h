@@ -92,6 +92,12 @@ struct rly_server {
 	 * only make the cap stricter, and an outsider cannot aim one). */
 	uint16_t pending_ip[RLY_IP_SLOTS];
 	uint8_t ip_hash_key[16];
+	/* STUN answers per source prefix (IPv4 /24, IPv6 /48), token buckets
+	 * in slots by the same keyed hash, and one for the whole server. */
+	struct rly_bucket {
+		uint32_t tokens_milli; /* thousandths of an answer */
+		uint64_t last_ms;
+	} stun_prefix[RLY_IP_SLOTS], stun_all;
 	struct rly_keymap admitted; /* node key -> (void *)1 */
 	bool ready;
 	struct rly_keymap clients; /* node key -> conn (RC_ACTIVE, !mesh) */

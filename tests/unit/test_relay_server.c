@@ -31,6 +31,7 @@
 #include "core/relay/frame.h"
 #include "core/relay/http.h"
 #include "core/relay/session.h"
+#include "core/stun/stun.h"
 #include "servers/relay/keymap.h"
 #include "servers/relay/queue.h"
 #include "servers/relay/relay.h"
@@ -918,6 +919,71 @@ static void accept_out_of_fds_does_not_spin(void **state)
 	pump(20);
 }
 
+/* Review relay M4: the STUN server answers one source prefix at most
+ * 20 times in a burst (then 10 a second), and never answers a request with
+ * an unknown comprehension-required attribute (its 420 error was 2.67
+ * times the request): a spoofed source gains little. */
+static void stun_rate_limited(void **state)
+{
+	/* A free UDP port on loopback for the server. */
+	int probe = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(probe, (struct sockaddr *)&sin, sizeof sin), 0);
+	socklen_t sl = sizeof sin;
+	getsockname(probe, (struct sockaddr *)&sin, &sl);
+	close(probe);
+	char err[256];
+	assert_int_equal(rly_server_stun_listen(srv, (struct sockaddr *)&sin, sizeof sin,
+	                                        err, sizeof err),
+	                 0);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	/* An unknown comprehension-required attribute: no answer at all. */
+	uint8_t req[64] = {0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42};
+	randombytes_buf(req + 8, 12);
+	req[20] = 0x7f, req[21] = 0x77, req[23] = 4; /* type 0x7f77, 4 bytes */
+	assert_int_equal(send(fd, req, 28, 0), 28);
+	pump_wall(100);
+	uint8_t b[512];
+	assert_true(recv(fd, b, sizeof b, MSG_DONTWAIT) < 0);
+	/* 200 good requests at once: 20 answers (the burst), maybe one more. */
+	for (int i = 0; i < 200; i++) {
+		uint8_t txid[12];
+		randombytes_buf(txid, sizeof txid);
+		size_t n = stun_binding_request(req, sizeof req, txid, NULL);
+		assert_int_equal(send(fd, req, n, 0), (ssize_t)n);
+		if (i % 20 == 19)
+			pump(1);
+	}
+	pump_wall(100);
+	int answers = 0;
+	while (recv(fd, b, sizeof b, MSG_DONTWAIT) > 0)
+		answers++;
+	struct rly_stats st;
+	rly_server_get_stats(srv, &st);
+	print_message("%d answers, %llu limited, %llu bad\n", answers,
+	              (unsigned long long)st.stun_limited,
+	              (unsigned long long)st.stun_bad);
+	assert_true(answers >= 20 && answers <= 23);
+	assert_int_equal(st.stun_limited, 200 - (unsigned long long)answers);
+	assert_int_equal(st.stun_bad, 1);
+	/* A second later: about ten more. */
+	pump_wall(1000);
+	for (int i = 0; i < 30; i++) {
+		uint8_t txid[12];
+		randombytes_buf(txid, sizeof txid);
+		size_t n = stun_binding_request(req, sizeof req, txid, NULL);
+		send(fd, req, n, 0);
+	}
+	pump_wall(100);
+	answers = 0;
+	while (recv(fd, b, sizeof b, MSG_DONTWAIT) > 0)
+		answers++;
+	assert_true(answers >= 9 && answers <= 13);
+	close(fd);
+}
+
 /* --- many clients on a sibling --------------------------------------------- */
 
 /* A minimal client: only the handshake, then it holds its connection. */
@@ -1105,6 +1171,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(sibling_refusal_text_is_sanitised, start,
 	                                    stop),
 	    cmocka_unit_test_setup_teardown(accept_out_of_fds_does_not_spin, start, stop),
+	    cmocka_unit_test_setup_teardown(stun_rate_limited, start, stop),
 	};
 	int r = cmocka_run_group_tests(pure, NULL, NULL);
 	return r | cmocka_run_group_tests(live, NULL, NULL);
