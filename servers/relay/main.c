@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -106,11 +107,15 @@ static void path_in(char *out, size_t cap, const char *dir, const char *name)
 	snprintf(out, cap, "%s/%s", dir, name);
 }
 
+/* Replaces path atomically: a fresh temp file (never through a link left
+ * there), synced, renamed over it, and the directory synced so the rename
+ * survives a crash. */
 static int write_file(const char *path, const void *p, size_t n)
 {
-	char tmp[4200];
+	char tmp[4200], dir[4200];
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	bool ok = write(fd, p, n) == (ssize_t)n && fsync(fd) == 0;
@@ -118,6 +123,15 @@ static int write_file(const char *path, const void *p, size_t n)
 	if (!ok || rename(tmp, path) < 0) {
 		unlink(tmp);
 		return -EIO;
+	}
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
 	}
 	return 0;
 }
@@ -127,8 +141,26 @@ static int load_key(const char *dir, uint8_t priv[32], uint8_t pub[32])
 {
 	char p[4200];
 	path_in(p, sizeof p, dir, "relay.key");
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	int fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd >= 0) {
+		struct stat sb;
+		if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size != 32) {
+			close(fd);
+			fprintf(stderr,
+			        "mesh-relay: %s: not a relay key (a file of exactly 32 "
+			        "bytes); move it away to make a new key (the relay then "
+			        "needs a new token)\n",
+			        p);
+			return -1;
+		}
+		if (sb.st_mode & 077) {
+			close(fd);
+			fprintf(stderr,
+			        "mesh-relay: %s: the relay's private key is readable by "
+			        "others (mode %04o); chmod 600 %s\n",
+			        p, (unsigned)(sb.st_mode & 07777), p);
+			return -1;
+		}
 		ssize_t n = read(fd, priv, 32);
 		close(fd);
 		if (n != 32) {
@@ -136,6 +168,12 @@ static int load_key(const char *dir, uint8_t priv[32], uint8_t pub[32])
 			        p);
 			return -1;
 		}
+	} else if (errno == ELOOP) {
+		fprintf(stderr,
+		        "mesh-relay: %s: is a symbolic link; the key must be a "
+		        "plain file\n",
+		        p);
+		return -1;
 	} else if (errno == ENOENT) {
 		randombytes_buf(priv, 32);
 		if (write_file(p, priv, 32) < 0) {
@@ -500,6 +538,41 @@ static int cmd_up(const struct opts *o)
 		fprintf(stderr, "mesh-relay: --state %s: %s\n", o->state,
 		        strerror(errno));
 		return 1;
+	}
+	/* Ours alone: one process per state directory (it holds the key and the
+	 * status socket another would unlink), and no one else reads it. The
+	 * lock is held until exit. */
+	int dfd = open(o->state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat dsb;
+	if (dfd < 0 || fstat(dfd, &dsb) < 0) {
+		fprintf(stderr, "mesh-relay: --state %s: %s\n", o->state,
+		        strerror(errno));
+		return 1;
+	}
+	if (flock(dfd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr,
+		        "mesh-relay: --state %s is in use by another mesh-relay; stop "
+		        "it first, or give this one its own --state\n",
+		        o->state);
+		close(dfd);
+		return 1;
+	}
+	if (dsb.st_uid != geteuid()) {
+		fprintf(stderr,
+		        "mesh-relay: --state %s belongs to another user (uid %u); run "
+		        "as that user or use a directory of your own\n",
+		        o->state, (unsigned)dsb.st_uid);
+		return 1;
+	}
+	if (dsb.st_mode & 077) {
+		log_warn("mesh-relay: --state %s was open to others (mode %04o); now "
+		         "0700",
+		         o->state, (unsigned)(dsb.st_mode & 07777));
+		if (fchmod(dfd, 0700) < 0) {
+			fprintf(stderr, "mesh-relay: --state %s: chmod 700: %s\n",
+			        o->state, strerror(errno));
+			return 1;
+		}
 	}
 	bool have = load_state(o->state, &st) == 0;
 	if (o->join) {

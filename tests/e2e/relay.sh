@@ -14,8 +14,10 @@
 # deadline while the relay's RSS stays bounded; plain HTTP gets 404/426;
 # Debian's stun-client gets its mapped address from the STUN port; `relays
 # list` shows both; `relays remove` stops a relay; the exit log carries the
-# counters; `mesh-relay up --state DIR` resumes as the same relay; 200
-# clients on one relay exchange packets with none lost.
+# counters; `mesh-relay up --state DIR` resumes as the same relay, and a
+# second one on the same directory refuses to start; a relay key readable
+# by others or of the wrong size is refused; 200 clients on one relay
+# exchange packets with none lost.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -219,5 +221,28 @@ check "the resumed relay (same key, address and STUN port) admits A" has "^admit
 nb "$MC" --data "$D" relays list >"$E2E_TMP/relays.txt" 2>&1
 check "it is still eu-1, the only relay left" \
     test "$(grep -c '^[0-9]' "$E2E_TMP/relays.txt")" = 1 -a -n "$(grep -E "eu-1 +eu +$R1 +13478" "$E2E_TMP/relays.txt")"
+
+step "one relay per state directory; the key and the directory stay private"
+out=$(nb timeout 5 "$MR" up --state "$RUN/r1" --listen 127.0.0.1:18444 2>&1)
+rc=$?
+check "a second mesh-relay on the same --state refuses to start" \
+    test "$rc" -ne 0 -a "$rc" -ne 124
+check "and says the directory is in use" has "in use by another mesh-relay" "$out"
+check "the running relay still answers status (its socket is intact)" \
+    relay_json "$RUN/r1" "j['admitted_keys'] >= 2"
+T3=$(nb "$MC" --data "$D" token --relay 2>/dev/null | tail -1)
+nb sh -c "mkdir -m 755 '$RUN/r3' && head -c 32 /dev/urandom >'$RUN/r3/relay.key' &&
+    chmod 644 '$RUN/r3/relay.key'"
+out=$(nb timeout 5 "$MR" up --join "$T3" --state "$RUN/r3" --listen 127.0.0.1:18443 \
+    --region eu 2>&1)
+check "a relay key readable by others is refused, with the fix" \
+    has "readable by others \(mode 0644\); chmod 600" "$out"
+check "an open state directory is tightened to 0700" \
+    test "$(stat -c %a "$RUN/r3")" = 700
+nb sh -c "chmod 600 '$RUN/r3/relay.key' && head -c 33 /dev/urandom >'$RUN/r3/relay.key'"
+out=$(nb timeout 5 "$MR" up --join "$T3" --state "$RUN/r3" --listen 127.0.0.1:18443 \
+    --region eu 2>&1)
+check "a relay key of the wrong size is refused, not truncated" \
+    has "not a relay key \(a file of exactly 32 bytes\)" "$out"
 
 e2e_finish
