@@ -52,6 +52,10 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --join TOKEN          a relay join token: `mesh-control token --relay`\n"
+    "                        (visible to every user in the process list: prefer\n"
+    "                        --join-file or MESH_RELAY_JOIN)\n"
+    "  --join-file FILE      read the join token from FILE (first line)\n"
+    "  MESH_RELAY_JOIN       environment: the join token, when neither is given\n"
     "  --state DIR           the relay's key and settings (made 0700)\n"
     "  --listen ADDR:PORT    the TCP address to serve (e.g. 0.0.0.0:8443)\n"
     "  --advertise HOST:PORT what nodes dial (default: the --listen address,\n"
@@ -80,7 +84,8 @@ static const char usage[] =
     "  mesh-relay status --state /var/lib/mesh-relay\n";
 
 struct opts {
-	const char *join, *state, *listen, *advertise, *stun, *region, *cert, *key;
+	const char *join, *join_file, *state, *listen, *advertise, *stun, *region, *cert,
+	    *key;
 	unsigned max_clients, queue, write_timeout;
 	bool json, verbose;
 };
@@ -528,10 +533,48 @@ static void raise_nofile(unsigned max_clients)
 		    (unsigned long long)rl.rlim_cur, want);
 }
 
-static int cmd_up(const struct opts *o)
+/* The join token from --join-file FILE (its first line) or MESH_RELAY_JOIN,
+ * so it stays out of the process list. NULL when neither (or an error,
+ * printed; *bad set). */
+static const char *join_from_file_or_env(const struct opts *o, char *buf, size_t cap,
+                                         bool *bad)
+{
+	*bad = false;
+	if (o->join_file) {
+		FILE *f = fopen(o->join_file, "r");
+		if (!f || !fgets(buf, (int)cap, f)) {
+			fprintf(stderr, "mesh-relay: --join-file %s: %s\n", o->join_file,
+			        f ? "empty" : strerror(errno));
+			if (f)
+				fclose(f);
+			*bad = true;
+			return NULL;
+		}
+		fclose(f);
+		buf[strcspn(buf, "\r\n")] = 0;
+		return buf;
+	}
+	const char *e = getenv("MESH_RELAY_JOIN");
+	if (e && *e) {
+		snprintf(buf, cap, "%s", e);
+		return buf;
+	}
+	return NULL;
+}
+
+static int cmd_up(const struct opts *o_in)
 {
 	struct rly_state st = {0};
 	struct ctl_token tok = {0};
+	struct opts oo = *o_in;
+	const struct opts *o = &oo;
+	char join_buf[1024] = "";
+	if (!oo.join) {
+		bool bad;
+		oo.join = join_from_file_or_env(o_in, join_buf, sizeof join_buf, &bad);
+		if (bad)
+			return 2;
+	}
 	if (!o->state)
 		return die_usage("%s", "up needs --state DIR");
 	if (mkdir(o->state, 0700) < 0 && errno != EEXIST) {
@@ -577,6 +620,7 @@ static int cmd_up(const struct opts *o)
 	bool have = load_state(o->state, &st) == 0;
 	if (o->join) {
 		int r = ctl_token_decode(o->join, strlen(o->join), &tok);
+		sodium_memzero(join_buf, sizeof join_buf);
 		if (r < 0) {
 			fprintf(stderr, "mesh-relay: --join: %s\n",
 			        ctl_token_strerror(r));
@@ -803,6 +847,8 @@ int main(int argc, char **argv)
 			o.verbose = true;
 		} else if (!strcmp(a, "--join")) {
 			sv = &o.join;
+		} else if (!strcmp(a, "--join-file")) {
+			sv = &o.join_file;
 		} else if (!strcmp(a, "--state")) {
 			sv = &o.state;
 		} else if (!strcmp(a, "--listen")) {

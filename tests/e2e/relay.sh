@@ -73,13 +73,19 @@ bg_nobody relay1 r "$MR" up --join "$T1" --state "$RUN/r1" --listen $R1 --stun $
 # One after the other, so relay1 is eu-1 and relay2 eu-2.
 wait_log "$E2E_LOGDIR/relay1.log" "registered with mesh-control" 10 ||
     die "relay1 did not register"
-bg_nobody relay2 r "$MR" up --join "$T2" --state "$RUN/r2" --listen $R2 --region eu \
-    --tls-cert "$E2E_TMP/tls.crt" --tls-key "$E2E_TMP/tls.key"
+# The second relay reads its token from a file (kept out of the process list).
+echo "$T2" >"$E2E_TMP/t2.txt"
+chmod 0644 "$E2E_TMP/t2.txt"
+bg_nobody relay2 r "$MR" up --join-file "$E2E_TMP/t2.txt" --state "$RUN/r2" --listen $R2 \
+    --region eu --tls-cert "$E2E_TMP/tls.crt" --tls-key "$E2E_TMP/tls.key"
 R1PID=$(bg_pid relay1)
 wait_listen r 18441 && wait_listen r 18442 || die "the relays did not listen"
 wait_log "$E2E_LOGDIR/relay1.log" "mesh link up" 10 || die "no mesh link from relay1"
 wait_log "$E2E_LOGDIR/relay2.log" "mesh link up" 10 || die "no mesh link from relay2"
 pass "each relay keeps a mesh link to its sibling"
+cmdline=$(tr '\0' ' ' <"/proc/$(bg_pid relay2)/cmdline")
+check "--join-file keeps the token out of the process list" \
+    test -n "$(grep -e '--join-file' <<<"$cmdline")" -a -z "$(grep mesh1 <<<"$cmdline")"
 
 nb "$MC" --data "$D" relays list >"$E2E_TMP/relays.txt" 2>&1
 check "relays list names both relays of region eu" \
