@@ -345,6 +345,7 @@ static json_t *stats_json(const struct rly_stats *s)
 	F(mesh_links_up);
 	F(admitted_keys);
 	F(mesh_routes);
+	F(queued_bytes);
 	F(mesh_resyncs);
 	F(packets_relayed);
 	F(bytes_relayed);
@@ -369,6 +370,7 @@ static json_t *stats_json(const struct rly_stats *s)
 	D("oversize", drop_oversize);
 	D("nomem", drop_nomem);
 	D("bad_seal", drop_bad_seal);
+	D("budget", drop_budget);
 	json_object_set_new(o, "drops", d);
 	json_t *r = json_object();
 #undef D

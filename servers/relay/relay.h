@@ -44,6 +44,7 @@ struct rly_config {
 	                            * per /64); 0: 64 */
 	uint32_t queue_packets;    /* 0: 64; at most RLY_QUEUE_PACKETS_MAX */
 	uint32_t queue_bytes;      /* 0: 512 KiB */
+	uint64_t queue_budget;     /* every packet queue together; 0: 256 MiB */
 	uint32_t write_timeout_ms; /* 0: 5000 */
 	uint32_t handshake_ms;     /* 0: 10000 */
 	uint32_t keepalive_s;      /* 0: 60 */
@@ -60,7 +61,9 @@ struct rly_stats {
 	uint64_t packets_from_mesh, bytes_from_mesh; /* from sibling relays */
 	uint64_t drop_unknown_dest, drop_queue_full, drop_write_timeout, drop_bad_frame,
 	    drop_oversize, drop_nomem,
-	    drop_bad_seal; /* a sealed frame that did not open: connection closed */
+	    drop_bad_seal,     /* a sealed frame that did not open: connection closed */
+	    drop_budget;       /* a packet that would take the queues past queue_budget */
+	uint64_t queued_bytes; /* in every packet queue now */
 	uint64_t dup_clients, pings;
 	uint64_t accept_errors; /* accept() failed (out of descriptors...): paused 1 s */
 	uint64_t stun_requests, stun_responses, stun_bad;

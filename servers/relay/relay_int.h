@@ -87,6 +87,7 @@ struct rly_server {
 	struct rly_conn *conns;     /* every connection and link */
 	size_t n_live;              /* conns not dead */
 	size_t n_pending;           /* accepted, not yet admitted */
+	uint64_t queued;            /* bytes in every packet queue */
 	/* Not-yet-admitted connections per source address, counted in
 	 * RLY_IP_SLOTS slots by a keyed hash of the address (a collision can
 	 * only make the cap stricter, and an outsider cannot aim one). */

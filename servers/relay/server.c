@@ -209,6 +209,7 @@ static void free_conn(struct rly_conn *c)
 		bufferevent_free(c->bev);
 	if (c->ctl)
 		evbuffer_free(c->ctl);
+	s->queued -= c->q.bytes;
 	rly_queue_free(&c->q);
 	sodium_memzero(c, sizeof *c);
 	free(c);
@@ -271,6 +272,7 @@ int rly_conn_link_queue(struct rly_conn *c)
 	struct rly_queue q;
 	if (rly_queue_init(&q, RLY_LINK_QUEUE_PACKETS, RLY_LINK_QUEUE_BYTES) < 0)
 		return -ENOMEM;
+	c->s->queued -= c->q.bytes;
 	rly_queue_free(&c->q);
 	c->q = q;
 	return 0;
@@ -304,6 +306,7 @@ void rly_conn_pump(struct rly_conn *c)
 		rly_conn_close(c, "cannot send a control frame");
 		return;
 	}
+	size_t before = c->q.bytes;
 	while (evbuffer_get_length(out) < RLY_OUT_LOW) {
 		struct rly_qitem *it = (struct rly_qitem *)rly_queue_peek(&c->q);
 		if (!it)
@@ -325,6 +328,7 @@ void rly_conn_pump(struct rly_conn *c)
 			c->s->st.drop_nomem++;
 		rly_queue_pop(&c->q);
 	}
+	c->s->queued -= before - c->q.bytes;
 }
 
 int rly_conn_send(struct rly_conn *c, const uint8_t *hdr, size_t hdr_len,
@@ -332,7 +336,20 @@ int rly_conn_send(struct rly_conn *c, const uint8_t *hdr, size_t hdr_len,
 {
 	if (c->dead || c->state == RC_CLOSING)
 		return -EPIPE;
+	struct rly_server *s = c->s;
+	/* All queues together stay under the budget: past it the new packet
+	 * is dropped (a queue that is itself full drops its oldest instead,
+	 * which frees as much as it takes). */
+	if (s->queued + hdr_len + body_len > s->cfg.queue_budget &&
+	    c->q.bytes + hdr_len + body_len <= c->q.max_bytes &&
+	    c->q.n < c->q.max_items) {
+		s->st.drop_budget++;
+		return -ENOBUFS;
+	}
+	size_t before = c->q.bytes;
 	int r = rly_queue_push(&c->q, hdr, hdr_len, body, body_len);
+	s->queued += c->q.bytes;
+	s->queued -= before;
 	if (r == -ENOMEM)
 		c->s->st.drop_nomem++;
 	else if (r == -EMSGSIZE)
@@ -503,6 +520,7 @@ static void admit(struct rly_conn *c, bool mesh)
 		bool ok =
 		    rly_queue_init(&q, s->cfg.queue_packets, s->cfg.queue_bytes) == 0;
 		if (ok) {
+			s->queued -= c->q.bytes;
 			rly_queue_free(&c->q);
 			c->q = q;
 		}
@@ -926,6 +944,8 @@ struct rly_server *rly_server_new(const struct rly_config *cfg, char *err, size_
 	s->cfg.queue_bytes = dflt(cfg->queue_bytes, 512 * 1024);
 	if (s->cfg.queue_bytes < RELAY_FRAME_MAX)
 		s->cfg.queue_bytes = RELAY_FRAME_MAX;
+	if (!s->cfg.queue_budget)
+		s->cfg.queue_budget = (uint64_t)256 << 20;
 	s->cfg.write_timeout_ms = dflt(cfg->write_timeout_ms, 5000);
 	s->cfg.handshake_ms = dflt(cfg->handshake_ms, 10000);
 	s->cfg.keepalive_s = dflt(cfg->keepalive_s, 60);
@@ -999,4 +1019,5 @@ void rly_server_get_stats(const struct rly_server *s, struct rly_stats *st)
 	*st = s->st;
 	st->ready = s->ready;
 	st->mesh_routes = s->routes.n;
+	st->queued_bytes = s->queued;
 }

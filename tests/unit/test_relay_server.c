@@ -160,6 +160,8 @@ static void pump(int ms)
 }
 
 static uint32_t start_max_clients, start_max_pending_ip, start_keepalive_s, start_queue;
+static uint64_t start_budget;
+static uint32_t start_write_timeout;
 static uint16_t last_queue_packets; /* from the last SERVER_INFO */
 
 static int start(void **state)
@@ -170,9 +172,11 @@ static int start(void **state)
 	                         .max_clients = start_max_clients,
 	                         .max_pending_ip = start_max_pending_ip,
 	                         .keepalive_s = start_keepalive_s,
+	                         .queue_budget = start_budget,
 	                         .queue_packets = start_queue ? start_queue : 16,
 	                         .queue_bytes = 128 * 1024,
-	                         .write_timeout_ms = 300,
+	                         .write_timeout_ms =
+	                             start_write_timeout ? start_write_timeout : 300,
 	                         .handshake_ms = 2000};
 	memcpy(cfg.priv, spriv, 32);
 	memcpy(cfg.pub, spub, 32);
@@ -1014,6 +1018,66 @@ static void stun_rate_limited(void **state)
 	close(fd);
 }
 
+static int start_budget200k(void **state)
+{
+	start_budget = 200 * 1024;
+	start_write_timeout = 10000;
+	start_queue = 256; /* bounded by the 128 KiB of bytes, not by count */
+	int r = start(state);
+	start_budget = 0;
+	start_write_timeout = start_queue = 0;
+	return r;
+}
+
+/* Review relay M5: the packet queues of all clients together stay under
+ * queue_budget: three clients that never read (128 KiB of queue each)
+ * hold at most 200 KiB between them, the rest is dropped and counted. */
+static void queues_share_a_budget(void **state)
+{
+	struct cl *s = test_malloc(sizeof *s), *r[3];
+	cl_open(s, 0);
+	uint8_t keys[4][32];
+	memcpy(keys[0], s->pub, 32);
+	for (int i = 0; i < 3; i++) {
+		r[i] = test_malloc(sizeof *r[i]);
+		cl_open(r[i], 4096);
+		memcpy(keys[i + 1], r[i]->pub, 32);
+	}
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 4), 0);
+	assert_int_equal(cl_hello(s, false), RELAY_FRAME_SERVER_INFO);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(cl_hello(r[i], false), RELAY_FRAME_SERVER_INFO);
+	static uint8_t fr[RELAY_HDR_LEN + 32 + 1400], data[1400];
+	for (int i = 0; i < 6000; i++) {
+		size_t n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET,
+		                               r[i % 3]->pub, data, sizeof data);
+		cl_put(s, fr, n);
+		if (i % 30 == 29)
+			pump(1);
+	}
+	pump(10);
+	struct rly_stats st;
+	rly_server_get_stats(srv, &st);
+	print_message(
+	    "queued %llu bytes, %llu dropped over the budget (relayed %llu, "
+	    "queue_full %llu, write_timeout %llu, clients %llu)\n",
+	    (unsigned long long)st.queued_bytes, (unsigned long long)st.drop_budget,
+	    (unsigned long long)st.packets_relayed,
+	    (unsigned long long)st.drop_queue_full,
+	    (unsigned long long)st.drop_write_timeout, (unsigned long long)st.clients);
+	assert_true(st.queued_bytes <= 200 * 1024 + RELAY_FRAME_MAX);
+	assert_true(st.drop_budget > 0);
+	close(s->fd);
+	for (int i = 0; i < 3; i++) {
+		close(r[i]->fd);
+		test_free(r[i]);
+	}
+	pump(50);
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.queued_bytes, 0); /* all accounted for */
+	test_free(s);
+}
+
 /* --- many clients on a sibling --------------------------------------------- */
 
 /* A minimal client: only the handshake, then it holds its connection. */
@@ -1203,6 +1267,8 @@ int main(void)
 	                                    stop),
 	    cmocka_unit_test_setup_teardown(accept_out_of_fds_does_not_spin, start, stop),
 	    cmocka_unit_test_setup_teardown(stun_rate_limited, start, stop),
+	    cmocka_unit_test_setup_teardown(queues_share_a_budget, start_budget200k,
+	                                    stop),
 	};
 	int r = cmocka_run_group_tests(pure, NULL, NULL);
 	return r | cmocka_run_group_tests(live, NULL, NULL);
