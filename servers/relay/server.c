@@ -318,14 +318,22 @@ void rly_conn_pump(struct rly_conn *c)
 			n = relay_seal(&c->sess, it->buf, it->len,
 			               it->len + RLY_QUEUE_ROOM);
 		if (!n) {
+			c->s->queued -= before - c->q.bytes;
 			rly_conn_close(c, "cannot seal a frame");
 			return;
 		}
-		/* Hand the frame's buffer to libevent: no copy. */
-		if (evbuffer_add_reference(out, it->buf, n, free_frame, NULL) == 0)
+		/* Hand the frame's buffer to libevent: no copy. A sealed frame
+		 * that cannot be sent leaves a gap the peer cannot get past. */
+		if (evbuffer_add_reference(out, it->buf, n, free_frame, NULL) == 0) {
 			it->buf = NULL;
-		else
+		} else {
 			c->s->st.drop_nomem++;
+			if (c->sealed) {
+				c->s->queued -= before - c->q.bytes;
+				rly_conn_close(c, "out of memory");
+				return;
+			}
+		}
 		rly_queue_pop(&c->q);
 	}
 	c->s->queued -= before - c->q.bytes;
