@@ -90,11 +90,12 @@ static void check_frame(const struct relay_frame *f)
 		      -EBADMSG);
 		break;
 	}
-	case RELAY_FRAME_SERVER_INFO:
+	case RELAY_FRAME_SERVER_INFO: {
 		/* Nor a SERVER_INFO proof. */
 		uint8_t re[32];
 		CHECK(relay_server_info_open(f, spriv, spub, chal, re) == -EBADMSG);
 		break;
+	}
 	case RELAY_FRAME_HEALTH:
 	case RELAY_FRAME_REFUSED:
 		CHECK(f->u.text.text_len <= RELAY_TEXT_MAX);
