@@ -285,7 +285,7 @@ static bool pump_ctl(struct rly_conn *c, struct evbuffer *out)
 	       evbuffer_get_length(c->ctl) >= RELAY_HDR_LEN) {
 		uint8_t fr[RELAY_HDR_LEN + 64 + RELAY_TAG_LEN];
 		evbuffer_copyout(c->ctl, fr, RELAY_HDR_LEN);
-		size_t n = RELAY_HDR_LEN + relay_hdr_len(fr);
+		size_t n = RELAY_HDR_LEN + (size_t)relay_hdr_len(fr);
 		if (n > RELAY_HDR_LEN + 64) /* only we write the lane */
 			return false;
 		evbuffer_remove(c->ctl, fr, n);

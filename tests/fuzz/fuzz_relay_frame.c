@@ -154,7 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		static uint8_t fr[RELAY_FRAME_MAX];
 		size_t off = 0;
 		while (len - off >= RELAY_HDR_LEN) {
-			size_t total = RELAY_HDR_LEN + relay_hdr_len(p + off);
+			size_t total = RELAY_HDR_LEN + (size_t)relay_hdr_len(p + off);
 			if (total > RELAY_FRAME_MAX || total > len - off)
 				break;
 			memcpy(fr, p + off, total);

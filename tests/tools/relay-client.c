@@ -128,8 +128,9 @@ static int next_frame(struct relay_frame *f, int timeout_ms)
 	uint64_t end = now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		size_t used;
-		size_t total =
-		    rlen >= RELAY_HDR_LEN ? RELAY_HDR_LEN + relay_hdr_len(rbuf) : 0;
+		size_t total = rlen >= RELAY_HDR_LEN
+		                   ? RELAY_HDR_LEN + (size_t)relay_hdr_len(rbuf)
+		                   : 0;
 		if (sealed && total && total <= rlen) {
 			int o = relay_open(&sess, rbuf, total);
 			if (o < 0)

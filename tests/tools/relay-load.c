@@ -152,7 +152,7 @@ static void cl_read(struct bufferevent *bev, void *arg)
 			return;
 		uint8_t h[RELAY_HDR_LEN];
 		evbuffer_copyout(in, h, sizeof h);
-		size_t total = RELAY_HDR_LEN + relay_hdr_len(h);
+		size_t total = RELAY_HDR_LEN + (size_t)relay_hdr_len(h);
 		if (total > RELAY_FRAME_MAX)
 			return cl_fail(c);
 		if (len < total)

@@ -237,7 +237,7 @@ static int cl_frame(struct cl *c, struct relay_frame *f, int ms)
 	}
 	for (int i = 0; i <= ms; i++) {
 		size_t used, total = c->len >= RELAY_HDR_LEN
-		                         ? RELAY_HDR_LEN + relay_hdr_len(c->buf)
+		                         ? RELAY_HDR_LEN + (size_t)relay_hdr_len(c->buf)
 		                         : SIZE_MAX;
 		if (c->sealed && c->len >= total) {
 			int o = relay_open(&c->sess, c->buf, total);
