@@ -18,6 +18,9 @@ struct event;
 struct evdns_base;
 
 #define RLY_IP_SLOTS 4096
+/* Output waiting in a socket's buffer beyond the queue: frames move from
+ * the queue into it while it holds less than this. */
+#define RLY_OUT_LOW (64u * 1024u)
 /* A sibling's control lane, and the packet queue of a link (it carries
  * FORWARD for a whole relay, not one node). */
 #define RLY_CTL_MAX            (1024u * 1024u)
@@ -111,8 +114,11 @@ struct rly_server {
 };
 
 uint64_t rly_now_ms(void);
+/* A few lines a second about peers' bad input or refusals (the counters
+ * count all): true when this one may be logged. */
+bool rly_log_ok(void);
 
-/* server.c */
+/* server.c and conn.c */
 void rly_conn_close(struct rly_conn *c, const char *why);
 /* Queues one frame (hdr || body) for c; counts queue drops. */
 int rly_conn_send(struct rly_conn *c, const uint8_t *hdr, size_t hdr_len,
@@ -120,6 +126,8 @@ int rly_conn_send(struct rly_conn *c, const uint8_t *hdr, size_t hdr_len,
 /* A PEER_PRESENT/PEER_GONE (or PEERS_RESET) for an inbound mesh peer:
  * through its control lane (see struct rly_conn). */
 void rly_conn_send_ctl(struct rly_conn *c, const uint8_t *frame, size_t len);
+/* Every key connected here, as PEER_PRESENT, into c's control lane. */
+void rly_conn_full_set(struct rly_conn *c);
 /* Gives c (a link or a sibling) the larger queue of a link. */
 int rly_conn_link_queue(struct rly_conn *c);
 /* Moves queued frames into the socket's output while it is short. */
