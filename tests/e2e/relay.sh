@@ -228,6 +228,22 @@ nb "$MC" --data "$D" relays list >"$E2E_TMP/relays.txt" 2>&1
 check "it is still eu-1, the only relay left" \
     test "$(grep -c '^[0-9]' "$E2E_TMP/relays.txt")" = 1 -a -n "$(grep -E "eu-1 +eu +$R1 +13478" "$E2E_TMP/relays.txt")"
 
+step "a node whose expiry passes is cut off though it is offline to mesh-control"
+# B holds a relay connection but has no control connection. Its expiry is
+# set 3 s ahead in the store (with a map version, as the store does); no
+# other change follows: the passing expiry alone must reach the relay.
+bg_nobody holdb r "$RC" hold $R1 "$B" 20
+wait_log "$E2E_LOGDIR/holdb.log" "^ready" 5 || fail "B did not connect to relay1"
+nb sqlite3 "$D/control.db" "BEGIN; UPDATE meta SET map_version = map_version + 1;
+    UPDATE nodes SET expiry = CAST(strftime('%s','now') AS INTEGER) + 3,
+    version = (SELECT map_version FROM meta) WHERE name = '$BNAME'; COMMIT;" ||
+    fail "could not set B's expiry"
+if wait_log "$E2E_LOGDIR/holdb.log" "^cut at" 8; then
+    pass "B is cut off within a second or so of its expiry"
+else
+    fail "B stayed admitted on the relay after its expiry"
+fi
+
 step "one relay per state directory; the key and the directory stay private"
 out=$(nb timeout 5 "$MR" up --state "$RUN/r1" --listen 127.0.0.1:18444 2>&1)
 rc=$?
