@@ -50,6 +50,8 @@ const char *relay_frame_type_name(unsigned type)
 		return "PEER_PRESENT";
 	case RELAY_FRAME_FORWARD:
 		return "FORWARD";
+	case RELAY_FRAME_PEERS_RESET:
+		return "PEERS_RESET";
 	case RELAY_FRAME_PING:
 		return "PING";
 	case RELAY_FRAME_PONG:
@@ -116,6 +118,7 @@ static int decode_body(struct relay_frame *f)
 		f->u.packet.data_len = n - 2 * RELAY_KEY_LEN;
 		return 0;
 	case RELAY_FRAME_KEEPALIVE:
+	case RELAY_FRAME_PEERS_RESET:
 		return 0;
 	case RELAY_FRAME_PEER_GONE:
 		if (n < RELAY_KEY_LEN + 1)
@@ -220,7 +223,8 @@ size_t relay_encode_server_key(uint8_t *out, size_t out_cap, const uint8_t *key,
 size_t relay_encode_server_info(uint8_t *out, size_t out_cap, uint8_t flags,
                                 uint16_t queue_packets, uint16_t keepalive_s,
                                 const uint8_t *server_priv, const uint8_t *client_pub,
-                                const uint8_t *client_challenge)
+                                const uint8_t *client_challenge,
+                                const uint8_t *relay_eph_pub)
 {
 	uint8_t *b = start(out, out_cap, RELAY_FRAME_SERVER_INFO, RELAY_SERVER_INFO_LEN);
 	if (!b)
@@ -230,11 +234,14 @@ size_t relay_encode_server_info(uint8_t *out, size_t out_cap, uint8_t flags,
 	put16(b + 2, queue_packets);
 	put16(b + 4, keepalive_s);
 	uint8_t *nonce = b + 6;
+	uint8_t plain[RELAY_CHALLENGE_LEN + RELAY_KEY_LEN];
+	memcpy(plain, client_challenge, RELAY_CHALLENGE_LEN);
+	memcpy(plain + RELAY_CHALLENGE_LEN, relay_eph_pub, RELAY_KEY_LEN);
 	randombytes_buf(nonce, RELAY_NONCE_LEN);
-	if (crypto_box_easy(nonce + RELAY_NONCE_LEN, client_challenge,
-	                    RELAY_CHALLENGE_LEN, nonce, client_pub, server_priv) != 0)
-		return 0;
-	return RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN;
+	int r = crypto_box_easy(nonce + RELAY_NONCE_LEN, plain, sizeof plain, nonce,
+	                        client_pub, server_priv);
+	sodium_memzero(plain, sizeof plain);
+	return r == 0 ? RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN : 0;
 }
 
 size_t relay_encode_packet(uint8_t *out, size_t out_cap, uint8_t type, const uint8_t *key,
@@ -341,7 +348,7 @@ size_t relay_encode_refused(uint8_t *out, size_t out_cap, uint8_t reason,
 size_t relay_client_info_seal(uint8_t *out, size_t out_cap, const uint8_t *client_pub,
                               const uint8_t *client_priv, const uint8_t *server_pub,
                               const uint8_t *challenge, uint8_t flags,
-                              uint8_t *client_challenge)
+                              uint8_t *client_challenge, uint8_t *eph_priv)
 {
 	uint8_t *b = start(out, out_cap, RELAY_FRAME_CLIENT_INFO, RELAY_CLIENT_INFO_LEN);
 	if (!b)
@@ -352,6 +359,7 @@ size_t relay_client_info_seal(uint8_t *out, size_t out_cap, const uint8_t *clien
 	plain[RELAY_CHALLENGE_LEN + 1] = flags;
 	randombytes_buf(client_challenge, RELAY_CHALLENGE_LEN);
 	memcpy(plain + RELAY_CHALLENGE_LEN + 2, client_challenge, RELAY_CHALLENGE_LEN);
+	crypto_box_keypair(plain + 2 * RELAY_CHALLENGE_LEN + 2, eph_priv);
 	memcpy(b, client_pub, RELAY_KEY_LEN);
 	uint8_t *nonce = b + RELAY_KEY_LEN;
 	randombytes_buf(nonce, RELAY_NONCE_LEN);
@@ -363,10 +371,10 @@ size_t relay_client_info_seal(uint8_t *out, size_t out_cap, const uint8_t *clien
 
 int relay_client_info_open(const struct relay_frame *f, const uint8_t *server_priv,
                            const uint8_t *challenge, uint8_t *version, uint8_t *flags,
-                           uint8_t *client_challenge)
+                           uint8_t *client_challenge, uint8_t *client_eph_pub)
 {
 	if (f->type != RELAY_FRAME_CLIENT_INFO ||
-	    f->u.client_info.box_len < RELAY_BOX_MAC_LEN + RELAY_CLIENT_PLAIN_LEN ||
+	    f->u.client_info.box_len < RELAY_BOX_MAC_LEN + RELAY_CLIENT_PLAIN_MIN ||
 	    f->u.client_info.box_len > RELAY_BOX_MAC_LEN + 256)
 		return -EBADMSG;
 	uint8_t plain[256];
@@ -378,26 +386,35 @@ int relay_client_info_open(const struct relay_frame *f, const uint8_t *server_pr
 	    sodium_memcmp(plain, challenge, RELAY_CHALLENGE_LEN) == 0) {
 		*version = plain[RELAY_CHALLENGE_LEN];
 		*flags = plain[RELAY_CHALLENGE_LEN + 1];
-		memcpy(client_challenge, plain + RELAY_CHALLENGE_LEN + 2,
-		       RELAY_CHALLENGE_LEN);
-		r = 0;
+		if (*version != RELAY_PROTO_VERSION) {
+			r = 0; /* the caller refuses it by version */
+		} else if (plen >= RELAY_CLIENT_PLAIN_LEN) {
+			memcpy(client_challenge, plain + RELAY_CHALLENGE_LEN + 2,
+			       RELAY_CHALLENGE_LEN);
+			memcpy(client_eph_pub, plain + 2 * RELAY_CHALLENGE_LEN + 2,
+			       RELAY_KEY_LEN);
+			r = 0;
+		}
 	}
 	sodium_memzero(plain, plen);
 	return r;
 }
 
 int relay_server_info_open(const struct relay_frame *f, const uint8_t *client_priv,
-                           const uint8_t *server_pub, const uint8_t *client_challenge)
+                           const uint8_t *server_pub, const uint8_t *client_challenge,
+                           uint8_t *relay_eph_pub)
 {
 	if (f->type != RELAY_FRAME_SERVER_INFO || f->len < RELAY_SERVER_INFO_LEN)
 		return -EBADMSG;
-	uint8_t plain[RELAY_CHALLENGE_LEN];
+	uint8_t plain[RELAY_CHALLENGE_LEN + RELAY_KEY_LEN];
 	int r = -EBADMSG;
 	if (crypto_box_open_easy(plain, f->u.server_info.box,
-	                         RELAY_BOX_MAC_LEN + RELAY_CHALLENGE_LEN,
-	                         f->u.server_info.nonce, server_pub, client_priv) == 0 &&
-	    sodium_memcmp(plain, client_challenge, RELAY_CHALLENGE_LEN) == 0)
+	                         RELAY_BOX_MAC_LEN + sizeof plain, f->u.server_info.nonce,
+	                         server_pub, client_priv) == 0 &&
+	    sodium_memcmp(plain, client_challenge, RELAY_CHALLENGE_LEN) == 0) {
+		memcpy(relay_eph_pub, plain + RELAY_CHALLENGE_LEN, RELAY_KEY_LEN);
 		r = 0;
+	}
 	sodium_memzero(plain, sizeof plain);
 	return r;
 }

@@ -9,24 +9,32 @@
  *   +---------+-------------+---------------------+
  *
  * with len <= RELAY_FRAME_BODY_MAX. A reader refuses a larger length as soon
- * as the 5-byte header is in, before any body arrives.
+ * as the 5-byte header is in, before any body arrives. SERVER_KEY,
+ * CLIENT_INFO, SERVER_INFO and REFUSED-instead-of-SERVER_INFO travel as
+ * they are; every frame after SERVER_INFO, both ways, is sealed with the
+ * session keys the handshake set up (session.h): the body is encrypted and
+ * a 16-byte tag follows it (counted in len).
  *
  * Bodies (keys are 32-byte X25519 public keys; integers big-endian):
  *
  *   SERVER_KEY    0x01  magic "MESHRLY1" (8) || server key || challenge (32)
  *   CLIENT_INFO   0x02  client key || nonce (24) || crypto_box of
  *                       challenge (32) || version u8 || flags u8 ||
- *                       client challenge (32)
+ *                       client challenge (32) || client ephemeral key (32)
  *                       (sealed with the client's private key to the server
  *                       key: opening it proves the client holds the private
  *                       half of the key it claims; the challenge is fresh per
  *                       connection, so a recorded CLIENT_INFO is useless)
  *   SERVER_INFO   0x03  version u8 || flags u8 || queue_packets u16 ||
  *                       keepalive_s u16 || nonce (24) || crypto_box of the
- *                       client challenge, sealed with the server's private
- *                       key to the client's key: the relay proves it holds
- *                       the key the client sealed to (a relay that merely
- *                       passes frames on cannot make it)
+ *                       client challenge || relay ephemeral key (32),
+ *                       sealed with the server's private key to the
+ *                       client's key: the relay proves it holds the key the
+ *                       client sealed to. A proxy that passes both frames
+ *                       on unchanged passes both proofs too, which is why
+ *                       the ephemeral keys set up a session (session.h) and
+ *                       every later frame is sealed: the proxy cannot join
+ *                       in.
  *   SEND_PACKET   0x04  dst key || payload (1..RELAY_PACKET_MAX)
  *   RECV_PACKET   0x05  src key || payload (1..RELAY_PACKET_MAX)
  *   KEEPALIVE     0x06  (empty)
@@ -34,6 +42,10 @@
  *   PEER_PRESENT  0x09  key
  *   FORWARD       0x0a  src key || dst key || payload: relay mesh only, from a
  *                       sibling relay of the same region
+ *   PEERS_RESET   0x0b  (empty) relay mesh only, to a sibling: forget every
+ *                       key this link announced; the full set of
+ *                       PEER_PRESENT follows (after the announcements
+ *                       overflowed their lane)
  *   PING          0x12  8 opaque bytes
  *   PONG          0x13  the 8 bytes of the PING it answers
  *   HEALTH        0x14  UTF-8 text, 0..RELAY_TEXT_MAX bytes ("" = healthy)
@@ -55,26 +67,32 @@
 
 #define RELAY_MAGIC          "MESHRLY1"
 #define RELAY_MAGIC_LEN      8
-#define RELAY_PROTO_VERSION  1
+#define RELAY_PROTO_VERSION  2 /* 2: sealed frames after the handshake */
 #define RELAY_KEY_LEN        32
 #define RELAY_CHALLENGE_LEN  32
 #define RELAY_NONCE_LEN      24 /* crypto_box_NONCEBYTES */
 #define RELAY_BOX_MAC_LEN    16 /* crypto_box_MACBYTES */
 #define RELAY_HDR_LEN        5
 #define RELAY_PACKET_MAX     65535 /* largest payload of a send/recv/forward */
-#define RELAY_FRAME_BODY_MAX (2 * RELAY_KEY_LEN + RELAY_PACKET_MAX)
+#define RELAY_TAG_LEN        16    /* a sealed frame's tag (session.h) */
+#define RELAY_FRAME_BODY_MAX (2 * RELAY_KEY_LEN + RELAY_PACKET_MAX + RELAY_TAG_LEN)
 #define RELAY_FRAME_MAX      (RELAY_HDR_LEN + RELAY_FRAME_BODY_MAX)
 #define RELAY_TEXT_MAX       256
 #define RELAY_PING_LEN       8
+/* Before admission a reader takes only handshake frames, and none longer
+ * than this (CLIENT_INFO is 139 bytes today; room for later versions). */
+#define RELAY_HANDSHAKE_BODY_MAX 512
 
 /* Plaintext inside CLIENT_INFO's box, and the whole CLIENT_INFO body. */
-#define RELAY_CLIENT_PLAIN_LEN (2 * RELAY_CHALLENGE_LEN + 2)
+#define RELAY_CLIENT_PLAIN_LEN (2 * RELAY_CHALLENGE_LEN + 2 + RELAY_KEY_LEN)
+/* The shortest box that still says which version sealed it (version 1). */
+#define RELAY_CLIENT_PLAIN_MIN (2 * RELAY_CHALLENGE_LEN + 2)
 #define RELAY_CLIENT_INFO_LEN                                                            \
 	(RELAY_KEY_LEN + RELAY_NONCE_LEN + RELAY_BOX_MAC_LEN + RELAY_CLIENT_PLAIN_LEN)
 #define RELAY_SERVER_KEY_LEN (RELAY_MAGIC_LEN + RELAY_KEY_LEN + RELAY_CHALLENGE_LEN)
 /* SERVER_INFO: 6 bytes of fields, then the nonce and the sealed proof. */
 #define RELAY_SERVER_INFO_LEN                                                            \
-	(6 + RELAY_NONCE_LEN + RELAY_BOX_MAC_LEN + RELAY_CHALLENGE_LEN)
+	(6 + RELAY_NONCE_LEN + RELAY_BOX_MAC_LEN + RELAY_CHALLENGE_LEN + RELAY_KEY_LEN)
 
 enum relay_frame_type {
 	RELAY_FRAME_SERVER_KEY = 0x01,
@@ -86,6 +104,7 @@ enum relay_frame_type {
 	RELAY_FRAME_PEER_GONE = 0x08,
 	RELAY_FRAME_PEER_PRESENT = 0x09,
 	RELAY_FRAME_FORWARD = 0x0a,
+	RELAY_FRAME_PEERS_RESET = 0x0b,
 	RELAY_FRAME_PING = 0x12,
 	RELAY_FRAME_PONG = 0x13,
 	RELAY_FRAME_HEALTH = 0x14,
@@ -178,12 +197,14 @@ const char *relay_frame_type_name(unsigned type);
 size_t relay_encode_header(uint8_t *out, size_t out_cap, uint8_t type, size_t body_len);
 size_t relay_encode_server_key(uint8_t *out, size_t out_cap, const uint8_t *key,
                                const uint8_t *challenge);
-/* SERVER_INFO with its proof: client_challenge (from CLIENT_INFO) sealed
- * from server_priv to client_pub under a random nonce. */
+/* SERVER_INFO with its proof: client_challenge (from CLIENT_INFO) and the
+ * relay's ephemeral public key, sealed from server_priv to client_pub under
+ * a random nonce. */
 size_t relay_encode_server_info(uint8_t *out, size_t out_cap, uint8_t flags,
                                 uint16_t queue_packets, uint16_t keepalive_s,
                                 const uint8_t *server_priv, const uint8_t *client_pub,
-                                const uint8_t *client_challenge);
+                                const uint8_t *client_challenge,
+                                const uint8_t *relay_eph_pub);
 /* SEND_PACKET (key = dst) or RECV_PACKET (key = src). */
 size_t relay_encode_packet(uint8_t *out, size_t out_cap, uint8_t type, const uint8_t *key,
                            const uint8_t *data, size_t data_len);
@@ -201,29 +222,35 @@ size_t relay_encode_refused(uint8_t *out, size_t out_cap, uint8_t reason,
                             const char *text);
 
 /* CLIENT_INFO, built by a client: picks a random client challenge (written
- * to client_challenge, for relay_server_info_open) and seals challenge ||
- * version || flags || client challenge with crypto_box from (client_pub,
+ * to client_challenge, for relay_server_info_open) and an ephemeral key
+ * pair (its private half written to eph_priv, 32 bytes, for
+ * relay_session_init), and seals challenge || version || flags || client
+ * challenge || ephemeral public key with crypto_box from (client_pub,
  * client_priv) to server_pub under a random nonce. Returns the frame's size
  * or 0. */
 size_t relay_client_info_seal(uint8_t *out, size_t out_cap, const uint8_t *client_pub,
                               const uint8_t *client_priv, const uint8_t *server_pub,
                               const uint8_t *challenge, uint8_t flags,
-                              uint8_t *client_challenge);
+                              uint8_t *client_challenge, uint8_t *eph_priv);
 /* On the server: opens a decoded CLIENT_INFO with the server's private key
  * and checks that it was sealed with f's client key and carries challenge.
- * Returns 0 with *version, *flags and client_challenge (32 bytes) set,
- * -EBADMSG when the box does not open (wrong key: the client does not hold
- * the private key it claims) or the challenge differs (a replay).
- * Constant-time compare; wipes the plaintext. */
+ * Returns 0 with *version, *flags, client_challenge and client_eph_pub (32
+ * bytes each) set; -EBADMSG when the box does not open (wrong key: the
+ * client does not hold the private key it claims), the challenge differs
+ * (a replay) or a version-2 box is short. A box of another version that
+ * opens returns 0 with only *version and *flags set: the caller refuses it
+ * by version. Constant-time compare; wipes the plaintext. */
 int relay_client_info_open(const struct relay_frame *f, const uint8_t *server_priv,
                            const uint8_t *challenge, uint8_t *version, uint8_t *flags,
-                           uint8_t *client_challenge);
+                           uint8_t *client_challenge, uint8_t *client_eph_pub);
 /* On the client: checks a decoded SERVER_INFO's proof: sealed from the
  * server_pub it sealed CLIENT_INFO to, to this client, over its
- * client_challenge. 0, or -EBADMSG (the relay does not hold server_pub's
+ * client_challenge; writes the relay's ephemeral public key (32 bytes) to
+ * relay_eph_pub. 0, or -EBADMSG (the relay does not hold server_pub's
  * private key). */
 int relay_server_info_open(const struct relay_frame *f, const uint8_t *client_priv,
-                           const uint8_t *server_pub, const uint8_t *client_challenge);
+                           const uint8_t *server_pub, const uint8_t *client_challenge,
+                           uint8_t *relay_eph_pub);
 
 /* The body length a 5-byte header announces (before anything is decoded:
  * a reader checks it against RELAY_FRAME_BODY_MAX first). */

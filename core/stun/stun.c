@@ -2,10 +2,7 @@
 #include "core/stun/stun.h"
 
 #include <errno.h>
-#include <sodium.h>
 #include <string.h>
-
-#include "core/crypto/sha1.h"
 
 static uint16_t get16(const uint8_t *p)
 {
@@ -130,7 +127,7 @@ int stun_parse(const uint8_t *p, size_t len, struct stun_msg *m)
 		} else if (m->has_integrity) {
 			/* after MESSAGE-INTEGRITY: ignored */
 		} else if (t == STUN_A_MESSAGE_INTEGRITY) {
-			if (n != SHA1_LEN)
+			if (n != STUN_INTEGRITY_LEN)
 				return -EBADMSG;
 			m->has_integrity = true;
 			m->integrity_off = off;
@@ -173,21 +170,6 @@ int stun_parse(const uint8_t *p, size_t len, struct stun_msg *m)
 		off += 4 + padded;
 	}
 	return 0;
-}
-
-bool stun_check_integrity(const uint8_t *p, size_t len, const struct stun_msg *m,
-                          const uint8_t *key, size_t keylen)
-{
-	if (!m->has_integrity || m->integrity_off + 4 + SHA1_LEN > len)
-		return false;
-	/* The HMAC covers the message up to MESSAGE-INTEGRITY, with the
-	 * header's length as if the message ended right after it. */
-	uint8_t hdr[STUN_HDR_LEN], mac[SHA1_LEN];
-	memcpy(hdr, p, STUN_HDR_LEN);
-	put16(hdr + 2, (uint16_t)(m->integrity_off + 4 + SHA1_LEN - STUN_HDR_LEN));
-	hmac_sha1(mac, key, keylen, hdr, STUN_HDR_LEN, p + STUN_HDR_LEN,
-	          m->integrity_off - STUN_HDR_LEN);
-	return sodium_memcmp(mac, p + m->integrity_off + 4, SHA1_LEN) == 0;
 }
 
 /* Appends an attribute at *off (zero padding); false if it does not fit. */

@@ -92,6 +92,7 @@ struct ctl_server {
 	struct srv_node *nodes;
 	size_t n_nodes, cap_nodes;
 	int64_t snap_version;
+	int64_t last_poll_s; /* srv_poll_cb's last run (unix s), for expiries */
 	struct srv_tomb *tombs;
 	size_t n_tombs, cap_tombs;
 	int64_t tomb_floor; /* tombstones at or below this were dropped */

@@ -543,6 +543,18 @@ void srv_poll_cb(int fd, short ev, void *arg)
 		if (!n || !srv_node_visible(n, now))
 			srv_broadcast_schedule(s);
 	}
+	/* A node whose expiry passed since the last poll leaves every map and
+	 * every relay's admission list now, connected to us or not (an
+	 * offline node stayed admitted on relays until some other change). */
+	for (size_t i = 0; i < s->n_nodes; i++) {
+		const struct srv_node *n = &s->nodes[i];
+		if (n->approved && n->expiry && n->expiry <= now &&
+		    n->expiry > s->last_poll_s) {
+			srv_broadcast_schedule(s);
+			break;
+		}
+	}
+	s->last_poll_s = now;
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const struct srv_node *n = &s->nodes[i];
 		if (!n->ephemeral || n->peer.online || n->peer.last_seen <= 0 ||

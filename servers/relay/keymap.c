@@ -77,6 +77,29 @@ void *rly_keymap_get(const struct rly_keymap *m, const uint8_t *key)
 	}
 }
 
+size_t rly_keymap_del_val(struct rly_keymap *m, const void *val)
+{
+	size_t before = m->n;
+	struct rly_keymap_slot *old = m->slots,
+	                       *ns = m->cap ? calloc(m->cap, sizeof *ns) : NULL;
+	if (!ns) {
+		for (size_t i = 0; i < m->cap; i++)
+			while (m->slots[i].val == val) {
+				uint8_t k[32];
+				memcpy(k, m->slots[i].key, 32);
+				rly_keymap_del(m, k, m->slots[i].val);
+			}
+		return before - m->n;
+	}
+	m->slots = ns;
+	m->n = 0;
+	for (size_t i = 0; i < m->cap; i++)
+		if (old[i].val && old[i].val != val)
+			rly_keymap_put(m, old[i].key, old[i].val); /* cannot grow */
+	free(old);
+	return before - m->n;
+}
+
 void rly_keymap_del(struct rly_keymap *m, const uint8_t *key, void *val)
 {
 	if (!m->cap)

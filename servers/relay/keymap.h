@@ -29,5 +29,8 @@ int rly_keymap_put(struct rly_keymap *m, const uint8_t *key, void *val);
 void *rly_keymap_get(const struct rly_keymap *m, const uint8_t *key);
 /* Removes key if present (and only if it maps to val, when val != NULL). */
 void rly_keymap_del(struct rly_keymap *m, const uint8_t *key, void *val);
+/* Removes every entry that maps to val, in one pass over the table (a
+ * rebuild; with no memory for it, entry by entry). Returns how many. */
+size_t rly_keymap_del_val(struct rly_keymap *m, const void *val);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -51,6 +52,10 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --join TOKEN          a relay join token: `mesh-control token --relay`\n"
+    "                        (visible to every user in the process list: prefer\n"
+    "                        --join-file or MESH_RELAY_JOIN)\n"
+    "  --join-file FILE      read the join token from FILE (first line)\n"
+    "  MESH_RELAY_JOIN       environment: the join token, when neither is given\n"
     "  --state DIR           the relay's key and settings (made 0700)\n"
     "  --listen ADDR:PORT    the TCP address to serve (e.g. 0.0.0.0:8443)\n"
     "  --advertise HOST:PORT what nodes dial (default: the --listen address,\n"
@@ -66,7 +71,8 @@ static const char usage[] =
     "LIMITS:\n"
     "  --max-clients N       connections in all (default 10000)\n"
     "  --queue N             packets queued per client before the oldest is\n"
-    "                        dropped (default 64; also at most 512 KiB)\n"
+    "                        dropped (default 64, at most 4096; also at most\n"
+    "                        512 KiB)\n"
     "  --write-timeout MS    a client that reads nothing this long is\n"
     "                        disconnected (default 5000)\n"
     "\n"
@@ -78,7 +84,8 @@ static const char usage[] =
     "  mesh-relay status --state /var/lib/mesh-relay\n";
 
 struct opts {
-	const char *join, *state, *listen, *advertise, *stun, *region, *cert, *key;
+	const char *join, *join_file, *state, *listen, *advertise, *stun, *region, *cert,
+	    *key;
 	unsigned max_clients, queue, write_timeout;
 	bool json, verbose;
 };
@@ -105,11 +112,15 @@ static void path_in(char *out, size_t cap, const char *dir, const char *name)
 	snprintf(out, cap, "%s/%s", dir, name);
 }
 
+/* Replaces path atomically: a fresh temp file (never through a link left
+ * there), synced, renamed over it, and the directory synced so the rename
+ * survives a crash. */
 static int write_file(const char *path, const void *p, size_t n)
 {
-	char tmp[4200];
+	char tmp[4200], dir[4200];
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	bool ok = write(fd, p, n) == (ssize_t)n && fsync(fd) == 0;
@@ -117,6 +128,15 @@ static int write_file(const char *path, const void *p, size_t n)
 	if (!ok || rename(tmp, path) < 0) {
 		unlink(tmp);
 		return -EIO;
+	}
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
 	}
 	return 0;
 }
@@ -126,8 +146,26 @@ static int load_key(const char *dir, uint8_t priv[32], uint8_t pub[32])
 {
 	char p[4200];
 	path_in(p, sizeof p, dir, "relay.key");
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	int fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd >= 0) {
+		struct stat sb;
+		if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size != 32) {
+			close(fd);
+			fprintf(stderr,
+			        "mesh-relay: %s: not a relay key (a file of exactly 32 "
+			        "bytes); move it away to make a new key (the relay then "
+			        "needs a new token)\n",
+			        p);
+			return -1;
+		}
+		if (sb.st_mode & 077) {
+			close(fd);
+			fprintf(stderr,
+			        "mesh-relay: %s: the relay's private key is readable by "
+			        "others (mode %04o); chmod 600 %s\n",
+			        p, (unsigned)(sb.st_mode & 07777), p);
+			return -1;
+		}
 		ssize_t n = read(fd, priv, 32);
 		close(fd);
 		if (n != 32) {
@@ -135,6 +173,12 @@ static int load_key(const char *dir, uint8_t priv[32], uint8_t pub[32])
 			        p);
 			return -1;
 		}
+	} else if (errno == ELOOP) {
+		fprintf(stderr,
+		        "mesh-relay: %s: is a symbolic link; the key must be a "
+		        "plain file\n",
+		        p);
+		return -1;
 	} else if (errno == ENOENT) {
 		randombytes_buf(priv, 32);
 		if (write_file(p, priv, 32) < 0) {
@@ -300,6 +344,9 @@ static json_t *stats_json(const struct rly_stats *s)
 	F(mesh_in);
 	F(mesh_links_up);
 	F(admitted_keys);
+	F(mesh_routes);
+	F(queued_bytes);
+	F(mesh_resyncs);
 	F(packets_relayed);
 	F(bytes_relayed);
 	F(packets_forwarded);
@@ -308,9 +355,11 @@ static json_t *stats_json(const struct rly_stats *s)
 	F(bytes_from_mesh);
 	F(pings);
 	F(dup_clients);
+	F(accept_errors);
 	F(stun_requests);
 	F(stun_responses);
 	F(stun_bad);
+	F(stun_limited);
 #undef F
 	json_t *d = json_object();
 #define D(name, field) json_object_set_new(d, name, json_integer((json_int_t)s->field))
@@ -320,6 +369,8 @@ static json_t *stats_json(const struct rly_stats *s)
 	D("bad_frame", drop_bad_frame);
 	D("oversize", drop_oversize);
 	D("nomem", drop_nomem);
+	D("bad_seal", drop_bad_seal);
+	D("budget", drop_budget);
 	json_object_set_new(o, "drops", d);
 	json_t *r = json_object();
 #undef D
@@ -332,6 +383,7 @@ static json_t *stats_json(const struct rly_stats *s)
 	R("http", refused_http);
 	R("handshake_timeout", handshake_timeouts);
 	R("removed", removed_cut);
+	R("pending", refused_pending);
 #undef R
 	json_object_set_new(o, "refused", r);
 	json_object_set_new(o, "ready", json_boolean(s->ready));
@@ -385,23 +437,25 @@ static char *status_cb(void *ctx, bool json)
 	    (unsigned long long)s.bytes_from_mesh);
 	fprintf(f,
 	        "drops        unknown_dest %llu, queue_full %llu, write_timeout %llu, "
-	        "bad_frame %llu, oversize %llu, nomem %llu\n",
+	        "bad_frame %llu, oversize %llu, nomem %llu, bad_seal %llu\n",
 	        (unsigned long long)s.drop_unknown_dest,
 	        (unsigned long long)s.drop_queue_full,
 	        (unsigned long long)s.drop_write_timeout,
 	        (unsigned long long)s.drop_bad_frame, (unsigned long long)s.drop_oversize,
-	        (unsigned long long)s.drop_nomem);
+	        (unsigned long long)s.drop_nomem, (unsigned long long)s.drop_bad_seal);
 	fprintf(f,
 	        "refused      not_admitted %llu, bad_auth %llu, full %llu, http %llu, "
-	        "handshake_timeout %llu, removed %llu\n",
+	        "handshake_timeout %llu, removed %llu, pending %llu\n",
 	        (unsigned long long)s.refused_not_admitted,
 	        (unsigned long long)s.refused_bad_auth,
 	        (unsigned long long)s.refused_full, (unsigned long long)s.refused_http,
 	        (unsigned long long)s.handshake_timeouts,
-	        (unsigned long long)s.removed_cut);
-	fprintf(f, "stun         %llu requests, %llu responses, %llu bad\n",
-	        (unsigned long long)s.stun_requests, (unsigned long long)s.stun_responses,
-	        (unsigned long long)s.stun_bad);
+	        (unsigned long long)s.removed_cut, (unsigned long long)s.refused_pending);
+	fprintf(
+	    f,
+	    "stun         %llu requests, %llu responses, %llu bad, %llu rate-limited\n",
+	    (unsigned long long)s.stun_requests, (unsigned long long)s.stun_responses,
+	    (unsigned long long)s.stun_bad, (unsigned long long)s.stun_limited);
 	fclose(f);
 	return t;
 }
@@ -481,10 +535,48 @@ static void raise_nofile(unsigned max_clients)
 		    (unsigned long long)rl.rlim_cur, want);
 }
 
-static int cmd_up(const struct opts *o)
+/* The join token from --join-file FILE (its first line) or MESH_RELAY_JOIN,
+ * so it stays out of the process list. NULL when neither (or an error,
+ * printed; *bad set). */
+static const char *join_from_file_or_env(const struct opts *o, char *buf, size_t cap,
+                                         bool *bad)
+{
+	*bad = false;
+	if (o->join_file) {
+		FILE *f = fopen(o->join_file, "r");
+		if (!f || !fgets(buf, (int)cap, f)) {
+			fprintf(stderr, "mesh-relay: --join-file %s: %s\n", o->join_file,
+			        f ? "empty" : strerror(errno));
+			if (f)
+				fclose(f);
+			*bad = true;
+			return NULL;
+		}
+		fclose(f);
+		buf[strcspn(buf, "\r\n")] = 0;
+		return buf;
+	}
+	const char *e = getenv("MESH_RELAY_JOIN");
+	if (e && *e) {
+		snprintf(buf, cap, "%s", e);
+		return buf;
+	}
+	return NULL;
+}
+
+static int cmd_up(const struct opts *o_in)
 {
 	struct rly_state st = {0};
 	struct ctl_token tok = {0};
+	struct opts oo = *o_in;
+	const struct opts *o = &oo;
+	char join_buf[1024] = "";
+	if (!oo.join) {
+		bool bad;
+		oo.join = join_from_file_or_env(o_in, join_buf, sizeof join_buf, &bad);
+		if (bad)
+			return 2;
+	}
 	if (!o->state)
 		return die_usage("%s", "up needs --state DIR");
 	if (mkdir(o->state, 0700) < 0 && errno != EEXIST) {
@@ -492,9 +584,45 @@ static int cmd_up(const struct opts *o)
 		        strerror(errno));
 		return 1;
 	}
+	/* Ours alone: one process per state directory (it holds the key and the
+	 * status socket another would unlink), and no one else reads it. The
+	 * lock is held until exit. */
+	int dfd = open(o->state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat dsb;
+	if (dfd < 0 || fstat(dfd, &dsb) < 0) {
+		fprintf(stderr, "mesh-relay: --state %s: %s\n", o->state,
+		        strerror(errno));
+		return 1;
+	}
+	if (flock(dfd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr,
+		        "mesh-relay: --state %s is in use by another mesh-relay; stop "
+		        "it first, or give this one its own --state\n",
+		        o->state);
+		close(dfd);
+		return 1;
+	}
+	if (dsb.st_uid != geteuid()) {
+		fprintf(stderr,
+		        "mesh-relay: --state %s belongs to another user (uid %u); run "
+		        "as that user or use a directory of your own\n",
+		        o->state, (unsigned)dsb.st_uid);
+		return 1;
+	}
+	if (dsb.st_mode & 077) {
+		log_warn("mesh-relay: --state %s was open to others (mode %04o); now "
+		         "0700",
+		         o->state, (unsigned)(dsb.st_mode & 07777));
+		if (fchmod(dfd, 0700) < 0) {
+			fprintf(stderr, "mesh-relay: --state %s: chmod 700: %s\n",
+			        o->state, strerror(errno));
+			return 1;
+		}
+	}
 	bool have = load_state(o->state, &st) == 0;
 	if (o->join) {
 		int r = ctl_token_decode(o->join, strlen(o->join), &tok);
+		sodium_memzero(join_buf, sizeof join_buf);
 		if (r < 0) {
 			fprintf(stderr, "mesh-relay: --join: %s\n",
 			        ctl_token_strerror(r));
@@ -721,6 +849,8 @@ int main(int argc, char **argv)
 			o.verbose = true;
 		} else if (!strcmp(a, "--join")) {
 			sv = &o.join;
+		} else if (!strcmp(a, "--join-file")) {
+			sv = &o.join_file;
 		} else if (!strcmp(a, "--state")) {
 			sv = &o.state;
 		} else if (!strcmp(a, "--listen")) {
@@ -759,6 +889,11 @@ int main(int argc, char **argv)
 				if (*end || v == 0 || v > 1000000)
 					return die_usage("%s: expected a positive number",
 					                 a);
+				if (uv == &o.queue && v > RLY_QUEUE_PACKETS_MAX)
+					return die_usage(
+					    "%s",
+					    "--queue: at most 4096 packets (each "
+					    "client's queue is also capped at 512 KiB)");
 				*uv = (unsigned)v;
 			}
 		}

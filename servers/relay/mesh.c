@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 #include <sodium.h>
@@ -40,7 +41,7 @@ void rly_mesh_announce(struct rly_server *s, const uint8_t *key, bool present)
 	    key, RELAY_GONE_DISCONNECTED);
 	for (struct rly_conn *c = s->conns; c; c = c->next)
 		if (!c->dead && c->mesh && c->state == RC_ACTIVE)
-			rly_conn_send(c, fr, n, NULL, 0);
+			rly_conn_send_ctl(c, fr, n);
 }
 
 static void dial(struct rly_link *l);
@@ -91,6 +92,11 @@ static void dial(struct rly_link *l)
 		bev = bufferevent_socket_new(s->cfg.base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
 	struct rly_conn *c = bev ? rly_conn_alloc(s, bev) : NULL;
+	if (c && rly_conn_link_queue(c) < 0) {
+		rly_conn_close(c, "out of memory");
+		c = NULL;
+		bev = NULL; /* freed with c */
+	}
 	if (!c) {
 		if (bev)
 			bufferevent_free(bev);
@@ -103,11 +109,26 @@ static void dial(struct rly_link *l)
 	memcpy(c->key, l->sib.key, 32);
 	snprintf(c->peer, sizeof c->peer, "sibling %.40s:%u", l->sib.host, l->sib.port);
 	l->c = c;
+	c->deadline_ms = rly_now_ms() + LINK_HANDSHAKE_MS;
 	struct timeval hs = {LINK_HANDSHAKE_MS / 1000, 0};
 	bufferevent_set_timeouts(bev, &hs, &hs);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect_hostname(bev, NULL, AF_UNSPEC, l->sib.host,
-	                                        l->sib.port) < 0)
+	/* Names through evdns: a NULL base would resolve with the blocking
+	 * getaddrinfo() on the loop (review M1). */
+	if (!s->dns) {
+		s->dns =
+		    evdns_base_new(s->cfg.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		                                    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (!s->dns) {
+			log_warn(
+			    "mesh-relay: no DNS servers (/etc/resolv.conf): siblings "
+			    "listed by name cannot be reached, addresses still can");
+			s->dns =
+			    evdns_base_new(s->cfg.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		}
+	}
+	if (!s->dns || bufferevent_socket_connect_hostname(bev, s->dns, AF_UNSPEC,
+	                                                   l->sib.host, l->sib.port) < 0)
 		rly_conn_close(c, "connect failed");
 }
 
@@ -127,23 +148,29 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 			return false;
 		}
 		uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN];
-		size_t n = relay_client_info_seal(fr, sizeof fr, s->cfg.pub, s->cfg.priv,
-		                                  l->sib.key, f->u.server_key.challenge,
-		                                  RELAY_CLIENT_MESH, c->challenge);
+		memcpy(c->peer_chal, f->u.server_key.challenge, 32);
+		size_t n =
+		    relay_client_info_seal(fr, sizeof fr, s->cfg.pub, s->cfg.priv,
+		                           l->sib.key, f->u.server_key.challenge,
+		                           RELAY_CLIENT_MESH, c->challenge, c->eph_priv);
 		bufferevent_write(c->bev, fr, n);
 		c->state = RC_WAIT_SINFO;
 		return true;
 	}
 	case RC_WAIT_SINFO:
 		if (f->type == RELAY_FRAME_REFUSED) {
+			/* (log_msg makes the sibling's text harmless.) */
 			log_warn("mesh-relay: %s refused the mesh link: %.*s", c->peer,
 			         (int)f->u.text.text_len, f->u.text.text);
 			rly_conn_close(c, "refused");
 			return false;
 		}
+		uint8_t peer_eph[32];
 		if (f->type != RELAY_FRAME_SERVER_INFO ||
-		    relay_server_info_open(f, s->cfg.priv, l->sib.key, c->challenge) <
-		        0) {
+		    relay_server_info_open(f, s->cfg.priv, l->sib.key, c->challenge,
+		                           peer_eph) < 0 ||
+		    relay_session_init(&c->sess, true, c->eph_priv, peer_eph, s->cfg.pub,
+		                       l->sib.key, c->peer_chal, c->challenge) < 0) {
 			log_warn(
 			    "mesh-relay: %s: SERVER_INFO without a valid proof of the "
 			    "sibling's key; not meshing with it",
@@ -152,6 +179,9 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 			return false;
 		}
 		c->state = RC_ACTIVE;
+		c->sealed = true; /* every frame after SERVER_INFO */
+		c->ka_ms = rly_now_ms();
+		c->deadline_ms = 0;
 		l->backoff_ms = 0;
 		s->st.mesh_links_up++;
 		{
@@ -166,6 +196,8 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 				s->st.drop_nomem++;
 		} else if (f->type == RELAY_FRAME_PEER_GONE) {
 			rly_keymap_del(&s->routes, f->u.peer.key, c);
+		} else if (f->type == RELAY_FRAME_PEERS_RESET) {
+			rly_keymap_del_val(&s->routes, c);
 		} else if (f->type == RELAY_FRAME_PING) {
 			uint8_t fr[RELAY_HDR_LEN + RELAY_PING_LEN];
 			size_t n = relay_encode_ping(fr, sizeof fr, RELAY_FRAME_PONG,

@@ -48,7 +48,7 @@ int rly_queue_push(struct rly_queue *q, const uint8_t *hdr, size_t hdr_len,
 	size_t len = hdr_len + body_len;
 	if (len > q->max_bytes)
 		return -EMSGSIZE;
-	uint8_t *buf = malloc(len ? len : 1);
+	uint8_t *buf = malloc(len + RLY_QUEUE_ROOM);
 	if (!buf)
 		return -ENOMEM;
 	if (hdr_len)

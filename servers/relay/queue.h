@@ -8,8 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Every queued buffer has this many spare bytes after its frame: room for
+ * the tag when the frame is sealed on its way out (session.h). */
+#define RLY_QUEUE_ROOM 16
+
 struct rly_qitem {
-	uint8_t *buf; /* one whole frame, malloc'd */
+	uint8_t *buf; /* one whole frame, malloc'd (len + RLY_QUEUE_ROOM) */
 	size_t len;
 };
 

@@ -12,7 +12,10 @@
  * capped at one frame; each client's outgoing queue at queue_packets frames
  * and queue_bytes (the oldest dropped when full, counted); a client whose
  * socket accepts nothing for write_timeout_ms is disconnected (counted).
- * max_clients connections in all (more are refused). */
+ * max_clients connections in all, of which at most max_pending (and
+ * max_pending_ip from one address) not yet admitted; a connection not
+ * admitted within handshake_ms of its accept is closed, however it trickles
+ * (more are refused). */
 #ifndef MESH_RELAY_H
 #define MESH_RELAY_H
 
@@ -25,6 +28,10 @@ struct event_base;
 struct rly_server;
 struct ssl_ctx_st;
 
+/* SERVER_INFO carries the queue length in 16 bits, and each admitted
+ * client's ring is allocated whole. */
+#define RLY_QUEUE_PACKETS_MAX 4096
+
 struct rly_config {
 	struct event_base *base;
 	uint8_t priv[32], pub[32]; /* the relay key */
@@ -32,8 +39,12 @@ struct rly_config {
 	socklen_t listen_len;
 	struct ssl_ctx_st *tls;    /* NULL: plain TCP; borrowed */
 	uint32_t max_clients;      /* 0: 10000 */
-	uint32_t queue_packets;    /* 0: 64 */
+	uint32_t max_pending;      /* not yet admitted, in all; 0: 1024 */
+	uint32_t max_pending_ip;   /* not yet admitted, per source IP (IPv6:
+	                            * per /64); 0: 64 */
+	uint32_t queue_packets;    /* 0: 64; at most RLY_QUEUE_PACKETS_MAX */
 	uint32_t queue_bytes;      /* 0: 512 KiB */
+	uint64_t queue_budget;     /* every packet queue together; 0: 256 MiB */
 	uint32_t write_timeout_ms; /* 0: 5000 */
 	uint32_t handshake_ms;     /* 0: 10000 */
 	uint32_t keepalive_s;      /* 0: 60 */
@@ -43,15 +54,23 @@ struct rly_config {
 struct rly_stats {
 	uint64_t clients, clients_total, mesh_in, mesh_links_up;
 	uint64_t refused_not_admitted, refused_bad_auth, refused_full, refused_version,
-	    refused_not_ready, refused_http, handshake_timeouts, removed_cut;
+	    refused_not_ready, refused_http, handshake_timeouts, removed_cut,
+	    refused_pending;
 	uint64_t packets_relayed, bytes_relayed;
 	uint64_t packets_forwarded, bytes_forwarded; /* to sibling relays */
 	uint64_t packets_from_mesh, bytes_from_mesh; /* from sibling relays */
 	uint64_t drop_unknown_dest, drop_queue_full, drop_write_timeout, drop_bad_frame,
-	    drop_oversize, drop_nomem;
+	    drop_oversize, drop_nomem,
+	    drop_bad_seal,     /* a sealed frame that did not open: connection closed */
+	    drop_budget;       /* a packet that would take the queues past queue_budget */
+	uint64_t queued_bytes; /* in every packet queue now */
 	uint64_t dup_clients, pings;
+	uint64_t accept_errors; /* accept() failed (out of descriptors...): paused 1 s */
 	uint64_t stun_requests, stun_responses, stun_bad;
+	uint64_t stun_limited; /* not answered: over the per-prefix or global rate */
 	uint64_t admitted_keys;
+	uint64_t mesh_routes;  /* keys reachable through a sibling relay */
+	uint64_t mesh_resyncs; /* a sibling's announcements overflowed: full set */
 	bool ready; /* has an admission list from mesh-control */
 };
 

@@ -1,10 +1,12 @@
 /* mesh-relay's server: listener, the upgrade and handshake, admission,
- * per-client queues and packet routing (see relay.h). */
+ * packet routing and the timers (see relay.h); a connection's queues and
+ * its frames in and out are in conn.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -20,10 +22,6 @@
 #include "core/relay/http.h"
 #include "core/util/log.h"
 #include "servers/relay/relay_int.h"
-
-/* Output waiting in a socket's buffer beyond the queue: frames move from
- * the queue into it while it holds less than this. */
-#define RLY_OUT_LOW (64u * 1024u)
 
 uint64_t rly_now_ms(void)
 {
@@ -53,7 +51,7 @@ static void fmt_addr(const struct sockaddr *sa, char *out, size_t cap)
 
 /* Lines about one peer's bad input or refusal, at most a few a second, so
  * a flood of bad connections cannot flood the log (the counters count all). */
-static bool log_ok(void)
+bool rly_log_ok(void)
 {
 	static uint64_t window;
 	static unsigned n;
@@ -83,13 +81,16 @@ struct rly_conn *rly_conn_alloc(struct rly_server *s, struct bufferevent *bev)
 	struct rly_conn *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
-	if (rly_queue_init(&c->q, s->cfg.queue_packets, s->cfg.queue_bytes) < 0) {
+	/* One slot until admitted (nothing is queued before): the client's
+	 * ring is allocated at admission. */
+	if (rly_queue_init(&c->q, 1, s->cfg.queue_bytes) < 0) {
 		free(c);
 		return NULL;
 	}
 	c->s = s;
 	c->bev = bev;
-	c->opened_ms = rly_now_ms();
+	c->deadline_ms = rly_now_ms() + s->cfg.handshake_ms;
+	s->n_live++;
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
@@ -101,10 +102,41 @@ struct rly_conn *rly_conn_alloc(struct rly_server *s, struct bufferevent *bev)
 	return c;
 }
 
+/* The source address's slot in s->pending_ip: IPv4 by address, IPv6 by
+ * its /64 (one host usually holds a whole /64). */
+static uint16_t ip_slot(const struct rly_server *s, const struct sockaddr *sa)
+{
+	uint8_t a[16] = {0}, h[crypto_shorthash_BYTES];
+	size_t n = 0;
+	if (sa->sa_family == AF_INET) {
+		memcpy(a, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		n = 4;
+	} else if (sa->sa_family == AF_INET6) {
+		const uint8_t *v6 = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		bool mapped =
+		    IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+		memcpy(a, mapped ? v6 + 12 : v6, mapped ? 4 : 8);
+		n = mapped ? 4 : 8;
+	}
+	crypto_shorthash(h, a, n, s->ip_hash_key);
+	return (uint16_t)((h[0] | h[1] << 8) % RLY_IP_SLOTS);
+}
+
+/* c leaves the not-yet-admitted count (admitted or closed). */
+static void pending_done(struct rly_conn *c)
+{
+	if (!c->pending)
+		return;
+	c->pending = false;
+	c->s->n_pending--;
+	c->s->pending_ip[c->ip_slot]--;
+}
+
 /* Removes c from the lookup tables (and tells siblings a client left). */
 static void unlink_maps(struct rly_conn *c)
 {
 	struct rly_server *s = c->s;
+	pending_done(c);
 	if (c->state == RC_ACTIVE && !c->mesh && !c->outbound &&
 	    rly_keymap_get(&s->clients, c->key) == c) {
 		rly_keymap_del(&s->clients, c->key, c);
@@ -114,15 +146,8 @@ static void unlink_maps(struct rly_conn *c)
 	if (c->state == RC_ACTIVE && c->mesh)
 		s->st.mesh_in--;
 	if (c->outbound) {
-		/* Routes through this link are gone. */
-		for (size_t i = 0; i < s->routes.cap; i++) {
-			if (s->routes.slots[i].val == c) {
-				uint8_t k[32];
-				memcpy(k, s->routes.slots[i].key, 32);
-				rly_keymap_del(&s->routes, k, c);
-				i = (size_t)-1; /* the table shifted: scan again */
-			}
-		}
+		/* Routes through this link are gone: one pass (review M7). */
+		rly_keymap_del_val(&s->routes, c);
 		if (c->state == RC_ACTIVE)
 			s->st.mesh_links_up--;
 	}
@@ -136,6 +161,7 @@ void rly_conn_close(struct rly_conn *c, const char *why)
 		log_debug("mesh-relay: %s: closing: %s", c->peer, why);
 	unlink_maps(c);
 	c->dead = true;
+	c->s->n_live--;
 	c->state = RC_CLOSING;
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
@@ -150,8 +176,17 @@ static void close_after(struct rly_conn *c, const uint8_t *frame, size_t len)
 {
 	unlink_maps(c);
 	c->state = RC_CLOSING;
-	c->opened_ms = rly_now_ms();
+	c->closing_ms = rly_now_ms();
 	bufferevent_disable(c->bev, EV_READ);
+	uint8_t sealed[RELAY_HDR_LEN + 1 + RELAY_TEXT_MAX + RELAY_TAG_LEN];
+	if (len && c->sealed) {
+		/* After the handshake even the last word is sealed. */
+		if (len > sizeof sealed - RELAY_TAG_LEN)
+			len = 0;
+		memcpy(sealed, frame, len);
+		len = len ? relay_seal(&c->sess, sealed, len, sizeof sealed) : 0;
+		frame = sealed;
+	}
 	if (len)
 		bufferevent_write(c->bev, frame, len);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
@@ -169,6 +204,9 @@ static void free_conn(struct rly_conn *c)
 		c->next->prev = c->prev;
 	if (c->bev)
 		bufferevent_free(c->bev);
+	if (c->ctl)
+		evbuffer_free(c->ctl);
+	s->queued -= c->q.bytes;
 	rly_queue_free(&c->q);
 	sodium_memzero(c, sizeof *c);
 	free(c);
@@ -184,94 +222,6 @@ static void reap_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
-static void free_frame(const void *data, size_t len, void *extra)
-{
-	free((void *)data);
-}
-
-void rly_conn_pump(struct rly_conn *c)
-{
-	if (c->dead || c->state == RC_CLOSING)
-		return;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	while (evbuffer_get_length(out) < RLY_OUT_LOW) {
-		struct rly_qitem *it = (struct rly_qitem *)rly_queue_peek(&c->q);
-		if (!it)
-			break;
-		/* Hand the frame's buffer to libevent: no copy. */
-		if (evbuffer_add_reference(out, it->buf, it->len, free_frame, NULL) == 0)
-			it->buf = NULL;
-		else
-			c->s->st.drop_nomem++;
-		rly_queue_pop(&c->q);
-	}
-}
-
-int rly_conn_send(struct rly_conn *c, const uint8_t *hdr, size_t hdr_len,
-                  const uint8_t *body, size_t body_len)
-{
-	if (c->dead || c->state == RC_CLOSING)
-		return -EPIPE;
-	int r = rly_queue_push(&c->q, hdr, hdr_len, body, body_len);
-	if (r == -ENOMEM)
-		c->s->st.drop_nomem++;
-	else if (r == -EMSGSIZE)
-		c->s->st.drop_oversize++;
-	else if (r > 0)
-		c->s->st.drop_queue_full += (uint64_t)r;
-	if (r < 0)
-		return r;
-	rly_conn_pump(c);
-	return 0;
-}
-
-bool rly_conn_read_frames(struct rly_conn *c,
-                          bool (*fn)(struct rly_conn *c, const struct relay_frame *f))
-{
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	while (!c->dead && c->state != RC_CLOSING) {
-		size_t have = evbuffer_get_length(in);
-		uint8_t hdr[RELAY_HDR_LEN];
-		if (have < RELAY_HDR_LEN)
-			return true;
-		evbuffer_copyout(in, hdr, RELAY_HDR_LEN);
-		uint32_t blen = relay_hdr_len(hdr);
-		if (blen > RELAY_FRAME_BODY_MAX) {
-			c->s->st.drop_oversize++;
-			if (log_ok())
-				log_info("mesh-relay: %s: frame of %u bytes announced "
-				         "(limit %u); "
-				         "closing",
-				         c->peer, blen, RELAY_FRAME_BODY_MAX);
-			rly_conn_close(c, "oversized frame");
-			return false;
-		}
-		size_t total = RELAY_HDR_LEN + (size_t)blen;
-		if (have < total)
-			return true;
-		const uint8_t *p = evbuffer_pullup(in, (ssize_t)total);
-		struct relay_frame f;
-		size_t used = 0;
-		int r = p ? relay_frame_decode(p, total, &f, &used, NULL) : -ENOMEM;
-		if (r != RELAY_DECODE_READY) {
-			c->s->st.drop_bad_frame++;
-			if (log_ok())
-				log_info("mesh-relay: %s: bad frame (type 0x%02x, %u "
-				         "bytes); closing",
-				         c->peer, hdr[0], blen);
-			rly_conn_close(c, "bad frame");
-			return false;
-		}
-		bool ok = fn(c, &f);
-		if (c->dead)
-			return false;
-		evbuffer_drain(in, total);
-		if (!ok)
-			return false;
-	}
-	return false;
-}
-
 /* --- the server side of a connection -------------------------------------- */
 
 static void refuse(struct rly_conn *c, uint8_t reason, const char *text,
@@ -281,7 +231,7 @@ static void refuse(struct rly_conn *c, uint8_t reason, const char *text,
 	size_t n = relay_encode_refused(fr, sizeof fr, reason, text);
 	char ks[12];
 	key_short(c->key, ks);
-	if (log_ok())
+	if (rly_log_ok())
 		log_info("mesh-relay: %s: key %s… refused: %s", c->peer, ks, text);
 	(*counter)++;
 	close_after(c, fr, n);
@@ -334,6 +284,8 @@ static void admit(struct rly_conn *c, bool mesh)
 	char ks[12];
 	key_short(c->key, ks);
 	c->mesh = mesh;
+	pending_done(c);
+	c->deadline_ms = 0;
 	if (!mesh) {
 		struct rly_conn *old = rly_keymap_get(&s->clients, c->key);
 		if (old) {
@@ -341,34 +293,46 @@ static void admit(struct rly_conn *c, bool mesh)
 			rly_conn_close(old,
 			               "replaced by a newer connection of the same key");
 		}
-		if (rly_keymap_put(&s->clients, c->key, c) < 0) {
+		/* Its ring, now that it is admitted. */
+		struct rly_queue q;
+		bool ok =
+		    rly_queue_init(&q, s->cfg.queue_packets, s->cfg.queue_bytes) == 0;
+		if (ok) {
+			s->queued -= c->q.bytes;
+			rly_queue_free(&c->q);
+			c->q = q;
+		}
+		if (!ok || rly_keymap_put(&s->clients, c->key, c) < 0) {
 			s->st.drop_nomem++;
 			rly_conn_close(c, "out of memory");
 			return;
 		}
 	}
 	c->state = RC_ACTIVE;
+	c->ka_ms = rly_now_ms();
 	struct timeval wt = {s->cfg.write_timeout_ms / 1000,
 	                     (s->cfg.write_timeout_ms % 1000) * 1000};
 	bufferevent_set_timeouts(c->bev, NULL, &wt);
+	/* SERVER_INFO goes out as it is; every frame after it is sealed. */
 	uint8_t fr[RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN];
 	size_t n = relay_encode_server_info(
 	    fr, sizeof fr, 0, (uint16_t)s->cfg.queue_packets,
-	    (uint16_t)s->cfg.keepalive_s, s->cfg.priv, c->key, c->peer_chal);
-	rly_conn_send(c, fr, n, NULL, 0);
+	    (uint16_t)s->cfg.keepalive_s, s->cfg.priv, c->key, c->peer_chal, c->eph_pub);
+	bufferevent_write(c->bev, fr, n);
+	c->sealed = true;
 	if (mesh) {
 		s->st.mesh_in++;
 		log_info("mesh-relay: %s: sibling relay %s… connected", c->peer, ks);
-		/* Tell it every client we have. */
-		for (size_t i = 0; i < s->clients.cap; i++) {
-			if (!s->clients.slots[i].val)
-				continue;
-			uint8_t pf[RELAY_HDR_LEN + 32];
-			size_t pn =
-			    relay_encode_peer(pf, sizeof pf, RELAY_FRAME_PEER_PRESENT,
-			                      s->clients.slots[i].key, 0);
-			rly_conn_send(c, pf, pn, NULL, 0);
+		/* Tell it every client we have, through the control lane: never
+		 * lost to the packet queue's drops (review H3). */
+		c->ctl = evbuffer_new();
+		if (!c->ctl || rly_conn_link_queue(c) < 0) {
+			s->st.drop_nomem++;
+			rly_conn_close(c, "out of memory");
+			return;
 		}
+		rly_conn_full_set(c);
+		rly_conn_pump(c);
 	} else {
 		s->st.clients++;
 		s->st.clients_total++;
@@ -391,9 +355,9 @@ static bool on_client_info(struct rly_conn *c, const struct relay_frame *f)
 		return false;
 	}
 	memcpy(c->key, f->u.client_info.key, 32);
-	uint8_t ver = 0, flags = 0;
+	uint8_t ver = 0, flags = 0, peer_eph[32];
 	if (relay_client_info_open(f, s->cfg.priv, c->challenge, &ver, &flags,
-	                           c->peer_chal) < 0) {
+	                           c->peer_chal, peer_eph) < 0) {
 		refuse(c, RELAY_REFUSED_BAD_AUTH,
 		       "CLIENT_INFO did not open: the client does not hold the key it "
 		       "names, or it answered another challenge",
@@ -401,8 +365,20 @@ static bool on_client_info(struct rly_conn *c, const struct relay_frame *f)
 		return false;
 	}
 	if (ver != RELAY_PROTO_VERSION) {
-		refuse(c, RELAY_REFUSED_VERSION, "unsupported relay protocol version",
+		refuse(c, RELAY_REFUSED_VERSION,
+		       "unsupported relay protocol version (this relay speaks 2: "
+		       "update the client)",
 		       &s->st.refused_version);
+		return false;
+	}
+	/* The session: our ephemeral key against the client's. */
+	uint8_t eph_priv[32];
+	crypto_box_keypair(c->eph_pub, eph_priv);
+	if (relay_session_init(&c->sess, false, eph_priv, peer_eph, c->key, s->cfg.pub,
+	                       c->challenge, c->peer_chal) < 0) {
+		refuse(c, RELAY_REFUSED_BAD_AUTH,
+		       "CLIENT_INFO carries an unusable ephemeral key",
+		       &s->st.refused_bad_auth);
 		return false;
 	}
 	if (flags & RELAY_CLIENT_MESH) {
@@ -543,7 +519,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (what & BEV_EVENT_WRITING) {
 			s->st.drop_write_timeout++;
-			if (log_ok())
+			if (rly_log_ok())
 				log_info(
 				    "mesh-relay: %s: not reading for %u ms; disconnected",
 				    c->peer, s->cfg.write_timeout_ms);
@@ -563,11 +539,15 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       int salen, void *arg)
 {
 	struct rly_server *s = arg;
-	size_t n = 0;
-	for (struct rly_conn *c = s->conns; c; c = c->next)
-		n += !c->dead;
-	if (n >= s->cfg.max_clients) {
+	if (s->n_live >= s->cfg.max_clients) {
 		s->st.refused_full++;
+		evutil_closesocket(fd);
+		return;
+	}
+	uint16_t slot = ip_slot(s, sa);
+	if (s->n_pending >= s->cfg.max_pending ||
+	    s->pending_ip[slot] >= s->cfg.max_pending_ip) {
+		s->st.refused_pending++;
 		evutil_closesocket(fd);
 		return;
 	}
@@ -598,6 +578,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	c->state = RC_HTTP;
+	c->pending = true;
+	c->ip_slot = slot;
+	s->n_pending++;
+	s->pending_ip[slot]++;
 	fmt_addr(sa, c->peer, sizeof c->peer);
 	struct timeval hs = {s->cfg.handshake_ms / 1000,
 	                     (s->cfg.handshake_ms % 1000) * 1000};
@@ -605,21 +589,58 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-/* Every second: stuck closers, keepalives. */
+static void relisten_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct rly_server *s = arg;
+	evconnlistener_enable(s->lis);
+}
+
+/* accept() failed for a reason that will not go away by itself at once
+ * (EMFILE, ENFILE, ENOBUFS, ENOMEM): the pending connection stays in the
+ * backlog and the listener would be readable again at once, spinning the
+ * loop. Pause accepting for a second instead (review M6). */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct rly_server *s = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	s->st.accept_errors++;
+	if (rly_log_ok())
+		log_warn("mesh-relay: accept: %s; not accepting for a second%s",
+		         evutil_socket_error_to_string(e),
+		         e == EMFILE || e == ENFILE
+		             ? " (out of file descriptors: raise the limit, or lower "
+		               "--max-clients)"
+		             : "");
+	evconnlistener_disable(l);
+	struct timeval one = {1, 0};
+	evtimer_add(s->relisten, &one);
+}
+
+/* Every second: stuck closers, handshakes past their deadline (absolute
+ * from accept: the libevent timeouts only catch idle peers, and one byte
+ * now and then resets them), keepalives. */
 static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct rly_server *s = arg;
 	static const uint8_t ka[RELAY_HDR_LEN] = {RELAY_FRAME_KEEPALIVE, 0, 0, 0, 0};
 	uint64_t now = rly_now_ms();
-	bool send_ka = (now / 1000) % (s->cfg.keepalive_s ? s->cfg.keepalive_s : 60) == 0;
+	/* Per connection, from its own last one: a tick that comes late
+	 * cannot skip a keepalive, and they do not all go out at once. */
+	uint64_t ka_every = (uint64_t)s->cfg.keepalive_s * 1000u;
 	for (struct rly_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
 		if (c->dead)
 			continue;
-		if (c->state == RC_CLOSING && now - c->opened_ms > 2000)
+		if (c->state == RC_CLOSING && now - c->closing_ms > 2000) {
 			rly_conn_close(c, "closing timed out");
-		else if (c->state == RC_ACTIVE && send_ka)
+		} else if (c->state != RC_CLOSING && c->deadline_ms &&
+		           now >= c->deadline_ms) {
+			s->st.handshake_timeouts++;
+			rly_conn_close(c, "handshake not done in time");
+		} else if (c->state == RC_ACTIVE && now - c->ka_ms >= ka_every) {
+			c->ka_ms = now;
 			rly_conn_send(c, ka, sizeof ka, NULL, 0);
+		}
 	}
 }
 
@@ -690,10 +711,19 @@ struct rly_server *rly_server_new(const struct rly_config *cfg, char *err, size_
 	}
 	s->cfg = *cfg;
 	s->cfg.max_clients = dflt(cfg->max_clients, 10000);
+	s->cfg.max_pending = dflt(cfg->max_pending, 1024);
+	s->cfg.max_pending_ip = dflt(cfg->max_pending_ip, 64);
+	if (s->cfg.max_pending_ip > UINT16_MAX)
+		s->cfg.max_pending_ip = UINT16_MAX;
+	randombytes_buf(s->ip_hash_key, sizeof s->ip_hash_key);
 	s->cfg.queue_packets = dflt(cfg->queue_packets, 64);
+	if (s->cfg.queue_packets > RLY_QUEUE_PACKETS_MAX)
+		s->cfg.queue_packets = RLY_QUEUE_PACKETS_MAX;
 	s->cfg.queue_bytes = dflt(cfg->queue_bytes, 512 * 1024);
 	if (s->cfg.queue_bytes < RELAY_FRAME_MAX)
 		s->cfg.queue_bytes = RELAY_FRAME_MAX;
+	if (!s->cfg.queue_budget)
+		s->cfg.queue_budget = (uint64_t)256 << 20;
 	s->cfg.write_timeout_ms = dflt(cfg->write_timeout_ms, 5000);
 	s->cfg.handshake_ms = dflt(cfg->handshake_ms, 10000);
 	s->cfg.keepalive_s = dflt(cfg->keepalive_s, 60);
@@ -715,8 +745,10 @@ struct rly_server *rly_server_new(const struct rly_config *cfg, char *err, size_
 	}
 	s->tick = event_new(cfg->base, -1, EV_PERSIST, tick_cb, s);
 	s->reap = event_new(cfg->base, -1, 0, reap_cb, s);
+	s->relisten = evtimer_new(cfg->base, relisten_cb, s);
+	evconnlistener_set_error_cb(s->lis, accept_error_cb);
 	struct timeval one = {1, 0};
-	if (!s->tick || !s->reap || event_add(s->tick, &one) < 0) {
+	if (!s->tick || !s->reap || !s->relisten || event_add(s->tick, &one) < 0) {
 		snprintf(err, errlen, "out of memory");
 		rly_server_free(s);
 		return NULL;
@@ -737,6 +769,10 @@ void rly_server_free(struct rly_server *s)
 		event_free(s->tick);
 	if (s->reap)
 		event_free(s->reap);
+	if (s->relisten)
+		event_free(s->relisten);
+	if (s->dns)
+		evdns_base_free(s->dns, 0);
 	if (s->stun_ev)
 		event_free(s->stun_ev);
 	if (s->stun_fd >= 0)
@@ -760,4 +796,6 @@ void rly_server_get_stats(const struct rly_server *s, struct rly_stats *st)
 {
 	*st = s->st;
 	st->ready = s->ready;
+	st->mesh_routes = s->routes.n;
+	st->queued_bytes = s->queued;
 }

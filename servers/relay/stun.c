@@ -3,12 +3,22 @@
  * classic RFC 3489 request). Requests that ask for a changed address or
  * port (RFC 3489 / 5780 CHANGE-REQUEST) are not answered: this server has
  * one address. Anything that is not a well-formed request is dropped and
- * counted. */
+ * counted, and so is a request with a comprehension-required attribute we
+ * do not know (no 420 error: an answer larger than the request would help
+ * a spoofed-source flood).
+ *
+ * A response is larger than its request (40 bytes to 20 for IPv4), so a
+ * spoofed source could point answers at a victim: answers are rate-limited
+ * per source prefix (IPv4 /24, IPv6 /48: STUN_PREFIX_RATE a second, bursts
+ * of STUN_PREFIX_BURST) and for the whole server (STUN_ALL_RATE); requests
+ * over the limit are dropped and counted (stun_limited). A node asks a
+ * handful of times a minute. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,6 +27,55 @@
 #include "core/stun/stun.h"
 #include "core/util/log.h"
 #include "servers/relay/relay_int.h"
+
+#define STUN_PREFIX_RATE  10u
+#define STUN_PREFIX_BURST 20u
+#define STUN_ALL_RATE     20000u
+#define STUN_ALL_BURST    20000u
+
+/* Takes one answer from b (refilled at rate a second up to burst). */
+static bool bucket_take(struct rly_bucket *b, uint64_t now, uint32_t rate, uint32_t burst)
+{
+	uint64_t t = b->tokens_milli;
+	if (b->last_ms == 0)
+		t = (uint64_t)burst * 1000u;
+	else
+		t += (now - b->last_ms) * rate;
+	if (t > (uint64_t)burst * 1000u)
+		t = (uint64_t)burst * 1000u;
+	b->last_ms = now ? now : 1;
+	if (t < 1000u) {
+		b->tokens_milli = (uint32_t)t;
+		return false;
+	}
+	b->tokens_milli = (uint32_t)(t - 1000u);
+	return true;
+}
+
+/* The source's prefix slot: IPv4 (or v4-mapped) /24, IPv6 /48. */
+static uint16_t prefix_slot(const struct rly_server *s,
+                            const struct sockaddr_storage *from)
+{
+	uint8_t a[8] = {0}, h[crypto_shorthash_BYTES];
+	size_t n = 0;
+	if (from->ss_family == AF_INET) {
+		memcpy(a, &((const struct sockaddr_in *)from)->sin_addr, 3);
+		n = 3;
+	} else if (from->ss_family == AF_INET6) {
+		const struct in6_addr *v6 =
+		    &((const struct sockaddr_in6 *)from)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(v6)) {
+			memcpy(a, v6->s6_addr + 12, 3);
+			n = 3;
+		} else {
+			a[0] = 6;
+			memcpy(a + 1, v6->s6_addr, 6);
+			n = 7;
+		}
+	}
+	crypto_shorthash(h, a, n, s->ip_hash_key);
+	return (uint16_t)((h[0] | h[1] << 8) % RLY_IP_SLOTS);
+}
 
 static void answer(struct rly_server *s, int fd, const uint8_t *p, size_t n,
                    const struct sockaddr_storage *from, socklen_t flen)
@@ -27,12 +86,21 @@ static void answer(struct rly_server *s, int fd, const uint8_t *p, size_t n,
 		s->st.stun_bad++;
 		return;
 	}
+	if (m.unknown_required) {
+		s->st.stun_bad++;
+		return;
+	}
 	s->st.stun_requests++;
+	uint64_t now = rly_now_ms();
+	if (!bucket_take(&s->stun_prefix[prefix_slot(s, from)], now, STUN_PREFIX_RATE,
+	                 STUN_PREFIX_BURST) ||
+	    !bucket_take(&s->stun_all, now, STUN_ALL_RATE, STUN_ALL_BURST)) {
+		s->st.stun_limited++;
+		return;
+	}
 	uint8_t out[256];
 	size_t on;
-	if (m.unknown_required) {
-		on = stun_error_response(out, sizeof out, &m, 420, "Unknown Attribute");
-	} else {
+	{
 		struct stun_addr a = {0};
 		if (from->ss_family == AF_INET) {
 			const struct sockaddr_in *sin = (const struct sockaddr_in *)from;

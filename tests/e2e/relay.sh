@@ -14,8 +14,10 @@
 # deadline while the relay's RSS stays bounded; plain HTTP gets 404/426;
 # Debian's stun-client gets its mapped address from the STUN port; `relays
 # list` shows both; `relays remove` stops a relay; the exit log carries the
-# counters; `mesh-relay up --state DIR` resumes as the same relay; 200
-# clients on one relay exchange packets with none lost.
+# counters; `mesh-relay up --state DIR` resumes as the same relay, and a
+# second one on the same directory refuses to start; a relay key readable
+# by others or of the wrong size is refused; 200 clients on one relay
+# exchange packets with none lost.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -71,13 +73,19 @@ bg_nobody relay1 r "$MR" up --join "$T1" --state "$RUN/r1" --listen $R1 --stun $
 # One after the other, so relay1 is eu-1 and relay2 eu-2.
 wait_log "$E2E_LOGDIR/relay1.log" "registered with mesh-control" 10 ||
     die "relay1 did not register"
-bg_nobody relay2 r "$MR" up --join "$T2" --state "$RUN/r2" --listen $R2 --region eu \
-    --tls-cert "$E2E_TMP/tls.crt" --tls-key "$E2E_TMP/tls.key"
+# The second relay reads its token from a file (kept out of the process list).
+echo "$T2" >"$E2E_TMP/t2.txt"
+chmod 0644 "$E2E_TMP/t2.txt"
+bg_nobody relay2 r "$MR" up --join-file "$E2E_TMP/t2.txt" --state "$RUN/r2" --listen $R2 \
+    --region eu --tls-cert "$E2E_TMP/tls.crt" --tls-key "$E2E_TMP/tls.key"
 R1PID=$(bg_pid relay1)
 wait_listen r 18441 && wait_listen r 18442 || die "the relays did not listen"
 wait_log "$E2E_LOGDIR/relay1.log" "mesh link up" 10 || die "no mesh link from relay1"
 wait_log "$E2E_LOGDIR/relay2.log" "mesh link up" 10 || die "no mesh link from relay2"
 pass "each relay keeps a mesh link to its sibling"
+cmdline=$(tr '\0' ' ' <"/proc/$(bg_pid relay2)/cmdline")
+check "--join-file keeps the token out of the process list" \
+    test -n "$(grep -e '--join-file' <<<"$cmdline")" -a -z "$(grep mesh1 <<<"$cmdline")"
 
 nb "$MC" --data "$D" relays list >"$E2E_TMP/relays.txt" 2>&1
 check "relays list names both relays of region eu" \
@@ -219,5 +227,44 @@ check "the resumed relay (same key, address and STUN port) admits A" has "^admit
 nb "$MC" --data "$D" relays list >"$E2E_TMP/relays.txt" 2>&1
 check "it is still eu-1, the only relay left" \
     test "$(grep -c '^[0-9]' "$E2E_TMP/relays.txt")" = 1 -a -n "$(grep -E "eu-1 +eu +$R1 +13478" "$E2E_TMP/relays.txt")"
+
+step "a node whose expiry passes is cut off though it is offline to mesh-control"
+# B holds a relay connection but has no control connection. Its expiry is
+# set 3 s ahead in the store (with a map version, as the store does); no
+# other change follows: the passing expiry alone must reach the relay.
+bg_nobody holdb r "$RC" hold $R1 "$B" 20
+wait_log "$E2E_LOGDIR/holdb.log" "^ready" 5 || fail "B did not connect to relay1"
+nb sqlite3 "$D/control.db" "BEGIN; UPDATE meta SET map_version = map_version + 1;
+    UPDATE nodes SET expiry = CAST(strftime('%s','now') AS INTEGER) + 3,
+    version = (SELECT map_version FROM meta) WHERE name = '$BNAME'; COMMIT;" ||
+    fail "could not set B's expiry"
+if wait_log "$E2E_LOGDIR/holdb.log" "^cut at" 8; then
+    pass "B is cut off within a second or so of its expiry"
+else
+    fail "B stayed admitted on the relay after its expiry"
+fi
+
+step "one relay per state directory; the key and the directory stay private"
+out=$(nb timeout 5 "$MR" up --state "$RUN/r1" --listen 127.0.0.1:18444 2>&1)
+rc=$?
+check "a second mesh-relay on the same --state refuses to start" \
+    test "$rc" -ne 0 -a "$rc" -ne 124
+check "and says the directory is in use" has "in use by another mesh-relay" "$out"
+check "the running relay still answers status (its socket is intact)" \
+    relay_json "$RUN/r1" "j['admitted_keys'] >= 2"
+T3=$(nb "$MC" --data "$D" token --relay 2>/dev/null | tail -1)
+nb sh -c "mkdir -m 755 '$RUN/r3' && head -c 32 /dev/urandom >'$RUN/r3/relay.key' &&
+    chmod 644 '$RUN/r3/relay.key'"
+out=$(nb timeout 5 "$MR" up --join "$T3" --state "$RUN/r3" --listen 127.0.0.1:18443 \
+    --region eu 2>&1)
+check "a relay key readable by others is refused, with the fix" \
+    has "readable by others \(mode 0644\); chmod 600" "$out"
+check "an open state directory is tightened to 0700" \
+    test "$(stat -c %a "$RUN/r3")" = 700
+nb sh -c "chmod 600 '$RUN/r3/relay.key' && head -c 33 /dev/urandom >'$RUN/r3/relay.key'"
+out=$(nb timeout 5 "$MR" up --join "$T3" --state "$RUN/r3" --listen 127.0.0.1:18443 \
+    --region eu 2>&1)
+check "a relay key of the wrong size is refused, not truncated" \
+    has "not a relay key \(a file of exactly 32 bytes\)" "$out"
 
 e2e_finish

@@ -9,7 +9,12 @@
  *   1 client info: the rest is a CLIENT_INFO body; opening must fail unless
  *     it was sealed with the fixed client key (never for random input).
  *   2 http: the rest as a request head and as a response head; results are
- *     in range and a positive length lies inside the input. */
+ *     in range and a positive length lies inside the input.
+ *   3 sealed stream: the rest as frames of a session (session.h) read the
+ *     way the server reads after the handshake: no forged frame opens, the
+ *     reader stops at the first that does not, nothing is read out of
+ *     bounds. Then a round trip: the input sealed as one frame opens back
+ *     to the same bytes. */
 #include <errno.h>
 #include <sodium.h>
 #include <stdint.h>
@@ -17,6 +22,7 @@
 
 #include "core/relay/frame.h"
 #include "core/relay/http.h"
+#include "core/relay/session.h"
 
 #define CHECK(x)                                                                         \
 	do {                                                                             \
@@ -25,7 +31,8 @@
 	} while (0)
 
 static uint8_t spub[32], spriv[32], chal[32];
-static uint8_t out[RELAY_FRAME_MAX];
+static uint8_t out[RELAY_FRAME_MAX + RELAY_TAG_LEN];
+static struct relay_session tx, rx;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -36,6 +43,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	memset(spriv, 7, 32);
 	crypto_scalarmult_base(spub, spriv);
 	memset(chal, 9, 32);
+	uint8_t e1[32], e2[32], p1[32], p2[32];
+	memset(e1, 3, 32);
+	memset(e2, 5, 32);
+	crypto_scalarmult_base(p1, e1);
+	crypto_scalarmult_base(p2, e2);
+	if (relay_session_init(&tx, true, e1, p2, spub, spub, chal, chal) < 0 ||
+	    relay_session_init(&rx, false, e2, p1, spub, spub, chal, chal) < 0)
+		__builtin_trap();
 	return 0;
 }
 
@@ -69,15 +84,18 @@ static void check_frame(const struct relay_frame *f)
 	case RELAY_FRAME_CLIENT_INFO: {
 		CHECK(inside(f->u.client_info.box, f->u.client_info.box_len, f->body,
 		             f->len));
-		uint8_t v, fl, cc[32];
+		uint8_t v, fl, cc[32], ce[32];
 		/* Random bytes never open a box sealed with an unknown key. */
-		CHECK(relay_client_info_open(f, spriv, chal, &v, &fl, cc) == -EBADMSG);
+		CHECK(relay_client_info_open(f, spriv, chal, &v, &fl, cc, ce) ==
+		      -EBADMSG);
 		break;
 	}
-	case RELAY_FRAME_SERVER_INFO:
+	case RELAY_FRAME_SERVER_INFO: {
 		/* Nor a SERVER_INFO proof. */
-		CHECK(relay_server_info_open(f, spriv, spub, chal) == -EBADMSG);
+		uint8_t re[32];
+		CHECK(relay_server_info_open(f, spriv, spub, chal, re) == -EBADMSG);
 		break;
+	}
 	case RELAY_FRAME_HEALTH:
 	case RELAY_FRAME_REFUSED:
 		CHECK(f->u.text.text_len <= RELAY_TEXT_MAX);
@@ -93,7 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	uint8_t mode = data[0] % 3;
+	uint8_t mode = data[0] % 4;
 	const uint8_t *p = data + 1;
 	size_t len = size - 1;
 	if (mode == 0) {
@@ -130,6 +148,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_frame(&f);
 		else
 			CHECK(r == -EBADMSG);
+	} else if (mode == 3) {
+		/* Forged frames: none opens (the counters start fresh each run). */
+		struct relay_session r = rx;
+		static uint8_t fr[RELAY_FRAME_MAX];
+		size_t off = 0;
+		while (len - off >= RELAY_HDR_LEN) {
+			size_t total = RELAY_HDR_LEN + (size_t)relay_hdr_len(p + off);
+			if (total > RELAY_FRAME_MAX || total > len - off)
+				break;
+			memcpy(fr, p + off, total);
+			CHECK(relay_open(&r, fr, total) == -EBADMSG);
+			off += total;
+		}
+		/* A round trip of the input as one frame's body. */
+		if (len + RELAY_HDR_LEN + RELAY_TAG_LEN <= sizeof out &&
+		    len + RELAY_TAG_LEN <= RELAY_FRAME_BODY_MAX) {
+			struct relay_session t = tx;
+			r = rx;
+			size_t n = relay_encode_header(out, sizeof out, 0x7f, len);
+			memcpy(out + n, p, len);
+			size_t sn = relay_seal(&t, out, n + len, sizeof out);
+			CHECK(sn == n + len + RELAY_TAG_LEN);
+			CHECK(relay_open(&r, out, sn) == (int)(n + len));
+			CHECK(memcmp(out + n, p, len) == 0);
+		}
 	} else {
 		int r = relay_http_parse_request(p, len);
 		CHECK(r <= (int)len && (r >= 0 || r == -400 || r == -404 || r == -405 ||

@@ -54,11 +54,15 @@
 #include "core/control/token.h"
 #include "core/relay/frame.h"
 #include "core/relay/http.h"
+#include "core/relay/session.h"
 
 static int fd = -1;
 static SSL *ssl;
 static uint8_t rbuf[RELAY_FRAME_MAX * 2];
 static size_t rlen;
+/* After SERVER_INFO every frame both ways is sealed. */
+static struct relay_session sess;
+static bool sealed;
 
 static uint64_t now_ms(void)
 {
@@ -83,6 +87,15 @@ static void put_all(const void *p, size_t n)
 		b += w;
 		n -= (size_t)w;
 	}
+}
+
+/* One whole frame of n bytes in fr (cap bytes of room), sealed once the
+ * session is up. */
+static void put_frame(uint8_t *fr, size_t n, size_t cap)
+{
+	if (sealed && !(n = relay_seal(&sess, fr, n, cap)))
+		die("cannot seal a frame");
+	put_all(fr, n);
 }
 
 /* Reads more into rbuf; -1 closed/error, 0 timeout, 1 got bytes. */
@@ -115,7 +128,21 @@ static int next_frame(struct relay_frame *f, int timeout_ms)
 	uint64_t end = now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		size_t used;
-		int r = relay_frame_decode(rbuf, rlen, f, &used, NULL);
+		size_t total = rlen >= RELAY_HDR_LEN
+		                   ? RELAY_HDR_LEN + (size_t)relay_hdr_len(rbuf)
+		                   : 0;
+		if (sealed && total && total <= rlen) {
+			int o = relay_open(&sess, rbuf, total);
+			if (o < 0)
+				die("a frame from the relay failed authentication");
+			if (relay_frame_decode(rbuf, (size_t)o, f, &used, NULL) !=
+			    RELAY_DECODE_READY)
+				die("bad frame from the relay");
+			last_used = total;
+			return 1;
+		}
+		int r = sealed ? RELAY_DECODE_MORE
+		               : relay_frame_decode(rbuf, rlen, f, &used, NULL);
 		if (r == RELAY_DECODE_READY) {
 			last_used = used;
 			return 1;
@@ -191,15 +218,21 @@ static int handshake(const char *addr, const char *privhex, bool tls, bool quiet
 	struct relay_frame f;
 	if (next_frame(&f, 5000) != 1 || f.type != RELAY_FRAME_SERVER_KEY)
 		die("no SERVER_KEY");
-	uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN], cchal[32], spub[32];
+	uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN], cchal[32], spub[32], chal[32],
+	    eph[32], reph[32];
 	memcpy(spub, f.u.server_key.key, 32);
-	size_t n = relay_client_info_seal(fr, sizeof fr, pub, priv, spub,
-	                                  f.u.server_key.challenge, 0, cchal);
+	memcpy(chal, f.u.server_key.challenge, 32);
+	size_t n =
+	    relay_client_info_seal(fr, sizeof fr, pub, priv, spub, chal, 0, cchal, eph);
 	put_all(fr, n);
 	int r = next_frame(&f, 5000);
 	if (r == 1 && f.type == RELAY_FRAME_SERVER_INFO) {
-		if (relay_server_info_open(&f, priv, spub, cchal) < 0)
+		if (relay_server_info_open(&f, priv, spub, cchal, reph) < 0)
 			die("SERVER_INFO does not prove the relay's key");
+		if (relay_session_init(&sess, true, eph, reph, pub, spub, chal, cchal) <
+		    0)
+			die("the relay's ephemeral key is unusable");
+		sealed = true;
 		if (!quiet)
 			printf("admitted\n");
 		return 0;
@@ -360,7 +393,7 @@ int main(int argc, char **argv)
 			size_t fl =
 			    relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET,
 			                        dst, pkt, (size_t)size);
-			put_all(fr, fl);
+			put_frame(fr, fl, sizeof fr);
 			if (i % 64 == 63)
 				usleep(1000);
 		}
