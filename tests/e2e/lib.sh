@@ -3,7 +3,8 @@
 # Source it from a test script:   . "$(dirname "$0")/lib.sh"
 #
 # What it gives:
-#   e2e_require_root, e2e_require_cmd CMD...     exit 77 (skip) when unmet
+#   e2e_require_root, e2e_require_cmd CMD..., e2e_require_private_mounts
+#                                                 exit 77 (skip) when unmet
 #   ns_create TAG                                a namespace with lo up; its
 #                                                real name is $(ns TAG)
 #   ns_link TAG1 ADDR1/LEN TAG2 ADDR2/LEN        a veth pair between two
@@ -130,6 +131,15 @@ e2e_require_cmd() {
     for c in "$@"; do
         command -v "$c" >/dev/null 2>&1 || e2e_skip "$E2E_NAME needs '$c' (apt-get install it)"
     done
+}
+
+# e2e_require_private_mounts : skip unless this system can give a process a
+# mount namespace of its own with private propagation (so a file bound over
+# /etc/resolv.conf is seen by that process alone). A chroot whose root is
+# not a mount point cannot; binding there could leak to the host.
+e2e_require_private_mounts() {
+    unshare -m --propagation private true 2>/dev/null ||
+        e2e_skip "$E2E_NAME needs a private mount namespace to give one node its own /etc/resolv.conf, and this system cannot make one (a chroot whose / is not a mount point?)"
 }
 
 e2e_require_mesh_proxy() {

@@ -31,6 +31,7 @@
 
 e2e_require_root
 e2e_require_cmd ip curl python3 setpriv unshare mount dig
+e2e_require_private_mounts
 e2e_tmp_init
 e2e_require_mesh_proxy
 PY=/usr/bin/python3
