@@ -492,6 +492,43 @@ static void test_orphan_charged_and_reaped(void **state)
 	peer_free(&pr);
 }
 
+/* An orphan whose peer keeps taking its data, slowly (a 128-byte window,
+ * its ACKs once a second), lives on past NS_ORPHAN_IDLE_MS: only a minute
+ * without progress ends it. */
+static void test_orphan_with_progress_lives(void **state)
+{
+	struct ns_stats st;
+	struct tcp_pcb *p;
+	struct peer pr;
+	struct pkt *k;
+	struct seg sg;
+	uint32_t start;
+
+	(void)state;
+	p = make_orphan(&pr, 95, 300 * 1024);
+	start = p->lastack;
+	pr.win = 1; /* << 7: 128 bytes */
+	peer_send(&pr, F_ACK, NULL, 0);
+	for (int i = 1; i <= 2 * NS_ORPHAN_IDLE_MS / TCP_TMR_INTERVAL; i++) {
+		ns_clock_offset_ms += TCP_TMR_INTERVAL;
+		ns_check_timeouts();
+		if (i % (1000 / TCP_TMR_INTERVAL) != 0)
+			continue;
+		while ((k = cap_pop()) != NULL) {
+			if (parse(k, &sg))
+				peer_take(&pr, &sg);
+			free(k);
+		}
+		peer_send(&pr, F_ACK, NULL, 0);
+	}
+	p = find_pcb(95);
+	assert_non_null(p);
+	assert_true(p->lastack != start);
+	ns_get_stats(&st);
+	assert_int_equal(st.orphan_reset, 0);
+	peer_free(&pr);
+}
+
 /* Over the budget orphans holding data are the first to go. */
 static void test_orphan_reset_over_budget(void **state)
 {
@@ -751,6 +788,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_budget_over, setup, teardown_zero),
 	    cmocka_unit_test_setup_teardown(test_budget_charges_pbufs, setup, teardown_zero),
 	    cmocka_unit_test_setup_teardown(test_orphan_charged_and_reaped, setup,
+	                                    teardown_zero),
+	    cmocka_unit_test_setup_teardown(test_orphan_with_progress_lives, setup,
 	                                    teardown_zero),
 	    cmocka_unit_test_setup_teardown(test_orphan_reset_over_budget, setup,
 	                                    teardown_zero),
