@@ -40,11 +40,14 @@ extern u32_t ns_tcp_half_open;
 extern u32_t ns_tcp_syn_drop;
 int ns_tcp_syn_admit(const ip_addr_t *src); /* 1: let it through */
 
-/* Out-of-order data a connection may hold: NS_OOSEQ_MAX_BYTES (a peer
- * withholding one byte must not park a whole window per connection), and
- * 16 KiB (NS_MEM_FLOOR) once the memory budget refuses new connections.
- * What is held is charged to the budget once a second (ns_mem_sweep). */
-#define NS_OOSEQ_MAX_BYTES (256u * 1024)
+/* Out-of-order data a connection may hold: the window, and 16 KiB
+ * (NS_MEM_FLOOR) once the memory budget refuses new connections. What is
+ * held is charged to the budget once a second (ns_mem_sweep), so a peer
+ * that withholds one byte pays for what it parks. A smaller constant cap
+ * (256 KiB) cost a single stream 40% here: at 2 Gbit/s the path loses
+ * datagrams, and lwIP's sender recovers one segment at a time
+ * (bench/conn_scale.sh: 1,380 against 2,411 Mbit/s). */
+#define NS_OOSEQ_MAX_BYTES TCP_WND
 int ns_mem_pressure(void); /* netstack/limits.c: 1 from 7/8 of the budget */
 static inline u32_t ns_hook_ooseq_bytes_limit(const struct tcp_pcb *pcb)
 {

@@ -559,8 +559,9 @@ static size_t ooseq_bytes(void)
 }
 
 /* review mem H1: a peer that sends everything but the byte at rcv_nxt
- * parks out-of-order data: at most NS_OOSEQ_MAX_BYTES per connection, and
- * charged to the budget; delivered and uncharged once the byte comes. */
+ * parks out-of-order data: at most NS_OOSEQ_MAX_BYTES (the window) per
+ * connection, and charged to the budget; delivered and uncharged once the
+ * byte comes. */
 static void test_ooseq_capped_and_charged(void **state)
 {
 	static uint8_t data[1000];
