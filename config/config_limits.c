@@ -233,10 +233,8 @@ static bool cfg_node_key_once(struct cfg_parser *p, const char *key, int *line)
 int cfg_v_memory_limit(struct cfg_parser *p, const char *key, const char *v)
 {
 	static const uint64_t min = 16u << 20, max = (uint64_t)1 << 40;
-	char num[24];
 	size_t n = strlen(v);
-	uint64_t mult = 1;
-	unsigned long val;
+	uint64_t mult = 1, val;
 	bool ok;
 
 	if (!cfg_node_key_once(p, key, &p->cfg->memory_limit_line))
@@ -247,13 +245,15 @@ int cfg_v_memory_limit(struct cfg_parser *p, const char *key, const char *v)
 		mult = 1024 * 1024, n--;
 	else if (n > 0 && (v[n - 1] == 'G' || v[n - 1] == 'g'))
 		mult = 1024 * 1024 * 1024, n--;
-	ok = n > 0 && n < sizeof(num);
-	if (ok) {
-		memcpy(num, v, n);
-		num[n] = 0;
-		ok = cfg_parse_uint(num, 0, 1ul << 40, &val) &&
-		     (val == 0 || (val * mult >= min && val * mult <= max));
+	/* Up to 13 digits: 1T in bytes is 1099511627776 (cfg_parse_uint
+	 * stops at 9). */
+	ok = n > 0 && n <= 13;
+	val = 0;
+	for (size_t i = 0; ok && i < n; i++) {
+		ok = v[i] >= '0' && v[i] <= '9';
+		val = val * 10 + (uint64_t)(v[i] - '0');
 	}
+	ok = ok && (val == 0 || (val <= max && val * mult >= min && val * mult <= max));
 	if (!ok) {
 		cfg_value_err(p, key, v,
 		              "is not a memory size (16M-1T: bytes, or with K, M or G, "

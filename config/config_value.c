@@ -185,8 +185,11 @@ static void cfg_item_err(struct cfg_parser *p, const char *key, const char *item
 {
 	char tmp[64], q[80];
 	snprintf(tmp, sizeof(tmp), "%.*s", (int)(len < 62 ? len : 62), item);
-	cfg_errf(p, "[%s] %s: \"%s\" %s", cfg_sect_name(p->sect), key,
-	         cfg_quote(tmp, q, sizeof(q)), what);
+	if (p->sect == CFG_SECT_TOP) /* a node-wide key before any section */
+		cfg_errf(p, "%s: \"%s\" %s", key, cfg_quote(tmp, q, sizeof(q)), what);
+	else
+		cfg_errf(p, "[%s] %s: \"%s\" %s", cfg_sect_name(p->sect), key,
+		         cfg_quote(tmp, q, sizeof(q)), what);
 }
 
 void cfg_value_err(struct cfg_parser *p, const char *key, const char *v, const char *what)

@@ -139,7 +139,7 @@
  * sending 1-byte segments must not make 1 M tiny allocations). */
 #define TCP_OOSEQ_MAX_BYTES   TCP_WND
 #define TCP_OOSEQ_MAX_PBUFS   1024
-/* ... and over the memory budget (netstack/limits.c) to 16 KiB. */
+/* ... and by ns_hook_ooseq_bytes_limit (ns_hooks.h) to much less. */
 #define TCP_OOSEQ_BYTES_LIMIT(pcb) ns_hook_ooseq_bytes_limit(pcb)
 #define LWIP_TCP_SACK_OUT     1 /* lets the peer repair losses in one RTT */
 #define LWIP_TCP_MAX_SACK_NUM 4

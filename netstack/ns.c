@@ -62,61 +62,46 @@ u32_t sys_now(void)
  * and tcp_slowtmr asserts "persist ticking with empty send buffer" (found by
  * fuzz_netstack, reproduced by test_zero_window_probe_acked). Stopping it
  * is what lwIP does itself when output resumes. */
-/* Orphans: connections the node closed and forgot (ns_tcp_detach cleared
- * their callbacks) whose FIN or data the peer has not acknowledged
- * (FIN_WAIT_1, CLOSING, LAST_ACK). Nothing counts them and each can hold
- * its send buffer; with TCP_MAXRTX at 120 a peer that never answers could
- * keep one for hours. Like Linux's tcp_orphan_retries, they get lwIP's
- * own limit of 12 retransmissions (or unanswered window probes), then a
- * reset. */
-#define NS_ORPHAN_MAXRTX 12
-
-static bool ns_orphan_expired(const struct tcp_pcb *pcb)
-{
-	return pcb->callback_arg == NULL &&
-	       (pcb->state == FIN_WAIT_1 || pcb->state == CLOSING ||
-	        pcb->state == LAST_ACK) &&
-	       (pcb->nrtx >= NS_ORPHAN_MAXRTX || pcb->persist_probe >= NS_ORPHAN_MAXRTX);
-}
-
-/* How often the orphans are looked for: lwIP counts their retransmissions
- * at RTO pace, so a second late is nothing. */
-#define NS_ORPHAN_CHECK_MS 1000
+/* How often ns_mem_sweep (limits.c) resets expired orphans and measures
+ * what lwIP holds: lwIP counts retransmissions at RTO pace, so a second
+ * late is nothing. */
+#define NS_SWEEP_MS 1000
 
 /* Set by packet input: only an ACK we received can leave the persist timer
  * running over an empty send queue (see above). */
 static bool ns_fixup_due;
-static uint32_t ns_orphan_checked_ms;
+static uint32_t ns_swept_ms;
+static size_t ns_mem_left; /* see ns_debug_mem_left */
 
 /* lwIP walks every pcb in its fast and slow timers already; ours walks
- * them only when there is a reason (a packet came in since the last tick,
- * or the orphan check is due), and counts half-open handshakes only while
- * some are pending: with thousands of idle connections every walk costs,
- * 100 times a second (bench/results/conn-scale.md). */
+ * them only when there is a reason (a packet came in since the last tick),
+ * and once a second for the budget's sweep and the half-open recount:
+ * with thousands of idle connections every walk costs, 100 times a second
+ * (bench/results/conn-scale.md). */
 void ns_check_timeouts(void)
 {
-	struct tcp_pcb *pcb, *next;
+	struct tcp_pcb *pcb;
 	uint32_t now = sys_now();
-	bool fixup = ns_fixup_due,
-	     orphans = now - ns_orphan_checked_ms >= NS_ORPHAN_CHECK_MS;
+	bool sweep = now - ns_swept_ms >= NS_SWEEP_MS;
 
-	if (fixup || orphans) {
+	if (ns_fixup_due) {
 		ns_fixup_due = false;
-		if (orphans)
-			ns_orphan_checked_ms = now;
-		for (pcb = tcp_active_pcbs; pcb != NULL; pcb = next) {
-			next = pcb->next;
-			if (fixup && pcb->persist_backoff > 0 &&
+		for (pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
+			if (pcb->persist_backoff > 0 &&
 			    (pcb->unsent == NULL || pcb->unacked != NULL))
 				pcb->persist_backoff = 0;
-			if (orphans && ns_orphan_expired(pcb))
-				tcp_abort(pcb); /* unlinks and frees only this pcb */
-		}
+	}
+	if (sweep) {
+		ns_swept_ms = now;
+		ns_mem_sweep();
 	}
 	sys_check_timeouts();
 	/* Exact again: the hook's counts drift when lwIP drops a half-open
-	 * connection (timeout, RST) without telling us. */
-	ns_src_recount();
+	 * connection (timeout, RST) without telling us. Once a second, or at
+	 * once when half the stack's handshakes are pending (the shares count
+	 * from there on). */
+	if (sweep || ns_tcp_half_open >= NS_TCP_HALF_OPEN_MAX / 2)
+		ns_src_recount();
 }
 
 static void ns_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -561,6 +546,8 @@ void ns_shutdown(void)
 		return;
 	ns_ctx.closing = true;
 	ns_tcp_shutdown_all();
+	/* Every connection is gone: what is still charged was not uncharged. */
+	ns_mem_left = ns_ctx.mem_rx + ns_ctx.mem_tx + ns_ctx.mem_in;
 	ns_udp_shutdown_all();
 	ns_ping_shutdown();
 	ns_local_udp_shutdown();
@@ -585,6 +572,7 @@ void ns_get_stats(struct ns_stats *st)
 
 	*st = ns_ctx.st;
 	st->tcp_syn_drop = ns_tcp_syn_drop;
+	ns_mem_get_stats(st);
 	ns_get_limits(&l);
 	st->mem_limit = l.mem_limit;
 	st->mem_used = ns_mem_used();
@@ -593,6 +581,11 @@ void ns_get_stats(struct ns_stats *st)
 	if (ns_ctx.up)
 		st->udp_drop =
 		    (uint32_t)(lwip_stats.mib2.udpnoports - ns_ctx.udp_noports_base);
+}
+
+size_t ns_debug_mem_left(void)
+{
+	return ns_mem_left;
 }
 
 size_t ns_debug_rxq_bytes(void)

@@ -61,8 +61,8 @@ void ns_tcp_dial_cancel(struct ns_tcp *dial);
  * callee must eventually ns_splice_start() or ns_tcp_abort() it. Data that
  * arrives meanwhile is held by lwIP (the window closes; it is at most
  * 64 KiB until the splice). Refused before this callback, with RST and a
- * counter: over 7/8 of the memory budget, or over the source's connection
- * cap (ns_limits). */
+ * counter: over 7/8 of the memory budget while the source holds its share
+ * of it, or over the source's connection cap (ns_limits). */
 typedef void (*ns_tcp_accept_fn)(void *ctx, struct ns_tcp *c, const struct ns_addr *src,
                                  uint16_t sport, uint16_t dport);
 /* Returns 0 or -errno (-EADDRINUSE). */
@@ -201,12 +201,19 @@ struct ns_stats {
 	uint64_t syn_drop_src;
 	/* Refusals of new connections (inbound from the mesh: RST; proxy
 	 * clients through ns_mem_admit: the front-end's error): over 7/8 of
-	 * the memory budget, or over the per-source connection cap. */
+	 * the memory budget while the source (or local) holds its share, or
+	 * over the per-source connection cap. */
 	uint64_t tcp_refused_mem, tcp_refused_peer, front_refused_mem;
 	/* Times a connection was held back by the budget: a window left
 	 * closed (rx) or the local socket left unread (tx). */
 	uint64_t mem_throttle_rx, mem_throttle_tx;
 	uint64_t mem_used, mem_peak, mem_limit; /* bytes, see ns_limits */
+	/* Orphans (connections closed here whose peer has not acknowledged
+	 * the end) reset: no progress for a minute, too many retries, or
+	 * over the budget. */
+	uint64_t orphan_reset;
+	/* ns_mem_uncharge() of more than was charged (a bug; never wraps). */
+	uint64_t mem_uncharge_excess;
 };
 void ns_get_stats(struct ns_stats *st);
 
@@ -214,12 +221,17 @@ void ns_get_stats(struct ns_stats *st);
 
 /* mem_limit bounds the bytes held for all connections together: received
  * data not yet written to local sockets, data queued in lwIP's send
- * buffers, and what the proxy charges (ns_mem_charge) for its own buffers.
- * Over it, windows stay nearly closed and local sockets unread (each
- * connection keeps NS_MEM_FLOOR to move); from 7/8 of it, new inbound
- * connections are refused (RST) and ns_mem_admit() says no.
- * max_conns_per_src caps inbound connections (expose, server tunnels) from
- * one remote address; over it the SYN's handshake ends with RST. */
+ * buffers, what lwIP holds on its own (out-of-order data, orphans' send
+ * queues), and what the proxy charges (ns_mem_charge) for its own buffers.
+ * It is shared fairly: each source with inbound connections, and the
+ * node's own users together ("local"), get limit / (sources + 1). Over
+ * the budget, the connections of whoever holds its share or more get
+ * windows that stay nearly closed and local sockets left unread (each
+ * keeps NS_MEM_FLOOR to move); from 7/8 of it, those are refused new
+ * connections (RST, or ns_mem_admit() says no), the others are not.
+ * max_conns_per_src caps inbound connections (expose, server tunnels),
+ * and orphans still holding data, from one remote address; over it the
+ * SYN's handshake ends with RST. */
 struct ns_limits {
 	size_t mem_limit;           /* bytes; 0: ns_mem_limit_default() */
 	unsigned max_conns_per_src; /* 0: no cap */
@@ -239,7 +251,8 @@ void ns_get_limits(struct ns_limits *l); /* mem_limit as in force */
 size_t ns_mem_used(void);
 bool ns_mem_over(void);
 /* A front-end asks before it takes on a new client: false (counted in
- * front_refused_mem) from 7/8 of the budget on. */
+ * front_refused_mem) from 7/8 of the budget on while local users hold
+ * their share; a mesh peer's flood does not make it say no. */
 bool ns_mem_admit(void);
 /* Buffers a front-end holds outside the netstack (direct relays, UDP
  * queues): charged while held, uncharged by the same amount. */

@@ -31,7 +31,11 @@
  * TCP headers it still holds, malloc's header, the ring slot), and a queued
  * segment of lwIP's send queue likewise: charged to the memory budget so
  * that tiny segments cannot hide behind their byte count. */
-#define NS_PBUF_OVERHEAD 128
+#define NS_PBUF_OVERHEAD 192 /* a 1-byte IPv6 segment with options: ~160 */
+
+/* An orphan (limits.c) is reset after this long without an ACK that takes
+ * data off its queue. */
+#define NS_ORPHAN_IDLE_MS 60000
 
 /* Until the splice, an accepted connection's window is at most this: a
  * peer cannot park a full window per connection while the local side is
@@ -69,7 +73,15 @@ struct ns_ctx {
 	/* The memory budget (limits.c): charged bytes of receive queues (with
 	 * NS_PBUF_OVERHEAD per pbuf), of lwIP's send queues and stashes, and
 	 * of the proxy's buffers (ns_mem_charge). */
-	size_t mem_rx, mem_tx, mem_ext;
+	size_t mem_rx, mem_tx;
+	/* ... and of them, the inbound connections' part (charged to their
+	 * sources) */
+	size_t mem_in;
+	/* What lwIP holds on its own (out-of-order and refused data, orphans'
+	 * send queues), measured once a second by ns_mem_sweep; and of it the
+	 * part that is local (not charged to a source). */
+	size_t mem_lwip, mem_lwip_local;
+	u32_t src_active; /* sources with inbound connections or orphans */
 	unsigned dial_timeout_ms;
 	/* The idle sweep (splice.c): one coarse timer for all splices. */
 	struct event *idle_ev;
@@ -137,7 +149,7 @@ struct ns_tcp {
 	uint32_t half_ms;     /* when one direction finished (0: not yet) */
 
 	/* the memory budget (limits.c) */
-	size_t mem_rx;      /* charged for rxq */
+	size_t mem_rx;      /* charged for rxq (pbufs and the ring) */
 	size_t mem_tx;      /* charged for lwIP's send queue and txp */
 	struct ns_src *src; /* inbound: its source's entry (per-source cap) */
 
@@ -222,7 +234,21 @@ struct ns_src *ns_src_conn_begin(const ip_addr_t *src);
 void ns_src_conn_end(struct ns_src *s);
 void ns_src_clear(void);
 void ns_mem_note_peak(void);
+/* A connection's charge moved from old to now bytes (its source's part). */
+void ns_src_mem_move(struct ns_src *s, size_t old, size_t now);
+/* Over the budget: true when c's source (or local) holds its share. */
+bool ns_mem_hold(const struct ns_tcp *c);
+/* c's pcb is handed to lwIP to finish closing (an orphan). */
+void ns_mem_orphan_begin(struct ns_tcp *c, struct tcp_pcb *pcb);
+/* Once a second: orphans, and what lwIP holds, charged per source. */
+void ns_mem_sweep(void);
+void ns_mem_get_stats(struct ns_stats *st);
+/* For tests: how many times the half-open counts were recounted. */
+uint64_t ns_debug_recounts(void);
 
+/* For tests: bytes the last ns_shutdown() found still charged to
+ * connections once all of them were freed (0 unless a path leaks). */
+size_t ns_debug_mem_left(void);
 /* For tests: bytes of mesh->socket data held by all connections. */
 size_t ns_debug_rxq_bytes(void);
 /* For tests and fuzzing: added to lwIP's clock (sys_now) to jump ahead;

@@ -71,9 +71,9 @@ static size_t ns_tx_room(const struct ns_tcp *c)
 {
 	size_t room = c->pcb->snd_buf, queued, cap = SIZE_MAX;
 
-	/* Over the memory budget a connection reads its socket only up to
-	 * NS_MEM_FLOOR queued. */
-	if (ns_mem_over()) {
+	/* Over the memory budget a connection whose source holds its share
+	 * reads its socket only up to NS_MEM_FLOOR queued. */
+	if (ns_mem_hold(c)) {
 		if (c->mem_tx >= NS_MEM_FLOOR)
 			return 0;
 		cap = NS_MEM_FLOOR - c->mem_tx;
@@ -103,8 +103,19 @@ static void ns_mem_tx_sync(struct ns_tcp *c)
 		now += c->txp_off + c->txp_len;
 	ns_ctx.mem_tx -= c->mem_tx;
 	ns_ctx.mem_tx += now;
+	ns_src_mem_move(c->src, c->mem_tx, now);
 	c->mem_tx = now;
 	ns_mem_note_peak();
+}
+
+/* The budget's share of c's receiving side moves by add - sub. */
+static void ns_mem_rx_move(struct ns_tcp *c, size_t add, size_t sub)
+{
+	size_t now = c->mem_rx + add - sub;
+
+	ns_ctx.mem_rx = ns_ctx.mem_rx - c->mem_rx + now;
+	ns_src_mem_move(c->src, c->mem_rx, now);
+	c->mem_rx = now;
 }
 
 /* ---- the receive ring ---- */
@@ -124,6 +135,8 @@ static bool rxq_reserve(struct ns_tcp *c, uint32_t more)
 		return false;
 	for (i = 0; i < c->rxq_n; i++)
 		ring[i] = c->rxq[(c->rxq_head + i) % c->rxq_cap];
+	/* The ring itself (up to 32 KiB) is charged too. */
+	ns_mem_rx_move(c, cap * sizeof(*ring), c->rxq_cap * sizeof(*ring));
 	free(c->rxq);
 	c->rxq = ring;
 	c->rxq_cap = cap;
@@ -148,8 +161,7 @@ static void rxq_take(struct ns_tcp *c, struct pbuf *p)
 			c->rxq_n++;
 			c->rxq_bytes += p->len;
 			ns_ctx.rxq_bytes += p->len;
-			c->mem_rx += p->len + NS_PBUF_OVERHEAD;
-			ns_ctx.mem_rx += p->len + NS_PBUF_OVERHEAD;
+			ns_mem_rx_move(c, p->len + NS_PBUF_OVERHEAD, 0);
 		}
 		p = next;
 	}
@@ -173,8 +185,7 @@ static void rxq_consume(struct ns_tcp *c, size_t n)
 		c->rxq_off = 0;
 		c->rxq_head = (c->rxq_head + 1) % c->rxq_cap;
 		c->rxq_n--;
-		c->mem_rx -= q->len + NS_PBUF_OVERHEAD;
-		ns_ctx.mem_rx -= q->len + NS_PBUF_OVERHEAD;
+		ns_mem_rx_move(c, 0, q->len + NS_PBUF_OVERHEAD);
 		pbuf_free(q);
 	}
 }
@@ -188,9 +199,9 @@ void ns_splice_free_queues(struct ns_tcp *c)
 	}
 	ns_ctx.rxq_bytes -= c->rxq_bytes;
 	c->rxq_bytes = 0;
-	ns_ctx.mem_rx -= c->mem_rx;
-	c->mem_rx = 0;
+	ns_mem_rx_move(c, 0, c->mem_rx);
 	ns_ctx.mem_tx -= c->mem_tx;
+	ns_src_mem_move(c->src, c->mem_tx, 0);
 	c->mem_tx = 0;
 	free(c->rxq);
 	c->rxq = NULL;
@@ -252,10 +263,11 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 		if (c->rxq_n > 0 && c->rxq_n + n > NS_RXQ_MAX_PBUFS)
 			return ERR_MEM;
 		/* Over the memory budget a connection that holds
-		 * NS_MEM_FLOOR takes nothing more: lwIP keeps p the same
-		 * way (one chain per connection; later segments are not
-		 * acknowledged) until the budget has room. */
-		if (c->mem_rx >= NS_MEM_FLOOR && ns_mem_over())
+		 * NS_MEM_FLOOR, of a source holding its share, takes
+		 * nothing more: lwIP keeps p the same way (one chain per
+		 * connection, charged by ns_mem_sweep; later segments are
+		 * not acknowledged) until the budget has room. */
+		if (c->mem_rx >= NS_MEM_FLOOR && ns_mem_hold(c))
 			return ERR_MEM;
 		if (!rxq_reserve(c, n))
 			return ERR_MEM;
@@ -398,10 +410,10 @@ static int ns_splice_rx_flush(struct ns_tcp *c)
 	 * budget only as far as NS_MEM_FLOOR, the rest is given back by a
 	 * later flush (the next segment, or the socket draining) that finds
 	 * the budget under its limit. */
-	if (c->pcb != NULL && c->rx_limit < c->rx_target && !ns_mem_over())
+	if (c->pcb != NULL && c->rx_limit < c->rx_target && !ns_mem_hold(c))
 		ns_splice_set_window(c, c->rx_target); /* the budget has room again */
 	give = c->unacked_recv;
-	if (c->pcb != NULL && give > 0 && ns_mem_over()) {
+	if (c->pcb != NULL && give > 0 && ns_mem_hold(c)) {
 		size_t wnd = c->pcb->rcv_wnd;
 
 		give = wnd >= NS_MEM_FLOOR ? 0 : NS_MEM_FLOOR - wnd;
@@ -468,7 +480,7 @@ static void ns_splice_update_read(struct ns_tcp *c)
 		if (lowat > c->tx_limit / 4)
 			lowat = c->tx_limit / 4;
 		want = c->reading ? room > 0 : room >= lowat;
-		if (!want && c->reading && c->mem_tx >= NS_MEM_FLOOR && ns_mem_over())
+		if (!want && c->reading && c->mem_tx >= NS_MEM_FLOOR && ns_mem_hold(c))
 			ns_ctx.st.mem_throttle_tx++;
 	}
 	if (want && !c->reading)
@@ -530,11 +542,15 @@ static void ns_splice_pump(struct ns_tcp *c)
 	ns_splice_update_read(c);
 	if (c->pcb != NULL && c->rx_fin && c->tx_done) {
 		/* Both FINs are through: lwIP completes the close alone. */
+		struct tcp_pcb *pcb = c->pcb;
+
 		ns_tcp_detach(c);
-		if (tcp_close(c->pcb) == ERR_OK)
+		ns_mem_orphan_begin(c, pcb); /* charged until the sweep */
+		if (tcp_close(pcb) == ERR_OK) {
 			c->pcb = NULL;
-		else
+		} else {
 			ns_tcp_abort_pcb(c);
+		}
 	}
 	if (c->rx_done && c->tx_done) {
 		ns_splice_close_fd(c, false);
@@ -783,8 +799,8 @@ int ns_splice_start_ex(struct ns_tcp *c, int fd, const uint8_t *head, size_t hea
 	/* Over the memory budget the window starts at NS_MEM_FLOOR and opens
 	 * to limit when a flush finds room (ns_splice_rx_flush). */
 	c->rx_target = limit;
-	ns_splice_set_window(c, ns_mem_over() && limit > NS_MEM_FLOOR ? NS_MEM_FLOOR
-	                                                              : limit);
+	ns_splice_set_window(c, ns_mem_hold(c) && limit > NS_MEM_FLOOR ? NS_MEM_FLOOR
+	                                                                : limit);
 	if (o != NULL) {
 		c->idle_ms = o->idle_ms;
 		c->acct = o->acct;

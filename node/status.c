@@ -349,6 +349,7 @@ static json_t *json_netstack(void)
 	fmt_json_set(o, "refused_proxy_mem", fmt_json_u64(ns.front_refused_mem));
 	fmt_json_set(o, "throttled_rx", fmt_json_u64(ns.mem_throttle_rx));
 	fmt_json_set(o, "throttled_tx", fmt_json_u64(ns.mem_throttle_tx));
+	fmt_json_set(o, "orphans_reset", fmt_json_u64(ns.orphan_reset));
 	return o;
 }
 

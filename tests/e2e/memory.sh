@@ -4,22 +4,30 @@
 #
 #   A  198.18.0.1  mesh-proxy 100.77.0.1/32, MemoryLimit 64M: the hostile
 #                  peer. TCPClientTunnels 127.0.0.1:9001 -> B:7001,
-#                  :9002 -> B:7002, :9003 -> B:7003.
+#                  :9002 -> B:7002, :9003 -> B:7003; TCPServerTunnel
+#                  7103 -> an echo service (for B's own users).
 #   B  198.18.0.2  mesh-proxy 100.77.0.2/32, MemoryLimit 64M, the default
 #                  MaxConnectionsPerPeer (1024): the node under test. Its
 #                  namespace's TCP buffers are at most 64 KiB per socket.
 #                  TCPServerTunnels 7001 -> a service that writes without
-#                  end, 7002 -> a service that never reads, 7003 -> echo.
+#                  end, 7002 -> a service that never reads, 7003 -> echo;
+#                  TCPClientTunnel 127.0.0.1:9103 -> A:7103 (a local user).
+#   C  198.19.0.3  mesh-proxy 100.77.0.3/32 (on a second link to B at
+#                  198.19.0.2): another peer, TCPClientTunnel
+#                  127.0.0.1:9203 -> B:7003.
 #
 # 1. Pull: MEM_FLOOD (3000) connections from A to B's writer, never read
 #    (zero window). B refuses those over the per-peer cap (RST, counted);
-#    B's RSS, sampled for MEM_HOLD (15) s, stays under
+#    B's peak RSS (VmHWM) over MEM_HOLD (15) s stays under
 #      idle + MemoryLimit + accepted connections x 48 KiB
 #    (48 KiB: the 16 KiB each connection may still queue per direction
 #    over the budget, its pcb, splice, session and socket events).
 # 2. Push: as many connections push 1 MiB each into B's service that does
 #    not read: the same bound.
-# 3. After each flood, a fresh connection is echoed (after the push flood,
+# 3. During each flood, B's own local user and the other peer C still get
+#    through: the budget is shared per source, and the flooding peer fills
+#    only its share.
+# 4. After each flood, a fresh connection is echoed (after the push flood,
 #    once the service that never read is gone); B's status shows the
 #    budget and the refusals; SIGTERM exits 0, no sanitizer report.
 # Without the budget B grew to ~1 MiB per connection (GiBs); under ASan the
@@ -39,20 +47,26 @@ LIMIT_MIB=64
 PER_PEER=1024
 PER_CONN_KIB=48
 
-step "namespaces A (198.18.0.1) and B (198.18.0.2)"
+step "namespaces A (198.18.0.1), B (198.18.0.2, 198.19.0.2) and C (198.19.0.3)"
 ns_create A
 ns_create B
+ns_create C
 ns_link A 198.18.0.1/24 B 198.18.0.2/24
+ns_link B 198.19.0.2/24 C 198.19.0.3/24
 check "veth: A reaches B" nsx A ping -c 1 -W 2 198.18.0.2 || exit 1
+check "veth: C reaches B" nsx C ping -c 1 -W 2 198.19.0.2 || exit 1
 # B's kernel keeps small TCP buffers (64 KiB at most per socket, per
 # namespace): what the peer pushes at a service that does not read must
 # then wait in B's process, not in socket buffers the kernel grows to
-# 4 MiB each, which would hide the node's own behaviour.
+# 4 MiB each, which would hide the node's own behaviour. (The kernel's
+# socket memory is not part of B's RSS nor of its budget either way.)
 nsx B sysctl -qw net.ipv4.tcp_wmem="4096 16384 65536" net.ipv4.tcp_rmem="4096 16384 65536" ||
     die "cannot set B's TCP buffer sizes"
 
 step "keys and configs"
 mesh_pair_keys
+CKEY=$("$MESH_PROXY" genkey) || die "mesh-proxy genkey failed"
+CPUB=$(echo "$CKEY" | "$MESH_PROXY" pubkey) || die "mesh-proxy pubkey failed"
 write_file "$E2E_TMP/a.conf" <<EOF
 MemoryLimit = ${LIMIT_MIB}M
 
@@ -77,6 +91,10 @@ Target = 100.77.0.2:7002
 [TCPClientTunnel]
 BindAddress = 127.0.0.1:9003
 Target = 100.77.0.2:7003
+
+[TCPServerTunnel]
+ListenPort = 7103
+Target = 127.0.0.1:7103
 EOF
 write_file "$E2E_TMP/b.conf" <<EOF
 [Interface]
@@ -90,6 +108,11 @@ PublicKey = $APUB
 Endpoint = 198.18.0.1:51820
 AllowedIPs = 100.77.0.1/32
 
+[Peer]
+PublicKey = $CPUB
+Endpoint = 198.19.0.3:51822
+AllowedIPs = 100.77.0.3/32
+
 [TCPServerTunnel]
 ListenPort = 7001
 Target = 127.0.0.1:7001
@@ -101,15 +124,36 @@ Target = 127.0.0.1:7002
 [TCPServerTunnel]
 ListenPort = 7003
 Target = 127.0.0.1:7003
+
+[TCPClientTunnel]
+BindAddress = 127.0.0.1:9103
+Target = 100.77.0.1:7103
+EOF
+write_file "$E2E_TMP/c.conf" <<EOF
+[Interface]
+PrivateKey = $CKEY
+Address = 100.77.0.3/32
+ListenPort = 51822
+
+[Peer]
+PublicKey = $BPUB
+Endpoint = 198.19.0.2:51821
+AllowedIPs = 100.77.0.2/32
+
+[TCPClientTunnel]
+BindAddress = 127.0.0.1:9203
+Target = 100.77.0.2:7003
 EOF
 
 step "B: services and mesh-proxy; A: mesh-proxy"
 bg_nobody writerB B $PY "$E2E_DIR/mem_flood.py" writer 7001
 bg_nobody sinkB B $PY "$E2E_DIR/mem_flood.py" sink 7002
 bg_nobody echoB B $PY "$E2E_DIR/echo_server.py" 127.0.0.1 7003
+bg_nobody echoA A $PY "$E2E_DIR/echo_server.py" 127.0.0.1 7103
 for p in 7001 7002 7003; do
     wait_listen B $p || die "service on B:$p did not start"
 done
+wait_listen A 7103 || die "echo service on A:7103 did not start"
 MESH_LOG_LEVEL=info mesh_start meshB B "$E2E_TMP/b.conf"
 wait_listen B 51821 10 udp || die "mesh-proxy B did not bind UDP 51821"
 MESH_LOG_LEVEL=info mesh_start meshA A "$E2E_TMP/a.conf"
@@ -117,15 +161,18 @@ wait_listen A 51820 10 udp || die "mesh-proxy A did not bind UDP 51820"
 for p in 9001 9002 9003; do
     wait_listen A $p || die "A is not listening on 127.0.0.1:$p"
 done
+MESH_LOG_LEVEL=info mesh_start meshC C "$E2E_TMP/c.conf"
+wait_listen C 9203 10 || die "C is not listening on 127.0.0.1:9203"
 PB=$(bg_pid meshB)
 check "B logs its budget" wait_log "$E2E_LOGDIR/meshB.log" "memory budget $LIMIT_MIB MiB" 5
 
-# echo_ok : a fresh connection through A's tunnel to B's echo service.
+# echo_ok [NS PORT] : a fresh connection through NS's (A) tunnel at PORT
+# (9003: to B's echo service) is echoed.
 echo_ok() {
-    local got
-    got=$(nsx_nobody A timeout 20 $PY -c '
+    local got ns=${1:-A} port=${2:-9003}
+    got=$(nsx_nobody "$ns" timeout 20 $PY -c '
 import socket, sys
-s = socket.create_connection(("127.0.0.1", 9003), timeout=15)
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=15)
 s.sendall(b"still-serving\n")
 buf = b""
 while not buf.endswith(b"\n"):
@@ -133,10 +180,12 @@ while not buf.endswith(b"\n"):
     if not b:
         break
     buf += b
-sys.stdout.write(buf.decode())')
+sys.stdout.write(buf.decode())' "$port")
     [ "$got" = still-serving ] || { echo "got: '$got'"; return 1; }
 }
 check "a fresh connection is echoed through A -> B:7003" echo_ok
+check "B's local user is echoed through B -> A:7103" echo_ok B 9103
+check "the other peer C is echoed through C -> B:7003" echo_ok C 9203
 sleep 1
 IDLE_B=$(proc_rss_kib "$PB")
 ACCEPTED=$((FLOOD < PER_PEER ? FLOOD : PER_PEER))
@@ -149,10 +198,10 @@ ns_json() {
 }
 
 # flood_phase NAME PORT PUSH : FLOOD connections to A's PORT pushing PUSH
-# bytes each, held HOLD s while B's RSS is sampled; the peak must stay
-# under BOUND.
+# bytes each, held HOLD s; B's peak RSS (VmHWM) must stay under BOUND, and
+# halfway through, with B's budget full, B's local user must get through.
 flood_phase() {
-    local name=$1 port=$2 push=$3 peak
+    local name=$1 port=$2 push=$3 peak hwm t0=$SECONDS during=0
     rm -f "$E2E_TMP/rss-$name"
     nsx_nobody_nofile A 20000 timeout $((HOLD + 60)) $PY "$E2E_DIR/mem_flood.py" flood \
         "$port" "$FLOOD" "$push" "$HOLD" \
@@ -160,12 +209,22 @@ flood_phase() {
     local fp=$!
     while kill -0 $fp 2>/dev/null; do
         proc_rss_kib "$PB" >>"$E2E_TMP/rss-$name"
+        if [ $during = 0 ] && [ $((SECONDS - t0)) -ge $((HOLD / 2 + 5)) ]; then
+            during=1
+            info "B during the $name flood: $(mesh_cli meshB B status | grep '^memory')"
+            check "during the $name flood, B's local user is echoed through B -> A:7103" \
+                echo_ok B 9103
+            check "during the $name flood, the other peer C is echoed through C -> B:7003" \
+                echo_ok C 9203
+        fi
         sleep 0.2
     done
     wait $fp
     sed 's/^/      /' "$E2E_LOGDIR/flood-$name.log"
     peak=$(sort -n "$E2E_TMP/rss-$name" | tail -n 1)
-    info "B's RSS during the $name flood: peak $peak KiB (VmHWM $(proc_hwm_kib "$PB")), bound $BOUND KiB"
+    hwm=$(proc_hwm_kib "$PB")
+    [ -n "$hwm" ] && [ "$hwm" -gt "$peak" ] && peak=$hwm
+    info "B's RSS during the $name flood: peak $peak KiB (VmHWM $hwm), bound $BOUND KiB"
     info "B: $(mesh_cli meshB B status | grep '^memory')"
     if e2e_is_asan; then
         info "RSS bound not checked: this mesh-proxy is built with ASan"
@@ -197,5 +256,6 @@ check "B's budget is free again once the service is gone" wait_until 20 mem_back
 check "after the push flood, a fresh connection is echoed" echo_ok
 info "B at the end: RSS $(proc_rss_kib "$PB") KiB; $(mesh_cli meshB B status | grep '^memory')"
 
+bg_stop meshC
 mesh_stop_both meshA meshB
 e2e_finish

@@ -192,6 +192,22 @@ static void test_memory_limit_keys(void **st)
 	ok(IFACE_CGNAT "MemoryLimit = 67108864\n", &c);
 	assert_int_equal(c.memory_limit, 64u << 20);
 	config_free(&c);
+	/* Bytes past nine digits (the documented range goes to 1T). */
+	ok(IFACE_CGNAT "MemoryLimit = 2147483648\n", &c);
+	assert_int_equal(c.memory_limit, (uint64_t)2 << 30);
+	config_free(&c);
+	ok(IFACE_CGNAT "MemoryLimit = 1099511627776\n", &c);
+	assert_int_equal(c.memory_limit, (uint64_t)1 << 40);
+	config_free(&c);
+	expect_err(IFACE_CGNAT "MemoryLimit = 1099511627777\n",
+	           "t.ini:4: [Interface] MemoryLimit: \"1099511627777\" is not a memory "
+	           "size (16M-1T");
+	expect_err(IFACE_CGNAT "MemoryLimit = 99999999999999999999999G\n",
+	           "t.ini:4: [Interface] MemoryLimit: \"99999999999999999999999G\" is not "
+	           "a memory size");
+	/* A key before any section names no section. */
+	expect_err("MemoryLimit = 2T\n" IFACE_CGNAT,
+	           "t.ini:1: MemoryLimit: \"2T\" is not a memory size");
 	expect_err(
 	    IFACE_CGNAT "MemoryLimit = 1M\n",
 	    "t.ini:4: [Interface] MemoryLimit: \"1M\" is not a memory size (16M-1T");
