@@ -25,8 +25,9 @@ PACKAGES=(
 	# tests: real peers and real clients
 	wireguard-go wireguard-tools iproute2 nftables iputils-ping procps
 	curl socat iperf3 python3 util-linux openssl
-	# tests: a real STUN client for mesh-relay's STUN server (tests/e2e/relay.sh)
-	stun-client
+	# tests: a real STUN client for mesh-relay's STUN server, and sqlite3 to
+	# set a node's expiry in the control store (tests/e2e/relay.sh)
+	stun-client sqlite3
 	# tests: clients of the proxy front-ends (tests/e2e/clients.sh, udp.sh)
 	proxychains4 openssh-client openssh-server chromium fonts-dejavu-core dnsutils
 	# tests: Python requests through the HTTP proxy (clients.sh)

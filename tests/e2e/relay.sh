@@ -21,7 +21,7 @@
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
-e2e_require_cmd stun curl openssl python3 setpriv
+e2e_require_cmd stun curl openssl python3 setpriv sqlite3
 e2e_tmp_init
 
 MC=$MESH_BUILD/mesh-control
