@@ -1,33 +1,10 @@
 /* Relay frames: see frame.h. */
 #include "core/relay/frame.h"
+#include "core/util/bytes.h"
 
 #include <errno.h>
 #include <sodium.h>
 #include <string.h>
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 const char *relay_frame_type_name(unsigned type)
 {
@@ -94,8 +71,8 @@ static int decode_body(struct relay_frame *f)
 			return -EBADMSG;
 		f->u.server_info.version = b[0];
 		f->u.server_info.flags = b[1];
-		f->u.server_info.queue_packets = get16(b + 2);
-		f->u.server_info.keepalive_s = get16(b + 4);
+		f->u.server_info.queue_packets = be16_get(b + 2);
+		f->u.server_info.keepalive_s = be16_get(b + 4);
 		f->u.server_info.nonce = b + 6;
 		f->u.server_info.box = b + 6 + RELAY_NONCE_LEN;
 		return 0;
@@ -155,8 +132,8 @@ static int decode_body(struct relay_frame *f)
 	case RELAY_FRAME_RESTARTING:
 		if (n < 8)
 			return -EBADMSG;
-		f->u.restarting.reconnect_in_ms = get32(b);
-		f->u.restarting.try_for_ms = get32(b + 4);
+		f->u.restarting.reconnect_in_ms = be32_get(b);
+		f->u.restarting.try_for_ms = be32_get(b + 4);
 		return 0;
 	}
 	return 0; /* unknown type: the caller skips it */
@@ -171,7 +148,7 @@ int relay_frame_decode(const uint8_t *p, size_t len, struct relay_frame *f,
 		*need = RELAY_HDR_LEN;
 	if (len < RELAY_HDR_LEN)
 		return RELAY_DECODE_MORE;
-	uint32_t blen = get32(p + 1);
+	uint32_t blen = be32_get(p + 1);
 	if (blen > RELAY_FRAME_BODY_MAX)
 		return -EMSGSIZE;
 	size_t total = RELAY_HDR_LEN + (size_t)blen;
@@ -194,7 +171,7 @@ size_t relay_encode_header(uint8_t *out, size_t out_cap, uint8_t type, size_t bo
 	if (body_len > RELAY_FRAME_BODY_MAX || out_cap < RELAY_HDR_LEN)
 		return 0;
 	out[0] = type;
-	put32(out + 1, (uint32_t)body_len);
+	be32_put(out + 1, (uint32_t)body_len);
 	return RELAY_HDR_LEN;
 }
 
@@ -231,8 +208,8 @@ size_t relay_encode_server_info(uint8_t *out, size_t out_cap, uint8_t flags,
 		return 0;
 	b[0] = RELAY_PROTO_VERSION;
 	b[1] = flags;
-	put16(b + 2, queue_packets);
-	put16(b + 4, keepalive_s);
+	be16_put(b + 2, queue_packets);
+	be16_put(b + 4, keepalive_s);
 	uint8_t *nonce = b + 6;
 	uint8_t plain[RELAY_CHALLENGE_LEN + RELAY_KEY_LEN];
 	memcpy(plain, client_challenge, RELAY_CHALLENGE_LEN);
@@ -326,8 +303,8 @@ size_t relay_encode_restarting(uint8_t *out, size_t out_cap, uint32_t reconnect_
 	uint8_t *b = start(out, out_cap, RELAY_FRAME_RESTARTING, 8);
 	if (!b)
 		return 0;
-	put32(b, reconnect_in_ms);
-	put32(b + 4, try_for_ms);
+	be32_put(b, reconnect_in_ms);
+	be32_put(b + 4, try_for_ms);
 	return RELAY_HDR_LEN + 8;
 }
 

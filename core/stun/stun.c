@@ -1,32 +1,9 @@
 /* STUN codec: see stun.h. */
 #include "core/stun/stun.h"
+#include "core/util/bytes.h"
 
 #include <errno.h>
 #include <string.h>
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 uint32_t stun_crc32(const uint8_t *p, size_t len)
 {
@@ -42,8 +19,8 @@ uint32_t stun_crc32(const uint8_t *p, size_t len)
 bool stun_is_message(const uint8_t *p, size_t len)
 {
 	return len >= STUN_HDR_LEN && (p[0] & 0xC0) == 0 &&
-	       (size_t)get16(p + 2) + STUN_HDR_LEN == len && (get16(p + 2) & 3) == 0 &&
-	       get32(p + 4) == STUN_MAGIC_COOKIE;
+	       (size_t)be16_get(p + 2) + STUN_HDR_LEN == len && (be16_get(p + 2) & 3) == 0 &&
+	       be32_get(p + 4) == STUN_MAGIC_COOKIE;
 }
 
 /* Decodes a (XOR-)MAPPED-ADDRESS value. */
@@ -53,7 +30,7 @@ static int parse_addr(const uint8_t *v, size_t n, bool xor, const uint8_t *id,
 	if (n < 4 || v[0] != 0)
 		return -EBADMSG;
 	memset(a, 0, sizeof *a);
-	a->port = get16(v + 2);
+	a->port = be16_get(v + 2);
 	size_t alen;
 	if (v[1] == 0x01) {
 		a->family = 4;
@@ -99,19 +76,19 @@ int stun_parse(const uint8_t *p, size_t len, struct stun_msg *m)
 	memset(m, 0, sizeof *m);
 	if (len < STUN_HDR_LEN || (p[0] & 0xC0) != 0)
 		return -EBADMSG;
-	size_t alen = get16(p + 2);
+	size_t alen = be16_get(p + 2);
 	if ((alen & 3) != 0 || alen + STUN_HDR_LEN != len)
 		return -EBADMSG;
-	m->type = get16(p);
-	m->classic = get32(p + 4) != STUN_MAGIC_COOKIE;
+	m->type = be16_get(p);
+	m->classic = be32_get(p + 4) != STUN_MAGIC_COOKIE;
 	memcpy(m->id, p + 4, 16);
 	size_t off = STUN_HDR_LEN;
 	bool have_xor = false;
 	while (off < len) {
 		if (len - off < 4)
 			return -EBADMSG;
-		uint16_t t = get16(p + off);
-		size_t n = get16(p + off + 2);
+		uint16_t t = be16_get(p + off);
+		size_t n = be16_get(p + off + 2);
 		size_t padded = (n + 3) & ~(size_t)3;
 		if (padded > len - off - 4)
 			return -EBADMSG;
@@ -123,7 +100,7 @@ int stun_parse(const uint8_t *p, size_t len, struct stun_msg *m)
 				return -EBADMSG;
 			m->has_fingerprint = true;
 			m->fingerprint_ok =
-			    (stun_crc32(p, off) ^ STUN_FINGERPRINT_X) == get32(v);
+			    (stun_crc32(p, off) ^ STUN_FINGERPRINT_X) == be32_get(v);
 		} else if (m->has_integrity) {
 			/* after MESSAGE-INTEGRITY: ignored */
 		} else if (t == STUN_A_MESSAGE_INTEGRITY) {
@@ -147,7 +124,7 @@ int stun_parse(const uint8_t *p, size_t len, struct stun_msg *m)
 		} else if (t == STUN_A_CHANGE_REQUEST) {
 			if (n != 4)
 				return -EBADMSG;
-			m->change_flags = get32(v);
+			m->change_flags = be32_get(v);
 		} else if (t == STUN_A_ERROR_CODE) {
 			if (n < 4)
 				return -EBADMSG;
@@ -179,8 +156,8 @@ static bool put_attr(uint8_t *out, size_t cap, size_t *off, uint16_t t, const vo
 	size_t padded = (n + 3) & ~(size_t)3;
 	if (n > 0xFFFF || *off + 4 + padded > cap)
 		return false;
-	put16(out + *off, t);
-	put16(out + *off + 2, (uint16_t)n);
+	be16_put(out + *off, t);
+	be16_put(out + *off + 2, (uint16_t)n);
 	if (n)
 		memcpy(out + *off + 4, v, n);
 	memset(out + *off + 4 + n, 0, padded - n);
@@ -192,15 +169,15 @@ static bool put_fingerprint(uint8_t *out, size_t cap, size_t *off)
 {
 	if (*off + 8 > cap)
 		return false;
-	put16(out + 2, (uint16_t)(*off + 8 - STUN_HDR_LEN));
+	be16_put(out + 2, (uint16_t)(*off + 8 - STUN_HDR_LEN));
 	uint8_t v[4];
-	put32(v, stun_crc32(out, *off) ^ STUN_FINGERPRINT_X);
+	be32_put(v, stun_crc32(out, *off) ^ STUN_FINGERPRINT_X);
 	return put_attr(out, cap, off, STUN_A_FINGERPRINT, v, 4);
 }
 
 static size_t finish(uint8_t *out, size_t off)
 {
-	put16(out + 2, (uint16_t)(off - STUN_HDR_LEN));
+	be16_put(out + 2, (uint16_t)(off - STUN_HDR_LEN));
 	return off;
 }
 
@@ -209,9 +186,9 @@ size_t stun_binding_request(uint8_t *out, size_t cap, const uint8_t *txid,
 {
 	if (cap < STUN_HDR_LEN)
 		return 0;
-	put16(out, STUN_BINDING_REQUEST);
-	put16(out + 2, 0);
-	put32(out + 4, STUN_MAGIC_COOKIE);
+	be16_put(out, STUN_BINDING_REQUEST);
+	be16_put(out + 2, 0);
+	be32_put(out + 4, STUN_MAGIC_COOKIE);
 	memcpy(out + 8, txid, STUN_TXID_LEN);
 	size_t off = STUN_HDR_LEN;
 	if (software &&
@@ -226,8 +203,8 @@ static size_t header(uint8_t *out, size_t cap, uint16_t type, const struct stun_
 {
 	if (cap < STUN_HDR_LEN)
 		return 0;
-	put16(out, type);
-	put16(out + 2, 0);
+	be16_put(out, type);
+	be16_put(out + 2, 0);
 	memcpy(out + 4, req->id, 16);
 	return STUN_HDR_LEN;
 }
@@ -243,7 +220,7 @@ size_t stun_binding_response(uint8_t *out, size_t cap, const struct stun_msg *re
 	v[0] = 0;
 	v[1] = mapped->family == 6 ? 0x02 : 0x01;
 	if (req->classic) {
-		put16(v + 2, mapped->port);
+		be16_put(v + 2, mapped->port);
 		memcpy(v + 4, mapped->addr, alen);
 		if (!put_attr(out, cap, &off, STUN_A_MAPPED_ADDRESS, v, 4 + alen))
 			return 0;
@@ -252,7 +229,7 @@ size_t stun_binding_response(uint8_t *out, size_t cap, const struct stun_msg *re
 			return 0;
 		return finish(out, off);
 	}
-	put16(v + 2, mapped->port ^ (uint16_t)(STUN_MAGIC_COOKIE >> 16));
+	be16_put(v + 2, mapped->port ^ (uint16_t)(STUN_MAGIC_COOKIE >> 16));
 	for (size_t i = 0; i < alen; i++)
 		v[4 + i] = mapped->addr[i] ^ req->id[i];
 	if (!put_attr(out, cap, &off, STUN_A_XOR_MAPPED_ADDRESS, v, 4 + alen))
@@ -283,7 +260,7 @@ size_t stun_error_response(uint8_t *out, size_t cap, const struct stun_msg *req,
 		return 0;
 	if (code == 420 && req->unknown_required) {
 		uint8_t u[2];
-		put16(u, req->unknown_required);
+		be16_put(u, req->unknown_required);
 		if (!put_attr(out, cap, &off, 0x000A, u, 2))
 			return 0;
 	}

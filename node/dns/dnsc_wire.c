@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include "node/dns/dnsc.h"
+#include "core/util/bytes.h"
 
 #define DNSC_HDR_LEN  12
 #define DNSC_NAME_MAX 255 /* wire length of a name, length bytes included */
@@ -11,22 +12,6 @@
 #define DNSC_FLAG_TC  0x0200
 #define DNSC_FLAG_RD  0x0100
 #define DNSC_CLASS_IN 1
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
 
 static uint8_t lower(uint8_t c)
 {
@@ -42,9 +27,9 @@ int dnsc_query_build(const char *name, uint16_t id, uint16_t qtype, uint8_t *out
 	if (len == 0 || len > 253 || cap < DNSC_HDR_LEN + len + 2 + 4)
 		return -1;
 	memset(out, 0, DNSC_HDR_LEN);
-	put16(out, id);
-	put16(out + 2, DNSC_FLAG_RD);
-	put16(out + 4, 1); /* QDCOUNT */
+	be16_put(out, id);
+	be16_put(out + 2, DNSC_FLAG_RD);
+	be16_put(out + 4, 1); /* QDCOUNT */
 	size_t w = DNSC_HDR_LEN, start = 0;
 	for (size_t i = 0; i <= len; i++) {
 		if (i < len && name[i] != '.')
@@ -58,8 +43,8 @@ int dnsc_query_build(const char *name, uint16_t id, uint16_t qtype, uint8_t *out
 		start = i + 1;
 	}
 	out[w++] = 0;
-	put16(out + w, qtype);
-	put16(out + w + 2, DNSC_CLASS_IN);
+	be16_put(out + w, qtype);
+	be16_put(out + w + 2, DNSC_CLASS_IN);
 	return (int)(w + 4);
 }
 
@@ -108,10 +93,10 @@ int dnsc_answer_parse(const uint8_t *q, size_t qlen, const uint8_t *p, size_t le
 	out->ttl = UINT32_MAX;
 	if (qlen < DNSC_HDR_LEN + 5 || len < DNSC_HDR_LEN)
 		return -1;
-	uint16_t flags = get16(p + 2);
-	if (get16(p) != get16(q) || !(flags & DNSC_FLAG_QR) || ((flags >> 11) & 0xf) != 0)
+	uint16_t flags = be16_get(p + 2);
+	if (be16_get(p) != be16_get(q) || !(flags & DNSC_FLAG_QR) || ((flags >> 11) & 0xf) != 0)
 		return -1;
-	if (get16(p + 4) != 1) /* the question must come back */
+	if (be16_get(p + 4) != 1) /* the question must come back */
 		return -1;
 	/* The question, byte for byte but for letter case (0x20 bits are
 	 * only ever letters in our own query, which has no pointers). */
@@ -121,10 +106,10 @@ int dnsc_answer_parse(const uint8_t *q, size_t qlen, const uint8_t *p, size_t le
 	for (size_t i = 0; i < qsec; i++)
 		if (lower(p[DNSC_HDR_LEN + i]) != lower(q[DNSC_HDR_LEN + i]))
 			return -1;
-	uint16_t qtype = get16(q + qlen - 4);
+	uint16_t qtype = be16_get(q + qlen - 4);
 	out->rcode = flags & 0xf;
 	out->truncated = (flags & DNSC_FLAG_TC) != 0;
-	unsigned an = get16(p + 6);
+	unsigned an = be16_get(p + 6);
 	if (an > DNSC_RR_MAX)
 		an = DNSC_RR_MAX; /* the rest is not read (64 records are plenty) */
 	/* The name answers are for: the question's, then each CNAME target. */
@@ -139,9 +124,9 @@ int dnsc_answer_parse(const uint8_t *q, size_t qlen, const uint8_t *p, size_t le
 		size_t ol = read_name(p, len, &off, owner);
 		if (!ol || off + 10 > len)
 			return -1;
-		uint16_t type = get16(p + off), cls = get16(p + off + 2);
-		uint32_t ttl = get32(p + off + 4) & 0x7fffffff; /* RFC 2181 8 */
-		size_t rdlen = get16(p + off + 8);
+		uint16_t type = be16_get(p + off), cls = be16_get(p + off + 2);
+		uint32_t ttl = be32_get(p + off + 4) & 0x7fffffff; /* RFC 2181 8 */
+		size_t rdlen = be16_get(p + off + 8);
 		off += 10;
 		if (off + rdlen > len)
 			return -1;

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "node/dns/magicdns.h"
+#include "core/util/bytes.h"
 #include "node/dns/magicdns_int.h"
 
 #define MAGICDNS_FLAG_QR   0x8000
@@ -28,17 +29,6 @@ struct magicdns_query {
 	uint16_t loff[MAGICDNS_LABELS_MAX]; /* offset of each label's length byte */
 	uint16_t qtype, qclass;
 };
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
 
 static char lower(char c)
 {
@@ -81,8 +71,8 @@ static int parse_query(const uint8_t *p, size_t len, struct magicdns_query *qq,
 {
 	if (len < MAGICDNS_HDR_LEN)
 		return -1;
-	qq->id = get16(p);
-	qq->flags = get16(p + 2);
+	qq->id = be16_get(p);
+	qq->flags = be16_get(p + 2);
 	if (qq->flags & MAGICDNS_FLAG_QR)
 		return -1;
 	*rcode = MAGICDNS_RCODE_FORMERR;
@@ -90,13 +80,13 @@ static int parse_query(const uint8_t *p, size_t len, struct magicdns_query *qq,
 		*rcode = MAGICDNS_RCODE_NOTIMP;
 		return 0;
 	}
-	if (get16(p + 4) != 1)
+	if (be16_get(p + 4) != 1)
 		return 0;
 	size_t off = parse_name(p, len, MAGICDNS_HDR_LEN, qq);
 	if (off == 0 || len - off < 4)
 		return 0;
-	qq->qtype = get16(p + off);
-	qq->qclass = get16(p + off + 2);
+	qq->qtype = be16_get(p + off);
+	qq->qclass = be16_get(p + off + 2);
 	qq->qend = off + 4;
 	return 1;
 }
@@ -121,9 +111,9 @@ static void put_header(uint8_t *out, const struct magicdns_query *qq, bool aa, b
 	if (ra)
 		f |= MAGICDNS_FLAG_RA;
 	memset(out, 0, MAGICDNS_HDR_LEN);
-	put16(out, qq->id);
-	put16(out + 2, f);
-	put16(out + 4, qdcount);
+	be16_put(out, qq->id);
+	be16_put(out + 2, f);
+	be16_put(out + 4, qdcount);
 }
 
 /* A header-only error (the question could not be read). */
@@ -292,12 +282,12 @@ static void put_rr(struct magicdns_out *o, uint16_t type, const uint8_t *rdata,
 		return;
 	}
 	uint8_t *w = o->p + o->len;
-	put16(w, 0xC000 | MAGICDNS_HDR_LEN);
-	put16(w + 2, type);
-	put16(w + 4, MAGICDNS_CLASS_IN);
-	put16(w + 6, (uint16_t)(o->ttl >> 16));
-	put16(w + 8, (uint16_t)o->ttl);
-	put16(w + 10, (uint16_t)rdlen);
+	be16_put(w, 0xC000 | MAGICDNS_HDR_LEN);
+	be16_put(w + 2, type);
+	be16_put(w + 4, MAGICDNS_CLASS_IN);
+	be16_put(w + 6, (uint16_t)(o->ttl >> 16));
+	be16_put(w + 8, (uint16_t)o->ttl);
+	be16_put(w + 10, (uint16_t)rdlen);
 	memcpy(w + 12, rdata, rdlen);
 	o->len += need;
 	o->ancount++;
@@ -325,7 +315,7 @@ static int finish_reply(struct magicdns_out *o, const struct magicdns_config *cf
                         const struct magicdns_query *qq, int rcode)
 {
 	put_header(o->p, qq, true, cfg->forward, rcode, 1);
-	put16(o->p + 6, o->ancount);
+	be16_put(o->p + 6, o->ancount);
 	if (o->truncated)
 		o->p[2] |= MAGICDNS_FLAG_TC >> 8;
 	return (int)o->len;

@@ -14,33 +14,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/util/clock.h"
 #include "core/util/log.h"
+#include "core/util/sockaddr.h"
 #include "servers/control/server_int.h"
 
 uint64_t srv_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void fmt_addr(const struct sockaddr *sa, char *out, size_t cap)
-{
-	char ip[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *a = (const void *)sa;
-		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-		port = ntohs(a->sin_port);
-		snprintf(out, cap, "%s:%u", ip, port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const void *)sa;
-		inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-		port = ntohs(a->sin6_port);
-		snprintf(out, cap, "[%s]:%u", ip, port);
-	} else {
-		snprintf(out, cap, "?");
-	}
+	return mono_now_ms();
 }
 
 /* --- sending ------------------------------------------------------------ */
@@ -410,7 +391,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->bev = bev;
 	c->state = SRV_HANDSHAKE;
 	c->opened_ms = c->last_recv_ms = c->last_send_ms = srv_now_ms();
-	fmt_addr(sa, c->peer, sizeof c->peer);
+	sockaddr_format((const struct sockaddr_storage *)sa, c->peer, sizeof c->peer);
 	ctl_frame_decoder_init(&c->dec);
 	c->next = s->conns;
 	if (s->conns)
@@ -477,7 +458,7 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
 	char addr[80];
-	fmt_addr((const struct sockaddr *)&cfg->listen, addr, sizeof addr);
+	sockaddr_format(&cfg->listen, addr, sizeof addr);
 
 	int r = ctl_store_get_meta(cfg->store, &s->meta);
 	if (r < 0) {

@@ -20,33 +20,14 @@
 #include <unistd.h>
 
 #include "core/relay/http.h"
+#include "core/util/clock.h"
 #include "core/util/log.h"
+#include "core/util/sockaddr.h"
 #include "servers/relay/relay_int.h"
 
 uint64_t rly_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void fmt_addr(const struct sockaddr *sa, char *out, size_t cap)
-{
-	char ip[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-		port = ntohs(a->sin_port);
-		snprintf(out, cap, "%s:%u", ip, port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-		port = ntohs(a->sin6_port);
-		snprintf(out, cap, "[%s]:%u", ip, port);
-	} else {
-		snprintf(out, cap, "?");
-	}
+	return mono_now_ms();
 }
 
 /* Lines about one peer's bad input or refusal, at most a few a second, so
@@ -582,7 +563,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->ip_slot = slot;
 	s->n_pending++;
 	s->pending_ip[slot]++;
-	fmt_addr(sa, c->peer, sizeof c->peer);
+	sockaddr_format((const struct sockaddr_storage *)sa, c->peer, sizeof c->peer);
 	struct timeval hs = {s->cfg.handshake_ms / 1000,
 	                     (s->cfg.handshake_ms % 1000) * 1000};
 	bufferevent_set_timeouts(bev, &hs, &hs);
@@ -737,7 +718,7 @@ struct rly_server *rly_server_new(const struct rly_config *cfg, char *err, size_
 	if (!s->lis) {
 		char a[64];
 		int e = errno;
-		fmt_addr((const struct sockaddr *)&cfg->listen, a, sizeof a);
+		sockaddr_format(&cfg->listen, a, sizeof a);
 		snprintf(err, errlen, "--listen %s: %s%s", a, strerror(e),
 		         e == EADDRINUSE ? " (is another mesh-relay running?)" : "");
 		rly_server_free(s);
