@@ -14,10 +14,11 @@ The layers, lowest first (DESIGN.md, Layout):
 
 Pure codec folders, wherever their layer: proxy/proto/, and in core/ the
 wire formats the node and the servers share, core/relay/ (relay frames,
-the HTTP upgrade) and core/stun/. They include no libevent and call
-nothing outside the project but string, memory and address-text functions
-and libsodium (core/relay/ also seals and opens its handshake box and,
-with the session keys it derives, every later frame).
+the HTTP upgrade), core/stun/ and core/disco/. They include no libevent
+and call nothing outside the project but string, memory and address-text
+functions and libsodium (core/relay/ also seals and opens its handshake box
+and, with the session keys it derives, every later frame; core/disco/ seals
+and opens its boxes).
 
 Three checks, each reporting FILE:LINE (or OBJECT) and the rule:
 
@@ -88,8 +89,10 @@ RELAY_EXTERNAL_OK = re.compile(PROTO_EXTERNAL_OK.pattern[:-2] +
                                r"|crypto_generichash_[a-z_]+"
                                r"|crypto_aead_chacha20poly1305_ietf_[a-z_]+)$")
 # Pure codec folders inside a layer: (folder, what they may call outside).
+DISCO_EXTERNAL_OK = re.compile(PROTO_EXTERNAL_OK.pattern[:-2] +
+                               r"|crypto_box_[a-z_]+|randombytes_buf)$")
 PURE_FOLDERS = [("proxy/proto", PROTO_EXTERNAL_OK), ("core/relay", RELAY_EXTERNAL_OK),
-                ("core/stun", PROTO_EXTERNAL_OK)]
+                ("core/stun", PROTO_EXTERNAL_OK), ("core/disco", DISCO_EXTERNAL_OK)]
 
 
 def pure_rule(rel):
