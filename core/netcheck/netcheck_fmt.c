@@ -220,7 +220,7 @@ static void text_regions(FILE *f, const struct netcheck_report *r)
 			relay_label(x, lab, sizeof lab);
 			host_port(x, hp, sizeof hp);
 			relay_detail(x, det, sizeof det);
-			fprintf(f, "  %-*s %-9s %s %s %s\n", w, reg, ms, lab, hp, det);
+			fprintf(f, "  %-*s   %-8s %s %s %s\n", w, reg, ms, lab, hp, det);
 			first = false;
 		}
 	}
