@@ -27,7 +27,8 @@ static int usage_error(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "mesh-proxy netcheck: ");
 	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\nusage: mesh-proxy netcheck [--state DIR] [--json] [--timeout MS]\n");
+	fprintf(stderr,
+	        "\nusage: mesh-proxy netcheck [--state DIR] [--json] [--timeout MS]\n");
 	return 2;
 }
 
@@ -53,11 +54,12 @@ static int load_relays(const char *dir, struct netcheck_relay **out, size_t *n)
 	char err[600];
 	int r = node_state_load_map(dir, &m, err, sizeof err);
 	if (r == -ENOENT) {
-		fprintf(stderr,
-		        "mesh-proxy netcheck: %s has no network map yet: join a mesh first "
-		        "(mesh-proxy up --join TOKEN --state %s), or name the node's "
-		        "directory with --state DIR\n",
-		        dir, dir);
+		fprintf(
+		    stderr,
+		    "mesh-proxy netcheck: %s has no network map yet: join a mesh first "
+		    "(mesh-proxy up --join TOKEN --state %s), or name the node's "
+		    "directory with --state DIR\n",
+		    dir, dir);
 		return -1;
 	}
 	if (r < 0) {
@@ -68,12 +70,13 @@ static int load_relays(const char *dir, struct netcheck_relay **out, size_t *n)
 	}
 	const struct ctl_map_full *map = &m.u.map;
 	if (map->n_relays == 0) {
-		fprintf(stderr,
-		        "mesh-proxy netcheck: the mesh's network map (%s/netmap.json) lists "
-		        "no relay; ask the mesh's admin to add one (mesh-control token "
-		        "--relay, then mesh-relay up --join TOKEN --listen ADDR:PORT --stun "
-		        "ADDR:PORT)\n",
-		        dir);
+		fprintf(
+		    stderr,
+		    "mesh-proxy netcheck: the mesh's network map (%s/netmap.json) lists "
+		    "no relay; ask the mesh's admin to add one (mesh-control token "
+		    "--relay, then mesh-relay up --join TOKEN --listen ADDR:PORT --stun "
+		    "ADDR:PORT)\n",
+		    dir);
 		ctl_msg_free(&m);
 		return -1;
 	}
@@ -164,8 +167,10 @@ int cli_netcheck(int argc, char **argv)
 			char *end;
 			timeout_ms = strtoul(val, &end, 10);
 			if (*end || end == val || val[0] == '-' ||
-			    timeout_ms < NC_CLI_TIMEOUT_MIN || timeout_ms > NC_CLI_TIMEOUT_MAX)
-				return usage_error("--timeout %s: milliseconds, 100-60000", val);
+			    timeout_ms < NC_CLI_TIMEOUT_MIN ||
+			    timeout_ms > NC_CLI_TIMEOUT_MAX)
+				return usage_error(
+				    "--timeout %s: milliseconds, 100-60000", val);
 		} else if (!strcmp(a, "--json")) {
 			json = true;
 		} else {
@@ -178,8 +183,9 @@ int cli_netcheck(int argc, char **argv)
 	if (!state) {
 		char err[512];
 		if (cli_state_default(def, sizeof def, err, sizeof err) != 0) {
-			fprintf(stderr, "mesh-proxy netcheck: %s; name the node's directory "
-			                "with --state DIR\n",
+			fprintf(stderr,
+			        "mesh-proxy netcheck: %s; name the node's directory "
+			        "with --state DIR\n",
 			        err);
 			return 1;
 		}

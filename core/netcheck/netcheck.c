@@ -33,11 +33,12 @@ static uint64_t send_due(struct netcheck *nc, struct nc_relay *rl, uint64_t now)
 	for (int f = 0; f < NC_FAMILIES; f++) {
 		struct nc_target *t = &rl->t[f];
 		while (t->active && !t->dead && t->n_sent < NETCHECK_PROBES &&
-		       now >= rl->start_us + (uint64_t)t->n_sent * NETCHECK_PROBE_GAP_MS * 1000u)
+		       now >= rl->start_us +
+		                  (uint64_t)t->n_sent * NETCHECK_PROBE_GAP_MS * 1000u)
 			nc_stun_send(nc, rl, t);
 		if (t->active && !t->dead && t->n_sent < NETCHECK_PROBES) {
-			uint64_t due = rl->start_us +
-			               (uint64_t)t->n_sent * NETCHECK_PROBE_GAP_MS * 1000u;
+			uint64_t due = rl->start_us + (uint64_t)t->n_sent *
+			                                  NETCHECK_PROBE_GAP_MS * 1000u;
 			if (!next || due < next)
 				next = due;
 		}
@@ -161,10 +162,12 @@ static void relay_begin(struct netcheck *nc, struct nc_relay *rl)
 		t->active = true;
 		t->addr = rl->ip[f];
 		if (f == NC_V4) {
-			((struct sockaddr_in *)&t->addr)->sin_port = htons(rl->cfg.stun_port);
+			((struct sockaddr_in *)&t->addr)->sin_port =
+			    htons(rl->cfg.stun_port);
 			t->alen = sizeof(struct sockaddr_in);
 		} else {
-			((struct sockaddr_in6 *)&t->addr)->sin6_port = htons(rl->cfg.stun_port);
+			((struct sockaddr_in6 *)&t->addr)->sin6_port =
+			    htons(rl->cfg.stun_port);
 			t->alen = sizeof(struct sockaddr_in6);
 		}
 	}
@@ -191,7 +194,9 @@ static void dns_cb(int result, struct evutil_addrinfo *ai, void *arg)
 	rl->ticket = NULL;
 	rl->dns_req = NULL;
 	for (struct evutil_addrinfo *a = ai; result == 0 && a; a = a->ai_next) {
-		int f = a->ai_family == AF_INET ? NC_V4 : a->ai_family == AF_INET6 ? NC_V6 : -1;
+		int f = a->ai_family == AF_INET    ? NC_V4
+		        : a->ai_family == AF_INET6 ? NC_V6
+		                                   : -1;
 		if (f < 0 || rl->ip[f].ss_family || a->ai_addrlen > sizeof rl->ip[f])
 			continue;
 		memcpy(&rl->ip[f], a->ai_addr, a->ai_addrlen);
@@ -240,7 +245,8 @@ static void relay_resolve(struct netcheck *nc, struct nc_relay *rl)
 	/* No AI_ADDRCONFIG: it counts no loopback address, so a host (or a
 	 * test namespace) with only loopback would resolve nothing; a family
 	 * we cannot send on is skipped later anyway. */
-	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
+	                                .ai_socktype = SOCK_STREAM};
 	struct evdns_getaddrinfo_request *req =
 	    evdns_getaddrinfo(nc->cfg.dns, rl->cfg.host, NULL, &hints, dns_cb, tk);
 	/* NULL: answered already (dns_cb ran and cleared rl->ticket). */
@@ -294,11 +300,12 @@ static int check_config(const struct netcheck_config *cfg, char *err, size_t err
 	}
 	for (size_t i = 0; i < cfg->n_relays; i++) {
 		const struct netcheck_relay *r = &cfg->relays[i];
-		if (!r->id || !r->port || !memchr(r->host, 0, sizeof r->host) || !r->host[0] ||
-		    !memchr(r->region, 0, sizeof r->region) ||
+		if (!r->id || !r->port || !memchr(r->host, 0, sizeof r->host) ||
+		    !r->host[0] || !memchr(r->region, 0, sizeof r->region) ||
 		    !memchr(r->name, 0, sizeof r->name)) {
 			snprintf(err, errlen,
-			         "netcheck: relay %zu of the map has no id, host or port", i);
+			         "netcheck: relay %zu of the map has no id, host or port",
+			         i);
 			return -EINVAL;
 		}
 	}
@@ -320,8 +327,8 @@ struct netcheck *netcheck_start(const struct netcheck_config *cfg, char *err,
 	if (!nc->cfg.timeout_ms)
 		nc->cfg.timeout_ms = NETCHECK_TIMEOUT_MS;
 	nc->tcp_after_us = NETCHECK_TCP_AFTER_MS * 1000u;
-	if (nc->tcp_after_us > nc->cfg.timeout_ms * 1000u / 3u)
-		nc->tcp_after_us = nc->cfg.timeout_ms * 1000u / 3u;
+	if (nc->tcp_after_us > (uint64_t)nc->cfg.timeout_ms * 1000u / 3u)
+		nc->tcp_after_us = (uint32_t)((uint64_t)nc->cfg.timeout_ms * 1000u / 3u);
 	nc->fd[NC_V4] = nc->fd[NC_V6] = -1;
 	nc->n = cfg->n_relays;
 	nc->rl = calloc(nc->n ? nc->n : 1, sizeof *nc->rl);

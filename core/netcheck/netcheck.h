@@ -35,14 +35,14 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define NETCHECK_RELAYS_MAX     256 /* as CTL_RELAYS_MAX */
-#define NETCHECK_PROBES         3
-#define NETCHECK_PROBE_GAP_MS   100
-#define NETCHECK_TCP_AFTER_MS   1000 /* at most a third of the timeout */
-#define NETCHECK_TIMEOUT_MS     3000 /* default for the whole run */
-#define NETCHECK_SWITCH_MIN_MS  10   /* hysteresis: better by more than this */
-#define NETCHECK_REGION_MAX     64   /* as CTL_LABEL_MAX */
-#define NETCHECK_HOST_MAX       254  /* as CTL_DNSNAME_MAX */
+#define NETCHECK_RELAYS_MAX    256 /* as CTL_RELAYS_MAX */
+#define NETCHECK_PROBES        3
+#define NETCHECK_PROBE_GAP_MS  100
+#define NETCHECK_TCP_AFTER_MS  1000 /* at most a third of the timeout */
+#define NETCHECK_TIMEOUT_MS    3000 /* default for the whole run */
+#define NETCHECK_SWITCH_MIN_MS 10   /* hysteresis: better by more than this */
+#define NETCHECK_REGION_MAX    64   /* as CTL_LABEL_MAX */
+#define NETCHECK_HOST_MAX      254  /* as CTL_DNSNAME_MAX */
 
 struct event_base;
 struct evdns_base;
@@ -81,12 +81,12 @@ struct netcheck_relay_result {
 };
 
 struct netcheck_report {
-	bool udp;          /* any STUN answer */
-	bool ipv4, ipv6;   /* answers per family */
+	bool udp;                /* any STUN answer */
+	bool ipv4, ipv6;         /* answers per family */
 	bool has_mapping_varies; /* servers at >= 2 addresses of one family answered */
 	bool mapping_varies;     /* ... and saw different mapped addresses */
 	struct sockaddr_storage global_v4, global_v6; /* ss_family 0: unknown */
-	uint32_t home_id;  /* 0: no relay answered */
+	uint32_t home_id;                             /* 0: no relay answered */
 	char home_region[NETCHECK_REGION_MAX];
 	uint32_t home_latency_us;
 	/* Datagrams handed to us that were not an answer we waited for. */
@@ -99,7 +99,7 @@ struct netcheck_report {
 
 struct netcheck_config {
 	struct event_base *base;
-	struct evdns_base *dns; /* NULL: relay hosts must be IP literals */
+	struct evdns_base *dns;              /* NULL: relay hosts must be IP literals */
 	const struct netcheck_relay *relays; /* copied */
 	size_t n_relays;
 	/* NULL: the engine opens its own UDP sockets (IPv4, and IPv6 if the
@@ -107,8 +107,8 @@ struct netcheck_config {
 	 * answers come back through netcheck_input. */
 	netcheck_send_fn send;
 	void *send_ctx;
-	uint32_t timeout_ms; /* 0: NETCHECK_TIMEOUT_MS */
-	bool tcp_always;     /* also time TCP to relays that answer STUN */
+	uint32_t timeout_ms;   /* 0: NETCHECK_TIMEOUT_MS */
+	bool tcp_always;       /* also time TCP to relays that answer STUN */
 	uint32_t preferred_id; /* the current home relay, 0: none */
 	/* The report is valid until netcheck_free; done may call it. */
 	void (*done)(void *ctx, const struct netcheck_report *r);

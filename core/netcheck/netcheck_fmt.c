@@ -14,9 +14,9 @@
  * ties in map order. */
 struct fmt_region {
 	const char *name;
-	size_t first;   /* index of its first relay in the report */
-	bool answered;  /* some relay of it did */
-	uint32_t us;    /* its fastest relay's latency */
+	size_t first;  /* index of its first relay in the report */
+	bool answered; /* some relay of it did */
+	uint32_t us;   /* its fastest relay's latency */
 };
 
 static bool latency(const struct netcheck_relay_result *r, uint32_t *us)
@@ -101,7 +101,8 @@ static void relay_detail(const struct netcheck_relay_result *x, char *out, size_
 		return;
 	}
 	if (!x->udp_ok && !x->tcp_ok) {
-		snprintf(out, cap, "no answer%s", x->stun_port ? "" : " (TCP; no STUN port)");
+		snprintf(out, cap, "no answer%s",
+		         x->stun_port ? "" : " (TCP; no STUN port)");
 		return;
 	}
 	size_t n = 0;
@@ -112,7 +113,8 @@ static void relay_detail(const struct netcheck_relay_result *x, char *out, size_
 		fmt_ms(x->stun_rtt_us, a, sizeof a);
 		if (x->has_mapped)
 			sockaddr_format(&x->mapped, m, sizeof m);
-		n += (size_t)snprintf(out, cap, "stun %s%s%s%s", a, x->has_mapped ? " (sees " : "",
+		n += (size_t)snprintf(out, cap, "stun %s%s%s%s", a,
+		                      x->has_mapped ? " (sees " : "",
 		                      x->has_mapped ? m : "", x->has_mapped ? ")" : "");
 	} else {
 		n += (size_t)snprintf(out, cap, "stun no answer");
@@ -143,11 +145,12 @@ static void text_head(FILE *f, const struct netcheck_report *r)
 	char a[64];
 	size_t with_stun, answered = count_udp(r, &with_stun);
 	if (r->udp)
-		fprintf(f, "UDP:            yes (IPv4 %s, IPv6 %s)\n", r->ipv4 ? "yes" : "no",
-		        r->ipv6 ? "yes" : "no");
+		fprintf(f, "UDP:            yes (IPv4 %s, IPv6 %s)\n",
+		        r->ipv4 ? "yes" : "no", r->ipv6 ? "yes" : "no");
 	else if (with_stun)
-		fprintf(f, "UDP:            no (no STUN server answered: UDP may be blocked "
-		           "here; nodes then reach each other through a relay over TCP)\n");
+		fprintf(f,
+		        "UDP:            no (no STUN server answered: UDP may be blocked "
+		        "here; nodes then reach each other through a relay over TCP)\n");
 	else
 		fprintf(f, "UDP:            unknown (no relay has a STUN port)\n");
 	if (r->global_v4.ss_family) {
@@ -161,18 +164,21 @@ static void text_head(FILE *f, const struct netcheck_report *r)
 		fprintf(f, "Public IPv6:    %s\n", a);
 	}
 	if (r->has_mapping_varies && r->mapping_varies)
-		fprintf(f, "Mapping varies: yes: a hard NAT (endpoint-dependent mapping): direct "
+		fprintf(f, "Mapping varies: yes: a hard NAT (endpoint-dependent "
+		           "mapping): direct "
 		           "connections need the other side to be easy\n");
 	else if (r->has_mapping_varies)
-		fprintf(f, "Mapping varies: no (same public address from %zu STUN servers)\n",
-		        answered);
+		fprintf(
+		    f, "Mapping varies: no (same public address from %zu STUN servers)\n",
+		    answered);
 	else if (answered == 0)
 		fprintf(f, "Mapping varies: unknown (no STUN answer)\n");
 	else if (answered == 1)
 		fprintf(f, "Mapping varies: unknown (one STUN server answered)\n");
 	else
-		fprintf(f, "Mapping varies: unknown (the STUN servers that answered share "
-		           "one address)\n");
+		fprintf(f,
+		        "Mapping varies: unknown (the STUN servers that answered share "
+		        "one address)\n");
 }
 
 static void text_home(FILE *f, const struct netcheck_report *r)
@@ -182,7 +188,8 @@ static void text_home(FILE *f, const struct netcheck_report *r)
 		if (r->home_id && r->r[i].id == r->home_id)
 			h = &r->r[i];
 	if (!h) {
-		fprintf(f, "Home relay:     none (no relay answered, over STUN or TCP)\n");
+		fprintf(f,
+		        "Home relay:     none (no relay answered, over STUN or TCP)\n");
 		return;
 	}
 	char reg[NETCHECK_REGION_MAX], lab[NETCHECK_REGION_MAX + 16], ms[32];
@@ -210,9 +217,11 @@ static void text_regions(FILE *f, const struct netcheck_report *r)
 			const struct netcheck_relay_result *x = &r->r[i];
 			if (strcmp(x->region, g[j].name))
 				continue;
-			char reg[NETCHECK_REGION_MAX], ms[32] = "-", lab[NETCHECK_REGION_MAX + 16];
+			char reg[NETCHECK_REGION_MAX], ms[32] = "-",
+			                               lab[NETCHECK_REGION_MAX + 16];
 			char hp[NETCHECK_HOST_MAX + 16], det[160];
-			utf8_clean(first ? g[j].name : "", reg, sizeof reg, UTF8_FOR_TERMINAL);
+			utf8_clean(first ? g[j].name : "", reg, sizeof reg,
+			           UTF8_FOR_TERMINAL);
 			if (first && g[j].answered)
 				fmt_ms(g[j].us, ms, sizeof ms);
 			else if (!first)
@@ -275,7 +284,8 @@ static json_t *jrelay(const struct netcheck_relay_result *x)
 	    (json_object_set_new(o, "host", jstr(x->host)) < 0 ||
 	     json_object_set_new(o, "port", json_integer(x->port)) < 0 ||
 	     json_object_set_new(o, "stun_port",
-	                         x->stun_port ? json_integer(x->stun_port) : json_null()) < 0 ||
+	                         x->stun_port ? json_integer(x->stun_port)
+	                                      : json_null()) < 0 ||
 	     json_object_set_new(o, "stun_rtt_ms", jms(x->udp_ok, x->stun_rtt_us)) < 0 ||
 	     json_object_set_new(o, "tcp_rtt_ms", jms(x->tcp_ok, x->tcp_rtt_us)) < 0 ||
 	     json_object_set_new(o, "mapped", jaddr(&x->mapped, x->has_mapped)) < 0)) {
@@ -321,7 +331,8 @@ static json_t *jhome(const struct netcheck_report *r)
 		                      jstr(x->region));
 		if (o && x->name[0])
 			json_object_set_new(o, "name", jstr(x->name));
-		if (o && json_object_set_new(o, "latency_ms", jms(true, r->home_latency_us)) < 0) {
+		if (o && json_object_set_new(o, "latency_ms",
+		                             jms(true, r->home_latency_us)) < 0) {
 			json_decref(o);
 			return NULL;
 		}
@@ -332,14 +343,16 @@ static json_t *jhome(const struct netcheck_report *r)
 
 json_t *netcheck_fmt_json(const struct netcheck_report *r)
 {
-	json_t *mv = r->has_mapping_varies ? json_boolean(r->mapping_varies) : json_null();
-	json_t *ign = json_pack("{s:I,s:I,s:I}", "bad", (json_int_t)r->ignored_bad, "source",
-	                        (json_int_t)r->ignored_source, "txid",
-	                        (json_int_t)r->ignored_txid);
+	json_t *mv =
+	    r->has_mapping_varies ? json_boolean(r->mapping_varies) : json_null();
+	json_t *ign =
+	    json_pack("{s:I,s:I,s:I}", "bad", (json_int_t)r->ignored_bad, "source",
+	              (json_int_t)r->ignored_source, "txid", (json_int_t)r->ignored_txid);
 	return json_pack("{s:b,s:b,s:b,s:o,s:o,s:o,s:o,s:o,s:o}", "udp", r->udp, "ipv4",
 	                 r->ipv4, "ipv6", r->ipv6, "mapping_varies", mv, "global_v4",
-	                 jaddr(&r->global_v4, true), "global_v6", jaddr(&r->global_v6, true),
-	                 "home", jhome(r), "regions", jregions(r), "ignored", ign);
+	                 jaddr(&r->global_v4, true), "global_v6",
+	                 jaddr(&r->global_v6, true), "home", jhome(r), "regions",
+	                 jregions(r), "ignored", ign);
 }
 
 char *netcheck_fmt_json_text(const struct netcheck_report *r)
@@ -347,7 +360,8 @@ char *netcheck_fmt_json_text(const struct netcheck_report *r)
 	json_t *j = netcheck_fmt_json(r);
 	if (!j)
 		return NULL;
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+	char *s =
+	    json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 	json_decref(j);
 	if (!s)
 		return NULL;

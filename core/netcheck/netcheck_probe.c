@@ -39,7 +39,8 @@ static bool addr_equal(const struct sockaddr_storage *a, const struct sockaddr_s
 		return false;
 	if (a->ss_family == AF_INET) {
 		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+		return x->sin_port == y->sin_port &&
+		       x->sin_addr.s_addr == y->sin_addr.s_addr;
 	}
 	if (a->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
@@ -72,7 +73,8 @@ static void read_cb(evutil_socket_t fd, short ev, void *arg)
 	for (int i = 0; i < NC_READ_BATCH; i++) {
 		struct sockaddr_storage from;
 		socklen_t flen = sizeof from;
-		ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
+		ssize_t n =
+		    recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
 		if (n < 0)
 			return;
 		if ((size_t)n > STUN_MAX_MSG) {
@@ -147,11 +149,11 @@ void nc_stun_send(struct netcheck *nc, struct nc_relay *rl, struct nc_target *t)
 	size_t len = stun_binding_request(req, sizeof req, txid, NULL);
 	int r;
 	if (nc->cfg.send) {
-		r = nc->cfg.send(nc->cfg.send_ctx, (const struct sockaddr *)&t->addr, t->alen,
-		                 req, len);
+		r = nc->cfg.send(nc->cfg.send_ctx, (const struct sockaddr *)&t->addr,
+		                 t->alen, req, len);
 	} else {
-		ssize_t n = sendto(nc->fd[f], req, len, 0, (const struct sockaddr *)&t->addr,
-		                   t->alen);
+		ssize_t n = sendto(nc->fd[f], req, len, 0,
+		                   (const struct sockaddr *)&t->addr, t->alen);
 		r = n < 0 ? -errno : 0;
 	}
 	t->sent_us[t->n_sent] = nc_now_us();
@@ -180,7 +182,8 @@ static struct nc_target *find_probe(struct netcheck *nc, const struct stun_msg *
 			*known = true;
 			for (int j = 0; j < t->n_sent; j++)
 				if (!t->answered[j] &&
-				    !sodium_memcmp(t->txid[j], m->id + 4, STUN_TXID_LEN)) {
+				    !sodium_memcmp(t->txid[j], m->id + 4,
+				                   STUN_TXID_LEN)) {
 					*k = j;
 					*out = rl;
 					return t;
@@ -204,7 +207,8 @@ bool nc_stun_answer(struct netcheck *nc, const uint8_t *p, size_t len,
 	bool known;
 	int k = 0;
 	struct nc_relay *rl = NULL;
-	struct nc_target *t = nc->finished ? NULL : find_probe(nc, &m, &src, &k, &rl, &known);
+	struct nc_target *t =
+	    nc->finished ? NULL : find_probe(nc, &m, &src, &k, &rl, &known);
 	if (!t) {
 		if (!nc->finished && !known)
 			nc->rep.ignored_source++;

@@ -15,7 +15,8 @@ static bool ip_equal(const struct sockaddr_storage *a, const struct sockaddr_sto
 		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
 		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
 	return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-	               &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+	               &((const struct sockaddr_in6 *)b)->sin6_addr,
+	               sizeof(struct in6_addr));
 }
 
 static bool addr_port_equal(const struct sockaddr_storage *a,
@@ -151,9 +152,10 @@ void netcheck_pick_home(struct netcheck_report *rep, uint32_t preferred_id)
 		long pbest = region_best(rep, rep->r[pref].region);
 		uint32_t pref_us;
 		if (pbest >= 0 && relay_latency(&rep->r[pbest], &pref_us)) {
-			bool clearly = (uint64_t)best_us + NETCHECK_SWITCH_MIN_MS * 1000u <
-			                   pref_us &&
-			               (uint64_t)best_us * 3u < (uint64_t)pref_us * 2u;
+			bool clearly =
+			    (uint64_t)best_us + NETCHECK_SWITCH_MIN_MS * 1000u <
+			        pref_us &&
+			    (uint64_t)best_us * 3u < (uint64_t)pref_us * 2u;
 			if (!clearly) {
 				/* Keep the region, and the relay itself while
 				 * it answers: no reconnect for nothing. */

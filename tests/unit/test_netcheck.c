@@ -86,7 +86,8 @@ static void responder_cb(evutil_socket_t fd, short ev, void *arg)
 	struct sockaddr_in from;
 	socklen_t fl = sizeof from;
 	ssize_t n;
-	while ((n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl)) > 0) {
+	while ((n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl)) >
+	       0) {
 		struct stun_msg m;
 		if (stun_parse(buf, (size_t)n, &m) < 0 || m.type != STUN_BINDING_REQUEST)
 			continue;
@@ -99,7 +100,8 @@ static void responder_cb(evutil_socket_t fd, short ev, void *arg)
 			port = (uint16_t)(port + 1000);
 		if (r->mode == R_HOSTILE) {
 			static const uint8_t junk[] = "\x01\x01\x00\x00 not stun at all";
-			sendto(fd, junk, sizeof junk - 1, 0, (struct sockaddr *)&from, sizeof from);
+			sendto(fd, junk, sizeof junk - 1, 0, (struct sockaddr *)&from,
+			       sizeof from);
 			struct stun_msg wrong = m;
 			wrong.id[15] ^= 0x5a;
 			reply(fd, &wrong, &from, port);
@@ -173,7 +175,8 @@ static uint64_t wait_done(struct run *x, unsigned max_ms)
 	event_base_loopexit(x->base, &tv);
 	event_base_dispatch(x->base);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+	int64_t ns =
+	    (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
 	return (uint64_t)(ns / 1000000);
 }
 
@@ -238,7 +241,8 @@ static void two_truthful_servers(void **state)
 {
 	struct fixture f;
 	fixture_up(&f, R_TRUTH, R_TRUTH);
-	struct netcheck_config cfg = {.relays = f.relays, .n_relays = 2, .tcp_always = true};
+	struct netcheck_config cfg = {
+	    .relays = f.relays, .n_relays = 2, .tcp_always = true};
 	struct netcheck *nc = start(&f.x, &cfg);
 	uint64_t ms = wait_done(&f.x, 5000);
 	assert_int_equal(f.x.done, 1);
@@ -329,7 +333,8 @@ static void node_read(evutil_socket_t fd, short ev, void *arg)
 	struct sockaddr_storage from;
 	socklen_t fl = sizeof from;
 	ssize_t n;
-	while ((n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl)) > 0) {
+	while ((n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl)) >
+	       0) {
 		if (stun_is_message(buf, (size_t)n) &&
 		    netcheck_input(s->nc, buf, (size_t)n, (struct sockaddr *)&from))
 			s->ours++;
@@ -382,7 +387,8 @@ static void udp_blocked_uses_tcp(void **state)
 	struct fixture f;
 	fixture_up(&f, R_DROP, R_TRUTH);
 	f.relays[1].stun_port = 0; /* and one relay without STUN at all */
-	struct netcheck_config cfg = {.relays = f.relays, .n_relays = 2, .timeout_ms = 1500};
+	struct netcheck_config cfg = {
+	    .relays = f.relays, .n_relays = 2, .timeout_ms = 1500};
 	struct netcheck *nc = start(&f.x, &cfg);
 	uint64_t ms = wait_done(&f.x, 5000);
 	assert_int_equal(f.x.done, 1);
@@ -410,7 +416,8 @@ static void nothing_answers(void **state)
 	fixture_up(&f, R_DROP, R_DROP);
 	close(f.ta); /* TCP refused */
 	f.ta = socket(AF_INET, SOCK_DGRAM, 0);
-	struct netcheck_config cfg = {.relays = f.relays, .n_relays = 1, .timeout_ms = 600};
+	struct netcheck_config cfg = {
+	    .relays = f.relays, .n_relays = 1, .timeout_ms = 600};
 	struct netcheck *nc = start(&f.x, &cfg);
 	wait_done(&f.x, 3000);
 	assert_int_equal(f.x.done, 1);
@@ -463,7 +470,8 @@ static void unknown_source_counted(void **state)
 {
 	struct fixture f;
 	fixture_up(&f, R_DROP, R_DROP);
-	struct netcheck_config cfg = {.relays = f.relays, .n_relays = 1, .timeout_ms = 400};
+	struct netcheck_config cfg = {
+	    .relays = f.relays, .n_relays = 1, .timeout_ms = 400};
 	struct netcheck *nc = start(&f.x, &cfg);
 	uint8_t req[64], resp[128], txid[STUN_TXID_LEN] = {7};
 	struct stun_msg m;
@@ -656,8 +664,11 @@ static void bad_config(void **state)
 		many[i] = relay((uint32_t)i + 1, "a", "127.0.0.1", 1, 2);
 	struct run x = {.base = b};
 	char err[128] = "";
-	struct netcheck_config cfg = {
-	    .base = b, .relays = many, .n_relays = NETCHECK_RELAYS_MAX + 1, .done = done_cb, .ctx = &x};
+	struct netcheck_config cfg = {.base = b,
+	                              .relays = many,
+	                              .n_relays = NETCHECK_RELAYS_MAX + 1,
+	                              .done = done_cb,
+	                              .ctx = &x};
 	assert_null(netcheck_start(&cfg, err, sizeof err));
 	assert_non_null(strstr(err, "at most 256"));
 	cfg.n_relays = 1;
@@ -712,7 +723,8 @@ static void text_report(void **state)
 	assert_non_null(strstr(t, "UDP:            yes (IPv4 yes, IPv6 no)\n"));
 	assert_int_equal(strncmp(t, "UDP:", 4), 0);
 	assert_non_null(strstr(t, "Public IPv4:    198.18.0.1:40213\n"));
-	assert_non_null(strstr(t, "Mapping varies: unknown (one STUN server answered)\n"));
+	assert_non_null(
+	    strstr(t, "Mapping varies: unknown (one STUN server answered)\n"));
 	assert_non_null(strstr(t, "Home relay:     region-a (relay-2, 1.2 ms)\n"));
 	/* Fastest region first, the silent one last. */
 	char *a = strstr(t, "  region-a   1.2 ms   relay-2 198.18.2.1:443 stun 1.2 ms "
@@ -750,7 +762,8 @@ static void json_report(void **state)
 	assert_true(json_is_null(json_object_get(j, "global_v6")));
 	json_t *home = json_object_get(j, "home");
 	assert_int_equal(json_integer_value(json_object_get(home, "id")), 2);
-	assert_string_equal(json_string_value(json_object_get(home, "region")), "region-a");
+	assert_string_equal(json_string_value(json_object_get(home, "region")),
+	                    "region-a");
 	assert_true(json_real_value(json_object_get(home, "latency_ms")) == 1.2);
 	json_t *regs = json_object_get(j, "regions");
 	assert_int_equal(json_array_size(regs), 2);
