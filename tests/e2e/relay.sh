@@ -291,5 +291,16 @@ out=$(nb "$MESH_PROXY" netcheck --state "$E2E_TMP/no-such-node" 2>&1)
 rc=$?
 check "netcheck without a map exits 1 and says to join a mesh" \
     test "$rc" -eq 1 -a -n "$(grep 'join a mesh first' <<<"$out")"
+nb mkdir -m 700 "$RUN/norelay"
+python3 -c "import json; j=json.load(open('$RUN/node/netmap.json')); j.pop('relays'); print(json.dumps(j))" |
+    nb sh -c "umask 077 && cat >'$RUN/norelay/netmap.json'"
+out=$(nb "$MESH_PROXY" netcheck --state "$RUN/norelay" 2>&1)
+rc=$?
+check "netcheck with a map without relays exits 1 and says how to add one" \
+    test "$rc" -eq 1 -a -n "$(grep 'lists no relay.*mesh-control token --relay' <<<"$out")"
+out=$(nb "$MESH_PROXY" netcheck --state "$RUN/node" --timeout 5 2>&1)
+rc=$?
+check "netcheck --timeout 5 is refused (usage, exit 2)" \
+    test "$rc" -eq 2 -a -n "$(grep 'milliseconds, 100-60000' <<<"$out")"
 
 e2e_finish
