@@ -9,7 +9,8 @@
  * truthful servers, true when one lies, unknown with one server; a relay
  * whose STUN drops everything is measured over TCP; a relay without a STUN
  * port too; a relay name through evdns (hosts file); no relays: done from
- * the loop with no home; the home relay's hysteresis (live and table);
+ * the loop with no home; the home relay's hysteresis (live: kept when
+ * close, left when it answers 60 ms late; and a table);
  * garbage, wrong txids and wrong sources ignored and counted; netcheck_free
  * mid-run (also with a name lookup in flight) calls no done and leaks
  * nothing; the text and JSON reports. */
@@ -38,12 +39,14 @@
 
 /* --- in-test STUN responders and TCP listeners ---------------------------- */
 
-enum resp_mode { R_TRUTH, R_LIE, R_DROP, R_HOSTILE };
+enum resp_mode { R_TRUTH, R_LIE, R_DROP, R_HOSTILE, R_SLOW };
+#define SLOW_MS 60 /* R_SLOW answers this much later */
 
 struct responder {
 	int fd, fd2; /* fd2: another port of the same address (forged source) */
 	struct event *ev;
 	enum resp_mode mode;
+	struct event_base *base;
 	int requests;
 	struct sockaddr_in addr, from;
 };
@@ -79,6 +82,21 @@ static void reply(int fd, const struct stun_msg *m, const struct sockaddr_in *to
 	sendto(fd, out, n, 0, (const struct sockaddr *)to, sizeof *to);
 }
 
+/* An answer R_SLOW sends later (all of them fire before done). */
+struct later {
+	int fd;
+	struct stun_msg m;
+	struct sockaddr_in to;
+	uint16_t port;
+};
+
+static void later_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct later *l = arg;
+	reply(l->fd, &l->m, &l->to, l->port);
+	free(l);
+}
+
 static void responder_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct responder *r = arg;
@@ -107,7 +125,15 @@ static void responder_cb(evutil_socket_t fd, short ev, void *arg)
 			reply(fd, &wrong, &from, port);
 			reply(r->fd2, &m, &from, 9); /* right txid, wrong source */
 		}
-		reply(fd, &m, &from, port);
+		if (r->mode == R_SLOW) {
+			struct later *l = malloc(sizeof *l);
+			assert_non_null(l);
+			*l = (struct later){.fd = fd, .m = m, .to = from, .port = port};
+			struct timeval tv = {0, SLOW_MS * 1000};
+			event_base_once(r->base, -1, EV_TIMEOUT, later_cb, l, &tv);
+		} else {
+			reply(fd, &m, &from, port);
+		}
 		fl = sizeof from;
 	}
 }
@@ -117,6 +143,7 @@ static void responder_start(struct event_base *b, struct responder *r, const cha
 {
 	memset(r, 0, sizeof *r);
 	r->mode = mode;
+	r->base = b;
 	r->fd = bound_socket(SOCK_DGRAM, ip, &r->addr);
 	r->fd2 = bound_socket(SOCK_DGRAM, ip, NULL);
 	r->ev = event_new(b, r->fd, EV_READ | EV_PERSIST, responder_cb, r);
@@ -510,6 +537,24 @@ static void hysteresis_keeps_home_live(void **state)
 	}
 }
 
+/* The home relay answers SLOW_MS late, the other at once: better by more
+ * than 10 ms and by more than a third, so the home moves. */
+static void hysteresis_leaves_slow_home_live(void **state)
+{
+	struct fixture f;
+	fixture_up(&f, R_TRUTH, R_SLOW);
+	struct netcheck_config cfg = {
+	    .relays = f.relays, .n_relays = 2, .preferred_id = 2};
+	struct netcheck *nc = start(&f.x, &cfg);
+	wait_done(&f.x, 5000);
+	assert_int_equal(f.x.done, 1);
+	assert_true(f.x.rep.r[1].udp_ok);
+	assert_true(f.x.rep.r[1].stun_rtt_us >= SLOW_MS * 1000);
+	assert_int_equal(f.x.rep.home_id, 1);
+	netcheck_free(nc);
+	fixture_down(&f);
+}
+
 static void set_lat(struct netcheck_report *r, size_t i, uint32_t id, const char *region,
                     long stun_ms, long tcp_ms)
 {
@@ -809,6 +854,7 @@ int main(void)
 	    cmocka_unit_test(hostile_answers_ignored_and_counted),
 	    cmocka_unit_test(unknown_source_counted),
 	    cmocka_unit_test(hysteresis_keeps_home_live),
+	    cmocka_unit_test(hysteresis_leaves_slow_home_live),
 	    cmocka_unit_test(hysteresis_table),
 	    cmocka_unit_test(name_through_evdns),
 	    cmocka_unit_test(free_mid_run),
