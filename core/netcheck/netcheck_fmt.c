@@ -97,7 +97,7 @@ static void relay_detail(const struct netcheck_relay_result *x, char *out, size_
 {
 	char a[32], m[64];
 	if (!x->resolved) {
-		snprintf(out, cap, "its name does not resolve");
+		snprintf(out, cap, "its name did not resolve (in time)");
 		return;
 	}
 	if (!x->udp_ok && !x->tcp_ok) {
