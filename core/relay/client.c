@@ -234,8 +234,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	enter(c);
 	if (c->state == RELAY_CLIENT_BACKOFF) {
 		if (c->notify) {
+			char detail[sizeof c->detail];
+			memcpy(detail, c->detail, sizeof detail);
 			c->notify = false;
-			rc_set_state(c, RELAY_CLIENT_BACKOFF, c->detail);
+			rc_set_state(c, RELAY_CLIENT_BACKOFF, detail);
 		}
 		if (!c->dead && c->state == RELAY_CLIENT_BACKOFF)
 			do_connect(c);
