@@ -273,9 +273,9 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void describe_error(struct relay_client *c, struct bufferevent *bev, short what,
                            char *why, size_t cap)
 {
+	int e = EVUTIL_SOCKET_ERROR(); /* first: the calls below may change it */
 	int dnserr = bufferevent_socket_get_dns_error(bev);
 	unsigned long ssl_err = c->tls ? bufferevent_get_openssl_error(bev) : 0;
-	int e = EVUTIL_SOCKET_ERROR();
 	if (dnserr)
 		snprintf(why, cap, "cannot resolve %.60s: %s", c->host, evutil_gai_strerror(dnserr));
 	else if (ssl_err)
