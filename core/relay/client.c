@@ -88,6 +88,7 @@ static void close_conn(struct relay_client *c)
 		c->bev = NULL;
 	}
 	c->gen++;
+	c->out_room = 0;
 	rc_pending_clear(c);
 	relay_session_wipe(&c->sess);
 	sodium_memzero(c->eph_priv, sizeof c->eph_priv);

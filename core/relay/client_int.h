@@ -18,6 +18,7 @@ struct ssl_ctx_st;
 #define RC_STABLE_MS        60000u  /* a connection this long resets the backoff */
 #define RC_KEEPALIVE_DFLT_S 30u     /* when SERVER_INFO says 0 */
 #define RC_OUT_LOW          (128u * 1024u) /* sealed output kept at most about this */
+#define RC_CHUNK            (32u * 1024u) /* output space taken from libevent at once */
 #define RC_RESTART_RETRY_MS 500u    /* the short schedule after RESTARTING */
 #define RC_RESTART_IN_MAX   60000u  /* bounds on what a relay may ask */
 #define RC_RESTART_FOR_MAX  300000u
@@ -61,6 +62,12 @@ struct relay_client {
 	 * in the count). pend_bytes counts them sealed. */
 	struct evbuffer *pending;
 	size_t pend_n, pend_bytes;
+	/* Free room after the last frame written into the output / the
+	 * queue, as libevent last reported it: while a frame fits, it is
+	 * reserved alone (no allocation); else RC_CHUNK at once, so a chain
+	 * is allocated per ~20 packets, not per packet. A stale value costs
+	 * at most one small chain. */
+	size_t out_room, pend_room;
 
 	/* timers */
 	struct event *ev_timer; /* BACKOFF: retry; CONNECTING/HANDSHAKE: timeout */

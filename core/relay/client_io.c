@@ -72,7 +72,25 @@ void rc_pending_clear(struct relay_client *c)
 		return;
 	c->tx_drop_notconn += c->pend_n;
 	evbuffer_drain(c->pending, evbuffer_get_length(c->pending));
-	c->pend_n = c->pend_bytes = 0;
+	c->pend_n = c->pend_bytes = c->pend_room = 0;
+}
+
+/* Contiguous room for need bytes at the end of b (see out_room). */
+static int reserve(struct evbuffer *b, size_t need, size_t *room, struct evbuffer_iovec *v)
+{
+	size_t ask = *room >= need || need >= RC_CHUNK ? need : RC_CHUNK;
+	if (evbuffer_reserve_space(b, (ev_ssize_t)ask, v, 1) < 1)
+		return -1;
+	*room = v->iov_len;
+	return 0;
+}
+
+/* Commits the first n bytes of v. */
+static int commit(struct evbuffer *b, struct evbuffer_iovec *v, size_t n, size_t *room)
+{
+	v->iov_len = n;
+	*room = *room > n ? *room - n : 0;
+	return evbuffer_commit_space(b, v, 1);
 }
 
 /* Seals plain[0..n) (with room for the tag) in place and commits it. */
@@ -82,8 +100,7 @@ static int seal_commit(struct relay_client *c, struct evbuffer *out, struct evbu
 	size_t s = relay_seal(&c->sess, v->iov_base, n, v->iov_len);
 	if (!s) /* the counter is spent (2^64 frames) or a bug: start over */
 		return -1;
-	v->iov_len = s;
-	if (evbuffer_commit_space(out, v, 1) < 0)
+	if (commit(out, v, s, &c->out_room) < 0)
 		return -1;
 	c->tx_packets++;
 	c->tx_bytes += n - RELAY_HDR_LEN - RELAY_KEY_LEN;
@@ -100,7 +117,7 @@ void rc_pump(struct relay_client *c)
 		evbuffer_copyout(c->pending, hdr, RELAY_HDR_LEN);
 		size_t n = RELAY_HDR_LEN + relay_hdr_len(hdr);
 		struct evbuffer_iovec v;
-		if (evbuffer_reserve_space(out, (ev_ssize_t)(n + RELAY_TAG_LEN), &v, 1) < 1)
+		if (reserve(out, n + RELAY_TAG_LEN, &c->out_room, &v) < 0)
 			return; /* no memory now: try again on the next write */
 		evbuffer_remove(c->pending, v.iov_base, n);
 		c->pend_n--;
@@ -131,7 +148,7 @@ int relay_client_send(struct relay_client *c, const uint8_t *dst_key,
 	if (!c->pend_n && out_len < c->out_low) {
 		/* The fast path: straight into the socket's output, sealed in
 		 * place (out_low + a frame is well under queue_bytes). */
-		if (evbuffer_reserve_space(out, (ev_ssize_t)sealed, &v, 1) < 1) {
+		if (reserve(out, sealed, &c->out_room, &v) < 0) {
 			c->tx_drop_queue++;
 			return -ENOBUFS;
 		}
@@ -146,12 +163,12 @@ int relay_client_send(struct relay_client *c, const uint8_t *dst_key,
 	while (c->pend_n && out_len + c->pend_bytes + sealed > c->queue_bytes)
 		drop_oldest(c);
 	if (out_len + c->pend_bytes + sealed > c->queue_bytes ||
-	    evbuffer_reserve_space(c->pending, (ev_ssize_t)plain, &v, 1) < 1) {
+	    reserve(c->pending, plain, &c->pend_room, &v) < 0) {
 		c->tx_drop_queue++;
 		return -ENOBUFS;
 	}
-	v.iov_len = put_packet(v.iov_base, dst_key, data, len);
-	if (evbuffer_commit_space(c->pending, &v, 1) < 0) {
+	put_packet(v.iov_base, dst_key, data, len);
+	if (commit(c->pending, &v, plain, &c->pend_room) < 0) {
 		c->tx_drop_queue++;
 		return -ENOBUFS;
 	}
