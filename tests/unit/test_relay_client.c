@@ -133,6 +133,7 @@ struct node {
 	char detail[128];
 	unsigned n_connected, n_backoff, n_states;
 	char backoff_detail[128];
+	unsigned waits[16]; /* "retrying in N ms" of each BACKOFF */
 	/* packets received */
 	unsigned n_rx;
 	uint8_t rx_src[32];
@@ -177,6 +178,9 @@ static void on_state(void *ctx, struct relay_client *c, enum relay_client_state 
 	if (st == RELAY_CLIENT_CONNECTED)
 		n->n_connected++;
 	if (st == RELAY_CLIENT_BACKOFF) {
+		const char *w = strstr(detail, "retrying in ");
+		if (n->n_backoff < 16 && w)
+			n->waits[n->n_backoff] = (unsigned)atoi(w + strlen("retrying in "));
 		n->n_backoff++;
 		snprintf(n->backoff_detail, sizeof n->backoff_detail, "%s", detail);
 	}
@@ -649,6 +653,7 @@ enum fake_mode {
 	FAKE_GARBAGE_FOR_101 = 1, /* answers the upgrade with script[0] */
 	FAKE_GARBAGE_AFTER_101,   /* 101, then script[0] instead of SERVER_KEY */
 	FAKE_ADMIT,               /* the whole handshake, then the script */
+	FAKE_SILENT,              /* accepts, reads, never answers */
 };
 
 struct fake_item {
@@ -742,6 +747,8 @@ static void fake_admitted_frame(uint8_t *p, size_t total)
 static void fake_read(struct bufferevent *bev, void *arg)
 {
 	struct evbuffer *in = bufferevent_get_input(bev);
+	if (fk.mode == FAKE_SILENT)
+		return;
 	if (fk.stage == 0) {
 		size_t len = evbuffer_get_length(in);
 		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
@@ -1115,6 +1122,54 @@ static void random_garbage(void **state)
 	assert_true(bad > 25);
 }
 
+static bool backed_off_7(void *arg)
+{
+	return ((struct node *)arg)->n_backoff >= 7;
+}
+
+/* Nobody listens: the waits double from backoff_min_ms to backoff_max_ms,
+ * each jittered to 0.5..1.0 of its step. */
+static void backoff_doubles_with_jitter(void **state)
+{
+	rly_server_free(srv);
+	srv = NULL;
+	struct node *a = test_malloc(sizeof *a);
+	node_init(a);
+	node_start(a, &(struct node_opts){.backoff_min_ms = 20, .backoff_max_ms = 320});
+	assert_true(pump_until(backed_off_7, a, 5000));
+	unsigned step = 20;
+	for (int i = 0; i < 7; i++) {
+		print_message("wait %d: %u ms (step %u)\n", i, a->waits[i], step);
+		assert_true(a->waits[i] >= step / 2 && a->waits[i] <= step);
+		step = step * 2 > 320 ? 320 : step * 2;
+	}
+	relay_client_free(a->c);
+	test_free(a);
+	server_start(0, 0);
+}
+
+/* A relay that accepts and never answers: the connect timeout covers the
+ * upgrade and handshake too. */
+static void silent_relay_times_out(void **state)
+{
+	fake_reset(FAKE_SILENT);
+	struct node *a = test_malloc(sizeof *a);
+	node_init(a);
+	node_start(a, &(struct node_opts){.relay_key = fk.pub,
+	                                  .port = fk.port,
+	                                  .backoff_min_ms = 60000,
+	                                  .backoff_max_ms = 60000,
+	                                  .connect_timeout_ms = 400});
+	uint64_t t0 = now_ms();
+	assert_true(pump_until(is_backoff, a, 3000));
+	print_message("detail: %s\n", a->detail);
+	assert_true(now_ms() - t0 >= 350);
+	assert_non_null(strstr(a->detail, "relay handshake not done within 400 ms"));
+	assert_int_equal(fk.accepts, 1);
+	relay_client_free(a->c);
+	test_free(a);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1124,6 +1179,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(wrong_relay_key_never_connects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(not_connected_sends_counted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(backoff_doubles_with_jitter, setup, teardown),
 	    cmocka_unit_test_setup_teardown(server_restart_reconnects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(restarting_honoured, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reconnect_and_free_inside_callbacks, setup,
@@ -1136,6 +1192,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(hostile_relay_frames, setup, fake_teardown),
 	    cmocka_unit_test_setup_teardown(unknown_frames_skipped, setup, fake_teardown),
 	    cmocka_unit_test_setup_teardown(random_garbage, setup, fake_teardown),
+	    cmocka_unit_test_setup_teardown(silent_relay_times_out, setup, fake_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
