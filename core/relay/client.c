@@ -112,7 +112,8 @@ static uint32_t next_wait(struct relay_client *c, uint64_t now, bool slow)
 	if (now < c->restart_until_ms && !slow) {
 		if (now < c->restart_at_ms)
 			return (uint32_t)(c->restart_at_ms - now);
-		return RC_RESTART_RETRY_MS / 2 + randombytes_uniform(RC_RESTART_RETRY_MS / 2 + 1);
+		return RC_RESTART_RETRY_MS / 2 +
+		       randombytes_uniform(RC_RESTART_RETRY_MS / 2 + 1);
 	}
 	if (slow)
 		c->backoff_cur_ms = c->backoff_max_ms;
@@ -122,8 +123,9 @@ static uint32_t next_wait(struct relay_client *c, uint64_t now, bool slow)
 	uint32_t wait =
 	    (uint32_t)(((uint64_t)c->backoff_cur_ms * (500 + randombytes_uniform(501))) /
 	               1000);
-	c->backoff_cur_ms = c->backoff_cur_ms > c->backoff_max_ms / 2 ? c->backoff_max_ms
-	                                                              : c->backoff_cur_ms * 2;
+	c->backoff_cur_ms = c->backoff_cur_ms > c->backoff_max_ms / 2
+	                        ? c->backoff_max_ms
+	                        : c->backoff_cur_ms * 2;
 	return wait;
 }
 
@@ -155,9 +157,10 @@ void rc_fail(struct relay_client *c, bool slow, const char *fmt, ...)
 	c->retry_at_ms = now + wait;
 	timer_in(c->ev_timer, wait);
 	/* The reason first: it is what a reader needs; the wait fits after. */
-	int n = restarting ? snprintf(detail, sizeof detail,
-	                              "relay restarting; reconnecting in %u ms (%s)", wait, why)
-	                   : snprintf(detail, sizeof detail, "%s; retrying in %u ms", why, wait);
+	int n = restarting
+	            ? snprintf(detail, sizeof detail,
+	                       "relay restarting; reconnecting in %u ms (%s)", wait, why)
+	            : snprintf(detail, sizeof detail, "%s; retrying in %u ms", why, wait);
 	if (n >= (int)sizeof detail)
 		utf8_trim_partial(detail);
 	rc_set_state(c, RELAY_CLIENT_BACKOFF, detail);
@@ -175,8 +178,8 @@ void rc_plan_restart(struct relay_client *c, uint32_t in_ms, uint32_t for_ms)
 	c->restart_at_ms = now + in_ms + randombytes_uniform(spread + 1);
 	c->restart_until_ms = c->restart_at_ms + for_ms;
 	c->backoff_cur_ms = c->backoff_min_ms;
-	log_info("relay %s:%u: the relay is restarting; reconnecting in about %u ms", c->host,
-	         c->port, in_ms);
+	log_info("relay %s:%u: the relay is restarting; reconnecting in about %u ms",
+	         c->host, c->port, in_ms);
 }
 
 void rc_session_up(struct relay_client *c, uint16_t keepalive_s)
@@ -213,7 +216,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = mono_now_ms();
 	uint64_t silence = (uint64_t)c->keepalive_ms * 5 / 2;
 	if (now - c->last_rx_ms >= silence) {
-		rc_fail(c, false, "relay silent for %llu ms", (unsigned long long)silence);
+		rc_fail(c, false, "relay silent for %llu ms",
+		        (unsigned long long)silence);
 		goto out;
 	}
 	if (!c->last_ping_ms || now - c->last_ping_ms >= c->keepalive_ms) {
@@ -243,12 +247,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		if (!c->dead && c->state == RELAY_CLIENT_BACKOFF)
 			do_connect(c);
 	} else if (c->state == RELAY_CLIENT_CONNECTING) {
-		rc_fail(c, false, "cannot connect to %s:%u: no answer within %u ms", c->host,
-		        c->port, c->connect_timeout_ms);
+		rc_fail(c, false, "cannot connect to %s:%u: no answer within %u ms",
+		        c->host, c->port, c->connect_timeout_ms);
 	} else if (c->state == RELAY_CLIENT_HANDSHAKE) {
-		rc_fail(c, false,
-		        "relay handshake not done within %u ms (is %s:%u a mesh relay%s?)",
-		        c->connect_timeout_ms, c->host, c->port, c->tls ? " with TLS" : "");
+		rc_fail(
+		    c, false,
+		    "relay handshake not done within %u ms (is %s:%u a mesh relay%s?)",
+		    c->connect_timeout_ms, c->host, c->port, c->tls ? " with TLS" : "");
 	}
 	leave(c);
 }
@@ -278,11 +283,13 @@ static void describe_error(struct relay_client *c, struct bufferevent *bev, shor
 	int dnserr = bufferevent_socket_get_dns_error(bev);
 	unsigned long ssl_err = c->tls ? bufferevent_get_openssl_error(bev) : 0;
 	if (dnserr)
-		snprintf(why, cap, "cannot resolve %.60s: %s", c->host, evutil_gai_strerror(dnserr));
+		snprintf(why, cap, "cannot resolve %.60s: %s", c->host,
+		         evutil_gai_strerror(dnserr));
 	else if (ssl_err)
 		snprintf(why, cap, "TLS failed: %s",
-		         ERR_reason_error_string(ssl_err) ? ERR_reason_error_string(ssl_err)
-		                                          : "unknown error");
+		         ERR_reason_error_string(ssl_err)
+		             ? ERR_reason_error_string(ssl_err)
+		             : "unknown error");
 	else if (what & BEV_EVENT_EOF)
 		snprintf(why, cap, "connection closed by the relay");
 	else if (e)
@@ -304,16 +311,19 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 			int one = 1;
 			evutil_socket_t fd = bufferevent_getfd(bev);
 			if (fd >= 0)
-				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+				           sizeof one);
 			rc_set_state(c, RELAY_CLIENT_HANDSHAKE, "");
-			if (!c->dead && c->bev == bev && c->state == RELAY_CLIENT_HANDSHAKE)
+			if (!c->dead && c->bev == bev &&
+			    c->state == RELAY_CLIENT_HANDSHAKE)
 				rc_send_upgrade(c);
 		}
 	} else if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
 		char why[100];
 		describe_error(c, bev, what, why, sizeof why);
 		if (c->state == RELAY_CLIENT_CONNECTING)
-			rc_fail(c, false, "cannot connect to %s:%u: %s", c->host, c->port, why);
+			rc_fail(c, false, "cannot connect to %s:%u: %s", c->host, c->port,
+			        why);
 		else
 			rc_fail(c, false, "%s", why);
 	}
@@ -364,8 +374,8 @@ static void do_connect(struct relay_client *c)
 	rc_set_state(c, RELAY_CLIENT_CONNECTING, "");
 	if (c->dead || c->gen != gen || c->state != RELAY_CLIENT_CONNECTING)
 		return;
-	int rc = c->addr_len ? bufferevent_socket_connect(bev, (struct sockaddr *)&c->addr,
-	                                                  (int)c->addr_len)
+	int rc = c->addr_len ? bufferevent_socket_connect(
+	                           bev, (struct sockaddr *)&c->addr, (int)c->addr_len)
 	                     : bufferevent_socket_connect_hostname(bev, c->dns, AF_UNSPEC,
 	                                                           c->host, c->port);
 	if (rc < 0 && !c->dead && c->gen == gen && c->state == RELAY_CLIENT_CONNECTING)
@@ -401,16 +411,18 @@ static int configure(struct relay_client *c, const struct relay_client_config *c
 		return -1;
 	}
 	if (strlen(cfg->host) >= sizeof c->host || strpbrk(cfg->host, "\r\n ")) {
-		snprintf(err, errlen, "relay client: \"%.64s\" is not a host name", cfg->host);
+		snprintf(err, errlen, "relay client: \"%.64s\" is not a host name",
+		         cfg->host);
 		return -1;
 	}
 	memcpy(c->host, cfg->host, strlen(cfg->host) + 1);
 	c->port = cfg->port;
 	if (!parse_literal(c) && !cfg->dns) {
-		snprintf(err, errlen,
-		         "relay client: host \"%s\" is not an IP address and no resolver was "
-		         "given",
-		         c->host);
+		snprintf(
+		    err, errlen,
+		    "relay client: host \"%s\" is not an IP address and no resolver was "
+		    "given",
+		    c->host);
 		return -1;
 	}
 	c->base = cfg->base;
@@ -456,7 +468,8 @@ struct relay_client *relay_client_new(const struct relay_client_config *cfg, cha
 		 * certificate is not verified. */
 		c->ssl_ctx = SSL_CTX_new(TLS_client_method());
 		if (!c->ssl_ctx) {
-			snprintf(err, errlen, "relay client: cannot set up TLS (OpenSSL)");
+			snprintf(err, errlen,
+			         "relay client: cannot set up TLS (OpenSSL)");
 			destroy(c);
 			return NULL;
 		}

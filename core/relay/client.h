@@ -90,8 +90,8 @@ struct relay_client_config {
 	 * SERVER_INFO's proof must open with it. */
 	uint8_t relay_key[32];
 	uint8_t node_priv[32], node_pub[32]; /* the node's X25519 key pair (copied) */
-	uint32_t backoff_min_ms;     /* 0: 500 */
-	uint32_t backoff_max_ms;     /* 0: 30000 */
+	uint32_t backoff_min_ms;             /* 0: 500 */
+	uint32_t backoff_max_ms;             /* 0: 30000 */
 	uint32_t connect_timeout_ms; /* 0: 10000: TCP + TLS + upgrade + handshake */
 	/* 0: 1 MiB. Bytes waiting to be sent (sealed in the socket's output
 	 * buffer plus queued packets) beyond which the oldest queued packets
@@ -121,26 +121,27 @@ void relay_client_free(struct relay_client *c);
  *              queued packet dropped (the socket's output holds the rest;
  *              tx_drop_queue)
  * Never blocks, never calls a callback. */
-int relay_client_send(struct relay_client *c, const uint8_t *dst_key,
-                      const uint8_t *data, size_t len);
+int relay_client_send(struct relay_client *c, const uint8_t *dst_key, const uint8_t *data,
+                      size_t len);
 
 struct relay_client_status {
 	enum relay_client_state state;
 	char detail[128];
-	uint32_t rtt_us;          /* last PING/PONG round trip, 0: none yet */
-	int64_t connected_since;  /* unix s, 0 when not connected */
-	uint64_t connects;        /* times admitted */
-	uint64_t reconnects;      /* connection attempts after the first */
+	uint32_t rtt_us;         /* last PING/PONG round trip, 0: none yet */
+	int64_t connected_since; /* unix s, 0 when not connected */
+	uint64_t connects;       /* times admitted */
+	uint64_t reconnects;     /* connection attempts after the first */
 	uint64_t tx_packets, tx_bytes, rx_packets, rx_bytes;
 	uint64_t tx_drop_notconn, tx_drop_queue;
-	uint64_t rx_drop_bad;     /* bad input that closed the connection (all below) */
+	uint64_t rx_drop_bad;      /* bad input that closed the connection (all below) */
 	uint64_t rx_drop_oversize; /* a length over the limit (or over the handshake's) */
-	uint64_t rx_drop_seal;    /* a frame that did not open (altered, injected) */
-	uint64_t rx_skipped;      /* frames of unknown (or unexpected) type, skipped */
-	uint64_t queued_bytes;    /* waiting to be sent now (at most queue_bytes) */
-	uint32_t next_attempt_ms; /* in BACKOFF */
+	uint64_t rx_drop_seal;     /* a frame that did not open (altered, injected) */
+	uint64_t rx_skipped;       /* frames of unknown (or unexpected) type, skipped */
+	uint64_t queued_bytes;     /* waiting to be sent now (at most queue_bytes) */
+	uint32_t next_attempt_ms;  /* in BACKOFF */
 };
-void relay_client_get_status(const struct relay_client *c, struct relay_client_status *st);
+void relay_client_get_status(const struct relay_client *c,
+                             struct relay_client_status *st);
 bool relay_client_connected(const struct relay_client *c);
 /* Drops the connection now and reconnects from the loop with the backoff
  * reset (on_state then reports BACKOFF "reconnect requested" and

@@ -15,12 +15,12 @@ struct evbuffer;
 struct event;
 struct ssl_ctx_st;
 
-#define RC_STABLE_MS        60000u  /* a connection this long resets the backoff */
-#define RC_KEEPALIVE_DFLT_S 30u     /* when SERVER_INFO says 0 */
+#define RC_STABLE_MS        60000u         /* a connection this long resets the backoff */
+#define RC_KEEPALIVE_DFLT_S 30u            /* when SERVER_INFO says 0 */
 #define RC_OUT_LOW          (128u * 1024u) /* sealed output kept at most about this */
-#define RC_CHUNK            (32u * 1024u) /* output space taken from libevent at once */
-#define RC_RESTART_RETRY_MS 500u    /* the short schedule after RESTARTING */
-#define RC_RESTART_IN_MAX   60000u  /* bounds on what a relay may ask */
+#define RC_CHUNK            (32u * 1024u)  /* output space taken from libevent at once */
+#define RC_RESTART_RETRY_MS 500u           /* the short schedule after RESTARTING */
+#define RC_RESTART_IN_MAX   60000u         /* bounds on what a relay may ask */
 #define RC_RESTART_FOR_MAX  300000u
 
 enum rc_hs {
@@ -50,8 +50,8 @@ struct relay_client {
 	char detail[128];
 	enum rc_hs hs;
 	struct bufferevent *bev;
-	uint64_t gen; /* bumped whenever bev is closed: a callback that closed
-	               * or replaced the connection is noticed */
+	uint64_t gen;            /* bumped whenever bev is closed: a callback that closed
+	                          * or replaced the connection is noticed */
 	uint8_t challenge[32];   /* the relay's, from SERVER_KEY */
 	uint8_t client_chal[32]; /* ours, from CLIENT_INFO */
 	uint8_t eph_priv[32];    /* until SERVER_INFO */

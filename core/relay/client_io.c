@@ -36,7 +36,8 @@ void rc_send_upgrade(struct relay_client *c)
 /* One SEND_PACKET, plain, at p (room for it and the tag). */
 static size_t put_packet(uint8_t *p, const uint8_t *dst, const uint8_t *data, size_t len)
 {
-	relay_encode_header(p, RELAY_HDR_LEN, RELAY_FRAME_SEND_PACKET, RELAY_KEY_LEN + len);
+	relay_encode_header(p, RELAY_HDR_LEN, RELAY_FRAME_SEND_PACKET,
+	                    RELAY_KEY_LEN + len);
 	memcpy(p + RELAY_HDR_LEN, dst, RELAY_KEY_LEN);
 	memcpy(p + RELAY_HDR_LEN + RELAY_KEY_LEN, data, len);
 	return RELAY_HDR_LEN + RELAY_KEY_LEN + len;
@@ -76,7 +77,8 @@ void rc_pending_clear(struct relay_client *c)
 }
 
 /* Contiguous room for need bytes at the end of b (see out_room). */
-static int reserve(struct evbuffer *b, size_t need, size_t *room, struct evbuffer_iovec *v)
+static int reserve(struct evbuffer *b, size_t need, size_t *room,
+                   struct evbuffer_iovec *v)
 {
 	size_t ask = *room >= need || need >= RC_CHUNK ? need : RC_CHUNK;
 	if (evbuffer_reserve_space(b, (ev_ssize_t)ask, v, 1) < 1)
@@ -94,8 +96,8 @@ static int commit(struct evbuffer *b, struct evbuffer_iovec *v, size_t n, size_t
 }
 
 /* Seals plain[0..n) (with room for the tag) in place and commits it. */
-static int seal_commit(struct relay_client *c, struct evbuffer *out, struct evbuffer_iovec *v,
-                       size_t n)
+static int seal_commit(struct relay_client *c, struct evbuffer *out,
+                       struct evbuffer_iovec *v, size_t n)
 {
 	size_t s = relay_seal(&c->sess, v->iov_base, n, v->iov_len);
 	if (!s) /* the counter is spent (2^64 frames) or a bug: start over */
@@ -129,8 +131,8 @@ void rc_pump(struct relay_client *c)
 	}
 }
 
-int relay_client_send(struct relay_client *c, const uint8_t *dst_key,
-                      const uint8_t *data, size_t len)
+int relay_client_send(struct relay_client *c, const uint8_t *dst_key, const uint8_t *data,
+                      size_t len)
 {
 	if (!c || c->dead)
 		return -ENOTCONN;
@@ -204,7 +206,8 @@ static const char *refused_why(uint8_t reason, bool *slow)
 static void clean_text(const struct relay_frame *f, char *out, size_t cap)
 {
 	char raw[RELAY_TEXT_MAX + 1];
-	size_t n = f->u.text.text_len < RELAY_TEXT_MAX ? f->u.text.text_len : RELAY_TEXT_MAX;
+	size_t n =
+	    f->u.text.text_len < RELAY_TEXT_MAX ? f->u.text.text_len : RELAY_TEXT_MAX;
 	memcpy(raw, f->u.text.text, n);
 	raw[n] = 0;
 	utf8_clean(raw, out, cap, UTF8_FOR_TERMINAL);
@@ -216,23 +219,25 @@ static void on_refused(struct relay_client *c, const struct relay_frame *f)
 	const char *why = refused_why(f->u.text.reason, &slow);
 	char text[100];
 	clean_text(f, text, sizeof text);
-	rc_fail(c, slow, "refused: %s (relay: %s)", why, text[0] ? text : "no reason given");
+	rc_fail(c, slow, "refused: %s (relay: %s)", why,
+	        text[0] ? text : "no reason given");
 }
 
 static void on_server_key(struct relay_client *c, const struct relay_frame *f)
 {
 	if (sodium_memcmp(f->u.server_key.key, c->relay_key, RELAY_KEY_LEN) != 0) {
-		rc_fail(c, true,
-		        "relay key mismatch: %s:%u answers with a key the network map does "
-		        "not name for it",
-		        c->host, c->port);
+		rc_fail(
+		    c, true,
+		    "relay key mismatch: %s:%u answers with a key the network map does "
+		    "not name for it",
+		    c->host, c->port);
 		return;
 	}
 	memcpy(c->challenge, f->u.server_key.challenge, RELAY_CHALLENGE_LEN);
 	uint8_t fr[RELAY_HDR_LEN + RELAY_CLIENT_INFO_LEN];
-	size_t n = relay_client_info_seal(fr, sizeof fr, c->node_pub, c->node_priv,
-	                                  c->relay_key, c->challenge, 0, c->client_chal,
-	                                  c->eph_priv);
+	size_t n =
+	    relay_client_info_seal(fr, sizeof fr, c->node_pub, c->node_priv, c->relay_key,
+	                           c->challenge, 0, c->client_chal, c->eph_priv);
 	if (!n || bufferevent_write(c->bev, fr, n) < 0) {
 		rc_fail(c, false, "cannot send CLIENT_INFO");
 		return;
@@ -298,7 +303,8 @@ static void on_active(struct relay_client *c, const struct relay_frame *f)
 		break;
 	case RELAY_FRAME_PING: {
 		uint8_t fr[RELAY_HDR_LEN + RELAY_PING_LEN];
-		size_t n = relay_encode_ping(fr, sizeof fr, RELAY_FRAME_PONG, f->u.ping.data);
+		size_t n =
+		    relay_encode_ping(fr, sizeof fr, RELAY_FRAME_PONG, f->u.ping.data);
 		rc_write_ctl(c, fr, n);
 		break;
 	}
@@ -306,7 +312,8 @@ static void on_active(struct relay_client *c, const struct relay_frame *f)
 		if (c->ping_out &&
 		    sodium_memcmp(f->u.ping.data, c->ping_data, RELAY_PING_LEN) == 0) {
 			uint64_t us = rc_now_us() - c->ping_sent_us;
-			c->rtt_us = us ? (us > UINT32_MAX ? UINT32_MAX : (uint32_t)us) : 1;
+			c->rtt_us =
+			    us ? (us > UINT32_MAX ? UINT32_MAX : (uint32_t)us) : 1;
 			c->ping_out = false;
 		}
 		break;
@@ -359,14 +366,17 @@ static void read_frames(struct relay_client *c)
 		    (!c->sealed && blen > RELAY_HANDSHAKE_BODY_MAX)) {
 			c->rx_drop_bad++;
 			c->rx_drop_oversize++;
-			rc_fail(c, false, "the relay announced a %s frame of %u bytes (limit %u)",
+			rc_fail(c, false,
+			        "the relay announced a %s frame of %u bytes (limit %u)",
 			        name ? name : "unknown", blen,
-			        c->sealed ? RELAY_FRAME_BODY_MAX : RELAY_HANDSHAKE_BODY_MAX);
+			        c->sealed ? RELAY_FRAME_BODY_MAX
+			                  : RELAY_HANDSHAKE_BODY_MAX);
 			return;
 		}
 		if (!c->sealed && !handshake_type(c->hs, hdr[0])) {
 			c->rx_drop_bad++;
-			rc_fail(c, false, "the relay sent %s (type 0x%02x) during the handshake",
+			rc_fail(c, false,
+			        "the relay sent %s (type 0x%02x) during the handshake",
 			        name ? name : "an unknown frame", hdr[0]);
 			return;
 		}
@@ -395,7 +405,8 @@ static void read_frames(struct relay_client *c)
 		size_t used;
 		if (relay_frame_decode(p, plain, &f, &used, NULL) != RELAY_DECODE_READY) {
 			c->rx_drop_bad++;
-			rc_fail(c, false, "the relay sent a malformed %s frame (%u bytes)",
+			rc_fail(c, false,
+			        "the relay sent a malformed %s frame (%u bytes)",
 			        name ? name : "unknown", blen);
 			return;
 		}
@@ -427,12 +438,15 @@ void rc_on_read(struct relay_client *c)
 			c->rx_drop_bad++;
 			if (r == -1)
 				rc_fail(c, false,
-				        "%s:%u is not a mesh relay (its answer is not HTTP%s)",
-				        c->host, c->port, c->tls ? "" : "; does it want TLS?");
+				        "%s:%u is not a mesh relay (its answer is not "
+				        "HTTP%s)",
+				        c->host, c->port,
+				        c->tls ? "" : "; does it want TLS?");
 			else
-				rc_fail(c, false,
-				        "%s:%u is not a mesh relay (HTTP %d to the upgrade)",
-				        c->host, c->port, -r);
+				rc_fail(
+				    c, false,
+				    "%s:%u is not a mesh relay (HTTP %d to the upgrade)",
+				    c->host, c->port, -r);
 			return;
 		}
 		evbuffer_drain(in, (size_t)r);

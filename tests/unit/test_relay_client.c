@@ -180,7 +180,8 @@ static void on_state(void *ctx, struct relay_client *c, enum relay_client_state 
 	if (st == RELAY_CLIENT_BACKOFF) {
 		const char *w = strstr(detail, "retrying in ");
 		if (n->n_backoff < 16 && w)
-			n->waits[n->n_backoff] = (unsigned)atoi(w + strlen("retrying in "));
+			n->waits[n->n_backoff] =
+			    (unsigned)atoi(w + strlen("retrying in "));
 		n->n_backoff++;
 		snprintf(n->backoff_detail, sizeof n->backoff_detail, "%s", detail);
 	}
@@ -388,7 +389,8 @@ static void wrong_relay_key_never_connects(void **state)
 	admit((const uint8_t(*)[32])a->pub, 1);
 	uint8_t other[32];
 	randombytes_buf(other, 32);
-	node_start(a, &(struct node_opts){.relay_key = other, .backoff_min_ms = 50,
+	node_start(a, &(struct node_opts){.relay_key = other,
+	                                  .backoff_min_ms = 50,
 	                                  .backoff_max_ms = 100});
 	assert_true(pump_until(detail_has_mismatch, a, 3000));
 	print_message("detail: %s\n", a->detail);
@@ -474,7 +476,8 @@ static void restarting_honoured(void **state)
 	admit((const uint8_t(*)[32])a->pub, 1);
 	/* The normal backoff would wait 2..4 s: the short schedule is the
 	 * only way back within a second. */
-	node_start(a, &(struct node_opts){.backoff_min_ms = 4000, .backoff_max_ms = 8000});
+	node_start(a,
+	           &(struct node_opts){.backoff_min_ms = 4000, .backoff_max_ms = 8000});
 	assert_true(pump_until(is_connected, a, 3000));
 	uint16_t p = port;
 	rly_server_announce_restart(srv, 400, 5000);
@@ -494,7 +497,8 @@ static void restarting_honoured(void **state)
 	admit((const uint8_t(*)[32])a->pub, 1);
 	uint64_t t1 = now_ms();
 	assert_true(pump_until(is_connected, a, 3000));
-	print_message("back %llu ms after the relay\n", (unsigned long long)(now_ms() - t1));
+	print_message("back %llu ms after the relay\n",
+	              (unsigned long long)(now_ms() - t1));
 	assert_true(now_ms() - t1 < 1200);
 	relay_client_free(a->c);
 	test_free(a);
@@ -580,8 +584,8 @@ static void name_through_evdns(void **state)
 	assert_true(pump_until(is_connected, a, 3000));
 	relay_client_free(a->c);
 	/* Without a resolver a name is refused at once, readably. */
-	struct relay_client_config cfg = {.base = base, .host = "relay-a.mesh.test",
-	                                  .port = port};
+	struct relay_client_config cfg = {
+	    .base = base, .host = "relay-a.mesh.test", .port = port};
 	char err[256];
 	assert_null(relay_client_new(&cfg, err, sizeof err));
 	assert_non_null(strstr(err, "no resolver"));
@@ -601,8 +605,8 @@ static SSL_CTX *make_tls_ctx(void)
 	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
 	X509_set_pubkey(x, pk);
 	X509_NAME *nm = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"relay.test",
-	                           -1, -1, 0);
+	X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC,
+	                           (const unsigned char *)"relay.test", -1, -1, 0);
 	X509_set_issuer_name(x, nm);
 	assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -719,7 +723,8 @@ static void fake_admitted_frame(uint8_t *p, size_t total)
 	int o = relay_open(&fk.sess, p, total);
 	struct relay_frame f;
 	size_t used;
-	if (o < 0 || relay_frame_decode(p, (size_t)o, &f, &used, NULL) != RELAY_DECODE_READY) {
+	if (o < 0 ||
+	    relay_frame_decode(p, (size_t)o, &f, &used, NULL) != RELAY_DECODE_READY) {
 		fk.bad++;
 		return;
 	}
@@ -727,7 +732,8 @@ static void fake_admitted_frame(uint8_t *p, size_t total)
 		fk.pings++;
 		if (fk.answer_ping) {
 			uint8_t fr[RELAY_HDR_LEN + RELAY_PING_LEN];
-			size_t n = relay_encode_ping(fr, sizeof fr, RELAY_FRAME_PONG, f.u.ping.data);
+			size_t n = relay_encode_ping(fr, sizeof fr, RELAY_FRAME_PONG,
+			                             f.u.ping.data);
 			fake_write(fr, n, true);
 		}
 	} else if (f.type == RELAY_FRAME_SEND_PACKET && f.u.packet.data_len >= 4) {
@@ -793,11 +799,12 @@ static void fake_read(struct bufferevent *bev, void *arg)
 		assert_int_equal(relay_frame_decode(p, total, &f, &used, NULL),
 		                 RELAY_DECODE_READY);
 		assert_int_equal(f.type, RELAY_FRAME_CLIENT_INFO);
-		uint8_t ver, flags, cchal[32], ceph[32], eph_pub[32], eph_priv[32], ckey[32];
+		uint8_t ver, flags, cchal[32], ceph[32], eph_pub[32], eph_priv[32],
+		    ckey[32];
 		memcpy(ckey, f.u.client_info.key, 32);
-		assert_int_equal(
-		    relay_client_info_open(&f, fk.priv, fk.challenge, &ver, &flags, cchal, ceph),
-		    0);
+		assert_int_equal(relay_client_info_open(&f, fk.priv, fk.challenge, &ver,
+		                                        &flags, cchal, ceph),
+		                 0);
 		crypto_box_keypair(eph_pub, eph_priv);
 		assert_int_equal(relay_session_init(&fk.sess, false, eph_priv, ceph, ckey,
 		                                    fk.pub, fk.challenge, cchal),
@@ -915,7 +922,8 @@ static void queue_bound_when_relay_stops_reading(void **state)
 	while (status_of(a).tx_drop_queue < 1000 && now_ms() < stop) {
 		for (int i = 0; i < 64; i++) {
 			memcpy(pkt, &sent, 4);
-			assert_int_equal(relay_client_send(a->c, dst, pkt, sizeof pkt), 0);
+			assert_int_equal(relay_client_send(a->c, dst, pkt, sizeof pkt),
+			                 0);
 			sent++;
 			struct relay_client_status st = status_of(a);
 			assert_true(st.queued_bytes <= RELAY_CLIENT_QUEUE_MIN);
@@ -925,8 +933,8 @@ static void queue_bound_when_relay_stops_reading(void **state)
 		pump(1);
 	}
 	struct relay_client_status st = status_of(a);
-	print_message("sent %u, dropped %llu, waiting at most %zu bytes (bound %u)\n", sent,
-	              (unsigned long long)st.tx_drop_queue, max_queued,
+	print_message("sent %u, dropped %llu, waiting at most %zu bytes (bound %u)\n",
+	              sent, (unsigned long long)st.tx_drop_queue, max_queued,
 	              (unsigned)RELAY_CLIENT_QUEUE_MIN);
 	assert_true(st.tx_drop_queue >= 1000);
 	assert_true(max_queued > RELAY_CLIENT_QUEUE_MIN / 2);
@@ -940,7 +948,8 @@ static void queue_bound_when_relay_stops_reading(void **state)
 	print_message("relay got %u (%u..%u), %u pings, %u bad; client sent %llu, %llu "
 	              "waiting\n",
 	              fk.packets, fk.first_seq, fk.last_seq, fk.pings, fk.bad,
-	              (unsigned long long)st.tx_packets, (unsigned long long)st.queued_bytes);
+	              (unsigned long long)st.tx_packets,
+	              (unsigned long long)st.queued_bytes);
 	assert_true(all);
 	assert_true(fk.seq_increasing);
 	assert_int_equal(fk.bad, 0);
@@ -1035,10 +1044,10 @@ static void hostile_relay_frames(void **state)
 	relay_encode_header(empty_pkt, sizeof empty_pkt, RELAY_FRAME_RECV_PACKET, 32);
 	memset(empty_pkt + RELAY_HDR_LEN, 1, 32);
 	const struct hostile_case cases[] = {
-	    {"not HTTP", FAKE_GARBAGE_FOR_101, not_http, sizeof not_http - 1, false, 1, 0, 0,
-	     "is not a mesh relay (its answer is not HTTP"},
-	    {"HTTP 404", FAKE_GARBAGE_FOR_101, http_404, sizeof http_404 - 1, false, 1, 0, 0,
-	     "HTTP 404 to the upgrade"},
+	    {"not HTTP", FAKE_GARBAGE_FOR_101, not_http, sizeof not_http - 1, false, 1, 0,
+	     0, "is not a mesh relay (its answer is not HTTP"},
+	    {"HTTP 404", FAKE_GARBAGE_FOR_101, http_404, sizeof http_404 - 1, false, 1, 0,
+	     0, "HTTP 404 to the upgrade"},
 	    {"4 GiB length in the handshake", FAKE_GARBAGE_AFTER_101, huge, sizeof huge,
 	     false, 1, 1, 0, "of 4294967295 bytes"},
 	    {"handshake frame over its limit", FAKE_GARBAGE_AFTER_101, over_hs,
@@ -1177,7 +1186,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(admitted_packets_both_ways, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unknown_key_refused_then_admitted, setup,
 	                                    teardown),
-	    cmocka_unit_test_setup_teardown(wrong_relay_key_never_connects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(wrong_relay_key_never_connects, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(not_connected_sends_counted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(backoff_doubles_with_jitter, setup, teardown),
 	    cmocka_unit_test_setup_teardown(server_restart_reconnects, setup, teardown),
