@@ -2,9 +2,10 @@
  * server in process, on loopback: admitted, packets both ways; an unknown
  * key refused, then admitted on its own once the key is added; a wrong
  * pinned relay key; the server stopped and started again on the same port;
- * RESTARTING; sends while not connected; TLS with a certificate made here;
- * a name through evdns (a hosts file); reconnect and free from inside
- * callbacks. Then against a fake relay this test drives byte by byte: the
+ * RESTARTING; sends while not connected; the backoff; TLS with a
+ * certificate made here; a name through evdns (a hosts file); reconnect
+ * and free from inside callbacks; the relay's loop standing still (the
+ * client's queue bound, oldest dropped, order kept). Then against a fake relay this test drives byte by byte: the
  * queue bound when the relay stops reading (oldest dropped, newest kept),
  * keepalive (PING answered, silence detected), and garbage, oversized and
  * forged frames (closed, counted, no crash). */
@@ -53,6 +54,11 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* A relay on a loop of its own, run only while this is set: a relay that
+ * stops reading (and doing anything else) when it is cleared. */
+static struct event_base *srv_base;
+static bool srv_running;
+
 static void pump(int ms)
 {
 	uint64_t end = now_ms() + (uint64_t)ms;
@@ -60,6 +66,8 @@ static void pump(int ms)
 		struct timeval tv = {0, 2000};
 		event_base_loopexit(base, &tv);
 		event_base_dispatch(base);
+		if (srv_base && srv_running)
+			event_base_loop(srv_base, EVLOOP_NONBLOCK);
 	} while (now_ms() < end);
 }
 
@@ -79,7 +87,7 @@ static bool pump_until(bool (*cond)(void *), void *arg, int ms)
 
 static void server_start(uint16_t want_port, uint16_t keepalive_s)
 {
-	struct rly_config cfg = {.base = base,
+	struct rly_config cfg = {.base = srv_base ? srv_base : base,
 	                         .tls = srv_tls,
 	                         .keepalive_s = keepalive_s,
 	                         .handshake_ms = 3000};
@@ -139,7 +147,8 @@ struct node {
 	uint8_t rx_src[32];
 	uint8_t rx[RELAY_PACKET_MAX];
 	size_t rx_len;
-	uint32_t rx_last_seq;
+	uint32_t rx_last_seq, want_seq;
+	bool seq_ordered; /* every numbered packet after the one before */
 	/* PEER_GONE */
 	unsigned n_gone;
 	uint8_t gone_key[32];
@@ -156,8 +165,13 @@ static void on_packet(void *ctx, struct relay_client *c, const uint8_t *src,
 	memcpy(n->rx_src, src, 32);
 	memcpy(n->rx, data, len);
 	n->rx_len = len;
-	if (len >= 4)
-		memcpy(&n->rx_last_seq, data, 4);
+	if (len >= 4) {
+		uint32_t seq;
+		memcpy(&seq, data, 4);
+		if (n->n_rx > 1 && seq <= n->rx_last_seq)
+			n->seq_ordered = false;
+		n->rx_last_seq = seq;
+	}
 	if (n->free_on_packet) {
 		relay_client_free(c);
 		n->c = NULL;
@@ -649,6 +663,68 @@ static void tls_packets_both_ways(void **state)
 	test_free(a);
 	test_free(b);
 	test_free(c);
+}
+
+static bool seq_arrived(void *arg)
+{
+	struct node *n = arg;
+	return n->n_rx && n->rx_last_seq == n->want_seq;
+}
+
+/* The real relay stops reading (its loop stands still): the sender's
+ * waiting bytes stay within queue_bytes, the oldest queued packets are
+ * the ones dropped; when the relay runs again the newest packet arrives
+ * and everything arrives in order. */
+static void queue_bound_when_real_relay_stalls(void **state)
+{
+	rly_server_free(srv);
+	srv_base = event_base_new();
+	srv_running = true;
+	server_start(0, 0);
+	struct node *a = test_malloc(sizeof *a), *b = test_malloc(sizeof *b);
+	node_init(a);
+	node_init(b);
+	uint8_t keys[2][32];
+	memcpy(keys[0], a->pub, 32);
+	memcpy(keys[1], b->pub, 32);
+	admit((const uint8_t(*)[32])keys, 2);
+	node_start(a, &(struct node_opts){.queue_bytes = RELAY_CLIENT_QUEUE_MIN});
+	node_start(b, NULL);
+	assert_true(pump_until(is_connected, a, 3000));
+	assert_true(pump_until(is_connected, b, 3000));
+	pump(20);
+	srv_running = false;
+	uint8_t pkt[1200] = {0};
+	uint32_t sent = 0;
+	uint64_t stop = now_ms() + 15000;
+	while (status_of(a).tx_drop_queue < 1000 && now_ms() < stop) {
+		for (int i = 0; i < 64; i++) {
+			memcpy(pkt, &sent, 4);
+			assert_int_equal(relay_client_send(a->c, b->pub, pkt, sizeof pkt),
+			                 0);
+			sent++;
+			assert_true(status_of(a).queued_bytes <= RELAY_CLIENT_QUEUE_MIN);
+		}
+		pump(1);
+	}
+	struct relay_client_status st = status_of(a);
+	print_message("relay stalled: sent %u, the client dropped %llu\n", sent,
+	              (unsigned long long)st.tx_drop_queue);
+	assert_true(st.tx_drop_queue >= 1000);
+	b->want_seq = sent - 1;
+	b->seq_ordered = true;
+	srv_running = true;
+	assert_true(pump_until(seq_arrived, b, 15000));
+	assert_true(b->seq_ordered);
+	assert_true(relay_client_connected(a->c));
+	relay_client_free(a->c);
+	relay_client_free(b->c);
+	test_free(a);
+	test_free(b);
+	rly_server_free(srv);
+	srv = NULL;
+	event_base_free(srv_base);
+	srv_base = NULL;
 }
 
 /* --- a fake relay this test drives ---------------------------------------- */
@@ -1196,6 +1272,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(name_through_evdns, setup, teardown),
 	    cmocka_unit_test_setup_teardown(tls_packets_both_ways, setup, teardown),
+	    cmocka_unit_test_setup_teardown(queue_bound_when_real_relay_stalls, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(queue_bound_when_relay_stops_reading, setup,
 	                                    fake_teardown),
 	    cmocka_unit_test_setup_teardown(keepalive_and_silence, setup, fake_teardown),
