@@ -211,6 +211,7 @@ static void sa_from_ctl(struct sockaddr_storage *ss, const struct ctl_endpoint *
 /* ---- relay connections ---- */
 
 static void push_all_paths(struct magicsock *ms);
+static void set_home(struct magicsock *ms, uint32_t id);
 static void push_path(struct magicsock *ms, struct ms_peer *p);
 static struct ms_peer *peer_by_key(const struct magicsock *ms, const uint8_t *key);
 static void schedule_netcheck(struct magicsock *ms, uint32_t ms_from_now);
@@ -445,10 +446,13 @@ static void our_endpoints(const struct magicsock *ms, struct disco_msg *m)
 static void ping_all(struct magicsock *ms, struct ms_peer *p, bool call_me)
 {
 	int64_t now = now_ms();
-	p->last_ping_all_ms = now;
+	bool sent = false;
 	for (size_t i = 0; i < p->n_cand; i++)
-		if (now - p->cand[i].last_ping_ms >= MS_CAND_GAP_MS)
+		if (now - p->cand[i].last_ping_ms >= MS_CAND_GAP_MS) {
+			uint64_t before = p->pings_sent;
 			send_ping(ms, p, &p->cand[i]);
+			sent |= p->pings_sent != before;
+		}
 	/* Ask the peer, through the relay, to ping our endpoints now too: both
 	 * NATs open their mappings at about the same time. */
 	struct ms_conn *k = conn_for(ms, p, true);
@@ -462,8 +466,13 @@ static void ping_all(struct magicsock *ms, struct ms_peer *p, bool call_me)
 		if (m.n_eps && disco_send(ms, p, NULL, &m) == 0) {
 			p->last_cmm_ms = now;
 			ms->st.call_me_maybe_tx++;
+			sent = true;
 		}
 	}
+	/* A round that sent nothing (no candidates, no endpoints of ours yet,
+	 * no relay yet) does not count: the next send tries again. */
+	if (sent)
+		p->last_ping_all_ms = now;
 }
 
 /* Worth pinging: a unicast address and a port (what a peer's CALL_ME_MAYBE
@@ -997,6 +1006,11 @@ static int set_relays(struct magicsock *ms, const struct ctl_relay *r, size_t n)
 	}
 	log_info("relay map: %zu relay(s)", n);
 	schedule_netcheck(ms, 0); /* a new map: measure now */
+	/* No home yet: connect to the first relay now, so a node whose UDP is
+	 * blocked (netcheck then waits for its STUN timeout and times TCP)
+	 * is reachable at once; netcheck moves the home if another is nearer. */
+	if (!ms->home_id && n)
+		set_home(ms, ms->relays[0].id);
 	return 0;
 }
 

@@ -205,7 +205,8 @@ static bool wait_home(int ms_)
 {
 	int64_t end = mono_ms() + ms_;
 	while (mono_ms() < end) {
-		if (magicsock_home(ms[0]) == 1 && magicsock_home(ms[1]) == 1) {
+		if (magicsock_home(ms[0]) == 1 && magicsock_home(ms[1]) == 1 &&
+		    magicsock_report(ms[0]) && magicsock_report(ms[1])) {
 			struct magicsock_conn_status cs[2];
 			struct relay_client_status rs[2];
 			bool up = true;
