@@ -197,6 +197,8 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 		if (f->type == RELAY_FRAME_PEER_PRESENT) {
 			if (rly_keymap_put(&s->routes, f->u.peer.key, c) < 0)
 				s->st.drop_nomem++;
+			/* Our own client with that key may be a dead one. */
+			rly_client_suspect(s, f->u.peer.key);
 		} else if (f->type == RELAY_FRAME_PEER_GONE) {
 			rly_keymap_del(&s->routes, f->u.peer.key, c);
 		} else if (f->type == RELAY_FRAME_PEERS_RESET) {
