@@ -21,6 +21,7 @@ struct ssl_ctx_st;
 #define RC_CHUNK            (32u * 1024u)  /* output space taken from libevent at once */
 #define RC_RESTART_RETRY_MS 250u  /* the short schedule after RESTARTING starts */
 #define RC_RESTART_STEP_MAX 4000u /* ... and doubles up to this */
+#define RC_NOT_ADMITTED_QUICK 3u  /* "not a node" refusals on the normal backoff */
 #define RC_KEEPALIVE_MIN_S  5u    /* the relay's keepalive_s, clamped */
 #define RC_KEEPALIVE_MAX_S  60u
 #define RC_HEALTH_LOG_MS    60000u         /* HEALTH changes logged at most this often */
@@ -82,6 +83,7 @@ struct relay_client {
 	bool ping_out;
 	uint64_t session_start_ms, retry_at_ms;
 	uint32_t backoff_cur_ms;
+	unsigned not_admitted; /* refusals in a row for our key (reset on admission) */
 	uint64_t restart_at_ms, restart_until_ms; /* after RESTARTING */
 	uint32_t restart_step_ms;                 /* its retry interval, growing */
 	uint64_t health_log_ms, health_unlogged;

@@ -232,6 +232,12 @@ static void on_refused(struct relay_client *c, const struct relay_frame *f)
 	c->restart_at_ms = c->restart_until_ms = 0;
 	bool slow;
 	const char *why = refused_why(f->u.text.reason, &slow);
+	/* A node that just registered reaches the relay before mesh-control
+	 * has told the relay its key (tens of ms): its first refusals take
+	 * the normal backoff (0.5, 1, 2 s), only a lasting one the slow end. */
+	if (f->u.text.reason == RELAY_REFUSED_NOT_ADMITTED &&
+	    ++c->not_admitted <= RC_NOT_ADMITTED_QUICK)
+		slow = false;
 	char text[100];
 	clean_text(f, text, sizeof text);
 	rc_fail(c, slow, "refused: %s (relay: %s)", why,
@@ -283,6 +289,7 @@ static void on_server_info(struct relay_client *c, const struct relay_frame *f)
 	}
 	c->sealed = true;
 	rc_session_up(c, f->u.server_info.keepalive_s);
+	c->not_admitted = 0;
 	rc_set_state(c, RELAY_CLIENT_CONNECTED, "");
 }
 
