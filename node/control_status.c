@@ -324,6 +324,8 @@ static json_t *nctl_json_paths(const struct node_ctl *m)
 		fmt_json_set(r, "tx_drop_notconn", fmt_json_u64(rs[i].tx_drop_notconn));
 		fmt_json_set(r, "tx_drop_queue", fmt_json_u64(rs[i].tx_drop_queue));
 		fmt_json_set(r, "rx_drop_bad", fmt_json_u64(rs[i].rx_drop_bad));
+		fmt_json_set(r, "tx_drop_ctl", fmt_json_u64(rs[i].tx_drop_ctl));
+		fmt_json_set(r, "keepalive_ms", json_integer(rs[i].keepalive_ms));
 		conns = fmt_json_append(conns, r);
 	}
 	fmt_json_set(o, "relays", conns);

@@ -294,7 +294,8 @@ static void admit(struct rly_conn *c, bool mesh)
 	struct timeval wt = {s->cfg.write_timeout_ms / 1000,
 	                     (s->cfg.write_timeout_ms % 1000) * 1000};
 	bufferevent_set_timeouts(c->bev, NULL, &wt);
-	/* SERVER_INFO goes out as it is; every frame after it is sealed. */
+	/* SERVER_INFO goes out as it is (its settings as on_client_info bound
+	 * them into the session); every frame after it is sealed. */
 	uint8_t fr[RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN];
 	size_t n = relay_encode_server_info(
 	    fr, sizeof fr, 0, (uint16_t)s->cfg.queue_packets,
@@ -352,11 +353,15 @@ static bool on_client_info(struct rly_conn *c, const struct relay_frame *f)
 		       &s->st.refused_version);
 		return false;
 	}
-	/* The session: our ephemeral key against the client's. */
-	uint8_t eph_priv[32];
+	/* The session: our ephemeral key against the client's, bound to the
+	 * settings SERVER_INFO will carry (admit sends the same). */
+	uint8_t eph_priv[32], settings[RELAY_SETTINGS_LEN];
 	crypto_box_keypair(c->eph_pub, eph_priv);
+	relay_encode_settings(settings, RELAY_PROTO_VERSION, 0,
+	                      (uint16_t)s->cfg.queue_packets,
+	                      (uint16_t)s->cfg.keepalive_s);
 	if (relay_session_init(&c->sess, false, eph_priv, peer_eph, c->key, s->cfg.pub,
-	                       c->challenge, c->peer_chal) < 0) {
+	                       c->challenge, c->peer_chal, settings) < 0) {
 		refuse(c, RELAY_REFUSED_BAD_AUTH,
 		       "CLIENT_INFO carries an unusable ephemeral key",
 		       &s->st.refused_bad_auth);

@@ -321,9 +321,11 @@ static int cl_hello(struct cl *c, bool wrong_priv)
 		uint8_t reph[32];
 		last_queue_packets = f.u.server_info.queue_packets;
 		assert_int_equal(relay_server_info_open(&f, c->priv, spub, cc, reph), 0);
-		assert_int_equal(
-		    relay_session_init(&c->sess, true, eph, reph, c->pub, spub, chal, cc),
-		    0);
+		uint8_t set[RELAY_SETTINGS_LEN];
+		relay_server_info_settings(&f, set);
+		assert_int_equal(relay_session_init(&c->sess, true, eph, reph, c->pub,
+		                                    spub, chal, cc, set),
+		                 0);
 		c->sealed = true;
 	}
 	return f.type;
