@@ -305,10 +305,16 @@ for n in "${NODES[@]}"; do
     wait_until 20 mp ip --state "$RUN/$n" || die "$n did not join (see $E2E_LOGDIR/$n.log)"
 done
 pass "all ${#NODES[@]} nodes joined"
+# Ready: every node connected to its home relay and knowing every other
+# node's home relay (the map), so the pairs measure paths, not start-up.
+t0=$(date +%s%N)
+home_up="[r for r in (m.get('paths') or {}).get('relays') or [] if r.get('home') and r.get('state') == 'connected']"
+peers_homed="len([p for p in m.get('peers', []) if p.get('home_relay')]) == ${#NODES[@]} - 1"
 for n in "${NODES[@]}"; do
-    wait_until 20 sj "$n" "(m.get('paths') or {}).get('home_relay')" ||
-        fail "$n has no home relay after 20 s"
+    wait_until 30 sj "$n" "$home_up and $peers_homed" ||
+        fail "$n: no connected home relay, or a peer without one, after 30 s: $(sjv "$n" "(m.get('paths') or {}).get('relays')")"
 done
+info "every node connected to its home relay and knew the others' $((($(date +%s%N) - t0) / 1000000)) ms after the last one joined"
 for n in "${NODES[@]}"; do
     [ "$n" = noudp ] && continue
     wait_until 20 sj "$n" "(m.get('paths') or {}).get('public_v4')" ||

@@ -145,7 +145,15 @@ def main():
                a_relay_region=pa.get("relay_region"), b_relay_region=pb.get("relay_region"),
                elapsed_ms=round(now_ms() - t0))
     for side, st in (("a", sa), ("b", sb)):
-        res[side + "_counters"] = ((st or {}).get("paths") or {}).get("counters")
+        paths = (st or {}).get("paths") or {}
+        res[side + "_counters"] = paths.get("counters")
+        # Per relay connection: what it dropped because it was not
+        # connected yet (a packet sent while a connection to the peer's
+        # region was still being opened).
+        res[side + "_relays"] = [
+            {k: r.get(k) for k in ("name", "region", "home", "state", "tx_drop_notconn",
+                                   "tx_drop_queue", "reconnects")}
+            for r in paths.get("relays") or []]
     with open(sys.argv[2] + ".tmp", "w") as f:
         json.dump(res, f, indent=1)
     os.rename(sys.argv[2] + ".tmp", sys.argv[2])

@@ -20,6 +20,10 @@ import sys
 import time
 
 
+GOAL_FIRST_BYTE_MS = 1000
+GOAL_DIRECT_MS = 2000
+
+
 def verdict(p, r, size):
     if r is None:
         return ["no result (pair.py did not finish)"]
@@ -79,12 +83,21 @@ def main():
                 % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), size // 1024))
         f.write("| pair | expected | got | first byte ms | direct ms | result | note |\n")
         f.write("|---|---|---|---|---|---|---|\n")
+        slow_fb, slow_direct = [], []
         for p, r, got, ok in rows:
+            fb = r.get("first_byte_ms") if r else None
+            dm = r.get("direct_ms") if r else None
             f.write("| %s | %s | %s | %s | %s | %s | %s |\n" % (
-                p["pair"], p["expected"], got,
-                fmt_ms(r.get("first_byte_ms") if r else None),
-                fmt_ms(r.get("direct_ms") if r else None),
+                p["pair"], p["expected"], got, fmt_ms(fb), fmt_ms(dm),
                 "pass" if ok else "FAIL", p.get("note", "")))
+            if fb is not None and fb >= GOAL_FIRST_BYTE_MS:
+                slow_fb.append("%s (%s ms)" % (p["pair"], fmt_ms(fb)))
+            if p["expected"] == "direct" and (dm is None or dm >= GOAL_DIRECT_MS):
+                slow_direct.append("%s (%s ms)" % (p["pair"], fmt_ms(dm)))
+        f.write("\nThe issue's goals, not asserted yet: first byte under %d ms (missed by: "
+                "%s); direct under %d ms where direct is expected (missed by: %s).\n" % (
+                    GOAL_FIRST_BYTE_MS, ", ".join(slow_fb) or "none",
+                    GOAL_DIRECT_MS, ", ".join(slow_direct) or "none"))
     return 0
 
 
