@@ -81,6 +81,12 @@ def main():
                 "included), \"direct\" the time from the start until both sides say "
                 "\"direct\" (- never). Kinds are described in `tests/e2e/natlab.sh`.\n\n"
                 % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), size // 1024))
+        kinds = {}
+        for p in pairs:
+            kinds.setdefault(p["a"], p["kind_a"].replace("_", " "))
+            kinds.setdefault(p["b"], p["kind_b"].replace("_", " "))
+        f.write("Nodes (NAT kind): %s.\n\n" % ", ".join(
+            "%s (%s)" % (n, k) for n, k in sorted(kinds.items(), key=lambda x: x[1])))
         f.write("| pair | expected | got | first byte ms | direct ms | result | note |\n")
         f.write("|---|---|---|---|---|---|---|\n")
         slow_fb, slow_direct = [], []
