@@ -28,7 +28,10 @@
 # First the lab proves itself: the NAT kinds behave as named (netcheck's
 # "mapping varies" on each node, unsolicited datagrams dropped by an eim
 # router and let in by the full cone, UDP dropped by noudp, miniupnpd
-# answering NAT-PMP). Then, for every pair in PAIRS, tests/e2e/natlab/
+# granting a NAT-PMP mapping that lets a datagram in, then deleting it).
+# The nodes join, and the lab waits until every node is ready: its home
+# relay connected, no relay connection in backoff, every peer's home known
+# (the time this takes is logged). Then, for every pair in PAIRS, tests/e2e/natlab/
 # pair.py fetches a file both ways through SOCKS5 by name and watches both
 # nodes' path for 10 s; the pair passes when its final path is exactly the
 # expected one on both sides and the traffic went that way (see
