@@ -99,14 +99,16 @@ int wg_device_set_peer_path(struct wg_device *d, const uint8_t key[WG_KEY_LEN],
 	struct wg_peer *p = d ? wg_pubkey_table_lookup(d->pubkeys, key) : NULL;
 	if (!p)
 		return -ENOENT;
-	bool could = wg_peer_reachable(p);
+	bool could = wg_peer_reachable(p), had_relay = p->relay_ok;
 	p->relay_ok = relay_ok;
 	p->direct_trust_until_ns =
 	    direct_trust_ms ? wg_now_ns() + (uint64_t)direct_trust_ms * NS_PER_MS : 0;
-	/* Packets waited for somewhere to go: a handshake now, not when the
-	 * retransmit timer next fires. */
-	if (!could && wg_peer_reachable(p) && p->handshake_unsent && p->staged_count &&
-	    (d->fd4 >= 0 || d->fd6 >= 0)) {
+	/* Packets waited for somewhere to go, or for a handshake that the
+	 * endpoint never answered: a handshake now, through the relay that
+	 * just came, not when the retransmit timer next fires. */
+	if (p->staged_count && (d->fd4 >= 0 || d->fd6 >= 0) &&
+	    ((!could && wg_peer_reachable(p) && p->handshake_unsent) ||
+	     (!had_relay && relay_ok && !p->current))) {
 		p->last_sent_handshake_ns = 0;
 		wg_send_staged(p);
 	}

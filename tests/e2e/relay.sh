@@ -267,4 +267,40 @@ out=$(nb timeout 5 "$MR" up --join "$T3" --state "$RUN/r3" --listen 127.0.0.1:18
 check "a relay key of the wrong size is refused, not truncated" \
     has "not a relay key \(a file of exactly 32 bytes\)" "$out"
 
+step "mesh-proxy netcheck: a joined node measures its relays (no running node needed)"
+e2e_require_mesh_proxy
+bg_nobody node r "$MESH_PROXY" up --join "$NODE_TOKEN" --state "$RUN/node" --hostname nc-node
+wait_until 20 test -s "$RUN/node/netmap.json" || fail "the node wrote no network map"
+nb "$MESH_PROXY" netcheck --state "$RUN/node" --json >"$E2E_TMP/netcheck.json" \
+    2>"$E2E_LOGDIR/netcheck.err"
+cp "$E2E_TMP/netcheck.json" "$E2E_LOGDIR/netcheck.json"
+nc_json() { python3 -c "import json,sys; j=json.load(open('$E2E_TMP/netcheck.json')); sys.exit(0 if ($1) else 1)"; }
+check "netcheck --json (as nobody): UDP works, eu is home through eu-1" \
+    nc_json "j['udp'] and j['ipv4'] and j['home']['region'] == 'eu' and j['home']['name'] == 'eu-1'"
+check "netcheck --json: eu-1's STUN and TCP times, and the address it saw" \
+    nc_json "[r for g in j['regions'] for r in g['relays'] if r['name'] == 'eu-1' and r['stun_rtt_ms'] > 0 and r['tcp_rtt_ms'] > 0 and r['mapped'] == j['global_v4']]"
+out=$(nb stun $STUN 1 -v 2>&1)
+sc_ip=$(sed -n 's/.*mappedAddr=\([0-9.]*\):[0-9]*.*/\1/p' <<<"$out" | head -1)
+check "stun-client agrees with netcheck's public address ($sc_ip)" \
+    nc_json "j['global_v4'].rsplit(':', 1)[0] == '$sc_ip' and '$sc_ip' != ''"
+out=$(nb "$MESH_PROXY" netcheck --state "$RUN/node" 2>&1)
+echo "$out" >"$E2E_LOGDIR/netcheck.txt"
+check "netcheck's text starts with UDP: and names the home relay" \
+    test "${out:0:4}" = "UDP:" -a -n "$(grep -E '^Home relay: +eu \(eu-1, ' <<<"$out")"
+out=$(nb "$MESH_PROXY" netcheck --state "$E2E_TMP/no-such-node" 2>&1)
+rc=$?
+check "netcheck without a map exits 1 and says to join a mesh" \
+    test "$rc" -eq 1 -a -n "$(grep 'join a mesh first' <<<"$out")"
+nb mkdir -m 700 "$RUN/norelay"
+python3 -c "import json; j=json.load(open('$RUN/node/netmap.json')); j.pop('relays'); print(json.dumps(j))" |
+    nb sh -c "umask 077 && cat >'$RUN/norelay/netmap.json'"
+out=$(nb "$MESH_PROXY" netcheck --state "$RUN/norelay" 2>&1)
+rc=$?
+check "netcheck with a map without relays exits 1 and says how to add one" \
+    test "$rc" -eq 1 -a -n "$(grep 'lists no relay.*mesh-control token --relay' <<<"$out")"
+out=$(nb "$MESH_PROXY" netcheck --state "$RUN/node" --timeout 5 2>&1)
+rc=$?
+check "netcheck --timeout 5 is refused (usage, exit 2)" \
+    test "$rc" -eq 2 -a -n "$(grep 'milliseconds, 100-60000' <<<"$out")"
+
 e2e_finish
