@@ -143,10 +143,12 @@ if len(sys.argv) > 3:
     sys.exit(0)
 sys.exit(0 if v else 1)
 EOF
-# status_save NODE : alpha's `status --json` into $E2E_TMP/NODE.json
+# status_save NODE : NODE's `status --json` into $E2E_TMP/NODE.json (the
+# last one is kept in the artifacts too).
 status_save() {
     mp status --state "$RUN/$1" --json >"$E2E_TMP/$1.json.tmp" 2>"$E2E_TMP/$1.json.err" &&
-        mv "$E2E_TMP/$1.json.tmp" "$E2E_TMP/$1.json"
+        mv "$E2E_TMP/$1.json.tmp" "$E2E_TMP/$1.json" &&
+        cp "$E2E_TMP/$1.json" "$E2E_LOGDIR/$1-status.json"
 }
 # sj NODE EXPR : EXPR is true over NODE's status now.
 sj() { status_save "$1" && "$PY" "$E2E_TMP/sj.py" "$E2E_TMP/$1.json" "$2"; }
