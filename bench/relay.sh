@@ -162,7 +162,7 @@ udp_unblock() { nsx "$1" nft delete table inet bench_udp; }
 path_of() {
     mp status --state "$RUN/$1" --json 2>/dev/null | "$PY" -c "
 import json, sys
-j = json.load(sys.stdin)
+j = json.load(sys.stdin).get('mesh') or {}
 for p in j.get('peers', []):
     for k in ('name', 'hostname', 'dns_name', 'fqdn'):
         v = p.get(k)

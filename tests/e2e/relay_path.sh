@@ -354,9 +354,10 @@ step "2b. the same with SIGKILL (no RESTARTING)"
 restart_relay1 KILL relay1c
 
 step "3. alpha reaches only relay1, bravo only relay2: the relay mesh carries them"
-# bravo stops first, so relay1 sees its connection close: a connection
-# that vanishes silently would keep bravo's key on relay1 (see the
-# closing note of tests/e2e/relay_path.sh's commit).
+# bravo stops before relay1 is blocked, so relay1 sees its connection
+# close. (A connection that vanished silently would keep bravo's key local
+# on relay1, which prefers a local client over its sibling's route until
+# that connection's write deadline: not what this step is about.)
 bg_stop bravo
 wait_until 5 relay_clients_are r1 1 || info "relay1 still counts $(relay_stat r1 "j['clients']") clients"
 relay_block bravo $R1 || die "nft on bravo failed"
