@@ -22,7 +22,7 @@
 #                           direct (status --json); cpu_per_gb: both nodes
 #   relay_load   load_pps, load_cpu, load_rss, load_clients: 1,000 relay
 #                           clients (tests/tools/relay-load, one process) on
-#                           one mesh-relay, each sending 50 packets/s of
+#                           one mesh-relay, each sending 100 packets/s of
 #                           1,200 bytes to the next for S*2 seconds
 #                           (default 10): packets/s received, the relay's
 #                           CPU (% of one core, /proc/PID/stat) and its RSS
@@ -50,6 +50,7 @@ e2e_require_mesh_proxy
 
 TOTAL=$((256 << 20))
 LOAD_N=1000
+LOAD_PPS=100
 LOAD_S=$((SECS * 2))
 if [ "$QUICK" = 1 ]; then
     TOTAL=$((64 << 20))
@@ -211,7 +212,7 @@ step "$LOAD_N relay clients on one relay (tests/tools/relay-load), ${LOAD_S} s"
 pps="" cpu="" rss="" clients=""
 for ((i = 0; i < RUNS; i++)); do
     out=$(nsx_nobody_nofile R 65536 "$RL" --token "$TOKEN" --relay $RELAY -n $LOAD_N --seconds $LOAD_S \
-        --pps 50 --pid "$RELAY_PID" 2>>"$E2E_LOGDIR/relay-load.log")
+        --pps $LOAD_PPS --pid "$RELAY_PID" 2>>"$E2E_LOGDIR/relay-load.log")
     echo "$out" >>"$E2E_LOGDIR/relay-load.log"
     info "$out"
     kv() { sed -n "s/.*\\b$1=\\([0-9.]*\\).*/\\1/p" <<<"$out"; }
