@@ -17,7 +17,8 @@
 #                           raw loopback TCP, the same tool (the ceiling)
 #   mesh_relay   tput_256m  A's SOCKS5 -> B by name, every UDP datagram of A
 #                           and B dropped by nftables: WireGuard over the
-#                           relay's TCP; cpu_per_gb: both nodes and the relay
+#                           relay's TCP; cpu_per_gb: both nodes and the relay;
+#                           relay_cpu_per_gb: the relay alone
 #   mesh_direct  tput_256m  the same pair with UDP allowed, once the path is
 #                           direct (status --json); cpu_per_gb: both nodes
 #   relay_load   load_pps, load_cpu, load_rss, load_clients: 1,000 relay
@@ -107,21 +108,26 @@ up_once() {
 }
 
 # tput PATH "PIDS" CMD... : RUNS runs; records tput_256m and (with PIDS)
-# cpu_per_gb, the CPU of those processes per GB moved.
+# cpu_per_gb, the CPU of those processes per GB moved; on mesh_relay also
+# relay_cpu_per_gb, the relay's share alone.
 tput() {
-    local path=$1 pids=$2 i p c0 c1 out v="" cpu="" c
+    local path=$1 pids=$2 i p c0 c1 r0 r1 out v="" cpu="" rcpu="" c
     shift 2
     : >"$WHY"
     for ((i = 0; i < RUNS; i++)); do
         c0=0
         for p in $pids; do c0=$(awk -v a="$c0" -v b="$(proc_cpu_s "$p")" 'BEGIN { print a + b }'); done
+        r0=$(proc_cpu_s "$RELAY_PID")
         if out=$("$@"); then
             c1=0
             for p in $pids; do c1=$(awk -v a="$c1" -v b="$(proc_cpu_s "$p")" 'BEGIN { print a + b }'); done
+            r1=$(proc_cpu_s "$RELAY_PID")
             v="$v ${out%% *}"
             if [ -n "$pids" ]; then
                 c=$(awk -v a="$c0" -v b="$c1" -v n="${out#* }" 'BEGIN { printf "%.2f", (b - a) / (n / 1e9) }')
                 cpu="$cpu $c"
+                c=$(awk -v a="$r0" -v b="$r1" -v n="${out#* }" 'BEGIN { printf "%.2f", (b - a) / (n / 1e9) }')
+                rcpu="$rcpu $c"
             fi
         fi
         sleep 0.3
@@ -135,6 +141,8 @@ tput() {
     record "$path" tput_256m Mbit/s $v
     # shellcheck disable=SC2086
     [ -n "$pids" ] && record "$path" cpu_per_gb s/GB $cpu
+    # shellcheck disable=SC2086
+    [ "$path" = mesh_relay ] && record "$path" relay_cpu_per_gb s/GB $rcpu
     return 0
 }
 
