@@ -736,6 +736,8 @@ static void nctl_start_paths(struct node_ctl *m)
 	    .wg = m->wg,
 	    .on_change = nctl_paths_changed,
 	    .ctx = m,
+	    .skip_keys = (const uint8_t(*)[32])m->np.static_keys,
+	    .n_skip_keys = m->np.n_static,
 	};
 	memcpy(mc.node_priv, m->p->keys.node, 32);
 	crypto_scalarmult_base(mc.node_pub, m->p->keys.node);

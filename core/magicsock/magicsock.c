@@ -21,10 +21,13 @@
 #include "core/wg/device.h"
 
 #define MS_CANDS_MAX (CTL_ENDPOINTS_MAX + MS_LEARNED_MAX)
-#define MS_PINGS_MAX 16
+#define MS_PINGS_MAX (MS_CANDS_MAX + 8) /* a round to every candidate, and heartbeats */
 #define MS_CAND_GAP_MS 1000 /* one candidate is pinged at most this often */
 #define MS_NETCHECK_MIN_MS 20000
 #define MS_NETCHECK_JITTER_MS 6000
+#define MS_UPGRADE_MS 60000 /* a trusted peer's other candidates re-probed this often */
+#define MS_HEARD_MS 60000   /* replies go back through the relay a peer was heard on */
+#define MS_GONE_MS 10000    /* a relay said the peer is not there: not through it */
 
 struct ms_cand {
 	struct sockaddr_storage sa;
@@ -52,6 +55,10 @@ struct ms_peer {
 	struct sockaddr_storage best;
 	uint32_t best_lat_us;
 	int64_t trust_until_ms, last_ping_all_ms, last_heartbeat_ms, last_cmm_ms;
+	int64_t last_cmm_rx_ms;
+	uint32_t heard_relay_id; /* the relay its last relayed packet came through */
+	int64_t heard_ms;
+	int64_t gone_until_ms; /* a relay answered PEER_GONE (not here) for it */
 	uint64_t seen_bytes;
 	int64_t active_ms; /* last time WireGuard moved bytes for it */
 	unsigned pongs_this_sec;
@@ -65,6 +72,19 @@ struct ms_conn {
 	struct relay_client *c;
 	int64_t last_use_ms;
 	bool home;
+	int64_t down_since_ms; /* first failure since the last success, 0: up */
+	bool avoided;          /* reported to netcheck as unusable */
+};
+
+/* A home relay that stays unusable for MS_HOME_DOWN_MS (TCP refused, key
+ * mismatch, not admitted) is left out of netcheck's candidates for
+ * MS_AVOID_MS, so a relay that answers STUN but cannot be used does not
+ * stay home. */
+#define MS_AVOID_MS     60000
+#define MS_AVOID_MAX   8
+struct ms_avoid {
+	uint32_t id;
+	int64_t until_ms;
 };
 
 struct magicsock {
@@ -81,6 +101,9 @@ struct magicsock {
 	struct netcheck_report *report; /* the last one, or NULL */
 	struct event *tick, *nc_timer;
 	struct ctl_endpoints local_eps;
+	struct ms_avoid avoid[MS_AVOID_MAX];
+	uint8_t (*skip)[32]; /* static [Peer] keys: never steered */
+	size_t n_skip;
 	struct magicsock_stats st;
 };
 
@@ -188,6 +211,10 @@ static void sa_from_ctl(struct sockaddr_storage *ss, const struct ctl_endpoint *
 /* ---- relay connections ---- */
 
 static void push_all_paths(struct magicsock *ms);
+static void set_home(struct magicsock *ms, uint32_t id);
+static void push_path(struct magicsock *ms, struct ms_peer *p);
+static struct ms_peer *peer_by_key(const struct magicsock *ms, const uint8_t *key);
+static void schedule_netcheck(struct magicsock *ms, uint32_t ms_from_now);
 
 static void conn_on_packet(void *ctx, struct relay_client *c, const uint8_t *src_key,
                            const uint8_t *data, size_t len);
@@ -196,7 +223,14 @@ static void conn_on_state(void *ctx, struct relay_client *c, enum relay_client_s
                           const char *detail)
 {
 	struct ms_conn *k = ctx;
+	struct magicsock *ms = k->ms;
 	const char *what = relay_client_state_name(st);
+	if (st == RELAY_CLIENT_CONNECTED) {
+		k->down_since_ms = 0;
+		k->avoided = false;
+	} else if (st == RELAY_CLIENT_BACKOFF && !k->down_since_ms) {
+		k->down_since_ms = now_ms();
+	}
 	if (st == RELAY_CLIENT_CONNECTED)
 		log_info("relay %s (%s, %s:%u)%s: connected", k->info.name[0] ? k->info.name : "?",
 		         k->info.region, k->info.host, k->info.port, k->home ? " [home]" : "");
@@ -204,12 +238,30 @@ static void conn_on_state(void *ctx, struct relay_client *c, enum relay_client_s
 		log_info("relay %s (%s:%u): %s%s%s", k->info.name[0] ? k->info.name : "?",
 		         k->info.host, k->info.port, what ? what : "?", detail && *detail ? ": " : "",
 		         detail ? detail : "");
-	push_all_paths(k->ms);
+	push_all_paths(ms);
+}
+
+/* The relay has no client with this key (the peer moved to another
+ * relay, or has none): not through this relay for a while; the peer's
+ * next map entry (its new home) or its next packet says where it is. */
+static void conn_on_peer_gone(void *ctx, struct relay_client *c, const uint8_t *key,
+                              uint8_t reason)
+{
+	struct ms_conn *k = ctx;
+	struct ms_peer *p = peer_by_key(k->ms, key);
+	if (!p || reason != RELAY_GONE_NOT_HERE)
+		return;
+	if (p->heard_relay_id == k->info.id)
+		p->heard_relay_id = 0;
+	p->gone_until_ms = now_ms() + MS_GONE_MS;
+	k->ms->st.peer_gone++;
+	push_path(k->ms, p);
 }
 
 static const struct relay_client_callbacks conn_cb = {
     .on_packet = conn_on_packet,
     .on_state = conn_on_state,
+    .on_peer_gone = conn_on_peer_gone,
 };
 
 static struct ms_conn *conn_find(struct magicsock *ms, uint32_t id)
@@ -276,6 +328,17 @@ static struct ms_conn *home_conn(struct magicsock *ms)
  * open: make it if it does not exist. */
 static struct ms_conn *conn_for(struct magicsock *ms, struct ms_peer *p, bool open)
 {
+	/* The relay its packets last came through answers best (its home may
+	 * just have changed, or be one we cannot reach). */
+	if (p->heard_relay_id && now_ms() - p->heard_ms < MS_HEARD_MS) {
+		struct ms_conn *k = conn_find(ms, p->heard_relay_id);
+		if (k && relay_client_connected(k->c))
+			return k;
+	}
+	/* A peer that reported no home relay is on none: nothing reaches it
+	 * that way (a node without paths, or one still measuring). */
+	if (!p->home_relay)
+		return NULL;
 	struct ms_conn *home = home_conn(ms);
 	const struct ctl_relay *theirs = magicsock_relay(ms, p->home_relay);
 	if (!theirs || !home || strcmp(theirs->region, home->info.region) == 0)
@@ -291,11 +354,22 @@ static struct ms_conn *conn_for(struct magicsock *ms, struct ms_peer *p, bool op
 static void push_path(struct magicsock *ms, struct ms_peer *p)
 {
 	struct ms_conn *k = conn_for(ms, p, false);
-	bool relay_ok = k && relay_client_connected(k->c);
 	int64_t now = now_ms();
+	bool relay_ok = k && relay_client_connected(k->c) && p->gone_until_ms <= now;
 	uint32_t trust = p->has_best && p->trust_until_ms > now
 	                     ? (uint32_t)(p->trust_until_ms - now)
 	                     : 0;
+	/* Trust is for the address disco validated: the device's endpoint
+	 * (which roaming or the map may have moved) goes back to it. */
+	struct wg_peer_info pi;
+	if (trust && wg_device_peer_info_by_key(ms->cfg.wg, p->key, &pi) == 0 &&
+	    !sa_equal(&pi.endpoint, &p->best)) {
+		struct wg_peer_config pc;
+		memset(&pc, 0, sizeof(pc));
+		memcpy(pc.public_key, p->key, 32);
+		pc.endpoint = p->best;
+		(void)wg_device_update_peer(ms->cfg.wg, &pc, WG_PEER_UPD_ENDPOINT);
+	}
 	(void)wg_device_set_peer_path(ms->cfg.wg, p->key, relay_ok, trust);
 }
 
@@ -372,10 +446,13 @@ static void our_endpoints(const struct magicsock *ms, struct disco_msg *m)
 static void ping_all(struct magicsock *ms, struct ms_peer *p, bool call_me)
 {
 	int64_t now = now_ms();
-	p->last_ping_all_ms = now;
+	bool sent = false;
 	for (size_t i = 0; i < p->n_cand; i++)
-		if (now - p->cand[i].last_ping_ms >= MS_CAND_GAP_MS)
+		if (now - p->cand[i].last_ping_ms >= MS_CAND_GAP_MS) {
+			uint64_t before = p->pings_sent;
 			send_ping(ms, p, &p->cand[i]);
+			sent |= p->pings_sent != before;
+		}
 	/* Ask the peer, through the relay, to ping our endpoints now too: both
 	 * NATs open their mappings at about the same time. */
 	struct ms_conn *k = conn_for(ms, p, true);
@@ -389,8 +466,13 @@ static void ping_all(struct magicsock *ms, struct ms_peer *p, bool call_me)
 		if (m.n_eps && disco_send(ms, p, NULL, &m) == 0) {
 			p->last_cmm_ms = now;
 			ms->st.call_me_maybe_tx++;
+			sent = true;
 		}
 	}
+	/* A round that sent nothing (no candidates, no endpoints of ours yet,
+	 * no relay yet) does not count: the next send tries again. */
+	if (sent)
+		p->last_ping_all_ms = now;
 }
 
 /* Worth pinging: a unicast address and a port (what a peer's CALL_ME_MAYBE
@@ -400,12 +482,14 @@ static bool cand_ok(const struct sockaddr_storage *sa)
 	if (sa->ss_family == AF_INET) {
 		const struct sockaddr_in *s = (const void *)sa;
 		uint32_t a = ntohl(s->sin_addr.s_addr);
-		return s->sin_port && a != 0 && a != 0xffffffffu && (a >> 28) != 0xe;
+		return s->sin_port && a != 0 && a != 0xffffffffu && (a >> 28) != 0xe &&
+		       (a >> 16) != 0xa9fe; /* 169.254/16: link-local, cloud metadata */
 	}
 	if (sa->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s = (const void *)sa;
 		return s->sin6_port && !IN6_IS_ADDR_UNSPECIFIED(&s->sin6_addr) &&
-		       !IN6_IS_ADDR_MULTICAST(&s->sin6_addr);
+		       !IN6_IS_ADDR_MULTICAST(&s->sin6_addr) &&
+		       !IN6_IS_ADDR_LINKLOCAL(&s->sin6_addr);
 	}
 	return false;
 }
@@ -420,10 +504,17 @@ static struct ms_cand *add_candidate(struct ms_peer *p, const struct sockaddr_st
 	if (p->n_cand < MS_CANDS_MAX) {
 		slot = p->n_cand++;
 	} else {
+		/* the learned one heard from (pong) or tried (ping) longest ago */
 		slot = p->n_map_cand;
-		for (size_t i = p->n_map_cand + 1; i < p->n_cand; i++)
-			if (p->cand[i].last_pong_ms < p->cand[slot].last_pong_ms)
+		for (size_t i = p->n_map_cand + 1; i < p->n_cand; i++) {
+			const struct ms_cand *c = &p->cand[i], *o = &p->cand[slot];
+			int64_t ci = c->last_pong_ms > c->last_ping_ms ? c->last_pong_ms
+			                                                : c->last_ping_ms;
+			int64_t oi = o->last_pong_ms > o->last_ping_ms ? o->last_pong_ms
+			                                                : o->last_ping_ms;
+			if (ci < oi)
 				slot = i;
+		}
 	}
 	memset(&p->cand[slot], 0, sizeof(p->cand[slot]));
 	p->cand[slot].sa = *sa;
@@ -471,36 +562,75 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 		char a[64];
 		sockaddr_format(from, a, sizeof(a));
 		log_info("path: direct to a peer at %s (%.1f ms)", a, lat / 1000.0);
-		struct wg_peer_config pc;
-		memset(&pc, 0, sizeof(pc));
-		memcpy(pc.public_key, p->key, 32);
-		pc.endpoint = *from;
-		(void)wg_device_update_peer(ms->cfg.wg, &pc, WG_PEER_UPD_ENDPOINT);
 	}
 	push_path(ms, p);
+}
+
+/* The peers with this disco key: [*lo, *hi) in by_disco. Control should
+ * never hand out one disco key twice, but a member could register another
+ * node's: then every message is matched to the right one of them by what it
+ * carries (the PING's node key, the relay's sender key, the PONG's txid). */
+static bool disco_range(const struct magicsock *ms, const uint8_t *dk, size_t *lo,
+                        size_t *hi)
+{
+	size_t a = 0, b = ms->n_peers;
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+		if (memcmp(ms->by_disco[mid]->disco_key, dk, 32) < 0)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	size_t e = a;
+	while (e < ms->n_peers && memcmp(ms->by_disco[e]->disco_key, dk, 32) == 0)
+		e++;
+	*lo = a;
+	*hi = e;
+	return a < e;
+}
+
+static bool has_ping(const struct ms_peer *p, const uint8_t *txid)
+{
+	for (size_t i = 0; i < MS_PINGS_MAX; i++)
+		if (p->ping[i].sent_us &&
+		    sodium_memcmp(p->ping[i].txid, txid, DISCO_TXID_LEN) == 0)
+			return true;
+	return false;
 }
 
 static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
                      const struct sockaddr_storage *from, const uint8_t *relay_src)
 {
 	ms->st.disco_rx++;
-	struct ms_peer *p = find(ms->by_disco, ms->n_peers, disco_sender_key(buf), true);
-	if (!p || !p->shared_ok || (relay_src && sodium_memcmp(relay_src, p->key, 32) != 0)) {
+	size_t lo, hi;
+	if (!disco_range(ms, disco_sender_key(buf), &lo, &hi) || !ms->by_disco[lo]->shared_ok) {
 		ms->st.disco_drop_unknown++;
 		return;
 	}
 	struct disco_msg m;
-	if (disco_open(buf, len, p->shared, &m) != 0) {
+	if (disco_open(buf, len, ms->by_disco[lo]->shared, &m) != 0) {
+		ms->st.disco_drop_bad++;
+		return;
+	}
+	/* Which peer: the one the message itself names. */
+	struct ms_peer *p = NULL;
+	for (size_t i = lo; i < hi && !p; i++) {
+		struct ms_peer *q = ms->by_disco[i];
+		if (relay_src && sodium_memcmp(relay_src, q->key, 32) != 0)
+			continue;
+		if (m.type == DISCO_PING && sodium_memcmp(m.node_key, q->key, 32) != 0)
+			continue;
+		if (m.type == DISCO_PONG && hi - lo > 1 && !has_ping(q, m.txid))
+			continue;
+		p = q;
+	}
+	if (!p) {
 		ms->st.disco_drop_bad++;
 		return;
 	}
 	int64_t now = now_ms();
 	switch (m.type) {
 	case DISCO_PING: {
-		if (sodium_memcmp(m.node_key, p->key, 32) != 0) {
-			ms->st.disco_drop_bad++;
-			return;
-		}
 		ms->st.pings_rx++;
 		if (now / 1000 != p->pong_sec) {
 			p->pong_sec = now / 1000;
@@ -540,6 +670,12 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 			ms->st.disco_drop_bad++;
 			return;
 		}
+		/* One round per MS_PING_ALL_MS however often it asks. */
+		if (p->last_cmm_rx_ms && now - p->last_cmm_rx_ms < MS_PING_ALL_MS) {
+			ms->st.disco_drop_rate++;
+			return;
+		}
+		p->last_cmm_rx_ms = now;
 		for (size_t i = 0; i < m.n_eps; i++) {
 			struct sockaddr_storage ss;
 			if (disco_addr_to_sockaddr(&m.eps[i], &ss) && cand_ok(&ss))
@@ -559,11 +695,21 @@ static void conn_on_packet(void *ctx, struct relay_client *c, const uint8_t *src
 	struct ms_conn *k = ctx;
 	struct magicsock *ms = k->ms;
 	k->last_use_ms = now_ms();
+	struct ms_peer *p = peer_by_key(ms, src_key);
+	if (p && p->heard_relay_id != k->info.id) {
+		/* the relay vouches for the sender's key: answer through it */
+		p->heard_relay_id = k->info.id;
+		p->heard_ms = k->last_use_ms;
+		p->gone_until_ms = 0;
+		push_path(ms, p);
+	} else if (p) {
+		p->heard_ms = k->last_use_ms;
+	}
 	if (disco_is_message(data, len)) {
 		on_disco(ms, data, len, NULL, src_key);
 		return;
 	}
-	if (!peer_by_key(ms, src_key))
+	if (!p)
 		ms->st.relay_rx_unknown++; /* the device drops what it cannot open */
 	wg_device_receive_relayed(ms->cfg.wg, src_key, data, len);
 }
@@ -634,15 +780,26 @@ static void set_home(struct magicsock *ms, uint32_t id)
 	const struct ctl_relay *r = magicsock_relay(ms, id);
 	if (!r)
 		return;
+	if (!conn_find(ms, id) && ms->n_conns >= MS_CONNS_MAX) {
+		/* make room: the least recently used connection that is not home */
+		size_t victim = MS_CONNS_MAX;
+		for (size_t i = 0; i < ms->n_conns; i++)
+			if (ms->conns[i]->info.id != ms->home_id &&
+			    (victim == MS_CONNS_MAX ||
+			     ms->conns[i]->last_use_ms < ms->conns[victim]->last_use_ms))
+				victim = i;
+		if (victim != MS_CONNS_MAX)
+			conn_close(ms, victim);
+	}
+	struct ms_conn *k = conn_open(ms, r);
+	if (!k)
+		return; /* logged; the current home stays */
 	struct ms_conn *old = home_conn(ms);
 	if (old)
 		old->home = false; /* closes when idle */
 	ms->home_id = id;
-	struct ms_conn *k = conn_open(ms, r);
-	if (k) {
-		k->home = true;
-		k->last_use_ms = now_ms();
-	}
+	k->home = true;
+	k->last_use_ms = now_ms();
 	ms->st.home_changes++;
 	log_info("home relay: %s (region %s, %s:%u)", r->name[0] ? r->name : "?", r->region,
 	         r->host, r->port);
@@ -696,26 +853,40 @@ static void run_netcheck(evutil_socket_t fd, short ev, void *arg)
 		schedule_netcheck(ms, MS_NETCHECK_MIN_MS);
 		return;
 	}
-	for (size_t i = 0; i < ms->n_relays; i++) {
-		const struct ctl_relay *r = &ms->relays[i];
-		nr[i].id = r->id;
-		snprintf(nr[i].region, sizeof(nr[i].region), "%s", r->region);
-		snprintf(nr[i].host, sizeof(nr[i].host), "%s", r->host);
-		nr[i].port = r->port;
-		nr[i].stun_port = r->stun_port;
-		nr[i].tls = r->tls;
+	size_t n = 0;
+	bool home_avoided = false;
+	int64_t now = now_ms();
+	for (int pass = 0; pass < 2 && n == 0; pass++) {
+		for (size_t i = 0; i < ms->n_relays; i++) {
+			const struct ctl_relay *r = &ms->relays[i];
+			bool avoided = false;
+			for (size_t a = 0; pass == 0 && a < MS_AVOID_MAX; a++)
+				avoided |= ms->avoid[a].id == r->id && ms->avoid[a].until_ms > now;
+			if (avoided) {
+				home_avoided |= r->id == ms->home_id;
+				continue; /* (all avoided: the second pass takes them all) */
+			}
+			nr[n].id = r->id;
+			snprintf(nr[n].region, sizeof(nr[n].region), "%s", r->region);
+			snprintf(nr[n].host, sizeof(nr[n].host), "%s", r->host);
+			snprintf(nr[n].name, sizeof(nr[n].name), "%s", r->name);
+			nr[n].port = r->port;
+			nr[n].stun_port = r->stun_port;
+			nr[n].tls = r->tls;
+			n++;
+		}
 	}
 	struct netcheck_config nc = {
 	    .base = ms->cfg.base,
 	    .dns = ms->cfg.dns,
 	    .relays = nr,
-	    .n_relays = ms->n_relays,
+	    .n_relays = n,
 	    .send = nc_send,
 	    .send_ctx = ms,
 	    .timeout_ms = ms->cfg.netcheck_timeout_ms,
 	    .done = netcheck_done,
 	    .ctx = ms,
-	    .preferred_id = ms->home_id,
+	    .preferred_id = home_avoided ? 0 : ms->home_id,
 	};
 	char err[160];
 	ms->nc = netcheck_start(&nc, err, sizeof(err));
@@ -751,9 +922,29 @@ static void on_tick(evutil_socket_t fd, short ev, void *arg)
 			struct ms_cand *c = add_candidate(p, &p->best);
 			send_ping(ms, p, c);
 		}
+		/* Now and then every other candidate too: a better path (a LAN
+		 * that appeared) is found while this one works. */
+		if (now - p->last_ping_all_ms >= MS_UPGRADE_MS)
+			ping_all(ms, p, false);
 		/* Trust ran out (pongs stopped): look for a path again. */
 		if (p->trust_until_ms <= now && now - p->last_ping_all_ms >= MS_PING_ALL_MS)
 			ping_all(ms, p, true);
+	}
+	struct ms_conn *hk = home_conn(ms);
+	if (hk && hk->down_since_ms && !hk->avoided &&
+	    now - hk->down_since_ms >= MS_HOME_DOWN_MS) {
+		/* The home relay cannot be used: measure again without it. */
+		size_t slot = 0;
+		for (size_t i = 1; i < MS_AVOID_MAX; i++)
+			if (ms->avoid[i].until_ms < ms->avoid[slot].until_ms)
+				slot = i;
+		ms->avoid[slot].id = hk->info.id;
+		ms->avoid[slot].until_ms = now + MS_AVOID_MS;
+		hk->avoided = true;
+		log_warn("home relay %s (%s:%u) unusable for %d s; looking for another",
+		         hk->info.name[0] ? hk->info.name : "?", hk->info.host, hk->info.port,
+		         MS_HOME_DOWN_MS / 1000);
+		schedule_netcheck(ms, 0);
 	}
 	for (size_t i = 0; i < ms->n_conns;) {
 		struct ms_conn *k = ms->conns[i];
@@ -815,6 +1006,11 @@ static int set_relays(struct magicsock *ms, const struct ctl_relay *r, size_t n)
 	}
 	log_info("relay map: %zu relay(s)", n);
 	schedule_netcheck(ms, 0); /* a new map: measure now */
+	/* No home yet: connect to the first relay now, so a node whose UDP is
+	 * blocked (netcheck then waits for its STUN timeout and times TCP)
+	 * is reachable at once; netcheck moves the home if another is nearer. */
+	if (!ms->home_id && n)
+		set_home(ms, ms->relays[0].id);
 	return 0;
 }
 
@@ -836,12 +1032,14 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 		const struct ctl_peer *cp = &map->peers[i];
 		if (memcmp(cp->node_key, ms->cfg.node_pub, 32) == 0)
 			continue;
+		bool skip = false;
+		for (size_t j = 0; j < ms->n_skip; j++)
+			skip |= memcmp(cp->node_key, ms->skip[j], 32) == 0;
+		for (size_t j = 0; j < n; j++)
+			skip |= memcmp(cp->node_key, nk[j]->key, 32) == 0; /* twice: first wins */
+		if (skip)
+			continue;
 		struct ms_peer *p = peer_by_key(ms, cp->node_key);
-		bool dup = false;
-		for (size_t j = 0; p && j < n; j++)
-			dup |= nk[j] == p;
-		if (dup)
-			continue; /* one key twice in a map: the first wins */
 		if (!p) {
 			p = calloc(1, sizeof(*p));
 			if (!p) {
@@ -923,6 +1121,17 @@ struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
 		return NULL;
 	}
 	ms->cfg = *cfg;
+	ms->cfg.skip_keys = NULL;
+	if (cfg->n_skip_keys) {
+		ms->skip = calloc(cfg->n_skip_keys, 32);
+		if (!ms->skip) {
+			snprintf(err, errlen, "out of memory");
+			free(ms);
+			return NULL;
+		}
+		memcpy(ms->skip, cfg->skip_keys, cfg->n_skip_keys * 32);
+		ms->n_skip = cfg->n_skip_keys;
+	}
 	if (!ms->cfg.netcheck_timeout_ms)
 		ms->cfg.netcheck_timeout_ms = 3000;
 	ms->tick = event_new(cfg->base, -1, EV_PERSIST, on_tick, ms);
@@ -961,6 +1170,7 @@ void magicsock_free(struct magicsock *ms)
 	free(ms->by_disco);
 	free(ms->relays);
 	free(ms->report);
+	free(ms->skip);
 	if (ms->tick)
 		event_free(ms->tick);
 	if (ms->nc_timer)

@@ -8,7 +8,9 @@
  *    closed after MS_RELAY_IDLE_MS without use;
  *  - the home relay, chosen by netcheck (core/netcheck) over the device's
  *    own UDP socket at start and every 20-26 s (so the public address STUN
- *    sees is the WireGuard port's), and reported through on_change;
+ *    sees is the WireGuard port's), and reported through on_change; a home
+ *    relay whose connection stays down MS_HOME_DOWN_MS (refused, wrong
+ *    key, TCP blocked) is left out of netcheck for a minute;
  *  - disco (core/disco): PING/PONG validate a direct path both ways and
  *    measure it, CALL_ME_MAYBE through the relay asks the peer to ping
  *    our endpoints at the same time (both NATs open).
@@ -55,6 +57,7 @@ struct relay_client_status;
 #define MS_PONGS_PER_SEC   20
 #define MS_LEARNED_MAX     8 /* candidates learned from pings, per peer */
 #define MS_CONNS_MAX       16 /* relay connections at once */
+#define MS_HOME_DOWN_MS    10000 /* home relay unusable this long: pick another */
 
 struct magicsock_config {
 	struct event_base *base;
@@ -66,6 +69,10 @@ struct magicsock_config {
 	void (*on_change)(void *ctx);
 	void *ctx;
 	uint32_t netcheck_timeout_ms; /* 0: 3000 */
+	/* Keys of static [Peer] sections (copied): such peers are left alone
+	 * even when the map lists the same key, exactly as node/peers.c does. */
+	const uint8_t (*skip_keys)[32];
+	size_t n_skip_keys;
 };
 
 struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
@@ -73,8 +80,10 @@ struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
 void magicsock_free(struct magicsock *ms); /* accepts NULL; wipes keys */
 
 /* The map: relays and peers (by node key). Call after every map change;
- * peers gone from the map are forgotten. Peers the device does not hold
- * (a static [Peer] with the same key) are tracked but never steered.
+ * peers gone from the map are forgotten; our own key and the skip keys are
+ * ignored. A peer goes through a relay only once the map says it has a
+ * home relay (it runs magicsock and is connected to one); until then, and
+ * for a peer without one, plain WireGuard to its endpoint.
  * 0 or -ENOMEM (the previous map stays). */
 int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map);
 
@@ -119,6 +128,7 @@ struct magicsock_stats {
 	uint64_t pings_rx, pongs_rx, pongs_unmatched, call_me_maybe_rx, call_me_maybe_tx;
 	uint64_t stun_rx, stun_drop, other_drop;
 	uint64_t relay_rx_unknown; /* relayed packets from keys that are not peers */
+	uint64_t peer_gone;        /* a relay said a peer is not connected there */
 	uint64_t netchecks, home_changes;
 };
 void magicsock_get_stats(const struct magicsock *ms, struct magicsock_stats *st);

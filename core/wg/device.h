@@ -162,8 +162,9 @@ int wg_device_peer_info_by_key(const struct wg_device *d,
  *
  * Each datagram to the peer then goes:
  *  - to the endpoint alone, while the endpoint is trusted, or when no relay
- *    reaches the peer (the plain WireGuard behaviour: static peers and a
- *    mesh without relays never see a difference);
+ *    reaches the peer (the plain WireGuard behaviour: static peers never
+ *    see a difference; in a mesh without relays the owner's disco pings
+ *    may still move the endpoint to a validated address);
  *  - else through the relay; handshake messages also go to the endpoint,
  *    if there is one, so a working direct path is found at once.
  * Sending with no trusted path calls the untrusted hook (at most once a

@@ -205,7 +205,8 @@ static bool wait_home(int ms_)
 {
 	int64_t end = mono_ms() + ms_;
 	while (mono_ms() < end) {
-		if (magicsock_home(ms[0]) == 1 && magicsock_home(ms[1]) == 1) {
+		if (magicsock_home(ms[0]) == 1 && magicsock_home(ms[1]) == 1 &&
+		    magicsock_report(ms[0]) && magicsock_report(ms[1])) {
 			struct magicsock_conn_status cs[2];
 			struct relay_client_status rs[2];
 			bool up = true;
@@ -367,6 +368,188 @@ static void relay_restart_reconnects(void **state)
 	assert_true(rs[0].reconnects >= 1);
 }
 
+/* A home relay that answers STUN but whose connection keeps failing (here:
+ * the map pins the wrong key) is left out of the next netcheck, and the
+ * node moves to a relay it can use. */
+static void unusable_home_is_left(void **state)
+{
+	start_nodes(false);
+	/* node 0's map: relay 1 with a wrong key, and nothing else */
+	struct ctl_relay r[2];
+	memset(r, 0, sizeof(r));
+	r[0].id = 1;
+	r[0].port = rport;
+	r[0].stun_port = sport;
+	r[0].has_key = true;
+	randombytes_buf(r[0].key, 32);
+	snprintf(r[0].name, sizeof(r[0].name), "lab-1");
+	snprintf(r[0].region, sizeof(r[0].region), "lab");
+	snprintf(r[0].host, sizeof(r[0].host), "127.0.0.1");
+	struct ctl_map_full map;
+	memset(&map, 0, sizeof(map));
+	map.relays = r;
+	map.n_relays = 1;
+	assert_int_equal(magicsock_set_map(ms[0], &map), 0);
+	int64_t end = mono_ms() + 2000;
+	while (mono_ms() < end && magicsock_home(ms[0]) != 1)
+		spin(20);
+	assert_int_equal(magicsock_home(ms[0]), 1);
+	/* unusable for MS_HOME_DOWN_MS */
+	struct magicsock_stats st;
+	spin(MS_HOME_DOWN_MS + 1500);
+	/* a second relay (same server, its right key, as id 2) appears */
+	r[1] = r[0];
+	r[1].id = 2;
+	memcpy(r[1].key, rpub, 32);
+	snprintf(r[1].name, sizeof(r[1].name), "lab-2");
+	map.n_relays = 2;
+	assert_int_equal(magicsock_set_map(ms[0], &map), 0);
+	end = mono_ms() + 3000;
+	while (mono_ms() < end && magicsock_home(ms[0]) != 2)
+		spin(20);
+	assert_int_equal(magicsock_home(ms[0]), 2);
+	magicsock_get_stats(ms[0], &st);
+	assert_true(st.home_changes >= 2);
+}
+
+/* A static [Peer] whose key the map also lists is never steered: no
+ * relay, its configured endpoint stays (review: paths H1). */
+static void static_peer_left_alone(void **state)
+{
+	add_peer(&nodes[0], &nodes[1], 2, "127.0.0.1", wg_device_port(nodes[1].dev));
+	add_peer(&nodes[1], &nodes[0], 1, "127.0.0.1", wg_device_port(nodes[0].dev));
+	struct sockaddr_storage cfg_ep;
+	sin4(&cfg_ep, "127.0.0.1", wg_device_port(nodes[1].dev));
+	for (int i = 0; i < 2; i++) {
+		struct magicsock_config mc = {.base = base,
+		                              .wg = nodes[i].dev,
+		                              .netcheck_timeout_ms = 1000,
+		                              .skip_keys = (const uint8_t(*)[32])nodes[1 - i].pub,
+		                              .n_skip_keys = 1};
+		memcpy(mc.node_priv, nodes[i].priv, 32);
+		memcpy(mc.node_pub, nodes[i].pub, 32);
+		memcpy(mc.disco_priv, dpriv[i], 32);
+		memcpy(mc.disco_pub, dpub[i], 32);
+		char err[160];
+		ms[i] = magicsock_new(&mc, err, sizeof err);
+		assert_non_null(ms[i]);
+		feed_map(i, false); /* the map lists the other without endpoints */
+	}
+	assert_true(wait_home(3000));
+	for (int i = 0; i < 5; i++)
+		send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, 5, 3000));
+	struct wg_peer_info pi;
+	assert_int_equal(wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi), 0);
+	assert_false(pi.relay_ok);
+	assert_false(pi.via_relay);
+	assert_int_equal(pi.relay_tx_bytes, 0);
+	assert_int_equal(memcmp(&pi.endpoint, &cfg_ep, sizeof(struct sockaddr_in)), 0);
+	struct magicsock_peer_path pp;
+	assert_int_equal(magicsock_peer_path(ms[0], nodes[1].pub, &pp), -ENOENT);
+}
+
+/* A peer that reported no home relay (no magicsock, or still measuring)
+ * gets plain WireGuard to its endpoint, not the relay (review: paths H2):
+ * here node 1 runs no magicsock at all. */
+static void peer_without_home_gets_plain_wireguard(void **state)
+{
+	add_peer(&nodes[0], &nodes[1], 2, "127.0.0.1", wg_device_port(nodes[1].dev));
+	add_peer(&nodes[1], &nodes[0], 1, "127.0.0.1", wg_device_port(nodes[0].dev));
+	struct magicsock_config mc = {.base = base, .wg = nodes[0].dev, .netcheck_timeout_ms = 1000};
+	memcpy(mc.node_priv, nodes[0].priv, 32);
+	memcpy(mc.node_pub, nodes[0].pub, 32);
+	memcpy(mc.disco_priv, dpriv[0], 32);
+	memcpy(mc.disco_pub, dpub[0], 32);
+	char err[160];
+	ms[0] = magicsock_new(&mc, err, sizeof err);
+	assert_non_null(ms[0]);
+	feed_map(0, true);
+	/* the map says node 1 has no home relay */
+	struct ctl_relay r;
+	memset(&r, 0, sizeof(r));
+	r.id = 1;
+	r.port = rport;
+	r.stun_port = sport;
+	r.has_key = true;
+	memcpy(r.key, rpub, 32);
+	snprintf(r.region, sizeof(r.region), "lab");
+	snprintf(r.host, sizeof(r.host), "127.0.0.1");
+	struct ctl_peer p;
+	memset(&p, 0, sizeof(p));
+	p.id = 2;
+	snprintf(p.name, sizeof(p.name), "node1");
+	memcpy(p.node_key, nodes[1].pub, 32);
+	memcpy(p.disco_key, dpub[1], 32);
+	p.n_eps = 1;
+	p.eps[0].family = 4;
+	p.eps[0].port = wg_device_port(nodes[1].dev);
+	p.eps[0].addr[0] = 127;
+	p.eps[0].addr[3] = 1;
+	struct ctl_map_full map = {.version = 2, .relays = &r, .n_relays = 1, .peers = &p, .n_peers = 1};
+	assert_int_equal(magicsock_set_map(ms[0], &map), 0);
+	int64_t end = mono_ms() + 2000;
+	while (mono_ms() < end && magicsock_home(ms[0]) != 1)
+		spin(20);
+	assert_int_equal(magicsock_home(ms[0]), 1);
+	spin(100);
+	send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, 1, 3000));
+	send_one(1);
+	assert_true(run_until(base, &nodes[0].rx_count, 1, 3000));
+	for (int i = 0; i < 10; i++)
+		send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, 11, 3000));
+	struct wg_peer_info pi;
+	wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi);
+	assert_false(pi.relay_ok);
+	assert_int_equal(pi.relay_tx_bytes, 0);
+}
+
+/* A member that registered another node's disco key cannot take that
+ * node's disco away: each message is matched to the peer it names
+ * (review: paths M2). */
+static void shared_disco_key_matched_by_content(void **state)
+{
+	start_nodes(true);
+	/* node 0's map: node 1, and an impostor X with node 1's disco key */
+	struct ctl_relay r;
+	memset(&r, 0, sizeof(r));
+	r.id = 1;
+	r.port = rport;
+	r.stun_port = sport;
+	r.has_key = true;
+	memcpy(r.key, rpub, 32);
+	snprintf(r.region, sizeof(r.region), "lab");
+	snprintf(r.host, sizeof(r.host), "127.0.0.1");
+	struct ctl_peer p[2];
+	memset(p, 0, sizeof(p));
+	for (int i = 0; i < 2; i++) {
+		p[i].id = (uint64_t)i + 10;
+		snprintf(p[i].name, sizeof(p[i].name), "p%d", i);
+		memcpy(p[i].disco_key, dpub[1], 32);
+		p[i].home_relay = 1;
+		p[i].n_eps = 1;
+		p[i].eps[0].family = 4;
+		p[i].eps[0].port = wg_device_port(nodes[1].dev);
+		p[i].eps[0].addr[0] = 127;
+		p[i].eps[0].addr[3] = 1;
+	}
+	randombytes_buf(p[0].node_key, 32); /* the impostor sorts anywhere */
+	memcpy(p[1].node_key, nodes[1].pub, 32);
+	struct ctl_map_full map = {.version = 3, .relays = &r, .n_relays = 1, .peers = p, .n_peers = 2};
+	assert_int_equal(magicsock_set_map(ms[0], &map), 0);
+	assert_true(wait_home(3000));
+	int64_t end = mono_ms() + 3000;
+	while (mono_ms() < end && (path_of(0) != MS_PATH_DIRECT || path_of(1) != MS_PATH_DIRECT)) {
+		send_one(0);
+		send_one(1);
+		spin(50);
+	}
+	assert_int_equal(path_of(0), MS_PATH_DIRECT);
+	assert_int_equal(path_of(1), MS_PATH_DIRECT);
+}
+
 static void unknown_disco_dropped(void **state)
 {
 	start_nodes(true);
@@ -407,6 +590,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(direct_when_validated, setup, teardown),
 	    cmocka_unit_test_setup_teardown(direct_dies_relay_takes_over, setup, teardown),
 	    cmocka_unit_test_setup_teardown(relay_restart_reconnects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(unusable_home_is_left, setup, teardown),
+	    cmocka_unit_test_setup_teardown(static_peer_left_alone, setup, teardown),
+	    cmocka_unit_test_setup_teardown(peer_without_home_gets_plain_wireguard, setup, teardown),
+	    cmocka_unit_test_setup_teardown(shared_disco_key_matched_by_content, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unknown_disco_dropped, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
