@@ -191,10 +191,13 @@ bg_nobody nodeB B "$MESH_PROXY" up --join "$TOKEN" --state "$RUN/B" --hostname b
 MESH_PID_B=$BG_PID
 wait_until 20 mp ip --state "$RUN/A" && wait_until 20 mp ip --state "$RUN/B" ||
     die "the nodes did not join (see $E2E_LOGDIR/nodeA.log)"
-# The first connection waits for the home relay and the handshake.
-wait_until 40 nsx_nobody A timeout 5 "$PY" "$TB" rr --socks 127.0.0.1:1082 b 5202 3 ||
+# The first connection waits for both homes (the peers learn them from
+# mesh-control) and the handshake through the relay.
+t0=$(date +%s)
+wait_until 90 nsx_nobody A timeout 5 "$PY" "$TB" rr --socks 127.0.0.1:1082 b 5202 3 ||
     info "A does not reach B yet"
-if path_is A b relay; then
+info "A reached B through the relay $(($(date +%s) - t0)) s after the nodes joined"
+if wait_until 10 path_is A b relay; then
     tput mesh_relay "$MESH_PID_A $MESH_PID_B $RELAY_PID" up_once A b 5202 --socks 127.0.0.1:1082
 else
     record_fail mesh_relay tput_256m Mbit/s "A's path to B is $(path_of A b), not relay"
