@@ -54,6 +54,13 @@ BIG_MIB=64
 
 mc() { nsx_nobody infra "$MC" --data "$D" "$@"; }
 not() { ! "$@"; }
+# both CMD1... -- CMD2... : both succeed.
+both() {
+    local a=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do a+=("$1"); shift; done
+    shift
+    "${a[@]}" && "$@"
+}
 # relay_stat r1|r2 EXPR : a python expression over j = mesh-relay status --json
 relay_stat() {
     nsx_nobody infra "$MR" status --state "$RUN/$1" --json 2>/dev/null |
@@ -242,7 +249,7 @@ wait_log "$E2E_LOGDIR/relay1.log" "mesh link up" 10 || die "no mesh link from re
 wait_log "$E2E_LOGDIR/relay2.log" "mesh link up" 10 || die "no mesh link from relay2"
 mc relays list >"$E2E_TMP/relays.txt" 2>&1
 check "relays list: lab-1 and lab-2, region lab" \
-    grep -Eq "lab-1 +lab +$R1" "$E2E_TMP/relays.txt" -a -n "$(grep -E "lab-2 +lab +$R2" "$E2E_TMP/relays.txt")"
+    both grep -Eq "lab-1 +lab +$R1" "$E2E_TMP/relays.txt" -- grep -Eq "lab-2 +lab +$R2" "$E2E_TMP/relays.txt"
 
 step "alpha and bravo join with UDP blocked entirely; relay2 unreachable for now"
 # relay2 blocked on both for steps 1 and 2, so both nodes have one home
