@@ -135,9 +135,11 @@ void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
 		char ep[80] = "-", hs[32] = "-", rx[32] = "-", tx[32] = "-", path[80] = "-";
 		nctl_addrs(e->p.addrs, e->p.n_addrs, addrs, sizeof(addrs));
 		nctl_path_text(m, e->p.node_key, path, sizeof(path));
+		bool relayed = strncmp(path, "relay", 5) == 0;
 		if (wg && e->in_wg &&
 		    wg_device_peer_info_by_key(wg, e->p.node_key, &pi) == 0) {
-			fmt_sockaddr(&pi.endpoint, ep, sizeof(ep));
+			if (!relayed)
+				fmt_sockaddr(&pi.endpoint, ep, sizeof(ep));
 			fmt_ago(pi.last_handshake_unix, hs, sizeof(hs));
 			fmt_bytes(pi.rx_bytes, rx, sizeof(rx));
 			fmt_bytes(pi.tx_bytes, tx, sizeof(tx));
@@ -254,12 +256,15 @@ static json_t *nctl_json_peer(const struct node_ctl *m, const struct np_entry *e
 	}
 	fmt_json_set(o, "endpoints", eps);
 	fmt_json_set(o, "configured", json_boolean(e->in_wg));
-	fmt_json_set(o, "endpoint",
-	             have && pi.endpoint.ss_family ? json_string(ep) : json_null());
 	struct magicsock_peer_path pp = {0};
 	bool ms_ok = have && m->ms && magicsock_peer_path(m->ms, e->p.node_key, &pp) == 0;
 	if (!ms_ok && have && pi.endpoint.ss_family && pi.last_direct_rx_ms >= 0)
 		pp.path = MS_PATH_DIRECT; /* no path layer: plain WireGuard */
+	/* The UDP address packets go to; none while they go through a relay
+	 * (the endpoint WireGuard keeps then is only a candidate). */
+	fmt_json_set(o, "endpoint", have && pi.endpoint.ss_family && pp.path != MS_PATH_RELAY
+	                                ? json_string(ep)
+	                                : json_null());
 	const char *pn = ms_path_name(pp.path);
 	fmt_json_set(o, "path", pn ? json_string(pn) : json_null());
 	fmt_json_set(o, "relay_region", pp.path == MS_PATH_RELAY && pp.relay_region[0]
@@ -324,6 +329,8 @@ static json_t *nctl_json_paths(const struct node_ctl *m)
 		fmt_json_set(r, "tx_drop_notconn", fmt_json_u64(rs[i].tx_drop_notconn));
 		fmt_json_set(r, "tx_drop_queue", fmt_json_u64(rs[i].tx_drop_queue));
 		fmt_json_set(r, "rx_drop_bad", fmt_json_u64(rs[i].rx_drop_bad));
+		fmt_json_set(r, "tx_drop_ctl", fmt_json_u64(rs[i].tx_drop_ctl));
+		fmt_json_set(r, "keepalive_ms", json_integer(rs[i].keepalive_ms));
 		conns = fmt_json_append(conns, r);
 	}
 	fmt_json_set(o, "relays", conns);

@@ -23,6 +23,7 @@
 #define MS_CANDS_MAX (CTL_ENDPOINTS_MAX + MS_LEARNED_MAX)
 #define MS_PINGS_MAX (MS_CANDS_MAX + 8) /* a round to every candidate, and heartbeats */
 #define MS_CAND_GAP_MS 1000 /* one candidate is pinged at most this often */
+#define MS_PUNCH_GAP_MS 100 /* ... except back to a peer that pings us */
 #define MS_NETCHECK_MIN_MS 20000
 #define MS_NETCHECK_JITTER_MS 6000
 #define MS_UPGRADE_MS 60000 /* a trusted peer's other candidates re-probed this often */
@@ -654,9 +655,14 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 		/* Its source is a way to the peer; with no trusted path, try it
 		 * (and the others) now: the peer is punching towards us. */
 		if (from) {
+			/* The peer is punching towards us right now: its NAT
+			 * holds a mapping for us, so ping back at once (our own
+			 * earlier punch to this address may have been dropped by
+			 * its filter). Bounded by the peer's pings (PONG budget
+			 * above) and MS_PUNCH_GAP_MS. */
 			struct ms_cand *c = add_candidate(p, from);
 			if (!(p->has_best && p->trust_until_ms > now) &&
-			    now - c->last_ping_ms >= MS_CAND_GAP_MS)
+			    now - c->last_ping_ms >= MS_PUNCH_GAP_MS)
 				send_ping(ms, p, c);
 		}
 		break;

@@ -90,7 +90,9 @@ struct netcheck_report {
 	char home_region[NETCHECK_REGION_MAX];
 	uint32_t home_latency_us;
 	/* Datagrams handed to us that were not an answer we waited for. */
-	uint64_t ignored_bad;    /* not a well-formed STUN Binding success */
+	uint64_t ignored_bad;    /* not a well-formed STUN Binding success, or its
+	                          * mapped address is unusable (port 0,
+	                          * unspecified, multicast, other family) */
 	uint64_t ignored_source; /* from an address we sent no request to */
 	uint64_t ignored_txid;   /* a transaction id we did not send (or late) */
 	size_t n;

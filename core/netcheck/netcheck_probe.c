@@ -50,6 +50,26 @@ static bool addr_equal(const struct sockaddr_storage *a, const struct sockaddr_s
 	return false;
 }
 
+/* A mapped address worth reporting as ours: the family of the server we
+ * asked (a v6 answer to a v4 probe is nonsense), a port, and not an
+ * unspecified or multicast address (review L5). Loopback passes: tests,
+ * and a relay on this host, see it. */
+static bool mapped_ok(const struct stun_addr *a, int family)
+{
+	static const uint8_t zero[16] = {0};
+	if (a->port == 0)
+		return false;
+	if (a->family == 4)
+		return family == AF_INET && memcmp(a->addr, zero, 4) != 0 &&
+		       (a->addr[0] & 0xf0) != 0xe0 && /* 224/4 multicast */
+		       !(a->addr[0] == 255 && a->addr[1] == 255 && a->addr[2] == 255 &&
+		         a->addr[3] == 255);
+	if (a->family == 6)
+		return family == AF_INET6 && memcmp(a->addr, zero, 16) != 0 &&
+		       a->addr[0] != 0xff; /* ff00::/8 multicast */
+	return false;
+}
+
 static void stun_to_sockaddr(const struct stun_addr *a, struct sockaddr_storage *out)
 {
 	memset(out, 0, sizeof *out);
@@ -204,6 +224,10 @@ bool nc_stun_answer(struct netcheck *nc, const uint8_t *p, size_t len,
 	}
 	struct sockaddr_storage src;
 	addr_normalise(from, &src);
+	if (!mapped_ok(&m.mapped, src.ss_family)) {
+		nc->rep.ignored_bad++;
+		return false;
+	}
 	bool known;
 	int k = 0;
 	struct nc_relay *rl = NULL;

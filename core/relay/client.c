@@ -106,23 +106,31 @@ static void close_conn(struct relay_client *c)
  * resets it first; slow starts at the top). */
 static uint32_t next_wait(struct relay_client *c, uint64_t now, bool slow)
 {
+	bool after_session = c->session_start_ms != 0;
 	if (c->session_start_ms && now - c->session_start_ms >= RC_STABLE_MS)
 		c->backoff_cur_ms = c->backoff_min_ms;
 	c->session_start_ms = 0;
 	if (now < c->restart_until_ms && !slow) {
 		if (now < c->restart_at_ms)
 			return (uint32_t)(c->restart_at_ms - now);
-		return RC_RESTART_RETRY_MS / 2 +
-		       randombytes_uniform(RC_RESTART_RETRY_MS / 2 + 1);
+		/* The short schedule grows, and each wait is spread over the
+		 * whole step: a relay that comes back slowly is not stormed. */
+		uint32_t step =
+		    c->restart_step_ms ? c->restart_step_ms : RC_RESTART_RETRY_MS;
+		c->restart_step_ms =
+		    step > RC_RESTART_STEP_MAX / 2 ? RC_RESTART_STEP_MAX : step * 2;
+		return randombytes_uniform(step + 1);
 	}
 	if (slow)
 		c->backoff_cur_ms = c->backoff_max_ms;
 	if (c->backoff_cur_ms < c->backoff_min_ms)
 		c->backoff_cur_ms = c->backoff_min_ms;
-	/* jitter: a factor in [0.5, 1.0] */
-	uint32_t wait =
-	    (uint32_t)(((uint64_t)c->backoff_cur_ms * (500 + randombytes_uniform(501))) /
-	               1000);
+	/* jitter: a factor in [0.5, 1.0]; in [0, 1.0] when a connection was
+	 * just lost (all of a relay's clients lose it at the same moment). */
+	uint32_t lo = after_session ? 0 : 500;
+	uint32_t wait = (uint32_t)(((uint64_t)c->backoff_cur_ms *
+	                            (lo + randombytes_uniform(1000 - lo + 1))) /
+	                           1000);
 	c->backoff_cur_ms = c->backoff_cur_ms > c->backoff_max_ms / 2
 	                        ? c->backoff_max_ms
 	                        : c->backoff_cur_ms * 2;
@@ -177,6 +185,7 @@ void rc_plan_restart(struct relay_client *c, uint32_t in_ms, uint32_t for_ms)
 	uint32_t spread = in_ms / 2 < 1000 ? in_ms / 2 : 1000;
 	c->restart_at_ms = now + in_ms + randombytes_uniform(spread + 1);
 	c->restart_until_ms = c->restart_at_ms + for_ms;
+	c->restart_step_ms = RC_RESTART_RETRY_MS;
 	c->backoff_cur_ms = c->backoff_min_ms;
 	log_info("relay %s:%u: the relay is restarting; reconnecting in about %u ms",
 	         c->host, c->port, in_ms);
@@ -189,7 +198,14 @@ void rc_session_up(struct relay_client *c, uint16_t keepalive_s)
 	c->connects++;
 	c->session_start_ms = now;
 	c->connected_since = (int64_t)time(NULL);
-	c->keepalive_ms = (keepalive_s ? keepalive_s : RC_KEEPALIVE_DFLT_S) * 1000u;
+	/* Whatever the relay says: a huge value would leave a dead path
+	 * unnoticed for hours (review M1), a tiny one is a PING storm. */
+	uint32_t ka = keepalive_s ? keepalive_s : RC_KEEPALIVE_DFLT_S;
+	if (ka < RC_KEEPALIVE_MIN_S)
+		ka = RC_KEEPALIVE_MIN_S;
+	if (ka > RC_KEEPALIVE_MAX_S)
+		ka = RC_KEEPALIVE_MAX_S;
+	c->keepalive_ms = ka * 1000u;
 	c->last_rx_ms = now;
 	c->last_ping_ms = 0; /* the first PING at once: an RTT early */
 	c->restart_until_ms = c->restart_at_ms = 0;
@@ -202,6 +218,8 @@ static void send_ping(struct relay_client *c, uint64_t now)
 	randombytes_buf(c->ping_data, sizeof c->ping_data);
 	size_t n = relay_encode_ping(fr, sizeof fr, RELAY_FRAME_PING, c->ping_data);
 	c->ping_sent_us = rc_now_us();
+	/* Outstanding even when dropped for a full output: a relay that does
+	 * not read is as dead as one that does not answer. */
 	c->ping_out = true;
 	c->last_ping_ms = now;
 	rc_write_ctl(c, fr, n);
@@ -215,17 +233,29 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		goto out;
 	uint64_t now = mono_now_ms();
 	uint64_t silence = (uint64_t)c->keepalive_ms * 5 / 2;
+	/* last_rx_ms moves only when a frame opens (client_io.c). */
 	if (now - c->last_rx_ms >= silence) {
 		rc_fail(c, false, "relay silent for %llu ms",
 		        (unsigned long long)silence);
 		goto out;
 	}
-	if (!c->last_ping_ms || now - c->last_ping_ms >= c->keepalive_ms) {
+	if (c->ping_out && now - c->last_ping_ms >= silence) {
+		rc_fail(c, false, "relay did not answer a PING within %llu ms",
+		        (unsigned long long)silence);
+		goto out;
+	}
+	/* One PING at a time: its PONG (or the lack of one) is what counts. */
+	if (!c->ping_out &&
+	    (!c->last_ping_ms || now - c->last_ping_ms >= c->keepalive_ms)) {
 		send_ping(c, now);
 		if (c->dead || c->state != RELAY_CLIENT_CONNECTED)
 			goto out;
 	}
+	/* The next PING is due at last_ping + keepalive; once that has passed
+	 * with the PING still out, its deadline is last_ping + silence. */
 	uint64_t next = c->last_ping_ms + c->keepalive_ms;
+	if (next <= now)
+		next = c->last_ping_ms + silence;
 	if (c->last_rx_ms + silence < next)
 		next = c->last_rx_ms + silence;
 	timer_in(c->ev_tick, next > now ? next - now : 1);
@@ -262,7 +292,6 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct relay_client *c = arg;
 	enter(c);
-	c->last_rx_ms = mono_now_ms();
 	rc_on_read(c);
 	leave(c);
 }
@@ -540,6 +569,8 @@ void relay_client_get_status(const struct relay_client *c, struct relay_client_s
 	st->rx_bytes = c->rx_bytes;
 	st->tx_drop_notconn = c->tx_drop_notconn;
 	st->tx_drop_queue = c->tx_drop_queue;
+	st->tx_drop_ctl = c->tx_drop_ctl;
+	st->keepalive_ms = c->state == RELAY_CLIENT_CONNECTED ? c->keepalive_ms : 0;
 	st->rx_drop_bad = c->rx_drop_bad;
 	st->rx_drop_oversize = c->rx_drop_oversize;
 	st->rx_drop_seal = c->rx_drop_seal;

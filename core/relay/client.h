@@ -2,9 +2,12 @@
  * libevent loop, that sends and receives WireGuard packets by node key.
  *
  * A connection: name lookup through evdns (never a blocking getaddrinfo),
- * TCP, optionally TLS through libevent's OpenSSL bufferevents, the HTTP/1.1
- * upgrade (http.h), SERVER_KEY, CLIENT_INFO, SERVER_INFO (frame.h), then
- * frames sealed with the session keys (session.h).
+ * TCP to the first address found (libevent puts IPv4 first and does not
+ * try the others: a dual-stack relay is not reached over IPv6 while its A
+ * record exists; review M3, left for now), optionally TLS through
+ * libevent's OpenSSL bufferevents, the HTTP/1.1 upgrade (http.h),
+ * SERVER_KEY, CLIENT_INFO, SERVER_INFO (frame.h), then frames sealed with
+ * the session keys (session.h).
  *
  * Authentication is the pinned relay key from the network map, not the TLS
  * certificate: SERVER_KEY must carry the pinned key and SERVER_INFO's proof
@@ -15,17 +18,24 @@
  * carries the host name (not for an IP literal, which SNI does not allow).
  *
  * States: CONNECTING -> HANDSHAKE -> CONNECTED; any failure -> BACKOFF
- * (exponential, jittered to 0.5..1.0 of the wait; a connection that stayed
- * up 60 s resets it) -> CONNECTING. A node the relay refuses as not
- * admitted (or for its version or key) waits at the slow end of the
- * backoff: its admission may arrive later. RESTARTING from the relay: the
- * client reconnects after reconnect_in_ms (plus jitter) and keeps trying
- * on a short schedule for try_for_ms before falling back to the backoff.
+ * (exponential, jittered to 0.5..1.0 of the wait, or 0..1.0 for the first
+ * wait after a connection was up, so the clients of a relay that died do
+ * not return together; a connection that stayed up 60 s resets it) ->
+ * CONNECTING. A node the relay refuses as not admitted (or for its version
+ * or key) waits at the slow end of the backoff: its admission may arrive
+ * later. RESTARTING from the relay: the client reconnects after
+ * reconnect_in_ms (plus jitter) and keeps trying for try_for_ms on a short
+ * schedule (250 ms doubling to 4 s, each wait jittered over 0..1.0 of it)
+ * before falling back to the backoff; a REFUSED (e.g. "not ready") ends
+ * that schedule at once: the normal backoff follows.
  *
  * Keepalive: a PING every keepalive_s the relay announced (30 s if it says
- * 0), the round trip measured from its PONG; nothing received for 2.5 times
- * that ends the connection (then BACKOFF). The relay's PING is answered.
- * HEALTH text from the relay goes into the status detail (logged, no
+ * 0; clamped to 5..60 s whatever it says), the round trip measured from its
+ * PONG; no frame that opens for 2.5 times that, or a PING unanswered that
+ * long, ends the connection (then BACKOFF). Bytes that do not complete a
+ * frame do not count. The relay's PING is answered while the output is
+ * within queue_bytes (else the PONG is dropped, counted). HEALTH text from
+ * the relay goes into the status detail (logged at most once a minute, no
  * callback).
  *
  * Bounds: before SERVER_INFO only handshake frames of at most
@@ -133,6 +143,8 @@ struct relay_client_status {
 	uint64_t reconnects;     /* connection attempts after the first */
 	uint64_t tx_packets, tx_bytes, rx_packets, rx_bytes;
 	uint64_t tx_drop_notconn, tx_drop_queue;
+	uint64_t tx_drop_ctl;      /* PING/PONG not sent: the output was full */
+	uint32_t keepalive_ms;     /* the PING interval in use (clamped) */
 	uint64_t rx_drop_bad;      /* bad input that closed the connection (all below) */
 	uint64_t rx_drop_oversize; /* a length over the limit (or over the handshake's) */
 	uint64_t rx_drop_seal;     /* a frame that did not open (altered, injected) */

@@ -19,7 +19,12 @@ struct ssl_ctx_st;
 #define RC_KEEPALIVE_DFLT_S 30u            /* when SERVER_INFO says 0 */
 #define RC_OUT_LOW          (128u * 1024u) /* sealed output kept at most about this */
 #define RC_CHUNK            (32u * 1024u)  /* output space taken from libevent at once */
-#define RC_RESTART_RETRY_MS 500u           /* the short schedule after RESTARTING */
+#define RC_RESTART_RETRY_MS 250u  /* the short schedule after RESTARTING starts */
+#define RC_RESTART_STEP_MAX 4000u /* ... and doubles up to this */
+#define RC_NOT_ADMITTED_QUICK 3u  /* "not a node" refusals on the normal backoff */
+#define RC_KEEPALIVE_MIN_S  5u    /* the relay's keepalive_s, clamped */
+#define RC_KEEPALIVE_MAX_S  60u
+#define RC_HEALTH_LOG_MS    60000u         /* HEALTH changes logged at most this often */
 #define RC_RESTART_IN_MAX   60000u         /* bounds on what a relay may ask */
 #define RC_RESTART_FOR_MAX  300000u
 
@@ -78,7 +83,10 @@ struct relay_client {
 	bool ping_out;
 	uint64_t session_start_ms, retry_at_ms;
 	uint32_t backoff_cur_ms;
+	unsigned not_admitted; /* refusals in a row for our key (reset on admission) */
 	uint64_t restart_at_ms, restart_until_ms; /* after RESTARTING */
+	uint32_t restart_step_ms;                 /* its retry interval, growing */
+	uint64_t health_log_ms, health_unlogged;
 	bool attempted;
 	bool notify; /* relay_client_reconnect: report BACKOFF from the loop */
 
@@ -87,7 +95,7 @@ struct relay_client {
 	int64_t connected_since;
 	uint64_t connects, reconnects;
 	uint64_t tx_packets, tx_bytes, rx_packets, rx_bytes;
-	uint64_t tx_drop_notconn, tx_drop_queue;
+	uint64_t tx_drop_notconn, tx_drop_queue, tx_drop_ctl;
 	uint64_t rx_drop_bad, rx_drop_oversize, rx_drop_seal, rx_skipped;
 
 	/* re-entrancy: relay_client_free from inside a callback */
@@ -114,8 +122,9 @@ void rc_on_read(struct relay_client *c);
 /* Moves queued packets into the socket's output while it is short. */
 void rc_pump(struct relay_client *c);
 /* Seals and writes one small control frame (PING, PONG) ahead of the
- * queued packets. */
-void rc_write_ctl(struct relay_client *c, const uint8_t *frame, size_t len);
+ * queued packets; false when it was not written (over queue_bytes: counted
+ * in tx_drop_ctl; or the connection failed). */
+bool rc_write_ctl(struct relay_client *c, const uint8_t *frame, size_t len);
 /* Empties the packet queue (counted as not sent). */
 void rc_pending_clear(struct relay_client *c);
 

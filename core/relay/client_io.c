@@ -43,16 +43,28 @@ static size_t put_packet(uint8_t *p, const uint8_t *dst, const uint8_t *data, si
 	return RELAY_HDR_LEN + RELAY_KEY_LEN + len;
 }
 
-void rc_write_ctl(struct relay_client *c, const uint8_t *frame, size_t len)
+bool rc_write_ctl(struct relay_client *c, const uint8_t *frame, size_t len)
 {
 	uint8_t buf[RELAY_HDR_LEN + 64 + RELAY_TAG_LEN];
 	if (!c->bev || !c->sealed || len > RELAY_HDR_LEN + 64)
-		return;
+		return false;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	/* How many control frames go out is up to the relay (a PONG per
+	 * PING): they keep to the queue's bound like packets, or a relay
+	 * that sends PINGs and never reads would grow our memory (review
+	 * H1). Dropped before sealing: no gap in the count. */
+	if (evbuffer_get_length(out) + c->pend_bytes + len + RELAY_TAG_LEN >
+	    c->queue_bytes) {
+		c->tx_drop_ctl++;
+		return false;
+	}
 	memcpy(buf, frame, len);
 	size_t n = relay_seal(&c->sess, buf, len, sizeof buf);
-	/* Control frames are tiny and few: they may pass the queue's bound. */
-	if (!n || evbuffer_add(bufferevent_get_output(c->bev), buf, n) < 0)
+	if (!n || evbuffer_add(out, buf, n) < 0) {
 		rc_fail(c, false, "cannot send a control frame (out of memory)");
+		return false;
+	}
+	return true;
 }
 
 /* The oldest queued packet, dropped. */
@@ -215,8 +227,17 @@ static void clean_text(const struct relay_frame *f, char *out, size_t cap)
 
 static void on_refused(struct relay_client *c, const struct relay_frame *f)
 {
+	/* Any refusal ends a RESTARTING schedule: the relay is up and has
+	 * answered, so the normal backoff applies (review M2). */
+	c->restart_at_ms = c->restart_until_ms = 0;
 	bool slow;
 	const char *why = refused_why(f->u.text.reason, &slow);
+	/* A node that just registered reaches the relay before mesh-control
+	 * has told the relay its key (tens of ms): its first refusals take
+	 * the normal backoff (0.5, 1, 2 s), only a lasting one the slow end. */
+	if (f->u.text.reason == RELAY_REFUSED_NOT_ADMITTED &&
+	    ++c->not_admitted <= RC_NOT_ADMITTED_QUICK)
+		slow = false;
 	char text[100];
 	clean_text(f, text, sizeof text);
 	rc_fail(c, slow, "refused: %s (relay: %s)", why,
@@ -256,13 +277,19 @@ static void on_server_info(struct relay_client *c, const struct relay_frame *f)
 		        c->host, c->port);
 		return;
 	}
+	/* The settings outside the box are bound into the session: changed on
+	 * the way, the first sealed frame fails to open (review M1). */
+	uint8_t settings[RELAY_SETTINGS_LEN];
+	relay_server_info_settings(f, settings);
 	if (relay_session_init(&c->sess, true, c->eph_priv, relay_eph, c->node_pub,
-	                       c->relay_key, c->challenge, c->client_chal) < 0) {
+	                       c->relay_key, c->challenge, c->client_chal,
+	                       settings) < 0) {
 		rc_fail(c, false, "the relay sent an unusable session key");
 		return;
 	}
 	c->sealed = true;
 	rc_session_up(c, f->u.server_info.keepalive_s);
+	c->not_admitted = 0;
 	rc_set_state(c, RELAY_CLIENT_CONNECTED, "");
 }
 
@@ -283,11 +310,24 @@ static void on_health(struct relay_client *c, const struct relay_frame *f)
 	clean_text(f, text, sizeof text);
 	if (strcmp(text, c->detail) == 0)
 		return;
-	if (text[0])
-		log_info("relay %s:%u: health: %s", c->host, c->port, text);
-	else
-		log_info("relay %s:%u: healthy again", c->host, c->port);
 	memcpy(c->detail, text, sizeof text);
+	/* The relay decides how often this changes: logged at most once a
+	 * minute (the status always shows the latest). */
+	uint64_t now = mono_now_ms();
+	if (c->health_log_ms && now - c->health_log_ms < RC_HEALTH_LOG_MS) {
+		c->health_unlogged++;
+		return;
+	}
+	c->health_log_ms = now;
+	char more[48] = "";
+	if (c->health_unlogged)
+		snprintf(more, sizeof more, " (%llu changes not logged)",
+		         (unsigned long long)c->health_unlogged);
+	c->health_unlogged = 0;
+	if (text[0])
+		log_info("relay %s:%u: health: %s%s", c->host, c->port, text, more);
+	else
+		log_info("relay %s:%u: healthy again%s", c->host, c->port, more);
 }
 
 /* A frame once admitted; unknown and unexpected types are skipped. */
@@ -400,6 +440,8 @@ static void read_frames(struct relay_client *c)
 				return;
 			}
 			plain = (size_t)o;
+			/* Liveness counts frames that open, not bytes. */
+			c->last_rx_ms = mono_now_ms();
 		}
 		struct relay_frame f;
 		size_t used;

@@ -37,7 +37,7 @@
 
 /* --- in-test STUN responders and TCP listeners ---------------------------- */
 
-enum resp_mode { R_TRUTH, R_LIE, R_DROP, R_HOSTILE, R_SLOW };
+enum resp_mode { R_TRUTH, R_LIE, R_DROP, R_HOSTILE, R_SLOW, R_BADMAP };
 #define SLOW_MS 60 /* R_SLOW answers this much later */
 
 struct responder {
@@ -78,6 +78,26 @@ static void reply(int fd, const struct stun_msg *m, const struct sockaddr_in *to
 	size_t n = stun_binding_response(out, sizeof out, m, &a, NULL);
 	assert_true(n > 0);
 	sendto(fd, out, n, 0, (const struct sockaddr *)to, sizeof *to);
+}
+
+/* R_BADMAP: answers with the right txid from the right source, but a
+ * mapped address that is not usable, each ahead of the true answer. */
+static void reply_badmaps(int fd, const struct stun_msg *m, const struct sockaddr_in *to)
+{
+	struct stun_addr bad[5] = {
+	    {.family = 4, .port = 0},                   /* port 0 */
+	    {.family = 4, .port = 4000},                /* 0.0.0.0 */
+	    {.family = 4, .port = 4000, .addr = {224, 0, 0, 1}}, /* multicast */
+	    {.family = 6, .port = 4000, .addr = {0x20, 0x01, 0x0d, 0xb8, [15] = 1}},
+	    {.family = 4, .port = 4000, .addr = {255, 255, 255, 255}},
+	};
+	memcpy(bad[0].addr, &to->sin_addr, 4);
+	for (int i = 0; i < 5; i++) {
+		uint8_t out[256];
+		size_t n = stun_binding_response(out, sizeof out, m, &bad[i], NULL);
+		assert_true(n > 0);
+		sendto(fd, out, n, 0, (const struct sockaddr *)to, sizeof *to);
+	}
 }
 
 /* An answer R_SLOW sends later (all of them fire before done). */
@@ -123,6 +143,8 @@ static void responder_cb(evutil_socket_t fd, short ev, void *arg)
 			reply(fd, &wrong, &from, port);
 			reply(r->fd2, &m, &from, 9); /* right txid, wrong source */
 		}
+		if (r->mode == R_BADMAP)
+			reply_badmaps(fd, &m, &from);
 		if (r->mode == R_SLOW) {
 			struct later *l = malloc(sizeof *l);
 			assert_non_null(l);
@@ -396,7 +418,7 @@ static void node_socket_mode(void **state)
 	struct stun_msg m;
 	size_t n = stun_binding_request(req, sizeof req, txid, NULL);
 	assert_int_equal(stun_parse(req, n, &m), 0);
-	struct stun_addr a = {.family = 4, .port = 1};
+	struct stun_addr a = {.family = 4, .port = 1, .addr = {127, 0, 0, 1}};
 	n = stun_binding_response(resp, sizeof resp, &m, &a, NULL);
 	uint64_t before = netcheck_report(s.nc)->ignored_txid;
 	assert_false(netcheck_input(s.nc, resp, n, (struct sockaddr *)&f.a.addr));
@@ -491,6 +513,31 @@ static void hostile_answers_ignored_and_counted(void **state)
 	fixture_down(&f);
 }
 
+/* Review L5: answers whose mapped address has port 0, is unspecified,
+ * multicast, broadcast or of the other family are not the node's address:
+ * ignored (counted); the true answer behind them is taken. */
+static void unusable_mapped_ignored(void **state)
+{
+	struct fixture f;
+	fixture_up(&f, R_BADMAP, R_TRUTH);
+	struct netcheck_config cfg = {.relays = f.relays, .n_relays = 1};
+	struct netcheck *nc = start(&f.x, &cfg);
+	wait_done(&f.x, 5000);
+	assert_int_equal(f.x.done, 1);
+	const struct netcheck_report *r = &f.x.rep;
+	assert_true(r->r[0].udp_ok);
+	assert_int_equal(r->r[0].mapped.ss_family, AF_INET);
+	assert_int_equal(sin_port(&r->r[0].mapped), ntohs(f.a.from.sin_port));
+	const struct sockaddr_in *m = (const struct sockaddr_in *)&r->r[0].mapped;
+	assert_int_equal(m->sin_addr.s_addr, htonl(INADDR_LOOPBACK)); /* loopback kept */
+	print_message("%llu bad answers ignored for %d requests\n",
+	              (unsigned long long)r->ignored_bad, f.a.requests);
+	assert_true(f.a.requests >= 1);
+	assert_true(r->ignored_bad >= 5);
+	netcheck_free(nc);
+	fixture_down(&f);
+}
+
 static void unknown_source_counted(void **state)
 {
 	struct fixture f;
@@ -502,7 +549,7 @@ static void unknown_source_counted(void **state)
 	struct stun_msg m;
 	size_t n = stun_binding_request(req, sizeof req, txid, NULL);
 	assert_int_equal(stun_parse(req, n, &m), 0);
-	struct stun_addr a = {.family = 4, .port = 1};
+	struct stun_addr a = {.family = 4, .port = 1, .addr = {127, 0, 0, 1}};
 	n = stun_binding_response(resp, sizeof resp, &m, &a, NULL);
 	struct sockaddr_in nowhere = lo("127.0.0.9", 3478);
 	assert_false(netcheck_input(nc, resp, n, (struct sockaddr *)&nowhere));
@@ -745,6 +792,7 @@ int main(void)
 	    cmocka_unit_test(no_relays),
 	    cmocka_unit_test(hostile_answers_ignored_and_counted),
 	    cmocka_unit_test(unknown_source_counted),
+	    cmocka_unit_test(unusable_mapped_ignored),
 	    cmocka_unit_test(hysteresis_keeps_home_live),
 	    cmocka_unit_test(hysteresis_leaves_slow_home_live),
 	    cmocka_unit_test(hysteresis_table),

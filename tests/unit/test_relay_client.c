@@ -8,7 +8,11 @@
  * client's queue bound, oldest dropped, order kept). Then against a fake relay this test drives byte by byte: the
  * queue bound when the relay stops reading (oldest dropped, newest kept),
  * keepalive (PING answered, silence detected), and garbage, oversized and
- * forged frames (closed, counted, no crash). */
+ * forged frames (closed, counted, no crash); then the review fixes: PONGs
+ * within the output bound under a PING flood, SERVER_INFO's settings bound
+ * into the session and keepalive_s clamped, the RESTARTING schedule growing
+ * and ended by a refusal, liveness counted in frames that open (not bytes)
+ * and unanswered PINGs, and the first retry after a lost relay spread. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -36,6 +40,7 @@
 #include <sodium.h>
 
 #include "core/relay/client.h"
+#include "core/relay/client_int.h" /* RC_NOT_ADMITTED_QUICK */
 #include "core/relay/frame.h"
 #include "core/relay/http.h"
 #include "core/relay/session.h"
@@ -193,11 +198,17 @@ static void on_state(void *ctx, struct relay_client *c, enum relay_client_state 
 		n->n_connected++;
 	if (st == RELAY_CLIENT_BACKOFF) {
 		const char *w = strstr(detail, "retrying in ");
+		const char *r = strstr(detail, "reconnecting in ");
 		if (n->n_backoff < 16 && w)
 			n->waits[n->n_backoff] =
 			    (unsigned)atoi(w + strlen("retrying in "));
+		else if (n->n_backoff < 16 && r)
+			n->waits[n->n_backoff] =
+			    (unsigned)atoi(r + strlen("reconnecting in "));
 		n->n_backoff++;
 		snprintf(n->backoff_detail, sizeof n->backoff_detail, "%s", detail);
+		if (getenv("RC_DEBUG"))
+			print_message("backoff %u: %s\n", n->n_backoff, detail);
 	}
 	if ((st == RELAY_CLIENT_CONNECTED && n->free_on_connected) ||
 	    (st == RELAY_CLIENT_BACKOFF && n->free_on_backoff)) {
@@ -364,10 +375,21 @@ static void unknown_key_refused_then_admitted(void **state)
 	assert_true(pump_until(detail_has_refused, a, 3000));
 	print_message("detail: %s\n", a->detail);
 	assert_non_null(strstr(a->detail, "never joined, or removed"));
-	/* Not admitted: it waits at the slow end of the backoff. */
+	/* Not admitted: the first refusals take the normal backoff (a node
+	 * that just registered is faster than its admission), ... */
 	struct relay_client_status st = status_of(a);
 	assert_int_equal(st.state, RELAY_CLIENT_BACKOFF);
-	assert_true(st.next_attempt_ms >= 250);
+	assert_true(st.next_attempt_ms <= 50);
+	/* ... a lasting refusal the slow end. */
+	uint64_t end = now_ms() + 3000;
+	do {
+		pump(5);
+		st = status_of(a);
+	} while (now_ms() < end &&
+	         !(st.state == RELAY_CLIENT_BACKOFF && st.next_attempt_ms >= 250));
+	assert_true(st.state == RELAY_CLIENT_BACKOFF && st.next_attempt_ms >= 250);
+	assert_true(st.reconnects >= RC_NOT_ADMITTED_QUICK); /* the quick ones first */
+	assert_non_null(strstr(a->detail, "refused: not a node"));
 	assert_int_equal(a->n_connected, 0);
 	/* It keeps trying; once the key is admitted it gets in on its own. */
 	uint8_t keys[2][32];
@@ -481,6 +503,44 @@ static void server_restart_reconnects(void **state)
 	relay_client_free(b->c);
 	test_free(a);
 	test_free(b);
+}
+
+/* Review L6: when a relay dies, all its clients lose it at once; the
+ * first wait is spread over the whole step (0..1.0 of backoff_min_ms),
+ * not 0.5..1.0 of it. */
+static void lost_relay_retries_spread(void **state)
+{
+	enum { N = 12 };
+	struct node *n[N];
+	uint8_t keys[N][32];
+	for (int i = 0; i < N; i++) {
+		n[i] = test_malloc(sizeof *n[i]);
+		node_init(n[i]);
+		memcpy(keys[i], n[i]->pub, 32);
+	}
+	admit((const uint8_t(*)[32])keys, N);
+	for (int i = 0; i < N; i++) {
+		node_start(n[i], &(struct node_opts){.backoff_min_ms = 1000,
+		                                     .backoff_max_ms = 4000});
+		assert_true(pump_until(is_connected, n[i], 3000));
+	}
+	rly_server_free(srv);
+	srv = NULL;
+	unsigned lo = 1000, hi = 0;
+	for (int i = 0; i < N; i++) {
+		assert_true(pump_until(has_backed_off, n[i], 3000));
+		unsigned w = n[i]->waits[0];
+		lo = w < lo ? w : lo;
+		hi = w > hi ? w : hi;
+		assert_true(w <= 1000);
+	}
+	print_message("first waits of %d clients: %u..%u ms\n", N, lo, hi);
+	assert_true(lo < 500); /* all >= 500 has odds of 1 in 4096 */
+	for (int i = 0; i < N; i++) {
+		relay_client_free(n[i]->c);
+		test_free(n[i]);
+	}
+	server_start(0, 0);
 }
 
 static void restarting_honoured(void **state)
@@ -752,6 +812,11 @@ static struct fake {
 	bool close_after; /* close once the script is written */
 	bool no_read;     /* stop reading once admitted */
 	bool answer_ping;
+	bool tamper_keepalive;   /* SERVER_INFO's keepalive_s changed on the way */
+	bool refuse_after_first; /* REFUSED NOT_READY from the second accept on */
+	int trickle;             /* once admitted, each second: 1 a byte of a frame
+	                          * that never completes, 2 a sealed KEEPALIVE */
+	unsigned trickled;
 	uint16_t keepalive_s;
 	int rcvbuf;
 	/* the connection */
@@ -882,13 +947,25 @@ static void fake_read(struct bufferevent *bev, void *arg)
 		                                        &flags, cchal, ceph),
 		                 0);
 		crypto_box_keypair(eph_pub, eph_priv);
-		assert_int_equal(relay_session_init(&fk.sess, false, eph_priv, ceph, ckey,
-		                                    fk.pub, fk.challenge, cchal),
-		                 0);
 		evbuffer_drain(in, total);
+		if (fk.refuse_after_first && fk.accepts > 1) {
+			uint8_t rf[RELAY_HDR_LEN + 64];
+			size_t rn = relay_encode_refused(
+			    rf, sizeof rf, RELAY_REFUSED_NOT_READY, "not yet");
+			bufferevent_write(bev, rf, rn);
+			bufferevent_setcb(bev, NULL, fake_close_cb, NULL, NULL);
+			return;
+		}
+		uint8_t set[RELAY_SETTINGS_LEN];
+		relay_encode_settings(set, RELAY_PROTO_VERSION, 0, 64, fk.keepalive_s);
+		assert_int_equal(relay_session_init(&fk.sess, false, eph_priv, ceph, ckey,
+		                                    fk.pub, fk.challenge, cchal, set),
+		                 0);
 		uint8_t fr[RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN];
 		size_t n = relay_encode_server_info(fr, sizeof fr, 0, 64, fk.keepalive_s,
 		                                    fk.priv, ckey, cchal, eph_pub);
+		if (fk.tamper_keepalive) /* a box on the path: keepalive_s 65535 */
+			fr[RELAY_HDR_LEN + 4] = fr[RELAY_HDR_LEN + 5] = 0xff;
 		bufferevent_write(bev, fr, n);
 		fk.stage = 2;
 		fake_script();
@@ -1042,28 +1119,29 @@ static bool fake_pinged(void *arg)
 	return fk.pings >= *(unsigned *)arg;
 }
 
-/* Keepalive: PINGs every keepalive_s, the RTT from the PONG; a relay
- * that answers nothing for 2.5 keepalives is left. */
+/* Keepalive: PINGs every keepalive_s (5 s, the least the client takes),
+ * the RTT from the PONG; a relay that answers nothing for 2.5 keepalives
+ * is left. */
 static void keepalive_and_silence(void **state)
 {
 	fake_reset(FAKE_ADMIT);
-	fk.keepalive_s = 1;
+	fk.keepalive_s = 5;
 	struct node *a = test_malloc(sizeof *a);
 	fake_node(a, 0);
 	assert_true(pump_until(is_connected, a, 3000));
-	unsigned want = 3;
-	assert_true(pump_until(fake_pinged, &want, 4000));
+	unsigned want = 2;
+	assert_true(pump_until(fake_pinged, &want, 7000));
 	assert_true(status_of(a).rtt_us > 0);
 	assert_int_equal(a->n_backoff, 0); /* the PONGs keep it up */
-	/* Now silence. */
+	/* Now silence (the last PONG was just now). */
 	fk.answer_ping = false;
 	uint64_t t0 = now_ms();
-	assert_true(pump_until(is_backoff, a, 5000));
+	assert_true(pump_until(is_backoff, a, 16000));
 	uint64_t took = now_ms() - t0;
 	print_message("left a silent relay after %llu ms: %s\n", (unsigned long long)took,
 	              a->detail);
-	assert_non_null(strstr(a->detail, "relay silent for 2500 ms"));
-	assert_true(took >= 1000 && took <= 3500);
+	assert_non_null(strstr(a->detail, "relay silent for 12500 ms"));
+	assert_true(took >= 11000 && took <= 14000);
 	relay_client_free(a->c);
 	test_free(a);
 }
@@ -1106,6 +1184,7 @@ static void hostile_relay_frames(void **state)
 	static const uint8_t early_packet[] = {RELAY_FRAME_RECV_PACKET, 0, 0, 0, 40};
 	static const uint8_t not_http[] = "SSH-2.0-OpenSSH_9.2\r\n\r\n";
 	static const uint8_t http_404[] = "HTTP/1.1 404 Not Found\r\n\r\n";
+	static const uint8_t http_000[] = "HTTP/1.1 000 X\r\n\r\n";
 	uint8_t bad_magic[RELAY_HDR_LEN + RELAY_SERVER_KEY_LEN];
 	relay_encode_header(bad_magic, sizeof bad_magic, RELAY_FRAME_SERVER_KEY,
 	                    RELAY_SERVER_KEY_LEN);
@@ -1124,6 +1203,9 @@ static void hostile_relay_frames(void **state)
 	     0, "is not a mesh relay (its answer is not HTTP"},
 	    {"HTTP 404", FAKE_GARBAGE_FOR_101, http_404, sizeof http_404 - 1, false, 1, 0,
 	     0, "HTTP 404 to the upgrade"},
+	    /* review L4: at once, not after the connect timeout */
+	    {"HTTP 000", FAKE_GARBAGE_FOR_101, http_000, sizeof http_000 - 1, false, 1, 0,
+	     0, "its answer is not HTTP"},
 	    {"4 GiB length in the handshake", FAKE_GARBAGE_AFTER_101, huge, sizeof huge,
 	     false, 1, 1, 0, "of 4294967295 bytes"},
 	    {"handshake frame over its limit", FAKE_GARBAGE_AFTER_101, over_hs,
@@ -1255,6 +1337,215 @@ static void silent_relay_times_out(void **state)
 	test_free(a);
 }
 
+/* --- review fixes: the relay's control frames and settings ---------------- */
+
+static bool fake_stage2(void *arg)
+{
+	return fk.bev && fk.stage == 2;
+}
+
+/* Review H1: a relay that floods PINGs and never reads. The PONGs keep to
+ * queue_bytes like packets (dropped, counted); the node's memory does not
+ * grow with the flood. */
+static void pong_flood_bounded(void **state)
+{
+	fake_reset(FAKE_ADMIT);
+	fk.no_read = true;
+	fk.rcvbuf = 4096;
+	struct node *a = test_malloc(sizeof *a);
+	fake_node(a, RELAY_CLIENT_QUEUE_MIN);
+	assert_true(pump_until(is_connected, a, 3000));
+	assert_true(pump_until(fake_stage2, NULL, 1000));
+	uint8_t ping[RELAY_HDR_LEN + RELAY_PING_LEN], data[RELAY_PING_LEN] = {1};
+	size_t pn = relay_encode_ping(ping, sizeof ping, RELAY_FRAME_PING, data);
+	size_t max_queued = 0;
+	for (int round = 0; round < 40; round++) {
+		for (int i = 0; i < 5000; i++)
+			fake_write(ping, pn, true);
+		pump(20);
+		struct relay_client_status st = status_of(a);
+		if (st.queued_bytes > max_queued)
+			max_queued = st.queued_bytes;
+		assert_true(st.queued_bytes <= RELAY_CLIENT_QUEUE_MIN);
+	}
+	pump(200);
+	struct relay_client_status st = status_of(a);
+	print_message(
+	    "200000 PINGs: %llu PONGs dropped, at most %zu bytes waiting (bound "
+	    "%u), %s\n",
+	    (unsigned long long)st.tx_drop_ctl, max_queued,
+	    (unsigned)RELAY_CLIENT_QUEUE_MIN, relay_client_state_name(st.state));
+	assert_true(st.tx_drop_ctl > 0);
+	assert_true(st.queued_bytes <= RELAY_CLIENT_QUEUE_MIN);
+	assert_int_equal(st.rx_drop_bad, 0);
+	relay_client_free(a->c);
+	test_free(a);
+}
+
+/* Review M1: SERVER_INFO's settings travel outside its box but are bound
+ * into the session: changed on the way (keepalive_s 65535), the first
+ * sealed frame does not open and the connection ends. */
+static void tampered_settings_break_session(void **state)
+{
+	fake_reset(FAKE_ADMIT);
+	fk.tamper_keepalive = true;
+	uint8_t src[32] = {9}, pkt[RELAY_HDR_LEN + 32 + 5];
+	relay_encode_packet(pkt, sizeof pkt, RELAY_FRAME_RECV_PACKET, src,
+	                    (const uint8_t *)"hello", 5);
+	fk.script[0] = (struct fake_item){pkt, sizeof pkt, true};
+	fk.n_script = 1;
+	struct node *a = test_malloc(sizeof *a);
+	fake_node(a, 0);
+	assert_true(pump_until(is_backoff, a, 3000));
+	struct relay_client_status st = status_of(a);
+	print_message("detail: %s\n", a->detail);
+	assert_non_null(strstr(a->detail, "failed authentication"));
+	assert_int_equal(st.rx_drop_seal, 1);
+	assert_int_equal(a->n_rx, 0);
+	relay_client_free(a->c);
+	test_free(a);
+}
+
+/* Review M1: keepalive_s is clamped to 5..60 s whatever the relay says (0
+ * means the default, 30 s). */
+static void keepalive_clamped(void **state)
+{
+	static const struct {
+		uint16_t said;
+		uint32_t used_ms;
+	} cases[] = {{1, 5000}, {65535, 60000}, {0, 30000}, {20, 20000}};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		fake_reset(FAKE_ADMIT);
+		fk.keepalive_s = cases[i].said;
+		struct node *a = test_malloc(sizeof *a);
+		fake_node(a, 0);
+		assert_true(pump_until(is_connected, a, 3000));
+		print_message("keepalive_s %u: %u ms\n", cases[i].said,
+		              status_of(a).keepalive_ms);
+		assert_int_equal(status_of(a).keepalive_ms, cases[i].used_ms);
+		relay_client_free(a->c);
+		test_free(a);
+	}
+}
+
+static bool backed_off_n(void *arg)
+{
+	struct node *n = arg;
+	return n->n_backoff >= n->want_seq;
+}
+
+/* Review M2: after RESTARTING, while nobody listens, the retries slow
+ * down: 250 ms doubling to 4 s, each wait spread over 0..1.0 of its step. */
+static void restart_schedule_grows(void **state)
+{
+	fake_reset(FAKE_ADMIT);
+	uint8_t rs[RELAY_HDR_LEN + 8];
+	size_t rn = relay_encode_restarting(rs, sizeof rs, 0, 60000);
+	fk.script[0] = (struct fake_item){rs, rn, true};
+	fk.n_script = 1;
+	fk.close_after = true;
+	struct node *a = test_malloc(sizeof *a);
+	fake_node(a, 0);
+	assert_true(pump_until(is_backoff, a, 3000));
+	assert_non_null(strstr(a->detail, "relay restarting"));
+	/* Nobody listens any more: every attempt is refused by the kernel. */
+	evconnlistener_free(fk.lis);
+	fk.lis = NULL;
+	a->want_seq = 7;
+	assert_true(pump_until(backed_off_n, a, 15000));
+	/* (reconnect_in_ms 0: the first wait, after the relay's close, is
+	 * already on the schedule.) */
+	unsigned step = 250, sum = 0;
+	for (int i = 0; i < 7; i++) {
+		print_message("wait %d: %u ms (step %u)\n", i, a->waits[i], step);
+		assert_true(a->waits[i] <= step);
+		sum += a->waits[i];
+		step = step * 2 > 4000 ? 4000 : step * 2;
+	}
+	assert_true(sum > 1000);
+	relay_client_free(a->c);
+	test_free(a);
+}
+
+/* Review M2: a REFUSED ("not ready") ends the RESTARTING schedule; the
+ * normal backoff (here 30..60 s) follows: one refused attempt, not one
+ * every few hundred ms. */
+static void refusal_ends_restart_schedule(void **state)
+{
+	fake_reset(FAKE_ADMIT);
+	uint8_t rs[RELAY_HDR_LEN + 8];
+	size_t rn = relay_encode_restarting(rs, sizeof rs, 0, 60000);
+	fk.script[0] = (struct fake_item){rs, rn, true};
+	fk.n_script = 1;
+	fk.close_after = true;
+	fk.refuse_after_first = true;
+	struct node *a = test_malloc(sizeof *a);
+	fake_node(a, 0);
+	pump(3000);
+	print_message("%u connections in 3 s: %s\n", fk.accepts, a->detail);
+	assert_int_equal(fk.accepts, 2);
+	assert_non_null(strstr(a->detail, "refused: the relay is not ready"));
+	assert_null(strstr(a->detail, "relay restarting"));
+	assert_true(status_of(a).next_attempt_ms >= 25000);
+	relay_client_free(a->c);
+	test_free(a);
+}
+
+/* --- review L1: liveness counts frames that open, not bytes --------------- */
+
+static void trickle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static const uint8_t part[RELAY_HDR_LEN] = {RELAY_FRAME_RECV_PACKET, 0, 0, 4, 0};
+	if (!fk.bev || fk.stage != 2)
+		return;
+	if (fk.trickle == 1) {
+		uint8_t b = fk.trickled < RELAY_HDR_LEN ? part[fk.trickled] : 0;
+		bufferevent_write(fk.bev, &b, 1);
+	} else {
+		uint8_t ka[RELAY_HDR_LEN];
+		fake_write(ka, relay_encode_keepalive(ka, sizeof ka), true);
+	}
+	fk.trickled++;
+}
+
+static void trickle_case(int mode, const char *want)
+{
+	fake_reset(FAKE_ADMIT);
+	fk.keepalive_s = 5;
+	fk.answer_ping = false;
+	fk.trickle = mode;
+	struct event *ev = event_new(base, -1, EV_PERSIST, trickle_cb, NULL);
+	struct timeval sec = {1, 0};
+	event_add(ev, &sec);
+	struct node *a = test_malloc(sizeof *a);
+	fake_node(a, 0);
+	assert_true(pump_until(is_connected, a, 3000));
+	uint64_t t0 = now_ms();
+	bool left = pump_until(is_backoff, a, 16000);
+	print_message("mode %d: %u pieces sent, left after %llu ms: %s\n", mode,
+	              fk.trickled, (unsigned long long)(now_ms() - t0), a->detail);
+	assert_true(left);
+	assert_non_null(strstr(a->detail, want));
+	assert_true(now_ms() - t0 >= 11000);
+	assert_true(fk.trickled >= 10);
+	event_free(ev);
+	relay_client_free(a->c);
+	test_free(a);
+}
+
+/* A byte a second of a frame that never completes does not keep the
+ * connection up. */
+static void trickled_bytes_are_not_life(void **state)
+{
+	trickle_case(1, "relay silent for 12500 ms");
+}
+
+/* Frames that open but no PONG: the unanswered PING ends it. */
+static void unanswered_ping_is_dead(void **state)
+{
+	trickle_case(2, "relay did not answer a PING within 12500 ms");
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1268,6 +1559,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(backoff_doubles_with_jitter, setup, teardown),
 	    cmocka_unit_test_setup_teardown(server_restart_reconnects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(restarting_honoured, setup, teardown),
+	    cmocka_unit_test_setup_teardown(lost_relay_retries_spread, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reconnect_and_free_inside_callbacks, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(name_through_evdns, setup, teardown),
@@ -1281,6 +1573,17 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(unknown_frames_skipped, setup, fake_teardown),
 	    cmocka_unit_test_setup_teardown(random_garbage, setup, fake_teardown),
 	    cmocka_unit_test_setup_teardown(silent_relay_times_out, setup, fake_teardown),
+	    cmocka_unit_test_setup_teardown(pong_flood_bounded, setup, fake_teardown),
+	    cmocka_unit_test_setup_teardown(tampered_settings_break_session, setup,
+	                                    fake_teardown),
+	    cmocka_unit_test_setup_teardown(keepalive_clamped, setup, fake_teardown),
+	    cmocka_unit_test_setup_teardown(restart_schedule_grows, setup, fake_teardown),
+	    cmocka_unit_test_setup_teardown(refusal_ends_restart_schedule, setup,
+	                                    fake_teardown),
+	    cmocka_unit_test_setup_teardown(trickled_bytes_are_not_life, setup,
+	                                    fake_teardown),
+	    cmocka_unit_test_setup_teardown(unanswered_ping_is_dead, setup,
+	                                    fake_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
