@@ -21,8 +21,9 @@
 # (2) the home relay stopped mid-transfer with SIGTERM (RESTARTING), and
 # once with SIGKILL, and started again from its state 1.5 s later: the
 # fetch completes intact and status counts the reconnect; (3) alpha can
-# reach only relay1, bravo only relay2: each has its own home and a fetch
-# crosses the relay mesh; (4) UDP unblocked: the path becomes direct (time
+# reach only relay1, bravo only relay2 (bravo's connection to relay1
+# vanishes without a FIN, and bravo restarts): each has its own home and a
+# fetch crosses the relay mesh; (4) UDP unblocked: the path becomes direct (time
 # measured); UDP blocked again during a fetch: back to the relay (time
 # measured), the fetch intact.
 . "$(dirname "$0")/lib.sh"
@@ -366,14 +367,14 @@ step "2b. the same with SIGKILL (no RESTARTING)"
 restart_relay1 KILL relay1c
 
 step "3. alpha reaches only relay1, bravo only relay2: the relay mesh carries them"
-# bravo stops before relay1 is blocked, so relay1 sees its connection
-# close. (A connection that vanished silently would keep bravo's key local
-# on relay1, which prefers a local client over its sibling's route until
-# that connection's write deadline: not what this step is about.)
-bg_stop bravo
-wait_until 5 relay_clients_are r1 1 || info "relay1 still counts $(relay_stat r1 "j['clients']") clients"
+# As a network would: relay1 vanishes for bravo first (its FIN is dropped
+# too, so relay1 still holds bravo's old connection), then bravo restarts
+# and comes back on relay2. relay1 must give up the dead connection for
+# its sibling's route.
 relay_block bravo $R1 || die "nft on bravo failed"
 relay_block alpha $R2 || die "nft on alpha failed"
+bg_stop bravo
+info "relay1 counts $(relay_stat r1 "j['clients']") clients after bravo left silently"
 fw0=$(mesh_count r1)
 start_node bravo
 t0=$(now_ms)
