@@ -28,7 +28,7 @@
 #define MS_NETCHECK_JITTER_MS 6000
 #define MS_UPGRADE_MS 60000 /* a trusted peer's other candidates re-probed this often */
 #define MS_HEARD_MS 60000   /* replies go back through the relay a peer was heard on */
-#define MS_GONE_MS 10000    /* a relay said the peer is not there: not through it */
+#define MS_GONE_MS 3000     /* a relay said the peer is not there: not through it */
 
 struct ms_cand {
 	struct sockaddr_storage sa;
@@ -229,6 +229,9 @@ static void conn_on_state(void *ctx, struct relay_client *c, enum relay_client_s
 	if (st == RELAY_CLIENT_CONNECTED) {
 		k->down_since_ms = 0;
 		k->avoided = false;
+		/* what a relay said before this connection no longer holds */
+		for (size_t i = 0; i < ms->n_peers; i++)
+			ms->by_key[i]->gone_until_ms = 0;
 	} else if (st == RELAY_CLIENT_BACKOFF && !k->down_since_ms) {
 		k->down_since_ms = now_ms();
 	}
@@ -911,6 +914,11 @@ static void on_tick(evutil_socket_t fd, short ev, void *arg)
 	int64_t now = now_ms();
 	for (size_t i = 0; i < ms->n_peers; i++) {
 		struct ms_peer *p = ms->by_key[i];
+		/* A relay's "not here" has run out: through it again. */
+		if (p->gone_until_ms && p->gone_until_ms <= now) {
+			p->gone_until_ms = 0;
+			push_path(ms, p);
+		}
 		if (!p->has_best)
 			continue;
 		struct wg_peer_info pi;

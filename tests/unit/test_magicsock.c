@@ -550,6 +550,51 @@ static void shared_disco_key_matched_by_content(void **state)
 	assert_int_equal(path_of(1), MS_PATH_DIRECT);
 }
 
+/* A relay that said "not here" for a peer (it had not connected yet) does
+ * not keep the relay off that peer's path: a few seconds later the relay
+ * carries its packets again, with nothing else happening. */
+static void peer_gone_expires(void **state)
+{
+	start_nodes(false);
+	assert_true(wait_home(3000));
+	for (int i = 0; i < 2; i++)
+		wg_device_set_tx_hook(nodes[i].dev, drop_hook, NULL);
+	/* node 1 leaves the relay: its magicsock goes */
+	magicsock_free(ms[1]);
+	ms[1] = NULL;
+	spin(200);
+	send_one(0); /* the relay answers PEER_GONE */
+	int64_t end = mono_ms() + 2000;
+	struct magicsock_stats st;
+	do {
+		spin(20);
+		magicsock_get_stats(ms[0], &st);
+	} while (mono_ms() < end && st.peer_gone == 0);
+	assert_true(st.peer_gone >= 1);
+	struct wg_peer_info pi;
+	wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi);
+	assert_false(pi.relay_ok);
+	/* node 1 comes back on the relay; node 0 hears nothing from it */
+	struct magicsock_config mc = {.base = base, .wg = nodes[1].dev, .netcheck_timeout_ms = 1000};
+	memcpy(mc.node_priv, nodes[1].priv, 32);
+	memcpy(mc.node_pub, nodes[1].pub, 32);
+	memcpy(mc.disco_priv, dpriv[1], 32);
+	memcpy(mc.disco_pub, dpub[1], 32);
+	char err[160];
+	ms[1] = magicsock_new(&mc, err, sizeof err);
+	assert_non_null(ms[1]);
+	feed_map(1, false);
+	end = mono_ms() + 6000;
+	do {
+		spin(50);
+		wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi);
+	} while (mono_ms() < end && !pi.relay_ok);
+	assert_true(pi.relay_ok);
+	unsigned before = nodes[1].rx_count;
+	send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, before + 1, 3000));
+}
+
 static void unknown_disco_dropped(void **state)
 {
 	start_nodes(true);
@@ -594,6 +639,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(static_peer_left_alone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(peer_without_home_gets_plain_wireguard, setup, teardown),
 	    cmocka_unit_test_setup_teardown(shared_disco_key_matched_by_content, setup, teardown),
+	    cmocka_unit_test_setup_teardown(peer_gone_expires, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unknown_disco_dropped, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
