@@ -150,6 +150,10 @@ static void responder_cb(evutil_socket_t fd, short ev, void *arg)
 			assert_non_null(l);
 			*l = (struct later){.fd = fd, .m = m, .to = from, .port = port};
 			struct timeval tv = {0, SLOW_MS * 1000};
+			/* from now, not from the loop's cached time (on a loaded
+			 * machine that can be tens of ms old: the answer then
+			 * came early and the RTT fell under SLOW_MS) */
+			event_base_update_cache_time(r->base);
 			event_base_once(r->base, -1, EV_TIMEOUT, later_cb, l, &tv);
 		} else {
 			reply(fd, &m, &from, port);
