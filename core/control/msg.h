@@ -15,7 +15,9 @@
  *                  tags?: [str]}
  *   REGISTER_RESP {status: "ok"|"pending"|"refused", code?: int, reason?: str,
  *                  and when ok: node_id: int, name: label, fqdn: name,
- *                  ipv4: str, ipv6: str, domain: name}
+ *                  ipv4: str, ipv6: str, domain: name;
+ *                  when pending (optional): node_id, name (the name the
+ *                  server gave, which an admin approves)}
  *   ENDPOINTS     {endpoints: ["ip:port" | "[ip6]:port"], home_relay?: int}
  *   MAP_FULL      {version: int, self: {id, name, addresses},
  *                  dns: {domain: name, magic_dns: ipv4},
@@ -115,8 +117,10 @@ enum ctl_reason {
 	CTL_REASON_AUTH_KEY_USED = 4, /* single-use key already used */
 	CTL_REASON_NODE_REMOVED = 5,
 	CTL_REASON_NODE_EXPIRED = 6,
-	CTL_REASON_AUTH_REQUIRED = 7, /* no key and approval is off */
-	CTL_REASON_INTERNAL = 8,
+	CTL_REASON_AUTH_REQUIRED = 7, /* no key, and the server holds none
+	                               * for approval (serve --no-pending) */
+	CTL_REASON_INTERNAL = 8,      /* transient: the node retries */
+	CTL_REASON_KEY_CONFLICT = 9,  /* node or disco key is another node's */
 };
 
 struct ctl_ip {

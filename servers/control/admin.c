@@ -501,13 +501,13 @@ static json_t *adm_stats_json(const struct ctl_server_stats *s)
 {
 	return json_pack(
 	    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-	    "s:I,s:I,s:I,s:f,s:I,s:f}",
+	    "s:I,s:I,s:f,s:I,s:f}",
 	    "conns_active", (json_int_t)s->conns_active, "conns_total",
 	    (json_int_t)s->conns_total, "conns_refused_limit",
 	    (json_int_t)s->conns_refused_limit, "nodes_online",
 	    (json_int_t)s->nodes_online, "handshakes_ok", (json_int_t)s->handshakes_ok,
-	    "handshakes_failed", (json_int_t)s->handshakes_failed, "replays",
-	    (json_int_t)s->replays, "registrations_ok", (json_int_t)s->registrations_ok,
+	    "handshakes_failed", (json_int_t)s->handshakes_failed,
+	    "registrations_ok", (json_int_t)s->registrations_ok,
 	    "registrations_pending", (json_int_t)s->registrations_pending,
 	    "registrations_refused", (json_int_t)s->registrations_refused, "maps_full",
 	    (json_int_t)s->maps_full, "maps_delta", (json_int_t)s->maps_delta,

@@ -237,13 +237,11 @@ static int on_hs1(struct srv_conn *c, const struct ctl_frame *f)
 		          strerror(-r));
 		return r;
 	}
+	/* No replay table for message 1's timestamp: a replayed message 1
+	 * yields a session only the holder of the initiator's private keys can
+	 * use, and nothing changes before its first transport message. A
+	 * table only locked out nodes whose clock went backwards. */
 	memcpy(c->machine_key, ctl_noise_remote_static(&c->hs), CTL_KEY_LEN);
-	if (!srv_replay_check(s, c->machine_key, ctl_noise_timestamp(&c->hs))) {
-		s->st.replays++;
-		s->st.handshakes_failed++;
-		log_info("mesh-control: %s: replayed handshake refused", c->peer);
-		return -EBADMSG;
-	}
 	uint8_t m2[CTL_NOISE_MSG2_MIN], fr[CTL_NOISE_MSG2_MIN + 8];
 	size_t m2_len = 0, fr_len = 0;
 	r = ctl_noise_write_msg2(&c->hs, NULL, 0, m2, sizeof m2, &m2_len);
@@ -455,6 +453,7 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.poll_ms = dflt(cfg->poll_ms, 500);
 	s->cfg.coalesce_ms = dflt(cfg->coalesce_ms, 50);
 	s->cfg.ephemeral_timeout_s = dflt(cfg->ephemeral_timeout_s, 300);
+	s->cfg.max_pending = dflt(cfg->max_pending, 100);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
 	char addr[80];
@@ -531,7 +530,6 @@ void ctl_server_free(struct ctl_server *s)
 		event_free(s->reap);
 	srv_snap_free(s);
 	srv_relays_free(s);
-	free(s->replay);
 	sodium_memzero(s->cfg.server_priv, sizeof s->cfg.server_priv);
 	free(s);
 }

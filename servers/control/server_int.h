@@ -72,12 +72,6 @@ struct srv_tomb {
 	int64_t id, version;
 };
 
-struct srv_replay {
-	uint8_t key[CTL_KEY_LEN];
-	uint8_t ts[CTL_NOISE_TIMESTAMP_LEN];
-	bool used;
-};
-
 struct ctl_server {
 	struct ctl_server_config cfg;
 	struct evconnlistener *lis;
@@ -101,9 +95,6 @@ struct ctl_server {
 	size_t n_relays;
 	uint8_t relays_hash[32];      /* of s->relays */
 	uint8_t nodes_relays_hash[32]; /* of the list the nodes' maps last carried */
-	/* replay table: open addressing */
-	struct srv_replay *replay;
-	size_t replay_cap, replay_used;
 };
 
 /* server.c */
@@ -138,7 +129,6 @@ void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p);
 int srv_on_register(struct srv_conn *c, struct ctl_register_req *req);
 int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps);
 int srv_go_online(struct srv_conn *c, const struct srv_node *n);
-bool srv_replay_check(struct ctl_server *s, const uint8_t *key, const uint8_t *ts);
 
 /* server_relay.c */
 int srv_on_relay_register(struct srv_conn *c, struct ctl_relay_register *req);

@@ -119,10 +119,15 @@ static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
 	bool f;
 	size_t i = snap_index(s, id, &f);
 	if (f) {
+		/* A node never approved was in nobody's map: no tombstone, so
+		 * dropped pending registrations reach no node. */
+		bool in_maps = s->nodes[i].approved;
 		free(s->nodes[i].pj);
 		memmove(&s->nodes[i], &s->nodes[i + 1],
 		        (s->n_nodes - i - 1) * sizeof *s->nodes);
 		s->n_nodes--;
+		if (!in_maps)
+			return 0;
 	}
 	if (s->n_tombs == s->cap_tombs) {
 		size_t nc = s->cap_tombs ? s->cap_tombs * 2 : 64;
@@ -285,8 +290,9 @@ static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
 		if (srv_node_visible(n, now)) {
 			if (n->pj)
 				d->peers[d->n_peers++] = n;
-		} else
+		} else if (n->approved) { /* pending: in nobody's map yet */
 			d->removed[d->n_removed++] = (uint64_t)n->id;
+		}
 	}
 	/* Tombstones may name an id twice; the map drops unknown ids anyway,
 	 * but keep the list unique. */
@@ -357,7 +363,7 @@ int srv_send_update(struct srv_conn *c)
 	int r = delta_collect(s, base, now, &d);
 	if (r == 0 && delta_too_big(s, &d))
 		r = 1;
-	if (r == 0 &&
+	if (r == 0 && d.n_removed + d.n_peers > 0 &&
 	    !(d.n_removed == 0 && d.n_peers == 1 && d.peers[0]->id == c->node_id)) {
 		uint8_t *body = NULL;
 		size_t len = 0;
@@ -476,9 +482,11 @@ static void broadcast(struct ctl_server *s)
 			int r;
 			if (full) {
 				r = srv_send_full(c);
-			} else if (d.n_removed == 0 && d.n_peers == 1 &&
-			           d.peers[0]->id == c->node_id) {
-				/* Only itself changed: nothing to send. The next
+			} else if (d.n_removed == 0 &&
+			           (d.n_peers == 0 ||
+			            (d.n_peers == 1 && d.peers[0]->id == c->node_id))) {
+				/* Nothing it can see changed (only itself, or
+				 * pending nodes): nothing to send. The next
 				 * delta starts from the version it has. */
 				continue;
 			} else if (delta_has(&d, c->node_id)) {

@@ -30,7 +30,11 @@ const char *ctl_store_strerror(int err)
 	case CTL_STORE_ESCHEMA:
 		return "database schema is newer than this program";
 	case CTL_STORE_ECONFLICT:
-		return "node key belongs to another node";
+		return "node or disco key belongs to another node";
+	case CTL_STORE_EAUTH_REQUIRED:
+		return "an auth key is required";
+	case CTL_STORE_EREMOVED:
+		return "node was removed";
 	default:
 		return "unknown error";
 	}

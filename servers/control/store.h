@@ -52,7 +52,9 @@ enum ctl_store_err {
 	CTL_STORE_EKEY_EXPIRED = -9,
 	CTL_STORE_EKEY_USED = -10, /* single-use key already used */
 	CTL_STORE_ESCHEMA = -11,   /* database from a newer version */
-	CTL_STORE_ECONFLICT = -12, /* node key already belongs to another node */
+	CTL_STORE_ECONFLICT = -12, /* node or disco key belongs to another node */
+	CTL_STORE_EAUTH_REQUIRED = -13, /* no auth key and pending is off */
+	CTL_STORE_EREMOVED = -14, /* machine of a removed node, without a key */
 };
 
 const char *ctl_store_strerror(int err);
@@ -163,6 +165,12 @@ struct ctl_store_reg {
 	/* Also mark the node online (last_seen = now) in the same transaction
 	 * when it ends up approved and not expired. */
 	bool set_online;
+	/* A new machine without a secret: refused (EAUTH_REQUIRED) when
+	 * no_pending; else stored pending, and when more than max_pending
+	 * (0: no limit) nodes would then be pending, the oldest pending ones
+	 * are dropped in the same transaction. */
+	bool no_pending;
+	unsigned max_pending;
 };
 
 /* Fields for ctl_store_node_update, chosen by mask. */
@@ -274,11 +282,16 @@ int ctl_store_key_use(struct ctl_store *st, const char *secret, int64_t now,
                       struct ctl_authkey *out);
 
 /* Nodes. register: a known machine key returns its node (same id, name and
- * addresses), updating node/disco keys and hostname (the name stays); with a
- * secret it also re-authorises (approves, clears expiry) and uses the key;
- * without one, approval and expiry are unchanged (the caller checks them).
- * A new machine key needs a valid secret to be approved, else it is stored
- * pending (approved=false). Key check, key use and insert are one
+ * addresses). An approved, unexpired node gets its node/disco keys and
+ * hostname updated (the name stays) and its secret, if any, is ignored (not
+ * needed, not spent). A pending or expired node with a valid secret is
+ * re-authorised (approved, expiry cleared, keys updated, key used); without
+ * one nothing is written (nothing is stored before it is authorised) and
+ * the caller refuses or holds it. A new machine key needs a valid secret to
+ * be approved, else it is stored pending (approved=false; see no_pending,
+ * max_pending), and a machine whose node was removed gets EREMOVED. A node
+ * or disco key that another node holds is ECONFLICT (disco keys must be
+ * unique: nodes tell peers apart by them). Key check, key use and insert are one
  * transaction: a failed registration does not spend a single-use key. A
  * machine retrying with the spent single-use key it registered with resumes
  * (the first answer may have been lost) instead of getting EKEY_USED.

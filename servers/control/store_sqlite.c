@@ -75,6 +75,18 @@ static const char *const sq_migrations[] = {
     " name TEXT NOT NULL UNIQUE, region TEXT NOT NULL, host TEXT NOT NULL,"
     " port INTEGER NOT NULL, stun_port INTEGER NOT NULL, tls INTEGER NOT NULL,"
     " created INTEGER NOT NULL, last_seen INTEGER NOT NULL DEFAULT 0);",
+    /* v4: admission. Machine keys of removed (once approved) nodes, so a
+     * removed device that was offline cannot queue itself again for
+     * approval without an auth key; an index for the disco-key uniqueness
+     * check; and one for the pending nodes (capped, oldest dropped). */
+    "CREATE TABLE removed_machines ("
+    " machine_key BLOB PRIMARY KEY, removed INTEGER NOT NULL);"
+    "CREATE TRIGGER nodes_removed_machine AFTER DELETE ON nodes"
+    " WHEN OLD.approved = 1 BEGIN"
+    " INSERT OR REPLACE INTO removed_machines (machine_key, removed)"
+    " VALUES (OLD.machine_key, CAST(strftime('%s', 'now') AS INTEGER)); END;"
+    "CREATE INDEX nodes_disco ON nodes(disco_key);"
+    "CREATE INDEX nodes_pending ON nodes(id) WHERE approved = 0;",
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 

@@ -252,6 +252,59 @@ static int sq_alloc_v4(struct sq_store *s, uint32_t *off_out)
 	return ctl_sq_step_done(s, q, "v4 cursor");
 }
 
+/* Drops the oldest pending nodes until at most keep are pending. */
+static int sq_pending_trim(struct sq_store *s, unsigned keep)
+{
+	sqlite3_stmt *q = ctl_sq_prep(s, "SELECT COUNT(*) FROM nodes WHERE approved = 0");
+	if (!q)
+		return CTL_STORE_EIO;
+	int r = sqlite3_step(q);
+	int64_t n = r == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+	ctl_sq_done(q);
+	if (r != SQLITE_ROW)
+		return ctl_sq_dberr(s, "pending count");
+	if (n <= (int64_t)keep)
+		return 0;
+	q = ctl_sq_prep(s, "DELETE FROM nodes WHERE id IN (SELECT id FROM nodes "
+	                   "WHERE approved = 0 ORDER BY id LIMIT ?1)");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_int64(q, 1, n - (int64_t)keep);
+	return ctl_sq_step_done(s, q, "pending drop");
+}
+
+/* ECONFLICT when another machine's node holds this disco key. */
+static int sq_disco_free(struct sq_store *s, const uint8_t *disco, int64_t self_id)
+{
+	sqlite3_stmt *q =
+	    ctl_sq_prep(s, "SELECT 1 FROM nodes WHERE disco_key = ?1 AND id != ?2");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_blob(q, 1, disco, CTL_KEY_LEN, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 2, self_id);
+	int r = sqlite3_step(q);
+	ctl_sq_done(q);
+	if (r == SQLITE_ROW)
+		return ctl_sq_fail(s, CTL_STORE_ECONFLICT,
+		                   "disco key in use by another node");
+	return r == SQLITE_DONE ? 0 : ctl_sq_dberr(s, "disco key check");
+}
+
+/* 1 when this machine's node was removed (and not registered since). */
+static int sq_machine_removed(struct sq_store *s, const uint8_t *mk)
+{
+	sqlite3_stmt *q =
+	    ctl_sq_prep(s, "SELECT 1 FROM removed_machines WHERE machine_key = ?1");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_blob(q, 1, mk, CTL_KEY_LEN, SQLITE_TRANSIENT);
+	int r = sqlite3_step(q);
+	ctl_sq_done(q);
+	if (r == SQLITE_ROW)
+		return 1;
+	return r == SQLITE_DONE ? 0 : ctl_sq_dberr(s, "removed machine check");
+}
+
 static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
                           const struct ctl_authkey *k)
 {
@@ -268,6 +321,9 @@ static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
 		rc = sq_alloc_v4(s, &off);
 	if (rc == 0)
 		rc = ctl_sq_bump(s, &v);
+	/* After the bump: the tombstones of dropped rows carry version v. */
+	if (rc == 0 && !k && r->max_pending)
+		rc = sq_pending_trim(s, r->max_pending - 1);
 	if (rc)
 		return rc;
 	ctl_alloc_v6(m.ula, CTL_V4_PREFIX + off, v6);
@@ -294,7 +350,14 @@ static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
 	sqlite3_bind_text(q, 11, k ? k->tags : "", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(q, 12, r->now);
 	sqlite3_bind_int64(q, 13, v);
-	return ctl_sq_step_done(s, q, "node insert");
+	rc = ctl_sq_step_done(s, q, "node insert");
+	if (rc || !k)
+		return rc;
+	q = ctl_sq_prep(s, "DELETE FROM removed_machines WHERE machine_key = ?1");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_blob(q, 1, r->machine_key, CTL_KEY_LEN, SQLITE_TRANSIENT);
+	return ctl_sq_step_done(s, q, "removed machine");
 }
 
 /* A known machine: new keys and hostname; a secret re-authorises it. */
@@ -394,8 +457,11 @@ int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
 	isnew = rc == CTL_STORE_ENOTFOUND;
 	if (isnew)
 		rc = 0;
+	/* An approved, unexpired node needs no key: it is not spent. */
+	bool good = !isnew && rc == 0 && old->approved &&
+	            !(old->expiry && old->expiry <= r->now);
 	const struct ctl_authkey *use = NULL;
-	if (rc == 0 && r->auth_secret) {
+	if (rc == 0 && r->auth_secret && !good) {
 		rc = ctl_sq_key_use_tx(s, r->auth_secret, r->now, &k);
 		use = &k;
 		/* A retry with the single-use key this very machine was
@@ -403,7 +469,20 @@ int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
 		if (rc == CTL_STORE_EKEY_USED && !isnew && k.id == old->auth_key_id)
 			rc = 0, use = NULL;
 	}
-	if (rc == 0)
+	if (rc == 0 && isnew && !use) {
+		rc = sq_machine_removed(s, r->machine_key);
+		if (rc == 1)
+			rc = ctl_sq_fail(s, CTL_STORE_EREMOVED,
+			                 "register: this machine's node was removed");
+		else if (rc == 0 && r->no_pending)
+			rc = ctl_sq_fail(s, CTL_STORE_EAUTH_REQUIRED,
+			                 "register: no auth key and pending is off");
+	}
+	/* Pending or expired without a valid key: nothing is stored. */
+	bool write = isnew || good || use;
+	if (rc == 0 && write)
+		rc = sq_disco_free(s, r->disco_key, isnew ? 0 : old->id);
+	if (rc == 0 && write)
 		rc = isnew ? sq_node_insert(s, r, use) : sq_node_refresh(s, r, old, use);
 	if (rc == 0 && r->set_online)
 		rc = sq_node_set_online(s, r);
@@ -586,6 +665,8 @@ int ctl_sq_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_u
 	if (rc == 0 && (m & CTL_UPD_ENDPOINTS))
 		rc = sq_set(s, "UPDATE nodes SET endpoints = ?2 WHERE id = ?1", id, 't',
 		            u->endpoints, 0);
+	if (rc == 0 && (m & CTL_UPD_DISCO))
+		rc = sq_disco_free(s, u->disco_key, id);
 	if (rc == 0 && (m & CTL_UPD_DISCO))
 		rc = sq_set(s, "UPDATE nodes SET disco_key = ?2 WHERE id = ?1", id, 'k',
 		            u->disco_key, 0);

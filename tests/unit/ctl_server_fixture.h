@@ -97,6 +97,8 @@ static void start_server(struct t *t)
 	cfg.idle_ms = t->over.idle_ms;
 	cfg.keepalive_ms = t->over.keepalive_ms;
 	cfg.ephemeral_timeout_s = t->over.ephemeral_timeout_s;
+	cfg.no_pending = t->over.no_pending;
+	cfg.max_pending = t->over.max_pending;
 	memcpy(cfg.server_priv, t->spriv, 32);
 	struct sockaddr_in *a = (struct sockaddr_in *)&cfg.listen;
 	a->sin_family = AF_INET;
