@@ -297,6 +297,12 @@ void ctl_msg_free(struct ctl_msg *m);
 /* Text forms used on the wire: "100.64.0.1", "fd00::/48", "[fd00::1]:41641". */
 #define CTL_ADDRSTR_MAX 56
 void ctl_ip_format(const struct ctl_ip *ip, char out[CTL_ADDRSTR_MAX]);
+/* A key's fingerprint for people: its first 8 bytes in hex. A pending node
+ * prints its machine key's, `mesh-control nodes list --pending` shows it and
+ * `nodes approve NAME --key FPR` checks it, so an approval lands on the
+ * device the admin means. */
+#define CTL_KEY_FPR_LEN 16
+void ctl_key_fpr(const uint8_t key[CTL_KEY_LEN], char out[CTL_KEY_FPR_LEN + 1]);
 void ctl_prefix_format(const struct ctl_prefix *pf, char out[CTL_ADDRSTR_MAX]);
 void ctl_endpoint_format(const struct ctl_endpoint *ep, char out[CTL_ADDRSTR_MAX]);
 /* Parse a NUL-terminated string; true on success. */

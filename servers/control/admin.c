@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/control/msg.h"
 #include "core/control/token.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/json_util.h"
@@ -283,18 +284,53 @@ static bool adm_find_node(struct adm_req *r, struct ctl_node *nd)
 	return true;
 }
 
+/* As `nodes approve`: a pending node by its ID, or by name with the key
+ * fingerprint its device printed; false after replying 409. */
+static bool adm_approve_ok(struct adm_req *r, const struct ctl_node *nd,
+                           const char *fpr)
+{
+	char want[CTL_KEY_FPR_LEN + 1];
+	int64_t id;
+	ctl_key_fpr(nd->machine_key, want);
+	if (fpr && strcasecmp(fpr, want) != 0) {
+		adm_error(r->req, 409,
+		          "node %lld (%s) has a different key than %s: not the device "
+		          "that printed it; nothing approved",
+		          (long long)nd->id, nd->name, fpr);
+		return false;
+	}
+	if (nd->approved || fpr || (adm_id(r->seg[1], &id) && id == nd->id))
+		return true;
+	adm_error(r->req, 409,
+	          "node %lld (%s) is waiting for approval: approve it by ID, or by "
+	          "name with {\"key\": \"<the key its device printed>\"}",
+	          (long long)nd->id, nd->name);
+	return false;
+}
+
 static void adm_node_action(struct adm_req *r, const char *act)
 {
 	struct ctl_store *st = r->a->cfg.store;
 	struct ctl_node *nd = malloc(sizeof *nd);
 	json_t *body = NULL;
-	const char *name = NULL;
+	const char *name = NULL, *fpr = NULL;
 	json_error_t e;
 	int rc;
 
 	if (!nd) {
 		adm_error(r->req, 500, "out of memory");
 		return;
+	}
+	if (!strcmp(act, "approve")) { /* optional {"key": "<fingerprint>"} */
+		if (!(body = adm_body(r, true)))
+			goto out;
+		if (json_unpack_ex(body, &e, JSON_STRICT, "{s?s}", "key", &fpr) < 0) {
+			adm_error(r->req, 400,
+			          "request body: %s (expected nothing, or {\"key\": "
+			          "\"<the key the node printed>\"})",
+			          e.text);
+			goto out;
+		}
 	}
 	if (!strcmp(act, "rename")) {
 		if (!(body = adm_body(r, false)))
@@ -307,6 +343,8 @@ static void adm_node_action(struct adm_req *r, const char *act)
 		}
 	}
 	if (!adm_find_node(r, nd))
+		goto out;
+	if (!strcmp(act, "approve") && !adm_approve_ok(r, nd, fpr))
 		goto out;
 	if (!strcmp(act, "approve"))
 		rc = ctl_store_node_approve(st, nd->id);

@@ -75,10 +75,9 @@ static void pending_flood_bounded_and_silent(void **state)
 		tc_join(t, p[i], "db", NULL, &r);
 		assert_int_equal(r.status, CTL_REG_PENDING);
 	}
-	pump(t, 100);
-	assert_true(count_pending(t) <= 5);
 	/* the online node hears nothing of them */
 	assert_int_equal(tc_recv(t, a, 300, &m), 0);
+	assert_true(count_pending(t) <= 5);
 	/* the oldest waiting connections were told and closed */
 	int closed = 0;
 	for (int i = 0; i < FLOOD; i++) {
