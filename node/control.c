@@ -377,8 +377,8 @@ static void nctl_log_refused(struct node_ctl *m, const char *detail,
 		       "directory: the node keeps its name and addresses";
 		break;
 	case CTL_REASON_NODE_REMOVED:
-		what = "an admin removed this node; to join again get a new token and "
-		       "run `mesh-proxy up --join TOKEN --state DIR`";
+		what = "to join again, get a new token (mesh-control --data DIR token) "
+		       "and run `mesh-proxy up --join TOKEN --state DIR`";
 		break;
 	case CTL_REASON_KEY_CONFLICT:
 		what = "another node uses this node's keys (was the state directory "

@@ -108,7 +108,8 @@ static const char *reason_text(int err)
 		return "this server admits nodes with an auth key only; join with a "
 		       "token that carries one";
 	case CTL_STORE_EREMOVED:
-		return "this node was removed; an admin must give it a new auth key";
+		return "this node was removed; it may join again only with a new auth "
+		       "key";
 	case CTL_STORE_ECONFLICT:
 		return "node key or disco key already belongs to another node (a "
 		       "copied state directory?)";
