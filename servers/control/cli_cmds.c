@@ -304,8 +304,10 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 	if (nokey) {
 		fprintf(stderr,
 		        "mesh-control: join token for %s without an auth key: its nodes "
-		        "wait until you run `mesh-control nodes approve NAME`; on the "
-		        "new node: mesh-proxy up --join TOKEN --state DIR\n",
+		        "wait until you run `mesh-control nodes approve NAME --key KEY` "
+		        "with the name and key each prints (serve --no-pending refuses "
+		        "them); on the new node: mesh-proxy up --join TOKEN --state "
+		        "DIR\n",
 		        cf.listen);
 		return 0;
 	}
