@@ -286,8 +286,7 @@ static bool adm_find_node(struct adm_req *r, struct ctl_node *nd)
 
 /* As `nodes approve`: a pending node by its ID, or by name with the key
  * fingerprint its device printed; false after replying 409. */
-static bool adm_approve_ok(struct adm_req *r, const struct ctl_node *nd,
-                           const char *fpr)
+static bool adm_approve_ok(struct adm_req *r, const struct ctl_node *nd, const char *fpr)
 {
 	char want[CTL_KEY_FPR_LEN + 1];
 	int64_t id;
@@ -544,18 +543,18 @@ static json_t *adm_stats_json(const struct ctl_server_stats *s)
 	    (json_int_t)s->conns_total, "conns_refused_limit",
 	    (json_int_t)s->conns_refused_limit, "nodes_online",
 	    (json_int_t)s->nodes_online, "handshakes_ok", (json_int_t)s->handshakes_ok,
-	    "handshakes_failed", (json_int_t)s->handshakes_failed,
-	    "registrations_ok", (json_int_t)s->registrations_ok,
-	    "registrations_pending", (json_int_t)s->registrations_pending,
-	    "registrations_refused", (json_int_t)s->registrations_refused, "maps_full",
-	    (json_int_t)s->maps_full, "maps_delta", (json_int_t)s->maps_delta,
-	    "broadcasts", (json_int_t)s->broadcasts, "bad_frames",
-	    (json_int_t)s->bad_frames, "bad_messages", (json_int_t)s->bad_messages,
-	    "idle_closed", (json_int_t)s->idle_closed, "slow_closed",
-	    (json_int_t)s->slow_closed, "bytes_in", (json_int_t)s->bytes_in, "bytes_out",
-	    (json_int_t)s->bytes_out, "map_version", (json_int_t)s->map_version,
-	    "last_full_ms", s->last_full_ms, "last_full_bytes",
-	    (json_int_t)s->last_full_bytes, "last_broadcast_ms", s->last_broadcast_ms);
+	    "handshakes_failed", (json_int_t)s->handshakes_failed, "registrations_ok",
+	    (json_int_t)s->registrations_ok, "registrations_pending",
+	    (json_int_t)s->registrations_pending, "registrations_refused",
+	    (json_int_t)s->registrations_refused, "maps_full", (json_int_t)s->maps_full,
+	    "maps_delta", (json_int_t)s->maps_delta, "broadcasts",
+	    (json_int_t)s->broadcasts, "bad_frames", (json_int_t)s->bad_frames,
+	    "bad_messages", (json_int_t)s->bad_messages, "idle_closed",
+	    (json_int_t)s->idle_closed, "slow_closed", (json_int_t)s->slow_closed,
+	    "bytes_in", (json_int_t)s->bytes_in, "bytes_out", (json_int_t)s->bytes_out,
+	    "map_version", (json_int_t)s->map_version, "last_full_ms", s->last_full_ms,
+	    "last_full_bytes", (json_int_t)s->last_full_bytes, "last_broadcast_ms",
+	    s->last_broadcast_ms);
 }
 
 static void adm_status(struct adm_req *r)

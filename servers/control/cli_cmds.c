@@ -446,9 +446,10 @@ static int nodes_list_pending(const struct cli *c, struct ctl_node *ns, size_t n
 	if (!shown)
 		fprintf(stderr, "mesh-control: no node is waiting for approval\n");
 	else
-		fprintf(stderr, "mesh-control: approve one with `mesh-control nodes approve "
-		                "NAME --key KEY` once KEY matches what the device "
-		                "printed\n");
+		fprintf(stderr,
+		        "mesh-control: approve one with `mesh-control nodes approve "
+		        "NAME --key KEY` once KEY matches what the device "
+		        "printed\n");
 	return 0;
 }
 

@@ -34,7 +34,7 @@ enum {
 	O_TAGS = 1 << I_TAGS,
 	O_NOKEY = 1 << I_NOKEY, /* token --no-key */
 	O_JSON = 1 << I_JSON,
-	O_RELAY = 1 << I_RELAY, /* token --relay */
+	O_RELAY = 1 << I_RELAY,     /* token --relay */
 	O_KEYFPR = 1 << I_KEYFPR,   /* nodes approve --key FPR */
 	O_PENDING = 1 << I_PENDING, /* nodes list --pending */
 };

@@ -264,9 +264,8 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 	else if (!strcmp(sub, "list"))
 		r = ctl_cli_cmd_nodes_list(c, st, &meta);
 	else
-		r = ctl_cli_cmd_nodes_act(st, sub, c->pos[2],
-		                          c->npos > 3 ? c->pos[3] : NULL,
-		                          c->val[I_KEYFPR]);
+		r = ctl_cli_cmd_nodes_act(
+		    st, sub, c->pos[2], c->npos > 3 ? c->pos[3] : NULL, c->val[I_KEYFPR]);
 	ctl_store_close(st);
 	return r;
 }

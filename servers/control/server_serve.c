@@ -116,9 +116,9 @@ struct serve_opts {
 
 static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 {
-	static const char *const names[] = {"--data",          "--listen",
-	                                    "--admin-listen",  "--ephemeral-timeout",
-	                                    "--log-level",     "--max-pending"};
+	static const char *const names[] = {"--data",         "--listen",
+	                                    "--admin-listen", "--ephemeral-timeout",
+	                                    "--log-level",    "--max-pending"};
 	const char **vals[] = {&o->data, &o->listen, &o->admin,
 	                       &o->eph,  &o->level,  &o->max_pending};
 	bool seen_serve = false;
@@ -197,7 +197,8 @@ int ctl_serve_main(int argc, char **argv)
 		                 "(or --no-pending to hold none)",
 		                 o.max_pending);
 	if (o.no_pending && o.max_pending)
-		return serve_die("%s", "--no-pending and --max-pending exclude each other");
+		return serve_die("%s",
+		                 "--no-pending and --max-pending exclude each other");
 	if (sodium_init() < 0)
 		return 1;
 
@@ -324,15 +325,14 @@ int ctl_serve_main(int argc, char **argv)
 	event_base_dispatch(base);
 	struct ctl_server_stats s;
 	ctl_server_get_stats(srv, &s);
-	log_info("mesh-control: stopped: %llu connections, %llu registrations, %llu "
-	         "online at exit, %llu full maps, %llu deltas, %llu bad frames, "
-	         "%llu bad messages, %llu handshake failures",
-	         (unsigned long long)s.conns_total,
-	         (unsigned long long)s.registrations_ok,
-	         (unsigned long long)s.nodes_online, (unsigned long long)s.maps_full,
-	         (unsigned long long)s.maps_delta, (unsigned long long)s.bad_frames,
-	         (unsigned long long)s.bad_messages,
-	         (unsigned long long)s.handshakes_failed);
+	log_info(
+	    "mesh-control: stopped: %llu connections, %llu registrations, %llu "
+	    "online at exit, %llu full maps, %llu deltas, %llu bad frames, "
+	    "%llu bad messages, %llu handshake failures",
+	    (unsigned long long)s.conns_total, (unsigned long long)s.registrations_ok,
+	    (unsigned long long)s.nodes_online, (unsigned long long)s.maps_full,
+	    (unsigned long long)s.maps_delta, (unsigned long long)s.bad_frames,
+	    (unsigned long long)s.bad_messages, (unsigned long long)s.handshakes_failed);
 	/* key=value words for bench/control_scale.sh */
 	log_info("mesh-control: timings last_full_ms=%.2f last_full_bytes=%zu "
 	         "last_broadcast_ms=%.2f slow_closed=%llu",

@@ -50,11 +50,11 @@ enum ctl_store_err {
 	CTL_STORE_EKEY_UNKNOWN = -7, /* no such auth key, or wrong secret */
 	CTL_STORE_EKEY_REVOKED = -8,
 	CTL_STORE_EKEY_EXPIRED = -9,
-	CTL_STORE_EKEY_USED = -10, /* single-use key already used */
-	CTL_STORE_ESCHEMA = -11,   /* database from a newer version */
-	CTL_STORE_ECONFLICT = -12, /* node or disco key belongs to another node */
+	CTL_STORE_EKEY_USED = -10,      /* single-use key already used */
+	CTL_STORE_ESCHEMA = -11,        /* database from a newer version */
+	CTL_STORE_ECONFLICT = -12,      /* node or disco key belongs to another node */
 	CTL_STORE_EAUTH_REQUIRED = -13, /* no auth key and pending is off */
-	CTL_STORE_EREMOVED = -14, /* machine of a removed node, without a key */
+	CTL_STORE_EREMOVED = -14,       /* machine of a removed node, without a key */
 };
 
 const char *ctl_store_strerror(int err);

@@ -458,8 +458,8 @@ int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
 	if (isnew)
 		rc = 0;
 	/* An approved, unexpired node needs no key: it is not spent. */
-	bool good = !isnew && rc == 0 && old->approved &&
-	            !(old->expiry && old->expiry <= r->now);
+	bool good =
+	    !isnew && rc == 0 && old->approved && !(old->expiry && old->expiry <= r->now);
 	const struct ctl_authkey *use = NULL;
 	if (rc == 0 && r->auth_secret && !good) {
 		rc = ctl_sq_key_use_tx(s, r->auth_secret, r->now, &k);

@@ -220,9 +220,8 @@ static void clock_went_backwards_not_locked_out(void **state)
 		ts[i] = (uint8_t)sec;
 	tc_connect(t, c);
 	assert_int_equal(ctl_noise_init_initiator(&c->hs, c->mpriv, t->spub, NULL, 0), 0);
-	assert_int_equal(ctl_noise_write_msg1_raw(&c->hs, ts, sizeof ts, m1, sizeof m1,
-	                                          &m1l),
-	                 0);
+	assert_int_equal(
+	    ctl_noise_write_msg1_raw(&c->hs, ts, sizeof ts, m1, sizeof m1, &m1l), 0);
 	assert_int_equal(
 	    ctl_frame_encode_handshake(CTL_FRAME_HS1, m1, m1l, fr, sizeof fr, &frl), 0);
 	tc_raw(c, fr, frl);
@@ -379,9 +378,8 @@ static void expired_node_reauths_in_place(void **state)
 	assert_int_equal(r1.status, CTL_REG_OK);
 	tc_close(c);
 	pump(t, 50);
-	assert_int_equal(ctl_store_node_expire(t->st, (int64_t)r1.node_id,
-	                                       (int64_t)time(NULL)),
-	                 0);
+	assert_int_equal(
+	    ctl_store_node_expire(t->st, (int64_t)r1.node_id, (int64_t)time(NULL)), 0);
 	char one[CTL_SECRET_MAX];
 	struct ctl_authkey_params kp = {.now = time(NULL)};
 	struct ctl_authkey k;
