@@ -284,12 +284,11 @@ static bool adm_find_node(struct adm_req *r, struct ctl_node *nd)
 	return true;
 }
 
-/* As `nodes approve`: a pending node by its ID, or by name with the key
+/* As `nodes approve`: a pending node (by ID or name) only with the key
  * fingerprint its device printed; false after replying 409. */
 static bool adm_approve_ok(struct adm_req *r, const struct ctl_node *nd, const char *fpr)
 {
 	char want[CTL_KEY_FPR_LEN + 1];
-	int64_t id;
 	ctl_key_fpr(nd->machine_key, want);
 	if (fpr && strcasecmp(fpr, want) != 0) {
 		adm_error(r->req, 409,
@@ -298,12 +297,13 @@ static bool adm_approve_ok(struct adm_req *r, const struct ctl_node *nd, const c
 		          (long long)nd->id, nd->name, fpr);
 		return false;
 	}
-	if (nd->approved || fpr || (adm_id(r->seg[1], &id) && id == nd->id))
+	if (nd->approved || fpr)
 		return true;
 	adm_error(r->req, 409,
-	          "node %lld (%s) is waiting for approval: approve it by ID, or by "
-	          "name with {\"key\": \"<the key its device printed>\"}",
-	          (long long)nd->id, nd->name);
+	          "node %lld (%s) is waiting for approval: approve it with "
+	          "{\"key\": \"<the key its device printed>\"} (GET "
+	          "/api/v1/nodes/%lld shows it)",
+	          (long long)nd->id, nd->name, (long long)nd->id);
 	return false;
 }
 
@@ -538,7 +538,7 @@ static json_t *adm_stats_json(const struct ctl_server_stats *s)
 {
 	return json_pack(
 	    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-	    "s:I,s:I,s:f,s:I,s:f}",
+	    "s:I,s:I,s:f,s:I,s:f,s:I,s:I}",
 	    "conns_active", (json_int_t)s->conns_active, "conns_total",
 	    (json_int_t)s->conns_total, "conns_refused_limit",
 	    (json_int_t)s->conns_refused_limit, "nodes_online",
@@ -554,7 +554,9 @@ static json_t *adm_stats_json(const struct ctl_server_stats *s)
 	    "bytes_in", (json_int_t)s->bytes_in, "bytes_out", (json_int_t)s->bytes_out,
 	    "map_version", (json_int_t)s->map_version, "last_full_ms", s->last_full_ms,
 	    "last_full_bytes", (json_int_t)s->last_full_bytes, "last_broadcast_ms",
-	    s->last_broadcast_ms);
+	    s->last_broadcast_ms, "registrations_retry",
+	    (json_int_t)s->registrations_retry, "pending_ignored",
+	    (json_int_t)s->pending_ignored);
 }
 
 static void adm_status(struct adm_req *r)

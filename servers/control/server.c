@@ -159,6 +159,42 @@ void srv_conn_free(struct srv_conn *c)
 	free(c);
 }
 
+void srv_source_of(const struct sockaddr *sa, char out[64])
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	char a[INET6_ADDRSTRLEN];
+	out[0] = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		if (inet_ntop(AF_INET, &in->sin_addr, a, sizeof a))
+			snprintf(out, 64, "%s", a);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		const uint8_t *b = in6->sin6_addr.s6_addr;
+		if (!memcmp(b, mapped, sizeof mapped)) {
+			if (inet_ntop(AF_INET, b + 12, a, sizeof a))
+				snprintf(out, 64, "%s", a);
+			return;
+		}
+		struct in6_addr p = in6->sin6_addr;
+		memset(p.s6_addr + 8, 0, 8);
+		if (inet_ntop(AF_INET6, &p, a, sizeof a))
+			snprintf(out, 64, "%s/64", a);
+	}
+}
+
+void srv_conn_drop(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	if (c->state == SRV_ONLINE) {
+		c->state = SRV_CLOSING;
+		s->st.nodes_online--;
+		if (!other_conn_of(s, c))
+			srv_set_offline(s, c->node_id);
+	}
+	srv_conn_kill(c);
+}
+
 void srv_conn_kill(struct srv_conn *c)
 {
 	if (c->dead)
@@ -208,8 +244,8 @@ void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text)
 	}
 	c->state = SRV_CLOSING;
 	c->node_id = 0;
-	if (r < 0) {
-		srv_conn_free(c);
+	if (r < 0) { /* freed by the reaper: the caller may be read_cb */
+		srv_conn_kill(c);
 		return;
 	}
 	bufferevent_disable(c->bev, EV_READ);
@@ -284,9 +320,14 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 		                             : -EPROTO;
 		break;
 	case CTL_MSG_ENDPOINTS:
-		r = (c->state == SRV_ONLINE || c->state == SRV_PENDING)
-		        ? srv_on_endpoints(c, &m.u.endpoints)
-		        : -EPROTO;
+		/* A pending node's are not stored: nothing it sends is
+		 * written before it is approved (its client sends them
+		 * again once online). */
+		if (c->state == SRV_PENDING)
+			s->st.pending_ignored++;
+		r = c->state == SRV_ONLINE    ? srv_on_endpoints(c, &m.u.endpoints)
+		    : c->state == SRV_PENDING ? 0
+		                              : -EPROTO;
 		break;
 	case CTL_MSG_KEEPALIVE:
 		r = 0;
@@ -390,6 +431,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->state = SRV_HANDSHAKE;
 	c->opened_ms = c->last_recv_ms = c->last_send_ms = srv_now_ms();
 	sockaddr_format((const struct sockaddr_storage *)sa, c->peer, sizeof c->peer);
+	srv_source_of(sa, c->source);
 	ctl_frame_decoder_init(&c->dec);
 	c->next = s->conns;
 	if (s->conns)
@@ -454,6 +496,7 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.coalesce_ms = dflt(cfg->coalesce_ms, 50);
 	s->cfg.ephemeral_timeout_s = dflt(cfg->ephemeral_timeout_s, 300);
 	s->cfg.max_pending = dflt(cfg->max_pending, 100);
+	s->cfg.max_pending_per_source = dflt(cfg->max_pending_per_source, 8);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
 	char addr[80];

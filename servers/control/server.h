@@ -61,10 +61,13 @@ struct ctl_server_config {
 	uint32_t ephemeral_timeout_s; /* 0: 300 */
 	size_t max_outbuf;            /* 0: 64 MiB */
 	/* Registrations without an auth key: refused when no_pending; else
-	 * at most max_pending (0: 100) nodes wait for approval, the oldest
-	 * dropped first (row and connection). */
+	 * at most max_pending (0: 100) nodes wait for approval, at most
+	 * max_pending_per_source (0: 8) of them from one IPv4 address or IPv6
+	 * /64; a new one beyond either is told to retry later (nothing that
+	 * waits is dropped to make room). */
 	bool no_pending;
 	uint32_t max_pending;
+	uint32_t max_pending_per_source;
 };
 
 /* Binds and listens. NULL with err filled ("127.0.0.1:7443: address in use
@@ -88,6 +91,8 @@ struct ctl_server_stats {
 	uint64_t nodes_online;
 	uint64_t handshakes_ok, handshakes_failed;
 	uint64_t registrations_ok, registrations_pending, registrations_refused;
+	uint64_t registrations_retry; /* told to retry (busy store, queue full) */
+	uint64_t pending_ignored;     /* frames of pending nodes not acted on */
 	uint64_t maps_full, maps_delta, broadcasts;
 	uint64_t bad_frames, bad_messages, idle_closed, slow_closed;
 	uint64_t bytes_in, bytes_out;

@@ -12,6 +12,8 @@
 #include "servers/control/server.h"
 #include "servers/control/store.h"
 
+struct sockaddr;
+
 struct bufferevent;
 struct evbuffer_cb_entry;
 struct evconnlistener;
@@ -43,7 +45,8 @@ struct srv_conn {
 	int64_t relay_id;                 /* SRV_RELAY: its row in the store */
 	uint8_t relay_sent[32];           /* hash of the last RELAY_STATE sent */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;
-	char peer[64]; /* "ip:port" for logs */
+	char peer[64];   /* "ip:port" for logs */
+	char source[64]; /* IPv4 address or IPv6 /64: pending limit per source */
 };
 
 /* One node in the in-memory snapshot (sorted by id). */
@@ -105,6 +108,12 @@ void srv_conn_free(struct srv_conn *c);
 /* Closes c without marking its node offline and frees it from the loop:
  * safe while another connection's callback or a list walk is running. */
 void srv_conn_kill(struct srv_conn *c);
+/* srv_conn_kill, marking its node offline first if c was its online
+ * connection (srv_conn_free's bookkeeping, without the free). */
+void srv_conn_drop(struct srv_conn *c);
+/* The pending limit's source of a peer: its IPv4 address (also from a
+ * v4-mapped IPv6), else its IPv6 /64 ("2001:db8:1:2::/64"). */
+void srv_source_of(const struct sockaddr *sa, char out[64]);
 void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text);
 void srv_set_offline(struct ctl_server *s, int64_t node_id);
 

@@ -141,6 +141,39 @@ static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
 	return 0;
 }
 
+/* A pending node's removal leaves no tombstone (it was in no map): when
+ * the store holds fewer pending nodes than the snapshot, the snapshot's
+ * pending nodes that are gone are dropped. At most max_pending lookups,
+ * and only when one went. */
+static int snap_prune_pending(struct ctl_server *s, int64_t v)
+{
+	size_t have = 0;
+	for (size_t i = 0; i < s->n_nodes; i++)
+		have += !s->nodes[i].approved;
+	if (!have)
+		return 0;
+	int64_t n;
+	if (ctl_store_node_pending_count(s->cfg.store, &n) < 0)
+		return -EIO;
+	if (n >= (int64_t)have)
+		return 0;
+	struct ctl_node *nd = malloc(sizeof *nd);
+	if (!nd)
+		return -ENOMEM;
+	int r = 0;
+	for (size_t i = s->n_nodes; i-- > 0 && r == 0;) {
+		if (s->nodes[i].approved)
+			continue;
+		int g = ctl_store_node_by_id(s->cfg.store, s->nodes[i].id, nd);
+		if (g == CTL_STORE_ENOTFOUND)
+			r = snap_remove(s, s->nodes[i].id, v);
+		else if (g < 0)
+			r = -EIO;
+	}
+	free(nd);
+	return r;
+}
+
 /* Reads what changed in the store since the snapshot's version. The version
  * is read first: changes racing with the reads are read again next time
  * (applying them twice is harmless). */
@@ -165,6 +198,8 @@ int srv_snap_refresh(struct ctl_server *s)
 		r = snap_upsert(s, &list[i]);
 	for (size_t i = 0; i < nr && r == 0; i++)
 		r = snap_remove(s, ids[i], v);
+	if (r == 0)
+		r = snap_prune_pending(s, v);
 	if (r == 0)
 		s->snap_version = v;
 	if (!s->nodes && r == 0) {
@@ -390,13 +425,22 @@ static bool conn_check_self(struct srv_conn *c, int64_t now)
 {
 	const struct srv_node *n = srv_snap_find(c->s, c->node_id);
 	if (c->state == SRV_PENDING) {
+		/* Its row is gone (the admin rejected it, or an authorised
+		 * node took its keys): not final, the node registers again
+		 * and is told where it stands then. */
 		if (!n) {
-			srv_conn_error_close(c, CTL_REASON_NODE_REMOVED, "node removed");
+			log_info("mesh-control: pending node %lld dropped; its node "
+			         "will retry",
+			         (long long)c->node_id);
+			srv_conn_error_close(c, CTL_REASON_INTERNAL,
+			                     "no longer waiting for approval (rejected "
+			                     "or replaced); retrying");
 			return false;
 		}
 		if (srv_node_visible(n, now)) {
+			/* Freed from the loop: the caller walks the list. */
 			if (srv_go_online(c, n) < 0) {
-				srv_conn_free(c);
+				srv_conn_drop(c);
 				return false;
 			}
 		}

@@ -25,7 +25,6 @@ static void flush_close_cb(struct bufferevent *bev, void *arg)
  * leaves c to the caller to free. */
 static int reg_send_close(struct srv_conn *c, const struct ctl_msg *m)
 {
-	c->s->st.registrations_refused++;
 	c->node_id = 0;
 	int r = srv_send_msg(c, m);
 	if (r < 0)
@@ -45,18 +44,28 @@ static int reg_refuse(struct srv_conn *c, enum ctl_reason code, const char *text
 	m.u.reg_resp.code = code;
 	snprintf(m.u.reg_resp.reason, sizeof m.u.reg_resp.reason, "%s", text);
 	log_info("mesh-control: %s: registration refused: %s", c->peer, text);
+	c->s->st.registrations_refused++;
 	return reg_send_close(c, &m);
 }
 
 /* ERROR internal: not an answer (busy database, disk, memory); every node
  * version takes it as "retry with backoff". */
-static int reg_retry_later(struct srv_conn *c, const char *text)
+static const char *reason_text(int err);
+
+static int reg_retry_later(struct srv_conn *c, int err)
 {
 	struct ctl_msg m = {.type = CTL_MSG_ERROR};
 	m.u.error.code = CTL_REASON_INTERNAL;
-	snprintf(m.u.error.text, sizeof m.u.error.text, "%s", text);
-	log_warn("mesh-control: %s: registration failed: %s; the node will retry",
-	         c->peer, ctl_store_errmsg(c->s->cfg.store));
+	snprintf(m.u.error.text, sizeof m.u.error.text, "%s", reason_text(err));
+	if (err == CTL_STORE_EPENDING_FULL || err == CTL_STORE_EPENDING_BUSY)
+		log_info("mesh-control: %s: not held for approval: %s; the node will "
+		         "retry",
+		         c->peer, ctl_store_errmsg(c->s->cfg.store));
+	else
+		log_warn("mesh-control: %s: registration failed: %s; the node will "
+		         "retry",
+		         c->peer, ctl_store_errmsg(c->s->cfg.store));
+	c->s->st.registrations_retry++;
 	return reg_send_close(c, &m);
 }
 
@@ -88,6 +97,8 @@ static enum ctl_reason reason_of(int err)
 		return CTL_REASON_NODE_REMOVED;
 	case CTL_STORE_ECONFLICT:
 		return CTL_REASON_KEY_CONFLICT;
+	case CTL_STORE_EEXPIRED:
+		return CTL_REASON_NODE_EXPIRED;
 	default:
 		return CTL_REASON_INTERNAL;
 	}
@@ -108,38 +119,21 @@ static const char *reason_text(int err)
 		return "this server admits nodes with an auth key only; join with a "
 		       "token that carries one";
 	case CTL_STORE_EREMOVED:
-		return "this node was removed; it may join again only with a new auth "
-		       "key";
+		return "this node was removed; it may join again only with an auth key "
+		       "created after the removal";
+	case CTL_STORE_EEXPIRED:
+		return "node expired; join again with an auth key created after the "
+		       "expiry (mesh-proxy up --join TOKEN, same --state)";
+	case CTL_STORE_EPENDING_FULL:
+		return "too many nodes waiting for approval; join with an auth key or "
+		       "ask the admin";
+	case CTL_STORE_EPENDING_BUSY:
+		return "a node waiting for approval holds this node's keys; retrying";
 	case CTL_STORE_ECONFLICT:
 		return "node key or disco key already belongs to another node (a "
 		       "copied state directory?)";
 	default:
 		return "temporary server error; retrying";
-	}
-}
-
-/* At most max_pending connections wait for approval: the oldest go first
- * (their store rows are capped the same way in the registration). */
-static void pending_conns_trim(struct ctl_server *s, struct srv_conn *keep)
-{
-	for (;;) {
-		size_t n = 0;
-		struct srv_conn *oldest = NULL;
-		for (struct srv_conn *o = s->conns; o; o = o->next) {
-			if (o->state != SRV_PENDING || o == keep)
-				continue;
-			n++;
-			if (!oldest || o->node_id < oldest->node_id)
-				oldest = o;
-		}
-		if (n < s->cfg.max_pending || !oldest)
-			return;
-		log_info("mesh-control: %s: dropping pending node %lld (more than %u "
-		         "pending)",
-		         oldest->peer, (long long)oldest->node_id, s->cfg.max_pending);
-		srv_conn_error_close(oldest, CTL_REASON_NODE_REMOVED,
-		                     "dropped while waiting for approval (too many "
-		                     "pending nodes); join with an auth key");
 	}
 }
 
@@ -157,7 +151,6 @@ static int reg_pending(struct srv_conn *c, const struct ctl_node *nd)
 	         "waiting for an admin to approve node %lld (%s)", (long long)nd->id,
 	         nd->name);
 	replace_older(c, nd->id);
-	pending_conns_trim(s, c);
 	c->node_id = nd->id;
 	c->state = SRV_PENDING;
 	s->st.registrations_pending++;
@@ -230,7 +223,9 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	                            .now = now,
 	                            .set_online = true,
 	                            .no_pending = s->cfg.no_pending,
-	                            .max_pending = s->cfg.max_pending};
+	                            .max_pending = s->cfg.max_pending,
+	                            .max_per_source = s->cfg.max_pending_per_source,
+	                            .source = c->source};
 	memcpy(reg.machine_key, c->machine_key, CTL_KEY_LEN);
 	memcpy(reg.node_key, req->node_key, CTL_KEY_LEN);
 	memcpy(reg.disco_key, req->disco_key, CTL_KEY_LEN);
@@ -242,7 +237,7 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	sodium_memzero(req->auth_key, sizeof req->auth_key);
 	if (r < 0 && reason_of(r) == CTL_REASON_INTERNAL) {
 		free(nd);
-		return reg_retry_later(c, reason_text(r));
+		return reg_retry_later(c, r);
 	}
 	if (r < 0) {
 		free(nd);
@@ -264,16 +259,16 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	if (!approved) {
 		r = reg_pending(c, nd);
 		free(nd);
-		if (created)
-			srv_broadcast_schedule(s); /* dropped pending rows */
 		return r;
 	}
 	free(nd);
 	srv_snap_refresh(s);
 	srv_broadcast_schedule(s);
 	const struct srv_node *n = srv_snap_find(s, id);
-	if (!n) /* the snapshot could not be read */
-		return reg_retry_later(c, reason_text(CTL_STORE_EIO));
+	if (!n) { /* the snapshot could not be read: not online after all */
+		srv_set_offline(s, id);
+		return reg_retry_later(c, CTL_STORE_EIO);
+	}
 	return srv_go_online(c, n);
 }
 

@@ -257,11 +257,17 @@ static void migrates_from_version_1(void **state)
 	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 4);
 	/* Make it a v1 database: the schema before API keys (and relays, v3,
 	 * and admission, v4), with its data. */
-	raw_exec(t->db,
-	         "DROP TABLE api_keys; DROP TABLE relay_keys; DROP TABLE relays; "
-	         "DROP TRIGGER nodes_removed_machine; DROP TABLE removed_machines; "
-	         "DROP INDEX nodes_disco; DROP INDEX nodes_pending; "
-	         "PRAGMA user_version = 1");
+	raw_exec(
+	    t->db,
+	    "DROP TABLE api_keys; DROP TABLE relay_keys; DROP TABLE relays; "
+	    "DROP TRIGGER nodes_removed_machine; DROP TABLE removed_machines; "
+	    "DROP INDEX nodes_disco; DROP INDEX nodes_pending; "
+	    "ALTER TABLE nodes DROP COLUMN source; "
+	    "ALTER TABLE nodes DROP COLUMN expiry_key_seq; DROP TRIGGER nodes_removed; "
+	    "CREATE TRIGGER nodes_removed AFTER DELETE ON nodes BEGIN"
+	    " INSERT INTO node_removals (node_id, version)"
+	    " SELECT OLD.id, map_version FROM meta WHERE id = 1; END; "
+	    "PRAGMA user_version = 1");
 	assert_int_equal(
 	    raw_int(t->db, "SELECT count(*) FROM sqlite_master WHERE name = 'api_keys'"),
 	    0);
