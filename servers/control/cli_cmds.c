@@ -305,9 +305,9 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 		fprintf(stderr,
 		        "mesh-control: join token for %s without an auth key: its nodes "
 		        "wait until you run `mesh-control nodes approve NAME --key KEY` "
-		        "with the name and key each prints (serve --no-pending refuses "
-		        "them); on the new node: mesh-proxy up --join TOKEN --state "
-		        "DIR\n",
+		        "with the name and key each prints, if the server runs `serve "
+		        "--allow-pending` (else they are refused); on the new node: "
+		        "mesh-proxy up --join TOKEN --state DIR\n",
 		        cf.listen);
 		return 0;
 	}
@@ -504,10 +504,10 @@ int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
 	return arr ? print_json(arr) : 0;
 }
 
-/* A pending node's approval names that very registration: its ID (never
- * reused), or its name with the key fingerprint the device printed. A bare
- * name could be another device's: a pending name may be dropped and taken
- * again, and anyone can queue a registration. 0 when it may go ahead. */
+/* A pending node's approval names that very device: by ID or name, always
+ * with the key fingerprint the device printed. A bare name or ID could be
+ * another device's: anyone can queue a registration under a look-alike
+ * name, and the list shows names first. 0 when it may go ahead. */
 static int approve_check(const struct ctl_node *nd, const char *arg, const char *fpr)
 {
 	char want[CTL_KEY_FPR_LEN + 1];
@@ -520,18 +520,14 @@ static int approve_check(const struct ctl_node *nd, const char *arg, const char 
 		        (long long)nd->id, nd->name, want, fpr, fpr);
 		return 1;
 	}
-	char *end;
-	errno = 0;
-	long long id = strtoll(arg, &end, 10);
-	bool by_id = !errno && !*end && end != arg && id == nd->id;
-	if (nd->approved || fpr || by_id)
+	if (nd->approved || fpr)
 		return 0;
 	fprintf(stderr,
 	        "mesh-control: node %lld (%s) is waiting for approval; approve it by "
 	        "the key its device printed, to be sure it is that device: "
 	        "`mesh-control nodes approve %s --key KEY` (the keys: `mesh-control "
 	        "nodes list --pending`)\n",
-	        (long long)nd->id, nd->name, nd->name);
+	        (long long)nd->id, nd->name, arg);
 	return 2;
 }
 

@@ -146,6 +146,17 @@ check "token --no-key creates no auth key (still three)" pyjson "len(j) == 3"
 check "the private key appears in no output" \
     eval '! grep -qF -- "$KEY" "$E2E_LOGDIR/mesh-control.log"'
 
+step "serve: approval mode is opt-in (--allow-pending)"
+mcd serve --help
+check "serve --help names --allow-pending and says keyless nodes are refused without it" \
+    eval 'rc_is 0 && out_has "--allow-pending +hold nodes that join without an auth key" && out_has "they are refused" && out_has "--max-pending-per-source N"'
+mcd serve --max-pending 5
+check "serve --max-pending without --allow-pending: exit 2, says what it needs" \
+    eval 'rc_is 2 && err_has "need --allow-pending" && err_has "serve --help"'
+mcd serve --no-pending --allow-pending
+check "serve --no-pending --allow-pending: exit 2" \
+    eval 'rc_is 2 && err_has "exclude each other"'
+
 step "nodes (none can exist before serve)"
 mcd nodes list
 check "nodes list: empty, exit 0" eval 'rc_is 0 && [ ! -s "$OUT" ]'
@@ -189,6 +200,9 @@ check "nodes list --pending: id, name, key, hostname" \
 mcd nodes approve web
 check "nodes approve web (pending, bare name): exit 2, asks for the key" \
     eval 'rc_is 2 && err_has "node 1 \(web\) is waiting for approval" && err_has "nodes approve web --key KEY" && [ ! -s "$OUT" ]'
+mcd nodes approve 1
+check "nodes approve 1 (pending, bare ID): exit 2, asks for the key" \
+    eval 'rc_is 2 && err_has "node 1 \(web\) is waiting for approval" && err_has "nodes approve 1 --key KEY" && [ ! -s "$OUT" ]'
 mcd nodes approve web --key 0011223344556677
 check "nodes approve web --key (another device's): exit 1, nothing approved" \
     eval 'rc_is 1 && err_has "has key $FPR, not 0011223344556677" && err_has "nothing approved"'

@@ -303,10 +303,14 @@ static void nodes_endpoints(void **state)
 	assert_non_null(strstr(err_text(&r), "999"));
 	done(&r);
 
-	/* A pending node by bare name: refused (409), as with a key that is
-	 * not its own; by name with its key or by ID: approved (below). */
+	/* A pending node by bare name or bare ID: refused (409), as with a
+	 * key that is not its own; with its key: approved (below). */
 	assert_int_equal(call(t, "POST", "/api/v1/nodes/gamma/approve", NULL, &r), 409);
 	assert_non_null(strstr(err_text(&r), "waiting for approval"));
+	done(&r);
+	snprintf(path, sizeof path, "/api/v1/nodes/%lld/approve", (long long)t->n3);
+	assert_int_equal(call(t, "POST", path, NULL, &r), 409);
+	assert_non_null(strstr(err_text(&r), "\"key\""));
 	done(&r);
 	assert_int_equal(call(t, "POST", "/api/v1/nodes/gamma/approve",
 	                      "{\"key\": \"0000000000000000\"}", &r),
