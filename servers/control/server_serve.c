@@ -207,7 +207,7 @@ int ctl_serve_main(int argc, char **argv)
 		maxp = strtoll(o.max_pending, &end, 10);
 	if (o.max_pending && (!*o.max_pending || *end || maxp < 1 || maxp > 100000))
 		return serve_die("--max-pending %s: expected a number from 1 to 100000 "
-		                 "(or --no-pending to hold none)",
+		                 "(without --allow-pending none wait)",
 		                 o.max_pending);
 	long long maxs = 8;
 	if (o.max_src)

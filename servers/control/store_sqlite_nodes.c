@@ -591,6 +591,10 @@ int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
 			rc = ctl_sq_fail(s, CTL_STORE_EAUTH_REQUIRED,
 			                 "register: no auth key and pending is off");
 	}
+	/* No pending: a row left pending from before waits no longer. */
+	if (rc == 0 && !isnew && !old->approved && !use && r->no_pending)
+		rc = ctl_sq_fail(s, CTL_STORE_EAUTH_REQUIRED,
+		                 "register: no auth key and pending is off");
 	/* An expired node comes back only with a key made after its expiry
 	 * (not the reusable one its launcher still passes). */
 	if (rc == 0 && use && !isnew && old->approved && old->expiry &&

@@ -152,7 +152,23 @@ static void pending_limit_per_source(void **state)
 static void no_pending_refuses_keyless(void **state)
 {
 	struct t *t = *state;
+	/* L-A3: a node left pending from before is not held either */
+	struct tc *old = tc_new();
+	struct ctl_register_resp ro;
+	tc_join(t, old, "old", NULL, &ro);
+	assert_int_equal(ro.status, CTL_REG_PENDING);
+	tc_close(old);
 	restart_with(t, &(struct ctl_server_config){.no_pending = true});
+	tc_join(t, old, "old", NULL, &ro);
+	assert_int_equal(ro.status, CTL_REG_REFUSED);
+	assert_int_equal(ro.code, CTL_REASON_AUTH_REQUIRED);
+	tc_free(old);
+	struct ctl_node *ns;
+	size_t nn;
+	assert_int_equal(ctl_store_node_list(t->st, 0, &ns, &nn), 0);
+	for (size_t i = 0; i < nn; i++)
+		assert_int_equal(ctl_store_node_remove(t->st, ns[i].id), 0);
+	free(ns);
 	int64_t v0, v1;
 	assert_int_equal(ctl_store_map_version(t->st, &v0), 0);
 	struct tc *c = tc_new();
@@ -640,6 +656,38 @@ static void pending_removal_leaves_no_tombstone(void **state)
 	tc_free(a);
 }
 
+/* L-A2: an ERROR that cannot be queued (here: over max_outbuf) inside the
+ * read callback does not free the connection under it (the old code did,
+ * and read_cb then read the freed connection: ASan's heap-use-after-free);
+ * it is closed, and the server goes on. */
+static void error_close_in_read_cb_is_deferred(void **state)
+{
+	struct t *t = *state;
+	restart_with(t, &(struct ctl_server_config){.max_outbuf = 32});
+	struct tc *c = tc_new();
+	tc_connect(t, c);
+	assert_int_equal(tc_handshake(t, c, t->spub), 0);
+	struct ctl_msg m = {.type = CTL_MSG_RELAY_REGISTER};
+	struct ctl_relay *rl = &m.u.relay_reg.relay;
+	snprintf(rl->region, sizeof rl->region, "eu");
+	snprintf(rl->host, sizeof rl->host, "relay.example");
+	rl->port = 443;
+	rl->has_key = true;
+	randombytes_buf(rl->key, sizeof rl->key); /* not its handshake key */
+	tc_send(c, &m);
+	struct ctl_msg got;
+	int r;
+	while ((r = tc_recv(t, c, 2000, &got)) == 1)
+		ctl_msg_free(&got);
+	assert_int_equal(r, -1); /* closed */
+	pump(t, 50);
+	restart_with(t, &(struct ctl_server_config){0});
+	struct ctl_register_resp rr;
+	tc_join(t, c, "db", t->key, &rr);
+	assert_int_equal(rr.status, CTL_REG_OK);
+	tc_free(c);
+}
+
 /* M7: an expired node comes back with a new auth key (mesh-proxy up --join
  * TOKEN on its old state): same id, name and addresses. An approved node's
  * key is not needed and not spent. */
@@ -701,6 +749,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(pending_rows_do_not_squat, setup, teardown),
 	    cmocka_unit_test_setup_teardown(pending_removal_leaves_no_tombstone, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(error_close_in_read_cb_is_deferred, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(no_pending_refuses_keyless, setup, teardown),
 	    cmocka_unit_test_setup_teardown(pending_told_its_given_name, setup, teardown),
