@@ -284,8 +284,17 @@ check "delta's log says it was removed and how to join again" \
 nothing_pending() { ! mc nodes list 2>&1 | grep -q pending; }
 check "nothing waits for approval" nothing_pending
 
-step "with a new token, the removed node joins again as a new node"
+step "the reusable token it joined with does not undo the removal"
 start_node delta --join "$TOKEN"
+bg_wait delta 30
+RC=$?
+check "delta exits 1 with the old reusable token (got $RC)" test "$RC" = 1
+check "delta's log asks for a key created after the removal" \
+    grep -Eq "created after the removal" "$E2E_LOGDIR/delta.log"
+
+step "with a new token, the removed node joins again as a new node"
+TOKEN_NEW=$(mc token) || die "mesh-control token failed"
+start_node delta --join "$TOKEN_NEW"
 check "delta restarts itself on the new address it was given" wait_log "$E2E_LOGDIR/delta.log" "new addresses" 10
 new_ip_delta() { local a; a=$(mp ip -4 --state "$RUN/delta") && [ -n "$a" ] && [ "$a" != "$IP4_DELTA" ]; }
 check "delta's new address differs from the old" wait_until 10 new_ip_delta
