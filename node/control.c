@@ -206,12 +206,14 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 		snprintf(p->hostname, sizeof(p->hostname), "%s", p->self.name);
 	else if (!a->hostname)
 		nctl_default_hostname(p->hostname, sizeof(p->hostname));
-	if (p->have_self && p->auth_key[0]) {
-		log_info("%s is already joined as %s; resuming (the token's auth key is "
-		         "not needed)",
+	/* Joined before: the token's auth key is still sent (the client wipes
+	 * it after the first "ok"). The server ignores it for a node in good
+	 * standing and uses it to re-authorise an expired one in place, with
+	 * its name and addresses. */
+	if (p->have_self && p->auth_key[0])
+		log_info("%s is already joined as %s; resuming (the token's auth key "
+		         "re-authorises it if it expired)",
 		         dir, p->self.name);
-		sodium_memzero(p->auth_key, sizeof(p->auth_key));
-	}
 	return p;
 fail:
 	node_ctl_prep_free(p);
@@ -370,9 +372,18 @@ static void nctl_log_refused(struct node_ctl *m, const char *detail,
 		what = "get a new token (mesh-control --data DIR token) and run "
 		       "`mesh-proxy up --join TOKEN --state DIR` again";
 		break;
-	case CTL_REASON_NODE_REMOVED:
 	case CTL_REASON_NODE_EXPIRED:
-		what = "join again with a new token and a new --state directory";
+		what = "get a new token (mesh-control --data DIR token) and run "
+		       "`mesh-proxy up --join TOKEN --state DIR` with this same state "
+		       "directory: the node keeps its name and addresses";
+		break;
+	case CTL_REASON_NODE_REMOVED:
+		what = "to join again, get a new token (mesh-control --data DIR token) "
+		       "and run `mesh-proxy up --join TOKEN --state DIR`";
+		break;
+	case CTL_REASON_KEY_CONFLICT:
+		what = "another node uses this node's keys (was the state directory "
+		       "copied?); join with a new --state directory";
 		break;
 	default:
 		what = "see mesh-control's log";
@@ -381,6 +392,21 @@ static void nctl_log_refused(struct node_ctl *m, const char *detail,
 	bool both = why != detail && detail && detail[0] && strcmp(why, detail) != 0;
 	log_error("mesh-control refused this node: %s%s%s; %s", why, both ? " / " : "",
 	          both ? detail : "", what);
+}
+
+/* The admin approves the name the server gave (an older server gives none:
+ * then the requested one) checked against this machine's key, so the
+ * approval cannot land on another device's registration. */
+static void nctl_log_pending(struct node_ctl *m, const struct ctl_register_resp *resp)
+{
+	uint8_t mk[CTL_KEY_LEN];
+	char fpr[CTL_KEY_FPR_LEN + 1];
+	crypto_scalarmult_base(mk, m->p->keys.machine);
+	ctl_key_fpr(mk, fpr);
+	const char *name = resp && resp->name[0] ? resp->name : m->p->hostname;
+	log_info("waiting for approval as %s (key %s): on the mesh-control host run "
+	         "`mesh-control --data DIR nodes approve %s --key %s`",
+	         name, fpr, name, fpr);
 }
 
 static void nctl_registered(struct node_ctl *m, const struct ctl_register_resp *resp)
@@ -437,9 +463,7 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 		break;
 	case CTL_CLIENT_PENDING:
 		if (m->logged != st)
-			log_info("waiting for approval: on the mesh-control host run "
-			         "`mesh-control --data DIR nodes approve %s`",
-			         resp && resp->name[0] ? resp->name : m->p->hostname);
+			nctl_log_pending(m, resp);
 		break;
 	case CTL_CLIENT_REFUSED:
 		nctl_log_refused(m, d, resp);
