@@ -176,23 +176,6 @@ const struct ctl_relay *magicsock_relay(const struct magicsock *ms, uint32_t id)
 	return NULL;
 }
 
-static bool sa_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET) {
-		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-	}
-	if (a->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-		return x->sin6_port == y->sin6_port &&
-		       memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0 &&
-		       x->sin6_scope_id == y->sin6_scope_id;
-	}
-	return false;
-}
-
 static void sa_from_ctl(struct sockaddr_storage *ss, const struct ctl_endpoint *e)
 {
 	memset(ss, 0, sizeof(*ss));
@@ -367,7 +350,7 @@ static void push_path(struct magicsock *ms, struct ms_peer *p)
 	 * (which roaming or the map may have moved) goes back to it. */
 	struct wg_peer_info pi;
 	if (trust && wg_device_peer_info_by_key(ms->cfg.wg, p->key, &pi) == 0 &&
-	    !sa_equal(&pi.endpoint, &p->best)) {
+	    !sockaddr_equal(&pi.endpoint, &p->best)) {
 		struct wg_peer_config pc;
 		memset(&pc, 0, sizeof(pc));
 		memcpy(pc.public_key, p->key, 32);
@@ -502,7 +485,7 @@ static bool cand_ok(const struct sockaddr_storage *sa)
 static struct ms_cand *add_candidate(struct ms_peer *p, const struct sockaddr_storage *sa)
 {
 	for (size_t i = 0; i < p->n_cand; i++)
-		if (sa_equal(&p->cand[i].sa, sa))
+		if (sockaddr_equal(&p->cand[i].sa, sa))
 			return &p->cand[i];
 	size_t slot;
 	if (p->n_cand < MS_CANDS_MAX) {
@@ -538,7 +521,7 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 		}
 	int64_t now = now_us();
 	/* Ours, to exactly where it came from, and not stale. */
-	if (!pg || !from || !sa_equal(&pg->to, from) ||
+	if (!pg || !from || !sockaddr_equal(&pg->to, from) ||
 	    now - pg->sent_us > (int64_t)MS_PING_TIMEOUT_MS * 1000) {
 		ms->st.pongs_unmatched++;
 		return;
@@ -552,12 +535,12 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 	c->lat_us = lat;
 	/* The best path: the current one again, or one clearly faster, or any
 	 * when the current one is no longer trusted. */
-	bool take = !p->has_best || sa_equal(&p->best, from) ||
+	bool take = !p->has_best || sockaddr_equal(&p->best, from) ||
 	            p->trust_until_ms <= now / 1000 ||
 	            (uint64_t)lat * 100 < (uint64_t)p->best_lat_us * 99;
 	if (!take)
 		return;
-	bool changed = !p->has_best || !sa_equal(&p->best, from);
+	bool changed = !p->has_best || !sockaddr_equal(&p->best, from);
 	p->has_best = true;
 	p->best = *from;
 	p->best_lat_us = lat;
@@ -824,8 +807,8 @@ static void netcheck_done(void *ctx, const struct netcheck_report *r)
 	bool addrs_changed = true;
 	if (keep) {
 		if (ms->report)
-			addrs_changed = !sa_equal(&keep->global_v4, &r->global_v4) ||
-			                !sa_equal(&keep->global_v6, &r->global_v6);
+			addrs_changed = !sockaddr_equal(&keep->global_v4, &r->global_v4) ||
+			                !sockaddr_equal(&keep->global_v6, &r->global_v6);
 		*keep = *r;
 		ms->report = keep;
 	}
@@ -1087,7 +1070,7 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 			memset(&c, 0, sizeof(c));
 			sa_from_ctl(&c.sa, &cp->eps[j]);
 			for (size_t k = 0; k < nold; k++)
-				if (sa_equal(&old[k].sa, &c.sa))
+				if (sockaddr_equal(&old[k].sa, &c.sa))
 					c = old[k];
 			p->cand[p->n_cand++] = c;
 		}
@@ -1095,7 +1078,7 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 		for (size_t j = 0; j < nl && p->n_cand < MS_CANDS_MAX; j++) {
 			bool seen = false;
 			for (size_t k = 0; k < p->n_cand; k++)
-				seen |= sa_equal(&p->cand[k].sa, &learned[j].sa);
+				seen |= sockaddr_equal(&p->cand[k].sa, &learned[j].sa);
 			if (!seen)
 				p->cand[p->n_cand++] = learned[j];
 		}

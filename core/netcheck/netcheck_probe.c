@@ -1,6 +1,7 @@
 /* netcheck's probes: its own UDP sockets (when the node lends none), STUN
  * Binding requests out and their answers in, and the TCP connect timer. */
 #include "core/netcheck/netcheck_int.h"
+#include "core/util/sockaddr.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,24 +31,6 @@ static void addr_normalise(const struct sockaddr *in, struct sockaddr_storage *o
 			memcpy(out, in, sizeof(struct sockaddr_in6));
 		}
 	}
-}
-
-/* Same address and port (scope ids aside). */
-static bool addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET) {
-		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-		return x->sin_port == y->sin_port &&
-		       x->sin_addr.s_addr == y->sin_addr.s_addr;
-	}
-	if (a->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-		return x->sin6_port == y->sin6_port &&
-		       !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr);
-	}
-	return false;
 }
 
 /* A mapped address worth reporting as ours: the family of the server we
@@ -197,7 +180,7 @@ static struct nc_target *find_probe(struct netcheck *nc, const struct stun_msg *
 		struct nc_relay *rl = &nc->rl[i];
 		for (int f = 0; f < NC_FAMILIES; f++) {
 			struct nc_target *t = &rl->t[f];
-			if (!t->active || !addr_equal(&t->addr, from))
+			if (!t->active || !sockaddr_equal(&t->addr, from))
 				continue;
 			*known = true;
 			for (int j = 0; j < t->n_sent; j++)

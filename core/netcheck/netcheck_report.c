@@ -1,35 +1,11 @@
 /* netcheck's report: per relay results, the public addresses, whether the
  * mapping varies by destination, and the home relay with its hysteresis. */
 #include "core/netcheck/netcheck_int.h"
+#include "core/util/sockaddr.h"
 
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-
-/* Same IP address, ports aside. */
-static bool ip_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-	               &((const struct sockaddr_in6 *)b)->sin6_addr,
-	               sizeof(struct in6_addr));
-}
-
-static bool addr_port_equal(const struct sockaddr_storage *a,
-                            const struct sockaddr_storage *b)
-{
-	if (!ip_equal(a, b))
-		return false;
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_port ==
-		       ((const struct sockaddr_in *)b)->sin_port;
-	return ((const struct sockaddr_in6 *)a)->sin6_port ==
-	       ((const struct sockaddr_in6 *)b)->sin6_port;
-}
 
 /* One family: the public address (from the fastest server) and whether
  * servers at different IP addresses saw us differently. */
@@ -44,10 +20,10 @@ static void family_summary(struct netcheck *nc, int f, struct sockaddr_storage *
 			best = t;
 		for (size_t j = 0; j < i; j++) {
 			const struct nc_target *u = &nc->rl[j].t[f];
-			if (!u->has_mapped || ip_equal(&t->addr, &u->addr))
+			if (!u->has_mapped || sockaddr_ip_equal(&t->addr, &u->addr))
 				continue;
 			nc->rep.has_mapping_varies = true;
-			if (!addr_port_equal(&t->mapped, &u->mapped))
+			if (!sockaddr_equal(&t->mapped, &u->mapped))
 				nc->rep.mapping_varies = true;
 		}
 	}
