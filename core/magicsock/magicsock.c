@@ -41,6 +41,19 @@ struct ms_ping {
 	uint8_t txid[DISCO_TXID_LEN];
 	struct sockaddr_storage to; /* family 0: through the relay */
 	int64_t sent_us;
+	uint32_t probe; /* the magicsock_ping probe it answers, 0: none */
+};
+
+/* A probe of magicsock_ping: answered by the first pong to any of its
+ * pings, or by its timer. */
+struct ms_probe {
+	struct magicsock *ms;
+	uint32_t id;
+	uint8_t key[32];
+	magicsock_pong_fn fn;
+	void *ctx;
+	struct event *timer;
+	struct ms_probe *next;
 };
 
 struct ms_peer {
@@ -56,6 +69,12 @@ struct ms_peer {
 	struct sockaddr_storage best;
 	uint32_t best_lat_us;
 	int64_t trust_until_ms, last_ping_all_ms, last_heartbeat_ms, last_cmm_ms;
+	/* Direct attempts while untrusted: the next round no earlier than
+	 * next_try_ms; the gap doubles from MS_RETRY_MIN_MS to MS_RETRY_MAX_MS
+	 * (retry_gap_ms 0: the minimum) and resets on a pong or a change of
+	 * endpoints. */
+	int64_t next_try_ms;
+	uint32_t retry_gap_ms;
 	int64_t last_cmm_rx_ms;
 	uint32_t heard_relay_id; /* the relay its last relayed packet came through */
 	int64_t heard_ms;
@@ -105,6 +124,8 @@ struct magicsock {
 	struct ms_avoid avoid[MS_AVOID_MAX];
 	uint8_t (*skip)[32]; /* static [Peer] keys: never steered */
 	size_t n_skip;
+	struct ms_probe *probes; /* magicsock_ping's, outstanding */
+	uint32_t next_probe;
 	struct magicsock_stats st;
 };
 
@@ -199,6 +220,7 @@ static void set_home(struct magicsock *ms, uint32_t id);
 static void push_path(struct magicsock *ms, struct ms_peer *p);
 static struct ms_peer *peer_by_key(const struct magicsock *ms, const uint8_t *key);
 static void schedule_netcheck(struct magicsock *ms, uint32_t ms_from_now);
+static void retry_reset_all(struct magicsock *ms);
 
 static void conn_on_packet(void *ctx, struct relay_client *c, const uint8_t *src_key,
                            const uint8_t *data, size_t len);
@@ -391,7 +413,12 @@ static int disco_send(struct magicsock *ms, struct ms_peer *p,
 	return r;
 }
 
-static void send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c)
+/* A PING to candidate c, or through the relay when c is NULL (only
+ * magicsock_ping's probes go that way: a relayed PONG measures the relay,
+ * it never makes a direct path). probe: the probe it belongs to, 0: none.
+ * True if it went out. */
+static bool send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c,
+                      uint32_t probe)
 {
 	struct disco_msg m;
 	memset(&m, 0, sizeof(m));
@@ -399,15 +426,44 @@ static void send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c
 	m.version = 1;
 	randombytes_buf(m.txid, sizeof(m.txid));
 	memcpy(m.node_key, ms->cfg.node_pub, 32);
-	if (disco_send(ms, p, &c->sa, &m) != 0)
-		return;
+	if (disco_send(ms, p, c ? &c->sa : NULL, &m) != 0)
+		return false;
 	struct ms_ping *pg = &p->ping[p->ping_next];
 	p->ping_next = (p->ping_next + 1) % MS_PINGS_MAX;
+	memset(pg, 0, sizeof(*pg));
 	memcpy(pg->txid, m.txid, sizeof(pg->txid));
-	pg->to = c->sa;
+	if (c)
+		pg->to = c->sa;
 	pg->sent_us = now_us();
-	c->last_ping_ms = now_ms();
+	pg->probe = probe;
+	if (c)
+		c->last_ping_ms = now_ms();
 	p->pings_sent++;
+	return true;
+}
+
+/* The wait before the next direct attempt on a peer that is still not
+ * reached directly: MS_RETRY_MIN_MS doubling to MS_RETRY_MAX_MS, each
+ * with +-10 % jitter (peers that failed together do not retry in step). */
+static void retry_schedule(struct ms_peer *p, int64_t now)
+{
+	uint32_t gap = p->retry_gap_ms ? p->retry_gap_ms : MS_RETRY_MIN_MS;
+	p->next_try_ms = now + gap - gap / 10 + randombytes_uniform(gap / 5 + 1);
+	p->retry_gap_ms = gap >= MS_RETRY_MAX_MS / 2 ? MS_RETRY_MAX_MS : gap * 2;
+}
+
+/* Something that may make a direct path work changed (a pong came, the
+ * peer's or our endpoints moved): the next attempt is due at once, and
+ * the backoff starts again from its minimum. */
+static void retry_reset(struct ms_peer *p)
+{
+	p->retry_gap_ms = 0;
+	p->next_try_ms = 0;
+}
+
+static bool retry_due(const struct ms_peer *p, int64_t now)
+{
+	return now >= p->next_try_ms && now - p->last_ping_all_ms >= MS_PING_ALL_MS;
 }
 
 /* Our endpoints: the local ones and what STUN saw. */
@@ -435,11 +491,8 @@ static void ping_all(struct magicsock *ms, struct ms_peer *p, bool call_me)
 	int64_t now = now_ms();
 	bool sent = false;
 	for (size_t i = 0; i < p->n_cand; i++)
-		if (now - p->cand[i].last_ping_ms >= MS_CAND_GAP_MS) {
-			uint64_t before = p->pings_sent;
-			send_ping(ms, p, &p->cand[i]);
-			sent |= p->pings_sent != before;
-		}
+		if (now - p->cand[i].last_ping_ms >= MS_CAND_GAP_MS)
+			sent |= send_ping(ms, p, &p->cand[i], 0);
 	/* Ask the peer, through the relay, to ping our endpoints now too: both
 	 * NATs open their mappings at about the same time. */
 	struct ms_conn *k = conn_for(ms, p, true);
@@ -457,9 +510,13 @@ static void ping_all(struct magicsock *ms, struct ms_peer *p, bool call_me)
 		}
 	}
 	/* A round that sent nothing (no candidates, no endpoints of ours yet,
-	 * no relay yet) does not count: the next send tries again. */
-	if (sent)
+	 * no relay yet) does not count: the next send tries again. A direct
+	 * attempt (call_me: no trusted path) backs off until one works. */
+	if (sent) {
 		p->last_ping_all_ms = now;
+		if (call_me)
+			retry_schedule(p, now);
+	}
 }
 
 /* Worth pinging: a unicast address and a port (what a peer's CALL_ME_MAYBE
@@ -509,6 +566,10 @@ static struct ms_cand *add_candidate(struct ms_peer *p, const struct sockaddr_st
 	return &p->cand[slot];
 }
 
+static void probe_answer(struct magicsock *ms, uint32_t id, struct ms_peer *p,
+                         const struct sockaddr_storage *from, uint32_t lat,
+                         const struct disco_msg *m);
+
 static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m,
                     const struct sockaddr_storage *from)
 {
@@ -520,16 +581,23 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 			break;
 		}
 	int64_t now = now_us();
-	/* Ours, to exactly where it came from, and not stale. */
-	if (!pg || !from || !sockaddr_equal(&pg->to, from) ||
-	    now - pg->sent_us > (int64_t)MS_PING_TIMEOUT_MS * 1000) {
+	/* Ours, to exactly where it came from (a PING through the relay is
+	 * answered through the relay, from == NULL), and not stale. */
+	bool where = pg && (from ? sockaddr_equal(&pg->to, from) : pg->to.ss_family == 0);
+	if (!where || now - pg->sent_us > (int64_t)MS_PING_TIMEOUT_MS * 1000) {
 		ms->st.pongs_unmatched++;
 		return;
 	}
 	uint32_t lat = (uint32_t)(now - pg->sent_us);
+	uint32_t probe = pg->probe;
 	memset(pg, 0, sizeof(*pg)); /* answered: a replayed pong finds nothing */
 	p->pongs_received++;
 	ms->st.pongs_rx++;
+	if (probe)
+		probe_answer(ms, probe, p, from, lat, m);
+	if (!from)
+		return; /* the relay works; that says nothing about a direct path */
+	retry_reset(p);
 	struct ms_cand *c = add_candidate(p, from);
 	c->last_pong_ms = now / 1000;
 	c->lat_us = lat;
@@ -649,7 +717,7 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 			struct ms_cand *c = add_candidate(p, from);
 			if (!(p->has_best && p->trust_until_ms > now) &&
 			    now - c->last_ping_ms >= MS_PUNCH_GAP_MS)
-				send_ping(ms, p, c);
+				send_ping(ms, p, c, 0);
 		}
 		break;
 	}
@@ -706,6 +774,125 @@ static void conn_on_packet(void *ctx, struct relay_client *c, const uint8_t *src
 	wg_device_receive_relayed(ms->cfg.wg, src_key, data, len);
 }
 
+/* ---- magicsock_ping: probes for `mesh-proxy ping --disco` ---- */
+
+static struct ms_probe **probe_slot(struct magicsock *ms, uint32_t id)
+{
+	struct ms_probe **pp = &ms->probes;
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Unlinks and frees probe id after telling its owner r (r NULL: silently). */
+static void probe_end(struct magicsock *ms, uint32_t id, const struct magicsock_pong *r)
+{
+	struct ms_probe **pp = probe_slot(ms, id), *pr = *pp;
+	if (!pr)
+		return;
+	*pp = pr->next;
+	magicsock_pong_fn fn = pr->fn;
+	void *ctx = pr->ctx;
+	event_free(pr->timer);
+	free(pr);
+	if (r)
+		fn(ctx, r);
+}
+
+static void probe_answer(struct magicsock *ms, uint32_t id, struct ms_peer *p,
+                         const struct sockaddr_storage *from, uint32_t lat,
+                         const struct disco_msg *m)
+{
+	struct magicsock_pong r;
+	memset(&r, 0, sizeof(r));
+	r.latency_us = lat;
+	if (from) {
+		r.path = MS_PATH_DIRECT;
+		r.from = *from;
+		(void)disco_addr_to_sockaddr(&m->src, &r.seen_as);
+	} else {
+		r.path = MS_PATH_RELAY;
+		struct ms_conn *k = conn_for(ms, p, false);
+		if (k) {
+			r.relay_id = k->info.id;
+			snprintf(r.relay_region, sizeof(r.relay_region), "%s", k->info.region);
+			snprintf(r.relay_name, sizeof(r.relay_name), "%s", k->info.name);
+		}
+	}
+	probe_end(ms, id, &r);
+}
+
+static void probe_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+	struct ms_probe *pr = arg;
+	struct magicsock_pong r;
+	memset(&r, 0, sizeof(r));
+	r.err = -ETIMEDOUT;
+	probe_end(pr->ms, pr->id, &r);
+}
+
+int magicsock_ping(struct magicsock *ms, const uint8_t key[32], uint32_t timeout_ms,
+                   magicsock_pong_fn fn, void *ctx)
+{
+	struct ms_peer *p = peer_by_key(ms, key);
+	if (!p)
+		return -ENOENT;
+	if (!p->shared_ok)
+		return -EINVAL;
+	struct ms_probe *pr = calloc(1, sizeof(*pr));
+	if (!pr)
+		return -ENOMEM;
+	pr->timer = evtimer_new(ms->cfg.base, probe_timeout, pr);
+	if (!pr->timer) {
+		free(pr);
+		return -ENOMEM;
+	}
+	pr->ms = ms;
+	pr->id = ++ms->next_probe ? ms->next_probe : ++ms->next_probe;
+	memcpy(pr->key, key, 32);
+	pr->fn = fn;
+	pr->ctx = ctx;
+	int64_t now = now_ms();
+	bool sent = false;
+	if (p->has_best && p->trust_until_ms > now) {
+		/* A trusted direct path: that is the one to measure. */
+		sent = send_ping(ms, p, add_candidate(p, &p->best), pr->id);
+	} else {
+		/* As a send with no trusted path does, and through the relay
+		 * too, so the answer says which way the peer is reached now. */
+		for (size_t i = 0; i < p->n_cand; i++)
+			if (cand_ok(&p->cand[i].sa) &&
+			    now - p->cand[i].last_ping_ms >= MS_PUNCH_GAP_MS)
+				sent |= send_ping(ms, p, &p->cand[i], pr->id);
+		struct ms_conn *k = conn_for(ms, p, true);
+		if (k && relay_client_connected(k->c) && p->gone_until_ms <= now)
+			sent |= send_ping(ms, p, NULL, pr->id);
+		/* and ask the peer to punch towards us (at most every 5 s: an
+		 * explicit probe does not wait for the backoff) */
+		if (now - p->last_ping_all_ms >= MS_PING_ALL_MS)
+			ping_all(ms, p, true);
+	}
+	if (!sent) {
+		event_free(pr->timer);
+		free(pr);
+		return -ENOTCONN;
+	}
+	pr->next = ms->probes;
+	ms->probes = pr;
+	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+	evtimer_add(pr->timer, &tv);
+	return 0;
+}
+
+void magicsock_ping_cancel(struct magicsock *ms, void *ctx)
+{
+	for (struct ms_probe *pr = ms->probes, *next; pr; pr = next) {
+		next = pr->next;
+		if (pr->ctx == ctx)
+			probe_end(ms, pr->id, NULL);
+	}
+}
+
 /* ---- the device's hooks ---- */
 
 static int hook_relay_tx(void *ctx, const uint8_t *key, const uint8_t *buf, size_t len)
@@ -733,7 +920,7 @@ static void hook_untrusted(void *ctx, const uint8_t *key)
 	struct ms_conn *k = conn_for(ms, p, true);
 	if (k)
 		k->last_use_ms = now;
-	if (now - p->last_ping_all_ms >= MS_PING_ALL_MS)
+	if (retry_due(p, now))
 		ping_all(ms, p, true);
 }
 
@@ -821,6 +1008,8 @@ static void netcheck_done(void *ctx, const struct netcheck_report *r)
 		/* Nothing answered (UDP blocked and TCP slow?): try the first
 		 * relay; its client keeps reconnecting with backoff. */
 		set_home(ms, ms->relays[0].id);
+	if (addrs_changed)
+		retry_reset_all(ms);
 	if (addrs_changed && prev == ms->home_id && ms->cfg.on_change)
 		ms->cfg.on_change(ms->cfg.ctx);
 	schedule_netcheck(ms, MS_NETCHECK_MIN_MS + randombytes_uniform(MS_NETCHECK_JITTER_MS));
@@ -917,14 +1106,14 @@ static void on_tick(evutil_socket_t fd, short ev, void *arg)
 		if (now - p->last_heartbeat_ms >= MS_HEARTBEAT_MS) {
 			p->last_heartbeat_ms = now;
 			struct ms_cand *c = add_candidate(p, &p->best);
-			send_ping(ms, p, c);
+			send_ping(ms, p, c, 0);
 		}
 		/* Now and then every other candidate too: a better path (a LAN
 		 * that appeared) is found while this one works. */
 		if (now - p->last_ping_all_ms >= MS_UPGRADE_MS)
 			ping_all(ms, p, false);
 		/* Trust ran out (pongs stopped): look for a path again. */
-		if (p->trust_until_ms <= now && now - p->last_ping_all_ms >= MS_PING_ALL_MS)
+		if (p->trust_until_ms <= now && retry_due(p, now))
 			ping_all(ms, p, true);
 	}
 	struct ms_conn *hk = home_conn(ms);
@@ -1054,6 +1243,7 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 			p->shared_ok =
 			    disco_shared(p->shared, cp->disco_key, ms->cfg.disco_priv) == 0;
 			memset(p->ping, 0, sizeof(p->ping));
+			retry_reset(p);
 		}
 		p->home_relay = cp->home_relay;
 		/* Map candidates first, then the learned ones that still fit. */
@@ -1075,6 +1265,11 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 			p->cand[p->n_cand++] = c;
 		}
 		p->n_map_cand = p->n_cand;
+		bool eps_changed = nold != p->n_map_cand;
+		for (size_t j = 0; j < nold && !eps_changed; j++)
+			eps_changed = !sockaddr_equal(&old[j].sa, &p->cand[j].sa);
+		if (eps_changed)
+			retry_reset(p); /* new endpoints: try them now */
 		for (size_t j = 0; j < nl && p->n_cand < MS_CANDS_MAX; j++) {
 			bool seen = false;
 			for (size_t k = 0; k < p->n_cand; k++)
@@ -1102,9 +1297,22 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 	return 0;
 }
 
+static void retry_reset_all(struct magicsock *ms)
+{
+	for (size_t i = 0; i < ms->n_peers; i++)
+		retry_reset(ms->by_key[i]);
+}
+
 void magicsock_set_local_endpoints(struct magicsock *ms, const struct ctl_endpoints *eps)
 {
+	bool same = ms->local_eps.n == eps->n;
+	for (size_t i = 0; same && i < eps->n; i++)
+		same = ms->local_eps.ep[i].family == eps->ep[i].family &&
+		       ms->local_eps.ep[i].port == eps->ep[i].port &&
+		       memcmp(ms->local_eps.ep[i].addr, eps->ep[i].addr, 16) == 0;
 	ms->local_eps = *eps;
+	if (!same)
+		retry_reset_all(ms); /* ours moved: a direct path may work now */
 }
 
 /* ---- life ---- */
@@ -1156,6 +1364,10 @@ void magicsock_free(struct magicsock *ms)
 		return;
 	if (ms->cfg.wg)
 		wg_device_set_path_hooks(ms->cfg.wg, NULL);
+	while (ms->probes) {
+		struct magicsock_pong r = {.err = -ECANCELED};
+		probe_end(ms, ms->probes->id, &r);
+	}
 	netcheck_free(ms->nc);
 	while (ms->n_conns)
 		conn_close(ms, ms->n_conns - 1);

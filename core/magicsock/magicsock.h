@@ -24,9 +24,12 @@
  *    MS_TRUST_MS after its last pong: the relay takes over.
  *  - Whenever WireGuard sends to a peer with no trusted path (the device's
  *    untrusted hook), every candidate address (the map's endpoints and the
- *    ones the peer's pings came from) is pinged, at most every
- *    MS_PING_ALL_MS, and a CALL_ME_MAYBE goes through the relay. A relayed
- *    peer is thus re-tried as long as traffic flows.
+ *    ones the peer's pings came from) is pinged and a CALL_ME_MAYBE goes
+ *    through the relay. A relayed peer is thus re-tried as long as traffic
+ *    flows, with backoff: MS_RETRY_MIN_MS after the first attempt, the gap
+ *    doubling to MS_RETRY_MAX_MS (+-10 % jitter), never giving up; a pong,
+ *    or a change of the peer's endpoints (map) or of ours, starts again
+ *    from the minimum.
  *  - A PING is answered with a PONG to the address it came from (at most
  *    MS_PONGS_PER_SEC per peer); its source becomes a candidate.
  *
@@ -51,6 +54,8 @@ struct relay_client_status;
 #define MS_TRUST_MS        6500
 #define MS_HEARTBEAT_MS    3000
 #define MS_PING_ALL_MS     5000
+#define MS_RETRY_MIN_MS    5000  /* direct attempts on a relayed peer: first gap */
+#define MS_RETRY_MAX_MS    60000 /* ... doubling up to this */
 #define MS_PING_TIMEOUT_MS 5000
 #define MS_ACTIVE_MS       45000
 #define MS_RELAY_IDLE_MS   60000
@@ -77,7 +82,8 @@ struct magicsock_config {
 
 struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
                                 size_t errlen);
-void magicsock_free(struct magicsock *ms); /* accepts NULL; wipes keys */
+/* Accepts NULL; wipes keys; outstanding probes get -ECANCELED. */
+void magicsock_free(struct magicsock *ms);
 
 /* The map: relays and peers (by node key). Call after every map change;
  * peers gone from the map are forgotten; our own key and the skip keys are
@@ -113,6 +119,30 @@ struct magicsock_peer_path {
 	bool trusted;
 	uint64_t pings_sent, pongs_received;
 };
+/* The answer to one magicsock_ping probe. */
+struct magicsock_pong {
+	int err;           /* 0; -ETIMEDOUT (no pong in time), -ECANCELED (freed) */
+	enum ms_path path; /* DIRECT: from is the address that answered */
+	struct sockaddr_storage from;
+	struct sockaddr_storage seen_as; /* where the peer saw our ping come from */
+	uint32_t relay_id;               /* RELAY: the relay it came through */
+	char relay_region[CTL_LABEL_MAX], relay_name[CTL_LABEL_MAX];
+	uint32_t latency_us;
+};
+typedef void (*magicsock_pong_fn)(void *ctx, const struct magicsock_pong *r);
+
+/* One probe (`mesh-proxy ping --disco`): a PING to the trusted direct path
+ * if there is one, else to every candidate and through the relay (plus a
+ * CALL_ME_MAYBE, as a send would). fn runs exactly once, for the first
+ * PONG to any of them or after timeout_ms, unless cancelled. A PONG
+ * counts for the path exactly as any other does. 0; -ENOENT: not a peer
+ * magicsock manages; -ENOTCONN: nothing to send to (no candidate and no
+ * relay); -EINVAL: no usable disco key; -ENOMEM. */
+int magicsock_ping(struct magicsock *ms, const uint8_t key[32], uint32_t timeout_ms,
+                   magicsock_pong_fn fn, void *ctx);
+/* Forgets every outstanding probe of ctx without calling it back. */
+void magicsock_ping_cancel(struct magicsock *ms, void *ctx);
+
 /* 0, or -ENOENT for a key magicsock does not manage. */
 int magicsock_peer_path(const struct magicsock *ms, const uint8_t key[32],
                         struct magicsock_peer_path *pp);

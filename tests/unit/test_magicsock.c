@@ -13,7 +13,11 @@
  *    relay takes over once the trust runs out, and packets still arrive.
  *  - The relay restarts on the same port: the nodes reconnect and packets
  *    flow again.
- *  - Disco from an unknown key is dropped and counted. */
+ *  - Disco from an unknown key is dropped and counted; spoofed pongs (wrong
+ *    key, wrong txid, from an address not pinged, replayed) and replayed
+ *    pings change no path and move the drop counters.
+ *  - magicsock_ping reports the path each pong took; a relayed peer's
+ *    direct attempts back off. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,6 +40,7 @@
 #include "core/magicsock/magicsock.h"
 #include "core/netcheck/netcheck.h"
 #include "core/relay/client.h"
+#include "core/util/sockaddr.h"
 #include "core/wg/device.h"
 #include "core/wg/device_internal.h"
 #include "servers/relay/relay.h"
@@ -625,6 +630,269 @@ static void unknown_disco_dropped(void **state)
 	assert_true(st.other_drop >= 1);
 }
 
+/* ---- backoff of direct attempts (issue 14) ---- */
+
+/* A peer that stays relayed while traffic flows is re-tried with backoff:
+ * the second gap between attempts (each sends a CALL_ME_MAYBE through the
+ * relay) is about twice the first, not the same 5 s forever; a new
+ * endpoint in the map starts over at once. */
+static void relayed_retry_backs_off(void **state)
+{
+	start_nodes(false);
+	assert_true(wait_home(3000));
+	for (int i = 0; i < 2; i++)
+		wg_device_set_tx_hook(nodes[i].dev, drop_hook, NULL);
+	int64_t t[3];
+	int n = 0;
+	struct magicsock_stats st;
+	magicsock_get_stats(ms[0], &st);
+	uint64_t last = st.call_me_maybe_tx;
+	int64_t end = mono_ms() + 21000;
+	while (mono_ms() < end && n < 3) {
+		send_one(0);
+		spin(50);
+		magicsock_get_stats(ms[0], &st);
+		if (st.call_me_maybe_tx != last) {
+			last = st.call_me_maybe_tx;
+			t[n++] = mono_ms();
+		}
+	}
+	assert_int_equal(n, 3);
+	int64_t g1 = t[1] - t[0], g2 = t[2] - t[1];
+	print_message("direct attempts on a relayed peer: gaps %lld ms, %lld ms\n",
+	              (long long)g1, (long long)g2);
+	assert_true(g1 >= MS_RETRY_MIN_MS * 9 / 10 - 100);
+	assert_true(g2 * 10 >= g1 * 16); /* doubled (with jitter), not the same */
+	assert_true(g2 <= 2 * MS_RETRY_MIN_MS * 11 / 10 + 1500);
+	/* The map gives the peer an endpoint: the next send tries at once
+	 * (after the 5 s floor between rounds), not 20 s later. */
+	while (mono_ms() - t[2] < MS_PING_ALL_MS + 200)
+		spin(50);
+	feed_map(0, true);
+	int64_t fed = mono_ms();
+	end = fed + 2500;
+	uint64_t before = last;
+	while (mono_ms() < end && st.call_me_maybe_tx == before) {
+		send_one(0);
+		spin(50);
+		magicsock_get_stats(ms[0], &st);
+	}
+	assert_true(st.call_me_maybe_tx > before);
+	print_message("after the map change: an attempt %lld ms later\n",
+	              (long long)(mono_ms() - fed));
+}
+
+/* ---- magicsock_ping ---- */
+
+struct pong_box {
+	unsigned n;
+	struct magicsock_pong r;
+};
+
+static void on_test_pong(void *ctx, const struct magicsock_pong *r)
+{
+	struct pong_box *b = ctx;
+	b->r = *r;
+	b->n++;
+}
+
+/* A probe says which way the pong came: through the relay (region) while
+ * UDP is dead, directly (the peer's address) once it works. */
+static void ping_reports_path(void **state)
+{
+	start_nodes(true);
+	assert_true(wait_home(3000));
+	uint8_t stranger[32];
+	randombytes_buf(stranger, 32);
+	struct pong_box b = {0};
+	assert_int_equal(magicsock_ping(ms[0], stranger, 1000, on_test_pong, &b), -ENOENT);
+	for (int i = 0; i < 2; i++)
+		wg_device_set_tx_hook(nodes[i].dev, drop_hook, NULL);
+	assert_int_equal(magicsock_ping(ms[0], nodes[1].pub, 2000, on_test_pong, &b), 0);
+	assert_true(run_until(base, &b.n, 1, 3000));
+	assert_int_equal(b.r.err, 0);
+	assert_int_equal(b.r.path, MS_PATH_RELAY);
+	assert_string_equal(b.r.relay_region, "lab");
+	assert_true(b.r.latency_us > 0);
+	assert_int_equal(path_of(0), MS_PATH_RELAY); /* a relayed pong is no direct path */
+	/* UDP works again: probes until one comes back directly */
+	for (int i = 0; i < 2; i++)
+		wg_device_set_tx_hook(nodes[i].dev, NULL, NULL);
+	int64_t end = mono_ms() + 8000;
+	bool direct = false;
+	while (mono_ms() < end && !direct) {
+		unsigned want = b.n + 1;
+		assert_int_equal(magicsock_ping(ms[0], nodes[1].pub, 1000, on_test_pong, &b), 0);
+		assert_true(run_until(base, &b.n, want, 2000));
+		direct = b.r.err == 0 && b.r.path == MS_PATH_DIRECT;
+		spin(200);
+	}
+	assert_true(direct);
+	struct sockaddr_storage want_sa;
+	sin4(&want_sa, "127.0.0.1", wg_device_port(nodes[1].dev));
+	assert_true(sockaddr_equal(&b.r.from, &want_sa));
+	/* a probe that times out: node 1 gone from UDP and from the relay */
+	for (int i = 0; i < 2; i++)
+		wg_device_set_tx_hook(nodes[i].dev, drop_hook, NULL);
+	magicsock_free(ms[1]);
+	ms[1] = NULL;
+	unsigned want = b.n + 1;
+	int r = magicsock_ping(ms[0], nodes[1].pub, 300, on_test_pong, &b);
+	if (r == 0) {
+		assert_true(run_until(base, &b.n, want, 2000));
+		assert_int_equal(b.r.err, -ETIMEDOUT);
+	}
+	/* freeing magicsock answers outstanding probes */
+	want = b.n + 1;
+	if (magicsock_ping(ms[0], nodes[1].pub, 5000, on_test_pong, &b) == 0) {
+		magicsock_free(ms[0]);
+		ms[0] = NULL;
+		assert_int_equal(b.n, want);
+		assert_int_equal(b.r.err, -ECANCELED);
+	}
+}
+
+/* ---- spoofed pongs, replayed pings (issue 14) ---- */
+
+#define TAP_MAX 64
+struct tap {
+	unsigned n;
+	struct sockaddr_storage to[TAP_MAX];
+	uint8_t buf[TAP_MAX][DISCO_MAX_LEN];
+	size_t len[TAP_MAX];
+};
+static struct tap taps[2];
+
+/* Records every disco datagram a node sends by UDP; nothing is delivered. */
+static void tap_hook(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len)
+{
+	struct tap *t = ctx;
+	if (!disco_is_message(buf, len) || t->n >= TAP_MAX || len > DISCO_MAX_LEN)
+		return;
+	memcpy(&t->to[t->n], to,
+	       to->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	memcpy(t->buf[t->n], buf, len);
+	t->len[t->n++] = len;
+}
+
+/* The last datagram node `from` sent to the other whose plaintext is of
+ * type; -1 if none. m gets it. */
+static int tap_find(int from, uint8_t type, struct disco_msg *m)
+{
+	uint8_t shared[32];
+	assert_int_equal(disco_shared(shared, dpub[from], dpriv[1 - from]), 0);
+	for (int i = (int)taps[from].n - 1; i >= 0; i--)
+		if (disco_open(taps[from].buf[i], taps[from].len[i], shared, m) == 0 &&
+		    m->type == type)
+			return i;
+	return -1;
+}
+
+/* Sends buf to node 0's WireGuard port from fd (a stranger's socket, or
+ * node 1's own, whose address node 0 pings). */
+static void send_to_node0(int fd, const uint8_t *buf, size_t len)
+{
+	struct sockaddr_storage to;
+	sin4(&to, "127.0.0.1", wg_device_port(nodes[0].dev));
+	assert_true(sendto(fd, buf, len, 0, (struct sockaddr *)&to, sizeof(struct sockaddr_in)) ==
+	            (ssize_t)len);
+}
+
+/* Node 1's disco key seals m to node 0 (what only node 1 could do). */
+static size_t seal_as_node1(uint8_t *buf, const struct disco_msg *m)
+{
+	uint8_t shared[32];
+	assert_int_equal(disco_shared(shared, dpub[0], dpriv[1]), 0);
+	size_t n = disco_seal(buf, DISCO_MAX_LEN, dpub[1], shared, m);
+	assert_true(n > 0);
+	return n;
+}
+
+static void spoofed_pongs_change_no_path(void **state)
+{
+	start_nodes(true);
+	assert_true(wait_home(3000));
+	memset(taps, 0, sizeof(taps));
+	for (int i = 0; i < 2; i++)
+		wg_device_set_tx_hook(nodes[i].dev, tap_hook, &taps[i]);
+	/* Both send: each pings the other's map endpoint (captured, never
+	 * delivered); the relay carries the data. */
+	send_one(0);
+	send_one(1);
+	assert_true(run_until(base, &nodes[1].rx_count, 1, 3000));
+	struct disco_msg ping0, ping1, m;
+	int i0 = tap_find(0, DISCO_PING, &ping0), i1 = tap_find(1, DISCO_PING, &ping1);
+	assert_true(i0 >= 0 && i1 >= 0);
+	struct sockaddr_storage a1;
+	sin4(&a1, "127.0.0.1", wg_device_port(nodes[1].dev));
+	assert_true(sockaddr_equal(&taps[0].to[i0], &a1)); /* node 0 pinged node 1's port */
+	assert_int_equal(path_of(0), MS_PATH_RELAY);
+	int stranger = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_true(stranger >= 0);
+	int fd1 = nodes[1].dev->fd4; /* node 1's own socket: the address node 0 pinged */
+	struct magicsock_stats s0, s1;
+	magicsock_get_stats(ms[0], &s0);
+	uint8_t buf[DISCO_MAX_LEN];
+
+	/* 1. A PONG for node 0's real txid sealed with another disco key. */
+	uint8_t xpub[32], xpriv[32], xshared[32];
+	crypto_box_keypair(xpub, xpriv);
+	assert_int_equal(disco_shared(xshared, dpub[0], xpriv), 0);
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_PONG;
+	m.version = 1;
+	memcpy(m.txid, ping0.txid, sizeof(m.txid));
+	disco_addr_from_sockaddr(&m.src, (struct sockaddr *)&a1);
+	size_t n = disco_seal(buf, sizeof(buf), xpub, xshared, &m);
+	send_to_node0(fd1, buf, n);
+	/* 2. The right key and txid, from an address node 0 never pinged. */
+	n = seal_as_node1(buf, &m);
+	send_to_node0(stranger, buf, n);
+	/* 3. The right key, from the pinged address, a txid never sent. */
+	randombytes_buf(m.txid, sizeof(m.txid));
+	n = seal_as_node1(buf, &m);
+	send_to_node0(fd1, buf, n);
+	/* 4. Node 1's captured PING replayed to node 0 from a stranger: it
+	 * costs a PONG (to the stranger), and changes no path. */
+	send_to_node0(stranger, taps[1].buf[i1], taps[1].len[i1]);
+	spin(300);
+	magicsock_get_stats(ms[0], &s1);
+	assert_int_equal(s1.disco_drop_unknown - s0.disco_drop_unknown, 1);
+	assert_int_equal(s1.pongs_unmatched - s0.pongs_unmatched, 2);
+	assert_int_equal(s1.pongs_rx, s0.pongs_rx);
+	assert_int_equal(s1.pings_rx - s0.pings_rx, 1);
+	assert_int_equal(path_of(0), MS_PATH_RELAY);
+	struct magicsock_peer_path pp;
+	assert_int_equal(magicsock_peer_path(ms[0], nodes[1].pub, &pp), 0);
+	assert_false(pp.trusted);
+	assert_int_equal(pp.best.ss_family, 0);
+
+	/* The control: the genuine PONG (node 1's key, the real txid, from
+	 * the pinged address) does make the path direct, so the checks
+	 * above could have failed. */
+	memcpy(m.txid, ping0.txid, sizeof(m.txid));
+	n = seal_as_node1(buf, &m);
+	send_to_node0(fd1, buf, n);
+	int64_t end = mono_ms() + 1000;
+	while (mono_ms() < end && path_of(0) != MS_PATH_DIRECT)
+		spin(20);
+	assert_int_equal(path_of(0), MS_PATH_DIRECT);
+	magicsock_peer_path(ms[0], nodes[1].pub, &pp);
+	assert_true(pp.trusted && sockaddr_equal(&pp.best, &a1));
+	uint32_t lat = pp.latency_us;
+	/* 5. The same PONG replayed: answered once, counted as unmatched now,
+	 * and nothing about the path moves. */
+	magicsock_get_stats(ms[0], &s0);
+	send_to_node0(fd1, buf, n);
+	spin(200);
+	magicsock_get_stats(ms[0], &s1);
+	assert_int_equal(s1.pongs_unmatched - s0.pongs_unmatched, 1);
+	assert_int_equal(s1.pongs_rx, s0.pongs_rx);
+	magicsock_peer_path(ms[0], nodes[1].pub, &pp);
+	assert_int_equal(pp.latency_us, lat);
+	close(stranger);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -641,6 +909,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(shared_disco_key_matched_by_content, setup, teardown),
 	    cmocka_unit_test_setup_teardown(peer_gone_expires, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unknown_disco_dropped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(spoofed_pongs_change_no_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(ping_reports_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(relayed_retry_backs_off, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
