@@ -31,6 +31,8 @@ static const char usage[] =
     "       mesh-proxy ip [-4 | -6] [--state DIR | --api PATH]\n"
     "       mesh-proxy ping [--state DIR | --api PATH] [-c COUNT] [-i SECONDS]\n"
     "                       [-W SECONDS] ADDRESS|NAME\n"
+    "       mesh-proxy ping --disco [--until-direct] [--json] [-c COUNT] [-i SECONDS]\n"
+    "                       [-W SECONDS] PEER\n"
     "       mesh-proxy nc [--state DIR | --api PATH] HOST PORT\n"
     "       mesh-proxy netcheck [--state DIR] [--json] [--timeout MS]\n"
     "       mesh-proxy genkey | pubkey | genpsk\n"
@@ -85,6 +87,13 @@ static const char usage[] =
     "                        -c probes, up to 1000; -i seconds between them,\n"
     "                        0.001-60, default 1; time= is measured inside the\n"
     "                        node from send to reply)\n"
+    "  ping --disco PEER     disco pings to a mesh peer (PEER: its name, mesh\n"
+    "                        address or the start of its node key): each pong\n"
+    "                        says the path it took, a direct address or a relay\n"
+    "                        region, and its latency; --until-direct stops at\n"
+    "                        the first direct pong (default -c 10; exit 1 if\n"
+    "                        none); --json prints one JSON object a line, the\n"
+    "                        last a summary (both options imply --disco)\n"
     "  nc HOST PORT          connect stdin/stdout to HOST:PORT through the node\n"
     "                        (a peer's name, an address, or a DNS name; e.g.\n"
     "                        ssh -o ProxyCommand='mesh-proxy nc %h %p' user@web)\n"
@@ -106,6 +115,7 @@ static const char usage[] =
     "  mesh-proxy status\n"
     "  mesh-proxy ip -4\n"
     "  mesh-proxy ping web\n"
+    "  mesh-proxy ping --disco --until-direct web\n"
     "  mesh-proxy netcheck\n"
     "  mesh-proxy up --join \"$T\" --state ~/mesh2 --hostname lab   (a second node)\n"
     "  mesh-proxy status --state ~/mesh2\n"
@@ -173,7 +183,7 @@ struct cli {
 	const char *state, *join, *hostname, *socks5, *http_proxy, *expose, *direct;
 	int family; /* ip -4 / -6 */
 	const char *log_level;
-	bool json;
+	bool json, disco, until_direct;
 	unsigned count;
 	double wait_s, interval_s;
 	const char *target;
@@ -226,6 +236,10 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 				                 val);
 		} else if (!strcmp(a, "--json")) {
 			c->json = true;
+		} else if (!strcmp(a, "--disco")) {
+			c->disco = true;
+		} else if (!strcmp(a, "--until-direct")) {
+			c->until_direct = true;
 		} else if (!strcmp(a, "--state")) {
 			c->state = val;
 		} else if (!strcmp(a, "--join")) {
@@ -333,6 +347,9 @@ static int cmd_client(const struct cli *c, const char *req)
 	}
 	if (!strncmp(last, "error", 5) || !strcmp(last, "fail"))
 		return 1;
+	/* JSON lines (ping --json): an error object, or a summary not ok */
+	if (!strncmp(last, "{\"error\"", 8) || strstr(last, "\"ok\":false"))
+		return 1;
 	return 0;
 }
 
@@ -417,6 +434,18 @@ int main(int argc, char **argv)
 		if (!c.target)
 			return die_usage("%s", "ping needs an ADDRESS or a peer's NAME");
 		char req[300];
+		if (c.disco || c.until_direct || c.json) {
+			bool counted = false;
+			for (int i = 2; i < argc; i++)
+				counted |= !strcmp(argv[i], "--count");
+			if (c.until_direct && !counted)
+				c.count = 10;
+			snprintf(req, sizeof(req), "disco %s %u %u %u %s%s%s", c.target, c.count,
+			         (unsigned)(c.wait_s * 1000), (unsigned)(c.interval_s * 1000 + 0.5),
+			         c.until_direct ? "u" : "", c.json ? "j" : "",
+			         c.until_direct || c.json ? "" : "-");
+			return cmd_client(&c, req);
+		}
 		snprintf(req, sizeof(req), "ping %s %u %u %u", c.target, c.count,
 		         (unsigned)(c.wait_s * 1000),
 		         (unsigned)(c.interval_s * 1000 + 0.5));

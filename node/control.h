@@ -107,6 +107,10 @@ void node_ctl_status_json_write(const struct node_ctl *m, const struct wg_device
                                 struct fmt_jw *w);
 /* The map name of the peer with this WireGuard key, or NULL. */
 const char *node_ctl_peer_name(const struct node_ctl *m, const uint8_t key[32]);
+/* "disco PEER COUNT TIMEOUT_MS INTERVAL_MS FLAGS" (control_ping.c): disco
+ * pings to a map peer, one line per probe with its path and latency; m may
+ * be NULL (a node from a configuration file: a clear error). */
+void node_ctl_disco_ping(struct node_ctl *m, struct api_conn *c, const char *args);
 /* "ip", "ip 4", "ip 6": our mesh addresses, one a line. */
 void node_ctl_write_ip(const struct node_ctl *m, struct api_conn *c, int family);
 
