@@ -19,7 +19,7 @@
 #include "node/control_int.h"
 #include "node/format.h"
 
-#define DPING_MAX_COUNT 1000
+#define DPING_MAX_COUNT       1000
 #define DPING_MIN_INTERVAL_MS 100 /* each probe may ping every candidate */
 
 struct dping_job {
@@ -70,17 +70,18 @@ static void dping_done(struct dping_job *j)
 		}
 		dping_json_line(j->conn, o);
 	} else {
-		api_conn_printf(j->conn, "%u sent, %u received, %u direct", j->sent, j->received,
-		                j->direct);
+		api_conn_printf(j->conn, "%u sent, %u received, %u direct", j->sent,
+		                j->received, j->direct);
 		if (j->received)
-			api_conn_printf(j->conn, ", rtt min/avg/max %.3f/%.3f/%.3f ms", j->rtt_min,
-			                j->rtt_sum / j->received, j->rtt_max);
+			api_conn_printf(j->conn, ", rtt min/avg/max %.3f/%.3f/%.3f ms",
+			                j->rtt_min, j->rtt_sum / j->received, j->rtt_max);
 		api_conn_printf(j->conn, "\n");
 		if (j->until_direct && !j->direct)
-			api_conn_printf(j->conn,
-			                "direct connection not established after %u pings%s; "
-			                "the relay carries the traffic meanwhile\n",
-			                j->sent, j->received ? "" : " (and no pong at all)");
+			api_conn_printf(
+			    j->conn,
+			    "direct connection not established after %u pings%s; "
+			    "the relay carries the traffic meanwhile\n",
+			    j->sent, j->received ? "" : " (and no pong at all)");
 		api_conn_printf(j->conn, "%s\n", ok ? "ok" : "fail");
 	}
 	api_conn_finish(j->conn);
@@ -102,16 +103,21 @@ static void dping_print(struct dping_job *j, const struct magicsock_pong *r)
 		json_object_set_new(o, "peer", json_string(j->name));
 		json_object_set_new(o, "ip", json_string(j->ip));
 		if (r->err) {
-			json_object_set_new(o, "error", json_string(r->err == -ETIMEDOUT
-			                                                ? "timeout"
-			                                                : strerror(-r->err)));
+			json_object_set_new(o, "error",
+			                    json_string(r->err == -ETIMEDOUT ? "timeout"
+			                                : r->err == -ENOTCONN
+			                                    ? "no address or relay yet"
+			                                    : strerror(-r->err)));
 		} else {
-			json_object_set_new(o, "path", json_string(ms_path_name(r->path)));
+			json_object_set_new(o, "path",
+			                    json_string(ms_path_name(r->path)));
 			if (r->path == MS_PATH_DIRECT) {
 				json_object_set_new(o, "endpoint", json_string(via));
 			} else {
-				json_object_set_new(o, "relay_region", fmt_json_str(r->relay_region));
-				json_object_set_new(o, "relay_name", fmt_json_str(r->relay_name));
+				json_object_set_new(o, "relay_region",
+				                    fmt_json_str(r->relay_region));
+				json_object_set_new(o, "relay_name",
+				                    fmt_json_str(r->relay_name));
 			}
 			json_object_set_new(o, "latency_ms", json_real(ms_));
 		}
@@ -119,17 +125,24 @@ static void dping_print(struct dping_job *j, const struct magicsock_pong *r)
 		return;
 	}
 	if (r->err == -ETIMEDOUT)
-		api_conn_printf(j->conn, "no pong from %s (%s) within %.1f s\n", j->name, j->ip,
-		                j->timeout_ms / 1000.0);
+		api_conn_printf(j->conn, "no pong from %s (%s) within %.1f s\n", j->name,
+		                j->ip, j->timeout_ms / 1000.0);
+	else if (r->err == -ENOTCONN)
+		api_conn_printf(
+		    j->conn,
+		    "cannot ping %s (%s) yet: no address of it known and no relay "
+		    "connected (see mesh-proxy status)\n",
+		    j->name, j->ip);
 	else if (r->err)
 		api_conn_printf(j->conn, "no pong from %s (%s): %s\n", j->name, j->ip,
 		                strerror(-r->err));
 	else if (r->path == MS_PATH_DIRECT)
-		api_conn_printf(j->conn, "pong from %s (%s) via %s in %.1fms\n", j->name, j->ip,
-		                via, ms_);
+		api_conn_printf(j->conn, "pong from %s (%s) via %s in %.1fms\n", j->name,
+		                j->ip, via, ms_);
 	else
-		api_conn_printf(j->conn, "pong from %s (%s) via relay \"%s\" in %.1fms\n", j->name,
-		                j->ip, r->relay_region[0] ? r->relay_region : "?", ms_);
+		api_conn_printf(j->conn, "pong from %s (%s) via relay \"%s\" in %.1fms\n",
+		                j->name, j->ip,
+		                r->relay_region[0] ? r->relay_region : "?", ms_);
 }
 
 static void dping_on_pong(void *ctx, const struct magicsock_pong *r)
@@ -236,9 +249,10 @@ static const struct np_entry *dping_find(struct node_ctl *m, const char *arg, ch
 	if (matches == 1)
 		return found;
 	if (matches > 1)
-		snprintf(err, errlen,
-		         "%s is the start of %u peers' keys; give more of the key, or a name",
-		         arg, matches);
+		snprintf(
+		    err, errlen,
+		    "%s is the start of %u peers' keys; give more of the key, or a name",
+		    arg, matches);
 	else
 		snprintf(err, errlen,
 		         "no peer in the map is named %s or has that address or key "
@@ -255,19 +269,21 @@ void node_ctl_disco_ping(struct node_ctl *m, struct api_conn *conn, const char *
 	char err[640];
 	if (sscanf(args, "%255s %u %u %u %7s", peer, &count, &timeout_ms, &interval_ms,
 	           flags) != 5 ||
-	    count == 0 || count > DPING_MAX_COUNT || timeout_ms == 0 || timeout_ms > 60000 ||
-	    interval_ms > 60000) {
+	    count == 0 || count > DPING_MAX_COUNT || timeout_ms == 0 ||
+	    timeout_ms > 60000 || interval_ms > 60000) {
 		dping_error(conn, json,
-		            "usage: disco PEER COUNT(1-1000) TIMEOUT_MS(1-60000) INTERVAL_MS FLAGS");
+		            "usage: disco PEER COUNT(1-1000) TIMEOUT_MS(1-60000) "
+		            "INTERVAL_MS FLAGS");
 		return;
 	}
 	if (!m || !m->dataplane || !m->ms) {
-		dping_error(conn, json,
-		            m ? "the path layer is not running yet (not registered, or no map); "
-		                "see mesh-proxy status"
-		              : "--disco needs a node joined to a mesh (mesh-proxy up); "
-		                "this node runs from a configuration file: ping without --disco "
-		                "sends ICMP through the tunnel");
+		dping_error(
+		    conn, json,
+		    m ? "the path layer is not running yet (not registered, or no map); "
+		        "see mesh-proxy status"
+		      : "--disco needs a node joined to a mesh (mesh-proxy up); "
+		        "this node runs from a configuration file: ping without --disco "
+		        "sends ICMP through the tunnel");
 		return;
 	}
 	const struct np_entry *e = dping_find(m, peer, err, sizeof(err));
@@ -300,7 +316,8 @@ void node_ctl_disco_ping(struct node_ctl *m, struct api_conn *conn, const char *
 		snprintf(j->ip, sizeof(j->ip), "-");
 	j->count = count;
 	j->timeout_ms = timeout_ms;
-	j->interval_ms = interval_ms < DPING_MIN_INTERVAL_MS ? DPING_MIN_INTERVAL_MS : interval_ms;
+	j->interval_ms =
+	    interval_ms < DPING_MIN_INTERVAL_MS ? DPING_MIN_INTERVAL_MS : interval_ms;
 	j->until_direct = strchr(flags, 'u') != NULL;
 	j->json = strchr(flags, 'j') != NULL;
 	dping_next(j);

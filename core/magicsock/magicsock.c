@@ -884,15 +884,6 @@ int magicsock_ping(struct magicsock *ms, const uint8_t key[32], uint32_t timeout
 	return 0;
 }
 
-void magicsock_ping_cancel(struct magicsock *ms, void *ctx)
-{
-	for (struct ms_probe *pr = ms->probes, *next; pr; pr = next) {
-		next = pr->next;
-		if (pr->ctx == ctx)
-			probe_end(ms, pr->id, NULL);
-	}
-}
-
 /* ---- the device's hooks ---- */
 
 static int hook_relay_tx(void *ctx, const uint8_t *key, const uint8_t *buf, size_t len)

@@ -134,14 +134,13 @@ typedef void (*magicsock_pong_fn)(void *ctx, const struct magicsock_pong *r);
 /* One probe (`mesh-proxy ping --disco`): a PING to the trusted direct path
  * if there is one, else to every candidate and through the relay (plus a
  * CALL_ME_MAYBE, as a send would). fn runs exactly once, for the first
- * PONG to any of them or after timeout_ms, unless cancelled. A PONG
+ * PONG to any of them or after timeout_ms (or with -ECANCELED from
+ * magicsock_free). A PONG
  * counts for the path exactly as any other does. 0; -ENOENT: not a peer
  * magicsock manages; -ENOTCONN: nothing to send to (no candidate and no
  * relay); -EINVAL: no usable disco key; -ENOMEM. */
 int magicsock_ping(struct magicsock *ms, const uint8_t key[32], uint32_t timeout_ms,
                    magicsock_pong_fn fn, void *ctx);
-/* Forgets every outstanding probe of ctx without calling it back. */
-void magicsock_ping_cancel(struct magicsock *ms, void *ctx);
 
 /* 0, or -ENOENT for a key magicsock does not manage. */
 int magicsock_peer_path(const struct magicsock *ms, const uint8_t key[32],
