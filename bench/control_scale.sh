@@ -9,7 +9,8 @@
 # register all, time until every map is complete, bytes and messages the
 # nodes received, the size of one node's full map, mesh-control's peak and
 # final RSS, and its own figures for building a full map and a broadcast
-# (from its exit summary). Writes a Markdown table to FILE (default
+# (from its exit summary), and, once converged, how long one endpoint change
+# takes to reach every node and how many bytes the nodes receive for it. Writes a Markdown table to FILE (default
 # bench/results/control-scale.md). No root needed; as root the server runs
 # as nobody.
 set -u
@@ -86,7 +87,7 @@ for N in $SIZES; do
         FAILED=1
         tail -n 5 "$D/scale.err" "$D/serve.log" >&2
     fi
-    ROWS+=("| $N | $(get registered_s) | $(get converged_s) | $(get map_bytes) | $(get last_full_ms) | $(get last_broadcast_ms) | $(get maps_full) | $(get maps_delta) | $(( $(get bytes_in) / 1048576 )) | $((RSS0 / 1024)) | $((HWM / 1024)) | $((RSS1 / 1024)) | $((DBSIZE / 1024)) | $([ $RC -eq 0 ] && echo yes || echo NO) |")
+    ROWS+=("| $N | $(get registered_s) | $(get converged_s) | $(get map_bytes) | $(get last_full_ms) | $(get last_broadcast_ms) | $(get maps_full) | $(get maps_delta) | $(( $(get bytes_in) / 1048576 )) | $(get change_ms) | $(get change_bytes) | $((RSS0 / 1024)) | $((HWM / 1024)) | $((RSS1 / 1024)) | $((DBSIZE / 1024)) | $([ $RC -eq 0 ] && echo yes || echo NO) |")
     PORT=$((PORT + 1))
 done
 
@@ -98,8 +99,8 @@ done
     echo "each) join one fresh mesh-control on loopback at 500 per second with a"
     echo "reusable key; every node keeps its map stream open until all maps hold N-1 peers."
     echo
-    echo "| N | register all (s) | all maps complete (s) | one full map (bytes) | build a full map (ms) | last broadcast (ms) | full maps sent | deltas sent | MiB received by nodes | server RSS idle (MiB) | server peak RSS (MiB) | server RSS after (MiB) | store (MiB) | converged |"
-    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"
+    echo "| N | register all (s) | all maps complete (s) | one full map (bytes) | build a full map (ms) | last broadcast (ms) | full maps sent | deltas sent | MiB received by nodes | one change reaches all (ms) | bytes received for one change | server RSS idle (MiB) | server peak RSS (MiB) | server RSS after (MiB) | store (MiB) | converged |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"
     printf '%s\n' "${ROWS[@]}"
 } >"$OUT"
 cat "$OUT"

@@ -12,7 +12,10 @@
  * at --timeout (exit 1). Prints one line of key=value results:
  *   n, registered_s (start to last registration), converged_s, maps_full,
  *   maps_delta, bytes_in (all nodes), map_bytes (a final MAP_FULL body for
- *   one node, encoded), rss_kib (this process), refused, failed. */
+ *   one node, encoded), rss_kib (this process), refused, failed.
+ * After converging, node 0 changes its endpoint once; change_ms is the time
+ * until every other node's map shows it and change_bytes what all nodes
+ * received meanwhile (the cost of one change, keepalives included). */
 #include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -34,6 +37,8 @@ struct sim {
 	struct ctl_client *c;
 	int idx;
 	bool online;
+	bool saw_change;
+	uint64_t node_id;
 	size_t n_peers;
 };
 
@@ -42,6 +47,11 @@ struct scale {
 	struct ctl_token tok;
 	int n, started, online, converged, refused;
 	double t0, t_registered, t_converged;
+	/* one endpoint change by node 0 after convergence */
+	bool changing;
+	int saw_change;
+	double t_change0, t_change;
+	uint64_t change_bytes0;
 	struct sim *sims;
 	struct event *ev_start, *ev_check;
 	unsigned rate;
@@ -60,9 +70,10 @@ static void sim_state(void *ctx, enum ctl_client_state st, const char *detail,
                       const struct ctl_register_resp *resp)
 {
 	struct sim *s = ctx;
-	(void)resp;
 	if (st == CTL_CLIENT_ONLINE && !s->online) {
 		s->online = true;
+		if (resp)
+			s->node_id = resp->node_id;
 		if (++s->sc->online == s->sc->n)
 			s->sc->t_registered = now_s() - s->sc->t0;
 	} else if (st == CTL_CLIENT_REFUSED) {
@@ -83,6 +94,47 @@ static void sim_map(void *ctx, const struct ctl_map_full *map,
 		s->sc->converged++;
 	else if (was && !is)
 		s->sc->converged--;
+	struct scale *sc = s->sc;
+	if (!sc->changing || s->saw_change || s == &sc->sims[0])
+		return;
+	size_t lo = 0, hi = map->n_peers;
+	uint64_t id = sc->sims[0].node_id;
+	while (lo < hi) { /* peers are sorted by id */
+		size_t mid = lo + (hi - lo) / 2;
+		if (map->peers[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < map->n_peers && map->peers[lo].id == id && map->peers[lo].n_eps > 0 &&
+	    map->peers[lo].eps[0].port == 41642) {
+		s->saw_change = true;
+		sc->saw_change++;
+	}
+}
+
+static uint64_t bytes_in_all(const struct scale *sc)
+{
+	uint64_t bytes = 0;
+	for (int i = 0; i < sc->started; i++) {
+		struct ctl_client_status st;
+		ctl_client_get_status(sc->sims[i].c, &st);
+		bytes += st.bytes_in;
+	}
+	return bytes;
+}
+
+/* Node 0 moves its endpoint to port 41642. */
+static void change_start(struct scale *sc)
+{
+	struct ctl_endpoints eps = {.n = 1};
+	eps.ep[0].family = 4;
+	eps.ep[0].port = 41642;
+	memcpy(eps.ep[0].addr, (const uint8_t[]){198, 18, 0, 0}, 4);
+	sc->changing = true;
+	sc->change_bytes0 = bytes_in_all(sc);
+	sc->t_change0 = now_s();
+	ctl_client_set_endpoints(sc->sims[0].c, &eps);
 }
 
 static const struct ctl_client_callbacks sim_cb = {.on_state = sim_state,
@@ -161,8 +213,13 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 	struct scale *sc = arg;
 	(void)fd, (void)what;
 	double el = now_s() - sc->t0;
-	if (sc->online == sc->n && sc->converged == sc->n) {
+	if (!sc->changing && sc->online == sc->n && sc->converged == sc->n) {
 		sc->t_converged = el;
+		change_start(sc);
+	}
+	if (sc->changing && sc->saw_change == sc->n - 1) {
+		sc->t_change = now_s() - sc->t_change0;
+		sc->change_bytes0 = bytes_in_all(sc) - sc->change_bytes0;
 		sc->done = 1;
 		event_base_loopbreak(sc->base);
 		return;
@@ -182,7 +239,7 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 		fprintf(stderr, "ctl-scale: %.0f s: %d started, %d online, %d converged\n",
 		        el, sc->started, sc->online, sc->converged);
 	}
-	struct timeval tv = {0, 20000};
+	struct timeval tv = {0, sc->changing ? 1000 : 20000};
 	evtimer_add(sc->ev_check, &tv);
 }
 
@@ -277,9 +334,11 @@ int main(int argc, char **argv)
 	}
 	printf("n=%d registered_s=%.3f converged_s=%.3f maps_full=%" PRIu64
 	       " maps_delta=%" PRIu64 " bytes_in=%" PRIu64
-	       " map_bytes=%zu rss_kib=%ld refused=%d ok=%d\n",
+	       " map_bytes=%zu change_ms=%.1f change_bytes=%" PRIu64
+	       " rss_kib=%ld refused=%d ok=%d\n",
 	       sc.n, sc.t_registered, sc.t_converged, full, delta, bytes, map_bytes,
-	       rss_kib(), sc.refused, sc.done == 1);
+	       sc.t_change * 1e3, sc.done == 1 ? sc.change_bytes0 : 0, rss_kib(),
+	       sc.refused, sc.done == 1);
 	for (int i = 0; i < sc.started; i++)
 		ctl_client_free(sc.sims[i].c);
 	event_free(sc.ev_start);
