@@ -66,17 +66,73 @@ static bool size_ok(size_t n, size_t size)
 	return n <= (SIZE_MAX / 4) / size;
 }
 
+/* Sets the fields a patch carries on the peer with its id; a patch for an id
+ * the map does not hold (the node itself, or a peer it never saw) is
+ * dropped. In place: no copy of the map. */
+static void apply_patches(struct ctl_map_full *map, const struct ctl_map_delta *delta)
+{
+	for (size_t k = 0; k < delta->n_patches; k++) {
+		const struct ctl_peer_patch *pp = &delta->patches[k];
+		struct ctl_peer *p = (struct ctl_peer *)ctl_map_find(map, pp->id);
+		if (!p)
+			continue;
+		if (pp->fields & CTL_PATCH_ENDPOINTS) {
+			uint8_t n = pp->n_eps < CTL_ENDPOINTS_MAX ? pp->n_eps
+			                                          : CTL_ENDPOINTS_MAX;
+			memset(p->eps, 0, sizeof(p->eps));
+			memcpy(p->eps, pp->eps, n * sizeof(*p->eps));
+			p->n_eps = n;
+		}
+		if (pp->fields & CTL_PATCH_HOME_RELAY)
+			p->home_relay = pp->home_relay;
+		if (pp->fields & CTL_PATCH_ONLINE)
+			p->online = pp->online;
+		if (pp->fields & CTL_PATCH_LAST_SEEN)
+			p->last_seen = pp->last_seen;
+	}
+}
+
+static bool patch_ids_unique(const struct ctl_map_delta *delta)
+{
+	size_t n = delta->n_peers + delta->n_patches;
+	uint64_t *ids;
+	bool ok = true;
+
+	if (n < 2)
+		return true;
+	if (!(ids = malloc(n * sizeof(*ids))))
+		return false;
+	for (size_t k = 0; k < delta->n_peers; k++)
+		ids[k] = delta->peers[k].id;
+	for (size_t k = 0; k < delta->n_patches; k++)
+		ids[delta->n_peers + k] = delta->patches[k].id;
+	qsort(ids, n, sizeof(*ids), cmp_u64);
+	for (size_t k = 1; k < n && ok; k++)
+		ok = ids[k] != ids[k - 1];
+	free(ids);
+	return ok;
+}
+
 int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *delta)
 {
 	const struct ctl_peer **add = NULL;
 	uint64_t *rm = NULL;
 	struct ctl_peer *out = NULL;
-	size_t nd = delta->n_peers, nr = delta->n_removed, n = 0, i = 0, j = 0;
+	size_t nd = 0, nr = delta->n_removed, n = 0, i = 0, j = 0;
 
 	if (delta->base_version != map->version)
 		return -EINVAL;
-	if ((nd && !delta->peers) || (nr && !delta->removed))
+	if ((delta->n_peers && !delta->peers) || (nr && !delta->removed) ||
+	    (delta->n_patches && !delta->patches))
 		return -EINVAL;
+	if (delta->n_patches && !patch_ids_unique(delta)) /* the decoder refuses it */
+		return -EINVAL;
+	if (delta->n_peers == 0 && nr == 0) { /* patches only: in place */
+		apply_patches(map, delta);
+		map->version = delta->version;
+		return 0;
+	}
+	nd = delta->n_peers;
 	if (!size_ok(nd, sizeof(*add)) || !size_ok(nr, sizeof(*rm)) ||
 	    !size_ok(map->n_peers + nd, sizeof(*out)) || map->n_peers > SIZE_MAX / 4)
 		return -ENOMEM;
@@ -87,8 +143,13 @@ int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *de
 		free(rm);
 		return -ENOMEM;
 	}
-	for (size_t k = 0; k < nd; k++)
-		add[k] = &delta->peers[k];
+	/* The node itself is never its own peer (a server may name it in a
+	 * delta shared by every node). */
+	size_t na = 0;
+	for (size_t k = 0; k < delta->n_peers; k++)
+		if (delta->peers[k].id != map->self_id)
+			add[na++] = &delta->peers[k];
+	nd = na;
 	if (nd > 1)
 		qsort(add, nd, sizeof(*add), cmp_peer_ptr);
 	for (size_t k = 1; k < nd; k++) {
@@ -121,6 +182,7 @@ int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *de
 	free(map->peers);
 	map->peers = out;
 	map->n_peers = n;
+	apply_patches(map, delta);
 	map->version = delta->version;
 	return 0;
 }
@@ -134,15 +196,21 @@ int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_d
 
 	*changed = *removed = NULL;
 	*n_changed = *n_removed = 0;
-	if (!size_ok(d->n_peers, sizeof(*ch)) || !size_ok(d->n_removed, sizeof(*rm)))
+	size_t nch = 0, cap = d->n_peers + d->n_patches;
+	if (cap < d->n_peers || !size_ok(cap, sizeof(*ch)) ||
+	    !size_ok(d->n_removed, sizeof(*rm)))
 		return -ENOMEM;
-	if ((d->n_peers && !(ch = malloc(d->n_peers * sizeof(*ch)))) ||
+	if ((cap && !(ch = malloc(cap * sizeof(*ch)))) ||
 	    (d->n_removed && !(rm = malloc(d->n_removed * sizeof(*rm))))) {
 		free(ch);
 		return -ENOMEM;
 	}
 	for (size_t k = 0; k < d->n_peers; k++)
-		ch[k] = d->peers[k].id;
+		if (d->peers[k].id != map->self_id)
+			ch[nch++] = d->peers[k].id;
+	for (size_t k = 0; k < d->n_patches; k++) /* only peers it has */
+		if (ctl_map_find(map, d->patches[k].id))
+			ch[nch++] = d->patches[k].id;
 	for (size_t k = 0; k < d->n_removed; k++) {
 		bool readded = false;
 		if (!ctl_map_find(map, d->removed[k]))
@@ -155,9 +223,37 @@ int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_d
 			rm[nr++] = d->removed[k];
 	}
 	*changed = ch;
-	*n_changed = d->n_peers;
+	*n_changed = nch;
 	*removed = rm;
 	*n_removed = nr;
+	return 0;
+}
+
+int ctl_map_append_chunk(struct ctl_map_full *map, const struct ctl_map_peers *chunk)
+{
+	size_t n = map->n_peers + chunk->n_peers;
+	struct ctl_peer *np;
+
+	if (chunk->n_peers && !chunk->peers)
+		return -EINVAL;
+	if (n > CTL_MAP_PEERS_MAX || n < map->n_peers)
+		return -E2BIG;
+	if (chunk->n_peers == 0)
+		return 0;
+	if (!(np = realloc(map->peers, n * sizeof(*np))))
+		return -ENOMEM;
+	memcpy(np + map->n_peers, chunk->peers, chunk->n_peers * sizeof(*np));
+	map->peers = np;
+	map->n_peers = n;
+	return 0;
+}
+
+int ctl_map_finish(struct ctl_map_full *map)
+{
+	ctl_map_sort(map);
+	for (size_t k = 1; k < map->n_peers; k++)
+		if (map->peers[k].id == map->peers[k - 1].id)
+			return -EINVAL;
 	return 0;
 }
 

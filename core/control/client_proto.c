@@ -101,6 +101,7 @@ static void send_register(struct ctl_client *c)
 	memcpy(r->version, c->version, sizeof(r->version));
 	r->n_tags = c->n_tags;
 	memcpy(r->tags, c->tags, sizeof(r->tags));
+	r->caps = CTL_CAPS_ALL;
 	if (ctl_client_send(c, &m) == 0)
 		ctl_client_set_state(c, CTL_CLIENT_REGISTERING, "", NULL);
 	sodium_memzero(&m, sizeof(m));
@@ -214,6 +215,52 @@ static void on_map_full(struct ctl_client *c, struct ctl_map_full *full)
 	emit_map(c, true, ch, nch, rm, nrm);
 }
 
+/* A MAP_FULL with more set: its peers are the first chunk; MAP_PEERS bring
+ * the rest, and the map replaces ours when the last one arrives. */
+static void on_map_begin(struct ctl_client *c, struct ctl_map_full *full)
+{
+	if (full->n_peers > CTL_MAP_PEERS_MAX) {
+		ctl_client_fail(c, "map from the server has too many peers");
+		return;
+	}
+	ctl_map_clear(&c->pending);
+	c->pending = *full;
+	memset(full, 0, sizeof(*full));
+	c->assembling = true;
+}
+
+static void on_map_peers(struct ctl_client *c, const struct ctl_map_peers *chunk)
+{
+	int rc;
+
+	if (!c->assembling) {
+		ctl_client_fail(c, "map chunk without a map");
+		return;
+	}
+	rc = ctl_map_append_chunk(&c->pending, chunk);
+	if (rc == -E2BIG) {
+		ctl_client_fail(c, "map from the server has more than %d peers",
+		                CTL_MAP_PEERS_MAX);
+		return;
+	}
+	if (rc < 0) {
+		ctl_client_fail(c, "out of memory for the map");
+		return;
+	}
+	if (chunk->more)
+		return;
+	c->assembling = false;
+	if (ctl_map_finish(&c->pending) < 0) {
+		ctl_map_clear(&c->pending);
+		ctl_client_fail(c, "map from the server names a peer twice");
+		return;
+	}
+	struct ctl_map_full full = c->pending;
+	memset(&c->pending, 0, sizeof(c->pending));
+	on_map_full(c, &full);
+	ctl_map_clear(&full); /* what on_map_full did not take */
+}
+
 static void on_map_delta(struct ctl_client *c, const struct ctl_map_delta *d)
 {
 	uint64_t *ch, *rm;
@@ -265,16 +312,28 @@ static void on_message(struct ctl_client *c, const struct ctl_frame *f)
 		on_register_resp(c, &m.u.reg_resp);
 		break;
 	case CTL_MSG_MAP_FULL:
-		if (online)
+		if (!online)
+			ctl_client_fail(c, "map before registration");
+		else if (c->assembling)
+			ctl_client_fail(c, "map interrupted by another map");
+		else if (m.u.map.more)
+			on_map_begin(c, &m.u.map);
+		else
 			on_map_full(c, &m.u.map);
+		break;
+	case CTL_MSG_MAP_PEERS:
+		if (online)
+			on_map_peers(c, &m.u.chunk);
 		else
 			ctl_client_fail(c, "map before registration");
 		break;
 	case CTL_MSG_MAP_DELTA:
-		if (online)
-			on_map_delta(c, &m.u.delta);
-		else
+		if (!online)
 			ctl_client_fail(c, "map delta before registration");
+		else if (c->assembling)
+			ctl_client_fail(c, "map delta in the middle of a map");
+		else
+			on_map_delta(c, &m.u.delta);
 		break;
 	case CTL_MSG_RELAY_STATE:
 		if (!c->relay_role) {

@@ -12,16 +12,29 @@
  * JSON shapes (field: JSON type), "?" = optional on decode:
  *   REGISTER_REQ  {auth_key?: str, node_key: b64, disco_key: b64,
  *                  hostname: str, hostinfo: {os: str, version: str},
- *                  tags?: [str]}
+ *                  tags?: [str], caps?: int}
+ *                 (caps: CTL_CAP_* bits the node understands; an older
+ *                  node sends none and gets single MAP_FULLs and whole
+ *                  peer entries in deltas)
  *   REGISTER_RESP {status: "ok"|"pending"|"refused", code?: int, reason?: str,
  *                  and when ok: node_id: int, name: label, fqdn: name,
  *                  ipv4: str, ipv6: str, domain: name}
  *   ENDPOINTS     {endpoints: ["ip:port" | "[ip6]:port"], home_relay?: int}
  *   MAP_FULL      {version: int, self: {id, name, addresses},
  *                  dns: {domain: name, magic_dns: ipv4},
- *                  relays?: [relay], peers: [peer]}
+ *                  relays?: [relay], peers: [peer], more?: bool}
+ *                 (more: true only to a node with CTL_CAP_MAP_CHUNKS: the
+ *                  rest of the peers follow in MAP_PEERS messages, the
+ *                  last one with more false; nothing else comes between)
+ *   MAP_PEERS     {peers: [peer], more?: bool}
  *   MAP_DELTA     {version: int, base_version: int, peers?: [peer],
- *                  removed?: [int]}
+ *                  removed?: [int], patches?: [patch]}
+ *                 (patches only to a node with CTL_CAP_PEER_PATCH; a
+ *                  delta to such a node may name the node itself, which
+ *                  it ignores)
+ *   patch         {id: int, endpoints?: [ip:port], home_relay?: int,
+ *                  online?: bool, last_seen?: int}  (the fields that
+ *                  changed; the others keep their values)
  *   KEEPALIVE     {}
  *   ERROR         {code: int, text: str}
  *   RELAY_REGISTER {auth_key?: str, relay: relay} (a mesh-relay, after the
@@ -37,7 +50,8 @@
  *                  addresses: [ip], allowed_ips: [prefix],
  *                  endpoints?: [ip:port], home_relay?: int, online?: bool,
  *                  last_seen?: int (unix seconds, 0 = never)}
- * Peer ids are unique within one message's peers array.
+ * Peer ids are unique within one message's peers and patches together, and
+ * within one map's chunks together.
  * Integers are 0..INT64_MAX unless narrower (ports 1..65535, relay ids and
  * codes 0..UINT32_MAX). */
 #ifndef MESH_CTL_MSG_H
@@ -64,9 +78,20 @@
 #define CTL_ENDPOINTS_MAX 16
 #define CTL_ADDRS_MAX     4  /* mesh addresses of one node (v4 + v6 today) */
 #define CTL_ALLOWED_MAX   32 /* allowed-IP prefixes of one peer */
-#define CTL_PEERS_MAX     10000
+#define CTL_PEERS_MAX     10000 /* peers (or patches) in one message */
 #define CTL_REMOVED_MAX   CTL_PEERS_MAX
 #define CTL_RELAYS_MAX    256
+/* Peers in one map assembled from a MAP_FULL and its MAP_PEERS chunks
+ * (about 1.1 KB each in memory on the node). */
+#define CTL_MAP_PEERS_MAX 65536
+/* Node keys in one RELAY_STATE (a relay admits every node; 47 bytes each
+ * on the wire, so this fits a frame). */
+#define CTL_RELAY_KEYS_MAX 65536
+
+/* REGISTER_REQ caps: what a node understands beyond the first protocol. */
+#define CTL_CAP_MAP_CHUNKS 0x1u /* MAP_FULL with more, then MAP_PEERS */
+#define CTL_CAP_PEER_PATCH 0x2u /* MAP_DELTA patches; itself in deltas */
+#define CTL_CAPS_ALL       (CTL_CAP_MAP_CHUNKS | CTL_CAP_PEER_PATCH)
 
 /* Values are the transport frame's type byte: stable, never reused. */
 enum ctl_msg_type {
@@ -79,6 +104,7 @@ enum ctl_msg_type {
 	CTL_MSG_ERROR = 0x16,
 	CTL_MSG_RELAY_REGISTER = 0x17,
 	CTL_MSG_RELAY_STATE = 0x18,
+	CTL_MSG_MAP_PEERS = 0x19,
 };
 
 /* Kinds of decode/encode failure (struct ctl_msg_err.code). */
@@ -143,6 +169,7 @@ struct ctl_register_req {
 	char version[CTL_VERSION_MAX];  /* hostinfo.version */
 	uint8_t n_tags;
 	char tags[CTL_TAGS_MAX][CTL_TAG_MAX]; /* requested tags ("tag:web") */
+	uint32_t caps;                        /* CTL_CAP_* */
 };
 
 struct ctl_register_resp {
@@ -218,6 +245,31 @@ struct ctl_map_full {
 	struct ctl_relay *relays; /* owned; freed by ctl_msg_free */
 	size_t n_peers;
 	struct ctl_peer *peers; /* owned; freed by ctl_msg_free */
+	bool more;              /* MAP_PEERS chunks follow */
+};
+
+/* The rest of a chunked MAP_FULL. */
+struct ctl_map_peers {
+	size_t n_peers;
+	struct ctl_peer *peers; /* owned */
+	bool more;              /* false: the map is complete */
+};
+
+/* Which fields of a peer a patch sets (struct ctl_peer_patch.fields). */
+#define CTL_PATCH_ENDPOINTS  0x1u
+#define CTL_PATCH_HOME_RELAY 0x2u
+#define CTL_PATCH_ONLINE     0x4u
+#define CTL_PATCH_LAST_SEEN  0x8u
+
+/* Some fields of a peer the node already has. */
+struct ctl_peer_patch {
+	uint64_t id;
+	uint8_t fields; /* CTL_PATCH_* */
+	uint8_t n_eps;
+	bool online;
+	struct ctl_endpoint eps[CTL_ENDPOINTS_MAX];
+	uint32_t home_relay;
+	int64_t last_seen;
 };
 
 struct ctl_map_delta {
@@ -227,6 +279,8 @@ struct ctl_map_delta {
 	struct ctl_peer *peers; /* added or changed; owned */
 	size_t n_removed;
 	uint64_t *removed; /* peer ids; owned */
+	size_t n_patches;
+	struct ctl_peer_patch *patches; /* owned */
 };
 
 struct ctl_error {
@@ -242,6 +296,7 @@ struct ctl_msg {
 		struct ctl_endpoints endpoints;
 		struct ctl_map_full map;
 		struct ctl_map_delta delta;
+		struct ctl_map_peers chunk;
 		struct ctl_error error;
 		struct ctl_relay_register relay_reg;
 		struct ctl_relay_state relay_state;
@@ -274,9 +329,10 @@ int ctl_msg_encode(const struct ctl_msg *m, uint8_t **out, size_t *out_len,
  * each peer once, then build each MAP_FULL / MAP_DELTA body around them.
  * ctl_msg_encode_peer writes the text of one "peers" entry exactly as
  * ctl_msg_encode would (same checks; *out NUL-terminated, free()).
- * ctl_msg_encode_map_texts encodes m (a MAP_FULL or MAP_DELTA whose own
- * n_peers is 0) with peers[0..n) as its "peers" array, each a text from
- * ctl_msg_encode_peer; the result decodes as if m had held those peers. */
+ * ctl_msg_encode_map_texts encodes m (a MAP_FULL, MAP_PEERS or MAP_DELTA
+ * whose own n_peers is 0) with peers[0..n) as its "peers" array, each a text
+ * from ctl_msg_encode_peer; the result decodes as if m had held those
+ * peers. */
 struct ctl_msg_text {
 	const char *p;
 	size_t len;

@@ -101,22 +101,12 @@ static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *in
 	struct ctl_server *s = c->s;
 	s->out_total += info->n_added;
 	s->out_total -= info->n_deleted < s->out_total ? info->n_deleted : s->out_total;
-	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
-		s->out_waiting = false;
-		srv_broadcast_schedule(s);
-	}
 }
 
 bool srv_conn_behind(struct srv_conn *c)
 {
-	struct ctl_server *s = c->s;
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > SRV_OUT_LOW)
-		return true;
-	if (s->out_total > SRV_OUT_BUDGET) {
-		s->out_waiting = true;
-		return true;
-	}
-	return false;
+	return c->streaming ||
+	       evbuffer_get_length(bufferevent_get_output(c->bev)) > SRV_OUT_LOW;
 }
 
 static void out_count_stop(struct srv_conn *c)
@@ -279,6 +269,7 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 	}
 	switch (m.type) {
 	case CTL_MSG_REGISTER_REQ:
+		c->caps = m.u.reg_req.caps & CTL_CAPS_ALL;
 		r = c->state == SRV_WAIT_REG ? srv_on_register(c, &m.u.reg_req) : -EPROTO;
 		break;
 	case CTL_MSG_RELAY_REGISTER:
@@ -347,13 +338,20 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		srv_conn_free(c);
 }
 
-/* The output queue drained below SRV_OUT_LOW: a node held back from map
- * updates while it was behind gets one update to the current version. */
+/* The output queue drained below SRV_OUT_LOW: the next chunks of a map
+ * under way, then, for a node held back from map updates while it was
+ * behind, one update to the current version (its missed deltas are not
+ * queued anywhere: it gets what changed since the version it has). */
 static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct srv_conn *c = arg;
-	if (c->state != SRV_ONLINE || c->sent_version >= c->s->snap_version ||
-	    srv_conn_behind(c))
+	if (c->state != SRV_ONLINE)
+		return;
+	if (c->streaming && srv_stream_pump(c) < 0) {
+		srv_conn_free(c);
+		return;
+	}
+	if (c->sent_version >= c->s->snap_version || srv_conn_behind(c))
 		return;
 	if (srv_send_update(c) < 0)
 		srv_conn_free(c);
@@ -453,7 +451,7 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.idle_ms = dflt(cfg->idle_ms, 90000);
 	s->cfg.keepalive_ms = dflt(cfg->keepalive_ms, 25000);
 	s->cfg.poll_ms = dflt(cfg->poll_ms, 500);
-	s->cfg.coalesce_ms = dflt(cfg->coalesce_ms, 50);
+	s->cfg.coalesce_ms = dflt(cfg->coalesce_ms, 100);
 	s->cfg.ephemeral_timeout_s = dflt(cfg->ephemeral_timeout_s, 300);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
@@ -554,4 +552,5 @@ void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *s
 {
 	*st = s->st;
 	st->map_version = s->snap_version;
+	st->out_queued = s->out_total;
 }

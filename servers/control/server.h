@@ -57,7 +57,7 @@ struct ctl_server_config {
 	uint32_t idle_ms;             /* 0: 90000 */
 	uint32_t keepalive_ms;        /* 0: 25000 */
 	uint32_t poll_ms;             /* 0: 500 */
-	uint32_t coalesce_ms;         /* 0: 50 */
+	uint32_t coalesce_ms;         /* 0: 100 */
 	uint32_t ephemeral_timeout_s; /* 0: 300 */
 	size_t max_outbuf;            /* 0: 64 MiB */
 };
@@ -90,6 +90,7 @@ struct ctl_server_stats {
 	double last_full_ms;      /* time to build+encode the last MAP_FULL */
 	size_t last_full_bytes;   /* its size */
 	double last_broadcast_ms; /* time to build and queue the last broadcast */
+	size_t out_queued;        /* bytes in all output queues now */
 };
 void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *st);
 

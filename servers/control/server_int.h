@@ -39,6 +39,11 @@ struct srv_conn {
 	int64_t sent_version;             /* map version this node has */
 	uint64_t bcast_gen;               /* last broadcast that looked at it */
 	struct evbuffer_cb_entry *out_cb; /* counts its queue into out_total */
+	uint32_t caps;                    /* CTL_CAP_* from its REGISTER_REQ */
+	bool streaming;                   /* a chunked MAP_FULL is under way */
+	int64_t stream_cursor;            /* its peers up to this id are sent */
+	double stream_ms;                 /* time spent building its chunks */
+	size_t stream_bytes;              /* bytes of its chunks so far */
 	bool dead;                        /* freed by the reaper, from the loop */
 	int64_t relay_id;                 /* SRV_RELAY: its row in the store */
 	uint8_t relay_sent[32];           /* hash of the last RELAY_STATE sent */
@@ -54,17 +59,26 @@ struct srv_node {
 	bool approved, ephemeral;
 	uint8_t machine_key[CTL_KEY_LEN];
 	struct ctl_peer peer; /* as sent to others */
+	/* Map versions at which, last, the entry changed as a whole (new,
+	 * renamed, keys, addresses, approval, expiry), its endpoints or home
+	 * relay changed, or it went online or offline. A delta from base sends
+	 * the whole entry if v_full > base, else a patch of the fields newer
+	 * than base, else nothing: a write that changed nothing sends nothing. */
+	int64_t v_full, v_eps, v_online;
 	char *pj;             /* peer's JSON entry (ctl_msg_encode_peer); NULL
 	                       * if it did not encode */
 	size_t pj_len;
 };
 
 /* A connection whose output queue holds more than this gets no map update
- * until it drains below it (then one delta from what it has). */
+ * until it drains below it (then one update from what it has: a delta, or
+ * a full map when that is smaller). Each connection is judged by its own
+ * queue only: a node that stops reading never holds back the others. */
 #define SRV_OUT_LOW (64u * 1024u)
-/* All connections' output queues together: over this, map updates (a
- * joining node's first MAP_FULL too) wait until they drain below half. */
-#define SRV_OUT_BUDGET ((size_t)32 << 20)
+/* A chunked MAP_FULL is built this many bytes at a time, each chunk when
+ * the connection's queue drained below SRV_OUT_LOW: a map of any size
+ * costs a slow reader at most about SRV_OUT_LOW + SRV_CHUNK_BYTES. */
+#define SRV_CHUNK_BYTES (256u * 1024u)
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 
@@ -84,8 +98,7 @@ struct ctl_server {
 	struct event *tick, *poll, *bcast, *reap;
 	uint64_t bcast_gen;
 	struct srv_conn *conns; /* list head */
-	size_t out_total;       /* bytes in all output queues */
-	bool out_waiting;       /* an update waits for out_total to drop */
+	size_t out_total;       /* bytes in all output queues (for stats) */
 	struct ctl_server_stats st;
 	struct ctl_meta meta;
 	/* snapshot */
@@ -121,9 +134,13 @@ void srv_set_offline(struct ctl_server *s, int64_t node_id);
 int srv_snap_refresh(struct ctl_server *s);
 const struct srv_node *srv_snap_find(const struct ctl_server *s, int64_t id);
 bool srv_node_visible(const struct srv_node *n, int64_t now);
+/* Sends c the whole map: one MAP_FULL, or (a node with CTL_CAP_MAP_CHUNKS)
+ * a MAP_FULL with more and MAP_PEERS chunks, each built when c's queue has
+ * drained (srv_stream_pump from its write callback). */
 int srv_send_full(struct srv_conn *c);
-/* True when c should get no map update now (its own queue or all queues
- * together too full); it gets one when they drain. */
+int srv_stream_pump(struct srv_conn *c);
+/* True when c should get no map update now (its own queue is full, or a
+ * chunked map is still going out); it gets one when it drains. */
 bool srv_conn_behind(struct srv_conn *c);
 /* Brings c's map from c->sent_version to the snapshot's: one MAP_DELTA, or a
  * MAP_FULL when the delta would be larger or tombstones do not reach back. */

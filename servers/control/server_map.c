@@ -1,6 +1,9 @@
 /* mesh-control's network map: an in-memory snapshot of the store's nodes
  * (kept current from the store's version-ordered changes and tombstones),
- * MAP_FULL for one connection, and the coalesced MAP_DELTA broadcast. */
+ * MAP_FULL for one connection (in chunks, built as its queue drains), and
+ * the coalesced MAP_DELTA broadcast (whole entries for what changed as a
+ * whole, patches for endpoints and online, nothing for a write that changed
+ * nothing). */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -77,6 +80,31 @@ void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p)
 	p->last_seen = nd->last_seen > 0 ? nd->last_seen : 0;
 }
 
+/* Whether what a peer entry says apart from endpoints, home relay, online
+ * and last seen changed (or whether others may see it at all). */
+static bool entry_changed(const struct srv_node *n, const struct ctl_node *nd,
+                          const struct ctl_peer *np)
+{
+	const struct ctl_peer *op = &n->peer;
+	return n->approved != nd->approved || n->expiry != nd->expiry ||
+	       strcmp(op->name, np->name) != 0 ||
+	       memcmp(op->node_key, np->node_key, CTL_KEY_LEN) != 0 ||
+	       memcmp(op->disco_key, np->disco_key, CTL_KEY_LEN) != 0 ||
+	       op->n_addrs != np->n_addrs ||
+	       memcmp(op->addrs, np->addrs, sizeof op->addrs) != 0 ||
+	       op->n_allowed != np->n_allowed ||
+	       memcmp(op->allowed, np->allowed, sizeof op->allowed) != 0;
+}
+
+/* The newest change of n others would see. */
+static int64_t node_changed_at(const struct srv_node *n)
+{
+	int64_t v = n->v_full;
+	if (n->v_eps > v)
+		v = n->v_eps;
+	return n->v_online > v ? n->v_online : v;
+}
+
 static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 {
 	bool f;
@@ -96,6 +124,23 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		s->nodes[i].pj = NULL;
 	}
 	struct srv_node *n = &s->nodes[i];
+	struct ctl_peer np;
+	srv_node_to_peer(nd, &np);
+	if (!f) {
+		n->v_full = n->v_eps = n->v_online = nd->version;
+	} else {
+		if (entry_changed(n, nd, &np))
+			n->v_full = nd->version;
+		if (np.n_eps != n->peer.n_eps ||
+		    memcmp(np.eps, n->peer.eps, sizeof np.eps) != 0 ||
+		    np.home_relay != n->peer.home_relay)
+			n->v_eps = nd->version;
+		/* last_seen of a node that stays online is news to nobody: it
+		 * rides along with its next real change. */
+		if (np.online != n->peer.online ||
+		    (!np.online && np.last_seen != n->peer.last_seen))
+			n->v_online = nd->version;
+	}
 	free(n->pj);
 	n->pj = NULL;
 	n->pj_len = 0;
@@ -105,7 +150,7 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	n->approved = nd->approved;
 	n->ephemeral = nd->ephemeral;
 	memcpy(n->machine_key, nd->machine_key, CTL_KEY_LEN);
-	srv_node_to_peer(nd, &n->peer);
+	n->peer = np;
 	/* One encode per change, shared by every map that carries it. */
 	struct ctl_msg_err me;
 	if (ctl_msg_encode_peer(&n->peer, &n->pj, &n->pj_len, &me) < 0)
@@ -193,17 +238,16 @@ static double ms_since(const struct timespec *t0)
 	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-int srv_send_full(struct srv_conn *c)
+/* The MAP_FULL header for c: version, self, DNS, relays; no peers. */
+static int full_header(struct srv_conn *c, struct ctl_msg *m)
 {
 	struct ctl_server *s = c->s;
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	const struct srv_node *self = srv_snap_find(s, c->node_id);
 	if (!self)
 		return -ENOENT;
-	int64_t now = (int64_t)time(NULL);
-	struct ctl_msg m = {.type = CTL_MSG_MAP_FULL};
-	struct ctl_map_full *mf = &m.u.map;
+	memset(m, 0, sizeof *m);
+	m->type = CTL_MSG_MAP_FULL;
+	struct ctl_map_full *mf = &m->u.map;
 	mf->version = (uint64_t)s->snap_version;
 	mf->self_id = (uint64_t)self->id;
 	snprintf(mf->self_name, sizeof mf->self_name, "%s", self->peer.name);
@@ -214,6 +258,21 @@ int srv_send_full(struct srv_conn *c)
 	mf->n_relays = s->n_relays;
 	mf->magic_dns.family = 4;
 	memcpy(mf->magic_dns.addr, (const uint8_t[]){100, 100, 100, 100}, 4);
+	return 0;
+}
+
+/* The whole map in one MAP_FULL, for a node without CTL_CAP_MAP_CHUNKS
+ * (fails past CTL_PEERS_MAX peers or a frame's size). */
+static int send_full_single(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct ctl_msg m;
+	int r = full_header(c, &m);
+	if (r < 0)
+		return r;
+	int64_t now = (int64_t)time(NULL);
 	struct ctl_msg_text *t = malloc((s->n_nodes ? s->n_nodes : 1) * sizeof *t);
 	if (!t)
 		return -ENOMEM;
@@ -226,7 +285,7 @@ int srv_send_full(struct srv_conn *c)
 	uint8_t *body = NULL;
 	size_t len = 0;
 	struct ctl_msg_err me;
-	int r = ctl_msg_encode_map_texts(&m, t, nt, &body, &len, &me);
+	r = ctl_msg_encode_map_texts(&m, t, nt, &body, &len, &me);
 	free(t);
 	if (r < 0) {
 		log_warn("mesh-control: MAP_FULL encode: %s", me.text);
@@ -243,6 +302,85 @@ int srv_send_full(struct srv_conn *c)
 	return r;
 }
 
+/* One chunk of c's map: the visible peers after c->stream_cursor, up to
+ * SRV_CHUNK_BYTES; the first chunk is the MAP_FULL itself. The snapshot may
+ * change between chunks: a peer is sent as it is when its chunk is built,
+ * and the catch-up delta from the map's version (after the last chunk)
+ * sends every change since, so the node ends up current either way. */
+static int stream_chunk(struct srv_conn *c, bool first)
+{
+	struct ctl_server *s = c->s;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct ctl_msg m = {.type = CTL_MSG_MAP_PEERS};
+	int r = first ? full_header(c, &m) : 0;
+	if (r < 0)
+		return r;
+	int64_t now = (int64_t)time(NULL);
+	bool found;
+	size_t i = snap_index(s, c->stream_cursor + 1, &found), nt = 0, bytes = 0;
+	size_t cap = s->n_nodes - i < CTL_PEERS_MAX ? s->n_nodes - i : CTL_PEERS_MAX;
+	struct ctl_msg_text *t = malloc((cap ? cap : 1) * sizeof *t);
+	if (!t)
+		return -ENOMEM;
+	for (; i < s->n_nodes && nt < cap && bytes < SRV_CHUNK_BYTES; i++) {
+		const struct srv_node *n = &s->nodes[i];
+		c->stream_cursor = n->id;
+		if (n->id == c->node_id || !n->pj || !srv_node_visible(n, now))
+			continue;
+		t[nt++] = (struct ctl_msg_text){n->pj, n->pj_len};
+		bytes += n->pj_len + 1;
+	}
+	bool more = i < s->n_nodes;
+	if (first)
+		m.u.map.more = more;
+	else
+		m.u.chunk.more = more;
+	uint8_t *body = NULL;
+	size_t len = 0;
+	struct ctl_msg_err me;
+	r = ctl_msg_encode_map_texts(&m, t, nt, &body, &len, &me);
+	free(t);
+	if (r < 0) {
+		log_warn("mesh-control: %s encode: %s", first ? "MAP_FULL" : "MAP_PEERS",
+		         me.text);
+		return r;
+	}
+	c->stream_ms += ms_since(&t0);
+	c->stream_bytes += len;
+	r = srv_send_body(c, first ? CTL_MSG_MAP_FULL : CTL_MSG_MAP_PEERS, body, len);
+	free(body);
+	if (r == 0 && !more) {
+		c->streaming = false;
+		s->st.last_full_ms = c->stream_ms;
+		s->st.last_full_bytes = c->stream_bytes;
+	}
+	return r;
+}
+
+int srv_stream_pump(struct srv_conn *c)
+{
+	int r = 0;
+	while (r == 0 && c->streaming && c->state == SRV_ONLINE &&
+	       evbuffer_get_length(bufferevent_get_output(c->bev)) <= SRV_OUT_LOW)
+		r = stream_chunk(c, false);
+	return r;
+}
+
+int srv_send_full(struct srv_conn *c)
+{
+	if (!(c->caps & CTL_CAP_MAP_CHUNKS))
+		return send_full_single(c);
+	c->streaming = true;
+	c->stream_cursor = -1;
+	c->stream_ms = 0;
+	c->stream_bytes = 0;
+	c->sent_version = c->s->snap_version;
+	c->s->st.maps_full++;
+	int r = stream_chunk(c, true);
+	return r < 0 ? r : srv_stream_pump(c);
+}
+
 /* --- MAP_DELTA broadcast ------------------------------------------------ */
 
 void srv_broadcast_schedule(struct ctl_server *s)
@@ -254,39 +392,62 @@ void srv_broadcast_schedule(struct ctl_server *s)
 	evtimer_add(s->bcast, &tv);
 }
 
+/* What changed since one base version. */
 struct delta_set {
-	const struct srv_node **peers;
-	size_t n_peers;
+	int64_t base;
+	const struct srv_node **whole; /* whole entries (new or changed) */
+	size_t n_whole;
+	const struct srv_node **part; /* only endpoints / online changed */
+	size_t n_part;
 	uint64_t *removed;
 	size_t n_removed;
+	/* bodies shared by every receiver of this base (NULL: not built) */
+	uint8_t *patch_body, *legacy_body;
+	size_t patch_len, legacy_len;
 };
 
-/* Changes since base: visible nodes changed after it, and ids that left the
- * map (tombstones, or nodes no longer approved / expired). */
+static void delta_free(struct delta_set *d)
+{
+	free(d->whole);
+	free(d->part);
+	free(d->removed);
+	free(d->patch_body);
+	free(d->legacy_body);
+	memset(d, 0, sizeof *d);
+}
+
+/* Changes since base: visible nodes changed after it (whole or in part),
+ * and ids that left the map (tombstones, or nodes no longer approved /
+ * expired). A store write that changed nothing is no change here. */
 static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
                          struct delta_set *d)
 {
 	size_t np = 0, nrm = 0;
+	memset(d, 0, sizeof *d);
+	d->base = base;
 	for (size_t i = 0; i < s->n_nodes; i++)
-		if (s->nodes[i].version > base)
+		if (node_changed_at(&s->nodes[i]) > base)
 			np++;
 	for (size_t i = 0; i < s->n_tombs; i++)
 		if (s->tombs[i].version > base)
 			nrm++;
-	d->peers = malloc((np ? np : 1) * sizeof *d->peers);
+	d->whole = malloc((np ? np : 1) * sizeof *d->whole);
+	d->part = malloc((np ? np : 1) * sizeof *d->part);
 	d->removed = malloc((np + nrm ? np + nrm : 1) * sizeof *d->removed);
-	d->n_peers = d->n_removed = 0;
-	if (!d->peers || !d->removed)
+	if (!d->whole || !d->part || !d->removed)
 		return -ENOMEM;
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const struct srv_node *n = &s->nodes[i];
-		if (n->version <= base)
+		if (node_changed_at(n) <= base)
 			continue;
-		if (srv_node_visible(n, now)) {
-			if (n->pj)
-				d->peers[d->n_peers++] = n;
-		} else
+		if (!srv_node_visible(n, now))
 			d->removed[d->n_removed++] = (uint64_t)n->id;
+		else if (!n->pj)
+			continue;
+		else if (n->v_full > base)
+			d->whole[d->n_whole++] = n;
+		else
+			d->part[d->n_part++] = n;
 	}
 	/* Tombstones may name an id twice; the map drops unknown ids anyway,
 	 * but keep the list unique. */
@@ -303,26 +464,65 @@ static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
 	return 0;
 }
 
-static int encode_delta(struct ctl_server *s, int64_t base, const struct delta_set *d,
+static bool delta_empty(const struct delta_set *d)
+{
+	return d->n_whole + d->n_part + d->n_removed == 0;
+}
+
+/* The patch that brings n from base to now: the fields changed after it. */
+static void make_patch(const struct srv_node *n, int64_t base, struct ctl_peer_patch *pp)
+{
+	memset(pp, 0, sizeof *pp);
+	pp->id = (uint64_t)n->id;
+	if (n->v_eps > base) {
+		pp->fields |= CTL_PATCH_ENDPOINTS | CTL_PATCH_HOME_RELAY;
+		pp->n_eps = n->peer.n_eps;
+		memcpy(pp->eps, n->peer.eps, sizeof pp->eps);
+		pp->home_relay = n->peer.home_relay;
+	}
+	if (n->v_online > base) {
+		pp->fields |= CTL_PATCH_ONLINE | CTL_PATCH_LAST_SEEN;
+		pp->online = n->peer.online;
+		pp->last_seen = n->peer.last_seen;
+	}
+}
+
+/* Encodes the delta. patches: for a node with CTL_CAP_PEER_PATCH (partial
+ * changes as patches; the receiver itself may be named, it ignores
+ * itself); otherwise every changed peer whole, without skip_id. */
+static int encode_delta(struct ctl_server *s, const struct delta_set *d, bool patches,
                         int64_t skip_id, uint8_t **body, size_t *len)
 {
 	struct ctl_msg m = {.type = CTL_MSG_MAP_DELTA};
 	struct ctl_map_delta *md = &m.u.delta;
 	md->version = (uint64_t)s->snap_version;
-	md->base_version = (uint64_t)base;
+	md->base_version = (uint64_t)d->base;
 	md->removed = d->removed;
 	md->n_removed = d->n_removed;
-	struct ctl_msg_text *t = malloc((d->n_peers ? d->n_peers : 1) * sizeof *t);
-	if (!t)
+	size_t cap = d->n_whole + d->n_part;
+	struct ctl_msg_text *t = malloc((cap ? cap : 1) * sizeof *t);
+	struct ctl_peer_patch *pp =
+	    patches ? malloc((d->n_part ? d->n_part : 1) * sizeof *pp) : NULL;
+	if (!t || (patches && !pp)) {
+		free(t);
+		free(pp);
 		return -ENOMEM;
+	}
 	size_t nt = 0;
-	for (size_t i = 0; i < d->n_peers; i++) /* not the receiver itself */
-		if (d->peers[i]->id != skip_id)
-			t[nt++] =
-			    (struct ctl_msg_text){d->peers[i]->pj, d->peers[i]->pj_len};
+	for (size_t i = 0; i < d->n_whole; i++)
+		if (d->whole[i]->id != skip_id)
+			t[nt++] = (struct ctl_msg_text){d->whole[i]->pj, d->whole[i]->pj_len};
+	for (size_t i = 0; i < d->n_part; i++) {
+		if (patches)
+			make_patch(d->part[i], d->base, &pp[md->n_patches++]);
+		else if (d->part[i]->id != skip_id)
+			t[nt++] = (struct ctl_msg_text){d->part[i]->pj, d->part[i]->pj_len};
+	}
+	md->patches = pp;
 	struct ctl_msg_err me;
 	int r = ctl_msg_encode_map_texts(&m, t, nt, body, len, &me);
 	free(t);
+	free(pp);
 	if (r < 0)
 		log_warn("mesh-control: MAP_DELTA encode: %s", me.text);
 	return r;
@@ -330,8 +530,11 @@ static int encode_delta(struct ctl_server *s, int64_t base, const struct delta_s
 
 static bool delta_has(const struct delta_set *d, int64_t id)
 {
-	for (size_t i = 0; i < d->n_peers; i++)
-		if (d->peers[i]->id == id)
+	for (size_t i = 0; i < d->n_whole; i++)
+		if (d->whole[i]->id == id)
+			return true;
+	for (size_t i = 0; i < d->n_part; i++)
+		if (d->part[i]->id == id)
 			return true;
 	return false;
 }
@@ -340,8 +543,47 @@ static bool delta_has(const struct delta_set *d, int64_t id)
  * removed ids at a few bytes each) is sent as a full map. */
 static bool delta_too_big(const struct ctl_server *s, const struct delta_set *d)
 {
-	return d->n_peers + d->n_removed / 32 >= s->n_nodes &&
-	       d->n_peers + d->n_removed > 16;
+	size_t n = d->n_whole + d->n_part / 4 + d->n_removed / 32;
+	return n >= s->n_nodes && d->n_whole + d->n_part + d->n_removed > 16;
+}
+
+/* Sends c the delta d (built for c->sent_version). 0 sent or nothing to
+ * send (then c keeps its version: the next delta starts from it), 1 when
+ * c needs a full map instead, or a negative errno from sending. */
+static int send_delta(struct srv_conn *c, struct delta_set *d)
+{
+	struct ctl_server *s = c->s;
+	int r;
+	if (c->caps & CTL_CAP_PEER_PATCH) {
+		if (delta_empty(d))
+			return 0;
+		if (!d->patch_body &&
+		    encode_delta(s, d, true, 0, &d->patch_body, &d->patch_len) < 0)
+			return 1;
+		r = srv_send_body(c, CTL_MSG_MAP_DELTA, d->patch_body, d->patch_len);
+	} else if (d->n_removed == 0 && d->n_whole + d->n_part == 1 &&
+	           delta_has(d, c->node_id)) {
+		return 0; /* only itself changed */
+	} else if (delta_empty(d)) {
+		return 0;
+	} else if (delta_has(d, c->node_id)) {
+		uint8_t *own = NULL;
+		size_t olen = 0;
+		if (encode_delta(s, d, false, c->node_id, &own, &olen) < 0)
+			return 1;
+		r = srv_send_body(c, CTL_MSG_MAP_DELTA, own, olen);
+		free(own);
+	} else {
+		if (!d->legacy_body &&
+		    encode_delta(s, d, false, 0, &d->legacy_body, &d->legacy_len) < 0)
+			return 1;
+		r = srv_send_body(c, CTL_MSG_MAP_DELTA, d->legacy_body, d->legacy_len);
+	}
+	if (r == 0) {
+		s->st.maps_delta++;
+		c->sent_version = s->snap_version;
+	}
+	return r;
 }
 
 int srv_send_update(struct srv_conn *c)
@@ -353,27 +595,13 @@ int srv_send_update(struct srv_conn *c)
 	if (base < s->tomb_floor)
 		return srv_send_full(c);
 	int64_t now = (int64_t)time(NULL);
-	struct delta_set d = {0};
+	struct delta_set d;
 	int r = delta_collect(s, base, now, &d);
 	if (r == 0 && delta_too_big(s, &d))
 		r = 1;
-	if (r == 0 &&
-	    !(d.n_removed == 0 && d.n_peers == 1 && d.peers[0]->id == c->node_id)) {
-		uint8_t *body = NULL;
-		size_t len = 0;
-		if (encode_delta(s, base, &d, c->node_id, &body, &len) < 0) {
-			r = 1; /* send a full map instead */
-		} else {
-			r = srv_send_body(c, CTL_MSG_MAP_DELTA, body, len);
-			if (r == 0) {
-				s->st.maps_delta++;
-				c->sent_version = s->snap_version;
-			}
-		}
-		free(body);
-	}
-	free(d.peers);
-	free(d.removed);
+	if (r == 0)
+		r = send_delta(c, &d);
+	delta_free(&d);
 	if (r > 0 || r == -ENOMEM)
 		r = srv_send_full(c);
 	return r;
@@ -441,7 +669,9 @@ static void broadcast(struct ctl_server *s)
 			c->sent_version = SRV_NEED_FULL;
 	}
 	/* The list may have changed (go_online closes older connections);
-	 * walk it again for the deltas, one distinct base at a time. */
+	 * walk it again for the deltas, one distinct base at a time. A
+	 * connection that is behind is skipped and judged alone: it gets one
+	 * update when its own queue drains (write_cb), nobody waits for it. */
 	bool sent = false;
 	uint64_t gen = ++s->bcast_gen;
 	for (;;) {
@@ -458,12 +688,8 @@ static void broadcast(struct ctl_server *s)
 			break;
 		sent = true;
 		struct delta_set d = {0};
-		uint8_t *body = NULL;
-		size_t len = 0;
 		bool full = base < s->tomb_floor;
-		if (!full &&
-		    (delta_collect(s, base, now, &d) < 0 || delta_too_big(s, &d) ||
-		     encode_delta(s, base, &d, 0, &body, &len) < 0))
+		if (!full && (delta_collect(s, base, now, &d) < 0 || delta_too_big(s, &d)))
 			full = true;
 		for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 			nx = c->next;
@@ -473,36 +699,13 @@ static void broadcast(struct ctl_server *s)
 			c->bcast_gen = gen;
 			if (srv_conn_behind(c))
 				continue;
-			int r;
-			if (full) {
+			int r = full ? 1 : send_delta(c, &d);
+			if (r > 0)
 				r = srv_send_full(c);
-			} else if (d.n_removed == 0 && d.n_peers == 1 &&
-			           d.peers[0]->id == c->node_id) {
-				/* Only itself changed: nothing to send. The next
-				 * delta starts from the version it has. */
-				continue;
-			} else if (delta_has(&d, c->node_id)) {
-				uint8_t *own = NULL;
-				size_t olen = 0;
-				r = encode_delta(s, base, &d, c->node_id, &own, &olen);
-				if (r == 0)
-					r = srv_send_body(c, CTL_MSG_MAP_DELTA, own,
-					                  olen);
-				free(own);
-			} else {
-				r = srv_send_body(c, CTL_MSG_MAP_DELTA, body, len);
-			}
-			if (r < 0) {
+			if (r < 0)
 				srv_conn_free(c);
-				continue;
-			}
-			if (!full)
-				s->st.maps_delta++;
-			c->sent_version = s->snap_version;
 		}
-		free(body);
-		free(d.peers);
-		free(d.removed);
+		delta_free(&d);
 	}
 	/* Tombstones every connection has seen are no longer needed. */
 	int64_t floor = s->snap_version;

@@ -200,12 +200,6 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	         n->peer.name, v4, c->peer);
 	srv_snap_refresh(s);
 	srv_broadcast_schedule(s);
-	if (s->out_total > SRV_OUT_BUDGET) {
-		/* Its MAP_FULL waits until the queues drain (broadcast). */
-		s->out_waiting = true;
-		c->sent_version = SRV_NEED_FULL;
-		return 0;
-	}
 	return srv_send_full(c);
 }
 
