@@ -215,8 +215,9 @@ int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_d
 		bool readded = false;
 		if (!ctl_map_find(map, d->removed[k]))
 			continue;
-		for (size_t q = 0; q < d->n_peers && !readded; q++)
-			readded = d->peers[q].id == d->removed[k];
+		for (size_t q = 0; q < d->n_peers && !readded; q++) /* not itself */
+			readded = d->peers[q].id == d->removed[k] &&
+			          d->removed[k] != map->self_id;
 		for (size_t q = 0; q < nr && !readded; q++) /* listed twice */
 			readded = rm[q] == d->removed[k];
 		if (!readded)

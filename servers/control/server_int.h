@@ -77,8 +77,9 @@ struct srv_node {
 #define SRV_OUT_LOW (64u * 1024u)
 /* A chunked MAP_FULL is built this many bytes at a time, each chunk when
  * the connection's queue drained below SRV_OUT_LOW: a map of any size
- * costs a slow reader at most about SRV_OUT_LOW + SRV_CHUNK_BYTES. */
-#define SRV_CHUNK_BYTES (256u * 1024u)
+ * costs a slow reader at most about SRV_OUT_LOW + SRV_CHUNK_BYTES. A
+ * catch-up delta bigger than this goes as such a map too. */
+#define SRV_CHUNK_BYTES (128u * 1024u)
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 

@@ -401,6 +401,7 @@ struct delta_set {
 	size_t n_part;
 	uint64_t *removed;
 	size_t n_removed;
+	size_t est_bytes; /* about what the delta's body takes */
 	/* bodies shared by every receiver of this base (NULL: not built) */
 	uint8_t *patch_body, *legacy_body;
 	size_t patch_len, legacy_len;
@@ -445,9 +446,9 @@ static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
 		else if (!n->pj)
 			continue;
 		else if (n->v_full > base)
-			d->whole[d->n_whole++] = n;
+			d->whole[d->n_whole++] = n, d->est_bytes += n->pj_len + 1;
 		else
-			d->part[d->n_part++] = n;
+			d->part[d->n_part++] = n, d->est_bytes += 64 + 32 * n->peer.n_eps;
 	}
 	/* Tombstones may name an id twice; the map drops unknown ids anyway,
 	 * but keep the list unique. */
@@ -461,6 +462,7 @@ static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
 		if (!dup)
 			d->removed[d->n_removed++] = id;
 	}
+	d->est_bytes += 12 * d->n_removed;
 	return 0;
 }
 
@@ -554,6 +556,10 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 {
 	struct ctl_server *s = c->s;
 	int r;
+	/* A big catch-up (a node that was behind a long time) goes as a
+	 * chunked map instead: built as it drains, never a whole queue of it. */
+	if ((c->caps & CTL_CAP_MAP_CHUNKS) && d->est_bytes > SRV_CHUNK_BYTES)
+		return 1;
 	if (c->caps & CTL_CAP_PEER_PATCH) {
 		if (delta_empty(d))
 			return 0;

@@ -13,7 +13,8 @@
  *   n, registered_s (start to last registration), converged_s, maps_full,
  *   maps_delta, bytes_in (all nodes), map_bytes (a final MAP_FULL body for
  *   one node, encoded), rss_kib (this process), refused, failed.
- * After converging, node 0 changes its endpoint once; change_ms is the time
+ * After converging and once nothing arrives for 0.5 s (at most 30 s), node 0
+ * changes its endpoint once; change_ms is the time
  * until every other node's map shows it and change_bytes what all nodes
  * received meanwhile (the cost of one change, keepalives included). */
 #include <errno.h>
@@ -52,6 +53,8 @@ struct scale {
 	int saw_change;
 	double t_change0, t_change;
 	uint64_t change_bytes0;
+	uint64_t settle_bytes;
+	double t_settle;
 	struct sim *sims;
 	struct event *ev_start, *ev_check;
 	unsigned rate;
@@ -214,8 +217,21 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	double el = now_s() - sc->t0;
 	if (!sc->changing && sc->online == sc->n && sc->converged == sc->n) {
-		sc->t_converged = el;
-		change_start(sc);
+		if (sc->t_converged == 0) {
+			sc->t_converged = el;
+			sc->settle_bytes = bytes_in_all(sc);
+			sc->t_settle = now_s();
+		}
+		/* the change waits until the updates in flight are through
+		 * (nothing received for 0.5 s, at most 30 s) */
+		uint64_t b = bytes_in_all(sc);
+		if (b != sc->settle_bytes) {
+			sc->settle_bytes = b;
+			sc->t_settle = now_s();
+		} else if (now_s() - sc->t_settle >= 0.5 ||
+		           el - sc->t_converged > 30) {
+			change_start(sc);
+		}
 	}
 	if (sc->changing && sc->saw_change == sc->n - 1) {
 		sc->t_change = now_s() - sc->t_change0;

@@ -94,6 +94,9 @@ static void start_server(struct t *t)
 		cfg.max_conns = t->over.max_conns;
 	if (t->over.handshake_ms)
 		cfg.handshake_ms = t->over.handshake_ms;
+	if (t->over.coalesce_ms) /* UINT32_MAX: the server's default */
+		cfg.coalesce_ms =
+		    t->over.coalesce_ms == UINT32_MAX ? 0 : t->over.coalesce_ms;
 	cfg.idle_ms = t->over.idle_ms;
 	cfg.keepalive_ms = t->over.keepalive_ms;
 	cfg.ephemeral_timeout_s = t->over.ephemeral_timeout_s;
