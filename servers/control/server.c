@@ -101,6 +101,18 @@ static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *in
 	struct ctl_server *s = c->s;
 	s->out_total += info->n_added;
 	s->out_total -= info->n_deleted < s->out_total ? info->n_deleted : s->out_total;
+	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
+		s->out_waiting = false;
+		event_active(s->resume, 0, 0);
+	}
+}
+
+bool srv_over_budget(struct ctl_server *s)
+{
+	if (s->out_total <= SRV_OUT_BUDGET)
+		return false;
+	s->out_waiting = true;
+	return true;
 }
 
 bool srv_conn_behind(struct srv_conn *c)
@@ -499,7 +511,8 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->poll = event_new(cfg->base, -1, EV_PERSIST, srv_poll_cb, s);
 	s->bcast = evtimer_new(cfg->base, srv_broadcast_cb, s);
 	s->reap = event_new(cfg->base, -1, 0, reap_cb, s);
-	if (!s->tick || !s->poll || !s->bcast || !s->reap) {
+	s->resume = event_new(cfg->base, -1, 0, srv_resume_cb, s);
+	if (!s->tick || !s->poll || !s->bcast || !s->reap || !s->resume) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -527,6 +540,8 @@ void ctl_server_free(struct ctl_server *s)
 		event_free(s->bcast);
 	if (s->reap)
 		event_free(s->reap);
+	if (s->resume)
+		event_free(s->resume);
 	srv_snap_free(s);
 	srv_relays_free(s);
 	free(s->replay);

@@ -80,6 +80,13 @@ struct srv_node {
  * costs a slow reader at most about SRV_OUT_LOW + SRV_CHUNK_BYTES. A
  * catch-up delta bigger than this goes as such a map too. */
 #define SRV_CHUNK_BYTES (128u * 1024u)
+/* All output queues together: over this, no map chunks and no catch-up
+ * deltas over SRV_CHUNK_BYTES are built until they drain below half (a join
+ * or reconnect storm is paced by it). Small deltas never wait for it, and
+ * a node that stops reading holds at most about SRV_OUT_LOW +
+ * SRV_CHUNK_BYTES of it, so it takes hundreds of those to pause maps, and
+ * none to delay a change reaching the nodes that read. */
+#define SRV_OUT_BUDGET ((size_t)64 << 20)
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 
@@ -99,7 +106,9 @@ struct ctl_server {
 	struct event *tick, *poll, *bcast, *reap;
 	uint64_t bcast_gen;
 	struct srv_conn *conns; /* list head */
-	size_t out_total;       /* bytes in all output queues (for stats) */
+	size_t out_total;       /* bytes in all output queues */
+	bool out_waiting;       /* big updates wait for out_total to drop */
+	struct event *resume;   /* runs them when it did */
 	struct ctl_server_stats st;
 	struct ctl_meta meta;
 	/* snapshot */
@@ -148,6 +157,11 @@ bool srv_conn_behind(struct srv_conn *c);
 int srv_send_update(struct srv_conn *c);
 void srv_broadcast_schedule(struct ctl_server *s);
 void srv_broadcast_cb(int fd, short ev, void *arg);
+/* The output queues drained below half the budget: maps and catch-ups that
+ * waited for it go out now. */
+void srv_resume_cb(int fd, short ev, void *arg);
+/* True (and out_waiting set) when the queues are over SRV_OUT_BUDGET. */
+bool srv_over_budget(struct ctl_server *s);
 void srv_poll_cb(int fd, short ev, void *arg);
 void srv_snap_free(struct ctl_server *s);
 void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p);

@@ -362,7 +362,8 @@ int srv_stream_pump(struct srv_conn *c)
 {
 	int r = 0;
 	while (r == 0 && c->streaming && c->state == SRV_ONLINE &&
-	       evbuffer_get_length(bufferevent_get_output(c->bev)) <= SRV_OUT_LOW)
+	       evbuffer_get_length(bufferevent_get_output(c->bev)) <= SRV_OUT_LOW &&
+	       !srv_over_budget(c->s))
 		r = stream_chunk(c, false);
 	return r;
 }
@@ -377,7 +378,7 @@ int srv_send_full(struct srv_conn *c)
 	c->stream_bytes = 0;
 	c->sent_version = c->s->snap_version;
 	c->s->st.maps_full++;
-	int r = stream_chunk(c, true);
+	int r = stream_chunk(c, true); /* the first chunk even over budget */
 	return r < 0 ? r : srv_stream_pump(c);
 }
 
@@ -402,6 +403,7 @@ struct delta_set {
 	uint64_t *removed;
 	size_t n_removed;
 	size_t est_bytes; /* about what the delta's body takes */
+	size_t map_bytes; /* about what a full map takes */
 	/* bodies shared by every receiver of this base (NULL: not built) */
 	uint8_t *patch_body, *legacy_body;
 	size_t patch_len, legacy_len;
@@ -439,6 +441,8 @@ static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
 		return -ENOMEM;
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const struct srv_node *n = &s->nodes[i];
+		if (n->pj)
+			d->map_bytes += n->pj_len + 1;
 		if (node_changed_at(n) <= base)
 			continue;
 		if (!srv_node_visible(n, now))
@@ -556,10 +560,14 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 {
 	struct ctl_server *s = c->s;
 	int r;
-	/* A big catch-up (a node that was behind a long time) goes as a
-	 * chunked map instead: built as it drains, never a whole queue of it. */
-	if ((c->caps & CTL_CAP_MAP_CHUNKS) && d->est_bytes > SRV_CHUNK_BYTES)
-		return 1;
+	/* A big catch-up (a node that was behind a long time): as a chunked
+	 * map when that is not much bigger, else when the queues have room. */
+	if (d->est_bytes > SRV_CHUNK_BYTES) {
+		if ((c->caps & CTL_CAP_MAP_CHUNKS) && d->est_bytes > d->map_bytes / 2)
+			return 1;
+		if (srv_over_budget(s))
+			return 0; /* keeps its version; srv_resume_cb */
+	}
 	if (c->caps & CTL_CAP_PEER_PATCH) {
 		if (delta_empty(d))
 			return 0;
@@ -735,6 +743,23 @@ static void broadcast(struct ctl_server *s)
 void srv_broadcast_cb(int fd, short ev, void *arg)
 {
 	broadcast(arg);
+}
+
+void srv_resume_cb(int fd, short ev, void *arg)
+{
+	struct ctl_server *s = arg;
+	for (struct srv_conn *c = s->conns, *nx; c && !s->out_waiting; c = nx) {
+		nx = c->next;
+		if (c->state != SRV_ONLINE)
+			continue;
+		int r = 0;
+		if (c->streaming)
+			r = srv_stream_pump(c);
+		else if (c->sent_version < s->snap_version && !srv_conn_behind(c))
+			r = srv_send_update(c);
+		if (r < 0)
+			srv_conn_free(c);
+	}
 }
 
 /* Every poll_ms: writes by other processes, expiry, ephemeral nodes. */
