@@ -32,7 +32,7 @@
 #define CTL_FRAME_HDR_LEN 4
 /* Largest type || body in a transport frame, and its ciphertext. */
 #define CTL_FRAME_PLAIN_MAX                                                              \
-	(4 * 1024 * 1024) /* = CTL_MSG_MAX_LEN: a 10,000-peer map fits */
+	(4 * 1024 * 1024) /* = CTL_MSG_MAX_LEN; bigger maps go in chunks */
 #define CTL_FRAME_BODY_MAX (CTL_FRAME_PLAIN_MAX - 1)
 #define CTL_FRAME_MAX      (CTL_FRAME_PLAIN_MAX + CTL_NOISE_TAG_LEN)
 /* Largest handshake frame payload: type byte || Noise message. */

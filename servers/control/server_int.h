@@ -41,6 +41,7 @@ struct srv_conn {
 	struct evbuffer_cb_entry *out_cb; /* counts its queue into out_total */
 	uint32_t caps;                    /* CTL_CAP_* from its REGISTER_REQ */
 	bool streaming;                   /* a chunked MAP_FULL is under way */
+	bool stream_first;                /* its MAP_FULL itself is still due */
 	int64_t stream_cursor;            /* its peers up to this id are sent */
 	double stream_ms;                 /* time spent building its chunks */
 	size_t stream_bytes;              /* bytes of its chunks so far */

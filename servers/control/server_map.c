@@ -316,6 +316,10 @@ static int stream_chunk(struct srv_conn *c, bool first)
 	int r = first ? full_header(c, &m) : 0;
 	if (r < 0)
 		return r;
+	if (first) { /* the map's version is the snapshot's now */
+		c->sent_version = s->snap_version;
+		c->stream_first = false;
+	}
 	int64_t now = (int64_t)time(NULL);
 	bool found;
 	size_t i = snap_index(s, c->stream_cursor + 1, &found), nt = 0, bytes = 0;
@@ -364,7 +368,7 @@ int srv_stream_pump(struct srv_conn *c)
 	while (r == 0 && c->streaming && c->state == SRV_ONLINE &&
 	       evbuffer_get_length(bufferevent_get_output(c->bev)) <= SRV_OUT_LOW &&
 	       !srv_over_budget(c->s))
-		r = stream_chunk(c, false);
+		r = stream_chunk(c, c->stream_first);
 	return r;
 }
 
@@ -373,13 +377,14 @@ int srv_send_full(struct srv_conn *c)
 	if (!(c->caps & CTL_CAP_MAP_CHUNKS))
 		return send_full_single(c);
 	c->streaming = true;
+	c->stream_first = true;
 	c->stream_cursor = -1;
 	c->stream_ms = 0;
 	c->stream_bytes = 0;
+	/* for the tombstones until the first chunk names the version */
 	c->sent_version = c->s->snap_version;
 	c->s->st.maps_full++;
-	int r = stream_chunk(c, true); /* the first chunk even over budget */
-	return r < 0 ? r : srv_stream_pump(c);
+	return srv_stream_pump(c);
 }
 
 /* --- MAP_DELTA broadcast ------------------------------------------------ */
