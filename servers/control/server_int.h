@@ -75,7 +75,7 @@ struct srv_node {
  * until it drains below it (then one update from what it has: a delta, or
  * a full map when that is smaller). Each connection is judged by its own
  * queue only: a node that stops reading never holds back the others. */
-#define SRV_OUT_LOW (64u * 1024u)
+#define SRV_OUT_LOW (16u * 1024u)
 /* A chunked MAP_FULL is built this many bytes at a time, each chunk when
  * the connection's queue drained below SRV_OUT_LOW: a map of any size
  * costs a slow reader at most about SRV_OUT_LOW + SRV_CHUNK_BYTES. A

@@ -479,6 +479,94 @@ static void merge_applies_patches_in_place(void **state)
 	free(map.peers);
 }
 
+/* --- the new wire shapes ------------------------------------------------ */
+
+static int dec(unsigned type, const char *body, struct ctl_msg *m)
+{
+	struct ctl_msg_err me;
+	int r = ctl_msg_decode(type, (const uint8_t *)body, strlen(body), m, &me);
+	if (r == 0)
+		ctl_msg_free(m);
+	return r;
+}
+
+static void wire_shapes_round_trip_and_refuse_bad_input(void **state)
+{
+	(void)state;
+	/* a delta with a patch, and REGISTER_REQ caps, round trip */
+	struct ctl_peer_patch pp = {.id = 9,
+	                            .fields = CTL_PATCH_ENDPOINTS | CTL_PATCH_ONLINE,
+	                            .n_eps = 1,
+	                            .online = false};
+	assert_true(ctl_endpoint_parse("[fd00::1]:41641", &pp.eps[0]));
+	struct ctl_msg m = {.type = CTL_MSG_MAP_DELTA};
+	m.u.delta = (struct ctl_map_delta){
+	    .version = 3, .base_version = 2, .n_patches = 1, .patches = &pp};
+	uint8_t *out = NULL;
+	size_t len = 0;
+	struct ctl_msg_err me;
+	assert_int_equal(ctl_msg_encode(&m, &out, &len, &me), 0);
+	assert_non_null(strstr((char *)out, "\"patches\":[{\"id\":9,"));
+	assert_null(strstr((char *)out, "home_relay")); /* only its fields */
+	struct ctl_msg back;
+	assert_int_equal(ctl_msg_decode(CTL_MSG_MAP_DELTA, out, len, &back, &me), 0);
+	assert_int_equal(back.u.delta.n_patches, 1);
+	assert_int_equal(back.u.delta.patches[0].fields,
+	                 CTL_PATCH_ENDPOINTS | CTL_PATCH_ONLINE);
+	assert_memory_equal(&back.u.delta.patches[0].eps[0], &pp.eps[0],
+	                    sizeof pp.eps[0]);
+	ctl_msg_free(&back);
+	free(out);
+	struct ctl_msg rq = {.type = CTL_MSG_REGISTER_REQ};
+	snprintf(rq.u.reg_req.hostname, sizeof rq.u.reg_req.hostname, "h");
+	rq.u.reg_req.caps = CTL_CAPS_ALL;
+	assert_int_equal(ctl_msg_encode(&rq, &out, &len, &me), 0);
+	assert_int_equal(ctl_msg_decode(CTL_MSG_REGISTER_REQ, out, len, &back, &me), 0);
+	assert_int_equal(back.u.reg_req.caps, CTL_CAPS_ALL);
+	ctl_msg_free(&back);
+	free(out);
+
+	/* hostile shapes are refused */
+	const char *delta_bad[] = {
+	    "{\"version\":2,\"base_version\":1,\"patches\":{}}",
+	    "{\"version\":2,\"base_version\":1,\"patches\":[{}]}",
+	    "{\"version\":2,\"base_version\":1,\"patches\":[{\"id\":-1}]}",
+	    "{\"version\":2,\"base_version\":1,\"patches\":[{\"id\":1,"
+	    "\"endpoints\":[\"1.2.3.4\"]}]}",
+	    "{\"version\":2,\"base_version\":1,\"patches\":[{\"id\":1,"
+	    "\"online\":1}]}",
+	    "{\"version\":2,\"base_version\":1,\"patches\":[{\"id\":1},{\"id\":1}]}",
+	    "{\"version\":2,\"base_version\":1,\"patches\":[{\"id\":1,"
+	    "\"home_relay\":4294967296}]}",
+	};
+	for (size_t i = 0; i < sizeof delta_bad / sizeof *delta_bad; i++)
+		assert_int_equal(dec(CTL_MSG_MAP_DELTA, delta_bad[i], &m), -EBADMSG);
+	assert_int_equal(dec(CTL_MSG_MAP_PEERS, "{}", &m), -EBADMSG);
+	assert_int_equal(dec(CTL_MSG_MAP_PEERS, "{\"peers\":[],\"more\":1}", &m),
+	                 -EBADMSG);
+	assert_int_equal(dec(CTL_MSG_MAP_PEERS, "{\"peers\":[],\"more\":true}", &m), 0);
+	assert_int_equal(
+	    dec(CTL_MSG_REGISTER_REQ,
+	        "{\"node_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\","
+	        "\"disco_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\","
+	        "\"hostname\":\"h\",\"hostinfo\":{\"os\":\"l\",\"version\":\"1\"},"
+	        "\"caps\":\"all\"}",
+	        &m),
+	    -EBADMSG);
+	/* an id as a peer and a patch in one delta */
+	const char *both =
+	    "{\"version\":2,\"base_version\":1,\"peers\":[{\"id\":1,\"name\":\"a\","
+	    "\"node_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\","
+	    "\"disco_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\","
+	    "\"addresses\":[],\"allowed_ips\":[]}],\"patches\":[{\"id\":1}]}";
+	assert_int_equal(dec(CTL_MSG_MAP_DELTA, both, &m), -EBADMSG);
+	/* a chunk that would take the map past CTL_MAP_PEERS_MAX */
+	struct ctl_map_full big = {.n_peers = CTL_MAP_PEERS_MAX};
+	struct ctl_peer one = {.id = 1};
+	struct ctl_map_peers ch = {.n_peers = 1, .peers = &one};
+	assert_int_equal(ctl_map_append_chunk(&big, &ch), -E2BIG);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -486,6 +574,7 @@ int main(void)
 	log_set_level(LOG_WARN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(merge_applies_patches_in_place),
+	    cmocka_unit_test(wire_shapes_round_trip_and_refuse_bad_input),
 	    cmocka_unit_test_setup_teardown(endpoint_change_and_online_flip_are_patches,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(unchanged_endpoints_send_nothing, setup,
