@@ -77,8 +77,8 @@ static void apply_patches(struct ctl_map_full *map, const struct ctl_map_delta *
 		if (!p)
 			continue;
 		if (pp->fields & CTL_PATCH_ENDPOINTS) {
-			uint8_t n = pp->n_eps < CTL_ENDPOINTS_MAX ? pp->n_eps
-			                                          : CTL_ENDPOINTS_MAX;
+			uint8_t n =
+			    pp->n_eps < CTL_ENDPOINTS_MAX ? pp->n_eps : CTL_ENDPOINTS_MAX;
 			memset(p->eps, 0, sizeof(p->eps));
 			memcpy(p->eps, pp->eps, n * sizeof(*p->eps));
 			p->n_eps = n;

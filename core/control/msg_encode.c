@@ -293,14 +293,15 @@ static json_t *enc_map_full(struct ectx *c, const struct ctl_map_full *m)
 	char magicdns[CTL_ADDRSTR_MAX];
 
 	ctl_ip_format(&m->magic_dns, magicdns);
-	return with_more(json_pack("{s:o, s:{s:o, s:s, s:o}, s:{s:s, s:s}, s:o, s:o}", "version",
-	                 j_int(c, m->version, "version out of range"), "self", "id",
-	                 j_int(c, m->self_id, "self.id out of range"), "name",
-	                 m->self_name, "addresses",
-	                 j_ips(c, m->self_addrs, m->n_self_addrs), "dns", "domain",
-	                 m->dns_domain, "magic_dns", magicdns, "relays",
-	                 j_relays(c, m->relays, m->n_relays), "peers",
-	                 j_peers(c, m->peers, m->n_peers)), m->more);
+	return with_more(
+	    json_pack("{s:o, s:{s:o, s:s, s:o}, s:{s:s, s:s}, s:o, s:o}", "version",
+	              j_int(c, m->version, "version out of range"), "self", "id",
+	              j_int(c, m->self_id, "self.id out of range"), "name", m->self_name,
+	              "addresses", j_ips(c, m->self_addrs, m->n_self_addrs), "dns",
+	              "domain", m->dns_domain, "magic_dns", magicdns, "relays",
+	              j_relays(c, m->relays, m->n_relays), "peers",
+	              j_peers(c, m->peers, m->n_peers)),
+	    m->more);
 }
 
 /* One patch: its id and only the fields it sets. */
@@ -318,9 +319,9 @@ static json_t *j_patch(struct ectx *c, const struct ctl_peer_patch *p)
 	    ((p->fields & CTL_PATCH_ONLINE) &&
 	     json_object_set_new(o, "online", json_boolean(p->online)) != 0) ||
 	    ((p->fields & CTL_PATCH_LAST_SEEN) &&
-	     json_object_set_new(o, "last_seen",
-	                         j_int(c, (uint64_t)p->last_seen,
-	                               "last_seen out of range")) != 0)) {
+	     json_object_set_new(
+	         o, "last_seen",
+	         j_int(c, (uint64_t)p->last_seen, "last_seen out of range")) != 0)) {
 		json_decref(o);
 		return NULL;
 	}
@@ -346,12 +347,11 @@ fail:
 
 static json_t *enc_map_delta(struct ectx *c, const struct ctl_map_delta *m)
 {
-	json_t *o = json_pack("{s:o, s:o, s:o, s:o}", "version",
-	                      j_int(c, m->version, "version out of range"),
-	                      "base_version",
-	                      j_int(c, m->base_version, "base_version out of range"),
-	                      "peers", j_peers(c, m->peers, m->n_peers), "removed",
-	                      j_removed(c, m));
+	json_t *o =
+	    json_pack("{s:o, s:o, s:o, s:o}", "version",
+	              j_int(c, m->version, "version out of range"), "base_version",
+	              j_int(c, m->base_version, "base_version out of range"), "peers",
+	              j_peers(c, m->peers, m->n_peers), "removed", j_removed(c, m));
 	if (o && m->n_patches &&
 	    json_object_set_new(o, "patches", j_patches(c, m->patches, m->n_patches)) !=
 	        0) {
@@ -514,17 +514,17 @@ static int check_msg(struct ectx *c, const struct ctl_msg *m)
 		return check_peers(c, f->peers, f->n_peers);
 	}
 	case CTL_MSG_MAP_DELTA:
-		CTL_MF_TRY(check_count(c, m->u.delta.n_patches, CTL_PEERS_MAX, "",
-		                       "patches"));
+		CTL_MF_TRY(
+		    check_count(c, m->u.delta.n_patches, CTL_PEERS_MAX, "", "patches"));
 		for (size_t i = 0; i < m->u.delta.n_patches; i++) {
 			const struct ctl_peer_patch *pp = &m->u.delta.patches[i];
 			CTL_MF_TRY(check_count(c, pp->n_eps, CTL_ENDPOINTS_MAX, "patches",
 			                       "endpoints"));
 			for (size_t k = 0; k < pp->n_eps; k++) {
 				if (pp->eps[k].port == 0) {
-					ctl_msg_seterr(c->err, CTL_MSG_E_VALUE,
-					               "patches[%zu].endpoints[%zu]: port 0",
-					               i, k);
+					ctl_msg_seterr(
+					    c->err, CTL_MSG_E_VALUE,
+					    "patches[%zu].endpoints[%zu]: port 0", i, k);
 					c->refused = true;
 					return -EINVAL;
 				}
@@ -574,9 +574,10 @@ static json_t *enc_body(struct ectx *c, const struct ctl_msg *m)
 	case CTL_MSG_RELAY_STATE:
 		return enc_relay_state(c, &m->u.relay_state);
 	case CTL_MSG_MAP_PEERS:
-		return with_more(json_pack("{s:o}", "peers",
-		                           j_peers(c, m->u.chunk.peers, m->u.chunk.n_peers)),
-		                 m->u.chunk.more);
+		return with_more(
+		    json_pack("{s:o}", "peers",
+		              j_peers(c, m->u.chunk.peers, m->u.chunk.n_peers)),
+		    m->u.chunk.more);
 	}
 	return refuse(c, "unknown message type");
 }

@@ -522,12 +522,14 @@ static int encode_delta(struct ctl_server *s, const struct delta_set *d, bool pa
 	size_t nt = 0;
 	for (size_t i = 0; i < d->n_whole; i++)
 		if (d->whole[i]->id != skip_id)
-			t[nt++] = (struct ctl_msg_text){d->whole[i]->pj, d->whole[i]->pj_len};
+			t[nt++] =
+			    (struct ctl_msg_text){d->whole[i]->pj, d->whole[i]->pj_len};
 	for (size_t i = 0; i < d->n_part; i++) {
 		if (patches)
 			make_patch(d->part[i], d->base, &pp[md->n_patches++]);
 		else if (d->part[i]->id != skip_id)
-			t[nt++] = (struct ctl_msg_text){d->part[i]->pj, d->part[i]->pj_len};
+			t[nt++] =
+			    (struct ctl_msg_text){d->part[i]->pj, d->part[i]->pj_len};
 	}
 	md->patches = pp;
 	struct ctl_msg_err me;
@@ -708,7 +710,8 @@ static void broadcast(struct ctl_server *s)
 		sent = true;
 		struct delta_set d = {0};
 		bool full = base < s->tomb_floor;
-		if (!full && (delta_collect(s, base, now, &d) < 0 || delta_too_big(s, &d)))
+		if (!full &&
+		    (delta_collect(s, base, now, &d) < 0 || delta_too_big(s, &d)))
 			full = true;
 		for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 			nx = c->next;

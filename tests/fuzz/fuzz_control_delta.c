@@ -148,7 +148,8 @@ static void apply_checked(struct ctl_map_full *map, struct ctl_map_delta *d)
 	}
 	/* a patch never adds a peer */
 	for (size_t i = 0; i < d->n_patches; i++)
-		if (ctl_map_find(map, d->patches[i].id) && !in_delta(d, d->patches[i].id)) {
+		if (ctl_map_find(map, d->patches[i].id) &&
+		    !in_delta(d, d->patches[i].id)) {
 			bool had = false;
 			for (size_t k = 0; k < old.n_peers && !had; k++)
 				had = old.peers[k].id == d->patches[i].id;

@@ -228,8 +228,7 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 		if (b != sc->settle_bytes) {
 			sc->settle_bytes = b;
 			sc->t_settle = now_s();
-		} else if (now_s() - sc->t_settle >= 0.5 ||
-		           el - sc->t_converged > 30) {
+		} else if (now_s() - sc->t_settle >= 0.5 || el - sc->t_converged > 30) {
 			change_start(sc);
 		}
 	}

@@ -76,8 +76,9 @@ static void store_nodes(struct t *t, uint32_t n, int eps, int64_t *out)
 	char list[CTL_STORE_ENDPOINTS_MAX + 1] = "";
 	size_t at = 0;
 	for (int k = 0; k < eps; k++)
-		at += (size_t)snprintf(list + at, sizeof list - at, "%s[fd00:1234:%x::%x]:%d",
-		                       k ? "," : "", k + 1, k + 7, 41641 + k);
+		at += (size_t)snprintf(list + at, sizeof list - at,
+		                       "%s[fd00:1234:%x::%x]:%d", k ? "," : "", k + 1,
+		                       k + 7, 41641 + k);
 	for (uint32_t i = 0; i < n; i++) {
 		struct ctl_store_reg r = {
 		    .hostname = "n", .auth_secret = t->key, .now = time(NULL)};
@@ -115,8 +116,8 @@ static void server_sndbuf(struct t *t, int bytes)
 		    a.sin_family != AF_INET || ntohs(a.sin_port) != t->port ||
 		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &lis, &ll) < 0 || !lis)
 			continue;
-		assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes),
-		                 0);
+		assert_int_equal(
+		    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes), 0);
 		done = true;
 	}
 	assert_true(done);
@@ -285,7 +286,8 @@ static int count_deltas(struct t *t, struct tc *c, int ms, size_t *bytes,
 		if (last) {
 			ctl_msg_free(last);
 			struct ctl_msg_err me;
-			assert_int_equal(ctl_msg_decode(f.type, f.body, f.len, last, &me), 0);
+			assert_int_equal(ctl_msg_decode(f.type, f.body, f.len, last, &me),
+			                 0);
 		}
 	}
 	return n;
