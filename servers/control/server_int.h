@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/control/frame.h"
 #include "core/control/msg.h"
@@ -143,13 +144,19 @@ void srv_set_offline(struct ctl_server *s, int64_t node_id);
 
 /* server_map.c */
 int srv_snap_refresh(struct ctl_server *s);
+/* Index of id in the snapshot, or where it would go. */
+size_t srv_snap_index(const struct ctl_server *s, int64_t id, bool *found);
+double srv_ms_since(const struct timespec *t0);
 const struct srv_node *srv_snap_find(const struct ctl_server *s, int64_t id);
 bool srv_node_visible(const struct srv_node *n, int64_t now);
+/* server_full.c */
 /* Sends c the whole map: one MAP_FULL, or (a node with CTL_CAP_MAP_CHUNKS)
  * a MAP_FULL with more and MAP_PEERS chunks, each built when c's queue has
  * drained (srv_stream_pump from its write callback). */
 int srv_send_full(struct srv_conn *c);
 int srv_stream_pump(struct srv_conn *c);
+
+/* server_map.c */
 /* True when c should get no map update now (its own queue is full, or a
  * chunked map is still going out); it gets one when it drains. */
 bool srv_conn_behind(struct srv_conn *c);
