@@ -208,9 +208,23 @@ int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_d
 	for (size_t k = 0; k < d->n_peers; k++)
 		if (d->peers[k].id != map->self_id)
 			ch[nch++] = d->peers[k].id;
-	for (size_t k = 0; k < d->n_patches; k++) /* only peers it has */
-		if (ctl_map_find(map, d->patches[k].id))
+	/* only peers it has and keeps: a removal wins over a patch of the
+	 * same id (the patch finds nothing to apply to after the merge) */
+	uint64_t *rs = NULL;
+	if (d->n_removed && d->n_patches) {
+		if (!(rs = malloc(d->n_removed * sizeof(*rs)))) {
+			free(ch);
+			free(rm);
+			return -ENOMEM;
+		}
+		memcpy(rs, d->removed, d->n_removed * sizeof(*rs));
+		qsort(rs, d->n_removed, sizeof(*rs), cmp_u64);
+	}
+	for (size_t k = 0; k < d->n_patches; k++)
+		if (ctl_map_find(map, d->patches[k].id) &&
+		    !(rs && u64_in(rs, d->n_removed, d->patches[k].id)))
 			ch[nch++] = d->patches[k].id;
+	free(rs);
 	for (size_t k = 0; k < d->n_removed; k++) {
 		bool readded = false;
 		if (!ctl_map_find(map, d->removed[k]))
@@ -249,8 +263,20 @@ int ctl_map_append_chunk(struct ctl_map_full *map, const struct ctl_map_peers *c
 	return 0;
 }
 
+/* The node itself is never its own peer: a server that names it in a
+ * full map is ignored for that entry (as in deltas). */
+static void drop_self(struct ctl_map_full *map)
+{
+	size_t n = 0;
+	for (size_t k = 0; k < map->n_peers; k++)
+		if (map->peers[k].id != map->self_id)
+			map->peers[n++] = map->peers[k];
+	map->n_peers = n;
+}
+
 int ctl_map_finish(struct ctl_map_full *map)
 {
+	drop_self(map);
 	ctl_map_sort(map);
 	for (size_t k = 1; k < map->n_peers; k++)
 		if (map->peers[k].id == map->peers[k - 1].id)
@@ -275,6 +301,7 @@ int ctl_client_map_replace(struct ctl_client *c, struct ctl_map_full *full,
 		free(ch);
 		return -ENOMEM;
 	}
+	drop_self(full);
 	ctl_map_sort(full);
 	for (size_t k = 0; k < full->n_peers; k++)
 		ch[k] = full->peers[k].id;

@@ -154,6 +154,8 @@ static const char *reason_text(uint32_t code)
 		return "an auth key is required";
 	case CTL_REASON_INTERNAL:
 		return "server internal error";
+	case CTL_REASON_UPGRADE_REQUIRED:
+		return "the mesh's map is too big for this version; upgrade meshproxy";
 	}
 	return "refused";
 }
@@ -219,10 +221,7 @@ static void on_map_full(struct ctl_client *c, struct ctl_map_full *full)
  * the rest, and the map replaces ours when the last one arrives. */
 static void on_map_begin(struct ctl_client *c, struct ctl_map_full *full)
 {
-	if (full->n_peers > CTL_MAP_PEERS_MAX) {
-		ctl_client_fail(c, "map from the server has too many peers");
-		return;
-	}
+	/* (n_peers is at most CTL_PEERS_MAX here: the decoder's limit) */
 	ctl_map_clear(&c->pending);
 	c->pending = *full;
 	memset(full, 0, sizeof(*full));

@@ -143,6 +143,9 @@ enum ctl_reason {
 	CTL_REASON_NODE_EXPIRED = 6,
 	CTL_REASON_AUTH_REQUIRED = 7, /* no key and approval is off */
 	CTL_REASON_INTERNAL = 8,
+	/* the map is too big for one message: the node must be upgraded to
+	 * a version that takes it in chunks (CTL_CAP_MAP_CHUNKS) */
+	CTL_REASON_UPGRADE_REQUIRED = 9,
 };
 
 struct ctl_ip {

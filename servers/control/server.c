@@ -29,8 +29,14 @@ uint64_t srv_now_ms(void)
 int srv_send_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t len)
 {
 	struct ctl_server *s = c->s;
-	if (c->state == SRV_CLOSING || len > CTL_FRAME_BODY_MAX)
+	if (c->state == SRV_CLOSING)
 		return -EINVAL;
+	if (len > CTL_FRAME_BODY_MAX) {
+		log_warn("mesh-control: %s: %s of %zu bytes is over the frame limit "
+		         "(%u); closing",
+		         c->peer, ctl_msg_type_name(type), len, (unsigned)CTL_FRAME_BODY_MAX);
+		return -EMSGSIZE;
+	}
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	size_t need = ctl_frame_sealed_size(len);
 	struct evbuffer_iovec v;
@@ -101,6 +107,8 @@ static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *in
 	struct ctl_server *s = c->s;
 	s->out_total += info->n_added;
 	s->out_total -= info->n_deleted < s->out_total ? info->n_deleted : s->out_total;
+	if (info->n_deleted)
+		c->drained_ms = srv_now_ms();
 	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
 		s->out_waiting = false;
 		event_active(s->resume, 0, 0);
@@ -129,7 +137,12 @@ static void out_count_stop(struct srv_conn *c)
 	size_t n = evbuffer_get_length(out);
 	evbuffer_remove_cb_entry(out, c->out_cb);
 	c->out_cb = NULL;
-	c->s->out_total -= n < c->s->out_total ? n : c->s->out_total;
+	struct ctl_server *s = c->s;
+	s->out_total -= n < s->out_total ? n : s->out_total;
+	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
+		s->out_waiting = false;
+		event_active(s->resume, 0, 0);
+	}
 }
 
 void srv_conn_free(struct srv_conn *c)
@@ -281,7 +294,6 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 	}
 	switch (m.type) {
 	case CTL_MSG_REGISTER_REQ:
-		c->caps = m.u.reg_req.caps & CTL_CAPS_ALL;
 		r = c->state == SRV_WAIT_REG ? srv_on_register(c, &m.u.reg_req) : -EPROTO;
 		break;
 	case CTL_MSG_RELAY_REGISTER:
@@ -414,12 +426,48 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-/* Every tick: handshake deadline, idle close, keepalives, stuck closers. */
+/* True when c has not read its map updates for too long: its queue stayed
+ * over SRV_OUT_LOW for behind_ms, or, while maps for others wait for the
+ * queues' budget (over), nothing left it for a 25th of that (2 s by
+ * default: a node that reads drains something every round trip). */
+static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
+{
+	struct ctl_server *s = c->s;
+	size_t q = evbuffer_get_length(bufferevent_get_output(c->bev));
+	if (q <= SRV_OUT_LOW) {
+		c->behind_ms = 0;
+		return false;
+	}
+	if (!c->behind_ms) {
+		c->behind_ms = now;
+		if (c->drained_ms < now)
+			c->drained_ms = now; /* judged from when it fell behind */
+		return false;
+	}
+	uint64_t quiet = now - (c->drained_ms > c->behind_ms ? c->drained_ms : c->behind_ms);
+	bool stalled = now - c->behind_ms > s->cfg.behind_ms ||
+	               (over && quiet > s->cfg.behind_ms / 25);
+	if (stalled) {
+		s->st.slow_closed++;
+		log_info("mesh-control: %s: node %lld has not read its map updates for "
+		         "%llu ms (%zu bytes queued); closing",
+		         c->peer, (long long)c->node_id,
+		         (unsigned long long)(now - c->behind_ms), q);
+	}
+	return stalled;
+}
+
+/* Every tick: handshake deadline, idle close, keepalives, stuck closers,
+ * nodes that stopped reading. */
 static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct ctl_server *s = arg;
 	uint64_t now = srv_now_ms();
 	struct ctl_msg ka = {.type = CTL_MSG_KEEPALIVE};
+	/* judged once, and while maps wait for the budget: every staller
+	 * goes, not just enough to dip under it */
+	bool over = s->out_waiting || s->out_total > SRV_OUT_BUDGET;
+	size_t closed = 0;
 	for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
 		if (c->state == SRV_CLOSING) {
@@ -430,6 +478,10 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 				s->st.idle_closed++;
 				srv_conn_free(c);
 			}
+		} else if ((c->state == SRV_ONLINE || c->state == SRV_PENDING) &&
+		           conn_stalled(c, now, over)) {
+			srv_conn_free(c);
+			closed++;
 		} else if (now - c->last_recv_ms > s->cfg.idle_ms) {
 			s->st.idle_closed++;
 			log_info("mesh-control: %s: silent for %u ms; closing", c->peer,
@@ -439,6 +491,11 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 			if (srv_send_msg(c, &ka) < 0)
 				srv_conn_free(c);
 		}
+	}
+	/* what the stallers held is free: the maps that waited go now */
+	if (closed && s->out_waiting && s->out_total <= SRV_OUT_BUDGET) {
+		s->out_waiting = false;
+		event_active(s->resume, 0, 0);
 	}
 }
 
@@ -465,6 +522,7 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.poll_ms = dflt(cfg->poll_ms, 500);
 	s->cfg.coalesce_ms = dflt(cfg->coalesce_ms, 100);
 	s->cfg.ephemeral_timeout_s = dflt(cfg->ephemeral_timeout_s, 300);
+	s->cfg.behind_ms = dflt(cfg->behind_ms, 2 * s->cfg.keepalive_ms);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
 	char addr[80];

@@ -64,6 +64,12 @@ struct ctl_server_config {
 	uint32_t coalesce_ms;         /* 0: 100 */
 	uint32_t ephemeral_timeout_s; /* 0: 300 */
 	size_t max_outbuf;            /* 0: 64 MiB */
+	/* A node whose output queue stays over 16 KiB this long (it does not
+	 * read its map updates) is closed, whatever it sends; while all the
+	 * queues together are over their budget, one from which nothing
+	 * drained for a 25th of it is closed. 0: 2 x keepalive_ms (50 s,
+	 * and 2 s of nothing drained). */
+	uint32_t behind_ms;
 };
 
 /* Binds and listens. NULL with err filled ("127.0.0.1:7443: address in use

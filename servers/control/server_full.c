@@ -39,10 +39,17 @@ static int full_header(struct srv_conn *c, struct ctl_msg *m)
 }
 
 /* The whole map in one MAP_FULL, for a node without CTL_CAP_MAP_CHUNKS
- * (fails past CTL_PEERS_MAX peers or a frame's size). */
+ * (fails past CTL_PEERS_MAX peers or a frame's size; srv_on_register
+ * refuses such a node when the map already is that big). */
 static int send_full_single(struct srv_conn *c)
 {
 	struct ctl_server *s = c->s;
+	/* Paced like map chunks: while the queues are over the budget it
+	 * waits (srv_resume_cb sends it when they drained). */
+	if (srv_over_budget(s)) {
+		c->sent_version = SRV_NEED_FULL;
+		return 0;
+	}
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	struct ctl_msg m;

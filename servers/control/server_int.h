@@ -47,6 +47,8 @@ struct srv_conn {
 	double stream_ms;                 /* time spent building its chunks */
 	size_t stream_bytes;              /* bytes of its chunks so far */
 	bool dead;                        /* freed by the reaper, from the loop */
+	uint64_t behind_ms;               /* its queue went over SRV_OUT_LOW (0: not) */
+	uint64_t drained_ms;              /* bytes last left its queue */
 	int64_t relay_id;                 /* SRV_RELAY: its row in the store */
 	uint8_t relay_sent[32];           /* hash of the last RELAY_STATE sent */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;

@@ -255,11 +255,14 @@ struct delta_set {
 	size_t n_part;
 	uint64_t *removed;
 	size_t n_removed;
-	size_t est_bytes; /* about what the delta's body takes */
+	size_t est_bytes; /* at most what the delta's body takes */
 	size_t map_bytes; /* about what a full map takes */
 	/* bodies shared by every receiver of this base (NULL: not built) */
 	uint8_t *patch_body, *legacy_body;
 	size_t patch_len, legacy_len;
+	/* the body does not fit a frame (or did not encode): every receiver
+	 * of this base gets a full map instead (decided once per base) */
+	bool patch_full, legacy_full;
 };
 
 static void delta_free(struct delta_set *d)
@@ -270,6 +273,13 @@ static void delta_free(struct delta_set *d)
 	free(d->patch_body);
 	free(d->legacy_body);
 	memset(d, 0, sizeof *d);
+}
+
+/* An upper bound of a patch's JSON: id, fields, home relay, online, last
+ * seen, and each endpoint at its longest ("[v6%zone]:port" quoted). */
+static size_t patch_bytes_max(const struct srv_node *n)
+{
+	return 160 + (size_t)(CTL_ADDRSTR_MAX + 3) * n->peer.n_eps;
 }
 
 /* Changes since base: visible nodes changed after it (whole or in part),
@@ -305,7 +315,8 @@ static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
 		else if (n->v_full > base)
 			d->whole[d->n_whole++] = n, d->est_bytes += n->pj_len + 1;
 		else
-			d->part[d->n_part++] = n, d->est_bytes += 64 + 32 * n->peer.n_eps;
+			d->part[d->n_part++] = n,
+			d->est_bytes += patch_bytes_max(n);
 	}
 	/* Tombstones may name an id twice; the map drops unknown ids anyway,
 	 * but keep the list unique. */
@@ -426,8 +437,11 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 	if (c->caps & CTL_CAP_PEER_PATCH) {
 		if (delta_empty(d))
 			return 0;
-		if (!d->patch_body &&
-		    encode_delta(s, d, true, 0, &d->patch_body, &d->patch_len) < 0)
+		if (!d->patch_body && !d->patch_full &&
+		    (encode_delta(s, d, true, 0, &d->patch_body, &d->patch_len) < 0 ||
+		     d->patch_len > CTL_FRAME_BODY_MAX))
+			d->patch_full = true;
+		if (d->patch_full)
 			return 1;
 		r = srv_send_body(c, CTL_MSG_MAP_DELTA, d->patch_body, d->patch_len);
 	} else if (d->n_removed == 0 && d->n_whole + d->n_part == 1 &&
@@ -438,13 +452,22 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 	} else if (delta_has(d, c->node_id)) {
 		uint8_t *own = NULL;
 		size_t olen = 0;
-		if (encode_delta(s, d, false, c->node_id, &own, &olen) < 0)
+		if (d->legacy_full)
 			return 1;
+		if (encode_delta(s, d, false, c->node_id, &own, &olen) < 0 ||
+		    olen > CTL_FRAME_BODY_MAX) {
+			free(own);
+			d->legacy_full = true; /* the shared body is no smaller */
+			return 1;
+		}
 		r = srv_send_body(c, CTL_MSG_MAP_DELTA, own, olen);
 		free(own);
 	} else {
-		if (!d->legacy_body &&
-		    encode_delta(s, d, false, 0, &d->legacy_body, &d->legacy_len) < 0)
+		if (!d->legacy_body && !d->legacy_full &&
+		    (encode_delta(s, d, false, 0, &d->legacy_body, &d->legacy_len) < 0 ||
+		     d->legacy_len > CTL_FRAME_BODY_MAX))
+			d->legacy_full = true;
+		if (d->legacy_full)
 			return 1;
 		r = srv_send_body(c, CTL_MSG_MAP_DELTA, d->legacy_body, d->legacy_len);
 	}
@@ -572,8 +595,12 @@ static void broadcast(struct ctl_server *s)
 			int r = full ? 1 : send_delta(c, &d);
 			if (r > 0)
 				r = srv_send_full(c);
-			if (r < 0)
+			if (r < 0) {
+				log_info("mesh-control: %s: node %lld: map update failed "
+				         "(%s); closing",
+				         c->peer, (long long)c->node_id, strerror(-r));
 				srv_conn_free(c);
+			}
 		}
 		delta_free(&d);
 	}

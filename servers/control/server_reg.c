@@ -203,10 +203,39 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	return srv_send_full(c);
 }
 
+/* Whether the map is surely too big for one MAP_FULL (more than
+ * CTL_PEERS_MAX peers, or a body over a frame, whichever node asks). */
+static bool map_too_big_for_one(const struct ctl_server *s, int64_t now)
+{
+	size_t n = 0, bytes = 0, largest = 0;
+	for (size_t i = 0; i < s->n_nodes; i++) {
+		const struct srv_node *nd = &s->nodes[i];
+		if (!nd->pj || !srv_node_visible(nd, now))
+			continue;
+		n++;
+		bytes += nd->pj_len + 1;
+		if (nd->pj_len + 1 > largest)
+			largest = nd->pj_len + 1;
+	}
+	/* the node itself may be among them and is left out of its map */
+	return n > (size_t)CTL_PEERS_MAX + 1 || bytes - largest > CTL_FRAME_BODY_MAX;
+}
+
 int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 {
 	struct ctl_server *s = c->s;
 	int64_t now = (int64_t)time(NULL);
+	c->caps = req->caps & CTL_CAPS_ALL;
+	/* A node that takes its map only in one message cannot get this one:
+	 * refused before it is marked online (no store writes, no broadcasts),
+	 * and a refusal is final for a node: it does not retry in a loop. */
+	if (!(c->caps & CTL_CAP_MAP_CHUNKS) && map_too_big_for_one(s, now)) {
+		sodium_memzero(req->auth_key, sizeof req->auth_key);
+		return reg_refuse(c, CTL_REASON_UPGRADE_REQUIRED,
+		                  "this mesh's map is too big for this node's version "
+		                  "of meshproxy; upgrade it (to a version that takes "
+		                  "maps in chunks) and start it again");
+	}
 	struct ctl_store_reg reg = {.hostname = req->hostname,
 	                            .auth_secret =
 	                                req->auth_key[0] ? req->auth_key : NULL,

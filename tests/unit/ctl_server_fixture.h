@@ -99,6 +99,7 @@ static void start_server(struct t *t)
 		    t->over.coalesce_ms == UINT32_MAX ? 0 : t->over.coalesce_ms;
 	cfg.idle_ms = t->over.idle_ms;
 	cfg.keepalive_ms = t->over.keepalive_ms;
+	cfg.behind_ms = t->over.behind_ms;
 	cfg.ephemeral_timeout_s = t->over.ephemeral_timeout_s;
 	memcpy(cfg.server_priv, t->spriv, 32);
 	struct sockaddr_in *a = (struct sockaddr_in *)&cfg.listen;
