@@ -34,7 +34,8 @@ int srv_send_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t 
 	if (len > CTL_FRAME_BODY_MAX) {
 		log_warn("mesh-control: %s: %s of %zu bytes is over the frame limit "
 		         "(%u); closing",
-		         c->peer, ctl_msg_type_name(type), len, (unsigned)CTL_FRAME_BODY_MAX);
+		         c->peer, ctl_msg_type_name(type), len,
+		         (unsigned)CTL_FRAME_BODY_MAX);
 		return -EMSGSIZE;
 	}
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -444,7 +445,8 @@ static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 			c->drained_ms = now; /* judged from when it fell behind */
 		return false;
 	}
-	uint64_t quiet = now - (c->drained_ms > c->behind_ms ? c->drained_ms : c->behind_ms);
+	uint64_t quiet =
+	    now - (c->drained_ms > c->behind_ms ? c->drained_ms : c->behind_ms);
 	bool stalled = now - c->behind_ms > s->cfg.behind_ms ||
 	               (over && quiet > s->cfg.behind_ms / 25);
 	if (stalled) {

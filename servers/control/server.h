@@ -19,11 +19,11 @@
  * nodes and tombstones once (ctl_store_node_list / node_removed since that
  * version) and sends each online node one MAP_DELTA (a connection that fell
  * behind gets one update from its version when its own queue drains, or a
- * MAP_FULL when that is smaller). Deltas carry whole entries for what
- * changed as a whole and patches for endpoints and online (to nodes that
- * announce CTL_CAP_PEER_PATCH); a full map goes in chunks to nodes that
- * announce CTL_CAP_MAP_CHUNKS. Broadcasts are coalesced: at most one
- * every coalesce_ms. A removed or expired node's own connection is told
+ * MAP_FULL when the delta is over half the map or one frame). Deltas carry
+ * whole entries for what changed as a whole and patches for endpoints and
+ * online (to nodes that announce CTL_CAP_PEER_PATCH); a full map goes in
+ * chunks to nodes that announce CTL_CAP_MAP_CHUNKS. Broadcasts are
+ * coalesced: at most one every coalesce_ms. A removed or expired node's own connection is told
  * (ERROR, then closed); a pending node is sent REGISTER_RESP ok and its map
  * when approved.
  *

@@ -76,8 +76,10 @@ struct srv_node {
 
 /* A connection whose output queue holds more than this gets no map update
  * until it drains below it (then one update from what it has: a delta, or
- * a full map when that is smaller). Each connection is judged by its own
- * queue only: a node that stops reading never holds back the others. */
+ * a full map when the delta is over half the map or over one frame); one
+ * that stays over it too long is closed (cfg.behind_ms). Each connection
+ * is judged by its own queue only: a node that stops reading never holds
+ * back the others. */
 #define SRV_OUT_LOW (16u * 1024u)
 /* A chunked MAP_FULL is built this many bytes at a time, each chunk when
  * the connection's queue drained below SRV_OUT_LOW: a map of any size

@@ -315,8 +315,7 @@ static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
 		else if (n->v_full > base)
 			d->whole[d->n_whole++] = n, d->est_bytes += n->pj_len + 1;
 		else
-			d->part[d->n_part++] = n,
-			d->est_bytes += patch_bytes_max(n);
+			d->part[d->n_part++] = n, d->est_bytes += patch_bytes_max(n);
 	}
 	/* Tombstones may name an id twice; the map drops unknown ids anyway,
 	 * but keep the list unique. */

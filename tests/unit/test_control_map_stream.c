@@ -227,8 +227,8 @@ static void legacy_stallers_are_paced_and_closed(void **state)
 	pump(t, 200);
 	struct ctl_server_stats st;
 	ctl_server_get_stats(t->srv, &st);
-	print_message("%d old stallers: %zu bytes queued (budget %zu), map %zu B\n",
-	              SLOW, st.out_queued, OUT_BUDGET, st.last_full_bytes);
+	print_message("%d old stallers: %zu bytes queued (budget %zu), map %zu B\n", SLOW,
+	              st.out_queued, OUT_BUDGET, st.last_full_bytes);
 	assert_true(st.out_queued <= OUT_BUDGET + 2 * st.last_full_bytes);
 
 	struct tc *rd = tc_new();
@@ -269,8 +269,8 @@ static void freed_queues_resume_waiting_maps(void **state)
 	pump(t, 200);
 	struct ctl_server_stats st;
 	ctl_server_get_stats(t->srv, &st);
-	print_message("%d old stallers: %zu bytes queued (budget %zu), map %zu B\n",
-	              SLOW, st.out_queued, OUT_BUDGET, st.last_full_bytes);
+	print_message("%d old stallers: %zu bytes queued (budget %zu), map %zu B\n", SLOW,
+	              st.out_queued, OUT_BUDGET, st.last_full_bytes);
 	/* over the budget by at most about one map: the rest wait for it */
 	assert_true(st.out_queued > OUT_BUDGET);
 	assert_true(st.out_queued <= OUT_BUDGET + 2 * st.last_full_bytes);
