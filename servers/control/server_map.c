@@ -275,6 +275,12 @@ static void delta_free(struct delta_set *d)
 	memset(d, 0, sizeof *d);
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 /* An upper bound of a patch's JSON: id, fields, home relay, online, last
  * seen, and each endpoint at its longest ("[v6%zone]:port" quoted). */
 static size_t patch_bytes_max(const struct srv_node *n)
@@ -317,17 +323,19 @@ static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
 		else
 			d->part[d->n_part++] = n, d->est_bytes += patch_bytes_max(n);
 	}
-	/* Tombstones may name an id twice; the map drops unknown ids anyway,
-	 * but keep the list unique. */
-	for (size_t i = 0; i < s->n_tombs; i++) {
-		if (s->tombs[i].version <= base)
-			continue;
-		uint64_t id = (uint64_t)s->tombs[i].id;
-		bool dup = false;
-		for (size_t k = 0; k < d->n_removed && !dup; k++)
-			dup = d->removed[k] == id;
-		if (!dup)
-			d->removed[d->n_removed++] = id;
+	/* Tombstones may name an id twice (and a removed id may also be one
+	 * no longer visible); the map drops unknown ids anyway, but keep the
+	 * list unique: sorted, in O(n log n) however many piled up. */
+	for (size_t i = 0; i < s->n_tombs; i++)
+		if (s->tombs[i].version > base)
+			d->removed[d->n_removed++] = (uint64_t)s->tombs[i].id;
+	if (d->n_removed > 1) {
+		qsort(d->removed, d->n_removed, sizeof *d->removed, cmp_id);
+		size_t k = 1;
+		for (size_t i = 1; i < d->n_removed; i++)
+			if (d->removed[i] != d->removed[k - 1])
+				d->removed[k++] = d->removed[i];
+		d->n_removed = k;
 	}
 	d->est_bytes += 12 * d->n_removed;
 	return 0;
