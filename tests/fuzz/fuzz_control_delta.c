@@ -6,10 +6,11 @@
  * whose base does not match is checked to leave the map unchanged, then
  * applied again rebased so the merge itself gets exercised). After every
  * step: peers strictly sorted by id; every delta peer present byte for
- * byte, except the node itself, never present; patches set exactly their
- * fields on peers the map had and are dropped for others; removed ids gone
- * unless re-added; other peers untouched; the count adds up with
- * ctl_map_delta_changes' lists. */
+ * byte, except the node itself, never present (not even from the full
+ * map); patches set exactly their fields on peers the map had and are
+ * dropped for others (and reported changed only when not also removed);
+ * removed ids gone unless re-added; other peers untouched; the count adds
+ * up with ctl_map_delta_changes' lists. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -98,8 +99,9 @@ static void apply_checked(struct ctl_map_full *map, struct ctl_map_delta *d)
 		if (!ctl_map_find(map, d->peers[i].id))
 			added++;
 	}
-	for (size_t i = 0; i < d->n_patches; i++)
-		if (ctl_map_find(map, d->patches[i].id))
+	for (size_t i = 0; i < d->n_patches; i++) /* a removal wins */
+		if (ctl_map_find(map, d->patches[i].id) &&
+		    !in_removed(d, d->patches[i].id))
 			want_ch++;
 	rc = ctl_map_apply_delta(map, d);
 	if (rc == -EINVAL && d->base_version != old.version) {
@@ -119,11 +121,9 @@ static void apply_checked(struct ctl_map_full *map, struct ctl_map_delta *d)
 	free(ch);
 	free(rm);
 	check_sorted(map);
-	/* a delta never adds the node itself (a full map could name it) */
-	bool self_before = false;
-	for (size_t k = 0; k < old.n_peers && !self_before; k++)
-		self_before = old.peers[k].id == map->self_id;
-	if (ctl_map_find(map, map->self_id) && !self_before)
+	/* the node itself is never among its peers (a full map that names it
+	 * loses that entry in ctl_map_finish; a delta never adds it) */
+	if (ctl_map_find(map, map->self_id))
 		abort();
 	for (size_t i = 0; i < d->n_peers; i++) {
 		const struct ctl_peer *p = ctl_map_find(map, d->peers[i].id);
@@ -196,6 +196,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		goto out;
 	}
 	check_sorted(&map); /* and unique */
+	if (ctl_map_find(&map, map.self_id)) /* never its own peer */
+		abort();
 	while (n < size) {
 		data += n + 1;
 		size -= n + 1;
