@@ -33,7 +33,7 @@
 # Every mesh-proxy runs as nobody.
 
 # shellcheck disable=SC2034 # read by the parts
-BENCH_PATHS="raw wggo nebula mesh_fwd mesh_socks mesh_http microsocks mesh_socks_local crypto"
+BENCH_PATHS="raw wggo nebula mesh_fwd mesh_socks mesh_http microsocks mesh_socks_local crypto loopback mesh_relay mesh_direct relay_load"
 # raw            the veth itself (ceiling)
 # wggo           wireguard-go <-> wireguard-go (kernel TCP both ends)
 # nebula         Nebula <-> Nebula
@@ -46,7 +46,11 @@ BENCH_PATHS="raw wggo nebula mesh_fwd mesh_socks mesh_http microsocks mesh_socks
 #                mesh: the front-end alone, next to microsocks (which
 #                reaches the same server)
 # crypto         the crypto ceiling (no network)
-BENCH_METRICS="tput1_up tput1_down tput4_up tput4_down cpu_per_gb rtt_median rtt_p99 tcp_rr http_rps ttfb rss_idle_1 rss_idle_1000 rss_conns_1000 rss_conns_closed kib_per_conn crypto_gbps crypto_wg_seal crypto_wg_open"
+# loopback       raw loopback TCP in one namespace (bench/relay.sh)
+# mesh_relay     mesh-proxy <-> mesh-proxy through mesh-relay, UDP blocked
+# mesh_direct    the same pair of joined nodes on their direct path
+# relay_load     one mesh-relay under many relay clients (relay-load)
+BENCH_METRICS="tput1_up tput1_down tput4_up tput4_down cpu_per_gb rtt_median rtt_p99 tcp_rr http_rps ttfb rss_idle_1 rss_idle_1000 rss_conns_1000 rss_conns_closed kib_per_conn crypto_gbps crypto_wg_seal crypto_wg_open tput_256m relay_cpu_per_gb load_pps load_cpu load_rss load_clients"
 # tput1_up/down  Mbit/s, iperf3 (tcpbench for SOCKS5/HTTP rows), 1 stream;
 #                up = A sends to B
 # tput4_up/down  the same with 4 parallel streams
@@ -66,6 +70,12 @@ BENCH_METRICS="tput1_up tput1_down tput4_up tput4_down cpu_per_gb rtt_median rtt
 # crypto_gbps    Gbit/s of ChaCha20-Poly1305 on 1420-byte packets, one core
 #                (libsodium alone)
 # crypto_wg_seal / crypto_wg_open  the same through core/wg's seal / open
+# tput_256m      Mbit/s, one TCP stream moving 256 MiB (tcpbench up --total)
+# relay_cpu_per_gb  CPU seconds of mesh-relay alone per GB in tput_256m
+# load_pps       packets/s received by all relay-load clients together
+# load_cpu       % of one core the relay used during the load
+# load_rss       KiB, the relay's RSS at the end of the load
+# load_clients   relay clients connected
 
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../tests/e2e/lib.sh"

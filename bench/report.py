@@ -27,9 +27,15 @@ PATH_LABELS = [
     ("microsocks", "microsocks, loopback (no mesh)"),
     ("mesh_socks_local", "meshproxy SOCKS5, loopback (no mesh)"),
     ("crypto", "crypto ceiling, one core"),
+    ("loopback", "raw loopback TCP (ceiling)"),
+    ("mesh_relay", "meshproxy ↔ meshproxy through mesh-relay (UDP blocked)"),
+    ("mesh_direct", "meshproxy ↔ meshproxy, the same pair direct"),
+    ("relay_load", "one mesh-relay, many clients"),
 ]
 LABEL = dict(PATH_LABELS)
 MESH_PATHS = ("mesh_fwd", "mesh_socks", "mesh_http")
+# Paths of the relay part: their own section, not the tables above.
+RELAY_PATHS = ("loopback", "mesh_relay", "mesh_direct", "relay_load")
 
 # metric -> (title, unit, higher is better)
 METRICS = {
@@ -51,6 +57,12 @@ METRICS = {
     "crypto_gbps": ("ChaCha20-Poly1305 (libsodium)", "Gbit/s", True),
     "crypto_wg_seal": ("wg seal", "Gbit/s", True),
     "crypto_wg_open": ("wg open", "Gbit/s", True),
+    "tput_256m": ("256 MiB, 1 stream", "Mbit/s", True),
+    "relay_cpu_per_gb": ("the relay's CPU per GB", "s/GB", False),
+    "load_pps": ("packets/s relayed", "packets/s", True),
+    "load_cpu": ("relay CPU", "% of a core", False),
+    "load_rss": ("relay RSS", "KiB", False),
+    "load_clients": ("clients", "", True),
 }
 TABLES = [
     ("Throughput", ["tput1_up", "tput1_down", "tput4_up", "tput4_down", "cpu_per_gb"]),
@@ -198,7 +210,41 @@ def targets(recs):
                     grown <= 1024))
     else:
         out.append(("RSS returns near idle after the sessions close", "-", None))
+    m, raw = med(recs, "mesh_relay", "tput_256m"), med(recs, "loopback", "tput_256m")
+    r = ratio(m, raw)
+    out.append(("one pair through the relay ≥ 0.5× raw loopback TCP",
+                f"{fmt(m)} Mbit/s = {fmt_ratio(r)} loopback ({fmt(raw)} Mbit/s)",
+                None if r is None else r >= 0.5))
     return out
+
+
+def relay_section(recs):
+    """The relay part: the pair through the relay next to loopback and
+    direct, and the load on one relay."""
+    lines = []
+    rows = [p for p in ("loopback", "mesh_relay", "mesh_direct")
+            if any((p, m) in recs for m in ("tput_256m", "cpu_per_gb"))]
+    if rows:
+        lines += ["| path | 256 MiB, 1 stream (Mbit/s) | CPU per GB (s/GB) | "
+                  "of which the relay (s/GB) |",
+                  "| --- | ---: | ---: | ---: |"]
+        for p in rows:
+            lines.append(f"| {LABEL[p]} | {cell(recs, p, 'tput_256m')} | "
+                         f"{cell(recs, p, 'cpu_per_gb')} | {cell(recs, p, 'relay_cpu_per_gb')} |")
+        m = med(recs, "mesh_relay", "tput_256m")
+        lines += ["", "Ratios: relay ÷ raw loopback "
+                  f"{fmt_ratio(ratio(m, med(recs, 'loopback', 'tput_256m')))}, relay ÷ direct "
+                  f"{fmt_ratio(ratio(m, med(recs, 'mesh_direct', 'tput_256m')))}. "
+                  "The relay's CPU per GB counts both nodes and the relay; the direct "
+                  "path's, both nodes.", ""]
+    load = [m for m in ("load_clients", "load_pps", "load_cpu", "load_rss")
+            if ("relay_load", m) in recs]
+    if load:
+        lines += ["| " + " | ".join(f"{METRICS[m][0]} ({METRICS[m][1]})" if METRICS[m][1]
+                                    else METRICS[m][0] for m in load) + " |",
+                  "|" + " ---: |" * len(load),
+                  "| " + " | ".join(cell(recs, "relay_load", m) for m in load) + " |", ""]
+    return lines
 
 
 def keep_of(recs, path):
@@ -212,7 +258,7 @@ def keep_of(recs, path):
 
 def table(recs, metrics):
     paths = [p for p, _ in PATH_LABELS
-             if any((p, m) in recs for m in metrics)]
+             if p not in RELAY_PATHS and any((p, m) in recs for m in metrics)]
     if not paths:
         return []
     lines = ["| path | " + " | ".join(
@@ -349,6 +395,9 @@ def main():
                       f"{crypto * 1000:,.0f} Mbit/s on one core "
                       f"(core/wg seal {fmt(med(recs, 'crypto', 'crypto_wg_seal'))} Gbit/s, "
                       f"open {fmt(med(recs, 'crypto', 'crypto_wg_open'))} Gbit/s).{frac}", ""]
+    relay = relay_section(recs)
+    if relay:
+        lines += ["## Relay", ""] + relay
     fails = [(k, r) for k, r in sorted(recs.items()) if r["fail"]]
     if fails:
         lines += ["## Not measured", ""]

@@ -10,10 +10,12 @@
 #
 # Parts: crypto (the crypto ceiling), throughput (iperf3/tcpbench, 1 and 4
 # streams, CPU per GB, TCP RR), latency (ping, HTTP requests, start to
-# first byte), memory (RSS idle, with 1,000 peers, with 1,000 connections).
+# first byte), memory (RSS idle, with 1,000 peers, with 1,000 connections),
+# relay (a pair through mesh-relay next to loopback and direct; 1,000
+# clients on one relay).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PARTS="crypto throughput latency memory"
+PARTS="crypto throughput latency memory relay"
 ONLY=""
 ARGS=()
 BUILD=""
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
         [ $# -ge 2 ] || { echo "$0: --only needs a list of parts ($PARTS)" >&2; exit 2; }
         ONLY=${2//,/ }; shift ;;
     -h | --help)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
         exit 0 ;;
     -*) echo "$0: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) BUILD=$1 ;;
@@ -48,7 +50,7 @@ done
 need=()
 for c in iperf3:iperf3 wireguard-go:wireguard-go wg:wireguard-tools nebula:nebula \
     microsocks:microsocks gnuplot:gnuplot-nox python3:python3 ping:iputils-ping \
-    setpriv:util-linux ss:iproute2 nsenter:util-linux; do
+    setpriv:util-linux ss:iproute2 nsenter:util-linux nft:nftables; do
     command -v "${c%%:*}" >/dev/null 2>&1 || need+=("${c#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

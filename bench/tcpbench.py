@@ -19,6 +19,9 @@ Options (anywhere after the command):
                           thread; the figure is the sum
   --bytes                 up/down: also print the bytes that arrived (up:
                           counted by the server; down: by the client)
+  --total BYTES           up: send exactly BYTES per stream (SECONDS is then
+                          only a limit); fails unless the server counted
+                          them all. The time runs to the server's count.
 
 Protocol: the client's first byte picks the mode: 'U' the server reads
 until EOF and answers the byte count (8 bytes, big-endian); 'D' the server
@@ -141,15 +144,27 @@ def connect(host, port, opts):
     return s
 
 
-def run_up(s, secs):
-    """-> (bytes the server counted, seconds)"""
+def run_up(s, secs, total=0):
+    """-> (bytes the server counted, seconds). total > 0: send exactly
+    that many bytes (secs is then a limit)."""
     data = b"\x5a" * CHUNK
+    view = memoryview(data)
     s.sendall(b"U")
     t0 = time.monotonic()
+    sent = 0
     while time.monotonic() - t0 < secs:
-        s.sendall(data)
+        if total:
+            if sent >= total:
+                break
+            k = min(CHUNK, total - sent)
+            s.sendall(view[:k])
+            sent += k
+        else:
+            s.sendall(data)
     s.shutdown(socket.SHUT_WR)
     n = struct.unpack(">Q", recv_exact(s, 8))[0]
+    if total and n != total:
+        raise OSError("the server counted %d bytes of %d" % (n, total))
     return n, time.monotonic() - t0
 
 
@@ -193,7 +208,11 @@ def bulk(cmd, host, port, secs, opts):
     the sum of the bytes over the time from the common start to the last
     stream's end. -> (Mbit/s, bytes)"""
     n = opts["streams"]
-    fn = run_up if cmd == "up" else run_down
+    if cmd == "up":
+        def fn(s, secs):
+            return run_up(s, secs, opts["total"])
+    else:
+        fn = run_down
     socks = [connect(host, port, opts) for _ in range(n)]
     start = threading.Barrier(n + 1)
     results = [None] * n
@@ -233,7 +252,7 @@ def main(argv):
         srv = Server((argv[2], int(argv[3])), Handler)
         srv.serve_forever()
         return 0
-    opts = {"socks": None, "http": None, "streams": 1, "bytes": False}
+    opts = {"socks": None, "http": None, "streams": 1, "bytes": False, "total": 0}
     pos = []
     args = argv[2:]
     i = 0
@@ -250,6 +269,9 @@ def main(argv):
             i += 1
         elif a == "--bytes":
             opts["bytes"] = True
+        elif a == "--total":
+            opts["total"] = int(args[i + 1])
+            i += 1
         else:
             pos.append(a)
         i += 1

@@ -8,6 +8,7 @@
 
 #include "cli/api_client.h"
 #include "cli/nc_client.h"
+#include "cli/netcheck.h"
 #include "cli/paths.h"
 #include "config/config.h"
 #include "core/control/token.h"
@@ -31,6 +32,7 @@ static const char usage[] =
     "       mesh-proxy ping [--state DIR | --api PATH] [-c COUNT] [-i SECONDS]\n"
     "                       [-W SECONDS] ADDRESS|NAME\n"
     "       mesh-proxy nc [--state DIR | --api PATH] HOST PORT\n"
+    "       mesh-proxy netcheck [--state DIR] [--json] [--timeout MS]\n"
     "       mesh-proxy genkey | pubkey | genpsk\n"
     "       mesh-proxy --help | --version\n"
     "\n"
@@ -86,6 +88,12 @@ static const char usage[] =
     "  nc HOST PORT          connect stdin/stdout to HOST:PORT through the node\n"
     "                        (a peer's name, an address, or a DNS name; e.g.\n"
     "                        ssh -o ProxyCommand='mesh-proxy nc %h %p' user@web)\n"
+    "  netcheck              UDP or not, the public address each relay's STUN\n"
+    "                        server sees, whether it varies by destination (a\n"
+    "                        hard NAT), latency to each relay region (STUN and\n"
+    "                        TCP) and the home relay; runs here, from the relay\n"
+    "                        map in the state directory (no running node needed;\n"
+    "                        --timeout MS, default 3000; --json for scripts)\n"
     "  genkey                print a new private key (base64, as `wg genkey`)\n"
     "  pubkey                read a private key on stdin, print its public key\n"
     "  genpsk                print a new preshared key\n"
@@ -98,6 +106,7 @@ static const char usage[] =
     "  mesh-proxy status\n"
     "  mesh-proxy ip -4\n"
     "  mesh-proxy ping web\n"
+    "  mesh-proxy netcheck\n"
     "  mesh-proxy up --join \"$T\" --state ~/mesh2 --hostname lab   (a second node)\n"
     "  mesh-proxy status --state ~/mesh2\n"
     "  curl --socks5-hostname 127.0.0.1:1080 http://web:8080/\n"
@@ -425,6 +434,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "nc"))
 		return cmd_nc(argc, argv);
+	if (!strcmp(cmd, "netcheck"))
+		return cli_netcheck(argc, argv);
 	int first = 1;
 	if (!strcmp(cmd, "run") || !strcmp(cmd, "up"))
 		first = 2;

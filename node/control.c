@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "core/control/client.h"
+#include "core/magicsock/magicsock.h"
 #include "core/util/hostname.h"
 #include "core/util/log.h"
 #include "core/wg/device.h"
@@ -205,12 +206,14 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 		snprintf(p->hostname, sizeof(p->hostname), "%s", p->self.name);
 	else if (!a->hostname)
 		nctl_default_hostname(p->hostname, sizeof(p->hostname));
-	if (p->have_self && p->auth_key[0]) {
-		log_info("%s is already joined as %s; resuming (the token's auth key is "
-		         "not needed)",
+	/* Joined before: the token's auth key is still sent (the client wipes
+	 * it after the first "ok"). The server ignores it for a node in good
+	 * standing and uses it to re-authorise an expired one in place, with
+	 * its name and addresses. */
+	if (p->have_self && p->auth_key[0])
+		log_info("%s is already joined as %s; resuming (the token's auth key "
+		         "re-authorises it if it expired)",
 		         dir, p->self.name);
-		sodium_memzero(p->auth_key, sizeof(p->auth_key));
-	}
 	return p;
 fail:
 	node_ctl_prep_free(p);
@@ -369,9 +372,22 @@ static void nctl_log_refused(struct node_ctl *m, const char *detail,
 		what = "get a new token (mesh-control --data DIR token) and run "
 		       "`mesh-proxy up --join TOKEN --state DIR` again";
 		break;
-	case CTL_REASON_NODE_REMOVED:
 	case CTL_REASON_NODE_EXPIRED:
-		what = "join again with a new token and a new --state directory";
+		what = "get a new token (mesh-control --data DIR token) and run "
+		       "`mesh-proxy up --join TOKEN --state DIR` with this same state "
+		       "directory: the node keeps its name and addresses";
+		break;
+	case CTL_REASON_NODE_REMOVED:
+		what = "to join again, get a new token (mesh-control --data DIR token) "
+		       "and run `mesh-proxy up --join TOKEN --state DIR`";
+		break;
+	case CTL_REASON_KEY_CONFLICT:
+		what = "another node uses this node's keys (was the state directory "
+		       "copied?); join with a new --state directory";
+		break;
+	case CTL_REASON_UPGRADE_REQUIRED:
+		what = "install a newer meshproxy on this node and start it again "
+		       "with the same --state directory";
 		break;
 	default:
 		what = "see mesh-control's log";
@@ -380,6 +396,21 @@ static void nctl_log_refused(struct node_ctl *m, const char *detail,
 	bool both = why != detail && detail && detail[0] && strcmp(why, detail) != 0;
 	log_error("mesh-control refused this node: %s%s%s; %s", why, both ? " / " : "",
 	          both ? detail : "", what);
+}
+
+/* The admin approves the name the server gave (an older server gives none:
+ * then the requested one) checked against this machine's key, so the
+ * approval cannot land on another device's registration. */
+static void nctl_log_pending(struct node_ctl *m, const struct ctl_register_resp *resp)
+{
+	uint8_t mk[CTL_KEY_LEN];
+	char fpr[CTL_KEY_FPR_LEN + 1];
+	crypto_scalarmult_base(mk, m->p->keys.machine);
+	ctl_key_fpr(mk, fpr);
+	const char *name = resp && resp->name[0] ? resp->name : m->p->hostname;
+	log_info("waiting for approval as %s (key %s): on the mesh-control host run "
+	         "`mesh-control --data DIR nodes approve %s --key %s`",
+	         name, fpr, name, fpr);
 }
 
 static void nctl_registered(struct node_ctl *m, const struct ctl_register_resp *resp)
@@ -436,9 +467,7 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 		break;
 	case CTL_CLIENT_PENDING:
 		if (m->logged != st)
-			log_info("waiting for approval: on the mesh-control host run "
-			         "`mesh-control --data DIR nodes approve %s`",
-			         resp && resp->name[0] ? resp->name : m->p->hostname);
+			nctl_log_pending(m, resp);
 		break;
 	case CTL_CLIENT_REFUSED:
 		nctl_log_refused(m, d, resp);
@@ -475,6 +504,9 @@ static void nctl_on_map(void *ctx, const struct ctl_map_full *map,
 	}
 	if (domain_changed && m->magicdns)
 		magicdns_set_domain(m->magicdns, map->dns_domain);
+	if (m->ms && magicsock_set_map(m->ms, map) != 0)
+		log_warn("map v%llu: out of memory for the paths; keeping the previous ones",
+		         (unsigned long long)map->version);
 	if (chg->full || r.added || r.removed)
 		log_info("map v%llu: %zu peer(s)%s (+%zu ~%zu -%zu)",
 		         (unsigned long long)map->version, map->n_peers,
@@ -526,7 +558,7 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 		log_info("last map (v%llu, %zu peers) loaded from %s/netmap.json",
 		         (unsigned long long)p->map.u.map.version, p->map.u.map.n_peers,
 		         p->a.state_dir);
-		ctl_msg_free(&p->map);
+		/* kept until the data plane starts: its relays seed the paths */
 	}
 	struct ctl_client_config cc = {
 	    .base = base,
@@ -615,10 +647,50 @@ void nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps)
 	lo->addr[3] = 1;
 }
 
+/* The public addresses STUN saw (the WireGuard port's mapping on the NAT)
+ * join the local ones, first: they are what a peer elsewhere reaches. */
+static void nctl_add_public(struct node_ctl *m, struct ctl_endpoints *eps)
+{
+	struct sockaddr_storage g[2];
+	magicsock_public_addrs(m->ms, &g[0], &g[1]);
+	for (int i = 1; i >= 0; i--) {
+		struct ctl_endpoint e;
+		memset(&e, 0, sizeof(e));
+		if (g[i].ss_family == AF_INET) {
+			const struct sockaddr_in *s = (const void *)&g[i];
+			e.family = 4;
+			e.port = ntohs(s->sin_port);
+			memcpy(e.addr, &s->sin_addr, 4);
+		} else if (g[i].ss_family == AF_INET6) {
+			const struct sockaddr_in6 *s = (const void *)&g[i];
+			e.family = 6;
+			e.port = ntohs(s->sin6_port);
+			memcpy(e.addr, &s->sin6_addr, 16);
+		} else {
+			continue;
+		}
+		bool dup = false;
+		for (size_t k = 0; k < eps->n; k++)
+			dup |= memcmp(&eps->ep[k], &e, sizeof(e)) == 0;
+		if (dup || !e.port)
+			continue;
+		if (eps->n == CTL_ENDPOINTS_MAX)
+			eps->n--; /* the last local one gives way */
+		memmove(&eps->ep[1], &eps->ep[0], eps->n * sizeof(eps->ep[0]));
+		eps->ep[0] = e;
+		eps->n++;
+	}
+}
+
 static void nctl_endpoints(struct node_ctl *m, bool force)
 {
 	struct ctl_endpoints eps;
 	nctl_gather_endpoints(wg_device_port(m->wg), &eps);
+	if (m->ms) {
+		magicsock_set_local_endpoints(m->ms, &eps);
+		nctl_add_public(m, &eps);
+		eps.home_relay = magicsock_home(m->ms);
+	}
 	if (!force && memcmp(&eps, &m->eps, sizeof(eps)) == 0)
 		return;
 	m->eps = eps;
@@ -630,7 +702,7 @@ static void nctl_endpoints(struct node_ctl *m, bool force)
 		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? " " : "",
 		                      one);
 	}
-	log_info("our endpoints: %s", list);
+	log_info("our endpoints: %s%s", list, eps.home_relay ? "" : " (no home relay)");
 	if (m->client)
 		ctl_client_set_endpoints(m->client, &eps);
 }
@@ -673,6 +745,49 @@ enum cfg_direct node_ctl_direct(const struct node_ctl *m)
 	if (m->p->a.direct && !cfg_direct_parse(m->p->a.direct, &d))
 		d = CFG_DIRECT_NO; /* cannot happen: the command line was checked */
 	return d;
+}
+
+/* The home relay or the public addresses changed: tell mesh-control. */
+static void nctl_paths_changed(void *ctx)
+{
+	struct node_ctl *m = ctx;
+	nctl_endpoints(m, false);
+}
+
+/* Paths (relays, home relay, disco) for the map's peers. Without it the
+ * node still works as plain WireGuard to the map's endpoints. */
+static void nctl_start_paths(struct node_ctl *m)
+{
+	struct magicsock_config mc = {
+	    .base = m->base,
+	    .dns = m->dns,
+	    .wg = m->wg,
+	    .on_change = nctl_paths_changed,
+	    .ctx = m,
+	    .skip_keys = (const uint8_t(*)[32])m->np.static_keys,
+	    .n_skip_keys = m->np.n_static,
+	};
+	memcpy(mc.node_priv, m->p->keys.node, 32);
+	crypto_scalarmult_base(mc.node_pub, m->p->keys.node);
+	memcpy(mc.disco_priv, m->p->keys.disco, 32);
+	crypto_scalarmult_base(mc.disco_pub, m->p->keys.disco);
+	char err[160];
+	m->ms = magicsock_new(&mc, err, sizeof(err));
+	sodium_memzero(mc.node_priv, sizeof(mc.node_priv));
+	sodium_memzero(mc.disco_priv, sizeof(mc.disco_priv));
+	if (!m->ms) {
+		log_warn("relays and path discovery off: %s", err);
+		return;
+	}
+	const struct ctl_map_full *map = m->client ? ctl_client_map(m->client) : NULL;
+	if (!map && m->p->have_map)
+		map = &m->p->map.u.map;
+	if (map && magicsock_set_map(m->ms, map) != 0)
+		log_warn("paths: out of memory");
+	if (m->p->have_map) {
+		ctl_msg_free(&m->p->map);
+		m->p->have_map = false;
+	}
 }
 
 int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_env *env,
@@ -730,6 +845,7 @@ int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_en
 	else
 		log_info("expose: none (mesh peers reach no local service; --expose "
 		         "22,8080 to offer some)");
+	nctl_start_paths(m);
 	nctl_endpoints(m, true);
 	m->last_ep_check_ms = nctl_now_ms();
 	wg_device_handshake_all(wg);
@@ -780,6 +896,7 @@ void node_ctl_free(struct node_ctl *m)
 		nctl_save_map(m);
 	px_expose_free(m->expose);
 	magicdns_free(m->magicdns);
+	magicsock_free(m->ms);
 	ctl_client_free(m->client);
 	node_peers_free(&m->np);
 	node_ctl_prep_free(m->p);

@@ -8,6 +8,7 @@
 #include "node/peers.h"
 
 struct magicdns;
+struct magicsock;
 struct px_expose;
 
 struct node_ctl_prep {
@@ -34,6 +35,7 @@ struct node_ctl {
 	struct node_peers np;
 	struct wg_device *wg;
 	struct magicdns *magicdns;
+	struct magicsock *ms; /* paths: relays, home relay, disco (after attach) */
 	struct px_expose *expose;
 	bool dataplane; /* node_ctl_attach ran */
 	bool have_self;

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/magicsock/magicsock.h"
+#include "core/relay/client.h"
 #include "core/wg/device.h"
 #include "node/api_server.h"
 #include "node/control_int.h"
@@ -36,6 +38,51 @@ static void nctl_self_addrs(const struct node_ctl *m, char *out, size_t cap)
 	inet_ntop(AF_INET, m->self.ipv4, v4, sizeof(v4));
 	inet_ntop(AF_INET6, m->self.ipv6, v6, sizeof(v6));
 	snprintf(out, cap, "%s %s", v4, v6);
+}
+
+/* "direct", "relay region-a", "-". */
+static void nctl_path_text(const struct node_ctl *m, const uint8_t *key, char *out,
+                           size_t cap)
+{
+	struct magicsock_peer_path pp;
+	snprintf(out, cap, "-");
+	if (!m->ms || magicsock_peer_path(m->ms, key, &pp) != 0 || !pp.path)
+		return;
+	if (pp.path == MS_PATH_RELAY)
+		snprintf(out, cap, "relay %s", pp.relay_region[0] ? pp.relay_region : "?");
+	else if (pp.latency_us)
+		snprintf(out, cap, "direct %.1fms", pp.latency_us / 1000.0);
+	else
+		snprintf(out, cap, "direct");
+}
+
+/* "relay  home region-a (relay-1 198.18.0.1:443) connected, rtt 0.4 ms" */
+static void nctl_relays_text(const struct node_ctl *m, struct api_conn *c)
+{
+	struct magicsock_conn_status cs[MS_CONNS_MAX];
+	struct relay_client_status rs[MS_CONNS_MAX];
+	if (!m->ms)
+		return;
+	size_t n = magicsock_conns(m->ms, cs, rs, MS_CONNS_MAX);
+	if (!n) {
+		api_conn_printf(c, "       relay  %s\n",
+		                magicsock_relay_count(m->ms)
+		                    ? "none connected yet"
+		                    : "none (the map lists no relay: peers need a direct path)");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char detail[sizeof(rs[i].detail)];
+		fmt_text_safe(rs[i].detail, detail, sizeof(detail));
+		api_conn_printf(c, "       relay  %s%s (%s %s:%u) %s", cs[i].home ? "home " : "",
+		                cs[i].region, cs[i].name[0] ? cs[i].name : "?", cs[i].host,
+		                cs[i].port, relay_client_state_name(rs[i].state));
+		if (rs[i].rtt_us)
+			api_conn_printf(c, ", rtt %.1f ms", rs[i].rtt_us / 1000.0);
+		if (rs[i].state != RELAY_CLIENT_CONNECTED && detail[0])
+			api_conn_printf(c, " (%s)", detail);
+		api_conn_printf(c, "\n");
+	}
 }
 
 void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
@@ -77,27 +124,31 @@ void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
 		    m->expose ? desc : "none", ps.accepted, ps.active, ps.err_refused, up,
 		    down, ms.queries, ms.answered, ms.nxdomain, ms.forwarded);
 	}
+	nctl_relays_text(m, c);
 	if (!m->np.n)
 		return;
-	api_conn_printf(c, "       %-16s %-36s %-7s %-24s %-10s %-10s %s\n", "NAME",
-	                "ADDRESSES", "ONLINE", "ENDPOINT", "HANDSHAKE", "RX", "TX");
+	api_conn_printf(c, "       %-16s %-36s %-7s %-24s %-10s %-10s %-10s %s\n", "NAME",
+	                "ADDRESSES", "ONLINE", "PATH", "ENDPOINT", "HANDSHAKE", "RX", "TX");
 	for (size_t i = 0; i < m->np.n; i++) {
 		const struct np_entry *e = &m->np.e[i];
 		struct wg_peer_info pi = {0};
-		char ep[80] = "-", hs[32] = "-", rx[32] = "-", tx[32] = "-";
+		char ep[80] = "-", hs[32] = "-", rx[32] = "-", tx[32] = "-", path[80] = "-";
 		nctl_addrs(e->p.addrs, e->p.n_addrs, addrs, sizeof(addrs));
+		nctl_path_text(m, e->p.node_key, path, sizeof(path));
+		bool relayed = strncmp(path, "relay", 5) == 0;
 		if (wg && e->in_wg &&
 		    wg_device_peer_info_by_key(wg, e->p.node_key, &pi) == 0) {
-			fmt_sockaddr(&pi.endpoint, ep, sizeof(ep));
+			if (!relayed)
+				fmt_sockaddr(&pi.endpoint, ep, sizeof(ep));
 			fmt_ago(pi.last_handshake_unix, hs, sizeof(hs));
 			fmt_bytes(pi.rx_bytes, rx, sizeof(rx));
 			fmt_bytes(pi.tx_bytes, tx, sizeof(tx));
 		} else if (!e->in_wg && m->dataplane) {
 			snprintf(ep, sizeof(ep), "(static peer)");
 		}
-		api_conn_printf(c, "       %-16s %-36s %-7s %-24s %-10s %-10s %s\n",
-		                e->p.name, addrs, e->p.online ? "yes" : "no", ep, hs, rx,
-		                tx);
+		api_conn_printf(c, "       %-16s %-36s %-7s %-24s %-24s %-10s %-10s %s\n",
+		                e->p.name, addrs, e->p.online ? "yes" : "no", path, ep, hs,
+		                rx, tx);
 	}
 }
 
@@ -205,12 +256,106 @@ static json_t *nctl_json_peer(const struct node_ctl *m, const struct np_entry *e
 	}
 	fmt_json_set(o, "endpoints", eps);
 	fmt_json_set(o, "configured", json_boolean(e->in_wg));
-	fmt_json_set(o, "endpoint",
-	             have && pi.endpoint.ss_family ? json_string(ep) : json_null());
+	struct magicsock_peer_path pp = {0};
+	bool ms_ok = have && m->ms && magicsock_peer_path(m->ms, e->p.node_key, &pp) == 0;
+	if (!ms_ok && have && pi.endpoint.ss_family && pi.last_direct_rx_ms >= 0)
+		pp.path = MS_PATH_DIRECT; /* no path layer: plain WireGuard */
+	/* The UDP address packets go to; none while they go through a relay
+	 * (the endpoint WireGuard keeps then is only a candidate). */
+	fmt_json_set(o, "endpoint", have && pi.endpoint.ss_family && pp.path != MS_PATH_RELAY
+	                                ? json_string(ep)
+	                                : json_null());
+	const char *pn = ms_path_name(pp.path);
+	fmt_json_set(o, "path", pn ? json_string(pn) : json_null());
+	fmt_json_set(o, "relay_region", pp.path == MS_PATH_RELAY && pp.relay_region[0]
+	                                    ? fmt_json_str(pp.relay_region)
+	                                    : json_null());
+	fmt_json_set(o, "home_relay", fmt_json_u64(e->p.home_relay));
+	fmt_json_set(o, "direct_latency_ms",
+	             pp.latency_us ? json_real(pp.latency_us / 1000.0) : json_null());
+	fmt_json_set(o, "relay_tx_bytes", fmt_json_u64(pi.relay_tx_bytes));
+	fmt_json_set(o, "relay_rx_bytes", fmt_json_u64(pi.relay_rx_bytes));
 	fmt_json_set(o, "last_handshake_unix", json_integer(pi.last_handshake_unix));
 	fmt_json_set(o, "rx_bytes", fmt_json_u64(pi.rx_bytes));
 	fmt_json_set(o, "tx_bytes", fmt_json_u64(pi.tx_bytes));
 	fmt_json_set(o, "exposed_conns", fmt_json_u64(e->exposed));
+	return o;
+}
+
+/* "paths": the home relay, the relay connections, the public addresses
+ * and the path layer's counters. */
+static json_t *nctl_json_paths(const struct node_ctl *m)
+{
+	json_t *o = json_object(), *conns = json_array();
+	if (!o || !conns || !m->ms) {
+		json_decref(o);
+		json_decref(conns);
+		return json_null();
+	}
+	uint32_t home = magicsock_home(m->ms);
+	const struct ctl_relay *hr = magicsock_relay(m->ms, home);
+	fmt_json_set(o, "home_relay", home ? fmt_json_u64(home) : json_null());
+	fmt_json_set(o, "home_region", hr ? fmt_json_str(hr->region) : json_null());
+	struct sockaddr_storage g4, g6;
+	char a[80];
+	magicsock_public_addrs(m->ms, &g4, &g6);
+	fmt_sockaddr(&g4, a, sizeof(a));
+	fmt_json_set(o, "public_v4", g4.ss_family ? json_string(a) : json_null());
+	fmt_sockaddr(&g6, a, sizeof(a));
+	fmt_json_set(o, "public_v6", g6.ss_family ? json_string(a) : json_null());
+	struct magicsock_conn_status cs[MS_CONNS_MAX];
+	struct relay_client_status rs[MS_CONNS_MAX];
+	size_t n = magicsock_conns(m->ms, cs, rs, MS_CONNS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		json_t *r = json_object();
+		if (!r)
+			break;
+		fmt_json_set(r, "id", fmt_json_u64(cs[i].relay_id));
+		fmt_json_set(r, "name", fmt_json_str(cs[i].name));
+		fmt_json_set(r, "region", fmt_json_str(cs[i].region));
+		fmt_json_set(r, "host", fmt_json_str(cs[i].host));
+		fmt_json_set(r, "port", json_integer(cs[i].port));
+		fmt_json_set(r, "home", json_boolean(cs[i].home));
+		fmt_json_set(r, "state", json_string(relay_client_state_name(rs[i].state)));
+		fmt_json_set(r, "detail", fmt_json_str(rs[i].detail));
+		fmt_json_set(r, "rtt_ms", rs[i].rtt_us ? json_real(rs[i].rtt_us / 1000.0)
+		                                       : json_null());
+		fmt_json_set(r, "connected_since", json_integer(rs[i].connected_since));
+		fmt_json_set(r, "reconnects", fmt_json_u64(rs[i].reconnects));
+		fmt_json_set(r, "tx_packets", fmt_json_u64(rs[i].tx_packets));
+		fmt_json_set(r, "rx_packets", fmt_json_u64(rs[i].rx_packets));
+		fmt_json_set(r, "tx_bytes", fmt_json_u64(rs[i].tx_bytes));
+		fmt_json_set(r, "rx_bytes", fmt_json_u64(rs[i].rx_bytes));
+		fmt_json_set(r, "tx_drop_notconn", fmt_json_u64(rs[i].tx_drop_notconn));
+		fmt_json_set(r, "tx_drop_queue", fmt_json_u64(rs[i].tx_drop_queue));
+		fmt_json_set(r, "rx_drop_bad", fmt_json_u64(rs[i].rx_drop_bad));
+		fmt_json_set(r, "tx_drop_ctl", fmt_json_u64(rs[i].tx_drop_ctl));
+		fmt_json_set(r, "keepalive_ms", json_integer(rs[i].keepalive_ms));
+		conns = fmt_json_append(conns, r);
+	}
+	fmt_json_set(o, "relays", conns);
+	struct magicsock_stats st;
+	magicsock_get_stats(m->ms, &st);
+	json_t *d = json_object();
+	if (d) {
+		fmt_json_set(d, "disco_rx", fmt_json_u64(st.disco_rx));
+		fmt_json_set(d, "disco_tx", fmt_json_u64(st.disco_tx));
+		fmt_json_set(d, "disco_drop_unknown", fmt_json_u64(st.disco_drop_unknown));
+		fmt_json_set(d, "disco_drop_bad", fmt_json_u64(st.disco_drop_bad));
+		fmt_json_set(d, "disco_drop_rate", fmt_json_u64(st.disco_drop_rate));
+		fmt_json_set(d, "pings_rx", fmt_json_u64(st.pings_rx));
+		fmt_json_set(d, "pongs_rx", fmt_json_u64(st.pongs_rx));
+		fmt_json_set(d, "pongs_unmatched", fmt_json_u64(st.pongs_unmatched));
+		fmt_json_set(d, "call_me_maybe_rx", fmt_json_u64(st.call_me_maybe_rx));
+		fmt_json_set(d, "call_me_maybe_tx", fmt_json_u64(st.call_me_maybe_tx));
+		fmt_json_set(d, "stun_rx", fmt_json_u64(st.stun_rx));
+		fmt_json_set(d, "stun_drop", fmt_json_u64(st.stun_drop));
+		fmt_json_set(d, "other_drop", fmt_json_u64(st.other_drop));
+		fmt_json_set(d, "relay_rx_unknown", fmt_json_u64(st.relay_rx_unknown));
+		fmt_json_set(d, "netchecks", fmt_json_u64(st.netchecks));
+		fmt_json_set(d, "home_changes", fmt_json_u64(st.home_changes));
+	}
+	fmt_json_set(o, "counters", d);
 	return o;
 }
 
@@ -237,6 +382,7 @@ void node_ctl_status_json_write(const struct node_ctl *m, const struct wg_device
 		fmt_json_set(o, "control", nctl_json_control(m));
 		nctl_json_services(m, o);
 		fmt_json_set(o, "endpoint_rotations", fmt_json_u64(m->np.rotations));
+		fmt_json_set(o, "paths", nctl_json_paths(m));
 	}
 	json_decref(addrs);
 	/* The map's peers follow one at a time: a map of thousands needs one

@@ -499,7 +499,7 @@ static void node_log_summary(struct node *n)
 	log_info(
 	    "wireguard: rx %llu tx %llu packets; drops: short %llu type %llu mac %llu "
 	    "decrypt %llu replay %llu allowedips %llu nokey %llu ratelimit %llu "
-	    "noroute %llu queue %llu sock %llu",
+	    "noroute %llu queue %llu sock %llu relay %llu relay-key %llu; relayed in %llu",
 	    (unsigned long long)st.rx_packets, (unsigned long long)st.tx_packets,
 	    (unsigned long long)st.rx_drop_short, (unsigned long long)st.rx_drop_type,
 	    (unsigned long long)st.rx_drop_mac, (unsigned long long)st.rx_drop_decrypt,
@@ -508,7 +508,8 @@ static void node_log_summary(struct node *n)
 	    (unsigned long long)st.rx_drop_nokey,
 	    (unsigned long long)st.rx_drop_ratelimit,
 	    (unsigned long long)st.tx_drop_noroute, (unsigned long long)st.tx_drop_queue,
-	    (unsigned long long)st.tx_drop_sock);
+	    (unsigned long long)st.tx_drop_sock, (unsigned long long)st.tx_drop_relay,
+	    (unsigned long long)st.rx_drop_relay_key, (unsigned long long)st.rx_relayed);
 	struct ns_stats ns;
 	ns_get_stats(&ns);
 	log_info("netstack: tcp %llu total, %llu refused, %llu reset; spliced %llu bytes "

@@ -184,12 +184,18 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 	wg_device_stats(v->wg, &st);
 	uint64_t drops = st.rx_drop_short + st.rx_drop_type + st.rx_drop_mac +
 	                 st.rx_drop_decrypt + st.rx_drop_replay + st.rx_drop_allowedips +
-	                 st.rx_drop_nokey + st.rx_drop_ratelimit;
+	                 st.rx_drop_nokey + st.rx_drop_ratelimit + st.rx_drop_relay_key;
 	api_conn_printf(c,
 	                "wg     rx %" PRIu64 " tx %" PRIu64 " packets, %" PRIu64
 	                " rx dropped, %" PRIu64 " tx dropped\n",
 	                st.rx_packets, st.tx_packets, drops,
-	                st.tx_drop_noroute + st.tx_drop_queue + st.tx_drop_sock);
+	                st.tx_drop_noroute + st.tx_drop_queue + st.tx_drop_sock +
+	                    st.tx_drop_relay);
+	if (st.rx_relayed || st.tx_drop_relay)
+		api_conn_printf(c,
+		                "wg     %" PRIu64 " datagrams came through a relay, %" PRIu64
+		                " sends the relay refused\n",
+		                st.rx_relayed, st.tx_drop_relay);
 	if (st.tx_gso_refused)
 		api_conn_printf(c,
 		                "wg     UDP GSO refused %" PRIu64
@@ -319,6 +325,10 @@ static json_t *json_wireguard(const struct wg_device *wg)
 	fmt_json_set(o, "rx_gro_buffers", fmt_json_u64(st.rx_gro_buffers));
 	fmt_json_set(o, "tx_gso_refused", fmt_json_u64(st.tx_gso_refused));
 	fmt_json_set(o, "tx_src_refused", fmt_json_u64(st.tx_src_refused));
+	fmt_json_set(o, "rx_relayed", fmt_json_u64(st.rx_relayed));
+	fmt_json_set(o, "rx_drop_relay_key", fmt_json_u64(st.rx_drop_relay_key));
+	fmt_json_set(o, "tx_drop_relay", fmt_json_u64(st.tx_drop_relay));
+	fmt_json_set(o, "rx_other", fmt_json_u64(st.rx_other));
 	return o;
 }
 

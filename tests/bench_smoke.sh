@@ -29,6 +29,10 @@ printf '%s\n' \
     $'mesh_fwd\ttput4_up\tMbit/s\tfail: iperf3 timed out' \
     $'wggo\trss_idle_1\tKiB\t4900' \
     $'mesh_fwd\trss_idle_1\tKiB\t3000 3100 3200' \
+    $'loopback\ttput_256m\tMbit/s\t8000 10000 12000' \
+    $'mesh_relay\ttput_256m\tMbit/s\t400 500 600' \
+    $'mesh_direct\ttput_256m\tMbit/s\t2000 2000 2000' \
+    $'relay_load\tload_pps\tpackets/s\t50000' \
     >"$TMP/fix/x.tsv"
 if python3 "$ROOT/bench/report.py" "$TMP/fix" "$TMP/fix/out.md"; then
     ok "report.py writes a report from fixed records"
@@ -41,6 +45,10 @@ if python3 "$ROOT/bench/report.py" "$TMP/fix" "$TMP/fix/out.md"; then
         "a target without figures says 'not measured'"
     has "$TMP/fix/out.md" "4 streams up: iperf3 timed out" "a failed figure is listed with its reason"
     has "$TMP/fix/out.md" "mesh_fwd          tput1_up          Mbit/s  1,000 1,200 1,100" "every run is kept"
+    has "$TMP/fix/out.md" "| one pair through the relay ≥ 0.5× raw loopback TCP | 500 Mbit/s = 0.05× loopback (10,000 Mbit/s) | no |" \
+        "relay target: the median through the relay against loopback's"
+    has "$TMP/fix/out.md" "Ratios: relay ÷ raw loopback 0.05×, relay ÷ direct 0.25×." "relay section: ratios to loopback and direct"
+    has "$TMP/fix/out.md" "| 50,000 |" "relay section: the load's packets/s"
 else
     bad "report.py failed on fixed records"
 fi
@@ -62,7 +70,7 @@ else
         tail -n 80 "$TMP/run.log"
     fi
     d="$BENCH_RESULTS/data"
-    for part in crypto throughput latency memory; do
+    for part in crypto throughput latency memory relay; do
         [ -s "$d/$part.tsv" ] && ok "part $part wrote records" || bad "part $part wrote no records"
     done
     if grep -h $'\tfail:' "$d"/*.tsv 2>/dev/null; then
@@ -83,7 +91,9 @@ else
         wggo:ttfb nebula:ttfb mesh_socks:ttfb
         wggo:rss_idle_1 wggo:rss_idle_1000 nebula:rss_idle_1 mesh_fwd:rss_idle_1 mesh_fwd:rss_idle_1000
         microsocks:kib_per_conn mesh_socks_local:kib_per_conn mesh_socks_local:rss_conns_closed
-        crypto:crypto_gbps"
+        crypto:crypto_gbps
+        loopback:tput_256m mesh_relay:tput_256m mesh_direct:tput_256m mesh_relay:cpu_per_gb
+        relay_load:load_pps relay_load:load_cpu relay_load:load_rss"
     missing=""
     for w in $want; do
         awk -F'\t' -v p="${w%%:*}" -v m="${w#*:}" \

@@ -28,6 +28,10 @@ PACKAGES=(
 	# tests: a real STUN client for mesh-relay's STUN server, and sqlite3 to
 	# set a node's expiry in the control store (tests/e2e/relay.sh)
 	stun-client sqlite3
+	# tests: the NAT lab's port-mapping router (tests/e2e/natlab.sh runs
+	# miniupnpd inside a router namespace only; the package's own service
+	# is not configured and does not start)
+	miniupnpd-nftables
 	# tests: clients of the proxy front-ends (tests/e2e/clients.sh, udp.sh)
 	proxychains4 openssh-client openssh-server chromium fonts-dejavu-core dnsutils
 	# tests: Python requests through the HTTP proxy (clients.sh)

@@ -22,9 +22,10 @@
  * scaled by a random factor in [0.5, 1.0] (jitter, so a restarted server is
  * not hit by every node at once); a session that stayed up for 60 s resets
  * the backoff. A REGISTER_RESP "refused" stops the client (no retries): the
- * owner decides (a node exits with the reason). "pending" keeps the
- * connection open; the server sends REGISTER_RESP ok (then the map) once an
- * admin approves.
+ * owner decides (a node exits with the reason); except code INTERNAL (a
+ * transient server error, not an answer), which retries like a failure.
+ * "pending" keeps the connection open; the server sends REGISTER_RESP ok
+ * (then the map) once an admin approves.
  *
  * The auth key is sent in every REGISTER_REQ until one is answered "ok";
  * then it is wiped (a known machine key resumes without it).

@@ -153,7 +153,9 @@ static const char *reason_text(uint32_t code)
 	case CTL_REASON_AUTH_REQUIRED:
 		return "an auth key is required";
 	case CTL_REASON_INTERNAL:
-		return "server internal error";
+		return "temporary server error";
+	case CTL_REASON_KEY_CONFLICT:
+		return "node or disco key belongs to another node";
 	case CTL_REASON_UPGRADE_REQUIRED:
 		return "the mesh's map is too big for this version; upgrade meshproxy";
 	}
@@ -175,6 +177,11 @@ static void on_register_resp(struct ctl_client *c, const struct ctl_register_res
 		snprintf(detail, sizeof(detail), "%s",
 		         r->reason[0] ? r->reason : "waiting for an admin to approve");
 		ctl_client_set_state(c, CTL_CLIENT_PENDING, detail, r);
+	} else if (r->code == CTL_REASON_INTERNAL || r->code == CTL_REASON_NONE) {
+		/* Not an answer (older servers sent their busy database or
+		 * full disk this way): retry with backoff. */
+		ctl_client_fail(c, "server error: %s",
+		                r->reason[0] ? r->reason : reason_text(r->code));
 	} else {
 		snprintf(detail, sizeof(detail), "%s",
 		         r->reason[0] ? r->reason : reason_text(r->code));

@@ -147,6 +147,11 @@ bool ctl_text_valid(const char *s, size_t n)
 	return true;
 }
 
+void ctl_key_fpr(const uint8_t key[CTL_KEY_LEN], char out[CTL_KEY_FPR_LEN + 1])
+{
+	sodium_bin2hex(out, CTL_KEY_FPR_LEN + 1, key, CTL_KEY_FPR_LEN / 2);
+}
+
 void ctl_ip_format(const struct ctl_ip *ip, char out[CTL_ADDRSTR_MAX])
 {
 	if (!inet_ntop(ip->family == 4 ? AF_INET : AF_INET6, ip->addr, out,

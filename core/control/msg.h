@@ -18,7 +18,9 @@
  *                  peer entries in deltas)
  *   REGISTER_RESP {status: "ok"|"pending"|"refused", code?: int, reason?: str,
  *                  and when ok: node_id: int, name: label, fqdn: name,
- *                  ipv4: str, ipv6: str, domain: name}
+ *                  ipv4: str, ipv6: str, domain: name;
+ *                  when pending (optional): node_id, name (the name the
+ *                  server gave, which an admin approves)}
  *   ENDPOINTS     {endpoints: ["ip:port" | "[ip6]:port"], home_relay?: int}
  *   MAP_FULL      {version: int, self: {id, name, addresses},
  *                  dns: {domain: name, magic_dns: ipv4},
@@ -141,11 +143,13 @@ enum ctl_reason {
 	CTL_REASON_AUTH_KEY_USED = 4, /* single-use key already used */
 	CTL_REASON_NODE_REMOVED = 5,
 	CTL_REASON_NODE_EXPIRED = 6,
-	CTL_REASON_AUTH_REQUIRED = 7, /* no key and approval is off */
-	CTL_REASON_INTERNAL = 8,
+	CTL_REASON_AUTH_REQUIRED = 7, /* no key, and the server holds none
+	                               * for approval (serve --no-pending) */
+	CTL_REASON_INTERNAL = 8,      /* transient: the node retries */
+	CTL_REASON_KEY_CONFLICT = 9,  /* node or disco key is another node's */
 	/* the map is too big for one message: the node must be upgraded to
 	 * a version that takes it in chunks (CTL_CAP_MAP_CHUNKS) */
-	CTL_REASON_UPGRADE_REQUIRED = 9,
+	CTL_REASON_UPGRADE_REQUIRED = 10,
 };
 
 struct ctl_ip {
@@ -352,6 +356,12 @@ void ctl_msg_free(struct ctl_msg *m);
 /* Text forms used on the wire: "100.64.0.1", "fd00::/48", "[fd00::1]:41641". */
 #define CTL_ADDRSTR_MAX 56
 void ctl_ip_format(const struct ctl_ip *ip, char out[CTL_ADDRSTR_MAX]);
+/* A key's fingerprint for people: its first 8 bytes in hex. A pending node
+ * prints its machine key's, `mesh-control nodes list --pending` shows it and
+ * `nodes approve NAME --key FPR` checks it, so an approval lands on the
+ * device the admin means. */
+#define CTL_KEY_FPR_LEN 16
+void ctl_key_fpr(const uint8_t key[CTL_KEY_LEN], char out[CTL_KEY_FPR_LEN + 1]);
 void ctl_prefix_format(const struct ctl_prefix *pf, char out[CTL_ADDRSTR_MAX]);
 void ctl_endpoint_format(const struct ctl_endpoint *ep, char out[CTL_ADDRSTR_MAX]);
 /* Parse a NUL-terminated string; true on success. */

@@ -62,6 +62,12 @@ static int dec_register_resp(struct ctl_mf_ctx *c, json_t *o, struct ctl_registe
 	CTL_MF_TRY(ctl_mf_u32(c, o, "", "code", false, &m->code));
 	CTL_MF_TRY(ctl_mf_str(c, o, "", "reason", false, CTL_MF_TEXT, m->reason,
 	                      sizeof(m->reason)));
+	if (m->status == CTL_REG_PENDING) { /* older servers send neither */
+		CTL_MF_TRY(
+		    ctl_mf_int(c, o, "", "node_id", false, INT64_MAX, &m->node_id));
+		return ctl_mf_str(c, o, "", "name", false, CTL_MF_LABEL, m->name,
+		                  sizeof(m->name));
+	}
 	if (m->status != CTL_REG_OK)
 		return 0;
 	CTL_MF_TRY(ctl_mf_int(c, o, "", "node_id", true, INT64_MAX, &m->node_id));

@@ -264,6 +264,12 @@ static json_t *enc_register_resp(struct ectx *c, const struct ctl_register_resp 
 
 	if ((unsigned)m->status > CTL_REG_REFUSED)
 		return refuse(c, "status: not ok, pending or refused");
+	if (m->status == CTL_REG_PENDING && m->name[0])
+		/* the name and id the server gave it, to be approved by */
+		return json_pack("{s:s, s:I, s:s, s:o, s:s}", "status", "pending", "code",
+		                 (json_int_t)m->code, "reason", m->reason, "node_id",
+		                 j_int(c, m->node_id, "node_id out of range"), "name",
+		                 m->name);
 	if (m->status != CTL_REG_OK)
 		return json_pack("{s:s, s:I, s:s}", "status", st[m->status], "code",
 		                 (json_int_t)m->code, "reason", m->reason);

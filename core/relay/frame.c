@@ -197,6 +197,22 @@ size_t relay_encode_server_key(uint8_t *out, size_t out_cap, const uint8_t *key,
 	return RELAY_HDR_LEN + RELAY_SERVER_KEY_LEN;
 }
 
+void relay_encode_settings(uint8_t *out, uint8_t version, uint8_t flags,
+                           uint16_t queue_packets, uint16_t keepalive_s)
+{
+	out[0] = version;
+	out[1] = flags;
+	be16_put(out + 2, queue_packets);
+	be16_put(out + 4, keepalive_s);
+}
+
+void relay_server_info_settings(const struct relay_frame *f, uint8_t *out)
+{
+	relay_encode_settings(out, f->u.server_info.version, f->u.server_info.flags,
+	                      f->u.server_info.queue_packets,
+	                      f->u.server_info.keepalive_s);
+}
+
 size_t relay_encode_server_info(uint8_t *out, size_t out_cap, uint8_t flags,
                                 uint16_t queue_packets, uint16_t keepalive_s,
                                 const uint8_t *server_priv, const uint8_t *client_pub,
@@ -206,11 +222,8 @@ size_t relay_encode_server_info(uint8_t *out, size_t out_cap, uint8_t flags,
 	uint8_t *b = start(out, out_cap, RELAY_FRAME_SERVER_INFO, RELAY_SERVER_INFO_LEN);
 	if (!b)
 		return 0;
-	b[0] = RELAY_PROTO_VERSION;
-	b[1] = flags;
-	be16_put(b + 2, queue_packets);
-	be16_put(b + 4, keepalive_s);
-	uint8_t *nonce = b + 6;
+	relay_encode_settings(b, RELAY_PROTO_VERSION, flags, queue_packets, keepalive_s);
+	uint8_t *nonce = b + RELAY_SETTINGS_LEN;
 	uint8_t plain[RELAY_CHALLENGE_LEN + RELAY_KEY_LEN];
 	memcpy(plain, client_challenge, RELAY_CHALLENGE_LEN);
 	memcpy(plain + RELAY_CHALLENGE_LEN, relay_eph_pub, RELAY_KEY_LEN);

@@ -90,9 +90,12 @@
 #define RELAY_CLIENT_INFO_LEN                                                            \
 	(RELAY_KEY_LEN + RELAY_NONCE_LEN + RELAY_BOX_MAC_LEN + RELAY_CLIENT_PLAIN_LEN)
 #define RELAY_SERVER_KEY_LEN (RELAY_MAGIC_LEN + RELAY_KEY_LEN + RELAY_CHALLENGE_LEN)
-/* SERVER_INFO: 6 bytes of fields, then the nonce and the sealed proof. */
+/* SERVER_INFO: 6 bytes of settings (bound into the session, session.h),
+ * then the nonce and the sealed proof. */
+#define RELAY_SETTINGS_LEN 6
 #define RELAY_SERVER_INFO_LEN                                                            \
-	(6 + RELAY_NONCE_LEN + RELAY_BOX_MAC_LEN + RELAY_CHALLENGE_LEN + RELAY_KEY_LEN)
+	(RELAY_SETTINGS_LEN + RELAY_NONCE_LEN + RELAY_BOX_MAC_LEN +                      \
+	 RELAY_CHALLENGE_LEN + RELAY_KEY_LEN)
 
 enum relay_frame_type {
 	RELAY_FRAME_SERVER_KEY = 0x01,
@@ -205,6 +208,12 @@ size_t relay_encode_server_info(uint8_t *out, size_t out_cap, uint8_t flags,
                                 const uint8_t *server_priv, const uint8_t *client_pub,
                                 const uint8_t *client_challenge,
                                 const uint8_t *relay_eph_pub);
+/* SERVER_INFO's settings as on the wire (version || flags ||
+ * queue_packets || keepalive_s), for relay_session_init. */
+void relay_encode_settings(uint8_t *out, uint8_t version, uint8_t flags,
+                           uint16_t queue_packets, uint16_t keepalive_s);
+/* The same, from a decoded SERVER_INFO: what a client binds. */
+void relay_server_info_settings(const struct relay_frame *f, uint8_t *out);
 /* SEND_PACKET (key = dst) or RECV_PACKET (key = src). */
 size_t relay_encode_packet(uint8_t *out, size_t out_cap, uint8_t type, const uint8_t *key,
                            const uint8_t *data, size_t data_len);

@@ -155,7 +155,9 @@ int relay_http_parse_response(const uint8_t *p, size_t len)
 	const char *line;
 	size_t n;
 	next_line(p, h, &pos, &line, &n);
-	if (n < 12 || memcmp(line, "HTTP/1.", 7) != 0 || line[8] != ' ')
+	/* A malformed status line is an error now, never "incomplete". */
+	if (n < 12 || memcmp(line, "HTTP/1.", 7) != 0 || line[8] != ' ' ||
+	    (n > 12 && line[12] != ' '))
 		return -1;
 	int status = 0;
 	for (int i = 9; i < 12; i++) {
@@ -163,6 +165,8 @@ int relay_http_parse_response(const uint8_t *p, size_t len)
 			return -1;
 		status = status * 10 + (line[i] - '0');
 	}
+	if (status < 100) /* -status would read as "incomplete" */
+		return -1;
 	if (status != 101)
 		return -status;
 	bool upgrade, conn;

@@ -33,7 +33,8 @@ int relay_http_parse_request(const uint8_t *p, size_t len);
 
 /* The client's side: 0 incomplete; > 0 the head's length when the answer is
  * 101 with Upgrade: meshrelay; < 0 the status code negated (-101 if the 101
- * names another protocol, -1 if it is not HTTP at all). */
+ * names another protocol, -1 if it is not HTTP at all or its status line is
+ * malformed, a status under 100 included). */
 int relay_http_parse_response(const uint8_t *p, size_t len);
 
 /* Writes the client's request for host (no CR/LF allowed); returns its

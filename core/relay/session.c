@@ -12,7 +12,7 @@
 int relay_session_init(struct relay_session *s, bool is_client, uint8_t *eph_priv,
                        const uint8_t *peer_eph_pub, const uint8_t *client_static,
                        const uint8_t *relay_static, const uint8_t *challenge,
-                       const uint8_t *client_challenge)
+                       const uint8_t *client_challenge, const uint8_t *settings)
 {
 	uint8_t own_pub[32], q[crypto_scalarmult_BYTES], h[64];
 	memset(s, 0, sizeof *s);
@@ -34,6 +34,7 @@ int relay_session_init(struct relay_session *s, bool is_client, uint8_t *eph_pri
 	crypto_generichash_update(&st, r_eph, 32);
 	crypto_generichash_update(&st, challenge, 32);
 	crypto_generichash_update(&st, client_challenge, 32);
+	crypto_generichash_update(&st, settings, RELAY_SETTINGS_LEN);
 	crypto_generichash_final(&st, h, sizeof h);
 	memcpy(is_client ? s->tx : s->rx, h, 32);
 	memcpy(is_client ? s->rx : s->tx, h + 32, 32);

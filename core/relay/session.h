@@ -16,12 +16,18 @@
  *   q     = X25519(own ephemeral private, peer's ephemeral public)
  *   h     = BLAKE2b-512(key = q, "meshrelay v1 session" || client static
  *           || relay static || client ephemeral || relay ephemeral ||
- *           challenge || client challenge)
+ *           challenge || client challenge || settings)
  *   c2s   = h[0..32), s2c = h[32..64)
  *
- * The session is bound to both static keys, both ephemeral keys and both
- * challenges; the ephemeral keys are wiped when the session is set up, so a
- * later theft of the relay key does not open recorded sessions.
+ * settings are SERVER_INFO's first 6 bytes as sent (version, flags,
+ * queue_packets, keepalive_s: RELAY_SETTINGS_LEN), which travel outside its
+ * box: a box on the path that changes them leaves the two sides with
+ * different keys, and the first sealed frame fails to open.
+ *
+ * The session is bound to both static keys, both ephemeral keys, both
+ * challenges and the relay's settings; the ephemeral keys are wiped when
+ * the session is set up, so a later theft of the relay key does not open
+ * recorded sessions.
  *
  * A sealed frame keeps the 5-byte header (type, then the body length, which
  * now counts the tag) in clear and seals the body:
@@ -51,14 +57,16 @@ struct relay_session {
 };
 
 /* Sets up s from this side's ephemeral private key and the peer's
- * ephemeral public key, and the handshake's static keys and challenges
- * (32 bytes each). is_client picks the direction (the client sends with
- * c2s). Wipes eph_priv. 0, or -EINVAL when the shared point is degenerate
- * (a low-order public key). */
+ * ephemeral public key, the handshake's static keys and challenges (32
+ * bytes each) and SERVER_INFO's settings (RELAY_SETTINGS_LEN bytes, from
+ * relay_encode_settings: the relay passes what it sends, a client what it
+ * received). is_client picks the direction (the client sends with c2s).
+ * Wipes eph_priv. 0, or -EINVAL when the shared point is degenerate (a
+ * low-order public key). */
 int relay_session_init(struct relay_session *s, bool is_client, uint8_t *eph_priv,
                        const uint8_t *peer_eph_pub, const uint8_t *client_static,
                        const uint8_t *relay_static, const uint8_t *challenge,
-                       const uint8_t *client_challenge);
+                       const uint8_t *client_challenge, const uint8_t *settings);
 
 /* Seals, in place, the whole plain frame (header and body) in frame[0..len):
  * the body is encrypted, the tag appended, the header's length grown by

@@ -219,7 +219,7 @@ bool wg_device_has_route(const struct wg_device *d, int family, const uint8_t *a
 void wg_device_handshake_all(struct wg_device *d)
 {
 	for (size_t i = 0; i < d->n_peers; i++)
-		if (d->peers[i]->endpoint.ss_family)
+		if (wg_peer_reachable(d->peers[i]))
 			wg_send_handshake_initiation(d->peers[i], false);
 }
 
@@ -240,6 +240,16 @@ static void fill_info(const struct wg_peer *p, struct wg_peer_info *info)
 	info->handshakes_completed = p->handshakes_completed;
 	info->persistent_keepalive = p->persistent_keepalive;
 	info->n_allowed_ips = p->n_allowed_ips;
+	uint64_t now = wg_now_ns();
+	info->relay_ok = p->relay_ok;
+	info->via_relay = wg_peer_via_relay(p, now);
+	info->direct_trusted = p->endpoint.ss_family && now < p->direct_trust_until_ns;
+	info->relay_tx_bytes = p->relay_tx_bytes;
+	info->relay_rx_bytes = p->relay_rx_bytes;
+	info->last_direct_rx_ms =
+	    p->last_direct_rx_ns ? (int64_t)((now - p->last_direct_rx_ns) / 1000000) : -1;
+	info->last_relay_rx_ms =
+	    p->last_relay_rx_ns ? (int64_t)((now - p->last_relay_rx_ns) / 1000000) : -1;
 }
 
 int wg_device_peer_info(const struct wg_device *d, size_t i, struct wg_peer_info *info)

@@ -80,6 +80,11 @@ struct wg_peer_info {
 	uint64_t handshakes_sent, handshakes_completed;
 	uint16_t persistent_keepalive;
 	size_t n_allowed_ips;
+	/* Paths (wg_device_set_peer_path). via_relay: the next datagram to
+	 * this peer goes through the relay (no trusted direct path). */
+	bool via_relay, relay_ok, direct_trusted;
+	uint64_t relay_tx_bytes, relay_rx_bytes;
+	int64_t last_direct_rx_ms, last_relay_rx_ms; /* ms ago, -1: never */
 };
 
 struct wg_device_stats {
@@ -95,6 +100,11 @@ struct wg_device_stats {
 	/* Sticky sources the kernel refused (the local address went away);
 	 * those datagrams left from the address the kernel chose. */
 	uint64_t tx_src_refused;
+	/* Paths: datagrams that came through the relay, relayed ones whose
+	 * sender's relay key was not the key of the peer they authenticated
+	 * as (dropped), sends the relay refused, and datagrams on the UDP
+	 * socket that are not WireGuard, handed to the owner (disco, STUN). */
+	uint64_t rx_relayed, rx_drop_relay_key, tx_drop_relay, rx_other;
 };
 
 /* Transmit batching: between hold and release (nestable), the datagrams the
@@ -139,5 +149,57 @@ int wg_device_update_peer(struct wg_device *d, const struct wg_peer_config *cfg,
 int wg_device_peer_info_by_key(const struct wg_device *d,
                                const uint8_t public_key[WG_KEY_LEN],
                                struct wg_peer_info *info);
+
+
+/* ---- Paths: direct UDP and the relay ----
+ * A map peer's datagrams go either straight to its UDP endpoint or through
+ * a relay (by its public key). The owner (the node's path layer) decides
+ * which, per peer, and keeps the device told:
+ *
+ *  - relay_ok: a relay reaches this peer now.
+ *  - direct_trust_ms: the endpoint was validated both ways (a disco pong
+ *    from it) and is trusted for this many ms from now (0: not trusted).
+ *
+ * Each datagram to the peer then goes:
+ *  - to the endpoint alone, while the endpoint is trusted, or when no relay
+ *    reaches the peer (the plain WireGuard behaviour: static peers never
+ *    see a difference; in a mesh without relays the owner's disco pings
+ *    may still move the endpoint to a validated address);
+ *  - else through the relay; handshake messages also go to the endpoint,
+ *    if there is one, so a working direct path is found at once.
+ * Sending with no trusted path calls the untrusted hook (at most once a
+ * second per peer) so the owner can start validating paths. */
+typedef int (*wg_relay_tx_fn)(void *ctx, const uint8_t peer_key[WG_KEY_LEN],
+                              const uint8_t *buf, size_t len);
+typedef void (*wg_untrusted_fn)(void *ctx, const uint8_t peer_key[WG_KEY_LEN]);
+/* Datagrams on the UDP socket that are not WireGuard messages. */
+typedef void (*wg_other_rx_fn)(void *ctx, const uint8_t *buf, size_t len,
+                               const struct sockaddr *src);
+
+struct wg_path_hooks {
+	wg_relay_tx_fn relay_tx;     /* 0 or -errno (counted in tx_drop_relay) */
+	wg_untrusted_fn untrusted;   /* may be NULL */
+	wg_other_rx_fn other_rx;     /* may be NULL: such datagrams are dropped */
+	void *ctx;
+};
+void wg_device_set_path_hooks(struct wg_device *d, const struct wg_path_hooks *h);
+
+/* Sets a peer's path state (see above). Returns 0 or -ENOENT. A peer that
+ * had packets waiting for somewhere to send them gets its handshake now. */
+int wg_device_set_peer_path(struct wg_device *d, const uint8_t key[WG_KEY_LEN],
+                            bool relay_ok, uint32_t direct_trust_ms);
+
+/* One datagram that came through the relay from the node with src_key:
+ * handled as one from the UDP socket, except that it never moves the
+ * peer's endpoint, and one that authenticates as a peer other than src_key
+ * is dropped (counted in rx_drop_relay_key). Not from inside the rx
+ * callback. */
+void wg_device_receive_relayed(struct wg_device *d, const uint8_t src_key[WG_KEY_LEN],
+                               const uint8_t *buf, size_t len);
+
+/* Sends a datagram that is not WireGuard (disco, STUN) from the UDP
+ * socket. 0 or -errno. */
+int wg_device_send_raw(struct wg_device *d, const struct sockaddr *to, const uint8_t *buf,
+                       size_t len);
 
 #endif

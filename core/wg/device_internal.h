@@ -107,6 +107,11 @@ struct wg_device {
 	struct wg_tx_queue *txq;
 	unsigned tx_hold;
 	bool tx_defer;             /* wg_device_set_tx_defer */
+
+	struct wg_path_hooks path; /* wg_device_set_path_hooks */
+	/* The datagram being received came through the relay from this key
+	 * (NULL: from the UDP socket). */
+	const uint8_t *rx_relay_key;
 	struct event *tx_flush_ev; /* flushes a deferred queue */
 };
 

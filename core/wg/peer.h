@@ -79,7 +79,23 @@ struct wg_peer {
 	uint64_t rx_bytes, tx_bytes;
 	uint64_t handshakes_sent, handshakes_completed;
 	size_t n_allowed_ips;
+
+	/* Paths (path.c): set by the owner through wg_device_set_peer_path. */
+	bool relay_ok;
+	uint64_t direct_trust_until_ns; /* the endpoint alone until then */
+	uint64_t untrusted_note_ns;     /* last untrusted hook call */
+	uint64_t last_direct_rx_ns, last_relay_rx_ns;
+	uint64_t relay_tx_bytes, relay_rx_bytes;
 };
+
+/* path.c: true when the peer's datagrams go through the relay now. */
+bool wg_peer_via_relay(const struct wg_peer *p, uint64_t now_ns);
+/* Somewhere to send to: an endpoint, or a relay. */
+bool wg_peer_reachable(const struct wg_peer *p);
+/* Sends one datagram to the peer by its path (send.c's only way out). */
+int wg_peer_transmit(struct wg_peer *p, const uint8_t *buf, size_t len);
+/* After an authenticated datagram: the path it came by (receive.c). */
+void wg_peer_note_rx(struct wg_peer *p, size_t len);
 
 /* Creates the peer (handshake, cookie maker, timers). Does not insert it in
  * any table. Returns NULL with *err set (-EINVAL, -ENOMEM). */

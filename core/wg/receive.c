@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <string.h>
 
 #define NS_PER_SEC 1000000000ULL
 
@@ -34,6 +35,26 @@ static bool under_load(struct wg_device *d, uint64_t now)
 		return true;
 	}
 	return d->last_under_load_ns && now - d->last_under_load_ns < NS_PER_SEC;
+}
+
+/* An authenticated datagram from p: the endpoint roams to where it came
+ * from (UDP only: a relayed one never moves it). False when a relayed
+ * datagram authenticated as a peer other than the key the relay said sent
+ * it (dropped). */
+static bool came_from(struct wg_device *d, struct wg_peer *p, const struct sockaddr *src,
+                      size_t len)
+{
+	if (d->rx_relay_key) {
+		if (memcmp(d->rx_relay_key, p->pubkey_entry.key, WG_KEY_LEN) != 0) {
+			d->stats.rx_drop_relay_key++;
+			return false;
+		}
+	} else {
+		wg_peer_set_endpoint(p, src);
+		p->src = d->rx_src;
+	}
+	wg_peer_note_rx(p, len);
+	return true;
 }
 
 static struct wg_handshake *lookup_handshake(void *ctx, const uint8_t key[WG_KEY_LEN])
@@ -85,9 +106,9 @@ static struct wg_peer *receive_initiation(struct wg_device *d, const uint8_t *bu
 		return NULL;
 	}
 	p = wg_peer_from_handshake(hs);
-	log_debug("wg: received handshake initiation");
-	wg_peer_set_endpoint(p, src);
-	p->src = d->rx_src;
+	log_debug("wg: received handshake initiation%s", d->rx_relay_key ? " (relayed)" : "");
+	if (!came_from(d, p, src, WG_MSG_INITIATION_LEN))
+		return NULL;
 	wg_send_handshake_response(p);
 	return p;
 }
@@ -109,9 +130,9 @@ static struct wg_peer *receive_response(struct wg_device *d, const uint8_t *buf,
 		d->stats.rx_drop_decrypt++;
 		return NULL;
 	}
-	log_debug("wg: received handshake response");
-	wg_peer_set_endpoint(p, src);
-	p->src = d->rx_src;
+	log_debug("wg: received handshake response%s", d->rx_relay_key ? " (relayed)" : "");
+	if (!came_from(d, p, src, WG_MSG_RESPONSE_LEN))
+		return NULL;
 	if (wg_peer_begin_session(p, now)) {
 		wg_timers_session_derived(p);
 		wg_timers_handshake_complete(p);
@@ -259,8 +280,8 @@ static void receive_data(struct wg_device *d, const uint8_t *buf, size_t len,
 	/* Authentic and fresh. The endpoint moves first (as the kernel):
 	 * what this packet lets go (the staged packets, a rekey) goes where
 	 * it came from. */
-	wg_peer_set_endpoint(p, src);
-	p->src = d->rx_src;
+	if (!came_from(d, p, src, len))
+		return;
 	if (wg_peer_received_with_session(p, s)) {
 		wg_timers_handshake_complete(p);
 		wg_send_staged(p);
@@ -308,7 +329,12 @@ void wg_device_receive(struct wg_device *d, const uint8_t *buf, size_t len,
 		receive_data(d, buf, len, src);
 		break;
 	default:
-		if (len < sizeof(struct wg_msg_header))
+		/* Disco and STUN share the socket: the owner takes them (never
+		 * what came through the relay: that is handed over there). */
+		if (d->path.other_rx && !d->rx_relay_key && len > 0) {
+			d->stats.rx_other++;
+			d->path.other_rx(d->path.ctx, buf, len, src);
+		} else if (len < sizeof(struct wg_msg_header))
 			d->stats.rx_drop_short++;
 		else
 			d->stats.rx_drop_type++;

@@ -16,19 +16,7 @@
 
 static int send_to_peer(struct wg_peer *p, const void *buf, size_t len)
 {
-	int ret;
-
-	if (!p->endpoint.ss_family) {
-		p->dev->stats.tx_drop_sock++;
-		return -EDESTADDRREQ;
-	}
-	if (p->src.family && p->dev->n_src_gone && wg_socket_src_gone(p->dev, &p->src))
-		memset(&p->src, 0, sizeof(p->src)); /* that address went away */
-	ret = wg_socket_send(p->dev, (const struct sockaddr *)&p->endpoint, &p->src, buf,
-	                     len);
-	if (ret == 0)
-		p->tx_bytes += len;
-	return ret;
+	return wg_peer_transmit(p, buf, len);
 }
 
 void wg_send_handshake_initiation(struct wg_peer *p, bool is_retry)
@@ -46,7 +34,7 @@ void wg_send_handshake_initiation(struct wg_peer *p, bool is_retry)
 	if (p->last_sent_handshake_ns &&
 	    now + HANDSHAKE_RATE_SLACK_NS < p->last_sent_handshake_ns + gap * NS_PER_SEC)
 		return;
-	if (!p->endpoint.ss_family) {
+	if (!wg_peer_reachable(p)) {
 		/* Nowhere to send it. As in the kernel the retransmit timer
 		 * runs anyway: if the peer does not call within
 		 * REKEY_ATTEMPT_TIME, what waits for it is dropped. It does not
@@ -108,9 +96,18 @@ void wg_send_cookie_reply(struct wg_device *d, const uint8_t *msg, size_t len,
 
 	wg_cookie_reply_create(&d->cookie_checker, &reply, msg, len, sender_index, src,
 	                       wg_now_ns());
-	/* From the address the message arrived on, as every reply. */
-	if (wg_socket_send(d, src, &d->rx_src, (const uint8_t *)&reply, sizeof(reply)) ==
-	    0)
+	/* From the address the message arrived on, as every reply; through
+	 * the relay to a relayed sender. */
+	int ret;
+	if (d->rx_relay_key)
+		ret = d->path.relay_tx ? d->path.relay_tx(d->path.ctx, d->rx_relay_key,
+		                                          (const uint8_t *)&reply,
+		                                          sizeof(reply))
+		                       : -ENOTCONN;
+	else
+		ret = wg_socket_send(d, src, &d->rx_src, (const uint8_t *)&reply,
+		                     sizeof(reply));
+	if (ret == 0)
 		d->stats.cookies_sent++;
 }
 

@@ -194,7 +194,7 @@ unsigned wg_timers_retry_timeout(const struct wg_peer *p)
 {
 	/* With no endpoint nothing is sent: the full pace, so that what is
 	 * staged still waits REKEY_ATTEMPT_TIME for the peer. */
-	if (!p->endpoint.ss_family)
+	if (!wg_peer_reachable(p))
 		return WG_REKEY_TIMEOUT;
 	if (p->handshakes_completed == 0 && p->initiations <= WG_QUICK_RETRIES)
 		return WG_QUICK_RETRY_TIMEOUT;

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/control/msg.h"
 #include "core/control/token.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/json_util.h"
@@ -283,18 +284,52 @@ static bool adm_find_node(struct adm_req *r, struct ctl_node *nd)
 	return true;
 }
 
+/* As `nodes approve`: a pending node (by ID or name) only with the key
+ * fingerprint its device printed; false after replying 409. */
+static bool adm_approve_ok(struct adm_req *r, const struct ctl_node *nd, const char *fpr)
+{
+	char want[CTL_KEY_FPR_LEN + 1];
+	ctl_key_fpr(nd->machine_key, want);
+	if (fpr && strcasecmp(fpr, want) != 0) {
+		adm_error(r->req, 409,
+		          "node %lld (%s) has a different key than %s: not the device "
+		          "that printed it; nothing approved",
+		          (long long)nd->id, nd->name, fpr);
+		return false;
+	}
+	if (nd->approved || fpr)
+		return true;
+	adm_error(r->req, 409,
+	          "node %lld (%s) is waiting for approval: approve it with "
+	          "{\"key\": \"<the key its device printed>\"} (GET "
+	          "/api/v1/nodes/%lld shows it)",
+	          (long long)nd->id, nd->name, (long long)nd->id);
+	return false;
+}
+
 static void adm_node_action(struct adm_req *r, const char *act)
 {
 	struct ctl_store *st = r->a->cfg.store;
 	struct ctl_node *nd = malloc(sizeof *nd);
 	json_t *body = NULL;
-	const char *name = NULL;
+	const char *name = NULL, *fpr = NULL;
 	json_error_t e;
 	int rc;
 
 	if (!nd) {
 		adm_error(r->req, 500, "out of memory");
 		return;
+	}
+	if (!strcmp(act, "approve")) { /* optional {"key": "<fingerprint>"} */
+		if (!(body = adm_body(r, true)))
+			goto out;
+		if (json_unpack_ex(body, &e, JSON_STRICT, "{s?s}", "key", &fpr) < 0) {
+			adm_error(r->req, 400,
+			          "request body: %s (expected nothing, or {\"key\": "
+			          "\"<the key the node printed>\"})",
+			          e.text);
+			goto out;
+		}
 	}
 	if (!strcmp(act, "rename")) {
 		if (!(body = adm_body(r, false)))
@@ -307,6 +342,8 @@ static void adm_node_action(struct adm_req *r, const char *act)
 		}
 	}
 	if (!adm_find_node(r, nd))
+		goto out;
+	if (!strcmp(act, "approve") && !adm_approve_ok(r, nd, fpr))
 		goto out;
 	if (!strcmp(act, "approve"))
 		rc = ctl_store_node_approve(st, nd->id);
@@ -501,23 +538,25 @@ static json_t *adm_stats_json(const struct ctl_server_stats *s)
 {
 	return json_pack(
 	    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-	    "s:I,s:I,s:I,s:f,s:I,s:f}",
+	    "s:I,s:I,s:f,s:I,s:f,s:I,s:I}",
 	    "conns_active", (json_int_t)s->conns_active, "conns_total",
 	    (json_int_t)s->conns_total, "conns_refused_limit",
 	    (json_int_t)s->conns_refused_limit, "nodes_online",
 	    (json_int_t)s->nodes_online, "handshakes_ok", (json_int_t)s->handshakes_ok,
-	    "handshakes_failed", (json_int_t)s->handshakes_failed, "replays",
-	    (json_int_t)s->replays, "registrations_ok", (json_int_t)s->registrations_ok,
-	    "registrations_pending", (json_int_t)s->registrations_pending,
-	    "registrations_refused", (json_int_t)s->registrations_refused, "maps_full",
-	    (json_int_t)s->maps_full, "maps_delta", (json_int_t)s->maps_delta,
-	    "broadcasts", (json_int_t)s->broadcasts, "bad_frames",
-	    (json_int_t)s->bad_frames, "bad_messages", (json_int_t)s->bad_messages,
-	    "idle_closed", (json_int_t)s->idle_closed, "slow_closed",
-	    (json_int_t)s->slow_closed, "bytes_in", (json_int_t)s->bytes_in, "bytes_out",
-	    (json_int_t)s->bytes_out, "map_version", (json_int_t)s->map_version,
-	    "last_full_ms", s->last_full_ms, "last_full_bytes",
-	    (json_int_t)s->last_full_bytes, "last_broadcast_ms", s->last_broadcast_ms);
+	    "handshakes_failed", (json_int_t)s->handshakes_failed, "registrations_ok",
+	    (json_int_t)s->registrations_ok, "registrations_pending",
+	    (json_int_t)s->registrations_pending, "registrations_refused",
+	    (json_int_t)s->registrations_refused, "maps_full", (json_int_t)s->maps_full,
+	    "maps_delta", (json_int_t)s->maps_delta, "broadcasts",
+	    (json_int_t)s->broadcasts, "bad_frames", (json_int_t)s->bad_frames,
+	    "bad_messages", (json_int_t)s->bad_messages, "idle_closed",
+	    (json_int_t)s->idle_closed, "slow_closed", (json_int_t)s->slow_closed,
+	    "bytes_in", (json_int_t)s->bytes_in, "bytes_out", (json_int_t)s->bytes_out,
+	    "map_version", (json_int_t)s->map_version, "last_full_ms", s->last_full_ms,
+	    "last_full_bytes", (json_int_t)s->last_full_bytes, "last_broadcast_ms",
+	    s->last_broadcast_ms, "registrations_retry",
+	    (json_int_t)s->registrations_retry, "pending_ignored",
+	    (json_int_t)s->pending_ignored);
 }
 
 static void adm_status(struct adm_req *r)

@@ -10,7 +10,10 @@
  *
  *   GET    /api/v1/nodes                    list (same fields as nodes list --json)
  *   GET    /api/v1/nodes/ID
- *   POST   /api/v1/nodes/ID/approve
+ *   POST   /api/v1/nodes/ID/approve         a pending node (ID or NAME) only
+ *                                            with {"key": "<fingerprint>"},
+ *                                            its machine key's as the node
+ *                                            printed
  *   POST   /api/v1/nodes/ID/rename          {"name": "web"}
  *   POST   /api/v1/nodes/ID/expire
  *   DELETE /api/v1/nodes/ID

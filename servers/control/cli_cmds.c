@@ -14,10 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/control/msg.h"
 #include "core/control/noise_ik.h"
 #include "core/control/token.h"
 #include "servers/control/cli_int.h"
@@ -302,8 +304,10 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 	if (nokey) {
 		fprintf(stderr,
 		        "mesh-control: join token for %s without an auth key: its nodes "
-		        "wait until you run `mesh-control nodes approve NAME`; on the "
-		        "new node: mesh-proxy up --join TOKEN --state DIR\n",
+		        "wait until you run `mesh-control nodes approve NAME --key KEY` "
+		        "with the name and key each prints, if the server runs `serve "
+		        "--allow-pending` (else they are refused); on the new node: "
+		        "mesh-proxy up --join TOKEN --state DIR\n",
 		        cf.listen);
 		return 0;
 	}
@@ -410,6 +414,45 @@ static int find_node(struct ctl_store *st, const char *arg, struct ctl_node *nd)
 	return 0;
 }
 
+/* nodes list --pending: who waits, with the key fingerprint to compare
+ * with what the device printed. */
+static int nodes_list_pending(const struct cli *c, struct ctl_node *ns, size_t n,
+                              const struct ctl_meta *meta)
+{
+	int64_t now = (int64_t)time(NULL);
+	json_t *arr = (c->seen & O_JSON) ? json_array() : NULL;
+	size_t shown = 0;
+	char fpr[CTL_KEY_FPR_LEN + 1], cre[32];
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_node *nd = &ns[i];
+		if (nd->approved)
+			continue;
+		ctl_key_fpr(nd->machine_key, fpr);
+		ctl_cli_fmt_time(cre, sizeof cre, nd->created);
+		if (arr) {
+			json_array_append_new(arr, ctl_json_node(nd, meta->domain, now));
+		} else {
+			if (!shown)
+				printf("%-5s %-20s %-16s %-21s %s\n", "ID", "NAME", "KEY",
+				       "REGISTERED", "HOSTNAME");
+			printf("%-5lld %-20s %-16s %-21s %s\n", (long long)nd->id,
+			       nd->name, fpr, cre, nd->hostname);
+		}
+		shown++;
+	}
+	free(ns);
+	if (arr)
+		return print_json(arr);
+	if (!shown)
+		fprintf(stderr, "mesh-control: no node is waiting for approval\n");
+	else
+		fprintf(stderr,
+		        "mesh-control: approve one with `mesh-control nodes approve "
+		        "NAME --key KEY` once KEY matches what the device "
+		        "printed\n");
+	return 0;
+}
+
 int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
                            const struct ctl_meta *meta)
 {
@@ -419,6 +462,8 @@ int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
 		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
 		return 1;
 	}
+	if (c->seen & O_PENDING)
+		return nodes_list_pending(c, ns, n, meta);
 	int64_t now = (int64_t)time(NULL);
 	char v4[16], v6[48], seen[32], exp[32];
 	size_t pending = 0;
@@ -453,18 +498,48 @@ int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
 	if (pending)
 		fprintf(stderr,
 		        "mesh-control: %zu node%s pending approval; let %s in with "
-		        "`mesh-control nodes approve NAME`\n",
+		        "`mesh-control nodes approve NAME --key KEY` (keys: "
+		        "`mesh-control nodes list --pending`)\n",
 		        pending, pending == 1 ? "" : "s", pending == 1 ? "it" : "them");
 	return arr ? print_json(arr) : 0;
 }
 
+/* A pending node's approval names that very device: by ID or name, always
+ * with the key fingerprint the device printed. A bare name or ID could be
+ * another device's: anyone can queue a registration under a look-alike
+ * name, and the list shows names first. 0 when it may go ahead. */
+static int approve_check(const struct ctl_node *nd, const char *arg, const char *fpr)
+{
+	char want[CTL_KEY_FPR_LEN + 1];
+	ctl_key_fpr(nd->machine_key, want);
+	if (fpr && strcasecmp(fpr, want) != 0) {
+		fprintf(stderr,
+		        "mesh-control: node %lld (%s) has key %s, not %s: this is not "
+		        "the device that printed %s; nothing approved (see "
+		        "`mesh-control nodes list --pending`)\n",
+		        (long long)nd->id, nd->name, want, fpr, fpr);
+		return 1;
+	}
+	if (nd->approved || fpr)
+		return 0;
+	fprintf(stderr,
+	        "mesh-control: node %lld (%s) is waiting for approval; approve it by "
+	        "the key its device printed, to be sure it is that device: "
+	        "`mesh-control nodes approve %s --key KEY` (the keys: `mesh-control "
+	        "nodes list --pending`)\n",
+	        (long long)nd->id, nd->name, arg);
+	return 2;
+}
+
 int ctl_cli_cmd_nodes_act(struct ctl_store *st, const char *act, const char *arg,
-                          const char *newname)
+                          const char *newname, const char *keyfpr)
 {
 	struct ctl_node nd;
 	if (find_node(st, arg, &nd))
 		return 1;
 	int r;
+	if (!strcmp(act, "approve") && (r = approve_check(&nd, arg, keyfpr)) != 0)
+		return r;
 	if (!strcmp(act, "approve"))
 		r = ctl_store_node_approve(st, nd.id);
 	else if (!strcmp(act, "remove"))

@@ -21,6 +21,8 @@ enum {
 	I_NOKEY,
 	I_JSON,
 	I_RELAY,
+	I_KEYFPR,
+	I_PENDING,
 	O_NOPTS
 };
 enum {
@@ -32,7 +34,9 @@ enum {
 	O_TAGS = 1 << I_TAGS,
 	O_NOKEY = 1 << I_NOKEY, /* token --no-key */
 	O_JSON = 1 << I_JSON,
-	O_RELAY = 1 << I_RELAY, /* token --relay */
+	O_RELAY = 1 << I_RELAY,     /* token --relay */
+	O_KEYFPR = 1 << I_KEYFPR,   /* nodes approve --key FPR */
+	O_PENDING = 1 << I_PENDING, /* nodes list --pending */
 };
 /* The KEY OPTIONS of --help (auth key properties). */
 #define O_KEY (O_REUSABLE | O_EPHEMERAL | O_EXPIRY | O_TAGS)
@@ -66,9 +70,11 @@ int ctl_cli_cmd_keys_list(const struct cli *c, struct ctl_store *st);
 int ctl_cli_cmd_keys_revoke(struct ctl_store *st, const char *arg);
 int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
                            const struct ctl_meta *meta);
-/* act: "approve", "remove", "expire" or "rename" (with newname). */
+/* act: "approve", "remove", "expire" or "rename" (with newname). A pending
+ * node is approved by its ID, or by its name with keyfpr (its machine key's
+ * fingerprint, ctl_key_fpr), never by a bare name. */
 int ctl_cli_cmd_nodes_act(struct ctl_store *st, const char *act, const char *arg,
-                          const char *newname);
+                          const char *newname, const char *keyfpr);
 /* relays list [--json] / relays remove NAME (cli_relays.c). */
 int ctl_cli_cmd_relays_list(const struct cli *c, struct ctl_store *st);
 int ctl_cli_cmd_relays_remove(struct ctl_store *st, const char *name);

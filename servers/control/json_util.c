@@ -4,23 +4,26 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "core/control/msg.h"
 #include "servers/control/cli_util.h"
 
 json_t *ctl_json_node(const struct ctl_node *nd, const char *domain, int64_t now)
 {
 	char v4[16], v6[48], fqdn[CTL_NAME_MAX + CTL_DOMAIN_MAX + 2];
 	bool expired = nd->expiry && nd->expiry <= now;
+	char fpr[CTL_KEY_FPR_LEN + 1];
 
+	ctl_key_fpr(nd->machine_key, fpr);
 	ctl_cli_fmt_v4(v4, sizeof v4, nd->ipv4);
 	ctl_cli_fmt_v6(v6, sizeof v6, nd->ipv6);
 	snprintf(fqdn, sizeof fqdn, "%s.%s", nd->name, domain);
-	return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:b,s:b,s:I,s:b,s:s,s:I}",
+	return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:b,s:b,s:I,s:b,s:s,s:I,s:s}",
 	                 "id", (json_int_t)nd->id, "name", nd->name, "fqdn", fqdn,
 	                 "hostname", nd->hostname, "ipv4", v4, "ipv6", v6, "online",
 	                 nd->online, "last_seen", (json_int_t)nd->last_seen, "approved",
 	                 nd->approved, "ephemeral", nd->ephemeral, "expiry",
 	                 (json_int_t)nd->expiry, "expired", expired, "tags", nd->tags,
-	                 "created", (json_int_t)nd->created);
+	                 "created", (json_int_t)nd->created, "key", fpr);
 }
 
 const char *ctl_json_key_state(const struct ctl_authkey *k, int64_t now)

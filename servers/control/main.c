@@ -20,8 +20,9 @@ static const char usage[] =
     "       mesh-control [--data DIR] keys create [KEY OPTIONS]\n"
     "       mesh-control [--data DIR] keys list [--json]\n"
     "       mesh-control [--data DIR] keys revoke ID\n"
-    "       mesh-control [--data DIR] nodes list [--json]\n"
-    "       mesh-control [--data DIR] nodes approve|remove|expire ID|NAME\n"
+    "       mesh-control [--data DIR] nodes list [--pending] [--json]\n"
+    "       mesh-control [--data DIR] nodes approve ID | NAME --key KEY\n"
+    "       mesh-control [--data DIR] nodes remove|expire ID|NAME\n"
     "       mesh-control [--data DIR] nodes rename ID|NAME NEWNAME\n"
     "       mesh-control [--data DIR] relays list [--json] | remove NAME\n"
     "       mesh-control [--data DIR] apikeys create [DESCRIPTION] | list | revoke ID\n"
@@ -43,8 +44,9 @@ static const char usage[] =
     "                        join token (default " CTL_CLI_DEFAULT_LISTEN ")\n"
     "  --json                list commands: JSON for scripts\n"
     "  --no-key              token: no auth key in it; nodes that join with it\n"
-    "                        wait until `mesh-control nodes approve NAME` (not\n"
-    "                        with the KEY OPTIONS)\n"
+    "                        wait until `mesh-control nodes approve NAME --key\n"
+    "                        KEY` (needs `serve --allow-pending`; not with the\n"
+    "                        KEY OPTIONS)\n"
     "  --relay               token: a single-use join token for a relay server\n"
     "                        (mesh-relay up --join TOKEN), not for a node\n"
     "\n"
@@ -64,7 +66,10 @@ static const char usage[] =
     "  keys list|revoke      list auth keys / revoke one by ID\n"
     "  nodes list            id, name, addresses, online or last seen, approval,\n"
     "                        expiry\n"
-    "  nodes approve         let a node that joined without a key in\n"
+    "  nodes list --pending  the nodes waiting for approval, with the key each\n"
+    "                        printed (compare it with the device)\n"
+    "  nodes approve         let a node that joined without a key in: by its ID,\n"
+    "                        or by its name with --key KEY as the node printed\n"
     "  nodes rename|remove|expire\n"
     "                        rename, delete, or force re-authentication\n"
     "  relays list|remove    the relay servers (mesh-relay) every node's map lists;\n"
@@ -75,7 +80,7 @@ static const char usage[] =
     "  mesh-control --data /var/lib/mesh-control init --listen 198.18.0.1:7443\n"
     "  export MESH_CONTROL_DATA=/var/lib/mesh-control\n"
     "  mesh-control token --reusable --expiry 1h\n"
-    "  mesh-control token --no-key   # then: mesh-control nodes approve NAME\n"
+    "  mesh-control token --no-key   # then: mesh-control nodes approve NAME --key KEY\n"
     "  mesh-control serve &   # then: mesh-proxy up --join TOKEN --state DIR\n"
     "  mesh-control nodes list; mesh-control nodes rename 3 web\n";
 
@@ -85,7 +90,7 @@ static const struct {
 } opt_def[O_NOPTS] = {
     {"--domain", true}, {"--listen", true}, {"--reusable", false}, {"--ephemeral", false},
     {"--expiry", true}, {"--tags", true},   {"--no-key", false},   {"--json", false},
-    {"--relay", false},
+    {"--relay", false}, {"--key", true},    {"--pending", false},
 };
 
 static int parse_args(int argc, char **argv, struct cli *c)
@@ -210,6 +215,15 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 	} else if (!strcmp(cmd, "keys") && !strcmp(sub, "create")) {
 		if ((r = check_opts(c, O_KEY, name)) || (r = check_npos(c, 2, name, "")))
 			return r;
+	} else if (!strcmp(cmd, "nodes") && !strcmp(sub, "list")) {
+		if ((r = check_opts(c, O_JSON | O_PENDING, name)) ||
+		    (r = check_npos(c, 2, name, "")))
+			return r;
+	} else if (!strcmp(cmd, "nodes") && !strcmp(sub, "approve")) {
+		if ((r = check_opts(c, O_KEYFPR, name)) ||
+		    (r = check_npos(c, 3, name,
+		                    "a node ID or name (see `mesh-control nodes list`)")))
+			return r;
 	} else if (!strcmp(sub, "list")) {
 		if ((r = check_opts(c, O_JSON, name)) || (r = check_npos(c, 2, name, "")))
 			return r;
@@ -219,8 +233,7 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 		                    "a key ID (see `mesh-control keys list`)")))
 			return r;
 	} else if (!strcmp(cmd, "nodes") &&
-	           (!strcmp(sub, "approve") || !strcmp(sub, "remove") ||
-	            !strcmp(sub, "expire"))) {
+	           (!strcmp(sub, "remove") || !strcmp(sub, "expire"))) {
 		if ((r = check_opts(c, 0, name)) ||
 		    (r = check_npos(c, 3, name,
 		                    "a node ID or name (see `mesh-control nodes list`)")))
@@ -252,8 +265,8 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 	else if (!strcmp(sub, "list"))
 		r = ctl_cli_cmd_nodes_list(c, st, &meta);
 	else
-		r = ctl_cli_cmd_nodes_act(st, sub, c->pos[2],
-		                          c->npos > 3 ? c->pos[3] : NULL);
+		r = ctl_cli_cmd_nodes_act(
+		    st, sub, c->pos[2], c->npos > 3 ? c->pos[3] : NULL, c->val[I_KEYFPR]);
 	ctl_store_close(st);
 	return r;
 }

@@ -175,6 +175,42 @@ void srv_conn_free(struct srv_conn *c)
 	free(c);
 }
 
+void srv_source_of(const struct sockaddr *sa, char out[64])
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	char a[INET6_ADDRSTRLEN];
+	out[0] = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		if (inet_ntop(AF_INET, &in->sin_addr, a, sizeof a))
+			snprintf(out, 64, "%s", a);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		const uint8_t *b = in6->sin6_addr.s6_addr;
+		if (!memcmp(b, mapped, sizeof mapped)) {
+			if (inet_ntop(AF_INET, b + 12, a, sizeof a))
+				snprintf(out, 64, "%s", a);
+			return;
+		}
+		struct in6_addr p = in6->sin6_addr;
+		memset(p.s6_addr + 8, 0, 8);
+		if (inet_ntop(AF_INET6, &p, a, sizeof a))
+			snprintf(out, 64, "%s/64", a);
+	}
+}
+
+void srv_conn_drop(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	if (c->state == SRV_ONLINE) {
+		c->state = SRV_CLOSING;
+		s->st.nodes_online--;
+		if (!other_conn_of(s, c))
+			srv_set_offline(s, c->node_id);
+	}
+	srv_conn_kill(c);
+}
+
 void srv_conn_kill(struct srv_conn *c)
 {
 	if (c->dead)
@@ -224,8 +260,8 @@ void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text)
 	}
 	c->state = SRV_CLOSING;
 	c->node_id = 0;
-	if (r < 0) {
-		srv_conn_free(c);
+	if (r < 0) { /* freed by the reaper: the caller may be read_cb */
+		srv_conn_kill(c);
 		return;
 	}
 	bufferevent_disable(c->bev, EV_READ);
@@ -253,13 +289,11 @@ static int on_hs1(struct srv_conn *c, const struct ctl_frame *f)
 		          strerror(-r));
 		return r;
 	}
+	/* No replay table for message 1's timestamp: a replayed message 1
+	 * yields a session only the holder of the initiator's private keys can
+	 * use, and nothing changes before its first transport message. A
+	 * table only locked out nodes whose clock went backwards. */
 	memcpy(c->machine_key, ctl_noise_remote_static(&c->hs), CTL_KEY_LEN);
-	if (!srv_replay_check(s, c->machine_key, ctl_noise_timestamp(&c->hs))) {
-		s->st.replays++;
-		s->st.handshakes_failed++;
-		log_info("mesh-control: %s: replayed handshake refused", c->peer);
-		return -EBADMSG;
-	}
 	uint8_t m2[CTL_NOISE_MSG2_MIN], fr[CTL_NOISE_MSG2_MIN + 8];
 	size_t m2_len = 0, fr_len = 0;
 	r = ctl_noise_write_msg2(&c->hs, NULL, 0, m2, sizeof m2, &m2_len);
@@ -302,9 +336,14 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 		                             : -EPROTO;
 		break;
 	case CTL_MSG_ENDPOINTS:
-		r = (c->state == SRV_ONLINE || c->state == SRV_PENDING)
-		        ? srv_on_endpoints(c, &m.u.endpoints)
-		        : -EPROTO;
+		/* A pending node's are not stored: nothing it sends is
+		 * written before it is approved (its client sends them
+		 * again once online). */
+		if (c->state == SRV_PENDING)
+			s->st.pending_ignored++;
+		r = c->state == SRV_ONLINE    ? srv_on_endpoints(c, &m.u.endpoints)
+		    : c->state == SRV_PENDING ? 0
+		                              : -EPROTO;
 		break;
 	case CTL_MSG_KEEPALIVE:
 		r = 0;
@@ -415,6 +454,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->state = SRV_HANDSHAKE;
 	c->opened_ms = c->last_recv_ms = c->last_send_ms = srv_now_ms();
 	sockaddr_format((const struct sockaddr_storage *)sa, c->peer, sizeof c->peer);
+	srv_source_of(sa, c->source);
 	ctl_frame_decoder_init(&c->dec);
 	c->next = s->conns;
 	if (s->conns)
@@ -525,6 +565,8 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.coalesce_ms = dflt(cfg->coalesce_ms, 100);
 	s->cfg.ephemeral_timeout_s = dflt(cfg->ephemeral_timeout_s, 300);
 	s->cfg.behind_ms = dflt(cfg->behind_ms, 2 * s->cfg.keepalive_ms);
+	s->cfg.max_pending = dflt(cfg->max_pending, 100);
+	s->cfg.max_pending_per_source = dflt(cfg->max_pending_per_source, 8);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
 	char addr[80];
@@ -604,7 +646,6 @@ void ctl_server_free(struct ctl_server *s)
 		event_free(s->resume);
 	srv_snap_free(s);
 	srv_relays_free(s);
-	free(s->replay);
 	sodium_memzero(s->cfg.server_priv, sizeof s->cfg.server_priv);
 	free(s);
 }

@@ -2,8 +2,8 @@
  * for the message flow and docs/control-protocol.md).
  *
  * One libevent listener; per connection: Noise IK responder with the
- * server's static key (a replayed message 1, i.e. a TAI64N not newer than
- * the last one seen from that machine key in this process, is refused),
+ * server's static key (message 1's TAI64N is not checked: a replay yields
+ * no usable session, and a check locked out nodes whose clock went back),
  * then REGISTER_REQ -> ctl_store_node_register -> REGISTER_RESP, and from
  * then on the network map: MAP_FULL first, MAP_DELTA after each change.
  *
@@ -70,6 +70,14 @@ struct ctl_server_config {
 	 * drained for a 25th of it is closed. 0: 2 x keepalive_ms (50 s,
 	 * and 2 s of nothing drained). */
 	uint32_t behind_ms;
+	/* Registrations without an auth key: refused when no_pending; else
+	 * at most max_pending (0: 100) nodes wait for approval, at most
+	 * max_pending_per_source (0: 8) of them from one IPv4 address or IPv6
+	 * /64; a new one beyond either is told to retry later (nothing that
+	 * waits is dropped to make room). */
+	bool no_pending;
+	uint32_t max_pending;
+	uint32_t max_pending_per_source;
 };
 
 /* Binds and listens. NULL with err filled ("127.0.0.1:7443: address in use
@@ -91,8 +99,10 @@ void ctl_server_notify(struct ctl_server *s);
 struct ctl_server_stats {
 	uint64_t conns_active, conns_total, conns_refused_limit;
 	uint64_t nodes_online;
-	uint64_t handshakes_ok, handshakes_failed, replays;
+	uint64_t handshakes_ok, handshakes_failed;
 	uint64_t registrations_ok, registrations_pending, registrations_refused;
+	uint64_t registrations_retry; /* told to retry (busy store, queue full) */
+	uint64_t pending_ignored;     /* frames of pending nodes not acted on */
 	uint64_t maps_full, maps_delta, broadcasts;
 	uint64_t bad_frames, bad_messages, idle_closed, slow_closed;
 	uint64_t bytes_in, bytes_out;

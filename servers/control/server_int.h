@@ -13,6 +13,8 @@
 #include "servers/control/server.h"
 #include "servers/control/store.h"
 
+struct sockaddr;
+
 struct bufferevent;
 struct evbuffer_cb_entry;
 struct evconnlistener;
@@ -52,7 +54,8 @@ struct srv_conn {
 	int64_t relay_id;                 /* SRV_RELAY: its row in the store */
 	uint8_t relay_sent[32];           /* hash of the last RELAY_STATE sent */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;
-	char peer[64]; /* "ip:port" for logs */
+	char peer[64];   /* "ip:port" for logs */
+	char source[64]; /* IPv4 address or IPv6 /64: pending limit per source */
 };
 
 /* One node in the in-memory snapshot (sorted by id). */
@@ -100,12 +103,6 @@ struct srv_tomb {
 	int64_t id, version;
 };
 
-struct srv_replay {
-	uint8_t key[CTL_KEY_LEN];
-	uint8_t ts[CTL_NOISE_TIMESTAMP_LEN];
-	bool used;
-};
-
 struct ctl_server {
 	struct ctl_server_config cfg;
 	struct evconnlistener *lis;
@@ -130,9 +127,6 @@ struct ctl_server {
 	size_t n_relays;
 	uint8_t relays_hash[32];      /* of s->relays */
 	uint8_t nodes_relays_hash[32]; /* of the list the nodes' maps last carried */
-	/* replay table: open addressing */
-	struct srv_replay *replay;
-	size_t replay_cap, replay_used;
 };
 
 /* server.c */
@@ -143,6 +137,12 @@ void srv_conn_free(struct srv_conn *c);
 /* Closes c without marking its node offline and frees it from the loop:
  * safe while another connection's callback or a list walk is running. */
 void srv_conn_kill(struct srv_conn *c);
+/* srv_conn_kill, marking its node offline first if c was its online
+ * connection (srv_conn_free's bookkeeping, without the free). */
+void srv_conn_drop(struct srv_conn *c);
+/* The pending limit's source of a peer: its IPv4 address (also from a
+ * v4-mapped IPv6), else its IPv6 /64 ("2001:db8:1:2::/64"). */
+void srv_source_of(const struct sockaddr *sa, char out[64]);
 void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text);
 void srv_set_offline(struct ctl_server *s, int64_t node_id);
 
@@ -182,7 +182,6 @@ void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p);
 int srv_on_register(struct srv_conn *c, struct ctl_register_req *req);
 int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps);
 int srv_go_online(struct srv_conn *c, const struct srv_node *n);
-bool srv_replay_check(struct ctl_server *s, const uint8_t *key, const uint8_t *ts);
 
 /* server_relay.c */
 int srv_on_relay_register(struct srv_conn *c, struct ctl_relay_register *req);

@@ -163,10 +163,15 @@ static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
 	bool f;
 	size_t i = srv_snap_index(s, id, &f);
 	if (f) {
+		/* A node never approved was in nobody's map: no tombstone, so
+		 * dropped pending registrations reach no node. */
+		bool in_maps = s->nodes[i].approved;
 		free(s->nodes[i].pj);
 		memmove(&s->nodes[i], &s->nodes[i + 1],
 		        (s->n_nodes - i - 1) * sizeof *s->nodes);
 		s->n_nodes--;
+		if (!in_maps)
+			return 0;
 	}
 	if (s->n_tombs == s->cap_tombs) {
 		size_t nc = s->cap_tombs ? s->cap_tombs * 2 : 64;
@@ -178,6 +183,39 @@ static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
 	}
 	s->tombs[s->n_tombs++] = (struct srv_tomb){id, version};
 	return 0;
+}
+
+/* A pending node's removal leaves no tombstone (it was in no map): when
+ * the store holds fewer pending nodes than the snapshot, the snapshot's
+ * pending nodes that are gone are dropped. At most max_pending lookups,
+ * and only when one went. */
+static int snap_prune_pending(struct ctl_server *s, int64_t v)
+{
+	size_t have = 0;
+	for (size_t i = 0; i < s->n_nodes; i++)
+		have += !s->nodes[i].approved;
+	if (!have)
+		return 0;
+	int64_t n;
+	if (ctl_store_node_pending_count(s->cfg.store, &n) < 0)
+		return -EIO;
+	if (n >= (int64_t)have)
+		return 0;
+	struct ctl_node *nd = malloc(sizeof *nd);
+	if (!nd)
+		return -ENOMEM;
+	int r = 0;
+	for (size_t i = s->n_nodes; i-- > 0 && r == 0;) {
+		if (s->nodes[i].approved)
+			continue;
+		int g = ctl_store_node_by_id(s->cfg.store, s->nodes[i].id, nd);
+		if (g == CTL_STORE_ENOTFOUND)
+			r = snap_remove(s, s->nodes[i].id, v);
+		else if (g < 0)
+			r = -EIO;
+	}
+	free(nd);
+	return r;
 }
 
 /* Reads what changed in the store since the snapshot's version. The version
@@ -204,6 +242,8 @@ int srv_snap_refresh(struct ctl_server *s)
 		r = snap_upsert(s, &list[i]);
 	for (size_t i = 0; i < nr && r == 0; i++)
 		r = snap_remove(s, ids[i], v);
+	if (r == 0)
+		r = snap_prune_pending(s, v);
 	if (r == 0)
 		s->snap_version = v;
 	if (!s->nodes && r == 0) {
@@ -314,9 +354,10 @@ static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
 			d->map_bytes += n->pj_len + 1;
 		if (node_changed_at(n) <= base)
 			continue;
-		if (!srv_node_visible(n, now))
-			d->removed[d->n_removed++] = (uint64_t)n->id;
-		else if (!n->pj)
+		if (!srv_node_visible(n, now)) {
+			if (n->approved) /* pending: in nobody's map yet */
+				d->removed[d->n_removed++] = (uint64_t)n->id;
+		} else if (!n->pj)
 			continue;
 		else if (n->v_full > base)
 			d->whole[d->n_whole++] = n, d->est_bytes += n->pj_len + 1;
@@ -511,13 +552,22 @@ static bool conn_check_self(struct srv_conn *c, int64_t now)
 {
 	const struct srv_node *n = srv_snap_find(c->s, c->node_id);
 	if (c->state == SRV_PENDING) {
+		/* Its row is gone (the admin rejected it, or an authorised
+		 * node took its keys): not final, the node registers again
+		 * and is told where it stands then. */
 		if (!n) {
-			srv_conn_error_close(c, CTL_REASON_NODE_REMOVED, "node removed");
+			log_info("mesh-control: pending node %lld dropped; its node "
+			         "will retry",
+			         (long long)c->node_id);
+			srv_conn_error_close(c, CTL_REASON_INTERNAL,
+			                     "no longer waiting for approval (rejected "
+			                     "or replaced); retrying");
 			return false;
 		}
 		if (srv_node_visible(n, now)) {
+			/* Freed from the loop: the caller walks the list. */
 			if (srv_go_online(c, n) < 0) {
-				srv_conn_free(c);
+				srv_conn_drop(c);
 				return false;
 			}
 		}

@@ -1,5 +1,5 @@
-/* mesh-control's node protocol: registration, endpoints and the replay
- * table of handshake timestamps. */
+/* mesh-control's node protocol: registration (admission of nodes with an
+ * auth key, pending ones without) and endpoints. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -13,74 +13,6 @@
 #include "core/util/log.h"
 #include "servers/control/server_int.h"
 
-#define REPLAY_MIN 1024u
-#define REPLAY_MAX (1u << 18)
-
-/* --- replay table ------------------------------------------------------- */
-
-static uint8_t replay_hkey[crypto_shorthash_KEYBYTES];
-static bool replay_hkey_set;
-
-static size_t replay_slot(const struct srv_replay *t, size_t cap, const uint8_t *key)
-{
-	uint8_t h[crypto_shorthash_BYTES];
-	crypto_shorthash(h, key, CTL_KEY_LEN, replay_hkey);
-	uint64_t v;
-	memcpy(&v, h, sizeof v);
-	size_t i = (size_t)(v & (cap - 1));
-	while (t[i].used && memcmp(t[i].key, key, CTL_KEY_LEN))
-		i = (i + 1) & (cap - 1);
-	return i;
-}
-
-static int replay_grow(struct ctl_server *s)
-{
-	size_t ncap = s->replay_cap ? s->replay_cap * 2 : REPLAY_MIN;
-	if (ncap > REPLAY_MAX) {
-		/* Bounded: forget everything rather than grow without limit. A
-		 * replay then needs a capture newer than the node's last
-		 * handshake before this point anyway. */
-		log_warn("mesh-control: replay table full (%zu machine keys); reset",
-		         s->replay_used);
-		memset(s->replay, 0, s->replay_cap * sizeof *s->replay);
-		s->replay_used = 0;
-		return 0;
-	}
-	struct srv_replay *n = calloc(ncap, sizeof *n);
-	if (!n)
-		return -ENOMEM;
-	for (size_t i = 0; i < s->replay_cap; i++)
-		if (s->replay[i].used)
-			n[replay_slot(n, ncap, s->replay[i].key)] = s->replay[i];
-	free(s->replay);
-	s->replay = n;
-	s->replay_cap = ncap;
-	return 0;
-}
-
-/* True (and remembered) when ts is newer than the last one from key. */
-bool srv_replay_check(struct ctl_server *s, const uint8_t *key, const uint8_t *ts)
-{
-	if (!replay_hkey_set) {
-		randombytes_buf(replay_hkey, sizeof replay_hkey);
-		replay_hkey_set = true;
-	}
-	if ((s->replay_used + 1) * 2 > s->replay_cap && replay_grow(s) < 0)
-		return false;
-	size_t i = replay_slot(s->replay, s->replay_cap, key);
-	struct srv_replay *e = &s->replay[i];
-	if (e->used) {
-		if (!ctl_tai64n_newer(ts, e->ts))
-			return false;
-	} else {
-		e->used = true;
-		memcpy(e->key, key, CTL_KEY_LEN);
-		s->replay_used++;
-	}
-	memcpy(e->ts, ts, CTL_NOISE_TIMESTAMP_LEN);
-	return true;
-}
-
 /* --- registration ------------------------------------------------------- */
 
 static void flush_close_cb(struct bufferevent *bev, void *arg)
@@ -89,18 +21,12 @@ static void flush_close_cb(struct bufferevent *bev, void *arg)
 		srv_conn_free(arg);
 }
 
-/* Sends REGISTER_RESP refused, then closes once flushed. A negative return
- * (send failed) leaves c to the caller to free. */
-static int reg_refuse(struct srv_conn *c, enum ctl_reason code, const char *text)
+/* Sends m, then closes once flushed. A negative return (send failed)
+ * leaves c to the caller to free. */
+static int reg_send_close(struct srv_conn *c, const struct ctl_msg *m)
 {
-	struct ctl_msg m = {.type = CTL_MSG_REGISTER_RESP};
-	m.u.reg_resp.status = CTL_REG_REFUSED;
-	m.u.reg_resp.code = code;
-	snprintf(m.u.reg_resp.reason, sizeof m.u.reg_resp.reason, "%s", text);
-	c->s->st.registrations_refused++;
-	log_info("mesh-control: %s: registration refused: %s", c->peer, text);
 	c->node_id = 0;
-	int r = srv_send_msg(c, &m);
+	int r = srv_send_msg(c, m);
 	if (r < 0)
 		return r;
 	c->state = SRV_CLOSING;
@@ -108,6 +34,39 @@ static int reg_refuse(struct srv_conn *c, enum ctl_reason code, const char *text
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_setcb(c->bev, NULL, flush_close_cb, NULL, c);
 	return 0;
+}
+
+/* REGISTER_RESP refused: a definite answer, final for the node. */
+static int reg_refuse(struct srv_conn *c, enum ctl_reason code, const char *text)
+{
+	struct ctl_msg m = {.type = CTL_MSG_REGISTER_RESP};
+	m.u.reg_resp.status = CTL_REG_REFUSED;
+	m.u.reg_resp.code = code;
+	snprintf(m.u.reg_resp.reason, sizeof m.u.reg_resp.reason, "%s", text);
+	log_info("mesh-control: %s: registration refused: %s", c->peer, text);
+	c->s->st.registrations_refused++;
+	return reg_send_close(c, &m);
+}
+
+/* ERROR internal: not an answer (busy database, disk, memory); every node
+ * version takes it as "retry with backoff". */
+static const char *reason_text(int err);
+
+static int reg_retry_later(struct srv_conn *c, int err)
+{
+	struct ctl_msg m = {.type = CTL_MSG_ERROR};
+	m.u.error.code = CTL_REASON_INTERNAL;
+	snprintf(m.u.error.text, sizeof m.u.error.text, "%s", reason_text(err));
+	if (err == CTL_STORE_EPENDING_FULL || err == CTL_STORE_EPENDING_BUSY)
+		log_info("mesh-control: %s: not held for approval: %s; the node will "
+		         "retry",
+		         c->peer, ctl_store_errmsg(c->s->cfg.store));
+	else
+		log_warn("mesh-control: %s: registration failed: %s; the node will "
+		         "retry",
+		         c->peer, ctl_store_errmsg(c->s->cfg.store));
+	c->s->st.registrations_retry++;
+	return reg_send_close(c, &m);
 }
 
 /* A node that reconnects replaces its older connections. */
@@ -119,6 +78,8 @@ static void replace_older(struct srv_conn *c, int64_t id)
 			srv_conn_kill(o);
 }
 
+/* The refusal a store error means, or CTL_REASON_INTERNAL for a failure
+ * that is not an answer (the node is told to retry, never refused). */
 static enum ctl_reason reason_of(int err)
 {
 	switch (err) {
@@ -130,6 +91,14 @@ static enum ctl_reason reason_of(int err)
 		return CTL_REASON_AUTH_KEY_REVOKED;
 	case CTL_STORE_EKEY_USED:
 		return CTL_REASON_AUTH_KEY_USED;
+	case CTL_STORE_EAUTH_REQUIRED:
+		return CTL_REASON_AUTH_REQUIRED;
+	case CTL_STORE_EREMOVED:
+		return CTL_REASON_NODE_REMOVED;
+	case CTL_STORE_ECONFLICT:
+		return CTL_REASON_KEY_CONFLICT;
+	case CTL_STORE_EEXPIRED:
+		return CTL_REASON_NODE_EXPIRED;
 	default:
 		return CTL_REASON_INTERNAL;
 	}
@@ -146,13 +115,48 @@ static const char *reason_text(int err)
 		return "auth key revoked";
 	case CTL_STORE_EKEY_USED:
 		return "auth key already used";
+	case CTL_STORE_EAUTH_REQUIRED:
+		return "this server admits nodes with an auth key only; join with a "
+		       "token that carries one";
+	case CTL_STORE_EREMOVED:
+		return "this node was removed; it may join again only with an auth key "
+		       "created after the removal";
+	case CTL_STORE_EEXPIRED:
+		return "node expired; join again with an auth key created after the "
+		       "expiry (mesh-proxy up --join TOKEN, same --state)";
+	case CTL_STORE_EPENDING_FULL:
+		return "too many nodes waiting for approval; join with an auth key or "
+		       "ask the admin";
+	case CTL_STORE_EPENDING_BUSY:
+		return "a node waiting for approval holds this node's keys; retrying";
 	case CTL_STORE_ECONFLICT:
-		return "node key already belongs to another node";
-	case CTL_STORE_EFULL:
-		return "address pool exhausted";
+		return "node key or disco key already belongs to another node (a "
+		       "copied state directory?)";
 	default:
-		return "internal error";
+		return "temporary server error; retrying";
 	}
+}
+
+static int reg_pending(struct srv_conn *c, const struct ctl_node *nd)
+{
+	struct ctl_server *s = c->s;
+	struct ctl_msg m = {.type = CTL_MSG_REGISTER_RESP};
+	struct ctl_register_resp *rr = &m.u.reg_resp;
+	rr->status = CTL_REG_PENDING;
+	rr->node_id = (uint64_t)nd->id;
+	/* The name the server gave it (not the one it asked for): the
+	 * admin approves this one. */
+	snprintf(rr->name, sizeof rr->name, "%s", nd->name);
+	snprintf(rr->reason, sizeof rr->reason,
+	         "waiting for an admin to approve node %lld (%s)", (long long)nd->id,
+	         nd->name);
+	replace_older(c, nd->id);
+	c->node_id = nd->id;
+	c->state = SRV_PENDING;
+	s->st.registrations_pending++;
+	log_info("mesh-control: node %lld (%s) pending approval", (long long)nd->id,
+	         nd->name);
+	return srv_send_msg(c, &m);
 }
 
 int srv_go_online(struct srv_conn *c, const struct srv_node *n)
@@ -240,7 +244,11 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	                            .auth_secret =
 	                                req->auth_key[0] ? req->auth_key : NULL,
 	                            .now = now,
-	                            .set_online = true};
+	                            .set_online = true,
+	                            .no_pending = s->cfg.no_pending,
+	                            .max_pending = s->cfg.max_pending,
+	                            .max_per_source = s->cfg.max_pending_per_source,
+	                            .source = c->source};
 	memcpy(reg.machine_key, c->machine_key, CTL_KEY_LEN);
 	memcpy(reg.node_key, req->node_key, CTL_KEY_LEN);
 	memcpy(reg.disco_key, req->disco_key, CTL_KEY_LEN);
@@ -250,10 +258,11 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	bool created = false;
 	int r = ctl_store_node_register(s->cfg.store, &reg, nd, &created);
 	sodium_memzero(req->auth_key, sizeof req->auth_key);
+	if (r < 0 && reason_of(r) == CTL_REASON_INTERNAL) {
+		free(nd);
+		return reg_retry_later(c, r);
+	}
 	if (r < 0) {
-		if (reason_of(r) == CTL_REASON_INTERNAL)
-			log_warn("mesh-control: register: %s",
-			         ctl_store_errmsg(s->cfg.store));
 		free(nd);
 		return reg_refuse(c, reason_of(r), reason_text(r));
 	}
@@ -264,29 +273,24 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 		log_info("mesh-control: node %lld (%s) registered from %s%s",
 		         (long long)id, nd->name, c->peer,
 		         approved ? "" : ", pending approval");
+	if (expired) {
+		free(nd);
+		return reg_refuse(c, CTL_REASON_NODE_EXPIRED,
+		                  "node expired; join again with a new auth key "
+		                  "(mesh-proxy up --join TOKEN, same --state)");
+	}
+	if (!approved) {
+		r = reg_pending(c, nd);
+		free(nd);
+		return r;
+	}
 	free(nd);
 	srv_snap_refresh(s);
 	srv_broadcast_schedule(s);
-	if (expired) {
-		return reg_refuse(c, CTL_REASON_NODE_EXPIRED,
-		                  "node expired; join again with an auth key");
-	}
 	const struct srv_node *n = srv_snap_find(s, id);
-	if (!n) {
-		return reg_refuse(c, CTL_REASON_INTERNAL, "internal error");
-	}
-	if (!approved) {
-		struct ctl_msg m = {.type = CTL_MSG_REGISTER_RESP};
-		m.u.reg_resp.status = CTL_REG_PENDING;
-		snprintf(m.u.reg_resp.reason, sizeof m.u.reg_resp.reason,
-		         "waiting for an admin to approve node %lld", (long long)id);
-		replace_older(c, id);
-		c->node_id = id;
-		c->state = SRV_PENDING;
-		s->st.registrations_pending++;
-		log_info("mesh-control: node %lld (%s) pending approval", (long long)id,
-		         n->peer.name);
-		return srv_send_msg(c, &m);
+	if (!n) { /* the snapshot could not be read: not online after all */
+		srv_set_offline(s, id);
+		return reg_retry_later(c, CTL_STORE_EIO);
 	}
 	return srv_go_online(c, n);
 }

@@ -24,7 +24,8 @@
 static const char serve_usage[] =
     "usage: mesh-control [--data DIR] serve [--listen HOST:PORT]\n"
     "                    [--admin-listen HOST:PORT] [--ephemeral-timeout DUR]\n"
-    "                    [--log-level LEVEL]\n"
+    "                    [--allow-pending [--max-pending N]\n"
+    "                    [--max-pending-per-source N]] [--log-level LEVEL]\n"
     "\n"
     "Runs the node protocol: nodes connect (Noise IK, the server key in their\n"
     "join token), register with an auth key or wait for approval, and receive\n"
@@ -40,6 +41,15 @@ static const char serve_usage[] =
     "                           `mesh-control apikeys create`)\n"
     "  --ephemeral-timeout DUR  remove ephemeral nodes DUR after they go offline\n"
     "                           (default 5m)\n"
+    "  --allow-pending          hold nodes that join without an auth key (tokens\n"
+    "                           made with --no-key) for `mesh-control nodes\n"
+    "                           approve`; without it (the default, also\n"
+    "                           --no-pending) they are refused\n"
+    "  --max-pending N          with --allow-pending: at most N nodes wait for\n"
+    "                           approval (default 100); more are told to retry\n"
+    "                           later, nobody waiting is dropped\n"
+    "  --max-pending-per-source N  with --allow-pending: at most N of them from\n"
+    "                           one IPv4 address or IPv6 /64 (default 8)\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n";
 
 static int serve_die(const char *msg, const char *arg)
@@ -105,19 +115,34 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 }
 
 struct serve_opts {
-	const char *data, *listen, *admin, *eph, *level;
+	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src;
+	bool no_pending, allow_pending;
 };
 
 static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 {
-	static const char *const names[] = {"--data", "--listen", "--admin-listen",
-	                                    "--ephemeral-timeout", "--log-level"};
-	const char **vals[] = {&o->data, &o->listen, &o->admin, &o->eph, &o->level};
+	static const char *const names[] = {"--data",
+	                                    "--listen",
+	                                    "--admin-listen",
+	                                    "--ephemeral-timeout",
+	                                    "--log-level",
+	                                    "--max-pending",
+	                                    "--max-pending-per-source"};
+	const char **vals[] = {&o->data,  &o->listen,      &o->admin,  &o->eph,
+	                       &o->level, &o->max_pending, &o->max_src};
 	bool seen_serve = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			*help = true;
+			continue;
+		}
+		if (!strcmp(a, "--no-pending")) {
+			o->no_pending = true;
+			continue;
+		}
+		if (!strcmp(a, "--allow-pending")) {
+			o->allow_pending = true;
 			continue;
 		}
 		if (a[0] != '-') {
@@ -176,6 +201,29 @@ int ctl_serve_main(int argc, char **argv)
 		                 o.eph);
 	if (eph > UINT32_MAX)
 		eph = UINT32_MAX;
+	long long maxp = 100;
+	char *end = NULL;
+	if (o.max_pending)
+		maxp = strtoll(o.max_pending, &end, 10);
+	if (o.max_pending && (!*o.max_pending || *end || maxp < 1 || maxp > 100000))
+		return serve_die("--max-pending %s: expected a number from 1 to 100000 "
+		                 "(without --allow-pending none wait)",
+		                 o.max_pending);
+	long long maxs = 8;
+	if (o.max_src)
+		maxs = strtoll(o.max_src, &end, 10);
+	if (o.max_src && (!*o.max_src || *end || maxs < 1 || maxs > 100000))
+		return serve_die("--max-pending-per-source %s: expected a number from "
+		                 "1 to 100000",
+		                 o.max_src);
+	if (o.no_pending && o.allow_pending)
+		return serve_die("%s",
+		                 "--no-pending and --allow-pending exclude each other");
+	if ((o.max_pending || o.max_src) && !o.allow_pending)
+		return serve_die("%s", "--max-pending and --max-pending-per-source "
+		                       "need --allow-pending (without it nodes that "
+		                       "join without an auth key are refused)");
+	o.no_pending = !o.allow_pending;
 	if (sodium_init() < 0)
 		return 1;
 
@@ -196,7 +244,10 @@ int ctl_serve_main(int argc, char **argv)
 		return 1;
 	}
 	struct ctl_meta meta;
-	struct ctl_server_config cfg = {.ephemeral_timeout_s = (uint32_t)eph};
+	struct ctl_server_config cfg = {.ephemeral_timeout_s = (uint32_t)eph,
+	                                .no_pending = o.no_pending,
+	                                .max_pending = (uint32_t)maxp,
+	                                .max_pending_per_source = (uint32_t)maxs};
 	struct event_base *base = NULL;
 	struct ctl_server *srv = NULL;
 	struct ctl_admin *adm = NULL;
@@ -259,6 +310,13 @@ int ctl_serve_main(int argc, char **argv)
 		goto out;
 	}
 	log_info("mesh-control: serving mesh %s on %s", meta.domain, lis);
+	if (o.no_pending)
+		log_info("mesh-control: nodes without an auth key are refused "
+		         "(--allow-pending holds them for approval)");
+	else
+		log_info("mesh-control: nodes without an auth key wait for approval "
+		         "(at most %lld pending, %lld per source)",
+		         maxp, maxs);
 	if (o.admin) {
 		struct ctl_admin_config ac = {.base = base, .store = st, .server = srv};
 		char ahost[256];
@@ -293,15 +351,14 @@ int ctl_serve_main(int argc, char **argv)
 	event_base_dispatch(base);
 	struct ctl_server_stats s;
 	ctl_server_get_stats(srv, &s);
-	log_info("mesh-control: stopped: %llu connections, %llu registrations, %llu "
-	         "online at exit, %llu full maps, %llu deltas, %llu bad frames, "
-	         "%llu bad messages, %llu handshake failures (%llu replays)",
-	         (unsigned long long)s.conns_total,
-	         (unsigned long long)s.registrations_ok,
-	         (unsigned long long)s.nodes_online, (unsigned long long)s.maps_full,
-	         (unsigned long long)s.maps_delta, (unsigned long long)s.bad_frames,
-	         (unsigned long long)s.bad_messages,
-	         (unsigned long long)s.handshakes_failed, (unsigned long long)s.replays);
+	log_info(
+	    "mesh-control: stopped: %llu connections, %llu registrations, %llu "
+	    "online at exit, %llu full maps, %llu deltas, %llu bad frames, "
+	    "%llu bad messages, %llu handshake failures",
+	    (unsigned long long)s.conns_total, (unsigned long long)s.registrations_ok,
+	    (unsigned long long)s.nodes_online, (unsigned long long)s.maps_full,
+	    (unsigned long long)s.maps_delta, (unsigned long long)s.bad_frames,
+	    (unsigned long long)s.bad_messages, (unsigned long long)s.handshakes_failed);
 	/* key=value words for bench/control_scale.sh */
 	log_info("mesh-control: timings last_full_ms=%.2f last_full_bytes=%zu "
 	         "last_broadcast_ms=%.2f slow_closed=%llu",

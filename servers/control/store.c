@@ -30,7 +30,17 @@ const char *ctl_store_strerror(int err)
 	case CTL_STORE_ESCHEMA:
 		return "database schema is newer than this program";
 	case CTL_STORE_ECONFLICT:
-		return "node key belongs to another node";
+		return "node or disco key belongs to another node";
+	case CTL_STORE_EAUTH_REQUIRED:
+		return "an auth key is required";
+	case CTL_STORE_EREMOVED:
+		return "node was removed";
+	case CTL_STORE_EPENDING_FULL:
+		return "too many nodes waiting for approval";
+	case CTL_STORE_EPENDING_BUSY:
+		return "a node waiting for approval holds this key";
+	case CTL_STORE_EEXPIRED:
+		return "node expired";
 	default:
 		return "unknown error";
 	}
@@ -143,6 +153,11 @@ int ctl_store_node_removed(struct ctl_store *st, int64_t since_version, int64_t 
                            size_t *n)
 {
 	return st->ops->node_removed(st, since_version, ids, n);
+}
+
+int ctl_store_node_pending_count(struct ctl_store *st, int64_t *n)
+{
+	return st->ops->node_pending_count(st, n);
 }
 
 int ctl_store_node_expire(struct ctl_store *st, int64_t id, int64_t now)

@@ -50,9 +50,17 @@ enum ctl_store_err {
 	CTL_STORE_EKEY_UNKNOWN = -7, /* no such auth key, or wrong secret */
 	CTL_STORE_EKEY_REVOKED = -8,
 	CTL_STORE_EKEY_EXPIRED = -9,
-	CTL_STORE_EKEY_USED = -10, /* single-use key already used */
-	CTL_STORE_ESCHEMA = -11,   /* database from a newer version */
-	CTL_STORE_ECONFLICT = -12, /* node key already belongs to another node */
+	CTL_STORE_EKEY_USED = -10,      /* single-use key already used */
+	CTL_STORE_ESCHEMA = -11,        /* database from a newer version */
+	CTL_STORE_ECONFLICT = -12,      /* node or disco key belongs to another node */
+	CTL_STORE_EAUTH_REQUIRED = -13, /* no auth key and pending is off */
+	CTL_STORE_EREMOVED = -14,       /* machine of a removed node, without a key made
+	                                 * after the removal */
+	CTL_STORE_EPENDING_FULL = -15,  /* no room to wait for approval (the queue
+	                                 * or this source's share is full): retry */
+	CTL_STORE_EPENDING_BUSY = -16,  /* a pending node holds this node or disco
+	                                 * key: retry (not a conflict) */
+	CTL_STORE_EEXPIRED = -17,       /* expired node, key older than the expiry */
 };
 
 const char *ctl_store_strerror(int err);
@@ -163,6 +171,15 @@ struct ctl_store_reg {
 	/* Also mark the node online (last_seen = now) in the same transaction
 	 * when it ends up approved and not expired. */
 	bool set_online;
+	/* A new machine without a secret: refused (EAUTH_REQUIRED) when
+	 * no_pending; else stored pending, unless max_pending (0: no limit)
+	 * nodes are pending already, or max_per_source (0: no limit) of them
+	 * came from this source: then EPENDING_FULL (nothing is dropped). */
+	bool no_pending;
+	unsigned max_pending;
+	unsigned max_per_source;
+	/* Where it came from: an IPv4 address or an IPv6 /64 ("" unknown). */
+	const char *source;
 };
 
 /* Fields for ctl_store_node_update, chosen by mask. */
@@ -224,6 +241,7 @@ struct ctl_store_ops {
 	int (*node_removed)(struct ctl_store *st, int64_t since_version, int64_t **ids,
 	                    size_t *n);
 	int (*node_expire)(struct ctl_store *st, int64_t id, int64_t now);
+	int (*node_pending_count)(struct ctl_store *st, int64_t *n);
 	int (*node_update)(struct ctl_store *st, int64_t id,
 	                   const struct ctl_node_update *u);
 	void (*set_fault)(struct ctl_store *st, ctl_store_fault_fn fn, void *arg);
@@ -274,11 +292,22 @@ int ctl_store_key_use(struct ctl_store *st, const char *secret, int64_t now,
                       struct ctl_authkey *out);
 
 /* Nodes. register: a known machine key returns its node (same id, name and
- * addresses), updating node/disco keys and hostname (the name stays); with a
- * secret it also re-authorises (approves, clears expiry) and uses the key;
- * without one, approval and expiry are unchanged (the caller checks them).
- * A new machine key needs a valid secret to be approved, else it is stored
- * pending (approved=false). Key check, key use and insert are one
+ * addresses). An approved, unexpired node gets its node/disco keys and
+ * hostname updated (the name stays) and its secret, if any, is ignored (not
+ * needed, not spent). A pending or expired node with a valid secret is
+ * re-authorised (approved, expiry cleared, keys updated, key used); an
+ * expired node only with a key created after its expiry (else EEXPIRED);
+ * without one nothing is written (nothing is stored before it is
+ * authorised) and the caller refuses or holds it. A new machine key needs a
+ * valid secret to be approved, else it is stored pending (approved=false;
+ * see no_pending, max_pending), and a machine whose node was removed gets
+ * EREMOVED unless its key was created after the removal. Node key, disco
+ * key and name are unique among approved nodes: one an approved node holds
+ * is ECONFLICT (disco keys must be unique: nodes tell peers apart by them);
+ * one a pending node holds is taken from it by an authorised registration
+ * (a colliding pending row is dropped, a pending row with the name is
+ * renamed) and is EPENDING_BUSY for another pending one. Key check, key
+ * use and insert are one
  * transaction: a failed registration does not spend a single-use key. A
  * machine retrying with the spent single-use key it registered with resumes
  * (the first answer may have been lost) instead of getting EKEY_USED.
@@ -304,6 +333,9 @@ int ctl_store_node_remove(struct ctl_store *st, int64_t id);
 int ctl_store_node_removed(struct ctl_store *st, int64_t since_version, int64_t **ids,
                            size_t *n);
 int ctl_store_node_expire(struct ctl_store *st, int64_t id, int64_t now);
+/* How many nodes wait for approval (their removals leave no tombstone:
+ * a reader of deltas that holds pending nodes compares this count). */
+int ctl_store_node_pending_count(struct ctl_store *st, int64_t *n);
 int ctl_store_node_update(struct ctl_store *st, int64_t id,
                           const struct ctl_node_update *u);
 void ctl_store_set_fault(struct ctl_store *st, ctl_store_fault_fn fn, void *arg);

@@ -75,6 +75,32 @@ static const char *const sq_migrations[] = {
     " name TEXT NOT NULL UNIQUE, region TEXT NOT NULL, host TEXT NOT NULL,"
     " port INTEGER NOT NULL, stun_port INTEGER NOT NULL, tls INTEGER NOT NULL,"
     " created INTEGER NOT NULL, last_seen INTEGER NOT NULL DEFAULT 0);",
+    /* v4: admission. Machine keys of removed (once approved) nodes with
+     * the auth key sequence at the removal, so a removed device comes
+     * back only with a key made after it (not the reusable key it joined
+     * with), and the same for an expired node (expiry_key_seq); the source
+     * address of each registration (pending ones are
+     * limited per source); an index for the disco-key uniqueness check,
+     * one for the pending nodes; and tombstones for approved nodes only
+     * (a pending node was never in anyone's map). */
+    "CREATE TABLE removed_machines ("
+    " machine_key BLOB PRIMARY KEY, removed INTEGER NOT NULL,"
+    " key_seq INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TRIGGER nodes_removed_machine AFTER DELETE ON nodes"
+    " WHEN OLD.approved = 1 BEGIN"
+    " INSERT OR REPLACE INTO removed_machines (machine_key, removed, key_seq)"
+    " VALUES (OLD.machine_key, CAST(strftime('%s', 'now') AS INTEGER),"
+    " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'auth_keys'), 0));"
+    " END;"
+    "DROP TRIGGER nodes_removed;"
+    "CREATE TRIGGER nodes_removed AFTER DELETE ON nodes"
+    " WHEN OLD.approved = 1 BEGIN"
+    " INSERT INTO node_removals (node_id, version)"
+    " SELECT OLD.id, map_version FROM meta WHERE id = 1; END;"
+    "ALTER TABLE nodes ADD COLUMN source TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN expiry_key_seq INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX nodes_disco ON nodes(disco_key);"
+    "CREATE INDEX nodes_pending ON nodes(source) WHERE approved = 0;",
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
@@ -448,6 +474,7 @@ static const struct ctl_store_ops sq_ops = {
     .node_rename = ctl_sq_node_rename,
     .node_remove = ctl_sq_node_remove,
     .node_removed = ctl_sq_node_removed,
+    .node_pending_count = ctl_sq_node_pending_count,
     .node_expire = ctl_sq_node_expire,
     .node_update = ctl_sq_node_update,
     .set_fault = sq_set_fault,

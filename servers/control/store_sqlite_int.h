@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SQ_CACHE 64
+#define SQ_CACHE 96
 
 struct sq_store {
 	struct ctl_store base; /* first: ctl_store * <-> sq_store * */
@@ -104,6 +104,7 @@ int ctl_sq_node_approve(struct ctl_store *st, int64_t id);
 int ctl_sq_node_rename(struct ctl_store *st, int64_t id, const char *name);
 int ctl_sq_node_remove(struct ctl_store *st, int64_t id);
 int ctl_sq_node_removed(struct ctl_store *st, int64_t since, int64_t **out, size_t *n);
+int ctl_sq_node_pending_count(struct ctl_store *st, int64_t *n);
 int ctl_sq_node_expire(struct ctl_store *st, int64_t id, int64_t now);
 int ctl_sq_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_update *u);
 

@@ -124,10 +124,16 @@ int ctl_sq_node_list(struct ctl_store *st, int64_t since, struct ctl_node **out,
 }
 
 /* 1 if name belongs to a node other than self, 0 if free, <0 on error. */
-static int sq_name_taken(struct sq_store *s, const char *name, int64_t self)
+/* Names are unique among all rows; an authorised node (approved) may take
+ * a pending one's name (the pending row is renamed), so it checks against
+ * approved rows only. */
+static int sq_name_taken(struct sq_store *s, const char *name, int64_t self,
+                         bool approved_only)
 {
-	sqlite3_stmt *q =
-	    ctl_sq_prep(s, "SELECT 1 FROM nodes WHERE name = ?1 AND id != ?2");
+	static const char all[] = "SELECT 1 FROM nodes WHERE name = ?1 AND id != ?2";
+	static const char appr[] = "SELECT 1 FROM nodes WHERE name = ?1 AND id != ?2 "
+	                           "AND approved = 1";
+	sqlite3_stmt *q = ctl_sq_prep(s, approved_only ? appr : all);
 	if (!q)
 		return CTL_STORE_EIO;
 	sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
@@ -143,8 +149,12 @@ static int sq_name_taken(struct sq_store *s, const char *name, int64_t self)
  * the name index over ["base-", "base.") (so 3,000 "laptop"s cost one scan
  * per registration, not a lookup per candidate). The answer is at most
  * rows + 2, so only suffixes up to that are remembered. */
-static int sq_first_free_suffix(struct sq_store *s, const char *base, unsigned *out)
+static int sq_first_free_suffix(struct sq_store *s, const char *base, unsigned *out,
+                                bool approved_only)
 {
+	static const char all[] = "SELECT name FROM nodes WHERE name > ?1 AND name < ?2";
+	static const char appr[] = "SELECT name FROM nodes WHERE name > ?1 AND "
+	                           "name < ?2 AND approved = 1";
 	char lo[72], hi[72];
 	size_t bl = strlen(base), cnt = 0, cap = 0;
 	unsigned long *seen = NULL;
@@ -152,8 +162,7 @@ static int sq_first_free_suffix(struct sq_store *s, const char *base, unsigned *
 
 	snprintf(lo, sizeof lo, "%s-", base);
 	snprintf(hi, sizeof hi, "%s.", base);
-	sqlite3_stmt *q =
-	    ctl_sq_prep(s, "SELECT name FROM nodes WHERE name > ?1 AND name < ?2");
+	sqlite3_stmt *q = ctl_sq_prep(s, approved_only ? appr : all);
 	if (!q)
 		return CTL_STORE_EIO;
 	sqlite3_bind_text(q, 1, lo, -1, SQLITE_TRANSIENT);
@@ -191,22 +200,23 @@ static int sq_first_free_suffix(struct sq_store *s, const char *base, unsigned *
 	return used ? 0 : ctl_sq_fail(s, CTL_STORE_ENOMEM, "out of memory");
 }
 
-static int sq_unique_name(struct sq_store *s, const char *hostname, char out[64])
+static int sq_unique_name(struct sq_store *s, const char *hostname, char out[64],
+                          bool approved_only)
 {
 	char base[64];
 	ctl_alloc_name_from_host(hostname, base);
 	snprintf(out, 64, "%s", base);
-	int t = sq_name_taken(s, out, 0);
+	int t = sq_name_taken(s, out, 0, approved_only);
 	if (t <= 0)
 		return t;
 	unsigned n = 2;
-	t = sq_first_free_suffix(s, base, &n);
+	t = sq_first_free_suffix(s, base, &n, approved_only);
 	if (t)
 		return t;
 	/* A base cut to fit the suffix ("aaa...a-2") can still collide: walk. */
 	for (;; n++) {
 		ctl_alloc_name_suffix(base, n, out);
-		t = sq_name_taken(s, out, 0);
+		t = sq_name_taken(s, out, 0, approved_only);
 		if (t <= 0)
 			return t;
 		if (n > 1000000)
@@ -252,6 +262,158 @@ static int sq_alloc_v4(struct sq_store *s, uint32_t *off_out)
 	return ctl_sq_step_done(s, q, "v4 cursor");
 }
 
+/* A pending row that holds name gives it up to an authorised node: it is
+ * renamed (unique among all rows; it is approved under its new name). */
+static int sq_pending_yield_name(struct sq_store *s, const char *name)
+{
+	sqlite3_stmt *q = ctl_sq_prep(s, "SELECT id, hostname FROM nodes WHERE "
+	                                 "name = ?1 AND approved = 0");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+	int r = sqlite3_step(q);
+	int64_t id = r == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+	char host[CTL_HOSTNAME_MAX + 1] = "";
+	if (r == SQLITE_ROW)
+		snprintf(host, sizeof host, "%s",
+		         (const char *)sqlite3_column_text(q, 1));
+	ctl_sq_done(q);
+	if (r == SQLITE_DONE)
+		return 0;
+	if (r != SQLITE_ROW)
+		return ctl_sq_dberr(s, "pending name check");
+	char nn[64];
+	int rc = sq_unique_name(s, host, nn, false);
+	if (rc)
+		return rc;
+	q = ctl_sq_prep(s, "UPDATE nodes SET name = ?2 WHERE id = ?1");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_text(q, 2, nn, -1, SQLITE_TRANSIENT);
+	return ctl_sq_step_done(s, q, "pending rename");
+}
+
+/* Node and disco keys are unique among approved nodes: ECONFLICT when an
+ * approved node of another machine holds one. A pending node that holds
+ * one loses it to an authorised registration (its row is dropped; its
+ * connection is told to retry) and is EPENDING_BUSY for a pending one. */
+static int sq_keys_claim(struct sq_store *s, const struct ctl_store_reg *reg,
+                         int64_t self_id, bool authorised)
+{
+	sqlite3_stmt *q =
+	    ctl_sq_prep(s, "SELECT MAX(approved) FROM nodes WHERE "
+	                   "(node_key = ?1 OR disco_key = ?2) AND id != ?3");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_blob(q, 1, reg->node_key, CTL_KEY_LEN, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(q, 2, reg->disco_key, CTL_KEY_LEN, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 3, self_id);
+	int r = sqlite3_step(q);
+	int held = r == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL
+	               ? (int)sqlite3_column_int64(q, 0)
+	               : -1;
+	ctl_sq_done(q);
+	if (r != SQLITE_ROW)
+		return ctl_sq_dberr(s, "key check");
+	if (held == 1)
+		return ctl_sq_fail(s, CTL_STORE_ECONFLICT,
+		                   "node or disco key in use by another node");
+	if (held < 0)
+		return 0;
+	if (!authorised)
+		return ctl_sq_fail(s, CTL_STORE_EPENDING_BUSY,
+		                   "node or disco key held by a pending node");
+	q = ctl_sq_prep(s, "DELETE FROM nodes WHERE approved = 0 AND "
+	                   "(node_key = ?1 OR disco_key = ?2) AND id != ?3");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_blob(q, 1, reg->node_key, CTL_KEY_LEN, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(q, 2, reg->disco_key, CTL_KEY_LEN, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 3, self_id);
+	return ctl_sq_step_done(s, q, "pending key drop");
+}
+
+/* ECONFLICT when another node holds this disco key (a direct update). */
+static int sq_disco_free(struct sq_store *s, const uint8_t *disco, int64_t self_id)
+{
+	sqlite3_stmt *q =
+	    ctl_sq_prep(s, "SELECT 1 FROM nodes WHERE disco_key = ?1 AND id != ?2");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_blob(q, 1, disco, CTL_KEY_LEN, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 2, self_id);
+	int r = sqlite3_step(q);
+	ctl_sq_done(q);
+	if (r == SQLITE_ROW)
+		return ctl_sq_fail(s, CTL_STORE_ECONFLICT,
+		                   "disco key in use by another node");
+	return r == SQLITE_DONE ? 0 : ctl_sq_dberr(s, "disco key check");
+}
+
+/* EPENDING_FULL when max pending nodes wait, or max_src came from src. */
+static int sq_pending_room(struct sq_store *s, const struct ctl_store_reg *r)
+{
+	sqlite3_stmt *q = ctl_sq_prep(s, "SELECT COUNT(*), COALESCE(SUM(source = ?1), 0) "
+	                                 "FROM nodes WHERE approved = 0");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_text(q, 1, r->source ? r->source : "", -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(q);
+	int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+	int64_t src = rc == SQLITE_ROW ? sqlite3_column_int64(q, 1) : 0;
+	ctl_sq_done(q);
+	if (rc != SQLITE_ROW)
+		return ctl_sq_dberr(s, "pending count");
+	if (r->max_pending && n >= (int64_t)r->max_pending)
+		return ctl_sq_fail(s, CTL_STORE_EPENDING_FULL,
+		                   "%lld nodes wait for approval (the limit)",
+		                   (long long)n);
+	if (r->max_per_source && r->source && r->source[0] &&
+	    src >= (int64_t)r->max_per_source)
+		return ctl_sq_fail(s, CTL_STORE_EPENDING_FULL,
+		                   "%lld nodes from %s wait for approval (the limit)",
+		                   (long long)src, r->source);
+	return 0;
+}
+
+/* 1 when this machine's node was removed (and not registered since), and
+ * key is NULL or an auth key that existed at the removal (say the reusable
+ * key the node's launcher still passes): only a newer one brings it back. */
+static int sq_machine_removed(struct sq_store *s, const uint8_t *mk,
+                              const struct ctl_authkey *key)
+{
+	sqlite3_stmt *q =
+	    ctl_sq_prep(s, "SELECT key_seq FROM removed_machines WHERE machine_key = ?1");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_blob(q, 1, mk, CTL_KEY_LEN, SQLITE_TRANSIENT);
+	int r = sqlite3_step(q);
+	int64_t seq = r == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+	ctl_sq_done(q);
+	if (r == SQLITE_ROW)
+		return !key || key->id <= seq;
+	return r == SQLITE_DONE ? 0 : ctl_sq_dberr(s, "removed machine check");
+}
+
+/* 1 when key existed when node id was expired (only a newer key
+ * re-authorises it). */
+static int sq_key_after_expiry(struct sq_store *s, int64_t id,
+                               const struct ctl_authkey *key)
+{
+	sqlite3_stmt *q =
+	    ctl_sq_prep(s, "SELECT expiry_key_seq FROM nodes WHERE id = ?1");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_int64(q, 1, id);
+	int r = sqlite3_step(q);
+	int64_t seq = r == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+	ctl_sq_done(q);
+	if (r != SQLITE_ROW)
+		return ctl_sq_dberr(s, "expiry check");
+	return key->id <= seq;
+}
+
 static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
                           const struct ctl_authkey *k)
 {
@@ -262,8 +424,12 @@ static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
 	int64_t v;
 	int rc = ctl_sq_get_meta(&s->base, &m);
 
+	if (rc == 0 && !k)
+		rc = sq_pending_room(s, r);
 	if (rc == 0)
-		rc = sq_unique_name(s, r->hostname, name);
+		rc = sq_unique_name(s, r->hostname, name, k != NULL);
+	if (rc == 0 && k)
+		rc = sq_pending_yield_name(s, name);
 	if (rc == 0)
 		rc = sq_alloc_v4(s, &off);
 	if (rc == 0)
@@ -274,8 +440,9 @@ static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
 	sqlite3_stmt *q = ctl_sq_prep(
 	    s,
 	    "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, name, ipv4, "
-	    "ipv6, auth_key_id, approved, ephemeral, tags, created, last_seen, version) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)");
+	    "ipv6, auth_key_id, approved, ephemeral, tags, created, last_seen, version, "
+	    "source) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)");
 	if (!q)
 		return CTL_STORE_EIO;
 	sqlite3_bind_blob(q, 1, r->machine_key, CTL_KEY_LEN, SQLITE_TRANSIENT);
@@ -294,7 +461,15 @@ static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
 	sqlite3_bind_text(q, 11, k ? k->tags : "", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(q, 12, r->now);
 	sqlite3_bind_int64(q, 13, v);
-	return ctl_sq_step_done(s, q, "node insert");
+	sqlite3_bind_text(q, 14, r->source ? r->source : "", -1, SQLITE_TRANSIENT);
+	rc = ctl_sq_step_done(s, q, "node insert");
+	if (rc || !k)
+		return rc;
+	q = ctl_sq_prep(s, "DELETE FROM removed_machines WHERE machine_key = ?1");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_blob(q, 1, r->machine_key, CTL_KEY_LEN, SQLITE_TRANSIENT);
+	return ctl_sq_step_done(s, q, "removed machine");
 }
 
 /* A known machine: new keys and hostname; a secret re-authorises it. */
@@ -394,8 +569,11 @@ int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
 	isnew = rc == CTL_STORE_ENOTFOUND;
 	if (isnew)
 		rc = 0;
+	/* An approved, unexpired node needs no key: it is not spent. */
+	bool good =
+	    !isnew && rc == 0 && old->approved && !(old->expiry && old->expiry <= r->now);
 	const struct ctl_authkey *use = NULL;
-	if (rc == 0 && r->auth_secret) {
+	if (rc == 0 && r->auth_secret && !good) {
 		rc = ctl_sq_key_use_tx(s, r->auth_secret, r->now, &k);
 		use = &k;
 		/* A retry with the single-use key this very machine was
@@ -403,7 +581,35 @@ int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
 		if (rc == CTL_STORE_EKEY_USED && !isnew && k.id == old->auth_key_id)
 			rc = 0, use = NULL;
 	}
-	if (rc == 0)
+	if (rc == 0 && isnew) {
+		rc = sq_machine_removed(s, r->machine_key, use);
+		if (rc == 1)
+			rc = ctl_sq_fail(s, CTL_STORE_EREMOVED,
+			                 "register: this machine's node was removed (an "
+			                 "auth key made after the removal readmits it)");
+		else if (rc == 0 && !use && r->no_pending)
+			rc = ctl_sq_fail(s, CTL_STORE_EAUTH_REQUIRED,
+			                 "register: no auth key and pending is off");
+	}
+	/* No pending: a row left pending from before waits no longer. */
+	if (rc == 0 && !isnew && !old->approved && !use && r->no_pending)
+		rc = ctl_sq_fail(s, CTL_STORE_EAUTH_REQUIRED,
+		                 "register: no auth key and pending is off");
+	/* An expired node comes back only with a key made after its expiry
+	 * (not the reusable one its launcher still passes). */
+	if (rc == 0 && use && !isnew && old->approved && old->expiry &&
+	    old->expiry <= r->now) {
+		rc = sq_key_after_expiry(s, old->id, use);
+		if (rc == 1)
+			rc = ctl_sq_fail(s, CTL_STORE_EEXPIRED,
+			                 "register: node expired; the auth key is older "
+			                 "than the expiry");
+	}
+	/* Pending or expired without a valid key: nothing is stored. */
+	bool write = isnew || good || use;
+	if (rc == 0 && write)
+		rc = sq_keys_claim(s, r, isnew ? 0 : old->id, good || use);
+	if (rc == 0 && write)
 		rc = isnew ? sq_node_insert(s, r, use) : sq_node_refresh(s, r, old, use);
 	if (rc == 0 && r->set_online)
 		rc = sq_node_set_online(s, r);
@@ -457,7 +663,10 @@ int ctl_sq_node_approve(struct ctl_store *st, int64_t id)
 int ctl_sq_node_expire(struct ctl_store *st, int64_t id, int64_t now)
 {
 	return sq_node_change(SQ(st),
-	                      "UPDATE nodes SET expiry = ?3, version = ?1 WHERE id = ?2",
+	                      "UPDATE nodes SET expiry = ?3, version = ?1, "
+	                      "expiry_key_seq = COALESCE((SELECT seq FROM "
+	                      "sqlite_sequence WHERE name = 'auth_keys'), 0) "
+	                      "WHERE id = ?2",
 	                      id, now, "expire");
 }
 
@@ -465,6 +674,18 @@ int ctl_sq_node_remove(struct ctl_store *st, int64_t id)
 {
 	return sq_node_change(SQ(st), "DELETE FROM nodes WHERE id = ?2 AND ?1 > 0", id, 0,
 	                      "remove");
+}
+
+int ctl_sq_node_pending_count(struct ctl_store *st, int64_t *n)
+{
+	struct sq_store *s = SQ(st);
+	sqlite3_stmt *q = ctl_sq_prep(s, "SELECT COUNT(*) FROM nodes WHERE approved = 0");
+	if (!q)
+		return CTL_STORE_EIO;
+	int r = sqlite3_step(q);
+	*n = r == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+	ctl_sq_done(q);
+	return r == SQLITE_ROW ? 0 : ctl_sq_dberr(s, "pending count");
 }
 
 int ctl_sq_node_removed(struct ctl_store *st, int64_t since, int64_t **out, size_t *n)
@@ -586,6 +807,8 @@ int ctl_sq_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_u
 	if (rc == 0 && (m & CTL_UPD_ENDPOINTS))
 		rc = sq_set(s, "UPDATE nodes SET endpoints = ?2 WHERE id = ?1", id, 't',
 		            u->endpoints, 0);
+	if (rc == 0 && (m & CTL_UPD_DISCO))
+		rc = sq_disco_free(s, u->disco_key, id);
 	if (rc == 0 && (m & CTL_UPD_DISCO))
 		rc = sq_set(s, "UPDATE nodes SET disco_key = ?2 WHERE id = ?1", id, 'k',
 		            u->disco_key, 0);

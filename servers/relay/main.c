@@ -355,6 +355,8 @@ static json_t *stats_json(const struct rly_stats *s)
 	F(bytes_from_mesh);
 	F(pings);
 	F(dup_clients);
+	F(clients_dead);
+	F(clients_stale);
 	F(accept_errors);
 	F(stun_requests);
 	F(stun_responses);
@@ -426,6 +428,10 @@ static char *status_cb(void *ctx, bool json)
 	        (unsigned long long)s.clients, (unsigned long long)s.clients_total,
 	        (unsigned long long)s.admitted_keys, (unsigned long long)s.mesh_in,
 	        (unsigned long long)s.mesh_links_up);
+	fprintf(f,
+	        "closed       %llu dead (no frame for 2.5 keepalives), %llu stale "
+	        "(the node is on a sibling relay and did not answer a PING)\n",
+	        (unsigned long long)s.clients_dead, (unsigned long long)s.clients_stale);
 	fprintf(f, "relayed      %llu packets, %llu bytes\n",
 	        (unsigned long long)s.packets_relayed,
 	        (unsigned long long)s.bytes_relayed);

@@ -165,12 +165,15 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 			rly_conn_close(c, "refused");
 			return false;
 		}
-		uint8_t peer_eph[32];
+		uint8_t peer_eph[32], settings[RELAY_SETTINGS_LEN];
+		if (f->type == RELAY_FRAME_SERVER_INFO)
+			relay_server_info_settings(f, settings);
 		if (f->type != RELAY_FRAME_SERVER_INFO ||
 		    relay_server_info_open(f, s->cfg.priv, l->sib.key, c->challenge,
 		                           peer_eph) < 0 ||
 		    relay_session_init(&c->sess, true, c->eph_priv, peer_eph, s->cfg.pub,
-		                       l->sib.key, c->peer_chal, c->challenge) < 0) {
+		                       l->sib.key, c->peer_chal, c->challenge,
+		                       settings) < 0) {
 			log_warn(
 			    "mesh-relay: %s: SERVER_INFO without a valid proof of the "
 			    "sibling's key; not meshing with it",
@@ -194,6 +197,8 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 		if (f->type == RELAY_FRAME_PEER_PRESENT) {
 			if (rly_keymap_put(&s->routes, f->u.peer.key, c) < 0)
 				s->st.drop_nomem++;
+			/* Our own client with that key may be a dead one. */
+			rly_client_suspect(s, f->u.peer.key);
 		} else if (f->type == RELAY_FRAME_PEER_GONE) {
 			rly_keymap_del(&s->routes, f->u.peer.key, c);
 		} else if (f->type == RELAY_FRAME_PEERS_RESET) {

@@ -15,7 +15,8 @@
  * max_clients connections in all, of which at most max_pending (and
  * max_pending_ip from one address) not yet admitted; a connection not
  * admitted within handshake_ms of its accept is closed, however it trickles
- * (more are refused). */
+ * (more are refused). The relay PINGs every connection it admitted each
+ * keepalive_s and closes one that sent no frame for 2.5 x keepalive_s. */
 #ifndef MESH_RELAY_H
 #define MESH_RELAY_H
 
@@ -31,6 +32,11 @@ struct ssl_ctx_st;
 /* SERVER_INFO carries the queue length in 16 bits, and each admitted
  * client's ring is allocated whole. */
 #define RLY_QUEUE_PACKETS_MAX 4096
+
+/* A node client that a sibling relay also announces (PEER_PRESENT) is
+ * PINGed and must answer (any frame) within this, or it is closed: its
+ * connection may have died without a FIN while the node moved. */
+#define RLY_SUSPECT_MS 3000u
 
 struct rly_config {
 	struct event_base *base;
@@ -65,6 +71,10 @@ struct rly_stats {
 	    drop_budget;       /* a packet that would take the queues past queue_budget */
 	uint64_t queued_bytes; /* in every packet queue now */
 	uint64_t dup_clients, pings;
+	/* Closed as dead: silent for 2.5 x keepalive_s (node clients and
+	 * sibling relays connected here), or a node client that did not answer
+	 * the PING sent when a sibling relay announced its key. */
+	uint64_t clients_dead, clients_stale;
 	uint64_t accept_errors; /* accept() failed (out of descriptors...): paused 1 s */
 	uint64_t stun_requests, stun_responses, stun_bad;
 	uint64_t stun_limited; /* not answered: over the per-prefix or global rate */

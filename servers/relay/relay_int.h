@@ -62,7 +62,11 @@ struct rly_conn {
 	struct evbuffer *ctl;
 	struct rly_queue q;
 	uint64_t closing_ms;   /* RC_CLOSING since */
-	uint64_t ka_ms;        /* RC_ACTIVE: last KEEPALIVE sent (or admission) */
+	uint64_t ka_ms;        /* RC_ACTIVE: last KEEPALIVE/PING sent (or admission) */
+	uint64_t rx_ms;        /* inbound RC_ACTIVE: last frame from the peer (or
+	                        * admission) */
+	uint64_t suspect_ms;   /* a node client a sibling also announces: closed
+	                        * at this time unless a frame comes first; 0: none */
 	uint64_t deadline_ms;  /* handshake must be done by then; 0: done */
 	bool pending;          /* counted in s->n_pending / s->pending_ip */
 	uint16_t ip_slot;      /* its source address's slot in pending_ip */
@@ -142,6 +146,10 @@ bool rly_conn_read_frames(struct rly_conn *c,
 void rly_link_closed(struct rly_conn *c); /* schedule a redial */
 void rly_link_on_read(struct rly_conn *c);
 void rly_links_free(struct rly_server *s);
+/* A sibling announced key: a local client with that key may be a dead
+ * connection; PING it and close it unless it answers within RLY_SUSPECT_MS
+ * (packets for it go to both meanwhile). */
+void rly_client_suspect(struct rly_server *s, const uint8_t *key);
 /* Tell every inbound mesh peer that key arrived / left. */
 void rly_mesh_announce(struct rly_server *s, const uint8_t *key, bool present);
 bool rly_is_sibling(const struct rly_server *s, const uint8_t *key);

@@ -227,36 +227,62 @@ static bool deliver(struct rly_server *s, struct rly_conn *dst, const uint8_t *s
 	return rly_conn_send(dst, hdr, sizeof hdr, data, len) == 0;
 }
 
+static bool forward(struct rly_server *s, struct rly_conn *link, const uint8_t *src,
+                    const uint8_t *dst, const uint8_t *data, size_t len)
+{
+	uint8_t hdr[RELAY_HDR_LEN + 64];
+	relay_encode_header(hdr, sizeof hdr, RELAY_FRAME_FORWARD, 64 + len);
+	memcpy(hdr + RELAY_HDR_LEN, src, 32);
+	memcpy(hdr + RELAY_HDR_LEN + 32, dst, 32);
+	if (rly_conn_send(link, hdr, sizeof hdr, data, len) < 0)
+		return false;
+	s->st.packets_forwarded++;
+	s->st.bytes_forwarded += len;
+	return true;
+}
+
+/* A local client wins over a sibling's route for its key, unless it is
+ * suspect (a sibling announced the key too, and it has not answered the
+ * PING yet): then both get the packet, and the node drops the duplicate
+ * (WireGuard's replay window). */
 static void on_send_packet(struct rly_conn *c, const struct relay_frame *f)
 {
 	struct rly_server *s = c->s;
 	const uint8_t *dst = f->u.packet.key;
 	size_t len = f->u.packet.data_len;
 	struct rly_conn *d = rly_keymap_get(&s->clients, dst);
-	if (d) {
-		if (deliver(s, d, c->key, f->u.packet.data, len)) {
-			s->st.packets_relayed++;
-			s->st.bytes_relayed += len;
-		}
-		return;
+	if (d && deliver(s, d, c->key, f->u.packet.data, len)) {
+		s->st.packets_relayed++;
+		s->st.bytes_relayed += len;
 	}
-	struct rly_conn *link = rly_keymap_get(&s->routes, dst);
-	if (link) {
-		uint8_t hdr[RELAY_HDR_LEN + 64];
-		relay_encode_header(hdr, sizeof hdr, RELAY_FRAME_FORWARD, 64 + len);
-		memcpy(hdr + RELAY_HDR_LEN, c->key, 32);
-		memcpy(hdr + RELAY_HDR_LEN + 32, dst, 32);
-		if (rly_conn_send(link, hdr, sizeof hdr, f->u.packet.data, len) == 0) {
-			s->st.packets_forwarded++;
-			s->st.bytes_forwarded += len;
-		}
+	struct rly_conn *link =
+	    !d || d->suspect_ms ? rly_keymap_get(&s->routes, dst) : NULL;
+	if (link)
+		forward(s, link, c->key, dst, f->u.packet.data, len);
+	if (d || link)
 		return;
-	}
 	s->st.drop_unknown_dest++;
 	uint8_t fr[RELAY_HDR_LEN + 33];
 	size_t n = relay_encode_peer(fr, sizeof fr, RELAY_FRAME_PEER_GONE, dst,
 	                             RELAY_GONE_NOT_HERE);
 	rly_conn_send(c, fr, n, NULL, 0);
+}
+
+static void send_ping(struct rly_conn *c)
+{
+	uint8_t data[RELAY_PING_LEN], fr[RELAY_HDR_LEN + RELAY_PING_LEN];
+	randombytes_buf(data, sizeof data);
+	size_t n = relay_encode_ping(fr, sizeof fr, RELAY_FRAME_PING, data);
+	rly_conn_send(c, fr, n, NULL, 0);
+}
+
+void rly_client_suspect(struct rly_server *s, const uint8_t *key)
+{
+	struct rly_conn *d = rly_keymap_get(&s->clients, key);
+	if (!d || d->dead || d->suspect_ms)
+		return;
+	d->suspect_ms = rly_now_ms() + RLY_SUSPECT_MS;
+	send_ping(d);
 }
 
 static void admit(struct rly_conn *c, bool mesh)
@@ -290,11 +316,12 @@ static void admit(struct rly_conn *c, bool mesh)
 		}
 	}
 	c->state = RC_ACTIVE;
-	c->ka_ms = rly_now_ms();
+	c->ka_ms = c->rx_ms = rly_now_ms();
 	struct timeval wt = {s->cfg.write_timeout_ms / 1000,
 	                     (s->cfg.write_timeout_ms % 1000) * 1000};
 	bufferevent_set_timeouts(c->bev, NULL, &wt);
-	/* SERVER_INFO goes out as it is; every frame after it is sealed. */
+	/* SERVER_INFO goes out as it is (its settings as on_client_info bound
+	 * them into the session); every frame after it is sealed. */
 	uint8_t fr[RELAY_HDR_LEN + RELAY_SERVER_INFO_LEN];
 	size_t n = relay_encode_server_info(
 	    fr, sizeof fr, 0, (uint16_t)s->cfg.queue_packets,
@@ -352,11 +379,15 @@ static bool on_client_info(struct rly_conn *c, const struct relay_frame *f)
 		       &s->st.refused_version);
 		return false;
 	}
-	/* The session: our ephemeral key against the client's. */
-	uint8_t eph_priv[32];
+	/* The session: our ephemeral key against the client's, bound to the
+	 * settings SERVER_INFO will carry (admit sends the same). */
+	uint8_t eph_priv[32], settings[RELAY_SETTINGS_LEN];
 	crypto_box_keypair(c->eph_pub, eph_priv);
+	relay_encode_settings(settings, RELAY_PROTO_VERSION, 0,
+	                      (uint16_t)s->cfg.queue_packets,
+	                      (uint16_t)s->cfg.keepalive_s);
 	if (relay_session_init(&c->sess, false, eph_priv, peer_eph, c->key, s->cfg.pub,
-	                       c->challenge, c->peer_chal) < 0) {
+	                       c->challenge, c->peer_chal, settings) < 0) {
 		refuse(c, RELAY_REFUSED_BAD_AUTH,
 		       "CLIENT_INFO carries an unusable ephemeral key",
 		       &s->st.refused_bad_auth);
@@ -394,6 +425,9 @@ static bool on_frame(struct rly_conn *c, const struct relay_frame *f)
 	struct rly_server *s = c->s;
 	if (c->state == RC_WAIT_INFO)
 		return on_client_info(c, f);
+	/* Any frame shows the connection is alive. */
+	c->rx_ms = rly_now_ms();
+	c->suspect_ms = 0;
 	switch (f->type) {
 	case RELAY_FRAME_SEND_PACKET:
 		if (c->mesh)
@@ -597,9 +631,42 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	evtimer_add(s->relisten, &one);
 }
 
+/* An inbound connection that must go: silent for 2.5 x keepalive_s (its
+ * own PINGs, or its PONGs to ours, stopped), or suspect and silent past its
+ * deadline. Its socket may look fine: a peer that vanished without a FIN
+ * (firewall, lost NAT state, a laptop on another network) leaves light
+ * traffic queued in the kernel, which never trips the write deadline. */
+static bool drop_dead(struct rly_conn *c, uint64_t now, uint64_t silence)
+{
+	struct rly_server *s = c->s;
+	if (c->state != RC_ACTIVE || c->outbound)
+		return false;
+	if (c->suspect_ms && now >= c->suspect_ms) {
+		s->st.clients_stale++;
+		if (rly_log_ok())
+			log_info("mesh-relay: %s: a sibling relay has this node and it "
+			         "did not answer a PING in %u ms; disconnected as stale",
+			         c->peer, RLY_SUSPECT_MS);
+		rly_conn_close(c, "stale: the node is on a sibling relay");
+		return true;
+	}
+	if (now - c->rx_ms < silence)
+		return false;
+	s->st.clients_dead++;
+	if (rly_log_ok())
+		log_info("mesh-relay: %s: no frame for %llu ms (PINGed every %u s); "
+		         "disconnected as dead",
+		         c->peer, (unsigned long long)(now - c->rx_ms),
+		         s->cfg.keepalive_s);
+	rly_conn_close(c, "dead: silent past 2.5 keepalives");
+	return true;
+}
+
 /* Every second: stuck closers, handshakes past their deadline (absolute
  * from accept: the libevent timeouts only catch idle peers, and one byte
- * now and then resets them), keepalives. */
+ * now and then resets them), dead and stale connections, keepalives: a
+ * PING to whoever connected to us (the answer proves it alive), KEEPALIVE
+ * on our links to siblings. */
 static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct rly_server *s = arg;
@@ -608,6 +675,7 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 	/* Per connection, from its own last one: a tick that comes late
 	 * cannot skip a keepalive, and they do not all go out at once. */
 	uint64_t ka_every = (uint64_t)s->cfg.keepalive_s * 1000u;
+	uint64_t silence = ka_every * 5 / 2;
 	for (struct rly_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
 		if (c->dead)
@@ -618,9 +686,14 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 		           now >= c->deadline_ms) {
 			s->st.handshake_timeouts++;
 			rly_conn_close(c, "handshake not done in time");
+		} else if (drop_dead(c, now, silence)) {
+			continue;
 		} else if (c->state == RC_ACTIVE && now - c->ka_ms >= ka_every) {
 			c->ka_ms = now;
-			rly_conn_send(c, ka, sizeof ka, NULL, 0);
+			if (c->outbound)
+				rly_conn_send(c, ka, sizeof ka, NULL, 0);
+			else
+				send_ping(c);
 		}
 	}
 }

@@ -3,8 +3,9 @@
 # their modes, keys create/list/revoke, token (decoded and checked against
 # server.key), nodes list and the "no such node" errors, --json, usage
 # errors (exit 2) and other errors (exit 1) with readable messages; token
-# --no-key, and a pending node (written into the store) through nodes list
-# and nodes approve.
+# --no-key, and a pending node (written into the store) through nodes list,
+# nodes list --pending and nodes approve (by name only with the node's key
+# fingerprint: a bare name or a wrong key approves nothing).
 #
 # As root, mesh-control runs as nobody from a directory nobody cannot write
 # (its data directory is the only place it may write): no root needed.
@@ -145,6 +146,17 @@ check "token --no-key creates no auth key (still three)" pyjson "len(j) == 3"
 check "the private key appears in no output" \
     eval '! grep -qF -- "$KEY" "$E2E_LOGDIR/mesh-control.log"'
 
+step "serve: approval mode is opt-in (--allow-pending)"
+mcd serve --help
+check "serve --help names --allow-pending and says keyless nodes are refused without it" \
+    eval 'rc_is 0 && out_has "--allow-pending +hold nodes that join without an auth key" && out_has "they are refused" && out_has "--max-pending-per-source N"'
+mcd serve --max-pending 5
+check "serve --max-pending without --allow-pending: exit 2, says what it needs" \
+    eval 'rc_is 2 && err_has "need --allow-pending" && err_has "serve --help"'
+mcd serve --no-pending --allow-pending
+check "serve --no-pending --allow-pending: exit 2" \
+    eval 'rc_is 2 && err_has "exclude each other"'
+
 step "nodes (none can exist before serve)"
 mcd nodes list
 check "nodes list: empty, exit 0" eval 'rc_is 0 && [ ! -s "$OUT" ]'
@@ -177,11 +189,29 @@ check "nodes list: the node reads pending approval, not approved" \
     eval 'rc_is 0 && out_has "^1 +web +100\.64\.0\.5 +fd7a:115c:a1e0::5 +pending approval +no " && err_has "1 node pending approval" && err_has "nodes approve NAME"'
 mcd nodes list --json
 check "nodes list --json: the same fields as the admin API, in order" pyjson \
-    "[list(n) for n in j] == [['id', 'name', 'fqdn', 'hostname', 'ipv4', 'ipv6', 'online', 'last_seen', 'approved', 'ephemeral', 'expiry', 'expired', 'tags', 'created']]"
+    "[list(n) for n in j] == [['id', 'name', 'fqdn', 'hostname', 'ipv4', 'ipv6', 'online', 'last_seen', 'approved', 'ephemeral', 'expiry', 'expired', 'tags', 'created', 'key']]"
 check "nodes list --json: the pending node's values" pyjson \
     "j[0]['id'] == 1 and j[0]['name'] == 'web' and j[0]['fqdn'].startswith('web.') and j[0]['hostname'] == 'web-host' and j[0]['ipv4'] == '100.64.0.5' and j[0]['ipv6'] == 'fd7a:115c:a1e0::5' and j[0]['approved'] is False and j[0]['online'] is False and j[0]['expired'] is False and j[0]['tags'] == ''"
+# the fingerprint of machine key b"m" * 32: its first 8 bytes in hex
+FPR=6d6d6d6d6d6d6d6d
+mcd nodes list --pending
+check "nodes list --pending: id, name, key, hostname" \
+    eval 'rc_is 0 && out_has "^ID +NAME +KEY " && out_has "^1 +web +$FPR .* web-host$" && err_has "nodes approve NAME --key KEY"'
 mcd nodes approve web
-check "nodes approve web" eval 'rc_is 0 && out_has "^approved node 1 \(web\)$"'
+check "nodes approve web (pending, bare name): exit 2, asks for the key" \
+    eval 'rc_is 2 && err_has "node 1 \(web\) is waiting for approval" && err_has "nodes approve web --key KEY" && [ ! -s "$OUT" ]'
+mcd nodes approve 1
+check "nodes approve 1 (pending, bare ID): exit 2, asks for the key" \
+    eval 'rc_is 2 && err_has "node 1 \(web\) is waiting for approval" && err_has "nodes approve 1 --key KEY" && [ ! -s "$OUT" ]'
+mcd nodes approve web --key 0011223344556677
+check "nodes approve web --key (another device's): exit 1, nothing approved" \
+    eval 'rc_is 1 && err_has "has key $FPR, not 0011223344556677" && err_has "nothing approved"'
+mcd nodes list --json
+check "still pending after the refused approvals" pyjson "j[0]['approved'] is False and j[0]['key'] == '$FPR'"
+mcd nodes approve web --key "$FPR"
+check "nodes approve web --key FPR" eval 'rc_is 0 && out_has "^approved node 1 \(web\)$"'
+mcd nodes list --pending
+check "nodes list --pending: nobody waits" eval 'rc_is 0 && [ ! -s "$OUT" ] && err_has "no node is waiting for approval"'
 mcd nodes list
 check "after approval: yes, no pending hint" eval 'rc_is 0 && out_has "^1 +web .* never seen +yes " && ! grep -q pending "$OUT" "$ERR"'
 mcd keys list --json
@@ -211,6 +241,7 @@ usage_err "keys revoke abc" "expected a key ID" --data "$D" keys revoke abc
 usage_err "keys without a subcommand" "keys needs a subcommand" --data "$D" keys
 usage_err "nodes rename without a new name" "needs a node ID or name and the new name" --data "$D" nodes rename 1
 usage_err "extra argument" "unexpected argument extra" --data "$D" nodes list extra
+usage_err "--key on nodes remove" "nodes remove does not take --key" --data "$D" nodes remove 1 --key "$FPR"
 usage_err "init --listen without a port" "--listen 198.18.0.1: expected HOST:PORT" --data "$RUN/x" init --listen 198.18.0.1
 usage_err "init --listen port 0" "expected HOST:PORT" --data "$RUN/x" init --listen 198.18.0.1:0
 check "a refused init leaves no data directory" [ ! -e "$RUN/x" ]

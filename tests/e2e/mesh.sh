@@ -87,7 +87,7 @@ bg_nobody pp2-delta delta "$PY" "$E2E_DIR/pp2_server.py" 127.0.0.1 9000
 step "mesh-control init and serve (as nobody)"
 check "init" mc init --listen "$CTL" --domain mesh.internal
 start_control() {
-    bg_nobody control ctl "$MC" --data "$D" serve --log-level debug \
+    bg_nobody control ctl "$MC" --data "$D" serve --log-level debug --allow-pending \
         --admin-listen 198.18.60.1:7444 --ephemeral-timeout 2s
     wait_listen ctl 7443 10 || { tail "$E2E_LOGDIR/control.log"; die "mesh-control serve did not listen"; }
 }
@@ -274,10 +274,27 @@ RC=$?
 check "delta's node exits 1 after removal (got $RC)" test "$RC" = 1
 check "delta's log says it was removed" grep -Eiq "removed|not known|unknown" "$E2E_LOGDIR/delta.log"
 
-step "the removed node starts again from its old state: a new node for mesh-control"
+step "the removed node starts again from its old state: refused, it cannot queue itself for approval"
 start_node delta
-check "delta waits for approval (its machine key is unknown now)" wait_log "$E2E_LOGDIR/delta.log" "nodes approve" 10
-check "nodes approve delta" mc nodes approve delta
+bg_wait delta 30
+RC=$?
+check "delta exits 1 (got $RC)" test "$RC" = 1
+check "delta's log says it was removed and how to join again" \
+    grep -Eq "was removed.*--join TOKEN" "$E2E_LOGDIR/delta.log"
+nothing_pending() { ! mc nodes list 2>&1 | grep -q pending; }
+check "nothing waits for approval" nothing_pending
+
+step "the reusable token it joined with does not undo the removal"
+start_node delta --join "$TOKEN"
+bg_wait delta 30
+RC=$?
+check "delta exits 1 with the old reusable token (got $RC)" test "$RC" = 1
+check "delta's log asks for a key created after the removal" \
+    grep -Eq "created after the removal" "$E2E_LOGDIR/delta.log"
+
+step "with a new token, the removed node joins again as a new node"
+TOKEN_NEW=$(mc token) || die "mesh-control token failed"
+start_node delta --join "$TOKEN_NEW"
 check "delta restarts itself on the new address it was given" wait_log "$E2E_LOGDIR/delta.log" "new addresses" 10
 new_ip_delta() { local a; a=$(mp ip -4 --state "$RUN/delta") && [ -n "$a" ] && [ "$a" != "$IP4_DELTA" ]; }
 check "delta's new address differs from the old" wait_until 10 new_ip_delta
@@ -425,7 +442,10 @@ check "pend has no mesh address yet" not joined pend
 check "alpha does not list pend" not sees alpha pend
 pending_listed() { mc nodes list | grep -Eq 'pend.*pending approval'; }
 check "mesh-control lists pend as pending approval" pending_listed
-check "nodes approve pend" mc nodes approve pend
+check "nodes approve pend (a bare name) approves nothing" not mc nodes approve pend
+PKEY=$(grep -o 'approve pend --key [0-9a-f]\{16\}' "$E2E_LOGDIR/echo.log" | head -n 1 | awk '{print $4}')
+check "pend printed its key ($PKEY)" test -n "$PKEY"
+check "nodes approve pend --key KEY" mc nodes approve pend --key "$PKEY"
 check "pend joined after approval" wait_joined pend 10
 check "alpha lists pend" wait_until 5 sees alpha pend
 check "alpha -> pend by name" fetch_eventually alpha pend "i am echo" 15

@@ -17,11 +17,14 @@
 # counters; `mesh-relay up --state DIR` resumes as the same relay, and a
 # second one on the same directory refuses to start; a relay key readable
 # by others or of the wrong size is refused; 200 clients on one relay
-# exchange packets with none lost.
+# exchange packets with none lost; a node whose connection to one relay
+# died without a FIN (dropped by nftables) and which moved to a sibling
+# relay gets its packets through the sibling within seconds, and the dead
+# connection is closed (counted).
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
-e2e_require_cmd stun curl openssl python3 setpriv sqlite3
+e2e_require_cmd stun curl openssl python3 setpriv sqlite3 nft
 e2e_tmp_init
 
 MC=$MESH_BUILD/mesh-control
@@ -266,5 +269,87 @@ out=$(nb timeout 5 "$MR" up --join "$T3" --state "$RUN/r3" --listen 127.0.0.1:18
     --region eu 2>&1)
 check "a relay key of the wrong size is refused, not truncated" \
     has "not a relay key \(a file of exactly 32 bytes\)" "$out"
+
+step "mesh-proxy netcheck: a joined node measures its relays (no running node needed)"
+e2e_require_mesh_proxy
+bg_nobody node r "$MESH_PROXY" up --join "$NODE_TOKEN" --state "$RUN/node" --hostname nc-node
+wait_until 20 test -s "$RUN/node/netmap.json" || fail "the node wrote no network map"
+nb "$MESH_PROXY" netcheck --state "$RUN/node" --json >"$E2E_TMP/netcheck.json" \
+    2>"$E2E_LOGDIR/netcheck.err"
+cp "$E2E_TMP/netcheck.json" "$E2E_LOGDIR/netcheck.json"
+nc_json() { python3 -c "import json,sys; j=json.load(open('$E2E_TMP/netcheck.json')); sys.exit(0 if ($1) else 1)"; }
+check "netcheck --json (as nobody): UDP works, eu is home through eu-1" \
+    nc_json "j['udp'] and j['ipv4'] and j['home']['region'] == 'eu' and j['home']['name'] == 'eu-1'"
+check "netcheck --json: eu-1's STUN and TCP times, and the address it saw" \
+    nc_json "[r for g in j['regions'] for r in g['relays'] if r['name'] == 'eu-1' and r['stun_rtt_ms'] > 0 and r['tcp_rtt_ms'] > 0 and r['mapped'] == j['global_v4']]"
+out=$(nb stun $STUN 1 -v 2>&1)
+sc_ip=$(sed -n 's/.*mappedAddr=\([0-9.]*\):[0-9]*.*/\1/p' <<<"$out" | head -1)
+check "stun-client agrees with netcheck's public address ($sc_ip)" \
+    nc_json "j['global_v4'].rsplit(':', 1)[0] == '$sc_ip' and '$sc_ip' != ''"
+out=$(nb "$MESH_PROXY" netcheck --state "$RUN/node" 2>&1)
+echo "$out" >"$E2E_LOGDIR/netcheck.txt"
+check "netcheck's text starts with UDP: and names the home relay" \
+    test "${out:0:4}" = "UDP:" -a -n "$(grep -E '^Home relay: +eu \(eu-1, ' <<<"$out")"
+out=$(nb "$MESH_PROXY" netcheck --state "$E2E_TMP/no-such-node" 2>&1)
+rc=$?
+check "netcheck without a map exits 1 and says to join a mesh" \
+    test "$rc" -eq 1 -a -n "$(grep 'join a mesh first' <<<"$out")"
+nb mkdir -m 700 "$RUN/norelay"
+python3 -c "import json; j=json.load(open('$RUN/node/netmap.json')); j.pop('relays'); print(json.dumps(j))" |
+    nb sh -c "umask 077 && cat >'$RUN/norelay/netmap.json'"
+out=$(nb "$MESH_PROXY" netcheck --state "$RUN/norelay" 2>&1)
+rc=$?
+check "netcheck with a map without relays exits 1 and says how to add one" \
+    test "$rc" -eq 1 -a -n "$(grep 'lists no relay.*mesh-control token --relay' <<<"$out")"
+out=$(nb "$MESH_PROXY" netcheck --state "$RUN/node" --timeout 5 2>&1)
+rc=$?
+check "netcheck --timeout 5 is refused (usage, exit 2)" \
+    test "$rc" -eq 2 -a -n "$(grep 'milliseconds, 100-60000' <<<"$out")"
+
+step "a node's relay connection dies without a FIN; it moves to a sibling relay"
+# E holds a connection to relay1; nftables drops everything on it (its FIN
+# too: a firewall, lost NAT state) and E is killed, so relay1 still counts
+# E as its own client. E comes back on relay3 of the same region. A few
+# handshake-sized packets sent to relay1 must reach E through relay3 (they
+# never fill the dead socket's buffer, so the write deadline cannot help):
+# relay3's PEER_PRESENT makes relay1 PING the old connection, send to both
+# meanwhile, and close it when no answer comes.
+T4=$(nb "$MC" --data "$D" token --relay 2>/dev/null | tail -1)
+R3=127.0.0.1:18445
+bg_nobody relay3 r "$MR" up --join "$T4" --state "$RUN/r4" --listen $R3 --region eu
+wait_log "$E2E_LOGDIR/relay3.log" "mesh link up" 15 || fail "no mesh link from relay3"
+wait_log "$E2E_LOGDIR/relay1b.log" "mesh link up" 15 || fail "no mesh link from relay1 to relay3"
+read -r E _ _ < <(nb "$RC" register "$NODE_TOKEN")
+EPUB=$(nb "$RC" pub "$E")
+wait_until 5 nb "$RC" connect $R1 "$E" || fail "relay1 does not admit E"
+wait_until 5 nb "$RC" connect $R3 "$E" || fail "relay3 does not admit E"
+bg_nobody holde r "$RC" hold $R1 "$E" 60
+wait_log "$E2E_LOGDIR/holde.log" "^ready" 5 || fail "E did not connect to relay1"
+EPORT=$(nsx r ss -tnpH state established "( dport = :18441 )" |
+    grep "pid=$(bg_pid holde)," | sed -n 's/.*127\.0\.0\.1:\([0-9]*\) \+127\.0\.0\.1:18441 .*/\1/p')
+[ -n "$EPORT" ] || fail "cannot find E's connection to relay1"
+nsx r nft -f - <<NFT
+table ip e2e_stale {
+    chain out {
+        type filter hook output priority 0; policy accept;
+        tcp sport ${EPORT:-1} drop
+        tcp dport ${EPORT:-1} drop
+    }
+}
+NFT
+EPID=$(bg_pid holde)
+{ kill -KILL "$EPID" && wait "$EPID"; } 2>/dev/null
+bg_nobody recve r "$RC" recv $R3 "$E" 5 5000
+wait_log "$E2E_LOGDIR/recve.log" "^ready" 5 || fail "E did not connect to relay3"
+sleep 0.3 # relay3's PEER_PRESENT reaches relay1
+nb "$RC" send $R1 "$A" "$EPUB" 5 148 || fail "send through relay1 failed"
+bg_wait recve 8
+check "E on relay3 got the 5 handshake-sized packets sent to relay1 within 5 s" \
+    grep -q "received 5" "$E2E_LOGDIR/recve.log"
+check "relay1 closed E's dead connection as stale (counted)" \
+    wait_until 6 relay_json "$RUN/r1" "j['clients_stale'] >= 1"
+nsx r nft delete table ip e2e_stale
+nb "$MR" status --state "$RUN/r1" >"$E2E_TMP/status.txt" 2>&1
+check "status (text) counts it" grep -Eq "^closed .* 1 stale" "$E2E_TMP/status.txt"
 
 e2e_finish

@@ -48,8 +48,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	memset(e2, 5, 32);
 	crypto_scalarmult_base(p1, e1);
 	crypto_scalarmult_base(p2, e2);
-	if (relay_session_init(&tx, true, e1, p2, spub, spub, chal, chal) < 0 ||
-	    relay_session_init(&rx, false, e2, p1, spub, spub, chal, chal) < 0)
+	if (relay_session_init(&tx, true, e1, p2, spub, spub, chal, chal, chal) < 0 ||
+	    relay_session_init(&rx, false, e2, p1, spub, spub, chal, chal, chal) < 0)
 		__builtin_trap();
 	return 0;
 }

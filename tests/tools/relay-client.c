@@ -229,8 +229,10 @@ static int handshake(const char *addr, const char *privhex, bool tls, bool quiet
 	if (r == 1 && f.type == RELAY_FRAME_SERVER_INFO) {
 		if (relay_server_info_open(&f, priv, spub, cchal, reph) < 0)
 			die("SERVER_INFO does not prove the relay's key");
-		if (relay_session_init(&sess, true, eph, reph, pub, spub, chal, cchal) <
-		    0)
+		uint8_t set[RELAY_SETTINGS_LEN];
+		relay_server_info_settings(&f, set);
+		if (relay_session_init(&sess, true, eph, reph, pub, spub, chal, cchal,
+		                       set) < 0)
 			die("the relay's ephemeral key is unusable");
 		sealed = true;
 		if (!quiet)

@@ -178,11 +178,12 @@ static void cl_read(struct bufferevent *bev, void *arg)
 			bufferevent_write(bev, fr, n);
 			c->state = C_INFO;
 		} else if (c->state == C_INFO && f.type == RELAY_FRAME_SERVER_INFO) {
-			uint8_t reph[32];
+			uint8_t reph[32], set[RELAY_SETTINGS_LEN];
+			relay_server_info_settings(&f, set);
 			if (relay_server_info_open(&f, c->priv, c->spub, c->chal, reph) <
 			        0 ||
 			    relay_session_init(&c->sess, true, c->eph, reph, c->pub,
-			                       c->spub, c->schal, c->chal) < 0)
+			                       c->spub, c->schal, c->chal, set) < 0)
 				return cl_fail(c);
 			c->state = C_READY;
 			c->ld->ready++;

@@ -24,7 +24,9 @@ static uint64_t now_ms(void)
 
 /* ---- fake server ---- */
 
-enum fs_reg { FS_OK, FS_PENDING, FS_REFUSED };
+/* FS_REFUSED_INTERNAL: "refused" with code INTERNAL, as servers before
+ * control review M2 sent a busy database or a full disk. */
+enum fs_reg { FS_OK, FS_PENDING, FS_REFUSED, FS_REFUSED_INTERNAL };
 
 struct fconn {
 	struct fsrv *s;
@@ -185,6 +187,9 @@ static void fs_on_msg(struct fsrv *s, const struct ctl_frame *f)
 			}
 		} else if (s->reg == FS_PENDING) {
 			fs_send_resp(s, CTL_REG_PENDING, 0, "waiting for approval");
+		} else if (s->reg == FS_REFUSED_INTERNAL) {
+			fs_send_resp(s, CTL_REG_REFUSED, CTL_REASON_INTERNAL,
+			             "internal error");
 		} else {
 			fs_send_resp(s, CTL_REG_REFUSED, CTL_REASON_AUTH_KEY_EXPIRED,
 			             "auth key expired");

@@ -101,6 +101,10 @@ static void start_server(struct t *t)
 	cfg.keepalive_ms = t->over.keepalive_ms;
 	cfg.behind_ms = t->over.behind_ms;
 	cfg.ephemeral_timeout_s = t->over.ephemeral_timeout_s;
+	cfg.no_pending = t->over.no_pending;
+	cfg.max_pending = t->over.max_pending;
+	cfg.max_pending_per_source = t->over.max_pending_per_source;
+	cfg.max_outbuf = t->over.max_outbuf;
 	memcpy(cfg.server_priv, t->spriv, 32);
 	struct sockaddr_in *a = (struct sockaddr_in *)&cfg.listen;
 	a->sin_family = AF_INET;
@@ -179,6 +183,7 @@ static void tc_free(struct tc *c)
 }
 
 static int tc_rcvbuf; /* nonzero: SO_RCVBUF of the next connections */
+static uint32_t tc_src; /* nonzero: source IPv4 (host order) of the next */
 
 static void tc_connect(struct t *t, struct tc *c)
 {
@@ -186,6 +191,11 @@ static void tc_connect(struct t *t, struct tc *c)
 	c->fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (tc_rcvbuf)
 		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &tc_rcvbuf, sizeof tc_rcvbuf);
+	if (tc_src) {
+		struct sockaddr_in b = {.sin_family = AF_INET};
+		b.sin_addr.s_addr = htonl(tc_src);
+		assert_int_equal(bind(c->fd, (struct sockaddr *)&b, sizeof b), 0);
+	}
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(t->port)};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof a), 0);

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/control/msg.h"
 #include "core/control/token.h"
 #include "servers/control/admin.h"
 #include "servers/control/store.h"
@@ -279,7 +280,7 @@ static void nodes_endpoints(void **state)
 	assert_non_null(a);
 	const char *fields[] = {"id",     "name",    "fqdn",      "hostname", "ipv4",
 	                        "ipv6",   "online",  "last_seen", "approved", "ephemeral",
-	                        "expiry", "expired", "tags",      "created"};
+	                        "expiry", "expired", "tags",      "created",  "key"};
 	assert_int_equal(json_object_size(a), sizeof fields / sizeof *fields);
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
 		assert_non_null(json_object_get(a, fields[i]));
@@ -302,8 +303,34 @@ static void nodes_endpoints(void **state)
 	assert_non_null(strstr(err_text(&r), "999"));
 	done(&r);
 
+	/* A pending node by bare name or bare ID: refused (409), as with a
+	 * key that is not its own; with its key: approved (below). */
+	assert_int_equal(call(t, "POST", "/api/v1/nodes/gamma/approve", NULL, &r), 409);
+	assert_non_null(strstr(err_text(&r), "waiting for approval"));
+	done(&r);
+	snprintf(path, sizeof path, "/api/v1/nodes/%lld/approve", (long long)t->n3);
+	assert_int_equal(call(t, "POST", path, NULL, &r), 409);
+	assert_non_null(strstr(err_text(&r), "\"key\""));
+	done(&r);
+	assert_int_equal(call(t, "POST", "/api/v1/nodes/gamma/approve",
+	                      "{\"key\": \"0000000000000000\"}", &r),
+	                 409);
+	done(&r);
+	struct ctl_node g;
+	char fb[CTL_KEY_FPR_LEN + 1], body[64];
+	assert_int_equal(ctl_store_node_by_id(t->st, t->n3, &g), 0);
+	assert_false(g.approved);
+	ctl_key_fpr(g.machine_key, fb);
+	assert_int_equal(call(t, "GET", "/api/v1/nodes/gamma", NULL, &r), 200);
+	assert_string_equal(json_string_value(json_object_get(r.j, "key")), fb);
+	done(&r);
+
 	/* Approve the pending node; the map version moves. */
 	assert_int_equal(ctl_store_map_version(t->st, &v0), 0);
+	snprintf(body, sizeof body, "{\"key\": \"%s\"}", fb);
+	assert_int_equal(call(t, "POST", "/api/v1/nodes/gamma/approve", body, &r), 200);
+	assert_true(json_is_true(json_object_get(r.j, "approved")));
+	done(&r);
 	snprintf(path, sizeof path, "/api/v1/nodes/%lld/approve", (long long)t->n3);
 	assert_int_equal(call(t, "POST", path, NULL, &r), 200);
 	assert_true(json_is_true(json_object_get(r.j, "approved")));

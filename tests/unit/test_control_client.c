@@ -409,6 +409,26 @@ static void test_backoff_sequence(void **state)
 	}
 }
 
+/* Control review M2: "refused" with code INTERNAL is not an answer (a
+ * busy database, a full disk): the client retries with backoff, and gets
+ * in once the server answers. */
+static void test_refused_internal_retries(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+
+	t->srv.reg = FS_REFUSED_INTERNAL;
+	base_cfg(t, &cfg);
+	start(t, &cfg);
+	run_until(t, is_backoff, 1000);
+	assert_int_equal(cur_state(t), CTL_CLIENT_BACKOFF);
+	for (int i = 0; i < t->n_states; i++)
+		assert_int_not_equal(t->states[i], CTL_CLIENT_REFUSED);
+	t->srv.reg = FS_OK;
+	assert_true(run_until(t, is_online, 3000));
+	assert_true(t->srv.accepts >= 2);
+}
+
 static void test_refused(void **state)
 {
 	struct tctx *t = *state;
@@ -725,6 +745,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_backoff_timing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_sequence, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_internal_retries, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_detail_cut_at_a_character, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_server_key, setup, teardown),

@@ -254,17 +254,26 @@ static void migrates_from_version_1(void **state)
 	assert_int_equal(ctl_store_get_meta(t->st, &m1), 0);
 	ctl_store_close(t->st);
 	t->st = NULL;
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
-	/* Make it a v1 database: the schema before API keys (and relays, v3),
-	 * with its data. */
-	raw_exec(t->db, "DROP TABLE api_keys; DROP TABLE relay_keys; DROP TABLE relays; "
-	                "PRAGMA user_version = 1");
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 4);
+	/* Make it a v1 database: the schema before API keys (and relays, v3,
+	 * and admission, v4), with its data. */
+	raw_exec(
+	    t->db,
+	    "DROP TABLE api_keys; DROP TABLE relay_keys; DROP TABLE relays; "
+	    "DROP TRIGGER nodes_removed_machine; DROP TABLE removed_machines; "
+	    "DROP INDEX nodes_disco; DROP INDEX nodes_pending; "
+	    "ALTER TABLE nodes DROP COLUMN source; "
+	    "ALTER TABLE nodes DROP COLUMN expiry_key_seq; DROP TRIGGER nodes_removed; "
+	    "CREATE TRIGGER nodes_removed AFTER DELETE ON nodes BEGIN"
+	    " INSERT INTO node_removals (node_id, version)"
+	    " SELECT OLD.id, map_version FROM meta WHERE id = 1; END; "
+	    "PRAGMA user_version = 1");
 	assert_int_equal(
 	    raw_int(t->db, "SELECT count(*) FROM sqlite_master WHERE name = 'api_keys'"),
 	    0);
 
 	t->st = open_store(t);
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 4);
 	assert_int_equal(
 	    raw_int(t->db, "SELECT count(*) FROM sqlite_master WHERE name = 'api_keys'"),
 	    1);
@@ -274,13 +283,13 @@ static void migrates_from_version_1(void **state)
 	assert_int_equal(ctl_store_apikey_create(t->st, NULL, NOW, s, sizeof s, NULL), 0);
 	assert_int_equal(ctl_store_apikey_check(t->st, s, NOW, NULL), 0);
 
-	/* Reopening at v3 changes nothing; a newer schema is refused. */
+	/* Reopening at v4 changes nothing; a newer schema is refused. */
 	ctl_store_close(t->st);
 	t->st = open_store(t);
 	assert_int_equal(ctl_store_apikey_check(t->st, s, NOW, NULL), 0);
 	ctl_store_close(t->st);
 	t->st = NULL;
-	raw_exec(t->db, "PRAGMA user_version = 4");
+	raw_exec(t->db, "PRAGMA user_version = 5");
 	char err[256];
 	assert_null(ctl_store_open_sqlite(t->dir, err, sizeof err));
 	assert_non_null(strstr(err, "newer"));

@@ -7,6 +7,8 @@
  *  - the configuration holds node.key, the registered addresses, the saved
  *    listen port, the --socks5 / --http-proxy front-ends and the --config
  *    file's peers; an [Interface] in that file is refused with its line;
+ *  - `up --join TOKEN` on a directory that joined before keeps the token's
+ *    auth key (an expired node re-authorises in place);
  *  - settings stick: a later `up` without flags resumes with the kept
  *    proxies, expose and Direct (prefs.json, mode 0600); a flag changes a
  *    kept setting for good, "off" removes a proxy. */
@@ -167,6 +169,37 @@ static void test_join_and_config(void **state)
 	assert_non_null(strstr(err, "[Interface]"));
 }
 
+/* Control review M7: `up --join TOKEN` on a state directory that joined
+ * before (say its node expired) keeps the token's auth key for the
+ * registration, so the server can re-authorise the node in place. */
+static void test_rejoin_keeps_auth_key(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], err[512];
+	bool usage;
+	snprintf(dir, sizeof(dir), "%s/rejoin", root);
+	make_token(tok, sizeof(tok), 7, "mkey-1-aa");
+	struct node_ctl_args a = {.state_dir = dir, .join_token = tok};
+	struct node_ctl_prep *p = node_ctl_prepare(&a, err, sizeof(err), &usage);
+	if (!p)
+		fail_msg("%s", err);
+	node_ctl_prep_free(p);
+	struct node_self self = {.node_id = 3};
+	snprintf(self.name, sizeof(self.name), "web");
+	self.ipv4[0] = 100;
+	self.ipv4[1] = 64;
+	self.ipv4[3] = 3;
+	self.ipv6[0] = 0xfd;
+	assert_int_equal(node_state_save_self(dir, &self, err, sizeof(err)), 0);
+	make_token(tok, sizeof(tok), 7, "mkey-2-bb"); /* a new key, same mesh */
+	p = node_ctl_prepare(&a, err, sizeof(err), &usage);
+	if (!p)
+		fail_msg("%s", err);
+	assert_non_null(node_ctl_prep_self(p));
+	assert_string_equal(p->auth_key, "mkey-2-bb");
+	node_ctl_prep_free(p);
+}
+
 static struct node_ctl_prep *prep_ok(struct node_ctl_args *a)
 {
 	char err[512];
@@ -260,6 +293,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_usage_errors),
 	    cmocka_unit_test(test_join_and_config),
+	    cmocka_unit_test(test_rejoin_keeps_auth_key),
 	    cmocka_unit_test(test_settings_stick),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -280,7 +280,7 @@ static void server_info_proves_key(void **state)
 
 /* Both ends of a session, set up as the handshake does. */
 static void session_pair(struct relay_session *cs, struct relay_session *ss,
-                         const uint8_t *cchal_override)
+                         const uint8_t *cchal_override, const uint8_t *set_override)
 {
 	uint8_t cpub[32], cpriv[32], spub[32], spriv[32], ce[32], cepub[32], se[32],
 	    sepub[32], chal[32], cchal[32];
@@ -290,10 +290,13 @@ static void session_pair(struct relay_session *cs, struct relay_session *ss,
 	crypto_box_keypair(sepub, se);
 	randombytes_buf(chal, 32);
 	randombytes_buf(cchal, 32);
-	assert_int_equal(relay_session_init(cs, true, ce, sepub, cpub, spub, chal, cchal),
-	                 0);
+	uint8_t set[RELAY_SETTINGS_LEN];
+	relay_encode_settings(set, RELAY_PROTO_VERSION, 0, 64, 30);
+	assert_int_equal(
+	    relay_session_init(cs, true, ce, sepub, cpub, spub, chal, cchal, set), 0);
 	assert_int_equal(relay_session_init(ss, false, se, cepub, cpub, spub, chal,
-	                                    cchal_override ? cchal_override : cchal),
+	                                    cchal_override ? cchal_override : cchal,
+	                                    set_override ? set_override : set),
 	                 0);
 	/* The ephemeral private keys are wiped. */
 	uint8_t zero[32] = {0};
@@ -307,7 +310,7 @@ static void session_pair(struct relay_session *cs, struct relay_session *ss,
 static void session_seals_frames(void **state)
 {
 	struct relay_session cs, ss;
-	session_pair(&cs, &ss, NULL);
+	session_pair(&cs, &ss, NULL, NULL);
 	uint8_t k[32], data[1400], a[2000], b[2000], c[2000];
 	randombytes_buf(k, 32);
 	randombytes_buf(data, sizeof data);
@@ -384,15 +387,24 @@ static void session_binds_handshake(void **state)
 	struct relay_session cs, ss;
 	uint8_t other[32], a[64];
 	randombytes_buf(other, 32);
-	session_pair(&cs, &ss, other);
+	session_pair(&cs, &ss, other, NULL);
 	size_t n = relay_encode_keepalive(a, sizeof a);
 	size_t sn = relay_seal(&cs, a, n, sizeof a);
 	assert_int_equal(relay_open(&ss, a, sn), -EBADMSG);
+	/* SERVER_INFO's settings changed on the way (review M1: a keepalive
+	 * of 65535 s): the same. */
+	uint8_t set[RELAY_SETTINGS_LEN];
+	relay_encode_settings(set, RELAY_PROTO_VERSION, 0, 64, 0xffff);
+	session_pair(&cs, &ss, NULL, set);
+	n = relay_encode_keepalive(a, sizeof a);
+	sn = relay_seal(&ss, a, n, sizeof a);
+	assert_int_equal(relay_open(&cs, a, sn), -EBADMSG);
 	/* A low-order ephemeral key (all zero) is refused. */
 	uint8_t e[32], zero[32] = {0};
 	randombytes_buf(e, 32);
 	assert_int_equal(
-	    relay_session_init(&cs, true, e, zero, other, other, other, other), -EINVAL);
+	    relay_session_init(&cs, true, e, zero, other, other, other, other, other),
+	    -EINVAL);
 }
 
 /* A version-1 client's CLIENT_INFO opens but is refused by version (its box
@@ -465,6 +477,17 @@ static void http_upgrade(void **state)
 	                 (int)strlen(relay_http_101));
 	const char *e = relay_http_error(404);
 	assert_int_equal(relay_http_parse_response((const uint8_t *)e, strlen(e)), -404);
+	/* Review L4: a status under 100, or a malformed status line, is an
+	 * error at once (not "incomplete", which would wait for the timeout). */
+	static const char *const bad_status[] = {
+	    "HTTP/1.1 000 X\r\n\r\n", "HTTP/1.1 099 X\r\n\r\n", "HTTP/1.1 1010 X\r\n\r\n",
+	    "HTTP/1.1 10\r\n\r\n", "HTTP/1.1 1x1 Y\r\n\r\n"};
+	for (size_t i = 0; i < sizeof bad_status / sizeof bad_status[0]; i++)
+		assert_int_equal(relay_http_parse_response((const uint8_t *)bad_status[i],
+		                                           strlen(bad_status[i])),
+		                 -1);
+	assert_int_equal(
+	    relay_http_parse_response((const uint8_t *)"HTTP/1.1 503\r\n\r\n", 16), -503);
 	assert_int_equal(
 	    relay_http_parse_response((const uint8_t *)"SSH-2.0-x\r\n\r\n", 13), -1);
 	assert_int_equal(relay_http_request(r, sizeof r, "x\r\nEvil: 1"), 0);

@@ -15,10 +15,10 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -321,9 +321,11 @@ static int cl_hello(struct cl *c, bool wrong_priv)
 		uint8_t reph[32];
 		last_queue_packets = f.u.server_info.queue_packets;
 		assert_int_equal(relay_server_info_open(&f, c->priv, spub, cc, reph), 0);
-		assert_int_equal(
-		    relay_session_init(&c->sess, true, eph, reph, c->pub, spub, chal, cc),
-		    0);
+		uint8_t set[RELAY_SETTINGS_LEN];
+		relay_server_info_settings(&f, set);
+		assert_int_equal(relay_session_init(&c->sess, true, eph, reph, c->pub,
+		                                    spub, chal, cc, set),
+		                 0);
 		c->sealed = true;
 	}
 	return f.type;
@@ -763,7 +765,8 @@ static int start_ka3(void **state)
 	return r;
 }
 
-/* Review relay L2, L5: keepalives are timed per connection from its
+/* Review relay L2, L5: keepalives (PINGs, so an answer proves the client
+ * alive) are timed per connection from its
  * admission (they were sent when the wall-clock second was a multiple of
  * keepalive_s: at any time after admission, and skipped when a tick came
  * late); a queue length past what SERVER_INFO's 16 bits and a per-client
@@ -783,10 +786,16 @@ static void keepalive_per_connection(void **state)
 		while (now_ms() - t0 < 4500 && (r = cl_frame(a, &f, 50)) == 0)
 			;
 		assert_int_equal(r, 1);
-		assert_int_equal(f.type, RELAY_FRAME_KEEPALIVE);
+		assert_int_equal(f.type, RELAY_FRAME_PING);
 		uint64_t dt = now_ms() - t0;
 		assert_true(dt >= 2900 && dt <= 4200);
 		t0 = now_ms();
+		/* Answered, as a node does: silent past 2.5 intervals, the
+		 * client would be closed as dead. */
+		uint8_t pf[RELAY_HDR_LEN + RELAY_PING_LEN];
+		size_t pn =
+		    relay_encode_ping(pf, sizeof pf, RELAY_FRAME_PONG, f.u.ping.data);
+		cl_put(a, pf, pn);
 	}
 	close(a->fd);
 	pump(20);
@@ -1244,6 +1253,280 @@ static void sibling_learns_every_client(void **state)
 	pump(20);
 }
 
+/* --- dead and stale connections ------------------------------------------- */
+
+/* Connects c to the relay on port p (key pk) with key (pub, priv), and
+ * completes the handshake. */
+static void cl_join(struct cl *c, uint16_t p, const uint8_t *pk, const uint8_t *pub,
+                    const uint8_t *priv)
+{
+	uint16_t sp = port;
+	uint8_t sk[32];
+	memcpy(sk, spub, 32);
+	port = p;
+	memcpy(spub, pk, 32);
+	cl_open(c, 0);
+	memcpy(c->pub, pub, 32);
+	memcpy(c->priv, priv, 32);
+	assert_int_equal(cl_hello(c, false), RELAY_FRAME_SERVER_INFO);
+	port = sp;
+	memcpy(spub, sk, 32);
+}
+
+/* A second relay B on the loop, meshed with srv both ways, admitting keys. */
+static struct rly_server *sibling_up(uint16_t *bport, uint8_t *bpub,
+                                     const uint8_t (*keys)[32], size_t n)
+{
+	uint8_t bpriv[32];
+	crypto_box_keypair(bpub, bpriv);
+	struct rly_config cfg = {.base = base, .handshake_ms = 2000};
+	memcpy(cfg.priv, bpriv, 32);
+	memcpy(cfg.pub, bpub, 32);
+	struct sockaddr_in *sin = (struct sockaddr_in *)&cfg.listen;
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cfg.listen_len = sizeof *sin;
+	char err[256];
+	struct rly_server *b = rly_server_new(&cfg, err, sizeof err);
+	assert_non_null(b);
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	rly_server_local(b, &ss, &sl);
+	*bport = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	assert_int_equal(rly_server_set_admitted(b, keys, n), 0);
+	assert_int_equal(rly_server_set_admitted(srv, keys, n), 0);
+	struct rly_sibling sa = {.host = "127.0.0.1", .port = *bport};
+	memcpy(sa.key, bpub, 32);
+	struct rly_sibling sb = {.host = "127.0.0.1", .port = port};
+	memcpy(sb.key, spub, 32);
+	assert_int_equal(rly_server_set_siblings(b, &sb, 1), 0);
+	assert_int_equal(rly_server_set_siblings(srv, &sa, 1), 0);
+	struct rly_stats st, bst;
+	for (int i = 0; i < 300; i++) {
+		pump_wall(10);
+		rly_server_get_stats(srv, &st);
+		rly_server_get_stats(b, &bst);
+		if (st.mesh_links_up == 1 && bst.mesh_links_up == 1)
+			break;
+	}
+	assert_int_equal(st.mesh_links_up, 1);
+	assert_int_equal(bst.mesh_links_up, 1);
+	return b;
+}
+
+static void sibling_down(struct rly_server *b)
+{
+	rly_server_set_siblings(srv, NULL, 0);
+	rly_server_set_siblings(b, NULL, 0);
+	pump(20);
+	rly_server_free(b);
+	pump(20);
+}
+
+/* Waits up to ms for a frame of type t on c, skipping others; true if seen. */
+static bool cl_wait_type(struct cl *c, uint8_t t, int ms, struct relay_frame *f)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	while (now_ms() < end) {
+		int r = cl_frame(c, f, 20);
+		if (r < 0)
+			return false;
+		if (r == 1 && f->type == t)
+			return true;
+	}
+	return false;
+}
+
+/* Findings 1: node K's connection to srv died without a FIN (here: its
+ * socket stays open and is never read or answered) and K came back on
+ * sibling B. B's PEER_PRESENT makes srv PING the old connection; until it
+ * answers, packets for K go to both, so they reach K through B at once;
+ * with no answer in RLY_SUSPECT_MS it is closed (counted) and only B gets
+ * them. Before, srv kept every packet for the dead socket (light traffic
+ * never trips the write deadline). */
+static void stale_client_yields_to_sibling(void **state)
+{
+	uint8_t kpub[32], kpriv[32], spk[32], sprv[32], bpub[32];
+	crypto_box_keypair(kpub, kpriv);
+	crypto_box_keypair(spk, sprv);
+	uint8_t keys[2][32];
+	memcpy(keys[0], kpub, 32);
+	memcpy(keys[1], spk, 32);
+	uint16_t bport;
+	struct rly_server *b = sibling_up(&bport, bpub, (const uint8_t(*)[32])keys, 2);
+	struct cl *old = test_malloc(sizeof *old), *nw = test_malloc(sizeof *nw),
+	          *snd = test_malloc(sizeof *snd);
+	cl_join(old, port, spub, kpub, kpriv);
+	cl_join(snd, port, spub, spk, sprv);
+	pump_wall(50);
+	/* K's old connection goes silent; K arrives on B. */
+	cl_join(nw, bport, bpub, kpub, kpriv);
+	uint64_t t0 = now_ms();
+	struct rly_stats st;
+	for (int i = 0; i < 200; i++) {
+		pump_wall(10);
+		rly_server_get_stats(srv, &st);
+		if (st.mesh_routes == 1)
+			break;
+	}
+	assert_int_equal(st.mesh_routes, 1);
+	/* A handshake-sized packet for K reaches K on B at once. */
+	uint8_t fr[RELAY_HDR_LEN + 32 + 148], data[148];
+	randombytes_buf(data, sizeof data);
+	size_t n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, kpub, data,
+	                               sizeof data);
+	cl_put(snd, fr, n);
+	struct relay_frame f;
+	assert_true(cl_wait_type(nw, RELAY_FRAME_RECV_PACKET, 1000, &f));
+	assert_memory_equal(f.u.packet.key, spk, 32);
+	assert_memory_equal(f.u.packet.data, data, sizeof data);
+	assert_true(now_ms() - t0 < 1500);
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.packets_forwarded, 1);
+	assert_int_equal(st.packets_relayed, 1); /* the old one got it too */
+	assert_int_equal(st.clients_stale, 0);
+	/* The old connection is closed once its deadline passes. */
+	for (int i = 0; i < 600; i++) {
+		pump_wall(10);
+		rly_server_get_stats(srv, &st);
+		if (st.clients_stale == 1)
+			break;
+	}
+	assert_int_equal(st.clients_stale, 1);
+	uint64_t dt = now_ms() - t0;
+	assert_true(dt >= RLY_SUSPECT_MS - 100 && dt <= RLY_SUSPECT_MS + 2500);
+	assert_int_equal(st.clients, 1); /* the sender */
+	assert_int_equal(st.clients_dead, 0);
+	/* Then B alone gets K's packets. */
+	cl_put(snd, fr, n);
+	assert_true(cl_wait_type(nw, RELAY_FRAME_RECV_PACKET, 1000, &f));
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.packets_forwarded, 2);
+	assert_int_equal(st.packets_relayed, 1);
+	/* The old socket saw a PING it never answered, then the close. */
+	int r;
+	bool ping = false;
+	while ((r = cl_frame(old, &f, 200)) == 1)
+		ping |= f.type == RELAY_FRAME_PING;
+	assert_true(ping);
+	assert_int_equal(r, -1);
+	close(old->fd);
+	close(nw->fd);
+	close(snd->fd);
+	test_free(old);
+	test_free(nw);
+	test_free(snd);
+	sibling_down(b);
+}
+
+/* The other way round: K is on B and connects to srv as well (a new local
+ * connection). srv's own client wins at once (nothing forwarded); B PINGs
+ * its connection of K, which answers, so B keeps it too. */
+static void live_client_keeps_its_key(void **state)
+{
+	uint8_t kpub[32], kpriv[32], spk[32], sprv[32], bpub[32];
+	crypto_box_keypair(kpub, kpriv);
+	crypto_box_keypair(spk, sprv);
+	uint8_t keys[2][32];
+	memcpy(keys[0], kpub, 32);
+	memcpy(keys[1], spk, 32);
+	uint16_t bport;
+	struct rly_server *b = sibling_up(&bport, bpub, (const uint8_t(*)[32])keys, 2);
+	struct cl *onb = test_malloc(sizeof *onb), *loc = test_malloc(sizeof *loc),
+	          *snd = test_malloc(sizeof *snd);
+	cl_join(onb, bport, bpub, kpub, kpriv);
+	cl_join(snd, port, spub, spk, sprv);
+	struct rly_stats st, bst;
+	for (int i = 0; i < 200; i++) {
+		pump_wall(10);
+		rly_server_get_stats(srv, &st);
+		if (st.mesh_routes == 1)
+			break;
+	}
+	assert_int_equal(st.mesh_routes, 1);
+	cl_join(loc, port, spub, kpub, kpriv);
+	uint8_t fr[RELAY_HDR_LEN + 32 + 148], data[148] = {3};
+	size_t n = relay_encode_packet(fr, sizeof fr, RELAY_FRAME_SEND_PACKET, kpub, data,
+	                               sizeof data);
+	cl_put(snd, fr, n);
+	struct relay_frame f;
+	assert_true(cl_wait_type(loc, RELAY_FRAME_RECV_PACKET, 1000, &f));
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.packets_relayed, 1);
+	assert_int_equal(st.packets_forwarded, 0);
+	/* B asks its connection of K; it answers. */
+	assert_true(cl_wait_type(onb, RELAY_FRAME_PING, 1000, &f));
+	uint8_t pf[RELAY_HDR_LEN + RELAY_PING_LEN];
+	size_t pn = relay_encode_ping(pf, sizeof pf, RELAY_FRAME_PONG, f.u.ping.data);
+	cl_put(onb, pf, pn);
+	pump_wall(RLY_SUSPECT_MS + 1500);
+	rly_server_get_stats(b, &bst);
+	assert_int_equal(bst.clients_stale, 0);
+	assert_int_equal(bst.clients, 1);
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.clients, 2);
+	close(onb->fd);
+	close(loc->fd);
+	close(snd->fd);
+	test_free(onb);
+	test_free(loc);
+	test_free(snd);
+	sibling_down(b);
+}
+
+static int start_ka1(void **state)
+{
+	start_keepalive_s = 1;
+	int r = start(state);
+	start_keepalive_s = 0;
+	return r;
+}
+
+/* Findings 1 (b): the relay PINGs each client every keepalive_s and closes
+ * one that sent no frame for 2.5 x keepalive_s (counted), whatever its
+ * socket says; a client that answers stays. */
+static void silent_client_closed(void **state)
+{
+	struct cl *mute = test_malloc(sizeof *mute), *live = test_malloc(sizeof *live);
+	cl_open(mute, 0);
+	cl_open(live, 0);
+	uint8_t keys[2][32];
+	memcpy(keys[0], mute->pub, 32);
+	memcpy(keys[1], live->pub, 32);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 2), 0);
+	assert_int_equal(cl_hello(mute, false), RELAY_FRAME_SERVER_INFO);
+	assert_int_equal(cl_hello(live, false), RELAY_FRAME_SERVER_INFO);
+	uint64_t t0 = now_ms(), closed = 0;
+	int pings = 0;
+	struct relay_frame f;
+	while (now_ms() - t0 < 5000) {
+		if (!closed) {
+			int r = cl_frame(mute, &f, 10);
+			if (r < 0)
+				closed = now_ms() - t0;
+		}
+		if (cl_frame(live, &f, 10) == 1 && f.type == RELAY_FRAME_PING) {
+			pings++;
+			uint8_t pf[RELAY_HDR_LEN + RELAY_PING_LEN];
+			size_t pn = relay_encode_ping(pf, sizeof pf, RELAY_FRAME_PONG,
+			                              f.u.ping.data);
+			cl_put(live, pf, pn);
+		}
+	}
+	assert_true(closed >= 2400 && closed <= 4500);
+	assert_true(pings >= 3);
+	struct rly_stats st;
+	rly_server_get_stats(srv, &st);
+	assert_int_equal(st.clients_dead, 1);
+	assert_int_equal(st.clients, 1);
+	assert_true(cl_frame(live, &f, 10) >= 0); /* still connected */
+	close(mute->fd);
+	close(live->fd);
+	pump(20);
+	test_free(mute);
+	test_free(live);
+}
+
 int main(void)
 {
 	/* As mesh-relay's main does: a peer that goes away must not kill the
@@ -1267,6 +1550,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(mitm_cannot_inject_routes, start, stop),
 	    cmocka_unit_test_setup_teardown(sibling_learns_every_client, start, stop),
 	    cmocka_unit_test_setup_teardown(keepalive_per_connection, start_ka3, stop),
+	    cmocka_unit_test_setup_teardown(stale_client_yields_to_sibling, start, stop),
+	    cmocka_unit_test_setup_teardown(live_client_keeps_its_key, start, stop),
+	    cmocka_unit_test_setup_teardown(silent_client_closed, start_ka1, stop),
 	    cmocka_unit_test_setup_teardown(sibling_refusal_text_is_sanitised, start,
 	                                    stop),
 	    cmocka_unit_test_setup_teardown(accept_out_of_fds_does_not_spin, start, stop),

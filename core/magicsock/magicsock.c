@@ -1,0 +1,1260 @@
+/* magicsock: relay connections, home relay, disco path validation. See
+ * magicsock.h for the rules. */
+#include "core/magicsock/magicsock.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/disco/disco.h"
+#include "core/netcheck/netcheck.h"
+#include "core/relay/client.h"
+#include "core/stun/stun.h"
+#include "core/util/clock.h"
+#include "core/util/log.h"
+#include "core/util/sockaddr.h"
+#include "core/wg/device.h"
+
+#define MS_CANDS_MAX (CTL_ENDPOINTS_MAX + MS_LEARNED_MAX)
+#define MS_PINGS_MAX (MS_CANDS_MAX + 8) /* a round to every candidate, and heartbeats */
+#define MS_CAND_GAP_MS 1000 /* one candidate is pinged at most this often */
+#define MS_PUNCH_GAP_MS 100 /* ... except back to a peer that pings us */
+#define MS_NETCHECK_MIN_MS 20000
+#define MS_NETCHECK_JITTER_MS 6000
+#define MS_UPGRADE_MS 60000 /* a trusted peer's other candidates re-probed this often */
+#define MS_HEARD_MS 60000   /* replies go back through the relay a peer was heard on */
+#define MS_GONE_MS 3000     /* a relay said the peer is not there: not through it */
+
+struct ms_cand {
+	struct sockaddr_storage sa;
+	bool learned;
+	int64_t last_ping_ms, last_pong_ms;
+	uint32_t lat_us;
+};
+
+struct ms_ping {
+	uint8_t txid[DISCO_TXID_LEN];
+	struct sockaddr_storage to; /* family 0: through the relay */
+	int64_t sent_us;
+};
+
+struct ms_peer {
+	uint8_t key[32], disco_key[32], shared[32];
+	bool shared_ok;
+	bool in_map; /* reconcile mark */
+	uint32_t home_relay;
+	struct ms_cand cand[MS_CANDS_MAX];
+	size_t n_map_cand, n_cand; /* map candidates first, then learned */
+	struct ms_ping ping[MS_PINGS_MAX];
+	size_t ping_next;
+	bool has_best;
+	struct sockaddr_storage best;
+	uint32_t best_lat_us;
+	int64_t trust_until_ms, last_ping_all_ms, last_heartbeat_ms, last_cmm_ms;
+	int64_t last_cmm_rx_ms;
+	uint32_t heard_relay_id; /* the relay its last relayed packet came through */
+	int64_t heard_ms;
+	int64_t gone_until_ms; /* a relay answered PEER_GONE (not here) for it */
+	uint64_t seen_bytes;
+	int64_t active_ms; /* last time WireGuard moved bytes for it */
+	unsigned pongs_this_sec;
+	int64_t pong_sec;
+	uint64_t pings_sent, pongs_received;
+};
+
+struct ms_conn {
+	struct magicsock *ms;
+	struct ctl_relay info;
+	struct relay_client *c;
+	int64_t last_use_ms;
+	bool home;
+	int64_t down_since_ms; /* first failure since the last success, 0: up */
+	bool avoided;          /* reported to netcheck as unusable */
+};
+
+/* A home relay that stays unusable for MS_HOME_DOWN_MS (TCP refused, key
+ * mismatch, not admitted) is left out of netcheck's candidates for
+ * MS_AVOID_MS, so a relay that answers STUN but cannot be used does not
+ * stay home. */
+#define MS_AVOID_MS     60000
+#define MS_AVOID_MAX   8
+struct ms_avoid {
+	uint32_t id;
+	int64_t until_ms;
+};
+
+struct magicsock {
+	struct magicsock_config cfg;
+	struct ms_peer **by_key;   /* sorted by key */
+	struct ms_peer **by_disco; /* same peers, sorted by disco key */
+	size_t n_peers;
+	struct ctl_relay *relays;
+	size_t n_relays;
+	struct ms_conn *conns[MS_CONNS_MAX];
+	size_t n_conns;
+	uint32_t home_id;
+	struct netcheck *nc;
+	struct netcheck_report *report; /* the last one, or NULL */
+	struct event *tick, *nc_timer;
+	struct ctl_endpoints local_eps;
+	struct ms_avoid avoid[MS_AVOID_MAX];
+	uint8_t (*skip)[32]; /* static [Peer] keys: never steered */
+	size_t n_skip;
+	struct magicsock_stats st;
+};
+
+static int64_t now_ms(void)
+{
+	return (int64_t)mono_now_ms();
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+const char *ms_path_name(enum ms_path p)
+{
+	switch (p) {
+	case MS_PATH_DIRECT:
+		return "direct";
+	case MS_PATH_RELAY:
+		return "relay";
+	default:
+		return NULL;
+	}
+}
+
+/* ---- lookups ---- */
+
+static int cmp_key(const void *a, const void *b)
+{
+	return memcmp((*(struct ms_peer *const *)a)->key, (*(struct ms_peer *const *)b)->key,
+	              32);
+}
+
+static int cmp_disco(const void *a, const void *b)
+{
+	return memcmp((*(struct ms_peer *const *)a)->disco_key,
+	              (*(struct ms_peer *const *)b)->disco_key, 32);
+}
+
+static struct ms_peer *find(struct ms_peer **arr, size_t n, const uint8_t *key,
+                            bool disco)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = memcmp(disco ? arr[mid]->disco_key : arr[mid]->key, key, 32);
+		if (c == 0)
+			return arr[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static struct ms_peer *peer_by_key(const struct magicsock *ms, const uint8_t *key)
+{
+	return find(ms->by_key, ms->n_peers, key, false);
+}
+
+const struct ctl_relay *magicsock_relay(const struct magicsock *ms, uint32_t id)
+{
+	for (size_t i = 0; id && i < ms->n_relays; i++)
+		if (ms->relays[i].id == id)
+			return &ms->relays[i];
+	return NULL;
+}
+
+static void sa_from_ctl(struct sockaddr_storage *ss, const struct ctl_endpoint *e)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (e->family == 4) {
+		struct sockaddr_in *s = (struct sockaddr_in *)ss;
+		s->sin_family = AF_INET;
+		s->sin_port = htons(e->port);
+		memcpy(&s->sin_addr, e->addr, 4);
+	} else {
+		struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
+		s->sin6_family = AF_INET6;
+		s->sin6_port = htons(e->port);
+		memcpy(&s->sin6_addr, e->addr, 16);
+	}
+}
+
+/* ---- relay connections ---- */
+
+static void push_all_paths(struct magicsock *ms);
+static void set_home(struct magicsock *ms, uint32_t id);
+static void push_path(struct magicsock *ms, struct ms_peer *p);
+static struct ms_peer *peer_by_key(const struct magicsock *ms, const uint8_t *key);
+static void schedule_netcheck(struct magicsock *ms, uint32_t ms_from_now);
+
+static void conn_on_packet(void *ctx, struct relay_client *c, const uint8_t *src_key,
+                           const uint8_t *data, size_t len);
+
+static void conn_on_state(void *ctx, struct relay_client *c, enum relay_client_state st,
+                          const char *detail)
+{
+	struct ms_conn *k = ctx;
+	struct magicsock *ms = k->ms;
+	const char *what = relay_client_state_name(st);
+	if (st == RELAY_CLIENT_CONNECTED) {
+		k->down_since_ms = 0;
+		k->avoided = false;
+		/* what a relay said before this connection no longer holds */
+		for (size_t i = 0; i < ms->n_peers; i++)
+			ms->by_key[i]->gone_until_ms = 0;
+	} else if (st == RELAY_CLIENT_BACKOFF && !k->down_since_ms) {
+		k->down_since_ms = now_ms();
+	}
+	if (st == RELAY_CLIENT_CONNECTED)
+		log_info("relay %s (%s, %s:%u)%s: connected", k->info.name[0] ? k->info.name : "?",
+		         k->info.region, k->info.host, k->info.port, k->home ? " [home]" : "");
+	else if (st == RELAY_CLIENT_BACKOFF)
+		log_info("relay %s (%s:%u): %s%s%s", k->info.name[0] ? k->info.name : "?",
+		         k->info.host, k->info.port, what ? what : "?", detail && *detail ? ": " : "",
+		         detail ? detail : "");
+	push_all_paths(ms);
+}
+
+/* The relay has no client with this key (the peer moved to another
+ * relay, or has none): not through this relay for a while; the peer's
+ * next map entry (its new home) or its next packet says where it is. */
+static void conn_on_peer_gone(void *ctx, struct relay_client *c, const uint8_t *key,
+                              uint8_t reason)
+{
+	struct ms_conn *k = ctx;
+	struct ms_peer *p = peer_by_key(k->ms, key);
+	if (!p || reason != RELAY_GONE_NOT_HERE)
+		return;
+	if (p->heard_relay_id == k->info.id)
+		p->heard_relay_id = 0;
+	p->gone_until_ms = now_ms() + MS_GONE_MS;
+	k->ms->st.peer_gone++;
+	push_path(k->ms, p);
+}
+
+static const struct relay_client_callbacks conn_cb = {
+    .on_packet = conn_on_packet,
+    .on_state = conn_on_state,
+    .on_peer_gone = conn_on_peer_gone,
+};
+
+static struct ms_conn *conn_find(struct magicsock *ms, uint32_t id)
+{
+	for (size_t i = 0; i < ms->n_conns; i++)
+		if (ms->conns[i]->info.id == id)
+			return ms->conns[i];
+	return NULL;
+}
+
+static void conn_close(struct magicsock *ms, size_t i)
+{
+	struct ms_conn *k = ms->conns[i];
+	relay_client_free(k->c);
+	sodium_memzero(k, sizeof(*k));
+	free(k);
+	ms->conns[i] = ms->conns[--ms->n_conns];
+}
+
+static struct ms_conn *conn_open(struct magicsock *ms, const struct ctl_relay *r)
+{
+	struct ms_conn *k = conn_find(ms, r->id);
+	if (k)
+		return k;
+	if (ms->n_conns >= MS_CONNS_MAX || !r->has_key)
+		return NULL;
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	k->ms = ms;
+	k->info = *r;
+	k->last_use_ms = now_ms();
+	struct relay_client_config rc = {
+	    .base = ms->cfg.base,
+	    .dns = ms->cfg.dns,
+	    .host = r->host,
+	    .port = r->port,
+	    .tls = r->tls,
+	    .cb = &conn_cb,
+	    .ctx = k,
+	};
+	memcpy(rc.relay_key, r->key, 32);
+	memcpy(rc.node_priv, ms->cfg.node_priv, 32);
+	memcpy(rc.node_pub, ms->cfg.node_pub, 32);
+	char err[160];
+	k->c = relay_client_new(&rc, err, sizeof(err));
+	sodium_memzero(rc.node_priv, sizeof(rc.node_priv));
+	if (!k->c) {
+		log_warn("relay %s:%u: %s", r->host, r->port, err);
+		free(k);
+		return NULL;
+	}
+	ms->conns[ms->n_conns++] = k;
+	return k;
+}
+
+static struct ms_conn *home_conn(struct magicsock *ms)
+{
+	return ms->home_id ? conn_find(ms, ms->home_id) : NULL;
+}
+
+/* The connection that reaches p: its home relay's, unless that is in our
+ * home region (the relays of one region forward to each other) or unknown.
+ * open: make it if it does not exist. */
+static struct ms_conn *conn_for(struct magicsock *ms, struct ms_peer *p, bool open)
+{
+	/* The relay its packets last came through answers best (its home may
+	 * just have changed, or be one we cannot reach). */
+	if (p->heard_relay_id && now_ms() - p->heard_ms < MS_HEARD_MS) {
+		struct ms_conn *k = conn_find(ms, p->heard_relay_id);
+		if (k && relay_client_connected(k->c))
+			return k;
+	}
+	/* A peer that reported no home relay is on none: nothing reaches it
+	 * that way (a node without paths, or one still measuring). */
+	if (!p->home_relay)
+		return NULL;
+	struct ms_conn *home = home_conn(ms);
+	const struct ctl_relay *theirs = magicsock_relay(ms, p->home_relay);
+	if (!theirs || !home || strcmp(theirs->region, home->info.region) == 0)
+		return home;
+	struct ms_conn *k = conn_find(ms, theirs->id);
+	if (!k && open)
+		k = conn_open(ms, theirs);
+	return k;
+}
+
+/* ---- telling the device ---- */
+
+static void push_path(struct magicsock *ms, struct ms_peer *p)
+{
+	struct ms_conn *k = conn_for(ms, p, false);
+	int64_t now = now_ms();
+	bool relay_ok = k && relay_client_connected(k->c) && p->gone_until_ms <= now;
+	uint32_t trust = p->has_best && p->trust_until_ms > now
+	                     ? (uint32_t)(p->trust_until_ms - now)
+	                     : 0;
+	/* Trust is for the address disco validated: the device's endpoint
+	 * (which roaming or the map may have moved) goes back to it. */
+	struct wg_peer_info pi;
+	if (trust && wg_device_peer_info_by_key(ms->cfg.wg, p->key, &pi) == 0 &&
+	    !sockaddr_equal(&pi.endpoint, &p->best)) {
+		struct wg_peer_config pc;
+		memset(&pc, 0, sizeof(pc));
+		memcpy(pc.public_key, p->key, 32);
+		pc.endpoint = p->best;
+		(void)wg_device_update_peer(ms->cfg.wg, &pc, WG_PEER_UPD_ENDPOINT);
+	}
+	(void)wg_device_set_peer_path(ms->cfg.wg, p->key, relay_ok, trust);
+}
+
+static void push_all_paths(struct magicsock *ms)
+{
+	for (size_t i = 0; i < ms->n_peers; i++)
+		push_path(ms, ms->by_key[i]);
+}
+
+/* ---- disco ---- */
+
+static int disco_send(struct magicsock *ms, struct ms_peer *p,
+                      const struct sockaddr_storage *to, const struct disco_msg *m)
+{
+	uint8_t buf[DISCO_MAX_LEN];
+	if (!p->shared_ok)
+		return -EINVAL;
+	size_t n = disco_seal(buf, sizeof(buf), ms->cfg.disco_pub, p->shared, m);
+	if (!n)
+		return -EINVAL;
+	int r;
+	if (to) {
+		r = wg_device_send_raw(ms->cfg.wg, (const struct sockaddr *)to, buf, n);
+	} else {
+		struct ms_conn *k = conn_for(ms, p, true);
+		r = k ? relay_client_send(k->c, p->key, buf, n) : -ENOTCONN;
+		if (k)
+			k->last_use_ms = now_ms();
+	}
+	if (r == 0)
+		ms->st.disco_tx++;
+	return r;
+}
+
+static void send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c)
+{
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_PING;
+	m.version = 1;
+	randombytes_buf(m.txid, sizeof(m.txid));
+	memcpy(m.node_key, ms->cfg.node_pub, 32);
+	if (disco_send(ms, p, &c->sa, &m) != 0)
+		return;
+	struct ms_ping *pg = &p->ping[p->ping_next];
+	p->ping_next = (p->ping_next + 1) % MS_PINGS_MAX;
+	memcpy(pg->txid, m.txid, sizeof(pg->txid));
+	pg->to = c->sa;
+	pg->sent_us = now_us();
+	c->last_ping_ms = now_ms();
+	p->pings_sent++;
+}
+
+/* Our endpoints: the local ones and what STUN saw. */
+static void our_endpoints(const struct magicsock *ms, struct disco_msg *m)
+{
+	m->n_eps = 0;
+	for (size_t i = 0; i < ms->local_eps.n && m->n_eps < DISCO_CALLMEMAYBE_MAX; i++) {
+		struct sockaddr_storage ss;
+		sa_from_ctl(&ss, &ms->local_eps.ep[i]);
+		if (disco_addr_from_sockaddr(&m->eps[m->n_eps], (struct sockaddr *)&ss))
+			m->n_eps++;
+	}
+	if (ms->report) {
+		const struct sockaddr_storage *g[2] = {&ms->report->global_v4,
+		                                       &ms->report->global_v6};
+		for (int i = 0; i < 2 && m->n_eps < DISCO_CALLMEMAYBE_MAX; i++)
+			if (g[i]->ss_family &&
+			    disco_addr_from_sockaddr(&m->eps[m->n_eps], (const struct sockaddr *)g[i]))
+				m->n_eps++;
+	}
+}
+
+static void ping_all(struct magicsock *ms, struct ms_peer *p, bool call_me)
+{
+	int64_t now = now_ms();
+	bool sent = false;
+	for (size_t i = 0; i < p->n_cand; i++)
+		if (now - p->cand[i].last_ping_ms >= MS_CAND_GAP_MS) {
+			uint64_t before = p->pings_sent;
+			send_ping(ms, p, &p->cand[i]);
+			sent |= p->pings_sent != before;
+		}
+	/* Ask the peer, through the relay, to ping our endpoints now too: both
+	 * NATs open their mappings at about the same time. */
+	struct ms_conn *k = conn_for(ms, p, true);
+	if (call_me && k && relay_client_connected(k->c) &&
+	    now - p->last_cmm_ms >= MS_PING_ALL_MS) {
+		struct disco_msg m;
+		memset(&m, 0, sizeof(m));
+		m.type = DISCO_CALL_ME_MAYBE;
+		m.version = 1;
+		our_endpoints(ms, &m);
+		if (m.n_eps && disco_send(ms, p, NULL, &m) == 0) {
+			p->last_cmm_ms = now;
+			ms->st.call_me_maybe_tx++;
+			sent = true;
+		}
+	}
+	/* A round that sent nothing (no candidates, no endpoints of ours yet,
+	 * no relay yet) does not count: the next send tries again. */
+	if (sent)
+		p->last_ping_all_ms = now;
+}
+
+/* Worth pinging: a unicast address and a port (what a peer's CALL_ME_MAYBE
+ * lists is its word only; never 0.0.0.0, multicast, broadcast or port 0). */
+static bool cand_ok(const struct sockaddr_storage *sa)
+{
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *s = (const void *)sa;
+		uint32_t a = ntohl(s->sin_addr.s_addr);
+		return s->sin_port && a != 0 && a != 0xffffffffu && (a >> 28) != 0xe &&
+		       (a >> 16) != 0xa9fe; /* 169.254/16: link-local, cloud metadata */
+	}
+	if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s = (const void *)sa;
+		return s->sin6_port && !IN6_IS_ADDR_UNSPECIFIED(&s->sin6_addr) &&
+		       !IN6_IS_ADDR_MULTICAST(&s->sin6_addr) &&
+		       !IN6_IS_ADDR_LINKLOCAL(&s->sin6_addr);
+	}
+	return false;
+}
+
+/* A candidate address for p (learned ones replace the oldest learned). */
+static struct ms_cand *add_candidate(struct ms_peer *p, const struct sockaddr_storage *sa)
+{
+	for (size_t i = 0; i < p->n_cand; i++)
+		if (sockaddr_equal(&p->cand[i].sa, sa))
+			return &p->cand[i];
+	size_t slot;
+	if (p->n_cand < MS_CANDS_MAX) {
+		slot = p->n_cand++;
+	} else {
+		/* the learned one heard from (pong) or tried (ping) longest ago */
+		slot = p->n_map_cand;
+		for (size_t i = p->n_map_cand + 1; i < p->n_cand; i++) {
+			const struct ms_cand *c = &p->cand[i], *o = &p->cand[slot];
+			int64_t ci = c->last_pong_ms > c->last_ping_ms ? c->last_pong_ms
+			                                                : c->last_ping_ms;
+			int64_t oi = o->last_pong_ms > o->last_ping_ms ? o->last_pong_ms
+			                                                : o->last_ping_ms;
+			if (ci < oi)
+				slot = i;
+		}
+	}
+	memset(&p->cand[slot], 0, sizeof(p->cand[slot]));
+	p->cand[slot].sa = *sa;
+	p->cand[slot].learned = true;
+	return &p->cand[slot];
+}
+
+static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m,
+                    const struct sockaddr_storage *from)
+{
+	struct ms_ping *pg = NULL;
+	for (size_t i = 0; i < MS_PINGS_MAX; i++)
+		if (p->ping[i].sent_us &&
+		    sodium_memcmp(p->ping[i].txid, m->txid, DISCO_TXID_LEN) == 0) {
+			pg = &p->ping[i];
+			break;
+		}
+	int64_t now = now_us();
+	/* Ours, to exactly where it came from, and not stale. */
+	if (!pg || !from || !sockaddr_equal(&pg->to, from) ||
+	    now - pg->sent_us > (int64_t)MS_PING_TIMEOUT_MS * 1000) {
+		ms->st.pongs_unmatched++;
+		return;
+	}
+	uint32_t lat = (uint32_t)(now - pg->sent_us);
+	memset(pg, 0, sizeof(*pg)); /* answered: a replayed pong finds nothing */
+	p->pongs_received++;
+	ms->st.pongs_rx++;
+	struct ms_cand *c = add_candidate(p, from);
+	c->last_pong_ms = now / 1000;
+	c->lat_us = lat;
+	/* The best path: the current one again, or one clearly faster, or any
+	 * when the current one is no longer trusted. */
+	bool take = !p->has_best || sockaddr_equal(&p->best, from) ||
+	            p->trust_until_ms <= now / 1000 ||
+	            (uint64_t)lat * 100 < (uint64_t)p->best_lat_us * 99;
+	if (!take)
+		return;
+	bool changed = !p->has_best || !sockaddr_equal(&p->best, from);
+	p->has_best = true;
+	p->best = *from;
+	p->best_lat_us = lat;
+	p->trust_until_ms = now / 1000 + MS_TRUST_MS;
+	if (changed) {
+		char a[64];
+		sockaddr_format(from, a, sizeof(a));
+		log_info("path: direct to a peer at %s (%.1f ms)", a, lat / 1000.0);
+	}
+	push_path(ms, p);
+}
+
+/* The peers with this disco key: [*lo, *hi) in by_disco. Control should
+ * never hand out one disco key twice, but a member could register another
+ * node's: then every message is matched to the right one of them by what it
+ * carries (the PING's node key, the relay's sender key, the PONG's txid). */
+static bool disco_range(const struct magicsock *ms, const uint8_t *dk, size_t *lo,
+                        size_t *hi)
+{
+	size_t a = 0, b = ms->n_peers;
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+		if (memcmp(ms->by_disco[mid]->disco_key, dk, 32) < 0)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	size_t e = a;
+	while (e < ms->n_peers && memcmp(ms->by_disco[e]->disco_key, dk, 32) == 0)
+		e++;
+	*lo = a;
+	*hi = e;
+	return a < e;
+}
+
+static bool has_ping(const struct ms_peer *p, const uint8_t *txid)
+{
+	for (size_t i = 0; i < MS_PINGS_MAX; i++)
+		if (p->ping[i].sent_us &&
+		    sodium_memcmp(p->ping[i].txid, txid, DISCO_TXID_LEN) == 0)
+			return true;
+	return false;
+}
+
+static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
+                     const struct sockaddr_storage *from, const uint8_t *relay_src)
+{
+	ms->st.disco_rx++;
+	size_t lo, hi;
+	if (!disco_range(ms, disco_sender_key(buf), &lo, &hi) || !ms->by_disco[lo]->shared_ok) {
+		ms->st.disco_drop_unknown++;
+		return;
+	}
+	struct disco_msg m;
+	if (disco_open(buf, len, ms->by_disco[lo]->shared, &m) != 0) {
+		ms->st.disco_drop_bad++;
+		return;
+	}
+	/* Which peer: the one the message itself names. */
+	struct ms_peer *p = NULL;
+	for (size_t i = lo; i < hi && !p; i++) {
+		struct ms_peer *q = ms->by_disco[i];
+		if (relay_src && sodium_memcmp(relay_src, q->key, 32) != 0)
+			continue;
+		if (m.type == DISCO_PING && sodium_memcmp(m.node_key, q->key, 32) != 0)
+			continue;
+		if (m.type == DISCO_PONG && hi - lo > 1 && !has_ping(q, m.txid))
+			continue;
+		p = q;
+	}
+	if (!p) {
+		ms->st.disco_drop_bad++;
+		return;
+	}
+	int64_t now = now_ms();
+	switch (m.type) {
+	case DISCO_PING: {
+		ms->st.pings_rx++;
+		if (now / 1000 != p->pong_sec) {
+			p->pong_sec = now / 1000;
+			p->pongs_this_sec = 0;
+		}
+		if (++p->pongs_this_sec > MS_PONGS_PER_SEC) {
+			ms->st.disco_drop_rate++;
+			return;
+		}
+		struct disco_msg pong;
+		memset(&pong, 0, sizeof(pong));
+		pong.type = DISCO_PONG;
+		pong.version = 1;
+		memcpy(pong.txid, m.txid, sizeof(pong.txid));
+		if (from) {
+			disco_addr_from_sockaddr(&pong.src, (const struct sockaddr *)from);
+		} else {
+			pong.src.family = 4; /* through the relay: no address */
+		}
+		(void)disco_send(ms, p, from, &pong);
+		/* Its source is a way to the peer; with no trusted path, try it
+		 * (and the others) now: the peer is punching towards us. */
+		if (from) {
+			/* The peer is punching towards us right now: its NAT
+			 * holds a mapping for us, so ping back at once (our own
+			 * earlier punch to this address may have been dropped by
+			 * its filter). Bounded by the peer's pings (PONG budget
+			 * above) and MS_PUNCH_GAP_MS. */
+			struct ms_cand *c = add_candidate(p, from);
+			if (!(p->has_best && p->trust_until_ms > now) &&
+			    now - c->last_ping_ms >= MS_PUNCH_GAP_MS)
+				send_ping(ms, p, c);
+		}
+		break;
+	}
+	case DISCO_PONG:
+		on_pong(ms, p, &m, from);
+		break;
+	case DISCO_CALL_ME_MAYBE:
+		ms->st.call_me_maybe_rx++;
+		if (from) { /* only meaningful through the relay */
+			ms->st.disco_drop_bad++;
+			return;
+		}
+		/* One round per MS_PING_ALL_MS however often it asks. */
+		if (p->last_cmm_rx_ms && now - p->last_cmm_rx_ms < MS_PING_ALL_MS) {
+			ms->st.disco_drop_rate++;
+			return;
+		}
+		p->last_cmm_rx_ms = now;
+		for (size_t i = 0; i < m.n_eps; i++) {
+			struct sockaddr_storage ss;
+			if (disco_addr_to_sockaddr(&m.eps[i], &ss) && cand_ok(&ss))
+				add_candidate(p, &ss);
+		}
+		if (!(p->has_best && p->trust_until_ms > now))
+			ping_all(ms, p, false);
+		break;
+	default:
+		ms->st.disco_drop_bad++;
+	}
+}
+
+static void conn_on_packet(void *ctx, struct relay_client *c, const uint8_t *src_key,
+                           const uint8_t *data, size_t len)
+{
+	struct ms_conn *k = ctx;
+	struct magicsock *ms = k->ms;
+	k->last_use_ms = now_ms();
+	struct ms_peer *p = peer_by_key(ms, src_key);
+	if (p && p->heard_relay_id != k->info.id) {
+		/* the relay vouches for the sender's key: answer through it */
+		p->heard_relay_id = k->info.id;
+		p->heard_ms = k->last_use_ms;
+		p->gone_until_ms = 0;
+		push_path(ms, p);
+	} else if (p) {
+		p->heard_ms = k->last_use_ms;
+	}
+	if (disco_is_message(data, len)) {
+		on_disco(ms, data, len, NULL, src_key);
+		return;
+	}
+	if (!p)
+		ms->st.relay_rx_unknown++; /* the device drops what it cannot open */
+	wg_device_receive_relayed(ms->cfg.wg, src_key, data, len);
+}
+
+/* ---- the device's hooks ---- */
+
+static int hook_relay_tx(void *ctx, const uint8_t *key, const uint8_t *buf, size_t len)
+{
+	struct magicsock *ms = ctx;
+	struct ms_peer *p = peer_by_key(ms, key);
+	if (!p)
+		return -ENOENT;
+	struct ms_conn *k = conn_for(ms, p, true);
+	if (!k)
+		return -ENOTCONN;
+	k->last_use_ms = now_ms();
+	return relay_client_send(k->c, key, buf, len);
+}
+
+static void hook_untrusted(void *ctx, const uint8_t *key)
+{
+	struct magicsock *ms = ctx;
+	struct ms_peer *p = peer_by_key(ms, key);
+	if (!p)
+		return;
+	int64_t now = now_ms();
+	p->active_ms = now;
+	/* A peer in another region: its relay connection opens now. */
+	struct ms_conn *k = conn_for(ms, p, true);
+	if (k)
+		k->last_use_ms = now;
+	if (now - p->last_ping_all_ms >= MS_PING_ALL_MS)
+		ping_all(ms, p, true);
+}
+
+static void hook_other_rx(void *ctx, const uint8_t *buf, size_t len,
+                          const struct sockaddr *src)
+{
+	struct magicsock *ms = ctx;
+	struct sockaddr_storage from;
+	memset(&from, 0, sizeof(from));
+	memcpy(&from, src, src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                               : sizeof(struct sockaddr_in));
+	if (disco_is_message(buf, len)) {
+		on_disco(ms, buf, len, &from, NULL);
+	} else if (stun_is_message(buf, len)) {
+		if (ms->nc && netcheck_input(ms->nc, buf, len, src))
+			ms->st.stun_rx++;
+		else
+			ms->st.stun_drop++;
+	} else {
+		ms->st.other_drop++;
+	}
+}
+
+/* ---- netcheck and the home relay ---- */
+
+static void schedule_netcheck(struct magicsock *ms, uint32_t ms_from_now)
+{
+	struct timeval tv = {ms_from_now / 1000, (ms_from_now % 1000) * 1000};
+	evtimer_add(ms->nc_timer, &tv);
+}
+
+static void set_home(struct magicsock *ms, uint32_t id)
+{
+	if (id == ms->home_id)
+		return;
+	const struct ctl_relay *r = magicsock_relay(ms, id);
+	if (!r)
+		return;
+	if (!conn_find(ms, id) && ms->n_conns >= MS_CONNS_MAX) {
+		/* make room: the least recently used connection that is not home */
+		size_t victim = MS_CONNS_MAX;
+		for (size_t i = 0; i < ms->n_conns; i++)
+			if (ms->conns[i]->info.id != ms->home_id &&
+			    (victim == MS_CONNS_MAX ||
+			     ms->conns[i]->last_use_ms < ms->conns[victim]->last_use_ms))
+				victim = i;
+		if (victim != MS_CONNS_MAX)
+			conn_close(ms, victim);
+	}
+	struct ms_conn *k = conn_open(ms, r);
+	if (!k)
+		return; /* logged; the current home stays */
+	struct ms_conn *old = home_conn(ms);
+	if (old)
+		old->home = false; /* closes when idle */
+	ms->home_id = id;
+	k->home = true;
+	k->last_use_ms = now_ms();
+	ms->st.home_changes++;
+	log_info("home relay: %s (region %s, %s:%u)", r->name[0] ? r->name : "?", r->region,
+	         r->host, r->port);
+	push_all_paths(ms);
+	if (ms->cfg.on_change)
+		ms->cfg.on_change(ms->cfg.ctx);
+}
+
+static void netcheck_done(void *ctx, const struct netcheck_report *r)
+{
+	struct magicsock *ms = ctx;
+	struct netcheck_report *keep = ms->report ? ms->report : malloc(sizeof(*keep));
+	bool addrs_changed = true;
+	if (keep) {
+		if (ms->report)
+			addrs_changed = !sockaddr_equal(&keep->global_v4, &r->global_v4) ||
+			                !sockaddr_equal(&keep->global_v6, &r->global_v6);
+		*keep = *r;
+		ms->report = keep;
+	}
+	ms->st.netchecks++;
+	/* The netcheck is freed from the loop, after this call returns. */
+	uint32_t prev = ms->home_id;
+	if (r->home_id)
+		set_home(ms, r->home_id);
+	else if (!ms->home_id && ms->n_relays)
+		/* Nothing answered (UDP blocked and TCP slow?): try the first
+		 * relay; its client keeps reconnecting with backoff. */
+		set_home(ms, ms->relays[0].id);
+	if (addrs_changed && prev == ms->home_id && ms->cfg.on_change)
+		ms->cfg.on_change(ms->cfg.ctx);
+	schedule_netcheck(ms, MS_NETCHECK_MIN_MS + randombytes_uniform(MS_NETCHECK_JITTER_MS));
+}
+
+static int nc_send(void *ctx, const struct sockaddr *to, socklen_t tolen, const uint8_t *buf,
+                   size_t len)
+{
+	struct magicsock *ms = ctx;
+	return wg_device_send_raw(ms->cfg.wg, to, buf, len);
+}
+
+static void run_netcheck(evutil_socket_t fd, short ev, void *arg)
+{
+	struct magicsock *ms = arg;
+	netcheck_free(ms->nc);
+	ms->nc = NULL;
+	if (!ms->n_relays)
+		return;
+	struct netcheck_relay *nr = calloc(ms->n_relays, sizeof(*nr));
+	if (!nr) {
+		schedule_netcheck(ms, MS_NETCHECK_MIN_MS);
+		return;
+	}
+	size_t n = 0;
+	bool home_avoided = false;
+	int64_t now = now_ms();
+	for (int pass = 0; pass < 2 && n == 0; pass++) {
+		for (size_t i = 0; i < ms->n_relays; i++) {
+			const struct ctl_relay *r = &ms->relays[i];
+			bool avoided = false;
+			for (size_t a = 0; pass == 0 && a < MS_AVOID_MAX; a++)
+				avoided |= ms->avoid[a].id == r->id && ms->avoid[a].until_ms > now;
+			if (avoided) {
+				home_avoided |= r->id == ms->home_id;
+				continue; /* (all avoided: the second pass takes them all) */
+			}
+			nr[n].id = r->id;
+			snprintf(nr[n].region, sizeof(nr[n].region), "%s", r->region);
+			snprintf(nr[n].host, sizeof(nr[n].host), "%s", r->host);
+			snprintf(nr[n].name, sizeof(nr[n].name), "%s", r->name);
+			nr[n].port = r->port;
+			nr[n].stun_port = r->stun_port;
+			nr[n].tls = r->tls;
+			n++;
+		}
+	}
+	struct netcheck_config nc = {
+	    .base = ms->cfg.base,
+	    .dns = ms->cfg.dns,
+	    .relays = nr,
+	    .n_relays = n,
+	    .send = nc_send,
+	    .send_ctx = ms,
+	    .timeout_ms = ms->cfg.netcheck_timeout_ms,
+	    .done = netcheck_done,
+	    .ctx = ms,
+	    .preferred_id = home_avoided ? 0 : ms->home_id,
+	};
+	char err[160];
+	ms->nc = netcheck_start(&nc, err, sizeof(err));
+	free(nr);
+	if (!ms->nc) {
+		log_warn("netcheck: %s", err);
+		schedule_netcheck(ms, MS_NETCHECK_MIN_MS);
+	}
+}
+
+/* ---- the tick: heartbeats, idle relay connections ---- */
+
+static void on_tick(evutil_socket_t fd, short ev, void *arg)
+{
+	struct magicsock *ms = arg;
+	int64_t now = now_ms();
+	for (size_t i = 0; i < ms->n_peers; i++) {
+		struct ms_peer *p = ms->by_key[i];
+		/* A relay's "not here" has run out: through it again. */
+		if (p->gone_until_ms && p->gone_until_ms <= now) {
+			p->gone_until_ms = 0;
+			push_path(ms, p);
+		}
+		if (!p->has_best)
+			continue;
+		struct wg_peer_info pi;
+		if (wg_device_peer_info_by_key(ms->cfg.wg, p->key, &pi) != 0)
+			continue;
+		uint64_t bytes = pi.rx_bytes + pi.tx_bytes;
+		if (bytes != p->seen_bytes) {
+			p->seen_bytes = bytes;
+			p->active_ms = now;
+		}
+		if (now - p->active_ms > MS_ACTIVE_MS)
+			continue; /* idle: no heartbeats; the next send re-validates */
+		if (now - p->last_heartbeat_ms >= MS_HEARTBEAT_MS) {
+			p->last_heartbeat_ms = now;
+			struct ms_cand *c = add_candidate(p, &p->best);
+			send_ping(ms, p, c);
+		}
+		/* Now and then every other candidate too: a better path (a LAN
+		 * that appeared) is found while this one works. */
+		if (now - p->last_ping_all_ms >= MS_UPGRADE_MS)
+			ping_all(ms, p, false);
+		/* Trust ran out (pongs stopped): look for a path again. */
+		if (p->trust_until_ms <= now && now - p->last_ping_all_ms >= MS_PING_ALL_MS)
+			ping_all(ms, p, true);
+	}
+	struct ms_conn *hk = home_conn(ms);
+	if (hk && hk->down_since_ms && !hk->avoided &&
+	    now - hk->down_since_ms >= MS_HOME_DOWN_MS) {
+		/* The home relay cannot be used: measure again without it. */
+		size_t slot = 0;
+		for (size_t i = 1; i < MS_AVOID_MAX; i++)
+			if (ms->avoid[i].until_ms < ms->avoid[slot].until_ms)
+				slot = i;
+		ms->avoid[slot].id = hk->info.id;
+		ms->avoid[slot].until_ms = now + MS_AVOID_MS;
+		hk->avoided = true;
+		log_warn("home relay %s (%s:%u) unusable for %d s; looking for another",
+		         hk->info.name[0] ? hk->info.name : "?", hk->info.host, hk->info.port,
+		         MS_HOME_DOWN_MS / 1000);
+		schedule_netcheck(ms, 0);
+	}
+	for (size_t i = 0; i < ms->n_conns;) {
+		struct ms_conn *k = ms->conns[i];
+		if (!k->home && k->info.id != ms->home_id &&
+		    now - k->last_use_ms > MS_RELAY_IDLE_MS) {
+			log_info("relay %s:%u: idle, closed", k->info.host, k->info.port);
+			conn_close(ms, i);
+			push_all_paths(ms);
+			continue;
+		}
+		i++;
+	}
+}
+
+/* ---- the map ---- */
+
+static bool relays_equal(const struct ctl_relay *a, size_t na, const struct ctl_relay *b,
+                         size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (a[i].id != b[i].id || a[i].port != b[i].port ||
+		    a[i].stun_port != b[i].stun_port || a[i].tls != b[i].tls ||
+		    a[i].has_key != b[i].has_key || memcmp(a[i].key, b[i].key, 32) != 0 ||
+		    strcmp(a[i].host, b[i].host) != 0 || strcmp(a[i].region, b[i].region) != 0)
+			return false;
+	return true;
+}
+
+static int set_relays(struct magicsock *ms, const struct ctl_relay *r, size_t n)
+{
+	if (relays_equal(ms->relays, ms->n_relays, r, n)) {
+		/* names may change without mattering to connections */
+		for (size_t i = 0; i < n; i++)
+			ms->relays[i] = r[i];
+		return 0;
+	}
+	struct ctl_relay *copy = NULL;
+	if (n) {
+		copy = calloc(n, sizeof(*copy));
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, r, n * sizeof(*copy));
+	}
+	free(ms->relays);
+	ms->relays = copy;
+	ms->n_relays = n;
+	/* Connections to relays that left or changed close. */
+	for (size_t i = 0; i < ms->n_conns;) {
+		const struct ctl_relay *now = magicsock_relay(ms, ms->conns[i]->info.id);
+		if (!now || !relays_equal(now, 1, &ms->conns[i]->info, 1)) {
+			if (ms->conns[i]->info.id == ms->home_id)
+				ms->home_id = 0;
+			conn_close(ms, i);
+			continue;
+		}
+		i++;
+	}
+	log_info("relay map: %zu relay(s)", n);
+	schedule_netcheck(ms, 0); /* a new map: measure now */
+	/* No home yet: connect to the first relay now, so a node whose UDP is
+	 * blocked (netcheck then waits for its STUN timeout and times TCP)
+	 * is reachable at once; netcheck moves the home if another is nearer. */
+	if (!ms->home_id && n)
+		set_home(ms, ms->relays[0].id);
+	return 0;
+}
+
+int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
+{
+	if (set_relays(ms, map->relays, map->n_relays) != 0)
+		return -ENOMEM;
+	struct ms_peer **nk = calloc(map->n_peers + 1, sizeof(*nk));
+	struct ms_peer **nd = calloc(map->n_peers + 1, sizeof(*nd));
+	if (!nk || !nd) {
+		free(nk);
+		free(nd);
+		return -ENOMEM;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < ms->n_peers; i++)
+		ms->by_key[i]->in_map = false;
+	for (size_t i = 0; i < map->n_peers; i++) {
+		const struct ctl_peer *cp = &map->peers[i];
+		if (memcmp(cp->node_key, ms->cfg.node_pub, 32) == 0)
+			continue;
+		bool skip = false;
+		for (size_t j = 0; j < ms->n_skip; j++)
+			skip |= memcmp(cp->node_key, ms->skip[j], 32) == 0;
+		for (size_t j = 0; j < n; j++)
+			skip |= memcmp(cp->node_key, nk[j]->key, 32) == 0; /* twice: first wins */
+		if (skip)
+			continue;
+		struct ms_peer *p = peer_by_key(ms, cp->node_key);
+		if (!p) {
+			p = calloc(1, sizeof(*p));
+			if (!p) {
+				for (size_t j = 0; j < n; j++)
+					if (!peer_by_key(ms, nk[j]->key))
+						free(nk[j]);
+				free(nk);
+				free(nd);
+				return -ENOMEM;
+			}
+			memcpy(p->key, cp->node_key, 32);
+		}
+		if (!p->shared_ok || memcmp(p->disco_key, cp->disco_key, 32) != 0) {
+			memcpy(p->disco_key, cp->disco_key, 32);
+			p->shared_ok =
+			    disco_shared(p->shared, cp->disco_key, ms->cfg.disco_priv) == 0;
+			memset(p->ping, 0, sizeof(p->ping));
+		}
+		p->home_relay = cp->home_relay;
+		/* Map candidates first, then the learned ones that still fit. */
+		struct ms_cand learned[MS_LEARNED_MAX];
+		size_t nl = 0;
+		for (size_t j = p->n_map_cand; j < p->n_cand && nl < MS_LEARNED_MAX; j++)
+			learned[nl++] = p->cand[j];
+		struct ms_cand old[MS_CANDS_MAX];
+		size_t nold = p->n_map_cand;
+		memcpy(old, p->cand, nold * sizeof(old[0]));
+		p->n_cand = 0;
+		for (size_t j = 0; j < cp->n_eps && p->n_cand < CTL_ENDPOINTS_MAX; j++) {
+			struct ms_cand c;
+			memset(&c, 0, sizeof(c));
+			sa_from_ctl(&c.sa, &cp->eps[j]);
+			for (size_t k = 0; k < nold; k++)
+				if (sockaddr_equal(&old[k].sa, &c.sa))
+					c = old[k];
+			p->cand[p->n_cand++] = c;
+		}
+		p->n_map_cand = p->n_cand;
+		for (size_t j = 0; j < nl && p->n_cand < MS_CANDS_MAX; j++) {
+			bool seen = false;
+			for (size_t k = 0; k < p->n_cand; k++)
+				seen |= sockaddr_equal(&p->cand[k].sa, &learned[j].sa);
+			if (!seen)
+				p->cand[p->n_cand++] = learned[j];
+		}
+		p->in_map = true;
+		nk[n++] = p;
+	}
+	for (size_t i = 0; i < ms->n_peers; i++)
+		if (!ms->by_key[i]->in_map) {
+			sodium_memzero(ms->by_key[i], sizeof(*ms->by_key[i]));
+			free(ms->by_key[i]);
+		}
+	free(ms->by_key);
+	free(ms->by_disco);
+	qsort(nk, n, sizeof(*nk), cmp_key);
+	memcpy(nd, nk, n * sizeof(*nd));
+	qsort(nd, n, sizeof(*nd), cmp_disco);
+	ms->by_key = nk;
+	ms->by_disco = nd;
+	ms->n_peers = n;
+	push_all_paths(ms);
+	return 0;
+}
+
+void magicsock_set_local_endpoints(struct magicsock *ms, const struct ctl_endpoints *eps)
+{
+	ms->local_eps = *eps;
+}
+
+/* ---- life ---- */
+
+struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
+                                size_t errlen)
+{
+	struct magicsock *ms = calloc(1, sizeof(*ms));
+	if (!ms) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	ms->cfg = *cfg;
+	ms->cfg.skip_keys = NULL;
+	if (cfg->n_skip_keys) {
+		ms->skip = calloc(cfg->n_skip_keys, 32);
+		if (!ms->skip) {
+			snprintf(err, errlen, "out of memory");
+			free(ms);
+			return NULL;
+		}
+		memcpy(ms->skip, cfg->skip_keys, cfg->n_skip_keys * 32);
+		ms->n_skip = cfg->n_skip_keys;
+	}
+	if (!ms->cfg.netcheck_timeout_ms)
+		ms->cfg.netcheck_timeout_ms = 3000;
+	ms->tick = event_new(cfg->base, -1, EV_PERSIST, on_tick, ms);
+	ms->nc_timer = evtimer_new(cfg->base, run_netcheck, ms);
+	if (!ms->tick || !ms->nc_timer) {
+		snprintf(err, errlen, "out of memory");
+		magicsock_free(ms);
+		return NULL;
+	}
+	struct timeval sec = {1, 0};
+	event_add(ms->tick, &sec);
+	struct wg_path_hooks h = {
+	    .relay_tx = hook_relay_tx,
+	    .untrusted = hook_untrusted,
+	    .other_rx = hook_other_rx,
+	    .ctx = ms,
+	};
+	wg_device_set_path_hooks(cfg->wg, &h);
+	return ms;
+}
+
+void magicsock_free(struct magicsock *ms)
+{
+	if (!ms)
+		return;
+	if (ms->cfg.wg)
+		wg_device_set_path_hooks(ms->cfg.wg, NULL);
+	netcheck_free(ms->nc);
+	while (ms->n_conns)
+		conn_close(ms, ms->n_conns - 1);
+	for (size_t i = 0; i < ms->n_peers; i++) {
+		sodium_memzero(ms->by_key[i], sizeof(*ms->by_key[i]));
+		free(ms->by_key[i]);
+	}
+	free(ms->by_key);
+	free(ms->by_disco);
+	free(ms->relays);
+	free(ms->report);
+	free(ms->skip);
+	if (ms->tick)
+		event_free(ms->tick);
+	if (ms->nc_timer)
+		event_free(ms->nc_timer);
+	sodium_memzero(ms, sizeof(*ms));
+	free(ms);
+}
+
+/* ---- status ---- */
+
+uint32_t magicsock_home(const struct magicsock *ms)
+{
+	return ms->home_id;
+}
+
+void magicsock_public_addrs(const struct magicsock *ms, struct sockaddr_storage *v4,
+                            struct sockaddr_storage *v6)
+{
+	memset(v4, 0, sizeof(*v4));
+	memset(v6, 0, sizeof(*v6));
+	if (ms->report) {
+		*v4 = ms->report->global_v4;
+		*v6 = ms->report->global_v6;
+	}
+}
+
+int magicsock_peer_path(const struct magicsock *ms, const uint8_t key[32],
+                        struct magicsock_peer_path *pp)
+{
+	memset(pp, 0, sizeof(*pp));
+	struct ms_peer *p = peer_by_key(ms, key);
+	if (!p)
+		return -ENOENT;
+	struct wg_peer_info pi;
+	if (wg_device_peer_info_by_key(ms->cfg.wg, key, &pi) != 0)
+		return -ENOENT;
+	pp->trusted = pi.direct_trusted;
+	pp->pings_sent = p->pings_sent;
+	pp->pongs_received = p->pongs_received;
+	if (p->has_best) {
+		pp->best = p->best;
+		pp->latency_us = p->best_lat_us;
+	}
+	if (pi.via_relay) {
+		struct ms_conn *k = conn_for((struct magicsock *)ms, p, false);
+		pp->path = MS_PATH_RELAY;
+		if (k) {
+			pp->relay_id = k->info.id;
+			snprintf(pp->relay_region, sizeof(pp->relay_region), "%s", k->info.region);
+		}
+	} else if (pi.endpoint.ss_family &&
+	           (pi.direct_trusted || (pi.last_direct_rx_ms >= 0 &&
+	                                  pi.last_direct_rx_ms < 180 * 1000))) {
+		pp->path = MS_PATH_DIRECT;
+	}
+	return 0;
+}
+
+void magicsock_get_stats(const struct magicsock *ms, struct magicsock_stats *st)
+{
+	*st = ms->st;
+}
+
+size_t magicsock_conns(const struct magicsock *ms, struct magicsock_conn_status *cs,
+                       struct relay_client_status *rs, size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < ms->n_conns && n < max; i++, n++) {
+		const struct ms_conn *k = ms->conns[i];
+		memset(&cs[n], 0, sizeof(cs[n]));
+		cs[n].relay_id = k->info.id;
+		cs[n].home = k->info.id == ms->home_id;
+		snprintf(cs[n].region, sizeof(cs[n].region), "%s", k->info.region);
+		snprintf(cs[n].name, sizeof(cs[n].name), "%s", k->info.name);
+		snprintf(cs[n].host, sizeof(cs[n].host), "%s", k->info.host);
+		cs[n].port = k->info.port;
+		relay_client_get_status(k->c, &rs[n]);
+	}
+	return n;
+}
+
+size_t magicsock_relay_count(const struct magicsock *ms)
+{
+	return ms->n_relays;
+}
+
+const struct netcheck_report *magicsock_report(const struct magicsock *ms)
+{
+	return ms->report;
+}

@@ -1,0 +1,646 @@
+/* magicsock (core/magicsock) with the real pieces on loopback, in one
+ * process: a mesh-relay server (servers/relay) with its STUN port, two
+ * WireGuard devices each with a magicsock fed a network map that lists the
+ * relay and the other node.
+ *
+ *  - No endpoints in the map: netcheck picks the relay as home (STUN from
+ *    the device's own socket gives the public address); with UDP then dead
+ *    packets flow through the relay both ways; with UDP alive the
+ *    CALL_ME_MAYBE through the relay leads both sides to a direct path.
+ *  - Endpoints in the map: disco pings validate the direct path, after
+ *    which the relay carries nothing more.
+ *  - The direct path dies (every UDP datagram from one side dropped): the
+ *    relay takes over once the trust runs out, and packets still arrive.
+ *  - The relay restarts on the same port: the nodes reconnect and packets
+ *    flow again.
+ *  - Disco from an unknown key is dropped and counted. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <cmocka.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/control/msg.h"
+#include "core/disco/disco.h"
+#include "core/magicsock/magicsock.h"
+#include "core/netcheck/netcheck.h"
+#include "core/relay/client.h"
+#include "core/wg/device.h"
+#include "core/wg/device_internal.h"
+#include "servers/relay/relay.h"
+#include "wg_test_node.h"
+
+static struct event_base *base;
+static struct rly_server *srv;
+static uint8_t rpub[32], rpriv[32];
+static uint16_t rport, sport;
+static struct node nodes[2];
+static uint8_t dpriv[2][32], dpub[2][32];
+static struct magicsock *ms[2];
+static unsigned changes[2];
+static bool drop_udp[2]; /* every datagram node i sends by UDP is dropped */
+
+static void on_change(void *ctx)
+{
+	changes[(struct node *)ctx == &nodes[0] ? 0 : 1]++;
+}
+
+static uint16_t free_udp_port(void)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void relay_start(uint16_t want_port)
+{
+	struct rly_config cfg = {.base = base, .handshake_ms = 2000, .keepalive_s = 5};
+	memcpy(cfg.priv, rpriv, 32);
+	memcpy(cfg.pub, rpub, 32);
+	struct sockaddr_in *sin = (struct sockaddr_in *)&cfg.listen;
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin->sin_port = htons(want_port);
+	cfg.listen_len = sizeof *sin;
+	cfg.region = "lab";
+	char err[256];
+	srv = rly_server_new(&cfg, err, sizeof err);
+	assert_non_null(srv);
+	struct sockaddr_storage ss;
+	socklen_t len;
+	rly_server_local(srv, &ss, &len);
+	rport = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	uint8_t keys[2][32];
+	memcpy(keys[0], nodes[0].pub, 32);
+	memcpy(keys[1], nodes[1].pub, 32);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 2), 0);
+	struct sockaddr_in st = {.sin_family = AF_INET,
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	                         .sin_port = htons(sport)};
+	assert_int_equal(rly_server_stun_listen(srv, (struct sockaddr *)&st, sizeof st, err,
+	                                        sizeof err),
+	                 0);
+}
+
+static void drop_hook(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len)
+{
+	/* dropped: the direct path is dead (STUN too: the relay is reached
+	 * by TCP only) */
+}
+
+/* The map node i sees: the relay, and the other node (with its real UDP
+ * endpoint when with_eps). */
+static void feed_map(int i, bool with_eps)
+{
+	struct ctl_relay r;
+	memset(&r, 0, sizeof(r));
+	r.id = 1;
+	r.port = rport;
+	r.stun_port = sport;
+	r.has_key = true;
+	memcpy(r.key, rpub, 32);
+	snprintf(r.name, sizeof(r.name), "lab-1");
+	snprintf(r.region, sizeof(r.region), "lab");
+	snprintf(r.host, sizeof(r.host), "127.0.0.1");
+	struct ctl_peer p;
+	memset(&p, 0, sizeof(p));
+	int o = 1 - i;
+	p.id = (uint64_t)o + 1;
+	snprintf(p.name, sizeof(p.name), "node%d", o);
+	memcpy(p.node_key, nodes[o].pub, 32);
+	memcpy(p.disco_key, dpub[o], 32);
+	p.home_relay = 1;
+	if (with_eps) {
+		p.n_eps = 1;
+		p.eps[0].family = 4;
+		p.eps[0].port = wg_device_port(nodes[o].dev);
+		p.eps[0].addr[0] = 127;
+		p.eps[0].addr[3] = 1;
+	}
+	struct ctl_map_full map;
+	memset(&map, 0, sizeof(map));
+	map.version = 1;
+	map.relays = &r;
+	map.n_relays = 1;
+	map.peers = &p;
+	map.n_peers = 1;
+	assert_int_equal(magicsock_set_map(ms[i], &map), 0);
+}
+
+static void start_nodes(bool with_eps)
+{
+	for (int i = 0; i < 2; i++) {
+		int o = 1 - i;
+		struct sockaddr_storage ss;
+		if (with_eps)
+			sin4(&ss, "127.0.0.1", wg_device_port(nodes[o].dev));
+		add_peer(&nodes[i], &nodes[o], o + 1, with_eps ? "127.0.0.1" : NULL,
+		         with_eps ? wg_device_port(nodes[o].dev) : 0);
+		struct magicsock_config mc = {.base = base,
+		                              .wg = nodes[i].dev,
+		                              .on_change = on_change,
+		                              .ctx = &nodes[i],
+		                              .netcheck_timeout_ms = 1000};
+		memcpy(mc.node_priv, nodes[i].priv, 32);
+		memcpy(mc.node_pub, nodes[i].pub, 32);
+		memcpy(mc.disco_priv, dpriv[i], 32);
+		memcpy(mc.disco_pub, dpub[i], 32);
+		char err[160];
+		ms[i] = magicsock_new(&mc, err, sizeof err);
+		assert_non_null(ms[i]);
+	}
+	for (int i = 0; i < 2; i++)
+		feed_map(i, with_eps);
+}
+
+static int setup(void **state)
+{
+	base = event_base_new();
+	crypto_box_keypair(rpub, rpriv);
+	sport = free_udp_port();
+	memset(changes, 0, sizeof(changes));
+	memset(drop_udp, 0, sizeof(drop_udp));
+	for (int i = 0; i < 2; i++) {
+		node_init(base, &nodes[i]);
+		crypto_box_keypair(dpub[i], dpriv[i]);
+	}
+	relay_start(0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	for (int i = 0; i < 2; i++) {
+		magicsock_free(ms[i]);
+		ms[i] = NULL;
+		wg_device_free(nodes[i].dev);
+	}
+	rly_server_free(srv);
+	event_base_free(base);
+	return 0;
+}
+
+static void spin(int ms_)
+{
+	unsigned never = 0;
+	run_until(base, &never, 1, ms_);
+}
+
+static bool wait_home(int ms_)
+{
+	int64_t end = mono_ms() + ms_;
+	while (mono_ms() < end) {
+		if (magicsock_home(ms[0]) == 1 && magicsock_home(ms[1]) == 1 &&
+		    magicsock_report(ms[0]) && magicsock_report(ms[1])) {
+			struct magicsock_conn_status cs[2];
+			struct relay_client_status rs[2];
+			bool up = true;
+			for (int i = 0; i < 2; i++)
+				up = up && magicsock_conns(ms[i], cs, rs, 2) >= 1 &&
+				     rs[0].state == RELAY_CLIENT_CONNECTED;
+			if (up)
+				return true;
+		}
+		spin(20);
+	}
+	return false;
+}
+
+static void send_one(int from)
+{
+	uint8_t pkt[64];
+	size_t len = ip4_packet(pkt, from + 1, 2 - from);
+	assert_int_equal(wg_device_send(nodes[from].dev, pkt, len), 0);
+}
+
+static enum ms_path path_of(int i)
+{
+	struct magicsock_peer_path pp;
+	assert_int_equal(magicsock_peer_path(ms[i], nodes[1 - i].pub, &pp), 0);
+	return pp.path;
+}
+
+/* No endpoints in the map and UDP dead once the home is chosen: only the
+ * relay carries anything. */
+static void relay_when_udp_dead(void **state)
+{
+	start_nodes(false);
+	assert_true(wait_home(3000));
+	for (int i = 0; i < 2; i++)
+		wg_device_set_tx_hook(nodes[i].dev, drop_hook, NULL);
+	assert_true(changes[0] >= 1 && changes[1] >= 1); /* home reported */
+	/* STUN from the device's socket: the public address is its port */
+	struct sockaddr_storage v4, v6;
+	magicsock_public_addrs(ms[0], &v4, &v6);
+	assert_int_equal(v4.ss_family, AF_INET);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&v4)->sin_port),
+	                 wg_device_port(nodes[0].dev));
+	send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, 1, 3000));
+	send_one(1);
+	assert_true(run_until(base, &nodes[0].rx_count, 1, 3000));
+	assert_int_equal(path_of(0), MS_PATH_RELAY);
+	assert_int_equal(path_of(1), MS_PATH_RELAY);
+	struct magicsock_peer_path pp;
+	magicsock_peer_path(ms[0], nodes[1].pub, &pp);
+	assert_string_equal(pp.relay_region, "lab");
+	struct rly_stats st;
+	rly_server_get_stats(srv, &st);
+	assert_true(st.packets_relayed >= 2);
+}
+
+/* No endpoints in the map, UDP works: CALL_ME_MAYBE through the relay
+ * gives each side the other's addresses (local and STUN-seen), the pings
+ * that follow find the direct path. */
+static void call_me_maybe_finds_direct(void **state)
+{
+	start_nodes(false);
+	assert_true(wait_home(3000));
+	int64_t end = mono_ms() + 3000;
+	while (mono_ms() < end && (path_of(0) != MS_PATH_DIRECT || path_of(1) != MS_PATH_DIRECT)) {
+		send_one(0);
+		spin(50);
+	}
+	assert_int_equal(path_of(0), MS_PATH_DIRECT);
+	assert_int_equal(path_of(1), MS_PATH_DIRECT);
+	struct magicsock_stats st0, st1;
+	magicsock_get_stats(ms[0], &st0);
+	magicsock_get_stats(ms[1], &st1);
+	assert_true(st0.call_me_maybe_tx >= 1);
+	assert_true(st1.call_me_maybe_rx >= 1);
+	assert_true(st0.pongs_rx >= 1 && st1.pongs_rx >= 1);
+}
+
+static void direct_when_validated(void **state)
+{
+	start_nodes(true);
+	assert_true(wait_home(3000));
+	send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, 1, 3000));
+	/* pings went out on the first send; a pong makes the path direct */
+	int64_t end = mono_ms() + 3000;
+	while (mono_ms() < end && (path_of(0) != MS_PATH_DIRECT || path_of(1) != MS_PATH_DIRECT)) {
+		send_one(0);
+		send_one(1);
+		spin(50);
+	}
+	assert_int_equal(path_of(0), MS_PATH_DIRECT);
+	assert_int_equal(path_of(1), MS_PATH_DIRECT);
+	struct magicsock_peer_path pp;
+	magicsock_peer_path(ms[0], nodes[1].pub, &pp);
+	assert_true(pp.trusted && pp.pongs_received >= 1 && pp.latency_us > 0);
+	struct wg_peer_info a, b;
+	wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &a);
+	unsigned before = nodes[1].rx_count;
+	for (int i = 0; i < 20; i++)
+		send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, before + 20, 3000));
+	wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &b);
+	assert_int_equal(a.relay_tx_bytes, b.relay_tx_bytes); /* nothing more relayed */
+	struct magicsock_stats st;
+	magicsock_get_stats(ms[1], &st);
+	assert_true(st.pings_rx >= 1 && st.disco_drop_bad == 0);
+}
+
+static void direct_dies_relay_takes_over(void **state)
+{
+	start_nodes(true);
+	assert_true(wait_home(3000));
+	int64_t end = mono_ms() + 3000;
+	while (mono_ms() < end && path_of(0) != MS_PATH_DIRECT) {
+		send_one(0);
+		send_one(1);
+		spin(50);
+	}
+	assert_int_equal(path_of(0), MS_PATH_DIRECT);
+	/* Node 0's UDP is cut: its pings and WireGuard datagrams vanish. */
+	wg_device_set_tx_hook(nodes[0].dev, drop_hook, NULL);
+	int64_t cut = mono_ms();
+	end = cut + MS_TRUST_MS + 4000;
+	while (mono_ms() < end && path_of(0) != MS_PATH_RELAY) {
+		send_one(0);
+		spin(100);
+	}
+	assert_int_equal(path_of(0), MS_PATH_RELAY);
+	int64_t took = mono_ms() - cut;
+	print_message("direct path cut: relay after %lld ms\n", (long long)took);
+	unsigned before = nodes[1].rx_count;
+	send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, before + 1, 3000));
+}
+
+static void relay_restart_reconnects(void **state)
+{
+	start_nodes(false);
+	assert_true(wait_home(3000));
+	send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, 1, 3000));
+	uint16_t p = rport;
+	rly_server_free(srv);
+	spin(300);
+	relay_start(p);
+	assert_true(wait_home(5000));
+	unsigned before = nodes[1].rx_count;
+	int64_t end = mono_ms() + 3000;
+	while (mono_ms() < end && nodes[1].rx_count == before) {
+		send_one(0);
+		spin(100);
+	}
+	assert_true(nodes[1].rx_count > before);
+	struct magicsock_conn_status cs[2];
+	struct relay_client_status rs[2];
+	assert_true(magicsock_conns(ms[0], cs, rs, 2) >= 1);
+	assert_true(rs[0].reconnects >= 1);
+}
+
+/* A home relay that answers STUN but whose connection keeps failing (here:
+ * the map pins the wrong key) is left out of the next netcheck, and the
+ * node moves to a relay it can use. */
+static void unusable_home_is_left(void **state)
+{
+	start_nodes(false);
+	/* node 0's map: relay 1 with a wrong key, and nothing else */
+	struct ctl_relay r[2];
+	memset(r, 0, sizeof(r));
+	r[0].id = 1;
+	r[0].port = rport;
+	r[0].stun_port = sport;
+	r[0].has_key = true;
+	randombytes_buf(r[0].key, 32);
+	snprintf(r[0].name, sizeof(r[0].name), "lab-1");
+	snprintf(r[0].region, sizeof(r[0].region), "lab");
+	snprintf(r[0].host, sizeof(r[0].host), "127.0.0.1");
+	struct ctl_map_full map;
+	memset(&map, 0, sizeof(map));
+	map.relays = r;
+	map.n_relays = 1;
+	assert_int_equal(magicsock_set_map(ms[0], &map), 0);
+	int64_t end = mono_ms() + 2000;
+	while (mono_ms() < end && magicsock_home(ms[0]) != 1)
+		spin(20);
+	assert_int_equal(magicsock_home(ms[0]), 1);
+	/* unusable for MS_HOME_DOWN_MS */
+	struct magicsock_stats st;
+	spin(MS_HOME_DOWN_MS + 1500);
+	/* a second relay (same server, its right key, as id 2) appears */
+	r[1] = r[0];
+	r[1].id = 2;
+	memcpy(r[1].key, rpub, 32);
+	snprintf(r[1].name, sizeof(r[1].name), "lab-2");
+	map.n_relays = 2;
+	assert_int_equal(magicsock_set_map(ms[0], &map), 0);
+	end = mono_ms() + 3000;
+	while (mono_ms() < end && magicsock_home(ms[0]) != 2)
+		spin(20);
+	assert_int_equal(magicsock_home(ms[0]), 2);
+	magicsock_get_stats(ms[0], &st);
+	assert_true(st.home_changes >= 2);
+}
+
+/* A static [Peer] whose key the map also lists is never steered: no
+ * relay, its configured endpoint stays (review: paths H1). */
+static void static_peer_left_alone(void **state)
+{
+	add_peer(&nodes[0], &nodes[1], 2, "127.0.0.1", wg_device_port(nodes[1].dev));
+	add_peer(&nodes[1], &nodes[0], 1, "127.0.0.1", wg_device_port(nodes[0].dev));
+	struct sockaddr_storage cfg_ep;
+	sin4(&cfg_ep, "127.0.0.1", wg_device_port(nodes[1].dev));
+	for (int i = 0; i < 2; i++) {
+		struct magicsock_config mc = {.base = base,
+		                              .wg = nodes[i].dev,
+		                              .netcheck_timeout_ms = 1000,
+		                              .skip_keys = (const uint8_t(*)[32])nodes[1 - i].pub,
+		                              .n_skip_keys = 1};
+		memcpy(mc.node_priv, nodes[i].priv, 32);
+		memcpy(mc.node_pub, nodes[i].pub, 32);
+		memcpy(mc.disco_priv, dpriv[i], 32);
+		memcpy(mc.disco_pub, dpub[i], 32);
+		char err[160];
+		ms[i] = magicsock_new(&mc, err, sizeof err);
+		assert_non_null(ms[i]);
+		feed_map(i, false); /* the map lists the other without endpoints */
+	}
+	assert_true(wait_home(3000));
+	for (int i = 0; i < 5; i++)
+		send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, 5, 3000));
+	struct wg_peer_info pi;
+	assert_int_equal(wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi), 0);
+	assert_false(pi.relay_ok);
+	assert_false(pi.via_relay);
+	assert_int_equal(pi.relay_tx_bytes, 0);
+	assert_int_equal(memcmp(&pi.endpoint, &cfg_ep, sizeof(struct sockaddr_in)), 0);
+	struct magicsock_peer_path pp;
+	assert_int_equal(magicsock_peer_path(ms[0], nodes[1].pub, &pp), -ENOENT);
+}
+
+/* A peer that reported no home relay (no magicsock, or still measuring)
+ * gets plain WireGuard to its endpoint, not the relay (review: paths H2):
+ * here node 1 runs no magicsock at all. */
+static void peer_without_home_gets_plain_wireguard(void **state)
+{
+	add_peer(&nodes[0], &nodes[1], 2, "127.0.0.1", wg_device_port(nodes[1].dev));
+	add_peer(&nodes[1], &nodes[0], 1, "127.0.0.1", wg_device_port(nodes[0].dev));
+	struct magicsock_config mc = {.base = base, .wg = nodes[0].dev, .netcheck_timeout_ms = 1000};
+	memcpy(mc.node_priv, nodes[0].priv, 32);
+	memcpy(mc.node_pub, nodes[0].pub, 32);
+	memcpy(mc.disco_priv, dpriv[0], 32);
+	memcpy(mc.disco_pub, dpub[0], 32);
+	char err[160];
+	ms[0] = magicsock_new(&mc, err, sizeof err);
+	assert_non_null(ms[0]);
+	feed_map(0, true);
+	/* the map says node 1 has no home relay */
+	struct ctl_relay r;
+	memset(&r, 0, sizeof(r));
+	r.id = 1;
+	r.port = rport;
+	r.stun_port = sport;
+	r.has_key = true;
+	memcpy(r.key, rpub, 32);
+	snprintf(r.region, sizeof(r.region), "lab");
+	snprintf(r.host, sizeof(r.host), "127.0.0.1");
+	struct ctl_peer p;
+	memset(&p, 0, sizeof(p));
+	p.id = 2;
+	snprintf(p.name, sizeof(p.name), "node1");
+	memcpy(p.node_key, nodes[1].pub, 32);
+	memcpy(p.disco_key, dpub[1], 32);
+	p.n_eps = 1;
+	p.eps[0].family = 4;
+	p.eps[0].port = wg_device_port(nodes[1].dev);
+	p.eps[0].addr[0] = 127;
+	p.eps[0].addr[3] = 1;
+	struct ctl_map_full map = {.version = 2, .relays = &r, .n_relays = 1, .peers = &p, .n_peers = 1};
+	assert_int_equal(magicsock_set_map(ms[0], &map), 0);
+	int64_t end = mono_ms() + 2000;
+	while (mono_ms() < end && magicsock_home(ms[0]) != 1)
+		spin(20);
+	assert_int_equal(magicsock_home(ms[0]), 1);
+	spin(100);
+	send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, 1, 3000));
+	send_one(1);
+	assert_true(run_until(base, &nodes[0].rx_count, 1, 3000));
+	for (int i = 0; i < 10; i++)
+		send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, 11, 3000));
+	struct wg_peer_info pi;
+	wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi);
+	assert_false(pi.relay_ok);
+	assert_int_equal(pi.relay_tx_bytes, 0);
+}
+
+/* A member that registered another node's disco key cannot take that
+ * node's disco away: each message is matched to the peer it names
+ * (review: paths M2). */
+static void shared_disco_key_matched_by_content(void **state)
+{
+	start_nodes(true);
+	/* node 0's map: node 1, and an impostor X with node 1's disco key */
+	struct ctl_relay r;
+	memset(&r, 0, sizeof(r));
+	r.id = 1;
+	r.port = rport;
+	r.stun_port = sport;
+	r.has_key = true;
+	memcpy(r.key, rpub, 32);
+	snprintf(r.region, sizeof(r.region), "lab");
+	snprintf(r.host, sizeof(r.host), "127.0.0.1");
+	struct ctl_peer p[2];
+	memset(p, 0, sizeof(p));
+	for (int i = 0; i < 2; i++) {
+		p[i].id = (uint64_t)i + 10;
+		snprintf(p[i].name, sizeof(p[i].name), "p%d", i);
+		memcpy(p[i].disco_key, dpub[1], 32);
+		p[i].home_relay = 1;
+		p[i].n_eps = 1;
+		p[i].eps[0].family = 4;
+		p[i].eps[0].port = wg_device_port(nodes[1].dev);
+		p[i].eps[0].addr[0] = 127;
+		p[i].eps[0].addr[3] = 1;
+	}
+	randombytes_buf(p[0].node_key, 32); /* the impostor sorts anywhere */
+	memcpy(p[1].node_key, nodes[1].pub, 32);
+	struct ctl_map_full map = {.version = 3, .relays = &r, .n_relays = 1, .peers = p, .n_peers = 2};
+	assert_int_equal(magicsock_set_map(ms[0], &map), 0);
+	assert_true(wait_home(3000));
+	int64_t end = mono_ms() + 3000;
+	while (mono_ms() < end && (path_of(0) != MS_PATH_DIRECT || path_of(1) != MS_PATH_DIRECT)) {
+		send_one(0);
+		send_one(1);
+		spin(50);
+	}
+	assert_int_equal(path_of(0), MS_PATH_DIRECT);
+	assert_int_equal(path_of(1), MS_PATH_DIRECT);
+}
+
+/* A relay that said "not here" for a peer (it had not connected yet) does
+ * not keep the relay off that peer's path: a few seconds later the relay
+ * carries its packets again, with nothing else happening. */
+static void peer_gone_expires(void **state)
+{
+	start_nodes(false);
+	assert_true(wait_home(3000));
+	for (int i = 0; i < 2; i++)
+		wg_device_set_tx_hook(nodes[i].dev, drop_hook, NULL);
+	/* node 1 leaves the relay: its magicsock goes */
+	magicsock_free(ms[1]);
+	ms[1] = NULL;
+	spin(200);
+	send_one(0); /* the relay answers PEER_GONE */
+	int64_t end = mono_ms() + 2000;
+	struct magicsock_stats st;
+	do {
+		spin(20);
+		magicsock_get_stats(ms[0], &st);
+	} while (mono_ms() < end && st.peer_gone == 0);
+	assert_true(st.peer_gone >= 1);
+	struct wg_peer_info pi;
+	wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi);
+	assert_false(pi.relay_ok);
+	/* node 1 comes back on the relay; node 0 hears nothing from it */
+	struct magicsock_config mc = {.base = base, .wg = nodes[1].dev, .netcheck_timeout_ms = 1000};
+	memcpy(mc.node_priv, nodes[1].priv, 32);
+	memcpy(mc.node_pub, nodes[1].pub, 32);
+	memcpy(mc.disco_priv, dpriv[1], 32);
+	memcpy(mc.disco_pub, dpub[1], 32);
+	char err[160];
+	ms[1] = magicsock_new(&mc, err, sizeof err);
+	assert_non_null(ms[1]);
+	feed_map(1, false);
+	end = mono_ms() + 6000;
+	do {
+		spin(50);
+		wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi);
+	} while (mono_ms() < end && !pi.relay_ok);
+	assert_true(pi.relay_ok);
+	unsigned before = nodes[1].rx_count;
+	send_one(0);
+	assert_true(run_until(base, &nodes[1].rx_count, before + 1, 3000));
+}
+
+static void unknown_disco_dropped(void **state)
+{
+	start_nodes(true);
+	uint8_t stranger_pub[32], stranger_priv[32], shared[32];
+	crypto_box_keypair(stranger_pub, stranger_priv);
+	assert_int_equal(disco_shared(shared, dpub[0], stranger_priv), 0);
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_PING;
+	m.version = 1;
+	randombytes_buf(m.txid, sizeof(m.txid));
+	memcpy(m.node_key, nodes[1].pub, 32); /* claims to be node 1 */
+	uint8_t buf[DISCO_MAX_LEN];
+	size_t n = disco_seal(buf, sizeof(buf), stranger_pub, shared, &m);
+	assert_true(n > 0);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_storage to;
+	sin4(&to, "127.0.0.1", wg_device_port(nodes[0].dev));
+	assert_true(sendto(fd, buf, n, 0, (struct sockaddr *)&to, sizeof(struct sockaddr_in)) > 0);
+	/* and a datagram that is neither WireGuard, disco nor STUN */
+	assert_true(sendto(fd, "hello", 5, 0, (struct sockaddr *)&to, sizeof(struct sockaddr_in)) > 0);
+	spin(300);
+	close(fd);
+	struct magicsock_stats st;
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.disco_drop_unknown, 1);
+	assert_int_equal(st.pings_rx, 0);
+	assert_true(st.other_drop >= 1);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(relay_when_udp_dead, setup, teardown),
+	    cmocka_unit_test_setup_teardown(call_me_maybe_finds_direct, setup, teardown),
+	    cmocka_unit_test_setup_teardown(direct_when_validated, setup, teardown),
+	    cmocka_unit_test_setup_teardown(direct_dies_relay_takes_over, setup, teardown),
+	    cmocka_unit_test_setup_teardown(relay_restart_reconnects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(unusable_home_is_left, setup, teardown),
+	    cmocka_unit_test_setup_teardown(static_peer_left_alone, setup, teardown),
+	    cmocka_unit_test_setup_teardown(peer_without_home_gets_plain_wireguard, setup, teardown),
+	    cmocka_unit_test_setup_teardown(shared_disco_key_matched_by_content, setup, teardown),
+	    cmocka_unit_test_setup_teardown(peer_gone_expires, setup, teardown),
+	    cmocka_unit_test_setup_teardown(unknown_disco_dropped, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
