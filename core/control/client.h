@@ -69,6 +69,7 @@ struct ctl_map_change {
 	size_t n_changed;
 	const uint64_t *removed; /* peer ids no longer in the map */
 	size_t n_removed;
+	bool relays; /* the relay list changed (always with full) */
 };
 
 struct ctl_client_callbacks {

@@ -113,7 +113,7 @@ static bool patch_ids_unique(const struct ctl_map_delta *delta)
 	return ok;
 }
 
-int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *delta)
+static int apply_peers(struct ctl_map_full *map, const struct ctl_map_delta *delta)
 {
 	const struct ctl_peer **add = NULL;
 	uint64_t *rm = NULL;
@@ -179,11 +179,42 @@ int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *de
 	}
 	free(add);
 	free(rm);
+	if (n > CTL_MAP_PEERS_MAX) { /* what a full map may hold, also here */
+		free(out);
+		return -E2BIG;
+	}
 	free(map->peers);
 	map->peers = out;
 	map->n_peers = n;
 	apply_patches(map, delta);
 	map->version = delta->version;
+	return 0;
+}
+
+/* The peers as in apply_peers, then a changed relay list (the whole new
+ * list), all or nothing. */
+int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *delta)
+{
+	struct ctl_relay *rel = NULL;
+	size_t nrel = delta->has_relays ? delta->n_relays : 0;
+
+	if (nrel > CTL_RELAYS_MAX || (nrel && !delta->relays))
+		return -EINVAL;
+	if (nrel) {
+		if (!(rel = malloc(nrel * sizeof(*rel))))
+			return -ENOMEM;
+		memcpy(rel, delta->relays, nrel * sizeof(*rel));
+	}
+	int r = apply_peers(map, delta);
+	if (r < 0) {
+		free(rel);
+		return r;
+	}
+	if (delta->has_relays) {
+		free(map->relays);
+		map->relays = rel;
+		map->n_relays = nrel;
+	}
 	return 0;
 }
 

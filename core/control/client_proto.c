@@ -192,10 +192,11 @@ static void on_register_resp(struct ctl_client *c, const struct ctl_register_res
 	}
 }
 
-static void emit_map(struct ctl_client *c, bool full, uint64_t *ch, size_t nch,
-                     uint64_t *rm, size_t nrm)
+static void emit_map(struct ctl_client *c, bool full, bool relays, uint64_t *ch,
+                     size_t nch, uint64_t *rm, size_t nrm)
 {
 	struct ctl_map_change chg = {.full = full,
+	                             .relays = full || relays,
 	                             .changed = ch,
 	                             .n_changed = nch,
 	                             .removed = rm,
@@ -221,7 +222,7 @@ static void on_map_full(struct ctl_client *c, struct ctl_map_full *full)
 		return;
 	}
 	c->maps_full++;
-	emit_map(c, true, ch, nch, rm, nrm);
+	emit_map(c, true, true, ch, nch, rm, nrm);
 }
 
 /* A MAP_FULL with more set: its peers are the first chunk; MAP_PEERS bring
@@ -294,7 +295,7 @@ static void on_map_delta(struct ctl_client *c, const struct ctl_map_delta *d)
 		return;
 	}
 	c->maps_delta++;
-	emit_map(c, false, ch, nch, rm, nrm);
+	emit_map(c, false, d->has_relays, ch, nch, rm, nrm);
 }
 
 static void on_message(struct ctl_client *c, const struct ctl_frame *f)

@@ -55,6 +55,7 @@ void ctl_msg_free(struct ctl_msg *m)
 		free(m->u.delta.peers);
 		free(m->u.delta.removed);
 		free(m->u.delta.patches);
+		free(m->u.delta.relays);
 		break;
 	case CTL_MSG_MAP_PEERS:
 		free(m->u.chunk.peers);

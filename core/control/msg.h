@@ -27,10 +27,14 @@
  *                  relays?: [relay], peers: [peer], more?: bool}
  *                 (more: true only to a node with CTL_CAP_MAP_CHUNKS: the
  *                  rest of the peers follow in MAP_PEERS messages, the
- *                  last one with more false; nothing else comes between)
+ *                  last one with more false; no other map message comes
+ *                  between, a KEEPALIVE or an ERROR may)
  *   MAP_PEERS     {peers: [peer], more?: bool}
  *   MAP_DELTA     {version: int, base_version: int, peers?: [peer],
- *                  removed?: [int], patches?: [patch]}
+ *                  removed?: [int], patches?: [patch], relays?: [relay]}
+ *                 (relays: the whole new relay list, only to a node with
+ *                  CTL_CAP_RELAYS_DELTA; version may equal base_version
+ *                  when only the relays changed)
  *                 (patches only to a node with CTL_CAP_PEER_PATCH; a
  *                  delta to such a node may name the node itself, which
  *                  it ignores)
@@ -93,7 +97,8 @@
 /* REGISTER_REQ caps: what a node understands beyond the first protocol. */
 #define CTL_CAP_MAP_CHUNKS 0x1u /* MAP_FULL with more, then MAP_PEERS */
 #define CTL_CAP_PEER_PATCH 0x2u /* MAP_DELTA patches; itself in deltas */
-#define CTL_CAPS_ALL       (CTL_CAP_MAP_CHUNKS | CTL_CAP_PEER_PATCH)
+#define CTL_CAP_RELAYS_DELTA 0x4u /* a changed relay list in MAP_DELTA */
+#define CTL_CAPS_ALL (CTL_CAP_MAP_CHUNKS | CTL_CAP_PEER_PATCH | CTL_CAP_RELAYS_DELTA)
 
 /* Values are the transport frame's type byte: stable, never reused. */
 enum ctl_msg_type {
@@ -288,6 +293,9 @@ struct ctl_map_delta {
 	uint64_t *removed; /* peer ids; owned */
 	size_t n_patches;
 	struct ctl_peer_patch *patches; /* owned */
+	bool has_relays;                /* the relay list changed: */
+	size_t n_relays;                /* the whole new list (may be empty) */
+	struct ctl_relay *relays;       /* owned */
 };
 
 struct ctl_error {

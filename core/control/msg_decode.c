@@ -377,6 +377,10 @@ static int dec_map_delta(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_delta *
 	if (m->n_patches)
 		CTL_MF_TRY(check_unique_ids(c, "patches", m->peers, m->n_peers,
 		                            m->patches, m->n_patches));
+	if (json_object_get(o, "relays")) {
+		CTL_MF_TRY(dec_relay_array(c, o, true, &m->relays, &m->n_relays));
+		m->has_relays = true;
+	}
 	int r = ctl_mf_array(c, o, "", "removed", false, CTL_REMOVED_MAX, &arr, &n);
 	if (r <= 0 || n == 0)
 		return r;

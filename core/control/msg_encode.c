@@ -364,6 +364,11 @@ static json_t *enc_map_delta(struct ectx *c, const struct ctl_map_delta *m)
 		json_decref(o);
 		return NULL;
 	}
+	if (o && m->has_relays &&
+	    json_object_set_new(o, "relays", j_relays(c, m->relays, m->n_relays)) != 0) {
+		json_decref(o);
+		return NULL;
+	}
 	return o;
 }
 
@@ -520,6 +525,9 @@ static int check_msg(struct ectx *c, const struct ctl_msg *m)
 		return check_peers(c, f->peers, f->n_peers);
 	}
 	case CTL_MSG_MAP_DELTA:
+		if (m->u.delta.has_relays)
+			CTL_MF_TRY(
+			    check_relays(c, m->u.delta.relays, m->u.delta.n_relays));
 		CTL_MF_TRY(
 		    check_count(c, m->u.delta.n_patches, CTL_PEERS_MAX, "", "patches"));
 		for (size_t i = 0; i < m->u.delta.n_patches; i++) {

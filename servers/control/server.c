@@ -108,8 +108,10 @@ static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *in
 	struct ctl_server *s = c->s;
 	s->out_total += info->n_added;
 	s->out_total -= info->n_deleted < s->out_total ? info->n_deleted : s->out_total;
-	if (info->n_deleted)
+	if (info->n_deleted) {
 		c->drained_ms = srv_now_ms();
+		c->drained_bytes += info->n_deleted;
+	}
 	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
 		s->out_waiting = false;
 		event_active(s->resume, 0, 0);
@@ -409,13 +411,18 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct srv_conn *c = arg;
+	if (c->state == SRV_RELAY) {
+		if (srv_relay_update(c) < 0)
+			srv_conn_free(c);
+		return;
+	}
 	if (c->state != SRV_ONLINE)
 		return;
 	if (c->streaming && srv_stream_pump(c) < 0) {
 		srv_conn_free(c);
 		return;
 	}
-	if (c->sent_version >= c->s->snap_version || srv_conn_behind(c))
+	if (!srv_conn_needs_update(c) || srv_conn_behind(c))
 		return;
 	if (srv_send_update(c) < 0)
 		srv_conn_free(c);
@@ -467,10 +474,25 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-/* True when c has not read its map updates for too long: its queue stayed
- * over SRV_OUT_LOW for behind_ms, or, while maps for others wait for the
- * queues' budget (over), nothing left it for a 25th of that (2 s by
- * default: a node that reads drains something every round trip). */
+/* Bytes a connection that is behind must drain per second, on average
+ * since it fell behind, once it has been behind for behind_ms: a node on
+ * a slow link that reads is never closed (it would only start its map
+ * again), one that trickles a few bytes to stay open is. */
+#define SRV_MIN_DRAIN_PER_S 1024u
+/* A queue this big is an older node's single MAP_FULL (or a relay's key
+ * list): while maps wait for the budget, it goes after a 25th of
+ * behind_ms without draining. A node with chunked maps holds at most
+ * about SRV_OUT_LOW + a chunk + a delta, so it is never that one. */
+#define SRV_BIG_QUEUE (4u * SRV_CHUNK_BYTES)
+
+/* True when c has not read its map updates for too long, judged by how
+ * much left its queue, not by how long the queue stayed over SRV_OUT_LOW
+ * (a map going out refills it as it drains):
+ * - nothing drained for behind_ms (50 s by default), or less than
+ *   SRV_MIN_DRAIN_PER_S on average since it fell behind, after behind_ms;
+ * - while maps for others wait for the queues' budget (over): nothing
+ *   drained for a fifth of behind_ms (10 s; TCP's own retries take less),
+ *   or for a 25th (2 s) from a queue over SRV_BIG_QUEUE. */
 static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 {
 	struct ctl_server *s = c->s;
@@ -481,20 +503,28 @@ static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 	}
 	if (!c->behind_ms) {
 		c->behind_ms = now;
+		c->behind_drained = c->drained_bytes;
 		if (c->drained_ms < now)
 			c->drained_ms = now; /* judged from when it fell behind */
 		return false;
 	}
+	uint64_t since = now - c->behind_ms;
 	uint64_t quiet =
 	    now - (c->drained_ms > c->behind_ms ? c->drained_ms : c->behind_ms);
-	bool stalled = now - c->behind_ms > s->cfg.behind_ms ||
-	               (over && quiet > s->cfg.behind_ms / 25);
+	uint64_t drained = c->drained_bytes - c->behind_drained;
+	bool stalled =
+	    quiet > s->cfg.behind_ms ||
+	    (since > s->cfg.behind_ms && drained < since * SRV_MIN_DRAIN_PER_S / 1000) ||
+	    (over && quiet > s->cfg.behind_ms / 5) ||
+	    (over && q > SRV_BIG_QUEUE && quiet > s->cfg.behind_ms / 25);
 	if (stalled) {
 		s->st.slow_closed++;
-		log_info("mesh-control: %s: node %lld has not read its map updates for "
-		         "%llu ms (%zu bytes queued); closing",
-		         c->peer, (long long)c->node_id,
-		         (unsigned long long)(now - c->behind_ms), q);
+		log_info("mesh-control: %s: %s %lld read %llu bytes of its updates in "
+		         "%llu ms, none in the last %llu ms (%zu bytes queued); closing",
+		         c->peer, c->state == SRV_RELAY ? "relay" : "node",
+		         (long long)(c->state == SRV_RELAY ? c->relay_id : c->node_id),
+		         (unsigned long long)drained, (unsigned long long)since,
+		         (unsigned long long)quiet, q);
 	}
 	return stalled;
 }
@@ -520,7 +550,8 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 				s->st.idle_closed++;
 				srv_conn_free(c);
 			}
-		} else if ((c->state == SRV_ONLINE || c->state == SRV_PENDING) &&
+		} else if ((c->state == SRV_ONLINE || c->state == SRV_PENDING ||
+		            c->state == SRV_RELAY) &&
 		           conn_stalled(c, now, over)) {
 			srv_conn_free(c);
 			closed++;
@@ -565,6 +596,8 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.coalesce_ms = dflt(cfg->coalesce_ms, 100);
 	s->cfg.ephemeral_timeout_s = dflt(cfg->ephemeral_timeout_s, 300);
 	s->cfg.behind_ms = dflt(cfg->behind_ms, 2 * s->cfg.keepalive_ms);
+	if (!s->cfg.max_nodes || s->cfg.max_nodes > CTL_MAP_PEERS_MAX)
+		s->cfg.max_nodes = CTL_MAP_PEERS_MAX;
 	s->cfg.max_pending = dflt(cfg->max_pending, 100);
 	s->cfg.max_pending_per_source = dflt(cfg->max_pending_per_source, 8);
 	if (!s->cfg.max_outbuf)

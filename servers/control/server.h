@@ -70,6 +70,10 @@ struct ctl_server_config {
 	 * drained for a 25th of it is closed. 0: 2 x keepalive_ms (50 s,
 	 * and 2 s of nothing drained). */
 	uint32_t behind_ms;
+	/* New machines are refused (told to retry) once the mesh has this
+	 * many nodes: 0 or more than CTL_MAP_PEERS_MAX (what a node's map and
+	 * a relay's key list hold) means CTL_MAP_PEERS_MAX. */
+	uint32_t max_nodes;
 	/* Registrations without an auth key: refused when no_pending; else
 	 * at most max_pending (0: 100) nodes wait for approval, at most
 	 * max_pending_per_source (0: 8) of them from one IPv4 address or IPv6

@@ -33,6 +33,7 @@ static int full_header(struct srv_conn *c, struct ctl_msg *m)
 	snprintf(mf->dns_domain, sizeof mf->dns_domain, "%s", s->meta.domain);
 	mf->relays = s->relays;
 	mf->n_relays = s->n_relays;
+	c->relays_stale = false;
 	mf->magic_dns.family = 4;
 	memcpy(mf->magic_dns.addr, (const uint8_t[]){100, 100, 100, 100}, 4);
 	return 0;

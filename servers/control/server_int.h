@@ -44,6 +44,8 @@ struct srv_conn {
 	struct evbuffer_cb_entry *out_cb; /* counts its queue into out_total */
 	uint32_t caps;                    /* CTL_CAP_* from its REGISTER_REQ */
 	bool streaming;                   /* a chunked MAP_FULL is under way */
+	bool relays_stale; /* the relay list changed after its map: its next
+	                    * delta carries it (CTL_CAP_RELAYS_DELTA) */
 	bool stream_first;                /* its MAP_FULL itself is still due */
 	int64_t stream_cursor;            /* its peers up to this id are sent */
 	double stream_ms;                 /* time spent building its chunks */
@@ -51,6 +53,8 @@ struct srv_conn {
 	bool dead;                        /* freed by the reaper, from the loop */
 	uint64_t behind_ms;               /* its queue went over SRV_OUT_LOW (0: not) */
 	uint64_t drained_ms;              /* bytes last left its queue */
+	uint64_t drained_bytes;           /* bytes that left its queue */
+	uint64_t behind_drained;          /* drained_bytes when it fell behind */
 	int64_t relay_id;                 /* SRV_RELAY: its row in the store */
 	uint8_t relay_sent[32];           /* hash of the last RELAY_STATE sent */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;
@@ -161,6 +165,11 @@ int srv_send_full(struct srv_conn *c);
 int srv_stream_pump(struct srv_conn *c);
 
 /* server_map.c */
+/* c (online) has map updates due: a newer version, or a relay list. */
+static inline bool srv_conn_needs_update(const struct srv_conn *c)
+{
+	return c->sent_version < c->s->snap_version || c->relays_stale;
+}
 /* True when c should get no map update now (its own queue is full, or a
  * chunked map is still going out); it gets one when it drains. */
 bool srv_conn_behind(struct srv_conn *c);
@@ -191,6 +200,10 @@ bool srv_relays_refresh(struct ctl_server *s);
 /* Sends each relay connection its RELAY_STATE when it changed; closes the
  * connection of a relay that was removed. */
 void srv_relays_broadcast(struct ctl_server *s);
+/* Sends relay connection c the current RELAY_STATE if it changed and c's
+ * queue has drained (from its write callback: a relay that was behind
+ * when the state changed gets it then). */
+int srv_relay_update(struct srv_conn *c);
 void srv_relays_free(struct ctl_server *s);
 
 #endif

@@ -298,11 +298,11 @@ struct delta_set {
 	size_t est_bytes; /* at most what the delta's body takes */
 	size_t map_bytes; /* about what a full map takes */
 	/* bodies shared by every receiver of this base (NULL: not built) */
-	uint8_t *patch_body, *legacy_body;
-	size_t patch_len, legacy_len;
+	uint8_t *patch_body, *legacy_body, *rel_body; /* rel: patches + relays */
+	size_t patch_len, legacy_len, rel_len;
 	/* the body does not fit a frame (or did not encode): every receiver
 	 * of this base gets a full map instead (decided once per base) */
-	bool patch_full, legacy_full;
+	bool patch_full, legacy_full, rel_full;
 };
 
 static void delta_free(struct delta_set *d)
@@ -312,6 +312,7 @@ static void delta_free(struct delta_set *d)
 	free(d->removed);
 	free(d->patch_body);
 	free(d->legacy_body);
+	free(d->rel_body);
 	memset(d, 0, sizeof *d);
 }
 
@@ -409,12 +410,15 @@ static void make_patch(const struct srv_node *n, int64_t base, struct ctl_peer_p
  * changes as patches; the receiver itself may be named, it ignores
  * itself); otherwise every changed peer whole, without skip_id. */
 static int encode_delta(struct ctl_server *s, const struct delta_set *d, bool patches,
-                        int64_t skip_id, uint8_t **body, size_t *len)
+                        bool relays, int64_t skip_id, uint8_t **body, size_t *len)
 {
 	struct ctl_msg m = {.type = CTL_MSG_MAP_DELTA};
 	struct ctl_map_delta *md = &m.u.delta;
 	md->version = (uint64_t)s->snap_version;
 	md->base_version = (uint64_t)d->base;
+	md->has_relays = relays;
+	md->relays = s->relays;
+	md->n_relays = s->n_relays;
 	md->removed = d->removed;
 	md->n_removed = d->n_removed;
 	size_t cap = d->n_whole + d->n_part;
@@ -483,15 +487,22 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 			return 0; /* keeps its version; srv_resume_cb */
 	}
 	if (c->caps & CTL_CAP_PEER_PATCH) {
-		if (delta_empty(d))
+		/* relays_stale only with CTL_CAP_RELAYS_DELTA (srv_on_register) */
+		bool rel = c->relays_stale;
+		uint8_t **body = rel ? &d->rel_body : &d->patch_body;
+		size_t *len = rel ? &d->rel_len : &d->patch_len;
+		bool *full = rel ? &d->rel_full : &d->patch_full;
+		if (delta_empty(d) && !rel)
 			return 0;
-		if (!d->patch_body && !d->patch_full &&
-		    (encode_delta(s, d, true, 0, &d->patch_body, &d->patch_len) < 0 ||
-		     d->patch_len > CTL_FRAME_BODY_MAX))
-			d->patch_full = true;
-		if (d->patch_full)
+		if (!*body && !*full &&
+		    (encode_delta(s, d, true, rel, 0, body, len) < 0 ||
+		     *len > CTL_FRAME_BODY_MAX))
+			*full = true;
+		if (*full)
 			return 1;
-		r = srv_send_body(c, CTL_MSG_MAP_DELTA, d->patch_body, d->patch_len);
+		r = srv_send_body(c, CTL_MSG_MAP_DELTA, *body, *len);
+		if (r == 0)
+			c->relays_stale = false;
 	} else if (d->n_removed == 0 && d->n_whole + d->n_part == 1 &&
 	           delta_has(d, c->node_id)) {
 		return 0; /* only itself changed */
@@ -502,7 +513,7 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 		size_t olen = 0;
 		if (d->legacy_full)
 			return 1;
-		if (encode_delta(s, d, false, c->node_id, &own, &olen) < 0 ||
+		if (encode_delta(s, d, false, false, c->node_id, &own, &olen) < 0 ||
 		    olen > CTL_FRAME_BODY_MAX) {
 			free(own);
 			d->legacy_full = true; /* the shared body is no smaller */
@@ -512,7 +523,7 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 		free(own);
 	} else {
 		if (!d->legacy_body && !d->legacy_full &&
-		    (encode_delta(s, d, false, 0, &d->legacy_body, &d->legacy_len) < 0 ||
+		    (encode_delta(s, d, false, false, 0, &d->legacy_body, &d->legacy_len) < 0 ||
 		     d->legacy_len > CTL_FRAME_BODY_MAX))
 			d->legacy_full = true;
 		if (d->legacy_full)
@@ -530,7 +541,7 @@ int srv_send_update(struct srv_conn *c)
 {
 	struct ctl_server *s = c->s;
 	int64_t base = c->sent_version;
-	if (base >= s->snap_version)
+	if (!srv_conn_needs_update(c))
 		return 0;
 	if (base < s->tomb_floor)
 		return srv_send_full(c);
@@ -601,8 +612,8 @@ static void broadcast(struct ctl_server *s)
 		         ctl_store_errmsg(s->cfg.store));
 		return;
 	}
-	/* A changed relay list reaches nodes in a MAP_FULL (deltas carry
-	 * peers only). */
+	/* A changed relay list reaches a node in its next delta (the whole
+	 * list, a few hundred bytes), or in a MAP_FULL for an older node. */
 	srv_relays_refresh(s);
 	bool relays_changed =
 	    sodium_memcmp(s->relays_hash, s->nodes_relays_hash, sizeof s->relays_hash) != 0;
@@ -612,10 +623,14 @@ static void broadcast(struct ctl_server *s)
 		nx = c->next;
 		if (c->state == SRV_ONLINE || c->state == SRV_PENDING)
 			conn_check_self(c, now);
-		/* Every online node needs a MAP_FULL now, also one that is
+		/* Every online node needs the new list now, also one that is
 		 * behind and catches up later (srv_send_update). */
-		if (relays_changed && c->state == SRV_ONLINE)
-			c->sent_version = SRV_NEED_FULL;
+		if (relays_changed && c->state == SRV_ONLINE) {
+			if (c->caps & CTL_CAP_RELAYS_DELTA)
+				c->relays_stale = true;
+			else
+				c->sent_version = SRV_NEED_FULL;
+		}
 	}
 	/* The list may have changed (go_online closes older connections);
 	 * walk it again for the deltas, one distinct base at a time. A
@@ -627,7 +642,7 @@ static void broadcast(struct ctl_server *s)
 		int64_t base = 0;
 		bool any = false;
 		for (struct srv_conn *c = s->conns; c; c = c->next)
-			if (c->state == SRV_ONLINE && c->sent_version < s->snap_version &&
+			if (c->state == SRV_ONLINE && srv_conn_needs_update(c) &&
 			    (!any || c->sent_version > base) && c->bcast_gen != gen &&
 			    !srv_conn_behind(c)) {
 				base = c->sent_version;
@@ -695,7 +710,7 @@ void srv_resume_cb(int fd, short ev, void *arg)
 		int r = 0;
 		if (c->streaming)
 			r = srv_stream_pump(c);
-		else if (c->sent_version < s->snap_version && !srv_conn_behind(c))
+		else if (srv_conn_needs_update(c) && !srv_conn_behind(c))
 			r = srv_send_update(c);
 		if (r < 0)
 			srv_conn_free(c);

@@ -207,8 +207,10 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	return srv_send_full(c);
 }
 
-/* Whether the map is surely too big for one MAP_FULL (more than
- * CTL_PEERS_MAX peers, or a body over a frame, whichever node asks). */
+/* Whether the map may be too big for one MAP_FULL (more than
+ * CTL_PEERS_MAX peers, or a body over a frame, whichever node asks): the
+ * peers' entries plus 64 KiB for the rest (self, DNS, the relay list), so
+ * that a node admitted here is never closed when its map fails. */
 static bool map_too_big_for_one(const struct ctl_server *s, int64_t now)
 {
 	size_t n = 0, bytes = 0, largest = 0;
@@ -222,7 +224,16 @@ static bool map_too_big_for_one(const struct ctl_server *s, int64_t now)
 			largest = nd->pj_len + 1;
 	}
 	/* the node itself may be among them and is left out of its map */
-	return n > (size_t)CTL_PEERS_MAX + 1 || bytes - largest > CTL_FRAME_BODY_MAX;
+	return n > (size_t)CTL_PEERS_MAX + 1 ||
+	       bytes - largest + 64 * 1024 > CTL_FRAME_BODY_MAX;
+}
+
+static bool known_machine(const struct ctl_server *s, const uint8_t key[CTL_KEY_LEN])
+{
+	for (size_t i = 0; i < s->n_nodes; i++)
+		if (memcmp(s->nodes[i].machine_key, key, CTL_KEY_LEN) == 0)
+			return true;
+	return false;
 }
 
 int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
@@ -230,6 +241,9 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	struct ctl_server *s = c->s;
 	int64_t now = (int64_t)time(NULL);
 	c->caps = req->caps & CTL_CAPS_ALL;
+	/* the relay list rides on patch deltas only */
+	if (!(c->caps & CTL_CAP_PEER_PATCH))
+		c->caps &= ~CTL_CAP_RELAYS_DELTA;
 	/* A node that takes its map only in one message cannot get this one:
 	 * refused before it is marked online (no store writes, no broadcasts),
 	 * and a refusal is final for a node: it does not retry in a loop. */
@@ -239,6 +253,23 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 		                  "this mesh's map is too big for this node's version "
 		                  "of meshproxy; upgrade it (to a version that takes "
 		                  "maps in chunks) and start it again");
+	}
+	/* Nodes and relays hold at most CTL_MAP_PEERS_MAX peers (keys): a
+	 * mesh that size admits no new machine (not final: the node retries,
+	 * and joins once the admin removed some). */
+	if (s->n_nodes >= s->cfg.max_nodes && !known_machine(s, c->machine_key)) {
+		sodium_memzero(req->auth_key, sizeof req->auth_key);
+		struct ctl_msg m = {.type = CTL_MSG_ERROR};
+		m.u.error.code = CTL_REASON_INTERNAL;
+		snprintf(m.u.error.text, sizeof m.u.error.text,
+		         "this mesh has its maximum of %u nodes; retrying (the admin "
+		         "can remove nodes: mesh-control nodes remove)",
+		         s->cfg.max_nodes);
+		log_warn("mesh-control: %s: a new node refused: the mesh has its "
+		         "maximum of %u nodes",
+		         c->peer, s->cfg.max_nodes);
+		s->st.registrations_retry++;
+		return reg_send_close(c, &m);
 	}
 	struct ctl_store_reg reg = {.hostname = req->hostname,
 	                            .auth_secret =
