@@ -52,6 +52,9 @@ struct ctl_admin_config {
 	uint8_t server_public[32];
 };
 
+/* Admin API connections open at once; more wait in the listen backlog. */
+#define CTL_ADMIN_MAX_CONNS 64
+
 struct ctl_admin *ctl_admin_new(const struct ctl_admin_config *cfg, char *err,
                                 size_t errlen);
 void ctl_admin_free(struct ctl_admin *a); /* accepts NULL */

@@ -54,8 +54,10 @@ struct srv_conn {
 	int64_t relay_id;                 /* SRV_RELAY: its row in the store */
 	uint8_t relay_sent[32];           /* hash of the last RELAY_STATE sent */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;
+	struct srv_conn *uprev, *unext;   /* s->unreg: not registered yet */
+	bool in_unreg;
 	char peer[64];   /* "ip:port" for logs */
-	char source[64]; /* IPv4 address or IPv6 /64: pending limit per source */
+	char source[64]; /* IPv4 address or IPv6 /64: limits per source */
 };
 
 /* One node in the in-memory snapshot (sorted by id). */
@@ -96,6 +98,12 @@ struct srv_node {
  * SRV_CHUNK_BYTES of it, so it takes hundreds of those to pause maps, and
  * none to delay a change reaching the nodes that read. */
 #define SRV_OUT_BUDGET ((size_t)64 << 20)
+/* What a node sends is small: at most this many JSON values in one
+ * message (REGISTER_REQ has about 40; counted before parsing), and a
+ * KEEPALIVE body (it is {}, never parsed) of at most this many bytes.
+ * Frames from nodes are limited to CTL_FRAME_NODE_MAX. */
+#define SRV_NODE_MAX_TOKENS 1024
+#define SRV_KEEPALIVE_MAX   256
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 
@@ -109,6 +117,15 @@ struct ctl_server {
 	struct event *tick, *poll, *bcast, *reap;
 	uint64_t bcast_gen;
 	struct srv_conn *conns; /* list head */
+	/* Connections that have not registered (handshake, WAIT_REG), newest
+	 * first; entries that moved on are pruned at the next accept. */
+	struct srv_conn *unreg;
+	size_t n_unreg;
+	/* Message 1 is read from a copy of this: the responder's state after
+	 * the pre-message, the server's public key computed once. */
+	struct ctl_noise_handshake hs_template;
+	struct event *accept_resume; /* re-enables the listener after EMFILE */
+	uint64_t accept_log_ms;      /* last "out of file descriptors" line */
 	size_t out_total;       /* bytes in all output queues */
 	bool out_waiting;       /* big updates wait for out_total to drop */
 	struct event *resume;   /* runs them when it did */

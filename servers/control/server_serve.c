@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -106,6 +107,48 @@ static int read_key(const char *path, uint8_t priv[32])
 	                          sodium_base64_VARIANT_ORIGINAL);
 	sodium_memzero(buf, sizeof buf);
 	return (r == 0 && bl == 32) ? 0 : -EINVAL;
+}
+
+/* Descriptors the process needs besides node connections: stdio, the
+ * store (database, WAL, shared memory, temporary files), the event loop,
+ * the listeners, and slack. */
+#define SERVE_FD_RESERVE 64
+#define SERVE_MAX_CONNS  10000
+
+/* Raises the soft open-file limit to the hard one (each node holds one
+ * descriptor; the usual soft limit of 1024 would stop the server near
+ * 1,000 nodes) and returns how many node connections fit in it, at most
+ * SERVE_MAX_CONNS, saying so when that is fewer. 0: none fit. */
+static uint32_t fd_budget(unsigned reserve)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return SERVE_MAX_CONNS;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			rl.rlim_cur = was;
+			log_warn("mesh-control: cannot raise the open-file limit from "
+			         "%llu to %llu: %s",
+			         (unsigned long long)was, (unsigned long long)rl.rlim_max,
+			         strerror(errno));
+		} else {
+			log_debug("mesh-control: open-file limit raised from %llu to "
+			          "%llu",
+			          (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+		}
+	}
+	if (rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= (rlim_t)SERVE_MAX_CONNS + reserve)
+		return SERVE_MAX_CONNS;
+	uint32_t fit = rl.rlim_cur > reserve ? (uint32_t)(rl.rlim_cur - reserve) : 0;
+	log_warn("mesh-control: the open-file limit is %llu: at most %u node "
+	         "connections (%u are kept for the store and the admin API); raise "
+	         "it for more (`ulimit -n` before starting, or LimitNOFILE= in the "
+	         "systemd unit)",
+	         (unsigned long long)rl.rlim_cur, fit, reserve);
+	return fit;
 }
 
 static void on_signal(evutil_socket_t sig, short ev, void *arg)
@@ -298,6 +341,16 @@ int ctl_serve_main(int argc, char **argv)
 		        lis);
 		goto out;
 	}
+	unsigned reserve = SERVE_FD_RESERVE + (o.admin ? CTL_ADMIN_MAX_CONNS : 0);
+	cfg.max_conns = fd_budget(reserve);
+	if (cfg.max_conns < 16) {
+		fprintf(stderr,
+		        "mesh-control: the open-file limit leaves room for %u node "
+		        "connections; raise it (`ulimit -n 4096` or more) and start "
+		        "again\n",
+		        cfg.max_conns);
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	base = event_base_new();
 	if (!base)
@@ -309,7 +362,8 @@ int ctl_serve_main(int argc, char **argv)
 		fprintf(stderr, "mesh-control: %s\n", err);
 		goto out;
 	}
-	log_info("mesh-control: serving mesh %s on %s", meta.domain, lis);
+	log_info("mesh-control: serving mesh %s on %s (at most %u node connections)",
+	         meta.domain, lis, cfg.max_conns);
 	if (o.no_pending)
 		log_info("mesh-control: nodes without an auth key are refused "
 		         "(--allow-pending holds them for approval)");
