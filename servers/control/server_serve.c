@@ -6,7 +6,10 @@
 #include <fcntl.h>
 #include <ini.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +27,8 @@
 
 static const char serve_usage[] =
     "usage: mesh-control [--data DIR] serve [--listen HOST:PORT]\n"
-    "                    [--admin-listen HOST:PORT] [--ephemeral-timeout DUR]\n"
+    "                    [--admin-listen HOST:PORT [--admin-insecure]]\n"
+    "                    [--ephemeral-timeout DUR]\n"
     "                    [--allow-pending [--max-pending N]\n"
     "                    [--max-pending-per-source N]] [--log-level LEVEL]\n"
     "\n"
@@ -39,7 +43,11 @@ static const char serve_usage[] =
     "  --listen HOST:PORT       where to accept nodes (default: control.conf's\n"
     "                           listen, the address in join tokens)\n"
     "  --admin-listen HOST:PORT also serve the HTTP admin API there (API keys:\n"
-    "                           `mesh-control apikeys create`)\n"
+    "                           `mesh-control apikeys create`); a loopback\n"
+    "                           address unless --admin-insecure\n"
+    "  --admin-insecure         allow --admin-listen on a non-loopback address\n"
+    "                           (the API is plain HTTP: its bearer keys cross\n"
+    "                           the network in clear; prefer SSH or a TLS proxy)\n"
     "  --ephemeral-timeout DUR  remove ephemeral nodes DUR after they go offline\n"
     "                           (default 5m)\n"
     "  --allow-pending          hold nodes that join without an auth key (tokens\n"
@@ -151,6 +159,18 @@ static uint32_t fd_budget(unsigned reserve)
 	return fit;
 }
 
+/* 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104. */
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) ==
+		       127;
+	if (ss->ss_family != AF_INET6)
+		return false;
+	const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+	return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
 static void on_signal(evutil_socket_t sig, short ev, void *arg)
 {
 	log_info("mesh-control: %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -159,7 +179,7 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 
 struct serve_opts {
 	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src;
-	bool no_pending, allow_pending;
+	bool no_pending, allow_pending, admin_insecure;
 };
 
 static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
@@ -186,6 +206,10 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 		}
 		if (!strcmp(a, "--allow-pending")) {
 			o->allow_pending = true;
+			continue;
+		}
+		if (!strcmp(a, "--admin-insecure")) {
+			o->admin_insecure = true;
 			continue;
 		}
 		if (a[0] != '-') {
@@ -383,6 +407,21 @@ int ctl_serve_main(int argc, char **argv)
 			        o.admin);
 			goto out;
 		}
+		if (!is_loopback(&ac.listen) && !o.admin_insecure) {
+			fprintf(stderr,
+			        "mesh-control: --admin-listen %s is not a loopback "
+			        "address: the admin API is plain HTTP, so API keys "
+			        "would cross the network in clear. Listen on "
+			        "127.0.0.1 (reach it over SSH, or put a TLS proxy in "
+			        "front), or pass --admin-insecure to accept that\n",
+			        o.admin);
+			goto out;
+		}
+		if (!is_loopback(&ac.listen))
+			log_warn("mesh-control: admin API on %s without TLS "
+			         "(--admin-insecure): API keys cross the network in "
+			         "clear",
+			         o.admin);
 		/* Tokens name what control.conf says nodes connect to. */
 		const char *tok = *conf_listen ? conf_listen : lis;
 		if (!ctl_cli_split_hostport(tok, ac.control_host, sizeof ac.control_host,
