@@ -40,7 +40,8 @@
  * (a longer one closes the connection before any of it is read; messages a
  * connection's state does not take are refused before they are parsed, and
  * the rest parsed with a budget of SRV_NODE_MAX_TOKENS values), output queued
- * to a slow reader beyond max_outbuf bytes closes it. Bad input (garbage,
+ * to a slow reader beyond max_outbuf bytes closes it. When accept() fails
+ * (EMFILE...) the listener pauses 100 ms. Bad input (garbage,
  * bad frames, unknown types, messages out of order) closes that connection
  * and is counted; it never touches the store. */
 #ifndef MESH_CTL_SERVER_H
