@@ -146,22 +146,6 @@ static void out_count_stop(struct srv_conn *c)
 	}
 }
 
-static void unreg_unlink(struct srv_conn *c)
-{
-	struct ctl_server *s = c->s;
-	if (!c->in_unreg)
-		return;
-	if (c->uprev)
-		c->uprev->unext = c->unext;
-	else
-		s->unreg = c->unext;
-	if (c->unext)
-		c->unext->uprev = c->uprev;
-	c->uprev = c->unext = NULL;
-	c->in_unreg = false;
-	s->n_unreg--;
-}
-
 void srv_conn_free(struct srv_conn *c)
 {
 	struct ctl_server *s = c->s;
@@ -175,7 +159,7 @@ void srv_conn_free(struct srv_conn *c)
 			srv_set_offline(s, c->node_id);
 		}
 	}
-	unreg_unlink(c);
+	srv_unreg_unlink(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -475,107 +459,6 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		srv_conn_free(c);
 }
 
-/* Drops from s->unreg the connections that registered (or are closing)
- * since; returns how many of those left come from source. */
-static size_t unreg_prune_count(struct ctl_server *s, const char *source)
-{
-	size_t n = 0;
-	for (struct srv_conn *c = s->unreg, *nx; c; c = nx) {
-		nx = c->unext;
-		if (c->dead || (c->state != SRV_HANDSHAKE && c->state != SRV_WAIT_REG))
-			unreg_unlink(c);
-		else if (!strcmp(c->source, source))
-			n++;
-	}
-	return n;
-}
-
-/* The global cap on unregistered connections is reached: close the oldest
- * one of the source that holds the most (a flood from a few addresses pays
- * for itself; a node from elsewhere gets its turn). One pass with a small
- * table of sources; runs only at the cap. */
-static void unreg_evict(struct ctl_server *s)
-{
-	struct slot {
-		const char *src;
-		size_t n;
-		struct srv_conn *oldest;
-	};
-	size_t cap = 2 * s->n_unreg + 1;
-	struct slot *t = calloc(cap, sizeof *t);
-	struct srv_conn *victim = s->unreg;
-	size_t most = 0;
-	if (!t)
-		goto kill; /* the newest, then: something must give */
-	for (struct srv_conn *c = s->unreg; c; c = c->unext) {
-		size_t h = 5381;
-		for (const char *p = c->source; *p; p++)
-			h = h * 33 + (unsigned char)*p;
-		struct slot *e = &t[h % cap];
-		while (e->src && strcmp(e->src, c->source))
-			e = e + 1 < t + cap ? e + 1 : t;
-		e->src = c->source;
-		e->n++;
-		e->oldest = c; /* the list is newest first */
-		if (e->n > most || (e->n == most && e->oldest == c)) {
-			most = e->n;
-			victim = c;
-		}
-	}
-	free(t);
-kill:
-	s->st.conns_evicted++;
-	log_debug("mesh-control: %s: unregistered connection closed for a newer "
-	          "one (%zu unregistered from %s)",
-	          victim->peer, most, victim->source);
-	unreg_unlink(victim);
-	srv_conn_kill(victim);
-}
-
-/* Whether one more unregistered connection from source fits; makes room
- * at the global cap. */
-static bool unreg_admit(struct ctl_server *s, const char *source)
-{
-	if (unreg_prune_count(s, source) >= s->cfg.max_unreg_per_source) {
-		s->st.conns_refused_source++;
-		return false;
-	}
-	while (s->n_unreg >= s->cfg.max_unreg && s->unreg)
-		unreg_evict(s);
-	return true;
-}
-
-static void accept_resume_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	struct ctl_server *s = arg;
-	evconnlistener_enable(s->lis);
-}
-
-/* accept() failed with something other than EAGAIN / EINTR /
- * ECONNABORTED. Out of file descriptors (or buffers) the listening socket
- * stays readable: without a pause the loop would spin on it. Stop
- * accepting for 100 ms, and say so at most once a minute. */
-static void accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	struct ctl_server *s = arg;
-	int e = EVUTIL_SOCKET_ERROR();
-	uint64_t now = srv_now_ms();
-	s->st.accept_paused++;
-	if (!s->accept_log_ms || now - s->accept_log_ms >= 60000) {
-		s->accept_log_ms = now;
-		log_warn("mesh-control: accepting node connections: %s; pausing "
-		         "100 ms at a time (%zu connections open%s)",
-		         strerror(e), (size_t)s->st.conns_active,
-		         e == EMFILE || e == ENFILE
-		             ? ": raise the open-file limit, e.g. LimitNOFILE= in "
-		               "the systemd unit"
-		             : "");
-	}
-	evconnlistener_disable(l);
-	struct timeval tv = {0, 100 * 1000};
-	event_add(s->accept_resume, &tv);
-}
-
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
@@ -588,7 +471,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	char source[64];
 	srv_source_of(sa, source);
-	if (!unreg_admit(s, source)) {
+	if (!srv_unreg_admit(s, source)) {
 		evutil_closesocket(fd);
 		return;
 	}
@@ -614,12 +497,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (s->conns)
 		s->conns->prev = c;
 	s->conns = c;
-	c->unext = s->unreg;
-	if (s->unreg)
-		s->unreg->uprev = c;
-	s->unreg = c;
-	c->in_unreg = true;
-	s->n_unreg++;
+	srv_unreg_add(c);
 	s->st.conns_active++;
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
 	bufferevent_setwatermark(bev, EV_WRITE, SRV_OUT_LOW, 0);
@@ -783,13 +661,13 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->bcast = evtimer_new(cfg->base, srv_broadcast_cb, s);
 	s->reap = event_new(cfg->base, -1, 0, reap_cb, s);
 	s->resume = event_new(cfg->base, -1, 0, srv_resume_cb, s);
-	s->accept_resume = evtimer_new(cfg->base, accept_resume_cb, s);
+	s->accept_resume = evtimer_new(cfg->base, srv_accept_resume_cb, s);
 	if (!s->tick || !s->poll || !s->bcast || !s->reap || !s->resume ||
 	    !s->accept_resume) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	evconnlistener_set_error_cb(s->lis, accept_error_cb);
+	evconnlistener_set_error_cb(s->lis, srv_accept_error_cb);
 	event_add(s->tick, &tv);
 	event_add(s->poll, &pv);
 	return s;

@@ -163,6 +163,19 @@ void srv_source_of(const struct sockaddr *sa, char out[64]);
 void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text);
 void srv_set_offline(struct ctl_server *s, int64_t node_id);
 
+/* server_accept.c */
+/* Adds c (just accepted) to s->unreg / takes it out (no-op if not in it). */
+void srv_unreg_add(struct srv_conn *c);
+void srv_unreg_unlink(struct srv_conn *c);
+/* Whether one more unregistered connection from source may stay: false
+ * (counted) at the per-source cap; at the global cap, closes the oldest
+ * of the source holding the most to make room. */
+bool srv_unreg_admit(struct ctl_server *s, const char *source);
+/* The listener's error callback (pauses it 100 ms) and the timer that
+ * enables it again. */
+void srv_accept_error_cb(struct evconnlistener *l, void *arg);
+void srv_accept_resume_cb(int fd, short ev, void *arg);
+
 /* server_map.c */
 int srv_snap_refresh(struct ctl_server *s);
 /* Index of id in the snapshot, or where it would go. */
