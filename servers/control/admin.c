@@ -571,19 +571,14 @@ static json_t *adm_stats_json(const struct ctl_server_stats *s)
 
 static void adm_status(struct adm_req *r)
 {
-	int64_t v = 0;
-	struct ctl_node *ns;
-	size_t n, approved = 0;
+	int64_t v = 0, n = 0, approved = 0;
 	int rc = ctl_store_map_version(r->a->cfg.store, &v);
-	if (rc == 0)
-		rc = ctl_store_node_list(r->a->cfg.store, 0, &ns, &n);
+	if (rc == 0) /* counts only: not every node's 6 KB record */
+		rc = ctl_store_node_counts(r->a->cfg.store, &n, &approved);
 	if (rc < 0) {
 		adm_store_error(r, rc);
 		return;
 	}
-	for (size_t i = 0; i < n; i++)
-		approved += ns[i].approved;
-	free(ns);
 	json_t *srv = NULL;
 	if (r->a->cfg.server && ctl_server_get_stats) {
 		struct ctl_server_stats s;
