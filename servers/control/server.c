@@ -167,6 +167,8 @@ void srv_conn_free(struct srv_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->st.conns_active--;
+	if (c->dead)
+		s->n_dying--;
 	out_count_stop(c);
 	bufferevent_free(c->bev);
 	ctl_frame_decoder_free(&c->dec);
@@ -220,6 +222,7 @@ void srv_conn_kill(struct srv_conn *c)
 		c->s->st.nodes_online--;
 	c->state = SRV_CLOSING;
 	c->dead = true;
+	c->s->n_dying++;
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	event_active(c->s->reap, 0, 0);
@@ -464,11 +467,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
 	struct ctl_server *s = arg;
 	s->st.conns_total++;
-	if (s->st.conns_active >= s->cfg.max_conns) {
-		s->st.conns_refused_limit++;
-		evutil_closesocket(fd);
-		return;
-	}
 	char source[64];
 	srv_source_of(sa, source);
 	if (!srv_unreg_admit(s, source)) {

@@ -31,9 +31,9 @@
  * register and close, bumping the version). Ephemeral nodes are removed
  * ephemeral_timeout_s after they go offline (checked each poll).
  *
- * Limits: max_conns connections (more are closed at accept; of them at
- * most max_unreg not yet registered, max_unreg_per_source from one
- * source), handshake must
+ * Limits: max_conns connections (of them at most max_unreg not yet
+ * registered, max_unreg_per_source from one source; see below for who
+ * makes room for a new one), handshake must
  * finish within handshake_ms, a connection silent for idle_ms is closed
  * (nodes send keepalives), the server sends KEEPALIVE when it sent nothing
  * for keepalive_ms, frames from nodes of at most CTL_FRAME_NODE_MAX bytes
@@ -88,10 +88,11 @@ struct ctl_server_config {
 	 * REGISTER_REQ): at most max_unreg (0: 1024, and at most half of
 	 * max_conns) in all and max_unreg_per_source (0: 64) from one IPv4
 	 * address or IPv6 /64. One more from a source at its cap is closed at
-	 * accept; at the global cap the oldest unregistered connection of the
-	 * source holding the most is closed to make room, so a flood from a
-	 * few addresses can't keep nodes from connecting, and registered
-	 * nodes are never closed for it. */
+	 * accept; at the global cap, or with all max_conns taken, the oldest
+	 * unregistered connection of the source holding the most is closed
+	 * to make room, so a flood from a few addresses can't keep nodes from
+	 * connecting, and registered nodes are never closed for it (when all
+	 * max_conns are registered nodes, a new connection is refused). */
 	uint32_t max_unreg;
 	uint32_t max_unreg_per_source;
 };

@@ -104,6 +104,14 @@ bool srv_unreg_admit(struct ctl_server *s, const char *source)
 		s->st.conns_refused_source++;
 		return false;
 	}
+	/* all max_conns taken: an unregistered one makes room, never a node */
+	if (s->st.conns_active - s->n_dying >= s->cfg.max_conns) {
+		if (!s->unreg) {
+			s->st.conns_refused_limit++;
+			return false;
+		}
+		unreg_evict(s);
+	}
 	while (s->n_unreg >= s->cfg.max_unreg && s->unreg)
 		unreg_evict(s);
 	return true;

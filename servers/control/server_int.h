@@ -121,6 +121,7 @@ struct ctl_server {
 	 * first; entries that moved on are pruned at the next accept. */
 	struct srv_conn *unreg;
 	size_t n_unreg;
+	size_t n_dying; /* killed, not yet freed by the reaper */
 	/* Message 1 is read from a copy of this: the responder's state after
 	 * the pre-message, the server's public key computed once. */
 	struct ctl_noise_handshake hs_template;
@@ -167,9 +168,10 @@ void srv_set_offline(struct ctl_server *s, int64_t node_id);
 /* Adds c (just accepted) to s->unreg / takes it out (no-op if not in it). */
 void srv_unreg_add(struct srv_conn *c);
 void srv_unreg_unlink(struct srv_conn *c);
-/* Whether one more unregistered connection from source may stay: false
- * (counted) at the per-source cap; at the global cap, closes the oldest
- * of the source holding the most to make room. */
+/* Whether a new connection from source may stay: false (counted) at the
+ * per-source cap, or at max_conns when every connection is registered; at
+ * max_conns or the unregistered cap, closes the oldest unregistered one of
+ * the source holding the most to make room. */
 bool srv_unreg_admit(struct ctl_server *s, const char *source);
 /* The listener's error callback (pauses it 100 ms) and the timer that
  * enables it again. */

@@ -326,6 +326,57 @@ static void unregistered_capped_per_source_and_in_all(void **state)
 	tc_free(b);
 }
 
+/* With all max_conns taken, an unregistered connection makes room for a
+ * new one (a node reconnecting while a flood holds the slots gets in); when
+ * every connection is a registered node, a new one is refused. Before, the
+ * newcomer was refused whenever max_conns were open. */
+static void full_server_makes_room_from_unregistered(void **state)
+{
+	struct t *t = *state;
+	/* 4 slots, of them at most 2 unregistered */
+	restart_with(t, &(struct ctl_server_config){.max_conns = 4,
+	                                            .handshake_ms = 10000});
+	struct tc *a = tc_new(), *b = tc_new(), *c = tc_new(), *d = tc_new(),
+	          *fl = tc_new();
+	struct ctl_register_resp r;
+	struct ctl_msg m;
+	struct ctl_frame f;
+	tc_join(t, a, "alpha", t->key, &r);
+	expect_full(t, a, 0, &m);
+	ctl_msg_free(&m);
+	tc_join(t, b, "bravo", t->key, &r);
+	expect_full(t, b, 1, &m);
+	ctl_msg_free(&m);
+	tc_src = 0x7f000007;
+	tc_connect(t, fl); /* holds a slot, never registers */
+	tc_src = 0;
+	tc_join(t, d, "delta", t->key, &r); /* the fourth slot */
+	expect_full(t, d, 2, &m);
+	ctl_msg_free(&m);
+	struct ctl_server_stats s;
+	ctl_server_get_stats(t->srv, &s);
+	assert_int_equal(s.conns_evicted, 0);
+
+	tc_join(t, c, "charlie", t->key, &r); /* full: fl makes room */
+	assert_int_equal(r.status, CTL_REG_OK);
+	assert_int_equal(tc_frame(t, fl, 500, &f), -1);
+	ctl_server_get_stats(t->srv, &s);
+	assert_int_equal(s.conns_evicted, 1);
+	assert_int_equal(s.conns_refused_limit, 0);
+	assert_int_equal(s.nodes_online, 4);
+
+	tc_connect(t, fl); /* four nodes online: refused */
+	assert_int_equal(tc_frame(t, fl, 500, &f), -1);
+	ctl_server_get_stats(t->srv, &s);
+	assert_int_equal(s.conns_refused_limit, 1);
+	assert_int_equal(s.nodes_online, 4);
+	tc_free(d);
+	tc_free(a);
+	tc_free(b);
+	tc_free(c);
+	tc_free(fl);
+}
+
 /* --- out of file descriptors ---------------------------------------------- */
 
 struct fd_report {
@@ -476,6 +527,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(pending_node_endpoints_not_parsed, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(unregistered_capped_per_source_and_in_all,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(full_server_makes_room_from_unregistered,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(emfile_pauses_instead_of_spinning, setup,
 	                                    teardown),
