@@ -283,6 +283,8 @@ int ctl_serve_main(int argc, char **argv)
 		return serve_die("--max-pending-per-source %s: expected a number from "
 		                 "1 to 100000",
 		                 o.max_src);
+	if (o.admin_insecure && !o.admin)
+		return serve_die("%s", "--admin-insecure only goes with --admin-listen");
 	if (o.no_pending && o.allow_pending)
 		return serve_die("%s",
 		                 "--no-pending and --allow-pending exclude each other");
