@@ -328,12 +328,11 @@ int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *
  * (with the nesting) in one pass over the bytes before jansson builds
  * anything, else -EBADMSG with CTL_MSG_E_TOKENS. A value is each object,
  * array and scalar; {"a":[1,2]} is 4 (counted as one plus each [, { and ,
- * outside strings, which errs high only for empty containers). Bounds the parse's memory: jansson
- * spends a few hundred bytes per value, so 64 KiB of {},{},... would
- * otherwise cost about 5 MiB (a 4 MiB body about 300 MiB). */
-int ctl_msg_decode_limited(unsigned type, const uint8_t *p, size_t len,
-                           size_t max_tokens, struct ctl_msg *m,
-                           struct ctl_msg_err *err);
+ * outside strings, which errs high only for empty containers). Bounds the parse's memory:
+ * jansson spends a few hundred bytes per value, so 64 KiB of {},{},... would otherwise
+ * cost about 5 MiB (a 4 MiB body about 300 MiB). */
+int ctl_msg_decode_limited(unsigned type, const uint8_t *p, size_t len, size_t max_tokens,
+                           struct ctl_msg *m, struct ctl_msg_err *err);
 
 /* Encodes *m as compact JSON into a new buffer *out of *out_len bytes (also
  * NUL-terminated), released with free() (wipe it first for REGISTER_REQ: it

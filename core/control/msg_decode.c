@@ -472,9 +472,8 @@ int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *
 	return ctl_msg_decode_limited(type, p, len, SIZE_MAX, m, err);
 }
 
-int ctl_msg_decode_limited(unsigned type, const uint8_t *p, size_t len,
-                           size_t max_tokens, struct ctl_msg *m,
-                           struct ctl_msg_err *err)
+int ctl_msg_decode_limited(unsigned type, const uint8_t *p, size_t len, size_t max_tokens,
+                           struct ctl_msg *m, struct ctl_msg_err *err)
 {
 	struct ctl_mf_ctx c = {.err = err};
 	json_error_t jerr;

@@ -22,11 +22,11 @@
 #include "servers/control/admin.h"
 
 #include <errno.h>
-#include <event2/listener.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
 #include <netdb.h>
 #include <sodium.h>
@@ -757,8 +757,9 @@ struct ctl_admin *ctl_admin_new(const struct ctl_admin_config *cfg, char *err,
 	struct evhttp_bound_socket *bound =
 	    a->http ? evhttp_accept_socket_with_handle(a->http, fd) : NULL;
 	if (bound)
-		a->conns = adm_conns_new(cfg->base, evhttp_bound_socket_get_listener(bound),
-		                         CTL_ADMIN_MAX_CONNS);
+		a->conns =
+		    adm_conns_new(cfg->base, evhttp_bound_socket_get_listener(bound),
+		                  CTL_ADMIN_MAX_CONNS);
 	if (!a->http || !bound || !a->conns) {
 		snprintf(err, errlen, "admin API %s: cannot start the HTTP server",
 		         where);

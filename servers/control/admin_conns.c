@@ -90,8 +90,8 @@ static void note_cb(evutil_socket_t fd, short ev, void *arg)
 		int s = (int)bufferevent_getfd(bev);
 		struct stat sb;
 		if (s >= 0 && ac->n_socks < ac->cap && fstat(s, &sb) == 0)
-			ac->socks[ac->n_socks++] =
-			    (struct adm_sock){.fd = s, .dev = sb.st_dev, .ino = sb.st_ino};
+			ac->socks[ac->n_socks++] = (struct adm_sock){
+			    .fd = s, .dev = sb.st_dev, .ino = sb.st_ino};
 		bufferevent_decref(bev); /* evhttp's, or freed if it let go */
 	}
 	ac->n_fresh = 0;

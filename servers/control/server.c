@@ -367,8 +367,8 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 		s->st.pending_ignored++;
 		return 0;
 	}
-	int r = ctl_msg_decode_limited(f->type, f->body, f->len, SRV_NODE_MAX_TOKENS,
-	                               &m, &me);
+	int r = ctl_msg_decode_limited(f->type, f->body, f->len, SRV_NODE_MAX_TOKENS, &m,
+	                               &me);
 	if (r < 0) {
 		s->st.bad_messages++;
 		log_debug("mesh-control: %s: bad message type 0x%02x: %s", c->peer,

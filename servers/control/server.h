@@ -23,9 +23,9 @@
  * whole entries for what changed as a whole and patches for endpoints and
  * online (to nodes that announce CTL_CAP_PEER_PATCH); a full map goes in
  * chunks to nodes that announce CTL_CAP_MAP_CHUNKS. Broadcasts are
- * coalesced: at most one every coalesce_ms. A removed or expired node's own connection is told
- * (ERROR, then closed); a pending node is sent REGISTER_RESP ok and its map
- * when approved.
+ * coalesced: at most one every coalesce_ms. A removed or expired node's own connection is
+ * told (ERROR, then closed); a pending node is sent REGISTER_RESP ok and its map when
+ * approved.
  *
  * Online: a node is online while its connection is up (store updated on
  * register and close, bumping the version). Ephemeral nodes are removed
@@ -122,7 +122,7 @@ struct ctl_server_stats {
 	uint64_t pending_ignored;     /* frames of pending nodes not acted on */
 	uint64_t maps_full, maps_delta, broadcasts;
 	uint64_t bad_frames, bad_messages, idle_closed, slow_closed;
-	uint64_t frames_too_big; /* of bad_frames: over the limit, not read */
+	uint64_t frames_too_big;       /* of bad_frames: over the limit, not read */
 	uint64_t conns_refused_source; /* unregistered, over the per-source cap */
 	uint64_t conns_evicted;        /* unregistered, closed for a newer one */
 	uint64_t accept_paused;        /* accept failed (EMFILE...): paused 100 ms */

@@ -147,4 +147,3 @@ void srv_accept_error_cb(struct evconnlistener *l, void *arg)
 	struct timeval tv = {0, 100 * 1000};
 	event_add(s->accept_resume, &tv);
 }
-

@@ -54,7 +54,7 @@ struct srv_conn {
 	int64_t relay_id;                 /* SRV_RELAY: its row in the store */
 	uint8_t relay_sent[32];           /* hash of the last RELAY_STATE sent */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;
-	struct srv_conn *uprev, *unext;   /* s->unreg: not registered yet */
+	struct srv_conn *uprev, *unext; /* s->unreg: not registered yet */
 	bool in_unreg;
 	char peer[64];   /* "ip:port" for logs */
 	char source[64]; /* IPv4 address or IPv6 /64: limits per source */

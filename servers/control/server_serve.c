@@ -1,16 +1,16 @@
 /* `mesh-control [--data DIR] serve ...`: runs the node protocol server
  * (server.h) and, with --admin-listen, the HTTP admin API (admin.h) on one
  * event loop until SIGINT / SIGTERM. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <ini.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,8 @@ static const char serve_usage[] =
     "                    [--admin-listen HOST:PORT [--admin-insecure]]\n"
     "                    [--ephemeral-timeout DUR]\n"
     "                    [--allow-pending [--max-pending N]\n"
-    "                    [--max-pending-per-source N]] [--log-level LEVEL]\n"
+    "                    [--max-pending-per-source N]]\n"
+    "                    [--max-unregistered-per-source N] [--log-level LEVEL]\n"
     "\n"
     "Runs the node protocol: nodes connect (Noise IK, the server key in their\n"
     "join token), register with an auth key or wait for approval, and receive\n"
@@ -59,6 +60,10 @@ static const char serve_usage[] =
     "                           later, nobody waiting is dropped\n"
     "  --max-pending-per-source N  with --allow-pending: at most N of them from\n"
     "                           one IPv4 address or IPv6 /64 (default 8)\n"
+    "  --max-unregistered-per-source N  connections from one IPv4 address or\n"
+    "                           IPv6 /64 that have not registered yet (default\n"
+    "                           64; more are closed and retry): raise it for\n"
+    "                           many nodes behind one NAT\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n";
 
 static int serve_die(const char *msg, const char *arg)
@@ -144,7 +149,8 @@ static uint32_t fd_budget(unsigned reserve)
 		} else {
 			log_debug("mesh-control: open-file limit raised from %llu to "
 			          "%llu",
-			          (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+			          (unsigned long long)was,
+			          (unsigned long long)rl.rlim_cur);
 		}
 	}
 	if (rl.rlim_cur == RLIM_INFINITY ||
@@ -168,7 +174,8 @@ static bool is_loopback(const struct sockaddr_storage *ss)
 	if (ss->ss_family != AF_INET6)
 		return false;
 	const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-	return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	return IN6_IS_ADDR_LOOPBACK(a) ||
+	       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 }
 
 static void on_signal(evutil_socket_t sig, short ev, void *arg)
@@ -178,7 +185,8 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 }
 
 struct serve_opts {
-	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src;
+	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src,
+	    *max_unreg_src;
 	bool no_pending, allow_pending, admin_insecure;
 };
 
@@ -190,9 +198,11 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 	                                    "--ephemeral-timeout",
 	                                    "--log-level",
 	                                    "--max-pending",
-	                                    "--max-pending-per-source"};
-	const char **vals[] = {&o->data,  &o->listen,      &o->admin,  &o->eph,
-	                       &o->level, &o->max_pending, &o->max_src};
+	                                    "--max-pending-per-source",
+	                                    "--max-unregistered-per-source"};
+	const char **vals[] = {&o->data,    &o->listen,       &o->admin,
+	                       &o->eph,     &o->level,        &o->max_pending,
+	                       &o->max_src, &o->max_unreg_src};
 	bool seen_serve = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -288,6 +298,13 @@ int ctl_serve_main(int argc, char **argv)
 	if (o.no_pending && o.allow_pending)
 		return serve_die("%s",
 		                 "--no-pending and --allow-pending exclude each other");
+	long long maxu = 64;
+	if (o.max_unreg_src)
+		maxu = strtoll(o.max_unreg_src, &end, 10);
+	if (o.max_unreg_src && (!*o.max_unreg_src || *end || maxu < 1 || maxu > 100000))
+		return serve_die("--max-unregistered-per-source %s: expected a number "
+		                 "from 1 to 100000",
+		                 o.max_unreg_src);
 	if ((o.max_pending || o.max_src) && !o.allow_pending)
 		return serve_die("%s", "--max-pending and --max-pending-per-source "
 		                       "need --allow-pending (without it nodes that "
@@ -316,7 +333,8 @@ int ctl_serve_main(int argc, char **argv)
 	struct ctl_server_config cfg = {.ephemeral_timeout_s = (uint32_t)eph,
 	                                .no_pending = o.no_pending,
 	                                .max_pending = (uint32_t)maxp,
-	                                .max_pending_per_source = (uint32_t)maxs};
+	                                .max_pending_per_source = (uint32_t)maxs,
+	                                .max_unreg_per_source = (uint32_t)maxu};
 	struct event_base *base = NULL;
 	struct ctl_server *srv = NULL;
 	struct ctl_admin *adm = NULL;

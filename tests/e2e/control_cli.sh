@@ -232,6 +232,9 @@ AP=127.0.0.1:$((40000 + $$ % 20000))
 mcd serve --listen "$LP" --admin-listen 0.0.0.0:8080
 check "serve refuses a non-loopback --admin-listen without --admin-insecure" \
     eval 'rc_is 1 && err_has "is not a loopback address" && err_has "--admin-insecure"'
+mcd serve --max-unregistered-per-source 0
+check "serve --max-unregistered-per-source 0: exit 2" \
+    eval 'rc_is 2 && err_has "expected a number from 1 to 100000"'
 mcd serve --admin-insecure
 check "serve --admin-insecure without --admin-listen: exit 2" \
     eval 'rc_is 2 && err_has "only goes with --admin-listen" && err_has "serve --help"'

@@ -575,7 +575,8 @@ static int reply_within(struct t *t, int fd, const char *rq, int ms)
 		else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >
+		if ((now.tv_sec - t0.tv_sec) * 1000 +
+		        (now.tv_nsec - t0.tv_nsec) / 1000000 >
 		    ms)
 			return 0;
 		usleep(500);

@@ -229,12 +229,12 @@ static void value_budget_counts_values(void **state)
 	struct ctl_msg_err me;
 	const char *ka = "{\"a\":[1,2],\"s\":\"[{,,}]\"}"; /* 5 values */
 	size_t n = strlen(ka);
-	assert_int_equal(ctl_msg_decode_limited(CTL_MSG_KEEPALIVE, (const uint8_t *)ka,
-	                                        n, 5, &m, &me),
-	                 0);
-	assert_int_equal(ctl_msg_decode_limited(CTL_MSG_KEEPALIVE, (const uint8_t *)ka,
-	                                        n, 4, &m, &me),
-	                 -EBADMSG);
+	assert_int_equal(
+	    ctl_msg_decode_limited(CTL_MSG_KEEPALIVE, (const uint8_t *)ka, n, 5, &m, &me),
+	    0);
+	assert_int_equal(
+	    ctl_msg_decode_limited(CTL_MSG_KEEPALIVE, (const uint8_t *)ka, n, 4, &m, &me),
+	    -EBADMSG);
 	assert_int_equal(me.code, CTL_MSG_E_TOKENS);
 	assert_string_equal(me.text, "KEEPALIVE: more than 4 JSON values");
 }
@@ -334,8 +334,8 @@ static void full_server_makes_room_from_unregistered(void **state)
 {
 	struct t *t = *state;
 	/* 4 slots, of them at most 2 unregistered */
-	restart_with(t, &(struct ctl_server_config){.max_conns = 4,
-	                                            .handshake_ms = 10000});
+	restart_with(t,
+	             &(struct ctl_server_config){.max_conns = 4, .handshake_ms = 10000});
 	struct tc *a = tc_new(), *b = tc_new(), *c = tc_new(), *d = tc_new(),
 	          *fl = tc_new();
 	struct ctl_register_resp r;
@@ -484,7 +484,8 @@ static void emfile_pauses_instead_of_spinning(void **state)
 	int fds[30];
 	for (int i = 0; i < 30; i++) {
 		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(rep.port)};
+		struct sockaddr_in a = {.sin_family = AF_INET,
+		                        .sin_port = htons(rep.port)};
 		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		assert_int_equal(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
 	}
