@@ -606,7 +606,7 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.max_unreg = dflt(cfg->max_unreg, 1024);
 	if (s->cfg.max_unreg > s->cfg.max_conns / 2)
 		s->cfg.max_unreg = s->cfg.max_conns / 2 ? s->cfg.max_conns / 2 : 1;
-	s->cfg.max_unreg_per_source = dflt(cfg->max_unreg_per_source, 64);
+	s->cfg.max_unreg_per_source = dflt(cfg->max_unreg_per_source, 256);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
 	char addr[80];

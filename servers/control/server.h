@@ -86,7 +86,7 @@ struct ctl_server_config {
 	uint32_t max_pending_per_source;
 	/* Connections that have not registered yet (handshake, waiting for
 	 * REGISTER_REQ): at most max_unreg (0: 1024, and at most half of
-	 * max_conns) in all and max_unreg_per_source (0: 64) from one IPv4
+	 * max_conns) in all and max_unreg_per_source (0: 256) from one IPv4
 	 * address or IPv6 /64. One more from a source at its cap is closed at
 	 * accept; at the global cap, or with all max_conns taken, the oldest
 	 * unregistered connection of the source holding the most is closed

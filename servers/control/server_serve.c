@@ -62,7 +62,7 @@ static const char serve_usage[] =
     "                           one IPv4 address or IPv6 /64 (default 8)\n"
     "  --max-unregistered-per-source N  connections from one IPv4 address or\n"
     "                           IPv6 /64 that have not registered yet (default\n"
-    "                           64; more are closed and retry): raise it for\n"
+    "                           256; more are closed and retry): raise it for\n"
     "                           many nodes behind one NAT\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n";
 
@@ -298,7 +298,7 @@ int ctl_serve_main(int argc, char **argv)
 	if (o.no_pending && o.allow_pending)
 		return serve_die("%s",
 		                 "--no-pending and --allow-pending exclude each other");
-	long long maxu = 64;
+	long long maxu = 256;
 	if (o.max_unreg_src)
 		maxu = strtoll(o.max_unreg_src, &end, 10);
 	if (o.max_unreg_src && (!*o.max_unreg_src || *end || maxu < 1 || maxu > 100000))
