@@ -3,7 +3,8 @@
  * compact JSON object; this module turns it into C structs and back.
  *
  * Decoding treats the body as hostile: the length is checked before parsing
- * (CTL_MSG_MAX_LEN), nesting is bounded (CTL_MSG_MAX_DEPTH) before jansson
+ * (CTL_MSG_MAX_LEN), nesting is bounded (CTL_MSG_MAX_DEPTH) and, for a
+ * caller that asks (ctl_msg_decode_limited), so is the count of values before jansson
  * sees it, duplicate keys are refused, every known field is type- and
  * range-checked, and unknown fields are ignored (newer peers may add some).
  * Keys are 32 bytes in canonical base64; addresses and prefixes are parsed
@@ -126,6 +127,7 @@ enum ctl_msg_errcode {
 	CTL_MSG_E_VALUE,        /* a field's value is out of range or malformed */
 	CTL_MSG_E_TOO_MANY,     /* an array is longer than its cap */
 	CTL_MSG_E_NOMEM,
+	CTL_MSG_E_TOKENS, /* more JSON values than the caller allows */
 };
 
 struct ctl_msg_err {
@@ -329,6 +331,16 @@ const char *ctl_msg_type_name(unsigned type);
  * (calling ctl_msg_free anyway is harmless). */
 int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *m,
                    struct ctl_msg_err *err);
+/* ctl_msg_decode for a body from a sender that gets a smaller budget (the
+ * server, for what nodes send): at most max_tokens JSON values, counted
+ * (with the nesting) in one pass over the bytes before jansson builds
+ * anything, else -EBADMSG with CTL_MSG_E_TOKENS. A value is each object,
+ * array and scalar; {"a":[1,2]} is 4 (counted as one plus each [, { and ,
+ * outside strings, which errs high only for empty containers). Bounds the parse's memory:
+ * jansson spends a few hundred bytes per value, so 64 KiB of {},{},... would otherwise
+ * cost about 5 MiB (a 4 MiB body about 300 MiB). */
+int ctl_msg_decode_limited(unsigned type, const uint8_t *p, size_t len, size_t max_tokens,
+                           struct ctl_msg *m, struct ctl_msg_err *err);
 
 /* Encodes *m as compact JSON into a new buffer *out of *out_len bytes (also
  * NUL-terminated), released with free() (wipe it first for REGISTER_REQ: it

@@ -410,11 +410,14 @@ static int dec_error(struct ctl_mf_ctx *c, json_t *o, struct ctl_error *m)
 	return 0;
 }
 
-/* Nesting depth of [ and { outside strings, checked before jansson parses
- * (its own limit is 2048 levels, each a recursion). Stops early once over. */
-static bool depth_ok(const uint8_t *p, size_t len)
+/* One pass over the body before jansson parses it: the nesting depth of
+ * [ and { outside strings (jansson's own limit is 2048 levels, each a
+ * recursion) and the number of values (each [, { and , outside strings
+ * starts one; an empty container's one is counted too, which only errs
+ * high). Stops early once either is over. 0, or the CTL_MSG_E_* code. */
+static int prescan(const uint8_t *p, size_t len, size_t max_tokens)
 {
-	size_t depth = 0;
+	size_t depth = 0, tokens = 1;
 	bool in_str = false, esc = false;
 
 	for (size_t i = 0; i < len; i++) {
@@ -428,14 +431,16 @@ static bool depth_ok(const uint8_t *p, size_t len)
 				in_str = false;
 		} else if (ch == '"') {
 			in_str = true;
-		} else if (ch == '[' || ch == '{') {
-			if (++depth > CTL_MSG_MAX_DEPTH)
-				return false;
+		} else if (ch == '[' || ch == '{' || ch == ',') {
+			if (++tokens > max_tokens)
+				return CTL_MSG_E_TOKENS;
+			if (ch != ',' && ++depth > CTL_MSG_MAX_DEPTH)
+				return CTL_MSG_E_DEPTH;
 		} else if ((ch == ']' || ch == '}') && depth > 0) {
 			depth--;
 		}
 	}
-	return true;
+	return 0;
 }
 
 static int dec_body(struct ctl_mf_ctx *c, unsigned type, json_t *o, struct ctl_msg *m)
@@ -468,6 +473,12 @@ static int dec_body(struct ctl_mf_ctx *c, unsigned type, json_t *o, struct ctl_m
 int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *m,
                    struct ctl_msg_err *err)
 {
+	return ctl_msg_decode_limited(type, p, len, SIZE_MAX, m, err);
+}
+
+int ctl_msg_decode_limited(unsigned type, const uint8_t *p, size_t len, size_t max_tokens,
+                           struct ctl_msg *m, struct ctl_msg_err *err)
+{
 	struct ctl_mf_ctx c = {.err = err};
 	json_error_t jerr;
 	json_t *root;
@@ -489,9 +500,15 @@ int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *
 		               ctl_msg_type_name(type), len, CTL_MSG_MAX_LEN);
 		return -EMSGSIZE;
 	}
-	if (!depth_ok(p, len)) {
+	r = prescan(p, len, max_tokens);
+	if (r == CTL_MSG_E_DEPTH) {
 		ctl_msg_seterr(err, CTL_MSG_E_DEPTH, "%s: nested deeper than %d",
 		               ctl_msg_type_name(type), CTL_MSG_MAX_DEPTH);
+		return -EBADMSG;
+	}
+	if (r == CTL_MSG_E_TOKENS) {
+		ctl_msg_seterr(err, CTL_MSG_E_TOKENS, "%s: more than %zu JSON values",
+		               ctl_msg_type_name(type), max_tokens);
 		return -EBADMSG;
 	}
 	root = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &jerr);

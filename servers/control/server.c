@@ -161,6 +161,7 @@ void srv_conn_free(struct srv_conn *c)
 			srv_set_offline(s, c->node_id);
 		}
 	}
+	srv_unreg_unlink(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -168,6 +169,8 @@ void srv_conn_free(struct srv_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->st.conns_active--;
+	if (c->dead)
+		s->n_dying--;
 	out_count_stop(c);
 	bufferevent_free(c->bev);
 	ctl_frame_decoder_free(&c->dec);
@@ -221,6 +224,7 @@ void srv_conn_kill(struct srv_conn *c)
 		c->s->st.nodes_online--;
 	c->state = SRV_CLOSING;
 	c->dead = true;
+	c->s->n_dying++;
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	event_active(c->s->reap, 0, 0);
@@ -282,9 +286,9 @@ static int on_hs1(struct srv_conn *c, const struct ctl_frame *f)
 	}
 	uint8_t pl[64];
 	size_t pl_len = 0;
-	int r = ctl_noise_init_responder(&c->hs, s->cfg.server_priv, NULL, 0);
-	if (r == 0)
-		r = ctl_noise_read_msg1(&c->hs, f->body, f->len, pl, sizeof pl, &pl_len);
+	/* the state after the pre-message is the same for every node */
+	c->hs = s->hs_template;
+	int r = ctl_noise_read_msg1(&c->hs, f->body, f->len, pl, sizeof pl, &pl_len);
 	if (r < 0) {
 		s->st.handshakes_failed++;
 		log_debug("mesh-control: %s: handshake failed (%s)", c->peer,
@@ -312,9 +316,32 @@ static int on_hs1(struct srv_conn *c, const struct ctl_frame *f)
 	s->st.bytes_out += fr_len;
 	c->last_send_ms = srv_now_ms();
 	ctl_frame_decoder_set_transport(&c->dec, &c->tr);
+	ctl_frame_decoder_set_max(&c->dec, CTL_FRAME_NODE_MAX);
 	c->state = SRV_WAIT_REG;
 	s->st.handshakes_ok++;
 	return 0;
+}
+
+/* May a connection in state st send a message of this type? Judged from
+ * the frame's type byte, before anything is decoded: what a state does not
+ * take is never parsed. ENDPOINTS from a pending node are taken but not
+ * decoded (nothing a pending node says is stored; its client sends them
+ * again once online). */
+static bool type_allowed(enum srv_conn_state st, uint8_t type)
+{
+	switch (type) {
+	case CTL_MSG_KEEPALIVE:
+	case CTL_MSG_ERROR:
+		return st == SRV_WAIT_REG || st == SRV_PENDING || st == SRV_ONLINE ||
+		       st == SRV_RELAY;
+	case CTL_MSG_REGISTER_REQ:
+	case CTL_MSG_RELAY_REGISTER:
+		return st == SRV_WAIT_REG;
+	case CTL_MSG_ENDPOINTS:
+		return st == SRV_PENDING || st == SRV_ONLINE;
+	default:
+		return false;
+	}
 }
 
 static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
@@ -322,7 +349,28 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 	struct ctl_server *s = c->s;
 	struct ctl_msg m;
 	struct ctl_msg_err me;
-	int r = ctl_msg_decode(f->type, f->body, f->len, &m, &me);
+	if (!type_allowed(c->state, f->type)) {
+		s->st.bad_messages++;
+		log_debug("mesh-control: %s: unexpected message type 0x%02x (%s)",
+		          c->peer, f->type,
+		          ctl_msg_type_name(f->type) ? ctl_msg_type_name(f->type)
+		                                     : "unknown");
+		return -EPROTO;
+	}
+	if (f->type == CTL_MSG_KEEPALIVE) {
+		/* carries nothing: not parsed, but it must stay small */
+		if (f->len <= SRV_KEEPALIVE_MAX)
+			return 0;
+		s->st.bad_messages++;
+		log_debug("mesh-control: %s: KEEPALIVE of %zu bytes", c->peer, f->len);
+		return -EPROTO;
+	}
+	if (f->type == CTL_MSG_ENDPOINTS && c->state == SRV_PENDING) {
+		s->st.pending_ignored++;
+		return 0;
+	}
+	int r = ctl_msg_decode_limited(f->type, f->body, f->len, SRV_NODE_MAX_TOKENS, &m,
+	                               &me);
 	if (r < 0) {
 		s->st.bad_messages++;
 		log_debug("mesh-control: %s: bad message type 0x%02x: %s", c->peer,
@@ -331,24 +379,13 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 	}
 	switch (m.type) {
 	case CTL_MSG_REGISTER_REQ:
-		r = c->state == SRV_WAIT_REG ? srv_on_register(c, &m.u.reg_req) : -EPROTO;
+		r = srv_on_register(c, &m.u.reg_req);
 		break;
 	case CTL_MSG_RELAY_REGISTER:
-		r = c->state == SRV_WAIT_REG ? srv_on_relay_register(c, &m.u.relay_reg)
-		                             : -EPROTO;
+		r = srv_on_relay_register(c, &m.u.relay_reg);
 		break;
 	case CTL_MSG_ENDPOINTS:
-		/* A pending node's are not stored: nothing it sends is
-		 * written before it is approved (its client sends them
-		 * again once online). */
-		if (c->state == SRV_PENDING)
-			s->st.pending_ignored++;
-		r = c->state == SRV_ONLINE    ? srv_on_endpoints(c, &m.u.endpoints)
-		    : c->state == SRV_PENDING ? 0
-		                              : -EPROTO;
-		break;
-	case CTL_MSG_KEEPALIVE:
-		r = 0;
+		r = srv_on_endpoints(c, &m.u.endpoints);
 		break;
 	case CTL_MSG_ERROR:
 		log_info("mesh-control: %s: node says error %u: %s", c->peer,
@@ -358,11 +395,6 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 	default:
 		r = -EPROTO;
 		break;
-	}
-	if (r == -EPROTO) {
-		s->st.bad_messages++;
-		log_debug("mesh-control: %s: unexpected %s", c->peer,
-		          ctl_msg_type_name(m.type));
 	}
 	ctl_msg_free(&m);
 	return r;
@@ -388,6 +420,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 			off += used;
 			if (d < 0) {
 				s->st.bad_frames++;
+				if (d == -EMSGSIZE)
+					s->st.frames_too_big++;
 				log_debug("mesh-control: %s: bad frame (%s)", c->peer,
 				          strerror(-d));
 				r = d;
@@ -440,8 +474,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
 	struct ctl_server *s = arg;
 	s->st.conns_total++;
-	if (s->st.conns_active >= s->cfg.max_conns) {
-		s->st.conns_refused_limit++;
+	char source[64];
+	srv_source_of(sa, source);
+	if (!srv_unreg_admit(s, source)) {
 		evutil_closesocket(fd);
 		return;
 	}
@@ -461,12 +496,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->state = SRV_HANDSHAKE;
 	c->opened_ms = c->last_recv_ms = c->last_send_ms = srv_now_ms();
 	sockaddr_format((const struct sockaddr_storage *)sa, c->peer, sizeof c->peer);
-	srv_source_of(sa, c->source);
+	memcpy(c->source, source, sizeof c->source);
 	ctl_frame_decoder_init(&c->dec);
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
 	s->conns = c;
+	srv_unreg_add(c);
 	s->st.conns_active++;
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
 	bufferevent_setwatermark(bev, EV_WRITE, SRV_OUT_LOW, 0);
@@ -600,12 +636,21 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 		s->cfg.max_nodes = CTL_MAP_PEERS_MAX;
 	s->cfg.max_pending = dflt(cfg->max_pending, 100);
 	s->cfg.max_pending_per_source = dflt(cfg->max_pending_per_source, 8);
+	s->cfg.max_unreg = dflt(cfg->max_unreg, 1024);
+	if (s->cfg.max_unreg > s->cfg.max_conns / 2)
+		s->cfg.max_unreg = s->cfg.max_conns / 2 ? s->cfg.max_conns / 2 : 1;
+	s->cfg.max_unreg_per_source = dflt(cfg->max_unreg_per_source, 256);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
 	char addr[80];
 	sockaddr_format(&cfg->listen, addr, sizeof addr);
 
-	int r = ctl_store_get_meta(cfg->store, &s->meta);
+	int r = ctl_noise_init_responder(&s->hs_template, s->cfg.server_priv, NULL, 0);
+	if (r < 0) {
+		snprintf(err, errlen, "the server key is not a valid X25519 key");
+		goto fail;
+	}
+	r = ctl_store_get_meta(cfg->store, &s->meta);
 	if (r < 0) {
 		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
 		goto fail;
@@ -647,10 +692,13 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->bcast = evtimer_new(cfg->base, srv_broadcast_cb, s);
 	s->reap = event_new(cfg->base, -1, 0, reap_cb, s);
 	s->resume = event_new(cfg->base, -1, 0, srv_resume_cb, s);
-	if (!s->tick || !s->poll || !s->bcast || !s->reap || !s->resume) {
+	s->accept_resume = evtimer_new(cfg->base, srv_accept_resume_cb, s);
+	if (!s->tick || !s->poll || !s->bcast || !s->reap || !s->resume ||
+	    !s->accept_resume) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	evconnlistener_set_error_cb(s->lis, srv_accept_error_cb);
 	event_add(s->tick, &tv);
 	event_add(s->poll, &pv);
 	return s;
@@ -677,6 +725,9 @@ void ctl_server_free(struct ctl_server *s)
 		event_free(s->reap);
 	if (s->resume)
 		event_free(s->resume);
+	if (s->accept_resume)
+		event_free(s->accept_resume);
+	ctl_noise_handshake_wipe(&s->hs_template);
 	srv_snap_free(s);
 	srv_relays_free(s);
 	sodium_memzero(s->cfg.server_priv, sizeof s->cfg.server_priv);

@@ -58,8 +58,10 @@ struct srv_conn {
 	int64_t relay_id;                 /* SRV_RELAY: its row in the store */
 	uint8_t relay_sent[32];           /* hash of the last RELAY_STATE sent */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;
+	struct srv_conn *uprev, *unext; /* s->unreg: not registered yet */
+	bool in_unreg;
 	char peer[64];   /* "ip:port" for logs */
-	char source[64]; /* IPv4 address or IPv6 /64: pending limit per source */
+	char source[64]; /* IPv4 address or IPv6 /64: limits per source */
 };
 
 /* One node in the in-memory snapshot (sorted by id). */
@@ -100,6 +102,12 @@ struct srv_node {
  * SRV_CHUNK_BYTES of it, so it takes hundreds of those to pause maps, and
  * none to delay a change reaching the nodes that read. */
 #define SRV_OUT_BUDGET ((size_t)64 << 20)
+/* What a node sends is small: at most this many JSON values in one
+ * message (REGISTER_REQ has about 40; counted before parsing), and a
+ * KEEPALIVE body (it is {}, never parsed) of at most this many bytes.
+ * Frames from nodes are limited to CTL_FRAME_NODE_MAX. */
+#define SRV_NODE_MAX_TOKENS 1024
+#define SRV_KEEPALIVE_MAX   256
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 
@@ -113,6 +121,16 @@ struct ctl_server {
 	struct event *tick, *poll, *bcast, *reap;
 	uint64_t bcast_gen;
 	struct srv_conn *conns; /* list head */
+	/* Connections that have not registered (handshake, WAIT_REG), newest
+	 * first; entries that moved on are pruned at the next accept. */
+	struct srv_conn *unreg;
+	size_t n_unreg;
+	size_t n_dying; /* killed, not yet freed by the reaper */
+	/* Message 1 is read from a copy of this: the responder's state after
+	 * the pre-message, the server's public key computed once. */
+	struct ctl_noise_handshake hs_template;
+	struct event *accept_resume; /* re-enables the listener after EMFILE */
+	uint64_t accept_log_ms;      /* last "out of file descriptors" line */
 	size_t out_total;       /* bytes in all output queues */
 	bool out_waiting;       /* big updates wait for out_total to drop */
 	struct event *resume;   /* runs them when it did */
@@ -149,6 +167,20 @@ void srv_conn_drop(struct srv_conn *c);
 void srv_source_of(const struct sockaddr *sa, char out[64]);
 void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text);
 void srv_set_offline(struct ctl_server *s, int64_t node_id);
+
+/* server_accept.c */
+/* Adds c (just accepted) to s->unreg / takes it out (no-op if not in it). */
+void srv_unreg_add(struct srv_conn *c);
+void srv_unreg_unlink(struct srv_conn *c);
+/* Whether a new connection from source may stay: false (counted) at the
+ * per-source cap, or at max_conns when every connection is registered; at
+ * max_conns or the unregistered cap, closes the oldest unregistered one of
+ * the source holding the most to make room. */
+bool srv_unreg_admit(struct ctl_server *s, const char *source);
+/* The listener's error callback (pauses it 100 ms) and the timer that
+ * enables it again. */
+void srv_accept_error_cb(struct evconnlistener *l, void *arg);
+void srv_accept_resume_cb(int fd, short ev, void *arg);
 
 /* server_map.c */
 int srv_snap_refresh(struct ctl_server *s);

@@ -160,6 +160,11 @@ int ctl_store_node_pending_count(struct ctl_store *st, int64_t *n)
 	return st->ops->node_pending_count(st, n);
 }
 
+int ctl_store_node_counts(struct ctl_store *st, int64_t *total, int64_t *approved)
+{
+	return st->ops->node_counts(st, total, approved);
+}
+
 int ctl_store_node_expire(struct ctl_store *st, int64_t id, int64_t now)
 {
 	return st->ops->node_expire(st, id, now);

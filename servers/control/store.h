@@ -242,6 +242,7 @@ struct ctl_store_ops {
 	                    size_t *n);
 	int (*node_expire)(struct ctl_store *st, int64_t id, int64_t now);
 	int (*node_pending_count)(struct ctl_store *st, int64_t *n);
+	int (*node_counts)(struct ctl_store *st, int64_t *total, int64_t *approved);
 	int (*node_update)(struct ctl_store *st, int64_t id,
 	                   const struct ctl_node_update *u);
 	void (*set_fault)(struct ctl_store *st, ctl_store_fault_fn fn, void *arg);
@@ -336,6 +337,9 @@ int ctl_store_node_expire(struct ctl_store *st, int64_t id, int64_t now);
 /* How many nodes wait for approval (their removals leave no tombstone:
  * a reader of deltas that holds pending nodes compares this count). */
 int ctl_store_node_pending_count(struct ctl_store *st, int64_t *n);
+/* How many nodes there are, and how many of them are approved (one COUNT
+ * query: the admin API's status, without loading every node). */
+int ctl_store_node_counts(struct ctl_store *st, int64_t *total, int64_t *approved);
 int ctl_store_node_update(struct ctl_store *st, int64_t id,
                           const struct ctl_node_update *u);
 void ctl_store_set_fault(struct ctl_store *st, ctl_store_fault_fn fn, void *arg);

@@ -475,6 +475,7 @@ static const struct ctl_store_ops sq_ops = {
     .node_remove = ctl_sq_node_remove,
     .node_removed = ctl_sq_node_removed,
     .node_pending_count = ctl_sq_node_pending_count,
+    .node_counts = ctl_sq_node_counts,
     .node_expire = ctl_sq_node_expire,
     .node_update = ctl_sq_node_update,
     .set_fault = sq_set_fault,

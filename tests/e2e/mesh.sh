@@ -87,8 +87,9 @@ bg_nobody pp2-delta delta "$PY" "$E2E_DIR/pp2_server.py" 127.0.0.1 9000
 step "mesh-control init and serve (as nobody)"
 check "init" mc init --listen "$CTL" --domain mesh.internal
 start_control() {
+    # the admin API is reached from other namespaces: not loopback
     bg_nobody control ctl "$MC" --data "$D" serve --log-level debug --allow-pending \
-        --admin-listen 198.18.60.1:7444 --ephemeral-timeout 2s
+        --admin-listen 198.18.60.1:7444 --admin-insecure --ephemeral-timeout 2s
     wait_listen ctl 7443 10 || { tail "$E2E_LOGDIR/control.log"; die "mesh-control serve did not listen"; }
 }
 start_control

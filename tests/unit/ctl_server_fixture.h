@@ -106,6 +106,8 @@ static void start_server(struct t *t)
 	cfg.max_pending_per_source = t->over.max_pending_per_source;
 	cfg.max_outbuf = t->over.max_outbuf;
 	cfg.max_nodes = t->over.max_nodes;
+	cfg.max_unreg = t->over.max_unreg;
+	cfg.max_unreg_per_source = t->over.max_unreg_per_source;
 	memcpy(cfg.server_priv, t->spriv, 32);
 	struct sockaddr_in *a = (struct sockaddr_in *)&cfg.listen;
 	a->sin_family = AF_INET;
