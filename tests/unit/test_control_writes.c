@@ -143,6 +143,10 @@ static void identical_endpoints_cost_one_write(void **state)
 	assert_true(v1 - v0 <= 1);
 	assert_true(n_update_commits <= 1);
 	assert_true(deltas <= 1);
+	struct ctl_server_stats s;
+	ctl_server_get_stats(t->srv, &s);
+	assert_true(s.writes_unchanged >= 999);
+	assert_true(s.store_batches <= 3); /* b's endpoints, a's and b's joins */
 	tc_free(a);
 	tc_free(b);
 }
