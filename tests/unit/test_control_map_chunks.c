@@ -28,8 +28,8 @@ static struct ctl_peer *peers_from(uint64_t first, size_t n)
 /* 4,000 chunks of one peer each (another allocation made between any two,
  * as a node's event loop would): the array moves a few times, not once per
  * chunk. (glibc grows an exact realloc in place or by mremap, so the old
- * code moved it only 4-8 times here too; with an allocator that cannot,
- * each move copies the whole map.) */
+ * code moved it only 4-8 times here; ASan's allocator never grows in place,
+ * and there the old code moved it, copying the whole map, 4,000 times.) */
 static void chunks_grow_geometrically(void **state)
 {
 	(void)state;
