@@ -199,6 +199,43 @@ static void endpoint_storm_is_bounded_and_last_wins(void **state)
 	tc_free(b);
 }
 
+/* H6: 50 nodes change their endpoints at once: one transaction for all of
+ * them (each was its own fsync'd one), and each change reaches the others. */
+static void many_nodes_one_batch(void **state)
+{
+	struct t *t = *state;
+	enum { N = 50 };
+	struct tc *c[N];
+	struct ctl_register_resp r;
+	for (int i = 0; i < N; i++) {
+		char host[16];
+		snprintf(host, sizeof host, "n%d", i);
+		c[i] = tc_new();
+		join_caps(t, c[i], host, &r);
+	}
+	for (int i = 0; i < N; i++)
+		drain(t, c[i], i ? 1 : 300, NULL, NULL, NULL);
+	n_update_commits = 0;
+	ctl_store_set_fault(t->st, count_commits, NULL);
+	for (int i = 0; i < N; i++)
+		send_eps(c[i], (uint16_t)(3000 + i));
+	struct ctl_msg last = {.type = CTL_MSG_KEEPALIVE};
+	int deltas = 0;
+	drain(t, c[0], 300, NULL, &deltas, &last);
+	ctl_store_set_fault(t->st, NULL, NULL);
+	size_t patches = 0;
+	if (last.type == CTL_MSG_MAP_DELTA)
+		patches = last.u.delta.n_patches;
+	print_message("%d nodes' new endpoints at once: %d commits, %d deltas at "
+	              "node 0 (the last with %zu patches)\n",
+	              N, n_update_commits, deltas, patches);
+	assert_true(n_update_commits <= 3);
+	assert_true(deltas >= 1 && deltas <= 3);
+	ctl_msg_free(&last);
+	for (int i = 0; i < N; i++)
+		tc_free(c[i]);
+}
+
 /* M4: a start with 5,000 nodes left online by the last run marks them
  * offline in one commit (was one fsync'd transaction each, before the
  * server listened); a stop with 20 nodes online in at most two. */
@@ -353,6 +390,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(endpoint_storm_is_bounded_and_last_wins,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(many_nodes_one_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(start_and_stop_write_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(offline_node_expiry_reaches_maps, setup,
 	                                    teardown),
