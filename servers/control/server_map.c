@@ -733,8 +733,8 @@ void srv_poll_cb(int fd, short ev, void *arg)
 	}
 	/* A node whose expiry passed since the last poll leaves every map and
 	 * every relay's admission list now, connected to us or not (an
-	 * offline node stayed admitted on relays until some other change). */
-	/* Its version is bumped (in the next write batch) so that deltas
+	 * offline node stayed admitted on relays until some other change).
+	 * Its version is bumped (in the next write batch) so that deltas
 	 * carry its removal: expiry by time writes nothing by itself. */
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const struct srv_node *n = &s->nodes[i];

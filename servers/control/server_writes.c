@@ -109,6 +109,8 @@ int srv_wb_endpoints(struct ctl_server *s, int64_t id, const struct ctl_endpoint
 	v->mask |= CTL_UPD_ENDPOINTS | CTL_UPD_HOME_RELAY;
 	memcpy(v->endpoints, buf, sizeof buf);
 	v->home_relay = home;
+	log_debug("mesh-control: node %lld endpoints %s relay %d", (long long)id, buf,
+	          home);
 	srv_broadcast_schedule(s);
 	return 0;
 }
