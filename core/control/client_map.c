@@ -275,9 +275,15 @@ int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_d
 	return 0;
 }
 
+/* The array grows geometrically (an exact realloc per chunk may copy the
+ * whole map each time: O(n^2) at tens of MB); ctl_map_finish trims it. A
+ * server can send chunks without peers forever: more than
+ * CTL_MAP_EMPTY_CHUNKS_MAX of them is an error (every other chunk adds a
+ * peer, so the peer limit bounds them). */
 int ctl_map_append_chunk(struct ctl_map_full *map, const struct ctl_map_peers *chunk)
 {
 	size_t n = map->n_peers + chunk->n_peers;
+	size_t cap = map->cap_peers > map->n_peers ? map->cap_peers : map->n_peers;
 	struct ctl_peer *np;
 
 	if (chunk->n_peers && !chunk->peers)
@@ -285,11 +291,20 @@ int ctl_map_append_chunk(struct ctl_map_full *map, const struct ctl_map_peers *c
 	if (n > CTL_MAP_PEERS_MAX || n < map->n_peers)
 		return -E2BIG;
 	if (chunk->n_peers == 0)
-		return 0;
-	if (!(np = realloc(map->peers, n * sizeof(*np))))
-		return -ENOMEM;
-	memcpy(np + map->n_peers, chunk->peers, chunk->n_peers * sizeof(*np));
-	map->peers = np;
+		return ++map->n_empty_chunks > CTL_MAP_EMPTY_CHUNKS_MAX ? -EPROTO : 0;
+	if (n > cap) {
+		size_t nc = cap * 2 > n ? cap * 2 : n;
+		if (nc < 256)
+			nc = 256;
+		if (nc > CTL_MAP_PEERS_MAX)
+			nc = CTL_MAP_PEERS_MAX;
+		if (!(np = realloc(map->peers, nc * sizeof(*np))))
+			return -ENOMEM;
+		map->peers = np;
+		map->cap_peers = nc;
+	}
+	memcpy(map->peers + map->n_peers, chunk->peers,
+	       chunk->n_peers * sizeof(*map->peers));
 	map->n_peers = n;
 	return 0;
 }
@@ -308,6 +323,15 @@ static void drop_self(struct ctl_map_full *map)
 int ctl_map_finish(struct ctl_map_full *map)
 {
 	drop_self(map);
+	/* trimmed to its size: the map is kept, and later replaced whole */
+	if (map->cap_peers > map->n_peers && map->n_peers) {
+		struct ctl_peer *np =
+		    realloc(map->peers, map->n_peers * sizeof(*map->peers));
+		if (np)
+			map->peers = np;
+	}
+	map->cap_peers = 0;
+	map->n_empty_chunks = 0;
 	ctl_map_sort(map);
 	for (size_t k = 1; k < map->n_peers; k++)
 		if (map->peers[k].id == map->peers[k - 1].id)

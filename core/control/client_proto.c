@@ -250,6 +250,13 @@ static void on_map_peers(struct ctl_client *c, const struct ctl_map_peers *chunk
 		                CTL_MAP_PEERS_MAX);
 		return;
 	}
+	if (rc == -EPROTO) {
+		ctl_client_fail(c,
+		                "map from the server came in more than %d chunks "
+		                "without peers; reconnecting",
+		                CTL_MAP_EMPTY_CHUNKS_MAX);
+		return;
+	}
 	if (rc < 0) {
 		ctl_client_fail(c, "out of memory for the map");
 		return;

@@ -260,6 +260,10 @@ struct ctl_map_full {
 	size_t n_peers;
 	struct ctl_peer *peers; /* owned; freed by ctl_msg_free */
 	bool more;              /* MAP_PEERS chunks follow */
+	/* While chunks are appended (ctl_map_append_chunk): peers allocated
+	 * (0: exactly n_peers) and empty chunks so far. */
+	size_t cap_peers;
+	unsigned n_empty_chunks;
 };
 
 /* The rest of a chunked MAP_FULL. */

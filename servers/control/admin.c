@@ -569,6 +569,23 @@ static json_t *adm_stats_json(const struct ctl_server_stats *s)
 	    (json_int_t)s->conns_evicted, "accept_paused", (json_int_t)s->accept_paused);
 }
 
+/* What node-driven writes cost: ENDPOINTS that changed nothing, writes
+ * replaced before they were written, and the store transactions (and
+ * nodes) they took. */
+static void adm_stats_writes(json_t *j, const struct ctl_server_stats *s)
+{
+	if (!j)
+		return;
+	json_object_set_new(j, "writes_unchanged",
+	                    json_integer((json_int_t)s->writes_unchanged));
+	json_object_set_new(j, "writes_coalesced",
+	                    json_integer((json_int_t)s->writes_coalesced));
+	json_object_set_new(j, "store_batches",
+	                    json_integer((json_int_t)s->store_batches));
+	json_object_set_new(j, "store_batch_nodes",
+	                    json_integer((json_int_t)s->store_batch_nodes));
+}
+
 static void adm_status(struct adm_req *r)
 {
 	int64_t v = 0, n = 0, approved = 0;
@@ -585,6 +602,7 @@ static void adm_status(struct adm_req *r)
 		memset(&s, 0, sizeof s);
 		ctl_server_get_stats(r->a->cfg.server, &s);
 		srv = adm_stats_json(&s);
+		adm_stats_writes(srv, &s);
 	}
 	adm_reply(r->req, 200,
 	          json_pack("{s:I,s:I,s:I,s:o?}", "map_version", (json_int_t)v, "nodes",

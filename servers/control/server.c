@@ -89,16 +89,12 @@ static bool other_conn_of(const struct ctl_server *s, const struct srv_conn *c)
 	return false;
 }
 
+/* Written with the next batch (server_writes.c); at stop, every node in
+ * one statement (ctl_server_free). */
 void srv_set_offline(struct ctl_server *s, int64_t node_id)
 {
-	struct ctl_node_update u = {.mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
-	                            .online = false,
-	                            .last_seen = (int64_t)time(NULL)};
-	int r = ctl_store_node_update(s->cfg.store, node_id, &u);
-	if (r < 0 && r != CTL_STORE_ENOTFOUND)
-		log_warn("mesh-control: node %lld offline: %s", (long long)node_id,
-		         ctl_store_errmsg(s->cfg.store));
-	srv_broadcast_schedule(s);
+	if (!s->stopping)
+		srv_wb_offline(s, node_id);
 }
 
 static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
@@ -655,6 +651,17 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
 		goto fail;
 	}
+	/* Nodes left online by a previous run are offline now: one statement,
+	 * one version (not a transaction per node before we listen). */
+	size_t was_online = 0;
+	s->last_poll_s = (int64_t)time(NULL);
+	if (ctl_store_node_offline_all(cfg->store, s->last_poll_s, &was_online) < 0) {
+		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
+		goto fail;
+	}
+	if (was_online)
+		log_info("mesh-control: %zu nodes online in the last run marked offline",
+		         was_online);
 	if (srv_snap_refresh(s) < 0) {
 		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
 		goto fail;
@@ -662,10 +669,6 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->tomb_floor = s->snap_version;
 	srv_relays_refresh(s);
 	memcpy(s->nodes_relays_hash, s->relays_hash, sizeof s->relays_hash);
-	/* Nodes left online by a previous run are offline now. */
-	for (size_t i = 0; i < s->n_nodes; i++)
-		if (s->nodes[i].peer.online)
-			srv_set_offline(s, s->nodes[i].id);
 	s->lis = evconnlistener_new_bind(
 	    cfg->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
 	    (const struct sockaddr *)&cfg->listen, (int)cfg->listen_len);
@@ -693,8 +696,9 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->reap = event_new(cfg->base, -1, 0, reap_cb, s);
 	s->resume = event_new(cfg->base, -1, 0, srv_resume_cb, s);
 	s->accept_resume = evtimer_new(cfg->base, srv_accept_resume_cb, s);
+	s->wb_timer = evtimer_new(cfg->base, srv_wb_timer_cb, s);
 	if (!s->tick || !s->poll || !s->bcast || !s->reap || !s->resume ||
-	    !s->accept_resume) {
+	    !s->accept_resume || !s->wb_timer) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -711,8 +715,21 @@ void ctl_server_free(struct ctl_server *s)
 {
 	if (!s)
 		return;
+	/* Offline in one statement after the last write batch, not one
+	 * transaction per connection. */
+	s->stopping = true;
 	while (s->conns)
 		srv_conn_free(s->conns);
+	if (s->lis) {
+		int64_t now = (int64_t)time(NULL);
+		if (srv_wb_flush(s, true) < 0 ||
+		    ctl_store_node_offline_all(s->cfg.store, now, NULL) < 0)
+			log_warn("mesh-control: at stop: %s",
+			         ctl_store_errmsg(s->cfg.store));
+	}
+	srv_wb_free(s);
+	if (s->wb_timer)
+		event_free(s->wb_timer);
 	if (s->lis)
 		evconnlistener_free(s->lis);
 	if (s->tick)

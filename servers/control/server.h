@@ -125,6 +125,10 @@ struct ctl_server_stats {
 	uint64_t registrations_retry; /* told to retry (busy store, queue full) */
 	uint64_t pending_ignored;     /* frames of pending nodes not acted on */
 	uint64_t maps_full, maps_delta, broadcasts;
+	uint64_t writes_unchanged;  /* ENDPOINTS equal to what the node had */
+	uint64_t writes_coalesced;  /* replaced by a newer one before written */
+	uint64_t store_batches;     /* transactions of node-driven writes */
+	uint64_t store_batch_nodes; /* nodes written in them */
 	uint64_t bad_frames, bad_messages, idle_closed, slow_closed;
 	uint64_t frames_too_big;       /* of bad_frames: over the limit, not read */
 	uint64_t conns_refused_source; /* unregistered, over the per-source cap */

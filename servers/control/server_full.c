@@ -141,6 +141,7 @@ static int stream_chunk(struct srv_conn *c, bool first)
 	free(body);
 	if (r == 0 && !more) {
 		c->streaming = false;
+		c->fresh_full = true;
 		s->st.last_full_ms = c->stream_ms;
 		s->st.last_full_bytes = c->stream_bytes;
 	}

@@ -47,6 +47,8 @@ struct srv_conn {
 	bool relays_stale; /* the relay list changed after its map: its next
 	                    * delta carries it (CTL_CAP_RELAYS_DELTA) */
 	bool stream_first;                /* its MAP_FULL itself is still due */
+	bool fresh_full;                  /* a chunked map just ended: its
+	                                   * catch-up goes as a delta if it fits */
 	int64_t stream_cursor;            /* its peers up to this id are sent */
 	double stream_ms;                 /* time spent building its chunks */
 	size_t stream_bytes;              /* bytes of its chunks so far */
@@ -78,6 +80,10 @@ struct srv_node {
 	 * the whole entry if v_full > base, else a patch of the fields newer
 	 * than base, else nothing: a write that changed nothing sends nothing. */
 	int64_t v_full, v_eps, v_online;
+	bool shown;           /* visible to others when last read */
+	double tokens;        /* its write bucket (server_writes.c) */
+	uint64_t tok_ms;      /* when tokens was last refilled (0: full) */
+	size_t wb_idx;        /* 1 + its waiting write in s->wb, 0 none */
 	char *pj;             /* peer's JSON entry (ctl_msg_encode_peer); NULL
 	                       * if it did not encode */
 	size_t pj_len;
@@ -108,6 +114,10 @@ struct srv_node {
  * Frames from nodes are limited to CTL_FRAME_NODE_MAX. */
 #define SRV_NODE_MAX_TOKENS 1024
 #define SRV_KEEPALIVE_MAX   256
+/* Per-node token bucket of endpoint writes: a burst of this many, then one
+ * every SRV_WB_REFILL_MS; the rest wait and coalesce (server_writes.c). */
+#define SRV_WB_BURST     5.0
+#define SRV_WB_REFILL_MS 1000.0
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 
@@ -149,6 +159,11 @@ struct ctl_server {
 	size_t n_relays;
 	uint8_t relays_hash[32];      /* of s->relays */
 	uint8_t nodes_relays_hash[32]; /* of the list the nodes' maps last carried */
+	/* node-driven writes waiting for the next flush (server_writes.c) */
+	struct ctl_node_vol *wb;
+	size_t n_wb, cap_wb;
+	struct event *wb_timer; /* the first node over its bucket gets a token */
+	bool stopping;          /* ctl_server_free: one offline write for all */
 };
 
 /* server.c */
@@ -223,6 +238,23 @@ void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p);
 int srv_on_register(struct srv_conn *c, struct ctl_register_req *req);
 int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps);
 int srv_go_online(struct srv_conn *c, const struct srv_node *n);
+
+/* server_writes.c */
+/* Node id's endpoints and home relay, from its ENDPOINTS: dropped when
+ * equal to what it has, else written at the next flush its bucket allows.
+ * -ENOENT if id is not in the snapshot. */
+int srv_wb_endpoints(struct ctl_server *s, int64_t id, const struct ctl_endpoints *eps);
+/* Node id went offline (last_seen now), written at the next flush. */
+void srv_wb_offline(struct ctl_server *s, int64_t id);
+/* Node id is online again (the store says so): a waiting offline is void. */
+void srv_wb_online(struct ctl_server *s, int64_t id);
+/* Node id's version is bumped at the next flush (its expiry passed). */
+void srv_wb_touch(struct ctl_server *s, int64_t id);
+/* Writes the waiting writes in one transaction: those whose bucket allows,
+ * or all. Before every broadcast's snapshot refresh. */
+int srv_wb_flush(struct ctl_server *s, bool all);
+void srv_wb_timer_cb(int fd, short ev, void *arg);
+void srv_wb_free(struct ctl_server *s);
 
 /* server_relay.c */
 int srv_on_relay_register(struct srv_conn *c, struct ctl_relay_register *req);

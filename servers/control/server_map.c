@@ -125,10 +125,17 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	struct srv_node *n = &s->nodes[i];
 	struct ctl_peer np;
 	srv_node_to_peer(nd, &np);
+	/* visible to others or not: an expiry that passed is a change too
+	 * (its version was bumped for it: srv_wb_touch) */
+	int64_t now = (int64_t)time(NULL);
+	bool shown = nd->approved && !(nd->expiry && nd->expiry <= now);
 	if (!f) {
 		n->v_full = n->v_eps = n->v_online = nd->version;
+		n->tokens = SRV_WB_BURST;
+		n->tok_ms = 0;
+		n->wb_idx = 0;
 	} else {
-		if (entry_changed(n, nd, &np))
+		if (entry_changed(n, nd, &np) || shown != n->shown)
 			n->v_full = nd->version;
 		if (np.n_eps != n->peer.n_eps ||
 		    memcmp(np.eps, n->peer.eps, sizeof np.eps) != 0 ||
@@ -148,6 +155,7 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	n->expiry = nd->expiry;
 	n->approved = nd->approved;
 	n->ephemeral = nd->ephemeral;
+	n->shown = shown;
 	memcpy(n->machine_key, nd->machine_key, CTL_KEY_LEN);
 	n->peer = np;
 	/* One encode per change, shared by every map that carries it. */
@@ -481,7 +489,10 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 	/* A big catch-up (a node that was behind a long time): as a chunked
 	 * map when that is not much bigger, else when the queues have room. */
 	if (d->est_bytes > SRV_CHUNK_BYTES) {
-		if ((c->caps & CTL_CAP_MAP_CHUNKS) && d->est_bytes > d->map_bytes / 2)
+		/* not right after a chunked map, though: in a join storm that
+		 * would stream the whole map again, and again */
+		if ((c->caps & CTL_CAP_MAP_CHUNKS) && d->est_bytes > d->map_bytes / 2 &&
+		    !c->fresh_full)
 			return 1;
 		if (srv_over_budget(s))
 			return 0; /* keeps its version; srv_resume_cb */
@@ -533,6 +544,7 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 	if (r == 0) {
 		s->st.maps_delta++;
 		c->sent_version = s->snap_version;
+		c->fresh_full = false;
 	}
 	return r;
 }
@@ -607,6 +619,8 @@ static void broadcast(struct ctl_server *s)
 {
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* node-driven writes since the last one, in one transaction */
+	srv_wb_flush(s, false);
 	if (srv_snap_refresh(s) < 0) {
 		log_warn("mesh-control: reading the store: %s",
 		         ctl_store_errmsg(s->cfg.store));
@@ -734,14 +748,14 @@ void srv_poll_cb(int fd, short ev, void *arg)
 	}
 	/* A node whose expiry passed since the last poll leaves every map and
 	 * every relay's admission list now, connected to us or not (an
-	 * offline node stayed admitted on relays until some other change). */
+	 * offline node stayed admitted on relays until some other change).
+	 * Its version is bumped (in the next write batch) so that deltas
+	 * carry its removal: expiry by time writes nothing by itself. */
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const struct srv_node *n = &s->nodes[i];
 		if (n->approved && n->expiry && n->expiry <= now &&
-		    n->expiry > s->last_poll_s) {
-			srv_broadcast_schedule(s);
-			break;
-		}
+		    n->expiry > s->last_poll_s)
+			srv_wb_touch(s, n->id);
 	}
 	s->last_poll_s = now;
 	for (size_t i = 0; i < s->n_nodes; i++) {

@@ -198,6 +198,8 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 		if (ctl_store_node_update(s->cfg.store, id, &u) < 0)
 			log_warn("mesh-control: node %lld online: %s", (long long)id,
 			         ctl_store_errmsg(s->cfg.store));
+		else
+			srv_wb_online(s, id);
 	}
 	s->st.registrations_ok++;
 	log_info("mesh-control: node %lld (%s, %s) online from %s", (long long)id,
@@ -298,6 +300,9 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 		return reg_refuse(c, reason_of(r), reason_text(r));
 	}
 	int64_t id = nd->id;
+	/* the store has it online now: an offline still waiting is stale */
+	if (nd->online)
+		srv_wb_online(s, id);
 	bool approved = nd->approved;
 	bool expired = nd->expiry && nd->expiry <= now;
 	if (created)
@@ -326,34 +331,16 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	return srv_go_online(c, n);
 }
 
+/* Kept in memory and written in the next batch (server_writes.c): an
+ * unchanged set costs nothing, a node sending many is rate-limited and its
+ * latest set wins. */
 int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps)
 {
-	struct ctl_server *s = c->s;
-	char buf[CTL_STORE_ENDPOINTS_MAX + 1];
-	size_t off = 0;
-	buf[0] = 0;
-	for (unsigned i = 0; i < eps->n && i < CTL_ENDPOINTS_MAX; i++) {
-		char one[CTL_ADDRSTR_MAX];
-		ctl_endpoint_format(&eps->ep[i], one);
-		int w =
-		    snprintf(buf + off, sizeof buf - off, "%s%s", off ? "," : "", one);
-		if (w < 0 || (size_t)w >= sizeof buf - off)
-			break;
-		off += (size_t)w;
+	int r = srv_wb_endpoints(c->s, c->node_id, eps);
+	if (r == -ENOMEM) {
+		log_warn("mesh-control: node %lld endpoints: out of memory",
+		         (long long)c->node_id);
+		return 0;
 	}
-	struct ctl_node_update u = {
-	    .mask = CTL_UPD_ENDPOINTS | CTL_UPD_HOME_RELAY | CTL_UPD_LAST_SEEN,
-	    .endpoints = buf,
-	    .home_relay = (int)(eps->home_relay > 0x7fffffff ? 0 : eps->home_relay),
-	    .last_seen = (int64_t)time(NULL)};
-	int r = ctl_store_node_update(s->cfg.store, c->node_id, &u);
-	if (r < 0) {
-		log_warn("mesh-control: node %lld endpoints: %s", (long long)c->node_id,
-		         ctl_store_errmsg(s->cfg.store));
-		return r == CTL_STORE_ENOTFOUND ? -ENOENT : 0;
-	}
-	log_debug("mesh-control: node %lld endpoints %s relay %u", (long long)c->node_id,
-	          buf, eps->home_relay);
-	srv_broadcast_schedule(s);
-	return 0;
+	return r;
 }

@@ -181,6 +181,17 @@ void ctl_store_set_fault(struct ctl_store *st, ctl_store_fault_fn fn, void *arg)
 	st->ops->set_fault(st, fn, arg);
 }
 
+int ctl_store_node_update_many(struct ctl_store *st, const struct ctl_node_vol *v,
+                               size_t n, size_t *changed)
+{
+	return st->ops->node_update_many(st, v, n, changed);
+}
+
+int ctl_store_node_offline_all(struct ctl_store *st, int64_t now, size_t *n)
+{
+	return st->ops->node_offline_all(st, now, n);
+}
+
 int ctl_store_apikey_create(struct ctl_store *st, const char *description, int64_t now,
                             char *secret, size_t secretlen, struct ctl_apikey *out)
 {

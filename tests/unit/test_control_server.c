@@ -365,6 +365,7 @@ static void limits_keepalive_idle_handshake(void **state)
 	assert_int_equal(s.conns_evicted, 1);
 	assert_int_equal(s.idle_closed, 2);
 	assert_int_equal(s.nodes_online, 0);
+	pump(t, 50); /* offline is written with the next broadcast's batch */
 	struct ctl_node nd;
 	assert_int_equal(ctl_store_node_by_id(t->st, (int64_t)r.node_id, &nd), 0);
 	assert_false(nd.online);
