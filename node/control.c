@@ -544,9 +544,12 @@ static void nctl_on_map(void *ctx, const struct ctl_map_full *map,
 	if (domain_changed && m->magicdns)
 		magicdns_set_domain(m->magicdns, map->dns_domain);
 	if (m->ms && nctl_paths_update(m, map, chg, (const uint8_t(*)[CTL_KEY_LEN])gone,
-	                               n_gone) != 0)
-		log_warn("map v%llu: out of memory for the paths; keeping the previous ones",
+	                               n_gone) != 0) {
+		log_warn("map v%llu: out of memory for the paths; they catch up with the "
+		         "next map",
 		         (unsigned long long)map->version);
+		m->np_stale = true;
+	}
 	free(gone);
 	if (chg->full || r.added || r.removed)
 		log_info("map v%llu: %zu peer(s)%s (+%zu ~%zu -%zu)",
