@@ -932,6 +932,9 @@ static void nctl_save_reap(struct node_ctl *m, bool wait)
 	pthread_join(j->thread, NULL);
 	if (j->rc != 0)
 		log_warn("%s", j->err);
+	else
+		log_debug("netmap.json written (map v%llu, %zu peers)",
+		          (unsigned long long)j->map.version, j->map.n_peers);
 	m->saves++;
 	free(j->map.peers);
 	free(j->map.relays);
@@ -987,6 +990,9 @@ static void nctl_save_map(struct node_ctl *m, bool in_thread)
 	}
 	if (node_state_save_map(m->p->a.state_dir, map, err, sizeof(err)) != 0)
 		log_warn("%s", err);
+	else
+		log_debug("netmap.json written (map v%llu, %zu peers)",
+		          (unsigned long long)map->version, map->n_peers);
 	m->saves++;
 }
 
