@@ -509,7 +509,7 @@ static int nctl_paths_update(struct node_ctl *m, const struct ctl_map_full *map,
 	for (size_t i = 0; i < chg->n_changed; i++)
 		if ((peers[n] = ctl_map_find(map, chg->changed[i])))
 			n++;
-	int r = magicsock_update_peers(m->ms, peers, n, gone, n_gone);
+	int r = magicsock_update_peers(m->ms, map, peers, n, gone, n_gone);
 	free(peers);
 	return r;
 }

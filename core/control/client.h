@@ -155,8 +155,8 @@ void ctl_client_reconnect(struct ctl_client *c);
 /* Applies a MAP_DELTA to a map (exported for tests and fuzzing): peers are
  * replaced or inserted by id keeping the array sorted; removed ids dropped;
  * version set. -EINVAL when delta->base_version != map->version (the
- * client then reconnects to get a full map); -ENOMEM. On error the map is
- * unchanged.
+ * client then reconnects to get a full map); -E2BIG past CTL_MAP_PEERS_MAX
+ * peers; -ENOMEM. On error the map is unchanged.
  *
  * In place: a known peer's entry or patch costs O(log N) and touches that
  * entry only; a join or a removal also moves the entries after it (one

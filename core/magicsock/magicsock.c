@@ -1102,9 +1102,13 @@ static bool key_skipped(const struct magicsock *ms, const uint8_t *key)
 	return false;
 }
 
-int magicsock_update_peers(struct magicsock *ms, const struct ctl_peer *const *peers,
-                           size_t n, const uint8_t (*gone)[32], size_t n_gone)
+int magicsock_update_peers(struct magicsock *ms, const struct ctl_map_full *map,
+                           const struct ctl_peer *const *peers, size_t n,
+                           const uint8_t (*gone)[32], size_t n_gone)
 {
+	/* The relays (cheap when unchanged: a delta may carry a new list). */
+	if (set_relays(ms, map->relays, map->n_relays) != 0)
+		return -ENOMEM;
 	/* Room first: nothing changes on -ENOMEM. */
 	size_t cap = ms->n_peers + n + 1;
 	struct ms_peer **nk = realloc(ms->by_key, cap * sizeof(*nk));

@@ -118,7 +118,8 @@ static int node_side(struct bench *b, const struct ctl_map_change *chg)
 	for (size_t i = 0; i < chg->n_changed; i++)
 		if ((peers[n] = ctl_map_find(&b->map, chg->changed[i])))
 			n++;
-	rc = magicsock_update_peers(b->ms, peers, n, (const uint8_t(*)[32])gone, n_gone);
+	rc = magicsock_update_peers(b->ms, &b->map, peers, n, (const uint8_t(*)[32])gone,
+	                            n_gone);
 out:
 	free(gone);
 	free(peers);

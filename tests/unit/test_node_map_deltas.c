@@ -10,7 +10,8 @@
  *    endpoints, patches, several peers at once, a static [Peer]'s key):
  *    the peers the WireGuard device holds, their allowed IPs and
  *    endpoints, and the peers magicsock manages match a from-scratch
- *    rebuild from the same map after every delta. */
+ *    rebuild from the same map after every delta; a new relay list in the
+ *    map reaches magicsock with the delta. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -107,9 +108,11 @@ static void apply(struct ctl_map_full *map, const struct ctl_map_delta *d,
 		for (size_t i = 0; i < nch; i++)
 			if ((peers[n] = ctl_map_find(map, ch[i])))
 				n++;
-		assert_int_equal(magicsock_update_peers(
-		                     ms, peers, n, (const uint8_t(*)[32])gone, n_gone),
+		assert_int_equal(magicsock_update_peers(ms, map, peers, n,
+		                                        (const uint8_t(*)[32])gone,
+		                                        n_gone),
 		                 0);
+		assert_int_equal(magicsock_relay_count(ms), map->n_relays);
 		free(peers);
 	}
 	free(gone);
@@ -357,9 +360,30 @@ static void test_device_matches_rebuild(void **state)
 	assert_int_equal(node_peers_update(&np, wg, &map, &full, 0, NULL), 0);
 	assert_int_equal(magicsock_set_map(ms, &map), 0);
 
+	struct ctl_relay relays[2];
+	memset(relays, 0, sizeof(relays));
+	for (int i = 0; i < 2; i++) {
+		relays[i].id = (uint32_t)i + 1;
+		relays[i].port = 443;
+		snprintf(relays[i].name, sizeof(relays[i].name), "r%d", i + 1);
+		snprintf(relays[i].region, sizeof(relays[i].region), "lab");
+		snprintf(relays[i].host, sizeof(relays[i].host), "198.18.99.%d", i + 1);
+	}
 	for (int round = 0; round < 400; round++) {
 		struct ctl_map_delta d = {.base_version = map.version,
 		                          .version = map.version + 1};
+		/* now and then a new relay list comes with a delta (the merged
+		 * map holds it): the paths follow it */
+		if (round % 50 == 25) {
+			free(map.relays);
+			map.n_relays = (size_t)(round / 50) % 3;
+			map.relays = map.n_relays
+			                 ? calloc(map.n_relays, sizeof(*map.relays))
+			                 : NULL;
+			if (map.n_relays)
+				memcpy(map.relays, relays,
+				       map.n_relays * sizeof(*relays));
+		}
 		struct ctl_peer peers[4];
 		struct ctl_peer_patch patches[3];
 		uint64_t removed[3];
