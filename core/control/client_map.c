@@ -244,7 +244,8 @@ int ctl_map_apply_delta_work(struct ctl_map_full *map, const struct ctl_map_delt
 	for (size_t k = 0; k < na; k++)
 		if (!ctl_map_find(map, add[k]->id))
 			fresh[nf++] = add[k]; /* ascending: add is sorted */
-	rc = -E2BIG; /* what a full map may hold, also here */
+	/* what a full map may hold, also here */
+	rc = -E2BIG;
 	if (map->n_peers - np + nf > CTL_MAP_PEERS_MAX)
 		goto out;
 	if (nf > np) {
