@@ -1163,15 +1163,47 @@ int magicsock_update_peers(struct magicsock *ms, const struct ctl_map_full *map,
 	return 0;
 }
 
+static int cmp_peer_key_ptr(const void *a, const void *b)
+{
+	const struct ctl_peer *x = *(const struct ctl_peer *const *)a,
+	                      *y = *(const struct ctl_peer *const *)b;
+	int c = memcmp(x->node_key, y->node_key, 32);
+	return c ? c : (x > y) - (x < y); /* then map order */
+}
+
+/* twice[i]: map->peers[i] has the node key of a peer before it in the map
+ * (sorted once, O(N log N), instead of comparing every pair). NULL: no
+ * memory. */
+static bool *map_twice(const struct ctl_map_full *map)
+{
+	bool *twice = calloc(map->n_peers + 1, sizeof(*twice));
+	const struct ctl_peer **ord = calloc(map->n_peers + 1, sizeof(*ord));
+	if (!twice || !ord) {
+		free(twice);
+		free(ord);
+		return NULL;
+	}
+	for (size_t i = 0; i < map->n_peers; i++)
+		ord[i] = &map->peers[i];
+	qsort(ord, map->n_peers, sizeof(*ord), cmp_peer_key_ptr);
+	for (size_t k = 1; k < map->n_peers; k++)
+		if (memcmp(ord[k]->node_key, ord[k - 1]->node_key, 32) == 0)
+			twice[ord[k] - map->peers] = true;
+	free(ord);
+	return twice;
+}
+
 int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 {
 	if (set_relays(ms, map->relays, map->n_relays) != 0)
 		return -ENOMEM;
 	struct ms_peer **nk = calloc(map->n_peers + 1, sizeof(*nk));
 	struct ms_peer **nd = calloc(map->n_peers + 1, sizeof(*nd));
-	if (!nk || !nd) {
+	bool *twice = map_twice(map);
+	if (!nk || !nd || !twice) {
 		free(nk);
 		free(nd);
+		free(twice);
 		return -ENOMEM;
 	}
 	size_t n = 0;
@@ -1184,8 +1216,7 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 		bool skip = false;
 		for (size_t j = 0; j < ms->n_skip; j++)
 			skip |= memcmp(cp->node_key, ms->skip[j], 32) == 0;
-		for (size_t j = 0; j < n; j++)
-			skip |= memcmp(cp->node_key, nk[j]->key, 32) == 0; /* twice: first wins */
+		skip |= twice[i]; /* a key listed twice: the first one wins */
 		if (skip)
 			continue;
 		struct ms_peer *p = peer_by_key(ms, cp->node_key);
@@ -1197,6 +1228,7 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 						free(nk[j]);
 				free(nk);
 				free(nd);
+				free(twice);
 				return -ENOMEM;
 			}
 			memcpy(p->key, cp->node_key, 32);
@@ -1205,6 +1237,7 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 		p->in_map = true;
 		nk[n++] = p;
 	}
+	free(twice);
 	for (size_t i = 0; i < ms->n_peers; i++)
 		if (!ms->by_key[i]->in_map) {
 			sodium_memzero(ms->by_key[i], sizeof(*ms->by_key[i]));

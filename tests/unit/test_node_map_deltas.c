@@ -11,7 +11,8 @@
  *    the peers the WireGuard device holds, their allowed IPs and
  *    endpoints, and the peers magicsock manages match a from-scratch
  *    rebuild from the same map after every delta; a new relay list in the
- *    map reaches magicsock with the delta. */
+ *    map reaches magicsock with the delta;
+ *  - a full map naming one key twice gives magicsock one peer for it. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -494,6 +495,47 @@ static void test_device_matches_rebuild(void **state)
 	event_base_free(base);
 }
 
+/* A full map that lists one node key under two ids: magicsock keeps one
+ * peer for it (the first), however big the map (the check is a sort, not a
+ * comparison of every pair). */
+static void test_full_map_key_twice(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	uint8_t priv[32], pub[32];
+	memset(priv, 5, 32);
+	crypto_scalarmult_base(pub, priv);
+	struct wg_device *wg = wg_device_new(base, priv);
+	assert_non_null(wg);
+	assert_int_equal(wg_device_listen(wg, 0), 0);
+	struct magicsock_config mc = {.base = base, .wg = wg};
+	memcpy(mc.node_priv, priv, 32);
+	memcpy(mc.node_pub, pub, 32);
+	memset(mc.disco_priv, 6, 32);
+	crypto_scalarmult_base(mc.disco_pub, mc.disco_priv);
+	char err[160];
+	struct magicsock *ms = magicsock_new(&mc, err, sizeof(err));
+	assert_non_null(ms);
+	struct ctl_map_full map;
+	memset(&map, 0, sizeof(map));
+	map.peers = calloc(4, sizeof(*map.peers));
+	assert_non_null(map.peers);
+	make_peer(&map.peers[0], 2, 1, 40000);
+	make_peer(&map.peers[1], 3, 2, 40000);
+	make_peer(&map.peers[2], 4, 1, 40000); /* peer 2's key again */
+	make_peer(&map.peers[3], 5, 3, 40000);
+	memcpy(map.peers[3].node_key, pub, 32); /* our own key: never a peer */
+	map.n_peers = 4;
+	assert_int_equal(magicsock_set_map(ms, &map), 0);
+	assert_int_equal(magicsock_peer_count(ms), 2);
+	assert_int_equal(magicsock_set_map(ms, &map), 0); /* again: the same */
+	assert_int_equal(magicsock_peer_count(ms), 2);
+	magicsock_free(ms);
+	wg_device_free(wg);
+	ctl_map_clear(&map);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -502,6 +544,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_single_peer_deltas_cost_what_they_change),
 	    cmocka_unit_test(test_device_matches_rebuild),
+	    cmocka_unit_test(test_full_map_key_twice),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
