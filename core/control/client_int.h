@@ -106,7 +106,6 @@ int ctl_client_map_replace(struct ctl_client *c, struct ctl_map_full *full,
 int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_delta *d,
                           uint64_t **changed, size_t *n_changed, uint64_t **removed,
                           size_t *n_removed);
-const struct ctl_peer *ctl_map_find(const struct ctl_map_full *map, uint64_t id);
 /* More chunks without peers than this in one map: -EPROTO. */
 #define CTL_MAP_EMPTY_CHUNKS_MAX 16
 /* Appends a MAP_PEERS chunk's peers to a map being assembled: -E2BIG past

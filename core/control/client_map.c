@@ -69,13 +69,15 @@ static bool size_ok(size_t n, size_t size)
 /* Sets the fields a patch carries on the peer with its id; a patch for an id
  * the map does not hold (the node itself, or a peer it never saw) is
  * dropped. In place: no copy of the map. */
-static void apply_patches(struct ctl_map_full *map, const struct ctl_map_delta *delta)
+static void apply_patches(struct ctl_map_full *map, const struct ctl_map_delta *delta,
+                          struct ctl_map_work *w)
 {
 	for (size_t k = 0; k < delta->n_patches; k++) {
 		const struct ctl_peer_patch *pp = &delta->patches[k];
 		struct ctl_peer *p = (struct ctl_peer *)ctl_map_find(map, pp->id);
 		if (!p)
 			continue;
+		w->peers_patched++;
 		if (pp->fields & CTL_PATCH_ENDPOINTS) {
 			uint8_t n =
 			    pp->n_eps < CTL_ENDPOINTS_MAX ? pp->n_eps : CTL_ENDPOINTS_MAX;
@@ -113,13 +115,86 @@ static bool patch_ids_unique(const struct ctl_map_delta *delta)
 	return ok;
 }
 
-static int apply_peers(struct ctl_map_full *map, const struct ctl_map_delta *delta)
+/* Index of the first peer with an id >= id in peers[lo, hi). */
+static size_t lower_bound(const struct ctl_peer *peers, size_t lo, size_t hi, uint64_t id)
 {
-	const struct ctl_peer **add = NULL;
-	uint64_t *rm = NULL;
-	struct ctl_peer *out = NULL;
-	size_t nd = 0, nr = delta->n_removed, n = 0, i = 0, j = 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (peers[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
 
+static bool peer_ptr_in(const struct ctl_peer *const *sorted, size_t n, uint64_t id)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (sorted[mid]->id == id)
+			return true;
+		if (sorted[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* Drops the peers at the ascending positions pos[0..k) in one pass: each
+ * run between two of them moves once. */
+static void drop_positions(struct ctl_map_full *map, const size_t *pos, size_t k,
+                           struct ctl_map_work *w)
+{
+	size_t dst = pos[0];
+	for (size_t q = 0; q < k; q++) {
+		size_t from = pos[q] + 1, to = q + 1 < k ? pos[q + 1] : map->n_peers;
+		memmove(&map->peers[dst], &map->peers[from],
+		        (to - from) * sizeof(*map->peers));
+		w->peers_moved += to - from;
+		dst += to - from;
+	}
+	map->n_peers -= k;
+}
+
+/* Inserts the new peers add[0..k) (ascending ids, none in the map; room
+ * for them already allocated) from the back: each run of the map moves
+ * once, by the number of new peers before it. */
+static void insert_sorted(struct ctl_map_full *map, const struct ctl_peer *const *add,
+                          size_t k, struct ctl_map_work *w)
+{
+	size_t src = map->n_peers;
+	for (size_t j = k; j-- > 0;) {
+		size_t pos = lower_bound(map->peers, 0, src, add[j]->id);
+		memmove(&map->peers[pos + j + 1], &map->peers[pos],
+		        (src - pos) * sizeof(*map->peers));
+		w->peers_moved += src - pos;
+		map->peers[pos + j] = *add[j];
+		w->peers_written++;
+		src = pos;
+	}
+	map->n_peers += k;
+}
+
+
+/* In place: a peer the map holds is overwritten where it is, a patch sets
+ * fields where they are; only joins and removals move the peers after
+ * them (one memmove per run, no copy of the map, no sort). Everything that
+ * can fail (allocations, checks) happens before the map is touched. */
+static int apply_peers(struct ctl_map_full *map, const struct ctl_map_delta *delta,
+                       struct ctl_map_work *work)
+{
+	const struct ctl_peer **add = NULL, **fresh = NULL;
+	uint64_t *rm = NULL;
+	size_t *pos = NULL;
+	size_t na = 0, nf = 0, nr = delta->n_removed, np = 0;
+	struct ctl_map_work dummy;
+	struct ctl_map_work *w = work ? work : &dummy;
+	int rc = -ENOMEM;
+
+	memset(w, 0, sizeof(*w));
 	if (delta->base_version != map->version)
 		return -EINVAL;
 	if ((delta->n_peers && !delta->peers) || (nr && !delta->removed) ||
@@ -127,73 +202,88 @@ static int apply_peers(struct ctl_map_full *map, const struct ctl_map_delta *del
 		return -EINVAL;
 	if (delta->n_patches && !patch_ids_unique(delta)) /* the decoder refuses it */
 		return -EINVAL;
-	if (delta->n_peers == 0 && nr == 0) { /* patches only: in place */
-		apply_patches(map, delta);
-		map->version = delta->version;
-		return 0;
-	}
-	nd = delta->n_peers;
-	if (!size_ok(nd, sizeof(*add)) || !size_ok(nr, sizeof(*rm)) ||
-	    !size_ok(map->n_peers + nd, sizeof(*out)) || map->n_peers > SIZE_MAX / 4)
+	if (!size_ok(delta->n_peers, sizeof(*add)) || !size_ok(nr, sizeof(*rm)) ||
+	    !size_ok(map->n_peers + delta->n_peers, sizeof(*map->peers)) ||
+	    map->n_peers > SIZE_MAX / 4)
 		return -ENOMEM;
-	if ((nd && !(add = malloc(nd * sizeof(*add)))) ||
-	    (nr && !(rm = malloc(nr * sizeof(*rm)))) ||
-	    (map->n_peers + nd && !(out = malloc((map->n_peers + nd) * sizeof(*out))))) {
-		free(add);
-		free(rm);
-		return -ENOMEM;
-	}
+	if ((delta->n_peers && (!(add = malloc(delta->n_peers * sizeof(*add))) ||
+	                        !(fresh = malloc(delta->n_peers * sizeof(*fresh))))) ||
+	    (nr &&
+	     (!(rm = malloc(nr * sizeof(*rm))) || !(pos = malloc(nr * sizeof(*pos))))))
+		goto out;
 	/* The node itself is never its own peer (a server may name it in a
 	 * delta shared by every node). */
-	size_t na = 0;
 	for (size_t k = 0; k < delta->n_peers; k++)
 		if (delta->peers[k].id != map->self_id)
 			add[na++] = &delta->peers[k];
-	nd = na;
-	if (nd > 1)
-		qsort(add, nd, sizeof(*add), cmp_peer_ptr);
-	for (size_t k = 1; k < nd; k++) {
-		if (add[k]->id == add[k - 1]->id) { /* the decoder refuses this too */
-			free(add);
-			free(rm);
-			free(out);
-			return -EINVAL;
-		}
-	}
+	if (na > 1)
+		qsort(add, na, sizeof(*add), cmp_peer_ptr);
+	rc = -EINVAL;
+	for (size_t k = 1; k < na; k++)
+		if (add[k]->id == add[k - 1]->id) /* the decoder refuses this too */
+			goto out;
+	/* Removed ids the map holds, once each; a peer in the delta wins over
+	 * the same id in removed. */
 	if (nr) {
 		memcpy(rm, delta->removed, nr * sizeof(*rm));
 		qsort(rm, nr, sizeof(*rm), cmp_u64);
 	}
-	/* One merge pass: a peer in the delta replaces the map's one with its id
-	 * (and wins over the same id in removed); removed ids are dropped. */
-	while (i < map->n_peers || j < nd) {
-		if (j < nd && (i == map->n_peers || add[j]->id <= map->peers[i].id)) {
-			if (i < map->n_peers && add[j]->id == map->peers[i].id)
-				i++;
-			out[n++] = *add[j++];
-		} else {
-			if (!u64_in(rm, nr, map->peers[i].id))
-				out[n++] = map->peers[i];
-			i++;
+	for (size_t k = 0; k < nr; k++) {
+		if (k && rm[k] == rm[k - 1])
+			continue;
+		if (peer_ptr_in(add, na, rm[k]))
+			continue;
+		size_t at = lower_bound(map->peers, 0, map->n_peers, rm[k]);
+		if (at < map->n_peers && map->peers[at].id == rm[k])
+			pos[np++] = at; /* ascending: rm is sorted */
+	}
+	for (size_t k = 0; k < na; k++)
+		if (!ctl_map_find(map, add[k]->id))
+			fresh[nf++] = add[k]; /* ascending: add is sorted */
+	/* what a full map may hold, also here */
+	rc = -E2BIG;
+	if (map->n_peers - np + nf > CTL_MAP_PEERS_MAX)
+		goto out;
+	if (nf > np) {
+		struct ctl_peer *grown =
+		    realloc(map->peers, (map->n_peers - np + nf) * sizeof(*grown));
+		rc = -ENOMEM;
+		if (!grown)
+			goto out;
+		map->peers = grown;
+	}
+	/* Nothing fails from here on. */
+	for (size_t k = 0; k < na; k++) {
+		struct ctl_peer *p = (struct ctl_peer *)ctl_map_find(map, add[k]->id);
+		if (p) {
+			*p = *add[k];
+			w->peers_written++;
 		}
 	}
-	free(add);
-	free(rm);
-	if (n > CTL_MAP_PEERS_MAX) { /* what a full map may hold, also here */
-		free(out);
-		return -E2BIG;
-	}
-	free(map->peers);
-	map->peers = out;
-	map->n_peers = n;
-	apply_patches(map, delta);
+	if (np)
+		drop_positions(map, pos, np, w);
+	if (nf)
+		insert_sorted(map, fresh, nf, w);
+	apply_patches(map, delta, w);
 	map->version = delta->version;
-	return 0;
+	rc = 0;
+out:
+	free(add);
+	free(fresh);
+	free(rm);
+	free(pos);
+	return rc;
+}
+
+int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *delta)
+{
+	return ctl_map_apply_delta_work(map, delta, NULL);
 }
 
 /* The peers as in apply_peers, then a changed relay list (the whole new
  * list), all or nothing. */
-int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *delta)
+int ctl_map_apply_delta_work(struct ctl_map_full *map, const struct ctl_map_delta *delta,
+                             struct ctl_map_work *work)
 {
 	struct ctl_relay *rel = NULL;
 	size_t nrel = delta->has_relays ? delta->n_relays : 0;
@@ -205,7 +295,7 @@ int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *de
 			return -ENOMEM;
 		memcpy(rel, delta->relays, nrel * sizeof(*rel));
 	}
-	int r = apply_peers(map, delta);
+	int r = apply_peers(map, delta, work);
 	if (r < 0) {
 		free(rel);
 		return r;
