@@ -9,8 +9,190 @@
  *    bounded;
  *  - a mesh at its node limit tells a new machine to retry; known ones
  *    still come back;
- *  - a node's map never grows past what a full map may hold. */
+ *  - a node's map never grows past what a full map may hold;
+ *  - older nodes that never read are paced by the queues' budget and
+ *    closed; freed queues resume waiting maps at once; a delta over one
+ *    frame goes as a full map; an older node past a one-message map is
+ *    refused saying to upgrade. */
 #include "tests/unit/ctl_map_fixture.h"
+
+/* --- limits: old nodes, oversize deltas, freed queues ------------------- */
+
+/* The same as SRV_OUT_BUDGET (private to the server). */
+#define OUT_BUDGET ((size_t)64 << 20)
+
+/* Old nodes (no caps) that never read: their single MAP_FULLs wait for the
+ * queue budget like chunks, and one that stays behind while maps for others
+ * wait is closed, so a chunked join still gets its map. (Before: each got
+ * its whole map queued at once, 110 of them held 81 MB, and a caps node
+ * joining after them got nothing.) */
+static void legacy_stallers_are_paced_and_closed(void **state)
+{
+	struct t *t = *state;
+	enum { N = 1000, SLOW = 110 };
+	restart_with(t, &(struct ctl_server_config){.behind_ms = 5000});
+	store_nodes(t, N, 16, NULL);
+	server_sndbuf(t, 4096);
+	struct tc *slow[SLOW];
+	struct ctl_register_resp r;
+	tc_rcvbuf = 4096;
+	for (int i = 0; i < SLOW; i++) {
+		char host[32];
+		snprintf(host, sizeof host, "slow-%d", i);
+		slow[i] = tc_new();
+		tc_join_caps(t, slow[i], host, 0, &r);
+	}
+	tc_rcvbuf = 0;
+	pump(t, 200);
+	struct ctl_server_stats st;
+	ctl_server_get_stats(t->srv, &st);
+	print_message("%d old stallers: %zu bytes queued (budget %zu), map %zu B\n", SLOW,
+	              st.out_queued, OUT_BUDGET, st.last_full_bytes);
+	assert_true(st.out_queued <= OUT_BUDGET + 2 * st.last_full_bytes);
+
+	struct tc *rd = tc_new();
+	struct ctl_map_full map;
+	tc_join_caps(t, rd, "reader", CTL_CAPS_ALL, &r);
+	double t0 = now_ms();
+	tc_read_map(t, rd, 3000, &map);
+	print_message("caps reader's map after %.0f ms\n", now_ms() - t0);
+	assert_true(map.n_peers >= N);
+	free_map(&map);
+	ctl_server_get_stats(t->srv, &st);
+	assert_true(st.slow_closed > 0);
+	for (int i = 0; i < SLOW; i++)
+		tc_free(slow[i]);
+	tc_free(rd);
+}
+
+/* A queue freed when its connection closes lets the maps that waited for
+ * the budget go out at once (before: they waited for the next keepalive). */
+static void freed_queues_resume_waiting_maps(void **state)
+{
+	struct t *t = *state;
+	enum { N = 1000, SLOW = 110 };
+	/* nobody closed for stalling while the test runs */
+	restart_with(t, &(struct ctl_server_config){.behind_ms = 600000});
+	store_nodes(t, N, 16, NULL);
+	server_sndbuf(t, 4096);
+	struct tc *slow[SLOW];
+	struct ctl_register_resp r;
+	tc_rcvbuf = 4096;
+	for (int i = 0; i < SLOW; i++) {
+		char host[32];
+		snprintf(host, sizeof host, "slow-%d", i);
+		slow[i] = tc_new();
+		tc_join_caps(t, slow[i], host, 0, &r);
+	}
+	tc_rcvbuf = 0;
+	pump(t, 200);
+	struct ctl_server_stats st;
+	ctl_server_get_stats(t->srv, &st);
+	print_message("%d old stallers: %zu bytes queued (budget %zu), map %zu B\n", SLOW,
+	              st.out_queued, OUT_BUDGET, st.last_full_bytes);
+	/* over the budget by at most about one map: the rest wait for it */
+	assert_true(st.out_queued > OUT_BUDGET);
+	assert_true(st.out_queued <= OUT_BUDGET + 2 * st.last_full_bytes);
+	struct tc *rd = tc_new();
+	tc_join_caps(t, rd, "reader", CTL_CAPS_ALL, &r);
+	struct ctl_msg m;
+	assert_int_equal(tc_recv(t, rd, 300, &m), 0); /* waits for the budget */
+	for (int i = 0; i < SLOW; i++)
+		tc_free(slow[i]);
+	struct ctl_map_full map;
+	tc_read_map(t, rd, 2000, &map);
+	free_map(&map);
+	tc_free(rd);
+}
+
+/* A patch delta whose body is over one frame (16 long IPv6 endpoints each
+ * for 5,500 of 6,000 nodes) goes as a chunked map; before, the estimate
+ * said it fit, the send failed and the node was disconnected. */
+static void oversize_delta_goes_as_full_map(void **state)
+{
+	struct t *t = *state;
+	enum { N = 6000, M = 5500 };
+	char a[CTL_STORE_ENDPOINTS_MAX + 1] = "", b[CTL_STORE_ENDPOINTS_MAX + 1] = "";
+	size_t la = 0, lb = 0;
+	for (int k = 0; k < 16; k++) {
+		la += (size_t)snprintf(a + la, sizeof a - la,
+		                       "%s[2001:db8:1234:5678:9abc:def0:1234:%04x]:%d",
+		                       k ? "," : "", 0x1000 + k, 41641 + k);
+		lb += (size_t)snprintf(b + lb, sizeof b - lb,
+		                       "%s[2001:db8:4321:8765:cba9:fed:4321:%04x]:%d",
+		                       k ? "," : "", 0x2000 + k, 42641 + k);
+	}
+	int64_t *ids = calloc(N, sizeof *ids);
+	store_nodes(t, N, 0, ids);
+	for (uint32_t i = 0; i < N; i++) {
+		struct ctl_node_update u = {.mask = CTL_UPD_ENDPOINTS, .endpoints = a};
+		assert_int_equal(ctl_store_node_update(t->st, ids[i], &u), 0);
+	}
+	struct tc *rd = tc_new();
+	struct ctl_register_resp r;
+	struct ctl_map_full map;
+	tc_join_caps(t, rd, "reader", CTL_CAPS_ALL, &r);
+	tc_read_map(t, rd, 3000, &map);
+	assert_int_equal(map.n_peers, N);
+	free_map(&map);
+	struct ctl_msg m;
+	while (tc_recv(t, rd, 300, &m) == 1)
+		ctl_msg_free(&m); /* catch-up */
+	for (int i = 0; i < M; i++) {
+		struct ctl_node_update u = {.mask = CTL_UPD_ENDPOINTS, .endpoints = b};
+		assert_int_equal(ctl_store_node_update(t->st, ids[i], &u), 0);
+	}
+	ctl_server_notify(t->srv);
+	tc_read_map(t, rd, 3000, &map); /* MAP_FULL, not a close */
+	assert_int_equal(map.n_peers, N);
+	const struct ctl_peer *p = ctl_map_find(&map, (uint64_t)ids[0]);
+	assert_non_null(p);
+	assert_int_equal(p->n_eps, 16);
+	assert_int_equal(p->eps[0].port, 42641);
+	free_map(&map);
+	struct ctl_server_stats st;
+	ctl_server_get_stats(t->srv, &st);
+	assert_int_equal(st.slow_closed, 0);
+	tc_free(rd);
+	free(ids);
+}
+
+/* An old node (no caps) joining a mesh whose map cannot go in one message
+ * is refused, finally and saying to upgrade, before anything is written
+ * (before: registered, marked online, then closed when the map failed,
+ * and again on every retry). */
+static void old_node_past_one_message_map_is_refused(void **state)
+{
+	struct t *t = *state;
+	store_nodes(t, CTL_PEERS_MAX + 2, 0, NULL);
+	ctl_server_notify(t->srv);
+	pump(t, 100);
+	struct ctl_server_stats st0, st;
+	ctl_server_get_stats(t->srv, &st0);
+	struct tc *c = tc_new();
+	struct ctl_msg m;
+	tc_connect(t, c);
+	assert_int_equal(tc_handshake(t, c, t->spub), 0);
+	tc_register_caps(c, "old", t->key, 0);
+	tc_expect(t, c, CTL_MSG_REGISTER_RESP, &m);
+	print_message("old node: %s\n", m.u.reg_resp.reason);
+	assert_int_equal(m.u.reg_resp.status, CTL_REG_REFUSED);
+	assert_int_equal(m.u.reg_resp.code, CTL_REASON_UPGRADE_REQUIRED);
+	assert_non_null(strstr(m.u.reg_resp.reason, "upgrade"));
+	pump(t, 200);
+	ctl_server_get_stats(t->srv, &st);
+	assert_int_equal(st.map_version, st0.map_version); /* nothing written */
+	tc_free(c);
+	/* a node that takes chunks joins the same mesh */
+	struct tc *n = tc_new();
+	struct ctl_register_resp r;
+	struct ctl_map_full map;
+	tc_join_caps(t, n, "new", CTL_CAPS_ALL, &r);
+	tc_read_map(t, n, 3000, &map);
+	assert_int_equal(map.n_peers, CTL_PEERS_MAX + 2);
+	free_map(&map);
+	tc_free(n);
+}
 
 /* Reads frames from c, about every pause_ms, until a whole map arrived
  * (true) or the connection closed / nothing came for 3 s (false). */
@@ -333,6 +515,14 @@ int main(void)
 	log_set_level(LOG_WARN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(delta_never_grows_map_past_limit),
+	    cmocka_unit_test_setup_teardown(legacy_stallers_are_paced_and_closed, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(freed_queues_resume_waiting_maps, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(oversize_delta_goes_as_full_map, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(old_node_past_one_message_map_is_refused,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(slow_reader_gets_whole_map, setup, teardown),
 	    cmocka_unit_test_setup_teardown(slow_old_reader_is_kept_trickler_closed,
 	                                    setup, teardown),
