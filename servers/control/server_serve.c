@@ -25,7 +25,8 @@ static const char serve_usage[] =
     "usage: mesh-control [--data DIR] serve [--listen HOST:PORT]\n"
     "                    [--admin-listen HOST:PORT] [--ephemeral-timeout DUR]\n"
     "                    [--allow-pending [--max-pending N]\n"
-    "                    [--max-pending-per-source N]] [--log-level LEVEL]\n"
+    "                    [--max-pending-per-source N]] [--max-conns N]\n"
+    "                    [--log-level LEVEL]\n"
     "\n"
     "Runs the node protocol: nodes connect (Noise IK, the server key in their\n"
     "join token), register with an auth key or wait for approval, and receive\n"
@@ -50,6 +51,9 @@ static const char serve_usage[] =
     "                           later, nobody waiting is dropped\n"
     "  --max-pending-per-source N  with --allow-pending: at most N of them from\n"
     "                           one IPv4 address or IPv6 /64 (default 8)\n"
+    "  --max-conns N            at most N connections at once (default 10000;\n"
+    "                           each takes a file descriptor: raise `ulimit -n`\n"
+    "                           to match)\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n";
 
 static int serve_die(const char *msg, const char *arg)
@@ -115,7 +119,8 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 }
 
 struct serve_opts {
-	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src;
+	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src,
+	    *max_conns;
 	bool no_pending, allow_pending;
 };
 
@@ -127,9 +132,10 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 	                                    "--ephemeral-timeout",
 	                                    "--log-level",
 	                                    "--max-pending",
-	                                    "--max-pending-per-source"};
-	const char **vals[] = {&o->data,  &o->listen,      &o->admin,  &o->eph,
-	                       &o->level, &o->max_pending, &o->max_src};
+	                                    "--max-pending-per-source",
+	                                    "--max-conns"};
+	const char **vals[] = {&o->data,  &o->listen,      &o->admin,   &o->eph,
+	                       &o->level, &o->max_pending, &o->max_src, &o->max_conns};
 	bool seen_serve = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -216,6 +222,12 @@ int ctl_serve_main(int argc, char **argv)
 		return serve_die("--max-pending-per-source %s: expected a number from "
 		                 "1 to 100000",
 		                 o.max_src);
+	long long maxc = 10000;
+	if (o.max_conns)
+		maxc = strtoll(o.max_conns, &end, 10);
+	if (o.max_conns && (!*o.max_conns || *end || maxc < 1 || maxc > 1000000))
+		return serve_die("--max-conns %s: expected a number from 1 to 1000000",
+		                 o.max_conns);
 	if (o.no_pending && o.allow_pending)
 		return serve_die("%s",
 		                 "--no-pending and --allow-pending exclude each other");
@@ -247,7 +259,8 @@ int ctl_serve_main(int argc, char **argv)
 	struct ctl_server_config cfg = {.ephemeral_timeout_s = (uint32_t)eph,
 	                                .no_pending = o.no_pending,
 	                                .max_pending = (uint32_t)maxp,
-	                                .max_pending_per_source = (uint32_t)maxs};
+	                                .max_pending_per_source = (uint32_t)maxs,
+	                                .max_conns = (uint32_t)maxc};
 	struct event_base *base = NULL;
 	struct ctl_server *srv = NULL;
 	struct ctl_admin *adm = NULL;
