@@ -12,10 +12,12 @@
 # streams, CPU per GB, TCP RR), latency (ping, HTTP requests, start to
 # first byte), memory (RSS idle, with 1,000 peers, with 1,000 connections),
 # relay (a pair through mesh-relay next to loopback and direct; 1,000
-# clients on one relay).
+# clients on one relay), control (mesh-control with 2,000 to 10,000
+# simulated nodes: join storm, change latency; its own report,
+# bench/results/control-scale.md).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PARTS="crypto throughput latency memory relay"
+PARTS="crypto throughput latency memory relay control"
 ONLY=""
 ARGS=()
 BUILD=""
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
         [ $# -ge 2 ] || { echo "$0: --only needs a list of parts ($PARTS)" >&2; exit 2; }
         ONLY=${2//,/ }; shift ;;
     -h | --help)
-        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
         exit 0 ;;
     -*) echo "$0: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) BUILD=$1 ;;

@@ -25,9 +25,11 @@
  * change_ms / change_bytes (node 0 moves its endpoint: the time until every
  * other node's map shows it, and what all nodes received meanwhile,
  * keepalives included), rename_ms / rename_bytes (the same for an admin
- * API rename of node 0), with --server-pid the server's CPU seconds
- * (user + system) for the join storm and CPU ms for each change, its RSS
- * when converged and its peak, and rss_kib (this process), refused, ok.
+ * API rename of node 0; rename_api_ms: until the API answered), with
+ * --server-pid the server's CPU seconds (user + system) for the join storm
+ * and CPU ms for each change, its RSS when converged and its peak, and
+ * rss_kib (this process), refused, bad_maps (light nodes' map messages
+ * that did not scan), ok.
  * Each change waits until nothing arrived for 0.5 s (at most 30 s). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -90,7 +92,7 @@ struct scale {
 	int saw_change;
 	double t_change0, t_settle;
 	uint64_t bytes0, settle_bytes;
-	double change_ms, rename_ms;
+	double change_ms, rename_ms, rename_api_ms;
 	uint64_t change_bytes, rename_bytes;
 	/* the server's CPU (s) at the start and per phase */
 	int server_pid;
@@ -385,7 +387,8 @@ static int scan_ids(struct sim *s, const uint8_t *p, const uint8_t *end, bool on
 			in_str = true;
 		} else if (ch == '{' || ch == '[') {
 			if (depth == 0 && ch == '{') {
-				if ((size_t)(end - p) < 7 || memcmp(p, "{\"id\":", 6) != 0)
+				if ((size_t)(end - p) < 7 ||
+				    memcmp(p, "{\"id\":", 6) != 0)
 					return -EBADMSG;
 				uint64_t id = strtoull((const char *)p + 6, NULL, 10);
 				if (lite_set(s, id, on) < 0)
@@ -427,7 +430,8 @@ static void lite_map(struct sim *s, const struct ctl_frame *f)
 		r = scan_ids(s, a, end, false);
 	if (r < 0) {
 		sc->bad_maps++;
-		fprintf(stderr, "ctl-scale: node %d: %s map message it cannot scan (%s)\n",
+		fprintf(stderr,
+		        "ctl-scale: node %d: %s map message it cannot scan (%s)\n",
 		        s->idx, ctl_msg_type_name(f->type), strerror(-r));
 	}
 	bool is = !s->streaming && s->count == (size_t)sc->n - 1;
@@ -529,7 +533,8 @@ static void lite_event_cb(struct bufferevent *bev, short what, void *arg)
 		int rc = ctl_noise_init_initiator(&s->hs, s->machine_priv,
 		                                  s->sc->tok.server_key, NULL, 0);
 		if (rc == 0)
-			rc = ctl_noise_write_msg1(&s->hs, NULL, 0, msg, sizeof msg, &mlen);
+			rc =
+			    ctl_noise_write_msg1(&s->hs, NULL, 0, msg, sizeof msg, &mlen);
 		if (rc == 0)
 			rc = ctl_frame_encode_handshake(CTL_FRAME_HS1, msg, mlen, frame,
 			                                sizeof frame, &flen);
@@ -564,7 +569,8 @@ static void lite_connect(struct sim *s)
 		 * per-source limits and ephemeral ports do not bite */
 		unsigned k = (unsigned)s->idx % sc->sources;
 		struct sockaddr_in src = {.sin_family = AF_INET};
-		src.sin_addr.s_addr = htonl(0x7f010000u | ((k / 250) << 8) | (1 + k % 250));
+		src.sin_addr.s_addr =
+		    htonl(0x7f010000u | ((k / 250) << 8) | (1 + k % 250));
 		if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
 			close(fd);
 			lite_fail(s, strerror(errno));
@@ -690,6 +696,7 @@ static void http_done(struct evhttp_request *req, void *arg)
 {
 	struct scale *sc = arg;
 	sc->http_status = req ? evhttp_request_get_response_code(req) : -1;
+	sc->rename_api_ms = (now_s() - sc->t_change0) * 1e3;
 	if (sc->http_status != 200) {
 		fprintf(stderr, "ctl-scale: rename through the admin API: HTTP %d\n",
 		        sc->http_status);
@@ -707,8 +714,8 @@ static int rename_start(struct scale *sc)
 	if (!colon)
 		return -1;
 	*colon = 0;
-	sc->http = evhttp_connection_base_new(sc->base, NULL, host,
-	                                      (uint16_t)atoi(colon + 1));
+	sc->http =
+	    evhttp_connection_base_new(sc->base, NULL, host, (uint16_t)atoi(colon + 1));
 	struct evhttp_request *req = evhttp_request_new(http_done, sc);
 	if (!sc->http || !req)
 		return -1;
@@ -746,7 +753,7 @@ static void change_start(struct scale *sc)
 		snprintf(sc->marker, sizeof sc->marker, "\"sim-renamed\"");
 		if (rename_start(sc) != 0) {
 			fprintf(stderr, "ctl-scale: cannot reach the admin API at %s\n",
-			            sc->admin);
+			        sc->admin);
 			sc->done = -1;
 			event_base_loopbreak(sc->base);
 		}
@@ -809,8 +816,7 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 		if (b != sc->settle_bytes) {
 			sc->settle_bytes = b;
 			sc->t_settle = now_s();
-		} else if (now_s() - sc->t_settle >= 0.5 ||
-		           now_s() - sc->t_settle > 30) {
+		} else if (now_s() - sc->t_settle >= 0.5 || now_s() - sc->t_settle > 30) {
 			change_start(sc);
 		}
 	}
@@ -820,13 +826,15 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 		uint64_t bytes = bytes_in_all(sc) - sc->bytes0;
 		double cpu = (server_cpu(sc) - sc->cpu_mark) * 1e3;
 		if (sc->phase == PH_CHANGE) {
-			sc->change_ms = ms, sc->change_bytes = bytes, sc->cpu_change = cpu;
+			sc->change_ms = ms, sc->change_bytes = bytes,
+			sc->cpu_change = cpu;
 			if (sc->admin) {
 				settle(sc, PH_RENAME);
 				goto again;
 			}
 		} else {
-			sc->rename_ms = ms, sc->rename_bytes = bytes, sc->cpu_rename = cpu;
+			sc->rename_ms = ms, sc->rename_bytes = bytes,
+			sc->cpu_rename = cpu;
 		}
 		sc->phase = PH_DONE;
 		sc->done = sc->bad_maps ? -1 : 1;
@@ -834,10 +842,11 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (el > sc->timeout_s) {
-		fprintf(stderr,
-		        "ctl-scale: timeout after %.0f s: %d of %d started, %d online, %d "
-		        "converged, %d saw the change\n",
-		        el, sc->started, sc->n, sc->online, sc->converged, sc->saw_change);
+		fprintf(
+		    stderr,
+		    "ctl-scale: timeout after %.0f s: %d of %d started, %d online, %d "
+		    "converged, %d saw the change\n",
+		    el, sc->started, sc->n, sc->online, sc->converged, sc->saw_change);
 		sc->done = -1;
 		event_base_loopbreak(sc->base);
 		return;
@@ -904,14 +913,15 @@ static void print_results(struct scale *sc)
 	printf("n=%d registered_s=%.3f converged_s=%.3f maps_full=%" PRIu64
 	       " maps_delta=%" PRIu64 " bytes_in=%" PRIu64 " map_bytes=%zu"
 	       " reconnects=%" PRIu64 " change_ms=%.1f change_bytes=%" PRIu64
-	       " rename_ms=%.1f rename_bytes=%" PRIu64
+	       " rename_ms=%.1f rename_api_ms=%.1f rename_bytes=%" PRIu64
 	       " srv_cpu_storm_s=%.2f srv_cpu_change_ms=%.0f srv_cpu_rename_ms=%.0f"
 	       " srv_rss_conv_kib=%ld srv_hwm_kib=%ld rss_kib=%ld refused=%d"
 	       " bad_maps=%d ok=%d\n",
 	       sc->n, sc->t_registered, sc->t_converged, full, delta, bytes, map_bytes,
 	       sc->reconnects, sc->change_ms, sc->change_bytes, sc->rename_ms,
-	       sc->rename_bytes, sc->cpu_storm, sc->cpu_change, sc->cpu_rename,
-	       sc->srv_rss_conv, sc->server_pid ? proc_kib(sc->server_pid, "VmHWM") : -1,
+	       sc->rename_api_ms, sc->rename_bytes, sc->cpu_storm, sc->cpu_change,
+	       sc->cpu_rename, sc->srv_rss_conv,
+	       sc->server_pid ? proc_kib(sc->server_pid, "VmHWM") : -1,
 	       proc_kib(0, "VmRSS"), sc->refused, sc->bad_maps, sc->done == 1);
 }
 
