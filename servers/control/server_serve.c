@@ -31,7 +31,8 @@ static const char serve_usage[] =
     "                    [--ephemeral-timeout DUR]\n"
     "                    [--allow-pending [--max-pending N]\n"
     "                    [--max-pending-per-source N]]\n"
-    "                    [--max-unregistered-per-source N] [--log-level LEVEL]\n"
+    "                    [--max-unregistered-per-source N] [--max-conns N]\n"
+    "                    [--log-level LEVEL]\n"
     "\n"
     "Runs the node protocol: nodes connect (Noise IK, the server key in their\n"
     "join token), register with an auth key or wait for approval, and receive\n"
@@ -64,6 +65,9 @@ static const char serve_usage[] =
     "                           IPv6 /64 that have not registered yet (default\n"
     "                           256; more are closed and retry): raise it for\n"
     "                           many nodes behind one NAT\n"
+    "  --max-conns N            at most N connections at once (default 10000;\n"
+    "                           each takes a file descriptor: raise `ulimit -n`\n"
+    "                           to match)\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n";
 
 static int serve_die(const char *msg, const char *arg)
@@ -126,17 +130,16 @@ static int read_key(const char *path, uint8_t priv[32])
  * store (database, WAL, shared memory, temporary files), the event loop,
  * the listeners, and slack. */
 #define SERVE_FD_RESERVE 64
-#define SERVE_MAX_CONNS  10000
 
 /* Raises the soft open-file limit to the hard one (each node holds one
  * descriptor; the usual soft limit of 1024 would stop the server near
  * 1,000 nodes) and returns how many node connections fit in it, at most
- * SERVE_MAX_CONNS, saying so when that is fewer. 0: none fit. */
-static uint32_t fd_budget(unsigned reserve)
+ * want (--max-conns, default 10,000), saying so when that is fewer. 0: none fit. */
+static uint32_t fd_budget(unsigned reserve, uint32_t want)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return SERVE_MAX_CONNS;
+		return want;
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
 		rlim_t was = rl.rlim_cur;
 		rl.rlim_cur = rl.rlim_max;
@@ -154,8 +157,8 @@ static uint32_t fd_budget(unsigned reserve)
 		}
 	}
 	if (rl.rlim_cur == RLIM_INFINITY ||
-	    rl.rlim_cur >= (rlim_t)SERVE_MAX_CONNS + reserve)
-		return SERVE_MAX_CONNS;
+	    rl.rlim_cur >= (rlim_t)want + reserve)
+		return want;
 	uint32_t fit = rl.rlim_cur > reserve ? (uint32_t)(rl.rlim_cur - reserve) : 0;
 	log_warn("mesh-control: the open-file limit is %llu: at most %u node "
 	         "connections (%u are kept for the store and the admin API); raise "
@@ -186,7 +189,7 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 
 struct serve_opts {
 	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src,
-	    *max_unreg_src;
+	    *max_unreg_src, *max_conns;
 	bool no_pending, allow_pending, admin_insecure;
 };
 
@@ -199,10 +202,11 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 	                                    "--log-level",
 	                                    "--max-pending",
 	                                    "--max-pending-per-source",
-	                                    "--max-unregistered-per-source"};
+	                                    "--max-unregistered-per-source",
+	                                    "--max-conns"};
 	const char **vals[] = {&o->data,    &o->listen,       &o->admin,
 	                       &o->eph,     &o->level,        &o->max_pending,
-	                       &o->max_src, &o->max_unreg_src};
+	                       &o->max_src, &o->max_unreg_src, &o->max_conns};
 	bool seen_serve = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -295,6 +299,12 @@ int ctl_serve_main(int argc, char **argv)
 		                 o.max_src);
 	if (o.admin_insecure && !o.admin)
 		return serve_die("%s", "--admin-insecure only goes with --admin-listen");
+	long long maxc = 10000; /* each a file descriptor (fd_budget) */
+	if (o.max_conns)
+		maxc = strtoll(o.max_conns, &end, 10);
+	if (o.max_conns && (!*o.max_conns || *end || maxc < 1 || maxc > 1000000))
+		return serve_die("--max-conns %s: expected a number from 1 to 1000000",
+		                 o.max_conns);
 	if (o.no_pending && o.allow_pending)
 		return serve_die("%s",
 		                 "--no-pending and --allow-pending exclude each other");
@@ -334,7 +344,8 @@ int ctl_serve_main(int argc, char **argv)
 	                                .no_pending = o.no_pending,
 	                                .max_pending = (uint32_t)maxp,
 	                                .max_pending_per_source = (uint32_t)maxs,
-	                                .max_unreg_per_source = (uint32_t)maxu};
+	                                .max_unreg_per_source = (uint32_t)maxu,
+	                                .max_conns = (uint32_t)maxc};
 	struct event_base *base = NULL;
 	struct ctl_server *srv = NULL;
 	struct ctl_admin *adm = NULL;
@@ -386,7 +397,7 @@ int ctl_serve_main(int argc, char **argv)
 		goto out;
 	}
 	unsigned reserve = SERVE_FD_RESERVE + (o.admin ? CTL_ADMIN_MAX_CONNS : 0);
-	cfg.max_conns = fd_budget(reserve);
+	cfg.max_conns = fd_budget(reserve, cfg.max_conns);
 	if (cfg.max_conns < 16) {
 		fprintf(stderr,
 		        "mesh-control: the open-file limit leaves room for %u node "
