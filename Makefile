@@ -44,7 +44,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # Keep unit-test objects (make would delete them as intermediates).
 .SECONDARY: $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o)
 TOOLS := $(BUILD)/tests/wg-ping $(BUILD)/tests/ctl-scale $(BUILD)/tests/crypto-ceiling $(BUILD)/tests/httpload \
-	$(BUILD)/tests/relay-client $(BUILD)/tests/relay-load
+	$(BUILD)/tests/relay-client $(BUILD)/tests/relay-load $(BUILD)/tests/map-delta-bench
 all: $(PROGRAMS) $(UNIT_BIN) $(TOOLS)
 
 help:

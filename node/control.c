@@ -6,7 +6,9 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,9 @@
 #include "node/node.h"
 
 #define NCTL_VERSION      "0.1.0"
-#define NCTL_SAVE_MS      2000
+/* A delta naming more peers than this sets the paths from the whole map. */
+#define NCTL_PATHS_DELTA_MAX 256
+#define NCTL_SAVE_MS         60000 /* netmap.json: at most this often */
 #define NCTL_ENDPOINTS_MS 30000
 #define NCTL_EP_MAX       15 /* interface addresses; 127.0.0.1 comes last */
 
@@ -385,6 +389,10 @@ static void nctl_log_refused(struct node_ctl *m, const char *detail,
 		what = "another node uses this node's keys (was the state directory "
 		       "copied?); join with a new --state directory";
 		break;
+	case CTL_REASON_UPGRADE_REQUIRED:
+		what = "install a newer meshproxy on this node and start it again "
+		       "with the same --state directory";
+		break;
 	default:
 		what = "see mesh-control's log";
 	}
@@ -486,30 +494,70 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 	m->logged = st;
 }
 
+/* The paths after a map update: a delta tells magicsock about its peers
+ * only; a full map, or a delta that names much of the map, sets it all. */
+static int nctl_paths_update(struct node_ctl *m, const struct ctl_map_full *map,
+                             const struct ctl_map_change *chg,
+                             const uint8_t (*gone)[CTL_KEY_LEN], size_t n_gone)
+{
+	if (!gone || chg->n_changed + chg->n_removed > NCTL_PATHS_DELTA_MAX)
+		return magicsock_set_map(m->ms, map);
+	const struct ctl_peer **peers = calloc(chg->n_changed + 1, sizeof(*peers));
+	if (!peers)
+		return -ENOMEM;
+	size_t n = 0;
+	for (size_t i = 0; i < chg->n_changed; i++)
+		if ((peers[n] = ctl_map_find(map, chg->changed[i])))
+			n++;
+	int r = magicsock_update_peers(m->ms, map, peers, n, gone, n_gone);
+	free(peers);
+	return r;
+}
+
 static void nctl_on_map(void *ctx, const struct ctl_map_full *map,
-                        const struct ctl_map_change *chg)
+                        const struct ctl_map_change *delta)
 {
 	struct node_ctl *m = ctx;
 	struct np_result r;
+	/* After a failed update the view is behind: the whole map mends it. */
+	struct ctl_map_change all = {.full = true};
+	const struct ctl_map_change *chg = m->np_stale ? &all : delta;
 	bool domain_changed = strcmp(m->np.domain, map->dns_domain) != 0;
-	if (node_peers_reconcile(&m->np, m->dataplane ? m->wg : NULL, map, nctl_now_ms(),
-	                         &r) != 0) {
-		log_warn("map v%llu: out of memory; keeping the previous one",
+	/* The keys that leave, before the view forgets them (for the paths). */
+	uint8_t(*gone)[CTL_KEY_LEN] = NULL;
+	size_t n_gone = 0;
+	if (m->ms && !chg->full &&
+	    chg->n_changed + chg->n_removed <= NCTL_PATHS_DELTA_MAX &&
+	    (gone = calloc(chg->n_changed + chg->n_removed + 1, CTL_KEY_LEN)))
+		n_gone = node_peers_gone_keys(&m->np, map, chg, gone);
+	if (node_peers_update(&m->np, m->dataplane ? m->wg : NULL, map, chg,
+	                      nctl_now_ms(), &r) != 0) {
+		/* the view stays the previous map's until the whole one goes in */
+		log_warn("map v%llu: out of memory; the peers catch up with the "
+		         "next map",
 		         (unsigned long long)map->version);
+		free(gone);
+		m->np_stale = true;
 		return;
 	}
+	m->np_stale = false;
 	if (domain_changed && m->magicdns)
 		magicdns_set_domain(m->magicdns, map->dns_domain);
-	if (m->ms && magicsock_set_map(m->ms, map) != 0)
-		log_warn("map v%llu: out of memory for the paths; keeping the previous ones",
+	if (m->ms && nctl_paths_update(m, map, chg, (const uint8_t(*)[CTL_KEY_LEN])gone,
+	                               n_gone) != 0) {
+		log_warn("map v%llu: out of memory for the paths; they catch up with the "
+		         "next map",
 		         (unsigned long long)map->version);
+		m->np_stale = true;
+	}
+	free(gone);
 	if (chg->full || r.added || r.removed)
 		log_info("map v%llu: %zu peer(s)%s (+%zu ~%zu -%zu)",
 		         (unsigned long long)map->version, map->n_peers,
 		         chg->full ? ", full" : "", r.added, r.updated, r.removed);
 	else
 		log_debug("map v%llu: %zu changed", (unsigned long long)map->version,
-		          chg->n_changed);
+		          delta->n_changed);
 	m->map_dirty = true;
 }
 
@@ -848,14 +896,104 @@ int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_en
 	return 0;
 }
 
-static void nctl_save_map(struct node_ctl *m)
+/* ---- netmap.json ----
+ *
+ * Only a warm-start cache (the peers of the last map, so a restart works
+ * before mesh-control answers): written after the first map of a run, then
+ * at most every NCTL_SAVE_MS while the map changes, and at a clean exit.
+ * The loop only copies the map; a thread encodes it and writes the file
+ * (fsync and rename, node_state_write), so a 4 MB map and a slow disk do not
+ * stall the data plane. */
+
+struct nctl_save_job {
+	pthread_t thread;
+	atomic_bool done;
+	char dir[NODE_STATE_PATH_MAX];
+	struct ctl_map_full map; /* a copy: peers and relays owned */
+	int rc;
+	char err[256];
+};
+
+static void *nctl_save_thread(void *arg)
+{
+	struct nctl_save_job *j = arg;
+	j->rc = node_state_save_map(j->dir, &j->map, j->err, sizeof(j->err));
+	atomic_store(&j->done, true);
+	return NULL;
+}
+
+/* Waits for the write in flight (now, or only when it is done) and says
+ * how it went. */
+static void nctl_save_reap(struct node_ctl *m, bool wait)
+{
+	struct nctl_save_job *j = m->save;
+	if (!j || (!wait && !atomic_load(&j->done)))
+		return;
+	pthread_join(j->thread, NULL);
+	if (j->rc != 0)
+		log_warn("%s", j->err);
+	else
+		log_debug("netmap.json written (map v%llu, %zu peers)",
+		          (unsigned long long)j->map.version, j->map.n_peers);
+	m->saves++;
+	free(j->map.peers);
+	free(j->map.relays);
+	free(j);
+	m->save = NULL;
+}
+
+static struct nctl_save_job *nctl_save_job_new(const struct node_ctl *m,
+                                               const struct ctl_map_full *map)
+{
+	struct nctl_save_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	snprintf(j->dir, sizeof(j->dir), "%s", m->p->a.state_dir);
+	j->map = *map;
+	j->map.peers = map->n_peers ? malloc(map->n_peers * sizeof(*map->peers)) : NULL;
+	j->map.relays =
+	    map->n_relays ? malloc(map->n_relays * sizeof(*map->relays)) : NULL;
+	if ((map->n_peers && !j->map.peers) || (map->n_relays && !j->map.relays)) {
+		free(j->map.peers);
+		free(j->map.relays);
+		free(j);
+		return NULL;
+	}
+	if (map->n_peers)
+		memcpy(j->map.peers, map->peers, map->n_peers * sizeof(*map->peers));
+	if (map->n_relays)
+		memcpy(j->map.relays, map->relays, map->n_relays * sizeof(*map->relays));
+	return j;
+}
+
+/* in_thread false (exit): written before it returns. */
+static void nctl_save_map(struct node_ctl *m, bool in_thread)
 {
 	const struct ctl_map_full *map = m->client ? ctl_client_map(m->client) : NULL;
 	char err[256];
+	nctl_save_reap(m, !in_thread);
+	if (m->save) /* the last one is still being written: next tick */
+		return;
 	m->map_dirty = false;
 	m->last_save_ms = nctl_now_ms();
-	if (map && node_state_save_map(m->p->a.state_dir, map, err, sizeof(err)) != 0)
+	if (!map)
+		return;
+	struct nctl_save_job *j = in_thread ? nctl_save_job_new(m, map) : NULL;
+	if (j && pthread_create(&j->thread, NULL, nctl_save_thread, j) == 0) {
+		m->save = j;
+		return;
+	}
+	if (j) {
+		free(j->map.peers);
+		free(j->map.relays);
+		free(j);
+	}
+	if (node_state_save_map(m->p->a.state_dir, map, err, sizeof(err)) != 0)
 		log_warn("%s", err);
+	else
+		log_debug("netmap.json written (map v%llu, %zu peers)",
+		          (unsigned long long)map->version, map->n_peers);
+	m->saves++;
 }
 
 void node_ctl_reconnect(struct node_ctl *m)
@@ -880,16 +1018,18 @@ void node_ctl_tick(struct node_ctl *m)
 			nctl_endpoints(m, false);
 		}
 	}
-	if (m->map_dirty && now - m->last_save_ms >= NCTL_SAVE_MS)
-		nctl_save_map(m);
+	nctl_save_reap(m, false);
+	if (m->map_dirty && (!m->saves || now - m->last_save_ms >= NCTL_SAVE_MS))
+		nctl_save_map(m, true);
 }
 
 void node_ctl_free(struct node_ctl *m)
 {
 	if (!m)
 		return;
+	nctl_save_reap(m, true);
 	if (m->map_dirty)
-		nctl_save_map(m);
+		nctl_save_map(m, false);
 	px_expose_free(m->expose);
 	magicdns_free(m->magicdns);
 	magicsock_free(m->ms);

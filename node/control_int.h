@@ -10,6 +10,7 @@
 struct magicdns;
 struct magicsock;
 struct px_expose;
+struct nctl_save_job;
 
 struct node_ctl_prep {
 	struct node_ctl_args a;
@@ -41,8 +42,11 @@ struct node_ctl {
 	bool have_self;
 	struct node_self self;        /* the addresses the data plane runs with */
 	enum ctl_client_state logged; /* last state logged at info */
+	bool np_stale; /* a map update failed: the next one applies the whole map */
 	bool map_dirty;
 	int64_t last_save_ms, last_ep_check_ms;
+	struct nctl_save_job *save; /* netmap.json being written, or NULL */
+	uint64_t saves;             /* netmap.json writes (done or failed) */
 	struct ctl_endpoints eps;
 };
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/control/client.h"
 #include "core/util/hostname.h"
 #include "core/util/log.h"
 #include "core/wg/device.h"
@@ -184,6 +185,15 @@ static int np_cmp_id(const void *x, const void *y)
 	return a->p.id < b->p.id ? -1 : a->p.id > b->p.id;
 }
 
+static void np_view(struct node_peers *np, const struct ctl_map_full *map)
+{
+	np->version = map->version;
+	snprintf(np->domain, sizeof(np->domain), "%s", map->dns_domain);
+	snprintf(np->self_name, sizeof(np->self_name), "%s", map->self_name);
+	np->n_self_addrs = map->n_self_addrs;
+	memcpy(np->self_addrs, map->self_addrs, sizeof(np->self_addrs));
+}
+
 int node_peers_reconcile(struct node_peers *np, struct wg_device *wg,
                          const struct ctl_map_full *map, int64_t now_ms,
                          struct np_result *res)
@@ -219,11 +229,186 @@ int node_peers_reconcile(struct node_peers *np, struct wg_device *wg,
 	free(np->e);
 	np->e = ne;
 	np->n = map->n_peers;
-	np->version = map->version;
-	snprintf(np->domain, sizeof(np->domain), "%s", map->dns_domain);
-	snprintf(np->self_name, sizeof(np->self_name), "%s", map->self_name);
-	np->n_self_addrs = map->n_self_addrs;
-	memcpy(np->self_addrs, map->self_addrs, sizeof(np->self_addrs));
+	np_view(np, map);
+	return 0;
+}
+
+static int np_cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+static size_t np_lower_bound(const struct np_entry *a, size_t n, uint64_t id)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (a[mid].p.id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Takes the entries whose ids are in gone (sorted) out of np->e: one
+ * memmove for a single id, else one pass. */
+static void np_drop(struct node_peers *np, const uint64_t *gone, size_t n_gone)
+{
+	if (n_gone == 1) {
+		size_t i = np_lower_bound(np->e, np->n, gone[0]);
+		if (i == np->n || np->e[i].p.id != gone[0])
+			return;
+		memmove(&np->e[i], &np->e[i + 1], (np->n - i - 1) * sizeof(*np->e));
+		np->moved += np->n - i - 1;
+		np->n--;
+		return;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < np->n; i++) {
+		if (bsearch(&np->e[i].p.id, gone, n_gone, sizeof(*gone), np_cmp_u64))
+			continue;
+		if (k != i) {
+			np->e[k] = np->e[i];
+			np->moved++;
+		}
+		k++;
+	}
+	np->n = k;
+}
+
+/* Inserts fresh[0..k) (ascending ids, none held; room allocated) from the
+ * back: each run of entries moves once. */
+static void np_insert(struct node_peers *np, const struct np_entry *fresh, size_t k)
+{
+	size_t src = np->n;
+	for (size_t j = k; j-- > 0;) {
+		size_t at = np_lower_bound(np->e, src, fresh[j].p.id);
+		memmove(&np->e[at + j + 1], &np->e[at], (src - at) * sizeof(*np->e));
+		np->moved += src - at;
+		np->e[at + j] = fresh[j];
+		src = at;
+	}
+	np->n += k;
+}
+
+/* The key an entry leaves the device with when the map no longer holds it
+ * (or holds another key under its id). */
+static bool np_key_goes(const struct np_entry *o, const struct ctl_peer *now)
+{
+	return !now || memcmp(now->node_key, o->p.node_key, CTL_KEY_LEN) != 0;
+}
+
+size_t node_peers_gone_keys(const struct node_peers *np, const struct ctl_map_full *map,
+                            const struct ctl_map_change *chg, uint8_t (*out)[CTL_KEY_LEN])
+{
+	size_t k = 0;
+	for (size_t i = 0; i < chg->n_removed; i++) {
+		const struct np_entry *o = np_find_id(np->e, np->n, chg->removed[i]);
+		if (o && np_key_goes(o, ctl_map_find(map, o->p.id)))
+			memcpy(out[k++], o->p.node_key, CTL_KEY_LEN);
+	}
+	for (size_t i = 0; i < chg->n_changed; i++) {
+		const struct np_entry *o = np_find_id(np->e, np->n, chg->changed[i]);
+		if (o && np_key_goes(o, ctl_map_find(map, o->p.id)))
+			memcpy(out[k++], o->p.node_key, CTL_KEY_LEN);
+	}
+	return k;
+}
+
+int node_peers_update(struct node_peers *np, struct wg_device *wg,
+                      const struct ctl_map_full *map, const struct ctl_map_change *chg,
+                      int64_t now_ms, struct np_result *res)
+{
+	struct np_result dummy;
+	if (!res)
+		res = &dummy;
+	if (chg->full)
+		return node_peers_reconcile(np, wg, map, now_ms, res);
+	memset(res, 0, sizeof(*res));
+	/* Everything that can fail first: room for the joins, the lists. */
+	size_t n_new = 0;
+	for (size_t i = 0; i < chg->n_changed; i++)
+		if (!np_find_id(np->e, np->n, chg->changed[i]))
+			n_new++;
+	uint64_t *gone = calloc(chg->n_removed + chg->n_changed + 1, sizeof(*gone));
+	struct np_entry *fresh = calloc(n_new + 1, sizeof(*fresh));
+	if (!gone || !fresh) {
+		free(gone);
+		free(fresh);
+		return -ENOMEM;
+	}
+	if (n_new) {
+		struct np_entry *ne = realloc(np->e, (np->n + n_new) * sizeof(*ne));
+		if (!ne) {
+			free(gone);
+			free(fresh);
+			return -ENOMEM;
+		}
+		np->e = ne;
+	}
+	/* Removals first, so a key that moved to another id can be re-added. */
+	size_t n_gone = 0;
+	for (size_t i = 0; i < chg->n_removed; i++) {
+		const struct np_entry *o = np_find_id(np->e, np->n, chg->removed[i]);
+		if (!o || ctl_map_find(map, o->p.id))
+			continue;
+		if (o->in_wg && wg) {
+			wg_device_remove_peer(wg, o->p.node_key);
+			res->removed++;
+		}
+		gone[n_gone++] = o->p.id;
+	}
+	for (size_t i = 0; i < chg->n_changed; i++) {
+		const struct np_entry *o = np_find_id(np->e, np->n, chg->changed[i]);
+		const struct ctl_peer *p = ctl_map_find(map, chg->changed[i]);
+		if (o && o->in_wg && wg && np_key_goes(o, p)) {
+			wg_device_remove_peer(wg, o->p.node_key);
+			res->removed++;
+		}
+		if (o && !p)
+			gone[n_gone++] = o->p.id; /* not in the map after all */
+	}
+	if (n_gone > 1)
+		qsort(gone, n_gone, sizeof(*gone), np_cmp_u64);
+	if (n_gone)
+		np_drop(np, gone, n_gone);
+	/* Then the changed: updated where they are, or new. */
+	size_t nf = 0;
+	for (size_t i = 0; i < chg->n_changed; i++) {
+		const struct ctl_peer *p = ctl_map_find(map, chg->changed[i]);
+		if (!p)
+			continue;
+		struct np_entry *o = (struct np_entry *)np_find_id(np->e, np->n, p->id);
+		struct np_entry ne;
+		memset(&ne, 0, sizeof(ne));
+		ne.p = *p;
+		np->touched++;
+		if (o && !np_key_goes(o, p) && (o->in_wg || !wg)) {
+			np_update(wg, o, &ne, now_ms, res);
+			*o = ne;
+		} else if (o) {
+			np_add(np, wg, &ne, now_ms, res);
+			*o = ne;
+		} else {
+			np_add(np, wg, &ne, now_ms, res);
+			fresh[nf++] = ne;
+		}
+	}
+	if (nf > 1) {
+		qsort(fresh, nf, sizeof(*fresh), np_cmp_id);
+		size_t k = 1; /* an id listed twice (never from the client) */
+		for (size_t j = 1; j < nf; j++)
+			if (fresh[j].p.id != fresh[k - 1].p.id)
+				fresh[k++] = fresh[j];
+		nf = k;
+	}
+	if (nf)
+		np_insert(np, fresh, nf);
+	free(gone);
+	free(fresh);
+	np_view(np, map);
 	return 0;
 }
 

@@ -22,6 +22,7 @@
 #include "netstack/ns.h"
 
 struct wg_device;
+struct ctl_map_change;
 
 #define NP_CANDIDATE_MS 5000
 #define NP_SESSION_S    180 /* a handshake younger than this: the endpoint works */
@@ -48,6 +49,10 @@ struct node_peers {
 	uint8_t n_self_addrs;
 	struct ctl_ip self_addrs[CTL_ADDRS_MAX];
 	uint64_t rotations; /* endpoint candidate changes */
+	/* Work done by node_peers_update (tests and benches: a delta costs
+	 * what it changes): entries looked at for a change, entries shifted
+	 * to open or close a gap for a join or a removal. */
+	uint64_t touched, moved;
 };
 
 struct np_result {
@@ -64,6 +69,20 @@ void node_peers_free(struct node_peers *np);
 int node_peers_reconcile(struct node_peers *np, struct wg_device *wg,
                          const struct ctl_map_full *map, int64_t now_ms,
                          struct np_result *res);
+/* After a map update: only the peers chg names are looked at (changed ids
+ * found in map and added or updated, removed ids dropped), with the same
+ * rules as node_peers_reconcile; O(changes x log N), plus one memmove of
+ * the entries after a join or a removal. chg->full: node_peers_reconcile.
+ * -ENOMEM leaves the view and the device unchanged. */
+int node_peers_update(struct node_peers *np, struct wg_device *wg,
+                      const struct ctl_map_full *map, const struct ctl_map_change *chg,
+                      int64_t now_ms, struct np_result *res);
+/* Before node_peers_update: the node keys that update takes out of the
+ * view (removed ids, and ids whose key changed) into out, which has room
+ * for chg->n_removed + chg->n_changed keys; returns how many. */
+size_t node_peers_gone_keys(const struct node_peers *np, const struct ctl_map_full *map,
+                            const struct ctl_map_change *chg,
+                            uint8_t (*out)[CTL_KEY_LEN]);
 /* Adds every map peer to a new device (after a start from the saved map). */
 void node_peers_apply(struct node_peers *np, struct wg_device *wg, int64_t now_ms,
                       struct np_result *res);

@@ -8,7 +8,9 @@
  *                     belongs to (from the join token)
  *   self.json         {node_id, name, fqdn, ipv4, ipv6, domain}: the last
  *                     registration answer; listen_port: our WireGuard port
- *   netmap.json       the last merged network map (a MAP_FULL body, msg.h)
+ *   netmap.json       the last merged network map (a MAP_FULL body, msg.h):
+ *                     a warm-start cache, written at most once a minute
+ *                     (node/control.c)
  *   api.sock          the node's local API
  *
  * Every file is mode 0600 and replaced atomically (temporary file, fsync,

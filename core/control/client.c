@@ -104,6 +104,8 @@ static void close_conn(struct ctl_client *c)
 	if (c->ev_eps)
 		evtimer_del(c->ev_eps);
 	c->connected_since = 0;
+	ctl_map_clear(&c->pending); /* a chunked map cut off by the close */
+	c->assembling = false;
 }
 
 void ctl_client_stop(struct ctl_client *c)

@@ -69,6 +69,7 @@ struct ctl_map_change {
 	size_t n_changed;
 	const uint64_t *removed; /* peer ids no longer in the map */
 	size_t n_removed;
+	bool relays; /* the relay list changed (always with full) */
 };
 
 struct ctl_client_callbacks {
@@ -155,8 +156,26 @@ void ctl_client_reconnect(struct ctl_client *c);
 /* Applies a MAP_DELTA to a map (exported for tests and fuzzing): peers are
  * replaced or inserted by id keeping the array sorted; removed ids dropped;
  * version set. -EINVAL when delta->base_version != map->version (the
- * client then reconnects to get a full map); -ENOMEM. On error the map is
- * unchanged. */
+ * client then reconnects to get a full map); -E2BIG past CTL_MAP_PEERS_MAX
+ * peers; -ENOMEM. On error the map is unchanged.
+ *
+ * In place: a known peer's entry or patch costs O(log N) and touches that
+ * entry only; a join or a removal also moves the entries after it (one
+ * memmove per run between changes; no copy of the map, no sort). */
 int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *delta);
+
+/* What one ctl_map_apply_delta_work call did to the map's entries (tests
+ * and benches check that a delta costs what it changes, not the map). */
+struct ctl_map_work {
+	uint64_t peers_written; /* whole entries stored (replaced or new) */
+	uint64_t peers_patched; /* entries a patch set fields of */
+	uint64_t peers_moved;   /* entries shifted to open or close a gap */
+};
+/* ctl_map_apply_delta that also fills *work (NULL: not wanted). */
+int ctl_map_apply_delta_work(struct ctl_map_full *map, const struct ctl_map_delta *delta,
+                             struct ctl_map_work *work);
+
+/* The map's peer with this id (binary search), or NULL. */
+const struct ctl_peer *ctl_map_find(const struct ctl_map_full *map, uint64_t id);
 
 #endif

@@ -59,6 +59,9 @@ struct ctl_client {
 	struct ctl_endpoints eps, eps_sent;
 	bool have_map;
 	struct ctl_map_full map;
+	/* A chunked MAP_FULL being received (MAP_PEERS until more is false). */
+	bool assembling;
+	struct ctl_map_full pending;
 
 	/* status counters */
 	uint64_t sessions, reconnects, maps_full, maps_delta, bytes_in, bytes_out;
@@ -103,6 +106,13 @@ int ctl_client_map_replace(struct ctl_client *c, struct ctl_map_full *full,
 int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_delta *d,
                           uint64_t **changed, size_t *n_changed, uint64_t **removed,
                           size_t *n_removed);
-const struct ctl_peer *ctl_map_find(const struct ctl_map_full *map, uint64_t id);
+/* More chunks without peers than this in one map: -EPROTO. */
+#define CTL_MAP_EMPTY_CHUNKS_MAX 16
+/* Appends a MAP_PEERS chunk's peers to a map being assembled: -E2BIG past
+ * CTL_MAP_PEERS_MAX in all, -EPROTO past CTL_MAP_EMPTY_CHUNKS_MAX chunks
+ * without peers, -ENOMEM (the map is unchanged then). */
+int ctl_map_append_chunk(struct ctl_map_full *map, const struct ctl_map_peers *chunk);
+/* Sorts an assembled map; -EINVAL if two chunks named one peer id. */
+int ctl_map_finish(struct ctl_map_full *map);
 
 #endif

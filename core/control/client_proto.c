@@ -101,6 +101,7 @@ static void send_register(struct ctl_client *c)
 	memcpy(r->version, c->version, sizeof(r->version));
 	r->n_tags = c->n_tags;
 	memcpy(r->tags, c->tags, sizeof(r->tags));
+	r->caps = CTL_CAPS_ALL;
 	if (ctl_client_send(c, &m) == 0)
 		ctl_client_set_state(c, CTL_CLIENT_REGISTERING, "", NULL);
 	sodium_memzero(&m, sizeof(m));
@@ -155,6 +156,8 @@ static const char *reason_text(uint32_t code)
 		return "temporary server error";
 	case CTL_REASON_KEY_CONFLICT:
 		return "node or disco key belongs to another node";
+	case CTL_REASON_UPGRADE_REQUIRED:
+		return "the mesh's map is too big for this version; upgrade meshproxy";
 	}
 	return "refused";
 }
@@ -189,10 +192,11 @@ static void on_register_resp(struct ctl_client *c, const struct ctl_register_res
 	}
 }
 
-static void emit_map(struct ctl_client *c, bool full, uint64_t *ch, size_t nch,
-                     uint64_t *rm, size_t nrm)
+static void emit_map(struct ctl_client *c, bool full, bool relays, uint64_t *ch,
+                     size_t nch, uint64_t *rm, size_t nrm)
 {
 	struct ctl_map_change chg = {.full = full,
+	                             .relays = full || relays,
 	                             .changed = ch,
 	                             .n_changed = nch,
 	                             .removed = rm,
@@ -218,7 +222,57 @@ static void on_map_full(struct ctl_client *c, struct ctl_map_full *full)
 		return;
 	}
 	c->maps_full++;
-	emit_map(c, true, ch, nch, rm, nrm);
+	emit_map(c, true, true, ch, nch, rm, nrm);
+}
+
+/* A MAP_FULL with more set: its peers are the first chunk; MAP_PEERS bring
+ * the rest, and the map replaces ours when the last one arrives. */
+static void on_map_begin(struct ctl_client *c, struct ctl_map_full *full)
+{
+	/* (n_peers is at most CTL_PEERS_MAX here: the decoder's limit) */
+	ctl_map_clear(&c->pending);
+	c->pending = *full;
+	memset(full, 0, sizeof(*full));
+	c->assembling = true;
+}
+
+static void on_map_peers(struct ctl_client *c, const struct ctl_map_peers *chunk)
+{
+	int rc;
+
+	if (!c->assembling) {
+		ctl_client_fail(c, "map chunk without a map");
+		return;
+	}
+	rc = ctl_map_append_chunk(&c->pending, chunk);
+	if (rc == -E2BIG) {
+		ctl_client_fail(c, "map from the server has more than %d peers",
+		                CTL_MAP_PEERS_MAX);
+		return;
+	}
+	if (rc == -EPROTO) {
+		ctl_client_fail(c,
+		                "map from the server came in more than %d chunks "
+		                "without peers; reconnecting",
+		                CTL_MAP_EMPTY_CHUNKS_MAX);
+		return;
+	}
+	if (rc < 0) {
+		ctl_client_fail(c, "out of memory for the map");
+		return;
+	}
+	if (chunk->more)
+		return;
+	c->assembling = false;
+	if (ctl_map_finish(&c->pending) < 0) {
+		ctl_map_clear(&c->pending);
+		ctl_client_fail(c, "map from the server names a peer twice");
+		return;
+	}
+	struct ctl_map_full full = c->pending;
+	memset(&c->pending, 0, sizeof(c->pending));
+	on_map_full(c, &full);
+	ctl_map_clear(&full); /* what on_map_full did not take */
 }
 
 static void on_map_delta(struct ctl_client *c, const struct ctl_map_delta *d)
@@ -248,7 +302,7 @@ static void on_map_delta(struct ctl_client *c, const struct ctl_map_delta *d)
 		return;
 	}
 	c->maps_delta++;
-	emit_map(c, false, ch, nch, rm, nrm);
+	emit_map(c, false, d->has_relays, ch, nch, rm, nrm);
 }
 
 static void on_message(struct ctl_client *c, const struct ctl_frame *f)
@@ -272,16 +326,28 @@ static void on_message(struct ctl_client *c, const struct ctl_frame *f)
 		on_register_resp(c, &m.u.reg_resp);
 		break;
 	case CTL_MSG_MAP_FULL:
-		if (online)
+		if (!online)
+			ctl_client_fail(c, "map before registration");
+		else if (c->assembling)
+			ctl_client_fail(c, "map interrupted by another map");
+		else if (m.u.map.more)
+			on_map_begin(c, &m.u.map);
+		else
 			on_map_full(c, &m.u.map);
+		break;
+	case CTL_MSG_MAP_PEERS:
+		if (online)
+			on_map_peers(c, &m.u.chunk);
 		else
 			ctl_client_fail(c, "map before registration");
 		break;
 	case CTL_MSG_MAP_DELTA:
-		if (online)
-			on_map_delta(c, &m.u.delta);
-		else
+		if (!online)
 			ctl_client_fail(c, "map delta before registration");
+		else if (c->assembling)
+			ctl_client_fail(c, "map delta in the middle of a map");
+		else
+			on_map_delta(c, &m.u.delta);
 		break;
 	case CTL_MSG_RELAY_STATE:
 		if (!c->relay_role) {

@@ -21,6 +21,11 @@ void ctl_frame_decoder_set_transport(struct ctl_frame_decoder *d,
 	d->t = t;
 }
 
+void ctl_frame_decoder_set_max(struct ctl_frame_decoder *d, size_t max)
+{
+	d->max = max < CTL_FRAME_MAX ? max : CTL_FRAME_MAX;
+}
+
 static void release(struct ctl_frame_decoder *d)
 {
 	if (d->buf) {
@@ -75,7 +80,7 @@ static int start_frame(struct ctl_frame_decoder *d)
 
 	if (len == 0)
 		return -EPROTO;
-	if (len > (d->t ? CTL_FRAME_MAX : CTL_FRAME_HS_MAX))
+	if (len > (d->t ? (d->max ? d->max : CTL_FRAME_MAX) : CTL_FRAME_HS_MAX))
 		return -EMSGSIZE;
 	if (d->t && len < CTL_NOISE_TAG_LEN + 1)
 		return -EPROTO;

@@ -19,7 +19,8 @@
  *   framing does not interpret it.
  *
  * A length of zero, above the phase's limit, or a frame that fails to
- * decrypt ends the connection: the decoder reports it once and then keeps
+ * decrypt ends the connection (a receiver may lower the transport limit:
+ * ctl_frame_decoder_set_max): the decoder reports it once and then keeps
  * returning the same error. */
 #ifndef MESH_CTL_FRAME_H
 #define MESH_CTL_FRAME_H
@@ -32,9 +33,15 @@
 #define CTL_FRAME_HDR_LEN 4
 /* Largest type || body in a transport frame, and its ciphertext. */
 #define CTL_FRAME_PLAIN_MAX                                                              \
-	(4 * 1024 * 1024) /* = CTL_MSG_MAX_LEN: a 10,000-peer map fits */
+	(4 * 1024 * 1024) /* = CTL_MSG_MAX_LEN; bigger maps go in chunks */
 #define CTL_FRAME_BODY_MAX (CTL_FRAME_PLAIN_MAX - 1)
 #define CTL_FRAME_MAX      (CTL_FRAME_PLAIN_MAX + CTL_NOISE_TAG_LEN)
+/* Largest transport frame a node sends the server (its largest message,
+ * REGISTER_REQ, is under 2 KiB; the limit leaves room for newer fields).
+ * The server's decoder refuses a longer announced length at once, before
+ * it buffers any of it (ctl_frame_decoder_set_max). */
+#define CTL_FRAME_NODE_PLAIN_MAX (64 * 1024)
+#define CTL_FRAME_NODE_MAX       (CTL_FRAME_NODE_PLAIN_MAX + CTL_NOISE_TAG_LEN)
 /* Largest handshake frame payload: type byte || Noise message. */
 #define CTL_FRAME_HS_MAX (1 + CTL_NOISE_MAX_MSG)
 
@@ -60,6 +67,7 @@ struct ctl_frame_decoder {
 	uint8_t hdr[CTL_FRAME_HDR_LEN];
 	size_t hdr_have;
 	size_t len; /* announced length of the frame in progress */
+	size_t max; /* transport-phase limit; 0: CTL_FRAME_MAX */
 	uint8_t *buf;
 	size_t cap, have;
 	int err;       /* sticky error, 0 while healthy */
@@ -72,6 +80,11 @@ void ctl_frame_decoder_init(struct ctl_frame_decoder *d);
  * been returned and before feeding the bytes that follow it. */
 void ctl_frame_decoder_set_transport(struct ctl_frame_decoder *d,
                                      struct ctl_noise_transport *t);
+/* Lowers the transport-phase limit to max bytes (ciphertext, tag
+ * included; at most CTL_FRAME_MAX): a longer announced length fails with
+ * -EMSGSIZE before any of the frame is buffered. The server sets
+ * CTL_FRAME_NODE_MAX: what nodes send is small, what it sends them is not. */
+void ctl_frame_decoder_set_max(struct ctl_frame_decoder *d, size_t max);
 /* Wipes and frees the buffer. Safe on a zeroed or already freed decoder. */
 void ctl_frame_decoder_free(struct ctl_frame_decoder *d);
 

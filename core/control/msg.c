@@ -33,6 +33,8 @@ const char *ctl_msg_type_name(unsigned type)
 		return "RELAY_REGISTER";
 	case CTL_MSG_RELAY_STATE:
 		return "RELAY_STATE";
+	case CTL_MSG_MAP_PEERS:
+		return "MAP_PEERS";
 	}
 	return NULL;
 }
@@ -52,6 +54,11 @@ void ctl_msg_free(struct ctl_msg *m)
 	case CTL_MSG_MAP_DELTA:
 		free(m->u.delta.peers);
 		free(m->u.delta.removed);
+		free(m->u.delta.patches);
+		free(m->u.delta.relays);
+		break;
+	case CTL_MSG_MAP_PEERS:
+		free(m->u.chunk.peers);
 		break;
 	case CTL_MSG_RELAY_REGISTER:
 		sodium_memzero(m->u.relay_reg.auth_key, sizeof(m->u.relay_reg.auth_key));

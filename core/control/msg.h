@@ -3,7 +3,8 @@
  * compact JSON object; this module turns it into C structs and back.
  *
  * Decoding treats the body as hostile: the length is checked before parsing
- * (CTL_MSG_MAX_LEN), nesting is bounded (CTL_MSG_MAX_DEPTH) before jansson
+ * (CTL_MSG_MAX_LEN), nesting is bounded (CTL_MSG_MAX_DEPTH) and, for a
+ * caller that asks (ctl_msg_decode_limited), so is the count of values before jansson
  * sees it, duplicate keys are refused, every known field is type- and
  * range-checked, and unknown fields are ignored (newer peers may add some).
  * Keys are 32 bytes in canonical base64; addresses and prefixes are parsed
@@ -12,7 +13,10 @@
  * JSON shapes (field: JSON type), "?" = optional on decode:
  *   REGISTER_REQ  {auth_key?: str, node_key: b64, disco_key: b64,
  *                  hostname: str, hostinfo: {os: str, version: str},
- *                  tags?: [str]}
+ *                  tags?: [str], caps?: int}
+ *                 (caps: CTL_CAP_* bits the node understands; an older
+ *                  node sends none and gets single MAP_FULLs and whole
+ *                  peer entries in deltas)
  *   REGISTER_RESP {status: "ok"|"pending"|"refused", code?: int, reason?: str,
  *                  and when ok: node_id: int, name: label, fqdn: name,
  *                  ipv4: str, ipv6: str, domain: name;
@@ -21,9 +25,23 @@
  *   ENDPOINTS     {endpoints: ["ip:port" | "[ip6]:port"], home_relay?: int}
  *   MAP_FULL      {version: int, self: {id, name, addresses},
  *                  dns: {domain: name, magic_dns: ipv4},
- *                  relays?: [relay], peers: [peer]}
+ *                  relays?: [relay], peers: [peer], more?: bool}
+ *                 (more: true only to a node with CTL_CAP_MAP_CHUNKS: the
+ *                  rest of the peers follow in MAP_PEERS messages, the
+ *                  last one with more false; no other map message comes
+ *                  between, a KEEPALIVE or an ERROR may)
+ *   MAP_PEERS     {peers: [peer], more?: bool}
  *   MAP_DELTA     {version: int, base_version: int, peers?: [peer],
- *                  removed?: [int]}
+ *                  removed?: [int], patches?: [patch], relays?: [relay]}
+ *                 (relays: the whole new relay list, only to a node with
+ *                  CTL_CAP_RELAYS_DELTA; version may equal base_version
+ *                  when only the relays changed)
+ *                 (patches only to a node with CTL_CAP_PEER_PATCH; a
+ *                  delta to such a node may name the node itself, which
+ *                  it ignores)
+ *   patch         {id: int, endpoints?: [ip:port], home_relay?: int,
+ *                  online?: bool, last_seen?: int}  (the fields that
+ *                  changed; the others keep their values)
  *   KEEPALIVE     {}
  *   ERROR         {code: int, text: str}
  *   RELAY_REGISTER {auth_key?: str, relay: relay} (a mesh-relay, after the
@@ -39,7 +57,8 @@
  *                  addresses: [ip], allowed_ips: [prefix],
  *                  endpoints?: [ip:port], home_relay?: int, online?: bool,
  *                  last_seen?: int (unix seconds, 0 = never)}
- * Peer ids are unique within one message's peers array.
+ * Peer ids are unique within one message's peers and patches together, and
+ * within one map's chunks together.
  * Integers are 0..INT64_MAX unless narrower (ports 1..65535, relay ids and
  * codes 0..UINT32_MAX). */
 #ifndef MESH_CTL_MSG_H
@@ -66,9 +85,21 @@
 #define CTL_ENDPOINTS_MAX 16
 #define CTL_ADDRS_MAX     4  /* mesh addresses of one node (v4 + v6 today) */
 #define CTL_ALLOWED_MAX   32 /* allowed-IP prefixes of one peer */
-#define CTL_PEERS_MAX     10000
+#define CTL_PEERS_MAX     10000 /* peers (or patches) in one message */
 #define CTL_REMOVED_MAX   CTL_PEERS_MAX
 #define CTL_RELAYS_MAX    256
+/* Peers in one map assembled from a MAP_FULL and its MAP_PEERS chunks
+ * (about 1.1 KB each in memory on the node). */
+#define CTL_MAP_PEERS_MAX 65536
+/* Node keys in one RELAY_STATE (a relay admits every node; 47 bytes each
+ * on the wire, so this fits a frame). */
+#define CTL_RELAY_KEYS_MAX 65536
+
+/* REGISTER_REQ caps: what a node understands beyond the first protocol. */
+#define CTL_CAP_MAP_CHUNKS 0x1u /* MAP_FULL with more, then MAP_PEERS */
+#define CTL_CAP_PEER_PATCH 0x2u /* MAP_DELTA patches; itself in deltas */
+#define CTL_CAP_RELAYS_DELTA 0x4u /* a changed relay list in MAP_DELTA */
+#define CTL_CAPS_ALL (CTL_CAP_MAP_CHUNKS | CTL_CAP_PEER_PATCH | CTL_CAP_RELAYS_DELTA)
 
 /* Values are the transport frame's type byte: stable, never reused. */
 enum ctl_msg_type {
@@ -81,6 +112,7 @@ enum ctl_msg_type {
 	CTL_MSG_ERROR = 0x16,
 	CTL_MSG_RELAY_REGISTER = 0x17,
 	CTL_MSG_RELAY_STATE = 0x18,
+	CTL_MSG_MAP_PEERS = 0x19,
 };
 
 /* Kinds of decode/encode failure (struct ctl_msg_err.code). */
@@ -95,6 +127,7 @@ enum ctl_msg_errcode {
 	CTL_MSG_E_VALUE,        /* a field's value is out of range or malformed */
 	CTL_MSG_E_TOO_MANY,     /* an array is longer than its cap */
 	CTL_MSG_E_NOMEM,
+	CTL_MSG_E_TOKENS, /* more JSON values than the caller allows */
 };
 
 struct ctl_msg_err {
@@ -121,6 +154,9 @@ enum ctl_reason {
 	                               * for approval (serve --no-pending) */
 	CTL_REASON_INTERNAL = 8,      /* transient: the node retries */
 	CTL_REASON_KEY_CONFLICT = 9,  /* node or disco key is another node's */
+	/* the map is too big for one message: the node must be upgraded to
+	 * a version that takes it in chunks (CTL_CAP_MAP_CHUNKS) */
+	CTL_REASON_UPGRADE_REQUIRED = 10,
 };
 
 struct ctl_ip {
@@ -147,6 +183,7 @@ struct ctl_register_req {
 	char version[CTL_VERSION_MAX];  /* hostinfo.version */
 	uint8_t n_tags;
 	char tags[CTL_TAGS_MAX][CTL_TAG_MAX]; /* requested tags ("tag:web") */
+	uint32_t caps;                        /* CTL_CAP_* */
 };
 
 struct ctl_register_resp {
@@ -222,6 +259,35 @@ struct ctl_map_full {
 	struct ctl_relay *relays; /* owned; freed by ctl_msg_free */
 	size_t n_peers;
 	struct ctl_peer *peers; /* owned; freed by ctl_msg_free */
+	bool more;              /* MAP_PEERS chunks follow */
+	/* While chunks are appended (ctl_map_append_chunk): peers allocated
+	 * (0: exactly n_peers) and empty chunks so far. */
+	size_t cap_peers;
+	unsigned n_empty_chunks;
+};
+
+/* The rest of a chunked MAP_FULL. */
+struct ctl_map_peers {
+	size_t n_peers;
+	struct ctl_peer *peers; /* owned */
+	bool more;              /* false: the map is complete */
+};
+
+/* Which fields of a peer a patch sets (struct ctl_peer_patch.fields). */
+#define CTL_PATCH_ENDPOINTS  0x1u
+#define CTL_PATCH_HOME_RELAY 0x2u
+#define CTL_PATCH_ONLINE     0x4u
+#define CTL_PATCH_LAST_SEEN  0x8u
+
+/* Some fields of a peer the node already has. */
+struct ctl_peer_patch {
+	uint64_t id;
+	uint8_t fields; /* CTL_PATCH_* */
+	uint8_t n_eps;
+	bool online;
+	struct ctl_endpoint eps[CTL_ENDPOINTS_MAX];
+	uint32_t home_relay;
+	int64_t last_seen;
 };
 
 struct ctl_map_delta {
@@ -231,6 +297,11 @@ struct ctl_map_delta {
 	struct ctl_peer *peers; /* added or changed; owned */
 	size_t n_removed;
 	uint64_t *removed; /* peer ids; owned */
+	size_t n_patches;
+	struct ctl_peer_patch *patches; /* owned */
+	bool has_relays;                /* the relay list changed: */
+	size_t n_relays;                /* the whole new list (may be empty) */
+	struct ctl_relay *relays;       /* owned */
 };
 
 struct ctl_error {
@@ -246,6 +317,7 @@ struct ctl_msg {
 		struct ctl_endpoints endpoints;
 		struct ctl_map_full map;
 		struct ctl_map_delta delta;
+		struct ctl_map_peers chunk;
 		struct ctl_error error;
 		struct ctl_relay_register relay_reg;
 		struct ctl_relay_state relay_state;
@@ -263,6 +335,16 @@ const char *ctl_msg_type_name(unsigned type);
  * (calling ctl_msg_free anyway is harmless). */
 int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *m,
                    struct ctl_msg_err *err);
+/* ctl_msg_decode for a body from a sender that gets a smaller budget (the
+ * server, for what nodes send): at most max_tokens JSON values, counted
+ * (with the nesting) in one pass over the bytes before jansson builds
+ * anything, else -EBADMSG with CTL_MSG_E_TOKENS. A value is each object,
+ * array and scalar; {"a":[1,2]} is 4 (counted as one plus each [, { and ,
+ * outside strings, which errs high only for empty containers). Bounds the parse's memory:
+ * jansson spends a few hundred bytes per value, so 64 KiB of {},{},... would otherwise
+ * cost about 5 MiB (a 4 MiB body about 300 MiB). */
+int ctl_msg_decode_limited(unsigned type, const uint8_t *p, size_t len, size_t max_tokens,
+                           struct ctl_msg *m, struct ctl_msg_err *err);
 
 /* Encodes *m as compact JSON into a new buffer *out of *out_len bytes (also
  * NUL-terminated), released with free() (wipe it first for REGISTER_REQ: it
@@ -278,9 +360,10 @@ int ctl_msg_encode(const struct ctl_msg *m, uint8_t **out, size_t *out_len,
  * each peer once, then build each MAP_FULL / MAP_DELTA body around them.
  * ctl_msg_encode_peer writes the text of one "peers" entry exactly as
  * ctl_msg_encode would (same checks; *out NUL-terminated, free()).
- * ctl_msg_encode_map_texts encodes m (a MAP_FULL or MAP_DELTA whose own
- * n_peers is 0) with peers[0..n) as its "peers" array, each a text from
- * ctl_msg_encode_peer; the result decodes as if m had held those peers. */
+ * ctl_msg_encode_map_texts encodes m (a MAP_FULL, MAP_PEERS or MAP_DELTA
+ * whose own n_peers is 0) with peers[0..n) as its "peers" array, each a text
+ * from ctl_msg_encode_peer; the result decodes as if m had held those
+ * peers. */
 struct ctl_msg_text {
 	const char *p;
 	size_t len;

@@ -39,6 +39,7 @@ static int dec_register_req(struct ctl_mf_ctx *c, json_t *o, struct ctl_register
 		                           CTL_MF_TAG, m->tags[i], sizeof(m->tags[i])));
 	}
 	m->n_tags = (uint8_t)n;
+	CTL_MF_TRY(ctl_mf_u32(c, o, "", "caps", false, &m->caps));
 	return 0;
 }
 
@@ -120,18 +121,23 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Two entries for one peer id in one message would make the result depend
- * on the order the receiver applies them; refuse instead. */
+/* Two entries for one peer id in one message (peers and patches together)
+ * would make the result depend on the order the receiver applies them;
+ * refuse instead. */
 static int check_unique_ids(struct ctl_mf_ctx *c, const char *key,
-                            const struct ctl_peer *peers, size_t n)
+                            const struct ctl_peer *peers, size_t n,
+                            const struct ctl_peer_patch *patches, size_t np)
 {
-	uint64_t *ids = malloc(n * sizeof(*ids));
+	uint64_t *ids = malloc((n + np ? n + np : 1) * sizeof(*ids));
 	char why[64];
 
 	if (!ids)
 		return ctl_mf_bad(c, CTL_MSG_E_NOMEM, "", key, "out of memory");
 	for (size_t i = 0; i < n; i++)
 		ids[i] = peers[i].id;
+	for (size_t i = 0; i < np; i++)
+		ids[n + i] = patches[i].id;
+	n += np;
 	qsort(ids, n, sizeof(*ids), cmp_u64);
 	for (size_t i = 1; i < n; i++) {
 		if (ids[i] == ids[i - 1]) {
@@ -164,7 +170,71 @@ static int dec_peers(struct ctl_mf_ctx *c, json_t *o, const char *key, bool requ
 		CTL_MF_PRINTF(pre, sizeof(pre), "%s[%zu]", key, i);
 		CTL_MF_TRY(dec_peer(c, json_array_get(arr, i), pre, &(*out)[i]));
 	}
-	return check_unique_ids(c, key, *out, n);
+	return check_unique_ids(c, key, *out, n, NULL, 0);
+}
+
+/* "more": absent or a boolean. */
+static int dec_more(struct ctl_mf_ctx *c, json_t *o, bool *more)
+{
+	json_t *v;
+	int r = ctl_mf_get(c, o, "", "more", false, JSON_TRUE, &v);
+	if (r < 0)
+		return r;
+	*more = r > 0 && json_is_true(v);
+	return 0;
+}
+
+static int dec_patch(struct ctl_mf_ctx *c, json_t *o, const char *pre,
+                     struct ctl_peer_patch *p)
+{
+	uint64_t u;
+	json_t *v;
+	int r;
+
+	if (!json_is_object(o))
+		return ctl_mf_bad(c, CTL_MSG_E_FIELD_TYPE, "", pre, "not an object");
+	CTL_MF_TRY(ctl_mf_int(c, o, pre, "id", true, INT64_MAX, &p->id));
+	r = ctl_mf_endpoints(c, o, pre, "endpoints", false, p->eps, &p->n_eps);
+	CTL_MF_TRY(r);
+	if (r > 0)
+		p->fields |= CTL_PATCH_ENDPOINTS;
+	r = ctl_mf_u32(c, o, pre, "home_relay", false, &p->home_relay);
+	CTL_MF_TRY(r);
+	if (r > 0)
+		p->fields |= CTL_PATCH_HOME_RELAY;
+	r = ctl_mf_get(c, o, pre, "online", false, JSON_TRUE, &v);
+	CTL_MF_TRY(r);
+	if (r > 0) {
+		p->fields |= CTL_PATCH_ONLINE;
+		p->online = json_is_true(v);
+	}
+	r = ctl_mf_int(c, o, pre, "last_seen", false, INT64_MAX, &u);
+	CTL_MF_TRY(r);
+	if (r > 0) {
+		p->fields |= CTL_PATCH_LAST_SEEN;
+		p->last_seen = (int64_t)u;
+	}
+	return 0;
+}
+
+static int dec_patches(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_delta *m)
+{
+	json_t *arr;
+	size_t n;
+	int r = ctl_mf_array(c, o, "", "patches", false, CTL_PEERS_MAX, &arr, &n);
+
+	if (r <= 0 || n == 0)
+		return r;
+	m->patches = calloc(n, sizeof(*m->patches));
+	if (!m->patches)
+		return ctl_mf_bad(c, CTL_MSG_E_NOMEM, "", "patches", "out of memory");
+	m->n_patches = n;
+	for (size_t i = 0; i < n; i++) {
+		char pre[CTL_MF_PATH_MAX];
+		CTL_MF_PRINTF(pre, sizeof(pre), "patches[%zu]", i);
+		CTL_MF_TRY(dec_patch(c, json_array_get(arr, i), pre, &m->patches[i]));
+	}
+	return 1;
 }
 
 /* One relay object at path pre. */
@@ -245,7 +315,7 @@ static int dec_relay_state(struct ctl_mf_ctx *c, json_t *o, struct ctl_relay_sta
 		return ctl_mf_bad(c, CTL_MSG_E_MISSING, "", "self", "missing");
 	CTL_MF_TRY(dec_relay(c, self, "self", &m->self));
 	CTL_MF_TRY(dec_relay_array(c, o, false, &m->relays, &m->n_relays));
-	int r = ctl_mf_array(c, o, "", "keys", true, CTL_PEERS_MAX, &arr, &n);
+	int r = ctl_mf_array(c, o, "", "keys", true, CTL_RELAY_KEYS_MAX, &arr, &n);
 	if (r <= 0 || n == 0)
 		return r < 0 ? r : 0;
 	m->keys = calloc(n, sizeof(*m->keys));
@@ -285,7 +355,13 @@ static int dec_map_full(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_full *m)
 	CTL_MF_TRY(ctl_mf_ip(c, dns, "dns", "magic_dns", 4, &m->magic_dns));
 	CTL_MF_TRY(dec_relays(c, o, m));
 	CTL_MF_TRY(dec_peers(c, o, "peers", true, &m->peers, &m->n_peers));
-	return 0;
+	return dec_more(c, o, &m->more);
+}
+
+static int dec_map_peers(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_peers *m)
+{
+	CTL_MF_TRY(dec_peers(c, o, "peers", true, &m->peers, &m->n_peers));
+	return dec_more(c, o, &m->more);
 }
 
 static int dec_map_delta(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_delta *m)
@@ -297,6 +373,14 @@ static int dec_map_delta(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_delta *
 	CTL_MF_TRY(
 	    ctl_mf_int(c, o, "", "base_version", true, INT64_MAX, &m->base_version));
 	CTL_MF_TRY(dec_peers(c, o, "peers", false, &m->peers, &m->n_peers));
+	CTL_MF_TRY(dec_patches(c, o, m));
+	if (m->n_patches)
+		CTL_MF_TRY(check_unique_ids(c, "patches", m->peers, m->n_peers,
+		                            m->patches, m->n_patches));
+	if (json_object_get(o, "relays")) {
+		CTL_MF_TRY(dec_relay_array(c, o, true, &m->relays, &m->n_relays));
+		m->has_relays = true;
+	}
 	int r = ctl_mf_array(c, o, "", "removed", false, CTL_REMOVED_MAX, &arr, &n);
 	if (r <= 0 || n == 0)
 		return r;
@@ -326,11 +410,14 @@ static int dec_error(struct ctl_mf_ctx *c, json_t *o, struct ctl_error *m)
 	return 0;
 }
 
-/* Nesting depth of [ and { outside strings, checked before jansson parses
- * (its own limit is 2048 levels, each a recursion). Stops early once over. */
-static bool depth_ok(const uint8_t *p, size_t len)
+/* One pass over the body before jansson parses it: the nesting depth of
+ * [ and { outside strings (jansson's own limit is 2048 levels, each a
+ * recursion) and the number of values (each [, { and , outside strings
+ * starts one; an empty container's one is counted too, which only errs
+ * high). Stops early once either is over. 0, or the CTL_MSG_E_* code. */
+static int prescan(const uint8_t *p, size_t len, size_t max_tokens)
 {
-	size_t depth = 0;
+	size_t depth = 0, tokens = 1;
 	bool in_str = false, esc = false;
 
 	for (size_t i = 0; i < len; i++) {
@@ -344,14 +431,16 @@ static bool depth_ok(const uint8_t *p, size_t len)
 				in_str = false;
 		} else if (ch == '"') {
 			in_str = true;
-		} else if (ch == '[' || ch == '{') {
-			if (++depth > CTL_MSG_MAX_DEPTH)
-				return false;
+		} else if (ch == '[' || ch == '{' || ch == ',') {
+			if (++tokens > max_tokens)
+				return CTL_MSG_E_TOKENS;
+			if (ch != ',' && ++depth > CTL_MSG_MAX_DEPTH)
+				return CTL_MSG_E_DEPTH;
 		} else if ((ch == ']' || ch == '}') && depth > 0) {
 			depth--;
 		}
 	}
-	return true;
+	return 0;
 }
 
 static int dec_body(struct ctl_mf_ctx *c, unsigned type, json_t *o, struct ctl_msg *m)
@@ -375,12 +464,20 @@ static int dec_body(struct ctl_mf_ctx *c, unsigned type, json_t *o, struct ctl_m
 		return dec_relay_register(c, o, &m->u.relay_reg);
 	case CTL_MSG_RELAY_STATE:
 		return dec_relay_state(c, o, &m->u.relay_state);
+	case CTL_MSG_MAP_PEERS:
+		return dec_map_peers(c, o, &m->u.chunk);
 	}
 	return -EPROTO;
 }
 
 int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *m,
                    struct ctl_msg_err *err)
+{
+	return ctl_msg_decode_limited(type, p, len, SIZE_MAX, m, err);
+}
+
+int ctl_msg_decode_limited(unsigned type, const uint8_t *p, size_t len, size_t max_tokens,
+                           struct ctl_msg *m, struct ctl_msg_err *err)
 {
 	struct ctl_mf_ctx c = {.err = err};
 	json_error_t jerr;
@@ -403,9 +500,15 @@ int ctl_msg_decode(unsigned type, const uint8_t *p, size_t len, struct ctl_msg *
 		               ctl_msg_type_name(type), len, CTL_MSG_MAX_LEN);
 		return -EMSGSIZE;
 	}
-	if (!depth_ok(p, len)) {
+	r = prescan(p, len, max_tokens);
+	if (r == CTL_MSG_E_DEPTH) {
 		ctl_msg_seterr(err, CTL_MSG_E_DEPTH, "%s: nested deeper than %d",
 		               ctl_msg_type_name(type), CTL_MSG_MAX_DEPTH);
+		return -EBADMSG;
+	}
+	if (r == CTL_MSG_E_TOKENS) {
+		ctl_msg_seterr(err, CTL_MSG_E_TOKENS, "%s: more than %zu JSON values",
+		               ctl_msg_type_name(type), max_tokens);
 		return -EBADMSG;
 	}
 	root = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &jerr);

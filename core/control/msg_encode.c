@@ -180,7 +180,7 @@ static json_t *enc_relay_state(struct ectx *c, const struct ctl_relay_state *m)
 	json_t *keys = json_array();
 	if (!keys)
 		return NULL;
-	if (m->n_keys > CTL_PEERS_MAX) {
+	if (m->n_keys > CTL_RELAY_KEYS_MAX) {
 		json_decref(keys);
 		return refuse(c, "keys: too many");
 	}
@@ -243,10 +243,17 @@ fail:
 
 static json_t *enc_register_req(struct ectx *c, const struct ctl_register_req *m)
 {
-	return json_pack("{s:s, s:o, s:o, s:s, s:{s:s, s:s}, s:o}", "auth_key",
-	                 m->auth_key, "node_key", j_key(m->node_key), "disco_key",
-	                 j_key(m->disco_key), "hostname", m->hostname, "hostinfo", "os",
-	                 m->os, "version", m->version, "tags", j_tags(c, m));
+	json_t *o = json_pack("{s:s, s:o, s:o, s:s, s:{s:s, s:s}, s:o}", "auth_key",
+	                      m->auth_key, "node_key", j_key(m->node_key), "disco_key",
+	                      j_key(m->disco_key), "hostname", m->hostname, "hostinfo",
+	                      "os", m->os, "version", m->version, "tags", j_tags(c, m));
+	if (o && m->caps &&
+	    json_object_set_new(o, "caps", json_integer((json_int_t)m->caps)) != 0) {
+		ctl_msg_json_wipe(o, "auth_key");
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 static json_t *enc_register_resp(struct ectx *c, const struct ctl_register_resp *m)
@@ -276,27 +283,93 @@ static json_t *enc_register_resp(struct ectx *c, const struct ctl_register_resp 
 	                 "fqdn", m->fqdn, "ipv4", s4, "ipv6", s6, "domain", m->domain);
 }
 
+/* "more": true on a chunk that others follow; left out otherwise, so a map
+ * in one message reads as it always did. */
+static json_t *with_more(json_t *o, bool more)
+{
+	if (o && more && json_object_set_new(o, "more", json_true()) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 static json_t *enc_map_full(struct ectx *c, const struct ctl_map_full *m)
 {
 	char magicdns[CTL_ADDRSTR_MAX];
 
 	ctl_ip_format(&m->magic_dns, magicdns);
-	return json_pack("{s:o, s:{s:o, s:s, s:o}, s:{s:s, s:s}, s:o, s:o}", "version",
-	                 j_int(c, m->version, "version out of range"), "self", "id",
-	                 j_int(c, m->self_id, "self.id out of range"), "name",
-	                 m->self_name, "addresses",
-	                 j_ips(c, m->self_addrs, m->n_self_addrs), "dns", "domain",
-	                 m->dns_domain, "magic_dns", magicdns, "relays",
-	                 j_relays(c, m->relays, m->n_relays), "peers",
-	                 j_peers(c, m->peers, m->n_peers));
+	return with_more(
+	    json_pack("{s:o, s:{s:o, s:s, s:o}, s:{s:s, s:s}, s:o, s:o}", "version",
+	              j_int(c, m->version, "version out of range"), "self", "id",
+	              j_int(c, m->self_id, "self.id out of range"), "name", m->self_name,
+	              "addresses", j_ips(c, m->self_addrs, m->n_self_addrs), "dns",
+	              "domain", m->dns_domain, "magic_dns", magicdns, "relays",
+	              j_relays(c, m->relays, m->n_relays), "peers",
+	              j_peers(c, m->peers, m->n_peers)),
+	    m->more);
+}
+
+/* One patch: its id and only the fields it sets. */
+static json_t *j_patch(struct ectx *c, const struct ctl_peer_patch *p)
+{
+	json_t *o = json_pack("{s:o}", "id", j_int(c, p->id, "patch id out of range"));
+	if (!o)
+		return NULL;
+	if (((p->fields & CTL_PATCH_ENDPOINTS) &&
+	     json_object_set_new(o, "endpoints", j_endpoints(c, p->eps, p->n_eps)) !=
+	         0) ||
+	    ((p->fields & CTL_PATCH_HOME_RELAY) &&
+	     json_object_set_new(o, "home_relay",
+	                         json_integer((json_int_t)p->home_relay)) != 0) ||
+	    ((p->fields & CTL_PATCH_ONLINE) &&
+	     json_object_set_new(o, "online", json_boolean(p->online)) != 0) ||
+	    ((p->fields & CTL_PATCH_LAST_SEEN) &&
+	     json_object_set_new(
+	         o, "last_seen",
+	         j_int(c, (uint64_t)p->last_seen, "last_seen out of range")) != 0)) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static json_t *j_patches(struct ectx *c, const struct ctl_peer_patch *p, size_t n)
+{
+	json_t *a;
+
+	if (n > CTL_PEERS_MAX)
+		return refuse(c, "patches: too many");
+	if (!(a = json_array()))
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (json_array_append_new(a, j_patch(c, &p[i])) != 0)
+			goto fail;
+	return a;
+fail:
+	json_decref(a);
+	return NULL;
 }
 
 static json_t *enc_map_delta(struct ectx *c, const struct ctl_map_delta *m)
 {
-	return json_pack("{s:o, s:o, s:o, s:o}", "version",
-	                 j_int(c, m->version, "version out of range"), "base_version",
-	                 j_int(c, m->base_version, "base_version out of range"), "peers",
-	                 j_peers(c, m->peers, m->n_peers), "removed", j_removed(c, m));
+	json_t *o =
+	    json_pack("{s:o, s:o, s:o, s:o}", "version",
+	              j_int(c, m->version, "version out of range"), "base_version",
+	              j_int(c, m->base_version, "base_version out of range"), "peers",
+	              j_peers(c, m->peers, m->n_peers), "removed", j_removed(c, m));
+	if (o && m->n_patches &&
+	    json_object_set_new(o, "patches", j_patches(c, m->patches, m->n_patches)) !=
+	        0) {
+		json_decref(o);
+		return NULL;
+	}
+	if (o && m->has_relays &&
+	    json_object_set_new(o, "relays", j_relays(c, m->relays, m->n_relays)) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 /* Refuses string s (a buffer of cap bytes) unless it is terminated and
@@ -452,7 +525,28 @@ static int check_msg(struct ectx *c, const struct ctl_msg *m)
 		return check_peers(c, f->peers, f->n_peers);
 	}
 	case CTL_MSG_MAP_DELTA:
+		if (m->u.delta.has_relays)
+			CTL_MF_TRY(
+			    check_relays(c, m->u.delta.relays, m->u.delta.n_relays));
+		CTL_MF_TRY(
+		    check_count(c, m->u.delta.n_patches, CTL_PEERS_MAX, "", "patches"));
+		for (size_t i = 0; i < m->u.delta.n_patches; i++) {
+			const struct ctl_peer_patch *pp = &m->u.delta.patches[i];
+			CTL_MF_TRY(check_count(c, pp->n_eps, CTL_ENDPOINTS_MAX, "patches",
+			                       "endpoints"));
+			for (size_t k = 0; k < pp->n_eps; k++) {
+				if (pp->eps[k].port == 0) {
+					ctl_msg_seterr(
+					    c->err, CTL_MSG_E_VALUE,
+					    "patches[%zu].endpoints[%zu]: port 0", i, k);
+					c->refused = true;
+					return -EINVAL;
+				}
+			}
+		}
 		return check_peers(c, m->u.delta.peers, m->u.delta.n_peers);
+	case CTL_MSG_MAP_PEERS:
+		return check_peers(c, m->u.chunk.peers, m->u.chunk.n_peers);
 	case CTL_MSG_ERROR:
 		return check_str(c, m->u.error.text, sizeof(m->u.error.text), CTL_MF_TEXT,
 		                 "text");
@@ -493,6 +587,11 @@ static json_t *enc_body(struct ectx *c, const struct ctl_msg *m)
 		return enc_relay_register(&m->u.relay_reg);
 	case CTL_MSG_RELAY_STATE:
 		return enc_relay_state(c, &m->u.relay_state);
+	case CTL_MSG_MAP_PEERS:
+		return with_more(
+		    json_pack("{s:o}", "peers",
+		              j_peers(c, m->u.chunk.peers, m->u.chunk.n_peers)),
+		    m->u.chunk.more);
 	}
 	return refuse(c, "unknown message type");
 }
@@ -590,8 +689,11 @@ int ctl_msg_encode_map_texts(const struct ctl_msg *m, const struct ctl_msg_text 
 
 	*out = NULL;
 	*out_len = 0;
-	if ((m->type != CTL_MSG_MAP_FULL && m->type != CTL_MSG_MAP_DELTA) ||
-	    (m->type == CTL_MSG_MAP_FULL ? m->u.map.n_peers : m->u.delta.n_peers)) {
+	size_t own = m->type == CTL_MSG_MAP_FULL    ? m->u.map.n_peers
+	             : m->type == CTL_MSG_MAP_DELTA ? m->u.delta.n_peers
+	             : m->type == CTL_MSG_MAP_PEERS ? m->u.chunk.n_peers
+	                                            : 1;
+	if (own) {
 		ctl_msg_seterr(err, CTL_MSG_E_VALUE, "not a map without peers");
 		return -EINVAL;
 	}

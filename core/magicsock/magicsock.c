@@ -1191,15 +1191,206 @@ static int set_relays(struct magicsock *ms, const struct ctl_relay *r, size_t n)
 	return 0;
 }
 
+/* A map entry into a peer: disco key (and the shared secret when it
+ * changed), home relay, the map's endpoints as the first candidates (what
+ * was learned about them kept), then the learned ones that still fit. */
+static void peer_from_map(struct magicsock *ms, struct ms_peer *p,
+                          const struct ctl_peer *cp)
+{
+	if (!p->shared_ok || memcmp(p->disco_key, cp->disco_key, 32) != 0) {
+		memcpy(p->disco_key, cp->disco_key, 32);
+		p->shared_ok =
+		    disco_shared(p->shared, cp->disco_key, ms->cfg.disco_priv) == 0;
+		memset(p->ping, 0, sizeof(p->ping));
+		retry_reset(p);
+	}
+	p->home_relay = cp->home_relay;
+	/* Map candidates first, then the learned ones that still fit. */
+	struct ms_cand learned[MS_LEARNED_MAX];
+	size_t nl = 0;
+	for (size_t j = p->n_map_cand; j < p->n_cand && nl < MS_LEARNED_MAX; j++)
+		learned[nl++] = p->cand[j];
+	struct ms_cand old[MS_CANDS_MAX];
+	size_t nold = p->n_map_cand;
+	memcpy(old, p->cand, nold * sizeof(old[0]));
+	p->n_cand = 0;
+	for (size_t j = 0; j < cp->n_eps && p->n_cand < CTL_ENDPOINTS_MAX; j++) {
+		struct ms_cand c;
+		memset(&c, 0, sizeof(c));
+		sa_from_ctl(&c.sa, &cp->eps[j]);
+		for (size_t k = 0; k < nold; k++)
+			if (sockaddr_equal(&old[k].sa, &c.sa))
+				c = old[k];
+		p->cand[p->n_cand++] = c;
+	}
+	p->n_map_cand = p->n_cand;
+	bool eps_changed = nold != p->n_map_cand;
+	for (size_t j = 0; j < nold && !eps_changed; j++)
+		eps_changed = !sockaddr_equal(&old[j].sa, &p->cand[j].sa);
+	if (eps_changed)
+		retry_reset(p); /* new endpoints: try them now */
+	for (size_t j = 0; j < nl && p->n_cand < MS_CANDS_MAX; j++) {
+		bool seen = false;
+		for (size_t k = 0; k < p->n_cand; k++)
+			seen |= sockaddr_equal(&p->cand[k].sa, &learned[j].sa);
+		if (!seen)
+			p->cand[p->n_cand++] = learned[j];
+	}
+}
+
+/* Position of p in arr (sorted by key, or by disco key where several peers
+ * may share one), or n. */
+static size_t slot_of(struct ms_peer **arr, size_t n, const struct ms_peer *p, bool disco)
+{
+	const uint8_t *k = disco ? p->disco_key : p->key;
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (memcmp(disco ? arr[mid]->disco_key : arr[mid]->key, k, 32) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < n && memcmp(disco ? arr[lo]->disco_key : arr[lo]->key, k, 32) == 0;
+	     lo++)
+		if (arr[lo] == p)
+			return lo;
+	return n;
+}
+
+static void slot_remove(struct ms_peer **arr, size_t n, size_t i)
+{
+	memmove(&arr[i], &arr[i + 1], (n - i - 1) * sizeof(*arr));
+}
+
+/* Inserts p into arr[0..n) (room for one more) at its sorted place. */
+static void slot_insert(struct ms_peer **arr, size_t n, struct ms_peer *p, bool disco)
+{
+	const uint8_t *k = disco ? p->disco_key : p->key;
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (memcmp(disco ? arr[mid]->disco_key : arr[mid]->key, k, 32) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	memmove(&arr[lo + 1], &arr[lo], (n - lo) * sizeof(*arr));
+	arr[lo] = p;
+}
+
+static bool key_skipped(const struct magicsock *ms, const uint8_t *key)
+{
+	if (memcmp(key, ms->cfg.node_pub, 32) == 0)
+		return true;
+	for (size_t j = 0; j < ms->n_skip; j++)
+		if (memcmp(key, ms->skip[j], 32) == 0)
+			return true;
+	return false;
+}
+
+int magicsock_update_peers(struct magicsock *ms, const struct ctl_map_full *map,
+                           const struct ctl_peer *const *peers, size_t n,
+                           const uint8_t (*gone)[32], size_t n_gone)
+{
+	/* The relays (cheap when unchanged: a delta may carry a new list). */
+	if (set_relays(ms, map->relays, map->n_relays) != 0)
+		return -ENOMEM;
+	/* Room first: nothing changes on -ENOMEM. */
+	size_t cap = ms->n_peers + n + 1;
+	struct ms_peer **nk = realloc(ms->by_key, cap * sizeof(*nk));
+	if (nk)
+		ms->by_key = nk;
+	struct ms_peer **nd = nk ? realloc(ms->by_disco, cap * sizeof(*nd)) : NULL;
+	if (nd)
+		ms->by_disco = nd;
+	if (!nk || !nd)
+		return -ENOMEM;
+	/* Gone first, unless a peer of this update keeps the key. */
+	for (size_t i = 0; i < n_gone; i++) {
+		bool kept = false;
+		for (size_t j = 0; j < n && !kept; j++)
+			kept = memcmp(peers[j]->node_key, gone[i], 32) == 0;
+		struct ms_peer *p = kept ? NULL : peer_by_key(ms, gone[i]);
+		if (!p)
+			continue;
+		slot_remove(ms->by_key, ms->n_peers,
+		            slot_of(ms->by_key, ms->n_peers, p, false));
+		slot_remove(ms->by_disco, ms->n_peers,
+		            slot_of(ms->by_disco, ms->n_peers, p, true));
+		ms->n_peers--;
+		sodium_memzero(p, sizeof(*p));
+		free(p);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_peer *cp = peers[i];
+		if (key_skipped(ms, cp->node_key))
+			continue;
+		struct ms_peer *p = peer_by_key(ms, cp->node_key);
+		if (!p) {
+			if (!(p = calloc(1, sizeof(*p))))
+				return -ENOMEM; /* the peers before it are in */
+			memcpy(p->key, cp->node_key, 32);
+			memcpy(p->disco_key, cp->disco_key, 32);
+			slot_insert(ms->by_key, ms->n_peers, p, false);
+			slot_insert(ms->by_disco, ms->n_peers, p, true);
+			ms->n_peers++;
+		} else if (memcmp(p->disco_key, cp->disco_key, 32) != 0) {
+			/* re-sorted under its new disco key */
+			slot_remove(ms->by_disco, ms->n_peers,
+			            slot_of(ms->by_disco, ms->n_peers, p, true));
+			memcpy(p->disco_key, cp->disco_key, 32);
+			p->shared_ok = false;
+			slot_insert(ms->by_disco, ms->n_peers - 1, p, true);
+		}
+		peer_from_map(ms, p, cp);
+		p->in_map = true;
+		push_path(ms, p);
+	}
+	return 0;
+}
+
+static int cmp_peer_key_ptr(const void *a, const void *b)
+{
+	const struct ctl_peer *x = *(const struct ctl_peer *const *)a,
+	                      *y = *(const struct ctl_peer *const *)b;
+	int c = memcmp(x->node_key, y->node_key, 32);
+	return c ? c : (x > y) - (x < y); /* then map order */
+}
+
+/* twice[i]: map->peers[i] has the node key of a peer before it in the map
+ * (sorted once, O(N log N), instead of comparing every pair). NULL: no
+ * memory. */
+static bool *map_twice(const struct ctl_map_full *map)
+{
+	bool *twice = calloc(map->n_peers + 1, sizeof(*twice));
+	const struct ctl_peer **ord = calloc(map->n_peers + 1, sizeof(*ord));
+	if (!twice || !ord) {
+		free(twice);
+		free(ord);
+		return NULL;
+	}
+	for (size_t i = 0; i < map->n_peers; i++)
+		ord[i] = &map->peers[i];
+	qsort(ord, map->n_peers, sizeof(*ord), cmp_peer_key_ptr);
+	for (size_t k = 1; k < map->n_peers; k++)
+		if (memcmp(ord[k]->node_key, ord[k - 1]->node_key, 32) == 0)
+			twice[ord[k] - map->peers] = true;
+	free(ord);
+	return twice;
+}
+
 int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 {
 	if (set_relays(ms, map->relays, map->n_relays) != 0)
 		return -ENOMEM;
 	struct ms_peer **nk = calloc(map->n_peers + 1, sizeof(*nk));
 	struct ms_peer **nd = calloc(map->n_peers + 1, sizeof(*nd));
-	if (!nk || !nd) {
+	bool *twice = map_twice(map);
+	if (!nk || !nd || !twice) {
 		free(nk);
 		free(nd);
+		free(twice);
 		return -ENOMEM;
 	}
 	size_t n = 0;
@@ -1212,8 +1403,7 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 		bool skip = false;
 		for (size_t j = 0; j < ms->n_skip; j++)
 			skip |= memcmp(cp->node_key, ms->skip[j], 32) == 0;
-		for (size_t j = 0; j < n; j++)
-			skip |= memcmp(cp->node_key, nk[j]->key, 32) == 0; /* twice: first wins */
+		skip |= twice[i]; /* a key listed twice: the first one wins */
 		if (skip)
 			continue;
 		struct ms_peer *p = peer_by_key(ms, cp->node_key);
@@ -1225,52 +1415,16 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 						free(nk[j]);
 				free(nk);
 				free(nd);
+				free(twice);
 				return -ENOMEM;
 			}
 			memcpy(p->key, cp->node_key, 32);
 		}
-		if (!p->shared_ok || memcmp(p->disco_key, cp->disco_key, 32) != 0) {
-			memcpy(p->disco_key, cp->disco_key, 32);
-			p->shared_ok =
-			    disco_shared(p->shared, cp->disco_key, ms->cfg.disco_priv) == 0;
-			memset(p->ping, 0, sizeof(p->ping));
-			retry_reset(p);
-		}
-		p->home_relay = cp->home_relay;
-		/* Map candidates first, then the learned ones that still fit. */
-		struct ms_cand learned[MS_LEARNED_MAX];
-		size_t nl = 0;
-		for (size_t j = p->n_map_cand; j < p->n_cand && nl < MS_LEARNED_MAX; j++)
-			learned[nl++] = p->cand[j];
-		struct ms_cand old[MS_CANDS_MAX];
-		size_t nold = p->n_map_cand;
-		memcpy(old, p->cand, nold * sizeof(old[0]));
-		p->n_cand = 0;
-		for (size_t j = 0; j < cp->n_eps && p->n_cand < CTL_ENDPOINTS_MAX; j++) {
-			struct ms_cand c;
-			memset(&c, 0, sizeof(c));
-			sa_from_ctl(&c.sa, &cp->eps[j]);
-			for (size_t k = 0; k < nold; k++)
-				if (sockaddr_equal(&old[k].sa, &c.sa))
-					c = old[k];
-			p->cand[p->n_cand++] = c;
-		}
-		p->n_map_cand = p->n_cand;
-		bool eps_changed = nold != p->n_map_cand;
-		for (size_t j = 0; j < nold && !eps_changed; j++)
-			eps_changed = !sockaddr_equal(&old[j].sa, &p->cand[j].sa);
-		if (eps_changed)
-			retry_reset(p); /* new endpoints: try them now */
-		for (size_t j = 0; j < nl && p->n_cand < MS_CANDS_MAX; j++) {
-			bool seen = false;
-			for (size_t k = 0; k < p->n_cand; k++)
-				seen |= sockaddr_equal(&p->cand[k].sa, &learned[j].sa);
-			if (!seen)
-				p->cand[p->n_cand++] = learned[j];
-		}
+		peer_from_map(ms, p, cp);
 		p->in_map = true;
 		nk[n++] = p;
 	}
+	free(twice);
 	for (size_t i = 0; i < ms->n_peers; i++)
 		if (!ms->by_key[i]->in_map) {
 			sodium_memzero(ms->by_key[i], sizeof(*ms->by_key[i]));
@@ -1450,6 +1604,11 @@ size_t magicsock_conns(const struct magicsock *ms, struct magicsock_conn_status 
 		relay_client_get_status(k->c, &rs[n]);
 	}
 	return n;
+}
+
+size_t magicsock_peer_count(const struct magicsock *ms)
+{
+	return ms->n_peers;
 }
 
 size_t magicsock_relay_count(const struct magicsock *ms)

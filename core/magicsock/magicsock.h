@@ -92,6 +92,16 @@ void magicsock_free(struct magicsock *ms);
  * for a peer without one, plain WireGuard to its endpoint.
  * 0 or -ENOMEM (the previous map stays). */
 int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map);
+/* After a map delta, instead of magicsock_set_map: map's relays (as
+ * magicsock_set_map; nothing happens when they are unchanged), then only
+ * these peers (added or changed entries of map, by node key) and the node
+ * keys that left the map (removed peers, replaced keys; a key one of peers
+ * still holds stays). O(changes x log N); what a peer learned (validated
+ * path, candidates) is kept as with magicsock_set_map. -ENOMEM: the peers
+ * before the failure are in, the rest as before. */
+int magicsock_update_peers(struct magicsock *ms, const struct ctl_map_full *map,
+                           const struct ctl_peer *const *peers, size_t n,
+                           const uint8_t (*gone)[32], size_t n_gone);
 
 /* Our own endpoints (local addresses with the WireGuard port), sent in
  * CALL_ME_MAYBE along with the public addresses STUN saw. */
@@ -168,6 +178,8 @@ size_t magicsock_conns(const struct magicsock *ms, struct magicsock_conn_status 
 const struct netcheck_report *magicsock_report(const struct magicsock *ms);
 /* Relays in the map. */
 size_t magicsock_relay_count(const struct magicsock *ms);
+/* Map peers it manages (ours and the static [Peer] keys left out). */
+size_t magicsock_peer_count(const struct magicsock *ms);
 /* The relay with this id in the map, or NULL. */
 const struct ctl_relay *magicsock_relay(const struct magicsock *ms, uint32_t id);
 

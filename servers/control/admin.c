@@ -2,9 +2,14 @@
  * configured address, JSON via jansson, every request authenticated with an
  * API key from the store before anything else is looked at.
  *
- * Bodies: libevent refuses anything over ADM_HARD_BODY itself (413, its own
- * page); up to that we read it and answer 413 in JSON over ADM_MAX_BODY, so
- * a client normally gets a readable error.
+ * Before authentication: libevent's evhttp reads a request's headers and
+ * body before it calls us, so both are bounded (16 KiB of headers, 64 KiB
+ * of body: a longer Content-Length gets libevent's 413 before any of the
+ * body is read, a chunked body is cut off there), and so are the
+ * connections (CTL_ADMIN_MAX_CONNS, admin_conns.c): at most about 5 MiB
+ * for anyone who can reach the port. A request with two Content-Lengths,
+ * or with one and Transfer-Encoding, is refused (400, connection closed):
+ * a proxy in front might frame it differently than libevent does.
  *
  * Replies (200 unless an error): nodes list -> [node...]; node get,
  * approve, rename, expire -> the node after the change; node DELETE ->
@@ -21,6 +26,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
 #include <netdb.h>
 #include <sodium.h>
@@ -35,13 +41,13 @@
 
 #include "core/control/msg.h"
 #include "core/control/token.h"
+#include "servers/control/admin_conns.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/json_util.h"
 #include "servers/control/server.h"
 #include "servers/control/store.h"
 
 #define ADM_MAX_BODY   (64 * 1024)
-#define ADM_HARD_BODY  (1024 * 1024)
 #define ADM_MAX_HEADER (16 * 1024)
 #define ADM_TIMEOUT_S  30
 #define ADM_MAX_SEGS   4
@@ -50,6 +56,7 @@
 struct ctl_admin {
 	struct ctl_admin_config cfg;
 	struct evhttp *http;
+	struct adm_conns *conns;
 	struct sockaddr_storage local;
 	socklen_t local_len;
 };
@@ -538,7 +545,7 @@ static json_t *adm_stats_json(const struct ctl_server_stats *s)
 {
 	return json_pack(
 	    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-	    "s:I,s:I,s:f,s:I,s:f,s:I,s:I}",
+	    "s:I,s:I,s:f,s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I}",
 	    "conns_active", (json_int_t)s->conns_active, "conns_total",
 	    (json_int_t)s->conns_total, "conns_refused_limit",
 	    (json_int_t)s->conns_refused_limit, "nodes_online",
@@ -556,30 +563,46 @@ static json_t *adm_stats_json(const struct ctl_server_stats *s)
 	    "last_full_bytes", (json_int_t)s->last_full_bytes, "last_broadcast_ms",
 	    s->last_broadcast_ms, "registrations_retry",
 	    (json_int_t)s->registrations_retry, "pending_ignored",
-	    (json_int_t)s->pending_ignored);
+	    (json_int_t)s->pending_ignored, "frames_too_big",
+	    (json_int_t)s->frames_too_big, "conns_refused_source",
+	    (json_int_t)s->conns_refused_source, "conns_evicted",
+	    (json_int_t)s->conns_evicted, "accept_paused", (json_int_t)s->accept_paused);
+}
+
+/* What node-driven writes cost: ENDPOINTS that changed nothing, writes
+ * replaced before they were written, and the store transactions (and
+ * nodes) they took. */
+static void adm_stats_writes(json_t *j, const struct ctl_server_stats *s)
+{
+	if (!j)
+		return;
+	json_object_set_new(j, "writes_unchanged",
+	                    json_integer((json_int_t)s->writes_unchanged));
+	json_object_set_new(j, "writes_coalesced",
+	                    json_integer((json_int_t)s->writes_coalesced));
+	json_object_set_new(j, "store_batches",
+	                    json_integer((json_int_t)s->store_batches));
+	json_object_set_new(j, "store_batch_nodes",
+	                    json_integer((json_int_t)s->store_batch_nodes));
 }
 
 static void adm_status(struct adm_req *r)
 {
-	int64_t v = 0;
-	struct ctl_node *ns;
-	size_t n, approved = 0;
+	int64_t v = 0, n = 0, approved = 0;
 	int rc = ctl_store_map_version(r->a->cfg.store, &v);
-	if (rc == 0)
-		rc = ctl_store_node_list(r->a->cfg.store, 0, &ns, &n);
+	if (rc == 0) /* counts only: not every node's 6 KB record */
+		rc = ctl_store_node_counts(r->a->cfg.store, &n, &approved);
 	if (rc < 0) {
 		adm_store_error(r, rc);
 		return;
 	}
-	for (size_t i = 0; i < n; i++)
-		approved += ns[i].approved;
-	free(ns);
 	json_t *srv = NULL;
 	if (r->a->cfg.server && ctl_server_get_stats) {
 		struct ctl_server_stats s;
 		memset(&s, 0, sizeof s);
 		ctl_server_get_stats(r->a->cfg.server, &s);
 		srv = adm_stats_json(&s);
+		adm_stats_writes(srv, &s);
 	}
 	adm_reply(r->req, 200,
 	          json_pack("{s:I,s:I,s:I,s:o?}", "map_version", (json_int_t)v, "nodes",
@@ -658,6 +681,28 @@ static void adm_route(struct adm_req *r)
 	}
 }
 
+/* Two Content-Lengths, or one with Transfer-Encoding: libevent took the
+ * first length, or chunked; a proxy in front may have framed the request
+ * otherwise (request smuggling). Refused with 400 and the connection
+ * closed, before authentication. */
+static bool adm_framing_ok(struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	int cl = 0, te = 0;
+	for (kv = h->tqh_first; kv; kv = kv->next.tqe_next) {
+		cl += !strcasecmp(kv->key, "Content-Length");
+		te += !strcasecmp(kv->key, "Transfer-Encoding");
+	}
+	if (cl <= 1 && !(cl && te))
+		return true;
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+	adm_error(req, 400,
+	          cl > 1 ? "more than one Content-Length header"
+	                 : "both Content-Length and Transfer-Encoding; send one");
+	return false;
+}
+
 static void adm_request(struct evhttp_request *req, void *arg)
 {
 	struct adm_req *r = calloc(1, sizeof *r);
@@ -669,6 +714,8 @@ static void adm_request(struct evhttp_request *req, void *arg)
 	r->req = req;
 	r->cmd = evhttp_request_get_command(req);
 	r->now = (int64_t)time(NULL);
+	if (!adm_framing_ok(req))
+		goto out;
 	if (!adm_auth(r))
 		goto out;
 	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > ADM_MAX_BODY)
@@ -725,19 +772,28 @@ struct ctl_admin *ctl_admin_new(const struct ctl_admin_config *cfg, char *err,
 	a->local_len = sizeof a->local;
 	getsockname(fd, (struct sockaddr *)&a->local, &a->local_len);
 	a->http = evhttp_new(cfg->base);
-	if (!a->http || !evhttp_accept_socket_with_handle(a->http, fd)) {
+	struct evhttp_bound_socket *bound =
+	    a->http ? evhttp_accept_socket_with_handle(a->http, fd) : NULL;
+	if (bound)
+		a->conns =
+		    adm_conns_new(cfg->base, evhttp_bound_socket_get_listener(bound),
+		                  CTL_ADMIN_MAX_CONNS);
+	if (!a->http || !bound || !a->conns) {
 		snprintf(err, errlen, "admin API %s: cannot start the HTTP server",
 		         where);
-		close(fd);
+		if (!bound)
+			close(fd);
+		adm_conns_free(a->conns);
 		if (a->http)
 			evhttp_free(a->http);
 		free(a);
 		return NULL;
 	}
+	evhttp_set_bevcb(a->http, adm_conns_bevcb, a->conns);
 	evhttp_set_allowed_methods(
 	    a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
 	                 EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-	evhttp_set_max_body_size(a->http, ADM_HARD_BODY);
+	evhttp_set_max_body_size(a->http, ADM_MAX_BODY);
 	evhttp_set_max_headers_size(a->http, ADM_MAX_HEADER);
 	evhttp_set_timeout(a->http, ADM_TIMEOUT_S);
 	evhttp_set_gencb(a->http, adm_request, a);
@@ -748,6 +804,7 @@ void ctl_admin_free(struct ctl_admin *a)
 {
 	if (!a)
 		return;
+	adm_conns_free(a->conns);
 	evhttp_free(a->http);
 	free(a);
 }

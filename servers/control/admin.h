@@ -25,8 +25,13 @@
  *   DELETE /api/v1/keys/ID                  revoke
  *   GET    /api/v1/status                   server stats (ctl_server_stats)
  *
- * Errors: {"error": "readable text"} with 400 (bad JSON or field), 401, 404,
- * 405, 409 (name taken), 413 (body over 64 KiB), 500. */
+ * Errors: {"error": "readable text"} with 400 (bad JSON or field; two
+ * Content-Lengths, or one with Transfer-Encoding), 401, 404, 405, 409 (name
+ * taken), 500; a body over 64 KiB gets libevent's 413 from its length,
+ * before it is read or the key is checked.
+ *
+ * Plain HTTP: `serve` binds it to a loopback address unless given
+ * --admin-insecure. At most CTL_ADMIN_MAX_CONNS connections at once. */
 #ifndef MESH_CTL_ADMIN_H
 #define MESH_CTL_ADMIN_H
 
@@ -51,6 +56,9 @@ struct ctl_admin_config {
 	uint16_t control_port;
 	uint8_t server_public[32];
 };
+
+/* Admin API connections open at once; more wait in the listen backlog. */
+#define CTL_ADMIN_MAX_CONNS 64
 
 struct ctl_admin *ctl_admin_new(const struct ctl_admin_config *cfg, char *err,
                                 size_t errlen);

@@ -29,8 +29,15 @@ uint64_t srv_now_ms(void)
 int srv_send_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t len)
 {
 	struct ctl_server *s = c->s;
-	if (c->state == SRV_CLOSING || len > CTL_FRAME_BODY_MAX)
+	if (c->state == SRV_CLOSING)
 		return -EINVAL;
+	if (len > CTL_FRAME_BODY_MAX) {
+		log_warn("mesh-control: %s: %s of %zu bytes is over the frame limit "
+		         "(%u); closing",
+		         c->peer, ctl_msg_type_name(type), len,
+		         (unsigned)CTL_FRAME_BODY_MAX);
+		return -EMSGSIZE;
+	}
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	size_t need = ctl_frame_sealed_size(len);
 	struct evbuffer_iovec v;
@@ -82,16 +89,12 @@ static bool other_conn_of(const struct ctl_server *s, const struct srv_conn *c)
 	return false;
 }
 
+/* Written with the next batch (server_writes.c); at stop, every node in
+ * one statement (ctl_server_free). */
 void srv_set_offline(struct ctl_server *s, int64_t node_id)
 {
-	struct ctl_node_update u = {.mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
-	                            .online = false,
-	                            .last_seen = (int64_t)time(NULL)};
-	int r = ctl_store_node_update(s->cfg.store, node_id, &u);
-	if (r < 0 && r != CTL_STORE_ENOTFOUND)
-		log_warn("mesh-control: node %lld offline: %s", (long long)node_id,
-		         ctl_store_errmsg(s->cfg.store));
-	srv_broadcast_schedule(s);
+	if (!s->stopping)
+		srv_wb_offline(s, node_id);
 }
 
 static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
@@ -101,22 +104,28 @@ static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *in
 	struct ctl_server *s = c->s;
 	s->out_total += info->n_added;
 	s->out_total -= info->n_deleted < s->out_total ? info->n_deleted : s->out_total;
+	if (info->n_deleted) {
+		c->drained_ms = srv_now_ms();
+		c->drained_bytes += info->n_deleted;
+	}
 	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
 		s->out_waiting = false;
-		srv_broadcast_schedule(s);
+		event_active(s->resume, 0, 0);
 	}
+}
+
+bool srv_over_budget(struct ctl_server *s)
+{
+	if (s->out_total <= SRV_OUT_BUDGET)
+		return false;
+	s->out_waiting = true;
+	return true;
 }
 
 bool srv_conn_behind(struct srv_conn *c)
 {
-	struct ctl_server *s = c->s;
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > SRV_OUT_LOW)
-		return true;
-	if (s->out_total > SRV_OUT_BUDGET) {
-		s->out_waiting = true;
-		return true;
-	}
-	return false;
+	return c->streaming ||
+	       evbuffer_get_length(bufferevent_get_output(c->bev)) > SRV_OUT_LOW;
 }
 
 static void out_count_stop(struct srv_conn *c)
@@ -127,7 +136,12 @@ static void out_count_stop(struct srv_conn *c)
 	size_t n = evbuffer_get_length(out);
 	evbuffer_remove_cb_entry(out, c->out_cb);
 	c->out_cb = NULL;
-	c->s->out_total -= n < c->s->out_total ? n : c->s->out_total;
+	struct ctl_server *s = c->s;
+	s->out_total -= n < s->out_total ? n : s->out_total;
+	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
+		s->out_waiting = false;
+		event_active(s->resume, 0, 0);
+	}
 }
 
 void srv_conn_free(struct srv_conn *c)
@@ -143,6 +157,7 @@ void srv_conn_free(struct srv_conn *c)
 			srv_set_offline(s, c->node_id);
 		}
 	}
+	srv_unreg_unlink(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -150,6 +165,8 @@ void srv_conn_free(struct srv_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->st.conns_active--;
+	if (c->dead)
+		s->n_dying--;
 	out_count_stop(c);
 	bufferevent_free(c->bev);
 	ctl_frame_decoder_free(&c->dec);
@@ -203,6 +220,7 @@ void srv_conn_kill(struct srv_conn *c)
 		c->s->st.nodes_online--;
 	c->state = SRV_CLOSING;
 	c->dead = true;
+	c->s->n_dying++;
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	event_active(c->s->reap, 0, 0);
@@ -264,9 +282,9 @@ static int on_hs1(struct srv_conn *c, const struct ctl_frame *f)
 	}
 	uint8_t pl[64];
 	size_t pl_len = 0;
-	int r = ctl_noise_init_responder(&c->hs, s->cfg.server_priv, NULL, 0);
-	if (r == 0)
-		r = ctl_noise_read_msg1(&c->hs, f->body, f->len, pl, sizeof pl, &pl_len);
+	/* the state after the pre-message is the same for every node */
+	c->hs = s->hs_template;
+	int r = ctl_noise_read_msg1(&c->hs, f->body, f->len, pl, sizeof pl, &pl_len);
 	if (r < 0) {
 		s->st.handshakes_failed++;
 		log_debug("mesh-control: %s: handshake failed (%s)", c->peer,
@@ -294,9 +312,32 @@ static int on_hs1(struct srv_conn *c, const struct ctl_frame *f)
 	s->st.bytes_out += fr_len;
 	c->last_send_ms = srv_now_ms();
 	ctl_frame_decoder_set_transport(&c->dec, &c->tr);
+	ctl_frame_decoder_set_max(&c->dec, CTL_FRAME_NODE_MAX);
 	c->state = SRV_WAIT_REG;
 	s->st.handshakes_ok++;
 	return 0;
+}
+
+/* May a connection in state st send a message of this type? Judged from
+ * the frame's type byte, before anything is decoded: what a state does not
+ * take is never parsed. ENDPOINTS from a pending node are taken but not
+ * decoded (nothing a pending node says is stored; its client sends them
+ * again once online). */
+static bool type_allowed(enum srv_conn_state st, uint8_t type)
+{
+	switch (type) {
+	case CTL_MSG_KEEPALIVE:
+	case CTL_MSG_ERROR:
+		return st == SRV_WAIT_REG || st == SRV_PENDING || st == SRV_ONLINE ||
+		       st == SRV_RELAY;
+	case CTL_MSG_REGISTER_REQ:
+	case CTL_MSG_RELAY_REGISTER:
+		return st == SRV_WAIT_REG;
+	case CTL_MSG_ENDPOINTS:
+		return st == SRV_PENDING || st == SRV_ONLINE;
+	default:
+		return false;
+	}
 }
 
 static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
@@ -304,7 +345,28 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 	struct ctl_server *s = c->s;
 	struct ctl_msg m;
 	struct ctl_msg_err me;
-	int r = ctl_msg_decode(f->type, f->body, f->len, &m, &me);
+	if (!type_allowed(c->state, f->type)) {
+		s->st.bad_messages++;
+		log_debug("mesh-control: %s: unexpected message type 0x%02x (%s)",
+		          c->peer, f->type,
+		          ctl_msg_type_name(f->type) ? ctl_msg_type_name(f->type)
+		                                     : "unknown");
+		return -EPROTO;
+	}
+	if (f->type == CTL_MSG_KEEPALIVE) {
+		/* carries nothing: not parsed, but it must stay small */
+		if (f->len <= SRV_KEEPALIVE_MAX)
+			return 0;
+		s->st.bad_messages++;
+		log_debug("mesh-control: %s: KEEPALIVE of %zu bytes", c->peer, f->len);
+		return -EPROTO;
+	}
+	if (f->type == CTL_MSG_ENDPOINTS && c->state == SRV_PENDING) {
+		s->st.pending_ignored++;
+		return 0;
+	}
+	int r = ctl_msg_decode_limited(f->type, f->body, f->len, SRV_NODE_MAX_TOKENS, &m,
+	                               &me);
 	if (r < 0) {
 		s->st.bad_messages++;
 		log_debug("mesh-control: %s: bad message type 0x%02x: %s", c->peer,
@@ -313,24 +375,13 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 	}
 	switch (m.type) {
 	case CTL_MSG_REGISTER_REQ:
-		r = c->state == SRV_WAIT_REG ? srv_on_register(c, &m.u.reg_req) : -EPROTO;
+		r = srv_on_register(c, &m.u.reg_req);
 		break;
 	case CTL_MSG_RELAY_REGISTER:
-		r = c->state == SRV_WAIT_REG ? srv_on_relay_register(c, &m.u.relay_reg)
-		                             : -EPROTO;
+		r = srv_on_relay_register(c, &m.u.relay_reg);
 		break;
 	case CTL_MSG_ENDPOINTS:
-		/* A pending node's are not stored: nothing it sends is
-		 * written before it is approved (its client sends them
-		 * again once online). */
-		if (c->state == SRV_PENDING)
-			s->st.pending_ignored++;
-		r = c->state == SRV_ONLINE    ? srv_on_endpoints(c, &m.u.endpoints)
-		    : c->state == SRV_PENDING ? 0
-		                              : -EPROTO;
-		break;
-	case CTL_MSG_KEEPALIVE:
-		r = 0;
+		r = srv_on_endpoints(c, &m.u.endpoints);
 		break;
 	case CTL_MSG_ERROR:
 		log_info("mesh-control: %s: node says error %u: %s", c->peer,
@@ -340,11 +391,6 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 	default:
 		r = -EPROTO;
 		break;
-	}
-	if (r == -EPROTO) {
-		s->st.bad_messages++;
-		log_debug("mesh-control: %s: unexpected %s", c->peer,
-		          ctl_msg_type_name(m.type));
 	}
 	ctl_msg_free(&m);
 	return r;
@@ -370,6 +416,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 			off += used;
 			if (d < 0) {
 				s->st.bad_frames++;
+				if (d == -EMSGSIZE)
+					s->st.frames_too_big++;
 				log_debug("mesh-control: %s: bad frame (%s)", c->peer,
 				          strerror(-d));
 				r = d;
@@ -386,13 +434,25 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		srv_conn_free(c);
 }
 
-/* The output queue drained below SRV_OUT_LOW: a node held back from map
- * updates while it was behind gets one update to the current version. */
+/* The output queue drained below SRV_OUT_LOW: the next chunks of a map
+ * under way, then, for a node held back from map updates while it was
+ * behind, one update to the current version (its missed deltas are not
+ * queued anywhere: it gets what changed since the version it has). */
 static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct srv_conn *c = arg;
-	if (c->state != SRV_ONLINE || c->sent_version >= c->s->snap_version ||
-	    srv_conn_behind(c))
+	if (c->state == SRV_RELAY) {
+		if (srv_relay_update(c) < 0)
+			srv_conn_free(c);
+		return;
+	}
+	if (c->state != SRV_ONLINE)
+		return;
+	if (c->streaming && srv_stream_pump(c) < 0) {
+		srv_conn_free(c);
+		return;
+	}
+	if (!srv_conn_needs_update(c) || srv_conn_behind(c))
 		return;
 	if (srv_send_update(c) < 0)
 		srv_conn_free(c);
@@ -410,8 +470,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
 	struct ctl_server *s = arg;
 	s->st.conns_total++;
-	if (s->st.conns_active >= s->cfg.max_conns) {
-		s->st.conns_refused_limit++;
+	char source[64];
+	srv_source_of(sa, source);
+	if (!srv_unreg_admit(s, source)) {
 		evutil_closesocket(fd);
 		return;
 	}
@@ -431,12 +492,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->state = SRV_HANDSHAKE;
 	c->opened_ms = c->last_recv_ms = c->last_send_ms = srv_now_ms();
 	sockaddr_format((const struct sockaddr_storage *)sa, c->peer, sizeof c->peer);
-	srv_source_of(sa, c->source);
+	memcpy(c->source, source, sizeof c->source);
 	ctl_frame_decoder_init(&c->dec);
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
 	s->conns = c;
+	srv_unreg_add(c);
 	s->st.conns_active++;
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
 	bufferevent_setwatermark(bev, EV_WRITE, SRV_OUT_LOW, 0);
@@ -444,12 +506,72 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-/* Every tick: handshake deadline, idle close, keepalives, stuck closers. */
+/* Bytes a connection that is behind must drain per second, on average
+ * since it fell behind, once it has been behind for behind_ms: a node on
+ * a slow link that reads is never closed (it would only start its map
+ * again), one that trickles a few bytes to stay open is. */
+#define SRV_MIN_DRAIN_PER_S 1024u
+/* A queue this big is an older node's single MAP_FULL (or a relay's key
+ * list): while maps wait for the budget, it goes after a 25th of
+ * behind_ms without draining. A node with chunked maps holds at most
+ * about SRV_OUT_LOW + a chunk + a delta, so it is never that one. */
+#define SRV_BIG_QUEUE (4u * SRV_CHUNK_BYTES)
+
+/* True when c has not read its map updates for too long, judged by how
+ * much left its queue, not by how long the queue stayed over SRV_OUT_LOW
+ * (a map going out refills it as it drains):
+ * - nothing drained for behind_ms (50 s by default), or less than
+ *   SRV_MIN_DRAIN_PER_S on average since it fell behind, after behind_ms;
+ * - while maps for others wait for the queues' budget (over): nothing
+ *   drained for a fifth of behind_ms (10 s; TCP's own retries take less),
+ *   or for a 25th (2 s) from a queue over SRV_BIG_QUEUE. */
+static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
+{
+	struct ctl_server *s = c->s;
+	size_t q = evbuffer_get_length(bufferevent_get_output(c->bev));
+	if (q <= SRV_OUT_LOW) {
+		c->behind_ms = 0;
+		return false;
+	}
+	if (!c->behind_ms) {
+		c->behind_ms = now;
+		c->behind_drained = c->drained_bytes;
+		if (c->drained_ms < now)
+			c->drained_ms = now; /* judged from when it fell behind */
+		return false;
+	}
+	uint64_t since = now - c->behind_ms;
+	uint64_t quiet =
+	    now - (c->drained_ms > c->behind_ms ? c->drained_ms : c->behind_ms);
+	uint64_t drained = c->drained_bytes - c->behind_drained;
+	bool stalled =
+	    quiet > s->cfg.behind_ms ||
+	    (since > s->cfg.behind_ms && drained < since * SRV_MIN_DRAIN_PER_S / 1000) ||
+	    (over && quiet > s->cfg.behind_ms / 5) ||
+	    (over && q > SRV_BIG_QUEUE && quiet > s->cfg.behind_ms / 25);
+	if (stalled) {
+		s->st.slow_closed++;
+		log_info("mesh-control: %s: %s %lld read %llu bytes of its updates in "
+		         "%llu ms, none in the last %llu ms (%zu bytes queued); closing",
+		         c->peer, c->state == SRV_RELAY ? "relay" : "node",
+		         (long long)(c->state == SRV_RELAY ? c->relay_id : c->node_id),
+		         (unsigned long long)drained, (unsigned long long)since,
+		         (unsigned long long)quiet, q);
+	}
+	return stalled;
+}
+
+/* Every tick: handshake deadline, idle close, keepalives, stuck closers,
+ * nodes that stopped reading. */
 static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct ctl_server *s = arg;
 	uint64_t now = srv_now_ms();
 	struct ctl_msg ka = {.type = CTL_MSG_KEEPALIVE};
+	/* judged once, and while maps wait for the budget: every staller
+	 * goes, not just enough to dip under it */
+	bool over = s->out_waiting || s->out_total > SRV_OUT_BUDGET;
+	size_t closed = 0;
 	for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
 		if (c->state == SRV_CLOSING) {
@@ -460,6 +582,11 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 				s->st.idle_closed++;
 				srv_conn_free(c);
 			}
+		} else if ((c->state == SRV_ONLINE || c->state == SRV_PENDING ||
+		            c->state == SRV_RELAY) &&
+		           conn_stalled(c, now, over)) {
+			srv_conn_free(c);
+			closed++;
 		} else if (now - c->last_recv_ms > s->cfg.idle_ms) {
 			s->st.idle_closed++;
 			log_info("mesh-control: %s: silent for %u ms; closing", c->peer,
@@ -469,6 +596,11 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 			if (srv_send_msg(c, &ka) < 0)
 				srv_conn_free(c);
 		}
+	}
+	/* what the stallers held is free: the maps that waited go now */
+	if (closed && s->out_waiting && s->out_total <= SRV_OUT_BUDGET) {
+		s->out_waiting = false;
+		event_active(s->resume, 0, 0);
 	}
 }
 
@@ -493,20 +625,43 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.idle_ms = dflt(cfg->idle_ms, 90000);
 	s->cfg.keepalive_ms = dflt(cfg->keepalive_ms, 25000);
 	s->cfg.poll_ms = dflt(cfg->poll_ms, 500);
-	s->cfg.coalesce_ms = dflt(cfg->coalesce_ms, 50);
+	s->cfg.coalesce_ms = dflt(cfg->coalesce_ms, 100);
 	s->cfg.ephemeral_timeout_s = dflt(cfg->ephemeral_timeout_s, 300);
+	s->cfg.behind_ms = dflt(cfg->behind_ms, 2 * s->cfg.keepalive_ms);
+	if (!s->cfg.max_nodes || s->cfg.max_nodes > CTL_MAP_PEERS_MAX)
+		s->cfg.max_nodes = CTL_MAP_PEERS_MAX;
 	s->cfg.max_pending = dflt(cfg->max_pending, 100);
 	s->cfg.max_pending_per_source = dflt(cfg->max_pending_per_source, 8);
+	s->cfg.max_unreg = dflt(cfg->max_unreg, 1024);
+	if (s->cfg.max_unreg > s->cfg.max_conns / 2)
+		s->cfg.max_unreg = s->cfg.max_conns / 2 ? s->cfg.max_conns / 2 : 1;
+	s->cfg.max_unreg_per_source = dflt(cfg->max_unreg_per_source, 256);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
 	char addr[80];
 	sockaddr_format(&cfg->listen, addr, sizeof addr);
 
-	int r = ctl_store_get_meta(cfg->store, &s->meta);
+	int r = ctl_noise_init_responder(&s->hs_template, s->cfg.server_priv, NULL, 0);
+	if (r < 0) {
+		snprintf(err, errlen, "the server key is not a valid X25519 key");
+		goto fail;
+	}
+	r = ctl_store_get_meta(cfg->store, &s->meta);
 	if (r < 0) {
 		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
 		goto fail;
 	}
+	/* Nodes left online by a previous run are offline now: one statement,
+	 * one version (not a transaction per node before we listen). */
+	size_t was_online = 0;
+	s->last_poll_s = (int64_t)time(NULL);
+	if (ctl_store_node_offline_all(cfg->store, s->last_poll_s, &was_online) < 0) {
+		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
+		goto fail;
+	}
+	if (was_online)
+		log_info("mesh-control: %zu nodes online in the last run marked offline",
+		         was_online);
 	if (srv_snap_refresh(s) < 0) {
 		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
 		goto fail;
@@ -514,10 +669,6 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->tomb_floor = s->snap_version;
 	srv_relays_refresh(s);
 	memcpy(s->nodes_relays_hash, s->relays_hash, sizeof s->relays_hash);
-	/* Nodes left online by a previous run are offline now. */
-	for (size_t i = 0; i < s->n_nodes; i++)
-		if (s->nodes[i].peer.online)
-			srv_set_offline(s, s->nodes[i].id);
 	s->lis = evconnlistener_new_bind(
 	    cfg->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
 	    (const struct sockaddr *)&cfg->listen, (int)cfg->listen_len);
@@ -543,10 +694,15 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->poll = event_new(cfg->base, -1, EV_PERSIST, srv_poll_cb, s);
 	s->bcast = evtimer_new(cfg->base, srv_broadcast_cb, s);
 	s->reap = event_new(cfg->base, -1, 0, reap_cb, s);
-	if (!s->tick || !s->poll || !s->bcast || !s->reap) {
+	s->resume = event_new(cfg->base, -1, 0, srv_resume_cb, s);
+	s->accept_resume = evtimer_new(cfg->base, srv_accept_resume_cb, s);
+	s->wb_timer = evtimer_new(cfg->base, srv_wb_timer_cb, s);
+	if (!s->tick || !s->poll || !s->bcast || !s->reap || !s->resume ||
+	    !s->accept_resume || !s->wb_timer) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	evconnlistener_set_error_cb(s->lis, srv_accept_error_cb);
 	event_add(s->tick, &tv);
 	event_add(s->poll, &pv);
 	return s;
@@ -559,8 +715,21 @@ void ctl_server_free(struct ctl_server *s)
 {
 	if (!s)
 		return;
+	/* Offline in one statement after the last write batch, not one
+	 * transaction per connection. */
+	s->stopping = true;
 	while (s->conns)
 		srv_conn_free(s->conns);
+	if (s->lis) {
+		int64_t now = (int64_t)time(NULL);
+		if (srv_wb_flush(s, true) < 0 ||
+		    ctl_store_node_offline_all(s->cfg.store, now, NULL) < 0)
+			log_warn("mesh-control: at stop: %s",
+			         ctl_store_errmsg(s->cfg.store));
+	}
+	srv_wb_free(s);
+	if (s->wb_timer)
+		event_free(s->wb_timer);
 	if (s->lis)
 		evconnlistener_free(s->lis);
 	if (s->tick)
@@ -571,6 +740,11 @@ void ctl_server_free(struct ctl_server *s)
 		event_free(s->bcast);
 	if (s->reap)
 		event_free(s->reap);
+	if (s->resume)
+		event_free(s->resume);
+	if (s->accept_resume)
+		event_free(s->accept_resume);
+	ctl_noise_handshake_wipe(&s->hs_template);
 	srv_snap_free(s);
 	srv_relays_free(s);
 	sodium_memzero(s->cfg.server_priv, sizeof s->cfg.server_priv);
@@ -595,4 +769,5 @@ void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *s
 {
 	*st = s->st;
 	st->map_version = s->snap_version;
+	st->out_queued = s->out_total;
 }

@@ -18,20 +18,30 @@
  * version with the last it broadcast; when it moved it reads the changed
  * nodes and tombstones once (ctl_store_node_list / node_removed since that
  * version) and sends each online node one MAP_DELTA (a connection that fell
- * behind gets a MAP_FULL instead). Broadcasts are coalesced: at most one
- * every coalesce_ms. A removed or expired node's own connection is told
- * (ERROR, then closed); a pending node is sent REGISTER_RESP ok and its map
- * when approved.
+ * behind gets one update from its version when its own queue drains, or a
+ * MAP_FULL when the delta is over half the map or one frame). Deltas carry
+ * whole entries for what changed as a whole and patches for endpoints and
+ * online (to nodes that announce CTL_CAP_PEER_PATCH); a full map goes in
+ * chunks to nodes that announce CTL_CAP_MAP_CHUNKS. Broadcasts are
+ * coalesced: at most one every coalesce_ms. A removed or expired node's own connection is
+ * told (ERROR, then closed); a pending node is sent REGISTER_RESP ok and its map when
+ * approved.
  *
  * Online: a node is online while its connection is up (store updated on
  * register and close, bumping the version). Ephemeral nodes are removed
  * ephemeral_timeout_s after they go offline (checked each poll).
  *
- * Limits: max_conns connections (more are closed at accept), handshake must
+ * Limits: max_conns connections (of them at most max_unreg not yet
+ * registered, max_unreg_per_source from one source; see below for who
+ * makes room for a new one), handshake must
  * finish within handshake_ms, a connection silent for idle_ms is closed
  * (nodes send keepalives), the server sends KEEPALIVE when it sent nothing
- * for keepalive_ms, at most CTL_FRAME_MAX bytes per frame, and output queued
- * to a slow reader beyond max_outbuf bytes closes it. Bad input (garbage,
+ * for keepalive_ms, frames from nodes of at most CTL_FRAME_NODE_MAX bytes
+ * (a longer one closes the connection before any of it is read; messages a
+ * connection's state does not take are refused before they are parsed, and
+ * the rest parsed with a budget of SRV_NODE_MAX_TOKENS values), output queued
+ * to a slow reader beyond max_outbuf bytes closes it. When accept() fails
+ * (EMFILE...) the listener pauses 100 ms. Bad input (garbage,
  * bad frames, unknown types, messages out of order) closes that connection
  * and is counted; it never touches the store. */
 #ifndef MESH_CTL_SERVER_H
@@ -57,9 +67,19 @@ struct ctl_server_config {
 	uint32_t idle_ms;             /* 0: 90000 */
 	uint32_t keepalive_ms;        /* 0: 25000 */
 	uint32_t poll_ms;             /* 0: 500 */
-	uint32_t coalesce_ms;         /* 0: 50 */
+	uint32_t coalesce_ms;         /* 0: 100 */
 	uint32_t ephemeral_timeout_s; /* 0: 300 */
 	size_t max_outbuf;            /* 0: 64 MiB */
+	/* A node whose output queue stays over 16 KiB this long (it does not
+	 * read its map updates) is closed, whatever it sends; while all the
+	 * queues together are over their budget, one from which nothing
+	 * drained for a 25th of it is closed. 0: 2 x keepalive_ms (50 s,
+	 * and 2 s of nothing drained). */
+	uint32_t behind_ms;
+	/* New machines are refused (told to retry) once the mesh has this
+	 * many nodes: 0 or more than CTL_MAP_PEERS_MAX (what a node's map and
+	 * a relay's key list hold) means CTL_MAP_PEERS_MAX. */
+	uint32_t max_nodes;
 	/* Registrations without an auth key: refused when no_pending; else
 	 * at most max_pending (0: 100) nodes wait for approval, at most
 	 * max_pending_per_source (0: 8) of them from one IPv4 address or IPv6
@@ -68,6 +88,17 @@ struct ctl_server_config {
 	bool no_pending;
 	uint32_t max_pending;
 	uint32_t max_pending_per_source;
+	/* Connections that have not registered yet (handshake, waiting for
+	 * REGISTER_REQ): at most max_unreg (0: 1024, and at most half of
+	 * max_conns) in all and max_unreg_per_source (0: 256) from one IPv4
+	 * address or IPv6 /64. One more from a source at its cap is closed at
+	 * accept; at the global cap, or with all max_conns taken, the oldest
+	 * unregistered connection of the source holding the most is closed
+	 * to make room, so a flood from a few addresses can't keep nodes from
+	 * connecting, and registered nodes are never closed for it (when all
+	 * max_conns are registered nodes, a new connection is refused). */
+	uint32_t max_unreg;
+	uint32_t max_unreg_per_source;
 };
 
 /* Binds and listens. NULL with err filled ("127.0.0.1:7443: address in use
@@ -94,12 +125,21 @@ struct ctl_server_stats {
 	uint64_t registrations_retry; /* told to retry (busy store, queue full) */
 	uint64_t pending_ignored;     /* frames of pending nodes not acted on */
 	uint64_t maps_full, maps_delta, broadcasts;
+	uint64_t writes_unchanged;  /* ENDPOINTS equal to what the node had */
+	uint64_t writes_coalesced;  /* replaced by a newer one before written */
+	uint64_t store_batches;     /* transactions of node-driven writes */
+	uint64_t store_batch_nodes; /* nodes written in them */
 	uint64_t bad_frames, bad_messages, idle_closed, slow_closed;
+	uint64_t frames_too_big;       /* of bad_frames: over the limit, not read */
+	uint64_t conns_refused_source; /* unregistered, over the per-source cap */
+	uint64_t conns_evicted;        /* unregistered, closed for a newer one */
+	uint64_t accept_paused;        /* accept failed (EMFILE...): paused 100 ms */
 	uint64_t bytes_in, bytes_out;
 	int64_t map_version;
 	double last_full_ms;      /* time to build+encode the last MAP_FULL */
 	size_t last_full_bytes;   /* its size */
 	double last_broadcast_ms; /* time to build and queue the last broadcast */
+	size_t out_queued;        /* bytes in all output queues now */
 };
 void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *st);
 

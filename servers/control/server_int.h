@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/control/frame.h"
 #include "core/control/msg.h"
@@ -41,12 +42,28 @@ struct srv_conn {
 	int64_t sent_version;             /* map version this node has */
 	uint64_t bcast_gen;               /* last broadcast that looked at it */
 	struct evbuffer_cb_entry *out_cb; /* counts its queue into out_total */
+	uint32_t caps;                    /* CTL_CAP_* from its REGISTER_REQ */
+	bool streaming;                   /* a chunked MAP_FULL is under way */
+	bool relays_stale; /* the relay list changed after its map: its next
+	                    * delta carries it (CTL_CAP_RELAYS_DELTA) */
+	bool stream_first;                /* its MAP_FULL itself is still due */
+	bool fresh_full;                  /* a chunked map just ended: its
+	                                   * catch-up goes as a delta if it fits */
+	int64_t stream_cursor;            /* its peers up to this id are sent */
+	double stream_ms;                 /* time spent building its chunks */
+	size_t stream_bytes;              /* bytes of its chunks so far */
 	bool dead;                        /* freed by the reaper, from the loop */
+	uint64_t behind_ms;               /* its queue went over SRV_OUT_LOW (0: not) */
+	uint64_t drained_ms;              /* bytes last left its queue */
+	uint64_t drained_bytes;           /* bytes that left its queue */
+	uint64_t behind_drained;          /* drained_bytes when it fell behind */
 	int64_t relay_id;                 /* SRV_RELAY: its row in the store */
 	uint8_t relay_sent[32];           /* hash of the last RELAY_STATE sent */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;
+	struct srv_conn *uprev, *unext; /* s->unreg: not registered yet */
+	bool in_unreg;
 	char peer[64];   /* "ip:port" for logs */
-	char source[64]; /* IPv4 address or IPv6 /64: pending limit per source */
+	char source[64]; /* IPv4 address or IPv6 /64: limits per source */
 };
 
 /* One node in the in-memory snapshot (sorted by id). */
@@ -57,17 +74,50 @@ struct srv_node {
 	bool approved, ephemeral;
 	uint8_t machine_key[CTL_KEY_LEN];
 	struct ctl_peer peer; /* as sent to others */
+	/* Map versions at which, last, the entry changed as a whole (new,
+	 * renamed, keys, addresses, approval, expiry), its endpoints or home
+	 * relay changed, or it went online or offline. A delta from base sends
+	 * the whole entry if v_full > base, else a patch of the fields newer
+	 * than base, else nothing: a write that changed nothing sends nothing. */
+	int64_t v_full, v_eps, v_online;
+	bool shown;           /* visible to others when last read */
+	double tokens;        /* its write bucket (server_writes.c) */
+	uint64_t tok_ms;      /* when tokens was last refilled (0: full) */
+	size_t wb_idx;        /* 1 + its waiting write in s->wb, 0 none */
 	char *pj;             /* peer's JSON entry (ctl_msg_encode_peer); NULL
 	                       * if it did not encode */
 	size_t pj_len;
 };
 
 /* A connection whose output queue holds more than this gets no map update
- * until it drains below it (then one delta from what it has). */
-#define SRV_OUT_LOW (64u * 1024u)
-/* All connections' output queues together: over this, map updates (a
- * joining node's first MAP_FULL too) wait until they drain below half. */
-#define SRV_OUT_BUDGET ((size_t)32 << 20)
+ * until it drains below it (then one update from what it has: a delta, or
+ * a full map when the delta is over half the map or over one frame); one
+ * that stays over it too long is closed (cfg.behind_ms). Each connection
+ * is judged by its own queue only: a node that stops reading never holds
+ * back the others. */
+#define SRV_OUT_LOW (16u * 1024u)
+/* A chunked MAP_FULL is built this many bytes at a time, each chunk when
+ * the connection's queue drained below SRV_OUT_LOW: a map of any size
+ * costs a slow reader at most about SRV_OUT_LOW + SRV_CHUNK_BYTES. A
+ * catch-up delta bigger than this goes as such a map too. */
+#define SRV_CHUNK_BYTES (128u * 1024u)
+/* All output queues together: over this, no map chunks and no catch-up
+ * deltas over SRV_CHUNK_BYTES are built until they drain below half (a join
+ * or reconnect storm is paced by it). Small deltas never wait for it, and
+ * a node that stops reading holds at most about SRV_OUT_LOW +
+ * SRV_CHUNK_BYTES of it, so it takes hundreds of those to pause maps, and
+ * none to delay a change reaching the nodes that read. */
+#define SRV_OUT_BUDGET ((size_t)64 << 20)
+/* What a node sends is small: at most this many JSON values in one
+ * message (REGISTER_REQ has about 40; counted before parsing), and a
+ * KEEPALIVE body (it is {}, never parsed) of at most this many bytes.
+ * Frames from nodes are limited to CTL_FRAME_NODE_MAX. */
+#define SRV_NODE_MAX_TOKENS 1024
+#define SRV_KEEPALIVE_MAX   256
+/* Per-node token bucket of endpoint writes: a burst of this many, then one
+ * every SRV_WB_REFILL_MS; the rest wait and coalesce (server_writes.c). */
+#define SRV_WB_BURST     5.0
+#define SRV_WB_REFILL_MS 1000.0
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 
@@ -81,8 +131,19 @@ struct ctl_server {
 	struct event *tick, *poll, *bcast, *reap;
 	uint64_t bcast_gen;
 	struct srv_conn *conns; /* list head */
+	/* Connections that have not registered (handshake, WAIT_REG), newest
+	 * first; entries that moved on are pruned at the next accept. */
+	struct srv_conn *unreg;
+	size_t n_unreg;
+	size_t n_dying; /* killed, not yet freed by the reaper */
+	/* Message 1 is read from a copy of this: the responder's state after
+	 * the pre-message, the server's public key computed once. */
+	struct ctl_noise_handshake hs_template;
+	struct event *accept_resume; /* re-enables the listener after EMFILE */
+	uint64_t accept_log_ms;      /* last "out of file descriptors" line */
 	size_t out_total;       /* bytes in all output queues */
-	bool out_waiting;       /* an update waits for out_total to drop */
+	bool out_waiting;       /* big updates wait for out_total to drop */
+	struct event *resume;   /* runs them when it did */
 	struct ctl_server_stats st;
 	struct ctl_meta meta;
 	/* snapshot */
@@ -98,6 +159,11 @@ struct ctl_server {
 	size_t n_relays;
 	uint8_t relays_hash[32];      /* of s->relays */
 	uint8_t nodes_relays_hash[32]; /* of the list the nodes' maps last carried */
+	/* node-driven writes waiting for the next flush (server_writes.c) */
+	struct ctl_node_vol *wb;
+	size_t n_wb, cap_wb;
+	struct event *wb_timer; /* the first node over its bucket gets a token */
+	bool stopping;          /* ctl_server_free: one offline write for all */
 };
 
 /* server.c */
@@ -117,19 +183,53 @@ void srv_source_of(const struct sockaddr *sa, char out[64]);
 void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text);
 void srv_set_offline(struct ctl_server *s, int64_t node_id);
 
+/* server_accept.c */
+/* Adds c (just accepted) to s->unreg / takes it out (no-op if not in it). */
+void srv_unreg_add(struct srv_conn *c);
+void srv_unreg_unlink(struct srv_conn *c);
+/* Whether a new connection from source may stay: false (counted) at the
+ * per-source cap, or at max_conns when every connection is registered; at
+ * max_conns or the unregistered cap, closes the oldest unregistered one of
+ * the source holding the most to make room. */
+bool srv_unreg_admit(struct ctl_server *s, const char *source);
+/* The listener's error callback (pauses it 100 ms) and the timer that
+ * enables it again. */
+void srv_accept_error_cb(struct evconnlistener *l, void *arg);
+void srv_accept_resume_cb(int fd, short ev, void *arg);
+
 /* server_map.c */
 int srv_snap_refresh(struct ctl_server *s);
+/* Index of id in the snapshot, or where it would go. */
+size_t srv_snap_index(const struct ctl_server *s, int64_t id, bool *found);
+double srv_ms_since(const struct timespec *t0);
 const struct srv_node *srv_snap_find(const struct ctl_server *s, int64_t id);
 bool srv_node_visible(const struct srv_node *n, int64_t now);
+/* server_full.c */
+/* Sends c the whole map: one MAP_FULL, or (a node with CTL_CAP_MAP_CHUNKS)
+ * a MAP_FULL with more and MAP_PEERS chunks, each built when c's queue has
+ * drained (srv_stream_pump from its write callback). */
 int srv_send_full(struct srv_conn *c);
-/* True when c should get no map update now (its own queue or all queues
- * together too full); it gets one when they drain. */
+int srv_stream_pump(struct srv_conn *c);
+
+/* server_map.c */
+/* c (online) has map updates due: a newer version, or a relay list. */
+static inline bool srv_conn_needs_update(const struct srv_conn *c)
+{
+	return c->sent_version < c->s->snap_version || c->relays_stale;
+}
+/* True when c should get no map update now (its own queue is full, or a
+ * chunked map is still going out); it gets one when it drains. */
 bool srv_conn_behind(struct srv_conn *c);
 /* Brings c's map from c->sent_version to the snapshot's: one MAP_DELTA, or a
  * MAP_FULL when the delta would be larger or tombstones do not reach back. */
 int srv_send_update(struct srv_conn *c);
 void srv_broadcast_schedule(struct ctl_server *s);
 void srv_broadcast_cb(int fd, short ev, void *arg);
+/* The output queues drained below half the budget: maps and catch-ups that
+ * waited for it go out now. */
+void srv_resume_cb(int fd, short ev, void *arg);
+/* True (and out_waiting set) when the queues are over SRV_OUT_BUDGET. */
+bool srv_over_budget(struct ctl_server *s);
 void srv_poll_cb(int fd, short ev, void *arg);
 void srv_snap_free(struct ctl_server *s);
 void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p);
@@ -139,6 +239,23 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req);
 int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps);
 int srv_go_online(struct srv_conn *c, const struct srv_node *n);
 
+/* server_writes.c */
+/* Node id's endpoints and home relay, from its ENDPOINTS: dropped when
+ * equal to what it has, else written at the next flush its bucket allows.
+ * -ENOENT if id is not in the snapshot. */
+int srv_wb_endpoints(struct ctl_server *s, int64_t id, const struct ctl_endpoints *eps);
+/* Node id went offline (last_seen now), written at the next flush. */
+void srv_wb_offline(struct ctl_server *s, int64_t id);
+/* Node id is online again (the store says so): a waiting offline is void. */
+void srv_wb_online(struct ctl_server *s, int64_t id);
+/* Node id's version is bumped at the next flush (its expiry passed). */
+void srv_wb_touch(struct ctl_server *s, int64_t id);
+/* Writes the waiting writes in one transaction: those whose bucket allows,
+ * or all. Before every broadcast's snapshot refresh. */
+int srv_wb_flush(struct ctl_server *s, bool all);
+void srv_wb_timer_cb(int fd, short ev, void *arg);
+void srv_wb_free(struct ctl_server *s);
+
 /* server_relay.c */
 int srv_on_relay_register(struct srv_conn *c, struct ctl_relay_register *req);
 /* Re-reads the relays from the store; true when the list nodes see changed
@@ -147,6 +264,10 @@ bool srv_relays_refresh(struct ctl_server *s);
 /* Sends each relay connection its RELAY_STATE when it changed; closes the
  * connection of a relay that was removed. */
 void srv_relays_broadcast(struct ctl_server *s);
+/* Sends relay connection c the current RELAY_STATE if it changed and c's
+ * queue has drained (from its write callback: a relay that was behind
+ * when the state changed gets it then). */
+int srv_relay_update(struct srv_conn *c);
 void srv_relays_free(struct ctl_server *s);
 
 #endif

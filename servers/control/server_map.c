@@ -1,6 +1,8 @@
 /* mesh-control's network map: an in-memory snapshot of the store's nodes
  * (kept current from the store's version-ordered changes and tombstones),
- * MAP_FULL for one connection, and the coalesced MAP_DELTA broadcast. */
+ * and the coalesced MAP_DELTA broadcast (whole entries for what changed as a
+ * whole, patches for endpoints and online, nothing for a write that changed
+ * nothing). MAP_FULL is in server_full.c. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -17,7 +19,7 @@
 
 /* --- snapshot ----------------------------------------------------------- */
 
-static size_t snap_index(const struct ctl_server *s, int64_t id, bool *found)
+size_t srv_snap_index(const struct ctl_server *s, int64_t id, bool *found)
 {
 	size_t lo = 0, hi = s->n_nodes;
 	while (lo < hi) {
@@ -34,7 +36,7 @@ static size_t snap_index(const struct ctl_server *s, int64_t id, bool *found)
 const struct srv_node *srv_snap_find(const struct ctl_server *s, int64_t id)
 {
 	bool f;
-	size_t i = snap_index(s, id, &f);
+	size_t i = srv_snap_index(s, id, &f);
 	return f ? &s->nodes[i] : NULL;
 }
 
@@ -77,10 +79,35 @@ void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p)
 	p->last_seen = nd->last_seen > 0 ? nd->last_seen : 0;
 }
 
+/* Whether what a peer entry says apart from endpoints, home relay, online
+ * and last seen changed (or whether others may see it at all). */
+static bool entry_changed(const struct srv_node *n, const struct ctl_node *nd,
+                          const struct ctl_peer *np)
+{
+	const struct ctl_peer *op = &n->peer;
+	return n->approved != nd->approved || n->expiry != nd->expiry ||
+	       strcmp(op->name, np->name) != 0 ||
+	       memcmp(op->node_key, np->node_key, CTL_KEY_LEN) != 0 ||
+	       memcmp(op->disco_key, np->disco_key, CTL_KEY_LEN) != 0 ||
+	       op->n_addrs != np->n_addrs ||
+	       memcmp(op->addrs, np->addrs, sizeof op->addrs) != 0 ||
+	       op->n_allowed != np->n_allowed ||
+	       memcmp(op->allowed, np->allowed, sizeof op->allowed) != 0;
+}
+
+/* The newest change of n others would see. */
+static int64_t node_changed_at(const struct srv_node *n)
+{
+	int64_t v = n->v_full;
+	if (n->v_eps > v)
+		v = n->v_eps;
+	return n->v_online > v ? n->v_online : v;
+}
+
 static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 {
 	bool f;
-	size_t i = snap_index(s, nd->id, &f);
+	size_t i = srv_snap_index(s, nd->id, &f);
 	if (!f) {
 		if (s->n_nodes == s->cap_nodes) {
 			size_t nc = s->cap_nodes ? s->cap_nodes * 2 : 64;
@@ -96,6 +123,30 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		s->nodes[i].pj = NULL;
 	}
 	struct srv_node *n = &s->nodes[i];
+	struct ctl_peer np;
+	srv_node_to_peer(nd, &np);
+	/* visible to others or not: an expiry that passed is a change too
+	 * (its version was bumped for it: srv_wb_touch) */
+	int64_t now = (int64_t)time(NULL);
+	bool shown = nd->approved && !(nd->expiry && nd->expiry <= now);
+	if (!f) {
+		n->v_full = n->v_eps = n->v_online = nd->version;
+		n->tokens = SRV_WB_BURST;
+		n->tok_ms = 0;
+		n->wb_idx = 0;
+	} else {
+		if (entry_changed(n, nd, &np) || shown != n->shown)
+			n->v_full = nd->version;
+		if (np.n_eps != n->peer.n_eps ||
+		    memcmp(np.eps, n->peer.eps, sizeof np.eps) != 0 ||
+		    np.home_relay != n->peer.home_relay)
+			n->v_eps = nd->version;
+		/* last_seen of a node that stays online is news to nobody: it
+		 * rides along with its next real change. */
+		if (np.online != n->peer.online ||
+		    (!np.online && np.last_seen != n->peer.last_seen))
+			n->v_online = nd->version;
+	}
 	free(n->pj);
 	n->pj = NULL;
 	n->pj_len = 0;
@@ -104,8 +155,9 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	n->expiry = nd->expiry;
 	n->approved = nd->approved;
 	n->ephemeral = nd->ephemeral;
+	n->shown = shown;
 	memcpy(n->machine_key, nd->machine_key, CTL_KEY_LEN);
-	srv_node_to_peer(nd, &n->peer);
+	n->peer = np;
 	/* One encode per change, shared by every map that carries it. */
 	struct ctl_msg_err me;
 	if (ctl_msg_encode_peer(&n->peer, &n->pj, &n->pj_len, &me) < 0)
@@ -117,7 +169,7 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
 {
 	bool f;
-	size_t i = snap_index(s, id, &f);
+	size_t i = srv_snap_index(s, id, &f);
 	if (f) {
 		/* A node never approved was in nobody's map: no tombstone, so
 		 * dropped pending registrations reach no node. */
@@ -223,67 +275,15 @@ void srv_snap_free(struct ctl_server *s)
 	s->n_nodes = s->cap_nodes = s->n_tombs = s->cap_tombs = 0;
 }
 
-/* --- MAP_FULL ----------------------------------------------------------- */
+/* --- MAP_DELTA broadcast ------------------------------------------------ */
 
-static double ms_since(const struct timespec *t0)
+double srv_ms_since(const struct timespec *t0)
 {
 	struct timespec t1;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
 	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
-
-int srv_send_full(struct srv_conn *c)
-{
-	struct ctl_server *s = c->s;
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	const struct srv_node *self = srv_snap_find(s, c->node_id);
-	if (!self)
-		return -ENOENT;
-	int64_t now = (int64_t)time(NULL);
-	struct ctl_msg m = {.type = CTL_MSG_MAP_FULL};
-	struct ctl_map_full *mf = &m.u.map;
-	mf->version = (uint64_t)s->snap_version;
-	mf->self_id = (uint64_t)self->id;
-	snprintf(mf->self_name, sizeof mf->self_name, "%s", self->peer.name);
-	mf->n_self_addrs = self->peer.n_addrs;
-	memcpy(mf->self_addrs, self->peer.addrs, sizeof mf->self_addrs);
-	snprintf(mf->dns_domain, sizeof mf->dns_domain, "%s", s->meta.domain);
-	mf->relays = s->relays;
-	mf->n_relays = s->n_relays;
-	mf->magic_dns.family = 4;
-	memcpy(mf->magic_dns.addr, (const uint8_t[]){100, 100, 100, 100}, 4);
-	struct ctl_msg_text *t = malloc((s->n_nodes ? s->n_nodes : 1) * sizeof *t);
-	if (!t)
-		return -ENOMEM;
-	size_t nt = 0;
-	for (size_t i = 0; i < s->n_nodes; i++) {
-		const struct srv_node *n = &s->nodes[i];
-		if (n->id != c->node_id && n->pj && srv_node_visible(n, now))
-			t[nt++] = (struct ctl_msg_text){n->pj, n->pj_len};
-	}
-	uint8_t *body = NULL;
-	size_t len = 0;
-	struct ctl_msg_err me;
-	int r = ctl_msg_encode_map_texts(&m, t, nt, &body, &len, &me);
-	free(t);
-	if (r < 0) {
-		log_warn("mesh-control: MAP_FULL encode: %s", me.text);
-		return r;
-	}
-	s->st.last_full_ms = ms_since(&t0);
-	s->st.last_full_bytes = len;
-	r = srv_send_body(c, CTL_MSG_MAP_FULL, body, len);
-	free(body);
-	if (r == 0) {
-		s->st.maps_full++;
-		c->sent_version = s->snap_version;
-	}
-	return r;
-}
-
-/* --- MAP_DELTA broadcast ------------------------------------------------ */
 
 void srv_broadcast_schedule(struct ctl_server *s)
 {
@@ -294,76 +294,167 @@ void srv_broadcast_schedule(struct ctl_server *s)
 	evtimer_add(s->bcast, &tv);
 }
 
+/* What changed since one base version. */
 struct delta_set {
-	const struct srv_node **peers;
-	size_t n_peers;
+	int64_t base;
+	const struct srv_node **whole; /* whole entries (new or changed) */
+	size_t n_whole;
+	const struct srv_node **part; /* only endpoints / online changed */
+	size_t n_part;
 	uint64_t *removed;
 	size_t n_removed;
+	size_t est_bytes; /* at most what the delta's body takes */
+	size_t map_bytes; /* about what a full map takes */
+	/* bodies shared by every receiver of this base (NULL: not built) */
+	uint8_t *patch_body, *legacy_body, *rel_body; /* rel: patches + relays */
+	size_t patch_len, legacy_len, rel_len;
+	/* the body does not fit a frame (or did not encode): every receiver
+	 * of this base gets a full map instead (decided once per base) */
+	bool patch_full, legacy_full, rel_full;
 };
 
-/* Changes since base: visible nodes changed after it, and ids that left the
- * map (tombstones, or nodes no longer approved / expired). */
+static void delta_free(struct delta_set *d)
+{
+	free(d->whole);
+	free(d->part);
+	free(d->removed);
+	free(d->patch_body);
+	free(d->legacy_body);
+	free(d->rel_body);
+	memset(d, 0, sizeof *d);
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* An upper bound of a patch's JSON: id, fields, home relay, online, last
+ * seen, and each endpoint at its longest ("[v6%zone]:port" quoted). */
+static size_t patch_bytes_max(const struct srv_node *n)
+{
+	return 160 + (size_t)(CTL_ADDRSTR_MAX + 3) * n->peer.n_eps;
+}
+
+/* Changes since base: visible nodes changed after it (whole or in part),
+ * and ids that left the map (tombstones, or nodes no longer approved /
+ * expired). A store write that changed nothing is no change here. */
 static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
                          struct delta_set *d)
 {
 	size_t np = 0, nrm = 0;
+	memset(d, 0, sizeof *d);
+	d->base = base;
 	for (size_t i = 0; i < s->n_nodes; i++)
-		if (s->nodes[i].version > base)
+		if (node_changed_at(&s->nodes[i]) > base)
 			np++;
 	for (size_t i = 0; i < s->n_tombs; i++)
 		if (s->tombs[i].version > base)
 			nrm++;
-	d->peers = malloc((np ? np : 1) * sizeof *d->peers);
+	d->whole = malloc((np ? np : 1) * sizeof *d->whole);
+	d->part = malloc((np ? np : 1) * sizeof *d->part);
 	d->removed = malloc((np + nrm ? np + nrm : 1) * sizeof *d->removed);
-	d->n_peers = d->n_removed = 0;
-	if (!d->peers || !d->removed)
+	if (!d->whole || !d->part || !d->removed)
 		return -ENOMEM;
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const struct srv_node *n = &s->nodes[i];
-		if (n->version <= base)
+		if (n->pj)
+			d->map_bytes += n->pj_len + 1;
+		if (node_changed_at(n) <= base)
 			continue;
-		if (srv_node_visible(n, now)) {
-			if (n->pj)
-				d->peers[d->n_peers++] = n;
-		} else if (n->approved) { /* pending: in nobody's map yet */
-			d->removed[d->n_removed++] = (uint64_t)n->id;
-		}
-	}
-	/* Tombstones may name an id twice; the map drops unknown ids anyway,
-	 * but keep the list unique. */
-	for (size_t i = 0; i < s->n_tombs; i++) {
-		if (s->tombs[i].version <= base)
+		if (!srv_node_visible(n, now)) {
+			if (n->approved) /* pending: in nobody's map yet */
+				d->removed[d->n_removed++] = (uint64_t)n->id;
+		} else if (!n->pj)
 			continue;
-		uint64_t id = (uint64_t)s->tombs[i].id;
-		bool dup = false;
-		for (size_t k = 0; k < d->n_removed && !dup; k++)
-			dup = d->removed[k] == id;
-		if (!dup)
-			d->removed[d->n_removed++] = id;
+		else if (n->v_full > base)
+			d->whole[d->n_whole++] = n, d->est_bytes += n->pj_len + 1;
+		else
+			d->part[d->n_part++] = n, d->est_bytes += patch_bytes_max(n);
 	}
+	/* Tombstones may name an id twice (and a removed id may also be one
+	 * no longer visible); the map drops unknown ids anyway, but keep the
+	 * list unique: sorted, in O(n log n) however many piled up. */
+	for (size_t i = 0; i < s->n_tombs; i++)
+		if (s->tombs[i].version > base)
+			d->removed[d->n_removed++] = (uint64_t)s->tombs[i].id;
+	if (d->n_removed > 1) {
+		qsort(d->removed, d->n_removed, sizeof *d->removed, cmp_id);
+		size_t k = 1;
+		for (size_t i = 1; i < d->n_removed; i++)
+			if (d->removed[i] != d->removed[k - 1])
+				d->removed[k++] = d->removed[i];
+		d->n_removed = k;
+	}
+	d->est_bytes += 12 * d->n_removed;
 	return 0;
 }
 
-static int encode_delta(struct ctl_server *s, int64_t base, const struct delta_set *d,
-                        int64_t skip_id, uint8_t **body, size_t *len)
+static bool delta_empty(const struct delta_set *d)
+{
+	return d->n_whole + d->n_part + d->n_removed == 0;
+}
+
+/* The patch that brings n from base to now: the fields changed after it. */
+static void make_patch(const struct srv_node *n, int64_t base, struct ctl_peer_patch *pp)
+{
+	memset(pp, 0, sizeof *pp);
+	pp->id = (uint64_t)n->id;
+	if (n->v_eps > base) {
+		pp->fields |= CTL_PATCH_ENDPOINTS | CTL_PATCH_HOME_RELAY;
+		pp->n_eps = n->peer.n_eps;
+		memcpy(pp->eps, n->peer.eps, sizeof pp->eps);
+		pp->home_relay = n->peer.home_relay;
+	}
+	if (n->v_online > base) {
+		pp->fields |= CTL_PATCH_ONLINE | CTL_PATCH_LAST_SEEN;
+		pp->online = n->peer.online;
+		pp->last_seen = n->peer.last_seen;
+	}
+}
+
+/* Encodes the delta. patches: for a node with CTL_CAP_PEER_PATCH (partial
+ * changes as patches; the receiver itself may be named, it ignores
+ * itself); otherwise every changed peer whole, without skip_id. */
+static int encode_delta(struct ctl_server *s, const struct delta_set *d, bool patches,
+                        bool relays, int64_t skip_id, uint8_t **body, size_t *len)
 {
 	struct ctl_msg m = {.type = CTL_MSG_MAP_DELTA};
 	struct ctl_map_delta *md = &m.u.delta;
 	md->version = (uint64_t)s->snap_version;
-	md->base_version = (uint64_t)base;
+	md->base_version = (uint64_t)d->base;
+	md->has_relays = relays;
+	md->relays = s->relays;
+	md->n_relays = s->n_relays;
 	md->removed = d->removed;
 	md->n_removed = d->n_removed;
-	struct ctl_msg_text *t = malloc((d->n_peers ? d->n_peers : 1) * sizeof *t);
-	if (!t)
+	size_t cap = d->n_whole + d->n_part;
+	struct ctl_msg_text *t = malloc((cap ? cap : 1) * sizeof *t);
+	struct ctl_peer_patch *pp =
+	    patches ? malloc((d->n_part ? d->n_part : 1) * sizeof *pp) : NULL;
+	if (!t || (patches && !pp)) {
+		free(t);
+		free(pp);
 		return -ENOMEM;
+	}
 	size_t nt = 0;
-	for (size_t i = 0; i < d->n_peers; i++) /* not the receiver itself */
-		if (d->peers[i]->id != skip_id)
+	for (size_t i = 0; i < d->n_whole; i++)
+		if (d->whole[i]->id != skip_id)
 			t[nt++] =
-			    (struct ctl_msg_text){d->peers[i]->pj, d->peers[i]->pj_len};
+			    (struct ctl_msg_text){d->whole[i]->pj, d->whole[i]->pj_len};
+	for (size_t i = 0; i < d->n_part; i++) {
+		if (patches)
+			make_patch(d->part[i], d->base, &pp[md->n_patches++]);
+		else if (d->part[i]->id != skip_id)
+			t[nt++] =
+			    (struct ctl_msg_text){d->part[i]->pj, d->part[i]->pj_len};
+	}
+	md->patches = pp;
 	struct ctl_msg_err me;
 	int r = ctl_msg_encode_map_texts(&m, t, nt, body, len, &me);
 	free(t);
+	free(pp);
 	if (r < 0)
 		log_warn("mesh-control: MAP_DELTA encode: %s", me.text);
 	return r;
@@ -371,8 +462,11 @@ static int encode_delta(struct ctl_server *s, int64_t base, const struct delta_s
 
 static bool delta_has(const struct delta_set *d, int64_t id)
 {
-	for (size_t i = 0; i < d->n_peers; i++)
-		if (d->peers[i]->id == id)
+	for (size_t i = 0; i < d->n_whole; i++)
+		if (d->whole[i]->id == id)
+			return true;
+	for (size_t i = 0; i < d->n_part; i++)
+		if (d->part[i]->id == id)
 			return true;
 	return false;
 }
@@ -381,40 +475,96 @@ static bool delta_has(const struct delta_set *d, int64_t id)
  * removed ids at a few bytes each) is sent as a full map. */
 static bool delta_too_big(const struct ctl_server *s, const struct delta_set *d)
 {
-	return d->n_peers + d->n_removed / 32 >= s->n_nodes &&
-	       d->n_peers + d->n_removed > 16;
+	size_t n = d->n_whole + d->n_part / 4 + d->n_removed / 32;
+	return n >= s->n_nodes && d->n_whole + d->n_part + d->n_removed > 16;
+}
+
+/* Sends c the delta d (built for c->sent_version). 0 sent or nothing to
+ * send (then c keeps its version: the next delta starts from it), 1 when
+ * c needs a full map instead, or a negative errno from sending. */
+static int send_delta(struct srv_conn *c, struct delta_set *d)
+{
+	struct ctl_server *s = c->s;
+	int r;
+	/* A big catch-up (a node that was behind a long time): as a chunked
+	 * map when that is not much bigger, else when the queues have room. */
+	if (d->est_bytes > SRV_CHUNK_BYTES) {
+		/* not right after a chunked map, though: in a join storm that
+		 * would stream the whole map again, and again */
+		if ((c->caps & CTL_CAP_MAP_CHUNKS) && d->est_bytes > d->map_bytes / 2 &&
+		    !c->fresh_full)
+			return 1;
+		if (srv_over_budget(s))
+			return 0; /* keeps its version; srv_resume_cb */
+	}
+	if (c->caps & CTL_CAP_PEER_PATCH) {
+		/* relays_stale only with CTL_CAP_RELAYS_DELTA (srv_on_register) */
+		bool rel = c->relays_stale;
+		uint8_t **body = rel ? &d->rel_body : &d->patch_body;
+		size_t *len = rel ? &d->rel_len : &d->patch_len;
+		bool *full = rel ? &d->rel_full : &d->patch_full;
+		if (delta_empty(d) && !rel)
+			return 0;
+		if (!*body && !*full &&
+		    (encode_delta(s, d, true, rel, 0, body, len) < 0 ||
+		     *len > CTL_FRAME_BODY_MAX))
+			*full = true;
+		if (*full)
+			return 1;
+		r = srv_send_body(c, CTL_MSG_MAP_DELTA, *body, *len);
+		if (r == 0)
+			c->relays_stale = false;
+	} else if (d->n_removed == 0 && d->n_whole + d->n_part == 1 &&
+	           delta_has(d, c->node_id)) {
+		return 0; /* only itself changed */
+	} else if (delta_empty(d)) {
+		return 0;
+	} else if (delta_has(d, c->node_id)) {
+		uint8_t *own = NULL;
+		size_t olen = 0;
+		if (d->legacy_full)
+			return 1;
+		if (encode_delta(s, d, false, false, c->node_id, &own, &olen) < 0 ||
+		    olen > CTL_FRAME_BODY_MAX) {
+			free(own);
+			d->legacy_full = true; /* the shared body is no smaller */
+			return 1;
+		}
+		r = srv_send_body(c, CTL_MSG_MAP_DELTA, own, olen);
+		free(own);
+	} else {
+		if (!d->legacy_body && !d->legacy_full &&
+		    (encode_delta(s, d, false, false, 0, &d->legacy_body, &d->legacy_len) < 0 ||
+		     d->legacy_len > CTL_FRAME_BODY_MAX))
+			d->legacy_full = true;
+		if (d->legacy_full)
+			return 1;
+		r = srv_send_body(c, CTL_MSG_MAP_DELTA, d->legacy_body, d->legacy_len);
+	}
+	if (r == 0) {
+		s->st.maps_delta++;
+		c->sent_version = s->snap_version;
+		c->fresh_full = false;
+	}
+	return r;
 }
 
 int srv_send_update(struct srv_conn *c)
 {
 	struct ctl_server *s = c->s;
 	int64_t base = c->sent_version;
-	if (base >= s->snap_version)
+	if (!srv_conn_needs_update(c))
 		return 0;
 	if (base < s->tomb_floor)
 		return srv_send_full(c);
 	int64_t now = (int64_t)time(NULL);
-	struct delta_set d = {0};
+	struct delta_set d;
 	int r = delta_collect(s, base, now, &d);
 	if (r == 0 && delta_too_big(s, &d))
 		r = 1;
-	if (r == 0 && d.n_removed + d.n_peers > 0 &&
-	    !(d.n_removed == 0 && d.n_peers == 1 && d.peers[0]->id == c->node_id)) {
-		uint8_t *body = NULL;
-		size_t len = 0;
-		if (encode_delta(s, base, &d, c->node_id, &body, &len) < 0) {
-			r = 1; /* send a full map instead */
-		} else {
-			r = srv_send_body(c, CTL_MSG_MAP_DELTA, body, len);
-			if (r == 0) {
-				s->st.maps_delta++;
-				c->sent_version = s->snap_version;
-			}
-		}
-		free(body);
-	}
-	free(d.peers);
-	free(d.removed);
+	if (r == 0)
+		r = send_delta(c, &d);
+	delta_free(&d);
 	if (r > 0 || r == -ENOMEM)
 		r = srv_send_full(c);
 	return r;
@@ -469,13 +619,15 @@ static void broadcast(struct ctl_server *s)
 {
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* node-driven writes since the last one, in one transaction */
+	srv_wb_flush(s, false);
 	if (srv_snap_refresh(s) < 0) {
 		log_warn("mesh-control: reading the store: %s",
 		         ctl_store_errmsg(s->cfg.store));
 		return;
 	}
-	/* A changed relay list reaches nodes in a MAP_FULL (deltas carry
-	 * peers only). */
+	/* A changed relay list reaches a node in its next delta (the whole
+	 * list, a few hundred bytes), or in a MAP_FULL for an older node. */
 	srv_relays_refresh(s);
 	bool relays_changed =
 	    sodium_memcmp(s->relays_hash, s->nodes_relays_hash, sizeof s->relays_hash) != 0;
@@ -485,20 +637,26 @@ static void broadcast(struct ctl_server *s)
 		nx = c->next;
 		if (c->state == SRV_ONLINE || c->state == SRV_PENDING)
 			conn_check_self(c, now);
-		/* Every online node needs a MAP_FULL now, also one that is
+		/* Every online node needs the new list now, also one that is
 		 * behind and catches up later (srv_send_update). */
-		if (relays_changed && c->state == SRV_ONLINE)
-			c->sent_version = SRV_NEED_FULL;
+		if (relays_changed && c->state == SRV_ONLINE) {
+			if (c->caps & CTL_CAP_RELAYS_DELTA)
+				c->relays_stale = true;
+			else
+				c->sent_version = SRV_NEED_FULL;
+		}
 	}
 	/* The list may have changed (go_online closes older connections);
-	 * walk it again for the deltas, one distinct base at a time. */
+	 * walk it again for the deltas, one distinct base at a time. A
+	 * connection that is behind is skipped and judged alone: it gets one
+	 * update when its own queue drains (write_cb), nobody waits for it. */
 	bool sent = false;
 	uint64_t gen = ++s->bcast_gen;
 	for (;;) {
 		int64_t base = 0;
 		bool any = false;
 		for (struct srv_conn *c = s->conns; c; c = c->next)
-			if (c->state == SRV_ONLINE && c->sent_version < s->snap_version &&
+			if (c->state == SRV_ONLINE && srv_conn_needs_update(c) &&
 			    (!any || c->sent_version > base) && c->bcast_gen != gen &&
 			    !srv_conn_behind(c)) {
 				base = c->sent_version;
@@ -508,12 +666,9 @@ static void broadcast(struct ctl_server *s)
 			break;
 		sent = true;
 		struct delta_set d = {0};
-		uint8_t *body = NULL;
-		size_t len = 0;
 		bool full = base < s->tomb_floor;
 		if (!full &&
-		    (delta_collect(s, base, now, &d) < 0 || delta_too_big(s, &d) ||
-		     encode_delta(s, base, &d, 0, &body, &len) < 0))
+		    (delta_collect(s, base, now, &d) < 0 || delta_too_big(s, &d)))
 			full = true;
 		for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 			nx = c->next;
@@ -523,38 +678,17 @@ static void broadcast(struct ctl_server *s)
 			c->bcast_gen = gen;
 			if (srv_conn_behind(c))
 				continue;
-			int r;
-			if (full) {
+			int r = full ? 1 : send_delta(c, &d);
+			if (r > 0)
 				r = srv_send_full(c);
-			} else if (d.n_removed == 0 &&
-			           (d.n_peers == 0 ||
-			            (d.n_peers == 1 && d.peers[0]->id == c->node_id))) {
-				/* Nothing it can see changed (only itself, or
-				 * pending nodes): nothing to send. The next
-				 * delta starts from the version it has. */
-				continue;
-			} else if (delta_has(&d, c->node_id)) {
-				uint8_t *own = NULL;
-				size_t olen = 0;
-				r = encode_delta(s, base, &d, c->node_id, &own, &olen);
-				if (r == 0)
-					r = srv_send_body(c, CTL_MSG_MAP_DELTA, own,
-					                  olen);
-				free(own);
-			} else {
-				r = srv_send_body(c, CTL_MSG_MAP_DELTA, body, len);
-			}
 			if (r < 0) {
+				log_info("mesh-control: %s: node %lld: map update failed "
+				         "(%s); closing",
+				         c->peer, (long long)c->node_id, strerror(-r));
 				srv_conn_free(c);
-				continue;
 			}
-			if (!full)
-				s->st.maps_delta++;
-			c->sent_version = s->snap_version;
 		}
-		free(body);
-		free(d.peers);
-		free(d.removed);
+		delta_free(&d);
 	}
 	/* Tombstones every connection has seen are no longer needed. */
 	int64_t floor = s->snap_version;
@@ -571,13 +705,30 @@ static void broadcast(struct ctl_server *s)
 	srv_relays_broadcast(s);
 	if (sent) {
 		s->st.broadcasts++;
-		s->st.last_broadcast_ms = ms_since(&t0);
+		s->st.last_broadcast_ms = srv_ms_since(&t0);
 	}
 }
 
 void srv_broadcast_cb(int fd, short ev, void *arg)
 {
 	broadcast(arg);
+}
+
+void srv_resume_cb(int fd, short ev, void *arg)
+{
+	struct ctl_server *s = arg;
+	for (struct srv_conn *c = s->conns, *nx; c && !s->out_waiting; c = nx) {
+		nx = c->next;
+		if (c->state != SRV_ONLINE)
+			continue;
+		int r = 0;
+		if (c->streaming)
+			r = srv_stream_pump(c);
+		else if (srv_conn_needs_update(c) && !srv_conn_behind(c))
+			r = srv_send_update(c);
+		if (r < 0)
+			srv_conn_free(c);
+	}
 }
 
 /* Every poll_ms: writes by other processes, expiry, ephemeral nodes. */
@@ -597,14 +748,14 @@ void srv_poll_cb(int fd, short ev, void *arg)
 	}
 	/* A node whose expiry passed since the last poll leaves every map and
 	 * every relay's admission list now, connected to us or not (an
-	 * offline node stayed admitted on relays until some other change). */
+	 * offline node stayed admitted on relays until some other change).
+	 * Its version is bumped (in the next write batch) so that deltas
+	 * carry its removal: expiry by time writes nothing by itself. */
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const struct srv_node *n = &s->nodes[i];
 		if (n->approved && n->expiry && n->expiry <= now &&
-		    n->expiry > s->last_poll_s) {
-			srv_broadcast_schedule(s);
-			break;
-		}
+		    n->expiry > s->last_poll_s)
+			srv_wb_touch(s, n->id);
 	}
 	s->last_poll_s = now;
 	for (size_t i = 0; i < s->n_nodes; i++) {

@@ -198,25 +198,81 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 		if (ctl_store_node_update(s->cfg.store, id, &u) < 0)
 			log_warn("mesh-control: node %lld online: %s", (long long)id,
 			         ctl_store_errmsg(s->cfg.store));
+		else
+			srv_wb_online(s, id);
 	}
 	s->st.registrations_ok++;
 	log_info("mesh-control: node %lld (%s, %s) online from %s", (long long)id,
 	         n->peer.name, v4, c->peer);
 	srv_snap_refresh(s);
 	srv_broadcast_schedule(s);
-	if (s->out_total > SRV_OUT_BUDGET) {
-		/* Its MAP_FULL waits until the queues drain (broadcast). */
-		s->out_waiting = true;
-		c->sent_version = SRV_NEED_FULL;
-		return 0;
-	}
 	return srv_send_full(c);
+}
+
+/* Whether the map may be too big for one MAP_FULL (more than
+ * CTL_PEERS_MAX peers, or a body over a frame, whichever node asks): the
+ * peers' entries plus 64 KiB for the rest (self, DNS, the relay list), so
+ * that a node admitted here is never closed when its map fails. */
+static bool map_too_big_for_one(const struct ctl_server *s, int64_t now)
+{
+	size_t n = 0, bytes = 0, largest = 0;
+	for (size_t i = 0; i < s->n_nodes; i++) {
+		const struct srv_node *nd = &s->nodes[i];
+		if (!nd->pj || !srv_node_visible(nd, now))
+			continue;
+		n++;
+		bytes += nd->pj_len + 1;
+		if (nd->pj_len + 1 > largest)
+			largest = nd->pj_len + 1;
+	}
+	/* the node itself may be among them and is left out of its map */
+	return n > (size_t)CTL_PEERS_MAX + 1 ||
+	       bytes - largest + 64 * 1024 > CTL_FRAME_BODY_MAX;
+}
+
+static bool known_machine(const struct ctl_server *s, const uint8_t key[CTL_KEY_LEN])
+{
+	for (size_t i = 0; i < s->n_nodes; i++)
+		if (memcmp(s->nodes[i].machine_key, key, CTL_KEY_LEN) == 0)
+			return true;
+	return false;
 }
 
 int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 {
 	struct ctl_server *s = c->s;
 	int64_t now = (int64_t)time(NULL);
+	c->caps = req->caps & CTL_CAPS_ALL;
+	/* the relay list rides on patch deltas only */
+	if (!(c->caps & CTL_CAP_PEER_PATCH))
+		c->caps &= ~CTL_CAP_RELAYS_DELTA;
+	/* A node that takes its map only in one message cannot get this one:
+	 * refused before it is marked online (no store writes, no broadcasts),
+	 * and a refusal is final for a node: it does not retry in a loop. */
+	if (!(c->caps & CTL_CAP_MAP_CHUNKS) && map_too_big_for_one(s, now)) {
+		sodium_memzero(req->auth_key, sizeof req->auth_key);
+		return reg_refuse(c, CTL_REASON_UPGRADE_REQUIRED,
+		                  "this mesh's map is too big for this node's version "
+		                  "of meshproxy; upgrade it (to a version that takes "
+		                  "maps in chunks) and start it again");
+	}
+	/* Nodes and relays hold at most CTL_MAP_PEERS_MAX peers (keys): a
+	 * mesh that size admits no new machine (not final: the node retries,
+	 * and joins once the admin removed some). */
+	if (s->n_nodes >= s->cfg.max_nodes && !known_machine(s, c->machine_key)) {
+		sodium_memzero(req->auth_key, sizeof req->auth_key);
+		struct ctl_msg m = {.type = CTL_MSG_ERROR};
+		m.u.error.code = CTL_REASON_INTERNAL;
+		snprintf(m.u.error.text, sizeof m.u.error.text,
+		         "this mesh has its maximum of %u nodes; retrying (the admin "
+		         "can remove nodes: mesh-control nodes remove)",
+		         s->cfg.max_nodes);
+		log_warn("mesh-control: %s: a new node refused: the mesh has its "
+		         "maximum of %u nodes",
+		         c->peer, s->cfg.max_nodes);
+		s->st.registrations_retry++;
+		return reg_send_close(c, &m);
+	}
 	struct ctl_store_reg reg = {.hostname = req->hostname,
 	                            .auth_secret =
 	                                req->auth_key[0] ? req->auth_key : NULL,
@@ -244,6 +300,9 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 		return reg_refuse(c, reason_of(r), reason_text(r));
 	}
 	int64_t id = nd->id;
+	/* the store has it online now: an offline still waiting is stale */
+	if (nd->online)
+		srv_wb_online(s, id);
 	bool approved = nd->approved;
 	bool expired = nd->expiry && nd->expiry <= now;
 	if (created)
@@ -272,34 +331,16 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	return srv_go_online(c, n);
 }
 
+/* Kept in memory and written in the next batch (server_writes.c): an
+ * unchanged set costs nothing, a node sending many is rate-limited and its
+ * latest set wins. */
 int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps)
 {
-	struct ctl_server *s = c->s;
-	char buf[CTL_STORE_ENDPOINTS_MAX + 1];
-	size_t off = 0;
-	buf[0] = 0;
-	for (unsigned i = 0; i < eps->n && i < CTL_ENDPOINTS_MAX; i++) {
-		char one[CTL_ADDRSTR_MAX];
-		ctl_endpoint_format(&eps->ep[i], one);
-		int w =
-		    snprintf(buf + off, sizeof buf - off, "%s%s", off ? "," : "", one);
-		if (w < 0 || (size_t)w >= sizeof buf - off)
-			break;
-		off += (size_t)w;
+	int r = srv_wb_endpoints(c->s, c->node_id, eps);
+	if (r == -ENOMEM) {
+		log_warn("mesh-control: node %lld endpoints: out of memory",
+		         (long long)c->node_id);
+		return 0;
 	}
-	struct ctl_node_update u = {
-	    .mask = CTL_UPD_ENDPOINTS | CTL_UPD_HOME_RELAY | CTL_UPD_LAST_SEEN,
-	    .endpoints = buf,
-	    .home_relay = (int)(eps->home_relay > 0x7fffffff ? 0 : eps->home_relay),
-	    .last_seen = (int64_t)time(NULL)};
-	int r = ctl_store_node_update(s->cfg.store, c->node_id, &u);
-	if (r < 0) {
-		log_warn("mesh-control: node %lld endpoints: %s", (long long)c->node_id,
-		         ctl_store_errmsg(s->cfg.store));
-		return r == CTL_STORE_ENOTFOUND ? -ENOENT : 0;
-	}
-	log_debug("mesh-control: node %lld endpoints %s relay %u", (long long)c->node_id,
-	          buf, eps->home_relay);
-	srv_broadcast_schedule(s);
-	return 0;
+	return r;
 }

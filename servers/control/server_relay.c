@@ -132,10 +132,26 @@ void srv_relays_broadcast(struct ctl_server *s)
 			srv_conn_error_close(c, CTL_REASON_NODE_REMOVED, "relay removed");
 			continue;
 		}
-		if (send_state(c, keys, n) < 0)
+		/* one that has not drained the last one gets the state
+		 * then (srv_relay_update from its write callback) */
+		if (!srv_conn_behind(c) && send_state(c, keys, n) < 0)
 			srv_conn_free(c);
 	}
 	free(keys);
+}
+
+int srv_relay_update(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	uint8_t(*keys)[CTL_KEY_LEN] = NULL;
+	size_t n = 0;
+	if (srv_conn_behind(c) || !find_relay(s, c->relay_id))
+		return 0; /* removed: srv_relays_broadcast closes it */
+	if (collect_keys(s, &keys, &n) < 0)
+		return -ENOMEM;
+	int r = send_state(c, keys, n);
+	free(keys);
+	return r;
 }
 
 static uint32_t reason_of(int err)

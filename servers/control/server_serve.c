@@ -1,16 +1,20 @@
 /* `mesh-control [--data DIR] serve ...`: runs the node protocol server
  * (server.h) and, with --admin-listen, the HTTP admin API (admin.h) on one
  * event loop until SIGINT / SIGTERM. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <ini.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,9 +27,12 @@
 
 static const char serve_usage[] =
     "usage: mesh-control [--data DIR] serve [--listen HOST:PORT]\n"
-    "                    [--admin-listen HOST:PORT] [--ephemeral-timeout DUR]\n"
+    "                    [--admin-listen HOST:PORT [--admin-insecure]]\n"
+    "                    [--ephemeral-timeout DUR]\n"
     "                    [--allow-pending [--max-pending N]\n"
-    "                    [--max-pending-per-source N]] [--log-level LEVEL]\n"
+    "                    [--max-pending-per-source N]]\n"
+    "                    [--max-unregistered-per-source N] [--max-conns N]\n"
+    "                    [--log-level LEVEL]\n"
     "\n"
     "Runs the node protocol: nodes connect (Noise IK, the server key in their\n"
     "join token), register with an auth key or wait for approval, and receive\n"
@@ -38,7 +45,11 @@ static const char serve_usage[] =
     "  --listen HOST:PORT       where to accept nodes (default: control.conf's\n"
     "                           listen, the address in join tokens)\n"
     "  --admin-listen HOST:PORT also serve the HTTP admin API there (API keys:\n"
-    "                           `mesh-control apikeys create`)\n"
+    "                           `mesh-control apikeys create`); a loopback\n"
+    "                           address unless --admin-insecure\n"
+    "  --admin-insecure         allow --admin-listen on a non-loopback address\n"
+    "                           (the API is plain HTTP: its bearer keys cross\n"
+    "                           the network in clear; prefer SSH or a TLS proxy)\n"
     "  --ephemeral-timeout DUR  remove ephemeral nodes DUR after they go offline\n"
     "                           (default 5m)\n"
     "  --allow-pending          hold nodes that join without an auth key (tokens\n"
@@ -50,6 +61,13 @@ static const char serve_usage[] =
     "                           later, nobody waiting is dropped\n"
     "  --max-pending-per-source N  with --allow-pending: at most N of them from\n"
     "                           one IPv4 address or IPv6 /64 (default 8)\n"
+    "  --max-unregistered-per-source N  connections from one IPv4 address or\n"
+    "                           IPv6 /64 that have not registered yet (default\n"
+    "                           256; more are closed and retry): raise it for\n"
+    "                           many nodes behind one NAT\n"
+    "  --max-conns N            at most N connections at once (default 10000;\n"
+    "                           each takes a file descriptor: raise `ulimit -n`\n"
+    "                           to match)\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n";
 
 static int serve_die(const char *msg, const char *arg)
@@ -108,6 +126,61 @@ static int read_key(const char *path, uint8_t priv[32])
 	return (r == 0 && bl == 32) ? 0 : -EINVAL;
 }
 
+/* Descriptors the process needs besides node connections: stdio, the
+ * store (database, WAL, shared memory, temporary files), the event loop,
+ * the listeners, and slack. */
+#define SERVE_FD_RESERVE 64
+
+/* Raises the soft open-file limit to the hard one (each node holds one
+ * descriptor; the usual soft limit of 1024 would stop the server near
+ * 1,000 nodes) and returns how many node connections fit in it, at most
+ * want (--max-conns, default 10,000), saying so when that is fewer. 0: none fit. */
+static uint32_t fd_budget(unsigned reserve, uint32_t want)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return want;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			rl.rlim_cur = was;
+			log_warn("mesh-control: cannot raise the open-file limit from "
+			         "%llu to %llu: %s",
+			         (unsigned long long)was, (unsigned long long)rl.rlim_max,
+			         strerror(errno));
+		} else {
+			log_debug("mesh-control: open-file limit raised from %llu to "
+			          "%llu",
+			          (unsigned long long)was,
+			          (unsigned long long)rl.rlim_cur);
+		}
+	}
+	if (rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= (rlim_t)want + reserve)
+		return want;
+	uint32_t fit = rl.rlim_cur > reserve ? (uint32_t)(rl.rlim_cur - reserve) : 0;
+	log_warn("mesh-control: the open-file limit is %llu: at most %u node "
+	         "connections (%u are kept for the store and the admin API); raise "
+	         "it for more (`ulimit -n` before starting, or LimitNOFILE= in the "
+	         "systemd unit)",
+	         (unsigned long long)rl.rlim_cur, fit, reserve);
+	return fit;
+}
+
+/* 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104. */
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) ==
+		       127;
+	if (ss->ss_family != AF_INET6)
+		return false;
+	const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+	return IN6_IS_ADDR_LOOPBACK(a) ||
+	       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
 static void on_signal(evutil_socket_t sig, short ev, void *arg)
 {
 	log_info("mesh-control: %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -115,8 +188,9 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 }
 
 struct serve_opts {
-	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src;
-	bool no_pending, allow_pending;
+	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src,
+	    *max_unreg_src, *max_conns;
+	bool no_pending, allow_pending, admin_insecure;
 };
 
 static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
@@ -127,9 +201,12 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 	                                    "--ephemeral-timeout",
 	                                    "--log-level",
 	                                    "--max-pending",
-	                                    "--max-pending-per-source"};
-	const char **vals[] = {&o->data,  &o->listen,      &o->admin,  &o->eph,
-	                       &o->level, &o->max_pending, &o->max_src};
+	                                    "--max-pending-per-source",
+	                                    "--max-unregistered-per-source",
+	                                    "--max-conns"};
+	const char **vals[] = {&o->data,    &o->listen,       &o->admin,
+	                       &o->eph,     &o->level,        &o->max_pending,
+	                       &o->max_src, &o->max_unreg_src, &o->max_conns};
 	bool seen_serve = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -143,6 +220,10 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 		}
 		if (!strcmp(a, "--allow-pending")) {
 			o->allow_pending = true;
+			continue;
+		}
+		if (!strcmp(a, "--admin-insecure")) {
+			o->admin_insecure = true;
 			continue;
 		}
 		if (a[0] != '-') {
@@ -216,9 +297,24 @@ int ctl_serve_main(int argc, char **argv)
 		return serve_die("--max-pending-per-source %s: expected a number from "
 		                 "1 to 100000",
 		                 o.max_src);
+	if (o.admin_insecure && !o.admin)
+		return serve_die("%s", "--admin-insecure only goes with --admin-listen");
+	long long maxc = 10000; /* each a file descriptor (fd_budget) */
+	if (o.max_conns)
+		maxc = strtoll(o.max_conns, &end, 10);
+	if (o.max_conns && (!*o.max_conns || *end || maxc < 1 || maxc > 1000000))
+		return serve_die("--max-conns %s: expected a number from 1 to 1000000",
+		                 o.max_conns);
 	if (o.no_pending && o.allow_pending)
 		return serve_die("%s",
 		                 "--no-pending and --allow-pending exclude each other");
+	long long maxu = 256;
+	if (o.max_unreg_src)
+		maxu = strtoll(o.max_unreg_src, &end, 10);
+	if (o.max_unreg_src && (!*o.max_unreg_src || *end || maxu < 1 || maxu > 100000))
+		return serve_die("--max-unregistered-per-source %s: expected a number "
+		                 "from 1 to 100000",
+		                 o.max_unreg_src);
 	if ((o.max_pending || o.max_src) && !o.allow_pending)
 		return serve_die("%s", "--max-pending and --max-pending-per-source "
 		                       "need --allow-pending (without it nodes that "
@@ -247,7 +343,9 @@ int ctl_serve_main(int argc, char **argv)
 	struct ctl_server_config cfg = {.ephemeral_timeout_s = (uint32_t)eph,
 	                                .no_pending = o.no_pending,
 	                                .max_pending = (uint32_t)maxp,
-	                                .max_pending_per_source = (uint32_t)maxs};
+	                                .max_pending_per_source = (uint32_t)maxs,
+	                                .max_unreg_per_source = (uint32_t)maxu,
+	                                .max_conns = (uint32_t)maxc};
 	struct event_base *base = NULL;
 	struct ctl_server *srv = NULL;
 	struct ctl_admin *adm = NULL;
@@ -298,6 +396,16 @@ int ctl_serve_main(int argc, char **argv)
 		        lis);
 		goto out;
 	}
+	unsigned reserve = SERVE_FD_RESERVE + (o.admin ? CTL_ADMIN_MAX_CONNS : 0);
+	cfg.max_conns = fd_budget(reserve, cfg.max_conns);
+	if (cfg.max_conns < 16) {
+		fprintf(stderr,
+		        "mesh-control: the open-file limit leaves room for %u node "
+		        "connections; raise it (`ulimit -n 4096` or more) and start "
+		        "again\n",
+		        cfg.max_conns);
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	base = event_base_new();
 	if (!base)
@@ -309,7 +417,8 @@ int ctl_serve_main(int argc, char **argv)
 		fprintf(stderr, "mesh-control: %s\n", err);
 		goto out;
 	}
-	log_info("mesh-control: serving mesh %s on %s", meta.domain, lis);
+	log_info("mesh-control: serving mesh %s on %s (at most %u node connections)",
+	         meta.domain, lis, cfg.max_conns);
 	if (o.no_pending)
 		log_info("mesh-control: nodes without an auth key are refused "
 		         "(--allow-pending holds them for approval)");
@@ -329,6 +438,21 @@ int ctl_serve_main(int argc, char **argv)
 			        o.admin);
 			goto out;
 		}
+		if (!is_loopback(&ac.listen) && !o.admin_insecure) {
+			fprintf(stderr,
+			        "mesh-control: --admin-listen %s is not a loopback "
+			        "address: the admin API is plain HTTP, so API keys "
+			        "would cross the network in clear. Listen on "
+			        "127.0.0.1 (reach it over SSH, or put a TLS proxy in "
+			        "front), or pass --admin-insecure to accept that\n",
+			        o.admin);
+			goto out;
+		}
+		if (!is_loopback(&ac.listen))
+			log_warn("mesh-control: admin API on %s without TLS "
+			         "(--admin-insecure): API keys cross the network in "
+			         "clear",
+			         o.admin);
 		/* Tokens name what control.conf says nodes connect to. */
 		const char *tok = *conf_listen ? conf_listen : lis;
 		if (!ctl_cli_split_hostport(tok, ac.control_host, sizeof ac.control_host,

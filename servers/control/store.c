@@ -160,6 +160,11 @@ int ctl_store_node_pending_count(struct ctl_store *st, int64_t *n)
 	return st->ops->node_pending_count(st, n);
 }
 
+int ctl_store_node_counts(struct ctl_store *st, int64_t *total, int64_t *approved)
+{
+	return st->ops->node_counts(st, total, approved);
+}
+
 int ctl_store_node_expire(struct ctl_store *st, int64_t id, int64_t now)
 {
 	return st->ops->node_expire(st, id, now);
@@ -174,6 +179,17 @@ int ctl_store_node_update(struct ctl_store *st, int64_t id,
 void ctl_store_set_fault(struct ctl_store *st, ctl_store_fault_fn fn, void *arg)
 {
 	st->ops->set_fault(st, fn, arg);
+}
+
+int ctl_store_node_update_many(struct ctl_store *st, const struct ctl_node_vol *v,
+                               size_t n, size_t *changed)
+{
+	return st->ops->node_update_many(st, v, n, changed);
+}
+
+int ctl_store_node_offline_all(struct ctl_store *st, int64_t now, size_t *n)
+{
+	return st->ops->node_offline_all(st, now, n);
 }
 
 int ctl_store_apikey_create(struct ctl_store *st, const char *description, int64_t now,

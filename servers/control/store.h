@@ -204,6 +204,20 @@ struct ctl_node_update {
 	bool online;
 };
 
+/* One node's volatile fields for ctl_store_node_update_many (mask: any of
+ * CTL_UPD_ENDPOINTS, CTL_UPD_HOME_RELAY, CTL_UPD_LAST_SEEN, CTL_UPD_ONLINE;
+ * touch: bump its version even if nothing changed, say because its expiry
+ * passed and others must drop it). */
+struct ctl_node_vol {
+	int64_t id;
+	unsigned mask;
+	bool touch;
+	char endpoints[CTL_STORE_ENDPOINTS_MAX + 1];
+	int home_relay;
+	int64_t last_seen;
+	bool online;
+};
+
 enum ctl_node_lookup {
 	CTL_NODE_BY_ID,          /* key: const int64_t * */
 	CTL_NODE_BY_MACHINE_KEY, /* key: const uint8_t[32] */
@@ -242,9 +256,13 @@ struct ctl_store_ops {
 	                    size_t *n);
 	int (*node_expire)(struct ctl_store *st, int64_t id, int64_t now);
 	int (*node_pending_count)(struct ctl_store *st, int64_t *n);
+	int (*node_counts)(struct ctl_store *st, int64_t *total, int64_t *approved);
 	int (*node_update)(struct ctl_store *st, int64_t id,
 	                   const struct ctl_node_update *u);
 	void (*set_fault)(struct ctl_store *st, ctl_store_fault_fn fn, void *arg);
+	int (*node_update_many)(struct ctl_store *st, const struct ctl_node_vol *v,
+	                        size_t n, size_t *changed);
+	int (*node_offline_all)(struct ctl_store *st, int64_t now, size_t *n);
 	int (*apikey_create)(struct ctl_store *st, const char *description, int64_t now,
 	                     char *secret, size_t secretlen, struct ctl_apikey *out);
 	int (*apikey_list)(struct ctl_store *st, struct ctl_apikey **out, size_t *n);
@@ -336,9 +354,27 @@ int ctl_store_node_expire(struct ctl_store *st, int64_t id, int64_t now);
 /* How many nodes wait for approval (their removals leave no tombstone:
  * a reader of deltas that holds pending nodes compares this count). */
 int ctl_store_node_pending_count(struct ctl_store *st, int64_t *n);
+/* How many nodes there are, and how many of them are approved (one COUNT
+ * query: the admin API's status, without loading every node). */
+int ctl_store_node_counts(struct ctl_store *st, int64_t *total, int64_t *approved);
 int ctl_store_node_update(struct ctl_store *st, int64_t id,
                           const struct ctl_node_update *u);
 void ctl_store_set_fault(struct ctl_store *st, ctl_store_fault_fn fn, void *arg);
+/* Volatile fields of many nodes in one transaction, written without an
+ * fsync of its own (SQLite's synchronous=NORMAL in WAL mode: a crash of the
+ * process loses nothing, a power cut may lose this transaction until the
+ * next durable commit or checkpoint). A field equal to the stored one is no
+ * change; the map version is bumped once, and only if some node's map
+ * entry changed (endpoints, home relay, online, or last_seen of a node
+ * that is offline) or was touched; each such node gets that version.
+ * Unknown ids are skipped. *changed (may be NULL): nodes whose entry
+ * changed. */
+int ctl_store_node_update_many(struct ctl_store *st, const struct ctl_node_vol *v,
+                               size_t n, size_t *changed);
+/* Every node still marked online is marked offline (last_seen = now), in
+ * one statement and one transaction with one version bump (none if no node
+ * was online). *n (may be NULL): how many. */
+int ctl_store_node_offline_all(struct ctl_store *st, int64_t now, size_t *n);
 
 /* API keys (admin.h). create writes the secret ("mapi-<id>-<48 hex>", fits
  * CTL_SECRET_MAX) once; description may be NULL (printable, at most

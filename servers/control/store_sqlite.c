@@ -5,7 +5,10 @@
  * and only ever see values through bound parameters.
  *
  * Durability: synchronous=FULL, so a committed registration survives a power
- * cut as well as a crash of the process.
+ * cut as well as a crash of the process. The batches of volatile fields
+ * (endpoints, home relay, online, last seen: store_sqlite_volatile.c) are
+ * the exception: written with synchronous=NORMAL, they survive a crash of
+ * the process but a power cut may lose the last ones.
  *
  * This file: plumbing, open, migrations, meta and the ops table; auth keys
  * are in store_sqlite_keys.c, API keys in store_sqlite_apikeys.c, nodes in
@@ -475,9 +478,12 @@ static const struct ctl_store_ops sq_ops = {
     .node_remove = ctl_sq_node_remove,
     .node_removed = ctl_sq_node_removed,
     .node_pending_count = ctl_sq_node_pending_count,
+    .node_counts = ctl_sq_node_counts,
     .node_expire = ctl_sq_node_expire,
     .node_update = ctl_sq_node_update,
     .set_fault = sq_set_fault,
+    .node_update_many = ctl_sq_node_update_many,
+    .node_offline_all = ctl_sq_node_offline_all,
     .apikey_create = ctl_sq_apikey_create,
     .apikey_list = ctl_sq_apikey_list,
     .apikey_revoke = ctl_sq_apikey_revoke,

@@ -105,7 +105,14 @@ int ctl_sq_node_rename(struct ctl_store *st, int64_t id, const char *name);
 int ctl_sq_node_remove(struct ctl_store *st, int64_t id);
 int ctl_sq_node_removed(struct ctl_store *st, int64_t since, int64_t **out, size_t *n);
 int ctl_sq_node_pending_count(struct ctl_store *st, int64_t *n);
+int ctl_sq_node_counts(struct ctl_store *st, int64_t *total, int64_t *approved);
 int ctl_sq_node_expire(struct ctl_store *st, int64_t id, int64_t now);
 int ctl_sq_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_update *u);
+
+/* ---- volatile fields in batches (store_sqlite_volatile.c) ------------- */
+
+int ctl_sq_node_update_many(struct ctl_store *st, const struct ctl_node_vol *v, size_t n,
+                            size_t *changed);
+int ctl_sq_node_offline_all(struct ctl_store *st, int64_t now, size_t *n);
 
 #endif

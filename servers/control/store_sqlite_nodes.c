@@ -688,6 +688,20 @@ int ctl_sq_node_pending_count(struct ctl_store *st, int64_t *n)
 	return r == SQLITE_ROW ? 0 : ctl_sq_dberr(s, "pending count");
 }
 
+int ctl_sq_node_counts(struct ctl_store *st, int64_t *total, int64_t *approved)
+{
+	struct sq_store *s = SQ(st);
+	sqlite3_stmt *q = ctl_sq_prep(
+	    s, "SELECT COUNT(*), COALESCE(SUM(approved != 0), 0) FROM nodes");
+	if (!q)
+		return CTL_STORE_EIO;
+	int r = sqlite3_step(q);
+	*total = r == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+	*approved = r == SQLITE_ROW ? sqlite3_column_int64(q, 1) : 0;
+	ctl_sq_done(q);
+	return r == SQLITE_ROW ? 0 : ctl_sq_dberr(s, "node counts");
+}
+
 int ctl_sq_node_removed(struct ctl_store *st, int64_t since, int64_t **out, size_t *n)
 {
 	struct sq_store *s = SQ(st);

@@ -5,7 +5,10 @@
 # errors (exit 2) and other errors (exit 1) with readable messages; token
 # --no-key, and a pending node (written into the store) through nodes list,
 # nodes list --pending and nodes approve (by name only with the node's key
-# fingerprint: a bare name or a wrong key approves nothing).
+# fingerprint: a bare name or a wrong key approves nothing). serve only for
+# what it refuses or says at start: a non-loopback --admin-listen without
+# --admin-insecure, and the open-file limit (raised to the hard limit, node
+# connections clamped to what fits, a refusal when too few fit).
 #
 # As root, mesh-control runs as nobody from a directory nobody cannot write
 # (its data directory is the only place it may write): no root needed.
@@ -222,6 +225,35 @@ step "MESH_CONTROL_DATA"
 (cd "$E2E_TMP" && MESH_CONTROL_DATA=$D "${AS[@]}" env MESH_CONTROL_DATA="$D" "$MC" keys list --json) >"$OUT" 2>"$ERR"
 RC=$?
 check "the data directory from \$MESH_CONTROL_DATA" eval 'rc_is 0 && pyjson "len(j) == 3"'
+
+step "serve: the admin API's address, the open-file limit"
+LP=127.0.0.1:$((20000 + $$ % 20000))
+AP=127.0.0.1:$((40000 + $$ % 20000))
+mcd serve --listen "$LP" --admin-listen 0.0.0.0:8080
+check "serve refuses a non-loopback --admin-listen without --admin-insecure" \
+    eval 'rc_is 1 && err_has "is not a loopback address" && err_has "--admin-insecure"'
+mcd serve --max-unregistered-per-source 0
+check "serve --max-unregistered-per-source 0: exit 2" \
+    eval 'rc_is 2 && err_has "expected a number from 1 to 100000"'
+mcd serve --admin-insecure
+check "serve --admin-insecure without --admin-listen: exit 2" \
+    eval 'rc_is 2 && err_has "only goes with --admin-listen" && err_has "serve --help"'
+(ulimit -n 70; mcd serve --listen "$LP"; exit "$RC")
+RC=$?
+check "serve under a tiny open-file limit refuses and says what to do" \
+    eval 'rc_is 1 && err_has "leaves room for 6 node connections" && err_has "ulimit -n"'
+HARD=$(ulimit -Hn)
+if [ "$HARD" = unlimited ] || [ "$HARD" -ge 10064 ]; then
+    (ulimit -Sn 200; cd "$E2E_TMP" && timeout -s INT 2 "${AS[@]}" "$MC" --data "$D" \
+        serve --listen "$LP") >"$OUT" 2>"$ERR" </dev/null
+    check "serve raises a low soft open-file limit to the hard one" \
+        err_has "at most 10000 node connections"
+fi
+(ulimit -n 200; cd "$E2E_TMP" && timeout -s INT 2 "${AS[@]}" "$MC" --data "$D" \
+    serve --listen "$LP" --admin-listen "$AP") >"$OUT" 2>"$ERR" </dev/null
+check "serve clamps its node connections to the open-file limit and says so" \
+    eval 'err_has "the open-file limit is 200: at most 72 node connections" &&
+          err_has "serving mesh .* \\(at most 72 node connections\\)"'
 
 step "bad arguments"
 usage_err "no command" "no command"

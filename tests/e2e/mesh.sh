@@ -26,7 +26,8 @@
 # removing it drops it from the maps and makes it unreachable; traffic
 # keeps flowing while mesh-control is down, also to a node restarted from
 # its state meanwhile; after restarting mesh-control and every node the
-# addresses and names are the same; bad input (garbage, a huge frame
+# addresses and names are the same; netmap.json is written at the first
+# map, at most once a minute after, and at exit; bad input (garbage, a huge frame
 # length, a wrong server key, revoked / expired / spent auth keys) is
 # refused clearly, nothing crashes and no node is half-added.
 . "$(dirname "$0")/lib.sh"
@@ -87,8 +88,9 @@ bg_nobody pp2-delta delta "$PY" "$E2E_DIR/pp2_server.py" 127.0.0.1 9000
 step "mesh-control init and serve (as nobody)"
 check "init" mc init --listen "$CTL" --domain mesh.internal
 start_control() {
+    # the admin API is reached from other namespaces: not loopback
     bg_nobody control ctl "$MC" --data "$D" serve --log-level debug --allow-pending \
-        --admin-listen 198.18.60.1:7444 --ephemeral-timeout 2s
+        --admin-listen 198.18.60.1:7444 --admin-insecure --ephemeral-timeout 2s
     wait_listen ctl 7443 10 || { tail "$E2E_LOGDIR/control.log"; die "mesh-control serve did not listen"; }
 }
 start_control
@@ -316,6 +318,7 @@ check "bravo -> charlie, control still down" fetch_eventually bravo charlie "i a
 step "restart mesh-control and every node: same addresses and names"
 start_control
 for n in "${NODES[@]}"; do bg_stop "$n"; done
+ALPHA_MARK=$(log_mark "$E2E_LOGDIR/alpha.log") # alpha's last run starts here
 for n in "${NODES[@]}"; do start_node "$n"; done
 for n in "${NODES[@]}"; do
     check "$n back" wait_joined "$n"
@@ -458,4 +461,27 @@ for n in "${NODES[@]}"; do
 done
 bg_term_status control 10
 check "mesh-control exits 0 on SIGTERM" test "$BG_STATUS" = 0
+
+step "netmap.json (a cache): written after the first map, then at most once a minute, and at exit"
+# alpha's last run saw many map changes (a rename, eph, localhost, pend) in
+# less than a minute; before, every change was written within 2 s.
+netmap_writes() { tail -n "+$((ALPHA_MARK + 1))" "$E2E_LOGDIR/alpha.log" | grep "netmap.json written" | awk '{print $1}'; }
+netmap_writes >"$E2E_TMP/alpha-netmap-writes"
+info "alpha's netmap.json writes in its last run: $(tr '\n' ' ' <"$E2E_TMP/alpha-netmap-writes")"
+netmap_spaced() { # every write but the one at exit is a minute after the one before
+    python3 - "$E2E_TMP/alpha-netmap-writes" <<'PY'
+import sys
+t = []
+for line in open(sys.argv[1]):
+    h, m, s = line.strip().split(":")
+    t.append(int(h) * 3600 + int(m) * 60 + float(s))
+if len(t) < 2:
+    sys.exit("fewer than 2 writes (the first map, the exit)")
+gaps = [(b - a) % 86400 for a, b in zip(t[:-2], t[1:-1])]  # past midnight too
+if any(g < 59 for g in gaps):
+    sys.exit("writes %s s apart" % ["%.1f" % g for g in gaps])
+PY
+}
+check "alpha wrote netmap.json at its first map and at exit, and at most once a minute between" netmap_spaced
+check "alpha's netmap.json has the last node that joined (pend), written at exit" grep -q '"pend"' "$RUN/alpha/netmap.json"
 e2e_finish

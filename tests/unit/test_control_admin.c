@@ -524,13 +524,13 @@ static void status_and_errors(void **state)
 		done(&r);
 	}
 
-	/* 413 over 64 KiB, readable; exactly 64 KiB is read (and is bad JSON). */
+	/* 413 over 64 KiB (libevent's, from the length, before the body is
+	 * read); exactly 64 KiB is read (and is bad JSON). */
 	size_t big = 64 * 1024 + 1;
 	char *b = malloc(big + 1);
 	memset(b, ' ', big);
 	b[big] = 0;
 	assert_int_equal(call(t, "POST", "/api/v1/keys", b, &r), 413);
-	assert_non_null(strstr(err_text(&r), "65536"));
 	done(&r);
 	b[big - 1] = 0;
 	b[0] = '{';
@@ -555,6 +555,125 @@ static void status_and_errors(void **state)
 	done(&r);
 	assert_int_equal(call(t, "GET", "/api/v1/status", NULL, &r), 200);
 	done(&r);
+}
+
+/* Sends req on a connected socket and runs the loop until the reply is
+ * complete (the server closes) or ms pass: the status, 0 on timeout. */
+static int reply_within(struct t *t, int fd, const char *rq, int ms)
+{
+	char buf[4096];
+	size_t got = 0;
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	assert_int_equal(send(fd, rq, strlen(rq), MSG_NOSIGNAL), (ssize_t)strlen(rq));
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		event_base_loop(t->base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+		ssize_t n = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+		if (n > 0)
+			got += (size_t)n;
+		else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 +
+		        (now.tv_nsec - t0.tv_nsec) / 1000000 >
+		    ms)
+			return 0;
+		usleep(500);
+	}
+	buf[got] = 0;
+	int code = 0;
+	return sscanf(buf, "HTTP/1.%*d %d", &code) == 1 ? code : -1;
+}
+
+static int tcp_to(struct t *t)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&t->addr, t->addrlen), 0);
+	return fd;
+}
+
+/* A body announced over 64 KiB is refused from its Content-Length, with
+ * no key and before a byte of it is sent; before, up to 1 MiB was read
+ * first, then the request was refused for lack of a key. */
+static void body_not_read_before_auth(void **state)
+{
+	struct t *t = *state;
+	int fd = tcp_to(t);
+	int code = reply_within(t, fd,
+	                        "POST /api/v1/keys HTTP/1.1\r\nHost: x\r\n"
+	                        "Content-Length: 1048576\r\n\r\n",
+	                        2000);
+	close(fd);
+	assert_int_equal(code, 413);
+}
+
+/* Two Content-Lengths, or Content-Length with Transfer-Encoding: 400, with
+ * a valid key too (before, libevent picked one framing and it was run). */
+static void ambiguous_framing_refused(void **state)
+{
+	struct t *t = *state;
+	char rq[512];
+	snprintf(rq, sizeof rq,
+	         "POST /api/v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+	         "%s\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+	         t->key);
+	int fd = tcp_to(t);
+	assert_int_equal(reply_within(t, fd, rq, 2000), 400);
+	close(fd);
+	snprintf(rq, sizeof rq,
+	         "POST /api/v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+	         "%s\r\nTransfer-Encoding: chunked\r\nContent-Length: 7\r\n\r\n"
+	         "2\r\n{}\r\n0\r\n\r\n",
+	         t->key);
+	fd = tcp_to(t);
+	assert_int_equal(reply_within(t, fd, rq, 2000), 400);
+	close(fd);
+}
+
+/* At CTL_ADMIN_MAX_CONNS open connections (idle ones here) the next waits
+ * in the backlog, unserved, and is served once some close. Before, every
+ * connection was taken, without limit. */
+static void connections_capped(void **state)
+{
+	struct t *t = *state;
+	int idle[CTL_ADMIN_MAX_CONNS + 6];
+	size_t n = sizeof idle / sizeof *idle;
+	for (size_t i = 0; i < n; i++)
+		idle[i] = tcp_to(t);
+	for (int i = 0; i < 50; i++)
+		event_base_loop(t->base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+	char rq[512];
+	snprintf(rq, sizeof rq,
+	         "GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+	         "Authorization: Bearer %s\r\n\r\n",
+	         t->key);
+	int fd = tcp_to(t);
+	assert_int_equal(reply_within(t, fd, rq, 400), 0); /* waits */
+	for (size_t i = 0; i < 16; i++)
+		close(idle[i]);
+	int code = 0;
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) { /* the request is already sent: wait for the reply */
+		char buf[512];
+		event_base_loop(t->base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+		ssize_t r = recv(fd, buf, sizeof buf - 1, 0);
+		if (r > 0) {
+			buf[r] = 0;
+			assert_int_equal(sscanf(buf, "HTTP/1.%*d %d", &code), 1);
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - t0.tv_sec > 3)
+			break;
+		usleep(500);
+	}
+	assert_int_equal(code, 200);
+	close(fd);
+	for (size_t i = 16; i < n; i++)
+		close(idle[i]);
 }
 
 /* Exit codes of `apikeys`; output goes to the test's stdout/stderr. */
@@ -614,6 +733,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(keys_endpoints, setup, teardown),
 	    cmocka_unit_test_setup_teardown(status_and_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(cli_exit_codes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(body_not_read_before_auth, setup, teardown),
+	    cmocka_unit_test_setup_teardown(ambiguous_framing_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(connections_capped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(bind_error_is_readable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

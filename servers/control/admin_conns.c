@@ -1,0 +1,180 @@
+/* The admin API's connection cap; see admin_conns.h.
+ *
+ * evhttp creates a connection's bufferevent through our callback before it
+ * attaches the accepted socket, and frees it without telling anyone. So a
+ * new bufferevent is held (a reference) until the loop's next turn, when
+ * its socket is known: we note the socket's descriptor with its device and
+ * inode, and let go. A connection is open while fstat() of that descriptor
+ * still finds the same inode (a closed descriptor that was reused belongs
+ * to another socket, with another inode). The list is swept at each new
+ * connection and while the listener is stopped: at most cap + a few
+ * fstat() calls each time. */
+#include "servers/control/admin_conns.h"
+
+#include <errno.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/util/log.h"
+
+#define ADM_CONNS_RETRY_MS 100
+
+struct adm_sock {
+	int fd;
+	dev_t dev;
+	ino_t ino;
+};
+
+struct adm_conns {
+	struct evconnlistener *lis;
+	size_t cap;
+	struct adm_sock *socks; /* open connections, cap of them at most */
+	size_t n_socks;
+	struct bufferevent **fresh; /* created this turn, socket not noted yet */
+	size_t n_fresh;
+	struct event *note, *retry;
+	bool stopped;
+	unsigned accept_errors;
+	struct adm_conns *next_all;
+};
+
+/* The listener's error callback gets evhttp's argument, not ours: it finds
+ * its adm_conns here (one per admin API in the process). */
+static struct adm_conns *all;
+
+/* Drops the connections that closed; returns how many are open. */
+static size_t sweep(struct adm_conns *ac)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < ac->n_socks; i++) {
+		struct stat sb;
+		const struct adm_sock *s = &ac->socks[i];
+		if (fstat(s->fd, &sb) == 0 && sb.st_dev == s->dev && sb.st_ino == s->ino)
+			ac->socks[j++] = *s;
+	}
+	ac->n_socks = j;
+	return j + ac->n_fresh;
+}
+
+static void stop(struct adm_conns *ac)
+{
+	struct timeval tv = {0, ADM_CONNS_RETRY_MS * 1000};
+	if (!ac->stopped)
+		evconnlistener_disable(ac->lis);
+	ac->stopped = true;
+	evtimer_add(ac->retry, &tv);
+}
+
+static void retry_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct adm_conns *ac = arg;
+	if (sweep(ac) >= ac->cap) {
+		stop(ac);
+		return;
+	}
+	ac->stopped = false;
+	evconnlistener_enable(ac->lis);
+}
+
+/* The loop's next turn: evhttp has attached each new bufferevent's socket. */
+static void note_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct adm_conns *ac = arg;
+	for (size_t i = 0; i < ac->n_fresh; i++) {
+		struct bufferevent *bev = ac->fresh[i];
+		int s = (int)bufferevent_getfd(bev);
+		struct stat sb;
+		if (s >= 0 && ac->n_socks < ac->cap && fstat(s, &sb) == 0)
+			ac->socks[ac->n_socks++] = (struct adm_sock){
+			    .fd = s, .dev = sb.st_dev, .ino = sb.st_ino};
+		bufferevent_decref(bev); /* evhttp's, or freed if it let go */
+	}
+	ac->n_fresh = 0;
+}
+
+struct bufferevent *adm_conns_bevcb(struct event_base *base, void *arg)
+{
+	struct adm_conns *ac = arg;
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev)
+		return NULL; /* evhttp makes its own; not counted */
+	if (ac->n_fresh < ac->cap) {
+		bufferevent_incref(bev);
+		ac->fresh[ac->n_fresh++] = bev;
+		event_active(ac->note, 0, 0);
+	}
+	/* Called from the listener's accept loop: stopping it here keeps the
+	 * next connection in the backlog. */
+	if (sweep(ac) >= ac->cap)
+		stop(ac);
+	return bev;
+}
+
+/* accept() failed with something other than EAGAIN / EINTR / ECONNABORTED
+ * (EMFILE, ENFILE, ENOBUFS): the socket stays readable, so pause. */
+static void accept_error_cb(struct evconnlistener *lis, void *arg)
+{
+	struct adm_conns *ac = all;
+	int e = EVUTIL_SOCKET_ERROR();
+	while (ac && ac->lis != lis)
+		ac = ac->next_all;
+	if (!ac)
+		return;
+	if (ac->accept_errors++ % 600 == 0)
+		log_warn("mesh-control: admin API: accepting connections: %s; "
+		         "pausing %d ms at a time",
+		         strerror(e), ADM_CONNS_RETRY_MS);
+	stop(ac);
+}
+
+struct adm_conns *adm_conns_new(struct event_base *base, struct evconnlistener *lis,
+                                size_t cap)
+{
+	struct adm_conns *ac = calloc(1, sizeof *ac);
+	if (!ac)
+		return NULL;
+	ac->lis = lis;
+	ac->cap = cap ? cap : 1;
+	ac->socks = calloc(ac->cap, sizeof *ac->socks);
+	ac->fresh = calloc(ac->cap, sizeof *ac->fresh);
+	ac->note = event_new(base, -1, 0, note_cb, ac);
+	ac->retry = evtimer_new(base, retry_cb, ac);
+	if (!ac->socks || !ac->fresh || !ac->note || !ac->retry) {
+		adm_conns_free(ac);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(lis, accept_error_cb);
+	ac->next_all = all;
+	all = ac;
+	return ac;
+}
+
+void adm_conns_free(struct adm_conns *ac)
+{
+	if (!ac)
+		return;
+	for (struct adm_conns **pp = &all; *pp; pp = &(*pp)->next_all)
+		if (*pp == ac) {
+			*pp = ac->next_all;
+			break;
+		}
+	for (size_t i = 0; i < ac->n_fresh; i++)
+		bufferevent_decref(ac->fresh[i]);
+	if (ac->note)
+		event_free(ac->note);
+	if (ac->retry)
+		event_free(ac->retry);
+	free(ac->socks);
+	free(ac->fresh);
+	free(ac);
+}
+
+size_t adm_conns_open(struct adm_conns *ac)
+{
+	return sweep(ac);
+}

@@ -1,0 +1,28 @@
+/* The admin API's connection cap. libevent 2.1's evhttp has none, and it
+ * tells its user nothing when a connection opens or closes. This module
+ * hands evhttp the bufferevent of each new connection (evhttp_set_bevcb),
+ * learns its socket right after, and counts the sockets that are still
+ * open; at the cap it stops the listener (more connections wait in the
+ * kernel's backlog) and looks again every 100 ms. It also pauses the
+ * listener for 100 ms when accept() fails (EMFILE...), which would
+ * otherwise spin the loop. */
+#ifndef MESH_CTL_ADMIN_CONNS_H
+#define MESH_CTL_ADMIN_CONNS_H
+
+#include <stddef.h>
+
+struct event_base;
+struct evconnlistener;
+struct bufferevent;
+struct adm_conns;
+
+/* lis: evhttp's listener (borrowed). NULL when out of memory. */
+struct adm_conns *adm_conns_new(struct event_base *base, struct evconnlistener *lis,
+                                size_t cap);
+void adm_conns_free(struct adm_conns *ac); /* accepts NULL */
+/* For evhttp_set_bevcb(http, adm_conns_bevcb, ac). */
+struct bufferevent *adm_conns_bevcb(struct event_base *base, void *arg);
+/* Connections open now. */
+size_t adm_conns_open(struct adm_conns *ac);
+
+#endif

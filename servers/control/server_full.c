@@ -1,0 +1,174 @@
+/* mesh-control's MAP_FULL for one connection: in one message for a node
+ * without CTL_CAP_MAP_CHUNKS, else in chunks of about SRV_CHUNK_BYTES, each
+ * built when the connection's queue has drained and the queues together
+ * are under SRV_OUT_BUDGET (srv_stream_pump, from its write callback and
+ * srv_resume_cb). */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/util/log.h"
+#include "servers/control/server_int.h"
+
+
+/* The MAP_FULL header for c: version, self, DNS, relays; no peers. */
+static int full_header(struct srv_conn *c, struct ctl_msg *m)
+{
+	struct ctl_server *s = c->s;
+	const struct srv_node *self = srv_snap_find(s, c->node_id);
+	if (!self)
+		return -ENOENT;
+	memset(m, 0, sizeof *m);
+	m->type = CTL_MSG_MAP_FULL;
+	struct ctl_map_full *mf = &m->u.map;
+	mf->version = (uint64_t)s->snap_version;
+	mf->self_id = (uint64_t)self->id;
+	snprintf(mf->self_name, sizeof mf->self_name, "%s", self->peer.name);
+	mf->n_self_addrs = self->peer.n_addrs;
+	memcpy(mf->self_addrs, self->peer.addrs, sizeof mf->self_addrs);
+	snprintf(mf->dns_domain, sizeof mf->dns_domain, "%s", s->meta.domain);
+	mf->relays = s->relays;
+	mf->n_relays = s->n_relays;
+	c->relays_stale = false;
+	mf->magic_dns.family = 4;
+	memcpy(mf->magic_dns.addr, (const uint8_t[]){100, 100, 100, 100}, 4);
+	return 0;
+}
+
+/* The whole map in one MAP_FULL, for a node without CTL_CAP_MAP_CHUNKS
+ * (fails past CTL_PEERS_MAX peers or a frame's size; srv_on_register
+ * refuses such a node when the map already is that big). */
+static int send_full_single(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	/* Paced like map chunks: while the queues are over the budget it
+	 * waits (srv_resume_cb sends it when they drained). */
+	if (srv_over_budget(s)) {
+		c->sent_version = SRV_NEED_FULL;
+		return 0;
+	}
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct ctl_msg m;
+	int r = full_header(c, &m);
+	if (r < 0)
+		return r;
+	int64_t now = (int64_t)time(NULL);
+	struct ctl_msg_text *t = malloc((s->n_nodes ? s->n_nodes : 1) * sizeof *t);
+	if (!t)
+		return -ENOMEM;
+	size_t nt = 0;
+	for (size_t i = 0; i < s->n_nodes; i++) {
+		const struct srv_node *n = &s->nodes[i];
+		if (n->id != c->node_id && n->pj && srv_node_visible(n, now))
+			t[nt++] = (struct ctl_msg_text){n->pj, n->pj_len};
+	}
+	uint8_t *body = NULL;
+	size_t len = 0;
+	struct ctl_msg_err me;
+	r = ctl_msg_encode_map_texts(&m, t, nt, &body, &len, &me);
+	free(t);
+	if (r < 0) {
+		log_warn("mesh-control: MAP_FULL encode: %s", me.text);
+		return r;
+	}
+	s->st.last_full_ms = srv_ms_since(&t0);
+	s->st.last_full_bytes = len;
+	r = srv_send_body(c, CTL_MSG_MAP_FULL, body, len);
+	free(body);
+	if (r == 0) {
+		s->st.maps_full++;
+		c->sent_version = s->snap_version;
+	}
+	return r;
+}
+
+/* One chunk of c's map: the visible peers after c->stream_cursor, up to
+ * SRV_CHUNK_BYTES; the first chunk is the MAP_FULL itself. The snapshot may
+ * change between chunks: a peer is sent as it is when its chunk is built,
+ * and the catch-up delta from the map's version (after the last chunk)
+ * sends every change since, so the node ends up current either way. */
+static int stream_chunk(struct srv_conn *c, bool first)
+{
+	struct ctl_server *s = c->s;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct ctl_msg m = {.type = CTL_MSG_MAP_PEERS};
+	int r = first ? full_header(c, &m) : 0;
+	if (r < 0)
+		return r;
+	if (first) { /* the map's version is the snapshot's now */
+		c->sent_version = s->snap_version;
+		c->stream_first = false;
+	}
+	int64_t now = (int64_t)time(NULL);
+	bool found;
+	size_t i = srv_snap_index(s, c->stream_cursor + 1, &found), nt = 0, bytes = 0;
+	size_t cap = s->n_nodes - i < CTL_PEERS_MAX ? s->n_nodes - i : CTL_PEERS_MAX;
+	struct ctl_msg_text *t = malloc((cap ? cap : 1) * sizeof *t);
+	if (!t)
+		return -ENOMEM;
+	for (; i < s->n_nodes && nt < cap && bytes < SRV_CHUNK_BYTES; i++) {
+		const struct srv_node *n = &s->nodes[i];
+		c->stream_cursor = n->id;
+		if (n->id == c->node_id || !n->pj || !srv_node_visible(n, now))
+			continue;
+		t[nt++] = (struct ctl_msg_text){n->pj, n->pj_len};
+		bytes += n->pj_len + 1;
+	}
+	bool more = i < s->n_nodes;
+	if (first)
+		m.u.map.more = more;
+	else
+		m.u.chunk.more = more;
+	uint8_t *body = NULL;
+	size_t len = 0;
+	struct ctl_msg_err me;
+	r = ctl_msg_encode_map_texts(&m, t, nt, &body, &len, &me);
+	free(t);
+	if (r < 0) {
+		log_warn("mesh-control: %s encode: %s", first ? "MAP_FULL" : "MAP_PEERS",
+		         me.text);
+		return r;
+	}
+	c->stream_ms += srv_ms_since(&t0);
+	c->stream_bytes += len;
+	r = srv_send_body(c, first ? CTL_MSG_MAP_FULL : CTL_MSG_MAP_PEERS, body, len);
+	free(body);
+	if (r == 0 && !more) {
+		c->streaming = false;
+		c->fresh_full = true;
+		s->st.last_full_ms = c->stream_ms;
+		s->st.last_full_bytes = c->stream_bytes;
+	}
+	return r;
+}
+
+int srv_stream_pump(struct srv_conn *c)
+{
+	int r = 0;
+	while (r == 0 && c->streaming && c->state == SRV_ONLINE &&
+	       evbuffer_get_length(bufferevent_get_output(c->bev)) <= SRV_OUT_LOW &&
+	       !srv_over_budget(c->s))
+		r = stream_chunk(c, c->stream_first);
+	return r;
+}
+
+int srv_send_full(struct srv_conn *c)
+{
+	if (!(c->caps & CTL_CAP_MAP_CHUNKS))
+		return send_full_single(c);
+	c->streaming = true;
+	c->stream_first = true;
+	c->stream_cursor = -1;
+	c->stream_ms = 0;
+	c->stream_bytes = 0;
+	/* for the tombstones until the first chunk names the version */
+	c->sent_version = c->s->snap_version;
+	c->s->st.maps_full++;
+	return srv_stream_pump(c);
+}
