@@ -67,6 +67,11 @@ struct srv_conn {
 };
 
 /* One node in the in-memory snapshot (sorted by id). */
+struct srv_change {
+	int64_t version;
+	int64_t id;
+};
+
 struct srv_node {
 	int64_t id;
 	int64_t version;
@@ -154,6 +159,13 @@ struct ctl_server {
 	struct srv_tomb *tombs;
 	size_t n_tombs, cap_tombs;
 	int64_t tomb_floor; /* tombstones at or below this were dropped */
+	/* Change log: (version, id) of each change of a node that others see,
+	 * in version order, so that a delta from base visits only the changes
+	 * after it instead of every node (server_map.c). A node changed again
+	 * has an older entry too; it counts only at its newest version. */
+	struct srv_change *chlog;
+	size_t n_chlog, cap_chlog;
+	size_t map_bytes; /* sum of the nodes' entries (pj_len + 1) */
 	/* relays, as every node's map lists them (server_relay.c) */
 	struct ctl_relay *relays;
 	size_t n_relays;

@@ -1,0 +1,137 @@
+/* What one map delta costs the server in a big mesh (the real server and
+ * SQLite store in process, fixture in ctl_server_fixture.h): a catch-up or
+ * broadcast delta looks at the nodes that changed after its base, not at
+ * every node (control scale issue: a scan of every node per delta was the
+ * server's top symbol in a 10,000-node join storm). */
+#include "tests/unit/ctl_server_fixture.h"
+
+#include <sqlite3.h>
+
+/* n approved nodes straight into control.db in one transaction (as n
+ * registrations would leave them, without n fsyncs). */
+static void bulk_nodes(struct t *t, int n)
+{
+	char path[160], sql[1024];
+	snprintf(path, sizeof path, "%s/control.db", t->dir);
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	snprintf(sql, sizeof sql,
+	         "BEGIN IMMEDIATE;"
+	         "UPDATE meta SET map_version = map_version + 1;"
+	         "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, name,"
+	         " ipv4, ipv6, endpoints, approved, ephemeral, online, created,"
+	         " last_seen, version)"
+	         " WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
+	         " WHERE i < %d)"
+	         " SELECT randomblob(32), randomblob(32), randomblob(32), 'bulk',"
+	         " 'bulk-' || hex(randomblob(6)), 1681915904 + 4096 + i +"
+	         " (SELECT COUNT(*) FROM nodes), randomblob(16),"
+	         " '198.18.1.1:41641', 1, 0, 0, strftime('%%s','now'),"
+	         " strftime('%%s','now'), (SELECT map_version FROM meta) FROM c;"
+	         "COMMIT;",
+	         n);
+	char *err = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("bulk insert: %s", err);
+	sqlite3_close(db);
+}
+
+static int drain_deltas(struct t *t, struct tc *c, int ms, struct ctl_msg *last)
+{
+	struct ctl_msg m;
+	int deltas = 0;
+	while (tc_recv(t, c, ms, &m) == 1) {
+		if (m.type == CTL_MSG_MAP_DELTA) {
+			deltas++;
+			ctl_msg_free(last);
+			*last = m;
+			continue;
+		}
+		ctl_msg_free(&m);
+	}
+	return deltas;
+}
+
+static void send_eps(struct tc *c, uint16_t port)
+{
+	struct ctl_msg m = {.type = CTL_MSG_ENDPOINTS};
+	m.u.endpoints.n = 1;
+	assert_true(ctl_endpoint_parse("198.18.5.6:1", &m.u.endpoints.ep[0]));
+	m.u.endpoints.ep[0].port = port;
+	tc_send(c, &m);
+}
+
+static bool has_port(const struct ctl_endpoint *ep, size_t n, uint16_t port)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ep[i].port == port)
+			return true;
+	return false;
+}
+
+/* 5,000 nodes, two online: each endpoint change of one reaches the other as
+ * a delta that looked at a handful of nodes, not 5,000; and the delta is
+ * still right (names the node that moved, with its new endpoint). */
+static void delta_visits_only_changes(void **state)
+{
+	struct t *t = *state;
+	struct tc *a = tc_new(), *b = tc_new();
+	struct ctl_msg m = {0};
+	struct ctl_register_resp r;
+	tc_join(t, a, "a", t->key, &r);
+	tc_join(t, b, "b", t->key, &r);
+	uint64_t b_id = r.node_id;
+	bulk_nodes(t, 5000);
+	ctl_server_notify(t->srv);
+	pump(t, 300);
+	drain_deltas(t, a, 300, &m);
+	drain_deltas(t, b, 50, &m);
+	ctl_msg_free(&m);
+	struct ctl_server_stats s0, s1;
+	ctl_server_get_stats(t->srv, &s0);
+	int deltas = 0;
+	for (int i = 0; i < 5; i++) {
+		send_eps(b, (uint16_t)(42000 + i));
+		deltas += drain_deltas(t, a, 400, &m);
+	}
+	ctl_server_get_stats(t->srv, &s1);
+	uint64_t visited = s1.delta_nodes_visited - s0.delta_nodes_visited;
+	uint64_t built = s1.maps_delta - s0.maps_delta;
+	print_message("5 endpoint changes among %zu nodes: %d deltas at a, %llu "
+	              "sent, %llu nodes visited to build them\n",
+	              (size_t)5002, deltas, (unsigned long long)built,
+	              (unsigned long long)visited);
+	assert_int_equal(deltas, 5);
+	assert_true(visited <= 5 * 8);
+	/* the last delta is b's newest endpoint */
+	assert_int_equal(m.type, CTL_MSG_MAP_DELTA);
+	bool seen = false;
+	for (size_t i = 0; i < m.u.delta.n_patches; i++)
+		if (m.u.delta.patches[i].id == b_id) {
+			seen = true;
+			assert_true(has_port(m.u.delta.patches[i].eps,
+			                     m.u.delta.patches[i].n_eps, 42004));
+		}
+	for (size_t i = 0; i < m.u.delta.n_peers; i++)
+		if (m.u.delta.peers[i].id == b_id) {
+			seen = true;
+			assert_true(has_port(m.u.delta.peers[i].eps, m.u.delta.peers[i].n_eps,
+			                     42004));
+		}
+	assert_true(seen);
+	ctl_msg_free(&m);
+	tc_free(a);
+	tc_free(b);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	log_set_level(LOG_WARN);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(delta_visits_only_changes, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
