@@ -80,12 +80,15 @@ int srv_send_msg(struct srv_conn *c, const struct ctl_msg *m)
 
 /* --- connection lifecycle ----------------------------------------------- */
 
-static bool other_conn_of(const struct ctl_server *s, const struct srv_conn *c)
+/* Whether c's node has another connection that keeps it online. */
+static bool other_conn_of(struct ctl_server *s, const struct srv_conn *c)
 {
-	for (const struct srv_conn *o = s->conns; o; o = o->next)
-		if (o != c && o->node_id == c->node_id &&
-		    (o->state == SRV_ONLINE || o->state == SRV_PENDING))
+	for (const struct srv_conn *o = srv_conn_first_of(s, c->node_id); o;
+	     o = srv_conn_next_of(o)) {
+		s->st.conns_walked++;
+		if (o != c && (o->state == SRV_ONLINE || o->state == SRV_PENDING))
 			return true;
+	}
 	return false;
 }
 
@@ -158,6 +161,7 @@ void srv_conn_free(struct srv_conn *c)
 		}
 	}
 	srv_unreg_unlink(c);
+	srv_conn_set_node(c, 0);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -261,7 +265,7 @@ void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text)
 			srv_set_offline(c->s, c->node_id);
 	}
 	c->state = SRV_CLOSING;
-	c->node_id = 0;
+	srv_conn_set_node(c, 0);
 	if (r < 0) { /* freed by the reaper: the caller may be read_cb */
 		srv_conn_kill(c);
 		return;
@@ -698,7 +702,7 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->accept_resume = evtimer_new(cfg->base, srv_accept_resume_cb, s);
 	s->wb_timer = evtimer_new(cfg->base, srv_wb_timer_cb, s);
 	if (!s->tick || !s->poll || !s->bcast || !s->reap || !s->resume ||
-	    !s->accept_resume || !s->wb_timer) {
+	    !s->accept_resume || !s->wb_timer || srv_byid_init(s) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -746,6 +750,7 @@ void ctl_server_free(struct ctl_server *s)
 		event_free(s->accept_resume);
 	ctl_noise_handshake_wipe(&s->hs_template);
 	srv_snap_free(s);
+	srv_byid_free(s);
 	srv_relays_free(s);
 	sodium_memzero(s->cfg.server_priv, sizeof s->cfg.server_priv);
 	free(s);

@@ -136,6 +136,7 @@ struct ctl_server_stats {
 	uint64_t accept_paused;        /* accept failed (EMFILE...): paused 100 ms */
 	uint64_t bytes_in, bytes_out;
 	uint64_t delta_nodes_visited; /* nodes looked at to build deltas */
+	uint64_t conns_walked; /* connections looked at for a node's others */
 	int64_t map_version;
 	double last_full_ms;      /* time to build+encode the last MAP_FULL */
 	size_t last_full_bytes;   /* its size */

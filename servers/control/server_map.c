@@ -121,8 +121,8 @@ static void chlog_compact(struct ctl_server *s)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < s->n_nodes && k < s->cap_chlog; i++)
-		s->chlog[k++] = (struct srv_change){node_changed_at(&s->nodes[i]),
-		                                    s->nodes[i].id};
+		s->chlog[k++] =
+		    (struct srv_change){node_changed_at(&s->nodes[i]), s->nodes[i].id};
 	qsort(s->chlog, k, sizeof *s->chlog, cmp_change);
 	s->n_chlog = k;
 }

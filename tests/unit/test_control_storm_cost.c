@@ -1,8 +1,12 @@
-/* What one map delta costs the server in a big mesh (the real server and
- * SQLite store in process, fixture in ctl_server_fixture.h): a catch-up or
- * broadcast delta looks at the nodes that changed after its base, not at
- * every node (control scale issue: a scan of every node per delta was the
- * server's top symbol in a 10,000-node join storm). */
+/* What a join storm's per-node work costs the server in a big mesh (the
+ * real server and SQLite store in process, fixture in ctl_server_fixture.h;
+ * counters, not wall time):
+ *  - a catch-up or broadcast delta looks at the nodes that changed after
+ *    its base, not at every node (a scan of every node per delta was the
+ *    server's top symbol in a 10,000-node join storm);
+ *  - a node that registers again, or a connection that closes, finds the
+ *    node's other connections by its id, not by a walk of every
+ *    connection. */
 #include "tests/unit/ctl_server_fixture.h"
 
 #include <sqlite3.h>
@@ -125,6 +129,46 @@ static void delta_visits_only_changes(void **state)
 	tc_free(b);
 }
 
+/* 200 nodes online; one of them reconnects (its old connection is
+ * replaced) and then closes: the server looks at that node's connections
+ * only, not at all 200. */
+static void reconnect_finds_own_conns(void **state)
+{
+	struct t *t = *state;
+	enum { N = 200 };
+	struct tc *c[N];
+	struct ctl_register_resp r;
+	for (int i = 0; i < N; i++) {
+		c[i] = tc_new();
+		char host[16];
+		snprintf(host, sizeof host, "n%d", i);
+		tc_join(t, c[i], host, t->key, &r);
+		assert_int_equal(r.status, CTL_REG_OK);
+	}
+	pump(t, 200);
+	struct ctl_server_stats s0, s1;
+	ctl_server_get_stats(t->srv, &s0);
+	assert_int_equal(s0.nodes_online, N);
+	/* c[7] again with the same machine key: the old connection goes */
+	struct tc *again = tc_new();
+	memcpy(again->mpriv, c[7]->mpriv, sizeof again->mpriv);
+	memcpy(again->mpub, c[7]->mpub, sizeof again->mpub);
+	tc_join(t, again, "n7", t->key, &r);
+	assert_int_equal(r.status, CTL_REG_OK);
+	pump(t, 100);
+	tc_free(again);
+	pump(t, 200);
+	ctl_server_get_stats(t->srv, &s1);
+	uint64_t visited = s1.conns_walked - s0.conns_walked;
+	print_message("one reconnect and one close among %d connections: %llu "
+	              "connections looked at\n",
+	              N, (unsigned long long)visited);
+	assert_int_equal(s1.nodes_online, N - 1);
+	assert_true(visited <= 8);
+	for (int i = 0; i < N; i++)
+		tc_free(c[i]);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -132,6 +176,7 @@ int main(void)
 	log_set_level(LOG_WARN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(delta_visits_only_changes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(reconnect_finds_own_conns, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
