@@ -515,10 +515,14 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
  * a slow link that reads is never closed (it would only start its map
  * again), one that trickles a few bytes to stay open is. */
 #define SRV_MIN_DRAIN_PER_S 1024u
-/* A queue this big is an older node's single MAP_FULL (or a relay's key
- * list): while maps wait for the budget, it goes after a 25th of
- * behind_ms without draining. A node with chunked maps holds at most
- * about SRV_OUT_LOW + a chunk + a delta, so it is never that one. */
+/* A queue this big from a connection without CTL_CAP_MAP_CHUNKS is an
+ * older node's single MAP_FULL (or a relay's key list): while maps wait
+ * for the budget, it goes after a 25th of behind_ms without draining. A
+ * node with chunked maps is never judged by it: its queue is SRV_OUT_LOW +
+ * a chunk + a delta, and the catch-up delta right after its map, in a join
+ * storm, can be half a map (all who joined while it read); closing it
+ * after 2 s made a node that reads start its map again (control scale:
+ * 30 such closes at 5,000 nodes, all of nodes that read). */
 #define SRV_BIG_QUEUE (4u * SRV_CHUNK_BYTES)
 
 /* True when c has not read its map updates for too long, judged by how
@@ -528,7 +532,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
  *   SRV_MIN_DRAIN_PER_S on average since it fell behind, after behind_ms;
  * - while maps for others wait for the queues' budget (over): nothing
  *   drained for a fifth of behind_ms (10 s; TCP's own retries take less),
- *   or for a 25th (2 s) from a queue over SRV_BIG_QUEUE. */
+ *   or for a 25th (2 s) from an older node's queue over SRV_BIG_QUEUE. */
 static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 {
 	struct ctl_server *s = c->s;
@@ -552,7 +556,8 @@ static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 	    quiet > s->cfg.behind_ms ||
 	    (since > s->cfg.behind_ms && drained < since * SRV_MIN_DRAIN_PER_S / 1000) ||
 	    (over && quiet > s->cfg.behind_ms / 5) ||
-	    (over && q > SRV_BIG_QUEUE && quiet > s->cfg.behind_ms / 25);
+	    (over && q > SRV_BIG_QUEUE && !(c->caps & CTL_CAP_MAP_CHUNKS) &&
+	     quiet > s->cfg.behind_ms / 25);
 	if (stalled) {
 		s->st.slow_closed++;
 		log_info("mesh-control: %s: %s %lld read %llu bytes of its updates in "

@@ -6,8 +6,11 @@
  *    server's top symbol in a 10,000-node join storm);
  *  - a node that registers again, or a connection that closes, finds the
  *    node's other connections by its id, not by a walk of every
- *    connection. */
-#include "tests/unit/ctl_server_fixture.h"
+ *    connection;
+ *  - a node that just read its chunked map and is sent a big catch-up
+ *    delta is not closed after 2 s without reading while the queues are
+ *    over their budget (that rule is for older nodes' single maps). */
+#include "tests/unit/ctl_map_fixture.h"
 
 #include <sqlite3.h>
 
@@ -169,6 +172,98 @@ static void reconnect_finds_own_conns(void **state)
 		tc_free(c[i]);
 }
 
+/* n more stored nodes (machine keys from base on), eps endpoints each. */
+static void store_more(struct t *t, uint32_t base, uint32_t n, int eps)
+{
+	char list[CTL_STORE_ENDPOINTS_MAX + 1] = "";
+	size_t at = 0;
+	for (int k = 0; k < eps; k++)
+		at += (size_t)snprintf(list + at, sizeof list - at,
+		                       "%s[fd00:1234:%x::%x]:%d", k ? "," : "", k + 1,
+		                       k + 7, 41641 + k);
+	for (uint32_t i = base; i < base + n; i++) {
+		struct ctl_store_reg r = {
+		    .hostname = "n", .auth_secret = t->key, .now = time(NULL)};
+		memset(r.machine_key, 0x44, 32);
+		memset(r.node_key, 0x55, 32);
+		memset(r.disco_key, 0x66, 32);
+		memcpy(r.machine_key, &i, 4);
+		memcpy(r.node_key, &i, 4);
+		memcpy(r.disco_key, &i, 4);
+		struct ctl_node nd;
+		assert_int_equal(ctl_store_node_register(t->st, &r, &nd, NULL), 0);
+		struct ctl_node_update u = {.mask = CTL_UPD_ENDPOINTS, .endpoints = list};
+		assert_int_equal(ctl_store_node_update(t->st, nd.id, &u), 0);
+	}
+}
+
+/* A join storm in small: a node reads its chunked map, 1,000 nodes join
+ * meanwhile, and its catch-up delta (about half the map, over 512 KiB)
+ * waits in its queue while older nodes' single maps hold the queues over
+ * their budget. It does not read for about 4 s (as a node does while its
+ * share of a saturated server's link is small): it is not closed, and its
+ * delta arrives whole; the older nodes that never read are. (Before: it
+ * was closed after 2 s, and in a join storm came back for its whole map.) */
+static void caught_up_reader_not_closed_while_over_budget(void **state)
+{
+	struct t *t = *state;
+	enum { N = 1000, SLOW = 110 };
+	restart_with(t, &(struct ctl_server_config){.behind_ms = 50000});
+	store_more(t, 0, N, 16);
+	ctl_server_notify(t->srv);
+	pump(t, 100);
+	server_sndbuf(t, 4096);
+	struct ctl_register_resp r;
+	struct ctl_map_full map;
+	struct tc *x = tc_new();
+	tc_rcvbuf = 4096;
+	tc_join_caps(t, x, "reader", CTL_CAPS_ALL, &r);
+	tc_read_map(t, x, 2000, &map);
+	assert_true(map.n_peers >= N);
+	free_map(&map);
+	store_more(t, N, N, 16);
+	ctl_server_notify(t->srv);
+	pump(t, 300); /* its catch-up delta is queued */
+	struct ctl_server_stats st;
+	ctl_server_get_stats(t->srv, &st);
+	size_t queued = st.out_queued;
+	struct tc *slow[SLOW];
+	for (int i = 0; i < SLOW; i++) {
+		char host[32];
+		snprintf(host, sizeof host, "slow-%d", i);
+		slow[i] = tc_new();
+		tc_join_caps(t, slow[i], host, 0, &r);
+	}
+	tc_rcvbuf = 0;
+	ctl_server_get_stats(t->srv, &st);
+	print_message("catch-up delta queued: %zu bytes; with %d older nodes' maps: "
+	              "%zu bytes\n",
+	              queued, SLOW, st.out_queued);
+	assert_true(queued > 4u * 128 * 1024);
+	pump(t, 4000);
+	ctl_server_get_stats(t->srv, &st);
+	print_message("after 4 s: %llu closed as stalled\n",
+	              (unsigned long long)st.slow_closed);
+	assert_true(st.slow_closed >= 1); /* the older nodes: it was over */
+	struct ctl_msg m;
+	size_t got = 0;
+	int rr;
+	while ((rr = tc_recv(t, x, 1000, &m)) == 1) {
+		if (m.type == CTL_MSG_MAP_DELTA)
+			got += m.u.delta.n_peers;
+		assert_int_not_equal(m.type, CTL_MSG_MAP_FULL);
+		ctl_msg_free(&m);
+		if (got >= N)
+			break;
+	}
+	print_message("the reader got %zu new peers in deltas (%s)\n", got,
+	              rr == 1 ? "open" : rr == 0 ? "timeout" : "closed");
+	assert_int_equal(got, N);
+	for (int i = 0; i < SLOW; i++)
+		tc_free(slow[i]);
+	tc_free(x);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -177,6 +272,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(delta_visits_only_changes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reconnect_finds_own_conns, setup, teardown),
+	    cmocka_unit_test_setup_teardown(caught_up_reader_not_closed_while_over_budget,
+	                                    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
