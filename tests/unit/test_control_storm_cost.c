@@ -7,6 +7,9 @@
  *  - a node that registers again, or a connection that closes, finds the
  *    node's other connections by its id, not by a walk of every
  *    connection;
+ *  - at the cap on unregistered connections, with no source flooding (a
+ *    join storm from many addresses), a newcomer is closed and retries
+ *    instead of closing an older connection that is about to register;
  *  - a node that just read its chunked map and is sent a big catch-up
  *    delta is not closed after 2 s without reading while the queues are
  *    over their budget (that rule is for older nodes' single maps). */
@@ -172,6 +175,46 @@ static void reconnect_finds_own_conns(void **state)
 		tc_free(c[i]);
 }
 
+/* A join storm in small: 8 unregistered connections from 8 addresses fill
+ * the cap; a 9th from a 9th address is closed (and retries), none of the 8
+ * is, and the oldest still completes its handshake and registers. (Before:
+ * each newcomer closed the oldest, so in a storm of 10,000 nodes hardly any
+ * got through: 115,868 reconnects in 38 s.) */
+static void storm_newcomer_waits_at_unregistered_cap(void **state)
+{
+	struct t *t = *state;
+	enum { N = 8 };
+	restart_with(t, &(struct ctl_server_config){.max_unreg = N,
+	                                            .handshake_ms = 10000});
+	struct tc *c[N + 1];
+	for (int i = 0; i <= N; i++) {
+		tc_src = 0x7f000020u + (uint32_t)i;
+		c[i] = tc_new();
+		tc_connect(t, c[i]);
+		pump(t, 10);
+	}
+	tc_src = 0;
+	pump(t, 50);
+	struct ctl_server_stats st;
+	ctl_server_get_stats(t->srv, &st);
+	print_message("%d unregistered at a cap of %d, one more: %llu evicted, %llu "
+	              "newcomers refused\n",
+	              N, N, (unsigned long long)st.conns_evicted,
+	              (unsigned long long)st.conns_refused_busy);
+	assert_int_equal(st.conns_evicted, 0);
+	assert_int_equal(st.conns_refused_busy, 1);
+	struct ctl_frame f;
+	assert_int_equal(tc_frame(t, c[N], 500, &f), -1); /* closed */
+	/* the oldest goes on: handshake, registration, map */
+	assert_int_equal(tc_handshake(t, c[0], t->spub), 0);
+	tc_register_send(c[0], "first", t->key);
+	struct ctl_msg m;
+	tc_expect(t, c[0], CTL_MSG_REGISTER_RESP, &m);
+	assert_int_equal(m.u.reg_resp.status, CTL_REG_OK);
+	for (int i = 0; i <= N; i++)
+		tc_free(c[i]);
+}
+
 /* n more stored nodes (machine keys from base on), eps endpoints each. */
 static void store_more(struct t *t, uint32_t base, uint32_t n, int eps)
 {
@@ -272,6 +315,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(delta_visits_only_changes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reconnect_finds_own_conns, setup, teardown),
+	    cmocka_unit_test_setup_teardown(storm_newcomer_waits_at_unregistered_cap,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(caught_up_reader_not_closed_while_over_budget,
 	                                    setup, teardown),
 	};
