@@ -531,8 +531,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
  * - nothing drained for behind_ms (50 s by default), or less than
  *   SRV_MIN_DRAIN_PER_S on average since it fell behind, after behind_ms;
  * - while maps for others wait for the queues' budget (over): nothing
- *   drained for a fifth of behind_ms (10 s; TCP's own retries take less),
- *   or for a 25th (2 s) from an older node's queue over SRV_BIG_QUEUE. */
+ *   drained for a fifth of behind_ms (10 s; TCP's own retries take less)
+ *   from a queue over SRV_OUT_LOW + SRV_CHUNK_BYTES (more than a node
+ *   streaming its map holds: one that holds less frees next to nothing of
+ *   the budget, and in a join storm of 10,000 such closes were of nodes
+ *   that read, starting their maps again), or for a 25th (2 s) from an
+ *   older node's queue over SRV_BIG_QUEUE. */
 static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 {
 	struct ctl_server *s = c->s;
@@ -555,7 +559,7 @@ static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 	bool stalled =
 	    quiet > s->cfg.behind_ms ||
 	    (since > s->cfg.behind_ms && drained < since * SRV_MIN_DRAIN_PER_S / 1000) ||
-	    (over && quiet > s->cfg.behind_ms / 5) ||
+	    (over && q > SRV_OUT_LOW + SRV_CHUNK_BYTES && quiet > s->cfg.behind_ms / 5) ||
 	    (over && q > SRV_BIG_QUEUE && !(c->caps & CTL_CAP_MAP_CHUNKS) &&
 	     quiet > s->cfg.behind_ms / 25);
 	if (stalled) {

@@ -12,7 +12,8 @@
  *    instead of closing an older connection that is about to register;
  *  - a node that just read its chunked map and is sent a big catch-up
  *    delta is not closed after 2 s without reading while the queues are
- *    over their budget (that rule is for older nodes' single maps). */
+ *    over their budget (that rule is for older nodes' single maps), nor
+ *    after 10 s when it holds less than a streaming map would. */
 #include "tests/unit/ctl_map_fixture.h"
 
 #include <sqlite3.h>
@@ -307,6 +308,68 @@ static void caught_up_reader_not_closed_while_over_budget(void **state)
 	tc_free(x);
 }
 
+/* A node that read its map holds a small catch-up delta (under what a
+ * streaming map holds: 16 KiB + a 128 KiB chunk) and does not read for
+ * about 3 s while older nodes' single maps hold the queues over budget,
+ * with behind_ms 5 s (so the rule for such waits is 1 s): it is not
+ * closed, since closing it would free next to nothing of the budget; the
+ * older nodes are. (Before: it was closed, as were nodes that read in a
+ * 10,000-node storm.) */
+static void small_queue_not_closed_while_over_budget(void **state)
+{
+	struct t *t = *state;
+	enum { N = 1000, MORE = 60, SLOW = 110 };
+	restart_with(t, &(struct ctl_server_config){.behind_ms = 5000});
+	store_more(t, 0, N, 16);
+	ctl_server_notify(t->srv);
+	pump(t, 100);
+	server_sndbuf(t, 4096);
+	struct ctl_register_resp r;
+	struct ctl_map_full map;
+	struct tc *x = tc_new();
+	tc_rcvbuf = 4096;
+	tc_join_caps(t, x, "reader", CTL_CAPS_ALL, &r);
+	tc_read_map(t, x, 2000, &map);
+	free_map(&map);
+	store_more(t, N, MORE, 16);
+	ctl_server_notify(t->srv);
+	pump(t, 300);
+	struct ctl_server_stats st;
+	ctl_server_get_stats(t->srv, &st);
+	size_t queued = st.out_queued;
+	struct tc *slow[SLOW];
+	for (int i = 0; i < SLOW; i++) {
+		char host[32];
+		snprintf(host, sizeof host, "slow-%d", i);
+		slow[i] = tc_new();
+		tc_join_caps(t, slow[i], host, 0, &r);
+	}
+	tc_rcvbuf = 0;
+	print_message("small catch-up queued: %zu bytes\n", queued);
+	assert_true(queued > 16 * 1024 && queued < 144 * 1024);
+	pump(t, 3000);
+	ctl_server_get_stats(t->srv, &st);
+	print_message("after 3 s: %llu closed as stalled\n",
+	              (unsigned long long)st.slow_closed);
+	assert_true(st.slow_closed >= 1);
+	struct ctl_msg m;
+	size_t got = 0;
+	int rr;
+	while ((rr = tc_recv(t, x, 1000, &m)) == 1) {
+		if (m.type == CTL_MSG_MAP_DELTA)
+			got += m.u.delta.n_peers;
+		ctl_msg_free(&m);
+		if (got >= MORE)
+			break;
+	}
+	print_message("the reader got %zu new peers (%s)\n", got,
+	              rr == 1 ? "open" : rr == 0 ? "timeout" : "closed");
+	assert_int_equal(got, MORE);
+	for (int i = 0; i < SLOW; i++)
+		tc_free(slow[i]);
+	tc_free(x);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -318,6 +381,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(storm_newcomer_waits_at_unregistered_cap,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(caught_up_reader_not_closed_while_over_budget,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(small_queue_not_closed_while_over_budget,
 	                                    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
