@@ -127,8 +127,8 @@ static void delta_visits_only_changes(void **state)
 	for (size_t i = 0; i < m.u.delta.n_peers; i++)
 		if (m.u.delta.peers[i].id == b_id) {
 			seen = true;
-			assert_true(has_port(m.u.delta.peers[i].eps, m.u.delta.peers[i].n_eps,
-			                     42004));
+			assert_true(has_port(m.u.delta.peers[i].eps,
+			                     m.u.delta.peers[i].n_eps, 42004));
 		}
 	assert_true(seen);
 	ctl_msg_free(&m);
@@ -185,8 +185,8 @@ static void storm_newcomer_waits_at_unregistered_cap(void **state)
 {
 	struct t *t = *state;
 	enum { N = 8 };
-	restart_with(t, &(struct ctl_server_config){.max_unreg = N,
-	                                            .handshake_ms = 10000});
+	restart_with(t,
+	             &(struct ctl_server_config){.max_unreg = N, .handshake_ms = 10000});
 	struct tc *c[N + 1];
 	for (int i = 0; i <= N; i++) {
 		tc_src = 0x7f000020u + (uint32_t)i;
@@ -301,7 +301,9 @@ static void caught_up_reader_not_closed_while_over_budget(void **state)
 			break;
 	}
 	print_message("the reader got %zu new peers in deltas (%s)\n", got,
-	              rr == 1 ? "open" : rr == 0 ? "timeout" : "closed");
+	              rr == 1   ? "open"
+	              : rr == 0 ? "timeout"
+	                        : "closed");
 	assert_int_equal(got, N);
 	for (int i = 0; i < SLOW; i++)
 		tc_free(slow[i]);
@@ -363,7 +365,9 @@ static void small_queue_not_closed_while_over_budget(void **state)
 			break;
 	}
 	print_message("the reader got %zu new peers (%s)\n", got,
-	              rr == 1 ? "open" : rr == 0 ? "timeout" : "closed");
+	              rr == 1   ? "open"
+	              : rr == 0 ? "timeout"
+	                        : "closed");
 	assert_int_equal(got, MORE);
 	for (int i = 0; i < SLOW; i++)
 		tc_free(slow[i]);
