@@ -131,6 +131,7 @@ for WANT in $SIZES; do
         SUMMARY=$(grep -E "slow_closed" "$D/serve.log" | tail -n 1)
         get() { echo "$LINE $SUMMARY" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { v = $2 } END { print v }'; }
         echo "  $LINE" >&2
+        echo "  server: ${SUMMARY#*timings }" >&2
         if [ $RC -ne 0 ]; then
             FAILED=1
             tail -n 5 "$D/scale.err" "$D/serve.log" >&2

@@ -80,12 +80,15 @@ int srv_send_msg(struct srv_conn *c, const struct ctl_msg *m)
 
 /* --- connection lifecycle ----------------------------------------------- */
 
-static bool other_conn_of(const struct ctl_server *s, const struct srv_conn *c)
+/* Whether c's node has another connection that keeps it online. */
+static bool other_conn_of(struct ctl_server *s, const struct srv_conn *c)
 {
-	for (const struct srv_conn *o = s->conns; o; o = o->next)
-		if (o != c && o->node_id == c->node_id &&
-		    (o->state == SRV_ONLINE || o->state == SRV_PENDING))
+	for (const struct srv_conn *o = srv_conn_first_of(s, c->node_id); o;
+	     o = srv_conn_next_of(o)) {
+		s->st.conns_walked++;
+		if (o != c && (o->state == SRV_ONLINE || o->state == SRV_PENDING))
 			return true;
+	}
 	return false;
 }
 
@@ -158,6 +161,7 @@ void srv_conn_free(struct srv_conn *c)
 		}
 	}
 	srv_unreg_unlink(c);
+	srv_conn_set_node(c, 0);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -261,7 +265,7 @@ void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text)
 			srv_set_offline(c->s, c->node_id);
 	}
 	c->state = SRV_CLOSING;
-	c->node_id = 0;
+	srv_conn_set_node(c, 0);
 	if (r < 0) { /* freed by the reaper: the caller may be read_cb */
 		srv_conn_kill(c);
 		return;
@@ -511,10 +515,14 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
  * a slow link that reads is never closed (it would only start its map
  * again), one that trickles a few bytes to stay open is. */
 #define SRV_MIN_DRAIN_PER_S 1024u
-/* A queue this big is an older node's single MAP_FULL (or a relay's key
- * list): while maps wait for the budget, it goes after a 25th of
- * behind_ms without draining. A node with chunked maps holds at most
- * about SRV_OUT_LOW + a chunk + a delta, so it is never that one. */
+/* A queue this big from a connection without CTL_CAP_MAP_CHUNKS is an
+ * older node's single MAP_FULL (or a relay's key list): while maps wait
+ * for the budget, it goes after a 25th of behind_ms without draining. A
+ * node with chunked maps is never judged by it: its queue is SRV_OUT_LOW +
+ * a chunk + a delta, and the catch-up delta right after its map, in a join
+ * storm, can be half a map (all who joined while it read); closing it
+ * after 2 s made a node that reads start its map again (control scale:
+ * 30 such closes at 5,000 nodes, all of nodes that read). */
 #define SRV_BIG_QUEUE (4u * SRV_CHUNK_BYTES)
 
 /* True when c has not read its map updates for too long, judged by how
@@ -523,8 +531,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
  * - nothing drained for behind_ms (50 s by default), or less than
  *   SRV_MIN_DRAIN_PER_S on average since it fell behind, after behind_ms;
  * - while maps for others wait for the queues' budget (over): nothing
- *   drained for a fifth of behind_ms (10 s; TCP's own retries take less),
- *   or for a 25th (2 s) from a queue over SRV_BIG_QUEUE. */
+ *   drained for a fifth of behind_ms (10 s; TCP's own retries take less)
+ *   from a queue over SRV_OUT_LOW + SRV_CHUNK_BYTES (more than a node
+ *   streaming its map holds: one that holds less frees next to nothing of
+ *   the budget, and in a join storm of 10,000 such closes were of nodes
+ *   that read, starting their maps again), or for a 25th (2 s) from an
+ *   older node's queue over SRV_BIG_QUEUE. */
 static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 {
 	struct ctl_server *s = c->s;
@@ -547,8 +559,9 @@ static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 	bool stalled =
 	    quiet > s->cfg.behind_ms ||
 	    (since > s->cfg.behind_ms && drained < since * SRV_MIN_DRAIN_PER_S / 1000) ||
-	    (over && quiet > s->cfg.behind_ms / 5) ||
-	    (over && q > SRV_BIG_QUEUE && quiet > s->cfg.behind_ms / 25);
+	    (over && q > SRV_OUT_LOW + SRV_CHUNK_BYTES && quiet > s->cfg.behind_ms / 5) ||
+	    (over && q > SRV_BIG_QUEUE && !(c->caps & CTL_CAP_MAP_CHUNKS) &&
+	     quiet > s->cfg.behind_ms / 25);
 	if (stalled) {
 		s->st.slow_closed++;
 		log_info("mesh-control: %s: %s %lld read %llu bytes of its updates in "
@@ -698,7 +711,7 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->accept_resume = evtimer_new(cfg->base, srv_accept_resume_cb, s);
 	s->wb_timer = evtimer_new(cfg->base, srv_wb_timer_cb, s);
 	if (!s->tick || !s->poll || !s->bcast || !s->reap || !s->resume ||
-	    !s->accept_resume || !s->wb_timer) {
+	    !s->accept_resume || !s->wb_timer || srv_byid_init(s) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -746,6 +759,7 @@ void ctl_server_free(struct ctl_server *s)
 		event_free(s->accept_resume);
 	ctl_noise_handshake_wipe(&s->hs_template);
 	srv_snap_free(s);
+	srv_byid_free(s);
 	srv_relays_free(s);
 	sodium_memzero(s->cfg.server_priv, sizeof s->cfg.server_priv);
 	free(s);

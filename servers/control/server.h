@@ -92,11 +92,15 @@ struct ctl_server_config {
 	 * REGISTER_REQ): at most max_unreg (0: 1024, and at most half of
 	 * max_conns) in all and max_unreg_per_source (0: 256) from one IPv4
 	 * address or IPv6 /64. One more from a source at its cap is closed at
-	 * accept; at the global cap, or with all max_conns taken, the oldest
-	 * unregistered connection of the source holding the most is closed
-	 * to make room, so a flood from a few addresses can't keep nodes from
-	 * connecting, and registered nodes are never closed for it (when all
-	 * max_conns are registered nodes, a new connection is refused). */
+	 * accept; at the global cap the oldest unregistered connection of the
+	 * source holding the most is closed to make room if that source holds
+	 * at least half its cap (a flood from a few addresses can't keep nodes
+	 * from connecting), else the new connection is closed and retries (a
+	 * join storm from many addresses: those connected first register
+	 * first, instead of each closing an older one); with all max_conns
+	 * taken the oldest of the heaviest source always makes room.
+	 * Registered nodes are never closed for it (when all max_conns are
+	 * registered nodes, a new connection is refused). */
 	uint32_t max_unreg;
 	uint32_t max_unreg_per_source;
 };
@@ -133,8 +137,11 @@ struct ctl_server_stats {
 	uint64_t frames_too_big;       /* of bad_frames: over the limit, not read */
 	uint64_t conns_refused_source; /* unregistered, over the per-source cap */
 	uint64_t conns_evicted;        /* unregistered, closed for a newer one */
+	uint64_t conns_refused_busy;   /* at the unregistered cap, none flooding */
 	uint64_t accept_paused;        /* accept failed (EMFILE...): paused 100 ms */
 	uint64_t bytes_in, bytes_out;
+	uint64_t delta_nodes_visited; /* nodes looked at to build deltas */
+	uint64_t conns_walked; /* connections looked at for a node's others */
 	int64_t map_version;
 	double last_full_ms;      /* time to build+encode the last MAP_FULL */
 	size_t last_full_bytes;   /* its size */

@@ -61,12 +61,19 @@ struct srv_conn {
 	uint8_t relay_sent[32];           /* hash of the last RELAY_STATE sent */
 	uint64_t opened_ms, last_recv_ms, last_send_ms;
 	struct srv_conn *uprev, *unext; /* s->unreg: not registered yet */
+	struct srv_conn *id_next;       /* s->byid: same slot (server_byid.c) */
+	struct srv_conn **id_pprev;     /* NULL: not in s->byid */
 	bool in_unreg;
 	char peer[64];   /* "ip:port" for logs */
 	char source[64]; /* IPv4 address or IPv6 /64: limits per source */
 };
 
 /* One node in the in-memory snapshot (sorted by id). */
+struct srv_change {
+	int64_t version;
+	int64_t id;
+};
+
 struct srv_node {
 	int64_t id;
 	int64_t version;
@@ -154,6 +161,16 @@ struct ctl_server {
 	struct srv_tomb *tombs;
 	size_t n_tombs, cap_tombs;
 	int64_t tomb_floor; /* tombstones at or below this were dropped */
+	/* Change log: (version, id) of each change of a node that others see,
+	 * in version order, so that a delta from base visits only the changes
+	 * after it instead of every node (server_map.c). A node changed again
+	 * has an older entry too; it counts only at its newest version. */
+	struct srv_change *chlog;
+	size_t n_chlog, cap_chlog;
+	size_t map_bytes; /* sum of the nodes' entries (pj_len + 1) */
+	/* connections with a node id, by it (server_byid.c) */
+	struct srv_conn **byid;
+	size_t nb_byid, n_byid;
 	/* relays, as every node's map lists them (server_relay.c) */
 	struct ctl_relay *relays;
 	size_t n_relays;
@@ -182,6 +199,16 @@ void srv_conn_drop(struct srv_conn *c);
 void srv_source_of(const struct sockaddr *sa, char out[64]);
 void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text);
 void srv_set_offline(struct ctl_server *s, int64_t node_id);
+
+/* server_byid.c */
+int srv_byid_init(struct ctl_server *s);
+void srv_byid_free(struct ctl_server *s);
+/* Sets c's node id (0: none), keeping s->byid current: every assignment
+ * of c->node_id goes through it. */
+void srv_conn_set_node(struct srv_conn *c, int64_t id);
+/* The connections whose node id is id, in no order (any state). */
+struct srv_conn *srv_conn_first_of(const struct ctl_server *s, int64_t id);
+struct srv_conn *srv_conn_next_of(const struct srv_conn *c);
 
 /* server_accept.c */
 /* Adds c (just accepted) to s->unreg / takes it out (no-op if not in it). */

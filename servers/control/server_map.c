@@ -104,10 +104,83 @@ static int64_t node_changed_at(const struct srv_node *n)
 	return n->v_online > v ? n->v_online : v;
 }
 
+/* --- change log --------------------------------------------------------- */
+
+static int cmp_change(const void *a, const void *b)
+{
+	const struct srv_change *x = a, *y = b;
+	if (x->version != y->version)
+		return x->version < y->version ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Rebuilds the log as one entry per node at its newest change (dropping
+ * entries of nodes changed again since, and of removed nodes, which the
+ * tombstones cover). Amortised: runs once per ~n_nodes logged changes. */
+static void chlog_compact(struct ctl_server *s)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < s->n_nodes && k < s->cap_chlog; i++)
+		s->chlog[k++] =
+		    (struct srv_change){node_changed_at(&s->nodes[i]), s->nodes[i].id};
+	qsort(s->chlog, k, sizeof *s->chlog, cmp_change);
+	s->n_chlog = k;
+}
+
+/* Room for one more entry (called before the snapshot is touched, so a
+ * failed allocation leaves both as they were). */
+static int chlog_reserve(struct ctl_server *s)
+{
+	if (s->n_chlog > 2 * s->n_nodes + 1024)
+		chlog_compact(s);
+	if (s->n_chlog < s->cap_chlog && s->n_nodes + 1 <= s->cap_chlog)
+		return 0;
+	size_t nc = s->cap_chlog ? s->cap_chlog * 2 : 1024;
+	while (nc < s->n_nodes + 1)
+		nc *= 2;
+	struct srv_change *nl = realloc(s->chlog, nc * sizeof *nl);
+	if (!nl)
+		return -ENOMEM;
+	s->chlog = nl;
+	s->cap_chlog = nc;
+	return 0;
+}
+
+/* Appends (version, id), kept in version order: versions from the store
+ * arrive in order, except a change read again after a racing write, which
+ * moves back the few places it needs. */
+static void chlog_add(struct ctl_server *s, int64_t version, int64_t id)
+{
+	size_t i = s->n_chlog++;
+	struct srv_change e = {version, id};
+	while (i > 0 && cmp_change(&s->chlog[i - 1], &e) > 0) {
+		s->chlog[i] = s->chlog[i - 1];
+		i--;
+	}
+	s->chlog[i] = e;
+}
+
+/* Index of the first entry newer than base. */
+static size_t chlog_after(const struct ctl_server *s, int64_t base)
+{
+	size_t lo = 0, hi = s->n_chlog;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->chlog[mid].version <= base)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 {
+	if (chlog_reserve(s) < 0)
+		return -ENOMEM;
 	bool f;
 	size_t i = srv_snap_index(s, nd->id, &f);
+	int64_t was = f ? node_changed_at(&s->nodes[i]) : INT64_MIN;
 	if (!f) {
 		if (s->n_nodes == s->cap_nodes) {
 			size_t nc = s->cap_nodes ? s->cap_nodes * 2 : 64;
@@ -147,6 +220,8 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		    (!np.online && np.last_seen != n->peer.last_seen))
 			n->v_online = nd->version;
 	}
+	if (n->pj)
+		s->map_bytes -= n->pj_len + 1;
 	free(n->pj);
 	n->pj = NULL;
 	n->pj_len = 0;
@@ -163,6 +238,10 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	if (ctl_msg_encode_peer(&n->peer, &n->pj, &n->pj_len, &me) < 0)
 		log_warn("mesh-control: node %lld left out of maps: %s", (long long)n->id,
 		         me.text);
+	else
+		s->map_bytes += n->pj_len + 1;
+	if (node_changed_at(n) > was)
+		chlog_add(s, node_changed_at(n), n->id);
 	return 0;
 }
 
@@ -174,6 +253,8 @@ static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
 		/* A node never approved was in nobody's map: no tombstone, so
 		 * dropped pending registrations reach no node. */
 		bool in_maps = s->nodes[i].approved;
+		if (s->nodes[i].pj)
+			s->map_bytes -= s->nodes[i].pj_len + 1;
 		free(s->nodes[i].pj);
 		memmove(&s->nodes[i], &s->nodes[i + 1],
 		        (s->n_nodes - i - 1) * sizeof *s->nodes);
@@ -270,9 +351,12 @@ void srv_snap_free(struct ctl_server *s)
 		free(s->nodes[i].pj);
 	free(s->nodes);
 	free(s->tombs);
+	free(s->chlog);
 	s->nodes = NULL;
 	s->tombs = NULL;
+	s->chlog = NULL;
 	s->n_nodes = s->cap_nodes = s->n_tombs = s->cap_tombs = 0;
+	s->n_chlog = s->cap_chlog = s->map_bytes = 0;
 }
 
 /* --- MAP_DELTA broadcast ------------------------------------------------ */
@@ -337,18 +421,47 @@ static size_t patch_bytes_max(const struct srv_node *n)
 	return 160 + (size_t)(CTL_ADDRSTR_MAX + 3) * n->peer.n_eps;
 }
 
+/* Whether n belongs in a delta from base, and as what. */
+static void delta_take(struct delta_set *d, const struct srv_node *n, int64_t base,
+                       int64_t now)
+{
+	if (node_changed_at(n) <= base)
+		return;
+	if (!srv_node_visible(n, now)) {
+		if (n->approved) /* pending: in nobody's map yet */
+			d->removed[d->n_removed++] = (uint64_t)n->id;
+	} else if (!n->pj)
+		return;
+	else if (n->v_full > base)
+		d->whole[d->n_whole++] = n, d->est_bytes += n->pj_len + 1;
+	else
+		d->part[d->n_part++] = n, d->est_bytes += patch_bytes_max(n);
+}
+
+static int cmp_node_id(const void *a, const void *b)
+{
+	const struct srv_node *x = *(const struct srv_node *const *)a;
+	const struct srv_node *y = *(const struct srv_node *const *)b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
 /* Changes since base: visible nodes changed after it (whole or in part),
  * and ids that left the map (tombstones, or nodes no longer approved /
- * expired). A store write that changed nothing is no change here. */
+ * expired). A store write that changed nothing is no change here. The
+ * nodes are found from the change log: a delta visits the changes after
+ * its base, not every node (a join storm builds hundreds of thousands of
+ * catch-up deltas); a base so old that more changes than nodes follow it
+ * scans the nodes instead. Entries come out in id order either way. */
 static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
                          struct delta_set *d)
 {
-	size_t np = 0, nrm = 0;
+	size_t nrm = 0;
 	memset(d, 0, sizeof *d);
 	d->base = base;
-	for (size_t i = 0; i < s->n_nodes; i++)
-		if (node_changed_at(&s->nodes[i]) > base)
-			np++;
+	d->map_bytes = s->map_bytes;
+	size_t from = chlog_after(s, base);
+	bool scan = s->n_chlog - from > s->n_nodes;
+	size_t np = scan ? s->n_nodes : s->n_chlog - from;
 	for (size_t i = 0; i < s->n_tombs; i++)
 		if (s->tombs[i].version > base)
 			nrm++;
@@ -357,21 +470,23 @@ static int delta_collect(struct ctl_server *s, int64_t base, int64_t now,
 	d->removed = malloc((np + nrm ? np + nrm : 1) * sizeof *d->removed);
 	if (!d->whole || !d->part || !d->removed)
 		return -ENOMEM;
-	for (size_t i = 0; i < s->n_nodes; i++) {
-		const struct srv_node *n = &s->nodes[i];
-		if (n->pj)
-			d->map_bytes += n->pj_len + 1;
-		if (node_changed_at(n) <= base)
-			continue;
-		if (!srv_node_visible(n, now)) {
-			if (n->approved) /* pending: in nobody's map yet */
-				d->removed[d->n_removed++] = (uint64_t)n->id;
-		} else if (!n->pj)
-			continue;
-		else if (n->v_full > base)
-			d->whole[d->n_whole++] = n, d->est_bytes += n->pj_len + 1;
-		else
-			d->part[d->n_part++] = n, d->est_bytes += patch_bytes_max(n);
+	if (scan) {
+		s->st.delta_nodes_visited += s->n_nodes;
+		for (size_t i = 0; i < s->n_nodes; i++)
+			delta_take(d, &s->nodes[i], base, now);
+	} else {
+		s->st.delta_nodes_visited += np;
+		for (size_t k = from; k < s->n_chlog; k++) {
+			const struct srv_node *n = srv_snap_find(s, s->chlog[k].id);
+			/* removed (a tombstone says so), or changed again
+			 * later (its newer entry counts) */
+			if (n && node_changed_at(n) == s->chlog[k].version)
+				delta_take(d, n, base, now);
+		}
+		if (d->n_whole > 1)
+			qsort(d->whole, d->n_whole, sizeof *d->whole, cmp_node_id);
+		if (d->n_part > 1)
+			qsort(d->part, d->n_part, sizeof *d->part, cmp_node_id);
 	}
 	/* Tombstones may name an id twice (and a removed id may also be one
 	 * no longer visible); the map drops unknown ids anyway, but keep the

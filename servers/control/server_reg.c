@@ -25,7 +25,7 @@ static void flush_close_cb(struct bufferevent *bev, void *arg)
  * leaves c to the caller to free. */
 static int reg_send_close(struct srv_conn *c, const struct ctl_msg *m)
 {
-	c->node_id = 0;
+	srv_conn_set_node(c, 0);
 	int r = srv_send_msg(c, m);
 	if (r < 0)
 		return r;
@@ -72,10 +72,12 @@ static int reg_retry_later(struct srv_conn *c, int err)
 /* A node that reconnects replaces its older connections. */
 static void replace_older(struct srv_conn *c, int64_t id)
 {
-	for (struct srv_conn *o = c->s->conns; o; o = o->next)
-		if (o != c && o->node_id == id &&
-		    (o->state == SRV_ONLINE || o->state == SRV_PENDING))
+	for (struct srv_conn *o = srv_conn_first_of(c->s, id), *nx; o; o = nx) {
+		nx = srv_conn_next_of(o);
+		c->s->st.conns_walked++;
+		if (o != c && (o->state == SRV_ONLINE || o->state == SRV_PENDING))
 			srv_conn_kill(o);
+	}
 }
 
 /* The refusal a store error means, or CTL_REASON_INTERNAL for a failure
@@ -151,7 +153,7 @@ static int reg_pending(struct srv_conn *c, const struct ctl_node *nd)
 	         "waiting for an admin to approve node %lld (%s)", (long long)nd->id,
 	         nd->name);
 	replace_older(c, nd->id);
-	c->node_id = nd->id;
+	srv_conn_set_node(c, nd->id);
 	c->state = SRV_PENDING;
 	s->st.registrations_pending++;
 	log_info("mesh-control: node %lld (%s) pending approval", (long long)nd->id,
@@ -182,7 +184,7 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	memcpy(rr->ipv6, n->peer.addrs[1].addr, 16);
 	char v4[CTL_ADDRSTR_MAX];
 	ctl_ip_format(&n->peer.addrs[0], v4);
-	c->node_id = id;
+	srv_conn_set_node(c, id);
 	/* Online first: if the answer cannot be sent, the caller's
 	 * srv_conn_free marks the node offline again. */
 	c->state = SRV_ONLINE;
