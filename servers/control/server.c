@@ -108,7 +108,7 @@ static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *in
 		c->drained_ms = srv_now_ms();
 		c->drained_bytes += info->n_deleted;
 	}
-	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
+	if (s->out_waiting && s->out_total < s->cfg.out_budget / 2) {
 		s->out_waiting = false;
 		event_active(s->resume, 0, 0);
 	}
@@ -116,7 +116,7 @@ static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *in
 
 bool srv_over_budget(struct ctl_server *s)
 {
-	if (s->out_total <= SRV_OUT_BUDGET)
+	if (s->out_total <= s->cfg.out_budget)
 		return false;
 	s->out_waiting = true;
 	return true;
@@ -138,7 +138,7 @@ static void out_count_stop(struct srv_conn *c)
 	c->out_cb = NULL;
 	struct ctl_server *s = c->s;
 	s->out_total -= n < s->out_total ? n : s->out_total;
-	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
+	if (s->out_waiting && s->out_total < s->cfg.out_budget / 2) {
 		s->out_waiting = false;
 		event_active(s->resume, 0, 0);
 	}
@@ -476,6 +476,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		evutil_closesocket(fd);
 		return;
 	}
+	if (s->cfg.sndbuf) /* best effort: the kernel may round it */
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &s->cfg.sndbuf,
+		                 sizeof s->cfg.sndbuf);
 	struct srv_conn *c = calloc(1, sizeof *c);
 	struct bufferevent *bev =
 	    bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
@@ -511,20 +514,19 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
  * a slow link that reads is never closed (it would only start its map
  * again), one that trickles a few bytes to stay open is. */
 #define SRV_MIN_DRAIN_PER_S 1024u
-/* A queue this big is an older node's single MAP_FULL (or a relay's key
- * list): while maps wait for the budget, it goes after a 25th of
- * behind_ms without draining. A node with chunked maps holds at most
- * about SRV_OUT_LOW + a chunk + a delta, so it is never that one. */
-#define SRV_BIG_QUEUE (4u * SRV_CHUNK_BYTES)
-
 /* True when c has not read its map updates for too long, judged by how
  * much left its queue, not by how long the queue stayed over SRV_OUT_LOW
  * (a map going out refills it as it drains):
  * - nothing drained for behind_ms (50 s by default), or less than
  *   SRV_MIN_DRAIN_PER_S on average since it fell behind, after behind_ms;
  * - while maps for others wait for the queues' budget (over): nothing
- *   drained for a fifth of behind_ms (10 s; TCP's own retries take less),
- *   or for a 25th (2 s) from a queue over SRV_BIG_QUEUE. */
+ *   drained for a fifth of behind_ms (10 s; TCP's own retries take less).
+ * Not judged by the queue's size: an older node's single MAP_FULL, a
+ * relay's key list or a catch-up delta after a chunked map (up to a frame)
+ * can each be MBs, and bytes leave the queue only when the kernel's send
+ * buffer has room again, in bursts seconds apart for a slow but steady
+ * reader; a shorter quiet time closes those, and they would only start
+ * their maps again. */
 static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 {
 	struct ctl_server *s = c->s;
@@ -547,8 +549,7 @@ static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 	bool stalled =
 	    quiet > s->cfg.behind_ms ||
 	    (since > s->cfg.behind_ms && drained < since * SRV_MIN_DRAIN_PER_S / 1000) ||
-	    (over && quiet > s->cfg.behind_ms / 5) ||
-	    (over && q > SRV_BIG_QUEUE && quiet > s->cfg.behind_ms / 25);
+	    (over && quiet > s->cfg.behind_ms / 5);
 	if (stalled) {
 		s->st.slow_closed++;
 		log_info("mesh-control: %s: %s %lld read %llu bytes of its updates in "
@@ -570,7 +571,7 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 	struct ctl_msg ka = {.type = CTL_MSG_KEEPALIVE};
 	/* judged once, and while maps wait for the budget: every staller
 	 * goes, not just enough to dip under it */
-	bool over = s->out_waiting || s->out_total > SRV_OUT_BUDGET;
+	bool over = s->out_waiting || s->out_total > s->cfg.out_budget;
 	size_t closed = 0;
 	for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
@@ -598,7 +599,7 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 		}
 	}
 	/* what the stallers held is free: the maps that waited go now */
-	if (closed && s->out_waiting && s->out_total <= SRV_OUT_BUDGET) {
+	if (closed && s->out_waiting && s->out_total <= s->cfg.out_budget) {
 		s->out_waiting = false;
 		event_active(s->resume, 0, 0);
 	}
@@ -638,6 +639,8 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.max_unreg_per_source = dflt(cfg->max_unreg_per_source, 256);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
+	if (!s->cfg.out_budget)
+		s->cfg.out_budget = SRV_OUT_BUDGET;
 	char addr[80];
 	sockaddr_format(&cfg->listen, addr, sizeof addr);
 
