@@ -97,29 +97,97 @@ void srv_set_offline(struct ctl_server *s, int64_t node_id)
 		srv_wb_offline(s, node_id);
 }
 
+/* The budget's split (server_int.h, srv_over_budget): older nodes' half,
+ * what the others' queues may hold, and what those hold now. */
+static size_t legacy_limit(const struct ctl_server *s)
+{
+	return s->cfg.out_budget / 2;
+}
+
+static size_t current_limit(const struct ctl_server *s)
+{
+	size_t l = legacy_limit(s);
+	return s->cfg.out_budget - (s->out_legacy < l ? s->out_legacy : l);
+}
+
+static size_t out_current(const struct ctl_server *s)
+{
+	return s->out_total > s->out_legacy ? s->out_total - s->out_legacy : 0;
+}
+
+static size_t sub_sat(size_t a, size_t b)
+{
+	return b < a ? a - b : 0;
+}
+
+/* Maps that waited go when their kind's queues are under limit: half the
+ * limit as they drain (some room before the next wait), the limit itself
+ * after stallers were closed. */
+static void budget_resume(struct ctl_server *s, bool at_limit)
+{
+	bool go = false;
+	size_t cl = current_limit(s), ll = legacy_limit(s);
+	if (s->out_waiting && out_current(s) < (at_limit ? cl + 1 : cl / 2)) {
+		s->out_waiting = false;
+		go = true;
+	}
+	if (s->legacy_waiting && s->out_legacy < (at_limit ? ll + 1 : ll / 2)) {
+		s->legacy_waiting = false;
+		go = true;
+	}
+	if (go)
+		event_active(s->resume, 0, 0);
+}
+
 static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
                          void *arg)
 {
 	struct srv_conn *c = arg;
 	struct ctl_server *s = c->s;
-	s->out_total += info->n_added;
-	s->out_total -= info->n_deleted < s->out_total ? info->n_deleted : s->out_total;
+	s->out_total = sub_sat(s->out_total + info->n_added, info->n_deleted);
+	if (c->legacy)
+		s->out_legacy = sub_sat(s->out_legacy + info->n_added, info->n_deleted);
 	if (info->n_deleted) {
 		c->drained_ms = srv_now_ms();
 		c->drained_bytes += info->n_deleted;
 	}
-	if (s->out_waiting && s->out_total < s->cfg.out_budget / 2) {
-		s->out_waiting = false;
-		event_active(s->resume, 0, 0);
-	}
+	budget_resume(s, false);
 }
 
-bool srv_over_budget(struct ctl_server *s)
+/* Whether c's kind is over its part of the budget now (no side effects). */
+static bool budget_over(const struct srv_conn *c)
 {
-	if (s->out_total <= s->cfg.out_budget)
+	const struct ctl_server *s = c->s;
+	if (c->legacy)
+		return s->legacy_waiting || s->out_legacy > legacy_limit(s);
+	return s->out_waiting || out_current(s) > current_limit(s);
+}
+
+bool srv_over_budget(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	if (c->legacy) {
+		if (s->out_legacy <= legacy_limit(s))
+			return false;
+		s->legacy_waiting = true;
+		return true;
+	}
+	if (out_current(s) <= current_limit(s))
 		return false;
 	s->out_waiting = true;
 	return true;
+}
+
+void srv_conn_set_legacy(struct srv_conn *c, bool legacy)
+{
+	struct ctl_server *s = c->s;
+	if (c->legacy == legacy)
+		return;
+	if (c->out_cb) {
+		size_t q = evbuffer_get_length(bufferevent_get_output(c->bev));
+		s->out_legacy = legacy ? s->out_legacy + q : sub_sat(s->out_legacy, q);
+	}
+	c->legacy = legacy;
 }
 
 bool srv_conn_behind(struct srv_conn *c)
@@ -137,11 +205,10 @@ static void out_count_stop(struct srv_conn *c)
 	evbuffer_remove_cb_entry(out, c->out_cb);
 	c->out_cb = NULL;
 	struct ctl_server *s = c->s;
-	s->out_total -= n < s->out_total ? n : s->out_total;
-	if (s->out_waiting && s->out_total < s->cfg.out_budget / 2) {
-		s->out_waiting = false;
-		event_active(s->resume, 0, 0);
-	}
+	s->out_total = sub_sat(s->out_total, n);
+	if (c->legacy)
+		s->out_legacy = sub_sat(s->out_legacy, n);
+	budget_resume(s, false);
 }
 
 void srv_conn_free(struct srv_conn *c)
@@ -569,9 +636,10 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 	struct ctl_server *s = arg;
 	uint64_t now = srv_now_ms();
 	struct ctl_msg ka = {.type = CTL_MSG_KEEPALIVE};
-	/* judged once, and while maps wait for the budget: every staller
-	 * goes, not just enough to dip under it */
-	bool over = s->out_waiting || s->out_total > s->cfg.out_budget;
+	/* judged once per kind (older nodes, the others), and while maps wait
+	 * for the budget: every staller goes, not just enough to dip under it */
+	struct srv_conn cur = {.s = s}, old = {.s = s, .legacy = true};
+	bool over_cur = budget_over(&cur), over_old = budget_over(&old);
 	size_t closed = 0;
 	for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
@@ -585,7 +653,7 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 			}
 		} else if ((c->state == SRV_ONLINE || c->state == SRV_PENDING ||
 		            c->state == SRV_RELAY) &&
-		           conn_stalled(c, now, over)) {
+		           conn_stalled(c, now, c->legacy ? over_old : over_cur)) {
 			srv_conn_free(c);
 			closed++;
 		} else if (now - c->last_recv_ms > s->cfg.idle_ms) {
@@ -599,10 +667,8 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 		}
 	}
 	/* what the stallers held is free: the maps that waited go now */
-	if (closed && s->out_waiting && s->out_total <= s->cfg.out_budget) {
-		s->out_waiting = false;
-		event_active(s->resume, 0, 0);
-	}
+	if (closed)
+		budget_resume(s, true);
 }
 
 /* --- public ------------------------------------------------------------- */

@@ -4,7 +4,9 @@
  * not, and among equals a random connection of the heaviest sources goes
  * (not the oldest, an honest node about to register). Slow readers while
  * maps wait for the output budget: closed only after nothing drained for a
- * fifth of behind_ms, whatever their queue holds. The server runs in
+ * fifth of behind_ms, whatever their queue holds; older nodes' single
+ * maps have half the budget to themselves and never hold a current node's
+ * map back. The server runs in
  * process (ctl_server_fixture.h) on real sockets. */
 #include "tests/unit/ctl_server_fixture.h"
 
@@ -242,6 +244,59 @@ static void steady_slow_readers_kept_while_over_budget(void **state)
 		tc_free(sl[i]);
 }
 
+/* Older nodes that read slowly fill their half of the output budget (one
+ * MAP_FULL of about 1.2 MB each, with a budget of 512 KiB): the map of a
+ * current node joining now still starts at once. Before, their queues held
+ * the one shared budget and its first chunk waited for them to drain below
+ * half of it (25 s in the review's run, for ever here: they do not read). */
+static void older_nodes_keep_to_their_half(void **state)
+{
+	struct t *t = *state;
+	fill_store(t, 1500);
+	restart_with(t, &(struct ctl_server_config){.idle_ms = 600000,
+	                                            .handshake_ms = 10000,
+	                                            .behind_ms = 60000,
+	                                            .out_budget = 512 * 1024,
+	                                            .sndbuf = 16384});
+	enum { N = 3 };
+	struct tc *old[N], *h = tc_new();
+	tc_rcvbuf = 4096;
+	for (int i = 0; i < N; i++) {
+		old[i] = tc_new();
+		tc_connect(t, old[i]);
+		assert_int_equal(tc_handshake(t, old[i], t->spub), 0);
+		char host[16];
+		snprintf(host, sizeof host, "old%d", i);
+		register_caps(old[i], host, t->key, 0);
+	}
+	tc_rcvbuf = 0;
+	pump(t, 200);
+	struct ctl_server_stats s;
+	ctl_server_get_stats(t->srv, &s);
+	print_message("older nodes: %zu KiB queued, %llu maps\n",
+	              (size_t)(s.out_queued >> 10), (unsigned long long)s.maps_full);
+	assert_true(s.out_queued > 512 * 1024); /* over the whole budget */
+	tc_connect(t, h);
+	assert_int_equal(tc_handshake(t, h, t->spub), 0);
+	register_caps(h, "current", t->key, CTL_CAPS_ALL);
+	double t0 = now_ms(), first = -1;
+	struct ctl_frame f;
+	while (first < 0 && now_ms() - t0 < 3000) {
+		int r = tc_frame(t, h, 50, &f);
+		assert_true(r >= 0);
+		if (r == 1 && f.type == CTL_MSG_MAP_FULL)
+			first = now_ms() - t0;
+	}
+	print_message("the current node's first chunk after %.0f ms\n", first);
+	assert_true(first >= 0);
+	assert_true(first < 1000);
+	ctl_server_get_stats(t->srv, &s);
+	assert_int_equal(s.slow_closed, 0);
+	for (int i = 0; i < N; i++)
+		tc_free(old[i]);
+	tc_free(h);
+}
+
 int main(void)
 {
 	log_set_level(LOG_WARN);
@@ -253,6 +308,8 @@ int main(void)
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(steady_slow_readers_kept_while_over_budget,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(older_nodes_keep_to_their_half, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
