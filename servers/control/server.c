@@ -791,9 +791,14 @@ void ctl_server_free(struct ctl_server *s)
 		srv_conn_free(s->conns);
 	if (s->lis) {
 		int64_t now = (int64_t)time(NULL);
-		if (srv_wb_flush(s, true) < 0 ||
-		    ctl_store_node_offline_all(s->cfg.store, now, NULL) < 0)
-			log_warn("mesh-control: at stop: %s",
+		/* offline even when the last batch failed: the store must not
+		 * show nodes online while the server is down */
+		if (srv_wb_flush(s, true) < 0)
+			log_warn("mesh-control: at stop: the last writes are lost: %s",
+			         ctl_store_errmsg(s->cfg.store));
+		if (ctl_store_node_offline_all(s->cfg.store, now, NULL) < 0)
+			log_warn("mesh-control: at stop: marking nodes offline: %s "
+			         "(done again at the next start)",
 			         ctl_store_errmsg(s->cfg.store));
 	}
 	srv_wb_free(s);
