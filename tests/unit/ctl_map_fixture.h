@@ -62,6 +62,7 @@ static void tc_read_map(struct t *t, struct tc *c, int ms, struct ctl_map_full *
 static void free_map(struct ctl_map_full *map)
 {
 	free(map->peers);
+	free(map->relays);
 	memset(map, 0, sizeof *map);
 }
 
