@@ -529,9 +529,25 @@ int node_state_save_map(const char *dir, const struct ctl_map_full *map, char *e
 	size_t len = 0;
 	struct ctl_msg_err me = {0};
 	int r = ctl_msg_encode(&m, &out, &len, &me);
+	if (r == 0 && len > CTL_MSG_MAX_LEN) { /* what the loader refuses */
+		free(out);
+		snprintf(me.text, sizeof me.text, "%zu bytes, more than %d", len,
+		         CTL_MSG_MAX_LEN);
+		r = -E2BIG;
+	}
 	if (r != 0) {
-		snprintf(err, errlen, "%s/netmap.json: cannot encode the map: %s", dir,
-		         me.text[0] ? me.text : strerror(-r));
+		/* An older, smaller map must not be loaded at the next start: it
+		 * may hold removed nodes' keys. Without it the node waits for
+		 * mesh-control's map. */
+		char path[NODE_STATE_PATH_MAX];
+		bool gone = node_state_path(dir, "netmap.json", path, sizeof path) == 0 &&
+		            (unlink(path) == 0 || errno == ENOENT);
+		snprintf(err, errlen,
+		         "%s/netmap.json: the map (%zu peers) cannot be cached: %s; %s",
+		         dir, map->n_peers, me.text[0] ? me.text : strerror(-r),
+		         gone ? "without a cached map, a restart waits for mesh-control's"
+		              : "and the older cached map could not be removed: delete "
+		                "it before a restart");
 		return r;
 	}
 	r = node_state_write(dir, "netmap.json", out, len, err, errlen);

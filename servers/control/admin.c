@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -712,6 +713,10 @@ static void adm_request(struct evhttp_request *req, void *arg)
 	}
 	r->a = arg;
 	r->req = req;
+	struct evhttp_connection *hc = evhttp_request_get_connection(req);
+	struct bufferevent *bev = hc ? evhttp_connection_get_bufferevent(hc) : NULL;
+	if (bev) /* its deadline for the next request starts again */
+		adm_conns_served(r->a->conns, (int)bufferevent_getfd(bev));
 	r->cmd = evhttp_request_get_command(req);
 	r->now = (int64_t)time(NULL);
 	if (!adm_framing_ok(req))
@@ -796,6 +801,7 @@ struct ctl_admin *ctl_admin_new(const struct ctl_admin_config *cfg, char *err,
 	evhttp_set_max_body_size(a->http, ADM_MAX_BODY);
 	evhttp_set_max_headers_size(a->http, ADM_MAX_HEADER);
 	evhttp_set_timeout(a->http, ADM_TIMEOUT_S);
+	adm_conns_set_write_timeout(a->conns, ADM_TIMEOUT_S);
 	evhttp_set_gencb(a->http, adm_request, a);
 	return a;
 }

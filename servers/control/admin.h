@@ -31,7 +31,9 @@
  * before it is read or the key is checked.
  *
  * Plain HTTP: `serve` binds it to a loopback address unless given
- * --admin-insecure. At most CTL_ADMIN_MAX_CONNS connections at once. */
+ * --admin-insecure. At most CTL_ADMIN_MAX_CONNS connections at once, each
+ * closed when it completes no request within ADM_CONNS_REQUEST_S (10 s) of
+ * opening or of its previous one (admin_conns.h). */
 #ifndef MESH_CTL_ADMIN_H
 #define MESH_CTL_ADMIN_H
 

@@ -8,7 +8,15 @@
  * still finds the same inode (a closed descriptor that was reused belongs
  * to another socket, with another inode). The list is swept at each new
  * connection and while the listener is stopped: at most cap + a few
- * fstat() calls each time. */
+ * fstat() calls each time.
+ *
+ * Each connection has a deadline to complete a request: ADM_CONNS_REQUEST_S
+ * from when it was noted, and again from each request evhttp dispatched
+ * (plus the write timeout, for the response to go out). libevent's own
+ * timeout is per read, re-armed by every byte, so without it a byte every
+ * few seconds held a connection for ever and 64 of them the whole API.
+ * Past its deadline a connection is shut down (shutdown(2), not close:
+ * the descriptor stays evhttp's, which sees the end and frees it). */
 #include "servers/control/admin_conns.h"
 
 #include <errno.h>
@@ -18,7 +26,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "core/util/log.h"
 
@@ -28,6 +38,7 @@ struct adm_sock {
 	int fd;
 	dev_t dev;
 	ino_t ino;
+	int64_t deadline_ms; /* monotonic; 0: shut down already */
 };
 
 struct adm_conns {
@@ -37,9 +48,11 @@ struct adm_conns {
 	size_t n_socks;
 	struct bufferevent **fresh; /* created this turn, socket not noted yet */
 	size_t n_fresh;
-	struct event *note, *retry;
+	struct event *note, *retry, *deadline;
 	bool stopped;
 	unsigned accept_errors;
+	unsigned long long expired;
+	int extra_s; /* after a request: its response's time to go out */
 	struct adm_conns *next_all;
 };
 
@@ -47,15 +60,26 @@ struct adm_conns {
  * its adm_conns here (one per admin API in the process). */
 static struct adm_conns *all;
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool same_sock(const struct adm_sock *s)
+{
+	struct stat sb;
+	return fstat(s->fd, &sb) == 0 && sb.st_dev == s->dev && sb.st_ino == s->ino;
+}
+
 /* Drops the connections that closed; returns how many are open. */
 static size_t sweep(struct adm_conns *ac)
 {
 	size_t j = 0;
 	for (size_t i = 0; i < ac->n_socks; i++) {
-		struct stat sb;
-		const struct adm_sock *s = &ac->socks[i];
-		if (fstat(s->fd, &sb) == 0 && sb.st_dev == s->dev && sb.st_ino == s->ino)
-			ac->socks[j++] = *s;
+		if (same_sock(&ac->socks[i]))
+			ac->socks[j++] = ac->socks[i];
 	}
 	ac->n_socks = j;
 	return j + ac->n_fresh;
@@ -81,6 +105,25 @@ static void retry_cb(evutil_socket_t fd, short ev, void *arg)
 	evconnlistener_enable(ac->lis);
 }
 
+/* Every second: connections past their deadline are shut down. */
+static void deadline_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct adm_conns *ac = arg;
+	int64_t now = mono_ms();
+	sweep(ac);
+	for (size_t i = 0; i < ac->n_socks; i++) {
+		struct adm_sock *s = &ac->socks[i];
+		if (!s->deadline_ms || now < s->deadline_ms)
+			continue;
+		s->deadline_ms = 0;
+		ac->expired++;
+		log_debug("mesh-control: admin API: a connection sent no complete "
+		          "request in %d s; closing it",
+		          ADM_CONNS_REQUEST_S);
+		(void)shutdown(s->fd, SHUT_RDWR);
+	}
+}
+
 /* The loop's next turn: evhttp has attached each new bufferevent's socket. */
 static void note_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -91,7 +134,10 @@ static void note_cb(evutil_socket_t fd, short ev, void *arg)
 		struct stat sb;
 		if (s >= 0 && ac->n_socks < ac->cap && fstat(s, &sb) == 0)
 			ac->socks[ac->n_socks++] = (struct adm_sock){
-			    .fd = s, .dev = sb.st_dev, .ino = sb.st_ino};
+			    .fd = s,
+			    .dev = sb.st_dev,
+			    .ino = sb.st_ino,
+			    .deadline_ms = mono_ms() + ADM_CONNS_REQUEST_S * 1000};
 		bufferevent_decref(bev); /* evhttp's, or freed if it let go */
 	}
 	ac->n_fresh = 0;
@@ -144,10 +190,13 @@ struct adm_conns *adm_conns_new(struct event_base *base, struct evconnlistener *
 	ac->fresh = calloc(ac->cap, sizeof *ac->fresh);
 	ac->note = event_new(base, -1, 0, note_cb, ac);
 	ac->retry = evtimer_new(base, retry_cb, ac);
-	if (!ac->socks || !ac->fresh || !ac->note || !ac->retry) {
+	ac->deadline = event_new(base, -1, EV_PERSIST, deadline_cb, ac);
+	if (!ac->socks || !ac->fresh || !ac->note || !ac->retry || !ac->deadline) {
 		adm_conns_free(ac);
 		return NULL;
 	}
+	struct timeval sec = {1, 0};
+	event_add(ac->deadline, &sec);
 	evconnlistener_set_error_cb(lis, accept_error_cb);
 	ac->next_all = all;
 	all = ac;
@@ -169,6 +218,8 @@ void adm_conns_free(struct adm_conns *ac)
 		event_free(ac->note);
 	if (ac->retry)
 		event_free(ac->retry);
+	if (ac->deadline)
+		event_free(ac->deadline);
 	free(ac->socks);
 	free(ac->fresh);
 	free(ac);
@@ -177,4 +228,24 @@ void adm_conns_free(struct adm_conns *ac)
 size_t adm_conns_open(struct adm_conns *ac)
 {
 	return sweep(ac);
+}
+
+void adm_conns_served(struct adm_conns *ac, int fd)
+{
+	for (size_t i = 0; i < ac->n_socks; i++) {
+		struct adm_sock *s = &ac->socks[i];
+		if (s->fd == fd && s->deadline_ms && same_sock(s))
+			s->deadline_ms =
+			    mono_ms() + (int64_t)(ADM_CONNS_REQUEST_S + ac->extra_s) * 1000;
+	}
+}
+
+void adm_conns_set_write_timeout(struct adm_conns *ac, int s)
+{
+	ac->extra_s = s;
+}
+
+unsigned long long adm_conns_expired(struct adm_conns *ac)
+{
+	return ac->expired;
 }

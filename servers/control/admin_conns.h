@@ -5,7 +5,9 @@
  * open; at the cap it stops the listener (more connections wait in the
  * kernel's backlog) and looks again every 100 ms. It also pauses the
  * listener for 100 ms when accept() fails (EMFILE...), which would
- * otherwise spin the loop. */
+ * otherwise spin the loop. A connection must complete a request within
+ * ADM_CONNS_REQUEST_S of being opened, and of its previous request (plus
+ * the write timeout, for that one's response), or it is shut down. */
 #ifndef MESH_CTL_ADMIN_CONNS_H
 #define MESH_CTL_ADMIN_CONNS_H
 
@@ -22,6 +24,14 @@ struct adm_conns *adm_conns_new(struct event_base *base, struct evconnlistener *
 void adm_conns_free(struct adm_conns *ac); /* accepts NULL */
 /* For evhttp_set_bevcb(http, adm_conns_bevcb, ac). */
 struct bufferevent *adm_conns_bevcb(struct event_base *base, void *arg);
+#define ADM_CONNS_REQUEST_S 10
+
+/* A request came in on the connection with socket fd: its deadline starts
+ * again (ADM_CONNS_REQUEST_S plus the write timeout given below). */
+void adm_conns_served(struct adm_conns *ac, int fd);
+void adm_conns_set_write_timeout(struct adm_conns *ac, int s);
+/* Connections shut down at their deadline, since the start. */
+unsigned long long adm_conns_expired(struct adm_conns *ac);
 /* Connections open now. */
 size_t adm_conns_open(struct adm_conns *ac);
 

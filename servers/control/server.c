@@ -100,29 +100,97 @@ void srv_set_offline(struct ctl_server *s, int64_t node_id)
 		srv_wb_offline(s, node_id);
 }
 
+/* The budget's split (server_int.h, srv_over_budget): older nodes' half,
+ * what the others' queues may hold, and what those hold now. */
+static size_t legacy_limit(const struct ctl_server *s)
+{
+	return s->cfg.out_budget / 2;
+}
+
+static size_t current_limit(const struct ctl_server *s)
+{
+	size_t l = legacy_limit(s);
+	return s->cfg.out_budget - (s->out_legacy < l ? s->out_legacy : l);
+}
+
+static size_t out_current(const struct ctl_server *s)
+{
+	return s->out_total > s->out_legacy ? s->out_total - s->out_legacy : 0;
+}
+
+static size_t sub_sat(size_t a, size_t b)
+{
+	return b < a ? a - b : 0;
+}
+
+/* Maps that waited go when their kind's queues are under limit: half the
+ * limit as they drain (some room before the next wait), the limit itself
+ * after stallers were closed. */
+static void budget_resume(struct ctl_server *s, bool at_limit)
+{
+	bool go = false;
+	size_t cl = current_limit(s), ll = legacy_limit(s);
+	if (s->out_waiting && out_current(s) < (at_limit ? cl + 1 : cl / 2)) {
+		s->out_waiting = false;
+		go = true;
+	}
+	if (s->legacy_waiting && s->out_legacy < (at_limit ? ll + 1 : ll / 2)) {
+		s->legacy_waiting = false;
+		go = true;
+	}
+	if (go)
+		event_active(s->resume, 0, 0);
+}
+
 static void out_count_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
                          void *arg)
 {
 	struct srv_conn *c = arg;
 	struct ctl_server *s = c->s;
-	s->out_total += info->n_added;
-	s->out_total -= info->n_deleted < s->out_total ? info->n_deleted : s->out_total;
+	s->out_total = sub_sat(s->out_total + info->n_added, info->n_deleted);
+	if (c->legacy)
+		s->out_legacy = sub_sat(s->out_legacy + info->n_added, info->n_deleted);
 	if (info->n_deleted) {
 		c->drained_ms = srv_now_ms();
 		c->drained_bytes += info->n_deleted;
 	}
-	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
-		s->out_waiting = false;
-		event_active(s->resume, 0, 0);
-	}
+	budget_resume(s, false);
 }
 
-bool srv_over_budget(struct ctl_server *s)
+/* Whether c's kind is over its part of the budget now (no side effects). */
+static bool budget_over(const struct srv_conn *c)
 {
-	if (s->out_total <= SRV_OUT_BUDGET)
+	const struct ctl_server *s = c->s;
+	if (c->legacy)
+		return s->legacy_waiting || s->out_legacy > legacy_limit(s);
+	return s->out_waiting || out_current(s) > current_limit(s);
+}
+
+bool srv_over_budget(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	if (c->legacy) {
+		if (s->out_legacy <= legacy_limit(s))
+			return false;
+		s->legacy_waiting = true;
+		return true;
+	}
+	if (out_current(s) <= current_limit(s))
 		return false;
 	s->out_waiting = true;
 	return true;
+}
+
+void srv_conn_set_legacy(struct srv_conn *c, bool legacy)
+{
+	struct ctl_server *s = c->s;
+	if (c->legacy == legacy)
+		return;
+	if (c->out_cb) {
+		size_t q = evbuffer_get_length(bufferevent_get_output(c->bev));
+		s->out_legacy = legacy ? s->out_legacy + q : sub_sat(s->out_legacy, q);
+	}
+	c->legacy = legacy;
 }
 
 bool srv_conn_behind(struct srv_conn *c)
@@ -140,11 +208,10 @@ static void out_count_stop(struct srv_conn *c)
 	evbuffer_remove_cb_entry(out, c->out_cb);
 	c->out_cb = NULL;
 	struct ctl_server *s = c->s;
-	s->out_total -= n < s->out_total ? n : s->out_total;
-	if (s->out_waiting && s->out_total < SRV_OUT_BUDGET / 2) {
-		s->out_waiting = false;
-		event_active(s->resume, 0, 0);
-	}
+	s->out_total = sub_sat(s->out_total, n);
+	if (c->legacy)
+		s->out_legacy = sub_sat(s->out_legacy, n);
+	budget_resume(s, false);
 }
 
 void srv_conn_free(struct srv_conn *c)
@@ -480,6 +547,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		evutil_closesocket(fd);
 		return;
 	}
+	if (s->cfg.sndbuf) /* best effort: the kernel may round it */
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &s->cfg.sndbuf,
+		                 sizeof s->cfg.sndbuf);
 	struct srv_conn *c = calloc(1, sizeof *c);
 	struct bufferevent *bev =
 	    bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
@@ -515,16 +585,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
  * a slow link that reads is never closed (it would only start its map
  * again), one that trickles a few bytes to stay open is. */
 #define SRV_MIN_DRAIN_PER_S 1024u
-/* A queue this big from a connection without CTL_CAP_MAP_CHUNKS is an
- * older node's single MAP_FULL (or a relay's key list): while maps wait
- * for the budget, it goes after a 25th of behind_ms without draining. A
- * node with chunked maps is never judged by it: its queue is SRV_OUT_LOW +
- * a chunk + a delta, and the catch-up delta right after its map, in a join
- * storm, can be half a map (all who joined while it read); closing it
- * after 2 s made a node that reads start its map again (control scale:
- * 30 such closes at 5,000 nodes, all of nodes that read). */
-#define SRV_BIG_QUEUE (4u * SRV_CHUNK_BYTES)
-
 /* True when c has not read its map updates for too long, judged by how
  * much left its queue, not by how long the queue stayed over SRV_OUT_LOW
  * (a map going out refills it as it drains):
@@ -535,8 +595,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
  *   from a queue over SRV_OUT_LOW + SRV_CHUNK_BYTES (more than a node
  *   streaming its map holds: one that holds less frees next to nothing of
  *   the budget, and in a join storm of 10,000 such closes were of nodes
- *   that read, starting their maps again), or for a 25th (2 s) from an
- *   older node's queue over SRV_BIG_QUEUE. */
+ *   that read, starting their maps again).
+ * Not judged by the queue's size beyond that: an older node's single
+ * MAP_FULL, a relay's key list or a catch-up delta after a chunked map (up
+ * to a frame) can each be MBs, and bytes leave the queue only when the
+ * kernel's send buffer has room again, in bursts seconds apart for a slow
+ * but steady reader; a shorter quiet time closes those, and they would only
+ * start their maps again. */
 static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 {
 	struct ctl_server *s = c->s;
@@ -559,9 +624,7 @@ static bool conn_stalled(struct srv_conn *c, uint64_t now, bool over)
 	bool stalled =
 	    quiet > s->cfg.behind_ms ||
 	    (since > s->cfg.behind_ms && drained < since * SRV_MIN_DRAIN_PER_S / 1000) ||
-	    (over && q > SRV_OUT_LOW + SRV_CHUNK_BYTES && quiet > s->cfg.behind_ms / 5) ||
-	    (over && q > SRV_BIG_QUEUE && !(c->caps & CTL_CAP_MAP_CHUNKS) &&
-	     quiet > s->cfg.behind_ms / 25);
+	    (over && q > SRV_OUT_LOW + SRV_CHUNK_BYTES && quiet > s->cfg.behind_ms / 5);
 	if (stalled) {
 		s->st.slow_closed++;
 		log_info("mesh-control: %s: %s %lld read %llu bytes of its updates in "
@@ -581,9 +644,10 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 	struct ctl_server *s = arg;
 	uint64_t now = srv_now_ms();
 	struct ctl_msg ka = {.type = CTL_MSG_KEEPALIVE};
-	/* judged once, and while maps wait for the budget: every staller
-	 * goes, not just enough to dip under it */
-	bool over = s->out_waiting || s->out_total > SRV_OUT_BUDGET;
+	/* judged once per kind (older nodes, the others), and while maps wait
+	 * for the budget: every staller goes, not just enough to dip under it */
+	struct srv_conn cur = {.s = s}, old = {.s = s, .legacy = true};
+	bool over_cur = budget_over(&cur), over_old = budget_over(&old);
 	size_t closed = 0;
 	for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
@@ -597,7 +661,7 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 			}
 		} else if ((c->state == SRV_ONLINE || c->state == SRV_PENDING ||
 		            c->state == SRV_RELAY) &&
-		           conn_stalled(c, now, over)) {
+		           conn_stalled(c, now, c->legacy ? over_old : over_cur)) {
 			srv_conn_free(c);
 			closed++;
 		} else if (now - c->last_recv_ms > s->cfg.idle_ms) {
@@ -611,10 +675,8 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 		}
 	}
 	/* what the stallers held is free: the maps that waited go now */
-	if (closed && s->out_waiting && s->out_total <= SRV_OUT_BUDGET) {
-		s->out_waiting = false;
-		event_active(s->resume, 0, 0);
-	}
+	if (closed)
+		budget_resume(s, true);
 }
 
 /* --- public ------------------------------------------------------------- */
@@ -651,6 +713,8 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.max_unreg_per_source = dflt(cfg->max_unreg_per_source, 256);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
+	if (!s->cfg.out_budget)
+		s->cfg.out_budget = SRV_OUT_BUDGET;
 	char addr[80];
 	sockaddr_format(&cfg->listen, addr, sizeof addr);
 
@@ -735,9 +799,14 @@ void ctl_server_free(struct ctl_server *s)
 		srv_conn_free(s->conns);
 	if (s->lis) {
 		int64_t now = (int64_t)time(NULL);
-		if (srv_wb_flush(s, true) < 0 ||
-		    ctl_store_node_offline_all(s->cfg.store, now, NULL) < 0)
-			log_warn("mesh-control: at stop: %s",
+		/* offline even when the last batch failed: the store must not
+		 * show nodes online while the server is down */
+		if (srv_wb_flush(s, true) < 0)
+			log_warn("mesh-control: at stop: the last writes are lost: %s",
+			         ctl_store_errmsg(s->cfg.store));
+		if (ctl_store_node_offline_all(s->cfg.store, now, NULL) < 0)
+			log_warn("mesh-control: at stop: marking nodes offline: %s "
+			         "(done again at the next start)",
 			         ctl_store_errmsg(s->cfg.store));
 	}
 	srv_wb_free(s);

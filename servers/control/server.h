@@ -70,11 +70,17 @@ struct ctl_server_config {
 	uint32_t coalesce_ms;         /* 0: 100 */
 	uint32_t ephemeral_timeout_s; /* 0: 300 */
 	size_t max_outbuf;            /* 0: 64 MiB */
+	/* All output queues together: over this, maps wait (0: 64 MiB). */
+	size_t out_budget;
+	/* SO_SNDBUF of node connections (0: the kernel's, which on a fast
+	 * link grows to MBs); a small one keeps a slow reader's bytes in the
+	 * server's queue, where the stall rules and the budget see them. */
+	int sndbuf;
 	/* A node whose output queue stays over 16 KiB this long (it does not
 	 * read its map updates) is closed, whatever it sends; while all the
 	 * queues together are over their budget, one from which nothing
-	 * drained for a 25th of it is closed. 0: 2 x keepalive_ms (50 s,
-	 * and 2 s of nothing drained). */
+	 * drained for a fifth of it is closed. 0: 2 x keepalive_ms (50 s,
+	 * and 10 s of nothing drained). */
 	uint32_t behind_ms;
 	/* New machines are refused (told to retry) once the mesh has this
 	 * many nodes: 0 or more than CTL_MAP_PEERS_MAX (what a node's map and

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "core/util/log.h"
 #include "servers/control/server_int.h"
 
@@ -54,47 +56,88 @@ static size_t unreg_prune_count(struct ctl_server *s, const char *source)
 	return n;
 }
 
-/* The global cap on unregistered connections is reached: close the oldest
- * one of the source that holds the most (a flood from a few addresses pays
- * for itself; a node from elsewhere gets its turn). With heavy_only, only
- * when that source holds at least half its own cap: when no source floods
- * (a join storm of many nodes from many addresses), closing the oldest
- * would close a node about to register for one that has not started, and
- * in a storm every node would go round again (control scale: 10,000 nodes
- * at once made 115,868 reconnects in 38 s and 23 registrations); then the
- * newcomer waits instead (false: closed before any work, it retries). One
- * pass with a small table of sources; runs only at the cap. */
+/* Slot of c's source in a small open-addressing table of cap slots. */
+struct unreg_slot {
+	const char *src;
+	size_t n;
+};
+
+static struct unreg_slot *unreg_slot(struct unreg_slot *t, size_t cap,
+                                     const char *source)
+{
+	size_t h = 5381;
+	for (const char *p = source; *p; p++)
+		h = h * 33 + (unsigned char)*p;
+	struct unreg_slot *e = &t[h % cap];
+	while (e->src && strcmp(e->src, source))
+		e = e + 1 < t + cap ? e + 1 : t;
+	return e;
+}
+
+/* Whether c may be chosen: those still in the handshake go before any
+ * that finished it (those proved a Noise handshake, which a bare TCP flood
+ * cannot); only when none is left in the handshake is one of those taken. */
+static bool unreg_class(const struct srv_conn *c, bool handshake)
+{
+	if (c->dead)
+		return false;
+	return handshake ? c->state == SRV_HANDSHAKE : c->state == SRV_WAIT_REG;
+}
+
+/* The global cap on unregistered connections is reached: close one of the
+ * sources holding the most, chosen at random among all their connections
+ * (a flood from a few addresses pays for itself; a node from elsewhere
+ * gets its turn). Not the oldest: that is the one closest to finishing its
+ * registration, an honest node's as likely as not; not the newest either:
+ * then a flood keeps its old connections and pushes out every honest
+ * newcomer from a busy source (a NAT). At random, a flooder's share of the
+ * victims is its share of the connections. With heavy_only, only when that
+ * source holds at least half its own cap: when no source floods (a join
+ * storm of many nodes from many addresses), closing one would close a node
+ * about to register for one that has not started, and in a storm every
+ * node would go round again (control scale: 10,000 nodes at once made
+ * 115,868 reconnects in 38 s and 23 registrations); then the newcomer
+ * waits instead (false: it is closed before any work, and retries). One
+ * pass with a small table of sources, one to pick; runs only at the cap. */
 static bool unreg_evict(struct ctl_server *s, bool heavy_only)
 {
-	struct slot {
-		const char *src;
-		size_t n;
-		struct srv_conn *oldest;
-	};
 	size_t cap = 2 * s->n_unreg + 1;
-	struct slot *t = calloc(cap, sizeof *t);
+	struct unreg_slot *t = calloc(cap, sizeof *t);
 	struct srv_conn *victim = s->unreg;
 	size_t most = 0;
 	if (!t)
 		goto kill; /* the newest, then: something must give */
+	bool hs = false;
+	for (struct srv_conn *c = s->unreg; c && !hs; c = c->unext)
+		hs = unreg_class(c, true);
+	size_t heavy = 0; /* connections of the sources holding most */
 	for (struct srv_conn *c = s->unreg; c; c = c->unext) {
-		size_t h = 5381;
-		for (const char *p = c->source; *p; p++)
-			h = h * 33 + (unsigned char)*p;
-		struct slot *e = &t[h % cap];
-		while (e->src && strcmp(e->src, c->source))
-			e = e + 1 < t + cap ? e + 1 : t;
+		if (!unreg_class(c, hs))
+			continue;
+		struct unreg_slot *e = unreg_slot(t, cap, c->source);
 		e->src = c->source;
-		e->n++;
-		e->oldest = c; /* the list is newest first */
-		if (e->n > most || (e->n == most && e->oldest == c)) {
+		if (++e->n > most) {
 			most = e->n;
+			heavy = 0;
+		}
+		if (e->n == most)
+			heavy += most; /* a source reaching most brings all its own */
+	}
+	if (t && heavy_only && most * 2 < s->cfg.max_unreg_per_source) {
+		free(t);
+		return false;
+	}
+	if (heavy) {
+		uint32_t pick = randombytes_uniform((uint32_t)heavy);
+		for (struct srv_conn *c = s->unreg; c; c = c->unext) {
+			if (!unreg_class(c, hs) || unreg_slot(t, cap, c->source)->n != most)
+				continue;
 			victim = c;
+			if (!pick--)
+				break;
 		}
 	}
 	free(t);
-	if (heavy_only && most * 2 < s->cfg.max_unreg_per_source)
-		return false;
 kill:
 	s->st.conns_evicted++;
 	log_debug("mesh-control: %s: unregistered connection closed for a newer "

@@ -47,7 +47,7 @@ static int send_full_single(struct srv_conn *c)
 	struct ctl_server *s = c->s;
 	/* Paced like map chunks: while the queues are over the budget it
 	 * waits (srv_resume_cb sends it when they drained). */
-	if (srv_over_budget(s)) {
+	if (srv_over_budget(c)) {
 		c->sent_version = SRV_NEED_FULL;
 		return 0;
 	}
@@ -153,7 +153,7 @@ int srv_stream_pump(struct srv_conn *c)
 	int r = 0;
 	while (r == 0 && c->streaming && c->state == SRV_ONLINE &&
 	       evbuffer_get_length(bufferevent_get_output(c->bev)) <= SRV_OUT_LOW &&
-	       !srv_over_budget(c->s))
+	       !srv_over_budget(c))
 		r = stream_chunk(c, c->stream_first);
 	return r;
 }

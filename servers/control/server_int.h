@@ -43,6 +43,7 @@ struct srv_conn {
 	uint64_t bcast_gen;               /* last broadcast that looked at it */
 	struct evbuffer_cb_entry *out_cb; /* counts its queue into out_total */
 	uint32_t caps;                    /* CTL_CAP_* from its REGISTER_REQ */
+	bool legacy; /* no CTL_CAP_MAP_CHUNKS: its queue counts into out_legacy */
 	bool streaming;                   /* a chunked MAP_FULL is under way */
 	bool relays_stale; /* the relay list changed after its map: its next
 	                    * delta carries it (CTL_CAP_RELAYS_DELTA) */
@@ -110,7 +111,9 @@ struct srv_node {
 #define SRV_CHUNK_BYTES (128u * 1024u)
 /* All output queues together: over this, no map chunks and no catch-up
  * deltas over SRV_CHUNK_BYTES are built until they drain below half (a join
- * or reconnect storm is paced by it). Small deltas never wait for it, and
+ * or reconnect storm is paced by it). Older nodes' single maps have half
+ * of it to themselves and count for the others only up to that half
+ * (srv_over_budget), so they never keep a current node's map waiting. Small deltas never wait for it, and
  * a node that stops reading holds at most about SRV_OUT_LOW +
  * SRV_CHUNK_BYTES of it, so it takes hundreds of those to pause maps, and
  * none to delay a change reaching the nodes that read. */
@@ -150,6 +153,11 @@ struct ctl_server {
 	uint64_t accept_log_ms;      /* last "out of file descriptors" line */
 	size_t out_total;       /* bytes in all output queues */
 	bool out_waiting;       /* big updates wait for out_total to drop */
+	/* Of out_total, the queues of older nodes (one MAP_FULL each): their
+	 * maps have half the budget to themselves, and what they hold counts
+	 * for the others' maps only up to that half (srv_over_budget). */
+	size_t out_legacy;
+	bool legacy_waiting;    /* older nodes' maps wait for out_legacy */
 	struct event *resume;   /* runs them when it did */
 	struct ctl_server_stats st;
 	struct ctl_meta meta;
@@ -255,8 +263,16 @@ void srv_broadcast_cb(int fd, short ev, void *arg);
 /* The output queues drained below half the budget: maps and catch-ups that
  * waited for it go out now. */
 void srv_resume_cb(int fd, short ev, void *arg);
-/* True (and out_waiting set) when the queues are over SRV_OUT_BUDGET. */
-bool srv_over_budget(struct ctl_server *s);
+/* True (and the waiting flag of c's kind set) when a map or a big
+ * catch-up for c must wait for the queues to drain: for an older node
+ * (c->legacy), when older nodes' queues hold over half the budget; for any
+ * other, when the others' queues hold over the budget less what older
+ * nodes hold of their half, so older nodes never keep a current node's
+ * map waiting. */
+bool srv_over_budget(struct srv_conn *c);
+/* Whether c's queue counts as an older node's (out_legacy); set at
+ * registration, before its first map. */
+void srv_conn_set_legacy(struct srv_conn *c, bool legacy);
 void srv_poll_cb(int fd, short ev, void *arg);
 void srv_snap_free(struct ctl_server *s);
 void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p);

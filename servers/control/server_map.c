@@ -609,7 +609,7 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 		if ((c->caps & CTL_CAP_MAP_CHUNKS) && d->est_bytes > d->map_bytes / 2 &&
 		    !c->fresh_full)
 			return 1;
-		if (srv_over_budget(s))
+		if (srv_over_budget(c))
 			return 0; /* keeps its version; srv_resume_cb */
 	}
 	if (c->caps & CTL_CAP_PEER_PATCH) {
@@ -832,9 +832,10 @@ void srv_broadcast_cb(int fd, short ev, void *arg)
 void srv_resume_cb(int fd, short ev, void *arg)
 {
 	struct ctl_server *s = arg;
-	for (struct srv_conn *c = s->conns, *nx; c && !s->out_waiting; c = nx) {
+	for (struct srv_conn *c = s->conns, *nx;
+	     c && !(s->out_waiting && s->legacy_waiting); c = nx) {
 		nx = c->next;
-		if (c->state != SRV_ONLINE)
+		if (c->state != SRV_ONLINE || (c->legacy ? s->legacy_waiting : s->out_waiting))
 			continue;
 		int r = 0;
 		if (c->streaming)

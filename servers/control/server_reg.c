@@ -248,6 +248,7 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	/* the relay list rides on patch deltas only */
 	if (!(c->caps & CTL_CAP_PEER_PATCH))
 		c->caps &= ~CTL_CAP_RELAYS_DELTA;
+	srv_conn_set_legacy(c, !(c->caps & CTL_CAP_MAP_CHUNKS));
 	/* A node that takes its map only in one message cannot get this one:
 	 * refused before it is marked online (no store writes, no broadcasts),
 	 * and a refusal is final for a node: it does not retry in a loop. */

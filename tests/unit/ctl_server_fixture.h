@@ -105,6 +105,8 @@ static void start_server(struct t *t)
 	cfg.max_pending = t->over.max_pending;
 	cfg.max_pending_per_source = t->over.max_pending_per_source;
 	cfg.max_outbuf = t->over.max_outbuf;
+	cfg.out_budget = t->over.out_budget;
+	cfg.sndbuf = t->over.sndbuf;
 	cfg.max_nodes = t->over.max_nodes;
 	cfg.max_unreg = t->over.max_unreg;
 	cfg.max_unreg_per_source = t->over.max_unreg_per_source;

@@ -676,6 +676,84 @@ static void connections_capped(void **state)
 		close(idle[i]);
 }
 
+/* All the connections taken by clients that trickle a byte a second and
+ * never complete a request: each is shut down 10 s after it opened, and a
+ * request waiting in the backlog is answered. Before, libevent's timeout
+ * (per read, re-armed by each byte) never fired and the 65th request got
+ * no answer. */
+static void trickling_connections_expire(void **state)
+{
+	struct t *t = *state;
+	int slow[CTL_ADMIN_MAX_CONNS];
+	size_t n = sizeof slow / sizeof *slow;
+	for (size_t i = 0; i < n; i++) {
+		slow[i] = tcp_to(t);
+		fcntl(slow[i], F_SETFL, O_NONBLOCK);
+		assert_int_equal(send(slow[i], "G", 1, MSG_NOSIGNAL), 1);
+		event_base_loop(t->base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+	}
+	for (int i = 0; i < 50; i++)
+		event_base_loop(t->base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+	char rq[512];
+	snprintf(rq, sizeof rq,
+	         "GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+	         "Authorization: Bearer %s\r\n\r\n",
+	         t->key);
+	int fd = tcp_to(t);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	assert_int_equal(send(fd, rq, strlen(rq), MSG_NOSIGNAL), (ssize_t)strlen(rq));
+	int code = 0;
+	struct timespec t0, now, last;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	last = t0;
+	for (;;) {
+		char buf[512];
+		event_base_loop(t->base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+		ssize_t r = recv(fd, buf, sizeof buf - 1, 0);
+		if (r > 0) {
+			buf[r] = 0;
+			assert_int_equal(sscanf(buf, "HTTP/1.%*d %d", &code), 1);
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - last.tv_sec >= 1) { /* a byte a second each */
+			last = now;
+			for (size_t i = 0; i < n; i++)
+				(void)!send(slow[i], "E", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
+		if (now.tv_sec - t0.tv_sec > 20)
+			break;
+		usleep(500);
+	}
+	print_message("the 65th request answered after %ld s\n",
+	              (long)(now.tv_sec - t0.tv_sec));
+	assert_int_equal(code, 200);
+	/* the rest within a few seconds (they opened over a moment) */
+	int closed = 0;
+	bool shut[CTL_ADMIN_MAX_CONNS] = {false};
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (closed < (int)n) {
+		event_base_loop(t->base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+		for (size_t i = 0; i < n; i++) {
+			char c;
+			ssize_t r = shut[i] ? 0 : recv(slow[i], &c, 1, MSG_DONTWAIT);
+			if (!shut[i] &&
+			    (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK))) {
+				shut[i] = true;
+				closed++;
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - t0.tv_sec > 5)
+			break;
+		usleep(1000);
+	}
+	for (size_t i = 0; i < n; i++)
+		close(slow[i]);
+	assert_int_equal(closed, (int)n);
+	close(fd);
+}
+
 /* Exit codes of `apikeys`; output goes to the test's stdout/stderr. */
 static void cli_exit_codes(void **state)
 {
@@ -736,6 +814,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(body_not_read_before_auth, setup, teardown),
 	    cmocka_unit_test_setup_teardown(ambiguous_framing_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(connections_capped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(trickling_connections_expire, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(bind_error_is_readable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

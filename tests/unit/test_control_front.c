@@ -3,7 +3,7 @@
  * from nodes over 64 KiB are refused before they are read; a message the
  * connection's state does not take, or with more values than the budget,
  * is never parsed; unregistered connections are capped per source and in
- * all (the oldest of the heaviest source makes room); and out of file
+ * all (a connection of the heaviest source makes room); and out of file
  * descriptors the listener pauses instead of spinning. The server runs in
  * process (ctl_server_fixture.h), or, for the descriptor limit, in a child
  * process with a small RLIMIT_NOFILE. */

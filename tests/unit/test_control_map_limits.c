@@ -66,7 +66,10 @@ static void legacy_stallers_are_paced_and_closed(void **state)
 }
 
 /* A queue freed when its connection closes lets the maps that waited for
- * the budget go out at once (before: they waited for the next keepalive). */
+ * the budget go out at once (before: they waited for the next keepalive).
+ * Older nodes' maps have half the budget (a current node's map does not
+ * wait for them: test_control_fairness), so it is another older node's
+ * map that waits here. */
 static void freed_queues_resume_waiting_maps(void **state)
 {
 	struct t *t = *state;
@@ -90,11 +93,12 @@ static void freed_queues_resume_waiting_maps(void **state)
 	ctl_server_get_stats(t->srv, &st);
 	print_message("%d old stallers: %zu bytes queued (budget %zu), map %zu B\n", SLOW,
 	              st.out_queued, OUT_BUDGET, st.last_full_bytes);
-	/* over the budget by at most about one map: the rest wait for it */
-	assert_true(st.out_queued > OUT_BUDGET);
-	assert_true(st.out_queued <= OUT_BUDGET + 2 * st.last_full_bytes);
+	/* over their half of the budget by at most about one map: the rest
+	 * wait for it */
+	assert_true(st.out_queued > OUT_BUDGET / 2);
+	assert_true(st.out_queued <= OUT_BUDGET / 2 + 2 * st.last_full_bytes);
 	struct tc *rd = tc_new();
-	tc_join_caps(t, rd, "reader", CTL_CAPS_ALL, &r);
+	tc_join_caps(t, rd, "reader", 0, &r);
 	struct ctl_msg m;
 	assert_int_equal(tc_recv(t, rd, 300, &m), 0); /* waits for the budget */
 	for (int i = 0; i < SLOW; i++)

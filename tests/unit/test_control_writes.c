@@ -295,6 +295,39 @@ static void start_and_stop_write_once(void **state)
 	start_server(t); /* for teardown */
 }
 
+static int fail_first_update(const char *point, void *arg)
+{
+	int *n = arg;
+	return !strcmp(point, "update:before-commit") && (*n)++ == 0;
+}
+
+/* Second review L-1: the last batch fails at stop, and the nodes are still
+ * marked offline (one statement after it). Before, the failed flush
+ * skipped the offline write and the store showed the node online while the
+ * server was down. */
+static void failed_last_batch_still_offline_at_stop(void **state)
+{
+	struct t *t = *state;
+	restart_with(t, &(struct ctl_server_config){.coalesce_ms = 60000});
+	struct tc *c = tc_new();
+	struct ctl_register_resp r;
+	join_caps(t, c, "alpha", &r);
+	pump(t, 50);
+	send_eps(c, 4000); /* waits for the next batch (coalesce_ms) */
+	pump(t, 50);
+	int calls = 0;
+	ctl_store_set_fault(t->st, fail_first_update, &calls);
+	ctl_server_free(t->srv);
+	t->srv = NULL;
+	ctl_store_set_fault(t->st, NULL, NULL);
+	assert_true(calls >= 1); /* the batch was tried, and failed */
+	struct ctl_node nd;
+	assert_int_equal(ctl_store_node_by_id(t->st, (int64_t)r.node_id, &nd), 0);
+	assert_false(nd.online);
+	tc_free(c);
+	start_server(t); /* for teardown */
+}
+
 /* Review B M-3: an offline node whose expiry passes leaves the maps of the
  * connected nodes when it passes (expiry by time wrote nothing, so no delta
  * ever carried it). */
@@ -392,6 +425,8 @@ int main(void)
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(many_nodes_one_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(start_and_stop_write_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(failed_last_batch_still_offline_at_stop,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(offline_node_expiry_reaches_maps, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(storm_joiner_gets_one_full_map, setup,

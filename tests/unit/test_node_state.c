@@ -265,6 +265,89 @@ static void test_netmap(void **state)
 	ctl_msg_free(&m);
 }
 
+/* A map of n peers, each with n_eps IPv6 endpoints (calloc'd peers). */
+static void big_map(struct ctl_map_full *map, size_t n, int n_eps)
+{
+	memset(map, 0, sizeof(*map));
+	map->version = 7;
+	map->self_id = 999999;
+	snprintf(map->self_name, sizeof(map->self_name), "me");
+	assert_true(ctl_ip_parse("100.64.0.1", &map->self_addrs[0]));
+	map->n_self_addrs = 1;
+	snprintf(map->dns_domain, sizeof(map->dns_domain), "mesh.internal");
+	assert_true(ctl_ip_parse("100.100.100.100", &map->magic_dns));
+	map->peers = calloc(n, sizeof(*map->peers));
+	assert_non_null(map->peers);
+	map->n_peers = n;
+	for (size_t i = 0; i < n; i++) {
+		struct ctl_peer *p = &map->peers[i];
+		char a[64];
+		p->id = i + 1;
+		snprintf(p->name, sizeof(p->name), "node-%zu", i);
+		p->node_key[0] = 1;
+		memcpy(p->node_key + 1, &i, sizeof(i));
+		p->disco_key[0] = 2;
+		memcpy(p->disco_key + 1, &i, sizeof(i));
+		snprintf(a, sizeof(a), "100.%zu.%zu.%zu", 64 + (i >> 16), (i >> 8) & 255,
+		         i & 255);
+		assert_true(ctl_ip_parse(a, &p->addrs[0]));
+		p->n_addrs = 1;
+		snprintf(a + strlen(a), sizeof(a) - strlen(a), "/32");
+		assert_true(ctl_prefix_parse(a, &p->allowed[0]));
+		p->n_allowed = 1;
+		for (int e = 0; e < n_eps; e++) {
+			snprintf(a, sizeof(a), "[2001:db8:%zx:%x::1]:%d", i, e, 41641 + e);
+			assert_true(ctl_endpoint_parse(a, &p->eps[e]));
+		}
+		p->n_eps = (size_t)n_eps;
+	}
+}
+
+/* A map the cache cannot hold (over 10,000 peers, or over the 4 MiB the
+ * loader reads) removes the cached one: before, the older, smaller map
+ * stayed and was loaded at every start, removed nodes' keys and all; and a
+ * 4.6 MB file was written that the loader then refused. */
+static void test_netmap_too_big(void **state)
+{
+	(void)state;
+	char d[300], err[512];
+	struct ctl_map_full small, many, fat;
+	struct ctl_msg m;
+	sub(d, sizeof(d), "bigmap");
+	assert_int_equal(node_state_open(d, err, sizeof(err)), 0);
+	big_map(&small, 3000, 1);
+	big_map(&many, 10001, 1);
+	big_map(&fat, 6000, 16);
+	assert_int_equal(node_state_save_map(d, &small, err, sizeof(err)), 0);
+	assert_int_equal(node_state_load_map(d, &m, err, sizeof(err)), 0);
+	assert_int_equal(m.u.map.n_peers, 3000);
+	ctl_msg_free(&m);
+
+	assert_true(node_state_save_map(d, &many, err, sizeof(err)) < 0);
+	print_message("%s\n", err);
+	char why[512];
+	snprintf(why, sizeof(why), "%s", err);
+	assert_int_equal(node_state_load_map(d, &m, err, sizeof(err)), -ENOENT);
+	ctl_msg_free(&m);
+	assert_non_null(strstr(why, "10001 peers"));
+
+	assert_int_equal(node_state_save_map(d, &small, err, sizeof(err)), 0);
+	/* what the saver writes, the loader reads; what it cannot, it does not */
+	int r = node_state_save_map(d, &fat, err, sizeof(err));
+	print_message("%s\n", r ? err : "saved");
+	int l = node_state_load_map(d, &m, err, sizeof(err));
+	if (r == 0) {
+		assert_int_equal(l, 0);
+		assert_int_equal(m.u.map.n_peers, 6000);
+	} else {
+		assert_int_equal(l, -ENOENT);
+	}
+	ctl_msg_free(&m);
+	free(small.peers);
+	free(many.peers);
+	free(fat.peers);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -276,6 +359,7 @@ int main(void)
 	    cmocka_unit_test(test_control),
 	    cmocka_unit_test(test_self),
 	    cmocka_unit_test(test_netmap),
+	    cmocka_unit_test(test_netmap_too_big),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
