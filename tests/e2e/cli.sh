@@ -119,7 +119,10 @@ check "bravo's state: \$XDG_STATE_HOME/mesh-proxy" test -S "$E2E_TMP/xdg-bravo/m
 mp alpha ip -4
 A4=$(cat "$OUT")
 check "alpha's address is in 100.64.0.0/10" bash -c "[[ '$A4' == 100.* ]]"
-check "bare \`mesh-proxy status\` on bravo lists alpha" eval 'mp bravo status && out_has alpha'
+# alpha reaches bravo's map in the next coalesced delta (~100 ms) after
+# alpha's own join answered
+lists_alpha() { mp bravo status && out_has alpha; }
+check "bare \`mesh-proxy status\` on bravo lists alpha" wait_until 10 lists_alpha
 check "bare \`mesh-proxy status --json\` works" eval 'mp bravo status --json && out_has "\"alpha\""'
 
 step "ping NAME and nc NAME PORT"
