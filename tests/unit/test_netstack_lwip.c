@@ -12,13 +12,28 @@
  * delivered either (lwip-0002-ip6-reass-ends.patch). Each case sends a
  * 32-byte UDP datagram to a port nobody bound, in fragments of 8 bytes, and
  * looks at lwIP's udpNoPorts count (ns_stats.udp_drop): it goes up only when
- * a datagram was reassembled. */
+ * a datagram was reassembled.
+ *
+ * TCP data the application refused, then aborted on (patch 0003,
+ * lwip-0003-tcp-refused-abort.patch). When a receive callback refuses data
+ * (ERR_MEM), lwIP keeps it and offers it again before the next segment; if
+ * the callback aborts the connection then, lwIP 2.1.3's tcp_input went on
+ * to read the freed pcb (rcv_ann_wnd, and could send an ACK from it). Our
+ * netstack gets there when its memory budget refuses data and a splice
+ * whose local side failed aborts from the receive callback.
+ * test_refused_data_abort drives it with a raw lwIP pcb and the test peer.
+ * The bad read is of freed memory, so what catches it is ASan
+ * (heap-use-after-free in tcp_input): the test fails in build-asan without
+ * the patch. In both builds it checks what the peer sees: the delayed ACK
+ * of the refused data, then one RST, nothing after it. */
 #include "ns_test_peer.h"
 
 #include <signal.h>
 #include <sys/wait.h>
 
 #include "lwip/debug.h"
+#include "lwip/priv/tcp_priv.h"
+#include "lwip/tcp.h"
 
 #define UDP_LEN 32
 
@@ -158,6 +173,156 @@ static void test_inconsistent_ends_never_delivered(void **state)
 	assert_true(deliver(whole, 4));
 }
 
+/* ---- refused data, then abort (patch 0003) ---- */
+
+#define REFUSE_PORT 7003
+
+struct refuser {
+	int recv_calls; /* with data */
+	bool in_input;  /* the second offer came from the peer's segment */
+	bool sending;   /* the test is inside peer_send of that segment */
+	int err_calls;  /* lwIP's error callback: ERR_ABRT once */
+	err_t err;
+	char first[32]; /* what the first offer held */
+	size_t first_len;
+	bool same_again; /* the second offer held the same bytes */
+};
+
+/* First offer: refused (ERR_MEM), so lwIP keeps it as refused_data. Second
+ * offer: what our netstack does when a splice's local side has failed (it
+ * frees the data, aborts, says so). */
+static err_t refuser_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+{
+	struct refuser *r = arg;
+
+	assert_int_equal(err, ERR_OK);
+	if (p == NULL)
+		return ERR_OK; /* FIN: not sent here */
+	r->recv_calls++;
+	if (r->recv_calls == 1) {
+		r->first_len = pbuf_copy_partial(p, r->first, sizeof(r->first), 0);
+		return ERR_MEM;
+	}
+	r->in_input = r->sending;
+	r->same_again = p->tot_len == r->first_len &&
+	                pbuf_memcmp(p, 0, r->first, (u16_t)r->first_len) == 0;
+	pbuf_free(p);
+	tcp_abort(pcb);
+	return ERR_ABRT;
+}
+
+static void refuser_err(void *arg, err_t err)
+{
+	struct refuser *r = arg;
+
+	r->err_calls++;
+	r->err = err;
+}
+
+static err_t refuser_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
+{
+	if (newpcb == NULL || err != ERR_OK)
+		return ERR_VAL;
+	ns_src_handshake_done(&newpcb->remote_ip); /* as ns_tcp_accepted does */
+	tcp_arg(newpcb, arg);
+	tcp_recv(newpcb, refuser_recv);
+	tcp_err(newpcb, refuser_err);
+	return ERR_OK;
+}
+
+/* True when lwIP still holds an active pcb for the peer's port. */
+static bool pcb_for_port(uint16_t port)
+{
+	for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
+		if (pcb->remote_port == port)
+			return true;
+	return false;
+}
+
+static void refused_then_abort(int fam)
+{
+	static const char one[] = "refused first", two[] = "then this";
+	struct refuser r = {0};
+	struct tcp_pcb *pcb, *lpcb;
+	struct peer pr;
+	struct pkt *k;
+	struct seg s;
+	uint32_t after_one;
+	bool rst = false;
+
+	pcb = tcp_new_ip_type(IPADDR_TYPE_ANY);
+	assert_non_null(pcb);
+	assert_int_equal(tcp_bind(pcb, IP_ANY_TYPE, REFUSE_PORT), ERR_OK);
+	lpcb = tcp_listen(pcb);
+	assert_non_null(lpcb);
+	tcp_arg(lpcb, &r);
+	tcp_accept(lpcb, refuser_accept);
+
+	peer_init(&pr, fam, REFUSE_PORT);
+	peer_send(&pr, F_SYN, NULL, 0);
+	k = cap_pop();
+	assert_non_null(k);
+	assert_true(parse(k, &s));
+	assert_int_equal(s.flags, F_SYN | F_ACK);
+	peer_take(&pr, &s);
+	free(k);
+	peer_send(&pr, F_ACK, NULL, 0);
+	assert_true(pcb_for_port(pr.port));
+
+	/* Refused: acknowledged, held by lwIP. */
+	peer_send(&pr, F_ACK | F_PSH, one, sizeof(one) - 1);
+	after_one = pr.snd_nxt;
+	assert_int_equal(r.recv_calls, 1);
+	assert_memory_equal(r.first, one, sizeof(one) - 1);
+	peer_poll(&pr, false);
+	assert_false(pr.got_rst);
+
+	/* The next segment, before any timer: lwIP offers the refused data
+	 * first, and the callback aborts. tcp_input must stop there (without
+	 * the patch it reads the freed pcb: ASan stops the test here). */
+	r.sending = true;
+	peer_send(&pr, F_ACK | F_PSH, two, sizeof(two) - 1);
+	r.sending = false;
+	assert_int_equal(r.recv_calls, 2);
+	assert_true(r.in_input);
+	assert_true(r.same_again);
+	assert_int_equal(r.err_calls, 1);
+	assert_int_equal(r.err, ERR_ABRT);
+	assert_false(pcb_for_port(pr.port));
+
+	/* The peer sees the delayed ACK of the refused segment (lwIP sends it
+	 * while removing the pcb), then the abort's RST, and nothing after it
+	 * (that would come from the freed pcb). The dropped segment is never
+	 * acknowledged. */
+	while ((k = cap_pop()) != NULL) {
+		assert_false(rst);
+		assert_true(parse(k, &s));
+		assert_int_equal(s.dlen, 0);
+		assert_true(s.flags & F_ACK);
+		assert_int_equal(s.ack, after_one);
+		rst = (s.flags & F_RST) != 0;
+		free(k);
+	}
+	assert_true(rst);
+
+	/* The timers find nothing left to offer or free twice. */
+	spin_ms(600);
+	assert_int_equal(r.recv_calls, 2);
+	assert_int_equal(r.err_calls, 1);
+	cap_clear();
+
+	tcp_accept(lpcb, NULL);
+	assert_int_equal(tcp_close(lpcb), ERR_OK);
+	peer_free(&pr);
+}
+
+static void test_refused_data_abort(void **state)
+{
+	(void)state;
+	refused_then_abort(AF_INET);
+	refused_then_abort(AF_INET6);
+}
+
 static void test_assertion_logs_and_aborts(void **state)
 {
 	char out[1024] = {0};
@@ -200,6 +365,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hole_never_delivered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inconsistent_ends_never_delivered, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_data_abort, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
