@@ -16,37 +16,7 @@
  *    after 10 s when it holds less than a streaming map would. */
 #include "tests/unit/ctl_map_fixture.h"
 
-#include <sqlite3.h>
 
-/* n approved nodes straight into control.db in one transaction (as n
- * registrations would leave them, without n fsyncs). */
-static void bulk_nodes(struct t *t, int n)
-{
-	char path[160], sql[1024];
-	snprintf(path, sizeof path, "%s/control.db", t->dir);
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	snprintf(sql, sizeof sql,
-	         "BEGIN IMMEDIATE;"
-	         "UPDATE meta SET map_version = map_version + 1;"
-	         "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, name,"
-	         " ipv4, ipv6, endpoints, approved, ephemeral, online, created,"
-	         " last_seen, version)"
-	         " WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
-	         " WHERE i < %d)"
-	         " SELECT randomblob(32), randomblob(32), randomblob(32), 'bulk',"
-	         " 'bulk-' || hex(randomblob(6)), 1681915904 + 4096 + i +"
-	         " (SELECT COUNT(*) FROM nodes), randomblob(16),"
-	         " '198.18.1.1:41641', 1, 0, 0, strftime('%%s','now'),"
-	         " strftime('%%s','now'), (SELECT map_version FROM meta) FROM c;"
-	         "COMMIT;",
-	         n);
-	char *err = NULL;
-	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-		fail_msg("bulk insert: %s", err);
-	sqlite3_close(db);
-}
 
 static int drain_deltas(struct t *t, struct tc *c, int ms, struct ctl_msg *last)
 {
@@ -93,7 +63,7 @@ static void delta_visits_only_changes(void **state)
 	tc_join(t, a, "a", t->key, &r);
 	tc_join(t, b, "b", t->key, &r);
 	uint64_t b_id = r.node_id;
-	bulk_nodes(t, 5000);
+	bulk_nodes(t, 5000, false);
 	ctl_server_notify(t->srv);
 	pump(t, 300);
 	drain_deltas(t, a, 300, &m);

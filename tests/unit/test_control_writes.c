@@ -10,7 +10,6 @@
  *    as a delta, not the whole map again. */
 #include "tests/unit/ctl_server_fixture.h"
 
-#include <sqlite3.h>
 
 /* Commits of node updates (each was an fsync'd transaction). */
 static int n_update_commits;
@@ -82,37 +81,6 @@ static int64_t version_of(struct t *t)
 	return v;
 }
 
-/* n approved nodes straight into control.db in one transaction (as many
- * registrations would leave them, but without n fsyncs), online or not,
- * each with a few endpoints so that its map entry is a few hundred bytes. */
-static void bulk_nodes(struct t *t, int n, bool online)
-{
-	char path[160], sql[1024];
-	snprintf(path, sizeof path, "%s/control.db", t->dir);
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	snprintf(sql, sizeof sql,
-	         "BEGIN IMMEDIATE;"
-	         "UPDATE meta SET map_version = map_version + 1;"
-	         "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, name,"
-	         " ipv4, ipv6, endpoints, approved, ephemeral, online, created,"
-	         " last_seen, version)"
-	         " WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
-	         " WHERE i < %d)"
-	         " SELECT randomblob(32), randomblob(32), randomblob(32), 'bulk',"
-	         " 'bulk-' || hex(randomblob(6)), 1681915904 + 4096 + i +"
-	         " (SELECT COUNT(*) FROM nodes), randomblob(16),"
-	         " '198.18.1.1:41641,198.18.1.2:41641,[fd00:1::1]:41641,"
-	         "[fd00:1::2]:41641', 1, 0, %d, strftime('%%s','now'),"
-	         " strftime('%%s','now'), (SELECT map_version FROM meta) FROM c;"
-	         "COMMIT;",
-	         n, online ? 1 : 0);
-	char *err = NULL;
-	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-		fail_msg("bulk insert: %s", err);
-	sqlite3_close(db);
-}
 
 /* H6: 1,000 identical ENDPOINTS cost at most one version, one commit and one
  * delta to another node (each was an fsync'd transaction and a version). */
