@@ -2,6 +2,7 @@
  * magicsock.h for the rules. */
 #include "core/magicsock/magicsock.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -118,6 +119,14 @@ struct magicsock {
 	uint8_t (*skip)[32]; /* static [Peer] keys: never steered */
 	size_t n_skip;
 	struct birthday *bd;
+	/* A peer's birthday request that came while another attempt ran: it
+	 * starts when that one ends, if the peer's sockets still wait. */
+	struct {
+		uint8_t key[32];
+		struct sockaddr_storage ip;
+		uint32_t probes;
+		int64_t at_ms;
+	} bd_pending;
 	struct magicsock_stats st;
 };
 
@@ -553,6 +562,7 @@ static struct ms_cand *add_candidate(struct ms_peer *p, const struct sockaddr_st
 }
 
 static void bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock);
+static void bd_kick(struct magicsock *ms);
 
 static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m,
                     const struct sockaddr_storage *from, uint32_t sock)
@@ -568,6 +578,8 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 	/* Ours, to exactly where it came from, on the socket it left from,
 	 * and not stale; or the answer to one of our birthday probes. */
 	bool probe = !pg && from && !sock && bd_easy_match(ms->bd, p->key, m->txid, from, &probe_us);
+	if (probe)
+		bd_kick(ms);
 	if (!probe && (!pg || !from || !sockaddr_equal(&pg->to, from) || pg->sock != sock ||
 	               now - pg->sent_us > (int64_t)MS_PING_TIMEOUT_MS * 1000)) {
 		ms->st.pongs_unmatched++;
@@ -1026,6 +1038,44 @@ static void bd_on_call_me_maybe(struct magicsock *ms, struct ms_peer *p,
 	}
 }
 
+/* Starts probing for p: 0, or -EBUSY (another attempt runs). */
+static int bd_probe(struct magicsock *ms, struct ms_peer *p, const struct sockaddr_storage *ip,
+                    uint32_t probes)
+{
+	uint8_t txid[DISCO_TXID_LEN];
+	randombytes_buf(txid, sizeof(txid));
+	int r = bd_easy_start(ms->bd, p->key, ip, probes, txid);
+	if (r == 0) {
+		char a[INET6_ADDRSTRLEN] = "?";
+		inet_ntop(ip->ss_family,
+		          ip->ss_family == AF_INET
+		              ? (const void *)&((const struct sockaddr_in *)ip)->sin_addr
+		              : (const void *)&((const struct sockaddr_in6 *)ip)->sin6_addr,
+		          a, sizeof(a));
+		log_info("birthday probing: a peer behind a hard NAT asks; probing %s at up to "
+		         "%u random ports, %d a second",
+		         a, probes < BD_PROBES_MAX ? probes : BD_PROBES_MAX, BD_PROBES_PER_SEC);
+	}
+	return r;
+}
+
+/* The request that waited for the last attempt to end, while the peer's
+ * sockets are still open (BD_HARD_MS from its request): as many probes as
+ * fit in what is left of that time. */
+static void bd_kick(struct magicsock *ms)
+{
+	int64_t now = now_ms(), left = ms->bd_pending.at_ms + BD_HARD_MS - 500 - now;
+	if (!ms->bd_pending.at_ms || bd_busy(ms->bd))
+		return;
+	ms->bd_pending.at_ms = 0;
+	struct ms_peer *p = peer_by_key(ms, ms->bd_pending.key);
+	uint64_t fit = left > 0 ? (uint64_t)left * BD_PROBES_PER_SEC / 1000 : 0;
+	if (!p || (p->has_best && p->trust_until_ms > now) || fit < BD_PROBES_PER_SEC / 2)
+		return;
+	(void)bd_probe(ms, p, &ms->bd_pending.ip,
+	               fit < ms->bd_pending.probes ? (uint32_t)fit : ms->bd_pending.probes);
+}
+
 /* Easy side: p (hard) opened its sockets and asks us to probe its IP. */
 static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m)
 {
@@ -1050,21 +1100,20 @@ static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct 
 		if (!cand_ok(&chk))
 			why = "not a unicast address";
 	}
-	uint8_t txid[DISCO_TXID_LEN];
-	randombytes_buf(txid, sizeof(txid));
-	if (!why && bd_easy_start(ms->bd, p->key, &ip, m->probes, txid) != 0)
-		why = "another attempt is running";
-	char a[64];
-	sockaddr_format(&ip, a, sizeof(a));
 	if (why) {
 		ms->st.disco_drop_rate++;
 		log_debug("birthday probing: a peer's request refused: %s", why);
 		return;
 	}
 	p->bd_req_ms = now;
-	log_info("birthday probing: a peer behind a hard NAT asks; probing %s at up to %u "
-	         "random ports, %d a second",
-	         a, m->probes < BD_PROBES_MAX ? m->probes : BD_PROBES_MAX, BD_PROBES_PER_SEC);
+	if (bd_probe(ms, p, &ip, m->probes) == -EBUSY) {
+		/* Another runs: this one next, if its time has not run out. */
+		memcpy(ms->bd_pending.key, p->key, 32);
+		ms->bd_pending.ip = ip;
+		ms->bd_pending.probes = m->probes;
+		ms->bd_pending.at_ms = now;
+		log_debug("birthday probing: a peer's request waits for the running attempt");
+	}
 }
 
 /* Hard side, each tick: start an attempt for p when plain punching found
@@ -1079,9 +1128,10 @@ static void bd_tick(struct magicsock *ms, struct ms_peer *p, int64_t now)
 		bd_use_link(ms, p, 0);
 		push_path(ms, p);
 	}
+	if (trusted)
+		bd_cancel(ms->bd, p->key); /* found another way */
 	if (trusted || now - p->active_ms > MS_ACTIVE_MS) {
 		p->punch_since_ms = 0;
-		bd_cancel(ms->bd, p->key);
 		return;
 	}
 	if (!p->punch_since_ms || now - p->punch_since_ms < BD_AFTER_MS ||
@@ -1157,6 +1207,7 @@ static void bd_ended(void *ctx, const uint8_t key[32], bool hard)
 		         (long long)((p->backoff.next_ms - now_ms()) / 1000));
 	else if (!hard)
 		log_info("birthday probing: all probes sent, none answered");
+	bd_kick(ms);
 }
 
 /* ---- the tick: heartbeats, idle relay connections ---- */
@@ -1173,6 +1224,7 @@ static void on_tick(evutil_socket_t fd, short ev, void *arg)
 			push_path(ms, p);
 		}
 		bd_tick(ms, p, now);
+		bd_kick(ms);
 		if (!p->has_best)
 			continue;
 		struct wg_peer_info pi;
