@@ -433,7 +433,8 @@ while read -r a b want note; do
     # the daemons this shell started).
     while [ "$(jobs_alive "${pids[@]}")" -ge "$PARALLEL" ]; do sleep 0.2; done
 done <<<"$PAIRS_TXT"
-wait "${pids[@]}"
+# (never a bare `wait`: it would wait for the daemons too)
+[ ${#pids[@]} -gt 0 ] && wait "${pids[@]}"
 # Then the birthday pairs, each node in one at a time: a node runs one
 # attempt at a time (docs/disco.md), so a node in three such pairs at once
 # would take three attempts' time, and the window measures one.
