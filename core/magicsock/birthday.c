@@ -41,7 +41,8 @@ void bd_backoff_started(struct bd_backoff *b, int64_t now_ms)
 	if (b->gap_ms < BD_BACKOFF_MIN_MS)
 		b->gap_ms = BD_BACKOFF_MIN_MS;
 	b->next_ms = now_ms + b->gap_ms;
-	b->gap_ms = b->gap_ms >= BD_BACKOFF_MAX_MS / 2 ? BD_BACKOFF_MAX_MS : b->gap_ms * 2;
+	b->gap_ms =
+	    b->gap_ms >= BD_BACKOFF_MAX_MS / 2 ? BD_BACKOFF_MAX_MS : b->gap_ms * 2;
 }
 
 void bd_backoff_reset(struct bd_backoff *b)
@@ -152,8 +153,8 @@ static void sock_readable(evutil_socket_t fd, short ev, void *arg)
 		struct sockaddr_storage from;
 		socklen_t fl = sizeof(from);
 		memset(&from, 0, sizeof(from));
-		ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from,
-		                     &fl);
+		ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT,
+		                     (struct sockaddr *)&from, &fl);
 		if (n < 0)
 			return;
 		bool link = s->link;
@@ -342,7 +343,8 @@ int bd_hard_start(struct birthday *bd, const uint8_t peer_key[32],
 		bd->socks[bd->n_socks++] = s;
 	}
 	if (!bd->n_socks) {
-		snprintf(err, errlen, "cannot open a UDP socket: %s (raise the open-files limit)",
+		snprintf(err, errlen,
+		         "cannot open a UDP socket: %s (raise the open-files limit)",
 		         strerror(first_errno));
 		return -first_errno;
 	}
@@ -446,7 +448,8 @@ int bd_easy_start(struct birthday *bd, const uint8_t peer_key[32],
 	bd->ip = *ip;
 	bd->start_ms = (int64_t)mono_now_ms();
 	/* All probes at the pace, then the grace for the last pongs. */
-	bd->end_ms = bd->start_ms + (int64_t)probes * 1000 / BD_PROBES_PER_SEC + BD_GRACE_MS;
+	bd->end_ms =
+	    bd->start_ms + (int64_t)probes * 1000 / BD_PROBES_PER_SEC + BD_GRACE_MS;
 	bd->pacer = (struct bd_pacer){
 	    .start_ms = bd->start_ms, .rate = BD_PROBES_PER_SEC, .max = probes};
 	bd->st.attempts_easy++;
@@ -454,8 +457,9 @@ int bd_easy_start(struct birthday *bd, const uint8_t peer_key[32],
 	return 0;
 }
 
-bool bd_easy_match(struct birthday *bd, const uint8_t peer_key[32], const uint8_t txid[12],
-                   const struct sockaddr_storage *from, int64_t *sent_us)
+bool bd_easy_match(struct birthday *bd, const uint8_t peer_key[32],
+                   const uint8_t txid[12], const struct sockaddr_storage *from,
+                   int64_t *sent_us)
 {
 	if (!bd->running || bd->hard || memcmp(bd->peer, peer_key, 32) != 0 ||
 	    sodium_memcmp(bd->txid, txid, sizeof(bd->txid)) != 0 ||

@@ -37,18 +37,18 @@
 
 struct event_base;
 
-#define BD_SOCKS           256   /* hard side: sockets per attempt */
-#define BD_PROBES_MAX      1500  /* easy side: probes per attempt */
-#define BD_PROBES_PER_SEC  200
-#define BD_TICK_MS         10    /* the easy side's pacing timer */
-#define BD_PORT_MIN        1024  /* probed ports: BD_PORT_MIN..65535 */
-#define BD_AFTER_MS        3000  /* punching found no path this long: try */
-#define BD_HARD_MS         12000 /* the hard side's sockets wait this long */
-#define BD_GRACE_MS        1500  /* the easy side waits for late pongs */
-#define BD_BACKOFF_MIN_MS  60000 /* per peer, doubling while attempts fail */
-#define BD_BACKOFF_MAX_MS  (32 * 60000)
-#define BD_REQ_GAP_MS      20000 /* easy side: a peer's request this often */
-#define BD_LINK_DEAD_MS    30000 /* a won socket untrusted this long closes */
+#define BD_SOCKS          256  /* hard side: sockets per attempt */
+#define BD_PROBES_MAX     1500 /* easy side: probes per attempt */
+#define BD_PROBES_PER_SEC 200
+#define BD_TICK_MS        10    /* the easy side's pacing timer */
+#define BD_PORT_MIN       1024  /* probed ports: BD_PORT_MIN..65535 */
+#define BD_AFTER_MS       3000  /* punching found no path this long: try */
+#define BD_HARD_MS        12000 /* the hard side's sockets wait this long */
+#define BD_GRACE_MS       1500  /* the easy side waits for late pongs */
+#define BD_BACKOFF_MIN_MS 60000 /* per peer, doubling while attempts fail */
+#define BD_BACKOFF_MAX_MS (32 * 60000)
+#define BD_REQ_GAP_MS     20000 /* easy side: a peer's request this often */
+#define BD_LINK_DEAD_MS   30000 /* a won socket untrusted this long closes */
 
 /* ---- pure parts (tests/unit/test_birthday.c) ---- */
 
@@ -120,7 +120,8 @@ const uint8_t *bd_peer(const struct birthday *bd);
  * the peer at to from each. The number opened (> 0), or -EBUSY, -errno
  * (none could be opened: err says why). */
 int bd_hard_start(struct birthday *bd, const uint8_t peer_key[32],
-                  const struct sockaddr_storage *to, uint32_t n, char *err, size_t errlen);
+                  const struct sockaddr_storage *to, uint32_t n, char *err,
+                  size_t errlen);
 /* Sends buf from birthday socket sock (an attempt's or a link). 0, -ENOENT
  * (no such socket any more) or -errno. */
 int bd_send(struct birthday *bd, uint32_t sock, const struct sockaddr_storage *to,
@@ -141,8 +142,9 @@ int bd_easy_start(struct birthday *bd, const uint8_t peer_key[32],
 /* Easy side: a PONG with txid from `from` answers one of the running
  * attempt's probes for peer_key: the attempt ends (a win); *sent_us gets
  * the probe's send time (CLOCK_MONOTONIC us). */
-bool bd_easy_match(struct birthday *bd, const uint8_t peer_key[32], const uint8_t txid[12],
-                   const struct sockaddr_storage *from, int64_t *sent_us);
+bool bd_easy_match(struct birthday *bd, const uint8_t peer_key[32],
+                   const uint8_t txid[12], const struct sockaddr_storage *from,
+                   int64_t *sent_us);
 
 /* Ends whatever runs for peer_key (it went direct another way, or left the
  * map), without calling ended. */

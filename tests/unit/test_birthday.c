@@ -47,7 +47,8 @@ static void pacer_bounds(void **state)
 	pc.sent = 0;
 	for (int64_t t = 1000; t < 9000; t += 7) {
 		pc.sent += bd_pacer_due(&pc, t);
-		assert_true(pc.sent <= 1 + (uint64_t)(t - 1000) * BD_PROBES_PER_SEC / 1000);
+		assert_true(pc.sent <=
+		            1 + (uint64_t)(t - 1000) * BD_PROBES_PER_SEC / 1000);
 	}
 	assert_int_equal(pc.sent, 1500);
 }
@@ -136,7 +137,8 @@ static int c_ping(void *ctx, const uint8_t key[32], uint32_t sock, const uint8_t
 		return bd_send(c->bd, sock, to, hello, sizeof(hello));
 	}
 	if (c->pings < BD_PROBES_MAX + 8)
-		c->probe_port[c->pings] = ntohs(((const struct sockaddr_in *)to)->sin_port);
+		c->probe_port[c->pings] =
+		    ntohs(((const struct sockaddr_in *)to)->sin_port);
 	if (memcmp(txid, c->txid, 12) != 0)
 		c->bad_txid = true;
 	c->pings++;
@@ -195,7 +197,8 @@ static void hard_side_opens_at_most_256_and_closes_losers(void **state)
 
 	int fds0 = count_fds();
 	char err[128];
-	assert_int_equal(bd_hard_start(c->bd, peer_a, &at, 1000, err, sizeof(err)), BD_SOCKS);
+	assert_int_equal(bd_hard_start(c->bd, peer_a, &at, 1000, err, sizeof(err)),
+	                 BD_SOCKS);
 	assert_true(bd_busy(c->bd));
 	assert_memory_equal(bd_peer(c->bd), peer_a, 32);
 	assert_int_equal(count_fds(), fds0 + BD_SOCKS);
@@ -337,7 +340,8 @@ static void easy_side_matches_only_its_probes(void **state)
 	assert_false(bd_easy_match(c->bd, peer_a, other, &from, &sent));
 	assert_false(bd_easy_match(c->bd, peer_b, c->txid, &from, &sent));
 	struct sockaddr_storage elsewhere = from;
-	((struct sockaddr_in *)&elsewhere)->sin_addr.s_addr = htonl(0xC6120001); /* 198.18.0.1 */
+	((struct sockaddr_in *)&elsewhere)->sin_addr.s_addr =
+	    htonl(0xC6120001); /* 198.18.0.1 */
 	assert_false(bd_easy_match(c->bd, peer_a, c->txid, &elsewhere, &sent));
 	assert_true(bd_busy(c->bd));
 	assert_true(bd_easy_match(c->bd, peer_a, c->txid, &from, &sent));
