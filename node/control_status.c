@@ -40,7 +40,7 @@ static void nctl_self_addrs(const struct node_ctl *m, char *out, size_t cap)
 	snprintf(out, cap, "%s %s", v4, v6);
 }
 
-/* "direct", "relay region-a", "-". */
+/* "direct", "direct (birthday) 1.2ms", "relay region-a", "-". */
 static void nctl_path_text(const struct node_ctl *m, const uint8_t *key, char *out,
                            size_t cap)
 {
@@ -51,9 +51,10 @@ static void nctl_path_text(const struct node_ctl *m, const uint8_t *key, char *o
 	if (pp.path == MS_PATH_RELAY)
 		snprintf(out, cap, "relay %s", pp.relay_region[0] ? pp.relay_region : "?");
 	else if (pp.latency_us)
-		snprintf(out, cap, "direct %.1fms", pp.latency_us / 1000.0);
+		snprintf(out, cap, "direct%s %.1fms", pp.birthday ? " (birthday)" : "",
+		         pp.latency_us / 1000.0);
 	else
-		snprintf(out, cap, "direct");
+		snprintf(out, cap, "direct%s", pp.birthday ? " (birthday)" : "");
 }
 
 /* "relay  home region-a (relay-1 198.18.0.1:443) connected, rtt 0.4 ms" */
@@ -267,6 +268,8 @@ static json_t *nctl_json_peer(const struct node_ctl *m, const struct np_entry *e
 	                                : json_null());
 	const char *pn = ms_path_name(pp.path);
 	fmt_json_set(o, "path", pn ? json_string(pn) : json_null());
+	/* The direct path was found by birthday probing. */
+	fmt_json_set(o, "birthday", json_boolean(pp.path == MS_PATH_DIRECT && pp.birthday));
 	fmt_json_set(o, "relay_region", pp.path == MS_PATH_RELAY && pp.relay_region[0]
 	                                    ? fmt_json_str(pp.relay_region)
 	                                    : json_null());
@@ -354,6 +357,11 @@ static json_t *nctl_json_paths(const struct node_ctl *m)
 		fmt_json_set(d, "relay_rx_unknown", fmt_json_u64(st.relay_rx_unknown));
 		fmt_json_set(d, "netchecks", fmt_json_u64(st.netchecks));
 		fmt_json_set(d, "home_changes", fmt_json_u64(st.home_changes));
+		fmt_json_set(d, "birthday_attempts", fmt_json_u64(st.birthday_attempts));
+		fmt_json_set(d, "birthday_wins", fmt_json_u64(st.birthday_wins));
+		fmt_json_set(d, "birthday_probes_sent", fmt_json_u64(st.birthday_probes_sent));
+		fmt_json_set(d, "birthday_socks_opened", fmt_json_u64(st.birthday_socks_opened));
+		fmt_json_set(d, "birthday_refused", fmt_json_u64(st.birthday_refused));
 	}
 	fmt_json_set(o, "counters", d);
 	return o;

@@ -2,6 +2,7 @@
  * magicsock.h for the rules. */
 #include "core/magicsock/magicsock.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "core/disco/disco.h"
+#include "core/magicsock/birthday.h"
 #include "core/netcheck/netcheck.h"
 #include "core/relay/client.h"
 #include "core/stun/stun.h"
@@ -41,6 +43,7 @@ struct ms_ping {
 	uint8_t txid[DISCO_TXID_LEN];
 	struct sockaddr_storage to; /* family 0: through the relay */
 	int64_t sent_us;
+	uint32_t sock;  /* the birthday socket it left from, 0: the device's */
 	uint32_t probe; /* the magicsock_ping probe it answers, 0: none */
 };
 
@@ -84,6 +87,16 @@ struct ms_peer {
 	unsigned pongs_this_sec;
 	int64_t pong_sec;
 	uint64_t pings_sent, pongs_received;
+	/* Birthday probing (birthday.h): the peer's NAT kind and public
+	 * address (from its CALL_ME_MAYBE); link: the won socket of ours that
+	 * reaches best (0: none); best_by_probe: best was found by our
+	 * probes; punching without a path since; its last request to us. */
+	uint8_t nat;
+	struct sockaddr_storage pub;
+	uint32_t link;
+	bool best_by_probe;
+	int64_t punch_since_ms, bd_req_ms, last_cmm_reply_ms;
+	struct bd_backoff backoff;
 };
 
 struct ms_conn {
@@ -126,6 +139,15 @@ struct magicsock {
 	size_t n_skip;
 	struct ms_probe *probes; /* magicsock_ping's, outstanding */
 	uint32_t next_probe;
+	struct birthday *bd;
+	/* A peer's birthday request that came while another attempt ran: it
+	 * starts when that one ends, if the peer's sockets still wait. */
+	struct {
+		uint8_t key[32];
+		struct sockaddr_storage ip;
+		uint32_t probes;
+		int64_t at_ms;
+	} bd_pending;
 	struct magicsock_stats st;
 };
 
@@ -390,8 +412,17 @@ static void push_all_paths(struct magicsock *ms)
 
 /* ---- disco ---- */
 
-static int disco_send(struct magicsock *ms, struct ms_peer *p,
-                      const struct sockaddr_storage *to, const struct disco_msg *m)
+/* The socket that reaches `to` for p: its birthday link when `to` is the
+ * address the link validated, else the device's (0). */
+static uint32_t sock_for(const struct ms_peer *p, const struct sockaddr_storage *to)
+{
+	return p->link && to && p->has_best && sockaddr_equal(to, &p->best) ? p->link : 0;
+}
+
+/* m to p: at `to` from birthday socket sock (0: the device's socket), or
+ * through the relay (to NULL). */
+static int disco_send_on(struct magicsock *ms, struct ms_peer *p, uint32_t sock,
+                         const struct sockaddr_storage *to, const struct disco_msg *m)
 {
 	uint8_t buf[DISCO_MAX_LEN];
 	if (!p->shared_ok)
@@ -400,7 +431,9 @@ static int disco_send(struct magicsock *ms, struct ms_peer *p,
 	if (!n)
 		return -EINVAL;
 	int r;
-	if (to) {
+	if (to && sock) {
+		r = bd_send(ms->bd, sock, to, buf, n);
+	} else if (to) {
 		r = wg_device_send_raw(ms->cfg.wg, (const struct sockaddr *)to, buf, n);
 	} else {
 		struct ms_conn *k = conn_for(ms, p, true);
@@ -413,12 +446,18 @@ static int disco_send(struct magicsock *ms, struct ms_peer *p,
 	return r;
 }
 
-/* A PING to candidate c, or through the relay when c is NULL (only
- * magicsock_ping's probes go that way: a relayed PONG measures the relay,
- * it never makes a direct path). probe: the probe it belongs to, 0: none.
- * True if it went out. */
-static bool send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c,
-                      uint32_t probe)
+static int disco_send(struct magicsock *ms, struct ms_peer *p,
+                      const struct sockaddr_storage *to, const struct disco_msg *m)
+{
+	return disco_send_on(ms, p, sock_for(p, to), to, m);
+}
+
+/* A PING to candidate c from socket sock (see disco_send_on), or through
+ * the relay when c is NULL (sock 0; only magicsock_ping's probes go that
+ * way: a relayed PONG measures the relay, it never makes a direct path).
+ * probe: the probe it belongs to, 0: none. True if it went out. */
+static bool send_ping_on(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c,
+                         uint32_t sock, uint32_t probe)
 {
 	struct disco_msg m;
 	memset(&m, 0, sizeof(m));
@@ -426,7 +465,7 @@ static bool send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c
 	m.version = 1;
 	randombytes_buf(m.txid, sizeof(m.txid));
 	memcpy(m.node_key, ms->cfg.node_pub, 32);
-	if (disco_send(ms, p, c ? &c->sa : NULL, &m) != 0)
+	if (disco_send_on(ms, p, c ? sock : 0, c ? &c->sa : NULL, &m) != 0)
 		return false;
 	struct ms_ping *pg = &p->ping[p->ping_next];
 	p->ping_next = (p->ping_next + 1) % MS_PINGS_MAX;
@@ -435,6 +474,7 @@ static bool send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c
 	if (c)
 		pg->to = c->sa;
 	pg->sent_us = now_us();
+	pg->sock = c ? sock : 0;
 	pg->probe = probe;
 	if (c)
 		c->last_ping_ms = now_ms();
@@ -466,6 +506,13 @@ static bool retry_due(const struct ms_peer *p, int64_t now)
 	return now >= p->next_try_ms && now - p->last_ping_all_ms >= MS_PING_ALL_MS;
 }
 
+/* A PING to c (NULL: through the relay) from the socket that reaches it. */
+static bool send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c,
+                      uint32_t probe)
+{
+	return send_ping_on(ms, p, c, c ? sock_for(p, &c->sa) : 0, probe);
+}
+
 /* Our endpoints: the local ones and what STUN saw. */
 static void our_endpoints(const struct magicsock *ms, struct disco_msg *m)
 {
@@ -483,6 +530,11 @@ static void our_endpoints(const struct magicsock *ms, struct disco_msg *m)
 			if (g[i]->ss_family &&
 			    disco_addr_from_sockaddr(&m->eps[m->n_eps], (const struct sockaddr *)g[i]))
 				m->n_eps++;
+		/* Our NAT kind and public IPv4 address, for birthday probing. */
+		const struct netcheck_report *r = ms->report;
+		if (r->has_mapping_varies && r->global_v4.ss_family == AF_INET &&
+		    disco_addr_from_sockaddr(&m->pub, (const struct sockaddr *)&r->global_v4))
+			m->nat = r->mapping_varies ? DISCO_NAT_HARD : DISCO_NAT_EASY;
 	}
 }
 
@@ -569,9 +621,11 @@ static struct ms_cand *add_candidate(struct ms_peer *p, const struct sockaddr_st
 static void probe_answer(struct magicsock *ms, uint32_t id, struct ms_peer *p,
                          const struct sockaddr_storage *from, uint32_t lat,
                          const struct disco_msg *m);
+static void bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock);
+static void bd_kick(struct magicsock *ms);
 
 static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m,
-                    const struct sockaddr_storage *from)
+                    const struct sockaddr_storage *from, uint32_t sock)
 {
 	struct ms_ping *pg = NULL;
 	for (size_t i = 0; i < MS_PINGS_MAX; i++)
@@ -580,17 +634,25 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 			pg = &p->ping[i];
 			break;
 		}
-	int64_t now = now_us();
+	int64_t now = now_us(), bd_us = 0;
 	/* Ours, to exactly where it came from (a PING through the relay is
-	 * answered through the relay, from == NULL), and not stale. */
-	bool where = pg && (from ? sockaddr_equal(&pg->to, from) : pg->to.ss_family == 0);
-	if (!where || now - pg->sent_us > (int64_t)MS_PING_TIMEOUT_MS * 1000) {
+	 * answered through the relay, from == NULL), on the socket it left
+	 * from, and not stale; or the answer to one of our birthday probes
+	 * (always to the device's socket). */
+	bool bd_hit =
+	    !pg && from && !sock && bd_easy_match(ms->bd, p->key, m->txid, from, &bd_us);
+	if (bd_hit)
+		bd_kick(ms);
+	bool where = pg && pg->sock == sock &&
+	             (from ? sockaddr_equal(&pg->to, from) : pg->to.ss_family == 0);
+	if (!bd_hit && (!where || now - pg->sent_us > (int64_t)MS_PING_TIMEOUT_MS * 1000)) {
 		ms->st.pongs_unmatched++;
 		return;
 	}
-	uint32_t lat = (uint32_t)(now - pg->sent_us);
-	uint32_t probe = pg->probe;
-	memset(pg, 0, sizeof(*pg)); /* answered: a replayed pong finds nothing */
+	uint32_t lat = (uint32_t)(now - (bd_hit ? bd_us : pg->sent_us));
+	uint32_t probe = pg ? pg->probe : 0;
+	if (pg)
+		memset(pg, 0, sizeof(*pg)); /* answered: a replayed pong finds nothing */
 	p->pongs_received++;
 	ms->st.pongs_rx++;
 	if (probe)
@@ -603,20 +665,27 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 	c->lat_us = lat;
 	/* The best path: the current one again, or one clearly faster, or any
 	 * when the current one is no longer trusted. */
-	bool take = !p->has_best || sockaddr_equal(&p->best, from) ||
+	bool take = bd_hit || !p->has_best || sockaddr_equal(&p->best, from) ||
 	            p->trust_until_ms <= now / 1000 ||
 	            (uint64_t)lat * 100 < (uint64_t)p->best_lat_us * 99;
 	if (!take)
 		return;
-	bool changed = !p->has_best || !sockaddr_equal(&p->best, from);
+	bool changed = !p->has_best || !sockaddr_equal(&p->best, from) || sock != p->link;
+	if (changed)
+		p->best_by_probe = bd_hit;
 	p->has_best = true;
 	p->best = *from;
 	p->best_lat_us = lat;
 	p->trust_until_ms = now / 1000 + MS_TRUST_MS;
+	p->punch_since_ms = 0;
+	bd_backoff_reset(&p->backoff);
+	if (sock != p->link)
+		bd_use_link(ms, p, sock);
 	if (changed) {
 		char a[64];
 		sockaddr_format(from, a, sizeof(a));
-		log_info("path: direct to a peer at %s (%.1f ms)", a, lat / 1000.0);
+		log_info("path: direct to a peer at %s (%.1f ms)%s", a, lat / 1000.0,
+		         p->link || p->best_by_probe ? ", found by birthday probing" : "");
 	}
 	push_path(ms, p);
 }
@@ -653,8 +722,15 @@ static bool has_ping(const struct ms_peer *p, const uint8_t *txid)
 	return false;
 }
 
+static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m);
+static void bd_on_call_me_maybe(struct magicsock *ms, struct ms_peer *p,
+                                const struct disco_msg *m);
+
+/* A disco datagram: from the relay (relay_src), or from `from` on the
+ * device's socket (sock 0) or on birthday socket sock. */
 static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
-                     const struct sockaddr_storage *from, const uint8_t *relay_src)
+                     const struct sockaddr_storage *from, const uint8_t *relay_src,
+                     uint32_t sock)
 {
 	ms->st.disco_rx++;
 	size_t lo, hi;
@@ -705,7 +781,7 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 		} else {
 			pong.src.family = 4; /* through the relay: no address */
 		}
-		(void)disco_send(ms, p, from, &pong);
+		(void)disco_send_on(ms, p, sock ? sock : sock_for(p, from), from, &pong);
 		/* Its source is a way to the peer; with no trusted path, try it
 		 * (and the others) now: the peer is punching towards us. */
 		if (from) {
@@ -716,13 +792,13 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 			 * above) and MS_PUNCH_GAP_MS. */
 			struct ms_cand *c = add_candidate(p, from);
 			if (!(p->has_best && p->trust_until_ms > now) &&
-			    now - c->last_ping_ms >= MS_PUNCH_GAP_MS)
-				send_ping(ms, p, c, 0);
+			    (now - c->last_ping_ms >= MS_PUNCH_GAP_MS || sock))
+				send_ping_on(ms, p, c, sock ? sock : sock_for(p, from), 0);
 		}
 		break;
 	}
 	case DISCO_PONG:
-		on_pong(ms, p, &m, from);
+		on_pong(ms, p, &m, from, sock);
 		break;
 	case DISCO_CALL_ME_MAYBE:
 		ms->st.call_me_maybe_rx++;
@@ -736,6 +812,7 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 			return;
 		}
 		p->last_cmm_rx_ms = now;
+		bd_on_call_me_maybe(ms, p, &m);
 		for (size_t i = 0; i < m.n_eps; i++) {
 			struct sockaddr_storage ss;
 			if (disco_addr_to_sockaddr(&m.eps[i], &ss) && cand_ok(&ss))
@@ -743,6 +820,13 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 		}
 		if (!(p->has_best && p->trust_until_ms > now))
 			ping_all(ms, p, false);
+		break;
+	case DISCO_BIRTHDAY:
+		if (from) { /* only meaningful through the relay */
+			ms->st.disco_drop_bad++;
+			return;
+		}
+		bd_on_request(ms, p, &m);
 		break;
 	default:
 		ms->st.disco_drop_bad++;
@@ -766,7 +850,7 @@ static void conn_on_packet(void *ctx, struct relay_client *c, const uint8_t *src
 		p->heard_ms = k->last_use_ms;
 	}
 	if (disco_is_message(data, len)) {
-		on_disco(ms, data, len, NULL, src_key);
+		on_disco(ms, data, len, NULL, src_key, 0);
 		return;
 	}
 	if (!p)
@@ -907,6 +991,8 @@ static void hook_untrusted(void *ctx, const uint8_t *key)
 		return;
 	int64_t now = now_ms();
 	p->active_ms = now;
+	if (!p->punch_since_ms)
+		p->punch_since_ms = now; /* birthday probing may follow (bd_tick) */
 	/* A peer in another region: its relay connection opens now. */
 	struct ms_conn *k = conn_for(ms, p, true);
 	if (k)
@@ -924,7 +1010,7 @@ static void hook_other_rx(void *ctx, const uint8_t *buf, size_t len,
 	memcpy(&from, src, src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 	                                               : sizeof(struct sockaddr_in));
 	if (disco_is_message(buf, len)) {
-		on_disco(ms, buf, len, &from, NULL);
+		on_disco(ms, buf, len, &from, NULL, 0);
 	} else if (stun_is_message(buf, len)) {
 		if (ms->nc && netcheck_input(ms->nc, buf, len, src))
 			ms->st.stun_rx++;
@@ -1069,6 +1155,243 @@ static void run_netcheck(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
+/* ---- birthday probing (the mechanism: birthday.h) ---- */
+
+/* Our NAT kind, as the last netcheck measured it, for CALL_ME_MAYBE. */
+static uint8_t our_nat(const struct magicsock *ms)
+{
+	const struct netcheck_report *r = ms->report;
+	if (!r || !r->has_mapping_varies || r->global_v4.ss_family != AF_INET)
+		return DISCO_NAT_UNKNOWN;
+	return r->mapping_varies ? DISCO_NAT_HARD : DISCO_NAT_EASY;
+}
+
+/* p's direct datagrams and disco to best leave from birthday socket sock
+ * from now on (0: from the device's socket again). A socket of the running
+ * attempt wins it: the others close now. */
+static void bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock)
+{
+	if (p->link) {
+		/* The device lets go of the fd before it closes. */
+		(void)wg_device_set_peer_sock(ms->cfg.wg, p->key, -1, NULL);
+		bd_link_close(ms->bd, p->link);
+		p->link = 0;
+	}
+	if (!sock)
+		return;
+	int fd = bd_win(ms->bd, sock, p->key);
+	if (fd < 0)
+		return;
+	p->link = sock;
+	(void)wg_device_set_peer_sock(ms->cfg.wg, p->key, fd, &p->best);
+}
+
+static void send_cmm(struct magicsock *ms, struct ms_peer *p)
+{
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_CALL_ME_MAYBE;
+	m.version = 1;
+	our_endpoints(ms, &m);
+	if (m.n_eps && disco_send(ms, p, NULL, &m) == 0) {
+		p->last_cmm_ms = now_ms();
+		ms->st.call_me_maybe_tx++;
+	}
+}
+
+/* A CALL_ME_MAYBE told us p's NAT kind. A hard peer needs ours (and our
+ * address) to start probing: an easy node answers with its own
+ * CALL_ME_MAYBE, if it sent none lately. */
+static void bd_on_call_me_maybe(struct magicsock *ms, struct ms_peer *p,
+                                const struct disco_msg *m)
+{
+	if (m->nat == DISCO_NAT_UNKNOWN)
+		return;
+	p->nat = m->nat;
+	if (!disco_addr_to_sockaddr(&m->pub, &p->pub))
+		p->nat = DISCO_NAT_UNKNOWN;
+	int64_t now = now_ms();
+	if (p->nat == DISCO_NAT_HARD && our_nat(ms) == DISCO_NAT_EASY &&
+	    !(p->has_best && p->trust_until_ms > now) &&
+	    now - p->last_cmm_ms >= MS_PING_ALL_MS &&
+	    now - p->last_cmm_reply_ms >= MS_PING_ALL_MS) {
+		p->last_cmm_reply_ms = now;
+		send_cmm(ms, p);
+	}
+}
+
+/* Starts probing for p: 0, or -EBUSY (another attempt runs). */
+static int bd_probe(struct magicsock *ms, struct ms_peer *p, const struct sockaddr_storage *ip,
+                    uint32_t probes)
+{
+	uint8_t txid[DISCO_TXID_LEN];
+	randombytes_buf(txid, sizeof(txid));
+	int r = bd_easy_start(ms->bd, p->key, ip, probes, txid);
+	if (r == 0) {
+		char a[INET6_ADDRSTRLEN] = "?";
+		inet_ntop(ip->ss_family,
+		          ip->ss_family == AF_INET
+		              ? (const void *)&((const struct sockaddr_in *)ip)->sin_addr
+		              : (const void *)&((const struct sockaddr_in6 *)ip)->sin6_addr,
+		          a, sizeof(a));
+		log_info("birthday probing: a peer behind a hard NAT asks; probing %s at up to "
+		         "%u random ports, %d a second",
+		         a, probes < BD_PROBES_MAX ? probes : BD_PROBES_MAX, BD_PROBES_PER_SEC);
+	}
+	return r;
+}
+
+/* The request that waited for the last attempt to end, while the peer's
+ * sockets are still open (BD_HARD_MS from its request): as many probes as
+ * fit in what is left of that time. */
+static void bd_kick(struct magicsock *ms)
+{
+	int64_t now = now_ms(), left = ms->bd_pending.at_ms + BD_HARD_MS - 500 - now;
+	if (!ms->bd_pending.at_ms || bd_busy(ms->bd))
+		return;
+	ms->bd_pending.at_ms = 0;
+	struct ms_peer *p = peer_by_key(ms, ms->bd_pending.key);
+	uint64_t fit = left > 0 ? (uint64_t)left * BD_PROBES_PER_SEC / 1000 : 0;
+	if (!p || (p->has_best && p->trust_until_ms > now) || fit < BD_PROBES_PER_SEC / 2)
+		return;
+	(void)bd_probe(ms, p, &ms->bd_pending.ip,
+	               fit < ms->bd_pending.probes ? (uint32_t)fit : ms->bd_pending.probes);
+}
+
+/* Easy side: p (hard) opened its sockets and asks us to probe its IP. */
+static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m)
+{
+	int64_t now = now_ms();
+	struct sockaddr_storage ip;
+	const char *why = NULL;
+	if (our_nat(ms) != DISCO_NAT_EASY)
+		why = "our NAT is not endpoint-independent";
+	else if (p->has_best && p->trust_until_ms > now)
+		why = "a direct path works";
+	else if (p->bd_req_ms && now - p->bd_req_ms < BD_REQ_GAP_MS)
+		why = "asked again too soon";
+	else if (!disco_addr_to_sockaddr(&m->pub, &ip) || !m->probes)
+		why = "no address or no probes";
+	if (!why) {
+		/* A unicast address (cand_ok wants a port: any will do). */
+		struct sockaddr_storage chk = ip;
+		if (chk.ss_family == AF_INET)
+			((struct sockaddr_in *)&chk)->sin_port = htons(BD_PORT_MIN);
+		else
+			((struct sockaddr_in6 *)&chk)->sin6_port = htons(BD_PORT_MIN);
+		if (!cand_ok(&chk))
+			why = "not a unicast address";
+	}
+	if (why) {
+		ms->st.disco_drop_rate++;
+		log_debug("birthday probing: a peer's request refused: %s", why);
+		return;
+	}
+	p->bd_req_ms = now;
+	if (bd_probe(ms, p, &ip, m->probes) == -EBUSY) {
+		/* Another runs: this one next, if its time has not run out. */
+		memcpy(ms->bd_pending.key, p->key, 32);
+		ms->bd_pending.ip = ip;
+		ms->bd_pending.probes = m->probes;
+		ms->bd_pending.at_ms = now;
+		log_debug("birthday probing: a peer's request waits for the running attempt");
+	}
+}
+
+/* Hard side, each tick: start an attempt for p when plain punching found
+ * nothing for BD_AFTER_MS while traffic flows through the relay, the pair
+ * is hard (us) and easy (it), and its backoff allows; and close a won
+ * socket whose path died. */
+static void bd_tick(struct magicsock *ms, struct ms_peer *p, int64_t now)
+{
+	bool trusted = p->has_best && p->trust_until_ms > now;
+	if (p->link && !trusted && now - p->trust_until_ms >= BD_LINK_DEAD_MS) {
+		log_info("birthday probing: the path through our probing socket died; closed");
+		bd_use_link(ms, p, 0);
+		push_path(ms, p);
+	}
+	if (trusted)
+		bd_cancel(ms->bd, p->key); /* found another way */
+	if (trusted || now - p->active_ms > MS_ACTIVE_MS) {
+		p->punch_since_ms = 0;
+		return;
+	}
+	if (!p->punch_since_ms || now - p->punch_since_ms < BD_AFTER_MS ||
+	    our_nat(ms) != DISCO_NAT_HARD || p->nat != DISCO_NAT_EASY ||
+	    p->pub.ss_family != AF_INET || bd_busy(ms->bd) ||
+	    !bd_backoff_allows(&p->backoff, now))
+		return;
+	struct ms_conn *k = conn_for(ms, p, false);
+	if (!k || !relay_client_connected(k->c) || p->gone_until_ms > now)
+		return; /* only for a peer the relay carries */
+	bd_backoff_started(&p->backoff, now);
+	char err[128], a[64];
+	int n = bd_hard_start(ms->bd, p->key, &p->pub, BD_SOCKS, err, sizeof(err));
+	if (n < 0) {
+		log_warn("birthday probing: %s", err);
+		return;
+	}
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_BIRTHDAY;
+	m.version = 1;
+	m.socks = (uint16_t)n;
+	m.probes = BD_PROBES_MAX;
+	if (!disco_addr_from_sockaddr(&m.pub, (const struct sockaddr *)&ms->report->global_v4) ||
+	    disco_send_on(ms, p, 0, NULL, &m) != 0) {
+		bd_cancel(ms->bd, p->key);
+		return;
+	}
+	sockaddr_format(&p->pub, a, sizeof(a));
+	log_info("birthday probing: no direct path after %d s of punching; %d sockets sent "
+	         "to the peer at %s, asked it to probe our ports",
+	         BD_AFTER_MS / 1000, n, a);
+}
+
+static void bd_rx(void *ctx, uint32_t sock, bool link, const uint8_t *buf, size_t len,
+                  const struct sockaddr_storage *from)
+{
+	struct magicsock *ms = ctx;
+	if (disco_is_message(buf, len))
+		on_disco(ms, buf, len, from, NULL, sock);
+	else if (link)
+		wg_device_receive_side(ms->cfg.wg, buf, len, (const struct sockaddr *)from);
+	else
+		ms->st.other_drop++;
+}
+
+static int bd_ping(void *ctx, const uint8_t key[32], uint32_t sock, const uint8_t txid[12],
+                   const struct sockaddr_storage *to)
+{
+	struct magicsock *ms = ctx;
+	struct ms_peer *p = peer_by_key(ms, key);
+	if (!p)
+		return -ENOENT;
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_PING;
+	m.version = 1;
+	if (txid)
+		memcpy(m.txid, txid, sizeof(m.txid));
+	else
+		randombytes_buf(m.txid, sizeof(m.txid));
+	memcpy(m.node_key, ms->cfg.node_pub, 32);
+	return disco_send_on(ms, p, sock, to, &m);
+}
+
+static void bd_ended(void *ctx, const uint8_t key[32], bool hard)
+{
+	struct magicsock *ms = ctx;
+	struct ms_peer *p = peer_by_key(ms, key);
+	if (hard && p)
+		log_info("birthday probing: no probe got through; sockets closed, next try in "
+		         "%lld s at the earliest",
+		         (long long)((p->backoff.next_ms - now_ms()) / 1000));
+	else if (!hard)
+		log_info("birthday probing: all probes sent, none answered");
+	bd_kick(ms);
+}
+
 /* ---- the tick: heartbeats, idle relay connections ---- */
 
 static void on_tick(evutil_socket_t fd, short ev, void *arg)
@@ -1082,6 +1405,8 @@ static void on_tick(evutil_socket_t fd, short ev, void *arg)
 			p->gone_until_ms = 0;
 			push_path(ms, p);
 		}
+		bd_tick(ms, p, now);
+		bd_kick(ms);
 		if (!p->has_best)
 			continue;
 		struct wg_peer_info pi;
@@ -1273,6 +1598,8 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 	}
 	for (size_t i = 0; i < ms->n_peers; i++)
 		if (!ms->by_key[i]->in_map) {
+			bd_use_link(ms, ms->by_key[i], 0);
+			bd_cancel(ms->bd, ms->by_key[i]->key);
 			sodium_memzero(ms->by_key[i], sizeof(*ms->by_key[i]));
 			free(ms->by_key[i]);
 		}
@@ -1337,6 +1664,13 @@ struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
 		magicsock_free(ms);
 		return NULL;
 	}
+	const struct bd_ops bo = {.rx = bd_rx, .ping = bd_ping, .ended = bd_ended, .ctx = ms};
+	ms->bd = bd_new(cfg->base, &bo);
+	if (!ms->bd) {
+		snprintf(err, errlen, "out of memory");
+		magicsock_free(ms);
+		return NULL;
+	}
 	struct timeval sec = {1, 0};
 	event_add(ms->tick, &sec);
 	struct wg_path_hooks h = {
@@ -1362,6 +1696,9 @@ void magicsock_free(struct magicsock *ms)
 	netcheck_free(ms->nc);
 	while (ms->n_conns)
 		conn_close(ms, ms->n_conns - 1);
+	for (size_t i = 0; ms->bd && i < ms->n_peers; i++)
+		bd_use_link(ms, ms->by_key[i], 0);
+	bd_free(ms->bd);
 	for (size_t i = 0; i < ms->n_peers; i++) {
 		sodium_memzero(ms->by_key[i], sizeof(*ms->by_key[i]));
 		free(ms->by_key[i]);
@@ -1413,6 +1750,7 @@ int magicsock_peer_path(const struct magicsock *ms, const uint8_t key[32],
 	if (p->has_best) {
 		pp->best = p->best;
 		pp->latency_us = p->best_lat_us;
+		pp->birthday = p->link || p->best_by_probe;
 	}
 	if (pi.via_relay) {
 		struct ms_conn *k = conn_for((struct magicsock *)ms, p, false);
@@ -1432,6 +1770,13 @@ int magicsock_peer_path(const struct magicsock *ms, const uint8_t key[32],
 void magicsock_get_stats(const struct magicsock *ms, struct magicsock_stats *st)
 {
 	*st = ms->st;
+	struct bd_stats b;
+	bd_get_stats(ms->bd, &b);
+	st->birthday_attempts = b.attempts_hard + b.attempts_easy;
+	st->birthday_wins = b.wins_hard + b.wins_easy;
+	st->birthday_probes_sent = b.probes_sent;
+	st->birthday_socks_opened = b.socks_opened;
+	st->birthday_refused = b.requests_refused;
 }
 
 size_t magicsock_conns(const struct magicsock *ms, struct magicsock_conn_status *cs,

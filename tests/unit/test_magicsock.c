@@ -15,7 +15,8 @@
  *    flow again.
  *  - Disco from an unknown key is dropped and counted; spoofed pongs (wrong
  *    key, wrong txid, from an address not pinged, replayed) and replayed
- *    pings change no path and move the drop counters.
+ *    pings change no path and move the drop counters; BIRTHDAY by UDP
+ *    and a CALL_ME_MAYBE with a cut NAT trailer are dropped and counted.
  *  - magicsock_ping reports the path each pong took; a relayed peer's
  *    direct attempts back off. */
 #include <errno.h>
@@ -909,6 +910,50 @@ static void spoofed_pongs_change_no_path(void **state)
 	close(stranger);
 }
 
+/* Birthday signalling from a real peer's key, by UDP rather than through
+ * the relay (a BIRTHDAY asks for 1,500 probes: only the relay, which
+ * vouches for the sender, may carry it), or a CALL_ME_MAYBE whose NAT
+ * trailer is cut short: dropped and counted, no probing starts. */
+static void birthday_signalling_refused(void **state)
+{
+	start_nodes(true);
+	uint8_t shared[32];
+	assert_int_equal(disco_shared(shared, dpub[0], dpriv[1]), 0);
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_BIRTHDAY;
+	m.version = 1;
+	m.pub.family = 4;
+	m.pub.addr[0] = 127;
+	m.pub.addr[3] = 1;
+	m.socks = 256;
+	m.probes = 1500;
+	uint8_t buf[DISCO_OPEN_MAX];
+	size_t n = disco_seal(buf, sizeof(buf), dpub[1], shared, &m);
+	assert_true(n > 0);
+	/* CALL_ME_MAYBE: no endpoints, then a trailer "hard" with half an
+	 * address. */
+	const uint8_t cmm[] = {DISCO_CALL_ME_MAYBE, 1, 0, DISCO_NAT_HARD, 4, 0x12};
+	uint8_t buf2[DISCO_OPEN_MAX];
+	size_t n2 = disco_seal_plain(buf2, sizeof(buf2), dpub[1], shared, NULL, cmm,
+	                             sizeof(cmm));
+	assert_true(n2 > 0);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_storage to;
+	sin4(&to, "127.0.0.1", wg_device_port(nodes[0].dev));
+	struct magicsock_stats st0, st;
+	magicsock_get_stats(ms[0], &st0);
+	assert_true(sendto(fd, buf, n, 0, (struct sockaddr *)&to, sizeof(struct sockaddr_in)) > 0);
+	assert_true(sendto(fd, buf2, n2, 0, (struct sockaddr *)&to, sizeof(struct sockaddr_in)) >
+	            0);
+	spin(300);
+	close(fd);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.disco_drop_bad, st0.disco_drop_bad + 2);
+	assert_int_equal(st.birthday_attempts, 0);
+	assert_int_equal(st.birthday_probes_sent, 0);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -928,6 +973,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(spoofed_pongs_change_no_path, setup, teardown),
 	    cmocka_unit_test_setup_teardown(ping_reports_path, setup, teardown),
 	    cmocka_unit_test_setup_teardown(relayed_retry_backs_off, setup, teardown),
+	    cmocka_unit_test_setup_teardown(birthday_signalling_refused, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
