@@ -17,7 +17,7 @@ CC ?= gcc
 LWIP_DIR := third_party/src/lwip-2.1.3
 DEPS_STAMP := $(LWIP_DIR)/.ok
 
-PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl
+PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl miniupnpc
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -25,7 +25,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CPPFLAGS := -D_GNU_SOURCE -I. -Inetstack -I$(LWIP_DIR)/src/include
 CFLAGS := -std=gnu11 $(OPT) -g $(WARN) $(SAN_FLAGS) -MMD -MP
 LDFLAGS := $(SAN_FLAGS)
-LDLIBS = $(PKG_LIBS) -lm
+LDLIBS = $(PKG_LIBS) -lnatpmp -lpthread -lm
 
 # Our sources: everything under these folders except program entry points.
 LIB_SRC := $(wildcard core/*/*.c netstack/*.c proxy/*.c proxy/proto/*.c node/*.c node/dns/*.c \

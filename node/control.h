@@ -39,6 +39,7 @@ struct node_ctl_args {
 	const char *expose;      /* NULL: "none" */
 	const char *direct;      /* Direct of --socks5/--http-proxy; NULL: all */
 	const char *config_path; /* optional extra configuration */
+	const char *portmap;     /* "yes" (--portmap), "no" (--no-portmap); NULL: kept */
 };
 
 struct node_ctl_hooks {
