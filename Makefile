@@ -44,7 +44,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # Keep unit-test objects (make would delete them as intermediates).
 .SECONDARY: $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o)
 TOOLS := $(BUILD)/tests/wg-ping $(BUILD)/tests/ctl-scale $(BUILD)/tests/crypto-ceiling $(BUILD)/tests/httpload \
-	$(BUILD)/tests/relay-client $(BUILD)/tests/relay-load
+	$(BUILD)/tests/relay-client $(BUILD)/tests/relay-load $(BUILD)/tests/portmap-probe
 all: $(PROGRAMS) $(UNIT_BIN) $(TOOLS)
 
 help:
@@ -105,7 +105,8 @@ test: all
 # control clients in one process), crypto-ceiling (ChaCha20-Poly1305 on one
 # core), httpload (a small HTTP server and load client), relay-client (a
 # blocking mesh-relay client for tests/e2e/relay.sh), relay-load (many relay
-# clients in one process: the relay's load test).
+# clients in one process: the relay's load test), portmap-probe (the port
+# mapper with one protocol, against the NAT lab's miniupnpd).
 $(TOOLS): $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIB) $(LWIP_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -521,6 +521,11 @@ static const struct ctl_client_callbacks nctl_callbacks = {
     .on_map = nctl_on_map,
 };
 
+bool node_ctl_portmap_on(const struct node_ctl_prep *p, const struct config *cfg)
+{
+	return cfg->portmap >= 0 && !(p->a.portmap && !strcmp(p->a.portmap, "no"));
+}
+
 struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
                               struct node_ctl_prep *p, const struct config *cfg,
                               const struct node_ctl_hooks *hooks, char *err,
@@ -541,7 +546,7 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 	m->hooks = *hooks;
 	m->have_self = p->have_self;
 	m->self = p->self;
-	m->portmap_off = cfg->portmap < 0 || (p->a.portmap && !strcmp(p->a.portmap, "no"));
+	m->portmap_off = !node_ctl_portmap_on(p, cfg);
 	for (size_t i = 0; i < cfg->n_peers; i++)
 		memcpy(keys[i], cfg->peers[i].public_key, CTL_KEY_LEN);
 	crypto_scalarmult_base(keys[cfg->n_peers], p->keys.node);

@@ -71,6 +71,10 @@ int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self 
 int node_ctl_config(const struct node_ctl *m, const struct node_self *self,
                     struct config *cfg, char *err, size_t errlen);
 
+/* Whether the node asks its router to map the WireGuard port: yes unless
+ * --no-portmap (kept in prefs.json) or PortMapping = no in cfg. */
+bool node_ctl_portmap_on(const struct node_ctl_prep *p, const struct config *cfg);
+
 /* Starts the control client. Takes p (freed). */
 struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
                               struct node_ctl_prep *p, const struct config *cfg,

@@ -38,13 +38,18 @@
 # natlab/report.py). Pairs run NATLAB_PARALLEL at a time (default 8).
 #
 # Expected paths are what the node can do today: direct wherever one side
-# can be reached at an address it learned from STUN or from the other
-# side's pings (both sides eim, or one side public or full cone, or the
-# same LAN); relay where that takes birthday probing (symmetric against a
-# port-restricted eim) or port mapping (the miniupnpd router), both not
-# built yet: those pairs are marked in the table and asserted relay, to be
-# turned to direct when those land. Two symmetric NATs, or UDP blocked,
-# stay relayed.
+# can be reached at an address it learned from STUN, from the other side's
+# pings or from its router's port mapping (both sides eim, or one side
+# public, full cone or behind the miniupnpd router, or the same LAN);
+# relay where that takes birthday probing (symmetric against a
+# port-restricted eim), not built yet: those pairs are marked in the table
+# and asserted relay, to be turned to direct when it lands. Two symmetric
+# NATs without port mapping, or UDP blocked, stay relayed.
+#
+# Port mapping: the upnp node maps its WireGuard port at r8's miniupnpd
+# (core/portmap); the lab checks that the mapping is in miniupnpd's rules
+# and lease file while the node runs, that the node advertises it, and that
+# it is gone once the node has exited cleanly.
 #
 # The table goes to tests/artifacts/natlab/natlab.md and natlab.json;
 # NATLAB_RESULTS=DIR writes them there instead (bench/results for the copy
@@ -58,12 +63,14 @@ e2e_tmp_init
 e2e_require_mesh_proxy
 MC=$MESH_BUILD/mesh-control
 MR=$MESH_BUILD/mesh-relay
-for b in "$MC" "$MR"; do
+PROBE=$MESH_BUILD/tests/portmap-probe
+for b in "$MC" "$MR" "$PROBE"; do
     [ -x "$b" ] || die "no executable $b (run make first)"
 done
 if ! "${AS_NOBODY[@]}" test -x "$MR" 2>/dev/null; then
     e2e_nobody_copy "$MC" && MC=$E2E_COPY
     e2e_nobody_copy "$MR" && MR=$E2E_COPY
+    e2e_nobody_copy "$PROBE" && PROBE=$E2E_COPY
 fi
 PY=/usr/bin/python3
 [ -x $PY ] || PY=$(command -v python3)
@@ -98,7 +105,7 @@ declare -A KIND=([pub]="1 no NAT" [eim]="2 eim+apdf" [cone]="3 full cone"
 # The pairs: A B EXPECTED [NOTE]. Every kind against every other (kind 7
 # by lana, and lana against lanb).
 BIRTHDAY="direct expected once birthday probing lands"
-PORTMAP="direct expected once port mapping lands"
+PORTMAP="direct by port mapping (r8's miniupnpd)"
 PAIRS_TXT=$(
     cat <<EOF
 pub eim direct
@@ -113,7 +120,7 @@ eim sym relay $BIRTHDAY
 eim dbl direct
 eim noudp relay
 eim lana direct
-eim upnp relay $PORTMAP (or birthday probing)
+eim upnp direct $PORTMAP
 cone sym direct
 cone dbl direct
 cone noudp relay
@@ -122,14 +129,14 @@ cone upnp direct
 sym dbl relay $BIRTHDAY
 sym noudp relay
 sym lana relay $BIRTHDAY
-sym upnp relay $PORTMAP (both symmetric otherwise)
+sym upnp direct $PORTMAP (both symmetric otherwise)
 dbl noudp relay
 dbl lana direct
-dbl upnp relay $PORTMAP (or birthday probing)
+dbl upnp direct $PORTMAP
 noudp lana relay
 noudp upnp relay
 lana lanb direct
-lana upnp relay $PORTMAP (or birthday probing)
+lana upnp direct $PORTMAP
 EOF
 )
 
@@ -279,6 +286,26 @@ d, a = s.recvfrom(100); sys.exit(0 if d == b'natlab-mapped' else 1)" &
     nsx_nobody upnp "$PY" "$NL/natpmp.py" 198.19.8.1 map 45678 0 >/dev/null 2>&1
     check "NAT-PMP: the mapping deleted (lifetime 0) is gone from r8's nftables" \
         bash -c "! nsenter --net=/run/netns/$(ns r8) nft list chain inet natlab prerouting_upnp | grep -q 45678"
+    # The node's port mapper, one protocol at a time (tests/tools/
+    # portmap-probe), as nobody: each maps a port, and deletes it when
+    # freed.
+    r8_upnp_chain() { nsenter --net="/run/netns/$(ns r8)" nft list chain inet natlab prerouting_upnp 2>/dev/null; }
+    for proto in pcp nat-pmp upnp; do
+        out=$E2E_TMP/probe-$proto.txt
+        nsx_nobody upnp "$PROBE" --proto $proto --port 45679 --hold 2 >"$out" 2>&1 &
+        ppid=$!
+        wait_until 10 grep -q '^mapped' "$out"
+        ext=$(awk '/^mapped/ {print $3}' "$out")
+        check "$proto: the port mapper got a mapping on 198.18.10.8 ($(grep "^mapped" "$out"))" \
+            test "${ext%:*}" = 198.18.10.8
+        r8_upnp_chain >"$out.rules"
+        check "$proto: miniupnpd maps ${ext##*:} -> 198.19.8.2:45679" \
+            grep -q "dport ${ext##*:} dnat .*198.19.8.2:45679\$" "$out.rules"
+        wait "$ppid"
+        r8_upnp_chain >"$out.rules"
+        check "$proto: freed, the port mapper deleted it ($(tail -1 "$out"))" \
+            not grep -q "198.19.8.2:45679\$" "$out.rules"
+    done
     UPNP_DONE=1
 fi
 [ "${UPNP_DONE:-0}" = 1 ] || fail "the miniupnpd checks did not run to their end"
@@ -334,6 +361,34 @@ for n in "${NODES[@]}"; do
     info "$n (${KIND[$n]}): ${ADDR[$n]}:${PORT[$n]}, sees itself as $(sjv "$n" "(m.get('paths') or {}).get('public_v4')"), home $(sjv "$n" "(m.get('paths') or {}).get('home_region')")"
 done
 nat_fullcone_open r3 wan 198.19.3.2 "${PORT[cone]}" || die "full cone rules on r3 failed"
+
+step "port mapping: the upnp node maps its WireGuard port at r8's miniupnpd"
+pm="(m.get('paths') or {}).get('portmap') or {}"
+wait_until 20 sj upnp "($pm).get('external')" ||
+    fail "upnp: no port mapping after 20 s: $(sjv upnp "$pm")"
+PM_EXT=$(sjv upnp "($pm).get('external')")
+PM_PROTO=$(sjv upnp "($pm).get('protocol')")
+PM_PORT=${PM_EXT##*:}
+info "upnp: mapped by $PM_PROTO: $PM_EXT -> ${ADDR[upnp]}:${PORT[upnp]}"
+check "upnp: the mapping is on r8's public address 198.18.10.8 ($PM_EXT)" \
+    test "${PM_EXT%:*}" = 198.18.10.8
+check "miniupnpd put it in r8's nftables: $PM_PORT -> ${ADDR[upnp]}:${PORT[upnp]}" \
+    bash -c "nsenter --net=/run/netns/$(ns r8) nft list chain inet natlab prerouting_upnp | grep -q 'dport $PM_PORT dnat .*${ADDR[upnp]}:${PORT[upnp]}\$'"
+check "and in miniupnpd's lease file (UDP:$PM_PORT:${ADDR[upnp]}:${PORT[upnp]})" \
+    grep -q "^UDP:$PM_PORT:${ADDR[upnp]}:${PORT[upnp]}:" "$E2E_TMP/miniupnpd.leases"
+if command -v upnpc >/dev/null; then
+    # -i: r8's IGD says it is not connected (its WAN address is reserved)
+    nsx_nobody upnp upnpc -i -l >"$E2E_TMP/upnpc.txt" 2>&1
+    check "upnpc -l on r8's LAN lists it (UDP $PM_PORT->${ADDR[upnp]}:${PORT[upnp]})" \
+        grep -Eq "UDP +$PM_PORT->${ADDR[upnp]}:${PORT[upnp]} " "$E2E_TMP/upnpc.txt"
+fi
+mp status --state "$RUN/upnp" >"$E2E_TMP/upnp-status.txt" 2>&1
+check "upnp: status shows it (\"portmap  $PM_PROTO $PM_EXT, lease ...\")" \
+    grep -q "portmap  $PM_PROTO $PM_EXT, lease" "$E2E_TMP/upnp-status.txt"
+check "upnp: and reports it to mesh-control: a peer's map lists $PM_EXT" \
+    wait_until 10 sj eim "[p for p in m.get('peers', []) if p.get('name') == 'upnp' and '$PM_EXT' in (p.get('endpoints') or [])]"
+check "eim: no port mapping (r2 runs no PCP, NAT-PMP or UPnP)" \
+    not sj eim "($pm).get('external')"
 
 step "the NAT kinds behave as named"
 # netcheck from each node's namespace, on a socket of its own: the two
@@ -447,5 +502,17 @@ for n in "${NODES[@]}" control relay-east relay-west; do
         fail "a sanitizer report in $n's log"
     fi
 done
+
+step "port mapping: the upnp node deletes its mapping when it exits"
+if [ -n "${PM_PORT:-}" ]; then
+    kill -TERM "$(bg_pid upnp)" 2>/dev/null
+    wait_until 10 not kill -0 "$(bg_pid upnp)" 2>/dev/null || fail "upnp did not exit on SIGTERM"
+    check "upnp: its log says the mapping was deleted" \
+        grep -q "portmap: $PM_PROTO $PM_EXT deleted" "$E2E_LOGDIR/upnp.log"
+    check "r8's nftables no longer map $PM_PORT" \
+        bash -c "! nsenter --net=/run/netns/$(ns r8) nft list chain inet natlab prerouting_upnp | grep -q 'dport $PM_PORT dnat'"
+    check "nor does miniupnpd's lease file" \
+        not grep -q "^UDP:$PM_PORT:" "$E2E_TMP/miniupnpd.leases"
+fi
 
 e2e_finish

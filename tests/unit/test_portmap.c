@@ -1,0 +1,378 @@
+/* Port mapping (core/portmap): the PCP MAP codec against RFC 6887's layout
+ * and hostile answers, the default-gateway parser, and the port mapper on
+ * a real event loop against a PCP server on a real UDP socket: a mapping
+ * is made (answers that are not ours counted and dropped), renewed at half
+ * its lease with the same nonce, deleted on free; a refusal and a router
+ * where nothing listens leave no mapping and say why. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "core/portmap/pcp.h"
+#include "core/portmap/portmap.h"
+#include "core/portmap/portmap_int.h"
+
+static const uint8_t ext_ip[4] = {198, 18, 10, 8};
+
+/* ---- the codec ---- */
+
+static void request_layout(void **state)
+{
+	uint8_t client[16], out[PCP_MAP_MSG_LEN + 4];
+	const uint8_t me[4] = {198, 19, 8, 2};
+	pcp_v4_mapped(me, client);
+	struct pcp_map m = {.protocol = PCP_PROTO_UDP, .internal_port = 41641,
+	                    .external_port = 41641};
+	for (int i = 0; i < PCP_NONCE_LEN; i++)
+		m.nonce[i] = (uint8_t)(0xa0 + i);
+	assert_int_equal(pcp_map_request(out, PCP_MAP_MSG_LEN - 1, 7200, client, &m), 0);
+	assert_int_equal(pcp_map_request(out, sizeof(out), 7200, client, &m), 60);
+	static const uint8_t want[60] = {
+	    2, 1, 0, 0, 0, 0, 0x1c, 0x20,                       /* version, MAP, lifetime */
+	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 19, 8, 2, /* client IP */
+	    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab,
+	    17, 0, 0, 0, 0xa2, 0xa9, 0xa2, 0xa9,                /* UDP, ports */
+	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* no address wish */
+	};
+	assert_memory_equal(out, want, 60);
+}
+
+static size_t good_response(uint8_t *out, size_t cap, const uint8_t nonce[12],
+                            uint16_t internal, uint16_t ext, uint32_t lifetime)
+{
+	struct pcp_map_response r = {.result = PCP_SUCCESS, .lifetime_s = lifetime,
+	                             .epoch_s = 1234};
+	memcpy(r.map.nonce, nonce, PCP_NONCE_LEN);
+	r.map.protocol = PCP_PROTO_UDP;
+	r.map.internal_port = internal;
+	r.map.external_port = ext;
+	pcp_v4_mapped(ext_ip, r.map.external_ip);
+	return pcp_map_response_encode(out, cap, &r);
+}
+
+static void response_round_trip(void **state)
+{
+	uint8_t nonce[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, buf[PCP_MAX_MSG + 1];
+	size_t n = good_response(buf, sizeof(buf), nonce, 41641, 50000, 3600);
+	assert_int_equal(n, 60);
+	struct pcp_map_response r;
+	assert_int_equal(pcp_map_response_decode(buf, n, &r), PCP_DEC_OK);
+	assert_int_equal(r.result, 0);
+	assert_int_equal(r.lifetime_s, 3600);
+	assert_int_equal(r.epoch_s, 1234);
+	assert_memory_equal(r.map.nonce, nonce, 12);
+	assert_int_equal(r.map.internal_port, 41641);
+	assert_int_equal(r.map.external_port, 50000);
+	uint8_t v4[4];
+	assert_int_equal(pcp_v4_unmapped(r.map.external_ip, v4), 0);
+	assert_memory_equal(v4, ext_ip, 4);
+	/* Options after the MAP data are allowed (and not read). */
+	memset(buf + n, 0, 40);
+	assert_int_equal(pcp_map_response_decode(buf, n + 40, &r), PCP_DEC_OK);
+}
+
+static void hostile_responses(void **state)
+{
+	uint8_t nonce[12] = {0}, buf[PCP_MAX_MSG + 8];
+	struct pcp_map_response r;
+	size_t n = good_response(buf, sizeof(buf), nonce, 1, 2, 3);
+	/* Every truncation is refused, never read past. */
+	for (size_t k = 0; k < n; k++)
+		assert_int_not_equal(pcp_map_response_decode(buf, k, &r), PCP_DEC_OK);
+	assert_int_equal(pcp_map_response_decode(buf, 23, &r), PCP_DEC_SHORT);
+	assert_int_equal(pcp_map_response_decode(buf, 59, &r), PCP_DEC_SHORT);
+	assert_int_equal(pcp_map_response_decode(buf, 0, &r), PCP_DEC_SHORT);
+	/* Longer than any PCP message. */
+	memset(buf + n, 0, sizeof(buf) - n);
+	assert_int_equal(pcp_map_response_decode(buf, PCP_MAX_MSG + 1, &r), PCP_DEC_SHORT);
+	/* A NAT-PMP server's answer (version 0), or another version. */
+	buf[0] = 0;
+	assert_int_equal(pcp_map_response_decode(buf, 8, &r), PCP_DEC_VERSION);
+	buf[0] = 1;
+	assert_int_equal(pcp_map_response_decode(buf, n, &r), PCP_DEC_VERSION);
+	buf[0] = 2;
+	/* Our own request reflected back (R bit clear). */
+	buf[1] = PCP_OP_MAP;
+	assert_int_equal(pcp_map_response_decode(buf, n, &r), PCP_DEC_NOT_RESP);
+	/* An answer to PEER (opcode 2), or ANNOUNCE (0). */
+	buf[1] = PCP_R_BIT | 2;
+	assert_int_equal(pcp_map_response_decode(buf, n, &r), PCP_DEC_OPCODE);
+	buf[1] = PCP_R_BIT | 0;
+	assert_int_equal(pcp_map_response_decode(buf, n, &r), PCP_DEC_OPCODE);
+	buf[1] = PCP_R_BIT | PCP_OP_MAP;
+	/* An error answer needs only the header, and says which error. */
+	buf[3] = PCP_NOT_AUTHORIZED;
+	assert_int_equal(pcp_map_response_decode(buf, 24, &r), PCP_DEC_ERROR_RESULT);
+	assert_int_equal(r.result, PCP_NOT_AUTHORIZED);
+	assert_string_equal(pcp_result_name(r.result), "NOT_AUTHORIZED");
+	assert_string_equal(pcp_result_name(200), "unknown");
+	/* Not IPv4-mapped: refused by pcp_v4_unmapped. */
+	uint8_t six[16] = {0x20, 0x01, 0x0d, 0xb8}, v4[4];
+	assert_int_equal(pcp_v4_unmapped(six, v4), -1);
+}
+
+static void default_gateway_from_routes(void **state)
+{
+	static const char routes[] =
+	    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+	    "eth1\t00000000\t0102A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n"
+	    "eth0\t00000000\t010813C6\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+	    "eth0\t000813C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+	struct in_addr gw;
+	char s[INET_ADDRSTRLEN];
+	assert_int_equal(pm_parse_routes(routes, &gw), 0);
+	assert_string_equal(inet_ntop(AF_INET, &gw, s, sizeof(s)), "198.19.8.1");
+	/* No default route, a default route without a gateway, garbage. */
+	static const char none[] =
+	    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n"
+	    "eth0\t000813C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+	    "eth0\t00000000\t00000000\t0001\t0\t0\t0\t00000000\n"
+	    "eth0\tzz\n\n\t\n";
+	assert_int_equal(pm_parse_routes(none, &gw), -ENOENT);
+	assert_int_equal(pm_parse_routes("", &gw), -ENOENT);
+	assert_int_equal(pm_parse_routes("header only", &gw), -ENOENT);
+}
+
+/* ---- the port mapper against a PCP server on a real socket ---- */
+
+enum srv_mode { SRV_GRANT, SRV_REFUSE };
+
+struct srv {
+	struct event_base *base;
+	int fd;
+	uint16_t port;
+	enum srv_mode mode;
+	uint32_t lease;
+	int requests;
+	uint8_t first_nonce[12];
+	bool renewal_same_nonce;
+	uint16_t renewal_suggested;
+	int changes;
+};
+
+static void srv_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv *s = arg;
+	uint8_t req[200], out[PCP_MAP_MSG_LEN];
+	struct sockaddr_in from;
+	socklen_t fl = sizeof(from);
+	ssize_t n = recvfrom(fd, req, sizeof(req), 0, (struct sockaddr *)&from, &fl);
+	if (n != PCP_MAP_MSG_LEN || req[0] != 2 || req[1] != PCP_OP_MAP)
+		return;
+	const uint8_t *nonce = req + 24;
+	uint16_t internal = (uint16_t)(req[24 + 16] << 8 | req[24 + 17]);
+	uint16_t suggested = (uint16_t)(req[24 + 18] << 8 | req[24 + 19]);
+	s->requests++;
+	if (s->requests == 1) {
+		memcpy(s->first_nonce, nonce, 12);
+	} else {
+		s->renewal_same_nonce = memcmp(s->first_nonce, nonce, 12) == 0;
+		s->renewal_suggested = suggested;
+	}
+	if (s->mode == SRV_REFUSE) {
+		size_t k = good_response(out, sizeof(out), nonce, internal, 0, 0);
+		out[3] = PCP_NOT_AUTHORIZED;
+		sendto(fd, out, 24, 0, (struct sockaddr *)&from, fl);
+		(void)k;
+		return;
+	}
+	/* First junk, an answer for another nonce and one for another port:
+	 * each is counted and dropped; then the real answer. */
+	static const uint8_t junk[7] = {2, 0x81, 0, 0, 0, 0, 1};
+	sendto(fd, junk, sizeof(junk), 0, (struct sockaddr *)&from, fl);
+	uint8_t other[12];
+	memcpy(other, nonce, 12);
+	other[0] ^= 1;
+	size_t k = good_response(out, sizeof(out), other, internal, 50000, s->lease);
+	sendto(fd, out, k, 0, (struct sockaddr *)&from, fl);
+	k = good_response(out, sizeof(out), nonce, (uint16_t)(internal + 1), 50000, s->lease);
+	sendto(fd, out, k, 0, (struct sockaddr *)&from, fl);
+	k = good_response(out, sizeof(out), nonce, internal, 50000, s->lease);
+	sendto(fd, out, k, 0, (struct sockaddr *)&from, fl);
+}
+
+static int srv_open(struct srv *s)
+{
+	s->fd = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_true(s->fd >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(s->fd, (struct sockaddr *)&a, &al), 0);
+	s->port = ntohs(a.sin_port);
+	return s->fd;
+}
+
+static void on_change(void *ctx)
+{
+	struct srv *s = ctx;
+	s->changes++;
+	event_base_loopbreak(s->base);
+}
+
+static void run_for(struct event_base *base, int ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+}
+
+static struct portmap *pm_for(struct srv *s, uint32_t lease, uint16_t port)
+{
+	struct portmap_config c = {
+	    .base = s->base,
+	    .port = port,
+	    .on_change = on_change,
+	    .ctx = s,
+	    .lease_s = lease,
+	    .server_port = s->port,
+	    .no_pmp = true,
+	    .no_upnp = true,
+	};
+	c.gateway.s_addr = htonl(INADDR_LOOPBACK);
+	char err[160];
+	struct portmap *pm = portmap_new(&c, err, sizeof(err));
+	assert_non_null(pm);
+	return pm;
+}
+
+static void maps_renews_deletes(void **state)
+{
+	struct srv s = {.base = event_base_new(), .mode = SRV_GRANT, .lease = 2};
+	srv_open(&s);
+	struct event *ev = event_new(s.base, s.fd, EV_READ | EV_PERSIST, srv_read, &s);
+	event_add(ev, NULL);
+	struct portmap *pm = pm_for(&s, 2, 41641);
+	struct portmap_status st;
+	portmap_get_status(pm, &st);
+	assert_int_equal(st.proto, PM_NONE);
+	run_for(s.base, 3000); /* on_change breaks out */
+	assert_int_equal(s.changes, 1);
+	struct sockaddr_storage ss;
+	assert_true(portmap_endpoint(pm, &ss));
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+	assert_int_equal(ntohs(sin->sin_port), 50000);
+	assert_memory_equal(&sin->sin_addr, ext_ip, 4);
+	portmap_get_status(pm, &st);
+	assert_int_equal(st.proto, PM_PCP);
+	assert_int_equal(st.lease_s, 2);
+	assert_int_equal(st.bad_replies, 3);
+	assert_string_equal(st.gateway, "127.0.0.1");
+	char d[200];
+	portmap_describe(&st, d, sizeof(d));
+	assert_string_equal(d, "pcp 198.18.10.8:50000, lease 2s");
+	/* Renewed at half the lease: same nonce, asking for the port we have;
+	 * nothing changed, so no on_change. */
+	run_for(s.base, 1600);
+	assert_true(s.requests >= 2);
+	assert_true(s.renewal_same_nonce);
+	assert_int_equal(s.renewal_suggested, 50000);
+	portmap_get_status(pm, &st);
+	assert_true(st.renewed >= 1);
+	assert_int_equal(s.changes, 1);
+	/* Freed: a delete (lifetime 0, the same nonce) reaches the server. */
+	event_del(ev);
+	portmap_free(pm);
+	uint8_t buf[200];
+	bool got_delete = false;
+	struct pollfd pfd = {.fd = s.fd, .events = POLLIN};
+	while (poll(&pfd, 1, 0) == 1) {
+		ssize_t n = recv(s.fd, buf, sizeof(buf), 0);
+		if (n == PCP_MAP_MSG_LEN && buf[4] == 0 && buf[5] == 0 && buf[6] == 0 &&
+		    buf[7] == 0 && memcmp(buf + 24, s.first_nonce, 12) == 0)
+			got_delete = true;
+	}
+	assert_true(got_delete);
+	event_free(ev);
+	close(s.fd);
+	event_base_free(s.base);
+}
+
+static void refused_says_why(void **state)
+{
+	struct srv s = {.base = event_base_new(), .mode = SRV_REFUSE};
+	srv_open(&s);
+	struct event *ev = event_new(s.base, s.fd, EV_READ | EV_PERSIST, srv_read, &s);
+	event_add(ev, NULL);
+	struct portmap *pm = pm_for(&s, 60, 41641);
+	struct portmap_status st;
+	for (int i = 0; i < 30; i++) {
+		run_for(s.base, 100);
+		portmap_get_status(pm, &st);
+		if (st.failures)
+			break;
+	}
+	assert_int_equal(st.failures, 1);
+	assert_int_equal(st.proto, PM_NONE);
+	assert_non_null(strstr(st.last_error, "NOT_AUTHORIZED"));
+	char d[200];
+	portmap_describe(&st, d, sizeof(d));
+	assert_string_equal(d, "none (PCP: the router refused: NOT_AUTHORIZED)");
+	assert_int_equal(s.changes, 0);
+	portmap_free(pm); /* nothing to delete */
+	event_free(ev);
+	close(s.fd);
+	event_base_free(s.base);
+}
+
+static void nothing_listens(void **state)
+{
+	struct srv s = {.base = event_base_new()};
+	srv_open(&s);
+	close(s.fd); /* the port is now closed: ICMP port unreachable */
+	struct portmap *pm = pm_for(&s, 60, 41641);
+	struct portmap_status st;
+	for (int i = 0; i < 30; i++) {
+		run_for(s.base, 100);
+		portmap_get_status(pm, &st);
+		if (st.failures)
+			break;
+	}
+	assert_int_equal(st.failures, 1);
+	assert_non_null(strstr(st.last_error, "nothing listens"));
+	portmap_free(pm);
+	event_base_free(s.base);
+}
+
+/* Freed while a worker waits for a router that never answers: the free
+ * waits for the worker (bounded) and returns. */
+static void free_while_probing(void **state)
+{
+	struct srv s = {.base = event_base_new()};
+	srv_open(&s); /* bound, never read: no answer */
+	struct portmap *pm = pm_for(&s, 60, 41641);
+	run_for(s.base, 50);
+	struct portmap_status st;
+	portmap_get_status(pm, &st);
+	assert_true(st.probing);
+	portmap_free(pm);
+	close(s.fd);
+	event_base_free(s.base);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(request_layout),
+	    cmocka_unit_test(response_round_trip),
+	    cmocka_unit_test(hostile_responses),
+	    cmocka_unit_test(default_gateway_from_routes),
+	    cmocka_unit_test(maps_renews_deletes),
+	    cmocka_unit_test(refused_says_why),
+	    cmocka_unit_test(nothing_listens),
+	    cmocka_unit_test(free_while_probing),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
