@@ -284,3 +284,17 @@ void portmap_describe(const struct portmap_status *st, char *out, size_t cap)
 	snprintf(out, cap, "%s %s:%u, lease %s", portmap_proto_name(st->proto), ip,
 	         ntohs(s->sin_port), lease);
 }
+
+void portmap_probe_describe(const struct portmap_probe *p, char *out, size_t cap)
+{
+	char router[64] = "no default route";
+	if (p->gateway[0])
+		snprintf(router, sizeof(router), "router %s", p->gateway);
+	if (!p->pcp && !p->pmp && !p->upnp) {
+		snprintf(out, cap, "none (%s)", router);
+		return;
+	}
+	snprintf(out, cap, "%s%s%s%s%s (%s)", p->pcp ? "pcp" : "",
+	         p->pcp && (p->pmp || p->upnp) ? ", " : "", p->pmp ? "nat-pmp" : "",
+	         p->pmp && p->upnp ? ", " : "", p->upnp ? "upnp" : "", router);
+}

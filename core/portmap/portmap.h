@@ -85,4 +85,20 @@ void portmap_get_status(const struct portmap *pm, struct portmap_status *st);
 /* "upnp 198.18.10.8:41641, lease 2h" or "none (why)" into out. */
 void portmap_describe(const struct portmap_status *st, char *out, size_t cap);
 
+/* Which protocols the router speaks, found without mapping anything: PCP
+ * (a MAP delete for a nonce never used: any PCP answer counts), NAT-PMP
+ * (the public address request), UPnP (SSDP discovery of an IGD). For
+ * `mesh-proxy netcheck`. Blocking, about 3 s at most: call it on a thread
+ * of its own, never on a loop. cfg: gateway, server_port and
+ * upnp_wait_ms as in portmap_config (0: the defaults); the rest unused. */
+struct portmap_probe {
+	bool pcp, pmp, upnp;
+	char gateway[INET_ADDRSTRLEN]; /* "" when there is no default route */
+	char upnp_ext[INET_ADDRSTRLEN]; /* the IGD's external address, if it says */
+	char pmp_ext[INET_ADDRSTRLEN];  /* NAT-PMP's public address, if any */
+};
+void portmap_probe_blocking(const struct portmap_config *cfg, struct portmap_probe *out);
+/* "pcp, nat-pmp, upnp (router 198.19.8.1)" or "none (router ...)". */
+void portmap_probe_describe(const struct portmap_probe *p, char *out, size_t cap);
+
 #endif

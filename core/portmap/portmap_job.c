@@ -434,3 +434,93 @@ int pm_job_delete(const struct portmap_config *cfg, const struct pm_mapping *m, 
 	}
 	return 0;
 }
+
+/* ---- probing without mapping (mesh-proxy netcheck) ---- */
+
+#define PM_PROBE_PCP_MS 500
+#define PM_PROBE_PMP_MS 750
+
+static bool probe_pcp(const struct portmap_config *c)
+{
+	uint8_t local[4], client[16], msg[PCP_MAP_MSG_LEN];
+	int fd = pm_socket(c, local);
+	if (fd < 0)
+		return false;
+	struct pcp_map req = {.protocol = PCP_PROTO_UDP, .internal_port = c->port};
+	if (getrandom(req.nonce, sizeof(req.nonce), 0) != sizeof(req.nonce)) {
+		close(fd);
+		return false;
+	}
+	pcp_v4_mapped(local, client);
+	size_t n = pcp_map_request(msg, sizeof(msg), 0, client, &req);
+	struct pm_job j = {.cfg = *c};
+	struct pcp_map_response resp;
+	int r = -EAGAIN;
+	for (int t = 0; t < 2 && r == -EAGAIN; t++) {
+		if (send(fd, msg, n, 0) < 0 && errno != ECONNREFUSED)
+			break;
+		r = pcp_wait(&j, fd, (PM_PROBE_PCP_MS / 3) << t, &req, &resp);
+	}
+	close(fd);
+	return r == 0 || r == -EPERM; /* a refusal is spoken in PCP too */
+}
+
+static bool probe_pmp(const struct portmap_config *c, char *ext, size_t cap)
+{
+	natpmp_t n;
+	natpmpresp_t resp;
+	if (initnatpmp(&n, 1, c->gateway.s_addr) != 0)
+		return false;
+	memset(&resp, 0, sizeof(resp));
+	int r = sendpublicaddressrequest(&n) < 0
+	            ? NATPMP_ERR_SENDERR
+	            : pmp_wait(&n, NATPMP_RESPTYPE_PUBLICADDRESS, PM_PROBE_PMP_MS, &resp);
+	closenatpmp(&n);
+	if (r == 0)
+		inet_ntop(AF_INET, &resp.pnu.publicaddress.addr, ext, (socklen_t)cap);
+	return r == 0;
+}
+
+static bool probe_upnp(const struct portmap_config *c, char *ext, size_t cap)
+{
+	int e = 0;
+	struct UPNPDev *devs = upnpDiscover((int)(c->upnp_wait_ms ? c->upnp_wait_ms
+	                                                          : PM_UPNP_WAIT_MS),
+	                                    NULL, NULL, UPNP_LOCAL_PORT_ANY, 0, 2, &e);
+	if (!devs)
+		return false;
+	struct UPNPUrls urls;
+	struct IGDdatas data;
+	char lan[64] = "", ip[40] = "";
+	int v = UPNP_GetValidIGD(devs, &urls, &data, lan, sizeof(lan));
+	freeUPNPDevlist(devs);
+	if (v != 1 && v != 2) {
+		if (v)
+			FreeUPNPUrls(&urls);
+		return false;
+	}
+	struct in_addr a;
+	if (UPNP_GetExternalIPAddress(urls.controlURL, data.first.servicetype, ip) == 0 &&
+	    inet_pton(AF_INET, ip, &a) == 1)
+		snprintf(ext, cap, "%s", ip);
+	FreeUPNPUrls(&urls);
+	return true;
+}
+
+void portmap_probe_blocking(const struct portmap_config *cfg, struct portmap_probe *out)
+{
+	struct portmap_config c = *cfg;
+	memset(out, 0, sizeof(*out));
+	if (!c.port)
+		c.port = 9; /* any: nothing is mapped */
+	if (!c.gateway.s_addr)
+		pm_default_gateway(&c.gateway);
+	if (c.gateway.s_addr) {
+		inet_ntop(AF_INET, &c.gateway, out->gateway, sizeof(out->gateway));
+		out->pcp = probe_pcp(&c);
+		if (!c.server_port || c.server_port == PCP_PORT)
+			out->pmp = probe_pmp(&c, out->pmp_ext, sizeof(out->pmp_ext));
+	}
+	if (!c.no_upnp)
+		out->upnp = probe_upnp(&c, out->upnp_ext, sizeof(out->upnp_ext));
+}

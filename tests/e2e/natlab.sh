@@ -410,6 +410,13 @@ for n in sym upnp; do
         test "$(mv_of $n | cut -d' ' -f1-2)" = "True True"
 done
 check "noudp: netcheck says no UDP ($(mv_of noudp))" test "$(mv_of noudp | cut -d' ' -f1)" = False
+pm_of() { "$PY" -c "import json; p = json.load(open('$E2E_TMP/nc-$1.json')).get('portmap') or {}; print(p.get('pcp'), p.get('nat_pmp'), p.get('upnp'), p.get('gateway'), p.get('external_v4'))" 2>/dev/null; }
+check "upnp: netcheck finds PCP, NAT-PMP and UPnP at r8, external 198.18.10.8 ($(pm_of upnp))" \
+    test "$(pm_of upnp)" = "True True True 198.19.8.1 198.18.10.8"
+for n in eim sym; do
+    check "$n: netcheck finds no port mapping at its router ($(pm_of $n))" \
+        test "$(pm_of $n | cut -d' ' -f1-3)" = "False False False"
+done
 check "noudp: r6 dropped the node's UDP (counted)" test "$(router_drops r6 | cut -d' ' -f2)" -gt 0
 check "pub: netcheck sees its own address 198.18.20.1" bash -c "[[ '$(mv_of pub)' == *198.18.20.1:* ]]"
 check "dbl: netcheck sees the carrier's address 198.18.10.5" bash -c "[[ '$(mv_of dbl)' == *198.18.10.5:* ]]"
