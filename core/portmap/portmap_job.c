@@ -270,6 +270,20 @@ static int pm_try_pmp(struct pm_job *j)
 	return 0;
 }
 
+/* SSDP: M-SEARCH for both IGD versions at once, one wait of wait_ms
+ * (upnpDiscover tries four device types one after another, four waits). */
+static struct UPNPDev *upnp_discover(const struct portmap_config *c)
+{
+	static const char *const types[] = {
+	    "urn:schemas-upnp-org:device:InternetGatewayDevice:1",
+	    "urn:schemas-upnp-org:device:InternetGatewayDevice:2",
+	    NULL,
+	};
+	int e = 0;
+	return upnpDiscoverDevices(types, (int)(c->upnp_wait_ms ? c->upnp_wait_ms : PM_UPNP_WAIT_MS),
+	                           NULL, NULL, UPNP_LOCAL_PORT_ANY, 0, 2, &e, 1);
+}
+
 static int upnp_add(const struct pm_mapping *m, uint16_t ext, const char *lan,
                     uint32_t lease)
 {
@@ -284,10 +298,7 @@ static int upnp_add(const struct pm_mapping *m, uint16_t ext, const char *lan,
 static int pm_try_upnp(struct pm_job *j)
 {
 	const struct portmap_config *c = &j->cfg;
-	int e = 0;
-	struct UPNPDev *devs = upnpDiscover((int)(c->upnp_wait_ms ? c->upnp_wait_ms
-	                                                          : PM_UPNP_WAIT_MS),
-	                                    NULL, NULL, UPNP_LOCAL_PORT_ANY, 0, 2, &e);
+	struct UPNPDev *devs = upnp_discover(c);
 	if (!devs) {
 		snprintf(j->err + strlen(j->err), sizeof(j->err) - strlen(j->err),
 		         "%sUPnP: no IGD answered", j->err[0] ? "; " : "");
@@ -375,7 +386,9 @@ void pm_job_run(struct pm_job *j)
 		if (j->rc == 0)
 			return;
 	}
-	if (!c->no_upnp) {
+	/* Without a default route SSDP's multicast cannot leave (and
+	 * miniupnpc would print its sendto error on our stderr). */
+	if (!c->no_upnp && c->gateway.s_addr) {
 		memset(&j->got, 0, sizeof(j->got));
 		j->rc = pm_try_upnp(j);
 	}
@@ -483,10 +496,7 @@ static bool probe_pmp(const struct portmap_config *c, char *ext, size_t cap)
 
 static bool probe_upnp(const struct portmap_config *c, char *ext, size_t cap)
 {
-	int e = 0;
-	struct UPNPDev *devs = upnpDiscover((int)(c->upnp_wait_ms ? c->upnp_wait_ms
-	                                                          : PM_UPNP_WAIT_MS),
-	                                    NULL, NULL, UPNP_LOCAL_PORT_ANY, 0, 2, &e);
+	struct UPNPDev *devs = upnp_discover(c);
 	if (!devs)
 		return false;
 	struct UPNPUrls urls;
@@ -521,6 +531,6 @@ void portmap_probe_blocking(const struct portmap_config *cfg, struct portmap_pro
 		if (!c.server_port || c.server_port == PCP_PORT)
 			out->pmp = probe_pmp(&c, out->pmp_ext, sizeof(out->pmp_ext));
 	}
-	if (!c.no_upnp)
+	if (!c.no_upnp && c.gateway.s_addr) /* as in pm_job_run */
 		out->upnp = probe_upnp(&c, out->upnp_ext, sizeof(out->upnp_ext));
 }
