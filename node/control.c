@@ -842,7 +842,6 @@ static void nctl_start_paths(struct node_ctl *m)
 		ctl_msg_free(&m->p->map);
 		m->p->have_map = false;
 	}
-	nctl_start_portmap(m);
 }
 
 int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_env *env,
@@ -901,6 +900,7 @@ int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_en
 		log_info("expose: none (mesh peers reach no local service; --expose "
 		         "22,8080 to offer some)");
 	nctl_start_paths(m);
+	nctl_start_portmap(m);
 	nctl_endpoints(m, true);
 	m->last_ep_check_ms = nctl_now_ms();
 	wg_device_handshake_all(wg);
