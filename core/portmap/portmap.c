@@ -5,10 +5,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -20,7 +22,7 @@ struct portmap {
 	struct portmap_config cfg;
 	struct event *timer; /* the next probe or renewal */
 	struct event *done;  /* the worker's pipe */
-	int pipe[2];
+	int pipe[2]; /* a socketpair: the worker sends without SIGPIPE */
 	pthread_t thread;
 	struct pm_job *job; /* non-NULL while a worker runs */
 	bool probe_again;   /* the network changed while a worker ran */
@@ -59,15 +61,23 @@ static void pm_schedule(struct portmap *pm, int64_t ms)
 	evtimer_add(pm->timer, &tv);
 }
 
+/* The worker owns nothing of pm: its job (with its own copy of the
+ * loop's socket) is all it touches, so the loop may stop waiting for it at
+ * exit and free pm while it still runs. */
 static void *pm_worker(void *arg)
 {
-	struct portmap *pm = arg;
-	pm_job_run(pm->job);
-	char b = 1;
-	ssize_t w;
-	do
-		w = write(pm->pipe[1], &b, 1);
-	while (w < 0 && errno == EINTR);
+	struct pm_job *j = arg;
+	pm_job_run(j);
+	int wfd = j->wfd;
+	int running = PM_JOB_RUNNING;
+	if (atomic_compare_exchange_strong(&j->state, &running, PM_JOB_DONE)) {
+		char b = 1;
+		while (send(wfd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno == EINTR)
+			;
+	} else {
+		free(j); /* the loop gave up on us (PM_JOB_ABANDONED) */
+	}
+	close(wfd);
 	return NULL;
 }
 
@@ -82,13 +92,22 @@ static void pm_start(struct portmap *pm)
 	}
 	j->cfg = pm->cfg;
 	j->prev = pm->cur;
+	inet_pton(AF_INET, pm->gateway, &j->prev_gateway);
+	atomic_init(&j->state, PM_JOB_RUNNING);
+	j->wfd = fcntl(pm->pipe[1], F_DUPFD_CLOEXEC, 0);
+	if (j->wfd < 0) {
+		free(j);
+		pm_schedule(pm, PM_RETRY_MIN_MS);
+		return;
+	}
 	pm->job = j;
 	pm->st.probes++;
 	pm->last_probe_ms = pm_now();
 	pm->probe_again = false;
-	if (pthread_create(&pm->thread, NULL, pm_worker, pm) != 0) {
+	if (pthread_create(&pm->thread, NULL, pm_worker, j) != 0) {
 		log_warn("portmap: cannot start a thread; trying again in %d s",
 		         PM_RETRY_MIN_MS / 1000);
+		close(j->wfd);
 		free(j);
 		pm->job = NULL;
 		pm_schedule(pm, PM_RETRY_MIN_MS);
@@ -107,56 +126,107 @@ static void pm_describe_mapping(const struct pm_mapping *m, char *out, size_t ca
 	snprintf(out, cap, "%s %s:%u", portmap_proto_name(m->proto), ip, m->ext_port);
 }
 
+/* A later answer with an epoch smaller than the last one's plus 7/8 of
+ * the time since (less 2 s) means the router restarted and lost its
+ * mappings (RFC 6887 section 8.5, RFC 6886 section 3.6). */
+static bool pm_router_restarted(const struct pm_mapping *was, int64_t was_ms,
+                                const struct pm_mapping *now)
+{
+	if (was->proto != now->proto || (was->proto != PM_PCP && was->proto != PM_PMP) ||
+	    !was->epoch_s)
+		return false;
+	int64_t since_s = (pm_now() - was_ms) / 1000;
+	return (int64_t)now->epoch_s + 2 < (int64_t)was->epoch_s + since_s * 7 / 8;
+}
+
+static void pm_took(struct portmap *pm, struct pm_job *j, const char *was, bool *changed)
+{
+	char now[64];
+	pm_describe_mapping(&j->got, now, sizeof(now));
+	*changed = strcmp(was, now) != 0;
+	bool restarted = pm->cur.proto && pm_router_restarted(&pm->cur, pm->granted_ms, &j->got);
+	bool renewal = !*changed && pm->cur.proto;
+	if (j->dropped_prev && was[0])
+		log_info("portmap: %s deleted (now %s)", was, now);
+	pm->cur = j->got;
+	pm->granted_ms = pm_now();
+	pm->expires_ms = pm->granted_ms + (int64_t)pm->cur.lease_s * 1000;
+	pm->retry_ms = 0;
+	pm->last_error[0] = 0;
+	if (restarted) {
+		/* The router lost its mappings: this answer made ours again. */
+		pm->st.mapped++;
+		log_info("portmap: the router %s restarted; %s mapped again", pm->gateway, now);
+	} else if (renewal) {
+		pm->st.renewed++;
+		log_debug("portmap: %s renewed, lease %u s", now, pm->cur.lease_s);
+	} else {
+		pm->st.mapped++;
+		log_info("portmap: %s -> %u (via %s, lease %u s)", now, pm->cur.int_port,
+		         pm->gateway, pm->cur.lease_s);
+		if (pm->cur.upnp_permanent)
+			log_warn("portmap: the router %s grants only permanent UPnP mappings: "
+			         "this one is deleted on a clean exit, but a crash or power loss "
+			         "leaves it open until the router restarts",
+			         pm->gateway);
+	}
+	/* Renew at half the lease (RFC 6886 section 3.3). */
+	int64_t half = (int64_t)pm->cur.lease_s * 500;
+	pm_schedule(pm, half > PM_RENEW_MIN_MS ? half : PM_RENEW_MIN_MS);
+}
+
+/* A probe or renewal failed. A mapping still in its lease is kept (and
+ * still advertised): the renewal is tried again, with the same nonce,
+ * before the lease ends. */
+static void pm_failed(struct portmap *pm, struct pm_job *j, const char *was, bool *changed)
+{
+	pm->st.failures++;
+	pm->retry_ms = pm->retry_ms ? pm->retry_ms * 2 : PM_RETRY_MIN_MS;
+	if (pm->retry_ms > PM_RETRY_MAX_MS)
+		pm->retry_ms = PM_RETRY_MAX_MS;
+	snprintf(pm->last_error, sizeof(pm->last_error), "%s", j->err);
+	int64_t left = pm->cur.proto ? pm->expires_ms - pm_now() : 0;
+	if (left > PM_RENEW_MIN_MS) {
+		int64_t next = left / 2 > PM_RENEW_MIN_MS ? left / 2 : PM_RENEW_MIN_MS;
+		if (next > pm->retry_ms)
+			next = pm->retry_ms;
+		log_warn("portmap: %s not renewed (%s); kept until its lease ends in %lld s, "
+		         "trying again in %lld s",
+		         was, j->err, (long long)(left / 1000), (long long)(next / 1000));
+		pm_schedule(pm, next);
+		*changed = false;
+		return;
+	}
+	*changed = pm->cur.proto != PM_NONE;
+	if (*changed)
+		log_warn("portmap: %s could not be renewed and its lease ended: %s", was, j->err);
+	else if (strcmp(pm->last_error, j->err) != 0 || pm->st.failures == 1)
+		log_info("portmap: none (%s)", j->err);
+	memset(&pm->cur, 0, sizeof(pm->cur));
+	pm_schedule(pm, pm->retry_ms);
+}
+
 /* The worker ended: take its result, decide the next probe. */
 static void pm_on_done(evutil_socket_t fd, short what, void *arg)
 {
 	struct portmap *pm = arg;
 	char b[16];
-	if (read(fd, b, sizeof(b)) <= 0 || !pm->job)
+	if (recv(fd, b, sizeof(b), 0) <= 0 || !pm->job)
 		return;
 	pthread_join(pm->thread, NULL);
 	struct pm_job *j = pm->job;
 	pm->job = NULL;
 	pm->st.bad_replies += j->bad_replies;
-	snprintf(pm->gateway, sizeof(pm->gateway), "%s", j->gateway);
+	if (j->gateway[0])
+		snprintf(pm->gateway, sizeof(pm->gateway), "%s", j->gateway);
 	bool changed = false;
-	char was[64] = "", now[64] = "";
+	char was[64] = "";
 	if (pm->cur.proto)
 		pm_describe_mapping(&pm->cur, was, sizeof(was));
-	if (j->rc == 0) {
-		pm_describe_mapping(&j->got, now, sizeof(now));
-		changed = strcmp(was, now) != 0;
-		bool renewal = !changed && pm->cur.proto;
-		pm->cur = j->got;
-		pm->granted_ms = pm_now();
-		pm->expires_ms = pm->granted_ms + (int64_t)pm->cur.lease_s * 1000;
-		pm->retry_ms = 0;
-		pm->last_error[0] = 0;
-		if (renewal) {
-			pm->st.renewed++;
-			log_debug("portmap: %s renewed, lease %u s", now, pm->cur.lease_s);
-		} else {
-			pm->st.mapped++;
-			log_info("portmap: %s -> %u (via %s, lease %u s)", now, pm->cur.int_port,
-			         pm->gateway, pm->cur.lease_s);
-		}
-		/* Renew at half the lease (RFC 6886 section 3.3). */
-		int64_t half = (int64_t)pm->cur.lease_s * 500;
-		pm_schedule(pm, half > 1000 ? half : 1000);
-	} else {
-		pm->st.failures++;
-		changed = pm->cur.proto != PM_NONE;
-		if (changed)
-			log_warn("portmap: %s could not be renewed: %s", was, j->err);
-		else if (strcmp(pm->last_error, j->err) != 0)
-			log_info("portmap: none (%s)", j->err);
-		memset(&pm->cur, 0, sizeof(pm->cur));
-		snprintf(pm->last_error, sizeof(pm->last_error), "%s", j->err);
-		pm->retry_ms = pm->retry_ms ? pm->retry_ms * 2 : PM_RETRY_MIN_MS;
-		if (pm->retry_ms > PM_RETRY_MAX_MS)
-			pm->retry_ms = PM_RETRY_MAX_MS;
-		pm_schedule(pm, pm->retry_ms);
-	}
+	if (j->rc == 0)
+		pm_took(pm, j, was, &changed);
+	else
+		pm_failed(pm, j, was, &changed);
 	free(j);
 	if (pm->probe_again)
 		portmap_network_changed(pm);
@@ -175,8 +245,8 @@ struct portmap *portmap_new(const struct portmap_config *cfg, char *err, size_t 
 	if (!pm->cfg.lease_s)
 		pm->cfg.lease_s = PM_LEASE_S;
 	pm->pipe[0] = pm->pipe[1] = -1;
-	if (pipe2(pm->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pm->pipe) != 0) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
 		free(pm);
 		return NULL;
 	}
@@ -195,17 +265,36 @@ void portmap_free(struct portmap *pm)
 {
 	if (!pm)
 		return;
-	if (pm->job) { /* bounded: the worker's exchanges all time out */
-		pthread_join(pm->thread, NULL);
-		if (pm->job->rc == 0)
-			pm->cur = pm->job->got;
-		free(pm->job);
+	if (pm->job) {
+		/* Exit never waits long on the router: after PM_EXIT_WAIT_MS the
+		 * worker is left to itself (it owns its job, and dies with the
+		 * process); whatever it maps then lapses with its lease. */
+		struct pollfd pfd = {.fd = pm->pipe[0], .events = POLLIN};
+		int64_t end = pm_now() + PM_EXIT_WAIT_MS;
+		while (poll(&pfd, 1, (int)(end - pm_now() > 0 ? end - pm_now() : 0)) < 0 &&
+		       errno == EINTR)
+			;
+		int running = PM_JOB_RUNNING;
+		if (atomic_compare_exchange_strong(&pm->job->state, &running, PM_JOB_ABANDONED)) {
+			pthread_detach(pm->thread);
+			log_warn("portmap: the router %s has not finished answering after %d s; not "
+			         "waiting for it (a mapping it makes now lapses with its lease)",
+			         pm->gateway[0] ? pm->gateway : "(unknown)", PM_EXIT_WAIT_MS / 1000);
+		} else {
+			pthread_join(pm->thread, NULL);
+			if (pm->job->rc == 0) {
+				pm->cur = pm->job->got;
+				snprintf(pm->gateway, sizeof(pm->gateway), "%s", pm->job->gateway);
+			}
+			free(pm->job);
+		}
+		pm->job = NULL;
 	}
 	if (pm->cur.proto) {
 		char what[64], err[PM_ERR_MAX];
 		pm_describe_mapping(&pm->cur, what, sizeof(what));
 		struct portmap_config c = pm->cfg;
-		if (!c.gateway.s_addr && pm->gateway[0])
+		if (pm->gateway[0]) /* where the mapping is */
 			inet_pton(AF_INET, pm->gateway, &c.gateway);
 		if (pm_job_delete(&c, &pm->cur, err, sizeof(err)) == 0)
 			log_info("portmap: %s deleted", what);

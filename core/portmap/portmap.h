@@ -35,6 +35,9 @@ struct portmap;
 #define PM_RETRY_MAX_MS   600000
 #define PM_REPROBE_MIN_MS 10000 /* network changes probe at most this often */
 #define PM_ERR_MAX        160
+#define PM_UPNP_DEADLINE_MS 10000 /* a UPnP job in its child process, all of it */
+#define PM_EXIT_WAIT_MS   2000  /* portmap_free waits this long for a worker */
+#define PM_RENEW_MIN_MS   2000  /* the soonest renewal, whatever the lease */
 
 enum portmap_proto {
 	PM_NONE = 0,
@@ -55,6 +58,8 @@ struct portmap_config {
 	struct in_addr gateway;      /* the default route's gateway */
 	uint16_t server_port;        /* PCP_PORT; NAT-PMP is tried on 5351 only */
 	uint32_t upnp_wait_ms;       /* SSDP discovery: 1000 */
+	uint32_t upnp_deadline_ms;   /* all of a UPnP map: PM_UPNP_DEADLINE_MS */
+	const char *upnp_desc_url;   /* skip SSDP, fetch this description */
 	bool no_pcp, no_pmp, no_upnp; /* skip a protocol */
 };
 

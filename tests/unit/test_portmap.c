@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -44,21 +45,27 @@ static void request_layout(void **state)
 	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 19, 8, 2, /* client IP */
 	    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab,
 	    17, 0, 0, 0, 0xa2, 0xa9, 0xa2, 0xa9,                /* UDP, ports */
-	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* no address wish */
+	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0, /* no wish: ::ffff:0.0.0.0 */
 	};
+	static const uint8_t any4[4];
+	pcp_v4_mapped(any4, m.external_ip); /* as pm_try_pcp sets it */
+	assert_int_equal(pcp_map_request(out, sizeof(out), 7200, client, &m), 60);
 	assert_memory_equal(out, want, 60);
 }
+
+static uint32_t srv_epoch = 1234;
+static const uint8_t *srv_ext_ip = ext_ip;
 
 static size_t good_response(uint8_t *out, size_t cap, const uint8_t nonce[12],
                             uint16_t internal, uint16_t ext, uint32_t lifetime)
 {
 	struct pcp_map_response r = {.result = PCP_SUCCESS, .lifetime_s = lifetime,
-	                             .epoch_s = 1234};
+	                             .epoch_s = srv_epoch};
 	memcpy(r.map.nonce, nonce, PCP_NONCE_LEN);
 	r.map.protocol = PCP_PROTO_UDP;
 	r.map.internal_port = internal;
 	r.map.external_port = ext;
-	pcp_v4_mapped(ext_ip, r.map.external_ip);
+	pcp_v4_mapped(srv_ext_ip, r.map.external_ip);
 	return pcp_map_response_encode(out, cap, &r);
 }
 
@@ -147,7 +154,19 @@ static void default_gateway_from_routes(void **state)
 
 /* ---- the port mapper against a PCP server on a real socket ---- */
 
-enum srv_mode { SRV_GRANT, SRV_REFUSE };
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+enum srv_mode {
+	SRV_GRANT,
+	SRV_REFUSE,
+	SRV_DROP_RENEWAL, /* no answer to the first renewal (3 sends) */
+	SRV_RESTART,      /* the epoch goes back at the first renewal */
+};
 
 struct srv {
 	struct event_base *base;
@@ -160,6 +179,10 @@ struct srv {
 	bool renewal_same_nonce;
 	uint16_t renewal_suggested;
 	int changes;
+	int deletes;
+	int requests_dropped;
+	time_t started_s;
+	int not_v4_wish; /* requests whose suggested address was not IPv4-mapped */
 };
 
 static void srv_read(evutil_socket_t fd, short what, void *arg)
@@ -174,7 +197,35 @@ static void srv_read(evutil_socket_t fd, short what, void *arg)
 	const uint8_t *nonce = req + 24;
 	uint16_t internal = (uint16_t)(req[24 + 16] << 8 | req[24 + 17]);
 	uint16_t suggested = (uint16_t)(req[24 + 18] << 8 | req[24 + 19]);
+	/* RFC 6887 sections 5 and 11.1: an IPv4 mapping suggests an
+	 * IPv4-mapped address (::ffff:0.0.0.0 for no wish); a strict server
+	 * refuses anything else. */
+	static const uint8_t v4_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (memcmp(req + 24 + 20, v4_prefix, 12) != 0) {
+		s->not_v4_wish++;
+		good_response(out, sizeof(out), nonce, internal, 0, 0);
+		out[3] = PCP_MALFORMED_REQUEST;
+		sendto(fd, out, PCP_MAP_MSG_LEN, 0, (struct sockaddr *)&from, fl);
+		return;
+	}
+	if (req[4] == 0 && req[5] == 0 && req[6] == 0 && req[7] == 0) {
+		s->deletes++;
+		return;
+	}
 	s->requests++;
+	if (s->mode == SRV_DROP_RENEWAL && s->requests >= 2 && s->requests <= 4) {
+		/* the renewal and both its retransmissions */
+		s->requests_dropped += 1;
+		return;
+	}
+	/* The epoch counts seconds since the "router" started. */
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (s->requests == 1)
+		s->started_s = now.tv_sec;
+	srv_epoch = s->mode == SRV_RESTART && s->requests >= 2
+	                ? 3
+	                : (uint32_t)(100000 + now.tv_sec - s->started_s);
 	if (s->requests == 1) {
 		memcpy(s->first_nonce, nonce, 12);
 	} else {
@@ -250,11 +301,11 @@ static struct portmap *pm_for(struct srv *s, uint32_t lease, uint16_t port)
 
 static void maps_renews_deletes(void **state)
 {
-	struct srv s = {.base = event_base_new(), .mode = SRV_GRANT, .lease = 2};
+	struct srv s = {.base = event_base_new(), .mode = SRV_GRANT, .lease = 4};
 	srv_open(&s);
 	struct event *ev = event_new(s.base, s.fd, EV_READ | EV_PERSIST, srv_read, &s);
 	event_add(ev, NULL);
-	struct portmap *pm = pm_for(&s, 2, 41641);
+	struct portmap *pm = pm_for(&s, 4, 41641);
 	struct portmap_status st;
 	portmap_get_status(pm, &st);
 	assert_int_equal(st.proto, PM_NONE);
@@ -267,16 +318,18 @@ static void maps_renews_deletes(void **state)
 	assert_memory_equal(&sin->sin_addr, ext_ip, 4);
 	portmap_get_status(pm, &st);
 	assert_int_equal(st.proto, PM_PCP);
-	assert_int_equal(st.lease_s, 2);
+	assert_int_equal(st.lease_s, 4);
+	assert_int_equal(s.not_v4_wish, 0);
 	assert_int_equal(st.bad_replies, 3);
 	assert_string_equal(st.gateway, "127.0.0.1");
 	char d[200];
 	portmap_describe(&st, d, sizeof(d));
-	assert_string_equal(d, "pcp 198.18.10.8:50000, lease 2s");
+	assert_string_equal(d, "pcp 198.18.10.8:50000, lease 4s");
 	/* Renewed at half the lease: same nonce, asking for the port we have;
 	 * nothing changed, so no on_change. */
-	run_for(s.base, 1600);
+	run_for(s.base, 2600);
 	assert_true(s.requests >= 2);
+	assert_int_equal(s.not_v4_wish, 0);
 	assert_true(s.renewal_same_nonce);
 	assert_int_equal(s.renewal_suggested, 50000);
 	portmap_get_status(pm, &st);
@@ -362,6 +415,297 @@ static void free_while_probing(void **state)
 	event_base_free(s.base);
 }
 
+static void srv_start(struct srv *s, struct event **ev)
+{
+	srv_open(s);
+	*ev = event_new(s->base, s->fd, EV_READ | EV_PERSIST, srv_read, s);
+	event_add(*ev, NULL);
+}
+
+static void srv_stop(struct srv *s, struct event *ev)
+{
+	event_free(ev);
+	close(s->fd);
+	event_base_free(s->base);
+}
+
+/* One renewal goes unanswered: the mapping is kept (still advertised, no
+ * on_change), the renewal is tried again with the same nonce before the
+ * lease ends, and the retry renews it. */
+static void renewal_failure_keeps_mapping(void **state)
+{
+	struct srv s = {.base = event_base_new(), .mode = SRV_DROP_RENEWAL, .lease = 10};
+	struct event *ev;
+	srv_start(&s, &ev);
+	struct portmap *pm = pm_for(&s, 10, 41641);
+	run_for(s.base, 2000);
+	assert_int_equal(s.changes, 1);
+	/* Renewal at 5 s, unanswered until 6.75 s; the retry 2 s later. */
+	struct portmap_status st;
+	struct sockaddr_storage ss;
+	int64_t t0 = mono_ms();
+	while (mono_ms() - t0 < 12000) {
+		run_for(s.base, 100);
+		portmap_get_status(pm, &st);
+		if (st.failures)
+			break;
+	}
+	assert_int_equal(st.failures, 1);
+	assert_int_equal(s.requests_dropped, 3);
+	assert_int_equal(st.proto, PM_PCP);
+	assert_true(portmap_endpoint(pm, &ss));
+	assert_int_equal(s.changes, 1);
+	t0 = mono_ms();
+	while (!st.renewed && mono_ms() - t0 < 5000) {
+		run_for(s.base, 100);
+		portmap_get_status(pm, &st);
+	}
+	assert_int_equal(st.renewed, 1);
+	assert_true(s.renewal_same_nonce);
+	assert_int_equal(s.renewal_suggested, 50000);
+	assert_int_equal(s.changes, 1);
+	assert_true(portmap_endpoint(pm, &ss));
+	portmap_free(pm);
+	srv_stop(&s, ev);
+}
+
+/* The router's epoch goes back at a renewal: it restarted and lost its
+ * mappings; the answer made ours again, and it is counted as a new
+ * mapping, not a renewal. */
+static void router_restart_seen_in_epoch(void **state)
+{
+	struct srv s = {.base = event_base_new(), .mode = SRV_RESTART, .lease = 4};
+	struct event *ev;
+	srv_start(&s, &ev);
+	struct portmap *pm = pm_for(&s, 4, 41641);
+	run_for(s.base, 2000);
+	assert_int_equal(s.changes, 1);
+	struct portmap_status st;
+	for (int i = 0; i < 50; i++) {
+		run_for(s.base, 100);
+		portmap_get_status(pm, &st);
+		if (st.mapped + st.renewed >= 2)
+			break;
+	}
+	assert_true(s.requests >= 2);
+	assert_int_equal(st.mapped, 2);
+	assert_int_equal(st.renewed, 0);
+	portmap_free(pm);
+	srv_stop(&s, ev);
+}
+
+/* Addresses that are not public are not advertised; 198.18.0.0/15 (the
+ * lab's Internet) is. */
+static void public_addresses(void **state)
+{
+	static const uint8_t no[][4] = {{0, 0, 0, 0},       {100, 64, 0, 1},  {100, 127, 255, 254},
+	                                {127, 0, 0, 1},     {169, 254, 3, 4}, {224, 0, 0, 1},
+	                                {255, 255, 255, 255}};
+	static const uint8_t yes[][4] = {{198, 18, 10, 8}, {198, 19, 255, 1}, {100, 128, 0, 1},
+	                                 {100, 63, 255, 255}, {1, 1, 1, 1}};
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		assert_false(pm_addr_public(no[i]));
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		assert_true(pm_addr_public(yes[i]));
+}
+
+/* A router behind a carrier-grade NAT grants 100.64.x.y: no mapping is
+ * advertised, the status says why, and the mapping is deleted. */
+static void cgnat_address_not_advertised(void **state)
+{
+	static const uint8_t cgnat[4] = {100, 64, 7, 9};
+	struct srv s = {.base = event_base_new(), .mode = SRV_GRANT, .lease = 60};
+	struct event *ev;
+	srv_start(&s, &ev);
+	srv_ext_ip = cgnat;
+	struct portmap *pm = pm_for(&s, 60, 41641);
+	struct portmap_status st;
+	for (int i = 0; i < 30; i++) {
+		run_for(s.base, 100);
+		portmap_get_status(pm, &st);
+		if (st.failures || st.mapped)
+			break;
+	}
+	srv_ext_ip = ext_ip;
+	assert_int_equal(st.mapped, 0);
+	assert_int_equal(st.proto, PM_NONE);
+	assert_int_equal(s.changes, 0);
+	assert_non_null(strstr(st.last_error, "100.64.7.9 is not public"));
+	run_for(s.base, 100);
+	assert_int_equal(s.deletes, 1);
+	portmap_free(pm);
+	srv_stop(&s, ev);
+}
+
+static void gateway_urls(void **state)
+{
+	assert_true(pm_url_on_gateway("http://198.19.8.1:5000/rootDesc.xml", "198.19.8.1"));
+	assert_true(pm_url_on_gateway("http://198.19.8.1/ctl", "198.19.8.1"));
+	assert_false(pm_url_on_gateway("http://198.19.8.10:5000/d.xml", "198.19.8.1"));
+	assert_false(pm_url_on_gateway("http://198.19.8.2:5000/d.xml", "198.19.8.1"));
+	assert_false(pm_url_on_gateway("https://198.19.8.1/d.xml", "198.19.8.1"));
+	assert_false(pm_url_on_gateway("http://198.19.8.1@198.19.8.9/", "198.19.8.1"));
+	assert_false(pm_url_on_gateway(NULL, "198.19.8.1"));
+	assert_false(pm_url_on_gateway("http://198.19.8.1/", ""));
+}
+
+/* ---- a UPnP "gateway" that answers one byte at a time ---- */
+
+struct drip {
+	struct event_base *base;
+	int lfd;
+	uint16_t port;
+	int conns[8];
+	int nconns;
+	struct event *accept_ev, *tick;
+};
+
+static void drip_accept(evutil_socket_t fd, short what, void *arg)
+{
+	struct drip *d = arg;
+	int c = accept(fd, NULL, NULL);
+	if (c < 0)
+		return;
+	if (d->nconns == 8) {
+		close(c);
+		return;
+	}
+	d->conns[d->nconns++] = c;
+	static const char head[] = "HTTP/1.1 200 OK\r\n";
+	(void)!write(c, head, sizeof(head) - 1);
+}
+
+static void drip_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct drip *d = arg;
+	for (int i = 0; i < d->nconns; i++)
+		(void)!send(d->conns[i], "X", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void drip_open(struct drip *d, struct event_base *base)
+{
+	memset(d, 0, sizeof(*d));
+	d->base = base;
+	d->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	assert_int_equal(bind(d->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(d->lfd, 8), 0);
+	assert_int_equal(getsockname(d->lfd, (struct sockaddr *)&a, &al), 0);
+	d->port = ntohs(a.sin_port);
+	d->accept_ev = event_new(base, d->lfd, EV_READ | EV_PERSIST, drip_accept, d);
+	event_add(d->accept_ev, NULL);
+	d->tick = event_new(base, -1, EV_PERSIST, drip_tick, d);
+	struct timeval tv = {0, 300000}; /* well inside miniupnpc's 5 s per read */
+	event_add(d->tick, &tv);
+}
+
+static void drip_close(struct drip *d)
+{
+	event_free(d->accept_ev);
+	event_free(d->tick);
+	for (int i = 0; i < d->nconns; i++)
+		close(d->conns[i]);
+	close(d->lfd);
+}
+
+static struct portmap *pm_upnp_for(struct srv *s, const char *url, uint32_t deadline_ms)
+{
+	struct portmap_config c = {
+	    .base = s->base,
+	    .port = 41641,
+	    .on_change = on_change,
+	    .ctx = s,
+	    .no_pcp = true,
+	    .no_pmp = true,
+	    .upnp_deadline_ms = deadline_ms,
+	    .upnp_desc_url = url,
+	};
+	c.gateway.s_addr = htonl(INADDR_LOOPBACK);
+	char err[160];
+	struct portmap *pm = portmap_new(&c, err, sizeof(err));
+	assert_non_null(pm);
+	return pm;
+}
+
+
+/* The gateway's IGD trickles its description a byte at a time (each read
+ * well inside miniupnpc's per-read timeout): the UPnP attempt ends at its
+ * deadline, the port mapper says why and keeps probing. */
+static void upnp_trickle_ends_at_deadline(void **state)
+{
+	struct srv s = {.base = event_base_new()};
+	struct drip d;
+	drip_open(&d, s.base);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/rootDesc.xml", d.port);
+	int64_t t0 = mono_ms();
+	struct portmap *pm = pm_upnp_for(&s, url, 1500);
+	struct portmap_status st;
+	for (int i = 0; i < 60; i++) {
+		run_for(s.base, 100);
+		portmap_get_status(pm, &st);
+		if (st.failures)
+			break;
+	}
+	assert_int_equal(st.failures, 1);
+	assert_true(mono_ms() - t0 < 3000);
+	assert_true(d.nconns >= 1); /* it did talk to the trickling IGD */
+	assert_false(st.probing);
+	assert_non_null(strstr(st.last_error, "did not finish answering within 1500 ms"));
+	portmap_free(pm);
+	drip_close(&d);
+	event_base_free(s.base);
+}
+
+/* Freed while the worker is stuck on that IGD (its own deadline far
+ * away): the free returns within PM_EXIT_WAIT_MS and a little. */
+static void free_while_upnp_trickles(void **state)
+{
+	struct srv s = {.base = event_base_new()};
+	struct drip d;
+	drip_open(&d, s.base);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/rootDesc.xml", d.port);
+	struct portmap *pm = pm_upnp_for(&s, url, 60000);
+	run_for(s.base, 500);
+	assert_true(d.nconns >= 1);
+	struct portmap_status st;
+	portmap_get_status(pm, &st);
+	assert_true(st.probing);
+	int64_t t0 = mono_ms();
+	portmap_free(pm);
+	int64_t took = mono_ms() - t0;
+	assert_true(took >= PM_EXIT_WAIT_MS - 100);
+	assert_true(took < PM_EXIT_WAIT_MS + 500);
+	drip_close(&d); /* the child sees its connection close and ends */
+	event_base_free(s.base);
+}
+
+/* A description URL on another host than the gateway is never fetched. */
+static void upnp_only_from_gateway(void **state)
+{
+	struct srv s = {.base = event_base_new()};
+	struct drip d;
+	drip_open(&d, s.base);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.2:%u/rootDesc.xml", d.port);
+	struct portmap *pm = pm_upnp_for(&s, url, 1500);
+	struct portmap_status st;
+	for (int i = 0; i < 30; i++) {
+		run_for(s.base, 100);
+		portmap_get_status(pm, &st);
+		if (st.failures)
+			break;
+	}
+	assert_int_equal(st.failures, 1);
+	assert_int_equal(d.nconns, 0);
+	assert_non_null(strstr(st.last_error, "not on the gateway"));
+	portmap_free(pm);
+	drip_close(&d);
+	event_base_free(s.base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -373,6 +717,14 @@ int main(void)
 	    cmocka_unit_test(refused_says_why),
 	    cmocka_unit_test(nothing_listens),
 	    cmocka_unit_test(free_while_probing),
+	    cmocka_unit_test(renewal_failure_keeps_mapping),
+	    cmocka_unit_test(router_restart_seen_in_epoch),
+	    cmocka_unit_test(public_addresses),
+	    cmocka_unit_test(cgnat_address_not_advertised),
+	    cmocka_unit_test(gateway_urls),
+	    cmocka_unit_test(upnp_trickle_ends_at_deadline),
+	    cmocka_unit_test(free_while_upnp_trickles),
+	    cmocka_unit_test(upnp_only_from_gateway),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
