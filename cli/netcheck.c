@@ -191,7 +191,7 @@ static int run(const char *dir, bool json, unsigned timeout_ms)
 		event_base_loop(c.base, EVLOOP_NONBLOCK);
 	}
 	if (probing)
-		pthread_join(th, NULL); /* about 3 s at most */
+		pthread_join(th, NULL); /* about 5.5 s at most (UPnP is killed at 4 s) */
 	if (c.report) {
 		print_report(&c);
 		free(c.report);

@@ -687,8 +687,9 @@ static void nctl_add_public(struct node_ctl *m, struct ctl_endpoints *eps)
 	}
 }
 
-/* The public address:port the router mapped for us (portmap) goes first:
- * it is reachable even when our NAT is symmetric. */
+/* The public address:port the router mapped for us (portmap), right after
+ * the STUN addresses (nctl_add_public puts those first): it is reachable
+ * even when our NAT is symmetric. */
 static void nctl_add_portmap(struct node_ctl *m, struct ctl_endpoints *eps)
 {
 	struct sockaddr_storage ss;

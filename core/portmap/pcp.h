@@ -53,7 +53,7 @@ struct pcp_map {
 	uint8_t protocol;
 	uint16_t internal_port;
 	uint16_t external_port; /* suggested (request) or assigned (response) */
-	uint8_t external_ip[16]; /* IPv4-mapped for IPv4; all zero: no wish */
+	uint8_t external_ip[16]; /* IPv4-mapped for IPv4; ::ffff:0.0.0.0: no wish for IPv4 (:: asks for IPv6) */
 };
 
 struct pcp_map_response {

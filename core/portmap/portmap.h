@@ -8,9 +8,11 @@
  * miniupnpc's discovery and SOAP calls block, and so does waiting for a
  * router that does not answer; none of it may block the node's event loop.
  * So every exchange with the router runs on one worker thread at a time
- * (portmap_job.c, bounded: a few seconds at most), handed a private job;
- * when it ends it writes a byte to a pipe the loop watches, and the loop
- * joins it and takes the result. Nothing else is shared.
+ * (portmap_job.c), handed a private job; when it ends it sends a byte on a
+ * socketpair the loop watches, and the loop joins it and takes the result.
+ * Nothing else is shared. The job is bounded: PCP 1.75 s, NAT-PMP 3 s, and
+ * UPnP in a child process killed at its deadline (miniupnpc's own timeouts
+ * are per read, so a device that trickles bytes would hold it for ever).
  *
  * Timing (the lease and its renewal as in Tailscale's portmapper and RFC
  * 6886 section 3.3): a 2 h lease is asked for; the mapping is renewed at
@@ -64,8 +66,9 @@ struct portmap_config {
 };
 
 struct portmap *portmap_new(const struct portmap_config *cfg, char *err, size_t errlen);
-/* Deletes the mapping at the router (blocking, a few seconds at most: the
- * loop is ending), then frees. Accepts NULL. */
+/* Deletes the mapping at the router, then frees. Blocking, but bounded:
+ * a running worker is waited for at most PM_EXIT_WAIT_MS and then left to
+ * itself; the delete takes at most 1.5 s. Accepts NULL. */
 void portmap_free(struct portmap *pm);
 
 /* Our addresses changed: probe again soon (rate-limited). */
@@ -93,7 +96,8 @@ void portmap_describe(const struct portmap_status *st, char *out, size_t cap);
 /* Which protocols the router speaks, found without mapping anything: PCP
  * (a MAP delete for a nonce never used: any PCP answer counts), NAT-PMP
  * (the public address request), UPnP (SSDP discovery of an IGD). For
- * `mesh-proxy netcheck`. Blocking, about 3 s at most: call it on a thread
+ * `mesh-proxy netcheck`. Blocking, about 5.5 s at most (UPnP in a child
+ * killed after 4 s): call it on a thread
  * of its own, never on a loop. cfg: gateway, server_port and
  * upnp_wait_ms as in portmap_config (0: the defaults); the rest unused. */
 struct portmap_probe {

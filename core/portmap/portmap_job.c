@@ -860,7 +860,7 @@ static void upnp_probe_child(const void *arg, struct upnp_res *out)
 	if (out->rc == 0 &&
 	    UPNP_GetExternalIPAddress(out->m.upnp_url, out->m.upnp_service, ip) == 0 &&
 	    inet_pton(AF_INET, ip, &x) == 1)
-		snprintf(out->ext, sizeof(out->ext), "%s", ip);
+		inet_ntop(AF_INET, &x, out->ext, sizeof(out->ext));
 }
 
 static bool probe_upnp(const struct portmap_config *c, const char *gw, char *ext, size_t cap)

@@ -493,6 +493,16 @@ while read -r v rest; do
     esac
 done <"$E2E_TMP/verdicts.txt"
 info "table: $RESULTS/natlab.md"
+# The pairs that are direct only by the port mapping must be direct *via*
+# it: the other side's final endpoint for upnp is the mapped address.
+if [ -n "${PM_EXT:-}" ]; then
+    while read -r a b want note; do
+        [[ "$b" = upnp && "$note" == "$PORTMAP"* ]] || continue
+        ep=$("$PY" -c "import json; print(json.load(open('$E2E_TMP/pairs/$a-$b.json')).get('a_endpoint'))" 2>/dev/null)
+        check "$a-upnp: $a reaches upnp directly at the mapped $PM_EXT (endpoint $ep)" \
+            test "$ep" = "$PM_EXT"
+    done <<<"$PAIRS_TXT"
+fi
 sed 's/^/      /' "$RESULTS/natlab.md" | tail -n +5
 
 step "nothing crashed, nothing ran as root but the routers' miniupnpd"
