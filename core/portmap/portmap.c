@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +105,14 @@ static void pm_start(struct portmap *pm)
 	pm->st.probes++;
 	pm->last_probe_ms = pm_now();
 	pm->probe_again = false;
-	if (pthread_create(&pm->thread, NULL, pm_worker, j) != 0) {
+	/* The worker takes no signals (they are the loop's), so none
+	 * interrupts miniupnpc or libnatpmp halfway. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&pm->thread, NULL, pm_worker, j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
 		log_warn("portmap: cannot start a thread; trying again in %d s",
 		         PM_RETRY_MIN_MS / 1000);
 		close(j->wfd);

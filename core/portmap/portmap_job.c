@@ -69,14 +69,34 @@ int pm_parse_routes(const char *text, struct in_addr *gw)
 
 int pm_default_gateway(struct in_addr *gw)
 {
-	char buf[8192];
+	/* A host with many routes has a long file: read all of it (up to
+	 * 1 MiB, about 8000 routes). */
 	FILE *f = fopen("/proc/net/route", "re");
 	if (!f)
 		return -ENOENT;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	size_t cap = 0, n = 0;
+	char *buf = NULL;
+	for (;;) {
+		if (n + 1 >= cap) {
+			size_t ncap = cap ? cap * 2 : 8192;
+			char *nb = ncap <= (1u << 20) ? realloc(buf, ncap) : NULL;
+			if (!nb)
+				break;
+			buf = nb;
+			cap = ncap;
+		}
+		size_t r = fread(buf + n, 1, cap - n - 1, f);
+		if (r == 0)
+			break;
+		n += r;
+	}
 	fclose(f);
+	if (!buf)
+		return -ENOENT;
 	buf[n] = 0;
-	return pm_parse_routes(buf, gw);
+	int rc = pm_parse_routes(buf, gw);
+	free(buf);
+	return rc;
 }
 
 /* A UDP socket connected to the router's PCP / NAT-PMP port; *local gets

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -706,6 +707,233 @@ static void upnp_only_from_gateway(void **state)
 	event_base_free(s.base);
 }
 
+/* ---- a UPnP IGD on the "gateway": description and SOAP over real HTTP ---- */
+
+struct igd_conn {
+	int fd;
+	struct event *ev;
+	char buf[8192];
+	size_t len;
+	struct igd *igd;
+};
+
+struct igd {
+	struct event_base *base;
+	int lfd;
+	uint16_t port;
+	struct event *accept_ev;
+	int desc_gets, ext_calls, adds, deletes;
+	bool refuse_adds; /* AddPortMapping answers error 718 */
+	char add_lease[16];
+	struct igd_conn *conns[32];
+	int nconns;
+};
+
+static const char igd_desc[] =
+    "<?xml version=\"1.0\"?><root xmlns=\"urn:schemas-upnp-org:device-1-0\">"
+    "<device><deviceType>urn:schemas-upnp-org:device:InternetGatewayDevice:1</deviceType>"
+    "<deviceList><device><deviceType>urn:schemas-upnp-org:device:WANDevice:1</deviceType>"
+    "<serviceList><service><serviceType>urn:schemas-upnp-org:service:"
+    "WANCommonInterfaceConfig:1</serviceType><controlURL>/cic</controlURL>"
+    "<eventSubURL>/e</eventSubURL><SCPDURL>/s.xml</SCPDURL></service></serviceList>"
+    "<deviceList><device><deviceType>urn:schemas-upnp-org:device:WANConnectionDevice:1"
+    "</deviceType><serviceList><service><serviceType>urn:schemas-upnp-org:service:"
+    "WANIPConnection:1</serviceType><controlURL>/ctl/IPConn</controlURL>"
+    "<eventSubURL>/e</eventSubURL><SCPDURL>/s.xml</SCPDURL></service></serviceList>"
+    "</device></deviceList></device></deviceList></device></root>";
+
+static void igd_reply(struct igd_conn *c, const char *body)
+{
+	char out[4096];
+	int n = snprintf(out, sizeof(out),
+	                 "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: %zu\r\n"
+	                 "Connection: close\r\n\r\n%s",
+	                 strlen(body), body);
+	(void)!write(c->fd, out, (size_t)n);
+}
+
+static void igd_conn_free(struct igd_conn *c)
+{
+	event_free(c->ev);
+	close(c->fd);
+	c->fd = -1;
+}
+
+static void igd_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct igd_conn *c = arg;
+	struct igd *g = c->igd;
+	ssize_t n = read(fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+	if (n <= 0) {
+		igd_conn_free(c);
+		return;
+	}
+	c->len += (size_t)n;
+	c->buf[c->len] = 0;
+	char *end = strstr(c->buf, "\r\n\r\n");
+	if (!end)
+		return;
+	const char *cl = strcasestr(c->buf, "Content-Length:");
+	size_t body = cl && cl < end ? (size_t)strtoul(cl + 15, NULL, 10) : 0;
+	if (c->len < (size_t)(end + 4 - c->buf) + body)
+		return;
+	static const char env_head[] =
+	    "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/"
+	    "envelope/\"><s:Body>";
+	static const char env_tail[] = "</s:Body></s:Envelope>";
+	char resp[2048];
+	if (strncmp(c->buf, "GET ", 4) == 0) {
+		g->desc_gets++;
+		igd_reply(c, igd_desc);
+	} else if (strstr(c->buf, "#GetExternalIPAddress")) {
+		g->ext_calls++;
+		snprintf(resp, sizeof(resp),
+		         "%s<u:GetExternalIPAddressResponse xmlns:u=\"urn:schemas-upnp-org:service:"
+		         "WANIPConnection:1\"><NewExternalIPAddress>198.18.10.8</NewExternalIPAddress>"
+		         "</u:GetExternalIPAddressResponse>%s",
+		         env_head, env_tail);
+		igd_reply(c, resp);
+	} else if (strstr(c->buf, "#AddPortMapping")) {
+		g->adds++;
+		const char *l = strstr(c->buf, "<NewLeaseDuration>");
+		if (l)
+			sscanf(l + 18, "%15[0-9]", g->add_lease);
+		if (g->refuse_adds)
+			snprintf(resp, sizeof(resp),
+			         "%s<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError"
+			         "</faultstring><detail><UPnPError xmlns=\"urn:schemas-upnp-org:control-1-0\">"
+			         "<errorCode>718</errorCode><errorDescription>ConflictInMappingEntry"
+			         "</errorDescription></UPnPError></detail></s:Fault>%s",
+			         env_head, env_tail);
+		else
+			snprintf(resp, sizeof(resp),
+			         "%s<u:AddPortMappingResponse xmlns:u=\"urn:schemas-upnp-org:service:"
+			         "WANIPConnection:1\"/>%s",
+			         env_head, env_tail);
+		igd_reply(c, resp);
+	} else if (strstr(c->buf, "#DeletePortMapping")) {
+		g->deletes++;
+		snprintf(resp, sizeof(resp),
+		         "%s<u:DeletePortMappingResponse xmlns:u=\"urn:schemas-upnp-org:service:"
+		         "WANIPConnection:1\"/>%s",
+		         env_head, env_tail);
+		igd_reply(c, resp);
+	} else {
+		igd_reply(c, "");
+	}
+	igd_conn_free(c);
+}
+
+static void igd_accept(evutil_socket_t fd, short what, void *arg)
+{
+	struct igd *g = arg;
+	int cfd = accept(fd, NULL, NULL);
+	if (cfd < 0)
+		return;
+	if (g->nconns == 32) {
+		close(cfd);
+		return;
+	}
+	struct igd_conn *c = calloc(1, sizeof(*c));
+	c->fd = cfd;
+	c->igd = g;
+	c->ev = event_new(g->base, cfd, EV_READ | EV_PERSIST, igd_read, c);
+	event_add(c->ev, NULL);
+	g->conns[g->nconns++] = c;
+}
+
+static void igd_open(struct igd *g, struct event_base *base)
+{
+	memset(g, 0, sizeof(*g));
+	g->base = base;
+	g->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
+	setsockopt(g->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	assert_int_equal(bind(g->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(g->lfd, 16), 0);
+	assert_int_equal(getsockname(g->lfd, (struct sockaddr *)&a, &al), 0);
+	g->port = ntohs(a.sin_port);
+	g->accept_ev = event_new(base, g->lfd, EV_READ | EV_PERSIST, igd_accept, g);
+	event_add(g->accept_ev, NULL);
+}
+
+static void igd_close(struct igd *g)
+{
+	event_free(g->accept_ev);
+	for (int i = 0; i < g->nconns; i++) {
+		if (g->conns[i]->fd >= 0)
+			igd_conn_free(g->conns[i]);
+		free(g->conns[i]);
+	}
+	close(g->lfd);
+}
+
+/* The run of a test's event loop while a portmap worker (and its UPnP
+ * child) talks to the IGD, until cond or ms. */
+#define RUN_UNTIL(base, cond, ms)                                                  \
+	do {                                                                       \
+		int64_t t0_ = mono_ms();                                           \
+		while (!(cond) && mono_ms() - t0_ < (ms))                          \
+			run_for((base), 50);                                       \
+	} while (0)
+
+/* UPnP end to end against the gateway's IGD: mapped with a finite lease
+ * on the stored control URL; the renewal reuses that URL (no second
+ * description fetch); when the IGD then refuses and PCP answers, the new
+ * PCP mapping replaces the UPnP one, which is deleted at the IGD: one
+ * mapping left. */
+static void upnp_maps_renews_then_pcp_replaces_it(void **state)
+{
+	struct srv s = {.base = event_base_new(), .mode = SRV_GRANT, .lease = 60};
+	struct igd g;
+	igd_open(&g, s.base);
+	srv_open(&s); /* PCP: bound but not read yet (no answer) */
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/rootDesc.xml", g.port);
+	struct portmap_config c = {
+	    .base = s.base,
+	    .port = 41641,
+	    .on_change = on_change,
+	    .ctx = &s,
+	    .lease_s = 4,
+	    .server_port = s.port,
+	    .no_pmp = true,
+	    .upnp_deadline_ms = 5000,
+	    .upnp_desc_url = url,
+	};
+	c.gateway.s_addr = htonl(INADDR_LOOPBACK);
+	char err[160];
+	struct portmap *pm = portmap_new(&c, err, sizeof(err));
+	assert_non_null(pm);
+	struct portmap_status st;
+	RUN_UNTIL(s.base, s.changes >= 1, 8000);
+	portmap_get_status(pm, &st);
+	assert_int_equal(st.proto, PM_UPNP);
+	assert_int_equal(g.desc_gets, 1);
+	assert_string_equal(g.add_lease, "4");
+	/* Renewed at 2 s, UPnP first, on the stored control URL. */
+	RUN_UNTIL(s.base, (portmap_get_status(pm, &st), st.renewed >= 1), 6000);
+	assert_int_equal(st.renewed, 1);
+	assert_int_equal(st.proto, PM_UPNP);
+	assert_int_equal(g.desc_gets, 1);
+	assert_true(g.adds >= 2);
+	/* Now the IGD refuses and a PCP server answers. */
+	g.refuse_adds = true;
+	struct event *ev = event_new(s.base, s.fd, EV_READ | EV_PERSIST, srv_read, &s);
+	event_add(ev, NULL);
+	RUN_UNTIL(s.base, s.changes >= 2, 8000);
+	portmap_get_status(pm, &st);
+	assert_int_equal(st.proto, PM_PCP);
+	assert_int_equal(g.deletes, 1); /* the UPnP mapping, deleted */
+	portmap_free(pm);
+	event_free(ev);
+	igd_close(&g);
+	close(s.fd);
+	event_base_free(s.base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -725,6 +953,7 @@ int main(void)
 	    cmocka_unit_test(upnp_trickle_ends_at_deadline),
 	    cmocka_unit_test(free_while_upnp_trickles),
 	    cmocka_unit_test(upnp_only_from_gateway),
+	    cmocka_unit_test(upnp_maps_renews_then_pcp_replaces_it),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
