@@ -192,6 +192,7 @@ static void pm_failed(struct portmap *pm, struct pm_job *j, const char *was, boo
 	pm->retry_ms = pm->retry_ms ? pm->retry_ms * 2 : PM_RETRY_MIN_MS;
 	if (pm->retry_ms > PM_RETRY_MAX_MS)
 		pm->retry_ms = PM_RETRY_MAX_MS;
+	bool same_error = strcmp(pm->last_error, j->err) == 0;
 	snprintf(pm->last_error, sizeof(pm->last_error), "%s", j->err);
 	int64_t left = pm->cur.proto ? pm->expires_ms - pm_now() : 0;
 	if (left > PM_RENEW_MIN_MS) {
@@ -208,7 +209,7 @@ static void pm_failed(struct portmap *pm, struct pm_job *j, const char *was, boo
 	*changed = pm->cur.proto != PM_NONE;
 	if (*changed)
 		log_warn("portmap: %s could not be renewed and its lease ended: %s", was, j->err);
-	else if (strcmp(pm->last_error, j->err) != 0 || pm->st.failures == 1)
+	else if (!same_error || pm->st.failures == 1)
 		log_info("portmap: none (%s)", j->err);
 	memset(&pm->cur, 0, sizeof(pm->cur));
 	pm_schedule(pm, pm->retry_ms);

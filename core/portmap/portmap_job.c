@@ -386,8 +386,13 @@ static int upnp_in_child(uint32_t deadline_ms, void (*fn)(const void *, struct u
 		close(p[0]);
 		sigset_t all;
 		sigemptyset(&all);
+		/* The node's handlers (libevent's write to a socket the parent's
+		 * loop reads) are not the child's: a signal here must not look
+		 * like one to the node. */
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP)
+				signal(sig, sig == SIGPIPE ? SIG_IGN : SIG_DFL);
 		sigprocmask(SIG_SETMASK, &all, NULL);
-		signal(SIGALRM, SIG_DFL);
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* the parent thread died: stop */
 		alarm(deadline_ms / 1000 + 2);     /* a backstop to the parent's kill */
 		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
