@@ -21,6 +21,7 @@
 
 #define PCP_PORT        5351 /* the server's port on the router */
 #define PCP_VERSION     2
+#define PCP_OP_ANNOUNCE 0
 #define PCP_OP_MAP      1
 #define PCP_R_BIT       0x80
 #define PCP_HDR_LEN     24

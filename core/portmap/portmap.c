@@ -34,6 +34,9 @@ struct portmap {
 	char gateway[INET_ADDRSTRLEN];
 	char last_error[PM_ERR_MAX];
 	struct portmap_status st; /* counters */
+	int ann_fd;               /* 224.0.0.1:5350: the router's ANNOUNCE */
+	struct event *ann;
+	int64_t last_announce_ms;
 };
 
 const char *portmap_proto_name(enum portmap_proto p)
@@ -243,6 +246,76 @@ static void pm_on_done(evutil_socket_t fd, short what, void *arg)
 		pm->cfg.on_change(pm->cfg.ctx);
 }
 
+/* A router that restarts (and lost its mappings) says so to 224.0.0.1:5350:
+ * a PCP ANNOUNCE (RFC 6887 section 14.1.3) or NAT-PMP's public address
+ * notice (RFC 6886 section 3.2.1). One from the gateway maps again at once
+ * (at most every PM_ANNOUNCE_MIN_MS); anything else there is counted. */
+static void pm_on_announce(evutil_socket_t fd, short what, void *arg)
+{
+	struct portmap *pm = arg;
+	for (int i = 0; i < 16; i++) {
+		uint8_t buf[PCP_MAX_MSG + 1];
+		struct sockaddr_in from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+		if (n < 0)
+			return;
+		struct in_addr gw = pm->cfg.gateway;
+		if (!gw.s_addr && pm->gateway[0])
+			inet_pton(AF_INET, pm->gateway, &gw);
+		bool pcp = n >= PCP_HDR_LEN && n <= PCP_MAX_MSG && buf[0] == PCP_VERSION &&
+		           buf[1] == (PCP_R_BIT | PCP_OP_ANNOUNCE);
+		bool pmp = n >= 12 && buf[0] == 0 && buf[1] == 128;
+		if ((!pcp && !pmp) || !gw.s_addr || from.sin_addr.s_addr != gw.s_addr) {
+			pm->st.bad_replies++;
+			continue;
+		}
+		int64_t now = pm_now();
+		if (pm->last_announce_ms && now - pm->last_announce_ms < PM_ANNOUNCE_MIN_MS)
+			continue;
+		pm->last_announce_ms = now;
+		log_info("portmap: the router %s announced a restart (%s); mapping again",
+		         pm->gateway[0] ? pm->gateway : "(gateway)", pcp ? "PCP" : "NAT-PMP");
+		if (pm->job) {
+			pm->probe_again = true;
+		} else {
+			pm->retry_ms = 0;
+			pm_schedule(pm, 0);
+		}
+	}
+}
+
+/* The ANNOUNCE listener; without it (the port is taken, no multicast)
+ * restarts are still seen in the epoch at the next renewal. */
+static void pm_listen_announce(struct portmap *pm)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons(pm->cfg.announce_port ? pm->cfg.announce_port
+	                                                                : PM_ANNOUNCE_PORT)};
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		log_debug("portmap: cannot listen for router announcements on port %u: %s",
+		          ntohs(a.sin_port), strerror(errno));
+		close(fd);
+		return;
+	}
+	struct ip_mreq mr = {.imr_multiaddr.s_addr = htonl(0xe0000001)}; /* 224.0.0.1 */
+	setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof(mr)); /* best effort */
+	pm->ann = event_new(pm->cfg.base, fd, EV_READ | EV_PERSIST, pm_on_announce, pm);
+	if (!pm->ann || event_add(pm->ann, NULL) != 0) {
+		if (pm->ann)
+			event_free(pm->ann);
+		pm->ann = NULL;
+		close(fd);
+		return;
+	}
+	pm->ann_fd = fd;
+}
+
 struct portmap *portmap_new(const struct portmap_config *cfg, char *err, size_t errlen)
 {
 	struct portmap *pm = calloc(1, sizeof(*pm));
@@ -254,6 +327,7 @@ struct portmap *portmap_new(const struct portmap_config *cfg, char *err, size_t 
 	if (!pm->cfg.lease_s)
 		pm->cfg.lease_s = PM_LEASE_S;
 	pm->pipe[0] = pm->pipe[1] = -1;
+	pm->ann_fd = -1;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pm->pipe) != 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
 		free(pm);
@@ -266,6 +340,7 @@ struct portmap *portmap_new(const struct portmap_config *cfg, char *err, size_t 
 		portmap_free(pm);
 		return NULL;
 	}
+	pm_listen_announce(pm);
 	pm_schedule(pm, 0);
 	return pm;
 }
@@ -316,6 +391,10 @@ void portmap_free(struct portmap *pm)
 		event_free(pm->timer);
 	if (pm->done)
 		event_free(pm->done);
+	if (pm->ann)
+		event_free(pm->ann);
+	if (pm->ann_fd >= 0)
+		close(pm->ann_fd);
 	if (pm->pipe[0] >= 0)
 		close(pm->pipe[0]);
 	if (pm->pipe[1] >= 0)

@@ -40,6 +40,8 @@ struct portmap;
 #define PM_UPNP_DEADLINE_MS 10000 /* a UPnP job in its child process, all of it */
 #define PM_EXIT_WAIT_MS   2000  /* portmap_free waits this long for a worker */
 #define PM_RENEW_MIN_MS   2000  /* the soonest renewal, whatever the lease */
+#define PM_ANNOUNCE_PORT  5350  /* 224.0.0.1: PCP ANNOUNCE, NAT-PMP notices */
+#define PM_ANNOUNCE_MIN_MS 2000 /* re-maps on announcements at most this often */
 
 enum portmap_proto {
 	PM_NONE = 0,
@@ -62,6 +64,7 @@ struct portmap_config {
 	uint32_t upnp_wait_ms;       /* SSDP discovery: 1000 */
 	uint32_t upnp_deadline_ms;   /* all of a UPnP map: PM_UPNP_DEADLINE_MS */
 	const char *upnp_desc_url;   /* skip SSDP, fetch this description */
+	uint16_t announce_port;      /* the router's restart notices: PM_ANNOUNCE_PORT */
 	bool no_pcp, no_pmp, no_upnp; /* skip a protocol */
 };
 

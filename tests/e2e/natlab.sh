@@ -48,8 +48,10 @@
 #
 # Port mapping: the upnp node maps its WireGuard port at r8's miniupnpd
 # (core/portmap); the lab checks that the mapping is in miniupnpd's rules
-# and lease file while the node runs, that the node advertises it, and that
-# it is gone once the node has exited cleanly.
+# and lease file while the node runs, that the node advertises it, that
+# the pairs direct by it use it (the peer's endpoint is the mapped address),
+# that it is made again when r8's miniupnpd restarts without its leases,
+# and that it is gone once the node has exited cleanly.
 #
 # The table goes to tests/artifacts/natlab/natlab.md and natlab.json;
 # NATLAB_RESULTS=DIR writes them there instead (bench/results for the copy
@@ -519,6 +521,26 @@ for n in "${NODES[@]}" control relay-east relay-west; do
         fail "a sanitizer report in $n's log"
     fi
 done
+
+step "port mapping: r8 restarts and forgets its mappings; the upnp node maps again"
+# A router that reboots loses its mappings. miniupnpd announces its start
+# (a PCP ANNOUNCE to 224.0.0.1:5350 on the LAN), and the node maps again at
+# once instead of at its next renewal (an hour into a 2 h lease).
+if [ -n "${PM_PORT:-}" ]; then
+    r8_rule() { nsenter --net="/run/netns/$(ns r8)" nft list chain inet natlab prerouting_upnp 2>/dev/null | grep -E "dnat .*${ADDR[upnp]}:${PORT[upnp]}\$"; }
+    bg_stop miniupnpd
+    rm -f "$E2E_TMP/miniupnpd.leases" # lost with the power
+    nsenter --net="/run/netns/$(ns r8)" nft flush chain inet natlab prerouting_upnp 2>/dev/null
+    check "r8 stopped: its rules no longer map the node's port" not r8_rule
+    bg miniupnpd r8 "$MINIUPNPD" -f "$E2E_TMP/miniupnpd.conf" -d -P "$E2E_TMP/miniupnpd.pid"
+    wait_listen r8 5351 10 udp || fail "miniupnpd did not start again in r8"
+    check "upnp: the mapping is back at r8 within 10 s of its restart" wait_until 10 r8_rule
+    check "upnp: its log says the router announced a restart" \
+        grep -q "portmap: the router 198.19.8.1 announced a restart" "$E2E_LOGDIR/upnp.log"
+    wait_until 5 sj upnp "($pm).get('external')" || true
+    PM_EXT=$(sjv upnp "($pm).get('external')")
+    PM_PORT=${PM_EXT##*:}
+fi
 
 step "port mapping: the upnp node deletes its mapping when it exits"
 if [ -n "${PM_PORT:-}" ]; then

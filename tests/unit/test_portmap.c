@@ -934,6 +934,69 @@ static void upnp_maps_renews_then_pcp_replaces_it(void **state)
 	event_base_free(s.base);
 }
 
+static void send_from(const char *src, uint16_t port, const uint8_t *msg, size_t len)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	inet_pton(AF_INET, src, &a.sin_addr);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
+	to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(sendto(fd, msg, len, 0, (struct sockaddr *)&to, sizeof(to)), (ssize_t)len);
+	close(fd);
+}
+
+/* The router announces a restart (a PCP ANNOUNCE to port 5350): the
+ * mapping is made again at once. The same datagram from another host is
+ * counted and changes nothing. */
+static void router_announce_maps_again(void **state)
+{
+	int probe = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t al = sizeof(a);
+	assert_int_equal(bind(probe, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(probe, (struct sockaddr *)&a, &al), 0);
+	uint16_t ann_port = ntohs(a.sin_port);
+	close(probe);
+
+	struct srv s = {.base = event_base_new(), .mode = SRV_GRANT, .lease = 60};
+	struct event *ev;
+	srv_start(&s, &ev);
+	struct portmap_config c = {
+	    .base = s.base,
+	    .port = 41641,
+	    .on_change = on_change,
+	    .ctx = &s,
+	    .lease_s = 60,
+	    .server_port = s.port,
+	    .no_pmp = true,
+	    .no_upnp = true,
+	    .announce_port = ann_port,
+	};
+	c.gateway.s_addr = htonl(INADDR_LOOPBACK);
+	char err[160];
+	struct portmap *pm = portmap_new(&c, err, sizeof(err));
+	assert_non_null(pm);
+	RUN_UNTIL(s.base, s.changes >= 1, 3000);
+	assert_int_equal(s.requests, 1);
+	struct portmap_status st;
+	portmap_get_status(pm, &st);
+	uint64_t bad0 = st.bad_replies;
+	/* version 2, R|ANNOUNCE, result 0, lifetime 0, epoch 0: a restart */
+	uint8_t ann[24] = {2, 0x80};
+	send_from("127.0.0.2", ann_port, ann, sizeof(ann));
+	RUN_UNTIL(s.base, 0, 500);
+	portmap_get_status(pm, &st);
+	assert_int_equal(st.bad_replies, bad0 + 1);
+	assert_int_equal(s.requests, 1);
+	send_from("127.0.0.1", ann_port, ann, sizeof(ann));
+	RUN_UNTIL(s.base, s.requests >= 2, 1500);
+	assert_int_equal(s.requests, 2);
+	assert_true(s.renewal_same_nonce);
+	portmap_free(pm);
+	srv_stop(&s, ev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -954,6 +1017,7 @@ int main(void)
 	    cmocka_unit_test(free_while_upnp_trickles),
 	    cmocka_unit_test(upnp_only_from_gateway),
 	    cmocka_unit_test(upnp_maps_renews_then_pcp_replaces_it),
+	    cmocka_unit_test(router_announce_maps_again),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
