@@ -278,3 +278,23 @@ int cfg_v_max_conns_per_peer(struct cfg_parser *p, const char *key, const char *
 	p->cfg->max_conns_per_peer = (uint32_t)n;
 	return 0;
 }
+
+/* PortMapping: yes or no (node-wide, once). */
+int cfg_v_portmap(struct cfg_parser *p, const char *key, const char *v)
+{
+	if (!cfg_node_key_once(p, key, &p->cfg->portmap_line))
+		return -1;
+	if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 ||
+	    strcasecmp(v, "on") == 0)
+		p->cfg->portmap = 1;
+	else if (strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0 ||
+	         strcasecmp(v, "off") == 0)
+		p->cfg->portmap = -1;
+	else {
+		cfg_value_err(p, key, v,
+		              "is not yes or no (whether to ask the router for a port "
+		              "mapping: UPnP, NAT-PMP, PCP)");
+		return -1;
+	}
+	return 0;
+}

@@ -9,6 +9,7 @@
 
 struct magicdns;
 struct magicsock;
+struct portmap;
 struct px_expose;
 
 struct node_ctl_prep {
@@ -36,6 +37,8 @@ struct node_ctl {
 	struct wg_device *wg;
 	struct magicdns *magicdns;
 	struct magicsock *ms; /* paths: relays, home relay, disco (after attach) */
+	struct portmap *pm;   /* the router's mapping of our port (after attach) */
+	bool portmap_off;     /* --no-portmap, or PortMapping = no */
 	struct px_expose *expose;
 	bool dataplane; /* node_ctl_attach ran */
 	bool have_self;
@@ -44,6 +47,7 @@ struct node_ctl {
 	bool map_dirty;
 	int64_t last_save_ms, last_ep_check_ms;
 	struct ctl_endpoints eps;
+	struct ctl_endpoints local_eps; /* the last local ones: a change re-probes portmap */
 };
 
 static inline int64_t nctl_now_ms(void)

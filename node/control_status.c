@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/magicsock/magicsock.h"
+#include "core/portmap/portmap.h"
 #include "core/relay/client.h"
 #include "core/wg/device.h"
 #include "node/api_server.h"
@@ -86,6 +87,51 @@ static void nctl_relays_text(const struct node_ctl *m, struct api_conn *c)
 	}
 }
 
+/* "portmap  upnp 198.18.10.8:41641, lease 2h" or "portmap  none (why)". */
+static void nctl_portmap_text(const struct node_ctl *m, struct api_conn *c)
+{
+	if (!m->dataplane)
+		return;
+	if (!m->pm) {
+		api_conn_printf(c, "       portmap  off%s\n",
+		                m->portmap_off ? " (--no-portmap or PortMapping = no)" : "");
+		return;
+	}
+	struct portmap_status st;
+	char d[PM_ERR_MAX + 64], safe[sizeof(d)];
+	portmap_get_status(m->pm, &st);
+	portmap_describe(&st, d, sizeof(d));
+	fmt_text_safe(d, safe, sizeof(safe)); /* a router's words may be in it */
+	api_conn_printf(c, "       portmap  %s\n", safe);
+}
+
+/* "portmap" in paths: null when off. */
+static json_t *nctl_json_portmap(const struct node_ctl *m)
+{
+	json_t *o;
+	if (!m->pm || !(o = json_object()))
+		return json_null();
+	struct portmap_status st;
+	char a[80];
+	portmap_get_status(m->pm, &st);
+	fmt_sockaddr(&st.external, a, sizeof(a));
+	fmt_json_set(o, "protocol", st.proto ? json_string(portmap_proto_name(st.proto))
+	                                     : json_null());
+	fmt_json_set(o, "external", st.proto ? json_string(a) : json_null());
+	fmt_json_set(o, "lease_s", json_integer(st.lease_s));
+	fmt_json_set(o, "expires_in_s", json_integer(st.expires_ms / 1000));
+	fmt_json_set(o, "gateway", st.gateway[0] ? json_string(st.gateway) : json_null());
+	fmt_json_set(o, "probing", json_boolean(st.probing));
+	fmt_json_set(o, "probes", fmt_json_u64(st.probes));
+	fmt_json_set(o, "mapped", fmt_json_u64(st.mapped));
+	fmt_json_set(o, "renewed", fmt_json_u64(st.renewed));
+	fmt_json_set(o, "failures", fmt_json_u64(st.failures));
+	fmt_json_set(o, "bad_replies", fmt_json_u64(st.bad_replies));
+	fmt_json_set(o, "last_error", st.last_error[0] ? fmt_json_str(st.last_error)
+	                                               : json_null());
+	return o;
+}
+
 void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
                           struct api_conn *c)
 {
@@ -126,6 +172,7 @@ void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
 		    down, ms.queries, ms.answered, ms.nxdomain, ms.forwarded);
 	}
 	nctl_relays_text(m, c);
+	nctl_portmap_text(m, c);
 	if (!m->np.n)
 		return;
 	api_conn_printf(c, "       %-16s %-36s %-7s %-24s %-10s %-10s %-10s %s\n", "NAME",
@@ -337,6 +384,7 @@ static json_t *nctl_json_paths(const struct node_ctl *m)
 		conns = fmt_json_append(conns, r);
 	}
 	fmt_json_set(o, "relays", conns);
+	fmt_json_set(o, "portmap", nctl_json_portmap(m));
 	struct magicsock_stats st;
 	magicsock_get_stats(m->ms, &st);
 	json_t *d = json_object();
