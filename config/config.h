@@ -194,6 +194,11 @@ struct config {
 	 * WireGuard port. 0: not given (yes), 1 yes, -1 no. */
 	int portmap;
 	int portmap_line;
+	/* BirthdayProbing = yes | no (node-wide): whether a joined node takes
+	 * part in birthday-paradox port probing (either side). 0: not given
+	 * (yes), 1 yes, -1 no. */
+	int birthday;
+	int birthday_line;
 };
 #define CFG_DEFAULT_MAX_CONNS_PER_PEER 1024
 

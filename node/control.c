@@ -128,6 +128,8 @@ static void nctl_merge_prefs(struct node_ctl_prep *p)
 	    nctl_pref("config", cfg, k->config, sizeof(k->config), true, ch);
 	p->a.portmap =
 	    nctl_pref("portmap", p->a.portmap, k->portmap, sizeof(k->portmap), false, ch);
+	p->a.birthday =
+	    nctl_pref("birthday", p->a.birthday, k->birthday, sizeof(k->birthday), false, ch);
 }
 
 struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
@@ -526,6 +528,11 @@ bool node_ctl_portmap_on(const struct node_ctl_prep *p, const struct config *cfg
 	return cfg->portmap >= 0 && !(p->a.portmap && !strcmp(p->a.portmap, "no"));
 }
 
+bool node_ctl_birthday_on(const struct node_ctl_prep *p, const struct config *cfg)
+{
+	return cfg->birthday >= 0 && !(p->a.birthday && !strcmp(p->a.birthday, "no"));
+}
+
 struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
                               struct node_ctl_prep *p, const struct config *cfg,
                               const struct node_ctl_hooks *hooks, char *err,
@@ -547,6 +554,7 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 	m->have_self = p->have_self;
 	m->self = p->self;
 	m->portmap_off = !node_ctl_portmap_on(p, cfg);
+	m->birthday_off = !node_ctl_birthday_on(p, cfg);
 	for (size_t i = 0; i < cfg->n_peers; i++)
 		memcpy(keys[i], cfg->peers[i].public_key, CTL_KEY_LEN);
 	crypto_scalarmult_base(keys[cfg->n_peers], p->keys.node);
@@ -821,6 +829,7 @@ static void nctl_start_paths(struct node_ctl *m)
 	    .ctx = m,
 	    .skip_keys = (const uint8_t(*)[32])m->np.static_keys,
 	    .n_skip_keys = m->np.n_static,
+	    .no_birthday = m->birthday_off,
 	};
 	memcpy(mc.node_priv, m->p->keys.node, 32);
 	crypto_scalarmult_base(mc.node_pub, m->p->keys.node);
@@ -834,6 +843,8 @@ static void nctl_start_paths(struct node_ctl *m)
 		log_warn("relays and path discovery off: %s", err);
 		return;
 	}
+	if (m->birthday_off)
+		log_info("birthday probing: off (--no-birthday or BirthdayProbing = no)");
 	const struct ctl_map_full *map = m->client ? ctl_client_map(m->client) : NULL;
 	if (!map && m->p->have_map)
 		map = &m->p->map.u.map;

@@ -39,6 +39,7 @@ struct node_ctl {
 	struct magicsock *ms; /* paths: relays, home relay, disco (after attach) */
 	struct portmap *pm;   /* the router's mapping of our port (after attach) */
 	bool portmap_off;     /* --no-portmap, or PortMapping = no */
+	bool birthday_off;    /* --no-birthday, or BirthdayProbing = no */
 	struct px_expose *expose;
 	bool dataplane; /* node_ctl_attach ran */
 	bool have_self;

@@ -105,6 +105,15 @@ static void nctl_portmap_text(const struct node_ctl *m, struct api_conn *c)
 	api_conn_printf(c, "       portmap  %s\n", safe);
 }
 
+/* "birthday  off (...)" when birthday probing is switched off; nothing
+ * when it is on (the default), as with the peers' "direct (birthday)". */
+static void nctl_birthday_text(const struct node_ctl *m, struct api_conn *c)
+{
+	if (m->dataplane && m->ms && m->birthday_off)
+		api_conn_printf(c,
+		                "       birthday  off (--no-birthday or BirthdayProbing = no)\n");
+}
+
 /* "portmap" in paths: null when off. */
 static json_t *nctl_json_portmap(const struct node_ctl *m)
 {
@@ -173,6 +182,7 @@ void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
 	}
 	nctl_relays_text(m, c);
 	nctl_portmap_text(m, c);
+	nctl_birthday_text(m, c);
 	if (!m->np.n)
 		return;
 	api_conn_printf(c, "       %-16s %-36s %-7s %-24s %-10s %-10s %-10s %s\n", "NAME",
@@ -385,6 +395,7 @@ static json_t *nctl_json_paths(const struct node_ctl *m)
 	}
 	fmt_json_set(o, "relays", conns);
 	fmt_json_set(o, "portmap", nctl_json_portmap(m));
+	fmt_json_set(o, "birthday_probing", json_boolean(!m->birthday_off));
 	struct magicsock_stats st;
 	magicsock_get_stats(m->ms, &st);
 	json_t *d = json_object();

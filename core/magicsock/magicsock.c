@@ -530,9 +530,10 @@ static void our_endpoints(const struct magicsock *ms, struct disco_msg *m)
 			if (g[i]->ss_family &&
 			    disco_addr_from_sockaddr(&m->eps[m->n_eps], (const struct sockaddr *)g[i]))
 				m->n_eps++;
-		/* Our NAT kind and public IPv4 address, for birthday probing. */
+		/* Our NAT kind and public IPv4 address, for birthday probing
+		 * (not sent when it is off here: no peer asks us then). */
 		const struct netcheck_report *r = ms->report;
-		if (r->has_mapping_varies && r->global_v4.ss_family == AF_INET &&
+		if (!ms->cfg.no_birthday && r->has_mapping_varies && r->global_v4.ss_family == AF_INET &&
 		    disco_addr_from_sockaddr(&m->pub, (const struct sockaddr *)&r->global_v4))
 			m->nat = r->mapping_varies ? DISCO_NAT_HARD : DISCO_NAT_EASY;
 	}
@@ -1157,11 +1158,12 @@ static void run_netcheck(evutil_socket_t fd, short ev, void *arg)
 
 /* ---- birthday probing (the mechanism: birthday.h) ---- */
 
-/* Our NAT kind, as the last netcheck measured it, for CALL_ME_MAYBE. */
+/* Our NAT kind, as the last netcheck measured it, for CALL_ME_MAYBE;
+ * unknown when birthday probing is off here (so no side of it starts). */
 static uint8_t our_nat(const struct magicsock *ms)
 {
 	const struct netcheck_report *r = ms->report;
-	if (!r || !r->has_mapping_varies || r->global_v4.ss_family != AF_INET)
+	if (ms->cfg.no_birthday || !r || !r->has_mapping_varies || r->global_v4.ss_family != AF_INET)
 		return DISCO_NAT_UNKNOWN;
 	return r->mapping_varies ? DISCO_NAT_HARD : DISCO_NAT_EASY;
 }
@@ -1264,7 +1266,9 @@ static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct 
 	int64_t now = now_ms();
 	struct sockaddr_storage ip;
 	const char *why = NULL;
-	if (our_nat(ms) != DISCO_NAT_EASY)
+	if (ms->cfg.no_birthday)
+		why = "birthday probing is off here (--no-birthday or BirthdayProbing = no)";
+	else if (our_nat(ms) != DISCO_NAT_EASY)
 		why = "our NAT is not endpoint-independent";
 	else if (p->has_best && p->trust_until_ms > now)
 		why = "a direct path works";

@@ -82,6 +82,9 @@ struct magicsock_config {
 	 * even when the map lists the same key, exactly as node/peers.c does. */
 	const uint8_t (*skip_keys)[32];
 	size_t n_skip_keys;
+	/* No birthday probing (--no-birthday): our NAT kind is not sent, so
+	 * no peer asks us, we never ask, and a request is refused. */
+	bool no_birthday;
 };
 
 struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
