@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -997,6 +1000,126 @@ static void router_announce_maps_again(void **state)
 	srv_stop(&s, ev);
 }
 
+/* ---- NAT-PMP against a server on 127.0.0.1:5351, in a network namespace
+ * of the test's own (NAT-PMP has no port knob; the namespace keeps the
+ * well-known port from clashing with anything on the host) ---- */
+
+struct pmp_srv {
+	int fd;
+	int maps, deletes;
+	int delete_ext_port; /* what the delete asked for: RFC 6886 3.4 wants 0 */
+};
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, (uint16_t)(v >> 16));
+	put16(p + 2, (uint16_t)v);
+}
+
+static void pmp_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct pmp_srv *s = arg;
+	uint8_t req[64], out[16];
+	struct sockaddr_in from;
+	socklen_t fl = sizeof(from);
+	ssize_t n = recvfrom(fd, req, sizeof(req), 0, (struct sockaddr *)&from, &fl);
+	if (n < 2 || req[0] != 0)
+		return;
+	/* First junk: an answer to an opcode nobody asked (counted, dropped). */
+	memset(out, 0, sizeof(out));
+	out[1] = 200;
+	sendto(fd, out, 12, 0, (struct sockaddr *)&from, fl);
+	memset(out, 0, sizeof(out));
+	put32(out + 4, 100000); /* epoch */
+	if (req[1] == 0) {
+		out[1] = 128;
+		memcpy(out + 8, ext_ip, 4);
+		sendto(fd, out, 12, 0, (struct sockaddr *)&from, fl);
+		return;
+	}
+	if (req[1] != 1 || n < 12)
+		return;
+	uint16_t priv = (uint16_t)(req[4] << 8 | req[5]);
+	uint16_t pub = (uint16_t)(req[6] << 8 | req[7]);
+	uint32_t life = (uint32_t)req[8] << 24 | (uint32_t)req[9] << 16 | (uint32_t)req[10] << 8 | req[11];
+	out[1] = 129;
+	put16(out + 8, priv);
+	if (life == 0) {
+		s->deletes++;
+		s->delete_ext_port = pub;
+		put16(out + 10, 0);
+	} else {
+		s->maps++;
+		put16(out + 10, 50001);
+		put32(out + 12, life);
+	}
+	sendto(fd, out, 16, 0, (struct sockaddr *)&from, fl);
+}
+
+static void nat_pmp_maps_counts_junk_deletes_with_port_0(void **state)
+{
+	if (unshare(CLONE_NEWNET) != 0) {
+		print_message("no network namespace (%s): skipped\n", strerror(errno));
+		skip();
+	}
+	int ctl = socket(AF_INET, SOCK_DGRAM, 0);
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	assert_int_equal(ioctl(ctl, SIOCGIFFLAGS, &ifr), 0);
+	ifr.ifr_flags |= IFF_UP;
+	assert_int_equal(ioctl(ctl, SIOCSIFFLAGS, &ifr), 0);
+	close(ctl);
+
+	struct srv s = {.base = event_base_new()};
+	struct pmp_srv p = {.delete_ext_port = -1};
+	p.fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(5351),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(p.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	struct event *ev = event_new(s.base, p.fd, EV_READ | EV_PERSIST, pmp_read, &p);
+	event_add(ev, NULL);
+	struct portmap_config c = {
+	    .base = s.base,
+	    .port = 41641,
+	    .on_change = on_change,
+	    .ctx = &s,
+	    .lease_s = 60,
+	    .no_pcp = true,
+	    .no_upnp = true,
+	};
+	c.gateway.s_addr = htonl(INADDR_LOOPBACK);
+	char err[160];
+	struct portmap *pm = portmap_new(&c, err, sizeof(err));
+	assert_non_null(pm);
+	RUN_UNTIL(s.base, s.changes >= 1, 4000);
+	struct portmap_status st;
+	portmap_get_status(pm, &st);
+	assert_int_equal(st.proto, PM_PMP);
+	assert_int_equal(p.maps, 1);
+	assert_int_equal(st.bad_replies, 2); /* one junk answer before each */
+	char d[200];
+	portmap_describe(&st, d, sizeof(d));
+	assert_string_equal(d, "nat-pmp 198.18.10.8:50001, lease 1m");
+	/* The delete at free: lifetime 0 and external port 0. */
+	event_del(ev);
+	portmap_free(pm);
+	struct pollfd pfd = {.fd = p.fd, .events = POLLIN};
+	while (poll(&pfd, 1, 0) == 1)
+		pmp_read(p.fd, EV_READ, &p);
+	assert_true(p.deletes >= 1); /* libnatpmp resends after 250 ms */
+	assert_int_equal(p.delete_ext_port, 0);
+	event_free(ev);
+	close(p.fd);
+	event_base_free(s.base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1018,6 +1141,8 @@ int main(void)
 	    cmocka_unit_test(upnp_only_from_gateway),
 	    cmocka_unit_test(upnp_maps_renews_then_pcp_replaces_it),
 	    cmocka_unit_test(router_announce_maps_again),
+	    /* last: it moves the process into a network namespace of its own */
+	    cmocka_unit_test(nat_pmp_maps_counts_junk_deletes_with_port_0),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
