@@ -46,7 +46,8 @@
 # is symmetric too: against an eim peer it goes direct by its mapping or by
 # birthday probing, whichever comes first; against the other symmetric NAT
 # only the mapping helps. Two symmetric NATs without port mapping, or UDP
-# blocked, stay relayed.
+# blocked, stay relayed. After the pairs, sym is started again with
+# --no-birthday and eim-sym must stay relayed (no attempt, no probe).
 # NATLAB_PAIRS="eim-sym sym-dbl" runs only the pairs named.
 #
 # Port mapping: the upnp node maps its WireGuard port at r8's miniupnpd
@@ -577,6 +578,41 @@ for n in "${NODES[@]}" control relay-east relay-west; do
         fail "a sanitizer report in $n's log"
     fi
 done
+
+step "birthday probing off: sym again with --no-birthday, eim-sym stays relayed"
+# The switch (up --no-birthday) takes a node out of it: sym sends no NAT
+# kind, so eim never probes, and sym never opens its sockets; the pair
+# that birthday probing made direct above stays on the relay. (Without the
+# flag sym starts attempts at once; eim may still refuse them, since it
+# honours one request per peer per 20 s, so sym's count is the check.)
+if echo "$PAIRS_TXT" | grep -q '^eim sym '; then
+    ctr="(m.get('paths') or {}).get('counters') or {}"
+    eim_probes0=$(sjv eim "($ctr).get('birthday_probes_sent', 0)")
+    bg_stop sym
+    bg_nobody sym sym "$MESH_PROXY" up --state "$RUN/sym" --no-birthday --log-level debug
+    wait_until 40 sj sym "[r for r in ((m.get('paths') or {}).get('relays') or []) if r.get('home') and r.get('state') == 'connected']" ||
+        fail "sym did not come back with its home relay after 40 s (see $E2E_LOGDIR/sym.log)"
+    check "sym: its log says birthday probing is off" \
+        grep -q "birthday probing: off (--no-birthday" "$E2E_LOGDIR/sym.log"
+    mp status --state "$RUN/sym" >"$E2E_TMP/sym-status.txt" 2>&1
+    check "sym: status says so (\"birthday  off (--no-birthday ...)\")" \
+        grep -q "birthday  off (--no-birthday" "$E2E_TMP/sym-status.txt"
+    check "sym: and status --json (paths.birthday_probing false)" \
+        sj sym "(m.get('paths') or {}).get('birthday_probing') is False"
+    # eim's direct path to the old process's probing socket runs out of
+    # trust first (6.5 s without a pong).
+    wait_until 15 sj eim "[p for p in m.get('peers', []) if p.get('name') == 'sym' and p.get('path') != 'direct']" ||
+        fail "eim still says direct to sym 15 s after sym restarted"
+    spec eim sym relay >"$E2E_TMP/nobd.spec"
+    "$PY" "$NL/pair.py" "$E2E_TMP/nobd.spec" "$E2E_TMP/nobd.json" >"$E2E_LOGDIR/pair-eim-sym-nobd.log" 2>&1
+    nobd() { "$PY" -c "import json; r = json.load(open('$E2E_TMP/nobd.json')); print($1)" 2>/dev/null; }
+    check "eim-sym: both fetches arrived, both sides relayed ($(nobd "r.get('final_ok'), r.get('a_path'), r.get('b_path')"))" \
+        test "$(nobd "r.get('final_ok'), r.get('a_path'), r.get('b_path')")" = "True relay relay"
+    check "sym: no birthday attempt ($(sjv sym "($ctr).get('birthday_attempts')"))" \
+        test "$(sjv sym "($ctr).get('birthday_attempts')")" = 0
+    check "eim: no probe sent to sym ($eim_probes0 before, $(sjv eim "($ctr).get('birthday_probes_sent')") after)" \
+        test "$(sjv eim "($ctr).get('birthday_probes_sent')")" = "$eim_probes0"
+fi
 
 step "port mapping: r8 restarts and forgets its mappings; the upnp node maps again"
 # A router that reboots loses its mappings. miniupnpd announces its start
