@@ -16,7 +16,7 @@ TMP=$(mktemp -d /tmp/natlab-bday.XXXXXX)
 for i in $(seq 1 "$RUNS"); do
     mkdir -p "$TMP/$i"
     NATLAB_PAIRS="$PAIR" NATLAB_RESULTS="$TMP/$i" tests/e2e/natlab.sh >"$TMP/$i.log" 2>&1
-    echo "run $i: $(grep -E "(PASS|FAIL) $PAIR:" "$TMP/$i.log" | tail -1 | sed 's/^ *//')"
+    echo "run $i: $(grep -E "(PASS|FAIL) $PAIR: (direct|relay) " "$TMP/$i.log" | head -1 | sed 's/^ *//')"
 done
 python3 - "$TMP" "$RUNS" "$PAIR" "$OUT" <<'PY'
 import json, os, statistics, sys, time
