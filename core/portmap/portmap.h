@@ -8,7 +8,7 @@
  * miniupnpc's discovery and SOAP calls block, and so does waiting for a
  * router that does not answer; none of it may block the node's event loop.
  * So every exchange with the router runs on one worker thread at a time
- * (portmap_job.c), handed a private job; when it ends it sends a byte on a
+ * (portmap_job.c, upnp.c), handed a private job; when it ends it sends a byte on a
  * socketpair the loop watches, and the loop joins it and takes the result.
  * Nothing else is shared. The job is bounded: PCP 1.75 s, NAT-PMP 3 s, and
  * UPnP in a child process killed at its deadline (miniupnpc's own timeouts

@@ -1,4 +1,5 @@
-/* Internal to core/portmap: the job a worker thread runs (portmap_job.c)
+/* Internal to core/portmap: the job a worker thread runs (portmap_job.c,
+ * UPnP in upnp.c)
  * for the loop side (portmap.c), and the tests. */
 #ifndef MESH_PORTMAP_INT_H
 #define MESH_PORTMAP_INT_H
@@ -64,6 +65,12 @@ int pm_default_gateway(struct in_addr *gw);
 /* Whether an external address may be advertised: not 0/8, RFC 1918,
  * 100.64/10 (CGNAT), loopback, link-local or multicast/reserved. */
 bool pm_addr_public(const uint8_t ip[4]);
+/* UPnP (upnp.c), each exchange in a child process with a deadline: map
+ * (j->got; errors appended to j->err), delete (bounded to 1.5 s), and
+ * netcheck's probe (4 s). */
+int pm_try_upnp(struct pm_job *j);
+int pm_upnp_delete(const struct pm_mapping *m, char *err, size_t errlen);
+bool pm_upnp_probe(const struct portmap_config *c, const char *gw, char *ext, size_t cap);
 /* Whether url is "http://<gw>[:port]/...": only the gateway's IGD is used. */
 bool pm_url_on_gateway(const char *url, const char *gw);
 /* Parses route text as in /proc/net/route (exported for tests). */
