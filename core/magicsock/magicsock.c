@@ -577,6 +577,7 @@ static struct ms_cand *add_candidate(struct ms_peer *p, const struct sockaddr_st
 
 static bool bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock);
 static void bd_kick(struct magicsock *ms);
+static const char *bd_addr_refusal(const struct ms_peer *p, const struct sockaddr_storage *ip);
 
 static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m,
                     const struct sockaddr_storage *from, uint32_t sock)
@@ -759,13 +760,15 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 			ms->st.disco_drop_bad++;
 			return;
 		}
-		/* One round per MS_PING_ALL_MS however often it asks. */
+		/* Its NAT kind and address always (a BIRTHDAY right behind it
+		 * is checked against them; the reply is rate-limited there);
+		 * one round of pings per MS_PING_ALL_MS however often it asks. */
+		bd_on_call_me_maybe(ms, p, &m);
 		if (p->last_cmm_rx_ms && now - p->last_cmm_rx_ms < MS_PING_ALL_MS) {
 			ms->st.disco_drop_rate++;
 			return;
 		}
 		p->last_cmm_rx_ms = now;
-		bd_on_call_me_maybe(ms, p, &m);
 		for (size_t i = 0; i < m.n_eps; i++) {
 			struct sockaddr_storage ss;
 			if (disco_addr_to_sockaddr(&m.eps[i], &ss) && cand_ok(&ss))
@@ -1244,6 +1247,9 @@ static void bd_tick(struct magicsock *ms, struct ms_peer *p, int64_t now)
 	m.version = 1;
 	m.socks = (uint16_t)n;
 	m.probes = BD_PROBES_MAX;
+	/* Our CALL_ME_MAYBE first, on the same relay connection: the easy side
+	 * probes only the address our latest trailer advertised as hard. */
+	send_cmm(ms, p);
 	if (!disco_addr_from_sockaddr(&m.pub, (const struct sockaddr *)&ms->report->global_v4) ||
 	    disco_send_on(ms, p, 0, NULL, &m) != 0) {
 		bd_cancel(ms->bd, p->key);
@@ -1486,16 +1492,15 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 					c = old[k];
 			p->cand[p->n_cand++] = c;
 		}
-		/* The peer moved (its endpoints changed): what it said of its
-		 * NAT is stale until its next CALL_ME_MAYBE. */
-		bool moved = nold != p->n_cand;
-		for (size_t j = 0; j < p->n_cand && !moved; j++)
-			moved = !sockaddr_equal(&old[j].sa, &p->cand[j].sa);
-		if (moved) {
+		p->n_map_cand = p->n_cand;
+		/* The peer moved (its public IP is no longer among its map
+		 * endpoints; a symmetric NAT's ports change all the time, its
+		 * IP does not): what it said of its NAT is stale until its next
+		 * CALL_ME_MAYBE. */
+		if (p->nat != DISCO_NAT_UNKNOWN && bd_addr_refusal(p, &p->pub)) {
 			p->nat = DISCO_NAT_UNKNOWN;
 			memset(&p->pub, 0, sizeof(p->pub));
 		}
-		p->n_map_cand = p->n_cand;
 		for (size_t j = 0; j < nl && p->n_cand < MS_CANDS_MAX; j++) {
 			bool seen = false;
 			for (size_t k = 0; k < p->n_cand; k++)
