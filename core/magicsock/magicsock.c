@@ -577,7 +577,8 @@ static struct ms_cand *add_candidate(struct ms_peer *p, const struct sockaddr_st
 
 static bool bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock);
 static void bd_kick(struct magicsock *ms);
-static const char *bd_addr_refusal(const struct ms_peer *p, const struct sockaddr_storage *ip);
+static const char *bd_addr_refusal(const struct magicsock *ms, const struct ms_peer *p,
+                                   const struct sockaddr_storage *ip);
 
 static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m,
                     const struct sockaddr_storage *from, uint32_t sock)
@@ -1048,9 +1049,12 @@ static bool bd_peer_at(const struct ms_peer *p, const struct sockaddr_storage *i
 
 /* The public address a peer's trailer or request names is one we may
  * send to: public unicast IPv4 (bd_target_ok) where the peer is. */
-static const char *bd_addr_refusal(const struct ms_peer *p, const struct sockaddr_storage *ip)
+static const char *bd_addr_refusal(const struct magicsock *ms, const struct ms_peer *p,
+                                   const struct sockaddr_storage *ip)
 {
-	if (!bd_target_ok(ip))
+	bool lo = ms->cfg.birthday_loopback_for_tests && ip->ss_family == AF_INET &&
+	          (ntohl(((const struct sockaddr_in *)ip)->sin_addr.s_addr) >> 24) == 127;
+	if (!lo && !bd_target_ok(ip))
 		return "not a public IPv4 address";
 	if (!bd_peer_at(p, ip))
 		return "not one of the peer's endpoints";
@@ -1083,7 +1087,7 @@ static void bd_on_call_me_maybe(struct magicsock *ms, struct ms_peer *p,
 	struct sockaddr_storage pub;
 	if (!disco_addr_to_sockaddr(&m->pub, &pub))
 		return;
-	const char *why = bd_addr_refusal(p, &pub);
+	const char *why = bd_addr_refusal(ms, p, &pub);
 	if (!why && m->nat == DISCO_NAT_EASY && !((struct sockaddr_in *)&pub)->sin_port)
 		why = "no port";
 	if (why) {
@@ -1169,7 +1173,7 @@ static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct 
 	else if (!sockaddr_ip_equal(&ip, &p->pub))
 		why = "not the public address the peer advertised";
 	else
-		why = bd_addr_refusal(p, &ip);
+		why = bd_addr_refusal(ms, p, &ip);
 	if (!why && !bd_backoff_allows(&p->req_backoff, now))
 		why = "asked again too soon";
 	if (why) {
@@ -1229,7 +1233,7 @@ static void bd_tick(struct magicsock *ms, struct ms_peer *p, int64_t now)
 	if (!p->punch_since_ms || now - p->punch_since_ms < BD_AFTER_MS ||
 	    our_nat(ms) != DISCO_NAT_HARD || p->nat != DISCO_NAT_EASY ||
 	    p->pub.ss_family != AF_INET || bd_busy(ms->bd) ||
-	    !bd_backoff_allows(&p->backoff, now) || bd_addr_refusal(p, &p->pub) != NULL)
+	    !bd_backoff_allows(&p->backoff, now) || bd_addr_refusal(ms, p, &p->pub) != NULL)
 		return;
 	struct ms_conn *k = conn_for(ms, p, false);
 	if (!k || !relay_client_connected(k->c) || p->gone_until_ms > now)
@@ -1497,7 +1501,7 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 		 * endpoints; a symmetric NAT's ports change all the time, its
 		 * IP does not): what it said of its NAT is stale until its next
 		 * CALL_ME_MAYBE. */
-		if (p->nat != DISCO_NAT_UNKNOWN && bd_addr_refusal(p, &p->pub)) {
+		if (p->nat != DISCO_NAT_UNKNOWN && bd_addr_refusal(ms, p, &p->pub)) {
 			p->nat = DISCO_NAT_UNKNOWN;
 			memset(&p->pub, 0, sizeof(p->pub));
 		}

@@ -77,6 +77,10 @@ struct magicsock_config {
 	 * even when the map lists the same key, exactly as node/peers.c does. */
 	const uint8_t (*skip_keys)[32];
 	size_t n_skip_keys;
+	/* Tests on one machine only (tests/unit/test_magicsock.c): birthday
+	 * probing also accepts 127.0.0.0/8 as a peer's public address. Never
+	 * set by a node. */
+	bool birthday_loopback_for_tests;
 };
 
 struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,

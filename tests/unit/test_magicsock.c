@@ -17,7 +17,10 @@
  *    UDP and a CALL_ME_MAYBE with a cut NAT trailer.
  *  - A BIRTHDAY through the relay: probes only the public IP the peer
  *    advertised as hard and that is one of its map endpoints; another IP,
- *    or the same request again too soon, is refused and counted. */
+ *    or the same request again too soon, is refused and counted.
+ *  - A hard node (0) against an easy one (1), node 0's own UDP cut: its
+ *    birthday sockets find node 1, the winner carries WireGuard, and
+ *    still does after node 0's wg peer is removed and added again. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -57,6 +60,7 @@ static bool drop_udp[2]; /* every datagram node i sends by UDP is dropped */
 /* An extra endpoint node 0's map lists for node 1 (NULL: none). */
 static const char *extra_ep;
 static uint16_t extra_ep_port;
+static bool bd_loopback; /* birthday probing may use 127.0.0.1 */
 
 static void on_change(void *ctx)
 {
@@ -170,7 +174,8 @@ static void start_nodes(bool with_eps)
 		                              .wg = nodes[i].dev,
 		                              .on_change = on_change,
 		                              .ctx = &nodes[i],
-		                              .netcheck_timeout_ms = 1000};
+		                              .netcheck_timeout_ms = 1000,
+		                              .birthday_loopback_for_tests = bd_loopback};
 		memcpy(mc.node_priv, nodes[i].priv, 32);
 		memcpy(mc.node_pub, nodes[i].pub, 32);
 		memcpy(mc.disco_priv, dpriv[i], 32);
@@ -191,6 +196,7 @@ static int setup(void **state)
 	memset(changes, 0, sizeof(changes));
 	memset(drop_udp, 0, sizeof(drop_udp));
 	extra_ep = NULL;
+	bd_loopback = false;
 	for (int i = 0; i < 2; i++) {
 		node_init(base, &nodes[i]);
 		crypto_box_keypair(dpub[i], dpriv[i]);
@@ -805,6 +811,76 @@ static void birthday_request_checked(void **state)
 	relay_client_free(c);
 }
 
+/* Node i's NAT, as if netcheck had measured it (hard: mapping varies). */
+static void force_nat(int i, bool hard)
+{
+	struct netcheck_report *r = (struct netcheck_report *)magicsock_report(ms[i]);
+	assert_non_null(r);
+	assert_int_equal(r->global_v4.ss_family, AF_INET);
+	r->has_mapping_varies = true;
+	r->mapping_varies = hard;
+}
+
+static uint64_t relay_tx_of(int i)
+{
+	struct wg_peer_info pi;
+	assert_int_equal(wg_device_peer_info_by_key(nodes[i].dev, nodes[1 - i].pub, &pi), 0);
+	return pi.relay_tx_bytes;
+}
+
+/* A datagram from node 0 reaches node 1 without the relay, within ms_. */
+static bool arrives_direct(int ms_)
+{
+	int64_t end = mono_ms() + ms_;
+	while (mono_ms() < end) {
+		unsigned before = nodes[1].rx_count;
+		uint64_t relay = relay_tx_of(0);
+		send_one(0);
+		spin(100);
+		if (nodes[1].rx_count > before && relay_tx_of(0) == relay)
+			return true;
+	}
+	return false;
+}
+
+static void birthday_win_carries_wireguard(void **state)
+{
+	bd_loopback = true;
+	start_nodes(false);
+	assert_true(wait_home(5000));
+	force_nat(0, true);
+	force_nat(1, false);
+	/* Node 0's WireGuard socket sends nothing any more: only a birthday
+	 * socket can reach node 1. */
+	wg_device_set_tx_hook(nodes[0].dev, drop_hook, NULL);
+	feed_map(0, true);
+	feed_map(1, true);
+	struct magicsock_stats st;
+	int64_t end = mono_ms() + 15000;
+	do {
+		send_one(0);
+		spin(100);
+		magicsock_get_stats(ms[0], &st);
+	} while (mono_ms() < end && !(st.birthday_wins >= 1 && path_of(0) == MS_PATH_DIRECT));
+	assert_int_equal(st.birthday_wins, 1);
+	assert_int_equal(st.birthday_attempts, 1);
+	assert_int_equal(st.birthday_socks_opened, 256);
+	struct magicsock_peer_path pp;
+	assert_int_equal(magicsock_peer_path(ms[0], nodes[1].pub, &pp), 0);
+	assert_int_equal(pp.path, MS_PATH_DIRECT);
+	assert_true(pp.birthday);
+	/* WireGuard leaves by the won socket, not the relay. */
+	assert_true(arrives_direct(3000));
+	/* The wg peer removed and added again (a key moved to another id):
+	 * the device forgot the socket; the next path update gives it back
+	 * rather than sending from the cut socket while disco, still on the
+	 * link, keeps the path trusted. */
+	assert_int_equal(wg_device_remove_peer(nodes[0].dev, nodes[1].pub), 0);
+	add_peer(&nodes[0], &nodes[1], 2, NULL, 0);
+	assert_true(arrives_direct(MS_HEARTBEAT_MS * 3));
+	assert_int_equal(path_of(0), MS_PATH_DIRECT);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -823,6 +899,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(unknown_disco_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_signalling_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_request_checked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(birthday_win_carries_wireguard, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
