@@ -395,9 +395,10 @@ int bd_hard_start(struct birthday *bd, const uint8_t peer_key[32],
 	 * the limit, so the proxy's accept() and relay reconnects still get
 	 * one while these wait. */
 	struct rlimit rl;
-	int64_t fd_cap = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
-	                     ? (int64_t)rl.rlim_cur - BD_FD_HEADROOM
-	                     : INT64_MAX;
+	int64_t fd_cap =
+	    getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+	        ? (int64_t)rl.rlim_cur - BD_FD_HEADROOM
+	        : INT64_MAX;
 	bd->n_socks = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		struct bd_sock *s = sock_open(bd, to->ss_family, peer_key);

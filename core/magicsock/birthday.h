@@ -52,9 +52,8 @@ struct event_base;
 #define BD_BUDGET_PROBES  1500  /* easy side: probes per BD_BUDGET_MS, node-wide */
 #define BD_BUDGET_MS      60000
 #define BD_PROBES_MIN     (BD_PROBES_PER_SEC / 2) /* fewer left: no attempt */
-#define BD_TICK_BURST     4    /* probes per pacing tick at most (a stalled
-                                * loop does not burst) */
-#define BD_FD_HEADROOM    64   /* hard side: descriptors left for the rest */
+#define BD_TICK_BURST     4     /* probes per pacing tick at most: no burst */
+#define BD_FD_HEADROOM    64    /* hard side: descriptors left for the rest */
 #define BD_RX_MAX         65536 /* a link's datagrams, as the device's */
 
 /* ---- pure parts (tests/unit/test_birthday.c) ---- */

@@ -31,7 +31,7 @@
 #define MS_UPGRADE_MS 60000 /* a trusted peer's other candidates re-probed this often */
 #define MS_HEARD_MS 60000   /* replies go back through the relay a peer was heard on */
 #define MS_GONE_MS 3000     /* a relay said the peer is not there: not through it */
-#define MS_BD_QUEUE_MAX 8   /* birthday requests waiting for the running attempt */
+#define MS_BD_QUEUE_MAX       8 /* birthday requests waiting for the running attempt */
 
 struct ms_cand {
 	struct sockaddr_storage sa;
@@ -716,8 +716,8 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 	switch (m.type) {
 	case DISCO_PING: {
 		ms->st.pings_rx++;
-		if (from)
-			p->seen_src = *from; /* it names its node key: the peer is there */
+		if (from) /* it names its node key: the peer is there */
+			p->seen_src = *from;
 		if (now / 1000 != p->pong_sec) {
 			p->pong_sec = now / 1000;
 			p->pongs_this_sec = 0;
@@ -1027,9 +1027,10 @@ static bool bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock)
 		return true;
 	int fd = bd_win(ms->bd, sock, p->key);
 	if (fd < 0) {
-		log_warn("birthday probing: a probing socket found a path but cannot be kept "
-		         "(%s); the relay carries the peer",
-		         fd == -ENOSPC ? "too many birthday links" : "the attempt ended");
+		log_warn(
+		    "birthday probing: a probing socket found a path but cannot be kept "
+		    "(%s); the relay carries the peer",
+		    fd == -ENOSPC ? "too many birthday links" : "the attempt ended");
 		return false;
 	}
 	p->link = sock;
@@ -1147,11 +1148,12 @@ static void bd_kick(struct magicsock *ms)
 		uint64_t fit = left > 0 ? (uint64_t)left * BD_PROBES_PER_SEC / 1000 : 0;
 		if (!p || (p->has_best && p->trust_until_ms > now))
 			continue; /* gone, or direct another way */
-		if (fit < BD_PROBES_MIN || bd_probe(ms, p, &ip, fit < probes ? (uint32_t)fit
-		                                                           : probes) != 0) {
+		if (fit < BD_PROBES_MIN ||
+		    bd_probe(ms, p, &ip, fit < probes ? (uint32_t)fit : probes) != 0) {
 			bd_refused(ms->bd);
-			log_debug("birthday probing: a peer's request waited too long or the "
-			          "probe budget is spent; dropped");
+			log_debug(
+			    "birthday probing: a peer's request waited too long or the "
+			    "probe budget is spent; dropped");
 		}
 	}
 }
@@ -1193,7 +1195,8 @@ static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct 
 			i++;
 		if (i == MS_BD_QUEUE_MAX) {
 			bd_refused(ms->bd);
-			log_debug("birthday probing: a peer's request refused: %zu wait already",
+			log_debug("birthday probing: a peer's request refused: %zu wait "
+			          "already",
 			          ms->n_bd_queue);
 			return;
 		}
@@ -1206,7 +1209,8 @@ static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct 
 		log_debug("birthday probing: a peer's request waits for the running attempt");
 	} else if (r != 0) {
 		bd_refused(ms->bd);
-		log_info("birthday probing: a peer's request refused: the node-wide budget of %d "
+		log_info("birthday probing: a peer's request refused: the node-wide "
+		         "budget of %d "
 		         "probes a minute is spent",
 		         BD_BUDGET_PROBES);
 	}
@@ -1233,7 +1237,8 @@ static void bd_tick(struct magicsock *ms, struct ms_peer *p, int64_t now)
 	if (!p->punch_since_ms || now - p->punch_since_ms < BD_AFTER_MS ||
 	    our_nat(ms) != DISCO_NAT_HARD || p->nat != DISCO_NAT_EASY ||
 	    p->pub.ss_family != AF_INET || bd_busy(ms->bd) ||
-	    !bd_backoff_allows(&p->backoff, now) || bd_addr_refusal(ms, p, &p->pub) != NULL)
+	    !bd_backoff_allows(&p->backoff, now) ||
+	    bd_addr_refusal(ms, p, &p->pub) != NULL)
 		return;
 	struct ms_conn *k = conn_for(ms, p, false);
 	if (!k || !relay_client_connected(k->c) || p->gone_until_ms > now)

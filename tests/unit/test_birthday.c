@@ -374,17 +374,19 @@ static struct sockaddr_storage ip4(const char *a)
  * "internet" (198.18.0.0/15) is public here. */
 static void target_only_public_ipv4(void **state)
 {
-	const char *bad[] = {"0.0.0.0",     "0.1.2.3",        "127.0.0.1",     "127.9.9.9",
-	                     "10.1.2.3",    "172.16.0.1",     "172.31.255.254", "192.168.1.1",
-	                     "100.64.0.1",  "100.127.255.254", "169.254.169.254", "224.0.0.1",
-	                     "239.1.1.1",   "240.0.0.1",      "255.255.255.255"};
+	const char *bad[] = {"0.0.0.0",         "0.1.2.3",         "127.0.0.1",
+	                     "127.9.9.9",       "10.1.2.3",        "172.16.0.1",
+	                     "172.31.255.254",  "192.168.1.1",     "100.64.0.1",
+	                     "100.127.255.254", "169.254.169.254", "224.0.0.1",
+	                     "239.1.1.1",       "240.0.0.1",       "255.255.255.255"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct sockaddr_storage ss = ip4(bad[i]);
 		if (bd_target_ok(&ss))
 			fail_msg("%s accepted", bad[i]);
 	}
-	const char *good[] = {"198.18.0.1", "198.19.255.254", "8.8.8.8", "172.15.0.1",
-	                      "172.32.0.1", "100.63.0.1",     "100.128.0.1", "192.169.0.1"};
+	const char *good[] = {"198.18.0.1",  "198.19.255.254", "8.8.8.8",
+	                      "172.15.0.1",  "172.32.0.1",     "100.63.0.1",
+	                      "100.128.0.1", "192.169.0.1"};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		struct sockaddr_storage ss = ip4(good[i]);
 		if (!bd_target_ok(&ss))
@@ -434,7 +436,8 @@ static void easy_side_budget_is_node_wide(void **state)
 	event_base_dispatch(c->base);
 	assert_int_equal(c->ended, 1);
 	assert_int_equal(c->pings, 1 + (BD_BUDGET_PROBES - 1000));
-	assert_int_equal(bd_easy_start(c->bd, peer_a, &ip, BD_PROBES_MAX, c->txid), -EAGAIN);
+	assert_int_equal(bd_easy_start(c->bd, peer_a, &ip, BD_PROBES_MAX, c->txid),
+	                 -EAGAIN);
 	assert_false(bd_busy(c->bd));
 	struct bd_stats st;
 	bd_get_stats(c->bd, &st);

@@ -693,7 +693,8 @@ static void birthday_signalling_refused(void **state)
 
 static unsigned to_home_ip, to_foreign_ip; /* node 0's datagrams to them */
 
-static void count_hook(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len)
+static void count_hook(void *ctx, const struct sockaddr *to, const uint8_t *buf,
+                       size_t len)
 {
 	if (to->sa_family != AF_INET)
 		return;
@@ -756,11 +757,10 @@ static void birthday_request_checked(void **state)
 	r->mapping_varies = false; /* easy */
 	wg_device_set_tx_hook(nodes[0].dev, count_hook, NULL);
 
-	const struct relay_client_callbacks cb = {.on_packet = rc_packet, .on_state = rc_state};
-	struct relay_client_config rc = {.base = base,
-	                                 .host = "127.0.0.1",
-	                                 .port = rport,
-	                                 .cb = &cb};
+	const struct relay_client_callbacks cb = {.on_packet = rc_packet,
+	                                          .on_state = rc_state};
+	struct relay_client_config rc = {
+	    .base = base, .host = "127.0.0.1", .port = rport, .cb = &cb};
 	memcpy(rc.relay_key, rpub, 32);
 	memcpy(rc.node_priv, nodes[1].priv, 32);
 	memcpy(rc.node_pub, nodes[1].pub, 32);
@@ -824,7 +824,8 @@ static void force_nat(int i, bool hard)
 static uint64_t relay_tx_of(int i)
 {
 	struct wg_peer_info pi;
-	assert_int_equal(wg_device_peer_info_by_key(nodes[i].dev, nodes[1 - i].pub, &pi), 0);
+	assert_int_equal(wg_device_peer_info_by_key(nodes[i].dev, nodes[1 - i].pub, &pi),
+	                 0);
 	return pi.relay_tx_bytes;
 }
 
@@ -861,7 +862,8 @@ static void birthday_win_carries_wireguard(void **state)
 		send_one(0);
 		spin(100);
 		magicsock_get_stats(ms[0], &st);
-	} while (mono_ms() < end && !(st.birthday_wins >= 1 && path_of(0) == MS_PATH_DIRECT));
+	} while (mono_ms() < end &&
+	         !(st.birthday_wins >= 1 && path_of(0) == MS_PATH_DIRECT));
 	assert_int_equal(st.birthday_wins, 1);
 	assert_int_equal(st.birthday_attempts, 1);
 	assert_int_equal(st.birthday_socks_opened, 256);
@@ -889,17 +891,21 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(relay_when_udp_dead, setup, teardown),
 	    cmocka_unit_test_setup_teardown(call_me_maybe_finds_direct, setup, teardown),
 	    cmocka_unit_test_setup_teardown(direct_when_validated, setup, teardown),
-	    cmocka_unit_test_setup_teardown(direct_dies_relay_takes_over, setup, teardown),
+	    cmocka_unit_test_setup_teardown(direct_dies_relay_takes_over, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(relay_restart_reconnects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unusable_home_is_left, setup, teardown),
 	    cmocka_unit_test_setup_teardown(static_peer_left_alone, setup, teardown),
-	    cmocka_unit_test_setup_teardown(peer_without_home_gets_plain_wireguard, setup, teardown),
-	    cmocka_unit_test_setup_teardown(shared_disco_key_matched_by_content, setup, teardown),
+	    cmocka_unit_test_setup_teardown(peer_without_home_gets_plain_wireguard, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(shared_disco_key_matched_by_content, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(peer_gone_expires, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unknown_disco_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_signalling_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_request_checked, setup, teardown),
-	    cmocka_unit_test_setup_teardown(birthday_win_carries_wireguard, setup, teardown),
+	    cmocka_unit_test_setup_teardown(birthday_win_carries_wireguard, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
