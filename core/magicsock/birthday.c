@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +49,59 @@ void bd_backoff_started(struct bd_backoff *b, int64_t now_ms)
 void bd_backoff_reset(struct bd_backoff *b)
 {
 	b->gap_ms = 0;
+}
+
+void bd_backoff_started_min(struct bd_backoff *b, int64_t now_ms, uint32_t min_ms)
+{
+	if (b->gap_ms < min_ms)
+		b->gap_ms = min_ms;
+	b->next_ms = now_ms + b->gap_ms;
+	b->gap_ms =
+	    b->gap_ms >= BD_BACKOFF_MAX_MS / 2 ? BD_BACKOFF_MAX_MS : b->gap_ms * 2;
+}
+
+bool bd_target_ok(const struct sockaddr_storage *ip)
+{
+	if (ip->ss_family != AF_INET)
+		return false;
+	uint32_t a = ntohl(((const struct sockaddr_in *)ip)->sin_addr.s_addr);
+	uint8_t a0 = (uint8_t)(a >> 24), a1 = (uint8_t)(a >> 16);
+	if (a0 == 0 || a0 == 10 || a0 == 127 || a0 >= 224) /* 224/4, 240/4, bcast */
+		return false;
+	if (a0 == 172 && (a1 & 0xf0) == 16) /* 172.16/12 */
+		return false;
+	if (a0 == 192 && a1 == 168) /* 192.168/16 */
+		return false;
+	if (a0 == 169 && a1 == 254) /* link-local, cloud metadata */
+		return false;
+	if (a0 == 100 && (a1 & 0xc0) == 64) /* 100.64/10: CGNAT */
+		return false;
+	return true;
+}
+
+uint32_t bd_budget_left(const struct bd_budget *b, int64_t now_ms)
+{
+	uint64_t used = 0;
+	bool free_slot = false;
+	for (int i = 0; i < BD_BUDGET_SLOTS; i++) {
+		if (b->n[i] && now_ms - b->at_ms[i] < BD_BUDGET_MS)
+			used += b->n[i];
+		else
+			free_slot = true;
+	}
+	if (!free_slot || used >= BD_BUDGET_PROBES)
+		return 0;
+	return (uint32_t)(BD_BUDGET_PROBES - used);
+}
+
+void bd_budget_take(struct bd_budget *b, int64_t now_ms, uint32_t n)
+{
+	for (int i = 0; i < BD_BUDGET_SLOTS; i++)
+		if (!b->n[i] || now_ms - b->at_ms[i] >= BD_BUDGET_MS) {
+			b->at_ms[i] = now_ms;
+			b->n[i] = n;
+			return;
+		}
 }
 
 void bd_ports_init(struct bd_ports *pp)
@@ -121,7 +175,9 @@ struct birthday {
 	/* won */
 	struct bd_sock *links[BD_LINKS_MAX];
 	uint32_t n_links;
+	struct bd_budget budget;
 	struct bd_stats st;
+	uint8_t rx_buf[BD_RX_MAX];
 };
 
 static int64_t mono_us(void)
@@ -147,13 +203,13 @@ static void sock_readable(evutil_socket_t fd, short ev, void *arg)
 	struct bd_sock *s = arg;
 	struct birthday *bd = s->bd;
 	uint32_t id = s->id;
-	uint8_t buf[2048];
+	uint8_t *buf = bd->rx_buf; /* as large as the device's: no truncation */
 	/* A few per wake-up: the owner may close this socket from rx. */
 	for (int i = 0; i < 16; i++) {
 		struct sockaddr_storage from;
 		socklen_t fl = sizeof(from);
 		memset(&from, 0, sizeof(from));
-		ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT,
+		ssize_t n = recvfrom(fd, buf, BD_RX_MAX, MSG_DONTWAIT,
 		                     (struct sockaddr *)&from, &fl);
 		if (n < 0)
 			return;
@@ -256,6 +312,8 @@ static void on_timer(evutil_socket_t fd, short ev, void *arg)
 		return;
 	}
 	uint32_t due = bd_pacer_due(&bd->pacer, now);
+	if (due > BD_TICK_BURST)
+		due = BD_TICK_BURST; /* after a stall: catch up at a bounded rate */
 	for (uint32_t i = 0; i < due && bd->running; i++) {
 		uint16_t port = bd_ports_pick(bd->ports);
 		if (!port)
@@ -333,12 +391,25 @@ int bd_hard_start(struct birthday *bd, const uint8_t peer_key[32],
 	if (n > BD_SOCKS)
 		n = BD_SOCKS;
 	int first_errno = 0;
+	/* Descriptors are handed out lowest first: stop BD_FD_HEADROOM below
+	 * the limit, so the proxy's accept() and relay reconnects still get
+	 * one while these wait. */
+	struct rlimit rl;
+	int64_t fd_cap =
+	    getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+	        ? (int64_t)rl.rlim_cur - BD_FD_HEADROOM
+	        : INT64_MAX;
 	bd->n_socks = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		struct bd_sock *s = sock_open(bd, to->ss_family, peer_key);
 		if (!s) {
 			first_errno = errno ? errno : ENOMEM;
 			break; /* out of descriptors: go with what we have */
+		}
+		if (s->fd >= fd_cap) {
+			sock_free(s);
+			first_errno = EMFILE;
+			break;
 		}
 		bd->socks[bd->n_socks++] = s;
 	}
@@ -423,16 +494,20 @@ int bd_easy_start(struct birthday *bd, const uint8_t peer_key[32],
                   const struct sockaddr_storage *ip, uint32_t probes,
                   const uint8_t txid[12])
 {
-	if (bd->running) {
-		bd->st.requests_refused++;
+	if (bd->running)
 		return -EBUSY;
-	}
 	if (ip->ss_family != AF_INET && ip->ss_family != AF_INET6)
 		return -EINVAL;
 	if (probes > BD_PROBES_MAX)
 		probes = BD_PROBES_MAX;
 	if (!probes)
 		return -EINVAL;
+	int64_t now = (int64_t)mono_now_ms();
+	uint32_t left = bd_budget_left(&bd->budget, now);
+	if (left < BD_PROBES_MIN && left < probes)
+		return -EAGAIN;
+	if (probes > left)
+		probes = left;
 	bd->ports = malloc(sizeof(*bd->ports));
 	bd->probe_port = calloc(probes, sizeof(*bd->probe_port));
 	bd->probe_us = calloc(probes, sizeof(*bd->probe_us));
@@ -441,6 +516,7 @@ int bd_easy_start(struct birthday *bd, const uint8_t peer_key[32],
 		return -ENOMEM;
 	}
 	bd_ports_init(bd->ports);
+	bd_budget_take(&bd->budget, now, probes);
 	bd->running = true;
 	bd->hard = false;
 	memcpy(bd->peer, peer_key, 32);
@@ -484,6 +560,11 @@ void bd_cancel(struct birthday *bd, const uint8_t peer_key[32])
 {
 	if (bd->running && memcmp(bd->peer, peer_key, 32) == 0)
 		attempt_clear(bd);
+}
+
+void bd_refused(struct birthday *bd)
+{
+	bd->st.requests_refused++;
 }
 
 void bd_get_stats(const struct birthday *bd, struct bd_stats *st)

@@ -49,6 +49,12 @@ struct event_base;
 #define BD_BACKOFF_MAX_MS (32 * 60000)
 #define BD_REQ_GAP_MS     20000 /* easy side: a peer's request this often */
 #define BD_LINK_DEAD_MS   30000 /* a won socket untrusted this long closes */
+#define BD_BUDGET_PROBES  1500  /* easy side: probes per BD_BUDGET_MS, node-wide */
+#define BD_BUDGET_MS      60000
+#define BD_PROBES_MIN     (BD_PROBES_PER_SEC / 2) /* fewer left: no attempt */
+#define BD_TICK_BURST     4     /* probes per pacing tick at most: no burst */
+#define BD_FD_HEADROOM    64    /* hard side: descriptors left for the rest */
+#define BD_RX_MAX         65536 /* a link's datagrams, as the device's */
 
 /* ---- pure parts (tests/unit/test_birthday.c) ---- */
 
@@ -73,6 +79,28 @@ void bd_backoff_started(struct bd_backoff *b, int64_t now_ms);
 /* A direct path was found: the next attempt (when it dies) waits only
  * BD_BACKOFF_MIN_MS from the last one. */
 void bd_backoff_reset(struct bd_backoff *b);
+/* As bd_backoff_started, with min_ms as the first gap. */
+void bd_backoff_started_min(struct bd_backoff *b, int64_t now_ms, uint32_t min_ms);
+
+/* What an easy side may probe: a public unicast IPv4 address (never
+ * loopback, 0/8, private 10/8, 172.16/12, 192.168/16, CGNAT 100.64/10,
+ * link-local, multicast, broadcast or reserved 240/4; IPv6 not yet: the
+ * hard side only ever asks over IPv4). A BIRTHDAY names the IP to send
+ * 1,500 datagrams to: anything else would let a peer aim them at a third
+ * party or at our own network. */
+bool bd_target_ok(const struct sockaddr_storage *ip);
+
+/* The node-wide probe budget: at most BD_BUDGET_PROBES probes reserved in
+ * any BD_BUDGET_MS, however many peers ask. Zeroed: all of it. */
+#define BD_BUDGET_SLOTS 16
+struct bd_budget {
+	int64_t at_ms[BD_BUDGET_SLOTS];
+	uint32_t n[BD_BUDGET_SLOTS];
+};
+/* Probes that may still be reserved now. */
+uint32_t bd_budget_left(const struct bd_budget *b, int64_t now_ms);
+/* Reserves n (<= bd_budget_left) now. */
+void bd_budget_take(struct bd_budget *b, int64_t now_ms, uint32_t n);
 
 /* Random ports in BD_PORT_MIN..65535, none twice (one bit per port). */
 struct bd_ports {
@@ -105,7 +133,11 @@ struct bd_ops {
 
 struct bd_stats {
 	uint64_t attempts_hard, attempts_easy, wins_hard, wins_easy;
-	uint64_t probes_sent, socks_opened, requests_refused;
+	uint64_t probes_sent, socks_opened;
+	/* Requests (BIRTHDAY) and hard-side trailers not acted on: a foreign
+	 * or non-public IP, too soon, the queue full or timed out, the
+	 * budget spent (the owner counts them: bd_refused). */
+	uint64_t requests_refused;
 };
 
 struct birthday *bd_new(struct event_base *base, const struct bd_ops *ops);
@@ -135,7 +167,9 @@ void bd_link_close(struct birthday *bd, uint32_t sock);
 int bd_fd(const struct birthday *bd, uint32_t sock);
 
 /* Easy side: probes ip (its port is not used; family 4 or 6) with up to
- * probes (capped at BD_PROBES_MAX) PINGs, all with txid. 0 or -EBUSY. */
+ * probes (capped at BD_PROBES_MAX and at what the node-wide budget has
+ * left) PINGs, all with txid. 0, -EBUSY (another runs) or -EAGAIN (less
+ * than BD_PROBES_MIN left in the budget). */
 int bd_easy_start(struct birthday *bd, const uint8_t peer_key[32],
                   const struct sockaddr_storage *ip, uint32_t probes,
                   const uint8_t txid[12]);
@@ -149,6 +183,9 @@ bool bd_easy_match(struct birthday *bd, const uint8_t peer_key[32],
 /* Ends whatever runs for peer_key (it went direct another way, or left the
  * map), without calling ended. */
 void bd_cancel(struct birthday *bd, const uint8_t peer_key[32]);
+
+/* One request or trailer refused (counted in requests_refused). */
+void bd_refused(struct birthday *bd);
 
 void bd_get_stats(const struct birthday *bd, struct bd_stats *st);
 

@@ -31,6 +31,7 @@
 #define MS_UPGRADE_MS 60000 /* a trusted peer's other candidates re-probed this often */
 #define MS_HEARD_MS 60000   /* replies go back through the relay a peer was heard on */
 #define MS_GONE_MS 3000     /* a relay said the peer is not there: not through it */
+#define MS_BD_QUEUE_MAX       8 /* birthday requests waiting for the running attempt */
 
 struct ms_cand {
 	struct sockaddr_storage sa;
@@ -95,8 +96,12 @@ struct ms_peer {
 	struct sockaddr_storage pub;
 	uint32_t link;
 	bool best_by_probe;
-	int64_t punch_since_ms, bd_req_ms, last_cmm_reply_ms;
-	struct bd_backoff backoff;
+	int64_t punch_since_ms, last_cmm_reply_ms;
+	struct bd_backoff backoff;     /* hard side: our attempts for it */
+	struct bd_backoff req_backoff; /* easy side: its requests to us */
+	/* The last source address a disco message from it came from by UDP
+	 * (authenticated): an address the peer is seen at, family 0: none. */
+	struct sockaddr_storage seen_src;
 };
 
 struct ms_conn {
@@ -140,14 +145,17 @@ struct magicsock {
 	struct ms_probe *probes; /* magicsock_ping's, outstanding */
 	uint32_t next_probe;
 	struct birthday *bd;
-	/* A peer's birthday request that came while another attempt ran: it
-	 * starts when that one ends, if the peer's sockets still wait. */
+	/* Peers' birthday requests that came while another attempt ran, in
+	 * the order they came (one per peer: a newer one from the same peer
+	 * takes its place): each starts when the one before ends, if that
+	 * peer's sockets still wait. Full: refused. */
 	struct {
 		uint8_t key[32];
 		struct sockaddr_storage ip;
 		uint32_t probes;
 		int64_t at_ms;
-	} bd_pending;
+	} bd_queue[MS_BD_QUEUE_MAX];
+	size_t n_bd_queue;
 	struct magicsock_stats st;
 };
 
@@ -401,6 +409,12 @@ static void push_path(struct magicsock *ms, struct ms_peer *p)
 		pc.endpoint = p->best;
 		(void)wg_device_update_peer(ms->cfg.wg, &pc, WG_PEER_UPD_ENDPOINT);
 	}
+	/* A birthday link carries p's datagrams to best, wherever best moved
+	 * on it (a pong on the link from a new address) and whatever the
+	 * device forgot (a wg peer removed and added again). */
+	if (p->link && p->has_best)
+		(void)wg_device_set_peer_sock(ms->cfg.wg, p->key, bd_fd(ms->bd, p->link),
+		                              &p->best);
 	(void)wg_device_set_peer_path(ms->cfg.wg, p->key, relay_ok, trust);
 }
 
@@ -622,8 +636,10 @@ static struct ms_cand *add_candidate(struct ms_peer *p, const struct sockaddr_st
 static void probe_answer(struct magicsock *ms, uint32_t id, struct ms_peer *p,
                          const struct sockaddr_storage *from, uint32_t lat,
                          const struct disco_msg *m);
-static void bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock);
+static bool bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock);
 static void bd_kick(struct magicsock *ms);
+static const char *bd_addr_refusal(const struct magicsock *ms, const struct ms_peer *p,
+                                   const struct sockaddr_storage *ip);
 
 static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m,
                     const struct sockaddr_storage *from, uint32_t sock)
@@ -661,6 +677,7 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 	if (!from)
 		return; /* the relay works; that says nothing about a direct path */
 	retry_reset(p);
+	p->seen_src = *from;
 	struct ms_cand *c = add_candidate(p, from);
 	c->last_pong_ms = now / 1000;
 	c->lat_us = lat;
@@ -680,8 +697,14 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 	p->trust_until_ms = now / 1000 + MS_TRUST_MS;
 	p->punch_since_ms = 0;
 	bd_backoff_reset(&p->backoff);
-	if (sock != p->link)
-		bd_use_link(ms, p, sock);
+	bd_backoff_reset(&p->req_backoff);
+	if (sock != p->link && !bd_use_link(ms, p, sock)) {
+		/* That socket is closed: nothing reaches best any more. */
+		p->has_best = false;
+		p->trust_until_ms = 0;
+		push_path(ms, p);
+		return;
+	}
 	if (changed) {
 		char a[64];
 		sockaddr_format(from, a, sizeof(a));
@@ -764,6 +787,8 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 	switch (m.type) {
 	case DISCO_PING: {
 		ms->st.pings_rx++;
+		if (from) /* it names its node key: the peer is there */
+			p->seen_src = *from;
 		if (now / 1000 != p->pong_sec) {
 			p->pong_sec = now / 1000;
 			p->pongs_this_sec = 0;
@@ -807,13 +832,15 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 			ms->st.disco_drop_bad++;
 			return;
 		}
-		/* One round per MS_PING_ALL_MS however often it asks. */
+		/* Its NAT kind and address always (a BIRTHDAY right behind it
+		 * is checked against them; the reply is rate-limited there);
+		 * one round of pings per MS_PING_ALL_MS however often it asks. */
+		bd_on_call_me_maybe(ms, p, &m);
 		if (p->last_cmm_rx_ms && now - p->last_cmm_rx_ms < MS_PING_ALL_MS) {
 			ms->st.disco_drop_rate++;
 			return;
 		}
 		p->last_cmm_rx_ms = now;
-		bd_on_call_me_maybe(ms, p, &m);
 		for (size_t i = 0; i < m.n_eps; i++) {
 			struct sockaddr_storage ss;
 			if (disco_addr_to_sockaddr(&m.eps[i], &ss) && cand_ok(&ss))
@@ -1170,8 +1197,9 @@ static uint8_t our_nat(const struct magicsock *ms)
 
 /* p's direct datagrams and disco to best leave from birthday socket sock
  * from now on (0: from the device's socket again). A socket of the running
- * attempt wins it: the others close now. */
-static void bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock)
+ * attempt wins it: the others close now. False: sock could not become a
+ * link (it is closed). */
+static bool bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock)
 {
 	if (p->link) {
 		/* The device lets go of the fd before it closes. */
@@ -1180,12 +1208,42 @@ static void bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock)
 		p->link = 0;
 	}
 	if (!sock)
-		return;
+		return true;
 	int fd = bd_win(ms->bd, sock, p->key);
-	if (fd < 0)
-		return;
+	if (fd < 0) {
+		log_warn(
+		    "birthday probing: a probing socket found a path but cannot be kept "
+		    "(%s); the relay carries the peer",
+		    fd == -ENOSPC ? "too many birthday links" : "the attempt ended");
+		return false;
+	}
 	p->link = sock;
 	(void)wg_device_set_peer_sock(ms->cfg.wg, p->key, fd, &p->best);
+	return true;
+}
+
+/* ip (its port aside) is where p is: the IP of one of its endpoints in the
+ * control map, or the source its disco last came from by UDP. */
+static bool bd_peer_at(const struct ms_peer *p, const struct sockaddr_storage *ip)
+{
+	for (size_t i = 0; i < p->n_map_cand; i++)
+		if (sockaddr_ip_equal(&p->cand[i].sa, ip))
+			return true;
+	return p->seen_src.ss_family && sockaddr_ip_equal(&p->seen_src, ip);
+}
+
+/* The public address a peer's trailer or request names is one we may
+ * send to: public unicast IPv4 (bd_target_ok) where the peer is. */
+static const char *bd_addr_refusal(const struct magicsock *ms, const struct ms_peer *p,
+                                   const struct sockaddr_storage *ip)
+{
+	bool lo = ms->cfg.birthday_loopback_for_tests && ip->ss_family == AF_INET &&
+	          (ntohl(((const struct sockaddr_in *)ip)->sin_addr.s_addr) >> 24) == 127;
+	if (!lo && !bd_target_ok(ip))
+		return "not a public IPv4 address";
+	if (!bd_peer_at(p, ip))
+		return "not one of the peer's endpoints";
+	return NULL;
 }
 
 static void send_cmm(struct magicsock *ms, struct ms_peer *p)
@@ -1207,11 +1265,23 @@ static void send_cmm(struct magicsock *ms, struct ms_peer *p)
 static void bd_on_call_me_maybe(struct magicsock *ms, struct ms_peer *p,
                                 const struct disco_msg *m)
 {
+	p->nat = DISCO_NAT_UNKNOWN; /* a trailer-less CALL_ME_MAYBE: no more */
+	memset(&p->pub, 0, sizeof(p->pub));
 	if (m->nat == DISCO_NAT_UNKNOWN)
 		return;
+	struct sockaddr_storage pub;
+	if (!disco_addr_to_sockaddr(&m->pub, &pub))
+		return;
+	const char *why = bd_addr_refusal(ms, p, &pub);
+	if (!why && m->nat == DISCO_NAT_EASY && !((struct sockaddr_in *)&pub)->sin_port)
+		why = "no port";
+	if (why) {
+		bd_refused(ms->bd);
+		log_debug("birthday probing: a peer's public address ignored: %s", why);
+		return;
+	}
 	p->nat = m->nat;
-	if (!disco_addr_to_sockaddr(&m->pub, &p->pub))
-		p->nat = DISCO_NAT_UNKNOWN;
+	p->pub = pub;
 	int64_t now = now_ms();
 	if (p->nat == DISCO_NAT_HARD && our_nat(ms) == DISCO_NAT_EASY &&
 	    !(p->has_best && p->trust_until_ms > now) &&
@@ -1243,21 +1313,33 @@ static int bd_probe(struct magicsock *ms, struct ms_peer *p, const struct sockad
 	return r;
 }
 
-/* The request that waited for the last attempt to end, while the peer's
- * sockets are still open (BD_HARD_MS from its request): as many probes as
- * fit in what is left of that time. */
+/* The requests that waited for the last attempt to end, in order: the
+ * first whose peer's sockets are still open (BD_HARD_MS from its request)
+ * starts, with as many probes as fit in what is left of that time. */
 static void bd_kick(struct magicsock *ms)
 {
-	int64_t now = now_ms(), left = ms->bd_pending.at_ms + BD_HARD_MS - 500 - now;
-	if (!ms->bd_pending.at_ms || bd_busy(ms->bd))
-		return;
-	ms->bd_pending.at_ms = 0;
-	struct ms_peer *p = peer_by_key(ms, ms->bd_pending.key);
-	uint64_t fit = left > 0 ? (uint64_t)left * BD_PROBES_PER_SEC / 1000 : 0;
-	if (!p || (p->has_best && p->trust_until_ms > now) || fit < BD_PROBES_PER_SEC / 2)
-		return;
-	(void)bd_probe(ms, p, &ms->bd_pending.ip,
-	               fit < ms->bd_pending.probes ? (uint32_t)fit : ms->bd_pending.probes);
+	int64_t now = now_ms();
+	while (ms->n_bd_queue && !bd_busy(ms->bd)) {
+		struct sockaddr_storage ip = ms->bd_queue[0].ip;
+		uint8_t key[32];
+		memcpy(key, ms->bd_queue[0].key, 32);
+		uint32_t probes = ms->bd_queue[0].probes;
+		int64_t left = ms->bd_queue[0].at_ms + BD_HARD_MS - 500 - now;
+		memmove(&ms->bd_queue[0], &ms->bd_queue[1],
+		        (ms->n_bd_queue - 1) * sizeof(ms->bd_queue[0]));
+		ms->n_bd_queue--;
+		struct ms_peer *p = peer_by_key(ms, key);
+		uint64_t fit = left > 0 ? (uint64_t)left * BD_PROBES_PER_SEC / 1000 : 0;
+		if (!p || (p->has_best && p->trust_until_ms > now))
+			continue; /* gone, or direct another way */
+		if (fit < BD_PROBES_MIN ||
+		    bd_probe(ms, p, &ip, fit < probes ? (uint32_t)fit : probes) != 0) {
+			bd_refused(ms->bd);
+			log_debug(
+			    "birthday probing: a peer's request waited too long or the "
+			    "probe budget is spent; dropped");
+		}
+	}
 }
 
 /* Easy side: p (hard) opened its sockets and asks us to probe its IP. */
@@ -1272,33 +1354,51 @@ static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct 
 		why = "our NAT is not endpoint-independent";
 	else if (p->has_best && p->trust_until_ms > now)
 		why = "a direct path works";
-	else if (p->bd_req_ms && now - p->bd_req_ms < BD_REQ_GAP_MS)
-		why = "asked again too soon";
+	else if (p->nat != DISCO_NAT_HARD)
+		why = "the peer did not say its NAT is hard";
 	else if (!disco_addr_to_sockaddr(&m->pub, &ip) || !m->probes)
 		why = "no address or no probes";
-	if (!why) {
-		/* A unicast address (cand_ok wants a port: any will do). */
-		struct sockaddr_storage chk = ip;
-		if (chk.ss_family == AF_INET)
-			((struct sockaddr_in *)&chk)->sin_port = htons(BD_PORT_MIN);
-		else
-			((struct sockaddr_in6 *)&chk)->sin6_port = htons(BD_PORT_MIN);
-		if (!cand_ok(&chk))
-			why = "not a unicast address";
-	}
+	else if (!sockaddr_ip_equal(&ip, &p->pub))
+		why = "not the public address the peer advertised";
+	else
+		why = bd_addr_refusal(ms, p, &ip);
+	if (!why && !bd_backoff_allows(&p->req_backoff, now))
+		why = "asked again too soon";
 	if (why) {
-		ms->st.disco_drop_rate++;
+		bd_refused(ms->bd);
 		log_debug("birthday probing: a peer's request refused: %s", why);
 		return;
 	}
-	p->bd_req_ms = now;
-	if (bd_probe(ms, p, &ip, m->probes) == -EBUSY) {
-		/* Another runs: this one next, if its time has not run out. */
-		memcpy(ms->bd_pending.key, p->key, 32);
-		ms->bd_pending.ip = ip;
-		ms->bd_pending.probes = m->probes;
-		ms->bd_pending.at_ms = now;
+	/* Once per BD_REQ_GAP_MS per peer, the gap doubling while no direct
+	 * path comes of it. */
+	bd_backoff_started_min(&p->req_backoff, now, BD_REQ_GAP_MS);
+	int r = bd_probe(ms, p, &ip, m->probes);
+	if (r == -EBUSY) {
+		/* Another runs: this one after those before it, if its time has
+		 * not run out; a peer's newer request replaces its older one. */
+		size_t i = 0;
+		while (i < ms->n_bd_queue && memcmp(ms->bd_queue[i].key, p->key, 32) != 0)
+			i++;
+		if (i == MS_BD_QUEUE_MAX) {
+			bd_refused(ms->bd);
+			log_debug("birthday probing: a peer's request refused: %zu wait "
+			          "already",
+			          ms->n_bd_queue);
+			return;
+		}
+		if (i == ms->n_bd_queue)
+			ms->n_bd_queue++;
+		memcpy(ms->bd_queue[i].key, p->key, 32);
+		ms->bd_queue[i].ip = ip;
+		ms->bd_queue[i].probes = m->probes;
+		ms->bd_queue[i].at_ms = now;
 		log_debug("birthday probing: a peer's request waits for the running attempt");
+	} else if (r != 0) {
+		bd_refused(ms->bd);
+		log_info("birthday probing: a peer's request refused: the node-wide "
+		         "budget of %d "
+		         "probes a minute is spent",
+		         BD_BUDGET_PROBES);
 	}
 }
 
@@ -1323,7 +1423,8 @@ static void bd_tick(struct magicsock *ms, struct ms_peer *p, int64_t now)
 	if (!p->punch_since_ms || now - p->punch_since_ms < BD_AFTER_MS ||
 	    our_nat(ms) != DISCO_NAT_HARD || p->nat != DISCO_NAT_EASY ||
 	    p->pub.ss_family != AF_INET || bd_busy(ms->bd) ||
-	    !bd_backoff_allows(&p->backoff, now))
+	    !bd_backoff_allows(&p->backoff, now) ||
+	    bd_addr_refusal(ms, p, &p->pub) != NULL)
 		return;
 	struct ms_conn *k = conn_for(ms, p, false);
 	if (!k || !relay_client_connected(k->c) || p->gone_until_ms > now)
@@ -1341,6 +1442,9 @@ static void bd_tick(struct magicsock *ms, struct ms_peer *p, int64_t now)
 	m.version = 1;
 	m.socks = (uint16_t)n;
 	m.probes = BD_PROBES_MAX;
+	/* Our CALL_ME_MAYBE first, on the same relay connection: the easy side
+	 * probes only the address our latest trailer advertised as hard. */
+	send_cmm(ms, p);
 	if (!disco_addr_from_sockaddr(&m.pub, (const struct sockaddr *)&ms->report->global_v4) ||
 	    disco_send_on(ms, p, 0, NULL, &m) != 0) {
 		bd_cancel(ms->bd, p->key);
@@ -1590,6 +1694,14 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 			eps_changed = !sockaddr_equal(&old[j].sa, &p->cand[j].sa);
 		if (eps_changed)
 			retry_reset(p); /* new endpoints: try them now */
+		/* The peer moved (its public IP is no longer among its map
+		 * endpoints; a symmetric NAT's ports change all the time, its
+		 * IP does not): what it said of its NAT is stale until its next
+		 * CALL_ME_MAYBE. */
+		if (p->nat != DISCO_NAT_UNKNOWN && bd_addr_refusal(ms, p, &p->pub)) {
+			p->nat = DISCO_NAT_UNKNOWN;
+			memset(&p->pub, 0, sizeof(p->pub));
+		}
 		for (size_t j = 0; j < nl && p->n_cand < MS_CANDS_MAX; j++) {
 			bool seen = false;
 			for (size_t k = 0; k < p->n_cand; k++)

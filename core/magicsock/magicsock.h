@@ -85,6 +85,10 @@ struct magicsock_config {
 	/* No birthday probing (--no-birthday): our NAT kind is not sent, so
 	 * no peer asks us, we never ask, and a request is refused. */
 	bool no_birthday;
+	/* Tests on one machine only (tests/unit/test_magicsock.c): birthday
+	 * probing also accepts 127.0.0.0/8 as a peer's public address. Never
+	 * set by a node. */
+	bool birthday_loopback_for_tests;
 };
 
 struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,

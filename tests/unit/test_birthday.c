@@ -5,7 +5,10 @@
  * sockets (each a distinct source port), one attempt runs at a time, the
  * losers close the moment one wins; an easy attempt sends at most
  * BD_PROBES_MAX probes at BD_PROBES_PER_SEC, and only a pong from a probed
- * port of the probed address, with the attempt's txid, matches. */
+ * port of the probed address, with the attempt's txid, matches. An easy
+ * side probes public IPv4 addresses only, and at most BD_BUDGET_PROBES a
+ * minute node-wide however many attempts; a hard side leaves descriptors
+ * for the rest of the process. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +20,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -227,7 +231,7 @@ static void hard_side_opens_at_most_256_and_closes_losers(void **state)
 	bd_get_stats(c->bd, &st);
 	assert_int_equal(st.socks_opened, BD_SOCKS);
 	assert_int_equal(st.attempts_hard, 1);
-	assert_int_equal(st.requests_refused, 1);
+	assert_int_equal(st.requests_refused, 0); /* busy is not refused: it waits */
 
 	/* A socket of the attempt wins: the 255 others close at once, the
 	 * winner stays (a link) and still sends; the attempt is over. */
@@ -355,6 +359,118 @@ static void easy_side_matches_only_its_probes(void **state)
 	ctx_free(c);
 }
 
+static struct sockaddr_storage ip4(const char *a)
+{
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	struct sockaddr_in *s = (struct sockaddr_in *)&ss;
+	s->sin_family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, a, &s->sin_addr), 1);
+	return ss;
+}
+
+/* Only public unicast IPv4 may be probed (1,500 datagrams): never our own
+ * machine, a LAN, CGNAT, link-local, multicast or IPv6. The lab's
+ * "internet" (198.18.0.0/15) is public here. */
+static void target_only_public_ipv4(void **state)
+{
+	const char *bad[] = {"0.0.0.0",         "0.1.2.3",         "127.0.0.1",
+	                     "127.9.9.9",       "10.1.2.3",        "172.16.0.1",
+	                     "172.31.255.254",  "192.168.1.1",     "100.64.0.1",
+	                     "100.127.255.254", "169.254.169.254", "224.0.0.1",
+	                     "239.1.1.1",       "240.0.0.1",       "255.255.255.255"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct sockaddr_storage ss = ip4(bad[i]);
+		if (bd_target_ok(&ss))
+			fail_msg("%s accepted", bad[i]);
+	}
+	const char *good[] = {"198.18.0.1",  "198.19.255.254", "8.8.8.8",
+	                      "172.15.0.1",  "172.32.0.1",     "100.63.0.1",
+	                      "100.128.0.1", "192.169.0.1"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct sockaddr_storage ss = ip4(good[i]);
+		if (!bd_target_ok(&ss))
+			fail_msg("%s refused", good[i]);
+	}
+	struct sockaddr_storage v6;
+	memset(&v6, 0, sizeof(v6));
+	v6.ss_family = AF_INET6;
+	((struct sockaddr_in6 *)&v6)->sin6_addr.s6_addr[0] = 0x20;
+	((struct sockaddr_in6 *)&v6)->sin6_addr.s6_addr[15] = 1;
+	assert_false(bd_target_ok(&v6));
+}
+
+static void budget_bounds_probes_over_time(void **state)
+{
+	struct bd_budget b;
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(bd_budget_left(&b, 1000), BD_BUDGET_PROBES);
+	bd_budget_take(&b, 1000, 1000);
+	assert_int_equal(bd_budget_left(&b, 1000), BD_BUDGET_PROBES - 1000);
+	bd_budget_take(&b, 5000, BD_BUDGET_PROBES - 1000);
+	assert_int_equal(bd_budget_left(&b, 5000 + 30000), 0);
+	/* The first reservation ages out a minute after it was made. */
+	assert_int_equal(bd_budget_left(&b, 1000 + BD_BUDGET_MS - 1), 0);
+	assert_int_equal(bd_budget_left(&b, 1000 + BD_BUDGET_MS), 1000);
+	assert_int_equal(bd_budget_left(&b, 5000 + BD_BUDGET_MS), BD_BUDGET_PROBES);
+	/* Many small ones: the slots bound them too. */
+	memset(&b, 0, sizeof(b));
+	for (int i = 0; i < BD_BUDGET_SLOTS; i++)
+		bd_budget_take(&b, 100 + i, 1);
+	assert_int_equal(bd_budget_left(&b, 200), 0);
+}
+
+/* Three attempts back to back (three hard peers, or one asking again and
+ * again): together no more than BD_BUDGET_PROBES probes in a minute. */
+static void easy_side_budget_is_node_wide(void **state)
+{
+	struct ctx *c = ctx_new();
+	randombytes_buf(c->txid, sizeof(c->txid));
+	struct sockaddr_storage ip = loop4(0);
+	assert_int_equal(bd_easy_start(c->bd, peer_a, &ip, 1000, c->txid), 0);
+	bd_cancel(c->bd, peer_a);
+	/* What is left of the budget, not what is asked. */
+	assert_int_equal(bd_easy_start(c->bd, peer_b, &ip, BD_PROBES_MAX, c->txid), 0);
+	struct timeval most = {5, 0};
+	event_base_loopexit(c->base, &most);
+	event_base_dispatch(c->base);
+	assert_int_equal(c->ended, 1);
+	assert_int_equal(c->pings, 1 + (BD_BUDGET_PROBES - 1000));
+	assert_int_equal(bd_easy_start(c->bd, peer_a, &ip, BD_PROBES_MAX, c->txid),
+	                 -EAGAIN);
+	assert_false(bd_busy(c->bd));
+	struct bd_stats st;
+	bd_get_stats(c->bd, &st);
+	assert_true(st.probes_sent <= BD_BUDGET_PROBES);
+	assert_int_equal(st.attempts_easy, 2);
+	ctx_free(c);
+}
+
+/* With few descriptors left, a hard attempt opens fewer sockets and leaves
+ * BD_FD_HEADROOM for the rest (accept(), relay reconnects). */
+static void hard_side_leaves_descriptors(void **state)
+{
+	struct ctx *c = ctx_new();
+	struct rlimit old, low;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	int in_use = count_fds();
+	low = old;
+	low.rlim_cur = (rlim_t)(in_use + BD_FD_HEADROOM + 8);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	struct sockaddr_storage at = loop4(9);
+	char err[128];
+	int n = bd_hard_start(c->bd, peer_a, &at, BD_SOCKS, err, sizeof(err));
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_true(fd >= 0);
+	close(fd);
+	/* Some (the test's own descriptors are not contiguous: a few more
+	 * than 8 fit in the holes), never up to the limit. */
+	assert_true(n > 0 && n < 8 + BD_FD_HEADROOM);
+	bd_cancel(c->bd, peer_a);
+	ctx_free(c);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -366,6 +482,10 @@ int main(void)
 	    cmocka_unit_test(hard_side_opens_at_most_256_and_closes_losers),
 	    cmocka_unit_test(easy_side_paced_and_capped),
 	    cmocka_unit_test(easy_side_matches_only_its_probes),
+	    cmocka_unit_test(target_only_public_ipv4),
+	    cmocka_unit_test(budget_bounds_probes_over_time),
+	    cmocka_unit_test(easy_side_budget_is_node_wide),
+	    cmocka_unit_test(hard_side_leaves_descriptors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -203,6 +203,8 @@ static void trust_switches_path(void **state)
 	wg_device_set_peer_path(nodes[0].dev, nodes[1].pub, true, 400);
 	wg_device_set_peer_path(nodes[1].dev, nodes[0].pub, true, 400);
 	unsigned before = nodes[1].rx_count;
+	peer_info(1, &pi);
+	uint64_t relay_rx_before = pi.relay_rx_bytes, rx_before = pi.rx_bytes;
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(wg_device_send(nodes[0].dev, pkt, len), 0);
 	assert_true(run_until(base, &nodes[1].rx_count, before + 5, 3000));
@@ -210,8 +212,11 @@ static void trust_switches_path(void **state)
 	assert_false(pi.via_relay);
 	assert_true(pi.direct_trusted);
 	assert_int_equal(pi.relay_tx_bytes, relay_before);
+	/* Node 1 got the five directly (not through the relay), just now. */
 	peer_info(1, &pi);
-	assert_true(pi.last_direct_rx_ms >= 0);
+	assert_true(pi.rx_bytes > rx_before);
+	assert_int_equal(pi.relay_rx_bytes, relay_rx_before);
+	assert_true(pi.last_direct_rx_ms >= 0 && pi.last_direct_rx_ms < 1000);
 
 	/* Trust runs out: back to the relay. */
 	unsigned never = 0;
@@ -323,12 +328,16 @@ static void relay_refusal_counted(void **state)
 /* The owner's side socket (a birthday socket that won) reads into the
  * device and carries the peer's direct datagrams while the endpoint is the
  * address it was set for; cleared, the device's socket takes over. */
+static unsigned side_rx_count; /* datagrams the side socket received */
+
 static void side_rx(evutil_socket_t fd, short ev, void *arg)
 {
 	uint8_t buf[2048];
 	struct sockaddr_storage from;
 	socklen_t fl = sizeof(from);
 	ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+	if (n > 0)
+		side_rx_count++;
 	if (n > 0)
 		wg_device_receive_side(nodes[0].dev, buf, (size_t)n, (struct sockaddr *)&from);
 }
@@ -369,10 +378,12 @@ static void side_socket_carries_peer(void **state)
 	assert_int_equal(sa_port(&pi.endpoint), sa_port(&sa));
 	/* Back in through it, into the same device. */
 	len = ip4_packet(pkt, 2, 1);
+	unsigned side_before = side_rx_count;
 	assert_int_equal(wg_device_send(nodes[1].dev, pkt, len), 0);
 	assert_true(run_until(base, &nodes[0].rx_count, 1, 3000));
 	peer_info(0, &pi);
-	assert_true(pi.last_direct_rx_ms >= 0);
+	assert_true(pi.last_direct_rx_ms >= 0 && pi.last_direct_rx_ms < 1000);
+	assert_true(side_rx_count > side_before); /* it came in by the side socket */
 
 	/* Cleared: the device's own socket again. */
 	assert_int_equal(wg_device_set_peer_sock(nodes[0].dev, nodes[1].pub, -1, NULL), 0);

@@ -2,7 +2,8 @@
 # Birthday probing's odds in the NAT lab: runs tests/e2e/natlab.sh RUNS
 # times (default 10), each a fresh lab with only the PAIR pair (default
 # eim-sym: symmetric against a port-restricted eim), and writes how often
-# it went direct within the lab's 10 s window, and how fast, to OUT
+# it went direct by birthday probing (both sides' status says
+# "birthday": true) within the lab's 10 s window, and how fast, to OUT
 # (default bench/results/natlab-birthday.md). report.py puts that file
 # under the table in natlab.md when it sits beside it.
 #
@@ -28,7 +29,8 @@ for i in range(1, runs + 1):
     except (OSError, ValueError, IndexError, KeyError):
         r = {}
     d = r.get("direct_ms")
-    ok = d is not None and d <= 10000 and r.get("a_path") == "direct" == r.get("b_path")
+    ok = (d is not None and d <= 10000 and r.get("a_path") == "direct" == r.get("b_path")
+          and r.get("a_birthday") is True and r.get("b_birthday") is True)
     rows.append("%d: %s" % (i, "%d ms" % d if ok else "not direct"))
     if ok:
         times.append(d)
