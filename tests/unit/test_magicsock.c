@@ -22,6 +22,8 @@
  *  - A BIRTHDAY through the relay: probes only the public IP the peer
  *    advertised as hard and that is one of its map endpoints; another IP,
  *    or the same request again too soon, is refused and counted.
+ *  - The same with node 0 started with no_birthday (--no-birthday): its
+ *    CALL_ME_MAYBE says nothing of its NAT and the request is refused.
  *  - A hard node (0) against an easy one (1), node 0's own UDP cut: its
  *    birthday sockets find node 1, the winner carries WireGuard, and
  *    still does after node 0's wg peer is removed and added again. */
@@ -66,6 +68,10 @@ static bool drop_udp[2]; /* every datagram node i sends by UDP is dropped */
 static const char *extra_ep;
 static uint16_t extra_ep_port;
 static bool bd_loopback; /* birthday probing may use 127.0.0.1 */
+static bool bd_off;      /* node 0 runs with no_birthday (--no-birthday) */
+/* Node 0's CALL_ME_MAYBEs to node 1 through the relay: all, and those
+ * with a NAT trailer (its NAT kind and public address). */
+static unsigned cmm_from_0, cmm_trailer_from_0;
 
 static void on_change(void *ctx)
 {
@@ -180,7 +186,8 @@ static void start_nodes(bool with_eps)
 		                              .on_change = on_change,
 		                              .ctx = &nodes[i],
 		                              .netcheck_timeout_ms = 1000,
-		                              .birthday_loopback_for_tests = bd_loopback};
+		                              .birthday_loopback_for_tests = bd_loopback,
+		                              .no_birthday = bd_off && i == 0};
 		memcpy(mc.node_priv, nodes[i].priv, 32);
 		memcpy(mc.node_pub, nodes[i].pub, 32);
 		memcpy(mc.disco_priv, dpriv[i], 32);
@@ -202,6 +209,8 @@ static int setup(void **state)
 	memset(drop_udp, 0, sizeof(drop_udp));
 	extra_ep = NULL;
 	bd_loopback = false;
+	bd_off = false;
+	cmm_from_0 = cmm_trailer_from_0 = 0;
 	for (int i = 0; i < 2; i++) {
 		node_init(base, &nodes[i]);
 		crypto_box_keypair(dpub[i], dpriv[i]);
@@ -992,6 +1001,15 @@ static void count_hook(void *ctx, const struct sockaddr *to, const uint8_t *buf,
 static void rc_packet(void *ctx, struct relay_client *c, const uint8_t *src_key,
                       const uint8_t *data, size_t len)
 {
+	uint8_t shared[32];
+	struct disco_msg m;
+	if (memcmp(src_key, nodes[0].pub, 32) != 0 || !disco_is_message(data, len) ||
+	    disco_shared(shared, dpub[0], dpriv[1]) != 0 ||
+	    disco_open(data, len, shared, &m) != 0 || m.type != DISCO_CALL_ME_MAYBE)
+		return;
+	cmm_from_0++;
+	if (m.nat != DISCO_NAT_UNKNOWN)
+		cmm_trailer_from_0++;
 }
 
 static void rc_state(void *ctx, struct relay_client *c, enum relay_client_state st,
@@ -1022,12 +1040,10 @@ static void birthday_msg(struct disco_msg *m, const char *ip)
 	m->probes = 1500;
 }
 
-/* Node 0 behind an easy NAT; node 1 (a hard one at 198.18.77.1, its map
- * endpoint) asks through the relay. A BIRTHDAY naming an IP node 1 never
- * advertised (a third party) sends nothing and is counted refused; one
- * naming its own advertised IP probes it; asking again at once is refused.
- * Node 0's UDP goes to a counting hook: nothing leaves the machine. */
-static void birthday_request_checked(void **state)
+/* Node 0 behind an easy NAT (its UDP to a counting hook: nothing leaves
+ * the machine), node 1 replaced by c, a relay connection under its key,
+ * which has told node 0: hard, at 198.18.77.1 (its map endpoint). */
+static struct relay_client *easy_node0_hard_node1(void)
 {
 	extra_ep = "198.18.77.1";
 	extra_ep_port = 4000;
@@ -1067,6 +1083,20 @@ static void birthday_request_checked(void **state)
 	m.nat = DISCO_NAT_HARD;
 	m.pub = m.eps[0];
 	relay_disco(c, &m);
+	return c;
+}
+
+/* Node 0 behind an easy NAT; node 1 (a hard one at 198.18.77.1, its map
+ * endpoint) asks through the relay. A BIRTHDAY naming an IP node 1 never
+ * advertised (a third party) sends nothing and is counted refused; one
+ * naming its own advertised IP probes it; asking again at once is refused.
+ * Node 0's UDP goes to a counting hook: nothing leaves the machine. */
+static void birthday_request_checked(void **state)
+{
+	struct relay_client *c = easy_node0_hard_node1();
+	struct disco_msg m;
+	/* Node 0 answered node 1's CALL_ME_MAYBE with its own, saying easy. */
+	assert_true(cmm_trailer_from_0 >= 1);
 	struct magicsock_stats st0, st;
 	magicsock_get_stats(ms[0], &st0);
 
@@ -1092,6 +1122,29 @@ static void birthday_request_checked(void **state)
 	assert_int_equal(st.birthday_refused, st0.birthday_refused + 2);
 	assert_int_equal(st.birthday_attempts, 1);
 	assert_int_equal(to_foreign_ip, 0);
+	relay_client_free(c);
+}
+
+/* The same, node 0 with --no-birthday: it does not tell node 1 its NAT
+ * kind, and refuses node 1's request for its own advertised IP (which
+ * the node without the switch probes above). */
+static void birthday_off_refuses(void **state)
+{
+	bd_off = true;
+	struct relay_client *c = easy_node0_hard_node1();
+	assert_int_equal(cmm_trailer_from_0, 0);
+	struct magicsock_stats st0, st;
+	magicsock_get_stats(ms[0], &st0);
+	unsigned before = to_home_ip;
+	struct disco_msg m;
+	birthday_msg(&m, "198.18.77.1");
+	relay_disco(c, &m);
+	spin(500);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_refused, st0.birthday_refused + 1);
+	assert_int_equal(st.birthday_attempts, 0);
+	assert_int_equal(st.birthday_probes_sent, 0);
+	assert_int_equal(to_home_ip, before);
 	relay_client_free(c);
 }
 
@@ -1191,6 +1244,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(relayed_retry_backs_off, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_signalling_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_request_checked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(birthday_off_refuses, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_win_carries_wireguard, setup,
 	                                    teardown),
 	};
