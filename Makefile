@@ -17,7 +17,7 @@ CC ?= gcc
 LWIP_DIR := third_party/src/lwip-2.1.3
 DEPS_STAMP := $(LWIP_DIR)/.ok
 
-PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl
+PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl miniupnpc
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -25,7 +25,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CPPFLAGS := -D_GNU_SOURCE -I. -Inetstack -I$(LWIP_DIR)/src/include
 CFLAGS := -std=gnu11 $(OPT) -g $(WARN) $(SAN_FLAGS) -MMD -MP
 LDFLAGS := $(SAN_FLAGS)
-LDLIBS = $(PKG_LIBS) -lm
+LDLIBS = $(PKG_LIBS) -lnatpmp -lpthread -lm
 
 # Our sources: everything under these folders except program entry points.
 LIB_SRC := $(wildcard core/*/*.c netstack/*.c proxy/*.c proxy/proto/*.c node/*.c node/dns/*.c \
@@ -44,7 +44,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # Keep unit-test objects (make would delete them as intermediates).
 .SECONDARY: $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o)
 TOOLS := $(BUILD)/tests/wg-ping $(BUILD)/tests/ctl-scale $(BUILD)/tests/crypto-ceiling $(BUILD)/tests/httpload \
-	$(BUILD)/tests/relay-client $(BUILD)/tests/relay-load $(BUILD)/tests/map-delta-bench
+	$(BUILD)/tests/relay-client $(BUILD)/tests/relay-load $(BUILD)/tests/map-delta-bench \
+	$(BUILD)/tests/portmap-probe
 all: $(PROGRAMS) $(UNIT_BIN) $(TOOLS)
 
 help:
@@ -105,7 +106,8 @@ test: all
 # control clients in one process), crypto-ceiling (ChaCha20-Poly1305 on one
 # core), httpload (a small HTTP server and load client), relay-client (a
 # blocking mesh-relay client for tests/e2e/relay.sh), relay-load (many relay
-# clients in one process: the relay's load test).
+# clients in one process: the relay's load test), portmap-probe (the port
+# mapper with one protocol, against the NAT lab's miniupnpd).
 $(TOOLS): $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIB) $(LWIP_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -23,7 +23,8 @@ static const char usage[] =
     "usage: mesh-proxy up --join TOKEN [--state DIR] [--hostname NAME] [--socks5 "
     "ADDR:PORT]\n"
     "                     [--http-proxy ADDR:PORT] [--direct public|all|no]\n"
-    "                     [--expose SPEC] [--config FILE]\n"
+    "                     [--expose SPEC] [--config FILE] [--no-portmap]\n"
+    "                     [--no-birthday]\n"
     "                     [--api PATH] [--log-level LEVEL]\n"
     "       mesh-proxy up [--state DIR] [options as above]    (resume a joined node)\n"
     "       mesh-proxy [run] --config FILE [--api PATH] [--log-level LEVEL]\n"
@@ -65,6 +66,11 @@ static const char usage[] =
     "                        (warned). This node's own proxy and tunnel ports\n"
     "                        are never exposed, whatever the list says\n"
     "  --config FILE         extra [Peer]s and front-ends (no [Interface])\n"
+    "  --no-portmap          do not ask the router (UPnP IGD, NAT-PMP, PCP) to\n"
+    "                        map the WireGuard port; --portmap asks again (default)\n"
+    "  --no-birthday         no birthday-paradox port probing (256 extra sockets\n"
+    "                        here, or 1,500 probes from here) to reach a peer\n"
+    "                        across a symmetric NAT; --birthday turns it back on\n"
     "  Settings stick: a later `up` without them keeps them; a flag\n"
     "  changes one for good; --socks5 off, --http-proxy off, --config off remove one.\n"
     "\n"
@@ -181,6 +187,8 @@ struct cli {
 	const char *config;
 	const char *api;
 	const char *state, *join, *hostname, *socks5, *http_proxy, *expose, *direct;
+	const char *portmap;  /* --portmap: "yes", --no-portmap: "no" */
+	const char *birthday; /* --birthday: "yes", --no-birthday: "no" */
 	int family; /* ip -4 / -6 */
 	const char *log_level;
 	bool json, disco, until_direct;
@@ -258,6 +266,10 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 				return die_usage("--direct %s: want public, all or no",
 				                 val);
 			c->direct = val;
+		} else if (!strcmp(a, "--portmap") || !strcmp(a, "--no-portmap")) {
+			c->portmap = a[2] == 'n' ? "no" : "yes";
+		} else if (!strcmp(a, "--birthday") || !strcmp(a, "--no-birthday")) {
+			c->birthday = a[2] == 'n' ? "no" : "yes";
 		} else if (!strcmp(a, "-4") || !strcmp(a, "-6")) {
 			c->family = a[1] - '0';
 		} else if (a[0] == '-' && a[1]) {
@@ -477,7 +489,8 @@ int main(int argc, char **argv)
 	 * A configuration file alone is wireproxy's mode: no state. */
 	static char state_def[512];
 	bool up = !strcmp(cmd, "up") || c.join || c.hostname || c.socks5 ||
-	          c.http_proxy || c.expose || c.direct;
+	          c.http_proxy || c.expose || c.direct || c.portmap ||
+	          c.birthday;
 	if (up && !c.state) {
 		char err[512];
 		if (cli_state_default(state_def, sizeof(state_def), err, sizeof(err)) !=
@@ -513,6 +526,8 @@ int main(int argc, char **argv)
 	                           .http_proxy = c.http_proxy,
 	                           .expose = c.expose,
 	                           .direct = c.direct,
+	                           .portmap = c.portmap,
+	                           .birthday = c.birthday,
 	                           .config_path = c.config};
 	struct node_opts o = {
 	    .config_path = c.config, .api_path = c.api, .ctl = c.state ? &ma : NULL};

@@ -1,10 +1,14 @@
 /* mesh-proxy netcheck: the relay map from DIR/netmap.json, one netcheck
- * run with its own sockets, the report on stdout. */
+ * run with its own sockets, the report on stdout. Meanwhile a thread asks
+ * the router which port-mapping protocols it speaks (portmap_probe_blocking
+ * blocks; the loop runs netcheck), joined before the report is printed. */
 #include "cli/netcheck.h"
 
 #include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +16,7 @@
 #include "cli/paths.h"
 #include "core/netcheck/netcheck.h"
 #include "core/netcheck/netcheck_fmt.h"
+#include "core/portmap/portmap.h"
 #include "node/state.h"
 
 #define NC_CLI_TIMEOUT_MIN 100
@@ -21,7 +26,54 @@ struct nc_cli {
 	struct event_base *base;
 	bool json;
 	int rc;
+	char *report; /* the formatted report, printed after the probe ends */
+	struct portmap_probe probe;
 };
+
+static void *probe_thread(void *arg)
+{
+	struct nc_cli *c = arg;
+	struct portmap_config pc = {0};
+	portmap_probe_blocking(&pc, &c->probe);
+	return NULL;
+}
+
+/* The report with the port-mapping line (text) or "portmap" (JSON). */
+static void print_report(struct nc_cli *c)
+{
+	const struct portmap_probe *p = &c->probe;
+	if (!c->json) {
+		char d[160];
+		portmap_probe_describe(p, d, sizeof(d));
+		fputs(c->report, stdout);
+		printf("Port mapping:   %s\n", d);
+		return;
+	}
+	json_t *j = json_loads(c->report, 0, NULL), *o = json_object();
+	if (!j || !o) {
+		json_decref(j);
+		json_decref(o);
+		fputs(c->report, stdout);
+		return;
+	}
+	json_object_set_new(o, "pcp", json_boolean(p->pcp));
+	json_object_set_new(o, "nat_pmp", json_boolean(p->pmp));
+	json_object_set_new(o, "upnp", json_boolean(p->upnp));
+	json_object_set_new(o, "gateway", p->gateway[0] ? json_string(p->gateway) : json_null());
+	json_object_set_new(o, "external_v4",
+	                    p->pmp_ext[0]    ? json_string(p->pmp_ext)
+	                    : p->upnp_ext[0] ? json_string(p->upnp_ext)
+	                                     : json_null());
+	json_object_set_new(j, "portmap", o);
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+	json_decref(j);
+	if (s) {
+		printf("%s\n", s);
+		free(s);
+	} else {
+		fputs(c->report, stdout);
+	}
+}
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -35,14 +87,10 @@ static int usage_error(const char *fmt, const char *arg)
 static void done_cb(void *ctx, const struct netcheck_report *r)
 {
 	struct nc_cli *c = ctx;
-	char *s = c->json ? netcheck_fmt_json_text(r) : netcheck_fmt_text(r);
-	if (!s) {
+	c->report = c->json ? netcheck_fmt_json_text(r) : netcheck_fmt_text(r);
+	if (!c->report) {
 		fprintf(stderr, "mesh-proxy netcheck: out of memory\n");
 		c->rc = 1;
-	} else {
-		fputs(s, stdout);
-		free(s);
-		c->rc = fflush(stdout) == 0 ? 0 : 1;
 	}
 	event_base_loopbreak(c->base);
 }
@@ -130,6 +178,8 @@ static int run(const char *dir, bool json, unsigned timeout_ms)
 	                              .tcp_always = true,
 	                              .done = done_cb,
 	                              .ctx = &c};
+	pthread_t th;
+	bool probing = pthread_create(&th, NULL, probe_thread, &c) == 0;
 	struct netcheck *nc = netcheck_start(&cfg, err, sizeof err);
 	free(relays);
 	if (!nc) {
@@ -139,6 +189,13 @@ static int run(const char *dir, bool json, unsigned timeout_ms)
 		netcheck_free(nc);
 		/* Cancelled name lookups call back once more; let them. */
 		event_base_loop(c.base, EVLOOP_NONBLOCK);
+	}
+	if (probing)
+		pthread_join(th, NULL); /* about 5.5 s at most (UPnP is killed at 4 s) */
+	if (c.report) {
+		print_report(&c);
+		free(c.report);
+		c.rc = fflush(stdout) == 0 ? 0 : 1;
 	}
 	evdns_base_free(dns, 0);
 	event_base_free(c.base);

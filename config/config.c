@@ -260,8 +260,8 @@ static int cfg_handler(void *user, const char *section, const char *name,
 		if (p->sect == CFG_SECT_TOP)
 			cfg_errf(p,
 			         "unknown key %s before any section (only WGConfig, "
-			         "MemoryLimit and MaxConnectionsPerPeer may "
-			         "go here)",
+			         "MemoryLimit, MaxConnectionsPerPeer, "
+			         "PortMapping and BirthdayProbing may go here)",
 			         cfg_quote(name, q, sizeof(q)));
 		else
 			cfg_errf(p, "[%s] unknown key %s", sname,

@@ -189,6 +189,16 @@ struct config {
 	uint64_t memory_limit;
 	uint32_t max_conns_per_peer;
 	int memory_limit_line, max_conns_per_peer_line; /* 0: not given */
+	/* PortMapping = yes | no (node-wide, like MemoryLimit): whether a
+	 * joined node asks the router (UPnP IGD, NAT-PMP, PCP) to map its
+	 * WireGuard port. 0: not given (yes), 1 yes, -1 no. */
+	int portmap;
+	int portmap_line;
+	/* BirthdayProbing = yes | no (node-wide): whether a joined node takes
+	 * part in birthday-paradox port probing (either side). 0: not given
+	 * (yes), 1 yes, -1 no. */
+	int birthday;
+	int birthday_line;
 };
 #define CFG_DEFAULT_MAX_CONNS_PER_PEER 1024
 

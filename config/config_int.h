@@ -124,6 +124,8 @@ int cfg_v_proxy_protocol(struct cfg_parser *p, const char *key, const char *v);
 int cfg_v_max_flows(struct cfg_parser *p, const char *key, const char *v);
 int cfg_v_memory_limit(struct cfg_parser *p, const char *key, const char *v);
 int cfg_v_max_conns_per_peer(struct cfg_parser *p, const char *key, const char *v);
+int cfg_v_portmap(struct cfg_parser *p, const char *key, const char *v);
+int cfg_v_birthday(struct cfg_parser *p, const char *key, const char *v);
 
 /* Checks a section's required keys when it ends (or the file does). */
 int cfg_section_check(struct cfg_parser *p);

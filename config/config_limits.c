@@ -278,3 +278,41 @@ int cfg_v_max_conns_per_peer(struct cfg_parser *p, const char *key, const char *
 	p->cfg->max_conns_per_peer = (uint32_t)n;
 	return 0;
 }
+
+/* A node-wide yes/no switch, once: *out 1 (yes, true, on) or -1 (no,
+ * false, off); what defines the error's explanation. */
+static int cfg_node_switch(struct cfg_parser *p, const char *key, const char *v, int *out,
+                           int *line, const char *what)
+{
+	if (!cfg_node_key_once(p, key, line))
+		return -1;
+	if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 ||
+	    strcasecmp(v, "on") == 0)
+		*out = 1;
+	else if (strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0 ||
+	         strcasecmp(v, "off") == 0)
+		*out = -1;
+	else {
+		char why[160];
+		snprintf(why, sizeof(why), "is not yes or no (%s)", what);
+		cfg_value_err(p, key, v, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* PortMapping: yes or no (node-wide, once). */
+int cfg_v_portmap(struct cfg_parser *p, const char *key, const char *v)
+{
+	return cfg_node_switch(p, key, v, &p->cfg->portmap, &p->cfg->portmap_line,
+	                       "whether to ask the router for a port mapping: UPnP, "
+	                       "NAT-PMP, PCP");
+}
+
+/* BirthdayProbing: yes or no (node-wide, once). */
+int cfg_v_birthday(struct cfg_parser *p, const char *key, const char *v)
+{
+	return cfg_node_switch(p, key, v, &p->cfg->birthday, &p->cfg->birthday_line,
+	                       "whether to try birthday-paradox port probing against "
+	                       "a symmetric NAT");
+}

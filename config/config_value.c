@@ -557,6 +557,8 @@ static const struct cfg_keydef keys_top[] = {
     {"WGConfig", cfg_v_wgconfig, false},
     {"MemoryLimit", cfg_v_memory_limit, true}, /* once: checked by the handler */
     {"MaxConnectionsPerPeer", cfg_v_max_conns_per_peer, true},
+    {"PortMapping", cfg_v_portmap, true},
+    {"BirthdayProbing", cfg_v_birthday, true},
     {NULL, NULL, false},
 };
 
@@ -572,6 +574,8 @@ static const struct cfg_keydef keys_interface[] = {
     {"CheckAliveInterval", cfg_v_check_alive_interval, false},
     {"MemoryLimit", cfg_v_memory_limit, true},
     {"MaxConnectionsPerPeer", cfg_v_max_conns_per_peer, true},
+    {"PortMapping", cfg_v_portmap, true},
+    {"BirthdayProbing", cfg_v_birthday, true},
     /* wg-quick and wg(8) settings that mean nothing without a kernel
      * interface: accepted so wg-quick files load, with a warning. */
     {"PreUp", NULL, true},

@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "core/control/client.h"
 #include "core/magicsock/magicsock.h"
+#include "core/portmap/portmap.h"
 #include "core/util/hostname.h"
 #include "core/util/log.h"
 #include "core/wg/device.h"
@@ -129,6 +130,10 @@ static void nctl_merge_prefs(struct node_ctl_prep *p)
 	    nctl_pref("direct", p->a.direct, k->direct, sizeof(k->direct), false, ch);
 	p->a.config_path =
 	    nctl_pref("config", cfg, k->config, sizeof(k->config), true, ch);
+	p->a.portmap =
+	    nctl_pref("portmap", p->a.portmap, k->portmap, sizeof(k->portmap), false, ch);
+	p->a.birthday =
+	    nctl_pref("birthday", p->a.birthday, k->birthday, sizeof(k->birthday), false, ch);
 }
 
 struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
@@ -566,6 +571,16 @@ static const struct ctl_client_callbacks nctl_callbacks = {
     .on_map = nctl_on_map,
 };
 
+bool node_ctl_portmap_on(const struct node_ctl_prep *p, const struct config *cfg)
+{
+	return cfg->portmap >= 0 && !(p->a.portmap && !strcmp(p->a.portmap, "no"));
+}
+
+bool node_ctl_birthday_on(const struct node_ctl_prep *p, const struct config *cfg)
+{
+	return cfg->birthday >= 0 && !(p->a.birthday && !strcmp(p->a.birthday, "no"));
+}
+
 struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
                               struct node_ctl_prep *p, const struct config *cfg,
                               const struct node_ctl_hooks *hooks, char *err,
@@ -586,6 +601,8 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 	m->hooks = *hooks;
 	m->have_self = p->have_self;
 	m->self = p->self;
+	m->portmap_off = !node_ctl_portmap_on(p, cfg);
+	m->birthday_off = !node_ctl_birthday_on(p, cfg);
 	for (size_t i = 0; i < cfg->n_peers; i++)
 		memcpy(keys[i], cfg->peers[i].public_key, CTL_KEY_LEN);
 	crypto_scalarmult_base(keys[cfg->n_peers], p->keys.node);
@@ -726,10 +743,40 @@ static void nctl_add_public(struct node_ctl *m, struct ctl_endpoints *eps)
 	}
 }
 
+/* The public address:port the router mapped for us (portmap), right after
+ * the STUN addresses (nctl_add_public puts those first): it is reachable
+ * even when our NAT is symmetric. */
+static void nctl_add_portmap(struct node_ctl *m, struct ctl_endpoints *eps)
+{
+	struct sockaddr_storage ss;
+	if (!portmap_endpoint(m->pm, &ss))
+		return;
+	const struct sockaddr_in *s = (const void *)&ss;
+	struct ctl_endpoint e;
+	memset(&e, 0, sizeof(e));
+	e.family = 4;
+	e.port = ntohs(s->sin_port);
+	memcpy(e.addr, &s->sin_addr, 4);
+	for (size_t k = 0; k < eps->n; k++)
+		if (memcmp(&eps->ep[k], &e, sizeof(e)) == 0)
+			return;
+	if (eps->n == CTL_ENDPOINTS_MAX)
+		eps->n--; /* the last local one gives way */
+	memmove(&eps->ep[1], &eps->ep[0], eps->n * sizeof(eps->ep[0]));
+	eps->ep[0] = e;
+	eps->n++;
+}
+
 static void nctl_endpoints(struct node_ctl *m, bool force)
 {
 	struct ctl_endpoints eps;
 	nctl_gather_endpoints(wg_device_port(m->wg), &eps);
+	/* Our local addresses moved (another network): the router's mapping
+	 * may be gone or another router may offer one. */
+	if (m->pm && memcmp(&eps, &m->local_eps, sizeof(eps)) != 0 && m->local_eps.n)
+		portmap_network_changed(m->pm);
+	m->local_eps = eps;
+	nctl_add_portmap(m, &eps);
 	if (m->ms) {
 		magicsock_set_local_endpoints(m->ms, &eps);
 		nctl_add_public(m, &eps);
@@ -798,6 +845,26 @@ static void nctl_paths_changed(void *ctx)
 	nctl_endpoints(m, false);
 }
 
+/* The router's mapping of our WireGuard port (UPnP IGD, NAT-PMP, PCP),
+ * unless switched off; its address joins our endpoints (nctl_add_portmap). */
+static void nctl_start_portmap(struct node_ctl *m)
+{
+	if (m->portmap_off) {
+		log_info("portmap: off (--no-portmap or PortMapping = no)");
+		return;
+	}
+	struct portmap_config pc = {
+	    .base = m->base,
+	    .port = wg_device_port(m->wg),
+	    .on_change = nctl_paths_changed,
+	    .ctx = m,
+	};
+	char err[160];
+	m->pm = portmap_new(&pc, err, sizeof(err));
+	if (!m->pm)
+		log_warn("portmap: off: %s", err);
+}
+
 /* Paths (relays, home relay, disco) for the map's peers. Without it the
  * node still works as plain WireGuard to the map's endpoints. */
 static void nctl_start_paths(struct node_ctl *m)
@@ -810,6 +877,7 @@ static void nctl_start_paths(struct node_ctl *m)
 	    .ctx = m,
 	    .skip_keys = (const uint8_t(*)[32])m->np.static_keys,
 	    .n_skip_keys = m->np.n_static,
+	    .no_birthday = m->birthday_off,
 	};
 	memcpy(mc.node_priv, m->p->keys.node, 32);
 	crypto_scalarmult_base(mc.node_pub, m->p->keys.node);
@@ -823,6 +891,8 @@ static void nctl_start_paths(struct node_ctl *m)
 		log_warn("relays and path discovery off: %s", err);
 		return;
 	}
+	if (m->birthday_off)
+		log_info("birthday probing: off (--no-birthday or BirthdayProbing = no)");
 	const struct ctl_map_full *map = m->client ? ctl_client_map(m->client) : NULL;
 	if (!map && m->p->have_map)
 		map = &m->p->map.u.map;
@@ -890,6 +960,7 @@ int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_en
 		log_info("expose: none (mesh peers reach no local service; --expose "
 		         "22,8080 to offer some)");
 	nctl_start_paths(m);
+	nctl_start_portmap(m);
 	nctl_endpoints(m, true);
 	m->last_ep_check_ms = nctl_now_ms();
 	wg_device_handshake_all(wg);
@@ -1032,6 +1103,7 @@ void node_ctl_free(struct node_ctl *m)
 		nctl_save_map(m, false);
 	px_expose_free(m->expose);
 	magicdns_free(m->magicdns);
+	portmap_free(m->pm); /* deletes the mapping at the router */
 	magicsock_free(m->ms);
 	ctl_client_free(m->client);
 	node_peers_free(&m->np);

@@ -39,6 +39,8 @@ struct node_ctl_args {
 	const char *expose;      /* NULL: "none" */
 	const char *direct;      /* Direct of --socks5/--http-proxy; NULL: all */
 	const char *config_path; /* optional extra configuration */
+	const char *portmap;     /* "yes" (--portmap), "no" (--no-portmap); NULL: kept */
+	const char *birthday;    /* "yes" (--birthday), "no" (--no-birthday); NULL: kept */
 };
 
 struct node_ctl_hooks {
@@ -69,6 +71,14 @@ int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self 
 /* node_ctl_build_config with the prep the mesh holds. */
 int node_ctl_config(const struct node_ctl *m, const struct node_self *self,
                     struct config *cfg, char *err, size_t errlen);
+
+/* Whether the node asks its router to map the WireGuard port: yes unless
+ * --no-portmap (kept in prefs.json) or PortMapping = no in cfg. */
+bool node_ctl_portmap_on(const struct node_ctl_prep *p, const struct config *cfg);
+
+/* Whether the node takes part in birthday probing: yes unless
+ * --no-birthday (kept in prefs.json) or BirthdayProbing = no in cfg. */
+bool node_ctl_birthday_on(const struct node_ctl_prep *p, const struct config *cfg);
 
 /* Starts the control client. Takes p (freed). */
 struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,

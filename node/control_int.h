@@ -9,6 +9,7 @@
 
 struct magicdns;
 struct magicsock;
+struct portmap;
 struct px_expose;
 struct nctl_save_job;
 
@@ -37,6 +38,9 @@ struct node_ctl {
 	struct wg_device *wg;
 	struct magicdns *magicdns;
 	struct magicsock *ms; /* paths: relays, home relay, disco (after attach) */
+	struct portmap *pm;   /* the router's mapping of our port (after attach) */
+	bool portmap_off;     /* --no-portmap, or PortMapping = no */
+	bool birthday_off;    /* --no-birthday, or BirthdayProbing = no */
 	struct px_expose *expose;
 	bool dataplane; /* node_ctl_attach ran */
 	bool have_self;
@@ -48,6 +52,7 @@ struct node_ctl {
 	struct nctl_save_job *save; /* netmap.json being written, or NULL */
 	uint64_t saves;             /* netmap.json writes (done or failed) */
 	struct ctl_endpoints eps;
+	struct ctl_endpoints local_eps; /* the last local ones: a change re-probes portmap */
 };
 
 static inline int64_t nctl_now_ms(void)

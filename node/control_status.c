@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/magicsock/magicsock.h"
+#include "core/portmap/portmap.h"
 #include "core/relay/client.h"
 #include "core/wg/device.h"
 #include "node/api_server.h"
@@ -40,7 +41,7 @@ static void nctl_self_addrs(const struct node_ctl *m, char *out, size_t cap)
 	snprintf(out, cap, "%s %s", v4, v6);
 }
 
-/* "direct", "relay region-a", "-". */
+/* "direct", "direct (birthday) 1.2ms", "relay region-a", "-". */
 static void nctl_path_text(const struct node_ctl *m, const uint8_t *key, char *out,
                            size_t cap)
 {
@@ -51,9 +52,10 @@ static void nctl_path_text(const struct node_ctl *m, const uint8_t *key, char *o
 	if (pp.path == MS_PATH_RELAY)
 		snprintf(out, cap, "relay %s", pp.relay_region[0] ? pp.relay_region : "?");
 	else if (pp.latency_us)
-		snprintf(out, cap, "direct %.1fms", pp.latency_us / 1000.0);
+		snprintf(out, cap, "direct%s %.1fms", pp.birthday ? " (birthday)" : "",
+		         pp.latency_us / 1000.0);
 	else
-		snprintf(out, cap, "direct");
+		snprintf(out, cap, "direct%s", pp.birthday ? " (birthday)" : "");
 }
 
 /* "relay  home region-a (relay-1 198.18.0.1:443) connected, rtt 0.4 ms" */
@@ -83,6 +85,60 @@ static void nctl_relays_text(const struct node_ctl *m, struct api_conn *c)
 			api_conn_printf(c, " (%s)", detail);
 		api_conn_printf(c, "\n");
 	}
+}
+
+/* "portmap  upnp 198.18.10.8:41641, lease 2h" or "portmap  none (why)". */
+static void nctl_portmap_text(const struct node_ctl *m, struct api_conn *c)
+{
+	if (!m->dataplane)
+		return;
+	if (!m->pm) {
+		api_conn_printf(c, "       portmap  off%s\n",
+		                m->portmap_off ? " (--no-portmap or PortMapping = no)" : "");
+		return;
+	}
+	struct portmap_status st;
+	char d[PM_ERR_MAX + 64], safe[sizeof(d)];
+	portmap_get_status(m->pm, &st);
+	portmap_describe(&st, d, sizeof(d));
+	fmt_text_safe(d, safe, sizeof(safe)); /* a router's words may be in it */
+	api_conn_printf(c, "       portmap  %s\n", safe);
+}
+
+/* "birthday  off (...)" when birthday probing is switched off; nothing
+ * when it is on (the default), as with the peers' "direct (birthday)". */
+static void nctl_birthday_text(const struct node_ctl *m, struct api_conn *c)
+{
+	if (m->dataplane && m->ms && m->birthday_off)
+		api_conn_printf(c,
+		                "       birthday  off (--no-birthday or BirthdayProbing = no)\n");
+}
+
+/* "portmap" in paths: null when off. */
+static json_t *nctl_json_portmap(const struct node_ctl *m)
+{
+	json_t *o;
+	if (!m->pm || !(o = json_object()))
+		return json_null();
+	struct portmap_status st;
+	char a[80];
+	portmap_get_status(m->pm, &st);
+	fmt_sockaddr(&st.external, a, sizeof(a));
+	fmt_json_set(o, "protocol", st.proto ? json_string(portmap_proto_name(st.proto))
+	                                     : json_null());
+	fmt_json_set(o, "external", st.proto ? json_string(a) : json_null());
+	fmt_json_set(o, "lease_s", json_integer(st.lease_s));
+	fmt_json_set(o, "expires_in_s", json_integer(st.expires_ms / 1000));
+	fmt_json_set(o, "gateway", st.gateway[0] ? json_string(st.gateway) : json_null());
+	fmt_json_set(o, "probing", json_boolean(st.probing));
+	fmt_json_set(o, "probes", fmt_json_u64(st.probes));
+	fmt_json_set(o, "mapped", fmt_json_u64(st.mapped));
+	fmt_json_set(o, "renewed", fmt_json_u64(st.renewed));
+	fmt_json_set(o, "failures", fmt_json_u64(st.failures));
+	fmt_json_set(o, "bad_replies", fmt_json_u64(st.bad_replies));
+	fmt_json_set(o, "last_error", st.last_error[0] ? fmt_json_str(st.last_error)
+	                                               : json_null());
+	return o;
 }
 
 void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
@@ -125,6 +181,8 @@ void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
 		    down, ms.queries, ms.answered, ms.nxdomain, ms.forwarded);
 	}
 	nctl_relays_text(m, c);
+	nctl_portmap_text(m, c);
+	nctl_birthday_text(m, c);
 	if (!m->np.n)
 		return;
 	api_conn_printf(c, "       %-16s %-36s %-7s %-24s %-10s %-10s %-10s %s\n", "NAME",
@@ -267,6 +325,8 @@ static json_t *nctl_json_peer(const struct node_ctl *m, const struct np_entry *e
 	                                : json_null());
 	const char *pn = ms_path_name(pp.path);
 	fmt_json_set(o, "path", pn ? json_string(pn) : json_null());
+	/* The direct path was found by birthday probing. */
+	fmt_json_set(o, "birthday", json_boolean(pp.path == MS_PATH_DIRECT && pp.birthday));
 	fmt_json_set(o, "relay_region", pp.path == MS_PATH_RELAY && pp.relay_region[0]
 	                                    ? fmt_json_str(pp.relay_region)
 	                                    : json_null());
@@ -334,6 +394,8 @@ static json_t *nctl_json_paths(const struct node_ctl *m)
 		conns = fmt_json_append(conns, r);
 	}
 	fmt_json_set(o, "relays", conns);
+	fmt_json_set(o, "portmap", nctl_json_portmap(m));
+	fmt_json_set(o, "birthday_probing", json_boolean(!m->birthday_off));
 	struct magicsock_stats st;
 	magicsock_get_stats(m->ms, &st);
 	json_t *d = json_object();
@@ -354,6 +416,11 @@ static json_t *nctl_json_paths(const struct node_ctl *m)
 		fmt_json_set(d, "relay_rx_unknown", fmt_json_u64(st.relay_rx_unknown));
 		fmt_json_set(d, "netchecks", fmt_json_u64(st.netchecks));
 		fmt_json_set(d, "home_changes", fmt_json_u64(st.home_changes));
+		fmt_json_set(d, "birthday_attempts", fmt_json_u64(st.birthday_attempts));
+		fmt_json_set(d, "birthday_wins", fmt_json_u64(st.birthday_wins));
+		fmt_json_set(d, "birthday_probes_sent", fmt_json_u64(st.birthday_probes_sent));
+		fmt_json_set(d, "birthday_socks_opened", fmt_json_u64(st.birthday_socks_opened));
+		fmt_json_set(d, "birthday_refused", fmt_json_u64(st.birthday_refused));
 	}
 	fmt_json_set(o, "counters", d);
 	return o;

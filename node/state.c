@@ -327,6 +327,8 @@ static bool copy_str(char *dst, size_t cap, const char *s)
 	X(http_proxy)                                                                    \
 	X(expose)                                                                        \
 	X(direct)                                                                        \
+	X(portmap)                                                                       \
+	X(birthday)                                                                      \
 	X(config)
 
 int node_state_load_prefs(const char *dir, struct node_prefs *p, char *err, size_t errlen)

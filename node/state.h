@@ -84,6 +84,8 @@ struct node_prefs {
 	char http_proxy[128]; /* ADDR:PORT */
 	char expose[512];     /* an --expose spec */
 	char direct[16];      /* public, all, no */
+	char portmap[8];      /* yes, no ("": yes) */
+	char birthday[8];     /* yes, no ("": yes) */
 	char config[1024];    /* an extra configuration file */
 };
 /* prefs.json. load: 0, -ENOENT (none saved yet), -EINVAL. */

@@ -20,6 +20,8 @@ PACKAGES=(
 	libssl-dev
 	# mesh-control: its store (SQLite) and JSON for control messages and the admin API
 	libsqlite3-dev libjansson-dev
+	# the node's port mapping: UPnP IGD (miniupnpc) and NAT-PMP (libnatpmp)
+	libminiupnpc-dev libnatpmp-dev
 	# fuzzing and sanitizers
 	clang libclang-rt-14-dev
 	# tests: real peers and real clients
@@ -32,6 +34,8 @@ PACKAGES=(
 	# miniupnpd inside a router namespace only; the package's own service
 	# is not configured and does not start)
 	miniupnpd-nftables
+	# tests: upnpc lists the router's mappings (natlab.sh)
+	miniupnpc
 	# tests: clients of the proxy front-ends (tests/e2e/clients.sh, udp.sh)
 	proxychains4 openssh-client openssh-server chromium fonts-dejavu-core dnsutils
 	# tests: Python requests through the HTTP proxy (clients.sh)

@@ -74,6 +74,8 @@ const char *disco_type_name(unsigned type)
 		return "PONG";
 	case DISCO_CALL_ME_MAYBE:
 		return "CALL_ME_MAYBE";
+	case DISCO_BIRTHDAY:
+		return "BIRTHDAY";
 	}
 	return NULL;
 }
@@ -139,7 +141,20 @@ static size_t encode_plain(uint8_t *out, const struct disco_msg *m)
 				return 0;
 			n += k;
 		}
-		return n;
+		if (m->nat == DISCO_NAT_UNKNOWN)
+			return n;
+		if (m->nat > DISCO_NAT_HARD)
+			return 0;
+		out[n++] = m->nat;
+		k = put_addr(out + n, &m->pub);
+		return k ? n + k : 0;
+	case DISCO_BIRTHDAY:
+		if ((k = put_addr(out + n, &m->pub)) == 0)
+			return 0;
+		n += k;
+		be16_put(out + n, m->socks);
+		be16_put(out + n + 2, m->probes);
+		return n + 4;
 	}
 	return 0;
 }
@@ -202,6 +217,20 @@ static int decode_body(const uint8_t *b, size_t n, struct disco_msg *m)
 			off += k;
 		}
 		m->n_eps = b[0];
+		/* The trailer, when there is one: a NAT kind we know, then the
+		 * public addr. Another first byte is a later addition whose
+		 * layout we cannot know: ignored, as bytes after a body are. */
+		if (off < n && (b[off] == DISCO_NAT_EASY || b[off] == DISCO_NAT_HARD)) {
+			if (get_addr(b + off + 1, n - off - 1, &m->pub) == 0)
+				return -EINVAL;
+			m->nat = b[off];
+		}
+		return 0;
+	case DISCO_BIRTHDAY:
+		if ((k = get_addr(b, n, &m->pub)) == 0 || n - k < 4)
+			return -EINVAL;
+		m->socks = be16_get(b + k);
+		m->probes = be16_get(b + k + 2);
 		return 0;
 	}
 	return -EPROTO;

@@ -37,7 +37,15 @@
  *   PONG           0x02  txid (12, the PING's) || the address the PING came
  *                        from: addr
  *   CALL_ME_MAYBE  0x03  n u8 (0..DISCO_CALLMEMAYBE_MAX) || n times addr:
- *                        the sender's endpoints; ping them all now
+ *                        the sender's endpoints; ping them all now;
+ *                        optionally followed by nat u8 || addr: the
+ *                        sender's NAT kind (DISCO_NAT_*) as its netcheck
+ *                        measured it, and its public address (STUN's)
+ *   BIRTHDAY       0x04  addr || socks u16 || probes u16: the sender (a
+ *                        hard NAT) opened socks sockets that each sent to
+ *                        our public address; probe its public IP (addr's
+ *                        port is not used) at random ports, up to probes
+ *                        PINGs (birthday-paradox probing, docs/disco.md)
  *
  *   addr = family u8 (4 or 6) || port u16 || address (4 or 16 bytes)
  *
@@ -45,7 +53,8 @@
  * additions, which keep version 1; the version changes only for a body an
  * old receiver would misread). An unknown type or version opens as
  * -EPROTO (the caller counts and drops it); a body too short for its
- * fields, a family other than 4 or 6, or n over the maximum is -EINVAL.
+ * fields, a family other than 4 or 6, n over the maximum, or a
+ * CALL_ME_MAYBE trailer cut short (a nat byte without its addr) is -EINVAL.
  * Addresses are not judged here: the caller decides which it will ping.
  *
  * Replays and reflection. The codec cannot stop replays alone. A replayed
@@ -85,6 +94,11 @@
 #define DISCO_NODE_KEY_LEN    32
 #define DISCO_VERSION         1
 #define DISCO_CALLMEMAYBE_MAX 32
+/* NAT kinds in a CALL_ME_MAYBE's trailer. A trailer whose first byte is
+ * neither EASY nor HARD (a later addition) is ignored: DISCO_NAT_UNKNOWN. */
+#define DISCO_NAT_UNKNOWN 0 /* not measured (no trailer) */
+#define DISCO_NAT_EASY    1 /* mapping independent of the destination */
+#define DISCO_NAT_HARD    2 /* mapping varies by destination (symmetric) */
 #define DISCO_HDR_LEN         (DISCO_MAGIC_LEN + DISCO_KEY_LEN + DISCO_NONCE_LEN)
 /* The shortest datagram disco_is_message takes: a header and an empty box. */
 #define DISCO_MIN_LEN (DISCO_HDR_LEN + DISCO_MAC_LEN)
@@ -92,9 +106,10 @@
 #define DISCO_ADDR_MAX_LEN (1 + 2 + 16)
 /* Plaintext sizes today (type and version included). */
 #define DISCO_PING_PLAIN_LEN (2 + DISCO_TXID_LEN + DISCO_NODE_KEY_LEN)
-#define DISCO_PLAIN_MAX      (2 + 1 + DISCO_CALLMEMAYBE_MAX * DISCO_ADDR_MAX_LEN)
+#define DISCO_PLAIN_MAX                                                                  \
+	(2 + 1 + DISCO_CALLMEMAYBE_MAX * DISCO_ADDR_MAX_LEN + 1 + DISCO_ADDR_MAX_LEN)
 /* The largest datagram disco_seal writes: a CALL_ME_MAYBE with 32 IPv6
- * endpoints (689 bytes). */
+ * endpoints and an IPv6 public address (709 bytes). */
 #define DISCO_MAX_LEN (DISCO_MIN_LEN + DISCO_PLAIN_MAX)
 /* The largest datagram disco_open tries (a longer one is refused as not
  * opening): an IPv6 minimum-MTU UDP payload (1280 - 40 - 8), so later
@@ -105,6 +120,7 @@ enum disco_type {
 	DISCO_PING = 0x01,
 	DISCO_PONG = 0x02,
 	DISCO_CALL_ME_MAYBE = 0x03,
+	DISCO_BIRTHDAY = 0x04,
 };
 
 struct disco_addr {
@@ -120,6 +136,11 @@ struct disco_msg {
 	struct disco_addr src;                /* PONG */
 	uint8_t n_eps;                        /* CALL_ME_MAYBE */
 	struct disco_addr eps[DISCO_CALLMEMAYBE_MAX];
+	/* CALL_ME_MAYBE: nat (DISCO_NAT_UNKNOWN: no trailer written or read)
+	 * and, when nat is known, pub. BIRTHDAY: pub (nat unused). */
+	uint8_t nat;
+	struct disco_addr pub;
+	uint16_t socks, probes; /* BIRTHDAY */
 };
 
 /* Cheap test for demultiplexing the UDP socket: len >= DISCO_MIN_LEN and the
@@ -143,7 +164,9 @@ int disco_shared(uint8_t *shared, const uint8_t *their_pub, const uint8_t *our_p
  * shared with, under a random nonce; writes version DISCO_VERSION whatever
  * m->version says. Returns the datagram's length, or 0 when out_cap is too
  * small or m is invalid (unknown type, a family other than 4 or 6, n_eps
- * over DISCO_CALLMEMAYBE_MAX). The plaintext is wiped. */
+ * over DISCO_CALLMEMAYBE_MAX, nat over DISCO_NAT_HARD). A CALL_ME_MAYBE
+ * gets its trailer only when m->nat is not DISCO_NAT_UNKNOWN. The
+ * plaintext is wiped. */
 size_t disco_seal(uint8_t *out, size_t out_cap, const uint8_t *our_pub,
                   const uint8_t *shared, const struct disco_msg *m);
 
@@ -169,7 +192,7 @@ size_t disco_seal_plain(uint8_t *out, size_t out_cap, const uint8_t *our_pub,
  * Never reads past len; the plaintext is wiped. */
 int disco_open(const uint8_t *p, size_t len, const uint8_t *shared, struct disco_msg *m);
 
-/* "PING", "PONG", "CALL_ME_MAYBE", or NULL for an unknown type (as
+/* "PING", "PONG", "CALL_ME_MAYBE", "BIRTHDAY", or NULL for an unknown type (as
  * relay_frame_type_name). */
 const char *disco_type_name(unsigned type);
 

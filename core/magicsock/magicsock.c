@@ -2,6 +2,7 @@
  * magicsock.h for the rules. */
 #include "core/magicsock/magicsock.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "core/disco/disco.h"
+#include "core/magicsock/birthday.h"
 #include "core/netcheck/netcheck.h"
 #include "core/relay/client.h"
 #include "core/stun/stun.h"
@@ -29,6 +31,7 @@
 #define MS_UPGRADE_MS 60000 /* a trusted peer's other candidates re-probed this often */
 #define MS_HEARD_MS 60000   /* replies go back through the relay a peer was heard on */
 #define MS_GONE_MS 3000     /* a relay said the peer is not there: not through it */
+#define MS_BD_QUEUE_MAX       8 /* birthday requests waiting for the running attempt */
 
 struct ms_cand {
 	struct sockaddr_storage sa;
@@ -41,6 +44,7 @@ struct ms_ping {
 	uint8_t txid[DISCO_TXID_LEN];
 	struct sockaddr_storage to; /* family 0: through the relay */
 	int64_t sent_us;
+	uint32_t sock;  /* the birthday socket it left from, 0: the device's */
 	uint32_t probe; /* the magicsock_ping probe it answers, 0: none */
 };
 
@@ -84,6 +88,20 @@ struct ms_peer {
 	unsigned pongs_this_sec;
 	int64_t pong_sec;
 	uint64_t pings_sent, pongs_received;
+	/* Birthday probing (birthday.h): the peer's NAT kind and public
+	 * address (from its CALL_ME_MAYBE); link: the won socket of ours that
+	 * reaches best (0: none); best_by_probe: best was found by our
+	 * probes; punching without a path since; its last request to us. */
+	uint8_t nat;
+	struct sockaddr_storage pub;
+	uint32_t link;
+	bool best_by_probe;
+	int64_t punch_since_ms, last_cmm_reply_ms;
+	struct bd_backoff backoff;     /* hard side: our attempts for it */
+	struct bd_backoff req_backoff; /* easy side: its requests to us */
+	/* The last source address a disco message from it came from by UDP
+	 * (authenticated): an address the peer is seen at, family 0: none. */
+	struct sockaddr_storage seen_src;
 };
 
 struct ms_conn {
@@ -126,6 +144,18 @@ struct magicsock {
 	size_t n_skip;
 	struct ms_probe *probes; /* magicsock_ping's, outstanding */
 	uint32_t next_probe;
+	struct birthday *bd;
+	/* Peers' birthday requests that came while another attempt ran, in
+	 * the order they came (one per peer: a newer one from the same peer
+	 * takes its place): each starts when the one before ends, if that
+	 * peer's sockets still wait. Full: refused. */
+	struct {
+		uint8_t key[32];
+		struct sockaddr_storage ip;
+		uint32_t probes;
+		int64_t at_ms;
+	} bd_queue[MS_BD_QUEUE_MAX];
+	size_t n_bd_queue;
 	struct magicsock_stats st;
 };
 
@@ -379,6 +409,12 @@ static void push_path(struct magicsock *ms, struct ms_peer *p)
 		pc.endpoint = p->best;
 		(void)wg_device_update_peer(ms->cfg.wg, &pc, WG_PEER_UPD_ENDPOINT);
 	}
+	/* A birthday link carries p's datagrams to best, wherever best moved
+	 * on it (a pong on the link from a new address) and whatever the
+	 * device forgot (a wg peer removed and added again). */
+	if (p->link && p->has_best)
+		(void)wg_device_set_peer_sock(ms->cfg.wg, p->key, bd_fd(ms->bd, p->link),
+		                              &p->best);
 	(void)wg_device_set_peer_path(ms->cfg.wg, p->key, relay_ok, trust);
 }
 
@@ -390,8 +426,17 @@ static void push_all_paths(struct magicsock *ms)
 
 /* ---- disco ---- */
 
-static int disco_send(struct magicsock *ms, struct ms_peer *p,
-                      const struct sockaddr_storage *to, const struct disco_msg *m)
+/* The socket that reaches `to` for p: its birthday link when `to` is the
+ * address the link validated, else the device's (0). */
+static uint32_t sock_for(const struct ms_peer *p, const struct sockaddr_storage *to)
+{
+	return p->link && to && p->has_best && sockaddr_equal(to, &p->best) ? p->link : 0;
+}
+
+/* m to p: at `to` from birthday socket sock (0: the device's socket), or
+ * through the relay (to NULL). */
+static int disco_send_on(struct magicsock *ms, struct ms_peer *p, uint32_t sock,
+                         const struct sockaddr_storage *to, const struct disco_msg *m)
 {
 	uint8_t buf[DISCO_MAX_LEN];
 	if (!p->shared_ok)
@@ -400,7 +445,9 @@ static int disco_send(struct magicsock *ms, struct ms_peer *p,
 	if (!n)
 		return -EINVAL;
 	int r;
-	if (to) {
+	if (to && sock) {
+		r = bd_send(ms->bd, sock, to, buf, n);
+	} else if (to) {
 		r = wg_device_send_raw(ms->cfg.wg, (const struct sockaddr *)to, buf, n);
 	} else {
 		struct ms_conn *k = conn_for(ms, p, true);
@@ -413,12 +460,18 @@ static int disco_send(struct magicsock *ms, struct ms_peer *p,
 	return r;
 }
 
-/* A PING to candidate c, or through the relay when c is NULL (only
- * magicsock_ping's probes go that way: a relayed PONG measures the relay,
- * it never makes a direct path). probe: the probe it belongs to, 0: none.
- * True if it went out. */
-static bool send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c,
-                      uint32_t probe)
+static int disco_send(struct magicsock *ms, struct ms_peer *p,
+                      const struct sockaddr_storage *to, const struct disco_msg *m)
+{
+	return disco_send_on(ms, p, sock_for(p, to), to, m);
+}
+
+/* A PING to candidate c from socket sock (see disco_send_on), or through
+ * the relay when c is NULL (sock 0; only magicsock_ping's probes go that
+ * way: a relayed PONG measures the relay, it never makes a direct path).
+ * probe: the probe it belongs to, 0: none. True if it went out. */
+static bool send_ping_on(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c,
+                         uint32_t sock, uint32_t probe)
 {
 	struct disco_msg m;
 	memset(&m, 0, sizeof(m));
@@ -426,7 +479,7 @@ static bool send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c
 	m.version = 1;
 	randombytes_buf(m.txid, sizeof(m.txid));
 	memcpy(m.node_key, ms->cfg.node_pub, 32);
-	if (disco_send(ms, p, c ? &c->sa : NULL, &m) != 0)
+	if (disco_send_on(ms, p, c ? sock : 0, c ? &c->sa : NULL, &m) != 0)
 		return false;
 	struct ms_ping *pg = &p->ping[p->ping_next];
 	p->ping_next = (p->ping_next + 1) % MS_PINGS_MAX;
@@ -435,6 +488,7 @@ static bool send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c
 	if (c)
 		pg->to = c->sa;
 	pg->sent_us = now_us();
+	pg->sock = c ? sock : 0;
 	pg->probe = probe;
 	if (c)
 		c->last_ping_ms = now_ms();
@@ -466,6 +520,13 @@ static bool retry_due(const struct ms_peer *p, int64_t now)
 	return now >= p->next_try_ms && now - p->last_ping_all_ms >= MS_PING_ALL_MS;
 }
 
+/* A PING to c (NULL: through the relay) from the socket that reaches it. */
+static bool send_ping(struct magicsock *ms, struct ms_peer *p, struct ms_cand *c,
+                      uint32_t probe)
+{
+	return send_ping_on(ms, p, c, c ? sock_for(p, &c->sa) : 0, probe);
+}
+
 /* Our endpoints: the local ones and what STUN saw. */
 static void our_endpoints(const struct magicsock *ms, struct disco_msg *m)
 {
@@ -483,6 +544,12 @@ static void our_endpoints(const struct magicsock *ms, struct disco_msg *m)
 			if (g[i]->ss_family &&
 			    disco_addr_from_sockaddr(&m->eps[m->n_eps], (const struct sockaddr *)g[i]))
 				m->n_eps++;
+		/* Our NAT kind and public IPv4 address, for birthday probing
+		 * (not sent when it is off here: no peer asks us then). */
+		const struct netcheck_report *r = ms->report;
+		if (!ms->cfg.no_birthday && r->has_mapping_varies && r->global_v4.ss_family == AF_INET &&
+		    disco_addr_from_sockaddr(&m->pub, (const struct sockaddr *)&r->global_v4))
+			m->nat = r->mapping_varies ? DISCO_NAT_HARD : DISCO_NAT_EASY;
 	}
 }
 
@@ -569,9 +636,13 @@ static struct ms_cand *add_candidate(struct ms_peer *p, const struct sockaddr_st
 static void probe_answer(struct magicsock *ms, uint32_t id, struct ms_peer *p,
                          const struct sockaddr_storage *from, uint32_t lat,
                          const struct disco_msg *m);
+static bool bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock);
+static void bd_kick(struct magicsock *ms);
+static const char *bd_addr_refusal(const struct magicsock *ms, const struct ms_peer *p,
+                                   const struct sockaddr_storage *ip);
 
 static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m,
-                    const struct sockaddr_storage *from)
+                    const struct sockaddr_storage *from, uint32_t sock)
 {
 	struct ms_ping *pg = NULL;
 	for (size_t i = 0; i < MS_PINGS_MAX; i++)
@@ -580,17 +651,25 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 			pg = &p->ping[i];
 			break;
 		}
-	int64_t now = now_us();
+	int64_t now = now_us(), bd_us = 0;
 	/* Ours, to exactly where it came from (a PING through the relay is
-	 * answered through the relay, from == NULL), and not stale. */
-	bool where = pg && (from ? sockaddr_equal(&pg->to, from) : pg->to.ss_family == 0);
-	if (!where || now - pg->sent_us > (int64_t)MS_PING_TIMEOUT_MS * 1000) {
+	 * answered through the relay, from == NULL), on the socket it left
+	 * from, and not stale; or the answer to one of our birthday probes
+	 * (always to the device's socket). */
+	bool bd_hit =
+	    !pg && from && !sock && bd_easy_match(ms->bd, p->key, m->txid, from, &bd_us);
+	if (bd_hit)
+		bd_kick(ms);
+	bool where = pg && pg->sock == sock &&
+	             (from ? sockaddr_equal(&pg->to, from) : pg->to.ss_family == 0);
+	if (!bd_hit && (!where || now - pg->sent_us > (int64_t)MS_PING_TIMEOUT_MS * 1000)) {
 		ms->st.pongs_unmatched++;
 		return;
 	}
-	uint32_t lat = (uint32_t)(now - pg->sent_us);
-	uint32_t probe = pg->probe;
-	memset(pg, 0, sizeof(*pg)); /* answered: a replayed pong finds nothing */
+	uint32_t lat = (uint32_t)(now - (bd_hit ? bd_us : pg->sent_us));
+	uint32_t probe = pg ? pg->probe : 0;
+	if (pg)
+		memset(pg, 0, sizeof(*pg)); /* answered: a replayed pong finds nothing */
 	p->pongs_received++;
 	ms->st.pongs_rx++;
 	if (probe)
@@ -598,25 +677,39 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 	if (!from)
 		return; /* the relay works; that says nothing about a direct path */
 	retry_reset(p);
+	p->seen_src = *from;
 	struct ms_cand *c = add_candidate(p, from);
 	c->last_pong_ms = now / 1000;
 	c->lat_us = lat;
 	/* The best path: the current one again, or one clearly faster, or any
 	 * when the current one is no longer trusted. */
-	bool take = !p->has_best || sockaddr_equal(&p->best, from) ||
+	bool take = bd_hit || !p->has_best || sockaddr_equal(&p->best, from) ||
 	            p->trust_until_ms <= now / 1000 ||
 	            (uint64_t)lat * 100 < (uint64_t)p->best_lat_us * 99;
 	if (!take)
 		return;
-	bool changed = !p->has_best || !sockaddr_equal(&p->best, from);
+	bool changed = !p->has_best || !sockaddr_equal(&p->best, from) || sock != p->link;
+	if (changed)
+		p->best_by_probe = bd_hit;
 	p->has_best = true;
 	p->best = *from;
 	p->best_lat_us = lat;
 	p->trust_until_ms = now / 1000 + MS_TRUST_MS;
+	p->punch_since_ms = 0;
+	bd_backoff_reset(&p->backoff);
+	bd_backoff_reset(&p->req_backoff);
+	if (sock != p->link && !bd_use_link(ms, p, sock)) {
+		/* That socket is closed: nothing reaches best any more. */
+		p->has_best = false;
+		p->trust_until_ms = 0;
+		push_path(ms, p);
+		return;
+	}
 	if (changed) {
 		char a[64];
 		sockaddr_format(from, a, sizeof(a));
-		log_info("path: direct to a peer at %s (%.1f ms)", a, lat / 1000.0);
+		log_info("path: direct to a peer at %s (%.1f ms)%s", a, lat / 1000.0,
+		         p->link || p->best_by_probe ? ", found by birthday probing" : "");
 	}
 	push_path(ms, p);
 }
@@ -653,8 +746,15 @@ static bool has_ping(const struct ms_peer *p, const uint8_t *txid)
 	return false;
 }
 
+static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m);
+static void bd_on_call_me_maybe(struct magicsock *ms, struct ms_peer *p,
+                                const struct disco_msg *m);
+
+/* A disco datagram: from the relay (relay_src), or from `from` on the
+ * device's socket (sock 0) or on birthday socket sock. */
 static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
-                     const struct sockaddr_storage *from, const uint8_t *relay_src)
+                     const struct sockaddr_storage *from, const uint8_t *relay_src,
+                     uint32_t sock)
 {
 	ms->st.disco_rx++;
 	size_t lo, hi;
@@ -687,6 +787,8 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 	switch (m.type) {
 	case DISCO_PING: {
 		ms->st.pings_rx++;
+		if (from) /* it names its node key: the peer is there */
+			p->seen_src = *from;
 		if (now / 1000 != p->pong_sec) {
 			p->pong_sec = now / 1000;
 			p->pongs_this_sec = 0;
@@ -705,7 +807,7 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 		} else {
 			pong.src.family = 4; /* through the relay: no address */
 		}
-		(void)disco_send(ms, p, from, &pong);
+		(void)disco_send_on(ms, p, sock ? sock : sock_for(p, from), from, &pong);
 		/* Its source is a way to the peer; with no trusted path, try it
 		 * (and the others) now: the peer is punching towards us. */
 		if (from) {
@@ -716,13 +818,13 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 			 * above) and MS_PUNCH_GAP_MS. */
 			struct ms_cand *c = add_candidate(p, from);
 			if (!(p->has_best && p->trust_until_ms > now) &&
-			    now - c->last_ping_ms >= MS_PUNCH_GAP_MS)
-				send_ping(ms, p, c, 0);
+			    (now - c->last_ping_ms >= MS_PUNCH_GAP_MS || sock))
+				send_ping_on(ms, p, c, sock ? sock : sock_for(p, from), 0);
 		}
 		break;
 	}
 	case DISCO_PONG:
-		on_pong(ms, p, &m, from);
+		on_pong(ms, p, &m, from, sock);
 		break;
 	case DISCO_CALL_ME_MAYBE:
 		ms->st.call_me_maybe_rx++;
@@ -730,7 +832,10 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 			ms->st.disco_drop_bad++;
 			return;
 		}
-		/* One round per MS_PING_ALL_MS however often it asks. */
+		/* Its NAT kind and address always (a BIRTHDAY right behind it
+		 * is checked against them; the reply is rate-limited there);
+		 * one round of pings per MS_PING_ALL_MS however often it asks. */
+		bd_on_call_me_maybe(ms, p, &m);
 		if (p->last_cmm_rx_ms && now - p->last_cmm_rx_ms < MS_PING_ALL_MS) {
 			ms->st.disco_drop_rate++;
 			return;
@@ -743,6 +848,13 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 		}
 		if (!(p->has_best && p->trust_until_ms > now))
 			ping_all(ms, p, false);
+		break;
+	case DISCO_BIRTHDAY:
+		if (from) { /* only meaningful through the relay */
+			ms->st.disco_drop_bad++;
+			return;
+		}
+		bd_on_request(ms, p, &m);
 		break;
 	default:
 		ms->st.disco_drop_bad++;
@@ -766,7 +878,7 @@ static void conn_on_packet(void *ctx, struct relay_client *c, const uint8_t *src
 		p->heard_ms = k->last_use_ms;
 	}
 	if (disco_is_message(data, len)) {
-		on_disco(ms, data, len, NULL, src_key);
+		on_disco(ms, data, len, NULL, src_key, 0);
 		return;
 	}
 	if (!p)
@@ -907,6 +1019,8 @@ static void hook_untrusted(void *ctx, const uint8_t *key)
 		return;
 	int64_t now = now_ms();
 	p->active_ms = now;
+	if (!p->punch_since_ms)
+		p->punch_since_ms = now; /* birthday probing may follow (bd_tick) */
 	/* A peer in another region: its relay connection opens now. */
 	struct ms_conn *k = conn_for(ms, p, true);
 	if (k)
@@ -924,7 +1038,7 @@ static void hook_other_rx(void *ctx, const uint8_t *buf, size_t len,
 	memcpy(&from, src, src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 	                                               : sizeof(struct sockaddr_in));
 	if (disco_is_message(buf, len)) {
-		on_disco(ms, buf, len, &from, NULL);
+		on_disco(ms, buf, len, &from, NULL, 0);
 	} else if (stun_is_message(buf, len)) {
 		if (ms->nc && netcheck_input(ms->nc, buf, len, src))
 			ms->st.stun_rx++;
@@ -1069,6 +1183,323 @@ static void run_netcheck(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
+/* ---- birthday probing (the mechanism: birthday.h) ---- */
+
+/* Our NAT kind, as the last netcheck measured it, for CALL_ME_MAYBE;
+ * unknown when birthday probing is off here (so no side of it starts). */
+static uint8_t our_nat(const struct magicsock *ms)
+{
+	const struct netcheck_report *r = ms->report;
+	if (ms->cfg.no_birthday || !r || !r->has_mapping_varies || r->global_v4.ss_family != AF_INET)
+		return DISCO_NAT_UNKNOWN;
+	return r->mapping_varies ? DISCO_NAT_HARD : DISCO_NAT_EASY;
+}
+
+/* p's direct datagrams and disco to best leave from birthday socket sock
+ * from now on (0: from the device's socket again). A socket of the running
+ * attempt wins it: the others close now. False: sock could not become a
+ * link (it is closed). */
+static bool bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock)
+{
+	if (p->link) {
+		/* The device lets go of the fd before it closes. */
+		(void)wg_device_set_peer_sock(ms->cfg.wg, p->key, -1, NULL);
+		bd_link_close(ms->bd, p->link);
+		p->link = 0;
+	}
+	if (!sock)
+		return true;
+	int fd = bd_win(ms->bd, sock, p->key);
+	if (fd < 0) {
+		log_warn(
+		    "birthday probing: a probing socket found a path but cannot be kept "
+		    "(%s); the relay carries the peer",
+		    fd == -ENOSPC ? "too many birthday links" : "the attempt ended");
+		return false;
+	}
+	p->link = sock;
+	(void)wg_device_set_peer_sock(ms->cfg.wg, p->key, fd, &p->best);
+	return true;
+}
+
+/* ip (its port aside) is where p is: the IP of one of its endpoints in the
+ * control map, or the source its disco last came from by UDP. */
+static bool bd_peer_at(const struct ms_peer *p, const struct sockaddr_storage *ip)
+{
+	for (size_t i = 0; i < p->n_map_cand; i++)
+		if (sockaddr_ip_equal(&p->cand[i].sa, ip))
+			return true;
+	return p->seen_src.ss_family && sockaddr_ip_equal(&p->seen_src, ip);
+}
+
+/* The public address a peer's trailer or request names is one we may
+ * send to: public unicast IPv4 (bd_target_ok) where the peer is. */
+static const char *bd_addr_refusal(const struct magicsock *ms, const struct ms_peer *p,
+                                   const struct sockaddr_storage *ip)
+{
+	bool lo = ms->cfg.birthday_loopback_for_tests && ip->ss_family == AF_INET &&
+	          (ntohl(((const struct sockaddr_in *)ip)->sin_addr.s_addr) >> 24) == 127;
+	if (!lo && !bd_target_ok(ip))
+		return "not a public IPv4 address";
+	if (!bd_peer_at(p, ip))
+		return "not one of the peer's endpoints";
+	return NULL;
+}
+
+static void send_cmm(struct magicsock *ms, struct ms_peer *p)
+{
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_CALL_ME_MAYBE;
+	m.version = 1;
+	our_endpoints(ms, &m);
+	if (m.n_eps && disco_send(ms, p, NULL, &m) == 0) {
+		p->last_cmm_ms = now_ms();
+		ms->st.call_me_maybe_tx++;
+	}
+}
+
+/* A CALL_ME_MAYBE told us p's NAT kind. A hard peer needs ours (and our
+ * address) to start probing: an easy node answers with its own
+ * CALL_ME_MAYBE, if it sent none lately. */
+static void bd_on_call_me_maybe(struct magicsock *ms, struct ms_peer *p,
+                                const struct disco_msg *m)
+{
+	p->nat = DISCO_NAT_UNKNOWN; /* a trailer-less CALL_ME_MAYBE: no more */
+	memset(&p->pub, 0, sizeof(p->pub));
+	if (m->nat == DISCO_NAT_UNKNOWN)
+		return;
+	struct sockaddr_storage pub;
+	if (!disco_addr_to_sockaddr(&m->pub, &pub))
+		return;
+	const char *why = bd_addr_refusal(ms, p, &pub);
+	if (!why && m->nat == DISCO_NAT_EASY && !((struct sockaddr_in *)&pub)->sin_port)
+		why = "no port";
+	if (why) {
+		bd_refused(ms->bd);
+		log_debug("birthday probing: a peer's public address ignored: %s", why);
+		return;
+	}
+	p->nat = m->nat;
+	p->pub = pub;
+	int64_t now = now_ms();
+	if (p->nat == DISCO_NAT_HARD && our_nat(ms) == DISCO_NAT_EASY &&
+	    !(p->has_best && p->trust_until_ms > now) &&
+	    now - p->last_cmm_ms >= MS_PING_ALL_MS &&
+	    now - p->last_cmm_reply_ms >= MS_PING_ALL_MS) {
+		p->last_cmm_reply_ms = now;
+		send_cmm(ms, p);
+	}
+}
+
+/* Starts probing for p: 0, or -EBUSY (another attempt runs). */
+static int bd_probe(struct magicsock *ms, struct ms_peer *p, const struct sockaddr_storage *ip,
+                    uint32_t probes)
+{
+	uint8_t txid[DISCO_TXID_LEN];
+	randombytes_buf(txid, sizeof(txid));
+	int r = bd_easy_start(ms->bd, p->key, ip, probes, txid);
+	if (r == 0) {
+		char a[INET6_ADDRSTRLEN] = "?";
+		inet_ntop(ip->ss_family,
+		          ip->ss_family == AF_INET
+		              ? (const void *)&((const struct sockaddr_in *)ip)->sin_addr
+		              : (const void *)&((const struct sockaddr_in6 *)ip)->sin6_addr,
+		          a, sizeof(a));
+		log_info("birthday probing: a peer behind a hard NAT asks; probing %s at up to "
+		         "%u random ports, %d a second",
+		         a, probes < BD_PROBES_MAX ? probes : BD_PROBES_MAX, BD_PROBES_PER_SEC);
+	}
+	return r;
+}
+
+/* The requests that waited for the last attempt to end, in order: the
+ * first whose peer's sockets are still open (BD_HARD_MS from its request)
+ * starts, with as many probes as fit in what is left of that time. */
+static void bd_kick(struct magicsock *ms)
+{
+	int64_t now = now_ms();
+	while (ms->n_bd_queue && !bd_busy(ms->bd)) {
+		struct sockaddr_storage ip = ms->bd_queue[0].ip;
+		uint8_t key[32];
+		memcpy(key, ms->bd_queue[0].key, 32);
+		uint32_t probes = ms->bd_queue[0].probes;
+		int64_t left = ms->bd_queue[0].at_ms + BD_HARD_MS - 500 - now;
+		memmove(&ms->bd_queue[0], &ms->bd_queue[1],
+		        (ms->n_bd_queue - 1) * sizeof(ms->bd_queue[0]));
+		ms->n_bd_queue--;
+		struct ms_peer *p = peer_by_key(ms, key);
+		uint64_t fit = left > 0 ? (uint64_t)left * BD_PROBES_PER_SEC / 1000 : 0;
+		if (!p || (p->has_best && p->trust_until_ms > now))
+			continue; /* gone, or direct another way */
+		if (fit < BD_PROBES_MIN ||
+		    bd_probe(ms, p, &ip, fit < probes ? (uint32_t)fit : probes) != 0) {
+			bd_refused(ms->bd);
+			log_debug(
+			    "birthday probing: a peer's request waited too long or the "
+			    "probe budget is spent; dropped");
+		}
+	}
+}
+
+/* Easy side: p (hard) opened its sockets and asks us to probe its IP. */
+static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct disco_msg *m)
+{
+	int64_t now = now_ms();
+	struct sockaddr_storage ip;
+	const char *why = NULL;
+	if (ms->cfg.no_birthday)
+		why = "birthday probing is off here (--no-birthday or BirthdayProbing = no)";
+	else if (our_nat(ms) != DISCO_NAT_EASY)
+		why = "our NAT is not endpoint-independent";
+	else if (p->has_best && p->trust_until_ms > now)
+		why = "a direct path works";
+	else if (p->nat != DISCO_NAT_HARD)
+		why = "the peer did not say its NAT is hard";
+	else if (!disco_addr_to_sockaddr(&m->pub, &ip) || !m->probes)
+		why = "no address or no probes";
+	else if (!sockaddr_ip_equal(&ip, &p->pub))
+		why = "not the public address the peer advertised";
+	else
+		why = bd_addr_refusal(ms, p, &ip);
+	if (!why && !bd_backoff_allows(&p->req_backoff, now))
+		why = "asked again too soon";
+	if (why) {
+		bd_refused(ms->bd);
+		log_debug("birthday probing: a peer's request refused: %s", why);
+		return;
+	}
+	/* Once per BD_REQ_GAP_MS per peer, the gap doubling while no direct
+	 * path comes of it. */
+	bd_backoff_started_min(&p->req_backoff, now, BD_REQ_GAP_MS);
+	int r = bd_probe(ms, p, &ip, m->probes);
+	if (r == -EBUSY) {
+		/* Another runs: this one after those before it, if its time has
+		 * not run out; a peer's newer request replaces its older one. */
+		size_t i = 0;
+		while (i < ms->n_bd_queue && memcmp(ms->bd_queue[i].key, p->key, 32) != 0)
+			i++;
+		if (i == MS_BD_QUEUE_MAX) {
+			bd_refused(ms->bd);
+			log_debug("birthday probing: a peer's request refused: %zu wait "
+			          "already",
+			          ms->n_bd_queue);
+			return;
+		}
+		if (i == ms->n_bd_queue)
+			ms->n_bd_queue++;
+		memcpy(ms->bd_queue[i].key, p->key, 32);
+		ms->bd_queue[i].ip = ip;
+		ms->bd_queue[i].probes = m->probes;
+		ms->bd_queue[i].at_ms = now;
+		log_debug("birthday probing: a peer's request waits for the running attempt");
+	} else if (r != 0) {
+		bd_refused(ms->bd);
+		log_info("birthday probing: a peer's request refused: the node-wide "
+		         "budget of %d "
+		         "probes a minute is spent",
+		         BD_BUDGET_PROBES);
+	}
+}
+
+/* Hard side, each tick: start an attempt for p when plain punching found
+ * nothing for BD_AFTER_MS while traffic flows through the relay, the pair
+ * is hard (us) and easy (it), and its backoff allows; and close a won
+ * socket whose path died. */
+static void bd_tick(struct magicsock *ms, struct ms_peer *p, int64_t now)
+{
+	bool trusted = p->has_best && p->trust_until_ms > now;
+	if (p->link && !trusted && now - p->trust_until_ms >= BD_LINK_DEAD_MS) {
+		log_info("birthday probing: the path through our probing socket died; closed");
+		bd_use_link(ms, p, 0);
+		push_path(ms, p);
+	}
+	if (trusted)
+		bd_cancel(ms->bd, p->key); /* found another way */
+	if (trusted || now - p->active_ms > MS_ACTIVE_MS) {
+		p->punch_since_ms = 0;
+		return;
+	}
+	if (!p->punch_since_ms || now - p->punch_since_ms < BD_AFTER_MS ||
+	    our_nat(ms) != DISCO_NAT_HARD || p->nat != DISCO_NAT_EASY ||
+	    p->pub.ss_family != AF_INET || bd_busy(ms->bd) ||
+	    !bd_backoff_allows(&p->backoff, now) ||
+	    bd_addr_refusal(ms, p, &p->pub) != NULL)
+		return;
+	struct ms_conn *k = conn_for(ms, p, false);
+	if (!k || !relay_client_connected(k->c) || p->gone_until_ms > now)
+		return; /* only for a peer the relay carries */
+	bd_backoff_started(&p->backoff, now);
+	char err[128], a[64];
+	int n = bd_hard_start(ms->bd, p->key, &p->pub, BD_SOCKS, err, sizeof(err));
+	if (n < 0) {
+		log_warn("birthday probing: %s", err);
+		return;
+	}
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_BIRTHDAY;
+	m.version = 1;
+	m.socks = (uint16_t)n;
+	m.probes = BD_PROBES_MAX;
+	/* Our CALL_ME_MAYBE first, on the same relay connection: the easy side
+	 * probes only the address our latest trailer advertised as hard. */
+	send_cmm(ms, p);
+	if (!disco_addr_from_sockaddr(&m.pub, (const struct sockaddr *)&ms->report->global_v4) ||
+	    disco_send_on(ms, p, 0, NULL, &m) != 0) {
+		bd_cancel(ms->bd, p->key);
+		return;
+	}
+	sockaddr_format(&p->pub, a, sizeof(a));
+	log_info("birthday probing: no direct path after %d s of punching; %d sockets sent "
+	         "to the peer at %s, asked it to probe our ports",
+	         BD_AFTER_MS / 1000, n, a);
+}
+
+static void bd_rx(void *ctx, uint32_t sock, bool link, const uint8_t *buf, size_t len,
+                  const struct sockaddr_storage *from)
+{
+	struct magicsock *ms = ctx;
+	if (disco_is_message(buf, len))
+		on_disco(ms, buf, len, from, NULL, sock);
+	else if (link)
+		wg_device_receive_side(ms->cfg.wg, buf, len, (const struct sockaddr *)from);
+	else
+		ms->st.other_drop++;
+}
+
+static int bd_ping(void *ctx, const uint8_t key[32], uint32_t sock, const uint8_t txid[12],
+                   const struct sockaddr_storage *to)
+{
+	struct magicsock *ms = ctx;
+	struct ms_peer *p = peer_by_key(ms, key);
+	if (!p)
+		return -ENOENT;
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_PING;
+	m.version = 1;
+	if (txid)
+		memcpy(m.txid, txid, sizeof(m.txid));
+	else
+		randombytes_buf(m.txid, sizeof(m.txid));
+	memcpy(m.node_key, ms->cfg.node_pub, 32);
+	return disco_send_on(ms, p, sock, to, &m);
+}
+
+static void bd_ended(void *ctx, const uint8_t key[32], bool hard)
+{
+	struct magicsock *ms = ctx;
+	struct ms_peer *p = peer_by_key(ms, key);
+	if (hard && p)
+		log_info("birthday probing: no probe got through; sockets closed, next try in "
+		         "%lld s at the earliest",
+		         (long long)((p->backoff.next_ms - now_ms()) / 1000));
+	else if (!hard)
+		log_info("birthday probing: all probes sent, none answered");
+	bd_kick(ms);
+}
+
 /* ---- the tick: heartbeats, idle relay connections ---- */
 
 static void on_tick(evutil_socket_t fd, short ev, void *arg)
@@ -1082,6 +1513,8 @@ static void on_tick(evutil_socket_t fd, short ev, void *arg)
 			p->gone_until_ms = 0;
 			push_path(ms, p);
 		}
+		bd_tick(ms, p, now);
+		bd_kick(ms);
 		if (!p->has_best)
 			continue;
 		struct wg_peer_info pi;
@@ -1229,6 +1662,13 @@ static void peer_from_map(struct magicsock *ms, struct ms_peer *p,
 		eps_changed = !sockaddr_equal(&old[j].sa, &p->cand[j].sa);
 	if (eps_changed)
 		retry_reset(p); /* new endpoints: try them now */
+	/* The peer moved (its public IP is no longer among its map endpoints;
+	 * a symmetric NAT's ports change all the time, its IP does not): what
+	 * it said of its NAT is stale until its next CALL_ME_MAYBE. */
+	if (p->nat != DISCO_NAT_UNKNOWN && bd_addr_refusal(ms, p, &p->pub)) {
+		p->nat = DISCO_NAT_UNKNOWN;
+		memset(&p->pub, 0, sizeof(p->pub));
+	}
 	for (size_t j = 0; j < nl && p->n_cand < MS_CANDS_MAX; j++) {
 		bool seen = false;
 		for (size_t k = 0; k < p->n_cand; k++)
@@ -1319,6 +1759,8 @@ int magicsock_update_peers(struct magicsock *ms, const struct ctl_map_full *map,
 		slot_remove(ms->by_disco, ms->n_peers,
 		            slot_of(ms->by_disco, ms->n_peers, p, true));
 		ms->n_peers--;
+		bd_use_link(ms, p, 0);
+		bd_cancel(ms->bd, p->key);
 		sodium_memzero(p, sizeof(*p));
 		free(p);
 	}
@@ -1427,6 +1869,8 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 	free(twice);
 	for (size_t i = 0; i < ms->n_peers; i++)
 		if (!ms->by_key[i]->in_map) {
+			bd_use_link(ms, ms->by_key[i], 0);
+			bd_cancel(ms->bd, ms->by_key[i]->key);
 			sodium_memzero(ms->by_key[i], sizeof(*ms->by_key[i]));
 			free(ms->by_key[i]);
 		}
@@ -1491,6 +1935,13 @@ struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
 		magicsock_free(ms);
 		return NULL;
 	}
+	const struct bd_ops bo = {.rx = bd_rx, .ping = bd_ping, .ended = bd_ended, .ctx = ms};
+	ms->bd = bd_new(cfg->base, &bo);
+	if (!ms->bd) {
+		snprintf(err, errlen, "out of memory");
+		magicsock_free(ms);
+		return NULL;
+	}
 	struct timeval sec = {1, 0};
 	event_add(ms->tick, &sec);
 	struct wg_path_hooks h = {
@@ -1516,6 +1967,9 @@ void magicsock_free(struct magicsock *ms)
 	netcheck_free(ms->nc);
 	while (ms->n_conns)
 		conn_close(ms, ms->n_conns - 1);
+	for (size_t i = 0; ms->bd && i < ms->n_peers; i++)
+		bd_use_link(ms, ms->by_key[i], 0);
+	bd_free(ms->bd);
 	for (size_t i = 0; i < ms->n_peers; i++) {
 		sodium_memzero(ms->by_key[i], sizeof(*ms->by_key[i]));
 		free(ms->by_key[i]);
@@ -1567,6 +2021,7 @@ int magicsock_peer_path(const struct magicsock *ms, const uint8_t key[32],
 	if (p->has_best) {
 		pp->best = p->best;
 		pp->latency_us = p->best_lat_us;
+		pp->birthday = p->link || p->best_by_probe;
 	}
 	if (pi.via_relay) {
 		struct ms_conn *k = conn_for((struct magicsock *)ms, p, false);
@@ -1586,6 +2041,13 @@ int magicsock_peer_path(const struct magicsock *ms, const uint8_t key[32],
 void magicsock_get_stats(const struct magicsock *ms, struct magicsock_stats *st)
 {
 	*st = ms->st;
+	struct bd_stats b;
+	bd_get_stats(ms->bd, &b);
+	st->birthday_attempts = b.attempts_hard + b.attempts_easy;
+	st->birthday_wins = b.wins_hard + b.wins_easy;
+	st->birthday_probes_sent = b.probes_sent;
+	st->birthday_socks_opened = b.socks_opened;
+	st->birthday_refused = b.requests_refused;
 }
 
 size_t magicsock_conns(const struct magicsock *ms, struct magicsock_conn_status *cs,

@@ -32,6 +32,10 @@
  *    from the minimum.
  *  - A PING is answered with a PONG to the address it came from (at most
  *    MS_PONGS_PER_SEC per peer); its source becomes a candidate.
+ *  - A hard NAT (mapping varies by destination) against an easy one, with
+ *    no direct path after BD_AFTER_MS of punching: birthday-paradox port
+ *    probing (birthday.h); the socket that wins carries that peer's
+ *    datagrams (wg_device_set_peer_sock) until its path dies.
  *
  * Everything runs on the caller's event_base; nothing blocks. */
 #ifndef MESH_MAGICSOCK_H
@@ -78,6 +82,13 @@ struct magicsock_config {
 	 * even when the map lists the same key, exactly as node/peers.c does. */
 	const uint8_t (*skip_keys)[32];
 	size_t n_skip_keys;
+	/* No birthday probing (--no-birthday): our NAT kind is not sent, so
+	 * no peer asks us, we never ask, and a request is refused. */
+	bool no_birthday;
+	/* Tests on one machine only (tests/unit/test_magicsock.c): birthday
+	 * probing also accepts 127.0.0.0/8 as a peer's public address. Never
+	 * set by a node. */
+	bool birthday_loopback_for_tests;
 };
 
 struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
@@ -127,6 +138,9 @@ struct magicsock_peer_path {
 	struct sockaddr_storage best; /* the validated direct address, if any */
 	uint32_t latency_us;          /* of best (last pong) */
 	bool trusted;
+	/* best was found by birthday probing (and, on the hard NAT's side,
+	 * is reached through the probing socket that won). */
+	bool birthday;
 	uint64_t pings_sent, pongs_received;
 };
 /* The answer to one magicsock_ping probe. */
@@ -169,6 +183,11 @@ struct magicsock_stats {
 	uint64_t relay_rx_unknown; /* relayed packets from keys that are not peers */
 	uint64_t peer_gone;        /* a relay said a peer is not connected there */
 	uint64_t netchecks, home_changes;
+	/* Birthday probing (docs/disco.md): attempts on either side, the ones
+	 * that found a path, probes sent (easy side), sockets opened (hard
+	 * side), peers' requests refused while another attempt ran. */
+	uint64_t birthday_attempts, birthday_wins, birthday_probes_sent;
+	uint64_t birthday_socks_opened, birthday_refused;
 };
 void magicsock_get_stats(const struct magicsock *ms, struct magicsock_stats *st);
 /* The relay connections open now (up to max): their identity and state. */

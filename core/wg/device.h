@@ -197,6 +197,21 @@ int wg_device_set_peer_path(struct wg_device *d, const uint8_t key[WG_KEY_LEN],
 void wg_device_receive_relayed(struct wg_device *d, const uint8_t src_key[WG_KEY_LEN],
                                const uint8_t *buf, size_t len);
 
+/* A socket of the owner's carries this peer's direct datagrams to `to`
+ * instead of the device's socket (a birthday-probing socket: the NAT
+ * mapping the peer's filter lets in is that socket's). Used while the
+ * peer's endpoint is `to`; fd < 0 (or to NULL): the device's socket again.
+ * The owner keeps fd open until it has cleared it here, reads it, and
+ * hands WireGuard datagrams from it to wg_device_receive_side. 0 or
+ * -ENOENT. */
+int wg_device_set_peer_sock(struct wg_device *d, const uint8_t key[WG_KEY_LEN], int fd,
+                            const struct sockaddr_storage *to);
+/* One datagram from src that arrived on such a socket: handled as one from
+ * the device's socket (the endpoint may roam to src). Not from inside the
+ * rx callback. */
+void wg_device_receive_side(struct wg_device *d, const uint8_t *buf, size_t len,
+                            const struct sockaddr *src);
+
 /* Sends a datagram that is not WireGuard (disco, STUN) from the UDP
  * socket. 0 or -errno. */
 int wg_device_send_raw(struct wg_device *d, const struct sockaddr *to, const uint8_t *buf,

@@ -6,6 +6,9 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
+
+#include "core/util/sockaddr.h"
 
 #define NS_PER_MS  1000000ULL
 #define NS_PER_SEC 1000000000ULL
@@ -41,6 +44,22 @@ static void note_untrusted(struct wg_peer *p, uint64_t now)
 	d->path.untrusted(d->path.ctx, p->pubkey_entry.key);
 }
 
+/* To the endpoint through the owner's socket for it (a birthday socket:
+ * only it has the NAT mapping the peer's filter lets in). Not batched:
+ * one peer's datagrams, in order. */
+static int send_side(struct wg_peer *p, const uint8_t *buf, size_t len)
+{
+	socklen_t sl = p->endpoint.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+	                                                : sizeof(struct sockaddr_in6);
+	if (sendto(p->side_fd, buf, len, MSG_DONTWAIT, (const struct sockaddr *)&p->endpoint,
+	           sl) < 0) {
+		p->dev->stats.tx_drop_sock++;
+		return -errno;
+	}
+	p->tx_bytes += len;
+	return 0;
+}
+
 static int send_direct(struct wg_peer *p, const uint8_t *buf, size_t len)
 {
 	int ret;
@@ -48,6 +67,8 @@ static int send_direct(struct wg_peer *p, const uint8_t *buf, size_t len)
 		p->dev->stats.tx_drop_sock++;
 		return -EDESTADDRREQ;
 	}
+	if (p->has_side && sockaddr_equal(&p->endpoint, &p->side_to))
+		return send_side(p, buf, len);
 	if (p->src.family && p->dev->n_src_gone && wg_socket_src_gone(p->dev, &p->src))
 		memset(&p->src, 0, sizeof(p->src)); /* that address went away */
 	ret = wg_socket_send(p->dev, (const struct sockaddr *)&p->endpoint, &p->src, buf,
@@ -142,4 +163,31 @@ int wg_device_send_raw(struct wg_device *d, const struct sockaddr *to, const uin
 	if (!d || !to || (to->sa_family != AF_INET && to->sa_family != AF_INET6))
 		return -EINVAL;
 	return wg_socket_send(d, to, NULL, buf, len);
+}
+
+int wg_device_set_peer_sock(struct wg_device *d, const uint8_t key[WG_KEY_LEN], int fd,
+                            const struct sockaddr_storage *to)
+{
+	struct wg_peer *p = d ? wg_pubkey_table_lookup(d->pubkeys, key) : NULL;
+	if (!p)
+		return -ENOENT;
+	if (fd < 0 || !to || (to->ss_family != AF_INET && to->ss_family != AF_INET6)) {
+		p->has_side = false;
+		p->side_fd = -1;
+		memset(&p->side_to, 0, sizeof(p->side_to));
+		return 0;
+	}
+	p->has_side = true;
+	p->side_fd = fd;
+	p->side_to = *to;
+	return 0;
+}
+
+void wg_device_receive_side(struct wg_device *d, const uint8_t *buf, size_t len,
+                            const struct sockaddr *src)
+{
+	wg_device_tx_hold(d);
+	memset(&d->rx_src, 0, sizeof(d->rx_src)); /* replies leave by the side socket */
+	wg_device_receive(d, buf, len, src);
+	wg_device_tx_release(d);
 }

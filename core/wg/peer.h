@@ -86,6 +86,11 @@ struct wg_peer {
 	uint64_t untrusted_note_ns;     /* last untrusted hook call */
 	uint64_t last_direct_rx_ns, last_relay_rx_ns;
 	uint64_t relay_tx_bytes, relay_rx_bytes;
+	/* An owner's socket for direct datagrams to side_to (path.c,
+	 * wg_device_set_peer_sock); has_side: set. */
+	bool has_side;
+	int side_fd;
+	struct sockaddr_storage side_to;
 };
 
 /* path.c: true when the peer's datagrams go through the relay now. */

@@ -38,13 +38,24 @@
 # natlab/report.py). Pairs run NATLAB_PARALLEL at a time (default 8).
 #
 # Expected paths are what the node can do today: direct wherever one side
-# can be reached at an address it learned from STUN or from the other
-# side's pings (both sides eim, or one side public or full cone, or the
-# same LAN); relay where that takes birthday probing (symmetric against a
-# port-restricted eim) or port mapping (the miniupnpd router), both not
-# built yet: those pairs are marked in the table and asserted relay, to be
-# turned to direct when those land. Two symmetric NATs, or UDP blocked,
-# stay relayed.
+# can be reached at an address it learned from STUN, from the other side's
+# pings or from its router's port mapping (both sides eim, or one side
+# public, full cone or behind the miniupnpd router, or the same LAN), and
+# where birthday probing finds the symmetric side's port (symmetric against
+# a port-restricted eim: marked in the table). The miniupnpd router's node
+# is symmetric too: against an eim peer it goes direct by its mapping or by
+# birthday probing, whichever comes first; against the other symmetric NAT
+# only the mapping helps. Two symmetric NATs without port mapping, or UDP
+# blocked, stay relayed. After the pairs, sym is started again with
+# --no-birthday and eim-sym must stay relayed (no attempt, no probe).
+# NATLAB_PAIRS="eim-sym sym-dbl" runs only the pairs named.
+#
+# Port mapping: the upnp node maps its WireGuard port at r8's miniupnpd
+# (core/portmap); the lab checks that the mapping is in miniupnpd's rules
+# and lease file while the node runs, that the node advertises it, that
+# the pair direct only by it (sym-upnp) uses it (the peer's endpoint is the
+# mapped address), that it is made again when r8's miniupnpd restarts
+# without its leases, and that it is gone once the node has exited cleanly.
 #
 # The table goes to tests/artifacts/natlab/natlab.md and natlab.json;
 # NATLAB_RESULTS=DIR writes them there instead (bench/results for the copy
@@ -58,12 +69,14 @@ e2e_tmp_init
 e2e_require_mesh_proxy
 MC=$MESH_BUILD/mesh-control
 MR=$MESH_BUILD/mesh-relay
-for b in "$MC" "$MR"; do
+PROBE=$MESH_BUILD/tests/portmap-probe
+for b in "$MC" "$MR" "$PROBE"; do
     [ -x "$b" ] || die "no executable $b (run make first)"
 done
 if ! "${AS_NOBODY[@]}" test -x "$MR" 2>/dev/null; then
     e2e_nobody_copy "$MC" && MC=$E2E_COPY
     e2e_nobody_copy "$MR" && MR=$E2E_COPY
+    e2e_nobody_copy "$PROBE" && PROBE=$E2E_COPY
 fi
 PY=/usr/bin/python3
 [ -x $PY ] || PY=$(command -v python3)
@@ -97,8 +110,9 @@ declare -A KIND=([pub]="1 no NAT" [eim]="2 eim+apdf" [cone]="3 full cone"
 
 # The pairs: A B EXPECTED [NOTE]. Every kind against every other (kind 7
 # by lana, and lana against lanb).
-BIRTHDAY="direct expected once birthday probing lands"
-PORTMAP="direct expected once port mapping lands"
+BIRTHDAY="direct by birthday probing (symmetric against port-restricted)"
+PORTMAP="direct by port mapping (r8's miniupnpd)"
+EITHER="direct by port mapping (r8's miniupnpd) or birthday probing"
 PAIRS_TXT=$(
     cat <<EOF
 pub eim direct
@@ -109,29 +123,37 @@ pub noudp relay
 pub lana direct
 pub upnp direct
 eim cone direct
-eim sym relay $BIRTHDAY
+eim sym direct $BIRTHDAY
 eim dbl direct
 eim noudp relay
 eim lana direct
-eim upnp relay $PORTMAP (or birthday probing)
+eim upnp direct $EITHER
 cone sym direct
 cone dbl direct
 cone noudp relay
 cone lana direct
 cone upnp direct
-sym dbl relay $BIRTHDAY
+sym dbl direct $BIRTHDAY
 sym noudp relay
-sym lana relay $BIRTHDAY
-sym upnp relay $PORTMAP (both symmetric otherwise)
+sym lana direct $BIRTHDAY
+sym upnp direct $PORTMAP (both symmetric otherwise)
 dbl noudp relay
 dbl lana direct
-dbl upnp relay $PORTMAP (or birthday probing)
+dbl upnp direct $EITHER
 noudp lana relay
 noudp upnp relay
 lana lanb direct
-lana upnp relay $PORTMAP (or birthday probing)
+lana upnp direct $EITHER
 EOF
 )
+# NATLAB_PAIRS="eim-sym sym-dbl": only these pairs (the lab itself is
+# built and checked in full).
+if [ -n "${NATLAB_PAIRS:-}" ]; then
+    PAIRS_TXT=$(echo "$PAIRS_TXT" | while read -r a b rest; do
+        case " $NATLAB_PAIRS " in *" $a-$b "*) echo "$a $b $rest" ;; esac
+    done)
+    [ -n "$PAIRS_TXT" ] || die "NATLAB_PAIRS=$NATLAB_PAIRS names no pair of the lab"
+fi
 
 mc() { nsx_nobody infra "$MC" --data "$D" "$@"; }
 mp() { "${AS_NOBODY[@]}" "$MESH_PROXY" "$@"; }
@@ -279,6 +301,26 @@ d, a = s.recvfrom(100); sys.exit(0 if d == b'natlab-mapped' else 1)" &
     nsx_nobody upnp "$PY" "$NL/natpmp.py" 198.19.8.1 map 45678 0 >/dev/null 2>&1
     check "NAT-PMP: the mapping deleted (lifetime 0) is gone from r8's nftables" \
         bash -c "! nsenter --net=/run/netns/$(ns r8) nft list chain inet natlab prerouting_upnp | grep -q 45678"
+    # The node's port mapper, one protocol at a time (tests/tools/
+    # portmap-probe), as nobody: each maps a port, and deletes it when
+    # freed.
+    r8_upnp_chain() { nsenter --net="/run/netns/$(ns r8)" nft list chain inet natlab prerouting_upnp 2>/dev/null; }
+    for proto in pcp nat-pmp upnp; do
+        out=$E2E_TMP/probe-$proto.txt
+        nsx_nobody upnp "$PROBE" --proto $proto --port 45679 --hold 2 >"$out" 2>&1 &
+        ppid=$!
+        wait_until 10 grep -q '^mapped' "$out"
+        ext=$(awk '/^mapped/ {print $3}' "$out")
+        check "$proto: the port mapper got a mapping on 198.18.10.8 ($(grep "^mapped" "$out"))" \
+            test "${ext%:*}" = 198.18.10.8
+        r8_upnp_chain >"$out.rules"
+        check "$proto: miniupnpd maps ${ext##*:} -> 198.19.8.2:45679" \
+            grep -q "dport ${ext##*:} dnat .*198.19.8.2:45679\$" "$out.rules"
+        wait "$ppid"
+        r8_upnp_chain >"$out.rules"
+        check "$proto: freed, the port mapper deleted it ($(tail -1 "$out"))" \
+            not grep -q "198.19.8.2:45679\$" "$out.rules"
+    done
     UPNP_DONE=1
 fi
 [ "${UPNP_DONE:-0}" = 1 ] || fail "the miniupnpd checks did not run to their end"
@@ -335,6 +377,34 @@ for n in "${NODES[@]}"; do
 done
 nat_fullcone_open r3 wan 198.19.3.2 "${PORT[cone]}" || die "full cone rules on r3 failed"
 
+step "port mapping: the upnp node maps its WireGuard port at r8's miniupnpd"
+pm="(m.get('paths') or {}).get('portmap') or {}"
+wait_until 20 sj upnp "($pm).get('external')" ||
+    fail "upnp: no port mapping after 20 s: $(sjv upnp "$pm")"
+PM_EXT=$(sjv upnp "($pm).get('external')")
+PM_PROTO=$(sjv upnp "($pm).get('protocol')")
+PM_PORT=${PM_EXT##*:}
+info "upnp: mapped by $PM_PROTO: $PM_EXT -> ${ADDR[upnp]}:${PORT[upnp]}"
+check "upnp: the mapping is on r8's public address 198.18.10.8 ($PM_EXT)" \
+    test "${PM_EXT%:*}" = 198.18.10.8
+check "miniupnpd put it in r8's nftables: $PM_PORT -> ${ADDR[upnp]}:${PORT[upnp]}" \
+    bash -c "nsenter --net=/run/netns/$(ns r8) nft list chain inet natlab prerouting_upnp | grep -q 'dport $PM_PORT dnat .*${ADDR[upnp]}:${PORT[upnp]}\$'"
+check "and in miniupnpd's lease file (UDP:$PM_PORT:${ADDR[upnp]}:${PORT[upnp]})" \
+    grep -q "^UDP:$PM_PORT:${ADDR[upnp]}:${PORT[upnp]}:" "$E2E_TMP/miniupnpd.leases"
+if command -v upnpc >/dev/null; then
+    # -i: r8's IGD says it is not connected (its WAN address is reserved)
+    nsx_nobody upnp upnpc -i -l >"$E2E_TMP/upnpc.txt" 2>&1
+    check "upnpc -l on r8's LAN lists it (UDP $PM_PORT->${ADDR[upnp]}:${PORT[upnp]})" \
+        grep -Eq "UDP +$PM_PORT->${ADDR[upnp]}:${PORT[upnp]} " "$E2E_TMP/upnpc.txt"
+fi
+mp status --state "$RUN/upnp" >"$E2E_TMP/upnp-status.txt" 2>&1
+check "upnp: status shows it (\"portmap  $PM_PROTO $PM_EXT, lease ...\")" \
+    grep -q "portmap  $PM_PROTO $PM_EXT, lease" "$E2E_TMP/upnp-status.txt"
+check "upnp: and reports it to mesh-control: a peer's map lists $PM_EXT" \
+    wait_until 10 sj eim "[p for p in m.get('peers', []) if p.get('name') == 'upnp' and '$PM_EXT' in (p.get('endpoints') or [])]"
+check "eim: no port mapping (r2 runs no PCP, NAT-PMP or UPnP)" \
+    not sj eim "($pm).get('external')"
+
 step "the NAT kinds behave as named"
 # netcheck from each node's namespace, on a socket of its own: the two
 # STUN servers see the same public address:port (mapping independent of
@@ -355,6 +425,13 @@ for n in sym upnp; do
         test "$(mv_of $n | cut -d' ' -f1-2)" = "True True"
 done
 check "noudp: netcheck says no UDP ($(mv_of noudp))" test "$(mv_of noudp | cut -d' ' -f1)" = False
+pm_of() { "$PY" -c "import json; p = json.load(open('$E2E_TMP/nc-$1.json')).get('portmap') or {}; print(p.get('pcp'), p.get('nat_pmp'), p.get('upnp'), p.get('gateway'), p.get('external_v4'))" 2>/dev/null; }
+check "upnp: netcheck finds PCP, NAT-PMP and UPnP at r8, external 198.18.10.8 ($(pm_of upnp))" \
+    test "$(pm_of upnp)" = "True True True 198.19.8.1 198.18.10.8"
+for n in eim sym; do
+    check "$n: netcheck finds no port mapping at its router ($(pm_of $n))" \
+        test "$(pm_of $n | cut -d' ' -f1-3)" = "False False False"
+done
 check "noudp: r6 dropped the node's UDP (counted)" test "$(router_drops r6 | cut -d' ' -f2)" -gt 0
 check "pub: netcheck sees its own address 198.18.20.1" bash -c "[[ '$(mv_of pub)' == *198.18.20.1:* ]]"
 check "dbl: netcheck sees the carrier's address 198.18.10.5" bash -c "[[ '$(mv_of dbl)' == *198.18.10.5:* ]]"
@@ -405,19 +482,53 @@ spec() {
  "b": {"name": "$2", "netns": "$(ns "$2")", "state": "$RUN/$2"}}
 EOF
 }
+# run_pair A B EXPECTED : pair.py in the background; its pid in LAST_PID.
+run_pair() {
+    spec "$1" "$2" "$3" >"$E2E_TMP/pairs/$1-$2.spec"
+    "$PY" "$NL/pair.py" "$E2E_TMP/pairs/$1-$2.spec" "$E2E_TMP/pairs/$1-$2.json" \
+        >"$E2E_LOGDIR/pair-$1-$2.log" 2>&1 &
+    LAST_PID=$!
+}
 t0=$(date +%s)
 pids=()
-while read -r a b want _; do
+# First every pair that needs no birthday probing, PARALLEL at once.
+while read -r a b want note; do
     [ -n "$a" ] || continue
-    spec "$a" "$b" "$want" >"$E2E_TMP/pairs/$a-$b.spec"
-    "$PY" "$NL/pair.py" "$E2E_TMP/pairs/$a-$b.spec" "$E2E_TMP/pairs/$a-$b.json" \
-        >"$E2E_LOGDIR/pair-$a-$b.log" 2>&1 &
-    pids+=($!)
+    [[ "$note" == "$BIRTHDAY"* ]] && continue
+    run_pair "$a" "$b" "$want"
+    pids+=($LAST_PID)
     # At most PARALLEL at once (not `wait -n`: it would also return for
     # the daemons this shell started).
     while [ "$(jobs_alive "${pids[@]}")" -ge "$PARALLEL" ]; do sleep 0.2; done
 done <<<"$PAIRS_TXT"
-wait "${pids[@]}"
+# (never a bare `wait`: it would wait for the daemons too)
+[ ${#pids[@]} -gt 0 ] && wait "${pids[@]}"
+# Then the birthday pairs, each node in one at a time: a node runs one
+# attempt at a time (docs/disco.md), so a node in three such pairs at once
+# would take three attempts' time, and the window measures one.
+declare -A BUSY=()
+queue=()
+while read -r a b want note; do
+    [[ -n "$a" && "$note" == "$BIRTHDAY"* ]] && queue+=("$a $b $want")
+done <<<"$PAIRS_TXT"
+pids=()
+while [ ${#queue[@]} -gt 0 ]; do
+    rest=()
+    for q in "${queue[@]}"; do
+        read -r a b want <<<"$q"
+        if [ "$(jobs_alive ${BUSY[$a]:-} ${BUSY[$b]:-})" -eq 0 ]; then
+            run_pair "$a" "$b" "$want"
+            pids+=($LAST_PID)
+            BUSY[$a]=$LAST_PID
+            BUSY[$b]=$LAST_PID
+        else
+            rest+=("$q")
+        fi
+    done
+    queue=("${rest[@]}")
+    [ ${#queue[@]} -gt 0 ] && sleep 0.2
+done
+[ ${#pids[@]} -gt 0 ] && wait "${pids[@]}"
 info "$(echo "$PAIRS_TXT" | grep -c .) pairs in $(($(date +%s) - t0)) s"
 cp "$E2E_TMP"/pairs/*.json "$E2E_LOGDIR/" 2>/dev/null
 
@@ -431,6 +542,26 @@ while read -r v rest; do
     esac
 done <"$E2E_TMP/verdicts.txt"
 info "table: $RESULTS/natlab.md"
+# The pair that is direct only by the port mapping must be direct *via*
+# it: the other side's final endpoint for upnp is the mapped address. The
+# pairs that may go either way say which way they went.
+if [ -n "${PM_EXT:-}" ]; then
+    while read -r a b want note; do
+        [[ "$b" = upnp && ( "$note" == "$PORTMAP"* || "$note" == "$EITHER"* ) ]] || continue
+        ep=$("$PY" -c "import json; print(json.load(open('$E2E_TMP/pairs/$a-$b.json')).get('a_endpoint'))" 2>/dev/null)
+        # ($EITHER starts with $PORTMAP's words: it is tested first.)
+        if [[ "$note" == "$EITHER"* ]]; then
+            if [ "$ep" = "$PM_EXT" ]; then
+                info "$a-upnp: direct at the mapped $PM_EXT"
+            else
+                info "$a-upnp: direct at $ep, not the mapped $PM_EXT (birthday probing won)"
+            fi
+        else
+            check "$a-upnp: $a reaches upnp directly at the mapped $PM_EXT (endpoint $ep)" \
+                test "$ep" = "$PM_EXT"
+        fi
+    done <<<"$PAIRS_TXT"
+fi
 sed 's/^/      /' "$RESULTS/natlab.md" | tail -n +5
 
 step "nothing crashed, nothing ran as root but the routers' miniupnpd"
@@ -447,5 +578,72 @@ for n in "${NODES[@]}" control relay-east relay-west; do
         fail "a sanitizer report in $n's log"
     fi
 done
+
+step "birthday probing off: sym again with --no-birthday, eim-sym stays relayed"
+# The switch (up --no-birthday) takes a node out of it: sym sends no NAT
+# kind, so eim never probes, and sym never opens its sockets; the pair
+# that birthday probing made direct above stays on the relay. (Without the
+# flag sym starts attempts at once; eim may still refuse them, since it
+# honours one request per peer per 20 s, so sym's count is the check.)
+if echo "$PAIRS_TXT" | grep -q '^eim sym '; then
+    ctr="(m.get('paths') or {}).get('counters') or {}"
+    eim_probes0=$(sjv eim "($ctr).get('birthday_probes_sent', 0)")
+    bg_stop sym
+    bg_nobody sym sym "$MESH_PROXY" up --state "$RUN/sym" --no-birthday --log-level debug
+    wait_until 40 sj sym "[r for r in ((m.get('paths') or {}).get('relays') or []) if r.get('home') and r.get('state') == 'connected']" ||
+        fail "sym did not come back with its home relay after 40 s (see $E2E_LOGDIR/sym.log)"
+    check "sym: its log says birthday probing is off" \
+        grep -q "birthday probing: off (--no-birthday" "$E2E_LOGDIR/sym.log"
+    mp status --state "$RUN/sym" >"$E2E_TMP/sym-status.txt" 2>&1
+    check "sym: status says so (\"birthday  off (--no-birthday ...)\")" \
+        grep -q "birthday  off (--no-birthday" "$E2E_TMP/sym-status.txt"
+    check "sym: and status --json (paths.birthday_probing false)" \
+        sj sym "(m.get('paths') or {}).get('birthday_probing') is False"
+    # eim's direct path to the old process's probing socket runs out of
+    # trust first (6.5 s without a pong).
+    wait_until 15 sj eim "[p for p in m.get('peers', []) if p.get('name') == 'sym' and p.get('path') != 'direct']" ||
+        fail "eim still says direct to sym 15 s after sym restarted"
+    spec eim sym relay >"$E2E_TMP/nobd.spec"
+    "$PY" "$NL/pair.py" "$E2E_TMP/nobd.spec" "$E2E_TMP/nobd.json" >"$E2E_LOGDIR/pair-eim-sym-nobd.log" 2>&1
+    nobd() { "$PY" -c "import json; r = json.load(open('$E2E_TMP/nobd.json')); print($1)" 2>/dev/null; }
+    check "eim-sym: both fetches arrived, both sides relayed ($(nobd "r.get('final_ok'), r.get('a_path'), r.get('b_path')"))" \
+        test "$(nobd "r.get('final_ok'), r.get('a_path'), r.get('b_path')")" = "True relay relay"
+    check "sym: no birthday attempt ($(sjv sym "($ctr).get('birthday_attempts')"))" \
+        test "$(sjv sym "($ctr).get('birthday_attempts')")" = 0
+    check "eim: no probe sent to sym ($eim_probes0 before, $(sjv eim "($ctr).get('birthday_probes_sent')") after)" \
+        test "$(sjv eim "($ctr).get('birthday_probes_sent')")" = "$eim_probes0"
+fi
+
+step "port mapping: r8 restarts and forgets its mappings; the upnp node maps again"
+# A router that reboots loses its mappings. miniupnpd announces its start
+# (a PCP ANNOUNCE to 224.0.0.1:5350 on the LAN), and the node maps again at
+# once instead of at its next renewal (an hour into a 2 h lease).
+if [ -n "${PM_PORT:-}" ]; then
+    r8_rule() { nsenter --net="/run/netns/$(ns r8)" nft list chain inet natlab prerouting_upnp 2>/dev/null | grep -E "dnat .*${ADDR[upnp]}:${PORT[upnp]}\$"; }
+    bg_stop miniupnpd
+    rm -f "$E2E_TMP/miniupnpd.leases" # lost with the power
+    nsenter --net="/run/netns/$(ns r8)" nft flush chain inet natlab prerouting_upnp 2>/dev/null
+    check "r8 stopped: its rules no longer map the node's port" not r8_rule
+    bg miniupnpd r8 "$MINIUPNPD" -f "$E2E_TMP/miniupnpd.conf" -d -P "$E2E_TMP/miniupnpd.pid"
+    wait_listen r8 5351 10 udp || fail "miniupnpd did not start again in r8"
+    check "upnp: the mapping is back at r8 within 10 s of its restart" wait_until 10 r8_rule
+    check "upnp: its log says the router announced a restart" \
+        grep -q "portmap: the router 198.19.8.1 announced a restart" "$E2E_LOGDIR/upnp.log"
+    wait_until 5 sj upnp "($pm).get('external')" || true
+    PM_EXT=$(sjv upnp "($pm).get('external')")
+    PM_PORT=${PM_EXT##*:}
+fi
+
+step "port mapping: the upnp node deletes its mapping when it exits"
+if [ -n "${PM_PORT:-}" ]; then
+    kill -TERM "$(bg_pid upnp)" 2>/dev/null
+    wait_until 10 not kill -0 "$(bg_pid upnp)" 2>/dev/null || fail "upnp did not exit on SIGTERM"
+    check "upnp: its log says the mapping was deleted" \
+        grep -q "portmap: $PM_PROTO $PM_EXT deleted" "$E2E_LOGDIR/upnp.log"
+    check "r8's nftables no longer map $PM_PORT" \
+        bash -c "! nsenter --net=/run/netns/$(ns r8) nft list chain inet natlab prerouting_upnp | grep -q 'dport $PM_PORT dnat'"
+    check "nor does miniupnpd's lease file" \
+        not grep -q "^UDP:$PM_PORT:" "$E2E_TMP/miniupnpd.leases"
+fi
 
 e2e_finish

@@ -20,7 +20,7 @@ FUZZ_STRICT ?= 0
 FB := build-fuzz
 
 LWIP_DIR := third_party/src/lwip-2.1.3
-PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl
+PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl miniupnpc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -112,7 +112,7 @@ $(FB)/harness/fuzz_%.o: tests/fuzz/fuzz_%.c
 $(FB)/fuzz_%: $(FB)/harness/fuzz_%.o $(FUZZ_LIBS)
 	@echo "  LD (fuzz) $@"
 	@$(FUZZ_CC) $(SAN) -fsanitize=fuzzer $< -o $@ \
-		-Wl,--start-group $(FUZZ_LIBS) -Wl,--end-group $(PKG_LIBS) -lm
+		-Wl,--start-group $(FUZZ_LIBS) -Wl,--end-group $(PKG_LIBS) -lnatpmp -lpthread -lm
 
 # One harness: the corpus lives in $(FB)/corpus/NAME; tests/fuzz/seeds/NAME
 # (or seeds/fuzz_NAME) is read as extra input; tests/fuzz/NAME.dict is used

@@ -63,7 +63,11 @@ static bool msg_equal(const struct disco_msg *x, const struct disco_msg *y)
 		for (unsigned i = 0; i < x->n_eps; i++)
 			if (!disco_addr_equal(&x->eps[i], &y->eps[i]))
 				return false;
-		return true;
+		return x->nat == y->nat &&
+		       (x->nat == DISCO_NAT_UNKNOWN || disco_addr_equal(&x->pub, &y->pub));
+	case DISCO_BIRTHDAY:
+		return disco_addr_equal(&x->pub, &y->pub) && x->socks == y->socks &&
+		       x->probes == y->probes;
 	}
 	return false;
 }
@@ -75,6 +79,7 @@ static size_t reseal(const struct disco_msg *m, uint8_t *plain)
 {
 	CHECK(m->version == DISCO_VERSION && disco_type_name(m->type));
 	CHECK(m->n_eps <= DISCO_CALLMEMAYBE_MAX);
+	CHECK(m->nat <= DISCO_NAT_HARD);
 	uint8_t d[DISCO_MAX_LEN];
 	size_t n = disco_seal(d, sizeof d, a_pub, shared, m);
 	CHECK(n >= DISCO_MIN_LEN && n <= DISCO_MAX_LEN && disco_is_message(d, n));

@@ -221,6 +221,54 @@ static void test_memory_limit_keys(void **st)
 	    "connections");
 }
 
+/* PortMapping: yes or no, node-wide (in [Interface] or before any
+ * section), once. */
+static void test_portmapping_key(void **st)
+{
+	(void)st;
+	struct config c;
+	ok(IFACE_CGNAT, &c);
+	assert_int_equal(c.portmap, 0); /* not given: on */
+	config_free(&c);
+	ok(IFACE_CGNAT "PortMapping = no\n", &c);
+	assert_int_equal(c.portmap, -1);
+	config_free(&c);
+	ok("PortMapping = yes\n" IFACE_CGNAT, &c);
+	assert_int_equal(c.portmap, 1);
+	config_free(&c);
+	expect_err(IFACE_CGNAT "PortMapping = maybe\n",
+	           "t.ini:4: [Interface] PortMapping: \"maybe\" is not yes or no");
+	expect_err("PortMapping = no\n" IFACE_CGNAT "PortMapping = yes\n",
+	           "t.ini:5: PortMapping given twice (first at line 1)");
+}
+
+/* BirthdayProbing: yes or no, node-wide (in [Interface] or before any
+ * section), once; the error names the key and what it switches. */
+static void test_birthday_probing_key(void **st)
+{
+	(void)st;
+	struct config c;
+	ok(IFACE_CGNAT, &c);
+	assert_int_equal(c.birthday, 0); /* not given: on */
+	config_free(&c);
+	ok(IFACE_CGNAT "BirthdayProbing = no\n", &c);
+	assert_int_equal(c.birthday, -1);
+	assert_int_equal(c.portmap, 0); /* the other switch untouched */
+	config_free(&c);
+	ok("BirthdayProbing = off\nPortMapping = no\n" IFACE_CGNAT, &c);
+	assert_int_equal(c.birthday, -1);
+	assert_int_equal(c.portmap, -1);
+	config_free(&c);
+	ok(IFACE_CGNAT "BirthdayProbing = Yes\n", &c);
+	assert_int_equal(c.birthday, 1);
+	config_free(&c);
+	expect_err(IFACE_CGNAT "BirthdayProbing = sometimes\n",
+	           "t.ini:4: [Interface] BirthdayProbing: \"sometimes\" is not yes or no "
+	           "(whether to try birthday-paradox port probing against a symmetric NAT)");
+	expect_err("BirthdayProbing = no\n" IFACE_CGNAT "BirthdayProbing = no\n",
+	           "t.ini:5: BirthdayProbing given twice (first at line 1)");
+}
+
 static void test_two_peers_in_a_row(void **st)
 {
 	struct config c;
@@ -636,6 +684,8 @@ int main(void)
 	    cmocka_unit_test(test_wgconfig_include),
 	    cmocka_unit_test(test_example_ini_loads),
 	    cmocka_unit_test(test_parse_key),
+	    cmocka_unit_test(test_portmapping_key),
+	    cmocka_unit_test(test_birthday_probing_key),
 	    cmocka_unit_test(test_value_helpers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -95,6 +95,14 @@ static void assert_msg_equal(const struct disco_msg *x, const struct disco_msg *
 		assert_int_equal(x->n_eps, y->n_eps);
 		for (unsigned i = 0; i < x->n_eps; i++)
 			assert_true(disco_addr_equal(&x->eps[i], &y->eps[i]));
+		assert_int_equal(x->nat, y->nat);
+		if (x->nat)
+			assert_true(disco_addr_equal(&x->pub, &y->pub));
+		break;
+	case DISCO_BIRTHDAY:
+		assert_true(disco_addr_equal(&x->pub, &y->pub));
+		assert_int_equal(x->socks, y->socks);
+		assert_int_equal(x->probes, y->probes);
 		break;
 	default:
 		fail();
@@ -139,8 +147,22 @@ static void round_trips(void **state)
 	m = cmm(5, false);
 	assert_int_equal(round_trip(&m, d, sizeof d), 62 + 16 + 3 + 3 * 7 + 2 * 19);
 	m = cmm(DISCO_CALLMEMAYBE_MAX, true);
+	assert_int_equal(round_trip(&m, d, sizeof d), 689);
+	/* The trailer: the sender's NAT kind and public address. */
+	m.nat = DISCO_NAT_HARD;
+	m.pub = addr6("2001:db8::99", 7);
 	assert_int_equal(round_trip(&m, d, sizeof d), DISCO_MAX_LEN);
-	assert_int_equal(DISCO_MAX_LEN, 689);
+	assert_int_equal(DISCO_MAX_LEN, 709);
+	m = cmm(1, false);
+	m.nat = DISCO_NAT_EASY;
+	m.pub = addr4("198.18.10.2", 41641);
+	assert_int_equal(round_trip(&m, d, sizeof d), 62 + 16 + 3 + 7 + 1 + 7);
+
+	m = (struct disco_msg){.type = DISCO_BIRTHDAY, .pub = addr4("198.18.10.4", 0),
+	                       .socks = 256, .probes = 1500};
+	assert_int_equal(round_trip(&m, d, sizeof d), 62 + 16 + 2 + 7 + 4);
+	m.pub = addr6("2001:db8::4", 9);
+	assert_int_equal(round_trip(&m, d, sizeof d), 62 + 16 + 2 + 19 + 4);
 
 	/* m->version is not the sender's to choose. */
 	m = ping();
@@ -150,8 +172,9 @@ static void round_trips(void **state)
 	assert_string_equal(disco_type_name(DISCO_PING), "PING");
 	assert_string_equal(disco_type_name(DISCO_PONG), "PONG");
 	assert_string_equal(disco_type_name(DISCO_CALL_ME_MAYBE), "CALL_ME_MAYBE");
+	assert_string_equal(disco_type_name(DISCO_BIRTHDAY), "BIRTHDAY");
 	assert_null(disco_type_name(0));
-	assert_null(disco_type_name(4));
+	assert_null(disco_type_name(5));
 }
 
 /* The layout the header documents, checked with libsodium's own
@@ -402,13 +425,59 @@ static void malformed_bodies(void **state)
 	assert_int_equal(open_plain(big, sizeof big, &m), -EINVAL);
 	big[2] = 255;
 	assert_int_equal(open_plain(big, sizeof big, &m), -EINVAL);
+
+	/* BIRTHDAY: an address, socks and probes. */
+	uint8_t b4[2 + 7 + 4] = {DISCO_BIRTHDAY, 1, 4, 0, 0, 198, 18, 10, 4, 1, 0, 5, 0xdc};
+	prefixes_are_malformed(b4, sizeof b4);
+	assert_int_equal(open_plain(b4, sizeof b4, &m), 0);
+	assert_int_equal(m.socks, 256);
+	assert_int_equal(m.probes, 1500);
+	assert_int_equal(m.pub.addr[3], 4);
+	b4[2] = 6; /* family 6 without room for its address */
+	assert_int_equal(open_plain(b4, sizeof b4, &m), -EINVAL);
+	b4[2] = 0;
+	assert_int_equal(open_plain(b4, sizeof b4, &m), -EINVAL);
+}
+
+/* A CALL_ME_MAYBE's trailer (nat, then the public address) is optional; one
+ * cut short or with a bad address is malformed; a NAT kind this version
+ * does not know reads as unknown. */
+static void call_me_maybe_trailer(void **state)
+{
+	struct disco_msg m;
+	uint8_t c[3 + 7 + 1 + 7] = {DISCO_CALL_ME_MAYBE, 1, 1, 4, 0, 1, 198, 18, 0, 1,
+	                            DISCO_NAT_HARD, 4, 0xa2, 0x69, 198, 18, 10, 4};
+	assert_int_equal(open_plain(c, sizeof c, &m), 0);
+	assert_int_equal(m.nat, DISCO_NAT_HARD);
+	assert_int_equal(m.pub.family, 4);
+	assert_int_equal(m.pub.port, 41577);
+	assert_int_equal(m.pub.addr[3], 4);
+	/* Without the trailer: the old form, NAT unknown. */
+	assert_int_equal(open_plain(c, 10, &m), 0);
+	assert_int_equal(m.nat, DISCO_NAT_UNKNOWN);
+	assert_int_equal(m.pub.family, 0);
+	/* A nat byte and part of an address, or none. */
+	for (size_t k = 11; k < sizeof c; k++) {
+		memset(&m, 0xA5, sizeof m);
+		assert_int_equal(open_plain(c, k, &m), -EINVAL);
+		assert_int_equal(m.nat, 0);
+		assert_int_equal(m.n_eps, 0);
+	}
+	c[11] = 5; /* the address's family */
+	assert_int_equal(open_plain(c, sizeof c, &m), -EINVAL);
+	c[11] = 4;
+	c[10] = 3; /* a NAT kind from a later version */
+	assert_int_equal(open_plain(c, sizeof c, &m), 0);
+	assert_int_equal(m.nat, DISCO_NAT_UNKNOWN);
+	assert_int_equal(m.pub.family, 0);
+	assert_int_equal(m.n_eps, 1);
 }
 
 static void seal_refuses_invalid(void **state)
 {
 	uint8_t d[DISCO_MAX_LEN];
 	struct disco_msg m = ping();
-	m.type = 4;
+	m.type = 5;
 	assert_int_equal(disco_seal(d, sizeof d, a_pub, ab, &m), 0);
 	m.type = 0;
 	assert_int_equal(disco_seal(d, sizeof d, a_pub, ab, &m), 0);
@@ -425,6 +494,14 @@ static void seal_refuses_invalid(void **state)
 	assert_int_equal(disco_seal(d, sizeof d, a_pub, ab, &m), 0);
 	m.eps[2].family = 6;
 	assert_true(disco_seal(d, sizeof d, a_pub, ab, &m) > 0);
+	m.nat = DISCO_NAT_HARD + 1;
+	m.pub = addr4("198.18.10.4", 1);
+	assert_int_equal(disco_seal(d, sizeof d, a_pub, ab, &m), 0);
+	m.nat = DISCO_NAT_EASY;
+	m.pub.family = 0;
+	assert_int_equal(disco_seal(d, sizeof d, a_pub, ab, &m), 0);
+	m = (struct disco_msg){.type = DISCO_BIRTHDAY, .socks = 1, .probes = 1};
+	assert_int_equal(disco_seal(d, sizeof d, a_pub, ab, &m), 0);
 }
 
 /* The longest datagram disco_open tries is DISCO_OPEN_MAX; one byte more is
@@ -613,6 +690,7 @@ int main(void)
 	    cmocka_unit_test(truncated_is_refused),
 	    cmocka_unit_test(unknown_type_or_version),
 	    cmocka_unit_test(malformed_bodies),
+	    cmocka_unit_test(call_me_maybe_trailer),
 	    cmocka_unit_test(seal_refuses_invalid),
 	    cmocka_unit_test(longest_datagram),
 	    cmocka_unit_test(magic_is_unambiguous),

@@ -15,9 +15,18 @@
  *    flow again.
  *  - Disco from an unknown key is dropped and counted; spoofed pongs (wrong
  *    key, wrong txid, from an address not pinged, replayed) and replayed
- *    pings change no path and move the drop counters.
+ *    pings change no path and move the drop counters; BIRTHDAY by UDP
+ *    and a CALL_ME_MAYBE with a cut NAT trailer are dropped and counted.
  *  - magicsock_ping reports the path each pong took; a relayed peer's
- *    direct attempts back off. */
+ *    direct attempts back off.
+ *  - A BIRTHDAY through the relay: probes only the public IP the peer
+ *    advertised as hard and that is one of its map endpoints; another IP,
+ *    or the same request again too soon, is refused and counted.
+ *  - The same with node 0 started with no_birthday (--no-birthday): its
+ *    CALL_ME_MAYBE says nothing of its NAT and the request is refused.
+ *  - A hard node (0) against an easy one (1), node 0's own UDP cut: its
+ *    birthday sockets find node 1, the winner carries WireGuard, and
+ *    still does after node 0's wg peer is removed and added again. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -55,6 +64,14 @@ static uint8_t dpriv[2][32], dpub[2][32];
 static struct magicsock *ms[2];
 static unsigned changes[2];
 static bool drop_udp[2]; /* every datagram node i sends by UDP is dropped */
+/* An extra endpoint node 0's map lists for node 1 (NULL: none). */
+static const char *extra_ep;
+static uint16_t extra_ep_port;
+static bool bd_loopback; /* birthday probing may use 127.0.0.1 */
+static bool bd_off;      /* node 0 runs with no_birthday (--no-birthday) */
+/* Node 0's CALL_ME_MAYBEs to node 1 through the relay: all, and those
+ * with a NAT trailer (its NAT kind and public address). */
+static unsigned cmm_from_0, cmm_trailer_from_0;
 
 static void on_change(void *ctx)
 {
@@ -137,6 +154,14 @@ static void feed_map(int i, bool with_eps)
 		p.eps[0].addr[0] = 127;
 		p.eps[0].addr[3] = 1;
 	}
+	if (extra_ep && i == 0) {
+		struct in_addr a;
+		assert_int_equal(inet_pton(AF_INET, extra_ep, &a), 1);
+		p.eps[p.n_eps].family = 4;
+		p.eps[p.n_eps].port = extra_ep_port;
+		memcpy(p.eps[p.n_eps].addr, &a, 4);
+		p.n_eps++;
+	}
 	struct ctl_map_full map;
 	memset(&map, 0, sizeof(map));
 	map.version = 1;
@@ -160,7 +185,9 @@ static void start_nodes(bool with_eps)
 		                              .wg = nodes[i].dev,
 		                              .on_change = on_change,
 		                              .ctx = &nodes[i],
-		                              .netcheck_timeout_ms = 1000};
+		                              .netcheck_timeout_ms = 1000,
+		                              .birthday_loopback_for_tests = bd_loopback,
+		                              .no_birthday = bd_off && i == 0};
 		memcpy(mc.node_priv, nodes[i].priv, 32);
 		memcpy(mc.node_pub, nodes[i].pub, 32);
 		memcpy(mc.disco_priv, dpriv[i], 32);
@@ -180,6 +207,10 @@ static int setup(void **state)
 	sport = free_udp_port();
 	memset(changes, 0, sizeof(changes));
 	memset(drop_udp, 0, sizeof(drop_udp));
+	extra_ep = NULL;
+	bd_loopback = false;
+	bd_off = false;
+	cmm_from_0 = cmm_trailer_from_0 = 0;
 	for (int i = 0; i < 2; i++) {
 		node_init(base, &nodes[i]);
 		crypto_box_keypair(dpub[i], dpriv[i]);
@@ -909,6 +940,286 @@ static void spoofed_pongs_change_no_path(void **state)
 	close(stranger);
 }
 
+/* Birthday signalling from a real peer's key, by UDP rather than through
+ * the relay (a BIRTHDAY asks for 1,500 probes: only the relay, which
+ * vouches for the sender, may carry it), or a CALL_ME_MAYBE whose NAT
+ * trailer is cut short: dropped and counted, no probing starts. */
+static void birthday_signalling_refused(void **state)
+{
+	start_nodes(true);
+	uint8_t shared[32];
+	assert_int_equal(disco_shared(shared, dpub[0], dpriv[1]), 0);
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_BIRTHDAY;
+	m.version = 1;
+	m.pub.family = 4;
+	m.pub.addr[0] = 127;
+	m.pub.addr[3] = 1;
+	m.socks = 256;
+	m.probes = 1500;
+	uint8_t buf[DISCO_OPEN_MAX];
+	size_t n = disco_seal(buf, sizeof(buf), dpub[1], shared, &m);
+	assert_true(n > 0);
+	/* CALL_ME_MAYBE: no endpoints, then a trailer "hard" with half an
+	 * address. */
+	const uint8_t cmm[] = {DISCO_CALL_ME_MAYBE, 1, 0, DISCO_NAT_HARD, 4, 0x12};
+	uint8_t buf2[DISCO_OPEN_MAX];
+	size_t n2 = disco_seal_plain(buf2, sizeof(buf2), dpub[1], shared, NULL, cmm,
+	                             sizeof(cmm));
+	assert_true(n2 > 0);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_storage to;
+	sin4(&to, "127.0.0.1", wg_device_port(nodes[0].dev));
+	struct magicsock_stats st0, st;
+	magicsock_get_stats(ms[0], &st0);
+	assert_true(sendto(fd, buf, n, 0, (struct sockaddr *)&to, sizeof(struct sockaddr_in)) > 0);
+	assert_true(sendto(fd, buf2, n2, 0, (struct sockaddr *)&to, sizeof(struct sockaddr_in)) >
+	            0);
+	spin(300);
+	close(fd);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.disco_drop_bad, st0.disco_drop_bad + 2);
+	assert_int_equal(st.birthday_attempts, 0);
+	assert_int_equal(st.birthday_probes_sent, 0);
+}
+
+static unsigned to_home_ip, to_foreign_ip; /* node 0's datagrams to them */
+
+static void count_hook(void *ctx, const struct sockaddr *to, const uint8_t *buf,
+                       size_t len)
+{
+	if (to->sa_family != AF_INET)
+		return;
+	uint32_t a = ntohl(((const struct sockaddr_in *)to)->sin_addr.s_addr);
+	if (a == 0xC6124D01) /* 198.18.77.1 */
+		to_home_ip++;
+	else if (a == 0xC6124D4D) /* 198.18.77.77 */
+		to_foreign_ip++;
+}
+
+static void rc_packet(void *ctx, struct relay_client *c, const uint8_t *src_key,
+                      const uint8_t *data, size_t len)
+{
+	uint8_t shared[32];
+	struct disco_msg m;
+	if (memcmp(src_key, nodes[0].pub, 32) != 0 || !disco_is_message(data, len) ||
+	    disco_shared(shared, dpub[0], dpriv[1]) != 0 ||
+	    disco_open(data, len, shared, &m) != 0 || m.type != DISCO_CALL_ME_MAYBE)
+		return;
+	cmm_from_0++;
+	if (m.nat != DISCO_NAT_UNKNOWN)
+		cmm_trailer_from_0++;
+}
+
+static void rc_state(void *ctx, struct relay_client *c, enum relay_client_state st,
+                     const char *detail)
+{
+}
+
+/* Node 1's disco message m to node 0, through the relay (c: a relay
+ * connection under node 1's key). */
+static void relay_disco(struct relay_client *c, const struct disco_msg *m)
+{
+	uint8_t shared[32], buf[DISCO_MAX_LEN];
+	assert_int_equal(disco_shared(shared, dpub[0], dpriv[1]), 0);
+	size_t n = disco_seal(buf, sizeof(buf), dpub[1], shared, m);
+	assert_true(n > 0);
+	assert_int_equal(relay_client_send(c, nodes[0].pub, buf, n), 0);
+	spin(300);
+}
+
+static void birthday_msg(struct disco_msg *m, const char *ip)
+{
+	memset(m, 0, sizeof(*m));
+	m->type = DISCO_BIRTHDAY;
+	m->version = 1;
+	m->pub.family = 4;
+	assert_int_equal(inet_pton(AF_INET, ip, m->pub.addr), 1);
+	m->socks = 256;
+	m->probes = 1500;
+}
+
+/* Node 0 behind an easy NAT (its UDP to a counting hook: nothing leaves
+ * the machine), node 1 replaced by c, a relay connection under its key,
+ * which has told node 0: hard, at 198.18.77.1 (its map endpoint). */
+static struct relay_client *easy_node0_hard_node1(void)
+{
+	extra_ep = "198.18.77.1";
+	extra_ep_port = 4000;
+	start_nodes(false);
+	assert_true(wait_home(5000));
+	magicsock_free(ms[1]); /* node 1 speaks through c below */
+	ms[1] = NULL;
+	struct netcheck_report *r = (struct netcheck_report *)magicsock_report(ms[0]);
+	assert_int_equal(r->global_v4.ss_family, AF_INET);
+	r->has_mapping_varies = true;
+	r->mapping_varies = false; /* easy */
+	wg_device_set_tx_hook(nodes[0].dev, count_hook, NULL);
+
+	const struct relay_client_callbacks cb = {.on_packet = rc_packet,
+	                                          .on_state = rc_state};
+	struct relay_client_config rc = {
+	    .base = base, .host = "127.0.0.1", .port = rport, .cb = &cb};
+	memcpy(rc.relay_key, rpub, 32);
+	memcpy(rc.node_priv, nodes[1].priv, 32);
+	memcpy(rc.node_pub, nodes[1].pub, 32);
+	char err[160];
+	struct relay_client *c = relay_client_new(&rc, err, sizeof err);
+	assert_non_null(c);
+	for (int i = 0; i < 100 && !relay_client_connected(c); i++)
+		spin(20);
+	assert_true(relay_client_connected(c));
+
+	/* Node 1 says: hard, at 198.18.77.1. */
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_CALL_ME_MAYBE;
+	m.version = 1;
+	m.n_eps = 1;
+	m.eps[0].family = 4;
+	m.eps[0].port = 4000;
+	assert_int_equal(inet_pton(AF_INET, "198.18.77.1", m.eps[0].addr), 1);
+	m.nat = DISCO_NAT_HARD;
+	m.pub = m.eps[0];
+	relay_disco(c, &m);
+	return c;
+}
+
+/* Node 0 behind an easy NAT; node 1 (a hard one at 198.18.77.1, its map
+ * endpoint) asks through the relay. A BIRTHDAY naming an IP node 1 never
+ * advertised (a third party) sends nothing and is counted refused; one
+ * naming its own advertised IP probes it; asking again at once is refused.
+ * Node 0's UDP goes to a counting hook: nothing leaves the machine. */
+static void birthday_request_checked(void **state)
+{
+	struct relay_client *c = easy_node0_hard_node1();
+	struct disco_msg m;
+	/* Node 0 answered node 1's CALL_ME_MAYBE with its own, saying easy. */
+	assert_true(cmm_trailer_from_0 >= 1);
+	struct magicsock_stats st0, st;
+	magicsock_get_stats(ms[0], &st0);
+
+	birthday_msg(&m, "198.18.77.77"); /* not node 1's */
+	relay_disco(c, &m);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_refused, st0.birthday_refused + 1);
+	assert_int_equal(st.birthday_attempts, 0);
+	assert_int_equal(st.birthday_probes_sent, 0);
+	assert_int_equal(to_foreign_ip, 0);
+
+	unsigned before = to_home_ip;
+	birthday_msg(&m, "198.18.77.1");
+	relay_disco(c, &m);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_attempts, 1);
+	assert_true(st.birthday_probes_sent >= 20);
+	assert_true(to_home_ip - before >= st.birthday_probes_sent);
+	assert_int_equal(st.birthday_refused, st0.birthday_refused + 1);
+
+	relay_disco(c, &m); /* again, at once */
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_refused, st0.birthday_refused + 2);
+	assert_int_equal(st.birthday_attempts, 1);
+	assert_int_equal(to_foreign_ip, 0);
+	relay_client_free(c);
+}
+
+/* The same, node 0 with --no-birthday: it does not tell node 1 its NAT
+ * kind, and refuses node 1's request for its own advertised IP (which
+ * the node without the switch probes above). */
+static void birthday_off_refuses(void **state)
+{
+	bd_off = true;
+	struct relay_client *c = easy_node0_hard_node1();
+	assert_int_equal(cmm_trailer_from_0, 0);
+	struct magicsock_stats st0, st;
+	magicsock_get_stats(ms[0], &st0);
+	unsigned before = to_home_ip;
+	struct disco_msg m;
+	birthday_msg(&m, "198.18.77.1");
+	relay_disco(c, &m);
+	spin(500);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_refused, st0.birthday_refused + 1);
+	assert_int_equal(st.birthday_attempts, 0);
+	assert_int_equal(st.birthday_probes_sent, 0);
+	assert_int_equal(to_home_ip, before);
+	relay_client_free(c);
+}
+
+/* Node i's NAT, as if netcheck had measured it (hard: mapping varies). */
+static void force_nat(int i, bool hard)
+{
+	struct netcheck_report *r = (struct netcheck_report *)magicsock_report(ms[i]);
+	assert_non_null(r);
+	assert_int_equal(r->global_v4.ss_family, AF_INET);
+	r->has_mapping_varies = true;
+	r->mapping_varies = hard;
+}
+
+static uint64_t relay_tx_of(int i)
+{
+	struct wg_peer_info pi;
+	assert_int_equal(wg_device_peer_info_by_key(nodes[i].dev, nodes[1 - i].pub, &pi),
+	                 0);
+	return pi.relay_tx_bytes;
+}
+
+/* A datagram from node 0 reaches node 1 without the relay, within ms_. */
+static bool arrives_direct(int ms_)
+{
+	int64_t end = mono_ms() + ms_;
+	while (mono_ms() < end) {
+		unsigned before = nodes[1].rx_count;
+		uint64_t relay = relay_tx_of(0);
+		send_one(0);
+		spin(100);
+		if (nodes[1].rx_count > before && relay_tx_of(0) == relay)
+			return true;
+	}
+	return false;
+}
+
+static void birthday_win_carries_wireguard(void **state)
+{
+	bd_loopback = true;
+	start_nodes(false);
+	assert_true(wait_home(5000));
+	force_nat(0, true);
+	force_nat(1, false);
+	/* Node 0's WireGuard socket sends nothing any more: only a birthday
+	 * socket can reach node 1. */
+	wg_device_set_tx_hook(nodes[0].dev, drop_hook, NULL);
+	feed_map(0, true);
+	feed_map(1, true);
+	struct magicsock_stats st;
+	int64_t end = mono_ms() + 15000;
+	do {
+		send_one(0);
+		spin(100);
+		magicsock_get_stats(ms[0], &st);
+	} while (mono_ms() < end &&
+	         !(st.birthday_wins >= 1 && path_of(0) == MS_PATH_DIRECT));
+	assert_int_equal(st.birthday_wins, 1);
+	assert_int_equal(st.birthday_attempts, 1);
+	assert_int_equal(st.birthday_socks_opened, 256);
+	struct magicsock_peer_path pp;
+	assert_int_equal(magicsock_peer_path(ms[0], nodes[1].pub, &pp), 0);
+	assert_int_equal(pp.path, MS_PATH_DIRECT);
+	assert_true(pp.birthday);
+	/* WireGuard leaves by the won socket, not the relay. */
+	assert_true(arrives_direct(3000));
+	/* The wg peer removed and added again (a key moved to another id):
+	 * the device forgot the socket; the next path update gives it back
+	 * rather than sending from the cut socket while disco, still on the
+	 * link, keeps the path trusted. */
+	assert_int_equal(wg_device_remove_peer(nodes[0].dev, nodes[1].pub), 0);
+	add_peer(&nodes[0], &nodes[1], 2, NULL, 0);
+	assert_true(arrives_direct(MS_HEARTBEAT_MS * 3));
+	assert_int_equal(path_of(0), MS_PATH_DIRECT);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -917,17 +1228,25 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(relay_when_udp_dead, setup, teardown),
 	    cmocka_unit_test_setup_teardown(call_me_maybe_finds_direct, setup, teardown),
 	    cmocka_unit_test_setup_teardown(direct_when_validated, setup, teardown),
-	    cmocka_unit_test_setup_teardown(direct_dies_relay_takes_over, setup, teardown),
+	    cmocka_unit_test_setup_teardown(direct_dies_relay_takes_over, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(relay_restart_reconnects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unusable_home_is_left, setup, teardown),
 	    cmocka_unit_test_setup_teardown(static_peer_left_alone, setup, teardown),
-	    cmocka_unit_test_setup_teardown(peer_without_home_gets_plain_wireguard, setup, teardown),
-	    cmocka_unit_test_setup_teardown(shared_disco_key_matched_by_content, setup, teardown),
+	    cmocka_unit_test_setup_teardown(peer_without_home_gets_plain_wireguard, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(shared_disco_key_matched_by_content, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(peer_gone_expires, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unknown_disco_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(spoofed_pongs_change_no_path, setup, teardown),
 	    cmocka_unit_test_setup_teardown(ping_reports_path, setup, teardown),
 	    cmocka_unit_test_setup_teardown(relayed_retry_backs_off, setup, teardown),
+	    cmocka_unit_test_setup_teardown(birthday_signalling_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(birthday_request_checked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(birthday_off_refuses, setup, teardown),
+	    cmocka_unit_test_setup_teardown(birthday_win_carries_wireguard, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

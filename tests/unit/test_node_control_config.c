@@ -275,6 +275,47 @@ static void test_settings_stick(void **state)
 	assert_string_equal(x, "none");
 	node_ctl_prep_free(p);
 
+	/* --no-portmap sticks like the others; --portmap undoes it;
+	 * PortMapping = no in a --config file switches it off too. */
+	struct config cfg0 = {0};
+	assert_true(node_ctl_portmap_on(p = prep_ok(&bare), &cfg0));
+	node_ctl_prep_free(p);
+	struct node_ctl_args nopm = {.state_dir = dir, .portmap = "no"};
+	assert_false(node_ctl_portmap_on(p = prep_ok(&nopm), &cfg0));
+	node_ctl_prep_free(p);
+	assert_false(node_ctl_portmap_on(p = prep_ok(&bare), &cfg0));
+	node_ctl_prep_free(p);
+	struct node_ctl_args pm = {.state_dir = dir, .portmap = "yes"};
+	assert_true(node_ctl_portmap_on(p = prep_ok(&pm), &cfg0));
+	node_ctl_prep_free(p);
+	p = prep_ok(&bare);
+	assert_true(node_ctl_portmap_on(p, &cfg0));
+	struct config cfg_no = {.portmap = -1};
+	assert_false(node_ctl_portmap_on(p, &cfg_no));
+	node_ctl_prep_free(p);
+
+	/* --no-birthday the same way, independent of --no-portmap; and
+	 * BirthdayProbing = no in a --config file. */
+	assert_true(node_ctl_birthday_on(p = prep_ok(&bare), &cfg0));
+	node_ctl_prep_free(p);
+	struct node_ctl_args nobd = {.state_dir = dir, .birthday = "no"};
+	p = prep_ok(&nobd);
+	assert_false(node_ctl_birthday_on(p, &cfg0));
+	assert_true(node_ctl_portmap_on(p, &cfg0));
+	node_ctl_prep_free(p);
+	p = prep_ok(&bare); /* kept in prefs.json */
+	assert_false(node_ctl_birthday_on(p, &cfg0));
+	node_ctl_prep_free(p);
+	struct node_ctl_args bd = {.state_dir = dir, .birthday = "yes"};
+	assert_true(node_ctl_birthday_on(p = prep_ok(&bd), &cfg0));
+	node_ctl_prep_free(p);
+	p = prep_ok(&bare);
+	assert_true(node_ctl_birthday_on(p, &cfg0));
+	struct config cfg_nobd = {.birthday = -1};
+	assert_false(node_ctl_birthday_on(p, &cfg_nobd));
+	assert_true(node_ctl_portmap_on(p, &cfg_nobd));
+	node_ctl_prep_free(p);
+
 	/* A corrupt prefs.json: a warning, and the flags alone. */
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);

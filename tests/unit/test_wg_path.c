@@ -7,7 +7,8 @@
  * when the trust runs out; handshakes also try the endpoint; the untrusted
  * hook fires at most once a second; non-WireGuard datagrams reach the
  * owner; a peer with packets staged and nowhere to send gets its handshake
- * as soon as a relay reaches it. */
+ * as soon as a relay reaches it; an owner's side socket carries a peer's
+ * datagrams both ways. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -202,6 +203,8 @@ static void trust_switches_path(void **state)
 	wg_device_set_peer_path(nodes[0].dev, nodes[1].pub, true, 400);
 	wg_device_set_peer_path(nodes[1].dev, nodes[0].pub, true, 400);
 	unsigned before = nodes[1].rx_count;
+	peer_info(1, &pi);
+	uint64_t relay_rx_before = pi.relay_rx_bytes, rx_before = pi.rx_bytes;
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(wg_device_send(nodes[0].dev, pkt, len), 0);
 	assert_true(run_until(base, &nodes[1].rx_count, before + 5, 3000));
@@ -209,8 +212,11 @@ static void trust_switches_path(void **state)
 	assert_false(pi.via_relay);
 	assert_true(pi.direct_trusted);
 	assert_int_equal(pi.relay_tx_bytes, relay_before);
+	/* Node 1 got the five directly (not through the relay), just now. */
 	peer_info(1, &pi);
-	assert_true(pi.last_direct_rx_ms >= 0);
+	assert_true(pi.rx_bytes > rx_before);
+	assert_int_equal(pi.relay_rx_bytes, relay_rx_before);
+	assert_true(pi.last_direct_rx_ms >= 0 && pi.last_direct_rx_ms < 1000);
 
 	/* Trust runs out: back to the relay. */
 	unsigned never = 0;
@@ -319,6 +325,78 @@ static void relay_refusal_counted(void **state)
 	assert_true(st.tx_drop_relay >= 1); /* the initiation */
 }
 
+/* The owner's side socket (a birthday socket that won) reads into the
+ * device and carries the peer's direct datagrams while the endpoint is the
+ * address it was set for; cleared, the device's socket takes over. */
+static unsigned side_rx_count; /* datagrams the side socket received */
+
+static void side_rx(evutil_socket_t fd, short ev, void *arg)
+{
+	uint8_t buf[2048];
+	struct sockaddr_storage from;
+	socklen_t fl = sizeof(from);
+	ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+	if (n > 0)
+		side_rx_count++;
+	if (n > 0)
+		wg_device_receive_side(nodes[0].dev, buf, (size_t)n, (struct sockaddr *)&from);
+}
+
+static uint16_t sa_port(const struct sockaddr_storage *ss)
+{
+	return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}
+
+static void side_socket_carries_peer(void **state)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	assert_true(s >= 0);
+	struct sockaddr_storage sa;
+	sin4(&sa, "127.0.0.1", 0);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(struct sockaddr_in)), 0);
+	socklen_t sl = sizeof(sa);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
+	struct event *ev = event_new(base, s, EV_READ | EV_PERSIST, side_rx, NULL);
+	assert_non_null(ev);
+	event_add(ev, NULL);
+
+	add_peer(&nodes[0], &nodes[1], 2, "127.0.0.1", wg_device_port(nodes[1].dev));
+	add_peer(&nodes[1], &nodes[0], 1, NULL, 0);
+	struct sockaddr_storage to;
+	sin4(&to, "127.0.0.1", wg_device_port(nodes[1].dev));
+	assert_int_equal(wg_device_set_peer_sock(nodes[0].dev, nodes[1].pub, s, &to), 0);
+	uint8_t other[32] = {9};
+	assert_int_equal(wg_device_set_peer_sock(nodes[0].dev, other, s, &to), -ENOENT);
+
+	/* Out through the side socket: node 1 sees its port. */
+	uint8_t pkt[64];
+	size_t len = ip4_packet(pkt, 1, 2);
+	assert_int_equal(wg_device_send(nodes[0].dev, pkt, len), 0);
+	assert_true(run_until(base, &nodes[1].rx_count, 1, 3000));
+	struct wg_peer_info pi;
+	peer_info(1, &pi);
+	assert_int_equal(sa_port(&pi.endpoint), sa_port(&sa));
+	/* Back in through it, into the same device. */
+	len = ip4_packet(pkt, 2, 1);
+	unsigned side_before = side_rx_count;
+	assert_int_equal(wg_device_send(nodes[1].dev, pkt, len), 0);
+	assert_true(run_until(base, &nodes[0].rx_count, 1, 3000));
+	peer_info(0, &pi);
+	assert_true(pi.last_direct_rx_ms >= 0 && pi.last_direct_rx_ms < 1000);
+	assert_true(side_rx_count > side_before); /* it came in by the side socket */
+
+	/* Cleared: the device's own socket again. */
+	assert_int_equal(wg_device_set_peer_sock(nodes[0].dev, nodes[1].pub, -1, NULL), 0);
+	unsigned before = nodes[1].rx_count;
+	len = ip4_packet(pkt, 1, 2);
+	assert_int_equal(wg_device_send(nodes[0].dev, pkt, len), 0);
+	assert_true(run_until(base, &nodes[1].rx_count, before + 1, 3000));
+	peer_info(1, &pi);
+	assert_int_equal(sa_port(&pi.endpoint), wg_device_port(nodes[0].dev));
+	event_free(ev);
+	close(s);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -331,6 +409,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(other_datagrams_to_owner, setup, teardown),
 	    cmocka_unit_test_setup_teardown(relay_arrival_sends_staged, setup, teardown),
 	    cmocka_unit_test_setup_teardown(relay_refusal_counted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(side_socket_carries_peer, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

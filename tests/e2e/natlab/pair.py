@@ -141,6 +141,7 @@ def main():
                a_relay_rx=relay_rx(sa, b["name"]) - ra0,
                b_relay_rx=relay_rx(sb, a["name"]) - rb0,
                a_path=pa.get("path"), b_path=pb.get("path"),
+               a_birthday=pa.get("birthday"), b_birthday=pb.get("birthday"),
                a_endpoint=pa.get("endpoint"), b_endpoint=pb.get("endpoint"),
                a_relay_region=pa.get("relay_region"), b_relay_region=pb.get("relay_region"),
                elapsed_ms=round(now_ms() - t0))

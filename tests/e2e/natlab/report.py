@@ -39,6 +39,13 @@ def verdict(p, r, size):
             why.append("%s got %d bytes through the relay on a direct path" % (r[side], rx))
         if want == "relay" and rx < size:
             why.append("%s got only %d bytes through the relay on a relay path" % (r[side], rx))
+        # A pair that only birthday probing can make direct must say so
+        # (status "birthday": true), not be direct some other way.
+        note = p.get("note") or ""
+        if (want == "direct" and note.startswith("direct by birthday probing") and
+                "port mapping" not in note and r.get(side + "_birthday") is not True):
+            why.append("%s's direct path to %s was not found by birthday probing" % (
+                r[side], r["b" if side == "a" else "a"]))
     return why
 
 
@@ -104,6 +111,11 @@ def main():
                 "%s); direct under %d ms where direct is expected (missed by: %s).\n" % (
                     GOAL_FIRST_BYTE_MS, ", ".join(slow_fb) or "none",
                     GOAL_DIRECT_MS, ", ".join(slow_direct) or "none"))
+        # Birthday probing's odds over repeated runs
+        # (natlab/birthday_repeat.sh), when they sit beside the table.
+        extra = os.path.join(os.path.dirname(os.path.abspath(out_md)), "natlab-birthday.md")
+        if os.path.exists(extra):
+            f.write("\n" + open(extra).read())
     return 0
 
 
