@@ -1451,9 +1451,9 @@ static void bd_tick(struct magicsock *ms, struct ms_peer *p, int64_t now)
 		return;
 	}
 	sockaddr_format(&p->pub, a, sizeof(a));
-	log_info("birthday probing: no direct path after %d s of punching; %d sockets sent "
+	log_info("birthday probing: no direct path after %d ms of punching; %d sockets sent "
 	         "to the peer at %s, asked it to probe our ports",
-	         BD_AFTER_MS / 1000, n, a);
+	         BD_AFTER_MS, n, a);
 }
 
 static void bd_rx(void *ctx, uint32_t sock, bool link, const uint8_t *buf, size_t len,

@@ -38,7 +38,7 @@ with open(out, "w") as f:
     f.write("## Birthday probing over repeated runs\n\n")
     f.write("Written by `tests/e2e/natlab/birthday_repeat.sh` (%s): %d fresh labs, "
             "pair %s each time (symmetric NAT against a port-restricted, "
-            "endpoint-independent one). Probing starts after 3 s of plain punching; "
+            "endpoint-independent one). Probing starts after 1 s of plain punching; "
             "\"direct\" is the time from the first fetch until both sides say direct.\n\n"
             % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), runs, pair))
     f.write("Direct within 10 s: **%d of %d**." % (len(times), runs))
