@@ -109,6 +109,12 @@ struct ctl_server_config {
 	 * registered nodes, a new connection is refused). */
 	uint32_t max_unreg;
 	uint32_t max_unreg_per_source;
+	/* Handshakes answered per second from one IPv4 address or IPv6 /64,
+	 * after a burst of twice as many (0: 32, so a burst of 64); over it
+	 * (or over 2,000 a second from all sources, after a burst of 4,000) a
+	 * connection is closed before any X25519 and the node retries. Raise
+	 * it for many nodes behind one NAT. */
+	uint32_t hs_per_source;
 };
 
 /* Binds and listens. NULL with err filled ("127.0.0.1:7443: address in use
@@ -145,6 +151,12 @@ struct ctl_server_stats {
 	uint64_t conns_evicted;        /* unregistered, closed for a newer one */
 	uint64_t conns_refused_busy;   /* at the unregistered cap, none flooding */
 	uint64_t accept_paused;        /* accept failed (EMFILE...): paused 100 ms */
+	uint64_t handshakes_limited;   /* closed before message 1 was read: over
+	                                * the per-source or global handshake rate */
+	uint64_t registrations_throttled; /* a known node registering too often:
+	                                   * told to slow down (it retries) */
+	uint64_t registrations_batched; /* known node, nothing changed: its
+	                                 * online state went to the write batch */
 	uint64_t bytes_in, bytes_out;
 	uint64_t delta_nodes_visited; /* nodes looked at to build deltas */
 	uint64_t conns_walked; /* connections looked at for a node's others */
