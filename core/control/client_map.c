@@ -351,7 +351,8 @@ int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_d
 		for (size_t k = 0; k < d->n_peers; k++) /* itself is never kept */
 			if (d->peers[k].id != map->self_id)
 				ps[nps++] = d->peers[k].id;
-		qsort(ps, nps, sizeof(*ps), cmp_u64);
+		if (nps)
+			qsort(ps, nps, sizeof(*ps), cmp_u64);
 	}
 	/* only peers it has and keeps: a removal wins over a patch of the
 	 * same id (the patch finds nothing to apply to after the merge) */
