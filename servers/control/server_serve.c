@@ -322,7 +322,7 @@ int ctl_serve_main(int argc, char **argv)
 		return serve_die("--max-unregistered-per-source %s: expected a number "
 		                 "from 1 to 100000",
 		                 o.max_unreg_src);
-	long long hs_src = 32;
+	long long hs_src = 0; /* the server's default (32) */
 	if (o.hs_src)
 		hs_src = strtoll(o.hs_src, &end, 10);
 	if (o.hs_src && (!*o.hs_src || *end || hs_src < 1 || hs_src > 100000))
