@@ -720,6 +720,7 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 		s->cfg.max_unreg = s->cfg.max_conns / 2 ? s->cfg.max_conns / 2 : 1;
 	s->cfg.max_unreg_per_source = dflt(cfg->max_unreg_per_source, 256);
 	s->cfg.hs_per_source = dflt(cfg->hs_per_source, SRV_HS_SOURCE_RATE);
+	s->cfg.hs_total = dflt(cfg->hs_total, SRV_HS_RATE);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
 	if (!s->cfg.out_budget)

@@ -115,6 +115,9 @@ struct ctl_server_config {
 	 * connection is closed before any X25519 and the node retries. Raise
 	 * it for many nodes behind one NAT. */
 	uint32_t hs_per_source;
+	/* The same from all sources together (0: 2,000 a second, a burst of
+	 * 4,000): what a flood from many addresses can make the loop spend. */
+	uint32_t hs_total;
 };
 
 /* Binds and listens. NULL with err filled ("127.0.0.1:7443: address in use

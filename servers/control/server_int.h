@@ -138,14 +138,13 @@ struct srv_node {
 /* Handshakes answered (message 1 read, message 2 written: five X25519,
  * about 0.2 ms of the only thread): per source (IPv4 address or IPv6 /64)
  * a burst of twice cfg.hs_per_source (0: SRV_HS_SOURCE_RATE), then that
- * many a second; from all sources together a burst of SRV_HS_BURST, then
- * SRV_HS_RATE a second.
+ * many a second; from all sources together a burst of twice cfg.hs_total
+ * (0: SRV_HS_RATE), then that many a second.
  * Over either, the connection is closed before any X25519 (counted in
  * handshakes_limited); the node retries with backoff. Sources are tracked
  * in a table of SRV_HS_SLOTS (server_rate.c). */
 #define SRV_HS_SOURCE_RATE  32u
-#define SRV_HS_BURST        4000.0
-#define SRV_HS_RATE         2000.0
+#define SRV_HS_RATE         2000u
 #define SRV_HS_SLOTS        4096u
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)

@@ -115,7 +115,8 @@ bool srv_hs_allow(struct ctl_server *s, const char *source, uint64_t now)
 		if (st < 1)
 			return false; /* the global bucket pays nothing for it */
 	}
-	s->hs_tokens = refill(s->hs_tokens, &s->hs_ms, now, SRV_HS_RATE, SRV_HS_BURST);
+	double total = s->cfg.hs_total;
+	s->hs_tokens = refill(s->hs_tokens, &s->hs_ms, now, total, 2 * total);
 	if (s->hs_tokens < 1)
 		return false;
 	s->hs_tokens -= 1;

@@ -116,6 +116,7 @@ static void start_server(struct t *t)
 	cfg.hs_per_source = t->over.hs_per_source == UINT32_MAX ? 0
 	                    : t->over.hs_per_source        ? t->over.hs_per_source
 	                                                   : 1000000;
+	cfg.hs_total = t->over.hs_total ? t->over.hs_total : 1000000;
 	memcpy(cfg.server_priv, t->spriv, 32);
 	struct sockaddr_in *a = (struct sockaddr_in *)&cfg.listen;
 	a->sin_family = AF_INET;

@@ -238,6 +238,120 @@ static void replayed_handshake_capped_per_source(void **state)
 	tc_free(c);
 }
 
+/* Replays hs1 on n connections at once, the i-th from src(i) (host
+ * order); returns how many the server answered with HS2 (the others it
+ * closed). */
+static int replay_many(struct t *t, uint32_t (*src)(int), int n, const uint8_t *hs1,
+                       size_t len)
+{
+	struct tc **x = calloc((size_t)n, sizeof *x);
+	assert_non_null(x);
+	for (int i = 0; i < n; i++) {
+		x[i] = tc_new();
+		x[i]->fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in b = {.sin_family = AF_INET};
+		b.sin_addr.s_addr = htonl(src(i));
+		assert_int_equal(bind(x[i]->fd, (struct sockaddr *)&b, sizeof b), 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+		                        .sin_port = htons(t->port)};
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_int_equal(connect(x[i]->fd, (struct sockaddr *)&a, sizeof a), 0);
+		ctl_frame_decoder_init(&x[i]->dec);
+		x[i]->buf = malloc(CTL_FRAME_MAX + 64);
+		tc_raw(x[i], hs1, len);
+	}
+	int answered = 0;
+	for (int i = 0; i < n; i++) {
+		struct ctl_frame f;
+		int r = tc_frame(t, x[i], 3000, &f);
+		assert_true(r == 1 || r == -1);
+		answered += r == 1;
+		tc_free(x[i]);
+	}
+	free(x);
+	return answered;
+}
+
+static uint32_t src_many(int i) /* 127.1.x.y, as ctl-scale spreads nodes */
+{
+	return 0x7f010000u | ((uint32_t)(i / 250) << 8) | (uint32_t)(1 + i % 250);
+}
+
+static int src_base;
+static uint32_t src_from_base(int i)
+{
+	return src_many(src_base + i);
+}
+
+static int flood_k;
+static uint32_t src_one(int i)
+{
+	(void)i;
+	return src_many(flood_k);
+}
+
+/* M-5's ceiling for all sources together: the same replay from 200
+ * addresses, each far under its own rate, is answered at most the
+ * global burst plus its rate a second (here hs_total 50: 100, then 50 a
+ * second). */
+static void replayed_handshake_capped_in_all(void **state)
+{
+	struct t *t = *state;
+	restart_with(t, &(struct ctl_server_config){.hs_total = 50});
+	struct tc *c = tc_new();
+	tc_connect(t, c);
+	assert_int_equal(tc_handshake(t, c, t->spub), 0);
+	uint8_t hs1[256];
+	size_t len = c->hs1_len;
+	memcpy(hs1, c->hs1, len);
+	tc_free(c);
+	struct ctl_server_stats s0, s1;
+	ctl_server_get_stats(t->srv, &s0);
+	double t0 = now_ms();
+	int answered = 1;
+	for (int round = 0; round < 4; round++)
+		answered += replay_many(t, src_many, 200, hs1, len);
+	double secs = (now_ms() - t0) / 1000.0;
+	ctl_server_get_stats(t->srv, &s1);
+	print_message("800 replays from 200 addresses in %.2f s: %d answered\n", secs,
+	              answered);
+	assert_true(answered <= 100 + (int)(50 * secs) + 4);
+	assert_int_equal(s1.handshakes_limited - s0.handshakes_limited,
+	                 (uint64_t)(801 - answered));
+}
+
+/* The table of sources is bounded (4,096 slots, filled to three
+ * quarters): 3,100 addresses once each are all answered (past the table's
+ * room a source is judged by the global bucket only), and once their
+ * buckets refilled a sweep frees the slots, so a flooding address is held
+ * to its own rate again. */
+static void source_table_fills_and_recovers(void **state)
+{
+	struct t *t = *state;
+	enum { N = 3100 };
+	restart_with(t, &(struct ctl_server_config){.hs_per_source = UINT32_MAX});
+	struct tc *c = tc_new();
+	tc_connect(t, c);
+	assert_int_equal(tc_handshake(t, c, t->spub), 0);
+	uint8_t hs1[256];
+	size_t len = c->hs1_len;
+	memcpy(hs1, c->hs1, len);
+	tc_free(c);
+	int answered = 0;
+	for (src_base = 0; src_base < N; src_base += 100)
+		answered += replay_many(t, src_from_base, 100, hs1, len);
+	assert_int_equal(answered, N);
+	pump(t, 2200); /* every bucket full again */
+	flood_k = N - 1; /* found no slot before */
+	double t0 = now_ms();
+	int got = replay_many(t, src_one, 150, hs1, len);
+	double secs = (now_ms() - t0) / 1000.0;
+	print_message("%d sources once each: all answered; then 150 replays from "
+	              "the last one: %d answered in %.2f s\n",
+	              N, got, secs);
+	assert_true(got <= 64 + (int)(32 * secs) + 4);
+}
+
 /* Maps review C-L1: the one-message estimate counted the peers less the
  * largest entry and allowed 10,001 of them (the node itself might be one).
  * A new older node is in no snapshot: with exactly 10,001 visible nodes it
@@ -279,6 +393,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(reregister_with_new_keys_commits_at_once,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(replayed_handshake_capped_per_source, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(replayed_handshake_capped_in_all, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(source_table_fills_and_recovers, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(older_node_refused_at_10001_peers, setup,
 	                                    teardown),
