@@ -335,10 +335,9 @@ int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_d
 	uint64_t *rs = NULL, *ps = NULL;
 	bool *taken = NULL;
 	size_t nps = 0;
-	if (d->n_removed &&
-	    (!(rs = malloc(d->n_removed * sizeof(*rs))) ||
-	     !(taken = calloc(d->n_removed, sizeof(*taken))) ||
-	     (d->n_peers && !(ps = malloc(d->n_peers * sizeof(*ps)))))) {
+	if (d->n_removed && (!(rs = malloc(d->n_removed * sizeof(*rs))) ||
+	                     !(taken = calloc(d->n_removed, sizeof(*taken))) ||
+	                     (d->n_peers && !(ps = malloc(d->n_peers * sizeof(*ps)))))) {
 		free(rs);
 		free(taken);
 		free(ch);

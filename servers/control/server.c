@@ -355,8 +355,7 @@ static int on_hs1(struct srv_conn *c, const struct ctl_frame *f)
 	 * sender a TCP connect and the server five scalar multiplications */
 	if (!srv_hs_allow(s, c->source, srv_now_ms())) {
 		s->st.handshakes_limited++;
-		log_debug("mesh-control: %s: over the handshake rate; closing",
-		          c->peer);
+		log_debug("mesh-control: %s: over the handshake rate; closing", c->peer);
 		return -EAGAIN;
 	}
 	uint8_t pl[64];

@@ -26,8 +26,7 @@ struct srv_hs_slot {
 	uint64_t ms;
 };
 
-static double refill(double tokens, uint64_t *ms, uint64_t now, double rate,
-                     double burst)
+static double refill(double tokens, uint64_t *ms, uint64_t now, double rate, double burst)
 {
 	if (*ms == 0 || now < *ms) {
 		double t = *ms == 0 ? burst : tokens;

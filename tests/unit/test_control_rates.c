@@ -224,8 +224,7 @@ static void replayed_handshake_capped_per_source(void **state)
 	              N + 1, secs, answered, closed);
 	assert_true(answered <= 64 + (int)(32 * secs) + 4);
 	assert_true(closed >= 1);
-	assert_int_equal(s1.handshakes_limited - s0.handshakes_limited,
-	                 (uint64_t)closed);
+	assert_int_equal(s1.handshakes_limited - s0.handshakes_limited, (uint64_t)closed);
 
 	/* another address: answered at once, and its node registers */
 	struct ctl_register_resp r;
@@ -341,7 +340,7 @@ static void source_table_fills_and_recovers(void **state)
 	for (src_base = 0; src_base < N; src_base += 100)
 		answered += replay_many(t, src_from_base, 100, hs1, len);
 	assert_int_equal(answered, N);
-	pump(t, 2200); /* every bucket full again */
+	pump(t, 2200);   /* every bucket full again */
 	flood_k = N - 1; /* found no slot before */
 	double t0 = now_ms();
 	int got = replay_many(t, src_one, 150, hs1, len);
@@ -368,16 +367,15 @@ static void older_node_refused_at_10001_peers(void **state)
 	sqlite3 *db = NULL;
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
-	assert_int_equal(sqlite3_exec(db, "UPDATE nodes SET endpoints = ''", NULL, NULL,
-	                              NULL),
-	                 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "UPDATE nodes SET endpoints = ''", NULL, NULL, NULL),
+	    SQLITE_OK);
 	sqlite3_close(db);
 	restart_with(t, &(struct ctl_server_config){0});
 	struct tc *c = tc_new();
 	struct ctl_register_resp r;
 	tc_join(t, c, "old", t->key, &r); /* no caps: one MAP_FULL only */
-	print_message("%d visible nodes, an older node joining: %s\n",
-	              CTL_PEERS_MAX + 1,
+	print_message("%d visible nodes, an older node joining: %s\n", CTL_PEERS_MAX + 1,
 	              r.status == CTL_REG_REFUSED ? "refused" : "admitted");
 	assert_int_equal(r.status, CTL_REG_REFUSED);
 	assert_int_equal(r.code, CTL_REASON_UPGRADE_REQUIRED);
@@ -388,8 +386,8 @@ int main(void)
 {
 	log_set_level(LOG_WARN);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(reregister_is_batched_and_rate_limited,
-	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(reregister_is_batched_and_rate_limited, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(reregister_with_new_keys_commits_at_once,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(replayed_handshake_capped_per_source, setup,
