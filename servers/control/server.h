@@ -28,12 +28,16 @@
  * approved.
  *
  * Online: a node is online while its connection is up (store updated on
- * register and close, bumping the version). Ephemeral nodes are removed
+ * register and close, bumping the version; a reconnect that changes nothing
+ * else, and every close, through the write batch, server_writes.c). Ephemeral nodes are removed
  * ephemeral_timeout_s after they go offline (checked each poll).
  *
  * Limits: max_conns connections (of them at most max_unreg not yet
  * registered, max_unreg_per_source from one source; see below for who
- * makes room for a new one), handshake must
+ * makes room for a new one), handshakes answered at most hs_per_source a
+ * second per source and hs_total in all (server_rate.c; more are closed
+ * before any X25519), a known node's REGISTER_REQs at most 5 at once and
+ * then one a second (more are told to slow down), handshake must
  * finish within handshake_ms, a connection silent for idle_ms is closed
  * (nodes send keepalives), the server sends KEEPALIVE when it sent nothing
  * for keepalive_ms, frames from nodes of at most CTL_FRAME_NODE_MAX bytes
