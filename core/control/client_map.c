@@ -329,35 +329,58 @@ int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_d
 	for (size_t k = 0; k < d->n_peers; k++)
 		if (d->peers[k].id != map->self_id)
 			ch[nch++] = d->peers[k].id;
-	/* only peers it has and keeps: a removal wins over a patch of the
-	 * same id (the patch finds nothing to apply to after the merge) */
-	uint64_t *rs = NULL;
-	if (d->n_removed && d->n_patches) {
-		if (!(rs = malloc(d->n_removed * sizeof(*rs)))) {
-			free(ch);
-			free(rm);
-			return -ENOMEM;
-		}
+	/* Removals and peers are sorted once each (copies): every check is a
+	 * binary search, so a delta costs O((R + P + Q) log) for R removals,
+	 * P peers and Q patches, not O(R * (P + R)). */
+	uint64_t *rs = NULL, *ps = NULL;
+	bool *taken = NULL;
+	size_t nps = 0;
+	if (d->n_removed && (!(rs = malloc(d->n_removed * sizeof(*rs))) ||
+	                     !(taken = calloc(d->n_removed, sizeof(*taken))) ||
+	                     (d->n_peers && !(ps = malloc(d->n_peers * sizeof(*ps)))))) {
+		free(rs);
+		free(taken);
+		free(ch);
+		free(rm);
+		return -ENOMEM;
+	}
+	if (d->n_removed) {
 		memcpy(rs, d->removed, d->n_removed * sizeof(*rs));
 		qsort(rs, d->n_removed, sizeof(*rs), cmp_u64);
+		for (size_t k = 0; k < d->n_peers; k++) /* itself is never kept */
+			if (d->peers[k].id != map->self_id)
+				ps[nps++] = d->peers[k].id;
+		if (nps)
+			qsort(ps, nps, sizeof(*ps), cmp_u64);
 	}
+	/* only peers it has and keeps: a removal wins over a patch of the
+	 * same id (the patch finds nothing to apply to after the merge) */
 	for (size_t k = 0; k < d->n_patches; k++)
 		if (ctl_map_find(map, d->patches[k].id) &&
-		    !(rs && u64_in(rs, d->n_removed, d->patches[k].id)))
+		    !u64_in(rs, d->n_removed, d->patches[k].id))
 			ch[nch++] = d->patches[k].id;
-	free(rs);
+	/* removed: in the map, not back in the same delta as a peer, once
+	 * (the first of equal ids in rs marks it taken) */
 	for (size_t k = 0; k < d->n_removed; k++) {
-		bool readded = false;
-		if (!ctl_map_find(map, d->removed[k]))
+		uint64_t id = d->removed[k];
+		if (!ctl_map_find(map, id) || u64_in(ps, nps, id))
 			continue;
-		for (size_t q = 0; q < d->n_peers && !readded; q++) /* not itself */
-			readded = d->peers[q].id == d->removed[k] &&
-			          d->removed[k] != map->self_id;
-		for (size_t q = 0; q < nr && !readded; q++) /* listed twice */
-			readded = rm[q] == d->removed[k];
-		if (!readded)
-			rm[nr++] = d->removed[k];
+		size_t lo = 0, hi = d->n_removed;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (rs[mid] < id)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (taken[lo])
+			continue;
+		taken[lo] = true;
+		rm[nr++] = id;
 	}
+	free(rs);
+	free(ps);
+	free(taken);
 	*changed = ch;
 	*n_changed = nch;
 	*removed = rm;

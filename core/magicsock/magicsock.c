@@ -1585,6 +1585,9 @@ static bool relays_equal(const struct ctl_relay *a, size_t na, const struct ctl_
 	return true;
 }
 
+/* 1 when the list changed (connections to relays that left or changed
+ * are closed: the caller refreshes the paths through them), 0 when not,
+ * -ENOMEM. */
 static int set_relays(struct magicsock *ms, const struct ctl_relay *r, size_t n)
 {
 	if (relays_equal(ms->relays, ms->n_relays, r, n)) {
@@ -1621,7 +1624,7 @@ static int set_relays(struct magicsock *ms, const struct ctl_relay *r, size_t n)
 	 * is reachable at once; netcheck moves the home if another is nearer. */
 	if (!ms->home_id && n)
 		set_home(ms, ms->relays[0].id);
-	return 0;
+	return 1;
 }
 
 /* A map entry into a peer: disco key (and the shared secret when it
@@ -1734,7 +1737,8 @@ int magicsock_update_peers(struct magicsock *ms, const struct ctl_map_full *map,
                            const uint8_t (*gone)[32], size_t n_gone)
 {
 	/* The relays (cheap when unchanged: a delta may carry a new list). */
-	if (set_relays(ms, map->relays, map->n_relays) != 0)
+	int relays = set_relays(ms, map->relays, map->n_relays);
+	if (relays < 0)
 		return -ENOMEM;
 	/* Room first: nothing changes on -ENOMEM. */
 	size_t cap = ms->n_peers + n + 1;
@@ -1789,6 +1793,10 @@ int magicsock_update_peers(struct magicsock *ms, const struct ctl_map_full *map,
 		p->in_map = true;
 		push_path(ms, p);
 	}
+	/* a relay closed or changed: the peers reached through it, not only
+	 * the ones this update names (a relay-only delta names none) */
+	if (relays > 0)
+		push_all_paths(ms);
 	return 0;
 }
 
@@ -1824,7 +1832,7 @@ static bool *map_twice(const struct ctl_map_full *map)
 
 int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 {
-	if (set_relays(ms, map->relays, map->n_relays) != 0)
+	if (set_relays(ms, map->relays, map->n_relays) < 0)
 		return -ENOMEM;
 	struct ms_peer **nk = calloc(map->n_peers + 1, sizeof(*nk));
 	struct ms_peer **nd = calloc(map->n_peers + 1, sizeof(*nd));

@@ -585,6 +585,15 @@ static void adm_stats_writes(json_t *j, const struct ctl_server_stats *s)
 	                    json_integer((json_int_t)s->store_batches));
 	json_object_set_new(j, "store_batch_nodes",
 	                    json_integer((json_int_t)s->store_batch_nodes));
+	/* what repeating itself gets a peer: handshakes closed unanswered
+	 * (over the rate), registrations told to slow down, and reconnects
+	 * that cost no transaction of their own */
+	json_object_set_new(j, "handshakes_limited",
+	                    json_integer((json_int_t)s->handshakes_limited));
+	json_object_set_new(j, "registrations_throttled",
+	                    json_integer((json_int_t)s->registrations_throttled));
+	json_object_set_new(j, "registrations_batched",
+	                    json_integer((json_int_t)s->registrations_batched));
 }
 
 static void adm_status(struct adm_req *r)

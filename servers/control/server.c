@@ -351,6 +351,13 @@ static int on_hs1(struct srv_conn *c, const struct ctl_frame *f)
 		s->st.bad_frames++;
 		return -EPROTO;
 	}
+	/* before any X25519: a saved message 1 sent in a loop costs the
+	 * sender a TCP connect and the server five scalar multiplications */
+	if (!srv_hs_allow(s, c->source, srv_now_ms())) {
+		s->st.handshakes_limited++;
+		log_debug("mesh-control: %s: over the handshake rate; closing", c->peer);
+		return -EAGAIN;
+	}
 	uint8_t pl[64];
 	size_t pl_len = 0;
 	/* the state after the pre-message is the same for every node */
@@ -711,6 +718,8 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	if (s->cfg.max_unreg > s->cfg.max_conns / 2)
 		s->cfg.max_unreg = s->cfg.max_conns / 2 ? s->cfg.max_conns / 2 : 1;
 	s->cfg.max_unreg_per_source = dflt(cfg->max_unreg_per_source, 256);
+	s->cfg.hs_per_source = dflt(cfg->hs_per_source, SRV_HS_SOURCE_RATE);
+	s->cfg.hs_total = dflt(cfg->hs_total, SRV_HS_RATE);
 	if (!s->cfg.max_outbuf)
 		s->cfg.max_outbuf = (size_t)64 << 20;
 	if (!s->cfg.out_budget)
@@ -810,6 +819,7 @@ void ctl_server_free(struct ctl_server *s)
 			         ctl_store_errmsg(s->cfg.store));
 	}
 	srv_wb_free(s);
+	srv_hs_free(s);
 	if (s->wb_timer)
 		event_free(s->wb_timer);
 	if (s->lis)

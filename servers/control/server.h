@@ -28,12 +28,16 @@
  * approved.
  *
  * Online: a node is online while its connection is up (store updated on
- * register and close, bumping the version). Ephemeral nodes are removed
+ * register and close, bumping the version; a reconnect that changes nothing
+ * else, and every close, through the write batch, server_writes.c). Ephemeral nodes are removed
  * ephemeral_timeout_s after they go offline (checked each poll).
  *
  * Limits: max_conns connections (of them at most max_unreg not yet
  * registered, max_unreg_per_source from one source; see below for who
- * makes room for a new one), handshake must
+ * makes room for a new one), handshakes answered at most hs_per_source a
+ * second per source and hs_total in all (server_rate.c; more are closed
+ * before any X25519), a known node's REGISTER_REQs at most 5 at once and
+ * then one a second (more are told to slow down), handshake must
  * finish within handshake_ms, a connection silent for idle_ms is closed
  * (nodes send keepalives), the server sends KEEPALIVE when it sent nothing
  * for keepalive_ms, frames from nodes of at most CTL_FRAME_NODE_MAX bytes
@@ -109,6 +113,15 @@ struct ctl_server_config {
 	 * registered nodes, a new connection is refused). */
 	uint32_t max_unreg;
 	uint32_t max_unreg_per_source;
+	/* Handshakes answered per second from one IPv4 address or IPv6 /64,
+	 * after a burst of twice as many (0: 32, so a burst of 64); over it
+	 * (or over 2,000 a second from all sources, after a burst of 4,000) a
+	 * connection is closed before any X25519 and the node retries. Raise
+	 * it for many nodes behind one NAT. */
+	uint32_t hs_per_source;
+	/* The same from all sources together (0: 2,000 a second, a burst of
+	 * 4,000): what a flood from many addresses can make the loop spend. */
+	uint32_t hs_total;
 };
 
 /* Binds and listens. NULL with err filled ("127.0.0.1:7443: address in use
@@ -145,6 +158,12 @@ struct ctl_server_stats {
 	uint64_t conns_evicted;        /* unregistered, closed for a newer one */
 	uint64_t conns_refused_busy;   /* at the unregistered cap, none flooding */
 	uint64_t accept_paused;        /* accept failed (EMFILE...): paused 100 ms */
+	uint64_t handshakes_limited;   /* closed before message 1 was read: over
+	                                * the per-source or global handshake rate */
+	uint64_t registrations_throttled; /* a known node registering too often:
+	                                   * told to slow down (it retries) */
+	uint64_t registrations_batched; /* known node, nothing changed: its
+	                                 * online state went to the write batch */
 	uint64_t bytes_in, bytes_out;
 	uint64_t delta_nodes_visited; /* nodes looked at to build deltas */
 	uint64_t conns_walked; /* connections looked at for a node's others */

@@ -92,6 +92,8 @@ struct srv_node {
 	double tokens;        /* its write bucket (server_writes.c) */
 	uint64_t tok_ms;      /* when tokens was last refilled (0: full) */
 	size_t wb_idx;        /* 1 + its waiting write in s->wb, 0 none */
+	double reg_tokens;    /* its REGISTER bucket (server_reg.c) */
+	uint64_t reg_ms;      /* when reg_tokens was last refilled (0: full) */
 	char *pj;             /* peer's JSON entry (ctl_msg_encode_peer); NULL
 	                       * if it did not encode */
 	size_t pj_len;
@@ -128,6 +130,22 @@ struct srv_node {
  * every SRV_WB_REFILL_MS; the rest wait and coalesce (server_writes.c). */
 #define SRV_WB_BURST     5.0
 #define SRV_WB_REFILL_MS 1000.0
+/* Per-machine token bucket of REGISTER_REQs of a known node: a burst of
+ * this many, then one every SRV_REG_REFILL_MS; one over it is told to slow
+ * down (ERROR INTERNAL: the node retries with backoff). */
+#define SRV_REG_BURST     5.0
+#define SRV_REG_REFILL_MS 1000.0
+/* Handshakes answered (message 1 read, message 2 written: five X25519,
+ * about 0.2 ms of the only thread): per source (IPv4 address or IPv6 /64)
+ * a burst of twice cfg.hs_per_source (0: SRV_HS_SOURCE_RATE), then that
+ * many a second; from all sources together a burst of twice cfg.hs_total
+ * (0: SRV_HS_RATE), then that many a second.
+ * Over either, the connection is closed before any X25519 (counted in
+ * handshakes_limited); the node retries with backoff. Sources are tracked
+ * in a table of SRV_HS_SLOTS (server_rate.c). */
+#define SRV_HS_SOURCE_RATE  32u
+#define SRV_HS_RATE         2000u
+#define SRV_HS_SLOTS        4096u
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 
@@ -189,6 +207,13 @@ struct ctl_server {
 	size_t n_wb, cap_wb;
 	struct event *wb_timer; /* the first node over its bucket gets a token */
 	bool stopping;          /* ctl_server_free: one offline write for all */
+	/* handshake buckets (server_rate.c) */
+	struct srv_hs_slot *hs_slots; /* SRV_HS_SLOTS, open addressing */
+	size_t n_hs_slots;            /* in use */
+	uint64_t hs_gc_ms;            /* last sweep that freed nothing */
+	double hs_tokens;             /* all sources together */
+	uint64_t hs_ms;               /* when hs_tokens was refilled (0: full) */
+	uint8_t hs_hash_key[16];      /* of the sources' hash */
 };
 
 /* server.c */
@@ -291,6 +316,9 @@ int srv_wb_endpoints(struct ctl_server *s, int64_t id, const struct ctl_endpoint
 void srv_wb_offline(struct ctl_server *s, int64_t id);
 /* Node id is online again (the store says so): a waiting offline is void. */
 void srv_wb_online(struct ctl_server *s, int64_t id);
+/* Node id came online (the store does not say so yet): online and
+ * last_seen now, written at the next flush (a waiting offline is void). */
+void srv_wb_set_online(struct ctl_server *s, int64_t id);
 /* Node id's version is bumped at the next flush (its expiry passed). */
 void srv_wb_touch(struct ctl_server *s, int64_t id);
 /* Writes the waiting writes in one transaction: those whose bucket allows,
@@ -298,6 +326,13 @@ void srv_wb_touch(struct ctl_server *s, int64_t id);
 int srv_wb_flush(struct ctl_server *s, bool all);
 void srv_wb_timer_cb(int fd, short ev, void *arg);
 void srv_wb_free(struct ctl_server *s);
+
+/* server_rate.c */
+/* Whether a handshake (message 1) from source may be answered now: takes
+ * one token from the source's bucket and one from the global one, or none
+ * (false) when either is empty. */
+bool srv_hs_allow(struct ctl_server *s, const char *source, uint64_t now_ms);
+void srv_hs_free(struct ctl_server *s);
 
 /* server_relay.c */
 int srv_on_relay_register(struct srv_conn *c, struct ctl_relay_register *req);

@@ -193,16 +193,9 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	int r = srv_send_msg(c, &m);
 	if (r < 0)
 		return r;
-	if (!was_online) { /* approved while it waited */
-		struct ctl_node_update u = {.mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
-		                            .online = true,
-		                            .last_seen = (int64_t)time(NULL)};
-		if (ctl_store_node_update(s->cfg.store, id, &u) < 0)
-			log_warn("mesh-control: node %lld online: %s", (long long)id,
-			         ctl_store_errmsg(s->cfg.store));
-		else
-			srv_wb_online(s, id);
-	}
+	/* approved while it waited: online with the next write batch */
+	if (!was_online)
+		srv_wb_set_online(s, id);
 	s->st.registrations_ok++;
 	log_info("mesh-control: node %lld (%s, %s) online from %s", (long long)id,
 	         n->peer.name, v4, c->peer);
@@ -211,33 +204,93 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	return srv_send_full(c);
 }
 
-/* Whether the map may be too big for one MAP_FULL (more than
- * CTL_PEERS_MAX peers, or a body over a frame, whichever node asks): the
- * peers' entries plus 64 KiB for the rest (self, DNS, the relay list), so
- * that a node admitted here is never closed when its map fails. */
-static bool map_too_big_for_one(const struct ctl_server *s, int64_t now)
+/* Whether the map node self (0: a new one) would get is too big for one
+ * MAP_FULL: more than CTL_PEERS_MAX peers, or a body over a frame. The
+ * body is counted as it would be built: the header (self, DNS, the relay
+ * list; self's name and addresses at their longest) plus every visible
+ * peer's entry but its own, so that a node admitted here is never closed
+ * when its map fails. */
+static bool map_too_big_for_one(const struct ctl_server *s, int64_t self, int64_t now)
 {
-	size_t n = 0, bytes = 0, largest = 0;
+	size_t n = 0, bytes = 0;
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const struct srv_node *nd = &s->nodes[i];
-		if (!nd->pj || !srv_node_visible(nd, now))
+		if (!nd->pj || nd->id == self || !srv_node_visible(nd, now))
 			continue;
 		n++;
-		bytes += nd->pj_len + 1;
-		if (nd->pj_len + 1 > largest)
-			largest = nd->pj_len + 1;
+		bytes += nd->pj_len + 1; /* its text and a comma */
 	}
-	/* the node itself may be among them and is left out of its map */
-	return n > (size_t)CTL_PEERS_MAX + 1 ||
-	       bytes - largest + 64 * 1024 > CTL_FRAME_BODY_MAX;
+	if (n > (size_t)CTL_PEERS_MAX)
+		return true;
+	struct ctl_msg m = {.type = CTL_MSG_MAP_FULL};
+	struct ctl_map_full *mf = &m.u.map;
+	mf->version = (uint64_t)INT64_MAX;
+	mf->self_id = (uint64_t)INT64_MAX;
+	memset(mf->self_name, 'x', sizeof mf->self_name - 1);
+	mf->n_self_addrs = 2;
+	mf->self_addrs[0].family = 4;
+	memset(mf->self_addrs[0].addr, 0xff, 4);
+	mf->self_addrs[1].family = 6;
+	memset(mf->self_addrs[1].addr, 0xff, 16);
+	snprintf(mf->dns_domain, sizeof mf->dns_domain, "%s", s->meta.domain);
+	mf->relays = s->relays;
+	mf->n_relays = s->n_relays;
+	mf->magic_dns.family = 4;
+	memcpy(mf->magic_dns.addr, (const uint8_t[]){100, 100, 100, 100}, 4);
+	uint8_t *body = NULL;
+	size_t head = 0;
+	struct ctl_msg_err me;
+	if (ctl_msg_encode_map_texts(&m, NULL, 0, &body, &head, &me) < 0)
+		return true; /* cannot even encode the header */
+	free(body);
+	return head + bytes > CTL_FRAME_BODY_MAX;
 }
 
-static bool known_machine(const struct ctl_server *s, const uint8_t key[CTL_KEY_LEN])
+/* A known node's REGISTER bucket: false (and nothing taken) when empty. */
+static bool reg_token(struct srv_node *n, uint64_t now)
 {
-	for (size_t i = 0; i < s->n_nodes; i++)
-		if (memcmp(s->nodes[i].machine_key, key, CTL_KEY_LEN) == 0)
-			return true;
-	return false;
+	if (n->reg_ms == 0 || now < n->reg_ms) {
+		if (n->reg_ms == 0)
+			n->reg_tokens = SRV_REG_BURST;
+	} else {
+		double t = n->reg_tokens + (double)(now - n->reg_ms) / SRV_REG_REFILL_MS;
+		n->reg_tokens = t > SRV_REG_BURST ? SRV_REG_BURST : t;
+	}
+	n->reg_ms = now;
+	if (n->reg_tokens < 1)
+		return false;
+	n->reg_tokens -= 1;
+	return true;
+}
+
+/* A known node registering again faster than its bucket allows: not an
+ * answer, a retry later (ERROR INTERNAL; every node version backs off on
+ * it). Costs no store access. */
+static int reg_slow_down(struct srv_conn *c, int64_t id)
+{
+	struct ctl_msg m = {.type = CTL_MSG_ERROR};
+	m.u.error.code = CTL_REASON_INTERNAL;
+	snprintf(m.u.error.text, sizeof m.u.error.text,
+	         "slow down: this node registered more than %d times in a few "
+	         "seconds; retrying later",
+	         (int)SRV_REG_BURST);
+	log_debug("mesh-control: %s: node %lld registers too often; told to slow "
+	          "down",
+	          c->peer, (long long)id);
+	c->s->st.registrations_throttled++;
+	return reg_send_close(c, &m);
+}
+
+/* Whether a REGISTER_REQ of known node nd changes nothing the store keeps
+ * but its online state: approved, unexpired, same keys and hostname (its
+ * auth key, if any, is ignored then, as the store would). */
+static bool reg_unchanged(const struct ctl_node *nd, const struct ctl_register_req *req,
+                          int64_t now)
+{
+	return nd->approved && !(nd->expiry && nd->expiry <= now) &&
+	       !memcmp(nd->node_key, req->node_key, CTL_KEY_LEN) &&
+	       !memcmp(nd->disco_key, req->disco_key, CTL_KEY_LEN) &&
+	       !strcmp(nd->hostname, req->hostname);
 }
 
 int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
@@ -249,11 +302,39 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	if (!(c->caps & CTL_CAP_PEER_PATCH))
 		c->caps &= ~CTL_CAP_RELAYS_DELTA;
 	srv_conn_set_legacy(c, !(c->caps & CTL_CAP_MAP_CHUNKS));
+	struct ctl_node *nd = malloc(sizeof *nd);
+	if (!nd) {
+		sodium_memzero(req->auth_key, sizeof req->auth_key);
+		return -ENOMEM;
+	}
+	/* A known machine (one indexed read, no transaction): its bucket
+	 * first, so that one stuck in a reconnect loop costs next to nothing. */
+	int g = ctl_store_node_by_machine_key(s->cfg.store, c->machine_key, nd);
+	if (g < 0 && g != CTL_STORE_ENOTFOUND) {
+		sodium_memzero(req->auth_key, sizeof req->auth_key);
+		free(nd);
+		return reg_retry_later(c, g);
+	}
+	bool known = g == 0;
+	struct srv_node *sn = NULL;
+	if (known) {
+		bool f;
+		size_t i = srv_snap_index(s, nd->id, &f);
+		sn = f ? &s->nodes[i] : NULL;
+		if (sn && !reg_token(sn, srv_now_ms())) {
+			sodium_memzero(req->auth_key, sizeof req->auth_key);
+			int64_t id = nd->id;
+			free(nd);
+			return reg_slow_down(c, id);
+		}
+	}
 	/* A node that takes its map only in one message cannot get this one:
 	 * refused before it is marked online (no store writes, no broadcasts),
 	 * and a refusal is final for a node: it does not retry in a loop. */
-	if (!(c->caps & CTL_CAP_MAP_CHUNKS) && map_too_big_for_one(s, now)) {
+	if (!(c->caps & CTL_CAP_MAP_CHUNKS) &&
+	    map_too_big_for_one(s, known ? nd->id : 0, now)) {
 		sodium_memzero(req->auth_key, sizeof req->auth_key);
+		free(nd);
 		return reg_refuse(c, CTL_REASON_UPGRADE_REQUIRED,
 		                  "this mesh's map is too big for this node's version "
 		                  "of meshproxy; upgrade it (to a version that takes "
@@ -262,8 +343,9 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	/* Nodes and relays hold at most CTL_MAP_PEERS_MAX peers (keys): a
 	 * mesh that size admits no new machine (not final: the node retries,
 	 * and joins once the admin removed some). */
-	if (s->n_nodes >= s->cfg.max_nodes && !known_machine(s, c->machine_key)) {
+	if (s->n_nodes >= s->cfg.max_nodes && !known) {
 		sodium_memzero(req->auth_key, sizeof req->auth_key);
+		free(nd);
 		struct ctl_msg m = {.type = CTL_MSG_ERROR};
 		m.u.error.code = CTL_REASON_INTERNAL;
 		snprintf(m.u.error.text, sizeof m.u.error.text,
@@ -275,6 +357,19 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 		         c->peer, s->cfg.max_nodes);
 		s->st.registrations_retry++;
 		return reg_send_close(c, &m);
+	}
+	/* Back with nothing changed (a reconnect): no transaction of its own,
+	 * its online state goes with the next write batch (none if the store
+	 * has it online and nothing waits to change that). Keys, hostname, an
+	 * approval or an expiry go through the store at once, below. */
+	if (known && sn && sn->approved && srv_node_visible(sn, now) &&
+	    reg_unchanged(nd, req, now)) {
+		sodium_memzero(req->auth_key, sizeof req->auth_key);
+		free(nd);
+		s->st.registrations_batched++;
+		if (!sn->peer.online || sn->wb_idx)
+			srv_wb_set_online(s, sn->id);
+		return srv_go_online(c, sn);
 	}
 	struct ctl_store_reg reg = {.hostname = req->hostname,
 	                            .auth_secret =
@@ -288,9 +383,6 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	memcpy(reg.machine_key, c->machine_key, CTL_KEY_LEN);
 	memcpy(reg.node_key, req->node_key, CTL_KEY_LEN);
 	memcpy(reg.disco_key, req->disco_key, CTL_KEY_LEN);
-	struct ctl_node *nd = malloc(sizeof *nd);
-	if (!nd)
-		return -ENOMEM;
 	bool created = false;
 	int r = ctl_store_node_register(s->cfg.store, &reg, nd, &created);
 	sodium_memzero(req->auth_key, sizeof req->auth_key);

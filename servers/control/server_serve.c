@@ -32,6 +32,7 @@ static const char serve_usage[] =
     "                    [--allow-pending [--max-pending N]\n"
     "                    [--max-pending-per-source N]]\n"
     "                    [--max-unregistered-per-source N] [--max-conns N]\n"
+    "                    [--handshakes-per-source N]\n"
     "                    [--log-level LEVEL]\n"
     "\n"
     "Runs the node protocol: nodes connect (Noise IK, the server key in their\n"
@@ -65,6 +66,10 @@ static const char serve_usage[] =
     "                           IPv6 /64 that have not registered yet (default\n"
     "                           256; more are closed and retry): raise it for\n"
     "                           many nodes behind one NAT\n"
+    "  --handshakes-per-source N  Noise handshakes answered per second from one\n"
+    "                           IPv4 address or IPv6 /64, after a burst of\n"
+    "                           2N (default 32; more are closed unanswered and\n"
+    "                           retry): raise it for many nodes behind one NAT\n"
     "  --max-conns N            at most N connections at once (default 10000;\n"
     "                           each takes a file descriptor: raise `ulimit -n`\n"
     "                           to match)\n"
@@ -189,7 +194,7 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 
 struct serve_opts {
 	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src,
-	    *max_unreg_src, *max_conns;
+	    *max_unreg_src, *max_conns, *hs_src;
 	bool no_pending, allow_pending, admin_insecure;
 };
 
@@ -203,10 +208,12 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 	                                    "--max-pending",
 	                                    "--max-pending-per-source",
 	                                    "--max-unregistered-per-source",
-	                                    "--max-conns"};
-	const char **vals[] = {&o->data,    &o->listen,       &o->admin,
-	                       &o->eph,     &o->level,        &o->max_pending,
-	                       &o->max_src, &o->max_unreg_src, &o->max_conns};
+	                                    "--max-conns",
+	                                    "--handshakes-per-source"};
+	const char **vals[] = {&o->data,    &o->listen,        &o->admin,
+	                       &o->eph,     &o->level,         &o->max_pending,
+	                       &o->max_src, &o->max_unreg_src, &o->max_conns,
+	                       &o->hs_src};
 	bool seen_serve = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -315,6 +322,13 @@ int ctl_serve_main(int argc, char **argv)
 		return serve_die("--max-unregistered-per-source %s: expected a number "
 		                 "from 1 to 100000",
 		                 o.max_unreg_src);
+	long long hs_src = 0; /* the server's default (32) */
+	if (o.hs_src)
+		hs_src = strtoll(o.hs_src, &end, 10);
+	if (o.hs_src && (!*o.hs_src || *end || hs_src < 1 || hs_src > 100000))
+		return serve_die("--handshakes-per-source %s: expected a number "
+		                 "from 1 to 100000",
+		                 o.hs_src);
 	if ((o.max_pending || o.max_src) && !o.allow_pending)
 		return serve_die("%s", "--max-pending and --max-pending-per-source "
 		                       "need --allow-pending (without it nodes that "
@@ -345,6 +359,7 @@ int ctl_serve_main(int argc, char **argv)
 	                                .max_pending = (uint32_t)maxp,
 	                                .max_pending_per_source = (uint32_t)maxs,
 	                                .max_unreg_per_source = (uint32_t)maxu,
+	                                .hs_per_source = (uint32_t)hs_src,
 	                                .max_conns = (uint32_t)maxc};
 	struct event_base *base = NULL;
 	struct ctl_server *srv = NULL;
@@ -488,6 +503,7 @@ int ctl_serve_main(int argc, char **argv)
 	         "last_broadcast_ms=%.2f slow_closed=%llu idle_closed=%llu "
 	         "conns_evicted=%llu conns_refused_busy=%llu conns_refused_source=%llu "
 	         "conns_refused_limit=%llu accept_paused=%llu "
+	         "handshakes_limited=%llu registrations_throttled=%llu "
 	         "delta_nodes_visited=%llu conns_walked=%llu",
 	         s.last_full_ms, s.last_full_bytes, s.last_broadcast_ms,
 	         (unsigned long long)s.slow_closed, (unsigned long long)s.idle_closed,
@@ -496,6 +512,8 @@ int ctl_serve_main(int argc, char **argv)
 	         (unsigned long long)s.conns_refused_source,
 	         (unsigned long long)s.conns_refused_limit,
 	         (unsigned long long)s.accept_paused,
+	         (unsigned long long)s.handshakes_limited,
+	         (unsigned long long)s.registrations_throttled,
 	         (unsigned long long)s.delta_nodes_visited,
 	         (unsigned long long)s.conns_walked);
 	rc = 0;

@@ -8,7 +8,10 @@
  * - Each node's endpoint changes go through a token bucket (SRV_WB_BURST,
  *   one more every SRV_WB_REFILL_MS): past it they wait, and the latest
  *   value is written when a token comes back (never lost, only coalesced).
- * - Online/offline and "touch" (an expiry passed) are not rate-limited.
+ * - Online/offline and "touch" (an expiry passed) are not rate-limited
+ *   here (a node's registrations are: server_reg.c). A known node that
+ *   registers again with nothing changed comes online through the batch
+ *   too, not in a transaction of its own.
  *
  * A crash loses at most the writes not yet flushed: about coalesce_ms, or,
  * for a node over its bucket, the time until its next token. */
@@ -141,6 +144,26 @@ void srv_wb_online(struct ctl_server *s, int64_t id)
 	if (n && n->wb_idx)
 		s->wb[n->wb_idx - 1].mask &=
 		    ~(unsigned)(CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN);
+}
+
+void srv_wb_set_online(struct ctl_server *s, int64_t id)
+{
+	struct srv_node *n = node_of(s, id);
+	struct ctl_node_vol *v = n ? entry_of(s, n) : NULL;
+	int64_t now = (int64_t)time(NULL);
+	if (!v) { /* not in the snapshot (or no memory): straight to the store */
+		struct ctl_node_update u = {.mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
+		                            .online = true,
+		                            .last_seen = now};
+		if (ctl_store_node_update(s->cfg.store, id, &u) < 0)
+			log_warn("mesh-control: node %lld online: %s", (long long)id,
+			         ctl_store_errmsg(s->cfg.store));
+	} else {
+		v->mask |= CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN;
+		v->online = true;
+		v->last_seen = now;
+	}
+	srv_broadcast_schedule(s);
 }
 
 void srv_wb_touch(struct ctl_server *s, int64_t id)

@@ -111,6 +111,12 @@ static void start_server(struct t *t)
 	cfg.max_nodes = t->over.max_nodes;
 	cfg.max_unreg = t->over.max_unreg;
 	cfg.max_unreg_per_source = t->over.max_unreg_per_source;
+	/* hundreds of test nodes come from 127.0.0.1: no handshake rate
+	 * unless a test asks (UINT32_MAX: the server's default) */
+	cfg.hs_per_source = t->over.hs_per_source == UINT32_MAX ? 0
+	                    : t->over.hs_per_source        ? t->over.hs_per_source
+	                                                   : 1000000;
+	cfg.hs_total = t->over.hs_total ? t->over.hs_total : 1000000;
 	memcpy(cfg.server_priv, t->spriv, 32);
 	struct sockaddr_in *a = (struct sockaddr_in *)&cfg.listen;
 	a->sin_family = AF_INET;

@@ -631,6 +631,31 @@ static void peer_gone_expires(void **state)
 	assert_true(run_until(base, &nodes[1].rx_count, before + 1, 3000));
 }
 
+/* Second review L-2: a delta that changes only the relay list and drops
+ * node 0's relay closes its connection; the peer that relay reached is
+ * told at once (relay_ok false), not at its next send or a connection
+ * state change. Before, magicsock_update_peers refreshed only the peers
+ * the delta named, and a relay-only delta names none. */
+static void relay_only_delta_refreshes_paths(void **state)
+{
+	start_nodes(false);
+	assert_true(wait_home(3000));
+	struct wg_peer_info pi;
+	int64_t end = mono_ms() + 3000;
+	do {
+		spin(20);
+		wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi);
+	} while (mono_ms() < end && !pi.relay_ok);
+	assert_true(pi.relay_ok);
+	struct ctl_map_full map;
+	memset(&map, 0, sizeof(map));
+	map.version = 2; /* no relays, no peers changed */
+	assert_int_equal(magicsock_update_peers(ms[0], &map, NULL, 0, NULL, 0), 0);
+	assert_int_equal(magicsock_relay_count(ms[0]), 0);
+	wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi);
+	assert_false(pi.relay_ok);
+}
+
 static void unknown_disco_dropped(void **state)
 {
 	start_nodes(true);
@@ -1238,6 +1263,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(shared_disco_key_matched_by_content, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(peer_gone_expires, setup, teardown),
+	    cmocka_unit_test_setup_teardown(relay_only_delta_refreshes_paths, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(unknown_disco_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(spoofed_pongs_change_no_path, setup, teardown),
 	    cmocka_unit_test_setup_teardown(ping_reports_path, setup, teardown),
