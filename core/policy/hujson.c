@@ -74,12 +74,22 @@ void pol_scan_linecol(const struct pol_scan *sc, size_t off, int *line, int *col
 	*col = c;
 }
 
-uint32_t pol_scan_child(const struct pol_scan *sc, uint32_t k, size_t i)
+uint32_t pol_scan_child(struct pol_scan *sc, uint32_t k, size_t i)
 {
 	uint32_t c = k + 1;
-	while (i-- > 0 && c < sc->n_pos)
+	size_t at = 0;
+	if (sc->last_k == k && sc->last_i <= i && sc->last_child) {
+		c = sc->last_child;
+		at = sc->last_i;
+	}
+	for (; at < i && c < sc->n_pos; at++)
 		c = sc->pos[c].next;
-	return c < sc->n_pos ? c : k;
+	if (c >= sc->n_pos)
+		return k;
+	sc->last_k = k;
+	sc->last_i = i;
+	sc->last_child = c;
+	return c;
 }
 
 /* A value starts at off: record it under the innermost container. */

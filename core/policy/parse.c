@@ -15,7 +15,7 @@
 
 struct pctx {
 	struct policy *p;
-	const struct pol_scan *sc;
+	struct pol_scan *sc;
 	struct policy_error *err;
 	char path[160];
 	uint32_t n_sel;

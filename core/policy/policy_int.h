@@ -50,6 +50,10 @@ struct pol_scan {
 	uint32_t *lines; /* offset where each line starts */
 	uint32_t n_lines;
 	const char *src; /* the input, for columns */
+	/* The last pol_scan_child answer, so that walking a container's
+	 * children in order costs one hop each, not a walk from the first. */
+	uint32_t last_k, last_child;
+	size_t last_i;
 };
 /* Comments and trailing commas become spaces; checks depth and value
  * count. -1 with *err on a problem or no memory (then nothing to free). */
@@ -57,7 +61,7 @@ int pol_scan_run(const char *in, size_t len, struct pol_scan *sc, struct policy_
 void pol_scan_free(struct pol_scan *sc);
 void pol_scan_linecol(const struct pol_scan *sc, size_t off, int *line, int *col);
 /* The index of the i-th child of container k (i < its size). */
-uint32_t pol_scan_child(const struct pol_scan *sc, uint32_t k, size_t i);
+uint32_t pol_scan_child(struct pol_scan *sc, uint32_t k, size_t i);
 
 /* --- the parsed policy -------------------------------------------------- */
 enum { POL_TCP = 1, POL_UDP = 2, POL_ICMP = 4, POL_ALLPROTO = 7 };
