@@ -41,8 +41,15 @@ struct pf_build {
 	size_t n, cap;
 };
 
+/* Pairs gathered for one protocol of one node before the sweep merges
+ * them; past this the filter could not fit its range cap either. */
+#define PF_MAX_ITEMS (4 * (size_t)POLICY_FILTER_MAX_RANGES)
+
+/* -1 no memory, -2 too many. */
 static int item_add(struct pf_build *b, const struct pol_iv *iv, struct policy_ports pr)
 {
+	if (b->n >= PF_MAX_ITEMS)
+		return -2;
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 64;
 		struct pf_item *p = realloc(b->items, cap * sizeof *p);
@@ -181,7 +188,8 @@ out:
 	return rc;
 }
 
-/* The (source interval, port range) pairs of proto bit for node i. */
+/* The (source interval, port range) pairs of proto bit for node i: 0, -1
+ * no memory, -2 too many. */
 static int collect(const struct policy_compiled *cp, size_t i, uint8_t bit,
                    struct pf_build *b)
 {
@@ -196,14 +204,15 @@ static int collect(const struct policy_compiled *cp, size_t i, uint8_t bit,
 			if (!pol_nset_has(&cr->dst_nodes[d], i))
 				continue;
 			for (size_t s = 0; s < cr->n_src_iv; s++) {
+				int rc;
 				if (bit == POL_ICMP) {
-					if (item_add(b, &cr->src_iv[s], all))
-						return -1;
+					if ((rc = item_add(b, &cr->src_iv[s], all)))
+						return rc;
 					continue;
 				}
 				for (uint32_t k = 0; k < rule->dst[d].n_ports; k++)
-					if (item_add(b, &cr->src_iv[s], rule->dst[d].ports[k]))
-						return -1;
+					if ((rc = item_add(b, &cr->src_iv[s], rule->dst[d].ports[k])))
+						return rc;
 			}
 			if (bit == POL_ICMP)
 				break; /* one dst entry is enough: ports do not matter */

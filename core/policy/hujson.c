@@ -246,8 +246,9 @@ static int scan(struct scanner *s)
 		/* A number, true, false, null, or garbage for jansson to name. */
 		if (value_start(s, i))
 			return -1;
-		while (i < s->len && !is_delim(s->in[i]))
+		do /* at least one byte: a NUL is a delimiter too */
 			i++;
+		while (i < s->len && !is_delim(s->in[i]));
 		if (i < s->len && s->in[i] == '"')
 			i++; /* garbage such as x"...: let jansson say so */
 	}

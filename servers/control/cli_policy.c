@@ -339,6 +339,15 @@ int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file, bool json
 	char *text = read_file(file, POLICY_MAX_BYTES, &len);
 	if (!text)
 		return 1;
+	if (len > POLICY_MAX_BYTES) {
+		struct policy_error big = {0, 0, ""};
+		snprintf(big.msg, sizeof big.msg,
+		         "the policy is over %d bytes (1 MiB), the limit; say the same with "
+		         "groups, tags and hosts",
+		         POLICY_MAX_BYTES);
+		free(text);
+		return fail(file, &big, json);
+	}
 	if (nodes_file && nodes_load(nodes_file, &ns)) {
 		free(text);
 		return 1;

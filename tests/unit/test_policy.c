@@ -208,6 +208,22 @@ static char *repeat(const char *head, const char *item, size_t n, const char *ta
 	return s;
 }
 
+/* A NUL byte outside a string used to stop the scanner where it stood:
+ * the parse never returned. */
+static void nul_and_control_bytes_are_errors(void **state)
+{
+	static const char nul[] = "{\"acls\": [\0]}";
+	struct policy_error e;
+	assert_null(policy_parse(nul, sizeof nul - 1, &e));
+	assert_int_equal(e.line, 1);
+	assert_non_null(strstr(e.msg, "not valid JSON"));
+	static const char nul2[] = "\0";
+	assert_null(policy_parse(nul2, 1, &e));
+	static const char in_str[] = "{\"hosts\": {\"a\0\": \"100.64.0.1\"}}";
+	assert_null(policy_parse(in_str, sizeof in_str - 1, &e));
+	assert_non_null(strstr(e.msg, "not valid JSON"));
+}
+
 static void limits_have_their_own_errors(void **state)
 {
 	struct policy_error e;
@@ -839,6 +855,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(comments_trailing_commas_and_sections),
 	    cmocka_unit_test(every_error_names_its_place),
+	    cmocka_unit_test(nul_and_control_bytes_are_errors),
 	    cmocka_unit_test(limits_have_their_own_errors),
 	    cmocka_unit_test(warnings_for_plain_users_and_no_rules),
 	    cmocka_unit_test(filters_match_ports_ranges_groups_tags_and_cidrs),
