@@ -741,7 +741,7 @@ static void thousand_rules_match_the_model(void **state)
 	static const char *const tagnames[R_TAGS] = {"tag:t0", "tag:t1", "tag:t2", "tag:t3",
 	                                             "tag:t4"};
 	const char *tagv[R_NODES][R_TAGS];
-	char users[R_USERS][8], names[R_NODES][8];
+	char users[R_USERS][16], names[R_NODES][16];
 	for (int u = 0; u < R_USERS; u++)
 		snprintf(users[u], sizeof users[u], "u%d", u);
 	for (int i = 0; i < R_NODES; i++) {
