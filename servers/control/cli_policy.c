@@ -26,13 +26,15 @@ static char *read_file(const char *path, size_t max, size_t *len)
 		return NULL;
 	}
 	char *buf = malloc(max + 2);
+	errno = 0;
 	size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+	int err = errno;
 	bool bad = !buf || ferror(f);
 	if (f != stdin)
 		fclose(f);
 	if (bad) {
 		fprintf(stderr, "mesh-control: cannot read %s: %s\n", path,
-		        buf ? "read error" : "out of memory");
+		        buf ? strerror(err ? err : EIO) : "out of memory");
 		free(buf);
 		return NULL;
 	}
@@ -315,10 +317,11 @@ static int show_node(const struct policy_compiled *cp, const struct nodes *ns, s
 
 static int fail(const char *file, const struct policy_error *e, bool json)
 {
-	char msg[700];
+	char msg[700], jfile[512];
 	policy_error_format(e, msg, sizeof msg);
 	if (json) {
-		json_t *o = json_pack("{s:b,s:s,s:o}", "ok", 0, "file", file, "error",
+		utf8_clean(file, jfile, sizeof jfile, UTF8_REPLACE_INVALID);
+		json_t *o = json_pack("{s:b,s:s,s:o}", "ok", 0, "file", jfile, "error",
 		                      error_json(e));
 		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 		printf("\n");
@@ -363,8 +366,10 @@ int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file, bool json
 	struct policy_stats st;
 	policy_get_stats(p, &st);
 	json_t *out = NULL, *jw = NULL, *jn = NULL;
+	char jfile[512];
 	if (json) {
-		out = json_pack("{s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", 1, "file", file, "groups",
+		utf8_clean(file, jfile, sizeof jfile, UTF8_REPLACE_INVALID);
+		out = json_pack("{s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", 1, "file", jfile, "groups",
 		                (json_int_t)st.groups, "tags", (json_int_t)st.tags, "hosts",
 		                (json_int_t)st.hosts, "rules", (json_int_t)st.rules, "tests",
 		                (json_int_t)st.tests, "test_cases_passed", (json_int_t)passed);
