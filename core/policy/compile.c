@@ -32,7 +32,8 @@ static bool group_has(const struct pol_group *g, const char *user)
 	return false;
 }
 
-bool pol_node_matches(const struct policy_compiled *cp, const struct pol_sel *sel, size_t i)
+bool pol_node_matches(const struct policy_compiled *cp, const struct pol_sel *sel,
+                      size_t i)
 {
 	const struct pol_cnode *n = &cp->nodes[i];
 	switch (sel->kind) {
@@ -41,7 +42,8 @@ bool pol_node_matches(const struct policy_compiled *cp, const struct pol_sel *se
 	case SEL_USER:
 		return !n->n_tags && n->user && !strcmp(n->user, sel->name);
 	case SEL_GROUP:
-		return !n->n_tags && n->user && group_has(&cp->p->groups[sel->group], n->user);
+		return !n->n_tags && n->user &&
+		       group_has(&cp->p->groups[sel->group], n->user);
 	case SEL_TAG:
 		for (size_t t = 0; t < n->n_tags; t++)
 			if (!strcmp(n->tags[t], sel->name))
@@ -117,7 +119,8 @@ static int src_addresses(struct policy_compiled *cp, const struct pol_rule *r,
 	return cr->src_iv ? 0 : -1;
 }
 
-static int copy_nodes(struct policy_compiled *cp, const struct policy_node *nodes, size_t n)
+static int copy_nodes(struct policy_compiled *cp, const struct policy_node *nodes,
+                      size_t n)
 {
 	struct pol_arena *a = &cp->arena;
 	cp->nodes = pol_alloc(a, (n + 1) * sizeof *cp->nodes);
@@ -130,12 +133,15 @@ static int copy_nodes(struct policy_compiled *cp, const struct policy_node *node
 		struct policy_ip ip;
 		d->id = s->id;
 		d->name = s->name ? pol_strndup(a, s->name, strlen(s->name)) : "";
-		if (s->user && *s->user && !(d->user = pol_strndup(a, s->user, strlen(s->user))))
+		if (s->user && *s->user &&
+		    !(d->user = pol_strndup(a, s->user, strlen(s->user))))
 			return -1;
-		if (!d->name || !(d->tags = pol_alloc(a, (s->n_tags + 1) * sizeof(char *))))
+		if (!d->name ||
+		    !(d->tags = pol_alloc(a, (s->n_tags + 1) * sizeof(char *))))
 			return -1;
 		for (size_t t = 0; t < s->n_tags; t++)
-			if (!(d->tags[t] = pol_strndup(a, s->tags[t], strlen(s->tags[t]))))
+			if (!(d->tags[t] =
+			          pol_strndup(a, s->tags[t], strlen(s->tags[t]))))
 				return -1;
 		d->n_tags = s->n_tags;
 		if ((d->has4 = s->v4 != 0)) {
@@ -157,21 +163,26 @@ static int check_aliases(const struct policy_compiled *cp, struct policy_error *
 	const struct policy *p = cp->p;
 	for (uint32_t h = 0; h < p->n_hosts; h++)
 		for (size_t i = 0; i < cp->n; i++)
-			if (cp->nodes[i].user && !strcmp(cp->nodes[i].user, p->hosts[h].name)) {
+			if (cp->nodes[i].user &&
+			    !strcmp(cp->nodes[i].user, p->hosts[h].name)) {
 				char b[100], b2[100];
 				pol_set_err(err, 0, 0,
-				            "host alias '%s' is also the name of a user (of node %s): "
-				            "in the rules a plain '%s' means the alias; rename the "
+				            "host alias '%s' is also the name of a user "
+				            "(of node %s): "
+				            "in the rules a plain '%s' means the alias; "
+				            "rename the "
 				            "alias and write the user as '%s@'",
 				            pol_show(p->hosts[h].name, b, sizeof b),
-				            pol_show(cp->nodes[i].name, b2, sizeof b2), b, b);
+				            pol_show(cp->nodes[i].name, b2, sizeof b2), b,
+				            b);
 				return -1;
 			}
 	return 0;
 }
 
-struct policy_compiled *policy_compile(const struct policy *p, const struct policy_node *nodes,
-                                       size_t n, struct policy_error *err)
+struct policy_compiled *policy_compile(const struct policy *p,
+                                       const struct policy_node *nodes, size_t n,
+                                       struct policy_error *err)
 {
 	memset(err, 0, sizeof *err);
 	uint32_t *scratch = NULL;
@@ -195,11 +206,13 @@ struct policy_compiled *policy_compile(const struct policy *p, const struct poli
 		if (nset_build(cp, rule->src, rule->n_src, scratch, &cr->src_nodes) ||
 		    src_addresses(cp, rule, cr))
 			goto nomem;
-		cr->dst_nodes = pol_alloc(&cp->arena, (rule->n_dst + 1) * sizeof *cr->dst_nodes);
+		cr->dst_nodes =
+		    pol_alloc(&cp->arena, (rule->n_dst + 1) * sizeof *cr->dst_nodes);
 		if (!cr->dst_nodes)
 			goto nomem;
 		for (uint32_t d = 0; d < rule->n_dst; d++)
-			if (nset_build(cp, &rule->dst[d].sel, 1, scratch, &cr->dst_nodes[d]))
+			if (nset_build(cp, &rule->dst[d].sel, 1, scratch,
+			               &cr->dst_nodes[d]))
 				goto nomem;
 	}
 	free(scratch);
@@ -231,7 +244,8 @@ static void bits_add(uint64_t *bits, size_t n, const struct pol_nset *s)
 		bits[s->idx[k] / 64] |= 1ull << (s->idx[k] % 64);
 }
 
-int policy_node_visible(const struct policy_compiled *cp, size_t i, size_t **out, size_t *n)
+int policy_node_visible(const struct policy_compiled *cp, size_t i, size_t **out,
+                        size_t *n)
 {
 	*out = NULL;
 	*n = 0;

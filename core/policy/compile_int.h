@@ -37,6 +37,7 @@ struct policy_compiled {
 
 bool pol_nset_has(const struct pol_nset *s, size_t i);
 /* Does selector sel match node i (its user unless tagged, tags, addresses)? */
-bool pol_node_matches(const struct policy_compiled *cp, const struct pol_sel *sel, size_t i);
+bool pol_node_matches(const struct policy_compiled *cp, const struct pol_sel *sel,
+                      size_t i);
 
 #endif

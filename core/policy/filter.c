@@ -71,7 +71,8 @@ static int ev_cmp(const void *a, const void *b)
 static int ports_cmp(const void *a, const void *b)
 {
 	const struct policy_ports *x = a, *y = b;
-	return x->lo != y->lo ? (x->lo < y->lo ? -1 : 1) : (x->hi > y->hi) - (x->hi < y->hi);
+	return x->lo != y->lo ? (x->lo < y->lo ? -1 : 1)
+	                      : (x->hi > y->hi) - (x->hi < y->hi);
 }
 
 /* Sorts and merges r[0..n); returns the new count. */
@@ -137,12 +138,14 @@ static int block_add(struct policy_filter *f, struct pf_table *t, size_t *cap,
 }
 
 /* The sweep: -1 no memory, -2 too many ranges. */
-static int table_build(struct policy_filter *f, struct pf_table *t, const struct pf_build *b)
+static int table_build(struct policy_filter *f, struct pf_table *t,
+                       const struct pf_build *b)
 {
 	size_t cap = 0, nev = 0, nact = 0;
 	int rc = -1;
 	struct pf_ev *ev = malloc((2 * b->n + 1) * sizeof *ev);
-	uint32_t *act = malloc((b->n + 1) * sizeof *act), *where = malloc((b->n + 1) * sizeof *where);
+	uint32_t *act = malloc((b->n + 1) * sizeof *act),
+	         *where = malloc((b->n + 1) * sizeof *where);
 	struct policy_ports *tmp = malloc((b->n + 1) * sizeof *tmp);
 	if (!ev || !act || !where || !tmp)
 		goto out;
@@ -158,7 +161,8 @@ static int table_build(struct policy_filter *f, struct pf_table *t, const struct
 	}
 	qsort(ev, nev, sizeof *ev, ev_cmp);
 	struct pol_u128 zero = {0, 0};
-	if ((!nev || pol_u128_cmp(ev[0].at, zero) > 0) && (rc = block_add(f, t, &cap, zero, NULL, 0)))
+	if ((!nev || pol_u128_cmp(ev[0].at, zero) > 0) &&
+	    (rc = block_add(f, t, &cap, zero, NULL, 0)))
 		goto out;
 	for (size_t k = 0; k < nev;) {
 		struct pol_u128 at = ev[k].at;
@@ -211,7 +215,8 @@ static int collect(const struct policy_compiled *cp, size_t i, uint8_t bit,
 					continue;
 				}
 				for (uint32_t k = 0; k < rule->dst[d].n_ports; k++)
-					if ((rc = item_add(b, &cr->src_iv[s], rule->dst[d].ports[k])))
+					if ((rc = item_add(b, &cr->src_iv[s],
+					                   rule->dst[d].ports[k])))
 						return rc;
 			}
 			if (bit == POL_ICMP)
@@ -241,11 +246,12 @@ struct policy_filter *policy_node_filter(const struct policy_compiled *cp, size_
 		free(b.items);
 		if (rc == -2) {
 			char nb[100];
-			pol_set_err(err, 0, 0,
-			            "node %s: its filter would hold more than %u port ranges; "
-			            "write fewer distinct sources and ports for it",
-			            pol_show(cp->nodes[i].name, nb, sizeof nb),
-			            POLICY_FILTER_MAX_RANGES);
+			pol_set_err(
+			    err, 0, 0,
+			    "node %s: its filter would hold more than %u port ranges; "
+			    "write fewer distinct sources and ports for it",
+			    pol_show(cp->nodes[i].name, nb, sizeof nb),
+			    POLICY_FILTER_MAX_RANGES);
 			policy_filter_free(f);
 			return NULL;
 		}

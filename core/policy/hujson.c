@@ -26,7 +26,7 @@ struct scanner {
 	struct policy_error *err;
 	uint32_t cap_pos;
 	struct frame stk[POLICY_MAX_DEPTH + 1];
-	int depth;          /* frames in use; stk[0] is the top level */
+	int depth; /* frames in use; stk[0] is the top level */
 };
 
 static int fail(struct scanner *s, size_t off, const char *fmt, const char *arg)
@@ -98,7 +98,8 @@ static int value_start(struct scanner *s, size_t off)
 	struct pol_scan *sc = s->sc;
 	struct frame *f = &s->stk[s->depth - 1];
 	if (sc->n_pos >= POLICY_MAX_VALUES)
-		return fail(s, off, "the policy holds more than %s JSON values", "200000");
+		return fail(s, off, "the policy holds more than %s JSON values",
+		            "200000");
 	if (sc->n_pos == s->cap_pos) {
 		uint32_t cap = s->cap_pos ? s->cap_pos * 2 : 256;
 		struct pol_pos *p = realloc(sc->pos, cap * sizeof *p);
@@ -152,7 +153,8 @@ static int comment(struct scanner *s, size_t *ip)
 		i += 2;
 		for (;;) {
 			if (i + 1 >= s->len)
-				return fail(s, start, "%s", "a /* comment is not closed with */");
+				return fail(s, start, "%s",
+				            "a /* comment is not closed with */");
 			if (s->in[i] == '*' && s->in[i + 1] == '/')
 				break;
 			if (s->in[i] != '\n' && s->in[i] != '\r')
@@ -162,7 +164,8 @@ static int comment(struct scanner *s, size_t *ip)
 		o[i] = o[i + 1] = ' ';
 		i += 2;
 	} else {
-		return fail(s, i, "%s", "a '/' that starts no comment (comments are // and /* */)");
+		return fail(s, i, "%s",
+		            "a '/' that starts no comment (comments are // and /* */)");
 	}
 	*ip = i;
 	return 0;
@@ -233,13 +236,14 @@ static int scan(struct scanner *s)
 		}
 		if (c == '{' || c == '[') {
 			if (s->depth > POLICY_MAX_DEPTH)
-				return fail(s, i, "nesting deeper than %s levels of [ and {",
+				return fail(s, i,
+				            "nesting deeper than %s levels of [ and {",
 				            "16");
 			if (value_start(s, i))
 				return -1;
 			s->stk[s->depth++] =
-			    (struct frame){s->sc->n_pos - 1, c, c == '{' ? ST_KEY : ST_VALUE,
-			                   POL_NO_KEY};
+			    (struct frame){s->sc->n_pos - 1, c,
+			                   c == '{' ? ST_KEY : ST_VALUE, POL_NO_KEY};
 			i++;
 			continue;
 		}
@@ -255,14 +259,15 @@ static int scan(struct scanner *s)
 	return 0;
 }
 
-int pol_scan_run(const char *in, size_t len, struct pol_scan *sc, struct policy_error *err)
+int pol_scan_run(const char *in, size_t len, struct pol_scan *sc,
+                 struct policy_error *err)
 {
 	memset(sc, 0, sizeof *sc);
 	sc->src = in;
 	sc->len = len;
 	if (len > POLICY_MAX_BYTES) {
-		pol_set_err(err, 0, 0, "the policy is %zu bytes; the limit is %d (1 MiB)", len,
-		            POLICY_MAX_BYTES);
+		pol_set_err(err, 0, 0, "the policy is %zu bytes; the limit is %d (1 MiB)",
+		            len, POLICY_MAX_BYTES);
 		return -1;
 	}
 	if (build_lines(sc, in, len) || !(sc->json = malloc(len + 1))) {

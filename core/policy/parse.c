@@ -8,20 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/policy/policy_int.h"
+#include "core/policy/parse_int.h"
 
 #define POL_MAX_WARNINGS 50
-#define POL_MAX_PORT_ITEMS 256
 
-struct pctx {
-	struct policy *p;
-	struct pol_scan *sc;
-	struct policy_error *err;
-	char path[160];
-	uint32_t n_sel;
-};
-
-static void pos_linecol(struct pctx *c, uint32_t pos, bool at_key, int *line, int *col)
+void pol_p_pos_linecol(struct pctx *c, uint32_t pos, bool at_key, int *line, int *col)
 {
 	size_t off = 0;
 	if (pos < c->sc->n_pos) {
@@ -32,12 +23,11 @@ static void pos_linecol(struct pctx *c, uint32_t pos, bool at_key, int *line, in
 	pol_scan_linecol(c->sc, off, line, col);
 }
 
-__attribute__((format(printf, 4, 5))) static int perr(struct pctx *c, uint32_t pos, bool at_key,
-                                                      const char *fmt, ...)
+int pol_p_perr(struct pctx *c, uint32_t pos, bool at_key, const char *fmt, ...)
 {
 	int line, col;
 	va_list ap;
-	pos_linecol(c, pos, at_key, &line, &col);
+	pol_p_pos_linecol(c, pos, at_key, &line, &col);
 	va_start(ap, fmt);
 	pol_vset_err(c->err, line, col, fmt, ap);
 	va_end(ap);
@@ -51,19 +41,20 @@ __attribute__((format(printf, 3, 4))) static void warn(struct pctx *c, uint32_t 
 	if (p->n_warnings == POL_MAX_WARNINGS)
 		return;
 	if (!p->warnings) {
-		p->warnings = pol_alloc(&p->arena, POL_MAX_WARNINGS * sizeof *p->warnings);
+		p->warnings =
+		    pol_alloc(&p->arena, POL_MAX_WARNINGS * sizeof *p->warnings);
 		if (!p->warnings)
 			return;
 	}
 	int line, col;
 	va_list ap;
-	pos_linecol(c, pos, false, &line, &col);
+	pol_p_pos_linecol(c, pos, false, &line, &col);
 	va_start(ap, fmt);
 	pol_vset_err(&p->warnings[p->n_warnings++], line, col, fmt, ap);
 	va_end(ap);
 }
 
-static size_t path_push(struct pctx *c, const char *fmt, const char *s, size_t i)
+size_t pol_p_path_push(struct pctx *c, const char *fmt, const char *s, size_t i)
 {
 	size_t old = strlen(c->path);
 	char buf[100];
@@ -73,12 +64,12 @@ static size_t path_push(struct pctx *c, const char *fmt, const char *s, size_t i
 	return old;
 }
 
-static void path_pop(struct pctx *c, size_t old)
+void pol_p_path_pop(struct pctx *c, size_t old)
 {
 	c->path[old] = 0;
 }
 
-static const char *type_name(const json_t *v)
+const char *pol_p_type_name(const json_t *v)
 {
 	switch (json_typeof(v)) {
 	case JSON_OBJECT:
@@ -98,13 +89,14 @@ static const char *type_name(const json_t *v)
 	}
 }
 
-static int count_sel(struct pctx *c, uint32_t pos)
+int pol_p_count_sel(struct pctx *c, uint32_t pos)
 {
 	if (++c->n_sel > POLICY_MAX_SELECTORS)
-		return perr(c, pos, false,
-		            "the policy holds more than %d selectors, ports and members in all; "
-		            "group users and hosts to say the same with fewer",
-		            POLICY_MAX_SELECTORS);
+		return pol_p_perr(
+		    c, pos, false,
+		    "the policy holds more than %d selectors, ports and members in all; "
+		    "group users and hosts to say the same with fewer",
+		    POLICY_MAX_SELECTORS);
 	return 0;
 }
 
@@ -114,16 +106,16 @@ static char *dup(struct pctx *c, const char *s)
 }
 
 /* A list of strings at pos; *n its length. */
-static int want_strings(struct pctx *c, json_t *v, uint32_t pos)
+int pol_p_want_strings(struct pctx *c, json_t *v, uint32_t pos)
 {
 	if (!json_is_array(v))
-		return perr(c, pos, false, "%s must be a list of strings, not %s", c->path,
-		            type_name(v));
+		return pol_p_perr(c, pos, false, "%s must be a list of strings, not %s",
+		                  c->path, pol_p_type_name(v));
 	for (size_t i = 0; i < json_array_size(v); i++)
 		if (!json_is_string(json_array_get(v, i)))
-			return perr(c, pol_scan_child(c->sc, pos, i), false,
-			            "%s[%zu] must be a string, not %s", c->path, i,
-			            type_name(json_array_get(v, i)));
+			return pol_p_perr(c, pol_scan_child(c->sc, pos, i), false,
+			                  "%s[%zu] must be a string, not %s", c->path, i,
+			                  pol_p_type_name(json_array_get(v, i)));
 	return 0;
 }
 
@@ -188,7 +180,7 @@ static int plain_user_warning(struct pctx *c, uint32_t pos, const char *s)
 }
 
 /* Resolves s (at pos, described by c->path) into *o. */
-static int sel_resolve(struct pctx *c, const char *s, uint32_t pos, struct pol_sel *o)
+int pol_p_sel_resolve(struct pctx *c, const char *s, uint32_t pos, struct pol_sel *o)
 {
 	struct policy *p = c->p;
 	char b[100];
@@ -196,45 +188,51 @@ static int sel_resolve(struct pctx *c, const char *s, uint32_t pos, struct pol_s
 	bool single;
 	memset(o, 0, sizeof *o);
 	if (!(o->text = dup(c, s)))
-		return perr(c, pos, false, "out of memory");
+		return pol_p_perr(c, pos, false, "out of memory");
 	pol_show(s, b, sizeof b);
 	if (!strcmp(s, "*")) {
 		o->kind = SEL_ANY;
 	} else if (!strncmp(s, "group:", 6)) {
 		int g = find_group(p, s);
 		if (g < 0)
-			return perr(c, pos, false,
-			            "unknown group '%s' in %s: define it under \"groups\"", b,
-			            c->path);
+			return pol_p_perr(
+			    c, pos, false,
+			    "unknown group '%s' in %s: define it under \"groups\"", b,
+			    c->path);
 		o->kind = SEL_GROUP;
 		o->group = (uint32_t)g;
 	} else if (!strncmp(s, "tag:", 4)) {
 		if (find_tag(p, s) < 0)
-			return perr(c, pos, false,
-			            "unknown tag '%s' in %s: declare it under \"tagOwners\" (who "
-			            "may give it to nodes)",
-			            b, c->path);
+			return pol_p_perr(
+			    c, pos, false,
+			    "unknown tag '%s' in %s: declare it under \"tagOwners\" (who "
+			    "may give it to nodes)",
+			    b, c->path);
 		o->kind = SEL_TAG;
 		o->name = o->text;
 	} else if (!strncmp(s, "autogroup:", 10)) {
-		return perr(c, pos, false,
-		            "'%s' in %s: autogroups are not supported; use *, users, groups, "
-		            "tags, hosts or addresses",
-		            b, c->path);
+		return pol_p_perr(
+		    c, pos, false,
+		    "'%s' in %s: autogroups are not supported; use *, users, groups, "
+		    "tags, hosts or addresses",
+		    b, c->path);
 	} else if (find_host(p, s)) {
 		o->kind = SEL_PREFIX;
 		o->iv = find_host(p, s)->iv;
 	} else if (looks_like_address(s)) {
 		if ((why = pol_parse_prefix(s, &o->iv, &single)))
-			return perr(c, pos, false, "'%s' in %s: %s", b, c->path, why);
+			return pol_p_perr(c, pos, false, "'%s' in %s: %s", b, c->path,
+			                  why);
 		o->kind = SEL_PREFIX;
 	} else {
 		bool plain;
 		if (!(o->name = user_name(c, s, &plain)))
-			return perr(c, pos, false,
-			            "'%s' in %s is not a selector: expected *, a user (alice@), "
-			            "group:NAME, tag:NAME, a host alias, or a mesh address or CIDR",
-			            b, c->path);
+			return pol_p_perr(
+			    c, pos, false,
+			    "'%s' in %s is not a selector: expected *, a user (alice@), "
+			    "group:NAME, tag:NAME, a host alias, or a mesh address or "
+			    "CIDR",
+			    b, c->path);
 		o->kind = SEL_USER;
 		if (plain)
 			plain_user_warning(c, pos, s);
@@ -243,24 +241,25 @@ static int sel_resolve(struct pctx *c, const char *s, uint32_t pos, struct pol_s
 }
 
 /* "SEL:PORTS" (or "[v6]:PORTS"): splits at the last ':'. */
-static int split_dst(struct pctx *c, const char *s, uint32_t pos, char *sel, size_t cap,
-                     const char **ports)
+int pol_p_split_dst(struct pctx *c, const char *s, uint32_t pos, char *sel, size_t cap,
+                    const char **ports)
 {
 	char b[100];
 	const char *colon = strrchr(s, ':');
 	size_t n = colon ? (size_t)(colon - s) : 0;
 	if (!colon || n == 0)
-		return perr(c, pos, false,
-		            "'%s' in %s has no port: write SELECTOR:PORTS, e.g. web:443, "
-		            "tag:db:5432 or web:* for all ports",
-		            pol_show(s, b, sizeof b), c->path);
+		return pol_p_perr(
+		    c, pos, false,
+		    "'%s' in %s has no port: write SELECTOR:PORTS, e.g. web:443, "
+		    "tag:db:5432 or web:* for all ports",
+		    pol_show(s, b, sizeof b), c->path);
 	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
 		s++;
 		n -= 2;
 	}
 	if (n >= cap)
-		return perr(c, pos, false, "'%s' in %s: the selector is too long",
-		            pol_show(s, b, sizeof b), c->path);
+		return pol_p_perr(c, pos, false, "'%s' in %s: the selector is too long",
+		                  pol_show(s, b, sizeof b), c->path);
 	memcpy(sel, s, n);
 	sel[n] = 0;
 	*ports = colon + 1;
@@ -273,10 +272,11 @@ static int parse_groups(struct pctx *c, json_t *v, uint32_t pos)
 {
 	struct policy *p = c->p;
 	if (!json_is_object(v))
-		return perr(c, pos, false, "\"groups\" must be an object, not %s", type_name(v));
+		return pol_p_perr(c, pos, false, "\"groups\" must be an object, not %s",
+		                  pol_p_type_name(v));
 	p->groups = pol_alloc(&p->arena, (json_object_size(v) + 1) * sizeof *p->groups);
 	if (!p->groups)
-		return perr(c, pos, false, "out of memory");
+		return pol_p_perr(c, pos, false, "out of memory");
 	size_t i = 0;
 	for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it), i++) {
 		const char *k = json_object_iter_key(it);
@@ -284,35 +284,39 @@ static int parse_groups(struct pctx *c, json_t *v, uint32_t pos)
 		uint32_t kp = pol_scan_child(c->sc, pos, i);
 		char b[100];
 		if (strncmp(k, "group:", 6) || !pol_name_valid(k + 6, strlen(k + 6)))
-			return perr(c, kp, true,
-			            "group name '%s' must be group:NAME (NAME of letters, digits, "
-			            "'.', '_', '-')",
-			            pol_show(k, b, sizeof b));
-		size_t old = path_push(c, "groups[\"%s\"]", k, 0);
-		if (want_strings(c, m, kp))
+			return pol_p_perr(c, kp, true,
+			                  "group name '%s' must be group:NAME (NAME of "
+			                  "letters, digits, "
+			                  "'.', '_', '-')",
+			                  pol_show(k, b, sizeof b));
+		size_t old = pol_p_path_push(c, "groups[\"%s\"]", k, 0);
+		if (pol_p_want_strings(c, m, kp))
 			return -1;
 		struct pol_group *g = &p->groups[p->n_groups];
 		g->name = dup(c, k);
-		g->members = pol_alloc(&p->arena, (json_array_size(m) + 1) * sizeof(char *));
+		g->members =
+		    pol_alloc(&p->arena, (json_array_size(m) + 1) * sizeof(char *));
 		if (!g->name || !g->members)
-			return perr(c, kp, false, "out of memory");
+			return pol_p_perr(c, kp, false, "out of memory");
 		for (size_t j = 0; j < json_array_size(m); j++) {
 			const char *s = json_string_value(json_array_get(m, j));
 			uint32_t mp = pol_scan_child(c->sc, kp, j);
 			bool plain;
-			if (count_sel(c, mp))
+			if (pol_p_count_sel(c, mp))
 				return -1;
 			if (!strncmp(s, "group:", 6) || !strncmp(s, "tag:", 4))
-				return perr(c, mp, false,
-				            "'%s' in %s[%zu]: a group holds users, not groups or tags",
-				            pol_show(s, b, sizeof b), c->path, j);
+				return pol_p_perr(c, mp, false,
+				                  "'%s' in %s[%zu]: a group holds users, "
+				                  "not groups or tags",
+				                  pol_show(s, b, sizeof b), c->path, j);
 			if (!(g->members[g->n++] = user_name(c, s, &plain)))
-				return perr(c, mp, false,
-				            "'%s' in %s[%zu] is not a user name (alice, alice@ or "
-				            "alice@example.com)",
-				            pol_show(s, b, sizeof b), c->path, j);
+				return pol_p_perr(c, mp, false,
+				                  "'%s' in %s[%zu] is not a user name "
+				                  "(alice, alice@ or "
+				                  "alice@example.com)",
+				                  pol_show(s, b, sizeof b), c->path, j);
 		}
-		path_pop(c, old);
+		pol_p_path_pop(c, old);
 		p->n_groups++;
 	}
 	return 0;
@@ -322,10 +326,11 @@ static int parse_hosts(struct pctx *c, json_t *v, uint32_t pos)
 {
 	struct policy *p = c->p;
 	if (!json_is_object(v))
-		return perr(c, pos, false, "\"hosts\" must be an object, not %s", type_name(v));
+		return pol_p_perr(c, pos, false, "\"hosts\" must be an object, not %s",
+		                  pol_p_type_name(v));
 	p->hosts = pol_alloc(&p->arena, (json_object_size(v) + 1) * sizeof *p->hosts);
 	if (!p->hosts)
-		return perr(c, pos, false, "out of memory");
+		return pol_p_perr(c, pos, false, "out of memory");
 	size_t i = 0;
 	for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it), i++) {
 		const char *k = json_object_iter_key(it);
@@ -335,23 +340,28 @@ static int parse_hosts(struct pctx *c, json_t *v, uint32_t pos)
 		struct in_addr a4;
 		bool single;
 		const char *why;
-		if (count_sel(c, kp))
+		if (pol_p_count_sel(c, kp))
 			return -1;
 		if (!pol_name_valid(k, strlen(k)) || inet_pton(AF_INET, k, &a4) == 1 ||
 		    !strcmp(k, "*"))
-			return perr(c, kp, true,
-			            "host alias '%s' must be a name of letters, digits, '.', '_', "
-			            "'-' (not an address)",
-			            pol_show(k, b, sizeof b));
+			return pol_p_perr(c, kp, true,
+			                  "host alias '%s' must be a name of letters, "
+			                  "digits, '.', '_', "
+			                  "'-' (not an address)",
+			                  pol_show(k, b, sizeof b));
 		if (!json_is_string(a))
-			return perr(c, kp, false, "hosts[\"%s\"] must be an address string, not %s",
-			            pol_show(k, b, sizeof b), type_name(a));
+			return pol_p_perr(
+			    c, kp, false,
+			    "hosts[\"%s\"] must be an address string, not %s",
+			    pol_show(k, b, sizeof b), pol_p_type_name(a));
 		struct pol_host *h = &p->hosts[p->n_hosts];
 		if ((why = pol_parse_prefix(json_string_value(a), &h->iv, &single)))
-			return perr(c, kp, false, "hosts[\"%s\"]: '%s': %s", pol_show(k, b, sizeof b),
-			            pol_show(json_string_value(a), b2, sizeof b2), why);
+			return pol_p_perr(c, kp, false, "hosts[\"%s\"]: '%s': %s",
+			                  pol_show(k, b, sizeof b),
+			                  pol_show(json_string_value(a), b2, sizeof b2),
+			                  why);
 		if (!(h->name = dup(c, k)))
-			return perr(c, kp, false, "out of memory");
+			return pol_p_perr(c, kp, false, "out of memory");
 		p->n_hosts++;
 	}
 	return 0;
@@ -361,23 +371,26 @@ static int parse_tagowners(struct pctx *c, json_t *v, uint32_t pos)
 {
 	struct policy *p = c->p;
 	if (!json_is_object(v))
-		return perr(c, pos, false, "\"tagOwners\" must be an object, not %s",
-		            type_name(v));
-	p->tagowners = pol_alloc(&p->arena, (json_object_size(v) + 1) * sizeof *p->tagowners);
+		return pol_p_perr(c, pos, false,
+		                  "\"tagOwners\" must be an object, not %s",
+		                  pol_p_type_name(v));
+	p->tagowners =
+	    pol_alloc(&p->arena, (json_object_size(v) + 1) * sizeof *p->tagowners);
 	if (!p->tagowners)
-		return perr(c, pos, false, "out of memory");
+		return pol_p_perr(c, pos, false, "out of memory");
 	/* The tags first: an owner may be another tag declared later. */
 	size_t i = 0;
 	for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it), i++) {
 		const char *k = json_object_iter_key(it);
 		char b[100];
 		if (strncmp(k, "tag:", 4) || !pol_name_valid(k + 4, strlen(k + 4)))
-			return perr(c, pol_scan_child(c->sc, pos, i), true,
-			            "tag '%s' must be tag:NAME (NAME of letters, digits, '.', '_', "
-			            "'-')",
-			            pol_show(k, b, sizeof b));
+			return pol_p_perr(c, pol_scan_child(c->sc, pos, i), true,
+			                  "tag '%s' must be tag:NAME (NAME of letters, "
+			                  "digits, '.', '_', "
+			                  "'-')",
+			                  pol_show(k, b, sizeof b));
 		if (!(p->tagowners[p->n_tagowners++].tag = dup(c, k)))
-			return perr(c, pos, false, "out of memory");
+			return pol_p_perr(c, pos, false, "out of memory");
 	}
 	i = 0;
 	for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it), i++) {
@@ -385,27 +398,31 @@ static int parse_tagowners(struct pctx *c, json_t *v, uint32_t pos)
 		uint32_t kp = pol_scan_child(c->sc, pos, i);
 		struct pol_tagowner *t = &p->tagowners[i];
 		char b[100];
-		size_t old = path_push(c, "tagOwners[\"%s\"]", t->tag, 0);
-		if (want_strings(c, o, kp))
+		size_t old = pol_p_path_push(c, "tagOwners[\"%s\"]", t->tag, 0);
+		if (pol_p_want_strings(c, o, kp))
 			return -1;
-		t->owners = pol_alloc(&p->arena, (json_array_size(o) + 1) * sizeof *t->owners);
+		t->owners =
+		    pol_alloc(&p->arena, (json_array_size(o) + 1) * sizeof *t->owners);
 		if (!t->owners)
-			return perr(c, kp, false, "out of memory");
+			return pol_p_perr(c, kp, false, "out of memory");
 		for (size_t j = 0; j < json_array_size(o); j++) {
 			uint32_t op = pol_scan_child(c->sc, kp, j);
-			size_t o2 = path_push(c, "[%s%zu]", NULL, j);
-			if (count_sel(c, op) ||
-			    sel_resolve(c, json_string_value(json_array_get(o, j)), op,
-			                &t->owners[j]))
+			size_t o2 = pol_p_path_push(c, "[%s%zu]", NULL, j);
+			if (pol_p_count_sel(c, op) ||
+			    pol_p_sel_resolve(c, json_string_value(json_array_get(o, j)),
+			                      op, &t->owners[j]))
 				return -1;
-			if (t->owners[j].kind == SEL_ANY || t->owners[j].kind == SEL_PREFIX)
-				return perr(c, op, false,
-				            "%s: a tag is owned by users, groups or tags, not by '%s'",
-				            c->path, pol_show(t->owners[j].text, b, sizeof b));
-			path_pop(c, o2);
+			if (t->owners[j].kind == SEL_ANY ||
+			    t->owners[j].kind == SEL_PREFIX)
+				return pol_p_perr(
+				    c, op, false,
+				    "%s: a tag is owned by users, groups or tags, not by "
+				    "'%s'",
+				    c->path, pol_show(t->owners[j].text, b, sizeof b));
+			pol_p_path_pop(c, o2);
 			t->n++;
 		}
-		path_pop(c, old);
+		pol_p_path_pop(c, old);
 	}
 	return 0;
 }
@@ -422,14 +439,15 @@ static uint8_t proto_bits(const char *s)
 }
 
 /* The optional "proto" of a rule or test at object pos o, key index ki. */
-static int parse_proto(struct pctx *c, json_t *v, uint32_t vp, uint8_t *out)
+int pol_p_parse_proto(struct pctx *c, json_t *v, uint32_t vp, uint8_t *out)
 {
 	char b[100];
 	if (!json_is_string(v) || !(*out = proto_bits(json_string_value(v))))
-		return perr(c, vp, false, "%s.proto must be \"tcp\", \"udp\" or \"icmp\", not %s",
-		            c->path,
-		            json_is_string(v) ? pol_show(json_string_value(v), b, sizeof b)
-		                              : type_name(v));
+		return pol_p_perr(
+		    c, vp, false, "%s.proto must be \"tcp\", \"udp\" or \"icmp\", not %s",
+		    c->path,
+		    json_is_string(v) ? pol_show(json_string_value(v), b, sizeof b)
+		                      : pol_p_type_name(v));
 	return 0;
 }
 
@@ -440,25 +458,35 @@ static int parse_dst(struct pctx *c, const char *s, uint32_t pos, uint8_t protos
 	char sel[128], b[100];
 	const char *ports, *why;
 	uint32_t n;
-	if (split_dst(c, s, pos, sel, sizeof sel, &ports))
+	if (pol_p_split_dst(c, s, pos, sel, sizeof sel, &ports))
 		return -1;
 	if ((why = pol_parse_ports(ports, tmp, POL_MAX_PORT_ITEMS, &n)))
-		return perr(c, pos, false,
-		            "'%s' in %s: %s (dst entries are SELECTOR:PORTS, e.g. web:443, "
-		            "tag:db:5432, web:80,443 or web:8000-8099)",
-		            pol_show(s, b, sizeof b), c->path, why);
+		return pol_p_perr(
+		    c, pos, false,
+		    "'%s' in %s: %s (dst entries are SELECTOR:PORTS, e.g. web:443, "
+		    "tag:db:5432, web:80,443 or web:8000-8099)",
+		    pol_show(s, b, sizeof b), c->path, why);
 	if (protos == POL_ICMP && !(n == 1 && tmp[0].lo == 0 && tmp[0].hi == 65535))
-		return perr(c, pos, false,
-		            "'%s' in %s: ICMP has no ports; write the destination with :*",
-		            pol_show(s, b, sizeof b), c->path);
+		return pol_p_perr(
+		    c, pos, false,
+		    "'%s' in %s: ICMP has no ports; write the destination with :*",
+		    pol_show(s, b, sizeof b), c->path);
 	for (uint32_t i = 0; i < n; i++)
-		if (count_sel(c, pos))
+		if (pol_p_count_sel(c, pos))
 			return -1;
-	if (sel_resolve(c, sel, pos, &d->sel))
+	if (pol_p_sel_resolve(c, sel, pos, &d->sel)) {
+		/* "fd7a::9" alone splits into "fd7a:" and port 9. */
+		if (strchr(sel, ':') && s[0] != '[' && strncmp(s, "tag:", 4) &&
+		    strncmp(s, "group:", 6)) {
+			size_t l = strlen(c->err->msg);
+			snprintf(c->err->msg + l, sizeof c->err->msg - l,
+			         " (an IPv6 destination is written [ADDRESS]:PORTS)");
+		}
 		return -1;
+	}
 	d->ports = pol_alloc(&c->p->arena, n * sizeof *d->ports);
 	if (!d->ports)
-		return perr(c, pos, false, "out of memory");
+		return pol_p_perr(c, pos, false, "out of memory");
 	memcpy(d->ports, tmp, n * sizeof *d->ports);
 	d->n_ports = n;
 	return 0;
@@ -470,10 +498,11 @@ static int parse_rule(struct pctx *c, json_t *r, uint32_t rp, struct pol_rule *o
 	uint32_t sp = rp, dp = rp, ap = rp;
 	char b[100];
 	if (!json_is_object(r))
-		return perr(c, rp, false, "%s must be an object {\"action\", \"src\", \"dst\"}, "
-		                          "not %s",
-		            c->path, type_name(r));
-	pos_linecol(c, rp, false, &out->line, &out->col);
+		return pol_p_perr(c, rp, false,
+		                  "%s must be an object {\"action\", \"src\", \"dst\"}, "
+		                  "not %s",
+		                  c->path, pol_p_type_name(r));
+	pol_p_pos_linecol(c, rp, false, &out->line, &out->col);
 	out->protos = POL_ALLPROTO;
 	size_t i = 0;
 	for (void *it = json_object_iter(r); it; it = json_object_iter_next(r, it), i++) {
@@ -490,62 +519,68 @@ static int parse_rule(struct pctx *c, json_t *r, uint32_t rp, struct pol_rule *o
 			dst = v;
 			dp = kp;
 		} else if (!strcmp(k, "proto")) {
-			if (parse_proto(c, v, kp, &out->protos))
+			if (pol_p_parse_proto(c, v, kp, &out->protos))
 				return -1;
 		} else {
-			return perr(c, kp, true,
-			            "unknown field '%s' in %s: a rule has action, src, dst and "
-			            "optionally proto%s",
-			            pol_show(k, b, sizeof b), c->path,
-			            !strcmp(k, "users") || !strcmp(k, "ports")
-			                ? " (write users as src and ports as dst)"
-			                : "");
+			return pol_p_perr(
+			    c, kp, true,
+			    "unknown field '%s' in %s: a rule has action, src, dst and "
+			    "optionally proto%s",
+			    pol_show(k, b, sizeof b), c->path,
+			    !strcmp(k, "users") || !strcmp(k, "ports")
+			        ? " (write users as src and ports as dst)"
+			        : "");
 		}
 	}
 	if (!action || !src || !dst)
-		return perr(c, rp, false, "%s has no \"%s\"", c->path,
-		            !action ? "action" : !src ? "src" : "dst");
+		return pol_p_perr(c, rp, false, "%s has no \"%s\"", c->path,
+		                  !action ? "action"
+		                  : !src  ? "src"
+		                          : "dst");
 	if (!json_is_string(action) || strcmp(json_string_value(action), "accept"))
-		return perr(c, ap, false,
-		            "%s.action must be \"accept\": rules only accept, and whatever no "
-		            "rule accepts is denied",
-		            c->path);
-	size_t old = path_push(c, ".src", NULL, 0);
-	if (want_strings(c, src, sp))
+		return pol_p_perr(
+		    c, ap, false,
+		    "%s.action must be \"accept\": rules only accept, and whatever no "
+		    "rule accepts is denied",
+		    c->path);
+	size_t old = pol_p_path_push(c, ".src", NULL, 0);
+	if (pol_p_want_strings(c, src, sp))
 		return -1;
 	out->src = pol_alloc(&c->p->arena, (json_array_size(src) + 1) * sizeof *out->src);
 	if (!out->src)
-		return perr(c, sp, false, "out of memory");
+		return pol_p_perr(c, sp, false, "out of memory");
 	for (size_t j = 0; j < json_array_size(src); j++) {
 		uint32_t ep = pol_scan_child(c->sc, sp, j);
-		size_t o2 = path_push(c, "[%s%zu]", NULL, j);
-		if (count_sel(c, ep) ||
-		    sel_resolve(c, json_string_value(json_array_get(src, j)), ep, &out->src[j]))
+		size_t o2 = pol_p_path_push(c, "[%s%zu]", NULL, j);
+		if (pol_p_count_sel(c, ep) ||
+		    pol_p_sel_resolve(c, json_string_value(json_array_get(src, j)), ep,
+		                      &out->src[j]))
 			return -1;
-		path_pop(c, o2);
+		pol_p_path_pop(c, o2);
 		out->n_src++;
 	}
 	if (!out->n_src)
 		warn(c, sp, "%s is empty: the rule matches nothing", c->path);
-	path_pop(c, old);
-	old = path_push(c, ".dst", NULL, 0);
-	if (want_strings(c, dst, dp))
+	pol_p_path_pop(c, old);
+	old = pol_p_path_push(c, ".dst", NULL, 0);
+	if (pol_p_want_strings(c, dst, dp))
 		return -1;
 	out->dst = pol_alloc(&c->p->arena, (json_array_size(dst) + 1) * sizeof *out->dst);
 	if (!out->dst)
-		return perr(c, dp, false, "out of memory");
+		return pol_p_perr(c, dp, false, "out of memory");
 	for (size_t j = 0; j < json_array_size(dst); j++) {
 		uint32_t ep = pol_scan_child(c->sc, dp, j);
-		size_t o2 = path_push(c, "[%s%zu]", NULL, j);
-		if (count_sel(c, ep) || parse_dst(c, json_string_value(json_array_get(dst, j)),
-		                                  ep, out->protos, &out->dst[j]))
+		size_t o2 = pol_p_path_push(c, "[%s%zu]", NULL, j);
+		if (pol_p_count_sel(c, ep) ||
+		    parse_dst(c, json_string_value(json_array_get(dst, j)), ep,
+		              out->protos, &out->dst[j]))
 			return -1;
-		path_pop(c, o2);
+		pol_p_path_pop(c, o2);
 		out->n_dst++;
 	}
 	if (!out->n_dst)
 		warn(c, dp, "%s is empty: the rule matches nothing", c->path);
-	path_pop(c, old);
+	pol_p_path_pop(c, old);
 	return 0;
 }
 
@@ -553,164 +588,25 @@ static int parse_acls(struct pctx *c, json_t *v, uint32_t pos)
 {
 	struct policy *p = c->p;
 	if (!json_is_array(v))
-		return perr(c, pos, false, "\"acls\" must be a list of rules, not %s",
-		            type_name(v));
+		return pol_p_perr(c, pos, false,
+		                  "\"acls\" must be a list of rules, not %s",
+		                  pol_p_type_name(v));
 	if (json_array_size(v) > POLICY_MAX_RULES)
-		return perr(c, pos, false,
-		            "\"acls\" holds %zu rules; the limit is %d (merge rules with the "
-		            "same sources)",
-		            json_array_size(v), POLICY_MAX_RULES);
+		return pol_p_perr(
+		    c, pos, false,
+		    "\"acls\" holds %zu rules; the limit is %d (merge rules with the "
+		    "same sources)",
+		    json_array_size(v), POLICY_MAX_RULES);
 	p->rules = pol_alloc(&p->arena, (json_array_size(v) + 1) * sizeof *p->rules);
 	if (!p->rules)
-		return perr(c, pos, false, "out of memory");
+		return pol_p_perr(c, pos, false, "out of memory");
 	for (size_t i = 0; i < json_array_size(v); i++) {
-		size_t old = path_push(c, "acls[%s%zu]", NULL, i);
+		size_t old = pol_p_path_push(c, "acls[%s%zu]", NULL, i);
 		if (parse_rule(c, json_array_get(v, i), pol_scan_child(c->sc, pos, i),
 		               &p->rules[i]))
 			return -1;
-		path_pop(c, old);
+		pol_p_path_pop(c, old);
 		p->n_rules++;
-	}
-	return 0;
-}
-
-/* A test's src or destination: one identity (a user, a tag, one address). */
-static int test_ident(struct pctx *c, const char *s, uint32_t pos, struct pol_sel *o)
-{
-	char b[100];
-	if (sel_resolve(c, s, pos, o))
-		return -1;
-	if (o->kind == SEL_ANY || o->kind == SEL_GROUP ||
-	    (o->kind == SEL_PREFIX && pol_u128_cmp(o->iv.lo, o->iv.hi)))
-		return perr(c, pos, false,
-		            "'%s' in %s: a test names one user, tag, host or address, not a "
-		            "group, * or a range",
-		            pol_show(s, b, sizeof b), c->path);
-	return 0;
-}
-
-static int parse_cases(struct pctx *c, json_t *v, uint32_t vp, bool accept,
-                       struct pol_test *t)
-{
-	char sel[128], b[100];
-	const char *port;
-	if (want_strings(c, v, vp))
-		return -1;
-	for (size_t j = 0; j < json_array_size(v); j++) {
-		uint32_t ep = pol_scan_child(c->sc, vp, j);
-		const char *s = json_string_value(json_array_get(v, j));
-		struct pol_case *k = &t->cases[t->n_cases];
-		size_t old = path_push(c, "[%s%zu]", NULL, j);
-		if (count_sel(c, ep) || split_dst(c, s, ep, sel, sizeof sel, &port))
-			return -1;
-		uint16_t lo = 0;
-		uint32_t n = 0;
-		struct policy_ports pr[1];
-		if (t->proto == POL_ICMP) {
-			if (strcmp(port, "*"))
-				return perr(c, ep, false,
-				            "'%s' in %s: ICMP has no ports; write the destination "
-				            "with :*",
-				            pol_show(s, b, sizeof b), c->path);
-		} else if (pol_parse_ports(port, pr, 1, &n) || n != 1 || pr[0].lo != pr[0].hi) {
-			return perr(c, ep, false,
-			            "'%s' in %s: a test checks one port: write HOST:PORT, e.g. "
-			            "web:443",
-			            pol_show(s, b, sizeof b), c->path);
-		} else {
-			lo = pr[0].lo;
-		}
-		if (test_ident(c, sel, ep, &k->dst))
-			return -1;
-		k->accept = accept;
-		k->port = lo;
-		pos_linecol(c, ep, false, &k->line, &k->col);
-		t->n_cases++;
-		path_pop(c, old);
-	}
-	return 0;
-}
-
-static int parse_test(struct pctx *c, json_t *t, uint32_t tp, struct pol_test *out)
-{
-	json_t *src = NULL, *acc = NULL, *den = NULL;
-	uint32_t sp = tp, ap = tp, dp = tp;
-	char b[100];
-	if (!json_is_object(t))
-		return perr(c, tp, false, "%s must be an object {\"src\", \"accept\", \"deny\"}, "
-		                          "not %s",
-		            c->path, type_name(t));
-	pos_linecol(c, tp, false, &out->line, &out->col);
-	out->proto = POL_TCP;
-	size_t i = 0;
-	for (void *it = json_object_iter(t); it; it = json_object_iter_next(t, it), i++) {
-		const char *k = json_object_iter_key(it);
-		json_t *v = json_object_iter_value(it);
-		uint32_t kp = pol_scan_child(c->sc, tp, i);
-		if (!strcmp(k, "src")) {
-			src = v;
-			sp = kp;
-		} else if (!strcmp(k, "accept")) {
-			acc = v;
-			ap = kp;
-		} else if (!strcmp(k, "deny")) {
-			den = v;
-			dp = kp;
-		} else if (!strcmp(k, "proto")) {
-			if (parse_proto(c, v, kp, &out->proto))
-				return -1;
-		} else {
-			return perr(c, kp, true,
-			            "unknown field '%s' in %s: a test has src, accept, deny and "
-			            "optionally proto",
-			            pol_show(k, b, sizeof b), c->path);
-		}
-	}
-	if (!src)
-		return perr(c, tp, false, "%s has no \"src\"", c->path);
-	if (!acc && !den)
-		return perr(c, tp, false, "%s has neither \"accept\" nor \"deny\"", c->path);
-	if (!json_is_string(src))
-		return perr(c, sp, false, "%s.src must be a string, not %s", c->path,
-		            type_name(src));
-	size_t old = path_push(c, ".src", NULL, 0);
-	if (count_sel(c, sp) || test_ident(c, json_string_value(src), sp, &out->src))
-		return -1;
-	path_pop(c, old);
-	size_t n = (acc && json_is_array(acc) ? json_array_size(acc) : 0) +
-	           (den && json_is_array(den) ? json_array_size(den) : 0);
-	out->cases = pol_alloc(&c->p->arena, (n + 1) * sizeof *out->cases);
-	if (!out->cases)
-		return perr(c, tp, false, "out of memory");
-	old = path_push(c, ".accept", NULL, 0);
-	if (acc && parse_cases(c, acc, ap, true, out))
-		return -1;
-	path_pop(c, old);
-	old = path_push(c, ".deny", NULL, 0);
-	if (den && parse_cases(c, den, dp, false, out))
-		return -1;
-	path_pop(c, old);
-	return 0;
-}
-
-static int parse_tests(struct pctx *c, json_t *v, uint32_t pos)
-{
-	struct policy *p = c->p;
-	if (!json_is_array(v))
-		return perr(c, pos, false, "\"tests\" must be a list, not %s", type_name(v));
-	if (json_array_size(v) > POLICY_MAX_TESTS)
-		return perr(c, pos, false, "\"tests\" holds %zu tests; the limit is %d",
-		            json_array_size(v), POLICY_MAX_TESTS);
-	p->tests = pol_alloc(&p->arena, (json_array_size(v) + 1) * sizeof *p->tests);
-	if (!p->tests)
-		return perr(c, pos, false, "out of memory");
-	for (size_t i = 0; i < json_array_size(v); i++) {
-		size_t old = path_push(c, "tests[%s%zu]", NULL, i);
-		if (parse_test(c, json_array_get(v, i), pol_scan_child(c->sc, pos, i),
-		               &p->tests[i]))
-			return -1;
-		path_pop(c, old);
-		p->n_tests++;
 	}
 	return 0;
 }
@@ -726,26 +622,30 @@ static int parse_root(struct pctx *c, json_t *root)
 	uint32_t sp[N_SECTIONS] = {0};
 	char b[100];
 	if (!json_is_object(root))
-		return perr(c, 0, false, "the policy must be a JSON object { ... }, not %s",
-		            type_name(root));
+		return pol_p_perr(c, 0, false,
+		                  "the policy must be a JSON object { ... }, not %s",
+		                  pol_p_type_name(root));
 	size_t i = 0;
-	for (void *it = json_object_iter(root); it; it = json_object_iter_next(root, it), i++) {
+	for (void *it = json_object_iter(root); it;
+	     it = json_object_iter_next(root, it), i++) {
 		const char *k = json_object_iter_key(it);
 		int s;
 		for (s = 0; s < N_SECTIONS && strcmp(k, sections[s]); s++)
 			;
 		if (s == N_SECTIONS)
-			return perr(c, pol_scan_child(c->sc, 0, i), true,
-			            "unknown section '%s': a policy has groups, tagOwners, hosts, "
-			            "acls and tests",
-			            pol_show(k, b, sizeof b));
+			return pol_p_perr(c, pol_scan_child(c->sc, 0, i), true,
+			                  "unknown section '%s': a policy has groups, "
+			                  "tagOwners, hosts, "
+			                  "acls and tests",
+			                  pol_show(k, b, sizeof b));
 		sec[s] = json_object_iter_value(it);
 		sp[s] = pol_scan_child(c->sc, 0, i);
 	}
 	if ((sec[0] && parse_groups(c, sec[0], sp[0])) ||
 	    (sec[1] && parse_hosts(c, sec[1], sp[1])) ||
 	    (sec[2] && parse_tagowners(c, sec[2], sp[2])) ||
-	    (sec[3] && parse_acls(c, sec[3], sp[3])) || (sec[4] && parse_tests(c, sec[4], sp[4])))
+	    (sec[3] && parse_acls(c, sec[3], sp[3])) ||
+	    (sec[4] && pol_p_parse_tests(c, sec[4], sp[4])))
 		return -1;
 	if (!c->p->n_rules)
 		warn(c, sec[3] ? sp[3] : 0,

@@ -26,7 +26,12 @@
 
 /* IP protocol numbers as they appear in a packet. ICMPv6 (58) is matched
  * as ICMP. */
-enum policy_proto { POLICY_ICMP = 1, POLICY_TCP = 6, POLICY_UDP = 17, POLICY_ICMPV6 = 58 };
+enum policy_proto {
+	POLICY_ICMP = 1,
+	POLICY_TCP = 6,
+	POLICY_UDP = 17,
+	POLICY_ICMPV6 = 58
+};
 
 enum policy_verdict { POLICY_DENY = 0, POLICY_ACCEPT = 1 };
 
@@ -59,7 +64,7 @@ struct policy_node {
 	uint32_t v4;      /* host order; 0 = none */
 	bool has_v6;
 	uint8_t v6[16];
-	const char *user; /* NULL or "" = none */
+	const char *user;        /* NULL or "" = none */
 	const char *const *tags; /* "tag:NAME" */
 	size_t n_tags;
 };
@@ -87,14 +92,16 @@ struct policy_compiled;
  * everything and sees every other node. p must outlive the result. NULL
  * with *err filled on a conflict between the policy and the nodes (a host
  * alias that is also a user's name) or no memory. */
-struct policy_compiled *policy_compile(const struct policy *p, const struct policy_node *nodes,
-                                       size_t n, struct policy_error *err);
+struct policy_compiled *policy_compile(const struct policy *p,
+                                       const struct policy_node *nodes, size_t n,
+                                       struct policy_error *err);
 void policy_compiled_free(struct policy_compiled *cp);
 
 /* Runs the policy's tests: 0 with *passed set (test entries checked), or
  * -1 with *err naming the first failing test, its source and destination,
  * and (for an unexpected accept) the rule that accepts it. */
-int policy_run_tests(const struct policy_compiled *cp, size_t *passed, struct policy_error *err);
+int policy_run_tests(const struct policy_compiled *cp, size_t *passed,
+                     struct policy_error *err);
 
 /* The inbound filter of nodes[i]: what a packet to that node must match.
  * NULL with *err filled when it would exceed POLICY_FILTER_MAX_RANGES or
@@ -123,6 +130,7 @@ void policy_filter_block(const struct policy_filter *f, uint8_t proto, size_t k,
 /* The nodes nodes[i] may talk to or that may talk to it: indices into the
  * compiled node list, ascending, without i. *out is malloc'ed (NULL when
  * *n is 0). -1 on no memory. */
-int policy_node_visible(const struct policy_compiled *cp, size_t i, size_t **out, size_t *n);
+int policy_node_visible(const struct policy_compiled *cp, size_t i, size_t **out,
+                        size_t *n);
 
 #endif

@@ -57,7 +57,8 @@ struct pol_scan {
 };
 /* Comments and trailing commas become spaces; checks depth and value
  * count. -1 with *err on a problem or no memory (then nothing to free). */
-int pol_scan_run(const char *in, size_t len, struct pol_scan *sc, struct policy_error *err);
+int pol_scan_run(const char *in, size_t len, struct pol_scan *sc,
+                 struct policy_error *err);
 void pol_scan_free(struct pol_scan *sc);
 void pol_scan_linecol(const struct pol_scan *sc, size_t off, int *line, int *col);
 /* The index of the i-th child of container k (i < its size). */

@@ -65,7 +65,8 @@ static int accepting_rule(const struct policy_compiled *cp, const struct memb *s
 			const struct pol_dst *dst = &rule->dst[k];
 			bool port_ok = bit == POL_ICMP;
 			for (uint32_t q = 0; q < dst->n_ports && !port_ok; q++)
-				port_ok = dst->ports[q].lo <= port && port <= dst->ports[q].hi;
+				port_ok =
+				    dst->ports[q].lo <= port && port <= dst->ports[q].hi;
 			if (port_ok && matches(cp, &dst->sel, d))
 				return (int)r;
 		}
@@ -95,7 +96,8 @@ static void describe(const struct policy_compiled *cp, const struct memb *m, cha
 	if (m->node == NO_NODE)
 		snprintf(out, cap, "%s", "");
 	else
-		snprintf(out, cap, " node %s", pol_show(cp->nodes[m->node].name, b, sizeof b));
+		snprintf(out, cap, " node %s",
+		         pol_show(cp->nodes[m->node].name, b, sizeof b));
 }
 
 static const char *proto_name(uint8_t bit)
@@ -103,9 +105,9 @@ static const char *proto_name(uint8_t bit)
 	return bit == POL_TCP ? "tcp" : bit == POL_UDP ? "udp" : "icmp";
 }
 
-static int check_case(const struct policy_compiled *cp, size_t ti, const struct pol_test *t,
-                      const struct pol_case *c, struct memb *ms, size_t ns, struct memb *md,
-                      struct policy_error *err)
+static int check_case(const struct policy_compiled *cp, size_t ti,
+                      const struct pol_test *t, const struct pol_case *c, struct memb *ms,
+                      size_t ns, struct memb *md, struct policy_error *err)
 {
 	size_t nd = members(cp, &c->dst, md);
 	for (size_t a = 0; a < ns; a++)
@@ -122,28 +124,33 @@ static int check_case(const struct policy_compiled *cp, size_t ti, const struct 
 				snprintf(port, sizeof port, "%u", c->port);
 			if (c->accept)
 				snprintf(why, sizeof why, "%s",
-				         "is denied (no rule accepts it), but the test expects it "
+				         "is denied (no rule accepts it), but the test "
+				         "expects it "
 				         "accepted");
 			else
 				snprintf(why, sizeof why,
-				         "is accepted by acls[%d] (line %d), but the test expects it "
+				         "is accepted by acls[%d] (line %d), but the "
+				         "test expects it "
 				         "denied",
 				         r, cp->p->rules[r].line);
-			pol_set_err(err, c->line, c->col,
-			            "tests[%zu] failed: %s%s -> %s%s:%s (%s) %s%s", ti,
-			            pol_show(t->src.text, s1, sizeof s1),
-			            *w1 ? w1 : "", pol_show(c->dst.text, s2, sizeof s2), w2, port,
-			            proto_name(t->proto), why,
-			            c->accept && c->dst.kind == SEL_PREFIX && md[b].node == NO_NODE
-			                ? "; an address no node holds is matched only by "
-			                  "addresses and * (give a node list to test the node)"
-			                : "");
+			pol_set_err(
+			    err, c->line, c->col,
+			    "tests[%zu] failed: %s%s -> %s%s:%s (%s) %s%s", ti,
+			    pol_show(t->src.text, s1, sizeof s1), *w1 ? w1 : "",
+			    pol_show(c->dst.text, s2, sizeof s2), w2, port,
+			    proto_name(t->proto), why,
+			    c->accept && c->dst.kind == SEL_PREFIX &&
+			            md[b].node == NO_NODE
+			        ? "; an address no node holds is matched only by "
+			          "addresses and * (give a node list to test the node)"
+			        : "");
 			return -1;
 		}
 	return 0;
 }
 
-int policy_run_tests(const struct policy_compiled *cp, size_t *passed, struct policy_error *err)
+int policy_run_tests(const struct policy_compiled *cp, size_t *passed,
+                     struct policy_error *err)
 {
 	*passed = 0;
 	memset(err, 0, sizeof *err);

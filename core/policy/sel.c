@@ -7,8 +7,8 @@
 
 static bool is_name_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '.' || c == '_' || c == '-';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
 bool pol_name_valid(const char *s, size_t n)
@@ -51,7 +51,8 @@ static bool port_num(const char *s, size_t n, uint16_t *out)
 static int ports_cmp(const void *a, const void *b)
 {
 	const struct policy_ports *x = a, *y = b;
-	return x->lo != y->lo ? (x->lo < y->lo ? -1 : 1) : (x->hi > y->hi) - (x->hi < y->hi);
+	return x->lo != y->lo ? (x->lo < y->lo ? -1 : 1)
+	                      : (x->hi > y->hi) - (x->hi < y->hi);
 }
 
 const char *pol_parse_ports(const char *s, struct policy_ports *out, uint32_t cap,
@@ -76,7 +77,8 @@ const char *pol_parse_ports(const char *s, struct policy_ports *out, uint32_t ca
 		if (dash) {
 			if (!port_num(s, (size_t)(dash - s), &lo) ||
 			    !port_num(dash + 1, len - (size_t)(dash - s) - 1, &hi))
-				return "a port range is not FIRST-LAST with ports 1-65535";
+				return "a port range is not FIRST-LAST with ports "
+				       "1-65535";
 			if (lo > hi)
 				return "a port range ends before it starts";
 		} else if (!port_num(s, len, &lo)) {
@@ -153,10 +155,12 @@ const char *pol_parse_prefix(const char *s, struct pol_iv *iv, bool *single)
 	unsigned bits128 = max == 32 ? bits + 96 : bits;
 	*iv = pol_iv_prefix(&ip, bits128);
 	if (pol_u128_cmp(iv->lo, pol_u128_from_ip(&ip)) != 0)
-		return "the address has bits set after the prefix length (write the network "
+		return "the address has bits set after the prefix length (write the "
+		       "network "
 		       "address, e.g. 100.64.1.0/24)";
 	if (!in_mesh(iv))
-		return "not in the mesh's addresses (100.64.0.0/10, or fd00::/8 where each "
+		return "not in the mesh's addresses (100.64.0.0/10, or fd00::/8 where "
+		       "each "
 		       "mesh's IPv6 /48 lies); the mesh carries no others";
 	return NULL;
 }

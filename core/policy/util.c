@@ -154,7 +154,8 @@ void pol_iv_normalize(struct pol_iv *iv, size_t *n)
 	qsort(iv, *n, sizeof *iv, iv_cmp);
 	size_t o = 0;
 	for (size_t i = 1; i < *n; i++) {
-		if (pol_u128_cmp(iv[i].lo, iv[o].hi) <= 0 || adjacent(iv[o].hi, iv[i].lo)) {
+		if (pol_u128_cmp(iv[i].lo, iv[o].hi) <= 0 ||
+		    adjacent(iv[o].hi, iv[i].lo)) {
 			if (pol_u128_cmp(iv[i].hi, iv[o].hi) > 0)
 				iv[o].hi = iv[i].hi;
 		} else {

@@ -22,7 +22,8 @@ static char *read_file(const char *path, size_t max, size_t *len)
 {
 	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
 	if (!f) {
-		fprintf(stderr, "mesh-control: cannot open %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "mesh-control: cannot open %s: %s\n", path,
+		        strerror(errno));
 		return NULL;
 	}
 	char *buf = malloc(max + 2);
@@ -70,7 +71,8 @@ static char *keep(struct nodes *ns, const char *s, size_t n)
 
 static int node_err(const char *path, size_t i, const char *what)
 {
-	fprintf(stderr, "mesh-control: %s: node %zu (counting from 0): %s\n", path, i, what);
+	fprintf(stderr, "mesh-control: %s: node %zu (counting from 0): %s\n", path, i,
+	        what);
 	return -1;
 }
 
@@ -86,11 +88,14 @@ static int node_parse(struct nodes *ns, const char *path, size_t i, json_t *o,
 	if (!json_is_object(o))
 		return node_err(path, i, "not an object");
 	nd->id = json_is_integer(id) ? (uint64_t)json_integer_value(id) : i + 1;
-	if (name && (!json_is_string(name) || !(nd->name = keep(ns, json_string_value(name),
-	                                                       strlen(json_string_value(name))))))
+	if (name && (!json_is_string(name) ||
+	             !(nd->name = keep(ns, json_string_value(name),
+	                               strlen(json_string_value(name))))))
 		return node_err(path, i, "\"name\" is not a string");
-	if (!v4 || !json_is_string(v4) || inet_pton(AF_INET, json_string_value(v4), &a4) != 1)
-		return node_err(path, i, "\"ipv4\" is not an IPv4 address (e.g. \"100.64.0.1\")");
+	if (!v4 || !json_is_string(v4) ||
+	    inet_pton(AF_INET, json_string_value(v4), &a4) != 1)
+		return node_err(path, i,
+		                "\"ipv4\" is not an IPv4 address (e.g. \"100.64.0.1\")");
 	nd->v4 = ntohl(a4.s_addr);
 	if (v6 && json_is_string(v6) && *json_string_value(v6)) {
 		if (inet_pton(AF_INET6, json_string_value(v6), nd->v6) != 1)
@@ -100,7 +105,8 @@ static int node_parse(struct nodes *ns, const char *path, size_t i, json_t *o,
 	if (user && !json_is_null(user)) {
 		if (!json_is_string(user))
 			return node_err(path, i, "\"user\" is not a string");
-		nd->user = keep(ns, json_string_value(user), strlen(json_string_value(user)));
+		nd->user =
+		    keep(ns, json_string_value(user), strlen(json_string_value(user)));
 	}
 	nd->tags = tagv + *tag_used;
 	if (json_is_string(tags)) { /* "tag:a,tag:b", as nodes list --json has it */
@@ -116,8 +122,10 @@ static int node_parse(struct nodes *ns, const char *path, size_t i, json_t *o,
 		for (size_t k = 0; k < json_array_size(tags) && k < 16; k++) {
 			json_t *t = json_array_get(tags, k);
 			if (!json_is_string(t))
-				return node_err(path, i, "\"tags\" holds something not a string");
-			tagv[(*tag_used)++] = keep(ns, json_string_value(t), strlen(json_string_value(t)));
+				return node_err(path, i,
+				                "\"tags\" holds something not a string");
+			tagv[(*tag_used)++] =
+			    keep(ns, json_string_value(t), strlen(json_string_value(t)));
 			nd->n_tags++;
 		}
 	} else if (tags && !json_is_null(tags)) {
@@ -130,24 +138,26 @@ static int nodes_load(const char *path, struct nodes *ns)
 {
 	json_error_t je;
 	memset(ns, 0, sizeof *ns);
-	json_t *root = strcmp(path, "-") ? json_load_file(path, JSON_REJECT_DUPLICATES, &je)
-	                                 : json_loadf(stdin, JSON_REJECT_DUPLICATES, &je);
+	json_t *root = strcmp(path, "-")
+	                   ? json_load_file(path, JSON_REJECT_DUPLICATES, &je)
+	                   : json_loadf(stdin, JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
-		fprintf(stderr, "mesh-control: %s: line %d, column %d: %s\n", path, je.line,
-		        je.column, je.text);
+		fprintf(stderr, "mesh-control: %s: line %d, column %d: %s\n", path,
+		        je.line, je.column, je.text);
 		return -1;
 	}
 	int rc = -1;
 	size_t n = json_array_size(root);
 	if (!json_is_array(root)) {
-		fprintf(stderr, "mesh-control: %s: expected a list of nodes, as `mesh-control "
-		                "nodes list --json` prints\n",
+		fprintf(stderr,
+		        "mesh-control: %s: expected a list of nodes, as `mesh-control "
+		        "nodes list --json` prints\n",
 		        path);
 		goto out;
 	}
 	if (n > POLICY_CLI_MAX_NODES) {
-		fprintf(stderr, "mesh-control: %s: %zu nodes; a mesh holds at most %d\n", path, n,
-		        POLICY_CLI_MAX_NODES);
+		fprintf(stderr, "mesh-control: %s: %zu nodes; a mesh holds at most %d\n",
+		        path, n, POLICY_CLI_MAX_NODES);
 		goto out;
 	}
 	ns->v = calloc(n + 1, sizeof *ns->v);
@@ -184,11 +194,13 @@ static void block_text(const struct policy_ip *lo, const struct policy_ip *hi, c
 {
 	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	int common = 0;
-	while (common < 128 && ((lo->b[common / 8] ^ hi->b[common / 8]) >> (7 - common % 8) & 1) == 0)
+	while (common < 128 &&
+	       ((lo->b[common / 8] ^ hi->b[common / 8]) >> (7 - common % 8) & 1) == 0)
 		common++;
 	bool cidr = true;
 	for (int k = common; k < 128 && cidr; k++)
-		cidr = !((lo->b[k / 8] >> (7 - k % 8)) & 1) && ((hi->b[k / 8] >> (7 - k % 8)) & 1);
+		cidr = !((lo->b[k / 8] >> (7 - k % 8)) & 1) &&
+		       ((hi->b[k / 8] >> (7 - k % 8)) & 1);
 	bool v4 = !memcmp(lo->b, mapped, 12) && !memcmp(hi->b, mapped, 12);
 	char a[64], b[64];
 	ip_text(lo, v4, a, sizeof a);
@@ -215,7 +227,8 @@ static void ports_text(const struct policy_ports *p, size_t n, char *out, size_t
 		else if (p[i].lo == p[i].hi)
 			w = snprintf(out + o, cap - o, "%s%u", i ? "," : "", p[i].lo);
 		else
-			w = snprintf(out + o, cap - o, "%s%u-%u", i ? "," : "", p[i].lo, p[i].hi);
+			w = snprintf(out + o, cap - o, "%s%u-%u", i ? "," : "", p[i].lo,
+			             p[i].hi);
 		if (w < 0)
 			break;
 		o += (size_t)w;
@@ -248,11 +261,12 @@ static int show_node(const struct policy_compiled *cp, const struct nodes *ns, s
 	struct policy_ip ip;
 	policy_ip_v4(&ip, nd->v4);
 	ip_text(&ip, true, addr, sizeof addr);
-	utf8_clean(nd->name ? nd->name : "", name, sizeof name, jnodes ? UTF8_REPLACE_INVALID
-	                                                              : UTF8_FOR_TERMINAL);
+	utf8_clean(nd->name ? nd->name : "", name, sizeof name,
+	           jnodes ? UTF8_REPLACE_INVALID : UTF8_FOR_TERMINAL);
 	json_t *jn = NULL, *jf = NULL, *jv = NULL;
 	if (jnodes) {
-		jn = json_pack("{s:I,s:s,s:s}", "id", (json_int_t)nd->id, "name", name, "ipv4", addr);
+		jn = json_pack("{s:I,s:s,s:s}", "id", (json_int_t)nd->id, "name", name,
+		               "ipv4", addr);
 		jf = json_object();
 		jv = json_array();
 		json_object_set_new(jn, "accepts", jf);
@@ -275,12 +289,15 @@ static int show_node(const struct policy_compiled *cp, const struct nodes *ns, s
 			block_text(&lo, &hi, src, sizeof src);
 			ports_text(pr, npr, ports, sizeof ports);
 			if (ja)
-				json_array_append_new(ja, json_pack("{s:s,s:s}", "src", src, "ports",
-				                                    protos[t] == POLICY_ICMP ? "*" : ports));
+				json_array_append_new(
+				    ja,
+				    json_pack("{s:s,s:s}", "src", src, "ports",
+				              protos[t] == POLICY_ICMP ? "*" : ports));
 			else if (protos[t] == POLICY_ICMP)
 				printf("%s icmp from %s", any ? ";" : "", src);
 			else
-				printf("%s %s from %s to %s", any ? ";" : "", proto_names[t], src, ports);
+				printf("%s %s from %s to %s", any ? ";" : "",
+				       proto_names[t], src, ports);
 			any = true;
 		}
 		if (jf)
@@ -291,14 +308,16 @@ static int show_node(const struct policy_compiled *cp, const struct nodes *ns, s
 	else if (!any && !jn)
 		printf(" nothing");
 	if (!jn)
-		printf("\n    sees %zu peer%s%s", nvis, nvis == 1 ? "" : "s", nvis ? ":" : "");
+		printf("\n    sees %zu peer%s%s", nvis, nvis == 1 ? "" : "s",
+		       nvis ? ":" : "");
 	for (size_t k = 0; k < nvis; k++) {
 		const struct policy_node *p = &ns->v[vis[k]];
 		if (jv) {
 			json_array_append_new(jv, json_integer((json_int_t)p->id));
 		} else if (k < 20) {
 			char pn[100];
-			utf8_clean(p->name ? p->name : "?", pn, sizeof pn, UTF8_FOR_TERMINAL);
+			utf8_clean(p->name ? p->name : "?", pn, sizeof pn,
+			           UTF8_FOR_TERMINAL);
 			printf(" %s", pn);
 		} else if (k == 20) {
 			printf(" ... (%zu more)", nvis - 20);
@@ -307,7 +326,8 @@ static int show_node(const struct policy_compiled *cp, const struct nodes *ns, s
 	if (!jn)
 		printf("\n");
 	if (jn)
-		json_object_set_new(jn, "allow_all", json_boolean(policy_filter_allows_all(f)));
+		json_object_set_new(jn, "allow_all",
+		                    json_boolean(policy_filter_allows_all(f)));
 	free(vis);
 	policy_filter_free(f);
 	return 0;
@@ -344,10 +364,11 @@ int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file, bool json
 		return 1;
 	if (len > POLICY_MAX_BYTES) {
 		struct policy_error big = {0, 0, ""};
-		snprintf(big.msg, sizeof big.msg,
-		         "the policy is over %d bytes (1 MiB), the limit; say the same with "
-		         "groups, tags and hosts",
-		         POLICY_MAX_BYTES);
+		snprintf(
+		    big.msg, sizeof big.msg,
+		    "the policy is over %d bytes (1 MiB), the limit; say the same with "
+		    "groups, tags and hosts",
+		    POLICY_MAX_BYTES);
 		free(text);
 		return fail(file, &big, json);
 	}
@@ -369,10 +390,11 @@ int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file, bool json
 	char jfile[512];
 	if (json) {
 		utf8_clean(file, jfile, sizeof jfile, UTF8_REPLACE_INVALID);
-		out = json_pack("{s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", 1, "file", jfile, "groups",
-		                (json_int_t)st.groups, "tags", (json_int_t)st.tags, "hosts",
-		                (json_int_t)st.hosts, "rules", (json_int_t)st.rules, "tests",
-		                (json_int_t)st.tests, "test_cases_passed", (json_int_t)passed);
+		out = json_pack(
+		    "{s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", 1, "file", jfile, "groups",
+		    (json_int_t)st.groups, "tags", (json_int_t)st.tags, "hosts",
+		    (json_int_t)st.hosts, "rules", (json_int_t)st.rules, "tests",
+		    (json_int_t)st.tests, "test_cases_passed", (json_int_t)passed);
 		json_object_set_new(out, "warnings", jw = json_array());
 		json_object_set_new(out, "nodes", jn = json_array());
 	}
@@ -387,17 +409,22 @@ int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file, bool json
 		fprintf(stderr, "mesh-control: %s: warning: %s\n", file, c);
 	}
 	if (!json) {
-		printf("%s: OK: %zu group%s, %zu tag%s, %zu host%s, %zu rule%s; %zu test check%s "
+		printf("%s: OK: %zu group%s, %zu tag%s, %zu host%s, %zu rule%s; %zu test "
+		       "check%s "
 		       "passed\n",
-		       file, st.groups, st.groups == 1 ? "" : "s", st.tags, st.tags == 1 ? "" : "s",
-		       st.hosts, st.hosts == 1 ? "" : "s", st.rules, st.rules == 1 ? "" : "s", passed,
+		       file, st.groups, st.groups == 1 ? "" : "s", st.tags,
+		       st.tags == 1 ? "" : "s", st.hosts, st.hosts == 1 ? "" : "s",
+		       st.rules, st.rules == 1 ? "" : "s", passed,
 		       passed == 1 ? "" : "s");
 		if (!nodes_file)
-			printf("no node list given: tests ran by user, tag and address alone; "
-			       "pass --nodes FILE (from `mesh-control nodes list --json`, with a "
+			printf("no node list given: tests ran by user, tag and address "
+			       "alone; "
+			       "pass --nodes FILE (from `mesh-control nodes list "
+			       "--json`, with a "
 			       "\"user\" per node) to see what each node would accept\n");
 		else
-			printf("compiled for %zu node%s (not enforced yet: nodes do not apply "
+			printf("compiled for %zu node%s (not enforced yet: nodes do not "
+			       "apply "
 			       "policies in this version):\n",
 			       ns.n, ns.n == 1 ? "" : "s");
 	}

@@ -17,15 +17,25 @@ static const struct policy_node nodes[] = {
     {.id = 1, .name = "n1", .v4 = 0x64400001, .user = "alice"},
     {.id = 2, .name = "n2", .v4 = 0x64400002, .user = "bob"},
     {.id = 3, .name = "n3", .v4 = 0x64400003, .user = "carol@example.com"},
-    {.id = 4, .name = "n4", .v4 = 0x64400004, .user = "alice", .tags = tags_a, .n_tags = 1},
-    {.id = 5, .name = "n5", .v4 = 0x64400105, .user = "dave", .tags = tags_ab, .n_tags = 2},
+    {.id = 4,
+     .name = "n4",
+     .v4 = 0x64400004,
+     .user = "alice",
+     .tags = tags_a,
+     .n_tags = 1},
+    {.id = 5,
+     .name = "n5",
+     .v4 = 0x64400105,
+     .user = "dave",
+     .tags = tags_ab,
+     .n_tags = 2},
     {.id = 6, .name = "n6", .v4 = 0x64400006},
 };
 #define N_NODES (sizeof nodes / sizeof nodes[0])
 
 /* Does a rule accept a packet from node s to node d? */
-static bool plain_accept(const struct policy_compiled *cp, size_t s, size_t d, uint8_t bit,
-                         uint16_t port)
+static bool plain_accept(const struct policy_compiled *cp, size_t s, size_t d,
+                         uint8_t bit, uint16_t port)
 {
 	const struct policy *p = cp->p;
 	for (uint32_t r = 0; r < p->n_rules; r++) {
@@ -43,7 +53,8 @@ static bool plain_accept(const struct policy_compiled *cp, size_t s, size_t d, u
 			if (bit == POL_ICMP)
 				return true;
 			for (uint32_t q = 0; q < ru->dst[k].n_ports; q++)
-				if (ru->dst[k].ports[q].lo <= port && port <= ru->dst[k].ports[q].hi)
+				if (ru->dst[k].ports[q].lo <= port &&
+				    port <= ru->dst[k].ports[q].hi)
 					return true;
 		}
 	}
@@ -87,12 +98,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		for (size_t s = 0; s < N_NODES; s++)
 			for (int t = 0; t < 3; t++)
-				for (size_t q = 0; q < sizeof ports / sizeof ports[0]; q++) {
+				for (size_t q = 0; q < sizeof ports / sizeof ports[0];
+				     q++) {
 					struct policy_ip ip;
 					policy_ip_v4(&ip, nodes[s].v4);
-					bool got = policy_filter_match(f, protos[t], &ip, ports[q]) ==
+					bool got = policy_filter_match(f, protos[t], &ip,
+					                               ports[q]) ==
 					           POLICY_ACCEPT;
-					if (got != plain_accept(cp, s, d, bits[t], ports[q]))
+					if (got !=
+					    plain_accept(cp, s, d, bits[t], ports[q]))
 						__builtin_trap();
 				}
 		policy_filter_free(f);

@@ -21,7 +21,8 @@ static struct policy *parse_ok(const char *s)
 	struct policy_error e;
 	struct policy *p = policy_parse(s, strlen(s), &e);
 	if (!p)
-		fail_msg("unexpected error: line %d, column %d: %s", e.line, e.column, e.msg);
+		fail_msg("unexpected error: line %d, column %d: %s", e.line, e.column,
+		         e.msg);
 	return p;
 }
 
@@ -34,7 +35,8 @@ static void expect_err(const char *s, int line, int col, const char *sub)
 		fail_msg("accepted: %s", s);
 	}
 	if (e.line != line || e.column != col || !strstr(e.msg, sub))
-		fail_msg("for %s\n got line %d, column %d: %s\n want line %d, column %d: ...%s...",
+		fail_msg("for %s\n got line %d, column %d: %s\n want line %d, column %d: "
+		         "...%s...",
 		         s, e.line, e.column, e.msg, line, col, sub);
 }
 
@@ -45,14 +47,20 @@ static const char example[] =
     "    \"group:dev\": [\"alice@\", \"bob@example.com\",], // trailing comma\n"
     "  },\n"
     "  /* tags and who may give them */\n"
-    "  \"tagOwners\": { \"tag:server\": [\"group:dev\"], \"tag:ci\": [\"tag:server\"] },\n"
-    "  \"hosts\": { \"db\": \"100.64.0.9\", \"lab\": \"100.64.8.0/24\", \"v6db\": \"fd7a:1:2::9\" },\n"
+    "  \"tagOwners\": { \"tag:server\": [\"group:dev\"], \"tag:ci\": [\"tag:server\"] "
+    "},\n"
+    "  \"hosts\": { \"db\": \"100.64.0.9\", \"lab\": \"100.64.8.0/24\", \"v6db\": "
+    "\"fd7a:1:2::9\" },\n"
     "  \"acls\": [\n"
-    "    {\"action\": \"accept\", \"src\": [\"group:dev\"], \"dst\": [\"tag:server:22,80-90\"]},\n"
-    "    {\"action\": \"accept\", \"src\": [\"tag:server\", \"lab\"], \"dst\": [\"db:5432\"],\n"
+    "    {\"action\": \"accept\", \"src\": [\"group:dev\"], \"dst\": "
+    "[\"tag:server:22,80-90\"]},\n"
+    "    {\"action\": \"accept\", \"src\": [\"tag:server\", \"lab\"], \"dst\": "
+    "[\"db:5432\"],\n"
     "     \"proto\": \"tcp\"},\n"
-    "    {\"action\": \"accept\", \"src\": [\"carol@\"], \"dst\": [\"db:*\"], \"proto\": \"icmp\"},\n"
-    "    {\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"[fd7a:1:2::9]:53\"], \"proto\": \"udp\"},\n"
+    "    {\"action\": \"accept\", \"src\": [\"carol@\"], \"dst\": [\"db:*\"], \"proto\": "
+    "\"icmp\"},\n"
+    "    {\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"[fd7a:1:2::9]:53\"], "
+    "\"proto\": \"udp\"},\n"
     "  ],\n"
     "  \"tests\": [\n"
     "    {\"src\": \"alice@\", \"accept\": [\"tag:server:22\", \"tag:server:85\"],\n"
@@ -82,12 +90,14 @@ static void comments_trailing_commas_and_sections(void **state)
 	policy_compiled_free(cp);
 	policy_free(p);
 	/* A comment marker inside a string is text; a BOM is skipped. */
-	p = parse_ok("\xef\xbb\xbf{\"hosts\": {\"x\": \"100.64.0.1\"}, // \"acls\": oops\n"
-	             "\"acls\": [{\"action\": \"accept\", \"src\": [\"x\"], \"dst\": "
-	             "[\"x:1\"]}], /* } */ }");
+	p = parse_ok(
+	    "\xef\xbb\xbf{\"hosts\": {\"x\": \"100.64.0.1\"}, // \"acls\": oops\n"
+	    "\"acls\": [{\"action\": \"accept\", \"src\": [\"x\"], \"dst\": "
+	    "[\"x:1\"]}], /* } */ }");
 	policy_free(p);
-	expect_err("{\"acls\": [{\"action\": \"accept\", \"src\": [\"a//b\"], \"dst\": [\"*:*\"]}]}", 1,
-	           40, "not an address");
+	expect_err("{\"acls\": [{\"action\": \"accept\", \"src\": [\"a//b\"], \"dst\": "
+	           "[\"*:*\"]}]}",
+	           1, 40, "not an address");
 	/* Empty lists stay empty lists: "[,]" is not "[]". */
 	expect_err("{\"acls\": [,]}", 1, 11, "not valid JSON");
 }
@@ -127,58 +137,69 @@ static const struct bad bads[] = {
     {"{\"hosts\": {\"a\": \"100.0.0.0/8\"}}", 1, 17, "not in the mesh's addresses"},
     {"{\"hosts\": {\"a\": \"fe80::1\"}}", 1, 17, "not in the mesh's addresses"},
     {"{\"tagOwners\": {\"server\": []}}", 1, 16, "must be tag:NAME"},
-    {"{\"tagOwners\": {\"tag:a\": [\"group:x\"]}}", 1, 26, "unknown group 'group:x' in "
-                                                      "tagOwners[\"tag:a\"][0]"},
+    {"{\"tagOwners\": {\"tag:a\": [\"group:x\"]}}", 1, 26,
+     "unknown group 'group:x' in "
+     "tagOwners[\"tag:a\"][0]"},
     {"{\"tagOwners\": {\"tag:a\": [\"*\"]}}", 1, 26, "owned by users, groups or tags"},
     {"{\"acls\": {}}", 1, 10, "\"acls\" must be a list"},
     {"{\"acls\": [7]}", 1, 11, "acls[0] must be an object"},
-    {"{\"acls\": [{\"action\": \"accept\", \"users\": [], \"src\": [], \"dst\": []}]}", 1, 32,
-     "write users as src"},
+    {"{\"acls\": [{\"action\": \"accept\", \"users\": [], \"src\": [], \"dst\": []}]}", 1,
+     32, "write users as src"},
     {"{\"acls\": [{\"action\": \"accept\", \"dst\": []}]}", 1, 11, "has no \"src\""},
     {"{\"acls\": [{\"action\": \"deny\", \"src\": [], \"dst\": []}]}", 1, 22,
      "must be \"accept\""},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [], \"dst\": [], \"proto\": \"sctp\"}]}", 1,
-     63, "proto must be \"tcp\", \"udp\" or \"icmp\""},
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [], \"dst\": [], \"proto\": "
+     "\"sctp\"}]}",
+     1, 63, "proto must be \"tcp\", \"udp\" or \"icmp\""},
     {"{\"acls\": [{\"action\": \"accept\", \"src\": \"*\", \"dst\": []}]}", 1, 39,
      "acls[0].src must be a list"},
     /* selectors, on line 3 */
-    {"{\"acls\": [\n  {\"action\": \"accept\",\n   \"src\": [\"*\", \"group:dev\"], \"dst\": "
+    {"{\"acls\": [\n  {\"action\": \"accept\",\n   \"src\": [\"*\", \"group:dev\"], "
+     "\"dst\": "
      "[\"*:*\"]}]}",
      3, 17, "unknown group 'group:dev' in acls[0].src[1]"},
     {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"tag:web\"], \"dst\": []}]}", 1, 40,
      "unknown tag 'tag:web'"},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"autogroup:member\"], \"dst\": []}]}", 1,
-     40, "autogroups are not supported"},
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"autogroup:member\"], \"dst\": "
+     "[]}]}",
+     1, 40, "autogroups are not supported"},
     {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"a b\"], \"dst\": []}]}", 1, 40,
      "is not a selector"},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"10.0.0.1\"], \"dst\": []}]}", 1, 40,
-     "not in the mesh's addresses"},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"web\"]}]}", 1, 54,
-     "has no port"},
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"10.0.0.1\"], \"dst\": []}]}", 1,
+     40, "not in the mesh's addresses"},
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"web\"]}]}", 1,
+     54, "has no port"},
     {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:\"]}]}", 1, 54,
      "no ports after"},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:0\"]}]}", 1, 54,
-     "port 0 is not a port"},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:65536\"]}]}", 1, 54,
-     "not a number from 1 to 65535"},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:90-80\"]}]}", 1, 54,
-     "ends before it starts"},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:1-x\"]}]}", 1, 54,
-     "FIRST-LAST"},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:22,\"]}]}", 1, 54,
-     "ends with a ','"},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:22,,23\"]}]}", 1, 54,
-     "an empty entry"},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:22\"], \"proto\": "
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:0\"]}]}", 1,
+     54, "port 0 is not a port"},
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:65536\"]}]}",
+     1, 54, "not a number from 1 to 65535"},
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:90-80\"]}]}",
+     1, 54, "ends before it starts"},
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:1-x\"]}]}", 1,
+     54, "FIRST-LAST"},
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:22,\"]}]}", 1,
+     54, "ends with a ','"},
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:22,,23\"]}]}",
+     1, 54, "an empty entry"},
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:22\"], "
+     "\"proto\": "
      "\"icmp\"}]}",
      1, 54, "ICMP has no ports"},
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"fd7a::9\"]}]}",
+     1, 54,
+     "'fd7a:' in acls[0].dst[0]: not an address (an IPv6 destination is written "
+     "[ADDRESS]:PORTS)"},
     /* tests */
-    {"{\"groups\": {\"group:g\": []}, \"tests\": [{\"src\": \"group:g\", \"accept\": []}]}", 1,
-     47, "a test names one user"},
+    {"{\"groups\": {\"group:g\": []}, \"tests\": [{\"src\": \"group:g\", \"accept\": "
+     "[]}]}",
+     1, 47, "a test names one user"},
     {"{\"tests\": [{\"src\": \"alice@\", \"accept\": [\"100.64.0.1:22-23\"]}]}", 1, 41,
      "a test checks one port"},
     {"{\"tests\": [{\"src\": \"alice@\"}]}", 1, 12, "neither \"accept\" nor \"deny\""},
-    {"{\"tests\": [{\"src\": \"alice@\", \"allow\": []}]}", 1, 30, "unknown field 'allow'"},
+    {"{\"tests\": [{\"src\": \"alice@\", \"allow\": []}]}", 1, 30,
+     "unknown field 'allow'"},
     {"{\"tests\": [{\"accept\": []}]}", 1, 12, "has no \"src\""},
     {"{\"tests\": [{\"src\": \"100.64.0.0/24\", \"accept\": []}]}", 1, 20,
      "not a group, * or a range"},
@@ -189,7 +210,8 @@ static void every_error_names_its_place(void **state)
 	for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++)
 		expect_err(bads[i].text, bads[i].line, bads[i].col, bads[i].msg);
 	/* Columns count characters, not bytes. */
-	expect_err("{\"acls\": [{\"action\": \"accept\", \"src\": [/* \xc3\xa9\xc3\xa9\xc3\xa9 */ "
+	expect_err("{\"acls\": [{\"action\": \"accept\", \"src\": [/* "
+	           "\xc3\xa9\xc3\xa9\xc3\xa9 */ "
 	           "\"tag:x\"], \"dst\": []}]}",
 	           1, 50, "unknown tag"); /* 53 in bytes */
 }
@@ -246,7 +268,8 @@ static void limits_have_their_own_errors(void **state)
 	free(s);
 	/* rules */
 	s = repeat("{\"acls\": [",
-	           "{\"action\":\"accept\",\"src\":[\"*\"],\"dst\":[\"*:1\"]},", POLICY_MAX_RULES,
+	           "{\"action\":\"accept\",\"src\":[\"*\"],\"dst\":[\"*:1\"]},",
+	           POLICY_MAX_RULES,
 	           "{\"action\":\"accept\",\"src\":[\"*\"],\"dst\":[\"*:1\"]}]}");
 	assert_null(policy_parse(s, strlen(s), &e));
 	assert_int_equal(e.line, 1);
@@ -270,9 +293,11 @@ static void limits_have_their_own_errors(void **state)
 static void warnings_for_plain_users_and_no_rules(void **state)
 {
 	struct policy *p = parse_ok(
-	    "{\"hosts\": {\"web\": \"100.64.0.5\"},\n \"acls\": [{\"action\": \"accept\", \"src\": "
+	    "{\"hosts\": {\"web\": \"100.64.0.5\"},\n \"acls\": [{\"action\": "
+	    "\"accept\", \"src\": "
 	    "[\"alice\", \"alice\", \"bob@\", \"web\"], \"dst\": [\"web:80\"]}]}");
-	assert_int_equal(policy_n_warnings(p), 1); /* once per name; bob@ and the host are clear */
+	assert_int_equal(policy_n_warnings(p),
+	                 1); /* once per name; bob@ and the host are clear */
 	const struct policy_error *w = policy_warning(p, 0);
 	assert_int_equal(w->line, 2);
 	assert_int_equal(w->column, 40);
@@ -302,7 +327,12 @@ static const struct policy_node nodes5[] = {
      .tags = srv_tags,
      .n_tags = 1},
     {.id = 4, .name = "db", .v4 = 0x64400009, .user = "carol"},
-    {.id = 5, .name = "ci", .v4 = 0x64400805, .user = "dave", .tags = ci_tags, .n_tags = 2},
+    {.id = 5,
+     .name = "ci",
+     .v4 = 0x64400805,
+     .user = "dave",
+     .tags = ci_tags,
+     .n_tags = 2},
 };
 
 static struct policy_ip v4(uint32_t a)
@@ -335,7 +365,8 @@ static void filters_match_ports_ranges_groups_tags_and_cidrs(void **state)
 	/* web (tag:server): group:dev on 22 and 80-90, tcp and udp and icmp. */
 	struct policy_filter *f = filter_of(cp, 2);
 	assert_true(ok(f, POLICY_TCP, 0x64400002, 22));
-	assert_true(ok(f, POLICY_UDP, 0x64400003, 22)); /* bob@example.com is in group:dev */
+	assert_true(
+	    ok(f, POLICY_UDP, 0x64400003, 22)); /* bob@example.com is in group:dev */
 	assert_true(ok(f, POLICY_TCP, 0x64400002, 80));
 	assert_true(ok(f, POLICY_TCP, 0x64400002, 85));
 	assert_true(ok(f, POLICY_TCP, 0x64400002, 90));
@@ -344,9 +375,10 @@ static void filters_match_ports_ranges_groups_tags_and_cidrs(void **state)
 	assert_false(ok(f, POLICY_TCP, 0x64400002, 23));
 	assert_true(ok(f, POLICY_ICMP, 0x64400002, 0));
 	assert_true(ok(f, POLICY_ICMPV6, 0x64400002, 0));
-	assert_false(ok(f, 47, 0x64400002, 22)); /* GRE: no rule speaks of it */
+	assert_false(ok(f, 47, 0x64400002, 22));         /* GRE: no rule speaks of it */
 	assert_false(ok(f, POLICY_TCP, 0x64400009, 22)); /* carol is not in group:dev */
-	assert_false(ok(f, POLICY_TCP, 0x64400004, 22)); /* web itself: tagged, not alice */
+	assert_false(
+	    ok(f, POLICY_TCP, 0x64400004, 22)); /* web itself: tagged, not alice */
 	policy_filter_free(f);
 	/* db: tag:server (web, ci) and the lab /24 on tcp 5432 only; carol pings. */
 	f = filter_of(cp, 3);
@@ -371,7 +403,8 @@ static void filters_match_ports_ranges_groups_tags_and_cidrs(void **state)
 	f = filter_of(cp, 0);
 	assert_false(ok(f, POLICY_TCP, 0x64400003, 22));
 	assert_false(ok(f, POLICY_ICMP, 0x64400003, 0));
-	assert_int_equal(policy_filter_n_blocks(f, POLICY_TCP), 1); /* one gap: everything */
+	assert_int_equal(policy_filter_n_blocks(f, POLICY_TCP),
+	                 1); /* one gap: everything */
 	policy_filter_free(f);
 	policy_compiled_free(cp);
 	policy_free(p);
@@ -467,11 +500,13 @@ static void visibility_is_both_directions(void **state)
 
 static void host_alias_named_like_a_user_is_refused(void **state)
 {
-	struct policy *p = parse_ok("{\"hosts\": {\"carol\": \"100.64.0.9\"}, \"acls\": []}");
+	struct policy *p =
+	    parse_ok("{\"hosts\": {\"carol\": \"100.64.0.9\"}, \"acls\": []}");
 	struct policy_error e;
 	assert_null(policy_compile(p, nodes5, 5, &e));
-	assert_non_null(strstr(e.msg, "host alias 'carol' is also the name of a user (of node "
-	                              "db)"));
+	assert_non_null(strstr(e.msg,
+	                       "host alias 'carol' is also the name of a user (of node "
+	                       "db)"));
 	struct policy_compiled *cp = policy_compile(p, NULL, 0, &e);
 	assert_non_null(cp);
 	policy_compiled_free(cp);
@@ -481,7 +516,7 @@ static void host_alias_named_like_a_user_is_refused(void **state)
 /* --- the policy's tests ----------------------------------------------- */
 
 static int policy_tests(const char *text, const struct policy_node *nodes, size_t n,
-                     struct policy_error *e)
+                        struct policy_error *e)
 {
 	struct policy *p = parse_ok(text);
 	struct policy_compiled *cp = policy_compile(p, nodes, n, e);
@@ -496,49 +531,59 @@ static int policy_tests(const char *text, const struct policy_node *nodes, size_
 static void failing_tests_name_the_test_and_the_rule(void **state)
 {
 	struct policy_error e;
-	const char *head = "{\"groups\": {\"group:dev\": [\"alice@\"]},\n"
-	                   " \"tagOwners\": {\"tag:server\": []},\n"
-	                   " \"hosts\": {\"web\": \"100.64.0.4\"},\n"
-	                   " \"acls\": [{\"action\": \"accept\", \"src\": [\"group:dev\"], "
-	                   "\"dst\": [\"tag:server:22\"]},\n"
-	                   "          {\"action\": \"accept\", \"src\": [\"100.64.0.3\"], "
-	                   "\"dst\": [\"tag:server:80\"]}],\n";
+	const char *head =
+	    "{\"groups\": {\"group:dev\": [\"alice@\"]},\n"
+	    " \"tagOwners\": {\"tag:server\": []},\n"
+	    " \"hosts\": {\"web\": \"100.64.0.4\"},\n"
+	    " \"acls\": [{\"action\": \"accept\", \"src\": [\"group:dev\"], "
+	    "\"dst\": [\"tag:server:22\"]},\n"
+	    "          {\"action\": \"accept\", \"src\": [\"100.64.0.3\"], "
+	    "\"dst\": [\"tag:server:80\"]}],\n";
 	char buf[2048];
 	/* An expected accept that is denied. */
-	snprintf(buf, sizeof buf, "%s \"tests\": [{\"src\": \"alice@\", \"accept\": "
-	                          "[\"tag:server:22\"]},\n {\"src\": \"alice@\", \"accept\": "
-	                          "[\"tag:server:23\"]}]}",
+	snprintf(buf, sizeof buf,
+	         "%s \"tests\": [{\"src\": \"alice@\", \"accept\": "
+	         "[\"tag:server:22\"]},\n {\"src\": \"alice@\", \"accept\": "
+	         "[\"tag:server:23\"]}]}",
 	         head);
 	assert_int_equal(policy_tests(buf, NULL, 0, &e), -1);
 	assert_int_equal(e.line, 7);
 	assert_int_equal(e.column, 31);
-	assert_non_null(strstr(e.msg, "tests[1] failed: alice@ -> tag:server:23 (tcp) is denied"));
+	assert_non_null(
+	    strstr(e.msg, "tests[1] failed: alice@ -> tag:server:23 (tcp) is denied"));
 	/* An expected deny that a rule accepts: the rule is named. */
-	snprintf(buf, sizeof buf, "%s \"tests\": [{\"src\": \"alice@\", \"deny\": "
-	                          "[\"tag:server:22\"]}]}",
+	snprintf(buf, sizeof buf,
+	         "%s \"tests\": [{\"src\": \"alice@\", \"deny\": "
+	         "[\"tag:server:22\"]}]}",
 	         head);
 	assert_int_equal(policy_tests(buf, NULL, 0, &e), -1);
 	assert_non_null(strstr(e.msg, "is accepted by acls[0] (line 4)"));
 	/* A user whose node's address another rule lets in: the deny of that
 	 * user fails for that node, named. */
-	snprintf(buf, sizeof buf, "%s \"tests\": [{\"src\": \"bob@example.com\", \"deny\": "
-	                          "[\"tag:server:80\"]}]}",
+	snprintf(buf, sizeof buf,
+	         "%s \"tests\": [{\"src\": \"bob@example.com\", \"deny\": "
+	         "[\"tag:server:80\"]}]}",
 	         head);
-	assert_int_equal(policy_tests(buf, NULL, 0, &e), 0); /* no nodes: bob is only bob */
+	assert_int_equal(policy_tests(buf, NULL, 0, &e),
+	                 0); /* no nodes: bob is only bob */
 	assert_int_equal(policy_tests(buf, nodes5, 5, &e), -1);
-	assert_non_null(strstr(e.msg, "bob@example.com node bob-laptop -> tag:server node web"));
+	assert_non_null(
+	    strstr(e.msg, "bob@example.com node bob-laptop -> tag:server node web"));
 	assert_non_null(strstr(e.msg, "acls[1]"));
 	/* A host alias tested against its node: web is tag:server. */
-	snprintf(buf, sizeof buf, "%s \"tests\": [{\"src\": \"alice@\", \"accept\": "
-	                          "[\"web:22\"], \"deny\": [\"web:80\"]}]}",
+	snprintf(buf, sizeof buf,
+	         "%s \"tests\": [{\"src\": \"alice@\", \"accept\": "
+	         "[\"web:22\"], \"deny\": [\"web:80\"]}]}",
 	         head);
-	assert_int_equal(policy_tests(buf, NULL, 0, &e), -1); /* no node: an address alone */
+	assert_int_equal(policy_tests(buf, NULL, 0, &e),
+	                 -1); /* no node: an address alone */
 	assert_non_null(strstr(e.msg, "an address no node holds"));
 	assert_int_equal(policy_tests(buf, nodes5, 5, &e), 0);
 	/* proto in tests */
-	snprintf(buf, sizeof buf, "%s \"tests\": [{\"src\": \"alice@\", \"proto\": \"udp\", "
-	                          "\"accept\": [\"tag:server:22\"]}, {\"src\": \"alice@\", "
-	                          "\"proto\": \"icmp\", \"accept\": [\"tag:server:*\"]}]}",
+	snprintf(buf, sizeof buf,
+	         "%s \"tests\": [{\"src\": \"alice@\", \"proto\": \"udp\", "
+	         "\"accept\": [\"tag:server:22\"]}, {\"src\": \"alice@\", "
+	         "\"proto\": \"icmp\", \"accept\": [\"tag:server:*\"]}]}",
 	         head);
 	assert_int_equal(policy_tests(buf, nodes5, 5, &e), 0);
 }
@@ -611,7 +656,8 @@ static bool m_src(const struct model *m, const struct msel *s, uint32_t a)
 	return false;
 }
 
-static bool m_accept(const struct model *m, int node, int proto, uint32_t a, uint16_t port)
+static bool m_accept(const struct model *m, int node, int proto, uint32_t a,
+                     uint16_t port)
 {
 	for (int r = 0; r < R_RULES; r++) {
 		const struct mrule *ru = &m->rules[r];
@@ -628,7 +674,8 @@ static bool m_accept(const struct model *m, int node, int proto, uint32_t a, uin
 			if (proto == 4)
 				return true;
 			for (int q = 0; q < ru->dst[d].nports; q++)
-				if (port >= ru->dst[d].plo[q] && port <= ru->dst[d].phi[q])
+				if (port >= ru->dst[d].plo[q] &&
+				    port <= ru->dst[d].phi[q])
 					return true;
 		}
 	}
@@ -638,8 +685,11 @@ static bool m_accept(const struct model *m, int node, int proto, uint32_t a, uin
 static void rand_sel(struct model *m, struct msel *s, char *out, size_t cap, bool any_ok)
 {
 	int kind = (int)rnd(100);
-	kind = kind < (any_ok ? 2 : 0) ? M_ANY : kind < 30 ? M_USER : kind < 50 ? M_GROUP
-	                                                   : kind < 75 ? M_TAG : M_PREFIX;
+	kind = kind < (any_ok ? 2 : 0) ? M_ANY
+	       : kind < 30             ? M_USER
+	       : kind < 50             ? M_GROUP
+	       : kind < 75             ? M_TAG
+	                               : M_PREFIX;
 	s->kind = kind;
 	switch (kind) {
 	case M_ANY:
@@ -674,18 +724,21 @@ static char *random_policy(struct model *m)
 	assert_non_null(t);
 	o += (size_t)snprintf(t + o, cap - o, "{\"groups\": {");
 	for (int g = 0; g < R_GROUPS; g++) {
-		o += (size_t)snprintf(t + o, cap - o, "%s\"group:g%d\": [", g ? "," : "", g);
+		o += (size_t)snprintf(t + o, cap - o, "%s\"group:g%d\": [", g ? "," : "",
+		                      g);
 		bool first = true;
 		for (int u = 0; u < R_USERS; u++)
 			if ((m->group[g][u] = rnd(3) == 0)) {
-				o += (size_t)snprintf(t + o, cap - o, "%s\"u%d@\"", first ? "" : ",", u);
+				o += (size_t)snprintf(t + o, cap - o, "%s\"u%d@\"",
+				                      first ? "" : ",", u);
 				first = false;
 			}
 		o += (size_t)snprintf(t + o, cap - o, "]");
 	}
 	o += (size_t)snprintf(t + o, cap - o, "}, \"tagOwners\": {");
 	for (int k = 0; k < R_TAGS; k++)
-		o += (size_t)snprintf(t + o, cap - o, "%s\"tag:t%d\": []", k ? "," : "", k);
+		o += (size_t)snprintf(t + o, cap - o, "%s\"tag:t%d\": []", k ? "," : "",
+		                      k);
 	o += (size_t)snprintf(t + o, cap - o, "}, \"acls\": [\n");
 	for (int r = 0; r < R_RULES; r++) {
 		struct mrule *ru = &m->rules[r];
@@ -695,12 +748,14 @@ static char *random_policy(struct model *m)
 		ru->protos = pk == 0 ? 7 : pk == 1 ? 1 : pk == 2 ? 2 : 4;
 		ru->nsrc = 1 + (int)rnd(3);
 		ru->ndst = 1 + (int)rnd(2);
-		o += (size_t)snprintf(t + o, cap - o, "{\"action\": \"accept\", %s%s%s\"src\": [",
-		                      pk ? "\"proto\": \"" : "", pn[pk], pk ? "\", " : "");
+		o += (size_t)snprintf(
+		    t + o, cap - o, "{\"action\": \"accept\", %s%s%s\"src\": [",
+		    pk ? "\"proto\": \"" : "", pn[pk], pk ? "\", " : "");
 		for (int k = 0; k < ru->nsrc; k++) {
 			char sel[64];
 			rand_sel(m, &ru->src[k], sel, sizeof sel, true);
-			o += (size_t)snprintf(t + o, cap - o, "%s\"%s\"", k ? "," : "", sel);
+			o += (size_t)snprintf(t + o, cap - o, "%s\"%s\"", k ? "," : "",
+			                      sel);
 		}
 		o += (size_t)snprintf(t + o, cap - o, "], \"dst\": [");
 		for (int d = 0; d < ru->ndst; d++) {
@@ -717,17 +772,22 @@ static char *random_policy(struct model *m)
 				md->nports = 1 + (int)rnd(3);
 				for (int q = 0; q < md->nports; q++) {
 					md->plo[q] = (uint16_t)(1 + rnd(100));
-					md->phi[q] = (uint16_t)(md->plo[q] + (rnd(2) ? rnd(20) : 0));
-					po += (size_t)snprintf(ports + po, sizeof ports - po, "%s%u", q ? "," : "",
-					                       md->plo[q]);
+					md->phi[q] = (uint16_t)(md->plo[q] +
+					                        (rnd(2) ? rnd(20) : 0));
+					po += (size_t)snprintf(ports + po,
+					                       sizeof ports - po, "%s%u",
+					                       q ? "," : "", md->plo[q]);
 					if (md->phi[q] != md->plo[q])
-						po += (size_t)snprintf(ports + po, sizeof ports - po, "-%u",
-						                       md->phi[q]);
+						po += (size_t)snprintf(ports + po,
+						                       sizeof ports - po,
+						                       "-%u", md->phi[q]);
 				}
 			}
-			o += (size_t)snprintf(t + o, cap - o, "%s\"%s:%s\"", d ? "," : "", sel, ports);
+			o += (size_t)snprintf(t + o, cap - o, "%s\"%s:%s\"", d ? "," : "",
+			                      sel, ports);
 		}
-		o += (size_t)snprintf(t + o, cap - o, "]}%s\n", r + 1 < R_RULES ? "," : "");
+		o += (size_t)snprintf(t + o, cap - o, "]}%s\n",
+		                      r + 1 < R_RULES ? "," : "");
 	}
 	snprintf(t + o, cap - o, "]}");
 	return t;
@@ -738,8 +798,8 @@ static void thousand_rules_match_the_model(void **state)
 	struct model *m = calloc(1, sizeof *m);
 	assert_non_null(m);
 	struct policy_node nodes[R_NODES];
-	static const char *const tagnames[R_TAGS] = {"tag:t0", "tag:t1", "tag:t2", "tag:t3",
-	                                             "tag:t4"};
+	static const char *const tagnames[R_TAGS] = {"tag:t0", "tag:t1", "tag:t2",
+	                                             "tag:t3", "tag:t4"};
 	const char *tagv[R_NODES][R_TAGS];
 	char users[R_USERS][16], names[R_NODES][16];
 	for (int u = 0; u < R_USERS; u++)
@@ -749,8 +809,10 @@ static void thousand_rules_match_the_model(void **state)
 		m->user[i] = (int)rnd(R_USERS);
 		m->addr[i] = 0x64400000u + (uint32_t)(i * 4 + 1);
 		snprintf(names[i], sizeof names[i], "n%d", i);
-		nodes[i] = (struct policy_node){
-		    .id = (uint64_t)i + 1, .name = names[i], .v4 = m->addr[i], .user = users[m->user[i]]};
+		nodes[i] = (struct policy_node){.id = (uint64_t)i + 1,
+		                                .name = names[i],
+		                                .v4 = m->addr[i],
+		                                .user = users[m->user[i]]};
 		if (rnd(3) == 0) {
 			for (int k = 0; k < R_TAGS; k++)
 				if ((m->tag[i][k] = rnd(3) == 0))
@@ -775,14 +837,20 @@ static void thousand_rules_match_the_model(void **state)
 		     a += a % 4 == 1 ? 1 : 1 + rnd(4))
 			for (int t = 0; t < 3; t++)
 				for (int q = 0; q < 4; q++) {
-					uint16_t port = q == 0 ? 1 : q == 1 ? 65535 : (uint16_t)rnd(125);
+					uint16_t port = q == 0   ? 1
+					                : q == 1 ? 65535
+					                         : (uint16_t)rnd(125);
 					struct policy_ip ip = v4(a);
-					bool got = policy_filter_match(f, (uint8_t)protos[t], &ip, port) ==
-					           POLICY_ACCEPT;
+					bool got = policy_filter_match(
+					               f, (uint8_t)protos[t], &ip,
+					               port) == POLICY_ACCEPT;
 					bool want = m_accept(m, i, bits[t], a, port);
 					if (got != want)
-						fail_msg("node %d proto %d src 100.64.%u.%u port %u: got %d want %d",
-						         i, protos[t], (a >> 8) & 255, a & 255, port, got, want);
+						fail_msg(
+						    "node %d proto %d src 100.64.%u.%u "
+						    "port %u: got %d want %d",
+						    i, protos[t], (a >> 8) & 255, a & 255,
+						    port, got, want);
 					accepted += got;
 					checked++;
 				}
@@ -808,7 +876,8 @@ static void thousand_rules_match_the_model(void **state)
 			bool got = k < n && v[k] == (size_t)j;
 			k += got;
 			if (got != want)
-				fail_msg("node %d sees %d: got %d want %d", i, j, got, want);
+				fail_msg("node %d sees %d: got %d want %d", i, j, got,
+				         want);
 		}
 		free(v);
 	}
@@ -828,16 +897,19 @@ static void oversized_filter_is_refused(void **state)
 	assert_non_null(t);
 	/* 1,100 ports from anywhere, and 1,100 single sources with a port each:
 	 * every source block holds about 1,100 ranges: over a million. */
-	o += (size_t)snprintf(t + o, cap - o,
-	                      "{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [");
+	o += (size_t)snprintf(
+	    t + o, cap - o,
+	    "{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [");
 	for (int i = 0; i < 1100; i++)
-		o += (size_t)snprintf(t + o, cap - o, "%s\"*:%d\"", i ? "," : "", 2 * i + 1);
+		o += (size_t)snprintf(t + o, cap - o, "%s\"*:%d\"", i ? "," : "",
+		                      2 * i + 1);
 	o += (size_t)snprintf(t + o, cap - o, "]}");
 	for (int i = 0; i < 1100; i++)
-		o += (size_t)snprintf(t + o, cap - o,
-		                      ",{\"action\": \"accept\", \"src\": [\"100.64.%d.%d\"], "
-		                      "\"dst\": [\"*:%d\"]}",
-		                      i / 250, 1 + i % 250, 2 * i + 2);
+		o += (size_t)snprintf(
+		    t + o, cap - o,
+		    ",{\"action\": \"accept\", \"src\": [\"100.64.%d.%d\"], "
+		    "\"dst\": [\"*:%d\"]}",
+		    i / 250, 1 + i % 250, 2 * i + 2);
 	snprintf(t + o, cap - o, "]}");
 	struct policy *p = parse_ok(t);
 	free(t);
@@ -845,7 +917,8 @@ static void oversized_filter_is_refused(void **state)
 	struct policy_compiled *cp = policy_compile(p, nodes5, 1, &e);
 	assert_non_null(cp);
 	assert_null(policy_node_filter(cp, 0, &e));
-	assert_non_null(strstr(e.msg, "node alice-laptop: its filter would hold more than"));
+	assert_non_null(
+	    strstr(e.msg, "node alice-laptop: its filter would hold more than"));
 	policy_compiled_free(cp);
 	policy_free(p);
 }
