@@ -313,11 +313,13 @@ enum policy_verdict policy_filter_match(const struct policy_filter *f, uint8_t p
 		else
 			hi = mid;
 	}
-	const struct policy_ports *r = f->ranges + t->off[lo];
 	size_t a = 0, b = t->cnt[lo]; /* the last range starting at or before the port */
+	if (!b) /* a gap (and f->ranges may be NULL: no pointer into it) */
+		return POLICY_DENY;
 	if (ti == T_ICMP)
-		return b ? POLICY_ACCEPT : POLICY_DENY;
-	if (!b || r[0].lo > dst_port)
+		return POLICY_ACCEPT;
+	const struct policy_ports *r = f->ranges + t->off[lo];
+	if (r[0].lo > dst_port)
 		return POLICY_DENY;
 	while (b - a > 1) {
 		size_t mid = a + (b - a) / 2;
@@ -353,6 +355,6 @@ void policy_filter_block(const struct policy_filter *f, uint8_t proto, size_t k,
 	}
 	pol_u128_to_ip(t->lo[k], lo);
 	pol_u128_to_ip(end, hi);
-	*ports = f->ranges + t->off[k];
+	*ports = t->cnt[k] ? f->ranges + t->off[k] : NULL;
 	*n_ports = t->cnt[k];
 }
