@@ -161,22 +161,21 @@ static int copy_nodes(struct policy_compiled *cp, const struct policy_node *node
 static int check_aliases(const struct policy_compiled *cp, struct policy_error *err)
 {
 	const struct policy *p = cp->p;
-	for (uint32_t h = 0; h < p->n_hosts; h++)
-		for (size_t i = 0; i < cp->n; i++)
-			if (cp->nodes[i].user &&
-			    !strcmp(cp->nodes[i].user, p->hosts[h].name)) {
-				char b[100], b2[100];
-				pol_set_err(err, 0, 0,
-				            "host alias '%s' is also the name of a user "
-				            "(of node %s): "
-				            "in the rules a plain '%s' means the alias; "
-				            "rename the "
-				            "alias and write the user as '%s@'",
-				            pol_show(p->hosts[h].name, b, sizeof b),
-				            pol_show(cp->nodes[i].name, b2, sizeof b2), b,
-				            b);
-				return -1;
-			}
+	for (size_t i = 0; i < cp->n; i++) {
+		int h = cp->nodes[i].user
+		            ? pol_names_find(&p->hosts_ix, cp->nodes[i].user)
+		            : -1;
+		if (h < 0)
+			continue;
+		char b[100], b2[100];
+		pol_set_err(err, 0, 0,
+		            "host alias '%s' is also the name of a user (of node %s): "
+		            "in the rules a plain '%s' means the alias; rename the "
+		            "alias and write the user as '%s@'",
+		            pol_show(p->hosts[h].name, b, sizeof b),
+		            pol_show(cp->nodes[i].name, b2, sizeof b2), b, b);
+		return -1;
+	}
 	return 0;
 }
 

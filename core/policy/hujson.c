@@ -53,7 +53,7 @@ static int build_lines(struct pol_scan *sc, const char *in, size_t len)
 	return 0;
 }
 
-void pol_scan_linecol(const struct pol_scan *sc, size_t off, int *line, int *col)
+void pol_scan_linecol(struct pol_scan *sc, size_t off, int *line, int *col)
 {
 	if (!sc->lines || off > sc->len) {
 		*line = *col = 1;
@@ -67,9 +67,17 @@ void pol_scan_linecol(const struct pol_scan *sc, size_t off, int *line, int *col
 		else
 			hi = mid;
 	}
+	size_t from = sc->lines[lo];
 	int c = 1;
-	for (size_t i = sc->lines[lo]; i < off; i++)
+	if (sc->col && sc->col_line == lo && sc->col_off <= off) {
+		from = sc->col_off;
+		c = sc->col;
+	}
+	for (size_t i = from; i < off; i++)
 		c += ((unsigned char)sc->src[i] & 0xc0) != 0x80;
+	sc->col_line = lo;
+	sc->col_off = off;
+	sc->col = c;
 	*line = (int)lo + 1;
 	*col = c;
 }

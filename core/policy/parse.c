@@ -123,26 +123,47 @@ int pol_p_want_strings(struct pctx *c, json_t *v, uint32_t pos)
 
 static int find_group(const struct policy *p, const char *s)
 {
-	for (uint32_t i = 0; i < p->n_groups; i++)
-		if (!strcmp(p->groups[i].name, s))
-			return (int)i;
-	return -1;
+	return pol_names_find(&p->groups_ix, s);
 }
 
 static int find_tag(const struct policy *p, const char *s)
 {
-	for (uint32_t i = 0; i < p->n_tagowners; i++)
-		if (!strcmp(p->tagowners[i].tag, s))
-			return (int)i;
-	return -1;
+	return pol_names_find(&p->tags_ix, s);
 }
 
 static const struct pol_host *find_host(const struct policy *p, const char *s)
 {
-	for (uint32_t i = 0; i < p->n_hosts; i++)
-		if (!strcmp(p->hosts[i].name, s))
-			return &p->hosts[i];
-	return NULL;
+	int i = pol_names_find(&p->hosts_ix, s);
+	return i < 0 ? NULL : &p->hosts[i];
+}
+
+/* The index of a section's names, made once the names are read. */
+static int index_names(struct pctx *c, struct pol_names *ix, uint32_t n, uint32_t pos,
+                       const char *(*name_of)(const struct policy *, uint32_t))
+{
+	ix->v = pol_alloc(&c->p->arena, (n + 1) * sizeof *ix->v);
+	if (!ix->v)
+		return pol_p_perr(c, pos, false, "out of memory");
+	for (uint32_t i = 0; i < n; i++)
+		ix->v[i] = (struct pol_name_ix){name_of(c->p, i), i};
+	ix->n = n;
+	pol_names_sort(ix);
+	return 0;
+}
+
+static const char *group_name(const struct policy *p, uint32_t i)
+{
+	return p->groups[i].name;
+}
+
+static const char *tag_name(const struct policy *p, uint32_t i)
+{
+	return p->tagowners[i].tag;
+}
+
+static const char *host_name(const struct policy *p, uint32_t i)
+{
+	return p->hosts[i].name;
 }
 
 static bool looks_like_address(const char *s)
@@ -319,7 +340,7 @@ static int parse_groups(struct pctx *c, json_t *v, uint32_t pos)
 		pol_p_path_pop(c, old);
 		p->n_groups++;
 	}
-	return 0;
+	return index_names(c, &p->groups_ix, p->n_groups, pos, group_name);
 }
 
 static int parse_hosts(struct pctx *c, json_t *v, uint32_t pos)
@@ -364,7 +385,7 @@ static int parse_hosts(struct pctx *c, json_t *v, uint32_t pos)
 			return pol_p_perr(c, kp, false, "out of memory");
 		p->n_hosts++;
 	}
-	return 0;
+	return index_names(c, &p->hosts_ix, p->n_hosts, pos, host_name);
 }
 
 static int parse_tagowners(struct pctx *c, json_t *v, uint32_t pos)
@@ -392,6 +413,8 @@ static int parse_tagowners(struct pctx *c, json_t *v, uint32_t pos)
 		if (!(p->tagowners[p->n_tagowners++].tag = dup(c, k)))
 			return pol_p_perr(c, pos, false, "out of memory");
 	}
+	if (index_names(c, &p->tags_ix, p->n_tagowners, pos, tag_name))
+		return -1;
 	i = 0;
 	for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it), i++) {
 		json_t *o = json_object_iter_value(it);

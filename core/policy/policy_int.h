@@ -54,13 +54,18 @@ struct pol_scan {
 	 * children in order costs one hop each, not a walk from the first. */
 	uint32_t last_k, last_child;
 	size_t last_i;
+	/* The last pol_scan_linecol answer: places asked for in file order
+	 * on one long line cost the bytes between them, not the line each. */
+	size_t col_off;
+	uint32_t col_line;
+	int col;
 };
 /* Comments and trailing commas become spaces; checks depth and value
  * count. -1 with *err on a problem or no memory (then nothing to free). */
 int pol_scan_run(const char *in, size_t len, struct pol_scan *sc,
                  struct policy_error *err);
 void pol_scan_free(struct pol_scan *sc);
-void pol_scan_linecol(const struct pol_scan *sc, size_t off, int *line, int *col);
+void pol_scan_linecol(struct pol_scan *sc, size_t off, int *line, int *col);
 /* The index of the i-th child of container k (i < its size). */
 uint32_t pol_scan_child(struct pol_scan *sc, uint32_t k, size_t i);
 
@@ -115,8 +120,24 @@ struct pol_test {
 	uint32_t n_cases;
 	int line, col;
 };
+/* A section's names sorted, for binary search: idx into its array. */
+struct pol_name_ix {
+	const char *name;
+	uint32_t idx;
+};
+struct pol_names {
+	struct pol_name_ix *v;
+	uint32_t n;
+};
+/* Sorts v[0..n) by name (names are unique: jansson refuses duplicate
+ * keys). */
+void pol_names_sort(struct pol_names *ix);
+/* The idx of name, or -1. */
+int pol_names_find(const struct pol_names *ix, const char *name);
+
 struct policy {
 	struct pol_arena arena;
+	struct pol_names groups_ix, tags_ix, hosts_ix;
 	struct pol_group *groups;
 	uint32_t n_groups;
 	struct pol_tagowner *tagowners;

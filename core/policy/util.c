@@ -165,6 +165,36 @@ void pol_iv_normalize(struct pol_iv *iv, size_t *n)
 	*n = o + 1;
 }
 
+/* --- names ------------------------------------------------------------ */
+
+static int name_ix_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct pol_name_ix *)a)->name,
+	              ((const struct pol_name_ix *)b)->name);
+}
+
+void pol_names_sort(struct pol_names *ix)
+{
+	if (ix->n > 1)
+		qsort(ix->v, ix->n, sizeof *ix->v, name_ix_cmp);
+}
+
+int pol_names_find(const struct pol_names *ix, const char *name)
+{
+	uint32_t lo = 0, hi = ix->n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(ix->v[mid].name, name);
+		if (!c)
+			return (int)ix->v[mid].idx;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
 /* --- errors ----------------------------------------------------------- */
 
 void pol_vset_err(struct policy_error *e, int line, int col, const char *fmt, va_list ap)
