@@ -23,6 +23,7 @@ enum {
 	I_RELAY,
 	I_KEYFPR,
 	I_PENDING,
+	I_NODES,
 	O_NOPTS
 };
 enum {
@@ -37,6 +38,7 @@ enum {
 	O_RELAY = 1 << I_RELAY,     /* token --relay */
 	O_KEYFPR = 1 << I_KEYFPR,   /* nodes approve --key FPR */
 	O_PENDING = 1 << I_PENDING, /* nodes list --pending */
+	O_NODES = 1 << I_NODES,     /* policy check --nodes FILE */
 };
 /* The KEY OPTIONS of --help (auth key properties). */
 #define O_KEY (O_REUSABLE | O_EPHEMERAL | O_EXPIRY | O_TAGS)
@@ -78,6 +80,8 @@ int ctl_cli_cmd_nodes_act(struct ctl_store *st, const char *act, const char *arg
 /* relays list [--json] / relays remove NAME (cli_relays.c). */
 int ctl_cli_cmd_relays_list(const struct cli *c, struct ctl_store *st);
 int ctl_cli_cmd_relays_remove(struct ctl_store *st, const char *name);
+/* policy check FILE [--nodes FILE] [--json] (cli_policy.c): no store. */
+int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file, bool json);
 /* Hidden: mesh-control token-decode TOKEN (for tests and support). */
 int ctl_cli_cmd_token_decode(const char *s);
 

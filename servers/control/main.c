@@ -27,6 +27,7 @@ static const char usage[] =
     "       mesh-control [--data DIR] relays list [--json] | remove NAME\n"
     "       mesh-control [--data DIR] apikeys create [DESCRIPTION] | list | revoke ID\n"
     "       mesh-control [--data DIR] serve [SERVE OPTIONS] (see serve --help)\n"
+    "       mesh-control policy check FILE [--nodes NODES.json] [--json]\n"
     "       mesh-control --help | --version\n"
     "\n"
     "The coordination server of a meshproxy mesh: nodes join with one token, get\n"
@@ -75,6 +76,11 @@ static const char usage[] =
     "  relays list|remove    the relay servers (mesh-relay) every node's map lists;\n"
     "                        a removed relay is disconnected and must join again\n"
     "  apikeys               keys for the HTTP admin API (serve --admin-listen)\n"
+    "  policy check FILE     validate an access policy (docs/policy.md): syntax,\n"
+    "                        names, its tests; with --nodes (the JSON of `nodes\n"
+    "                        list --json`, a \"user\" per node) what each node\n"
+    "                        would accept and see. Needs no store. Storing a\n"
+    "                        policy and enforcing it in nodes are not built yet\n"
     "\n"
     "examples:\n"
     "  mesh-control --data /var/lib/mesh-control init --listen 198.18.0.1:7443\n"
@@ -90,7 +96,7 @@ static const struct {
 } opt_def[O_NOPTS] = {
     {"--domain", true}, {"--listen", true}, {"--reusable", false}, {"--ephemeral", false},
     {"--expiry", true}, {"--tags", true},   {"--no-key", false},   {"--json", false},
-    {"--relay", false}, {"--key", true},    {"--pending", false},
+    {"--relay", false}, {"--key", true},    {"--pending", false}, {"--nodes", true},
 };
 
 static int parse_args(int argc, char **argv, struct cli *c)
@@ -299,6 +305,18 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const char *cmd = c.pos[0];
+	if (!strcmp(cmd, "policy")) {
+		if (c.npos < 2 || strcmp(c.pos[1], "check"))
+			return ctl_cli_die_usage(
+			    "%s", c.npos < 2 ? "policy needs a subcommand: policy check FILE"
+			                     : "only `policy check FILE` exists so far: storing a "
+			                       "policy (set, get) is not built yet");
+		if ((r = check_opts(&c, O_JSON | O_NODES, "policy check")) ||
+		    (r = check_npos(&c, 3, "policy check", "a policy FILE (- for stdin)")))
+			return r;
+		return ctl_cli_cmd_policy_check(c.pos[2], c.val[I_NODES],
+		                                (c.seen & O_JSON) != 0);
+	}
 	if (!strcmp(cmd, "token-decode")) {
 		if ((r = check_opts(&c, 0, cmd)) ||
 		    (r = check_npos(&c, 2, cmd, "a TOKEN")))

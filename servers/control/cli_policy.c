@@ -1,0 +1,448 @@
+/* mesh-control policy check FILE [--nodes NODES.json] [--json]: parses the
+ * policy, compiles it against the node list (none, or the JSON of `nodes
+ * list --json` with "user" fields added), runs its tests, and shows what
+ * each node would accept and see. No store, no server. Storing a policy
+ * (policy set/get) and enforcing it in nodes are not built yet. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/policy/policy.h"
+#include "core/util/utf8.h"
+#include "servers/control/cli_int.h"
+
+#define POLICY_CLI_MAX_NODES 65536
+
+/* Reads path ("-": stdin) whole, up to max + 1 bytes (so that the parser
+ * can say how big is too big). NULL with a message on stderr. */
+static char *read_file(const char *path, size_t max, size_t *len)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+	if (!f) {
+		fprintf(stderr, "mesh-control: cannot open %s: %s\n", path,
+		        strerror(errno));
+		return NULL;
+	}
+	char *buf = malloc(max + 2);
+	errno = 0;
+	size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+	int err = errno;
+	bool bad = !buf || ferror(f);
+	if (f != stdin)
+		fclose(f);
+	if (bad) {
+		fprintf(stderr, "mesh-control: cannot read %s: %s\n", path,
+		        buf ? strerror(err ? err : EIO) : "out of memory");
+		free(buf);
+		return NULL;
+	}
+	buf[n] = 0;
+	*len = n;
+	return buf;
+}
+
+struct nodes {
+	struct policy_node *v;
+	size_t n;
+	char **strs; /* every string we allocated */
+	size_t n_strs;
+	const char **tagv; /* tag pointer arrays, one block */
+};
+
+static void nodes_free(struct nodes *ns)
+{
+	for (size_t i = 0; i < ns->n_strs; i++)
+		free(ns->strs[i]);
+	free(ns->strs);
+	free(ns->tagv);
+	free(ns->v);
+}
+
+static char *keep(struct nodes *ns, const char *s, size_t n)
+{
+	char *d = strndup(s, n);
+	if (d)
+		ns->strs[ns->n_strs++] = d;
+	return d;
+}
+
+static int node_err(const char *path, size_t i, const char *what)
+{
+	fprintf(stderr, "mesh-control: %s: node %zu (counting from 0): %s\n", path, i,
+	        what);
+	return -1;
+}
+
+/* One entry of the node list. */
+static int node_parse(struct nodes *ns, const char *path, size_t i, json_t *o,
+                      const char **tagv, size_t *tag_used)
+{
+	struct policy_node *nd = &ns->v[i];
+	json_t *v4 = json_object_get(o, "ipv4"), *v6 = json_object_get(o, "ipv6");
+	json_t *user = json_object_get(o, "user"), *tags = json_object_get(o, "tags");
+	json_t *name = json_object_get(o, "name"), *id = json_object_get(o, "id");
+	struct in_addr a4;
+	if (!json_is_object(o))
+		return node_err(path, i, "not an object");
+	nd->id = json_is_integer(id) ? (uint64_t)json_integer_value(id) : i + 1;
+	if (name && (!json_is_string(name) ||
+	             !(nd->name = keep(ns, json_string_value(name),
+	                               strlen(json_string_value(name))))))
+		return node_err(path, i, "\"name\" is not a string");
+	if (!v4 || !json_is_string(v4) ||
+	    inet_pton(AF_INET, json_string_value(v4), &a4) != 1)
+		return node_err(path, i,
+		                "\"ipv4\" is not an IPv4 address (e.g. \"100.64.0.1\")");
+	nd->v4 = ntohl(a4.s_addr);
+	if (v6 && json_is_string(v6) && *json_string_value(v6)) {
+		if (inet_pton(AF_INET6, json_string_value(v6), nd->v6) != 1)
+			return node_err(path, i, "\"ipv6\" is not an IPv6 address");
+		nd->has_v6 = true;
+	}
+	if (user && !json_is_null(user)) {
+		if (!json_is_string(user))
+			return node_err(path, i, "\"user\" is not a string");
+		nd->user =
+		    keep(ns, json_string_value(user), strlen(json_string_value(user)));
+	}
+	nd->tags = tagv + *tag_used;
+	if (json_is_string(tags)) { /* "tag:a,tag:b", as nodes list --json has it */
+		const char *s = json_string_value(tags);
+		while (*s && nd->n_tags < 16) {
+			size_t n = strcspn(s, ",");
+			if (n && !(tagv[(*tag_used)++] = keep(ns, s, n)))
+				return node_err(path, i, "out of memory");
+			nd->n_tags += n > 0;
+			s += n + (s[n] == ',');
+		}
+	} else if (json_is_array(tags)) {
+		for (size_t k = 0; k < json_array_size(tags) && k < 16; k++) {
+			json_t *t = json_array_get(tags, k);
+			if (!json_is_string(t))
+				return node_err(path, i,
+				                "\"tags\" holds something not a string");
+			tagv[(*tag_used)++] =
+			    keep(ns, json_string_value(t), strlen(json_string_value(t)));
+			nd->n_tags++;
+		}
+	} else if (tags && !json_is_null(tags)) {
+		return node_err(path, i, "\"tags\" is not a list or a comma list");
+	}
+	return 0;
+}
+
+static int nodes_load(const char *path, struct nodes *ns)
+{
+	json_error_t je;
+	memset(ns, 0, sizeof *ns);
+	json_t *root = strcmp(path, "-")
+	                   ? json_load_file(path, JSON_REJECT_DUPLICATES, &je)
+	                   : json_loadf(stdin, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		fprintf(stderr, "mesh-control: %s: line %d, column %d: %s\n", path,
+		        je.line, je.column, je.text);
+		return -1;
+	}
+	int rc = -1;
+	size_t n = json_array_size(root);
+	if (!json_is_array(root)) {
+		fprintf(stderr,
+		        "mesh-control: %s: expected a list of nodes, as `mesh-control "
+		        "nodes list --json` prints\n",
+		        path);
+		goto out;
+	}
+	if (n > POLICY_CLI_MAX_NODES) {
+		fprintf(stderr, "mesh-control: %s: %zu nodes; a mesh holds at most %d\n",
+		        path, n, POLICY_CLI_MAX_NODES);
+		goto out;
+	}
+	ns->v = calloc(n + 1, sizeof *ns->v);
+	ns->strs = calloc(n * 19 + 1, sizeof *ns->strs);
+	ns->tagv = calloc(n * 16 + 1, sizeof *ns->tagv);
+	if (!ns->v || !ns->strs || !ns->tagv) {
+		fprintf(stderr, "mesh-control: out of memory\n");
+		goto out;
+	}
+	size_t tag_used = 0;
+	for (size_t i = 0; i < n; i++, ns->n++)
+		if (node_parse(ns, path, i, json_array_get(root, i), ns->tagv, &tag_used))
+			goto out;
+	rc = 0;
+out:
+	json_decref(root);
+	if (rc)
+		nodes_free(ns);
+	return rc;
+}
+
+/* --- printing --------------------------------------------------------- */
+
+static void ip_text(const struct policy_ip *ip, bool v4, char *out, size_t cap)
+{
+	char b[INET6_ADDRSTRLEN];
+	inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? ip->b + 12 : ip->b, b, sizeof b);
+	snprintf(out, cap, "%s", b);
+}
+
+/* A block as "*", an address, a CIDR, or "FIRST-LAST". */
+static void block_text(const struct policy_ip *lo, const struct policy_ip *hi, char *out,
+                       size_t cap)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	int common = 0;
+	while (common < 128 &&
+	       ((lo->b[common / 8] ^ hi->b[common / 8]) >> (7 - common % 8) & 1) == 0)
+		common++;
+	bool cidr = true;
+	for (int k = common; k < 128 && cidr; k++)
+		cidr = !((lo->b[k / 8] >> (7 - k % 8)) & 1) &&
+		       ((hi->b[k / 8] >> (7 - k % 8)) & 1);
+	bool v4 = !memcmp(lo->b, mapped, 12) && !memcmp(hi->b, mapped, 12);
+	char a[64], b[64];
+	ip_text(lo, v4, a, sizeof a);
+	if (cidr && common == 0)
+		snprintf(out, cap, "*");
+	else if (cidr && common == 128)
+		snprintf(out, cap, "%s", a);
+	else if (cidr && (!v4 || common >= 96))
+		snprintf(out, cap, "%s/%d", a, v4 ? common - 96 : common);
+	else {
+		ip_text(hi, v4, b, sizeof b);
+		snprintf(out, cap, "%s-%s", a, b);
+	}
+}
+
+static void ports_text(const struct policy_ports *p, size_t n, char *out, size_t cap)
+{
+	size_t o = 0;
+	out[0] = 0;
+	for (size_t i = 0; i < n && o < cap; i++) {
+		int w;
+		if (p[i].lo == 0 && p[i].hi == 65535)
+			w = snprintf(out + o, cap - o, "%s*", i ? "," : "");
+		else if (p[i].lo == p[i].hi)
+			w = snprintf(out + o, cap - o, "%s%u", i ? "," : "", p[i].lo);
+		else
+			w = snprintf(out + o, cap - o, "%s%u-%u", i ? "," : "", p[i].lo,
+			             p[i].hi);
+		if (w < 0)
+			break;
+		o += (size_t)w;
+	}
+}
+
+static const uint8_t protos[3] = {POLICY_TCP, POLICY_UDP, POLICY_ICMP};
+static const char *const proto_names[3] = {"tcp", "udp", "icmp"};
+
+static json_t *error_json(const struct policy_error *e)
+{
+	return json_pack("{s:i,s:i,s:s}", "line", e->line, "column", e->column, "message",
+	                 e->msg);
+}
+
+/* One node's filter and peers, as text on stdout or into the JSON. */
+static int show_node(const struct policy_compiled *cp, const struct nodes *ns, size_t i,
+                     json_t *jnodes, struct policy_error *err)
+{
+	struct policy_filter *f = policy_node_filter(cp, i, err);
+	size_t *vis, nvis;
+	if (!f)
+		return -1;
+	if (policy_node_visible(cp, i, &vis, &nvis)) {
+		policy_filter_free(f);
+		return -1;
+	}
+	const struct policy_node *nd = &ns->v[i];
+	char name[100], addr[INET6_ADDRSTRLEN];
+	struct policy_ip ip;
+	policy_ip_v4(&ip, nd->v4);
+	ip_text(&ip, true, addr, sizeof addr);
+	utf8_clean(nd->name ? nd->name : "", name, sizeof name,
+	           jnodes ? UTF8_REPLACE_INVALID : UTF8_FOR_TERMINAL);
+	json_t *jn = NULL, *jf = NULL, *jv = NULL;
+	if (jnodes) {
+		jn = json_pack("{s:I,s:s,s:s}", "id", (json_int_t)nd->id, "name", name,
+		               "ipv4", addr);
+		jf = json_object();
+		jv = json_array();
+		json_object_set_new(jn, "accepts", jf);
+		json_object_set_new(jn, "visible", jv);
+		json_array_append_new(jnodes, jn);
+	} else {
+		printf("  %s (%s): accepts", *name ? name : "(no name)", addr);
+	}
+	bool any = false;
+	for (int t = 0; t < 3; t++) {
+		json_t *ja = jf ? json_array() : NULL;
+		for (size_t k = 0; k < policy_filter_n_blocks(f, protos[t]); k++) {
+			struct policy_ip lo, hi;
+			const struct policy_ports *pr;
+			size_t npr;
+			char src[160], ports[256];
+			policy_filter_block(f, protos[t], k, &lo, &hi, &pr, &npr);
+			if (!npr)
+				continue;
+			block_text(&lo, &hi, src, sizeof src);
+			ports_text(pr, npr, ports, sizeof ports);
+			if (ja)
+				json_array_append_new(
+				    ja,
+				    json_pack("{s:s,s:s}", "src", src, "ports",
+				              protos[t] == POLICY_ICMP ? "*" : ports));
+			else if (protos[t] == POLICY_ICMP)
+				printf("%s icmp from %s", any ? ";" : "", src);
+			else
+				printf("%s %s from %s to %s", any ? ";" : "",
+				       proto_names[t], src, ports);
+			any = true;
+		}
+		if (jf)
+			json_object_set_new(jf, proto_names[t], ja);
+	}
+	if (policy_filter_allows_all(f) && !jn)
+		printf(" everything (no policy)");
+	else if (!any && !jn)
+		printf(" nothing");
+	if (!jn)
+		printf("\n    sees %zu peer%s%s", nvis, nvis == 1 ? "" : "s",
+		       nvis ? ":" : "");
+	for (size_t k = 0; k < nvis; k++) {
+		const struct policy_node *p = &ns->v[vis[k]];
+		if (jv) {
+			json_array_append_new(jv, json_integer((json_int_t)p->id));
+		} else if (k < 20) {
+			char pn[100];
+			utf8_clean(p->name ? p->name : "?", pn, sizeof pn,
+			           UTF8_FOR_TERMINAL);
+			printf(" %s", pn);
+		} else if (k == 20) {
+			printf(" ... (%zu more)", nvis - 20);
+		}
+	}
+	if (!jn)
+		printf("\n");
+	if (jn)
+		json_object_set_new(jn, "allow_all",
+		                    json_boolean(policy_filter_allows_all(f)));
+	free(vis);
+	policy_filter_free(f);
+	return 0;
+}
+
+/* --- the command ------------------------------------------------------ */
+
+static int fail(const char *file, const struct policy_error *e, bool json)
+{
+	char msg[700], jfile[512];
+	policy_error_format(e, msg, sizeof msg);
+	if (json) {
+		utf8_clean(file, jfile, sizeof jfile, UTF8_REPLACE_INVALID);
+		json_t *o = json_pack("{s:b,s:s,s:o}", "ok", 0, "file", jfile, "error",
+		                      error_json(e));
+		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+		printf("\n");
+		json_decref(o);
+	}
+	char clean[800];
+	utf8_clean(msg, clean, sizeof clean, UTF8_FOR_TERMINAL);
+	fprintf(stderr, "mesh-control: %s: %s\n", file, clean);
+	return 1;
+}
+
+int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file, bool json)
+{
+	struct policy_error err;
+	struct nodes ns = {0};
+	size_t len, passed = 0;
+	int rc = 1;
+	char *text = read_file(file, POLICY_MAX_BYTES, &len);
+	if (!text)
+		return 1;
+	if (len > POLICY_MAX_BYTES) {
+		struct policy_error big = {0, 0, ""};
+		snprintf(
+		    big.msg, sizeof big.msg,
+		    "the policy is over %d bytes (1 MiB), the limit; say the same with "
+		    "groups, tags and hosts",
+		    POLICY_MAX_BYTES);
+		free(text);
+		return fail(file, &big, json);
+	}
+	if (nodes_file && nodes_load(nodes_file, &ns)) {
+		free(text);
+		return 1;
+	}
+	struct policy *p = policy_parse(text, len, &err);
+	free(text);
+	struct policy_compiled *cp = NULL;
+	if (!p || !(cp = policy_compile(p, ns.v, ns.n, &err)) ||
+	    policy_run_tests(cp, &passed, &err)) {
+		rc = fail(file, &err, json);
+		goto out;
+	}
+	struct policy_stats st;
+	policy_get_stats(p, &st);
+	json_t *out = NULL, *jw = NULL, *jn = NULL;
+	char jfile[512];
+	if (json) {
+		utf8_clean(file, jfile, sizeof jfile, UTF8_REPLACE_INVALID);
+		out = json_pack(
+		    "{s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", 1, "file", jfile, "groups",
+		    (json_int_t)st.groups, "tags", (json_int_t)st.tags, "hosts",
+		    (json_int_t)st.hosts, "rules", (json_int_t)st.rules, "tests",
+		    (json_int_t)st.tests, "test_cases_passed", (json_int_t)passed);
+		json_object_set_new(out, "warnings", jw = json_array());
+		json_object_set_new(out, "nodes", jn = json_array());
+	}
+	for (size_t i = 0; i < policy_n_warnings(p); i++) {
+		char m[700], c[800];
+		if (jw) {
+			json_array_append_new(jw, error_json(policy_warning(p, i)));
+			continue;
+		}
+		policy_error_format(policy_warning(p, i), m, sizeof m);
+		utf8_clean(m, c, sizeof c, UTF8_FOR_TERMINAL);
+		fprintf(stderr, "mesh-control: %s: warning: %s\n", file, c);
+	}
+	if (!json) {
+		printf("%s: OK: %zu group%s, %zu tag%s, %zu host%s, %zu rule%s; %zu test "
+		       "check%s "
+		       "passed\n",
+		       file, st.groups, st.groups == 1 ? "" : "s", st.tags,
+		       st.tags == 1 ? "" : "s", st.hosts, st.hosts == 1 ? "" : "s",
+		       st.rules, st.rules == 1 ? "" : "s", passed,
+		       passed == 1 ? "" : "s");
+		if (!nodes_file)
+			printf("no node list given: tests ran by user, tag and address "
+			       "alone; "
+			       "pass --nodes FILE (from `mesh-control nodes list "
+			       "--json`, with a "
+			       "\"user\" per node) to see what each node would accept\n");
+		else
+			printf("compiled for %zu node%s (not enforced yet: nodes do not "
+			       "apply "
+			       "policies in this version):\n",
+			       ns.n, ns.n == 1 ? "" : "s");
+	}
+	for (size_t i = 0; i < ns.n; i++)
+		if (show_node(cp, &ns, i, jn, &err)) {
+			json_decref(out);
+			rc = fail(file, &err, json);
+			goto out;
+		}
+	if (out) {
+		json_dumpf(out, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+		printf("\n");
+		json_decref(out);
+	}
+	rc = 0;
+out:
+	policy_compiled_free(cp);
+	policy_free(p);
+	nodes_free(&ns);
+	return rc;
+}
