@@ -102,6 +102,10 @@ struct ms_peer {
 	/* The last source address a disco message from it came from by UDP
 	 * (authenticated): an address the peer is seen at, family 0: none. */
 	struct sockaddr_storage seen_src;
+	/* The device's path as last told to cfg.on_path (path_note): 0 none
+	 * yet, 1 direct to path_ep, 2 relay. */
+	uint8_t path_seen;
+	struct sockaddr_storage path_ep;
 };
 
 struct ms_conn {
@@ -248,6 +252,8 @@ static void sa_from_ctl(struct sockaddr_storage *ss, const struct ctl_endpoint *
 static void push_all_paths(struct magicsock *ms);
 static void set_home(struct magicsock *ms, uint32_t id);
 static void push_path(struct magicsock *ms, struct ms_peer *p);
+static void path_note(struct magicsock *ms, struct ms_peer *p,
+                      const struct wg_peer_info *pi);
 static struct ms_peer *peer_by_key(const struct magicsock *ms, const uint8_t *key);
 static void schedule_netcheck(struct magicsock *ms, uint32_t ms_from_now);
 static void retry_reset_all(struct magicsock *ms);
@@ -416,6 +422,26 @@ static void push_path(struct magicsock *ms, struct ms_peer *p)
 		(void)wg_device_set_peer_sock(ms->cfg.wg, p->key, bd_fd(ms->bd, p->link),
 		                              &p->best);
 	(void)wg_device_set_peer_path(ms->cfg.wg, p->key, relay_ok, trust);
+	if (ms->cfg.on_path && wg_device_peer_info_by_key(ms->cfg.wg, p->key, &pi) == 0)
+		path_note(ms, p, &pi);
+}
+
+/* Tells the owner when the device's path to p changed (pi: the device's
+ * view of p now), so connections stalled on the old path go on at once. */
+static void path_note(struct magicsock *ms, struct ms_peer *p,
+                      const struct wg_peer_info *pi)
+{
+	uint8_t now = pi->via_relay ? 2 : pi->endpoint.ss_family ? 1 : 0;
+	uint8_t was = p->path_seen;
+	if (!now || !ms->cfg.on_path)
+		return;
+	bool moved =
+	    now != was || (now == 1 && !sockaddr_equal(&pi->endpoint, &p->path_ep));
+	p->path_seen = now;
+	if (now == 1)
+		p->path_ep = pi->endpoint;
+	if (moved && was)
+		ms->cfg.on_path(ms->cfg.ctx, p->key, was == 2, now == 2);
 }
 
 static void push_all_paths(struct magicsock *ms)
@@ -1520,6 +1546,7 @@ static void on_tick(evutil_socket_t fd, short ev, void *arg)
 		struct wg_peer_info pi;
 		if (wg_device_peer_info_by_key(ms->cfg.wg, p->key, &pi) != 0)
 			continue;
+		path_note(ms, p, &pi); /* trust that ran out, roaming */
 		uint64_t bytes = pi.rx_bytes + pi.tx_bytes;
 		if (bytes != p->seen_bytes) {
 			p->seen_bytes = bytes;
