@@ -7,8 +7,9 @@
 #   lan 198.18.63.0/24 (a bridge), one namespace per host:
 #   infra  198.18.63.1  mesh-control :7443, relay :8441 (STUN :3478), region lab
 #   alpha  198.18.63.11 mesh-proxy up, SOCKS5 127.0.0.1:1080
-#   bravo  198.18.63.12 the same, --expose 8080; serves a random file on
-#                       127.0.0.1:8080
+#   bravo  198.18.63.12 the same, --expose 8080,8081; serves a random file
+#                       on 127.0.0.1:8080, and the same file paced at
+#                       400 kB/s on 127.0.0.1:8081 (paced_server.py)
 # The firewall is an nftables table "e2e_p2p" in alpha and bravo that drops
 # every UDP datagram to and from the other node (added and deleted as a
 # step needs).
@@ -19,9 +20,12 @@
 # through SOCKS5 starts relayed; the block is lifted mid-stream: the path
 # becomes direct (time measured), `ping --disco --until-direct` gets a
 # direct pong, and the fetch ends without a reset, sha256 intact, with bytes
-# over both paths; (2b) UDP cut again mid-stream: back to the relay (time
-# measured), then allowed again: direct again (time measured), the fetch
-# intact.
+# over both paths; (2b) a paced stream (gap_fetch.py logs every arrival),
+# UDP cut again mid-stream: back to the relay (time measured), the stream
+# moves within 2 s of both nodes reporting it (before the TCP kick it stood
+# still for seconds more: segments lost on the dead path waited for lwIP's
+# backed-off retransmission timer); then allowed again: direct again (time
+# measured), the stream moving within 2 s of that too, and intact.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
