@@ -12,7 +12,10 @@
  *
  * Each connection ns_tcp_path_changed() selects (ns_tcp_kick_wanted):
  *  - a sender in trouble (unacknowledged data whose retransmission timer
- *    fired, or no ACK for more than two smoothed round trips plus 40 ms)
+ *    fired, or no ACK for more than two smoothed round trips plus 40 ms),
+ *    or any sender with data in flight when the old path is dead (a
+ *    direct path given up: what was sent on it since its last ACK is
+ *    lost, also the segments a late ACK let out just before the switch)
  *    does what a retransmission timeout does, with the backoff reset: all
  *    unacknowledged data goes back to the send queue and leaves now, the
  *    next timeout is the first step of a fresh backoff, and congestion
@@ -21,8 +24,9 @@
  *  - a connection that received data in the last NS_KICK_RX_MS sends a
  *    plain ACK of what it holds now (at worst a duplicate ACK, which
  *    alone changes nothing at the sender).
- * A healthy sender (ACKs coming, no timeout) is left alone: a spurious
- * retransmission would only halve its window.
+ * A healthy sender (ACKs coming, no timeout) whose old path still works
+ * (relay -> direct, a faster direct address) is left alone: a spurious
+ * retransmission would only cost it its window.
  *
  * Cost: one walk of tcp_active_pcbs, cheap checks first; the caller's
  * match function runs only for a connection there is something to do for,
@@ -41,7 +45,7 @@
 #define KICK_INITIAL_CWND(mss)                                                           \
 	((tcpwnd_size_t)LWIP_MIN(4U * (mss), LWIP_MAX(2U * (mss), 4380U)))
 
-enum ns_kick ns_tcp_kick_wanted(const struct tcp_pcb *pcb)
+enum ns_kick ns_tcp_kick_wanted(const struct tcp_pcb *pcb, bool old_path_dead)
 {
 	bool sends = pcb->state == ESTABLISHED || pcb->state == FIN_WAIT_1 ||
 	             pcb->state == CLOSE_WAIT || pcb->state == CLOSING ||
@@ -49,7 +53,8 @@ enum ns_kick ns_tcp_kick_wanted(const struct tcp_pcb *pcb)
 	bool receives = pcb->state == ESTABLISHED || pcb->state == FIN_WAIT_1 ||
 	                pcb->state == FIN_WAIT_2;
 	if (sends && pcb->unacked != NULL && pcb->rtime >= 0 &&
-	    (pcb->nrtx > 0 || pcb->rtime > 2 * (pcb->sa >> 3) + KICK_TICKS(40)))
+	    (old_path_dead || pcb->nrtx > 0 ||
+	     pcb->rtime > 2 * (pcb->sa >> 3) + KICK_TICKS(40)))
 		return NS_KICK_REXMIT;
 	if (receives && (u32_t)(tcp_ticks - pcb->tmr) <= KICK_TICKS(NS_KICK_RX_MS))
 		return NS_KICK_ACK;
@@ -78,7 +83,7 @@ static bool kick_rexmit(struct tcp_pcb *pcb)
 }
 
 void ns_tcp_path_changed(bool (*match)(void *ctx, const struct ns_addr *remote),
-                         void *ctx, struct ns_kick_result *res)
+                         void *ctx, bool old_path_dead, struct ns_kick_result *res)
 {
 	struct ns_kick_result r = {0, 0};
 	struct tcp_pcb *pcb, *next;
@@ -87,7 +92,7 @@ void ns_tcp_path_changed(bool (*match)(void *ctx, const struct ns_addr *remote),
 	if (ns_ctx.up)
 		for (pcb = tcp_active_pcbs; pcb != NULL; pcb = next) {
 			next = pcb->next;
-			enum ns_kick k = ns_tcp_kick_wanted(pcb);
+			enum ns_kick k = ns_tcp_kick_wanted(pcb, old_path_dead);
 			if (k == NS_KICK_NONE)
 				continue;
 			ns_addr_from_ip(&a, &pcb->remote_ip);

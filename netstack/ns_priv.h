@@ -106,7 +106,7 @@ enum ns_kick {
 	NS_KICK_REXMIT, /* unacknowledged data overdue: retransmit now */
 	NS_KICK_ACK,    /* received data within NS_KICK_RX_MS: ACK now */
 };
-enum ns_kick ns_tcp_kick_wanted(const struct tcp_pcb *pcb);
+enum ns_kick ns_tcp_kick_wanted(const struct tcp_pcb *pcb, bool old_path_dead);
 
 /* Address conversion. ns_ip_from_addr maps ::ffff:a.b.c.d to IPv4. */
 bool ns_ip_from_addr(ip_addr_t *ip, const struct ns_addr *a);

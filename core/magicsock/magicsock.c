@@ -142,6 +142,8 @@ struct magicsock {
 	struct netcheck *nc;
 	struct netcheck_report *report; /* the last one, or NULL */
 	struct event *tick, *nc_timer;
+	/* A direct path's trust runs out before the next tick. */
+	struct event *trust_timer;
 	struct ctl_endpoints local_eps;
 	struct ms_avoid avoid[MS_AVOID_MAX];
 	uint8_t (*skip)[32]; /* static [Peer] keys: never steered */
@@ -1528,6 +1530,44 @@ static void bd_ended(void *ctx, const uint8_t key[32], bool hard)
 
 /* ---- the tick: heartbeats, idle relay connections ---- */
 
+/* A direct path whose trust ran out: the device sends through the relay
+ * from that moment, so the owner hears of it then, not at the next tick
+ * (TCP connections stalled on the dead path wait for it). */
+static void on_trust_timer(evutil_socket_t fd, short ev, void *arg)
+{
+	struct magicsock *ms = arg;
+	int64_t now = now_ms();
+	struct wg_peer_info pi;
+	for (size_t i = 0; i < ms->n_peers; i++) {
+		struct ms_peer *p = ms->by_key[i];
+		if (p->path_seen == 1 && p->has_best && p->trust_until_ms <= now &&
+		    wg_device_peer_info_by_key(ms->cfg.wg, p->key, &pi) == 0)
+			path_note(ms, p, &pi);
+	}
+}
+
+/* Arms trust_timer for the first direct path told to the owner whose
+ * trust runs out before the next tick (none while pongs come: a
+ * heartbeat renews the trust long before). */
+static void arm_trust_timer(struct magicsock *ms, int64_t now)
+{
+	int64_t first = 0;
+	if (!ms->cfg.on_path)
+		return;
+	for (size_t i = 0; i < ms->n_peers; i++) {
+		struct ms_peer *p = ms->by_key[i];
+		int64_t t = p->trust_until_ms;
+		if (p->path_seen == 1 && p->has_best && t > now && t <= now + 1000 &&
+		    (!first || t < first))
+			first = t;
+	}
+	if (first) {
+		int64_t d = first - now + 2; /* the device's deadline, rounded */
+		struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
+		evtimer_add(ms->trust_timer, &tv);
+	}
+}
+
 static void on_tick(evutil_socket_t fd, short ev, void *arg)
 {
 	struct magicsock *ms = arg;
@@ -1567,6 +1607,7 @@ static void on_tick(evutil_socket_t fd, short ev, void *arg)
 		if (p->trust_until_ms <= now && retry_due(p, now))
 			ping_all(ms, p, true);
 	}
+	arm_trust_timer(ms, now);
 	struct ms_conn *hk = home_conn(ms);
 	if (hk && hk->down_since_ms && !hk->avoided &&
 	    now - hk->down_since_ms >= MS_HOME_DOWN_MS) {
@@ -1957,7 +1998,8 @@ struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
 		ms->cfg.netcheck_timeout_ms = 3000;
 	ms->tick = event_new(cfg->base, -1, EV_PERSIST, on_tick, ms);
 	ms->nc_timer = evtimer_new(cfg->base, run_netcheck, ms);
-	if (!ms->tick || !ms->nc_timer) {
+	ms->trust_timer = evtimer_new(cfg->base, on_trust_timer, ms);
+	if (!ms->tick || !ms->nc_timer || !ms->trust_timer) {
 		snprintf(err, errlen, "out of memory");
 		magicsock_free(ms);
 		return NULL;
@@ -2010,6 +2052,8 @@ void magicsock_free(struct magicsock *ms)
 		event_free(ms->tick);
 	if (ms->nc_timer)
 		event_free(ms->nc_timer);
+	if (ms->trust_timer)
+		event_free(ms->trust_timer);
 	sodium_memzero(ms, sizeof(*ms));
 	free(ms);
 }

@@ -132,7 +132,7 @@ static void test_stalled_peer_retransmits_now(void **state)
 
 	/* The v4 peer's path changed: its data leaves in this very call. */
 	assert_true(ns_addr_parse(&mc.want, PEER4));
-	ns_tcp_path_changed(match_addr, &mc, &r);
+	ns_tcp_path_changed(match_addr, &mc, false, &r);
 	assert_int_equal(r.rexmit, 1);
 	assert_int_equal(r.acked, 0);
 	assert_true(mc.calls >= 1 && mc.calls <= 2);
@@ -172,8 +172,10 @@ static void test_stalled_peer_retransmits_now(void **state)
 }
 
 /* A connection whose ACKs come (data just sent, no timeout) is not made to
- * retransmit: it only ACKs what it holds, because it heard from its peer
- * lately. A connection of a peer that did not change gets nothing. */
+ * retransmit when its old path still works: it only ACKs what it holds,
+ * because it heard from its peer lately. A connection of a peer that did
+ * not change gets nothing. When the old path is dead, its data in flight
+ * goes again at once. */
 static void test_healthy_connection_only_acks(void **state)
 {
 	struct accepted acc;
@@ -203,13 +205,13 @@ static void test_healthy_connection_only_acks(void **state)
 
 	/* Another peer's path changed: nothing. */
 	assert_true(ns_addr_parse(&other.want, PEER6));
-	ns_tcp_path_changed(match_addr, &other, &r);
+	ns_tcp_path_changed(match_addr, &other, false, &r);
 	assert_int_equal(r.rexmit + r.acked, 0);
 	assert_int_equal(cap_n, 0);
 
 	/* This peer's: one pure ACK of everything received, no data again. */
 	assert_true(ns_addr_parse(&mc.want, PEER4));
-	ns_tcp_path_changed(match_addr, &mc, &r);
+	ns_tcp_path_changed(match_addr, &mc, false, &r);
 	assert_int_equal(r.rexmit, 0);
 	assert_int_equal(r.acked, 1);
 	assert_int_equal(cap_n, 1);
@@ -223,6 +225,31 @@ static void test_healthy_connection_only_acks(void **state)
 	peer_send(&pa, F_ACK, NULL, 0);
 	spin_ms(5);
 	cap_clear();
+	check_rx(&pa, offs[0]);
+
+	/* The same connection when the old path is dead (a direct path given
+	 * up for the relay): what is in flight was sent on it, so it goes
+	 * again now, from the first byte not acknowledged. */
+	uint32_t first = pa.rcv_nxt;
+	local_write(sa[1], 3000, &offs[0]);
+	spin_ms(1);
+	count_segs(prs, 1, data, acks, false); /* lost on the dead path */
+	assert_true(data[0] >= 1);
+	ns_tcp_path_changed(match_addr, &mc, true, &r);
+	assert_int_equal(r.rexmit, 1);
+	assert_int_equal(r.acked, 0);
+	k = cap_pop();
+	assert_non_null(k);
+	assert_true(parse(k, &s));
+	assert_true(s.dlen > 0);
+	assert_int_equal(s.seq, first);
+	free(k);
+	cap_clear();
+	for (int i = 0; i < 400 && pa.rx_len < offs[0]; i++) {
+		spin_ms(5);
+		count_segs(prs, 1, data, acks, true);
+		peer_send(&pa, F_ACK, NULL, 0);
+	}
 	check_rx(&pa, offs[0]);
 	close(sa[1]);
 	spin_ms(5);
