@@ -139,6 +139,26 @@ struct ns_splice_opts {
 int ns_splice_start_ex(struct ns_tcp *c, int fd, const uint8_t *head, size_t head_len,
                        const struct ns_splice_opts *o);
 
+/* ---- Path changes ---- */
+
+/* A mesh peer's path changed (relay <-> direct, or another direct
+ * address). For each TCP connection whose remote address match accepts
+ * (match runs only for connections there is something to do for), in one
+ * walk of lwIP's connections: one with unacknowledged data whose
+ * retransmission timer fired, or that saw no ACK for more than two
+ * smoothed round trips plus 40 ms, or any with data in flight when
+ * old_path_dead (a direct path given up for the relay), retransmits now
+ * with its backoff reset and congestion control started over
+ * (netstack/kick.c says why); another that heard from its peer within
+ * NS_KICK_RX_MS sends an ACK now. res (may be NULL) gets the counts. Not
+ * from inside a netstack callback. */
+#define NS_KICK_RX_MS 10000
+struct ns_kick_result {
+	size_t rexmit, acked;
+};
+void ns_tcp_path_changed(bool (*match)(void *ctx, const struct ns_addr *remote),
+                         void *ctx, bool old_path_dead, struct ns_kick_result *res);
+
 /* ---- UDP through lwIP ---- */
 
 struct ns_udp; /* one bound UDP port on our mesh addresses */

@@ -100,6 +100,14 @@ void ns_check_timeouts(void);
  * anything that may have added an lwIP timeout (every entry point). */
 void ns_timers_kick(void);
 
+/* What ns_tcp_path_changed does for a connection (kick.c). */
+enum ns_kick {
+	NS_KICK_NONE = 0,
+	NS_KICK_REXMIT, /* unacknowledged data overdue: retransmit now */
+	NS_KICK_ACK,    /* received data within NS_KICK_RX_MS: ACK now */
+};
+enum ns_kick ns_tcp_kick_wanted(const struct tcp_pcb *pcb, bool old_path_dead);
+
 /* Address conversion. ns_ip_from_addr maps ::ffff:a.b.c.d to IPv4. */
 bool ns_ip_from_addr(ip_addr_t *ip, const struct ns_addr *a);
 void ns_addr_from_ip(struct ns_addr *a, const ip_addr_t *ip);

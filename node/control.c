@@ -874,6 +874,7 @@ static void nctl_start_paths(struct node_ctl *m)
 	    .dns = m->dns,
 	    .wg = m->wg,
 	    .on_change = nctl_paths_changed,
+	    .on_path = nctl_kick_on_path,
 	    .ctx = m,
 	    .skip_keys = (const uint8_t(*)[32])m->np.static_keys,
 	    .n_skip_keys = m->np.n_static,
@@ -1105,6 +1106,7 @@ void node_ctl_free(struct node_ctl *m)
 	magicdns_free(m->magicdns);
 	portmap_free(m->pm); /* deletes the mapping at the router */
 	magicsock_free(m->ms);
+	nctl_kick_free(m);
 	ctl_client_free(m->client);
 	node_peers_free(&m->np);
 	node_ctl_prep_free(m->p);

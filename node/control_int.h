@@ -12,6 +12,7 @@ struct magicsock;
 struct portmap;
 struct px_expose;
 struct nctl_save_job;
+struct nctl_kick;
 
 struct node_ctl_prep {
 	struct node_ctl_args a;
@@ -53,6 +54,10 @@ struct node_ctl {
 	uint64_t saves;             /* netmap.json writes (done or failed) */
 	struct ctl_endpoints eps;
 	struct ctl_endpoints local_eps; /* the last local ones: a change re-probes portmap */
+	/* Path changes magicsock reported, and what the netstack did about
+	 * them (control_kick.c): connections retransmitting, ACKs sent. */
+	struct nctl_kick *kick;
+	uint64_t path_changes, kick_rexmit, kick_acked;
 };
 
 static inline int64_t nctl_now_ms(void)
@@ -62,5 +67,9 @@ static inline int64_t nctl_now_ms(void)
 /* The wg port on every non-loopback interface address (IPv4 first, up to
  * 15), then 127.0.0.1. */
 void nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps);
+/* magicsock's on_path (control_kick.c): the peer's TCP connections are
+ * kicked from the loop, soon after. */
+void nctl_kick_on_path(void *ctx, const uint8_t key[32], bool was_relay, bool via_relay);
+void nctl_kick_free(struct node_ctl *m);
 
 #endif

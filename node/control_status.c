@@ -421,6 +421,9 @@ static json_t *nctl_json_paths(const struct node_ctl *m)
 		fmt_json_set(d, "birthday_probes_sent", fmt_json_u64(st.birthday_probes_sent));
 		fmt_json_set(d, "birthday_socks_opened", fmt_json_u64(st.birthday_socks_opened));
 		fmt_json_set(d, "birthday_refused", fmt_json_u64(st.birthday_refused));
+		fmt_json_set(d, "path_changes", fmt_json_u64(m->path_changes));
+		fmt_json_set(d, "tcp_kick_rexmit", fmt_json_u64(m->kick_rexmit));
+		fmt_json_set(d, "tcp_kick_acked", fmt_json_u64(m->kick_acked));
 	}
 	fmt_json_set(o, "counters", d);
 	return o;

@@ -102,6 +102,10 @@ struct ms_peer {
 	/* The last source address a disco message from it came from by UDP
 	 * (authenticated): an address the peer is seen at, family 0: none. */
 	struct sockaddr_storage seen_src;
+	/* The device's path as last told to cfg.on_path (path_note): 0 none
+	 * yet, 1 direct to path_ep, 2 relay. */
+	uint8_t path_seen;
+	struct sockaddr_storage path_ep;
 };
 
 struct ms_conn {
@@ -138,6 +142,8 @@ struct magicsock {
 	struct netcheck *nc;
 	struct netcheck_report *report; /* the last one, or NULL */
 	struct event *tick, *nc_timer;
+	/* A direct path's trust runs out before the next tick. */
+	struct event *trust_timer;
 	struct ctl_endpoints local_eps;
 	struct ms_avoid avoid[MS_AVOID_MAX];
 	uint8_t (*skip)[32]; /* static [Peer] keys: never steered */
@@ -248,6 +254,8 @@ static void sa_from_ctl(struct sockaddr_storage *ss, const struct ctl_endpoint *
 static void push_all_paths(struct magicsock *ms);
 static void set_home(struct magicsock *ms, uint32_t id);
 static void push_path(struct magicsock *ms, struct ms_peer *p);
+static void path_note(struct magicsock *ms, struct ms_peer *p,
+                      const struct wg_peer_info *pi);
 static struct ms_peer *peer_by_key(const struct magicsock *ms, const uint8_t *key);
 static void schedule_netcheck(struct magicsock *ms, uint32_t ms_from_now);
 static void retry_reset_all(struct magicsock *ms);
@@ -416,6 +424,26 @@ static void push_path(struct magicsock *ms, struct ms_peer *p)
 		(void)wg_device_set_peer_sock(ms->cfg.wg, p->key, bd_fd(ms->bd, p->link),
 		                              &p->best);
 	(void)wg_device_set_peer_path(ms->cfg.wg, p->key, relay_ok, trust);
+	if (ms->cfg.on_path && wg_device_peer_info_by_key(ms->cfg.wg, p->key, &pi) == 0)
+		path_note(ms, p, &pi);
+}
+
+/* Tells the owner when the device's path to p changed (pi: the device's
+ * view of p now), so connections stalled on the old path go on at once. */
+static void path_note(struct magicsock *ms, struct ms_peer *p,
+                      const struct wg_peer_info *pi)
+{
+	uint8_t now = pi->via_relay ? 2 : pi->endpoint.ss_family ? 1 : 0;
+	uint8_t was = p->path_seen;
+	if (!now || !ms->cfg.on_path)
+		return;
+	bool moved =
+	    now != was || (now == 1 && !sockaddr_equal(&pi->endpoint, &p->path_ep));
+	p->path_seen = now;
+	if (now == 1)
+		p->path_ep = pi->endpoint;
+	if (moved && was)
+		ms->cfg.on_path(ms->cfg.ctx, p->key, was == 2, now == 2);
 }
 
 static void push_all_paths(struct magicsock *ms)
@@ -1502,6 +1530,44 @@ static void bd_ended(void *ctx, const uint8_t key[32], bool hard)
 
 /* ---- the tick: heartbeats, idle relay connections ---- */
 
+/* A direct path whose trust ran out: the device sends through the relay
+ * from that moment, so the owner hears of it then, not at the next tick
+ * (TCP connections stalled on the dead path wait for it). */
+static void on_trust_timer(evutil_socket_t fd, short ev, void *arg)
+{
+	struct magicsock *ms = arg;
+	int64_t now = now_ms();
+	struct wg_peer_info pi;
+	for (size_t i = 0; i < ms->n_peers; i++) {
+		struct ms_peer *p = ms->by_key[i];
+		if (p->path_seen == 1 && p->has_best && p->trust_until_ms <= now &&
+		    wg_device_peer_info_by_key(ms->cfg.wg, p->key, &pi) == 0)
+			path_note(ms, p, &pi);
+	}
+}
+
+/* Arms trust_timer for the first direct path told to the owner whose
+ * trust runs out before the next tick (none while pongs come: a
+ * heartbeat renews the trust long before). */
+static void arm_trust_timer(struct magicsock *ms, int64_t now)
+{
+	int64_t first = 0;
+	if (!ms->cfg.on_path)
+		return;
+	for (size_t i = 0; i < ms->n_peers; i++) {
+		struct ms_peer *p = ms->by_key[i];
+		int64_t t = p->trust_until_ms;
+		if (p->path_seen == 1 && p->has_best && t > now && t <= now + 1000 &&
+		    (!first || t < first))
+			first = t;
+	}
+	if (first) {
+		int64_t d = first - now + 2; /* the device's deadline, rounded */
+		struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
+		evtimer_add(ms->trust_timer, &tv);
+	}
+}
+
 static void on_tick(evutil_socket_t fd, short ev, void *arg)
 {
 	struct magicsock *ms = arg;
@@ -1520,6 +1586,7 @@ static void on_tick(evutil_socket_t fd, short ev, void *arg)
 		struct wg_peer_info pi;
 		if (wg_device_peer_info_by_key(ms->cfg.wg, p->key, &pi) != 0)
 			continue;
+		path_note(ms, p, &pi); /* trust that ran out, roaming */
 		uint64_t bytes = pi.rx_bytes + pi.tx_bytes;
 		if (bytes != p->seen_bytes) {
 			p->seen_bytes = bytes;
@@ -1540,6 +1607,7 @@ static void on_tick(evutil_socket_t fd, short ev, void *arg)
 		if (p->trust_until_ms <= now && retry_due(p, now))
 			ping_all(ms, p, true);
 	}
+	arm_trust_timer(ms, now);
 	struct ms_conn *hk = home_conn(ms);
 	if (hk && hk->down_since_ms && !hk->avoided &&
 	    now - hk->down_since_ms >= MS_HOME_DOWN_MS) {
@@ -1938,7 +2006,8 @@ struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
 		ms->cfg.netcheck_timeout_ms = 3000;
 	ms->tick = event_new(cfg->base, -1, EV_PERSIST, on_tick, ms);
 	ms->nc_timer = evtimer_new(cfg->base, run_netcheck, ms);
-	if (!ms->tick || !ms->nc_timer) {
+	ms->trust_timer = evtimer_new(cfg->base, on_trust_timer, ms);
+	if (!ms->tick || !ms->nc_timer || !ms->trust_timer) {
 		snprintf(err, errlen, "out of memory");
 		magicsock_free(ms);
 		return NULL;
@@ -1991,6 +2060,8 @@ void magicsock_free(struct magicsock *ms)
 		event_free(ms->tick);
 	if (ms->nc_timer)
 		event_free(ms->nc_timer);
+	if (ms->trust_timer)
+		event_free(ms->trust_timer);
 	sodium_memzero(ms, sizeof(*ms));
 	free(ms);
 }

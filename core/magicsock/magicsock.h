@@ -76,6 +76,11 @@ struct magicsock_config {
 	uint8_t disco_priv[32], disco_pub[32];
 	/* The home relay or the public addresses changed (report them). */
 	void (*on_change)(void *ctx);
+	/* The device's path to a peer changed: relay <-> direct, or to another
+	 * direct address (was_relay == via_relay then). Once per change, from
+	 * the loop (at most a tick, 1 s, after a trust that ran out); a peer's
+	 * first path is not a change. NULL: not told. */
+	void (*on_path)(void *ctx, const uint8_t key[32], bool was_relay, bool via_relay);
 	void *ctx;
 	uint32_t netcheck_timeout_ms; /* 0: 3000 */
 	/* Keys of static [Peer] sections (copied): such peers are left alone

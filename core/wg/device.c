@@ -216,6 +216,15 @@ bool wg_device_has_route(const struct wg_device *d, int family, const uint8_t *a
 	return wg_allowedips_lookup(d->aips, family, addr) != NULL;
 }
 
+const uint8_t *wg_device_route_key(const struct wg_device *d, int family,
+                                   const uint8_t *addr)
+{
+	if (family != AF_INET && family != AF_INET6)
+		return NULL;
+	const struct wg_peer *p = wg_allowedips_lookup(d->aips, family, addr);
+	return p ? p->pubkey_entry.key : NULL;
+}
+
 void wg_device_handshake_all(struct wg_device *d)
 {
 	for (size_t i = 0; i < d->n_peers; i++)

@@ -67,6 +67,11 @@ int wg_device_send(struct wg_device *d, const uint8_t *pkt, size_t len);
 
 /* True when some peer's allowed IPs cover the address. */
 bool wg_device_has_route(const struct wg_device *d, int family, const uint8_t *addr);
+/* The public key of the peer whose allowed IPs cover the address (the
+ * longest match: where a packet to it goes), or NULL. Valid until the
+ * peer is removed. */
+const uint8_t *wg_device_route_key(const struct wg_device *d, int family,
+                                   const uint8_t *addr);
 
 /* Starts a handshake with every peer that has an endpoint (used at start-up
  * so a node is reachable at once; the paper's timers do the rest). */

@@ -10,7 +10,8 @@
  *  - Endpoints in the map: disco pings validate the direct path, after
  *    which the relay carries nothing more.
  *  - The direct path dies (every UDP datagram from one side dropped): the
- *    relay takes over once the trust runs out, and packets still arrive.
+ *    relay takes over once the trust runs out, the owner is told once
+ *    (on_path), and packets still arrive.
  *  - The relay restarts on the same port: the nodes reconnect and packets
  *    flow again.
  *  - Disco from an unknown key is dropped and counted; spoofed pongs (wrong
@@ -76,6 +77,22 @@ static unsigned cmm_from_0, cmm_trailer_from_0;
 static void on_change(void *ctx)
 {
 	changes[(struct node *)ctx == &nodes[0] ? 0 : 1]++;
+}
+
+/* on_path: the changes of the device's path each node reported. */
+static struct {
+	unsigned n;
+	uint8_t key[32];
+	bool was_relay, via_relay;
+} paths[2];
+
+static void on_path(void *ctx, const uint8_t key[32], bool was_relay, bool via_relay)
+{
+	int i = (struct node *)ctx == &nodes[0] ? 0 : 1;
+	paths[i].n++;
+	memcpy(paths[i].key, key, 32);
+	paths[i].was_relay = was_relay;
+	paths[i].via_relay = via_relay;
 }
 
 static uint16_t free_udp_port(void)
@@ -184,6 +201,7 @@ static void start_nodes(bool with_eps)
 		struct magicsock_config mc = {.base = base,
 		                              .wg = nodes[i].dev,
 		                              .on_change = on_change,
+		                              .on_path = on_path,
 		                              .ctx = &nodes[i],
 		                              .netcheck_timeout_ms = 1000,
 		                              .birthday_loopback_for_tests = bd_loopback,
@@ -206,6 +224,7 @@ static int setup(void **state)
 	crypto_box_keypair(rpub, rpriv);
 	sport = free_udp_port();
 	memset(changes, 0, sizeof(changes));
+	memset(paths, 0, sizeof(paths));
 	memset(drop_udp, 0, sizeof(drop_udp));
 	extra_ep = NULL;
 	bd_loopback = false;
@@ -367,6 +386,7 @@ static void direct_dies_relay_takes_over(void **state)
 	/* Node 0's UDP is cut: its pings and WireGuard datagrams vanish. */
 	wg_device_set_tx_hook(nodes[0].dev, drop_hook, NULL);
 	int64_t cut = mono_ms();
+	memset(paths, 0, sizeof(paths));
 	end = cut + MS_TRUST_MS + 4000;
 	while (mono_ms() < end && path_of(0) != MS_PATH_RELAY) {
 		send_one(0);
@@ -375,6 +395,17 @@ static void direct_dies_relay_takes_over(void **state)
 	assert_int_equal(path_of(0), MS_PATH_RELAY);
 	int64_t took = mono_ms() - cut;
 	print_message("direct path cut: relay after %lld ms\n", (long long)took);
+	/* The owner hears of it once, when the trust ran out in the device
+	 * (a timer, not the next tick), so its TCP connections can go on. */
+	int64_t seen = mono_ms();
+	assert_true(run_until(base, &paths[0].n, 1, 300));
+	print_message("on_path %lld ms after the device switched\n",
+	              (long long)(mono_ms() - seen));
+	spin(1500);
+	assert_int_equal(paths[0].n, 1);
+	assert_memory_equal(paths[0].key, nodes[1].pub, 32);
+	assert_false(paths[0].was_relay);
+	assert_true(paths[0].via_relay);
 	unsigned before = nodes[1].rx_count;
 	send_one(0);
 	assert_true(run_until(base, &nodes[1].rx_count, before + 1, 3000));
