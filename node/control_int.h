@@ -12,6 +12,7 @@ struct magicsock;
 struct portmap;
 struct px_expose;
 struct nctl_save_job;
+struct dping_job;
 
 struct node_ctl_prep {
 	struct node_ctl_args a;
@@ -53,7 +54,12 @@ struct node_ctl {
 	uint64_t saves;             /* netmap.json writes (done or failed) */
 	struct ctl_endpoints eps;
 	struct ctl_endpoints local_eps; /* the last local ones: a change re-probes portmap */
+	struct dping_job *dpings; /* `ping --disco` jobs running (control_ping.c) */
 };
+
+/* Ends every `ping --disco` job: each client gets its summary and a line
+ * saying the node stopped. In node_ctl_free, after magicsock_free. */
+void nctl_dping_stop_all(struct node_ctl *m);
 
 static inline int64_t nctl_now_ms(void)
 {
