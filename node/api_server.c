@@ -273,9 +273,10 @@ void api_server_free(struct api_server *s)
 		evconnlistener_free(s->lis);
 	unlink(s->path);
 	/* A finished answer still being written goes out now, as far as the
-	 * client's socket takes it without waiting; one that sent no request
-	 * yet is closed; a connection a handler still holds is cut off from the server and freed by that handler's
-	 * api_conn_finish (its output is discarded). */
+	 * client's socket takes it without waiting; a connection that sent no
+	 * request yet is closed; one a handler still holds is cut off from
+	 * the server and freed by that handler's api_conn_finish (its output
+	 * is discarded). */
 	while (s->conns) {
 		struct api_conn *c = s->conns;
 		s->conns = c->next;
@@ -286,10 +287,17 @@ void api_server_free(struct api_server *s)
 			bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 			continue;
 		}
+		/* (by hand: evbuffer_write on a bufferevent's output fails) */
 		struct evbuffer *out = bufferevent_get_output(c->bev);
 		evutil_socket_t fd = bufferevent_getfd(c->bev);
-		while (fd >= 0 && evbuffer_get_length(out) && evbuffer_write(out, fd) > 0)
-			;
+		size_t len = evbuffer_get_length(out), off = 0;
+		const unsigned char *p = len ? evbuffer_pullup(out, -1) : NULL;
+		while (fd >= 0 && p && off < len) {
+			ssize_t w = send(fd, p + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (w <= 0)
+				break;
+			off += (size_t)w;
+		}
 		conn_free(c);
 	}
 	free(s);
