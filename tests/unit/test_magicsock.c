@@ -1503,6 +1503,101 @@ static void delta_removes_live_link(void **state)
 	assert_true(nodes[1].rx_count > before);
 }
 
+/* Peer X's BIRTHDAY waits in node 0's queue behind node 1's attempt; X
+ * leaves the map in a delta and comes back in the next (a restarted
+ * peer, say) before that attempt ends: the request of the instance that
+ * left is gone with it, and no probing for X starts when node 1's ends. */
+static void queued_request_leaves_with_peer(void **state)
+{
+	struct relay_client *c = easy_node0_hard_node1();
+	uint8_t xpub[32], xpriv[32], xdpub[32], xdpriv[32];
+	crypto_box_keypair(xpub, xpriv);
+	crypto_box_keypair(xdpub, xdpriv);
+	uint8_t keys[3][32];
+	memcpy(keys[0], nodes[0].pub, 32);
+	memcpy(keys[1], nodes[1].pub, 32);
+	memcpy(keys[2], xpub, 32);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 3), 0);
+	/* node 0's map: node 1 as before, and X hard at 198.18.77.2 */
+	struct ctl_relay r;
+	struct ctl_peer peers[2];
+	map_entry(0, false, &r, &peers[0]);
+	peers[1] = peers[0];
+	peers[1].id = 9;
+	snprintf(peers[1].name, sizeof(peers[1].name), "x");
+	memcpy(peers[1].node_key, xpub, 32);
+	memcpy(peers[1].disco_key, xdpub, 32);
+	peers[1].n_eps = 1;
+	peers[1].eps[0].family = 4;
+	peers[1].eps[0].port = 4000;
+	assert_int_equal(inet_pton(AF_INET, "198.18.77.2", peers[1].eps[0].addr), 1);
+	struct ctl_map_full map;
+	memset(&map, 0, sizeof(map));
+	map.version = 3;
+	map.relays = &r;
+	map.n_relays = 1;
+	map.peers = peers;
+	map.n_peers = 2;
+	assert_int_equal(magicsock_set_map(ms[0], &map), 0);
+	const struct relay_client_callbacks cb = {.on_packet = rc_packet,
+	                                          .on_state = rc_state};
+	struct relay_client_config rc = {
+	    .base = base, .host = "127.0.0.1", .port = rport, .cb = &cb};
+	memcpy(rc.relay_key, rpub, 32);
+	memcpy(rc.node_priv, xpriv, 32);
+	memcpy(rc.node_pub, xpub, 32);
+	char err[160];
+	struct relay_client *cx = relay_client_new(&rc, err, sizeof err);
+	assert_non_null(cx);
+	for (int i = 0; i < 100 && !relay_client_connected(cx); i++)
+		spin(20);
+	assert_true(relay_client_connected(cx));
+	uint8_t xshared[32], buf[DISCO_MAX_LEN];
+	assert_int_equal(disco_shared(xshared, dpub[0], xdpriv), 0);
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_CALL_ME_MAYBE;
+	m.version = 1;
+	m.n_eps = 1;
+	m.eps[0].family = 4;
+	m.eps[0].port = 4000;
+	assert_int_equal(inet_pton(AF_INET, "198.18.77.2", m.eps[0].addr), 1);
+	m.nat = DISCO_NAT_HARD;
+	m.pub = m.eps[0];
+	size_t n = disco_seal(buf, sizeof(buf), xdpub, xshared, &m);
+	assert_int_equal(relay_client_send(cx, nodes[0].pub, buf, n), 0);
+	spin(300);
+	/* node 1's request runs (200 probes, then the grace time) ... */
+	birthday_msg(&m, "198.18.77.1");
+	m.probes = 200;
+	relay_disco(c, &m);
+	struct magicsock_stats st;
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_attempts, 1);
+	/* ... X's waits ... */
+	birthday_msg(&m, "198.18.77.2");
+	m.probes = 200;
+	n = disco_seal(buf, sizeof(buf), xdpub, xshared, &m);
+	assert_int_equal(relay_client_send(cx, nodes[0].pub, buf, n), 0);
+	spin(100);
+	struct magicsock_stats st1;
+	magicsock_get_stats(ms[0], &st1);
+	assert_int_equal(st1.birthday_refused, st.birthday_refused); /* queued */
+	/* ... X leaves and comes back */
+	const struct ctl_peer *px = &peers[1];
+	map.version = 4;
+	assert_int_equal(magicsock_update_peers(ms[0], &map, NULL, 0,
+	                                        (const uint8_t(*)[32])xpub, 1),
+	                 0);
+	map.version = 5;
+	assert_int_equal(magicsock_update_peers(ms[0], &map, &px, 1, NULL, 0), 0);
+	spin(3000);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_attempts, 1);
+	relay_client_free(cx);
+	relay_client_free(c);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -1536,6 +1631,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(delta_disco_change_ends_attempt, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(delta_removes_live_link, setup, teardown),
+	    cmocka_unit_test_setup_teardown(queued_request_leaves_with_peer, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
