@@ -13,7 +13,9 @@
 # waits between two probes almost all the time): the node exits 0 with no
 # sanitizer report (in the ASan build: no use after free, no leak of the
 # job, its timer or its API connection), and the client gets a line saying
-# the node stopped and a summary, then exits.
+# the node stopped and a summary, then exits; (3) bravo pings alpha (now
+# down) when alpha is removed from the mesh: the ping says the peer left
+# the map and stops.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -89,6 +91,16 @@ check "the ping client ends within 10 s of the node (exit $PRC)" test "$PRC" != 
 check "the client was told the node stopped, and got a summary" eval '
     grep -q "^stopped: the node is shutting down or restarting" "$E2E_LOGDIR/pinger.log" &&
     grep -Eq "^[0-9]+ sent, [0-9]+ received" "$E2E_LOGDIR/pinger.log"'
+
+step "3. the peer leaves the map while bravo pings it"
+bg_nobody pinger2 bravo "$MESH_PROXY" ping --state "$RUN/bravo" --disco -c 100 -i 0.2 -W 0.5 alpha
+sleep 1
+mc nodes remove alpha >/dev/null 2>&1 || fail "mesh-control nodes remove alpha failed"
+bg_wait pinger2 20; PRC=$?
+check "the ping ends once alpha is out of bravo's map (exit $PRC)" test "$PRC" != 124
+check "it says the peer left the map, not a system error" eval '
+    grep -q "the peer left the map (or its key changed); stopped" "$E2E_LOGDIR/pinger2.log" &&
+    ! grep -q "No such file or directory" "$E2E_LOGDIR/pinger2.log"'
 check "no sanitizer report in bravo's log" mesh_log_clean bravo
 
 e2e_finish
