@@ -447,6 +447,16 @@ int main(int argc, char **argv)
 			return die_usage("%s", "ping needs an ADDRESS or a peer's NAME");
 		char req[300];
 		if (c.disco || c.until_direct || c.json) {
+			/* The node forgets a disco ping after 5 s: a later pong
+			 * would not count, so a longer wait would only mislead. */
+			if (!(c.wait_s > 0) || c.wait_s > 5) {
+				char w[32];
+				snprintf(w, sizeof(w), "%g", c.wait_s);
+				return die_usage("ping --disco -W %s: want 0.001 to 5 seconds "
+				                 "(a disco pong later than 5 s is not "
+				                 "accepted; use -c for more tries)",
+				                 w);
+			}
 			bool counted = false;
 			for (int i = 2; i < argc; i++)
 				counted |= !strcmp(argv[i], "--count");

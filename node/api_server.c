@@ -23,10 +23,12 @@ struct api_server {
 	api_handler_fn fn;
 	void *ctx;
 	int nconns;
+	struct api_conn *conns; /* all of them, so api_server_free ends them */
 };
 
 struct api_conn {
-	struct api_server *srv;
+	struct api_server *srv; /* NULL: the server was freed first */
+	struct api_conn *prev, *next;
 	struct bufferevent *bev;
 	int gone;       /* client closed or errored */
 	int finished;   /* handler called finish */
@@ -103,7 +105,15 @@ static void conn_free(struct api_conn *c)
 {
 	if (c->bev)
 		bufferevent_free(c->bev);
-	c->srv->nconns--;
+	if (c->srv) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->srv->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		c->srv->nconns--;
+	}
 	free(c);
 }
 
@@ -182,6 +192,10 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 		return;
 	}
 	s->nconns++;
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
 	struct timeval tv = {5, 0};
 	bufferevent_set_timeouts(c->bev, &tv, NULL);
 	bufferevent_setcb(c->bev, conn_read, conn_write_done, conn_event, c);
@@ -258,6 +272,34 @@ void api_server_free(struct api_server *s)
 	if (s->lis)
 		evconnlistener_free(s->lis);
 	unlink(s->path);
+	/* A finished answer still being written goes out now, as far as the
+	 * client's socket takes it without waiting; a connection that sent no
+	 * request yet is closed; one a handler still holds is cut off from
+	 * the server and freed by that handler's api_conn_finish (its output
+	 * is discarded). */
+	while (s->conns) {
+		struct api_conn *c = s->conns;
+		s->conns = c->next;
+		c->srv = NULL;
+		c->prev = c->next = NULL;
+		if (c->dispatched && !c->finished) {
+			c->gone = 1;
+			bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+			continue;
+		}
+		/* (by hand: evbuffer_write on a bufferevent's output fails) */
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+		evutil_socket_t fd = bufferevent_getfd(c->bev);
+		size_t len = evbuffer_get_length(out), off = 0;
+		const unsigned char *p = len ? evbuffer_pullup(out, -1) : NULL;
+		while (fd >= 0 && p && off < len) {
+			ssize_t w = send(fd, p + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (w <= 0)
+				break;
+			off += (size_t)w;
+		}
+		conn_free(c);
+	}
 	free(s);
 }
 

@@ -1105,7 +1105,9 @@ void node_ctl_free(struct node_ctl *m)
 	px_expose_free(m->expose);
 	magicdns_free(m->magicdns);
 	portmap_free(m->pm); /* deletes the mapping at the router */
-	magicsock_free(m->ms);
+	magicsock_free(m->ms); /* a ping --disco waiting for a pong ends here */
+	m->ms = NULL;
+	nctl_dping_stop_all(m); /* ... and one between two pings here */
 	nctl_kick_free(m);
 	ctl_client_free(m->client);
 	node_peers_free(&m->np);

@@ -13,6 +13,7 @@ struct portmap;
 struct px_expose;
 struct nctl_save_job;
 struct nctl_kick;
+struct dping_job;
 
 struct node_ctl_prep {
 	struct node_ctl_args a;
@@ -58,7 +59,12 @@ struct node_ctl {
 	 * them (control_kick.c): connections retransmitting, ACKs sent. */
 	struct nctl_kick *kick;
 	uint64_t path_changes, kick_rexmit, kick_acked;
+	struct dping_job *dpings; /* `ping --disco` jobs running (control_ping.c) */
 };
+
+/* Ends every `ping --disco` job: each client gets its summary and a line
+ * saying the node stopped. In node_ctl_free, after magicsock_free. */
+void nctl_dping_stop_all(struct node_ctl *m);
 
 static inline int64_t nctl_now_ms(void)
 {

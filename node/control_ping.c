@@ -22,13 +22,15 @@
 #define DPING_MAX_COUNT       1000
 #define DPING_MIN_INTERVAL_MS 100 /* each probe may ping every candidate */
 
+/* Owned by its node_ctl (m->dpings) until dping_done. */
 struct dping_job {
 	struct node_ctl *m;
+	struct dping_job *prev, *next;
 	struct api_conn *conn;
 	uint8_t key[32];
 	char name[CTL_LABEL_MAX], ip[CTL_ADDRSTR_MAX];
 	unsigned count, sent, received, direct, timeout_ms, interval_ms;
-	bool until_direct, json, outstanding, stop;
+	bool until_direct, json, outstanding, stop, shutdown;
 	double rtt_sum, rtt_min, rtt_max;
 	struct event *ev;
 };
@@ -58,6 +60,27 @@ static void dping_error(struct api_conn *c, bool json, const char *msg)
 
 static void dping_done(struct dping_job *j)
 {
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		j->m->dpings = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	if (j->shutdown) {
+		if (j->json) {
+			json_t *o = json_object();
+			if (o)
+				json_object_set_new(
+				    o, "error",
+				    json_string("the node stopped (or restarts) before "
+				                "all pings were sent"));
+			dping_json_line(j->conn, o);
+		} else {
+			api_conn_printf(j->conn,
+			                "stopped: the node is shutting down or restarting "
+			                "(run the ping again once it is up)\n");
+		}
+	}
 	bool ok = j->received > 0 && (!j->until_direct || j->direct > 0);
 	if (j->json) {
 		json_t *o = json_object();
@@ -89,6 +112,26 @@ static void dping_done(struct dping_job *j)
 	free(j);
 }
 
+/* Why a probe got no answer, in words (not strerror: "No such file or
+ * directory" says nothing here). */
+static const char *dping_reason(int err)
+{
+	switch (err) {
+	case -ETIMEDOUT:
+		return "timeout";
+	case -ENOTCONN:
+		return "no address or relay yet";
+	case -ENOENT:
+		return "the peer left the map (or its key changed); stopped";
+	case -EINVAL:
+		return "its disco key in the map is not usable";
+	case -ENOMEM:
+		return "out of memory";
+	default:
+		return strerror(-err);
+	}
+}
+
 static void dping_print(struct dping_job *j, const struct magicsock_pong *r)
 {
 	char via[96] = "";
@@ -104,10 +147,7 @@ static void dping_print(struct dping_job *j, const struct magicsock_pong *r)
 		json_object_set_new(o, "ip", json_string(j->ip));
 		if (r->err) {
 			json_object_set_new(o, "error",
-			                    json_string(r->err == -ETIMEDOUT ? "timeout"
-			                                : r->err == -ENOTCONN
-			                                    ? "no address or relay yet"
-			                                    : strerror(-r->err)));
+			                    json_string(dping_reason(r->err)));
 		} else {
 			json_object_set_new(o, "path",
 			                    json_string(ms_path_name(r->path)));
@@ -135,7 +175,7 @@ static void dping_print(struct dping_job *j, const struct magicsock_pong *r)
 		    j->name, j->ip);
 	else if (r->err)
 		api_conn_printf(j->conn, "no pong from %s (%s): %s\n", j->name, j->ip,
-		                strerror(-r->err));
+		                dping_reason(r->err));
 	else if (r->path == MS_PATH_DIRECT)
 		api_conn_printf(j->conn, "pong from %s (%s) via %s in %.1fms\n", j->name,
 		                j->ip, via, ms_);
@@ -149,9 +189,11 @@ static void dping_on_pong(void *ctx, const struct magicsock_pong *r)
 {
 	struct dping_job *j = ctx;
 	j->outstanding = false;
-	dping_print(j, r);
+	if (r->err != -ECANCELED)
+		dping_print(j, r);
 	if (r->err == -ECANCELED) {
-		j->stop = true; /* the path layer went away (shutdown) */
+		/* the path layer went away (shutdown): said in dping_done */
+		j->stop = j->shutdown = true;
 	} else if (!r->err) {
 		double ms_ = r->latency_us / 1000.0;
 		j->received++;
@@ -186,6 +228,12 @@ static void dping_next(struct dping_job *j)
 	} else {
 		struct magicsock_pong e = {.err = r};
 		dping_print(j, &e);
+		if (r == -ENOENT)
+			j->stop = true; /* gone: the next ones would say the same */
+	}
+	if (j->stop) {
+		dping_done(j);
+		return;
 	}
 	if (j->sent < j->count) {
 		struct timeval tv = {(time_t)(j->interval_ms / 1000),
@@ -207,6 +255,18 @@ static void dping_on_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	dping_next(j);
+}
+
+void nctl_dping_stop_all(struct node_ctl *m)
+{
+	while (m->dpings) {
+		struct dping_job *j = m->dpings;
+		/* Its probe is already answered (magicsock_free cancels those
+		 * still out): only its interval timer is pending. */
+		j->outstanding = false;
+		j->shutdown = true;
+		dping_done(j);
+	}
 }
 
 /* The map peer PEER names: a mesh address, a name (or full name), or a
@@ -270,10 +330,20 @@ void node_ctl_disco_ping(struct node_ctl *m, struct api_conn *conn, const char *
 	if (sscanf(args, "%255s %u %u %u %7s", peer, &count, &timeout_ms, &interval_ms,
 	           flags) != 5 ||
 	    count == 0 || count > DPING_MAX_COUNT || timeout_ms == 0 ||
-	    timeout_ms > 60000 || interval_ms > 60000) {
+	    interval_ms > 60000) {
 		dping_error(conn, json,
-		            "usage: disco PEER COUNT(1-1000) TIMEOUT_MS(1-60000) "
+		            "usage: disco PEER COUNT(1-1000) TIMEOUT_MS(1-5000) "
 		            "INTERVAL_MS FLAGS");
+		return;
+	}
+	/* A pong later than MS_PING_TIMEOUT_MS is not matched any more (its
+	 * ping is forgotten): a longer wait could only report it lost. */
+	if (timeout_ms > MS_PING_TIMEOUT_MS) {
+		snprintf(err, sizeof(err),
+		         "-W %.1f: a disco ping waits at most %.0f s for its pong; "
+		         "give -W 5 or less (and -c for more tries)",
+		         timeout_ms / 1000.0, MS_PING_TIMEOUT_MS / 1000.0);
+		dping_error(conn, json, err);
 		return;
 	}
 	if (!m || !m->dataplane || !m->ms) {
@@ -292,11 +362,20 @@ void node_ctl_disco_ping(struct node_ctl *m, struct api_conn *conn, const char *
 		return;
 	}
 	struct magicsock_peer_path pp;
-	if (!e->in_wg || magicsock_peer_path(m->ms, e->p.node_key, &pp) != 0) {
+	if (magicsock_peer_path(m->ms, e->p.node_key, &pp) != 0) {
 		snprintf(err, sizeof(err),
 		         "%s is a static [Peer] of the configuration (no disco there): "
 		         "ping it without --disco",
 		         e->p.name);
+		dping_error(conn, json, err);
+		return;
+	}
+	if (!e->in_wg) {
+		snprintf(err, sizeof(err),
+		         "%s is in the map but could not be added to WireGuard here "
+		         "(the node's log says why, \"map peer %s: cannot add\"); "
+		         "nothing to ping until it is",
+		         e->p.name, e->p.name);
 		dping_error(conn, json, err);
 		return;
 	}
@@ -307,6 +386,10 @@ void node_ctl_disco_ping(struct node_ctl *m, struct api_conn *conn, const char *
 		return;
 	}
 	j->m = m;
+	j->next = m->dpings;
+	if (m->dpings)
+		m->dpings->prev = j;
+	m->dpings = j;
 	j->conn = conn;
 	memcpy(j->key, e->p.node_key, 32);
 	snprintf(j->name, sizeof(j->name), "%s", e->p.name);

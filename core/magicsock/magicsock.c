@@ -80,6 +80,11 @@ struct ms_peer {
 	int64_t next_try_ms;
 	uint32_t retry_gap_ms;
 	int64_t last_cmm_rx_ms;
+	/* The rounds of pings its CALL_ME_MAYBEs start back off the same
+	 * way (a member cannot make us ping its list every 5 s); reset with
+	 * the retry above. */
+	int64_t cmm_next_ms;
+	uint32_t cmm_gap_ms;
 	uint32_t heard_relay_id; /* the relay its last relayed packet came through */
 	int64_t heard_ms;
 	int64_t gone_until_ms; /* a relay answered PEER_GONE (not here) for it */
@@ -87,6 +92,7 @@ struct ms_peer {
 	int64_t active_ms; /* last time WireGuard moved bytes for it */
 	unsigned pongs_this_sec;
 	int64_t pong_sec;
+	int64_t last_punch_ms; /* a PING back to a source not a candidate */
 	uint64_t pings_sent, pongs_received;
 	/* Birthday probing (birthday.h): the peer's NAT kind and public
 	 * address (from its CALL_ME_MAYBE); link: the won socket of ours that
@@ -494,6 +500,31 @@ static int disco_send(struct magicsock *ms, struct ms_peer *p,
 	return disco_send_on(ms, p, sock_for(p, to), to, m);
 }
 
+/* Where the next PING of p is kept: a free or expired slot (an answered
+ * one is cleared), else the one sent longest ago; a ping that may still
+ * be answered is never overwritten while another slot is free. */
+static struct ms_ping *ping_slot(struct ms_peer *p)
+{
+	int64_t now = now_us();
+	size_t slot = p->ping_next, oldest = p->ping_next;
+	bool found = false;
+	for (size_t k = 0; k < MS_PINGS_MAX && !found; k++) {
+		size_t i = (p->ping_next + k) % MS_PINGS_MAX;
+		const struct ms_ping *pg = &p->ping[i];
+		if (!pg->sent_us || now - pg->sent_us > (int64_t)MS_PING_TIMEOUT_MS * 1000) {
+			slot = i;
+			found = true;
+		} else if (pg->sent_us < p->ping[oldest].sent_us) {
+			oldest = i;
+		}
+	}
+	if (!found)
+		slot = oldest;
+	p->ping_next = (slot + 1) % MS_PINGS_MAX;
+	memset(&p->ping[slot], 0, sizeof(p->ping[slot]));
+	return &p->ping[slot];
+}
+
 /* A PING to candidate c from socket sock (see disco_send_on), or through
  * the relay when c is NULL (sock 0; only magicsock_ping's probes go that
  * way: a relayed PONG measures the relay, it never makes a direct path).
@@ -509,9 +540,7 @@ static bool send_ping_on(struct magicsock *ms, struct ms_peer *p, struct ms_cand
 	memcpy(m.node_key, ms->cfg.node_pub, 32);
 	if (disco_send_on(ms, p, c ? sock : 0, c ? &c->sa : NULL, &m) != 0)
 		return false;
-	struct ms_ping *pg = &p->ping[p->ping_next];
-	p->ping_next = (p->ping_next + 1) % MS_PINGS_MAX;
-	memset(pg, 0, sizeof(*pg));
+	struct ms_ping *pg = ping_slot(p);
 	memcpy(pg->txid, m.txid, sizeof(pg->txid));
 	if (c)
 		pg->to = c->sa;
@@ -541,6 +570,19 @@ static void retry_reset(struct ms_peer *p)
 {
 	p->retry_gap_ms = 0;
 	p->next_try_ms = 0;
+	p->cmm_gap_ms = 0;
+	p->cmm_next_ms = 0;
+}
+
+/* After a round of pings a peer's CALL_ME_MAYBE started: the next one no
+ * earlier than 80 % of the gap retry_schedule would give (the peer's own
+ * rounds, which send its CALL_ME_MAYBEs, follow that schedule with +-10 %
+ * jitter: an honest peer's are all answered). */
+static void cmm_schedule(struct ms_peer *p, int64_t now)
+{
+	uint32_t gap = p->cmm_gap_ms ? p->cmm_gap_ms : MS_RETRY_MIN_MS;
+	p->cmm_next_ms = now + gap - gap / 5;
+	p->cmm_gap_ms = gap >= MS_RETRY_MAX_MS / 2 ? MS_RETRY_MAX_MS : gap * 2;
 }
 
 static bool retry_due(const struct ms_peer *p, int64_t now)
@@ -581,7 +623,7 @@ static void our_endpoints(const struct magicsock *ms, struct disco_msg *m)
 	}
 }
 
-static void ping_all(struct magicsock *ms, struct ms_peer *p, bool call_me)
+static bool ping_all(struct magicsock *ms, struct ms_peer *p, bool call_me)
 {
 	int64_t now = now_ms();
 	bool sent = false;
@@ -612,6 +654,7 @@ static void ping_all(struct magicsock *ms, struct ms_peer *p, bool call_me)
 		if (call_me)
 			retry_schedule(p, now);
 	}
+	return sent;
 }
 
 /* Worth pinging: a unicast address and a port (what a peer's CALL_ME_MAYBE
@@ -631,6 +674,22 @@ static bool cand_ok(const struct sockaddr_storage *sa)
 		       !IN6_IS_ADDR_LINKLOCAL(&s->sin6_addr);
 	}
 	return false;
+}
+
+/* What a peer's CALL_ME_MAYBE lists may also not be a loopback address:
+ * that would make us ping our own host's services (127.0.0.0/8, ::1,
+ * ::ffff:127.0.0.0/104). Private addresses stay: peers behind one NAT
+ * need them. Loopback only in tests on one machine. */
+static bool cand_ok_learned(const struct magicsock *ms, const struct sockaddr_storage *sa)
+{
+	if (!cand_ok(sa))
+		return false;
+	if (ms->cfg.disco_loopback_for_tests)
+		return true;
+	if (sa->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) != 127;
+	const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	return !IN6_IS_ADDR_LOOPBACK(a) && !(IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 }
 
 /* A candidate address for p (learned ones replace the oldest learned). */
@@ -815,8 +874,9 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 	switch (m.type) {
 	case DISCO_PING: {
 		ms->st.pings_rx++;
-		if (from) /* it names its node key: the peer is there */
-			p->seen_src = *from;
+		/* Not p->seen_src, nor a candidate: anyone may replay a PING it
+		 * captured, from any source (a PONG, which answers our own
+		 * txid, sets both in on_pong). */
 		if (now / 1000 != p->pong_sec) {
 			p->pong_sec = now / 1000;
 			p->pongs_this_sec = 0;
@@ -838,16 +898,28 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 		(void)disco_send_on(ms, p, sock ? sock : sock_for(p, from), from, &pong);
 		/* Its source is a way to the peer; with no trusted path, try it
 		 * (and the others) now: the peer is punching towards us. */
-		if (from) {
+		if (from && !(p->has_best && p->trust_until_ms > now)) {
 			/* The peer is punching towards us right now: its NAT
 			 * holds a mapping for us, so ping back at once (our own
 			 * earlier punch to this address may have been dropped by
-			 * its filter). Bounded by the peer's pings (PONG budget
-			 * above) and MS_PUNCH_GAP_MS. */
-			struct ms_cand *c = add_candidate(p, from);
-			if (!(p->has_best && p->trust_until_ms > now) &&
-			    (now - c->last_ping_ms >= MS_PUNCH_GAP_MS || sock))
-				send_ping_on(ms, p, c, sock ? sock : sock_for(p, from), 0);
+			 * its filter); its PONG makes the address a candidate.
+			 * Bounded by the peer's pings (PONG budget above) and
+			 * MS_PUNCH_GAP_MS per peer for an address that is not a
+			 * candidate yet. */
+			struct ms_cand tmp, *c = NULL;
+			for (size_t i = 0; i < p->n_cand && !c; i++)
+				if (sockaddr_equal(&p->cand[i].sa, from))
+					c = &p->cand[i];
+			int64_t last = c ? c->last_ping_ms : p->last_punch_ms;
+			if (!c) {
+				memset(&tmp, 0, sizeof(tmp));
+				tmp.sa = *from;
+				c = &tmp;
+			}
+			if ((now - last >= MS_PUNCH_GAP_MS || sock) &&
+			    send_ping_on(ms, p, c, sock ? sock : sock_for(p, from), 0) &&
+			    c == &tmp)
+				p->last_punch_ms = now;
 		}
 		break;
 	}
@@ -869,13 +941,17 @@ static void on_disco(struct magicsock *ms, const uint8_t *buf, size_t len,
 			return;
 		}
 		p->last_cmm_rx_ms = now;
+		if (now < p->cmm_next_ms) {
+			ms->st.disco_drop_rate++; /* backing off (cmm_schedule) */
+			break;
+		}
 		for (size_t i = 0; i < m.n_eps; i++) {
 			struct sockaddr_storage ss;
-			if (disco_addr_to_sockaddr(&m.eps[i], &ss) && cand_ok(&ss))
+			if (disco_addr_to_sockaddr(&m.eps[i], &ss) && cand_ok_learned(ms, &ss))
 				add_candidate(p, &ss);
 		}
-		if (!(p->has_best && p->trust_until_ms > now))
-			ping_all(ms, p, false);
+		if (!(p->has_best && p->trust_until_ms > now) && ping_all(ms, p, false))
+			cmm_schedule(p, now);
 		break;
 	case DISCO_BIRTHDAY:
 		if (from) { /* only meaningful through the relay */
@@ -971,6 +1047,29 @@ static void probe_timeout(evutil_socket_t fd, short ev, void *arg)
 	probe_end(pr->ms, pr->id, &r);
 }
 
+static void send_cmm(struct magicsock *ms, struct ms_peer *p);
+
+/* A ping to `to` (NULL: through the relay) from socket sock that went out
+ * less than MS_CAND_GAP_MS ago and is not answered yet answers probe id
+ * now: a probe every 100 ms re-sends nothing then, so the pings of one
+ * probe never push out those of the one before, whose answers may simply
+ * be slower than the relay's. */
+static bool probe_adopt(struct ms_peer *p, const struct sockaddr_storage *to, uint32_t sock,
+                        uint32_t id)
+{
+	int64_t now = now_us();
+	for (size_t i = 0; i < MS_PINGS_MAX; i++) {
+		struct ms_ping *pg = &p->ping[i];
+		if (pg->sent_us && now - pg->sent_us < (int64_t)MS_CAND_GAP_MS * 1000 &&
+		    pg->sock == sock &&
+		    (to ? sockaddr_equal(&pg->to, to) : pg->to.ss_family == 0)) {
+			pg->probe = id;
+			return true;
+		}
+	}
+	return false;
+}
+
 int magicsock_ping(struct magicsock *ms, const uint8_t key[32], uint32_t timeout_ms,
                    magicsock_pong_fn fn, void *ctx)
 {
@@ -1000,17 +1099,25 @@ int magicsock_ping(struct magicsock *ms, const uint8_t key[32], uint32_t timeout
 	} else {
 		/* As a send with no trusted path does, and through the relay
 		 * too, so the answer says which way the peer is reached now. */
-		for (size_t i = 0; i < p->n_cand; i++)
-			if (cand_ok(&p->cand[i].sa) &&
-			    now - p->cand[i].last_ping_ms >= MS_PUNCH_GAP_MS)
-				sent |= send_ping(ms, p, &p->cand[i], pr->id);
+		for (size_t i = 0; i < p->n_cand; i++) {
+			struct ms_cand *c = &p->cand[i];
+			if (!cand_ok(&c->sa))
+				continue;
+			if (probe_adopt(p, &c->sa, sock_for(p, &c->sa), pr->id))
+				sent = true;
+			else if (now - c->last_ping_ms >= MS_PUNCH_GAP_MS)
+				sent |= send_ping(ms, p, c, pr->id);
+		}
 		struct ms_conn *k = conn_for(ms, p, true);
 		if (k && relay_client_connected(k->c) && p->gone_until_ms <= now)
-			sent |= send_ping(ms, p, NULL, pr->id);
+			sent |= probe_adopt(p, NULL, 0, pr->id) ||
+			        send_ping(ms, p, NULL, pr->id);
 		/* and ask the peer to punch towards us (at most every 5 s: an
-		 * explicit probe does not wait for the backoff) */
-		if (now - p->last_ping_all_ms >= MS_PING_ALL_MS)
-			ping_all(ms, p, true);
+		 * explicit probe does not wait for the backoff, and does not
+		 * move it either: the diagnostic leaves alone what it
+		 * measures) */
+		if (now - p->last_cmm_ms >= MS_PING_ALL_MS)
+			send_cmm(ms, p);
 	}
 	if (!sent) {
 		event_free(pr->timer);
@@ -1695,6 +1802,20 @@ static int set_relays(struct magicsock *ms, const struct ctl_relay *r, size_t n)
 	return 1;
 }
 
+/* The peer with this key left the map or restarted (new disco key): its
+ * running attempt ends without a callback and its queued request goes (it
+ * was checked against the instance that asked). */
+static void bd_forget(struct magicsock *ms, const uint8_t *key)
+{
+	if (ms->bd)
+		bd_cancel(ms->bd, key);
+	size_t k = 0;
+	for (size_t i = 0; i < ms->n_bd_queue; i++)
+		if (memcmp(ms->bd_queue[i].key, key, 32) != 0)
+			ms->bd_queue[k++] = ms->bd_queue[i];
+	ms->n_bd_queue = k;
+}
+
 /* A map entry into a peer: disco key (and the shared secret when it
  * changed), home relay, the map's endpoints as the first candidates (what
  * was learned about them kept), then the learned ones that still fit. */
@@ -1707,6 +1828,11 @@ static void peer_from_map(struct magicsock *ms, struct ms_peer *p,
 		    disco_shared(p->shared, cp->disco_key, ms->cfg.disco_priv) == 0;
 		memset(p->ping, 0, sizeof(p->ping));
 		retry_reset(p);
+		/* A new peer, or one that restarted: what an instance before
+		 * said of its NAT or asked us is not this one's word. */
+		bd_forget(ms, p->key);
+		p->nat = DISCO_NAT_UNKNOWN;
+		memset(&p->pub, 0, sizeof(p->pub));
 	}
 	p->home_relay = cp->home_relay;
 	/* Map candidates first, then the learned ones that still fit. */
@@ -1832,7 +1958,7 @@ int magicsock_update_peers(struct magicsock *ms, const struct ctl_map_full *map,
 		            slot_of(ms->by_disco, ms->n_peers, p, true));
 		ms->n_peers--;
 		bd_use_link(ms, p, 0);
-		bd_cancel(ms->bd, p->key);
+		bd_forget(ms, p->key);
 		sodium_memzero(p, sizeof(*p));
 		free(p);
 	}
@@ -1946,7 +2072,7 @@ int magicsock_set_map(struct magicsock *ms, const struct ctl_map_full *map)
 	for (size_t i = 0; i < ms->n_peers; i++)
 		if (!ms->by_key[i]->in_map) {
 			bd_use_link(ms, ms->by_key[i], 0);
-			bd_cancel(ms->bd, ms->by_key[i]->key);
+			bd_forget(ms, ms->by_key[i]->key);
 			sodium_memzero(ms->by_key[i], sizeof(*ms->by_key[i]));
 			free(ms->by_key[i]);
 		}
@@ -2097,6 +2223,8 @@ int magicsock_peer_path(const struct magicsock *ms, const uint8_t key[32],
 	pp->trusted = pi.direct_trusted;
 	pp->pings_sent = p->pings_sent;
 	pp->pongs_received = p->pongs_received;
+	pp->n_candidates = (unsigned)p->n_cand;
+	pp->seen_src = p->seen_src;
 	if (p->has_best) {
 		pp->best = p->best;
 		pp->latency_us = p->best_lat_us;

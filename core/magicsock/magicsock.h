@@ -94,6 +94,10 @@ struct magicsock_config {
 	 * probing also accepts 127.0.0.0/8 as a peer's public address. Never
 	 * set by a node. */
 	bool birthday_loopback_for_tests;
+	/* Tests on one machine only: a peer's CALL_ME_MAYBE may list
+	 * 127.0.0.0/8 or ::1 (a node never pings loopback addresses a peer
+	 * only claims). Never set by a node. */
+	bool disco_loopback_for_tests;
 };
 
 struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
@@ -147,6 +151,9 @@ struct magicsock_peer_path {
 	 * is reached through the probing socket that won). */
 	bool birthday;
 	uint64_t pings_sent, pongs_received;
+	unsigned n_candidates; /* addresses pinged while no path is trusted */
+	/* where a PONG from it last came from by UDP (family 0: none) */
+	struct sockaddr_storage seen_src;
 };
 /* The answer to one magicsock_ping probe. */
 struct magicsock_pong {

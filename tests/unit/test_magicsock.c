@@ -70,6 +70,8 @@ static const char *extra_ep;
 static uint16_t extra_ep_port;
 static bool bd_loopback; /* birthday probing may use 127.0.0.1 */
 static bool bd_off;      /* node 0 runs with no_birthday (--no-birthday) */
+static bool cmm_loopback; /* a CALL_ME_MAYBE may list 127.0.0.1 (one machine) */
+static unsigned many_eps; /* node 0's map lists this many more for node 1 */
 /* Node 0's CALL_ME_MAYBEs to node 1 through the relay: all, and those
  * with a NAT trailer (its NAT kind and public address). */
 static unsigned cmm_from_0, cmm_trailer_from_0;
@@ -144,7 +146,7 @@ static void drop_hook(void *ctx, const struct sockaddr *to, const uint8_t *buf, 
 
 /* The map node i sees: the relay, and the other node (with its real UDP
  * endpoint when with_eps). */
-static void feed_map(int i, bool with_eps)
+static void map_entry(int i, bool with_eps, struct ctl_relay *rp, struct ctl_peer *pp)
 {
 	struct ctl_relay r;
 	memset(&r, 0, sizeof(r));
@@ -179,6 +181,24 @@ static void feed_map(int i, bool with_eps)
 		memcpy(p.eps[p.n_eps].addr, &a, 4);
 		p.n_eps++;
 	}
+	for (unsigned k = 0; i == 0 && k < many_eps && p.n_eps < CTL_ENDPOINTS_MAX; k++) {
+		p.eps[p.n_eps].family = 4;
+		p.eps[p.n_eps].port = 4000;
+		p.eps[p.n_eps].addr[0] = 198;
+		p.eps[p.n_eps].addr[1] = 18;
+		p.eps[p.n_eps].addr[2] = 78;
+		p.eps[p.n_eps].addr[3] = (uint8_t)(k + 1);
+		p.n_eps++;
+	}
+	*rp = r;
+	*pp = p;
+}
+
+static void feed_map(int i, bool with_eps)
+{
+	struct ctl_relay r;
+	struct ctl_peer p;
+	map_entry(i, with_eps, &r, &p);
 	struct ctl_map_full map;
 	memset(&map, 0, sizeof(map));
 	map.version = 1;
@@ -187,6 +207,29 @@ static void feed_map(int i, bool with_eps)
 	map.peers = &p;
 	map.n_peers = 1;
 	assert_int_equal(magicsock_set_map(ms[i], &map), 0);
+}
+
+/* A map delta to node i (magicsock_update_peers): the other node's entry
+ * again, with disco key dk (NULL: as before), or (gone) its key left. */
+static void feed_delta(int i, bool with_eps, const uint8_t *dk, bool gone)
+{
+	struct ctl_relay r;
+	struct ctl_peer p;
+	map_entry(i, with_eps, &r, &p);
+	if (dk)
+		memcpy(p.disco_key, dk, 32);
+	struct ctl_map_full map;
+	memset(&map, 0, sizeof(map));
+	map.version = 2;
+	map.relays = &r;
+	map.n_relays = 1;
+	const struct ctl_peer *pp = &p;
+	uint8_t key[1][32];
+	memcpy(key[0], p.node_key, 32);
+	assert_int_equal(magicsock_update_peers(ms[i], &map, gone ? NULL : &pp, gone ? 0 : 1,
+	                                        gone ? (const uint8_t(*)[32])key : NULL,
+	                                        gone ? 1 : 0),
+	                 0);
 }
 
 static void start_nodes(bool with_eps)
@@ -205,6 +248,7 @@ static void start_nodes(bool with_eps)
 		                              .ctx = &nodes[i],
 		                              .netcheck_timeout_ms = 1000,
 		                              .birthday_loopback_for_tests = bd_loopback,
+	                              .disco_loopback_for_tests = cmm_loopback,
 		                              .no_birthday = bd_off && i == 0};
 		memcpy(mc.node_priv, nodes[i].priv, 32);
 		memcpy(mc.node_pub, nodes[i].pub, 32);
@@ -229,6 +273,8 @@ static int setup(void **state)
 	extra_ep = NULL;
 	bd_loopback = false;
 	bd_off = false;
+	cmm_loopback = true;
+	many_eps = 0;
 	cmm_from_0 = cmm_trailer_from_0 = 0;
 	for (int i = 0; i < 2; i++) {
 		node_init(base, &nodes[i]);
@@ -956,9 +1002,20 @@ static void spoofed_pongs_change_no_path(void **state)
 	n = seal_as_node1(buf, &m);
 	send_to_node0(fd1, buf, n);
 	/* 4. Node 1's captured PING replayed to node 0 from a stranger: it
-	 * costs a PONG (to the stranger), and changes no path. */
+	 * costs a PONG (to the stranger) and a PING back, and changes no path,
+	 * no candidate and no address the peer is said to be seen at. */
+	struct magicsock_peer_path pp0;
+	assert_int_equal(magicsock_peer_path(ms[0], nodes[1].pub, &pp0), 0);
 	send_to_node0(stranger, taps[1].buf[i1], taps[1].len[i1]);
 	spin(300);
+	{
+		struct magicsock_peer_path pp4;
+		assert_int_equal(magicsock_peer_path(ms[0], nodes[1].pub, &pp4), 0);
+		assert_int_equal(pp4.n_candidates, pp0.n_candidates);
+		assert_int_equal(pp4.seen_src.ss_family, pp0.seen_src.ss_family);
+		assert_true(pp0.seen_src.ss_family == 0 ||
+		            sockaddr_equal(&pp4.seen_src, &pp0.seen_src));
+	}
 	magicsock_get_stats(ms[0], &s1);
 	assert_int_equal(s1.disco_drop_unknown - s0.disco_drop_unknown, 1);
 	assert_int_equal(s1.pongs_unmatched - s0.pongs_unmatched, 2);
@@ -1276,6 +1333,327 @@ static void birthday_win_carries_wireguard(void **state)
 	assert_int_equal(path_of(0), MS_PATH_DIRECT);
 }
 
+
+/* ---- issue 14 review, node side: CALL_ME_MAYBE, probes, deltas ---- */
+
+/* A relay connection under node 1's key (node 1's magicsock freed). */
+static struct relay_client *node1_by_hand(void)
+{
+	magicsock_free(ms[1]);
+	ms[1] = NULL;
+	const struct relay_client_callbacks cb = {.on_packet = rc_packet,
+	                                          .on_state = rc_state};
+	struct relay_client_config rc = {
+	    .base = base, .host = "127.0.0.1", .port = rport, .cb = &cb};
+	memcpy(rc.relay_key, rpub, 32);
+	memcpy(rc.node_priv, nodes[1].priv, 32);
+	memcpy(rc.node_pub, nodes[1].pub, 32);
+	char err[160];
+	struct relay_client *c = relay_client_new(&rc, err, sizeof err);
+	assert_non_null(c);
+	for (int i = 0; i < 100 && !relay_client_connected(c); i++)
+		spin(20);
+	assert_true(relay_client_connected(c));
+	return c;
+}
+
+static uint16_t lo_port;
+static unsigned to_lo, to_lan; /* node 0's datagrams to 127.0.0.1:lo_port, 198.18.77.5 */
+
+static void cmm_count_hook(void *ctx, const struct sockaddr *to, const uint8_t *buf,
+                           size_t len)
+{
+	if (to->sa_family != AF_INET || !disco_is_message(buf, len))
+		return;
+	const struct sockaddr_in *a = (const struct sockaddr_in *)to;
+	if (ntohl(a->sin_addr.s_addr) == 0x7f000001 && ntohs(a->sin_port) == lo_port)
+		to_lo++;
+	else if (ntohl(a->sin_addr.s_addr) == 0xC6124D05)
+		to_lan++;
+}
+
+/* Node 1's CALL_ME_MAYBEs (through the relay) list 127.0.0.1:P and
+ * 198.18.77.5:4000: node 0 never pings the loopback one (its own host's
+ * service), pings the other, and the rounds they start back off: sent at
+ * 0, 5.2 and 10.4 s, the third is not answered (the gap is 10 s by then). */
+static void cmm_loopback_never_pinged(void **state)
+{
+	cmm_loopback = false;
+	start_nodes(false);
+	assert_true(wait_home(5000));
+	struct relay_client *c = node1_by_hand();
+	lo_port = free_udp_port();
+	to_lo = to_lan = 0;
+	wg_device_set_tx_hook(nodes[0].dev, cmm_count_hook, NULL);
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_CALL_ME_MAYBE;
+	m.version = 1;
+	m.n_eps = 2;
+	m.eps[0].family = 4;
+	m.eps[0].port = lo_port;
+	m.eps[0].addr[0] = 127;
+	m.eps[0].addr[3] = 1;
+	m.eps[1].family = 4;
+	m.eps[1].port = 4000;
+	assert_int_equal(inet_pton(AF_INET, "198.18.77.5", m.eps[1].addr), 1);
+	relay_disco(c, &m);
+	assert_int_equal(to_lo, 0);
+	assert_int_equal(to_lan, 1);
+	spin(4900);
+	relay_disco(c, &m);
+	assert_int_equal(to_lan, 2);
+	spin(4900);
+	relay_disco(c, &m);
+	assert_int_equal(to_lan, 2); /* backing off */
+	assert_int_equal(to_lo, 0);
+	relay_client_free(c);
+}
+
+/* Probes every 120 ms while the peer is reached only through the relay
+ * (node 0's UDP captured, nothing delivered), with 16 candidates: the
+ * pings of the first probe are still waiting after the third, so node 1's
+ * PONG to the first ping to its real address (slower than the relay's)
+ * still makes the path direct. */
+static void probe_pings_not_overwritten(void **state)
+{
+	many_eps = 15;
+	start_nodes(true);
+	assert_true(wait_home(3000));
+	memset(taps, 0, sizeof(taps));
+	wg_device_set_tx_hook(nodes[0].dev, tap_hook, &taps[0]);
+	wg_device_set_tx_hook(nodes[1].dev, drop_hook, NULL);
+	struct pong_box b = {0};
+	for (unsigned k = 0; k < 3; k++) {
+		assert_int_equal(magicsock_ping(ms[0], nodes[1].pub, 1000, on_test_pong, &b), 0);
+		assert_true(run_until(base, &b.n, k + 1, 2000));
+		assert_int_equal(b.r.path, MS_PATH_RELAY);
+		spin(120);
+	}
+	struct sockaddr_storage a1;
+	sin4(&a1, "127.0.0.1", wg_device_port(nodes[1].dev));
+	uint8_t shared[32];
+	assert_int_equal(disco_shared(shared, dpub[0], dpriv[1]), 0);
+	struct disco_msg m;
+	int first = -1;
+	for (unsigned i = 0; i < taps[0].n && first < 0; i++)
+		if (sockaddr_equal(&taps[0].to[i], &a1) &&
+		    disco_open(taps[0].buf[i], taps[0].len[i], shared, &m) == 0 &&
+		    m.type == DISCO_PING)
+			first = (int)i;
+	assert_true(first >= 0);
+	uint8_t txid[DISCO_TXID_LEN];
+	memcpy(txid, m.txid, sizeof(txid));
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_PONG;
+	m.version = 1;
+	memcpy(m.txid, txid, sizeof(m.txid));
+	disco_addr_from_sockaddr(&m.src, (struct sockaddr *)&a1);
+	uint8_t buf[DISCO_MAX_LEN];
+	size_t n = seal_as_node1(buf, &m);
+	send_to_node0(nodes[1].dev->fd4, buf, n);
+	struct magicsock_peer_path pp;
+	int64_t end = mono_ms() + 1000;
+	do {
+		spin(20);
+		assert_int_equal(magicsock_peer_path(ms[0], nodes[1].pub, &pp), 0);
+	} while (mono_ms() < end && !pp.best.ss_family);
+	assert_true(sockaddr_equal(&pp.best, &a1));
+}
+
+/* `ping --disco` for 6 s while the peer is relayed leaves the automatic
+ * direct attempts' backoff alone: traffic right after still gets an
+ * attempt (a CALL_ME_MAYBE) within 8 s. Had each probe's round counted,
+ * the gap would be 20 s by then. */
+static void probes_leave_backoff_alone(void **state)
+{
+	start_nodes(false);
+	assert_true(wait_home(3000));
+	for (int i = 0; i < 2; i++)
+		wg_device_set_tx_hook(nodes[i].dev, drop_but_stun_hook, &nodes[i]);
+	struct pong_box b = {0};
+	int64_t end = mono_ms() + 6000;
+	while (mono_ms() < end) {
+		unsigned want = b.n + 1;
+		assert_int_equal(magicsock_ping(ms[0], nodes[1].pub, 900, on_test_pong, &b), 0);
+		assert_true(run_until(base, &b.n, want, 2000));
+		spin(1000);
+	}
+	struct magicsock_stats st;
+	magicsock_get_stats(ms[0], &st);
+	uint64_t before = st.call_me_maybe_tx;
+	end = mono_ms() + 8000;
+	while (mono_ms() < end && st.call_me_maybe_tx == before) {
+		send_one(0);
+		spin(100);
+		magicsock_get_stats(ms[0], &st);
+	}
+	assert_true(st.call_me_maybe_tx > before);
+}
+
+/* A delta gives node 1 a new disco key (it restarted) while node 0 probes
+ * for its request: the attempt stops at once, and what the old instance
+ * said of its NAT is forgotten (a request from the new one is refused
+ * until it says again). */
+static void delta_disco_change_ends_attempt(void **state)
+{
+	struct relay_client *c = easy_node0_hard_node1();
+	struct disco_msg m;
+	birthday_msg(&m, "198.18.77.1");
+	relay_disco(c, &m);
+	struct magicsock_stats st0, st;
+	magicsock_get_stats(ms[0], &st0);
+	assert_int_equal(st0.birthday_attempts, 1);
+	assert_true(st0.birthday_probes_sent >= 20);
+	uint8_t npub[32], npriv[32];
+	crypto_box_keypair(npub, npriv);
+	feed_delta(0, false, npub, false);
+	magicsock_get_stats(ms[0], &st0);
+	spin(500);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_probes_sent, st0.birthday_probes_sent);
+	/* the new instance's request, with no CALL_ME_MAYBE of its own: refused */
+	memcpy(dpub[1], npub, 32);
+	memcpy(dpriv[1], npriv, 32);
+	relay_disco(c, &m);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_attempts, 1);
+	assert_int_equal(st.birthday_refused, st0.birthday_refused + 1);
+	relay_client_free(c);
+}
+
+/* The birthday link that carries node 1 is removed by a delta (node 1
+ * left the map), then node 1 comes back in another: no path to a gone
+ * peer, nothing used after it is freed, and the relay carries it again. */
+static void delta_removes_live_link(void **state)
+{
+	bd_loopback = true;
+	start_nodes(false);
+	assert_true(wait_home(5000));
+	force_nat(0, true);
+	force_nat(1, false);
+	wg_device_set_tx_hook(nodes[0].dev, drop_hook, NULL);
+	feed_map(0, true);
+	feed_map(1, true);
+	struct magicsock_stats st;
+	int64_t end = mono_ms() + 15000;
+	do {
+		send_one(0);
+		spin(100);
+		magicsock_get_stats(ms[0], &st);
+	} while (mono_ms() < end && !(st.birthday_wins >= 1 && path_of(0) == MS_PATH_DIRECT));
+	assert_int_equal(st.birthday_wins, 1);
+	feed_delta(0, true, NULL, true);
+	struct magicsock_peer_path pp;
+	assert_int_equal(magicsock_peer_path(ms[0], nodes[1].pub, &pp), -ENOENT);
+	spin(300);
+	feed_delta(0, true, NULL, false);
+	assert_int_equal(magicsock_peer_path(ms[0], nodes[1].pub, &pp), 0);
+	assert_false(pp.birthday);
+	unsigned before = nodes[1].rx_count;
+	end = mono_ms() + 3000;
+	while (mono_ms() < end && nodes[1].rx_count == before) {
+		send_one(0);
+		spin(100);
+	}
+	assert_true(nodes[1].rx_count > before);
+}
+
+/* Peer X's BIRTHDAY waits in node 0's queue behind node 1's attempt; X
+ * leaves the map in a delta and comes back in the next (a restarted
+ * peer, say) before that attempt ends: the request of the instance that
+ * left is gone with it, and no probing for X starts when node 1's ends. */
+static void queued_request_leaves_with_peer(void **state)
+{
+	struct relay_client *c = easy_node0_hard_node1();
+	uint8_t xpub[32], xpriv[32], xdpub[32], xdpriv[32];
+	crypto_box_keypair(xpub, xpriv);
+	crypto_box_keypair(xdpub, xdpriv);
+	uint8_t keys[3][32];
+	memcpy(keys[0], nodes[0].pub, 32);
+	memcpy(keys[1], nodes[1].pub, 32);
+	memcpy(keys[2], xpub, 32);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 3), 0);
+	/* node 0's map: node 1 as before, and X hard at 198.18.77.2 */
+	struct ctl_relay r;
+	struct ctl_peer peers[2];
+	map_entry(0, false, &r, &peers[0]);
+	peers[1] = peers[0];
+	peers[1].id = 9;
+	snprintf(peers[1].name, sizeof(peers[1].name), "x");
+	memcpy(peers[1].node_key, xpub, 32);
+	memcpy(peers[1].disco_key, xdpub, 32);
+	peers[1].n_eps = 1;
+	peers[1].eps[0].family = 4;
+	peers[1].eps[0].port = 4000;
+	assert_int_equal(inet_pton(AF_INET, "198.18.77.2", peers[1].eps[0].addr), 1);
+	struct ctl_map_full map;
+	memset(&map, 0, sizeof(map));
+	map.version = 3;
+	map.relays = &r;
+	map.n_relays = 1;
+	map.peers = peers;
+	map.n_peers = 2;
+	assert_int_equal(magicsock_set_map(ms[0], &map), 0);
+	const struct relay_client_callbacks cb = {.on_packet = rc_packet,
+	                                          .on_state = rc_state};
+	struct relay_client_config rc = {
+	    .base = base, .host = "127.0.0.1", .port = rport, .cb = &cb};
+	memcpy(rc.relay_key, rpub, 32);
+	memcpy(rc.node_priv, xpriv, 32);
+	memcpy(rc.node_pub, xpub, 32);
+	char err[160];
+	struct relay_client *cx = relay_client_new(&rc, err, sizeof err);
+	assert_non_null(cx);
+	for (int i = 0; i < 100 && !relay_client_connected(cx); i++)
+		spin(20);
+	assert_true(relay_client_connected(cx));
+	uint8_t xshared[32], buf[DISCO_MAX_LEN];
+	assert_int_equal(disco_shared(xshared, dpub[0], xdpriv), 0);
+	struct disco_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = DISCO_CALL_ME_MAYBE;
+	m.version = 1;
+	m.n_eps = 1;
+	m.eps[0].family = 4;
+	m.eps[0].port = 4000;
+	assert_int_equal(inet_pton(AF_INET, "198.18.77.2", m.eps[0].addr), 1);
+	m.nat = DISCO_NAT_HARD;
+	m.pub = m.eps[0];
+	size_t n = disco_seal(buf, sizeof(buf), xdpub, xshared, &m);
+	assert_int_equal(relay_client_send(cx, nodes[0].pub, buf, n), 0);
+	spin(300);
+	/* node 1's request runs (200 probes, then the grace time) ... */
+	birthday_msg(&m, "198.18.77.1");
+	m.probes = 200;
+	relay_disco(c, &m);
+	struct magicsock_stats st;
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_attempts, 1);
+	/* ... X's waits ... */
+	birthday_msg(&m, "198.18.77.2");
+	m.probes = 200;
+	n = disco_seal(buf, sizeof(buf), xdpub, xshared, &m);
+	assert_int_equal(relay_client_send(cx, nodes[0].pub, buf, n), 0);
+	spin(100);
+	struct magicsock_stats st1;
+	magicsock_get_stats(ms[0], &st1);
+	assert_int_equal(st1.birthday_refused, st.birthday_refused); /* queued */
+	/* ... X leaves and comes back */
+	const struct ctl_peer *px = &peers[1];
+	map.version = 4;
+	assert_int_equal(magicsock_update_peers(ms[0], &map, NULL, 0,
+	                                        (const uint8_t(*)[32])xpub, 1),
+	                 0);
+	map.version = 5;
+	assert_int_equal(magicsock_update_peers(ms[0], &map, &px, 1, NULL, 0), 0);
+	spin(3000);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_attempts, 1);
+	relay_client_free(cx);
+	relay_client_free(c);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -1304,6 +1682,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(birthday_request_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_off_refuses, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_win_carries_wireguard, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(cmm_loopback_never_pinged, setup, teardown),
+	    cmocka_unit_test_setup_teardown(probe_pings_not_overwritten, setup, teardown),
+	    cmocka_unit_test_setup_teardown(probes_leave_backoff_alone, setup, teardown),
+	    cmocka_unit_test_setup_teardown(delta_disco_change_ends_attempt, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(delta_removes_live_link, setup, teardown),
+	    cmocka_unit_test_setup_teardown(queued_request_leaves_with_peer, setup,
 	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
