@@ -91,6 +91,8 @@ static void apply_patches(struct ctl_map_full *map, const struct ctl_map_delta *
 			p->online = pp->online;
 		if (pp->fields & CTL_PATCH_LAST_SEEN)
 			p->last_seen = pp->last_seen;
+		if (pp->fields & CTL_PATCH_SEEN_IP)
+			p->seen_ip = pp->seen_ip;
 	}
 }
 

@@ -40,8 +40,8 @@
  *                  delta to such a node may name the node itself, which
  *                  it ignores)
  *   patch         {id: int, endpoints?: [ip:port], home_relay?: int,
- *                  online?: bool, last_seen?: int}  (the fields that
- *                  changed; the others keep their values)
+ *                  online?: bool, last_seen?: int, seen_ip?: ip}  (the
+ *                  fields that changed; the others keep their values)
  *   KEEPALIVE     {}
  *   ERROR         {code: int, text: str}
  *   RELAY_REGISTER {auth_key?: str, relay: relay} (a mesh-relay, after the
@@ -56,7 +56,13 @@
  *   peer          {id: int, name: label, node_key: b64, disco_key: b64,
  *                  addresses: [ip], allowed_ips: [prefix],
  *                  endpoints?: [ip:port], home_relay?: int, online?: bool,
- *                  last_seen?: int (unix seconds, 0 = never)}
+ *                  last_seen?: int (unix seconds, 0 = never),
+ *                  seen_ip?: ip}
+ *                 (seen_ip: the source address of the node's latest
+ *                  control connection as the server saw it, unlike
+ *                  endpoints, which the node reports itself; absent until
+ *                  the node connected to this server process. An older
+ *                  node ignores it.)
  * Peer ids are unique within one message's peers and patches together, and
  * within one map's chunks together.
  * Integers are 0..INT64_MAX unless narrower (ports 1..65535, relay ids and
@@ -219,6 +225,9 @@ struct ctl_peer {
 	struct ctl_endpoint eps[CTL_ENDPOINTS_MAX];
 	uint32_t home_relay; /* 0 = none */
 	int64_t last_seen;   /* unix seconds, 0 = never */
+	/* Where the server saw its control connection come from (family 0:
+	 * not sent): observed, not claimed by the node. */
+	struct ctl_ip seen_ip;
 };
 
 struct ctl_relay {
@@ -278,6 +287,7 @@ struct ctl_map_peers {
 #define CTL_PATCH_HOME_RELAY 0x2u
 #define CTL_PATCH_ONLINE     0x4u
 #define CTL_PATCH_LAST_SEEN  0x8u
+#define CTL_PATCH_SEEN_IP    0x10u
 
 /* Some fields of a peer the node already has. */
 struct ctl_peer_patch {
@@ -288,6 +298,7 @@ struct ctl_peer_patch {
 	struct ctl_endpoint eps[CTL_ENDPOINTS_MAX];
 	uint32_t home_relay;
 	int64_t last_seen;
+	struct ctl_ip seen_ip;
 };
 
 struct ctl_map_delta {

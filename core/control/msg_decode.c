@@ -112,6 +112,8 @@ static int dec_peer(struct ctl_mf_ctx *c, json_t *o, const char *pre, struct ctl
 	p->online = r > 0 && json_is_true(v);
 	CTL_MF_TRY(ctl_mf_int(c, o, pre, "last_seen", false, INT64_MAX, &u));
 	p->last_seen = (int64_t)u;
+	if (json_object_get(o, "seen_ip"))
+		CTL_MF_TRY(ctl_mf_ip(c, o, pre, "seen_ip", 0, &p->seen_ip));
 	return 0;
 }
 
@@ -213,6 +215,10 @@ static int dec_patch(struct ctl_mf_ctx *c, json_t *o, const char *pre,
 	if (r > 0) {
 		p->fields |= CTL_PATCH_LAST_SEEN;
 		p->last_seen = (int64_t)u;
+	}
+	if (json_object_get(o, "seen_ip")) {
+		CTL_MF_TRY(ctl_mf_ip(c, o, pre, "seen_ip", 0, &p->seen_ip));
+		p->fields |= CTL_PATCH_SEEN_IP;
 	}
 	return 0;
 }

@@ -110,9 +110,19 @@ fail:
 	return NULL;
 }
 
+/* An optional address field: set only when ip has a family. */
+static int j_set_ip(json_t *o, const char *key, const struct ctl_ip *ip)
+{
+	char s[CTL_ADDRSTR_MAX];
+	if (ip->family != 4 && ip->family != 6)
+		return 0;
+	ctl_ip_format(ip, s);
+	return json_object_set_new(o, key, json_string(s));
+}
+
 static json_t *j_peer(struct ectx *c, const struct ctl_peer *p)
 {
-	return json_pack("{s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:I, s:b, s:o}", "id",
+	json_t *o = json_pack("{s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:I, s:b, s:o}", "id",
 	                 j_int(c, p->id, "peer id out of range"), "name", p->name,
 	                 "node_key", j_key(p->node_key), "disco_key", j_key(p->disco_key),
 	                 "addresses", j_ips(c, p->addrs, p->n_addrs), "allowed_ips",
@@ -120,6 +130,11 @@ static json_t *j_peer(struct ectx *c, const struct ctl_peer *p)
 	                 j_endpoints(c, p->eps, p->n_eps), "home_relay",
 	                 (json_int_t)p->home_relay, "online", p->online, "last_seen",
 	                 j_int(c, (uint64_t)p->last_seen, "last_seen out of range"));
+	if (o && j_set_ip(o, "seen_ip", &p->seen_ip) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 static json_t *j_peers(struct ectx *c, const struct ctl_peer *peers, size_t n)
@@ -327,7 +342,8 @@ static json_t *j_patch(struct ectx *c, const struct ctl_peer_patch *p)
 	    ((p->fields & CTL_PATCH_LAST_SEEN) &&
 	     json_object_set_new(
 	         o, "last_seen",
-	         j_int(c, (uint64_t)p->last_seen, "last_seen out of range")) != 0)) {
+	         j_int(c, (uint64_t)p->last_seen, "last_seen out of range")) != 0) ||
+	    ((p->fields & CTL_PATCH_SEEN_IP) && j_set_ip(o, "seen_ip", &p->seen_ip) != 0)) {
 		json_decref(o);
 		return NULL;
 	}

@@ -94,12 +94,28 @@ uint32_t bd_budget_left(const struct bd_budget *b, int64_t now_ms)
 	return (uint32_t)(BD_BUDGET_PROBES - used);
 }
 
-void bd_budget_take(struct bd_budget *b, int64_t now_ms, uint32_t n)
+uint32_t bd_budget_left_for(const struct bd_budget *b, int64_t now_ms,
+                            const uint8_t peer[32])
+{
+	uint32_t left = bd_budget_left(b, now_ms);
+	uint64_t mine = 0;
+	for (int i = 0; i < BD_BUDGET_SLOTS; i++)
+		if (b->n[i] && now_ms - b->at_ms[i] < BD_BUDGET_MS &&
+		    memcmp(b->peer[i], peer, 32) == 0)
+			mine += b->n[i];
+	if (mine >= BD_BUDGET_PEER)
+		return 0;
+	return left < BD_BUDGET_PEER - mine ? left : (uint32_t)(BD_BUDGET_PEER - mine);
+}
+
+void bd_budget_take(struct bd_budget *b, int64_t now_ms, const uint8_t peer[32],
+                    uint32_t n)
 {
 	for (int i = 0; i < BD_BUDGET_SLOTS; i++)
 		if (!b->n[i] || now_ms - b->at_ms[i] >= BD_BUDGET_MS) {
 			b->at_ms[i] = now_ms;
 			b->n[i] = n;
+			memcpy(b->peer[i], peer, 32);
 			return;
 		}
 }
@@ -503,7 +519,7 @@ int bd_easy_start(struct birthday *bd, const uint8_t peer_key[32],
 	if (!probes)
 		return -EINVAL;
 	int64_t now = (int64_t)mono_now_ms();
-	uint32_t left = bd_budget_left(&bd->budget, now);
+	uint32_t left = bd_budget_left_for(&bd->budget, now, peer_key);
 	if (left < BD_PROBES_MIN && left < probes)
 		return -EAGAIN;
 	if (probes > left)
@@ -516,7 +532,7 @@ int bd_easy_start(struct birthday *bd, const uint8_t peer_key[32],
 		return -ENOMEM;
 	}
 	bd_ports_init(bd->ports);
-	bd_budget_take(&bd->budget, now, probes);
+	bd_budget_take(&bd->budget, now, peer_key, probes);
 	bd->running = true;
 	bd->hard = false;
 	memcpy(bd->peer, peer_key, 32);

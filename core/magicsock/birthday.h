@@ -52,8 +52,11 @@ struct event_base;
 #define BD_BACKOFF_MAX_MS (32 * 60000)
 #define BD_REQ_GAP_MS     20000 /* easy side: a peer's request this often */
 #define BD_LINK_DEAD_MS   30000 /* a won socket untrusted this long closes */
-#define BD_BUDGET_PROBES  1500  /* easy side: probes per BD_BUDGET_MS, node-wide */
+/* Easy side: probes per BD_BUDGET_MS, node-wide, and one peer's share of
+ * them (half: one whole attempt a minute; the rest is for the others). */
+#define BD_BUDGET_PROBES  (2 * BD_PROBES_MAX)
 #define BD_BUDGET_MS      60000
+#define BD_BUDGET_PEER    (BD_BUDGET_PROBES / 2)
 #define BD_PROBES_MIN     (BD_PROBES_PER_SEC / 2) /* fewer left: no attempt */
 #define BD_TICK_BURST     8     /* probes per pacing tick at most: no burst */
 #define BD_FD_HEADROOM    64    /* hard side: descriptors left for the rest */
@@ -94,16 +97,23 @@ void bd_backoff_started_min(struct bd_backoff *b, int64_t now_ms, uint32_t min_m
 bool bd_target_ok(const struct sockaddr_storage *ip);
 
 /* The node-wide probe budget: at most BD_BUDGET_PROBES probes reserved in
- * any BD_BUDGET_MS, however many peers ask. Zeroed: all of it. */
+ * any BD_BUDGET_MS, however many peers ask, and at most BD_BUDGET_PEER of
+ * them for one peer, so that one peer asking as often as it may cannot
+ * spend it for the others. Zeroed: all of it. */
 #define BD_BUDGET_SLOTS 16
 struct bd_budget {
 	int64_t at_ms[BD_BUDGET_SLOTS];
 	uint32_t n[BD_BUDGET_SLOTS];
+	uint8_t peer[BD_BUDGET_SLOTS][32];
 };
-/* Probes that may still be reserved now. */
+/* Probes that may still be reserved now, node-wide. */
 uint32_t bd_budget_left(const struct bd_budget *b, int64_t now_ms);
-/* Reserves n (<= bd_budget_left) now. */
-void bd_budget_take(struct bd_budget *b, int64_t now_ms, uint32_t n);
+/* The same for peer: also within its share. */
+uint32_t bd_budget_left_for(const struct bd_budget *b, int64_t now_ms,
+                            const uint8_t peer[32]);
+/* Reserves n (<= bd_budget_left_for) for peer now. */
+void bd_budget_take(struct bd_budget *b, int64_t now_ms, const uint8_t peer[32],
+                    uint32_t n);
 
 /* Random ports in BD_PORT_MIN..65535, none twice (one bit per port). */
 struct bd_ports {
@@ -170,9 +180,10 @@ void bd_link_close(struct birthday *bd, uint32_t sock);
 int bd_fd(const struct birthday *bd, uint32_t sock);
 
 /* Easy side: probes ip (its port is not used; family 4 or 6) with up to
- * probes (capped at BD_PROBES_MAX and at what the node-wide budget has
- * left) PINGs, all with txid. 0, -EBUSY (another runs) or -EAGAIN (less
- * than BD_PROBES_MIN left in the budget). */
+ * probes (capped at BD_PROBES_MAX and at what the budget has left for
+ * the peer: bd_budget_left_for) PINGs, all with txid. 0, -EBUSY (another
+ * runs) or -EAGAIN (less than BD_PROBES_MIN left in the budget or in the
+ * peer's share). */
 int bd_easy_start(struct birthday *bd, const uint8_t peer_key[32],
                   const struct sockaddr_storage *ip, uint32_t probes,
                   const uint8_t txid[12]);

@@ -104,7 +104,12 @@ struct ms_peer {
 	bool best_by_probe;
 	int64_t punch_since_ms, last_cmm_reply_ms;
 	struct bd_backoff backoff;     /* hard side: our attempts for it */
-	struct bd_backoff req_backoff; /* easy side: its requests to us */
+	struct bd_backoff req_backoff; /* easy side: its attempts for it */
+	/* Where control saw its control connection come from (the map's
+	 * seen_ip, port 0; family 0: not said): the only IP a birthday
+	 * attempt with it sends to. noseen_logged: "not said" was logged. */
+	struct sockaddr_storage seen_ip;
+	bool noseen_logged;
 	/* The last source address a disco message from it came from by UDP
 	 * (authenticated): an address the peer is seen at, family 0: none. */
 	struct sockaddr_storage seen_src;
@@ -784,7 +789,10 @@ static void on_pong(struct magicsock *ms, struct ms_peer *p, const struct disco_
 	p->trust_until_ms = now / 1000 + MS_TRUST_MS;
 	p->punch_since_ms = 0;
 	bd_backoff_reset(&p->backoff);
-	bd_backoff_reset(&p->req_backoff);
+	/* Only our probes' win resets the gap between its requests: a peer
+	 * that answers a ping now and then must not ask every 20 s. */
+	if (bd_hit)
+		bd_backoff_reset(&p->req_backoff);
 	if (sock != p->link && !bd_use_link(ms, p, sock)) {
 		/* That socket is closed: nothing reaches best any more. */
 		p->has_best = false;
@@ -1357,15 +1365,19 @@ static bool bd_use_link(struct magicsock *ms, struct ms_peer *p, uint32_t sock)
 	return true;
 }
 
-/* ip (its port aside) is where p is: the IP of one of its endpoints in the
- * control map, or the source its disco last came from by UDP. */
+/* ip (its port aside) is where p is: the address mesh-control saw its
+ * control connection come from (the map's seen_ip). Not its endpoints,
+ * which the peer reports itself, nor the source of its disco by UDP,
+ * which a captured PING replayed from anywhere sets: a member could aim
+ * our probes (or our 256 pings) at any host with either. */
 static bool bd_peer_at(const struct ms_peer *p, const struct sockaddr_storage *ip)
 {
-	for (size_t i = 0; i < p->n_map_cand; i++)
-		if (sockaddr_ip_equal(&p->cand[i].sa, ip))
-			return true;
-	return p->seen_src.ss_family && sockaddr_ip_equal(&p->seen_src, ip);
+	return p->seen_ip.ss_family && sockaddr_ip_equal(&p->seen_ip, ip);
 }
+
+static const char bd_no_seen_ip[] =
+    "mesh-control does not say where the peer's connection comes from (no seen_ip in "
+    "the map: upgrade mesh-control)";
 
 /* The public address a peer's trailer or request names is one we may
  * send to: public unicast IPv4 (bd_target_ok) where the peer is. */
@@ -1376,9 +1388,22 @@ static const char *bd_addr_refusal(const struct magicsock *ms, const struct ms_p
 	          (ntohl(((const struct sockaddr_in *)ip)->sin_addr.s_addr) >> 24) == 127;
 	if (!lo && !bd_target_ok(ip))
 		return "not a public IPv4 address";
+	if (!p->seen_ip.ss_family)
+		return bd_no_seen_ip;
 	if (!bd_peer_at(p, ip))
-		return "not one of the peer's endpoints";
+		return "not the address mesh-control sees the peer at";
 	return NULL;
+}
+
+/* The map's seen_ip of p (none: family 0). */
+static void bd_seen_from_map(struct ms_peer *p, const struct ctl_peer *cp)
+{
+	struct ctl_endpoint e = {.family = cp->seen_ip.family};
+	memcpy(e.addr, cp->seen_ip.addr, sizeof(e.addr));
+	if (e.family == 4 || e.family == 6)
+		sa_from_ctl(&p->seen_ip, &e);
+	else
+		memset(&p->seen_ip, 0, sizeof(p->seen_ip));
 }
 
 static void send_cmm(struct magicsock *ms, struct ms_peer *p)
@@ -1412,7 +1437,12 @@ static void bd_on_call_me_maybe(struct magicsock *ms, struct ms_peer *p,
 		why = "no port";
 	if (why) {
 		bd_refused(ms->bd);
-		log_debug("birthday probing: a peer's public address ignored: %s", why);
+		if (why == bd_no_seen_ip && !p->noseen_logged) {
+			p->noseen_logged = true; /* once per peer: it asks every 5 s */
+			log_info("birthday probing: not with a peer: %s", why);
+		} else {
+			log_debug("birthday probing: a peer's public address ignored: %s", why);
+		}
 		return;
 	}
 	p->nat = m->nat;
@@ -1473,6 +1503,8 @@ static void bd_kick(struct magicsock *ms)
 			log_debug(
 			    "birthday probing: a peer's request waited too long or the "
 			    "probe budget is spent; dropped");
+		} else {
+			bd_backoff_started_min(&p->req_backoff, now, BD_REQ_GAP_MS);
 		}
 	}
 }
@@ -1504,10 +1536,12 @@ static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct 
 		log_debug("birthday probing: a peer's request refused: %s", why);
 		return;
 	}
-	/* Once per BD_REQ_GAP_MS per peer, the gap doubling while no direct
-	 * path comes of it. */
-	bd_backoff_started_min(&p->req_backoff, now, BD_REQ_GAP_MS);
+	/* An attempt for it once per BD_REQ_GAP_MS, the gap doubling while
+	 * none wins: counted from when one starts (here or from the queue),
+	 * so a request that is refused or dropped costs it nothing. */
 	int r = bd_probe(ms, p, &ip, m->probes);
+	if (r == 0)
+		bd_backoff_started_min(&p->req_backoff, now, BD_REQ_GAP_MS);
 	if (r == -EBUSY) {
 		/* Another runs: this one after those before it, if its time has
 		 * not run out; a peer's newer request replaces its older one. */
@@ -1530,10 +1564,9 @@ static void bd_on_request(struct magicsock *ms, struct ms_peer *p, const struct 
 		log_debug("birthday probing: a peer's request waits for the running attempt");
 	} else if (r != 0) {
 		bd_refused(ms->bd);
-		log_info("birthday probing: a peer's request refused: the node-wide "
-		         "budget of %d "
-		         "probes a minute is spent",
-		         BD_BUDGET_PROBES);
+		log_info("birthday probing: a peer's request refused: the budget of %d "
+		         "probes a minute (%d for one peer) is spent",
+		         BD_BUDGET_PROBES, BD_BUDGET_PEER);
 	}
 }
 
@@ -1835,6 +1868,7 @@ static void peer_from_map(struct magicsock *ms, struct ms_peer *p,
 		memset(&p->pub, 0, sizeof(p->pub));
 	}
 	p->home_relay = cp->home_relay;
+	bd_seen_from_map(p, cp);
 	/* Map candidates first, then the learned ones that still fit. */
 	struct ms_cand learned[MS_LEARNED_MAX];
 	size_t nl = 0;
@@ -1859,7 +1893,7 @@ static void peer_from_map(struct magicsock *ms, struct ms_peer *p,
 		eps_changed = !sockaddr_equal(&old[j].sa, &p->cand[j].sa);
 	if (eps_changed)
 		retry_reset(p); /* new endpoints: try them now */
-	/* The peer moved (its public IP is no longer among its map endpoints;
+	/* The peer moved (its public IP is no longer where control sees it;
 	 * a symmetric NAT's ports change all the time, its IP does not): what
 	 * it said of its NAT is stale until its next CALL_ME_MAYBE. */
 	if (p->nat != DISCO_NAT_UNKNOWN && bd_addr_refusal(ms, p, &p->pub)) {

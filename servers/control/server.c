@@ -271,6 +271,21 @@ void srv_source_of(const struct sockaddr *sa, char out[64])
 	}
 }
 
+void srv_ip_of(const struct sockaddr *sa, struct ctl_ip *out)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	memset(out, 0, sizeof *out);
+	if (sa->sa_family == AF_INET) {
+		out->family = 4;
+		memcpy(out->addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		bool v4 = !memcmp(b, mapped, sizeof mapped);
+		out->family = v4 ? 4 : 6;
+		memcpy(out->addr, v4 ? b + 12 : b, v4 ? 4 : 16);
+	}
+}
+
 void srv_conn_drop(struct srv_conn *c)
 {
 	struct ctl_server *s = c->s;
@@ -574,6 +589,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->opened_ms = c->last_recv_ms = c->last_send_ms = srv_now_ms();
 	sockaddr_format((const struct sockaddr_storage *)sa, c->peer, sizeof c->peer);
 	memcpy(c->source, source, sizeof c->source);
+	srv_ip_of(sa, &c->ip);
 	ctl_frame_decoder_init(&c->dec);
 	c->next = s->conns;
 	if (s->conns)

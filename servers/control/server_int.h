@@ -65,6 +65,7 @@ struct srv_conn {
 	struct srv_conn *id_next;       /* s->byid: same slot (server_byid.c) */
 	struct srv_conn **id_pprev;     /* NULL: not in s->byid */
 	bool in_unreg;
+	struct ctl_ip ip; /* the address it comes from (v4-mapped: IPv4) */
 	char peer[64];   /* "ip:port" for logs */
 	char source[64]; /* IPv4 address or IPv6 /64: limits per source */
 };
@@ -87,7 +88,12 @@ struct srv_node {
 	 * relay changed, or it went online or offline. A delta from base sends
 	 * the whole entry if v_full > base, else a patch of the fields newer
 	 * than base, else nothing: a write that changed nothing sends nothing. */
-	int64_t v_full, v_eps, v_online;
+	int64_t v_full, v_eps, v_online, v_seen;
+	/* Where its latest online connection came from (family 0: it has not
+	 * been online since this server started): published as the entry's
+	 * seen_ip, with a version of its own (v_seen), at the next snapshot
+	 * refresh after srv_go_online touched it. Memory only. */
+	struct ctl_ip seen;
 	bool shown;           /* visible to others when last read */
 	double tokens;        /* its write bucket (server_writes.c) */
 	uint64_t tok_ms;      /* when tokens was last refilled (0: full) */
@@ -214,6 +220,10 @@ struct ctl_server {
 	double hs_tokens;             /* all sources together */
 	uint64_t hs_ms;               /* when hs_tokens was refilled (0: full) */
 	uint8_t hs_hash_key[16];      /* of the sources' hash */
+	/* A node registering, not yet in the snapshot: its connection's
+	 * address, for snap_upsert (seen_hint_id 0: none). */
+	int64_t seen_hint_id;
+	struct ctl_ip seen_hint;
 };
 
 /* server.c */
@@ -230,6 +240,8 @@ void srv_conn_drop(struct srv_conn *c);
 /* The pending limit's source of a peer: its IPv4 address (also from a
  * v4-mapped IPv6), else its IPv6 /64 ("2001:db8:1:2::/64"). */
 void srv_source_of(const struct sockaddr *sa, char out[64]);
+/* A peer's IP address (a v4-mapped IPv6 as IPv4; family 0: neither). */
+void srv_ip_of(const struct sockaddr *sa, struct ctl_ip *out);
 void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text);
 void srv_set_offline(struct ctl_server *s, int64_t node_id);
 
@@ -306,6 +318,12 @@ void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p);
 int srv_on_register(struct srv_conn *c, struct ctl_register_req *req);
 int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps);
 int srv_go_online(struct srv_conn *c, const struct srv_node *n);
+/* Node id's control connection comes from ip: its map entry's seen_ip
+ * from the next snapshot refresh on. stored_version: the version of its
+ * row as the store returned it just now (0: unknown), so that a row the
+ * refresh reads anyway needs no version bump of its own. */
+void srv_note_seen(struct ctl_server *s, int64_t id, const struct ctl_ip *ip,
+                   int64_t stored_version);
 
 /* server_writes.c */
 /* Node id's endpoints and home relay, from its ENDPOINTS: dropped when

@@ -101,6 +101,8 @@ static int64_t node_changed_at(const struct srv_node *n)
 	int64_t v = n->v_full;
 	if (n->v_eps > v)
 		v = n->v_eps;
+	if (n->v_seen > v)
+		v = n->v_seen;
 	return n->v_online > v ? n->v_online : v;
 }
 
@@ -202,8 +204,15 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	 * (its version was bumped for it: srv_wb_touch) */
 	int64_t now = (int64_t)time(NULL);
 	bool shown = nd->approved && !(nd->expiry && nd->expiry <= now);
+	if (f)
+		np.seen_ip = n->seen; /* the store does not keep it */
 	if (!f) {
-		n->v_full = n->v_eps = n->v_online = nd->version;
+		n->v_full = n->v_eps = n->v_online = n->v_seen = nd->version;
+		/* a node registering now: where its connection comes from */
+		memset(&n->seen, 0, sizeof n->seen);
+		if (s->seen_hint_id == nd->id)
+			n->seen = s->seen_hint;
+		np.seen_ip = n->seen;
 		n->tokens = SRV_WB_BURST;
 		n->tok_ms = 0;
 		n->wb_idx = 0;
@@ -221,6 +230,8 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		if (np.online != n->peer.online ||
 		    (!np.online && np.last_seen != n->peer.last_seen))
 			n->v_online = nd->version;
+		if (memcmp(&np.seen_ip, &n->peer.seen_ip, sizeof np.seen_ip) != 0)
+			n->v_seen = nd->version;
 	}
 	if (n->pj)
 		s->map_bytes -= n->pj_len + 1;
@@ -417,10 +428,11 @@ static int cmp_id(const void *a, const void *b)
 }
 
 /* An upper bound of a patch's JSON: id, fields, home relay, online, last
- * seen, and each endpoint at its longest ("[v6%zone]:port" quoted). */
+ * seen, seen_ip, and each endpoint at its longest ("[v6%zone]:port"
+ * quoted). */
 static size_t patch_bytes_max(const struct srv_node *n)
 {
-	return 160 + (size_t)(CTL_ADDRSTR_MAX + 3) * n->peer.n_eps;
+	return 160 + (size_t)(CTL_ADDRSTR_MAX + 3) * (n->peer.n_eps + 1u);
 }
 
 /* Whether n belongs in a delta from base, and as what. */
@@ -528,6 +540,10 @@ static void make_patch(const struct srv_node *n, int64_t base, struct ctl_peer_p
 		pp->fields |= CTL_PATCH_ONLINE | CTL_PATCH_LAST_SEEN;
 		pp->online = n->peer.online;
 		pp->last_seen = n->peer.last_seen;
+	}
+	if (n->v_seen > base && n->peer.seen_ip.family) {
+		pp->fields |= CTL_PATCH_SEEN_IP;
+		pp->seen_ip = n->peer.seen_ip;
 	}
 }
 

@@ -161,6 +161,29 @@ static int reg_pending(struct srv_conn *c, const struct ctl_node *nd)
 	return srv_send_msg(c, &m);
 }
 
+/* Peers take seen_ip, never an address the node reports, as where it is
+ * when they probe it (docs/disco.md). A node new to the snapshot gets it
+ * as it goes in; one whose row the store just changed gets it when the
+ * refresh reads that change; otherwise (a reconnect from another address
+ * while still online, an approval) the row's version is bumped at the next
+ * flush, so that others get it in a delta. */
+void srv_note_seen(struct ctl_server *s, int64_t id, const struct ctl_ip *ip,
+                   int64_t stored_version)
+{
+	bool f;
+	size_t i = srv_snap_index(s, id, &f);
+	if (!f) {
+		s->seen_hint_id = id;
+		s->seen_hint = *ip;
+		return;
+	}
+	if (!memcmp(&s->nodes[i].seen, ip, sizeof *ip))
+		return;
+	s->nodes[i].seen = *ip;
+	if (stored_version <= s->nodes[i].version)
+		srv_wb_touch(s, id);
+}
+
 int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 {
 	struct ctl_server *s = c->s;
@@ -199,6 +222,7 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	s->st.registrations_ok++;
 	log_info("mesh-control: node %lld (%s, %s) online from %s", (long long)id,
 	         n->peer.name, v4, c->peer);
+	srv_note_seen(s, id, &c->ip, 0);
 	srv_snap_refresh(s);
 	srv_broadcast_schedule(s);
 	return srv_send_full(c);
@@ -415,8 +439,10 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 		free(nd);
 		return r;
 	}
+	srv_note_seen(s, id, &c->ip, nd->version);
 	free(nd);
 	srv_snap_refresh(s);
+	s->seen_hint_id = 0;
 	srv_broadcast_schedule(s);
 	const struct srv_node *n = srv_snap_find(s, id);
 	if (!n) { /* the snapshot could not be read: not online after all */

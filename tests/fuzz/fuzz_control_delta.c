@@ -63,6 +63,8 @@ static struct ctl_peer patched(const struct ctl_peer *o, const struct ctl_peer_p
 		p.online = pp->online;
 	if (pp->fields & CTL_PATCH_LAST_SEEN)
 		p.last_seen = pp->last_seen;
+	if (pp->fields & CTL_PATCH_SEEN_IP)
+		p.seen_ip = pp->seen_ip;
 	return p;
 }
 

@@ -402,47 +402,82 @@ static void target_only_public_ipv4(void **state)
 
 static void budget_bounds_probes_over_time(void **state)
 {
+	static const uint8_t pa[32] = {1}, pb[32] = {2}, pc[32] = {3};
 	struct bd_budget b;
 	memset(&b, 0, sizeof(b));
 	assert_int_equal(bd_budget_left(&b, 1000), BD_BUDGET_PROBES);
-	bd_budget_take(&b, 1000, 1000);
-	assert_int_equal(bd_budget_left(&b, 1000), BD_BUDGET_PROBES - 1000);
-	bd_budget_take(&b, 5000, BD_BUDGET_PROBES - 1000);
-	assert_int_equal(bd_budget_left(&b, 5000 + 30000), 0);
+	assert_int_equal(bd_budget_left_for(&b, 1000, pa), BD_BUDGET_PEER);
+	bd_budget_take(&b, 1000, pa, 700);
+	assert_int_equal(bd_budget_left(&b, 1000), BD_BUDGET_PROBES - 700);
+	assert_int_equal(bd_budget_left_for(&b, 1000, pa), BD_BUDGET_PEER - 700);
+	assert_int_equal(bd_budget_left_for(&b, 1000, pb), BD_BUDGET_PEER);
+	bd_budget_take(&b, 5000, pb, BD_BUDGET_PEER);
+	assert_int_equal(bd_budget_left_for(&b, 5000 + 30000, pb), 0);
+	/* what a third peer gets: the node-wide rest, below its share */
+	assert_int_equal(bd_budget_left_for(&b, 5000 + 30000, pc),
+	                 BD_BUDGET_PROBES - 700 - BD_BUDGET_PEER);
 	/* The first reservation ages out a minute after it was made. */
-	assert_int_equal(bd_budget_left(&b, 1000 + BD_BUDGET_MS - 1), 0);
-	assert_int_equal(bd_budget_left(&b, 1000 + BD_BUDGET_MS), 1000);
+	assert_int_equal(bd_budget_left_for(&b, 1000 + BD_BUDGET_MS - 1, pa),
+	                 BD_BUDGET_PEER - 700);
+	assert_int_equal(bd_budget_left_for(&b, 1000 + BD_BUDGET_MS, pa), BD_BUDGET_PEER);
+	assert_int_equal(bd_budget_left(&b, 1000 + BD_BUDGET_MS),
+	                 BD_BUDGET_PROBES - BD_BUDGET_PEER);
 	assert_int_equal(bd_budget_left(&b, 5000 + BD_BUDGET_MS), BD_BUDGET_PROBES);
 	/* Many small ones: the slots bound them too. */
 	memset(&b, 0, sizeof(b));
 	for (int i = 0; i < BD_BUDGET_SLOTS; i++)
-		bd_budget_take(&b, 100 + i, 1);
+		bd_budget_take(&b, 100 + i, pa, 1);
 	assert_int_equal(bd_budget_left(&b, 200), 0);
 }
 
+/* Review M1, on the budget alone: peer A takes all it may every 20 s for
+ * three minutes; whenever B asks, at least BD_PROBES_MIN are there for it
+ * (before the share, A's first request took the whole budget). */
+static void one_peer_leaves_the_rest_to_others(void **state)
+{
+	static const uint8_t pa[32] = {1}, pb[32] = {2};
+	struct bd_budget b;
+	memset(&b, 0, sizeof(b));
+	uint64_t a_took = 0;
+	for (int64_t t = 0; t <= 180000; t += 20000) {
+		uint32_t n = bd_budget_left_for(&b, t, pa);
+		if (n >= BD_PROBES_MIN) {
+			bd_budget_take(&b, t, pa, n);
+			a_took += n;
+		}
+		assert_true(bd_budget_left_for(&b, t, pb) >= BD_PROBES_MIN);
+	}
+	assert_true(a_took >= 3 * BD_BUDGET_PEER); /* A is not starved either */
+	assert_true(a_took <= 4 * BD_BUDGET_PEER);
+	assert_int_equal(bd_budget_left_for(&b, 180001, pb), BD_BUDGET_PEER);
+}
+
 /* Three attempts back to back (three hard peers, or one asking again and
- * again): together no more than BD_BUDGET_PROBES probes in a minute. */
+ * again): together no more than BD_BUDGET_PROBES probes in a minute, and
+ * no peer more than its share. */
 static void easy_side_budget_is_node_wide(void **state)
 {
+	static const uint8_t peer_c[32] = {0xcc};
 	struct ctx *c = ctx_new();
 	randombytes_buf(c->txid, sizeof(c->txid));
 	struct sockaddr_storage ip = loop4(0);
 	assert_int_equal(bd_easy_start(c->bd, peer_a, &ip, 1000, c->txid), 0);
 	bd_cancel(c->bd, peer_a);
-	/* What is left of the budget, not what is asked. */
 	assert_int_equal(bd_easy_start(c->bd, peer_b, &ip, BD_PROBES_MAX, c->txid), 0);
+	bd_cancel(c->bd, peer_b);
+	/* What is left of A's share and of the budget, not what is asked. */
+	assert_int_equal(bd_easy_start(c->bd, peer_a, &ip, BD_PROBES_MAX, c->txid), 0);
 	struct timeval most = {5, 0};
 	event_base_loopexit(c->base, &most);
 	event_base_dispatch(c->base);
 	assert_int_equal(c->ended, 1);
-	assert_int_equal(c->pings, 1 + (BD_BUDGET_PROBES - 1000));
-	assert_int_equal(bd_easy_start(c->bd, peer_a, &ip, BD_PROBES_MAX, c->txid),
+	assert_int_equal(c->pings, 2 + (BD_BUDGET_PROBES - 1000 - BD_PROBES_MAX));
+	assert_int_equal(bd_easy_start(c->bd, peer_c, &ip, BD_PROBES_MAX, c->txid),
 	                 -EAGAIN);
 	assert_false(bd_busy(c->bd));
 	struct bd_stats st;
 	bd_get_stats(c->bd, &st);
-	assert_true(st.probes_sent <= BD_BUDGET_PROBES);
-	assert_int_equal(st.attempts_easy, 2);
+	assert_int_equal(st.attempts_easy, 3);
 	ctx_free(c);
 }
 
@@ -484,6 +519,7 @@ int main(void)
 	    cmocka_unit_test(easy_side_matches_only_its_probes),
 	    cmocka_unit_test(target_only_public_ipv4),
 	    cmocka_unit_test(budget_bounds_probes_over_time),
+	    cmocka_unit_test(one_peer_leaves_the_rest_to_others),
 	    cmocka_unit_test(easy_side_budget_is_node_wide),
 	    cmocka_unit_test(hard_side_leaves_descriptors),
 	};

@@ -8,6 +8,8 @@
  *  - an endpoint change or an online flip goes out as a small patch, not a
  *    whole peer entry; a write that changes nothing sends nothing; bursts
  *    of changes are batched (at most one delta per coalesce interval);
+ *  - seen_ip is the address of the node's control connection, patched when
+ *    it reconnects from another;
  *  - the node's merge: patches in place, itself and unknown ids ignored. */
 #include "tests/unit/ctl_map_fixture.h"
 
@@ -227,6 +229,81 @@ static void endpoint_change_and_online_flip_are_patches(void **state)
 	ctl_msg_free(&m);
 	tc_free(a);
 	tc_free(b);
+}
+
+/* A peer's seen_ip, written ip (host order), from the map or a patch. */
+static void assert_ip4(const struct ctl_ip *ip, uint32_t want)
+{
+	assert_int_equal(ip->family, 4);
+	uint32_t got = (uint32_t)ip->addr[0] << 24 | (uint32_t)ip->addr[1] << 16 |
+	               (uint32_t)ip->addr[2] << 8 | ip->addr[3];
+	assert_int_equal(got, want);
+}
+
+/* seen_ip (docs/disco.md, birthday probing) is where the server saw the
+ * node's control connection come from, not what the node says: others get
+ * it in the map and with a node that joins, endpoints the node reports do
+ * not move it, and a reconnect from another address patches it (alone);
+ * one from the same address sends nothing. */
+static void seen_ip_is_the_connection_source(void **state)
+{
+	struct t *t = *state;
+	struct tc *a = tc_new(), *b = tc_new(), *b2 = tc_new();
+	struct ctl_register_resp ra, rb;
+	struct ctl_map_full map;
+	tc_src = 0x7f00000b; /* 127.0.0.11 */
+	tc_join_caps(t, a, "a", CTL_CAPS_ALL, &ra);
+	tc_read_map(t, a, 2000, &map);
+	free_map(&map);
+	tc_src = 0x7f00000c;
+	tc_join_caps(t, b, "b", CTL_CAPS_ALL, &rb);
+	tc_read_map(t, b, 2000, &map);
+	assert_int_equal(map.n_peers, 1);
+	assert_ip4(&map.peers[0].seen_ip, 0x7f00000b); /* a, as b's map has it */
+	free_map(&map);
+	size_t bytes = 0;
+	struct ctl_msg m = {.type = CTL_MSG_KEEPALIVE};
+	assert_int_equal(count_deltas(t, a, 300, &bytes, &m), 1); /* b joined */
+	assert_int_equal(m.u.delta.n_peers, 1);
+	assert_ip4(&m.u.delta.peers[0].seen_ip, 0x7f00000c);
+	ctl_msg_free(&m);
+
+	/* b claims to be elsewhere: its endpoints change, seen_ip does not */
+	send_eps(b, "198.18.3.4:1", 41641);
+	m.type = CTL_MSG_KEEPALIVE;
+	assert_int_equal(count_deltas(t, a, 300, &bytes, &m), 1);
+	assert_int_equal(m.u.delta.n_patches, 1);
+	assert_false(m.u.delta.patches[0].fields & CTL_PATCH_SEEN_IP);
+	ctl_msg_free(&m);
+
+	/* b (same machine key) comes back from another address: the old
+	 * connection is replaced, a hears of the new address in a patch */
+	memcpy(b2->mpriv, b->mpriv, 32);
+	memcpy(b2->mpub, b->mpub, 32);
+	tc_src = 0x7f00000d;
+	tc_join_caps(t, b2, "b", CTL_CAPS_ALL, &rb);
+	tc_read_map(t, b2, 2000, &map);
+	free_map(&map);
+	m.type = CTL_MSG_KEEPALIVE;
+	assert_int_equal(count_deltas(t, a, 300, &bytes, &m), 1);
+	print_message("reconnect from a new address: a %zu-byte delta\n", bytes);
+	assert_int_equal(m.u.delta.n_peers, 0);
+	assert_int_equal(m.u.delta.n_patches, 1);
+	assert_int_equal(m.u.delta.patches[0].id, rb.node_id);
+	assert_int_equal(m.u.delta.patches[0].fields, CTL_PATCH_SEEN_IP);
+	assert_ip4(&m.u.delta.patches[0].seen_ip, 0x7f00000d);
+	assert_true(bytes < 120);
+	ctl_msg_free(&m);
+
+	/* and again from that address: nothing for anyone */
+	tc_join_caps(t, b, "b", CTL_CAPS_ALL, &rb);
+	tc_read_map(t, b, 2000, &map);
+	free_map(&map);
+	tc_src = 0;
+	assert_int_equal(count_deltas(t, a, 300, &bytes, NULL), 0);
+	tc_free(a);
+	tc_free(b);
+	tc_free(b2);
 }
 
 /* The same endpoints again and again: the store may count a write, but no
@@ -497,6 +574,8 @@ int main(void)
 	    cmocka_unit_test(wire_shapes_round_trip_and_refuse_bad_input),
 	    cmocka_unit_test_setup_teardown(endpoint_change_and_online_flip_are_patches,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(seen_ip_is_the_connection_source, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(unchanged_endpoints_send_nothing, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(bursts_are_batched, setup, teardown),

@@ -58,6 +58,7 @@ static const char *const peer_fields[][2] = {
     {"home_relay", "0"},
     {"online", "true"},
     {"last_seen", "0"},
+    {"seen_ip", "\"198.18.0.9\""},
 };
 
 /* One peer object with field `field` set to raw JSON `val` (NULL: left out). */
@@ -174,6 +175,9 @@ static void test_peer_fields(void **state)
 	     "peers[2].home_relay: not an integer"},
 	    {"online", "1", CTL_MSG_E_FIELD_TYPE, "peers[2].online: not a boolean"},
 	    {"last_seen", "-5", CTL_MSG_E_VALUE, "peers[2].last_seen: out of range"},
+	    {"seen_ip", "\"198.18.0.9:41641\"", CTL_MSG_E_VALUE,
+	     "peers[2].seen_ip: not an IP address"},
+	    {"seen_ip", "5", CTL_MSG_E_FIELD_TYPE, "peers[2].seen_ip: not a string"},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -182,8 +186,8 @@ static void test_peer_fields(void **state)
 	}
 	/* The defaults themselves are fine, and so is each optional field left out. */
 	static const char *const optional[] = {"endpoints", "home_relay", "online",
-	                                       "last_seen"};
-	for (size_t i = 0; i < 4; i++) {
+	                                       "last_seen", "seen_ip"};
+	for (size_t i = 0; i < 5; i++) {
 		struct ctl_msg m;
 		struct ctl_msg_err err;
 		const char *s = map_with_peer(optional[i], NULL);

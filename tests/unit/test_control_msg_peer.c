@@ -36,6 +36,13 @@ static void make_varied_peer(struct ctl_peer *p, unsigned i)
 	memset(&p->eps[p->n_eps], 0, sizeof(p->eps) - p->n_eps * sizeof(p->eps[0]));
 	p->home_relay = i % 2;
 	p->last_seen = i % 5 ? 1764100000 + i : 0;
+	memset(&p->seen_ip, 0, sizeof(p->seen_ip)); /* every other one: seen at */
+	if (i % 2) {
+		p->seen_ip.family = 4;
+		p->seen_ip.addr[0] = 198;
+		p->seen_ip.addr[1] = 18;
+		p->seen_ip.addr[3] = (uint8_t)i;
+	}
 }
 
 /* Texts for peers[0..n): filled into t, owned strings in s. */

@@ -21,8 +21,11 @@
  *  - magicsock_ping reports the path each pong took; a relayed peer's
  *    direct attempts back off.
  *  - A BIRTHDAY through the relay: probes only the public IP the peer
- *    advertised as hard and that is one of its map endpoints; another IP,
- *    or the same request again too soon, is refused and counted.
+ *    advertised as hard and that control saw its connection come from
+ *    (seen_ip), not another of its map endpoints; another IP, or the same
+ *    request again too soon, is refused and counted. The hard side's 256
+ *    pings go only to an easy peer at its seen_ip. One peer's requests
+ *    leave another peer its share of the probe budget.
  *  - The same with node 0 started with no_birthday (--no-birthday): its
  *    CALL_ME_MAYBE says nothing of its NAT and the request is refused.
  *  - A hard node (0) against an easy one (1), node 0's own UDP cut: its
@@ -47,6 +50,7 @@
 
 #include "core/control/msg.h"
 #include "core/disco/disco.h"
+#include "core/magicsock/birthday.h"
 #include "core/magicsock/magicsock.h"
 #include "core/netcheck/netcheck.h"
 #include "core/relay/client.h"
@@ -72,6 +76,11 @@ static bool bd_loopback; /* birthday probing may use 127.0.0.1 */
 static bool bd_off;      /* node 0 runs with no_birthday (--no-birthday) */
 static bool cmm_loopback; /* a CALL_ME_MAYBE may list 127.0.0.1 (one machine) */
 static unsigned many_eps; /* node 0's map lists this many more for node 1 */
+/* Where control sees node i's connection (seen_ip in the others' maps;
+ * NULL: not said), and a third peer in node 0's map (a key only: the
+ * test speaks for it through the relay) seen at seen_ip_2. */
+static const char *seen_ip[2], *seen_ip_2;
+static uint8_t key2_pub[32], key2_priv[32], disco2_pub[32], disco2_priv[32];
 /* Node 0's CALL_ME_MAYBEs to node 1 through the relay: all, and those
  * with a NAT trailer (its NAT kind and public address). */
 static unsigned cmm_from_0, cmm_trailer_from_0;
@@ -126,10 +135,11 @@ static void relay_start(uint16_t want_port)
 	socklen_t len;
 	rly_server_local(srv, &ss, &len);
 	rport = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	uint8_t keys[2][32];
+	uint8_t keys[3][32];
 	memcpy(keys[0], nodes[0].pub, 32);
 	memcpy(keys[1], nodes[1].pub, 32);
-	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 2), 0);
+	memcpy(keys[2], key2_pub, 32);
+	assert_int_equal(rly_server_set_admitted(srv, (const uint8_t(*)[32])keys, 3), 0);
 	struct sockaddr_in st = {.sin_family = AF_INET,
 	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
 	                         .sin_port = htons(sport)};
@@ -190,6 +200,10 @@ static void map_entry(int i, bool with_eps, struct ctl_relay *rp, struct ctl_pee
 		p.eps[p.n_eps].addr[3] = (uint8_t)(k + 1);
 		p.n_eps++;
 	}
+	if (seen_ip[o]) {
+		p.seen_ip.family = 4;
+		assert_int_equal(inet_pton(AF_INET, seen_ip[o], p.seen_ip.addr), 1);
+	}
 	*rp = r;
 	*pp = p;
 }
@@ -199,13 +213,24 @@ static void feed_map(int i, bool with_eps)
 	struct ctl_relay r;
 	struct ctl_peer p;
 	map_entry(i, with_eps, &r, &p);
+	struct ctl_peer two[2] = {p};
+	if (seen_ip_2 && i == 0) { /* the third peer, for node 0 */
+		struct ctl_peer *q = &two[1];
+		q->id = 3;
+		snprintf(q->name, sizeof(q->name), "node2");
+		memcpy(q->node_key, key2_pub, 32);
+		memcpy(q->disco_key, disco2_pub, 32);
+		q->home_relay = 1;
+		q->seen_ip.family = 4;
+		assert_int_equal(inet_pton(AF_INET, seen_ip_2, q->seen_ip.addr), 1);
+	}
 	struct ctl_map_full map;
 	memset(&map, 0, sizeof(map));
 	map.version = 1;
 	map.relays = &r;
 	map.n_relays = 1;
-	map.peers = &p;
-	map.n_peers = 1;
+	map.peers = two;
+	map.n_peers = seen_ip_2 && i == 0 ? 2 : 1;
 	assert_int_equal(magicsock_set_map(ms[i], &map), 0);
 }
 
@@ -275,6 +300,9 @@ static int setup(void **state)
 	bd_off = false;
 	cmm_loopback = true;
 	many_eps = 0;
+	seen_ip[0] = seen_ip[1] = seen_ip_2 = NULL;
+	crypto_box_keypair(key2_pub, key2_priv);
+	crypto_box_keypair(disco2_pub, disco2_priv);
 	cmm_from_0 = cmm_trailer_from_0 = 0;
 	for (int i = 0; i < 2; i++) {
 		node_init(base, &nodes[i]);
@@ -1097,7 +1125,10 @@ static void birthday_signalling_refused(void **state)
 	assert_int_equal(st.birthday_probes_sent, 0);
 }
 
-static unsigned to_home_ip, to_foreign_ip; /* node 0's datagrams to them */
+/* Node 0's datagrams to node 1's address (198.18.77.1), to the third
+ * peer's (198.18.77.2), and to any other but loopback (the extra map
+ * endpoint's port aside: plain disco pings go there, probes do not). */
+static unsigned to_home_ip, to_home2_ip, to_foreign_ip;
 
 static void count_hook(void *ctx, const struct sockaddr *to, const uint8_t *buf,
                        size_t len)
@@ -1107,7 +1138,10 @@ static void count_hook(void *ctx, const struct sockaddr *to, const uint8_t *buf,
 	uint32_t a = ntohl(((const struct sockaddr_in *)to)->sin_addr.s_addr);
 	if (a == 0xC6124D01) /* 198.18.77.1 */
 		to_home_ip++;
-	else if (a == 0xC6124D4D) /* 198.18.77.77 */
+	else if (a == 0xC6124D02) /* 198.18.77.2 */
+		to_home2_ip++;
+	else if (a >> 24 != 127 &&
+	         ntohs(((const struct sockaddr_in *)to)->sin_port) != extra_ep_port)
 		to_foreign_ip++;
 }
 
@@ -1130,16 +1164,56 @@ static void rc_state(void *ctx, struct relay_client *c, enum relay_client_state 
 {
 }
 
-/* Node 1's disco message m to node 0, through the relay (c: a relay
- * connection under node 1's key). */
-static void relay_disco(struct relay_client *c, const struct disco_msg *m)
+/* A disco message m to node 0 sealed with disco key dpub/dpriv, through
+ * the relay (c: a relay connection under that peer's node key). */
+static void relay_disco_as(struct relay_client *c, const uint8_t *dk_pub,
+                           const uint8_t *dk_priv, const struct disco_msg *m)
 {
 	uint8_t shared[32], buf[DISCO_MAX_LEN];
-	assert_int_equal(disco_shared(shared, dpub[0], dpriv[1]), 0);
-	size_t n = disco_seal(buf, sizeof(buf), dpub[1], shared, m);
+	assert_int_equal(disco_shared(shared, dpub[0], dk_priv), 0);
+	size_t n = disco_seal(buf, sizeof(buf), dk_pub, shared, m);
 	assert_true(n > 0);
 	assert_int_equal(relay_client_send(c, nodes[0].pub, buf, n), 0);
 	spin(300);
+}
+
+/* Node 1's disco message m to node 0, through the relay. */
+static void relay_disco(struct relay_client *c, const struct disco_msg *m)
+{
+	relay_disco_as(c, dpub[1], dpriv[1], m);
+}
+
+/* A relay connection under node key pub/priv, connected. */
+static struct relay_client *relay_as(const uint8_t *pub, const uint8_t *priv)
+{
+	static const struct relay_client_callbacks cb = {.on_packet = rc_packet,
+	                                                 .on_state = rc_state};
+	struct relay_client_config rc = {
+	    .base = base, .host = "127.0.0.1", .port = rport, .cb = &cb};
+	memcpy(rc.relay_key, rpub, 32);
+	memcpy(rc.node_priv, priv, 32);
+	memcpy(rc.node_pub, pub, 32);
+	char err[160];
+	struct relay_client *c = relay_client_new(&rc, err, sizeof err);
+	assert_non_null(c);
+	for (int i = 0; i < 100 && !relay_client_connected(c); i++)
+		spin(20);
+	assert_true(relay_client_connected(c));
+	return c;
+}
+
+/* A CALL_ME_MAYBE saying nat, at pub:port (also its one endpoint). */
+static void cmm_msg(struct disco_msg *m, uint8_t nat, const char *pub, uint16_t port)
+{
+	memset(m, 0, sizeof(*m));
+	m->type = DISCO_CALL_ME_MAYBE;
+	m->version = 1;
+	m->n_eps = 1;
+	m->eps[0].family = 4;
+	m->eps[0].port = port;
+	assert_int_equal(inet_pton(AF_INET, pub, m->eps[0].addr), 1);
+	m->nat = nat;
+	m->pub = m->eps[0];
 }
 
 static void birthday_msg(struct disco_msg *m, const char *ip)
@@ -1155,11 +1229,13 @@ static void birthday_msg(struct disco_msg *m, const char *ip)
 
 /* Node 0 behind an easy NAT (its UDP to a counting hook: nothing leaves
  * the machine), node 1 replaced by c, a relay connection under its key,
- * which has told node 0: hard, at 198.18.77.1 (its map endpoint). */
-static struct relay_client *easy_node0_hard_node1(void)
+ * which has told node 0: hard, at pub (also its map endpoint). Control
+ * sees node 1 at 198.18.77.1. */
+static struct relay_client *easy_node0_hard_node1_at(const char *pub)
 {
-	extra_ep = "198.18.77.1";
+	extra_ep = pub;
 	extra_ep_port = 4000;
+	seen_ip[1] = "198.18.77.1";
 	start_nodes(false);
 	assert_true(wait_home(5000));
 	magicsock_free(ms[1]); /* node 1 speaks through c below */
@@ -1168,35 +1244,18 @@ static struct relay_client *easy_node0_hard_node1(void)
 	assert_int_equal(r->global_v4.ss_family, AF_INET);
 	r->has_mapping_varies = true;
 	r->mapping_varies = false; /* easy */
+	to_home_ip = to_home2_ip = to_foreign_ip = 0;
 	wg_device_set_tx_hook(nodes[0].dev, count_hook, NULL);
-
-	const struct relay_client_callbacks cb = {.on_packet = rc_packet,
-	                                          .on_state = rc_state};
-	struct relay_client_config rc = {
-	    .base = base, .host = "127.0.0.1", .port = rport, .cb = &cb};
-	memcpy(rc.relay_key, rpub, 32);
-	memcpy(rc.node_priv, nodes[1].priv, 32);
-	memcpy(rc.node_pub, nodes[1].pub, 32);
-	char err[160];
-	struct relay_client *c = relay_client_new(&rc, err, sizeof err);
-	assert_non_null(c);
-	for (int i = 0; i < 100 && !relay_client_connected(c); i++)
-		spin(20);
-	assert_true(relay_client_connected(c));
-
-	/* Node 1 says: hard, at 198.18.77.1. */
+	struct relay_client *c = relay_as(nodes[1].pub, nodes[1].priv);
 	struct disco_msg m;
-	memset(&m, 0, sizeof(m));
-	m.type = DISCO_CALL_ME_MAYBE;
-	m.version = 1;
-	m.n_eps = 1;
-	m.eps[0].family = 4;
-	m.eps[0].port = 4000;
-	assert_int_equal(inet_pton(AF_INET, "198.18.77.1", m.eps[0].addr), 1);
-	m.nat = DISCO_NAT_HARD;
-	m.pub = m.eps[0];
+	cmm_msg(&m, DISCO_NAT_HARD, pub, 4000);
 	relay_disco(c, &m);
 	return c;
+}
+
+static struct relay_client *easy_node0_hard_node1(void)
+{
+	return easy_node0_hard_node1_at("198.18.77.1");
 }
 
 /* Node 0 behind an easy NAT; node 1 (a hard one at 198.18.77.1, its map
@@ -1297,6 +1356,7 @@ static bool arrives_direct(int ms_)
 static void birthday_win_carries_wireguard(void **state)
 {
 	bd_loopback = true;
+	seen_ip[0] = seen_ip[1] = "127.0.0.1";
 	start_nodes(false);
 	assert_true(wait_home(5000));
 	force_nat(0, true);
@@ -1528,6 +1588,7 @@ static void delta_disco_change_ends_attempt(void **state)
 static void delta_removes_live_link(void **state)
 {
 	bd_loopback = true;
+	seen_ip[0] = seen_ip[1] = "127.0.0.1";
 	start_nodes(false);
 	assert_true(wait_home(5000));
 	force_nat(0, true);
@@ -1587,6 +1648,8 @@ static void queued_request_leaves_with_peer(void **state)
 	peers[1].eps[0].family = 4;
 	peers[1].eps[0].port = 4000;
 	assert_int_equal(inet_pton(AF_INET, "198.18.77.2", peers[1].eps[0].addr), 1);
+	peers[1].seen_ip.family = 4; /* control sees X where it says it is */
+	assert_int_equal(inet_pton(AF_INET, "198.18.77.2", peers[1].seen_ip.addr), 1);
 	struct ctl_map_full map;
 	memset(&map, 0, sizeof(map));
 	map.version = 3;
@@ -1654,6 +1717,163 @@ static void queued_request_leaves_with_peer(void **state)
 	relay_client_free(c);
 }
 
+/* Review-14 H2: node 1's map entry lists 198.19.77.7:4000 besides its
+ * endpoints (it reported it), but control sees its connection at
+ * 198.18.77.1. Its CALL_ME_MAYBE "hard, at 198.19.77.7" and a BIRTHDAY
+ * for it through the relay send nothing there and are counted refused;
+ * the same for the address control sees is probed (the control case). */
+static void birthday_target_is_where_control_sees_the_peer(void **state)
+{
+	struct relay_client *c = easy_node0_hard_node1_at("198.19.77.7");
+	struct magicsock_stats st0, st;
+	magicsock_get_stats(ms[0], &st0);
+	assert_true(st0.birthday_refused >= 1); /* the trailer */
+	struct disco_msg m;
+	birthday_msg(&m, "198.19.77.7");
+	relay_disco(c, &m);
+	spin(300);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_refused, st0.birthday_refused + 1);
+	assert_int_equal(st.birthday_attempts, 0);
+	assert_int_equal(st.birthday_probes_sent, 0);
+	assert_int_equal(to_foreign_ip, 0);
+
+	cmm_msg(&m, DISCO_NAT_HARD, "198.18.77.1", 4000);
+	relay_disco(c, &m);
+	birthday_msg(&m, "198.18.77.1");
+	relay_disco(c, &m);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_attempts, 1);
+	assert_true(to_home_ip >= 20);
+	assert_int_equal(to_foreign_ip, 0);
+	relay_client_free(c);
+}
+
+/* Datagrams on fd from a source port other than not_port. */
+static unsigned drain_from_others(int fd, uint16_t not_port)
+{
+	unsigned n = 0;
+	uint8_t b[2048];
+	struct sockaddr_in from;
+	socklen_t fl = sizeof(from);
+	while (recvfrom(fd, b, sizeof(b), MSG_DONTWAIT, (struct sockaddr *)&from, &fl) >= 0) {
+		if (ntohs(from.sin_port) != not_port)
+			n++;
+		fl = sizeof(from);
+	}
+	return n;
+}
+
+static int udp_on(const char *ip, uint16_t *port)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_storage a;
+	sin4(&a, ip, 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(struct sockaddr_in)), 0);
+	socklen_t l = sizeof(a);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	*port = ntohs(((struct sockaddr_in *)&a)->sin_port);
+	return fd;
+}
+
+/* Node 0 hard, sending to node 1 through the relay for 3 s. */
+static void hard_node0_sends(void)
+{
+	int64_t end = mono_ms() + 3000;
+	while (mono_ms() < end) {
+		send_one(0);
+		spin(100);
+	}
+}
+
+/* The mirror case: node 0 is hard; node 1 (a relay connection under its
+ * key) says "easy, at 127.0.0.2:P", an endpoint its map entry lists, but
+ * control sees it at 127.0.0.1. Node 0 opens no sockets and 127.0.0.2:P
+ * gets none of the 256 pings (only node 0's plain disco pings to a map
+ * endpoint, from its WireGuard port). "Easy, at 127.0.0.1:Q" does get
+ * them (the control case). */
+static void birthday_hard_side_pings_only_where_control_sees_the_peer(void **state)
+{
+	bd_loopback = true;
+	seen_ip[1] = "127.0.0.1";
+	uint16_t vport, cport;
+	int victim = udp_on("127.0.0.2", &vport), ctrl = udp_on("127.0.0.1", &cport);
+	extra_ep = "127.0.0.2";
+	extra_ep_port = vport;
+	start_nodes(false);
+	assert_true(wait_home(5000));
+	magicsock_free(ms[1]); /* node 1 speaks through c below */
+	ms[1] = NULL;
+	force_nat(0, true);
+	uint16_t wgport = wg_device_port(nodes[0].dev);
+	struct relay_client *c = relay_as(nodes[1].pub, nodes[1].priv);
+	struct magicsock_stats st0, st;
+	magicsock_get_stats(ms[0], &st0);
+	struct disco_msg m;
+	cmm_msg(&m, DISCO_NAT_EASY, "127.0.0.2", vport);
+	relay_disco(c, &m);
+	hard_node0_sends();
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_refused, st0.birthday_refused + 1);
+	assert_int_equal(st.birthday_socks_opened, 0);
+	assert_int_equal(drain_from_others(victim, wgport), 0);
+
+	cmm_msg(&m, DISCO_NAT_EASY, "127.0.0.1", cport);
+	relay_disco(c, &m);
+	hard_node0_sends();
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_socks_opened, BD_SOCKS);
+	assert_true(drain_from_others(ctrl, wgport) >= BD_SOCKS / 2);
+	assert_int_equal(drain_from_others(victim, wgport), 0);
+	relay_client_free(c);
+	close(victim);
+	close(ctrl);
+}
+
+/* Review-14 M1: hard peers A (node 1, seen at 198.18.77.1) and B (a third
+ * key, seen at 198.18.77.2). A's request starts an attempt; B's waits for
+ * it, and B asking again meanwhile is no "too soon" (its gap starts only
+ * with an attempt); A asking again is. When A's attempt ends, B's starts:
+ * A took only its share of the budget. */
+static void birthday_budget_leaves_other_peers_their_share(void **state)
+{
+	seen_ip_2 = "198.18.77.2";
+	struct relay_client *a = easy_node0_hard_node1();
+	struct relay_client *b = relay_as(key2_pub, key2_priv);
+	struct disco_msg m;
+	cmm_msg(&m, DISCO_NAT_HARD, "198.18.77.2", 4000);
+	relay_disco_as(b, disco2_pub, disco2_priv, &m);
+	struct magicsock_stats st0, st;
+	magicsock_get_stats(ms[0], &st0);
+
+	birthday_msg(&m, "198.18.77.1");
+	relay_disco(a, &m);
+	birthday_msg(&m, "198.18.77.2");
+	relay_disco_as(b, disco2_pub, disco2_priv, &m); /* waits */
+	relay_disco_as(b, disco2_pub, disco2_priv, &m); /* replaces it */
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_attempts, 1);
+	assert_int_equal(st.birthday_refused, st0.birthday_refused);
+	birthday_msg(&m, "198.18.77.1");
+	relay_disco(a, &m); /* too soon */
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_refused, st0.birthday_refused + 1);
+
+	int64_t end = mono_ms() + 9000;
+	do {
+		spin(100);
+		magicsock_get_stats(ms[0], &st);
+	} while (mono_ms() < end && st.birthday_attempts < 2);
+	assert_int_equal(st.birthday_attempts, 2);
+	spin(500);
+	assert_true(to_home2_ip >= 20);
+	assert_int_equal(to_foreign_ip, 0);
+	magicsock_get_stats(ms[0], &st);
+	assert_int_equal(st.birthday_refused, st0.birthday_refused + 1);
+	relay_client_free(a);
+	relay_client_free(b);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -1681,6 +1901,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(birthday_signalling_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_request_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_off_refuses, setup, teardown),
+	    cmocka_unit_test_setup_teardown(birthday_target_is_where_control_sees_the_peer,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        birthday_hard_side_pings_only_where_control_sees_the_peer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(birthday_budget_leaves_other_peers_their_share,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_win_carries_wireguard, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(cmm_loopback_never_pinged, setup, teardown),
