@@ -830,6 +830,8 @@ static void broadcast(struct ctl_server *s)
 	bool relays_changed =
 	    sodium_memcmp(s->relays_hash, s->nodes_relays_hash, sizeof s->relays_hash) != 0;
 	memcpy(s->nodes_relays_hash, s->relays_hash, sizeof s->relays_hash);
+	if (relays_changed)
+		srv_dsets_clear(s); /* their bodies with relays carry the old list */
 	int64_t now = (int64_t)time(NULL);
 	for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
