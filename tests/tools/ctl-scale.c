@@ -31,7 +31,10 @@
  * --server-pid the server's CPU seconds (user + system) for the join storm
  * and CPU ms for each change, its RSS when converged and its peak, and
  * rss_kib (this process), refused, bad_maps (light nodes' map messages
- * that did not scan), ok.
+ * that did not scan or unwrap), zmaps (compressed map messages the light
+ * nodes took), zmaps_shared (of them, bodies this process had already
+ * unwrapped and scanned for another node: the same bytes, compared whole),
+ * ok.
  * Each change waits until nothing arrived for 0.5 s (at most 30 s). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -94,7 +97,8 @@ struct zcache {
 	uint8_t type;
 	struct scan r;
 };
-#define ZCACHE_N 64
+#define ZCACHE_N      96
+#define ZCACHE_CHUNKS 64 /* of them for MAP_PEERS: 24,576 ids' worth */
 
 enum phase { PH_STORM, PH_SETTLE, PH_CHANGE, PH_RENAME, PH_DONE };
 
@@ -106,7 +110,7 @@ struct scale {
 	struct ctl_zdec *zdec; /* light nodes' ZMAP bodies, one at a time */
 	uint64_t zmaps, zcache_hits;
 	struct zcache *zc; /* ZCACHE_N distinct ZMAP bodies, scanned */
-	size_t zc_next;
+	size_t zc_next, zc_next_other;
 	unsigned sources;
 	uint64_t reconnects;
 	bool verbose;
@@ -586,8 +590,15 @@ static void lite_zmap(struct sim *s, const struct ctl_frame *f)
 		return;
 	}
 	memcpy(copy, f->body, f->len);
-	zc = &sc->zc[sc->zc_next];
-	sc->zc_next = (sc->zc_next + 1) % ZCACHE_N;
+	/* chunks (a map has one per 384 ids) and deltas in their own slots,
+	 * so a burst of deltas does not push the map's chunks out */
+	if (inner.type == CTL_MSG_MAP_PEERS) {
+		zc = &sc->zc[sc->zc_next];
+		sc->zc_next = (sc->zc_next + 1) % ZCACHE_CHUNKS;
+	} else {
+		zc = &sc->zc[ZCACHE_CHUNKS + sc->zc_next_other];
+		sc->zc_next_other = (sc->zc_next_other + 1) % (ZCACHE_N - ZCACHE_CHUNKS);
+	}
 	free(zc->z);
 	scan_free(&zc->r);
 	zc->z = copy;
