@@ -631,9 +631,6 @@ static int send_patch_body(struct srv_conn *c, struct delta_set *d, bool rel)
 	return srv_send_zbody(c, *z, *zlen, len);
 }
 
-/* Sends c the delta d (built for c->sent_version). 0 sent or nothing to
- * send (then c keeps its version: the next delta starts from it), 1 when
- * c needs a full map instead, or a negative errno from sending. */
 static int send_delta(struct srv_conn *c, struct delta_set *d);
 
 /* Built deltas, by base, for the snapshot's version: in a join storm many
@@ -685,6 +682,9 @@ static struct delta_set *dset_get(struct ctl_server *s, int64_t base, int64_t no
 	return d;
 }
 
+/* Sends c the delta d (built for c->sent_version). 0 sent or nothing to
+ * send (then c keeps its version: the next delta starts from it), 1 when
+ * c needs a full map instead, or a negative errno from sending. */
 static int send_delta(struct srv_conn *c, struct delta_set *d)
 {
 	struct ctl_server *s = c->s;
