@@ -24,9 +24,8 @@ struct ctl_zdec *ctl_zdec_new(void)
 	if (!z)
 		return NULL;
 	z->dctx = ZSTD_createDCtx();
-	if (!z->dctx ||
-	    ZSTD_isError(ZSTD_DCtx_setParameter(z->dctx, ZSTD_d_windowLogMax,
-	                                        CTL_ZMSG_WINDOW_LOG_MAX))) {
+	if (!z->dctx || ZSTD_isError(ZSTD_DCtx_setParameter(z->dctx, ZSTD_d_windowLogMax,
+	                                                    CTL_ZMSG_WINDOW_LOG_MAX))) {
 		ctl_zdec_free(z);
 		return NULL;
 	}
@@ -133,13 +132,15 @@ static int unwrap_stream(ZSTD_DCtx *d, const uint8_t *src, size_t n, size_t max,
 			if (ob.size > max) { /* already holds max + 1 bytes */
 				free(buf);
 				return zfail(err, CTL_MSG_E_TOO_BIG, -E2BIG,
-				             "compressed map expands past %zu bytes", max);
+				             "compressed map expands past %zu bytes",
+				             max);
 			}
 			size_t nc = ob.size * 2 > max + 1 ? max + 1 : ob.size * 2;
 			uint8_t *nb = realloc(buf, nc);
 			if (!nb) {
 				free(buf);
-				return zfail(err, CTL_MSG_E_NOMEM, -ENOMEM, "out of memory");
+				return zfail(err, CTL_MSG_E_NOMEM, -ENOMEM,
+				             "out of memory");
 			}
 			buf = nb;
 			ob.dst = buf;
@@ -167,7 +168,8 @@ static int unwrap_stream(ZSTD_DCtx *d, const uint8_t *src, size_t n, size_t max,
 	if (in.pos != in.size) {
 		free(buf);
 		return zfail(err, CTL_MSG_E_SYNTAX, -EBADMSG,
-		             "compressed map: %zu bytes after its frame", in.size - in.pos);
+		             "compressed map: %zu bytes after its frame",
+		             in.size - in.pos);
 	}
 	*out = buf;
 	*out_len = ob.pos;
@@ -207,7 +209,8 @@ int ctl_zmsg_unwrap(struct ctl_zdec *z, const uint8_t *p, size_t len, size_t max
 		             "compressed map: not a zstd frame");
 	if (csz != ZSTD_CONTENTSIZE_UNKNOWN && csz > max_out)
 		return zfail(err, CTL_MSG_E_TOO_BIG, -E2BIG,
-		             "compressed map declares %llu bytes (limit %zu)", csz, max_out);
+		             "compressed map declares %llu bytes (limit %zu)", csz,
+		             max_out);
 	ZSTD_DCtx *own = NULL, *d = z ? z->dctx : NULL;
 	if (!d) {
 		own = d = ZSTD_createDCtx();
@@ -229,10 +232,10 @@ int ctl_zmsg_unwrap(struct ctl_zdec *z, const uint8_t *p, size_t len, size_t max
 			size_t got = ZSTD_decompressDCtx(d, buf, (size_t)csz, src, n);
 			if (ZSTD_isError(got) || got != csz) {
 				free(buf);
-				rc = zfail(err, CTL_MSG_E_SYNTAX, -EBADMSG,
-				           "compressed map: %s",
-				           ZSTD_isError(got) ? ZSTD_getErrorName(got)
-				                             : "shorter than it declares");
+				rc = zfail(
+				    err, CTL_MSG_E_SYNTAX, -EBADMSG, "compressed map: %s",
+				    ZSTD_isError(got) ? ZSTD_getErrorName(got)
+				                      : "shorter than it declares");
 			} else {
 				*out = buf;
 				*out_len = got;

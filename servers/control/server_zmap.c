@@ -89,7 +89,8 @@ static int zc_reserve(struct ctl_server *s, size_t k)
 /* Whether the snapshot holds a node with an id past chunk k's range. */
 static bool more_after(const struct ctl_server *s, size_t k)
 {
-	return s->n_nodes && s->nodes[s->n_nodes - 1].id > (int64_t)((k + 1) * SRV_ZCHUNK_IDS);
+	return s->n_nodes &&
+	       s->nodes[s->n_nodes - 1].id > (int64_t)((k + 1) * SRV_ZCHUNK_IDS);
 }
 
 /* Builds chunk k from the snapshot now: a MAP_PEERS of the visible nodes
@@ -146,7 +147,8 @@ static int zc_get(struct ctl_server *s, size_t k, const struct srv_zchunk **out)
 	if (r < 0)
 		return r;
 	struct srv_zchunk *zc = &s->zc[k];
-	if (zc->body && zc->gen_built == zc->gen_changed && zc->more == more_after(s, k)) {
+	if (zc->body && zc->gen_built == zc->gen_changed &&
+	    zc->more == more_after(s, k)) {
 		s->st.zchunks_reused++;
 	} else if ((r = zc_build(s, k, zc)) < 0) {
 		return r;

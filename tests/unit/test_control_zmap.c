@@ -64,8 +64,9 @@ static int next_map(struct t *t, struct tc *c, struct got *g, struct ctl_msg *m)
 		size_t len = f.len;
 		if (f.type == CTL_MSG_ZMAP) {
 			struct ctl_msg_err err;
-			assert_int_equal(ctl_zmsg_unwrap(NULL, f.body, f.len, CTL_FRAME_BODY_MAX,
-			                                 &type, &buf, &len, &err),
+			assert_int_equal(ctl_zmsg_unwrap(NULL, f.body, f.len,
+			                                 CTL_FRAME_BODY_MAX, &type, &buf,
+			                                 &len, &err),
 			                 0);
 			g->zmaps++;
 			if (g->nz < 64) {

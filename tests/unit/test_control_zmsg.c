@@ -31,8 +31,8 @@ static uint8_t *zeros_frame(size_t n, bool with_size, size_t *len)
 	assert_non_null(src);
 	assert_non_null(out);
 	ZSTD_CCtx *cc = ZSTD_createCCtx();
-	assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag,
-	                                                 with_size ? 1 : 0)));
+	assert_false(ZSTD_isError(
+	    ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, with_size ? 1 : 0)));
 	out[0] = CTL_MSG_MAP_PEERS;
 	ZSTD_inBuffer in = {src, n, 0};
 	ZSTD_outBuffer ob = {out + 1, cap - 1, 0};
@@ -45,7 +45,8 @@ static uint8_t *zeros_frame(size_t n, bool with_size, size_t *len)
 		size_t step = in.size - in.pos > 65536 ? 65536 : in.size - in.pos;
 		ZSTD_inBuffer piece = {(const uint8_t *)in.src + in.pos, step, 0};
 		bool last = in.pos + step == in.size;
-		r = ZSTD_compressStream2(cc, &ob, &piece, last ? ZSTD_e_end : ZSTD_e_continue);
+		r = ZSTD_compressStream2(cc, &ob, &piece,
+		                         last ? ZSTD_e_end : ZSTD_e_continue);
 		assert_false(ZSTD_isError(r));
 		in.pos += piece.pos;
 		while (last && r != 0) {
@@ -79,8 +80,8 @@ static void roundtrip(void **state)
 	                 0);
 	assert_int_equal(z[0], CTL_MSG_MAP_PEERS);
 	struct ctl_msg_err err;
-	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
-	                 0);
+	assert_int_equal(
+	    ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err), 0);
 	assert_int_equal(type, CTL_MSG_MAP_PEERS);
 	assert_int_equal(ol, n);
 	assert_memory_equal(out, body_json, n);
@@ -92,8 +93,8 @@ static void roundtrip(void **state)
 	ctl_msg_free(&m);
 	free(out);
 	/* no context: one is made for the call */
-	assert_int_equal(ctl_zmsg_unwrap(NULL, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, NULL),
-	                 0);
+	assert_int_equal(
+	    ctl_zmsg_unwrap(NULL, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, NULL), 0);
 	assert_int_equal(ol, n);
 	free(out);
 	free(z);
@@ -106,8 +107,8 @@ static void roundtrip(void **state)
 	                               (const uint8_t *)b, big, &z, &zl),
 	                 0);
 	assert_true(zl < big / 20);
-	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
-	                 0);
+	assert_int_equal(
+	    ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err), 0);
 	assert_int_equal(type, CTL_MSG_MAP_DELTA);
 	assert_int_equal(ol, big);
 	assert_memory_equal(out, b, big);
@@ -115,9 +116,9 @@ static void roundtrip(void **state)
 	free(z);
 	free(b);
 	/* only map messages are wrapped */
-	assert_int_equal(ctl_zmsg_wrap(ze, 1, CTL_MSG_REGISTER_REQ, (const uint8_t *)"{}", 2,
-	                               &z, &zl),
-	                 -EINVAL);
+	assert_int_equal(
+	    ctl_zmsg_wrap(ze, 1, CTL_MSG_REGISTER_REQ, (const uint8_t *)"{}", 2, &z, &zl),
+	    -EINVAL);
 	assert_null(z);
 	ctl_zenc_free(ze);
 	ctl_zdec_free(zd);
@@ -136,8 +137,9 @@ static void bomb_with_size_refused(void **state)
 	size_t ol = 1;
 	struct ctl_msg_err err;
 	struct ctl_zdec *zd = ctl_zdec_new();
-	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
-	                 -E2BIG);
+	assert_int_equal(
+	    ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
+	    -E2BIG);
 	assert_null(out);
 	assert_int_equal(ol, 0);
 	assert_int_equal(err.code, CTL_MSG_E_TOO_BIG);
@@ -146,7 +148,8 @@ static void bomb_with_size_refused(void **state)
 	/* one byte over a caller's lower limit is refused too */
 	free(z);
 	z = zeros_frame(1001, true, &zl);
-	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, 1000, &type, &out, &ol, &err), -E2BIG);
+	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, 1000, &type, &out, &ol, &err),
+	                 -E2BIG);
 	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, 1001, &type, &out, &ol, &err), 0);
 	assert_int_equal(ol, 1001);
 	free(out);
@@ -166,8 +169,9 @@ static void bomb_without_size_refused(void **state)
 	size_t ol = 0;
 	struct ctl_msg_err err;
 	struct ctl_zdec *zd = ctl_zdec_new();
-	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
-	                 -E2BIG);
+	assert_int_equal(
+	    ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
+	    -E2BIG);
 	assert_null(out);
 	assert_int_equal(err.code, CTL_MSG_E_TOO_BIG);
 	print_message("%s\n", err.text);
@@ -177,12 +181,13 @@ static void bomb_without_size_refused(void **state)
 	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, 200000, &type, &out, &ol, &err), 0);
 	assert_int_equal(ol, 200000);
 	free(out);
-	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, 199999, &type, &out, &ol, &err), -E2BIG);
+	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, 199999, &type, &out, &ol, &err),
+	                 -E2BIG);
 	free(z);
 	/* and the context is fine for the next message */
 	z = zeros_frame(10, false, &zl);
-	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
-	                 0);
+	assert_int_equal(
+	    ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err), 0);
 	assert_int_equal(ol, 10);
 	free(out);
 	free(z);
@@ -203,13 +208,16 @@ static void corrupt_frames_refused(void **state)
 	                               sizeof big, &z, &zl),
 	                 0);
 	/* empty, type only */
-	assert_int_equal(ctl_zmsg_unwrap(zd, z, 0, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
-	                 -EPROTO);
-	assert_int_equal(ctl_zmsg_unwrap(zd, z, 1, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
-	                 -EPROTO);
+	assert_int_equal(
+	    ctl_zmsg_unwrap(zd, z, 0, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
+	    -EPROTO);
+	assert_int_equal(
+	    ctl_zmsg_unwrap(zd, z, 1, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
+	    -EPROTO);
 	/* cut anywhere */
 	for (size_t cut = 2; cut < zl; cut += 1 + cut / 8) {
-		int r = ctl_zmsg_unwrap(zd, z, cut, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err);
+		int r = ctl_zmsg_unwrap(zd, z, cut, CTL_FRAME_BODY_MAX, &type, &out, &ol,
+		                        &err);
 		assert_int_equal(r, -EBADMSG);
 		assert_null(out);
 	}
@@ -217,23 +225,26 @@ static void corrupt_frames_refused(void **state)
 	uint8_t *two = malloc(2 * zl);
 	memcpy(two, z, zl);
 	memcpy(two + zl, z + 1, zl - 1);
-	assert_int_equal(
-	    ctl_zmsg_unwrap(zd, two, 2 * zl - 1, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
-	    -EBADMSG);
+	assert_int_equal(ctl_zmsg_unwrap(zd, two, 2 * zl - 1, CTL_FRAME_BODY_MAX, &type,
+	                                 &out, &ol, &err),
+	                 -EBADMSG);
 	print_message("%s\n", err.text);
 	free(two);
 	/* not zstd at all */
-	const uint8_t plain[] = {CTL_MSG_MAP_PEERS, '{', '"', 'p', '"', ':', '[', ']', '}'};
-	assert_int_equal(ctl_zmsg_unwrap(zd, plain, sizeof plain, CTL_FRAME_BODY_MAX, &type,
-	                                 &out, &ol, &err),
+	const uint8_t plain[] = {
+	    CTL_MSG_MAP_PEERS, '{', '"', 'p', '"', ':', '[', ']', '}'};
+	assert_int_equal(ctl_zmsg_unwrap(zd, plain, sizeof plain, CTL_FRAME_BODY_MAX,
+	                                 &type, &out, &ol, &err),
 	                 -EBADMSG);
 	/* a type that is not a map */
 	z[0] = CTL_MSG_REGISTER_REQ;
-	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
-	                 -EPROTO);
+	assert_int_equal(
+	    ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
+	    -EPROTO);
 	z[0] = CTL_MSG_ZMAP; /* not nested either */
-	assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
-	                 -EPROTO);
+	assert_int_equal(
+	    ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol, &err),
+	    -EPROTO);
 	z[0] = CTL_MSG_MAP_DELTA;
 	/* every single flipped byte: an error, or exactly the declared size
 	 * (no checksum: zstd may decode a flipped literal); never more */
@@ -241,8 +252,8 @@ static void corrupt_frames_refused(void **state)
 	for (size_t i = 1; i < zl; i++) {
 		for (int bit = 0; bit < 8; bit += 3) {
 			z[i] ^= (uint8_t)(1u << bit);
-			int r = ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type, &out, &ol,
-			                        &err);
+			int r = ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type,
+			                        &out, &ol, &err);
 			if (r == 0) {
 				assert_true(ol <= CTL_FRAME_BODY_MAX);
 				free(out);
