@@ -106,7 +106,7 @@
  * itself too (it drops itself), so the server compresses each chunk once
  * for every node. Used with CTL_CAP_MAP_CHUNKS and CTL_CAP_PEER_PATCH. */
 #define CTL_CAP_ZSTD 0x8u
-#define CTL_CAPS_ALL                                                                   \
+#define CTL_CAPS_ALL                                                                     \
 	(CTL_CAP_MAP_CHUNKS | CTL_CAP_PEER_PATCH | CTL_CAP_RELAYS_DELTA | CTL_CAP_ZSTD)
 
 /* Values are the transport frame's type byte: stable, never reused. */

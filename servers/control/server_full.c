@@ -11,10 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/util/log.h"
 #include "core/control/zmsg.h"
+#include "core/util/log.h"
 #include "servers/control/server_int.h"
-
 
 /* The MAP_FULL header for c: version, self, DNS, relays; no peers. */
 int srv_full_header(struct srv_conn *c, struct ctl_msg *m)

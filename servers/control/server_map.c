@@ -624,7 +624,8 @@ static int send_patch_body(struct srv_conn *c, struct delta_set *d, bool rel)
 	if (!(c->caps & CTL_CAP_ZSTD) || len < CTL_ZMSG_MIN_LEN)
 		return srv_send_body(c, CTL_MSG_MAP_DELTA, body, len);
 	if (!*z && !*zfail &&
-	    srv_zwrap(c->s, CTL_ZMSG_LEVEL_FAST, CTL_MSG_MAP_DELTA, body, len, z, zlen) < 0)
+	    srv_zwrap(c->s, CTL_ZMSG_LEVEL_FAST, CTL_MSG_MAP_DELTA, body, len, z, zlen) <
+	        0)
 		*zfail = true;
 	if (*zfail)
 		return srv_send_body(c, CTL_MSG_MAP_DELTA, body, len);

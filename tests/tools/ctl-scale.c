@@ -504,7 +504,8 @@ static void lite_map(struct sim *s, uint8_t type, const struct scan *r, bool mar
 		rc = lite_set(s, r->off[i], false);
 	if (rc < 0) {
 		sc->bad_maps++;
-		fprintf(stderr, "ctl-scale: node %d: %s map message names id out of range\n",
+		fprintf(stderr,
+		        "ctl-scale: node %d: %s map message names id out of range\n",
 		        s->idx, ctl_msg_type_name(type));
 	}
 	bool is = !s->streaming && s->count == (size_t)sc->n - 1;
@@ -529,7 +530,8 @@ static void lite_map_plain(struct sim *s, uint8_t type, const uint8_t *body, siz
 	int rc = scan_map(type, body, len, &r);
 	if (rc < 0) {
 		sc->bad_maps++;
-		fprintf(stderr, "ctl-scale: node %d: %s map message it cannot scan (%s)\n",
+		fprintf(stderr,
+		        "ctl-scale: node %d: %s map message it cannot scan (%s)\n",
 		        s->idx, ctl_msg_type_name(type), strerror(-rc));
 		return;
 	}
@@ -580,8 +582,8 @@ static void lite_zmap(struct sim *s, const struct ctl_frame *f)
 		free(buf);
 		return;
 	}
-	bool marker =
-	    sc->marker[0] && memmem(buf, inner.len, sc->marker, strlen(sc->marker)) != NULL;
+	bool marker = sc->marker[0] &&
+	              memmem(buf, inner.len, sc->marker, strlen(sc->marker)) != NULL;
 	free(buf);
 	lite_map(s, inner.type, &r, marker);
 	uint8_t *copy = sc->marker[0] ? NULL : malloc(f->len);
@@ -1038,9 +1040,10 @@ static void raise_nofile(void)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: ctl-scale --token TOKEN -n N [--rate PER_SECOND] "
-	                "[--timeout SECONDS] [--full K] [--sources S] [--server-pid "
-	                "PID] [--admin HOST:PORT --api-key KEY] [--no-zstd] [--verbose]\n");
+	fprintf(stderr,
+	        "usage: ctl-scale --token TOKEN -n N [--rate PER_SECOND] "
+	        "[--timeout SECONDS] [--full K] [--sources S] [--server-pid "
+	        "PID] [--admin HOST:PORT --api-key KEY] [--no-zstd] [--verbose]\n");
 	return 2;
 }
 
@@ -1085,8 +1088,8 @@ static void print_results(struct scale *sc)
 	       sc->rename_api_ms, sc->rename_bytes, sc->cpu_storm, sc->cpu_change,
 	       sc->cpu_rename, sc->srv_rss_conv,
 	       sc->server_pid ? proc_kib(sc->server_pid, "VmHWM") : -1,
-	       proc_kib(0, "VmRSS"), sc->refused, sc->bad_maps, sc->zmaps, sc->zcache_hits,
-	       sc->done == 1);
+	       proc_kib(0, "VmRSS"), sc->refused, sc->bad_maps, sc->zmaps,
+	       sc->zcache_hits, sc->done == 1);
 }
 
 int main(int argc, char **argv)

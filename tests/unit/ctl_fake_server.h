@@ -91,8 +91,8 @@ static void fs_send(struct fsrv *s, const struct ctl_msg *m)
 	assert_int_equal(ctl_msg_encode(m, &body, &blen, &err), 0);
 	if (s->zstd && (m->type == CTL_MSG_MAP_FULL || m->type == CTL_MSG_MAP_DELTA ||
 	                m->type == CTL_MSG_MAP_PEERS)) {
-		assert_int_equal(ctl_zmsg_wrap(NULL, 1, (uint8_t)m->type, body, blen, &z, &zlen),
-		                 0);
+		assert_int_equal(
+		    ctl_zmsg_wrap(NULL, 1, (uint8_t)m->type, body, blen, &z, &zlen), 0);
 		fs_send_raw(s, CTL_MSG_ZMAP, z, zlen);
 		free(z);
 	} else {

@@ -308,8 +308,9 @@ static int tc_recv(struct t *t, struct tc *c, int ms, struct ctl_msg *m)
 		if (f.type == CTL_MSG_ZMAP) { /* compressed (CTL_CAP_ZSTD) */
 			uint8_t *body = NULL, type = 0;
 			size_t len = 0;
-			assert_int_equal(ctl_zmsg_unwrap(NULL, f.body, f.len, CTL_FRAME_BODY_MAX,
-			                                 &type, &body, &len, &me),
+			assert_int_equal(ctl_zmsg_unwrap(NULL, f.body, f.len,
+			                                 CTL_FRAME_BODY_MAX, &type, &body,
+			                                 &len, &me),
 			                 0);
 			assert_int_equal(ctl_msg_decode(type, body, len, m, &me), 0);
 			free(body);

@@ -27,7 +27,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <zstd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
@@ -35,6 +34,7 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <sodium.h>
+#include <zstd.h>
 
 #include "core/control/client.h"
 #include "core/control/client_int.h"
