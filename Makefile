@@ -17,7 +17,7 @@ CC ?= gcc
 LWIP_DIR := third_party/src/lwip-2.1.3
 DEPS_STAMP := $(LWIP_DIR)/.ok
 
-PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl miniupnpc
+PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl miniupnpc libzstd
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -22,7 +22,9 @@
 # minutes more), --quick runs 2000 only. Every node takes a file descriptor
 # in the server and in ctl-scale: an N above what `ulimit -Hn` allows is run
 # at the largest N that fits, and the table says so. CTL_SCALE_PERF=1 adds
-# the server's top symbols (perf) for each N. `make bench BENCH_ARGS="--only
+# the server's top symbols (perf) for each N; CTL_SCALE_ARGS adds words to
+# ctl-scale's command line (CTL_SCALE_ARGS=--no-zstd: light nodes ask for
+# plain JSON maps, as nodes from before compressed maps). `make bench BENCH_ARGS="--only
 # control"` runs it as a part of the suite. No root needed; as root the
 # server runs as nobody.
 set -u
@@ -113,7 +115,8 @@ for WANT in $SIZES; do
             PERF_PID=$!
         fi
         echo "control_scale: N=$N$NOTE run $run ($(date -u +%H:%M:%S)) ..." >&2
-        LINE=$("$SCALE" --token "$TOKEN" -n "$N" --rate "$RATE" --timeout 1500 \
+        # shellcheck disable=SC2086 # CTL_SCALE_ARGS: extra words for ctl-scale
+        LINE=$("$SCALE" --token "$TOKEN" -n "$N" --rate "$RATE" --timeout 1500 ${CTL_SCALE_ARGS:-} \
             --server-pid $SERVER_PID --admin "127.0.0.1:$((PORT + 1))" --api-key "$KEY" \
             2>"$D/scale.err")
         RC=$?

@@ -242,6 +242,8 @@ static json_t *nctl_json_control(const struct node_ctl *m)
 	fmt_json_set(o, "reconnects", fmt_json_u64(cs.reconnects));
 	fmt_json_set(o, "maps_full", fmt_json_u64(cs.maps_full));
 	fmt_json_set(o, "maps_delta", fmt_json_u64(cs.maps_delta));
+	fmt_json_set(o, "maps_compressed", fmt_json_u64(cs.zmaps));
+	fmt_json_set(o, "maps_compressed_refused", fmt_json_u64(cs.zmaps_refused));
 	fmt_json_set(o, "connected_since", json_integer(cs.connected_since));
 	fmt_json_set(o, "last_map", json_integer(cs.last_map));
 	return o;

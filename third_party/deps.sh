@@ -20,6 +20,9 @@ PACKAGES=(
 	libssl-dev
 	# mesh-control: its store (SQLite) and JSON for control messages and the admin API
 	libsqlite3-dev libjansson-dev
+	# mesh-control and the node: map bodies compressed with zstd (a join
+	# storm of 10,000 nodes is tens of GiB of JSON maps otherwise)
+	libzstd-dev
 	# the node's port mapping: UPnP IGD (miniupnpc) and NAT-PMP (libnatpmp)
 	libminiupnpc-dev libnatpmp-dev
 	# fuzzing and sanitizers

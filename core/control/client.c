@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "core/control/client_int.h"
+#include "core/control/zmsg.h"
 #include "core/util/log.h"
 
 static void client_connect(struct ctl_client *c);
@@ -454,6 +455,7 @@ static void client_destroy(struct ctl_client *c)
 	if (c->ev_eps)
 		event_free(c->ev_eps);
 	ctl_map_clear(&c->map);
+	ctl_zdec_free(c->zdec);
 	free(c->host);
 	sodium_memzero(c, sizeof(*c));
 	free(c);
@@ -514,6 +516,8 @@ void ctl_client_get_status(const struct ctl_client *c, struct ctl_client_status 
 	st->maps_delta = c->maps_delta;
 	st->bytes_in = c->bytes_in;
 	st->bytes_out = c->bytes_out;
+	st->zmaps = c->zmaps;
+	st->zmaps_refused = c->zmaps_refused;
 	st->connected_since = c->connected_since;
 	st->last_map = c->last_map;
 	if (c->state == CTL_CLIENT_BACKOFF && c->retry_at_ms > now)

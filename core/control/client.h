@@ -143,6 +143,8 @@ struct ctl_client_status {
 	uint64_t reconnects;       /* connection attempts after the first */
 	uint64_t maps_full, maps_delta;
 	uint64_t bytes_in, bytes_out;
+	uint64_t zmaps;           /* map messages that came compressed */
+	uint64_t zmaps_refused;   /* compressed ones refused (bomb, corrupt) */
 	int64_t connected_since;  /* unix s of the current session, 0 if none */
 	int64_t last_map;         /* unix s of the last map update, 0 if none */
 	uint32_t next_attempt_ms; /* in BACKOFF: time left before the retry */

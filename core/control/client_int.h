@@ -63,8 +63,12 @@ struct ctl_client {
 	bool assembling;
 	struct ctl_map_full pending;
 
+	/* decompresses ZMAP bodies (made at the first one) */
+	struct ctl_zdec *zdec;
+
 	/* status counters */
 	uint64_t sessions, reconnects, maps_full, maps_delta, bytes_in, bytes_out;
+	uint64_t zmaps, zmaps_refused;
 	int64_t connected_since, last_map;
 
 	/* callback re-entrancy: ctl_client_free from inside a callback */

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "core/control/client_int.h"
+#include "core/control/zmsg.h"
 #include "core/util/log.h"
 
 static int write_bytes(struct ctl_client *c, const uint8_t *p, size_t len)
@@ -305,11 +306,44 @@ static void on_map_delta(struct ctl_client *c, const struct ctl_map_delta *d)
 	emit_map(c, false, d->has_relays, ch, nch, rm, nrm);
 }
 
+/* A ZMAP (CTL_CAP_ZSTD, which this client always asks for): the map body
+ * inside, at most a frame's worth; a bomb or a corrupt frame is refused
+ * (counted) and the session starts again, as for any bad map. */
+static int unwrap_map(struct ctl_client *c, const struct ctl_frame *f,
+                      struct ctl_frame *inner, uint8_t **buf)
+{
+	struct ctl_msg_err err;
+	*buf = NULL;
+	if (!c->zdec && !(c->zdec = ctl_zdec_new())) {
+		ctl_client_fail(c, "out of memory for a compressed map");
+		return -ENOMEM;
+	}
+	int rc = ctl_zmsg_unwrap(c->zdec, f->body, f->len, CTL_FRAME_BODY_MAX,
+	                         &inner->type, buf, &inner->len, &err);
+	if (rc < 0) {
+		c->zmaps_refused++;
+		ctl_client_fail(c, "bad compressed map from the server: %s", err.text);
+		return rc;
+	}
+	c->zmaps++;
+	inner->body = *buf;
+	return 0;
+}
+
 static void on_message(struct ctl_client *c, const struct ctl_frame *f)
 {
 	struct ctl_msg m;
 	struct ctl_msg_err err;
+	struct ctl_frame inner;
+	uint8_t *zbuf = NULL;
+	if (f->type == CTL_MSG_ZMAP) {
+		if (unwrap_map(c, f, &inner, &zbuf) < 0)
+			return;
+		f = &inner;
+	}
 	int rc = ctl_msg_decode(f->type, f->body, f->len, &m, &err);
+	free(zbuf);
+	zbuf = NULL;
 
 	if (rc == -EPROTO) {
 		log_debug("control: ignoring message type 0x%02x", f->type);

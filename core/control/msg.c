@@ -35,6 +35,8 @@ const char *ctl_msg_type_name(unsigned type)
 		return "RELAY_STATE";
 	case CTL_MSG_MAP_PEERS:
 		return "MAP_PEERS";
+	case CTL_MSG_ZMAP:
+		return "ZMAP";
 	}
 	return NULL;
 }

@@ -31,6 +31,8 @@
  *                  last one with more false; no other map message comes
  *                  between, a KEEPALIVE or an ERROR may)
  *   MAP_PEERS     {peers: [peer], more?: bool}
+ *   ZMAP          not JSON: a MAP_FULL, MAP_PEERS or MAP_DELTA body
+ *                 compressed (zmsg.h), to a node with CTL_CAP_ZSTD
  *   MAP_DELTA     {version: int, base_version: int, peers?: [peer],
  *                  removed?: [int], patches?: [patch], relays?: [relay]}
  *                 (relays: the whole new relay list, only to a node with
@@ -105,7 +107,13 @@
 #define CTL_CAP_MAP_CHUNKS 0x1u /* MAP_FULL with more, then MAP_PEERS */
 #define CTL_CAP_PEER_PATCH 0x2u /* MAP_DELTA patches; itself in deltas */
 #define CTL_CAP_RELAYS_DELTA 0x4u /* a changed relay list in MAP_DELTA */
-#define CTL_CAPS_ALL (CTL_CAP_MAP_CHUNKS | CTL_CAP_PEER_PATCH | CTL_CAP_RELAYS_DELTA)
+/* Map bodies may come compressed (CTL_MSG_ZMAP, core/control/zmsg.h), and
+ * a map's MAP_PEERS chunks name every node of their id range, the node
+ * itself too (it drops itself), so the server compresses each chunk once
+ * for every node. Used with CTL_CAP_MAP_CHUNKS and CTL_CAP_PEER_PATCH. */
+#define CTL_CAP_ZSTD 0x8u
+#define CTL_CAPS_ALL                                                                     \
+	(CTL_CAP_MAP_CHUNKS | CTL_CAP_PEER_PATCH | CTL_CAP_RELAYS_DELTA | CTL_CAP_ZSTD)
 
 /* Values are the transport frame's type byte: stable, never reused. */
 enum ctl_msg_type {
@@ -119,6 +127,10 @@ enum ctl_msg_type {
 	CTL_MSG_RELAY_REGISTER = 0x17,
 	CTL_MSG_RELAY_STATE = 0x18,
 	CTL_MSG_MAP_PEERS = 0x19,
+	/* a map body compressed with zstd: inner type byte || one zstd frame
+	 * (core/control/zmsg.h); only to a node with CTL_CAP_ZSTD. Not JSON:
+	 * ctl_msg_decode refuses it (-EPROTO); unwrap it first. */
+	CTL_MSG_ZMAP = 0x1A,
 };
 
 /* Kinds of decode/encode failure (struct ctl_msg_err.code). */

@@ -167,6 +167,11 @@ struct ctl_server_stats {
 	uint64_t bytes_in, bytes_out;
 	uint64_t delta_nodes_visited; /* nodes looked at to build deltas */
 	uint64_t conns_walked; /* connections looked at for a node's others */
+	/* CTL_CAP_ZSTD: compressed map messages sent, their JSON and wire
+	 * bytes, shared chunks compressed and sent again from the cache */
+	uint64_t zmaps_sent, zbytes_raw, zbytes_sent;
+	uint64_t zchunks_built, zchunks_reused;
+	uint64_t deltas_reused; /* deltas sent from one built for another node */
 	int64_t map_version;
 	double last_full_ms;      /* time to build+encode the last MAP_FULL */
 	size_t last_full_bytes;   /* its size */

@@ -11,12 +11,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/control/zmsg.h"
 #include "core/util/log.h"
 #include "servers/control/server_int.h"
 
-
 /* The MAP_FULL header for c: version, self, DNS, relays; no peers. */
-static int full_header(struct srv_conn *c, struct ctl_msg *m)
+int srv_full_header(struct srv_conn *c, struct ctl_msg *m)
 {
 	struct ctl_server *s = c->s;
 	const struct srv_node *self = srv_snap_find(s, c->node_id);
@@ -54,7 +54,7 @@ static int send_full_single(struct srv_conn *c)
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	struct ctl_msg m;
-	int r = full_header(c, &m);
+	int r = srv_full_header(c, &m);
 	if (r < 0)
 		return r;
 	int64_t now = (int64_t)time(NULL);
@@ -98,7 +98,7 @@ static int stream_chunk(struct srv_conn *c, bool first)
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	struct ctl_msg m = {.type = CTL_MSG_MAP_PEERS};
-	int r = first ? full_header(c, &m) : 0;
+	int r = first ? srv_full_header(c, &m) : 0;
 	if (r < 0)
 		return r;
 	if (first) { /* the map's version is the snapshot's now */
@@ -154,7 +154,8 @@ int srv_stream_pump(struct srv_conn *c)
 	while (r == 0 && c->streaming && c->state == SRV_ONLINE &&
 	       evbuffer_get_length(bufferevent_get_output(c->bev)) <= SRV_OUT_LOW &&
 	       !srv_over_budget(c))
-		r = stream_chunk(c, c->stream_first);
+		r = (c->caps & CTL_CAP_ZSTD) ? srv_stream_chunk_z(c, c->stream_first)
+		                             : stream_chunk(c, c->stream_first);
 	return r;
 }
 

@@ -155,8 +155,27 @@ struct srv_node {
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 
+struct delta_set;
+/* Deltas kept for the snapshot's version (distinct bases at once). */
+#define SRV_DSETS 16
+
 struct srv_tomb {
 	int64_t id, version;
+};
+
+/* For nodes with CTL_CAP_ZSTD a map's chunks are the same for everyone:
+ * chunk k is the visible nodes with ids in [k * SRV_ZCHUNK_IDS + 1,
+ * (k + 1) * SRV_ZCHUNK_IDS] (about 130 KiB of JSON, 32 KiB compressed),
+ * compressed once and kept until a node in its range changes
+ * (server_zmap.c). */
+#define SRV_ZCHUNK_IDS 384
+struct srv_zchunk {
+	uint64_t gen_changed; /* bumped by every change in the range */
+	uint64_t gen_built;   /* gen_changed when body was built */
+	uint8_t *body;        /* ZMAP body of a MAP_PEERS; NULL: none */
+	size_t len, raw_len;  /* compressed and JSON bytes */
+	size_t n_peers;
+	bool more; /* nodes with higher ids existed when built */
 };
 
 struct ctl_server {
@@ -200,6 +219,13 @@ struct ctl_server {
 	struct srv_change *chlog;
 	size_t n_chlog, cap_chlog;
 	size_t map_bytes; /* sum of the nodes' entries (pj_len + 1) */
+	/* deltas built for the snapshot's version, by base (server_map.c) */
+	struct delta_set *dsets;
+	size_t n_dsets, dset_next;
+	/* shared compressed chunks by id range (server_zmap.c) */
+	struct srv_zchunk *zc;
+	size_t n_zc;
+	struct ctl_zenc *zenc;
 	/* connections with a node id, by it (server_byid.c) */
 	struct srv_conn **byid;
 	size_t nb_byid, n_byid;
@@ -245,6 +271,24 @@ void srv_ip_of(const struct sockaddr *sa, struct ctl_ip *out);
 void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text);
 void srv_set_offline(struct ctl_server *s, int64_t node_id);
 
+/* server_zmap.c */
+/* A node in id's chunk range changed: its cached chunk is stale. */
+void srv_zc_touch(struct ctl_server *s, int64_t id);
+void srv_zc_free(struct ctl_server *s);
+/* Sends c a map body: compressed (ZMAP) when c has CTL_CAP_ZSTD and the
+ * body is CTL_ZMSG_MIN_LEN or more, else plain. For one receiver; a body
+ * many receive is compressed once by its owner (srv_send_zbody). */
+int srv_send_map_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t len);
+/* Sends c the ZMAP body z (compressed from raw_len bytes). */
+int srv_send_zbody(struct srv_conn *c, const uint8_t *z, size_t len, size_t raw_len);
+/* One step of a chunked map to a node with CTL_CAP_ZSTD: the MAP_FULL
+ * header first (no peers, more), then the shared chunk of the next
+ * non-empty id range after c->stream_cursor. */
+int srv_stream_chunk_z(struct srv_conn *c, bool first);
+/* Compresses body into *z (ZMAP) at zstd level `level`; -errno. */
+int srv_zwrap(struct ctl_server *s, int level, uint8_t type, const uint8_t *body,
+              size_t len, uint8_t **z, size_t *zlen);
+
 /* server_byid.c */
 int srv_byid_init(struct ctl_server *s);
 void srv_byid_free(struct ctl_server *s);
@@ -282,6 +326,8 @@ bool srv_node_visible(const struct srv_node *n, int64_t now);
  * drained (srv_stream_pump from its write callback). */
 int srv_send_full(struct srv_conn *c);
 int srv_stream_pump(struct srv_conn *c);
+/* The MAP_FULL header for c (version, self, DNS, relays; no peers). */
+int srv_full_header(struct srv_conn *c, struct ctl_msg *m);
 
 /* server_map.c */
 /* c (online) has map updates due: a newer version, or a relay list. */
@@ -312,6 +358,9 @@ bool srv_over_budget(struct srv_conn *c);
 void srv_conn_set_legacy(struct srv_conn *c, bool legacy);
 void srv_poll_cb(int fd, short ev, void *arg);
 void srv_snap_free(struct ctl_server *s);
+/* Drops the deltas kept for the snapshot (before it changes) / frees them. */
+void srv_dsets_clear(struct ctl_server *s);
+void srv_dsets_free(struct ctl_server *s);
 void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p);
 
 /* server_reg.c */

@@ -14,6 +14,7 @@
 #include <sodium.h>
 #include <time.h>
 
+#include "core/control/zmsg.h"
 #include "core/util/log.h"
 #include "servers/control/server_int.h"
 
@@ -255,6 +256,7 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		s->map_bytes += n->pj_len + 1;
 	if (node_changed_at(n) > was)
 		chlog_add(s, node_changed_at(n), n->id);
+	srv_zc_touch(s, n->id);
 	return 0;
 }
 
@@ -266,6 +268,7 @@ static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
 		/* A node never approved was in nobody's map: no tombstone, so
 		 * dropped pending registrations reach no node. */
 		bool in_maps = s->nodes[i].approved;
+		srv_zc_touch(s, id);
 		if (s->nodes[i].pj)
 			s->map_bytes -= s->nodes[i].pj_len + 1;
 		free(s->nodes[i].pj);
@@ -331,6 +334,7 @@ int srv_snap_refresh(struct ctl_server *s)
 		return -EIO;
 	if (v == s->snap_version && s->nodes)
 		return 0;
+	srv_dsets_clear(s); /* they point into the snapshot */
 	struct ctl_node *list = NULL;
 	int64_t *ids = NULL;
 	size_t n = 0, nr = 0;
@@ -360,6 +364,8 @@ out:
 
 void srv_snap_free(struct ctl_server *s)
 {
+	srv_zc_free(s);
+	srv_dsets_free(s);
 	for (size_t i = 0; i < s->n_nodes; i++)
 		free(s->nodes[i].pj);
 	free(s->nodes);
@@ -408,6 +414,15 @@ struct delta_set {
 	/* the body does not fit a frame (or did not encode): every receiver
 	 * of this base gets a full map instead (decided once per base) */
 	bool patch_full, legacy_full, rel_full;
+	/* patch_body and rel_body compressed, for nodes with CTL_CAP_ZSTD
+	 * (once per base too; NULL: not built, or sent plain) */
+	uint8_t *patch_z, *rel_z;
+	size_t patch_zlen, rel_zlen;
+	bool patch_zfail, rel_zfail;
+	/* in s->dsets: built at this snapshot version; too_big: every
+	 * receiver gets a full map (delta_too_big) */
+	bool used, too_big;
+	int64_t snap;
 };
 
 static void delta_free(struct delta_set *d)
@@ -418,6 +433,8 @@ static void delta_free(struct delta_set *d)
 	free(d->patch_body);
 	free(d->legacy_body);
 	free(d->rel_body);
+	free(d->patch_z);
+	free(d->rel_z);
 	memset(d, 0, sizeof *d);
 }
 
@@ -612,6 +629,78 @@ static bool delta_too_big(const struct ctl_server *s, const struct delta_set *d)
 	return n >= s->n_nodes && d->n_whole + d->n_part + d->n_removed > 16;
 }
 
+/* The shared patch body (rel: the one with the relay list) to c:
+ * compressed once for every node with CTL_CAP_ZSTD when it is big enough,
+ * else (or if that failed) plain. */
+static int send_patch_body(struct srv_conn *c, struct delta_set *d, bool rel)
+{
+	const uint8_t *body = rel ? d->rel_body : d->patch_body;
+	size_t len = rel ? d->rel_len : d->patch_len;
+	uint8_t **z = rel ? &d->rel_z : &d->patch_z;
+	size_t *zlen = rel ? &d->rel_zlen : &d->patch_zlen;
+	bool *zfail = rel ? &d->rel_zfail : &d->patch_zfail;
+	if (!(c->caps & CTL_CAP_ZSTD) || len < CTL_ZMSG_MIN_LEN)
+		return srv_send_body(c, CTL_MSG_MAP_DELTA, body, len);
+	if (!*z && !*zfail &&
+	    srv_zwrap(c->s, CTL_ZMSG_LEVEL_FAST, CTL_MSG_MAP_DELTA, body, len, z, zlen) <
+	        0)
+		*zfail = true;
+	if (*zfail)
+		return srv_send_body(c, CTL_MSG_MAP_DELTA, body, len);
+	return srv_send_zbody(c, *z, *zlen, len);
+}
+
+static int send_delta(struct srv_conn *c, struct delta_set *d);
+
+/* Built deltas, by base, for the snapshot's version: in a join storm many
+ * nodes catch up from the same base (those whose maps began in the same
+ * broadcast), each from its own write callback; they share one collect,
+ * one encode and one compression. Emptied whenever the snapshot changes
+ * (the sets point into it). */
+void srv_dsets_clear(struct ctl_server *s)
+{
+	for (size_t i = 0; i < s->n_dsets; i++)
+		delta_free(&s->dsets[i]);
+}
+
+void srv_dsets_free(struct ctl_server *s)
+{
+	srv_dsets_clear(s);
+	free(s->dsets);
+	s->dsets = NULL;
+	s->n_dsets = 0;
+}
+
+/* The delta from base to the snapshot, from the cache or collected now;
+ * NULL when out of memory. */
+static struct delta_set *dset_get(struct ctl_server *s, int64_t base, int64_t now)
+{
+	if (!s->dsets) {
+		s->dsets = calloc(SRV_DSETS, sizeof *s->dsets);
+		if (!s->dsets)
+			return NULL;
+		s->n_dsets = SRV_DSETS;
+	}
+	for (size_t i = 0; i < s->n_dsets; i++) {
+		struct delta_set *d = &s->dsets[i];
+		if (d->used && d->base == base && d->snap == s->snap_version) {
+			s->st.deltas_reused++;
+			return d;
+		}
+	}
+	struct delta_set *d = &s->dsets[s->dset_next];
+	s->dset_next = (s->dset_next + 1) % s->n_dsets;
+	delta_free(d);
+	if (delta_collect(s, base, now, d) < 0) {
+		delta_free(d);
+		return NULL;
+	}
+	d->used = true;
+	d->snap = s->snap_version;
+	d->too_big = delta_too_big(s, d);
+	return d;
+}
+
 /* Sends c the delta d (built for c->sent_version). 0 sent or nothing to
  * send (then c keeps its version: the next delta starts from it), 1 when
  * c needs a full map instead, or a negative errno from sending. */
@@ -644,7 +733,7 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 			*full = true;
 		if (*full)
 			return 1;
-		r = srv_send_body(c, CTL_MSG_MAP_DELTA, *body, *len);
+		r = send_patch_body(c, d, rel);
 		if (r == 0)
 			c->relays_stale = false;
 	} else if (d->n_removed == 0 && d->n_whole + d->n_part == 1 &&
@@ -691,14 +780,9 @@ int srv_send_update(struct srv_conn *c)
 	if (base < s->tomb_floor)
 		return srv_send_full(c);
 	int64_t now = (int64_t)time(NULL);
-	struct delta_set d;
-	int r = delta_collect(s, base, now, &d);
-	if (r == 0 && delta_too_big(s, &d))
-		r = 1;
-	if (r == 0)
-		r = send_delta(c, &d);
-	delta_free(&d);
-	if (r > 0 || r == -ENOMEM)
+	struct delta_set *d = dset_get(s, base, now);
+	int r = !d || d->too_big ? 1 : send_delta(c, d);
+	if (r > 0)
 		r = srv_send_full(c);
 	return r;
 }
@@ -765,6 +849,8 @@ static void broadcast(struct ctl_server *s)
 	bool relays_changed =
 	    sodium_memcmp(s->relays_hash, s->nodes_relays_hash, sizeof s->relays_hash) != 0;
 	memcpy(s->nodes_relays_hash, s->relays_hash, sizeof s->relays_hash);
+	if (relays_changed)
+		srv_dsets_clear(s); /* their bodies with relays carry the old list */
 	int64_t now = (int64_t)time(NULL);
 	for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
@@ -798,10 +884,9 @@ static void broadcast(struct ctl_server *s)
 		if (!any)
 			break;
 		sent = true;
-		struct delta_set d = {0};
+		struct delta_set *d = NULL;
 		bool full = base < s->tomb_floor;
-		if (!full &&
-		    (delta_collect(s, base, now, &d) < 0 || delta_too_big(s, &d)))
+		if (!full && (!(d = dset_get(s, base, now)) || d->too_big))
 			full = true;
 		for (struct srv_conn *c = s->conns, *nx; c; c = nx) {
 			nx = c->next;
@@ -811,7 +896,7 @@ static void broadcast(struct ctl_server *s)
 			c->bcast_gen = gen;
 			if (srv_conn_behind(c))
 				continue;
-			int r = full ? 1 : send_delta(c, &d);
+			int r = full ? 1 : send_delta(c, d);
 			if (r > 0)
 				r = srv_send_full(c);
 			if (r < 0) {
@@ -821,7 +906,6 @@ static void broadcast(struct ctl_server *s)
 				srv_conn_free(c);
 			}
 		}
-		delta_free(&d);
 	}
 	/* Tombstones every connection has seen are no longer needed. */
 	int64_t floor = s->snap_version;

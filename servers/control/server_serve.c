@@ -499,23 +499,27 @@ int ctl_serve_main(int argc, char **argv)
 	    (unsigned long long)s.maps_delta, (unsigned long long)s.bad_frames,
 	    (unsigned long long)s.bad_messages, (unsigned long long)s.handshakes_failed);
 	/* key=value words for bench/control_scale.sh */
-	log_info("mesh-control: timings last_full_ms=%.2f last_full_bytes=%zu "
-	         "last_broadcast_ms=%.2f slow_closed=%llu idle_closed=%llu "
-	         "conns_evicted=%llu conns_refused_busy=%llu conns_refused_source=%llu "
-	         "conns_refused_limit=%llu accept_paused=%llu "
-	         "handshakes_limited=%llu registrations_throttled=%llu "
-	         "delta_nodes_visited=%llu conns_walked=%llu",
-	         s.last_full_ms, s.last_full_bytes, s.last_broadcast_ms,
-	         (unsigned long long)s.slow_closed, (unsigned long long)s.idle_closed,
-	         (unsigned long long)s.conns_evicted,
-	         (unsigned long long)s.conns_refused_busy,
-	         (unsigned long long)s.conns_refused_source,
-	         (unsigned long long)s.conns_refused_limit,
-	         (unsigned long long)s.accept_paused,
-	         (unsigned long long)s.handshakes_limited,
-	         (unsigned long long)s.registrations_throttled,
-	         (unsigned long long)s.delta_nodes_visited,
-	         (unsigned long long)s.conns_walked);
+	log_info(
+	    "mesh-control: timings last_full_ms=%.2f last_full_bytes=%zu "
+	    "last_broadcast_ms=%.2f slow_closed=%llu idle_closed=%llu "
+	    "conns_evicted=%llu conns_refused_busy=%llu conns_refused_source=%llu "
+	    "conns_refused_limit=%llu accept_paused=%llu "
+	    "handshakes_limited=%llu registrations_throttled=%llu "
+	    "delta_nodes_visited=%llu conns_walked=%llu zmaps_sent=%llu "
+	    "zbytes_raw=%llu zbytes_sent=%llu zchunks_built=%llu "
+	    "zchunks_reused=%llu deltas_reused=%llu",
+	    s.last_full_ms, s.last_full_bytes, s.last_broadcast_ms,
+	    (unsigned long long)s.slow_closed, (unsigned long long)s.idle_closed,
+	    (unsigned long long)s.conns_evicted, (unsigned long long)s.conns_refused_busy,
+	    (unsigned long long)s.conns_refused_source,
+	    (unsigned long long)s.conns_refused_limit,
+	    (unsigned long long)s.accept_paused,
+	    (unsigned long long)s.handshakes_limited,
+	    (unsigned long long)s.registrations_throttled,
+	    (unsigned long long)s.delta_nodes_visited, (unsigned long long)s.conns_walked,
+	    (unsigned long long)s.zmaps_sent, (unsigned long long)s.zbytes_raw,
+	    (unsigned long long)s.zbytes_sent, (unsigned long long)s.zchunks_built,
+	    (unsigned long long)s.zchunks_reused, (unsigned long long)s.deltas_reused);
 	rc = 0;
 out:
 	for (int i = 0; i < 2; i++)

@@ -20,7 +20,7 @@ FUZZ_STRICT ?= 0
 FB := build-fuzz
 
 LWIP_DIR := third_party/src/lwip-2.1.3
-PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl miniupnpc
+PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl miniupnpc libzstd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -4,14 +4,16 @@
  *
  *   ctl-scale --token TOKEN -n N [--rate PER_SECOND] [--timeout SECONDS]
  *             [--full K] [--sources S] [--server-pid PID]
- *             [--admin HOST:PORT --api-key KEY] [--verbose]
+ *             [--admin HOST:PORT --api-key KEY] [--no-zstd] [--verbose]
  *
  * Each simulated node has its own machine, node and disco keys and its own
  * TCP connection: Noise IK, REGISTER_REQ with the token's auth key, one
  * endpoint report, then the map stream. The first K nodes (--full, default
  * 100) are full ctl_clients (core/control/client.h) that decode and merge
  * every map; the others are light nodes (below) that speak the same
- * protocol and decrypt every frame but track their map as a set of ids.
+ * protocol and decrypt (and decompress) every frame but track their map as
+ * a set of ids (--no-zstd: light nodes ask for plain JSON maps, as nodes
+ * from before compressed maps do).
  * Nodes start at --rate per second (0: all at once, a join storm); light
  * nodes connect from S loopback addresses 127.1.x.y (--sources, default
  * 250; 1: the kernel's choice). The run ends when every node is
@@ -29,7 +31,10 @@
  * --server-pid the server's CPU seconds (user + system) for the join storm
  * and CPU ms for each change, its RSS when converged and its peak, and
  * rss_kib (this process), refused, bad_maps (light nodes' map messages
- * that did not scan), ok.
+ * that did not scan or unwrap), zmaps (compressed map messages the light
+ * nodes took), zmaps_shared (of them, bodies this process had already
+ * unwrapped and scanned for another node: the same bytes, compared whole),
+ * ok.
  * Each change waits until nothing arrived for 0.5 s (at most 30 s). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -54,6 +59,7 @@
 #include "core/control/msg.h"
 #include "core/control/noise_ik.h"
 #include "core/control/token.h"
+#include "core/control/zmsg.h"
 
 struct sim {
 	struct scale *sc;
@@ -76,6 +82,24 @@ struct sim {
 	struct event *ev_retry;
 };
 
+/* What one map message says: the ids it adds (peers), the ids it removes,
+ * and whether more chunks follow. */
+struct scan {
+	uint64_t *on, *off;
+	size_t n_on, n_off, cap_on, cap_off;
+	bool more;
+};
+
+/* A distinct ZMAP body and what it says (lite_zmap). */
+struct zcache {
+	uint8_t *z;
+	size_t zlen;
+	uint8_t type;
+	struct scan r;
+};
+#define ZCACHE_N      96
+#define ZCACHE_CHUNKS 64 /* of them for MAP_PEERS: 24,576 ids' worth */
+
 enum phase { PH_STORM, PH_SETTLE, PH_CHANGE, PH_RENAME, PH_DONE };
 
 struct scale {
@@ -83,9 +107,14 @@ struct scale {
 	struct ctl_token tok;
 	struct sockaddr_in server;
 	int n, n_full, started, online, converged, refused, bad_maps;
+	struct ctl_zdec *zdec; /* light nodes' ZMAP bodies, one at a time */
+	uint64_t zmaps, zcache_hits;
+	struct zcache *zc; /* ZCACHE_N distinct ZMAP bodies, scanned */
+	size_t zc_next, zc_next_other;
 	unsigned sources;
 	uint64_t reconnects;
 	bool verbose;
+	bool no_zstd; /* light nodes leave out CTL_CAP_ZSTD (plain JSON maps) */
 	double t0, t_registered, t_converged;
 	enum phase phase, next; /* next: the change PH_SETTLE leads to */
 	char marker[64];        /* what a map shows once the change is in */
@@ -321,7 +350,7 @@ static void lite_register(struct sim *s)
 	snprintf(r->hostname, sizeof r->hostname, "sim-%05d", s->idx);
 	snprintf(r->os, sizeof r->os, "linux");
 	snprintf(r->version, sizeof r->version, "ctl-scale");
-	r->caps = CTL_CAPS_ALL;
+	r->caps = s->sc->no_zstd ? CTL_CAPS_ALL & ~CTL_CAP_ZSTD : CTL_CAPS_ALL;
 	int rc = lite_send(s, &m);
 	sodium_memzero(&m, sizeof m);
 	if (rc == 0) {
@@ -367,32 +396,61 @@ static int lite_set(struct sim *s, uint64_t id, bool on)
 	return 0;
 }
 
+static void scan_free(struct scan *r)
+{
+	free(r->on);
+	free(r->off);
+	memset(r, 0, sizeof *r);
+}
+
+static int scan_push(uint64_t **v, size_t *n, size_t *cap, uint64_t id)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 512;
+		uint64_t *nv = realloc(*v, nc * sizeof *nv);
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = nc;
+	}
+	(*v)[(*n)++] = id;
+	return 0;
+}
+
 /* Each element of the array at p: an object whose first key is "id" (peers,
  * patches) when objects, else a plain id (removed). Strings are skipped
  * whole, so no byte inside a name or an address is taken for structure. */
-static int scan_ids(struct sim *s, const uint8_t *p, const uint8_t *end, bool on)
+static int scan_ids(struct scan *r, const uint8_t *p, const uint8_t *end, bool on)
 {
+	uint64_t **v = on ? &r->on : &r->off;
+	size_t *n = on ? &r->n_on : &r->n_off, *cap = on ? &r->cap_on : &r->cap_off;
 	int depth = 0;
-	bool in_str = false;
 	for (; p < end; p++) {
 		uint8_t ch = *p;
-		if (in_str) {
-			if (ch == '\\')
-				p++;
-			else if (ch == '"')
-				in_str = false;
-			continue;
-		}
 		if (ch == '"') {
-			in_str = true;
+			/* most of a map's bytes are strings (keys, names,
+			 * addresses): skip to the closing quote at once */
+			const uint8_t *q = p + 1;
+			for (;;) {
+				q = memchr(q, '"', (size_t)(end - q));
+				if (!q)
+					return -EBADMSG;
+				size_t bs = 0;
+				while (q - bs - 1 > p && q[-1 - (ptrdiff_t)bs] == '\\')
+					bs++;
+				if (bs % 2 == 0)
+					break;
+				q++;
+			}
+			p = q;
 		} else if (ch == '{' || ch == '[') {
 			if (depth == 0 && ch == '{') {
 				if ((size_t)(end - p) < 7 ||
 				    memcmp(p, "{\"id\":", 6) != 0)
 					return -EBADMSG;
 				uint64_t id = strtoull((const char *)p + 6, NULL, 10);
-				if (lite_set(s, id, on) < 0)
-					return -ERANGE;
+				if (scan_push(v, n, cap, id) < 0)
+					return -ENOMEM;
 			}
 			depth++;
 		} else if (ch == '}' || ch == ']') {
@@ -402,37 +460,53 @@ static int scan_ids(struct sim *s, const uint8_t *p, const uint8_t *end, bool on
 		} else if (depth == 0 && ch >= '0' && ch <= '9') {
 			char *e;
 			uint64_t id = strtoull((const char *)p, &e, 10);
-			if (lite_set(s, id, on) < 0)
-				return -ERANGE;
+			if (scan_push(v, n, cap, id) < 0)
+				return -ENOMEM;
 			p = (const uint8_t *)e - 1;
 		}
 	}
 	return -EBADMSG;
 }
 
-static void lite_map(struct sim *s, const struct ctl_frame *f)
+static int scan_map(uint8_t type, const uint8_t *body, size_t len, struct scan *r)
+{
+	const uint8_t *end, *a;
+	int rc = 0;
+	memset(r, 0, sizeof *r);
+	if (type != CTL_MSG_MAP_DELTA)
+		r->more = memmem(body, len, "\"more\":true", 11) != NULL;
+	if ((a = json_array_at(body, len, "\"peers\":[", &end)))
+		rc = scan_ids(r, a, end, true);
+	if (rc == 0 && type == CTL_MSG_MAP_DELTA &&
+	    (a = json_array_at(body, len, "\"removed\":[", &end)))
+		rc = scan_ids(r, a, end, false);
+	if (rc < 0)
+		scan_free(r);
+	return rc;
+}
+
+static void lite_map(struct sim *s, uint8_t type, const struct scan *r, bool marker)
 {
 	struct scale *sc = s->sc;
-	const uint8_t *end, *a;
-	int r = 0;
-	if (f->type == CTL_MSG_MAP_FULL) {
+	int rc = 0;
+	if (type == CTL_MSG_MAP_FULL) {
 		memset(s->bits, 0, (s->nbits / 64) * sizeof *s->bits);
 		s->count = 0;
 		s->maps_full++;
-	} else if (f->type == CTL_MSG_MAP_DELTA) {
+	} else if (type == CTL_MSG_MAP_DELTA) {
 		s->maps_delta++;
 	}
-	if (f->type != CTL_MSG_MAP_DELTA)
-		s->streaming = memmem(f->body, f->len, "\"more\":true", 11) != NULL;
-	if ((a = json_array_at(f->body, f->len, "\"peers\":[", &end)))
-		r = scan_ids(s, a, end, true);
-	if (r == 0 && (a = json_array_at(f->body, f->len, "\"removed\":[", &end)))
-		r = scan_ids(s, a, end, false);
-	if (r < 0) {
+	if (type != CTL_MSG_MAP_DELTA)
+		s->streaming = r->more;
+	for (size_t i = 0; i < r->n_on && rc == 0; i++)
+		rc = lite_set(s, r->on[i], true);
+	for (size_t i = 0; i < r->n_off && rc == 0; i++)
+		rc = lite_set(s, r->off[i], false);
+	if (rc < 0) {
 		sc->bad_maps++;
 		fprintf(stderr,
-		        "ctl-scale: node %d: %s map message it cannot scan (%s)\n",
-		        s->idx, ctl_msg_type_name(f->type), strerror(-r));
+		        "ctl-scale: node %d: %s map message names id out of range\n",
+		        s->idx, ctl_msg_type_name(type));
 	}
 	bool is = !s->streaming && s->count == (size_t)sc->n - 1;
 	if (is && !s->complete)
@@ -442,20 +516,111 @@ static void lite_map(struct sim *s, const struct ctl_frame *f)
 	s->complete = is;
 	/* the change under way: its marker in any map message (a delta, or a
 	 * full map to a node that fell behind) */
-	if (sc->marker[0] && !s->saw_change &&
-	    memmem(f->body, f->len, sc->marker, strlen(sc->marker))) {
+	if (marker && !s->saw_change) {
 		s->saw_change = true;
 		sc->saw_change++;
 	}
 }
 
+/* A plain map message: scanned, then applied. */
+static void lite_map_plain(struct sim *s, uint8_t type, const uint8_t *body, size_t len)
+{
+	struct scale *sc = s->sc;
+	struct scan r;
+	int rc = scan_map(type, body, len, &r);
+	if (rc < 0) {
+		sc->bad_maps++;
+		fprintf(stderr,
+		        "ctl-scale: node %d: %s map message it cannot scan (%s)\n",
+		        s->idx, ctl_msg_type_name(type), strerror(-rc));
+		return;
+	}
+	bool marker =
+	    sc->marker[0] && memmem(body, len, sc->marker, strlen(sc->marker)) != NULL;
+	lite_map(s, type, &r, marker);
+	scan_free(&r);
+}
+
+/* A ZMAP: the server sends the same compressed bytes to every node that
+ * needs that chunk (or delta), so one process standing in for thousands
+ * of nodes unwraps and scans each distinct body once and applies its ids
+ * to every node that receives exactly those bytes (compared whole). Each
+ * node still decrypts its own frames; what the real nodes do for it is
+ * what the --full nodes do (decode and merge every map). */
+static void lite_zmap(struct sim *s, const struct ctl_frame *f)
+{
+	struct scale *sc = s->sc;
+	struct zcache *zc = NULL;
+	for (size_t i = 0; i < ZCACHE_N && !sc->marker[0]; i++)
+		if (sc->zc[i].z && sc->zc[i].zlen == f->len &&
+		    !memcmp(sc->zc[i].z, f->body, f->len)) {
+			zc = &sc->zc[i];
+			break;
+		}
+	if (zc) {
+		sc->zcache_hits++;
+		sc->zmaps++;
+		lite_map(s, zc->type, &zc->r, false);
+		return;
+	}
+	struct ctl_frame inner;
+	uint8_t *buf = NULL;
+	struct ctl_msg_err err;
+	if (ctl_zmsg_unwrap(sc->zdec, f->body, f->len, CTL_FRAME_BODY_MAX, &inner.type,
+	                    &buf, &inner.len, &err) < 0) {
+		sc->bad_maps++;
+		lite_fail(s, err.text);
+		return;
+	}
+	sc->zmaps++;
+	struct scan r;
+	int rc = scan_map(inner.type, buf, inner.len, &r);
+	if (rc < 0) {
+		sc->bad_maps++;
+		fprintf(stderr, "ctl-scale: node %d: compressed %s it cannot scan (%s)\n",
+		        s->idx, ctl_msg_type_name(inner.type), strerror(-rc));
+		free(buf);
+		return;
+	}
+	bool marker = sc->marker[0] &&
+	              memmem(buf, inner.len, sc->marker, strlen(sc->marker)) != NULL;
+	free(buf);
+	lite_map(s, inner.type, &r, marker);
+	uint8_t *copy = sc->marker[0] ? NULL : malloc(f->len);
+	if (!copy) {
+		scan_free(&r);
+		return;
+	}
+	memcpy(copy, f->body, f->len);
+	/* chunks (a map has one per 384 ids) and deltas in their own slots,
+	 * so a burst of deltas does not push the map's chunks out */
+	if (inner.type == CTL_MSG_MAP_PEERS) {
+		zc = &sc->zc[sc->zc_next];
+		sc->zc_next = (sc->zc_next + 1) % ZCACHE_CHUNKS;
+	} else {
+		zc = &sc->zc[ZCACHE_CHUNKS + sc->zc_next_other];
+		sc->zc_next_other = (sc->zc_next_other + 1) % (ZCACHE_N - ZCACHE_CHUNKS);
+	}
+	free(zc->z);
+	scan_free(&zc->r);
+	zc->z = copy;
+	zc->zlen = f->len;
+	zc->type = inner.type;
+	zc->r = r;
+}
+
 static void lite_message(struct sim *s, const struct ctl_frame *f)
 {
 	struct scale *sc = s->sc;
+	if (f->type == CTL_MSG_ZMAP) {
+		if (s->online)
+			lite_zmap(s, f);
+		return;
+	}
 	if (f->type == CTL_MSG_MAP_FULL || f->type == CTL_MSG_MAP_PEERS ||
 	    f->type == CTL_MSG_MAP_DELTA) {
 		if (s->online)
-			lite_map(s, f);
+			lite_map_plain(s, f->type, f->body, f->len);
 		return;
 	}
 	if (f->type != CTL_MSG_REGISTER_RESP && f->type != CTL_MSG_ERROR)
@@ -875,9 +1040,10 @@ static void raise_nofile(void)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: ctl-scale --token TOKEN -n N [--rate PER_SECOND] "
-	                "[--timeout SECONDS] [--full K] [--sources S] [--server-pid "
-	                "PID] [--admin HOST:PORT --api-key KEY] [--verbose]\n");
+	fprintf(stderr,
+	        "usage: ctl-scale --token TOKEN -n N [--rate PER_SECOND] "
+	        "[--timeout SECONDS] [--full K] [--sources S] [--server-pid "
+	        "PID] [--admin HOST:PORT --api-key KEY] [--no-zstd] [--verbose]\n");
 	return 2;
 }
 
@@ -916,13 +1082,14 @@ static void print_results(struct scale *sc)
 	       " rename_ms=%.1f rename_api_ms=%.1f rename_bytes=%" PRIu64
 	       " srv_cpu_storm_s=%.2f srv_cpu_change_ms=%.0f srv_cpu_rename_ms=%.0f"
 	       " srv_rss_conv_kib=%ld srv_hwm_kib=%ld rss_kib=%ld refused=%d"
-	       " bad_maps=%d ok=%d\n",
+	       " bad_maps=%d zmaps=%" PRIu64 " zmaps_shared=%" PRIu64 " ok=%d\n",
 	       sc->n, sc->t_registered, sc->t_converged, full, delta, bytes, map_bytes,
 	       sc->reconnects, sc->change_ms, sc->change_bytes, sc->rename_ms,
 	       sc->rename_api_ms, sc->rename_bytes, sc->cpu_storm, sc->cpu_change,
 	       sc->cpu_rename, sc->srv_rss_conv,
 	       sc->server_pid ? proc_kib(sc->server_pid, "VmHWM") : -1,
-	       proc_kib(0, "VmRSS"), sc->refused, sc->bad_maps, sc->done == 1);
+	       proc_kib(0, "VmRSS"), sc->refused, sc->bad_maps, sc->zmaps,
+	       sc->zcache_hits, sc->done == 1);
 }
 
 int main(int argc, char **argv)
@@ -932,6 +1099,10 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--verbose")) {
 			sc.verbose = true;
+			continue;
+		}
+		if (!strcmp(argv[i], "--no-zstd")) {
+			sc.no_zstd = true;
 			continue;
 		}
 		if (i + 1 >= argc)
@@ -979,7 +1150,9 @@ int main(int argc, char **argv)
 	raise_nofile();
 	sc.sims = calloc((size_t)sc.n, sizeof(*sc.sims));
 	sc.base = event_base_new();
-	if (!sc.sims || !sc.base)
+	sc.zdec = ctl_zdec_new();
+	sc.zc = calloc(ZCACHE_N, sizeof *sc.zc);
+	if (!sc.sims || !sc.base || !sc.zdec || !sc.zc)
 		return 1;
 	sc.ev_start = evtimer_new(sc.base, on_start, &sc);
 	sc.ev_check = evtimer_new(sc.base, on_check, &sc);
@@ -1004,6 +1177,12 @@ int main(int argc, char **argv)
 	event_free(sc.ev_check);
 	event_free(sc.ev_keepalive);
 	event_base_free(sc.base);
+	ctl_zdec_free(sc.zdec);
+	for (size_t i = 0; i < ZCACHE_N; i++) {
+		free(sc.zc[i].z);
+		scan_free(&sc.zc[i].r);
+	}
+	free(sc.zc);
 	free(sc.sims);
 	ctl_token_wipe(&sc.tok);
 	return sc.done == 1 ? 0 : 1;

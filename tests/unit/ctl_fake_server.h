@@ -14,6 +14,7 @@
 #include "core/control/frame.h"
 #include "core/control/msg.h"
 #include "core/control/noise_ik.h"
+#include "core/control/zmsg.h"
 
 static uint64_t now_ms(void)
 {
@@ -47,6 +48,7 @@ struct fsrv {
 	uint64_t accept_ms[32];
 	enum fs_reg reg;
 	bool close_at_once, send_full_on_ok, mute;
+	bool zstd; /* map messages go compressed (ZMAP) */
 	int n_reg, n_eps, n_ka, hs_fail;
 	struct ctl_endpoints last_eps;
 	struct ctl_register_req last_req;
@@ -65,20 +67,37 @@ static void fconn_free(struct fconn *fc)
 	free(fc);
 }
 
-static void fs_send(struct fsrv *s, const struct ctl_msg *m)
+/* One sealed frame of any type and body (a test's own bytes). */
+static void fs_send_raw(struct fsrv *s, uint8_t type, const uint8_t *body, size_t blen)
 {
-	uint8_t *body, *fr;
-	size_t blen, flen;
-	struct ctl_msg_err err;
+	uint8_t *fr;
+	size_t flen;
 
 	assert_non_null(s->conn);
-	assert_int_equal(ctl_msg_encode(m, &body, &blen, &err), 0);
 	fr = malloc(ctl_frame_sealed_size(blen));
-	assert_int_equal(ctl_frame_seal(&s->conn->t, (uint8_t)m->type, body, blen, fr,
+	assert_int_equal(ctl_frame_seal(&s->conn->t, type, body, blen, fr,
 	                                ctl_frame_sealed_size(blen), &flen),
 	                 0);
 	bufferevent_write(s->conn->bev, fr, flen);
 	free(fr);
+}
+
+static void fs_send(struct fsrv *s, const struct ctl_msg *m)
+{
+	uint8_t *body, *z;
+	size_t blen, zlen;
+	struct ctl_msg_err err;
+
+	assert_int_equal(ctl_msg_encode(m, &body, &blen, &err), 0);
+	if (s->zstd && (m->type == CTL_MSG_MAP_FULL || m->type == CTL_MSG_MAP_DELTA ||
+	                m->type == CTL_MSG_MAP_PEERS)) {
+		assert_int_equal(
+		    ctl_zmsg_wrap(NULL, 1, (uint8_t)m->type, body, blen, &z, &zlen), 0);
+		fs_send_raw(s, CTL_MSG_ZMAP, z, zlen);
+		free(z);
+	} else {
+		fs_send_raw(s, (uint8_t)m->type, body, blen);
+	}
 	free(body);
 }
 

@@ -33,6 +33,7 @@
 #include "core/control/frame.h"
 #include "core/control/msg.h"
 #include "core/control/noise_ik.h"
+#include "core/control/zmsg.h"
 #include "core/util/log.h"
 #include "servers/control/server.h"
 #include "servers/control/store.h"
@@ -310,6 +311,17 @@ static int tc_recv(struct t *t, struct tc *c, int ms, struct ctl_msg *m)
 		if (r != 1)
 			return r < 0 ? -1 : 0;
 		struct ctl_msg_err me;
+		if (f.type == CTL_MSG_ZMAP) { /* compressed (CTL_CAP_ZSTD) */
+			uint8_t *body = NULL, type = 0;
+			size_t len = 0;
+			assert_int_equal(ctl_zmsg_unwrap(NULL, f.body, f.len,
+			                                 CTL_FRAME_BODY_MAX, &type, &body,
+			                                 &len, &me),
+			                 0);
+			assert_int_equal(ctl_msg_decode(type, body, len, m, &me), 0);
+			free(body);
+			return 1;
+		}
 		assert_int_equal(ctl_msg_decode(f.type, f.body, f.len, m, &me), 0);
 		if (m->type != CTL_MSG_KEEPALIVE)
 			return 1;

@@ -235,7 +235,9 @@ static void slow_reader_gets_whole_map(void **state)
 	tc_rcvbuf = 4096;
 	struct tc *rd = tc_new();
 	struct ctl_register_resp r;
-	tc_join_caps(t, rd, "slow", CTL_CAPS_ALL, &r);
+	/* plain JSON maps: compressed, the map would arrive before behind_ms
+	 * and the test would prove nothing (the pacing is the same code) */
+	tc_join_caps(t, rd, "slow", CTL_CAPS_ALL & ~CTL_CAP_ZSTD, &r);
 	tc_rcvbuf = 0;
 	double t0 = now_ms();
 	size_t got;

@@ -231,7 +231,9 @@ static void caught_up_reader_not_closed_while_over_budget(void **state)
 	struct ctl_map_full map;
 	struct tc *x = tc_new();
 	tc_rcvbuf = 4096;
-	tc_join_caps(t, x, "reader", CTL_CAPS_ALL, &r);
+	/* plain JSON: the queue sizes below are what the rules judge, and a
+	 * compressed catch-up would be a quarter of them */
+	tc_join_caps(t, x, "reader", CTL_CAPS_ALL & ~CTL_CAP_ZSTD, &r);
 	tc_read_map(t, x, 2000, &map);
 	assert_true(map.n_peers >= N);
 	free_map(&map);
@@ -302,7 +304,8 @@ static void small_queue_not_closed_while_over_budget(void **state)
 	struct ctl_map_full map;
 	struct tc *x = tc_new();
 	tc_rcvbuf = 4096;
-	tc_join_caps(t, x, "reader", CTL_CAPS_ALL, &r);
+	/* plain JSON, for the queue size (as above) */
+	tc_join_caps(t, x, "reader", CTL_CAPS_ALL & ~CTL_CAP_ZSTD, &r);
 	tc_read_map(t, x, 5000, &map);
 	free_map(&map);
 	store_more(t, N, MORE, 16);
