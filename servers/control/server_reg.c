@@ -389,9 +389,13 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	if (known && sn && sn->approved && srv_node_visible(sn, now) &&
 	    reg_unchanged(nd, req, now)) {
 		sodium_memzero(req->auth_key, sizeof req->auth_key);
+		/* The row just read decides, not the snapshot: a refresh that
+		 * failed after a flush leaves the snapshot saying online while
+		 * the store says offline (control review 3 M2). */
+		bool stored_online = nd->online;
 		free(nd);
 		s->st.registrations_batched++;
-		if (!sn->peer.online || sn->wb_idx)
+		if (!stored_online || sn->wb_idx)
 			srv_wb_set_online(s, sn->id);
 		return srv_go_online(c, sn);
 	}

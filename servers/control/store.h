@@ -228,7 +228,8 @@ enum ctl_node_lookup {
 struct ctl_store;
 
 /* Test-only fault point: called inside transactions at named points
- * ("register:before-commit", ...); a nonzero return fails the operation
+ * ("register:before-commit", ...) and before the map-version read
+ * ("map_version:read"); a nonzero return fails the operation
  * (rolled back), and the hook may also _exit() to simulate a crash. */
 typedef int (*ctl_store_fault_fn)(const char *point, void *arg);
 

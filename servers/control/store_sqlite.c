@@ -446,6 +446,8 @@ int ctl_sq_get_meta(struct ctl_store *st, struct ctl_meta *m)
 static int sq_map_version(struct ctl_store *st, int64_t *out)
 {
 	struct sq_store *s = SQ(st);
+	if (ctl_sq_fault(s, "map_version:read") < 0)
+		return CTL_STORE_EIO;
 	sqlite3_stmt *q = ctl_sq_prep(s, "SELECT map_version FROM meta WHERE id = 1");
 	if (!q)
 		return CTL_STORE_EIO;

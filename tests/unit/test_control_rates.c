@@ -162,6 +162,52 @@ static void reregister_with_new_keys_commits_at_once(void **state)
 	tc_free(b);
 }
 
+static bool fail_version_reads;
+
+static int fail_version(const char *point, void *arg)
+{
+	(void)arg;
+	return fail_version_reads && !strcmp(point, "map_version:read");
+}
+
+/* Third review M2: the batched reconnect asked the snapshot whether the
+ * node was online. A close flushed online=0 to the store, the refresh
+ * after it failed (the store busy), so the snapshot still said online;
+ * the node came back, nothing was queued, and the next refresh published
+ * it offline for good. Now the row the reconnect read decides. */
+static void batched_reconnect_after_failed_refresh_is_online(void **state)
+{
+	struct t *t = *state;
+	struct tc *a = tc_new(), *b = tc_new();
+	struct ctl_register_resp r;
+	tc_join(t, a, "alpha", t->key, &r);
+	assert_int_equal(r.status, CTL_REG_OK);
+	int64_t id = (int64_t)r.node_id;
+	tc_join(t, b, "bravo", t->key, &r);
+	pump(t, 200);
+
+	fail_version_reads = true;
+	ctl_store_set_fault(t->st, fail_version, NULL);
+	tc_close(a);
+	pump(t, 300); /* the offline write is flushed, the refresh fails */
+	struct ctl_node nd;
+	assert_int_equal(ctl_store_node_by_id(t->st, id, &nd), 0);
+	assert_false(nd.online);
+	struct ctl_server_stats s0, s1;
+	ctl_server_get_stats(t->srv, &s0);
+	struct ctl_msg e;
+	assert_int_equal(reregister(t, a, &e), 1);
+	ctl_server_get_stats(t->srv, &s1);
+	assert_int_equal(s1.registrations_batched - s0.registrations_batched, 1);
+	fail_version_reads = false;
+	pump(t, 300);
+	ctl_store_set_fault(t->st, NULL, NULL);
+	assert_int_equal(ctl_store_node_by_id(t->st, id, &nd), 0);
+	assert_true(nd.online);
+	tc_free(a);
+	tc_free(b);
+}
+
 /* A connection from src (host order) that sends hs1 right away; 1 when
  * the server answered with HS2, -1 when it closed. */
 static int replay_hs1(struct t *t, uint32_t src, const uint8_t *hs1, size_t len)
@@ -390,6 +436,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(reregister_with_new_keys_commits_at_once,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        batched_reconnect_after_failed_refresh_is_online, setup, teardown),
 	    cmocka_unit_test_setup_teardown(replayed_handshake_capped_per_source, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(replayed_handshake_capped_in_all, setup,
