@@ -203,7 +203,19 @@ int ctl_zmsg_unwrap(struct ctl_zdec *z, const uint8_t *p, size_t len, size_t max
 	if (fsz != n)
 		return zfail(err, CTL_MSG_E_SYNTAX, -EBADMSG,
 		             "compressed map: %zu bytes after its frame", n - fsz);
+	/* A skippable frame is one frame too, with no content: it would
+	 * decode as an empty body (control review 3 L3). */
+	if (n < 4)
+		return zfail(err, CTL_MSG_E_SYNTAX, -EBADMSG, "compressed map: too short");
+	uint32_t magic = (uint32_t)src[0] | (uint32_t)src[1] << 8 |
+	                 (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24;
+	if ((magic & ZSTD_MAGIC_SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START)
+		return zfail(err, CTL_MSG_E_SYNTAX, -EBADMSG,
+		             "compressed map: a skippable frame (no map in it)");
 	unsigned long long csz = ZSTD_getFrameContentSize(src, n);
+	if (csz == 0)
+		return zfail(err, CTL_MSG_E_SYNTAX, -EBADMSG,
+		             "compressed map: an empty frame");
 	if (csz == ZSTD_CONTENTSIZE_ERROR)
 		return zfail(err, CTL_MSG_E_SYNTAX, -EBADMSG,
 		             "compressed map: not a zstd frame");
@@ -244,6 +256,12 @@ int ctl_zmsg_unwrap(struct ctl_zdec *z, const uint8_t *p, size_t len, size_t max
 		}
 	}
 	ZSTD_freeDCtx(own);
+	if (rc == 0 && *out_len == 0) { /* a frame of unknown size, empty */
+		free(*out);
+		*out = NULL;
+		rc = zfail(err, CTL_MSG_E_SYNTAX, -EBADMSG,
+		           "compressed map: an empty frame");
+	}
 	if (rc == 0)
 		*type = p[0];
 	return rc;

@@ -3,7 +3,8 @@
  * unwrapped within the limit or refused with a reason, never produce more
  * than the limit (a bomb is refused, not allocated: ASan's allocator
  * reports an allocation past its limit), and what it unwraps to must be a
- * map type whose body then decodes or is refused like any plain body.
+ * map type whose body then decodes or is refused like any plain body; an
+ * empty body (a skippable or empty frame) is refused, never unwrapped.
  * Whatever unwraps is wrapped again and must unwrap to the same bytes.
  * The first input byte's low bit picks a small limit (64 KiB: cheap
  * bombs) or the node's (the frame limit). */
@@ -34,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort(); /* a refusal leaves nothing and says why */
 		return 0;
 	}
-	if (len > max || (type != CTL_MSG_MAP_FULL && type != CTL_MSG_MAP_PEERS &&
+	if (len == 0 || len > max || (type != CTL_MSG_MAP_FULL && type != CTL_MSG_MAP_PEERS &&
 	                  type != CTL_MSG_MAP_DELTA))
 		abort();
 	struct ctl_msg m;

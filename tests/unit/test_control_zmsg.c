@@ -270,6 +270,41 @@ static void corrupt_frames_refused(void **state)
 	ctl_zdec_free(zd);
 }
 
+/* Third review L3: a skippable frame is one whole frame to zstd, with no
+ * content, and was unwrapped as an empty map body; an empty frame (with
+ * or without its size) likewise. All are refused like a corrupt frame. */
+static void skippable_and_empty_frames_refused(void **state)
+{
+	(void)state;
+	struct ctl_zdec *zd = ctl_zdec_new();
+	uint8_t *out = NULL, type = 0;
+	size_t ol = 0;
+	struct ctl_msg_err err;
+	const uint8_t skip[] = {CTL_MSG_MAP_PEERS, 0x50, 0x2a, 0x4d, 0x18, 4, 0, 0,
+	                        0, 'a', 'b', 'c', 'd'};
+	assert_int_equal(ctl_zmsg_unwrap(zd, skip, sizeof skip, CTL_FRAME_BODY_MAX,
+	                                 &type, &out, &ol, &err),
+	                 -EBADMSG);
+	assert_null(out);
+	assert_int_equal(err.code, CTL_MSG_E_SYNTAX);
+	print_message("%s\n", err.text);
+	/* and without a decompression context of its own */
+	assert_int_equal(ctl_zmsg_unwrap(NULL, skip, sizeof skip, CTL_FRAME_BODY_MAX,
+	                                 &type, &out, &ol, &err),
+	                 -EBADMSG);
+	for (int sized = 0; sized < 2; sized++) {
+		size_t zl;
+		uint8_t *z = zeros_frame(0, sized, &zl);
+		assert_int_equal(ctl_zmsg_unwrap(zd, z, zl, CTL_FRAME_BODY_MAX, &type,
+		                                 &out, &ol, &err),
+		                 -EBADMSG);
+		assert_null(out);
+		print_message("%s\n", err.text);
+		free(z);
+	}
+	ctl_zdec_free(zd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -277,6 +312,7 @@ int main(void)
 	    cmocka_unit_test(bomb_with_size_refused),
 	    cmocka_unit_test(bomb_without_size_refused),
 	    cmocka_unit_test(corrupt_frames_refused),
+	    cmocka_unit_test(skippable_and_empty_frames_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
