@@ -879,4 +879,5 @@ void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *s
 	*st = s->st;
 	st->map_version = s->snap_version;
 	st->out_queued = s->out_total;
+	st->zchunk_bytes = srv_zc_bytes(s);
 }

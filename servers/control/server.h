@@ -171,6 +171,7 @@ struct ctl_server_stats {
 	 * bytes, shared chunks compressed and sent again from the cache */
 	uint64_t zmaps_sent, zbytes_raw, zbytes_sent;
 	uint64_t zchunks_built, zchunks_reused;
+	size_t zchunk_bytes; /* compressed chunk bodies cached now */
 	uint64_t deltas_reused; /* deltas sent from one built for another node */
 	int64_t map_version;
 	double last_full_ms;      /* time to build+encode the last MAP_FULL */

@@ -274,6 +274,7 @@ void srv_set_offline(struct ctl_server *s, int64_t node_id);
 /* server_zmap.c */
 /* A node in id's chunk range changed: its cached chunk is stale. */
 void srv_zc_touch(struct ctl_server *s, int64_t id);
+size_t srv_zc_bytes(const struct ctl_server *s); /* cached chunk bodies */
 void srv_zc_free(struct ctl_server *s);
 /* Sends c a map body: compressed (ZMAP) when c has CTL_CAP_ZSTD and the
  * body is CTL_ZMSG_MIN_LEN or more, else plain. For one receiver; a body

@@ -20,11 +20,27 @@ static size_t range_of(int64_t id)
 	return id > 0 ? (size_t)(id - 1) / SRV_ZCHUNK_IDS : 0;
 }
 
+/* A node of chunk k's range changed: its body is stale, and freed now. A
+ * range whose nodes all went is never built again (the stream skips to
+ * the next node's range), so keeping the body until a rebuild would keep
+ * it for good (control review 3 L1). */
 void srv_zc_touch(struct ctl_server *s, int64_t id)
 {
 	size_t k = range_of(id);
-	if (k < s->n_zc)
+	if (k < s->n_zc) {
 		s->zc[k].gen_changed++;
+		free(s->zc[k].body);
+		s->zc[k].body = NULL;
+		s->zc[k].len = 0;
+	}
+}
+
+size_t srv_zc_bytes(const struct ctl_server *s)
+{
+	size_t b = 0;
+	for (size_t k = 0; k < s->n_zc; k++)
+		b += s->zc[k].len;
+	return b;
 }
 
 void srv_zc_free(struct ctl_server *s)

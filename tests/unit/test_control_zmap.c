@@ -226,6 +226,51 @@ static void caps_decide_compression(void **state)
 	tc_free(plain), tc_free(z1), tc_free(z2);
 }
 
+/* Third review L1: a chunk's body was freed only when it was built again,
+ * and a range whose nodes all went is never built again: ephemeral churn
+ * kept one body per 384 ids for good. Now a change in the range frees it. */
+static void emptied_range_frees_its_chunk(void **state)
+{
+	struct t *t = *state;
+	bulk_nodes(t, 800, false);
+	pump(t, 100);
+	struct tc *z1 = tc_new(), *z2 = tc_new();
+	struct ctl_register_resp r1, r2;
+	struct got g1 = {0}, g2 = {0};
+	reg_caps(t, z1, "zone", CTL_CAPS_ALL, &r1);
+	recv_full(t, z1, r1.node_id, &g1);
+	assert_int_equal(g1.n_ids, 800);
+	struct ctl_server_stats st;
+	ctl_server_get_stats(t->srv, &st);
+	size_t full = st.zchunk_bytes;
+
+	char path[160];
+	snprintf(path, sizeof path, "%s/control.db", t->dir);
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_exec(db,
+	                              "BEGIN IMMEDIATE;"
+	                              "UPDATE meta SET map_version = map_version + 1;"
+	                              "DELETE FROM nodes WHERE hostname = 'bulk';"
+	                              "COMMIT;",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	ctl_server_notify(t->srv);
+	pump(t, 200);
+	reg_caps(t, z2, "ztwo", CTL_CAPS_ALL, &r2);
+	recv_full(t, z2, r2.node_id, &g2);
+	assert_int_equal(g2.n_ids, 1);
+	ctl_server_get_stats(t->srv, &st);
+	print_message("chunk cache: %zu bytes with 800 nodes, %zu after they went\n",
+	              full, st.zchunk_bytes);
+	assert_true(full > 0);
+	assert_true(st.zchunk_bytes * 4 < full);
+	got_free(&g1), got_free(&g2);
+	tc_free(z1), tc_free(z2);
+}
+
 /* A small change (one endpoint patch) stays plain even for a node with
  * the cap: compressing ~100 bytes gains nothing. */
 static void small_delta_stays_plain(void **state)
@@ -265,6 +310,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(caps_decide_compression, setup, teardown),
 	    cmocka_unit_test_setup_teardown(small_delta_stays_plain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(emptied_range_frees_its_chunk, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
