@@ -672,7 +672,13 @@ void srv_dsets_free(struct ctl_server *s)
 }
 
 /* The delta from base to the snapshot, from the cache or collected now;
- * NULL when out of memory. */
+ * NULL when out of memory.
+ * Shared: keyed by base and version only, so one set serves every node at
+ * that base. That holds because every node sees the same peers (approval
+ * and expiry are all srv_node_visible knows). Per-node visibility (issue
+ * 16, policy) must add the recipient's visibility class to this key, and
+ * to the chunk cache's (server_zmap.c), or one node's delta hands another
+ * the entries it must not see. */
 static struct delta_set *dset_get(struct ctl_server *s, int64_t base, int64_t now)
 {
 	if (!s->dsets) {

@@ -325,6 +325,12 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	/* the relay list rides on patch deltas only */
 	if (!(c->caps & CTL_CAP_PEER_PATCH))
 		c->caps &= ~CTL_CAP_RELAYS_DELTA;
+	/* shared chunks name the receiver too (it drops itself: a chunked
+	 * map), and compressed deltas carry it as patches: only together
+	 * (control review 3 M3) */
+	const uint32_t zneeds = CTL_CAP_MAP_CHUNKS | CTL_CAP_PEER_PATCH;
+	if ((c->caps & zneeds) != zneeds)
+		c->caps &= ~CTL_CAP_ZSTD;
 	srv_conn_set_legacy(c, !(c->caps & CTL_CAP_MAP_CHUNKS));
 	struct ctl_node *nd = malloc(sizeof *nd);
 	if (!nd) {

@@ -5,7 +5,13 @@
  * nodes of one id range, the receiver too (it drops itself), and stays
  * cached until a node in its range changes. In a storm ids are handed out
  * in order, so the ranges of nodes that registered settle and are sent
- * from the cache to every later joiner. */
+ * from the cache to every later joiner.
+ * A chunk body is shared by every node: it assumes every node sees the
+ * same peers (visibility is approval and expiry only, srv_node_visible
+ * has no recipient). Per-node visibility (issue 16, policy) must key this
+ * cache, and the delta cache (server_map.c dset_get), by the recipient's
+ * visibility class, or a chunk hands every node the entries (keys,
+ * seen_ip) of nodes it must not see. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

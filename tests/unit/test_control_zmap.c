@@ -271,6 +271,32 @@ static void emptied_range_frees_its_chunk(void **state)
 	tc_free(z1), tc_free(z2);
 }
 
+/* Third review M3: the compression cap is only usable with the chunked
+ * map and patches it relies on. A node that sets it alone, or without
+ * patches, gets plain maps, and never itself as a peer. */
+static void zstd_cap_alone_gets_plain_maps(void **state)
+{
+	struct t *t = *state;
+	bulk_nodes(t, 500, false);
+	pump(t, 100);
+	const uint32_t caps[2] = {CTL_CAP_ZSTD, CTL_CAP_ZSTD | CTL_CAP_MAP_CHUNKS};
+	const char *names[2] = {"zalone", "znopatch"};
+	for (int k = 0; k < 2; k++) {
+		struct tc *c = tc_new();
+		struct ctl_register_resp r;
+		struct got g = {0};
+		reg_caps(t, c, names[k], caps[k], &r);
+		recv_full(t, c, r.node_id, &g);
+		print_message("caps 0x%x: %d plain map messages, %d compressed\n",
+		              caps[k], g.plain, g.zmaps);
+		assert_int_equal(g.zmaps, 0);
+		assert_int_equal(g.n_self, 0);
+		assert_int_equal(g.n_ids, 500 + (size_t)k);
+		got_free(&g);
+		tc_free(c);
+	}
+}
+
 /* A small change (one endpoint patch) stays plain even for a node with
  * the cap: compressing ~100 bytes gains nothing. */
 static void small_delta_stays_plain(void **state)
@@ -311,6 +337,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(caps_decide_compression, setup, teardown),
 	    cmocka_unit_test_setup_teardown(small_delta_stays_plain, setup, teardown),
 	    cmocka_unit_test_setup_teardown(emptied_range_frees_its_chunk, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(zstd_cap_alone_gets_plain_maps, setup,
 	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
