@@ -160,6 +160,7 @@ struct ctl_server_stats {
 	uint64_t accept_paused;        /* accept failed (EMFILE...): paused 100 ms */
 	uint64_t handshakes_limited;   /* closed before message 1 was read: over
 	                                * the per-source or global handshake rate */
+	uint64_t hs_sweeps; /* sweeps of the full table of handshake sources */
 	uint64_t registrations_throttled; /* a known node registering too often:
 	                                   * told to slow down (it retries) */
 	uint64_t registrations_batched; /* known node, nothing changed: its

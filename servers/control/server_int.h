@@ -152,6 +152,8 @@ struct srv_node {
 #define SRV_HS_SOURCE_RATE  32u
 #define SRV_HS_RATE         2000u
 #define SRV_HS_SLOTS        4096u
+/* Sweeps of a full table at most this often (server_rate.c). */
+#define SRV_HS_SWEEP_MS     100u
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 
@@ -242,7 +244,8 @@ struct ctl_server {
 	/* handshake buckets (server_rate.c) */
 	struct srv_hs_slot *hs_slots; /* SRV_HS_SLOTS, open addressing */
 	size_t n_hs_slots;            /* in use */
-	uint64_t hs_gc_ms;            /* last sweep that freed nothing */
+	uint64_t hs_gc_ms;            /* last sweep of the source table */
+	uint64_t hs_gc_gap_ms;        /* till the next one may run */
 	double hs_tokens;             /* all sources together */
 	uint64_t hs_ms;               /* when hs_tokens was refilled (0: full) */
 	uint8_t hs_hash_key[16];      /* of the sources' hash */

@@ -10,10 +10,12 @@
  * The sources live in a fixed table of SRV_HS_SLOTS (open addressing,
  * keyed SipHash of the source, so no one can aim at a chain). A source
  * whose bucket has refilled is as good as absent: when the table is three
- * quarters full it is swept of those (rebuilt), at most once a second when
- * a sweep freed nothing. A source that finds no room is judged by the
- * global bucket only (a flood from thousands of sources is what that one
- * is for). */
+ * quarters full it is swept of those (rebuilt), at most once every
+ * SRV_HS_SWEEP_MS, and once a second when a sweep freed nothing: sources
+ * that rotate so that each sweep frees a few cannot make every new
+ * connection pay for a sweep (a 4,096-slot rebuild; control review 3 M1).
+ * A source that finds no room is judged by the global bucket only (a flood
+ * from thousands of sources is what that one is for). */
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,10 +92,13 @@ bool srv_hs_allow(struct ctl_server *s, const char *source, uint64_t now)
 		e = slot_find(s, source);
 		if (e && !e->src[0] && s->n_hs_slots >= SRV_HS_SLOTS / 4 * 3) {
 			e = NULL;
-			if (!s->hs_gc_ms || now - s->hs_gc_ms >= 1000) {
+			if (!s->hs_gc_ms || now - s->hs_gc_ms >= s->hs_gc_gap_ms) {
 				size_t before = s->n_hs_slots;
 				sweep(s, now);
-				s->hs_gc_ms = s->n_hs_slots < before ? 0 : now;
+				s->st.hs_sweeps++;
+				s->hs_gc_ms = now;
+				s->hs_gc_gap_ms =
+				    s->n_hs_slots < before ? SRV_HS_SWEEP_MS : 1000;
 			}
 			if (s->n_hs_slots < SRV_HS_SLOTS / 4 * 3)
 				e = slot_find(s, source);

@@ -32,7 +32,7 @@ static const char serve_usage[] =
     "                    [--allow-pending [--max-pending N]\n"
     "                    [--max-pending-per-source N]]\n"
     "                    [--max-unregistered-per-source N] [--max-conns N]\n"
-    "                    [--handshakes-per-source N]\n"
+    "                    [--handshakes-per-source N] [--handshakes-total N]\n"
     "                    [--log-level LEVEL]\n"
     "\n"
     "Runs the node protocol: nodes connect (Noise IK, the server key in their\n"
@@ -70,6 +70,11 @@ static const char serve_usage[] =
     "                           IPv4 address or IPv6 /64, after a burst of\n"
     "                           2N (default 32; more are closed unanswered and\n"
     "                           retry): raise it for many nodes behind one NAT\n"
+    "                           (they share it with anyone else there)\n"
+    "  --handshakes-total N     the same from all sources together, after a\n"
+    "                           burst of 2N (default 2000): a ceiling on what\n"
+    "                           handshakes cost the server; raise it with\n"
+    "                           --handshakes-per-source above it\n"
     "  --max-conns N            at most N connections at once (default 10000;\n"
     "                           each takes a file descriptor: raise `ulimit -n`\n"
     "                           to match)\n"
@@ -194,7 +199,7 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 
 struct serve_opts {
 	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src,
-	    *max_unreg_src, *max_conns, *hs_src;
+	    *max_unreg_src, *max_conns, *hs_src, *hs_total;
 	bool no_pending, allow_pending, admin_insecure;
 };
 
@@ -209,11 +214,12 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 	                                    "--max-pending-per-source",
 	                                    "--max-unregistered-per-source",
 	                                    "--max-conns",
-	                                    "--handshakes-per-source"};
+	                                    "--handshakes-per-source",
+	                                    "--handshakes-total"};
 	const char **vals[] = {&o->data,    &o->listen,        &o->admin,
 	                       &o->eph,     &o->level,         &o->max_pending,
 	                       &o->max_src, &o->max_unreg_src, &o->max_conns,
-	                       &o->hs_src};
+	                       &o->hs_src,  &o->hs_total};
 	bool seen_serve = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -329,6 +335,13 @@ int ctl_serve_main(int argc, char **argv)
 		return serve_die("--handshakes-per-source %s: expected a number "
 		                 "from 1 to 100000",
 		                 o.hs_src);
+	long long hs_total = 0; /* the server's default (2000) */
+	if (o.hs_total)
+		hs_total = strtoll(o.hs_total, &end, 10);
+	if (o.hs_total && (!*o.hs_total || *end || hs_total < 1 || hs_total > 1000000))
+		return serve_die("--handshakes-total %s: expected a number from 1 to "
+		                 "1000000",
+		                 o.hs_total);
 	if ((o.max_pending || o.max_src) && !o.allow_pending)
 		return serve_die("%s", "--max-pending and --max-pending-per-source "
 		                       "need --allow-pending (without it nodes that "
@@ -360,6 +373,7 @@ int ctl_serve_main(int argc, char **argv)
 	                                .max_pending_per_source = (uint32_t)maxs,
 	                                .max_unreg_per_source = (uint32_t)maxu,
 	                                .hs_per_source = (uint32_t)hs_src,
+	                                .hs_total = (uint32_t)hs_total,
 	                                .max_conns = (uint32_t)maxc};
 	struct event_base *base = NULL;
 	struct ctl_server *srv = NULL;

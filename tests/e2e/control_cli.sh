@@ -235,6 +235,11 @@ check "serve refuses a non-loopback --admin-listen without --admin-insecure" \
 mcd serve --max-unregistered-per-source 0
 check "serve --max-unregistered-per-source 0: exit 2" \
     eval 'rc_is 2 && err_has "expected a number from 1 to 100000"'
+mcd serve --handshakes-total 0
+check "serve --handshakes-total 0: exit 2, says the range" \
+    eval 'rc_is 2 && err_has "--handshakes-total 0: expected a number from 1 to 1000000"'
+mcd serve --help
+check "serve --help names --handshakes-total" eval 'rc_is 0 && out_has "--handshakes-total N"'
 mcd serve --admin-insecure
 check "serve --admin-insecure without --admin-listen: exit 2" \
     eval 'rc_is 2 && err_has "only goes with --admin-listen" && err_has "serve --help"'

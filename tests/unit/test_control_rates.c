@@ -13,6 +13,8 @@
  *    closed when its map fails. */
 #include "tests/unit/ctl_server_fixture.h"
 
+#include "servers/control/server_int.h" /* srv_hs_allow: its own clock */
+
 static int n_reg_commits, n_update_commits;
 
 static int count_commits(const char *point, void *arg)
@@ -397,6 +399,33 @@ static void source_table_fills_and_recovers(void **state)
 	assert_true(got <= 64 + (int)(32 * secs) + 4);
 }
 
+/* Third review M1: a sweep that freed anything allowed the next at once,
+ * so sources rotating at about 1,500 a second, each gone after two, kept
+ * the table at three quarters and made nearly every new connection pay
+ * for a rebuild of all 4,096 slots. Now at most one every 100 ms. Driven
+ * on the limiter's own clock: 6,000 sources over 3.9 s, timed so that
+ * the table reaches three quarters just as the first source's bucket is
+ * full again (each sweep then frees only the one or two before). */
+static void rotating_sources_sweep_bounded(void **state)
+{
+	struct t *t = *state;
+	restart_with(t, &(struct ctl_server_config){.hs_total = 1000000});
+	struct ctl_server_stats s0, s1;
+	ctl_server_get_stats(t->srv, &s0);
+	const uint64_t base = 1000000000;
+	char src[32];
+	for (int i = 0; i < 6000; i++) {
+		snprintf(src, sizeof src, "198.18.%d.%d", i / 256, i % 256);
+		srv_hs_allow(t->srv, src, base + (uint64_t)i * 2001 / 3072);
+	}
+	ctl_server_get_stats(t->srv, &s1);
+	uint64_t sweeps = s1.hs_sweeps - s0.hs_sweeps;
+	print_message("6000 sources in 3.9 s: %llu sweeps of the source table\n",
+	              (unsigned long long)sweeps);
+	assert_true(sweeps >= 1);
+	assert_true(sweeps <= (3910 - 2001) / SRV_HS_SWEEP_MS + 2);
+}
+
 /* Maps review C-L1: the one-message estimate counted the peers less the
  * largest entry and allowed 10,001 of them (the node itself might be one).
  * A new older node is in no snapshot: with exactly 10,001 visible nodes it
@@ -443,6 +472,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(replayed_handshake_capped_in_all, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(source_table_fills_and_recovers, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(rotating_sources_sweep_bounded, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(older_node_refused_at_10001_peers, setup,
 	                                    teardown),
