@@ -214,12 +214,19 @@ static void out_count_stop(struct srv_conn *c)
 	budget_resume(s, false);
 }
 
+/* c leaves SRV_ONLINE (the caller changes its state). */
+static void srv_online_down(struct srv_conn *c)
+{
+	c->s->st.nodes_online--;
+	srv_seen_down(c->s, &c->ip);
+}
+
 void srv_conn_free(struct srv_conn *c)
 {
 	struct ctl_server *s = c->s;
 	if (c->state == SRV_ONLINE) {
 		c->state = SRV_CLOSING;
-		s->st.nodes_online--;
+		srv_online_down(c);
 		if (!other_conn_of(s, c)) {
 			const struct srv_node *n = srv_snap_find(s, c->node_id);
 			log_info("mesh-control: node %lld (%s) offline",
@@ -291,7 +298,7 @@ void srv_conn_drop(struct srv_conn *c)
 	struct ctl_server *s = c->s;
 	if (c->state == SRV_ONLINE) {
 		c->state = SRV_CLOSING;
-		s->st.nodes_online--;
+		srv_online_down(c);
 		if (!other_conn_of(s, c))
 			srv_set_offline(s, c->node_id);
 	}
@@ -303,7 +310,7 @@ void srv_conn_kill(struct srv_conn *c)
 	if (c->dead)
 		return;
 	if (c->state == SRV_ONLINE)
-		c->s->st.nodes_online--;
+		srv_online_down(c);
 	c->state = SRV_CLOSING;
 	c->dead = true;
 	c->s->n_dying++;
@@ -339,7 +346,7 @@ void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text)
 		return;
 	int r = (c->state == SRV_HANDSHAKE) ? -EINVAL : srv_send_msg(c, &m);
 	if (c->state == SRV_ONLINE)
-		c->s->st.nodes_online--;
+		srv_online_down(c);
 	/* mark offline now; the flush may take a while */
 	if (c->node_id && (c->state == SRV_ONLINE) && !other_conn_of(c->s, c)) {
 		const struct srv_node *n = srv_snap_find(c->s, c->node_id);
@@ -764,6 +771,9 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	if (was_online)
 		log_info("mesh-control: %zu nodes online in the last run marked offline",
 		         was_online);
+	if (s->cfg.no_seen_ip)
+		log_info("mesh-control: --no-seen-ip: no node's address is published "
+		         "(no birthday probing in this mesh)");
 	if (srv_snap_refresh(s) < 0) {
 		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
 		goto fail;
@@ -836,6 +846,7 @@ void ctl_server_free(struct ctl_server *s)
 	}
 	srv_wb_free(s);
 	srv_hs_free(s);
+	srv_seen_free(s);
 	if (s->wb_timer)
 		event_free(s->wb_timer);
 	if (s->lis)

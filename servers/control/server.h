@@ -122,6 +122,12 @@ struct ctl_server_config {
 	/* The same from all sources together (0: 2,000 a second, a burst of
 	 * 4,000): what a flood from many addresses can make the loop spend. */
 	uint32_t hs_total;
+	/* Publish no seen_ip at all (no birthday probing in this mesh): for a
+	 * server whose node connections come from addresses that are not the
+	 * nodes' own (a TCP proxy without client-IP preservation). Without
+	 * it, an address shared by more than 32 online nodes is not
+	 * published either. */
+	bool no_seen_ip;
 };
 
 /* Binds and listens. NULL with err filled ("127.0.0.1:7443: address in use

@@ -152,6 +152,9 @@ struct srv_node {
 #define SRV_HS_SOURCE_RATE  32u
 #define SRV_HS_RATE         2000u
 #define SRV_HS_SLOTS        4096u
+/* An address more online connections than this come from (a proxy, a
+ * carrier NAT) is published as nobody's seen_ip (server_seen.c). */
+#define SRV_SEEN_SHARED_MAX 32u
 /* Sweeps of a full table at most this often (server_rate.c). */
 #define SRV_HS_SWEEP_MS     100u
 /* sent_version of an online node still waiting for its first MAP_FULL. */
@@ -253,6 +256,10 @@ struct ctl_server {
 	 * address, for snap_upsert (seen_hint_id 0: none). */
 	int64_t seen_hint_id;
 	struct ctl_ip seen_hint;
+	/* Online connections per source address (server_seen.c). */
+	struct srv_seen_slot *seen_tab;
+	size_t seen_cap, seen_used;
+	uint8_t seen_key[16];
 };
 
 /* server.c */
@@ -377,6 +384,16 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n);
  * refresh reads anyway needs no version bump of its own. */
 void srv_note_seen(struct ctl_server *s, int64_t id, const struct ctl_ip *ip,
                    int64_t stored_version);
+
+/* server_seen.c: online connections per source address. up when one goes
+ * online (withdraws the address from every node once it is shared by
+ * more than SRV_SEEN_SHARED_MAX), down when it leaves; shared: whether
+ * the address is published as nobody's seen_ip. */
+struct srv_seen_slot;
+void srv_seen_up(struct ctl_server *s, const struct ctl_ip *ip);
+void srv_seen_down(struct ctl_server *s, const struct ctl_ip *ip);
+bool srv_seen_shared(const struct ctl_server *s, const struct ctl_ip *ip);
+void srv_seen_free(struct ctl_server *s);
 
 /* server_writes.c */
 /* Node id's endpoints and home relay, from its ENDPOINTS: dropped when

@@ -233,6 +233,10 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 			n->v_online = nd->version;
 		if (memcmp(&np.seen_ip, &n->peer.seen_ip, sizeof np.seen_ip) != 0)
 			n->v_seen = nd->version;
+		/* withdrawn (server_seen.c): a patch cannot say "none", the
+		 * whole entry without it can */
+		if (!np.seen_ip.family && n->peer.seen_ip.family)
+			n->v_full = nd->version;
 	}
 	if (n->pj)
 		s->map_bytes -= n->pj_len + 1;

@@ -170,16 +170,19 @@ static int reg_pending(struct srv_conn *c, const struct ctl_node *nd)
 void srv_note_seen(struct ctl_server *s, int64_t id, const struct ctl_ip *ip,
                    int64_t stored_version)
 {
+	struct ctl_ip pub = {0}; /* published: none */
+	if (!s->cfg.no_seen_ip && !srv_seen_shared(s, ip))
+		pub = *ip;
 	bool f;
 	size_t i = srv_snap_index(s, id, &f);
 	if (!f) {
 		s->seen_hint_id = id;
-		s->seen_hint = *ip;
+		s->seen_hint = pub;
 		return;
 	}
-	if (!memcmp(&s->nodes[i].seen, ip, sizeof *ip))
+	if (!memcmp(&s->nodes[i].seen, &pub, sizeof pub))
 		return;
-	s->nodes[i].seen = *ip;
+	s->nodes[i].seen = pub;
 	if (stored_version <= s->nodes[i].version)
 		srv_wb_touch(s, id);
 }
@@ -212,6 +215,7 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	 * srv_conn_free marks the node offline again. */
 	c->state = SRV_ONLINE;
 	s->st.nodes_online++;
+	srv_seen_up(s, &c->ip);
 	bool was_online = n->peer.online; /* register marked it online */
 	int r = srv_send_msg(c, &m);
 	if (r < 0)

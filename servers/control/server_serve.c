@@ -33,6 +33,7 @@ static const char serve_usage[] =
     "                    [--max-pending-per-source N]]\n"
     "                    [--max-unregistered-per-source N] [--max-conns N]\n"
     "                    [--handshakes-per-source N] [--handshakes-total N]\n"
+    "                    [--no-seen-ip]\n"
     "                    [--log-level LEVEL]\n"
     "\n"
     "Runs the node protocol: nodes connect (Noise IK, the server key in their\n"
@@ -75,6 +76,11 @@ static const char serve_usage[] =
     "                           burst of 2N (default 2000): a ceiling on what\n"
     "                           handshakes cost the server; raise it with\n"
     "                           --handshakes-per-source above it\n"
+    "  --no-seen-ip             publish no node's address as its seen_ip (so no\n"
+    "                           birthday probing in this mesh): for a server\n"
+    "                           behind a TCP proxy that hides the nodes'\n"
+    "                           addresses (an address more than 32 online\n"
+    "                           nodes share is never published anyway)\n"
     "  --max-conns N            at most N connections at once (default 10000;\n"
     "                           each takes a file descriptor: raise `ulimit -n`\n"
     "                           to match)\n"
@@ -200,7 +206,7 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 struct serve_opts {
 	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src,
 	    *max_unreg_src, *max_conns, *hs_src, *hs_total;
-	bool no_pending, allow_pending, admin_insecure;
+	bool no_pending, allow_pending, admin_insecure, no_seen_ip;
 };
 
 static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
@@ -233,6 +239,10 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 		}
 		if (!strcmp(a, "--allow-pending")) {
 			o->allow_pending = true;
+			continue;
+		}
+		if (!strcmp(a, "--no-seen-ip")) {
+			o->no_seen_ip = true;
 			continue;
 		}
 		if (!strcmp(a, "--admin-insecure")) {
@@ -374,6 +384,7 @@ int ctl_serve_main(int argc, char **argv)
 	                                .max_unreg_per_source = (uint32_t)maxu,
 	                                .hs_per_source = (uint32_t)hs_src,
 	                                .hs_total = (uint32_t)hs_total,
+	                                .no_seen_ip = o.no_seen_ip,
 	                                .max_conns = (uint32_t)maxc};
 	struct event_base *base = NULL;
 	struct ctl_server *srv = NULL;

@@ -239,7 +239,8 @@ mcd serve --handshakes-total 0
 check "serve --handshakes-total 0: exit 2, says the range" \
     eval 'rc_is 2 && err_has "--handshakes-total 0: expected a number from 1 to 1000000"'
 mcd serve --help
-check "serve --help names --handshakes-total" eval 'rc_is 0 && out_has "--handshakes-total N"'
+check "serve --help names --handshakes-total and --no-seen-ip" \
+    eval 'rc_is 0 && out_has "--handshakes-total N" && out_has "--no-seen-ip +publish no"'
 mcd serve --admin-insecure
 check "serve --admin-insecure without --admin-listen: exit 2" \
     eval 'rc_is 2 && err_has "only goes with --admin-listen" && err_has "serve --help"'

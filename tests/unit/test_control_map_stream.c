@@ -306,6 +306,105 @@ static void seen_ip_is_the_connection_source(void **state)
 	tc_free(b2);
 }
 
+/* Third review H1, for a server behind a TCP proxy: `serve --no-seen-ip`
+ * publishes no seen_ip, in the map or in a delta. */
+static void no_seen_ip_publishes_none(void **state)
+{
+	struct t *t = *state;
+	restart_with(t, &(struct ctl_server_config){.no_seen_ip = true});
+	struct tc *a = tc_new(), *b = tc_new();
+	struct ctl_register_resp ra, rb;
+	struct ctl_map_full map;
+	tc_src = 0x7f00000b;
+	tc_join_caps(t, a, "a", CTL_CAPS_ALL, &ra);
+	tc_read_map(t, a, 2000, &map);
+	free_map(&map);
+	tc_src = 0x7f00000c;
+	tc_join_caps(t, b, "b", CTL_CAPS_ALL, &rb);
+	tc_src = 0;
+	tc_read_map(t, b, 2000, &map);
+	assert_int_equal(map.n_peers, 1);
+	assert_int_equal(map.peers[0].seen_ip.family, 0);
+	free_map(&map);
+	size_t bytes = 0;
+	struct ctl_msg m = {.type = CTL_MSG_KEEPALIVE};
+	assert_int_equal(count_deltas(t, a, 300, &bytes, &m), 1); /* b joined */
+	assert_int_equal(m.u.delta.n_peers, 1);
+	assert_int_equal(m.u.delta.peers[0].seen_ip.family, 0);
+	ctl_msg_free(&m);
+	tc_free(a);
+	tc_free(b);
+}
+
+/* How many of map's peers have seen_ip ip (host order). */
+static size_t n_seen_at(const struct ctl_map_full *map, uint32_t ip)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < map->n_peers; i++) {
+		const struct ctl_ip *p = &map->peers[i].seen_ip;
+		n += p->family == 4 &&
+		     ((uint32_t)p->addr[0] << 24 | (uint32_t)p->addr[1] << 16 |
+		      (uint32_t)p->addr[2] << 8 | p->addr[3]) == ip;
+	}
+	return n;
+}
+
+/* Third review H1, a proxy nobody configured: every node comes from its
+ * address, which a member could then aim every peer's birthday probes at.
+ * An address more than 32 online nodes come from is published for none of
+ * them, also not for those that got it before the 33rd came. */
+static void shared_source_not_published(void **state)
+{
+	struct t *t = *state;
+	enum { N = 34, EARLY = 5 };
+	const uint32_t proxy = 0x7f000015; /* 127.0.0.21 */
+	struct tc *c[N], *o1 = tc_new(), *o2 = tc_new();
+	struct ctl_register_resp r;
+	struct ctl_map_full map, m1;
+	char host[16];
+	const uint32_t plain = CTL_CAP_MAP_CHUNKS | CTL_CAP_PEER_PATCH |
+	                       CTL_CAP_RELAYS_DELTA; /* its deltas unwrapped */
+	tc_src = proxy;
+	for (int i = 0; i < N; i++) {
+		if (i == EARLY) { /* a few: published as usual */
+			tc_src = 0x7f000016;
+			tc_join_caps(t, o1, "obs1", plain, &r);
+			tc_read_map(t, o1, 2000, &m1);
+			assert_int_equal(n_seen_at(&m1, proxy), EARLY);
+			tc_src = proxy;
+		}
+		c[i] = tc_new();
+		snprintf(host, sizeof host, "s%d", i);
+		tc_join_caps(t, c[i], host, CTL_CAPS_ALL, &r);
+	}
+	pump(t, 200);
+	tc_src = 0x7f000017;
+	tc_join_caps(t, o2, "obs2", CTL_CAPS_ALL, &r);
+	tc_src = 0;
+	tc_read_map(t, o2, 2000, &map);
+	print_message("%d nodes from one address: %zu of %zu peers published "
+	              "with it\n",
+	              N, n_seen_at(&map, proxy), map.n_peers);
+	assert_int_equal(map.n_peers, N + 1);
+	assert_int_equal(n_seen_at(&map, proxy), 0);
+	assert_int_equal(n_seen_at(&map, 0x7f000016), 1); /* obs1: its own */
+	free_map(&map);
+	/* obs1, there all along, hears it withdrawn (whole entries) */
+	struct ctl_msg m;
+	while (tc_recv(t, o1, 300, &m) == 1) {
+		if (m.type == CTL_MSG_MAP_DELTA)
+			assert_int_equal(ctl_map_apply_delta(&m1, &m.u.delta), 0);
+		ctl_msg_free(&m);
+	}
+	assert_int_equal(m1.n_peers, N + 1);
+	assert_int_equal(n_seen_at(&m1, proxy), 0);
+	free_map(&m1);
+	for (int i = 0; i < N; i++)
+		tc_free(c[i]);
+	tc_free(o1);
+	tc_free(o2);
+}
+
 /* The same endpoints again and again: the store may count a write, but no
  * node hears of it, patch-capable or not. */
 static void unchanged_endpoints_send_nothing(void **state)
@@ -575,6 +674,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(endpoint_change_and_online_flip_are_patches,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(seen_ip_is_the_connection_source, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(no_seen_ip_publishes_none, setup, teardown),
+	    cmocka_unit_test_setup_teardown(shared_source_not_published, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(unchanged_endpoints_send_nothing, setup,
 	                                    teardown),
