@@ -206,7 +206,8 @@ int ctl_zmsg_unwrap(struct ctl_zdec *z, const uint8_t *p, size_t len, size_t max
 	/* A skippable frame is one frame too, with no content: it would
 	 * decode as an empty body (control review 3 L3). */
 	if (n < 4)
-		return zfail(err, CTL_MSG_E_SYNTAX, -EBADMSG, "compressed map: too short");
+		return zfail(err, CTL_MSG_E_SYNTAX, -EBADMSG,
+		             "compressed map: too short");
 	uint32_t magic = (uint32_t)src[0] | (uint32_t)src[1] << 8 |
 	                 (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24;
 	if ((magic & ZSTD_MAGIC_SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START)

@@ -166,7 +166,7 @@ struct ctl_server_stats {
 	uint64_t accept_paused;        /* accept failed (EMFILE...): paused 100 ms */
 	uint64_t handshakes_limited;   /* closed before message 1 was read: over
 	                                * the per-source or global handshake rate */
-	uint64_t hs_sweeps; /* sweeps of the full table of handshake sources */
+	uint64_t hs_sweeps;            /* sweeps of the full table of handshake sources */
 	uint64_t registrations_throttled; /* a known node registering too often:
 	                                   * told to slow down (it retries) */
 	uint64_t registrations_batched; /* known node, nothing changed: its
@@ -178,7 +178,7 @@ struct ctl_server_stats {
 	 * bytes, shared chunks compressed and sent again from the cache */
 	uint64_t zmaps_sent, zbytes_raw, zbytes_sent;
 	uint64_t zchunks_built, zchunks_reused;
-	size_t zchunk_bytes; /* compressed chunk bodies cached now */
+	size_t zchunk_bytes;    /* compressed chunk bodies cached now */
 	uint64_t deltas_reused; /* deltas sent from one built for another node */
 	int64_t map_version;
 	double last_full_ms;      /* time to build+encode the last MAP_FULL */

@@ -156,7 +156,7 @@ struct srv_node {
  * carrier NAT) is published as nobody's seen_ip (server_seen.c). */
 #define SRV_SEEN_SHARED_MAX 32u
 /* Sweeps of a full table at most this often (server_rate.c). */
-#define SRV_HS_SWEEP_MS     100u
+#define SRV_HS_SWEEP_MS 100u
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 

@@ -35,8 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort(); /* a refusal leaves nothing and says why */
 		return 0;
 	}
-	if (len == 0 || len > max || (type != CTL_MSG_MAP_FULL && type != CTL_MSG_MAP_PEERS &&
-	                  type != CTL_MSG_MAP_DELTA))
+	if (len == 0 || len > max ||
+	    (type != CTL_MSG_MAP_FULL && type != CTL_MSG_MAP_PEERS &&
+	     type != CTL_MSG_MAP_DELTA))
 		abort();
 	struct ctl_msg m;
 	if (ctl_msg_decode(type, out, len, &m, &err) == 0)

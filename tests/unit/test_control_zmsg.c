@@ -280,10 +280,10 @@ static void skippable_and_empty_frames_refused(void **state)
 	uint8_t *out = NULL, type = 0;
 	size_t ol = 0;
 	struct ctl_msg_err err;
-	const uint8_t skip[] = {CTL_MSG_MAP_PEERS, 0x50, 0x2a, 0x4d, 0x18, 4, 0, 0,
-	                        0, 'a', 'b', 'c', 'd'};
-	assert_int_equal(ctl_zmsg_unwrap(zd, skip, sizeof skip, CTL_FRAME_BODY_MAX,
-	                                 &type, &out, &ol, &err),
+	const uint8_t skip[] = {
+	    CTL_MSG_MAP_PEERS, 0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 'a', 'b', 'c', 'd'};
+	assert_int_equal(ctl_zmsg_unwrap(zd, skip, sizeof skip, CTL_FRAME_BODY_MAX, &type,
+	                                 &out, &ol, &err),
 	                 -EBADMSG);
 	assert_null(out);
 	assert_int_equal(err.code, CTL_MSG_E_SYNTAX);
