@@ -473,6 +473,8 @@ static int dec_body(struct ctl_mf_ctx *c, unsigned type, json_t *o, struct ctl_m
 	case CTL_MSG_MAP_PEERS:
 		return dec_map_peers(c, o, &m->u.chunk);
 	}
+	ctl_msg_seterr(c->err, CTL_MSG_E_TYPE_UNKNOWN, "%s: no JSON body to decode",
+	               ctl_msg_type_name(type));
 	return -EPROTO;
 }
 
@@ -501,6 +503,13 @@ int ctl_msg_decode_limited(unsigned type, const uint8_t *p, size_t len, size_t m
 		return -EPROTO;
 	}
 	m->type = (enum ctl_msg_type)type;
+	if (type == CTL_MSG_ZMAP) {
+		/* A compressed body: ctl_zmsg_unwrap (zmsg.h) gives the message
+		 * inside, which is decoded as its own type. */
+		ctl_msg_seterr(err, CTL_MSG_E_TYPE_UNKNOWN,
+		               "ZMAP: a compressed map, not JSON: unwrap it first");
+		return -EPROTO;
+	}
 	if (len > CTL_MSG_MAX_LEN) {
 		ctl_msg_seterr(err, CTL_MSG_E_TOO_BIG, "%s: %zu bytes, more than %d",
 		               ctl_msg_type_name(type), len, CTL_MSG_MAX_LEN);

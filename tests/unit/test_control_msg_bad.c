@@ -320,6 +320,14 @@ static void test_messages_bad(void **state)
 	                 -EPROTO);
 	assert_int_equal(err.code, CTL_MSG_E_TYPE_UNKNOWN);
 	assert_null(ctl_msg_type_name(0x99));
+	/* ZMAP is a known type but not JSON: refused, saying why (the fuzzer
+	 * found it refused with no text). */
+	static const char zj[] = "{\"peers\":[],\"0more\":true}";
+	assert_int_equal(ctl_msg_decode(CTL_MSG_ZMAP, (const uint8_t *)zj, sizeof(zj) - 1,
+	                                &m, &err),
+	                 -EPROTO);
+	assert_int_equal(err.code, CTL_MSG_E_TYPE_UNKNOWN);
+	assert_non_null(strstr(err.text, "ZMAP"));
 	assert_string_equal(ctl_msg_type_name(CTL_MSG_MAP_DELTA), "MAP_DELTA");
 }
 
