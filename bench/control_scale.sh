@@ -94,8 +94,11 @@ for WANT in $SIZES; do
     N=$WANT
     NOTE=""
     # the server holds N connections and ~20 more descriptors; so does ctl-scale
-    if [ "$NOFILE" != unlimited ] && [ $((N + 64)) -gt "$NOFILE" ]; then
-        N=$((NOFILE - 64))
+    # The server keeps 64 descriptors for itself and 64 for admin
+    # connections (serve clamps its connection limit to fit), and a few
+    # more go to the store and listeners.
+    if [ "$NOFILE" != unlimited ] && [ $((N + 192)) -gt "$NOFILE" ]; then
+        N=$((NOFILE - 192))
         NOTE=" (fd limit $NOFILE)"
     fi
     for run in $(seq "$REPEAT"); do

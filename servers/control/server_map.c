@@ -626,9 +626,14 @@ static bool delta_has(const struct delta_set *d, int64_t id)
 }
 
 /* A delta at least as big as the full map (every node in it, plus the
- * removed ids at a few bytes each) is sent as a full map. */
+ * removed ids at a few bytes each), or with more entries than one message
+ * may carry, is sent as a full map (decided here, before any encoding:
+ * at 20,000 nodes a catch-up past CTL_PEERS_MAX otherwise failed to encode,
+ * and logged so, for every base). */
 static bool delta_too_big(const struct ctl_server *s, const struct delta_set *d)
 {
+	if (d->n_whole + d->n_part > CTL_PEERS_MAX || d->n_removed > CTL_REMOVED_MAX)
+		return true;
 	size_t n = d->n_whole + d->n_part / 4 + d->n_removed / 32;
 	return n >= s->n_nodes && d->n_whole + d->n_part + d->n_removed > 16;
 }

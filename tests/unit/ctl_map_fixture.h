@@ -66,8 +66,11 @@ static void free_map(struct ctl_map_full *map)
 	memset(map, 0, sizeof *map);
 }
 
-/* n stored nodes with eps endpoints each; ids in out (may be NULL). */
-static void store_nodes(struct t *t, uint32_t n, int eps, int64_t *out)
+/* n stored nodes with eps endpoints each, their keys numbered from first
+ * (a second call needs a first past the last one's); ids in out (may be
+ * NULL). */
+static void store_nodes_from(struct t *t, uint32_t first, uint32_t n, int eps,
+                             int64_t *out)
 {
 	char list[CTL_STORE_ENDPOINTS_MAX + 1] = "";
 	size_t at = 0;
@@ -75,7 +78,7 @@ static void store_nodes(struct t *t, uint32_t n, int eps, int64_t *out)
 		at += (size_t)snprintf(list + at, sizeof list - at,
 		                       "%s[fd00:1234:%x::%x]:%d", k ? "," : "", k + 1,
 		                       k + 7, 41641 + k);
-	for (uint32_t i = 0; i < n; i++) {
+	for (uint32_t i = first; i < first + n; i++) {
 		struct ctl_store_reg r = {
 		    .hostname = "n", .auth_secret = t->key, .now = time(NULL)};
 		memset(r.machine_key, 0x11, 32);
@@ -87,13 +90,18 @@ static void store_nodes(struct t *t, uint32_t n, int eps, int64_t *out)
 		struct ctl_node nd;
 		assert_int_equal(ctl_store_node_register(t->st, &r, &nd, NULL), 0);
 		if (out)
-			out[i] = nd.id;
+			out[i - first] = nd.id;
 		if (eps) {
 			struct ctl_node_update u = {.mask = CTL_UPD_ENDPOINTS,
 			                            .endpoints = list};
 			assert_int_equal(ctl_store_node_update(t->st, nd.id, &u), 0);
 		}
 	}
+}
+
+static void store_nodes(struct t *t, uint32_t n, int eps, int64_t *out)
+{
+	store_nodes_from(t, 0, n, eps, out);
 }
 
 /* Gives the server's listening socket (and so every connection it accepts)

@@ -161,6 +161,33 @@ static void oversize_delta_goes_as_full_map(void **state)
 	free(ids);
 }
 
+/* More nodes joined since a reader's version than one message may carry
+ * (CTL_PEERS_MAX whole entries), but fewer than the map holds: the reader
+ * gets a full map. (It did before too, after the delta failed to encode
+ * and logged so; now the size rule sends the map without trying.) */
+static void delta_past_message_cap_goes_as_full_map(void **state)
+{
+	struct t *t = *state;
+	enum { N = 1000, M = CTL_PEERS_MAX + 200 };
+	store_nodes(t, N, 0, NULL);
+	struct tc *rd = tc_new();
+	struct ctl_register_resp r;
+	struct ctl_map_full map;
+	tc_join_caps(t, rd, "reader", CTL_CAPS_ALL, &r);
+	tc_read_map(t, rd, 3000, &map);
+	assert_int_equal(map.n_peers, N);
+	free_map(&map);
+	struct ctl_msg m;
+	while (tc_recv(t, rd, 300, &m) == 1)
+		ctl_msg_free(&m); /* catch-up */
+	store_nodes_from(t, N, M, 0, NULL);
+	ctl_server_notify(t->srv);
+	tc_read_map(t, rd, 10000, &map); /* MAP_FULL, not a close */
+	assert_int_equal(map.n_peers, N + M);
+	free_map(&map);
+	tc_free(rd);
+}
+
 /* An old node (no caps) joining a mesh whose map cannot go in one message
  * is refused, finally and saying to upgrade, before anything is written
  * (before: registered, marked online, then closed when the map failed,
@@ -521,6 +548,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(legacy_stallers_are_paced_and_closed, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(freed_queues_resume_waiting_maps, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(delta_past_message_cap_goes_as_full_map, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(oversize_delta_goes_as_full_map, setup,
 	                                    teardown),
