@@ -87,6 +87,8 @@
 #define CTL_OS_MAX      32
 #define CTL_VERSION_MAX 64
 #define CTL_TAG_MAX     64
+#define CTL_USER_MAX    64  /* a user name: 1..63, policy syntax (NAME) */
+#define CTL_PEER_TAGS_MAX 256 /* a peer's tags, comma-joined: "tag:a,tag:b" */
 #define CTL_TEXT_MAX    256
 
 #define CTL_TAGS_MAX      16
@@ -99,6 +101,12 @@
 /* Peers in one map assembled from a MAP_FULL and its MAP_PEERS chunks
  * (about 1.1 KB each in memory on the node). */
 #define CTL_MAP_PEERS_MAX 65536
+/* Policy in a map: filter blocks (all protocols) and their port ranges,
+ * and port ranges in one reach entry (per protocol). A node's filter that
+ * needs more is sent as deny-all by the server (fail closed), and logged. */
+#define CTL_FILTER_BLOCKS_MAX 65536
+#define CTL_FILTER_RANGES_MAX 262144
+#define CTL_REACH_RANGES_MAX  4096
 /* Node keys in one RELAY_STATE (a relay admits every node; 47 bytes each
  * on the wire, so this fits a frame). */
 #define CTL_RELAY_KEYS_MAX 65536
@@ -112,8 +120,15 @@
  * itself too (it drops itself), so the server compresses each chunk once
  * for every node. Used with CTL_CAP_MAP_CHUNKS and CTL_CAP_PEER_PATCH. */
 #define CTL_CAP_ZSTD 0x8u
+/* Access policy (core/policy, DESIGN.md "Access control"): the map carries
+ * the node's own inbound filter, what it may reach on each peer, and each
+ * peer's user and (effective) tags; a node under a policy sees only the
+ * peers it may talk to or that may talk to it. Under a policy the server
+ * refuses a node without this cap (it could not enforce anything). */
+#define CTL_CAP_POLICY 0x10u
 #define CTL_CAPS_ALL                                                                     \
-	(CTL_CAP_MAP_CHUNKS | CTL_CAP_PEER_PATCH | CTL_CAP_RELAYS_DELTA | CTL_CAP_ZSTD)
+	(CTL_CAP_MAP_CHUNKS | CTL_CAP_PEER_PATCH | CTL_CAP_RELAYS_DELTA | CTL_CAP_ZSTD |     \
+	 CTL_CAP_POLICY)
 
 /* Values are the transport frame's type byte: stable, never reused. */
 enum ctl_msg_type {
@@ -240,6 +255,46 @@ struct ctl_peer {
 	/* Where the server saw its control connection come from (family 0:
 	 * not sent): observed, not claimed by the node. */
 	struct ctl_ip seen_ip;
+	/* Owner (CTL_CAP_POLICY; "" = none or not sent): the node's user, and
+	 * its tags as the policy accepts them (tagOwners), comma-joined. */
+	char user[CTL_USER_MAX];
+	char tags[CTL_PEER_TAGS_MAX];
+};
+
+/* An inclusive port range (1..65535; 0-65535 for ICMP "any"). */
+struct ctl_port_range {
+	uint16_t lo, hi;
+};
+
+/* One source block of a node's inbound filter: sources lo..hi (both the
+ * same family; IPv4 as family 4) may open the listed ports. */
+struct ctl_filter_block {
+	struct ctl_ip lo, hi;
+	uint32_t n_ports;
+	struct ctl_port_range *ports; /* owned; ascending, disjoint, merged */
+};
+
+/* The node's inbound filter (CTL_CAP_POLICY). Per protocol, blocks in
+ * ascending source order, disjoint; a source in no block is denied. For
+ * ICMP a block's ports are 0-65535 (accepted). On the wire:
+ *   filter {tcp: [blk], udp: [blk], icmp: [blk]}
+ *   blk    ["LO", "HI", "PORTS"]  ("100.64.0.1", "100.64.0.9", "22,80-90";
+ *          ICMP: "*") */
+enum { CTL_FILTER_TCP = 0, CTL_FILTER_UDP = 1, CTL_FILTER_ICMP = 2, CTL_FILTER_NPROTO = 3 };
+struct ctl_filter {
+	size_t n_blocks[CTL_FILTER_NPROTO];
+	struct ctl_filter_block *blocks[CTL_FILTER_NPROTO]; /* owned */
+};
+
+/* What this node may open on peer id (CTL_CAP_POLICY): the ports its
+ * addresses may reach under the peer's filter (either of its addresses).
+ * On the wire: {id: int, tcp?: "PORTS", udp?: "PORTS", icmp?: bool}
+ * (absent = none). A visible peer without an entry: nothing. */
+struct ctl_reach {
+	uint64_t id;
+	bool icmp;
+	uint32_t n_tcp, n_udp;
+	struct ctl_port_range *tcp, *udp; /* owned */
 };
 
 struct ctl_relay {
@@ -281,6 +336,13 @@ struct ctl_map_full {
 	size_t n_peers;
 	struct ctl_peer *peers; /* owned; freed by ctl_msg_free */
 	bool more;              /* MAP_PEERS chunks follow */
+	/* Access policy (CTL_CAP_POLICY; only in the first message of a
+	 * chunked map). has_filter false: no policy, everything is allowed and
+	 * reach is empty. */
+	bool has_filter;
+	struct ctl_filter filter; /* owned */
+	size_t n_reach;
+	struct ctl_reach *reach; /* owned; ids unique, each a peer of this map */
 	/* While chunks are appended (ctl_map_append_chunk): peers allocated
 	 * (0: exactly n_peers) and empty chunks so far. */
 	size_t cap_peers;
@@ -322,6 +384,14 @@ struct ctl_map_delta {
 	uint64_t *removed; /* peer ids; owned */
 	size_t n_patches;
 	struct ctl_peer_patch *patches; /* owned */
+	/* Access policy (CTL_CAP_POLICY): filter_op SET replaces the filter
+	 * with filter, CLEAR drops it (the policy was removed: allow all, and
+	 * every reach entry goes). reach: entries set or replaced by id; a
+	 * removed peer's entry goes with it. */
+	enum { CTL_FILTER_KEEP = 0, CTL_FILTER_SET = 1, CTL_FILTER_CLEAR = 2 } filter_op;
+	struct ctl_filter filter; /* owned; with SET */
+	size_t n_reach;
+	struct ctl_reach *reach; /* owned */
 	bool has_relays;                /* the relay list changed: */
 	size_t n_relays;                /* the whole new list (may be empty) */
 	struct ctl_relay *relays;       /* owned */

@@ -133,4 +133,45 @@ void policy_filter_block(const struct policy_filter *f, uint8_t proto, size_t k,
 int policy_node_visible(const struct policy_compiled *cp, size_t i, size_t **out,
                         size_t *n);
 
+/* Tags of nodes[i] that the policy accepts: a tag counts only when the
+ * node's user owns it under tagOwners (directly or through a group); the
+ * others are dropped at compile time (with a warning naming the node), so
+ * a tag nobody owns grants nothing and removing an owner revokes it at the
+ * next compile. A node whose tags were all dropped is matched as its user.
+ * The strings live as long as cp. */
+size_t policy_node_tags(const struct policy_compiled *cp, size_t i,
+                        const char *const **tags);
+
+/* The port ranges that a packet from src may open under f for proto
+ * (POLICY_TCP, POLICY_UDP; POLICY_ICMP: one range 0-65535 when accepted):
+ * *ports points into f (valid while f lives), *n 0 when none. A filter
+ * that allows all (no policy) gives one range 0-65535. */
+void policy_filter_ports_for(const struct policy_filter *f, uint8_t proto,
+                             const struct policy_ip *src,
+                             const struct policy_ports **ports, size_t *n);
+
+/* A filter built from blocks (what a node receives in its map): per
+ * protocol index (0 TCP, 1 UDP, 2 ICMP) the blocks with ports, ascending
+ * and disjoint (checked: -1 style NULL with *err otherwise); the gaps
+ * between them deny. Also the filter that denies everything (n all 0). */
+struct policy_filter_block_in {
+	struct policy_ip lo, hi;
+	const struct policy_ports *ports; /* ascending, disjoint */
+	size_t n_ports;
+};
+struct policy_filter *policy_filter_from_blocks(const struct policy_filter_block_in *b[3],
+                                                const size_t n[3],
+                                                struct policy_error *err);
+
+/* Failing closed: a compile or filter build can fail after a policy was
+ * accepted, because of the nodes (a new user named like a host alias, a
+ * node that pushes a filter past POLICY_FILTER_MAX_RANGES, no memory).
+ * The caller must then keep the last good result or deny; never fall back
+ * to p == NULL, which allows everything.
+ *
+ * Destinations: a mesh address or CIDR in a rule's dst selects the nodes
+ * that hold it, and the rule opens those ports on the node (on its IPv4 and
+ * IPv6 address alike: one host). Sources are matched by address as
+ * written. */
+
 #endif

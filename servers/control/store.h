@@ -91,6 +91,7 @@ struct ctl_authkey {
 	int64_t uses;
 	int64_t created;
 	char tags[CTL_STORE_TAGS_MAX + 1]; /* "tag:a,tag:b" or "" */
+	char user[CTL_NAME_MAX + 1];       /* owner of the nodes it joins; "" = none */
 };
 
 struct ctl_authkey_params {
@@ -98,7 +99,29 @@ struct ctl_authkey_params {
 	bool ephemeral;
 	int64_t expiry;   /* unix s, 0 = never */
 	const char *tags; /* NULL or comma list */
+	const char *user; /* NULL: none; else an existing user (ENOTFOUND if not) */
 	int64_t now;
+};
+
+/* Users own nodes (through the auth key a node joined with) and, under
+ * the policy's tagOwners, tags. A name is what the policy writes before
+ * '@' (alice for "alice@"): 1..63 of [a-z0-9._-], starting with a letter or
+ * digit. A user who still owns nodes or unrevoked keys cannot be removed. */
+struct ctl_user {
+	int64_t id;
+	char name[CTL_NAME_MAX + 1];
+	int64_t created;
+	int64_t n_nodes; /* filled by ctl_store_user_list */
+};
+
+/* The access policy (core/policy): the HuJSON text as the admin wrote it,
+ * and a revision counted from 1. Setting or clearing it bumps the map
+ * version in the same transaction (every node's filter may change). */
+struct ctl_policy_rec {
+	char *text; /* malloc'ed, NUL-terminated; free() */
+	size_t len;
+	int64_t revision;
+	int64_t set_at; /* unix s */
 };
 
 /* API keys for the HTTP admin API (admin.h): a secret "mapi-<id>-<48 hex>",
@@ -155,6 +178,7 @@ struct ctl_node {
 	bool ephemeral;
 	bool online;
 	char tags[CTL_STORE_TAGS_MAX + 1];
+	char user[CTL_NAME_MAX + 1]; /* from its auth key; "" = none */
 	int64_t created;
 	int64_t last_seen;
 	int64_t expiry;  /* unix s, 0 = never; expired when expiry <= now */
@@ -389,6 +413,25 @@ int ctl_store_apikey_list(struct ctl_store *st, struct ctl_apikey **out, size_t 
 int ctl_store_apikey_revoke(struct ctl_store *st, int64_t id);
 int ctl_store_apikey_check(struct ctl_store *st, const char *secret, int64_t now,
                            struct ctl_apikey *out);
+
+/* Users (struct ctl_user). create: EEXISTS if taken, EINVAL for a bad
+ * name. list: malloc'd array by name (free()), with n_nodes. remove:
+ * ENOTFOUND, or EEXISTS while nodes or unrevoked auth keys belong to it
+ * (the message says how many and what to do). */
+int ctl_store_user_create(struct ctl_store *st, const char *name, int64_t now,
+                          struct ctl_user *out);
+int ctl_store_user_list(struct ctl_store *st, struct ctl_user **out, size_t *n);
+int ctl_store_user_remove(struct ctl_store *st, const char *name);
+
+/* The policy (struct ctl_policy_rec). get: ENOTFOUND when none is set.
+ * set stores text as given (the caller has parsed, compiled and tested it)
+ * and bumps the revision and the map version; clear removes it (ENOTFOUND
+ * if none) and bumps the map version. */
+int ctl_store_policy_get(struct ctl_store *st, struct ctl_policy_rec *out);
+int ctl_store_policy_set(struct ctl_store *st, const char *text, size_t len, int64_t now,
+                         int64_t *revision);
+int ctl_store_policy_clear(struct ctl_store *st);
+void ctl_policy_rec_free(struct ctl_policy_rec *r);
 
 /* Relays. key_create writes a single-use secret "rkey-<id>-<48 hex>" (fits
  * CTL_SECRET_MAX). register: a known key resumes (its fields updated from r,
