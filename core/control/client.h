@@ -70,6 +70,9 @@ struct ctl_map_change {
 	const uint64_t *removed; /* peer ids no longer in the map */
 	size_t n_removed;
 	bool relays; /* the relay list changed (always with full) */
+	/* The filter or a reach entry changed, or a peer's user or tags
+	 * (always with full); map->has_filter, filter, reach hold the result. */
+	bool policy;
 };
 
 struct ctl_client_callbacks {
