@@ -2,6 +2,8 @@
  * through st->ops, and the error strings. */
 #include "servers/control/store.h"
 
+#include <stdlib.h>
+
 const char *ctl_store_strerror(int err)
 {
 	switch (err) {
@@ -234,4 +236,45 @@ int ctl_store_relay_list(struct ctl_store *st, struct ctl_relay_rec **out, size_
 int ctl_store_relay_remove(struct ctl_store *st, const char *name)
 {
 	return st->ops->relay_remove(st, name);
+}
+
+int ctl_store_user_create(struct ctl_store *st, const char *name, int64_t now,
+                          struct ctl_user *out)
+{
+	return st->ops->user_create(st, name, now, out);
+}
+
+int ctl_store_user_list(struct ctl_store *st, struct ctl_user **out, size_t *n)
+{
+	return st->ops->user_list(st, out, n);
+}
+
+int ctl_store_user_remove(struct ctl_store *st, const char *name)
+{
+	return st->ops->user_remove(st, name);
+}
+
+int ctl_store_policy_get(struct ctl_store *st, struct ctl_policy_rec *out)
+{
+	return st->ops->policy_get(st, out);
+}
+
+int ctl_store_policy_set(struct ctl_store *st, const char *text, size_t len, int64_t now,
+                         int64_t *revision)
+{
+	return st->ops->policy_set(st, text, len, now, revision);
+}
+
+int ctl_store_policy_clear(struct ctl_store *st)
+{
+	return st->ops->policy_clear(st);
+}
+
+void ctl_policy_rec_free(struct ctl_policy_rec *r)
+{
+	if (!r)
+		return;
+	free(r->text);
+	r->text = NULL;
+	r->len = 0;
 }

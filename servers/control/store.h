@@ -300,6 +300,14 @@ struct ctl_store_ops {
 	                      struct ctl_relay_rec *out);
 	int (*relay_list)(struct ctl_store *st, struct ctl_relay_rec **out, size_t *n);
 	int (*relay_remove)(struct ctl_store *st, const char *name);
+	int (*user_create)(struct ctl_store *st, const char *name, int64_t now,
+	                   struct ctl_user *out);
+	int (*user_list)(struct ctl_store *st, struct ctl_user **out, size_t *n);
+	int (*user_remove)(struct ctl_store *st, const char *name);
+	int (*policy_get)(struct ctl_store *st, struct ctl_policy_rec *out);
+	int (*policy_set)(struct ctl_store *st, const char *text, size_t len, int64_t now,
+	                  int64_t *revision);
+	int (*policy_clear)(struct ctl_store *st);
 };
 
 /* Each backend embeds this first; errmsg holds the last failure. */

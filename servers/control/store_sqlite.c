@@ -12,7 +12,7 @@
  *
  * This file: plumbing, open, migrations, meta and the ops table; auth keys
  * are in store_sqlite_keys.c, API keys in store_sqlite_apikeys.c, nodes in
- * store_sqlite_nodes.c. */
+ * store_sqlite_nodes.c, users and the policy in store_sqlite_users.c. */
 #include "servers/control/store_sqlite_int.h"
 
 #include <errno.h>
@@ -104,6 +104,22 @@ static const char *const sq_migrations[] = {
     "ALTER TABLE nodes ADD COLUMN expiry_key_seq INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX nodes_disco ON nodes(disco_key);"
     "CREATE INDEX nodes_pending ON nodes(source) WHERE approved = 0;",
+    /* v5: access control. Users, the owner of the nodes an auth key
+     * admits (copied onto the node when it registers; '' = none, as for
+     * nodes from before and admin-approved ones), and the policy: one row,
+     * its text byte for byte, with a revision that keeps counting across
+     * a clear (meta.policy_revision). */
+    "CREATE TABLE users ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,"
+    " created INTEGER NOT NULL);"
+    "CREATE TABLE policy ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), text BLOB NOT NULL,"
+    " revision INTEGER NOT NULL, set_at INTEGER NOT NULL);"
+    "ALTER TABLE meta ADD COLUMN policy_revision INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE auth_keys ADD COLUMN user TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN user TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX nodes_user ON nodes(user) WHERE user != '';"
+    "CREATE INDEX auth_keys_user ON auth_keys(user) WHERE user != '';",
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
@@ -494,4 +510,10 @@ static const struct ctl_store_ops sq_ops = {
     .relay_register = ctl_sq_relay_register,
     .relay_list = ctl_sq_relay_list,
     .relay_remove = ctl_sq_relay_remove,
+    .user_create = ctl_sq_user_create,
+    .user_list = ctl_sq_user_list,
+    .user_remove = ctl_sq_user_remove,
+    .policy_get = ctl_sq_policy_get,
+    .policy_set = ctl_sq_policy_set,
+    .policy_clear = ctl_sq_policy_clear,
 };

@@ -1,8 +1,8 @@
 /* Private to the SQLite control store (store_sqlite*.c): the store object,
  * the statement and transaction plumbing, and the backend functions that the
  * ops table in store_sqlite.c collects from store_sqlite_keys.c,
- * store_sqlite_apikeys.c and store_sqlite_nodes.c. Nothing outside these files includes
- * it. */
+ * store_sqlite_apikeys.c, store_sqlite_nodes.c and store_sqlite_users.c.
+ * Nothing outside these files includes it. */
 #ifndef MESH_CTL_STORE_SQLITE_INT_H
 #define MESH_CTL_STORE_SQLITE_INT_H
 
@@ -108,6 +108,20 @@ int ctl_sq_node_pending_count(struct ctl_store *st, int64_t *n);
 int ctl_sq_node_counts(struct ctl_store *st, int64_t *total, int64_t *approved);
 int ctl_sq_node_expire(struct ctl_store *st, int64_t id, int64_t now);
 int ctl_sq_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_update *u);
+
+/* ---- users and the policy (store_sqlite_users.c) --------------------- */
+
+int ctl_sq_user_create(struct ctl_store *st, const char *name, int64_t now,
+                       struct ctl_user *out);
+int ctl_sq_user_list(struct ctl_store *st, struct ctl_user **out, size_t *n);
+int ctl_sq_user_remove(struct ctl_store *st, const char *name);
+/* Inside a transaction: EINVAL for a name that is not a user name,
+ * ENOTFOUND (with what to do) when no such user exists. */
+int ctl_sq_user_exists_tx(struct sq_store *s, const char *name);
+int ctl_sq_policy_get(struct ctl_store *st, struct ctl_policy_rec *out);
+int ctl_sq_policy_set(struct ctl_store *st, const char *text, size_t len, int64_t now,
+                      int64_t *revision);
+int ctl_sq_policy_clear(struct ctl_store *st);
 
 /* ---- volatile fields in batches (store_sqlite_volatile.c) ------------- */
 

@@ -46,9 +46,13 @@ int ctl_sq_key_create(struct ctl_store *st, const struct ctl_authkey_params *p,
 	int rc = ctl_sq_begin(s);
 	if (rc)
 		return rc;
-	sqlite3_stmt *q =
-	    ctl_sq_prep(s, "INSERT INTO auth_keys (hash, reusable, ephemeral, "
-	                   "expiry, tags, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+	/* The user exists when the key is made; removing it later is
+	 * refused while this key is not revoked (ctl_sq_user_remove). */
+	if (p->user && (rc = ctl_sq_user_exists_tx(s, p->user)) != 0)
+		return ctl_sq_end(s, rc);
+	sqlite3_stmt *q = ctl_sq_prep(
+	    s, "INSERT INTO auth_keys (hash, reusable, ephemeral, "
+	       "expiry, tags, created, user) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
 	if (!q)
 		return ctl_sq_end(s, CTL_STORE_EIO);
 	sqlite3_bind_blob(q, 1, hash, sizeof hash, SQLITE_TRANSIENT);
@@ -57,6 +61,7 @@ int ctl_sq_key_create(struct ctl_store *st, const struct ctl_authkey_params *p,
 	sqlite3_bind_int64(q, 4, p->expiry);
 	sqlite3_bind_text(q, 5, p->tags ? p->tags : "", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(q, 6, p->now);
+	sqlite3_bind_text(q, 7, p->user ? p->user : "", -1, SQLITE_TRANSIENT);
 	rc = ctl_sq_step_done(s, q, "key create");
 	if (rc == 0) {
 		id = sqlite3_last_insert_rowid(s->db);
@@ -84,6 +89,8 @@ int ctl_sq_key_create(struct ctl_store *st, const struct ctl_authkey_params *p,
 			out->created = p->now;
 			snprintf(out->tags, sizeof out->tags, "%s",
 			         p->tags ? p->tags : "");
+			snprintf(out->user, sizeof out->user, "%s",
+			         p->user ? p->user : "");
 		}
 	}
 	sodium_memzero(sec, sizeof sec);
@@ -92,7 +99,8 @@ int ctl_sq_key_create(struct ctl_store *st, const struct ctl_authkey_params *p,
 	return rc;
 }
 
-#define SQ_KEY_COLS "id, reusable, ephemeral, revoked, expiry, uses, created, tags, hash"
+#define SQ_KEY_COLS                                                                      \
+	"id, reusable, ephemeral, revoked, expiry, uses, created, tags, hash, user"
 
 static void sq_key_row(sqlite3_stmt *q, struct ctl_authkey *k)
 {
@@ -105,6 +113,7 @@ static void sq_key_row(sqlite3_stmt *q, struct ctl_authkey *k)
 	k->uses = sqlite3_column_int64(q, 5);
 	k->created = sqlite3_column_int64(q, 6);
 	ctl_sq_text(k->tags, sizeof k->tags, q, 7);
+	ctl_sq_text(k->user, sizeof k->user, q, 9);
 }
 
 int ctl_sq_key_list(struct ctl_store *st, struct ctl_authkey **out, size_t *n)

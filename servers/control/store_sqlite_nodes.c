@@ -13,7 +13,7 @@
 	"id, machine_key, node_key, disco_key, hostname, name, ipv4, ipv6, endpoints, "  \
 	"home_relay, hostinfo, auth_key_id, approved, ephemeral, online, tags, "         \
 	"created, "                                                                      \
-	"last_seen, expiry, version"
+	"last_seen, expiry, version, user"
 
 static void sq_node_row(sqlite3_stmt *q, struct ctl_node *n)
 {
@@ -38,6 +38,7 @@ static void sq_node_row(sqlite3_stmt *q, struct ctl_node *n)
 	n->last_seen = sqlite3_column_int64(q, 17);
 	n->expiry = sqlite3_column_int64(q, 18);
 	n->version = sqlite3_column_int64(q, 19);
+	ctl_sq_text(n->user, sizeof n->user, q, 20);
 }
 
 int ctl_sq_node_get(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
@@ -441,8 +442,9 @@ static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
 	    s,
 	    "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, name, ipv4, "
 	    "ipv6, auth_key_id, approved, ephemeral, tags, created, last_seen, version, "
-	    "source) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)");
+	    "source, user) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, "
+	    "?15)");
 	if (!q)
 		return CTL_STORE_EIO;
 	sqlite3_bind_blob(q, 1, r->machine_key, CTL_KEY_LEN, SQLITE_TRANSIENT);
@@ -462,6 +464,7 @@ static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
 	sqlite3_bind_int64(q, 12, r->now);
 	sqlite3_bind_int64(q, 13, v);
 	sqlite3_bind_text(q, 14, r->source ? r->source : "", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 15, k ? k->user : "", -1, SQLITE_TRANSIENT);
 	rc = ctl_sq_step_done(s, q, "node insert");
 	if (rc || !k)
 		return rc;
@@ -499,14 +502,17 @@ static int sq_node_refresh(struct sq_store *s, const struct ctl_store_reg *r,
 	rc = ctl_sq_step_done(s, q, "node refresh");
 	if (rc || !k)
 		return rc;
+	/* The key's owner and tags replace the node's: it is who the key
+	 * says from now on. */
 	q = ctl_sq_prep(s, "UPDATE nodes SET approved = 1, expiry = 0, auth_key_id = ?2, "
-	                   "ephemeral = ?3, tags = ?4 WHERE id = ?1");
+	                   "ephemeral = ?3, tags = ?4, user = ?5 WHERE id = ?1");
 	if (!q)
 		return CTL_STORE_EIO;
 	sqlite3_bind_int64(q, 1, old->id);
 	sqlite3_bind_int64(q, 2, k->id);
 	sqlite3_bind_int(q, 3, k->ephemeral);
 	sqlite3_bind_text(q, 4, k->tags, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 5, k->user, -1, SQLITE_TRANSIENT);
 	return ctl_sq_step_done(s, q, "node reauth");
 }
 
