@@ -43,34 +43,13 @@
 #include "core/control/msg.h"
 #include "core/control/token.h"
 #include "servers/control/admin_conns.h"
+#include "servers/control/admin_int.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/json_util.h"
+#include "servers/control/policy_srv.h"
 #include "servers/control/server.h"
 #include "servers/control/store.h"
 
-#define ADM_MAX_BODY   (64 * 1024)
-#define ADM_MAX_HEADER (16 * 1024)
-#define ADM_TIMEOUT_S  30
-#define ADM_MAX_SEGS   4
-#define ADM_SEG_MAX    80
-
-struct ctl_admin {
-	struct ctl_admin_config cfg;
-	struct evhttp *http;
-	struct adm_conns *conns;
-	struct sockaddr_storage local;
-	socklen_t local_len;
-};
-
-/* One request being handled. */
-struct adm_req {
-	struct ctl_admin *a;
-	struct evhttp_request *req;
-	enum evhttp_cmd_type cmd;
-	int nseg;
-	char seg[ADM_MAX_SEGS][ADM_SEG_MAX + 1];
-	int64_t now;
-};
 
 /* ---- replies --------------------------------------------------------- */
 
@@ -178,6 +157,37 @@ static json_t *adm_body(struct adm_req *r, bool empty_ok)
 		return NULL;
 	}
 	return j;
+}
+
+/* For admin_policy.c (admin_int.h). */
+void ctl_adm_reply(struct evhttp_request *req, int code, json_t *j)
+{
+	adm_reply(req, code, j);
+}
+
+void ctl_adm_error(struct evhttp_request *req, int code, const char *msg)
+{
+	adm_error(req, code, "%s", msg);
+}
+
+void ctl_adm_store_error(struct adm_req *r, int rc)
+{
+	adm_store_error(r, rc);
+}
+
+void ctl_adm_method(struct adm_req *r, const char *allow)
+{
+	adm_method(r, allow);
+}
+
+void ctl_adm_changed(struct ctl_admin *a)
+{
+	adm_changed(a);
+}
+
+json_t *ctl_adm_body(struct adm_req *r, bool empty_ok)
+{
+	return adm_body(r, empty_ok);
 }
 
 /* "Bearer <secret>" -> secret (cap bytes); false if absent or malformed. */
@@ -449,6 +459,19 @@ static bool adm_tags(json_t *v, char *out, size_t cap)
 	return ctl_cli_norm_tags(joined, out, cap) && !strpbrk(out, " \t");
 }
 
+/* Under a stored policy, a key's tags must be owned by its user; false
+ * after replying 409 (or 500). */
+static bool adm_key_owner(struct adm_req *r, const char *user, const char *tags)
+{
+	char msg[800];
+	int rc = ctl_policy_check_key_tags(r->a->cfg.store, user, tags, msg, sizeof msg);
+	if (rc == CTL_POLICY_REJECTED)
+		adm_error(r->req, 409, "%s; no key made", msg);
+	else if (rc < 0)
+		adm_store_error(r, rc);
+	return rc == 0;
+}
+
 static void adm_keys_create(struct adm_req *r)
 {
 	struct ctl_admin *a = r->a;
@@ -459,12 +482,14 @@ static void adm_keys_create(struct adm_req *r)
 	struct ctl_token tok = {0};
 	struct ctl_authkey k;
 	json_error_t e;
+	json_t *user = NULL;
+	char userbuf[CTL_NAME_MAX + 1];
 
 	if (!body)
 		return;
-	if (json_unpack_ex(body, &e, JSON_STRICT, "{s?b,s?b,s?o,s?o}", "reusable",
+	if (json_unpack_ex(body, &e, JSON_STRICT, "{s?b,s?b,s?o,s?o,s?o}", "reusable",
 	                   &reusable, "ephemeral", &ephemeral, "expiry", &exp, "tags",
-	                   &tags) < 0) {
+	                   &tags, "user", &user) < 0) {
 		adm_error(r->req, 400, "request body: %s", e.text);
 		goto out;
 	}
@@ -489,10 +514,30 @@ static void adm_keys_create(struct adm_req *r)
 		}
 		p.tags = tagbuf;
 	}
+	if (user && !json_is_null(user)) {
+		if (!json_is_string(user) ||
+		    !ctl_policy_user_arg(json_string_value(user), userbuf, sizeof userbuf) ||
+		    !userbuf[0]) {
+			adm_error(r->req, 400,
+			          "user: expected a user name such as \"alice\" (GET "
+			          "/api/v1/users lists them)");
+			goto out;
+		}
+		p.user = userbuf;
+	}
+	if (!adm_key_owner(r, p.user, p.tags))
+		goto out;
 	p.reusable = reusable;
 	p.ephemeral = ephemeral;
 	rc =
 	    ctl_store_key_create(a->cfg.store, &p, tok.auth_key, sizeof tok.auth_key, &k);
+	if (rc == CTL_STORE_ENOTFOUND && p.user) {
+		adm_error(r->req, 400,
+		          "user %s: no such user; create it first (POST /api/v1/users "
+		          "{\"name\": \"%s\"})",
+		          p.user, p.user);
+		goto out;
+	}
 	if (rc < 0) {
 		adm_store_error(r, rc);
 		goto out;
@@ -648,7 +693,9 @@ static void adm_route(struct adm_req *r)
 	bool post = r->cmd == EVHTTP_REQ_POST, del = r->cmd == EVHTTP_REQ_DELETE;
 	const char *s0 = r->seg[0];
 
-	if (!strcmp(s0, "nodes") && r->nseg == 1) {
+	if (!strcmp(s0, "policy") || !strcmp(s0, "users")) {
+		ctl_adm_route_policy(r); /* admin_policy.c */
+	} else if (!strcmp(s0, "nodes") && r->nseg == 1) {
 		if (get)
 			adm_nodes_list(r);
 		else
@@ -687,7 +734,7 @@ static void adm_route(struct adm_req *r)
 	} else {
 		adm_error(r->req, 404,
 		          "no such endpoint (see GET /api/v1/nodes, "
-		          "/api/v1/keys, /api/v1/status)");
+		          "/api/v1/keys, /api/v1/users, /api/v1/policy, /api/v1/status)");
 	}
 }
 

@@ -22,9 +22,11 @@
 #include "core/control/msg.h"
 #include "core/control/noise_ik.h"
 #include "core/control/token.h"
+#include "core/util/utf8.h"
 #include "servers/control/cli_int.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/json_util.h"
+#include "servers/control/policy_srv.h"
 #include "servers/control/store.h"
 
 int ctl_cli_die_usage(const char *fmt, const char *arg)
@@ -192,10 +194,28 @@ int ctl_cli_cmd_init(const struct cli *c, const char *dir)
 
 /* --- auth keys and tokens ------------------------------------------------ */
 
+/* --user NAME (or NAME@): the user must exist; while a policy is set,
+ * --tags must be owned by it (ctl_policy_check_key_tags). 0 to go on. */
+static int key_owner(struct ctl_store *st, const char *user, const char *tags)
+{
+	char msg[800], clean[900];
+	int r = ctl_policy_check_key_tags(st, user, tags, msg, sizeof msg);
+	if (r == CTL_POLICY_REJECTED) {
+		utf8_clean(msg, clean, sizeof clean, UTF8_FOR_TERMINAL);
+		fprintf(stderr, "mesh-control: %s; no key made\n", clean);
+		return 1;
+	}
+	if (r < 0) {
+		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
+		return 1;
+	}
+	return 0;
+}
+
 static int key_create(const struct cli *c, struct ctl_store *st, char *secret, size_t cap,
                       struct ctl_authkey *k)
 {
-	char tags[CTL_STORE_TAGS_MAX + 1];
+	char tags[CTL_STORE_TAGS_MAX + 1], user[CTL_NAME_MAX + 1];
 	struct ctl_authkey_params p = {
 	    .reusable = c->seen & O_REUSABLE,
 	    .ephemeral = c->seen & O_EPHEMERAL,
@@ -219,7 +239,23 @@ static int key_create(const struct cli *c, struct ctl_store *st, char *secret, s
 			    c->val[I_TAGS]);
 		p.tags = tags;
 	}
+	if (c->seen & O_USER) {
+		if (!ctl_policy_user_arg(c->val[I_USER], user, sizeof user) || !*user)
+			return ctl_cli_die_usage("--user %s: expected a user name such as "
+			                         "alice (see `mesh-control users list`)",
+			                         c->val[I_USER]);
+		p.user = user;
+	}
+	if (key_owner(st, p.user, p.tags))
+		return 1;
 	int r = ctl_store_key_create(st, &p, secret, cap, k);
+	if (r == CTL_STORE_ENOTFOUND && p.user) {
+		fprintf(stderr,
+		        "mesh-control: --user %s: no such user; create it with `mesh-control "
+		        "users create %s` (see `mesh-control users list`)\n",
+		        p.user, p.user);
+		return 1;
+	}
 	if (r < 0) {
 		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
 		return r == CTL_STORE_EINVAL ? 2 : 1;
@@ -237,11 +273,11 @@ int ctl_cli_cmd_keys_create(const struct cli *c, struct ctl_store *st)
 	ctl_cli_fmt_time(exp, sizeof exp, k.expiry);
 	printf("%s\n", secret);
 	fprintf(stderr,
-	        "mesh-control: auth key %lld (%s%s, expires %s%s%s): the secret above "
-	        "is shown only once\n",
+	        "mesh-control: auth key %lld (%s%s, expires %s%s%s%s%s): the secret "
+	        "above is shown only once\n",
 	        (long long)k.id, k.reusable ? "reusable" : "single-use",
-	        k.ephemeral ? ", ephemeral" : "", exp, k.tags[0] ? ", tags " : "",
-	        k.tags);
+	        k.ephemeral ? ", ephemeral" : "", exp, k.user[0] ? ", user " : "", k.user,
+	        k.tags[0] ? ", tags " : "", k.tags);
 	sodium_memzero(secret, sizeof secret);
 	return 0;
 }
@@ -312,10 +348,11 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 		return 0;
 	}
 	fprintf(stderr,
-	        "mesh-control: join token for %s with auth key %lld (%s%s); on the new "
-	        "node: mesh-proxy up --join TOKEN --state DIR\n",
+	        "mesh-control: join token for %s with auth key %lld (%s%s%s%s); on the "
+	        "new node: mesh-proxy up --join TOKEN --state DIR\n",
 	        cf.listen, (long long)k.id, k.reusable ? "reusable" : "single-use",
-	        k.ephemeral ? ", ephemeral" : "");
+	        k.ephemeral ? ", ephemeral" : "", k.user[0] ? ", its nodes owned by " : "",
+	        k.user);
 	return 0;
 }
 
@@ -343,8 +380,8 @@ int ctl_cli_cmd_keys_list(const struct cli *c, struct ctl_store *st)
 	char exp[32], cre[32];
 	json_t *arr = (c->seen & O_JSON) ? json_array() : NULL;
 	if (!arr)
-		printf("%-5s %-10s %-9s %-5s %-8s %-21s %-21s %s\n", "ID", "USE",
-		       "EPHEMERAL", "USES", "STATE", "EXPIRES", "CREATED", "TAGS");
+		printf("%-5s %-10s %-9s %-5s %-8s %-21s %-21s %-16s %s\n", "ID", "USE",
+		       "EPHEMERAL", "USES", "STATE", "EXPIRES", "CREATED", "USER", "TAGS");
 	for (size_t i = 0; i < n; i++) {
 		const struct ctl_authkey *k = &ks[i];
 		ctl_cli_fmt_time(exp, sizeof exp, k->expiry);
@@ -352,11 +389,11 @@ int ctl_cli_cmd_keys_list(const struct cli *c, struct ctl_store *st)
 		if (arr) {
 			json_array_append_new(arr, ctl_json_authkey(k, now));
 		} else {
-			printf("%-5lld %-10s %-9s %-5lld %-8s %-21s %-21s %s\n",
+			printf("%-5lld %-10s %-9s %-5lld %-8s %-21s %-21s %-16s %s\n",
 			       (long long)k->id, k->reusable ? "reusable" : "single",
 			       k->ephemeral ? "yes" : "no", (long long)k->uses,
 			       ctl_json_key_state(k, now), exp, cre,
-			       k->tags[0] ? k->tags : "-");
+			       k->user[0] ? k->user : "-", k->tags[0] ? k->tags : "-");
 		}
 	}
 	free(ks);
@@ -469,8 +506,8 @@ int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
 	size_t pending = 0;
 	json_t *arr = (c->seen & O_JSON) ? json_array() : NULL;
 	if (!arr && n)
-		printf("%-5s %-20s %-15s %-28s %-16s %-8s %s\n", "ID", "NAME", "IPV4",
-		       "IPV6", "STATUS", "APPROVED", "EXPIRES");
+		printf("%-5s %-20s %-16s %-15s %-28s %-16s %-8s %s\n", "ID", "NAME", "USER",
+		       "IPV4", "IPV6", "STATUS", "APPROVED", "EXPIRES");
 	if (!arr && !n)
 		fprintf(stderr, "mesh-control: no nodes yet; make a join token with "
 		                "`mesh-control token`\n");
@@ -486,8 +523,9 @@ int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
 		} else {
 			/* A pending node is never online (serve holds it
 			 * until approval): its status is what matters. */
-			printf("%-5lld %-20s %-15s %-28s %-16s %-8s %s%s\n",
-			       (long long)nd->id, nd->name, v4, v6,
+			printf("%-5lld %-20s %-16s %-15s %-28s %-16s %-8s %s%s\n",
+			       (long long)nd->id, nd->name, nd->user[0] ? nd->user : "-",
+			       v4, v6,
 			       nd->approved ? seen : "pending approval",
 			       nd->approved ? "yes" : "no", exp,
 			       expired ? " (expired)" : "");

@@ -5,6 +5,7 @@
 #define MESH_CTL_CLI_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "servers/control/store.h"
 
@@ -24,6 +25,7 @@ enum {
 	I_KEYFPR,
 	I_PENDING,
 	I_NODES,
+	I_USER,
 	O_NOPTS
 };
 enum {
@@ -39,9 +41,10 @@ enum {
 	O_KEYFPR = 1 << I_KEYFPR,   /* nodes approve --key FPR */
 	O_PENDING = 1 << I_PENDING, /* nodes list --pending */
 	O_NODES = 1 << I_NODES,     /* policy check --nodes FILE */
+	O_USER = 1 << I_USER,       /* token / keys create --user NAME */
 };
 /* The KEY OPTIONS of --help (auth key properties). */
-#define O_KEY (O_REUSABLE | O_EPHEMERAL | O_EXPIRY | O_TAGS)
+#define O_KEY (O_REUSABLE | O_EPHEMERAL | O_EXPIRY | O_TAGS | O_USER)
 
 #define CTL_CLI_MAX_POS 4
 
@@ -80,8 +83,22 @@ int ctl_cli_cmd_nodes_act(struct ctl_store *st, const char *act, const char *arg
 /* relays list [--json] / relays remove NAME (cli_relays.c). */
 int ctl_cli_cmd_relays_list(const struct cli *c, struct ctl_store *st);
 int ctl_cli_cmd_relays_remove(struct ctl_store *st, const char *name);
-/* policy check FILE [--nodes FILE] [--json] (cli_policy.c): no store. */
-int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file, bool json);
+/* policy check FILE [--nodes FILE] [--json] (cli_policy.c): the nodes from
+ * nodes_file, else from st (the store's nodes in the map) when not NULL,
+ * else none. */
+int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file,
+                             struct ctl_store *st, bool json);
+/* Reads a policy file (path, or "-" for stdin) whole; NULL after printing
+ * why (it cannot be read, or it is over POLICY_MAX_BYTES) to stderr.
+ * free() the result. */
+char *ctl_cli_read_policy(const char *path, size_t *len);
+/* policy set FILE | get [--json] | clear, and users create NAME | list
+ * [--json] | remove NAME (cli_users.c): sub is the subcommand, arg its
+ * argument (NULL if none). */
+int ctl_cli_cmd_policy_store(const struct cli *c, struct ctl_store *st, const char *sub,
+                             const char *arg);
+int ctl_cli_cmd_users(const struct cli *c, struct ctl_store *st, const char *sub,
+                      const char *arg);
 /* Hidden: mesh-control token-decode TOKEN (for tests and support). */
 int ctl_cli_cmd_token_decode(const char *s);
 

@@ -1,8 +1,8 @@
 /* mesh-control policy check FILE [--nodes NODES.json] [--json]: parses the
- * policy, compiles it against the node list (none, or the JSON of `nodes
- * list --json` with "user" fields added), runs its tests, and shows what
- * each node would accept and see. No store, no server. Storing a policy
- * (policy set/get) and enforcing it in nodes are not built yet. */
+ * policy, compiles it against a node list (the JSON of `nodes list --json`,
+ * or the store's nodes when a data directory is given without --nodes, or
+ * none), runs its tests, and shows what each node would accept and see.
+ * Changes nothing; `policy set` (cli_users.c) stores a policy. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
@@ -10,9 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "core/policy/policy.h"
 #include "core/util/utf8.h"
 #include "servers/control/cli_int.h"
+#include "servers/control/policy_srv.h"
 
 #define POLICY_CLI_MAX_NODES 65536
 
@@ -245,8 +248,8 @@ static json_t *error_json(const struct policy_error *e)
 }
 
 /* One node's filter and peers, as text on stdout or into the JSON. */
-static int show_node(const struct policy_compiled *cp, const struct nodes *ns, size_t i,
-                     json_t *jnodes, struct policy_error *err)
+static int show_node(const struct policy_compiled *cp, const struct policy_node *nodes,
+                     size_t i, json_t *jnodes, struct policy_error *err)
 {
 	struct policy_filter *f = policy_node_filter(cp, i, err);
 	size_t *vis, nvis;
@@ -256,7 +259,7 @@ static int show_node(const struct policy_compiled *cp, const struct nodes *ns, s
 		policy_filter_free(f);
 		return -1;
 	}
-	const struct policy_node *nd = &ns->v[i];
+	const struct policy_node *nd = &nodes[i];
 	char name[100], addr[INET6_ADDRSTRLEN];
 	struct policy_ip ip;
 	policy_ip_v4(&ip, nd->v4);
@@ -311,7 +314,7 @@ static int show_node(const struct policy_compiled *cp, const struct nodes *ns, s
 		printf("\n    sees %zu peer%s%s", nvis, nvis == 1 ? "" : "s",
 		       nvis ? ":" : "");
 	for (size_t k = 0; k < nvis; k++) {
-		const struct policy_node *p = &ns->v[vis[k]];
+		const struct policy_node *p = &nodes[vis[k]];
 		if (jv) {
 			json_array_append_new(jv, json_integer((json_int_t)p->id));
 		} else if (k < 20) {
@@ -353,22 +356,42 @@ static int fail(const char *file, const struct policy_error *e, bool json)
 	return 1;
 }
 
-int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file, bool json)
+static void too_big(const char *file, struct policy_error *e)
+{
+	memset(e, 0, sizeof *e);
+	snprintf(e->msg, sizeof e->msg,
+	         "the policy is over %d bytes (1 MiB), the limit; say the same with "
+	         "groups, tags and hosts",
+	         POLICY_MAX_BYTES);
+}
+
+char *ctl_cli_read_policy(const char *path, size_t *len)
+{
+	char *text = read_file(path, POLICY_MAX_BYTES, len);
+	if (text && *len > POLICY_MAX_BYTES) {
+		struct policy_error big;
+		too_big(path, &big);
+		fail(path, &big, false);
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file,
+                             struct ctl_store *st, bool json)
 {
 	struct policy_error err;
 	struct nodes ns = {0};
+	struct ctl_policy_nodes sn = {0};
 	size_t len, passed = 0;
 	int rc = 1;
 	char *text = read_file(file, POLICY_MAX_BYTES, &len);
 	if (!text)
 		return 1;
 	if (len > POLICY_MAX_BYTES) {
-		struct policy_error big = {0, 0, ""};
-		snprintf(
-		    big.msg, sizeof big.msg,
-		    "the policy is over %d bytes (1 MiB), the limit; say the same with "
-		    "groups, tags and hosts",
-		    POLICY_MAX_BYTES);
+		struct policy_error big;
+		too_big(file, &big);
 		free(text);
 		return fail(file, &big, json);
 	}
@@ -376,25 +399,36 @@ int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file, bool json
 		free(text);
 		return 1;
 	}
+	if (!nodes_file && st) {
+		int r = ctl_policy_nodes_from_store(st, (int64_t)time(NULL), &sn);
+		if (r < 0) {
+			fprintf(stderr, "mesh-control: %s\n",
+			        r == CTL_STORE_ENOMEM ? "out of memory" : ctl_store_errmsg(st));
+			free(text);
+			return 1;
+		}
+	}
+	const struct policy_node *nv = nodes_file ? ns.v : sn.v;
+	size_t nn = nodes_file ? ns.n : sn.n;
 	struct policy *p = policy_parse(text, len, &err);
 	free(text);
 	struct policy_compiled *cp = NULL;
-	if (!p || !(cp = policy_compile(p, ns.v, ns.n, &err)) ||
+	if (!p || !(cp = policy_compile(p, nv, nn, &err)) ||
 	    policy_run_tests(cp, &passed, &err)) {
 		rc = fail(file, &err, json);
 		goto out;
 	}
-	struct policy_stats st;
-	policy_get_stats(p, &st);
+	struct policy_stats stt;
+	policy_get_stats(p, &stt);
 	json_t *out = NULL, *jw = NULL, *jn = NULL;
 	char jfile[512];
 	if (json) {
 		utf8_clean(file, jfile, sizeof jfile, UTF8_REPLACE_INVALID);
 		out = json_pack(
 		    "{s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", 1, "file", jfile, "groups",
-		    (json_int_t)st.groups, "tags", (json_int_t)st.tags, "hosts",
-		    (json_int_t)st.hosts, "rules", (json_int_t)st.rules, "tests",
-		    (json_int_t)st.tests, "test_cases_passed", (json_int_t)passed);
+		    (json_int_t)stt.groups, "tags", (json_int_t)stt.tags, "hosts",
+		    (json_int_t)stt.hosts, "rules", (json_int_t)stt.rules, "tests",
+		    (json_int_t)stt.tests, "test_cases_passed", (json_int_t)passed);
 		json_object_set_new(out, "warnings", jw = json_array());
 		json_object_set_new(out, "nodes", jn = json_array());
 	}
@@ -412,24 +446,24 @@ int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file, bool json
 		printf("%s: OK: %zu group%s, %zu tag%s, %zu host%s, %zu rule%s; %zu test "
 		       "check%s "
 		       "passed\n",
-		       file, st.groups, st.groups == 1 ? "" : "s", st.tags,
-		       st.tags == 1 ? "" : "s", st.hosts, st.hosts == 1 ? "" : "s",
-		       st.rules, st.rules == 1 ? "" : "s", passed,
+		       file, stt.groups, stt.groups == 1 ? "" : "s", stt.tags,
+		       stt.tags == 1 ? "" : "s", stt.hosts, stt.hosts == 1 ? "" : "s",
+		       stt.rules, stt.rules == 1 ? "" : "s", passed,
 		       passed == 1 ? "" : "s");
-		if (!nodes_file)
+		if (!nodes_file && !st)
 			printf("no node list given: tests ran by user, tag and address "
 			       "alone; "
 			       "pass --nodes FILE (from `mesh-control nodes list "
 			       "--json`, with a "
-			       "\"user\" per node) to see what each node would accept\n");
+			       "\"user\" per node) or --data DIR (the store's nodes) to "
+			       "see what each node would accept\n");
 		else
-			printf("compiled for %zu node%s (not enforced yet: nodes do not "
-			       "apply "
-			       "policies in this version):\n",
-			       ns.n, ns.n == 1 ? "" : "s");
+			printf("compiled for %zu node%s (%s):\n", nn, nn == 1 ? "" : "s",
+			       nodes_file ? "from the node list"
+			                  : "the store's nodes in the network map");
 	}
-	for (size_t i = 0; i < ns.n; i++)
-		if (show_node(cp, &ns, i, jn, &err)) {
+	for (size_t i = 0; i < nn; i++)
+		if (show_node(cp, nv, i, jn, &err)) {
 			json_decref(out);
 			rc = fail(file, &err, json);
 			goto out;
@@ -444,5 +478,6 @@ out:
 	policy_compiled_free(cp);
 	policy_free(p);
 	nodes_free(&ns);
+	ctl_policy_nodes_free(&sn);
 	return rc;
 }

@@ -11,12 +11,13 @@
 
 /* A node as `nodes list --json` prints it: id, name, fqdn (name.domain),
  * hostname, ipv4, ipv6, online, last_seen, approved, ephemeral, expiry,
- * expired (expiry <= now), tags, created. */
+ * expired (expiry <= now), tags, user ("" = none), created, key. */
 json_t *ctl_json_node(const struct ctl_node *nd, const char *domain, int64_t now);
 /* "valid", "revoked", "expired" or "used". */
 const char *ctl_json_key_state(const struct ctl_authkey *k, int64_t now);
 /* An auth key as `keys list --json` prints it (never the secret): id,
- * reusable, ephemeral, revoked, uses, state, expiry, created, tags. */
+ * reusable, ephemeral, revoked, uses, state, expiry, created, tags, user
+ * ("" = none). */
 json_t *ctl_json_authkey(const struct ctl_authkey *k, int64_t now);
 /* An API key (never the secret): id, description, revoked, created,
  * last_used. */

@@ -26,8 +26,10 @@ static const char usage[] =
     "       mesh-control [--data DIR] nodes rename ID|NAME NEWNAME\n"
     "       mesh-control [--data DIR] relays list [--json] | remove NAME\n"
     "       mesh-control [--data DIR] apikeys create [DESCRIPTION] | list | revoke ID\n"
+    "       mesh-control [--data DIR] users create NAME | list [--json] | remove NAME\n"
+    "       mesh-control [--data DIR] policy set FILE | get [--json] | clear\n"
+    "       mesh-control [--data DIR] policy check FILE [--nodes NODES.json] [--json]\n"
     "       mesh-control [--data DIR] serve [SERVE OPTIONS] (see serve --help)\n"
-    "       mesh-control policy check FILE [--nodes NODES.json] [--json]\n"
     "       mesh-control --help | --version\n"
     "\n"
     "The coordination server of a meshproxy mesh: nodes join with one token, get\n"
@@ -55,7 +57,10 @@ static const char usage[] =
     "  --reusable            any number of nodes may join with it (default: one)\n"
     "  --ephemeral           its nodes are removed soon after they go offline\n"
     "  --expiry DUR          valid for DUR: 30s, 10m, 2h, 7d (default: no expiry)\n"
-    "  --tags a,b            tags for the nodes that join with it\n"
+    "  --tags a,b            tags for the nodes that join with it; while a policy\n"
+    "                        is set, each must be owned by --user under tagOwners\n"
+    "  --user NAME           the user who owns the nodes that join with it (see\n"
+    "                        users create; the policy writes it as NAME@)\n"
     "\n"
     "commands:\n"
     "  init                  create the store and the server key (once)\n"
@@ -76,16 +81,27 @@ static const char usage[] =
     "  relays list|remove    the relay servers (mesh-relay) every node's map lists;\n"
     "                        a removed relay is disconnected and must join again\n"
     "  apikeys               keys for the HTTP admin API (serve --admin-listen)\n"
-    "  policy check FILE     validate an access policy (docs/policy.md): syntax,\n"
-    "                        names, its tests; with --nodes (the JSON of `nodes\n"
-    "                        list --json`, a \"user\" per node) what each node\n"
-    "                        would accept and see. Needs no store. Storing a\n"
-    "                        policy and enforcing it in nodes are not built yet\n"
+    "  users create|list|remove\n"
+    "                        the users who own nodes (through token --user); a\n"
+    "                        user who still owns nodes or unrevoked keys stays\n"
+    "  policy set FILE       validate an access policy (docs/policy.md) against\n"
+    "                        the store's nodes, run its tests, and store it; a\n"
+    "                        rejected policy changes nothing. From then on each\n"
+    "                        node accepts only what the policy allows\n"
+    "  policy get|clear      print the stored policy as written / remove it (every\n"
+    "                        node may reach every other again)\n"
+    "  policy check FILE     validate without storing: syntax, names, its tests,\n"
+    "                        and what each node would accept and see, for the\n"
+    "                        nodes of --nodes (the JSON of `nodes list --json`),\n"
+    "                        else of the store when --data DIR or\n"
+    "                        $MESH_CONTROL_DATA is given, else none\n"
     "\n"
     "examples:\n"
     "  mesh-control --data /var/lib/mesh-control init --listen 198.18.0.1:7443\n"
     "  export MESH_CONTROL_DATA=/var/lib/mesh-control\n"
     "  mesh-control token --reusable --expiry 1h\n"
+    "  mesh-control users create alice; mesh-control token --user alice\n"
+    "  mesh-control policy check policy.hujson && mesh-control policy set policy.hujson\n"
     "  mesh-control token --no-key   # then: mesh-control nodes approve NAME --key KEY\n"
     "  mesh-control serve &   # then: mesh-proxy up --join TOKEN --state DIR\n"
     "  mesh-control nodes list; mesh-control nodes rename 3 web\n";
@@ -97,6 +113,7 @@ static const struct {
     {"--domain", true}, {"--listen", true}, {"--reusable", false}, {"--ephemeral", false},
     {"--expiry", true}, {"--tags", true},   {"--no-key", false},   {"--json", false},
     {"--relay", false}, {"--key", true},    {"--pending", false}, {"--nodes", true},
+    {"--user", true},
 };
 
 static int parse_args(int argc, char **argv, struct cli *c)
@@ -194,6 +211,26 @@ static int check_nokey(const struct cli *c)
 
 /* --- main --------------------------------------------------------------- */
 
+/* policy check FILE [--nodes FILE] [--json]: the store's nodes when a data
+ * directory is given (--data or $MESH_CONTROL_DATA) and no --nodes; no
+ * store needed otherwise. */
+static int policy_check(const struct cli *c)
+{
+	int r;
+	if ((r = check_opts(c, O_JSON | O_NODES, "policy check")) ||
+	    (r = check_npos(c, 3, "policy check", "a policy FILE (- for stdin)")))
+		return r;
+	const char *dir = c->data && *c->data ? c->data : getenv("MESH_CONTROL_DATA");
+	struct ctl_store *st = NULL;
+	struct ctl_meta meta;
+	if (!c->val[I_NODES] && dir && *dir && !(st = ctl_cli_open_store(dir, &meta)))
+		return 1;
+	r = ctl_cli_cmd_policy_check(c->pos[2], c->val[I_NODES], st,
+	                             (c->seen & O_JSON) != 0);
+	ctl_store_close(st);
+	return r;
+}
+
 static int run_store_cmd(const struct cli *c, const char *dir)
 {
 	const char *cmd = c->pos[0];
@@ -213,6 +250,25 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 			                               "relay)");
 	} else if (!sub) {
 		return ctl_cli_die_usage("%s needs a subcommand (see --help)", cmd);
+	} else if (!strcmp(cmd, "users") &&
+	           (!strcmp(sub, "create") || !strcmp(sub, "remove"))) {
+		if ((r = check_opts(c, 0, name)) ||
+		    (r = check_npos(c, 3, name, "a user NAME")))
+			return r;
+	} else if (!strcmp(cmd, "policy") && !strcmp(sub, "set")) {
+		if ((r = check_opts(c, 0, name)) ||
+		    (r = check_npos(c, 3, name, "a policy FILE (- for stdin)")))
+			return r;
+	} else if (!strcmp(cmd, "policy") && !strcmp(sub, "get")) {
+		if ((r = check_opts(c, O_JSON, name)) || (r = check_npos(c, 2, name, "")))
+			return r;
+	} else if (!strcmp(cmd, "policy") && !strcmp(sub, "clear")) {
+		if ((r = check_opts(c, 0, name)) || (r = check_npos(c, 2, name, "")))
+			return r;
+	} else if (!strcmp(cmd, "policy")) {
+		return ctl_cli_die_usage("unknown command %s: policy has set FILE, get, "
+		                         "clear and check FILE",
+		                         name);
 	} else if (!strcmp(cmd, "relays") && !strcmp(sub, "remove")) {
 		if ((r = check_opts(c, 0, name)) ||
 		    (r = check_npos(c, 3, name,
@@ -258,6 +314,10 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 		return 1;
 	if (!strcmp(cmd, "token"))
 		r = ctl_cli_cmd_token(c, dir, st, &meta);
+	else if (!strcmp(cmd, "users"))
+		r = ctl_cli_cmd_users(c, st, sub, c->npos > 2 ? c->pos[2] : NULL);
+	else if (!strcmp(cmd, "policy"))
+		r = ctl_cli_cmd_policy_store(c, st, sub, c->npos > 2 ? c->pos[2] : NULL);
 	else if (!strcmp(cmd, "relays") && !strcmp(sub, "list"))
 		r = ctl_cli_cmd_relays_list(c, st);
 	else if (!strcmp(cmd, "relays"))
@@ -305,18 +365,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const char *cmd = c.pos[0];
-	if (!strcmp(cmd, "policy")) {
-		if (c.npos < 2 || strcmp(c.pos[1], "check"))
-			return ctl_cli_die_usage(
-			    "%s", c.npos < 2 ? "policy needs a subcommand: policy check FILE"
-			                     : "only `policy check FILE` exists so far: storing a "
-			                       "policy (set, get) is not built yet");
-		if ((r = check_opts(&c, O_JSON | O_NODES, "policy check")) ||
-		    (r = check_npos(&c, 3, "policy check", "a policy FILE (- for stdin)")))
-			return r;
-		return ctl_cli_cmd_policy_check(c.pos[2], c.val[I_NODES],
-		                                (c.seen & O_JSON) != 0);
-	}
+	if (!strcmp(cmd, "policy") && c.npos < 2)
+		return ctl_cli_die_usage("%s", "policy needs a subcommand: set FILE, get, "
+		                               "clear or check FILE");
+	if (!strcmp(cmd, "policy") && !strcmp(c.pos[1], "check"))
+		return policy_check(&c);
+	if (!strcmp(cmd, "policy") && strcmp(c.pos[1], "set") && strcmp(c.pos[1], "get") &&
+	    strcmp(c.pos[1], "clear"))
+		return ctl_cli_die_usage("unknown command policy %s: policy has set FILE, "
+		                         "get, clear and check FILE",
+		                         c.pos[1]);
 	if (!strcmp(cmd, "token-decode")) {
 		if ((r = check_opts(&c, 0, cmd)) ||
 		    (r = check_npos(&c, 2, cmd, "a TOKEN")))
@@ -324,7 +382,8 @@ int main(int argc, char **argv)
 		return ctl_cli_cmd_token_decode(c.pos[1]);
 	}
 	if (strcmp(cmd, "init") && strcmp(cmd, "token") && strcmp(cmd, "keys") &&
-	    strcmp(cmd, "nodes") && strcmp(cmd, "apikeys") && strcmp(cmd, "relays"))
+	    strcmp(cmd, "nodes") && strcmp(cmd, "apikeys") && strcmp(cmd, "relays") &&
+	    strcmp(cmd, "users") && strcmp(cmd, "policy"))
 		return ctl_cli_die_usage("unknown command %s", cmd);
 
 	const char *dir = c.data;

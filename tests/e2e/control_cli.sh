@@ -189,12 +189,12 @@ PY
 chown --reference="$D/server.key" "$D"/control.db*
 mcd nodes list
 check "nodes list: the node reads pending approval, not approved" \
-    eval 'rc_is 0 && out_has "^1 +web +100\.64\.0\.5 +fd7a:115c:a1e0::5 +pending approval +no " && err_has "1 node pending approval" && err_has "nodes approve NAME"'
+    eval 'rc_is 0 && out_has "^1 +web +- +100\.64\.0\.5 +fd7a:115c:a1e0::5 +pending approval +no " && err_has "1 node pending approval" && err_has "nodes approve NAME"'
 mcd nodes list --json
 check "nodes list --json: the same fields as the admin API, in order" pyjson \
-    "[list(n) for n in j] == [['id', 'name', 'fqdn', 'hostname', 'ipv4', 'ipv6', 'online', 'last_seen', 'approved', 'ephemeral', 'expiry', 'expired', 'tags', 'created', 'key']]"
+    "[list(n) for n in j] == [['id', 'name', 'fqdn', 'hostname', 'ipv4', 'ipv6', 'online', 'last_seen', 'approved', 'ephemeral', 'expiry', 'expired', 'tags', 'user', 'created', 'key']]"
 check "nodes list --json: the pending node's values" pyjson \
-    "j[0]['id'] == 1 and j[0]['name'] == 'web' and j[0]['fqdn'].startswith('web.') and j[0]['hostname'] == 'web-host' and j[0]['ipv4'] == '100.64.0.5' and j[0]['ipv6'] == 'fd7a:115c:a1e0::5' and j[0]['approved'] is False and j[0]['online'] is False and j[0]['expired'] is False and j[0]['tags'] == ''"
+    "j[0]['id'] == 1 and j[0]['name'] == 'web' and j[0]['fqdn'].startswith('web.') and j[0]['hostname'] == 'web-host' and j[0]['ipv4'] == '100.64.0.5' and j[0]['ipv6'] == 'fd7a:115c:a1e0::5' and j[0]['approved'] is False and j[0]['online'] is False and j[0]['expired'] is False and j[0]['tags'] == '' and j[0]['user'] == ''"
 # the fingerprint of machine key b"m" * 32: its first 8 bytes in hex
 FPR=6d6d6d6d6d6d6d6d
 mcd nodes list --pending
@@ -219,7 +219,7 @@ mcd nodes list
 check "after approval: yes, no pending hint" eval 'rc_is 0 && out_has "^1 +web .* never seen +yes " && ! grep -q pending "$OUT" "$ERR"'
 mcd keys list --json
 check "keys list --json: the same fields as the admin API, in order" pyjson \
-    "all(list(k) == ['id', 'reusable', 'ephemeral', 'revoked', 'uses', 'state', 'expiry', 'created', 'tags'] for k in j)"
+    "all(list(k) == ['id', 'reusable', 'ephemeral', 'revoked', 'uses', 'state', 'expiry', 'created', 'tags', 'user'] for k in j)"
 
 step "MESH_CONTROL_DATA"
 (cd "$E2E_TMP" && MESH_CONTROL_DATA=$D "${AS[@]}" env MESH_CONTROL_DATA="$D" "$MC" keys list --json) >"$OUT" 2>"$ERR"

@@ -280,7 +280,8 @@ static void nodes_endpoints(void **state)
 	assert_non_null(a);
 	const char *fields[] = {"id",     "name",    "fqdn",      "hostname", "ipv4",
 	                        "ipv6",   "online",  "last_seen", "approved", "ephemeral",
-	                        "expiry", "expired", "tags",      "created",  "key"};
+	                        "expiry", "expired", "tags",      "user",     "created",
+	                        "key"};
 	assert_int_equal(json_object_size(a), sizeof fields / sizeof *fields);
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
 		assert_non_null(json_object_get(a, fields[i]));
@@ -477,6 +478,167 @@ static void keys_endpoints(void **state)
 	ctl_token_wipe(&tok);
 }
 
+/* A policy through the API: the tags of alpha's key make it a tag:web
+ * server of alice's; bob owns nothing. */
+static const char api_policy[] =
+    "// web servers\n"
+    "{\n"
+    "  \"tagOwners\": {\"tag:web\": [\"alice@\"]},\n"
+    "  \"acls\": [{\"action\": \"accept\", \"src\": [\"alice@\"], \"dst\": "
+    "[\"tag:web:443\"]}],\n"
+    "  \"tests\": [{\"src\": \"alice@\", \"accept\": [\"tag:web:443\"], \"deny\": "
+    "[\"tag:web:22\"]}],\n"
+    "}\n";
+
+static void policy_and_users_endpoints(void **state)
+{
+	struct t *t = *state;
+	struct resp r;
+	int64_t v0, v1;
+
+	/* Users: create (also as "bob@"), list, refusals. */
+	assert_int_equal(call(t, "GET", "/api/v1/users", NULL, &r), 200);
+	assert_int_equal(json_array_size(r.j), 0);
+	done(&r);
+	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"alice\"}", &r), 200);
+	assert_string_equal(json_string_value(json_object_get(r.j, "name")), "alice");
+	done(&r);
+	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"bob@\"}", &r), 200);
+	assert_string_equal(json_string_value(json_object_get(r.j, "name")), "bob");
+	done(&r);
+	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"alice\"}", &r), 409);
+	assert_non_null(strstr(err_text(&r), "exists"));
+	done(&r);
+	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"Al Ice\"}", &r), 400);
+	assert_non_null(strstr(err_text(&r), "starting with a letter"));
+	done(&r);
+	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"nom\": \"x\"}", &r), 400);
+	done(&r);
+	assert_int_equal(call(t, "POST", "/api/v1/users", NULL, &r), 400);
+	done(&r);
+
+	/* Keys with a user: the node registered with it is the user's. */
+	assert_int_equal(call(t, "POST", "/api/v1/keys",
+	                      "{\"user\": \"alice@\", \"tags\": [\"web\"]}", &r),
+	                 200);
+	json_t *k = json_object_get(r.j, "key");
+	assert_string_equal(json_string_value(json_object_get(k, "user")), "alice");
+	char secret[CTL_SECRET_MAX];
+	snprintf(secret, sizeof secret, "%s",
+	         json_string_value(json_object_get(r.j, "secret")));
+	done(&r);
+	int64_t web = add_node(t, 9, "web", secret);
+	assert_int_equal(call(t, "POST", "/api/v1/keys", "{\"user\": \"carol\"}", &r), 400);
+	assert_non_null(strstr(err_text(&r), "no such user"));
+	done(&r);
+	assert_int_equal(call(t, "POST", "/api/v1/keys", "{\"user\": 7}", &r), 400);
+	done(&r);
+	assert_int_equal(call(t, "GET", "/api/v1/users", NULL, &r), 200);
+	assert_int_equal(json_array_size(r.j), 2);
+	json_t *u0 = json_array_get(r.j, 0);
+	assert_string_equal(json_string_value(json_object_get(u0, "name")), "alice");
+	assert_int_equal(json_integer_value(json_object_get(u0, "nodes")), 1);
+	assert_true(json_integer_value(json_object_get(u0, "created")) > 0);
+	done(&r);
+	char path[64];
+	snprintf(path, sizeof path, "/api/v1/nodes/%lld", (long long)web);
+	assert_int_equal(call(t, "GET", path, NULL, &r), 200);
+	assert_string_equal(json_string_value(json_object_get(r.j, "user")), "alice");
+	done(&r);
+
+	/* No policy yet. */
+	assert_int_equal(call(t, "GET", "/api/v1/policy", NULL, &r), 404);
+	assert_non_null(strstr(err_text(&r), "no policy is set"));
+	done(&r);
+	assert_int_equal(call(t, "DELETE", "/api/v1/policy", NULL, &r), 404);
+	done(&r);
+
+	/* A failing test is refused with its place, and nothing changes. */
+	char bad[sizeof api_policy + 8];
+	const char *at = strstr(api_policy, "tag:web:22");
+	snprintf(bad, sizeof bad, "%.*stag:web:443%s", (int)(at - api_policy), api_policy,
+	         at + 10); /* denies what it accepts */
+	assert_int_equal(ctl_store_map_version(t->st, &v0), 0);
+	assert_int_equal(call(t, "PUT", "/api/v1/policy", bad, &r), 400);
+	assert_int_equal(json_integer_value(json_object_get(r.j, "line")), 5);
+	assert_true(json_integer_value(json_object_get(r.j, "column")) > 0);
+	assert_non_null(strstr(err_text(&r), "line 5, column "));
+	assert_non_null(strstr(err_text(&r), "tests[0]"));
+	done(&r);
+	assert_int_equal(call(t, "POST", "/api/v1/policy/check", bad, &r), 400);
+	assert_true(json_is_false(json_object_get(r.j, "ok")));
+	assert_int_equal(json_integer_value(json_object_get(r.j, "line")), 5);
+	done(&r);
+	assert_int_equal(call(t, "PUT", "/api/v1/policy", "{\n  \"acls\": [1,,2]\n}", &r),
+	                 400);
+	assert_int_equal(json_integer_value(json_object_get(r.j, "line")), 2);
+	done(&r);
+	assert_int_equal(call(t, "PUT", "/api/v1/policy", NULL, &r), 400);
+	assert_non_null(strstr(err_text(&r), "policy text"));
+	done(&r);
+	assert_int_equal(call(t, "GET", "/api/v1/policy", NULL, &r), 404);
+	done(&r);
+	assert_int_equal(ctl_store_map_version(t->st, &v1), 0);
+	assert_int_equal(v1, v0);
+
+	/* Check, then set: byte for byte back, the map version bumped. */
+	assert_int_equal(call(t, "POST", "/api/v1/policy/check", api_policy, &r), 200);
+	assert_true(json_is_true(json_object_get(r.j, "ok")));
+	assert_int_equal(json_integer_value(json_object_get(r.j, "tests_passed")), 2);
+	assert_int_equal(json_integer_value(json_object_get(r.j, "nodes")), 3);
+	done(&r);
+	assert_int_equal(call(t, "GET", "/api/v1/policy", NULL, &r), 404);
+	done(&r);
+	assert_int_equal(call(t, "PUT", "/api/v1/policy", api_policy, &r), 200);
+	assert_int_equal(json_integer_value(json_object_get(r.j, "revision")), 1);
+	assert_int_equal(json_integer_value(json_object_get(r.j, "tests_passed")), 2);
+	assert_true(json_is_array(json_object_get(r.j, "warnings")));
+	done(&r);
+	assert_int_equal(ctl_store_map_version(t->st, &v1), 0);
+	assert_int_equal(v1, v0 + 1);
+	assert_int_equal(call(t, "GET", "/api/v1/policy", NULL, &r), 200);
+	assert_string_equal(json_string_value(json_object_get(r.j, "policy")), api_policy);
+	assert_int_equal(json_integer_value(json_object_get(r.j, "revision")), 1);
+	assert_true(json_integer_value(json_object_get(r.j, "set_at")) > 0);
+	done(&r);
+
+	/* Under the policy a key's tags need their owner. */
+	assert_int_equal(call(t, "POST", "/api/v1/keys", "{\"tags\": [\"web\"]}", &r), 409);
+	assert_non_null(strstr(err_text(&r), "tagOwners"));
+	done(&r);
+	assert_int_equal(call(t, "POST", "/api/v1/keys",
+	                      "{\"user\": \"alice\", \"tags\": [\"web\"]}", &r),
+	                 200);
+	done(&r);
+
+	/* A user who owns nodes or keys stays (409, says what), then goes. */
+	assert_int_equal(call(t, "DELETE", "/api/v1/users/alice", NULL, &r), 409);
+	assert_non_null(strstr(err_text(&r), "still owns 1 node and 2 auth keys"));
+	done(&r);
+	assert_int_equal(call(t, "DELETE", "/api/v1/users/bob@", NULL, &r), 200);
+	assert_true(json_is_true(json_object_get(r.j, "deleted")));
+	done(&r);
+	assert_int_equal(call(t, "DELETE", "/api/v1/users/bob", NULL, &r), 404);
+	done(&r);
+	assert_int_equal(call(t, "DELETE", "/api/v1/users/B%20B", NULL, &r), 404);
+	done(&r);
+
+	/* Clear. */
+	assert_int_equal(call(t, "DELETE", "/api/v1/policy", NULL, &r), 200);
+	assert_true(json_is_true(json_object_get(r.j, "cleared")));
+	assert_int_equal(json_integer_value(json_object_get(r.j, "revision")), 1);
+	done(&r);
+	assert_int_equal(call(t, "GET", "/api/v1/policy", NULL, &r), 404);
+	done(&r);
+	assert_int_equal(ctl_store_map_version(t->st, &v1), 0);
+	assert_int_equal(v1, v0 + 2);
+	/* Without a key, nothing of it. */
+	assert_int_equal(req(t, "GET", "/api/v1/policy", NULL, NULL, &r), 401);
+	done(&r);
+	assert_int_equal(req(t, "PUT", "/api/v1/policy", NULL, api_policy, &r), 401);
+	done(&r);
+}
+
 static void status_and_errors(void **state)
 {
 	struct t *t = *state;
@@ -493,7 +655,9 @@ static void status_and_errors(void **state)
 	                    "/api/v1",
 	                    "/api/v1/",
 	                    "/api/v2/nodes",
-	                    "/api/v1/users",
+	                    "/api/v1/groups",
+	                    "/api/v1/users/alice/x",
+	                    "/api/v1/policy/x",
 	                    "/api/v1/nodes/1/reboot",
 	                    "/api/v1/nodes/1/approve/x",
 	                    "/api/v1/status/x",
@@ -514,6 +678,10 @@ static void status_and_errors(void **state)
 	    {"GET", "/api/v1/keys/1", "DELETE"},
 	    {"POST", "/api/v1/status", "GET"},
 	    {"PATCH", "/api/v1/status", "GET"},
+	    {"POST", "/api/v1/policy", "GET, PUT, DELETE"},
+	    {"GET", "/api/v1/policy/check", "POST"},
+	    {"PUT", "/api/v1/users", "GET, POST"},
+	    {"GET", "/api/v1/users/alice", "DELETE"},
 	};
 	for (size_t i = 0; i < sizeof na / sizeof *na; i++) {
 		char allow[64];
@@ -810,6 +978,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(nodes_endpoints, setup, teardown),
 	    cmocka_unit_test_setup_teardown(keys_endpoints, setup, teardown),
 	    cmocka_unit_test_setup_teardown(status_and_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(policy_and_users_endpoints, setup, teardown),
 	    cmocka_unit_test_setup_teardown(cli_exit_codes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(body_not_read_before_auth, setup, teardown),
 	    cmocka_unit_test_setup_teardown(ambiguous_framing_refused, setup, teardown),
