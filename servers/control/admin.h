@@ -24,10 +24,21 @@
  *                                           and a join token
  *   DELETE /api/v1/keys/ID                  revoke
  *   GET    /api/v1/status                   server stats (ctl_server_stats)
+ *   GET    /api/v1/policy                   the stored access policy
+ *   PUT    /api/v1/policy                   body: policy text; validated, stored
+ *   DELETE /api/v1/policy                   clear
+ *   POST   /api/v1/policy/check             body: policy text; validated only
+ *   GET    /api/v1/users                    users with their node counts
+ *   POST   /api/v1/users                    {"name": "alice"}
+ *   DELETE /api/v1/users/NAME               refused (409) while it owns nodes
+ *                                            or unrevoked keys
+ *   (admin_policy.c has the replies; POST /api/v1/keys also takes
+ *   "user": "alice".)
  *
- * Errors: {"error": "readable text"} with 400 (bad JSON or field; two
- * Content-Lengths, or one with Transfer-Encoding), 401, 404, 405, 409 (name
- * taken), 500; a body over 64 KiB gets libevent's 413 from its length,
+ * Errors: {"error": "readable text"} with 400 (bad JSON or field; a
+ * refused policy, with "line" and "column"; two Content-Lengths, or one with
+ * Transfer-Encoding), 401, 404, 405, 409 (name taken, a user who still owns
+ * something, tags the key's user does not own under the policy), 500; a body over 64 KiB gets libevent's 413 from its length,
  * before it is read or the key is checked.
  *
  * Plain HTTP: `serve` binds it to a loopback address unless given
