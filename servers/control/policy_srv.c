@@ -66,7 +66,9 @@ int ctl_policy_nodes_add(struct ctl_policy_nodes *ns, uint64_t id, const char *n
 			size_t k = strcspn(t, ",");
 			bool last = t[k] == 0;
 			t[k] = 0;
-			if (k)
+			/* only "tag:NAME": anything else would make the node
+			 * "tagged" (no longer matched as its user) for nothing */
+			if (k > 4 && !strncmp(t, "tag:", 4))
 				tagv[nd->n_tags++] = t;
 			t += k + !last;
 		}

@@ -31,8 +31,9 @@ struct ctl_policy_nodes {
 
 /* Appends a node: name and user may be NULL or "" (none), v6 NULL (none),
  * tags a comma list "tag:a,tag:b" as the store keeps it (NULL or "": none;
- * empty items are skipped). Everything is copied. 0, or -1 when out of
- * memory (ns is left as it was). */
+ * items that are not "tag:NAME", empty ones included, are skipped).
+ * Everything is copied. 0, or -1 when out of memory (ns is left as it
+ * was). */
 int ctl_policy_nodes_add(struct ctl_policy_nodes *ns, uint64_t id, const char *name,
                          uint32_t v4, const uint8_t *v6, const char *user,
                          const char *tags);

@@ -513,9 +513,9 @@ static void node_lists(void **state)
 	static const uint8_t v6[16] = {0xfd, 1};
 
 	assert_int_equal(ctl_policy_nodes_add(&ns, 7, "web", 0x64400007, v6, "alice",
-	                                      "tag:a,,tag:b,"),
+	                                      "tag:a,,web,tag:,tag:b,"),
 	                 0);
-	assert_int_equal(ctl_policy_nodes_add(&ns, 8, NULL, 0x64400008, NULL, "", ""), 0);
+	assert_int_equal(ctl_policy_nodes_add(&ns, 8, NULL, 0x64400008, NULL, "", "ci"), 0);
 	assert_int_equal(ctl_policy_nodes_add(&ns, 9, "x", 0x64400009, NULL, NULL, NULL), 0);
 	assert_int_equal(ns.n, 3);
 	assert_int_equal(ns.v[0].id, 7);
