@@ -50,7 +50,6 @@
 #include "servers/control/server.h"
 #include "servers/control/store.h"
 
-
 /* ---- replies --------------------------------------------------------- */
 
 /* Sends j (reference stolen) with code; a NULL j (out of memory) is a 500. */
@@ -516,7 +515,8 @@ static void adm_keys_create(struct adm_req *r)
 	}
 	if (user && !json_is_null(user)) {
 		if (!json_is_string(user) ||
-		    !ctl_policy_user_arg(json_string_value(user), userbuf, sizeof userbuf) ||
+		    !ctl_policy_user_arg(json_string_value(user), userbuf,
+		                         sizeof userbuf) ||
 		    !userbuf[0]) {
 			adm_error(r->req, 400,
 			          "user: expected a user name such as \"alice\" (GET "

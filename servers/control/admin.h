@@ -38,8 +38,9 @@
  * Errors: {"error": "readable text"} with 400 (bad JSON or field; a
  * refused policy, with "line" and "column"; two Content-Lengths, or one with
  * Transfer-Encoding), 401, 404, 405, 409 (name taken, a user who still owns
- * something, tags the key's user does not own under the policy), 500; a body over 64 KiB gets libevent's 413 from its length,
- * before it is read or the key is checked.
+ * something, tags the key's user does not own under the policy), 500; a
+ * body over 64 KiB gets libevent's 413 from its length, before it is read
+ * or the key is checked.
  *
  * Plain HTTP: `serve` binds it to a loopback address unless given
  * --admin-insecure. At most CTL_ADMIN_MAX_CONNS connections at once, each

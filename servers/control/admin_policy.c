@@ -51,8 +51,9 @@ static void reply_rejected(struct adm_req *r, const struct ctl_policy_result *re
 	json_t *j = json_pack("{s:s,s:i,s:i}", "error", m, "line", res->error.line,
 	                      "column", res->error.column);
 	if (!j) /* not valid UTF-8 */
-		j = json_pack("{s:s,s:i,s:i}", "error", "the policy is refused (its "
-		                                        "message is not valid UTF-8)",
+		j = json_pack("{s:s,s:i,s:i}", "error",
+		              "the policy is refused (its "
+		              "message is not valid UTF-8)",
 		              "line", res->error.line, "column", res->error.column);
 	if (j && check)
 		json_object_set_new(j, "ok", json_false());
@@ -90,8 +91,8 @@ static void policy_get(struct adm_req *r)
 		return;
 	}
 	ctl_adm_reply(r->req, 200,
-	              json_pack("{s:s%,s:I,s:I}", "policy", rec.text, rec.len,
-	                        "revision", (json_int_t)rec.revision, "set_at",
+	              json_pack("{s:s%,s:I,s:I}", "policy", rec.text, rec.len, "revision",
+	                        (json_int_t)rec.revision, "set_at",
 	                        (json_int_t)rec.set_at));
 	ctl_policy_rec_free(&rec);
 }
@@ -165,11 +166,10 @@ static void users_list(struct adm_req *r)
 	}
 	json_t *arr = json_array();
 	for (size_t i = 0; arr && i < n; i++)
-		if (json_array_append_new(arr, json_pack("{s:s,s:I,s:I}", "name",
-		                                         us[i].name, "nodes",
-		                                         (json_int_t)us[i].n_nodes,
-		                                         "created",
-		                                         (json_int_t)us[i].created))) {
+		if (json_array_append_new(
+		        arr, json_pack("{s:s,s:I,s:I}", "name", us[i].name, "nodes",
+		                       (json_int_t)us[i].n_nodes, "created",
+		                       (json_int_t)us[i].created))) {
 			json_decref(arr);
 			arr = NULL;
 		}
@@ -189,8 +189,8 @@ static void users_create(struct adm_req *r)
 	if (!body)
 		return;
 	if (json_unpack_ex(body, &e, JSON_STRICT, "{s:s}", "name", &arg) < 0) {
-		snprintf(err, sizeof err, "request body: %s (expected {\"name\": \"alice\"})",
-		         e.text);
+		snprintf(err, sizeof err,
+		         "request body: %s (expected {\"name\": \"alice\"})", e.text);
 		ctl_adm_error(r->req, 400, err);
 	} else if (!ctl_policy_user_arg(arg, name, sizeof name)) {
 		ctl_adm_error(r->req, 400, "name: 1 to 63 of a-z, 0-9, '.', '_' and '-'");
@@ -198,15 +198,17 @@ static void users_create(struct adm_req *r)
 		int rc = ctl_policy_check_new_user(st, name, msg, sizeof msg);
 		if (rc == CTL_POLICY_REJECTED) {
 			snprintf(err, sizeof err,
-			         "user %s: %s; change the policy first; no user created", name,
-			         msg);
+			         "user %s: %s; change the policy first; no user created",
+			         name, msg);
 			ctl_adm_error(r->req, 409, err);
-		} else if (rc < 0 || (rc = ctl_store_user_create(st, name, r->now, &u)) < 0) {
+		} else if (rc < 0 ||
+		           (rc = ctl_store_user_create(st, name, r->now, &u)) < 0) {
 			ctl_adm_store_error(r, rc);
 		} else {
 			ctl_adm_reply(r->req, 200,
 			              json_pack("{s:s,s:I,s:I}", "name", u.name, "nodes",
-			                        (json_int_t)0, "created", (json_int_t)u.created));
+			                        (json_int_t)0, "created",
+			                        (json_int_t)u.created));
 		}
 	}
 	json_decref(body);
@@ -227,7 +229,8 @@ static void users_delete(struct adm_req *r)
 	} else if (rc < 0) {
 		ctl_adm_store_error(r, rc); /* 404, or 409 with what it still owns */
 	} else {
-		ctl_adm_reply(r->req, 200, json_pack("{s:s,s:b}", "name", name, "deleted", 1));
+		ctl_adm_reply(r->req, 200,
+		              json_pack("{s:s,s:b}", "name", name, "deleted", 1));
 	}
 }
 
@@ -264,8 +267,9 @@ void ctl_adm_route_policy(struct adm_req *r)
 		else
 			ctl_adm_method(r, "DELETE");
 	} else {
-		ctl_adm_error(r->req, 404,
-		              "no such endpoint (see /api/v1/policy, /api/v1/policy/check, "
-		              "/api/v1/users)");
+		ctl_adm_error(
+		    r->req, 404,
+		    "no such endpoint (see /api/v1/policy, /api/v1/policy/check, "
+		    "/api/v1/users)");
 	}
 }

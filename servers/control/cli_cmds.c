@@ -241,19 +241,21 @@ static int key_create(const struct cli *c, struct ctl_store *st, char *secret, s
 	}
 	if (c->seen & O_USER) {
 		if (!ctl_policy_user_arg(c->val[I_USER], user, sizeof user) || !*user)
-			return ctl_cli_die_usage("--user %s: expected a user name such as "
-			                         "alice (see `mesh-control users list`)",
-			                         c->val[I_USER]);
+			return ctl_cli_die_usage(
+			    "--user %s: expected a user name such as "
+			    "alice (see `mesh-control users list`)",
+			    c->val[I_USER]);
 		p.user = user;
 	}
 	if (key_owner(st, p.user, p.tags))
 		return 1;
 	int r = ctl_store_key_create(st, &p, secret, cap, k);
 	if (r == CTL_STORE_ENOTFOUND && p.user) {
-		fprintf(stderr,
-		        "mesh-control: --user %s: no such user; create it with `mesh-control "
-		        "users create %s` (see `mesh-control users list`)\n",
-		        p.user, p.user);
+		fprintf(
+		    stderr,
+		    "mesh-control: --user %s: no such user; create it with `mesh-control "
+		    "users create %s` (see `mesh-control users list`)\n",
+		    p.user, p.user);
 		return 1;
 	}
 	if (r < 0) {
@@ -351,8 +353,8 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 	        "mesh-control: join token for %s with auth key %lld (%s%s%s%s); on the "
 	        "new node: mesh-proxy up --join TOKEN --state DIR\n",
 	        cf.listen, (long long)k.id, k.reusable ? "reusable" : "single-use",
-	        k.ephemeral ? ", ephemeral" : "", k.user[0] ? ", its nodes owned by " : "",
-	        k.user);
+	        k.ephemeral ? ", ephemeral" : "",
+	        k.user[0] ? ", its nodes owned by " : "", k.user);
 	return 0;
 }
 
@@ -381,7 +383,8 @@ int ctl_cli_cmd_keys_list(const struct cli *c, struct ctl_store *st)
 	json_t *arr = (c->seen & O_JSON) ? json_array() : NULL;
 	if (!arr)
 		printf("%-5s %-10s %-9s %-5s %-8s %-21s %-21s %-16s %s\n", "ID", "USE",
-		       "EPHEMERAL", "USES", "STATE", "EXPIRES", "CREATED", "USER", "TAGS");
+		       "EPHEMERAL", "USES", "STATE", "EXPIRES", "CREATED", "USER",
+		       "TAGS");
 	for (size_t i = 0; i < n; i++) {
 		const struct ctl_authkey *k = &ks[i];
 		ctl_cli_fmt_time(exp, sizeof exp, k->expiry);
@@ -506,8 +509,8 @@ int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
 	size_t pending = 0;
 	json_t *arr = (c->seen & O_JSON) ? json_array() : NULL;
 	if (!arr && n)
-		printf("%-5s %-20s %-16s %-15s %-28s %-16s %-8s %s\n", "ID", "NAME", "USER",
-		       "IPV4", "IPV6", "STATUS", "APPROVED", "EXPIRES");
+		printf("%-5s %-20s %-16s %-15s %-28s %-16s %-8s %s\n", "ID", "NAME",
+		       "USER", "IPV4", "IPV6", "STATUS", "APPROVED", "EXPIRES");
 	if (!arr && !n)
 		fprintf(stderr, "mesh-control: no nodes yet; make a join token with "
 		                "`mesh-control token`\n");
@@ -525,8 +528,7 @@ int ctl_cli_cmd_nodes_list(const struct cli *c, struct ctl_store *st,
 			 * until approval): its status is what matters. */
 			printf("%-5lld %-20s %-16s %-15s %-28s %-16s %-8s %s%s\n",
 			       (long long)nd->id, nd->name, nd->user[0] ? nd->user : "-",
-			       v4, v6,
-			       nd->approved ? seen : "pending approval",
+			       v4, v6, nd->approved ? seen : "pending approval",
 			       nd->approved ? "yes" : "no", exp,
 			       expired ? " (expired)" : "");
 			pending += !nd->approved;

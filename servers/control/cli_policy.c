@@ -403,7 +403,8 @@ int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file,
 		int r = ctl_policy_nodes_from_store(st, (int64_t)time(NULL), &sn);
 		if (r < 0) {
 			fprintf(stderr, "mesh-control: %s\n",
-			        r == CTL_STORE_ENOMEM ? "out of memory" : ctl_store_errmsg(st));
+			        r == CTL_STORE_ENOMEM ? "out of memory"
+			                              : ctl_store_errmsg(st));
 			free(text);
 			return 1;
 		}

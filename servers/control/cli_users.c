@@ -40,9 +40,10 @@ static int print_json(json_t *j)
 static int user_arg(const char *arg, char *out, size_t cap)
 {
 	if (!ctl_policy_user_arg(arg, out, cap) || !*out)
-		return ctl_cli_die_usage("%s: expected a user name such as alice (1 to 63 "
-		                         "of a-z, 0-9, '.', '_', '-')",
-		                         arg);
+		return ctl_cli_die_usage(
+		    "%s: expected a user name such as alice (1 to 63 "
+		    "of a-z, 0-9, '.', '_', '-')",
+		    arg);
 	return 0;
 }
 
@@ -58,10 +59,11 @@ static int users_create(struct ctl_store *st, const char *arg)
 	if (r == CTL_POLICY_REJECTED) {
 		char clean[900];
 		utf8_clean(msg, clean, sizeof clean, UTF8_FOR_TERMINAL);
-		fprintf(stderr,
-		        "mesh-control: user %s: %s; change the policy first (`mesh-control "
-		        "policy get`, then `policy set`); no user created\n",
-		        name, clean);
+		fprintf(
+		    stderr,
+		    "mesh-control: user %s: %s; change the policy first (`mesh-control "
+		    "policy get`, then `policy set`); no user created\n",
+		    name, clean);
 		return 1;
 	}
 	if (r < 0)
@@ -71,10 +73,11 @@ static int users_create(struct ctl_store *st, const char *arg)
 	if (r < 0)
 		return store_fail(st, r);
 	printf("created user %s\n", u.name);
-	fprintf(stderr,
-	        "mesh-control: join tokens for %s's devices: mesh-control token --user %s "
-	        "(the policy names this user as \"%s@\")\n",
-	        u.name, u.name, u.name);
+	fprintf(
+	    stderr,
+	    "mesh-control: join tokens for %s's devices: mesh-control token --user %s "
+	    "(the policy names this user as \"%s@\")\n",
+	    u.name, u.name, u.name);
 	return 0;
 }
 
@@ -92,18 +95,19 @@ static int users_list(const struct cli *c, struct ctl_store *st)
 		char cre[32];
 		ctl_cli_fmt_time(cre, sizeof cre, us[i].created);
 		if (arr)
-			json_array_append_new(arr, json_pack("{s:s,s:I,s:I}", "name",
-			                                     us[i].name, "nodes",
-			                                     (json_int_t)us[i].n_nodes,
-			                                     "created",
-			                                     (json_int_t)us[i].created));
+			json_array_append_new(
+			    arr, json_pack("{s:s,s:I,s:I}", "name", us[i].name, "nodes",
+			                   (json_int_t)us[i].n_nodes, "created",
+			                   (json_int_t)us[i].created));
 		else
-			printf("%-24s %-6lld %s\n", us[i].name, (long long)us[i].n_nodes, cre);
+			printf("%-24s %-6lld %s\n", us[i].name, (long long)us[i].n_nodes,
+			       cre);
 	}
 	free(us);
 	if (!arr && !n)
-		fprintf(stderr, "mesh-control: no users yet; create one with `mesh-control "
-		                "users create NAME`\n");
+		fprintf(stderr,
+		        "mesh-control: no users yet; create one with `mesh-control "
+		        "users create NAME`\n");
 	return arr ? print_json(arr) : 0;
 }
 
@@ -115,14 +119,16 @@ static int users_remove(struct ctl_store *st, const char *arg)
 		return r;
 	r = ctl_store_user_remove(st, name);
 	if (r == CTL_STORE_EEXISTS) {
-		fprintf(stderr,
-		        "mesh-control: %s (see `mesh-control nodes list` and `mesh-control "
-		        "keys list`; `nodes remove ID`, `keys revoke ID`); nothing changed\n",
-		        ctl_store_errmsg(st));
+		fprintf(
+		    stderr,
+		    "mesh-control: %s (see `mesh-control nodes list` and `mesh-control "
+		    "keys list`; `nodes remove ID`, `keys revoke ID`); nothing changed\n",
+		    ctl_store_errmsg(st));
 		return 1;
 	}
 	if (r == CTL_STORE_ENOTFOUND) {
-		fprintf(stderr, "mesh-control: no user %s; see `mesh-control users list`\n",
+		fprintf(stderr,
+		        "mesh-control: no user %s; see `mesh-control users list`\n",
 		        name);
 		return 1;
 	}
@@ -144,8 +150,7 @@ int ctl_cli_cmd_users(const struct cli *c, struct ctl_store *st, const char *sub
 
 /* --- the stored policy --------------------------------------------------- */
 
-static void print_error(const char *file, const struct policy_error *e,
-                        const char *what)
+static void print_error(const char *file, const struct policy_error *e, const char *what)
 {
 	char msg[700], clean[800];
 	policy_error_format(e, msg, sizeof msg);
@@ -158,12 +163,14 @@ static void print_current(struct ctl_store *st)
 {
 	struct ctl_policy_rec rec;
 	if (ctl_store_policy_get(st, &rec) == 0)
-		fprintf(stderr, "mesh-control: policy not set; nothing changed (the stored "
-		                "policy is still revision %lld)\n",
+		fprintf(stderr,
+		        "mesh-control: policy not set; nothing changed (the stored "
+		        "policy is still revision %lld)\n",
 		        (long long)rec.revision);
 	else
-		fprintf(stderr, "mesh-control: policy not set; nothing changed (no policy "
-		                "is set: every node may reach every other)\n");
+		fprintf(stderr,
+		        "mesh-control: policy not set; nothing changed (no policy "
+		        "is set: every node may reach every other)\n");
 	ctl_policy_rec_free(&rec);
 }
 
@@ -186,7 +193,8 @@ static int policy_set(struct ctl_store *st, const char *file)
 		store_fail(st, r);
 	}
 	int64_t rev = 0;
-	if (r == 0 && (r = ctl_store_policy_set(st, text, len, (int64_t)time(NULL), &rev)))
+	if (r == 0 &&
+	    (r = ctl_store_policy_set(st, text, len, (int64_t)time(NULL), &rev)))
 		store_fail(st, r);
 	free(text);
 	if (r) {
@@ -210,8 +218,9 @@ static int policy_get(const struct cli *c, struct ctl_store *st)
 	struct ctl_policy_rec rec;
 	int r = ctl_store_policy_get(st, &rec);
 	if (r == CTL_STORE_ENOTFOUND) {
-		fprintf(stderr, "mesh-control: no policy is set (every node may reach every "
-		                "other); set one with `mesh-control policy set FILE`\n");
+		fprintf(stderr,
+		        "mesh-control: no policy is set (every node may reach every "
+		        "other); set one with `mesh-control policy set FILE`\n");
 		return 1;
 	}
 	if (r < 0)
@@ -221,7 +230,8 @@ static int policy_get(const struct cli *c, struct ctl_store *st)
 		                         "revision", (json_int_t)rec.revision, "set_at",
 		                         (json_int_t)rec.set_at));
 	} else if (fwrite(rec.text, 1, rec.len, stdout) != rec.len || fflush(stdout)) {
-		fprintf(stderr, "mesh-control: cannot write the policy to standard output\n");
+		fprintf(stderr,
+		        "mesh-control: cannot write the policy to standard output\n");
 		r = 1;
 	}
 	ctl_policy_rec_free(&rec);

@@ -112,7 +112,7 @@ static const struct {
 } opt_def[O_NOPTS] = {
     {"--domain", true}, {"--listen", true}, {"--reusable", false}, {"--ephemeral", false},
     {"--expiry", true}, {"--tags", true},   {"--no-key", false},   {"--json", false},
-    {"--relay", false}, {"--key", true},    {"--pending", false}, {"--nodes", true},
+    {"--relay", false}, {"--key", true},    {"--pending", false},  {"--nodes", true},
     {"--user", true},
 };
 
@@ -366,15 +366,17 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = c.pos[0];
 	if (!strcmp(cmd, "policy") && c.npos < 2)
-		return ctl_cli_die_usage("%s", "policy needs a subcommand: set FILE, get, "
-		                               "clear or check FILE");
+		return ctl_cli_die_usage("%s",
+		                         "policy needs a subcommand: set FILE, get, "
+		                         "clear or check FILE");
 	if (!strcmp(cmd, "policy") && !strcmp(c.pos[1], "check"))
 		return policy_check(&c);
-	if (!strcmp(cmd, "policy") && strcmp(c.pos[1], "set") && strcmp(c.pos[1], "get") &&
-	    strcmp(c.pos[1], "clear"))
-		return ctl_cli_die_usage("unknown command policy %s: policy has set FILE, "
-		                         "get, clear and check FILE",
-		                         c.pos[1]);
+	if (!strcmp(cmd, "policy") && strcmp(c.pos[1], "set") &&
+	    strcmp(c.pos[1], "get") && strcmp(c.pos[1], "clear"))
+		return ctl_cli_die_usage(
+		    "unknown command policy %s: policy has set FILE, "
+		    "get, clear and check FILE",
+		    c.pos[1]);
 	if (!strcmp(cmd, "token-decode")) {
 		if ((r = check_opts(&c, 0, cmd)) ||
 		    (r = check_npos(&c, 2, cmd, "a TOKEN")))

@@ -19,7 +19,8 @@ int ctl_policy_nodes_add(struct ctl_policy_nodes *ns, uint64_t id, const char *n
                          uint32_t v4, const uint8_t *v6, const char *user,
                          const char *tags)
 {
-	size_t ln = name ? strlen(name) + 1 : 0, lu = user && *user ? strlen(user) + 1 : 0;
+	size_t ln = name ? strlen(name) + 1 : 0,
+	       lu = user && *user ? strlen(user) + 1 : 0;
 	size_t lt = tags ? strlen(tags) + 1 : 0, nt = 0;
 	for (const char *p = tags; p && *p; p++)
 		nt += *p == ',';
@@ -102,8 +103,8 @@ int ctl_policy_nodes_from_store(struct ctl_store *st, int64_t now,
 		const struct ctl_node *nd = &v[i];
 		if (!nd->approved || (nd->expiry && nd->expiry <= now))
 			continue;
-		if (ctl_policy_nodes_add(out, (uint64_t)nd->id, nd->name, nd->ipv4, nd->ipv6,
-		                         nd->user, nd->tags))
+		if (ctl_policy_nodes_add(out, (uint64_t)nd->id, nd->name, nd->ipv4,
+		                         nd->ipv6, nd->user, nd->tags))
 			rc = CTL_STORE_ENOMEM;
 	}
 	free(v);
@@ -265,13 +266,14 @@ int ctl_policy_check_key_tags(struct ctl_store *st, const char *user, const char
 			for (size_t i = 0; i < n_ok && !owned; i++)
 				owned = strlen(ok[i]) == k && !strncmp(ok[i], t, k);
 			if (!owned) {
-				snprintf(msg, cap,
-				         "%.*s: user %s does not own it under the policy's "
-				         "tagOwners (revision %lld): add \"%s@\" (or a "
-				         "group %s is in) to \"%.*s\" in tagOwners and set "
-				         "the policy again, or leave the tag out",
-				         (int)k, t, user, (long long)rev, user, user,
-				         (int)k, t);
+				snprintf(
+				    msg, cap,
+				    "%.*s: user %s does not own it under the policy's "
+				    "tagOwners (revision %lld): add \"%s@\" (or a "
+				    "group %s is in) to \"%.*s\" in tagOwners and set "
+				    "the policy again, or leave the tag out",
+				    (int)k, t, user, (long long)rev, user, user, (int)k,
+				    t);
 				rc = CTL_POLICY_REJECTED;
 			}
 			t += k + (t[k] == ',');

@@ -46,8 +46,8 @@ void ctl_policy_nodes_free(struct ctl_policy_nodes *ns); /* accepts NULL */
 
 /* What validating a policy found. */
 struct ctl_policy_result {
-	struct policy_error error; /* when rejected: line and column 0 when the
-	                            * problem lies with the nodes, not a place */
+	struct policy_error error;     /* when rejected: line and column 0 when the
+	                                * problem lies with the nodes, not a place */
 	struct policy_error *warnings; /* malloc'd, n_warnings */
 	size_t n_warnings;
 	size_t tests_passed; /* test checks run, all passed */

@@ -61,7 +61,8 @@ int ctl_sq_user_create(struct ctl_store *st, const char *name, int64_t now,
 	struct sq_store *s = SQ(st);
 	if (!sq_user_name_ok(name))
 		return sq_user_name_err(s, name);
-	sqlite3_stmt *q = ctl_sq_prep(s, "INSERT INTO users (name, created) VALUES (?1, ?2)");
+	sqlite3_stmt *q =
+	    ctl_sq_prep(s, "INSERT INTO users (name, created) VALUES (?1, ?2)");
 	if (!q)
 		return CTL_STORE_EIO;
 	sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
@@ -87,10 +88,10 @@ int ctl_sq_user_list(struct ctl_store *st, struct ctl_user **out, size_t *n)
 
 	*out = NULL;
 	*n = 0;
-	sqlite3_stmt *q = ctl_sq_prep(
-	    s, "SELECT u.id, u.name, u.created, "
-	       "(SELECT COUNT(*) FROM nodes WHERE nodes.user = u.name) "
-	       "FROM users u ORDER BY u.name");
+	sqlite3_stmt *q =
+	    ctl_sq_prep(s, "SELECT u.id, u.name, u.created, "
+	                   "(SELECT COUNT(*) FROM nodes WHERE nodes.user = u.name) "
+	                   "FROM users u ORDER BY u.name");
 	if (!q)
 		return CTL_STORE_EIO;
 	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
@@ -173,15 +174,16 @@ int ctl_sq_user_remove(struct ctl_store *st, const char *name)
 	if (rc == 0)
 		rc = sq_user_owns(s, name, &nodes, &keys, ids, sizeof ids);
 	if (rc == 0 && (nodes || keys))
-		rc = ctl_sq_fail(
-		    s, CTL_STORE_EEXISTS,
-		    "user %s still owns %lld node%s and %lld auth key%s not revoked%s%s%s: "
-		    "%s first",
-		    name, (long long)nodes, nodes == 1 ? "" : "s", (long long)keys,
-		    keys == 1 ? "" : "s", keys ? " (" : "", keys ? ids : "", keys ? ")" : "",
-		    nodes && keys ? "remove its nodes and revoke its keys"
-		    : nodes       ? "remove its nodes"
-		                  : "revoke its keys");
+		rc = ctl_sq_fail(s, CTL_STORE_EEXISTS,
+		                 "user %s still owns %lld node%s and %lld auth key%s not "
+		                 "revoked%s%s%s: "
+		                 "%s first",
+		                 name, (long long)nodes, nodes == 1 ? "" : "s",
+		                 (long long)keys, keys == 1 ? "" : "s", keys ? " (" : "",
+		                 keys ? ids : "", keys ? ")" : "",
+		                 nodes && keys ? "remove its nodes and revoke its keys"
+		                 : nodes       ? "remove its nodes"
+		                               : "revoke its keys");
 	sqlite3_stmt *q = rc ? NULL : ctl_sq_prep(s, "DELETE FROM users WHERE name = ?1");
 	if (q) {
 		sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
@@ -251,7 +253,8 @@ int ctl_sq_policy_set(struct ctl_store *st, const char *text, size_t len, int64_
 		rev = sqlite3_column_int64(q, 0);
 	ctl_sq_done(q);
 	if (r == SQLITE_DONE)
-		rc = ctl_sq_fail(s, CTL_STORE_ENOTFOUND, "store not initialised (run init)");
+		rc = ctl_sq_fail(s, CTL_STORE_ENOTFOUND,
+		                 "store not initialised (run init)");
 	else if (r != SQLITE_ROW)
 		rc = ctl_sq_dberr(s, "policy revision");
 	q = rc ? NULL

@@ -278,10 +278,10 @@ static void nodes_endpoints(void **state)
 	assert_int_equal(json_array_size(r.j), 3);
 	json_t *a = find_id(r.j, t->n1);
 	assert_non_null(a);
-	const char *fields[] = {"id",     "name",    "fqdn",      "hostname", "ipv4",
-	                        "ipv6",   "online",  "last_seen", "approved", "ephemeral",
-	                        "expiry", "expired", "tags",      "user",     "created",
-	                        "key"};
+	const char *fields[] = {"id",       "name",      "fqdn",    "hostname",
+	                        "ipv4",     "ipv6",      "online",  "last_seen",
+	                        "approved", "ephemeral", "expiry",  "expired",
+	                        "tags",     "user",      "created", "key"};
 	assert_int_equal(json_object_size(a), sizeof fields / sizeof *fields);
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
 		assert_non_null(json_object_get(a, fields[i]));
@@ -500,16 +500,20 @@ static void policy_and_users_endpoints(void **state)
 	assert_int_equal(call(t, "GET", "/api/v1/users", NULL, &r), 200);
 	assert_int_equal(json_array_size(r.j), 0);
 	done(&r);
-	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"alice\"}", &r), 200);
+	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"alice\"}", &r),
+	                 200);
 	assert_string_equal(json_string_value(json_object_get(r.j, "name")), "alice");
 	done(&r);
-	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"bob@\"}", &r), 200);
+	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"bob@\"}", &r),
+	                 200);
 	assert_string_equal(json_string_value(json_object_get(r.j, "name")), "bob");
 	done(&r);
-	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"alice\"}", &r), 409);
+	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"alice\"}", &r),
+	                 409);
 	assert_non_null(strstr(err_text(&r), "exists"));
 	done(&r);
-	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"Al Ice\"}", &r), 400);
+	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"name\": \"Al Ice\"}", &r),
+	                 400);
 	assert_non_null(strstr(err_text(&r), "starting with a letter"));
 	done(&r);
 	assert_int_equal(call(t, "POST", "/api/v1/users", "{\"nom\": \"x\"}", &r), 400);
@@ -528,7 +532,8 @@ static void policy_and_users_endpoints(void **state)
 	         json_string_value(json_object_get(r.j, "secret")));
 	done(&r);
 	int64_t web = add_node(t, 9, "web", secret);
-	assert_int_equal(call(t, "POST", "/api/v1/keys", "{\"user\": \"carol\"}", &r), 400);
+	assert_int_equal(call(t, "POST", "/api/v1/keys", "{\"user\": \"carol\"}", &r),
+	                 400);
 	assert_non_null(strstr(err_text(&r), "no such user"));
 	done(&r);
 	assert_int_equal(call(t, "POST", "/api/v1/keys", "{\"user\": 7}", &r), 400);
@@ -597,13 +602,15 @@ static void policy_and_users_endpoints(void **state)
 	assert_int_equal(ctl_store_map_version(t->st, &v1), 0);
 	assert_int_equal(v1, v0 + 1);
 	assert_int_equal(call(t, "GET", "/api/v1/policy", NULL, &r), 200);
-	assert_string_equal(json_string_value(json_object_get(r.j, "policy")), api_policy);
+	assert_string_equal(json_string_value(json_object_get(r.j, "policy")),
+	                    api_policy);
 	assert_int_equal(json_integer_value(json_object_get(r.j, "revision")), 1);
 	assert_true(json_integer_value(json_object_get(r.j, "set_at")) > 0);
 	done(&r);
 
 	/* Under the policy a key's tags need their owner. */
-	assert_int_equal(call(t, "POST", "/api/v1/keys", "{\"tags\": [\"web\"]}", &r), 409);
+	assert_int_equal(call(t, "POST", "/api/v1/keys", "{\"tags\": [\"web\"]}", &r),
+	                 409);
 	assert_non_null(strstr(err_text(&r), "tagOwners"));
 	done(&r);
 	assert_int_equal(call(t, "POST", "/api/v1/keys",

@@ -119,27 +119,41 @@ static void user_names_and_create(void **state)
 	struct t *t = *state;
 	struct ctl_user u;
 	static const char *const bad[] = {
-	    "",      "Alice", "-alice", ".alice", "_alice", "al ice", "alice@", "al/ice",
-	    "alicé", "a\n",
+	    "",
+	    "Alice",
+	    "-alice",
+	    ".alice",
+	    "_alice",
+	    "al ice",
+	    "alice@",
+	    "al/ice",
+	    "alicé",
+	    "a\n",
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 64 */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		assert_int_equal(ctl_store_user_create(t->st, bad[i], NOW, &u),
 		                 CTL_STORE_EINVAL);
-		assert_non_null(strstr(ctl_store_errmsg(t->st), "starting with a letter"));
+		assert_non_null(
+		    strstr(ctl_store_errmsg(t->st), "starting with a letter"));
 	}
 	assert_int_equal(ctl_store_user_create(t->st, NULL, NOW, &u), CTL_STORE_EINVAL);
 	static const char *const good[] = {
-	    "alice", "42bob", "a", "x.y_z-1",
+	    "alice",
+	    "42bob",
+	    "a",
+	    "x.y_z-1",
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 63 */
 	};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-		assert_int_equal(ctl_store_user_create(t->st, good[i], NOW + (int)i, &u), 0);
+		assert_int_equal(ctl_store_user_create(t->st, good[i], NOW + (int)i, &u),
+		                 0);
 		assert_string_equal(u.name, good[i]);
 		assert_int_equal(u.created, NOW + (int)i);
 		assert_true(u.id > 0);
 	}
-	assert_int_equal(ctl_store_user_create(t->st, "alice", NOW, &u), CTL_STORE_EEXISTS);
+	assert_int_equal(ctl_store_user_create(t->st, "alice", NOW, &u),
+	                 CTL_STORE_EEXISTS);
 	assert_non_null(strstr(ctl_store_errmsg(t->st), "user alice exists"));
 
 	struct ctl_user *v;
@@ -285,7 +299,8 @@ static void policy_round_trip_and_revisions(void **state)
 	assert_int_equal(ctl_store_policy_clear(t->st), CTL_STORE_ENOTFOUND);
 	assert_int_equal(version(t), v0);
 
-	assert_int_equal(ctl_store_policy_set(t->st, text, sizeof text - 1, NOW, &rev), 0);
+	assert_int_equal(ctl_store_policy_set(t->st, text, sizeof text - 1, NOW, &rev),
+	                 0);
 	assert_int_equal(rev, 1);
 	assert_int_equal(version(t), v0 + 1);
 	assert_int_equal(ctl_store_policy_get(t->st, &r), 0);
@@ -316,14 +331,17 @@ static void policy_round_trip_and_revisions(void **state)
 
 	/* Refused before anything: empty, NULL, over 1 MiB. */
 	assert_int_equal(ctl_store_policy_set(t->st, "", 0, NOW, &rev), CTL_STORE_EINVAL);
-	assert_int_equal(ctl_store_policy_set(t->st, NULL, 5, NOW, &rev), CTL_STORE_EINVAL);
+	assert_int_equal(ctl_store_policy_set(t->st, NULL, 5, NOW, &rev),
+	                 CTL_STORE_EINVAL);
 	char *big = malloc(POLICY_MAX_BYTES + 1);
 	memset(big, ' ', POLICY_MAX_BYTES + 1);
-	assert_int_equal(ctl_store_policy_set(t->st, big, POLICY_MAX_BYTES + 1, NOW, &rev),
-	                 CTL_STORE_EINVAL);
+	assert_int_equal(
+	    ctl_store_policy_set(t->st, big, POLICY_MAX_BYTES + 1, NOW, &rev),
+	    CTL_STORE_EINVAL);
 	assert_non_null(strstr(ctl_store_errmsg(t->st), "over the limit"));
 	/* Exactly the limit is stored (the store does not parse). */
-	assert_int_equal(ctl_store_policy_set(t->st, big, POLICY_MAX_BYTES, NOW, &rev), 0);
+	assert_int_equal(ctl_store_policy_set(t->st, big, POLICY_MAX_BYTES, NOW, &rev),
+	                 0);
 	assert_int_equal(rev, 3);
 	free(big);
 	assert_int_equal(version(t), v0 + 3);
@@ -515,8 +533,10 @@ static void node_lists(void **state)
 	assert_int_equal(ctl_policy_nodes_add(&ns, 7, "web", 0x64400007, v6, "alice",
 	                                      "tag:a,,web,tag:,tag:b,"),
 	                 0);
-	assert_int_equal(ctl_policy_nodes_add(&ns, 8, NULL, 0x64400008, NULL, "", "ci"), 0);
-	assert_int_equal(ctl_policy_nodes_add(&ns, 9, "x", 0x64400009, NULL, NULL, NULL), 0);
+	assert_int_equal(ctl_policy_nodes_add(&ns, 8, NULL, 0x64400008, NULL, "", "ci"),
+	                 0);
+	assert_int_equal(ctl_policy_nodes_add(&ns, 9, "x", 0x64400009, NULL, NULL, NULL),
+	                 0);
 	assert_int_equal(ns.n, 3);
 	assert_int_equal(ns.v[0].id, 7);
 	assert_string_equal(ns.v[0].name, "web");
@@ -533,8 +553,8 @@ static void node_lists(void **state)
 	assert_null(ns.v[2].user);
 	/* Many: the array grows, the earlier strings stay put. */
 	for (int i = 0; i < 500; i++)
-		assert_int_equal(ctl_policy_nodes_add(&ns, 100 + (uint64_t)i, "n", 1, NULL,
-		                                      "bob", "tag:x"),
+		assert_int_equal(ctl_policy_nodes_add(&ns, 100 + (uint64_t)i, "n", 1,
+		                                      NULL, "bob", "tag:x"),
 		                 0);
 	assert_string_equal(ns.v[0].tags[1], "tag:b");
 	assert_string_equal(ns.v[502].tags[0], "tag:x");
@@ -585,8 +605,8 @@ static void validate_against_the_store(void **state)
 	char sec[CTL_SECRET_MAX];
 	struct ctl_node n;
 
-	assert_int_equal(ctl_policy_validate(t->st, good_policy, strlen(good_policy), &res),
-	                 0);
+	assert_int_equal(
+	    ctl_policy_validate(t->st, good_policy, strlen(good_policy), &res), 0);
 	assert_int_equal(res.tests_passed, 2);
 	assert_int_equal(res.stats.rules, 1);
 	assert_int_equal(res.n_nodes, 0);
@@ -608,8 +628,9 @@ static void validate_against_the_store(void **state)
 	assert_int_equal(res.error.line, 2);
 	ctl_policy_result_free(&res);
 	/* Over the size limit: refused before parsing. */
-	assert_int_equal(ctl_policy_validate(t->st, good_policy, POLICY_MAX_BYTES + 1, &res),
-	                 CTL_POLICY_REJECTED);
+	assert_int_equal(
+	    ctl_policy_validate(t->st, good_policy, POLICY_MAX_BYTES + 1, &res),
+	    CTL_POLICY_REJECTED);
 	assert_non_null(strstr(res.error.msg, "over the limit"));
 	ctl_policy_result_free(&res);
 
@@ -650,19 +671,20 @@ static void key_tags_under_the_policy(void **state)
 	int64_t rev;
 
 	/* No policy: any tags, with or without a user. */
-	assert_int_equal(ctl_policy_check_key_tags(t->st, NULL, "tag:web", msg, sizeof msg),
-	                 0);
+	assert_int_equal(
+	    ctl_policy_check_key_tags(t->st, NULL, "tag:web", msg, sizeof msg), 0);
 	assert_int_equal(
 	    ctl_policy_check_key_tags(t->st, "alice", "tag:nobody", msg, sizeof msg), 0);
-	assert_int_equal(ctl_store_policy_set(t->st, good_policy, strlen(good_policy), NOW,
-	                                      &rev),
-	                 0);
+	assert_int_equal(
+	    ctl_store_policy_set(t->st, good_policy, strlen(good_policy), NOW, &rev), 0);
 	/* No tags: nothing to check. */
 	assert_int_equal(ctl_policy_check_key_tags(t->st, NULL, "", msg, sizeof msg), 0);
-	assert_int_equal(ctl_policy_check_key_tags(t->st, "bob", NULL, msg, sizeof msg), 0);
+	assert_int_equal(ctl_policy_check_key_tags(t->st, "bob", NULL, msg, sizeof msg),
+	                 0);
 	/* Tags without a user own nothing under a policy. */
-	assert_int_equal(ctl_policy_check_key_tags(t->st, NULL, "tag:web", msg, sizeof msg),
-	                 CTL_POLICY_REJECTED);
+	assert_int_equal(
+	    ctl_policy_check_key_tags(t->st, NULL, "tag:web", msg, sizeof msg),
+	    CTL_POLICY_REJECTED);
 	assert_non_null(strstr(msg, "tag:web: under the policy (revision 1)"));
 	assert_non_null(strstr(msg, "give the key a user"));
 	assert_int_equal(ctl_policy_check_key_tags(t->st, "", "tag:web", msg, sizeof msg),
@@ -672,12 +694,13 @@ static void key_tags_under_the_policy(void **state)
 	    ctl_policy_check_key_tags(t->st, "alice", "tag:web", msg, sizeof msg), 0);
 	if (!policy_node_tags)
 		skip(); /* the policy module does not check owners in this build */
-	assert_int_equal(ctl_policy_check_key_tags(t->st, "bob", "tag:web", msg, sizeof msg),
-	                 CTL_POLICY_REJECTED);
+	assert_int_equal(
+	    ctl_policy_check_key_tags(t->st, "bob", "tag:web", msg, sizeof msg),
+	    CTL_POLICY_REJECTED);
 	assert_non_null(strstr(msg, "tag:web: user bob does not own it"));
 	assert_non_null(strstr(msg, "add \"bob@\""));
-	assert_int_equal(ctl_policy_check_key_tags(t->st, "alice", "tag:web,tag:other", msg,
-	                                           sizeof msg),
+	assert_int_equal(ctl_policy_check_key_tags(t->st, "alice", "tag:web,tag:other",
+	                                           msg, sizeof msg),
 	                 CTL_POLICY_REJECTED);
 	assert_non_null(strstr(msg, "tag:other: user alice"));
 }
