@@ -1,5 +1,6 @@
 /* mesh-control's command line, private to servers/control/main.c (usage,
- * option parsing, dispatch) and servers/control/cli_cmds.c (the commands).
+ * option parsing, dispatch) and the commands: cli_cmds.c, cli_relays.c,
+ * cli_policy.c (policy check) and cli_users.c (users, policy set/get/clear).
  * Not part of any other module's interface. */
 #ifndef MESH_CTL_CLI_INT_H
 #define MESH_CTL_CLI_INT_H

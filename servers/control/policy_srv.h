@@ -1,10 +1,11 @@
 /* mesh-control's side of the access policy (core/policy, docs/policy.md):
  * the node list the compiler needs, built from the store or from any
  * source of nodes; validating a policy text against the store's nodes
- * (what `policy set`, `policy check` with a store and the admin API's
- * PUT and POST /api/v1/policy... run before anything is stored); and the
- * checks that keep users and tags consistent with the stored policy
- * (a key's tags owned by its user, a new user not named like a host).
+ * (what `policy set`, `policy check` with a store, and the admin API's
+ * PUT /api/v1/policy and POST /api/v1/policy/check run before anything is
+ * stored); and the checks that keep users and tags consistent with the
+ * stored policy (a key's tags owned by its user, a new user not named like
+ * a host alias).
  *
  * Everything here is synchronous: the caller's thread parses, compiles and
  * runs the tests (a large policy over a large mesh takes that long). */
