@@ -90,24 +90,19 @@ void ctl_policy_nodes_free(struct ctl_policy_nodes *ns)
 	memset(ns, 0, sizeof *ns);
 }
 
+static int add_owner(void *arg, const struct ctl_node_owner *o)
+{
+	return ctl_policy_nodes_add(arg, (uint64_t)o->id, o->name, o->ipv4, o->ipv6,
+	                            o->user, o->tags)
+	           ? CTL_STORE_ENOMEM
+	           : 0;
+}
+
 int ctl_policy_nodes_from_store(struct ctl_store *st, int64_t now,
                                 struct ctl_policy_nodes *out)
 {
-	struct ctl_node *v;
-	size_t n;
 	memset(out, 0, sizeof *out);
-	int rc = ctl_store_node_list(st, 0, &v, &n);
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		const struct ctl_node *nd = &v[i];
-		if (!nd->approved || (nd->expiry && nd->expiry <= now))
-			continue;
-		if (ctl_policy_nodes_add(out, (uint64_t)nd->id, nd->name, nd->ipv4,
-		                         nd->ipv6, nd->user, nd->tags))
-			rc = CTL_STORE_ENOMEM;
-	}
-	free(v);
+	int rc = ctl_store_node_owners(st, now, add_owner, out);
 	if (rc)
 		ctl_policy_nodes_free(out);
 	return rc;

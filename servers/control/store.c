@@ -270,6 +270,12 @@ int ctl_store_policy_clear(struct ctl_store *st)
 	return st->ops->policy_clear(st);
 }
 
+int ctl_store_node_owners(struct ctl_store *st, int64_t now,
+                          int (*fn)(void *arg, const struct ctl_node_owner *o), void *arg)
+{
+	return st->ops->node_owners(st, now, fn, arg);
+}
+
 void ctl_policy_rec_free(struct ctl_policy_rec *r)
 {
 	if (!r)

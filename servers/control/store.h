@@ -114,6 +114,17 @@ struct ctl_user {
 	int64_t n_nodes; /* filled by ctl_store_user_list */
 };
 
+/* A node as the access policy sees it (ctl_store_node_owners); the
+ * pointers are valid during the callback only. */
+struct ctl_node_owner {
+	int64_t id;
+	const char *name;
+	const char *user; /* "" = none */
+	const char *tags; /* "tag:a,tag:b" or "" */
+	uint32_t ipv4;    /* host order */
+	const uint8_t *ipv6;
+};
+
 /* The access policy (core/policy): the HuJSON text as the admin wrote it,
  * and a revision counted from 1. Setting or clearing it bumps the map
  * version in the same transaction (every node's filter may change). */
@@ -308,6 +319,9 @@ struct ctl_store_ops {
 	int (*policy_set)(struct ctl_store *st, const char *text, size_t len, int64_t now,
 	                  int64_t *revision);
 	int (*policy_clear)(struct ctl_store *st);
+	int (*node_owners)(struct ctl_store *st, int64_t now,
+	                   int (*fn)(void *arg, const struct ctl_node_owner *o),
+	                   void *arg);
 };
 
 /* Each backend embeds this first; errmsg holds the last failure. */
@@ -440,6 +454,13 @@ int ctl_store_policy_set(struct ctl_store *st, const char *text, size_t len, int
                          int64_t *revision);
 int ctl_store_policy_clear(struct ctl_store *st);
 void ctl_policy_rec_free(struct ctl_policy_rec *r);
+/* Calls fn for every node in the network map at now (approved, not
+ * expired), by id, from one read that loads no whole node records (what a
+ * policy compile needs: about 100 bytes a node, not 6 KB). fn must not use
+ * the store; a nonzero return stops the walk and is returned. */
+int ctl_store_node_owners(struct ctl_store *st, int64_t now,
+                          int (*fn)(void *arg, const struct ctl_node_owner *o),
+                          void *arg);
 
 /* Relays. key_create writes a single-use secret "rkey-<id>-<48 hex>" (fits
  * CTL_SECRET_MAX). register: a known key resumes (its fields updated from r,

@@ -516,4 +516,5 @@ static const struct ctl_store_ops sq_ops = {
     .policy_get = ctl_sq_policy_get,
     .policy_set = ctl_sq_policy_set,
     .policy_clear = ctl_sq_policy_clear,
+    .node_owners = ctl_sq_node_owners,
 };

@@ -122,6 +122,8 @@ int ctl_sq_policy_get(struct ctl_store *st, struct ctl_policy_rec *out);
 int ctl_sq_policy_set(struct ctl_store *st, const char *text, size_t len, int64_t now,
                       int64_t *revision);
 int ctl_sq_policy_clear(struct ctl_store *st);
+int ctl_sq_node_owners(struct ctl_store *st, int64_t now,
+                       int (*fn)(void *arg, const struct ctl_node_owner *o), void *arg);
 
 /* ---- volatile fields in batches (store_sqlite_volatile.c) ------------- */
 

@@ -194,6 +194,40 @@ int ctl_sq_user_remove(struct ctl_store *st, const char *name)
 	return ctl_sq_end(s, rc);
 }
 
+int ctl_sq_node_owners(struct ctl_store *st, int64_t now,
+                       int (*fn)(void *arg, const struct ctl_node_owner *o), void *arg)
+{
+	struct sq_store *s = SQ(st);
+	static const uint8_t zero[16];
+	sqlite3_stmt *q =
+	    ctl_sq_prep(s, "SELECT id, name, user, tags, ipv4, ipv6 FROM nodes "
+	                   "WHERE approved = 1 AND (expiry = 0 OR "
+	                   "expiry > ?1) ORDER BY id");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_int64(q, 1, now);
+	int r, rc = 0;
+	while (rc == 0 && (r = sqlite3_step(q)) == SQLITE_ROW) {
+		const unsigned char *nm = sqlite3_column_text(q, 1);
+		const unsigned char *us = sqlite3_column_text(q, 2);
+		const unsigned char *tg = sqlite3_column_text(q, 3);
+		const void *v6 = sqlite3_column_blob(q, 5);
+		struct ctl_node_owner o = {
+		    .id = sqlite3_column_int64(q, 0),
+		    .name = nm ? (const char *)nm : "",
+		    .user = us ? (const char *)us : "",
+		    .tags = tg ? (const char *)tg : "",
+		    .ipv4 = (uint32_t)sqlite3_column_int64(q, 4),
+		    .ipv6 = v6 && sqlite3_column_bytes(q, 5) == 16 ? v6 : zero,
+		};
+		rc = fn(arg, &o);
+	}
+	ctl_sq_done(q);
+	if (rc)
+		return rc;
+	return r == SQLITE_DONE ? 0 : ctl_sq_dberr(s, "node owners");
+}
+
 /* ---- the policy ------------------------------------------------------ */
 
 int ctl_sq_policy_get(struct ctl_store *st, struct ctl_policy_rec *out)

@@ -524,6 +524,15 @@ static void migrates_a_v4_database(void **state)
 
 /* ---- policy_srv.c ---------------------------------------------------- */
 
+static int stop_at_first(void *arg, const struct ctl_node_owner *o)
+{
+	assert_int_equal(o->id, 1);
+	assert_string_equal(o->user, "alice");
+	assert_string_equal(o->tags, "tag:web");
+	(*(int *)arg)++;
+	return 7;
+}
+
 static void node_lists(void **state)
 {
 	struct t *t = *state;
@@ -587,6 +596,10 @@ static void node_lists(void **state)
 	assert_int_equal(ctl_policy_nodes_from_store(t->st, NOW - 1, &ns), 0);
 	assert_int_equal(ns.n, 2);
 	ctl_policy_nodes_free(&ns);
+	/* The walk stops at the callback's first nonzero answer. */
+	int calls = 0;
+	assert_int_equal(ctl_store_node_owners(t->st, NOW - 1, stop_at_first, &calls), 7);
+	assert_int_equal(calls, 1);
 }
 
 static const char good_policy[] =
