@@ -237,7 +237,7 @@ sed 's/"src": \["alice@"\], "dst": \["tag:db:8080"\]/"src": ["group:eng"], "dst"
 api_put() {
     local code
     code=$(nsx ctl curl -s -o "$E2E_TMP/put.out" -w '%{http_code}' -X PUT \
-        -H "Authorization: Bearer $APIKEY" --data-binary @"$E2E_TMP/p2.hujson" "http://$ADMIN/v1/policy")
+        -H "Authorization: Bearer $APIKEY" --data-binary @"$E2E_TMP/p2.hujson" "http://$ADMIN/api/v1/policy")
     cat "$E2E_TMP/put.out"
     [ "$code" = 200 ]
 }
