@@ -17,7 +17,7 @@
 # bench/results/control-scale.md).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PARTS="crypto throughput latency memory relay control"
+PARTS="crypto throughput latency memory relay control policy"
 ONLY=""
 ARGS=()
 BUILD=""
