@@ -103,6 +103,14 @@ void node_ctl_resolv_changed(struct node_ctl *m);
 /* Once a second from the node's tick. */
 void node_ctl_tick(struct node_ctl *m);
 
+/* The map's access policy (node/acl.h), owned by m; NULL for NULL. */
+struct node_acl *node_ctl_acl(const struct node_ctl *m);
+/* Whether this node may open port (CTL_FILTER_TCP, _UDP, _ICMP) at a, a
+ * map peer's address, under the policy (px_env.reach_ok): true without a
+ * policy and for addresses no map peer holds; a refusal is counted. */
+bool node_ctl_reach_ok(struct node_ctl *m, int proto, const struct ns_addr *a,
+                       uint16_t port);
+
 /* Mesh names (px_env.resolve_mesh) and local services (route_ok). */
 size_t node_ctl_resolve(const struct node_ctl *m, const char *name, struct ns_addr *out,
                         size_t max);

@@ -48,6 +48,7 @@ enum px_err {
 	PX_E_TIMEOUT,
 	PX_E_DENIED, /* Direct may not connect there (SOCKS5 0x02, HTTP 403) */
 	PX_E_BUSY,   /* over the memory budget (SOCKS5 0x01, HTTP 503) */
+	PX_E_POLICY, /* the mesh policy does not allow it (SOCKS5 0x02, HTTP 403) */
 };
 const char *px_err_str(enum px_err e);
 /* Maps ns_tcp_dial()'s -errno. */
