@@ -129,6 +129,10 @@ const char *node_ctl_peer_name(const struct node_ctl *m, const uint8_t key[32]);
  * pings to a map peer, one line per probe with its path and latency; m may
  * be NULL (a node from a configuration file: a clear error). */
 void node_ctl_disco_ping(struct node_ctl *m, struct api_conn *c, const char *args);
+/* "whois [json ]ADDR[:PORT]" (control_whois.c): the node, user and tags
+ * holding a mesh address (ours included), and with PORT what the policy
+ * allows between it and us. m may be NULL (a clear error). */
+void node_ctl_whois(struct node_ctl *m, struct api_conn *c, const char *args);
 /* "ip", "ip 4", "ip 6": our mesh addresses, one a line. */
 void node_ctl_write_ip(const struct node_ctl *m, struct api_conn *c, int family);
 
