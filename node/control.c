@@ -1171,6 +1171,23 @@ bool node_ctl_reach_ok(struct node_ctl *m, int proto, const struct ns_addr *a,
 	return false;
 }
 
+bool node_ctl_identify(struct node_ctl *m, const struct ns_addr *src,
+                       struct px_identity *id)
+{
+	const struct np_entry *e = m ? node_peers_by_addr(&m->np, src) : NULL;
+	if (!e)
+		return false;
+	char fqdn[CTL_LABEL_MAX + CTL_DNSNAME_MAX + 2];
+	snprintf(fqdn, sizeof(fqdn), "%s%s%s", e->p.name, m->np.domain[0] ? "." : "",
+	         m->np.domain);
+	if (strlen(fqdn) >= sizeof(id->name)) /* past a DNS name's length: the label */
+		snprintf(fqdn, sizeof(fqdn), "%s", e->p.name);
+	memcpy(id->name, fqdn, strlen(fqdn) + 1);
+	snprintf(id->user, sizeof(id->user), "%s", e->p.user);
+	snprintf(id->tags, sizeof(id->tags), "%s", e->p.tags);
+	return true;
+}
+
 size_t node_ctl_resolve(const struct node_ctl *m, const char *name, struct ns_addr *out,
                         size_t max)
 {

@@ -111,6 +111,12 @@ struct node_acl *node_ctl_acl(const struct node_ctl *m);
 bool node_ctl_reach_ok(struct node_ctl *m, int proto, const struct ns_addr *a,
                        uint16_t port);
 
+/* The map's identity of the node holding src (px_env.identify, for the
+ * PROXY v2 TLVs): false for an address no map peer holds. */
+struct px_identity;
+bool node_ctl_identify(struct node_ctl *m, const struct ns_addr *src,
+                       struct px_identity *id);
+
 /* Mesh names (px_env.resolve_mesh) and local services (route_ok). */
 size_t node_ctl_resolve(const struct node_ctl *m, const char *name, struct ns_addr *out,
                         size_t max);

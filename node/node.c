@@ -65,6 +65,13 @@ static bool node_reach_ok(void *ctx, int proto, const struct ns_addr *a, uint16_
 	return node_ctl_reach_ok(n->ctl, proto, a, port);
 }
 
+/* The map's owner of a mesh source, for PROXY v2 TLVs (px_env.identify). */
+static bool node_identify(void *ctx, const struct ns_addr *src, struct px_identity *id)
+{
+	struct node *n = ctx;
+	return node_ctl_identify(n->ctl, src, id);
+}
+
 /* Mesh names: a [Peer] Name resolves to the peer's host AllowedIPs. The
  * name may carry a trailing dot and any letter case. */
 static size_t node_resolve_mesh(void *ctx, const char *name, struct ns_addr *out,
@@ -295,7 +302,9 @@ static int node_start_frontends(struct node *n)
 	                         .resolve_mesh = node_resolve_mesh,
 	                         .resolve_ctx = n,
 	                         .reach_ok = n->ctl ? node_reach_ok : NULL,
-	                         .reach_ctx = n};
+	                         .reach_ctx = n,
+	                         .identify = n->ctl ? node_identify : NULL,
+	                         .identify_ctx = n};
 	node_own_prefixes(n);
 	if (node_dns_start(n) != 0)
 		return -1;

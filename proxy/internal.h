@@ -320,6 +320,13 @@ enum px_err px_err_from_host_errno(int e);
 void px_local_dial(struct px_front *f, struct ns_tcp *c, const struct sockaddr *dst,
                    socklen_t dst_len, const uint8_t *head, size_t head_len,
                    const char *desc);
+/* The PROXY v2 header for a mesh connection from src:sport to our
+ * dst:dport, with the source's identity TLVs (name, user, tags; those
+ * env->identify knows) into out (PX_PROXYV2_MAX). Returns its length, 0
+ * when it cannot be built. */
+size_t px_proxyv2_for(const struct px_env *env, uint8_t *out, size_t cap,
+                      const struct ns_addr *src, uint16_t sport, const struct ns_addr *dst,
+                      uint16_t dport);
 /* The addresses of a local target (a name's answers, in the resolver's
  * order). */
 #define PX_LOCAL_ADDRS 4

@@ -57,6 +57,13 @@ struct px_prefix {
 };
 #define PX_OWN_PREFIXES_MAX 8
 
+/* A mesh source's identity (px_env.identify), NUL-terminated. */
+struct px_identity {
+	char name[256]; /* the node's full name, "web.mesh.internal" */
+	char user[64];
+	char tags[256]; /* "tag:a,tag:b" */
+};
+
 /* What the front-ends need from the node. Copied by each *_new(); base and
  * dns must outlive the front-ends. */
 struct px_env {
@@ -81,6 +88,12 @@ struct px_env {
 	 * nc's client told; a datagram is dropped. NULL: no policy. */
 	bool (*reach_ok)(void *ctx, int proto, const struct ns_addr *a, uint16_t port);
 	void *reach_ctx;
+	/* Who holds the mesh address src (the map's node name, user, tags),
+	 * for the PROXY v2 header's TLVs: fills what is known ("" for the
+	 * rest) and returns true, or false for an unknown source. NULL: no
+	 * identity TLVs. */
+	bool (*identify)(void *ctx, const struct ns_addr *src, struct px_identity *id);
+	void *identify_ctx;
 	/* [Interface] DNS: names that are not mesh names are looked up with
 	 * this instead of evdns (the node sends the queries through the
 	 * mesh). Returns 0, sets *handle, and calls cb exactly once, later
