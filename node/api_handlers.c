@@ -1,5 +1,6 @@
 /* The node's local API requests: status (text and JSON), ip, ping (a job
- * that answers line by line as replies come), disco (control_ping.c), and nc (the connection
+ * that answers line by line as replies come), disco (control_ping.c), whois
+ * (control_whois.c), and nc (the connection
  * becomes a stream through the mesh). The socket itself is api_server.c. */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -259,7 +259,7 @@ size_t px_http_response(char *out, size_t outlen, int status);
 #define PX_PROXYV2_SIG_LEN 12
 /* TLVs (section 2.2.7) in the range the specification leaves to
  * applications (PP2_TYPE_MIN_CUSTOM 0xE0 .. 0xEF): the mesh identity of
- * the connection's source, from the map (docs/proxy-protocol.md). Each
+ * the connection's source, from the map (docs/node-policy.md). Each
  * is sent only when known. */
 #define PX_PP2_TYPE_MESH_NAME 0xE0 /* the source node's full name (FQDN) */
 #define PX_PP2_TYPE_MESH_USER 0xE1 /* the user who owns it */
