@@ -112,8 +112,8 @@ static int acl_range_cmp(const void *x, const void *y)
 }
 
 /* Copies r[0..n) to out (room for n), sorted and merged; returns how many. */
-static uint32_t acl_ranges_copy(struct ctl_port_range *out, const struct ctl_port_range *r,
-                                uint32_t n)
+static uint32_t acl_ranges_copy(struct ctl_port_range *out,
+                                const struct ctl_port_range *r, uint32_t n)
 {
 	if (n == 0)
 		return 0;
@@ -271,8 +271,8 @@ static bool acl_match(const struct node_acl *a, int proto, const uint8_t src[16]
 	return acl_ports_find(a->ranges + b[lo].first, b[lo].n, port) != NULL;
 }
 
-bool node_acl_filter_allows(const struct node_acl *a, int proto, const struct ns_addr *src,
-                            uint16_t port)
+bool node_acl_filter_allows(const struct node_acl *a, int proto,
+                            const struct ns_addr *src, uint16_t port)
 {
 	if (!a || !a->active)
 		return true;
@@ -415,7 +415,8 @@ static int acl_parse6(const uint8_t *p, size_t len, struct acl_pkt *k)
 			if (off + 8 > end || k->frag)
 				return -1;
 			uint16_t fo = acl_be16(p + off + 2);
-			uint32_t id = (uint32_t)p[off + 4] << 24 | (uint32_t)p[off + 5] << 16 |
+			uint32_t id = (uint32_t)p[off + 4] << 24 |
+			              (uint32_t)p[off + 5] << 16 |
 			              (uint32_t)p[off + 6] << 8 | p[off + 7];
 			/* offset 0 without M: an atomic fragment, a whole packet */
 			k->frag = (fo & 0xfff9) != 0;
@@ -512,8 +513,8 @@ static bool acl_quoted_ours(struct node_acl *a, bool v6, const uint8_t *q, size_
 		if ((in.proto == ACL_IPPROTO_ICMPV6) != v6 ||
 		    !acl_is_echo_request(v6, t[0]))
 			return false;
-		return acl_flow_match(a, in.src, acl_be16(t + 4), in.dst, 0, ACL_FLOW_ECHO,
-		                      now_ms);
+		return acl_flow_match(a, in.src, acl_be16(t + 4), in.dst, 0,
+		                      ACL_FLOW_ECHO, now_ms);
 	}
 	return false;
 }
@@ -525,7 +526,8 @@ static bool acl_icmp_in(struct node_acl *a, const struct acl_pkt *k, int64_t now
 	uint8_t type = k->l4[0];
 	bool error;
 	if (acl_is_echo_request(k->v6, type))
-		return acl_match(a, CTL_FILTER_ICMP, k->src, 0) || acl_drop(a, ACL_DROP_ICMP);
+		return acl_match(a, CTL_FILTER_ICMP, k->src, 0) ||
+		       acl_drop(a, ACL_DROP_ICMP);
 	if (type == (k->v6 ? 129 : 0)) /* echo reply */
 		return acl_flow_match(a, k->dst, acl_be16(k->l4 + 4), k->src, 0,
 		                      ACL_FLOW_ECHO, now_ms) ||
@@ -547,15 +549,18 @@ static bool acl_l4_in(struct node_acl *a, const struct acl_pkt *k, int64_t now_m
 	case ACL_IPPROTO_TCP:
 		if (k->l4len < 20 || (size_t)(t[12] >> 4) * 4 < 20 ||
 		    (size_t)(t[12] >> 4) * 4 > k->l4len)
-			return acl_drop(a, k->frag ? ACL_DROP_FRAGMENT : ACL_DROP_MALFORMED);
+			return acl_drop(a,
+			                k->frag ? ACL_DROP_FRAGMENT : ACL_DROP_MALFORMED);
 		if ((t[13] & (ACL_TCP_SYN | ACL_TCP_ACK)) == ACL_TCP_SYN)
 			return acl_match(a, CTL_FILTER_TCP, k->src, acl_be16(t + 2)) ||
 			       acl_drop(a, ACL_DROP_TCP_SYN);
-		return acl_tcp_conn(a, &k->ndst, acl_be16(t + 2), &k->nsrc, acl_be16(t)) ||
+		return acl_tcp_conn(a, &k->ndst, acl_be16(t + 2), &k->nsrc,
+		                    acl_be16(t)) ||
 		       acl_drop(a, ACL_DROP_TCP_NO_CONN);
 	case ACL_IPPROTO_UDP:
 		if (k->l4len < 8)
-			return acl_drop(a, k->frag ? ACL_DROP_FRAGMENT : ACL_DROP_MALFORMED);
+			return acl_drop(a,
+			                k->frag ? ACL_DROP_FRAGMENT : ACL_DROP_MALFORMED);
 		return acl_match(a, CTL_FILTER_UDP, k->src, acl_be16(t + 2)) ||
 		       acl_flow_match(a, k->dst, acl_be16(t + 2), k->src, acl_be16(t),
 		                      ACL_FLOW_UDP, now_ms) ||
@@ -601,8 +606,7 @@ bool node_acl_inbound(struct node_acl *a, const uint8_t *pkt, size_t len, int64_
 	return true;
 }
 
-void node_acl_outbound(struct node_acl *a, const uint8_t *pkt, size_t len,
-                       int64_t now_ms)
+void node_acl_outbound(struct node_acl *a, const uint8_t *pkt, size_t len, int64_t now_ms)
 {
 	if (!a->active || !a->flows)
 		return;

@@ -78,8 +78,8 @@ void node_acl_outbound(struct node_acl *a, const uint8_t *pkt, size_t len,
 
 /* Whether the filter lets src open port (proto CTL_FILTER_*; ICMP: port
  * ignored). No policy: true. */
-bool node_acl_filter_allows(const struct node_acl *a, int proto, const struct ns_addr *src,
-                            uint16_t port);
+bool node_acl_filter_allows(const struct node_acl *a, int proto,
+                            const struct ns_addr *src, uint16_t port);
 /* Whether this node may open port (proto CTL_FILTER_*; ICMP: port ignored)
  * on the map peer peer_id under the policy. No policy: true; a peer
  * without a reach entry: false. */

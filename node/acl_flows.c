@@ -11,8 +11,8 @@
 struct acl_flow {
 	struct acl_flow_key k;
 	int64_t last_ms;
-	int32_t hnext;        /* bucket chain */
-	int32_t prev, next;   /* by last use: head newest, tail oldest */
+	int32_t hnext;      /* bucket chain */
+	int32_t prev, next; /* by last use: head newest, tail oldest */
 	bool used;
 };
 
@@ -63,7 +63,8 @@ static uint32_t acl_flow_hash(const struct acl_flows *t, const struct acl_flow_k
 static bool acl_key_eq(const struct acl_flow_key *a, const struct acl_flow_key *b)
 {
 	return a->lport == b->lport && a->rport == b->rport && a->proto == b->proto &&
-	       memcmp(a->remote, b->remote, 16) == 0 && memcmp(a->local, b->local, 16) == 0;
+	       memcmp(a->remote, b->remote, 16) == 0 &&
+	       memcmp(a->local, b->local, 16) == 0;
 }
 
 static void acl_lru_unlink(struct acl_flows *t, int32_t i)
@@ -178,8 +179,8 @@ uint64_t acl_flows_evicted(const struct acl_flows *t)
 
 static bool acl_frag_eq(const struct acl_frag_key *a, const struct acl_frag_key *b)
 {
-	return a->id == b->id && a->proto == b->proto && memcmp(a->src, b->src, 16) == 0 &&
-	       memcmp(a->dst, b->dst, 16) == 0;
+	return a->id == b->id && a->proto == b->proto &&
+	       memcmp(a->src, b->src, 16) == 0 && memcmp(a->dst, b->dst, 16) == 0;
 }
 
 void acl_frags_note(struct acl_frags *f, const struct acl_frag_key *k, int64_t now_ms)
@@ -205,7 +206,8 @@ bool acl_frags_match(const struct acl_frags *f, const struct acl_frag_key *k,
                      int64_t now_ms)
 {
 	for (size_t i = 0; i < ACL_FRAGS_MAX; i++)
-		if (f->t[i] && now_ms - f->t[i] <= ACL_FRAG_MS && acl_frag_eq(&f->k[i], k))
+		if (f->t[i] && now_ms - f->t[i] <= ACL_FRAG_MS &&
+		    acl_frag_eq(&f->k[i], k))
 			return true;
 	return false;
 }

@@ -37,7 +37,7 @@ struct acl_flow_key {
 };
 
 struct acl_flows;
-struct acl_flows *acl_flows_new(void); /* NULL: out of memory */
+struct acl_flows *acl_flows_new(void);    /* NULL: out of memory */
 void acl_flows_free(struct acl_flows *t); /* accepts NULL */
 /* Records (or refreshes) the flow k at now_ms. */
 void acl_flows_note(struct acl_flows *t, const struct acl_flow_key *k, int64_t now_ms);

@@ -59,7 +59,8 @@ static bool whois_is_self(const struct node_ctl *m, const struct ns_addr *a)
 	if (a->family == AF_INET)
 		return memcmp(a->addr, m->self.ipv4, 4) == 0;
 	static const uint8_t zero[16];
-	return memcmp(m->self.ipv6, zero, 16) != 0 && memcmp(a->addr, m->self.ipv6, 16) == 0;
+	return memcmp(m->self.ipv6, zero, 16) != 0 &&
+	       memcmp(a->addr, m->self.ipv6, 16) == 0;
 }
 
 struct whois {
@@ -79,11 +80,11 @@ static void whois_text(const struct whois *w, struct api_conn *c)
 	api_conn_printf(c, "address %s%s\n", w->addr, w->self ? "  (this node)" : "");
 	api_conn_printf(c, "node    %s  %s  id %" PRIu64 "\n", w->name, w->fqdn, w->id);
 	api_conn_printf(c, "user    %s\n",
-	                !w->user ? "(not in the map for this node itself)"
+	                !w->user     ? "(not in the map for this node itself)"
 	                : w->user[0] ? w->user
 	                             : "(none)");
 	api_conn_printf(c, "tags    %s\n",
-	                !w->tags ? "(not in the map for this node itself)"
+	                !w->tags     ? "(not in the map for this node itself)"
 	                : w->tags[0] ? w->tags
 	                             : "(none)");
 	if (!w->port) {
@@ -124,7 +125,8 @@ static void whois_json(const struct whois *w, struct api_conn *c)
 	if (tags && w->tags && w->tags[0]) {
 		char buf[CTL_PEER_TAGS_MAX], *save = NULL;
 		snprintf(buf, sizeof(buf), "%s", w->tags);
-		for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		for (char *t = strtok_r(buf, ",", &save); t;
+		     t = strtok_r(NULL, ",", &save))
 			tags = fmt_json_append(tags, fmt_json_str(t));
 	}
 	fmt_json_set(o, "tags", w->tags ? tags : (json_decref(tags), json_null()));
@@ -173,14 +175,16 @@ void node_ctl_whois(struct node_ctl *m, struct api_conn *c, const char *args)
 	char host[256], msg[512];
 	unsigned port;
 	if (!m) {
-		whois_fail(c, json,
-		           "whois needs a node joined to mesh-control (mesh-proxy up); the "
-		           "peers of a configuration file have no owners");
+		whois_fail(
+		    c, json,
+		    "whois needs a node joined to mesh-control (mesh-proxy up); the "
+		    "peers of a configuration file have no owners");
 		return;
 	}
 	if (!whois_split(args, host, sizeof(host), &port)) {
 		snprintf(msg, sizeof(msg),
-		         "'%.200s' is not ADDR, ADDR:PORT or [IPv6]:PORT (PORT 1-65535)", args);
+		         "'%.200s' is not ADDR, ADDR:PORT or [IPv6]:PORT (PORT 1-65535)",
+		         args);
 		whois_fail(c, json, msg);
 		return;
 	}
@@ -189,10 +193,11 @@ void node_ctl_whois(struct node_ctl *m, struct api_conn *c, const char *args)
 		struct ns_addr r[4];
 		if (!hostname_valid(host, strlen(host)) ||
 		    node_peers_resolve(&m->np, host, r, 4) == 0) {
-			snprintf(msg, sizeof(msg),
-			         "%s is not a mesh address, and no node in this node's map "
-			         "is named so (see mesh-proxy status)",
-			         host);
+			snprintf(
+			    msg, sizeof(msg),
+			    "%s is not a mesh address, and no node in this node's map "
+			    "is named so (see mesh-proxy status)",
+			    host);
 			whois_fail(c, json, msg);
 			return;
 		}
@@ -208,10 +213,11 @@ void node_ctl_whois(struct node_ctl *m, struct api_conn *c, const char *args)
 	} else {
 		const struct np_entry *e = node_peers_by_addr(&m->np, &a);
 		if (!e) {
-			snprintf(msg, sizeof(msg),
-			         "no node in this node's map holds %s (not a mesh address, "
-			         "a node that left, or one the policy keeps out of sight)",
-			         w.addr);
+			snprintf(
+			    msg, sizeof(msg),
+			    "no node in this node's map holds %s (not a mesh address, "
+			    "a node that left, or one the policy keeps out of sight)",
+			    w.addr);
 			whois_fail(c, json, msg);
 			return;
 		}

@@ -7,8 +7,8 @@
 #include "node/acl.h"
 
 #include <sodium.h>
-#include <stdlib.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -38,7 +38,8 @@ static void fuzz_init(void)
 		blk[i].ports = i == 2 ? any : ports;
 		blk[i].n_ports = i == 2 ? 1 : 2;
 	}
-	struct ctl_filter f = {.n_blocks = {1, 1, 1}, .blocks = {&blk[0], &blk[1], &blk[2]}};
+	struct ctl_filter f = {.n_blocks = {1, 1, 1},
+	                       .blocks = {&blk[0], &blk[1], &blk[2]}};
 	acl = node_acl_new(fuzz_conn, NULL);
 	if (!acl || node_acl_set(acl, true, &f, NULL, 0) != 0)
 		__builtin_trap();

@@ -26,9 +26,11 @@ static void fuzz_parse(const uint8_t *p, size_t len)
 	if (px_proxyv2_parse(p, len, &pp, &used) != PX_PARSE_OK)
 		return;
 	CHECK(used >= 16 && used <= len);
-	size_t shown = pp.n_tlv < PX_PP2_PARSE_TLVS_MAX ? pp.n_tlv : PX_PP2_PARSE_TLVS_MAX;
+	size_t shown =
+	    pp.n_tlv < PX_PP2_PARSE_TLVS_MAX ? pp.n_tlv : PX_PP2_PARSE_TLVS_MAX;
 	for (size_t i = 0; i < shown; i++)
-		CHECK(pp.tlv[i].value >= p + 16 && pp.tlv[i].value + pp.tlv[i].len <= p + used);
+		CHECK(pp.tlv[i].value >= p + 16 &&
+		      pp.tlv[i].value + pp.tlv[i].len <= p + used);
 	for (size_t k = 0; k < used; k++)
 		CHECK(px_proxyv2_parse(p, k, &pp, &u2) == PX_PARSE_MORE);
 }
@@ -41,7 +43,8 @@ static void fuzz_write(const uint8_t *p, size_t len)
 	bool v6 = p[0] & 1;
 	size_t n_tlv = (p[0] >> 1) % (PX_PP2_TLVS_MAX + 1);
 	src.family = dst.family = v6 ? AF_INET6 : AF_INET;
-	uint16_t sport = (uint16_t)(p[1] << 8 | p[2]), dport = (uint16_t)(p[3] << 8 | p[4]);
+	uint16_t sport = (uint16_t)(p[1] << 8 | p[2]),
+	         dport = (uint16_t)(p[3] << 8 | p[4]);
 	memcpy(src.addr, p + 1, len - 1 < 16 ? len - 1 : 16);
 	p += 5, len -= 5;
 	struct px_pp2_tlv tlv[PX_PP2_TLVS_MAX];
@@ -51,12 +54,13 @@ static void fuzz_write(const uint8_t *p, size_t len)
 			p++, len--;
 		if (l > len)
 			l = len;
-		tlv[i] = (struct px_pp2_tlv){.type = (uint8_t)(0xe0 + i), .len = (uint16_t)l,
-		                             .value = p};
+		tlv[i] = (struct px_pp2_tlv){
+		    .type = (uint8_t)(0xe0 + i), .len = (uint16_t)l, .value = p};
 		p += l, len -= l;
 	}
 	uint8_t out[PX_PROXYV2_MAX];
-	size_t n = px_proxyv2_header_tlv(out, sizeof(out), &src, sport, &dst, dport, tlv, n_tlv);
+	size_t n =
+	    px_proxyv2_header_tlv(out, sizeof(out), &src, sport, &dst, dport, tlv, n_tlv);
 	CHECK(n > 0);
 	struct px_pp2_parsed pp;
 	size_t used = 0;

@@ -97,7 +97,8 @@ static void filter_from_policy(struct ctl_filter *out, const struct policy_filte
 			b->ports = calloc(np, sizeof(*b->ports));
 			b->n_ports = (uint32_t)np;
 			for (size_t j = 0; j < np; j++)
-				b->ports[j] = (struct ctl_port_range){ports[j].lo, ports[j].hi};
+				b->ports[j] =
+				    (struct ctl_port_range){ports[j].lo, ports[j].hi};
 		}
 	}
 }
@@ -108,7 +109,8 @@ static double run(struct node_acl *a, uint8_t (*pk)[160], const size_t *len, siz
 	double t0 = now_s();
 	size_t ok = 0;
 	for (size_t i = 0; i < n; i++)
-		ok += node_acl_inbound(a, pk[i % n_pk], len[i % n_pk], (int64_t)(i >> 10));
+		ok +=
+		    node_acl_inbound(a, pk[i % n_pk], len[i % n_pk], (int64_t)(i >> 10));
 	*passed = ok;
 	return (now_s() - t0) * 1e9 / (double)n;
 }
@@ -124,13 +126,14 @@ int main(int argc, char **argv)
 	char *text = malloc(cap), *w = text;
 	w += sprintf(w, "{\"hosts\": {");
 	for (size_t i = 0; i < rules; i++)
-		w += sprintf(w, "%s\"h%zu\": \"100.65.%zu.%zu/32\"", i ? ", " : "", i, i / 250,
-		             i % 250 + 1);
+		w += sprintf(w, "%s\"h%zu\": \"100.65.%zu.%zu/32\"", i ? ", " : "", i,
+		             i / 250, i % 250 + 1);
 	w += sprintf(w, "}, \"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], "
 	                "\"dst\": [\"*:22\"]}");
 	for (size_t i = 0; i < rules; i++)
-		w += sprintf(w, ", {\"action\": \"accept\", \"src\": [\"h%zu\"], "
-		                "\"dst\": [\"*:%zu-%zu\"]}",
+		w += sprintf(w,
+		             ", {\"action\": \"accept\", \"src\": [\"h%zu\"], "
+		             "\"dst\": [\"*:%zu-%zu\"]}",
 		             i, 1000 + i * 10, 1005 + i * 10);
 	w += sprintf(w, "]}");
 	struct policy_error e;
@@ -169,13 +172,17 @@ int main(int argc, char **argv)
 	static size_t lsyn[NPK], ldata[NPK], ludp[NPK];
 	for (size_t i = 0; i < NPK; i++) {
 		size_t r = (i * 7919) % rules;
-		uint32_t src = 0x64410000 + (uint32_t)((r / 250) << 8) + (uint32_t)(r % 250 + 1);
-		lsyn[i] = pkt(syn[i], src, 6, 40000, (uint16_t)(1000 + r * 10 + i % 6), 0x02);
+		uint32_t src =
+		    0x64410000 + (uint32_t)((r / 250) << 8) + (uint32_t)(r % 250 + 1);
+		lsyn[i] =
+		    pkt(syn[i], src, 6, 40000, (uint16_t)(1000 + r * 10 + i % 6), 0x02);
 		ldata[i] = pkt(data[i], src, 6, 40000, 1000, 0x10);
-		ludp[i] = pkt(udp[i], 0x64400002, 17, 53, (uint16_t)(30000 + i % 1000), 0);
+		ludp[i] =
+		    pkt(udp[i], 0x64400002, 17, 53, (uint16_t)(30000 + i % 1000), 0);
 		uint8_t out[160];
 		size_t lo = pkt(out, 0, 17, (uint16_t)(30000 + i % 1000), 53, 0);
-		memcpy(out + 12, "\x64\x40\x00\x01\x64\x40\x00\x02", 8); /* ours -> peer */
+		memcpy(out + 12, "\x64\x40\x00\x01\x64\x40\x00\x02",
+		       8); /* ours -> peer */
 		node_acl_outbound(a, out, lo, 0);
 	}
 	size_t ok;
@@ -198,9 +205,10 @@ int main(int argc, char **argv)
 			memcpy(out + 12, "\x64\x40\x00\x01\x64\x40\x00\x02", 8);
 			node_acl_outbound(a, out, lo, 0);
 		}
-		printf("%-28s policy %6.1f ns/packet (%zu of %zu passed)   no policy %5.1f "
-		       "ns/packet\n",
-		       kinds[k].name, on, ok_on, n, off);
+		printf(
+		    "%-28s policy %6.1f ns/packet (%zu of %zu passed)   no policy %5.1f "
+		    "ns/packet\n",
+		    kinds[k].name, on, ok_on, n, off);
 	}
 	node_acl_free(a);
 	return 0;

@@ -53,8 +53,8 @@ static inline void pkt_ip(struct pkt *k, const char *src, const char *dst, uint8
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
 
-static inline void pkt_tcp(struct pkt *k, const char *src, uint16_t sport, const char *dst,
-                           uint16_t dport, uint8_t flags)
+static inline void pkt_tcp(struct pkt *k, const char *src, uint16_t sport,
+                           const char *dst, uint16_t dport, uint8_t flags)
 {
 	uint8_t t[20] = {0};
 	pkt_put16(t, sport);
@@ -65,8 +65,8 @@ static inline void pkt_tcp(struct pkt *k, const char *src, uint16_t sport, const
 	pkt_ip(k, src, dst, 6, t, sizeof(t));
 }
 
-static inline void pkt_udp(struct pkt *k, const char *src, uint16_t sport, const char *dst,
-                           uint16_t dport)
+static inline void pkt_udp(struct pkt *k, const char *src, uint16_t sport,
+                           const char *dst, uint16_t dport)
 {
 	uint8_t u[12] = {0};
 	pkt_put16(u, sport);

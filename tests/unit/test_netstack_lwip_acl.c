@@ -255,7 +255,8 @@ int main(void)
 	                                    acl_teardown),
 	    cmocka_unit_test_setup_teardown(test_our_dial_completes, acl_setup,
 	                                    acl_teardown),
-	    cmocka_unit_test_setup_teardown(test_udp_reply_passes, acl_setup, acl_teardown),
+	    cmocka_unit_test_setup_teardown(test_udp_reply_passes, acl_setup,
+	                                    acl_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,8 +29,8 @@
 #include "node/acl.h"
 #include "node/acl_flows.h"
 
-#define ME   "100.64.0.1"
-#define ME6  "fd7a:115c:a1e0::1"
+#define ME       "100.64.0.1"
+#define ME6      "fd7a:115c:a1e0::1"
 #define ALLOWED  "100.64.0.2"
 #define ALLOWED6 "fd7a:115c:a1e0::2"
 #define OTHER    "100.64.0.3"
@@ -552,7 +552,12 @@ static const char *const ci_tags[] = {"tag:ci"};
 static const struct policy_node nodes[] = {
     {.id = 1, .name = "me", .v4 = 0x64400001, .user = "alice"},
     {.id = 2, .name = "laptop", .v4 = 0x64400002, .user = "alice"},
-    {.id = 3, .name = "ci", .v4 = 0x64400003, .user = "bob", .tags = ci_tags, .n_tags = 1},
+    {.id = 3,
+     .name = "ci",
+     .v4 = 0x64400003,
+     .user = "bob",
+     .tags = ci_tags,
+     .n_tags = 1},
     {.id = 4, .name = "stranger", .v4 = 0x64400004, .user = "carol"},
 };
 
@@ -561,7 +566,8 @@ static const char policy_text[] =
     "  // alice's laptop reaches ssh and the web ports of her machines\n"
     "  \"tagOwners\": {\"tag:ci\": [\"bob\"]},\n"
     "  \"acls\": [\n"
-    "    {\"action\": \"accept\", \"src\": [\"alice\"], \"dst\": [\"alice:22,8000-8099\"]},\n"
+    "    {\"action\": \"accept\", \"src\": [\"alice\"], \"dst\": "
+    "[\"alice:22,8000-8099\"]},\n"
     "    {\"action\": \"accept\", \"src\": [\"tag:ci\"], \"dst\": [\"alice:5432\"], "
     "\"proto\": \"tcp\"},\n"
     "    {\"action\": \"accept\", \"src\": [\"tag:ci\"], \"dst\": [\"alice:*\"], "
@@ -602,7 +608,8 @@ static void filter_from_policy(struct ctl_filter *out, const struct policy_filte
 			b->ports = calloc(np, sizeof(*b->ports));
 			b->n_ports = (uint32_t)np;
 			for (size_t j = 0; j < np; j++)
-				b->ports[j] = (struct ctl_port_range){ports[j].lo, ports[j].hi};
+				b->ports[j] =
+				    (struct ctl_port_range){ports[j].lo, ports[j].hi};
 		}
 	}
 }
@@ -660,10 +667,12 @@ static void real_policy_gives_its_verdicts(void **state)
 		inet_pton(AF_INET, cases[i].src, &v4);
 		struct policy_ip pip;
 		policy_ip_v4(&pip, ntohl(v4.s_addr));
-		bool want = policy_filter_match(pf, proto, &pip, cases[i].port) == POLICY_ACCEPT;
+		bool want =
+		    policy_filter_match(pf, proto, &pip, cases[i].port) == POLICY_ACCEPT;
 		if (node_acl_inbound(a, k.b, k.len, 0) != want)
-			fail_msg("case %zu (%s kind %d port %u): want %s", i, cases[i].src,
-			         cases[i].kind, cases[i].port, want ? "accept" : "deny");
+			fail_msg("case %zu (%s kind %d port %u): want %s", i,
+			         cases[i].src, cases[i].kind, cases[i].port,
+			         want ? "accept" : "deny");
 	}
 	/* and the policy says what we expect of it */
 	struct pkt k;
@@ -685,9 +694,10 @@ int main(void)
 		return 1;
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(no_policy_passes_everything),
-	    cmocka_unit_test_setup_teardown(tcp_syn_needs_the_filter, fx_setup, fx_teardown),
-	    cmocka_unit_test_setup_teardown(tcp_other_segments_need_a_connection, fx_setup,
+	    cmocka_unit_test_setup_teardown(tcp_syn_needs_the_filter, fx_setup,
 	                                    fx_teardown),
+	    cmocka_unit_test_setup_teardown(tcp_other_segments_need_a_connection,
+	                                    fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(udp_needs_the_filter_or_our_flow, fx_setup,
 	                                    fx_teardown),
 	    cmocka_unit_test_setup_teardown(icmp_echo_replies_and_errors, fx_setup,

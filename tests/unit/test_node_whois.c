@@ -70,12 +70,13 @@ static int setup(void **state)
 	base = event_base_new();
 	memset(&m, 0, sizeof(m));
 	uint8_t self_key[1][CTL_KEY_LEN] = {{0}};
-	assert_int_equal(node_peers_init(&m.np, (const uint8_t(*)[CTL_KEY_LEN])self_key, 1),
-	                 0);
+	assert_int_equal(
+	    node_peers_init(&m.np, (const uint8_t(*)[CTL_KEY_LEN])self_key, 1), 0);
 	static struct ctl_peer peers[2];
 	make_peer(&peers[0], 7, "web", 7, "alice", "tag:server,tag:db");
 	make_peer(&peers[1], 9, "laptop", 9, "bob", "");
-	struct ctl_map_full map = {.version = 1, .self_id = 3, .peers = peers, .n_peers = 2};
+	struct ctl_map_full map = {
+	    .version = 1, .self_id = 3, .peers = peers, .n_peers = 2};
 	snprintf(map.self_name, sizeof(map.self_name), "me");
 	snprintf(map.dns_domain, sizeof(map.dns_domain), "mesh.internal");
 	assert_true(ctl_ip_parse("100.64.0.3", &map.self_addrs[0]));
@@ -199,7 +200,8 @@ static void port_under_a_policy(void **state)
 	if (!o)
 		fail_msg("not JSON: %s", a);
 	assert_string_equal(json_string_value(json_object_get(o, "name")), "web");
-	assert_string_equal(json_string_value(json_object_get(o, "fqdn")), "web.mesh.internal");
+	assert_string_equal(json_string_value(json_object_get(o, "fqdn")),
+	                    "web.mesh.internal");
 	assert_string_equal(json_string_value(json_object_get(o, "user")), "alice");
 	json_t *tags = json_object_get(o, "tags");
 	assert_int_equal(json_array_size(tags), 2);

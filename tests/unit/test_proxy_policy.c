@@ -31,8 +31,8 @@ static int policy_setup(void **st)
 
 static size_t socks_req(uint8_t *m, uint16_t port)
 {
-	const uint8_t r[] = {5, 1, 0, 5, 1, 0, 1, 100, 64, 0, 1, (uint8_t)(port >> 8),
-	                     (uint8_t)port};
+	const uint8_t r[] = {
+	    5, 1, 0, 5, 1, 0, 1, 100, 64, 0, 1, (uint8_t)(port >> 8), (uint8_t)port};
 	memcpy(m, r, sizeof(r));
 	return sizeof(r);
 }
