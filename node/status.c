@@ -48,7 +48,7 @@ static uint64_t px_errors(const struct px_stats *ps)
 
 /* The access policy: none (everything allowed) or active, with the
  * inbound drops by reason and the outbound connections failed fast. */
-static void write_policy_text(const struct node_acl *a, struct api_conn *c)
+void status_write_policy_text(const struct node_acl *a, struct api_conn *c)
 {
 	struct acl_stats st;
 	node_acl_stats(a, &st);
@@ -71,7 +71,7 @@ static void write_policy_text(const struct node_acl *a, struct api_conn *c)
 	api_conn_printf(c, "  fast-fail %" PRIu64 "\n", st.fastfail);
 }
 
-static json_t *json_policy(const struct node_acl *a)
+json_t *status_policy_json(const struct node_acl *a)
 {
 	struct acl_stats st;
 	node_acl_stats(a, &st);
@@ -189,7 +189,7 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 	uint8_t pub[32];
 	if (v->ctl) {
 		node_ctl_status_text(v->ctl, v->wg, c);
-		write_policy_text(node_ctl_acl(v->ctl), c);
+		status_write_policy_text(node_ctl_acl(v->ctl), c);
 	}
 	if (!v->wg)
 		return; /* joined, waiting for registration */
@@ -426,7 +426,7 @@ void status_json_write(const struct status_view *v, struct fmt_jw *w)
 		fmt_jw_raw(w, "\"mesh\":");
 		node_ctl_status_json_write(v->ctl, v->wg, w);
 		fmt_jw_raw(w, ",\"policy\":");
-		fmt_jw_value(w, json_policy(node_ctl_acl(v->ctl)));
+		fmt_jw_value(w, status_policy_json(node_ctl_acl(v->ctl)));
 		if (!v->wg) /* joined, waiting for registration */
 			goto out;
 		fmt_jw_raw(w, ",");
