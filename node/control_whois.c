@@ -203,6 +203,12 @@ void node_ctl_whois(struct node_ctl *m, struct api_conn *c, const char *args)
 		}
 		a = r[0];
 	}
+	static const uint8_t mapped[12] = {[10] = 0xff, [11] = 0xff};
+	if (a.family == AF_INET6 && !memcmp(a.addr, mapped, 12)) { /* ::ffff:a.b.c.d */
+		memmove(a.addr, a.addr + 12, 4);
+		memset(a.addr + 4, 0, 12);
+		a.family = AF_INET;
+	}
 	struct whois w = {.port = port, .policy = node_acl_active(m->acl)};
 	inet_ntop(a.family, a.addr, w.addr, sizeof(w.addr));
 	if (whois_is_self(m, &a)) {

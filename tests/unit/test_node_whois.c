@@ -147,6 +147,9 @@ static void peer_owner_and_tags(void **state)
 	a = ask("whois [fd7a:115c:a1e0::7]:22");
 	assert_non_null(strstr(a, "node    web "));
 	assert_non_null(strstr(a, "policy  none: everything is allowed\nok\n"));
+	/* an IPv4-mapped IPv6 address is the IPv4 address */
+	a = ask("whois ::ffff:100.64.0.7");
+	assert_non_null(strstr(a, "address 100.64.0.7\n"));
 	/* a name works too; a node without tags says so */
 	a = ask("whois laptop");
 	assert_non_null(strstr(a, "address 100.64.0.9\n"));
