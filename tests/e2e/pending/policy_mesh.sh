@@ -15,10 +15,13 @@
 # PROXY v2 headers on 9000.
 #
 # Policy v1: alice and bob reach tag:web on 8080 and 9000; alice reaches
-# bob's nodes on 8080; alice reaches tag:db on 5432. Nobody may ping.
+# bob's nodes on 8080; alice reaches tag:db on 5432 (rules without proto
+# also allow ping). Nobody may reach lap-a.
 #
 # Checks: before the policy everything is allowed and status says so;
-# after `policy set` every node says active within a few seconds; allowed
+# after `policy set` the running nodes say active within a few seconds,
+# and the tagged nodes join under it (tokens with tags after tagOwners
+# exist); allowed
 # connections work; denied ones fail fast (SOCKS5 0x02, HTTP 403) with the
 # counter moving, and a denied ping is dropped and counted by the
 # receiver; lap-b does not see db at all; whois names owners and tags;
@@ -75,16 +78,9 @@ bg_nobody control ctl "$MC" --data "$D" serve --log-level debug
 wait_listen ctl 7443 10 || die "mesh-control serve did not listen"
 check "users create alice" mc users create alice
 check "users create bob" mc users create bob
-write_file "$E2E_TMP/policy-v0.hujson" <<'P'
-{ "tagOwners": {"tag:web": ["alice"], "tag:db": ["bob"]}, "acls": [
-  {"action": "accept", "src": ["*"], "dst": ["*:*"]},
-  {"action": "accept", "src": ["*"], "dst": ["*:*"], "proto": "icmp"}, ] }
-P
 declare -A TOKEN
 TOKEN[lap-a]=$(mc token --user alice --expiry 1h) || die "token alice"
 TOKEN[lap-b]=$(mc token --user bob --expiry 1h) || die "token bob"
-TOKEN[web]=$(mc token --user alice --tags tag:web --expiry 1h) || die "token web"
-TOKEN[db]=$(mc token --user bob --tags tag:db --expiry 1h) || die "token db"
 
 start_node() {
     bg_nobody "$1" "$1" "$MESH_PROXY" up --state "$RUN/$1" --hostname "$1" \
@@ -92,12 +88,12 @@ start_node() {
         --log-level debug --join "${TOKEN[$1]}"
 }
 joined() { mp ip --state "$RUN/$1" >/dev/null 2>&1; }
-for n in "${NODES[@]}"; do start_node "$n"; done
-for n in "${NODES[@]}"; do
+for n in lap-a lap-b; do start_node "$n"; done
+for n in lap-a lap-b; do
     check "$n joined" wait_until 20 joined "$n" || die "$n did not join"
 done
 declare -A IP4
-for n in "${NODES[@]}"; do IP4[$n]=$(mp ip -4 --state "$RUN/$n"); done
+for n in lap-a lap-b; do IP4[$n]=$(mp ip -4 --state "$RUN/$n"); done
 
 fetch() { # FROM HOST PORT
     nsx "$1" curl -sS --max-time 10 --socks5-hostname 127.0.0.1:1080 "http://$2:$3/"
@@ -129,10 +125,20 @@ P
 policy_active() { [ "$(js "$1" 'd["policy"]["active"]')" = True ]; }
 T0=$(date +%s%N)
 check "policy set v1" mc policy set "$E2E_TMP/policy-v1.hujson"
-for n in "${NODES[@]}"; do
-    check "$n: policy active within 5 s" wait_until 5 policy_active "$n"
+for n in lap-a lap-b; do
+    check "$n (running): policy active within 5 s" wait_until 5 policy_active "$n"
 done
-info "policy reached every node within $((($(date +%s%N) - T0) / 1000000)) ms"
+info "policy reached the running nodes within $((($(date +%s%N) - T0) / 1000000)) ms"
+
+step "web (tag:web, alice's) and db (tag:db, bob's) join under the policy"
+TOKEN[web]=$(mc token --user alice --tags tag:web --expiry 1h) || die "token web"
+TOKEN[db]=$(mc token --user bob --tags tag:db --expiry 1h) || die "token db"
+for n in web db; do start_node "$n"; done
+for n in web db; do
+    check "$n joined" wait_until 20 joined "$n" || die "$n did not join"
+    IP4[$n]=$(mp ip -4 --state "$RUN/$n")
+    check "$n: policy active" wait_until 5 policy_active "$n"
+done
 
 check "alice -> web:8080 allowed" wait_until 10 fetch_is lap-a web 8080
 check "bob -> web:8080 allowed" wait_until 10 fetch_is lap-b web 8080
@@ -153,16 +159,19 @@ check "lap-b does not see db (no rule between them)" \
 check "lap-b -> db: no such name" not fetch lap-b db 5432
 
 step "inbound: a denied ping is dropped by the receiver, silently and counted"
-icmp0=$(js web 'd["policy"]["dropped"]["icmp"]')
-check "lap-a pings web: no reply" not mp ping --state "$RUN/lap-a" -c 2 -W 1 web
-check "web counted the drops" test "$(js web 'd["policy"]["dropped"]["icmp"]')" -ge $((icmp0 + 2))
+# web sees lap-a (alice may reach web), but no rule lets web reach lap-a
+icmp0=$(js lap-a 'd["policy"]["dropped"]["icmp"]')
+check "web pings lap-a: no reply" not mp ping --state "$RUN/web" -c 2 -W 1 lap-a
+check "lap-a counted the drops" test "$(js lap-a 'd["policy"]["dropped"]["icmp"]')" -ge $((icmp0 + 2))
+check "lap-a pings web: answered (a rule without proto covers ICMP)" \
+    mp ping --state "$RUN/lap-a" -c 1 -W 2 web
 
 step "whois and PROXY v2 identity"
 W=$(mp whois --state "$RUN/lap-a" --json "${IP4[web]}:8080")
-check "whois web: user alice, tag:web, reach tcp" $PY -c "
+check "whois web: user alice, tag:web; lap-a may reach 8080, web may not reach lap-a" $PY -c "
 import json,sys; d=json.loads(sys.argv[1])
 assert d['name']=='web' and d['user']=='alice' and d['tags']==['tag:web'], d
-assert d['reach']['tcp'] is True and d['reach']['udp'] is False, d" "$W"
+assert d['reach']['tcp'] is True and d['inbound']['tcp'] is False, d" "$W"
 check "whois of an address nobody holds: exit 1" not mp whois --state "$RUN/lap-a" 100.127.255.254
 check "lap-a -> web:9000 (PROXY v2)" pp2_says lap-a web 9000 "${IP4[lap-a]}" "${IP4[web]}"
 check "web's service got lap-a's name in TLV 0xE0" grep -q "pp2: tlv 0xe0=lap-a.mesh.internal" "$E2E_LOGDIR/pp2-web.log"
