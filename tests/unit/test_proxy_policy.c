@@ -141,12 +141,46 @@ static void nc_and_client_tunnel_told(void **st)
 	px_tunnel_free(t);
 }
 
+/* A UDP client tunnel to a port the policy closes: each datagram is dropped
+ * before a mesh flow is made for it, counted as policy. */
+static void udp_client_tunnel_drops(void **st)
+{
+	reset_fake();
+	struct cfg_udp_client_tunnel c = {
+	    .bind = loopback_any_port(), .target_host = "100.64.0.1", .target_port = 53};
+	char err[200];
+	struct px_udp_tunnel *t = px_udp_client_tunnel_new(&env, &c, err, sizeof(err));
+	if (!t)
+		fail_msg("%s", err);
+	char desc[200];
+	px_udp_tunnel_describe(t, desc, sizeof(desc));
+	uint16_t port = (uint16_t)atoi(strstr(desc, "127.0.0.1:") + 10);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	                          .sin_port = htons(port)};
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(
+		    sendto(fd, "q", 1, 0, (struct sockaddr *)&sin, sizeof(sin)), 1);
+	struct px_stats stt = {0};
+	for (int i = 0; i < 200 && stt.dgram_drops < 2; i++) {
+		pump(5);
+		px_udp_tunnel_get_stats(t, &stt);
+	}
+	assert_int_equal(stt.err_policy, 2);
+	assert_int_equal(stt.dgram_drops, 2);
+	assert_int_equal(stt.err_other, 0); /* no mesh flow was tried */
+	close(fd);
+	px_udp_tunnel_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(socks5_refused_with_0x02_without_a_dial),
 	    cmocka_unit_test(http_refused_with_403_naming_the_destination),
 	    cmocka_unit_test(nc_and_client_tunnel_told),
+	    cmocka_unit_test(udp_client_tunnel_drops),
 	};
 	return cmocka_run_group_tests(tests, policy_setup, teardown);
 }
