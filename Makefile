@@ -45,7 +45,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .SECONDARY: $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o)
 TOOLS := $(BUILD)/tests/wg-ping $(BUILD)/tests/ctl-scale $(BUILD)/tests/crypto-ceiling $(BUILD)/tests/httpload \
 	$(BUILD)/tests/relay-client $(BUILD)/tests/relay-load $(BUILD)/tests/map-delta-bench \
-	$(BUILD)/tests/portmap-probe
+	$(BUILD)/tests/portmap-probe $(BUILD)/tests/acl-bench
 all: $(PROGRAMS) $(UNIT_BIN) $(TOOLS)
 
 help:
@@ -107,7 +107,8 @@ test: all
 # core), httpload (a small HTTP server and load client), relay-client (a
 # blocking mesh-relay client for tests/e2e/relay.sh), relay-load (many relay
 # clients in one process: the relay's load test), portmap-probe (the port
-# mapper with one protocol, against the NAT lab's miniupnpd).
+# mapper with one protocol, against the NAT lab's miniupnpd), acl-bench (the
+# node's inbound filter per packet with a large policy, against none).
 $(TOOLS): $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIB) $(LWIP_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -35,6 +35,7 @@ static const char usage[] =
     "       mesh-proxy ping --disco [--until-direct] [--json] [-c COUNT] [-i SECONDS]\n"
     "                       [-W SECONDS] PEER\n"
     "       mesh-proxy nc [--state DIR | --api PATH] HOST PORT\n"
+    "       mesh-proxy whois [--state DIR | --api PATH] [--json] ADDRESS[:PORT]\n"
     "       mesh-proxy netcheck [--state DIR] [--json] [--timeout MS]\n"
     "       mesh-proxy genkey | pubkey | genpsk\n"
     "       mesh-proxy --help | --version\n"
@@ -88,6 +89,10 @@ static const char usage[] =
     "  status                self, peers (name, addresses, endpoint, last handshake,\n"
     "                        bytes), control connection; --json for scripts\n"
     "  ip                    our mesh addresses (-4 or -6: only one family)\n"
+    "  whois ADDRESS[:PORT]  the node, user and tags that hold a mesh address (or\n"
+    "                        a peer's NAME; [IPv6]:PORT); with PORT, whether the\n"
+    "                        mesh policy lets this node reach it there and it\n"
+    "                        reach this node; exit 1 if no node in the map holds it\n"
     "  ping ADDRESS|NAME     ICMP echo through the mesh from the node's own address\n"
     "                        (NAME: a peer's name or full name, or a [Peer] Name;\n"
     "                        -c probes, up to 1000; -i seconds between them,\n"
@@ -482,6 +487,17 @@ int main(int argc, char **argv)
 		return cmd_client(&c, c.family == 4   ? "ip 4"
 		                      : c.family == 6 ? "ip 6"
 		                                      : "ip");
+	}
+	if (!strcmp(cmd, "whois")) {
+		int r = parse_opts(argc, argv, 2, &c);
+		if (r)
+			return r;
+		if (!c.target)
+			return die_usage("%s", "whois needs a mesh ADDRESS (or NAME), "
+			                       "optionally with :PORT ([IPv6]:PORT)");
+		char req[300];
+		snprintf(req, sizeof(req), "whois %s%s", c.json ? "json " : "", c.target);
+		return cmd_client(&c, req);
 	}
 	if (!strcmp(cmd, "nc"))
 		return cmd_nc(argc, argv);

@@ -36,6 +36,12 @@ void ns_shutdown(void);
 /* Feeds one decrypted IP packet into lwIP (copied). */
 void ns_input(const uint8_t *pkt, size_t len);
 
+/* True if lwIP holds a TCP connection (any state but LISTEN, TIME_WAIT
+ * included) from our local:lport to remote:rport (conn.c; the inbound
+ * filter asks it for every TCP segment that is not a bare SYN). */
+bool ns_tcp_conn_exists(const struct ns_addr *local, uint16_t lport,
+                        const struct ns_addr *remote, uint16_t rport);
+
 /* ---- TCP through lwIP ---- */
 
 struct ns_tcp; /* one lwIP TCP connection, before it is spliced */

@@ -1,5 +1,6 @@
 /* The node's local API requests: status (text and JSON), ip, ping (a job
- * that answers line by line as replies come), disco (control_ping.c), and nc (the connection
+ * that answers line by line as replies come), disco (control_ping.c), whois
+ * (control_whois.c), and nc (the connection
  * becomes a stream through the mesh). The socket itself is api_server.c. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -240,6 +241,9 @@ void node_api_handle(void *ctx, struct api_conn *conn, const char *line)
 	           (!line[2] || !strcmp(line + 2, " 4") || !strcmp(line + 2, " 6"))) {
 		node_ctl_write_ip(n->ctl, conn, line[2] ? line[3] - '0' : 0);
 		api_conn_finish(conn);
+	} else if (strncmp(line, "whois ", 6) == 0) {
+		node_ctl_whois(n->ctl, conn, line + 6);
+		api_conn_finish(conn);
 	} else if (strncmp(line, "disco ", 6) == 0) {
 		node_ctl_disco_ping(n->ctl, conn, line + 6);
 	} else if (strncmp(line, "ping ", 5) == 0 && !n->wg) {
@@ -250,7 +254,7 @@ void node_api_handle(void *ctx, struct api_conn *conn, const char *line)
 		node_api_ping(n, conn, line + 5);
 	} else {
 		api_conn_printf(conn, "error: unknown request (try: status, status json, "
-		                      "ping ADDR, disco PEER 3 2000 1000 -, nc HOST PORT)\n");
+		                      "ping ADDR, disco PEER 3 2000 1000 -, nc HOST PORT, whois ADDR[:PORT])\n");
 		api_conn_finish(conn);
 	}
 }

@@ -1,7 +1,7 @@
 /* The node's local API: a Unix stream socket (mode 0600) that speaks one
  * request line per connection ("status", "status json",
  * "ping ADDR|NAME N MS [INTERVAL_MS]", "disco PEER N MS INTERVAL_MS FLAGS",
- * "nc HOST PORT") and answers with text
+ * "nc HOST PORT", "whois [json ]ADDR[:PORT]") and answers with text
  * until it closes ("nc" answers one line, then the connection carries the
  * stream). The CLI (`mesh-proxy status`, `mesh-proxy ping`) is its client:
  * cli/api_client.h. */

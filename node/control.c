@@ -23,6 +23,7 @@
 #include "core/util/hostname.h"
 #include "core/util/log.h"
 #include "core/wg/device.h"
+#include "node/acl.h"
 #include "node/control_int.h"
 #include "node/dns/magicdns.h"
 #include "node/node.h"
@@ -519,6 +520,36 @@ static int nctl_paths_update(struct node_ctl *m, const struct ctl_map_full *map,
 	return r;
 }
 
+/* lwIP's connections, for the inbound filter. */
+static bool nctl_tcp_conn(void *ctx, const struct ns_addr *local, uint16_t lport,
+                          const struct ns_addr *remote, uint16_t rport)
+{
+	(void)ctx;
+	return ns_tcp_conn_exists(local, lport, remote, rport);
+}
+
+/* The policy part of map into the filter (copied: the map lives only
+ * during the callback), logged when it changes. */
+static void nctl_acl_apply(struct node_ctl *m, const struct ctl_map_full *map)
+{
+	bool was = node_acl_active(m->acl);
+	if (node_acl_set(m->acl, map->has_filter, &map->filter, map->reach,
+	                 map->n_reach) != 0)
+		return; /* failing closed, logged */
+	if (!map->has_filter) {
+		if (was)
+			log_info("policy: none (mesh-control has no policy): every peer "
+			         "may reach every exposed port again");
+		return;
+	}
+	struct acl_stats st;
+	node_acl_stats(m->acl, &st);
+	log_info("policy: %s: inbound filter tcp %zu, udp %zu, icmp %zu source "
+	         "block(s); reach to %zu peer(s)",
+	         was ? "updated" : "active", st.n_blocks[CTL_FILTER_TCP],
+	         st.n_blocks[CTL_FILTER_UDP], st.n_blocks[CTL_FILTER_ICMP], st.n_reach);
+}
+
 static void nctl_on_map(void *ctx, const struct ctl_map_full *map,
                         const struct ctl_map_change *delta)
 {
@@ -527,6 +558,9 @@ static void nctl_on_map(void *ctx, const struct ctl_map_full *map,
 	/* After a failed update the view is behind: the whole map mends it. */
 	struct ctl_map_change all = {.full = true};
 	const struct ctl_map_change *chg = m->np_stale ? &all : delta;
+	/* The policy first: it does not wait for the peers (nor fail with them). */
+	if (delta->full || delta->policy)
+		nctl_acl_apply(m, map);
 	bool domain_changed = strcmp(m->np.domain, map->dns_domain) != 0;
 	/* The keys that leave, before the view forgets them (for the paths). */
 	uint8_t(*gone)[CTL_KEY_LEN] = NULL;
@@ -603,19 +637,21 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 	m->self = p->self;
 	m->portmap_off = !node_ctl_portmap_on(p, cfg);
 	m->birthday_off = !node_ctl_birthday_on(p, cfg);
+	m->acl = node_acl_new(nctl_tcp_conn, NULL);
 	for (size_t i = 0; i < cfg->n_peers; i++)
 		memcpy(keys[i], cfg->peers[i].public_key, CTL_KEY_LEN);
 	crypto_scalarmult_base(keys[cfg->n_peers], p->keys.node);
 	int r = node_peers_init(&m->np, (const uint8_t(*)[CTL_KEY_LEN])keys,
 	                        cfg->n_peers + 1);
 	free(keys);
-	if (r != 0) {
+	if (r != 0 || !m->acl) {
 		node_ctl_free(m);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	if (p->have_map) {
 		node_peers_reconcile(&m->np, NULL, &p->map.u.map, nctl_now_ms(), NULL);
+		nctl_acl_apply(m, &p->map.u.map); /* the policy holds across a restart */
 		log_info("last map (v%llu, %zu peers) loaded from %s/netmap.json",
 		         (unsigned long long)p->map.u.map.version, p->map.u.map.n_peers,
 		         p->a.state_dir);
@@ -1112,7 +1148,44 @@ void node_ctl_free(struct node_ctl *m)
 	ctl_client_free(m->client);
 	node_peers_free(&m->np);
 	node_ctl_prep_free(m->p);
+	node_acl_free(m->acl);
 	free(m);
+}
+
+struct node_acl *node_ctl_acl(const struct node_ctl *m)
+{
+	return m ? m->acl : NULL;
+}
+
+bool node_ctl_reach_ok(struct node_ctl *m, int proto, const struct ns_addr *a,
+                       uint16_t port)
+{
+	if (!m || !node_acl_active(m->acl))
+		return true;
+	const struct np_entry *e = node_peers_by_addr(&m->np, a);
+	if (!e) /* ours, or a static [Peer]: not the map's to judge */
+		return true;
+	if (node_acl_reach(m->acl, e->p.id, proto, port))
+		return true;
+	node_acl_count_fastfail(m->acl);
+	return false;
+}
+
+bool node_ctl_identify(struct node_ctl *m, const struct ns_addr *src,
+                       struct px_identity *id)
+{
+	const struct np_entry *e = m ? node_peers_by_addr(&m->np, src) : NULL;
+	if (!e)
+		return false;
+	char fqdn[CTL_LABEL_MAX + CTL_DNSNAME_MAX + 2];
+	snprintf(fqdn, sizeof(fqdn), "%s%s%s", e->p.name, m->np.domain[0] ? "." : "",
+	         m->np.domain);
+	if (strlen(fqdn) >= sizeof(id->name)) /* past a DNS name's length: the label */
+		snprintf(fqdn, sizeof(fqdn), "%s", e->p.name);
+	memcpy(id->name, fqdn, strlen(fqdn) + 1);
+	snprintf(id->user, sizeof(id->user), "%s", e->p.user);
+	snprintf(id->tags, sizeof(id->tags), "%s", e->p.tags);
+	return true;
 }
 
 size_t node_ctl_resolve(const struct node_ctl *m, const char *name, struct ns_addr *out,

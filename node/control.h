@@ -103,6 +103,20 @@ void node_ctl_resolv_changed(struct node_ctl *m);
 /* Once a second from the node's tick. */
 void node_ctl_tick(struct node_ctl *m);
 
+/* The map's access policy (node/acl.h), owned by m; NULL for NULL. */
+struct node_acl *node_ctl_acl(const struct node_ctl *m);
+/* Whether this node may open port (CTL_FILTER_TCP, _UDP, _ICMP) at a, a
+ * map peer's address, under the policy (px_env.reach_ok): true without a
+ * policy and for addresses no map peer holds; a refusal is counted. */
+bool node_ctl_reach_ok(struct node_ctl *m, int proto, const struct ns_addr *a,
+                       uint16_t port);
+
+/* The map's identity of the node holding src (px_env.identify, for the
+ * PROXY v2 TLVs): false for an address no map peer holds. */
+struct px_identity;
+bool node_ctl_identify(struct node_ctl *m, const struct ns_addr *src,
+                       struct px_identity *id);
+
 /* Mesh names (px_env.resolve_mesh) and local services (route_ok). */
 size_t node_ctl_resolve(const struct node_ctl *m, const char *name, struct ns_addr *out,
                         size_t max);
@@ -121,6 +135,10 @@ const char *node_ctl_peer_name(const struct node_ctl *m, const uint8_t key[32]);
  * pings to a map peer, one line per probe with its path and latency; m may
  * be NULL (a node from a configuration file: a clear error). */
 void node_ctl_disco_ping(struct node_ctl *m, struct api_conn *c, const char *args);
+/* "whois [json ]ADDR[:PORT]" (control_whois.c): the node, user and tags
+ * holding a mesh address (ours included), and with PORT what the policy
+ * allows between it and us. m may be NULL (a clear error). */
+void node_ctl_whois(struct node_ctl *m, struct api_conn *c, const char *args);
 /* "ip", "ip 4", "ip 6": our mesh addresses, one a line. */
 void node_ctl_write_ip(const struct node_ctl *m, struct api_conn *c, int family);
 

@@ -14,6 +14,7 @@ struct px_expose;
 struct nctl_save_job;
 struct nctl_kick;
 struct dping_job;
+struct node_acl;
 
 struct node_ctl_prep {
 	struct node_ctl_args a;
@@ -60,6 +61,9 @@ struct node_ctl {
 	struct nctl_kick *kick;
 	uint64_t path_changes, kick_rexmit, kick_acked;
 	struct dping_job *dpings; /* `ping --disco` jobs running (control_ping.c) */
+	/* The access policy of the map (node/acl.h): the inbound filter
+	 * node.c applies to every packet, and reach for the front-ends. */
+	struct node_acl *acl;
 };
 
 /* Ends every `ping --disco` job: each client gets its summary and a line

@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "core/util/clock.h"
 #include "core/util/log.h"
 #include "core/wg/device.h"
 #include "netstack/ns.h"
+#include "node/acl.h"
 #include "node/api_server.h"
 #include "node/checkalive.h"
 #include "node/control.h"
@@ -27,17 +29,24 @@
 #include "node/status.h"
 #include "proxy/proxy.h"
 
-/* lwIP output -> WireGuard. */
+/* lwIP output -> WireGuard. Under an access policy the UDP datagrams and
+ * pings we send open flows their replies may use (node/acl.h). */
 static void node_ns_output(void *ctx, const uint8_t *pkt, size_t len)
 {
 	struct node *n = ctx;
+	if (n->acl && node_acl_active(n->acl))
+		node_acl_outbound(n->acl, pkt, len, (int64_t)mono_now_ms());
 	wg_device_send(n->wg, pkt, len);
 }
 
-/* WireGuard (authenticated, allowed-IPs checked) -> lwIP. */
+/* WireGuard (authenticated, allowed-IPs checked) -> the access policy's
+ * inbound filter (a map with a policy) -> lwIP. */
 static void node_wg_rx(void *ctx, const uint8_t *pkt, size_t len)
 {
-	(void)ctx;
+	struct node *n = ctx;
+	if (n->acl && node_acl_active(n->acl) &&
+	    !node_acl_inbound(n->acl, pkt, len, (int64_t)mono_now_ms()))
+		return; /* dropped silently, counted */
 	ns_input(pkt, len);
 }
 
@@ -47,6 +56,20 @@ static bool node_route_ok(void *ctx, const struct ns_addr *a)
 	if (n->ctl && node_ctl_route_local(a))
 		return true; /* MagicDNS at 100.100.100.100 */
 	return n->wg && wg_device_has_route(n->wg, a->family, a->addr);
+}
+
+/* The access policy's reach (px_env.reach_ok): may we open port there? */
+static bool node_reach_ok(void *ctx, int proto, const struct ns_addr *a, uint16_t port)
+{
+	struct node *n = ctx;
+	return node_ctl_reach_ok(n->ctl, proto, a, port);
+}
+
+/* The map's owner of a mesh source, for PROXY v2 TLVs (px_env.identify). */
+static bool node_identify(void *ctx, const struct ns_addr *src, struct px_identity *id)
+{
+	struct node *n = ctx;
+	return node_ctl_identify(n->ctl, src, id);
 }
 
 /* Mesh names: a [Peer] Name resolves to the peer's host AllowedIPs. The
@@ -277,7 +300,11 @@ static int node_start_frontends(struct node *n)
 	                         .route_ok = node_route_ok,
 	                         .route_ctx = n,
 	                         .resolve_mesh = node_resolve_mesh,
-	                         .resolve_ctx = n};
+	                         .resolve_ctx = n,
+	                         .reach_ok = n->ctl ? node_reach_ok : NULL,
+	                         .reach_ctx = n,
+	                         .identify = n->ctl ? node_identify : NULL,
+	                         .identify_ctx = n};
 	node_own_prefixes(n);
 	if (node_dns_start(n) != 0)
 		return -1;
@@ -517,6 +544,19 @@ static void node_log_summary(struct node *n)
 	         (unsigned long long)ns.tcp_total, (unsigned long long)ns.tcp_refused,
 	         (unsigned long long)ns.tcp_reset, (unsigned long long)ns.splice_bytes_in,
 	         (unsigned long long)ns.splice_bytes_out);
+	struct acl_stats as;
+	node_acl_stats(n->acl, &as);
+	if (as.active)
+		log_info("policy: dropped tcp_syn %llu tcp_no_conn %llu udp %llu icmp %llu "
+		         "fragment %llu malformed %llu proto %llu; fast-fail %llu",
+		         (unsigned long long)as.drops[ACL_DROP_TCP_SYN],
+		         (unsigned long long)as.drops[ACL_DROP_TCP_NO_CONN],
+		         (unsigned long long)as.drops[ACL_DROP_UDP],
+		         (unsigned long long)as.drops[ACL_DROP_ICMP],
+		         (unsigned long long)as.drops[ACL_DROP_FRAGMENT],
+		         (unsigned long long)as.drops[ACL_DROP_MALFORMED],
+		         (unsigned long long)as.drops[ACL_DROP_PROTO],
+		         (unsigned long long)as.fastfail);
 }
 
 /* Every proxied connection costs a descriptor or two; the usual soft limit
@@ -670,6 +710,7 @@ int node_run(const struct node_opts *o)
 			log_error("cannot start the control client: %s", err);
 			goto out;
 		}
+		n->acl = node_ctl_acl(n->ctl);
 	}
 	if (start_now && node_start_dataplane(n) != 0)
 		goto out;
@@ -709,6 +750,7 @@ out:
 	free(n->udp_tunnels);
 	px_nc_free(n->nc);
 	node_dns_stop(n);
+	n->acl = NULL; /* node_ctl's */
 	node_ctl_free(n->ctl);
 	node_ctl_prep_free(prep);
 	api_server_free(n->api);

@@ -12,6 +12,7 @@
 #include "proxy/proxy.h"
 
 struct api_conn;
+struct node_acl;
 struct status_view;
 
 struct node {
@@ -44,6 +45,7 @@ struct node {
 	struct node_stdio *stdio; /* [STDIOTunnel] (node_stdio.c) */
 	struct resolv_watch *resolv_watch; /* /etc/resolv.conf (node_dns.c) */
 	struct checkalive *checkalive;     /* [Interface] CheckAlive */
+	struct node_acl *acl; /* the map's access policy (node_ctl's); NULL: none */
 };
 
 /* Fills v with the node's current view for status output. */

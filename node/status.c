@@ -15,6 +15,7 @@
 #include "core/util/sockaddr.h"
 #include "core/wg/device.h"
 #include "netstack/ns.h"
+#include "node/acl.h"
 #include "node/api_server.h"
 #include "node/checkalive.h"
 #include "node/control.h"
@@ -42,7 +43,59 @@ static uint64_t px_errors(const struct px_stats *ps)
 	       ps->err_client_gone + ps->err_no_route + ps->err_resolve +
 	       ps->err_refused + ps->err_unreachable + ps->err_timeout + ps->err_other +
 	       ps->err_accept + ps->err_limit + ps->err_idle + ps->err_denied +
-	       ps->err_busy;
+	       ps->err_busy + ps->err_policy;
+}
+
+/* The access policy: none (everything allowed) or active, with the
+ * inbound drops by reason and the outbound connections failed fast. */
+void status_write_policy_text(const struct node_acl *a, struct api_conn *c)
+{
+	struct acl_stats st;
+	node_acl_stats(a, &st);
+	if (!st.active) {
+		api_conn_printf(c, "policy none (mesh-control has no policy: every peer "
+		                   "may reach every exposed port)\n");
+		return;
+	}
+	api_conn_printf(c,
+	                "policy %s  inbound filter tcp %zu udp %zu icmp %zu source "
+	                "block(s)  reach %zu peer(s)  flows %zu\n",
+	                st.failed_closed ? "active, DENYING ALL (the map's filter "
+	                                   "could not be used; see the log)"
+	                                 : "active",
+	                st.n_blocks[CTL_FILTER_TCP], st.n_blocks[CTL_FILTER_UDP],
+	                st.n_blocks[CTL_FILTER_ICMP], st.n_reach, st.flows);
+	api_conn_printf(c, "       dropped");
+	for (int r = 0; r < ACL_DROP_N; r++)
+		api_conn_printf(c, " %s %" PRIu64, acl_drop_name(r), st.drops[r]);
+	api_conn_printf(c, "  fast-fail %" PRIu64 "\n", st.fastfail);
+}
+
+json_t *status_policy_json(const struct node_acl *a)
+{
+	struct acl_stats st;
+	node_acl_stats(a, &st);
+	json_t *o = json_object(), *d = json_object(), *b = json_object();
+	if (!o || !d || !b) {
+		json_decref(o);
+		json_decref(d);
+		json_decref(b);
+		return NULL;
+	}
+	fmt_json_set(o, "active", json_boolean(st.active));
+	fmt_json_set(o, "failed_closed", json_boolean(st.failed_closed));
+	fmt_json_set(b, "tcp", fmt_json_u64(st.n_blocks[CTL_FILTER_TCP]));
+	fmt_json_set(b, "udp", fmt_json_u64(st.n_blocks[CTL_FILTER_UDP]));
+	fmt_json_set(b, "icmp", fmt_json_u64(st.n_blocks[CTL_FILTER_ICMP]));
+	fmt_json_set(o, "filter_blocks", b);
+	fmt_json_set(o, "reach_peers", fmt_json_u64(st.n_reach));
+	for (int r = 0; r < ACL_DROP_N; r++)
+		fmt_json_set(d, acl_drop_name(r), fmt_json_u64(st.drops[r]));
+	fmt_json_set(o, "dropped", d);
+	fmt_json_set(o, "fast_fail", fmt_json_u64(st.fastfail));
+	fmt_json_set(o, "flows", fmt_json_u64(st.flows));
+	fmt_json_set(o, "flows_evicted", fmt_json_u64(st.flows_evicted));
+	return o;
 }
 
 typedef void (*frontend_fn)(void *arg, const char *kind, const char *what,
@@ -134,8 +187,10 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 {
 	char key[64], buf[128];
 	uint8_t pub[32];
-	if (v->ctl)
+	if (v->ctl) {
 		node_ctl_status_text(v->ctl, v->wg, c);
+		status_write_policy_text(node_ctl_acl(v->ctl), c);
+	}
 	if (!v->wg)
 		return; /* joined, waiting for registration */
 	crypto_scalarmult_base(pub, v->cfg->private_key);
@@ -244,6 +299,7 @@ static void write_frontend_json(void *arg, const char *kind, const char *what,
 	fmt_json_set(e, "idle", fmt_json_u64(ps->err_idle));
 	fmt_json_set(e, "denied", fmt_json_u64(ps->err_denied));
 	fmt_json_set(e, "busy", fmt_json_u64(ps->err_busy));
+	fmt_json_set(e, "policy", fmt_json_u64(ps->err_policy));
 	fmt_json_set(f, "errors", e);
 	fmt_jw_item(w, f);
 }
@@ -369,6 +425,8 @@ void status_json_write(const struct status_view *v, struct fmt_jw *w)
 	if (v->ctl) {
 		fmt_jw_raw(w, "\"mesh\":");
 		node_ctl_status_json_write(v->ctl, v->wg, w);
+		fmt_jw_raw(w, ",\"policy\":");
+		fmt_jw_value(w, status_policy_json(node_ctl_acl(v->ctl)));
 		if (!v->wg) /* joined, waiting for registration */
 			goto out;
 		fmt_jw_raw(w, ",");
@@ -429,12 +487,12 @@ static void log_frontend(void *arg, const char *kind, const char *what,
 	    " protocol %" PRIu64 " handshake-timeout %" PRIu64 " client-gone %" PRIu64
 	    " no-route %" PRIu64 " resolve %" PRIu64 " refused %" PRIu64
 	    " unreachable %" PRIu64 " timeout %" PRIu64 " limit %" PRIu64 " idle %" PRIu64
-	    " denied %" PRIu64 " accept %" PRIu64 " other %" PRIu64,
+	    " denied %" PRIu64 " policy %" PRIu64 " accept %" PRIu64 " other %" PRIu64,
 	    kind, what, ps->accepted, ps->established, ps->direct, ps->bytes_up,
 	    ps->bytes_down, ps->err_auth, ps->err_protocol, ps->err_handshake_timeout,
 	    ps->err_client_gone, ps->err_no_route, ps->err_resolve, ps->err_refused,
 	    ps->err_unreachable, ps->err_timeout, ps->err_limit, ps->err_idle,
-	    ps->err_denied, ps->err_accept, ps->err_other);
+	    ps->err_denied, ps->err_policy, ps->err_accept, ps->err_other);
 	if (ps->dgrams_up || ps->dgrams_down || ps->dgram_drops)
 		log_info("%s %s: udp datagrams up %" PRIu64 " down %" PRIu64
 		         ", dropped %" PRIu64,

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <jansson.h>
+
 struct api_conn;
 struct fmt_jw;
 struct config;
@@ -44,6 +46,13 @@ void status_write_text(const struct status_view *v, struct api_conn *c);
 void status_write_json(const struct status_view *v, struct api_conn *c);
 /* The same, to any writer (tests). */
 void status_json_write(const struct status_view *v, struct fmt_jw *w);
+/* The access policy's part of status: "policy none (...)" or "policy
+ * active ..." with the drop counters by reason and the fast-fail count
+ * (a NULL acl: none), and the same as the "policy" JSON object (NULL when
+ * out of memory). */
+struct node_acl;
+void status_write_policy_text(const struct node_acl *a, struct api_conn *c);
+json_t *status_policy_json(const struct node_acl *a);
 /* One info log line per front-end with all its counters (at exit). */
 void status_log_frontends(const struct status_view *v);
 

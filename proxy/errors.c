@@ -26,6 +26,8 @@ const char *px_err_str(enum px_err e)
 		return "not allowed (Direct)";
 	case PX_E_BUSY:
 		return "node over its memory budget (MemoryLimit)";
+	case PX_E_POLICY:
+		return "the mesh policy does not allow it";
 	}
 	return "?";
 }
@@ -79,6 +81,9 @@ void px_front_count_err(struct px_front *f, enum px_err e)
 		break;
 	case PX_E_BUSY:
 		f->stats.err_busy++;
+		break;
+	case PX_E_POLICY:
+		f->stats.err_policy++;
 		break;
 	}
 }

@@ -291,7 +291,8 @@ static void px_expose_on_accept(void *ctx, struct ns_tcp *c, const struct ns_add
 		ns_tcp_local(c, &dst, &lport);
 		if (dst.family != src->family)
 			dst.family = src->family;
-		hdr_len = px_proxyv2_header(hdr, sizeof(hdr), src, sport, &dst, lport);
+		hdr_len = px_proxyv2_for(&x->front.env, hdr, sizeof(hdr), src, sport, &dst,
+		                         lport);
 	}
 	sa.sin_port = htons(target);
 	px_local_dial(&x->front, c, (struct sockaddr *)&sa, sizeof(sa), hdr, hdr_len,

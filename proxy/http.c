@@ -99,10 +99,31 @@ static enum px_parse px_http_on_data(struct px_sess *s)
 	return PX_PARSE_OK;
 }
 
+/* 403 with a line that names the destination the mesh policy refuses
+ * (a bare 403 would read like the proxy's own Direct refusal). */
+static void px_http_respond_policy(struct px_sess *s)
+{
+	char t[160], body[200], out[sizeof(s->out)];
+	px_target_format(&s->target, t, sizeof(t));
+	int bn = snprintf(body, sizeof(body), "the mesh policy does not allow %s\n", t);
+	int n = snprintf(out, sizeof(out),
+	                 "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n"
+	                 "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+	                 bn, body);
+	if (n > 0 && (size_t)n < sizeof(out))
+		px_sess_send(s, out, (size_t)n);
+	else
+		px_http_respond(s, 403);
+}
+
 static void px_http_on_result(struct px_sess *s, enum px_err e)
 {
 	if (e == PX_OK && s->stage == PX_HTTP_STAGE_FORWARD)
 		return; /* the origin server's response is the answer */
+	if (e == PX_E_POLICY) {
+		px_http_respond_policy(s);
+		return;
+	}
 	px_http_respond(s, e == PX_OK          ? 200
 	                   : e == PX_E_TIMEOUT ? 504
 	                   : e == PX_E_DENIED  ? 403

@@ -48,6 +48,7 @@ enum px_err {
 	PX_E_TIMEOUT,
 	PX_E_DENIED, /* Direct may not connect there (SOCKS5 0x02, HTTP 403) */
 	PX_E_BUSY,   /* over the memory budget (SOCKS5 0x01, HTTP 503) */
+	PX_E_POLICY, /* the mesh policy does not allow it (SOCKS5 0x02, HTTP 403) */
 };
 const char *px_err_str(enum px_err e);
 /* Maps ns_tcp_dial()'s -errno. */
@@ -319,6 +320,13 @@ enum px_err px_err_from_host_errno(int e);
 void px_local_dial(struct px_front *f, struct ns_tcp *c, const struct sockaddr *dst,
                    socklen_t dst_len, const uint8_t *head, size_t head_len,
                    const char *desc);
+/* The PROXY v2 header for a mesh connection from src:sport to our
+ * dst:dport, with the source's identity TLVs (name, user, tags; those
+ * env->identify knows) into out (PX_PROXYV2_MAX). Returns its length, 0
+ * when it cannot be built. */
+size_t px_proxyv2_for(const struct px_env *env, uint8_t *out, size_t cap,
+                      const struct ns_addr *src, uint16_t sport, const struct ns_addr *dst,
+                      uint16_t dport);
 /* The addresses of a local target (a name's answers, in the resolver's
  * order). */
 #define PX_LOCAL_ADDRS 4

@@ -235,6 +235,29 @@ void px_local_dial_addrs(struct px_front *f, struct ns_tcp *c,
 		px_local_give_up(d);
 }
 
+size_t px_proxyv2_for(const struct px_env *env, uint8_t *out, size_t cap,
+                      const struct ns_addr *src, uint16_t sport, const struct ns_addr *dst,
+                      uint16_t dport)
+{
+	struct px_identity id;
+	struct px_pp2_tlv tlv[PX_PP2_TLVS_MAX];
+	size_t n = 0;
+	memset(&id, 0, sizeof(id));
+	if (env->identify && env->identify(env->identify_ctx, src, &id)) {
+		static const uint8_t types[PX_PP2_TLVS_MAX] = {
+		    PX_PP2_TYPE_MESH_NAME, PX_PP2_TYPE_MESH_USER, PX_PP2_TYPE_MESH_TAGS};
+		const char *v[PX_PP2_TLVS_MAX] = {id.name, id.user, id.tags};
+		for (size_t i = 0; i < PX_PP2_TLVS_MAX; i++) {
+			size_t l = strnlen(v[i], PX_PP2_VALUE_MAX + 1);
+			if (l == 0 || l > PX_PP2_VALUE_MAX)
+				continue; /* unknown (or too long to be a name): left out */
+			tlv[n++] = (struct px_pp2_tlv){
+			    .type = types[i], .len = (uint16_t)l, .value = (const uint8_t *)v[i]};
+		}
+	}
+	return px_proxyv2_header_tlv(out, cap, src, sport, dst, dport, tlv, n);
+}
+
 void px_local_dial(struct px_front *f, struct ns_tcp *c, const struct sockaddr *dst,
                    socklen_t dst_len, const uint8_t *head, size_t head_len,
                    const char *desc)

@@ -22,7 +22,12 @@ static void px_nc_on_result(struct px_sess *s, enum px_err e)
 	int n;
 	if (e == PX_OK)
 		n = snprintf(line, sizeof(line), "ok\n");
-	else
+	else if (e == PX_E_POLICY) {
+		char t[64];
+		px_target_format(&s->target, t, sizeof(t));
+		n = snprintf(line, sizeof(line),
+		             "error: the mesh policy does not allow this node to reach %s\n", t);
+	} else
 		n = snprintf(line, sizeof(line), "error: %s\n", px_err_str(e));
 	px_sess_send(s, line, (size_t)n);
 }

@@ -57,6 +57,13 @@ struct px_prefix {
 };
 #define PX_OWN_PREFIXES_MAX 8
 
+/* A mesh source's identity (px_env.identify), NUL-terminated. */
+struct px_identity {
+	char name[256]; /* the node's full name, "web.mesh.internal" */
+	char user[64];
+	char tags[256]; /* "tag:a,tag:b" */
+};
+
 /* What the front-ends need from the node. Copied by each *_new(); base and
  * dns must outlive the front-ends. */
 struct px_env {
@@ -74,6 +81,19 @@ struct px_env {
 	size_t (*resolve_mesh)(void *ctx, const char *name, struct ns_addr *out,
 	                       size_t max);
 	void *resolve_ctx;
+	/* The mesh's access policy: true if this node may open port (proto
+	 * PX_REACH_TCP or PX_REACH_UDP) at a, an address a mesh peer routes.
+	 * False fails the connection at once instead of a dial that the peer
+	 * would drop: SOCKS5 0x02, HTTP 403 saying so, a client tunnel's or
+	 * nc's client told; a datagram is dropped. NULL: no policy. */
+	bool (*reach_ok)(void *ctx, int proto, const struct ns_addr *a, uint16_t port);
+	void *reach_ctx;
+	/* Who holds the mesh address src (the map's node name, user, tags),
+	 * for the PROXY v2 header's TLVs: fills what is known ("" for the
+	 * rest) and returns true, or false for an unknown source. NULL: no
+	 * identity TLVs. */
+	bool (*identify)(void *ctx, const struct ns_addr *src, struct px_identity *id);
+	void *identify_ctx;
 	/* [Interface] DNS: names that are not mesh names are looked up with
 	 * this instead of evdns (the node sends the queries through the
 	 * mesh). Returns 0, sets *handle, and calls cb exactly once, later
@@ -103,6 +123,9 @@ struct px_env {
 	bool direct_loopback_for_tests;
 };
 
+/* reach_ok's proto (the values of CTL_FILTER_TCP and CTL_FILTER_UDP). */
+enum { PX_REACH_TCP = 0, PX_REACH_UDP = 1 };
+
 /* Counters of one front-end. */
 struct px_stats {
 	uint64_t accepted;    /* connections accepted (mesh side for server tunnels) */
@@ -128,6 +151,9 @@ struct px_stats {
 	                           * metadata, private with Direct = public...) */
 	uint64_t err_busy;        /* refused: the node is over its memory budget
 	                           * (SOCKS5 0x01, SOCKS4 0x5b, HTTP 503) */
+	uint64_t err_policy;      /* the mesh policy does not let this node
+	                           * reach the destination (SOCKS5 0x02,
+	                           * HTTP 403); datagrams: dgram_drops */
 	/* Traffic. TCP: bytes of established connections (mesh and direct),
 	 * up = client -> destination. UDP: payload bytes and datagrams. */
 	uint64_t active; /* established and still open */

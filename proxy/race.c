@@ -193,6 +193,7 @@ static int px_race_rank(enum px_err e)
 	case PX_E_TIMEOUT:
 		return 2;
 	case PX_E_DENIED:
+	case PX_E_POLICY:
 		return 1;
 	default:
 		return 0;

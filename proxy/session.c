@@ -627,6 +627,11 @@ static bool px_route_ok(const struct px_front *f, const struct ns_addr *a)
 	return !f->env.route_ok || f->env.route_ok(f->env.route_ctx, a);
 }
 
+static bool px_reach_ok(const struct px_front *f, const struct ns_addr *a, uint16_t port)
+{
+	return !f->env.reach_ok || f->env.reach_ok(f->env.reach_ctx, PX_REACH_TCP, a, port);
+}
+
 /* Chooses among a's n addresses (IPv4-mapped ones taken as IPv4): those a
  * mesh peer routes, else (Direct and may_direct) those Direct may connect
  * from the host, and tries them all (race.c); if Direct allows none of
@@ -643,14 +648,27 @@ static void px_sess_pick(struct px_sess *s, const struct ns_addr *in, size_t n,
 		px_sess_result(s, PX_E_RESOLVE);
 		return;
 	}
+	size_t routed = 0;
 	for (size_t i = 0; i < n; i++) {
 		a[i] = in[i];
 		px_addr_unmap(&a[i]);
-		if (px_route_ok(f, &a[i]))
+		if (!px_route_ok(f, &a[i]))
+			continue;
+		routed++;
+		if (px_reach_ok(f, &a[i], s->target.port))
 			ok[k++] = a[i];
 	}
 	if (k > 0) {
 		px_sess_race(s, ok, k, true);
+		return;
+	}
+	if (routed > 0) { /* the peer would drop the SYN: say so now */
+		char t[300];
+		px_target_format(&s->target, t, sizeof(t));
+		log_info("%s: %s: refused: the mesh policy does not allow this node "
+		         "to reach it (mesh-proxy whois %s)",
+		         f->kind, t, t);
+		px_sess_result(s, PX_E_POLICY);
 		return;
 	}
 	if (!may_direct ||

@@ -206,6 +206,7 @@ static void px_socks_on_result(struct px_sess *s, enum px_err e)
 		rep = SOCKS5_REP_TTL_EXPIRED;
 		break;
 	case PX_E_DENIED:
+	case PX_E_POLICY:
 		rep = SOCKS5_REP_NOT_ALLOWED;
 		break;
 	default:

@@ -330,6 +330,16 @@ static void px_udp_send(struct px_udp_assoc *a, const struct ns_addr *dst, uint1
 {
 	int r;
 	if (px_udp_routed(a->f, dst)) {
+		const struct px_env *env = &a->f->env;
+		if (env->reach_ok && !env->reach_ok(env->reach_ctx, PX_REACH_UDP, dst, port)) {
+			/* the peer would drop it: count it here, where it shows */
+			if (a->f->stats.err_policy++ == 0)
+				log_info("socks5 udp: a datagram dropped: the mesh policy does "
+				         "not allow this node to reach that peer's UDP port "
+				         "(counted in status as policy)");
+			px_udp_drop(a);
+			return;
+		}
 		if (!a->mesh) {
 			int err = 0;
 			a->mesh = ns_udp_open(0, px_udp_on_mesh, a, &err);

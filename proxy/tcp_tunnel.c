@@ -124,7 +124,8 @@ static void px_tunnel_on_mesh_accept(void *ctx, struct ns_tcp *c,
 		ns_tcp_local(c, &dst, &lport);
 		if (dst.family != src->family) /* unknown: the family's any address */
 			dst.family = src->family;
-		pp_len = px_proxyv2_header(pp, sizeof(pp), src, sport, &dst, lport);
+		pp_len = px_proxyv2_for(&t->front.env, pp, sizeof(pp), src, sport, &dst,
+		                        lport);
 	}
 	px_local_dial_addrs(&t->front, c, &t->local, pp, pp_len, t->desc);
 }

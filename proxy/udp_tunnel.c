@@ -183,6 +183,15 @@ static void px_ut_client_datagram(struct px_udp_tunnel *t,
 		t->stats.dgram_drops++;
 		return;
 	}
+	if (t->env.reach_ok &&
+	    !t->env.reach_ok(t->env.reach_ctx, PX_REACH_UDP, &t->target, t->target_port)) {
+		if (t->stats.err_policy++ == 0)
+			log_warn("%s: the mesh policy does not allow this node to reach the "
+			         "target; its datagrams are dropped (mesh-proxy whois)",
+			         t->desc);
+		t->stats.dgram_drops++;
+		return;
+	}
 	struct px_uflow *f = (struct px_uflow *)px_flows_find(&t->flows, &a, port);
 	if (!f) {
 		f = px_uflow_new(t, &a, port);

@@ -257,12 +257,53 @@ size_t px_http_response(char *out, size_t outlen, int status);
 /* ---- PROXY protocol v2 (proxyv2.c; haproxy's proxy-protocol.txt) ---- */
 
 #define PX_PROXYV2_SIG_LEN 12
-#define PX_PROXYV2_MAX     (16 + 36) /* header + TCP6 addresses */
+/* TLVs (section 2.2.7) in the range the specification leaves to
+ * applications (PP2_TYPE_MIN_CUSTOM 0xE0 .. 0xEF): the mesh identity of
+ * the connection's source, from the map (docs/node-policy.md). Each
+ * is sent only when known. */
+#define PX_PP2_TYPE_MESH_NAME 0xE0 /* the source node's full name (FQDN) */
+#define PX_PP2_TYPE_MESH_USER 0xE1 /* the user who owns it */
+#define PX_PP2_TYPE_MESH_TAGS 0xE2 /* its tags, comma-joined ("tag:a,tag:b") */
+#define PX_PP2_VALUE_MAX      255  /* longest value we send (a DNS name) */
+#define PX_PP2_TLVS_MAX       3    /* TLVs we send */
+#define PX_PP2_PARSE_TLVS_MAX 16   /* TLVs px_proxyv2_parse reports */
+/* header + TCP6 addresses + our TLVs */
+#define PX_PROXYV2_MAX (16 + 36 + PX_PP2_TLVS_MAX * (3 + PX_PP2_VALUE_MAX))
+
+struct px_pp2_tlv {
+	uint8_t type;
+	uint16_t len;
+	const uint8_t *value; /* len bytes, not NUL-terminated */
+};
+
 /* Writes the v2 header for a proxied TCP connection from src:sport to
  * dst:dport (same family): signature, 0x21 (v2, PROXY), 0x11 (TCP4) or
  * 0x21 (TCP6), length, addresses and ports. Returns its length (28 or
  * 52), or 0 if outlen is too small or the families differ. */
 size_t px_proxyv2_header(uint8_t *out, size_t outlen, const struct ns_addr *src,
                          uint16_t sport, const struct ns_addr *dst, uint16_t dport);
+/* The same followed by tlv[0..n) (each value at most PX_PP2_VALUE_MAX
+ * bytes, else 0), counted in the header's length. */
+size_t px_proxyv2_header_tlv(uint8_t *out, size_t outlen, const struct ns_addr *src,
+                             uint16_t sport, const struct ns_addr *dst, uint16_t dport,
+                             const struct px_pp2_tlv *tlv, size_t n);
+
+/* A v2 header as a receiver reads it (for tests, fuzzing and services
+ * written against this node). */
+struct px_pp2_parsed {
+	uint8_t command; /* 0 LOCAL, 1 PROXY */
+	uint8_t family;  /* the fam byte: 0x11 TCP4, 0x21 TCP6, 0x00 UNSPEC... */
+	struct ns_addr src, dst; /* TCP4/UDP4, TCP6/UDP6 only */
+	uint16_t sport, dport;
+	size_t n_tlv; /* TLVs found (the first PX_PP2_PARSE_TLVS_MAX in tlv) */
+	struct px_pp2_tlv tlv[PX_PP2_PARSE_TLVS_MAX]; /* values point into p */
+};
+/* Parses a v2 header at the start of p[0..len): PX_PARSE_OK with *used
+ * (the whole header, TLVs included), PX_PARSE_MORE when p is a strict
+ * prefix of one, PX_PARSE_ERROR when it is not a v2 header (bad
+ * signature, version, command, an address block shorter than its family
+ * needs, a TLV running past the header). */
+enum px_parse px_proxyv2_parse(const uint8_t *p, size_t len, struct px_pp2_parsed *out,
+                               size_t *used);
 
 #endif

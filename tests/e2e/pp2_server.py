@@ -6,7 +6,9 @@ usage: pp2_server.py BIND_ADDR PORT
 Each connection must start with a PROXY v2 header. The server answers one
 line, "PP2 PROXY src=ADDR:PORT dst=ADDR:PORT" (or "PP2 LOCAL", or
 "NOPP2 <first bytes in hex>" when the header is missing or malformed), then
-echoes the client's bytes until it half-closes, then closes."""
+echoes the client's bytes until it half-closes, then closes. The mesh
+identity TLVs (0xE0 name, 0xE1 user, 0xE2 tags) are logged on stderr, one
+line "pp2: tlv 0xe0=VALUE" each."""
 import ipaddress
 import socket
 import socketserver
@@ -43,6 +45,14 @@ def parse(sock):
         return "PP2 LOCAL"
     if cmd != 1:
         return "NOPP2 command %d" % cmd
+    alen = {0x11: 12, 0x21: 36}.get(fam, length)
+    off = alen
+    while off + 3 <= length:
+        t, vl = body[off], struct.unpack(">H", body[off + 1:off + 3])[0]
+        v = body[off + 3:off + 3 + vl]
+        if 0xE0 <= t <= 0xE2:
+            sys.stderr.write("pp2: tlv 0x%02x=%s\n" % (t, v.decode("utf-8", "replace")))
+        off += 3 + vl
     if fam == 0x11 and length >= 12:
         src = ipaddress.IPv4Address(body[0:4])
         dst = ipaddress.IPv4Address(body[4:8])

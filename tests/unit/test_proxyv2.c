@@ -204,6 +204,178 @@ static void test_server_tunnel_limit(void **st)
 	close(lfd);
 }
 
+/* TLVs: written after the addresses and counted in the length; the parser
+ * (what a receiving service does) reads back what was written. */
+static void test_header_tlvs_round_trip(void **st)
+{
+	struct ns_addr src, dst;
+	px_addr_parse(&src, "100.64.0.9");
+	px_addr_parse(&dst, "100.64.0.2");
+	const char *name = "web.mesh.internal", *user = "alice";
+	struct px_pp2_tlv tlv[2] = {
+	    {.type = PX_PP2_TYPE_MESH_NAME, .len = 17, .value = (const uint8_t *)name},
+	    {.type = PX_PP2_TYPE_MESH_USER, .len = 5, .value = (const uint8_t *)user},
+	};
+	uint8_t out[PX_PROXYV2_MAX];
+	size_t n = px_proxyv2_header_tlv(out, sizeof(out), &src, 1, &dst, 443, tlv, 2);
+	assert_int_equal(n, 28 + 3 + 17 + 3 + 5);
+	assert_int_equal(out[14] << 8 | out[15], 12 + 3 + 17 + 3 + 5);
+	assert_memory_equal(out + 28, "\xe0\x00\x11web.mesh.internal\xe1\x00\x05" "alice", 28);
+	struct px_pp2_parsed pp;
+	size_t used = 0;
+	assert_int_equal(px_proxyv2_parse(out, n, &pp, &used), PX_PARSE_OK);
+	assert_int_equal(used, n);
+	assert_int_equal(pp.command, 1);
+	assert_int_equal(pp.family, 0x11);
+	assert_memory_equal(pp.src.addr, src.addr, 4);
+	assert_memory_equal(pp.dst.addr, dst.addr, 4);
+	assert_int_equal(pp.sport, 1);
+	assert_int_equal(pp.dport, 443);
+	assert_int_equal(pp.n_tlv, 2);
+	assert_int_equal(pp.tlv[0].type, 0xe0);
+	assert_int_equal(pp.tlv[0].len, 17);
+	assert_memory_equal(pp.tlv[0].value, name, 17);
+	assert_int_equal(pp.tlv[1].type, 0xe1);
+	assert_memory_equal(pp.tlv[1].value, user, 5);
+	/* every strict prefix needs more; trailing bytes are the stream's */
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(px_proxyv2_parse(out, k, &pp, &used), PX_PARSE_MORE);
+	/* a buffer one byte short, or a value over PX_PP2_VALUE_MAX: nothing */
+	assert_int_equal(px_proxyv2_header_tlv(out, n - 1, &src, 1, &dst, 443, tlv, 2), 0);
+	uint8_t big[PX_PP2_VALUE_MAX + 1];
+	memset(big, 'a', sizeof(big));
+	struct px_pp2_tlv over = {.type = 0xe0, .len = sizeof(big), .value = big};
+	assert_int_equal(px_proxyv2_header_tlv(out, sizeof(out), &src, 1, &dst, 443, &over, 1),
+	                 0);
+	over.len = PX_PP2_VALUE_MAX;
+	struct px_pp2_tlv three[3] = {over, over, over};
+	assert_int_equal(px_proxyv2_header_tlv(out, sizeof(out), &src, 1, &dst, 443, three, 3),
+	                 PX_PROXYV2_MAX - 24); /* TCP4: 24 address bytes fewer */
+}
+
+static void test_parse_rejects_bad_headers(void **st)
+{
+	struct ns_addr src, dst;
+	px_addr_parse(&src, "fd7a:115c:a1e0::9");
+	px_addr_parse(&dst, "fd7a:115c:a1e0::2");
+	struct px_pp2_tlv t = {.type = 0xe2, .len = 10, .value = (const uint8_t *)"tag:a,tag:b"};
+	uint8_t out[PX_PROXYV2_MAX], b[PX_PROXYV2_MAX];
+	size_t n = px_proxyv2_header_tlv(out, sizeof(out), &src, 7, &dst, 8, &t, 1);
+	assert_int_equal(n, 52 + 13);
+	struct px_pp2_parsed pp;
+	size_t used;
+	assert_int_equal(px_proxyv2_parse(out, n, &pp, &used), PX_PARSE_OK);
+	assert_int_equal(pp.src.family, AF_INET6);
+	assert_int_equal(pp.n_tlv, 1);
+	memcpy(b, out, n);
+	b[3] ^= 1; /* signature */
+	assert_int_equal(px_proxyv2_parse(b, n, &pp, &used), PX_PARSE_ERROR);
+	memcpy(b, out, n);
+	b[12] = 0x11; /* version 1 */
+	assert_int_equal(px_proxyv2_parse(b, n, &pp, &used), PX_PARSE_ERROR);
+	memcpy(b, out, n);
+	b[12] = 0x2f; /* command 15 */
+	assert_int_equal(px_proxyv2_parse(b, n, &pp, &used), PX_PARSE_ERROR);
+	memcpy(b, out, n);
+	b[13] = 0x51; /* family 5 */
+	assert_int_equal(px_proxyv2_parse(b, n, &pp, &used), PX_PARSE_ERROR);
+	memcpy(b, out, n);
+	b[14] = 0;
+	b[15] = 35; /* shorter than TCP6's address block */
+	assert_int_equal(px_proxyv2_parse(b, n, &pp, &used), PX_PARSE_ERROR);
+	memcpy(b, out, n);
+	b[52 + 2] = 11; /* the TLV runs one byte past the header */
+	assert_int_equal(px_proxyv2_parse(b, n, &pp, &used), PX_PARSE_ERROR);
+	memcpy(b, out, n);
+	b[15] -= 1; /* the header ends inside the TLV */
+	assert_int_equal(px_proxyv2_parse(b, n, &pp, &used), PX_PARSE_ERROR);
+	memcpy(b, out, n);
+	b[15] = (uint8_t)(b[15] - 12); /* two bytes left: no room for a TLV head */
+	b[52] = 0xe2;
+	b[15] = 36 + 2;
+	assert_int_equal(px_proxyv2_parse(b, 52 + 2, &pp, &used), PX_PARSE_ERROR);
+	/* LOCAL with no addresses is a header too */
+	memcpy(b, out, 16);
+	b[12] = 0x20;
+	b[13] = 0x00;
+	b[14] = b[15] = 0;
+	assert_int_equal(px_proxyv2_parse(b, 16, &pp, &used), PX_PARSE_OK);
+	assert_int_equal(used, 16);
+	assert_int_equal(pp.command, 0);
+}
+
+/* The node's identity of a mesh source (px_env.identify) as TLVs 0xE0-0xE2;
+ * an unknown source gets none, a known one only what is known. */
+static bool fake_identify(void *ctx, const struct ns_addr *src, struct px_identity *id)
+{
+	(void)ctx;
+	struct ns_addr web;
+	px_addr_parse(&web, "100.64.0.9");
+	if (src->family == AF_INET && !memcmp(src->addr, web.addr, 4)) {
+		snprintf(id->name, sizeof(id->name), "web.mesh.internal");
+		snprintf(id->user, sizeof(id->user), "alice");
+		snprintf(id->tags, sizeof(id->tags), "tag:server,tag:db");
+		return true;
+	}
+	px_addr_parse(&web, "100.64.0.10");
+	if (src->family == AF_INET && !memcmp(src->addr, web.addr, 4)) {
+		snprintf(id->name, sizeof(id->name), "ci.mesh.internal");
+		return true; /* no user, no tags */
+	}
+	return false;
+}
+
+static size_t read_header(int srv, uint8_t *b, struct px_pp2_parsed *pp)
+{
+	assert_int_equal(recv(srv, b, 16, MSG_WAITALL), 16);
+	size_t body = (size_t)b[14] << 8 | b[15], used = 0;
+	assert_int_equal(recv(srv, b + 16, body, MSG_WAITALL), (ssize_t)body);
+	assert_int_equal(px_proxyv2_parse(b, 16 + body, pp, &used), PX_PARSE_OK);
+	assert_int_equal(used, 16 + body);
+	return used;
+}
+
+static void test_server_tunnel_identity_tlvs(void **st)
+{
+	reset_fake();
+	env.identify = fake_identify;
+	px_addr_parse(&fake_local, "100.64.0.2");
+	uint16_t port;
+	int lfd = local_service(&port);
+	struct px_tunnel *t = server_tunnel(port, 2, 0);
+	uint8_t b[PX_PROXYV2_MAX];
+	struct px_pp2_parsed pp;
+	mesh_connect("100.64.0.9", 40000);
+	int srv = accept_pumped(lfd);
+	read_header(srv, b, &pp);
+	assert_int_equal(pp.sport, 40000);
+	assert_int_equal(pp.n_tlv, 3);
+	assert_int_equal(pp.tlv[0].type, PX_PP2_TYPE_MESH_NAME);
+	assert_int_equal(pp.tlv[0].len, strlen("web.mesh.internal"));
+	assert_memory_equal(pp.tlv[0].value, "web.mesh.internal", pp.tlv[0].len);
+	assert_int_equal(pp.tlv[1].type, PX_PP2_TYPE_MESH_USER);
+	assert_memory_equal(pp.tlv[1].value, "alice", 5);
+	assert_int_equal(pp.tlv[2].type, PX_PP2_TYPE_MESH_TAGS);
+	assert_int_equal(pp.tlv[2].len, strlen("tag:server,tag:db"));
+	assert_memory_equal(pp.tlv[2].value, "tag:server,tag:db", pp.tlv[2].len);
+	close(srv);
+	mesh_connect("100.64.0.10", 40001);
+	srv = accept_pumped(lfd);
+	read_header(srv, b, &pp);
+	assert_int_equal(pp.n_tlv, 1); /* the name alone */
+	assert_int_equal(pp.tlv[0].type, PX_PP2_TYPE_MESH_NAME);
+	close(srv);
+	mesh_connect("100.64.0.11", 40002); /* a source no map peer holds */
+	srv = accept_pumped(lfd);
+	assert_int_equal(read_header(srv, b, &pp), 28);
+	assert_int_equal(pp.n_tlv, 0);
+	close(srv);
+	px_tunnel_free(t);
+	close(lfd);
+	env.identify = NULL;
+	px_addr_parse(&fake_local, "10.0.0.2");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +383,9 @@ int main(void)
 	    cmocka_unit_test(test_header_ipv6),
 	    cmocka_unit_test(test_server_tunnel_sends_header),
 	    cmocka_unit_test(test_server_tunnel_limit),
+	    cmocka_unit_test(test_header_tlvs_round_trip),
+	    cmocka_unit_test(test_parse_rejects_bad_headers),
+	    cmocka_unit_test(test_server_tunnel_identity_tlvs),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

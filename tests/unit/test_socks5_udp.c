@@ -404,6 +404,38 @@ static void test_udp_policy_refuses(void **state)
 	env.direct_loopback_for_tests = true;
 }
 
+/* The mesh policy (px_env.reach_ok): a datagram to a peer's UDP port this
+ * node may not reach is dropped here and counted as policy; an allowed
+ * port goes out. */
+static bool reach_dns_only(void *ctx, int proto, const struct ns_addr *a, uint16_t port)
+{
+	(void)ctx, (void)a;
+	return proto == PX_REACH_UDP && port == 53;
+}
+
+static void test_udp_mesh_policy_drops(void **state)
+{
+	env.reach_ok = reach_dns_only;
+	struct px_socks *s = socks_new(true, NULL, NULL);
+	const uint8_t any[4] = {0};
+	int ctl;
+	uint16_t relay = associate(s, &ctl, any, 0);
+	int c = host_udp(NULL);
+	uint16_t mport;
+	udp_to(c, relay, PEER4, 9, "closed");
+	udp_to(c, relay, PEER4, 53, "open");
+	expect_mesh(AF_INET, PEER4, 53, "open", &mport); /* the first never left */
+	struct px_stats st;
+	px_socks_get_stats(s, &st);
+	assert_int_equal(st.err_policy, 1);
+	assert_int_equal(st.dgram_drops, 1);
+	assert_int_equal(st.dgrams_up, 1);
+	px_socks_free(s);
+	close(ctl);
+	close(c);
+	env.reach_ok = NULL;
+}
+
 /* Names through evdns: the hosts file, the DNS server (datagrams wait for
  * the answer), a name that does not exist; the cache answers repeats. */
 static void test_udp_names(void **state)
@@ -693,6 +725,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_udp_mesh_and_direct, usetup, uteardown),
 	    cmocka_unit_test_setup_teardown(test_udp_v4_mapped_mesh, usetup, uteardown),
+	    cmocka_unit_test_setup_teardown(test_udp_mesh_policy_drops, usetup, uteardown),
 	    cmocka_unit_test_setup_teardown(test_udp_policy_refuses, usetup, uteardown),
 	    cmocka_unit_test_setup_teardown(test_udp_auth_pipelined_direct_off, usetup,
 	                                    uteardown),
