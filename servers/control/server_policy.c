@@ -1,0 +1,1049 @@
+/* mesh-control's access policy (DESIGN.md, Access control): the policy in
+ * force, compiled (core/policy) against the snapshot's approved nodes into
+ * each node's visibility class (who it sees, itself included), its inbound
+ * filter as a map carries it, and the tags it publishes. Compiled again
+ * when the policy or the nodes it looks at (set, addresses, owner) change,
+ * from the broadcast, so that a join storm compiles once per broadcast and
+ * not once per node: a node that joined since the last compile sees nobody
+ * and accepts nothing until the next one (a delta then brings its peers).
+ *
+ * Failing closed: a policy that cannot be compiled against the nodes keeps
+ * the last good compiled state; with none, every node sees nobody and its
+ * filter denies everything. A node's filter past what a map may carry
+ * (CTL_FILTER_BLOCKS_MAX, CTL_FILTER_RANGES_MAX, or about a quarter of a
+ * frame) is sent as deny-all. Each is logged and counted. Never allow-all
+ * once a policy is set. */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/policy/policy.h"
+#include "core/util/log.h"
+#include "servers/control/server_int.h"
+#include "servers/control/server_policy.h"
+
+/* A node's filter on the wire: about this many bytes a block (two
+ * addresses as text) and a port range; a filter over SRV_FILTER_BYTES_MAX
+ * goes as deny-all (its map's first message must fit a frame, with its
+ * reach entries). */
+#define SRV_FILTER_BLOCK_BYTES 100u
+#define SRV_FILTER_RANGE_BYTES 12u
+#define SRV_FILTER_BYTES_MAX   (1024u * 1024u)
+
+struct srv_policy {
+	bool active;
+	struct policy *pol;       /* in force (NULL: a stored one did not parse) */
+	int64_t store_rev;        /* the store's revision applied (0: none) */
+	struct srv_pnode *nodes;  /* the last good compile, by id */
+	size_t n_nodes;
+	bool compiled;            /* a compile of some policy succeeded */
+	struct srv_pfilter *deny; /* the deny-all filter */
+	struct ctl_server_policy_stats st;
+};
+
+/* --- classes and filters ------------------------------------------------ */
+
+bool srv_policy_on(const struct ctl_server *s)
+{
+	return s->pol && s->pol->active;
+}
+
+const struct srv_pnode *srv_policy_node(const struct ctl_server *s, int64_t id)
+{
+	if (!srv_policy_on(s))
+		return NULL;
+	size_t lo = 0, hi = s->pol->n_nodes;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->pol->nodes[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->pol->n_nodes && s->pol->nodes[lo].id == id ? &s->pol->nodes[lo]
+	                                                          : NULL;
+}
+
+const struct srv_pfilter *srv_policy_filter_of(const struct ctl_server *s, int64_t id)
+{
+	const struct srv_pnode *pn = srv_policy_node(s, id);
+	return pn ? pn->filter : s->pol->deny;
+}
+
+bool srv_pclass_has(const struct srv_pclass *cl, int64_t id)
+{
+	if (!cl)
+		return false;
+	size_t lo = 0, hi = cl->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (cl->ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < cl->n && cl->ids[lo] == id;
+}
+
+struct srv_pclass *srv_pclass_ref(struct srv_pclass *cl)
+{
+	if (cl)
+		cl->refs++;
+	return cl;
+}
+
+void srv_pclass_unref(struct srv_pclass *cl)
+{
+	if (!cl || --cl->refs)
+		return;
+	free(cl->ids);
+	free(cl);
+}
+
+static void filter_clear(struct ctl_filter *f)
+{
+	for (int t = 0; t < CTL_FILTER_NPROTO; t++) {
+		for (size_t k = 0; k < f->n_blocks[t]; k++)
+			free(f->blocks[t][k].ports);
+		free(f->blocks[t]);
+	}
+	memset(f, 0, sizeof *f);
+}
+
+static struct srv_pfilter *pfilter_ref(struct srv_pfilter *f)
+{
+	if (f)
+		f->refs++;
+	return f;
+}
+
+static void pfilter_unref(struct srv_pfilter *f)
+{
+	if (!f || --f->refs)
+		return;
+	filter_clear(&f->f);
+	free(f);
+}
+
+static void pfilter_hash(struct srv_pfilter *pf)
+{
+	crypto_generichash_state h;
+	crypto_generichash_init(&h, NULL, 0, sizeof pf->hash);
+	for (int t = 0; t < CTL_FILTER_NPROTO; t++) {
+		uint64_t n = pf->f.n_blocks[t];
+		crypto_generichash_update(&h, (const uint8_t *)&n, sizeof n);
+		for (size_t k = 0; k < pf->f.n_blocks[t]; k++) {
+			const struct ctl_filter_block *b = &pf->f.blocks[t][k];
+			crypto_generichash_update(&h, &b->lo.family, 1);
+			crypto_generichash_update(&h, b->lo.addr, 16);
+			crypto_generichash_update(&h, b->hi.addr, 16);
+			uint32_t np = b->n_ports;
+			crypto_generichash_update(&h, (const uint8_t *)&np, sizeof np);
+			for (size_t j = 0; j < b->n_ports; j++) {
+				uint16_t r[2] = {b->ports[j].lo, b->ports[j].hi};
+				crypto_generichash_update(&h, (const uint8_t *)r, sizeof r);
+			}
+		}
+	}
+	crypto_generichash_final(&h, pf->hash, sizeof pf->hash);
+}
+
+static void pclass_hash(struct srv_pclass *cl)
+{
+	crypto_generichash(cl->hash, sizeof cl->hash, (const uint8_t *)cl->ids,
+	                   cl->n * sizeof *cl->ids, NULL, 0);
+}
+
+/* --- addresses ---------------------------------------------------------- */
+
+/* IPv4 as ::ffff:a.b.c.d, as core/policy orders addresses. */
+static const uint8_t v4_lo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+static const uint8_t v4_hi[16] = {0,    0,    0,    0,    0,    0,    0,    0,
+                                  0,    0,    0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+static void key_of(const struct ctl_ip *ip, uint8_t k[16])
+{
+	if (ip->family == 4) {
+		memcpy(k, v4_lo, 12);
+		memcpy(k + 12, ip->addr, 4);
+	} else {
+		memcpy(k, ip->addr, 16);
+	}
+}
+
+static void ip_of_key(const uint8_t k[16], bool v4, struct ctl_ip *ip)
+{
+	memset(ip, 0, sizeof *ip);
+	ip->family = v4 ? 4 : 6;
+	memcpy(ip->addr, v4 ? k + 12 : k, v4 ? 4 : 16);
+}
+
+static void key_add(uint8_t k[16], int d) /* d = +1 or -1, no wrap asked */
+{
+	for (int i = 15; i >= 0; i--) {
+		uint8_t was = k[i];
+		k[i] = (uint8_t)(k[i] + d);
+		if ((d > 0 && was != 0xff) || (d < 0 && was != 0))
+			break;
+	}
+}
+
+/* --- filter conversion -------------------------------------------------- */
+
+struct fconv {
+	struct ctl_filter *f;
+	size_t cap[CTL_FILTER_NPROTO];
+	size_t blocks, ranges;
+};
+
+static bool ports_equal(const struct ctl_filter_block *b, const struct policy_ports *p,
+                        size_t n)
+{
+	if (b->n_ports != n)
+		return false;
+	for (size_t j = 0; j < n; j++)
+		if (b->ports[j].lo != p[j].lo || b->ports[j].hi != p[j].hi)
+			return false;
+	return true;
+}
+
+/* Appends [lo, hi] (one family) with ports to protocol t, joined to the
+ * block before when adjacent with the same ports. */
+static int fconv_add(struct fconv *cv, int t, const uint8_t lo[16], const uint8_t hi[16],
+                     bool v4, const struct policy_ports *p, size_t n)
+{
+	struct ctl_filter *f = cv->f;
+	if (f->n_blocks[t]) {
+		struct ctl_filter_block *b = &f->blocks[t][f->n_blocks[t] - 1];
+		uint8_t next[16];
+		key_of(&b->hi, next);
+		key_add(next, 1);
+		if ((b->lo.family == 4) == v4 && !memcmp(next, lo, 16) && ports_equal(b, p, n)) {
+			ip_of_key(hi, v4, &b->hi);
+			return 0;
+		}
+	}
+	if (++cv->blocks > CTL_FILTER_BLOCKS_MAX || (cv->ranges += n) > CTL_FILTER_RANGES_MAX)
+		return -E2BIG;
+	if (f->n_blocks[t] == cv->cap[t]) {
+		size_t nc = cv->cap[t] ? cv->cap[t] * 2 : 8;
+		struct ctl_filter_block *nb = realloc(f->blocks[t], nc * sizeof *nb);
+		if (!nb)
+			return -ENOMEM;
+		f->blocks[t] = nb;
+		cv->cap[t] = nc;
+	}
+	struct ctl_filter_block *b = &f->blocks[t][f->n_blocks[t]];
+	memset(b, 0, sizeof *b);
+	b->ports = malloc(n * sizeof *b->ports);
+	if (!b->ports)
+		return -ENOMEM;
+	for (size_t j = 0; j < n; j++)
+		b->ports[j] = (struct ctl_port_range){p[j].lo, p[j].hi};
+	b->n_ports = (uint32_t)n;
+	ip_of_key(lo, v4, &b->lo);
+	ip_of_key(hi, v4, &b->hi);
+	f->n_blocks[t]++;
+	return 0;
+}
+
+/* A source block of core/policy's filter in map form: split where IPv4
+ * (::ffff:0:0/96) begins and ends, so each block is of one family. */
+static int fconv_block(struct fconv *cv, int t, const uint8_t lo[16], const uint8_t hi[16],
+                       const struct policy_ports *p, size_t n)
+{
+	uint8_t a[16], b[16];
+	int r = 0;
+	if (memcmp(lo, v4_lo, 16) < 0) { /* below IPv4 */
+		memcpy(a, lo, 16);
+		memcpy(b, v4_lo, 16);
+		key_add(b, -1);
+		if (memcmp(hi, b, 16) < 0)
+			memcpy(b, hi, 16);
+		r = fconv_add(cv, t, a, b, false, p, n);
+	}
+	if (r == 0 && memcmp(hi, v4_lo, 16) >= 0 && memcmp(lo, v4_hi, 16) <= 0) {
+		memcpy(a, memcmp(lo, v4_lo, 16) > 0 ? lo : v4_lo, 16);
+		memcpy(b, memcmp(hi, v4_hi, 16) < 0 ? hi : v4_hi, 16);
+		r = fconv_add(cv, t, a, b, true, p, n);
+	}
+	if (r == 0 && memcmp(hi, v4_hi, 16) > 0) { /* above IPv4 */
+		memcpy(a, v4_hi, 16);
+		key_add(a, 1);
+		if (memcmp(lo, a, 16) > 0)
+			memcpy(a, lo, 16);
+		r = fconv_add(cv, t, a, hi, false, p, n);
+	}
+	return r;
+}
+
+static const uint8_t proto_of[CTL_FILTER_NPROTO] = {POLICY_TCP, POLICY_UDP, POLICY_ICMP};
+
+/* core/policy's filter as a map carries it: the blocks with ports, per
+ * protocol (ICMP: 0-65535 when accepted). -E2BIG past the map's limits. */
+static int filter_convert(const struct policy_filter *pf, struct ctl_filter *out)
+{
+	struct fconv cv = {.f = out};
+	static const struct policy_ports all = {0, 65535};
+	static const uint8_t zero[16], ones[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	                                           0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	                                           0xff, 0xff, 0xff, 0xff};
+	memset(out, 0, sizeof *out);
+	int r = 0;
+	for (int t = 0; t < CTL_FILTER_NPROTO && r == 0; t++) {
+		if (policy_filter_allows_all(pf)) {
+			r = fconv_block(&cv, t, zero, ones, &all, 1);
+			continue;
+		}
+		size_t nb = policy_filter_n_blocks(pf, proto_of[t]);
+		for (size_t k = 0; k < nb && r == 0; k++) {
+			struct policy_ip lo, hi;
+			const struct policy_ports *p;
+			size_t np;
+			policy_filter_block(pf, proto_of[t], k, &lo, &hi, &p, &np);
+			if (!np)
+				continue;
+			r = fconv_block(&cv, t, lo.b, hi.b, t == CTL_FILTER_ICMP ? &all : p,
+			                t == CTL_FILTER_ICMP ? 1 : np);
+		}
+	}
+	if (r == 0 && cv.blocks * SRV_FILTER_BLOCK_BYTES +
+	                      cv.ranges * SRV_FILTER_RANGE_BYTES >
+	                  SRV_FILTER_BYTES_MAX)
+		r = -E2BIG;
+	if (r < 0)
+		filter_clear(out);
+	return r;
+}
+
+/* --- reach -------------------------------------------------------------- */
+
+/* The ports src may open under f for protocol t: the block holding it. */
+static const struct ctl_filter_block *block_for(const struct ctl_filter *f, int t,
+                                                const struct ctl_ip *src)
+{
+	uint8_t k[16], a[16];
+	key_of(src, k);
+	size_t lo = 0, hi = f->n_blocks[t];
+	while (lo < hi) { /* the first block ending at or after k */
+		size_t mid = lo + (hi - lo) / 2;
+		key_of(&f->blocks[t][mid].hi, a);
+		if (memcmp(a, k, 16) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == f->n_blocks[t])
+		return NULL;
+	key_of(&f->blocks[t][lo].lo, a);
+	return memcmp(a, k, 16) <= 0 ? &f->blocks[t][lo] : NULL;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct ctl_port_range *x = a, *y = b;
+	return x->lo != y->lo ? (x->lo < y->lo ? -1 : 1) : (x->hi < y->hi ? -1 : x->hi > y->hi);
+}
+
+/* The union of the ports of blocks a and b (either NULL), merged; past
+ * CTL_REACH_RANGES_MAX, the span from the lowest to the highest (reach
+ * only saves a node a timeout: the peer's filter decides). */
+static int ports_union(const struct ctl_filter_block *a, const struct ctl_filter_block *b,
+                       struct ctl_port_range **out, uint32_t *n)
+{
+	size_t na = a ? a->n_ports : 0, nb = b ? b->n_ports : 0;
+	*out = NULL;
+	*n = 0;
+	if (!na && !nb)
+		return 0;
+	struct ctl_port_range *r = malloc((na + nb) * sizeof *r);
+	if (!r)
+		return -ENOMEM;
+	if (na)
+		memcpy(r, a->ports, na * sizeof *r);
+	if (nb)
+		memcpy(r + na, b->ports, nb * sizeof *r);
+	size_t k = na + nb;
+	if (na && nb) {
+		qsort(r, k, sizeof *r, cmp_range);
+		size_t m = 0;
+		for (size_t i = 1; i < k; i++) {
+			if ((uint32_t)r[i].lo <= (uint32_t)r[m].hi + 1) {
+				if (r[i].hi > r[m].hi)
+					r[m].hi = r[i].hi;
+			} else {
+				r[++m] = r[i];
+			}
+		}
+		k = m + 1;
+	}
+	if (k > CTL_REACH_RANGES_MAX) {
+		r[0].hi = r[k - 1].hi;
+		k = 1;
+	}
+	*out = r;
+	*n = (uint32_t)k;
+	return 0;
+}
+
+void srv_reach_clear(struct ctl_reach *r)
+{
+	free(r->tcp);
+	free(r->udp);
+	memset(r, 0, sizeof *r);
+}
+
+int srv_policy_reach(const struct ctl_server *s, const struct srv_node *self,
+                     int64_t peer_id, struct ctl_reach *out)
+{
+	memset(out, 0, sizeof *out);
+	out->id = (uint64_t)peer_id;
+	const struct ctl_filter *f = &srv_policy_filter_of(s, peer_id)->f;
+	const struct ctl_ip *a4 = NULL, *a6 = NULL;
+	for (size_t i = 0; i < self->peer.n_addrs && i < CTL_ADDRS_MAX; i++) {
+		if (self->peer.addrs[i].family == 4 && !a4)
+			a4 = &self->peer.addrs[i];
+		else if (self->peer.addrs[i].family == 6 && !a6)
+			a6 = &self->peer.addrs[i];
+	}
+	const struct ctl_filter_block *b[CTL_FILTER_NPROTO][2];
+	for (int t = 0; t < CTL_FILTER_NPROTO; t++) {
+		b[t][0] = a4 ? block_for(f, t, a4) : NULL;
+		b[t][1] = a6 ? block_for(f, t, a6) : NULL;
+	}
+	out->icmp = b[CTL_FILTER_ICMP][0] || b[CTL_FILTER_ICMP][1];
+	if (ports_union(b[CTL_FILTER_TCP][0], b[CTL_FILTER_TCP][1], &out->tcp, &out->n_tcp) <
+	        0 ||
+	    ports_union(b[CTL_FILTER_UDP][0], b[CTL_FILTER_UDP][1], &out->udp, &out->n_udp) <
+	        0) {
+		srv_reach_clear(out);
+		return -ENOMEM;
+	}
+	return out->icmp || out->n_tcp || out->n_udp;
+}
+
+/* --- a connection's map ------------------------------------------------- */
+
+void srv_policy_conn_record(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	srv_pclass_unref(c->pol_cls);
+	c->pol_cls = NULL;
+	c->pol_gen = s->pol_gen;
+	c->pol_sent = srv_policy_on(s);
+	memset(c->pol_fhash, 0, sizeof c->pol_fhash);
+	if (!c->pol_sent)
+		return;
+	const struct srv_pnode *pn = srv_policy_node(s, c->node_id);
+	c->pol_cls = srv_pclass_ref(pn ? pn->cls : NULL);
+	memcpy(c->pol_fhash, srv_policy_filter_of(s, c->node_id)->hash, sizeof c->pol_fhash);
+}
+
+void srv_policy_conn_free(struct srv_conn *c)
+{
+	srv_pclass_unref(c->pol_cls);
+	c->pol_cls = NULL;
+}
+
+void srv_policy_full_done(struct ctl_map_full *mf)
+{
+	for (size_t i = 0; i < mf->n_reach; i++)
+		srv_reach_clear(&mf->reach[i]);
+	free(mf->reach);
+	mf->reach = NULL;
+	mf->n_reach = 0;
+	memset(&mf->filter, 0, sizeof mf->filter); /* borrowed */
+	mf->has_filter = false;
+}
+
+int srv_policy_full(struct srv_conn *c, struct ctl_map_full *mf)
+{
+	struct ctl_server *s = c->s;
+	srv_policy_conn_record(c);
+	if (!c->pol_sent)
+		return 0;
+	mf->has_filter = true;
+	mf->filter = srv_policy_filter_of(s, c->node_id)->f; /* borrowed */
+	const struct srv_node *self = srv_snap_find(s, c->node_id);
+	const struct srv_pclass *cl = c->pol_cls;
+	if (!self || !cl || cl->n < 2)
+		return 0;
+	mf->reach = calloc(cl->n, sizeof *mf->reach);
+	if (!mf->reach)
+		return -ENOMEM;
+	for (size_t i = 0; i < cl->n; i++) {
+		if (cl->ids[i] == c->node_id)
+			continue;
+		int r = srv_policy_reach(s, self, cl->ids[i], &mf->reach[mf->n_reach]);
+		if (r < 0) {
+			srv_policy_full_done(mf);
+			return r;
+		}
+		mf->n_reach += (size_t)r;
+	}
+	return 0;
+}
+
+/* --- compiling ---------------------------------------------------------- */
+
+/* Objects of one compile by hash (classes and filters met before are
+ * reused, so an unchanged class stays the same object). */
+struct dedup {
+	void **slot;
+	size_t cap;
+};
+
+static int dedup_init(struct dedup *d, size_t n)
+{
+	d->cap = 16;
+	while (d->cap < 2 * n + 2)
+		d->cap *= 2;
+	d->slot = calloc(d->cap, sizeof *d->slot);
+	return d->slot ? 0 : -ENOMEM;
+}
+
+static struct srv_pclass *class_find(struct dedup *d, struct srv_pclass *cl)
+{
+	uint64_t h;
+	memcpy(&h, cl->hash, sizeof h);
+	for (size_t i = h & (d->cap - 1);; i = (i + 1) & (d->cap - 1)) {
+		struct srv_pclass *o = d->slot[i];
+		if (!o) {
+			d->slot[i] = cl;
+			return cl;
+		}
+		if (o->n == cl->n && !memcmp(o->hash, cl->hash, sizeof o->hash) &&
+		    !memcmp(o->ids, cl->ids, cl->n * sizeof *cl->ids))
+			return o;
+	}
+}
+
+static struct srv_pfilter *filter_find(struct dedup *d, struct srv_pfilter *f)
+{
+	uint64_t h;
+	memcpy(&h, f->hash, sizeof h);
+	for (size_t i = h & (d->cap - 1);; i = (i + 1) & (d->cap - 1)) {
+		struct srv_pfilter *o = d->slot[i];
+		if (!o) {
+			d->slot[i] = f;
+			return f;
+		}
+		if (!memcmp(o->hash, f->hash, sizeof o->hash))
+			return o;
+	}
+}
+
+static void pnodes_free(struct srv_pnode *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		srv_pclass_unref(v[i].cls);
+		pfilter_unref(v[i].filter);
+		free(v[i].src_tags);
+		free(v[i].eff_tags);
+	}
+	free(v);
+}
+
+/* The tags of nodes[i] the policy accepts, comma-joined, malloc'd.
+ * policy_node_tags is the policy module's (tags whose owner is the node's
+ * user); until it is on this branch, the tags as stored. The one place to
+ * switch. */
+static char *effective_tags(const struct policy_compiled *cp, size_t i,
+                            const struct policy_node *pn)
+{
+	(void)cp;
+	size_t len = 0;
+	for (size_t k = 0; k < pn->n_tags; k++)
+		len += strlen(pn->tags[k]) + 1;
+	char *out = malloc(len + 1), *p = out;
+	if (!out)
+		return NULL;
+	*p = 0;
+	for (size_t k = 0; k < pn->n_tags; k++)
+		p += sprintf(p, "%s%s", k ? "," : "", pn->tags[k]);
+	return out;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Builds nodes[i]'s state; its class and filter deduplicated through dc
+ * and df. */
+static int pnode_build(struct ctl_server *s, const struct policy_compiled *cp,
+                       const struct policy_node *in, size_t n_in, size_t i,
+                       const char *stored, struct dedup *dc, struct dedup *df,
+                       struct srv_pnode *out)
+{
+	memset(out, 0, sizeof *out);
+	out->id = (int64_t)in[i].id;
+	size_t *vis = NULL, nv = 0;
+	if (policy_node_visible(cp, i, &vis, &nv) < 0)
+		return -ENOMEM;
+	struct srv_pclass *cl = calloc(1, sizeof *cl);
+	int64_t *ids = malloc((nv + 1) * sizeof *ids);
+	if (!cl || !ids) {
+		free(cl);
+		free(ids);
+		free(vis);
+		return -ENOMEM;
+	}
+	for (size_t k = 0; k < nv; k++)
+		ids[k] = vis[k] < n_in ? (int64_t)in[vis[k]].id : out->id;
+	ids[nv] = out->id;
+	free(vis);
+	qsort(ids, nv + 1, sizeof *ids, cmp_i64);
+	cl->ids = ids;
+	cl->n = nv + 1;
+	pclass_hash(cl);
+	struct srv_pclass *found = class_find(dc, cl);
+	if (found != cl) {
+		free(cl->ids);
+		free(cl);
+	}
+	out->cls = srv_pclass_ref(found);
+
+	struct policy_error pe;
+	struct policy_filter *pf = policy_node_filter(cp, i, &pe);
+	struct srv_pfilter *f = calloc(1, sizeof *f);
+	if (!f) {
+		policy_filter_free(pf);
+		return -ENOMEM;
+	}
+	int r = pf ? filter_convert(pf, &f->f) : -E2BIG;
+	policy_filter_free(pf);
+	if (r == -ENOMEM) {
+		free(f);
+		return r;
+	}
+	if (r < 0) {
+		char msg[600];
+		if (!pf)
+			policy_error_format(&pe, msg, sizeof msg);
+		else
+			snprintf(msg, sizeof msg,
+			         "more than a map carries (%u blocks, %u port ranges, "
+			         "%u bytes)",
+			         CTL_FILTER_BLOCKS_MAX, CTL_FILTER_RANGES_MAX,
+			         SRV_FILTER_BYTES_MAX);
+		log_warn("mesh-control: policy: node %lld (%s): its filter: %s; it "
+		         "accepts nothing until the policy changes (fail closed)",
+		         (long long)out->id, in[i].name ? in[i].name : "?", msg);
+		s->pol->st.filters_denied++;
+		free(f);
+		out->filter = pfilter_ref(s->pol->deny);
+	} else {
+		pfilter_hash(f);
+		struct srv_pfilter *ff = filter_find(df, f);
+		if (ff != f) {
+			filter_clear(&f->f);
+			free(f);
+		}
+		out->filter = pfilter_ref(ff);
+	}
+	out->eff_tags = effective_tags(cp, i, &in[i]);
+	out->src_tags = strdup(stored ? stored : "");
+	return out->eff_tags && out->src_tags ? 0 : -ENOMEM;
+}
+
+/* The policy's view of the snapshot's approved, unexpired nodes. The tag
+ * strings live in *bufs (one per node; free both with inputs_free). */
+struct inputs {
+	struct policy_node *n;
+	size_t len;
+	char **bufs;
+	const char **tagv;
+	size_t *snap_idx;
+};
+
+static void inputs_free(struct inputs *in)
+{
+	for (size_t i = 0; in->bufs && i < in->len; i++)
+		free(in->bufs[i]);
+	free(in->bufs);
+	free(in->tagv);
+	free(in->n);
+	free(in->snap_idx);
+}
+
+static int inputs_build(const struct ctl_server *s, struct inputs *in)
+{
+	int64_t now = (int64_t)time(NULL);
+	size_t n = 0, ntags = 0;
+	memset(in, 0, sizeof *in);
+	for (size_t i = 0; i < s->n_nodes; i++)
+		if (srv_node_visible(&s->nodes[i], now)) {
+			n++;
+			ntags += CTL_TAGS_MAX;
+		}
+	in->n = calloc(n ? n : 1, sizeof *in->n);
+	in->bufs = calloc(n ? n : 1, sizeof *in->bufs);
+	in->tagv = calloc(ntags ? ntags : 1, sizeof *in->tagv);
+	in->snap_idx = calloc(n ? n : 1, sizeof *in->snap_idx);
+	if (!in->n || !in->bufs || !in->tagv || !in->snap_idx)
+		return -ENOMEM;
+	size_t tv = 0;
+	for (size_t i = 0; i < s->n_nodes; i++) {
+		const struct srv_node *sn = &s->nodes[i];
+		if (!srv_node_visible(sn, now))
+			continue;
+		struct policy_node *pn = &in->n[in->len];
+		in->snap_idx[in->len] = i;
+		pn->id = (uint64_t)sn->id;
+		pn->name = sn->peer.name;
+		for (size_t a = 0; a < sn->peer.n_addrs && a < CTL_ADDRS_MAX; a++) {
+			const struct ctl_ip *ip = &sn->peer.addrs[a];
+			if (ip->family == 4)
+				pn->v4 = (uint32_t)ip->addr[0] << 24 | (uint32_t)ip->addr[1] << 16 |
+				         (uint32_t)ip->addr[2] << 8 | ip->addr[3];
+			else if (ip->family == 6) {
+				pn->has_v6 = true;
+				memcpy(pn->v6, ip->addr, 16);
+			}
+		}
+		pn->user = sn->peer.user;
+		/* the stored tags, not the published ones */
+		char *b = strdup(sn->stags ? sn->stags : "");
+		in->bufs[in->len++] = b;
+		if (!b)
+			return -ENOMEM;
+		pn->tags = &in->tagv[tv];
+		char *save = NULL;
+		for (char *t = strtok_r(b, ",", &save); t && pn->n_tags < CTL_TAGS_MAX;
+		     t = strtok_r(NULL, ",", &save))
+			in->tagv[tv + pn->n_tags++] = t;
+		tv += pn->n_tags;
+	}
+	return 0;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+	return x < y ? -1 : x > y;
+}
+
+static size_t count_classes(const struct srv_pnode *v, size_t n)
+{
+	void **p = malloc((n ? n : 1) * sizeof *p);
+	if (!p)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		p[i] = v[i].cls;
+	qsort(p, n, sizeof *p, cmp_ptr);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		k += p[i] && (i == 0 || p[i] != p[i - 1]);
+	free(p);
+	return k;
+}
+
+/* Compiles p against the snapshot. On success the new state replaces the
+ * old (classes and filters that did not change stay the same objects and
+ * keep their generations) and the published tags are updated; on failure
+ * nothing changes and err says why. */
+static int compile_now(struct ctl_server *s, const struct policy *p, char *err,
+                       size_t errlen)
+{
+	struct srv_policy *sp = s->pol;
+	struct inputs in;
+	struct policy_error pe;
+	struct dedup dc = {0}, df = {0};
+	struct srv_pnode *nv = NULL;
+	struct policy_compiled *cp = NULL;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int r = inputs_build(s, &in);
+	if (r == 0 && !(cp = policy_compile(p, in.n, in.len, &pe))) {
+		char msg[600];
+		policy_error_format(&pe, msg, sizeof msg);
+		snprintf(err, errlen, "%s", msg);
+		r = -EINVAL;
+	}
+	if (r == 0 && (dedup_init(&dc, in.len + sp->n_nodes) < 0 ||
+	               dedup_init(&df, in.len + sp->n_nodes) < 0 ||
+	               !(nv = calloc(in.len ? in.len : 1, sizeof *nv))))
+		r = -ENOMEM;
+	/* the previous objects first: an unchanged class or filter is kept */
+	for (size_t i = 0; r == 0 && i < sp->n_nodes; i++) {
+		if (sp->nodes[i].cls)
+			class_find(&dc, sp->nodes[i].cls);
+		if (sp->nodes[i].filter != sp->deny)
+			filter_find(&df, sp->nodes[i].filter);
+	}
+	uint64_t gen = s->pol_gen + 1;
+	for (size_t i = 0; r == 0 && i < in.len; i++) {
+		r = pnode_build(s, cp, in.n, in.len, i, s->nodes[in.snap_idx[i]].stags, &dc,
+		                &df, &nv[i]);
+		if (r < 0)
+			break;
+		const struct srv_pnode *old = srv_policy_node(s, nv[i].id);
+		nv[i].gen_filter = old && old->filter == nv[i].filter ? old->gen_filter : gen;
+		nv[i].gen_entry = old && old->eff_tags && !strcmp(old->eff_tags, nv[i].eff_tags)
+		                      ? old->gen_entry
+		                      : gen;
+	}
+	if (r == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	if (r < 0) {
+		pnodes_free(nv, nv ? in.len : 0); /* calloc'd: the rest are empty */
+	} else {
+		pnodes_free(sp->nodes, sp->n_nodes);
+		sp->nodes = nv;
+		sp->n_nodes = in.len;
+		sp->compiled = true;
+		sp->st.classes = count_classes(nv, in.len);
+		s->pol_gen = gen;
+		for (size_t i = 0; i < in.len; i++)
+			srv_snap_set_tags(s, in.snap_idx[i], nv[i].eff_tags);
+	}
+	free(dc.slot);
+	free(df.slot);
+	policy_compiled_free(cp);
+	inputs_free(&in);
+	sp->st.compiles++;
+	sp->st.last_compile_ms = srv_ms_since(&t0);
+	if (r < 0)
+		sp->st.compile_failures++;
+	return r;
+}
+
+static int policy_state_init(struct ctl_server *s)
+{
+	if (s->pol)
+		return 0;
+	struct srv_policy *sp = calloc(1, sizeof *sp);
+	struct srv_pfilter *deny = calloc(1, sizeof *deny);
+	if (!sp || !deny) {
+		free(sp);
+		free(deny);
+		return -ENOMEM;
+	}
+	deny->refs = 1;
+	pfilter_hash(deny);
+	sp->deny = deny;
+	s->pol = sp;
+	return 0;
+}
+
+/* Every node's map is brought to the new state soon. */
+static void policy_changed(struct ctl_server *s)
+{
+	s->pol_gen++;
+	srv_dsets_clear(s);
+	srv_broadcast_schedule(s);
+}
+
+static void policy_clear(struct ctl_server *s)
+{
+	struct srv_policy *sp = s->pol;
+	if (!sp || !sp->active)
+		return;
+	pnodes_free(sp->nodes, sp->n_nodes);
+	sp->nodes = NULL;
+	sp->n_nodes = 0;
+	policy_free(sp->pol);
+	sp->pol = NULL;
+	sp->active = false;
+	sp->compiled = false;
+	/* the tags as stored again */
+	for (size_t i = 0; i < s->n_nodes; i++)
+		srv_snap_set_tags(s, i, s->nodes[i].stags ? s->nodes[i].stags : "");
+	log_info("mesh-control: access policy removed: every node sees and may reach "
+	         "every other again");
+	policy_changed(s);
+}
+
+/* Puts p (taken; NULL: a stored policy that did not parse) in force. A
+ * compile failure keeps the last good state, or with none every node sees
+ * nobody (never allow-all): -EINVAL with err. */
+static int policy_install(struct ctl_server *s, struct policy *p, char *err, size_t errlen)
+{
+	if (policy_state_init(s) < 0) {
+		policy_free(p);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	struct srv_policy *sp = s->pol;
+	int r = -EINVAL;
+	if (p)
+		r = compile_now(s, p, err, errlen);
+	else
+		snprintf(err, errlen, "the stored policy does not parse");
+	policy_free(sp->pol);
+	sp->pol = p;
+	bool was = sp->active;
+	sp->active = true;
+	s->pol_dirty = false;
+	if (r < 0)
+		log_warn("mesh-control: access policy: %s; %s", err,
+		         sp->compiled ? "the last good policy state stays in force"
+		                      : "every node sees nobody and accepts nothing until "
+		                        "it is fixed (fail closed)");
+	else
+		log_info("mesh-control: access policy %s: %zu nodes, %zu visibility "
+		         "classes, compiled in %.1f ms",
+		         was ? "changed" : "set", sp->n_nodes, sp->st.classes,
+		         sp->st.last_compile_ms);
+	policy_changed(s);
+	return r;
+}
+
+int ctl_server_policy_apply_text(struct ctl_server *s, const char *text, size_t len,
+                                 char *err, size_t errlen)
+{
+	if (!text) {
+		policy_clear(s);
+		return 0;
+	}
+	struct policy_error pe;
+	struct policy *p = policy_parse(text, len, &pe);
+	if (!p) {
+		policy_error_format(&pe, err, errlen);
+		return -EINVAL;
+	}
+	return policy_install(s, p, err, errlen);
+}
+
+void srv_policy_refresh(struct ctl_server *s)
+{
+	char err[600];
+	if (s->pol_checked_v != s->snap_version) {
+		struct ctl_policy_rec rec = {0};
+		int g = ctl_store_policy_get(s->cfg.store, &rec);
+		int64_t rev = g == 0 ? rec.revision : 0;
+		int64_t had = s->pol ? s->pol->store_rev : 0;
+		if (g < 0 && g != CTL_STORE_ENOTFOUND) {
+			log_warn("mesh-control: reading the access policy: %s; trying again "
+			         "at the next change",
+			         ctl_store_errmsg(s->cfg.store));
+		} else {
+			s->pol_checked_v = s->snap_version;
+			if (rev != had && rev == 0) {
+				policy_clear(s);
+				s->pol->store_rev = 0;
+			} else if (rev != had) {
+				struct policy_error pe;
+				struct policy *p = policy_parse(rec.text, rec.len, &pe);
+				if (!p) {
+					char msg[600];
+					policy_error_format(&pe, msg, sizeof msg);
+					log_warn("mesh-control: the stored access policy "
+					         "(revision %lld) does not parse: %s",
+					         (long long)rev, msg);
+				}
+				policy_install(s, p, err, sizeof err);
+				if (s->pol)
+					s->pol->store_rev = rev;
+			}
+		}
+		ctl_policy_rec_free(&rec);
+	}
+	if (!srv_policy_on(s) || !s->pol_dirty || !s->pol->pol)
+		return;
+	s->pol_dirty = false;
+	if (compile_now(s, s->pol->pol, err, sizeof err) < 0)
+		log_warn("mesh-control: access policy: compiling against the nodes: %s; "
+		         "%s",
+		         err,
+		         s->pol->compiled ? "the last good state stays in force (nodes "
+		                            "that joined since see nobody)"
+		                          : "every node sees nobody (fail closed)");
+	else
+		srv_dsets_clear(s);
+}
+
+const char *srv_policy_pub_tags(const struct ctl_server *s, int64_t id,
+                                const char *stored)
+{
+	if (!srv_policy_on(s))
+		return stored;
+	const struct srv_pnode *pn = srv_policy_node(s, id);
+	if (pn && !strcmp(pn->src_tags, stored))
+		return pn->eff_tags;
+	return ""; /* compiled since it changed: none until then */
+}
+
+void srv_policy_free(struct ctl_server *s)
+{
+	struct srv_policy *sp = s->pol;
+	if (!sp)
+		return;
+	pnodes_free(sp->nodes, sp->n_nodes);
+	policy_free(sp->pol);
+	pfilter_unref(sp->deny);
+	free(sp);
+	s->pol = NULL;
+}
+
+/* --- for tests and status ----------------------------------------------- */
+
+void ctl_server_policy_get_stats(const struct ctl_server *s,
+                                 struct ctl_server_policy_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	if (!s->pol)
+		return;
+	*st = s->pol->st;
+	st->active = s->pol->active;
+	st->compiled = s->pol->compiled;
+	st->gen = s->pol_gen;
+	st->nodes = s->pol->n_nodes;
+}
+
+int ctl_server_policy_node_get(const struct ctl_server *s, int64_t id,
+                               struct ctl_server_policy_node *out)
+{
+	memset(out, 0, sizeof *out);
+	const struct srv_node *self = srv_snap_find(s, id);
+	if (!self)
+		return -ENOENT;
+	snprintf(out->tags, sizeof out->tags, "%s", self->peer.tags);
+	if (!srv_policy_on(s))
+		return 0;
+	out->has_filter = true;
+	out->compiled = srv_policy_node(s, id) != NULL;
+	out->filter = &srv_policy_filter_of(s, id)->f;
+	const struct srv_pnode *pn = srv_policy_node(s, id);
+	const struct srv_pclass *cl = pn ? pn->cls : NULL;
+	size_t n = cl ? cl->n : 0;
+	out->visible = calloc(n ? n : 1, sizeof *out->visible);
+	out->reach = calloc(n ? n : 1, sizeof *out->reach);
+	if (!out->visible || !out->reach) {
+		ctl_server_policy_node_free(out);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (cl->ids[i] == id)
+			continue;
+		out->visible[out->n_visible++] = (uint64_t)cl->ids[i];
+		int r = srv_policy_reach(s, self, cl->ids[i], &out->reach[out->n_reach]);
+		if (r < 0) {
+			ctl_server_policy_node_free(out);
+			return r;
+		}
+		out->n_reach += (size_t)r;
+	}
+	/* what its online connection's map holds */
+	for (const struct srv_conn *c = srv_conn_first_of(s, id); c; c = srv_conn_next_of(c))
+		if (c->state == SRV_ONLINE) {
+			out->online = true;
+			out->map_current = !c->streaming && c->sent_version == s->snap_version &&
+			                   c->pol_gen == s->pol_gen && c->pol_sent;
+		}
+	return 0;
+}
+
+void ctl_server_policy_node_free(struct ctl_server_policy_node *n)
+{
+	for (size_t i = 0; n->reach && i < n->n_reach; i++)
+		srv_reach_clear(&n->reach[i]);
+	free(n->reach);
+	free(n->visible);
+	memset(n, 0, sizeof *n);
+}
