@@ -106,20 +106,23 @@ static bool has_node(const struct srv_node *const *v, size_t n, int64_t id)
 /* Sorted, unique; a peer both whole and patched goes whole. */
 static void pdelta_normalise(struct pdelta *p)
 {
-	qsort(p->whole, p->n_whole, sizeof *p->whole, cmp_node);
+	if (p->n_whole > 1)
+		qsort(p->whole, p->n_whole, sizeof *p->whole, cmp_node);
 	size_t k = 0;
 	for (size_t i = 0; i < p->n_whole; i++)
 		if (!k || p->whole[i] != p->whole[k - 1])
 			p->whole[k++] = p->whole[i];
 	p->n_whole = k;
-	qsort(p->part, p->n_part, sizeof *p->part, cmp_node);
+	if (p->n_part > 1)
+		qsort(p->part, p->n_part, sizeof *p->part, cmp_node);
 	k = 0;
 	for (size_t i = 0; i < p->n_part; i++)
 		if ((!k || p->part[i] != p->part[k - 1]) &&
 		    !has_node(p->whole, p->n_whole, p->part[i]->id))
 			p->part[k++] = p->part[i];
 	p->n_part = k;
-	qsort(p->removed, p->n_removed, sizeof *p->removed, cmp_u64);
+	if (p->n_removed > 1)
+		qsort(p->removed, p->n_removed, sizeof *p->removed, cmp_u64);
 	k = 0;
 	for (size_t i = 0; i < p->n_removed; i++)
 		if (!k || p->removed[i] != p->removed[k - 1])
