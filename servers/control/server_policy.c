@@ -10,8 +10,8 @@
  * Failing closed: a policy that cannot be compiled against the nodes keeps
  * the last good compiled state; with none, every node sees nobody and its
  * filter denies everything. A node's filter past what a map may carry
- * (CTL_FILTER_BLOCKS_MAX, CTL_FILTER_RANGES_MAX, or about a quarter of a
- * frame) is sent as deny-all. Each is logged and counted. Never allow-all
+ * (CTL_FILTER_BLOCKS_MAX, CTL_FILTER_RANGES_MAX, or half a frame as
+ * text) is sent as deny-all. Each is logged and counted. Never allow-all
  * once a policy is set. */
 #include <errno.h>
 #include <sodium.h>
@@ -25,13 +25,14 @@
 #include "servers/control/server_int.h"
 #include "servers/control/server_policy.h"
 
-/* A node's filter on the wire: about this many bytes a block (two
- * addresses as text) and a port range; a filter over SRV_FILTER_BYTES_MAX
- * goes as deny-all (its map's first message must fit a frame, with its
- * reach entries). */
-#define SRV_FILTER_BLOCK_BYTES 100u
+/* A node's filter on the wire, at most: a block ["LO","HI","PORTS"] of
+ * IPv4 or IPv6 addresses as text, and each port range ("65535-65535,");
+ * a filter over SRV_FILTER_BYTES_MAX goes as deny-all (its map's first
+ * message must fit a frame, with its reach entries and the relay list). */
+#define SRV_FILTER_V4_BYTES    (2u * (15u + 3u) + 6u)
+#define SRV_FILTER_V6_BYTES    (2u * (39u + 3u) + 6u)
 #define SRV_FILTER_RANGE_BYTES 12u
-#define SRV_FILTER_BYTES_MAX   (1024u * 1024u)
+#define SRV_FILTER_BYTES_MAX   (2u * 1024u * 1024u)
 
 struct srv_policy {
 	bool active;
@@ -196,7 +197,7 @@ static void key_add(uint8_t k[16], int d) /* d = +1 or -1, no wrap asked */
 struct fconv {
 	struct ctl_filter *f;
 	size_t cap[CTL_FILTER_NPROTO];
-	size_t blocks, ranges;
+	size_t blocks, ranges, bytes;
 };
 
 static bool ports_equal(const struct ctl_filter_block *b, const struct policy_ports *p,
@@ -226,7 +227,10 @@ static int fconv_add(struct fconv *cv, int t, const uint8_t lo[16], const uint8_
 			return 0;
 		}
 	}
-	if (++cv->blocks > CTL_FILTER_BLOCKS_MAX || (cv->ranges += n) > CTL_FILTER_RANGES_MAX)
+	cv->bytes += (v4 ? SRV_FILTER_V4_BYTES : SRV_FILTER_V6_BYTES) +
+	             n * SRV_FILTER_RANGE_BYTES;
+	if (++cv->blocks > CTL_FILTER_BLOCKS_MAX ||
+	    (cv->ranges += n) > CTL_FILTER_RANGES_MAX || cv->bytes > SRV_FILTER_BYTES_MAX)
 		return -E2BIG;
 	if (f->n_blocks[t] == cv->cap[t]) {
 		size_t nc = cv->cap[t] ? cv->cap[t] * 2 : 8;
@@ -310,10 +314,6 @@ static int filter_convert(const struct policy_filter *pf, struct ctl_filter *out
 			                t == CTL_FILTER_ICMP ? 1 : np);
 		}
 	}
-	if (r == 0 && cv.blocks * SRV_FILTER_BLOCK_BYTES +
-	                      cv.ranges * SRV_FILTER_RANGE_BYTES >
-	                  SRV_FILTER_BYTES_MAX)
-		r = -E2BIG;
 	if (r < 0)
 		filter_clear(out);
 	return r;
@@ -627,8 +627,9 @@ static int pnode_build(struct ctl_server *s, const struct policy_compiled *cp,
 			policy_error_format(&pe, msg, sizeof msg);
 		else
 			snprintf(msg, sizeof msg,
-			         "more than a map carries (%u blocks, %u port ranges, "
-			         "%u bytes)",
+			         "more than a map carries (%u source blocks, %u port "
+			         "ranges, %u bytes); the policy must name fewer separate "
+			         "sources for it (a group, a tag or a CIDR)",
 			         CTL_FILTER_BLOCKS_MAX, CTL_FILTER_RANGES_MAX,
 			         SRV_FILTER_BYTES_MAX);
 		log_warn("mesh-control: policy: node %lld (%s): its filter: %s; it "

@@ -15,7 +15,8 @@
  *    online when a policy is set is closed; both told to upgrade;
  *  - older map forms (one MAP_FULL; chunks without compression) and a
  *    compressed chunked map after a reconnect carry only visible peers;
- *  - a policy that does not parse changes nothing. */
+ *  - a policy that does not parse changes nothing;
+ *  - 1,000 nodes in one class; a filter too big for a map goes deny-all. */
 #include "ctl_server_fixture.h"
 
 #include "core/control/client.h"
@@ -535,6 +536,47 @@ static void test_policy_thousand_nodes(void **state)
 	stop_nodes();
 }
 
+/* A node's filter past what a map carries goes as deny-all (fail closed),
+ * counted: 20,000 separate sources (no two adjacent) that may reach A's
+ * port 22 make about 60,000 blocks, over 2 MiB as text. B, one of the
+ * sources, then may reach nothing on A. */
+static void test_policy_filter_too_big_denies(void **state)
+{
+	struct t *t = *state;
+	start_mesh(t, 2);
+	size_t cap = 20000 * 18 + 512, len = 0;
+	char *text = malloc(cap);
+	len += (size_t)snprintf(text + len, cap - len,
+	                        "{\"acls\": [{\"action\": \"accept\", \"src\": [\"%s\"",
+	                        nodes[1].v4);
+	for (unsigned i = 0; i < 20000; i++)
+		len += (size_t)snprintf(text + len, cap - len, ",\"100.%u.%u.%u\"",
+		                        65 + (2 * i) / 65536, ((2 * i) / 256) % 256, (2 * i) % 256);
+	len += (size_t)snprintf(text + len, cap - len, "], \"dst\": [\"%s:22\"]}]}",
+	                        nodes[0].v4);
+	char err[600] = "";
+	int r = ctl_server_policy_apply_text(t->srv, text, len, err, sizeof err);
+	free(text);
+	if (r < 0)
+		fail_msg("policy: %s", err);
+	struct ctl_server_policy_stats ps;
+	ctl_server_policy_get_stats(t->srv, &ps);
+	assert_true(ps.filters_denied >= 1);
+	print_message("20,000 sources: compiled in %.1f ms, %llu filter(s) denied\n",
+	              ps.last_compile_ms, (unsigned long long)ps.filters_denied);
+	unsigned want[N_NODES] = {2, 1};
+	assert_true(until_views(t, want, 1000) >= 0);
+	settle(t);
+	struct ctl_server_policy_node a, b;
+	pnode(t, 0, &a);
+	pnode(t, 1, &b);
+	assert_int_equal(filter_blocks(a.filter), 0); /* deny-all */
+	assert_int_equal(b.n_reach, 0);               /* so B may reach nothing */
+	ctl_server_policy_node_free(&a);
+	ctl_server_policy_node_free(&b);
+	stop_nodes();
+}
+
 static int teardown_nodes(void **state)
 {
 	stop_nodes();
@@ -556,6 +598,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_policy_bad_text_changes_nothing, setup,
 	                                    teardown_nodes),
 	    cmocka_unit_test_setup_teardown(test_policy_thousand_nodes, setup, teardown_nodes),
+	    cmocka_unit_test_setup_teardown(test_policy_filter_too_big_denies, setup,
+	                                    teardown_nodes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
