@@ -69,8 +69,8 @@ static int add_part(struct pdelta *p, const struct srv_node *n)
 
 static int add_removed(struct pdelta *p, int64_t id)
 {
-	if (grow((void **)&p->removed, &p->cap_removed, p->n_removed, sizeof *p->removed) <
-	    0)
+	if (grow((void **)&p->removed, &p->cap_removed, p->n_removed,
+	         sizeof *p->removed) < 0)
 		return -ENOMEM;
 	p->removed[p->n_removed++] = (uint64_t)id;
 	p->est += 12;
@@ -145,9 +145,9 @@ static int policy_part(struct srv_conn *c, bool on, const struct srv_pclass *ncl
 	int64_t now = (int64_t)time(NULL), self = c->node_id;
 	bool oall = !c->pol_sent, nall = !on;
 	const struct srv_pclass *ocl = c->pol_cls;
-	bool same = !oall && !nall && (ocl == ncl || (ocl && ncl && ocl->n == ncl->n &&
-	                                              !memcmp(ocl->hash, ncl->hash,
-	                                                      sizeof ocl->hash)));
+	bool same = !oall && !nall &&
+	            (ocl == ncl || (ocl && ncl && ocl->n == ncl->n &&
+	                            !memcmp(ocl->hash, ncl->hash, sizeof ocl->hash)));
 	if (!same) {
 		/* now sees: whole entries of those it did not */
 		if (nall) {
@@ -160,8 +160,9 @@ static int policy_part(struct srv_conn *c, bool on, const struct srv_pclass *ncl
 		} else {
 			for (size_t i = 0; ncl && i < ncl->n; i++) {
 				const struct srv_node *n = srv_snap_find(s, ncl->ids[i]);
-				if (n && n->id != self && n->pj && srv_node_visible(n, now) &&
-				    !sees(oall, ocl, n->id) && add_whole(p, n) < 0)
+				if (n && n->id != self && n->pj &&
+				    srv_node_visible(n, now) && !sees(oall, ocl, n->id) &&
+				    add_whole(p, n) < 0)
 					return -ENOMEM;
 			}
 		}
@@ -169,13 +170,14 @@ static int policy_part(struct srv_conn *c, bool on, const struct srv_pclass *ncl
 		if (oall) {
 			for (size_t i = 0; i < s->n_nodes; i++) {
 				const struct srv_node *n = &s->nodes[i];
-				if (n->id != self && n->approved && !sees(nall, ncl, n->id) &&
-				    add_removed(p, n->id) < 0)
+				if (n->id != self && n->approved &&
+				    !sees(nall, ncl, n->id) && add_removed(p, n->id) < 0)
 					return -ENOMEM;
 			}
 		} else {
 			for (size_t i = 0; ocl && i < ocl->n; i++)
-				if (ocl->ids[i] != self && !sees(nall, ncl, ocl->ids[i]) &&
+				if (ocl->ids[i] != self &&
+				    !sees(nall, ncl, ocl->ids[i]) &&
 				    add_removed(p, ocl->ids[i]) < 0)
 					return -ENOMEM;
 		}
@@ -200,7 +202,8 @@ static int policy_part(struct srv_conn *c, bool on, const struct srv_pclass *ncl
 		bool changed = !c->pol_sent || !pn || pn->gen_filter > c->pol_gen;
 		if (had && !changed)
 			continue;
-		if (grow((void **)&p->reach, &p->cap_reach, p->n_reach, sizeof *p->reach) < 0)
+		if (grow((void **)&p->reach, &p->cap_reach, p->n_reach,
+		         sizeof *p->reach) < 0)
 			return -ENOMEM;
 		int r = srv_policy_reach(s, me, id, &p->reach[p->n_reach]);
 		if (r < 0)
@@ -248,7 +251,8 @@ static int encode_send(struct srv_conn *c, const struct delta_set *d, struct pde
 		if (patches)
 			srv_make_patch(p->part[i], d->base, &pp[md->n_patches++]);
 		else
-			t[nt++] = (struct ctl_msg_text){p->part[i]->pj, p->part[i]->pj_len};
+			t[nt++] =
+			    (struct ctl_msg_text){p->part[i]->pj, p->part[i]->pj_len};
 	}
 	md->patches = pp;
 	uint8_t *body = NULL;
@@ -258,8 +262,9 @@ static int encode_send(struct srv_conn *c, const struct delta_set *d, struct pde
 	free(t);
 	free(pp);
 	if (r < 0) {
-		log_warn("mesh-control: node %lld: MAP_DELTA encode: %s; a full map instead",
-		         (long long)c->node_id, me.text);
+		log_warn(
+		    "mesh-control: node %lld: MAP_DELTA encode: %s; a full map instead",
+		    (long long)c->node_id, me.text);
 		return 1;
 	}
 	if (len > CTL_FRAME_BODY_MAX) {

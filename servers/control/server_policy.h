@@ -25,8 +25,9 @@ struct ctl_server_policy_stats {
 	bool compiled; /* some compile of it succeeded */
 	uint64_t gen;  /* bumped by every change of the compiled state */
 	uint64_t compiles, compile_failures;
-	uint64_t filters_denied; /* a node's filter sent as deny-all (fail closed) */
-	size_t nodes, classes;   /* compiled nodes, distinct visibility classes */
+	uint64_t compiles_deferred; /* node changes waited for the compile gap */
+	uint64_t filters_denied;    /* a node's filter sent as deny-all (fail closed) */
+	size_t nodes, classes;      /* compiled nodes, distinct visibility classes */
 	double last_compile_ms;
 };
 void ctl_server_policy_get_stats(const struct ctl_server *s,
