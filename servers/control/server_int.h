@@ -523,6 +523,18 @@ struct srv_pnode {
 	char *src_tags, *eff_tags; /* stored tags it was compiled with, and the
 	                            * tags the policy accepts (NULL: "") */
 };
+/* server_pfilter.c: a filter in map form. convert: core/policy's filter
+ * (f) into out (its blocks with ports, one family each); -E2BIG past
+ * CTL_FILTER_BLOCKS_MAX, CTL_FILTER_RANGES_MAX or SRV_FILTER_BYTES_MAX of
+ * text (out empty then), -ENOMEM. */
+#define SRV_FILTER_BYTES_MAX (2u * 1024u * 1024u)
+struct policy_filter;
+int srv_filter_convert(const struct policy_filter *f, struct ctl_filter *out);
+void srv_filter_clear(struct ctl_filter *f);
+void srv_pfilter_hash(struct srv_pfilter *pf);
+struct srv_pfilter *srv_pfilter_ref(struct srv_pfilter *f);
+void srv_pfilter_unref(struct srv_pfilter *f);
+
 /* A policy is set: every node's map is filtered by it. */
 bool srv_policy_on(const struct ctl_server *s);
 /* Node id's compiled state; NULL when it was not compiled (it joined after
