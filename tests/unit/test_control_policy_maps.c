@@ -589,6 +589,81 @@ static void test_policy_filter_too_big_denies(void **state)
 	stop_nodes();
 }
 
+/* Under a policy a node gets deltas only for what it sees: B's endpoints
+ * reach A (which sees B) and not C (which sees nobody: no delta at all). */
+static void test_policy_invisible_changes_stay_away(void **state)
+{
+	struct t *t = *state;
+	start_mesh(t, 3);
+	apply(t,
+	      "{\"acls\": [{\"action\": \"accept\", \"src\": [\"%s\"], \"dst\": "
+	      "[\"%s:22\"]}]}",
+	      nodes[0].v4, nodes[1].v4);
+	unsigned want[N_NODES] = {1u << 1, 1u << 0, 0};
+	assert_true(until_views(t, want, 1000) >= 0);
+	settle(t);
+	pump(t, 100);
+	struct ctl_client_status c0, c1;
+	ctl_client_get_status(nodes[2].c, &c0);
+	struct ctl_endpoints eps = {.n = 1};
+	assert_true(ctl_endpoint_parse("198.18.0.7:41641", &eps.ep[0]));
+	assert_int_equal(ctl_client_set_endpoints(nodes[1].c, &eps), 0);
+	double t0 = now_ms();
+	bool seen = false;
+	while (!seen && now_ms() - t0 < 3000) {
+		const struct ctl_map_full *m = ctl_client_map(nodes[0].c);
+		for (size_t k = 0; m && k < m->n_peers; k++)
+			seen |= m->peers[k].id == nodes[1].id && m->peers[k].n_eps == 1 &&
+			        m->peers[k].eps[0].port == 41641;
+		pump(t, 2);
+	}
+	assert_true(seen);
+	pump(t, 200);
+	ctl_client_get_status(nodes[2].c, &c1);
+	assert_int_equal(c1.maps_delta, c0.maps_delta);
+	assert_int_equal(c1.maps_full, c0.maps_full);
+	assert_int_equal(nodes[2].n_total, 0);
+	stop_nodes();
+}
+
+/* A node without patches (caps: the policy only) gets whole entries in
+ * its deltas: a policy change that moves it from A to B sends B's entry
+ * and removes A. */
+static void test_policy_delta_without_patches(void **state)
+{
+	struct t *t = *state;
+	start_mesh(t, 2);
+	apply(t,
+	      "{\"acls\": [{\"action\": \"accept\", \"src\": [\"100.64.0.0/10\"], "
+	      "\"dst\": [\"%s:443\"]}]}",
+	      nodes[0].v4);
+	settle(t);
+	struct tc *c = tc_new();
+	struct ctl_register_resp rr;
+	uint64_t ids[8];
+	tc_join_caps(t, c, "nopatch", CTL_CAP_POLICY, &rr);
+	assert_int_equal(rr.status, CTL_REG_OK);
+	assert_int_equal(tc_map_ids(t, c, ids, 8), 0); /* not compiled yet */
+	struct ctl_msg m;
+	tc_expect(t, c, CTL_MSG_MAP_DELTA, &m); /* compiled: A */
+	assert_int_equal(m.u.delta.n_peers, 1);
+	assert_int_equal(m.u.delta.peers[0].id, nodes[0].id);
+	ctl_msg_free(&m);
+	apply(t,
+	      "{\"acls\": [{\"action\": \"accept\", \"src\": [\"100.64.0.0/10\"], "
+	      "\"dst\": [\"%s:443\"]}]}",
+	      nodes[1].v4);
+	tc_expect(t, c, CTL_MSG_MAP_DELTA, &m);
+	assert_int_equal(m.u.delta.n_peers, 1);
+	assert_int_equal(m.u.delta.peers[0].id, nodes[1].id);
+	assert_int_equal(m.u.delta.n_removed, 1);
+	assert_int_equal(m.u.delta.removed[0], nodes[0].id);
+	assert_int_equal(m.u.delta.n_patches, 0);
+	ctl_msg_free(&m);
+	tc_free(c);
+	stop_nodes();
+}
+
 static int teardown_nodes(void **state)
 {
 	stop_nodes();
@@ -615,6 +690,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_policy_thousand_nodes, setup,
 	                                    teardown_nodes),
 	    cmocka_unit_test_setup_teardown(test_policy_filter_too_big_denies, setup,
+	                                    teardown_nodes),
+	    cmocka_unit_test_setup_teardown(test_policy_invisible_changes_stay_away,
+	                                    setup, teardown_nodes),
+	    cmocka_unit_test_setup_teardown(test_policy_delta_without_patches, setup,
 	                                    teardown_nodes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
