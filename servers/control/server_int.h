@@ -75,6 +75,11 @@ struct srv_conn {
 	struct srv_pclass *pol_cls;
 	uint8_t pol_fhash[32];
 	uint64_t pol_gen;
+	/* its last policy delta, for tests (ctl_server_policy_node_get):
+	 * filter_op, reach entries and the first one's peer */
+	uint8_t pol_last_op;
+	uint32_t pol_last_reach;
+	int64_t pol_last_reach_id;
 	struct ctl_ip ip; /* the address it comes from (v4-mapped: IPv4) */
 	char peer[64];   /* "ip:port" for logs */
 	char source[64]; /* IPv4 address or IPv6 /64: limits per source */
@@ -564,6 +569,17 @@ void srv_policy_conn_free(struct srv_conn *c);
  * when the map version moved (a new revision is applied, a removed one
  * cleared), and compiles again when the nodes changed. */
 void srv_policy_refresh(struct ctl_server *s);
+/* The nodes whose filter or published tags the latest compile changed
+ * (ascending), for a map current with gen: false when gen is older than
+ * the state before that compile (look at every peer then). */
+bool srv_policy_changed_since(const struct ctl_server *s, uint64_t gen,
+                              const int64_t **ids, size_t *n);
+/* The ids in n and not in o (added), and in o and not in n (removed),
+ * both ascending; the last pair asked for is kept (every node of a class
+ * asks for the same pair after a join). -ENOMEM. */
+int srv_policy_class_diff(struct ctl_server *s, struct srv_pclass *o, struct srv_pclass *n,
+                          const int64_t **add, size_t *n_add, const int64_t **rm,
+                          size_t *n_rm);
 /* The tags node id's map entry publishes, given its stored tags. */
 const char *srv_policy_pub_tags(const struct ctl_server *s, int64_t id,
                                 const char *stored);

@@ -136,19 +136,65 @@ static bool sees(bool all, const struct srv_pclass *cl, int64_t id)
 	return all || srv_pclass_has(cl, id);
 }
 
+/* Peer id as the policy changed it for c: its whole entry when the tags
+ * it publishes changed, its reach when its filter changed (even to
+ * nothing) or it is new to c (only with something), or every peer's when
+ * the policy is new to c's map. */
+static int peer_policy(struct srv_conn *c, struct pdelta *p, const struct srv_node *me,
+                       int64_t id, bool had, int64_t now)
+{
+	struct ctl_server *s = c->s;
+	const struct srv_pnode *pn = srv_policy_node(s, id);
+	const struct srv_node *n = srv_snap_find(s, id);
+	if (had && pn && pn->gen_entry > c->pol_gen && n && n->pj &&
+	    srv_node_visible(n, now) && add_whole(p, n) < 0)
+		return -ENOMEM;
+	bool changed = !c->pol_sent || !pn || pn->gen_filter > c->pol_gen;
+	if (had && !changed)
+		return 0;
+	if (grow((void **)&p->reach, &p->cap_reach, p->n_reach, sizeof *p->reach) < 0)
+		return -ENOMEM;
+	int r = srv_policy_reach(s, me, id, &p->reach[p->n_reach]);
+	if (r < 0)
+		return r;
+	if (r > 0 || (had && c->pol_sent)) {
+		const struct ctl_reach *e = &p->reach[p->n_reach++];
+		p->est += 40 + 12 * (e->n_tcp + e->n_udp);
+	}
+	return 0;
+}
+
 /* What the policy changed for c since its map was current: peers in and
- * out, entries whose published tags changed, reach entries. */
-static int policy_part(struct srv_conn *c, bool on, const struct srv_pclass *ncl,
+ * out, entries whose published tags changed, reach entries. A map current
+ * before the latest compile looks at the peers it added or removed (one
+ * diff per pair of classes, shared by every node of the class) and the
+ * nodes that compile changed, not at every peer. */
+static int policy_part(struct srv_conn *c, bool on, struct srv_pclass *ncl,
                        struct pdelta *p)
 {
 	struct ctl_server *s = c->s;
 	int64_t now = (int64_t)time(NULL), self = c->node_id;
 	bool oall = !c->pol_sent, nall = !on;
-	const struct srv_pclass *ocl = c->pol_cls;
+	struct srv_pclass *ocl = c->pol_cls;
 	bool same = !oall && !nall &&
 	            (ocl == ncl || (ocl && ncl && ocl->n == ncl->n &&
 	                            !memcmp(ocl->hash, ncl->hash, sizeof ocl->hash)));
-	if (!same) {
+	const int64_t *add = NULL, *rm = NULL;
+	size_t n_add = 0, n_rm = 0;
+	bool diff = !same && !oall && !nall && ocl && ncl;
+	if (diff && srv_policy_class_diff(s, ocl, ncl, &add, &n_add, &rm, &n_rm) < 0)
+		return -ENOMEM;
+	if (diff) {
+		for (size_t i = 0; i < n_add; i++) {
+			const struct srv_node *n = srv_snap_find(s, add[i]);
+			if (n && n->id != self && n->pj && srv_node_visible(n, now) &&
+			    add_whole(p, n) < 0)
+				return -ENOMEM;
+		}
+		for (size_t i = 0; i < n_rm; i++)
+			if (rm[i] != self && add_removed(p, rm[i]) < 0)
+				return -ENOMEM;
+	} else if (!same) {
 		/* now sees: whole entries of those it did not */
 		if (nall) {
 			for (size_t i = 0; i < s->n_nodes; i++) {
@@ -185,36 +231,27 @@ static int policy_part(struct srv_conn *c, bool on, const struct srv_pclass *ncl
 	if (!on)
 		return 0;
 	const struct srv_node *me = srv_snap_find(s, self);
-	for (size_t i = 0; me && ncl && i < ncl->n; i++) {
-		int64_t id = ncl->ids[i];
-		if (id == self)
-			continue;
-		const struct srv_pnode *pn = srv_policy_node(s, id);
-		bool had = sees(oall, ocl, id);
-		const struct srv_node *n = srv_snap_find(s, id);
-		/* its published tags changed after c's map was current */
-		if (had && pn && pn->gen_entry > c->pol_gen && n && n->pj &&
-		    srv_node_visible(n, now) && add_whole(p, n) < 0)
-			return -ENOMEM;
-		/* reach: a peer new to it (only if something), one whose filter
-		 * changed (even to nothing), all of them when the policy is new
-		 * to its map */
-		bool changed = !c->pol_sent || !pn || pn->gen_filter > c->pol_gen;
-		if (had && !changed)
-			continue;
-		if (grow((void **)&p->reach, &p->cap_reach, p->n_reach,
-		         sizeof *p->reach) < 0)
-			return -ENOMEM;
-		int r = srv_policy_reach(s, me, id, &p->reach[p->n_reach]);
-		if (r < 0)
-			return r;
-		if (r > 0 || (had && c->pol_sent)) {
-			p->n_reach++;
-			p->est += 40 + 12 * (p->reach[p->n_reach - 1].n_tcp +
-			                     p->reach[p->n_reach - 1].n_udp);
-		}
+	if (!me || !ncl)
+		return 0;
+	const int64_t *chg;
+	size_t n_chg;
+	int r = 0;
+	if (c->pol_sent && (same || diff) &&
+	    srv_policy_changed_since(s, c->pol_gen, &chg, &n_chg)) {
+		for (size_t i = 0; i < n_add && r == 0; i++)
+			if (add[i] != self)
+				r = peer_policy(c, p, me, add[i], false, now);
+		for (size_t i = 0; i < n_chg && r == 0; i++)
+			if (chg[i] != self && srv_pclass_has(ncl, chg[i]) &&
+			    srv_pclass_has(ocl, chg[i]))
+				r = peer_policy(c, p, me, chg[i], true, now);
+		return r;
 	}
-	return 0;
+	for (size_t i = 0; i < ncl->n && r == 0; i++)
+		if (ncl->ids[i] != self)
+			r = peer_policy(c, p, me, ncl->ids[i],
+			                sees(oall, ocl, ncl->ids[i]), now);
+	return r;
 }
 
 static int encode_send(struct srv_conn *c, const struct delta_set *d, struct pdelta *p,
@@ -282,7 +319,7 @@ int srv_policy_send_delta(struct srv_conn *c, struct delta_set *d)
 	int64_t self = c->node_id;
 	bool on = srv_policy_on(s);
 	const struct srv_pnode *me = on ? srv_policy_node(s, self) : NULL;
-	const struct srv_pclass *ncl = me ? me->cls : NULL;
+	struct srv_pclass *ncl = me ? me->cls : NULL;
 	bool oall = !c->pol_sent, nall = !on;
 	struct pdelta p = {0};
 	int r = 0;
@@ -350,6 +387,9 @@ int srv_policy_send_delta(struct srv_conn *c, struct delta_set *d)
 		c->sent_version = s->snap_version;
 		c->fresh_full = false;
 		c->relays_stale = false;
+		c->pol_last_op = (uint8_t)op;
+		c->pol_last_reach = (uint32_t)p.n_reach;
+		c->pol_last_reach_id = p.n_reach ? (int64_t)p.reach[0].id : 0;
 		srv_policy_conn_record(c);
 	}
 out:

@@ -38,6 +38,17 @@ struct srv_policy {
 	bool compiled;            /* a compile of some policy succeeded */
 	struct srv_pfilter *deny; /* the deny-all filter */
 	uint64_t next_compile_ms; /* a compile for node changes not before */
+	/* The latest compile: the nodes (there before it) whose filter or
+	 * published tags it changed, ascending, and s->pol_gen before it. */
+	int64_t *changed;
+	size_t n_changed;
+	uint64_t changed_from;
+	bool has_changed;
+	/* The last class diff asked for (references keep the pointers
+	 * unique while cached). */
+	struct srv_pclass *d_old, *d_new;
+	int64_t *d_ids; /* added, then removed */
+	size_t d_add, d_rm;
 	struct ctl_server_policy_stats st;
 };
 
@@ -110,6 +121,56 @@ static void pclass_hash(struct srv_pclass *cl)
 {
 	crypto_generichash(cl->hash, sizeof cl->hash, (const uint8_t *)cl->ids,
 	                   cl->n * sizeof *cl->ids, NULL, 0);
+}
+
+/* --- what changed -------------------------------------------------------- */
+
+bool srv_policy_changed_since(const struct ctl_server *s, uint64_t gen,
+                              const int64_t **ids, size_t *n)
+{
+	const struct srv_policy *sp = s->pol;
+	if (!sp || !sp->has_changed || gen < sp->changed_from)
+		return false;
+	*ids = sp->changed;
+	*n = sp->n_changed;
+	return true;
+}
+
+int srv_policy_class_diff(struct ctl_server *s, struct srv_pclass *o,
+                          struct srv_pclass *n, const int64_t **add, size_t *n_add,
+                          const int64_t **rm, size_t *n_rm)
+{
+	struct srv_policy *sp = s->pol;
+	if (sp->d_old != o || sp->d_new != n) {
+		size_t cap = o->n + n->n, i = 0, j = 0, na = 0, nr = 0;
+		int64_t *ids = malloc((cap ? cap : 1) * sizeof *ids);
+		if (!ids)
+			return -ENOMEM;
+		/* added from the front, removed from the back (descending) */
+		while (i < o->n || j < n->n) {
+			if (j < n->n && (i == o->n || n->ids[j] < o->ids[i]))
+				ids[na++] = n->ids[j++];
+			else if (i < o->n && (j == n->n || o->ids[i] < n->ids[j]))
+				ids[cap - ++nr] = o->ids[i++];
+			else
+				i++, j++;
+		}
+		for (size_t k = 0; k < nr; k++) /* ascending, after the added */
+			ids[na + k] = ids[cap - 1 - k];
+		srv_pclass_unref(sp->d_old);
+		srv_pclass_unref(sp->d_new);
+		free(sp->d_ids);
+		sp->d_old = srv_pclass_ref(o);
+		sp->d_new = srv_pclass_ref(n);
+		sp->d_ids = ids;
+		sp->d_add = na;
+		sp->d_rm = nr;
+	}
+	*add = sp->d_ids;
+	*n_add = sp->d_add;
+	*rm = sp->d_ids + sp->d_add;
+	*n_rm = sp->d_rm;
+	return 0;
 }
 
 /* --- a connection's map ------------------------------------------------- */
@@ -467,6 +528,10 @@ static int compile_now(struct ctl_server *s, const struct policy *p, char *err,
 			filter_find(&df, sp->nodes[i].filter);
 	}
 	uint64_t gen = s->pol_gen + 1;
+	int64_t *chg = NULL;
+	size_t n_chg = 0;
+	if (r == 0 && !(chg = malloc((in.len ? in.len : 1) * sizeof *chg)))
+		r = -ENOMEM;
 	for (size_t i = 0; r == 0 && i < in.len; i++) {
 		r = pnode_build(s, cp, in.n, in.len, i, s->nodes[in.snap_idx[i]].stags,
 		                &dc, &df, &nv[i]);
@@ -479,6 +544,8 @@ static int compile_now(struct ctl_server *s, const struct policy *p, char *err,
 		    old && old->eff_tags && !strcmp(old->eff_tags, nv[i].eff_tags)
 		        ? old->gen_entry
 		        : gen;
+		if (old && (nv[i].gen_filter == gen || nv[i].gen_entry == gen))
+			chg[n_chg++] = nv[i].id;
 	}
 	if (r == -ENOMEM)
 		snprintf(err, errlen, "out of memory");
@@ -490,10 +557,17 @@ static int compile_now(struct ctl_server *s, const struct policy *p, char *err,
 		sp->n_nodes = in.len;
 		sp->compiled = true;
 		sp->st.classes = count_classes(nv, in.len);
+		free(sp->changed);
+		sp->changed = chg;
+		sp->n_changed = n_chg;
+		sp->changed_from = s->pol_gen;
+		sp->has_changed = true;
+		chg = NULL;
 		s->pol_gen = gen;
 		for (size_t i = 0; i < in.len; i++)
 			srv_snap_set_tags(s, in.snap_idx[i], nv[i].eff_tags);
 	}
+	free(chg);
 	free(dc.slot);
 	free(df.slot);
 	policy_compiled_free(cp);
@@ -541,6 +615,10 @@ static void policy_clear(struct ctl_server *s)
 	pnodes_free(sp->nodes, sp->n_nodes);
 	sp->nodes = NULL;
 	sp->n_nodes = 0;
+	free(sp->changed);
+	sp->changed = NULL;
+	sp->n_changed = 0;
+	sp->has_changed = false;
 	policy_free(sp->pol);
 	sp->pol = NULL;
 	sp->active = false;
@@ -685,6 +763,10 @@ void srv_policy_free(struct ctl_server *s)
 	pnodes_free(sp->nodes, sp->n_nodes);
 	policy_free(sp->pol);
 	srv_pfilter_unref(sp->deny);
+	free(sp->changed);
+	srv_pclass_unref(sp->d_old);
+	srv_pclass_unref(sp->d_new);
+	free(sp->d_ids);
 	free(sp);
 	s->pol = NULL;
 }
@@ -712,6 +794,18 @@ int ctl_server_policy_node_get(const struct ctl_server *s, int64_t id,
 	if (!self)
 		return -ENOENT;
 	snprintf(out->tags, sizeof out->tags, "%s", self->peer.tags);
+	/* what its online connection's map holds */
+	for (const struct srv_conn *c = srv_conn_first_of(s, id); c;
+	     c = srv_conn_next_of(c))
+		if (c->state == SRV_ONLINE) {
+			out->online = true;
+			out->last_filter_op = c->pol_last_op;
+			out->last_reach = c->pol_last_reach;
+			out->last_reach_id = (uint64_t)c->pol_last_reach_id;
+			out->map_current = !c->streaming &&
+			                   c->sent_version == s->snap_version &&
+			                   c->pol_gen == s->pol_gen && c->pol_sent;
+		}
 	if (!srv_policy_on(s))
 		return 0;
 	out->has_filter = true;
@@ -737,15 +831,6 @@ int ctl_server_policy_node_get(const struct ctl_server *s, int64_t id,
 		}
 		out->n_reach += (size_t)r;
 	}
-	/* what its online connection's map holds */
-	for (const struct srv_conn *c = srv_conn_first_of(s, id); c;
-	     c = srv_conn_next_of(c))
-		if (c->state == SRV_ONLINE) {
-			out->online = true;
-			out->map_current = !c->streaming &&
-			                   c->sent_version == s->snap_version &&
-			                   c->pol_gen == s->pol_gen && c->pol_sent;
-		}
 	return 0;
 }
 

@@ -48,6 +48,11 @@ struct ctl_server_policy_node {
 	size_t n_reach;
 	char tags[CTL_PEER_TAGS_MAX];
 	bool online, map_current;
+	/* the last policy MAP_DELTA its connection got: filter_op
+	 * (CTL_FILTER_*), reach entries, the first one's peer */
+	int last_filter_op;
+	size_t last_reach;
+	uint64_t last_reach_id;
 };
 int ctl_server_policy_node_get(const struct ctl_server *s, int64_t id,
                                struct ctl_server_policy_node *out);

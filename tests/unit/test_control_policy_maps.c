@@ -296,9 +296,21 @@ static void test_policy_change_and_clear(void **state)
 	ctl_server_get_stats(t->srv, &s1);
 	assert_int_equal(s1.maps_full, s0.maps_full); /* deltas, not new maps */
 	assert_true(s1.maps_delta > s0.maps_delta);
-	struct ctl_server_policy_node a, c;
+	struct ctl_server_policy_node a, c, b0;
 	pnode(t, 0, &a);
+	pnode(t, 1, &b0);
 	pnode(t, 2, &c);
+	/* the deltas: A keeps its (empty) filter and gets its reach on C; B's
+	 * filter is SET (to nothing) and it has no reach; C's filter is SET
+	 * (A on 80) and it may reach nothing on A (no entry) */
+	assert_int_equal(a.last_filter_op, CTL_FILTER_KEEP);
+	assert_int_equal(a.last_reach, 1);
+	assert_int_equal(a.last_reach_id, nodes[2].id);
+	assert_int_equal(b0.last_filter_op, CTL_FILTER_SET);
+	assert_int_equal(b0.last_reach, 0);
+	assert_int_equal(c.last_filter_op, CTL_FILTER_SET);
+	assert_int_equal(c.last_reach, 0);
+	ctl_server_policy_node_free(&b0);
 	assert_int_equal(a.n_reach, 1);
 	assert_int_equal(a.reach[0].id, nodes[2].id);
 	assert_true(port_in(a.reach[0].tcp, a.reach[0].n_tcp, 80));
@@ -320,10 +332,14 @@ static void test_policy_change_and_clear(void **state)
 	struct ctl_server_stats s2;
 	ctl_server_get_stats(t->srv, &s2);
 	assert_int_equal(s2.maps_full, s0.maps_full);
-	struct ctl_server_policy_node b;
-	pnode(t, 1, &b);
-	assert_false(b.has_filter);
-	ctl_server_policy_node_free(&b);
+	for (int i = 0; i < 3; i++) {
+		struct ctl_server_policy_node b;
+		pnode(t, i, &b);
+		assert_false(b.has_filter);
+		assert_int_equal(b.last_filter_op, CTL_FILTER_CLEAR); /* its last delta */
+		assert_int_equal(b.last_reach, 0);
+		ctl_server_policy_node_free(&b);
+	}
 	struct ctl_server_policy_stats ps;
 	ctl_server_policy_get_stats(t->srv, &ps);
 	assert_false(ps.active);
@@ -664,6 +680,43 @@ static void test_policy_delta_without_patches(void **state)
 	stop_nodes();
 }
 
+/* A and B may reach each other (A on B's 22, B on A's 80); then only A
+ * may reach B: they still see each other, and B's delta carries an empty
+ * reach entry for A (what it may open there went to nothing), A's none. */
+static void test_policy_reach_to_nothing(void **state)
+{
+	struct t *t = *state;
+	start_mesh(t, 2);
+	apply(t,
+	      "{\"acls\": [{\"action\": \"accept\", \"src\": [\"%s\"], \"dst\": "
+	      "[\"%s:22\"]}, {\"action\": \"accept\", \"src\": [\"%s\"], \"dst\": "
+	      "[\"%s:80\"]}]}",
+	      nodes[0].v4, nodes[1].v4, nodes[1].v4, nodes[0].v4);
+	settle(t);
+	struct ctl_server_policy_node a, b;
+	pnode(t, 1, &b);
+	assert_int_equal(b.n_reach, 1);
+	assert_true(port_in(b.reach[0].tcp, b.reach[0].n_tcp, 80));
+	ctl_server_policy_node_free(&b);
+	apply(t,
+	      "{\"acls\": [{\"action\": \"accept\", \"src\": [\"%s\"], \"dst\": "
+	      "[\"%s:22\"]}]}",
+	      nodes[0].v4, nodes[1].v4);
+	settle(t);
+	pnode(t, 0, &a);
+	pnode(t, 1, &b);
+	assert_int_equal(b.n_visible, 1);
+	assert_int_equal(b.n_reach, 0);
+	assert_int_equal(b.last_reach, 1); /* the empty entry */
+	assert_int_equal(b.last_reach_id, nodes[0].id);
+	assert_int_equal(b.last_filter_op, CTL_FILTER_KEEP); /* B's own: still 22 */
+	assert_int_equal(a.last_filter_op, CTL_FILTER_SET);  /* A's: 80 went */
+	assert_int_equal(a.last_reach, 0);
+	ctl_server_policy_node_free(&a);
+	ctl_server_policy_node_free(&b);
+	stop_nodes();
+}
+
 static int teardown_nodes(void **state)
 {
 	stop_nodes();
@@ -694,6 +747,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_policy_invisible_changes_stay_away,
 	                                    setup, teardown_nodes),
 	    cmocka_unit_test_setup_teardown(test_policy_delta_without_patches, setup,
+	                                    teardown_nodes),
+	    cmocka_unit_test_setup_teardown(test_policy_reach_to_nothing, setup,
 	                                    teardown_nodes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
