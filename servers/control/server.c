@@ -236,6 +236,7 @@ void srv_conn_free(struct srv_conn *c)
 	}
 	srv_unreg_unlink(c);
 	srv_conn_set_node(c, 0);
+	srv_policy_conn_free(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -779,6 +780,8 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 		goto fail;
 	}
 	s->tomb_floor = s->snap_version;
+	/* a policy in the store is in force before any node connects */
+	srv_policy_refresh(s);
 	srv_relays_refresh(s);
 	memcpy(s->nodes_relays_hash, s->relays_hash, sizeof s->relays_hash);
 	s->lis = evconnlistener_new_bind(
@@ -865,6 +868,7 @@ void ctl_server_free(struct ctl_server *s)
 		event_free(s->accept_resume);
 	ctl_noise_handshake_wipe(&s->hs_template);
 	srv_snap_free(s);
+	srv_policy_free(s);
 	srv_byid_free(s);
 	srv_relays_free(s);
 	sodium_memzero(s->cfg.server_priv, sizeof s->cfg.server_priv);

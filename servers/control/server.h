@@ -7,10 +7,12 @@
  * then REGISTER_REQ -> ctl_store_node_register -> REGISTER_RESP, and from
  * then on the network map: MAP_FULL first, MAP_DELTA after each change.
  *
- * Who sees whom: every approved, unexpired node sees every other approved,
- * unexpired node (ACLs come later). A peer in a map: id, name, node key,
- * disco key, addresses (v4, v6), allowed IPs (/32, /128), endpoints, home
- * relay, online, last_seen.
+ * Who sees whom: without an access policy every approved, unexpired node
+ * sees every other approved, unexpired node; under one, the peers it may
+ * talk to or that may talk to it, with its filter and reach
+ * (server_policy.c; server_policy.h puts a policy in force). A peer in a
+ * map: id, name, node key, disco key, addresses (v4, v6), allowed IPs
+ * (/32, /128), endpoints, home relay, online, last_seen, user, tags.
  *
  * Changes reach nodes through the store's map version: after its own
  * writes, and every poll_ms for writes by other processes (the admin CLI,

@@ -36,7 +36,54 @@ int srv_full_header(struct srv_conn *c, struct ctl_msg *m)
 	c->relays_stale = false;
 	mf->magic_dns.family = 4;
 	memcpy(mf->magic_dns.addr, (const uint8_t[]){100, 100, 100, 100}, 4);
-	return 0;
+	/* under a policy: its filter and reach (per node, never in a shared
+	 * body), and which peers it gets from here on (c->pol_cls) */
+	return srv_policy_full(c, mf);
+}
+
+/* The peers of c's map from index i of the snapshot (its map's class under
+ * a policy, else every visible node), up to max entries and about bytes:
+ * appended to t; *cursor is the last id looked at. Returns the entries
+ * added; *more whether peers may follow. */
+static size_t map_peers(struct srv_conn *c, int64_t *cursor, size_t max, size_t bytes,
+                        struct ctl_msg_text *t, bool *more)
+{
+	struct ctl_server *s = c->s;
+	int64_t now = (int64_t)time(NULL);
+	size_t nt = 0, b = 0;
+	if (c->pol_sent) {
+		const struct srv_pclass *cl = c->pol_cls;
+		size_t lo = 0, hi = cl ? cl->n : 0;
+		while (lo < hi) { /* the first id after the cursor */
+			size_t mid = lo + (hi - lo) / 2;
+			if (cl->ids[mid] <= *cursor)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; cl && lo < cl->n && nt < max && b < bytes; lo++) {
+			*cursor = cl->ids[lo];
+			const struct srv_node *n = srv_snap_find(s, cl->ids[lo]);
+			if (!n || n->id == c->node_id || !n->pj || !srv_node_visible(n, now))
+				continue;
+			t[nt++] = (struct ctl_msg_text){n->pj, n->pj_len};
+			b += n->pj_len + 1;
+		}
+		*more = cl && lo < cl->n;
+		return nt;
+	}
+	bool found;
+	size_t i = srv_snap_index(s, *cursor + 1, &found);
+	for (; i < s->n_nodes && nt < max && b < bytes; i++) {
+		const struct srv_node *n = &s->nodes[i];
+		*cursor = n->id;
+		if (n->id == c->node_id || !n->pj || !srv_node_visible(n, now))
+			continue;
+		t[nt++] = (struct ctl_msg_text){n->pj, n->pj_len};
+		b += n->pj_len + 1;
+	}
+	*more = i < s->n_nodes;
+	return nt;
 }
 
 /* The whole map in one MAP_FULL, for a node without CTL_CAP_MAP_CHUNKS
@@ -57,20 +104,19 @@ static int send_full_single(struct srv_conn *c)
 	int r = srv_full_header(c, &m);
 	if (r < 0)
 		return r;
-	int64_t now = (int64_t)time(NULL);
 	struct ctl_msg_text *t = malloc((s->n_nodes ? s->n_nodes : 1) * sizeof *t);
-	if (!t)
+	if (!t) {
+		srv_policy_full_done(&m.u.map);
 		return -ENOMEM;
-	size_t nt = 0;
-	for (size_t i = 0; i < s->n_nodes; i++) {
-		const struct srv_node *n = &s->nodes[i];
-		if (n->id != c->node_id && n->pj && srv_node_visible(n, now))
-			t[nt++] = (struct ctl_msg_text){n->pj, n->pj_len};
 	}
+	int64_t cursor = -1;
+	bool more;
+	size_t nt = map_peers(c, &cursor, s->n_nodes, SIZE_MAX, t, &more);
 	uint8_t *body = NULL;
 	size_t len = 0;
 	struct ctl_msg_err me;
 	r = ctl_msg_encode_map_texts(&m, t, nt, &body, &len, &me);
+	srv_policy_full_done(&m.u.map);
 	free(t);
 	if (r < 0) {
 		log_warn("mesh-control: MAP_FULL encode: %s", me.text);
@@ -105,22 +151,15 @@ static int stream_chunk(struct srv_conn *c, bool first)
 		c->sent_version = s->snap_version;
 		c->stream_first = false;
 	}
-	int64_t now = (int64_t)time(NULL);
-	bool found;
-	size_t i = srv_snap_index(s, c->stream_cursor + 1, &found), nt = 0, bytes = 0;
-	size_t cap = s->n_nodes - i < CTL_PEERS_MAX ? s->n_nodes - i : CTL_PEERS_MAX;
+	size_t cap = s->n_nodes < CTL_PEERS_MAX ? s->n_nodes : CTL_PEERS_MAX;
 	struct ctl_msg_text *t = malloc((cap ? cap : 1) * sizeof *t);
-	if (!t)
+	if (!t) {
+		if (first)
+			srv_policy_full_done(&m.u.map);
 		return -ENOMEM;
-	for (; i < s->n_nodes && nt < cap && bytes < SRV_CHUNK_BYTES; i++) {
-		const struct srv_node *n = &s->nodes[i];
-		c->stream_cursor = n->id;
-		if (n->id == c->node_id || !n->pj || !srv_node_visible(n, now))
-			continue;
-		t[nt++] = (struct ctl_msg_text){n->pj, n->pj_len};
-		bytes += n->pj_len + 1;
 	}
-	bool more = i < s->n_nodes;
+	bool more;
+	size_t nt = map_peers(c, &c->stream_cursor, cap, SRV_CHUNK_BYTES, t, &more);
 	if (first)
 		m.u.map.more = more;
 	else
@@ -129,6 +168,8 @@ static int stream_chunk(struct srv_conn *c, bool first)
 	size_t len = 0;
 	struct ctl_msg_err me;
 	r = ctl_msg_encode_map_texts(&m, t, nt, &body, &len, &me);
+	if (first)
+		srv_policy_full_done(&m.u.map);
 	free(t);
 	if (r < 0) {
 		log_warn("mesh-control: %s encode: %s", first ? "MAP_FULL" : "MAP_PEERS",
@@ -137,7 +178,9 @@ static int stream_chunk(struct srv_conn *c, bool first)
 	}
 	c->stream_ms += srv_ms_since(&t0);
 	c->stream_bytes += len;
-	r = srv_send_body(c, first ? CTL_MSG_MAP_FULL : CTL_MSG_MAP_PEERS, body, len);
+	/* compressed for this node alone (CTL_CAP_ZSTD under a policy: the
+	 * shared chunks of server_zmap.c are for nodes that see everyone) */
+	r = srv_send_map_body(c, first ? CTL_MSG_MAP_FULL : CTL_MSG_MAP_PEERS, body, len);
 	free(body);
 	if (r == 0 && !more) {
 		c->streaming = false;
@@ -153,9 +196,13 @@ int srv_stream_pump(struct srv_conn *c)
 	int r = 0;
 	while (r == 0 && c->streaming && c->state == SRV_ONLINE &&
 	       evbuffer_get_length(bufferevent_get_output(c->bev)) <= SRV_OUT_LOW &&
-	       !srv_over_budget(c))
-		r = (c->caps & CTL_CAP_ZSTD) ? srv_stream_chunk_z(c, c->stream_first)
-		                             : stream_chunk(c, c->stream_first);
+	       !srv_over_budget(c)) {
+		/* the shared chunks only for a map without a policy (decided
+		 * when its header goes, which records c->pol_sent) */
+		bool pol = c->stream_first ? srv_policy_on(c->s) : c->pol_sent;
+		r = (c->caps & CTL_CAP_ZSTD) && !pol ? srv_stream_chunk_z(c, c->stream_first)
+		                                     : stream_chunk(c, c->stream_first);
+	}
 	return r;
 }
 

@@ -29,6 +29,8 @@ enum srv_conn_state {
 	SRV_CLOSING,       /* flushing a last ERROR, then freed */
 };
 
+struct srv_pclass;
+
 struct srv_conn {
 	struct srv_conn *prev, *next;
 	struct ctl_server *s;
@@ -65,6 +67,19 @@ struct srv_conn {
 	struct srv_conn *id_next;       /* s->byid: same slot (server_byid.c) */
 	struct srv_conn **id_pprev;     /* NULL: not in s->byid */
 	bool in_unreg;
+	/* Access policy (server_policy.c): what its map holds. pol_sent: a
+	 * filter was sent (the map is under a policy); pol_cls: the peers it
+	 * was sent, itself included (a reference; NULL: none); pol_fhash: the
+	 * filter it has; pol_gen: the s->pol_gen its map is current with. */
+	bool pol_sent;
+	struct srv_pclass *pol_cls;
+	uint8_t pol_fhash[32];
+	uint64_t pol_gen;
+	/* its last policy delta, for tests (ctl_server_policy_node_get):
+	 * filter_op, reach entries and the first one's peer */
+	uint8_t pol_last_op;
+	uint32_t pol_last_reach;
+	int64_t pol_last_reach_id;
 	struct ctl_ip ip; /* the address it comes from (v4-mapped: IPv4) */
 	char peer[64];   /* "ip:port" for logs */
 	char source[64]; /* IPv4 address or IPv6 /64: limits per source */
@@ -102,6 +117,8 @@ struct srv_node {
 	uint64_t reg_ms;      /* when reg_tokens was last refilled (0: full) */
 	char *pj;             /* peer's JSON entry (ctl_msg_encode_peer); NULL
 	                       * if it did not encode */
+	char *stags;          /* its tags as stored (NULL: none); peer.tags
+	                       * are the published ones (server_policy.c) */
 	size_t pj_len;
 };
 
@@ -157,6 +174,11 @@ struct srv_node {
 #define SRV_SEEN_SHARED_MAX 32u
 /* Sweeps of a full table at most this often (server_rate.c). */
 #define SRV_HS_SWEEP_MS 100u
+/* Why a node without CTL_CAP_POLICY is refused (or closed) while a policy
+ * is set: it could not enforce it. */
+#define SRV_POLICY_UPGRADE                                                               \
+	"this mesh has an access policy and this node's version of meshproxy cannot "     \
+	"enforce it; upgrade meshproxy on this node and start it again"
 /* sent_version of an online node still waiting for its first MAP_FULL. */
 #define SRV_NEED_FULL (-1)
 
@@ -260,6 +282,14 @@ struct ctl_server {
 	struct srv_seen_slot *seen_tab;
 	size_t seen_cap, seen_used;
 	uint8_t seen_key[16];
+	/* The access policy (server_policy.c; NULL: none was ever set),
+	 * bumped generation of its compiled state (every node's map is
+	 * brought to it), whether the nodes it compiles changed since, and
+	 * the map version the store's policy was last read at. */
+	struct srv_policy *pol;
+	uint64_t pol_gen;
+	bool pol_dirty;
+	int64_t pol_checked_v;
 };
 
 /* server.c */
@@ -341,10 +371,12 @@ int srv_stream_pump(struct srv_conn *c);
 int srv_full_header(struct srv_conn *c, struct ctl_msg *m);
 
 /* server_map.c */
-/* c (online) has map updates due: a newer version, or a relay list. */
+/* c (online) has map updates due: a newer version, a relay list, or (a
+ * node that takes a policy) a policy change. */
 static inline bool srv_conn_needs_update(const struct srv_conn *c)
 {
-	return c->sent_version < c->s->snap_version || c->relays_stale;
+	return c->sent_version < c->s->snap_version || c->relays_stale ||
+	       ((c->caps & CTL_CAP_POLICY) && c->pol_gen != c->s->pol_gen);
 }
 /* True when c should get no map update now (its own queue is full, or a
  * chunked map is still going out); it gets one when it drains. */
@@ -435,5 +467,129 @@ void srv_relays_broadcast(struct ctl_server *s);
  * when the state changed gets it then). */
 int srv_relay_update(struct srv_conn *c);
 void srv_relays_free(struct ctl_server *s);
+
+/* What changed since one base version. */
+struct delta_set {
+	int64_t base;
+	const struct srv_node **whole; /* whole entries (new or changed) */
+	size_t n_whole;
+	const struct srv_node **part; /* only endpoints / online changed */
+	size_t n_part;
+	uint64_t *removed;
+	size_t n_removed;
+	size_t est_bytes; /* at most what the delta's body takes */
+	size_t map_bytes; /* about what a full map takes */
+	/* bodies shared by every receiver of this base (NULL: not built) */
+	uint8_t *patch_body, *legacy_body, *rel_body; /* rel: patches + relays */
+	size_t patch_len, legacy_len, rel_len;
+	/* the body does not fit a frame (or did not encode): every receiver
+	 * of this base gets a full map instead (decided once per base) */
+	bool patch_full, legacy_full, rel_full;
+	/* patch_body and rel_body compressed, for nodes with CTL_CAP_ZSTD
+	 * (once per base too; NULL: not built, or sent plain) */
+	uint8_t *patch_z, *rel_z;
+	size_t patch_zlen, rel_zlen;
+	bool patch_zfail, rel_zfail;
+	/* in s->dsets: built at this snapshot version; too_big: every
+	 * receiver gets a full map (delta_too_big) */
+	bool used, too_big;
+	int64_t snap;
+};
+
+/* The patch that brings n from base to now: the fields changed after it. */
+void srv_make_patch(const struct srv_node *n, int64_t base, struct ctl_peer_patch *pp);
+/* Publishes tags as node i's tags in maps (the policy's effective tags):
+ * its entry is encoded again and counts as changed now. */
+void srv_snap_set_tags(struct ctl_server *s, size_t i, const char *tags);
+
+/* server_policy.c: the access policy's compiled state (DESIGN.md, Access
+ * control). A visibility class: the nodes one node sees, itself included,
+ * shared by every node that sees the same (its content decides: equal ids,
+ * equal hash); a node's inbound filter as its map carries it, shared the
+ * same way. */
+struct srv_pclass {
+	size_t refs;
+	uint8_t hash[16];
+	size_t n;
+	int64_t *ids; /* ascending */
+};
+struct srv_pfilter {
+	size_t refs;
+	uint8_t hash[32];
+	struct ctl_filter f;
+};
+struct srv_pnode {
+	int64_t id;
+	struct srv_pclass *cls;     /* NULL: sees nobody */
+	struct srv_pfilter *filter; /* never NULL */
+	/* s->pol_gen at which its filter (what others may reach on it) or
+	 * its published tags last changed */
+	uint64_t gen_filter, gen_entry;
+	char *src_tags, *eff_tags; /* stored tags it was compiled with, and the
+	                            * tags the policy accepts (NULL: "") */
+};
+/* server_pfilter.c: a filter in map form. convert: core/policy's filter
+ * (f) into out (its blocks with ports, one family each); -E2BIG past
+ * CTL_FILTER_BLOCKS_MAX, CTL_FILTER_RANGES_MAX or SRV_FILTER_BYTES_MAX of
+ * text (out empty then), -ENOMEM. */
+#define SRV_FILTER_BYTES_MAX (2u * 1024u * 1024u)
+struct policy_filter;
+int srv_filter_convert(const struct policy_filter *f, struct ctl_filter *out);
+void srv_filter_clear(struct ctl_filter *f);
+void srv_pfilter_hash(struct srv_pfilter *pf);
+struct srv_pfilter *srv_pfilter_ref(struct srv_pfilter *f);
+void srv_pfilter_unref(struct srv_pfilter *f);
+
+/* A policy is set: every node's map is filtered by it. */
+bool srv_policy_on(const struct ctl_server *s);
+/* Node id's compiled state; NULL when it was not compiled (it joined after
+ * the last compile, or none succeeded): it sees nobody and its filter
+ * denies everything until the next one (fail closed). */
+const struct srv_pnode *srv_policy_node(const struct ctl_server *s, int64_t id);
+/* The filter node id's map carries under the policy (never NULL). */
+const struct srv_pfilter *srv_policy_filter_of(const struct ctl_server *s, int64_t id);
+bool srv_pclass_has(const struct srv_pclass *cl, int64_t id);
+struct srv_pclass *srv_pclass_ref(struct srv_pclass *cl);
+void srv_pclass_unref(struct srv_pclass *cl);
+/* What self may open on peer_id under peer_id's filter (either of self's
+ * addresses): 1 with *out filled (free with srv_reach_clear), 0 nothing,
+ * -ENOMEM. */
+int srv_policy_reach(const struct ctl_server *s, const struct srv_node *self,
+                     int64_t peer_id, struct ctl_reach *out);
+void srv_reach_clear(struct ctl_reach *r);
+/* A MAP_FULL's policy part for c (filter, reach; nothing without a
+ * policy), recorded as what c's map holds; srv_policy_full_done frees what
+ * it allocated. */
+int srv_policy_full(struct srv_conn *c, struct ctl_map_full *mf);
+void srv_policy_full_done(struct ctl_map_full *mf);
+/* Records c's map as current with the policy's state (class, filter). */
+void srv_policy_conn_record(struct srv_conn *c);
+void srv_policy_conn_free(struct srv_conn *c);
+/* After a snapshot refresh, from the broadcast: reads the store's policy
+ * when the map version moved (a new revision is applied, a removed one
+ * cleared), and compiles again when the nodes changed. */
+void srv_policy_refresh(struct ctl_server *s);
+/* The nodes whose filter or published tags the latest compile changed
+ * (ascending), for a map current with gen: false when gen is older than
+ * the state before that compile (look at every peer then). */
+bool srv_policy_changed_since(const struct ctl_server *s, uint64_t gen,
+                              const int64_t **ids, size_t *n);
+/* The ids in n and not in o (added), and in o and not in n (removed),
+ * both ascending; the last pair asked for is kept (every node of a class
+ * asks for the same pair after a join). -ENOMEM. */
+int srv_policy_class_diff(struct ctl_server *s, struct srv_pclass *o, struct srv_pclass *n,
+                          const int64_t **add, size_t *n_add, const int64_t **rm,
+                          size_t *n_rm);
+/* The tags node id's map entry publishes, given its stored tags. */
+const char *srv_policy_pub_tags(const struct ctl_server *s, int64_t id,
+                                const char *stored);
+void srv_policy_free(struct ctl_server *s);
+
+/* server_pmap.c: a MAP_DELTA for a node under a policy (or whose map still
+ * holds one): d filtered by what it sees, peers it now sees whole, ids it
+ * no longer sees removed, its filter and changed reach entries; encoded
+ * for it alone. As send_delta: 0 sent or nothing to send, 1 a full map
+ * instead, or a negative errno. */
+int srv_policy_send_delta(struct srv_conn *c, struct delta_set *d);
 
 #endif

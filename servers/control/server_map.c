@@ -78,6 +78,10 @@ void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p)
 	p->home_relay = nd->home_relay > 0 ? (uint32_t)nd->home_relay : 0;
 	p->online = nd->online;
 	p->last_seen = nd->last_seen > 0 ? nd->last_seen : 0;
+	/* owner: its user, and its tags as stored (under a policy, snap_upsert
+	 * publishes the tags the policy accepts instead) */
+	snprintf(p->user, sizeof p->user, "%s", nd->user);
+	snprintf(p->tags, sizeof p->tags, "%s", nd->tags);
 }
 
 /* Whether what a peer entry says apart from endpoints, home relay, online
@@ -93,7 +97,8 @@ static bool entry_changed(const struct srv_node *n, const struct ctl_node *nd,
 	       op->n_addrs != np->n_addrs ||
 	       memcmp(op->addrs, np->addrs, sizeof op->addrs) != 0 ||
 	       op->n_allowed != np->n_allowed ||
-	       memcmp(op->allowed, np->allowed, sizeof op->allowed) != 0;
+	       memcmp(op->allowed, np->allowed, sizeof op->allowed) != 0 ||
+	       strcmp(op->user, np->user) != 0 || strcmp(op->tags, np->tags) != 0;
 }
 
 /* The newest change of n others would see. */
@@ -197,10 +202,20 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		        (s->n_nodes - i) * sizeof *s->nodes);
 		s->n_nodes++;
 		s->nodes[i].pj = NULL;
+		s->nodes[i].stags = NULL;
 	}
 	struct srv_node *n = &s->nodes[i];
+	if (strcmp(n->stags ? n->stags : "", nd->tags) != 0) {
+		char *t = nd->tags[0] ? strdup(nd->tags) : NULL;
+		if (nd->tags[0] && !t)
+			return -ENOMEM;
+		free(n->stags);
+		n->stags = t;
+	}
 	struct ctl_peer np;
 	srv_node_to_peer(nd, &np);
+	snprintf(np.tags, sizeof np.tags, "%s", srv_policy_pub_tags(s, nd->id, nd->tags));
+	int64_t was_full = f ? n->v_full : INT64_MIN;
 	/* visible to others or not: an expiry that passed is a change too
 	 * (its version was bumped for it: srv_wb_touch) */
 	int64_t now = (int64_t)time(NULL);
@@ -261,7 +276,42 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	if (node_changed_at(n) > was)
 		chlog_add(s, node_changed_at(n), n->id);
 	srv_zc_touch(s, n->id);
+	/* new, approved, renamed, readdressed, its owner: the policy compiles
+	 * again (server_policy.c); endpoints and online do not count */
+	if (n->v_full != was_full)
+		s->pol_dirty = true;
 	return 0;
+}
+
+void srv_snap_set_tags(struct ctl_server *s, size_t i, const char *tags)
+{
+	struct srv_node *n = &s->nodes[i];
+	if (!strcmp(n->peer.tags, tags))
+		return;
+	if (chlog_reserve(s) < 0) {
+		log_warn("mesh-control: node %lld: tags not updated in maps: out of "
+		         "memory",
+		         (long long)n->id);
+		return;
+	}
+	snprintf(n->peer.tags, sizeof n->peer.tags, "%s", tags);
+	int64_t was = node_changed_at(n);
+	if (n->pj)
+		s->map_bytes -= n->pj_len + 1;
+	free(n->pj);
+	n->pj = NULL;
+	n->pj_len = 0;
+	struct ctl_msg_err me;
+	if (ctl_msg_encode_peer(&n->peer, &n->pj, &n->pj_len, &me) < 0)
+		log_warn("mesh-control: node %lld left out of maps: %s", (long long)n->id,
+		         me.text);
+	else
+		s->map_bytes += n->pj_len + 1;
+	n->v_full = s->snap_version;
+	if (node_changed_at(n) > was)
+		chlog_add(s, node_changed_at(n), n->id);
+	srv_zc_touch(s, n->id);
+	srv_dsets_clear(s); /* deltas built at this version miss it */
 }
 
 static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
@@ -273,9 +323,11 @@ static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
 		 * dropped pending registrations reach no node. */
 		bool in_maps = s->nodes[i].approved;
 		srv_zc_touch(s, id);
+		s->pol_dirty = true;
 		if (s->nodes[i].pj)
 			s->map_bytes -= s->nodes[i].pj_len + 1;
 		free(s->nodes[i].pj);
+		free(s->nodes[i].stags);
 		memmove(&s->nodes[i], &s->nodes[i + 1],
 		        (s->n_nodes - i - 1) * sizeof *s->nodes);
 		s->n_nodes--;
@@ -370,8 +422,10 @@ void srv_snap_free(struct ctl_server *s)
 {
 	srv_zc_free(s);
 	srv_dsets_free(s);
-	for (size_t i = 0; i < s->n_nodes; i++)
+	for (size_t i = 0; i < s->n_nodes; i++) {
 		free(s->nodes[i].pj);
+		free(s->nodes[i].stags);
+	}
 	free(s->nodes);
 	free(s->tombs);
 	free(s->chlog);
@@ -401,33 +455,6 @@ void srv_broadcast_schedule(struct ctl_server *s)
 	evtimer_add(s->bcast, &tv);
 }
 
-/* What changed since one base version. */
-struct delta_set {
-	int64_t base;
-	const struct srv_node **whole; /* whole entries (new or changed) */
-	size_t n_whole;
-	const struct srv_node **part; /* only endpoints / online changed */
-	size_t n_part;
-	uint64_t *removed;
-	size_t n_removed;
-	size_t est_bytes; /* at most what the delta's body takes */
-	size_t map_bytes; /* about what a full map takes */
-	/* bodies shared by every receiver of this base (NULL: not built) */
-	uint8_t *patch_body, *legacy_body, *rel_body; /* rel: patches + relays */
-	size_t patch_len, legacy_len, rel_len;
-	/* the body does not fit a frame (or did not encode): every receiver
-	 * of this base gets a full map instead (decided once per base) */
-	bool patch_full, legacy_full, rel_full;
-	/* patch_body and rel_body compressed, for nodes with CTL_CAP_ZSTD
-	 * (once per base too; NULL: not built, or sent plain) */
-	uint8_t *patch_z, *rel_z;
-	size_t patch_zlen, rel_zlen;
-	bool patch_zfail, rel_zfail;
-	/* in s->dsets: built at this snapshot version; too_big: every
-	 * receiver gets a full map (delta_too_big) */
-	bool used, too_big;
-	int64_t snap;
-};
 
 static void delta_free(struct delta_set *d)
 {
@@ -547,7 +574,7 @@ static bool delta_empty(const struct delta_set *d)
 }
 
 /* The patch that brings n from base to now: the fields changed after it. */
-static void make_patch(const struct srv_node *n, int64_t base, struct ctl_peer_patch *pp)
+void srv_make_patch(const struct srv_node *n, int64_t base, struct ctl_peer_patch *pp)
 {
 	memset(pp, 0, sizeof *pp);
 	pp->id = (uint64_t)n->id;
@@ -599,7 +626,7 @@ static int encode_delta(struct ctl_server *s, const struct delta_set *d, bool pa
 			    (struct ctl_msg_text){d->whole[i]->pj, d->whole[i]->pj_len};
 	for (size_t i = 0; i < d->n_part; i++) {
 		if (patches)
-			make_patch(d->part[i], d->base, &pp[md->n_patches++]);
+			srv_make_patch(d->part[i], d->base, &pp[md->n_patches++]);
 		else if (d->part[i]->id != skip_id)
 			t[nt++] =
 			    (struct ctl_msg_text){d->part[i]->pj, d->part[i]->pj_len};
@@ -683,11 +710,10 @@ void srv_dsets_free(struct ctl_server *s)
 /* The delta from base to the snapshot, from the cache or collected now;
  * NULL when out of memory.
  * Shared: keyed by base and version only, so one set serves every node at
- * that base. That holds because every node sees the same peers (approval
- * and expiry are all srv_node_visible knows). Per-node visibility (issue
- * 16, policy) must add the recipient's visibility class to this key, and
- * to the chunk cache's (server_zmap.c), or one node's delta hands another
- * the entries it must not see. */
+ * that base: it lists what changed, for everyone. Its encoded bodies are
+ * sent only to nodes that see every peer (no policy); a node under a
+ * policy gets the set filtered by what it sees, encoded for it alone
+ * (srv_policy_send_delta). */
 static struct delta_set *dset_get(struct ctl_server *s, int64_t base, int64_t now)
 {
 	if (!s->dsets) {
@@ -723,6 +749,10 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 {
 	struct ctl_server *s = c->s;
 	int r;
+	/* Under a policy each node's delta is its own (server_pmap.c): the
+	 * bodies below are shared by every node of this base. */
+	if ((c->caps & CTL_CAP_POLICY) && (c->pol_sent || srv_policy_on(s)))
+		return srv_policy_send_delta(c, d);
 	/* A big catch-up (a node that was behind a long time): as a chunked
 	 * map when that is not much bigger, else when the queues have room. */
 	if (d->est_bytes > SRV_CHUNK_BYTES) {
@@ -819,6 +849,12 @@ static bool conn_check_self(struct srv_conn *c, int64_t now)
 			                     "or replaced); retrying");
 			return false;
 		}
+		if (srv_node_visible(n, now) && srv_policy_on(c->s) &&
+		    !(c->caps & CTL_CAP_POLICY)) {
+			srv_conn_error_close(c, CTL_REASON_UPGRADE_REQUIRED,
+			                     SRV_POLICY_UPGRADE);
+			return false;
+		}
 		if (srv_node_visible(n, now)) {
 			/* Freed from the loop: the caller walks the list. */
 			if (srv_go_online(c, n) < 0) {
@@ -832,6 +868,15 @@ static bool conn_check_self(struct srv_conn *c, int64_t now)
 		log_info("mesh-control: node %lld removed; closing its connection",
 		         (long long)c->node_id);
 		srv_conn_error_close(c, CTL_REASON_NODE_REMOVED, "node removed");
+		return false;
+	}
+	if (srv_policy_on(c->s) && !(c->caps & CTL_CAP_POLICY)) {
+		/* set while it was online: it could not enforce the policy
+		 * and would go on seeing every peer */
+		log_info("mesh-control: node %lld (%s) cannot take the access policy; "
+		         "closing its connection",
+		         (long long)c->node_id, n->peer.name);
+		srv_conn_error_close(c, CTL_REASON_UPGRADE_REQUIRED, SRV_POLICY_UPGRADE);
 		return false;
 	}
 	if (!srv_node_visible(n, now)) {
@@ -858,6 +903,8 @@ static void broadcast(struct ctl_server *s)
 		         ctl_store_errmsg(s->cfg.store));
 		return;
 	}
+	/* the store's policy, and a compile when the nodes changed */
+	srv_policy_refresh(s);
 	/* A changed relay list reaches a node in its next delta (the whole
 	 * list, a few hundred bytes), or in a MAP_FULL for an older node. */
 	srv_relays_refresh(s);

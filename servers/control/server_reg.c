@@ -336,6 +336,13 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	if ((c->caps & zneeds) != zneeds)
 		c->caps &= ~CTL_CAP_ZSTD;
 	srv_conn_set_legacy(c, !(c->caps & CTL_CAP_MAP_CHUNKS));
+	/* Under an access policy a node must enforce its filter and take a
+	 * map of only the peers it may see: an older one is refused (final:
+	 * it stops until upgraded), before any store access. */
+	if (srv_policy_on(s) && !(c->caps & CTL_CAP_POLICY)) {
+		sodium_memzero(req->auth_key, sizeof req->auth_key);
+		return reg_refuse(c, CTL_REASON_UPGRADE_REQUIRED, SRV_POLICY_UPGRADE);
+	}
 	struct ctl_node *nd = malloc(sizeof *nd);
 	if (!nd) {
 		sodium_memzero(req->auth_key, sizeof req->auth_key);

@@ -8,10 +8,9 @@
  * from the cache to every later joiner.
  * A chunk body is shared by every node: it assumes every node sees the
  * same peers (visibility is approval and expiry only, srv_node_visible
- * has no recipient). Per-node visibility (issue 16, policy) must key this
- * cache, and the delta cache (server_map.c dset_get), by the recipient's
- * visibility class, or a chunk hands every node the entries (keys,
- * seen_ip) of nodes it must not see. */
+ * has no recipient). So it serves maps without an access policy only:
+ * under a policy each node's map is built and compressed for it alone
+ * (server_full.c stream_chunk, srv_stream_pump), never from this cache. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +192,7 @@ static int send_header(struct srv_conn *c)
 	size_t len = 0;
 	struct ctl_msg_err me;
 	r = ctl_msg_encode_map_texts(&m, NULL, 0, &body, &len, &me);
+	srv_policy_full_done(&m.u.map);
 	if (r < 0) {
 		log_warn("mesh-control: MAP_FULL encode: %s", me.text);
 		return r;
