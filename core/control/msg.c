@@ -52,12 +52,16 @@ void ctl_msg_free(struct ctl_msg *m)
 	case CTL_MSG_MAP_FULL:
 		free(m->u.map.relays);
 		free(m->u.map.peers);
+		ctl_filter_clear(&m->u.map.filter);
+		ctl_reach_free(m->u.map.reach, m->u.map.n_reach);
 		break;
 	case CTL_MSG_MAP_DELTA:
 		free(m->u.delta.peers);
 		free(m->u.delta.removed);
 		free(m->u.delta.patches);
 		free(m->u.delta.relays);
+		ctl_filter_clear(&m->u.delta.filter);
+		ctl_reach_free(m->u.delta.reach, m->u.delta.n_reach);
 		break;
 	case CTL_MSG_MAP_PEERS:
 		free(m->u.chunk.peers);
