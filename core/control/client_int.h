@@ -116,7 +116,34 @@ int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_d
  * CTL_MAP_PEERS_MAX in all, -EPROTO past CTL_MAP_EMPTY_CHUNKS_MAX chunks
  * without peers, -ENOMEM (the map is unchanged then). */
 int ctl_map_append_chunk(struct ctl_map_full *map, const struct ctl_map_peers *chunk);
-/* Sorts an assembled map; -EINVAL if two chunks named one peer id. */
+/* Sorts an assembled map; -EINVAL if two chunks named one peer id. Then
+ * ctl_map_policy_tidy. */
 int ctl_map_finish(struct ctl_map_full *map);
+/* ctl_map_apply_delta_work that also says whether the policy part changed
+ * (ctl_map_change.policy): the filter was set or cleared, a reach entry
+ * came, changed or went, or a peer's user or tags differ. */
+int ctl_map_apply_delta_policy(struct ctl_map_full *map, const struct ctl_map_delta *delta,
+                               struct ctl_map_work *work, bool *policy_changed);
+
+/* client_policy.c: the filter and reach entries of the merged map. */
+/* A whole map (full or assembled, peers sorted): reach sorted by id, one
+ * entry per id, only for peers of the map; none without a filter. */
+void ctl_map_policy_tidy(struct ctl_map_full *map);
+/* One delta's policy change, made before the map is touched (all that can
+ * fail), then committed or dropped. */
+struct ctl_policy_step {
+	int op; /* CTL_FILTER_KEEP, _SET, _CLEAR */
+	bool changed;
+	bool keep_reach;          /* reach below is the new list (else: none) */
+	struct ctl_filter filter; /* the copy for SET */
+	struct ctl_reach *reach;
+	size_t n_reach;
+	bool *fresh;    /* reach[i] is a copy owned here (else the map's) */
+	bool *old_kept; /* map->reach[i] carried over */
+};
+int ctl_map_policy_prepare(struct ctl_map_full *map, const struct ctl_map_delta *d,
+                           struct ctl_policy_step *st);
+void ctl_map_policy_commit(struct ctl_map_full *map, struct ctl_policy_step *st);
+void ctl_map_policy_abort(struct ctl_policy_step *st);
 
 #endif
