@@ -97,7 +97,7 @@ int ctl_client_send(struct ctl_client *c, const struct ctl_msg *m);
 void ctl_client_send_endpoints(struct ctl_client *c, bool force);
 
 /* client_map.c */
-/* Sorts a decoded full map's peers by id. */
+/* Sorts a decoded full map's peers (and reach entries) by id. */
 void ctl_map_sort(struct ctl_map_full *map);
 /* Frees what the map owns and zeroes it. */
 void ctl_map_clear(struct ctl_map_full *map);
@@ -134,12 +134,16 @@ void ctl_map_policy_tidy(struct ctl_map_full *map);
 struct ctl_policy_step {
 	int op; /* CTL_FILTER_KEEP, _SET, _CLEAR */
 	bool changed;
-	bool keep_reach;          /* reach below is the new list (else: none) */
+	/* What happens to map->reach: NONE drops every entry, KEEP leaves it,
+	 * INPLACE puts reach[i] at map->reach[at[i]] (replacements only: a
+	 * delta costs its entries), REBUILD makes reach the new list. */
+	enum { CTL_REACH_NONE, CTL_REACH_KEEP, CTL_REACH_INPLACE, CTL_REACH_REBUILD } mode;
 	struct ctl_filter filter; /* the copy for SET */
 	struct ctl_reach *reach;
 	size_t n_reach;
-	bool *fresh;    /* reach[i] is a copy owned here (else the map's) */
-	bool *old_kept; /* map->reach[i] carried over */
+	size_t *at;     /* INPLACE: where each goes */
+	bool *fresh;    /* REBUILD: reach[i] is a copy owned here (else the map's) */
+	bool *old_kept; /* REBUILD: map->reach[i] carried over */
 };
 int ctl_map_policy_prepare(struct ctl_map_full *map, const struct ctl_map_delta *d,
                            struct ctl_policy_step *st);

@@ -26,10 +26,18 @@ static int cmp_peer_ptr(const void *a, const void *b)
 	                *(const struct ctl_peer *const *)b);
 }
 
+static int cmp_reach(const void *a, const void *b)
+{
+	uint64_t x = ((const struct ctl_reach *)a)->id, y = ((const struct ctl_reach *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
 void ctl_map_sort(struct ctl_map_full *map)
 {
 	if (map->n_peers > 1)
 		qsort(map->peers, map->n_peers, sizeof(*map->peers), cmp_peer);
+	if (map->n_reach > 1)
+		qsort(map->reach, map->n_reach, sizeof(*map->reach), cmp_reach);
 }
 
 void ctl_map_clear(struct ctl_map_full *map)

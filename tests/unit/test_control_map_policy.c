@@ -238,6 +238,22 @@ static void test_reach_by_id(void **state)
 	                       &ch),
 	                 0);
 	assert_false(ch);
+	/* replacements only are swapped in place: the list and the other
+	 * entries stay where they are (a delta costs its entries, not R) */
+	const struct ctl_reach *list = map.reach;
+	const struct ctl_port_range *udp4 = ctl_map_find_reach(&map, 4)->udp;
+	assert_int_equal(apply(&map, "\"reach\":[{\"id\":3,\"tcp\":\"81\"}],"
+	                             "\"patches\":[{\"id\":3,\"online\":true}]",
+	                       &ch),
+	                 0);
+	assert_true(ch);
+	assert_ptr_equal(map.reach, list);
+	assert_ptr_equal(ctl_map_find_reach(&map, 4)->udp, udp4);
+	assert_int_equal(ctl_map_find_reach(&map, 3)->tcp[0].lo, 81);
+	/* nothing about reach: the list is left alone */
+	assert_int_equal(apply(&map, "\"patches\":[{\"id\":2,\"online\":true}]", &ch), 0);
+	assert_false(ch);
+	assert_ptr_equal(map.reach, list);
 	/* an entry without ports takes the reach away (kept as an empty entry) */
 	assert_int_equal(apply(&map, "\"reach\":[{\"id\":2}]", &ch), 0);
 	assert_true(ch);
