@@ -229,8 +229,14 @@ static int ports_parse(struct ctl_mf_ctx *c, const char *s, size_t len, bool icm
 		if (!bad && k && lo <= r[k - 1].hi)
 			bad = "not ascending and disjoint";
 		if (bad) {
-			CTL_MF_PRINTF(why, sizeof(why), "entry %zu (\"%.*s\"): %s", i + 1,
-			              (int)(elen > 16 ? 16 : elen), e, bad);
+			/* the entry as printable ASCII only: it goes to logs */
+			char show[17];
+			size_t sn = elen < 16 ? elen : 16;
+			for (size_t q = 0; q < sn; q++)
+				show[q] = e[q] > 0x20 && e[q] < 0x7f && e[q] != '"' ? e[q] : '?';
+			show[sn] = '\0';
+			CTL_MF_PRINTF(why, sizeof(why), "entry %zu (\"%s\"): %s", i + 1, show,
+			              bad);
 			free(r);
 			return ctl_mf_bad(c, CTL_MSG_E_VALUE, "", path, why);
 		}

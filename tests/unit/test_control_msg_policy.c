@@ -464,6 +464,9 @@ static void test_filter_refused(void **state)
 	     "entry 2 (\"25\"): not ascending and disjoint"},
 	    {"{\"tcp\":[[\"100.64.0.1\",\"100.64.0.1\",\"\"]]}", CTL_MSG_E_VALUE,
 	     "filter.tcp[0][2]: no ports"},
+	    /* what the error echoes of an entry is printable ASCII, cut short */
+	    {"{\"tcp\":[[\"100.64.0.1\",\"100.64.0.1\",\"1\\u001b[2J\\\"\\u00e9xxxxxxxxxxxxxxxxxx\"]]}",
+	     CTL_MSG_E_VALUE, "entry 1 (\"1?[2J???xxxxxxxx\"): not a port"},
 	    {"{\"icmp\":[[\"100.64.0.1\",\"100.64.0.1\",\"22\"]]}", CTL_MSG_E_VALUE,
 	     "filter.icmp[0][2]: an ICMP block's ports are \"*\""},
 	};
