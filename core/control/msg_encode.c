@@ -309,28 +309,12 @@ static json_t *with_more(json_t *o, bool more)
 	return o;
 }
 
-/* The policy fields of a map (checked already): filter (SET), null
- * (clear_filter), reach when it has entries. */
-static json_t *with_policy(json_t *o, bool filter, bool clear_filter,
-                           const struct ctl_filter *f, const struct ctl_reach *r,
-                           size_t n_reach)
-{
-	if (o && ((filter && json_object_set_new(o, "filter", ctl_mp_filter_json(f)) != 0) ||
-	          (clear_filter && json_object_set_new(o, "filter", json_null()) != 0) ||
-	          (n_reach &&
-	           json_object_set_new(o, "reach", ctl_mp_reach_json(r, n_reach)) != 0))) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
 static json_t *enc_map_full(struct ectx *c, const struct ctl_map_full *m)
 {
 	char magicdns[CTL_ADDRSTR_MAX];
 
 	ctl_ip_format(&m->magic_dns, magicdns);
-	return with_policy(
+	return ctl_mp_with_policy(
 	    with_more(
 	        json_pack("{s:o, s:{s:o, s:s, s:o}, s:{s:s, s:s}, s:o, s:o}", "version",
 	                  j_int(c, m->version, "version out of range"), "self", "id",
@@ -404,7 +388,7 @@ static json_t *enc_map_delta(struct ectx *c, const struct ctl_map_delta *m)
 		json_decref(o);
 		return NULL;
 	}
-	return with_policy(o, m->filter_op == CTL_FILTER_SET,
+	return ctl_mp_with_policy(o, m->filter_op == CTL_FILTER_SET,
 	                   m->filter_op == CTL_FILTER_CLEAR, &m->filter, m->reach,
 	                   m->n_reach);
 }
@@ -491,28 +475,6 @@ static int check_peers(struct ectx *c, const struct ctl_peer *peers, size_t n)
 	return 0;
 }
 
-/* The policy fields of a MAP_FULL (filter: has_filter) or a MAP_DELTA
- * (filter: SET; cleared: CLEAR); reach_ok: reach may come with it. */
-static int check_policy(struct ectx *c, bool filter, bool cleared,
-                        const struct ctl_filter *f, bool reach_ok,
-                        const struct ctl_reach *r, size_t n_reach)
-{
-	if ((filter && ctl_mp_check_filter(f, "filter", c->err) < 0) ||
-	    ctl_mp_check_reach(r, n_reach, c->err) < 0) {
-		c->refused = true;
-		return -EINVAL;
-	}
-	if (n_reach && !reach_ok) {
-		ctl_msg_seterr(c->err, CTL_MSG_E_VALUE, "reach: %s",
-		               cleared ? "with filter null (a cleared policy drops every "
-		                         "entry)"
-		                       : "without a filter (no policy: nothing to reach)");
-		c->refused = true;
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static int check_relays(struct ectx *c, const struct ctl_relay *r, size_t n)
 {
 	CTL_MF_TRY(check_count(c, n, CTL_RELAYS_MAX, "", "relays"));
@@ -585,9 +547,11 @@ static int check_msg(struct ectx *c, const struct ctl_msg *m)
 		CTL_MF_TRY(check_str(c, f->dns_domain, sizeof(f->dns_domain),
 		                     CTL_MF_DNSNAME, "dns.domain"));
 		CTL_MF_TRY(check_relays(c, f->relays, f->n_relays));
-		CTL_MF_TRY(
-		    check_policy(c, f->has_filter, false, &f->filter, f->has_filter,
-		                 f->reach, f->n_reach));
+		if (ctl_mp_check_policy(f->has_filter, false, &f->filter, f->has_filter,
+		                        f->reach, f->n_reach, c->err) < 0) {
+			c->refused = true;
+			return -EINVAL;
+		}
 		return check_peers(c, f->peers, f->n_peers);
 	}
 	case CTL_MSG_MAP_DELTA:
@@ -596,11 +560,14 @@ static int check_msg(struct ectx *c, const struct ctl_msg *m)
 			c->refused = true;
 			return -EINVAL;
 		}
-		CTL_MF_TRY(check_policy(c, m->u.delta.filter_op == CTL_FILTER_SET,
+		if (ctl_mp_check_policy(m->u.delta.filter_op == CTL_FILTER_SET,
 		                        m->u.delta.filter_op == CTL_FILTER_CLEAR,
 		                        &m->u.delta.filter,
 		                        m->u.delta.filter_op != CTL_FILTER_CLEAR,
-		                        m->u.delta.reach, m->u.delta.n_reach));
+		                        m->u.delta.reach, m->u.delta.n_reach, c->err) < 0) {
+			c->refused = true;
+			return -EINVAL;
+		}
 		if (m->u.delta.has_relays)
 			CTL_MF_TRY(
 			    check_relays(c, m->u.delta.relays, m->u.delta.n_relays));

@@ -38,8 +38,16 @@ int ctl_mp_check_owner(const struct ctl_peer *p, const char *pre, struct ctl_msg
 int ctl_mp_check_filter(const struct ctl_filter *f, const char *key,
                         struct ctl_msg_err *err);
 int ctl_mp_check_reach(const struct ctl_reach *r, size_t n, struct ctl_msg_err *err);
+int ctl_mp_check_policy(bool filter, bool cleared, const struct ctl_filter *f,
+                        bool reach_ok, const struct ctl_reach *r, size_t n_reach,
+                        struct ctl_msg_err *err);
 int ctl_mp_set_owner(json_t *o, const struct ctl_peer *p);
 json_t *ctl_mp_filter_json(const struct ctl_filter *f);
 json_t *ctl_mp_reach_json(const struct ctl_reach *r, size_t n);
+/* Adds filter (SET), "filter": null (clear_filter) and reach (when it has
+ * entries) to o; o is released and NULL returned without memory. */
+json_t *ctl_mp_with_policy(json_t *o, bool filter, bool clear_filter,
+                           const struct ctl_filter *f, const struct ctl_reach *r,
+                           size_t n_reach);
 
 #endif

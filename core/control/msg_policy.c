@@ -250,86 +250,6 @@ static int ports_parse(struct ctl_mf_ctx *c, const char *s, size_t len, bool icm
 	return 1;
 }
 
-/* --- freeing and copying -------------------------------------------------------- */
-
-void ctl_filter_clear(struct ctl_filter *f)
-{
-	if (!f)
-		return;
-	for (int p = 0; p < CTL_FILTER_NPROTO; p++) {
-		for (size_t i = 0; f->blocks[p] && i < f->n_blocks[p]; i++)
-			free(f->blocks[p][i].ports);
-		free(f->blocks[p]);
-	}
-	memset(f, 0, sizeof(*f));
-}
-
-void ctl_reach_clear(struct ctl_reach *r)
-{
-	if (!r)
-		return;
-	free(r->tcp);
-	free(r->udp);
-	memset(r, 0, sizeof(*r));
-}
-
-void ctl_reach_free(struct ctl_reach *r, size_t n)
-{
-	for (size_t i = 0; r && i < n; i++)
-		ctl_reach_clear(&r[i]);
-	free(r);
-}
-
-static int ranges_dup(struct ctl_port_range **dst, const struct ctl_port_range *src,
-                      uint32_t n)
-{
-	*dst = NULL;
-	if (!n)
-		return 0;
-	if (!src || !(*dst = malloc(n * sizeof(*src))))
-		return -ENOMEM;
-	memcpy(*dst, src, n * sizeof(*src));
-	return 0;
-}
-
-int ctl_filter_copy(struct ctl_filter *dst, const struct ctl_filter *src)
-{
-	memset(dst, 0, sizeof(*dst));
-	for (int p = 0; p < CTL_FILTER_NPROTO; p++) {
-		size_t n = src->n_blocks[p];
-		if (!n)
-			continue;
-		if (!src->blocks[p] || !(dst->blocks[p] = calloc(n, sizeof(**dst->blocks))))
-			goto fail;
-		dst->n_blocks[p] = n;
-		for (size_t i = 0; i < n; i++) {
-			const struct ctl_filter_block *b = &src->blocks[p][i];
-			dst->blocks[p][i] = *b;
-			if (ranges_dup(&dst->blocks[p][i].ports, b->ports, b->n_ports) < 0) {
-				dst->blocks[p][i].n_ports = 0;
-				goto fail;
-			}
-		}
-	}
-	return 0;
-fail:
-	ctl_filter_clear(dst);
-	return -ENOMEM;
-}
-
-int ctl_reach_copy(struct ctl_reach *dst, const struct ctl_reach *src)
-{
-	*dst = *src;
-	dst->tcp = dst->udp = NULL;
-	if (ranges_dup(&dst->tcp, src->tcp, src->n_tcp) < 0 ||
-	    ranges_dup(&dst->udp, src->udp, src->n_udp) < 0) {
-		free(dst->tcp);
-		memset(dst, 0, sizeof(*dst));
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 /* --- decoding ----------------------------------------------------------------- */
 
 int ctl_mp_dec_owner(struct ctl_mf_ctx *c, json_t *o, const char *pre, struct ctl_peer *p)
@@ -655,6 +575,22 @@ int ctl_mp_check_reach(const struct ctl_reach *r, size_t n, struct ctl_msg_err *
 	return 0;
 }
 
+/* The policy fields of a MAP_FULL (filter: has_filter) or a MAP_DELTA
+ * (filter: SET; cleared: CLEAR); reach_ok: reach may come with it. */
+int ctl_mp_check_policy(bool filter, bool cleared, const struct ctl_filter *f,
+                        bool reach_ok, const struct ctl_reach *r, size_t n_reach,
+                        struct ctl_msg_err *err)
+{
+	if ((filter && ctl_mp_check_filter(f, "filter", err) < 0) ||
+	    ctl_mp_check_reach(r, n_reach, err) < 0)
+		return -EINVAL;
+	if (n_reach && !reach_ok)
+		return refuse(err, CTL_MSG_E_VALUE, "reach",
+		              cleared ? "with filter null (a cleared policy drops every entry)"
+		                      : "without a filter (no policy: nothing to reach)");
+	return 0;
+}
+
 /* --- encoding (after the checks above: only memory can fail) --------------- */
 
 int ctl_mp_set_owner(json_t *o, const struct ctl_peer *p)
@@ -757,4 +693,20 @@ json_t *ctl_mp_reach_json(const struct ctl_reach *r, size_t n)
 fail:
 	json_decref(a);
 	return NULL;
+}
+
+/* The policy fields of a map (checked already): filter (SET), null
+ * (clear_filter), reach when it has entries. */
+json_t *ctl_mp_with_policy(json_t *o, bool filter, bool clear_filter,
+                           const struct ctl_filter *f, const struct ctl_reach *r,
+                           size_t n_reach)
+{
+	if (o && ((filter && json_object_set_new(o, "filter", ctl_mp_filter_json(f)) != 0) ||
+	          (clear_filter && json_object_set_new(o, "filter", json_null()) != 0) ||
+	          (n_reach &&
+	           json_object_set_new(o, "reach", ctl_mp_reach_json(r, n_reach)) != 0))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
