@@ -1017,7 +1017,7 @@ struct nctl_save_job {
 	pthread_t thread;
 	atomic_bool done;
 	char dir[NODE_STATE_PATH_MAX];
-	struct ctl_map_full map; /* a copy: peers and relays owned */
+	struct ctl_map_full map; /* a copy: peers, relays, filter, reach owned */
 	int rc;
 	char err[256];
 };
@@ -1028,6 +1028,16 @@ static void *nctl_save_thread(void *arg)
 	j->rc = node_state_save_map(j->dir, &j->map, j->err, sizeof(j->err));
 	atomic_store(&j->done, true);
 	return NULL;
+}
+
+/* The job's copy of the map and the job. */
+static void nctl_save_job_free(struct nctl_save_job *j)
+{
+	free(j->map.peers);
+	free(j->map.relays);
+	ctl_filter_clear(&j->map.filter);
+	ctl_reach_free(j->map.reach, j->map.n_reach);
+	free(j);
 }
 
 /* Waits for the write in flight (now, or only when it is done) and says
@@ -1044,9 +1054,7 @@ static void nctl_save_reap(struct node_ctl *m, bool wait)
 		log_debug("netmap.json written (map v%llu, %zu peers)",
 		          (unsigned long long)j->map.version, j->map.n_peers);
 	m->saves++;
-	free(j->map.peers);
-	free(j->map.relays);
-	free(j);
+	nctl_save_job_free(j);
 	m->save = NULL;
 }
 
@@ -1071,7 +1079,22 @@ static struct nctl_save_job *nctl_save_job_new(const struct node_ctl *m,
 		memcpy(j->map.peers, map->peers, map->n_peers * sizeof(*map->peers));
 	if (map->n_relays)
 		memcpy(j->map.relays, map->relays, map->n_relays * sizeof(*map->relays));
+	/* The policy part too: the loop frees the client's on the next delta
+	 * while the thread still encodes this copy. */
+	j->map.reach = NULL;
+	j->map.n_reach = 0;
+	if (ctl_filter_copy(&j->map.filter, &map->filter) < 0)
+		goto fail;
+	if (map->n_reach &&
+	    !(j->map.reach = calloc(map->n_reach, sizeof(*j->map.reach))))
+		goto fail;
+	for (size_t i = 0; i < map->n_reach; i++, j->map.n_reach++)
+		if (ctl_reach_copy(&j->map.reach[i], &map->reach[i]) < 0)
+			goto fail;
 	return j;
+fail:
+	nctl_save_job_free(j);
+	return NULL;
 }
 
 /* in_thread false (exit): written before it returns. */
@@ -1091,11 +1114,8 @@ static void nctl_save_map(struct node_ctl *m, bool in_thread)
 		m->save = j;
 		return;
 	}
-	if (j) {
-		free(j->map.peers);
-		free(j->map.relays);
-		free(j);
-	}
+	if (j)
+		nctl_save_job_free(j);
 	if (node_state_save_map(m->p->a.state_dir, map, err, sizeof(err)) != 0)
 		log_warn("%s", err);
 	else

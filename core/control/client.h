@@ -14,7 +14,10 @@
  * The client keeps the merged network map (a struct ctl_map_full: MAP_FULL,
  * then every MAP_DELTA applied: peers added or replaced by id, removed ids
  * dropped, peers sorted by id) and hands it to the owner after every change,
- * with the ids that changed so the owner can update only those.
+ * with the ids that changed so the owner can update only those. Under an
+ * access policy the map also holds the node's filter and its reach entries
+ * (sorted by peer id, only for peers it holds; msg.h says how a delta
+ * changes them), and ctl_map_change.policy says when any of that changed.
  *
  * Reconnects: after any failure (connect refused, handshake or frame error,
  * server silent for timeout_ms, connection closed) the client waits and
@@ -182,5 +185,10 @@ int ctl_map_apply_delta_work(struct ctl_map_full *map, const struct ctl_map_delt
 
 /* The map's peer with this id (binary search), or NULL. */
 const struct ctl_peer *ctl_map_find(const struct ctl_map_full *map, uint64_t id);
+/* What this node may open on peer id (CTL_CAP_POLICY), or NULL: nothing
+ * under a filter, everything without one (map->has_filter false). The
+ * merged map keeps its reach entries sorted by id, one per peer it holds
+ * (binary search). */
+const struct ctl_reach *ctl_map_find_reach(const struct ctl_map_full *map, uint64_t id);
 
 #endif

@@ -97,7 +97,7 @@ int ctl_client_send(struct ctl_client *c, const struct ctl_msg *m);
 void ctl_client_send_endpoints(struct ctl_client *c, bool force);
 
 /* client_map.c */
-/* Sorts a decoded full map's peers by id. */
+/* Sorts a decoded full map's peers (and reach entries) by id. */
 void ctl_map_sort(struct ctl_map_full *map);
 /* Frees what the map owns and zeroes it. */
 void ctl_map_clear(struct ctl_map_full *map);
@@ -116,7 +116,38 @@ int ctl_map_delta_changes(const struct ctl_map_full *map, const struct ctl_map_d
  * CTL_MAP_PEERS_MAX in all, -EPROTO past CTL_MAP_EMPTY_CHUNKS_MAX chunks
  * without peers, -ENOMEM (the map is unchanged then). */
 int ctl_map_append_chunk(struct ctl_map_full *map, const struct ctl_map_peers *chunk);
-/* Sorts an assembled map; -EINVAL if two chunks named one peer id. */
+/* Sorts an assembled map; -EINVAL if two chunks named one peer id. Then
+ * ctl_map_policy_tidy. */
 int ctl_map_finish(struct ctl_map_full *map);
+/* ctl_map_apply_delta_work that also says whether the policy part changed
+ * (ctl_map_change.policy): the filter was set or cleared, a reach entry
+ * came, changed or went, or a peer's user or tags differ. */
+int ctl_map_apply_delta_policy(struct ctl_map_full *map, const struct ctl_map_delta *delta,
+                               struct ctl_map_work *work, bool *policy_changed);
+
+/* client_policy.c: the filter and reach entries of the merged map. */
+/* A whole map (full or assembled, peers sorted): reach sorted by id, one
+ * entry per id, only for peers of the map; none without a filter. */
+void ctl_map_policy_tidy(struct ctl_map_full *map);
+/* One delta's policy change, made before the map is touched (all that can
+ * fail), then committed or dropped. */
+struct ctl_policy_step {
+	int op; /* CTL_FILTER_KEEP, _SET, _CLEAR */
+	bool changed;
+	/* What happens to map->reach: NONE drops every entry, KEEP leaves it,
+	 * INPLACE puts reach[i] at map->reach[at[i]] (replacements only: a
+	 * delta costs its entries), REBUILD makes reach the new list. */
+	enum { CTL_REACH_NONE, CTL_REACH_KEEP, CTL_REACH_INPLACE, CTL_REACH_REBUILD } mode;
+	struct ctl_filter filter; /* the copy for SET */
+	struct ctl_reach *reach;
+	size_t n_reach;
+	size_t *at;     /* INPLACE: where each goes */
+	bool *fresh;    /* REBUILD: reach[i] is a copy owned here (else the map's) */
+	bool *old_kept; /* REBUILD: map->reach[i] carried over */
+};
+int ctl_map_policy_prepare(struct ctl_map_full *map, const struct ctl_map_delta *d,
+                           struct ctl_policy_step *st);
+void ctl_map_policy_commit(struct ctl_map_full *map, struct ctl_policy_step *st);
+void ctl_map_policy_abort(struct ctl_policy_step *st);
 
 #endif

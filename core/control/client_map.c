@@ -26,16 +26,26 @@ static int cmp_peer_ptr(const void *a, const void *b)
 	                *(const struct ctl_peer *const *)b);
 }
 
+static int cmp_reach(const void *a, const void *b)
+{
+	uint64_t x = ((const struct ctl_reach *)a)->id, y = ((const struct ctl_reach *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
 void ctl_map_sort(struct ctl_map_full *map)
 {
 	if (map->n_peers > 1)
 		qsort(map->peers, map->n_peers, sizeof(*map->peers), cmp_peer);
+	if (map->n_reach > 1)
+		qsort(map->reach, map->n_reach, sizeof(*map->reach), cmp_reach);
 }
 
 void ctl_map_clear(struct ctl_map_full *map)
 {
 	free(map->peers);
 	free(map->relays);
+	ctl_filter_clear(&map->filter);
+	ctl_reach_free(map->reach, map->n_reach);
 	memset(map, 0, sizeof(*map));
 }
 
@@ -279,17 +289,32 @@ out:
 
 int ctl_map_apply_delta(struct ctl_map_full *map, const struct ctl_map_delta *delta)
 {
-	return ctl_map_apply_delta_work(map, delta, NULL);
+	return ctl_map_apply_delta_policy(map, delta, NULL, NULL);
 }
 
-/* The peers as in apply_peers, then a changed relay list (the whole new
- * list), all or nothing. */
 int ctl_map_apply_delta_work(struct ctl_map_full *map, const struct ctl_map_delta *delta,
                              struct ctl_map_work *work)
 {
+	return ctl_map_apply_delta_policy(map, delta, work, NULL);
+}
+
+/* The peers as in apply_peers, then a changed relay list (the whole new
+ * list) and the policy part (client_policy.c), all or nothing: what can
+ * fail is done before the map is touched. */
+int ctl_map_apply_delta_policy(struct ctl_map_full *map, const struct ctl_map_delta *delta,
+                               struct ctl_map_work *work, bool *policy_changed)
+{
 	struct ctl_relay *rel = NULL;
+	struct ctl_policy_step st;
 	size_t nrel = delta->has_relays ? delta->n_relays : 0;
 
+	if (policy_changed)
+		*policy_changed = false;
+	if (delta->base_version != map->version) {
+		if (work)
+			memset(work, 0, sizeof(*work));
+		return -EINVAL;
+	}
 	if (nrel > CTL_RELAYS_MAX || (nrel && !delta->relays))
 		return -EINVAL;
 	if (nrel) {
@@ -297,11 +322,20 @@ int ctl_map_apply_delta_work(struct ctl_map_full *map, const struct ctl_map_delt
 			return -ENOMEM;
 		memcpy(rel, delta->relays, nrel * sizeof(*rel));
 	}
-	int r = apply_peers(map, delta, work);
+	int r = ctl_map_policy_prepare(map, delta, &st);
 	if (r < 0) {
 		free(rel);
 		return r;
 	}
+	r = apply_peers(map, delta, work);
+	if (r < 0) {
+		ctl_map_policy_abort(&st);
+		free(rel);
+		return r;
+	}
+	if (policy_changed)
+		*policy_changed = st.changed;
+	ctl_map_policy_commit(map, &st);
 	if (delta->has_relays) {
 		free(map->relays);
 		map->relays = rel;
@@ -451,6 +485,7 @@ int ctl_map_finish(struct ctl_map_full *map)
 	for (size_t k = 1; k < map->n_peers; k++)
 		if (map->peers[k].id == map->peers[k - 1].id)
 			return -EINVAL;
+	ctl_map_policy_tidy(map);
 	return 0;
 }
 
@@ -473,6 +508,7 @@ int ctl_client_map_replace(struct ctl_client *c, struct ctl_map_full *full,
 	}
 	drop_self(full);
 	ctl_map_sort(full);
+	ctl_map_policy_tidy(full);
 	for (size_t k = 0; k < full->n_peers; k++)
 		ch[k] = full->peers[k].id;
 	/* removed = old ids not in the new map; both sorted */

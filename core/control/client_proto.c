@@ -193,11 +193,12 @@ static void on_register_resp(struct ctl_client *c, const struct ctl_register_res
 	}
 }
 
-static void emit_map(struct ctl_client *c, bool full, bool relays, uint64_t *ch,
-                     size_t nch, uint64_t *rm, size_t nrm)
+static void emit_map(struct ctl_client *c, bool full, bool relays, bool policy,
+                     uint64_t *ch, size_t nch, uint64_t *rm, size_t nrm)
 {
 	struct ctl_map_change chg = {.full = full,
 	                             .relays = full || relays,
+	                             .policy = full || policy,
 	                             .changed = ch,
 	                             .n_changed = nch,
 	                             .removed = rm,
@@ -223,7 +224,7 @@ static void on_map_full(struct ctl_client *c, struct ctl_map_full *full)
 		return;
 	}
 	c->maps_full++;
-	emit_map(c, true, true, ch, nch, rm, nrm);
+	emit_map(c, true, true, true, ch, nch, rm, nrm);
 }
 
 /* A MAP_FULL with more set: its peers are the first chunk; MAP_PEERS bring
@@ -280,6 +281,7 @@ static void on_map_delta(struct ctl_client *c, const struct ctl_map_delta *d)
 {
 	uint64_t *ch, *rm;
 	size_t nch, nrm;
+	bool policy = false;
 	int rc;
 
 	if (!c->have_map || d->base_version != c->map.version) {
@@ -292,7 +294,7 @@ static void on_map_delta(struct ctl_client *c, const struct ctl_map_delta *d)
 	}
 	rc = ctl_map_delta_changes(&c->map, d, &ch, &nch, &rm, &nrm);
 	if (rc == 0) {
-		rc = ctl_map_apply_delta(&c->map, d);
+		rc = ctl_map_apply_delta_policy(&c->map, d, NULL, &policy);
 		if (rc < 0) {
 			free(ch);
 			free(rm);
@@ -303,7 +305,7 @@ static void on_map_delta(struct ctl_client *c, const struct ctl_map_delta *d)
 		return;
 	}
 	c->maps_delta++;
-	emit_map(c, false, d->has_relays, ch, nch, rm, nrm);
+	emit_map(c, false, d->has_relays, policy, ch, nch, rm, nrm);
 }
 
 /* A ZMAP (CTL_CAP_ZSTD, which this client always asks for): the map body

@@ -1,6 +1,7 @@
 /* Control messages: names, freeing, address text forms and name syntax.
  * The JSON codec itself is in msg_decode.c and msg_encode.c. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,12 +53,16 @@ void ctl_msg_free(struct ctl_msg *m)
 	case CTL_MSG_MAP_FULL:
 		free(m->u.map.relays);
 		free(m->u.map.peers);
+		ctl_filter_clear(&m->u.map.filter);
+		ctl_reach_free(m->u.map.reach, m->u.map.n_reach);
 		break;
 	case CTL_MSG_MAP_DELTA:
 		free(m->u.delta.peers);
 		free(m->u.delta.removed);
 		free(m->u.delta.patches);
 		free(m->u.delta.relays);
+		ctl_filter_clear(&m->u.delta.filter);
+		ctl_reach_free(m->u.delta.reach, m->u.delta.n_reach);
 		break;
 	case CTL_MSG_MAP_PEERS:
 		free(m->u.chunk.peers);
@@ -73,6 +78,86 @@ void ctl_msg_free(struct ctl_msg *m)
 		break;
 	}
 	memset(&m->u, 0, sizeof(m->u));
+}
+
+/* The policy parts of a map (msg.h). */
+
+void ctl_filter_clear(struct ctl_filter *f)
+{
+	if (!f)
+		return;
+	for (int p = 0; p < CTL_FILTER_NPROTO; p++) {
+		for (size_t i = 0; f->blocks[p] && i < f->n_blocks[p]; i++)
+			free(f->blocks[p][i].ports);
+		free(f->blocks[p]);
+	}
+	memset(f, 0, sizeof(*f));
+}
+
+void ctl_reach_clear(struct ctl_reach *r)
+{
+	if (!r)
+		return;
+	free(r->tcp);
+	free(r->udp);
+	memset(r, 0, sizeof(*r));
+}
+
+void ctl_reach_free(struct ctl_reach *r, size_t n)
+{
+	for (size_t i = 0; r && i < n; i++)
+		ctl_reach_clear(&r[i]);
+	free(r);
+}
+
+static int ranges_dup(struct ctl_port_range **dst, const struct ctl_port_range *src,
+                      uint32_t n)
+{
+	*dst = NULL;
+	if (!n)
+		return 0;
+	if (!src || !(*dst = malloc(n * sizeof(*src))))
+		return -ENOMEM;
+	memcpy(*dst, src, n * sizeof(*src));
+	return 0;
+}
+
+int ctl_filter_copy(struct ctl_filter *dst, const struct ctl_filter *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	for (int p = 0; p < CTL_FILTER_NPROTO; p++) {
+		size_t n = src->n_blocks[p];
+		if (!n)
+			continue;
+		if (!src->blocks[p] || !(dst->blocks[p] = calloc(n, sizeof(**dst->blocks))))
+			goto fail;
+		dst->n_blocks[p] = n;
+		for (size_t i = 0; i < n; i++) {
+			const struct ctl_filter_block *b = &src->blocks[p][i];
+			dst->blocks[p][i] = *b;
+			if (ranges_dup(&dst->blocks[p][i].ports, b->ports, b->n_ports) < 0) {
+				dst->blocks[p][i].n_ports = 0;
+				goto fail;
+			}
+		}
+	}
+	return 0;
+fail:
+	ctl_filter_clear(dst);
+	return -ENOMEM;
+}
+
+int ctl_reach_copy(struct ctl_reach *dst, const struct ctl_reach *src)
+{
+	*dst = *src;
+	dst->tcp = dst->udp = NULL;
+	if (ranges_dup(&dst->tcp, src->tcp, src->n_tcp) < 0 ||
+	    ranges_dup(&dst->udp, src->udp, src->n_udp) < 0) {
+		free(dst->tcp);
+		memset(dst, 0, sizeof(*dst));
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void ctl_msg_seterr(struct ctl_msg_err *err, enum ctl_msg_errcode code, const char *fmt,

@@ -25,16 +25,32 @@
  *   ENDPOINTS     {endpoints: ["ip:port" | "[ip6]:port"], home_relay?: int}
  *   MAP_FULL      {version: int, self: {id, name, addresses},
  *                  dns: {domain: name, magic_dns: ipv4},
- *                  relays?: [relay], peers: [peer], more?: bool}
+ *                  relays?: [relay], peers: [peer], more?: bool,
+ *                  filter?: filter, reach?: [reach]}
  *                 (more: true only to a node with CTL_CAP_MAP_CHUNKS: the
  *                  rest of the peers follow in MAP_PEERS messages, the
  *                  last one with more false; no other map message comes
  *                  between, a KEEPALIVE or an ERROR may)
+ *                 (filter, reach: only to a node with CTL_CAP_POLICY, and
+ *                  only in the first message of a chunked map. No filter:
+ *                  no policy, everything is allowed; reach without a
+ *                  filter is refused. A reach entry for an id that is not
+ *                  a peer of the assembled map is dropped by the node.)
  *   MAP_PEERS     {peers: [peer], more?: bool}
  *   ZMAP          not JSON: a MAP_FULL, MAP_PEERS or MAP_DELTA body
  *                 compressed (zmsg.h), to a node with CTL_CAP_ZSTD
  *   MAP_DELTA     {version: int, base_version: int, peers?: [peer],
- *                  removed?: [int], patches?: [patch], relays?: [relay]}
+ *                  removed?: [int], patches?: [patch], relays?: [relay],
+ *                  filter?: filter | null, reach?: [reach]}
+ *                 (CTL_CAP_POLICY: filter an object = SET, the node's
+ *                  whole new filter; filter null = CLEAR, the policy is
+ *                  gone: allow all, every reach entry dropped (reach in
+ *                  the same delta is refused); absent = KEEP. reach:
+ *                  entries set or replaced by id (an entry without ports
+ *                  and icmp takes away what the peer's entry allowed); a
+ *                  removed peer's entry goes with it, and the node drops
+ *                  entries for ids that are not its peers after the delta
+ *                  or that come while it has no filter)
  *                 (relays: the whole new relay list, only to a node with
  *                  CTL_CAP_RELAYS_DELTA; version may equal base_version
  *                  when only the relays changed)
@@ -65,6 +81,32 @@
  *                  endpoints, which the node reports itself; absent until
  *                  the node connected to this server process. An older
  *                  node ignores it.)
+ *                 (CTL_CAP_POLICY, absent when none: user?: str, the
+ *                  owner's name, 1..63 of [a-z0-9._-] starting with a
+ *                  letter or digit; tags?: [str], at most CTL_TAGS_MAX of
+ *                  "tag:NAME" (NAME of [A-Za-z0-9._-], 63 bytes in all),
+ *                  held comma-joined in ctl_peer.tags, under 256 bytes)
+ *   filter        {tcp?: [blk], udp?: [blk], icmp?: [blk]} (a protocol
+ *                  absent or [] : nothing of it is accepted)
+ *   blk           [LO: ip, HI: ip, PORTS: str]  sources LO..HI may open
+ *                  PORTS; LO and HI of one family, LO <= HI, IPv4 written
+ *                  as IPv4 (never ::ffff:a.b.c.d). Blocks of one protocol
+ *                  are ascending and disjoint in core/policy's address
+ *                  order: one 128-bit space where IPv4 a.b.c.d sits at
+ *                  ::ffff:a.b.c.d (so an IPv6 block that spans
+ *                  ::ffff:0:0/96 holds those IPv4 sources too). At most
+ *                  CTL_FILTER_BLOCKS_MAX blocks and CTL_FILTER_RANGES_MAX
+ *                  port ranges in one filter.
+ *   PORTS         "22,80-90": ports 1..65535 and ranges FIRST-LAST, in
+ *                  ascending order, disjoint (adjacent ones are merged),
+ *                  or "*" (TCP/UDP: 1-65535); an ICMP block's is "*"
+ *                  (held as 0-65535). The encoder sends a TCP/UDP range
+ *                  starting at 0 from 1 (core/policy's "*" is 0-65535)
+ *                  and leaves out blocks without ports.
+ *   reach         {id: int, tcp?: PORTS, udp?: PORTS, icmp?: bool}: what
+ *                  this node may open on peer id; ids unique in one
+ *                  message, at most CTL_MAP_PEERS_MAX entries and
+ *                  CTL_REACH_RANGES_MAX ranges per protocol
  * Peer ids are unique within one message's peers and patches together, and
  * within one map's chunks together.
  * Integers are 0..INT64_MAX unless narrower (ports 1..65535, relay ids and
@@ -469,6 +511,16 @@ int ctl_msg_encode_map_texts(const struct ctl_msg *m, const struct ctl_msg_text 
 
 /* Frees what *m owns, wipes secrets, and zeroes *m (type stays). Accepts NULL. */
 void ctl_msg_free(struct ctl_msg *m);
+
+/* The policy parts of a map, for code that keeps or copies them (the
+ * node's merged map): _clear frees what one owns and zeroes it (NULL is
+ * fine); ctl_reach_free clears r[0..n) and frees r; _copy makes a deep
+ * copy into *dst (overwritten), -ENOMEM leaving *dst empty. */
+void ctl_filter_clear(struct ctl_filter *f);
+void ctl_reach_clear(struct ctl_reach *r);
+void ctl_reach_free(struct ctl_reach *r, size_t n);
+int ctl_filter_copy(struct ctl_filter *dst, const struct ctl_filter *src);
+int ctl_reach_copy(struct ctl_reach *dst, const struct ctl_reach *src);
 
 /* Text forms used on the wire: "100.64.0.1", "fd00::/48", "[fd00::1]:41641". */
 #define CTL_ADDRSTR_MAX 56

@@ -114,6 +114,7 @@ static int dec_peer(struct ctl_mf_ctx *c, json_t *o, const char *pre, struct ctl
 	p->last_seen = (int64_t)u;
 	if (json_object_get(o, "seen_ip"))
 		CTL_MF_TRY(ctl_mf_ip(c, o, pre, "seen_ip", 0, &p->seen_ip));
+	CTL_MF_TRY(ctl_mp_dec_owner(c, o, pre, p));
 	return 0;
 }
 
@@ -361,6 +362,15 @@ static int dec_map_full(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_full *m)
 	CTL_MF_TRY(ctl_mf_ip(c, dns, "dns", "magic_dns", 4, &m->magic_dns));
 	CTL_MF_TRY(dec_relays(c, o, m));
 	CTL_MF_TRY(dec_peers(c, o, "peers", true, &m->peers, &m->n_peers));
+	json_t *f = json_object_get(o, "filter");
+	if (f) {
+		CTL_MF_TRY(ctl_mp_dec_filter(c, f, "filter", &m->filter));
+		m->has_filter = true;
+	}
+	CTL_MF_TRY(ctl_mp_dec_reach(c, o, &m->reach, &m->n_reach));
+	if (m->n_reach && !m->has_filter)
+		return ctl_mf_bad(c, CTL_MSG_E_VALUE, "", "reach",
+		                  "without a filter (no policy: nothing to reach)");
 	return dec_more(c, o, &m->more);
 }
 
@@ -387,6 +397,18 @@ static int dec_map_delta(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_delta *
 		CTL_MF_TRY(dec_relay_array(c, o, true, &m->relays, &m->n_relays));
 		m->has_relays = true;
 	}
+	/* filter: an object sets the node's filter, null clears it */
+	json_t *f = json_object_get(o, "filter");
+	if (json_is_null(f)) {
+		m->filter_op = CTL_FILTER_CLEAR;
+	} else if (f) {
+		CTL_MF_TRY(ctl_mp_dec_filter(c, f, "filter", &m->filter));
+		m->filter_op = CTL_FILTER_SET;
+	}
+	CTL_MF_TRY(ctl_mp_dec_reach(c, o, &m->reach, &m->n_reach));
+	if (m->n_reach && m->filter_op == CTL_FILTER_CLEAR)
+		return ctl_mf_bad(c, CTL_MSG_E_VALUE, "", "reach",
+		                  "with filter null (a cleared policy drops every entry)");
 	int r = ctl_mf_array(c, o, "", "removed", false, CTL_REMOVED_MAX, &arr, &n);
 	if (r <= 0 || n == 0)
 		return r;

@@ -130,7 +130,7 @@ static json_t *j_peer(struct ectx *c, const struct ctl_peer *p)
 	                 j_endpoints(c, p->eps, p->n_eps), "home_relay",
 	                 (json_int_t)p->home_relay, "online", p->online, "last_seen",
 	                 j_int(c, (uint64_t)p->last_seen, "last_seen out of range"));
-	if (o && j_set_ip(o, "seen_ip", &p->seen_ip) != 0) {
+	if (o && (j_set_ip(o, "seen_ip", &p->seen_ip) != 0 || ctl_mp_set_owner(o, p) != 0)) {
 		json_decref(o);
 		return NULL;
 	}
@@ -314,15 +314,18 @@ static json_t *enc_map_full(struct ectx *c, const struct ctl_map_full *m)
 	char magicdns[CTL_ADDRSTR_MAX];
 
 	ctl_ip_format(&m->magic_dns, magicdns);
-	return with_more(
-	    json_pack("{s:o, s:{s:o, s:s, s:o}, s:{s:s, s:s}, s:o, s:o}", "version",
-	              j_int(c, m->version, "version out of range"), "self", "id",
-	              j_int(c, m->self_id, "self.id out of range"), "name", m->self_name,
-	              "addresses", j_ips(c, m->self_addrs, m->n_self_addrs), "dns",
-	              "domain", m->dns_domain, "magic_dns", magicdns, "relays",
-	              j_relays(c, m->relays, m->n_relays), "peers",
-	              j_peers(c, m->peers, m->n_peers)),
-	    m->more);
+	return ctl_mp_with_policy(
+	    with_more(
+	        json_pack("{s:o, s:{s:o, s:s, s:o}, s:{s:s, s:s}, s:o, s:o}", "version",
+	                  j_int(c, m->version, "version out of range"), "self", "id",
+	                  j_int(c, m->self_id, "self.id out of range"), "name",
+	                  m->self_name, "addresses",
+	                  j_ips(c, m->self_addrs, m->n_self_addrs), "dns", "domain",
+	                  m->dns_domain, "magic_dns", magicdns, "relays",
+	                  j_relays(c, m->relays, m->n_relays), "peers",
+	                  j_peers(c, m->peers, m->n_peers)),
+	        m->more),
+	    m->has_filter, false, &m->filter, m->reach, m->n_reach);
 }
 
 /* One patch: its id and only the fields it sets. */
@@ -385,7 +388,9 @@ static json_t *enc_map_delta(struct ectx *c, const struct ctl_map_delta *m)
 		json_decref(o);
 		return NULL;
 	}
-	return o;
+	return ctl_mp_with_policy(o, m->filter_op == CTL_FILTER_SET,
+	                   m->filter_op == CTL_FILTER_CLEAR, &m->filter, m->reach,
+	                   m->n_reach);
 }
 
 /* Refuses string s (a buffer of cap bytes) unless it is terminated and
@@ -462,6 +467,10 @@ static int check_peers(struct ectx *c, const struct ctl_peer *peers, size_t n)
 		CTL_MF_TRY(check_str(c, peers[i].name, sizeof(peers[i].name),
 		                     CTL_MF_LABEL, "%s.name", pre));
 		CTL_MF_TRY(check_peer_addrs(c, &peers[i], pre));
+		if (ctl_mp_check_owner(&peers[i], pre, c->err) < 0) {
+			c->refused = true;
+			return -EINVAL;
+		}
 	}
 	return 0;
 }
@@ -538,9 +547,27 @@ static int check_msg(struct ectx *c, const struct ctl_msg *m)
 		CTL_MF_TRY(check_str(c, f->dns_domain, sizeof(f->dns_domain),
 		                     CTL_MF_DNSNAME, "dns.domain"));
 		CTL_MF_TRY(check_relays(c, f->relays, f->n_relays));
+		if (ctl_mp_check_policy(f->has_filter, false, &f->filter, f->has_filter,
+		                        f->reach, f->n_reach, c->err) < 0) {
+			c->refused = true;
+			return -EINVAL;
+		}
 		return check_peers(c, f->peers, f->n_peers);
 	}
 	case CTL_MSG_MAP_DELTA:
+		if ((unsigned)m->u.delta.filter_op > CTL_FILTER_CLEAR) {
+			ctl_msg_seterr(c->err, CTL_MSG_E_VALUE, "filter: unknown filter_op");
+			c->refused = true;
+			return -EINVAL;
+		}
+		if (ctl_mp_check_policy(m->u.delta.filter_op == CTL_FILTER_SET,
+		                        m->u.delta.filter_op == CTL_FILTER_CLEAR,
+		                        &m->u.delta.filter,
+		                        m->u.delta.filter_op != CTL_FILTER_CLEAR,
+		                        m->u.delta.reach, m->u.delta.n_reach, c->err) < 0) {
+			c->refused = true;
+			return -EINVAL;
+		}
 		if (m->u.delta.has_relays)
 			CTL_MF_TRY(
 			    check_relays(c, m->u.delta.relays, m->u.delta.n_relays));

@@ -10,7 +10,11 @@
  * map); patches set exactly their fields on peers the map had and are
  * dropped for others (and reported changed only when not also removed);
  * removed ids gone unless re-added; other peers untouched; the count adds
- * up with ctl_map_delta_changes' lists. */
+ * up with ctl_map_delta_changes' lists. The policy part (CTL_CAP_POLICY):
+ * reach entries strictly sorted, each for a peer the map holds, none
+ * without a filter; a delta's SET filter held as sent, CLEAR drops it;
+ * a delta's reach entry for a peer kept is held as sent; the others are
+ * the ones from before, untouched. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,6 +34,94 @@ static void check_sorted(const struct ctl_map_full *m)
 	for (size_t i = 1; i < m->n_peers; i++)
 		if (m->peers[i - 1].id >= m->peers[i].id)
 			abort();
+}
+
+/* The policy part of a whole map (after ctl_map_finish or a delta). */
+static void check_policy(const struct ctl_map_full *m)
+{
+	if (!m->has_filter) {
+		if (m->n_reach || m->reach)
+			abort();
+		for (int p = 0; p < CTL_FILTER_NPROTO; p++)
+			if (m->filter.n_blocks[p] || m->filter.blocks[p])
+				abort();
+	}
+	for (size_t i = 0; i < m->n_reach; i++) {
+		if ((i && m->reach[i - 1].id >= m->reach[i].id) ||
+		    m->reach[i].id == m->self_id || !ctl_map_find(m, m->reach[i].id) ||
+		    ctl_map_find_reach(m, m->reach[i].id) != &m->reach[i])
+			abort();
+	}
+}
+
+static bool ranges_eq(const struct ctl_port_range *a, uint32_t na,
+                      const struct ctl_port_range *b, uint32_t nb)
+{
+	return na == nb && (!na || memcmp(a, b, na * sizeof(*a)) == 0);
+}
+
+static bool reach_eq(const struct ctl_reach *a, const struct ctl_reach *b)
+{
+	return a->id == b->id && a->icmp == b->icmp &&
+	       ranges_eq(a->tcp, a->n_tcp, b->tcp, b->n_tcp) &&
+	       ranges_eq(a->udp, a->n_udp, b->udp, b->n_udp);
+}
+
+static bool filter_eq(const struct ctl_filter *a, const struct ctl_filter *b)
+{
+	for (int p = 0; p < CTL_FILTER_NPROTO; p++) {
+		if (a->n_blocks[p] != b->n_blocks[p])
+			return false;
+		for (size_t i = 0; i < a->n_blocks[p]; i++) {
+			const struct ctl_filter_block *x = &a->blocks[p][i], *y = &b->blocks[p][i];
+			if (memcmp(&x->lo, &y->lo, sizeof(x->lo)) ||
+			    memcmp(&x->hi, &y->hi, sizeof(x->hi)) ||
+			    !ranges_eq(x->ports, x->n_ports, y->ports, y->n_ports))
+				return false;
+		}
+	}
+	return true;
+}
+
+static const struct ctl_reach *delta_reach(const struct ctl_map_delta *d, uint64_t id)
+{
+	for (size_t i = 0; i < d->n_reach; i++)
+		if (d->reach[i].id == id)
+			return &d->reach[i];
+	return NULL;
+}
+
+/* After a delta: its filter op and reach as the rules say; old entries
+ * (shallow copies taken before) untouched where the delta left them. */
+static void check_policy_delta(const struct ctl_map_full *m, const struct ctl_map_delta *d,
+                               const struct ctl_reach *old, size_t n_old)
+{
+	check_policy(m);
+	if (d->filter_op == CTL_FILTER_SET &&
+	    (!m->has_filter || !filter_eq(&m->filter, &d->filter)))
+		abort();
+	if (d->filter_op == CTL_FILTER_CLEAR && m->has_filter)
+		abort();
+	if (!m->has_filter)
+		return;
+	for (size_t i = 0; i < d->n_reach; i++) {
+		const struct ctl_reach *r = ctl_map_find_reach(m, d->reach[i].id);
+		bool peer = ctl_map_find(m, d->reach[i].id) != NULL;
+		if (peer != (r != NULL) || (r && !reach_eq(r, &d->reach[i])))
+			abort();
+	}
+	for (size_t i = 0; i < n_old; i++) {
+		if (delta_reach(d, old[i].id))
+			continue;
+		const struct ctl_reach *r = ctl_map_find_reach(m, old[i].id);
+		bool peer = ctl_map_find(m, old[i].id) != NULL;
+		/* kept entries are moved, not copied: same arrays */
+		if (peer != (r != NULL) ||
+		    (r && (r->tcp != old[i].tcp || r->udp != old[i].udp ||
+		           r->n_tcp != old[i].n_tcp || r->n_udp != old[i].n_udp ||
+		           r->icmp != old[i].icmp)))
+			abort();
+	}
 }
 
 static bool in_delta(const struct ctl_map_delta *d, uint64_t id)
@@ -84,11 +176,20 @@ static void apply_checked(struct ctl_map_full *map, struct ctl_map_delta *d)
 	int rc;
 
 	old.peers = NULL;
+	old.reach = NULL;
 	if (map->n_peers) {
 		old.peers = malloc(map->n_peers * sizeof(*old.peers));
 		if (!old.peers)
 			return;
 		memcpy(old.peers, map->peers, map->n_peers * sizeof(*old.peers));
+	}
+	if (map->n_reach) {
+		old.reach = malloc(map->n_reach * sizeof(*old.reach));
+		if (!old.reach) {
+			free(old.peers);
+			return;
+		}
+		memcpy(old.reach, map->reach, map->n_reach * sizeof(*old.reach));
 	}
 	/* the change lists and the count, from the map before the delta */
 	if (ctl_map_delta_changes(map, d, &ch, &nch, &rm, &nrm) != 0)
@@ -158,7 +259,9 @@ static void apply_checked(struct ctl_map_full *map, struct ctl_map_delta *d)
 			if (!had)
 				abort();
 		}
+	check_policy_delta(map, d, old.reach, old.n_reach);
 	free(old.peers);
+	free(old.reach);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -200,6 +303,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_sorted(&map); /* and unique */
 	if (ctl_map_find(&map, map.self_id)) /* never its own peer */
 		abort();
+	check_policy(&map);
 	while (n < size) {
 		data += n + 1;
 		size -= n + 1;

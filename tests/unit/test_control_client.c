@@ -336,6 +336,108 @@ static void test_map_full_and_deltas(void **state)
 	assert_true(st.last_map > 0);
 }
 
+static bool maps_5(struct tctx *t)
+{
+	return t->n_maps >= 5;
+}
+
+/* The policy part of the map over a real session: a MAP_FULL with a
+ * filter, reach and owners, then deltas; chg.policy says when that part
+ * changed and the merged map holds the result. */
+static void test_policy_in_maps(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	struct ctl_msg m;
+	struct ctl_peer peers[2];
+	struct ctl_port_range p22 = {22, 22}, all = {1, 65535};
+	struct ctl_filter_block blk;
+	struct ctl_reach reach[2];
+
+	base_cfg(t, &cfg);
+	start(t, &cfg);
+	assert_true(run_until(t, is_online, 3000));
+
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_MSG_MAP_FULL;
+	m.u.map.version = 1;
+	m.u.map.self_id = 100;
+	snprintf(m.u.map.self_name, sizeof(m.u.map.self_name), "me");
+	snprintf(m.u.map.dns_domain, sizeof(m.u.map.dns_domain), "mesh.test");
+	ctl_ip_parse("100.100.100.100", &m.u.map.magic_dns);
+	fill_peer(&peers[0], 2, "a");
+	fill_peer(&peers[1], 3, "b");
+	snprintf(peers[0].user, sizeof(peers[0].user), "alice");
+	snprintf(peers[1].tags, sizeof(peers[1].tags), "tag:srv");
+	m.u.map.peers = peers;
+	m.u.map.n_peers = 2;
+	memset(&blk, 0, sizeof(blk));
+	ctl_ip_parse("100.64.0.2", &blk.lo);
+	ctl_ip_parse("100.64.0.3", &blk.hi);
+	blk.ports = &p22;
+	blk.n_ports = 1;
+	m.u.map.has_filter = true;
+	m.u.map.filter.blocks[CTL_FILTER_TCP] = &blk;
+	m.u.map.filter.n_blocks[CTL_FILTER_TCP] = 1;
+	memset(reach, 0, sizeof(reach));
+	reach[0] = (struct ctl_reach){.id = 3, .tcp = &all, .n_tcp = 1};
+	reach[1] = (struct ctl_reach){.id = 99, .icmp = true}; /* no such peer */
+	m.u.map.reach = reach;
+	m.u.map.n_reach = 2;
+	fs_send(&t->srv, &m);
+	assert_true(run_until(t, maps_1, 2000));
+	assert_true(t->chg.full);
+	assert_true(t->chg.policy);
+	const struct ctl_map_full *cm = ctl_client_map(t->c);
+	assert_true(cm->has_filter);
+	assert_int_equal(cm->filter.n_blocks[CTL_FILTER_TCP], 1);
+	assert_int_equal(cm->filter.blocks[CTL_FILTER_TCP][0].ports[0].lo, 22);
+	assert_int_equal(cm->n_reach, 1);
+	assert_non_null(ctl_map_find_reach(cm, 3));
+	assert_null(ctl_map_find_reach(cm, 99));
+	assert_string_equal(ctl_map_find(cm, 2)->user, "alice");
+	assert_string_equal(ctl_map_find(cm, 3)->tags, "tag:srv");
+
+	/* a delta with a peer that has no owner: not a policy change */
+	fs_send_delta(&t->srv, 2, 1, (uint64_t[]){4}, 1, "d", NULL, 0);
+	assert_true(run_until(t, maps_2, 2000));
+	assert_false(t->chg.policy);
+	assert_int_equal(ctl_client_map(t->c)->n_peers, 3);
+
+	/* reach for peer 2 */
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_MSG_MAP_DELTA;
+	m.u.delta.version = 3;
+	m.u.delta.base_version = 2;
+	reach[0] = (struct ctl_reach){.id = 2, .tcp = &p22, .n_tcp = 1};
+	m.u.delta.reach = reach;
+	m.u.delta.n_reach = 1;
+	fs_send(&t->srv, &m);
+	assert_true(run_until(t, maps_3, 2000));
+	assert_true(t->chg.policy);
+	assert_int_equal(ctl_client_map(t->c)->n_reach, 2);
+	assert_string_equal(ctl_map_find(ctl_client_map(t->c), 2)->user, "alice");
+
+	/* the policy removed */
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_MSG_MAP_DELTA;
+	m.u.delta.version = 4;
+	m.u.delta.base_version = 3;
+	m.u.delta.filter_op = CTL_FILTER_CLEAR;
+	fs_send(&t->srv, &m);
+	assert_true(run_until(t, maps_4, 2000));
+	assert_true(t->chg.policy);
+	assert_false(ctl_client_map(t->c)->has_filter);
+	assert_int_equal(ctl_client_map(t->c)->n_reach, 0);
+
+	/* a full map replaces everything and always counts */
+	fs_send_full(&t->srv, 7, (uint64_t[]){2}, 1);
+	assert_true(run_until(t, maps_5, 2000));
+	assert_true(t->chg.full);
+	assert_true(t->chg.policy);
+	assert_false(ctl_client_map(t->c)->has_filter);
+}
+
 static void test_delta_wrong_base(void **state)
 {
 	struct tctx *t = *state;
@@ -807,6 +909,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_register_online, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pending_then_ok, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_map_full_and_deltas, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_policy_in_maps, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_delta_wrong_base, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_timing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_sequence, setup, teardown),
