@@ -164,26 +164,23 @@ fetch_is() { local got; got=$(fetch "$1" "$2" "$3" 2>&1); [ "$got" = "$4" ] || {
 socks_code() { nsx_nobody "$1" timeout 60 $PY "$E2E_DIR/hostile.py" socks-code 1080 "$2" "$3" "$4" 20; }
 peers_of() { stj "$1" | python3 -c 'import json,sys; print(" ".join(sorted(p["name"] for p in json.load(sys.stdin)["mesh"]["peers"])))'; }
 sees() { peers_of "$1" | tr ' ' '\n' | grep -qx "$2"; }
-acl_field() { # NODE FIELD : a number from status --json's policy object (0 if absent)
+acl_field() { # NODE PATH : a number from status --json's policy object (e.g.
+    # fast_fail, dropped.icmp); 0 if absent
     stj "$1" | python3 -c '
 import json, sys
-d = json.load(sys.stdin)
 def find(o):
     if isinstance(o, dict):
-        for k, v in o.items():
-            if k == "policy" and isinstance(v, dict): return v
+        if isinstance(o.get("policy"), dict) and "active" in o["policy"]:
+            return o["policy"]
+        for v in o.values():
             r = find(v)
-            if r is not None: return r
+            if r is not None:
+                return r
     return None
-p = find(d) or {}
-def num(o, key):
-    if isinstance(o, dict):
-        for k, v in o.items():
-            if k == key and isinstance(v, int): return v
-            r = num(v, key)
-            if r is not None: return r
-    return None
-print(num(p, sys.argv[1]) or 0)' "$2"
+o = find(json.load(sys.stdin)) or {}
+for k in sys.argv[1].split("."):
+    o = o.get(k) if isinstance(o, dict) else None
+print(o if isinstance(o, int) else 0)' "$2"
 }
 
 step "allowed connections work"
@@ -209,9 +206,9 @@ http403() {
 check "bob's HTTP proxy -> web:9999: 403" http403
 ff_moved() { local v; v=$(acl_field bob fast_fail); echo "fast_fail $FF0 -> $v"; [ "$v" -gt "$FF0" ]; }
 check "bob's fast-fail counter moved" ff_moved
-D0=$(acl_field alice dropped)
+D0=$(acl_field alice dropped.icmp)
 check "web pings alice: no answer (alice allows no ICMP)" not mp ping -c 2 --state "$RUN/web" alice
-alice_dropped_more() { [ "$(acl_field alice dropped)" -gt "$D0" ]; }
+alice_dropped_more() { [ "$(acl_field alice dropped.icmp)" -gt "$D0" ]; }
 check "alice counted the dropped echo requests" wait_until 5 alice_dropped_more
 check "web did not reach alice's 8080 either (nothing allows it)" not fetch web alice 8080
 
