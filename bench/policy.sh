@@ -27,9 +27,10 @@ if ! "${AS_NOBODY[@]}" test -x "$MC" 2>/dev/null; then
     MC=$E2E_COPY
 fi
 OUT=${BENCH_RESULTS:-$E2E_ROOT/bench/results}/policy.md
+mkdir -p "$(dirname "$OUT")"
 CONNS=400
 [ "$QUICK" = 1 ] && CONNS=50
-D=$E2E_TMP/control
+D=$E2E_TMP/run/control
 mc() { nsx_nobody ctl "$MC" --data "$D" "$@"; }
 
 ns_create ctl
@@ -75,14 +76,14 @@ EOF
 chmod 0644 "$E2E_TMP/fwd.conf"
 bg_nobody iperf3 B iperf3 -s -B 127.0.0.1 -p 5201
 bg_nobody echo B "$PY" "$TB" server 127.0.0.1 5202
-bg_nobody b B "$MESH_PROXY" up --state "$E2E_TMP/b" --hostname b --join "$TB_" --expose 5201,5202
-bg_nobody a A "$MESH_PROXY" up --state "$E2E_TMP/a" --hostname a --join "$TA" --config "$E2E_TMP/fwd.conf"
+bg_nobody b B "$MESH_PROXY" up --state "$E2E_TMP/run/b" --hostname b --join "$TB_" --expose 5201,5202
+bg_nobody a A "$MESH_PROXY" up --state "$E2E_TMP/run/a" --hostname a --join "$TA" --config "$E2E_TMP/fwd.conf"
 wait_listen A 15301 20 || die "a's forward did not listen"
 up_ok() { nsx A "$PY" "$TB" rr 127.0.0.1 15302 5 >/dev/null 2>&1; }
 wait_until 30 up_ok || die "no echo through the forward"
 
 filter_on() { # yes|no : B's status says a policy is active
-    "${AS_NOBODY[@]}" "$MESH_PROXY" status --json --state "$E2E_TMP/b" | python3 -c '
+    "${AS_NOBODY[@]}" "$MESH_PROXY" status --json --state "$E2E_TMP/run/b" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 def find(o):
@@ -155,7 +156,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "fail") printf "%.3
         case $f in up) name="TCP up, Mbit/s" ;; down) name="TCP down, Mbit/s" ;; conn) name="new connections/s" ;; esac
         echo "| $name | $a | $b | $(ratio "$b" "$a") | ${V[none.$f]# } / ${V[p1000.$f]# } |"
     done
-} >"$OUT.new"
+} >"$OUT.new" || die "cannot write $OUT"
 mv "$OUT.new" "$OUT"
 cat "$OUT"
 e2e_finish
