@@ -104,9 +104,10 @@ declare -A DEFAULT_SECS=([unit]=3 [integ]=15 [e2e]=30)
 # changes a setting outside its own namespaces, and the CPU-bound ones only
 # need each other out of the way (HEAVY).
 ALONE=" "
-# Tests that keep a core busy for most of their run and bound something in
-# wall time (a slow reader's grace, a rate per second): two of them at once
-# on a 2-core machine (the normal and the ASan build's) starve each other.
+# Tests that keep a core busy for most of their run (test_control_map_stream
+# and _map_limits: 30-60 CPU seconds each), or that bound something in wall
+# time (a slow reader's grace, registrations a second, PINGs in 5 s) and
+# failed when such a test ran beside them on a loaded 2-core machine.
 # durations.tsv's third column is each test's CPU seconds, to keep this
 # list right.
 HEAVY=" test_control_map_limits test_control_map_stream test_control_server_scale
