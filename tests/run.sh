@@ -104,12 +104,13 @@ declare -A DEFAULT_SECS=([unit]=3 [integ]=15 [e2e]=30)
 # changes a setting outside its own namespaces, and the CPU-bound ones only
 # need each other out of the way (HEAVY).
 ALONE=" "
-# Tests that keep a core busy for most of their run (test_control_map_stream
-# and _map_limits: 30-60 CPU seconds each), or that bound something in wall
-# time (a slow reader's grace, registrations a second, PINGs in 5 s) and
-# failed when such a test ran beside them on a loaded 2-core machine.
-# durations.tsv's third column is each test's CPU seconds, to keep this
-# list right.
+# Tests that keep a core busy (test_control_map_stream and _map_limits:
+# 30-60 CPU seconds each; _map_limits also times a slow reader's grace), or
+# that bound a rate in wall time and failed on a loaded 2-core machine
+# (test_control_rates: registrations a second; test_relay_server: PINGs in
+# 5 s); test_control_server_scale and _storm_cost (maps of thousands of
+# nodes, a few CPU seconds) as a precaution. durations.tsv's third column is
+# each test's CPU seconds, to keep this list right.
 HEAVY=" test_control_map_limits test_control_map_stream test_control_server_scale
     test_control_storm_cost test_control_rates test_relay_server "
 HEAVY=" $(echo $HEAVY) "
