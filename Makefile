@@ -97,8 +97,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB) $(LWIP_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 # Every test: the normal build (unit, demo, e2e as root), the same under
-# ASan+UBSan, then a short run of every fuzzer.
-test: all
+# ASan+UBSan, a short run of every fuzzer and the benchmark smoke; the
+# stages run side by side (tests/all.sh). The build itself uses every CPU.
+TEST_BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+test:
+	@$(MAKE) --no-print-directory -j$(TEST_BUILD_JOBS) all
 	@tests/all.sh
 
 # Tools for tests and benchmarks, one tests/tools/NAME.c each: wg-ping (the
