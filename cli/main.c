@@ -422,6 +422,16 @@ int main(int argc, char **argv)
 		fputs(usage, stdout);
 		return 0;
 	}
+	/* `mesh-proxy COMMAND --help` (or -h) anywhere before "--": the usage
+	 * too, not "unknown option". */
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(usage, stdout);
+			return 0;
+		}
+	}
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("mesh-proxy %s\n", MESH_VERSION);
 		return 0;

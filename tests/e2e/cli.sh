@@ -92,6 +92,12 @@ wait_listen ctl 7443 10 || die "mesh-control serve did not listen"
 TOKEN=$(nsx_nobody ctl "$MC" --data "$RUN/control" token --reusable --expiry 1h) ||
     die "mesh-control token failed"
 
+step "COMMAND --help prints the usage, exit 0"
+sub_help() { "$MESH_PROXY" "$@" --help >"$OUT" 2>&1 && grep -q "^usage: mesh-proxy" "$OUT" && grep -q "whois" "$OUT"; }
+for sub in status whois ping up nc; do
+    check "mesh-proxy $sub --help" sub_help "$sub"
+done
+
 step "no node yet: bare status says where it looked and what to run"
 check "status: exit 1, lists both paths and \`mesh-proxy up\`" eval '
     fails_saying "no running node found" alpha status &&
