@@ -96,6 +96,7 @@ struct pol_rule {
 struct pol_group {
 	const char *name; /* "group:NAME" */
 	const char **members;
+	const char **sorted; /* the members sorted, for pol_group_has */
 	uint32_t n;
 };
 struct pol_tagowner {
@@ -106,6 +107,7 @@ struct pol_tagowner {
 struct pol_host {
 	const char *name;
 	struct pol_iv iv;
+	int line, col; /* of its name */
 };
 struct pol_case {
 	bool accept; /* expected */
