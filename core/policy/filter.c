@@ -236,7 +236,8 @@ static int gather(const struct policy_compiled *cp, const struct pf_sig *sg, uin
 			}
 		k = end;
 	}
-	qsort(s->pairs, s->n_pairs, sizeof *s->pairs, pair_cmp);
+	if (s->n_pairs > 1)
+		qsort(s->pairs, s->n_pairs, sizeof *s->pairs, pair_cmp);
 	/* merge per source, in place */
 	size_t o = 0;
 	for (size_t k = 0; k < s->n_pairs; k++) {
@@ -321,7 +322,8 @@ static int prepare(const struct policy_compiled *cp, struct sweep *s, size_t *ne
 			}
 		}
 	}
-	qsort(s->ev, *nev, sizeof *s->ev, ev_cmp);
+	if (*nev > 1)
+		qsort(s->ev, *nev, sizeof *s->ev, ev_cmp);
 	return 0;
 }
 
@@ -422,7 +424,7 @@ static struct policy_filter *cache_find(const struct pol_fcache *fc,
 		return NULL;
 	for (size_t k = h & (fc->cap - 1); fc->v[k].f; k = (k + 1) & (fc->cap - 1))
 		if (fc->v[k].h == h && fc->v[k].n == sg->n &&
-		    !memcmp(fc->v[k].sig, sg->v, sg->n * sizeof *sg->v))
+		    (!sg->n || !memcmp(fc->v[k].sig, sg->v, sg->n * sizeof *sg->v)))
 			return fc->v[k].f;
 	return NULL;
 }
@@ -455,7 +457,8 @@ static void cache_put(struct policy_compiled *cp, const struct pf_sig *sg, uint6
 	uint32_t *copy = malloc((sg->n + 1) * sizeof *copy);
 	if (!copy)
 		return;
-	memcpy(copy, sg->v, sg->n * sizeof *copy);
+	if (sg->n)
+		memcpy(copy, sg->v, sg->n * sizeof *copy);
 	size_t j = h & (fc->cap - 1);
 	while (fc->v[j].f)
 		j = (j + 1) & (fc->cap - 1);
