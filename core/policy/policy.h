@@ -187,4 +187,10 @@ struct policy_filter *policy_filter_from_blocks(const struct policy_filter_block
  * IPv6 address alike: one host). Sources are matched by address as
  * written. */
 
+/* Sharing: nodes that the same rules' destinations hold get the same
+ * filter; policy_node_filter builds it once and hands out references
+ * (filters are immutable; free each with policy_filter_free; they may
+ * outlive cp). It fills a cache inside cp, so one cp must not be used by
+ * two threads at once for it. */
+
 #endif
