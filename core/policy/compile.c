@@ -157,8 +157,9 @@ static bool owned(const struct policy *p, uint32_t t, const struct pol_cnode *nd
 }
 
 /* Keeps each node's tags that are declared and owned by its user (or by a
- * tag it keeps); warns about the others. */
-static void settle_tags(struct policy_compiled *cp)
+ * tag it keeps); warns about the others. -1 on no memory (the compile
+ * fails: dropping tags would make the node its user's). */
+static int settle_tags(struct policy_compiled *cp)
 {
 	const struct policy *p = cp->p;
 	for (size_t i = 0; i < cp->n; i++) {
@@ -169,11 +170,10 @@ static void settle_tags(struct policy_compiled *cp)
 			continue;
 		const char **ok = calloc(nraw, sizeof *ok);
 		bool *taken = calloc(nraw, sizeof *taken);
-		if (!ok || !taken) { /* no memory: no tag counts (fails closed) */
+		if (!ok || !taken) {
 			free(ok);
 			free(taken);
-			nd->n_tags = 0;
-			continue;
+			return -1;
 		}
 		for (bool more = true; more;) { /* a tag owned by a tag kept */
 			more = false;
@@ -215,6 +215,7 @@ static void settle_tags(struct policy_compiled *cp)
 		free(ok);
 		free(taken);
 	}
+	return 0;
 }
 
 /* --- identities -------------------------------------------------------- */
@@ -719,7 +720,8 @@ struct policy_compiled *policy_compile(const struct policy *p,
 		rc = -2;
 		goto fail;
 	}
-	settle_tags(cp);
+	if (settle_tags(cp))
+		goto fail;
 	for (st.ht_cap = 64; st.ht_cap < 2 * n_selectors(p) + 2; st.ht_cap *= 2)
 		;
 	st.ht = malloc(st.ht_cap * sizeof *st.ht);
