@@ -73,6 +73,12 @@ void pol_scan_linecol(struct pol_scan *sc, size_t off, int *line, int *col)
 		from = sc->col_off;
 		c = sc->col;
 	}
+	/* A byte order mark is no column an editor shows. */
+	if (lo == 0 && from < 3 && off >= 3 && sc->len >= 3 &&
+	    !memcmp(sc->src, "\xef\xbb\xbf", 3)) {
+		from = 3;
+		c = 1;
+	}
 	for (size_t i = from; i < off; i++)
 		c += ((unsigned char)sc->src[i] & 0xc0) != 0x80;
 	sc->col_line = lo;
@@ -86,17 +92,29 @@ uint32_t pol_scan_child(struct pol_scan *sc, uint32_t k, size_t i)
 {
 	uint32_t c = k + 1;
 	size_t at = 0;
-	if (sc->last_k == k && sc->last_i <= i && sc->last_child) {
-		c = sc->last_child;
-		at = sc->last_i;
+	int slot = -1, lru = 0;
+	for (int s = 0; s < POL_SCAN_CURSORS; s++) {
+		if (sc->cur[s].used && sc->cur[s].k == k) {
+			slot = s;
+			break;
+		}
+		if (sc->cur[s].used < sc->cur[lru].used)
+			lru = s;
+	}
+	if (slot >= 0 && sc->cur[slot].i <= i) {
+		c = sc->cur[slot].child;
+		at = sc->cur[slot].i;
 	}
 	for (; at < i && c < sc->n_pos; at++)
 		c = sc->pos[c].next;
 	if (c >= sc->n_pos)
 		return k;
-	sc->last_k = k;
-	sc->last_i = i;
-	sc->last_child = c;
+	if (slot < 0)
+		slot = lru;
+	sc->cur[slot].k = k;
+	sc->cur[slot].i = i;
+	sc->cur[slot].child = c;
+	sc->cur[slot].used = ++sc->cur_clock;
 	return c;
 }
 

@@ -166,9 +166,18 @@ static const char *host_name(const struct policy *p, uint32_t i)
 	return p->hosts[i].name;
 }
 
+/* Only digits and dots: an IPv4 address, or a broken one ("100.64.0"). */
+static bool digits_and_dots(const char *s)
+{
+	return s[0] >= '0' && s[0] <= '9' && strspn(s, "0123456789.") == strlen(s);
+}
+
+/* An address or CIDR, not a user: a user's name may start with a digit
+ * ("42bob@"), so only what holds ':' or '/' or is all digits and dots is
+ * read as an address. */
 static bool looks_like_address(const char *s)
 {
-	return (s[0] >= '0' && s[0] <= '9') || strchr(s, ':') || strchr(s, '/');
+	return !strchr(s, '@') && (digits_and_dots(s) || strchr(s, ':') || strchr(s, '/'));
 }
 
 /* A user written "alice@" (the user alice), "alice@example.com" (that
@@ -289,6 +298,11 @@ int pol_p_split_dst(struct pctx *c, const char *s, uint32_t pos, char *sel, size
 
 /* --- sections --------------------------------------------------------- */
 
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static int parse_groups(struct pctx *c, json_t *v, uint32_t pos)
 {
 	struct policy *p = c->p;
@@ -337,6 +351,10 @@ static int parse_groups(struct pctx *c, json_t *v, uint32_t pos)
 				                  "alice@example.com)",
 				                  pol_show(s, b, sizeof b), c->path, j);
 		}
+		if (!(g->sorted = pol_alloc(&p->arena, (g->n + 1) * sizeof(char *))))
+			return pol_p_perr(c, kp, false, "out of memory");
+		memcpy(g->sorted, g->members, g->n * sizeof(char *));
+		qsort(g->sorted, g->n, sizeof(char *), str_cmp);
 		pol_p_path_pop(c, old);
 		p->n_groups++;
 	}
@@ -358,17 +376,15 @@ static int parse_hosts(struct pctx *c, json_t *v, uint32_t pos)
 		json_t *a = json_object_iter_value(it);
 		uint32_t kp = pol_scan_child(c->sc, pos, i);
 		char b[100], b2[100];
-		struct in_addr a4;
 		bool single;
 		const char *why;
 		if (pol_p_count_sel(c, kp))
 			return -1;
-		if (!pol_name_valid(k, strlen(k)) || inet_pton(AF_INET, k, &a4) == 1 ||
-		    !strcmp(k, "*"))
+		if (!pol_name_valid(k, strlen(k)) || digits_and_dots(k))
 			return pol_p_perr(c, kp, true,
 			                  "host alias '%s' must be a name of letters, "
 			                  "digits, '.', '_', "
-			                  "'-' (not an address)",
+			                  "'-' (not an address, nor only digits and dots)",
 			                  pol_show(k, b, sizeof b));
 		if (!json_is_string(a))
 			return pol_p_perr(
@@ -383,6 +399,7 @@ static int parse_hosts(struct pctx *c, json_t *v, uint32_t pos)
 			                  why);
 		if (!(h->name = dup(c, k)))
 			return pol_p_perr(c, kp, false, "out of memory");
+		pol_p_pos_linecol(c, kp, true, &h->line, &h->col);
 		p->n_hosts++;
 	}
 	return index_names(c, &p->hosts_ix, p->n_hosts, pos, host_name);

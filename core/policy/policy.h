@@ -23,6 +23,13 @@
 /* A node's compiled filter holds at most this many port ranges (over all
  * its source address blocks); a policy that needs more is refused. */
 #define POLICY_FILTER_MAX_RANGES (1u << 20)
+/* Compiling resolves each distinct selector against the nodes once; the
+ * nodes and source intervals so found, summed over the distinct selectors,
+ * may not pass this (a bound on compile time and memory). */
+#define POLICY_COMPILE_MAX_WORK (1u << 22)
+/* The policy's tests check at most this many (source address, destination
+ * node) pairs in all. */
+#define POLICY_TESTS_MAX_PROBES (1u << 24)
 
 /* IP protocol numbers as they appear in a packet. ICMPv6 (58) is matched
  * as ICMP. */
@@ -96,6 +103,12 @@ struct policy_compiled *policy_compile(const struct policy *p,
                                        const struct policy_node *nodes, size_t n,
                                        struct policy_error *err);
 void policy_compiled_free(struct policy_compiled *cp);
+
+/* Things the compile dropped (a node's tag its user does not own), at
+ * most 50. */
+size_t policy_compiled_n_warnings(const struct policy_compiled *cp);
+const struct policy_error *policy_compiled_warning(const struct policy_compiled *cp,
+                                                   size_t i);
 
 /* Runs the policy's tests: 0 with *passed set (test entries checked), or
  * -1 with *err naming the first failing test, its source and destination,
@@ -173,5 +186,11 @@ struct policy_filter *policy_filter_from_blocks(const struct policy_filter_block
  * that hold it, and the rule opens those ports on the node (on its IPv4 and
  * IPv6 address alike: one host). Sources are matched by address as
  * written. */
+
+/* Sharing: nodes that the same rules' destinations hold get the same
+ * filter; policy_node_filter builds it once and hands out references
+ * (filters are immutable; free each with policy_filter_free; they may
+ * outlive cp). It fills a cache inside cp, so one cp must not be used by
+ * two threads at once for it. */
 
 #endif

@@ -37,6 +37,7 @@ void pol_iv_normalize(struct pol_iv *iv, size_t *n);
 
 /* --- the HuJSON scanner ------------------------------------------------- */
 #define POL_NO_KEY UINT32_MAX
+#define POL_SCAN_CURSORS 8
 /* One JSON value in document order (pre-order): where it starts, where its
  * key starts (members of objects), and the index after its subtree. */
 struct pol_pos {
@@ -50,10 +51,16 @@ struct pol_scan {
 	uint32_t *lines; /* offset where each line starts */
 	uint32_t n_lines;
 	const char *src; /* the input, for columns */
-	/* The last pol_scan_child answer, so that walking a container's
-	 * children in order costs one hop each, not a walk from the first. */
-	uint32_t last_k, last_child;
-	size_t last_i;
+	/* The last pol_scan_child answers, one per container recently
+	 * walked (a section and the list inside it alternate), so that
+	 * walking a container's children in order costs one hop each, not a
+	 * walk from the first. */
+	struct {
+		uint32_t k, child;
+		size_t i;
+		uint32_t used; /* when last used; 0: empty */
+	} cur[POL_SCAN_CURSORS];
+	uint32_t cur_clock;
 	/* The last pol_scan_linecol answer: places asked for in file order
 	 * on one long line cost the bytes between them, not the line each. */
 	size_t col_off;
@@ -96,6 +103,7 @@ struct pol_rule {
 struct pol_group {
 	const char *name; /* "group:NAME" */
 	const char **members;
+	const char **sorted; /* the members sorted, for pol_group_has */
 	uint32_t n;
 };
 struct pol_tagowner {
@@ -106,6 +114,7 @@ struct pol_tagowner {
 struct pol_host {
 	const char *name;
 	struct pol_iv iv;
+	int line, col; /* of its name */
 };
 struct pol_case {
 	bool accept; /* expected */

@@ -152,6 +152,8 @@ const char *pol_parse_prefix(const char *s, struct pol_iv *iv, bool *single)
 			return max == 32 ? "the prefix length is over 32"
 			                 : "the prefix length is over 128";
 	}
+	if (bits == 0)
+		return "a /0 prefix means every address: write * for everyone";
 	unsigned bits128 = max == 32 ? bits + 96 : bits;
 	*iv = pol_iv_prefix(&ip, bits128);
 	if (pol_u128_cmp(iv->lo, pol_u128_from_ip(&ip)) != 0)

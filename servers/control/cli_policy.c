@@ -79,6 +79,31 @@ static int node_err(const char *path, size_t i, const char *what)
 	return -1;
 }
 
+#define POLICY_CLI_MAX_TAGS 16
+
+/* One tag of a node: "tag:NAME", at most POLICY_CLI_MAX_TAGS. */
+static int node_tag(struct nodes *ns, const char *path, size_t i, const char *s,
+                    size_t n, const char **tagv, size_t *tag_used)
+{
+	struct policy_node *nd = &ns->v[i];
+	char b[100], shown[100];
+	if (n < 5 || strncmp(s, "tag:", 4)) {
+		snprintf(b, sizeof b, "%.*s", (int)(n < 60 ? n : 60), s);
+		utf8_clean(b, shown, sizeof shown, UTF8_FOR_TERMINAL);
+		fprintf(stderr,
+		        "mesh-control: %s: node %zu (counting from 0): tag '%s' is not "
+		        "tag:NAME\n",
+		        path, i, shown);
+		return -1;
+	}
+	if (nd->n_tags == POLICY_CLI_MAX_TAGS)
+		return node_err(path, i, "more than 16 tags");
+	if (!(tagv[(*tag_used)++] = keep(ns, s, n)))
+		return node_err(path, i, "out of memory");
+	nd->n_tags++;
+	return 0;
+}
+
 /* One entry of the node list. */
 static int node_parse(struct nodes *ns, const char *path, size_t i, json_t *o,
                       const char **tagv, size_t *tag_used)
@@ -114,27 +139,77 @@ static int node_parse(struct nodes *ns, const char *path, size_t i, json_t *o,
 	nd->tags = tagv + *tag_used;
 	if (json_is_string(tags)) { /* "tag:a,tag:b", as nodes list --json has it */
 		const char *s = json_string_value(tags);
-		while (*s && nd->n_tags < 16) {
+		while (*s) {
 			size_t n = strcspn(s, ",");
-			if (n && !(tagv[(*tag_used)++] = keep(ns, s, n)))
-				return node_err(path, i, "out of memory");
-			nd->n_tags += n > 0;
+			if (node_tag(ns, path, i, s, n, tagv, tag_used))
+				return -1;
 			s += n + (s[n] == ',');
 		}
 	} else if (json_is_array(tags)) {
-		for (size_t k = 0; k < json_array_size(tags) && k < 16; k++) {
+		for (size_t k = 0; k < json_array_size(tags); k++) {
 			json_t *t = json_array_get(tags, k);
 			if (!json_is_string(t))
 				return node_err(path, i,
 				                "\"tags\" holds something not a string");
-			tagv[(*tag_used)++] =
-			    keep(ns, json_string_value(t), strlen(json_string_value(t)));
-			nd->n_tags++;
+			if (node_tag(ns, path, i, json_string_value(t),
+			             strlen(json_string_value(t)), tagv, tag_used))
+				return -1;
 		}
 	} else if (tags && !json_is_null(tags)) {
 		return node_err(path, i, "\"tags\" is not a list or a comma list");
 	}
 	return 0;
+}
+
+/* Two nodes with one id or address would be one node to the policy (and
+ * one would get the other's source rights). */
+struct node_key {
+	uint8_t kind; /* 0 id, 1 ipv4, 2 ipv6 */
+	uint8_t v[16];
+	size_t i;
+};
+
+static int node_key_cmp(const void *a, const void *b)
+{
+	const struct node_key *x = a, *y = b;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	int c = memcmp(x->v, y->v, sizeof x->v);
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+static int nodes_unique(const struct nodes *ns, const char *path)
+{
+	struct node_key *k = calloc(3 * ns->n + 1, sizeof *k);
+	size_t n = 0;
+	int rc = 0;
+	if (!k) {
+		fprintf(stderr, "mesh-control: out of memory\n");
+		return -1;
+	}
+	for (size_t i = 0; i < ns->n; i++) {
+		const struct policy_node *nd = &ns->v[i];
+		k[n] = (struct node_key){0, {0}, i};
+		memcpy(k[n++].v, &nd->id, sizeof nd->id);
+		k[n] = (struct node_key){1, {0}, i};
+		memcpy(k[n++].v, &nd->v4, sizeof nd->v4);
+		if (nd->has_v6) {
+			k[n] = (struct node_key){2, {0}, i};
+			memcpy(k[n++].v, nd->v6, 16);
+		}
+	}
+	qsort(k, n, sizeof *k, node_key_cmp);
+	static const char *const what[] = {"\"id\"", "\"ipv4\"", "\"ipv6\""};
+	for (size_t j = 1; j < n && !rc; j++)
+		if (k[j].kind == k[j - 1].kind && !memcmp(k[j].v, k[j - 1].v, 16)) {
+			fprintf(stderr,
+			        "mesh-control: %s: node %zu (counting from 0) has the same %s "
+			        "as node %zu; each node needs its own\n",
+			        path, k[j].i, what[k[j].kind], k[j - 1].i);
+			rc = -1;
+		}
+	free(k);
+	return rc;
 }
 
 static int nodes_load(const char *path, struct nodes *ns)
@@ -174,7 +249,7 @@ static int nodes_load(const char *path, struct nodes *ns)
 	for (size_t i = 0; i < n; i++, ns->n++)
 		if (node_parse(ns, path, i, json_array_get(root, i), ns->tagv, &tag_used))
 			goto out;
-	rc = 0;
+	rc = nodes_unique(ns, path);
 out:
 	json_decref(root);
 	if (rc)
@@ -219,23 +294,29 @@ static void block_text(const struct policy_ip *lo, const struct policy_ip *hi, c
 	}
 }
 
-static void ports_text(const struct policy_ports *p, size_t n, char *out, size_t cap)
+/* The ranges as "22,80-90" ("*" for all ports), whole: malloc'ed, NULL
+ * on no memory. Each range takes at most 12 bytes ("65534-65535,"). */
+static char *ports_text(const struct policy_ports *p, size_t n)
 {
-	size_t o = 0;
+	size_t cap = 12 * n + 2, o = 0;
+	char *out = malloc(cap);
+	if (!out)
+		return NULL;
 	out[0] = 0;
-	for (size_t i = 0; i < n && o < cap; i++) {
+	for (size_t i = 0; i < n; i++) {
 		int w;
-		if (p[i].lo == 0 && p[i].hi == 65535)
+		if (p[i].lo <= 1 && p[i].hi == 65535)
 			w = snprintf(out + o, cap - o, "%s*", i ? "," : "");
 		else if (p[i].lo == p[i].hi)
 			w = snprintf(out + o, cap - o, "%s%u", i ? "," : "", p[i].lo);
 		else
 			w = snprintf(out + o, cap - o, "%s%u-%u", i ? "," : "", p[i].lo,
 			             p[i].hi);
-		if (w < 0)
-			break;
+		if (w < 0 || (size_t)w >= cap - o)
+			break; /* cannot happen: cap counts the widest */
 		o += (size_t)w;
 	}
+	return out;
 }
 
 static const uint8_t protos[3] = {POLICY_TCP, POLICY_UDP, POLICY_ICMP};
@@ -285,12 +366,20 @@ static int show_node(const struct policy_compiled *cp, const struct policy_node 
 			struct policy_ip lo, hi;
 			const struct policy_ports *pr;
 			size_t npr;
-			char src[160], ports[256];
+			char src[160], *ports;
 			policy_filter_block(f, protos[t], k, &lo, &hi, &pr, &npr);
 			if (!npr)
 				continue;
 			block_text(&lo, &hi, src, sizeof src);
-			ports_text(pr, npr, ports, sizeof ports);
+			if (!(ports = ports_text(pr, npr))) {
+				if (ja)
+					json_decref(ja);
+				free(vis);
+				policy_filter_free(f);
+				snprintf(err->msg, sizeof err->msg, "out of memory");
+				err->line = err->column = 0;
+				return -1;
+			}
 			if (ja)
 				json_array_append_new(
 				    ja,
@@ -301,6 +390,7 @@ static int show_node(const struct policy_compiled *cp, const struct policy_node 
 			else
 				printf("%s %s from %s to %s", any ? ";" : "",
 				       proto_names[t], src, ports);
+			free(ports);
 			any = true;
 		}
 		if (jf)
@@ -442,6 +532,18 @@ int ctl_cli_cmd_policy_check(const char *file, const char *nodes_file,
 		policy_error_format(policy_warning(p, i), m, sizeof m);
 		utf8_clean(m, c, sizeof c, UTF8_FOR_TERMINAL);
 		fprintf(stderr, "mesh-control: %s: warning: %s\n", file, c);
+	}
+	/* what the node list made the compile drop (tags not owned) */
+	for (size_t i = 0; i < policy_compiled_n_warnings(cp); i++) {
+		char c[800];
+		if (jw) {
+			json_array_append_new(jw, error_json(policy_compiled_warning(cp, i)));
+			continue;
+		}
+		utf8_clean(policy_compiled_warning(cp, i)->msg, c, sizeof c,
+		           UTF8_FOR_TERMINAL);
+		fprintf(stderr, "mesh-control: %s: warning: %s\n",
+		        nodes_file ? nodes_file : file, c);
 	}
 	if (!json) {
 		printf("%s: OK: %zu group%s, %zu tag%s, %zu host%s, %zu rule%s; %zu test "

@@ -344,7 +344,7 @@ static const struct policy_node nodes5[] = {
     {.id = 5,
      .name = "ci",
      .v4 = 0x64400805,
-     .user = "dave",
+     .user = "alice", /* tag:server is group:dev's, tag:ci tag:server's */
      .tags = ci_tags,
      .n_tags = 2},
 };
@@ -547,7 +547,7 @@ static void failing_tests_name_the_test_and_the_rule(void **state)
 	struct policy_error e;
 	const char *head =
 	    "{\"groups\": {\"group:dev\": [\"alice@\"]},\n"
-	    " \"tagOwners\": {\"tag:server\": []},\n"
+	    " \"tagOwners\": {\"tag:server\": [\"group:dev\"]},\n"
 	    " \"hosts\": {\"web\": \"100.64.0.4\"},\n"
 	    " \"acls\": [{\"action\": \"accept\", \"src\": [\"group:dev\"], "
 	    "\"dst\": [\"tag:server:22\"]},\n"
@@ -582,7 +582,8 @@ static void failing_tests_name_the_test_and_the_rule(void **state)
 	                 0); /* no nodes: bob is only bob */
 	assert_int_equal(policy_tests(buf, nodes5, 5, &e), -1);
 	assert_non_null(
-	    strstr(e.msg, "bob@example.com node bob-laptop -> tag:server node web"));
+	    strstr(e.msg, "bob@example.com node bob-laptop from 100.64.0.3 -> tag:server "
+	                   "node web"));
 	assert_non_null(strstr(e.msg, "acls[1]"));
 	/* A host alias tested against its node: web is tag:server. */
 	snprintf(buf, sizeof buf,
@@ -631,7 +632,9 @@ struct model {
 	int user[R_NODES];
 	bool tag[R_NODES][R_TAGS];
 	bool tagged[R_NODES];
+	bool owner[R_TAGS][R_USERS]; /* tagOwners */
 	uint32_t addr[R_NODES];
+	bool has6[R_NODES]; /* fd7a:115c:a1e0::addr */
 	struct mrule rules[R_RULES];
 	int n_rules; /* in use */
 };
@@ -671,16 +674,26 @@ static bool m_src(const struct model *m, const struct msel *s, uint32_t a)
 	return false;
 }
 
-static bool m_accept(const struct model *m, int node, int proto, uint32_t a,
-                     uint16_t port)
+/* From node j's IPv6 address: the prefixes are IPv4 ones. */
+static bool m_src6(const struct model *m, const struct msel *s, int j)
 {
+	return s->kind == M_ANY || (s->kind != M_PREFIX && m_node(m, s, j));
+}
+
+/* From a (IPv4), or from node src6's IPv6 address when src6 >= 0. */
+static bool m_accept(const struct model *m, int node, int proto, uint32_t a,
+                     uint16_t port, int src6)
+{
+	if (proto != 4 && port == 0) /* TCP and UDP ports are 1-65535 */
+		return false;
 	for (int r = 0; r < m->n_rules; r++) {
 		const struct mrule *ru = &m->rules[r];
 		if (!(ru->protos & proto))
 			continue;
 		bool s = false;
 		for (int k = 0; k < ru->nsrc && !s; k++)
-			s = m_src(m, &ru->src[k], a);
+			s = src6 >= 0 ? m_src6(m, &ru->src[k], src6)
+			              : m_src(m, &ru->src[k], a);
 		if (!s)
 			continue;
 		for (int d = 0; d < ru->ndst; d++) {
@@ -751,9 +764,18 @@ static char *random_policy(struct model *m)
 		o += (size_t)snprintf(t + o, cap - o, "]");
 	}
 	o += (size_t)snprintf(t + o, cap - o, "}, \"tagOwners\": {");
-	for (int k = 0; k < R_TAGS; k++)
-		o += (size_t)snprintf(t + o, cap - o, "%s\"tag:t%d\": []", k ? "," : "",
+	for (int k = 0; k < R_TAGS; k++) {
+		o += (size_t)snprintf(t + o, cap - o, "%s\"tag:t%d\": [", k ? "," : "",
 		                      k);
+		bool first = true;
+		for (int u = 0; u < R_USERS; u++)
+			if ((m->owner[k][u] = rnd(3) != 0)) {
+				o += (size_t)snprintf(t + o, cap - o, "%s\"u%d@\"",
+				                      first ? "" : ",", u);
+				first = false;
+			}
+		o += (size_t)snprintf(t + o, cap - o, "]");
+	}
 	o += (size_t)snprintf(t + o, cap - o, "}, \"acls\": [\n");
 	for (int r = 0; r < m->n_rules; r++) {
 		struct mrule *ru = &m->rules[r];
@@ -833,6 +855,15 @@ static void random_policy_matches_the_model(int n_rules, bool dense)
 		                                .name = names[i],
 		                                .v4 = m->addr[i],
 		                                .user = users[m->user[i]]};
+		if ((m->has6[i] = i % 2 == 0)) {
+			static const uint8_t pre[6] = {0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0};
+			memcpy(nodes[i].v6, pre, sizeof pre);
+			nodes[i].v6[12] = (uint8_t)(m->addr[i] >> 24);
+			nodes[i].v6[13] = (uint8_t)(m->addr[i] >> 16);
+			nodes[i].v6[14] = (uint8_t)(m->addr[i] >> 8);
+			nodes[i].v6[15] = (uint8_t)m->addr[i];
+			nodes[i].has_v6 = true;
+		}
 		if (rnd(3) == 0) {
 			for (int k = 0; k < R_TAGS; k++)
 				if ((m->tag[i][k] = rnd(3) == 0))
@@ -844,6 +875,14 @@ static void random_policy_matches_the_model(int n_rules, bool dense)
 	char *text = random_policy(m);
 	struct policy *p = parse_ok(text);
 	free(text);
+	/* A tag counts only where the node's user owns it. */
+	for (int i = 0; i < R_NODES; i++) {
+		m->tagged[i] = false;
+		for (int k = 0; k < R_TAGS; k++) {
+			m->tag[i][k] = m->tag[i][k] && m->owner[k][m->user[i]];
+			m->tagged[i] |= m->tag[i][k];
+		}
+	}
 	struct policy_error e;
 	struct policy_compiled *cp = policy_compile(p, nodes, R_NODES, &e);
 	assert_non_null(cp);
@@ -864,7 +903,7 @@ static void random_policy_matches_the_model(int n_rules, bool dense)
 					bool got = policy_filter_match(
 					               f, (uint8_t)protos[t], &ip,
 					               port) == POLICY_ACCEPT;
-					bool want = m_accept(m, i, bits[t], a, port);
+					bool want = m_accept(m, i, bits[t], a, port, -1);
 					if (got != want)
 						fail_msg(
 						    "node %d proto %d src 100.64.%u.%u "
@@ -873,6 +912,24 @@ static void random_policy_matches_the_model(int n_rules, bool dense)
 						    port, got, want);
 					accepted += got;
 					checked++;
+				}
+		/* every node's IPv6 address */
+		for (int j = 0; j < R_NODES; j++)
+			for (int t = 0; t < 3 && m->has6[j]; t++)
+				for (int q = 0; q < 3; q++) {
+					uint16_t port = q == 0   ? 1
+					                : q == 1 ? 65535
+					                         : (uint16_t)rnd(125);
+					struct policy_ip ip;
+					policy_ip_v6(&ip, nodes[j].v6);
+					bool got = policy_filter_match(
+					               f, (uint8_t)protos[t], &ip,
+					               port) == POLICY_ACCEPT;
+					bool want = m_accept(m, i, bits[t], 0, port, j);
+					if (got != want)
+						fail_msg("node %d proto %d from node %d's "
+						         "IPv6 port %u: got %d want %d",
+						         i, protos[t], j, port, got, want);
 				}
 		policy_filter_free(f);
 		/* visibility: the nodes that may reach i or that i may reach */
