@@ -8,11 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Weak: the tags a policy accepts on a node (core/policy); a build whose
- * policy module lacks it checks tags only when the server compiles. */
-extern size_t policy_node_tags(const struct policy_compiled *cp, size_t i,
-                               const char *const **tags) __attribute__((weak));
-
 /* ---- node lists ------------------------------------------------------ */
 
 int ctl_policy_nodes_add(struct ctl_policy_nodes *ns, uint64_t id, const char *name,
@@ -252,7 +247,7 @@ int ctl_policy_check_key_tags(struct ctl_store *st, const char *user, const char
 		         "owns none: give the key a user who owns its tags",
 		         (int)want, tags, (long long)rev);
 		rc = CTL_POLICY_REJECTED;
-	} else if (policy_node_tags) {
+	} else {
 		const char *const *ok;
 		size_t n_ok = policy_node_tags(cp, 0, &ok);
 		for (const char *t = tags; *t && rc == 0;) {

@@ -303,16 +303,18 @@ static void pnodes_free(struct srv_pnode *v, size_t n)
 static char *effective_tags(const struct policy_compiled *cp, size_t i,
                             const struct policy_node *pn)
 {
-	(void)cp;
+	(void)pn;
+	const char *const *tags;
+	size_t n = policy_node_tags(cp, i, &tags);
 	size_t len = 0;
-	for (size_t k = 0; k < pn->n_tags; k++)
-		len += strlen(pn->tags[k]) + 1;
+	for (size_t k = 0; k < n; k++)
+		len += strlen(tags[k]) + 1;
 	char *out = malloc(len + 1), *p = out;
 	if (!out)
 		return NULL;
 	*p = 0;
-	for (size_t k = 0; k < pn->n_tags; k++)
-		p += sprintf(p, "%s%s", k ? "," : "", pn->tags[k]);
+	for (size_t k = 0; k < n; k++)
+		p += sprintf(p, "%s%s", k ? "," : "", tags[k]);
 	return out;
 }
 

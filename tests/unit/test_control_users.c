@@ -30,9 +30,6 @@
 
 #define NOW 1700000000
 
-/* Present once the policy module keeps only owned tags (see policy.h). */
-extern size_t policy_node_tags(const struct policy_compiled *cp, size_t i,
-                               const char *const **tags) __attribute__((weak));
 
 struct t {
 	char tmp[64];
@@ -705,8 +702,6 @@ static void key_tags_under_the_policy(void **state)
 	/* The owner may. */
 	assert_int_equal(
 	    ctl_policy_check_key_tags(t->st, "alice", "tag:web", msg, sizeof msg), 0);
-	if (!policy_node_tags)
-		skip(); /* the policy module does not check owners in this build */
 	assert_int_equal(
 	    ctl_policy_check_key_tags(t->st, "bob", "tag:web", msg, sizeof msg),
 	    CTL_POLICY_REJECTED);
