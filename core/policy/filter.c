@@ -44,13 +44,15 @@ static struct policy_filter *filter_new(void)
 	return f;
 }
 
-/* -1 no memory, -2 over the range cap. */
+/* -1 no memory, -2 over the range cap. force: a new block even if it
+ * holds what the one before holds (at a family boundary; gaps need not
+ * end there: no map carries them). */
 static int block_add(struct policy_filter *f, int ti, struct pol_u128 lo,
-                     const struct policy_ports *r, size_t n)
+                     const struct policy_ports *r, size_t n, bool force)
 {
 	struct pf_table *t = &f->t[ti];
 	/* The same set as the block before: that block goes on. */
-	if (t->n && t->cnt[t->n - 1] == n &&
+	if ((!force || n == 0) && t->n && t->cnt[t->n - 1] == n &&
 	    (n == 0 || !memcmp(f->ranges + t->off[t->n - 1], r, n * sizeof *r)))
 		return 0;
 	if (f->n_ranges + n > POLICY_FILTER_MAX_RANGES)
@@ -100,9 +102,15 @@ struct pf_pair {
 
 struct pf_ev {
 	struct pol_u128 at;
-	uint32_t src; /* index into the distinct sources */
+	uint32_t src; /* index into the distinct sources; PF_FAMILY: none */
 	bool add;
 };
+
+/* The IPv4 addresses (::ffff:0.0.0.0/96) start and end a block, so that
+ * each block lies within one family, as a map carries them. */
+#define PF_FAMILY UINT32_MAX
+static const struct pol_u128 pf_v4_lo = {0, 0x0000ffff00000000ull},
+                             pf_v4_end = {0, 0x0001000000000000ull};
 
 static int pair_cmp(const void *a, const void *b)
 {
@@ -305,10 +313,12 @@ static int prepare(const struct policy_compiled *cp, struct sweep *s, size_t *ne
 	s->cnt = calloc(nseg + 1, sizeof *s->cnt);
 	s->open = calloc(nseg / 64 + 1, sizeof *s->open);
 	s->out = malloc((nseg + 1) * sizeof *s->out);
-	s->ev = malloc((ne + 1) * sizeof *s->ev);
+	s->ev = malloc((ne + 3) * sizeof *s->ev);
 	if (!s->cnt || !s->open || !s->out || !s->ev)
 		return -1;
 	*nev = 0;
+	s->ev[(*nev)++] = (struct pf_ev){pf_v4_lo, PF_FAMILY, false};
+	s->ev[(*nev)++] = (struct pf_ev){pf_v4_end, PF_FAMILY, false};
 	for (size_t q = 0; q < s->n_src; q++) {
 		const struct pol_sobj *so = &cp->sobj[s->sobj[q]];
 		for (size_t k = 0; k < so->n_iv; k++) {
@@ -354,13 +364,17 @@ static int table_build(const struct policy_compiled *cp, const struct pf_sig *sg
 	if ((rc = gather(cp, sg, bit, &s)) || (rc = prepare(cp, &s, &nev)))
 		goto out;
 	if ((!nev || pol_u128_cmp(s.ev[0].at, zero) > 0) &&
-	    (rc = block_add(f, ti, zero, NULL, 0)))
+	    (rc = block_add(f, ti, zero, NULL, 0, false)))
 		goto out;
 	for (size_t k = 0; k < nev;) {
 		struct pol_u128 at = s.ev[k].at;
-		bool dirty = false;
+		bool dirty = false, force = false;
 		for (; k < nev && !pol_u128_cmp(s.ev[k].at, at); k++) {
 			uint32_t q = s.ev[k].src;
+			if (q == PF_FAMILY) {
+				force = true;
+				continue;
+			}
 			for (uint32_t p = 0; p < s.span_n[q]; p++) {
 				uint32_t pi = s.span_off[q] + p;
 				work += s.sb[pi] - s.sa[pi];
@@ -376,9 +390,8 @@ static int table_build(const struct policy_compiled *cp, const struct pf_sig *sg
 			rc = -2;
 			goto out;
 		}
-		if (dirty && (rc = block_add(f, ti, at, s.out, open_ranges(&s))))
-			goto out;
-		if (!dirty && !f->t[ti].n && (rc = block_add(f, ti, at, NULL, 0)))
+		if ((dirty || force) &&
+		    (rc = block_add(f, ti, at, s.out, open_ranges(&s), force)))
 			goto out;
 	}
 	rc = 0;
@@ -682,6 +695,13 @@ static int check_blocks(int ti, const struct policy_filter_block_in *b, size_t n
 		                hi = pol_u128_from_ip(&b[k].hi);
 		if (pol_u128_cmp(lo, hi) > 0)
 			return bad_block(err, ti, k, "its first address is after its last");
+		bool v4lo = pol_u128_cmp(lo, pf_v4_lo) >= 0 && pol_u128_cmp(lo, pf_v4_end) < 0,
+		     v4hi = pol_u128_cmp(hi, pf_v4_lo) >= 0 && pol_u128_cmp(hi, pf_v4_end) < 0;
+		if (v4lo != v4hi || (!v4lo && pol_u128_cmp(lo, pf_v4_lo) < 0 &&
+		                     pol_u128_cmp(hi, pf_v4_end) >= 0))
+			return bad_block(err, ti, k,
+			                 "its first and last addresses are not of one "
+			                 "family (IPv4 or IPv6)");
 		if (k && pol_u128_cmp(pol_u128_from_ip(&b[k - 1].hi), lo) >= 0)
 			return bad_block(err, ti, k,
 			                 "it starts at or before the end of the block "
@@ -728,15 +748,16 @@ struct policy_filter *policy_filter_from_blocks(const struct policy_filter_block
 			struct pol_u128 lo = pol_u128_from_ip(&b[ti][k].lo),
 			                hi = pol_u128_from_ip(&b[ti][k].hi);
 			if (pol_u128_cmp(lo, next) > 0 || (k == 0 && pol_u128_cmp(lo, zero) > 0))
-				rc = block_add(f, ti, next, NULL, 0); /* the gap before */
+				rc = block_add(f, ti, next, NULL, 0, false); /* the gap before */
 			if (!rc)
-				rc = block_add(f, ti, lo, b[ti][k].ports, b[ti][k].n_ports);
+				rc = block_add(f, ti, lo, b[ti][k].ports, b[ti][k].n_ports,
+				               false);
 			next = hi;
 			if (++next.lo == 0 && ++next.hi == 0)
 				to_end = true;
 		}
 		if (!rc && !to_end)
-			rc = block_add(f, ti, next, NULL, 0); /* denies the rest */
+			rc = block_add(f, ti, next, NULL, 0, false); /* denies the rest */
 	}
 	if (!rc)
 		return f;

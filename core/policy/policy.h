@@ -191,6 +191,11 @@ struct policy_filter *policy_filter_from_blocks(const struct policy_filter_block
  * filter; policy_node_filter builds it once and hands out references
  * (filters are immutable; free each with policy_filter_free; they may
  * outlive cp). It fills a cache inside cp, so one cp must not be used by
- * two threads at once for it. */
+ * two threads at once for it.
+ *
+ * Families: every block of a compiled filter lies within one family, IPv4
+ * (::ffff:0.0.0.0/96) or IPv6 (the rest), so it can go into a map as it
+ * is; policy_filter_from_blocks refuses a block whose ends differ in
+ * family (or that spans the IPv4 space from below it to above it). */
 
 #endif

@@ -370,6 +370,18 @@ static int show_node(const struct policy_compiled *cp, const struct policy_node 
 			policy_filter_block(f, protos[t], k, &lo, &hi, &pr, &npr);
 			if (!npr)
 				continue;
+			/* blocks end at the IPv4 space's edges; shown joined */
+			while (k + 1 < policy_filter_n_blocks(f, protos[t])) {
+				struct policy_ip lo2, hi2;
+				const struct policy_ports *pr2;
+				size_t npr2;
+				policy_filter_block(f, protos[t], k + 1, &lo2, &hi2, &pr2,
+				                    &npr2);
+				if (npr2 != npr || memcmp(pr, pr2, npr * sizeof *pr))
+					break;
+				hi = hi2;
+				k++;
+			}
 			block_text(&lo, &hi, src, sizeof src);
 			if (!(ports = ports_text(pr, npr))) {
 				if (ja)

@@ -353,6 +353,55 @@ static void from_no_blocks_denies_everything(void **state)
 	policy_filter_free(f);
 }
 
+static bool is_v4(const struct policy_ip *ip)
+{
+	static const uint8_t map[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	return !memcmp(ip->b, map, 12);
+}
+
+/* A source of "*" opens one range from everywhere, but the compiled
+ * blocks end at the IPv4 space's edges, so each lies within one family (a
+ * map carries them so); from_blocks refuses one that does not. */
+static void blocks_lie_within_one_family(void **state)
+{
+	struct policy_node nd[N_NODES];
+	char names[N_NODES][16];
+	make_nodes(nd, names);
+	struct policy *p = parse_ok("{\"acls\": [{\"action\": \"accept\", \"src\": "
+	                            "[\"*\"], \"dst\": [\"*:22\"]}, {\"action\": "
+	                            "\"accept\", \"src\": [\"fd7a:115c:a1e0::/48\"], "
+	                            "\"dst\": [\"*:80\"]}]}");
+	struct policy_error e;
+	struct policy_compiled *cp = policy_compile(p, nd, N_NODES, &e);
+	struct policy_filter *f = policy_node_filter(cp, 0, &e);
+	size_t with_ports = 0;
+	for (int t = 0; t < 3; t++)
+		for (size_t k = 0; k < policy_filter_n_blocks(f, protos[t]); k++) {
+			struct policy_ip lo, hi;
+			const struct policy_ports *pr;
+			size_t n;
+			policy_filter_block(f, protos[t], k, &lo, &hi, &pr, &n);
+			if (!n)
+				continue;
+			with_ports++;
+			assert_int_equal(is_v4(&lo), is_v4(&hi));
+		}
+	assert_true(with_ports >= 3 * 3); /* below, in and above the IPv4 space */
+	policy_filter_free(f);
+	policy_compiled_free(cp);
+	policy_free(p);
+	/* from an IPv4 address to the top of the IPv6 space */
+	static const struct policy_ports p22[] = {{22, 22}};
+	struct policy_filter_block_in all = {.ports = p22, .n_ports = 1};
+	policy_ip_v4(&all.lo, 0x64400001);
+	memset(all.hi.b, 0xff, 16);
+	from_blocks_refuses(&all, 1, 0, "not of one family");
+	/* from below the IPv4 space to above it, both ends IPv6 */
+	policy_ip_v4(&all.lo, 0);
+	all.lo.b[10] = all.lo.b[11] = 0;
+	from_blocks_refuses(&all, 1, 0, "not of one family");
+}
+
 /* --- tags that count ------------------------------------------------- */
 
 static size_t warnings_with(const struct policy_compiled *cp, const char *a,
@@ -464,6 +513,7 @@ int main(void)
 	    cmocka_unit_test(ports_for_reads_one_sources_ports),
 	    cmocka_unit_test(from_blocks_checks_its_input),
 	    cmocka_unit_test(from_no_blocks_denies_everything),
+	    cmocka_unit_test(blocks_lie_within_one_family),
 	    cmocka_unit_test(only_owned_tags_count),
 	    cmocka_unit_test(shared_filters_outlive_the_compile),
 	};
