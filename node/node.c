@@ -768,8 +768,7 @@ out:
 		event_base_loop(n->base, EVLOOP_NONBLOCK);
 	ns_shutdown();
 	wg_device_free(n->wg);
-	if (n->dns)
-		evdns_base_free(n->dns, 1);
+	node_resolver_free(n->dns);
 	if (n->base)
 		event_base_free(n->base);
 	free(n->seen_handshake);

@@ -177,3 +177,20 @@ void node_dns_stop(struct node *n)
 	dnsc_free(n->dnsc); /* pending lookups get their callbacks now */
 	n->dnsc = NULL;
 }
+
+/* Why not evdns_base_free(dns, 1): our own lookups are over by now, but
+ * evdns may have its own request in flight, the probe it sends every few
+ * seconds to a nameserver it marked down after timeouts (a name that never
+ * resolves, as when there is no DNS). With fail_requests = 1 evdns schedules
+ * that probe's "shut down" callback on the event loop (an object of about
+ * 600 bytes holding the request's handle); the loop never runs again, so
+ * both leak, and if it did run, the callback would touch the nameserver
+ * freed just before it. With 0, evdns frees its requests and their handles
+ * at once and calls nothing; a lookup of ours still pending here would
+ * never hear back, which is why the front-ends and the control client are
+ * freed, and their cancellations delivered, first (node_run). */
+void node_resolver_free(struct evdns_base *dns)
+{
+	if (dns)
+		evdns_base_free(dns, 0);
+}

@@ -12,6 +12,7 @@
 #include "proxy/proxy.h"
 
 struct api_conn;
+struct evdns_base;
 struct node_acl;
 struct status_view;
 
@@ -58,6 +59,9 @@ int node_dns_start(struct node *n);
 /* Ends the lookups still pending (after the front-ends are freed) and the
  * resolv.conf watch. */
 void node_dns_stop(struct node *n);
+/* Frees the host's resolver at shutdown, after every lookup of ours has
+ * been cancelled and its callback has run (NULL is fine). */
+void node_resolver_free(struct evdns_base *dns);
 /* Re-reads /etc/resolv.conf for evdns and MagicDNS's forwarder (why: for
  * the log), and watches it for changes. */
 void node_resolv_reload(struct node *n, const char *why);
