@@ -125,6 +125,25 @@ static int copy_warnings(const struct policy *p, struct ctl_policy_result *res)
 	return 0;
 }
 
+/* Adds the compile's warnings (tags a node carries that its user does not
+ * own, dropped) after the parser's. */
+static int add_compiled_warnings(const struct policy_compiled *cp,
+                                 struct ctl_policy_result *res)
+{
+	size_t n = policy_compiled_n_warnings(cp);
+	if (!n)
+		return 0;
+	struct policy_error *w =
+	    realloc(res->warnings, (res->n_warnings + n) * sizeof *res->warnings);
+	if (!w)
+		return -1;
+	res->warnings = w;
+	for (size_t i = 0; i < n; i++)
+		w[res->n_warnings + i] = *policy_compiled_warning(cp, i);
+	res->n_warnings += n;
+	return 0;
+}
+
 /* Every node's filter builds (within POLICY_FILTER_MAX_RANGES). */
 static int build_filters(const struct policy_compiled *cp, size_t n,
                          struct policy_error *err)
@@ -168,6 +187,10 @@ int ctl_policy_validate(struct ctl_store *st, const char *text, size_t len,
 	if (!cp || policy_run_tests(cp, &res->tests_passed, &res->error) ||
 	    build_filters(cp, ns.n, &res->error))
 		goto out;
+	if (add_compiled_warnings(cp, res)) {
+		set_err(&res->error, "%sout of memory%s", "", "");
+		goto out;
+	}
 	rc = 0;
 out:
 	policy_compiled_free(cp);

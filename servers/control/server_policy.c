@@ -50,6 +50,7 @@ struct srv_policy {
 	int64_t *d_ids; /* added, then removed */
 	size_t d_add, d_rm;
 	struct ctl_server_policy_stats st;
+	size_t n_warned; /* the compile warnings last logged */
 };
 
 /* A compile for node changes (not for a new policy) waits until this many
@@ -548,6 +549,21 @@ static int compile_now(struct ctl_server *s, const struct policy *p, char *err,
 		        : gen;
 		if (old && (nv[i].gen_filter == gen || nv[i].gen_entry == gen))
 			chg[n_chg++] = nv[i].id;
+	}
+	/* Tags dropped for want of an owner: logged when their number
+	 * changes, the first three in full (not at every compile of a storm). */
+	if (r == 0 && policy_compiled_n_warnings(cp) != sp->n_warned) {
+		size_t nw = policy_compiled_n_warnings(cp);
+		sp->n_warned = nw;
+		for (size_t i = 0; i < nw && i < 3; i++) {
+			char msg[600];
+			policy_error_format(policy_compiled_warning(cp, i), msg, sizeof msg);
+			log_warn("mesh-control: access policy: %s", msg);
+		}
+		if (nw > 3)
+			log_warn("mesh-control: access policy: %zu more warnings like "
+			         "these (mesh-control policy check --data DIR shows them all)",
+			         nw - 3);
 	}
 	if (r == -ENOMEM)
 		snprintf(err, errlen, "out of memory");

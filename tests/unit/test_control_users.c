@@ -672,6 +672,23 @@ static void validate_against_the_store(void **state)
 	assert_non_null(strstr(msg, "revision 1"));
 	assert_int_equal(ctl_store_policy_clear(t->st), 0);
 	assert_int_equal(ctl_policy_check_new_user(t->st, "alice", msg, sizeof msg), 0);
+
+	/* A node whose tag its user does not own (the key was made before
+	 * any policy): the policy is accepted, the tag counts for nothing, and
+	 * validation says so by node and tag. */
+	assert_int_equal(ctl_store_user_create(t->st, "bob", NOW, NULL), 0);
+	assert_int_equal(key(t, "bob", "tag:web", sec, NULL), 0);
+	struct ctl_store_reg r2 = req(2, "bobsrv", sec);
+	r2.now = (int64_t)time(NULL);
+	assert_int_equal(ctl_store_node_register(t->st, &r2, &n, NULL), 0);
+	assert_int_equal(
+	    ctl_policy_validate(t->st, good_policy, strlen(good_policy), &res), 0);
+	bool warned = false;
+	for (size_t i = 0; i < res.n_warnings; i++)
+		warned |= strstr(res.warnings[i].msg, "bobsrv") &&
+		          strstr(res.warnings[i].msg, "tag:web");
+	assert_true(warned);
+	ctl_policy_result_free(&res);
 }
 
 static void key_tags_under_the_policy(void **state)
