@@ -262,7 +262,8 @@ step "a spoofed mesh source is dropped by allowed-IPs before the filter runs"
 #     policy, so web's filter drops the SYNs and counts them (the packets
 #     passed allowed-IPs); web -> db:8080 (allowed) gets its answer back;
 #   - from alice's address nothing arrives: web counts the packets in
-#     wireguard.rx_drop_allowedips, and its policy counters do not move.
+#     wireguard.rx_drop_allowedips, and neither its policy counters nor its
+#     netstack's move.
 json_at() { # NODE PATH : a number from NODE's status --json (0 if absent)
     stj "$1" | python3 -c '
 import json, sys
@@ -298,8 +299,9 @@ echo "i am db's key in wireguard-go" | write_file "$E2E_TMP/www-spoofer/index.ht
 chmod 0755 "$E2E_TMP/www-spoofer"
 bg_nobody web-spoofer db "$PY" "$E2E_DIR/httpd.py" "${IP4[db]}" 8080 "$E2E_TMP/www-spoofer"
 wait_listen db 8080 10 || die "the web server on db's mesh address did not start"
-# curl_from SRC : http://web:8080/ from wireguard-go's TUN, source SRC
-curl_from() { nsx_nobody db curl -sS --max-time 3 --interface "$1" "http://${IP4[web]}:8080/"; }
+# curl_from SRC [PORT] : http://web:PORT/ (8080) from wireguard-go's TUN,
+# source address SRC
+curl_from() { nsx_nobody db curl -sS --max-time 2 --interface "$1" "http://${IP4[web]}:${2:-8080}/"; }
 
 A0=$(json_at web wireguard.rx_drop_allowedips)
 S0=$(acl_field web dropped.tcp_syn)
@@ -314,19 +316,37 @@ check "web -> db:8080 (allowed) reaches wireguard-go's server and the answer com
 A1=$(json_at web wireguard.rx_drop_allowedips)
 check "no allowed-IPs drop at web for db's own address ($A0 -> $A1)" test "$A1" -eq "$A0"
 
+# What the spoofer sends from alice's address would get past web's filter
+# if it came from alice (8080 over TCP and UDP, pings), or be dropped and
+# counted there (9999). So with the allowed-IPs check gone, web's policy
+# counters or its netstack's counters would move: neither may.
+udp_in() { echo $(($(json_at web netstack.udp_rx) + $(json_at web netstack.udp_drop))); }
+udp_from() { # SRC PORT : three datagrams to web:PORT from SRC
+    nsx_nobody db $PY -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+for _ in range(3):
+    s.sendto(b"spoofed", (sys.argv[2], int(sys.argv[3])))' "$1" "${IP4[web]}" "$2"
+}
 P1=$(acl_dropped_all web)
 N1=$(json_at web netstack.tcp_total)
+U1=$(udp_in)
 check "from alice's address: curl to web:8080 gets nothing" not curl_from "${IP4[alice]}"
+check "from alice's address: curl to web:9999 gets nothing" not curl_from "${IP4[alice]}" 9999
+check "from alice's address: 3 UDP datagrams to web:8080 sent" udp_from "${IP4[alice]}" 8080
 check "from alice's address: 3 pings to web get no answer" \
     not nsx db ping -c 3 -i 0.2 -W 1 -I "${IP4[alice]}" "${IP4[web]}"
 A2=$(json_at web wireguard.rx_drop_allowedips)
 P2=$(acl_dropped_all web)
 N2=$(json_at web netstack.tcp_total)
-info "web: rx_drop_allowedips $A1 -> $A2, policy drops $P1 -> $P2, netstack tcp_total $N1 -> $N2"
-check "web dropped them at allowed-IPs (at least the SYN and 3 echo requests)" \
-    test "$A2" -ge $((A1 + 4))
+U2=$(udp_in)
+info "web: rx_drop_allowedips $A1 -> $A2, policy drops $P1 -> $P2, netstack tcp_total $N1 -> $N2, udp in $U1 -> $U2"
+check "web dropped them at allowed-IPs (at least 2 SYNs, 3 datagrams and 3 echo requests)" \
+    test "$A2" -ge $((A1 + 8))
 check "web's policy drop counters did not move (the filter never saw them)" test "$P2" -eq "$P1"
-check "and no TCP connection reached web's netstack" test "$N2" -eq "$N1"
+check "web's netstack got no TCP connection and no UDP datagram" \
+    test "$N2" -eq "$N1" -a "$U2" -eq "$U1"
 bg_stop web-spoofer
 bg_stop spoofer
 
