@@ -27,11 +27,16 @@
 #   - whois on alice names web's node, user and tags;
 # Policy 2 (set through the admin API on the running mesh): bob -> tag:db
 # too: bob sees db within a second, and reaches it, without a restart.
+# A spoofed source: db's mesh-proxy stops and wireguard-go takes db's key
+# and port, its TUN holding alice's address too. Packets to web from db's
+# own address reach web's filter (counted there; web -> db:8080 answers);
+# packets from alice's address are dropped by web's allowed-IPs check
+# (wireguard.rx_drop_allowedips moves), and web's policy counters do not.
 # Clearing the policy: everything is allowed again and status says so.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
-e2e_require_cmd ip python3 setpriv ss curl
+e2e_require_cmd ip python3 setpriv ss curl ping wg wireguard-go
 e2e_tmp_init
 e2e_require_mesh_proxy
 MC=$MESH_BUILD/mesh-control
@@ -247,13 +252,111 @@ info "bob saw db $(((t1 - t0) / 1000000)) ms after the PUT was sent"
 check "bob -> db:8080 now works (no restart)" wait_until 10 fetch_is bob db 8080 "i am db"
 check "bob -> db:9999 still refused (02)" socks_code bob db 9999 2
 
+step "a spoofed mesh source is dropped by allowed-IPs before the filter runs"
+# db's identity in a real WireGuard peer: db's mesh-proxy stops, and
+# wireguard-go in db's namespace takes db's node key and db's UDP port. Its
+# TUN holds alice's mesh address (web's policy lets alice reach web:8080)
+# besides db's own; its one peer is web, allowed IPs the whole mesh range.
+# Web knows that key as db, whose allowed IPs are db's address alone.
+#   - from db's own address the session works: db -> web:8080 is not in the
+#     policy, so web's filter drops the SYNs and counts them (the packets
+#     passed allowed-IPs); web -> db:8080 (allowed) gets its answer back;
+#   - from alice's address nothing arrives: web counts the packets in
+#     wireguard.rx_drop_allowedips, and neither its policy counters nor its
+#     netstack's move.
+json_at() { # NODE PATH : a number from NODE's status --json (0 if absent)
+    stj "$1" | python3 -c '
+import json, sys
+o = json.load(sys.stdin)
+for k in sys.argv[1].split("."):
+    o = o.get(k) if isinstance(o, dict) else None
+print(o if isinstance(o, int) else 0)' "$2"
+}
+acl_dropped_all() { # NODE : the sum of its policy drop counters
+    stj "$1" | python3 -c '
+import json, sys
+d = (json.load(sys.stdin).get("policy") or {}).get("dropped") or {}
+print(sum(v for v in d.values() if isinstance(v, int)))'
+}
+WEBPUB=$(stj web | python3 -c 'import json,sys; print(json.load(sys.stdin)["self"]["public_key"])')
+WEBPORT=$(json_at web self.listen_port)
+DBPORT=$(json_at db self.listen_port)
+info "web: key $WEBPUB, UDP ${LANIP[web]}:$WEBPORT; db's UDP port $DBPORT"
+[ -n "$WEBPUB" ] && [ "$WEBPORT" -gt 0 ] && [ "$DBPORT" -gt 0 ] || die "no key or port for web or db in status --json"
+check "db runs as nobody (before it makes way for the spoofer)" \
+    test "$(ps -o user= -p "$(bg_pid db)")" = nobody
+bg_stop db
+check "db's log has no sanitizer report" mesh_log_clean db
+# The key file is db's (0600, nobody's); root hands it to wg.
+install -m 0600 "$RUN/db/node.key" "$E2E_TMP/db-node.key" || die "cannot read db's node.key"
+WGS=$(wg_ifname s)
+wggo_start spoofer db "$WGS" "${IP4[alice]}/32" "$DBPORT" "$E2E_TMP/db-node.key"
+nsx db ip addr add "${IP4[db]}/32" dev "$WGS"
+nsx db ip route add 100.64.0.0/10 dev "$WGS"
+nsx db wg set "$WGS" peer "$WEBPUB" allowed-ips 100.64.0.0/10 endpoint "${LANIP[web]}:$WEBPORT"
+mkdir -p "$E2E_TMP/www-spoofer"
+echo "i am db's key in wireguard-go" | write_file "$E2E_TMP/www-spoofer/index.html"
+chmod 0755 "$E2E_TMP/www-spoofer"
+bg_nobody web-spoofer db "$PY" "$E2E_DIR/httpd.py" "${IP4[db]}" 8080 "$E2E_TMP/www-spoofer"
+wait_listen db 8080 10 || die "the web server on db's mesh address did not start"
+# curl_from SRC [PORT] : http://web:PORT/ (8080) from wireguard-go's TUN,
+# source address SRC
+curl_from() { nsx_nobody db curl -sS --max-time 2 --interface "$1" "http://${IP4[web]}:${2:-8080}/"; }
+
+A0=$(json_at web wireguard.rx_drop_allowedips)
+S0=$(acl_field web dropped.tcp_syn)
+check "from db's own address: web:8080 does not answer (db -> web is not in the policy)" \
+    not curl_from "${IP4[db]}"
+syn_counted() { local v; v=$(acl_field web dropped.tcp_syn); echo "tcp_syn $S0 -> $v"; [ "$v" -gt "$S0" ]; }
+check "web's filter saw and dropped those SYNs (the session works)" syn_counted
+hs_done() { [ "$(wg_latest_handshake db "$WGS" "$WEBPUB")" -gt 0 ] 2>/dev/null; }
+check "wg show: a handshake with web under db's key" hs_done
+check "web -> db:8080 (allowed) reaches wireguard-go's server and the answer comes back" \
+    wait_until 10 fetch_is web db 8080 "i am db's key in wireguard-go"
+A1=$(json_at web wireguard.rx_drop_allowedips)
+check "no allowed-IPs drop at web for db's own address ($A0 -> $A1)" test "$A1" -eq "$A0"
+
+# What the spoofer sends from alice's address would get past web's filter
+# if it came from alice (8080 over TCP and UDP, pings), or be dropped and
+# counted there (9999). So with the allowed-IPs check gone, web's policy
+# counters or its netstack's counters would move: neither may.
+udp_in() { echo $(($(json_at web netstack.udp_rx) + $(json_at web netstack.udp_drop))); }
+udp_from() { # SRC PORT : three datagrams to web:PORT from SRC
+    nsx_nobody db $PY -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+for _ in range(3):
+    s.sendto(b"spoofed", (sys.argv[2], int(sys.argv[3])))' "$1" "${IP4[web]}" "$2"
+}
+P1=$(acl_dropped_all web)
+N1=$(json_at web netstack.tcp_total)
+U1=$(udp_in)
+check "from alice's address: curl to web:8080 gets nothing" not curl_from "${IP4[alice]}"
+check "from alice's address: curl to web:9999 gets nothing" not curl_from "${IP4[alice]}" 9999
+check "from alice's address: 3 UDP datagrams to web:8080 sent" udp_from "${IP4[alice]}" 8080
+check "from alice's address: 3 pings to web get no answer" \
+    not nsx db ping -c 3 -i 0.2 -W 1 -I "${IP4[alice]}" "${IP4[web]}"
+A2=$(json_at web wireguard.rx_drop_allowedips)
+P2=$(acl_dropped_all web)
+N2=$(json_at web netstack.tcp_total)
+U2=$(udp_in)
+info "web: rx_drop_allowedips $A1 -> $A2, policy drops $P1 -> $P2, netstack tcp_total $N1 -> $N2, udp in $U1 -> $U2"
+check "web dropped them at allowed-IPs (at least 2 SYNs, 3 datagrams and 3 echo requests)" \
+    test "$A2" -ge $((A1 + 8))
+check "web's policy drop counters did not move (the filter never saw them)" test "$P2" -eq "$P1"
+check "web's netstack got no TCP connection and no UDP datagram" \
+    test "$N2" -eq "$N1" -a "$U2" -eq "$U1"
+bg_stop web-spoofer
+bg_stop spoofer
+
 step "clearing the policy: everything allowed again"
 check "policy clear" mc policy clear
 check "web -> alice:8080 works once the policy is gone" wait_until 10 fetch_is web alice 8080 "i am alice"
 no_policy() { stj bob | grep -Eiq '"policy": *(null|false|\{[^}]*"active": *false)|everything allowed'; }
 check "bob's status says no policy" wait_until 5 no_policy || stj bob | head -c 2000
 
-for n in "${NODES[@]}"; do
+for n in alice bob web; do # db was checked before the spoofer took its key
     check "$n runs as nobody" test "$(ps -o user= -p "$(bg_pid "$n")")" = nobody
     check "$n's log has no sanitizer report" mesh_log_clean "$n"
 done
