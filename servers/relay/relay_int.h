@@ -84,10 +84,15 @@ struct rly_link {
 	uint32_t backoff_ms;
 };
 
+/* The tick runs every second; one later than this after the last means
+ * the process stalled (tick_cb judges no one dead then). */
+#define RLY_TICK_STALL_MS 1500u
+
 struct rly_server {
 	struct rly_config cfg;
 	struct evconnlistener *lis;
 	struct event *tick, *reap, *stun_ev;
+	uint64_t tick_ms; /* when the last tick ran (or the server started) */
 	struct event *relisten; /* re-enables the listener after an error */
 	struct evdns_base *dns; /* resolves siblings' names (made on use) */
 	int stun_fd;

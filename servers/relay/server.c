@@ -676,6 +676,12 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 	 * cannot skip a keepalive, and they do not all go out at once. */
 	uint64_t ka_every = (uint64_t)s->cfg.keepalive_s * 1000u;
 	uint64_t silence = ka_every * 5 / 2;
+	/* A tick far behind its second means this process did not run (a
+	 * stall, a loaded machine, a paused VM): its clients were not PINGed
+	 * meanwhile and what they sent may still wait in the sockets, so this
+	 * tick judges no one dead; it PINGs, and the next one judges. */
+	bool stalled = now - s->tick_ms > RLY_TICK_STALL_MS;
+	s->tick_ms = now;
 	for (struct rly_conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
 		if (c->dead)
@@ -686,7 +692,7 @@ static void tick_cb(evutil_socket_t fd, short ev, void *arg)
 		           now >= c->deadline_ms) {
 			s->st.handshake_timeouts++;
 			rly_conn_close(c, "handshake not done in time");
-		} else if (drop_dead(c, now, silence)) {
+		} else if (!stalled && drop_dead(c, now, silence)) {
 			continue;
 		} else if (c->state == RC_ACTIVE && now - c->ka_ms >= ka_every) {
 			c->ka_ms = now;
@@ -798,6 +804,7 @@ struct rly_server *rly_server_new(const struct rly_config *cfg, char *err, size_
 		return NULL;
 	}
 	s->tick = event_new(cfg->base, -1, EV_PERSIST, tick_cb, s);
+	s->tick_ms = rly_now_ms();
 	s->reap = event_new(cfg->base, -1, 0, reap_cb, s);
 	s->relisten = evtimer_new(cfg->base, relisten_cb, s);
 	evconnlistener_set_error_cb(s->lis, accept_error_cb);

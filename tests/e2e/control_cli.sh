@@ -15,7 +15,7 @@
 # Without root it runs as the caller. MESH_CONTROL overrides the binary.
 . "$(dirname "$0")/lib.sh"
 
-e2e_require_cmd python3 setpriv stat
+e2e_require_cmd python3 setpriv stat ss flock
 MC=${MESH_CONTROL:-$MESH_BUILD/mesh-control}
 [ -x "$MC" ] || die "no executable $MC (run make first)"
 
@@ -227,8 +227,28 @@ RC=$?
 check "the data directory from \$MESH_CONTROL_DATA" eval 'rc_is 0 && pyjson "len(j) == 3"'
 
 step "serve: the admin API's address, the open-file limit"
-LP=127.0.0.1:$((20000 + $$ % 20000))
-AP=127.0.0.1:$((40000 + $$ % 20000))
+# free_port : a loopback TCP port nobody listens on, below the kernel's
+# ephemeral range (32768-60999: outgoing connections of the tests running
+# beside this one take their ports there), locked for the rest of this
+# script (an flock on /tmp/meshproxy-e2e-port.PORT.lock, kept open) so that
+# a run beside this one (the other build's) takes another. serve refuses
+# port 0. Sets PORT.
+free_port() {
+    local p fd
+    for p in $(seq 23100 23199); do
+        exec {fd}>"/tmp/meshproxy-e2e-port.$p.lock" 2>/dev/null || continue
+        if flock -n "$fd" && [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ]; then
+            PORT=$p
+            return 0
+        fi
+        exec {fd}>&-
+    done
+    die "no free port in 23100-23199 (other runs hold them?)"
+}
+free_port
+LP=127.0.0.1:$PORT
+free_port
+AP=127.0.0.1:$PORT
 mcd serve --listen "$LP" --admin-listen 0.0.0.0:8080
 check "serve refuses a non-loopback --admin-listen without --admin-insecure" \
     eval 'rc_is 1 && err_has "is not a loopback address" && err_has "--admin-insecure"'
