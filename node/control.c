@@ -530,12 +530,36 @@ static bool nctl_tcp_conn(void *ctx, const struct ns_addr *local, uint16_t lport
 
 /* The policy part of map into the filter (copied: the map lives only
  * during the callback), logged when it changes. */
+/* Whether remote may still have opened our lport (ns_tcp_revoke). */
+static bool nctl_tcp_keep(void *ctx, const struct ns_addr *remote, uint16_t lport)
+{
+	return node_acl_filter_allows(ctx, CTL_FILTER_TCP, remote, lport);
+}
+
+/* A new filter ends the inbound TCP connections it would not let open
+ * now (a UDP conversation ends by itself: replies of a service here open
+ * no flow, node/acl.h). */
+static void nctl_acl_revoke(struct node_ctl *m)
+{
+	unsigned n = ns_tcp_revoke(nctl_tcp_keep, m->acl);
+	if (n == 0)
+		return;
+	node_acl_count_revoked(m->acl, n);
+	log_info("policy: reset %u inbound TCP connection(s) the new policy no "
+	         "longer allows",
+	         n);
+}
+
 static void nctl_acl_apply(struct node_ctl *m, const struct ctl_map_full *map)
 {
 	bool was = node_acl_active(m->acl);
 	if (node_acl_set(m->acl, map->has_filter, &map->filter, map->reach,
-	                 map->n_reach) != 0)
-		return; /* failing closed, logged */
+	                 map->n_reach) != 0) {
+		nctl_acl_revoke(m); /* failing closed: it admits nothing */
+		return;
+	}
+	if (map->has_filter)
+		nctl_acl_revoke(m);
 	if (!map->has_filter) {
 		if (was)
 			log_info("policy: none (mesh-control has no policy): every peer "
