@@ -1,4 +1,7 @@
-/* Whether lwIP holds a TCP connection for a 4-tuple: the node's inbound
+/* Whether lwIP holds a TCP connection for a 4-tuple, and ending the
+ * inbound connections a new access policy takes away (ns_tcp_revoke).
+ *
+ * Whether lwIP holds a TCP connection for a 4-tuple: the node's inbound
  * filter (node/acl.c) lets a TCP segment that is not a bare SYN through
  * only when it belongs to a connection of ours, so that an ACK or FIN scan
  * of a port the policy closes is dropped silently instead of drawing a RST
@@ -35,4 +38,39 @@ bool ns_tcp_conn_exists(const struct ns_addr *local, uint16_t lport,
 		return false;
 	return ns_conn_in(tcp_active_pcbs, &l, lport, &r, rport) ||
 	       ns_conn_in(tcp_tw_pcbs, &l, lport, &r, rport);
+}
+
+/* An inbound connection: half open (a listener made it), or accepted
+ * (ns_tcp_accepted gave it a source entry), or an orphan whose listener
+ * is still known. A connection this node dialled has none of these. */
+static bool ns_conn_inbound(const struct tcp_pcb *pcb)
+{
+	if (pcb->state == SYN_RCVD || pcb->listener != NULL)
+		return true;
+	if (pcb->state == SYN_SENT || pcb->callback_arg == NULL)
+		return false;
+	return ((const struct ns_tcp *)pcb->callback_arg)->src != NULL;
+}
+
+unsigned ns_tcp_revoke(ns_tcp_keep_fn keep, void *ctx)
+{
+	unsigned n = 0;
+	struct tcp_pcb *pcb = tcp_active_pcbs, *next;
+	for (; pcb != NULL; pcb = next) {
+		next = pcb->next;
+		struct ns_addr remote;
+		if (!ns_conn_inbound(pcb))
+			continue;
+		ns_addr_from_ip(&remote, &pcb->remote_ip);
+		if (keep(ctx, &remote, pcb->local_port))
+			continue;
+		n++;
+		/* As for a RST from the peer: lwIP sends one, unlinks and frees
+		 * only this pcb, and its error callback resets the local socket
+		 * (spliced) or tells the owner (not yet). */
+		tcp_abort(pcb);
+	}
+	if (n > 0)
+		ns_timers_kick();
+	return n;
 }

@@ -41,6 +41,14 @@ void ns_input(const uint8_t *pkt, size_t len);
  * filter asks it for every TCP segment that is not a bare SYN). */
 bool ns_tcp_conn_exists(const struct ns_addr *local, uint16_t lport,
                         const struct ns_addr *remote, uint16_t rport);
+/* Whether the remote of an inbound connection may still have opened it. */
+typedef bool (*ns_tcp_keep_fn)(void *ctx, const struct ns_addr *remote,
+                               uint16_t lport);
+/* Aborts (RST to the peer, the local socket reset) every connection lwIP
+ * holds that the remote opened (accepted by a listener, or half open) and
+ * keep refuses; returns how many (conn.c; the node calls it when a new
+ * access-policy filter arrives). Connections this node dialled are left. */
+unsigned ns_tcp_revoke(ns_tcp_keep_fn keep, void *ctx);
 
 /* ---- TCP through lwIP ---- */
 

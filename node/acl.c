@@ -38,6 +38,7 @@ struct node_acl {
 	void *conn_ctx;
 	uint64_t drops[ACL_DROP_N];
 	uint64_t fastfail;
+	uint64_t revoked;
 };
 
 static const char *const acl_drop_names[ACL_DROP_N] = {
@@ -315,6 +316,12 @@ void node_acl_count_fastfail(struct node_acl *a)
 		a->fastfail++;
 }
 
+void node_acl_count_revoked(struct node_acl *a, unsigned n)
+{
+	if (a)
+		a->revoked += n;
+}
+
 void node_acl_stats(const struct node_acl *a, struct acl_stats *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -327,6 +334,7 @@ void node_acl_stats(const struct node_acl *a, struct acl_stats *st)
 	st->n_reach = a->n_reach;
 	memcpy(st->drops, a->drops, sizeof(st->drops));
 	st->fastfail = a->fastfail;
+	st->revoked = a->revoked;
 	st->flows = acl_flows_count(a->flows);
 	st->flows_evicted = acl_flows_evicted(a->flows);
 }
@@ -351,6 +359,10 @@ struct acl_pkt {
 	bool frag;       /* a fragment (first or later) */
 	bool frag_later; /* not the first: no transport header */
 	uint32_t frag_id;
+	/* IPv6: the fragment header's own next header, the value lwIP keeps
+	 * for the whole datagram (from whichever fragment starts its
+	 * reassembly); IPv4: the protocol. Fragments are keyed by it. */
+	uint8_t frag_nh;
 };
 
 static uint16_t acl_be16(const uint8_t *p)
@@ -383,6 +395,7 @@ static int acl_parse4(const uint8_t *p, size_t len, struct acl_pkt *k)
 	k->frag = (fo & 0x3fff) != 0; /* MF or an offset */
 	k->frag_later = (fo & 0x1fff) != 0;
 	k->frag_id = acl_be16(p + 4);
+	k->frag_nh = k->proto;
 	k->l4 = p + ihl;
 	k->l4len = tot - ihl;
 	return 0;
@@ -422,6 +435,7 @@ static int acl_parse6(const uint8_t *p, size_t len, struct acl_pkt *k)
 			k->frag = (fo & 0xfff9) != 0;
 			k->frag_later = (fo & 0xfff8) != 0;
 			k->frag_id = id;
+			k->frag_nh = p[off];
 			nh = p[off];
 			off += 8;
 			if (k->frag_later)
@@ -478,10 +492,12 @@ static bool acl_is_echo_request(bool v6, uint8_t type)
 }
 
 /* An ICMP error's quoted packet q[0..n): one this node sent (source us,
- * destination the far end) for a connection or flow of ours. Only the
- * first 8 bytes of its transport header are needed (RFC 792). */
-static bool acl_quoted_ours(struct node_acl *a, bool v6, const uint8_t *q, size_t n,
-                            int64_t now_ms)
+ * destination the far end) for a connection or flow of ours, and sent to
+ * from: in a mesh no router stands between two peers, so only the far end
+ * itself may report on a packet to it. Only the first 8 bytes of its
+ * transport header are needed (RFC 792). */
+static bool acl_quoted_ours(struct node_acl *a, bool v6, const uint8_t from[16],
+                            const uint8_t *q, size_t n, int64_t now_ms)
 {
 	struct acl_pkt in;
 	memset(&in, 0, sizeof(in));
@@ -499,7 +515,7 @@ static bool acl_quoted_ours(struct node_acl *a, bool v6, const uint8_t *q, size_
 		acl_addrs(&in, q + 8, q + 24, 16);
 		in.proto = q[6];
 	}
-	if (n < hl + 8)
+	if (n < hl + 8 || memcmp(in.dst, from, 16) != 0)
 		return false;
 	const uint8_t *t = q + hl;
 	switch (in.proto) {
@@ -536,7 +552,13 @@ static bool acl_icmp_in(struct node_acl *a, const struct acl_pkt *k, int64_t now
 		error = type >= 1 && type <= 4;
 	else /* unreachable, time exceeded, parameter problem */
 		error = type == 3 || type == 11 || type == 12;
-	if (error && acl_quoted_ours(a, k->v6, k->l4 + 8, k->l4len - 8, now_ms))
+	/* A path MTU below the minimum of the family (IPv6 1280, IPv4 576)
+	 * would only shrink lwIP's segments towards a peer to nothing. */
+	uint32_t mtu = (uint32_t)acl_be16(k->l4 + 4) << 16 | acl_be16(k->l4 + 6);
+	if ((k->v6 && type == 2 && mtu < 1280) ||
+	    (!k->v6 && type == 3 && k->l4[1] == 4 && (mtu & 0xffff) < 576))
+		return acl_drop(a, ACL_DROP_ICMP);
+	if (error && acl_quoted_ours(a, k->v6, k->src, k->l4 + 8, k->l4len - 8, now_ms))
 		return true;
 	return acl_drop(a, ACL_DROP_ICMP);
 }
@@ -581,7 +603,7 @@ static void acl_frag_key(struct acl_frag_key *fk, const struct acl_pkt *k)
 	memcpy(fk->src, k->src, 16);
 	memcpy(fk->dst, k->dst, 16);
 	fk->id = k->frag_id;
-	fk->proto = k->proto;
+	fk->proto = k->frag_nh;
 }
 
 bool node_acl_inbound(struct node_acl *a, const uint8_t *pkt, size_t len, int64_t now_ms)
@@ -592,6 +614,13 @@ bool node_acl_inbound(struct node_acl *a, const uint8_t *pkt, size_t len, int64_
 	if (acl_parse(pkt, len, &k) != 0)
 		return acl_drop(a, ACL_DROP_MALFORMED);
 	struct acl_frag_key fk;
+	/* An IPv6 first fragment with extension headers after its fragment
+	 * header: lwIP reassembles with the next header of the fragment that
+	 * starts the reassembly, which need not be this one, so the header
+	 * judged here need not be the one lwIP reads. Nothing over WireGuard
+	 * needs such a datagram (RFC 7112 puts the whole chain first). */
+	if (k.frag && !k.frag_later && k.frag_nh != k.proto)
+		return acl_drop(a, ACL_DROP_FRAGMENT);
 	if (k.frag_later) {
 		acl_frag_key(&fk, &k);
 		return acl_frags_match(&a->frags, &fk, now_ms) ||
@@ -620,6 +649,12 @@ void node_acl_outbound(struct node_acl *a, const uint8_t *pkt, size_t len, int64
 		fk.lport = acl_be16(k.l4);
 		fk.rport = acl_be16(k.l4 + 2);
 		fk.proto = ACL_FLOW_UDP;
+		/* A datagram from a port the filter lets the far end reach (a
+		 * service answering an allowed peer) opens no flow: that
+		 * conversation lives on the filter alone, so a filter that takes
+		 * the port away ends it. Flows are what this node started. */
+		if (acl_match(a, CTL_FILTER_UDP, k.dst, fk.lport))
+			return;
 	} else if ((k.proto == ACL_IPPROTO_ICMP && !k.v6 && k.l4[0] == 8) ||
 	           (k.proto == ACL_IPPROTO_ICMPV6 && k.v6 && k.l4[0] == 128)) {
 		fk.lport = acl_be16(k.l4 + 4);

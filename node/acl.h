@@ -72,7 +72,9 @@ bool node_acl_active(const struct node_acl *a);
  * it is dropped (counted). */
 bool node_acl_inbound(struct node_acl *a, const uint8_t *pkt, size_t len, int64_t now_ms);
 /* A packet lwIP sends: UDP datagrams and ICMP echo requests open a flow
- * their replies may use. */
+ * their replies may use, except a datagram from a port the filter lets
+ * its destination reach (a reply of a service here: it opens nothing, so
+ * that a new filter that closes the port ends the conversation). */
 void node_acl_outbound(struct node_acl *a, const uint8_t *pkt, size_t len,
                        int64_t now_ms);
 
@@ -86,6 +88,9 @@ bool node_acl_filter_allows(const struct node_acl *a, int proto,
 bool node_acl_reach(const struct node_acl *a, uint64_t peer_id, int proto, uint16_t port);
 /* An outbound connection or datagram refused by node_acl_reach. */
 void node_acl_count_fastfail(struct node_acl *a);
+/* n inbound TCP connections aborted because a new filter no longer lets
+ * their remote open their port (ns_tcp_revoke). */
+void node_acl_count_revoked(struct node_acl *a, unsigned n);
 
 struct acl_stats {
 	bool active;
@@ -93,6 +98,7 @@ struct acl_stats {
 	size_t n_blocks[CTL_FILTER_NPROTO], n_reach;
 	uint64_t drops[ACL_DROP_N];
 	uint64_t fastfail;
+	uint64_t revoked; /* inbound TCP connections a new filter ended */
 	size_t flows;
 	uint64_t flows_evicted;
 };

@@ -5,14 +5,16 @@
  *
  * A bounded table: at most ACL_FLOWS_MAX flows, each forgotten after
  * ACL_FLOW_IDLE_MS without a packet either way; when the table is full the
- * flow idle the longest makes room (counted). A keyed hash (SipHash,
+ * flow idle the longest makes room (counted), and one remote address holds
+ * at most a quarter of the table (its own oldest flow makes room). A keyed hash (SipHash,
  * libsodium's crypto_shorthash, with a random key) finds them, so no one
  * can choose addresses that pile into one bucket.
  *
  * Fragments (acl_frags): the first fragment of a datagram carries the
  * transport header and is judged like a whole packet; when it passes, the
- * datagram's (source, destination, protocol, id) is kept for ACL_FRAG_MS,
- * and its later fragments pass only then. */
+ * datagram's (source, destination, next header, id) is kept for
+ * ACL_FRAG_MS, and its later fragments pass only then; one source holds at
+ * most a quarter of the table. */
 #ifndef MESH_NODE_ACL_FLOWS_H
 #define MESH_NODE_ACL_FLOWS_H
 
@@ -21,9 +23,16 @@
 #include <stdint.h>
 
 #define ACL_FLOWS_MAX    4096
+/* One remote address holds at most this many: beyond it its own oldest
+ * flow makes room. */
+#define ACL_FLOWS_PER_REMOTE (ACL_FLOWS_MAX / 4)
 #define ACL_FLOW_IDLE_MS (120 * 1000)
 #define ACL_FRAGS_MAX    256
-#define ACL_FRAG_MS      (30 * 1000) /* lwIP gives up reassembly after 15 s */
+#define ACL_FRAGS_PER_SRC (ACL_FRAGS_MAX / 4) /* likewise per source */
+/* No longer than lwIP keeps a half-built datagram (IP_REASS_MAXAGE, 15
+ * ticks of a second): a later fragment never outlives the reassembly its
+ * first fragment was judged for by long. */
+#define ACL_FRAG_MS      (15 * 1000)
 
 /* What a flow is: UDP ports, or for an ICMP echo (ACL_FLOW_ECHO) lport is
  * the echo id and rport 0. */

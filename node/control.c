@@ -530,12 +530,36 @@ static bool nctl_tcp_conn(void *ctx, const struct ns_addr *local, uint16_t lport
 
 /* The policy part of map into the filter (copied: the map lives only
  * during the callback), logged when it changes. */
+/* Whether remote may still have opened our lport (ns_tcp_revoke). */
+static bool nctl_tcp_keep(void *ctx, const struct ns_addr *remote, uint16_t lport)
+{
+	return node_acl_filter_allows(ctx, CTL_FILTER_TCP, remote, lport);
+}
+
+/* A new filter ends the inbound TCP connections it would not let open
+ * now (a UDP conversation ends by itself: replies of a service here open
+ * no flow, node/acl.h). */
+static void nctl_acl_revoke(struct node_ctl *m)
+{
+	unsigned n = ns_tcp_revoke(nctl_tcp_keep, m->acl);
+	if (n == 0)
+		return;
+	node_acl_count_revoked(m->acl, n);
+	log_info("policy: reset %u inbound TCP connection(s) the new policy no "
+	         "longer allows",
+	         n);
+}
+
 static void nctl_acl_apply(struct node_ctl *m, const struct ctl_map_full *map)
 {
 	bool was = node_acl_active(m->acl);
 	if (node_acl_set(m->acl, map->has_filter, &map->filter, map->reach,
-	                 map->n_reach) != 0)
-		return; /* failing closed, logged */
+	                 map->n_reach) != 0) {
+		nctl_acl_revoke(m); /* failing closed: it admits nothing */
+		return;
+	}
+	if (map->has_filter)
+		nctl_acl_revoke(m);
 	if (!map->has_filter) {
 		if (was)
 			log_info("policy: none (mesh-control has no policy): every peer "
@@ -559,8 +583,13 @@ static void nctl_on_map(void *ctx, const struct ctl_map_full *map,
 	struct ctl_map_change all = {.full = true};
 	const struct ctl_map_change *chg = m->np_stale ? &all : delta;
 	/* The policy first: it does not wait for the peers (nor fail with them). */
-	if (delta->full || delta->policy)
+	if (delta->full || delta->policy) {
 		nctl_acl_apply(m, map);
+		/* netmap.json at the next tick, not within a minute: a node
+		 * restarted meanwhile would apply the older (maybe looser)
+		 * filter until mesh-control answers. */
+		m->policy_dirty = true;
+	}
 	bool domain_changed = strcmp(m->np.domain, map->dns_domain) != 0;
 	/* The keys that leave, before the view forgets them (for the paths). */
 	uint8_t(*gone)[CTL_KEY_LEN] = NULL;
@@ -1008,7 +1037,8 @@ int node_ctl_attach(struct node_ctl *m, struct wg_device *wg, const struct px_en
  *
  * Only a warm-start cache (the peers of the last map, so a restart works
  * before mesh-control answers): written after the first map of a run, then
- * at most every NCTL_SAVE_MS while the map changes, and at a clean exit.
+ * at most every NCTL_SAVE_MS while the map changes (at the next tick when
+ * the policy changed), and at a clean exit.
  * The loop only copies the map; a thread encodes it and writes the file
  * (fsync and rename, node_state_write), so a 4 MB map and a slow disk do not
  * stall the data plane. */
@@ -1105,7 +1135,7 @@ static void nctl_save_map(struct node_ctl *m, bool in_thread)
 	nctl_save_reap(m, !in_thread);
 	if (m->save) /* the last one is still being written: next tick */
 		return;
-	m->map_dirty = false;
+	m->map_dirty = m->policy_dirty = false;
 	m->last_save_ms = nctl_now_ms();
 	if (!map)
 		return;
@@ -1147,7 +1177,8 @@ void node_ctl_tick(struct node_ctl *m)
 		}
 	}
 	nctl_save_reap(m, false);
-	if (m->map_dirty && (!m->saves || now - m->last_save_ms >= NCTL_SAVE_MS))
+	if (m->map_dirty &&
+	    (!m->saves || m->policy_dirty || now - m->last_save_ms >= NCTL_SAVE_MS))
 		nctl_save_map(m, true);
 }
 

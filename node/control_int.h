@@ -51,6 +51,7 @@ struct node_ctl {
 	enum ctl_client_state logged; /* last state logged at info */
 	bool np_stale; /* a map update failed: the next one applies the whole map */
 	bool map_dirty;
+	bool policy_dirty; /* ... with a new policy: saved at the next tick */
 	int64_t last_save_ms, last_ep_check_ms;
 	struct nctl_save_job *save; /* netmap.json being written, or NULL */
 	uint64_t saves;             /* netmap.json writes (done or failed) */

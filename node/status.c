@@ -68,7 +68,8 @@ void status_write_policy_text(const struct node_acl *a, struct api_conn *c)
 	api_conn_printf(c, "       dropped");
 	for (int r = 0; r < ACL_DROP_N; r++)
 		api_conn_printf(c, " %s %" PRIu64, acl_drop_name(r), st.drops[r]);
-	api_conn_printf(c, "  fast-fail %" PRIu64 "\n", st.fastfail);
+	api_conn_printf(c, "  fast-fail %" PRIu64 "  revoked %" PRIu64 "\n", st.fastfail,
+	                st.revoked);
 }
 
 json_t *status_policy_json(const struct node_acl *a)
@@ -93,6 +94,7 @@ json_t *status_policy_json(const struct node_acl *a)
 		fmt_json_set(d, acl_drop_name(r), fmt_json_u64(st.drops[r]));
 	fmt_json_set(o, "dropped", d);
 	fmt_json_set(o, "fast_fail", fmt_json_u64(st.fastfail));
+	fmt_json_set(o, "revoked", fmt_json_u64(st.revoked));
 	fmt_json_set(o, "flows", fmt_json_u64(st.flows));
 	fmt_json_set(o, "flows_evicted", fmt_json_u64(st.flows_evicted));
 	return o;

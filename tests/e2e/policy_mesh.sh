@@ -32,7 +32,13 @@
 # own address reach web's filter (counted there; web -> db:8080 answers);
 # packets from alice's address are dropped by web's allowed-IPs check
 # (wireguard.rx_drop_allowedips moves), and web's policy counters do not.
+# Policy 3 takes web:8080 away from bob (bob keeps web:9999, so the two
+# still see each other): bob's open connection to web:8080 is reset at
+# once and counted (revoked) on web.
 # Clearing the policy: everything is allowed again and status says so.
+# After each of these policy changes the nodes' netmap.json holds the new
+# map within 10 s (not up to a minute later; 10 s leaves room for a
+# reconnect for a full map).
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -236,10 +242,10 @@ check "whois of an address nobody holds: exit 1" not mp whois --state "$RUN/alic
 step "policy 2 through the admin API, on the running mesh: bob may reach db"
 sed 's/"src": \["alice@"\], "dst": \["tag:db:8080"\]/"src": ["group:eng"], "dst": ["tag:db:8080"]/; s/, "tag:db:8080"\]}/]}/' \
     "$E2E_TMP/p1.hujson" >"$E2E_TMP/p2.hujson"
-api_put() {
+api_put() { # [FILE]
     local code
     code=$(nsx ctl curl -s -o "$E2E_TMP/put.out" -w '%{http_code}' -X PUT \
-        -H "Authorization: Bearer $APIKEY" --data-binary @"$E2E_TMP/p2.hujson" "http://$ADMIN/api/v1/policy")
+        -H "Authorization: Bearer $APIKEY" --data-binary @"${1:-$E2E_TMP/p2.hujson}" "http://$ADMIN/api/v1/policy")
     cat "$E2E_TMP/put.out"
     [ "$code" = 200 ]
 }
@@ -251,6 +257,52 @@ t1=$(date +%s%N)
 info "bob saw db $(((t1 - t0) / 1000000)) ms after the PUT was sent"
 check "bob -> db:8080 now works (no restart)" wait_until 10 fetch_is bob db 8080 "i am db"
 check "bob -> db:9999 still refused (02)" socks_code bob db 9999 2
+# saved_has NODE WORD : NODE's netmap.json holds WORD (the nodes write it as
+# nobody; root reads it)
+saved_has() { grep -q -- "$2" "$RUN/$1/netmap.json"; }
+check "bob's netmap.json knows db within 10 s" wait_until 10 saved_has bob '"db"'
+
+step "policy 3 takes web away from bob: bob's open connection to web is reset"
+write_file "$E2E_TMP/p3.hujson" <<'P'
+{
+  "groups": {"group:eng": ["alice@", "bob@"]},
+  "tagOwners": {"tag:web": ["ops@"], "tag:db": ["ops@"]},
+  "acls": [
+    {"action": "accept", "src": ["alice@"], "dst": ["tag:web:8080"]},
+    {"action": "accept", "src": ["bob@"], "dst": ["tag:web:9999"]},
+    {"action": "accept", "src": ["group:eng"], "dst": ["tag:db:8080"]},
+    {"action": "accept", "src": ["tag:web"], "dst": ["tag:db:8080"], "proto": "tcp"},
+  ],
+}
+P
+chmod 0644 "$E2E_TMP/p3.hujson"
+# bob opens web:8080 through its SOCKS5 and sends nothing: the server waits
+bg_nobody bob-hold bob "$PY" -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", 1080), timeout=5)
+s.sendall(b"\x05\x01\x00"); s.recv(2)
+s.sendall(b"\x05\x01\x00\x03\x03web\x1f\x90")
+r = s.recv(10)
+print("open" if r[:2] == b"\x05\x00" else "refused %r" % r, flush=True)
+s.settimeout(120)
+try:
+    d = s.recv(100)
+    print("closed: eof" if not d else "data %r" % d, flush=True)
+except OSError as e:
+    print("closed: %s" % e, flush=True)
+'
+hold_is() { grep -q "$1" "$E2E_LOGDIR/bob-hold.log"; }
+check "bob holds a connection to web:8080" wait_until 10 hold_is '^open'
+RV0=$(acl_field web revoked)
+WEB0=$(md5sum <"$RUN/web/netmap.json")
+check "PUT /v1/policy (policy 3): 200" api_put "$E2E_TMP/p3.hujson"
+check "bob's connection to web is closed" wait_until 10 hold_is '^closed'
+revoked_more() { local v; v=$(acl_field web revoked); echo "revoked $RV0 -> $v"; [ "$v" -gt "$RV0" ]; }
+check "web counted it (revoked)" wait_until 10 revoked_more
+web_saved() { [ "$(md5sum <"$RUN/web/netmap.json")" != "$WEB0" ]; }
+check "web's netmap.json holds policy 3 within 10 s" wait_until 10 web_saved
+check "bob -> web:8080 now refused (02)" wait_until 30 socks_code bob web 8080 2
+check "alice -> web:8080 still works" fetch_is alice web 8080 "i am web"
 
 step "a spoofed mesh source is dropped by allowed-IPs before the filter runs"
 # db's identity in a real WireGuard peer: db's mesh-proxy stops, and
@@ -355,6 +407,7 @@ check "policy clear" mc policy clear
 check "web -> alice:8080 works once the policy is gone" wait_until 10 fetch_is web alice 8080 "i am alice"
 no_policy() { stj bob | grep -Eiq '"policy": *(null|false|\{[^}]*"active": *false)|everything allowed'; }
 check "bob's status says no policy" wait_until 5 no_policy || stj bob | head -c 2000
+check "web's netmap.json has no filter within 10 s" wait_until 10 not saved_has web '"filter"'
 
 for n in alice bob web; do # db was checked before the spoofer took its key
     check "$n runs as nobody" test "$(ps -o user= -p "$(bg_pid "$n")")" = nobody

@@ -7,7 +7,10 @@
  *    errors a quoted packet of ours; neighbour discovery is dropped;
  *  - fragments: later ones pass only after their first passed;
  *  - malformed headers are dropped and counted;
- *  - the flow table forgets idle flows and evicts the oldest when full;
+ *  - the flow table forgets idle flows and evicts the oldest when full,
+ *    one remote holding at most a quarter of it (and of the fragments);
+ *  - ICMP errors come from the quoted packet's destination; tiny path
+ *    MTUs are dropped; IPv6 fragments are keyed by their next header;
  *  - reach: no policy allows all, a peer without an entry nothing;
  *  - a filter built from a real compiled policy gives the policy's
  *    verdicts; an unusable filter denies everything. */
@@ -320,8 +323,67 @@ static void icmp_echo_replies_and_errors(void **state)
 	pkt_udp(&u6, ME6, 4444, OTHER6, 53);
 	node_acl_outbound(x->a, u6.b, u6.len, 0);
 	pkt_icmp(&k, OTHER6, ME6, 2, 0, u6.b, 48);
+	k.b[40 + 6] = 0x05; /* MTU 1280 */
+	k.b[40 + 7] = 0x00;
 	assert_true(in(x, &k, 0));
 	assert_int_equal(drops(x, ACL_DROP_ICMP), 12);
+}
+
+/* An ICMP error about a packet to D comes from D (no routers between
+ * peers); a path MTU below the family's minimum is dropped. */
+static void icmp_errors_come_from_the_far_end(void **state)
+{
+	struct fx *x = *state;
+	struct pkt k, u4, u6;
+	pkt_udp(&u4, ME, 33333, OTHER, 9999);
+	node_acl_outbound(x->a, u4.b, u4.len, 0);
+	pkt_icmp(&k, ALLOWED, ME, 3, 0, u4.b, 28); /* about OTHER, from ALLOWED */
+	assert_false(in(x, &k, 1));
+	pkt_icmp(&k, OTHER, ME, 3, 0, u4.b, 28);
+	assert_true(in(x, &k, 1));
+	/* IPv4 fragmentation needed (3/4): next-hop MTU 68, then 576 */
+	k.b[20 + 1] = 4;
+	pkt_put16(k.b + 20 + 6, 68);
+	assert_false(in(x, &k, 1));
+	pkt_put16(k.b + 20 + 6, 576);
+	assert_true(in(x, &k, 1));
+	/* IPv6 packet too big: 1000 (below 1280), then 1280; and from
+	 * another peer than the quoted destination */
+	pkt_udp(&u6, ME6, 4444, OTHER6, 53);
+	node_acl_outbound(x->a, u6.b, u6.len, 0);
+	pkt_icmp(&k, OTHER6, ME6, 2, 0, u6.b, 48);
+	pkt_put16(k.b + 40 + 6, 1000);
+	assert_false(in(x, &k, 1));
+	pkt_put16(k.b + 40 + 6, 1280);
+	assert_true(in(x, &k, 1));
+	pkt_icmp(&k, ALLOWED6, ME6, 2, 0, u6.b, 48);
+	pkt_put16(k.b + 40 + 6, 1280);
+	assert_false(in(x, &k, 1));
+	/* an error about our TCP connection to OTHER, from ALLOWED */
+	struct pkt syn;
+	fake_conn_set(&x->conn, ME, 50000, OTHER, 443);
+	pkt_tcp(&syn, ME, 50000, OTHER, 443, TCP_SYN);
+	pkt_icmp(&k, ALLOWED, ME, 3, 0, syn.b, 28);
+	assert_false(in(x, &k, 1));
+	assert_int_equal(drops(x, ACL_DROP_ICMP), 5);
+}
+
+/* A service's reply to a peer the filter lets in opens no flow: when the
+ * filter takes the port away, the peer's datagrams stop (review M1). */
+static void replies_of_a_service_open_no_flow(void **state)
+{
+	struct fx *x = *state;
+	struct pkt k, out;
+	pkt_udp(&k, ALLOWED, 5000, ME, 53);
+	assert_true(in(x, &k, 0));
+	pkt_udp(&out, ME, 53, ALLOWED, 5000);
+	node_acl_outbound(x->a, out.b, out.len, 1);
+	struct acl_stats st;
+	node_acl_stats(x->a, &st);
+	assert_int_equal(st.flows, 0);
+	struct ctl_filter none = {0};
+	assert_int_equal(node_acl_set(x->a, true, &none, NULL, 0), 0);
+	assert_false(in(x, &k, 2));
 }
 
 static void malformed_headers_are_dropped(void **state)
@@ -455,34 +517,128 @@ static void flow_table_evicts_the_oldest(void **state)
 	(void)state;
 	struct acl_flows *t = acl_flows_new();
 	assert_non_null(t);
+	/* four remotes, each at its share, fill the table */
 	struct acl_flow_key k = {.proto = ACL_FLOW_UDP, .rport = 53};
 	for (unsigned i = 0; i < ACL_FLOWS_MAX; i++) {
 		k.lport = (uint16_t)(1000 + i);
+		k.remote[15] = (uint8_t)(i % 4);
 		acl_flows_note(t, &k, (int64_t)i);
 	}
 	assert_int_equal(acl_flows_count(t), ACL_FLOWS_MAX);
 	/* the first flow is refreshed: the second is now the oldest */
 	k.lport = 1000;
+	k.remote[15] = 0;
 	assert_true(acl_flows_match(t, &k, ACL_FLOWS_MAX));
 	k.lport = 9999;
+	k.remote[15] = 4; /* a fifth remote */
 	acl_flows_note(t, &k, ACL_FLOWS_MAX + 1);
 	assert_int_equal(acl_flows_count(t), ACL_FLOWS_MAX);
 	assert_int_equal(acl_flows_evicted(t), 1);
 	k.lport = 1001;
+	k.remote[15] = 1;
 	assert_false(acl_flows_match(t, &k, ACL_FLOWS_MAX + 2));
 	k.lport = 1000;
+	k.remote[15] = 0;
 	assert_true(acl_flows_match(t, &k, ACL_FLOWS_MAX + 2));
 	k.lport = 9999;
+	k.remote[15] = 4;
 	assert_true(acl_flows_match(t, &k, ACL_FLOWS_MAX + 2));
 	/* much later: the idle ones make room without counting as evictions */
 	int64_t later = ACL_FLOWS_MAX + 3 + ACL_FLOW_IDLE_MS;
 	k.lport = 1000;
+	k.remote[15] = 0;
 	acl_flows_note(t, &k, later); /* refreshed */
 	k.lport = 20000;
 	acl_flows_note(t, &k, later + 1);
 	assert_int_equal(acl_flows_count(t), 2); /* 1000 and 20000 */
 	assert_int_equal(acl_flows_evicted(t), 1);
 	acl_flows_free(t);
+}
+
+/* One remote holds at most a quarter of the flow table: its own oldest
+ * flow makes room, and another remote's flow stays (review L1). */
+static void flow_table_share_per_remote(void **state)
+{
+	(void)state;
+	struct acl_flows *t = acl_flows_new();
+	assert_non_null(t);
+	struct acl_flow_key b = {.proto = ACL_FLOW_UDP, .lport = 4000, .rport = 53};
+	b.remote[15] = 2;
+	acl_flows_note(t, &b, 0);
+	struct acl_flow_key a = {.proto = ACL_FLOW_UDP, .rport = 9};
+	a.remote[15] = 3;
+	for (unsigned i = 0; i < ACL_FLOWS_MAX + 100; i++) {
+		a.lport = (uint16_t)(1000 + i);
+		acl_flows_note(t, &a, 1 + (int64_t)i);
+	}
+	assert_int_equal(acl_flows_count(t), 1 + ACL_FLOWS_PER_REMOTE);
+	assert_true(acl_flows_match(t, &b, ACL_FLOWS_MAX + 200));
+	a.lport = (uint16_t)(1000 + ACL_FLOWS_MAX + 99); /* the newest stays */
+	assert_true(acl_flows_match(t, &a, ACL_FLOWS_MAX + 200));
+	a.lport = 1000; /* the oldest went */
+	assert_false(acl_flows_match(t, &a, ACL_FLOWS_MAX + 200));
+	/* the remote's flows all gone, it starts afresh */
+	int64_t later = ACL_FLOWS_MAX + 201 + ACL_FLOW_IDLE_MS;
+	acl_flows_note(t, &a, later);
+	assert_int_equal(acl_flows_count(t), 1);
+	acl_flows_free(t);
+}
+
+/* One source holds at most a quarter of the fragment table (review L2). */
+static void frag_table_share_per_source(void **state)
+{
+	(void)state;
+	static struct acl_frags f;
+	memset(&f, 0, sizeof(f));
+	struct acl_frag_key b = {.id = 1, .proto = 17};
+	b.src[15] = 2;
+	acl_frags_note(&f, &b, 1);
+	struct acl_frag_key a = {.proto = 17};
+	a.src[15] = 3;
+	for (uint32_t i = 0; i < 4 * ACL_FRAGS_MAX; i++) {
+		a.id = 100 + i;
+		acl_frags_note(&f, &a, 2 + (int64_t)i);
+	}
+	assert_true(acl_frags_match(&f, &b, 4 * ACL_FRAGS_MAX + 2));
+	assert_true(acl_frags_match(&f, &a, 4 * ACL_FRAGS_MAX + 2));
+	a.id = 100;
+	assert_false(acl_frags_match(&f, &a, 4 * ACL_FRAGS_MAX + 2));
+}
+
+/* An IPv6 first fragment with an extension header after its fragment
+ * header is dropped; later fragments are keyed by their own next header
+ * (review H1; test_netstack_lwip_acl_frag runs the attack on lwIP). */
+static void fragments6_keyed_by_their_next_header(void **state)
+{
+	struct fx *x = *state;
+	uint8_t f6[8 + 8 + 20] = {0};
+	f6[0] = 60; /* fragment header: destination options follow */
+	f6[3] = 1;  /* offset 0, M */
+	f6[7] = 9;
+	f6[8] = 6; /* destination options: TCP follows */
+	f6[10] = 1, f6[11] = 4;
+	pkt_put16(f6 + 16, 1234);
+	pkt_put16(f6 + 18, 22);
+	f6[16 + 12] = 0x50, f6[16 + 13] = TCP_SYN;
+	struct pkt k;
+	pkt_ip(&k, ALLOWED6, ME6, 44, f6, sizeof(f6));
+	assert_false(in(x, &k, 0)); /* ALLOWED6 may open 22: still dropped */
+	assert_int_equal(drops(x, ACL_DROP_FRAGMENT), 1);
+	/* without the options header it passes; a later fragment with
+	 * another next header than TCP does not, one with TCP does */
+	uint8_t g6[8 + 20] = {0};
+	g6[0] = 6, g6[3] = 1, g6[7] = 9;
+	memcpy(g6 + 8, f6 + 16, 20);
+	pkt_ip(&k, ALLOWED6, ME6, 44, g6, sizeof(g6));
+	assert_true(in(x, &k, 0));
+	uint8_t l6[8 + 8] = {0};
+	l6[0] = 60, l6[2] = 0, l6[3] = 3 << 3, l6[7] = 9;
+	pkt_ip(&k, ALLOWED6, ME6, 44, l6, sizeof(l6));
+	assert_false(in(x, &k, 1));
+	l6[0] = 6;
+	pkt_ip(&k, ALLOWED6, ME6, 44, l6, sizeof(l6));
+	assert_true(in(x, &k, 1));
+	assert_int_equal(drops(x, ACL_DROP_FRAGMENT), 2);
 }
 
 static void reach_decides_fast_fail(void **state)
@@ -706,7 +862,15 @@ int main(void)
 	                                    fx_teardown),
 	    cmocka_unit_test_setup_teardown(fragments_follow_their_first, fx_setup,
 	                                    fx_teardown),
+	    cmocka_unit_test_setup_teardown(icmp_errors_come_from_the_far_end, fx_setup,
+	                                    fx_teardown),
+	    cmocka_unit_test_setup_teardown(replies_of_a_service_open_no_flow, fx_setup,
+	                                    fx_teardown),
+	    cmocka_unit_test_setup_teardown(fragments6_keyed_by_their_next_header,
+	                                    fx_setup, fx_teardown),
 	    cmocka_unit_test(flow_table_evicts_the_oldest),
+	    cmocka_unit_test(flow_table_share_per_remote),
+	    cmocka_unit_test(frag_table_share_per_source),
 	    cmocka_unit_test(reach_decides_fast_fail),
 	    cmocka_unit_test(unusable_filter_denies_everything),
 	    cmocka_unit_test(real_policy_gives_its_verdicts),

@@ -123,13 +123,14 @@ static void none_then_active_with_counters(void **state)
 	assert_false(node_acl_inbound(acl, k.b, 10, 0));    /* malformed */
 	assert_false(node_acl_reach(acl, 5, CTL_FILTER_TCP, 80));
 	node_acl_count_fastfail(acl);
+	node_acl_count_revoked(acl, 2);
 	a = ask("text");
 	assert_non_null(strstr(a,
 	                       "policy active  inbound filter tcp 1 udp 0 icmp 0 source "
 	                       "block(s)  reach 1 peer(s)"));
 	assert_non_null(strstr(a,
 	                       "dropped tcp_syn 1 tcp_no_conn 0 udp 1 icmp 0 fragment 0 "
-	                       "malformed 1 proto 0  fast-fail 1\n"));
+	                       "malformed 1 proto 0  fast-fail 1  revoked 2\n"));
 	o = json_loads(ask("json"), 0, &je);
 	assert_non_null(o);
 	assert_true(json_is_true(json_object_get(o, "active")));
@@ -138,6 +139,7 @@ static void none_then_active_with_counters(void **state)
 	assert_int_equal(json_integer_value(json_object_get(d, "udp")), 1);
 	assert_int_equal(json_integer_value(json_object_get(d, "malformed")), 1);
 	assert_int_equal(json_integer_value(json_object_get(o, "fast_fail")), 1);
+	assert_int_equal(json_integer_value(json_object_get(o, "revoked")), 2);
 	assert_int_equal(json_integer_value(
 	                     json_object_get(json_object_get(o, "filter_blocks"), "tcp")),
 	                 1);
