@@ -361,12 +361,14 @@ int srv_policy_send_delta(struct srv_conn *c, struct delta_set *d)
 	pdelta_normalise(&p);
 	bool empty = !p.n_whole && !p.n_part && !p.n_removed && !p.n_reach &&
 	             op == CTL_FILTER_KEEP && !c->relays_stale;
-	if (empty) {
-		/* nothing it sees changed: its map is current as it is */
-		c->sent_version = s->snap_version;
+	if (empty && c->sent_version == s->snap_version) {
 		srv_policy_conn_record(c);
 		goto out;
 	}
+	/* Nothing it sees changed, but the map version moved: an empty delta
+	 * (version and base only) keeps its version the server's, or the next
+	 * delta's base would not be the version it holds and it would
+	 * reconnect for a full map. */
 	if (p.n_whole + p.n_part > CTL_PEERS_MAX || p.n_removed > CTL_REMOVED_MAX) {
 		r = 1;
 		goto out;
