@@ -3,10 +3,13 @@
  * policy_srv.h). */
 #include "servers/control/policy_srv.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "servers/control/server_int.h"
 
 /* ---- node lists ------------------------------------------------------ */
 
@@ -144,17 +147,112 @@ static int add_compiled_warnings(const struct policy_compiled *cp,
 	return 0;
 }
 
-/* Every node's filter builds (within POLICY_FILTER_MAX_RANGES). */
-static int build_filters(const struct policy_compiled *cp, size_t n,
+/* Every node's filter builds (within POLICY_FILTER_MAX_RANGES) and fits
+ * in a map as the server sends it (CTL_FILTER_BLOCKS_MAX,
+ * CTL_FILTER_RANGES_MAX, SRV_FILTER_BYTES_MAX: srv_filter_convert), so
+ * that a policy the server would send as deny-all is refused here
+ * (control review H3). A filter shared by many nodes is one object
+ * (core/policy): checked once. */
+static int build_filters(const struct policy_compiled *cp,
+                         const struct policy_node *nodes, size_t n,
                          struct policy_error *err)
 {
-	for (size_t i = 0; i < n; i++) {
-		struct policy_filter *f = policy_node_filter(cp, i, err);
-		if (!f)
-			return -1;
-		policy_filter_free(f);
+	const struct policy_filter **seen = calloc(n ? n : 1, sizeof *seen);
+	struct policy_filter **held = calloc(n ? n : 1, sizeof *held);
+	size_t n_seen = 0, n_over = 0, first_over = 0;
+	int rc = 0;
+	if (!seen || !held) {
+		set_err(err, "%sout of memory%s", "", "");
+		rc = -1;
 	}
-	return 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct policy_filter *f = policy_node_filter(cp, i, err);
+		if (!f) {
+			rc = -1;
+			break;
+		}
+		bool met = false;
+		for (size_t k = n_seen; k-- > 0 && !met;) /* few distinct filters */
+			met = seen[k] == f;
+		if (met) {
+			policy_filter_free(f);
+			continue;
+		}
+		struct ctl_filter cf;
+		memset(&cf, 0, sizeof cf);
+		int r = srv_filter_convert(f, &cf);
+		srv_filter_clear(&cf);
+		seen[n_seen] = f;
+		held[n_seen++] = f; /* kept: a pointer stays unique */
+		if (r == -ENOMEM) {
+			set_err(err, "%sout of memory%s", "", "");
+			rc = -1;
+		} else if (r < 0 && !n_over++) {
+			first_over = i;
+		}
+	}
+	if (rc == 0 && n_over) {
+		err->line = err->column = 0;
+		char more[80] = "";
+		if (n_over > 1)
+			snprintf(more, sizeof more, " (and %zu other filters)", n_over - 1);
+		snprintf(err->msg, sizeof err->msg,
+		         "the filter of node %s%s would be more than a map carries (%u "
+		         "source blocks, %u port ranges, %u bytes as sent): the server "
+		         "would send it as deny-all. Name the sources of the rules that "
+		         "reach it with fewer, wider selectors (a CIDR or a tag rather "
+		         "than many users' nodes spread over the address range)",
+		         nodes[first_over].name ? nodes[first_over].name : "?", more,
+		         CTL_FILTER_BLOCKS_MAX, CTL_FILTER_RANGES_MAX, SRV_FILTER_BYTES_MAX);
+		rc = -1;
+	}
+	for (size_t k = 0; held && k < n_seen; k++)
+		policy_filter_free(held[k]);
+	free(held);
+	free(seen);
+	return rc;
+}
+
+static int cmp_cstr(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Adds a made-up node (no address) for every user of the store that owns
+ * no node in ns, so that the policy is checked against every user that
+ * may join later, not only those with nodes: a host alias named like such
+ * a user is refused now rather than when the user's first node joins
+ * (control review M1). */
+static int add_nodeless_users(struct ctl_store *st, struct ctl_policy_nodes *ns)
+{
+	struct ctl_user *us = NULL;
+	size_t nu = 0;
+	int rc = ctl_store_user_list(st, &us, &nu);
+	if (rc < 0)
+		return rc;
+	const char **have = malloc((ns->n ? ns->n : 1) * sizeof *have);
+	if (!have) {
+		free(us);
+		return CTL_STORE_ENOMEM;
+	}
+	size_t nh = 0;
+	for (size_t i = 0; i < ns->n; i++)
+		if (ns->v[i].user)
+			have[nh++] = ns->v[i].user;
+	qsort(have, nh, sizeof *have, cmp_cstr);
+	for (size_t i = 0; i < nu && rc == 0; i++) {
+		const char *name = us[i].name;
+		if (bsearch(&name, have, nh, sizeof *have, cmp_cstr))
+			continue;
+		char label[CTL_NAME_MAX + 40];
+		snprintf(label, sizeof label, "none yet: user %s has no node", name);
+		if (ctl_policy_nodes_add(ns, UINT64_MAX - i, label, 0, NULL, name, NULL) <
+		    0)
+			rc = CTL_STORE_ENOMEM;
+	}
+	free(have);
+	free(us);
+	return rc;
 }
 
 int ctl_policy_validate(struct ctl_store *st, const char *text, size_t len,
@@ -173,6 +271,11 @@ int ctl_policy_validate(struct ctl_store *st, const char *text, size_t len,
 	if (rc < 0)
 		return rc;
 	res->n_nodes = ns.n;
+	size_t n_real = ns.n;
+	if ((rc = add_nodeless_users(st, &ns)) < 0) {
+		ctl_policy_nodes_free(&ns);
+		return rc;
+	}
 	struct policy *p = policy_parse(text, len, &res->error);
 	struct policy_compiled *cp = NULL;
 	rc = CTL_POLICY_REJECTED;
@@ -185,7 +288,7 @@ int ctl_policy_validate(struct ctl_store *st, const char *text, size_t len,
 	}
 	cp = policy_compile(p, ns.v, ns.n, &res->error);
 	if (!cp || policy_run_tests(cp, &res->tests_passed, &res->error) ||
-	    build_filters(cp, ns.n, &res->error))
+	    build_filters(cp, ns.v, n_real, &res->error))
 		goto out;
 	if (add_compiled_warnings(cp, res)) {
 		set_err(&res->error, "%sout of memory%s", "", "");

@@ -51,8 +51,17 @@ static size_t map_peers(struct srv_conn *c, int64_t *cursor, size_t max, size_t 
 	struct ctl_server *s = c->s;
 	int64_t now = (int64_t)time(NULL);
 	size_t nt = 0, b = 0;
-	if (c->pol_sent) {
+	bool on = srv_policy_on(s);
+	if (c->pol_sent || on) {
+		/* Under a policy now: only peers it may see now, also in the rest
+		 * of a map begun before that policy or compile (control review
+		 * M2); the catch-up delta from the map's header fixes the view.
+		 * A policy cleared meanwhile: the class the header went with. */
 		const struct srv_pclass *cl = c->pol_cls;
+		if (on) {
+			const struct srv_pnode *pn = srv_policy_node(s, c->node_id);
+			cl = pn ? pn->cls : NULL;
+		}
 		size_t lo = 0, hi = cl ? cl->n : 0;
 		while (lo < hi) { /* the first id after the cursor */
 			size_t mid = lo + (hi - lo) / 2;
@@ -199,7 +208,7 @@ int srv_stream_pump(struct srv_conn *c)
 	       !srv_over_budget(c)) {
 		/* the shared chunks only for a map without a policy (decided
 		 * when its header goes, which records c->pol_sent) */
-		bool pol = c->stream_first ? srv_policy_on(c->s) : c->pol_sent;
+		bool pol = srv_policy_on(c->s) || (!c->stream_first && c->pol_sent);
 		r = (c->caps & CTL_CAP_ZSTD) && !pol ? srv_stream_chunk_z(c, c->stream_first)
 		                                     : stream_chunk(c, c->stream_first);
 	}

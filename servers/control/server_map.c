@@ -101,6 +101,13 @@ static bool entry_changed(const struct srv_node *n, const struct ctl_node *nd,
 	       strcmp(op->user, np->user) != 0 || strcmp(op->tags, np->tags) != 0;
 }
 
+/* Whether n's mesh addresses differ from np's (an input of the policy). */
+static bool policy_addrs_changed(const struct srv_node *n, const struct ctl_peer *np)
+{
+	return n->peer.n_addrs != np->n_addrs ||
+	       memcmp(n->peer.addrs, np->addrs, sizeof np->addrs) != 0;
+}
+
 /* The newest change of n others would see. */
 static int64_t node_changed_at(const struct srv_node *n)
 {
@@ -205,7 +212,8 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		s->nodes[i].stags = NULL;
 	}
 	struct srv_node *n = &s->nodes[i];
-	if (strcmp(n->stags ? n->stags : "", nd->tags) != 0) {
+	bool stags_changed = strcmp(n->stags ? n->stags : "", nd->tags) != 0;
+	if (stags_changed) {
 		char *t = nd->tags[0] ? strdup(nd->tags) : NULL;
 		if (nd->tags[0] && !t)
 			return -ENOMEM;
@@ -215,13 +223,17 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	struct ctl_peer np;
 	srv_node_to_peer(nd, &np);
 	snprintf(np.tags, sizeof np.tags, "%s", srv_policy_pub_tags(s, nd->id, nd->tags));
-	int64_t was_full = f ? n->v_full : INT64_MIN;
 	/* visible to others or not: an expiry that passed is a change too
 	 * (its version was bumped for it: srv_wb_touch) */
 	int64_t now = (int64_t)time(NULL);
 	bool shown = nd->approved && !(nd->expiry && nd->expiry <= now);
 	if (f)
 		np.seen_ip = n->seen; /* the store does not keep it */
+	/* what the policy reads (server_policy.c inputs_build): the node
+	 * set, whether it is shown, expiry, addresses, user, stored tags */
+	bool pol_input = !f || stags_changed || shown != n->shown ||
+	                 n->expiry != nd->expiry || policy_addrs_changed(n, &np) ||
+	                 strcmp(n->peer.user, np.user) != 0;
 	if (!f) {
 		n->v_full = n->v_eps = n->v_online = n->v_seen = nd->version;
 		/* a node registering now: where its connection comes from */
@@ -276,9 +288,10 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	if (node_changed_at(n) > was)
 		chlog_add(s, node_changed_at(n), n->id);
 	srv_zc_touch(s, n->id);
-	/* new, approved, renamed, readdressed, its owner: the policy compiles
-	 * again (server_policy.c); endpoints and online do not count */
-	if (n->v_full != was_full)
+	/* new, shown or hidden, readdressed, its owner or tags: the policy
+	 * compiles again (server_policy.c); keys, name, endpoints, seen_ip
+	 * and online do not count (control review H2) */
+	if (pol_input)
 		s->pol_dirty = true;
 	return 0;
 }

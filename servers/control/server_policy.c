@@ -7,15 +7,19 @@
  * not once per node (and, when compiling takes long, at most a fifth of
  * the time: SRV_COMPILE_GAP): a node that joined since the last compile
  * sees nobody and accepts nothing until the next one (a delta then brings
- * its peers). A new policy compiles at once. Costs (core/policy): about
- * 70-90 ms for 1,000 nodes that all see each other (-O2).
+ * its peers). A new policy compiles at once. Costs (-O2): a group policy
+ * over interleaved users compiles in about 4 ms at 1,000 nodes, 70-100 ms
+ * at 4,000 (each core/policy filter converted once: struct srv_pc_memo).
  *
  * Failing closed: a policy that cannot be compiled against the nodes keeps
  * the last good compiled state; with none, every node sees nobody and its
  * filter denies everything. A node's filter past what a map may carry
  * (CTL_FILTER_BLOCKS_MAX, CTL_FILTER_RANGES_MAX, or half a frame as
- * text) is sent as deny-all. Each is logged and counted. Never allow-all
- * once a policy is set. */
+ * text) is sent as deny-all. A user the policy refuses (named like a host
+ * alias) keeps only that user's nodes out of the compile. At startup a
+ * policy that cannot be read from the store counts as set and uncompiled
+ * (read again every SRV_POLICY_RETRY_MS). Each is logged and counted.
+ * Never allow-all once a policy is set. */
 #include <errno.h>
 #include <event2/event.h>
 #include <sodium.h>
@@ -27,6 +31,7 @@
 #include "core/policy/policy.h"
 #include "core/util/log.h"
 #include "servers/control/server_int.h"
+#include "servers/control/server_pcompile.h"
 #include "servers/control/server_policy.h"
 
 struct srv_policy {
@@ -50,7 +55,9 @@ struct srv_policy {
 	int64_t *d_ids; /* added, then removed */
 	size_t d_add, d_rm;
 	struct ctl_server_policy_stats st;
-	size_t n_warned; /* the compile warnings last logged */
+	size_t n_warned;  /* the compile warnings last logged */
+	bool read_closed; /* active only because reading the store failed */
+	bool read_ok;     /* the stored policy was read once */
 };
 
 /* A compile for node changes (not for a new policy) waits until this many
@@ -58,6 +65,9 @@ struct srv_policy {
  * on a big mesh the loop spends at most a fifth of its time compiling,
  * and joiners wait for their peers a little longer instead. */
 #define SRV_COMPILE_GAP 4u
+
+/* Reading the stored policy failed: the next try. */
+#define SRV_POLICY_RETRY_MS 1000u
 
 /* --- classes and filters ------------------------------------------------ */
 
@@ -116,12 +126,6 @@ void srv_pclass_unref(struct srv_pclass *cl)
 		return;
 	free(cl->ids);
 	free(cl);
-}
-
-static void pclass_hash(struct srv_pclass *cl)
-{
-	crypto_generichash(cl->hash, sizeof cl->hash, (const uint8_t *)cl->ids,
-	                   cl->n * sizeof *cl->ids, NULL, 0);
 }
 
 /* --- what changed -------------------------------------------------------- */
@@ -237,266 +241,6 @@ int srv_policy_full(struct srv_conn *c, struct ctl_map_full *mf)
 	return 0;
 }
 
-/* --- compiling ---------------------------------------------------------- */
-
-/* Objects of one compile by hash (classes and filters met before are
- * reused, so an unchanged class stays the same object). */
-struct dedup {
-	void **slot;
-	size_t cap;
-};
-
-static int dedup_init(struct dedup *d, size_t n)
-{
-	d->cap = 16;
-	while (d->cap < 2 * n + 2)
-		d->cap *= 2;
-	d->slot = calloc(d->cap, sizeof *d->slot);
-	return d->slot ? 0 : -ENOMEM;
-}
-
-static struct srv_pclass *class_find(struct dedup *d, struct srv_pclass *cl)
-{
-	uint64_t h;
-	memcpy(&h, cl->hash, sizeof h);
-	for (size_t i = h & (d->cap - 1);; i = (i + 1) & (d->cap - 1)) {
-		struct srv_pclass *o = d->slot[i];
-		if (!o) {
-			d->slot[i] = cl;
-			return cl;
-		}
-		if (o->n == cl->n && !memcmp(o->hash, cl->hash, sizeof o->hash) &&
-		    !memcmp(o->ids, cl->ids, cl->n * sizeof *cl->ids))
-			return o;
-	}
-}
-
-static struct srv_pfilter *filter_find(struct dedup *d, struct srv_pfilter *f)
-{
-	uint64_t h;
-	memcpy(&h, f->hash, sizeof h);
-	for (size_t i = h & (d->cap - 1);; i = (i + 1) & (d->cap - 1)) {
-		struct srv_pfilter *o = d->slot[i];
-		if (!o) {
-			d->slot[i] = f;
-			return f;
-		}
-		if (!memcmp(o->hash, f->hash, sizeof o->hash))
-			return o;
-	}
-}
-
-static void pnodes_free(struct srv_pnode *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		srv_pclass_unref(v[i].cls);
-		srv_pfilter_unref(v[i].filter);
-		free(v[i].src_tags);
-		free(v[i].eff_tags);
-	}
-	free(v);
-}
-
-/* The tags of nodes[i] the policy accepts, comma-joined, malloc'd.
- * policy_node_tags is the policy module's (tags whose owner is the node's
- * user); until it is on this branch, the tags as stored. The one place to
- * switch. */
-static char *effective_tags(const struct policy_compiled *cp, size_t i,
-                            const struct policy_node *pn)
-{
-	(void)pn;
-	const char *const *tags;
-	size_t n = policy_node_tags(cp, i, &tags);
-	size_t len = 0;
-	for (size_t k = 0; k < n; k++)
-		len += strlen(tags[k]) + 1;
-	char *out = malloc(len + 1), *p = out;
-	if (!out)
-		return NULL;
-	*p = 0;
-	for (size_t k = 0; k < n; k++)
-		p += sprintf(p, "%s%s", k ? "," : "", tags[k]);
-	return out;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Builds nodes[i]'s state; its class and filter deduplicated through dc
- * and df. */
-static int pnode_build(struct ctl_server *s, const struct policy_compiled *cp,
-                       const struct policy_node *in, size_t n_in, size_t i,
-                       const char *stored, struct dedup *dc, struct dedup *df,
-                       struct srv_pnode *out)
-{
-	memset(out, 0, sizeof *out);
-	out->id = (int64_t)in[i].id;
-	size_t *vis = NULL, nv = 0;
-	if (policy_node_visible(cp, i, &vis, &nv) < 0)
-		return -ENOMEM;
-	struct srv_pclass *cl = calloc(1, sizeof *cl);
-	int64_t *ids = malloc((nv + 1) * sizeof *ids);
-	if (!cl || !ids) {
-		free(cl);
-		free(ids);
-		free(vis);
-		return -ENOMEM;
-	}
-	for (size_t k = 0; k < nv; k++)
-		ids[k] = vis[k] < n_in ? (int64_t)in[vis[k]].id : out->id;
-	ids[nv] = out->id;
-	free(vis);
-	qsort(ids, nv + 1, sizeof *ids, cmp_i64);
-	cl->ids = ids;
-	cl->n = nv + 1;
-	pclass_hash(cl);
-	struct srv_pclass *found = class_find(dc, cl);
-	if (found != cl) {
-		free(cl->ids);
-		free(cl);
-	}
-	out->cls = srv_pclass_ref(found);
-
-	struct policy_error pe;
-	struct policy_filter *pf = policy_node_filter(cp, i, &pe);
-	struct srv_pfilter *f = calloc(1, sizeof *f);
-	if (!f) {
-		policy_filter_free(pf);
-		return -ENOMEM;
-	}
-	int r = pf ? srv_filter_convert(pf, &f->f) : -E2BIG;
-	policy_filter_free(pf);
-	if (r == -ENOMEM) {
-		free(f);
-		return r;
-	}
-	if (r < 0) {
-		char msg[600];
-		if (!pf)
-			policy_error_format(&pe, msg, sizeof msg);
-		else
-			snprintf(msg, sizeof msg,
-			         "more than a map carries (%u source blocks, %u port "
-			         "ranges, %u bytes); the policy must name fewer separate "
-			         "sources for it (a group, a tag or a CIDR)",
-			         CTL_FILTER_BLOCKS_MAX, CTL_FILTER_RANGES_MAX,
-			         SRV_FILTER_BYTES_MAX);
-		log_warn("mesh-control: policy: node %lld (%s): its filter: %s; it "
-		         "accepts nothing until the policy changes (fail closed)",
-		         (long long)out->id, in[i].name ? in[i].name : "?", msg);
-		s->pol->st.filters_denied++;
-		free(f);
-		out->filter = srv_pfilter_ref(s->pol->deny);
-	} else {
-		srv_pfilter_hash(f);
-		struct srv_pfilter *ff = filter_find(df, f);
-		if (ff != f) {
-			srv_filter_clear(&f->f);
-			free(f);
-		}
-		out->filter = srv_pfilter_ref(ff);
-	}
-	out->eff_tags = effective_tags(cp, i, &in[i]);
-	out->src_tags = strdup(stored ? stored : "");
-	return out->eff_tags && out->src_tags ? 0 : -ENOMEM;
-}
-
-/* The policy's view of the snapshot's approved, unexpired nodes. The tag
- * strings live in *bufs (one per node; free both with inputs_free). */
-struct inputs {
-	struct policy_node *n;
-	size_t len;
-	char **bufs;
-	const char **tagv;
-	size_t *snap_idx;
-};
-
-static void inputs_free(struct inputs *in)
-{
-	for (size_t i = 0; in->bufs && i < in->len; i++)
-		free(in->bufs[i]);
-	free(in->bufs);
-	free(in->tagv);
-	free(in->n);
-	free(in->snap_idx);
-}
-
-static int inputs_build(const struct ctl_server *s, struct inputs *in)
-{
-	int64_t now = (int64_t)time(NULL);
-	size_t n = 0, ntags = 0;
-	memset(in, 0, sizeof *in);
-	for (size_t i = 0; i < s->n_nodes; i++)
-		if (srv_node_visible(&s->nodes[i], now)) {
-			n++;
-			ntags += CTL_TAGS_MAX;
-		}
-	in->n = calloc(n ? n : 1, sizeof *in->n);
-	in->bufs = calloc(n ? n : 1, sizeof *in->bufs);
-	in->tagv = calloc(ntags ? ntags : 1, sizeof *in->tagv);
-	in->snap_idx = calloc(n ? n : 1, sizeof *in->snap_idx);
-	if (!in->n || !in->bufs || !in->tagv || !in->snap_idx)
-		return -ENOMEM;
-	size_t tv = 0;
-	for (size_t i = 0; i < s->n_nodes; i++) {
-		const struct srv_node *sn = &s->nodes[i];
-		if (!srv_node_visible(sn, now))
-			continue;
-		struct policy_node *pn = &in->n[in->len];
-		in->snap_idx[in->len] = i;
-		pn->id = (uint64_t)sn->id;
-		pn->name = sn->peer.name;
-		for (size_t a = 0; a < sn->peer.n_addrs && a < CTL_ADDRS_MAX; a++) {
-			const struct ctl_ip *ip = &sn->peer.addrs[a];
-			if (ip->family == 4)
-				pn->v4 = (uint32_t)ip->addr[0] << 24 |
-				         (uint32_t)ip->addr[1] << 16 |
-				         (uint32_t)ip->addr[2] << 8 | ip->addr[3];
-			else if (ip->family == 6) {
-				pn->has_v6 = true;
-				memcpy(pn->v6, ip->addr, 16);
-			}
-		}
-		pn->user = sn->peer.user;
-		/* the stored tags, not the published ones */
-		char *b = strdup(sn->stags ? sn->stags : "");
-		in->bufs[in->len++] = b;
-		if (!b)
-			return -ENOMEM;
-		pn->tags = &in->tagv[tv];
-		char *save = NULL;
-		for (char *t = strtok_r(b, ",", &save); t && pn->n_tags < CTL_TAGS_MAX;
-		     t = strtok_r(NULL, ",", &save))
-			in->tagv[tv + pn->n_tags++] = t;
-		tv += pn->n_tags;
-	}
-	return 0;
-}
-
-static int cmp_ptr(const void *a, const void *b)
-{
-	uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
-	return x < y ? -1 : x > y;
-}
-
-static size_t count_classes(const struct srv_pnode *v, size_t n)
-{
-	void **p = malloc((n ? n : 1) * sizeof *p);
-	if (!p)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		p[i] = v[i].cls;
-	qsort(p, n, sizeof *p, cmp_ptr);
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		k += p[i] && (i == 0 || p[i] != p[i - 1]);
-	free(p);
-	return k;
-}
-
 /* Compiles p against the snapshot. On success the new state replaces the
  * old (classes and filters that did not change stay the same objects and
  * keep their generations) and the published tags are updated; on failure
@@ -505,30 +249,40 @@ static int compile_now(struct ctl_server *s, const struct policy *p, char *err,
                        size_t errlen)
 {
 	struct srv_policy *sp = s->pol;
-	struct inputs in;
+	struct srv_pc_inputs in;
 	struct policy_error pe;
-	struct dedup dc = {0}, df = {0};
+	struct srv_pc_dedup dc = {0}, df = {0};
+	struct srv_pc_memo memo = {0};
 	struct srv_pnode *nv = NULL;
 	struct policy_compiled *cp = NULL;
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int r = inputs_build(s, &in);
+	int r = srv_pc_inputs_build(s, &in);
 	if (r == 0 && !(cp = policy_compile(p, in.n, in.len, &pe))) {
+		/* a user the policy refuses: only their nodes stay out */
+		int d = srv_pc_inputs_drop_refused(&in, p);
+		if (d < 0)
+			r = d;
+		else if (d > 0)
+			cp = policy_compile(p, in.n, in.len, &pe);
+	}
+	if (r == 0 && !cp) {
 		char msg[600];
 		policy_error_format(&pe, msg, sizeof msg);
 		snprintf(err, errlen, "%s", msg);
 		r = -EINVAL;
 	}
-	if (r == 0 && (dedup_init(&dc, in.len + sp->n_nodes) < 0 ||
-	               dedup_init(&df, in.len + sp->n_nodes) < 0 ||
+	if (r == 0 && (srv_pc_dedup_init(&dc, in.len + sp->n_nodes) < 0 ||
+	               srv_pc_dedup_init(&df, in.len + sp->n_nodes) < 0 ||
+	               srv_pc_memo_init(&memo, in.len) < 0 ||
 	               !(nv = calloc(in.len ? in.len : 1, sizeof *nv))))
 		r = -ENOMEM;
 	/* the previous objects first: an unchanged class or filter is kept */
 	for (size_t i = 0; r == 0 && i < sp->n_nodes; i++) {
 		if (sp->nodes[i].cls)
-			class_find(&dc, sp->nodes[i].cls);
+			srv_pc_class_find(&dc, sp->nodes[i].cls);
 		if (sp->nodes[i].filter != sp->deny)
-			filter_find(&df, sp->nodes[i].filter);
+			srv_pc_filter_find(&df, sp->nodes[i].filter);
 	}
 	uint64_t gen = s->pol_gen + 1;
 	int64_t *chg = NULL;
@@ -536,8 +290,9 @@ static int compile_now(struct ctl_server *s, const struct policy *p, char *err,
 	if (r == 0 && !(chg = malloc((in.len ? in.len : 1) * sizeof *chg)))
 		r = -ENOMEM;
 	for (size_t i = 0; r == 0 && i < in.len; i++) {
-		r = pnode_build(s, cp, in.n, in.len, i, s->nodes[in.snap_idx[i]].stags,
-		                &dc, &df, &nv[i]);
+		r = srv_pc_pnode_build(sp->deny, &sp->st.filters_denied, cp, in.n, in.len,
+		                       i, s->nodes[in.snap_idx[i]].stags, &dc, &df, &memo,
+		                       &nv[i]);
 		if (r < 0)
 			break;
 		const struct srv_pnode *old = srv_policy_node(s, nv[i].id);
@@ -557,24 +312,27 @@ static int compile_now(struct ctl_server *s, const struct policy *p, char *err,
 		sp->n_warned = nw;
 		for (size_t i = 0; i < nw && i < 3; i++) {
 			char msg[600];
-			policy_error_format(policy_compiled_warning(cp, i), msg, sizeof msg);
+			policy_error_format(policy_compiled_warning(cp, i), msg,
+			                    sizeof msg);
 			log_warn("mesh-control: access policy: %s", msg);
 		}
 		if (nw > 3)
-			log_warn("mesh-control: access policy: %zu more warnings like "
-			         "these (mesh-control policy check --data DIR shows them all)",
-			         nw - 3);
+			log_warn(
+			    "mesh-control: access policy: %zu more warnings like "
+			    "these (mesh-control policy check --data DIR shows them all)",
+			    nw - 3);
 	}
 	if (r == -ENOMEM)
 		snprintf(err, errlen, "out of memory");
 	if (r < 0) {
-		pnodes_free(nv, nv ? in.len : 0); /* calloc'd: the rest are empty */
+		srv_pc_pnodes_free(nv,
+		                   nv ? in.len : 0); /* calloc'd: the rest are empty */
 	} else {
-		pnodes_free(sp->nodes, sp->n_nodes);
+		srv_pc_pnodes_free(sp->nodes, sp->n_nodes);
 		sp->nodes = nv;
 		sp->n_nodes = in.len;
 		sp->compiled = true;
-		sp->st.classes = count_classes(nv, in.len);
+		sp->st.classes = srv_pc_count_classes(nv, in.len);
 		free(sp->changed);
 		sp->changed = chg;
 		sp->n_changed = n_chg;
@@ -585,11 +343,17 @@ static int compile_now(struct ctl_server *s, const struct policy *p, char *err,
 		for (size_t i = 0; i < in.len; i++)
 			srv_snap_set_tags(s, in.snap_idx[i], nv[i].eff_tags);
 	}
+	if (r == 0 && memo.denied)
+		log_warn("mesh-control: access policy: %zu node(s)' filters (the first: "
+		         "node %lld): %s; they accept nothing until the policy changes "
+		         "(fail closed)",
+		         memo.denied, (long long)memo.denied_first, memo.denied_msg);
+	srv_pc_memo_free(&memo);
 	free(chg);
 	free(dc.slot);
 	free(df.slot);
 	policy_compiled_free(cp);
-	inputs_free(&in);
+	srv_pc_inputs_free(&in);
 	sp->st.compiles++;
 	sp->st.last_compile_ms = srv_ms_since(&t0);
 	sp->next_compile_ms =
@@ -630,7 +394,7 @@ static void policy_clear(struct ctl_server *s)
 	struct srv_policy *sp = s->pol;
 	if (!sp || !sp->active)
 		return;
-	pnodes_free(sp->nodes, sp->n_nodes);
+	srv_pc_pnodes_free(sp->nodes, sp->n_nodes);
 	sp->nodes = NULL;
 	sp->n_nodes = 0;
 	free(sp->changed);
@@ -702,6 +466,36 @@ int ctl_server_policy_apply_text(struct ctl_server *s, const char *text, size_t 
 	return policy_install(s, p, err, errlen);
 }
 
+/* The store could not say whether a policy is set (busy, I/O, memory).
+ * Never read yet (at startup): fail closed, a policy counts as set and
+ * uncompiled, so every node sees nobody and accepts nothing (control
+ * review M3). Read before: what was read stays in force. Tried again in
+ * SRV_POLICY_RETRY_MS with or without a store change (pol_checked_v stays
+ * behind, so every broadcast reads it too). */
+static void policy_read_failed(struct ctl_server *s)
+{
+	bool closed = false;
+	if (policy_state_init(s) == 0 && !s->pol->active && !s->pol->read_ok) {
+		s->pol->active = true;
+		s->pol->read_closed = true;
+		closed = true;
+		policy_changed(s);
+	}
+	if (s->pol)
+		s->pol->st.read_failures++;
+	log_warn("mesh-control: reading the access policy from the store: %s; %s; "
+	         "trying again in %u ms",
+	         ctl_store_errmsg(s->cfg.store),
+	         closed ? "until it is read every node sees nobody and accepts "
+	                  "nothing (fail closed)"
+	                : "the policy in force stays",
+	         SRV_POLICY_RETRY_MS);
+	struct timeval tv = {SRV_POLICY_RETRY_MS / 1000,
+	                     (SRV_POLICY_RETRY_MS % 1000) * 1000};
+	if (s->bcast && !evtimer_pending(s->bcast, NULL))
+		evtimer_add(s->bcast, &tv);
+}
+
 void srv_policy_refresh(struct ctl_server *s)
 {
 	char err[600];
@@ -711,13 +505,16 @@ void srv_policy_refresh(struct ctl_server *s)
 		int64_t rev = g == 0 ? rec.revision : 0;
 		int64_t had = s->pol ? s->pol->store_rev : 0;
 		if (g < 0 && g != CTL_STORE_ENOTFOUND) {
-			log_warn(
-			    "mesh-control: reading the access policy: %s; trying again "
-			    "at the next change",
-			    ctl_store_errmsg(s->cfg.store));
+			policy_read_failed(s);
 		} else {
 			s->pol_checked_v = s->snap_version;
-			if (rev != had && rev == 0) {
+			bool closed = s->pol && s->pol->read_closed;
+			if (policy_state_init(s) == 0) {
+				s->pol->read_closed = false;
+				s->pol->read_ok = true;
+			}
+			if (rev == 0 && (rev != had || closed)) {
+				/* none set (also after a failed read closed it) */
 				policy_clear(s);
 				s->pol->store_rev = 0;
 			} else if (rev != had) {
@@ -778,7 +575,7 @@ void srv_policy_free(struct ctl_server *s)
 	struct srv_policy *sp = s->pol;
 	if (!sp)
 		return;
-	pnodes_free(sp->nodes, sp->n_nodes);
+	srv_pc_pnodes_free(sp->nodes, sp->n_nodes);
 	policy_free(sp->pol);
 	srv_pfilter_unref(sp->deny);
 	free(sp->changed);

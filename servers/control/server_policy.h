@@ -27,6 +27,7 @@ struct ctl_server_policy_stats {
 	uint64_t compiles, compile_failures;
 	uint64_t compiles_deferred; /* node changes waited for the compile gap */
 	uint64_t filters_denied;    /* a node's filter sent as deny-all (fail closed) */
+	uint64_t read_failures;     /* reading the stored policy failed (retried) */
 	size_t nodes, classes;      /* compiled nodes, distinct visibility classes */
 	double last_compile_ms;
 };

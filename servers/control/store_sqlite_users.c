@@ -234,6 +234,8 @@ int ctl_sq_policy_get(struct ctl_store *st, struct ctl_policy_rec *out)
 {
 	struct sq_store *s = SQ(st);
 	memset(out, 0, sizeof *out);
+	if (ctl_sq_fault(s, "policy:read") < 0)
+		return CTL_STORE_EIO;
 	sqlite3_stmt *q =
 	    ctl_sq_prep(s, "SELECT text, revision, set_at FROM policy WHERE id = 1");
 	if (!q)

@@ -20,6 +20,7 @@
 #include "ctl_server_fixture.h"
 
 #include "core/control/client.h"
+#include "servers/control/policy_srv.h"
 #include "servers/control/server_policy.h"
 
 #define N_NODES 5
@@ -582,6 +583,16 @@ static void test_policy_filter_too_big_denies(void **state)
 		                        (2 * i) % 256);
 	len += (size_t)snprintf(text + len, cap - len, "], \"dst\": [\"%s:22\"]}]}",
 	                        nodes[0].v4);
+	/* policy set refuses it: the server would send A's filter as
+	 * deny-all (control review H3) */
+	struct ctl_policy_result res;
+	assert_int_equal(ctl_policy_validate(t->st, text, len, &res), CTL_POLICY_REJECTED);
+	print_message("refused: %s\n", res.error.msg);
+	assert_non_null(strstr(res.error.msg, "more than a map carries"));
+	assert_non_null(strstr(res.error.msg, "deny-all"));
+	assert_non_null(strstr(res.error.msg, "pnode0"));
+	ctl_policy_result_free(&res);
+	/* one in force anyway (set before the nodes grew): deny-all */
 	char err[600] = "";
 	int r = ctl_server_policy_apply_text(t->srv, text, len, err, sizeof err);
 	free(text);
@@ -732,6 +743,227 @@ static void test_policy_reach_to_nothing(void **state)
 	stop_nodes();
 }
 
+/* Runs SQL on the store the server reads (as another process would). */
+static void store_sql(struct t *t, const char *sql)
+{
+	char path[160];
+	snprintf(path, sizeof path, "%s/control.db", t->dir);
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	char *err = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("%s: %s", sql, err);
+	sqlite3_close(db);
+}
+
+/* Changes node id's row with set (an SQL assignment) at a new version. */
+static void node_sql(struct t *t, uint64_t id, const char *set)
+{
+	char sql[512];
+	snprintf(sql, sizeof sql,
+	         "BEGIN IMMEDIATE; UPDATE meta SET map_version = map_version + 1;"
+	         "UPDATE nodes SET %s, version = (SELECT map_version FROM meta) "
+	         "WHERE id = %llu; COMMIT;",
+	         set, (unsigned long long)id);
+	store_sql(t, sql);
+}
+
+/* Control review H2: a change the policy does not read (node and disco
+ * key, name, endpoints) compiles nothing; an address change does. Before
+ * the fix any change of a whole entry compiled again (it failed here at
+ * the key change). */
+static void test_policy_compiles_only_for_its_inputs(void **state)
+{
+	struct t *t = *state;
+	start_mesh(t, 2);
+	apply(t, "{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": "
+	         "[\"*:*\"]}]}");
+	settle(t);
+	pump(t, 200);
+	struct ctl_server_policy_stats a, b;
+	ctl_server_policy_get_stats(t->srv, &a);
+	node_sql(t, nodes[1].id,
+	         "node_key = randomblob(32), disco_key = randomblob(32), "
+	         "name = 'renamed'");
+	pump(t, 300);
+	ctl_server_policy_get_stats(t->srv, &b);
+	assert_int_equal(b.compiles, a.compiles);
+	assert_int_equal(b.compiles_deferred, a.compiles_deferred);
+	/* an input: a new address (in 100.64/10) */
+	node_sql(t, nodes[1].id, "ipv4 = ipv4 + 1000");
+	double t0 = now_ms();
+	do {
+		pump(t, 20);
+		ctl_server_policy_get_stats(t->srv, &b);
+	} while (b.compiles == a.compiles && now_ms() - t0 < 3000);
+	assert_true(b.compiles > a.compiles);
+	stop_nodes();
+}
+
+/* Control review M2: a map begun before a policy was set carries in the
+ * rest of it only peers the node may see under that policy (here: none);
+ * before the fix it went on with every node (all N). Both forms: chunks
+ * built for the node and the shared compressed chunks. */
+static void test_policy_stream_begun_before_policy(void **state)
+{
+	struct t *t = *state;
+	enum { N = 5000 };
+	bulk_nodes(t, N, false);
+	restart_with(t, &(struct ctl_server_config){.sndbuf = 4096});
+	const uint32_t forms[2] = {CTL_CAPS_ALL & ~CTL_CAP_ZSTD, CTL_CAPS_ALL};
+	for (int f = 0; f < 2; f++) {
+		if (f) /* back to no policy for the second form */
+			assert_int_equal(ctl_server_policy_apply_text(t->srv, NULL, 0, NULL, 0),
+			                 0);
+		pump(t, 100);
+		tc_rcvbuf = 4096;
+		struct tc *c = tc_new();
+		struct ctl_register_resp rr;
+		tc_join_caps(t, c, f ? "stream-z" : "stream", forms[f], &rr);
+		tc_rcvbuf = 0;
+		assert_int_equal(rr.status, CTL_REG_OK);
+		pump(t, 50);
+		apply(t, "{\"acls\": [{\"action\": \"accept\", \"src\": [\"%s\"], "
+		         "\"dst\": [\"%s:22\"]}]}",
+		         "100.127.255.1", "100.127.255.2");
+		uint64_t *ids = calloc(N + 8, sizeof *ids);
+		size_t n = tc_map_ids(t, c, ids, N + 8);
+		print_message("form %d: %zu of %d peers in a map begun before the policy\n",
+		              f, n, N);
+		assert_true(n < N / 2);
+		free(ids);
+		tc_free(c);
+	}
+}
+
+static int fault_policy_read(const char *point, void *arg)
+{
+	(void)arg;
+	return !strcmp(point, "policy:read");
+}
+
+/* Control review M3: reading the stored policy fails at startup: every
+ * node sees nobody (fail closed, not allow-all), and the server tries
+ * again without any store change; once it reads, the policy is in force.
+ * Before the fix the nodes saw each other (no policy in force) until an
+ * unrelated change. */
+static void test_policy_read_failure_fails_closed(void **state)
+{
+	struct t *t = *state;
+	int64_t rev;
+	static const char pol[] = "{\"acls\": [{\"action\": \"accept\", \"src\": "
+	                          "[\"*\"], \"dst\": [\"*:22\"]}]}";
+	assert_int_equal(ctl_store_policy_set(t->st, pol, strlen(pol), time(NULL), &rev),
+	                 0);
+	ctl_store_set_fault(t->st, fault_policy_read, NULL);
+	restart_with(t, &(struct ctl_server_config){0});
+	struct ctl_server_policy_stats ps;
+	ctl_server_policy_get_stats(t->srv, &ps);
+	assert_true(ps.active);
+	assert_false(ps.compiled);
+	assert_true(ps.read_failures >= 1);
+	start_node(t, 0);
+	start_node(t, 1);
+	double t0 = now_ms();
+	while ((nodes[0].st != CTL_CLIENT_ONLINE || nodes[1].st != CTL_CLIENT_ONLINE) &&
+	       now_ms() - t0 < 3000)
+		pump(t, 5);
+	pump(t, 300);
+	unsigned none[N_NODES] = {0, 0};
+	assert_true(until_views(t, none, 10) >= 0);
+	ctl_server_policy_get_stats(t->srv, &ps);
+	assert_false(ps.compiled);
+	/* the store answers again: retried on a timer, then in force */
+	ctl_store_set_fault(t->st, NULL, NULL);
+	unsigned both[N_NODES] = {2, 1};
+	assert_true(until_views(t, both, 3000) >= 0);
+	ctl_server_policy_get_stats(t->srv, &ps);
+	assert_true(ps.active && ps.compiled);
+	stop_nodes();
+}
+
+/* Starts node i with auth key key (not the fixture's). */
+static void start_node_key(struct t *t, int i, const char *key)
+{
+	char save[CTL_SECRET_MAX];
+	memcpy(save, t->key, sizeof save);
+	snprintf(t->key, sizeof t->key, "%s", key);
+	start_node(t, i);
+	memcpy(t->key, save, sizeof save);
+}
+
+static void make_key(struct t *t, const char *user, const char *tags, char *out)
+{
+	struct ctl_authkey_params kp = {
+	    .reusable = true, .now = time(NULL), .user = user, .tags = tags};
+	assert_int_equal(ctl_store_key_create(t->st, &kp, out, CTL_SECRET_MAX, NULL), 0);
+}
+
+/* Control review M1: a policy in force names a host alias like a user who
+ * then joins (the policy was set before the user existed, or by hand).
+ * Only that user's node stays out (sees nobody, accepts nothing); the
+ * rest of the mesh compiles. Before the fix the whole compile failed:
+ * with nothing compiled before, every node saw nobody. */
+static void test_policy_alias_user_conflict_stays_with_its_node(void **state)
+{
+	struct t *t = *state;
+	char ak[CTL_SECRET_MAX];
+	assert_int_equal(ctl_store_user_create(t->st, "alice", time(NULL), NULL), 0);
+	make_key(t, "alice", NULL, ak);
+	start_mesh(t, 2);
+	start_node_key(t, 2, ak);
+	unsigned all[N_NODES] = {6, 5, 3};
+	assert_true(until_views(t, all, 3000) >= 0);
+	apply(t, "{\"hosts\": {\"alice\": \"100.64.0.9\"}, \"acls\": "
+	         "[{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}]}");
+	struct ctl_server_policy_stats ps;
+	ctl_server_policy_get_stats(t->srv, &ps);
+	assert_true(ps.compiled);
+	assert_int_equal(ps.nodes, 2);
+	unsigned want[N_NODES] = {2, 1, 0};
+	assert_true(until_views(t, want, 2000) >= 0);
+	struct ctl_server_policy_node pn;
+	pnode(t, 2, &pn);
+	assert_false(pn.compiled);
+	assert_int_equal(filter_blocks(pn.filter), 0);
+	ctl_server_policy_node_free(&pn);
+	stop_nodes();
+}
+
+/* Control review H1, the reviewer's case: tagOwners gives tag:prod to bob
+ * only; alice's node carries tag:prod from a key made before any policy.
+ * Her tag counts for nothing: alice's laptop and bob's prod-db do not see
+ * each other, and her node publishes no tags. */
+static void test_policy_unowned_tag_grants_nothing(void **state)
+{
+	struct t *t = *state;
+	char ak[CTL_SECRET_MAX], bk[CTL_SECRET_MAX];
+	assert_int_equal(ctl_store_user_create(t->st, "alice", time(NULL), NULL), 0);
+	assert_int_equal(ctl_store_user_create(t->st, "bob", time(NULL), NULL), 0);
+	make_key(t, "alice", "tag:prod", ak);
+	make_key(t, "bob", "tag:prod", bk);
+	start_node_key(t, 0, ak);
+	start_node_key(t, 1, bk);
+	unsigned all[N_NODES] = {2, 1};
+	assert_true(until_views(t, all, 3000) >= 0);
+	apply(t, "{\"tagOwners\": {\"tag:prod\": [\"bob@\"]}, \"acls\": ["
+	         "{\"action\": \"accept\", \"src\": [\"tag:prod\"], \"dst\": "
+	         "[\"tag:prod:*\"]}, {\"action\": \"accept\", \"src\": [\"alice@\"], "
+	         "\"dst\": [\"alice@:*\"]}]}");
+	unsigned none[N_NODES] = {0, 0};
+	assert_true(until_views(t, none, 2000) >= 0);
+	settle(t);
+	struct ctl_server_policy_node a, b;
+	pnode(t, 0, &a);
+	pnode(t, 1, &b);
+	assert_string_equal(a.tags, "");
+	assert_string_equal(b.tags, "tag:prod");
+	ctl_server_policy_node_free(&a);
+	ctl_server_policy_node_free(&b);
+	stop_nodes();
+}
+
 static int teardown_nodes(void **state)
 {
 	stop_nodes();
@@ -763,6 +995,17 @@ int main(void)
 	                                    setup, teardown_nodes),
 	    cmocka_unit_test_setup_teardown(test_policy_delta_without_patches, setup,
 	                                    teardown_nodes),
+	    cmocka_unit_test_setup_teardown(test_policy_compiles_only_for_its_inputs,
+	                                    setup, teardown_nodes),
+	    cmocka_unit_test_setup_teardown(test_policy_stream_begun_before_policy,
+	                                    setup, teardown_nodes),
+	    cmocka_unit_test_setup_teardown(test_policy_read_failure_fails_closed,
+	                                    setup, teardown_nodes),
+	    cmocka_unit_test_setup_teardown(
+	        test_policy_alias_user_conflict_stays_with_its_node, setup,
+	        teardown_nodes),
+	    cmocka_unit_test_setup_teardown(test_policy_unowned_tag_grants_nothing,
+	                                    setup, teardown_nodes),
 	    cmocka_unit_test_setup_teardown(test_policy_reach_to_nothing, setup,
 	                                    teardown_nodes),
 	};

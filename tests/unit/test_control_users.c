@@ -652,6 +652,14 @@ static void validate_against_the_store(void **state)
 	assert_int_equal(ctl_policy_validate(t->st, alias, strlen(alias), &res), 0);
 	ctl_policy_result_free(&res);
 	assert_int_equal(ctl_store_user_create(t->st, "alice", NOW, NULL), 0);
+	/* Control review M1: a user without nodes counts too (her first node
+	 * would otherwise break every compile); before the fix this passed. */
+	assert_int_equal(ctl_policy_validate(t->st, alias, strlen(alias), &res),
+	                 CTL_POLICY_REJECTED);
+	assert_int_equal(res.n_nodes, 0);
+	assert_non_null(strstr(res.error.msg, "alice"));
+	assert_non_null(strstr(res.error.msg, "has no node"));
+	ctl_policy_result_free(&res);
 	assert_int_equal(key(t, "alice", NULL, sec, NULL), 0);
 	struct ctl_store_reg r1 = req(1, "laptop", sec);
 	r1.now = (int64_t)time(NULL);
