@@ -614,12 +614,14 @@ bool node_acl_inbound(struct node_acl *a, const uint8_t *pkt, size_t len, int64_
 	if (acl_parse(pkt, len, &k) != 0)
 		return acl_drop(a, ACL_DROP_MALFORMED);
 	struct acl_frag_key fk;
-	/* An IPv6 first fragment with extension headers after its fragment
-	 * header: lwIP reassembles with the next header of the fragment that
-	 * starts the reassembly, which need not be this one, so the header
-	 * judged here need not be the one lwIP reads. Nothing over WireGuard
-	 * needs such a datagram (RFC 7112 puts the whole chain first). */
-	if (k.frag && !k.frag_later && k.frag_nh != k.proto)
+	/* IPv6 fragments, first or later: dropped. lwIP reassembles an IPv6
+	 * datagram with the next header of whichever fragment starts it and
+	 * keeps half-built ones for 60 s, so two first fragments of one id
+	 * with different protocols (or a replayed later one) make it read a
+	 * header this filter never judged (an ICMPv6 echo's checksum as a TCP
+	 * port). Nothing over WireGuard needs them: TCP segments fit the
+	 * tunnel's MTU, and a sender's IPv4 address works for big datagrams. */
+	if (k.frag && k.v6)
 		return acl_drop(a, ACL_DROP_FRAGMENT);
 	if (k.frag_later) {
 		acl_frag_key(&fk, &k);

@@ -10,11 +10,12 @@
  * libsodium's crypto_shorthash, with a random key) finds them, so no one
  * can choose addresses that pile into one bucket.
  *
- * Fragments (acl_frags): the first fragment of a datagram carries the
+ * Fragments (acl_frags, IPv4 only: under a policy IPv6 fragments are
+ * dropped, node/acl.c): the first fragment of a datagram carries the
  * transport header and is judged like a whole packet; when it passes, the
- * datagram's (source, destination, next header, id) is kept for
- * ACL_FRAG_MS, and its later fragments pass only then; one source holds at
- * most a quarter of the table. */
+ * datagram's (source, destination, protocol, id) is kept for ACL_FRAG_MS,
+ * and its later fragments pass only then; one source holds at most a
+ * quarter of the table. */
 #ifndef MESH_NODE_ACL_FLOWS_H
 #define MESH_NODE_ACL_FLOWS_H
 
@@ -29,8 +30,8 @@
 #define ACL_FLOW_IDLE_MS (120 * 1000)
 #define ACL_FRAGS_MAX    256
 #define ACL_FRAGS_PER_SRC (ACL_FRAGS_MAX / 4) /* likewise per source */
-/* No longer than lwIP keeps a half-built datagram (IP_REASS_MAXAGE, 15
- * ticks of a second): a later fragment never outlives the reassembly its
+/* No longer than lwIP keeps a half-built IPv4 datagram (IP_REASS_MAXAGE,
+ * 15 ticks of a second): a later fragment never outlives the reassembly its
  * first fragment was judged for by long. */
 #define ACL_FRAG_MS      (15 * 1000)
 

@@ -208,10 +208,10 @@ static void test_udp_nexthdr_confusion(void **state)
 	cap_clear();
 }
 
-/* A SYN to 22 in two fragments (no header after the fragment header)
- * connects; a later fragment whose next header is not the first one's is
- * dropped. */
-static void test_plain_fragments_pass(void **state)
+/* A SYN to 22 in two IPv6 fragments (no header after the fragment header),
+ * from a source the policy lets open 22: dropped all the same (under a
+ * policy no IPv6 fragment passes: review H1'), so lwIP answers nothing. */
+static void test_plain_fragments6_dropped(void **state)
 {
 	(void)state;
 	struct accepted acc = {0};
@@ -226,12 +226,10 @@ static void test_plain_fragments_pass(void **state)
 	syn[16] = (uint8_t)(c >> 8), syn[17] = (uint8_t)c;
 	uint64_t d0 = frag_drops();
 	send_frag(6, 0, true, id, syn, 24);
-	send_frag(17, 3, false, id, syn + 24, 8); /* another next header */
-	assert_int_equal(frag_drops(), d0 + 1);
 	send_frag(6, 3, false, id, syn + 24, 8);
 	spin_ms(2);
-	assert_int_equal(frag_drops(), d0 + 1);
-	assert_true(sent_from(22, F_SYN | F_ACK));
+	assert_int_equal(frag_drops(), d0 + 2);
+	assert_false(sent_from(22, F_SYN | F_ACK));
 	ns_tcp_unlisten(22);
 }
 
@@ -242,7 +240,7 @@ int main(void)
 	                                    frag_teardown),
 	    cmocka_unit_test_setup_teardown(test_udp_nexthdr_confusion, setup,
 	                                    frag_teardown),
-	    cmocka_unit_test_setup_teardown(test_plain_fragments_pass, setup,
+	    cmocka_unit_test_setup_teardown(test_plain_fragments6_dropped, setup,
 	                                    frag_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
