@@ -61,6 +61,8 @@ static size_t map_peers(struct srv_conn *c, int64_t *cursor, size_t max, size_t 
 		if (on) {
 			const struct srv_pnode *pn = srv_policy_node(s, c->node_id);
 			cl = pn ? pn->cls : NULL;
+			if (cl != c->pol_cls || !c->pol_sent)
+				c->pol_mixed = true; /* review M1' */
 		}
 		size_t lo = 0, hi = cl ? cl->n : 0;
 		while (lo < hi) { /* the first id after the cursor */

@@ -75,6 +75,10 @@ struct srv_conn {
 	struct srv_pclass *pol_cls;
 	uint8_t pol_fhash[32];
 	uint64_t pol_gen;
+	/* Chunks of its map went out under a class other than pol_cls (a
+	 * compile during the stream): it may hold any peer, so the catch-up
+	 * removes every node it does not see now and resends all it does. */
+	bool pol_mixed;
 	/* its last policy delta, for tests (ctl_server_policy_node_get):
 	 * filter_op, reach entries and the first one's peer */
 	uint8_t pol_last_op;

@@ -174,14 +174,14 @@ static int policy_part(struct srv_conn *c, bool on, struct srv_pclass *ncl,
 {
 	struct ctl_server *s = c->s;
 	int64_t now = (int64_t)time(NULL), self = c->node_id;
-	bool oall = !c->pol_sent, nall = !on;
+	bool oall = !c->pol_sent, nall = !on, mixed = c->pol_mixed;
 	struct srv_pclass *ocl = c->pol_cls;
-	bool same = !oall && !nall &&
+	bool same = !mixed && !oall && !nall &&
 	            (ocl == ncl || (ocl && ncl && ocl->n == ncl->n &&
 	                            !memcmp(ocl->hash, ncl->hash, sizeof ocl->hash)));
 	const int64_t *add = NULL, *rm = NULL;
 	size_t n_add = 0, n_rm = 0;
-	bool diff = !same && !oall && !nall && ocl && ncl;
+	bool diff = !mixed && !same && !oall && !nall && ocl && ncl;
 	if (diff && srv_policy_class_diff(s, ocl, ncl, &add, &n_add, &rm, &n_rm) < 0)
 		return -ENOMEM;
 	if (diff) {
@@ -200,20 +200,20 @@ static int policy_part(struct srv_conn *c, bool on, struct srv_pclass *ncl,
 			for (size_t i = 0; i < s->n_nodes; i++) {
 				const struct srv_node *n = &s->nodes[i];
 				if (n->id != self && n->pj && srv_node_visible(n, now) &&
-				    !sees(oall, ocl, n->id) && add_whole(p, n) < 0)
+				    (mixed || !sees(oall, ocl, n->id)) && add_whole(p, n) < 0)
 					return -ENOMEM;
 			}
 		} else {
 			for (size_t i = 0; ncl && i < ncl->n; i++) {
 				const struct srv_node *n = srv_snap_find(s, ncl->ids[i]);
 				if (n && n->id != self && n->pj &&
-				    srv_node_visible(n, now) && !sees(oall, ocl, n->id) &&
-				    add_whole(p, n) < 0)
+				    srv_node_visible(n, now) &&
+				    (mixed || !sees(oall, ocl, n->id)) && add_whole(p, n) < 0)
 					return -ENOMEM;
 			}
 		}
-		/* no longer sees */
-		if (oall) {
+		/* no longer sees (a mixed map: anything it does not see now) */
+		if (oall || mixed) {
 			for (size_t i = 0; i < s->n_nodes; i++) {
 				const struct srv_node *n = &s->nodes[i];
 				if (n->id != self && n->approved &&

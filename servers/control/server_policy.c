@@ -186,6 +186,7 @@ void srv_policy_conn_record(struct srv_conn *c)
 	srv_pclass_unref(c->pol_cls);
 	c->pol_cls = NULL;
 	c->pol_gen = s->pol_gen;
+	c->pol_mixed = false;
 	c->pol_sent = srv_policy_on(s);
 	memset(c->pol_fhash, 0, sizeof c->pol_fhash);
 	if (!c->pol_sent)
