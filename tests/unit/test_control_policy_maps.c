@@ -837,6 +837,188 @@ static void test_policy_stream_begun_before_policy(void **state)
 	}
 }
 
+/* A raw node's view of its map for test_policy_stream_spans_two_compiles:
+ * which ids it holds and the range each one's address is in (1: the
+ * policy H's 100.64.16.0/20, 2: A's 100.64.32.0/22, 0: elsewhere). */
+#define SPAN_IDS 16384
+struct span_view {
+	bool has[SPAN_IDS];
+	uint8_t range[SPAN_IDS];
+	bool streaming; /* a chunked map's chunks follow */
+	uint64_t max_id;
+};
+
+static uint8_t span_range(const struct ctl_peer *p)
+{
+	for (size_t i = 0; i < p->n_addrs; i++) {
+		const uint8_t *a = p->addrs[i].addr;
+		if (p->addrs[i].family != 4 || a[0] != 100 || a[1] != 64)
+			continue;
+		if (a[2] >= 16 && a[2] < 32)
+			return 1;
+		if (a[2] >= 32 && a[2] < 36)
+			return 2;
+	}
+	return 0;
+}
+
+static void span_add(struct span_view *v, const struct ctl_peer *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		assert_true(p[i].id < SPAN_IDS);
+		v->has[p[i].id] = true;
+		v->range[p[i].id] = span_range(&p[i]);
+		if (p[i].id > v->max_id)
+			v->max_id = p[i].id;
+	}
+}
+
+/* Applies one map message as a node does; returns the largest id a chunk
+ * (or MAP_FULL) carried, 0 for others. */
+static uint64_t span_apply(struct span_view *v, const struct ctl_msg *m)
+{
+	v->max_id = 0;
+	switch (m->type) {
+	case CTL_MSG_MAP_FULL:
+		memset(v->has, 0, sizeof v->has);
+		span_add(v, m->u.map.peers, m->u.map.n_peers);
+		v->streaming = m->u.map.more;
+		return v->max_id;
+	case CTL_MSG_MAP_PEERS:
+		assert_true(v->streaming);
+		span_add(v, m->u.chunk.peers, m->u.chunk.n_peers);
+		v->streaming = m->u.chunk.more;
+		return v->max_id;
+	case CTL_MSG_MAP_DELTA:
+		assert_false(v->streaming);
+		for (size_t i = 0; i < m->u.delta.n_removed; i++)
+			if (m->u.delta.removed[i] < SPAN_IDS)
+				v->has[m->u.delta.removed[i]] = false;
+		span_add(v, m->u.delta.peers, m->u.delta.n_peers);
+		for (size_t i = 0; i < m->u.delta.n_patches; i++) {
+			assert_true(m->u.delta.patches[i].id < SPAN_IDS);
+			assert_true(v->has[m->u.delta.patches[i].id]);
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* Review M1': a node's chunked map spans two compiles that move its class
+ * H -> A -> H: the chunks built under A carry A's peers (after the cursor),
+ * the rest under H nothing more (the cursor is past H's ids). Its map once
+ * the catch-up is in must hold every peer of H and none of A. Before the
+ * fix the catch-up compared the header's class (H) with the class now (H),
+ * found them the same and sent nothing: A's ~400 peers stayed and most of
+ * H's never came. */
+static void test_policy_stream_spans_two_compiles(void **state)
+{
+	struct t *t = *state;
+	enum { N = 5000 };
+	const char *h = "{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": "
+	                "[\"100.64.16.0/20:22\"]}]}",
+	           *a = "{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": "
+	                "[\"100.64.32.0/22:22\"]}]}";
+	bulk_nodes(t, N, false); /* 100.64.16.1 upward in id order */
+	restart_with(t, &(struct ctl_server_config){.sndbuf = 4096});
+	apply(t, "%s", h);
+	pump(t, 50);
+	struct tc *c = tc_new();
+	struct ctl_register_resp rr;
+	tc_rcvbuf = 4096;
+	tc_join_caps(t, c, "span", CTL_CAPS_ALL, &rr);
+	assert_int_equal(rr.status, CTL_REG_OK);
+	/* joined after the compile: nobody, until the next one */
+	uint64_t none[4];
+	assert_int_equal(tc_map_ids(t, c, none, 4), 0);
+	struct ctl_server_policy_node pn = {0};
+	double t0 = now_ms();
+	for (;;) {
+		assert_int_equal(ctl_server_policy_node_get(t->srv, (int64_t)rr.node_id, &pn),
+		                 0);
+		if (pn.compiled || now_ms() - t0 > 5000)
+			break;
+		ctl_server_policy_node_free(&pn);
+		pump(t, 20);
+	}
+	assert_true(pn.compiled);
+	size_t want_h = pn.n_visible;
+	ctl_server_policy_node_free(&pn);
+	/* its own address is outside both ranges (else every node could
+	 * reach it and it would see them all): H's peers are the 4,095 bulk
+	 * nodes in 100.64.16.0/20 */
+	print_message("the node: %u.%u.%u.%u\n", rr.ipv4[0], rr.ipv4[1], rr.ipv4[2],
+	              rr.ipv4[3]);
+	assert_false(rr.ipv4[0] == 100 && rr.ipv4[1] == 64 && rr.ipv4[2] >= 16 &&
+	             rr.ipv4[2] < 36);
+	assert_int_equal(want_h, 4095);
+
+	/* a fresh map under H, read slowly */
+	tc_close(c);
+	pump(t, 20);
+	tc_join_caps(t, c, "span", CTL_CAPS_ALL, &rr);
+	tc_rcvbuf = 0;
+	assert_int_equal(rr.status, CTL_REG_OK);
+	struct span_view *v = calloc(1, sizeof *v);
+	struct ctl_msg m;
+	tc_expect(t, c, CTL_MSG_MAP_FULL, &m);
+	span_apply(v, &m);
+	ctl_msg_free(&m);
+	assert_true(v->streaming);
+	int chunks = 0, phase = 0; /* 0: under H, 1: under A, 2: H again */
+	while (v->streaming) {
+		tc_expect(t, c, CTL_MSG_MAP_PEERS, &m);
+		uint64_t top = span_apply(v, &m);
+		ctl_msg_free(&m);
+		chunks++;
+		if (phase == 0 && chunks == 2) {
+			apply(t, "%s", a);
+			phase = 1;
+		} else if (phase == 1 && top && v->range[top] == 2) {
+			/* A's peers are in the stream: back to H */
+			apply(t, "%s", h);
+			phase = 2;
+		}
+	}
+	size_t a_in = 0;
+	for (size_t i = 0; i < SPAN_IDS; i++)
+		a_in += v->has[i] && v->range[i] == 2;
+	print_message("stream: %d chunks, phase %d at its end, %zu of A's peers\n",
+	              chunks, phase, a_in);
+	assert_int_equal(phase, 2); /* A's peers did come in the stream */
+	/* the catch-up: deltas, or a whole map again */
+	t0 = now_ms();
+	while (now_ms() - t0 < 1000 || v->streaming) {
+		int r = tc_recv(t, c, v->streaming ? 3000 : 100, &m);
+		if (r == 0 && !v->streaming)
+			continue;
+		assert_int_equal(r, 1);
+		print_message("catch-up: %s\n", ctl_msg_type_name(m.type));
+		span_apply(v, &m);
+		ctl_msg_free(&m);
+	}
+	size_t n_h = 0, n_a = 0, n_other = 0;
+	for (size_t i = 0; i < SPAN_IDS; i++) {
+		if (!v->has[i])
+			continue;
+		if (v->range[i] == 1)
+			n_h++;
+		else if (v->range[i] == 2)
+			n_a++;
+		else
+			n_other++;
+	}
+	print_message("after the catch-up: %zu of H's %zu peers, %zu of A's, %zu "
+	              "others\n",
+	              n_h, want_h, n_a, n_other);
+	assert_int_equal(n_a, 0);
+	assert_int_equal(n_other, 0);
+	assert_int_equal(n_h, want_h);
+	free(v);
+	tc_free(c);
+}
+
 static int fault_policy_read(const char *point, void *arg)
 {
 	(void)arg;
@@ -970,7 +1152,7 @@ static int teardown_nodes(void **state)
 	return teardown(state);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	if (sodium_init() < 0)
 		return 1;
@@ -999,6 +1181,8 @@ int main(void)
 	                                    setup, teardown_nodes),
 	    cmocka_unit_test_setup_teardown(test_policy_stream_begun_before_policy,
 	                                    setup, teardown_nodes),
+	    cmocka_unit_test_setup_teardown(test_policy_stream_spans_two_compiles,
+	                                    setup, teardown_nodes),
 	    cmocka_unit_test_setup_teardown(test_policy_read_failure_fails_closed,
 	                                    setup, teardown_nodes),
 	    cmocka_unit_test_setup_teardown(
@@ -1009,5 +1193,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_policy_reach_to_nothing, setup,
 	                                    teardown_nodes),
 	};
+	if (argc > 1) /* one test by name, for checking a finding alone */
+		cmocka_set_test_filter(argv[1]);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
