@@ -36,7 +36,7 @@ static void make_peer(struct ctl_peer *p, unsigned i)
 	p->n_allowed = 2;
 	assert_true(ctl_endpoint_parse("198.18.0.7:41641", &p->eps[0]));
 	assert_true(ctl_endpoint_parse("[2001:db8::7]:41641", &p->eps[1]));
-	assert_true(ctl_endpoint_parse("192.168.1.20:41641", &p->eps[2]));
+	assert_true(ctl_endpoint_parse("198.19.1.200:41641", &p->eps[2]));
 	p->n_eps = 3;
 	p->home_relay = 1;
 	p->online = i % 2;

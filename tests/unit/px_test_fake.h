@@ -4,11 +4,12 @@
  * friends): the destination's last IPv4 byte picks the dial outcome.
  *   .1 connects   .2 refused   .3 timed out   .4 host unreachable
  *   .5 never answers (until the test fires it)
- * 10.9.0.0/16, 127.0.0.0/8, 169.254.0.0/16, 192.168.0.0/16, 198.18.0.0/15 and
+ * 100.73.0.0/16, 127.0.0.0/8, 169.254.0.0/16, 192.168.0.0/16 (RFC 1918 on purpose:
+ * for the tests about Direct and private ranges), 198.18.0.0/15 and
  * ::ffff:0:0/96 have no mesh route. Names resolve through a real evdns_base: a hosts file
  * (answered synchronously) and a small DNS server on loopback (answered asynchronously).
- * Mesh names (env.resolve_mesh) are "web" (10.0.0.1) and "two" (10.9.0.3, 10.0.0.1).
- * Everything is static: include this once per test program. */
+ * Mesh names (env.resolve_mesh) are "web" (100.64.0.1) and "two" (100.73.0.3,
+ * 100.64.0.1). Everything is static: include this once per test program. */
 #ifndef PX_TEST_FAKE_H
 #define PX_TEST_FAKE_H
 
@@ -187,7 +188,7 @@ void ns_udp_close(struct ns_udp *u)
 }
 
 /* What ns_tcp_local() answers: our mesh address for accepted connections. */
-static struct ns_addr fake_local = {.family = AF_INET, .addr = {10, 0, 0, 2}};
+static struct ns_addr fake_local = {.family = AF_INET, .addr = {100, 64, 0, 2}};
 
 void ns_tcp_local(const struct ns_tcp *c, struct ns_addr *addr, uint16_t *port)
 {
@@ -236,7 +237,8 @@ static inline bool route_ok(void *ctx, const struct ns_addr *a)
 	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	if (a->family == AF_INET6) /* ::ffff:a.b.c.d is not the mesh's */
 		return memcmp(a->addr, mapped, 12) != 0;
-	return !((a->addr[0] == 10 && a->addr[1] == 9) || a->addr[0] == 127 ||
+	/* 192.168/16: RFC 1918 on purpose, the Direct tests are about it */
+	return !((a->addr[0] == 100 && a->addr[1] == 73) || a->addr[0] == 127 ||
 	         (a->addr[0] == 198 && (a->addr[1] & 0xfe) == 18) ||
 	         (a->addr[0] == 169 && a->addr[1] == 254) ||
 	         (a->addr[0] == 192 && a->addr[1] == 168));
@@ -333,12 +335,12 @@ static inline size_t resolve_mesh(void *ctx, const char *name, struct ns_addr *o
 	n_mesh_lookups++;
 	size_t n = 0;
 	if (strcasecmp(name, "web") == 0 || strcasecmp(name, "web.") == 0) {
-		px_addr_parse(&out[n++], "10.0.0.1");
+		px_addr_parse(&out[n++], "100.64.0.1");
 	} else if (strcasecmp(name, "two") == 0 && max >= 2) {
-		px_addr_parse(&out[n++], "10.9.0.3"); /* not routed */
-		px_addr_parse(&out[n++], "10.0.0.1");
+		px_addr_parse(&out[n++], "100.73.0.3"); /* not routed */
+		px_addr_parse(&out[n++], "100.64.0.1");
 	} else if (strcasecmp(name, "lost") == 0) {
-		px_addr_parse(&out[n++], "10.9.0.4"); /* not routed at all */
+		px_addr_parse(&out[n++], "100.73.0.4"); /* not routed at all */
 	}
 	return n;
 }
@@ -355,9 +357,9 @@ static inline void dns_server_cb(struct evdns_server_request *req, void *arg)
 		const struct evdns_server_question *q = req->questions[i];
 		uint32_t a = 0;
 		if (strcasecmp(q->name, "async.mesh") == 0) /* 0x20 case mixing */
-			a = htonl(0x0a000001);              /* 10.0.0.1 */
+			a = htonl(0x64400001);              /* 100.64.0.1 */
 		else if (strcasecmp(q->name, "noroute.mesh") == 0)
-			a = htonl(0x0a090001); /* 10.9.0.1 */
+			a = htonl(0x64490001); /* 100.73.0.1 */
 		if (a && q->type == EVDNS_TYPE_A) {
 			evdns_server_request_add_a_reply(req, q->name, 1, &a, 60);
 			rcode = 0;
@@ -377,7 +379,7 @@ static inline int setup(void **st)
 	char hosts[] = "/tmp/test_proxy_hosts.XXXXXX";
 	int hfd = mkstemp(hosts);
 	const char *h =
-	    "10.0.0.1 sync.mesh\n10.0.0.2 refused.mesh\n10.9.0.7 offmesh.mesh\n"
+	    "100.64.0.1 sync.mesh\n100.64.0.2 refused.mesh\n100.73.0.7 offmesh.mesh\n"
 	    "127.0.0.1 local.test\n";
 	assert_int_equal(write(hfd, h, strlen(h)), (ssize_t)strlen(h));
 	close(hfd);
@@ -453,8 +455,8 @@ static inline size_t req_v4(uint8_t *m, uint8_t last, uint16_t port)
 	                     1,
 	                     0,
 	                     1,
-	                     10,
-	                     last == 9 ? 9 : 0,
+	                     100,
+	                     last == 9 ? 73 : 64,
 	                     0,
 	                     last,
 	                     (uint8_t)(port >> 8),

@@ -55,18 +55,18 @@ static void default_routes_catch_all_per_family(void **state)
 	ins(t, "::", 0, P(2));
 	assert_ptr_equal(look(t, "2001:db8::1"), P(2));
 	assert_ptr_equal(look(t, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), P(2));
-	assert_ptr_equal(look(t, "10.0.0.1"), P(1));
+	assert_ptr_equal(look(t, "100.64.0.1"), P(1));
 	wg_allowedips_free(t);
 }
 
 static void host_routes_match_exactly(void **state)
 {
 	struct wg_allowedips *t = wg_allowedips_new();
-	ins(t, "10.1.2.3", 32, P(1));
+	ins(t, "100.65.2.3", 32, P(1));
 	ins(t, "2001:db8::7", 128, P(2));
-	assert_ptr_equal(look(t, "10.1.2.3"), P(1));
-	assert_null(look(t, "10.1.2.2"));
-	assert_null(look(t, "10.1.2.4"));
+	assert_ptr_equal(look(t, "100.65.2.3"), P(1));
+	assert_null(look(t, "100.65.2.2"));
+	assert_null(look(t, "100.65.2.4"));
 	assert_null(look(t, "138.1.2.3")); /* differs only in the top bit */
 	assert_ptr_equal(look(t, "2001:db8::7"), P(2));
 	assert_null(look(t, "2001:db8::6"));
@@ -83,18 +83,18 @@ static void longest_prefix_wins_among_overlaps(void **state)
 {
 	struct wg_allowedips *t = wg_allowedips_new();
 	/* Insert in an order that forces glue nodes and re-parenting. */
-	ins(t, "10.1.1.0", 24, P(3));
-	ins(t, "10.0.0.0", 8, P(1));
-	ins(t, "10.1.0.0", 16, P(2));
-	ins(t, "10.1.1.128", 25, P(4));
-	ins(t, "10.1.1.7", 32, P(5));
-	ins(t, "10.2.0.0", 16, P(6));
-	assert_ptr_equal(look(t, "10.9.9.9"), P(1));
-	assert_ptr_equal(look(t, "10.1.9.9"), P(2));
-	assert_ptr_equal(look(t, "10.1.1.1"), P(3));
-	assert_ptr_equal(look(t, "10.1.1.200"), P(4));
-	assert_ptr_equal(look(t, "10.1.1.7"), P(5));
-	assert_ptr_equal(look(t, "10.2.255.1"), P(6));
+	ins(t, "100.65.1.0", 24, P(3));
+	ins(t, "100.64.0.0", 10, P(1));
+	ins(t, "100.65.0.0", 16, P(2));
+	ins(t, "100.65.1.128", 25, P(4));
+	ins(t, "100.65.1.7", 32, P(5));
+	ins(t, "100.66.0.0", 16, P(6));
+	assert_ptr_equal(look(t, "100.73.9.9"), P(1));
+	assert_ptr_equal(look(t, "100.65.9.9"), P(2));
+	assert_ptr_equal(look(t, "100.65.1.1"), P(3));
+	assert_ptr_equal(look(t, "100.65.1.200"), P(4));
+	assert_ptr_equal(look(t, "100.65.1.7"), P(5));
+	assert_ptr_equal(look(t, "100.66.255.1"), P(6));
 	assert_null(look(t, "11.0.0.0"));
 	assert_null(look(t, "9.255.255.255"));
 
@@ -113,11 +113,11 @@ static void longest_prefix_wins_among_overlaps(void **state)
 static void host_bits_are_masked(void **state)
 {
 	struct wg_allowedips *t = wg_allowedips_new();
-	ins(t, "192.168.1.77", 24, P(1));
-	assert_ptr_equal(look(t, "192.168.1.1"), P(1));
+	ins(t, "198.19.1.77", 24, P(1));
+	assert_ptr_equal(look(t, "198.19.1.1"), P(1));
 	/* Same prefix written differently replaces, not duplicates. */
-	ins(t, "192.168.1.200", 24, P(2));
-	assert_ptr_equal(look(t, "192.168.1.77"), P(2));
+	ins(t, "198.19.1.200", 24, P(2));
+	assert_ptr_equal(look(t, "198.19.1.77"), P(2));
 	ins(t, "2001:db8::dead:beef", 64, P(3));
 	assert_ptr_equal(look(t, "2001:db8::1"), P(3));
 	wg_allowedips_free(t);
@@ -126,14 +126,14 @@ static void host_bits_are_masked(void **state)
 static void insert_replaces_peer(void **state)
 {
 	struct wg_allowedips *t = wg_allowedips_new();
-	ins(t, "10.0.0.0", 8, P(1));
-	ins(t, "10.0.0.0", 16, P(2));
-	ins(t, "10.0.0.0", 8, P(3));
-	assert_ptr_equal(look(t, "10.5.0.0"), P(3));
-	assert_ptr_equal(look(t, "10.0.5.0"), P(2));
+	ins(t, "100.64.0.0", 10, P(1));
+	ins(t, "100.64.0.0", 16, P(2));
+	ins(t, "100.64.0.0", 10, P(3));
+	assert_ptr_equal(look(t, "100.69.0.0"), P(3));
+	assert_ptr_equal(look(t, "100.64.5.0"), P(2));
 	/* The old peer has nothing left to remove. */
 	wg_allowedips_remove_by_peer(t, P(1));
-	assert_ptr_equal(look(t, "10.5.0.0"), P(3));
+	assert_ptr_equal(look(t, "100.69.0.0"), P(3));
 	wg_allowedips_free(t);
 }
 
@@ -141,28 +141,28 @@ static void remove_by_peer_keeps_others(void **state)
 {
 	struct wg_allowedips *t = wg_allowedips_new();
 	ins(t, "0.0.0.0", 0, P(1));
-	ins(t, "10.0.0.0", 8, P(2));
-	ins(t, "10.1.0.0", 16, P(1));
-	ins(t, "10.1.1.0", 24, P(2));
-	ins(t, "10.128.0.0", 9, P(3));
+	ins(t, "100.64.0.0", 10, P(2));
+	ins(t, "100.65.0.0", 16, P(1));
+	ins(t, "100.65.1.0", 24, P(2));
+	ins(t, "100.96.0.0", 11, P(3));
 	ins(t, "::", 0, P(1));
 	ins(t, "fd00::", 8, P(2));
 	wg_allowedips_remove_by_peer(t, P(1));
 	assert_null(look(t, "8.8.8.8"));
-	assert_ptr_equal(look(t, "10.1.2.3"), P(2)); /* falls back to /8 */
-	assert_ptr_equal(look(t, "10.1.1.3"), P(2));
-	assert_ptr_equal(look(t, "10.200.0.1"), P(3));
+	assert_ptr_equal(look(t, "100.65.2.3"), P(2)); /* falls back to /10 */
+	assert_ptr_equal(look(t, "100.65.1.3"), P(2));
+	assert_ptr_equal(look(t, "100.100.0.1"), P(3));
 	assert_null(look(t, "2001::1"));
 	assert_ptr_equal(look(t, "fd00::1"), P(2));
 	wg_allowedips_remove_by_peer(t, P(2));
-	assert_null(look(t, "10.1.1.3"));
-	assert_ptr_equal(look(t, "10.200.0.1"), P(3));
+	assert_null(look(t, "100.65.1.3"));
+	assert_ptr_equal(look(t, "100.100.0.1"), P(3));
 	assert_null(look(t, "fd00::1"));
 	wg_allowedips_remove_by_peer(t, P(3));
-	assert_null(look(t, "10.200.0.1"));
+	assert_null(look(t, "100.100.0.1"));
 	/* The emptied table is reusable. */
-	ins(t, "10.0.0.0", 8, P(4));
-	assert_ptr_equal(look(t, "10.1.1.3"), P(4));
+	ins(t, "100.64.0.0", 10, P(4));
+	assert_ptr_equal(look(t, "100.65.1.3"), P(4));
 	wg_allowedips_free(t);
 }
 

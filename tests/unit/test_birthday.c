@@ -374,6 +374,7 @@ static struct sockaddr_storage ip4(const char *a)
  * "internet" (198.18.0.0/15) is public here. */
 static void target_only_public_ipv4(void **state)
 {
+	/* RFC 1918 on purpose: the test is about private ranges */
 	const char *bad[] = {"0.0.0.0",         "0.1.2.3",         "127.0.0.1",
 	                     "127.9.9.9",       "10.1.2.3",        "172.16.0.1",
 	                     "172.31.255.254",  "192.168.1.1",     "100.64.0.1",

@@ -63,16 +63,16 @@ static void check_v4(const struct cfg_prefix *p, const char *addr, int cidr)
 	assert_int_equal(p->cidr, cidr);
 }
 
-#define IFACE "[Interface]\nPrivateKey = " PRIV "\nAddress = 10.0.0.2/32\n"
+#define IFACE "[Interface]\nPrivateKey = " PRIV "\nAddress = 100.64.0.2/32\n"
 
 static void test_wireproxy_example(void **st)
 {
 	struct config c;
 	ok("# wireproxy config\n"
 	   "[Interface]\n"
-	   "Address = 10.200.200.2/32, fd00::2/128\n"
+	   "Address = 100.64.200.2/32, fd00::2/128\n"
 	   "PrivateKey = " PRIV "\n"
-	   "DNS = 10.200.200.1\n"
+	   "DNS = 100.64.200.1\n"
 	   "MTU = 1280\n"
 	   "ListenPort = 51820\n"
 	   "\n"
@@ -80,7 +80,7 @@ static void test_wireproxy_example(void **st)
 	   "PublicKey = " PUB2 "\n"
 	   "PresharedKey = " PSK4 "\n"
 	   "Endpoint = 198.18.0.1:51820\n"
-	   "AllowedIPs = 10.200.200.0/24\n"
+	   "AllowedIPs = 100.64.200.0/24\n"
 	   "PersistentKeepalive = 25\n"
 	   "\n"
 	   "[Socks5]\n"
@@ -93,7 +93,7 @@ static void test_wireproxy_example(void **st)
 	   "\n"
 	   "[TCPClientTunnel]\n"
 	   "BindAddress = 127.0.0.1:25565\n"
-	   "Target = 10.200.200.1:25565\n"
+	   "Target = 100.64.200.1:25565\n"
 	   "\n"
 	   "[TCPServerTunnel]\n"
 	   "ListenPort = 3422\n"
@@ -103,11 +103,11 @@ static void test_wireproxy_example(void **st)
 	memset(k, 1, 32);
 	assert_memory_equal(c.private_key, k, 32);
 	assert_int_equal(c.n_addresses, 2);
-	check_v4(&c.addresses[0], "10.200.200.2", 32);
+	check_v4(&c.addresses[0], "100.64.200.2", 32);
 	assert_int_equal(c.addresses[1].family, AF_INET6);
 	assert_int_equal(c.addresses[1].cidr, 128);
 	assert_int_equal(c.n_dns, 1);
-	check_v4(&c.dns[0], "10.200.200.1", 32);
+	check_v4(&c.dns[0], "100.64.200.1", 32);
 	assert_int_equal(c.mtu, 1280);
 	assert_int_equal(c.listen_port, 51820);
 	assert_int_equal(c.n_peers, 1);
@@ -122,7 +122,7 @@ static void test_wireproxy_example(void **st)
 	assert_int_equal(sin->sin_family, AF_INET);
 	assert_int_equal(ntohs(sin->sin_port), 51820);
 	assert_int_equal(c.peers[0].n_allowed_ips, 1);
-	check_v4(&c.peers[0].allowed_ips[0], "10.200.200.0", 24);
+	check_v4(&c.peers[0].allowed_ips[0], "100.64.200.0", 24);
 	assert_int_equal(c.peers[0].persistent_keepalive, 25);
 	assert_string_equal(c.peers[0].file, "t.ini");
 	assert_int_equal(c.peers[0].line, 9);
@@ -137,7 +137,7 @@ static void test_wireproxy_example(void **st)
 	assert_null(c.http[0].username);
 	assert_int_equal(c.http[0].bind.addr.ss_family, AF_INET6);
 	assert_int_equal(c.n_tcp_client_tunnels, 1);
-	assert_string_equal(c.tcp_client_tunnels[0].target_host, "10.200.200.1");
+	assert_string_equal(c.tcp_client_tunnels[0].target_host, "100.64.200.1");
 	assert_int_equal(c.tcp_client_tunnels[0].target_port, 25565);
 	assert_int_equal(c.n_tcp_server_tunnels, 1);
 	assert_int_equal(c.tcp_server_tunnels[0].listen_port, 3422);
@@ -151,13 +151,13 @@ static void test_defaults_and_case(void **st)
 {
 	struct config c;
 	ok("[interface]\nprivatekey=" PRIV
-	   "\nADDRESS = 10.0.0.2\n[PEER]\npublickey = " PUB2
+	   "\nADDRESS = 100.64.0.2\n[PEER]\npublickey = " PUB2
 	   "\n[SOCKS5]\nbindaddress = :1080\nallowopen = "
 	   "yes\n[HTTP]\nBindAddress=127.0.0.1:0\n",
 	   &c);
 	assert_int_equal(c.mtu, 1420);
 	assert_int_equal(c.listen_port, 0);
-	check_v4(&c.addresses[0], "10.0.0.2", 32); /* no /prefix: a host address */
+	check_v4(&c.addresses[0], "100.64.0.2", 32); /* no /prefix: a host address */
 	assert_int_equal(c.n_peers, 1);
 	assert_int_equal(c.peers[0].endpoint.ss_family, 0);
 	assert_null(c.peers[0].endpoint_host);
@@ -272,15 +272,15 @@ static void test_birthday_probing_key(void **st)
 static void test_two_peers_in_a_row(void **st)
 {
 	struct config c;
-	ok(IFACE "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 10.0.0.1/32\n"
-	         "[Peer]\nPublicKey = " PUB3 "\nAllowedIPs = 10.0.0.3/32\n",
+	ok(IFACE "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 100.64.0.1/32\n"
+	         "[Peer]\nPublicKey = " PUB3 "\nAllowedIPs = 100.64.0.3/32\n",
 	   &c);
 	assert_int_equal(c.n_peers, 2);
 	assert_int_equal(c.peers[0].public_key[0], 2);
 	assert_int_equal(c.peers[1].public_key[0], 3);
 	assert_int_equal(c.peers[0].n_allowed_ips, 1);
 	assert_int_equal(c.peers[1].n_allowed_ips, 1);
-	check_v4(&c.peers[1].allowed_ips[0], "10.0.0.3", 32);
+	check_v4(&c.peers[1].allowed_ips[0], "100.64.0.3", 32);
 	assert_int_equal(c.peers[0].line, 4);
 	assert_int_equal(c.peers[1].line, 7);
 	config_free(&c);
@@ -302,8 +302,8 @@ static void test_long_allowed_ips_line(void **st)
 	int n = sprintf(text, IFACE "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = ");
 	int count = 0, start = (int)strlen(IFACE "[Peer]\nPublicKey = " PUB2 "\n");
 	while (n - start < 2000) {
-		n += sprintf(text + n, "%s10.%d.%d.0/24", count ? ", " : "", count / 250,
-		             count % 250);
+		n += sprintf(text + n, "%s100.%d.%d.0/24", count ? ", " : "",
+		             64 + count / 250, count % 250);
 		count++;
 	}
 	assert_true(n - start >= 2000 && count > 100);
@@ -314,7 +314,7 @@ static void test_long_allowed_ips_line(void **st)
 	assert_int_equal(c.peers[0].n_allowed_ips, count + 1);
 	for (int i = 0; i < count; i++) {
 		char want[32];
-		sprintf(want, "10.%d.%d.0", i / 250, i % 250);
+		sprintf(want, "100.%d.%d.0", 64 + i / 250, i % 250);
 		check_v4(&c.peers[0].allowed_ips[i], want, 24);
 	}
 	assert_int_equal(c.peers[0].allowed_ips[count].family, AF_INET6);
@@ -324,9 +324,9 @@ static void test_long_allowed_ips_line(void **st)
 	sprintf(text + n, "\nAllowedIPs = fd00::/64\nPersistentKeepalive = x\n");
 	expect_err(text, "t.ini:8: [Peer] PersistentKeepalive: \"x\" is not a number");
 	/* an error inside the long line names that line */
-	sprintf(text + n, ", 10.0.0.300/32\n");
+	sprintf(text + n, ", 100.64.0.300/32\n");
 	expect_err(text,
-	           "t.ini:6: [Peer] AllowedIPs: \"10.0.0.300/32\" is not an IP prefix");
+	           "t.ini:6: [Peer] AllowedIPs: \"100.64.0.300/32\" is not an IP prefix");
 	free(text);
 }
 
@@ -347,11 +347,12 @@ static void test_long_other_line_is_error(void **st)
 
 static void test_error_messages(void **st)
 {
-	expect_err(IFACE "[Peer]\nPublicKey = " PUB2
-	                 "\n\n\n\n\n\nAllowedIPs = 10.0.0.300/32\n",
-	           "t.ini:11: [Peer] AllowedIPs: \"10.0.0.300/32\" is not an IP prefix");
-	expect_err(IFACE "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 10.0.0.0/33\n",
-	           "t.ini:6: [Peer] AllowedIPs: \"10.0.0.0/33\" is not an IP prefix");
+	expect_err(
+	    IFACE "[Peer]\nPublicKey = " PUB2
+	          "\n\n\n\n\n\nAllowedIPs = 100.64.0.300/32\n",
+	    "t.ini:11: [Peer] AllowedIPs: \"100.64.0.300/32\" is not an IP prefix");
+	expect_err(IFACE "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 100.64.0.0/33\n",
+	           "t.ini:6: [Peer] AllowedIPs: \"100.64.0.0/33\" is not an IP prefix");
 	expect_err(IFACE "Colour = blue\n", "t.ini:4: [Interface] unknown key Colour");
 	expect_err(IFACE "[Peers]\n", "t.ini:4: unknown section [Peers]");
 	expect_err("Foo = 1\n" IFACE, "t.ini:1: unknown key Foo before any section");
@@ -359,7 +360,7 @@ static void test_error_messages(void **st)
 	           "t.ini:5: [Interface] MTU given twice (first at line 4)");
 	expect_err(IFACE "MTU = 100\n",
 	           "t.ini:4: [Interface] MTU: \"100\" is not an MTU");
-	expect_err("[Interface]\nAddress = 10.0.0.2\n",
+	expect_err("[Interface]\nAddress = 100.64.0.2\n",
 	           "t.ini:1: [Interface] PrivateKey is missing");
 	expect_err("[Interface]\nPrivateKey = " PRIV "\n\n[Peer]\nPublicKey = " PUB2 "\n",
 	           "t.ini:1: [Interface] Address is missing");
@@ -368,7 +369,7 @@ static void test_error_messages(void **st)
 	           "t.ini:4: second [Interface] (the first is at t.ini:1)");
 	expect_err(IFACE "junk\n", "t.ini:4: expected \"Key = value\" or \"[Section]\"");
 	expect_err(IFACE "[Peer\n", "t.ini:4: expected ']'");
-	expect_err(IFACE "Address = 10.0.0.2/24, 10.0.0.x\n",
+	expect_err(IFACE "Address = 100.64.0.2/24, 10.0.0.x\n",
 	           "t.ini:4: [Interface] Address: \"10.0.0.x\" is not an IP address");
 	/* Secrets are never echoed. */
 	expect_err("[Interface]\nPrivateKey = notakey\n",
@@ -425,14 +426,14 @@ static void test_line_numbers_with_comments_and_crlf(void **st)
 	           "\r\n"
 	           "[Interface] ; trailing comment\r\n"
 	           "PrivateKey = " PRIV " ; inline\r\n"
-	           "Address = 10.0.0.2/32 # inline too\r\n"
+	           "Address = 100.64.0.2/32 # inline too\r\n"
 	           "MTU = abc\r\n",
 	           "t.ini:7: [Interface] MTU: \"abc\" is not an MTU");
 	struct config c;
 	ok("\xef\xbb\xbf[Interface]\r\n\tPrivateKey = " PRIV
-	   " ; c\r\n  Address = 10.0.0.2\r\n",
+	   " ; c\r\n  Address = 100.64.0.2\r\n",
 	   &c);
-	check_v4(&c.addresses[0], "10.0.0.2", 32);
+	check_v4(&c.addresses[0], "100.64.0.2", 32);
 	config_free(&c);
 }
 
@@ -441,7 +442,7 @@ static void test_indented_lines_are_keys(void **st)
 {
 	struct config c;
 	ok("[Interface]\n  PrivateKey = " PRIV
-	   "\n  Address = 10.0.0.2/32\n    MTU = 1300\n",
+	   "\n  Address = 100.64.0.2/32\n    MTU = 1300\n",
 	   &c);
 	assert_int_equal(c.mtu, 1300);
 	config_free(&c);
@@ -451,20 +452,20 @@ static void test_lists_append(void **st)
 {
 	struct config c;
 	ok("[Interface]\nPrivateKey = " PRIV
-	   "\nAddress = 10.0.0.2/24\nAddress = fd00::2, \n"
+	   "\nAddress = 100.64.0.2/24\nAddress = fd00::2, \n"
 	   "DNS = 1.1.1.1, 2606:4700:4700::1111, example.com\n"
 	   "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 0.0.0.0/0\nAllowedIPs = ::/0\n"
-	   "AllowedIPs = 10.1.2.3/8\nAllowedIPs =\n",
+	   "AllowedIPs = 100.65.2.3/10\nAllowedIPs =\n",
 	   &c);
 	assert_int_equal(c.n_addresses, 2);
-	check_v4(&c.addresses[0], "10.0.0.2", 24); /* host bits kept in Address */
+	check_v4(&c.addresses[0], "100.64.0.2", 24); /* host bits kept in Address */
 	assert_int_equal(c.n_dns, 2);
 	assert_int_equal(c.dns[1].family, AF_INET6);
 	assert_int_equal(c.dns[1].cidr, 128);
 	assert_int_equal(c.peers[0].n_allowed_ips, 3);
 	check_v4(&c.peers[0].allowed_ips[0], "0.0.0.0", 0);
 	assert_int_equal(c.peers[0].allowed_ips[1].family, AF_INET6);
-	check_v4(&c.peers[0].allowed_ips[2], "10.0.0.0", 8); /* host bits cleared */
+	check_v4(&c.peers[0].allowed_ips[2], "100.64.0.0", 10); /* host bits cleared */
 	config_free(&c);
 }
 
@@ -537,10 +538,10 @@ static void test_wgconfig_include(void **st)
 	snprintf(sub, sizeof(sub), "%s/wg", tmpdir);
 	mkdir(sub, 0700);
 	write_file("wg/wg0.conf",
-	           "[Interface]\nPrivateKey = " PRIV "\nAddress = 10.0.0.2/24\n"
+	           "[Interface]\nPrivateKey = " PRIV "\nAddress = 100.64.0.2/24\n"
 	           "PostUp = iptables -A FORWARD\nTable = off\nSaveConfig = true\n"
-	           "DNS = 10.0.0.1, corp.example\n"
-	           "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 10.0.0.0/24\n"
+	           "DNS = 100.64.0.1, corp.example\n"
+	           "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 100.64.0.0/24\n"
 	           "[Peer]\nPublicKey = " PUB3 "\n");
 	write_file("node.ini",
 	           "WGConfig = wg/wg0.conf\n\n[Socks5]\nBindAddress = 127.0.0.1:1080\n");
@@ -558,12 +559,12 @@ static void test_wgconfig_include(void **st)
 
 	/* errors inside the included file name that file */
 	write_file("wg/bad.conf",
-	           "[Interface]\nPrivateKey = " PRIV "\nAddress = 10.0.0.2/24\n"
-	           "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 10.0.0.0/99\n");
+	           "[Interface]\nPrivateKey = " PRIV "\nAddress = 100.64.0.2/24\n"
+	           "[Peer]\nPublicKey = " PUB2 "\nAllowedIPs = 100.64.0.0/99\n");
 	write_file("node2.ini", "WGConfig = wg/bad.conf\n");
 	assert_int_equal(load_file("node2.ini", &c), -1);
 	assert_non_null(
-	    strstr(err, "/wg/bad.conf:6: [Peer] AllowedIPs: \"10.0.0.0/99\""));
+	    strstr(err, "/wg/bad.conf:6: [Peer] AllowedIPs: \"100.64.0.0/99\""));
 
 	write_file("node3.ini", "WGConfig = missing.conf\n");
 	assert_int_equal(load_file("node3.ini", &c), -1);

@@ -22,7 +22,7 @@
 #define PRIV  "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 #define PUB2  "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
 #define PUB3  "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="
-#define IFACE "[Interface]\nPrivateKey = " PRIV "\nAddress = 10.0.0.2/32\n"
+#define IFACE "[Interface]\nPrivateKey = " PRIV "\nAddress = 100.64.0.2/32\n"
 
 static char err[512];
 
@@ -59,10 +59,11 @@ static void check_default_limits(const struct cfg_limits *l)
 static void test_limit_defaults(void **st)
 {
 	struct config c;
-	ok(IFACE "[Socks5]\nBindAddress = 127.0.0.1:1080\n"
-	         "[http]\nBindAddress = 127.0.0.1:8118\n"
-	         "[TCPClientTunnel]\nBindAddress = 127.0.0.1:2222\nTarget = 10.0.0.1:22\n"
-	         "[TCPServerTunnel]\nListenPort = 80\nTarget = 127.0.0.1:8080\n",
+	ok(IFACE
+	   "[Socks5]\nBindAddress = 127.0.0.1:1080\n"
+	   "[http]\nBindAddress = 127.0.0.1:8118\n"
+	   "[TCPClientTunnel]\nBindAddress = 127.0.0.1:2222\nTarget = 100.64.0.1:22\n"
+	   "[TCPServerTunnel]\nListenPort = 80\nTarget = 127.0.0.1:8080\n",
 	   &c);
 	check_default_limits(&c.socks5[0].limits);
 	check_default_limits(&c.http[0].limits);
@@ -81,7 +82,7 @@ static void test_limit_values(void **st)
 	static const char *const heads[] = {
 	    "[Socks5]\nBindAddress = 127.0.0.1:1080\n",
 	    "[http]\nBindAddress = 127.0.0.1:8118\n",
-	    "[TCPClientTunnel]\nBindAddress = 127.0.0.1:2222\nTarget = 10.0.0.1:22\n",
+	    "[TCPClientTunnel]\nBindAddress = 127.0.0.1:2222\nTarget = 100.64.0.1:22\n",
 	    "[TCPServerTunnel]\nListenPort = 80\nTarget = 127.0.0.1:8080\n",
 	};
 	static const struct {
@@ -206,7 +207,7 @@ static void test_direct(void **st)
 	assert_true(c.socks5[0].allow_open);
 	config_free(&c);
 	expect_err(IFACE "[TCPClientTunnel]\nBindAddress = 127.0.0.1:1\nTarget = "
-	                 "10.0.0.1:1\nDirect = yes\n",
+	                 "100.64.0.1:1\nDirect = yes\n",
 	           "t.ini:7: [TCPClientTunnel] unknown key Direct");
 }
 
@@ -231,12 +232,13 @@ static void test_proxy_protocol(void **st)
 static void test_udp_sections(void **st)
 {
 	struct config c;
-	ok(IFACE "[UDPClientTunnel]\nBindAddress = 127.0.0.1:5353\nTarget = 10.0.0.1:53\n"
-	         "[udpclienttunnel]\nBindAddress = [::1]:5354\nTarget = dns:53\n"
-	         "IdleTimeout = 5\nMaxFlows = 10\n"
-	         "[UDPServerTunnel]\nListenPort = 53\nTarget = 127.0.0.1:5300\n"
-	         "IdleTimeout = 86400\nMaxFlows = 16384\n"
-	         "[UDPServerTunnel]\nListenPort = 54\nTarget = [::1]:5301\n",
+	ok(IFACE
+	   "[UDPClientTunnel]\nBindAddress = 127.0.0.1:5353\nTarget = 100.64.0.1:53\n"
+	   "[udpclienttunnel]\nBindAddress = [::1]:5354\nTarget = dns:53\n"
+	   "IdleTimeout = 5\nMaxFlows = 10\n"
+	   "[UDPServerTunnel]\nListenPort = 53\nTarget = 127.0.0.1:5300\n"
+	   "IdleTimeout = 86400\nMaxFlows = 16384\n"
+	   "[UDPServerTunnel]\nListenPort = 54\nTarget = [::1]:5301\n",
 	   &c);
 	assert_int_equal(c.n_udp_client_tunnels, 2);
 	assert_int_equal(c.n_udp_server_tunnels, 2);
@@ -244,7 +246,7 @@ static void test_udp_sections(void **st)
 	struct sockaddr_in *sin = (struct sockaddr_in *)&u->bind.addr;
 	assert_int_equal(sin->sin_family, AF_INET);
 	assert_int_equal(ntohs(sin->sin_port), 5353);
-	assert_string_equal(u->target_host, "10.0.0.1");
+	assert_string_equal(u->target_host, "100.64.0.1");
 	assert_int_equal(u->target_port, 53);
 	assert_int_equal(u->idle_timeout_ms, CFG_DEFAULT_UDP_IDLE_MS);
 	assert_int_equal(u->max_flows, CFG_DEFAULT_UDP_MAX_FLOWS);
@@ -273,7 +275,7 @@ static void test_udp_sections(void **st)
 
 static void test_udp_errors(void **st)
 {
-	expect_err(IFACE "[UDPClientTunnel]\nTarget = 10.0.0.1:53\n",
+	expect_err(IFACE "[UDPClientTunnel]\nTarget = 100.64.0.1:53\n",
 	           "t.ini:4: [UDPClientTunnel] BindAddress is missing (e.g. "
 	           "127.0.0.1:5353)");
 	expect_err(IFACE "[UDPClientTunnel]\nBindAddress = 127.0.0.1:5353\n",
@@ -288,10 +290,10 @@ static void test_udp_errors(void **st)
 	                 "[UDPServerTunnel]\nListenPort = 53\nTarget = b:1\n",
 	           "t.ini: [UDPServerTunnel] ListenPort 53 is used twice");
 	expect_err(IFACE "[UDPClientTunnel]\nBindAddress = 127.0.0.1:1\nTarget = "
-	                 "10.0.0.1\n",
-	           "t.ini:6: [UDPClientTunnel] Target: \"10.0.0.1\" is not host:port");
+	                 "100.64.0.1\n",
+	           "t.ini:6: [UDPClientTunnel] Target: \"100.64.0.1\" is not host:port");
 	expect_err(IFACE "[UDPClientTunnel]\nBindAddress = 127.0.0.1:1\nTarget = "
-	                 "10.0.0.1:53\nIdleTimeout = 0\n",
+	                 "100.64.0.1:53\nIdleTimeout = 0\n",
 	           "t.ini:7: [UDPClientTunnel] IdleTimeout: \"0\" is not a number of "
 	           "seconds (1-86400)");
 	expect_err(IFACE "[UDPServerTunnel]\nListenPort = 53\nTarget = 127.0.0.1:53\n"
@@ -371,7 +373,7 @@ static void test_example_ini_sections(void **st)
 static char *many_tunnels(size_t n)
 {
 	static const char one[] = "[TCPClientTunnel]\nBindAddress = 127.0.0.1:%zu\n"
-	                          "Target = 10.0.0.1:22\n";
+	                          "Target = 100.64.0.1:22\n";
 	size_t cap = sizeof(IFACE) + n * (sizeof(one) + 8);
 	char *t = malloc(cap);
 	assert_non_null(t);

@@ -291,10 +291,10 @@ static void test_address_forms(void **state)
 	assert_false(ctl_endpoint_parse(":80", &ep));
 	assert_true(ctl_prefix_parse("0.0.0.0/0", &pf));
 	assert_true(ctl_prefix_parse("::/0", &pf));
-	assert_true(ctl_prefix_parse("10.128.0.0/9", &pf));
-	assert_false(ctl_prefix_parse("10.192.0.0/9", &pf));
+	assert_true(ctl_prefix_parse("100.96.0.0/11", &pf));
+	assert_false(ctl_prefix_parse("100.112.0.0/11", &pf));
 	ctl_prefix_format(&pf, s);
-	assert_false(ctl_prefix_parse("10.0.0.0/", &pf));
+	assert_false(ctl_prefix_parse("100.64.0.0/", &pf));
 	assert_false(ctl_prefix_parse("/8", &pf));
 }
 

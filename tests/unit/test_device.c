@@ -94,7 +94,7 @@ static void aip6(struct wg_allowed_ip *a, const char *s, uint8_t cidr)
 	assert_int_equal(inet_pton(AF_INET6, s, a->addr), 1);
 }
 
-/* Adds `to` as a peer of `n`: allowed IPs 10.0.0.<host>/32 and fd00::<host>. */
+/* Adds `to` as a peer of `n`: allowed IPs 100.64.0.<host>/32 and fd00::<host>. */
 static struct wg_peer *add_peer(struct node *n, const struct node *to, int host,
                                 uint16_t endpoint_port)
 {
@@ -106,7 +106,7 @@ static struct wg_peer *add_peer(struct node *n, const struct node *to, int host,
 
 	memset(&pc, 0, sizeof(pc));
 	memcpy(pc.public_key, to->pub, 32);
-	snprintf(s, sizeof(s), "10.0.0.%d", host);
+	snprintf(s, sizeof(s), "100.64.0.%d", host);
 	aip4(&ips[0], s, 32);
 	snprintf(s, sizeof(s), "fd00::%d", host);
 	aip6(&ips[1], s, 128);
@@ -128,7 +128,7 @@ static int setup(void **state)
 	f.base = event_base_new();
 	node_init(f.base, &f.a, NULL);
 	node_init(f.base, &f.b, NULL);
-	/* a is 10.0.0.1, b is 10.0.0.2; only a knows where b is. */
+	/* a is 100.64.0.1, b is 100.64.0.2; only a knows where b is. */
 	f.a_peer_b = add_peer(&f.a, &f.b, 2, wg_device_port(f.b.dev));
 	f.b_peer_a = add_peer(&f.b, &f.a, 1, 0);
 	*state = &f;
@@ -240,10 +240,10 @@ static void establish(struct fixture *f)
 	size_t n;
 	unsigned a0 = f->a.rx_count, b0 = f->b.rx_count;
 
-	n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 10);
+	n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", 10);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, b0 + 1, 3000));
-	n = ip4_packet(pkt, "10.0.0.2", "10.0.0.1", 10);
+	n = ip4_packet(pkt, "100.64.0.2", "100.64.0.1", 10);
 	assert_int_equal(wg_device_send(f->b.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->a.rx_count, a0 + 1, 3000));
 }
@@ -257,14 +257,14 @@ static void test_send_receive(void **state)
 	size_t n;
 
 	/* Queued behind the handshake, delivered once it completes. */
-	n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 33);
+	n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", 33);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, 1, 3000));
 	assert_int_equal(f->b.last_len, n); /* padding trimmed */
 	assert_memory_equal(f->b.last, pkt, n);
 
 	/* b learnt a's endpoint from the handshake and answers. */
-	n = ip4_packet(pkt, "10.0.0.2", "10.0.0.1", 1400);
+	n = ip4_packet(pkt, "100.64.0.2", "100.64.0.1", 1400);
 	assert_int_equal(wg_device_send(f->b.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->a.rx_count, 1, 3000));
 	assert_int_equal(f->a.last_len, n);
@@ -313,7 +313,7 @@ static void test_routes_and_bad_packets(void **state)
 	struct wg_device_stats s;
 	size_t n;
 
-	n = ip4_packet(pkt, "10.0.0.1", "10.0.9.9", 4);
+	n = ip4_packet(pkt, "100.64.0.1", "100.64.9.9", 4);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), -EHOSTUNREACH);
 	wg_device_stats(f->a.dev, &s);
 	assert_int_equal(s.tx_drop_noroute, 1);
@@ -324,9 +324,9 @@ static void test_routes_and_bad_packets(void **state)
 	n = ip6_packet(pkt, "fd00::1", "fd00::2", 0);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, 39), -EINVAL);
 
-	inet_pton(AF_INET, "10.0.0.2", addr);
+	inet_pton(AF_INET, "100.64.0.2", addr);
 	assert_true(wg_device_has_route(f->a.dev, AF_INET, addr));
-	inet_pton(AF_INET, "10.0.0.3", addr);
+	inet_pton(AF_INET, "100.64.0.3", addr);
 	assert_false(wg_device_has_route(f->a.dev, AF_INET, addr));
 	inet_pton(AF_INET6, "fd00::2", addr);
 	assert_true(wg_device_has_route(f->a.dev, AF_INET6, addr));
@@ -351,7 +351,7 @@ static void test_add_peer_errors(void **state)
 	assert_null(wg_device_add_peer(f->a.dev, &pc, &err));
 	assert_int_equal(err, -EINVAL);
 	randombytes_buf(pc.public_key, 32);
-	aip4(&bad, "10.1.0.0", 33);
+	aip4(&bad, "100.65.0.0", 33);
 	pc.allowed_ips = &bad;
 	pc.n_allowed_ips = 1;
 	assert_null(wg_device_add_peer(f->a.dev, &pc, &err));
@@ -375,7 +375,7 @@ static void test_disallowed_source(void **state)
 	establish(f);
 	unsigned before = f->b.rx_count;
 	/* a sends with a source b does not allow for a. */
-	n = ip4_packet(pkt, "10.0.0.77", "10.0.0.2", 8);
+	n = ip4_packet(pkt, "100.64.0.77", "100.64.0.2", 8);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	n = ip6_packet(pkt, "fd00::77", "fd00::2", 8);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
@@ -384,7 +384,7 @@ static void test_disallowed_source(void **state)
 	assert_int_equal(s.rx_drop_allowedips, 2);
 	assert_int_equal(f->b.rx_count, before);
 	/* Allowed sources still pass. */
-	n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 8);
+	n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", 8);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, before + 1, 2000));
 }
@@ -412,11 +412,11 @@ static void test_roaming(void **state)
 	assert_int_equal(wg_device_listen(f->a.dev, 0), 0);
 	assert_int_not_equal(wg_device_port(f->a.dev), old_port);
 	unsigned b0 = f->b.rx_count, a0 = f->a.rx_count;
-	n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 8);
+	n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", 8);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, b0 + 1, 2000));
 	assert_int_equal(endpoint_port(f->b.dev), wg_device_port(f->a.dev));
-	n = ip4_packet(pkt, "10.0.0.2", "10.0.0.1", 8);
+	n = ip4_packet(pkt, "100.64.0.2", "100.64.0.1", 8);
 	assert_int_equal(wg_device_send(f->b.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->a.rx_count, a0 + 1, 2000));
 
@@ -426,11 +426,11 @@ static void test_roaming(void **state)
 	add_peer(&a2, &f->b, 2, wg_device_port(f->b.dev));
 	usleep(30000); /* newer TAI64N than a's last initiation */
 	b0 = f->b.rx_count;
-	n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 8);
+	n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", 8);
 	assert_int_equal(wg_device_send(a2.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, b0 + 1, 3000));
 	assert_int_equal(endpoint_port(f->b.dev), wg_device_port(a2.dev));
-	n = ip4_packet(pkt, "10.0.0.2", "10.0.0.1", 8);
+	n = ip4_packet(pkt, "100.64.0.2", "100.64.0.1", 8);
 	a0 = f->a.rx_count;
 	assert_int_equal(wg_device_send(f->b.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &a2.rx_count, 1, 2000));
@@ -449,7 +449,7 @@ static void test_stranger_cannot_talk(void **state)
 	/* c knows b's public key, but b does not know c. */
 	node_init(f->base, &c, NULL);
 	add_peer(&c, &f->b, 2, wg_device_port(f->b.dev));
-	n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 8);
+	n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", 8);
 	assert_int_equal(wg_device_send(c.dev, pkt, n), 0);
 	run_for(f->base, 200);
 	wg_device_stats(f->b.dev, &sb);
@@ -497,7 +497,7 @@ static void test_rotation_keeps_previous(void **state)
 	assert_non_null(f->b_peer_a->previous);
 
 	/* A packet sealed under the old session, arriving late, still counts. */
-	n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 8);
+	n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", 8);
 	memcpy(buf + WG_MSG_DATA_HEADER_LEN, pkt, n);
 	memset(buf + WG_MSG_DATA_HEADER_LEN + n, 0, 16 - n % 16);
 	m = wg_noise_seal(&old->kp, old->kp.send_counter++, buf, (n + 15) & ~(size_t)15);
@@ -530,7 +530,7 @@ static void test_staging_queue_bound(void **state)
 	int ret = 0, i;
 
 	/* b does not know where a is: packets wait for a to call. */
-	n = ip4_packet(pkt, "10.0.0.2", "10.0.0.1", 8);
+	n = ip4_packet(pkt, "100.64.0.2", "100.64.0.1", 8);
 	for (i = 0; i < WG_MAX_STAGED_PACKETS; i++)
 		assert_int_equal(wg_device_send(f->b.dev, pkt, n), 0);
 	/* Full: the oldest gives way (test_wg_staging checks which). */
@@ -540,7 +540,7 @@ static void test_staging_queue_bound(void **state)
 	assert_int_equal(s.tx_drop_queue, 1);
 	assert_int_equal(f->b_peer_a->staged_count, WG_MAX_STAGED_PACKETS);
 	/* When a calls, the queue drains to it. */
-	n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 8);
+	n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", 8);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->a.rx_count, WG_MAX_STAGED_PACKETS, 3000));
 	assert_int_equal(f->b_peer_a->staged_count, 0);
@@ -554,7 +554,7 @@ static void test_cookie_under_load(void **state)
 	size_t n;
 
 	wg_device_force_under_load(f->b.dev, 1);
-	n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 8);
+	n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", 8);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	run_for(f->base, 200);
 	wg_device_stats(f->a.dev, &sa);
@@ -593,7 +593,7 @@ static void test_junk_does_not_count_as_load(void **state)
 	}
 	wg_device_stats(f->b.dev, &sb);
 	assert_int_equal(sb.rx_drop_mac, 2000);
-	size_t n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 8);
+	size_t n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", 8);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, 1, 3000));
 	wg_device_stats(f->b.dev, &sb);
@@ -669,7 +669,7 @@ static void test_garbage_is_counted(void **state)
 	/* And b still works. */
 	unsigned b0 = f->b.rx_count;
 	uint8_t pkt[64];
-	size_t n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", 8);
+	size_t n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", 8);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, b0 + 1, 2000));
 }
@@ -681,7 +681,7 @@ static uint64_t wire_bytes(struct fixture *f, size_t len)
 	struct wg_peer_info before, after;
 	assert_int_equal(wg_device_peer_info(f->a.dev, 0, &before), 0);
 	unsigned seen = f->b.rx_count;
-	size_t n = ip4_packet(pkt, "10.0.0.1", "10.0.0.2", len - 28);
+	size_t n = ip4_packet(pkt, "100.64.0.1", "100.64.0.2", len - 28);
 	assert_int_equal(n, len);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, seen + 1, 3000));
@@ -749,7 +749,7 @@ static void test_ipv6_endpoint(void **state)
 	add_peer(&f->b, &e, 4, 0);
 	memset(&pc, 0, sizeof(pc));
 	memcpy(pc.public_key, f->b.pub, 32);
-	aip4(&ip, "10.0.0.2", 32);
+	aip4(&ip, "100.64.0.2", 32);
 	pc.allowed_ips = &ip;
 	pc.n_allowed_ips = 1;
 	sin6->sin6_family = AF_INET6;
@@ -757,12 +757,12 @@ static void test_ipv6_endpoint(void **state)
 	sin6->sin6_addr = in6addr_loopback;
 	assert_non_null(wg_device_add_peer(e.dev, &pc, &err));
 
-	n = ip4_packet(pkt, "10.0.0.4", "10.0.0.2", 8);
+	n = ip4_packet(pkt, "100.64.0.4", "100.64.0.2", 8);
 	assert_int_equal(wg_device_send(e.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, 1, 3000));
 	info_for(f->b.dev, e.pub, &info);
 	assert_int_equal(info.endpoint.ss_family, AF_INET6);
-	n = ip4_packet(pkt, "10.0.0.2", "10.0.0.4", 8);
+	n = ip4_packet(pkt, "100.64.0.2", "100.64.0.4", 8);
 	assert_int_equal(wg_device_send(f->b.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &e.rx_count, 1, 3000));
 	wg_device_free(e.dev);
@@ -793,7 +793,7 @@ static void test_timers_retransmit_and_persistent_keepalive(void **state)
 	assert_int_equal(getsockname(sink, (struct sockaddr *)&sink_addr, &sl), 0);
 	memset(&pc, 0, sizeof(pc));
 	randombytes_buf(pc.public_key, 32);
-	aip4(&ip, "10.0.1.0", 24);
+	aip4(&ip, "100.64.1.0", 24);
 	pc.allowed_ips = &ip;
 	pc.n_allowed_ips = 1;
 	pc.endpoint = sink_addr;
@@ -804,14 +804,14 @@ static void test_timers_retransmit_and_persistent_keepalive(void **state)
 	add_peer(&f->b, &d, 3, 0);
 	memset(&pc, 0, sizeof(pc));
 	memcpy(pc.public_key, f->b.pub, 32);
-	aip4(&ip, "10.0.0.2", 32);
+	aip4(&ip, "100.64.0.2", 32);
 	pc.allowed_ips = &ip;
 	pc.n_allowed_ips = 1;
 	pc.persistent_keepalive = 1;
 	loopback(&pc.endpoint, wg_device_port(f->b.dev));
 	assert_non_null(wg_device_add_peer(d.dev, &pc, &err)); /* sends at once */
 
-	n = ip4_packet(pkt, "10.0.0.1", "10.0.1.9", 8);
+	n = ip4_packet(pkt, "100.64.0.1", "100.64.1.9", 8);
 	assert_int_equal(wg_device_send(f->a.dev, pkt, n), 0);
 	run_for(f->base, 5600);
 	while (recv(sink, sink_buf, sizeof(sink_buf), 0) == WG_MSG_INITIATION_LEN)

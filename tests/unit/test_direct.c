@@ -295,6 +295,7 @@ static void test_direct_policy_refuses(void **st)
 	char err[200];
 	h = px_http_new(&env, &c, err, sizeof(err));
 	assert_non_null(h);
+	/* RFC 1918 on purpose: the test is about private ranges */
 	assert_int_equal(http_try(h, "CONNECT 192.168.1.1:80 HTTP/1.1\r\n\r\n", true),
 	                 403);
 	px_http_free(h);

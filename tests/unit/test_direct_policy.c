@@ -74,6 +74,7 @@ static void test_never(void **st)
 
 static void test_private_only_with_all(void **st)
 {
+	/* RFC 1918 on purpose: the test is about private ranges */
 	static const char *const priv[] = {
 	    "10.0.0.1",     "10.255.255.255", "172.16.0.1",      "172.31.255.254",
 	    "192.168.1.1",  "100.64.0.1",     "100.127.1.1",     "fc00::1",

@@ -46,13 +46,13 @@ static void test_forward_parse(void **st)
 	struct px_http_request r;
 	size_t used = 0;
 	int status = 0;
-	const char *m = "GET http://10.77.0.2:8080/index.html HTTP/1.1\r\n"
-	                "Host: 10.77.0.2:8080\r\n\r\nX";
+	const char *m = "GET http://100.77.0.2:8080/index.html HTTP/1.1\r\n"
+	                "Host: 100.77.0.2:8080\r\n\r\nX";
 	assert_int_equal(parse(m, &r, &used, &status), PX_PARSE_OK);
 	assert_true(r.forward);
 	assert_int_equal(used, strlen(m) - 1);
 	assert_false(r.target.is_name);
-	assert_string_equal(r.target.host, "10.77.0.2");
+	assert_string_equal(r.target.host, "100.77.0.2");
 	assert_int_equal(r.target.port, 8080);
 	for (size_t k = 0; k < used; k++)
 		assert_int_equal(
@@ -211,14 +211,14 @@ static void test_rewrite_keep_alive(void **st)
 
 static void test_rewrite(void **st)
 {
-	expect_rewrite("GET http://10.77.0.2:8080/index.html HTTP/1.1\r\n"
-	               "Host: 10.77.0.2:8080\r\n"
+	expect_rewrite("GET http://100.77.0.2:8080/index.html HTTP/1.1\r\n"
+	               "Host: 100.77.0.2:8080\r\n"
 	               "User-Agent: curl/7.88.1\r\n"
 	               "Accept: */*\r\n"
 	               "Proxy-Connection: Keep-Alive\r\n"
 	               "\r\n",
 	               "GET /index.html HTTP/1.1\r\n"
-	               "Host: 10.77.0.2:8080\r\n"
+	               "Host: 100.77.0.2:8080\r\n"
 	               "User-Agent: curl/7.88.1\r\n"
 	               "Accept: */*\r\n"
 	               "Connection: close\r\n"

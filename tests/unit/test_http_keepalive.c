@@ -441,7 +441,7 @@ static void test_mesh_then_direct(void **st)
 	int c = http_client(h);
 	char head[2048];
 	csendf(c,
-	       "GET http://10.0.0.1:8080/m HTTP/1.1\r\n" AUTH "\r\n"
+	       "GET http://100.64.0.1:8080/m HTTP/1.1\r\n" AUTH "\r\n"
 	       "GET http://127.0.0.1:%u/d HTTP/1.1\r\n\r\n",
 	       pb);
 	long until = now_ms() + 2000;
@@ -452,7 +452,7 @@ static void test_mesh_then_direct(void **st)
 	int m = spliced_fd;
 	fcntl(m, F_SETFL, O_NONBLOCK);
 	read_head(m, head, sizeof(head));
-	assert_non_null(strstr(head, "GET /m HTTP/1.1\r\nHost: 10.0.0.1:8080\r\n"));
+	assert_non_null(strstr(head, "GET /m HTTP/1.1\r\nHost: 100.64.0.1:8080\r\n"));
 	assert_null(strstr(head, "Proxy-Authorization"));
 	csendf(m, "%s", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nmm");
 	int b = origin_accept(lb);

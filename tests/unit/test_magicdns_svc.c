@@ -63,7 +63,7 @@ static void fake_ns_start(bool with_ns, unsigned timeout_ms)
 	FILE *f = fopen(resolv_path, "w");
 	assert_non_null(f);
 	fprintf(f, "# test\nsearch example\n%s\n",
-	        with_ns ? "nameserver 127.0.0.1\nnameserver 10.9.9.9" : "");
+	        with_ns ? "nameserver 127.0.0.1\nnameserver 100.73.9.9" : "");
 	fclose(f);
 	magicdns_int_set_upstream(resolv_path, fake_port, timeout_ms);
 }

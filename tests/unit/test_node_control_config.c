@@ -104,7 +104,7 @@ static void test_join_and_config(void **state)
 	FILE *f = fopen(ini, "w");
 	assert_non_null(f);
 	fputs("[Peer]\nPublicKey = AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n"
-	      "AllowedIPs = 10.9.0.1/32\nName = legacy\n",
+	      "AllowedIPs = 100.73.0.1/32\nName = legacy\n",
 	      f);
 	fclose(f);
 	make_token(tok, sizeof(tok), 7, "k1");

@@ -94,7 +94,7 @@ static void test_reconcile(void **state)
 	assert_non_null(wg);
 	/* a static [Peer] */
 	struct wg_allowed_ip sip = {.family = AF_INET, .cidr = 32};
-	inet_pton(AF_INET, "10.9.9.9", sip.addr);
+	inet_pton(AF_INET, "100.73.9.9", sip.addr);
 	struct wg_peer_config sc = {.allowed_ips = &sip, .n_allowed_ips = 1};
 	memcpy(sc.public_key, spub, 32);
 	assert_non_null(wg_device_add_peer(wg, &sc, NULL));
@@ -118,7 +118,7 @@ static void test_reconcile(void **state)
 	assert_int_equal(wg_device_peer_count(wg), 3);
 	assert_true(has_route(wg, "100.64.0.2"));
 	assert_true(has_route(wg, "100.64.0.3"));
-	assert_true(has_route(wg, "10.9.9.9"));
+	assert_true(has_route(wg, "100.73.9.9"));
 	char host[16];
 	assert_int_equal(endpoint_port(wg, p1[0].node_key, host), 20002);
 	assert_string_equal(host, "127.0.0.1");
@@ -139,7 +139,7 @@ static void test_reconcile(void **state)
 	assert_false(has_route(wg, "100.64.0.3"));
 	assert_true(has_route(wg, "100.64.7.5"));
 	assert_true(has_route(wg, "100.64.0.4"));
-	assert_true(has_route(wg, "10.9.9.9"));
+	assert_true(has_route(wg, "100.73.9.9"));
 
 	/* v3: gamma's key changes under the same id */
 	struct ctl_peer old_gamma = p2[2];

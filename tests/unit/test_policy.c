@@ -165,7 +165,7 @@ static const struct bad bads[] = {
      1, 40, "autogroups are not supported"},
     {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"a b\"], \"dst\": []}]}", 1, 40,
      "is not a selector"},
-    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"10.0.0.1\"], \"dst\": []}]}", 1,
+    {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"198.18.0.1\"], \"dst\": []}]}", 1,
      40, "not in the mesh's addresses"},
     {"{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"web\"]}]}", 1,
      54, "has no port"},

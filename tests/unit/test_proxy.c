@@ -21,7 +21,7 @@ static void test_socks5_connect_pipelined(void **st)
 	assert_int_equal(spliced_head_len, 5);
 	assert_memory_equal(spliced_head, "hello", 5);
 	assert_int_equal(last_port, 8080);
-	assert_memory_equal(last_dst.addr, "\x0a\x00\x00\x01", 4);
+	assert_memory_equal(last_dst.addr, "\x64\x40\x00\x01", 4);
 	/* the spliced socket is the client's connection */
 	csend(spliced_fd, "pong", 4);
 	crecv(fd, r, 4);
@@ -57,7 +57,7 @@ static void test_socks5_byte_by_byte(void **st)
 	assert_int_equal(rep[1], SOCKS5_REP_SUCCEEDED);
 	assert_int_equal(n_splices, 1);
 	assert_int_equal(spliced_head_len, 0);
-	assert_memory_equal(last_dst.addr, "\x0a\x00\x00\x01", 4);
+	assert_memory_equal(last_dst.addr, "\x64\x40\x00\x01", 4);
 	assert_int_equal(last_port, 443);
 	close(fd);
 	px_socks_free(s);
@@ -97,7 +97,7 @@ static void test_socks5_reply_codes(void **st)
 	assert_int_equal(socks_try(s, m, req_name(m, "nxdomain.mesh", 80)),
 	                 SOCKS5_REP_HOST_UNREACH);
 	/* protocol */
-	const uint8_t bind[] = {5, 2, 0, 1, 10, 0, 0, 1, 0, 80};
+	const uint8_t bind[] = {5, 2, 0, 1, 100, 64, 0, 1, 0, 80};
 	assert_int_equal(socks_try(s, bind, sizeof(bind)), SOCKS5_REP_CMD_UNSUPPORTED);
 	const uint8_t atyp[] = {5, 1, 0, 9};
 	assert_int_equal(socks_try(s, atyp, sizeof(atyp)), SOCKS5_REP_ATYP_UNSUPPORTED);
@@ -201,7 +201,7 @@ static void test_socks4(void **st)
 	assert_memory_equal(spliced_head, "EARLY", 5);
 	close(fd);
 	fd = socks_client(s);
-	csend(fd, "\x04\x02\x00\x50\x0a\x00\x00\x01\x00", 9); /* BIND */
+	csend(fd, "\x04\x02\x00\x50\x64\x40\x00\x01\x00", 9); /* BIND */
 	crecv(fd, r, 8);
 	assert_int_equal(r[1], SOCKS4_REP_REJECTED);
 	assert_int_equal(cclosed(fd), 0);
@@ -209,7 +209,7 @@ static void test_socks4(void **st)
 	px_socks_free(s);
 	s = socks_new("alice", "secret");
 	fd = socks_client(s);
-	csend(fd, "\x04\x01\x00\x50\x0a\x00\x00\x01alice\x00", 14);
+	csend(fd, "\x04\x01\x00\x50\x64\x40\x00\x01alice\x00", 14);
 	crecv(fd, r, 8);
 	assert_int_equal(r[1], SOCKS4_REP_REJECTED);
 	assert_int_equal(cclosed(fd), 0);

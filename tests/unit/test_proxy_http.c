@@ -9,7 +9,7 @@ static void test_http_proxy(void **st)
 	reset_fake();
 	struct px_http *h = http_new(NULL, NULL);
 	assert_int_equal(
-	    http_try(h, "CONNECT 10.0.0.1:443 HTTP/1.1\r\nHost: x\r\n\r\nEARLY", false),
+	    http_try(h, "CONNECT 100.64.0.1:443 HTTP/1.1\r\nHost: x\r\n\r\nEARLY", false),
 	    200);
 	assert_int_equal(n_splices, 1);
 	assert_int_equal(spliced_head_len, 5);
@@ -19,23 +19,28 @@ static void test_http_proxy(void **st)
 	assert_int_equal(http_try(h, "CONNECT [fd00::1]:80 HTTP/1.1\r\n\r\n", false),
 	                 200);
 	assert_int_equal(last_dst.family, AF_INET6);
-	assert_int_equal(http_try(h, "CONNECT 10.0.0.2:80 HTTP/1.1\r\n\r\n", true), 502);
-	assert_int_equal(http_try(h, "CONNECT 10.0.0.3:80 HTTP/1.1\r\n\r\n", true), 504);
-	assert_int_equal(http_try(h, "CONNECT 10.0.0.4:80 HTTP/1.1\r\n\r\n", true), 502);
-	assert_int_equal(http_try(h, "CONNECT 10.9.0.1:80 HTTP/1.1\r\n\r\n", true), 502);
+	assert_int_equal(http_try(h, "CONNECT 100.64.0.2:80 HTTP/1.1\r\n\r\n", true),
+	                 502);
+	assert_int_equal(http_try(h, "CONNECT 100.64.0.3:80 HTTP/1.1\r\n\r\n", true),
+	                 504);
+	assert_int_equal(http_try(h, "CONNECT 100.64.0.4:80 HTTP/1.1\r\n\r\n", true),
+	                 502);
+	assert_int_equal(http_try(h, "CONNECT 100.73.0.1:80 HTTP/1.1\r\n\r\n", true),
+	                 502);
 	assert_int_equal(http_try(h, "CONNECT nxdomain.mesh:80 HTTP/1.1\r\n\r\n", true),
 	                 502);
-	assert_int_equal(http_try(h, "CONNECT 10.0.0.5:80 HTTP/1.1\r\n\r\n", true), 504);
+	assert_int_equal(http_try(h, "CONNECT 100.64.0.5:80 HTTP/1.1\r\n\r\n", true),
+	                 504);
 	assert_null(hung); /* the dial was cancelled with the session */
-	assert_int_equal(http_try(h, "TRACE http://10.0.0.1/ HTTP/1.1\r\n\r\n", true),
+	assert_int_equal(http_try(h, "TRACE http://100.64.0.1/ HTTP/1.1\r\n\r\n", true),
 	                 501);
 	/* Plain forwarding: no answer of ours; the rewritten head and the body
 	 * go to the origin (here the socket the netstack splice was given). */
 	int fwd = http_client(h);
 	const char *post =
-	    "POST http://10.0.0.1:8080/x?y HTTP/1.1\r\nHost: h\r\n"
+	    "POST http://100.64.0.1:8080/x?y HTTP/1.1\r\nHost: h\r\n"
 	    "Proxy-Connection: keep-alive\r\nContent-Length: 4\r\n\r\nBODY";
-	const char *sent = "POST /x?y HTTP/1.1\r\nHost: 10.0.0.1:8080\r\n"
+	const char *sent = "POST /x?y HTTP/1.1\r\nHost: 100.64.0.1:8080\r\n"
 	                   "Content-Length: 4\r\nConnection: keep-alive\r\n\r\nBODY";
 	int splices = n_splices;
 	csend(fwd, post, strlen(post));
@@ -48,9 +53,9 @@ static void test_http_proxy(void **st)
 	assert_memory_equal(got, sent, strlen(sent));
 	assert_int_equal(last_port, 8080);
 	close(fwd);
-	assert_int_equal(http_try(h, "CONNECT 10.0.0.1 HTTP/1.1\r\n\r\n", true), 400);
+	assert_int_equal(http_try(h, "CONNECT 100.64.0.1 HTTP/1.1\r\n\r\n", true), 400);
 	char *big = malloc(PX_HTTP_MAX_HEADER + 64);
-	size_t n = (size_t)sprintf(big, "CONNECT 10.0.0.1:80 HTTP/1.1\r\nX: ");
+	size_t n = (size_t)sprintf(big, "CONNECT 100.64.0.1:80 HTTP/1.1\r\nX: ");
 	memset(big + n, 'x', PX_HTTP_MAX_HEADER);
 	strcpy(big + n + PX_HTTP_MAX_HEADER - 30, "\r\n\r\n"); /* ends past 8 KiB */
 	assert_true(strlen(big) > PX_HTTP_MAX_HEADER);
@@ -58,7 +63,7 @@ static void test_http_proxy(void **st)
 	free(big);
 	/* byte by byte */
 	int fd = http_client(h);
-	const char *req = "CONNECT 10.0.0.1:8080 HTTP/1.1\r\n\r\n";
+	const char *req = "CONNECT 100.64.0.1:8080 HTTP/1.1\r\n\r\n";
 	for (size_t i = 0; req[i]; i++) {
 		csend(fd, req + i, 1);
 		pump(1);
@@ -86,14 +91,15 @@ static void test_http_auth_required(void **st)
 {
 	reset_fake();
 	struct px_http *h = http_new("alice", "secret");
-	assert_int_equal(http_try(h, "CONNECT 10.0.0.1:443 HTTP/1.1\r\n\r\n", true), 407);
+	assert_int_equal(http_try(h, "CONNECT 100.64.0.1:443 HTTP/1.1\r\n\r\n", true),
+	                 407);
 	assert_int_equal(http_try(h,
-	                          "CONNECT 10.0.0.1:443 HTTP/1.1\r\n"
+	                          "CONNECT 100.64.0.1:443 HTTP/1.1\r\n"
 	                          "Proxy-Authorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n",
 	                          true),
 	                 407);
 	assert_int_equal(http_try(h,
-	                          "CONNECT 10.0.0.1:443 HTTP/1.1\r\n"
+	                          "CONNECT 100.64.0.1:443 HTTP/1.1\r\n"
 	                          "Proxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n",
 	                          false),
 	                 200);
@@ -110,13 +116,13 @@ static void test_client_tunnel(void **st)
 {
 	reset_fake();
 	struct cfg_tcp_client_tunnel c = {
-	    .bind = loopback_any_port(), .target_host = "10.0.0.1", .target_port = 22};
+	    .bind = loopback_any_port(), .target_host = "100.64.0.1", .target_port = 22};
 	char err[200];
 	struct px_tunnel *t = px_tcp_client_tunnel_new(&env, &c, err, sizeof(err));
 	assert_non_null(t);
 	char desc[200];
 	px_tunnel_describe(t, desc, sizeof(desc));
-	assert_non_null(strstr(desc, "-> 10.0.0.1:22"));
+	assert_non_null(strstr(desc, "-> 100.64.0.1:22"));
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	px_listener_addr(((struct px_front *)t)->lst, &ss, &sl);
@@ -132,7 +138,7 @@ static void test_client_tunnel(void **st)
 	px_tunnel_free(t);
 
 	/* refused: the local client is reset */
-	c.target_host = "10.0.0.2";
+	c.target_host = "100.64.0.2";
 	t = px_tcp_client_tunnel_new(&env, &c, err, sizeof(err));
 	px_listener_addr(((struct px_front *)t)->lst, &ss, &sl);
 	fd = client(&ss, sl);
@@ -174,7 +180,7 @@ static void test_server_tunnel(void **st)
 		fail_msg("%s", err);
 	assert_int_equal(listen_port, 8080);
 	struct ns_addr src;
-	px_addr_parse(&src, "10.0.0.9");
+	px_addr_parse(&src, "100.64.0.9");
 	listen_cb(listen_ctx, calloc(1, sizeof(struct ns_tcp)), &src, 40000, 8080);
 	pump(20);
 	assert_int_equal(n_splices, 1);

@@ -13,8 +13,8 @@ static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
 static void test_header_ipv4(void **st)
 {
 	struct ns_addr src, dst;
-	px_addr_parse(&src, "10.0.0.9");
-	px_addr_parse(&dst, "10.0.0.2");
+	px_addr_parse(&src, "100.64.0.9");
+	px_addr_parse(&dst, "100.64.0.2");
 	uint8_t out[PX_PROXYV2_MAX];
 	size_t n = px_proxyv2_header(out, sizeof(out), &src, 40000, &dst, 8080);
 	static const uint8_t want[28] = {
@@ -23,8 +23,8 @@ static void test_header_ipv4(void **st)
 	    0x21,                               /* version 2, PROXY */
 	    0x11,                               /* AF_INET, STREAM */
 	    0x00, 0x0c,                         /* 12 address bytes follow */
-	    10,   0,    0,    9,                /* source */
-	    10,   0,    0,    2,                /* destination */
+	    100,  64,   0,    9,                /* source */
+	    100,  64,   0,    2,                /* destination */
 	    0x9c, 0x40,                         /* 40000 */
 	    0x1f, 0x90,                         /* 8080 */
 	};
@@ -53,7 +53,7 @@ static void test_header_ipv6(void **st)
 	assert_int_equal(px_proxyv2_header(out, 51, &src, 1, &dst, 443), 0);
 	/* mixed families and unknown families give nothing */
 	struct ns_addr v4;
-	px_addr_parse(&v4, "10.0.0.2");
+	px_addr_parse(&v4, "100.64.0.2");
 	assert_int_equal(px_proxyv2_header(out, sizeof(out), &src, 1, &v4, 443), 0);
 	struct ns_addr none = {0};
 	assert_int_equal(px_proxyv2_header(out, sizeof(out), &none, 1, &none, 443), 0);
@@ -123,7 +123,7 @@ static void test_server_tunnel_sends_header(void **st)
 	char desc[200];
 	px_tunnel_describe(t, desc, sizeof(desc));
 	assert_non_null(strstr(desc, "(PROXY v2)"));
-	mesh_connect("10.0.0.9", 40000);
+	mesh_connect("100.64.0.9", 40000);
 	int srv = accept_pumped(lfd);
 	pump(10);
 	assert_int_equal(n_splices, 1);
@@ -135,7 +135,7 @@ static void test_server_tunnel_sends_header(void **st)
 	assert_int_equal(recv(srv, b, 33, MSG_WAITALL), 33);
 	assert_memory_equal(b, sig, 12);
 	assert_memory_equal(b + 12, "\x21\x11\x00\x0c", 4);
-	assert_memory_equal(b + 16, "\x0a\x00\x00\x09\x0a\x00\x00\x02", 8);
+	assert_memory_equal(b + 16, "\x64\x40\x00\x09\x64\x40\x00\x02", 8);
 	assert_memory_equal(b + 24, "\x9c\x40\x1f\x90", 4);
 	assert_memory_equal(b + 28, "GET /", 5);
 	close(srv);
@@ -147,12 +147,12 @@ static void test_server_tunnel_sends_header(void **st)
 	assert_int_equal(recv(srv, b, 16, MSG_WAITALL), 16);
 	assert_memory_equal(b + 12, "\x21\x21\x00\x24", 4);
 	close(srv);
-	px_addr_parse(&fake_local, "10.0.0.2");
+	px_addr_parse(&fake_local, "100.64.0.2");
 	px_tunnel_free(t);
 	assert_null(listen_cb); /* unlistened */
 	/* Without ProxyProtocol the service gets the client's bytes only. */
 	t = server_tunnel(port, 0, 0);
-	mesh_connect("10.0.0.9", 40001);
+	mesh_connect("100.64.0.9", 40001);
 	srv = accept_pumped(lfd);
 	pump(10);
 	csend(spliced_fd, "GET /", 5);
@@ -171,12 +171,12 @@ static void test_server_tunnel_limit(void **st)
 	uint16_t port;
 	int lfd = local_service(&port);
 	struct px_tunnel *t = server_tunnel(port, 0, 2);
-	mesh_connect("10.0.0.9", 1);
-	mesh_connect("10.0.0.9", 2);
+	mesh_connect("100.64.0.9", 1);
+	mesh_connect("100.64.0.9", 2);
 	int a = accept_pumped(lfd), b = accept_pumped(lfd);
 	pump(10);
 	assert_int_equal(n_splices, 2);
-	mesh_connect("10.0.0.9", 3);
+	mesh_connect("100.64.0.9", 3);
 	assert_int_equal(n_aborts, 1);
 	struct px_stats stt;
 	px_tunnel_get_stats(t, &stt);
@@ -188,7 +188,7 @@ static void test_server_tunnel_limit(void **st)
 	((struct px_front *)t)->acct->active--;
 	((struct px_front *)t)->acct->bytes_in = 7;  /* mesh -> service */
 	((struct px_front *)t)->acct->bytes_out = 3; /* service -> mesh */
-	mesh_connect("10.0.0.9", 4);
+	mesh_connect("100.64.0.9", 4);
 	int c = accept_pumped(lfd);
 	pump(10);
 	px_tunnel_get_stats(t, &stt);
@@ -373,7 +373,7 @@ static void test_server_tunnel_identity_tlvs(void **st)
 	px_tunnel_free(t);
 	close(lfd);
 	env.identify = NULL;
-	px_addr_parse(&fake_local, "10.0.0.2");
+	px_addr_parse(&fake_local, "100.64.0.2");
 }
 
 int main(void)

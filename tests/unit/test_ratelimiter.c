@@ -129,7 +129,7 @@ static void unknown_family_is_refused(void **state)
 static void full_table_does_not_grow(void **state)
 {
 	struct wg_ratelimiter *rl = wg_ratelimiter_new();
-	struct sockaddr_in keep = v4(0x0a000001);
+	struct sockaddr_in keep = v4(0xc6120009); /* 198.18.0.9 */
 
 	/* Warm up so any lazy allocation would already have happened. */
 	assert_true(allow(rl, &keep, T0));
@@ -138,7 +138,7 @@ static void full_table_does_not_grow(void **state)
 	/* A flood from 200,000 distinct sources, far more than the table holds.
 	 * Every new source gets its first packet (a fresh bucket). */
 	for (uint32_t i = 0; i < 200000; i++) {
-		struct sockaddr_in s = v4(0x64000000 + i);
+		struct sockaddr_in s = v4(0x64400000 + i);
 		assert_true(allow(rl, &s, T0 + i));
 	}
 	for (uint32_t i = 0; i < 50000; i++) {
@@ -152,7 +152,7 @@ static void full_table_does_not_grow(void **state)
 	assert_int_equal(after.arena, before.arena);
 
 	/* Still working afterwards: a source gets its burst and no more. */
-	struct sockaddr_in x = v4(0xc0a80101);
+	struct sockaddr_in x = v4(0xc6130101); /* 198.19.1.1 */
 	uint64_t t = T0 + SEC;
 	for (int i = 0; i < WG_RATELIMIT_BURST; i++)
 		assert_true(allow(rl, &x, t));

@@ -80,16 +80,16 @@ static void test_max_connections_evicts_oldest_handshake(void **st)
 	assert_int_equal(stt.err_limit, 1);
 	assert_int_equal(stt.accepted, 4);
 	/* d finishes its request: it becomes an established splice. */
-	const char *req = "CONNECT 10.0.0.1:80 HTTP/1.1\r\n\r\n";
+	const char *req = "CONNECT 100.64.0.1:80 HTTP/1.1\r\n\r\n";
 	csend(d, req, strlen(req));
 	assert_int_equal(http_status(d), 200);
 	assert_int_equal(f->acct->active, 1);
 	assert_int_equal(px_front_open(f), 3); /* b, c and the splice */
 	/* The next client evicts b (older than c). */
-	int e = connect_ok(h, "10.0.0.1:81");
+	int e = connect_ok(h, "100.64.0.1:81");
 	assert_int_equal(cclosed(b), 0);
 	assert_true(still_open(c));
-	int g = connect_ok(h, "10.0.0.1:82"); /* evicts c */
+	int g = connect_ok(h, "100.64.0.1:82"); /* evicts c */
 	assert_int_equal(cclosed(c), 0);
 	assert_int_equal(f->acct->active, 3);
 	assert_int_equal(f->n_sessions, 0);
@@ -102,7 +102,7 @@ static void test_max_connections_evicts_oldest_handshake(void **st)
 	assert_int_equal(stt.active, 3);
 	/* A splice ends: there is room again. */
 	f->acct->active--;
-	int y = connect_ok(h, "10.0.0.1:83");
+	int y = connect_ok(h, "100.64.0.1:83");
 	px_http_get_stats(h, &stt);
 	assert_int_equal(stt.err_limit, 4);
 	assert_int_equal(stt.established, 4);
@@ -147,7 +147,7 @@ static void test_max_connections_spares_dials(void **st)
 	reset_fake();
 	struct px_http *h = http_lim(1, 0, false);
 	int a = http_client(h);
-	const char *req = "CONNECT 10.0.0.5:80 HTTP/1.1\r\n\r\n"; /* never answers */
+	const char *req = "CONNECT 100.64.0.5:80 HTTP/1.1\r\n\r\n"; /* never answers */
 	csend(a, req, strlen(req));
 	pump(20);
 	assert_non_null(hung);
@@ -176,7 +176,7 @@ static void test_handshake_timeout_from_limits(void **st)
 	assert_int_equal(front_of(h)->lim.buffer_bytes, CFG_DEFAULT_BUFFER_BYTES);
 	long t0 = now_ms();
 	int fd = http_client(h);
-	csend(fd, "CONNECT 10.0.0.1:80 HTTP/1.1\r\n", 30); /* no empty line */
+	csend(fd, "CONNECT 100.64.0.1:80 HTTP/1.1\r\n", 30); /* no empty line */
 	assert_int_equal(cclosed(fd), 0);
 	long took = now_ms() - t0;
 	assert_true(took >= 140 && took < 2000);
@@ -203,12 +203,12 @@ static void test_mesh_names(void **st)
 	struct px_http *h = http_lim(0, 0, true);
 	int fd = connect_ok(h, "web:8080");
 	assert_int_equal(n_dials, 1);
-	assert_memory_equal(last_dst.addr, "\x0a\x00\x00\x01", 4);
+	assert_memory_equal(last_dst.addr, "\x64\x40\x00\x01", 4);
 	assert_int_equal(last_port, 8080);
 	close(fd);
 	/* the routed one of two addresses */
 	fd = connect_ok(h, "two:22");
-	assert_memory_equal(last_dst.addr, "\x0a\x00\x00\x01", 4);
+	assert_memory_equal(last_dst.addr, "\x64\x40\x00\x01", 4);
 	close(fd);
 	/* a mesh name nobody routes: 502, not dialled from the host */
 	assert_int_equal(http_try(h, "CONNECT lost:80 HTTP/1.1\r\n\r\n", true), 502);
@@ -223,7 +223,7 @@ static void test_mesh_names(void **st)
 	assert_int_equal(stt.err_no_route, 1);
 	assert_int_equal(stt.established, 3);
 	/* IP literals never ask */
-	fd = connect_ok(h, "10.0.0.1:80");
+	fd = connect_ok(h, "100.64.0.1:80");
 	assert_int_equal(n_mesh_lookups, 4);
 	close(fd);
 	px_http_free(h);
@@ -339,7 +339,7 @@ static void test_tunnel_mode_with_reply(void **st)
 	struct cfg_limits lim = {.idle_timeout_ms = 7000, .buffer_bytes = 65536};
 	assert_int_equal(px_front_init(&bare, &env, "nc", &lim, CFG_DIRECT_NO), 0);
 	char line[80];
-	int fd = nc_try("10.0.0.1", 22, line, sizeof(line));
+	int fd = nc_try("100.64.0.1", 22, line, sizeof(line));
 	assert_string_equal(line, "ok\n");
 	pump(5);
 	assert_int_equal(n_splices, 1);
@@ -351,11 +351,11 @@ static void test_tunnel_mode_with_reply(void **st)
 	crecv(fd, line, 9);
 	assert_memory_equal(line, "SSH-2.0\r\n", 9);
 	close(fd);
-	fd = nc_try("10.0.0.2", 22, line, sizeof(line));
+	fd = nc_try("100.64.0.2", 22, line, sizeof(line));
 	assert_string_equal(line, "error: connection refused\n");
 	assert_int_equal(cclosed(fd), 0);
 	close(fd);
-	fd = nc_try("10.9.0.1", 22, line, sizeof(line)); /* Direct off */
+	fd = nc_try("100.73.0.1", 22, line, sizeof(line)); /* Direct off */
 	assert_string_equal(line, "error: no mesh route\n");
 	assert_int_equal(cclosed(fd), 0);
 	close(fd);
@@ -418,7 +418,8 @@ static void test_over_memory_budget_refused(void **st)
 	uint8_t m[300];
 	fake_mem_full = true;
 	assert_int_equal(socks_refusal(s, m, req_v4(m, 1, 80)), SOCKS5_REP_GENERAL);
-	assert_int_equal(http_try(h, "CONNECT 10.0.0.1:443 HTTP/1.1\r\n\r\n", true), 503);
+	assert_int_equal(http_try(h, "CONNECT 100.64.0.1:443 HTTP/1.1\r\n\r\n", true),
+	                 503);
 	assert_int_equal(n_dials, 0);
 	px_socks_get_stats(s, &stt);
 	assert_int_equal(stt.err_busy, 1);
@@ -432,7 +433,7 @@ static void test_over_memory_budget_refused(void **st)
 }
 
 /* [Interface] DNS as px_env.lookup: names under "silent" are never
- * answered, "good.test" is 10.0.0.1 (a dial that connects). */
+ * answered, "good.test" is 100.64.0.1 (a dial that connects). */
 struct t_lookup {
 	void (*cb)(void *arg, int err, const struct ns_addr *a, size_t n);
 	void *arg;
@@ -444,11 +445,12 @@ static int lookups_live, lookup_calls;
 static void t_lookup_answer(evutil_socket_t fd, short what, void *p)
 {
 	struct t_lookup *l = p;
-	struct ns_addr a[17] = {{.family = AF_INET, .addr = {10, 0, 0, 1}}};
+	struct ns_addr a[17] = {{.family = AF_INET, .addr = {100, 64, 0, 1}}};
 	size_t n = 1;
 	if (l->mixed) { /* 16 A that time out, then one AAAA that connects */
 		for (n = 0; n < 16; n++)
-			a[n] = (struct ns_addr){.family = AF_INET, .addr = {10, 0, 0, 3}};
+			a[n] =
+			    (struct ns_addr){.family = AF_INET, .addr = {100, 64, 0, 3}};
 		a[n++] = (struct ns_addr){.family = AF_INET6, .addr = {0xfd, [15] = 1}};
 	}
 	event_free(l->ev);

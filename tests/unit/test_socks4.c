@@ -33,8 +33,8 @@ static void assert_prefixes_more(const uint8_t *m, size_t full)
 
 static void test_socks4_ipv4(void **st)
 {
-	/* CONNECT 10.77.0.2:8080, user id "bob", then early data. */
-	const uint8_t m[] = {4, 1, 0x1f, 0x90, 10, 77, 0, 2, 'b', 'o', 'b', 0, 'G', 'E'};
+	/* CONNECT 100.77.0.2:8080, user id "bob", then early data. */
+	const uint8_t m[] = {4, 1, 0x1f, 0x90, 100, 77, 0, 2, 'b', 'o', 'b', 0, 'G', 'E'};
 	struct px_target t;
 	uint8_t cmd = 0;
 	size_t used = 0;
@@ -44,7 +44,7 @@ static void test_socks4_ipv4(void **st)
 	assert_false(t.is_name);
 	assert_int_equal(t.addr.family, AF_INET);
 	assert_int_equal(t.port, 8080);
-	assert_string_equal(t.host, "10.77.0.2");
+	assert_string_equal(t.host, "100.77.0.2");
 	assert_prefixes_more(m, 12);
 	/* An empty user id is what curl sends. */
 	const uint8_t e[] = {4, 1, 0, 80, 1, 2, 3, 4, 0};

@@ -105,7 +105,7 @@ static void test_auth(void **st)
 
 static void test_request_ipv4(void **st)
 {
-	const uint8_t m[] = {5, 1, 0, 1, 10, 0, 0, 1, 0x1f, 0x90, 'G', 'E', 'T'};
+	const uint8_t m[] = {5, 1, 0, 1, 100, 64, 0, 1, 0x1f, 0x90, 'G', 'E', 'T'};
 	struct px_target t;
 	uint8_t cmd = 0, rep = 0xee;
 	size_t used = 0;
@@ -115,12 +115,12 @@ static void test_request_ipv4(void **st)
 	assert_int_equal(cmd, SOCKS5_CMD_CONNECT);
 	assert_false(t.is_name);
 	assert_int_equal(t.addr.family, AF_INET);
-	assert_memory_equal(t.addr.addr, "\x0a\x00\x00\x01", 4);
+	assert_memory_equal(t.addr.addr, "\x64\x40\x00\x01", 4);
 	assert_int_equal(t.port, 8080);
-	assert_string_equal(t.host, "10.0.0.1");
+	assert_string_equal(t.host, "100.64.0.1");
 	char buf[64];
 	px_target_format(&t, buf, sizeof(buf));
-	assert_string_equal(buf, "10.0.0.1:8080");
+	assert_string_equal(buf, "100.64.0.1:8080");
 	ASSERT_PREFIXES_MORE(px_socks5_parse_request(m, len, &cmd, &t, &used, &rep), 10);
 }
 
@@ -174,7 +174,7 @@ static void test_request_domain(void **st)
 	ASSERT_PREFIXES_MORE(px_socks5_parse_request(m, len, &cmd, &t, &used, &rep), n);
 
 	/* curl --socks5-hostname sends IP literals as names */
-	n = build_domain(m, "10.77.0.1", 80);
+	n = build_domain(m, "100.77.0.1", 80);
 	assert_int_equal(px_socks5_parse_request(m, n, &cmd, &t, &used, &rep),
 	                 PX_PARSE_OK);
 	assert_false(t.is_name);
@@ -241,7 +241,7 @@ static void test_request_errors(void **st)
 	assert_int_equal(px_socks5_parse_request(badatyp, 4, &cmd, &t, &used, &rep),
 	                 PX_PARSE_ERROR);
 	assert_int_equal(rep, SOCKS5_REP_ATYP_UNSUPPORTED);
-	const uint8_t port0[] = {5, 1, 0, 1, 10, 0, 0, 1, 0, 0};
+	const uint8_t port0[] = {5, 1, 0, 1, 100, 64, 0, 1, 0, 0};
 	assert_int_equal(px_socks5_parse_request(port0, 10, &cmd, &t, &used, &rep),
 	                 PX_PARSE_ERROR);
 	/* BIND and UDP ASSOCIATE parse; the server answers 0x07 itself */
@@ -282,10 +282,10 @@ static void test_reply(void **st)
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 	memset(&ss, 0, sizeof(ss));
 	s4->sin_family = AF_INET;
-	s4->sin_addr.s_addr = htonl(0x0a000002);
+	s4->sin_addr.s_addr = htonl(0x64400002);
 	s4->sin_port = htons(9);
 	assert_int_equal(px_socks5_reply(out, 0, &ss), 10);
-	assert_memory_equal(out, "\x05\x00\x00\x01\x0a\x00\x00\x02\x00\x09", 10);
+	assert_memory_equal(out, "\x05\x00\x00\x01\x64\x40\x00\x02\x00\x09", 10);
 }
 
 /* Random bytes: never a crash, and OK never claims more than it was given. */
@@ -342,7 +342,7 @@ static void assert_udp_truncations_fail(const uint8_t *m, size_t hdr_len)
 
 static void test_udp_header_ipv4(void **st)
 {
-	const uint8_t m[] = {0, 0, 0, 1, 10, 0, 0, 7, 0, 53, 'q', 'r', 'y'};
+	const uint8_t m[] = {0, 0, 0, 1, 100, 64, 0, 7, 0, 53, 'q', 'r', 'y'};
 	struct px_target t;
 	uint8_t frag = 0xee;
 	size_t hl = 0;
@@ -351,14 +351,14 @@ static void test_udp_header_ipv4(void **st)
 	assert_int_equal(hl, SOCKS5_UDP_HDR_IPV4);
 	assert_false(t.is_name);
 	assert_int_equal(t.addr.family, AF_INET);
-	assert_memory_equal(t.addr.addr, "\x0a\x00\x00\x07", 4);
+	assert_memory_equal(t.addr.addr, "\x64\x40\x00\x07", 4);
 	assert_int_equal(t.port, 53);
-	assert_string_equal(t.host, "10.0.0.7");
+	assert_string_equal(t.host, "100.64.0.7");
 	assert_udp_truncations_fail(m, hl);
 	/* an empty payload is a valid datagram */
 	assert_true(udp_parse(m, hl, &frag, &t, &hl));
 	/* RSV is not checked (clients are known to put junk there) */
-	const uint8_t rsv[] = {0xff, 0xff, 0, 1, 10, 0, 0, 7, 0, 53};
+	const uint8_t rsv[] = {0xff, 0xff, 0, 1, 100, 64, 0, 7, 0, 53};
 	assert_true(udp_parse(rsv, sizeof(rsv), &frag, &t, &hl));
 }
 
@@ -406,7 +406,7 @@ static void test_udp_header_domain(void **st)
 	assert_int_equal(t.port, 53);
 	assert_udp_truncations_fail(m, n);
 	/* IP literals written as names come back as addresses */
-	n = udp_domain(m, "10.1.2.3", 8, 9);
+	n = udp_domain(m, "100.65.2.3", 10, 9);
 	assert_true(udp_parse(m, n, &frag, &t, &hl));
 	assert_false(t.is_name);
 	assert_int_equal(t.addr.family, AF_INET);
@@ -442,18 +442,18 @@ static void test_udp_header_errors(void **st)
 	uint8_t frag = 0;
 	size_t hl;
 	/* FRAG is reported; the relay drops anything but 0 */
-	const uint8_t fr[] = {0, 0, 3, 1, 10, 0, 0, 7, 0, 53, 'x'};
+	const uint8_t fr[] = {0, 0, 3, 1, 100, 64, 0, 7, 0, 53, 'x'};
 	assert_true(udp_parse(fr, sizeof(fr), &frag, &t, &hl));
 	assert_int_equal(frag, 3);
 	/* unknown address types */
 	for (int atyp = 0; atyp < 256; atyp++) {
 		if (atyp == 1 || atyp == 3 || atyp == 4)
 			continue;
-		uint8_t m[32] = {0, 0, 0, (uint8_t)atyp, 10, 0, 0, 7, 0, 53};
+		uint8_t m[32] = {0, 0, 0, (uint8_t)atyp, 100, 64, 0, 7, 0, 53};
 		assert_false(udp_parse(m, sizeof(m), &frag, &t, &hl));
 	}
 	/* port 0 */
-	const uint8_t p0[] = {0, 0, 0, 1, 10, 0, 0, 7, 0, 0, 'x'};
+	const uint8_t p0[] = {0, 0, 0, 1, 100, 64, 0, 7, 0, 0, 'x'};
 	assert_false(udp_parse(p0, sizeof(p0), &frag, &t, &hl));
 	assert_false(udp_parse(NULL, 0, &frag, &t, &hl));
 }
@@ -536,11 +536,11 @@ static void test_http_connect(void **st)
 	ASSERT_PREFIXES_MORE(
 	    px_http_parse_request((const uint8_t *)m, len, &r, &used, &status), head);
 
-	assert_int_equal(http("CONNECT 10.0.0.1:22 HTTP/1.0\n\n", &r, &used, &status),
+	assert_int_equal(http("CONNECT 100.64.0.1:22 HTTP/1.0\n\n", &r, &used, &status),
 	                 PX_PARSE_OK);
 	assert_false(r.target.is_name);
 	assert_int_equal(r.target.addr.family, AF_INET);
-	assert_int_equal(used, 30);
+	assert_int_equal(used, 32);
 	assert_int_equal(
 	    http("\r\nCONNECT [fd00::1]:8443 HTTP/1.1\r\n\r\n", &r, &used, &status),
 	    PX_PARSE_OK);
@@ -576,7 +576,7 @@ static void test_http_errors(void **st)
 	expect_http_status("CONNECT a:+80 HTTP/1.1\r\n\r\n", 400);
 	expect_http_status("CONNECT :80 HTTP/1.1\r\n\r\n", 400);
 	expect_http_status("CONNECT fd00::1:80 HTTP/1.1\r\n\r\n", 400);
-	expect_http_status("CONNECT [10.0.0.1]:80 HTTP/1.1\r\n\r\n", 400);
+	expect_http_status("CONNECT [100.64.0.1]:80 HTTP/1.1\r\n\r\n", 400);
 	expect_http_status("CONNECT [fd00::1]80 HTTP/1.1\r\n\r\n", 400);
 	expect_http_status("CONNECT a_b c:80 HTTP/1.1\r\n\r\n", 400);
 	expect_http_status("CONNECT http://a:80 HTTP/1.1\r\n\r\n", 400);

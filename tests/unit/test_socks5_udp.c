@@ -35,7 +35,7 @@ static size_t mesh_names(void *ctx, const char *name, struct ns_addr *out, size_
 {
 	if (strcasecmp(name, "peer") != 0 || max < 2)
 		return 0;
-	assert_true(ns_addr_parse(&out[0], "10.99.0.1")); /* not routed: skipped */
+	assert_true(ns_addr_parse(&out[0], "100.99.0.1")); /* not routed: skipped */
 	assert_true(ns_addr_parse(&out[1], PEER4));
 	return 2;
 }

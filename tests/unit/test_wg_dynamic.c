@@ -86,7 +86,7 @@ static void aip4(struct wg_allowed_ip *a, const char *s, uint8_t cidr)
 	assert_int_equal(inet_pton(AF_INET, s, a->addr), 1);
 }
 
-/* Adds `key` as a peer of n with allowed IP 10.0.0.<host>/32. */
+/* Adds `key` as a peer of n with allowed IP 100.64.0.<host>/32. */
 static struct wg_peer *add_key(struct wg_device *d, const uint8_t *key, int host,
                                uint16_t endpoint_port)
 {
@@ -98,7 +98,7 @@ static struct wg_peer *add_key(struct wg_device *d, const uint8_t *key, int host
 
 	memset(&pc, 0, sizeof(pc));
 	memcpy(pc.public_key, key, 32);
-	snprintf(s, sizeof(s), "10.0.0.%d", host);
+	snprintf(s, sizeof(s), "100.64.0.%d", host);
 	aip4(&ip, s, 32);
 	pc.allowed_ips = &ip;
 	pc.n_allowed_ips = 1;
@@ -118,7 +118,7 @@ static int setup(void **state)
 	f.base = event_base_new();
 	node_init(f.base, &f.a);
 	node_init(f.base, &f.b);
-	/* a is 10.0.0.1, b is 10.0.0.2; only a knows where b is. */
+	/* a is 100.64.0.1, b is 100.64.0.2; only a knows where b is. */
 	add_key(f.a.dev, f.b.pub, 2, wg_device_port(f.b.dev));
 	add_key(f.b.dev, f.a.pub, 1, 0);
 	*state = &f;
@@ -191,9 +191,9 @@ static void establish(struct fixture *f)
 {
 	unsigned a0 = f->a.rx_count, b0 = f->b.rx_count;
 
-	assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.2"), 0);
+	assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.0.2"), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, b0 + 1, 3000));
-	assert_int_equal(send4(f->b.dev, "10.0.0.2", "10.0.0.1"), 0);
+	assert_int_equal(send4(f->b.dev, "100.64.0.2", "100.64.0.1"), 0);
 	assert_true(run_until(f->base, &f->a.rx_count, a0 + 1, 3000));
 }
 
@@ -258,14 +258,14 @@ static void test_remove_and_readd(void **state)
 	assert_int_equal(wg_index_table_count(f->a.dev->index), 0);
 	assert_int_equal(wg_pubkey_table_count(f->a.dev->pubkeys), 0);
 	assert_int_equal(wg_allowedips_count(f->a.dev->aips), 0);
-	assert_false(route4(f->a.dev, "10.0.0.2"));
-	assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.2"), -EHOSTUNREACH);
+	assert_false(route4(f->a.dev, "100.64.0.2"));
+	assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.0.2"), -EHOSTUNREACH);
 
 	/* b still has its session: its packets reach a and are dropped. */
 	wg_device_stats(f->a.dev, &s0);
 	a0 = f->a.rx_count;
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(send4(f->b.dev, "10.0.0.2", "10.0.0.1"), 0);
+		assert_int_equal(send4(f->b.dev, "100.64.0.2", "100.64.0.1"), 0);
 	run_for(f->base, 100);
 	wg_device_stats(f->a.dev, &s1);
 	assert_int_equal(f->a.rx_count, a0);
@@ -292,7 +292,7 @@ static void test_remove_during_handshake(void **state)
 	struct wg_peer *p = peer_of(f->a.dev, f->b.pub);
 
 	for (int i = 0; i < 5; i++)
-		assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.2"), 0);
+		assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.0.2"), 0);
 	assert_int_equal(p->staged_count, 5);
 	assert_true(evtimer_pending(p->timer_retransmit_handshake, NULL));
 	assert_true(p->hs_entry.in_table);
@@ -319,20 +319,20 @@ static void test_remove_with_timers_armed(void **state)
 
 	make_key(priv, pub);
 	pa = add_key(f->a.dev, pub, 9, qport);
-	assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.9"), 0);
+	assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.0.9"), 0);
 	assert_int_equal(recv_type(qfd, 500), 1); /* the initiation */
 	assert_true(evtimer_pending(pa->timer_retransmit_handshake, NULL));
 	assert_int_equal(pa->staged_count, 1);
 
 	establish(f);
 	/* One more b -> a data packet arms a's passive keepalive. */
-	assert_int_equal(send4(f->b.dev, "10.0.0.2", "10.0.0.1"), 0);
+	assert_int_equal(send4(f->b.dev, "100.64.0.2", "100.64.0.1"), 0);
 	run_until(f->base, &f->a.rx_count, 2, 1000);
 	pb = peer_of(f->a.dev, f->b.pub);
 	assert_true(evtimer_pending(pb->timer_send_keepalive, NULL));
 	assert_true(evtimer_pending(pb->timer_zero_key_material, NULL));
 	/* And an a -> b data packet arms a's new-handshake timer. */
-	assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.2"), 0);
+	assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.0.2"), 0);
 	assert_true(evtimer_pending(pb->timer_new_handshake, NULL));
 
 	struct wg_peer_config pc;
@@ -372,7 +372,7 @@ static void test_update_endpoint(void **state)
 	assert_int_equal(ntohs(((struct sockaddr_in *)&info.endpoint)->sin_port), qport);
 	/* The next packet goes to the new place, on the same session. */
 	b0 = f->b.rx_count;
-	assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.2"), 0);
+	assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.0.2"), 0);
 	assert_int_equal(recv_type(qfd, 500), 4);
 	run_for(f->base, 30);
 	assert_int_equal(f->b.rx_count, b0);
@@ -383,7 +383,7 @@ static void test_update_endpoint(void **state)
 	assert_int_equal(wg_device_peer_info_by_key(f->a.dev, f->b.pub, &info), 0);
 	assert_int_equal(info.endpoint.ss_family, 0);
 	wg_device_stats(f->a.dev, &s0);
-	assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.2"), 0);
+	assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.0.2"), 0);
 	wg_device_stats(f->a.dev, &s1);
 	assert_int_equal(s1.tx_drop_sock, s0.tx_drop_sock + 1);
 
@@ -397,7 +397,7 @@ static void test_update_endpoint(void **state)
 	loopback(&pc.endpoint, wg_device_port(f->b.dev));
 	assert_int_equal(wg_device_update_peer(f->a.dev, &pc, WG_PEER_UPD_ENDPOINT), 0);
 	b0 = f->b.rx_count;
-	assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.2"), 0);
+	assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.0.2"), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, b0 + 1, 1000));
 
 	memcpy(pc.public_key, f->a.pub, 32); /* a is not its own peer */
@@ -418,39 +418,39 @@ static void test_update_allowed_ips(void **state)
 	establish(f);
 	memset(&pc, 0, sizeof(pc));
 	memcpy(pc.public_key, f->b.pub, 32);
-	aip4(&ips[0], "10.0.1.0", 24);
-	aip4(&ips[1], "10.0.2.7", 32);
+	aip4(&ips[0], "100.64.1.0", 24);
+	aip4(&ips[1], "100.64.2.7", 32);
 	pc.allowed_ips = ips;
 	pc.n_allowed_ips = 2;
 	assert_int_equal(wg_device_update_peer(f->a.dev, &pc, WG_PEER_UPD_ALLOWED_IPS),
 	                 0);
-	assert_false(route4(f->a.dev, "10.0.0.2"));
-	assert_true(route4(f->a.dev, "10.0.1.200"));
-	assert_true(route4(f->a.dev, "10.0.2.7"));
-	assert_false(route4(f->a.dev, "10.0.2.8"));
+	assert_false(route4(f->a.dev, "100.64.0.2"));
+	assert_true(route4(f->a.dev, "100.64.1.200"));
+	assert_true(route4(f->a.dev, "100.64.2.7"));
+	assert_false(route4(f->a.dev, "100.64.2.8"));
 	assert_int_equal(wg_allowedips_count(f->a.dev->aips), 2);
 	assert_int_equal(wg_device_peer_info_by_key(f->a.dev, f->b.pub, &info), 0);
 	assert_int_equal(info.n_allowed_ips, 2);
 
 	/* Sending follows the new set. */
-	assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.2"), -EHOSTUNREACH);
+	assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.0.2"), -EHOSTUNREACH);
 	b0 = f->b.rx_count;
-	assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.1.5"), 0);
+	assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.1.5"), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, b0 + 1, 1000));
 
 	/* So does the source check on receive. */
 	wg_device_stats(f->a.dev, &s0);
 	a0 = f->a.rx_count;
-	assert_int_equal(send4(f->b.dev, "10.0.0.2", "10.0.0.1"), 0);
+	assert_int_equal(send4(f->b.dev, "100.64.0.2", "100.64.0.1"), 0);
 	run_for(f->base, 50);
 	wg_device_stats(f->a.dev, &s1);
 	assert_int_equal(f->a.rx_count, a0);
 	assert_int_equal(s1.rx_drop_allowedips, s0.rx_drop_allowedips + 1);
-	assert_int_equal(send4(f->b.dev, "10.0.1.9", "10.0.0.1"), 0);
+	assert_int_equal(send4(f->b.dev, "100.64.1.9", "100.64.0.1"), 0);
 	assert_true(run_until(f->base, &f->a.rx_count, a0 + 1, 1000));
 
 	/* A bad prefix anywhere in the set: refused, the old set stays. */
-	aip4(&ips[1], "10.0.3.0", 24);
+	aip4(&ips[1], "100.64.3.0", 24);
 	ips[1].cidr = 33;
 	assert_int_equal(wg_device_update_peer(f->a.dev, &pc, WG_PEER_UPD_ALLOWED_IPS),
 	                 -EINVAL);
@@ -460,8 +460,8 @@ static void test_update_allowed_ips(void **state)
 	    wg_device_update_peer(f->a.dev, &pc,
 	                          WG_PEER_UPD_ALLOWED_IPS | WG_PEER_UPD_KEEPALIVE),
 	    -EINVAL);
-	assert_true(route4(f->a.dev, "10.0.2.7"));
-	assert_false(route4(f->a.dev, "10.0.3.1"));
+	assert_true(route4(f->a.dev, "100.64.2.7"));
+	assert_false(route4(f->a.dev, "100.64.3.1"));
 	assert_int_equal(wg_device_peer_info_by_key(f->a.dev, f->b.pub, &info), 0);
 	assert_int_equal(info.n_allowed_ips, 2);
 	assert_int_equal(info.persistent_keepalive, 0);
@@ -473,10 +473,10 @@ static void test_update_allowed_ips(void **state)
 	pc.n_allowed_ips = 0;
 	assert_int_equal(wg_device_update_peer(f->a.dev, &pc, WG_PEER_UPD_ALLOWED_IPS),
 	                 0);
-	assert_false(route4(f->a.dev, "10.0.1.5"));
-	assert_true(route4(f->a.dev, "10.0.0.77"));
+	assert_false(route4(f->a.dev, "100.64.1.5"));
+	assert_true(route4(f->a.dev, "100.64.0.77"));
 	assert_int_equal(wg_allowedips_count(f->a.dev->aips), 1);
-	assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.1.5"), -EHOSTUNREACH);
+	assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.1.5"), -EHOSTUNREACH);
 }
 
 static void test_update_keepalive(void **state)
@@ -507,7 +507,7 @@ static void test_update_keepalive(void **state)
 	assert_false(evtimer_pending(p->timer_persistent_keepalive, NULL));
 	/* Sessions survived the updates. */
 	b0 = f->b.rx_count;
-	assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.2"), 0);
+	assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.0.2"), 0);
 	assert_true(run_until(f->base, &f->b.rx_count, b0 + 1, 1000));
 	assert_int_equal(wg_device_peer_info_by_key(f->a.dev, f->b.pub, &info), 0);
 	assert_int_equal(info.handshakes_sent, 1);
@@ -537,8 +537,8 @@ static void test_order_after_removal(void **state)
 	}
 	assert_int_equal(wg_device_peer_info(f->a.dev, 3, &info), -ENOENT);
 	assert_int_equal(wg_device_peer_info_by_key(f->a.dev, pub[1], &info), -ENOENT);
-	assert_false(route4(f->a.dev, "10.0.0.21"));
-	assert_true(route4(f->a.dev, "10.0.0.22"));
+	assert_false(route4(f->a.dev, "100.64.0.21"));
+	assert_true(route4(f->a.dev, "100.64.0.22"));
 }
 
 /* The contract asks callers not to do this, but a network-map update that
@@ -572,7 +572,7 @@ static void test_remove_from_rx_callback(void **state)
 	f->b.rx_count = 0;
 	wg_device_set_rx(f->b.dev, on_rx_remove, &f->b);
 	for (int i = 0; i < 8; i++)
-		assert_int_equal(send4(f->a.dev, "10.0.0.1", "10.0.0.2"), 0);
+		assert_int_equal(send4(f->a.dev, "100.64.0.1", "100.64.0.2"), 0);
 	run_for(f->base, 100);
 	assert_int_equal(f->b.rx_count, 1);
 	assert_int_equal(wg_device_peer_count(f->b.dev), 0);
@@ -604,8 +604,8 @@ static void test_many_peers(void **state)
 			memset(&ip, 0, sizeof(ip));
 			ip.family = AF_INET;
 			ip.cidr = 32;
-			ip.addr[0] = 10;
-			ip.addr[1] = 1;
+			ip.addr[0] = 100; /* 100.65.x.y */
+			ip.addr[1] = 65;
 			ip.addr[2] = (uint8_t)(i >> 8);
 			ip.addr[3] = (uint8_t)i;
 			pc.allowed_ips = &ip;
