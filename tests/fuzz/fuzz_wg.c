@@ -24,7 +24,7 @@
  *                 network-map change between packets chosen by b >> 2:
  *                 remove the peer, add it back (same key; a fresh
  *                 handshake is needed), change its endpoint (v4, v6, none),
- *                 replace its allowed IPs (subsets of 10.0.0.0/24 and
+ *                 replace its allowed IPs (subsets of 100.64.0.0/24 and
  *                 fd00::/64, or none), or its persistent keepalive */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -94,11 +94,11 @@ static void on_tx(void *ctx, const struct sockaddr *to, const uint8_t *buf, size
 
 static void on_rx(void *ctx, const uint8_t *pkt, size_t len)
 {
-	/* Only packets from 10.0.0.0/24 or fd00::/64 may come out. */
+	/* Only packets from 100.64.0.0/24 or fd00::/64 may come out. */
 	if (len < 20)
 		abort();
 	if (pkt[0] >> 4 == 4) {
-		if (pkt[12] != 10 || pkt[13] != 0 || pkt[14] != 0)
+		if (pkt[12] != 100 || pkt[13] != 64 || pkt[14] != 0)
 			abort();
 		if (((size_t)pkt[2] << 8 | pkt[3]) != len)
 			abort();
@@ -223,9 +223,11 @@ static void op_dev_init(uint8_t plen, uint8_t how, uint8_t off)
 	pkt[2] = (uint8_t)(len >> 8);
 	pkt[3] = (uint8_t)len;
 	pkt[9] = 17;
-	pkt[12] = 10;
+	pkt[12] = 100; /* 100.64.0.1 -> 100.64.0.5 */
+	pkt[13] = 64;
 	pkt[15] = 1;
-	pkt[16] = 10;
+	pkt[16] = 100;
+	pkt[17] = 64;
 	pkt[19] = 5;
 	for (size_t i = 20; i < len; i++)
 		pkt[i] = (uint8_t)i;
@@ -272,11 +274,11 @@ static void op_peer_data(const uint8_t *body, size_t blen, uint8_t flags)
 	if (blen && (flags & 1))
 		plain[0] = (flags & 2) ? 0x60 : 0x45;
 	if (blen >= 20 && (flags & 4) && plain[0] == 0x45) {
-		/* Make it look right: total length, a source in 10.0.0.0/24. */
+		/* Make it look right: total length, a source in 100.64.0.0/24. */
 		plain[2] = (uint8_t)(blen >> 8);
 		plain[3] = (uint8_t)blen;
-		plain[12] = 10;
-		plain[13] = 0;
+		plain[12] = 100;
+		plain[13] = 64;
 		plain[14] = 0;
 	}
 	padded = (flags & 8) ? blen : (blen + 15) & ~(size_t)15;
@@ -326,7 +328,8 @@ static struct wg_peer *add_harness_peer(void)
 	memset(ips, 0, sizeof(ips));
 	memcpy(pc.public_key, H.me.public_key, 32);
 	ips[0].family = AF_INET;
-	ips[0].addr[0] = 10;
+	ips[0].addr[0] = 100;
+	ips[0].addr[1] = 64;
 	ips[0].cidr = 24;
 	ips[1].family = AF_INET6;
 	ips[1].addr[0] = 0xfd;
@@ -373,7 +376,8 @@ static void op_map(uint8_t sub)
 	case 3:
 		memset(ips, 0, sizeof(ips));
 		ips[0].family = AF_INET;
-		ips[0].addr[0] = 10;
+		ips[0].addr[0] = 100;
+		ips[0].addr[1] = 64;
 		ips[0].addr[3] = (sub & 32) ? 128 : 0;
 		ips[0].cidr = (sub & 8) ? 25 : 24;
 		ips[1].family = AF_INET6;
