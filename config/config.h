@@ -204,7 +204,7 @@ struct config {
 
 /* Loads and validates path. On failure returns -1 and writes one readable
  * line to err, e.g.
- *   node.ini:12: [Peer] AllowedIPs: "10.0.0.300/32" is not an address/prefix
+ *   node.ini:12: [Peer] AllowedIPs: "100.64.0.300/32" is not an address/prefix
  * On success returns 0; free with config_free(). */
 int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
 void config_free(struct config *cfg); /* wipes keys; accepts a zeroed struct */

@@ -239,7 +239,7 @@ static int cfg_i_address(struct cfg_parser *p, const char *key, const char *s, s
 	struct cfg_prefix pr;
 	if (!cfg_parse_prefix(s, n, &pr)) {
 		cfg_item_err(p, key, s, n,
-		             "is not an IP address (e.g. 10.0.0.2 or 10.0.0.2/32)");
+		             "is not an IP address (e.g. 100.64.0.2 or 100.64.0.2/32)");
 		return -1;
 	}
 	return cfg_prefix_append(p, &p->cfg->addresses, &p->cfg->n_addresses, &pr);
@@ -391,7 +391,7 @@ static int cfg_i_allowed(struct cfg_parser *p, const char *key, const char *s, s
 	struct cfg_prefix pr;
 	if (!cfg_parse_prefix(s, n, &pr)) {
 		cfg_item_err(p, key, s, n,
-		             "is not an IP prefix (e.g. 10.0.0.0/24 or fd00::/64)");
+		             "is not an IP prefix (e.g. 100.64.0.0/24 or fd00::/64)");
 		return -1;
 	}
 	/* Host bits are cleared, as wg does. */
@@ -700,7 +700,7 @@ int cfg_section_check(struct cfg_parser *p)
 		if (c->n_addresses == 0)
 			return cfg_missing(p, "Address",
 			                   " (this node's mesh address, e.g. "
-			                   "10.0.0.2/32)");
+			                   "100.64.0.2/32)");
 		break;
 	case CFG_SECT_PEER:
 		if (!seen[0])
