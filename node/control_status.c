@@ -161,6 +161,10 @@ void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
 		api_conn_printf(c, " (%s)", safe);
 	}
 	api_conn_printf(c, "\n");
+	if (m->np.version) /* whose node this is, from the map */
+		api_conn_printf(c, "       owner %s, tags %s\n",
+		                m->np.self_user[0] ? m->np.self_user : "(none)",
+		                m->np.self_tags[0] ? m->np.self_tags : "(none)");
 	if (m->expose || m->magicdns) {
 		struct px_stats ps = {0};
 		struct magicdns_stats ms = {0};
@@ -431,6 +435,26 @@ static json_t *nctl_json_paths(const struct node_ctl *m)
 	return o;
 }
 
+/* "self": this node's owner from the map (user null: none or no map) */
+static json_t *nctl_json_self(const struct node_ctl *m)
+{
+	json_t *o = json_object(), *tags = json_array();
+	if (!o || !tags) {
+		json_decref(o);
+		json_decref(tags);
+		return NULL;
+	}
+	char buf[CTL_PEER_TAGS_MAX];
+	snprintf(buf, sizeof(buf), "%s", m->np.self_tags);
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		tags = fmt_json_append(tags, fmt_json_str(t));
+	fmt_json_set(o, "user",
+	             m->np.self_user[0] ? fmt_json_str(m->np.self_user) : json_null());
+	fmt_json_set(o, "tags", tags);
+	return o;
+}
+
 void node_ctl_status_json_write(const struct node_ctl *m, const struct wg_device *wg,
                                 struct fmt_jw *w)
 {
@@ -451,6 +475,7 @@ void node_ctl_status_json_write(const struct node_ctl *m, const struct wg_device
 		             fmt_json_u64(m->have_self ? m->self.node_id : 0));
 		fmt_json_set(o, "addresses", addrs);
 		addrs = NULL;
+		fmt_json_set(o, "self", nctl_json_self(m));
 		fmt_json_set(o, "control", nctl_json_control(m));
 		nctl_json_services(m, o);
 		fmt_json_set(o, "endpoint_rotations", fmt_json_u64(m->np.rotations));

@@ -69,7 +69,7 @@ struct whois {
 	uint64_t id;
 	char name[CTL_LABEL_MAX];
 	char fqdn[CTL_DNSNAME_MAX + CTL_LABEL_MAX + 1];
-	const char *user, *tags; /* NULL: not known (ourselves: not in the map) */
+	const char *user, *tags; /* NULL: not known (no map yet) */
 	unsigned port;
 	bool policy;
 	bool reach_tcp, reach_udp, in_tcp, in_udp;
@@ -80,11 +80,11 @@ static void whois_text(const struct whois *w, struct api_conn *c)
 	api_conn_printf(c, "address %s%s\n", w->addr, w->self ? "  (this node)" : "");
 	api_conn_printf(c, "node    %s  %s  id %" PRIu64 "\n", w->name, w->fqdn, w->id);
 	api_conn_printf(c, "user    %s\n",
-	                !w->user     ? "(not in the map for this node itself)"
+	                !w->user     ? "(no map yet)"
 	                : w->user[0] ? w->user
 	                             : "(none)");
 	api_conn_printf(c, "tags    %s\n",
-	                !w->tags     ? "(not in the map for this node itself)"
+	                !w->tags     ? "(no map yet)"
 	                : w->tags[0] ? w->tags
 	                             : "(none)");
 	if (!w->port) {
@@ -216,6 +216,10 @@ void node_ctl_whois(struct node_ctl *m, struct api_conn *c, const char *args)
 		w.id = m->self.node_id;
 		snprintf(w.name, sizeof(w.name), "%s", m->self.name);
 		snprintf(w.fqdn, sizeof(w.fqdn), "%s", m->self.fqdn);
+		if (m->np.version) { /* its owner, from the map */
+			w.user = m->np.self_user;
+			w.tags = m->np.self_tags;
+		}
 	} else {
 		const struct np_entry *e = node_peers_by_addr(&m->np, &a);
 		if (!e) {

@@ -190,6 +190,8 @@ static void np_view(struct node_peers *np, const struct ctl_map_full *map)
 	np->version = map->version;
 	snprintf(np->domain, sizeof(np->domain), "%s", map->dns_domain);
 	snprintf(np->self_name, sizeof(np->self_name), "%s", map->self_name);
+	snprintf(np->self_user, sizeof(np->self_user), "%s", map->self_user);
+	snprintf(np->self_tags, sizeof(np->self_tags), "%s", map->self_tags);
 	np->n_self_addrs = map->n_self_addrs;
 	memcpy(np->self_addrs, map->self_addrs, sizeof(np->self_addrs));
 }

@@ -46,6 +46,9 @@ struct node_peers {
 	uint64_t version;
 	char domain[CTL_DNSNAME_MAX];
 	char self_name[CTL_LABEL_MAX];
+	/* this node's owner: user and comma-joined tags ("" = none) */
+	char self_user[CTL_USER_MAX];
+	char self_tags[CTL_PEER_TAGS_MAX];
 	uint8_t n_self_addrs;
 	struct ctl_ip self_addrs[CTL_ADDRS_MAX];
 	uint64_t rotations; /* endpoint candidate changes */

@@ -333,6 +333,14 @@ int ctl_map_apply_delta_policy(struct ctl_map_full *map, const struct ctl_map_de
 		free(rel);
 		return r;
 	}
+	/* the node's own owner: whole, as sent (the decoder checked it) */
+	if (delta->has_self &&
+	    (strcmp(map->self_user, delta->self_user) != 0 ||
+	     strcmp(map->self_tags, delta->self_tags) != 0)) {
+		memcpy(map->self_user, delta->self_user, sizeof(map->self_user));
+		memcpy(map->self_tags, delta->self_tags, sizeof(map->self_tags));
+		st.changed = true;
+	}
 	if (policy_changed)
 		*policy_changed = st.changed;
 	ctl_map_policy_commit(map, &st);

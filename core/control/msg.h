@@ -23,7 +23,7 @@
  *                  when pending (optional): node_id, name (the name the
  *                  server gave, which an admin approves)}
  *   ENDPOINTS     {endpoints: ["ip:port" | "[ip6]:port"], home_relay?: int}
- *   MAP_FULL      {version: int, self: {id, name, addresses},
+ *   MAP_FULL      {version: int, self: {id, name, addresses, user?, tags?},
  *                  dns: {domain: name, magic_dns: ipv4},
  *                  relays?: [relay], peers: [peer], more?: bool,
  *                  filter?: filter, reach?: [reach]}
@@ -36,12 +36,23 @@
  *                  no policy, everything is allowed; reach without a
  *                  filter is refused. A reach entry for an id that is not
  *                  a peer of the assembled map is dropped by the node.)
+ *                 (self.user, self.tags: the node's own owner, with the
+ *                  syntax and limits of a peer's user and tags (below):
+ *                  its user, and its tags as the policy accepts them, or
+ *                  its stored tags without a policy; absent when none or
+ *                  from an older server; an older node ignores them)
  *   MAP_PEERS     {peers: [peer], more?: bool}
  *   ZMAP          not JSON: a MAP_FULL, MAP_PEERS or MAP_DELTA body
  *                 compressed (zmsg.h), to a node with CTL_CAP_ZSTD
  *   MAP_DELTA     {version: int, base_version: int, peers?: [peer],
  *                  removed?: [int], patches?: [patch], relays?: [relay],
- *                  filter?: filter | null, reach?: [reach]}
+ *                  filter?: filter | null, reach?: [reach],
+ *                  self?: {user?: str, tags?: [str]}}
+ *                 (self: the node's own owner changed (a policy change
+ *                  dropped one of its tags, an admin retagged it): the
+ *                  whole new user and tags, a field absent = none; self
+ *                  absent = unchanged. Sent to a node with CTL_CAP_POLICY
+ *                  only, in a delta of its own; an older node ignores it)
  *                 (CTL_CAP_POLICY: filter an object = SET, the node's
  *                  whole new filter; filter null = CLEAR, the policy is
  *                  gone: allow all, every reach entry dropped (reach in
@@ -369,6 +380,10 @@ struct ctl_map_full {
 	uint64_t version;
 	uint64_t self_id;
 	char self_name[CTL_LABEL_MAX];
+	/* The node's own owner ("" = none or not sent): as a peer's user and
+	 * tags (struct ctl_peer), comma-joined tags. */
+	char self_user[CTL_USER_MAX];
+	char self_tags[CTL_PEER_TAGS_MAX];
 	uint8_t n_self_addrs;
 	struct ctl_ip self_addrs[CTL_ADDRS_MAX];
 	char dns_domain[CTL_DNSNAME_MAX];
@@ -434,6 +449,11 @@ struct ctl_map_delta {
 	struct ctl_filter filter; /* owned; with SET */
 	size_t n_reach;
 	struct ctl_reach *reach; /* owned */
+	/* The node's own owner changed (CTL_CAP_POLICY): has_self, and the
+	 * whole new user and tags ("" = none), as in struct ctl_map_full. */
+	bool has_self;
+	char self_user[CTL_USER_MAX];
+	char self_tags[CTL_PEER_TAGS_MAX];
 	bool has_relays;                /* the relay list changed: */
 	size_t n_relays;                /* the whole new list (may be empty) */
 	struct ctl_relay *relays;       /* owned */

@@ -114,7 +114,7 @@ static int dec_peer(struct ctl_mf_ctx *c, json_t *o, const char *pre, struct ctl
 	p->last_seen = (int64_t)u;
 	if (json_object_get(o, "seen_ip"))
 		CTL_MF_TRY(ctl_mf_ip(c, o, pre, "seen_ip", 0, &p->seen_ip));
-	CTL_MF_TRY(ctl_mp_dec_owner(c, o, pre, p));
+	CTL_MF_TRY(ctl_mp_dec_owner(c, o, pre, p->user, p->tags));
 	return 0;
 }
 
@@ -356,6 +356,7 @@ static int dec_map_full(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_full *m)
 	                      sizeof(m->self_name)));
 	CTL_MF_TRY(
 	    ctl_mf_ips(c, self, "self", "addresses", m->self_addrs, &m->n_self_addrs));
+	CTL_MF_TRY(ctl_mp_dec_owner(c, self, "self", m->self_user, m->self_tags));
 	CTL_MF_TRY(ctl_mf_object(c, o, "", "dns", &dns));
 	CTL_MF_TRY(ctl_mf_str(c, dns, "dns", "domain", true, CTL_MF_DNSNAME,
 	                      m->dns_domain, sizeof(m->dns_domain)));
@@ -396,6 +397,15 @@ static int dec_map_delta(struct ctl_mf_ctx *c, json_t *o, struct ctl_map_delta *
 	if (json_object_get(o, "relays")) {
 		CTL_MF_TRY(dec_relay_array(c, o, true, &m->relays, &m->n_relays));
 		m->has_relays = true;
+	}
+	/* self: the node's own new owner, whole */
+	json_t *self;
+	int rs = ctl_mf_get(c, o, "", "self", false, JSON_OBJECT, &self);
+	if (rs < 0)
+		return rs;
+	if (rs > 0) {
+		CTL_MF_TRY(ctl_mp_dec_owner(c, self, "self", m->self_user, m->self_tags));
+		m->has_self = true;
 	}
 	/* filter: an object sets the node's filter, null clears it */
 	json_t *f = json_object_get(o, "filter");

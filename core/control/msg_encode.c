@@ -130,7 +130,7 @@ static json_t *j_peer(struct ectx *c, const struct ctl_peer *p)
 	                 j_endpoints(c, p->eps, p->n_eps), "home_relay",
 	                 (json_int_t)p->home_relay, "online", p->online, "last_seen",
 	                 j_int(c, (uint64_t)p->last_seen, "last_seen out of range"));
-	if (o && (j_set_ip(o, "seen_ip", &p->seen_ip) != 0 || ctl_mp_set_owner(o, p) != 0)) {
+	if (o && (j_set_ip(o, "seen_ip", &p->seen_ip) != 0 || ctl_mp_set_owner(o, p->user, p->tags) != 0)) {
 		json_decref(o);
 		return NULL;
 	}
@@ -309,12 +309,24 @@ static json_t *with_more(json_t *o, bool more)
 	return o;
 }
 
+/* The node's own owner in o's "self" object (left out when none: what an
+ * older server sent). o is released and NULL returned without memory. */
+static json_t *with_self_owner(json_t *o, const char *user, const char *tags)
+{
+	json_t *self = o ? json_object_get(o, "self") : NULL;
+	if (o && self && ctl_mp_set_owner(self, user, tags) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 static json_t *enc_map_full(struct ectx *c, const struct ctl_map_full *m)
 {
 	char magicdns[CTL_ADDRSTR_MAX];
 
 	ctl_ip_format(&m->magic_dns, magicdns);
-	return ctl_mp_with_policy(
+	return with_self_owner(ctl_mp_with_policy(
 	    with_more(
 	        json_pack("{s:o, s:{s:o, s:s, s:o}, s:{s:s, s:s}, s:o, s:o}", "version",
 	                  j_int(c, m->version, "version out of range"), "self", "id",
@@ -325,7 +337,8 @@ static json_t *enc_map_full(struct ectx *c, const struct ctl_map_full *m)
 	                  j_relays(c, m->relays, m->n_relays), "peers",
 	                  j_peers(c, m->peers, m->n_peers)),
 	        m->more),
-	    m->has_filter, false, &m->filter, m->reach, m->n_reach);
+	    m->has_filter, false, &m->filter, m->reach, m->n_reach), m->self_user,
+	    m->self_tags);
 }
 
 /* One patch: its id and only the fields it sets. */
@@ -385,6 +398,13 @@ static json_t *enc_map_delta(struct ectx *c, const struct ctl_map_delta *m)
 	}
 	if (o && m->has_relays &&
 	    json_object_set_new(o, "relays", j_relays(c, m->relays, m->n_relays)) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	json_t *self;
+	if (o && m->has_self &&
+	    (!(self = json_object()) || json_object_set_new(o, "self", self) != 0 ||
+	     ctl_mp_set_owner(self, m->self_user, m->self_tags) != 0)) {
 		json_decref(o);
 		return NULL;
 	}
@@ -467,7 +487,7 @@ static int check_peers(struct ectx *c, const struct ctl_peer *peers, size_t n)
 		CTL_MF_TRY(check_str(c, peers[i].name, sizeof(peers[i].name),
 		                     CTL_MF_LABEL, "%s.name", pre));
 		CTL_MF_TRY(check_peer_addrs(c, &peers[i], pre));
-		if (ctl_mp_check_owner(&peers[i], pre, c->err) < 0) {
+		if (ctl_mp_check_owner(peers[i].user, peers[i].tags, pre, c->err) < 0) {
 			c->refused = true;
 			return -EINVAL;
 		}
@@ -542,6 +562,10 @@ static int check_msg(struct ectx *c, const struct ctl_msg *m)
 		const struct ctl_map_full *f = &m->u.map;
 		CTL_MF_TRY(check_str(c, f->self_name, sizeof(f->self_name), CTL_MF_LABEL,
 		                     "self.name"));
+		if (ctl_mp_check_owner(f->self_user, f->self_tags, "self", c->err) < 0) {
+			c->refused = true;
+			return -EINVAL;
+		}
 		CTL_MF_TRY(
 		    check_count(c, f->n_self_addrs, CTL_ADDRS_MAX, "self", "addresses"));
 		CTL_MF_TRY(check_str(c, f->dns_domain, sizeof(f->dns_domain),
@@ -565,6 +589,12 @@ static int check_msg(struct ectx *c, const struct ctl_msg *m)
 		                        &m->u.delta.filter,
 		                        m->u.delta.filter_op != CTL_FILTER_CLEAR,
 		                        m->u.delta.reach, m->u.delta.n_reach, c->err) < 0) {
+			c->refused = true;
+			return -EINVAL;
+		}
+		if (m->u.delta.has_self &&
+		    ctl_mp_check_owner(m->u.delta.self_user, m->u.delta.self_tags, "self",
+		                       c->err) < 0) {
 			c->refused = true;
 			return -EINVAL;
 		}

@@ -29,19 +29,22 @@ bool ctl_peer_tag_valid(const char *s, size_t n); /* tag:NAME, NAME of [A-Za-z0-
  * checks refuse (-EINVAL, err set) what the decoder would refuse; the
  * JSON builders run after the checks and fail only without memory. */
 struct ctl_mf_ctx;
-int ctl_mp_dec_owner(struct ctl_mf_ctx *c, json_t *o, const char *pre, struct ctl_peer *p);
+/* owner: a user and comma-joined tags (a peer's, or the node's own) */
+int ctl_mp_dec_owner(struct ctl_mf_ctx *c, json_t *o, const char *pre,
+                     char user[CTL_USER_MAX], char tags[CTL_PEER_TAGS_MAX]);
 int ctl_mp_dec_filter(struct ctl_mf_ctx *c, json_t *f, const char *key,
                       struct ctl_filter *out);
 int ctl_mp_dec_reach(struct ctl_mf_ctx *c, json_t *o, struct ctl_reach **out,
                      size_t *n_out);
-int ctl_mp_check_owner(const struct ctl_peer *p, const char *pre, struct ctl_msg_err *err);
+int ctl_mp_check_owner(const char *user, const char *tags, const char *pre,
+                       struct ctl_msg_err *err);
 int ctl_mp_check_filter(const struct ctl_filter *f, const char *key,
                         struct ctl_msg_err *err);
 int ctl_mp_check_reach(const struct ctl_reach *r, size_t n, struct ctl_msg_err *err);
 int ctl_mp_check_policy(bool filter, bool cleared, const struct ctl_filter *f,
                         bool reach_ok, const struct ctl_reach *r, size_t n_reach,
                         struct ctl_msg_err *err);
-int ctl_mp_set_owner(json_t *o, const struct ctl_peer *p);
+int ctl_mp_set_owner(json_t *o, const char *user, const char *tags);
 json_t *ctl_mp_filter_json(const struct ctl_filter *f);
 json_t *ctl_mp_reach_json(const struct ctl_reach *r, size_t n);
 /* Adds filter (SET), "filter": null (clear_filter) and reach (when it has

@@ -252,7 +252,8 @@ static int ports_parse(struct ctl_mf_ctx *c, const char *s, size_t len, bool icm
 
 /* --- decoding ----------------------------------------------------------------- */
 
-int ctl_mp_dec_owner(struct ctl_mf_ctx *c, json_t *o, const char *pre, struct ctl_peer *p)
+int ctl_mp_dec_owner(struct ctl_mf_ctx *c, json_t *o, const char *pre,
+                     char user[CTL_USER_MAX], char tags[CTL_PEER_TAGS_MAX])
 {
 	json_t *v, *arr;
 	size_t n, used = 0;
@@ -267,7 +268,7 @@ int ctl_mp_dec_owner(struct ctl_mf_ctx *c, json_t *o, const char *pre, struct ct
 			return ctl_mf_bad(c, CTL_MSG_E_VALUE, pre, "user",
 			                  "not a user name (1-63 of a-z 0-9 . _ -, "
 			                  "starting with a letter or digit)");
-		memcpy(p->user, s, len + 1);
+		memcpy(user, s, len + 1);
 	}
 	r = ctl_mf_array(c, o, pre, "tags", false, CTL_TAGS_MAX, &arr, &n);
 	if (r <= 0)
@@ -280,14 +281,14 @@ int ctl_mp_dec_owner(struct ctl_mf_ctx *c, json_t *o, const char *pre, struct ct
 		if (!ctl_peer_tag_valid(s, len))
 			return ctl_mf_bad(c, CTL_MSG_E_VALUE, "", name,
 			                  "not a tag (tag:NAME, NAME of A-Z a-z 0-9 . _ -)");
-		if (used + (i ? 1 : 0) + len >= sizeof(p->tags))
+		if (used + (i ? 1 : 0) + len >= CTL_PEER_TAGS_MAX)
 			return ctl_mf_bad(c, CTL_MSG_E_VALUE, pre, "tags",
 			                  "more than 255 bytes in all");
 		if (i)
-			p->tags[used++] = ',';
-		memcpy(p->tags + used, s, len);
+			tags[used++] = ',';
+		memcpy(tags + used, s, len);
 		used += len;
-		p->tags[used] = '\0';
+		tags[used] = '\0';
 	}
 	return 1;
 }
@@ -468,24 +469,25 @@ static int refuse(struct ctl_msg_err *err, enum ctl_msg_errcode code, const char
 	return -EINVAL;
 }
 
-int ctl_mp_check_owner(const struct ctl_peer *p, const char *pre, struct ctl_msg_err *err)
+int ctl_mp_check_owner(const char *user, const char *tags, const char *pre,
+                       struct ctl_msg_err *err)
 {
 	char path[CTL_MF_PATH_MAX];
-	size_t n = strnlen(p->user, sizeof(p->user));
+	size_t n = strnlen(user, CTL_USER_MAX);
 
-	if (n == sizeof(p->user) || (n && !ctl_user_valid(p->user, n))) {
+	if (n == CTL_USER_MAX || (n && !ctl_user_valid(user, n))) {
 		ctl_mf_path(path, pre, "user");
 		return refuse(err, CTL_MSG_E_VALUE, path,
-		              n == sizeof(p->user) ? "not terminated" : "not a user name");
+		              n == CTL_USER_MAX ? "not terminated" : "not a user name");
 	}
-	n = strnlen(p->tags, sizeof(p->tags));
+	n = strnlen(tags, CTL_PEER_TAGS_MAX);
 	ctl_mf_path(path, pre, "tags");
-	if (n == sizeof(p->tags))
+	if (n == CTL_PEER_TAGS_MAX)
 		return refuse(err, CTL_MSG_E_VALUE, path, "not terminated");
 	size_t count = 0;
 	for (size_t at = 0; n && at <= n;) {
-		size_t len = strcspn(p->tags + at, ",");
-		if (!ctl_peer_tag_valid(p->tags + at, len))
+		size_t len = strcspn(tags + at, ",");
+		if (!ctl_peer_tag_valid(tags + at, len))
 			return refuse(err, CTL_MSG_E_VALUE, path,
 			              "not a comma-joined list of tag:NAME");
 		if (++count > CTL_TAGS_MAX)
@@ -593,16 +595,16 @@ int ctl_mp_check_policy(bool filter, bool cleared, const struct ctl_filter *f,
 
 /* --- encoding (after the checks above: only memory can fail) --------------- */
 
-int ctl_mp_set_owner(json_t *o, const struct ctl_peer *p)
+int ctl_mp_set_owner(json_t *o, const char *user, const char *tags)
 {
-	if (p->user[0] && json_object_set_new(o, "user", json_string(p->user)) != 0)
+	if (user[0] && json_object_set_new(o, "user", json_string(user)) != 0)
 		return -1;
-	if (!p->tags[0])
+	if (!tags[0])
 		return 0;
 	json_t *a = json_array();
 	if (!a || json_object_set_new(o, "tags", a) != 0)
 		return -1;
-	for (const char *s = p->tags; *s;) {
+	for (const char *s = tags; *s;) {
 		size_t len = strcspn(s, ",");
 		if (json_array_append_new(a, json_stringn(s, len)) != 0)
 			return -1;

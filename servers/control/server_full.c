@@ -28,6 +28,12 @@ int srv_full_header(struct srv_conn *c, struct ctl_msg *m)
 	mf->version = (uint64_t)s->snap_version;
 	mf->self_id = (uint64_t)self->id;
 	snprintf(mf->self_name, sizeof mf->self_name, "%s", self->peer.name);
+	/* its own owner: user and tags as its peers see them (the effective
+	 * tags under a policy, srv_policy_pub_tags) */
+	snprintf(mf->self_user, sizeof mf->self_user, "%s", self->peer.user);
+	snprintf(mf->self_tags, sizeof mf->self_tags, "%s", self->peer.tags);
+	snprintf(c->own_user, sizeof c->own_user, "%s", self->peer.user);
+	snprintf(c->own_tags, sizeof c->own_tags, "%s", self->peer.tags);
 	mf->n_self_addrs = self->peer.n_addrs;
 	memcpy(mf->self_addrs, self->peer.addrs, sizeof mf->self_addrs);
 	snprintf(mf->dns_domain, sizeof mf->dns_domain, "%s", s->meta.domain);

@@ -84,6 +84,10 @@ struct srv_conn {
 	uint8_t pol_last_op;
 	uint32_t pol_last_reach;
 	int64_t pol_last_reach_id;
+	/* The node's own user and tags as its map holds them (MAP_FULL's
+	 * self, then MAP_DELTA's self when they change). */
+	char own_user[CTL_USER_MAX];
+	char own_tags[CTL_PEER_TAGS_MAX];
 	struct ctl_ip ip; /* the address it comes from (v4-mapped: IPv4) */
 	char peer[64];   /* "ip:port" for logs */
 	char source[64]; /* IPv4 address or IPv6 /64: limits per source */
@@ -595,5 +599,8 @@ void srv_policy_free(struct ctl_server *s);
  * for it alone. As send_delta: 0 sent or nothing to send, 1 a full map
  * instead, or a negative errno. */
 int srv_policy_send_delta(struct srv_conn *c, struct delta_set *d);
+/* The node's own user or tags (its entry in the snapshot: tags as the
+ * policy accepts them) differ from what its map holds (c->own_*). */
+bool srv_own_owner_changed(const struct srv_conn *c);
 
 #endif

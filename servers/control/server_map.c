@@ -763,8 +763,10 @@ static int send_delta(struct srv_conn *c, struct delta_set *d)
 	struct ctl_server *s = c->s;
 	int r;
 	/* Under a policy each node's delta is its own (server_pmap.c): the
-	 * bodies below are shared by every node of this base. */
-	if ((c->caps & CTL_CAP_POLICY) && (c->pol_sent || srv_policy_on(s)))
+	 * bodies below are shared by every node of this base; so is a delta
+	 * that tells the node its own new user or tags. */
+	if ((c->caps & CTL_CAP_POLICY) &&
+	    (c->pol_sent || srv_policy_on(s) || srv_own_owner_changed(c)))
 		return srv_policy_send_delta(c, d);
 	/* A big catch-up (a node that was behind a long time): as a chunked
 	 * map when that is not much bigger, else when the queues have room. */

@@ -273,6 +273,12 @@ static int encode_send(struct srv_conn *c, const struct delta_set *d, struct pde
 		md->filter = *filter; /* borrowed */
 	md->reach = p->reach;
 	md->n_reach = p->n_reach;
+	const struct srv_node *own = srv_snap_find(s, c->node_id);
+	if (own && srv_own_owner_changed(c)) { /* its own new user or tags */
+		md->has_self = true;
+		memcpy(md->self_user, own->peer.user, sizeof md->self_user);
+		memcpy(md->self_tags, own->peer.tags, sizeof md->self_tags);
+	}
 	size_t cap = p->n_whole + p->n_part;
 	struct ctl_msg_text *t = malloc((cap ? cap : 1) * sizeof *t);
 	struct ctl_peer_patch *pp = malloc((p->n_part ? p->n_part : 1) * sizeof *pp);
@@ -310,7 +316,18 @@ static int encode_send(struct srv_conn *c, const struct delta_set *d, struct pde
 	}
 	r = srv_send_map_body(c, CTL_MSG_MAP_DELTA, body, len);
 	free(body);
+	if (r == 0 && md->has_self) {
+		memcpy(c->own_user, md->self_user, sizeof c->own_user);
+		memcpy(c->own_tags, md->self_tags, sizeof c->own_tags);
+	}
 	return r;
+}
+
+bool srv_own_owner_changed(const struct srv_conn *c)
+{
+	const struct srv_node *me = srv_snap_find(c->s, c->node_id);
+	return me && (strcmp(me->peer.user, c->own_user) != 0 ||
+	              strcmp(me->peer.tags, c->own_tags) != 0);
 }
 
 int srv_policy_send_delta(struct srv_conn *c, struct delta_set *d)
@@ -360,7 +377,8 @@ int srv_policy_send_delta(struct srv_conn *c, struct delta_set *d)
 		goto out;
 	pdelta_normalise(&p);
 	bool empty = !p.n_whole && !p.n_part && !p.n_removed && !p.n_reach &&
-	             op == CTL_FILTER_KEEP && !c->relays_stale;
+	             op == CTL_FILTER_KEEP && !c->relays_stale &&
+	             !srv_own_owner_changed(c);
 	if (empty && c->sent_version == s->snap_version) {
 		srv_policy_conn_record(c);
 		goto out;

@@ -255,6 +255,12 @@ static bool map_too_big_for_one(const struct ctl_server *s, int64_t self, int64_
 	mf->version = (uint64_t)INT64_MAX;
 	mf->self_id = (uint64_t)INT64_MAX;
 	memset(mf->self_name, 'x', sizeof mf->self_name - 1);
+	/* the longest owner: a 63-byte user, four 63-byte tags */
+	memset(mf->self_user, 'a', sizeof mf->self_user - 1);
+	for (int k = 0; k < 4; k++)
+		snprintf(mf->self_tags + strlen(mf->self_tags),
+		         sizeof mf->self_tags - strlen(mf->self_tags), "%stag:%059d",
+		         k ? "," : "", 0);
 	mf->n_self_addrs = 2;
 	mf->self_addrs[0].family = 4;
 	memset(mf->self_addrs[0].addr, 0xff, 4);

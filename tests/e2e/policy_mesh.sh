@@ -24,7 +24,9 @@
 #     and counted (web pings alice: ICMP is not allowed to alice);
 #   - bob does not see db at all (no rule either way): not in status, its
 #     name does not resolve;
-#   - whois on alice names web's node, user and tags;
+#   - whois on alice names web's node, user and tags; whois on web of its
+#     own address names user ops and tag:web, and web's status says
+#     "owner ops, tags tag:web" (text and --json);
 # Policy 2 (set through the admin API on the running mesh): bob -> tag:db
 # too: bob sees db within a second, and reaches it, without a restart.
 # A spoofed source: db's mesh-proxy stops and wireguard-go takes db's key
@@ -238,6 +240,22 @@ whois_web() {
 }
 check "alice: whois web's address names web and tag:web" whois_web
 check "whois of an address nobody holds: exit 1" not mp whois --state "$RUN/alice" 100.127.255.254
+whois_self() {
+    local out
+    out=$(mp whois --state "$RUN/web" "${IP4[web]}") || return 1
+    echo "$out"
+    grep -q "(this node)" <<<"$out" && grep -q "^user    ops$" <<<"$out" &&
+        grep -q "^tags    tag:web$" <<<"$out"
+}
+check "web: whois of its own address names user ops and tag:web" whois_self
+status_self() {
+    local out
+    out=$(mp status --state "$RUN/web") || return 1
+    grep "owner" <<<"$out"
+    grep -q "owner ops, tags tag:web" <<<"$out" || return 1
+    mp status --state "$RUN/web" --json | python3 -c 'import json,sys; s=json.load(sys.stdin)["mesh"]["self"]; print(s); sys.exit(0 if s["user"] == "ops" and s["tags"] == ["tag:web"] else 1)'
+}
+check "web's status: owner ops, tags tag:web (text and --json)" status_self
 
 step "policy 2 through the admin API, on the running mesh: bob may reach db"
 sed 's/"src": \["alice@"\], "dst": \["tag:db:8080"\]/"src": ["group:eng"], "dst": ["tag:db:8080"]/; s/, "tag:db:8080"\]}/]}/' \

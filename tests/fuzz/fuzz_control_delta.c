@@ -14,7 +14,8 @@
  * reach entries strictly sorted, each for a peer the map holds, none
  * without a filter; a delta's SET filter held as sent, CLEAR drops it;
  * a delta's reach entry for a peer kept is held as sent; the others are
- * the ones from before, untouched. */
+ * the ones from before, untouched. The node's own user and tags: a
+ * delta's self as sent, else unchanged. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -206,6 +207,9 @@ static void apply_checked(struct ctl_map_full *map, struct ctl_map_delta *d)
 		if (ctl_map_find(map, d->patches[i].id) &&
 		    !in_removed(d, d->patches[i].id))
 			want_ch++;
+	char old_user[CTL_USER_MAX], old_tags[CTL_PEER_TAGS_MAX];
+	memcpy(old_user, map->self_user, sizeof(old_user));
+	memcpy(old_tags, map->self_tags, sizeof(old_tags));
 	rc = ctl_map_apply_delta(map, d);
 	if (rc == -EINVAL && d->base_version != old.version) {
 		/* unchanged on a base mismatch; then rebased */
@@ -224,6 +228,10 @@ static void apply_checked(struct ctl_map_full *map, struct ctl_map_delta *d)
 	free(ch);
 	free(rm);
 	check_sorted(map);
+	/* the node's own owner: a delta's self as sent, else as it was */
+	if (strcmp(map->self_user, d->has_self ? d->self_user : old_user) ||
+	    strcmp(map->self_tags, d->has_self ? d->self_tags : old_tags))
+		abort();
 	/* the node itself is never among its peers (a full map that names it
 	 * loses that entry in ctl_map_finish; a delta never adds it) */
 	if (ctl_map_find(map, map->self_id))

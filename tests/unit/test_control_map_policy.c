@@ -381,6 +381,55 @@ static void test_failed_delta_changes_nothing(void **state)
 	ctl_map_clear(&map);
 }
 
+/* The node's own owner: from the full map, then a delta's self (whole:
+ * user and tags together), a policy change only when it differs. */
+static void test_self_owner(void **state)
+{
+	struct ctl_map_full map;
+	struct ctl_msg m;
+	bool ch;
+	(void)state;
+
+	decode(CTL_MSG_MAP_FULL,
+	       "{\"version\":1,\"self\":{\"id\":1,\"name\":\"me\",\"addresses\":[],"
+	       "\"user\":\"ops\",\"tags\":[\"tag:web\",\"tag:db\"]},"
+	       "\"dns\":{\"domain\":\"m.example\",\"magic_dns\":\"100.100.100.100\"},"
+	       "\"peers\":[]}",
+	       &m);
+	map = m.u.map;
+	memset(&m.u.map, 0, sizeof(m.u.map));
+	assert_int_equal(ctl_map_finish(&map), 0);
+	assert_string_equal(map.self_user, "ops");
+	assert_string_equal(map.self_tags, "tag:web,tag:db");
+	/* no self: unchanged */
+	assert_int_equal(apply(&map, "\"peers\":[]", &ch), 0);
+	assert_false(ch);
+	assert_string_equal(map.self_tags, "tag:web,tag:db");
+	/* the same owner again: not a change */
+	assert_int_equal(
+	    apply(&map, "\"self\":{\"user\":\"ops\",\"tags\":[\"tag:web\",\"tag:db\"]}", &ch),
+	    0);
+	assert_false(ch);
+	/* a policy change dropped tag:db */
+	assert_int_equal(apply(&map, "\"self\":{\"user\":\"ops\",\"tags\":[\"tag:web\"]}", &ch),
+	                 0);
+	assert_true(ch);
+	assert_string_equal(map.self_user, "ops");
+	assert_string_equal(map.self_tags, "tag:web");
+	/* a failed delta (wrong base) leaves it */
+	decode(CTL_MSG_MAP_DELTA,
+	       "{\"version\":9,\"base_version\":8,\"self\":{\"user\":\"bob\"}}", &m);
+	assert_int_equal(ctl_map_apply_delta_policy(&map, &m.u.delta, NULL, &ch), -EINVAL);
+	ctl_msg_free(&m);
+	assert_string_equal(map.self_user, "ops");
+	/* self {}: no owner now (both fields) */
+	assert_int_equal(apply(&map, "\"self\":{}", &ch), 0);
+	assert_true(ch);
+	assert_string_equal(map.self_user, "");
+	assert_string_equal(map.self_tags, "");
+	ctl_map_clear(&map);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -391,6 +440,7 @@ int main(void)
 	    cmocka_unit_test(test_removed_peer_drops_reach),
 	    cmocka_unit_test(test_owner_changes),
 	    cmocka_unit_test(test_failed_delta_changes_nothing),
+	    cmocka_unit_test(test_self_owner),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

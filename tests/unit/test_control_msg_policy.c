@@ -828,6 +828,133 @@ static void test_encode_refuses(void **state)
 	ctl_msg_free(&m);
 }
 
+/* ---- the node's own owner: MAP_FULL self.user/tags, MAP_DELTA self ---- */
+
+static void test_self_owner_round_trip(void **state)
+{
+	struct ctl_msg m, back;
+	uint8_t *out;
+	size_t len;
+	struct ctl_msg_err err;
+	(void)state;
+
+	/* none: no key in self, as from an older server */
+	make_map(&m, 1);
+	char *s = enc(&m);
+	assert_null(strstr(s, "\"user\""));
+	dec(CTL_MSG_MAP_FULL, s, &back);
+	assert_string_equal(back.u.map.self_user, "");
+	assert_string_equal(back.u.map.self_tags, "");
+	free(s);
+	ctl_msg_free(&back);
+
+	snprintf(m.u.map.self_user, CTL_USER_MAX, "ops");
+	snprintf(m.u.map.self_tags, CTL_PEER_TAGS_MAX, "tag:web,tag:db");
+	s = enc(&m);
+	assert_non_null(strstr(s, "\"user\":\"ops\""));
+	assert_non_null(strstr(s, "\"tags\":[\"tag:web\",\"tag:db\"]"));
+	dec(CTL_MSG_MAP_FULL, s, &back);
+	assert_string_equal(back.u.map.self_user, "ops");
+	assert_string_equal(back.u.map.self_tags, "tag:web,tag:db");
+	free(s);
+	ctl_msg_free(&back);
+
+	/* the server's path: the header around pre-encoded peers */
+	size_t np = m.u.map.n_peers;
+	m.u.map.n_peers = 0;
+	assert_int_equal(ctl_msg_encode_map_texts(&m, NULL, 0, &out, &len, &err), 0);
+	m.u.map.n_peers = np;
+	dec(CTL_MSG_MAP_FULL, (const char *)out, &back);
+	assert_string_equal(back.u.map.self_user, "ops");
+	assert_string_equal(back.u.map.self_tags, "tag:web,tag:db");
+	free(out);
+	ctl_msg_free(&back);
+	ctl_msg_free(&m);
+
+	/* MAP_DELTA: no self = unchanged; self {} = none now; self with both */
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_MSG_MAP_DELTA;
+	m.u.delta.version = 5;
+	m.u.delta.base_version = 4;
+	s = enc(&m);
+	assert_null(strstr(s, "\"self\""));
+	dec(CTL_MSG_MAP_DELTA, s, &back);
+	assert_false(back.u.delta.has_self);
+	free(s);
+	ctl_msg_free(&back);
+	m.u.delta.has_self = true;
+	s = enc(&m);
+	assert_non_null(strstr(s, "\"self\":{}"));
+	dec(CTL_MSG_MAP_DELTA, s, &back);
+	assert_true(back.u.delta.has_self);
+	assert_string_equal(back.u.delta.self_user, "");
+	assert_string_equal(back.u.delta.self_tags, "");
+	free(s);
+	ctl_msg_free(&back);
+	snprintf(m.u.delta.self_user, CTL_USER_MAX, "ops");
+	snprintf(m.u.delta.self_tags, CTL_PEER_TAGS_MAX, "tag:web");
+	s = enc(&m);
+	assert_non_null(strstr(s, "\"self\":{\"user\":\"ops\",\"tags\":[\"tag:web\"]}"));
+	dec(CTL_MSG_MAP_DELTA, s, &back);
+	assert_true(back.u.delta.has_self);
+	assert_string_equal(back.u.delta.self_user, "ops");
+	assert_string_equal(back.u.delta.self_tags, "tag:web");
+	free(s);
+	ctl_msg_free(&back);
+	assert_int_equal(ctl_msg_encode_map_texts(&m, NULL, 0, &out, &len, &err), 0);
+	dec(CTL_MSG_MAP_DELTA, (const char *)out, &back);
+	assert_string_equal(back.u.delta.self_tags, "tag:web");
+	free(out);
+	ctl_msg_free(&back);
+}
+
+static void test_self_owner_refused(void **state)
+{
+	static const struct {
+		const char *field;
+		enum ctl_msg_errcode code;
+		const char *want;
+	} cases[] = {
+	    {"\"user\":\"Ops\"", CTL_MSG_E_VALUE, "self.user: not a user name"},
+	    {"\"user\":\"\"", CTL_MSG_E_VALUE, "self.user: not a user name"},
+	    {"\"user\":1", CTL_MSG_E_FIELD_TYPE, "self.user: not a string"},
+	    {"\"tags\":[\"web\"]", CTL_MSG_E_VALUE, "self.tags[0]: not a tag"},
+	    {"\"tags\":[\"tag:a,b\"]", CTL_MSG_E_VALUE, "self.tags[0]: not a tag"},
+	    {"\"tags\":\"tag:web\"", CTL_MSG_E_FIELD_TYPE, "self.tags: not an array"},
+	};
+	char body[1024];
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(body, sizeof(body),
+		         "{\"version\":1,\"self\":{\"id\":1,\"name\":\"me\",\"addresses\":[],%s},"
+		         "\"dns\":{\"domain\":\"m.example\",\"magic_dns\":\"100.100.100.100\"},"
+		         "\"peers\":[]}",
+		         cases[i].field);
+		expect_bad(CTL_MSG_MAP_FULL, body, cases[i].code, cases[i].want);
+		snprintf(body, sizeof(body),
+		         "{\"version\":2,\"base_version\":1,\"self\":{%s}}", cases[i].field);
+		expect_bad(CTL_MSG_MAP_DELTA, body, cases[i].code, cases[i].want);
+	}
+	expect_bad(CTL_MSG_MAP_DELTA, "{\"version\":2,\"base_version\":1,\"self\":[]}",
+	           CTL_MSG_E_FIELD_TYPE, "self: not an object");
+
+	/* the encoder refuses the same */
+	struct ctl_msg m;
+	make_map(&m, 0);
+	snprintf(m.u.map.self_user, CTL_USER_MAX, "Ops");
+	expect_enc_bad(&m, CTL_MSG_E_VALUE, "self.user: not a user name");
+	m.u.map.self_user[0] = '\0';
+	snprintf(m.u.map.self_tags, CTL_PEER_TAGS_MAX, "tag:web,web");
+	expect_enc_bad(&m, CTL_MSG_E_VALUE, "self.tags: not a comma-joined list");
+	ctl_msg_free(&m);
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_MSG_MAP_DELTA;
+	m.u.delta.has_self = true;
+	snprintf(m.u.delta.self_tags, CTL_PEER_TAGS_MAX, "tag:");
+	expect_enc_bad(&m, CTL_MSG_E_VALUE, "self.tags: not a comma-joined list");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -841,6 +968,8 @@ int main(void)
 	    cmocka_unit_test(test_caps),
 	    cmocka_unit_test(test_owner_refused),
 	    cmocka_unit_test(test_encode_refuses),
+	    cmocka_unit_test(test_self_owner_round_trip),
+	    cmocka_unit_test(test_self_owner_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

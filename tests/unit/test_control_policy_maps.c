@@ -32,6 +32,8 @@ struct node {
 	char v4[16];
 	uint64_t peers[32];
 	size_t n_peers, n_total;
+	char self_user[CTL_USER_MAX], self_tags[CTL_PEER_TAGS_MAX];
+	unsigned n_full; /* full maps so far */
 };
 
 static struct node nodes[N_NODES];
@@ -53,7 +55,9 @@ static void on_map(void *ctx, const struct ctl_map_full *map,
                    const struct ctl_map_change *chg)
 {
 	struct node *n = ctx;
-	(void)chg;
+	n->n_full += chg->full;
+	snprintf(n->self_user, sizeof n->self_user, "%s", map->self_user);
+	snprintf(n->self_tags, sizeof n->self_tags, "%s", map->self_tags);
 	n->n_total = map->n_peers;
 	n->n_peers = map->n_peers < 32 ? map->n_peers : 32;
 	for (size_t i = 0; i < n->n_peers; i++)
@@ -1146,6 +1150,53 @@ static void test_policy_unowned_tag_grants_nothing(void **state)
 	stop_nodes();
 }
 
+/* Node i's map names it as owned by user with tags, within ms. */
+static bool until_self(struct t *t, int i, const char *user, const char *tags, int ms)
+{
+	double t0 = now_ms();
+	while (now_ms() - t0 < ms) {
+		if (!strcmp(nodes[i].self_user, user) && !strcmp(nodes[i].self_tags, tags))
+			return true;
+		pump(t, 2);
+	}
+	fail_msg("node %d: self user \"%s\" tags \"%s\", want \"%s\" \"%s\"", i,
+	         nodes[i].self_user, nodes[i].self_tags, user, tags);
+	return false;
+}
+
+/* A node's map names its own user and tags: its stored tags without a
+ * policy, the ones the policy accepts under one; a policy change that
+ * drops one of them reaches it in a delta (no full map, no reconnect),
+ * and clearing the policy gives the stored tags back. */
+static void test_policy_self_owner(void **state)
+{
+	struct t *t = *state;
+	char bk[CTL_SECRET_MAX];
+	assert_int_equal(ctl_store_user_create(t->st, "bob", time(NULL), NULL), 0);
+	make_key(t, "bob", "tag:web,tag:db", bk);
+	start_node_key(t, 0, bk);
+	start_node(t, 1);
+	unsigned all[N_NODES] = {2, 1};
+	assert_true(until_views(t, all, 3000) >= 0);
+	until_self(t, 0, "bob", "tag:web,tag:db", 2000);
+	assert_string_equal(nodes[1].self_tags, "");
+	apply(t, "{\"tagOwners\": {\"tag:web\": [\"bob@\"], \"tag:db\": [\"bob@\"]}, "
+	         "\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": "
+	         "[\"*:*\"]}]}");
+	settle(t);
+	until_self(t, 0, "bob", "tag:web,tag:db", 2000);
+	unsigned fulls = nodes[0].n_full;
+	/* tag:db loses its owner: bob's node no longer carries it */
+	apply(t, "{\"tagOwners\": {\"tag:web\": [\"bob@\"]}, \"acls\": [{\"action\": "
+	         "\"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}]}");
+	until_self(t, 0, "bob", "tag:web", 2000);
+	assert_int_equal(nodes[0].n_full, fulls);
+	/* no policy: the stored tags again */
+	assert_int_equal(ctl_server_policy_apply_text(t->srv, NULL, 0, NULL, 0), 0);
+	until_self(t, 0, "bob", "tag:web,tag:db", 2000);
+	stop_nodes();
+}
+
 static int teardown_nodes(void **state)
 {
 	stop_nodes();
@@ -1190,6 +1241,7 @@ int main(int argc, char **argv)
 	        teardown_nodes),
 	    cmocka_unit_test_setup_teardown(test_policy_unowned_tag_grants_nothing,
 	                                    setup, teardown_nodes),
+	    cmocka_unit_test_setup_teardown(test_policy_self_owner, setup, teardown_nodes),
 	    cmocka_unit_test_setup_teardown(test_policy_reach_to_nothing, setup,
 	                                    teardown_nodes),
 	};

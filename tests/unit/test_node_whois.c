@@ -2,7 +2,8 @@
  * answered from a map held by a node_ctl built by hand, over a real
  * api_server socket:
  *  - a peer's address gives its name, full name, id, user and tags;
- *  - our own address says it is this node;
+ *  - our own address says it is this node, with the user and tags the map
+ *    gives it;
  *  - with a port, what the policy lets this node reach there (and the
  *    peer reach here); without a policy everything is allowed;
  *  - an address no node in the map holds is an error ("fail", exit 1);
@@ -78,6 +79,8 @@ static int setup(void **state)
 	struct ctl_map_full map = {
 	    .version = 1, .self_id = 3, .peers = peers, .n_peers = 2};
 	snprintf(map.self_name, sizeof(map.self_name), "me");
+	snprintf(map.self_user, sizeof(map.self_user), "ops");
+	snprintf(map.self_tags, sizeof(map.self_tags), "tag:web,tag:ci");
 	snprintf(map.dns_domain, sizeof(map.dns_domain), "mesh.internal");
 	assert_true(ctl_ip_parse("100.64.0.3", &map.self_addrs[0]));
 	map.n_self_addrs = 1;
@@ -159,6 +162,19 @@ static void peer_owner_and_tags(void **state)
 	a = ask("whois 100.64.0.3");
 	assert_non_null(strstr(a, "address 100.64.0.3  (this node)\n"));
 	assert_non_null(strstr(a, "node    me  me.mesh.internal  id 3\n"));
+	assert_non_null(strstr(a, "user    ops\n"));
+	assert_non_null(strstr(a, "tags    tag:web,tag:ci\n"));
+	a = ask("whois json 100.64.0.3");
+	json_error_t je;
+	json_t *o = json_loads(a, 0, &je);
+	if (!o)
+		fail_msg("not JSON: %s", a);
+	assert_true(json_is_true(json_object_get(o, "self")));
+	assert_string_equal(json_string_value(json_object_get(o, "user")), "ops");
+	json_t *tags = json_object_get(o, "tags");
+	assert_int_equal(json_array_size(tags), 2);
+	assert_string_equal(json_string_value(json_array_get(tags, 0)), "tag:web");
+	json_decref(o);
 }
 
 static void unknown_address_fails(void **state)
