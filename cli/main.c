@@ -194,6 +194,14 @@ struct cli {
 	const char *state, *join, *hostname, *socks5, *http_proxy, *expose, *direct;
 	const char *portmap;  /* --portmap: "yes", --no-portmap: "no" */
 	const char *birthday; /* --birthday: "yes", --no-birthday: "no" */
+	const char *health_listen;       /* --health-listen ADDR:PORT */
+	const char *forward;             /* --forward SPEC[,SPEC...] */
+	const char *proxy_user;          /* --proxy-user NAME */
+	const char *proxy_password_file; /* --proxy-password-file FILE */
+	const char *proxy_open;          /* --proxy-open: "yes", --no-proxy-open: "no" */
+	bool ephemeral;                  /* --ephemeral */
+	bool sidecar;                    /* the sidecar command (settings from MESH_*) */
+	bool live;                       /* health --live */
 	int family; /* ip -4 / -6 */
 	const char *log_level;
 	bool json, disco, until_direct;
@@ -215,7 +223,10 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 		             !strcmp(a, "--interval") || !strcmp(a, "--state") ||
 		             !strcmp(a, "--join") || !strcmp(a, "--hostname") ||
 		             !strcmp(a, "--socks5") || !strcmp(a, "--http-proxy") ||
-		             !strcmp(a, "--expose") || !strcmp(a, "--direct");
+		             !strcmp(a, "--expose") || !strcmp(a, "--direct") ||
+		             !strcmp(a, "--health-listen") || !strcmp(a, "--forward") ||
+		             !strcmp(a, "--proxy-user") ||
+		             !strcmp(a, "--proxy-password-file");
 		if (takes) {
 			if (i + 1 >= argc)
 				return die_usage("%s needs a value", a);
@@ -275,6 +286,20 @@ static int parse_opts(int argc, char **argv, int i, struct cli *c)
 			c->portmap = a[2] == 'n' ? "no" : "yes";
 		} else if (!strcmp(a, "--birthday") || !strcmp(a, "--no-birthday")) {
 			c->birthday = a[2] == 'n' ? "no" : "yes";
+		} else if (!strcmp(a, "--health-listen")) {
+			c->health_listen = val;
+		} else if (!strcmp(a, "--forward")) {
+			c->forward = val;
+		} else if (!strcmp(a, "--proxy-user")) {
+			c->proxy_user = val;
+		} else if (!strcmp(a, "--proxy-password-file")) {
+			c->proxy_password_file = val;
+		} else if (!strcmp(a, "--proxy-open") || !strcmp(a, "--no-proxy-open")) {
+			c->proxy_open = a[2] == 'n' ? "no" : "yes";
+		} else if (!strcmp(a, "--ephemeral")) {
+			c->ephemeral = true;
+		} else if (!strcmp(a, "--live")) {
+			c->live = true;
 		} else if (!strcmp(a, "-4") || !strcmp(a, "-6")) {
 			c->family = a[1] - '0';
 		} else if (a[0] == '-' && a[1]) {
@@ -564,9 +589,16 @@ int main(int argc, char **argv)
 	                           .direct = c.direct,
 	                           .portmap = c.portmap,
 	                           .birthday = c.birthday,
+	                           .forwards = c.forward,
+	                           .proxy_user = c.proxy_user,
+	                           .proxy_password = NULL, /* from --proxy-password-file */
+	                           .proxy_open = c.proxy_open,
+	                           .ephemeral = c.ephemeral,
 	                           .config_path = c.config};
-	struct node_opts o = {
-	    .config_path = c.config, .api_path = c.api, .ctl = c.state ? &ma : NULL};
+	struct node_opts o = {.config_path = c.config,
+	                      .api_path = c.api,
+	                      .ctl = c.state ? &ma : NULL,
+	                      .health_listen = c.health_listen};
 	int rc;
 	while ((rc = node_run(&o)) == NODE_RC_RESTART)
 		log_info("starting again");

@@ -41,6 +41,18 @@ struct node_ctl_args {
 	const char *config_path; /* optional extra configuration */
 	const char *portmap;     /* "yes" (--portmap), "no" (--no-portmap); NULL: kept */
 	const char *birthday;    /* "yes" (--birthday), "no" (--no-birthday); NULL: kept */
+	/* --forward: local listeners into the mesh, "[udp/][ADDR:]PORT=HOST:PORT"
+	 * items separated by commas ("off" removes them); NULL: kept. */
+	const char *forwards;
+	/* Credentials of the --socks5 / --http-proxy front-ends (SOCKS5
+	 * user/password, HTTP Basic); NULL: kept. proxy_open "yes" waives the
+	 * credentials a proxy bound to a non-loopback address needs. */
+	const char *proxy_user;
+	const char *proxy_password;
+	const char *proxy_open;
+	/* --ephemeral: no state kept (a fresh directory removed at exit),
+	 * registered as ephemeral, logged out of mesh-control on SIGTERM. */
+	bool ephemeral;
 };
 
 struct node_ctl_hooks {

@@ -12,6 +12,9 @@ struct node_opts {
 	 * any, is inside ctl); NULL: a static configuration file. */
 	const struct node_ctl_args *ctl;
 	const char *api_path; /* NULL: api_default_path() */
+	/* --health-listen ADDR:PORT: /livez, /readyz and /metrics over HTTP on
+	 * their own listener; NULL: none. */
+	const char *health_listen;
 };
 
 /* node_run's answer when the node must start over in the same process
