@@ -7,14 +7,17 @@
 #include <unistd.h>
 
 #include "cli/api_client.h"
+#include "cli/env.h"
 #include "cli/nc_client.h"
 #include "cli/netcheck.h"
+#include "cli/opts.h"
 #include "cli/paths.h"
 #include "config/config.h"
 #include "core/control/token.h"
 #include "core/util/log.h"
 #include "node/api_server.h"
 #include "node/control.h"
+#include "node/forward.h"
 #include "node/node.h"
 
 #define MESH_VERSION "0.1.0"
@@ -136,14 +139,6 @@ static const char usage[] =
     "  mesh-proxy status --api /tmp/node.sock\n"
     "  ssh -o ProxyCommand='mesh-proxy nc %h %p' user@web\n";
 
-static int die_usage(const char *fmt, const char *arg)
-{
-	fprintf(stderr, "mesh-proxy: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\nrun `mesh-proxy --help` for usage\n");
-	return 2;
-}
-
 static void print_key(const uint8_t key[32])
 {
 	char b[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
@@ -185,131 +180,6 @@ static int cmd_pubkey(void)
 	crypto_scalarmult_base(pub, k);
 	sodium_memzero(k, sizeof(k));
 	print_key(pub);
-	return 0;
-}
-
-struct cli {
-	const char *config;
-	const char *api;
-	const char *state, *join, *hostname, *socks5, *http_proxy, *expose, *direct;
-	const char *portmap;  /* --portmap: "yes", --no-portmap: "no" */
-	const char *birthday; /* --birthday: "yes", --no-birthday: "no" */
-	const char *health_listen;       /* --health-listen ADDR:PORT */
-	const char *forward;             /* --forward SPEC[,SPEC...] */
-	const char *proxy_user;          /* --proxy-user NAME */
-	const char *proxy_password_file; /* --proxy-password-file FILE */
-	const char *proxy_open;          /* --proxy-open: "yes", --no-proxy-open: "no" */
-	bool ephemeral;                  /* --ephemeral */
-	bool sidecar;                    /* the sidecar command (settings from MESH_*) */
-	bool live;                       /* health --live */
-	int family; /* ip -4 / -6 */
-	const char *log_level;
-	bool json, disco, until_direct;
-	unsigned count;
-	double wait_s, interval_s;
-	const char *target;
-};
-
-/* Parses the options every subcommand shares; positional args go to target. */
-static int parse_opts(int argc, char **argv, int i, struct cli *c)
-{
-	for (; i < argc; i++) {
-		const char *a = argv[i];
-		const char *val = NULL;
-		bool takes = !strcmp(a, "-c") || !strcmp(a, "--config") ||
-		             !strcmp(a, "--api") || !strcmp(a, "--log-level") ||
-		             !strcmp(a, "--count") || !strcmp(a, "-W") ||
-		             !strcmp(a, "--timeout") || !strcmp(a, "-i") ||
-		             !strcmp(a, "--interval") || !strcmp(a, "--state") ||
-		             !strcmp(a, "--join") || !strcmp(a, "--hostname") ||
-		             !strcmp(a, "--socks5") || !strcmp(a, "--http-proxy") ||
-		             !strcmp(a, "--expose") || !strcmp(a, "--direct") ||
-		             !strcmp(a, "--health-listen") || !strcmp(a, "--forward") ||
-		             !strcmp(a, "--proxy-user") ||
-		             !strcmp(a, "--proxy-password-file");
-		if (takes) {
-			if (i + 1 >= argc)
-				return die_usage("%s needs a value", a);
-			val = argv[++i];
-		} else if (!strncmp(a, "--config=", 9)) {
-			a = "--config", val = argv[i] + 9;
-		} else if (!strncmp(a, "--api=", 6)) {
-			a = "--api", val = argv[i] + 6;
-		} else if (!strncmp(a, "--state=", 8)) {
-			a = "--state", val = argv[i] + 8;
-		} else if (!strncmp(a, "--join=", 7)) {
-			a = "--join", val = argv[i] + 7;
-		}
-		if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
-			c->config = val;
-		} else if (!strcmp(a, "--api")) {
-			c->api = val;
-		} else if (!strcmp(a, "--log-level")) {
-			c->log_level = val;
-		} else if (!strcmp(a, "--count")) {
-			c->count = (unsigned)strtoul(val, NULL, 10);
-		} else if (!strcmp(a, "-W") || !strcmp(a, "--timeout")) {
-			c->wait_s = strtod(val, NULL);
-		} else if (!strcmp(a, "-i") || !strcmp(a, "--interval")) {
-			char *end;
-			c->interval_s = strtod(val, &end);
-			if (*end || end == val || !(c->interval_s >= 0.001) ||
-			    c->interval_s > 60)
-				return die_usage("ping -i %s: not a number of seconds "
-				                 "(0.001-60)",
-				                 val);
-		} else if (!strcmp(a, "--json")) {
-			c->json = true;
-		} else if (!strcmp(a, "--disco")) {
-			c->disco = true;
-		} else if (!strcmp(a, "--until-direct")) {
-			c->until_direct = true;
-		} else if (!strcmp(a, "--state")) {
-			c->state = val;
-		} else if (!strcmp(a, "--join")) {
-			c->join = val;
-		} else if (!strcmp(a, "--hostname")) {
-			c->hostname = val;
-		} else if (!strcmp(a, "--socks5")) {
-			c->socks5 = val;
-		} else if (!strcmp(a, "--http-proxy")) {
-			c->http_proxy = val;
-		} else if (!strcmp(a, "--expose")) {
-			c->expose = val;
-		} else if (!strcmp(a, "--direct")) {
-			enum cfg_direct d;
-			if (!cfg_direct_parse(val, &d))
-				return die_usage("--direct %s: want public, all or no",
-				                 val);
-			c->direct = val;
-		} else if (!strcmp(a, "--portmap") || !strcmp(a, "--no-portmap")) {
-			c->portmap = a[2] == 'n' ? "no" : "yes";
-		} else if (!strcmp(a, "--birthday") || !strcmp(a, "--no-birthday")) {
-			c->birthday = a[2] == 'n' ? "no" : "yes";
-		} else if (!strcmp(a, "--health-listen")) {
-			c->health_listen = val;
-		} else if (!strcmp(a, "--forward")) {
-			c->forward = val;
-		} else if (!strcmp(a, "--proxy-user")) {
-			c->proxy_user = val;
-		} else if (!strcmp(a, "--proxy-password-file")) {
-			c->proxy_password_file = val;
-		} else if (!strcmp(a, "--proxy-open") || !strcmp(a, "--no-proxy-open")) {
-			c->proxy_open = a[2] == 'n' ? "no" : "yes";
-		} else if (!strcmp(a, "--ephemeral")) {
-			c->ephemeral = true;
-		} else if (!strcmp(a, "--live")) {
-			c->live = true;
-		} else if (!strcmp(a, "-4") || !strcmp(a, "-6")) {
-			c->family = a[1] - '0';
-		} else if (a[0] == '-' && a[1]) {
-			return die_usage("unknown option %s", a);
-		} else if (!c->target) {
-			c->target = a;
-		} else {
-			return die_usage("unexpected argument %s", a);
-		}
-	}
 	return 0;
 }
 
@@ -404,36 +274,63 @@ static int cmd_nc(int argc, char **argv)
 		const char *a = argv[i];
 		if (!strcmp(a, "--api")) {
 			if (i + 1 >= argc)
-				return die_usage("%s needs a value", a);
+				return cli_die_usage("%s needs a value", a);
 			api = argv[++i];
 		} else if (!strncmp(a, "--api=", 6)) {
 			api = a + 6;
 		} else if (!strcmp(a, "--state")) {
 			if (i + 1 >= argc)
-				return die_usage("%s needs a value", a);
+				return cli_die_usage("%s needs a value", a);
 			state = argv[++i];
 		} else if (!strncmp(a, "--state=", 8)) {
 			state = a + 8;
 		} else if (a[0] == '-' && a[1]) {
-			return die_usage("nc: unknown option %s", a);
+			return cli_die_usage("nc: unknown option %s", a);
 		} else if (npos < 2) {
 			pos[npos++] = a;
 		} else {
-			return die_usage("nc: unexpected argument %s", a);
+			return cli_die_usage("nc: unexpected argument %s", a);
 		}
 	}
 	if (npos != 2)
-		return die_usage("%s", "nc needs HOST and PORT");
+		return cli_die_usage("%s", "nc needs HOST and PORT");
 	char *end;
 	unsigned long port = strtoul(pos[1], &end, 10);
 	if (*end || end == pos[1] || port == 0 || port > 65535)
-		return die_usage("nc: %s is not a port (1-65535)", pos[1]);
+		return cli_die_usage("nc: %s is not a port (1-65535)", pos[1]);
 	if (strlen(pos[0]) > 255 || strpbrk(pos[0], " \t\r\n"))
-		return die_usage("nc: %s is not a host", pos[0]);
+		return cli_die_usage("nc: %s is not a host", pos[0]);
 	int fd = cli_api_open(api, state, "mesh-proxy nc");
 	if (fd < 0)
 		return 1;
 	return nc_client_run(fd, pos[0], pos[1]);
+}
+
+extern char **environ;
+
+/* `up` and `sidecar`: the MESH_* variables, then the secret files, all
+ * checked before anything is touched. A sidecar without a state directory
+ * is ephemeral (a container's filesystem does not outlive it anyway). */
+static int cli_up_env(struct cli *c, bool sidecar, struct cli_env *e)
+{
+	char err[600];
+	c->sidecar = sidecar;
+	cli_env_warn_unknown(environ, stderr);
+	int r = cli_env_apply(c, environ, e, err, sizeof(err));
+	if (r) {
+		if (err[0])
+			fprintf(stderr, "mesh-proxy: %s\n", err);
+		return r;
+	}
+	if (sidecar && !c->state)
+		c->ephemeral = true;
+	if (c->forward) {
+		struct fwd_list fl;
+		char ferr[200];
+		if (!fwd_parse(c->forward, &fl, ferr, sizeof(ferr)))
+			return cli_die_usage("--forward: %s", ferr);
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -470,7 +367,7 @@ int main(int argc, char **argv)
 
 	struct cli c = {.count = 3, .wait_s = 2, .interval_s = 1};
 	if (!strcmp(cmd, "status")) {
-		int r = parse_opts(argc, argv, 2, &c);
+		int r = cli_parse_opts(argc, argv, 2, &c);
 		if (r)
 			return r;
 		return cmd_client(&c, c.json ? "status json" : "status");
@@ -480,11 +377,11 @@ int main(int argc, char **argv)
 		for (int i = 2; i < argc; i++)
 			if (!strcmp(argv[i], "-c"))
 				argv[i] = "--count";
-		int r = parse_opts(argc, argv, 2, &c);
+		int r = cli_parse_opts(argc, argv, 2, &c);
 		if (r)
 			return r;
 		if (!c.target)
-			return die_usage("%s", "ping needs an ADDRESS or a peer's NAME");
+			return cli_die_usage("%s", "ping needs an ADDRESS or a peer's NAME");
 		char req[300];
 		if (c.disco || c.until_direct || c.json) {
 			/* The node forgets a disco ping after 5 s: a later pong
@@ -492,7 +389,7 @@ int main(int argc, char **argv)
 			if (!(c.wait_s > 0) || c.wait_s > 5) {
 				char w[32];
 				snprintf(w, sizeof(w), "%g", c.wait_s);
-				return die_usage("ping --disco -W %s: want 0.001 to 5 seconds "
+				return cli_die_usage("ping --disco -W %s: want 0.001 to 5 seconds "
 				                 "(a disco pong later than 5 s is not "
 				                 "accepted; use -c for more tries)",
 				                 w);
@@ -514,21 +411,21 @@ int main(int argc, char **argv)
 		return cmd_client(&c, req);
 	}
 	if (!strcmp(cmd, "ip")) {
-		int r = parse_opts(argc, argv, 2, &c);
+		int r = cli_parse_opts(argc, argv, 2, &c);
 		if (r)
 			return r;
 		if (c.target)
-			return die_usage("ip: unexpected argument %s", c.target);
+			return cli_die_usage("ip: unexpected argument %s", c.target);
 		return cmd_client(&c, c.family == 4   ? "ip 4"
 		                      : c.family == 6 ? "ip 6"
 		                                      : "ip");
 	}
 	if (!strcmp(cmd, "whois")) {
-		int r = parse_opts(argc, argv, 2, &c);
+		int r = cli_parse_opts(argc, argv, 2, &c);
 		if (r)
 			return r;
 		if (!c.target)
-			return die_usage("%s", "whois needs a mesh ADDRESS (or NAME), "
+			return cli_die_usage("%s", "whois needs a mesh ADDRESS (or NAME), "
 			                       "optionally with :PORT ([IPv6]:PORT)");
 		char req[300];
 		snprintf(req, sizeof(req), "whois %s%s", c.json ? "json " : "", c.target);
@@ -539,20 +436,27 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "netcheck"))
 		return cli_netcheck(argc, argv);
 	int first = 1;
-	if (!strcmp(cmd, "run") || !strcmp(cmd, "up"))
+	bool sidecar = !strcmp(cmd, "sidecar");
+	if (!strcmp(cmd, "run") || !strcmp(cmd, "up") || sidecar)
 		first = 2;
-	int r = parse_opts(argc, argv, first, &c);
+	int r = cli_parse_opts(argc, argv, first, &c);
 	if (r)
 		return r;
 	if (c.target)
-		return die_usage("unknown command %s", c.target);
+		return cli_die_usage("unknown command %s", c.target);
+	static struct cli_env env; /* c points into it until exit */
+	if (!strcmp(cmd, "up") || sidecar) {
+		r = cli_up_env(&c, sidecar, &env);
+		if (r)
+			return r;
+	}
 	/* `up` (or its options) without --state: the default state directory.
 	 * A configuration file alone is wireproxy's mode: no state. */
 	static char state_def[512];
-	bool up = !strcmp(cmd, "up") || c.join || c.hostname || c.socks5 ||
+	bool up = !strcmp(cmd, "up") || sidecar || c.join || c.hostname || c.socks5 ||
 	          c.http_proxy || c.expose || c.direct || c.portmap ||
 	          c.birthday;
-	if (up && !c.state) {
+	if (up && !c.state && !c.ephemeral) {
 		char err[512];
 		if (cli_state_default(state_def, sizeof(state_def), err, sizeof(err)) !=
 		        0 ||
@@ -562,21 +466,21 @@ int main(int argc, char **argv)
 		}
 		c.state = state_def;
 	}
-	if (!c.config && !c.state)
-		return die_usage("%s", "nothing to run: `mesh-proxy up --join TOKEN` "
+	if (!c.config && !c.state && !c.ephemeral)
+		return cli_die_usage("%s", "nothing to run: `mesh-proxy up --join TOKEN` "
 		                       "joins a mesh (mesh-control), `mesh-proxy "
 		                       "--config FILE` runs from a wireproxy-style file");
 	if (c.log_level) {
 		int lvl = log_level_parse(c.log_level);
 		if (lvl < 0)
-			return die_usage("--log-level %s: use error, warn, info or debug",
+			return cli_die_usage("--log-level %s: use error, warn, info or debug",
 			                 c.log_level);
 		log_set_level((enum log_level)lvl);
 	}
 	static char tok[CTL_TOKEN_STR_MAX + 2];
 	if (c.join && !strcmp(c.join, "-")) { /* keep the token out of ps(1) */
 		if (!fgets(tok, sizeof(tok), stdin))
-			return die_usage("%s", "--join -: expected a token on stdin");
+			return cli_die_usage("%s", "--join -: expected a token on stdin");
 		tok[strcspn(tok, "\r\n")] = 0;
 		c.join = tok;
 	}
@@ -591,16 +495,17 @@ int main(int argc, char **argv)
 	                           .birthday = c.birthday,
 	                           .forwards = c.forward,
 	                           .proxy_user = c.proxy_user,
-	                           .proxy_password = NULL, /* from --proxy-password-file */
+	                           .proxy_password = c.proxy_password,
 	                           .proxy_open = c.proxy_open,
 	                           .ephemeral = c.ephemeral,
 	                           .config_path = c.config};
 	struct node_opts o = {.config_path = c.config,
 	                      .api_path = c.api,
-	                      .ctl = c.state ? &ma : NULL,
+	                      .ctl = c.state || c.ephemeral ? &ma : NULL,
 	                      .health_listen = c.health_listen};
 	int rc;
 	while ((rc = node_run(&o)) == NODE_RC_RESTART)
 		log_info("starting again");
+	cli_env_release(&env);
 	return rc;
 }

@@ -26,6 +26,7 @@
 #include "node/acl.h"
 #include "node/control_int.h"
 #include "node/dns/magicdns.h"
+#include "node/forward.h"
 #include "node/node.h"
 
 #define NCTL_VERSION      "0.1.0"
@@ -48,6 +49,7 @@ void node_ctl_prep_free(struct node_ctl_prep *p)
 		return;
 	node_keys_wipe(&p->keys);
 	sodium_memzero(p->auth_key, sizeof(p->auth_key));
+	sodium_memzero(&p->prefs, sizeof(p->prefs)); /* the proxy password */
 	ctl_msg_free(&p->map);
 	free(p);
 }
@@ -108,6 +110,50 @@ static const char *nctl_pref(const char *name, const char *flag, char *kept, siz
 	return kept[0] ? kept : NULL;
 }
 
+/* The proxies' credentials: like the other settings, but the password is
+ * never logged, and --proxy-user off forgets both. */
+static void nctl_merge_creds(struct node_ctl_prep *p)
+{
+	struct node_prefs *k = &p->prefs;
+	bool *ch = &p->prefs_changed;
+	bool off = p->a.proxy_user && !strcmp(p->a.proxy_user, "off");
+	p->a.proxy_user = nctl_pref("proxy-user", p->a.proxy_user, k->proxy_user,
+	                            sizeof(k->proxy_user), true, ch);
+	const char *pw = off ? "" : p->a.proxy_password;
+	if (pw && strcmp(pw, k->proxy_password) != 0) {
+		if (k->proxy_password[0] && pw[0])
+			log_warn("the proxy password changes (kept for later runs)");
+		snprintf(k->proxy_password, sizeof(k->proxy_password), "%s", pw);
+		*ch = true;
+	}
+	p->a.proxy_password = k->proxy_password[0] ? k->proxy_password : NULL;
+}
+
+/* Checks what the prefs cannot hold before they are merged: a value too
+ * long for prefs.json would be cut, not refused. */
+static int nctl_check_args(const struct node_ctl_args *a, char *err, size_t errlen)
+{
+	struct fwd_list fl;
+	char ferr[200];
+	if (a->forwards && !fwd_parse(a->forwards, &fl, ferr, sizeof(ferr))) {
+		snprintf(err, errlen, "--forward: %s", ferr);
+		return -1;
+	}
+	if (a->proxy_user && (!a->proxy_user[0] || strlen(a->proxy_user) > 255 ||
+	                      strpbrk(a->proxy_user, ":\t\r\n"))) {
+		snprintf(err, errlen,
+		         "--proxy-user: want 1 to 255 characters and no ':' (HTTP Basic "
+		         "splits there)");
+		return -1;
+	}
+	if (a->proxy_password && (!a->proxy_password[0] || strlen(a->proxy_password) > 255)) {
+		snprintf(err, errlen, "the proxy password (--proxy-password-file or "
+		                      "MESH_PROXY_PASSWORD): want 1 to 255 bytes (RFC 1929)");
+		return -1;
+	}
+	return 0;
+}
+
 /* The settings in effect: the flags given, the rest from prefs.json. */
 static void nctl_merge_prefs(struct node_ctl_prep *p)
 {
@@ -135,6 +181,27 @@ static void nctl_merge_prefs(struct node_ctl_prep *p)
 	    nctl_pref("portmap", p->a.portmap, k->portmap, sizeof(k->portmap), false, ch);
 	p->a.birthday =
 	    nctl_pref("birthday", p->a.birthday, k->birthday, sizeof(k->birthday), false, ch);
+	p->a.forwards =
+	    nctl_pref("forward", p->a.forwards, k->forwards, sizeof(k->forwards), true, ch);
+	p->a.proxy_open = nctl_pref("proxy-open", p->a.proxy_open, k->proxy_open,
+	                            sizeof(k->proxy_open), false, ch);
+	nctl_merge_creds(p);
+}
+
+/* A forward other hosts can reach is allowed (one service, on purpose)
+ * but said: anyone who reaches this host reaches that mesh service. */
+static void nctl_warn_forwards(const struct node_ctl_prep *p)
+{
+	struct fwd_list fl;
+	char ferr[200];
+	if (!p->a.forwards || !fwd_parse(p->a.forwards, &fl, ferr, sizeof(ferr)))
+		return;
+	for (size_t i = 0; i < fl.n; i++)
+		if (!fwd_loopback(&fl.item[i]))
+			log_warn("--forward: %s:%u is reachable from other hosts: anyone who "
+			         "reaches it reaches %s:%u in the mesh as this node",
+			         fl.item[i].addr, fl.item[i].port, fl.item[i].host,
+			         fl.item[i].host_port);
 }
 
 struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
@@ -149,6 +216,10 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 	p->a = *a;
 	p->map.type = CTL_MSG_MAP_FULL;
 	const char *dir = a->state_dir;
+	if (nctl_check_args(a, err, errlen) != 0) {
+		*usage = true;
+		goto fail;
+	}
 	nctl_merge_prefs(p);
 	if (a->hostname) {
 		if (!hostname_valid(a->hostname, strlen(a->hostname)) ||
@@ -178,6 +249,7 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 		goto fail;
 	}
 	config_free(&check);
+	nctl_warn_forwards(p);
 	if (node_state_open(dir, err, errlen) != 0)
 		goto fail;
 	if (a->join_token) {
@@ -303,6 +375,97 @@ static int nctl_read_config(const char *path, char **out, size_t *len, char *err
 	return 0;
 }
 
+/* --socks5 PORT (digits only) binds 127.0.0.1:PORT: loopback unless an
+ * address is asked for. */
+static const char *nctl_bind_spec(const char *spec, char *buf, size_t cap)
+{
+	if (!spec || !spec[0] || strspn(spec, "0123456789") != strlen(spec))
+		return spec;
+	snprintf(buf, cap, "127.0.0.1:%s", spec);
+	return buf;
+}
+
+/* The --forward items as [TCPClientTunnel] / [UDPClientTunnel] sections
+ * appended to buf. */
+static int nctl_forwards_ini(const char *spec, char *buf, size_t *n, size_t cap,
+                             char *err, size_t errlen)
+{
+	struct fwd_list fl;
+	char ferr[200];
+	if (!fwd_parse(spec, &fl, ferr, sizeof(ferr))) {
+		snprintf(err, errlen, "--forward: %s", ferr);
+		return -1;
+	}
+	size_t k = fwd_ini(&fl, buf + *n, cap - *n);
+	if (fl.n && !k) {
+		snprintf(err, errlen, "--forward: too long");
+		return -1;
+	}
+	*n += k;
+	return 0;
+}
+
+/* One of our front-ends (the last of its kind: ours follow the --config
+ * file's): the credentials, or a refusal when other hosts could reach it
+ * without any and --proxy-open does not waive that. */
+static int nctl_front_cred(const struct node_ctl_prep *p, const char *flag,
+                           const char *spec, const struct cfg_listen *bind,
+                           char **user, char **pass, char *err, size_t errlen)
+{
+	const struct node_ctl_args *a = &p->a;
+	if (a->proxy_user) {
+		*user = strdup(a->proxy_user);
+		*pass = strdup(a->proxy_password);
+		if (!*user || !*pass) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	bool open = a->proxy_open && !strcmp(a->proxy_open, "yes");
+	if (open || cfg_listen_is_loopback(bind))
+		return 0;
+	snprintf(err, errlen,
+	         "%s %.100s can be reached from other hosts and has no credentials: "
+	         "give --proxy-user NAME and --proxy-password-file FILE (or "
+	         "MESH_PROXY_USER and MESH_PROXY_PASSWORD[_FILE]), bind 127.0.0.1, "
+	         "or add --proxy-open (MESH_PROXY_OPEN=yes) to run an open proxy on "
+	         "purpose",
+	         flag, spec);
+	return -1;
+}
+
+static int nctl_front_creds(const struct node_ctl_prep *p, struct config *cfg,
+                            char *err, size_t errlen)
+{
+	const struct node_ctl_args *a = &p->a;
+	if (a->proxy_user && !a->proxy_password) {
+		snprintf(err, errlen,
+		         "--proxy-user %.100s needs a password: --proxy-password-file FILE "
+		         "(or MESH_PROXY_PASSWORD / MESH_PROXY_PASSWORD_FILE)",
+		         a->proxy_user);
+		return -1;
+	}
+	if (!a->proxy_user && a->proxy_password) {
+		snprintf(err, errlen, "a proxy password needs --proxy-user NAME (or "
+		                      "MESH_PROXY_USER)");
+		return -1;
+	}
+	if (a->socks5 && cfg->n_socks5) {
+		struct cfg_socks5 *f = &cfg->socks5[cfg->n_socks5 - 1];
+		if (nctl_front_cred(p, "--socks5", a->socks5, &f->bind, &f->username,
+		                    &f->password, err, errlen) != 0)
+			return -1;
+	}
+	if (a->http_proxy && cfg->n_http) {
+		struct cfg_http *f = &cfg->http[cfg->n_http - 1];
+		if (nctl_front_cred(p, "--http-proxy", a->http_proxy, &f->bind,
+		                    &f->username, &f->password, err, errlen) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self *self,
                           struct config *cfg, char *err, size_t errlen)
 {
@@ -320,7 +483,8 @@ int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self 
 		inet_ntop(AF_INET, self->ipv4, v4, sizeof(v4));
 		inet_ntop(AF_INET6, self->ipv6, v6, sizeof(v6));
 	}
-	size_t cap = ulen + 1024;
+	size_t cap = ulen + 1024 + FWD_MAX * (FWD_HOST_MAX + 128);
+	int r;
 	char *buf = malloc(cap);
 	if (!buf) {
 		free(user);
@@ -344,16 +508,32 @@ int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self 
 			         self->listen_port);
 	}
 	const char *direct = p->a.direct ? p->a.direct : "all";
-	if (p->a.socks5)
+	char s5[160], hp[160];
+	const char *socks5 = nctl_bind_spec(p->a.socks5, s5, sizeof(s5));
+	const char *http = nctl_bind_spec(p->a.http_proxy, hp, sizeof(hp));
+	/* AllowOpen: the open-proxy check is nctl_front_creds's, in flag terms. */
+	if (socks5)
 		n += (size_t)snprintf(buf + n, cap - n,
-		                      "[Socks5]\nBindAddress = %.200s\nDirect = %.16s\n",
-		                      p->a.socks5, direct);
-	if (p->a.http_proxy)
+		                      "[Socks5]\nBindAddress = %.150s\nDirect = %.16s\n"
+		                      "AllowOpen = yes\n",
+		                      socks5, direct);
+	if (http)
 		n += (size_t)snprintf(buf + n, cap - n,
-		                      "[http]\nBindAddress = %.200s\nDirect = %.16s\n",
-		                      p->a.http_proxy, direct);
-	int r = config_load_text(cpath ? cpath : "--socks5/--http-proxy", buf, n, cfg,
-	                         err, errlen);
+		                      "[http]\nBindAddress = %.150s\nDirect = %.16s\n"
+		                      "AllowOpen = yes\n",
+		                      http, direct);
+	if (p->a.forwards && nctl_forwards_ini(p->a.forwards, buf, &n, cap, err, errlen)) {
+		r = -1;
+		memset(cfg, 0, sizeof(*cfg));
+		goto out;
+	}
+	r = config_load_text(cpath ? cpath : "--socks5/--http-proxy/--forward", buf, n,
+	                     cfg, err, errlen);
+	if (r == 0 && nctl_front_creds(p, cfg, err, errlen) != 0) {
+		config_free(cfg);
+		r = -1;
+	}
+out:
 	sodium_memzero(key, sizeof(key));
 	sodium_memzero(buf, n);
 	free(buf);

@@ -329,7 +329,11 @@ static bool copy_str(char *dst, size_t cap, const char *s)
 	X(direct)                                                                        \
 	X(portmap)                                                                       \
 	X(birthday)                                                                      \
-	X(config)
+	X(config)                                                                        \
+	X(forwards)                                                                      \
+	X(proxy_user)                                                                    \
+	X(proxy_password)                                                                \
+	X(proxy_open)
 
 int node_state_load_prefs(const char *dir, struct node_prefs *p, char *err, size_t errlen)
 {

@@ -87,6 +87,12 @@ struct node_prefs {
 	char portmap[8];      /* yes, no ("": yes) */
 	char birthday[8];     /* yes, no ("": yes) */
 	char config[1024];    /* an extra configuration file */
+	char forwards[1024];  /* a --forward spec */
+	char proxy_user[256]; /* --proxy-user of the proxies */
+	/* Their password: a secret, but kept like the node's keys (the
+	 * directory is 0700, the file 0600); wiped with the prefs. */
+	char proxy_password[256];
+	char proxy_open[8]; /* yes, no ("": no) */
 };
 /* prefs.json. load: 0, -ENOENT (none saved yet), -EINVAL. */
 int node_state_load_prefs(const char *dir, struct node_prefs *p, char *err,
