@@ -139,6 +139,18 @@ static const char usage[] =
     "  mesh-proxy status --api /tmp/node.sock\n"
     "  ssh -o ProxyCommand='mesh-proxy nc %h %p' user@web\n";
 
+/* The shared parser and its error line (cli/opts.c), under their old
+ * names here. */
+static int die_usage(const char *fmt, const char *arg)
+{
+	return cli_die_usage(fmt, arg);
+}
+
+static int parse_opts(int argc, char **argv, int i, struct cli *c)
+{
+	return cli_parse_opts(argc, argv, i, c);
+}
+
 static void print_key(const uint8_t key[32])
 {
 	char b[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
@@ -274,32 +286,32 @@ static int cmd_nc(int argc, char **argv)
 		const char *a = argv[i];
 		if (!strcmp(a, "--api")) {
 			if (i + 1 >= argc)
-				return cli_die_usage("%s needs a value", a);
+				return die_usage("%s needs a value", a);
 			api = argv[++i];
 		} else if (!strncmp(a, "--api=", 6)) {
 			api = a + 6;
 		} else if (!strcmp(a, "--state")) {
 			if (i + 1 >= argc)
-				return cli_die_usage("%s needs a value", a);
+				return die_usage("%s needs a value", a);
 			state = argv[++i];
 		} else if (!strncmp(a, "--state=", 8)) {
 			state = a + 8;
 		} else if (a[0] == '-' && a[1]) {
-			return cli_die_usage("nc: unknown option %s", a);
+			return die_usage("nc: unknown option %s", a);
 		} else if (npos < 2) {
 			pos[npos++] = a;
 		} else {
-			return cli_die_usage("nc: unexpected argument %s", a);
+			return die_usage("nc: unexpected argument %s", a);
 		}
 	}
 	if (npos != 2)
-		return cli_die_usage("%s", "nc needs HOST and PORT");
+		return die_usage("%s", "nc needs HOST and PORT");
 	char *end;
 	unsigned long port = strtoul(pos[1], &end, 10);
 	if (*end || end == pos[1] || port == 0 || port > 65535)
-		return cli_die_usage("nc: %s is not a port (1-65535)", pos[1]);
+		return die_usage("nc: %s is not a port (1-65535)", pos[1]);
 	if (strlen(pos[0]) > 255 || strpbrk(pos[0], " \t\r\n"))
-		return cli_die_usage("nc: %s is not a host", pos[0]);
+		return die_usage("nc: %s is not a host", pos[0]);
 	int fd = cli_api_open(api, state, "mesh-proxy nc");
 	if (fd < 0)
 		return 1;
@@ -328,7 +340,7 @@ static int cli_up_env(struct cli *c, bool sidecar, struct cli_env *e)
 		struct fwd_list fl;
 		char ferr[200];
 		if (!fwd_parse(c->forward, &fl, ferr, sizeof(ferr)))
-			return cli_die_usage("--forward: %s", ferr);
+			return die_usage("--forward: %s", ferr);
 	}
 	return 0;
 }
@@ -367,7 +379,7 @@ int main(int argc, char **argv)
 
 	struct cli c = {.count = 3, .wait_s = 2, .interval_s = 1};
 	if (!strcmp(cmd, "status")) {
-		int r = cli_parse_opts(argc, argv, 2, &c);
+		int r = parse_opts(argc, argv, 2, &c);
 		if (r)
 			return r;
 		return cmd_client(&c, c.json ? "status json" : "status");
@@ -377,11 +389,11 @@ int main(int argc, char **argv)
 		for (int i = 2; i < argc; i++)
 			if (!strcmp(argv[i], "-c"))
 				argv[i] = "--count";
-		int r = cli_parse_opts(argc, argv, 2, &c);
+		int r = parse_opts(argc, argv, 2, &c);
 		if (r)
 			return r;
 		if (!c.target)
-			return cli_die_usage("%s", "ping needs an ADDRESS or a peer's NAME");
+			return die_usage("%s", "ping needs an ADDRESS or a peer's NAME");
 		char req[300];
 		if (c.disco || c.until_direct || c.json) {
 			/* The node forgets a disco ping after 5 s: a later pong
@@ -389,7 +401,7 @@ int main(int argc, char **argv)
 			if (!(c.wait_s > 0) || c.wait_s > 5) {
 				char w[32];
 				snprintf(w, sizeof(w), "%g", c.wait_s);
-				return cli_die_usage("ping --disco -W %s: want 0.001 to 5 seconds "
+				return die_usage("ping --disco -W %s: want 0.001 to 5 seconds "
 				                 "(a disco pong later than 5 s is not "
 				                 "accepted; use -c for more tries)",
 				                 w);
@@ -411,21 +423,21 @@ int main(int argc, char **argv)
 		return cmd_client(&c, req);
 	}
 	if (!strcmp(cmd, "ip")) {
-		int r = cli_parse_opts(argc, argv, 2, &c);
+		int r = parse_opts(argc, argv, 2, &c);
 		if (r)
 			return r;
 		if (c.target)
-			return cli_die_usage("ip: unexpected argument %s", c.target);
+			return die_usage("ip: unexpected argument %s", c.target);
 		return cmd_client(&c, c.family == 4   ? "ip 4"
 		                      : c.family == 6 ? "ip 6"
 		                                      : "ip");
 	}
 	if (!strcmp(cmd, "whois")) {
-		int r = cli_parse_opts(argc, argv, 2, &c);
+		int r = parse_opts(argc, argv, 2, &c);
 		if (r)
 			return r;
 		if (!c.target)
-			return cli_die_usage("%s", "whois needs a mesh ADDRESS (or NAME), "
+			return die_usage("%s", "whois needs a mesh ADDRESS (or NAME), "
 			                       "optionally with :PORT ([IPv6]:PORT)");
 		char req[300];
 		snprintf(req, sizeof(req), "whois %s%s", c.json ? "json " : "", c.target);
@@ -439,11 +451,11 @@ int main(int argc, char **argv)
 	bool sidecar = !strcmp(cmd, "sidecar");
 	if (!strcmp(cmd, "run") || !strcmp(cmd, "up") || sidecar)
 		first = 2;
-	int r = cli_parse_opts(argc, argv, first, &c);
+	int r = parse_opts(argc, argv, first, &c);
 	if (r)
 		return r;
 	if (c.target)
-		return cli_die_usage("unknown command %s", c.target);
+		return die_usage("unknown command %s", c.target);
 	static struct cli_env env; /* c points into it until exit */
 	if (!strcmp(cmd, "up") || sidecar) {
 		r = cli_up_env(&c, sidecar, &env);
@@ -467,20 +479,20 @@ int main(int argc, char **argv)
 		c.state = state_def;
 	}
 	if (!c.config && !c.state && !c.ephemeral)
-		return cli_die_usage("%s", "nothing to run: `mesh-proxy up --join TOKEN` "
+		return die_usage("%s", "nothing to run: `mesh-proxy up --join TOKEN` "
 		                       "joins a mesh (mesh-control), `mesh-proxy "
 		                       "--config FILE` runs from a wireproxy-style file");
 	if (c.log_level) {
 		int lvl = log_level_parse(c.log_level);
 		if (lvl < 0)
-			return cli_die_usage("--log-level %s: use error, warn, info or debug",
+			return die_usage("--log-level %s: use error, warn, info or debug",
 			                 c.log_level);
 		log_set_level((enum log_level)lvl);
 	}
 	static char tok[CTL_TOKEN_STR_MAX + 2];
 	if (c.join && !strcmp(c.join, "-")) { /* keep the token out of ps(1) */
 		if (!fgets(tok, sizeof(tok), stdin))
-			return cli_die_usage("%s", "--join -: expected a token on stdin");
+			return die_usage("%s", "--join -: expected a token on stdin");
 		tok[strcspn(tok, "\r\n")] = 0;
 		c.join = tok;
 	}
