@@ -466,8 +466,7 @@ int main(int argc, char **argv)
 	 * A configuration file alone is wireproxy's mode: no state. */
 	static char state_def[512];
 	bool up = !strcmp(cmd, "up") || sidecar || c.join || c.hostname || c.socks5 ||
-	          c.http_proxy || c.expose || c.direct || c.portmap ||
-	          c.birthday;
+	          c.http_proxy || c.expose || c.direct || c.portmap || c.birthday;
 	if (up && !c.state && !c.ephemeral) {
 		char err[512];
 		if (cli_state_default(state_def, sizeof(state_def), err, sizeof(err)) !=

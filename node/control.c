@@ -146,9 +146,11 @@ static int nctl_check_args(const struct node_ctl_args *a, char *err, size_t errl
 		         "splits there)");
 		return -1;
 	}
-	if (a->proxy_password && (!a->proxy_password[0] || strlen(a->proxy_password) > 255)) {
-		snprintf(err, errlen, "the proxy password (--proxy-password-file or "
-		                      "MESH_PROXY_PASSWORD): want 1 to 255 bytes (RFC 1929)");
+	if (a->proxy_password &&
+	    (!a->proxy_password[0] || strlen(a->proxy_password) > 255)) {
+		snprintf(err, errlen,
+		         "the proxy password (--proxy-password-file or "
+		         "MESH_PROXY_PASSWORD): want 1 to 255 bytes (RFC 1929)");
 		return -1;
 	}
 	return 0;
@@ -181,8 +183,8 @@ static void nctl_merge_prefs(struct node_ctl_prep *p)
 	    nctl_pref("portmap", p->a.portmap, k->portmap, sizeof(k->portmap), false, ch);
 	p->a.birthday =
 	    nctl_pref("birthday", p->a.birthday, k->birthday, sizeof(k->birthday), false, ch);
-	p->a.forwards =
-	    nctl_pref("forward", p->a.forwards, k->forwards, sizeof(k->forwards), true, ch);
+	p->a.forwards = nctl_pref("forward", p->a.forwards, k->forwards,
+	                          sizeof(k->forwards), true, ch);
 	p->a.proxy_open = nctl_pref("proxy-open", p->a.proxy_open, k->proxy_open,
 	                            sizeof(k->proxy_open), false, ch);
 	nctl_merge_creds(p);
@@ -198,10 +200,11 @@ static void nctl_warn_forwards(const struct node_ctl_prep *p)
 		return;
 	for (size_t i = 0; i < fl.n; i++)
 		if (!fwd_loopback(&fl.item[i]))
-			log_warn("--forward: %s:%u is reachable from other hosts: anyone who "
-			         "reaches it reaches %s:%u in the mesh as this node",
-			         fl.item[i].addr, fl.item[i].port, fl.item[i].host,
-			         fl.item[i].host_port);
+			log_warn(
+			    "--forward: %s:%u is reachable from other hosts: anyone who "
+			    "reaches it reaches %s:%u in the mesh as this node",
+			    fl.item[i].addr, fl.item[i].port, fl.item[i].host,
+			    fl.item[i].host_port);
 }
 
 struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
@@ -409,8 +412,8 @@ static int nctl_forwards_ini(const char *spec, char *buf, size_t *n, size_t cap,
  * file's): the credentials, or a refusal when other hosts could reach it
  * without any and --proxy-open does not waive that. */
 static int nctl_front_cred(const struct node_ctl_prep *p, const char *flag,
-                           const char *spec, const struct cfg_listen *bind,
-                           char **user, char **pass, char *err, size_t errlen)
+                           const char *spec, const struct cfg_listen *bind, char **user,
+                           char **pass, char *err, size_t errlen)
 {
 	const struct node_ctl_args *a = &p->a;
 	if (a->proxy_user) {
@@ -435,20 +438,22 @@ static int nctl_front_cred(const struct node_ctl_prep *p, const char *flag,
 	return -1;
 }
 
-static int nctl_front_creds(const struct node_ctl_prep *p, struct config *cfg,
-                            char *err, size_t errlen)
+static int nctl_front_creds(const struct node_ctl_prep *p, struct config *cfg, char *err,
+                            size_t errlen)
 {
 	const struct node_ctl_args *a = &p->a;
 	if (a->proxy_user && !a->proxy_password) {
-		snprintf(err, errlen,
-		         "--proxy-user %.100s needs a password: --proxy-password-file FILE "
-		         "(or MESH_PROXY_PASSWORD / MESH_PROXY_PASSWORD_FILE)",
-		         a->proxy_user);
+		snprintf(
+		    err, errlen,
+		    "--proxy-user %.100s needs a password: --proxy-password-file FILE "
+		    "(or MESH_PROXY_PASSWORD / MESH_PROXY_PASSWORD_FILE)",
+		    a->proxy_user);
 		return -1;
 	}
 	if (!a->proxy_user && a->proxy_password) {
-		snprintf(err, errlen, "a proxy password needs --proxy-user NAME (or "
-		                      "MESH_PROXY_USER)");
+		snprintf(err, errlen,
+		         "a proxy password needs --proxy-user NAME (or "
+		         "MESH_PROXY_USER)");
 		return -1;
 	}
 	if (a->socks5 && cfg->n_socks5) {
@@ -522,7 +527,8 @@ int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self 
 		                      "[http]\nBindAddress = %.150s\nDirect = %.16s\n"
 		                      "AllowOpen = yes\n",
 		                      http, direct);
-	if (p->a.forwards && nctl_forwards_ini(p->a.forwards, buf, &n, cap, err, errlen)) {
+	if (p->a.forwards &&
+	    nctl_forwards_ini(p->a.forwards, buf, &n, cap, err, errlen)) {
 		r = -1;
 		memset(cfg, 0, sizeof(*cfg));
 		goto out;

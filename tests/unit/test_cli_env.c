@@ -199,7 +199,8 @@ static void test_secret_files(void **state)
 	char *both[] = {"MESH_JOIN=mesh1X", env1, NULL};
 	struct cli c2 = {0};
 	assert_int_equal(apply(&c2, both, &e, err, sizeof(err)), 2);
-	assert_string_equal(err, "MESH_JOIN and MESH_JOIN_FILE are both set: keep one of them");
+	assert_string_equal(
+	    err, "MESH_JOIN and MESH_JOIN_FILE are both set: keep one of them");
 	cli_env_release(&e);
 	char *pboth[] = {"MESH_PROXY_PASSWORD=x", env2, NULL};
 	struct cli c3 = {0};
@@ -267,9 +268,8 @@ static void test_extra_args_split(void **state)
 	split_ok("a'b'\"$c\" ''", 2, w3);
 	char *buf, **argv, err[200];
 	int argc;
-	assert_int_equal(cli_env_split("--hostname 'web", &buf, &argv, &argc, err,
-	                               sizeof(err)),
-	                 -1);
+	assert_int_equal(
+	    cli_env_split("--hostname 'web", &buf, &argv, &argc, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "single quote is not closed"));
 	char many[400] = "";
 	for (int i = 0; i < 65; i++)
@@ -330,10 +330,18 @@ static void test_extra_args_apply(void **state)
 static void test_unknown_variables_warned(void **state)
 {
 	(void)state;
-	char *envp[] = {"MESH_HOSTANME=web",  "MESH_HOSTNAME=web", "MESH_SKIP_DEPS=1",
-	                "MESH_TEST_JOBS=3",   "MESH_E2E_ID=7",     "MESH_CONTROL_DATA=/d",
-	                "MESH_RELAY_JOIN=x",  "MESH_JOIN_FILE=/f", "MESH_EXTRA_ARGS=",
-	                "MESH_HOSTANME=again", "MESHY=1",          "MESH_SOCKS=1080",
+	char *envp[] = {"MESH_HOSTANME=web",
+	                "MESH_HOSTNAME=web",
+	                "MESH_SKIP_DEPS=1",
+	                "MESH_TEST_JOBS=3",
+	                "MESH_E2E_ID=7",
+	                "MESH_CONTROL_DATA=/d",
+	                "MESH_RELAY_JOIN=x",
+	                "MESH_JOIN_FILE=/f",
+	                "MESH_EXTRA_ARGS=",
+	                "MESH_HOSTANME=again",
+	                "MESHY=1",
+	                "MESH_SOCKS=1080",
 	                NULL};
 	char *out = NULL;
 	size_t len = 0;

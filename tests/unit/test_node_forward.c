@@ -79,10 +79,22 @@ static void test_parse(void **state)
 	assert_int_equal(l.n, 0);
 
 	static const char *const bad[] = {
-	    "",          "80",           "80=web",        "0=web:80",
-	    "65536=w:1", "80=web:0",     "80=web:99999",  "x=web:80",
-	    "80=we b:1", "80=w/b:1",     "::1:80=web:80", "80=fd7a::3:22",
-	    "web:80=w:1", "8080=web:80,", "udp/=w:1",     "[::1=w:1",
+	    "",
+	    "80",
+	    "80=web",
+	    "0=web:80",
+	    "65536=w:1",
+	    "80=web:0",
+	    "80=web:99999",
+	    "x=web:80",
+	    "80=we b:1",
+	    "80=w/b:1",
+	    "::1:80=web:80",
+	    "80=fd7a::3:22",
+	    "web:80=w:1",
+	    "8080=web:80,",
+	    "udp/=w:1",
+	    "[::1=w:1",
 	    "80=web:80,80=db:80",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -168,8 +180,8 @@ static void test_forwards_stick(void **state)
 	char fresh[300], err[600];
 	bool usage;
 	snprintf(fresh, sizeof(fresh), "%s/never", root);
-	struct node_ctl_args bad = {.state_dir = fresh, .join_token = tok,
-	                            .forwards = "2222=web"};
+	struct node_ctl_args bad = {
+	    .state_dir = fresh, .join_token = tok, .forwards = "2222=web"};
 	assert_null(node_ctl_prepare(&bad, err, sizeof(err), &usage));
 	assert_true(usage);
 	assert_non_null(strstr(err, "--forward: \"2222=web\" is not"));
