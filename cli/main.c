@@ -356,6 +356,12 @@ static int cli_up_env(struct cli *c, bool sidecar, struct cli_env *e)
 			fprintf(stderr, "mesh-proxy: %s\n", err);
 		return r;
 	}
+	if (c->ephemeral && c->state) {
+		fprintf(stderr, "mesh-proxy: --ephemeral (MESH_EPHEMERAL) and a state "
+		                "directory (--state, MESH_STATE_DIR) exclude each other: an "
+		                "ephemeral node keeps no state; drop one of them\n");
+		return 2;
+	}
 	if (sidecar && !c->state)
 		c->ephemeral = true;
 	if (c->forward) {

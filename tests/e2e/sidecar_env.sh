@@ -107,6 +107,12 @@ check "MESH_JOIN_FILE empty" eval '
     : | write_file "$E2E_TMP/empty" && chmod 0644 "$E2E_TMP/empty" &&
     mp_env side MESH_STATE_DIR="$SS" MESH_JOIN_FILE="$E2E_TMP/empty" -- sidecar &&
     usage_line "MESH_JOIN_FILE .*empty: the first line is empty"'
+check "MESH_EPHEMERAL=yes with MESH_STATE_DIR" eval '
+    mp_env side MESH_STATE_DIR="$SS" MESH_EPHEMERAL=yes -- sidecar &&
+    usage_line "MESH_EPHEMERAL.* and a state directory .* exclude each other"'
+check "a bad flag in MESH_EXTRA_ARGS is named there" eval '
+    mp_env side MESH_STATE_DIR="$SS" MESH_EXTRA_ARGS="--hostname side --frobnicate" -- sidecar &&
+    usage_line "^mesh-proxy: MESH_EXTRA_ARGS: unknown option --frobnicate$"'
 check "the state directory was never made" not test -e "$SS"
 
 step "side: mesh-proxy sidecar from MESH_* (port-only SOCKS5, a forward by name)"
