@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util/hostname.h"
+
 static bool fwd_port(const char *s, size_t n, uint16_t *out)
 {
 	unsigned long v = 0;
@@ -24,7 +26,7 @@ static bool fwd_port(const char *s, size_t n, uint16_t *out)
 	return true;
 }
 
-/* A host: a name (letters, digits, '-', '.', '_') or an IPv4 address, or
+/* A host: a DNS name (hostname_valid) or an IPv4 address, or
  * an IPv6 address in brackets (stored without them). */
 static bool fwd_host(const char *s, size_t n, char *out, size_t cap, bool need_ip)
 {
@@ -42,15 +44,13 @@ static bool fwd_host(const char *s, size_t n, char *out, size_t cap, bool need_i
 	}
 	if (n == 0 || n >= cap)
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (!isalnum(c) && c != '-' && c != '.' && c != '_')
-			return false;
-	}
 	memcpy(out, s, n);
 	out[n] = 0;
 	struct in_addr a4;
-	return !need_ip || inet_pton(AF_INET, out, &a4) == 1;
+	if (inet_pton(AF_INET, out, &a4) == 1)
+		return true;
+	/* a name as the configuration parser takes it (cfg_v_target) */
+	return !need_ip && hostname_valid(out, n);
 }
 
 /* HOST:PORT with the last ':' outside brackets as the split. */

@@ -95,7 +95,7 @@ static void test_parse(void **state)
 	    "8080=web:80,",
 	    "udp/=w:1",
 	    "[::1=w:1",
-	    "80=web:80,80=db:80",
+	    "80=web:80,80=db:80", "80=a..b:1",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (fwd_parse(bad[i], &l, err, sizeof(err)))
