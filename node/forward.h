@@ -15,7 +15,9 @@
 
 #define FWD_MAX      32   /* items in one spec */
 #define FWD_SPEC_MAX 1023 /* bytes of a spec (prefs.json keeps it) */
-#define FWD_HOST_MAX 253  /* a DNS name */
+/* A target host: a DNS name, but no longer than an INI line of the config
+ * parser takes ("Target = " HOST ":65535" within 198 bytes). */
+#define FWD_HOST_MAX 180
 
 struct fwd_item {
 	bool udp;
