@@ -117,7 +117,8 @@ check "the state directory was never made" not test -e "$SS"
 
 step "side: mesh-proxy sidecar from MESH_* (port-only SOCKS5, a forward by name)"
 bg_nobody side side env MESH_STATE_DIR="$SS" MESH_JOIN_FILE="$SECRETS/join" \
-    MESH_HOSTNAME=side MESH_SOCKS5=1080 MESH_FORWARDS=9080=web:8080 MESH_LOG_LEVEL=debug \
+    MESH_HOSTNAME=side MESH_SOCKS5=1080 MESH_FORWARDS=9080=web:8080,0.0.0.0:9081=web:8080 \
+    MESH_LOG_LEVEL=debug \
     "$MESH_PROXY" sidecar
 side_sees_web() { nsx_nobody side timeout 5 "$MESH_PROXY" status --state "$SS" 2>/dev/null | grep -q '\bweb\b'; }
 check "side joined as side and sees web" wait_until 20 side_sees_web ||
@@ -135,6 +136,9 @@ fetch() { # HOST ARGS... : curl's body must be "i am web"
 check "curl through SOCKS5 127.0.0.1:1080 reaches http://web:8080/" \
     wait_until 20 fetch side --socks5-hostname 127.0.0.1:1080 http://web:8080/
 check "MESH_FORWARDS=9080=web:8080: http://127.0.0.1:9080/ is web" fetch side http://127.0.0.1:9080/
+check "a forward on 0.0.0.0 works from another host and was warned about" eval '
+    fetch ctl http://198.18.63.11:9081/ &&
+    grep -q "forward: 0.0.0.0:9081 is reachable from other hosts" "$E2E_LOGDIR/side.log"'
 
 step "restart: no token (resumes), proxies on 0.0.0.0 with credentials"
 bg_stop side
