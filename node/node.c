@@ -25,6 +25,7 @@
 #include "node/checkalive.h"
 #include "node/control.h"
 #include "node/format.h"
+#include "node/health.h"
 #include "node/node_int.h"
 #include "node/status.h"
 #include "proxy/proxy.h"
@@ -714,6 +715,11 @@ int node_run(const struct node_opts *o)
 	}
 	if (start_now && node_start_dataplane(n) != 0)
 		goto out;
+	n->health = node_health_new(n, o->health_listen, err, sizeof(err));
+	if (!n->health) {
+		log_error("%s", err);
+		goto out;
+	}
 
 	n->ev_int = evsignal_new(n->base, SIGINT, node_on_signal, n);
 	n->ev_term = evsignal_new(n->base, SIGTERM, node_on_signal, n);
@@ -750,6 +756,7 @@ out:
 	free(n->udp_tunnels);
 	px_nc_free(n->nc);
 	node_dns_stop(n);
+	node_health_free(n->health);
 	n->acl = NULL; /* node_ctl's */
 	node_ctl_free(n->ctl);
 	node_ctl_prep_free(prep);
