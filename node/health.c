@@ -22,9 +22,10 @@
 
 struct nh_peer {
 	uint8_t key[32];
-	uint64_t sent, completed;  /* the device's counters at the last look */
-	int64_t unanswered_since;  /* mono ms of the first unanswered initiation; 0: none */
-	bool ever;                 /* completed a handshake since we know it */
+	uint64_t sent, completed; /* the device's counters at the last look */
+	int64_t
+	    unanswered_since; /* mono ms of the first unanswered initiation; 0: none */
+	bool ever;            /* completed a handshake since we know it */
 };
 
 struct node_health {
@@ -120,12 +121,14 @@ static bool nh_ready_joined(const struct node_health *h, char *why, size_t cap)
 		ctl_client_get_status(m->client, &cs);
 	const char *st = m->client ? ctl_client_state_name(cs.state) : "stopped";
 	if (cs.state == CTL_CLIENT_PENDING && !m->have_self) {
-		snprintf(why, cap, "waiting for an admin to approve this node in "
-		                   "mesh-control (mesh-control nodes approve NAME)");
+		snprintf(why, cap,
+		         "waiting for an admin to approve this node in "
+		         "mesh-control (mesh-control nodes approve NAME)");
 		return false;
 	}
 	if (!m->have_self) {
-		snprintf(why, cap, "not registered with mesh-control yet (control %s)", st);
+		snprintf(why, cap, "not registered with mesh-control yet (control %s)",
+		         st);
 		return false;
 	}
 	if (!h->n->dataplane || !h->n->wg) {

@@ -31,7 +31,7 @@
 struct node;
 struct node_health;
 
-#define NODE_HEALTH_PEER_S 180
+#define NODE_HEALTH_PEER_S       180
 #define NODE_HEALTH_UNANSWERED_S 10
 
 /* Starts the per-peer tracking (a 1 s timer on n->base) and, with listen

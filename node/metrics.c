@@ -23,8 +23,8 @@
 #include "node/status.h"
 #include "proxy/proxy.h"
 
-#define L(...) ((const char *const[]){__VA_ARGS__})
-#define NL(...) (sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *) / 2)
+#define L(...)            ((const char *const[]){__VA_ARGS__})
+#define NL(...)           (sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *) / 2)
 #define SAMPLE(p, v, ...) prom_sample_u64(p, L(__VA_ARGS__), NL(__VA_ARGS__), v)
 
 static void m_wireguard(const struct wg_device *wg, struct prom *p)
@@ -105,7 +105,8 @@ static void m_peer_family(const struct node *n, struct prom *p, enum m_peer_kind
 		struct wg_peer_info pi;
 		if (wg_device_peer_info(n->wg, i, &pi) != 0)
 			continue;
-		const char *lab[] = {"peer", m_peer_label(n, pi.public_key, kb, sizeof(kb))};
+		const char *lab[] = {"peer",
+		                     m_peer_label(n, pi.public_key, kb, sizeof(kb))};
 		if (k == MP_AGE && pi.last_handshake_unix)
 			prom_sample_u64(p, lab, 1,
 			                now > pi.last_handshake_unix
@@ -116,7 +117,8 @@ static void m_peer_family(const struct node *n, struct prom *p, enum m_peer_kind
 		else if (k == MP_TX)
 			prom_sample_u64(p, lab, 1, pi.tx_bytes);
 		else if (k == MP_DIRECT)
-			prom_sample_u64(p, lab, 1, !pi.via_relay && pi.last_handshake_unix);
+			prom_sample_u64(p, lab, 1,
+			                !pi.via_relay && pi.last_handshake_unix);
 	}
 }
 
@@ -138,7 +140,8 @@ static void m_peers(const struct node *n, const struct node_health *h, struct pr
 	           (double)node_health_answering(h));
 	prom_gauge(p, "meshproxy_peers_unlabelled",
 	           "Peers past the per-peer series limit (no peer-labelled series).",
-	           np > NODE_METRICS_PEERS_MAX ? (double)(np - NODE_METRICS_PEERS_MAX) : 0);
+	           np > NODE_METRICS_PEERS_MAX ? (double)(np - NODE_METRICS_PEERS_MAX)
+	                                       : 0);
 	prom_family(p, "meshproxy_handshakes_total", PROM_COUNTER,
 	            "WireGuard handshake initiations sent, and handshakes completed.");
 	SAMPLE(p, sent, "result", "initiated");
@@ -200,8 +203,8 @@ static void m_front_family(struct prom *p, const struct m_fronts *fs, const char
 	for (size_t i = 0; i < fs->n; i++)
 		for (size_t k = 0; k < nv; k++) {
 			const struct m_front *f = &fs->f[i];
-			const char *lab[] = {"frontend", f->kind, "listen", f->listen,
-			                     lname, lvals ? lvals[k] : ""};
+			const char *lab[] = {"frontend", f->kind, "listen",
+			                     f->listen,  lname,   lvals ? lvals[k] : ""};
 			prom_sample_u64(p, lab, lname ? 3 : 2, m_px(&f->ps, offs[k]));
 		}
 }
@@ -215,8 +218,8 @@ static void m_frontends(const struct node *n, struct prom *p)
 	static const char *const conn_l[] = {"accepted", "established"};
 	static const size_t conn_o[] = {PX_FIELD(accepted), PX_FIELD(established)};
 	m_front_family(p, &fs, "meshproxy_frontend_connections_total", PROM_COUNTER,
-	               "Front-end connections accepted and established.", "state",
-	               conn_l, conn_o, 2);
+	               "Front-end connections accepted and established.", "state", conn_l,
+	               conn_o, 2);
 	static const size_t act_o[] = {PX_FIELD(active)};
 	m_front_family(p, &fs, "meshproxy_frontend_active_connections", PROM_GAUGE,
 	               "Front-end connections established and open now.", NULL, NULL,
@@ -231,20 +234,32 @@ static void m_frontends(const struct node *n, struct prom *p)
 	               "Front-end UDP datagrams (up: client to destination).", "dir",
 	               dir_l, dg_o, 2);
 	static const char *const err_l[] = {
-	    "auth",    "protocol",    "handshake_timeout", "client_gone", "no_route",
-	    "resolve", "refused",     "unreachable",       "timeout",     "other",
-	    "accept",  "limit",       "idle",              "denied",      "busy",
-	    "policy",  "dgram_drops"};
-	static const size_t err_o[] = {
-	    PX_FIELD(err_auth),        PX_FIELD(err_protocol), PX_FIELD(err_handshake_timeout),
-	    PX_FIELD(err_client_gone), PX_FIELD(err_no_route), PX_FIELD(err_resolve),
-	    PX_FIELD(err_refused),     PX_FIELD(err_unreachable), PX_FIELD(err_timeout),
-	    PX_FIELD(err_other),       PX_FIELD(err_accept),   PX_FIELD(err_limit),
-	    PX_FIELD(err_idle),        PX_FIELD(err_denied),   PX_FIELD(err_busy),
-	    PX_FIELD(err_policy),      PX_FIELD(dgram_drops)};
+	    "auth",        "protocol",    "handshake_timeout",
+	    "client_gone", "no_route",    "resolve",
+	    "refused",     "unreachable", "timeout",
+	    "other",       "accept",      "limit",
+	    "idle",        "denied",      "busy",
+	    "policy",      "dgram_drops"};
+	static const size_t err_o[] = {PX_FIELD(err_auth),
+	                               PX_FIELD(err_protocol),
+	                               PX_FIELD(err_handshake_timeout),
+	                               PX_FIELD(err_client_gone),
+	                               PX_FIELD(err_no_route),
+	                               PX_FIELD(err_resolve),
+	                               PX_FIELD(err_refused),
+	                               PX_FIELD(err_unreachable),
+	                               PX_FIELD(err_timeout),
+	                               PX_FIELD(err_other),
+	                               PX_FIELD(err_accept),
+	                               PX_FIELD(err_limit),
+	                               PX_FIELD(err_idle),
+	                               PX_FIELD(err_denied),
+	                               PX_FIELD(err_busy),
+	                               PX_FIELD(err_policy),
+	                               PX_FIELD(dgram_drops)};
 	m_front_family(p, &fs, "meshproxy_frontend_errors_total", PROM_COUNTER,
-	               "Front-end failures and drops, by reason.", "reason", err_l,
-	               err_o, sizeof(err_o) / sizeof(err_o[0]));
+	               "Front-end failures and drops, by reason.", "reason", err_l, err_o,
+	               sizeof(err_o) / sizeof(err_o[0]));
 	free(fs.f);
 }
 
@@ -292,7 +307,8 @@ static void m_control(const struct node_ctl *m, struct prom *p)
 	           "1 while the connection to mesh-control is online.",
 	           cs.state == CTL_CLIENT_ONLINE);
 	prom_counter(p, "meshproxy_control_reconnects_total",
-	             "Connection attempts to mesh-control after the first.", cs.reconnects);
+	             "Connection attempts to mesh-control after the first.",
+	             cs.reconnects);
 	prom_family(p, "meshproxy_control_maps_total", PROM_COUNTER,
 	            "Network maps received, by kind.");
 	SAMPLE(p, cs.maps_full, "kind", "full");
@@ -303,8 +319,9 @@ static void m_control(const struct node_ctl *m, struct prom *p)
 	prom_family(p, "meshproxy_relay_connected", PROM_GAUGE,
 	            "1 while the relay connection is up (home: the home relay).");
 	for (size_t i = 0; i < n; i++) {
-		const char *lab[] = {"relay", c[i].name, "region", c[i].region, "home",
-		                     c[i].home ? "true" : "false"};
+		const char *lab[] = {"relay",  c[i].name,
+		                     "region", c[i].region,
+		                     "home",   c[i].home ? "true" : "false"};
 		prom_sample_u64(p, lab, 3, rs[i].state == RELAY_CLIENT_CONNECTED);
 	}
 	prom_family(p, "meshproxy_relay_bytes_total", PROM_COUNTER,
@@ -317,14 +334,13 @@ static void m_control(const struct node_ctl *m, struct prom *p)
 	}
 }
 
-void node_metrics_write(const struct node *n, const struct node_health *h,
-                        struct prom *p)
+void node_metrics_write(const struct node *n, const struct node_health *h, struct prom *p)
 {
 	char why[200];
 	prom_gauge(p, "meshproxy_ready", "1 when /readyz answers 200.",
 	           node_health_ready(h, why, sizeof(why)));
-	prom_gauge(p, "meshproxy_start_time_seconds", "When the node started (unix time).",
-	           (double)n->started);
+	prom_gauge(p, "meshproxy_start_time_seconds",
+	           "When the node started (unix time).", (double)n->started);
 	prom_gauge(p, "meshproxy_joined",
 	           "1 for a node joined to mesh-control, 0 from a configuration file.",
 	           n->ctl != NULL);

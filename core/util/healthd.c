@@ -81,13 +81,21 @@ bad:
 	return -1;
 }
 
+/* libevent 2.1 writes a reply's body even to HEAD, which would corrupt a
+ * kept-alive connection: for HEAD only the length goes out. */
 static void reply(struct evhttp_request *req, int code, const char *reason,
                   const char *type, const char *body, size_t len)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	struct evbuffer *b = evbuffer_new();
+	bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+	struct evbuffer *b = head ? NULL : evbuffer_new();
 	evhttp_add_header(h, "Content-Type", type);
 	evhttp_add_header(h, "Cache-Control", "no-store");
+	if (head) {
+		char n[24];
+		snprintf(n, sizeof(n), "%zu", len);
+		evhttp_add_header(h, "Content-Length", n);
+	}
 	if (b)
 		evbuffer_add(b, body, len);
 	evhttp_send_reply(req, code, reason, b);
@@ -201,7 +209,8 @@ struct healthd *healthd_new(struct event_base *base, const char *listen, const c
 	int fd = bind_socket(&ss, len);
 	if (fd < 0) {
 		snprintf(err, errlen, "--health-listen %s: %s%s", listen, strerror(-fd),
-		         fd == -EADDRINUSE ? " (another process uses the port; pick another)"
+		         fd == -EADDRINUSE
+		             ? " (another process uses the port; pick another)"
 		         : fd == -EADDRNOTAVAIL ? " (no interface has this address)"
 		                                : "");
 		free(h);
@@ -225,10 +234,9 @@ struct healthd *healthd_new(struct event_base *base, const char *listen, const c
 	}
 	evhttp_set_bevcb(h->http, http_conns_bevcb, h->conns);
 	/* Every method reaches us, so that the others get 405, not 501. */
-	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-	                                        EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-	                                        EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-	                                        EVHTTP_REQ_PATCH);
+	evhttp_set_allowed_methods(
+	    h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+	                 EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_max_body_size(h->http, HEALTHD_MAX_BODY);
 	evhttp_set_max_headers_size(h->http, HEALTHD_MAX_HEADER);
 	evhttp_set_timeout(h->http, HEALTHD_TIMEOUT_S);

@@ -24,10 +24,10 @@ struct event_base;
 struct prom;
 struct healthd;
 
-#define HEALTHD_MAX_CONNS 32
+#define HEALTHD_MAX_CONNS  32
 #define HEALTHD_MAX_HEADER 4096
-#define HEALTHD_MAX_BODY 1024
-#define HEALTHD_TIMEOUT_S 5
+#define HEALTHD_MAX_BODY   1024
+#define HEALTHD_TIMEOUT_S  5
 /* The longest reason /readyz gives. */
 #define HEALTHD_WHY_MAX 200
 

@@ -174,8 +174,8 @@ static void accept_error_cb(struct evconnlistener *lis, void *arg)
 	if (!ac)
 		return;
 	if (ac->accept_errors++ % 600 == 0)
-		log_warn("%s: accepting connections: %s; pausing %d ms at a time", ac->what,
-		         strerror(e), HTTP_CONNS_RETRY_MS);
+		log_warn("%s: accepting connections: %s; pausing %d ms at a time",
+		         ac->what, strerror(e), HTTP_CONNS_RETRY_MS);
 	stop(ac);
 }
 
@@ -238,7 +238,8 @@ void http_conns_served(struct http_conns *ac, int fd)
 		struct http_sock *s = &ac->socks[i];
 		if (s->fd == fd && s->deadline_ms && same_sock(s))
 			s->deadline_ms =
-			    mono_ms() + (int64_t)(HTTP_CONNS_REQUEST_S + ac->extra_s) * 1000;
+			    mono_ms() +
+			    (int64_t)(HTTP_CONNS_REQUEST_S + ac->extra_s) * 1000;
 	}
 }
 

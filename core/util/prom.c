@@ -92,8 +92,8 @@ static bool name_ok(const char *s, bool colon)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
-		bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-		             (colon && c == ':');
+		bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		             c == '_' || (colon && c == ':');
 		if (!alpha && !(i > 0 && c >= '0' && c <= '9'))
 			return false;
 	}
@@ -126,7 +126,8 @@ static int prom_refuse(struct prom *p, int err)
 int prom_family(struct prom *p, const char *name, enum prom_type type, const char *help)
 {
 	p->cur = -1;
-	if (!prom_metric_name_ok(name) || (type == PROM_COUNTER) != ends_with(name, "_total"))
+	if (!prom_metric_name_ok(name) ||
+	    (type == PROM_COUNTER) != ends_with(name, "_total"))
 		return prom_refuse(p, -EINVAL);
 	for (size_t i = 0; i < p->n_families; i++)
 		if (strcmp(p->families[i], name) == 0)

@@ -19,7 +19,7 @@
 /* The Content-Type of the page. */
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 /* Longest metric or label name accepted, and most labels on a sample. */
-#define PROM_NAME_MAX 128
+#define PROM_NAME_MAX   128
 #define PROM_LABELS_MAX 8
 
 enum prom_type { PROM_COUNTER, PROM_GAUGE };
@@ -27,11 +27,11 @@ enum prom_type { PROM_COUNTER, PROM_GAUGE };
 struct prom {
 	char *buf; /* NUL-terminated text; NULL until something is written */
 	size_t len, cap;
-	bool oom;          /* some text was lost to a failed allocation */
-	unsigned refused;  /* calls refused (bad names, duplicates...) */
-	char **families;   /* names opened so far */
+	bool oom;         /* some text was lost to a failed allocation */
+	unsigned refused; /* calls refused (bad names, duplicates...) */
+	char **families;  /* names opened so far */
 	size_t n_families, cap_families;
-	int cur;           /* index of the open family, -1: none */
+	int cur; /* index of the open family, -1: none */
 	enum prom_type cur_type;
 };
 

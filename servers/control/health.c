@@ -57,7 +57,8 @@ static void ch_metrics(void *ctx, struct prom *p)
 		SAMPLE1(p, s.nodes_online, "state", "online");
 	}
 	prom_counter(p, "meshcontrol_store_errors_total",
-	             "Store queries of the health listener that failed.", h->store_errors);
+	             "Store queries of the health listener that failed.",
+	             h->store_errors);
 	prom_gauge(p, "meshcontrol_connections", "Node connections open now.",
 	           (double)s.conns_active);
 	prom_family(p, "meshcontrol_connections_total", PROM_COUNTER,
@@ -85,8 +86,8 @@ static void ch_metrics(void *ctx, struct prom *p)
 	            "Network maps sent to nodes, by kind.");
 	SAMPLE1(p, s.maps_full, "kind", "full");
 	SAMPLE1(p, s.maps_delta, "kind", "delta");
-	prom_counter(p, "meshcontrol_broadcasts_total", "Map changes pushed to the nodes.",
-	             s.broadcasts);
+	prom_counter(p, "meshcontrol_broadcasts_total",
+	             "Map changes pushed to the nodes.", s.broadcasts);
 	prom_gauge(p, "meshcontrol_map_version", "The map's version.",
 	           (double)s.map_version);
 	prom_family(p, "meshcontrol_bad_input_total", PROM_COUNTER,
@@ -113,8 +114,8 @@ static void ch_metrics(void *ctx, struct prom *p)
 }
 
 struct ctl_health *ctl_health_new(struct event_base *base, const char *listen,
-                                  struct ctl_server *srv, struct ctl_store *st,
-                                  char *err, size_t errlen)
+                                  struct ctl_server *srv, struct ctl_store *st, char *err,
+                                  size_t errlen)
 {
 	struct ctl_health *h = calloc(1, sizeof(*h));
 	if (!h) {

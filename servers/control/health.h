@@ -14,8 +14,8 @@ struct ctl_health;
 
 /* NULL with a one-line message in err. */
 struct ctl_health *ctl_health_new(struct event_base *base, const char *listen,
-                                  struct ctl_server *srv, struct ctl_store *st,
-                                  char *err, size_t errlen);
+                                  struct ctl_server *srv, struct ctl_store *st, char *err,
+                                  size_t errlen);
 void ctl_health_free(struct ctl_health *h); /* accepts NULL */
 
 #endif

@@ -55,11 +55,13 @@ static void rh_metrics(void *ctx, struct prom *p)
 	S1(p, s.packets_relayed, "kind", "relayed");
 	S1(p, s.packets_forwarded, "kind", "to_mesh");
 	S1(p, s.packets_from_mesh, "kind", "from_mesh");
-	prom_family(p, "meshrelay_bytes_total", PROM_COUNTER, "The bytes of those packets.");
+	prom_family(p, "meshrelay_bytes_total", PROM_COUNTER,
+	            "The bytes of those packets.");
 	S1(p, s.bytes_relayed, "kind", "relayed");
 	S1(p, s.bytes_forwarded, "kind", "to_mesh");
 	S1(p, s.bytes_from_mesh, "kind", "from_mesh");
-	prom_family(p, "meshrelay_drops_total", PROM_COUNTER, "Packets dropped, by reason.");
+	prom_family(p, "meshrelay_drops_total", PROM_COUNTER,
+	            "Packets dropped, by reason.");
 	S1(p, s.drop_unknown_dest, "reason", "unknown_dest");
 	S1(p, s.drop_queue_full, "reason", "queue_full");
 	S1(p, s.drop_write_timeout, "reason", "write_timeout");
@@ -86,7 +88,8 @@ static void rh_metrics(void *ctx, struct prom *p)
 	S1(p, s.dup_clients, "reason", "duplicate");
 	prom_counter(p, "meshrelay_accept_errors_total", "accept() failures.",
 	             s.accept_errors);
-	prom_family(p, "meshrelay_stun_total", PROM_COUNTER, "STUN requests, by outcome.");
+	prom_family(p, "meshrelay_stun_total", PROM_COUNTER,
+	            "STUN requests, by outcome.");
 	S1(p, s.stun_requests, "result", "request");
 	S1(p, s.stun_responses, "result", "answered");
 	S1(p, s.stun_bad, "result", "bad");

@@ -28,17 +28,18 @@ static void writes_help_type_and_samples(void **state)
 	assert_int_equal(prom_sample_u64(&p, l1, 1, 18446744073709551615ull), 0);
 	assert_int_equal(prom_sample_u64(&p, l2, 2, 0), 0);
 	assert_int_equal(prom_gauge(&p, "meshproxy_rtt_seconds", "RTT.", 0.25), 0);
-	assert_string_equal(p.buf, "# HELP meshproxy_peers Peers.\n"
-	                           "# TYPE meshproxy_peers gauge\n"
-	                           "meshproxy_peers 3\n"
-	                           "# HELP meshproxy_drops_total Dropped packets, by reason.\n"
-	                           "# TYPE meshproxy_drops_total counter\n"
-	                           "meshproxy_drops_total{reason=\"replay\"} "
-	                           "18446744073709551615\n"
-	                           "meshproxy_drops_total{reason=\"mac\",dir=\"rx\"} 0\n"
-	                           "# HELP meshproxy_rtt_seconds RTT.\n"
-	                           "# TYPE meshproxy_rtt_seconds gauge\n"
-	                           "meshproxy_rtt_seconds 0.25\n");
+	assert_string_equal(p.buf,
+	                    "# HELP meshproxy_peers Peers.\n"
+	                    "# TYPE meshproxy_peers gauge\n"
+	                    "meshproxy_peers 3\n"
+	                    "# HELP meshproxy_drops_total Dropped packets, by reason.\n"
+	                    "# TYPE meshproxy_drops_total counter\n"
+	                    "meshproxy_drops_total{reason=\"replay\"} "
+	                    "18446744073709551615\n"
+	                    "meshproxy_drops_total{reason=\"mac\",dir=\"rx\"} 0\n"
+	                    "# HELP meshproxy_rtt_seconds RTT.\n"
+	                    "# TYPE meshproxy_rtt_seconds gauge\n"
+	                    "meshproxy_rtt_seconds 0.25\n");
 	assert_int_equal(p.refused, 0);
 	prom_free(&p);
 }
@@ -53,9 +54,10 @@ static void escapes_label_values_and_help(void **state)
 	assert_int_equal(prom_family(&p, "x_total", PROM_COUNTER, "a \\ \"b\"\nc"), 0);
 	const char *l[] = {"peer", "ev\\il\"\nname\xff"};
 	assert_int_equal(prom_sample_u64(&p, l, 1, 1), 0);
-	assert_string_equal(p.buf, "# HELP x_total a \\\\ \"b\"\\nc\n"
-	                           "# TYPE x_total counter\n"
-	                           "x_total{peer=\"ev\\\\il\\\"\\nname\xef\xbf\xbd\"} 1\n");
+	assert_string_equal(p.buf,
+	                    "# HELP x_total a \\\\ \"b\"\\nc\n"
+	                    "# TYPE x_total counter\n"
+	                    "x_total{peer=\"ev\\\\il\\\"\\nname\xef\xbf\xbd\"} 1\n");
 	prom_free(&p);
 }
 
