@@ -17,6 +17,7 @@
 
 #include "config/config.h"
 #include "core/util/clock.h"
+#include "core/util/healthd.h"
 #include "core/util/log.h"
 #include "core/wg/device.h"
 #include "netstack/ns.h"
@@ -667,6 +668,13 @@ int node_run(const struct node_opts *o)
 	struct node n0 = {0}, *n = &n0;
 	struct node_ctl_prep *prep = NULL;
 	char err[512];
+	struct sockaddr_storage hss;
+	socklen_t hlen;
+	if (o->health_listen &&
+	    healthd_parse_listen(o->health_listen, &hss, &hlen, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mesh-proxy: %s\n", err); /* before anything starts */
+		return 2;
+	}
 	int rc = node_load(n, o, &prep);
 	if (rc)
 		return rc;
