@@ -29,10 +29,13 @@ static const char usage[] =
     "                     [--expose SPEC] [--config FILE] [--no-portmap]\n"
     "                     [--no-birthday] [--forward SPEC] [--proxy-user NAME\n"
     "                     --proxy-password-file FILE] [--proxy-open]\n"
+    "                     [--health-listen ADDR:PORT]\n"
     "                     [--api PATH] [--log-level LEVEL]\n"
     "       mesh-proxy up [--state DIR] [options as above]    (resume a joined node)\n"
     "       mesh-proxy sidecar [options as above]   (settings from MESH_* variables)\n"
     "       mesh-proxy [run] --config FILE [--api PATH] [--log-level LEVEL]\n"
+    "                        [--health-listen ADDR:PORT]\n"
+    "       mesh-proxy health [--live] [--state DIR | --api PATH]\n"
     "       mesh-proxy status [--state DIR | --api PATH] [--json]\n"
     "       mesh-proxy ip [-4 | -6] [--state DIR | --api PATH]\n"
     "       mesh-proxy ping [--state DIR | --api PATH] [-c COUNT] [-i SECONDS]\n"
@@ -107,6 +110,11 @@ static const char usage[] =
     "                        else /tmp/mesh-proxy-UID/api.sock in a directory of\n"
     "                        mode 0700 that must be this user's)\n"
     "  --log-level LEVEL     error, warn, info (default) or debug\n"
+    "  --health-listen ADDR:PORT  (up and run) HTTP for probes and Prometheus:\n"
+    "                        /livez, /readyz (200 when joined and mesh-control\n"
+    "                        or a peer answers, else 503 and why), /metrics.\n"
+    "                        Any address may be given (probes come to the pod's\n"
+    "                        address); it serves no secrets but names peers\n"
     "\n"
     "commands (they find the node of `up` in the default state directory, else\n"
     "the one of --config at its default socket; --state DIR or --api PATH names\n"
@@ -139,6 +147,9 @@ static const char usage[] =
     "                        TCP) and the home relay; runs here, from the relay\n"
     "                        map in the state directory (no running node needed;\n"
     "                        --timeout MS, default 3000; --json for scripts)\n"
+    "  health                one line, \"ready\" or \"not ready: WHY\" (as /readyz);\n"
+    "                        exit 0 when ready, else 1: an exec healthcheck;\n"
+    "                        --live: whether the node answers at all\n"
     "  genkey                print a new private key (base64, as `wg genkey`)\n"
     "  pubkey                read a private key on stdin, print its public key\n"
     "  genpsk                print a new preshared key\n"
@@ -297,6 +308,23 @@ static int cmd_client(const struct cli *c, const char *req)
 	if (!strncmp(last, "{\"error\"", 8) || strstr(last, "\"ok\":false"))
 		return 1;
 	return 0;
+}
+
+/* mesh-proxy health [--live]: the exec healthcheck (an image without a
+ * shell runs it directly). One line out, from the node ("ready", "not
+ * ready: WHY", "live"); exit 0 only on ready (live with --live). */
+static int cmd_health(const struct cli *c)
+{
+	char err[512], last[256] = "";
+	int fd = cli_api_open(c->api, c->state, "mesh-proxy health");
+	if (fd < 0)
+		return 1;
+	if (api_client_request(fd, c->live ? "health live" : "health", STDOUT_FILENO,
+	                       last, sizeof(last), err, sizeof(err)) != 0) {
+		fprintf(stderr, "mesh-proxy health: %s\n", err);
+		return 1;
+	}
+	return strcmp(last, c->live ? "live" : "ready") == 0 ? 0 : 1;
 }
 
 /* mesh-proxy nc [--api PATH] HOST PORT */
@@ -470,6 +498,14 @@ int main(int argc, char **argv)
 		char req[300];
 		snprintf(req, sizeof(req), "whois %s%s", c.json ? "json " : "", c.target);
 		return cmd_client(&c, req);
+	}
+	if (!strcmp(cmd, "health")) {
+		int r = parse_opts(argc, argv, 2, &c);
+		if (r)
+			return r;
+		if (c.target)
+			return die_usage("health: unexpected argument %s", c.target);
+		return cmd_health(&c);
 	}
 	if (!strcmp(cmd, "nc"))
 		return cmd_nc(argc, argv);

@@ -15,6 +15,7 @@
 #include "node/api_server.h"
 #include "node/control.h"
 #include "node/node_int.h"
+#include "node/health.h"
 #include "node/status.h"
 #include "proxy/proxy.h"
 
@@ -222,6 +223,21 @@ void node_status_view(const struct node *n, struct status_view *v)
 	};
 }
 
+/* "health": "ready" or "not ready: WHY" as /readyz answers; "health
+ * live": "live" (the loop answered). One line: mesh-proxy health prints
+ * it and exits 0 on ready (live). */
+static void node_api_health(struct node *n, struct api_conn *conn, bool live)
+{
+	char why[200] = "";
+	if (live)
+		api_conn_printf(conn, "live\n");
+	else if (n->health && node_health_ready(n->health, why, sizeof(why)))
+		api_conn_printf(conn, "ready\n");
+	else
+		api_conn_printf(conn, "not ready: %s\n", why[0] ? why : "starting");
+	api_conn_finish(conn);
+}
+
 void node_api_handle(void *ctx, struct api_conn *conn, const char *line)
 {
 	struct node *n = ctx;
@@ -231,7 +247,9 @@ void node_api_handle(void *ctx, struct api_conn *conn, const char *line)
 		node_api_nc(n, conn, line + 3);
 		return;
 	}
-	if (strcmp(line, "status") == 0) {
+	if (strcmp(line, "health") == 0 || strcmp(line, "health live") == 0) {
+		node_api_health(n, conn, line[6] != 0);
+	} else if (strcmp(line, "status") == 0) {
 		status_write_text(&v, conn);
 		api_conn_finish(conn);
 	} else if (strcmp(line, "status json") == 0) {
@@ -254,7 +272,7 @@ void node_api_handle(void *ctx, struct api_conn *conn, const char *line)
 		node_api_ping(n, conn, line + 5);
 	} else {
 		api_conn_printf(conn, "error: unknown request (try: status, status json, "
-		                      "ping ADDR, disco PEER 3 2000 1000 -, nc HOST PORT, whois ADDR[:PORT])\n");
+		                      "ping ADDR, disco PEER 3 2000 1000 -, nc HOST PORT, whois ADDR[:PORT], health)\n");
 		api_conn_finish(conn);
 	}
 }

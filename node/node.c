@@ -17,6 +17,7 @@
 
 #include "config/config.h"
 #include "core/util/clock.h"
+#include "core/util/healthd.h"
 #include "core/util/log.h"
 #include "core/wg/device.h"
 #include "netstack/ns.h"
@@ -25,6 +26,7 @@
 #include "node/checkalive.h"
 #include "node/control.h"
 #include "node/format.h"
+#include "node/health.h"
 #include "node/node_int.h"
 #include "node/status.h"
 #include "proxy/proxy.h"
@@ -666,6 +668,13 @@ int node_run(const struct node_opts *o)
 	struct node n0 = {0}, *n = &n0;
 	struct node_ctl_prep *prep = NULL;
 	char err[512];
+	struct sockaddr_storage hss;
+	socklen_t hlen;
+	if (o->health_listen &&
+	    healthd_parse_listen(o->health_listen, &hss, &hlen, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mesh-proxy: %s\n", err); /* before anything starts */
+		return 2;
+	}
 	int rc = node_load(n, o, &prep);
 	if (rc)
 		return rc;
@@ -714,6 +723,11 @@ int node_run(const struct node_opts *o)
 	}
 	if (start_now && node_start_dataplane(n) != 0)
 		goto out;
+	n->health = node_health_new(n, o->health_listen, err, sizeof(err));
+	if (!n->health) {
+		log_error("%s", err);
+		goto out;
+	}
 
 	n->ev_int = evsignal_new(n->base, SIGINT, node_on_signal, n);
 	n->ev_term = evsignal_new(n->base, SIGTERM, node_on_signal, n);
@@ -750,6 +764,7 @@ out:
 	free(n->udp_tunnels);
 	px_nc_free(n->nc);
 	node_dns_stop(n);
+	node_health_free(n->health);
 	n->acl = NULL; /* node_ctl's */
 	node_ctl_free(n->ctl);
 	node_ctl_prep_free(prep);

@@ -47,6 +47,7 @@ struct node {
 	struct resolv_watch *resolv_watch; /* /etc/resolv.conf (node_dns.c) */
 	struct checkalive *checkalive;     /* [Interface] CheckAlive */
 	struct node_acl *acl; /* the map's access policy (node_ctl's); NULL: none */
+	struct node_health *health; /* readiness, --health-listen (health.c) */
 };
 
 /* Fills v with the node's current view for status output. */

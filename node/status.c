@@ -100,12 +100,9 @@ json_t *status_policy_json(const struct node_acl *a)
 	return o;
 }
 
-typedef void (*frontend_fn)(void *arg, const char *kind, const char *what,
-                            const struct px_stats *ps);
-
-/* Calls fn for every front-end with its kind, its address (or tunnel
- * description) and its counters: the one walk both outputs share. */
-static void for_each_frontend(const struct status_view *v, frontend_fn fn, void *arg)
+/* The one walk of the front-ends every output shares (status.h). */
+void status_for_each_frontend(const struct status_view *v, status_frontend_fn fn,
+                              void *arg)
 {
 	char buf[160];
 	struct px_stats ps;
@@ -235,7 +232,7 @@ void status_write_text(const struct status_view *v, struct api_conn *c)
 			api_conn_printf(c, "\n");
 		}
 	}
-	for_each_frontend(v, write_frontend_line, c);
+	status_for_each_frontend(v, write_frontend_line, c);
 	checkalive_write_text(v->checkalive, c);
 	struct wg_device_stats st;
 	wg_device_stats(v->wg, &st);
@@ -447,7 +444,7 @@ void status_json_write(const struct status_view *v, struct fmt_jw *w)
 	fmt_jw_value(w, json_wireguard(v->wg));
 	fmt_jw_raw(w, ",\"frontends\":[");
 	w->n_items = 0;
-	for_each_frontend(v, write_frontend_json, w);
+	status_for_each_frontend(v, write_frontend_json, w);
 	fmt_jw_raw(w, "],\"netstack\":");
 	fmt_jw_value(w, json_netstack());
 	if (v->checkalive) {
@@ -503,5 +500,5 @@ static void log_frontend(void *arg, const char *kind, const char *what,
 
 void status_log_frontends(const struct status_view *v)
 {
-	for_each_frontend(v, log_frontend, NULL);
+	status_for_each_frontend(v, log_frontend, NULL);
 }

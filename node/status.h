@@ -53,6 +53,14 @@ void status_json_write(const struct status_view *v, struct fmt_jw *w);
 struct node_acl;
 void status_write_policy_text(const struct node_acl *a, struct api_conn *c);
 json_t *status_policy_json(const struct node_acl *a);
+/* Calls fn for every front-end with its kind ("socks5", "http", "tunnel",
+ * "udp", "nc"), its address (or tunnel description) and its counters: the
+ * text and JSON status, the exit log and the metrics share it. */
+struct px_stats;
+typedef void (*status_frontend_fn)(void *arg, const char *kind, const char *what,
+                                   const struct px_stats *ps);
+void status_for_each_frontend(const struct status_view *v, status_frontend_fn fn,
+                              void *arg);
 /* One info log line per front-end with all its counters (at exit). */
 void status_log_frontends(const struct status_view *v);
 

@@ -43,6 +43,10 @@ PACKAGES=(
 	proxychains4 openssh-client openssh-server chromium fonts-dejavu-core dnsutils
 	# tests: Python requests through the HTTP proxy (clients.sh)
 	python3-requests
+	# tests: promtool checks the /metrics pages of the health listeners
+	# (tests/e2e/health.sh). The package also brings the Prometheus server,
+	# whose service a host with systemd starts (port 9090)
+	prometheus
 )
 
 say() { printf 'deps: %s\n' "$*"; }

@@ -6,7 +6,7 @@
  * body before it calls us, so both are bounded (16 KiB of headers, 64 KiB
  * of body: a longer Content-Length gets libevent's 413 before any of the
  * body is read, a chunked body is cut off there), and so are the
- * connections (CTL_ADMIN_MAX_CONNS, admin_conns.c): at most about 5 MiB
+ * connections (CTL_ADMIN_MAX_CONNS, http_conns.c): at most about 5 MiB
  * for anyone who can reach the port. A request with two Content-Lengths,
  * or with one and Transfer-Encoding, is refused (400, connection closed):
  * a proxy in front might frame it differently than libevent does.
@@ -42,7 +42,7 @@
 
 #include "core/control/msg.h"
 #include "core/control/token.h"
-#include "servers/control/admin_conns.h"
+#include "core/util/http_conns.h"
 #include "servers/control/admin_int.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/json_util.h"
@@ -772,7 +772,7 @@ static void adm_request(struct evhttp_request *req, void *arg)
 	struct evhttp_connection *hc = evhttp_request_get_connection(req);
 	struct bufferevent *bev = hc ? evhttp_connection_get_bufferevent(hc) : NULL;
 	if (bev) /* its deadline for the next request starts again */
-		adm_conns_served(r->a->conns, (int)bufferevent_getfd(bev));
+		http_conns_served(r->a->conns, (int)bufferevent_getfd(bev));
 	r->cmd = evhttp_request_get_command(req);
 	r->now = (int64_t)time(NULL);
 	if (!adm_framing_ok(req))
@@ -837,27 +837,27 @@ struct ctl_admin *ctl_admin_new(const struct ctl_admin_config *cfg, char *err,
 	    a->http ? evhttp_accept_socket_with_handle(a->http, fd) : NULL;
 	if (bound)
 		a->conns =
-		    adm_conns_new(cfg->base, evhttp_bound_socket_get_listener(bound),
-		                  CTL_ADMIN_MAX_CONNS);
+		    http_conns_new(cfg->base, evhttp_bound_socket_get_listener(bound),
+		                  CTL_ADMIN_MAX_CONNS, "mesh-control: admin API");
 	if (!a->http || !bound || !a->conns) {
 		snprintf(err, errlen, "admin API %s: cannot start the HTTP server",
 		         where);
 		if (!bound)
 			close(fd);
-		adm_conns_free(a->conns);
+		http_conns_free(a->conns);
 		if (a->http)
 			evhttp_free(a->http);
 		free(a);
 		return NULL;
 	}
-	evhttp_set_bevcb(a->http, adm_conns_bevcb, a->conns);
+	evhttp_set_bevcb(a->http, http_conns_bevcb, a->conns);
 	evhttp_set_allowed_methods(
 	    a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
 	                 EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_max_body_size(a->http, ADM_MAX_BODY);
 	evhttp_set_max_headers_size(a->http, ADM_MAX_HEADER);
 	evhttp_set_timeout(a->http, ADM_TIMEOUT_S);
-	adm_conns_set_write_timeout(a->conns, ADM_TIMEOUT_S);
+	http_conns_set_write_timeout(a->conns, ADM_TIMEOUT_S);
 	evhttp_set_gencb(a->http, adm_request, a);
 	return a;
 }
@@ -866,7 +866,7 @@ void ctl_admin_free(struct ctl_admin *a)
 {
 	if (!a)
 		return;
-	adm_conns_free(a->conns);
+	http_conns_free(a->conns);
 	evhttp_free(a->http);
 	free(a);
 }

@@ -44,8 +44,8 @@
  *
  * Plain HTTP: `serve` binds it to a loopback address unless given
  * --admin-insecure. At most CTL_ADMIN_MAX_CONNS connections at once, each
- * closed when it completes no request within ADM_CONNS_REQUEST_S (10 s) of
- * opening or of its previous one (admin_conns.h). */
+ * closed when it completes no request within HTTP_CONNS_REQUEST_S (10 s) of
+ * opening or of its previous one (http_conns.h). */
 #ifndef MESH_CTL_ADMIN_H
 #define MESH_CTL_ADMIN_H
 

@@ -19,12 +19,12 @@
 #define ADM_MAX_SEGS   4
 #define ADM_SEG_MAX    80
 
-struct adm_conns;
+struct http_conns;
 
 struct ctl_admin {
 	struct ctl_admin_config cfg;
 	struct evhttp *http;
-	struct adm_conns *conns;
+	struct http_conns *conns;
 	struct sockaddr_storage local;
 	socklen_t local_len;
 };

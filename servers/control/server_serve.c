@@ -19,9 +19,11 @@
 #include <unistd.h>
 
 #include "core/control/noise_ik.h"
+#include "core/util/healthd.h"
 #include "core/util/log.h"
 #include "servers/control/admin.h"
 #include "servers/control/cli_util.h"
+#include "servers/control/health.h"
 #include "servers/control/server.h"
 #include "servers/control/store.h"
 
@@ -33,7 +35,7 @@ static const char serve_usage[] =
     "                    [--max-pending-per-source N]]\n"
     "                    [--max-unregistered-per-source N] [--max-conns N]\n"
     "                    [--handshakes-per-source N] [--handshakes-total N]\n"
-    "                    [--no-seen-ip]\n"
+    "                    [--no-seen-ip] [--health-listen ADDR:PORT]\n"
     "                    [--log-level LEVEL]\n"
     "\n"
     "Runs the node protocol: nodes connect (Noise IK, the server key in their\n"
@@ -84,6 +86,9 @@ static const char serve_usage[] =
     "  --max-conns N            at most N connections at once (default 10000;\n"
     "                           each takes a file descriptor: raise `ulimit -n`\n"
     "                           to match)\n"
+    "  --health-listen ADDR:PORT  HTTP for probes and Prometheus: /livez,\n"
+    "                           /readyz (200 while the store answers) and\n"
+    "                           /metrics; any address (it serves no secrets)\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n";
 
 static int serve_die(const char *msg, const char *arg)
@@ -205,7 +210,7 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 
 struct serve_opts {
 	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src,
-	    *max_unreg_src, *max_conns, *hs_src, *hs_total;
+	    *max_unreg_src, *max_conns, *hs_src, *hs_total, *health;
 	bool no_pending, allow_pending, admin_insecure, no_seen_ip;
 };
 
@@ -221,11 +226,12 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 	                                    "--max-unregistered-per-source",
 	                                    "--max-conns",
 	                                    "--handshakes-per-source",
-	                                    "--handshakes-total"};
+	                                    "--handshakes-total",
+	                                    "--health-listen"};
 	const char **vals[] = {&o->data,    &o->listen,        &o->admin,
 	                       &o->eph,     &o->level,         &o->max_pending,
 	                       &o->max_src, &o->max_unreg_src, &o->max_conns,
-	                       &o->hs_src,  &o->hs_total};
+	                       &o->hs_src,  &o->hs_total,      &o->health};
 	bool seen_serve = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -389,6 +395,7 @@ int ctl_serve_main(int argc, char **argv)
 	struct event_base *base = NULL;
 	struct ctl_server *srv = NULL;
 	struct ctl_admin *adm = NULL;
+	struct ctl_health *health = NULL;
 	struct event *sigs[2] = {NULL, NULL};
 	int rc = 1;
 	if ((r = ctl_store_get_meta(st, &meta)) < 0) {
@@ -436,7 +443,8 @@ int ctl_serve_main(int argc, char **argv)
 		        lis);
 		goto out;
 	}
-	unsigned reserve = SERVE_FD_RESERVE + (o.admin ? CTL_ADMIN_MAX_CONNS : 0);
+	unsigned reserve = SERVE_FD_RESERVE + (o.admin ? CTL_ADMIN_MAX_CONNS : 0) +
+	                   (o.health ? HEALTHD_MAX_CONNS : 0);
 	cfg.max_conns = fd_budget(reserve, cfg.max_conns);
 	if (cfg.max_conns < 16) {
 		fprintf(stderr,
@@ -508,6 +516,13 @@ int ctl_serve_main(int argc, char **argv)
 		}
 		log_info("mesh-control: admin API on %s", o.admin);
 	}
+	if (o.health) {
+		health = ctl_health_new(base, o.health, srv, st, err, sizeof err);
+		if (!health) {
+			fprintf(stderr, "mesh-control: %s\n", err);
+			goto out;
+		}
+	}
 	sigs[0] = evsignal_new(base, SIGINT, on_signal, base);
 	sigs[1] = evsignal_new(base, SIGTERM, on_signal, base);
 	if (!sigs[0] || !sigs[1] || event_add(sigs[0], NULL) || event_add(sigs[1], NULL))
@@ -550,6 +565,7 @@ out:
 	for (int i = 0; i < 2; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
+	ctl_health_free(health);
 	ctl_admin_free(adm);
 	ctl_server_free(srv);
 	if (base)

@@ -26,6 +26,7 @@
 #include "core/util/log.h"
 #include "core/util/sockaddr.h"
 #include "servers/relay/api.h"
+#include "servers/relay/health.h"
 #include "servers/relay/relay.h"
 
 #define MESH_VERSION "0.1.0"
@@ -34,7 +35,8 @@ static const char usage[] =
     "usage: mesh-relay up --join TOKEN --state DIR --listen ADDR:PORT [--stun "
     "ADDR:PORT]\n"
     "                     [--region NAME] [--advertise HOST:PORT]\n"
-    "                     [--tls-cert FILE --tls-key FILE] [LIMITS] [-v]\n"
+    "                     [--tls-cert FILE --tls-key FILE] [--health-listen ADDR:PORT]\n"
+    "                     [LIMITS] [-v]\n"
     "       mesh-relay up --state DIR [same options to change them]\n"
     "       mesh-relay status --state DIR [--json]\n"
     "       mesh-relay --help | --version\n"
@@ -65,6 +67,9 @@ static const char usage[] =
     "                        region mesh with each other\n"
     "  --tls-cert FILE, --tls-key FILE\n"
     "                        serve TLS with this PEM certificate chain and key\n"
+    "  --health-listen ADDR:PORT  HTTP for probes and Prometheus: /livez, /readyz\n"
+    "                        (200 once mesh-control sent the admitted keys),\n"
+    "                        /metrics; any address (it serves no secrets)\n"
     "  --json                status: JSON for scripts\n"
     "  -v                    debug logging\n"
     "\n"
@@ -85,7 +90,7 @@ static const char usage[] =
 
 struct opts {
 	const char *join, *join_file, *state, *listen, *advertise, *stun, *region, *cert,
-	    *key;
+	    *key, *health;
 	unsigned max_clients, queue, write_timeout;
 	bool json, verbose;
 };
@@ -773,6 +778,19 @@ static int cmd_up(const struct opts *o_in)
 		fprintf(stderr, "mesh-relay: %s\n", err);
 		return 1;
 	}
+	struct rly_health *health = NULL;
+	if (o->health &&
+	    !(health = rly_health_new(a.base, o->health, a.srv, a.ctl_state, err,
+	                              sizeof err))) {
+		fprintf(stderr, "mesh-relay: %s\n", err);
+		ctl_client_free(a.ctl);
+		rly_api_free(a.api);
+		rly_server_free(a.srv);
+		event_base_free(a.base);
+		if (tls)
+			SSL_CTX_free(tls);
+		return 1;
+	}
 	struct event *sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
 	struct event *sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
 	evsignal_add(sigint, NULL);
@@ -795,6 +813,7 @@ static int cmd_up(const struct opts *o_in)
 	}
 	event_free(sigint);
 	event_free(sigterm);
+	rly_health_free(health);
 	ctl_client_free(a.ctl);
 	rly_api_free(a.api);
 	rly_server_free(a.srv);
@@ -867,6 +886,8 @@ int main(int argc, char **argv)
 			sv = &o.stun;
 		} else if (!strcmp(a, "--region")) {
 			sv = &o.region;
+		} else if (!strcmp(a, "--health-listen")) {
+			sv = &o.health;
 		} else if (!strcmp(a, "--tls-cert")) {
 			sv = &o.cert;
 		} else if (!strcmp(a, "--tls-key")) {

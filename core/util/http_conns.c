@@ -1,4 +1,5 @@
-/* The admin API's connection cap; see admin_conns.h.
+/* An evhttp server's connection cap (mesh-control's admin API, the
+ * health listeners); see http_conns.h.
  *
  * evhttp creates a connection's bufferevent through our callback before it
  * attaches the accepted socket, and frees it without telling anyone. So a
@@ -10,20 +11,21 @@
  * connection and while the listener is stopped: at most cap + a few
  * fstat() calls each time.
  *
- * Each connection has a deadline to complete a request: ADM_CONNS_REQUEST_S
+ * Each connection has a deadline to complete a request: HTTP_CONNS_REQUEST_S
  * from when it was noted, and again from each request evhttp dispatched
  * (plus the write timeout, for the response to go out). libevent's own
  * timeout is per read, re-armed by every byte, so without it a byte every
  * few seconds held a connection for ever and 64 of them the whole API.
  * Past its deadline a connection is shut down (shutdown(2), not close:
  * the descriptor stays evhttp's, which sees the end and frees it). */
-#include "servers/control/admin_conns.h"
+#include "core/util/http_conns.h"
 
 #include <errno.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -32,19 +34,19 @@
 
 #include "core/util/log.h"
 
-#define ADM_CONNS_RETRY_MS 100
+#define HTTP_CONNS_RETRY_MS 100
 
-struct adm_sock {
+struct http_sock {
 	int fd;
 	dev_t dev;
 	ino_t ino;
 	int64_t deadline_ms; /* monotonic; 0: shut down already */
 };
 
-struct adm_conns {
+struct http_conns {
 	struct evconnlistener *lis;
 	size_t cap;
-	struct adm_sock *socks; /* open connections, cap of them at most */
+	struct http_sock *socks; /* open connections, cap of them at most */
 	size_t n_socks;
 	struct bufferevent **fresh; /* created this turn, socket not noted yet */
 	size_t n_fresh;
@@ -53,12 +55,13 @@ struct adm_conns {
 	unsigned accept_errors;
 	unsigned long long expired;
 	int extra_s; /* after a request: its response's time to go out */
-	struct adm_conns *next_all;
+	struct http_conns *next_all;
+	char what[64]; /* for the log: "mesh-control: admin API" */
 };
 
 /* The listener's error callback gets evhttp's argument, not ours: it finds
- * its adm_conns here (one per admin API in the process). */
-static struct adm_conns *all;
+ * its http_conns here (one per server in the process). */
+static struct http_conns *all;
 
 static int64_t mono_ms(void)
 {
@@ -67,14 +70,14 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool same_sock(const struct adm_sock *s)
+static bool same_sock(const struct http_sock *s)
 {
 	struct stat sb;
 	return fstat(s->fd, &sb) == 0 && sb.st_dev == s->dev && sb.st_ino == s->ino;
 }
 
 /* Drops the connections that closed; returns how many are open. */
-static size_t sweep(struct adm_conns *ac)
+static size_t sweep(struct http_conns *ac)
 {
 	size_t j = 0;
 	for (size_t i = 0; i < ac->n_socks; i++) {
@@ -85,9 +88,9 @@ static size_t sweep(struct adm_conns *ac)
 	return j + ac->n_fresh;
 }
 
-static void stop(struct adm_conns *ac)
+static void stop(struct http_conns *ac)
 {
-	struct timeval tv = {0, ADM_CONNS_RETRY_MS * 1000};
+	struct timeval tv = {0, HTTP_CONNS_RETRY_MS * 1000};
 	if (!ac->stopped)
 		evconnlistener_disable(ac->lis);
 	ac->stopped = true;
@@ -96,7 +99,7 @@ static void stop(struct adm_conns *ac)
 
 static void retry_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	struct adm_conns *ac = arg;
+	struct http_conns *ac = arg;
 	if (sweep(ac) >= ac->cap) {
 		stop(ac);
 		return;
@@ -108,18 +111,17 @@ static void retry_cb(evutil_socket_t fd, short ev, void *arg)
 /* Every second: connections past their deadline are shut down. */
 static void deadline_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	struct adm_conns *ac = arg;
+	struct http_conns *ac = arg;
 	int64_t now = mono_ms();
 	sweep(ac);
 	for (size_t i = 0; i < ac->n_socks; i++) {
-		struct adm_sock *s = &ac->socks[i];
+		struct http_sock *s = &ac->socks[i];
 		if (!s->deadline_ms || now < s->deadline_ms)
 			continue;
 		s->deadline_ms = 0;
 		ac->expired++;
-		log_debug("mesh-control: admin API: a connection sent no complete "
-		          "request in %d s; closing it",
-		          ADM_CONNS_REQUEST_S);
+		log_debug("%s: a connection sent no complete request in %d s; closing it",
+		          ac->what, HTTP_CONNS_REQUEST_S);
 		(void)shutdown(s->fd, SHUT_RDWR);
 	}
 }
@@ -127,25 +129,25 @@ static void deadline_cb(evutil_socket_t fd, short ev, void *arg)
 /* The loop's next turn: evhttp has attached each new bufferevent's socket. */
 static void note_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	struct adm_conns *ac = arg;
+	struct http_conns *ac = arg;
 	for (size_t i = 0; i < ac->n_fresh; i++) {
 		struct bufferevent *bev = ac->fresh[i];
 		int s = (int)bufferevent_getfd(bev);
 		struct stat sb;
 		if (s >= 0 && ac->n_socks < ac->cap && fstat(s, &sb) == 0)
-			ac->socks[ac->n_socks++] = (struct adm_sock){
+			ac->socks[ac->n_socks++] = (struct http_sock){
 			    .fd = s,
 			    .dev = sb.st_dev,
 			    .ino = sb.st_ino,
-			    .deadline_ms = mono_ms() + ADM_CONNS_REQUEST_S * 1000};
+			    .deadline_ms = mono_ms() + HTTP_CONNS_REQUEST_S * 1000};
 		bufferevent_decref(bev); /* evhttp's, or freed if it let go */
 	}
 	ac->n_fresh = 0;
 }
 
-struct bufferevent *adm_conns_bevcb(struct event_base *base, void *arg)
+struct bufferevent *http_conns_bevcb(struct event_base *base, void *arg)
 {
-	struct adm_conns *ac = arg;
+	struct http_conns *ac = arg;
 	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev)
 		return NULL; /* evhttp makes its own; not counted */
@@ -165,25 +167,25 @@ struct bufferevent *adm_conns_bevcb(struct event_base *base, void *arg)
  * (EMFILE, ENFILE, ENOBUFS): the socket stays readable, so pause. */
 static void accept_error_cb(struct evconnlistener *lis, void *arg)
 {
-	struct adm_conns *ac = all;
+	struct http_conns *ac = all;
 	int e = EVUTIL_SOCKET_ERROR();
 	while (ac && ac->lis != lis)
 		ac = ac->next_all;
 	if (!ac)
 		return;
 	if (ac->accept_errors++ % 600 == 0)
-		log_warn("mesh-control: admin API: accepting connections: %s; "
-		         "pausing %d ms at a time",
-		         strerror(e), ADM_CONNS_RETRY_MS);
+		log_warn("%s: accepting connections: %s; pausing %d ms at a time",
+		         ac->what, strerror(e), HTTP_CONNS_RETRY_MS);
 	stop(ac);
 }
 
-struct adm_conns *adm_conns_new(struct event_base *base, struct evconnlistener *lis,
-                                size_t cap)
+struct http_conns *http_conns_new(struct event_base *base, struct evconnlistener *lis,
+                                  size_t cap, const char *what)
 {
-	struct adm_conns *ac = calloc(1, sizeof *ac);
+	struct http_conns *ac = calloc(1, sizeof *ac);
 	if (!ac)
 		return NULL;
+	snprintf(ac->what, sizeof(ac->what), "%s", what);
 	ac->lis = lis;
 	ac->cap = cap ? cap : 1;
 	ac->socks = calloc(ac->cap, sizeof *ac->socks);
@@ -192,7 +194,7 @@ struct adm_conns *adm_conns_new(struct event_base *base, struct evconnlistener *
 	ac->retry = evtimer_new(base, retry_cb, ac);
 	ac->deadline = event_new(base, -1, EV_PERSIST, deadline_cb, ac);
 	if (!ac->socks || !ac->fresh || !ac->note || !ac->retry || !ac->deadline) {
-		adm_conns_free(ac);
+		http_conns_free(ac);
 		return NULL;
 	}
 	struct timeval sec = {1, 0};
@@ -203,11 +205,11 @@ struct adm_conns *adm_conns_new(struct event_base *base, struct evconnlistener *
 	return ac;
 }
 
-void adm_conns_free(struct adm_conns *ac)
+void http_conns_free(struct http_conns *ac)
 {
 	if (!ac)
 		return;
-	for (struct adm_conns **pp = &all; *pp; pp = &(*pp)->next_all)
+	for (struct http_conns **pp = &all; *pp; pp = &(*pp)->next_all)
 		if (*pp == ac) {
 			*pp = ac->next_all;
 			break;
@@ -225,27 +227,28 @@ void adm_conns_free(struct adm_conns *ac)
 	free(ac);
 }
 
-size_t adm_conns_open(struct adm_conns *ac)
+size_t http_conns_open(struct http_conns *ac)
 {
 	return sweep(ac);
 }
 
-void adm_conns_served(struct adm_conns *ac, int fd)
+void http_conns_served(struct http_conns *ac, int fd)
 {
 	for (size_t i = 0; i < ac->n_socks; i++) {
-		struct adm_sock *s = &ac->socks[i];
+		struct http_sock *s = &ac->socks[i];
 		if (s->fd == fd && s->deadline_ms && same_sock(s))
 			s->deadline_ms =
-			    mono_ms() + (int64_t)(ADM_CONNS_REQUEST_S + ac->extra_s) * 1000;
+			    mono_ms() +
+			    (int64_t)(HTTP_CONNS_REQUEST_S + ac->extra_s) * 1000;
 	}
 }
 
-void adm_conns_set_write_timeout(struct adm_conns *ac, int s)
+void http_conns_set_write_timeout(struct http_conns *ac, int s)
 {
 	ac->extra_s = s;
 }
 
-unsigned long long adm_conns_expired(struct adm_conns *ac)
+unsigned long long http_conns_expired(struct http_conns *ac)
 {
 	return ac->expired;
 }

@@ -1,0 +1,40 @@
+/* An evhttp server's connection cap (mesh-control's admin API, the
+ * health listeners of all three programs). libevent 2.1's evhttp has none, and it
+ * tells its user nothing when a connection opens or closes. This module
+ * hands evhttp the bufferevent of each new connection (evhttp_set_bevcb),
+ * learns its socket right after, and counts the sockets that are still
+ * open; at the cap it stops the listener (more connections wait in the
+ * kernel's backlog) and looks again every 100 ms. It also pauses the
+ * listener for 100 ms when accept() fails (EMFILE...), which would
+ * otherwise spin the loop. A connection must complete a request within
+ * HTTP_CONNS_REQUEST_S of being opened, and of its previous request (plus
+ * the write timeout, for that one's response), or it is shut down. */
+#ifndef MESH_HTTP_CONNS_H
+#define MESH_HTTP_CONNS_H
+
+#include <stddef.h>
+
+struct event_base;
+struct evconnlistener;
+struct bufferevent;
+struct http_conns;
+
+/* lis: evhttp's listener (borrowed); what names the server in the log
+ * ("mesh-control: admin API"). NULL when out of memory. */
+struct http_conns *http_conns_new(struct event_base *base, struct evconnlistener *lis,
+                                  size_t cap, const char *what);
+void http_conns_free(struct http_conns *ac); /* accepts NULL */
+/* For evhttp_set_bevcb(http, http_conns_bevcb, ac). */
+struct bufferevent *http_conns_bevcb(struct event_base *base, void *arg);
+#define HTTP_CONNS_REQUEST_S 10
+
+/* A request came in on the connection with socket fd: its deadline starts
+ * again (HTTP_CONNS_REQUEST_S plus the write timeout given below). */
+void http_conns_served(struct http_conns *ac, int fd);
+void http_conns_set_write_timeout(struct http_conns *ac, int s);
+/* Connections shut down at their deadline, since the start. */
+unsigned long long http_conns_expired(struct http_conns *ac);
+/* Connections open now. */
+size_t http_conns_open(struct http_conns *ac);
+
+#endif

@@ -1,0 +1,256 @@
+/* The health listener over a real socket on 127.0.0.1: /livez, /readyz
+ * following the ready callback (200 / 503 with the reason), /metrics with
+ * the Prometheus content type, 404, 405 with Allow, oversized headers
+ * refused; and --health-listen's address parsing. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/util/healthd.h"
+#include "core/util/prom.h"
+
+static void parse_listen(void **state)
+{
+	(void)state;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char err[256];
+	assert_int_equal(
+	    healthd_parse_listen("127.0.0.1:9090", &ss, &len, err, sizeof(err)), 0);
+	assert_int_equal(ss.ss_family, AF_INET);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 9090);
+	assert_int_equal(healthd_parse_listen("[::1]:1", &ss, &len, err, sizeof(err)), 0);
+	assert_int_equal(ss.ss_family, AF_INET6);
+	assert_int_equal(
+	    healthd_parse_listen("0.0.0.0:65535", &ss, &len, err, sizeof(err)), 0);
+	static const char *const bad[] = {"",
+	                                  "9090",
+	                                  ":9090",
+	                                  "127.0.0.1",
+	                                  "127.0.0.1:",
+	                                  "127.0.0.1:0",
+	                                  "127.0.0.1:65536",
+	                                  "127.0.0.1:+80",
+	                                  "localhost:80",
+	                                  "[::1:80",
+	                                  "::1:80",
+	                                  "[127.0.0.1]:80",
+	                                  "1.2.3.4:80 ",
+	                                  "1.2.3.4:0080x",
+	                                  "300.1.1.1:80"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = 0;
+		assert_int_equal(
+		    healthd_parse_listen(bad[i], &ss, &len, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "--health-listen"));
+		assert_null(strchr(err, '\n'));
+	}
+	char longs[600];
+	memset(longs, '1', sizeof(longs) - 1);
+	longs[sizeof(longs) - 1] = 0;
+	assert_int_equal(healthd_parse_listen(longs, &ss, &len, err, sizeof(err)), -1);
+	assert_int_equal(healthd_parse_listen(NULL, &ss, &len, err, sizeof(err)), -1);
+}
+
+struct fixture {
+	struct event_base *base;
+	struct healthd *hd;
+	uint16_t port;
+	bool ready;
+	int metrics_calls;
+};
+
+static bool t_ready(void *ctx, char *why, size_t cap)
+{
+	struct fixture *f = ctx;
+	if (!f->ready)
+		snprintf(why, cap, "mesh-control unreachable");
+	return f->ready;
+}
+
+static void t_metrics(void *ctx, struct prom *p)
+{
+	struct fixture *f = ctx;
+	f->metrics_calls++;
+	prom_counter(p, "test_requests_total", "Requests.", 7);
+}
+
+/* A free port on 127.0.0.1 (bound and let go: nothing else here takes it
+ * in between). */
+static uint16_t free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char listen[64], err[256];
+	f->base = event_base_new();
+	f->port = free_port();
+	f->ready = true;
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", f->port);
+	struct healthd_ops ops = {.ready = t_ready, .metrics = t_metrics, .ctx = f};
+	f->hd = healthd_new(f->base, listen, "test", &ops, err, sizeof(err));
+	if (!f->hd) {
+		fprintf(stderr, "healthd_new: %s\n", err);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	healthd_free(f->hd);
+	event_base_free(f->base);
+	free(f);
+	return 0;
+}
+
+/* Sends req and runs the loop until the server closes the connection (or
+ * 3 s pass); the answer in out. */
+static size_t exchange(struct fixture *f, const char *req, char *out, size_t cap)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons(f->port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	assert_true(r == 0 || errno == EINPROGRESS);
+	size_t sent = 0, got = 0, n = strlen(req);
+	time_t end = time(NULL) + 3;
+	while (time(NULL) < end) {
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+		if (sent < n) {
+			ssize_t w = send(fd, req + sent, n - sent, MSG_NOSIGNAL);
+			if (w > 0)
+				sent += (size_t)w;
+		}
+		ssize_t rd = recv(fd, out + got, cap - 1 - got, 0);
+		if (rd == 0)
+			break;
+		if (rd > 0)
+			got += (size_t)rd;
+		else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOTCONN)
+			break;
+		usleep(1000);
+	}
+	out[got] = 0;
+	close(fd);
+	return got;
+}
+
+/* The answer's status line says code (the version follows the request's). */
+static bool status_is(const char *buf, int code)
+{
+	char want[8];
+	snprintf(want, sizeof(want), " %d ", code);
+	return strncmp(buf, "HTTP/1.", 7) == 0 && strncmp(buf + 8, want, 5) == 0;
+}
+
+static void livez_readyz_metrics(void **state)
+{
+	struct fixture *f = *state;
+	char buf[8192];
+	exchange(f, "GET /livez HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_true(status_is(buf, 200));
+	assert_non_null(strstr(buf, "\r\n\r\nok\n"));
+
+	exchange(f, "GET /readyz HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_true(status_is(buf, 200));
+	assert_non_null(strstr(buf, "\r\n\r\nready\n"));
+	f->ready = false;
+	exchange(f, "GET /readyz?full HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_true(status_is(buf, 503));
+	assert_non_null(strstr(buf, "\r\n\r\nnot ready: mesh-control unreachable\n"));
+	/* liveness does not follow readiness */
+	exchange(f, "GET /livez HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_true(status_is(buf, 200));
+
+	exchange(f, "GET /metrics HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_true(status_is(buf, 200));
+	assert_non_null(strstr(buf, "Content-Type: " PROM_CONTENT_TYPE "\r\n"));
+	assert_non_null(strstr(buf, "\ntest_requests_total 7\n"));
+	assert_int_equal(f->metrics_calls, 1);
+	struct healthd_stats st;
+	healthd_get_stats(f->hd, &st);
+	assert_int_equal(st.livez, 2);
+	assert_int_equal(st.readyz, 2);
+	assert_int_equal(st.metrics, 1);
+}
+
+static void refusals(void **state)
+{
+	struct fixture *f = *state;
+	char buf[8192];
+	exchange(f, "POST /readyz HTTP/1.0\r\nContent-Length: 1\r\n\r\nx", buf,
+	         sizeof(buf));
+	assert_true(status_is(buf, 405));
+	assert_non_null(strstr(buf, "Allow: GET, HEAD\r\n"));
+	exchange(f, "DELETE /livez HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_true(status_is(buf, 405));
+	exchange(f, "GET /livezz HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_true(status_is(buf, 404));
+	exchange(f, "GET / HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_true(status_is(buf, 404));
+	exchange(f, "HEAD /readyz HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_true(status_is(buf, 200));
+	assert_null(strstr(buf, "ready\n")); /* no body, but its length */
+	assert_non_null(strstr(buf, "Content-Length: 6\r\n"));
+	/* Headers past HEALTHD_MAX_HEADER: not served. */
+	char big[HEALTHD_MAX_HEADER + 256];
+	int k = snprintf(big, sizeof(big), "GET /livez HTTP/1.0\r\nX-Pad: ");
+	memset(big + k, 'a', sizeof(big) - (size_t)k - 5);
+	memcpy(big + sizeof(big) - 5, "\r\n\r\n", 5);
+	exchange(f, big, buf, sizeof(buf));
+	assert_false(status_is(buf, 200));
+	/* and the listener still serves */
+	exchange(f, "GET /livez HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_true(status_is(buf, 200));
+}
+
+static void port_in_use(void **state)
+{
+	struct fixture *f = *state;
+	char listen[64], err[256] = "";
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", f->port);
+	struct healthd_ops ops = {.ready = t_ready, .metrics = t_metrics, .ctx = f};
+	assert_null(healthd_new(f->base, listen, "test", &ops, err, sizeof(err)));
+	assert_non_null(strstr(err, "another process uses the port"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(parse_listen),
+	    cmocka_unit_test_setup_teardown(livez_readyz_metrics, setup, teardown),
+	    cmocka_unit_test_setup_teardown(refusals, setup, teardown),
+	    cmocka_unit_test_setup_teardown(port_in_use, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
