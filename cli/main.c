@@ -72,6 +72,11 @@ static const char usage[] =
     "  --no-birthday         no birthday-paradox port probing (256 extra sockets\n"
     "                        here, or 1,500 probes from here) to reach a peer\n"
     "                        across a symmetric NAT; --birthday turns it back on\n"
+    "  --ephemeral           keep no state (containers): keys in a fresh 0700\n"
+    "                        directory removed at exit, the API at the default\n"
+    "                        socket (as run); registered ephemeral, and on\n"
+    "                        SIGTERM/SIGINT logged out of mesh-control (waiting\n"
+    "                        at most 3 s). Needs --join; not with --state\n"
     "  Settings stick: a later `up` without them keeps them; a flag\n"
     "  changes one for good; --socks5 off, --http-proxy off, --config off remove one.\n"
     "\n"
@@ -134,7 +139,13 @@ static const char usage[] =
     "  mesh-proxy genkey > node.key && mesh-proxy pubkey < node.key\n"
     "  mesh-proxy --config node.ini --api /tmp/node.sock\n"
     "  mesh-proxy status --api /tmp/node.sock\n"
-    "  ssh -o ProxyCommand='mesh-proxy nc %h %p' user@web\n";
+    "  ssh -o ProxyCommand='mesh-proxy nc %h %p' user@web\n"
+    "\n"
+    "exit status of up/run: 0 stopped by SIGTERM or SIGINT (an ephemeral node\n"
+    "logged out first); 1 a failure, or mesh-control refused the node (an auth\n"
+    "key unknown, expired, revoked or already used; the node removed): final,\n"
+    "the log says what to do, and a restart with the same token fails the same\n"
+    "way; 2 a usage error.\n";
 
 static int die_usage(const char *fmt, const char *arg)
 {
@@ -551,8 +562,8 @@ int main(int argc, char **argv)
 	static char state_def[512];
 	bool up = !strcmp(cmd, "up") || c.join || c.hostname || c.socks5 ||
 	          c.http_proxy || c.expose || c.direct || c.portmap ||
-	          c.birthday;
-	if (up && !c.state) {
+	          c.birthday || c.ephemeral;
+	if (up && !c.state && !c.ephemeral) { /* ephemeral: node_ctl makes one */
 		char err[512];
 		if (cli_state_default(state_def, sizeof(state_def), err, sizeof(err)) !=
 		        0 ||
@@ -562,7 +573,7 @@ int main(int argc, char **argv)
 		}
 		c.state = state_def;
 	}
-	if (!c.config && !c.state)
+	if (!c.config && !c.state && !c.ephemeral)
 		return die_usage("%s", "nothing to run: `mesh-proxy up --join TOKEN` "
 		                       "joins a mesh (mesh-control), `mesh-proxy "
 		                       "--config FILE` runs from a wireproxy-style file");
@@ -597,7 +608,7 @@ int main(int argc, char **argv)
 	                           .config_path = c.config};
 	struct node_opts o = {.config_path = c.config,
 	                      .api_path = c.api,
-	                      .ctl = c.state ? &ma : NULL,
+	                      .ctl = c.state || c.ephemeral ? &ma : NULL,
 	                      .health_listen = c.health_listen};
 	int rc;
 	while ((rc = node_run(&o)) == NODE_RC_RESTART)
