@@ -406,8 +406,8 @@ static const char *nctl_ephemeral_hint(uint32_t code, const char *dflt)
 {
 	switch (code) {
 	case CTL_REASON_AUTH_KEY_USED:
-		return "the auth key was already used (single-use) and an ephemeral "
-		       "node joins afresh on every start: make a reusable one with "
+		return "an ephemeral node joins afresh on every start, so a "
+		       "single-use key serves one start only: make a reusable one with "
 		       "`mesh-control --data DIR token --reusable --ephemeral` for "
 		       "containers, or keep a state directory (--state DIR) so that "
 		       "a restart resumes";

@@ -14,6 +14,8 @@
 #    node joining with another auth key gets name-2 and the holder stays;
 #  - a spent single-use key: the second node exits non-zero within a few
 #    seconds, says what to do, and registers once (no retry loop);
+#  - a mesh-control that does not answer (SIGSTOP) holds the exit 3 s at
+#    most;
 #  - a persistent node (--state) stays listed, offline, after SIGTERM;
 #  - --ephemeral with --state is a usage error (exit 2, one line).
 . "$(dirname "$0")/lib.sh"
@@ -146,6 +148,18 @@ check "it registered once: one refusal at mesh-control" \
 check "its state directory is removed too" test -z "$(eph_dirs s2)"
 check "second is not listed" not_listed second
 bg_term_status s1 4
+
+step "a mesh-control that does not answer: the logout waits 3 s at most"
+up_eph c1 quiet "$TOKEN"
+check "quiet online" wait_until 15 listed quiet online
+kill -STOP "$(bg_pid control)"
+T0=$(now_ms)
+bg_term_status c1 5
+T_Q=$(($(now_ms) - T0))
+kill -CONT "$(bg_pid control)"
+check "exit 0 (got $BG_STATUS) after 3 s, within 4 s ($T_Q ms)" eval \
+    '[ "$BG_STATUS" = 0 ] && [ "$T_Q" -ge 2900 ] && [ "$T_Q" -lt 4000 ]'
+check "its state directory is removed" test -z "$(eph_dirs c1)"
 
 step "a persistent node stays listed after SIGTERM"
 bg_nobody keep h env XDG_RUNTIME_DIR="$(xdg keep)" "$MESH_PROXY" up --state "$RUN/keep" \
