@@ -561,8 +561,8 @@ int main(int argc, char **argv)
 	 * A configuration file alone is wireproxy's mode: no state. */
 	static char state_def[512];
 	bool up = !strcmp(cmd, "up") || c.join || c.hostname || c.socks5 ||
-	          c.http_proxy || c.expose || c.direct || c.portmap ||
-	          c.birthday || c.ephemeral;
+	          c.http_proxy || c.expose || c.direct || c.portmap || c.birthday ||
+	          c.ephemeral;
 	if (up && !c.state && !c.ephemeral) { /* ephemeral: node_ctl makes one */
 		char err[512];
 		if (cli_state_default(state_def, sizeof(state_def), err, sizeof(err)) !=

@@ -424,7 +424,8 @@ static void on_message(struct ctl_client *c, const struct ctl_frame *f)
 	case CTL_MSG_LOGOUT: /* the answer to ours: removed; the server closes */
 		if (c->logging_out) {
 			ctl_client_stop(c);
-			ctl_client_set_state(c, CTL_CLIENT_LOGGED_OUT, "logged out", NULL);
+			ctl_client_set_state(c, CTL_CLIENT_LOGGED_OUT, "logged out",
+			                     NULL);
 		}
 		break;
 	default: /* KEEPALIVE; ENDPOINTS and REGISTER_REQ are not for us */

@@ -262,9 +262,10 @@ static json_t *enc_register_req(struct ectx *c, const struct ctl_register_req *m
 	                      m->auth_key, "node_key", j_key(m->node_key), "disco_key",
 	                      j_key(m->disco_key), "hostname", m->hostname, "hostinfo",
 	                      "os", m->os, "version", m->version, "tags", j_tags(c, m));
-	if (o && ((m->caps && json_object_set_new(o, "caps",
-	                                          json_integer((json_int_t)m->caps)) != 0) ||
-	          (m->ephemeral && json_object_set_new(o, "ephemeral", json_true()) != 0))) {
+	if (o &&
+	    ((m->caps &&
+	      json_object_set_new(o, "caps", json_integer((json_int_t)m->caps)) != 0) ||
+	     (m->ephemeral && json_object_set_new(o, "ephemeral", json_true()) != 0))) {
 		ctl_msg_json_wipe(o, "auth_key");
 		json_decref(o);
 		return NULL;

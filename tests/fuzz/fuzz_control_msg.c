@@ -9,9 +9,9 @@
 #include "core/control/msg.h"
 
 static const unsigned types[] = {
-    CTL_MSG_REGISTER_REQ, CTL_MSG_REGISTER_RESP, CTL_MSG_ENDPOINTS, CTL_MSG_MAP_FULL,
-    CTL_MSG_MAP_DELTA,    CTL_MSG_KEEPALIVE,     CTL_MSG_ERROR,     CTL_MSG_MAP_PEERS,
-    CTL_MSG_LOGOUT,
+    CTL_MSG_REGISTER_REQ, CTL_MSG_REGISTER_RESP, CTL_MSG_ENDPOINTS,
+    CTL_MSG_MAP_FULL,     CTL_MSG_MAP_DELTA,     CTL_MSG_KEEPALIVE,
+    CTL_MSG_ERROR,        CTL_MSG_MAP_PEERS,     CTL_MSG_LOGOUT,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -310,12 +310,13 @@ static void test_ephemeral_logout(void **state)
 	char body[512];
 	static const char *const forms[] = {"false", "\"yes\"", "1", "null"};
 	for (size_t i = 0; i < 4; i++) {
-		snprintf(body, sizeof(body),
-		         "{\"node_key\":\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\","
-		         "\"disco_key\":\"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\","
-		         "\"hostname\":\"web\",\"hostinfo\":{\"os\":\"l\",\"version\":\"1\"},"
-		         "\"ephemeral\":%s}",
-		         forms[i]);
+		snprintf(
+		    body, sizeof(body),
+		    "{\"node_key\":\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\","
+		    "\"disco_key\":\"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\","
+		    "\"hostname\":\"web\",\"hostinfo\":{\"os\":\"l\",\"version\":\"1\"},"
+		    "\"ephemeral\":%s}",
+		    forms[i]);
 		int r = ctl_msg_decode(CTL_MSG_REGISTER_REQ, (const uint8_t *)body,
 		                       strlen(body), &back, &err);
 		if (i == 0) {
@@ -342,8 +343,9 @@ static void test_ephemeral_logout(void **state)
 	                 0);
 	ctl_msg_free(&back);
 	static const char arr[] = "[]";
-	assert_int_equal(ctl_msg_decode(CTL_MSG_LOGOUT, (const uint8_t *)arr, 2, &back, &err),
-	                 -EBADMSG);
+	assert_int_equal(
+	    ctl_msg_decode(CTL_MSG_LOGOUT, (const uint8_t *)arr, 2, &back, &err),
+	    -EBADMSG);
 }
 
 static void test_address_forms(void **state)
@@ -371,10 +373,10 @@ static void test_address_forms(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_register_req),    cmocka_unit_test(test_register_resp),
-	    cmocka_unit_test(test_endpoints),       cmocka_unit_test(test_map_full),
-	    cmocka_unit_test(test_map_full_2000),   cmocka_unit_test(test_map_delta),
-	    cmocka_unit_test(test_keepalive_error), cmocka_unit_test(test_address_forms),
+	    cmocka_unit_test(test_register_req),     cmocka_unit_test(test_register_resp),
+	    cmocka_unit_test(test_endpoints),        cmocka_unit_test(test_map_full),
+	    cmocka_unit_test(test_map_full_2000),    cmocka_unit_test(test_map_delta),
+	    cmocka_unit_test(test_keepalive_error),  cmocka_unit_test(test_address_forms),
 	    cmocka_unit_test(test_ephemeral_logout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
