@@ -89,6 +89,11 @@ static const char usage[] =
     "  --no-birthday         no birthday-paradox port probing (256 extra sockets\n"
     "                        here, or 1,500 probes from here) to reach a peer\n"
     "                        across a symmetric NAT; --birthday turns it back on\n"
+    "  --ephemeral           keep no state (containers): keys in a fresh 0700\n"
+    "                        directory removed at exit, the API at the default\n"
+    "                        socket (as run); registered ephemeral, and on\n"
+    "                        SIGTERM/SIGINT logged out of mesh-control (waiting\n"
+    "                        at most 3 s). Needs --join; not with --state\n"
     "  Settings stick: a later `up` without them keeps them; a flag\n"
     "  changes one for good; --socks5 off, --http-proxy off, --config off,\n"
     "  --forward off, --proxy-user off remove one.\n"
@@ -170,7 +175,13 @@ static const char usage[] =
     "  mesh-proxy genkey > node.key && mesh-proxy pubkey < node.key\n"
     "  mesh-proxy --config node.ini --api /tmp/node.sock\n"
     "  mesh-proxy status --api /tmp/node.sock\n"
-    "  ssh -o ProxyCommand='mesh-proxy nc %h %p' user@web\n";
+    "  ssh -o ProxyCommand='mesh-proxy nc %h %p' user@web\n"
+    "\n"
+    "exit status of up/run: 0 stopped by SIGTERM or SIGINT (an ephemeral node\n"
+    "logged out first); 1 a failure, or mesh-control refused the node (an auth\n"
+    "key unknown, expired, revoked or already used; the node removed): final,\n"
+    "the log says what to do, and a restart with the same token fails the same\n"
+    "way; 2 a usage error.\n";
 
 /* The shared parser and its error line (cli/opts.c), under their old
  * names here. */
@@ -530,8 +541,9 @@ int main(int argc, char **argv)
 	 * A configuration file alone is wireproxy's mode: no state. */
 	static char state_def[512];
 	bool up = !strcmp(cmd, "up") || sidecar || c.join || c.hostname || c.socks5 ||
-	          c.http_proxy || c.expose || c.direct || c.portmap || c.birthday;
-	if (up && !c.state && !c.ephemeral) {
+	          c.http_proxy || c.expose || c.direct || c.portmap || c.birthday ||
+	          c.ephemeral;
+	if (up && !c.state && !c.ephemeral) { /* ephemeral: node_ctl makes one */
 		char err[512];
 		if (cli_state_default(state_def, sizeof(state_def), err, sizeof(err)) !=
 		        0 ||

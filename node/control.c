@@ -51,6 +51,7 @@ void node_ctl_prep_free(struct node_ctl_prep *p)
 	sodium_memzero(p->auth_key, sizeof(p->auth_key));
 	sodium_memzero(&p->prefs, sizeof(p->prefs)); /* the proxy password */
 	ctl_msg_free(&p->map);
+	node_state_remove(p->eph_dir); /* keys included: nothing outlives the run */
 	free(p);
 }
 
@@ -207,6 +208,34 @@ static void nctl_warn_forwards(const struct node_ctl_prep *p)
 			    fl.item[i].host_port);
 }
 
+/* --ephemeral: nothing is kept, so there is nothing to resume and no
+ * directory to name; a fresh one holds this run's keys and files. */
+static int nctl_prep_ephemeral(struct node_ctl_prep *p, char *err, size_t errlen,
+                               bool *usage)
+{
+	if (p->a.state_dir) {
+		snprintf(err, errlen,
+		         "--ephemeral keeps no state, and a state directory (%s) is "
+		         "set: drop one of them (a node with a state directory "
+		         "resumes after a restart; an ephemeral one joins afresh and "
+		         "logs out when stopped)",
+		         p->a.state_dir);
+		*usage = true;
+		return -1;
+	}
+	if (!p->a.join_token) {
+		snprintf(err, errlen,
+		         "--ephemeral needs --join TOKEN: an ephemeral node keeps no "
+		         "state to resume from");
+		*usage = true;
+		return -1;
+	}
+	if (node_state_make_ephemeral(p->eph_dir, sizeof(p->eph_dir), err, errlen) != 0)
+		return -1;
+	p->a.state_dir = p->eph_dir;
+	return 0;
+}
+
 struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
                                        size_t errlen, bool *usage)
 {
@@ -218,11 +247,13 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 	}
 	p->a = *a;
 	p->map.type = CTL_MSG_MAP_FULL;
-	const char *dir = a->state_dir;
 	if (nctl_check_args(a, err, errlen) != 0) {
 		*usage = true;
 		goto fail;
 	}
+	if (a->ephemeral && nctl_prep_ephemeral(p, err, errlen, usage) != 0)
+		goto fail;
+	const char *dir = p->a.state_dir;
 	nctl_merge_prefs(p);
 	if (a->hostname) {
 		if (!hostname_valid(a->hostname, strlen(a->hostname)) ||
@@ -555,6 +586,29 @@ int node_ctl_config(const struct node_ctl *m, const struct node_self *self,
 
 /* ---- the control client ---- */
 
+/* What an ephemeral node (a container, often restarted by an
+ * orchestrator) refused at registration should do instead. */
+static const char *nctl_ephemeral_hint(uint32_t code, const char *dflt)
+{
+	switch (code) {
+	case CTL_REASON_AUTH_KEY_USED:
+		return "an ephemeral node joins afresh on every start, so a "
+		       "single-use key serves one start only: make a reusable one with "
+		       "`mesh-control --data DIR token --reusable --ephemeral` for "
+		       "containers, or keep a state directory (--state DIR) so that "
+		       "a restart resumes";
+	case CTL_REASON_AUTH_KEY_UNKNOWN:
+	case CTL_REASON_AUTH_KEY_EXPIRED:
+	case CTL_REASON_AUTH_KEY_REVOKED:
+	case CTL_REASON_AUTH_REQUIRED:
+		return "get a new token (`mesh-control --data DIR token --reusable "
+		       "--ephemeral` for containers) and start the node with it; "
+		       "restarting with this one fails the same way";
+	default:
+		return dflt;
+	}
+}
+
 static void nctl_log_refused(struct node_ctl *m, const char *detail,
                              const struct ctl_register_resp *resp)
 {
@@ -588,6 +642,8 @@ static void nctl_log_refused(struct node_ctl *m, const char *detail,
 	default:
 		what = "see mesh-control's log";
 	}
+	if (m->p->a.ephemeral) /* no state directory to come back with */
+		what = nctl_ephemeral_hint(resp ? resp->code : 0, what);
 	const char *why = resp && resp->reason[0] ? resp->reason : detail;
 	bool both = why != detail && detail && detail[0] && strcmp(why, detail) != 0;
 	log_error("mesh-control refused this node: %s%s%s; %s", why, both ? " / " : "",
@@ -668,6 +724,10 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 	case CTL_CLIENT_REFUSED:
 		nctl_log_refused(m, d, resp);
 		m->hooks.stop(m->hooks.ctx, 1);
+		break;
+	case CTL_CLIENT_LOGGED_OUT: /* node_ctl_logout: done, exit 0 */
+		log_info("mesh-control: %s", d);
+		m->hooks.stop(m->hooks.ctx, 0);
 		break;
 	case CTL_CLIENT_BACKOFF:
 		if (m->logged != st)
@@ -881,6 +941,7 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 	    .os = "linux",
 	    .version = NCTL_VERSION,
 	    .auth_key = p->auth_key[0] ? p->auth_key : NULL,
+	    .ephemeral = p->a.ephemeral,
 	    .cb = &nctl_callbacks,
 	    .ctx = m,
 	};
@@ -895,8 +956,9 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 		node_ctl_free(m);
 		return NULL;
 	}
-	log_info("mesh-control %s:%u; state %s; name %s%s", p->server.host,
-	         p->server.port, p->a.state_dir, p->hostname,
+	log_info("mesh-control %s:%u; state %s%s; name %s%s", p->server.host,
+	         p->server.port, p->a.state_dir,
+	         p->a.ephemeral ? " (ephemeral: removed at exit)" : "", p->hostname,
 	         m->have_self ? " (resuming)" : "");
 	return m;
 }
@@ -1434,4 +1496,11 @@ size_t node_ctl_resolve(const struct node_ctl *m, const char *name, struct ns_ad
 bool node_ctl_route_local(const struct ns_addr *a)
 {
 	return ns_local_udp_is(a);
+}
+
+int node_ctl_logout(struct node_ctl *m)
+{
+	if (!m || !m->p->a.ephemeral)
+		return -EPERM;
+	return ctl_client_logout(m->client);
 }

@@ -108,6 +108,14 @@ void node_ctl_free(struct node_ctl *m); /* accepts NULL; saves the map */
 
 /* Drops the control connection and reconnects now (SIGHUP). */
 void node_ctl_reconnect(struct node_ctl *m);
+/* SIGTERM / SIGINT of an ephemeral node: sends LOGOUT (the server removes
+ * the node now) and returns 0; hooks.stop(0) follows when the server
+ * answers or closes. The caller bounds the wait (NODE_CTL_LOGOUT_WAIT_S).
+ * Nonzero, nothing sent: not ephemeral (-EPERM; a persistent node stays
+ * registered, offline), no registered session (-ENOTCONN; the server's
+ * ephemeral timeout removes it), or sent already (-EALREADY). */
+#define NODE_CTL_LOGOUT_WAIT_S 3
+int node_ctl_logout(struct node_ctl *m);
 /* The host's resolver configuration changed: MagicDNS forwards to its new
  * first nameserver. Accepts NULL. */
 void node_ctl_resolv_changed(struct node_ctl *m);

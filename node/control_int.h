@@ -29,6 +29,9 @@ struct node_ctl_prep {
 	struct ctl_msg map;      /* netmap.json, MAP_FULL */
 	struct node_prefs prefs; /* the settings in effect (a.* point into it) */
 	bool prefs_changed;      /* to be saved in prefs.json */
+	/* --ephemeral: the state directory made for this run (a.state_dir
+	 * points here), removed when the prep is freed; "" otherwise */
+	char eph_dir[NODE_STATE_PATH_MAX];
 };
 
 struct node_ctl {

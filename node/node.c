@@ -115,6 +115,16 @@ static void node_on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	/* An ephemeral node leaves the mesh first, waiting a bounded time so
+	 * that a pod's shutdown never hangs on an unanswering server; a
+	 * second signal ends the wait. */
+	if (node_ctl_logout(n->ctl) == 0) {
+		struct timeval tv = {NODE_CTL_LOGOUT_WAIT_S, 0};
+		log_info("logging out of mesh-control (waiting at most %d s)",
+		         NODE_CTL_LOGOUT_WAIT_S);
+		event_base_loopexit(n->base, &tv);
+		return;
+	}
 	event_base_loopexit(n->base, NULL);
 }
 
@@ -696,7 +706,7 @@ int node_run(const struct node_opts *o)
 
 	if (o->api_path)
 		snprintf(n->api_path, sizeof(n->api_path), "%s", o->api_path);
-	else if (o->ctl)
+	else if (o->ctl && !o->ctl->ephemeral)
 		snprintf(n->api_path, sizeof(n->api_path), "%s/api.sock",
 		         o->ctl->state_dir);
 	else if (api_default_path(n->api_path, sizeof(n->api_path), true, err,

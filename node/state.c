@@ -1,6 +1,7 @@
 #include "node/state.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -19,6 +20,52 @@ int node_state_path(const char *dir, const char *name, char *out, size_t cap)
 {
 	int n = snprintf(out, cap, "%s/%s", dir, name);
 	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+int node_state_make_ephemeral(char *out, size_t cap, char *err, size_t errlen)
+{
+	const char *base = getenv("XDG_RUNTIME_DIR");
+	if (!base || base[0] != '/')
+		base = getenv("TMPDIR");
+	if (!base || base[0] != '/')
+		base = "/tmp";
+	int n = snprintf(out, cap, "%s/mesh-proxy-eph-XXXXXX", base);
+	if (n < 0 || (size_t)n >= cap || (size_t)n > NODE_STATE_PATH_MAX - 32) {
+		snprintf(err, errlen, "--ephemeral: %s: the path is too long", base);
+		out[0] = 0;
+		return -ENAMETOOLONG;
+	}
+	if (!mkdtemp(out)) { /* mode 0700 */
+		int e = errno;
+		snprintf(err, errlen,
+		         "--ephemeral: cannot make a directory in %s: %s (set "
+		         "XDG_RUNTIME_DIR or TMPDIR to a writable directory)",
+		         base, strerror(e));
+		out[0] = 0;
+		return -e;
+	}
+	return 0;
+}
+
+/* The files only: a state directory has no subdirectories, and a link
+ * planted in it is removed, never followed. */
+void node_state_remove(const char *dir)
+{
+	if (!dir || !dir[0])
+		return;
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+			    unlinkat(dirfd(d), e->d_name, 0) != 0)
+				log_warn("%s/%s: cannot remove: %s", dir, e->d_name,
+				         strerror(errno));
+		closedir(d);
+	}
+	if (rmdir(dir) != 0)
+		log_warn("%s: cannot remove the ephemeral state: %s", dir,
+		         strerror(errno));
 }
 
 int node_state_open(const char *dir, char *err, size_t errlen)

@@ -59,6 +59,14 @@ struct node_self {
  * -ENOTDIR, -EACCES, ... with err filled. */
 int node_state_open(const char *dir, char *err, size_t errlen);
 
+/* An ephemeral node's state (`up --ephemeral`): a fresh private directory
+ * (mkdtemp, mode 0700) under $XDG_RUNTIME_DIR when that is an absolute
+ * path, else ${TMPDIR:-/tmp}, named mesh-proxy-eph-XXXXXX; its path in
+ * out. node_state_remove removes such a directory and what it holds (the
+ * files above, no subdirectories) at exit; NULL or "" does nothing. */
+int node_state_make_ephemeral(char *out, size_t cap, char *err, size_t errlen);
+void node_state_remove(const char *dir);
+
 /* Loads the three keys; a missing key file is generated (libsodium) and
  * saved. *created (may be NULL) tells whether node.key was new. */
 int node_state_keys(const char *dir, struct node_keys *k, bool *created, char *err,

@@ -46,6 +46,8 @@ const char *ctl_client_state_name(enum ctl_client_state s)
 		return "backoff";
 	case CTL_CLIENT_REFUSED:
 		return "refused";
+	case CTL_CLIENT_LOGGED_OUT:
+		return "logged out";
 	}
 	return "unknown";
 }
@@ -160,10 +162,19 @@ void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
 	va_end(ap);
 	if (full >= (int)sizeof(detail))
 		utf8_trim_partial(detail);
-	if (c->state == CTL_CLIENT_REFUSED)
+	if (c->state == CTL_CLIENT_REFUSED || c->state == CTL_CLIENT_LOGGED_OUT)
 		return;
 	log_debug("control %s:%u: %s", c->host, c->port, detail);
 	close_conn(c);
+	if (c->logging_out) { /* no retry: the node is leaving */
+		char why[CTL_TEXT_MAX];
+		snprintf(why, sizeof(why),
+		         "no answer to LOGOUT (%.120s): an older mesh-control keeps "
+		         "the node until its ephemeral timeout",
+		         detail);
+		ctl_client_set_state(c, CTL_CLIENT_LOGGED_OUT, why, NULL);
+		return;
+	}
 	wait = ctl_client_backoff_next(c, ctl_client_now_ms());
 	c->retry_at_ms = ctl_client_now_ms() + wait;
 	timer_in(c->ev_timer, wait);
@@ -397,6 +408,7 @@ static int client_configure(struct ctl_client *c, const struct ctl_client_config
 		c->relay = *cfg->relay;
 	}
 	memcpy(c->disco_key, cfg->disco_key, CTL_KEY_LEN);
+	c->ephemeral = cfg->ephemeral;
 	c->keepalive_ms = cfg->keepalive_ms ? cfg->keepalive_ms : 25000;
 	c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 75000;
 	c->backoff_min_ms = cfg->backoff_min_ms ? cfg->backoff_min_ms : 500;
@@ -526,7 +538,7 @@ void ctl_client_get_status(const struct ctl_client *c, struct ctl_client_status 
 
 void ctl_client_reconnect(struct ctl_client *c)
 {
-	if (!c || c->state == CTL_CLIENT_REFUSED || c->dead)
+	if (!c || c->state == CTL_CLIENT_REFUSED || c->logging_out || c->dead)
 		return;
 	/* No callbacks from here: drop silently, reconnect from the loop. */
 	close_conn(c);
@@ -536,4 +548,21 @@ void ctl_client_reconnect(struct ctl_client *c)
 	snprintf(c->detail, sizeof(c->detail), "reconnect requested");
 	c->retry_at_ms = ctl_client_now_ms();
 	timer_in(c->ev_timer, 0);
+}
+
+int ctl_client_logout(struct ctl_client *c)
+{
+	if (c->logging_out)
+		return -EALREADY;
+	if (!c->have_transport ||
+	    (c->state != CTL_CLIENT_ONLINE && c->state != CTL_CLIENT_PENDING))
+		return -ENOTCONN;
+	struct ctl_msg m = {.type = CTL_MSG_LOGOUT};
+	c->logging_out = true;
+	/* A failed send (out of memory) ends the session: ctl_client_fail
+	 * then reports LOGGED_OUT from inside this call, the one callback
+	 * that may. */
+	if (ctl_client_send(c, &m) < 0 && c->state == CTL_CLIENT_LOGGED_OUT)
+		return -ENOTCONN;
+	return 0;
 }

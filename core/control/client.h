@@ -58,6 +58,7 @@ enum ctl_client_state {
 	CTL_CLIENT_ONLINE,         /* registered; maps arrive */
 	CTL_CLIENT_BACKOFF,        /* disconnected; waiting to retry */
 	CTL_CLIENT_REFUSED,        /* refused by the server; stopped */
+	CTL_CLIENT_LOGGED_OUT,     /* ctl_client_logout answered or cut; stopped */
 };
 
 const char *ctl_client_state_name(enum ctl_client_state s); /* "online", ... */
@@ -123,6 +124,9 @@ struct ctl_client_config {
 	 * server answers with RELAY_STATE; an auth-key refusal or "removed" is
 	 * final (REFUSED), as for a node. */
 	const struct ctl_relay *relay;
+	/* Register as ephemeral (REGISTER_REQ ephemeral: the server removes
+	 * the node soon after it goes offline, whatever its auth key says). */
+	bool ephemeral;
 };
 
 /* Copies what it needs from cfg (strings, keys). Starts connecting from the
@@ -160,6 +164,19 @@ void ctl_client_get_status(const struct ctl_client *c, struct ctl_client_status 
 /* Drops the connection and reconnects at once (tests, `mesh-proxy up` on
  * SIGHUP). Resets the backoff. */
 void ctl_client_reconnect(struct ctl_client *c);
+
+/* Leaves the mesh (an ephemeral node stopping): sends LOGOUT when
+ * registered (online or pending) and returns 0; on_state then reports
+ * LOGGED_OUT from the loop when the server answers LOGOUT (detail "logged
+ * out") or closes the connection first (an older server, which does not
+ * know LOGOUT, closes it: detail says the node may stay listed until it
+ * times out). The client never reconnects after a logout; the caller
+ * bounds the wait (a server that says nothing). -ENOTCONN when there is
+ * no registered session to log out of (nothing is sent; the server's
+ * timeouts handle the node), -EALREADY when LOGOUT was already sent.
+ * (Should the send itself fail, out of memory, LOGGED_OUT is reported
+ * from inside this call.) */
+int ctl_client_logout(struct ctl_client *c);
 
 /* Applies a MAP_DELTA to a map (exported for tests and fuzzing): peers are
  * replaced or inserted by id keeping the array sorted; removed ids dropped;

@@ -38,6 +38,7 @@ struct ctl_client {
 	void *ctx;
 	bool relay_role;
 	struct ctl_relay relay;
+	bool ephemeral; /* REGISTER_REQ ephemeral */
 
 	/* state */
 	enum ctl_client_state state;
@@ -62,6 +63,8 @@ struct ctl_client {
 	/* A chunked MAP_FULL being received (MAP_PEERS until more is false). */
 	bool assembling;
 	struct ctl_map_full pending;
+
+	bool logging_out; /* LOGOUT sent: the answer or a close ends it all */
 
 	/* decompresses ZMAP bodies (made at the first one) */
 	struct ctl_zdec *zdec;

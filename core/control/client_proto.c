@@ -103,6 +103,7 @@ static void send_register(struct ctl_client *c)
 	r->n_tags = c->n_tags;
 	memcpy(r->tags, c->tags, sizeof(r->tags));
 	r->caps = CTL_CAPS_ALL;
+	r->ephemeral = c->ephemeral;
 	if (ctl_client_send(c, &m) == 0)
 		ctl_client_set_state(c, CTL_CLIENT_REGISTERING, "", NULL);
 	sodium_memzero(&m, sizeof(m));
@@ -419,6 +420,13 @@ static void on_message(struct ctl_client *c, const struct ctl_frame *f)
 			break;
 		}
 		ctl_client_fail(c, "server error %u: %s", m.u.error.code, m.u.error.text);
+		break;
+	case CTL_MSG_LOGOUT: /* the answer to ours: removed; the server closes */
+		if (c->logging_out) {
+			ctl_client_stop(c);
+			ctl_client_set_state(c, CTL_CLIENT_LOGGED_OUT, "logged out",
+			                     NULL);
+		}
 		break;
 	default: /* KEEPALIVE; ENDPOINTS and REGISTER_REQ are not for us */
 		break;

@@ -38,6 +38,8 @@ const char *ctl_msg_type_name(unsigned type)
 		return "MAP_PEERS";
 	case CTL_MSG_ZMAP:
 		return "ZMAP";
+	case CTL_MSG_LOGOUT:
+		return "LOGOUT";
 	}
 	return NULL;
 }

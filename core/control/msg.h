@@ -17,6 +17,10 @@
  *                 (caps: CTL_CAP_* bits the node understands; an older
  *                  node sends none and gets single MAP_FULLs and whole
  *                  peer entries in deltas)
+ *                 (ephemeral?: bool, absent = false: the node keeps no
+ *                  state (a container); the server stores it ephemeral
+ *                  whatever its auth key says. Sent only when true; an
+ *                  older server ignores it)
  *   REGISTER_RESP {status: "ok"|"pending"|"refused", code?: int, reason?: str,
  *                  and when ok: node_id: int, name: label, fqdn: name,
  *                  ipv4: str, ipv6: str, domain: name;
@@ -72,6 +76,9 @@
  *                  online?: bool, last_seen?: int, seen_ip?: ip}  (the
  *                  fields that changed; the others keep their values)
  *   KEEPALIVE     {}
+ *   LOGOUT        {} (node -> server: remove me now, as `nodes remove`
+ *                  does; the server answers LOGOUT {} and closes the
+ *                  connection. An older server closes it unanswered.)
  *   ERROR         {code: int, text: str}
  *   RELAY_REGISTER {auth_key?: str, relay: relay} (a mesh-relay, after the
  *                  handshake with its relay key, instead of REGISTER_REQ)
@@ -199,6 +206,9 @@ enum ctl_msg_type {
 	 * (core/control/zmsg.h); only to a node with CTL_CAP_ZSTD. Not JSON:
 	 * ctl_msg_decode refuses it (-EPROTO); unwrap it first. */
 	CTL_MSG_ZMAP = 0x1A,
+	/* node -> server, and the server's answer: the node leaves the mesh
+	 * (an ephemeral node stopping); empty body. */
+	CTL_MSG_LOGOUT = 0x1B,
 };
 
 /* Kinds of decode/encode failure (struct ctl_msg_err.code). */
@@ -270,6 +280,7 @@ struct ctl_register_req {
 	uint8_t n_tags;
 	char tags[CTL_TAGS_MAX][CTL_TAG_MAX]; /* requested tags ("tag:web") */
 	uint32_t caps;                        /* CTL_CAP_* */
+	bool ephemeral;                       /* remove me soon once offline */
 };
 
 struct ctl_register_resp {

@@ -40,6 +40,10 @@ static int dec_register_req(struct ctl_mf_ctx *c, json_t *o, struct ctl_register
 	}
 	m->n_tags = (uint8_t)n;
 	CTL_MF_TRY(ctl_mf_u32(c, o, "", "caps", false, &m->caps));
+	json_t *eph;
+	r = ctl_mf_get(c, o, "", "ephemeral", false, JSON_TRUE, &eph);
+	CTL_MF_TRY(r);
+	m->ephemeral = r > 0 && json_is_true(eph);
 	return 0;
 }
 
@@ -495,6 +499,7 @@ static int dec_body(struct ctl_mf_ctx *c, unsigned type, json_t *o, struct ctl_m
 	case CTL_MSG_MAP_DELTA:
 		return dec_map_delta(c, o, &m->u.delta);
 	case CTL_MSG_KEEPALIVE:
+	case CTL_MSG_LOGOUT:
 		return 0;
 	case CTL_MSG_ERROR:
 		return dec_error(c, o, &m->u.error);

@@ -262,8 +262,10 @@ static json_t *enc_register_req(struct ectx *c, const struct ctl_register_req *m
 	                      m->auth_key, "node_key", j_key(m->node_key), "disco_key",
 	                      j_key(m->disco_key), "hostname", m->hostname, "hostinfo",
 	                      "os", m->os, "version", m->version, "tags", j_tags(c, m));
-	if (o && m->caps &&
-	    json_object_set_new(o, "caps", json_integer((json_int_t)m->caps)) != 0) {
+	if (o &&
+	    ((m->caps &&
+	      json_object_set_new(o, "caps", json_integer((json_int_t)m->caps)) != 0) ||
+	     (m->ephemeral && json_object_set_new(o, "ephemeral", json_true()) != 0))) {
 		ctl_msg_json_wipe(o, "auth_key");
 		json_decref(o);
 		return NULL;
@@ -652,6 +654,7 @@ static json_t *enc_body(struct ectx *c, const struct ctl_msg *m)
 	case CTL_MSG_MAP_DELTA:
 		return enc_map_delta(c, &m->u.delta);
 	case CTL_MSG_KEEPALIVE:
+	case CTL_MSG_LOGOUT:
 		return json_object();
 	case CTL_MSG_ERROR:
 		return json_pack("{s:I, s:s}", "code", (json_int_t)m->u.error.code,

@@ -343,9 +343,14 @@ void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text)
 	struct ctl_msg m = {.type = CTL_MSG_ERROR};
 	m.u.error.code = code;
 	snprintf(m.u.error.text, sizeof m.u.error.text, "%s", text);
+	srv_conn_send_close(c, &m);
+}
+
+void srv_conn_send_close(struct srv_conn *c, const struct ctl_msg *m)
+{
 	if (c->state == SRV_CLOSING)
 		return;
-	int r = (c->state == SRV_HANDSHAKE) ? -EINVAL : srv_send_msg(c, &m);
+	int r = (c->state == SRV_HANDSHAKE) ? -EINVAL : srv_send_msg(c, m);
 	if (c->state == SRV_ONLINE)
 		srv_online_down(c);
 	/* mark offline now; the flush may take a while */
@@ -435,6 +440,7 @@ static bool type_allowed(enum srv_conn_state st, uint8_t type)
 	case CTL_MSG_RELAY_REGISTER:
 		return st == SRV_WAIT_REG;
 	case CTL_MSG_ENDPOINTS:
+	case CTL_MSG_LOGOUT:
 		return st == SRV_PENDING || st == SRV_ONLINE;
 	default:
 		return false;
@@ -460,6 +466,14 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 			return 0;
 		s->st.bad_messages++;
 		log_debug("mesh-control: %s: KEEPALIVE of %zu bytes", c->peer, f->len);
+		return -EPROTO;
+	}
+	if (f->type == CTL_MSG_LOGOUT) {
+		/* carries nothing either (a newer node may add fields) */
+		if (f->len <= SRV_KEEPALIVE_MAX)
+			return srv_on_logout(c);
+		s->st.bad_messages++;
+		log_debug("mesh-control: %s: LOGOUT of %zu bytes", c->peer, f->len);
 		return -EPROTO;
 	}
 	if (f->type == CTL_MSG_ENDPOINTS && c->state == SRV_PENDING) {

@@ -154,6 +154,8 @@ struct ctl_server_stats {
 	uint64_t handshakes_ok, handshakes_failed;
 	uint64_t registrations_ok, registrations_pending, registrations_refused;
 	uint64_t registrations_retry; /* told to retry (busy store, queue full) */
+	uint64_t logouts;             /* nodes removed by their own LOGOUT */
+	uint64_t names_reclaimed;     /* names taken back from offline ephemeral nodes */
 	uint64_t pending_ignored;     /* frames of pending nodes not acted on */
 	uint64_t maps_full, maps_delta, broadcasts;
 	uint64_t writes_unchanged;  /* ENDPOINTS equal to what the node had */

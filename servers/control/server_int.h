@@ -317,6 +317,8 @@ void srv_source_of(const struct sockaddr *sa, char out[64]);
 /* A peer's IP address (a v4-mapped IPv6 as IPv4; family 0: neither). */
 void srv_ip_of(const struct sockaddr *sa, struct ctl_ip *out);
 void srv_conn_error_close(struct srv_conn *c, uint32_t code, const char *text);
+/* srv_conn_error_close with any message: sends m, then closes. */
+void srv_conn_send_close(struct srv_conn *c, const struct ctl_msg *m);
 void srv_set_offline(struct ctl_server *s, int64_t node_id);
 
 /* server_zmap.c */
@@ -417,6 +419,10 @@ void srv_node_to_peer(const struct ctl_node *nd, struct ctl_peer *p);
 /* server_reg.c */
 int srv_on_register(struct srv_conn *c, struct ctl_register_req *req);
 int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps);
+/* LOGOUT from a node on this (its own, authenticated) connection: the
+ * node is removed as `nodes remove` does (peers get the removal), the
+ * server answers LOGOUT and closes. A pending node's row goes too. */
+int srv_on_logout(struct srv_conn *c);
 int srv_go_online(struct srv_conn *c, const struct srv_node *n);
 /* Node id's control connection comes from ip: its map entry's seen_ip
  * from the next snapshot refresh on. stored_version: the version of its

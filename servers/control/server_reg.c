@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core/util/log.h"
+#include "servers/control/alloc.h"
 #include "servers/control/server_int.h"
 
 /* --- registration ------------------------------------------------------- */
@@ -327,6 +328,30 @@ static bool reg_unchanged(const struct ctl_node *nd, const struct ctl_register_r
 	       !strcmp(nd->hostname, req->hostname);
 }
 
+/* Name reuse for an ephemeral newcomer (a container back under its
+ * hostname after a crash, with fresh keys): the node holding the name its
+ * hostname gives, if that is an ephemeral node with no live connection;
+ * the store then checks that the newcomer is ephemeral (by its request or
+ * its key) and that the holder joined with the same auth key or user
+ * (ctl_store_reg.reclaim_id). One pass over the snapshot, for new machines
+ * with an auth key only. */
+static int64_t reg_reclaim_candidate(const struct ctl_server *s, const char *hostname)
+{
+	char base[64];
+	ctl_alloc_name_from_host(hostname, base);
+	for (size_t i = 0; i < s->n_nodes; i++) {
+		const struct srv_node *n = &s->nodes[i];
+		if (!n->ephemeral || strcmp(n->peer.name, base) != 0)
+			continue;
+		for (struct srv_conn *o = srv_conn_first_of(s, n->id); o;
+		     o = srv_conn_next_of(o))
+			if (o->state == SRV_ONLINE || o->state == SRV_PENDING)
+				return 0; /* never from a node that is online */
+		return n->id;
+	}
+	return 0;
+}
+
 int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 {
 	struct ctl_server *s = c->s;
@@ -430,7 +455,10 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	                            .no_pending = s->cfg.no_pending,
 	                            .max_pending = s->cfg.max_pending,
 	                            .max_per_source = s->cfg.max_pending_per_source,
-	                            .source = c->source};
+	                            .source = c->source,
+	                            .ephemeral = req->ephemeral};
+	if (!known && req->auth_key[0]) /* the store knows if the key is ephemeral */
+		reg.reclaim_id = reg_reclaim_candidate(s, req->hostname);
 	memcpy(reg.machine_key, c->machine_key, CTL_KEY_LEN);
 	memcpy(reg.node_key, req->node_key, CTL_KEY_LEN);
 	memcpy(reg.disco_key, req->disco_key, CTL_KEY_LEN);
@@ -467,8 +495,14 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 		return r;
 	}
 	srv_note_seen(s, id, &c->ip, nd->version);
-	free(nd);
 	srv_snap_refresh(s);
+	if (created && reg.reclaim_id && !srv_snap_find(s, reg.reclaim_id)) {
+		s->st.names_reclaimed++;
+		log_info("mesh-control: node %lld takes the name %s of offline "
+		         "ephemeral node %lld (same auth key or user), which is removed",
+		         (long long)id, nd->name, (long long)reg.reclaim_id);
+	}
+	free(nd);
 	s->seen_hint_id = 0;
 	srv_broadcast_schedule(s);
 	const struct srv_node *n = srv_snap_find(s, id);
@@ -491,4 +525,31 @@ int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps)
 		return 0;
 	}
 	return r;
+}
+
+int srv_on_logout(struct srv_conn *c)
+{
+	struct ctl_server *s = c->s;
+	int64_t id = c->node_id;
+	const struct srv_node *n = srv_snap_find(s, id);
+	char name[CTL_LABEL_MAX];
+	snprintf(name, sizeof name, "%s", n ? n->peer.name : "?");
+	int r = ctl_store_node_remove(s->cfg.store, id);
+	if (r < 0 && r != CTL_STORE_ENOTFOUND) {
+		/* closed unanswered: it goes offline, and an ephemeral node
+		 * goes after the ephemeral timeout */
+		log_warn("mesh-control: node %lld (%s) logs out but cannot be "
+		         "removed: %s",
+		         (long long)id, name, ctl_store_errmsg(s->cfg.store));
+		return -EIO;
+	}
+	s->st.logouts++;
+	log_info("mesh-control: node %lld (%s) logged out: removed", (long long)id, name);
+	/* Out of the snapshot first, so that the close does not queue an
+	 * offline write for a row that is gone. */
+	srv_snap_refresh(s);
+	srv_broadcast_schedule(s);
+	struct ctl_msg m = {.type = CTL_MSG_LOGOUT};
+	srv_conn_send_close(c, &m);
+	return 0;
 }

@@ -215,6 +215,19 @@ struct ctl_store_reg {
 	unsigned max_per_source;
 	/* Where it came from: an IPv4 address or an IPv6 /64 ("" unknown). */
 	const char *source;
+	/* The node asked to be ephemeral (REGISTER_REQ): stored ephemeral
+	 * whatever its auth key says, when it is inserted or re-authorised. */
+	bool ephemeral;
+	/* Name reuse (an ephemeral container back under its hostname): the
+	 * id of the node holding the name this hostname gives, which the
+	 * caller saw offline (no live connection); 0: none. A new machine
+	 * that registers ephemeral (asked, or by its key) with a valid secret
+	 * takes the name: that
+	 * node is removed first, in the same transaction, if it is still an
+	 * approved ephemeral node holding exactly that name, and joined with
+	 * the same auth key or, both having one, by the same user. Otherwise
+	 * it is left alone and the name gets a suffix as usual. */
+	int64_t reclaim_id;
 };
 
 /* Fields for ctl_store_node_update, chosen by mask. */

@@ -415,6 +415,40 @@ static int sq_key_after_expiry(struct sq_store *s, int64_t id,
 	return key->id <= seq;
 }
 
+/* Name reuse (struct ctl_store_reg.reclaim_id): removes the offline
+ * ephemeral node holding the name r's hostname gives when it joined with
+ * key k, or (both owned) as k's user; never another user's node. The
+ * removal is a map change of its own (a tombstone at a new version), so
+ * deltas name it before the newcomer. 0 also when it does not qualify. */
+static int sq_name_reclaim(struct sq_store *s, const struct ctl_store_reg *r,
+                           const struct ctl_authkey *k)
+{
+	char base[64];
+	ctl_alloc_name_from_host(r->hostname, base);
+	sqlite3_stmt *q = ctl_sq_prep(
+	    s, "SELECT 1 FROM nodes WHERE id = ?1 AND name = ?2 AND approved = 1 AND "
+	       "ephemeral = 1 AND (auth_key_id = ?3 OR (?4 != '' AND user = ?4))");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_int64(q, 1, r->reclaim_id);
+	sqlite3_bind_text(q, 2, base, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 3, k->id);
+	sqlite3_bind_text(q, 4, k->user, -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(q);
+	ctl_sq_done(q);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return ctl_sq_dberr(s, "name reclaim check");
+	int64_t v;
+	rc = ctl_sq_bump(s, &v);
+	q = rc ? NULL : ctl_sq_prep(s, "DELETE FROM nodes WHERE id = ?1");
+	if (!q)
+		return rc ? rc : CTL_STORE_EIO;
+	sqlite3_bind_int64(q, 1, r->reclaim_id);
+	return ctl_sq_step_done(s, q, "name reclaim");
+}
+
 static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
                           const struct ctl_authkey *k)
 {
@@ -459,7 +493,7 @@ static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
 	else
 		sqlite3_bind_null(q, 8);
 	sqlite3_bind_int(q, 9, k != NULL);
-	sqlite3_bind_int(q, 10, k && k->ephemeral);
+	sqlite3_bind_int(q, 10, (k && k->ephemeral) || r->ephemeral);
 	sqlite3_bind_text(q, 11, k ? k->tags : "", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(q, 12, r->now);
 	sqlite3_bind_int64(q, 13, v);
@@ -510,7 +544,7 @@ static int sq_node_refresh(struct sq_store *s, const struct ctl_store_reg *r,
 		return CTL_STORE_EIO;
 	sqlite3_bind_int64(q, 1, old->id);
 	sqlite3_bind_int64(q, 2, k->id);
-	sqlite3_bind_int(q, 3, k->ephemeral);
+	sqlite3_bind_int(q, 3, k->ephemeral || r->ephemeral);
 	sqlite3_bind_text(q, 4, k->tags, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(q, 5, k->user, -1, SQLITE_TRANSIENT);
 	return ctl_sq_step_done(s, q, "node reauth");
@@ -611,6 +645,8 @@ int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
 			                 "register: node expired; the auth key is older "
 			                 "than the expiry");
 	}
+	if (rc == 0 && isnew && use && (r->ephemeral || use->ephemeral) && r->reclaim_id)
+		rc = sq_name_reclaim(s, r, use);
 	/* Pending or expired without a valid key: nothing is stored. */
 	bool write = isnew || good || use;
 	if (rc == 0 && write)

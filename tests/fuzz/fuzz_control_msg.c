@@ -9,8 +9,9 @@
 #include "core/control/msg.h"
 
 static const unsigned types[] = {
-    CTL_MSG_REGISTER_REQ, CTL_MSG_REGISTER_RESP, CTL_MSG_ENDPOINTS, CTL_MSG_MAP_FULL,
-    CTL_MSG_MAP_DELTA,    CTL_MSG_KEEPALIVE,     CTL_MSG_ERROR,     CTL_MSG_MAP_PEERS,
+    CTL_MSG_REGISTER_REQ, CTL_MSG_REGISTER_RESP, CTL_MSG_ENDPOINTS,
+    CTL_MSG_MAP_FULL,     CTL_MSG_MAP_DELTA,     CTL_MSG_KEEPALIVE,
+    CTL_MSG_ERROR,        CTL_MSG_MAP_PEERS,     CTL_MSG_LOGOUT,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -23,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	/* Values past the table test the unknown-type path. */
-	unsigned type = data[0] < 8 ? types[data[0]] : data[0];
+	unsigned type = data[0] < 9 ? types[data[0]] : data[0];
 	if (ctl_msg_decode(type, data + 1, size - 1, &m, &err) != 0) {
 		if (err.code == CTL_MSG_E_NONE || err.text[0] == '\0')
 			abort(); /* a refusal must say why */

@@ -50,6 +50,8 @@ struct fsrv {
 	bool close_at_once, send_full_on_ok, mute;
 	bool zstd; /* map messages go compressed (ZMAP) */
 	int n_reg, n_eps, n_ka, hs_fail;
+	int n_logout;
+	bool logout_close; /* LOGOUT: close unanswered (an older server) */
 	struct ctl_endpoints last_eps;
 	struct ctl_register_req last_req;
 	uint64_t full_version;
@@ -221,6 +223,15 @@ static void fs_on_msg(struct fsrv *s, const struct ctl_frame *f)
 	case CTL_MSG_KEEPALIVE:
 		s->n_ka++;
 		break;
+	case CTL_MSG_LOGOUT:
+		s->n_logout++;
+		if (s->logout_close) {
+			ctl_msg_free(&m);
+			fconn_free(s->conn);
+			return;
+		}
+		fs_send(s, &(struct ctl_msg){.type = CTL_MSG_LOGOUT});
+		break;
 	default:
 		fail_msg("unexpected message type %u", m.type);
 	}
@@ -269,6 +280,8 @@ static void fs_read(struct bufferevent *bev, void *arg)
 			ctl_frame_decoder_set_transport(&fc->dec, &fc->t);
 		} else {
 			fs_on_msg(s, &f);
+			if (s->conn != fc) /* it closed the connection */
+				return;
 		}
 	}
 }

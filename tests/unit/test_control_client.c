@@ -697,6 +697,59 @@ static void test_server_silent(void **state)
 	assert_true(run_until(t, accepts_2, 2000));
 }
 
+static bool is_logged_out(struct tctx *t)
+{
+	return cur_state(t) == CTL_CLIENT_LOGGED_OUT;
+}
+
+/* An ephemeral node says so when it registers and logs out on request:
+ * LOGOUT sent once, LOGGED_OUT on the server's answer, and no reconnect
+ * after it (the backoff here is 50 ms). Nothing is sent without a
+ * registered session. */
+static void test_logout(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+
+	base_cfg(t, &cfg);
+	cfg.ephemeral = true;
+	start(t, &cfg);
+	assert_int_equal(ctl_client_logout(t->c), -ENOTCONN); /* connecting */
+	assert_true(run_until(t, is_online, 3000));
+	assert_true(t->srv.last_req.ephemeral);
+	assert_int_equal(ctl_client_logout(t->c), 0);
+	assert_int_equal(ctl_client_logout(t->c), -EALREADY);
+	assert_true(run_until(t, is_logged_out, 2000));
+	assert_string_equal(t->last_detail, "logged out");
+	assert_string_equal(ctl_client_state_name(CTL_CLIENT_LOGGED_OUT), "logged out");
+	run_until(t, NULL, 300);
+	assert_int_equal(t->srv.n_logout, 1);
+	assert_int_equal(t->srv.accepts, 1);
+	assert_int_equal(cur_state(t), CTL_CLIENT_LOGGED_OUT);
+	ctl_client_reconnect(t->c); /* SIGHUP meanwhile: still out */
+	run_until(t, NULL, 200);
+	assert_int_equal(t->srv.accepts, 1);
+}
+
+/* A server that closes instead of answering (one that does not know
+ * LOGOUT): LOGGED_OUT all the same, saying so, and no reconnect. */
+static void test_logout_unanswered(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+
+	t->srv.logout_close = true;
+	base_cfg(t, &cfg);
+	start(t, &cfg);
+	assert_true(run_until(t, is_online, 3000));
+	assert_false(t->srv.last_req.ephemeral);
+	assert_int_equal(ctl_client_logout(t->c), 0);
+	assert_true(run_until(t, is_logged_out, 2000));
+	assert_non_null(strstr(t->last_detail, "no answer to LOGOUT"));
+	run_until(t, NULL, 300);
+	assert_int_equal(t->srv.accepts, 1);
+}
+
 static bool eps_1(struct tctx *t)
 {
 	return t->srv.n_eps >= 1;
@@ -907,6 +960,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_register_online, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_logout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_logout_unanswered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pending_then_ok, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_map_full_and_deltas, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_policy_in_maps, setup, teardown),

@@ -276,6 +276,78 @@ static void test_keepalive_error(void **state)
 	ctl_msg_free(&back);
 }
 
+/* REGISTER_REQ's ephemeral flag: sent only when true (an older server
+ * sees the same body as before otherwise), absent or false decodes as
+ * false, anything but a boolean is refused; LOGOUT is an empty object both
+ * ways and takes unknown fields like every body. */
+static void test_ephemeral_logout(void **state)
+{
+	struct ctl_msg m = {.type = CTL_MSG_REGISTER_REQ}, back;
+	struct ctl_register_req *q = &m.u.reg_req;
+	struct ctl_msg_err err;
+	uint8_t *json;
+	size_t len;
+
+	(void)state;
+	fill_key(q->node_key, 1);
+	fill_key(q->disco_key, 2);
+	snprintf(q->hostname, sizeof(q->hostname), "web");
+	snprintf(q->os, sizeof(q->os), "linux");
+	snprintf(q->version, sizeof(q->version), "0.1.0");
+	roundtrip(&m, &back, &json, &len);
+	assert_null(strstr((const char *)json, "ephemeral"));
+	assert_false(back.u.reg_req.ephemeral);
+	free(json);
+	ctl_msg_free(&back);
+	q->ephemeral = true;
+	roundtrip(&m, &back, &json, &len);
+	assert_non_null(strstr((const char *)json, "\"ephemeral\":true"));
+	assert_true(back.u.reg_req.ephemeral);
+	assert_memory_equal(&back.u.reg_req, q, sizeof(*q));
+	free(json);
+	ctl_msg_free(&back);
+	/* false written out decodes as false; anything else is refused */
+	char body[512];
+	static const char *const forms[] = {"false", "\"yes\"", "1", "null"};
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(
+		    body, sizeof(body),
+		    "{\"node_key\":\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\","
+		    "\"disco_key\":\"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\","
+		    "\"hostname\":\"web\",\"hostinfo\":{\"os\":\"l\",\"version\":\"1\"},"
+		    "\"ephemeral\":%s}",
+		    forms[i]);
+		int r = ctl_msg_decode(CTL_MSG_REGISTER_REQ, (const uint8_t *)body,
+		                       strlen(body), &back, &err);
+		if (i == 0) {
+			assert_int_equal(r, 0);
+			assert_false(back.u.reg_req.ephemeral);
+			ctl_msg_free(&back);
+		} else {
+			assert_int_equal(r, -EBADMSG);
+			assert_non_null(strstr(err.text, "ephemeral"));
+		}
+	}
+
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_MSG_LOGOUT;
+	roundtrip(&m, &back, &json, &len);
+	assert_int_equal(len, 2);
+	assert_memory_equal(json, "{}", 2);
+	assert_string_equal(ctl_msg_type_name(CTL_MSG_LOGOUT), "LOGOUT");
+	free(json);
+	ctl_msg_free(&back);
+	static const char newer[] = "{\"reason\":\"shutdown\"}";
+	assert_int_equal(ctl_msg_decode(CTL_MSG_LOGOUT, (const uint8_t *)newer,
+	                                strlen(newer), &back, &err),
+	                 0);
+	ctl_msg_free(&back);
+	static const char arr[] = "[]";
+	assert_int_equal(
+	    ctl_msg_decode(CTL_MSG_LOGOUT, (const uint8_t *)arr, 2, &back, &err),
+	    -EBADMSG);
+}
+
 static void test_address_forms(void **state)
 {
 	struct ctl_endpoint ep;
@@ -301,10 +373,11 @@ static void test_address_forms(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_register_req),    cmocka_unit_test(test_register_resp),
-	    cmocka_unit_test(test_endpoints),       cmocka_unit_test(test_map_full),
-	    cmocka_unit_test(test_map_full_2000),   cmocka_unit_test(test_map_delta),
-	    cmocka_unit_test(test_keepalive_error), cmocka_unit_test(test_address_forms),
+	    cmocka_unit_test(test_register_req),     cmocka_unit_test(test_register_resp),
+	    cmocka_unit_test(test_endpoints),        cmocka_unit_test(test_map_full),
+	    cmocka_unit_test(test_map_full_2000),    cmocka_unit_test(test_map_delta),
+	    cmocka_unit_test(test_keepalive_error),  cmocka_unit_test(test_address_forms),
+	    cmocka_unit_test(test_ephemeral_logout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
