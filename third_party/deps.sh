@@ -43,6 +43,9 @@ PACKAGES=(
 	proxychains4 openssh-client openssh-server chromium fonts-dejavu-core dnsutils
 	# tests: Python requests through the HTTP proxy (clients.sh)
 	python3-requests
+	# make image: the container image, built by podman (buildah inside) and
+	# run by runc in tests/e2e/container.sh (image/containers.conf)
+	podman buildah runc
 )
 
 say() { printf 'deps: %s\n' "$*"; }
