@@ -203,8 +203,7 @@ node_count() { mc nodes list --json | python3 -c 'import json,sys; print(len(jso
 
 # run_node CONTAINER NS KEY=VALUE... : our image, detached, in namespace NS,
 # configured by MESH_* variables (or, while the sidecar is pending, by the
-# same settings as `mesh-proxy up` flags; with no MESH_STATE_DIR the state
-# then goes to the container's tmpfs /tmp).
+# same settings as `mesh-proxy up` flags). VOLUME=NAME:PATH mounts a volume.
 run_node() {
     local name=$1 tag=$2 kv k v
     shift 2
@@ -226,6 +225,11 @@ run_node() {
         esac
     done
     flags+=(--state "$state")
+    # Until ephemeral nodes are merged, a node without a state directory
+    # keeps its state in the container's tmpfs /tmp instead.
+    if pending ephemeral && [ "$state" = /tmp/state ]; then
+        env+=(-e MESH_STATE_DIR=/tmp/state)
+    fi
     local net=(--network "ns:/run/netns/$(ns "$tag")" --add-host "$CTL_NAME:$CTL_IP")
     if pending sidecar; then
         pm run -d --name "$name" "${RUNOPTS[@]}" "${net[@]}" "${opts[@]}" \
@@ -267,8 +271,11 @@ app_fetch() {
 }
 check "the app container fetches http://web:8080/ through the sidecar's SOCKS5" \
     wait_until 30 app_fetch "hello from web"
+# wait_show SECONDS CMD... : wait_until, and on timeout CMD once more with
+# its output shown.
+wait_show() { wait_until "$@" || { "${@:2}"; return 1; }; }
 pcheck health "podman exec: mesh-proxy health exits 0 once ready" \
-    wait_until 10 pm exec "$C_SIDE" /usr/bin/mesh-proxy health
+    wait_show 10 pm exec "$C_SIDE" /usr/bin/mesh-proxy health
 
 step "numbers"
 sleep 5 # idle: joined, one fetch done
@@ -328,6 +335,8 @@ pm start "$C_KEEP" >/dev/null
 check "keep is online again" wait_until 20 node_online keep
 check "with the same address ($IP_BEFORE) and no new registration" \
     eval '[ "$(node_field keep ipv4)" = "$IP_BEFORE" ] && [ "$(node_count)" = "$N_BEFORE" ]'
+pcheck health "podman exec: mesh-proxy health finds a node with a state directory too" \
+    wait_show 10 pm exec "$C_KEEP" /usr/bin/mesh-proxy health
 
 step "bad settings stop the container at once"
 no_join_one_line() {
