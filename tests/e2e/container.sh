@@ -103,6 +103,7 @@ container_cleanup() {
         done
         pm rm -af -t 0 >/dev/null 2>&1
         pm volume rm -af >/dev/null 2>&1
+        pm secret rm -a >/dev/null 2>&1
         pm rmi -af >/dev/null 2>&1
         # Anything the store still has mounted (an interrupted podman).
         while read -r m; do umount -l "$m" 2>/dev/null; done < <(
@@ -203,7 +204,8 @@ node_count() { mc nodes list --json | python3 -c 'import json,sys; print(len(jso
 
 # run_node CONTAINER NS KEY=VALUE... : our image, detached, in namespace NS,
 # configured by MESH_* variables (or, while the sidecar is pending, by the
-# same settings as `mesh-proxy up` flags). VOLUME=NAME:PATH mounts a volume.
+# same settings as `mesh-proxy up` flags). VOLUME=NAME:PATH mounts a volume,
+# HEALTHCHECK=CMD sets podman's health check.
 run_node() {
     local name=$1 tag=$2 kv k v
     shift 2
@@ -213,8 +215,15 @@ run_node() {
         k=${kv%%=*} v=${kv#*=}
         case $k in
         VOLUME) opts+=(-v "$v"); continue ;;
+        HEALTHCHECK) opts+=(--health-cmd "$v" --health-interval 30s); continue ;;
         esac
-        env+=(-e "$kv")
+        # The token as the README passes it: a podman secret, as a variable.
+        if [ "$k" = MESH_JOIN ]; then
+            printf '%s' "$v" | pm secret create "$name-join" - >/dev/null || return 1
+            env+=(--secret "$name-join,type=env,target=MESH_JOIN")
+        else
+            env+=(-e "$kv")
+        fi
         case $k in
         MESH_JOIN) flags+=(--join "$v") ;;
         MESH_HOSTNAME) flags+=(--hostname "$v") ;;
@@ -251,7 +260,8 @@ check "web joined (through $CTL_NAME from --add-host)" wait_until 20 node_online
 step "the pod: the sidecar and the app"
 T0=$(date +%s%N)
 check "sidecar started (--user 65534 --read-only --cap-drop=all)" run_node "$C_SIDE" pod \
-    MESH_JOIN="$EPH_TOKEN" MESH_HOSTNAME=app MESH_SOCKS5=1080 MESH_LOG_LEVEL=debug >/dev/null ||
+    MESH_JOIN="$EPH_TOKEN" MESH_HOSTNAME=app MESH_SOCKS5=1080 MESH_LOG_LEVEL=debug \
+    HEALTHCHECK='["/usr/bin/mesh-proxy","health"]' >/dev/null ||
     die "podman run failed"
 check "the sidecar's node joined as app" wait_until 20 node_online app ||
     die "the sidecar did not join (podman logs: $E2E_LOGDIR/$C_SIDE.log)"
@@ -274,8 +284,15 @@ check "the app container fetches http://web:8080/ through the sidecar's SOCKS5" 
 # wait_show SECONDS CMD... : wait_until, and on timeout CMD once more with
 # its output shown.
 wait_show() { wait_until "$@" || { "${@:2}"; return 1; }; }
+# While health is pending its waits are short: the answer will not change.
+HW=10
+pending health && HW=2
 pcheck health "podman exec: mesh-proxy health exits 0 once ready" \
-    wait_show 10 pm exec "$C_SIDE" /usr/bin/mesh-proxy health
+    wait_show $HW pm exec "$C_SIDE" /usr/bin/mesh-proxy health
+# The README's health check: exec form, no shell in the image. Podman runs
+# it from a systemd timer; without systemd, healthcheck run runs it now.
+pcheck health "podman healthcheck run (--health-cmd '[\"/usr/bin/mesh-proxy\",\"health\"]') says healthy" \
+    wait_show $HW pm healthcheck run "$C_SIDE"
 
 step "numbers"
 sleep 5 # idle: joined, one fetch done
@@ -283,12 +300,16 @@ RSS=$(proc_rss_kib "$(cpid "$C_SIDE")")
 HWM=$(proc_hwm_kib "$(cpid "$C_SIDE")")
 echo "sidecar_idle_rss_kib $RSS" >>"$NUMBERS"
 echo "sidecar_peak_rss_kib $HWM" >>"$NUMBERS"
+# Of which anonymous (heap, stacks) and file-backed (the programs' and
+# libraries' pages in use).
+awk '/^Rss(Anon|File):/ { print "sidecar_idle_" tolower($1) "_kib", $2 }' \
+    "/proc/$(cpid "$C_SIDE")/status" | tr -d : >>"$NUMBERS"
 info "sidecar idle VmRSS $RSS KiB (peak $HWM KiB); image $SIZE bytes"
 check "the sidecar's idle RSS is under 32 MiB ($RSS KiB)" test "${RSS:-999999}" -lt 32768
 
 step "podman stop (SIGTERM): exit 0, the node leaves mesh-control"
 T0=$(date +%s%N)
-pm stop -t 10 "$C_SIDE" >/dev/null
+pm stop -t 10 "$C_SIDE" >/dev/null 2>>"$E2E_LOGDIR/podman.log"
 T1=$(date +%s%N)
 info "podman stop took $(((T1 - T0) / 1000000)) ms"
 check "the sidecar exited with status 0" test "$(cexit "$C_SIDE")" = 0
@@ -308,7 +329,7 @@ pcheck ephemeral "app left mesh-control's node list within 5 s" left_within_5s
 
 step "started again with the same hostname"
 pm logs "$C_SIDE" >"$E2E_LOGDIR/$C_SIDE.first.log" 2>&1
-pm start "$C_SIDE" >/dev/null
+pm start "$C_SIDE" >/dev/null 2>>"$E2E_LOGDIR/podman.log"
 check "the sidecar runs again" wait_until 10 crunning "$C_SIDE"
 check "the app fetches through it again" wait_until 30 app_fetch "hello from web"
 # app_names : the names of the nodes called app or app-N, sorted.
@@ -327,16 +348,16 @@ check "a sidecar with MESH_STATE_DIR=/state on volume $VOL started" run_node "$C
 check "keep joined" wait_until 20 node_online keep
 IP_BEFORE=$(node_field keep ipv4)
 N_BEFORE=$(node_count)
-pm stop -t 10 "$C_KEEP" >/dev/null
+pm stop -t 10 "$C_KEEP" >/dev/null 2>>"$E2E_LOGDIR/podman.log"
 check "keep exited with status 0 after podman stop" test "$(cexit "$C_KEEP")" = 0
 check "a node with state stays registered (offline) after SIGTERM" eval '! node_absent keep'
 pm logs "$C_KEEP" >"$E2E_LOGDIR/$C_KEEP.first.log" 2>&1
-pm start "$C_KEEP" >/dev/null
+pm start "$C_KEEP" >/dev/null 2>>"$E2E_LOGDIR/podman.log"
 check "keep is online again" wait_until 20 node_online keep
 check "with the same address ($IP_BEFORE) and no new registration" \
     eval '[ "$(node_field keep ipv4)" = "$IP_BEFORE" ] && [ "$(node_count)" = "$N_BEFORE" ]'
 pcheck health "podman exec: mesh-proxy health finds a node with a state directory too" \
-    wait_show 10 pm exec "$C_KEEP" /usr/bin/mesh-proxy health
+    wait_show $HW pm exec "$C_KEEP" /usr/bin/mesh-proxy health
 
 step "bad settings stop the container at once"
 no_join_one_line() {
