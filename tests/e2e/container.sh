@@ -43,7 +43,7 @@
 PENDING=${CONTAINER_PENDING-sidecar health ephemeral}
 
 e2e_require_root
-e2e_require_cmd podman runc ip python3 setpriv ss curl strip ldd tar
+e2e_require_cmd podman runc ip python3 setpriv ss curl strip readelf ldd tar gzip findmnt
 e2e_tmp_init
 e2e_require_mesh_proxy
 if e2e_is_asan; then
@@ -134,8 +134,10 @@ pm create --name "${E2E_ID}list" "$IMG" >/dev/null && pm export "${E2E_ID}list" 
 pm rm -f "${E2E_ID}list" >/dev/null
 tar --numeric-owner -tvf "$E2E_TMP/rootfs.tar" >"$E2E_LOGDIR/image-files.txt"
 has_file() { grep -Eq " (\./)?$1\$" "$E2E_LOGDIR/image-files.txt"; }
-check "the image holds the three programs and the loader" \
-    eval 'has_file usr/bin/mesh-proxy && has_file usr/bin/mesh-control && has_file usr/bin/mesh-relay && has_file lib64/ld-linux-x86-64.so.2'
+# The loader the programs name (PT_INTERP), e.g. /lib64/ld-linux-x86-64.so.2.
+INTERP=$(readelf -l "$MESH_BUILD/mesh-proxy" | sed -n 's/.*interpreter: \/\(.*\)]$/\1/p')
+check "the image holds the three programs and their loader ($INTERP)" \
+    eval 'has_file usr/bin/mesh-proxy && has_file usr/bin/mesh-control && has_file usr/bin/mesh-relay && [ -n "$INTERP" ] && has_file "$INTERP"'
 check "and no shell" eval '! grep -Eq "bin/(ba|da)?sh$" "$E2E_LOGDIR/image-files.txt"'
 check "/state is 65534's (0700), /tmp is 1777" \
     eval 'grep -Eq "^drwx------ 65534/65534 .* (\./)?state/?$" "$E2E_LOGDIR/image-files.txt" &&
