@@ -349,6 +349,17 @@ check "a sidecar with MESH_STATE_DIR=/state on volume $VOL started" run_node "$C
     MESH_LOG_LEVEL=debug >/dev/null
 check "keep joined" wait_until 20 node_online keep
 IP_BEFORE=$(node_field keep ipv4)
+# vol_state_ok : the volume holds the node's state, 65534's, the directory
+# 0700 and no file others may read.
+vol_state_ok() {
+    local mp
+    mp=$(pm volume inspect -f '{{.Mountpoint}}' "$VOL") || return 1
+    ls -ln "$mp"
+    [ "$(stat -c "%u %a" "$mp")" = "65534 700" ] && [ -n "$(ls -A "$mp")" ] &&
+        [ -z "$(find "$mp" -mindepth 1 ! -uid 65534)" ] &&
+        [ -z "$(find "$mp" -mindepth 1 -type f -perm /077)" ]
+}
+check "the volume holds keep's state: uid 65534, 0700, files private" vol_state_ok
 N_BEFORE=$(node_count)
 pm stop -t 10 "$C_KEEP" >/dev/null 2>>"$E2E_LOGDIR/podman.log"
 check "keep exited with status 0 after podman stop" test "$(cexit "$C_KEEP")" = 0
