@@ -314,6 +314,7 @@ T0=$(date +%s%N)
 pm stop -t 10 "$C_SIDE" >/dev/null 2>>"$E2E_LOGDIR/podman.log"
 T1=$(date +%s%N)
 info "podman stop took $(((T1 - T0) / 1000000)) ms"
+echo "sidecar_stop_ms $(((T1 - T0) / 1000000))" >>"$NUMBERS"
 check "the sidecar exited with status 0" test "$(cexit "$C_SIDE")" = 0
 check "within 5 s of podman stop (no SIGKILL after the 10 s grace)" test $(((T1 - T0) / 1000000)) -lt 5000
 # left_within_5s : app is gone from the node list within 5 s of the stop
@@ -325,9 +326,14 @@ left_within_5s() {
         [ "$ms" -lt 5000 ] || { echo "app still listed ${ms} ms after podman stop"; return 1; }
         sleep 0.2
     done
-    echo "app left the node list $((($(date +%s%N) - T0) / 1000000)) ms after podman stop"
+    ms=$((($(date +%s%N) - T0) / 1000000))
+    echo "$ms" >"$E2E_TMP/left_ms"
 }
 pcheck ephemeral "app left mesh-control's node list within 5 s" left_within_5s
+if [ -s "$E2E_TMP/left_ms" ]; then
+    info "app left the node list $(cat "$E2E_TMP/left_ms") ms after podman stop began"
+    echo "sidecar_leave_ms $(cat "$E2E_TMP/left_ms")" >>"$NUMBERS"
+fi
 
 step "started again with the same hostname"
 pm logs "$C_SIDE" >"$E2E_LOGDIR/$C_SIDE.first.log" 2>&1
