@@ -25,8 +25,8 @@
 #                            node's state and the API socket live in /tmp
 #   /state (0700, 65534)     the state directory when MESH_STATE_DIR=/state
 #                            and a volume is mounted there (a new named
-#                            volume takes this owner; another UID uses
-#                            `-v NAME:/state:U`)
+#                            volume takes this owner; another UID mounts
+#                            a directory of its own there)
 # USER 65534:65534, ENTRYPOINT mesh-proxy sidecar (settings from MESH_*).
 # The files go in as one tar made here (ADD extracts it keeping owners and
 # modes), with fixed owners and the last commit's time, so the same
