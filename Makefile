@@ -40,7 +40,7 @@ PROGRAMS := $(BUILD)/mesh-proxy $(BUILD)/mesh-control $(BUILD)/mesh-relay
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test check unit asan clean demo fuzz bench format help check-layout
+.PHONY: all deps test check unit asan clean demo fuzz bench format help check-layout image
 # Keep unit-test objects (make would delete them as intermediates).
 .SECONDARY: $(UNIT_SRC:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o)
 TOOLS := $(BUILD)/tests/wg-ping $(BUILD)/tests/ctl-scale $(BUILD)/tests/crypto-ceiling $(BUILD)/tests/httpload \
@@ -58,6 +58,7 @@ help:
 	@echo "make asan    unit tests and the demo built with ASan+UBSan"
 	@echo "make fuzz    run the fuzzers for a while"
 	@echo "make bench   benchmarks against wireguard-go, Nebula, microsocks (root)"
+	@echo "make image   the container image meshproxy:latest (podman, FROM scratch)"
 
 deps:
 	@third_party/deps.sh
@@ -148,6 +149,12 @@ fuzz:
 # The benchmark suite (root): BENCH_ARGS="--quick" or "--only memory" etc.
 bench: all
 	@bench/run.sh $(BUILD) $(BENCH_ARGS)
+
+# The container image (image/build.sh): FROM scratch, the three programs
+# stripped, the shared libraries they link and the loader; tagged
+# meshproxy:latest in the caller's podman store (IMAGE_ARGS="--tag T" etc.).
+image: $(PROGRAMS)
+	@image/build.sh --build $(BUILD) $(IMAGE_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -92,7 +92,7 @@ declare -A KNOWN=(
     [e2e_path_switch]=157 [e2e_outage]=124 [test_magicsock]=106 [e2e_load]=104
     [e2e_natlab]=68 [test_relay_client]=59 [test_control_map_stream]=56
     [e2e_relay_path]=56 [e2e_memory]=44 [e2e_clients]=42 [test_relay_server]=36
-    [e2e_interop_wggo]=35 [test_control_map_limits]=35 [e2e_relay]=31 [e2e_mesh]=23
+    [e2e_interop_wggo]=35 [e2e_container]=35 [test_control_map_limits]=35 [e2e_relay]=31 [e2e_mesh]=23
     [test_http_keepalive]=22 [test_wg_staging]=21 [test_control_storm_cost]=21
     [e2e_two_nodes]=21 [e2e_cli]=20 [test_device]=18 [e2e_wg_interop_raw]=17
     [e2e_control_cli]=14 [e2e_tunnel_dns]=14 [e2e_control_scale]=12

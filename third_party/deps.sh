@@ -47,6 +47,9 @@ PACKAGES=(
 	# (tests/e2e/health.sh). The package also brings the Prometheus server,
 	# whose service a host with systemd starts (port 9090)
 	prometheus
+	# make image: the container image, built by podman (buildah inside) and
+	# run by runc in tests/e2e/container.sh (image/containers.conf)
+	podman buildah runc
 )
 
 say() { printf 'deps: %s\n' "$*"; }
