@@ -2140,6 +2140,22 @@ void magicsock_set_local_endpoints(struct magicsock *ms, const struct ctl_endpoi
 		retry_reset_all(ms); /* ours moved: a direct path may work now */
 }
 
+/* Our local addresses changed under us (a new pod address, another
+ * network). The relay connections are TCP from an address that may be gone:
+ * nothing tells the socket, so it would hang until the keepalive timeout.
+ * Redial them now and measure the network again at once (new public
+ * address, maybe another home); peers are probed again too. */
+void magicsock_network_changed(struct magicsock *ms)
+{
+	if (!ms)
+		return;
+	for (size_t i = 0; i < ms->n_conns; i++)
+		relay_client_reconnect(ms->conns[i]->c);
+	retry_reset_all(ms);
+	if (ms->n_relays)
+		schedule_netcheck(ms, 0);
+}
+
 /* ---- life ---- */
 
 struct magicsock *magicsock_new(const struct magicsock_config *cfg, char *err,
