@@ -57,8 +57,10 @@ struct node_ctl {
 	uint64_t saves;             /* netmap.json writes (done or failed) */
 	struct ctl_endpoints eps;
 	struct ctl_endpoints local_eps; /* the last local ones: a change re-probes portmap */
-	uint64_t net_changes; /* local address changes seen (control_netchg.c) */
-	bool state_seen;      /* machine.key was in the state directory */
+	/* control_netchg.c: local addresses lost so far; machine.key was seen
+	 * in the state directory (so its absence means it vanished). */
+	uint64_t net_changes;
+	bool state_seen;
 	/* Path changes magicsock reported, and what the netstack did about
 	 * them (control_kick.c): connections retransmitting, ACKs sent. */
 	struct nctl_kick *kick;

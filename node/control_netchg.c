@@ -10,12 +10,12 @@
  *
  * Our own address: node_ctl_tick lists the interface addresses every
  * NCTL_ENDPOINTS_MS (getifaddrs is one netlink dump). When the list differs
- * from the last one, the TCP connections to mesh-control and the relays may
- * come from an address that is gone; nothing tells their sockets, so they
- * would hang until their keepalive timeouts (75 s for control). They are
- * redialled at once, netcheck runs again, and every peer gets a handshake
- * from the new address, which it learns from (WireGuard roaming) before our
- * new endpoints reach it through mesh-control.
+ * from the last one by an address that is gone, the TCP connections to
+ * mesh-control and the relays may come from it; nothing tells their
+ * sockets, so they would hang until their keepalive timeouts (75 s for
+ * control). They are redialled at once, netcheck runs again, and every peer gets a
+ * handshake from the new address, which it learns from (WireGuard roaming) before our new
+ * endpoints reach it through mesh-control.
  *
  * The state directory: when the keys this node joined with vanish from it
  * (the volume was unmounted, the directory removed), the node could run on
@@ -46,6 +46,24 @@ static void nctl_addrs_changed(struct node_ctl *m)
 	if (m->wg)
 		wg_device_handshake_all(m->wg);
 	m->net_changes++;
+}
+
+/* True if an address of `was` is not in `now`: a connection from it is
+ * dead. A new address alone breaks nothing (nctl_endpoints announces it);
+ * so IPv6 temporary addresses coming, or a container bridge appearing,
+ * do not cost a reconnect. */
+static bool nctl_addr_lost(const struct ctl_endpoints *was,
+                           const struct ctl_endpoints *now)
+{
+	for (size_t i = 0; i < was->n; i++) {
+		bool found = false;
+		for (size_t j = 0; j < now->n && !found; j++)
+			found = was->ep[i].family == now->ep[j].family &&
+			        memcmp(was->ep[i].addr, now->ep[j].addr, 16) == 0;
+		if (!found)
+			return true;
+	}
+	return false;
 }
 
 /* True if the key file is missing now, having been there before. */
@@ -84,6 +102,6 @@ void nctl_netchg_check(struct node_ctl *m)
 	if (!m->wg)
 		return;
 	nctl_gather_endpoints(wg_device_port(m->wg), &now);
-	if (m->local_eps.n && memcmp(&now, &m->local_eps, sizeof(now)) != 0)
+	if (nctl_addr_lost(&m->local_eps, &now))
 		nctl_addrs_changed(m);
 }

@@ -16,7 +16,8 @@
 # DNS server (a private mount namespace each).
 #
 # Steps: (1) mesh-control stops, its address moves, the DNS answer follows,
-# it starts again: both nodes and the relay are back online (measured);
+# it starts again 3 s later: both nodes and the relay are back online
+# within their backoff (measured from the restart);
 # (2) with UDP blocked on both nodes (the relay is the only path), the relay
 # moves the same way: a fetch alpha <- bravo crosses it again (measured);
 # (3) alpha's own address changes while the path is direct: alpha notices
@@ -190,6 +191,9 @@ rmark=$(log_mark "$E2E_LOGDIR/relay.log")
 bg_stop control
 move infra $CTL_A $CTL_B || die "cannot move mesh-control's address"
 dns_answer $CTL_B $RLY_A
+# Away for a while, as a rescheduled pod is: the clients' backoff grows
+# meanwhile (connections refused at the new address).
+sleep 3
 bg_nobody control2 infra "$MC" --data "$D" serve --listen $CTL_B:7443 --log-level debug
 T0=$(now_ms)
 wait_listen infra 7443 10 || die "mesh-control did not listen on $CTL_B"
