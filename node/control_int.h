@@ -57,8 +57,11 @@ struct node_ctl {
 	uint64_t saves;             /* netmap.json writes (done or failed) */
 	struct ctl_endpoints eps;
 	struct ctl_endpoints local_eps; /* the last local ones: a change re-probes portmap */
-	/* control_netchg.c: local addresses lost so far; machine.key was seen
-	 * in the state directory (so its absence means it vanished). */
+	/* control_netchg.c: the local addresses at its last check (its own:
+	 * nctl_endpoints also runs from magicsock's and portmap's callbacks),
+	 * losses of one so far, and whether machine.key was seen in the state
+	 * directory (so its absence means it vanished). */
+	struct ctl_endpoints netchg_eps;
 	uint64_t net_changes;
 	bool state_seen;
 	/* Path changes magicsock reported, and what the netstack did about

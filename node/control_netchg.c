@@ -102,6 +102,7 @@ void nctl_netchg_check(struct node_ctl *m)
 	if (!m->wg)
 		return;
 	nctl_gather_endpoints(wg_device_port(m->wg), &now);
-	if (nctl_addr_lost(&m->local_eps, &now))
+	if (m->netchg_eps.n && nctl_addr_lost(&m->netchg_eps, &now))
 		nctl_addrs_changed(m);
+	m->netchg_eps = now;
 }
