@@ -498,7 +498,8 @@ static void roam_to(const char *ip, uint16_t port)
 	s->sin_family = AF_INET;
 	s->sin_port = htons(port);
 	assert_int_equal(inet_pton(AF_INET, ip, &s->sin_addr), 1);
-	assert_int_equal(wg_device_update_peer(nodes[0].dev, &pc, WG_PEER_UPD_ENDPOINT), 0);
+	assert_int_equal(wg_device_update_peer(nodes[0].dev, &pc, WG_PEER_UPD_ENDPOINT),
+	                 0);
 }
 
 static uint16_t endpoint_port_of_node1(void)
