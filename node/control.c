@@ -33,7 +33,9 @@
 /* A delta naming more peers than this sets the paths from the whole map. */
 #define NCTL_PATHS_DELTA_MAX 256
 #define NCTL_SAVE_MS         60000 /* netmap.json: at most this often */
-#define NCTL_ENDPOINTS_MS 30000
+/* Our addresses are listed this often: a change is acted on at once
+ * (control_netchg.c); getifaddrs costs microseconds. */
+#define NCTL_ENDPOINTS_MS 2000
 #define NCTL_EP_MAX       15 /* interface addresses; 127.0.0.1 comes last */
 
 /* ---- before the loop ---- */
@@ -1421,6 +1423,7 @@ void node_ctl_tick(struct node_ctl *m)
 		node_peers_tick(&m->np, m->wg, now, (int64_t)time(NULL));
 		if (now - m->last_ep_check_ms >= NCTL_ENDPOINTS_MS) {
 			m->last_ep_check_ms = now;
+			nctl_netchg_check(m);
 			nctl_endpoints(m, false);
 		}
 	}

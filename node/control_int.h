@@ -60,6 +60,13 @@ struct node_ctl {
 	uint64_t saves;             /* netmap.json writes (done or failed) */
 	struct ctl_endpoints eps;
 	struct ctl_endpoints local_eps; /* the last local ones: a change re-probes portmap */
+	/* control_netchg.c: the local addresses at its last check (its own:
+	 * nctl_endpoints also runs from magicsock's and portmap's callbacks),
+	 * losses of one so far, and whether machine.key was seen in the state
+	 * directory (so its absence means it vanished). */
+	struct ctl_endpoints netchg_eps;
+	uint64_t net_changes;
+	bool state_seen;
 	/* Path changes magicsock reported, and what the netstack did about
 	 * them (control_kick.c): connections retransmitting, ACKs sent. */
 	struct nctl_kick *kick;
@@ -81,6 +88,11 @@ static inline int64_t nctl_now_ms(void)
 /* The wg port on every non-loopback interface address (IPv4 first, up to
  * 15), then 127.0.0.1. */
 void nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps);
+/* Every NCTL_ENDPOINTS_MS, before nctl_endpoints: our addresses changed ->
+ * redial mesh-control and the relays, netcheck, handshakes; the state
+ * directory's keys vanished -> the node stops with exit code 1
+ * (control_netchg.c). */
+void nctl_netchg_check(struct node_ctl *m);
 /* magicsock's on_path (control_kick.c): the peer's TCP connections are
  * kicked from the loop, soon after. */
 void nctl_kick_on_path(void *ctx, const uint8_t key[32], bool was_relay, bool via_relay);

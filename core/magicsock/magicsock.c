@@ -1852,6 +1852,14 @@ static void bd_forget(struct magicsock *ms, const uint8_t *key)
 /* A map entry into a peer: disco key (and the shared secret when it
  * changed), home relay, the map's endpoints as the first candidates (what
  * was learned about them kept), then the learned ones that still fit. */
+static bool sa_in(const struct ms_cand *c, size_t n, const struct sockaddr_storage *sa)
+{
+	for (size_t i = 0; i < n; i++)
+		if (sockaddr_equal(&c[i].sa, sa))
+			return true;
+	return false;
+}
+
 static void peer_from_map(struct magicsock *ms, struct ms_peer *p,
                           const struct ctl_peer *cp)
 {
@@ -1893,6 +1901,13 @@ static void peer_from_map(struct magicsock *ms, struct ms_peer *p,
 		eps_changed = !sockaddr_equal(&old[j].sa, &p->cand[j].sa);
 	if (eps_changed)
 		retry_reset(p); /* new endpoints: try them now */
+	/* The peer no longer lists the address disco validated (its address
+	 * changed: a new pod address, another network): stop trusting it, or
+	 * push_path would take the device back to it from the address the
+	 * peer's handshakes now come from (roaming) until the trust ran out. */
+	if (eps_changed && p->has_best && !p->link &&
+	    sa_in(old, nold, &p->best) && !sa_in(p->cand, p->n_map_cand, &p->best))
+		p->trust_until_ms = 0;
 	/* The peer moved (its public IP is no longer where control sees it;
 	 * a symmetric NAT's ports change all the time, its IP does not): what
 	 * it said of its NAT is stale until its next CALL_ME_MAYBE. */
@@ -2138,6 +2153,22 @@ void magicsock_set_local_endpoints(struct magicsock *ms, const struct ctl_endpoi
 	ms->local_eps = *eps;
 	if (!same)
 		retry_reset_all(ms); /* ours moved: a direct path may work now */
+}
+
+/* Our local addresses changed under us (a new pod address, another
+ * network). The relay connections are TCP from an address that may be gone:
+ * nothing tells the socket, so it would hang until the keepalive timeout.
+ * Redial them now and measure the network again at once (new public
+ * address, maybe another home); peers are probed again too. */
+void magicsock_network_changed(struct magicsock *ms)
+{
+	if (!ms)
+		return;
+	for (size_t i = 0; i < ms->n_conns; i++)
+		relay_client_reconnect(ms->conns[i]->c);
+	retry_reset_all(ms);
+	if (ms->n_relays)
+		schedule_netcheck(ms, 0);
 }
 
 /* ---- life ---- */

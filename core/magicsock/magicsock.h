@@ -127,6 +127,11 @@ int magicsock_update_peers(struct magicsock *ms, const struct ctl_map_full *map,
  * CALL_ME_MAYBE along with the public addresses STUN saw. */
 void magicsock_set_local_endpoints(struct magicsock *ms, const struct ctl_endpoints *eps);
 
+/* The host's addresses changed: redials every relay connection (its TCP
+ * socket may be bound to an address that is gone) and runs netcheck now.
+ * Not from inside a magicsock callback. Accepts NULL. */
+void magicsock_network_changed(struct magicsock *ms);
+
 /* The home relay's id (0: none yet) and the public addresses STUN saw
  * (family 0: unknown). */
 uint32_t magicsock_home(const struct magicsock *ms);

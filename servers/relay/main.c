@@ -2,6 +2,7 @@
  * to mesh-control (see relay.h for the server itself). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <fcntl.h>
@@ -758,8 +759,16 @@ static int cmd_up(const struct opts *o_in)
 	memcpy(self.key, pub, 32);
 	static const struct ctl_client_callbacks cb = {.on_state = on_state,
 	                                               .on_relay_state = on_relay_state};
+	/* mesh-control may be a name (the join token's host): resolved by
+	 * evdns at every connect, so a server moved behind its name is found
+	 * at the next reconnect. */
+	struct evdns_base *dns = evdns_base_new(
+	    a.base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!dns)
+		dns = evdns_base_new(a.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	struct ctl_client_config cc = {
 	    .base = a.base,
+	    .dns = dns,
 	    .host = st.control_host,
 	    .port = st.control_port,
 	    .hostname = "mesh-relay",
@@ -776,6 +785,8 @@ static int cmd_up(const struct opts *o_in)
 	sodium_memzero(cc.machine_priv, sizeof cc.machine_priv);
 	if (!a.ctl) {
 		fprintf(stderr, "mesh-relay: %s\n", err);
+		if (dns)
+			evdns_base_free(dns, 0);
 		return 1;
 	}
 	struct rly_health *health = NULL;
@@ -815,6 +826,8 @@ static int cmd_up(const struct opts *o_in)
 	event_free(sigterm);
 	rly_health_free(health);
 	ctl_client_free(a.ctl);
+	if (dns)
+		evdns_base_free(dns, 0);
 	rly_api_free(a.api);
 	rly_server_free(a.srv);
 	event_base_free(a.base);

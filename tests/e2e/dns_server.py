@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A tiny authoritative DNS server over UDP for the end-to-end tests.
 
-usage: dns_server.py BIND_ADDR PORT NAME IPV4
-Answers "NAME A" with IPV4, "big.NAME TXT" with about 1,200 bytes of text
+usage: dns_server.py BIND_ADDR PORT NAME IPV4 [NAME IPV4]...
+Answers "NAME A" with IPV4 (for each pair), "big.NAME TXT" with about 1,200 bytes of text
 (a datagram bigger than a small MTU's worth of payload), and NXDOMAIN for
 everything else. Logs each query to stderr with the client's address."""
 import socket
@@ -35,7 +35,7 @@ def big_txt():
     return out
 
 
-def answer(query, name, ipv4):
+def answer(query, name, ipv4, more=None):
     if len(query) < 12:
         return None
     qid, flags, qd = struct.unpack(">HHH", query[:6])
@@ -48,7 +48,12 @@ def answer(query, name, ipv4):
     question = query[12 : off + 4]
     rr = b""
     rcode = 0
-    if qname == name and qtype == 1:
+    more = more or {}
+    if qname in more and qtype == 1:
+        rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton(more[qname])
+    elif qname in more:
+        pass  # the name exists, no record of this type
+    elif qname == name and qtype == 1:
         rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton(ipv4)
     elif qname == "big." + name and qtype == 16:
         data = big_txt()
@@ -61,10 +66,13 @@ def answer(query, name, ipv4):
 
 
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) < 5 or len(sys.argv) % 2 != 1:
         sys.stderr.write(__doc__)
         return 2
     addr, port, name, ipv4 = sys.argv[1], int(sys.argv[2]), sys.argv[3].lower().rstrip("."), sys.argv[4]
+    more = {}
+    for i in range(5, len(sys.argv), 2):
+        more[sys.argv[i].lower().rstrip(".")] = sys.argv[i + 1]
     fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_DGRAM)
     s.bind((addr, port))
@@ -73,7 +81,7 @@ def main():
     while True:
         query, peer = s.recvfrom(4096)
         try:
-            r = answer(query, name, ipv4)
+            r = answer(query, name, ipv4, more)
         except ValueError as e:
             sys.stderr.write("dns: %s: bad query: %s\n" % (peer, e))
             continue

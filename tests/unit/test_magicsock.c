@@ -12,6 +12,8 @@
  *  - The direct path dies (every UDP datagram from one side dropped): the
  *    relay takes over once the trust runs out, the owner is told once
  *    (on_path), and packets still arrive.
+ *  - A peer whose map endpoints no longer list the validated address
+ *    (it moved) loses the trust, so a roamed endpoint stays.
  *  - The relay restarts on the same port: the nodes reconnect and packets
  *    flow again.
  *  - Disco from an unknown key is dropped and counted; spoofed pongs (wrong
@@ -483,6 +485,66 @@ static void direct_dies_relay_takes_over(void **state)
 	unsigned before = nodes[1].rx_count;
 	send_one(0);
 	assert_true(run_until(base, &nodes[1].rx_count, before + 1, 3000));
+}
+
+/* Node 0's device endpoint for node 1 moved to `to` (as a handshake from
+ * a new address does: WireGuard roaming). */
+static void roam_to(const char *ip, uint16_t port)
+{
+	struct wg_peer_config pc;
+	memset(&pc, 0, sizeof(pc));
+	memcpy(pc.public_key, nodes[1].pub, 32);
+	struct sockaddr_in *s = (struct sockaddr_in *)&pc.endpoint;
+	s->sin_family = AF_INET;
+	s->sin_port = htons(port);
+	assert_int_equal(inet_pton(AF_INET, ip, &s->sin_addr), 1);
+	assert_int_equal(wg_device_update_peer(nodes[0].dev, &pc, WG_PEER_UPD_ENDPOINT),
+	                 0);
+}
+
+static uint16_t endpoint_port_of_node1(void)
+{
+	struct wg_peer_info pi;
+	assert_int_equal(wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi), 0);
+	return ntohs(((struct sockaddr_in *)&pi.endpoint)->sin_port);
+}
+
+/* A peer that moved (its map endpoints no longer list the address disco
+ * validated) is no longer trusted there: its roaming handshake from the
+ * new address is kept, not undone for the rest of the 6.5 s trust. A map
+ * that still lists the validated address keeps the trust (and moves the
+ * endpoint back to it). */
+static void moved_peer_loses_trust(void **state)
+{
+	start_nodes(true);
+	assert_true(wait_home(3000));
+	int64_t end = mono_ms() + 3000;
+	while (mono_ms() < end && path_of(0) != MS_PATH_DIRECT) {
+		send_one(0);
+		send_one(1);
+		spin(50);
+	}
+	assert_int_equal(path_of(0), MS_PATH_DIRECT);
+	struct magicsock_peer_path pp;
+	magicsock_peer_path(ms[0], nodes[1].pub, &pp);
+	assert_true(pp.trusted);
+	uint16_t old_port = wg_device_port(nodes[1].dev);
+
+	/* Still listed (one more endpoint beside it): trusted, endpoint back. */
+	extra_ep = "198.18.78.9";
+	extra_ep_port = 4000;
+	roam_to("198.18.78.9", 4000);
+	feed_delta(0, true, NULL, false);
+	magicsock_peer_path(ms[0], nodes[1].pub, &pp);
+	assert_true(pp.trusted);
+	assert_int_equal(endpoint_port_of_node1(), old_port);
+
+	/* Gone from the map: the trust ends, the roamed endpoint stays. */
+	roam_to("198.18.78.9", 4000);
+	feed_delta(0, false, NULL, false);
+	magicsock_peer_path(ms[0], nodes[1].pub, &pp);
+	assert_false(pp.trusted);
+	assert_int_equal(endpoint_port_of_node1(), 4000);
 }
 
 static void relay_restart_reconnects(void **state)
@@ -1884,6 +1946,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(direct_when_validated, setup, teardown),
 	    cmocka_unit_test_setup_teardown(direct_dies_relay_takes_over, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(moved_peer_loses_trust, setup, teardown),
 	    cmocka_unit_test_setup_teardown(relay_restart_reconnects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unusable_home_is_left, setup, teardown),
 	    cmocka_unit_test_setup_teardown(static_peer_left_alone, setup, teardown),
