@@ -50,6 +50,7 @@ static const struct env_setting env_settings[] = {
     S("MESH_CONFIG", "--config", config, ENV_STR),
     S("MESH_DIRECT", "--direct", direct, ENV_STR),
     S("MESH_HEALTH_LISTEN", "--health-listen", health_listen, ENV_STR),
+    S("MESH_METRICS_PEERS", "--metrics-peers", metrics_peers, ENV_YESNO),
     S("MESH_LOG_LEVEL", "--log-level", log_level, ENV_STR),
     S("MESH_API", "--api", api, ENV_STR),
     S("MESH_PROXY_USER", "--proxy-user", proxy_user, ENV_STR),

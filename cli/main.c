@@ -589,7 +589,8 @@ int main(int argc, char **argv)
 	struct node_opts o = {.config_path = c.config,
 	                      .api_path = c.api,
 	                      .ctl = c.state || c.ephemeral ? &ma : NULL,
-	                      .health_listen = c.health_listen};
+	                      .health_listen = c.health_listen,
+	                      .metrics_peers = c.metrics_peers && !strcmp(c.metrics_peers, "yes")};
 	int rc;
 	while ((rc = node_run(&o)) == NODE_RC_RESTART)
 		log_info("starting again");

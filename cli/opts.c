@@ -114,6 +114,8 @@ int cli_parse_opts(int argc, char **argv, int i, struct cli *c)
 			c->proxy_open = a[2] == 'n' ? "no" : "yes";
 		} else if (!strcmp(a, "--ephemeral")) {
 			c->ephemeral = true;
+		} else if (!strcmp(a, "--metrics-peers") || !strcmp(a, "--no-metrics-peers")) {
+			c->metrics_peers = a[2] == 'n' ? "no" : "yes";
 		} else if (!strcmp(a, "--live")) {
 			c->live = true;
 		} else if (!strcmp(a, "-4") || !strcmp(a, "-6")) {

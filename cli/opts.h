@@ -21,6 +21,7 @@ struct cli {
 	bool ephemeral;                  /* --ephemeral */
 	bool sidecar;                    /* the sidecar command (settings from MESH_*) */
 	bool live;                       /* health --live */
+	const char *metrics_peers;       /* --metrics-peers: "yes", --no-metrics-peers: "no" */
 	int family;                      /* ip -4 / -6 */
 	const char *log_level;
 	bool json, disco, until_direct;

@@ -4,6 +4,8 @@
 #ifndef MESH_NODE_H
 #define MESH_NODE_H
 
+#include <stdbool.h>
+
 struct node_ctl_args;
 
 struct node_opts {
@@ -15,6 +17,10 @@ struct node_opts {
 	/* --health-listen ADDR:PORT: /livez, /readyz and /metrics over HTTP on
 	 * their own listener; NULL: none. */
 	const char *health_listen;
+	/* --metrics-peers: /metrics has per-peer series (labelled with peer
+	 * names); off by default, since they name the mesh to whoever can
+	 * reach the listener and grow with the mesh. */
+	bool metrics_peers;
 };
 
 /* node_run's answer when the node must start over in the same process
