@@ -14,6 +14,7 @@
 #include "cli/paths.h"
 #include "config/config.h"
 #include "core/control/token.h"
+#include "core/util/harden.h"
 #include "core/util/log.h"
 #include "node/api_server.h"
 #include "node/control.h"
@@ -414,6 +415,7 @@ static int cli_up_env(struct cli *c, bool sidecar, struct cli_env *e)
 
 int main(int argc, char **argv)
 {
+	harden_process(); /* before any secret is read */
 	if (sodium_init() < 0) {
 		fprintf(stderr, "mesh-proxy: libsodium failed to initialise\n");
 		return 1;

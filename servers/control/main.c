@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/util/harden.h"
 #include "servers/control/admin.h"
 #include "servers/control/cli_int.h"
 #include "servers/control/server.h"
@@ -339,6 +340,7 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 
 int main(int argc, char **argv)
 {
+	harden_process(); /* before any secret is read */
 	int i = 1; /* serve parses its own options */
 	while (i < argc && (argv[i][0] == '-' || !strcmp(argv[i - 1], "--data")))
 		i++;

@@ -24,6 +24,7 @@
 
 #include "core/control/client.h"
 #include "core/control/token.h"
+#include "core/util/harden.h"
 #include "core/util/log.h"
 #include "core/util/sockaddr.h"
 #include "servers/relay/api.h"
@@ -869,6 +870,7 @@ static int cmd_status(const struct opts *o)
 
 int main(int argc, char **argv)
 {
+	harden_process(); /* before any secret is read */
 	struct opts o = {0};
 	const char *cmd = NULL;
 	for (int i = 1; i < argc; i++) {
