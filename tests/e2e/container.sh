@@ -16,7 +16,14 @@
 # without a shell, NSS modules or resolver files of its own.
 #
 # Checks: the image is one layer FROM scratch, runs as 65534 with the
-# sidecar entrypoint, holds no shell and stripped programs, and is small
+# sidecar entrypoint, holds no shell and stripped programs, nothing but
+# what is on an allowlist (the programs, the libraries ldd names for them,
+# the loader, the /etc files, a dpkg status record for each library's
+# package); a second build with LD_PRELOAD and LD_LIBRARY_PATH set gives
+# the same image ID; --keep-context refuses a non-empty directory, and the
+# build refuses a non-empty /etc/ld.so.preload; the sidecar has no
+# capability (effective, permitted, bounding), NoNewPrivs, and the host's
+# uid 65534 cannot read its /proc/PID/environ (the join token); the image is small
 # (size and the sidecar's idle RSS are printed and kept in
 # $E2E_LOGDIR/numbers); the app fetches http://web:8080/ through the
 # sidecar; `mesh-proxy health` in the sidecar exits 0; `podman stop`
@@ -36,7 +43,7 @@
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
-e2e_require_cmd podman runc ip python3 setpriv ss curl strip readelf ldd tar gzip findmnt
+e2e_require_cmd podman runc ip python3 setpriv ss curl strip readelf ldd tar gzip findmnt git dpkg-query unshare
 e2e_tmp_init
 e2e_require_mesh_proxy
 if e2e_is_asan; then
@@ -114,6 +121,58 @@ INTERP=$(readelf -l "$MESH_BUILD/mesh-proxy" | sed -n 's/.*interpreter: \/\(.*\)
 check "the image holds the three programs and their loader ($INTERP)" \
     eval 'has_file usr/bin/mesh-proxy && has_file usr/bin/mesh-control && has_file usr/bin/mesh-relay && [ -n "$INTERP" ] && has_file "$INTERP"'
 check "and no shell" eval '! grep -Eq "bin/(ba|da)?sh$" "$E2E_LOGDIR/image-files.txt"'
+# ldd_libs FILE... : the libraries the loader finds for FILE on this host,
+# in an empty environment (no path relative: no leading /).
+ldd_libs() {
+    local f
+    for f in "$@"; do
+        env -i PATH=/usr/bin:/bin ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print substr($3, 2) }'
+    done | sort -u
+}
+# image_allowlist LIST : every entry of the image's file list LIST (tar
+# -tv) is one build.sh puts there: the programs, the libraries they need
+# and their directories, the loader, the /etc files, the dpkg records, and
+# the empty directories tmp, run, var/tmp and state. Regular files and
+# directories only (no link, no device).
+image_allowlist() {
+    local want=$E2E_TMP/allowed got=$E2E_TMP/entries bad
+    {
+        printf 'f %s\n' usr/bin/mesh-proxy usr/bin/mesh-control usr/bin/mesh-relay \
+            etc/passwd etc/group etc/nsswitch.conf etc/os-release "$INTERP"
+        ldd_libs "$MESH_BUILD"/mesh-proxy "$MESH_BUILD"/mesh-control "$MESH_BUILD"/mesh-relay |
+            sed 's/^/f /'
+        printf 'd %s\n' tmp run var/tmp state var/lib/dpkg/status.d
+    } >"$want.files"
+    awk '{ n = split($2, a, "/"); p = "";
+           for (i = 1; i < n; i++) { p = p (p == "" ? "" : "/") a[i]; print "d", p } }' "$want.files" |
+        cat - "$want.files" | sort -u >"$want"
+    awk '{ t = substr($1, 1, 1); n = $6; sub(/^\.\//, "", n); sub(/\/$/, "", n);
+           if (n != "" && n != ".") print (t == "-" ? "f" : t), n, $7 }' "$1" | sort -u >"$got"
+    bad=$(grep -vE '^f var/lib/dpkg/status\.d/[a-z0-9][a-z0-9.+-]+ ?$' "$got" | sed 's/ $//' | comm -23 - "$want")
+    [ -z "$bad" ] || { echo "not on the allowlist:"; echo "$bad"; return 1; }
+}
+check "every file in the image is on the allowlist (programs, their libraries, the loader, /etc, dpkg records)" \
+    image_allowlist "$E2E_LOGDIR/image-files.txt"
+# records_ok : a dpkg status record (status.d/NAME) for the package of
+# every library, each with this host's version of NAME.
+records_ok() {
+    local d=$E2E_TMP/img r n lib o v
+    mkdir -p "$d"
+    tar -xf "$E2E_TMP/rootfs.tar" -C "$d" var/lib/dpkg/status.d 2>/dev/null ||
+        tar -xf "$E2E_TMP/rootfs.tar" -C "$d" ./var/lib/dpkg/status.d || return 1
+    for r in "$d"/var/lib/dpkg/status.d/*; do
+        n=$(basename "$r")
+        v=$(dpkg-query -W -f '${Version}' "$n") || return 1
+        grep -qx "Package: $n" "$r" && grep -qxF "Version: $v" "$r" || { echo "$n: bad record"; cat "$r"; return 1; }
+    done
+    for lib in $INTERP $(ldd_libs "$MESH_BUILD"/mesh-proxy "$MESH_BUILD"/mesh-control "$MESH_BUILD"/mesh-relay); do
+        # dpkg names the file by its unmerged or its /usr path.
+        o=$( (dpkg-query -S "/$lib" || dpkg-query -S "/usr/$lib" || dpkg-query -S "/${lib#usr/}") 2>/dev/null |
+            awk -F: 'NR == 1 { print $1 }')
+        [ -n "$o" ] && [ -f "$d/var/lib/dpkg/status.d/$o" ] || { echo "no record of $lib's package ($o)"; return 1; }
+    done
+}
+check "a dpkg status record with the installed version for every library's package" records_ok
 check "/state is 65534's (0700), /tmp is 1777" \
     eval 'grep -Eq "^drwx------ 65534/65534 .* (\./)?state/?$" "$E2E_LOGDIR/image-files.txt" &&
           grep -Eq "^drwxrwxrwt 0/0 .* (\./)?tmp/?$" "$E2E_LOGDIR/image-files.txt"'
@@ -121,6 +180,51 @@ tar -xf "$E2E_TMP/rootfs.tar" -C "$E2E_TMP" usr/bin/mesh-proxy 2>/dev/null ||
     tar -xf "$E2E_TMP/rootfs.tar" -C "$E2E_TMP" ./usr/bin/mesh-proxy
 check "the image's mesh-proxy is stripped, the build tree's is not" \
     eval '! readelf -S "$E2E_TMP/usr/bin/mesh-proxy" | grep -q "\.symtab" && readelf -S "$MESH_BUILD/mesh-proxy" | grep -q "\.symtab"'
+REVISION=$(git -C "$E2E_ROOT" rev-parse --short HEAD)
+[ -z "$(git -C "$E2E_ROOT" status --porcelain)" ] || REVISION=$REVISION-dirty
+check "the revision label is the tree's ($REVISION), the creation time the commit's" \
+    eval '[ "$(inspect "{{index .Labels \"org.opencontainers.image.revision\"}}")" = "$REVISION" ] &&
+          [ "$(date -d "$(inspect "{{.Created}}" | cut -d" " -f1-3)" +%s)" = "$(git -C "$E2E_ROOT" log -1 --format=%ct)" ]'
+
+step "the image again: the same image, whatever the caller's loader variables"
+# A second build with a library preloaded and a copy of libsodium first on
+# the library path: neither may reach the image (ldd runs with an empty
+# environment), and the rest being equal the image ID is the same.
+PRELOAD=$(ldd "$(command -v curl)" | awk '$1 ~ /^libz\.so/ && $3 ~ /^\// { print $3 }')
+mkdir -p "$E2E_TMP/evil"
+cp -L "/$(ldd_libs "$MESH_BUILD/mesh-proxy" | grep -m1 libsodium)" "$E2E_TMP/evil/"
+check "build with LD_PRELOAD=$PRELOAD LD_LIBRARY_PATH=$E2E_TMP/evil" \
+    env LD_PRELOAD="$PRELOAD" LD_LIBRARY_PATH="$E2E_TMP/evil" "$E2E_ROOT/image/build.sh" \
+    --build "$MESH_BUILD" --tag "$IMG-again" \
+    --root "$PSTORE/root" --runroot "$PSTORE/run" --tmpdir "$PSTORE/tmp" --keep-context "$E2E_TMP/ctx2"
+check "neither the preloaded library nor the other libsodium is in its context" \
+    eval '[ -n "$PRELOAD" ] && ! tar -tf "$E2E_TMP/ctx2/rootfs.tar" | grep -F -e "${PRELOAD##*/}" -e evil'
+check "two builds of the same tree give the same image ID (reproducible)" \
+    eval '[ "$(pm image inspect -f "{{.Id}}" "$IMG-again")" = "$(inspect "{{.Id}}")" ]'
+pm rmi "$IMG-again" >/dev/null 2>&1
+mkdir -p "$E2E_TMP/full" && echo keep >"$E2E_TMP/full/mine"
+check "--keep-context on a non-empty directory: refused, the directory kept" \
+    eval '! "$E2E_ROOT/image/build.sh" --build "$MESH_BUILD" --keep-context "$E2E_TMP/full" &&
+          [ "$(cat "$E2E_TMP/full/mine")" = keep ]'
+# preload_refused : with an /etc/ld.so.preload (a copy of /etc bound over
+# it, in a mount namespace of its own) build.sh stops with one line.
+preload_refused() {
+    local out rc
+    cp -a /etc "$E2E_TMP/etc" && echo "$PRELOAD" >"$E2E_TMP/etc/ld.so.preload" || return 1
+    out=$(unshare -m --propagation private bash -c 'mount --bind "$1" /etc && exec "${@:2}"' _ \
+        "$E2E_TMP/etc" "$E2E_ROOT/image/build.sh" --build "$MESH_BUILD" --tag "$IMG-preload" \
+        --root "$PSTORE/root" --runroot "$PSTORE/run" --tmpdir "$PSTORE/tmp" 2>&1)
+    rc=$?
+    rm -rf "$E2E_TMP/etc"
+    echo "exit $rc: $out"
+    [ $rc -ne 0 ] && [ "$(printf '%s\n' "$out" | grep -c .)" = 1 ] && [[ $out == *ld.so.preload* ]]
+}
+if unshare -m --propagation private true 2>/dev/null; then
+    check "a non-empty /etc/ld.so.preload stops the build with one line" preload_refused
+else
+    info "no private mount namespace here: the /etc/ld.so.preload check is not run"
+fi
+
 GZ=$(pm save "$IMG" 2>/dev/null | gzip -6 | wc -c)
 echo "image_bytes $SIZE" >"$NUMBERS"
 echo "image_gzip_bytes $GZ" >>"$NUMBERS"
@@ -224,8 +328,21 @@ check "the sidecar's node joined as app" wait_until 20 node_online app ||
 info "app online $((($(date +%s%N) - T0) / 1000000)) ms after podman run"
 check "the sidecar runs as uid 65534 on the host" \
     test "$(awk '/^Uid:/ { print $2 }' "/proc/$(cpid "$C_SIDE")/status")" = 65534
-check "with no capability" \
-    test "$(awk '/^CapEff:/ { print $2 }' "/proc/$(cpid "$C_SIDE")/status")" = 0000000000000000
+SPID=$(cpid "$C_SIDE")
+# status_is FIELD VALUE : /proc/$SPID/status says FIELD: VALUE.
+status_is() { [ "$(awk -v f="$1:" '$1 == f { print $2 }' "/proc/$SPID/status")" = "$2" ]; }
+check "with no capability, none it could regain (CapEff, CapPrm, CapBnd 0) and NoNewPrivs" \
+    eval 'status_is CapEff 0000000000000000 && status_is CapPrm 0000000000000000 &&
+          status_is CapBnd 0000000000000000 && status_is NoNewPrivs 1 || { grep -E "^(Cap|NoNew)" /proc/$SPID/status; false; }'
+# The host's uid 65534 (the host's nobody: the same uid, no user namespace)
+# must not read the sidecar's environment, which holds the join token: the
+# node is not dumpable, so /proc/PID/environ is root's. Root can, and
+# 65534 can read its status: the check itself works.
+AS_65534=(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all --)
+check "root reads the sidecar's /proc/PID/environ (it holds MESH_JOIN)" \
+    eval 'tr "\0" "\n" <"/proc/$SPID/environ" | grep -q "^MESH_JOIN="'
+check "the host's uid 65534 reads its /proc/PID/status" "${AS_65534[@]}" cat "/proc/$SPID/status"
+check "but not its /proc/PID/environ" eval '! "${AS_65534[@]}" cat "/proc/$SPID/environ"'
 
 # app_fetch WANT : the app container fetches http://web:8080/ through the
 # sidecar's SOCKS5 (the name resolved by the sidecar: --socks5-hostname).
