@@ -135,7 +135,7 @@ libs() {
 		if [ "$lib" = "$INTERP" ]; then
 			echo "$lib"
 		elif [[ $lib == *..* ]] || ! grep -qxF "$(dirname "$lib")" <<<"$SYSDIRS"; then
-			die "$lib is outside the loader's default directories ($(echo $SYSDIRS)): the image has no ld.so.cache to find it; install the library from a Debian package or link it statically"
+			die "$lib is outside the loader's default directories ($(tr '\n' ' ' <<<"$SYSDIRS" | sed 's/ $//')): the image has no ld.so.cache to find it; install the library from a Debian package or link it statically"
 		else
 			echo "$lib"
 		fi

@@ -20,8 +20,9 @@
 # what is on an allowlist (the programs, the libraries ldd names for them,
 # the loader, the /etc files, a dpkg status record for each library's
 # package); a second build with LD_PRELOAD and LD_LIBRARY_PATH set gives
-# the same image ID; --keep-context refuses a non-empty directory, and the
-# build refuses a non-empty /etc/ld.so.preload; the sidecar has no
+# the same image ID; --keep-context refuses a non-empty directory; a library
+# outside the loader's default directories, one ldd cannot find and a
+# non-empty /etc/ld.so.preload stop the build; the sidecar has no
 # capability (effective, permitted, bounding), NoNewPrivs, and the host's
 # uid 65534 cannot read its /proc/PID/environ (the join token); the image is small
 # (size and the sidecar's idle RSS are printed and kept in
@@ -206,6 +207,36 @@ mkdir -p "$E2E_TMP/full" && echo keep >"$E2E_TMP/full/mine"
 check "--keep-context on a non-empty directory: refused, the directory kept" \
     eval '! "$E2E_ROOT/image/build.sh" --build "$MESH_BUILD" --keep-context "$E2E_TMP/full" &&
           [ "$(cat "$E2E_TMP/full/mine")" = keep ]'
+# fake_build : $E2E_TMP/fake holds three programs that need libfoo.so from
+# $E2E_TMP/fake/lib (found through their RUNPATH, as a library from
+# LD_LIBRARY_PATH or /usr/local/lib would be).
+fake_build() {
+    local d=$E2E_TMP/fake p
+    mkdir -p "$d/lib"
+    echo 'int foo(void) { return 0; }' >"$d/foo.c"
+    echo 'int foo(void); int main(void) { return foo(); }' >"$d/main.c"
+    cc -shared -fPIC -o "$d/lib/libfoo.so" "$d/foo.c" &&
+        cc -o "$d/mesh-proxy" "$d/main.c" -L"$d/lib" -lfoo -Wl,-rpath,"$d/lib" || return 1
+    for p in mesh-control mesh-relay; do cp "$d/mesh-proxy" "$d/$p"; done
+}
+# build_refused WHAT : build.sh on the fake build stops with one line that
+# says WHAT.
+build_refused() {
+    local out rc
+    out=$("$E2E_ROOT/image/build.sh" --build "$E2E_TMP/fake" --tag "$IMG-fake" \
+        --root "$PSTORE/root" --runroot "$PSTORE/run" --tmpdir "$PSTORE/tmp" 2>&1)
+    rc=$?
+    echo "exit $rc: $out"
+    [ $rc -ne 0 ] && [ "$(printf '%s\n' "$out" | grep -c .)" = 1 ] && [[ $out == *"$1"* ]]
+}
+if command -v cc >/dev/null && fake_build; then
+    check "a library outside the loader's default directories stops the build" \
+        build_refused "outside the loader's default directories"
+    rm -rf "$E2E_TMP/fake/lib"
+    check "a library ldd cannot find stops the build" build_refused "libfoo.so that ldd cannot find"
+else
+    info "no C compiler: the checks of a stray and a missing library are not run"
+fi
 # preload_refused : with an /etc/ld.so.preload (a copy of /etc bound over
 # it, in a mount namespace of its own) build.sh stops with one line.
 preload_refused() {
