@@ -56,6 +56,7 @@ struct srv_conn {
 	double stream_ms;                 /* time spent building its chunks */
 	size_t stream_bytes;              /* bytes of its chunks so far */
 	bool dead;                        /* freed by the reaper, from the loop */
+	bool peer_closed;                 /* ended by the node's FIN or RST (event_cb) */
 	uint64_t behind_ms;               /* its queue went over SRV_OUT_LOW (0: not) */
 	uint64_t drained_ms;              /* bytes last left its queue */
 	uint64_t drained_bytes;           /* bytes that left its queue */
@@ -123,6 +124,14 @@ struct srv_node {
 	size_t wb_idx;        /* 1 + its waiting write in s->wb, 0 none */
 	double reg_tokens;    /* its REGISTER bucket (server_reg.c) */
 	uint64_t reg_ms;      /* when reg_tokens was last refilled (0: full) */
+	/* How its last connection on this server ended (memory only; name
+	 * reuse, server_reg.c): closed_by_node_ms is when the node itself
+	 * closed it (FIN or RST: it left or its process died), 0 when it was
+	 * closed otherwise (timeout, error, by us) or is still open;
+	 * gone_s is when it went (unix s, 0: not since this server
+	 * started). */
+	uint64_t closed_by_node_ms;
+	int64_t gone_s;
 	char *pj;             /* peer's JSON entry (ctl_msg_encode_peer); NULL
 	                       * if it did not encode */
 	char *stags;          /* its tags as stored (NULL: none); peer.tags
