@@ -933,9 +933,23 @@ void ctl_server_notify(struct ctl_server *s)
 	srv_broadcast_schedule(s);
 }
 
+void srv_note_write_fail(struct ctl_server *s)
+{
+	s->st.store_write_failures++;
+	s->write_fail_ms = srv_now_ms();
+	if (!s->write_fail_ms)
+		s->write_fail_ms = 1;
+}
+
 void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *st)
 {
 	*st = s->st;
+	st->nodes_known = s->n_nodes;
+	st->nodes_approved = 0;
+	for (size_t i = 0; i < s->n_nodes; i++)
+		st->nodes_approved += s->nodes[i].approved;
+	st->store_write_fail_age_s =
+	    s->write_fail_ms ? (double)(srv_now_ms() - s->write_fail_ms) / 1000.0 : -1;
 	st->map_version = s->snap_version;
 	st->out_queued = s->out_total;
 	st->zchunk_bytes = srv_zc_bytes(s);

@@ -247,6 +247,7 @@ struct ctl_server {
 	bool legacy_waiting;    /* older nodes' maps wait for out_legacy */
 	struct event *resume;   /* runs them when it did */
 	struct ctl_server_stats st;
+	uint64_t write_fail_ms; /* srv_now_ms of the last failed batch write; 0 none */
 	struct ctl_meta meta;
 	/* snapshot */
 	struct srv_node *nodes;
@@ -311,6 +312,9 @@ struct ctl_server {
 
 /* server.c */
 uint64_t srv_now_ms(void);
+/* A write of the node batch failed: counted, and /readyz answers 503 for
+ * a while (health.c). */
+void srv_note_write_fail(struct ctl_server *s);
 int srv_send_msg(struct srv_conn *c, const struct ctl_msg *m);
 int srv_send_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t len);
 void srv_conn_free(struct srv_conn *c);
