@@ -5,7 +5,10 @@
  *    their own; logouts and reclaimed names exported;
  *  - /readyz: 503 "not ready: store unavailable" once a write of the node
  *    batch fails (a full or read-only disk), without the store's error
- *    text in the answer; 200 while the store answers and writes work. */
+ *    text in the answer; 200 while the store answers and writes work;
+ *  - the store is asked at most about once a second however often the
+ *    listener is scraped, and a store that stops answering turns /readyz
+ *    503 within about a second. */
 #include "tests/unit/ctl_server_fixture.h"
 
 #include "servers/control/health.h"
@@ -145,13 +148,60 @@ static void readyz_503_after_a_failed_write(void **state)
 	tc_free(a);
 }
 
+struct probe_hook {
+	int reads;
+	bool fail;
+};
+
+static int count_probes(const char *point, void *arg)
+{
+	struct probe_hook *ph = arg;
+	if (strcmp(point, "map_version:read") != 0)
+		return 0;
+	ph->reads++;
+	return ph->fail;
+}
+
+/* Twenty scrapes and probes in a burst cost the store at most a couple
+ * of one-row reads; a store that stops answering turns /readyz 503 once
+ * the cached answer is older than a second. */
+static void readyz_probe_cached(void **state)
+{
+	struct t *t = *state;
+	uint16_t port;
+	struct ctl_health *h = health_start(t, &port);
+	static char body[65536];
+	struct probe_hook ph = {0};
+	ctl_store_set_fault(t->st, count_probes, &ph);
+	double t0 = now_ms();
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(http_get(t, port, "/readyz", body, sizeof body), 200);
+		assert_int_equal(http_get(t, port, "/metrics", body, sizeof body), 200);
+	}
+	double took = now_ms() - t0;
+	print_message("20 requests in %.0f ms: %d store reads\n", took, ph.reads);
+	assert_true(ph.reads >= 1);
+	/* the fixture's server polls the map version every 50 ms too; one
+	 * read per request would be 20 more */
+	assert_true(ph.reads <= 3 + (int)(took / 50));
+	ph.fail = true;
+	pump(t, 1100);
+	assert_int_equal(http_get(t, port, "/readyz", body, sizeof body), 503);
+	assert_non_null(strstr(body, "not ready: store unavailable"));
+	assert_null(strstr(body, "fault"));
+	ctl_store_set_fault(t->st, NULL, NULL);
+	ctl_health_free(h);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(metrics_separate_node_gauges, setup, teardown),
+	    cmocka_unit_test_setup_teardown(metrics_separate_node_gauges, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(readyz_503_after_a_failed_write, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(readyz_probe_cached, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
