@@ -1,7 +1,13 @@
 /* mesh-control serve --health-listen ADDR:PORT: /livez, /readyz (ready
- * while the store answers a query) and /metrics (meshcontrol_*: nodes,
- * connections, handshakes, registrations, maps and deltas, the policy's
- * compiles, store errors). The listener is core/util/healthd.h. */
+ * while the store answers a one-row query, asked at most once a second,
+ * and no write of the node batch failed in the last 30 s: a full or
+ * read-only disk; 503 "not ready: store unavailable", the details in the
+ * log) and /metrics (meshcontrol_*: nodes, pending and online nodes as
+ * separate gauges, connections accepted / refused / closed, handshakes,
+ * registrations, logouts, names reclaimed, maps and deltas, the policy's
+ * compiles, store probe and write failures), from the server's counters
+ * in memory: no store scan per request. The listener is
+ * core/util/healthd.h. */
 #ifndef MESH_CTL_HEALTH_H
 #define MESH_CTL_HEALTH_H
 

@@ -94,10 +94,23 @@ static bool other_conn_of(struct ctl_server *s, const struct srv_conn *c)
 
 /* Written with the next batch (server_writes.c); at stop, every node in
  * one statement (ctl_server_free). */
+static struct srv_node *snap_node(struct ctl_server *s, int64_t id)
+{
+	bool f;
+	size_t i = srv_snap_index(s, id, &f);
+	return f ? &s->nodes[i] : NULL;
+}
+
 void srv_set_offline(struct ctl_server *s, int64_t node_id)
 {
-	if (!s->stopping)
-		srv_wb_offline(s, node_id);
+	if (s->stopping)
+		return;
+	struct srv_node *n = snap_node(s, node_id);
+	if (n) { /* not by the node unless the caller says so */
+		n->closed_by_node_ms = 0;
+		n->gone_s = (int64_t)time(NULL);
+	}
+	srv_wb_offline(s, node_id);
 }
 
 /* The budget's split (server_int.h, srv_over_budget): older nodes' half,
@@ -228,10 +241,13 @@ void srv_conn_free(struct srv_conn *c)
 		c->state = SRV_CLOSING;
 		srv_online_down(c);
 		if (!other_conn_of(s, c)) {
-			const struct srv_node *n = srv_snap_find(s, c->node_id);
-			log_info("mesh-control: node %lld (%s) offline",
-			         (long long)c->node_id, n ? n->peer.name : "?");
+			struct srv_node *n = snap_node(s, c->node_id);
+			log_info("mesh-control: node %lld (%s) offline%s",
+			         (long long)c->node_id, n ? n->peer.name : "?",
+			         c->peer_closed ? " (closed by the node)" : "");
 			srv_set_offline(s, c->node_id);
+			if (n && c->peer_closed && !s->stopping)
+				n->closed_by_node_ms = srv_now_ms();
 		}
 	}
 	srv_unreg_unlink(c);
@@ -440,7 +456,9 @@ static bool type_allowed(enum srv_conn_state st, uint8_t type)
 	case CTL_MSG_RELAY_REGISTER:
 		return st == SRV_WAIT_REG;
 	case CTL_MSG_ENDPOINTS:
+		return st == SRV_PENDING || st == SRV_ONLINE;
 	case CTL_MSG_LOGOUT:
+		/* a pending node's is taken but changes nothing (on_msg) */
 		return st == SRV_PENDING || st == SRV_ONLINE;
 	default:
 		return false;
@@ -470,6 +488,13 @@ static int on_msg(struct srv_conn *c, const struct ctl_frame *f)
 	}
 	if (f->type == CTL_MSG_LOGOUT) {
 		/* carries nothing either (a newer node may add fields) */
+		/* Only an approved node's LOGOUT touches the store. A pending
+		 * one is just closed and its row stays until it times out:
+		 * removing it would free its max_pending slot for the next
+		 * keyless registration, so that handshake, REGISTER, LOGOUT
+		 * in a loop would churn the store past the limit. */
+		if (f->len <= SRV_KEEPALIVE_MAX && c->state == SRV_PENDING)
+			return -ECONNRESET;
 		if (f->len <= SRV_KEEPALIVE_MAX)
 			return srv_on_logout(c);
 		s->st.bad_messages++;
@@ -576,6 +601,11 @@ static void write_cb(struct bufferevent *bev, void *arg)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct srv_conn *c = arg;
+	/* The node's FIN, or its kernel's RST (its process died): the node
+	 * ended this connection, not a timeout or a fault of ours. */
+	int e = EVUTIL_SOCKET_ERROR();
+	c->peer_closed = (what & BEV_EVENT_EOF) ||
+	                 ((what & BEV_EVENT_ERROR) && (e == ECONNRESET || e == EPIPE));
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
 		srv_conn_free(c);
 }
@@ -903,9 +933,23 @@ void ctl_server_notify(struct ctl_server *s)
 	srv_broadcast_schedule(s);
 }
 
+void srv_note_write_fail(struct ctl_server *s)
+{
+	s->st.store_write_failures++;
+	s->write_fail_ms = srv_now_ms();
+	if (!s->write_fail_ms)
+		s->write_fail_ms = 1;
+}
+
 void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *st)
 {
 	*st = s->st;
+	st->nodes_known = s->n_nodes;
+	st->nodes_approved = 0;
+	for (size_t i = 0; i < s->n_nodes; i++)
+		st->nodes_approved += s->nodes[i].approved;
+	st->store_write_fail_age_s =
+	    s->write_fail_ms ? (double)(srv_now_ms() - s->write_fail_ms) / 1000.0 : -1;
 	st->map_version = s->snap_version;
 	st->out_queued = s->out_total;
 	st->zchunk_bytes = srv_zc_bytes(s);

@@ -151,6 +151,14 @@ void ctl_server_notify(struct ctl_server *s);
 struct ctl_server_stats {
 	uint64_t conns_active, conns_total, conns_refused_limit;
 	uint64_t nodes_online;
+	/* From the snapshot in memory (no store query): nodes in the map's
+	 * store, and of them approved ones; pending = known - approved. */
+	uint64_t nodes_known, nodes_approved;
+	/* Writes of the node write batch (online state, endpoints) that
+	 * failed (a full or read-only disk, a locked database), and how long
+	 * ago the last did (seconds; -1: none since the start). */
+	uint64_t store_write_failures;
+	double store_write_fail_age_s;
 	uint64_t handshakes_ok, handshakes_failed;
 	uint64_t registrations_ok, registrations_pending, registrations_refused;
 	uint64_t registrations_retry; /* told to retry (busy store, queue full) */

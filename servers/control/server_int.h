@@ -56,6 +56,7 @@ struct srv_conn {
 	double stream_ms;                 /* time spent building its chunks */
 	size_t stream_bytes;              /* bytes of its chunks so far */
 	bool dead;                        /* freed by the reaper, from the loop */
+	bool peer_closed;                 /* ended by the node's FIN or RST (event_cb) */
 	uint64_t behind_ms;               /* its queue went over SRV_OUT_LOW (0: not) */
 	uint64_t drained_ms;              /* bytes last left its queue */
 	uint64_t drained_bytes;           /* bytes that left its queue */
@@ -123,6 +124,14 @@ struct srv_node {
 	size_t wb_idx;        /* 1 + its waiting write in s->wb, 0 none */
 	double reg_tokens;    /* its REGISTER bucket (server_reg.c) */
 	uint64_t reg_ms;      /* when reg_tokens was last refilled (0: full) */
+	/* How its last connection on this server ended (memory only; name
+	 * reuse, server_reg.c): closed_by_node_ms is when the node itself
+	 * closed it (FIN or RST: it left or its process died), 0 when it was
+	 * closed otherwise (timeout, error, by us) or is still open;
+	 * gone_s is when it went (unix s, 0: not since this server
+	 * started). */
+	uint64_t closed_by_node_ms;
+	int64_t gone_s;
 	char *pj;             /* peer's JSON entry (ctl_msg_encode_peer); NULL
 	                       * if it did not encode */
 	char *stags;          /* its tags as stored (NULL: none); peer.tags
@@ -238,6 +247,7 @@ struct ctl_server {
 	bool legacy_waiting;    /* older nodes' maps wait for out_legacy */
 	struct event *resume;   /* runs them when it did */
 	struct ctl_server_stats st;
+	uint64_t write_fail_ms; /* srv_now_ms of the last failed batch write; 0 none */
 	struct ctl_meta meta;
 	/* snapshot */
 	struct srv_node *nodes;
@@ -302,6 +312,9 @@ struct ctl_server {
 
 /* server.c */
 uint64_t srv_now_ms(void);
+/* A write of the node batch failed: counted, and /readyz answers 503 for
+ * a while (health.c). */
+void srv_note_write_fail(struct ctl_server *s);
 int srv_send_msg(struct srv_conn *c, const struct ctl_msg *m);
 int srv_send_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t len);
 void srv_conn_free(struct srv_conn *c);

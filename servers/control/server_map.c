@@ -246,6 +246,8 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		n->wb_idx = 0;
 		n->reg_tokens = SRV_REG_BURST;
 		n->reg_ms = 0;
+		n->closed_by_node_ms = 0;
+		n->gone_s = 0;
 	} else {
 		if (entry_changed(n, nd, &np) || shown != n->shown)
 			n->v_full = nd->version;

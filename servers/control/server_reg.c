@@ -212,6 +212,10 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	char v4[CTL_ADDRSTR_MAX];
 	ctl_ip_format(&n->peer.addrs[0], v4);
 	srv_conn_set_node(c, id);
+	bool f; /* back: its last close no longer says it is gone */
+	size_t ni = srv_snap_index(s, id, &f);
+	if (f)
+		s->nodes[ni].closed_by_node_ms = 0;
 	/* Online first: if the answer cannot be sent, the caller's
 	 * srv_conn_free marks the node offline again. */
 	c->state = SRV_ONLINE;
@@ -328,28 +332,109 @@ static bool reg_unchanged(const struct ctl_node *nd, const struct ctl_register_r
 	       !strcmp(nd->hostname, req->hostname);
 }
 
+/* How long a holder that went without closing its connection itself (a
+ * timeout, an error, a server restart) keeps its name against a newcomer:
+ * a live node in reconnect backoff comes back well within it. */
+#define SRV_RECLAIM_AFTER_S 60
+
+/* Whether node n is gone for name reuse: no live connection, and either
+ * its last connection here ended with the node closing it (it logged
+ * off without LOGOUT or its process died: a container restarted at once
+ * gets its name back) or it was last seen over SRV_RECLAIM_AFTER_S ago
+ * (the only test after a restart of this server: what ended a connection
+ * is kept in memory). A node reconnecting has no node id on its new
+ * connection yet: it is not counted as connected, and only the rules
+ * above keep its name. */
+static bool reg_holder_gone(const struct ctl_server *s, const struct srv_node *n,
+                            int64_t now)
+{
+	for (struct srv_conn *o = srv_conn_first_of(s, n->id); o; o = srv_conn_next_of(o))
+		if (o->state == SRV_ONLINE || o->state == SRV_PENDING)
+			return false;
+	if (n->closed_by_node_ms)
+		return true;
+	int64_t seen = n->peer.last_seen > n->gone_s ? n->peer.last_seen : n->gone_s;
+	/* online in the store, and no close seen here: treat as just seen */
+	if (n->peer.online && n->gone_s == 0)
+		seen = now;
+	return seen + SRV_RECLAIM_AFTER_S < now;
+}
+
+/* k when name is base (0) or base-k (k >= 2, no leading zero), else -1. */
+static long reg_suffix_of(const char *name, const char *base)
+{
+	size_t bl = strlen(base);
+	if (strncmp(name, base, bl) != 0)
+		return -1;
+	if (!name[bl])
+		return 0;
+	if (name[bl] != '-' || name[bl + 1] < '1' || name[bl + 1] > '9')
+		return -1;
+	char *end;
+	long k = strtol(name + bl + 1, &end, 10);
+	return *end || k < 2 || k > 1000000 ? -1 : k;
+}
+
+struct reg_holder {
+	long k;
+	int64_t id;
+	bool gone; /* ephemeral and reg_holder_gone */
+};
+
+static int reg_holder_cmp(const void *a, const void *b)
+{
+	long x = ((const struct reg_holder *)a)->k, y = ((const struct reg_holder *)b)->k;
+	return (x > y) - (x < y);
+}
+
 /* Name reuse for an ephemeral newcomer (a container back under its
- * hostname after a crash, with fresh keys): the node holding the name its
- * hostname gives, if that is an ephemeral node with no live connection;
- * the store then checks that the newcomer is ephemeral (by its request or
- * its key) and that the holder joined with the same auth key or user
- * (ctl_store_reg.reclaim_id). One pass over the snapshot, for new machines
- * with an auth key only. */
-static int64_t reg_reclaim_candidate(const struct ctl_server *s, const char *hostname)
+ * hostname after a crash, with fresh keys): the names its hostname gives,
+ * in order (base, base-2, base-3...) up to the first free one, and for
+ * each the holder if it is an ephemeral node that is gone
+ * (reg_holder_gone): replicas sharing a hostname get back the suffix
+ * their crashed predecessor had instead of piling up new ones. The store
+ * then takes the first of those that joined with the newcomer's auth key
+ * or user, if the newcomer is ephemeral (ctl_store_reg.reclaim_ids). One
+ * pass over the snapshot, for new machines with an auth key only. */
+static unsigned reg_reclaim_candidates(const struct ctl_server *s, const char *hostname,
+                                       int64_t out[CTL_RECLAIM_MAX])
 {
 	char base[64];
 	ctl_alloc_name_from_host(hostname, base);
+	int64_t now = (int64_t)time(NULL);
+	struct reg_holder *h = NULL;
+	size_t cnt = 0, cap = 0;
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const struct srv_node *n = &s->nodes[i];
-		if (!n->ephemeral || strcmp(n->peer.name, base) != 0)
-			continue;
-		for (struct srv_conn *o = srv_conn_first_of(s, n->id); o;
-		     o = srv_conn_next_of(o))
-			if (o->state == SRV_ONLINE || o->state == SRV_PENDING)
-				return 0; /* never from a node that is online */
-		return n->id;
+		long k = n->approved ? reg_suffix_of(n->peer.name, base) : -1;
+		if (k < 0)
+			continue; /* a pending holder yields its name anyway */
+		if (cnt == cap) {
+			size_t nc = cap ? 2 * cap : 8;
+			struct reg_holder *nh = realloc(h, nc * sizeof *nh);
+			if (!nh)
+				break; /* fewer candidates: a suffix, as without */
+			h = nh;
+			cap = nc;
+		}
+		h[cnt++] = (struct reg_holder){.k = k,
+		                               .id = n->id,
+		                               .gone = n->ephemeral &&
+		                                       reg_holder_gone(s, n, now)};
 	}
-	return 0;
+	if (cnt > 1)
+		qsort(h, cnt, sizeof *h, reg_holder_cmp);
+	unsigned n_out = 0;
+	long want = 0; /* the next name in order */
+	for (size_t i = 0; i < cnt && n_out < CTL_RECLAIM_MAX; i++) {
+		if (h[i].k != want)
+			break; /* want is free: the newcomer takes that one */
+		if (h[i].gone)
+			out[n_out++] = h[i].id;
+		want = want ? want + 1 : 2;
+	}
+	free(h);
+	return n_out;
 }
 
 int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
@@ -458,7 +543,7 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	                            .source = c->source,
 	                            .ephemeral = req->ephemeral};
 	if (!known && req->auth_key[0]) /* the store knows if the key is ephemeral */
-		reg.reclaim_id = reg_reclaim_candidate(s, req->hostname);
+		reg.n_reclaim = reg_reclaim_candidates(s, req->hostname, reg.reclaim_ids);
 	memcpy(reg.machine_key, c->machine_key, CTL_KEY_LEN);
 	memcpy(reg.node_key, req->node_key, CTL_KEY_LEN);
 	memcpy(reg.disco_key, req->disco_key, CTL_KEY_LEN);
@@ -496,11 +581,14 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	}
 	srv_note_seen(s, id, &c->ip, nd->version);
 	srv_snap_refresh(s);
-	if (created && reg.reclaim_id && !srv_snap_find(s, reg.reclaim_id)) {
+	for (unsigned i = 0; created && i < reg.n_reclaim; i++) {
+		if (srv_snap_find(s, reg.reclaim_ids[i]))
+			continue;
 		s->st.names_reclaimed++;
-		log_info("mesh-control: node %lld takes the name %s of offline "
+		log_info("mesh-control: node %lld takes the name %s of gone "
 		         "ephemeral node %lld (same auth key or user), which is removed",
-		         (long long)id, nd->name, (long long)reg.reclaim_id);
+		         (long long)id, nd->name, (long long)reg.reclaim_ids[i]);
+		break;
 	}
 	free(nd);
 	s->seen_hint_id = 0;
@@ -534,7 +622,7 @@ int srv_on_logout(struct srv_conn *c)
 	const struct srv_node *n = srv_snap_find(s, id);
 	char name[CTL_LABEL_MAX];
 	snprintf(name, sizeof name, "%s", n ? n->peer.name : "?");
-	int r = ctl_store_node_remove(s->cfg.store, id);
+	int r = ctl_store_node_logout(s->cfg.store, id);
 	if (r < 0 && r != CTL_STORE_ENOTFOUND) {
 		/* closed unanswered: it goes offline, and an ephemeral node
 		 * goes after the ephemeral timeout */

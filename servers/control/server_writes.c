@@ -127,9 +127,11 @@ void srv_wb_offline(struct ctl_server *s, int64_t id)
 		                            .online = false,
 		                            .last_seen = (int64_t)time(NULL)};
 		int r = ctl_store_node_update(s->cfg.store, id, &u);
-		if (r < 0 && r != CTL_STORE_ENOTFOUND)
+		if (r < 0 && r != CTL_STORE_ENOTFOUND) {
+			srv_note_write_fail(s);
 			log_warn("mesh-control: node %lld offline: %s", (long long)id,
 			         ctl_store_errmsg(s->cfg.store));
+		}
 	} else {
 		v->mask |= CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN;
 		v->online = false;
@@ -155,9 +157,11 @@ void srv_wb_set_online(struct ctl_server *s, int64_t id)
 		struct ctl_node_update u = {.mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
 		                            .online = true,
 		                            .last_seen = now};
-		if (ctl_store_node_update(s->cfg.store, id, &u) < 0)
+		if (ctl_store_node_update(s->cfg.store, id, &u) < 0) {
+			srv_note_write_fail(s);
 			log_warn("mesh-control: node %lld online: %s", (long long)id,
 			         ctl_store_errmsg(s->cfg.store));
+		}
 	} else {
 		v->mask |= CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN;
 		v->online = true;
@@ -226,6 +230,7 @@ int srv_wb_flush(struct ctl_server *s, bool all)
 	size_t changed = 0;
 	int r = ctl_store_node_update_many(s->cfg.store, batch, nb, &changed);
 	if (r < 0) {
+		srv_note_write_fail(s);
 		/* kept for the next try (a busy database, say) */
 		log_warn("mesh-control: writing %zu nodes' endpoints and online "
 		         "state: %s; retrying",

@@ -151,6 +151,11 @@ int ctl_store_node_remove(struct ctl_store *st, int64_t id)
 	return st->ops->node_remove(st, id);
 }
 
+int ctl_store_node_logout(struct ctl_store *st, int64_t id)
+{
+	return st->ops->node_logout(st, id);
+}
+
 int ctl_store_node_removed(struct ctl_store *st, int64_t since_version, int64_t **ids,
                            size_t *n)
 {

@@ -196,6 +196,8 @@ struct ctl_node {
 	int64_t version; /* map version of the node's last change */
 };
 
+#define CTL_RECLAIM_MAX 16
+
 struct ctl_store_reg {
 	uint8_t machine_key[CTL_KEY_LEN];
 	uint8_t node_key[CTL_KEY_LEN];
@@ -218,16 +220,20 @@ struct ctl_store_reg {
 	/* The node asked to be ephemeral (REGISTER_REQ): stored ephemeral
 	 * whatever its auth key says, when it is inserted or re-authorised. */
 	bool ephemeral;
-	/* Name reuse (an ephemeral container back under its hostname): the
-	 * id of the node holding the name this hostname gives, which the
-	 * caller saw offline (no live connection); 0: none. A new machine
-	 * that registers ephemeral (asked, or by its key) with a valid secret
-	 * takes the name: that
-	 * node is removed first, in the same transaction, if it is still an
-	 * approved ephemeral node holding exactly that name, and joined with
-	 * the same auth key or, both having one, by the same user. Otherwise
-	 * it is left alone and the name gets a suffix as usual. */
-	int64_t reclaim_id;
+	/* Name reuse (an ephemeral container back under its hostname): ids
+	 * of nodes holding the name this hostname gives or one of its
+	 * suffixed forms, in the order of those names, that the caller found
+	 * gone (no live connection, and it left or was last seen long ago:
+	 * server_reg.c); none: n_reclaim 0. A new machine that registers
+	 * ephemeral (asked, or by its key) with a valid secret takes the
+	 * name of the first of them that is still an approved ephemeral node
+	 * and joined with the same auth key or, both having one, by the same
+	 * user (the same users row, not merely the same name): that node is
+	 * removed first, in the same transaction, without a removed-machine
+	 * entry (ephemeral keys are thrown away; a reclaim is no ban).
+	 * Otherwise they are left alone and the name gets a suffix as usual. */
+	int64_t reclaim_ids[CTL_RECLAIM_MAX];
+	unsigned n_reclaim;
 };
 
 /* Fields for ctl_store_node_update, chosen by mask. */
@@ -301,6 +307,7 @@ struct ctl_store_ops {
 	int (*node_approve)(struct ctl_store *st, int64_t id);
 	int (*node_rename)(struct ctl_store *st, int64_t id, const char *name);
 	int (*node_remove)(struct ctl_store *st, int64_t id);
+	int (*node_logout)(struct ctl_store *st, int64_t id);
 	int (*node_removed)(struct ctl_store *st, int64_t since_version, int64_t **ids,
 	                    size_t *n);
 	int (*node_expire)(struct ctl_store *st, int64_t id, int64_t now);
@@ -406,6 +413,10 @@ int ctl_store_node_list(struct ctl_store *st, int64_t since_version,
 int ctl_store_node_approve(struct ctl_store *st, int64_t id);
 int ctl_store_node_rename(struct ctl_store *st, int64_t id, const char *name);
 int ctl_store_node_remove(struct ctl_store *st, int64_t id);
+/* The node's own LOGOUT: removed as by node_remove (peers get the removal
+ * in deltas) but its machine is not marked removed, so the same machine
+ * may join again with the key it had (it throws its keys away anyway). */
+int ctl_store_node_logout(struct ctl_store *st, int64_t id);
 /* Ids of nodes removed at a map version > since_version (the other half of
  * a delta); malloc'd array. */
 int ctl_store_node_removed(struct ctl_store *st, int64_t since_version, int64_t **ids,

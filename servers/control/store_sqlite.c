@@ -120,6 +120,12 @@ static const char *const sq_migrations[] = {
     "ALTER TABLE nodes ADD COLUMN user TEXT NOT NULL DEFAULT '';"
     "CREATE INDEX nodes_user ON nodes(user) WHERE user != '';"
     "CREATE INDEX auth_keys_user ON auth_keys(user) WHERE user != '';",
+    /* v6: the users row a node's owner was when it registered (0: none),
+     * so that a user removed and created again under the same name is
+     * not taken for the old one (name reuse, store_sqlite_nodes.c). */
+    "ALTER TABLE nodes ADD COLUMN user_id INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE nodes SET user_id = COALESCE((SELECT id FROM users WHERE"
+    " users.name = nodes.user), 0) WHERE user != '';",
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
@@ -494,6 +500,7 @@ static const struct ctl_store_ops sq_ops = {
     .node_approve = ctl_sq_node_approve,
     .node_rename = ctl_sq_node_rename,
     .node_remove = ctl_sq_node_remove,
+    .node_logout = ctl_sq_node_logout,
     .node_removed = ctl_sq_node_removed,
     .node_pending_count = ctl_sq_node_pending_count,
     .node_counts = ctl_sq_node_counts,

@@ -415,38 +415,74 @@ static int sq_key_after_expiry(struct sq_store *s, int64_t id,
 	return key->id <= seq;
 }
 
-/* Name reuse (struct ctl_store_reg.reclaim_id): removes the offline
- * ephemeral node holding the name r's hostname gives when it joined with
- * key k, or (both owned) as k's user; never another user's node. The
- * removal is a map change of its own (a tombstone at a new version), so
- * deltas name it before the newcomer. 0 also when it does not qualify. */
+/* Deletes node id (a map change: its tombstone at a new version, so that
+ * deltas name it) without the removed-machine entry the delete trigger
+ * makes: a reclaimed or logged-out ephemeral node is not banned (its
+ * keys are gone with it; removed_machines would only grow with container
+ * churn). Inside a transaction. */
+static int sq_node_delete_free(struct sq_store *s, int64_t id, const char *what)
+{
+	uint8_t mk[CTL_KEY_LEN];
+	sqlite3_stmt *q = ctl_sq_prep(s, "SELECT machine_key FROM nodes WHERE id = ?1");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_int64(q, 1, id);
+	int rc = sqlite3_step(q);
+	bool ok = rc == SQLITE_ROW && sqlite3_column_bytes(q, 0) == CTL_KEY_LEN;
+	if (ok)
+		memcpy(mk, sqlite3_column_blob(q, 0), CTL_KEY_LEN);
+	ctl_sq_done(q);
+	if (rc == SQLITE_DONE)
+		return ctl_sq_fail(s, CTL_STORE_ENOTFOUND, "%s: node %lld: no such node",
+		                   what, (long long)id);
+	if (!ok)
+		return ctl_sq_dberr(s, what);
+	int64_t v;
+	rc = ctl_sq_bump(s, &v);
+	q = rc ? NULL : ctl_sq_prep(s, "DELETE FROM nodes WHERE id = ?1");
+	if (!q)
+		return rc ? rc : CTL_STORE_EIO;
+	sqlite3_bind_int64(q, 1, id);
+	rc = ctl_sq_step_done(s, q, what);
+	q = rc ? NULL
+	       : ctl_sq_prep(s, "DELETE FROM removed_machines WHERE machine_key = ?1");
+	if (!q)
+		return rc ? rc : CTL_STORE_EIO;
+	sqlite3_bind_blob(q, 1, mk, CTL_KEY_LEN, SQLITE_TRANSIENT);
+	return ctl_sq_step_done(s, q, what);
+}
+
+/* Name reuse (struct ctl_store_reg.reclaim_ids): removes the first of the
+ * candidates that is still an approved ephemeral node holding the name r's
+ * hostname gives (or a suffixed form of it) and joined with key k, or (both
+ * owned) as k's user: the same users row (user_id), so that a user
+ * removed and created again under the old name owns none of the old
+ * nodes. Never another user's node. 0 also when none qualifies. */
 static int sq_name_reclaim(struct sq_store *s, const struct ctl_store_reg *r,
                            const struct ctl_authkey *k)
 {
 	char base[64];
 	ctl_alloc_name_from_host(r->hostname, base);
 	sqlite3_stmt *q = ctl_sq_prep(
-	    s, "SELECT 1 FROM nodes WHERE id = ?1 AND name = ?2 AND approved = 1 AND "
-	       "ephemeral = 1 AND (auth_key_id = ?3 OR (?4 != '' AND user = ?4))");
+	    s, "SELECT 1 FROM nodes WHERE id = ?1 AND (name = ?2 OR "
+	       "substr(name, 1, length(?2) + 1) = ?2 || '-') AND approved = 1 AND "
+	       "ephemeral = 1 AND (auth_key_id = ?3 OR (?4 != '' AND user = ?4 AND "
+	       "user_id != 0 AND user_id = (SELECT id FROM users WHERE name = ?4)))");
 	if (!q)
 		return CTL_STORE_EIO;
-	sqlite3_bind_int64(q, 1, r->reclaim_id);
-	sqlite3_bind_text(q, 2, base, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(q, 3, k->id);
-	sqlite3_bind_text(q, 4, k->user, -1, SQLITE_TRANSIENT);
-	int rc = sqlite3_step(q);
-	ctl_sq_done(q);
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (rc != SQLITE_ROW)
-		return ctl_sq_dberr(s, "name reclaim check");
-	int64_t v;
-	rc = ctl_sq_bump(s, &v);
-	q = rc ? NULL : ctl_sq_prep(s, "DELETE FROM nodes WHERE id = ?1");
-	if (!q)
-		return rc ? rc : CTL_STORE_EIO;
-	sqlite3_bind_int64(q, 1, r->reclaim_id);
-	return ctl_sq_step_done(s, q, "name reclaim");
+	for (unsigned i = 0; i < r->n_reclaim && i < CTL_RECLAIM_MAX; i++) {
+		sqlite3_bind_int64(q, 1, r->reclaim_ids[i]);
+		sqlite3_bind_text(q, 2, base, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 3, k->id);
+		sqlite3_bind_text(q, 4, k->user, -1, SQLITE_TRANSIENT);
+		int rc = sqlite3_step(q);
+		ctl_sq_done(q);
+		if (rc == SQLITE_ROW)
+			return sq_node_delete_free(s, r->reclaim_ids[i], "name reclaim");
+		if (rc != SQLITE_DONE)
+			return ctl_sq_dberr(s, "name reclaim check");
+	}
+	return 0;
 }
 
 static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
@@ -476,9 +512,9 @@ static int sq_node_insert(struct sq_store *s, const struct ctl_store_reg *r,
 	    s,
 	    "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, name, ipv4, "
 	    "ipv6, auth_key_id, approved, ephemeral, tags, created, last_seen, version, "
-	    "source, user) "
+	    "source, user, user_id) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, "
-	    "?15)");
+	    "?15, COALESCE((SELECT id FROM users WHERE name = ?15), 0))");
 	if (!q)
 		return CTL_STORE_EIO;
 	sqlite3_bind_blob(q, 1, r->machine_key, CTL_KEY_LEN, SQLITE_TRANSIENT);
@@ -539,7 +575,9 @@ static int sq_node_refresh(struct sq_store *s, const struct ctl_store_reg *r,
 	/* The key's owner and tags replace the node's: it is who the key
 	 * says from now on. */
 	q = ctl_sq_prep(s, "UPDATE nodes SET approved = 1, expiry = 0, auth_key_id = ?2, "
-	                   "ephemeral = ?3, tags = ?4, user = ?5 WHERE id = ?1");
+	                   "ephemeral = ?3, tags = ?4, user = ?5, user_id = "
+	                   "COALESCE((SELECT id FROM users WHERE name = ?5), 0) "
+	                   "WHERE id = ?1");
 	if (!q)
 		return CTL_STORE_EIO;
 	sqlite3_bind_int64(q, 1, old->id);
@@ -645,7 +683,7 @@ int ctl_sq_node_register(struct ctl_store *st, const struct ctl_store_reg *r,
 			                 "register: node expired; the auth key is older "
 			                 "than the expiry");
 	}
-	if (rc == 0 && isnew && use && (r->ephemeral || use->ephemeral) && r->reclaim_id)
+	if (rc == 0 && isnew && use && (r->ephemeral || use->ephemeral) && r->n_reclaim)
 		rc = sq_name_reclaim(s, r, use);
 	/* Pending or expired without a valid key: nothing is stored. */
 	bool write = isnew || good || use;
@@ -716,6 +754,18 @@ int ctl_sq_node_remove(struct ctl_store *st, int64_t id)
 {
 	return sq_node_change(SQ(st), "DELETE FROM nodes WHERE id = ?2 AND ?1 > 0", id, 0,
 	                      "remove");
+}
+
+int ctl_sq_node_logout(struct ctl_store *st, int64_t id)
+{
+	struct sq_store *s = SQ(st);
+	int rc = ctl_sq_begin(s);
+	if (rc)
+		return rc;
+	rc = sq_node_delete_free(s, id, "logout");
+	if (rc == 0)
+		rc = ctl_sq_fault(s, "logout");
+	return ctl_sq_end(s, rc);
 }
 
 int ctl_sq_node_pending_count(struct ctl_store *st, int64_t *n)

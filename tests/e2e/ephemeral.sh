@@ -12,6 +12,8 @@
 #  - started again under the same hostname it gets the same name, also
 #    after a SIGKILL (the offline ephemeral holder of the name goes), but a
 #    node joining with another auth key gets name-2 and the holder stays;
+#  - replicas sharing a hostname (app, app-2): app-2 killed, its successor
+#    gets app-2 back, not app-3;
 #  - a spent single-use key: the second node exits non-zero within a few
 #    seconds, says what to do, and registers once (no retry loop);
 #  - a mesh-control that does not answer (SIGSTOP) holds the exit 3 s at
@@ -115,7 +117,7 @@ check "box offline, still listed" wait_until 5 listed box offline
 up_eph a3 box "$TOKEN"
 check "the new node is online as box" wait_until 15 listed box online
 check "and the old entry is gone: only box (names: $(names))" test "$(names)" = box
-check "mesh-control says so" grep -q "takes the name box of offline ephemeral node" "$E2E_LOGDIR/control.log"
+check "mesh-control says so" grep -q "takes the name box of gone ephemeral node" "$E2E_LOGDIR/control.log"
 
 step "another auth key does not take the name"
 kill -KILL "$(bg_pid a3)"
@@ -127,6 +129,25 @@ check "box stays (offline)" listed box offline
 bg_term_status b1 4
 check "box-2 logs out (exit $BG_STATUS)" wait_until 5 not_listed box-2
 check "box still listed" listed box offline
+
+step "replicas sharing a hostname: the one back after a SIGKILL gets its own suffix"
+up_eph r1 app "$TOKEN"
+check "replica 1 is app" wait_until 15 listed app online
+up_eph r2 app "$TOKEN"
+check "replica 2 is app-2" wait_until 15 listed app-2 online
+kill -KILL "$(bg_pid r2)"
+bg_wait r2 5
+check "app-2 offline" wait_until 5 listed app-2 offline
+check "mesh-control saw the node close it" \
+    grep -q "(app-2) offline (closed by the node)" "$E2E_LOGDIR/control.log"
+up_eph r3 app "$TOKEN"
+check "its successor is app-2 again" wait_until 15 listed app-2 online
+check "no app-3 (names: $(names))" not_listed app-3
+check "app stays online" listed app online
+bg_term_status r3 4
+bg_term_status r1 4
+check "both log out" wait_until 5 not_listed app
+check "... app-2 too" wait_until 5 not_listed app-2
 
 step "a spent single-use key: one clear exit, no retry loop"
 ONCE=$(mc token) || die "mesh-control token failed"

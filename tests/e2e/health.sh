@@ -165,7 +165,7 @@ done
 check "alpha: meshproxy_ready 1" test "$(pv alpha meshproxy_ready)" = 1
 check "alpha: meshproxy_control_connected 1" test "$(pv alpha meshproxy_control_connected)" = 1
 check "relay: meshrelay_ready 1" test "$(pv relay meshrelay_ready)" = 1
-check "control: two nodes online" test "$(pv control 'meshcontrol_nodes{state="online"}')" = 2
+check "control: two nodes online" test "$(pv control meshcontrol_nodes_online)" = 2
 
 step "3. traffic alpha -> bravo through SOCKS5 moves the counters"
 down0=$(pv alpha 'meshproxy_frontend_bytes_total{frontend="socks5",dir="down"}')

@@ -5,10 +5,22 @@
  *  - LOGOUT removes the node now: the server answers LOGOUT and closes,
  *    peers get the removal in a delta; LOGOUT before registration is
  *    refused from the type byte and removes nothing;
+ *  - LOGOUT from a pending node closes it and changes nothing: its row
+ *    keeps its max_pending slot (no keyless churn around the limit);
+ *  - a node that logged out, or whose name was taken back, may join again
+ *    (no removed-machine entry: that is for the admin's removals);
  *  - name reuse: an ephemeral newcomer takes its hostname back from an
  *    offline ephemeral node of the same auth key or the same user, never
  *    from an online node, another key's or user's node, a persistent node,
- *    and a persistent newcomer never takes one. */
+ *    and a persistent newcomer never takes one;
+ *  - only from a node that is gone: it closed its connection itself (FIN,
+ *    RST) or was last seen over 60 s ago; a live node whose connection the
+ *    server closed (say a timeout: it is in reconnect backoff) or that
+ *    reconnects after a server restart keeps its name;
+ *  - replicas sharing a hostname: the one back after a crash gets the
+ *    suffix its predecessor had (app-2), not a new one;
+ *  - a user removed and created again under the same name owns none of
+ *    the old user's nodes. */
 #include "tests/unit/ctl_server_fixture.h"
 
 static void reg_send(struct tc *c, const char *host, const char *key, bool eph)
@@ -74,6 +86,35 @@ static void go_offline(struct t *t, struct tc *c)
 	pump(t, 100);
 }
 
+static struct ctl_server_stats stats(struct t *t)
+{
+	struct ctl_server_stats st;
+	ctl_server_get_stats(t->srv, &st);
+	return st;
+}
+
+static void restart(struct t *t)
+{
+	ctl_server_free(t->srv);
+	start_server(t);
+}
+
+/* A REGISTER_REQ's answer: its type, and the status of a REGISTER_RESP. */
+static int reg_answer(struct t *t, struct tc *c, const char *host, const char *key,
+                      uint32_t *status)
+{
+	struct ctl_msg m;
+	tc_connect(t, c);
+	assert_int_equal(tc_handshake(t, c, t->spub), 0);
+	reg_send(c, host, key, false);
+	assert_int_equal(tc_recv(t, c, 2000, &m), 1);
+	int type = m.type;
+	if (type == CTL_MSG_REGISTER_RESP)
+		*status = m.u.reg_resp.status;
+	ctl_msg_free(&m);
+	return type;
+}
+
 static void ephemeral_flag_stored(void **state)
 {
 	struct t *t = *state;
@@ -119,6 +160,9 @@ static void logout_removes_now(void **state)
 	tc_expect(t, p, CTL_MSG_LOGOUT, &m);
 	ctl_msg_free(&m);
 	assert_true(gone(t, ip));
+	/* not banned: the same machine may join again with the same key */
+	join(t, p, "keeper", t->key, false, np);
+	assert_string_equal(np, "keeper");
 
 	/* Before registering, there is nobody to log out: closed, unanswered,
 	 * and the other node stays. */
@@ -168,10 +212,17 @@ static void name_back_from_offline_same_key(void **state)
 	}
 	assert_true(removed && added);
 
-	/* never from a node that is online: the newcomer gets web-2 */
+	/* the machine whose name was taken is not banned: it may join again */
+	join(t, e1, "web", t->key, true, n);
+	assert_string_equal(n, "web-2");
+	go_offline(t, e1);
+
+	/* never from a node that is online: the newcomer gets web-2, taken
+	 * back from e1 (gone again), not web itself */
 	uint64_t i3 = join(t, e3, "web", t->key, true, n);
 	assert_string_equal(n, "web-2");
 	assert_false(gone(t, i2));
+	assert_int_equal(stats(t).names_reclaimed, 2);
 	assert_false(gone(t, i3));
 	tc_free(o);
 	tc_free(e1);
@@ -230,6 +281,152 @@ static void name_kept_from_others(void **state)
 		tc_free(c[i]);
 }
 
+/* handshake, REGISTER without a key, LOGOUT, again with a new machine:
+ * the pending row stays, so the second is over max_pending_per_source. */
+static void pending_logout_keeps_slot(void **state)
+{
+	struct t *t = *state;
+	t->over.max_pending_per_source = 1;
+	restart(t);
+	struct tc *a = tc_new(), *b = tc_new();
+	struct ctl_msg m;
+	uint32_t st = 0;
+	assert_int_equal(reg_answer(t, a, "churn", NULL, &st), CTL_MSG_REGISTER_RESP);
+	assert_int_equal(st, CTL_REG_PENDING);
+	int64_t pending = 0;
+	assert_int_equal(ctl_store_node_pending_count(t->st, &pending), 0);
+	assert_int_equal(pending, 1);
+	tc_send(a, &(struct ctl_msg){.type = CTL_MSG_LOGOUT});
+	assert_int_equal(tc_recv(t, a, 1000, &m), -1); /* closed, unanswered */
+	assert_int_equal(ctl_store_node_pending_count(t->st, &pending), 0);
+	assert_int_equal(pending, 1);
+	assert_int_equal(stats(t).logouts, 0);
+	/* a new machine from the same source: no room */
+	assert_int_equal(reg_answer(t, b, "churn", NULL, &st), CTL_MSG_ERROR);
+	assert_int_equal(ctl_store_node_pending_count(t->st, &pending), 0);
+	assert_int_equal(pending, 1);
+	tc_free(a);
+	tc_free(b);
+}
+
+/* The server closes a live node's connection (here its idle timeout: the
+ * node is in reconnect backoff, its FIN never came): a same-key newcomer
+ * does not take its name. */
+static void live_node_in_backoff_keeps_name(void **state)
+{
+	struct t *t = *state;
+	t->over.idle_ms = 300;
+	restart(t);
+	struct tc *e1 = tc_new(), *e2 = tc_new();
+	char n[CTL_LABEL_MAX];
+	struct ctl_msg m;
+	uint64_t i1 = join(t, e1, "web", t->key, true, n);
+	assert_string_equal(n, "web");
+	int r;
+	while ((r = tc_recv(t, e1, 3000, &m)) == 1) /* keepalives, then the close */
+		ctl_msg_free(&m);
+	assert_int_equal(r, -1);
+	pump(t, 50);
+	assert_true(stats(t).idle_closed > 0);
+	uint64_t i2 = join(t, e2, "web", t->key, true, n);
+	assert_string_equal(n, "web-2");
+	assert_false(gone(t, i1));
+	assert_false(gone(t, i2));
+	assert_int_equal(stats(t).names_reclaimed, 0);
+	tc_free(e1);
+	tc_free(e2);
+}
+
+/* After a restart of mesh-control nothing says how a connection ended:
+ * a node seen within the last 60 s keeps its name, one last seen longer
+ * ago gives it up. */
+static void restart_only_last_seen_decides(void **state)
+{
+	struct t *t = *state;
+	struct tc *e1 = tc_new(), *e2 = tc_new(), *e3 = tc_new();
+	char n[CTL_LABEL_MAX];
+	uint64_t i1 = join(t, e1, "db", t->key, true, n);
+	go_offline(t, e1); /* its FIN: gone, but only in memory */
+	restart(t);
+	uint64_t i2 = join(t, e2, "db", t->key, true, n);
+	assert_string_equal(n, "db-2");
+	assert_false(gone(t, i1));
+	go_offline(t, e2);
+	/* e1 last seen two minutes ago (the stop wrote every node's
+	 * last_seen, and the restart reads it) */
+	ctl_server_free(t->srv);
+	struct ctl_node_update u = {.mask = CTL_UPD_LAST_SEEN,
+	                            .last_seen = (int64_t)time(NULL) - 120};
+	assert_int_equal(ctl_store_node_update(t->st, (int64_t)i1, &u), 0);
+	start_server(t);
+	join(t, e3, "db", t->key, true, n);
+	assert_string_equal(n, "db");
+	assert_true(gone(t, i1));
+	assert_false(gone(t, i2));
+	tc_free(e1);
+	tc_free(e2);
+	tc_free(e3);
+}
+
+/* Replicas sharing MESH_HOSTNAME: a online as app, b as app-2; b is
+ * killed and its successor gets app-2 back, not app-3. */
+static void replica_gets_its_suffix_back(void **state)
+{
+	struct t *t = *state;
+	struct tc *a = tc_new(), *b = tc_new(), *b2 = tc_new(), *c = tc_new();
+	char n[CTL_LABEL_MAX];
+	uint64_t ia = join(t, a, "app", t->key, true, n);
+	assert_string_equal(n, "app");
+	uint64_t ib = join(t, b, "app", t->key, true, n);
+	assert_string_equal(n, "app-2");
+	uint64_t ic = join(t, c, "app", t->key, true, n);
+	assert_string_equal(n, "app-3");
+	go_offline(t, b); /* killed */
+	uint64_t ib2 = join(t, b2, "app", t->key, true, n);
+	assert_string_equal(n, "app-2");
+	assert_true(gone(t, ib));
+	assert_false(gone(t, ia));
+	assert_false(gone(t, ic));
+	assert_false(gone(t, ib2));
+	assert_int_equal(stats(t).names_reclaimed, 1);
+	tc_free(a);
+	tc_free(b);
+	tc_free(b2);
+	tc_free(c);
+}
+
+/* alice's ephemeral node is gone; alice is removed and a new alice made
+ * (here by hand in the database: the admin commands refuse to remove a
+ * user who owns nodes). The new alice's key does not take the name. */
+static void recreated_user_cannot_reclaim(void **state)
+{
+	struct t *t = *state;
+	char ka[CTL_SECRET_MAX], kb[CTL_SECRET_MAX], n[CTL_LABEL_MAX];
+	assert_int_equal(ctl_store_user_create(t->st, "alice", time(NULL), NULL), 0);
+	make_key(t, true, "alice", ka);
+	struct tc *x = tc_new(), *y = tc_new();
+	uint64_t ix = join(t, x, "svc", ka, true, n);
+	go_offline(t, x);
+	char path[160];
+	snprintf(path, sizeof path, "%s/control.db", t->dir);
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_exec(db,
+	                              "UPDATE auth_keys SET revoked = 1 WHERE user = "
+	                              "'alice'; DELETE FROM users WHERE name = 'alice';",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(ctl_store_user_create(t->st, "alice", time(NULL), NULL), 0);
+	make_key(t, true, "alice", kb);
+	join(t, y, "svc", kb, true, n);
+	assert_string_equal(n, "svc-2");
+	assert_false(gone(t, ix));
+	tc_free(x);
+	tc_free(y);
+}
+
 int main(void)
 {
 	log_set_level(LOG_WARN);
@@ -239,6 +436,15 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(name_back_from_offline_same_key, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(name_kept_from_others, setup, teardown),
+	    cmocka_unit_test_setup_teardown(pending_logout_keeps_slot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(live_node_in_backoff_keeps_name, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(restart_only_last_seen_decides, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(replica_gets_its_suffix_back, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(recreated_user_cannot_reclaim, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -299,6 +299,9 @@ static void ephemeral_removed_after_offline(void **state)
 	char eph[CTL_SECRET_MAX];
 	struct ctl_authkey_params kp = {.ephemeral = true, .now = time(NULL)};
 	assert_int_equal(ctl_store_key_create(t->st, &kp, eph, sizeof eph, NULL), 0);
+	char again[CTL_SECRET_MAX]; /* reusable, made before the removal */
+	kp.reusable = true;
+	assert_int_equal(ctl_store_key_create(t->st, &kp, again, sizeof again, NULL), 0);
 	struct tc *o = tc_new(), *e = tc_new();
 	struct ctl_register_resp ro, re;
 	struct ctl_msg m;
@@ -323,6 +326,11 @@ static void ephemeral_removed_after_offline(void **state)
 	struct ctl_node nd;
 	assert_int_equal(ctl_store_node_by_id(t->st, (int64_t)re.node_id, &nd),
 	                 CTL_STORE_ENOTFOUND);
+	/* Unlike a LOGOUT or a name taken back, this removal is final for
+	 * the machine (it may have been cut off, not gone): it is told so. */
+	tc_join(t, e, "eph", again, &re);
+	assert_int_equal(re.status, CTL_REG_REFUSED);
+	assert_int_equal(re.code, CTL_REASON_NODE_REMOVED);
 	tc_free(o);
 	tc_free(e);
 }

@@ -467,7 +467,9 @@ static void migrates_a_v4_database(void **state)
 	assert_int_equal(raw_int(p, "PRAGMA user_version"), 4);
 
 	t->st = open_store(t);
-	assert_int_equal(raw_int(p, "PRAGMA user_version"), 5);
+	assert_int_equal(raw_int(p, "PRAGMA user_version"), 6);
+	/* v6: the owner's users row (0 for the old rows: no user) */
+	assert_int_equal(raw_int(p, "SELECT count(*) FROM nodes WHERE user_id = 0"), 2);
 	struct ctl_meta m;
 	assert_int_equal(ctl_store_get_meta(t->st, &m), 0);
 	assert_string_equal(m.mesh_id, "9406df21c25e5286bbc9b055e16b5c77");
@@ -512,8 +514,13 @@ static void migrates_a_v4_database(void **state)
 	assert_int_equal(ctl_store_policy_set(t->st, "{}", 2, NOW, &rev), 0);
 	assert_int_equal(rev, 1);
 	ctl_store_close(t->st);
-	t->st = open_store(t); /* at v5 already: nothing to do */
-	assert_int_equal(raw_int(p, "PRAGMA user_version"), 5);
+	t->st = open_store(t); /* at v6 already: nothing to do */
+	assert_int_equal(raw_int(p, "PRAGMA user_version"), 6);
+	/* a node registered with alice's key has her users row */
+	assert_int_equal(raw_int(p, "SELECT count(*) FROM nodes WHERE user = 'alice' "
+	                            "AND user_id = (SELECT id FROM users WHERE name = "
+	                            "'alice')"),
+	                 1);
 	assert_int_equal(ctl_store_policy_get(t->st, &r), 0);
 	assert_int_equal(r.revision, 1);
 	ctl_policy_rec_free(&r);
