@@ -39,6 +39,7 @@ struct node_health {
 	struct nh_tracker tr;
 	int64_t ctl_online_ms; /* the last tick that saw control online; 0: never */
 	bool stopping;
+	bool metrics_peers;
 };
 
 static int nh_cmp(const void *a, const void *b)
@@ -265,11 +266,11 @@ static bool nh_ready_cb(void *ctx, char *why, size_t cap)
 static void nh_metrics_cb(void *ctx, struct prom *p)
 {
 	struct node_health *h = ctx;
-	node_metrics_write(h->n, h, p);
+	node_metrics_write(h->n, h, h->metrics_peers, p);
 }
 
-struct node_health *node_health_new(struct node *n, const char *listen, char *err,
-                                    size_t errlen)
+struct node_health *node_health_new(struct node *n, const char *listen,
+                                    bool metrics_peers, char *err, size_t errlen)
 {
 	struct node_health *h = calloc(1, sizeof(*h));
 	if (!h) {
@@ -277,6 +278,7 @@ struct node_health *node_health_new(struct node *n, const char *listen, char *er
 		return NULL;
 	}
 	h->n = n;
+	h->metrics_peers = metrics_peers;
 	h->tick = event_new(n->base, -1, EV_PERSIST, nh_on_tick, h);
 	struct timeval sec = {1, 0};
 	if (!h->tick || event_add(h->tick, &sec) != 0) {

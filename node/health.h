@@ -49,9 +49,10 @@ struct node_health;
 #define NODE_HEALTH_CTL_GRACE_S  30
 
 /* Starts the per-peer tracking (a 1 s timer on n->base) and, with listen
- * (ADDR:PORT), the health listener. NULL with a one-line message in err. */
-struct node_health *node_health_new(struct node *n, const char *listen, char *err,
-                                    size_t errlen);
+ * (ADDR:PORT), the health listener; metrics_peers: /metrics has per-peer
+ * series (node/metrics.h). NULL with a one-line message in err. */
+struct node_health *node_health_new(struct node *n, const char *listen,
+                                    bool metrics_peers, char *err, size_t errlen);
 void node_health_free(struct node_health *h); /* accepts NULL */
 
 /* true: ready; false with a one-line reason in why. */
