@@ -17,6 +17,7 @@
 
 #include "core/util/http_conns.h"
 #include "core/util/log.h"
+#include "core/util/procmetrics.h"
 #include "core/util/prom.h"
 #include "core/util/sockaddr.h"
 
@@ -166,6 +167,7 @@ static void serve_metrics(struct healthd *h, struct evhttp_request *req)
 	p.on_refuse = on_refuse;
 	p.refuse_ctx = h;
 	h->ops.metrics(h->ops.ctx, &p);
+	procmetrics_write(&p, h->what); /* the same for all three programs */
 	write_refused(h, &p);
 	if (p.oom || !p.buf)
 		reply_text(req, 500, "Internal Server Error",

@@ -4,7 +4,9 @@
  *
  *   GET /livez    200 "ok": the event loop runs (it answered)
  *   GET /readyz   200 "ready", or 503 "not ready: WHY" (ops.ready)
- *   GET /metrics  200, the Prometheus text format (ops.metrics)
+ *   GET /metrics  200, the Prometheus text format: ops.metrics, then the
+ *                 process_* families and meshproxy_build_info
+ *                 (procmetrics.h) and PREFIX_metrics_refused_total
  *   other paths 404; methods other than GET and HEAD 405.
  *
  * It serves no secrets, so any address may be given (a probe comes to the

@@ -22,6 +22,7 @@
 
 #include "core/util/healthd.h"
 #include "core/util/http_conns.h"
+#include "core/util/procmetrics.h"
 #include "core/util/prom.h"
 
 static void parse_listen(void **state)
@@ -201,11 +202,50 @@ static void livez_readyz_metrics(void **state)
 	assert_non_null(strstr(buf, "Content-Type: " PROM_CONTENT_TYPE "\r\n"));
 	assert_non_null(strstr(buf, "\ntest_requests_total 7\n"));
 	assert_int_equal(f->metrics_calls, 1);
+	/* the process metrics and the build info follow */
+	static const char *const proc[] = {
+	    "\nprocess_cpu_seconds_total ",
+	    "\nprocess_resident_memory_bytes ",
+	    "\nprocess_virtual_memory_bytes ",
+	    "\nprocess_open_fds ",
+	    "\nprocess_max_fds ",
+	    "\nprocess_start_time_seconds ",
+	    "\nmeshproxy_build_info{program=\"test\",version=\""};
+	for (size_t i = 0; i < sizeof(proc) / sizeof(proc[0]); i++)
+		assert_non_null(strstr(buf, proc[i]));
+	double start = strtod(strstr(buf, "\nprocess_start_time_seconds ") + 28, NULL);
+	assert_true(start > 1.6e9 && start <= (double)time(NULL) + 1);
 	struct healthd_stats st;
 	healthd_get_stats(f->hd, &st);
 	assert_int_equal(st.livez, 2);
 	assert_int_equal(st.readyz, 2);
 	assert_int_equal(st.metrics, 1);
+}
+
+/* /proc/PID/stat: the command name may hold spaces and ')'; a cut or
+ * garbled line is refused. */
+static void proc_stat_parse(void **state)
+{
+	(void)state;
+	struct proc_stat st;
+	const char *ok = "123 (a) b) c) S 1 123 123 0 -1 4194560 100 0 0 0 "
+	                 "250 50 0 0 20 0 1 0 9876 123456789 321 18446744073709551615";
+	/* tpgid -1 (no terminal) is fine: not a field we read */
+	assert_int_equal(procmetrics_parse_stat(ok, strlen(ok), &st), 0);
+	assert_int_equal(st.rss, 321);
+	const char *neg = "1 (x) S 1 1 1 0 0 0 0 0 0 0 -5 50 0 0 20 0 1 0 9 9 9";
+	assert_int_equal(procmetrics_parse_stat(neg, strlen(neg), &st), -1);
+	const char *good = "123 (a) b) c) S 1 123 123 0 0 4194560 100 0 0 0 "
+	                   "250 50 0 0 20 0 1 0 9876 123456789 321 1844674407370955161";
+	assert_int_equal(procmetrics_parse_stat(good, strlen(good), &st), 0);
+	assert_int_equal(st.utime, 250);
+	assert_int_equal(st.stime, 50);
+	assert_int_equal(st.starttime, 9876);
+	assert_int_equal(st.vsize, 123456789);
+	assert_int_equal(st.rss, 321);
+	assert_int_equal(procmetrics_parse_stat(good, 30, &st), -1);
+	assert_int_equal(procmetrics_parse_stat("123 no paren", 12, &st), -1);
+	assert_int_equal(procmetrics_parse_stat("", 0, &st), -1);
 }
 
 static void refusals(void **state)
@@ -362,6 +402,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(parse_listen),
+	    cmocka_unit_test(proc_stat_parse),
 	    cmocka_unit_test_setup_teardown(livez_readyz_metrics, setup, teardown),
 	    cmocka_unit_test_setup_teardown(refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(port_in_use, setup, teardown),
