@@ -190,7 +190,7 @@ static void m_peers(const struct node *n, const struct node_health *h, bool per_
 /* A front-end's labels: its kind and its index among that kind, and with
  * --metrics-peers its description (listen address and mesh target). */
 struct m_front {
-	char kind[8], idx[12], listen[160];
+	char kind[8], idx[24], listen[160];
 	struct px_stats ps;
 };
 
@@ -368,7 +368,7 @@ static void m_control(const struct node_ctl *m, bool detail, struct prom *p)
 	size_t n = m->ms ? magicsock_conns(m->ms, c, rs, MS_CONNS_MAX) : 0;
 	prom_family(p, "meshproxy_relay_connected", PROM_GAUGE,
 	            "1 while the relay connection is up (home: the home relay).");
-	char idx[MS_CONNS_MAX][12];
+	char idx[MS_CONNS_MAX][24];
 	for (size_t i = 0; i < n; i++) {
 		snprintf(idx[i], sizeof(idx[i]), "%zu", i);
 		const char *lab[] = {"index",     idx[i],   "region",
