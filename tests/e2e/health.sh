@@ -197,6 +197,8 @@ check "alpha: no per-peer series by default" not grep -q '^meshproxy_peer_' "$E2
 check "alpha: no peer= or key= label" not grep -qE '[{,](peer|key)="' "$E2E_TMP/alpha.prom"
 check "alpha: no peer name (bravo) anywhere" not grep -q 'bravo' "$E2E_TMP/alpha.prom"
 check "alpha: no listen address in front-end labels" not grep -q '127.0.0.1:1080' "$E2E_TMP/alpha.prom"
+check "alpha: meshproxy_network_changes_total is exported" \
+    not test "$(pv alpha meshproxy_network_changes_total)" = none
 check "alpha: front-ends by kind and index" \
     test "$(pv alpha 'meshproxy_frontend_active_connections{frontend="socks5",index="0"}')" != none
 # bravo (--metrics-peers): per-peer series, peer= and key= (8 base64 chars)
