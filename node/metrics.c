@@ -63,7 +63,7 @@ static void m_wireguard(const struct wg_device *wg, struct prom *p)
 	             "WireGuard datagrams that came through a relay.", st.rx_relayed);
 }
 
-/* The label of a peer: its [Peer] Name or map name, else its key. */
+/* The name of a peer: its [Peer] Name or map name, else its key. */
 static const char *m_peer_label(const struct node *n, const uint8_t *key, char *buf,
                                 size_t cap)
 {
@@ -78,7 +78,7 @@ static const char *m_peer_label(const struct node *n, const uint8_t *key, char *
 }
 
 /* Which per-peer family m_peers is writing. */
-enum m_peer_kind { MP_AGE, MP_RX, MP_TX, MP_DIRECT, MP_N };
+enum m_peer_kind { MP_HANDSHAKE, MP_RX, MP_TX, MP_DIRECT, MP_N };
 
 static void m_peer_family(const struct node *n, struct prom *p, enum m_peer_kind k,
                           size_t np)
@@ -87,8 +87,9 @@ static void m_peer_family(const struct node *n, struct prom *p, enum m_peer_kind
 		const char *name, *help;
 		enum prom_type type;
 	} f[MP_N] = {
-	    {"meshproxy_peer_handshake_age_seconds",
-	     "Seconds since the last WireGuard handshake with the peer (peers with one).",
+	    {"meshproxy_peer_last_handshake_timestamp_seconds",
+	     "When the last WireGuard handshake with the peer completed (unix time; "
+	     "peers with one).",
 	     PROM_GAUGE},
 	    {"meshproxy_peer_rx_bytes_total", "WireGuard bytes received from the peer.",
 	     PROM_COUNTER},
@@ -98,74 +99,105 @@ static void m_peer_family(const struct node *n, struct prom *p, enum m_peer_kind
 	     "1 when the peer is reached directly, 0 through a relay or not yet.",
 	     PROM_GAUGE},
 	};
-	char kb[64];
-	time_t now = time(NULL);
+	char kb[64], k8[64];
 	prom_family(p, f[k].name, f[k].type, f[k].help);
 	for (size_t i = 0; i < np && i < NODE_METRICS_PEERS_MAX; i++) {
 		struct wg_peer_info pi;
 		if (wg_device_peer_info(n->wg, i, &pi) != 0)
 			continue;
-		const char *lab[] = {"peer",
-		                     m_peer_label(n, pi.public_key, kb, sizeof(kb))};
-		if (k == MP_AGE && pi.last_handshake_unix)
-			prom_sample_u64(p, lab, 1,
-			                now > pi.last_handshake_unix
-			                    ? (uint64_t)(now - pi.last_handshake_unix)
-			                    : 0);
+		/* key: two peers of one name (a [Peer] Name equal to a map
+		 * name) stay two series */
+		fmt_key_b64(pi.public_key, k8, sizeof(k8));
+		k8[8] = 0;
+		const char *lab[] = {
+		    "peer", m_peer_label(n, pi.public_key, kb, sizeof(kb)), "key", k8};
+		if (k == MP_HANDSHAKE && pi.last_handshake_unix > 0)
+			prom_sample_u64(p, lab, 2, (uint64_t)pi.last_handshake_unix);
 		else if (k == MP_RX)
-			prom_sample_u64(p, lab, 1, pi.rx_bytes);
+			prom_sample_u64(p, lab, 2, pi.rx_bytes);
 		else if (k == MP_TX)
-			prom_sample_u64(p, lab, 1, pi.tx_bytes);
+			prom_sample_u64(p, lab, 2, pi.tx_bytes);
 		else if (k == MP_DIRECT)
-			prom_sample_u64(p, lab, 1,
+			prom_sample_u64(p, lab, 2,
 			                !pi.via_relay && pi.last_handshake_unix);
 	}
 }
 
-static void m_peers(const struct node *n, const struct node_health *h, struct prom *p)
+/* Totals over the peers count those the map removed too (the device's
+ * retired counters), so that they never go down. */
+void node_metrics_wg_totals(const struct wg_device *wg, struct prom *p)
+{
+	size_t np = wg_device_peer_count(wg);
+	struct wg_device_stats st;
+	wg_device_stats(wg, &st);
+	uint64_t sent = st.retired_handshakes_sent,
+	         done = st.retired_handshakes_completed;
+	uint64_t rx = st.retired_rx_bytes, tx = st.retired_tx_bytes;
+	for (size_t i = 0; i < np; i++) {
+		struct wg_peer_info pi;
+		if (wg_device_peer_info(wg, i, &pi) != 0)
+			continue;
+		sent += pi.handshakes_sent;
+		done += pi.handshakes_completed;
+		rx += pi.rx_bytes;
+		tx += pi.tx_bytes;
+	}
+	prom_family(p, "meshproxy_handshakes_total", PROM_COUNTER,
+	            "WireGuard handshake initiations sent, and handshakes completed.");
+	SAMPLE(p, sent, "result", "initiated");
+	SAMPLE(p, done, "result", "completed");
+	prom_family(p, "meshproxy_wg_bytes_total", PROM_COUNTER,
+	            "WireGuard transport payload bytes with all peers, by direction.");
+	SAMPLE(p, rx, "dir", "rx");
+	SAMPLE(p, tx, "dir", "tx");
+}
+
+static void m_peers(const struct node *n, const struct node_health *h, bool per_peer,
+                    struct prom *p)
 {
 	size_t np = wg_device_peer_count(n->wg);
-	uint64_t sent = 0, done = 0, paths[3] = {0};
+	uint64_t paths[3] = {0};
 	for (size_t i = 0; i < np; i++) {
 		struct wg_peer_info pi;
 		if (wg_device_peer_info(n->wg, i, &pi) != 0)
 			continue;
-		sent += pi.handshakes_sent;
-		done += pi.handshakes_completed;
 		paths[!pi.last_handshake_unix ? 2 : pi.via_relay ? 1 : 0]++;
 	}
 	prom_gauge(p, "meshproxy_peers", "WireGuard peers (map and [Peer]).", (double)np);
 	prom_gauge(p, "meshproxy_peers_answering",
 	           "Peers that answer (a recent handshake, none unanswered).",
 	           (double)node_health_answering(h));
-	prom_gauge(p, "meshproxy_peers_unlabelled",
-	           "Peers past the per-peer series limit (no peer-labelled series).",
-	           np > NODE_METRICS_PEERS_MAX ? (double)(np - NODE_METRICS_PEERS_MAX)
-	                                       : 0);
-	prom_family(p, "meshproxy_handshakes_total", PROM_COUNTER,
-	            "WireGuard handshake initiations sent, and handshakes completed.");
-	SAMPLE(p, sent, "result", "initiated");
-	SAMPLE(p, done, "result", "completed");
+	if (per_peer)
+		prom_gauge(p, "meshproxy_peers_unlabelled",
+		           "Peers past the per-peer series limit (no peer-labelled "
+		           "series).",
+		           np > NODE_METRICS_PEERS_MAX
+		               ? (double)(np - NODE_METRICS_PEERS_MAX)
+		               : 0);
+	node_metrics_wg_totals(n->wg, p);
 	prom_family(p, "meshproxy_paths", PROM_GAUGE,
 	            "Peers by the path their next datagram takes (none: no handshake "
 	            "yet).");
 	SAMPLE(p, paths[0], "path", "direct");
 	SAMPLE(p, paths[1], "path", "relay");
 	SAMPLE(p, paths[2], "path", "none");
-	for (int k = 0; k < MP_N; k++)
+	for (int k = 0; per_peer && k < MP_N; k++)
 		m_peer_family(n, p, (enum m_peer_kind)k, np);
 }
 
 /* ---- front-ends: collected once, written per family ---- */
 
+/* A front-end's labels: its kind and its index among that kind, and with
+ * --metrics-peers its description (listen address and mesh target). */
 struct m_front {
-	char kind[8], listen[160];
+	char kind[8], idx[24], listen[160];
 	struct px_stats ps;
 };
 
 struct m_fronts {
 	struct m_front *f;
 	size_t n, cap;
+	bool detail;
 };
 
 static void m_collect(void *arg, const char *kind, const char *what,
@@ -180,8 +212,12 @@ static void m_collect(void *arg, const char *kind, const char *what,
 		fs->f = f;
 		fs->cap = cap;
 	}
+	size_t idx = 0;
+	for (size_t i = 0; i < fs->n; i++)
+		idx += !strcmp(fs->f[i].kind, kind);
 	struct m_front *f = &fs->f[fs->n++];
 	snprintf(f->kind, sizeof(f->kind), "%s", kind);
+	snprintf(f->idx, sizeof(f->idx), "%zu", idx);
 	snprintf(f->listen, sizeof(f->listen), "%s", what);
 	f->ps = *ps;
 }
@@ -203,16 +239,24 @@ static void m_front_family(struct prom *p, const struct m_fronts *fs, const char
 	for (size_t i = 0; i < fs->n; i++)
 		for (size_t k = 0; k < nv; k++) {
 			const struct m_front *f = &fs->f[i];
-			const char *lab[] = {"frontend", f->kind, "listen",
-			                     f->listen,  lname,   lvals ? lvals[k] : ""};
-			prom_sample_u64(p, lab, lname ? 3 : 2, m_px(&f->ps, offs[k]));
+			const char *lab[8] = {"frontend", f->kind, "index", f->idx};
+			size_t nl = 2;
+			if (lname) {
+				lab[2 * nl] = lname;
+				lab[2 * nl++ + 1] = lvals ? lvals[k] : "";
+			}
+			if (fs->detail) {
+				lab[2 * nl] = "listen";
+				lab[2 * nl++ + 1] = f->listen;
+			}
+			prom_sample_u64(p, lab, nl, m_px(&f->ps, offs[k]));
 		}
 }
 
-static void m_frontends(const struct node *n, struct prom *p)
+static void m_frontends(const struct node *n, bool detail, struct prom *p)
 {
 	struct status_view v;
-	struct m_fronts fs = {0};
+	struct m_fronts fs = {.detail = detail};
 	node_status_view(n, &v);
 	status_for_each_frontend(&v, m_collect, &fs);
 	static const char *const conn_l[] = {"accepted", "established"};
@@ -297,8 +341,10 @@ static void m_policy(const struct node_acl *a, struct prom *p)
 		SAMPLE(p, st.drops[r], "reason", acl_drop_name((enum acl_drop)r));
 }
 
-/* The control connection and the relays (joined nodes). */
-static void m_control(const struct node_ctl *m, struct prom *p)
+/* The control connection and the relays (joined nodes). A relay is
+ * labelled by its index, region and home state; its name only with
+ * --metrics-peers. */
+static void m_control(const struct node_ctl *m, bool detail, struct prom *p)
 {
 	struct ctl_client_status cs = {0};
 	if (m->client)
@@ -313,28 +359,36 @@ static void m_control(const struct node_ctl *m, struct prom *p)
 	            "Network maps received, by kind.");
 	SAMPLE(p, cs.maps_full, "kind", "full");
 	SAMPLE(p, cs.maps_delta, "kind", "delta");
+	prom_counter(p, "meshproxy_network_changes_total",
+	             "Changes of the host's network (addresses, routes) the node "
+	             "reacted to.",
+	             m->net_changes);
 	struct magicsock_conn_status c[MS_CONNS_MAX];
 	struct relay_client_status rs[MS_CONNS_MAX];
 	size_t n = m->ms ? magicsock_conns(m->ms, c, rs, MS_CONNS_MAX) : 0;
 	prom_family(p, "meshproxy_relay_connected", PROM_GAUGE,
 	            "1 while the relay connection is up (home: the home relay).");
+	char idx[MS_CONNS_MAX][24];
 	for (size_t i = 0; i < n; i++) {
-		const char *lab[] = {"relay",  c[i].name,
-		                     "region", c[i].region,
-		                     "home",   c[i].home ? "true" : "false"};
-		prom_sample_u64(p, lab, 3, rs[i].state == RELAY_CLIENT_CONNECTED);
+		snprintf(idx[i], sizeof(idx[i]), "%zu", i);
+		const char *lab[] = {"index",     idx[i],   "region",
+		                     c[i].region, "home",   c[i].home ? "true" : "false",
+		                     "relay",     c[i].name};
+		prom_sample_u64(p, lab, detail ? 4 : 3,
+		                rs[i].state == RELAY_CLIENT_CONNECTED);
 	}
 	prom_family(p, "meshproxy_relay_bytes_total", PROM_COUNTER,
 	            "Bytes through the relay connection, by direction.");
 	for (size_t i = 0; i < n; i++) {
-		const char *rx[] = {"relay", c[i].name, "dir", "rx"};
-		const char *tx[] = {"relay", c[i].name, "dir", "tx"};
-		prom_sample_u64(p, rx, 2, rs[i].rx_bytes);
-		prom_sample_u64(p, tx, 2, rs[i].tx_bytes);
+		const char *rx[] = {"index", idx[i], "dir", "rx", "relay", c[i].name};
+		const char *tx[] = {"index", idx[i], "dir", "tx", "relay", c[i].name};
+		prom_sample_u64(p, rx, detail ? 3 : 2, rs[i].rx_bytes);
+		prom_sample_u64(p, tx, detail ? 3 : 2, rs[i].tx_bytes);
 	}
 }
 
-void node_metrics_write(const struct node *n, const struct node_health *h, struct prom *p)
+void node_metrics_write(const struct node *n, const struct node_health *h, bool per_peer,
+                        struct prom *p)
 {
 	char why[200];
 	prom_gauge(p, "meshproxy_ready", "1 when /readyz answers 200.",
@@ -345,12 +399,12 @@ void node_metrics_write(const struct node *n, const struct node_health *h, struc
 	           "1 for a node joined to mesh-control, 0 from a configuration file.",
 	           n->ctl != NULL);
 	if (n->ctl)
-		m_control(n->ctl, p);
+		m_control(n->ctl, per_peer, p);
 	if (!n->wg)
 		return; /* registration pending: nothing more yet */
-	m_peers(n, h, p);
+	m_peers(n, h, per_peer, p);
 	m_wireguard(n->wg, p);
 	m_policy(n->acl, p);
-	m_frontends(n, p);
+	m_frontends(n, per_peer, p);
 	m_netstack(p);
 }

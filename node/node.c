@@ -115,6 +115,9 @@ static void node_on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	/* /readyz answers 503 "stopping" from now on, while the logout wait
+	 * runs, so that a Service stops sending new work here. */
+	node_health_set_stopping(n->health);
 	/* An ephemeral node leaves the mesh first, waiting a bounded time so
 	 * that a pod's shutdown never hangs on an unanswering server; a
 	 * second signal ends the wait. */
@@ -673,6 +676,30 @@ static int node_load(struct node *n, const struct node_opts *o,
 	return 0;
 }
 
+static int node_signals_start(struct node *n)
+{
+	n->ev_int = evsignal_new(n->base, SIGINT, node_on_signal, n);
+	n->ev_term = evsignal_new(n->base, SIGTERM, node_on_signal, n);
+	n->ev_hup = evsignal_new(n->base, SIGHUP, node_on_signal, n);
+	if (!n->ev_int || !n->ev_term || !n->ev_hup)
+		return -1;
+	event_add(n->ev_int, NULL);
+	event_add(n->ev_term, NULL);
+	event_add(n->ev_hup, NULL);
+	return 0;
+}
+
+static void node_signals_free(struct node *n)
+{
+	if (n->ev_int)
+		event_free(n->ev_int);
+	if (n->ev_term)
+		event_free(n->ev_term);
+	if (n->ev_hup)
+		event_free(n->ev_hup);
+	n->ev_int = n->ev_term = n->ev_hup = NULL;
+}
+
 int node_run(const struct node_opts *o)
 {
 	struct node n0 = {0}, *n = &n0;
@@ -685,9 +712,24 @@ int node_run(const struct node_opts *o)
 		fprintf(stderr, "mesh-proxy: %s\n", err); /* before anything starts */
 		return 2;
 	}
+	/* The signal handlers come first: a SIGTERM while the node starts (an
+	 * ephemeral one has made its temporary state directory already in
+	 * node_load) then ends the loop as soon as it runs, and the teardown
+	 * below removes what was made. */
+	n->base = event_base_new();
+	if (!n->base || node_signals_start(n) != 0) {
+		fprintf(stderr, "mesh-proxy: out of memory\n");
+		node_signals_free(n);
+		if (n->base)
+			event_base_free(n->base);
+		return 1;
+	}
 	int rc = node_load(n, o, &prep);
-	if (rc)
+	if (rc) {
+		node_signals_free(n);
+		event_base_free(n->base);
 		return rc;
+	}
 	rc = 1;
 	bool start_now = !prep || node_ctl_prep_self(prep);
 	if (getuid() == 0)
@@ -696,9 +738,6 @@ int node_run(const struct node_opts *o)
 	signal(SIGPIPE, SIG_IGN);
 	node_raise_fd_limit();
 	n->started = time(NULL);
-	n->base = event_base_new();
-	if (!n->base)
-		goto out;
 	n->dns = evdns_base_new(n->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
 	                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (!n->dns) /* no resolv.conf: names fail, addresses still work */
@@ -733,21 +772,16 @@ int node_run(const struct node_opts *o)
 	}
 	if (start_now && node_start_dataplane(n) != 0)
 		goto out;
-	n->health = node_health_new(n, o->health_listen, err, sizeof(err));
+	n->health =
+	    node_health_new(n, o->health_listen, o->metrics_peers, err, sizeof(err));
 	if (!n->health) {
 		log_error("%s", err);
 		goto out;
 	}
 
-	n->ev_int = evsignal_new(n->base, SIGINT, node_on_signal, n);
-	n->ev_term = evsignal_new(n->base, SIGTERM, node_on_signal, n);
 	n->ev_tick = event_new(n->base, -1, EV_PERSIST, node_on_tick, n);
 	struct timeval sec = {1, 0};
-	event_add(n->ev_int, NULL);
-	event_add(n->ev_term, NULL);
 	event_add(n->ev_tick, &sec);
-	n->ev_hup = evsignal_new(n->base, SIGHUP, node_on_signal, n);
-	event_add(n->ev_hup, NULL);
 	node_resolv_watch_start(n);
 	event_base_dispatch(n->base);
 	if (n->wg) {
@@ -779,14 +813,9 @@ out:
 	node_ctl_free(n->ctl);
 	node_ctl_prep_free(prep);
 	api_server_free(n->api);
-	if (n->ev_int)
-		event_free(n->ev_int);
-	if (n->ev_term)
-		event_free(n->ev_term);
+	node_signals_free(n);
 	if (n->ev_tick)
 		event_free(n->ev_tick);
-	if (n->ev_hup)
-		event_free(n->ev_hup);
 	/* Let callbacks of front-ends freed mid-lookup run, so their sessions
 	 * are released before the resolver and the netstack go away. */
 	if (n->base)

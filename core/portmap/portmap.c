@@ -361,9 +361,11 @@ void portmap_free(struct portmap *pm)
 		int running = PM_JOB_RUNNING;
 		if (atomic_compare_exchange_strong(&pm->job->state, &running, PM_JOB_ABANDONED)) {
 			pthread_detach(pm->thread);
-			log_warn("portmap: the router %s has not finished answering after %d s; not "
-			         "waiting for it (a mapping it makes now lapses with its lease)",
-			         pm->gateway[0] ? pm->gateway : "(unknown)", PM_EXIT_WAIT_MS / 1000);
+			log_warn("portmap: the router %s has not finished answering after %d ms; not "
+			         "waiting for it (a mapping it makes or keeps lapses with its "
+			         "lease)",
+			         pm->gateway[0] ? pm->gateway : "(unknown)", PM_EXIT_WAIT_MS);
+			pm->cur.proto = PM_NONE; /* a delete would wait on it too */
 		} else {
 			pthread_join(pm->thread, NULL);
 			if (pm->job->rc == 0) {

@@ -38,7 +38,7 @@ struct portmap;
 #define PM_REPROBE_MIN_MS 10000 /* network changes probe at most this often */
 #define PM_ERR_MAX        160
 #define PM_UPNP_DEADLINE_MS 10000 /* a UPnP job in its child process, all of it */
-#define PM_EXIT_WAIT_MS   2000  /* portmap_free waits this long for a worker */
+#define PM_EXIT_WAIT_MS   500   /* portmap_free waits this long for a worker */
 #define PM_RENEW_MIN_MS   2000  /* the soonest renewal, whatever the lease */
 #define PM_ANNOUNCE_PORT  5350  /* 224.0.0.1: PCP ANNOUNCE, NAT-PMP notices */
 #define PM_ANNOUNCE_MIN_MS 2000 /* re-maps on announcements at most this often */
@@ -69,9 +69,12 @@ struct portmap_config {
 };
 
 struct portmap *portmap_new(const struct portmap_config *cfg, char *err, size_t errlen);
-/* Deletes the mapping at the router, then frees. Blocking, but bounded:
- * a running worker is waited for at most PM_EXIT_WAIT_MS and then left to
- * itself; the delete takes at most 1.5 s. Accepts NULL. */
+/* Deletes the mapping at the router, then frees. Blocking, but bounded
+ * (a node's exit must not add seconds after its logout wait): a running
+ * worker is waited for at most PM_EXIT_WAIT_MS and then left to itself,
+ * and then no delete is tried (the router is not answering; the mapping
+ * lapses with its lease); a delete takes at most 1.5 s, and only
+ * when a mapping exists. Accepts NULL. */
 void portmap_free(struct portmap *pm);
 
 /* Our addresses changed: probe again soon (rate-limited). */

@@ -17,8 +17,12 @@
 
 #include "core/util/http_conns.h"
 #include "core/util/log.h"
+#include "core/util/procmetrics.h"
 #include "core/util/prom.h"
 #include "core/util/sockaddr.h"
+
+/* Families whose refused lines were logged (once each). */
+#define HEALTHD_WARNED_MAX 32
 
 struct healthd {
 	struct evhttp *http;
@@ -26,6 +30,10 @@ struct healthd {
 	struct healthd_ops ops;
 	struct healthd_stats st;
 	char what[48];
+	char prefix[48]; /* of the program's metric names: "meshproxy" */
+	unsigned long long refused;
+	char *warned[HEALTHD_WARNED_MAX];
+	size_t n_warned;
 };
 
 static int parse_port(const char *s, uint16_t *port)
@@ -121,19 +129,51 @@ static void serve_readyz(struct healthd *h, struct evhttp_request *req)
 	reply_text(req, 503, "Service Unavailable", line);
 }
 
+/* A metric line the writer refused is a bug of ours that drops data a
+ * dashboard expects: warn once per family (a scraper calls every few
+ * seconds), and count every one. */
+static void on_refuse(void *arg, const char *family)
+{
+	struct healthd *h = arg;
+	h->refused++;
+	for (size_t i = 0; i < h->n_warned; i++)
+		if (!strcmp(h->warned[i], family))
+			return;
+	if (h->n_warned < HEALTHD_WARNED_MAX) {
+		char *c = strdup(family);
+		if (c)
+			h->warned[h->n_warned++] = c;
+	}
+	log_warn("%s: /metrics: a line of %.128s was refused (not valid Prometheus "
+	         "text; a bug, please report it); counted in %s_metrics_refused_total",
+	         h->what, family, h->prefix);
+}
+
+static void write_refused(struct healthd *h, struct prom *p)
+{
+	char name[PROM_NAME_MAX];
+	snprintf(name, sizeof(name), "%s_metrics_refused_total", h->prefix);
+	p->on_refuse = NULL; /* this one's refusal would recurse into the count */
+	prom_counter(p, name,
+	             "Metric lines the /metrics writer refused (a bug; the log names "
+	             "the family).",
+	             h->refused);
+}
+
 static void serve_metrics(struct healthd *h, struct evhttp_request *req)
 {
 	struct prom p;
 	prom_init(&p);
+	p.on_refuse = on_refuse;
+	p.refuse_ctx = h;
 	h->ops.metrics(h->ops.ctx, &p);
+	procmetrics_write(&p, h->what); /* the same for all three programs */
+	write_refused(h, &p);
 	if (p.oom || !p.buf)
 		reply_text(req, 500, "Internal Server Error",
 		           "metrics: out of memory; try again\n");
 	else
 		reply(req, 200, "OK", PROM_CONTENT_TYPE, p.buf, p.len);
-	if (p.refused)
-		log_debug("%s: health listener: %u metric line(s) refused", h->what,
-		          p.refused);
 	prom_free(&p);
 }
 
@@ -206,6 +246,11 @@ struct healthd *healthd_new(struct event_base *base, const char *listen, const c
 	}
 	h->ops = *ops;
 	snprintf(h->what, sizeof(h->what), "%s", what);
+	size_t k = 0; /* "mesh-proxy" -> "meshproxy" */
+	for (const char *c = what; *c && k + 1 < sizeof(h->prefix); c++)
+		if ((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_')
+			h->prefix[k++] = *c;
+	h->prefix[k] = 0;
 	int fd = bind_socket(&ss, len);
 	if (fd < 0) {
 		snprintf(err, errlen, "--health-listen %s: %s%s", listen, strerror(-fd),
@@ -241,6 +286,7 @@ struct healthd *healthd_new(struct event_base *base, const char *listen, const c
 	evhttp_set_max_headers_size(h->http, HEALTHD_MAX_HEADER);
 	evhttp_set_timeout(h->http, HEALTHD_TIMEOUT_S);
 	http_conns_set_write_timeout(h->conns, HEALTHD_TIMEOUT_S);
+	http_conns_set_probe_mode(h->conns);
 	evhttp_set_gencb(h->http, on_request, h);
 	char a[80];
 	sockaddr_format(&ss, a, sizeof(a));
@@ -255,6 +301,8 @@ void healthd_free(struct healthd *h)
 	http_conns_free(h->conns);
 	if (h->http)
 		evhttp_free(h->http);
+	for (size_t i = 0; i < h->n_warned; i++)
+		free(h->warned[i]);
 	free(h);
 }
 

@@ -4,15 +4,18 @@
  *
  *   GET /livez    200 "ok": the event loop runs (it answered)
  *   GET /readyz   200 "ready", or 503 "not ready: WHY" (ops.ready)
- *   GET /metrics  200, the Prometheus text format (ops.metrics)
+ *   GET /metrics  200, the Prometheus text format: ops.metrics, then the
+ *                 process_* families and meshproxy_build_info
+ *                 (procmetrics.h) and PREFIX_metrics_refused_total
  *   other paths 404; methods other than GET and HEAD 405.
  *
  * It serves no secrets, so any address may be given (a probe comes to the
- * pod's address); the metrics do name peers. Limits, as for mesh-control's
- * admin API: HEALTHD_MAX_CONNS connections (more wait in the backlog),
- * headers up to HEALTHD_MAX_HEADER bytes, a request completed within
- * HTTP_CONNS_REQUEST_S of the connection's opening or its previous
- * request, HEALTHD_TIMEOUT_S per read or write. */
+ * pod's address); the metrics name peers only when asked to
+ * (--metrics-peers). Limits: HEALTHD_MAX_CONNS connections, and at that
+ * cap a new connection replaces the oldest (so keep-alive scrapers cannot
+ * starve a probe); a connection lives at most HTTP_CONNS_REQUEST_S from
+ * its opening, whatever it sends; headers up to HEALTHD_MAX_HEADER bytes;
+ * HEALTHD_TIMEOUT_S per read or write. */
 #ifndef MESH_HEALTHD_H
 #define MESH_HEALTHD_H
 

@@ -17,7 +17,11 @@
  * timeout is per read, re-armed by every byte, so without it a byte every
  * few seconds held a connection for ever and 64 of them the whole API.
  * Past its deadline a connection is shut down (shutdown(2), not close:
- * the descriptor stays evhttp's, which sees the end and frees it). */
+ * the descriptor stays evhttp's, which sees the end and frees it).
+ *
+ * In probe mode (the health listeners) requests do not move the deadline,
+ * and at the cap the oldest connection is shut down for the new one, so
+ * that no set of clients can hold the listener. */
 #include "core/util/http_conns.h"
 
 #include <errno.h>
@@ -54,7 +58,9 @@ struct http_conns {
 	bool stopped;
 	unsigned accept_errors;
 	unsigned long long expired;
-	int extra_s; /* after a request: its response's time to go out */
+	int extra_s;     /* after a request: its response's time to go out */
+	bool probe_mode; /* replace the oldest at the cap; fixed lifetime */
+	unsigned long long replaced;
 	struct http_conns *next_all;
 	char what[64]; /* for the log: "mesh-control: admin API" */
 };
@@ -100,7 +106,7 @@ static void stop(struct http_conns *ac)
 static void retry_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct http_conns *ac = arg;
-	if (sweep(ac) >= ac->cap) {
+	if (sweep(ac) >= ac->cap && !(ac->probe_mode && ac->n_socks)) {
 		stop(ac);
 		return;
 	}
@@ -120,7 +126,10 @@ static void deadline_cb(evutil_socket_t fd, short ev, void *arg)
 			continue;
 		s->deadline_ms = 0;
 		ac->expired++;
-		log_debug("%s: a connection sent no complete request in %d s; closing it",
+		log_debug(ac->probe_mode
+		              ? "%s: a connection reached its %d s lifetime; closing it"
+		              : "%s: a connection sent no complete request in %d s; "
+		                "closing it",
 		          ac->what, HTTP_CONNS_REQUEST_S);
 		(void)shutdown(s->fd, SHUT_RDWR);
 	}
@@ -145,6 +154,23 @@ static void note_cb(evutil_socket_t fd, short ev, void *arg)
 	ac->n_fresh = 0;
 }
 
+/* Probe mode at the cap: the oldest noted connection makes room (the list
+ * is in the order of opening; it leaves the list now, evhttp frees it when
+ * it sees the end). false when none can go (all are this turn's). */
+static bool replace_oldest(struct http_conns *ac)
+{
+	if (!ac->n_socks)
+		return false;
+	(void)shutdown(ac->socks[0].fd, SHUT_RDWR);
+	memmove(&ac->socks[0], &ac->socks[1], (ac->n_socks - 1) * sizeof(ac->socks[0]));
+	ac->n_socks--;
+	if (ac->replaced++ % 1000 == 0)
+		log_info("%s: %zu connections open (the most); closing the oldest for a "
+		         "new one",
+		         ac->what, ac->cap);
+	return true;
+}
+
 struct bufferevent *http_conns_bevcb(struct event_base *base, void *arg)
 {
 	struct http_conns *ac = arg;
@@ -158,7 +184,10 @@ struct bufferevent *http_conns_bevcb(struct event_base *base, void *arg)
 	}
 	/* Called from the listener's accept loop: stopping it here keeps the
 	 * next connection in the backlog. */
-	if (sweep(ac) >= ac->cap)
+	size_t open = sweep(ac); /* this one included */
+	if (!ac->probe_mode && open >= ac->cap)
+		stop(ac);
+	else if (ac->probe_mode && open > ac->cap && !replace_oldest(ac))
 		stop(ac);
 	return bev;
 }
@@ -234,6 +263,8 @@ size_t http_conns_open(struct http_conns *ac)
 
 void http_conns_served(struct http_conns *ac, int fd)
 {
+	if (ac->probe_mode)
+		return; /* the deadline stays the one from the opening */
 	for (size_t i = 0; i < ac->n_socks; i++) {
 		struct http_sock *s = &ac->socks[i];
 		if (s->fd == fd && s->deadline_ms && same_sock(s))
@@ -246,6 +277,16 @@ void http_conns_served(struct http_conns *ac, int fd)
 void http_conns_set_write_timeout(struct http_conns *ac, int s)
 {
 	ac->extra_s = s;
+}
+
+void http_conns_set_probe_mode(struct http_conns *ac)
+{
+	ac->probe_mode = true;
+}
+
+unsigned long long http_conns_replaced(struct http_conns *ac)
+{
+	return ac->replaced;
 }
 
 unsigned long long http_conns_expired(struct http_conns *ac)

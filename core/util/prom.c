@@ -117,9 +117,11 @@ static bool ends_with(const char *s, const char *tail)
 	return n > t && strcmp(s + n - t, tail) == 0;
 }
 
-static int prom_refuse(struct prom *p, int err)
+static int prom_refuse(struct prom *p, const char *family, int err)
 {
 	p->refused++;
+	if (p->on_refuse)
+		p->on_refuse(p->refuse_ctx, family ? family : "(no family)");
 	return err;
 }
 
@@ -128,10 +130,10 @@ int prom_family(struct prom *p, const char *name, enum prom_type type, const cha
 	p->cur = -1;
 	if (!prom_metric_name_ok(name) ||
 	    (type == PROM_COUNTER) != ends_with(name, "_total"))
-		return prom_refuse(p, -EINVAL);
+		return prom_refuse(p, name, -EINVAL);
 	for (size_t i = 0; i < p->n_families; i++)
 		if (strcmp(p->families[i], name) == 0)
-			return prom_refuse(p, -EEXIST);
+			return prom_refuse(p, name, -EEXIST);
 	if (p->n_families == p->cap_families) {
 		size_t cap = p->cap_families ? p->cap_families * 2 : 64;
 		char **f = realloc(p->families, cap * sizeof(*f));
@@ -179,7 +181,7 @@ static int prom_sample(struct prom *p, const char *const *labels, size_t n,
                        const char *value)
 {
 	if (p->cur < 0 || !labels_ok(labels, n))
-		return prom_refuse(p, -EINVAL);
+		return prom_refuse(p, p->cur >= 0 ? p->families[p->cur] : NULL, -EINVAL);
 	prom_puts(p, p->families[p->cur]);
 	for (size_t i = 0; i < n; i++) {
 		prom_puts(p, i ? "," : "{");
@@ -205,7 +207,8 @@ int prom_sample_f64(struct prom *p, const char *const *labels, size_t n, double 
 {
 	char s[48];
 	if (p->cur >= 0 && p->cur_type == PROM_COUNTER && !(v >= 0))
-		return prom_refuse(p, -EINVAL); /* a counter never goes below 0 */
+		return prom_refuse(p, p->families[p->cur],
+		                   -EINVAL); /* a counter never goes below 0 */
 	if (isnan(v))
 		snprintf(s, sizeof(s), "NaN");
 	else if (isinf(v))

@@ -29,7 +29,10 @@ struct prom {
 	size_t len, cap;
 	bool oom;         /* some text was lost to a failed allocation */
 	unsigned refused; /* calls refused (bad names, duplicates...) */
-	char **families;  /* names opened so far */
+	/* Told of each refusal with its family's name (may be NULL). */
+	void (*on_refuse)(void *ctx, const char *family);
+	void *refuse_ctx;
+	char **families; /* names opened so far */
 	size_t n_families, cap_families;
 	int cur; /* index of the open family, -1: none */
 	enum prom_type cur_type;

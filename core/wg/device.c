@@ -259,6 +259,8 @@ static void fill_info(const struct wg_peer *p, struct wg_peer_info *info)
 	    p->last_direct_rx_ns ? (int64_t)((now - p->last_direct_rx_ns) / 1000000) : -1;
 	info->last_relay_rx_ms =
 	    p->last_relay_rx_ns ? (int64_t)((now - p->last_relay_rx_ns) / 1000000) : -1;
+	info->last_handshake_ms =
+	    p->last_handshake_ns ? (int64_t)((now - p->last_handshake_ns) / 1000000) : -1;
 }
 
 int wg_device_peer_info(const struct wg_device *d, size_t i, struct wg_peer_info *info)
@@ -306,6 +308,12 @@ int wg_device_remove_peer(struct wg_device *d, const uint8_t public_key[WG_KEY_L
 	wg_pubkey_table_remove(d->pubkeys, &p->pubkey_entry);
 	wg_allowedips_remove_by_peer(d->aips, p);
 	d->stats.tx_drop_queue += p->staged_count;
+	/* Its counters live on in the device's, so that totals over the
+	 * peers never go down when the map drops one. */
+	d->stats.retired_rx_bytes += p->rx_bytes;
+	d->stats.retired_tx_bytes += p->tx_bytes;
+	d->stats.retired_handshakes_sent += p->handshakes_sent;
+	d->stats.retired_handshakes_completed += p->handshakes_completed;
 	/* Timers, sessions and handshake (their indices leave the table),
 	 * staged packets, keys. */
 	wg_peer_free(p);

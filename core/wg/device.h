@@ -90,6 +90,9 @@ struct wg_peer_info {
 	bool via_relay, relay_ok, direct_trusted;
 	uint64_t relay_tx_bytes, relay_rx_bytes;
 	int64_t last_direct_rx_ms, last_relay_rx_ms; /* ms ago, -1: never */
+	/* The last handshake by the boot-time clock (a wall clock step does
+	 * not move it): ms ago, -1: never. */
+	int64_t last_handshake_ms;
 };
 
 struct wg_device_stats {
@@ -110,6 +113,11 @@ struct wg_device_stats {
 	 * as (dropped), sends the relay refused, and datagrams on the UDP
 	 * socket that are not WireGuard, handed to the owner (disco, STUN). */
 	uint64_t rx_relayed, rx_drop_relay_key, tx_drop_relay, rx_other;
+	/* The per-peer counters of peers removed since the start
+	 * (wg_device_remove_peer): a total over the current peers plus these
+	 * never goes down. */
+	uint64_t retired_rx_bytes, retired_tx_bytes;
+	uint64_t retired_handshakes_sent, retired_handshakes_completed;
 };
 
 /* Transmit batching: between hold and release (nestable), the datagrams the
@@ -155,7 +163,6 @@ int wg_device_peer_info_by_key(const struct wg_device *d,
                                const uint8_t public_key[WG_KEY_LEN],
                                struct wg_peer_info *info);
 
-
 /* ---- Paths: direct UDP and the relay ----
  * A map peer's datagrams go either straight to its UDP endpoint or through
  * a relay (by its public key). The owner (the node's path layer) decides
@@ -182,9 +189,9 @@ typedef void (*wg_other_rx_fn)(void *ctx, const uint8_t *buf, size_t len,
                                const struct sockaddr *src);
 
 struct wg_path_hooks {
-	wg_relay_tx_fn relay_tx;     /* 0 or -errno (counted in tx_drop_relay) */
-	wg_untrusted_fn untrusted;   /* may be NULL */
-	wg_other_rx_fn other_rx;     /* may be NULL: such datagrams are dropped */
+	wg_relay_tx_fn relay_tx;   /* 0 or -errno (counted in tx_drop_relay) */
+	wg_untrusted_fn untrusted; /* may be NULL */
+	wg_other_rx_fn other_rx;   /* may be NULL: such datagrams are dropped */
 	void *ctx;
 };
 void wg_device_set_path_hooks(struct wg_device *d, const struct wg_path_hooks *h);

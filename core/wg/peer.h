@@ -74,6 +74,7 @@ struct wg_peer {
 	bool sent_lastminute_handshake;
 	uint64_t last_sent_handshake_ns; /* monotonic */
 	int64_t walltime_last_handshake; /* unix seconds, 0 = never */
+	uint64_t last_handshake_ns;      /* wg_now_ns(), 0 = never */
 	uint16_t persistent_keepalive;
 
 	uint64_t rx_bytes, tx_bytes;

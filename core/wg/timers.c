@@ -217,6 +217,7 @@ void wg_timers_handshake_complete(struct wg_peer *p)
 	p->handshakes_completed++;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	p->walltime_last_handshake = ts.tv_sec;
+	p->last_handshake_ns = wg_now_ns();
 }
 
 void wg_timers_session_derived(struct wg_peer *p)

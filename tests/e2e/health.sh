@@ -2,17 +2,24 @@
 # Health listeners (issue 17): mesh-control, mesh-relay and two nodes
 # (`mesh-proxy up`), every one as nobody and with --health-listen. /livez
 # and /readyz answer 200, `mesh-proxy health` exits 0, all three /metrics
-# pass `promtool check metrics`, and the node's counters move with
-# traffic. Then mesh-control is killed and the peer stopped while traffic
-# goes to it: the node's /readyz turns 503 (with the reason) and
-# `mesh-proxy health` exits 1 within 60 s; when both come back, 200 again.
+# pass `promtool check metrics` (process_* and build info included), and
+# the node's counters move with traffic. alpha's /metrics names no peer,
+# key or listen address (the default); bravo runs with --metrics-peers and
+# has per-peer series labelled peer= and key=. An ephemeral node (charlie)
+# stopped while mesh-control does not answer its logout answers /readyz 503
+# "not ready: stopping" (and `mesh-proxy health` exits 1) during the logout
+# wait, and exits within 3 s + 1 s. Then mesh-control is killed and the
+# peer stopped while traffic goes to it: the node's /readyz turns 503 (with
+# the reason) and `mesh-proxy health` exits 1 within 60 s; when both come
+# back, 200 again.
 #
 #   lan 198.18.77.0/24 (a bridge), one namespace per host:
 #   infra  198.18.77.1  mesh-control :7443 (health :9100),
 #                       mesh-relay :8441 (health :9101)
 #   alpha  198.18.77.11 mesh-proxy up, SOCKS5 127.0.0.1:1080, health :9090
 #   bravo  198.18.77.12 mesh-proxy up, --expose 8080 (a web server on
-#                       127.0.0.1:8080), health :9090
+#                       127.0.0.1:8080), --metrics-peers, health :9090
+#   charlie 198.18.77.13 mesh-proxy up --ephemeral, health :9090
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -35,9 +42,11 @@ RUN=$E2E_TMP/run
 D=$RUN/control
 CTL=198.18.77.1:7443
 R1=198.18.77.1:8441
-declare -A LANIP=([infra]=198.18.77.1 [alpha]=198.18.77.11 [bravo]=198.18.77.12)
+declare -A LANIP=([infra]=198.18.77.1 [alpha]=198.18.77.11 [bravo]=198.18.77.12
+    [charlie]=198.18.77.13)
 declare -A HEALTH=([control]=infra/198.18.77.1:9100 [relay]=infra/198.18.77.1:9101
-    [alpha]=alpha/198.18.77.11:9090 [bravo]=bravo/198.18.77.12:9090)
+    [alpha]=alpha/198.18.77.11:9090 [bravo]=bravo/198.18.77.12:9090
+    [charlie]=charlie/198.18.77.13:9090)
 
 mc() { nsx_nobody infra "$MC" --data "$D" "$@"; }
 mp() { "${AS_NOBODY[@]}" "$MESH_PROXY" "$@"; }
@@ -87,7 +96,7 @@ pv() { "$PY" "$E2E_TMP/pv.py" "$E2E_TMP/$1.prom" "$2"; }
 gt() { [ "$1" != none ] && awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 > b + 0) }'; }
 
 step "hosts on one LAN: infra (mesh-control, mesh-relay), alpha, bravo"
-for h in infra alpha bravo; do
+for h in infra alpha bravo charlie; do
     ns_create "$h"
     ns_lan "$h" "${LANIP[$h]}/24"
 done
@@ -123,11 +132,18 @@ start_node() { # NAME [ARGS...]
         --health-listen "${HEALTH[$n]#*/}" "$@"
 }
 start_node alpha --join "$TOKEN" --hostname alpha --socks5 127.0.0.1:1080
-start_node bravo --join "$TOKEN" --hostname bravo --expose 8080
+start_node bravo --join "$TOKEN" --hostname bravo --expose 8080 --metrics-peers
+# charlie: ephemeral (no state directory), its local API at a known path;
+# a default route to a router that does not exist, so that portmap probes
+# go unanswered (its exit must not wait on them)
+nsx charlie ip route add default via 198.18.77.254
+bg_nobody charlie charlie "$MESH_PROXY" up --ephemeral --join "$TOKEN" --hostname charlie \
+    --api "$RUN/charlie.sock" --log-level debug --health-listen "${HEALTH[charlie]#*/}"
 for n in alpha bravo; do
     wait_until 20 mp ip --state "$RUN/$n" || die "$n did not join (see $E2E_LOGDIR/$n.log)"
 done
-pass "both nodes joined"
+wait_until 20 mp ip --api "$RUN/charlie.sock" || die "charlie did not join (see $E2E_LOGDIR/charlie.log)"
+pass "the three nodes joined"
 
 step "1. /livez and /readyz answer 200 on all four; mesh-proxy health exits 0"
 for w in control relay alpha bravo; do
@@ -152,7 +168,7 @@ check "GET /nope: 404" code_is alpha /nope 404
 check "a query string is ignored: /livez?x=1 200" code_is alpha '/livez?x=1' 200
 
 step "2. /metrics of all three programs pass promtool check metrics"
-for w in control relay alpha; do
+for w in control relay alpha bravo; do
     metrics $w || { fail "$w: GET /metrics failed"; continue; }
     check "$w: /metrics content type is Prometheus text 0.0.4" \
         grep -qi '^content-type: text/plain; version=0.0.4' "$E2E_TMP/$w.hdr"
@@ -165,12 +181,34 @@ done
 check "alpha: meshproxy_ready 1" test "$(pv alpha meshproxy_ready)" = 1
 check "alpha: meshproxy_control_connected 1" test "$(pv alpha meshproxy_control_connected)" = 1
 check "relay: meshrelay_ready 1" test "$(pv relay meshrelay_ready)" = 1
-check "control: two nodes online" test "$(pv control meshcontrol_nodes_online)" = 2
+check "control: three nodes online" test "$(pv control meshcontrol_nodes_online)" = 3
+for w in control relay alpha; do
+    check "$w: process_cpu_seconds_total" not test "$(pv $w process_cpu_seconds_total)" = none
+    for f in process_resident_memory_bytes process_virtual_memory_bytes process_open_fds \
+        process_max_fds process_start_time_seconds; do
+        check "$w: $f" gt "$(pv $w $f)" 0
+    done
+    check "$w: meshproxy_build_info 1" test "$(pv $w meshproxy_build_info)" = 1
+    check "$w: meshproxy_metrics_refused_total or its program's is 0" \
+        test "$(grep -E '^mesh[a-z]+_metrics_refused_total ' "$E2E_TMP/$w.prom" | cut -d' ' -f2)" = 0
+done
+# alpha (default): nothing names the mesh
+check "alpha: no per-peer series by default" not grep -q '^meshproxy_peer_' "$E2E_TMP/alpha.prom"
+check "alpha: no peer= or key= label" not grep -qE '[{,](peer|key)="' "$E2E_TMP/alpha.prom"
+check "alpha: no peer name (bravo) anywhere" not grep -q 'bravo' "$E2E_TMP/alpha.prom"
+check "alpha: no listen address in front-end labels" not grep -q '127.0.0.1:1080' "$E2E_TMP/alpha.prom"
+check "alpha: meshproxy_network_changes_total is exported" \
+    not test "$(pv alpha meshproxy_network_changes_total)" = none
+check "alpha: front-ends by kind and index" \
+    test "$(pv alpha 'meshproxy_frontend_active_connections{frontend="socks5",index="0"}')" != none
+# bravo (--metrics-peers): per-peer series, peer= and key= (8 base64 chars)
+check "bravo: per-peer series for alpha, with an 8-character key label" \
+    grep -qE '^meshproxy_peer_rx_bytes_total\{peer="alpha",key="[A-Za-z0-9+/]{8}"\} ' "$E2E_TMP/bravo.prom"
 
 step "3. traffic alpha -> bravo through SOCKS5 moves the counters"
 down0=$(pv alpha 'meshproxy_frontend_bytes_total{frontend="socks5",dir="down"}')
 acc0=$(pv alpha 'meshproxy_frontend_connections_total{frontend="socks5",state="established"}')
-rx0=$(pv alpha 'meshproxy_peer_rx_bytes_total{peer="bravo"}')
+rx0=$(pv alpha 'meshproxy_wg_bytes_total{dir="rx"}')
 [ "$rx0" = none ] && rx0=0
 for i in 1 2 3; do
     nsx_nobody alpha curl -sf --max-time 10 --socks5-hostname 127.0.0.1:1080 \
@@ -179,15 +217,59 @@ done
 metrics alpha
 down1=$(pv alpha 'meshproxy_frontend_bytes_total{frontend="socks5",dir="down"}')
 acc1=$(pv alpha 'meshproxy_frontend_connections_total{frontend="socks5",state="established"}')
-rx1=$(pv alpha 'meshproxy_peer_rx_bytes_total{peer="bravo"}')
+rx1=$(pv alpha 'meshproxy_wg_bytes_total{dir="rx"}')
 check "socks5 bytes down grew by 3 MiB or more ($down0 -> $down1)" gt "$down1" $((down0 + 3 * 1048576 - 1))
 check "socks5 established connections grew by 3 ($acc0 -> $acc1)" test "$acc1" = $((acc0 + 3))
-check "bytes from peer bravo grew ($rx0 -> $rx1)" gt "$rx1" $((rx0 + 3 * 1048576 - 1))
-check "bravo's handshake age is known" not test "$(pv alpha 'meshproxy_peer_handshake_age_seconds{peer="bravo"}')" = none
+check "WireGuard bytes received grew ($rx0 -> $rx1)" gt "$rx1" $((rx0 + 3 * 1048576 - 1))
+metrics bravo
+check "bravo (--metrics-peers): alpha's last handshake is a unix time" \
+    gt "$(pv bravo 'meshproxy_peer_last_handshake_timestamp_seconds{peer="alpha"}')" 1600000000
 metrics control
 check "control: full maps sent" gt "$(pv control 'meshcontrol_maps_sent_total{kind="full"}')" 0
 
-step "4. mesh-control killed, bravo stopped, traffic to bravo: alpha turns not ready"
+step "4. charlie (ephemeral) stopped while mesh-control does not answer: 503 stopping"
+# mesh-control stopped (SIGSTOP): the connection stays up, the logout goes
+# out and nothing answers, so charlie waits its whole logout time.
+kill -STOP "$(bg_pid control)"
+cpid=$(bg_pid charlie)
+t0=$(now_ms)
+kill -TERM "$cpid"
+if wait_until 3 code_is charlie /readyz 503; then
+    pass "charlie: /readyz 503 $(secs_since $t0) s after SIGTERM ($(hget charlie /readyz | cut -d' ' -f2-))"
+    check "charlie: the reason is stopping" grep -q "^not ready: stopping" "$E2E_TMP/body"
+else
+    fail "charlie: /readyz $(hget charlie /readyz) after SIGTERM"
+fi
+out=$(mp health --api "$RUN/charlie.sock" 2>&1)
+check "charlie: mesh-proxy health exits 1 ($out)" test "$?:$out" = "1:not ready: stopping"
+while kill -0 "$cpid" 2>/dev/null && [ $(($(now_ms) - t0)) -lt 10000 ]; do sleep 0.05; done
+STOP_S=$(secs_since $t0)
+check "charlie exited within 3 s of logout wait + 1 s ($STOP_S s)" \
+    awk -v s="$STOP_S" 'BEGIN { exit !(s <= 4.0) }'
+check "charlie's log: logged out wait, then exited" grep -q "logging out of mesh-control" "$E2E_LOGDIR/charlie.log"
+eph=$(grep -o '/tmp/mesh-proxy-eph-[A-Za-z0-9]*' "$E2E_LOGDIR/charlie.log" | head -1)
+check "charlie removed its ephemeral state directory (${eph:-none logged})" \
+    test -n "$eph" -a ! -e "$eph"
+info "charlie's portmap: $(grep -m1 -o 'portmap: .*' "$E2E_LOGDIR/charlie.log")"
+kill -CONT "$(bg_pid control)"
+bg_stop charlie
+# Again, stopped right after it joined, while its portmap probe still waits
+# on the silent router: the logout is answered and the probe adds at most
+# PM_EXIT_WAIT_MS (0.5 s).
+bg_nobody charlie charlie "$MESH_PROXY" up --ephemeral --join "$TOKEN" --hostname charlie \
+    --api "$RUN/charlie.sock" --log-level debug --health-listen "${HEALTH[charlie]#*/}"
+wait_until 20 mp ip --api "$RUN/charlie.sock" || fail "charlie did not join again"
+cpid=$(bg_pid charlie)
+t0=$(now_ms)
+kill -TERM "$cpid"
+while kill -0 "$cpid" 2>/dev/null && [ $(($(now_ms) - t0)) -lt 10000 ]; do sleep 0.05; done
+STOP2_S=$(secs_since $t0)
+check "charlie, stopped mid portmap probe, exited within 1 s ($STOP2_S s)" \
+    awk -v s="$STOP2_S" 'BEGIN { exit !(s <= 1.0) }'
+info "charlie's portmap at exit: $(grep -o 'portmap: the router.*' "$E2E_LOGDIR/charlie.log" | tail -1)"
+bg_stop charlie
+
+step "5. mesh-control killed, bravo stopped, traffic to bravo: alpha turns not ready"
 # Traffic to bravo keeps WireGuard asking for a handshake nobody answers.
 write_file "$E2E_TMP/poke.sh" <<EOF
 while :; do
@@ -219,7 +301,7 @@ metrics alpha
 check "alpha: meshproxy_ready 0" test "$(pv alpha meshproxy_ready)" = 0
 check "alpha: meshproxy_control_connected 0" test "$(pv alpha meshproxy_control_connected)" = 0
 
-step "5. mesh-control and bravo back: alpha ready again"
+step "6. mesh-control and bravo back: alpha ready again"
 t0=$(now_ms)
 start_control
 start_node bravo
@@ -232,15 +314,15 @@ fi
 check "alpha: mesh-proxy health exits 0 again" mp health --state "$RUN/alpha"
 bg_stop poke
 
-step "6. nothing ran as root"
+step "7. nothing ran as root"
 for n in control relay alpha bravo; do
     pid=$(bg_pid "$n")
     [ -n "$pid" ] || { fail "$n is not running"; continue; }
     check "$n runs as nobody" test "$(ps -o user= -p "$pid")" = nobody
 done
-for n in control relay alpha bravo; do
+for n in control relay alpha bravo charlie; do
     check "no sanitizer report in $n's log" mesh_log_clean $n
 done
-info "timings: not ready ${DOWN_S:-never} s after the outage, ready ${UP_S:-never} s after the return"
+info "timings: not ready ${DOWN_S:-never} s after the outage, ready ${UP_S:-never} s after the return; charlie exited ${STOP_S:-?} s after SIGTERM (logout unanswered), ${STOP2_S:-?} s (answered, portmap probing)"
 
 e2e_finish

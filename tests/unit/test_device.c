@@ -25,9 +25,11 @@
 #include <sodium.h>
 #include <sys/socket.h>
 
+#include "core/util/prom.h"
 #include "core/wg/device.h"
 #include "core/wg/device_internal.h"
 #include "core/wg/peer.h"
+#include "node/metrics.h"
 
 struct node {
 	struct wg_device *dev;
@@ -246,6 +248,46 @@ static void establish(struct fixture *f)
 	n = ip4_packet(pkt, "100.64.0.2", "100.64.0.1", 10);
 	assert_int_equal(wg_device_send(f->b.dev, pkt, n), 0);
 	assert_true(run_until(f->base, &f->a.rx_count, a0 + 1, 3000));
+}
+
+/* The value of a sample in Prometheus text ("name{labels}"), -1: none. */
+static double scrape(const struct wg_device *d, const char *sample)
+{
+	struct prom p;
+	double v = -1;
+	prom_init(&p);
+	node_metrics_wg_totals(d, &p);
+	assert_false(p.oom);
+	size_t n = strlen(sample);
+	for (const char *l = p.buf; l && *l;
+	     l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (!strncmp(l, sample, n) && l[n] == ' ')
+			v = strtod(l + n + 1, NULL);
+	prom_free(&p);
+	return v;
+}
+
+/* meshproxy_handshakes_total and meshproxy_wg_bytes_total never go down:
+ * a peer the map removes between two scrapes still counts. */
+static void test_removed_peer_totals_monotonic(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const s[] = {
+	    "meshproxy_handshakes_total{result=\"initiated\"}",
+	    "meshproxy_handshakes_total{result=\"completed\"}",
+	    "meshproxy_wg_bytes_total{dir=\"rx\"}",
+	    "meshproxy_wg_bytes_total{dir=\"tx\"}"};
+	double before[4];
+	establish(f);
+	for (int i = 0; i < 4; i++) {
+		before[i] = scrape(f->a.dev, s[i]);
+		assert_true(before[i] > 0);
+	}
+	assert_int_equal(wg_device_remove_peer(f->a.dev, f->b.pub), 0);
+	f->a_peer_b = NULL;
+	assert_int_equal(wg_device_peer_count(f->a.dev), 0);
+	for (int i = 0; i < 4; i++)
+		assert_true(scrape(f->a.dev, s[i]) >= before[i]);
 }
 
 static void test_send_receive(void **state)
@@ -850,6 +892,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cookie_under_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage_is_counted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ipv6_endpoint, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_removed_peer_totals_monotonic, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_timers_retransmit_and_persistent_keepalive, setup, teardown),
 	};

@@ -21,6 +21,8 @@
 #include <cmocka.h>
 
 #include "core/util/healthd.h"
+#include "core/util/http_conns.h"
+#include "core/util/procmetrics.h"
 #include "core/util/prom.h"
 
 static void parse_listen(void **state)
@@ -72,6 +74,7 @@ struct fixture {
 	uint16_t port;
 	bool ready;
 	int metrics_calls;
+	bool bad_metric;
 };
 
 static bool t_ready(void *ctx, char *why, size_t cap)
@@ -87,6 +90,8 @@ static void t_metrics(void *ctx, struct prom *p)
 	struct fixture *f = ctx;
 	f->metrics_calls++;
 	prom_counter(p, "test_requests_total", "Requests.", 7);
+	if (f->bad_metric) /* a gauge named like a counter: refused */
+		prom_gauge(p, "test_bad_total", "Bad.", 1);
 }
 
 /* A free port on 127.0.0.1 (bound and let go: nothing else here takes it
@@ -197,11 +202,50 @@ static void livez_readyz_metrics(void **state)
 	assert_non_null(strstr(buf, "Content-Type: " PROM_CONTENT_TYPE "\r\n"));
 	assert_non_null(strstr(buf, "\ntest_requests_total 7\n"));
 	assert_int_equal(f->metrics_calls, 1);
+	/* the process metrics and the build info follow */
+	static const char *const proc[] = {
+	    "\nprocess_cpu_seconds_total ",
+	    "\nprocess_resident_memory_bytes ",
+	    "\nprocess_virtual_memory_bytes ",
+	    "\nprocess_open_fds ",
+	    "\nprocess_max_fds ",
+	    "\nprocess_start_time_seconds ",
+	    "\nmeshproxy_build_info{program=\"test\",version=\""};
+	for (size_t i = 0; i < sizeof(proc) / sizeof(proc[0]); i++)
+		assert_non_null(strstr(buf, proc[i]));
+	double start = strtod(strstr(buf, "\nprocess_start_time_seconds ") + 28, NULL);
+	assert_true(start > 1.6e9 && start <= (double)time(NULL) + 1);
 	struct healthd_stats st;
 	healthd_get_stats(f->hd, &st);
 	assert_int_equal(st.livez, 2);
 	assert_int_equal(st.readyz, 2);
 	assert_int_equal(st.metrics, 1);
+}
+
+/* /proc/PID/stat: the command name may hold spaces and ')'; a cut or
+ * garbled line is refused. */
+static void proc_stat_parse(void **state)
+{
+	(void)state;
+	struct proc_stat st;
+	const char *ok = "123 (a) b) c) S 1 123 123 0 -1 4194560 100 0 0 0 "
+	                 "250 50 0 0 20 0 1 0 9876 123456789 321 18446744073709551615";
+	/* tpgid -1 (no terminal) is fine: not a field we read */
+	assert_int_equal(procmetrics_parse_stat(ok, strlen(ok), &st), 0);
+	assert_int_equal(st.rss, 321);
+	const char *neg = "1 (x) S 1 1 1 0 0 0 0 0 0 0 -5 50 0 0 20 0 1 0 9 9 9";
+	assert_int_equal(procmetrics_parse_stat(neg, strlen(neg), &st), -1);
+	const char *good = "123 (a) b) c) S 1 123 123 0 0 4194560 100 0 0 0 "
+	                   "250 50 0 0 20 0 1 0 9876 123456789 321 1844674407370955161";
+	assert_int_equal(procmetrics_parse_stat(good, strlen(good), &st), 0);
+	assert_int_equal(st.utime, 250);
+	assert_int_equal(st.stime, 50);
+	assert_int_equal(st.starttime, 9876);
+	assert_int_equal(st.vsize, 123456789);
+	assert_int_equal(st.rss, 321);
+	assert_int_equal(procmetrics_parse_stat(good, 30, &st), -1);
+	assert_int_equal(procmetrics_parse_stat("123 no paren", 12, &st), -1);
+	assert_int_equal(procmetrics_parse_stat("", 0, &st), -1);
 }
 
 static void refusals(void **state)
@@ -234,6 +278,116 @@ static void refusals(void **state)
 	assert_true(status_is(buf, 200));
 }
 
+/* A refused metric line is counted in PREFIX_metrics_refused_total (the
+ * prefix from the program's name, "test" here) on every scrape after. */
+static void refused_lines_counted(void **state)
+{
+	struct fixture *f = *state;
+	char buf[8192];
+	exchange(f, "GET /metrics HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_non_null(strstr(buf, "\ntest_metrics_refused_total 0\n"));
+	f->bad_metric = true;
+	exchange(f, "GET /metrics HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_true(status_is(buf, 200));
+	assert_null(strstr(buf, "test_bad_total"));
+	assert_non_null(strstr(buf, "\ntest_metrics_refused_total 1\n"));
+	exchange(f, "GET /metrics HTTP/1.0\r\n\r\n", buf, sizeof(buf));
+	assert_non_null(strstr(buf, "\ntest_metrics_refused_total 2\n"));
+}
+
+/* A keep-alive client: connected, its requests' answers read and dropped. */
+struct ka {
+	int fd;
+	size_t answers; /* "HTTP/1.1 200" seen */
+	bool closed;
+};
+
+static int ka_open(const struct fixture *f)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons(f->port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	assert_true(r == 0 || errno == EINPROGRESS);
+	return fd;
+}
+
+static void ka_send(struct ka *k)
+{
+	static const char req[] = "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n";
+	if (!k->closed)
+		(void)send(k->fd, req, sizeof(req) - 1, MSG_NOSIGNAL);
+}
+
+static void ka_read(struct ka *k)
+{
+	char buf[4096];
+	ssize_t rd;
+	while (!k->closed && (rd = recv(k->fd, buf, sizeof(buf) - 1, 0)) != -1) {
+		if (rd == 0) {
+			k->closed = true;
+			break;
+		}
+		buf[rd] = 0;
+		for (char *s = buf; (s = strstr(s, "HTTP/1.1 200")) != NULL; s++)
+			k->answers++;
+	}
+	if (!k->closed && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOTCONN)
+		k->closed = true;
+}
+
+/* Runs the server's loop and the clients' reads for ms. */
+static void pump(struct fixture *f, struct ka *k, size_t n, int ms)
+{
+	for (int t = 0; t < ms; t += 2) {
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+		for (size_t i = 0; i < n; i++)
+			ka_read(&k[i]);
+		usleep(2000);
+	}
+}
+
+/* HEALTHD_MAX_CONNS keep-alive clients asking every 2 s hold every slot;
+ * a fresh probe still gets its 200 within 1 s (the oldest connection
+ * makes room), and a connection ends HTTP_CONNS_REQUEST_S after its
+ * opening however often it asks. */
+static void keepalive_clients_do_not_starve(void **state)
+{
+	struct fixture *f = *state;
+	struct ka k[HEALTHD_MAX_CONNS + 1];
+	const size_t n = HEALTHD_MAX_CONNS;
+	for (size_t i = 0; i < n; i++) {
+		k[i] = (struct ka){.fd = ka_open(f)};
+		pump(f, k, i, 4); /* opened in order: k[0] is the oldest */
+	}
+	pump(f, k, n, 100);
+	for (size_t i = 0; i < n; i++)
+		ka_send(&k[i]);
+	pump(f, k, n, 300);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(k[i].answers, 1);
+	/* the probe: one more connection, GET /livez, 1 s */
+	k[n] = (struct ka){.fd = ka_open(f)};
+	pump(f, k, n + 1, 50);
+	ka_send(&k[n]);
+	for (int t = 0; t < 1000 && !k[n].answers; t += 10)
+		pump(f, k, n + 1, 10);
+	assert_int_equal(k[n].answers, 1);
+	assert_true(k[0].closed); /* the oldest made room */
+	/* the others keep asking every 2 s: none lives past its lifetime */
+	for (int s = 0; s < HTTP_CONNS_REQUEST_S + 2; s += 2) {
+		for (size_t i = 1; i <= n; i++)
+			ka_send(&k[i]);
+		pump(f, k, n + 1, 2000);
+	}
+	for (size_t i = 0; i <= n; i++) {
+		assert_true(k[i].closed);
+		close(k[i].fd);
+	}
+}
+
 static void port_in_use(void **state)
 {
 	struct fixture *f = *state;
@@ -248,9 +402,13 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(parse_listen),
+	    cmocka_unit_test(proc_stat_parse),
 	    cmocka_unit_test_setup_teardown(livez_readyz_metrics, setup, teardown),
 	    cmocka_unit_test_setup_teardown(refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(port_in_use, setup, teardown),
+	    cmocka_unit_test_setup_teardown(refused_lines_counted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(keepalive_clients_do_not_starve, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
