@@ -397,6 +397,7 @@ int node_state_load_prefs(const char *dir, struct node_prefs *p, char *err, size
 		if (v && (!json_is_string(v) ||                                          \
 		          !copy_str(p->name, sizeof(p->name), json_string_value(v)))) {  \
 			json_decref(j);                                                  \
+			memset(p, 0, sizeof(*p)); /* all or nothing */                   \
 			return bad_field(dir, f, #name, err, errlen);                    \
 		}                                                                        \
 	}
