@@ -852,8 +852,8 @@ static const char *nctl_ephemeral_hint(uint32_t code, const char *dflt)
 		       "restarting with this one fails the same way";
 	case CTL_REASON_NODE_REMOVED:
 		return "this ephemeral node was removed by mesh-control (offline "
-		       "longer than its ephemeral timeout); started again it joins "
-		       "afresh";
+		       "longer than its ephemeral timeout, or by an admin); started "
+		       "again it joins afresh";
 	default:
 		return dflt;
 	}

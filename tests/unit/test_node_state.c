@@ -417,13 +417,15 @@ static void test_ephemeral_dirs(void **state)
 	assert_int_equal(read(pfd[0], &c, 1), 1);
 	close(pfd[0]);
 
-	assert_int_equal(node_state_make_ephemeral(out, sizeof(out), err, sizeof(err)),
-	                 0);
-	assert_false(exists_at(stale));
-	assert_true(exists_at(young));
-	assert_true(exists_at(held));
-	kill(kid, SIGKILL);
+	int made = node_state_make_ephemeral(out, sizeof(out), err, sizeof(err));
+	bool stale_gone = !exists_at(stale), young_kept = exists_at(young),
+	     held_kept = exists_at(held);
+	kill(kid, SIGKILL); /* before any assertion: a failure must not leave it */
 	waitpid(kid, NULL, 0);
+	assert_int_equal(made, 0);
+	assert_true(stale_gone);
+	assert_true(young_kept);
+	assert_true(held_kept);
 
 	/* ours is locked: another process cannot take it */
 	char lock[600];
