@@ -21,7 +21,8 @@
 # settings (the forward is gone, no prefs.json); an open proxy of one start
 # is gone at the next start without MESH_SOCKS5; MESH_PROXY_PASSWORD is not
 # in /proc/PID/environ; `mesh-proxy health` finds the node by
-# MESH_STATE_DIR, and says one line when there is none; a newline in
+# MESH_STATE_DIR, says one line when there is none and gives up on a
+# stuck (SIGSTOPped) node after 5 s; a newline in
 # MESH_SOCKS5 (an INI injection), MESH_EPHEMERAL=no without a state
 # directory and a forward on 0.0.0.0 without the waiver are refused.
 . "$(dirname "$0")/lib.sh"
@@ -215,6 +216,16 @@ check "MESH_PROXY_PASSWORD is not in /proc/PID/environ" eval '
     [ -r /proc/$SIDE_PID/environ ] && ! tr "\0" "\n" </proc/$SIDE_PID/environ | grep -q "$PWENV"'
 check "... while the environment block is still readable" \
     grep -q MESH_STATE_DIR /proc/$SIDE_PID/environ
+
+step "mesh-proxy health against a stuck node: exit 1, one line, within the 5 s bound"
+kill -STOP "$SIDE_PID"
+T0=$(date +%s%3N)
+mp_env side MESH_STATE_DIR="$SS" -- health
+T_H=$(($(date +%s%3N) - T0))
+kill -CONT "$SIDE_PID"
+check "exit 1 after 5 s, before the harness's 20 s (rc $RC, $T_H ms)" eval \
+    '[ "$RC" -eq 1 ] && [ "$T_H" -ge 4900 ] && [ "$T_H" -lt 8000 ]'
+check "one line on stderr" eval '[ "$(wc -l <"$ERR")" -eq 1 ] || { cat "$ERR"; false; }'
 
 step "done"
 e2e_finish
