@@ -517,6 +517,50 @@ static void test_long_config_path(void **state)
 	assert_non_null(strstr(err, "--config: the file's full path is longer than 1023"));
 }
 
+/* The log (stderr) of preparing a node with a, in out. */
+static void capture_stderr(char *out, size_t cap, struct node_ctl_args *a)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/stderr.txt", root);
+	fflush(stderr);
+	int saved = dup(2);
+	FILE *f = fopen(path, "w+");
+	assert_non_null(f);
+	dup2(fileno(f), 2);
+	struct config cfg;
+	struct node_ctl_prep *p = prep(a, &cfg);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+	rewind(f);
+	size_t n = fread(out, 1, cap - 1, f);
+	out[n] = 0;
+	fclose(f);
+}
+
+/* A kept --proxy-open leaving a proxy open to other hosts is said at
+ * every start; given this run, it is not (the user just asked). */
+static void test_kept_open_warned(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], log[4096];
+	snprintf(dir, sizeof(dir), "%s/ko", root);
+	make_token(tok, sizeof(tok));
+	struct node_ctl_args a = {.state_dir = dir,
+	                          .join_token = tok,
+	                          .socks5 = "0.0.0.0:1080",
+	                          .proxy_open = "yes"};
+	capture_stderr(log, sizeof(log), &a);
+	assert_null(strstr(log, "kept from an earlier --proxy-open"));
+	struct node_ctl_args bare = {.state_dir = dir};
+	capture_stderr(log, sizeof(log), &bare);
+	assert_non_null(strstr(log, "the SOCKS5 proxy 0.0.0.0:1080 is open without "
+	                            "credentials: kept from an earlier --proxy-open; "
+	                            "--no-proxy-open ends it"));
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -531,6 +575,7 @@ int main(void)
 	    cmocka_unit_test(test_transient_and_no_prefs),
 	    cmocka_unit_test(test_credential_text),
 	    cmocka_unit_test(test_long_config_path),
+	    cmocka_unit_test(test_kept_open_warned),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
