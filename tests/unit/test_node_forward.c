@@ -514,7 +514,8 @@ static void test_long_config_path(void **state)
 	assert_true(usage);
 	assert_int_equal(chdir(cwd), 0);
 	assert_true(strlen(rel) < 1024);
-	assert_non_null(strstr(err, "--config: the file's full path is longer than 1023"));
+	assert_non_null(
+	    strstr(err, "--config: the file's full path is longer than 1023"));
 }
 
 /* The log (stderr) of preparing a node with a, in out. */
