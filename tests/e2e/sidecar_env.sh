@@ -24,7 +24,8 @@
 # MESH_STATE_DIR, says one line when there is none and gives up on a
 # stuck (SIGSTOPped) node after 5 s; a newline in
 # MESH_SOCKS5 (an INI injection), MESH_EPHEMERAL=no without a state
-# directory and a forward on 0.0.0.0 without the waiver are refused.
+# directory and a forward on 0.0.0.0 without the waiver are refused;
+# --config FILE with --forward is `up` (an up-only flag is never ignored).
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -141,6 +142,14 @@ check "a token-like argument is not echoed" eval '
 check "mesh-proxy health without a node: one line, exit 1" eval '
     mp_env side -- health; [ "$RC" -eq 1 ] && [ "$(wc -l <"$ERR")" -eq 1 ] ||
         { cat "$ERR"; false; }'
+XS=$E2E_TMP/xdg-state
+mkdir -p "$XS" && chown nobody:nogroup "$XS"
+printf '[Peer]\nPublicKey = AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\nAllowedIPs = 100.64.0.9/32\n' |
+    write_file "$E2E_TMP/peer.ini"
+chmod 0644 "$E2E_TMP/peer.ini"
+check "--config FILE --forward: an up-only flag makes it up (not silently ignored)" eval '
+    mp_env side XDG_STATE_HOME="$XS" -- --config "$E2E_TMP/peer.ini" --forward 0.0.0.0:9999=web:80 &&
+    usage_line "^mesh-proxy: --forward: 0.0.0.0:9999 can be reached from other hosts"'
 check "the state directory was never made" not test -e "$SS"
 
 step "side: mesh-proxy sidecar from MESH_* (port-only SOCKS5, a forward by name)"
