@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -55,6 +56,15 @@ int api_client_connect(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
+int api_client_timeout(int fd, unsigned seconds)
+{
+	struct timeval tv = {.tv_sec = seconds};
+	return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
+	               setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0
+	           ? 0
+	           : -errno;
+}
+
 int api_client_request(int fd, const char *line, int out_fd, char *last_line,
                        size_t last_len, char *err, size_t errlen)
 {
@@ -72,6 +82,13 @@ int api_client_request(int fd, const char *line, int out_fd, char *last_line,
 		ssize_t r = read(fd, buf, sizeof(buf));
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			snprintf(err, errlen,
+			         "the node did not answer in time (is it stuck? its log "
+			         "may say)");
+			close(fd);
+			return -ETIMEDOUT;
+		}
 		if (r <= 0)
 			break;
 		if (out_fd >= 0) {

@@ -18,4 +18,9 @@ int api_client_connect(const char *path, char *err, size_t errlen);
 int api_client_request(int fd, const char *line, int out_fd, char *last_line,
                        size_t last_len, char *err, size_t errlen);
 
+/* A bound on each read and write of fd's answer (SO_RCVTIMEO,
+ * SO_SNDTIMEO): api_client_request then fails with -ETIMEDOUT and one
+ * line instead of waiting for a stuck node. 0 or -errno. */
+int api_client_timeout(int fd, unsigned seconds);
+
 #endif

@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "core/util/hostname.h"
 #include "core/util/log.h"
+#include "node/control.h"
 #include "node/forward.h"
 
 #define ENV_SECRET_MAX 4096
@@ -33,33 +34,36 @@ struct env_setting {
 	const char *flag;
 	size_t off; /* of the const char * in struct cli (not ENV_EPHEMERAL) */
 	enum env_kind kind;
+	unsigned pref; /* its NODE_ARG_* bit: a setting prefs.json keeps */
 };
 
-#define S(v, f, field, k)                                                                \
+#define S(v, f, field, k, b)                                                             \
 	{                                                                                \
-		v, f, offsetof(struct cli, field), k                                     \
+		v, f, offsetof(struct cli, field), k, b                                  \
 	}
 static const struct env_setting env_settings[] = {
-    S("MESH_STATE_DIR", "--state", state, ENV_STR),
-    S("MESH_JOIN", "--join", join, ENV_SECRET),
-    S("MESH_HOSTNAME", "--hostname", hostname, ENV_STR),
-    S("MESH_SOCKS5", "--socks5", socks5, ENV_STR),
-    S("MESH_HTTP_PROXY", "--http-proxy", http_proxy, ENV_STR),
-    S("MESH_EXPOSE", "--expose", expose, ENV_STR),
-    S("MESH_FORWARDS", "--forward", forward, ENV_STR),
-    S("MESH_CONFIG", "--config", config, ENV_STR),
-    S("MESH_DIRECT", "--direct", direct, ENV_STR),
-    S("MESH_HEALTH_LISTEN", "--health-listen", health_listen, ENV_STR),
-    S("MESH_METRICS_PEERS", "--metrics-peers", metrics_peers, ENV_YESNO),
-    S("MESH_LOG_LEVEL", "--log-level", log_level, ENV_STR),
-    S("MESH_API", "--api", api, ENV_STR),
-    S("MESH_PROXY_USER", "--proxy-user", proxy_user, ENV_STR),
-    S("MESH_PROXY_PASSWORD_FILE", "--proxy-password-file", proxy_password_file, ENV_STR),
-    S("MESH_PROXY_PASSWORD", "MESH_PROXY_PASSWORD", proxy_password, ENV_SECRET),
-    S("MESH_PROXY_OPEN", "--proxy-open", proxy_open, ENV_YESNO),
-    S("MESH_PORTMAP", "--portmap", portmap, ENV_YESNO),
-    S("MESH_BIRTHDAY", "--birthday", birthday, ENV_YESNO),
-    {"MESH_EPHEMERAL", "--ephemeral", 0, ENV_EPHEMERAL},
+    S("MESH_STATE_DIR", "--state", state, ENV_STR, 0),
+    S("MESH_JOIN", "--join", join, ENV_SECRET, 0),
+    S("MESH_HOSTNAME", "--hostname", hostname, ENV_STR, 0),
+    S("MESH_SOCKS5", "--socks5", socks5, ENV_STR, NODE_ARG_SOCKS5),
+    S("MESH_HTTP_PROXY", "--http-proxy", http_proxy, ENV_STR, NODE_ARG_HTTP_PROXY),
+    S("MESH_EXPOSE", "--expose", expose, ENV_STR, NODE_ARG_EXPOSE),
+    S("MESH_FORWARDS", "--forward", forward, ENV_STR, NODE_ARG_FORWARDS),
+    S("MESH_CONFIG", "--config", config, ENV_STR, NODE_ARG_CONFIG),
+    S("MESH_DIRECT", "--direct", direct, ENV_STR, NODE_ARG_DIRECT),
+    S("MESH_HEALTH_LISTEN", "--health-listen", health_listen, ENV_STR, 0),
+    S("MESH_METRICS_PEERS", "--metrics-peers", metrics_peers, ENV_YESNO, 0),
+    S("MESH_LOG_LEVEL", "--log-level", log_level, ENV_STR, 0),
+    S("MESH_API", "--api", api, ENV_STR, 0),
+    S("MESH_PROXY_USER", "--proxy-user", proxy_user, ENV_STR, NODE_ARG_PROXY_USER),
+    S("MESH_PROXY_PASSWORD_FILE", "--proxy-password-file", proxy_password_file, ENV_STR,
+      NODE_ARG_PROXY_PASSWORD),
+    S("MESH_PROXY_PASSWORD", "MESH_PROXY_PASSWORD", proxy_password, ENV_SECRET,
+      NODE_ARG_PROXY_PASSWORD),
+    S("MESH_PROXY_OPEN", "--proxy-open", proxy_open, ENV_YESNO, NODE_ARG_PROXY_OPEN),
+    S("MESH_PORTMAP", "--portmap", portmap, ENV_YESNO, NODE_ARG_PORTMAP),
+    S("MESH_BIRTHDAY", "--birthday", birthday, ENV_YESNO, NODE_ARG_BIRTHDAY),
+    {"MESH_EPHEMERAL", "--ephemeral", 0, ENV_EPHEMERAL, 0},
 };
 #undef S
 #define N_SETTINGS (sizeof(env_settings) / sizeof(env_settings[0]))
@@ -143,10 +147,15 @@ static int env_set(struct cli *c, const struct env_setting *s, const char *v,
 		         s->kind == ENV_SECRET ? "" : v, f, was);
 		return 2;
 	}
-	if (s->kind == ENV_EPHEMERAL)
+	if (s->kind == ENV_EPHEMERAL) {
 		c->ephemeral = !strcmp(v, "yes");
-	else
+		c->no_ephemeral = !c->ephemeral;
+	} else {
 		*env_field(c, s) = v;
+	}
+	/* the same value given as a flag too sticks as the flag does */
+	if (!cur)
+		c->env_only |= s->pref;
 	return 0;
 }
 
@@ -169,7 +178,22 @@ static int env_check(const struct env_setting *s, const char *raw, const char **
 	enum cfg_direct d;
 	struct fwd_list fl;
 	char ferr[200];
-	if (!strcmp(s->var, "MESH_DIRECT") && !cfg_direct_parse(raw, &d))
+	bool listen =
+	    !strcmp(s->var, "MESH_SOCKS5") || !strcmp(s->var, "MESH_HTTP_PROXY");
+	for (const char *q = raw; s->kind != ENV_SECRET && *q; q++)
+		if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+			snprintf(err, errlen,
+			         "%s holds a control character (a line end?): one value "
+			         "on one line, please",
+			         s->var);
+			return 2;
+		}
+	if (listen && !fwd_listen_spec_ok(raw))
+		snprintf(err, errlen,
+		         "%s=%.100s: want PORT, IPV4:PORT, [IPV6]:PORT or off (ports "
+		         "1-65535)",
+		         s->var, raw);
+	else if (!strcmp(s->var, "MESH_DIRECT") && !cfg_direct_parse(raw, &d))
 		snprintf(err, errlen, "MESH_DIRECT=%.100s: want public, all or no", raw);
 	else if (!strcmp(s->var, "MESH_LOG_LEVEL") && log_level_parse(raw) < 0)
 		snprintf(err, errlen,
@@ -221,7 +245,7 @@ int cli_secret_read(const char *path, const char *what, char **out, char *err,
 		         "%s %s: the first line is empty (write the secret "
 		         "there)",
 		         what, path);
-	} else if (memchr(buf, 0, line)) {
+	} else if (memchr(buf, 0, n)) { /* strcspn stops at a NUL: look at all */
 		snprintf(err, errlen, "%s %s: holds a NUL byte (not a text secret)", what,
 		         path);
 	} else {
@@ -314,13 +338,14 @@ static int env_extra(struct cli *c, const char *s, struct cli_env *e, const char
 		err[0] = 0; /* printed */
 		return 2;
 	}
-	if (x.target) {
+	if (x.target) { /* may be a token given without --join: not shown */
 		snprintf(err, errlen,
-		         "MESH_EXTRA_ARGS: unexpected argument %.100s (only flags belong "
-		         "there)",
-		         x.target);
+		         "MESH_EXTRA_ARGS: unexpected argument (%zu characters, not "
+		         "shown; only flags belong there)",
+		         strlen(x.target));
 		return 2;
 	}
+	e->extra_join = x.join != NULL;
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		const struct env_setting *st = &env_settings[i];
 		const char *v = env_current(&x, st);
@@ -343,6 +368,8 @@ static int env_extra(struct cli *c, const char *s, struct cli_env *e, const char
 			c->ephemeral = true;
 		else
 			*env_field(c, st) = v;
+		if (!cur)
+			c->env_only |= st->pref;
 		from[i] = "MESH_EXTRA_ARGS";
 	}
 	return 0;
@@ -413,21 +440,54 @@ int cli_env_apply(struct cli *c, char *const *envp, struct cli_env *e, char *err
 		const char *raw = env_get(envp, s->var), *v;
 		if (!raw)
 			continue;
-		if ((r = env_check(s, raw, &v, err, errlen)) ||
-		    (r = env_set(c, s, v, s->var, from[i], err, errlen)))
+		if ((r = env_check(s, raw, &v, err, errlen)))
+			return r;
+		/* a secret moves to private memory: cli_env_scrub wipes the
+		 * environment's copy (/proc/PID/environ) */
+		char **own = s->kind != ENV_SECRET          ? NULL
+		             : !strcmp(s->var, "MESH_JOIN") ? &e->env_join
+		                                            : &e->env_password;
+		if (own && !*own && !(v = *own = strdup(v))) {
+			snprintf(err, errlen, "out of memory");
+			return 1;
+		}
+		if ((r = env_set(c, s, v, s->var, from[i], err, errlen)))
 			return r;
 	}
 	return cli_env_secrets(c, e, err, errlen);
 }
 
+/* Wipes the value bytes of NAME=value in place (where /proc/PID/environ
+ * reads them) and drops the variable. */
+static void env_wipe(char **envp, const char *name)
+{
+	size_t n = strlen(name);
+	for (; envp && *envp; envp++)
+		if (!strncmp(*envp, name, n) && (*envp)[n] == '=')
+			sodium_memzero(*envp + n + 1, strlen(*envp + n + 1));
+	unsetenv(name);
+}
+
+void cli_env_scrub(char **envp, const struct cli_env *e)
+{
+	if (e->env_join)
+		env_wipe(envp, "MESH_JOIN");
+	if (e->env_password)
+		env_wipe(envp, "MESH_PROXY_PASSWORD");
+	if (e->extra_join) /* the flags were copied by cli_env_split */
+		env_wipe(envp, "MESH_EXTRA_ARGS");
+}
+
 void cli_env_release(struct cli_env *e)
 {
-	if (e->join)
-		sodium_memzero(e->join, strlen(e->join));
-	if (e->password)
-		sodium_memzero(e->password, strlen(e->password));
+	char *own[] = {e->join, e->password, e->env_join, e->env_password, e->xbuf};
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (own[i])
+			sodium_memzero(own[i], strlen(own[i]));
 	free(e->join);
 	free(e->password);
+	free(e->env_join);
+	free(e->env_password);
 	free(e->xbuf);
 	free(e->xargv);
 	memset(e, 0, sizeof(*e));

@@ -20,6 +20,7 @@
 #ifndef MESH_CLI_ENV_H
 #define MESH_CLI_ENV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -32,6 +33,9 @@ struct cli_env {
 	char *password; /* the proxy password file's */
 	char *xbuf;     /* MESH_EXTRA_ARGS, split in place */
 	char **xargv;
+	char *env_join;     /* MESH_JOIN's value, copied out of the environment */
+	char *env_password; /* MESH_PROXY_PASSWORD's */
+	bool extra_join;    /* MESH_EXTRA_ARGS held a --join */
 };
 
 /* Applies envp (NULL-terminated "NAME=value" strings) to c, which holds
@@ -46,6 +50,12 @@ int cli_env_apply(struct cli *c, char *const *envp, struct cli_env *e, char *err
 int cli_env_secrets(struct cli *c, struct cli_env *e, char *err, size_t errlen);
 
 void cli_env_release(struct cli_env *e); /* wipes the secrets */
+
+/* After cli_env_apply: the secrets' bytes in the environment block
+ * (MESH_JOIN, MESH_PROXY_PASSWORD, MESH_EXTRA_ARGS when it held a --join)
+ * wiped in place, so /proc/PID/environ no longer shows them, and the
+ * variables unset. c points at e's copies, not at envp. */
+void cli_env_scrub(char **envp, const struct cli_env *e);
 
 /* Splits s into words at blanks (space, tab, newline). 'single quotes'
  * keep everything inside; "double quotes" too, but for \" and \\; outside

@@ -21,7 +21,8 @@
 #include "node/forward.h"
 #include "node/node.h"
 
-#define MESH_VERSION "0.1.0"
+#define MESH_VERSION         "0.1.0"
+#define CLI_HEALTH_TIMEOUT_S 5 /* mesh-proxy health: the node's answer */
 
 static const char usage[] =
     "usage: mesh-proxy up --join TOKEN [--state DIR] [--hostname NAME] [--socks5 "
@@ -70,7 +71,8 @@ static const char usage[] =
     "                        user/password, HTTP Basic); needed to bind one to\n"
     "                        an address other hosts reach (off: none)\n"
     "  --proxy-password-file FILE  the password: the file's first line\n"
-    "  --proxy-open          allow a proxy other hosts reach without credentials\n"
+    "  --proxy-open          allow a proxy or forward other hosts reach without\n"
+    "                        credentials (--no-proxy-open ends a kept one)\n"
     "  --forward SPEC        local listeners into the mesh: [udp/][ADDR:]PORT=\n"
     "                        HOST:PORT items, comma-separated (e.g. 5432=db:5432;\n"
     "                        ADDR 127.0.0.1 unless given, another one is warned)\n"
@@ -97,7 +99,10 @@ static const char usage[] =
     "                        at most 3 s). Needs --join; not with --state\n"
     "  Settings stick: a later `up` without them keeps them; a flag\n"
     "  changes one for good; --socks5 off, --http-proxy off, --config off,\n"
-    "  --forward off, --proxy-user off remove one.\n"
+    "  --forward off, --proxy-user off remove one. A MESH_* variable's value\n"
+    "  applies to that run only (never kept); sidecar keeps nothing.\n"
+    "  --proxy-open: proxies and forwards may listen on non-loopback\n"
+    "  addresses without credentials (else refused, exit 2).\n"
     "\n"
     "up and sidecar read MESH_* variables too, each like its flag: MESH_JOIN\n"
     "(or MESH_JOIN_FILE), MESH_STATE_DIR, MESH_HOSTNAME, MESH_SOCKS5,\n"
@@ -107,7 +112,10 @@ static const char usage[] =
     "MESH_PROXY_OPEN, MESH_PORTMAP, MESH_BIRTHDAY, MESH_EPHEMERAL; MESH_EXTRA_ARGS\n"
     "holds more flags ('quotes' and \"quotes\" group words, \\ keeps the next\n"
     "character). A variable and a flag that disagree, or X with X_FILE, stop\n"
-    "the node (exit 2). sidecar without a state directory is --ephemeral.\n"
+    "the node (exit 2). sidecar without a state directory is --ephemeral\n"
+    "(MESH_EPHEMERAL=no is refused there); sidecar has port mapping off unless\n"
+    "MESH_PORTMAP=yes. --socks5/--http-proxy take PORT, IPV4:PORT, [IPV6]:PORT\n"
+    "or off. MESH_JOIN and MESH_PROXY_PASSWORD are wiped from the environment.\n"
     "\n"
     "run options:\n"
     "  -c, --config FILE     node configuration (see config/example.ini)\n"
@@ -128,7 +136,8 @@ static const char usage[] =
     "\n"
     "commands (they find the node of `up` in the default state directory, else\n"
     "the one of --config at its default socket; --state DIR or --api PATH names\n"
-    "another; only a node running as this user is trusted):\n"
+    "another, else MESH_API or MESH_STATE_DIR (a sidecar's); only a node\n"
+    "running as this user is trusted; health waits at most 5 s):\n"
     "  status                self, peers (name, addresses, endpoint, last handshake,\n"
     "                        bytes), control connection; --json for scripts\n"
     "  ip                    our mesh addresses (-4 or -6: only one family)\n"
@@ -250,10 +259,20 @@ static int cmd_pubkey(void)
  * without one (mesh-proxy --config FILE). A socket of another user is
  * never used (api_client_connect). Returns a descriptor, or -1 after
  * printing why and what to run. */
-static int cli_api_open(const char *api, const char *state, const char *who)
+static int cli_api_open(const char *api, const char *state, const char *who,
+                        bool one_line)
 {
 	char path[300], err[512];
 	int fd;
+	/* a sidecar's container sets these: `docker exec ... mesh-proxy
+	 * status` finds its node without flags */
+	if (!api && !state) {
+		const char *ea = getenv("MESH_API"), *es = getenv("MESH_STATE_DIR");
+		if (ea && ea[0])
+			api = ea;
+		else if (es && es[0])
+			state = es;
+	}
 	if (api || state) {
 		if (api)
 			snprintf(path, sizeof(path), "%s", api);
@@ -299,6 +318,13 @@ static int cli_api_open(const char *api, const char *state, const char *who)
 		if (n > 0 && (size_t)n < sizeof(tried) - tl)
 			tl += (size_t)n;
 	}
+	if (one_line) { /* a probe's output: one line */
+		fprintf(stderr,
+		        "%s: no running node found (name it with --state DIR, --api "
+		        "PATH, MESH_STATE_DIR or MESH_API)\n",
+		        who);
+		return -1;
+	}
 	fprintf(stderr,
 	        "%s: no running node found; tried:%s\nstart one with `mesh-proxy up` "
 	        "(or `mesh-proxy --config FILE`), or name it with --state DIR or "
@@ -310,7 +336,7 @@ static int cli_api_open(const char *api, const char *state, const char *who)
 static int cmd_client(const struct cli *c, const char *req)
 {
 	char err[512], last[256] = "";
-	int fd = cli_api_open(c->api, c->state, "mesh-proxy");
+	int fd = cli_api_open(c->api, c->state, "mesh-proxy", false);
 	if (fd < 0)
 		return 1;
 	if (api_client_request(fd, req, STDOUT_FILENO, last, sizeof(last), err,
@@ -332,9 +358,11 @@ static int cmd_client(const struct cli *c, const char *req)
 static int cmd_health(const struct cli *c)
 {
 	char err[512], last[256] = "";
-	int fd = cli_api_open(c->api, c->state, "mesh-proxy health");
+	int fd = cli_api_open(c->api, c->state, "mesh-proxy health", true);
 	if (fd < 0)
 		return 1;
+	/* an exec probe must not hang on a stuck node */
+	api_client_timeout(fd, CLI_HEALTH_TIMEOUT_S);
 	if (api_client_request(fd, c->live ? "health live" : "health", STDOUT_FILENO,
 	                       last, sizeof(last), err, sizeof(err)) != 0) {
 		fprintf(stderr, "mesh-proxy health: %s\n", err);
@@ -367,7 +395,11 @@ static int cmd_nc(int argc, char **argv)
 		} else if (npos < 2) {
 			pos[npos++] = a;
 		} else {
-			return die_usage("nc: unexpected argument %s", a);
+			{
+				char sb[48];
+				return die_usage("nc: unexpected argument %s",
+				                 cli_arg_shown(NULL, a, sb, sizeof(sb)));
+			}
 		}
 	}
 	if (npos != 2)
@@ -378,7 +410,7 @@ static int cmd_nc(int argc, char **argv)
 		return die_usage("nc: %s is not a port (1-65535)", pos[1]);
 	if (strlen(pos[0]) > 255 || strpbrk(pos[0], " \t\r\n"))
 		return die_usage("nc: %s is not a host", pos[0]);
-	int fd = cli_api_open(api, state, "mesh-proxy nc");
+	int fd = cli_api_open(api, state, "mesh-proxy nc", false);
 	if (fd < 0)
 		return 1;
 	return nc_client_run(fd, pos[0], pos[1]);
@@ -395,19 +427,32 @@ static int cli_up_env(struct cli *c, bool sidecar, struct cli_env *e)
 	c->sidecar = sidecar;
 	cli_env_warn_unknown(environ, stderr);
 	int r = cli_env_apply(c, environ, e, err, sizeof(err));
+	cli_env_scrub(environ, e);
 	if (r) {
 		if (err[0])
 			fprintf(stderr, "mesh-proxy: %s\n", err);
 		return r;
 	}
 	if (c->ephemeral && c->state) {
-		fprintf(stderr, "mesh-proxy: --ephemeral (MESH_EPHEMERAL) and a state "
-		                "directory (--state, MESH_STATE_DIR) exclude each other: an "
-		                "ephemeral node keeps no state; drop one of them\n");
+		fprintf(stderr,
+		        "mesh-proxy: --ephemeral (MESH_EPHEMERAL) and a state "
+		        "directory (--state, MESH_STATE_DIR) exclude each other: an "
+		        "ephemeral node keeps no state; drop one of them\n");
+		return 2;
+	}
+	if (sidecar && !c->state && c->no_ephemeral) {
+		fprintf(stderr,
+		        "mesh-proxy: MESH_EPHEMERAL=no, but a sidecar without a state "
+		        "directory is ephemeral: set MESH_STATE_DIR (a volume) to keep "
+		        "state, or drop MESH_EPHEMERAL\n");
 		return 2;
 	}
 	if (sidecar && !c->state)
 		c->ephemeral = true;
+	/* A container's router mapping is pointless and its teardown slows
+	 * the stop: off unless MESH_PORTMAP=yes asks. */
+	if (sidecar && !c->portmap)
+		c->portmap = "no";
 	if (c->forward) {
 		struct fwd_list fl;
 		char ferr[200];
@@ -474,18 +519,20 @@ int main(int argc, char **argv)
 			if (!(c.wait_s > 0) || c.wait_s > 5) {
 				char w[32];
 				snprintf(w, sizeof(w), "%g", c.wait_s);
-				return die_usage("ping --disco -W %s: want 0.001 to 5 seconds "
-				                 "(a disco pong later than 5 s is not "
-				                 "accepted; use -c for more tries)",
-				                 w);
+				return die_usage(
+				    "ping --disco -W %s: want 0.001 to 5 seconds "
+				    "(a disco pong later than 5 s is not "
+				    "accepted; use -c for more tries)",
+				    w);
 			}
 			bool counted = false;
 			for (int i = 2; i < argc; i++)
 				counted |= !strcmp(argv[i], "--count");
 			if (c.until_direct && !counted)
 				c.count = 10;
-			snprintf(req, sizeof(req), "disco %s %u %u %u %s%s%s", c.target, c.count,
-			         (unsigned)(c.wait_s * 1000), (unsigned)(c.interval_s * 1000 + 0.5),
+			snprintf(req, sizeof(req), "disco %s %u %u %u %s%s%s", c.target,
+			         c.count, (unsigned)(c.wait_s * 1000),
+			         (unsigned)(c.interval_s * 1000 + 0.5),
 			         c.until_direct ? "u" : "", c.json ? "j" : "",
 			         c.until_direct || c.json ? "" : "-");
 			return cmd_client(&c, req);
@@ -499,8 +546,11 @@ int main(int argc, char **argv)
 		int r = parse_opts(argc, argv, 2, &c);
 		if (r)
 			return r;
-		if (c.target)
-			return die_usage("ip: unexpected argument %s", c.target);
+		if (c.target) {
+			char sb[48];
+			return die_usage("ip: unexpected argument %s",
+			                 cli_arg_shown(NULL, c.target, sb, sizeof(sb)));
+		}
 		return cmd_client(&c, c.family == 4   ? "ip 4"
 		                      : c.family == 6 ? "ip 6"
 		                                      : "ip");
@@ -520,8 +570,11 @@ int main(int argc, char **argv)
 		int r = parse_opts(argc, argv, 2, &c);
 		if (r)
 			return r;
-		if (c.target)
-			return die_usage("health: unexpected argument %s", c.target);
+		if (c.target) {
+			char sb[48];
+			return die_usage("health: unexpected argument %s",
+			                 cli_arg_shown(NULL, c.target, sb, sizeof(sb)));
+		}
 		return cmd_health(&c);
 	}
 	if (!strcmp(cmd, "nc"))
@@ -535,8 +588,11 @@ int main(int argc, char **argv)
 	int r = parse_opts(argc, argv, first, &c);
 	if (r)
 		return r;
-	if (c.target)
-		return die_usage("unknown command %s", c.target);
+	if (c.target) {
+		char sb[48];
+		return die_usage("unknown command %s",
+		                 cli_arg_shown(NULL, c.target, sb, sizeof(sb)));
+	}
 	static struct cli_env env; /* c points into it until exit */
 	if (!strcmp(cmd, "up") || sidecar) {
 		r = cli_up_env(&c, sidecar, &env);
@@ -546,9 +602,18 @@ int main(int argc, char **argv)
 	/* `up` (or its options) without --state: the default state directory.
 	 * A configuration file alone is wireproxy's mode: no state. */
 	static char state_def[512];
+	/* Every option only `up` reads makes it `up` (none is ignored). */
 	bool up = !strcmp(cmd, "up") || sidecar || c.join || c.hostname || c.socks5 ||
 	          c.http_proxy || c.expose || c.direct || c.portmap || c.birthday ||
-	          c.ephemeral;
+	          c.ephemeral || c.forward || c.proxy_user || c.proxy_password_file ||
+	          c.proxy_open;
+	if (up && strcmp(cmd, "up") != 0 && !sidecar) {
+		char err[600];
+		if ((r = cli_env_secrets(&c, &env, err, sizeof(err)))) {
+			fprintf(stderr, "mesh-proxy: %s\n", err);
+			return r;
+		}
+	}
 	if (up && !c.state && !c.ephemeral) { /* ephemeral: node_ctl makes one */
 		char err[512];
 		if (cli_state_default(state_def, sizeof(state_def), err, sizeof(err)) !=
@@ -591,15 +656,31 @@ int main(int argc, char **argv)
 	                           .proxy_password = c.proxy_password,
 	                           .proxy_open = c.proxy_open,
 	                           .ephemeral = c.ephemeral,
+	                           .transient = c.env_only,
+	                           .no_prefs = sidecar,
 	                           .config_path = c.config};
+	/* An ephemeral node restarting in-process (new addresses from
+	 * mesh-control) keeps its directory and keys: made here, removed at
+	 * the final exit. */
+	static char eph[NODE_STATE_PATH_MAX];
+	if (c.ephemeral && !c.state) {
+		char err[600];
+		if (node_state_make_ephemeral(eph, sizeof(eph), err, sizeof(err)) != 0) {
+			fprintf(stderr, "mesh-proxy: %s\n", err);
+			return 1;
+		}
+		ma.eph_dir = eph;
+	}
 	struct node_opts o = {.config_path = c.config,
 	                      .api_path = c.api,
 	                      .ctl = c.state || c.ephemeral ? &ma : NULL,
 	                      .health_listen = c.health_listen,
-	                      .metrics_peers = c.metrics_peers && !strcmp(c.metrics_peers, "yes")};
+	                      .metrics_peers =
+	                          c.metrics_peers && !strcmp(c.metrics_peers, "yes")};
 	int rc;
 	while ((rc = node_run(&o)) == NODE_RC_RESTART)
 		log_info("starting again");
+	node_state_remove(eph);
 	cli_env_release(&env);
 	return rc;
 }

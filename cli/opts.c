@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "core/control/token.h"
 
 int cli_die_usage(const char *fmt, const char *arg)
 {
@@ -25,6 +26,15 @@ static int opt_err(const struct cli *c, const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, "\n");
 	return 2;
+}
+
+const char *cli_arg_shown(const struct cli *c, const char *a, char *buf, size_t cap)
+{
+	if (!(c && c->origin) &&
+	    strncmp(a, CTL_TOKEN_PREFIX, strlen(CTL_TOKEN_PREFIX)) != 0)
+		return a;
+	snprintf(buf, cap, "(%zu characters, not shown)", strlen(a));
+	return buf;
 }
 
 int cli_parse_opts(int argc, char **argv, int i, struct cli *c)
@@ -114,7 +124,8 @@ int cli_parse_opts(int argc, char **argv, int i, struct cli *c)
 			c->proxy_open = a[2] == 'n' ? "no" : "yes";
 		} else if (!strcmp(a, "--ephemeral")) {
 			c->ephemeral = true;
-		} else if (!strcmp(a, "--metrics-peers") || !strcmp(a, "--no-metrics-peers")) {
+		} else if (!strcmp(a, "--metrics-peers") ||
+		           !strcmp(a, "--no-metrics-peers")) {
 			c->metrics_peers = a[2] == 'n' ? "no" : "yes";
 		} else if (!strcmp(a, "--live")) {
 			c->live = true;
@@ -125,7 +136,9 @@ int cli_parse_opts(int argc, char **argv, int i, struct cli *c)
 		} else if (!c->target) {
 			c->target = a;
 		} else {
-			return opt_err(c, "unexpected argument %s", a);
+			char sb[48];
+			return opt_err(c, "unexpected argument %s",
+			               cli_arg_shown(c, a, sb, sizeof(sb)));
 		}
 	}
 	return 0;

@@ -5,6 +5,7 @@
 #define MESH_CLI_OPTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct cli {
 	const char *config;
@@ -21,8 +22,8 @@ struct cli {
 	bool ephemeral;                  /* --ephemeral */
 	bool sidecar;                    /* the sidecar command (settings from MESH_*) */
 	bool live;                       /* health --live */
-	const char *metrics_peers;       /* --metrics-peers: "yes", --no-metrics-peers: "no" */
-	int family;                      /* ip -4 / -6 */
+	const char *metrics_peers; /* --metrics-peers: "yes", --no-metrics-peers: "no" */
+	int family;                /* ip -4 / -6 */
 	const char *log_level;
 	bool json, disco, until_direct;
 	unsigned count;
@@ -31,7 +32,16 @@ struct cli {
 	/* Where the options come from, for errors ("MESH_EXTRA_ARGS"); NULL:
 	 * the command line. */
 	const char *origin;
+	/* NODE_ARG_* bits (node/control.h) of the settings a MESH_* variable
+	 * (or MESH_EXTRA_ARGS) gave: this run only, never kept. */
+	unsigned env_only;
+	bool no_ephemeral; /* MESH_EPHEMERAL=no: said, not just unset */
 };
+
+/* a as an error may show it: itself, or "(N characters, not shown)" when
+ * it may be a secret (from MESH_EXTRA_ARGS, c->origin set, or starting
+ * like a join token, "mesh1"); buf holds the latter. c may be NULL. */
+const char *cli_arg_shown(const struct cli *c, const char *a, char *buf, size_t cap);
 
 /* Parses argv[i..argc) into c; positional arguments go to c->target (a
  * second one is an error). 0, or 2 (usage) after printing one line. */

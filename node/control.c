@@ -29,7 +29,7 @@
 #include "node/forward.h"
 #include "node/node.h"
 
-#define NCTL_VERSION      "0.1.0"
+#define NCTL_VERSION "0.1.0"
 /* A delta naming more peers than this sets the paths from the whole map. */
 #define NCTL_PATHS_DELTA_MAX 256
 #define NCTL_SAVE_MS         60000 /* netmap.json: at most this often */
@@ -97,11 +97,13 @@ static int nctl_prep_token(struct node_ctl_prep *p, const char *tok, char *err,
  * configuration file), else what prefs.json kept. A flag that changes a
  * kept value is said at warn: the change sticks. */
 static const char *nctl_pref(const char *name, const char *flag, char *kept, size_t cap,
-                             bool clearable, bool *changed)
+                             bool clearable, bool transient, bool *changed)
 {
 	if (!flag)
 		return kept[0] ? kept : NULL;
 	const char *want = clearable && strcmp(flag, "off") == 0 ? "" : flag;
+	if (transient) /* a MESH_* variable: this run only, the kept one stays */
+		return want[0] ? want : NULL;
 	if (strcmp(want, kept) != 0) {
 		if (kept[0])
 			log_warn(
@@ -119,10 +121,16 @@ static void nctl_merge_creds(struct node_ctl_prep *p)
 {
 	struct node_prefs *k = &p->prefs;
 	bool *ch = &p->prefs_changed;
+	unsigned t = p->a.transient;
 	bool off = p->a.proxy_user && !strcmp(p->a.proxy_user, "off");
-	p->a.proxy_user = nctl_pref("proxy-user", p->a.proxy_user, k->proxy_user,
-	                            sizeof(k->proxy_user), true, ch);
+	p->a.proxy_user =
+	    nctl_pref("proxy-user", p->a.proxy_user, k->proxy_user, sizeof(k->proxy_user),
+	              true, t & NODE_ARG_PROXY_USER, ch);
 	const char *pw = off ? "" : p->a.proxy_password;
+	if (pw && (t & (NODE_ARG_PROXY_PASSWORD | NODE_ARG_PROXY_USER))) {
+		p->a.proxy_password = pw[0] ? pw : NULL; /* this run only */
+		return;
+	}
 	if (pw && strcmp(pw, k->proxy_password) != 0) {
 		if (k->proxy_password[0] && pw[0])
 			log_warn("the proxy password changes (kept for later runs)");
@@ -134,80 +142,268 @@ static void nctl_merge_creds(struct node_ctl_prep *p)
 
 /* Checks what the prefs cannot hold before they are merged: a value too
  * long for prefs.json would be cut, not refused. */
-static int nctl_check_args(const struct node_ctl_args *a, char *err, size_t errlen)
+/* Valid UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF) without control characters: what prefs.json (JSON) and an
+ * HTTP header keep intact. */
+static bool nctl_text_ok(const char *s)
 {
-	struct fwd_list fl;
-	char ferr[200];
-	if (a->forwards && !fwd_parse(a->forwards, &fl, ferr, sizeof(ferr))) {
-		snprintf(err, errlen, "--forward: %s", ferr);
-		return -1;
+	const unsigned char *u = (const unsigned char *)s;
+	while (*u) {
+		unsigned c = *u, need, cp;
+		if (c < 0x20 || c == 0x7f)
+			return false;
+		if (c < 0x80) {
+			u++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			need = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			need = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			need = 3, cp = c & 0x07;
+		else
+			return false;
+		for (unsigned i = 1; i <= need; i++) {
+			if ((u[i] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (u[i] & 0x3f);
+		}
+		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+		    (cp >= 0x80 && cp < 0xa0))
+			return false;
+		u += need + 1;
 	}
-	if (a->proxy_user && (!a->proxy_user[0] || strlen(a->proxy_user) > 255 ||
-	                      strpbrk(a->proxy_user, ":\t\r\n"))) {
+	return true;
+}
+
+/* A value as it may appear in an error line: itself when it is plain
+ * printable text of a sane length, else only its length. */
+static const char *nctl_shown(const char *v, char *buf, size_t cap)
+{
+	size_t n = strlen(v);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] >= 0x7f ||
+		    n > 100) {
+			snprintf(buf, cap,
+			         "(%zu bytes, not shown: control characters or too long)",
+			         n);
+			return buf;
+		}
+	return v;
+}
+
+/* One value that goes into a generated section or prefs.json: refused,
+ * never cut, when it is malformed or longer than prefs.json keeps. */
+static int nctl_check_value(const char *flag, const char *v, size_t cap, const char *want,
+                            char *err, size_t errlen)
+{
+	if (!v)
+		return 0;
+	char sb[80];
+	if (strlen(v) >= cap || !nctl_text_ok(v)) {
 		snprintf(err, errlen,
-		         "--proxy-user: want 1 to 255 characters and no ':' (HTTP Basic "
-		         "splits there)");
-		return -1;
-	}
-	if (a->proxy_password &&
-	    (!a->proxy_password[0] || strlen(a->proxy_password) > 255)) {
-		snprintf(err, errlen,
-		         "the proxy password (--proxy-password-file or "
-		         "MESH_PROXY_PASSWORD): want 1 to 255 bytes (RFC 1929)");
+		         "%s %s: want %s (at most %zu bytes, no control "
+		         "characters)",
+		         flag, nctl_shown(v, sb, sizeof(sb)), want, cap - 1);
 		return -1;
 	}
 	return 0;
 }
 
-/* The settings in effect: the flags given, the rest from prefs.json. */
-static void nctl_merge_prefs(struct node_ctl_prep *p)
+static int nctl_check_listen(const char *flag, const char *v, char *err, size_t errlen)
 {
-	char err[256];
-	struct node_prefs *k = &p->prefs;
-	int r = node_state_load_prefs(p->a.state_dir, k, err, sizeof(err));
-	if (r != 0 && r != -ENOENT)
-		log_warn("%s; using the command line's settings only", err);
-	char abs[sizeof(k->config)];
-	const char *cfg = p->a.config_path;
-	if (cfg && strcmp(cfg, "off") != 0 && cfg[0] != '/' && realpath(cfg, abs))
-		cfg = abs; /* a later run may start elsewhere */
-	bool *ch = &p->prefs_changed;
-	p->a.socks5 =
-	    nctl_pref("socks5", p->a.socks5, k->socks5, sizeof(k->socks5), true, ch);
-	p->a.http_proxy = nctl_pref("http-proxy", p->a.http_proxy, k->http_proxy,
-	                            sizeof(k->http_proxy), true, ch);
-	p->a.expose =
-	    nctl_pref("expose", p->a.expose, k->expose, sizeof(k->expose), false, ch);
-	p->a.direct =
-	    nctl_pref("direct", p->a.direct, k->direct, sizeof(k->direct), false, ch);
-	p->a.config_path =
-	    nctl_pref("config", cfg, k->config, sizeof(k->config), true, ch);
-	p->a.portmap =
-	    nctl_pref("portmap", p->a.portmap, k->portmap, sizeof(k->portmap), false, ch);
-	p->a.birthday =
-	    nctl_pref("birthday", p->a.birthday, k->birthday, sizeof(k->birthday), false, ch);
-	p->a.forwards = nctl_pref("forward", p->a.forwards, k->forwards,
-	                          sizeof(k->forwards), true, ch);
-	p->a.proxy_open = nctl_pref("proxy-open", p->a.proxy_open, k->proxy_open,
-	                            sizeof(k->proxy_open), false, ch);
-	nctl_merge_creds(p);
+	char sb[80];
+	if (v && !fwd_listen_spec_ok(v)) {
+		snprintf(
+		    err, errlen,
+		    "%s %s: want PORT, IPV4:PORT, [IPV6]:PORT or off (ports 1-65535)",
+		    flag, nctl_shown(v, sb, sizeof(sb)));
+		return -1;
+	}
+	return 0;
 }
 
-/* A forward other hosts can reach is allowed (one service, on purpose)
- * but said: anyone who reaches this host reaches that mesh service. */
-static void nctl_warn_forwards(const struct node_ctl_prep *p)
+/* Checks what the prefs cannot hold before they are merged: a value too
+ * long for prefs.json would be cut, not refused; a value with a line end
+ * would add lines to the generated configuration. */
+static int nctl_check_args(const struct node_ctl_args *a, char *err, size_t errlen)
+{
+	struct fwd_list fl;
+	char ferr[200];
+	enum cfg_direct d;
+	const struct node_prefs *k = NULL;
+	char sb[80];
+	if (nctl_check_listen("--socks5", a->socks5, err, errlen) ||
+	    nctl_check_listen("--http-proxy", a->http_proxy, err, errlen) ||
+	    nctl_check_value("--expose", a->expose, sizeof(k->expose), "an expose list",
+	                     err, errlen) ||
+	    nctl_check_value("--config", a->config_path, sizeof(k->config), "a file name",
+	                     err, errlen) ||
+	    nctl_check_value("--forward", a->forwards, sizeof(k->forwards),
+	                     "[udp/][ADDR:]PORT=HOST:PORT items", err, errlen))
+		return -1;
+	if (a->direct && !cfg_direct_parse(a->direct, &d)) {
+		snprintf(err, errlen, "--direct %s: want public, all or no",
+		         nctl_shown(a->direct, sb, sizeof(sb)));
+		return -1;
+	}
+	if (a->forwards && !fwd_parse(a->forwards, &fl, ferr, sizeof(ferr))) {
+		snprintf(err, errlen, "--forward: %s", ferr);
+		return -1;
+	}
+	if (a->proxy_user &&
+	    (!a->proxy_user[0] || strlen(a->proxy_user) > 255 ||
+	     strchr(a->proxy_user, ':') || !nctl_text_ok(a->proxy_user))) {
+		snprintf(err, errlen,
+		         "--proxy-user: want 1 to 255 bytes of UTF-8 text, no control "
+		         "characters and no ':' (HTTP Basic splits there)");
+		return -1;
+	}
+	if (a->proxy_password &&
+	    (strlen(a->proxy_password) < 8 || strlen(a->proxy_password) > 255 ||
+	     !nctl_text_ok(a->proxy_password))) {
+		snprintf(err, errlen,
+		         "the proxy password (--proxy-password-file or "
+		         "MESH_PROXY_PASSWORD): want 8 to 255 bytes (RFC 1929) of UTF-8 "
+		         "text without control characters");
+		return -1;
+	}
+	return 0;
+}
+
+/* The settings in effect: the flags given, the rest from prefs.json
+ * (a sidecar: the values given only). */
+static int nctl_merge_prefs(struct node_ctl_prep *p, char *err, size_t errlen)
+{
+	char lerr[1024];
+	struct node_prefs *k = &p->prefs;
+	int r = p->a.no_prefs
+	            ? -ENOENT
+	            : node_state_load_prefs(p->a.state_dir, k, lerr, sizeof(lerr));
+	if (r == 0) { /* kept by an older version, or edited: checked as flags */
+		struct node_ctl_args ka = {
+		    .socks5 = k->socks5[0] ? k->socks5 : NULL,
+		    .http_proxy = k->http_proxy[0] ? k->http_proxy : NULL,
+		    .expose = k->expose[0] ? k->expose : NULL,
+		    .direct = k->direct[0] ? k->direct : NULL,
+		    .config_path = k->config[0] ? k->config : NULL,
+		    .forwards = k->forwards[0] ? k->forwards : NULL,
+		    .proxy_user = k->proxy_user[0] ? k->proxy_user : NULL,
+		    .proxy_password = k->proxy_password[0] ? k->proxy_password : NULL};
+		char cerr[300];
+		if (nctl_check_args(&ka, cerr, sizeof(cerr)) != 0) {
+			snprintf(lerr, sizeof(lerr), "%s/prefs.json: %s", p->a.state_dir,
+			         cerr);
+			sodium_memzero(k, sizeof(*k));
+			r = -EINVAL;
+		}
+	}
+	if (r != 0 && r != -ENOENT)
+		log_warn("%s; none of the kept settings apply, only this run's", lerr);
+	const char *cfg = p->a.config_path;
+	char *abs = NULL;
+	if (cfg && strcmp(cfg, "off") != 0 && cfg[0] != '/' &&
+	    (abs = realpath(cfg, NULL))) {
+		if (strlen(abs) >= sizeof(k->config)) {
+			snprintf(
+			    err, errlen,
+			    "--config: the file's full path is longer than %zu bytes: "
+			    "move it",
+			    sizeof(k->config) - 1);
+			free(abs);
+			return -1;
+		}
+		cfg = abs; /* a later run may start elsewhere */
+	}
+	bool *ch = &p->prefs_changed;
+	unsigned t = p->a.transient;
+	p->open_kept = !p->a.proxy_open && !strcmp(k->proxy_open, "yes");
+	p->a.socks5 = nctl_pref("socks5", p->a.socks5, k->socks5, sizeof(k->socks5), true,
+	                        t & NODE_ARG_SOCKS5, ch);
+	p->a.http_proxy =
+	    nctl_pref("http-proxy", p->a.http_proxy, k->http_proxy, sizeof(k->http_proxy),
+	              true, t & NODE_ARG_HTTP_PROXY, ch);
+	p->a.expose = nctl_pref("expose", p->a.expose, k->expose, sizeof(k->expose),
+	                        false, t & NODE_ARG_EXPOSE, ch);
+	p->a.direct = nctl_pref("direct", p->a.direct, k->direct, sizeof(k->direct),
+	                        false, t & NODE_ARG_DIRECT, ch);
+	/* a transient path points into abs: keep it in the prep */
+	if (cfg == abs && (t & NODE_ARG_CONFIG)) {
+		snprintf(p->cfg_abs, sizeof(p->cfg_abs), "%s", abs);
+		cfg = p->cfg_abs;
+	}
+	p->a.config_path = nctl_pref("config", cfg, k->config, sizeof(k->config), true,
+	                             t & NODE_ARG_CONFIG, ch);
+	free(abs);
+	p->a.portmap = nctl_pref("portmap", p->a.portmap, k->portmap, sizeof(k->portmap),
+	                         false, t & NODE_ARG_PORTMAP, ch);
+	p->a.birthday = nctl_pref("birthday", p->a.birthday, k->birthday,
+	                          sizeof(k->birthday), false, t & NODE_ARG_BIRTHDAY, ch);
+	p->a.forwards = nctl_pref("forward", p->a.forwards, k->forwards,
+	                          sizeof(k->forwards), true, t & NODE_ARG_FORWARDS, ch);
+	p->a.proxy_open =
+	    nctl_pref("proxy-open", p->a.proxy_open, k->proxy_open, sizeof(k->proxy_open),
+	              false, t & NODE_ARG_PROXY_OPEN, ch);
+	nctl_merge_creds(p);
+	if (p->a.no_prefs)
+		p->prefs_changed = false;
+	return 0;
+}
+
+/* A forward other hosts can reach needs the waiver of open proxies
+ * (--proxy-open): anyone who reaches this host reaches that mesh service
+ * as this node, and a forward has no credentials. Waived, it is said. */
+static int nctl_check_forwards(const struct node_ctl_prep *p, char *err, size_t errlen)
 {
 	struct fwd_list fl;
 	char ferr[200];
 	if (!p->a.forwards || !fwd_parse(p->a.forwards, &fl, ferr, sizeof(ferr)))
+		return 0;
+	bool open = p->a.proxy_open && !strcmp(p->a.proxy_open, "yes");
+	for (size_t i = 0; i < fl.n; i++) {
+		const struct fwd_item *f = &fl.item[i];
+		if (fwd_loopback(f))
+			continue;
+		if (!open) {
+			snprintf(
+			    err, errlen,
+			    "--forward: %s:%u can be reached from other hosts (anyone "
+			    "who reaches it reaches %s:%u in the mesh as this node): "
+			    "bind 127.0.0.1, or add --proxy-open (MESH_PROXY_OPEN=yes) "
+			    "to allow it on purpose",
+			    f->addr, f->port, f->host, f->host_port);
+			return -1;
+		}
+		log_warn("--forward: %s:%u is reachable from other hosts: anyone who "
+		         "reaches it reaches %s:%u in the mesh as this node%s",
+		         f->addr, f->port, f->host, f->host_port,
+		         p->open_kept ? " (allowed by a kept --proxy-open; "
+		                        "--no-proxy-open ends it)"
+		                      : "");
+	}
+	return 0;
+}
+
+/* A proxy open to other hosts without credentials because of a
+ * --proxy-open kept from an earlier run is said at every start: the
+ * waiver is easy to forget. */
+static void nctl_warn_kept_open(const struct node_ctl_prep *p, const struct config *cfg)
+{
+	if (!p->open_kept)
 		return;
-	for (size_t i = 0; i < fl.n; i++)
-		if (!fwd_loopback(&fl.item[i]))
-			log_warn(
-			    "--forward: %s:%u is reachable from other hosts: anyone who "
-			    "reaches it reaches %s:%u in the mesh as this node",
-			    fl.item[i].addr, fl.item[i].port, fl.item[i].host,
-			    fl.item[i].host_port);
+	for (size_t i = 0; i < cfg->n_socks5; i++)
+		if (!cfg->socks5[i].username &&
+		    !cfg_listen_is_loopback(&cfg->socks5[i].bind))
+			log_warn("the SOCKS5 proxy %s is open without credentials: kept "
+			         "from an earlier --proxy-open; --no-proxy-open ends it",
+			         p->a.socks5 ? p->a.socks5 : "(from --config)");
+	for (size_t i = 0; i < cfg->n_http; i++)
+		if (!cfg->http[i].username && !cfg_listen_is_loopback(&cfg->http[i].bind))
+			log_warn("the HTTP proxy %s is open without credentials: kept "
+			         "from an earlier --proxy-open; --no-proxy-open ends it",
+			         p->a.http_proxy ? p->a.http_proxy : "(from --config)");
 }
 
 /* --ephemeral: nothing is kept, so there is nothing to resume and no
@@ -231,6 +427,10 @@ static int nctl_prep_ephemeral(struct node_ctl_prep *p, char *err, size_t errlen
 		         "state to resume from");
 		*usage = true;
 		return -1;
+	}
+	if (p->a.eph_dir) { /* the caller's: kept across in-process restarts */
+		p->a.state_dir = p->a.eph_dir;
+		return 0;
 	}
 	if (node_state_make_ephemeral(p->eph_dir, sizeof(p->eph_dir), err, errlen) != 0)
 		return -1;
@@ -256,7 +456,10 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 	if (a->ephemeral && nctl_prep_ephemeral(p, err, errlen, usage) != 0)
 		goto fail;
 	const char *dir = p->a.state_dir;
-	nctl_merge_prefs(p);
+	if (nctl_merge_prefs(p, err, errlen) != 0) {
+		*usage = true;
+		goto fail;
+	}
 	if (a->hostname) {
 		if (!hostname_valid(a->hostname, strlen(a->hostname)) ||
 		    strlen(a->hostname) >= sizeof(p->hostname)) {
@@ -284,8 +487,12 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 		*usage = true;
 		goto fail;
 	}
+	nctl_warn_kept_open(p, &check);
 	config_free(&check);
-	nctl_warn_forwards(p);
+	if (nctl_check_forwards(p, err, errlen) != 0) {
+		*usage = true;
+		goto fail;
+	}
 	if (node_state_open(dir, err, errlen) != 0)
 		goto fail;
 	if (a->join_token) {
@@ -415,6 +622,8 @@ static int nctl_read_config(const char *path, char **out, size_t *len, char *err
  * address is asked for. */
 static const char *nctl_bind_spec(const char *spec, char *buf, size_t cap)
 {
+	if (spec && !strcmp(spec, "off"))
+		return NULL;
 	if (!spec || !spec[0] || strspn(spec, "0123456789") != strlen(spec))
 		return spec;
 	snprintf(buf, cap, "127.0.0.1:%s", spec);
@@ -471,7 +680,8 @@ static int nctl_front_cred(const struct node_ctl_prep *p, const char *flag,
 	return -1;
 }
 
-static int nctl_front_creds(const struct node_ctl_prep *p, struct config *cfg, char *err,
+static int nctl_front_creds(const struct node_ctl_prep *p, struct config *cfg,
+                            size_t user_socks5, size_t user_http, char *err,
                             size_t errlen)
 {
 	const struct node_ctl_args *a = &p->a;
@@ -489,19 +699,40 @@ static int nctl_front_creds(const struct node_ctl_prep *p, struct config *cfg, c
 		         "MESH_PROXY_USER)");
 		return -1;
 	}
-	if (a->socks5 && cfg->n_socks5) {
-		struct cfg_socks5 *f = &cfg->socks5[cfg->n_socks5 - 1];
-		if (nctl_front_cred(p, "--socks5", a->socks5, &f->bind, &f->username,
-		                    &f->password, err, errlen) != 0)
+	/* ours are every section after the --config file's */
+	for (size_t i = user_socks5; i < cfg->n_socks5; i++) {
+		struct cfg_socks5 *f = &cfg->socks5[i];
+		if (nctl_front_cred(p, "--socks5", a->socks5 ? a->socks5 : "?", &f->bind,
+		                    &f->username, &f->password, err, errlen) != 0)
 			return -1;
 	}
-	if (a->http_proxy && cfg->n_http) {
-		struct cfg_http *f = &cfg->http[cfg->n_http - 1];
-		if (nctl_front_cred(p, "--http-proxy", a->http_proxy, &f->bind,
+	for (size_t i = user_http; i < cfg->n_http; i++) {
+		struct cfg_http *f = &cfg->http[i];
+		if (nctl_front_cred(p, "--http-proxy",
+		                    a->http_proxy ? a->http_proxy : "?", &f->bind,
 		                    &f->username, &f->password, err, errlen) != 0)
 			return -1;
 	}
 	return 0;
+}
+
+/* How many sections named sec (case-insensitive, "[sec]") the --config
+ * file's text holds: those are the user's, ours follow. */
+static size_t nctl_count_sections(const char *text, size_t len, const char *sec)
+{
+	size_t n = 0, sl = strlen(sec);
+	const char *p = text, *end = text + len;
+	while (p && p < end) {
+		const char *s = p;
+		while (s < end && (*s == ' ' || *s == '\t'))
+			s++;
+		if ((size_t)(end - s) >= sl && !strncasecmp(s, sec, sl))
+			n++;
+		p = memchr(p, '\n', (size_t)(end - p));
+		if (p)
+			p++;
+	}
+	return n;
 }
 
 int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self *self,
@@ -546,18 +777,29 @@ int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self 
 			         self->listen_port);
 	}
 	const char *direct = p->a.direct ? p->a.direct : "all";
+	enum cfg_direct dm;
 	char s5[160], hp[160];
+	/* Checked here too, whatever the source (a flag, a variable or
+	 * prefs.json): a value is one INI line or refused, never cut. */
+	if (nctl_check_listen("--socks5", p->a.socks5, err, errlen) ||
+	    nctl_check_listen("--http-proxy", p->a.http_proxy, err, errlen) ||
+	    (!cfg_direct_parse(direct, &dm) &&
+	     snprintf(err, errlen, "--direct: want public, all or no") > 0)) {
+		r = -1;
+		memset(cfg, 0, sizeof(*cfg));
+		goto out;
+	}
 	const char *socks5 = nctl_bind_spec(p->a.socks5, s5, sizeof(s5));
 	const char *http = nctl_bind_spec(p->a.http_proxy, hp, sizeof(hp));
 	/* AllowOpen: the open-proxy check is nctl_front_creds's, in flag terms. */
 	if (socks5)
 		n += (size_t)snprintf(buf + n, cap - n,
-		                      "[Socks5]\nBindAddress = %.150s\nDirect = %.16s\n"
+		                      "[Socks5]\nBindAddress = %s\nDirect = %s\n"
 		                      "AllowOpen = yes\n",
 		                      socks5, direct);
 	if (http)
 		n += (size_t)snprintf(buf + n, cap - n,
-		                      "[http]\nBindAddress = %.150s\nDirect = %.16s\n"
+		                      "[http]\nBindAddress = %s\nDirect = %s\n"
 		                      "AllowOpen = yes\n",
 		                      http, direct);
 	if (p->a.forwards &&
@@ -568,7 +810,9 @@ int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self 
 	}
 	r = config_load_text(cpath ? cpath : "--socks5/--http-proxy/--forward", buf, n,
 	                     cfg, err, errlen);
-	if (r == 0 && nctl_front_creds(p, cfg, err, errlen) != 0) {
+	if (r == 0 && nctl_front_creds(
+	                  p, cfg, nctl_count_sections(user, ulen, "[Socks5]"),
+	                  nctl_count_sections(user, ulen, "[http]"), err, errlen) != 0) {
 		config_free(cfg);
 		r = -1;
 	}
@@ -606,6 +850,10 @@ static const char *nctl_ephemeral_hint(uint32_t code, const char *dflt)
 		return "get a new token (`mesh-control --data DIR token --reusable "
 		       "--ephemeral` for containers) and start the node with it; "
 		       "restarting with this one fails the same way";
+	case CTL_REASON_NODE_REMOVED:
+		return "this ephemeral node was removed by mesh-control (offline "
+		       "longer than its ephemeral timeout, or by an admin); started "
+		       "again it joins afresh";
 	default:
 		return dflt;
 	}
@@ -1365,8 +1613,7 @@ static struct nctl_save_job *nctl_save_job_new(const struct node_ctl *m,
 	j->map.n_reach = 0;
 	if (ctl_filter_copy(&j->map.filter, &map->filter) < 0)
 		goto fail;
-	if (map->n_reach &&
-	    !(j->map.reach = calloc(map->n_reach, sizeof(*j->map.reach))))
+	if (map->n_reach && !(j->map.reach = calloc(map->n_reach, sizeof(*j->map.reach))))
 		goto fail;
 	for (size_t i = 0; i < map->n_reach; i++, j->map.n_reach++)
 		if (ctl_reach_copy(&j->map.reach[i], &map->reach[i]) < 0)
@@ -1442,7 +1689,7 @@ void node_ctl_free(struct node_ctl *m)
 		nctl_save_map(m, false);
 	px_expose_free(m->expose);
 	magicdns_free(m->magicdns);
-	portmap_free(m->pm); /* deletes the mapping at the router */
+	portmap_free(m->pm);   /* deletes the mapping at the router */
 	magicsock_free(m->ms); /* a ping --disco waiting for a pong ends here */
 	m->ms = NULL;
 	nctl_dping_stop_all(m); /* ... and one between two pings here */

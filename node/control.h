@@ -40,7 +40,7 @@ struct node_ctl_args {
 	const char *direct;      /* Direct of --socks5/--http-proxy; NULL: all */
 	const char *config_path; /* optional extra configuration */
 	const char *portmap;     /* "yes" (--portmap), "no" (--no-portmap); NULL: kept */
-	const char *birthday;    /* "yes" (--birthday), "no" (--no-birthday); NULL: kept */
+	const char *birthday; /* "yes" (--birthday), "no" (--no-birthday); NULL: kept */
 	/* --forward: local listeners into the mesh, "[udp/][ADDR:]PORT=HOST:PORT"
 	 * items separated by commas ("off" removes them); NULL: kept. */
 	const char *forwards;
@@ -53,6 +53,30 @@ struct node_ctl_args {
 	/* --ephemeral: no state kept (a fresh directory removed at exit),
 	 * registered as ephemeral, logged out of mesh-control on SIGTERM. */
 	bool ephemeral;
+	/* The ephemeral directory when the caller made it (node_state_make_
+	 * ephemeral; kept across in-process restarts, removed by the caller);
+	 * NULL: node_ctl_prepare makes one and removes it with the prep. */
+	const char *eph_dir;
+	/* NODE_ARG_* bits: values given for this run only (MESH_* variables):
+	 * used, never written to prefs.json, and what prefs.json kept stays. */
+	unsigned transient;
+	/* sidecar: prefs.json is neither read nor written; exactly these
+	 * values apply. */
+	bool no_prefs;
+};
+
+enum {
+	NODE_ARG_SOCKS5 = 1u << 0,
+	NODE_ARG_HTTP_PROXY = 1u << 1,
+	NODE_ARG_EXPOSE = 1u << 2,
+	NODE_ARG_DIRECT = 1u << 3,
+	NODE_ARG_CONFIG = 1u << 4,
+	NODE_ARG_PORTMAP = 1u << 5,
+	NODE_ARG_BIRTHDAY = 1u << 6,
+	NODE_ARG_FORWARDS = 1u << 7,
+	NODE_ARG_PROXY_USER = 1u << 8,
+	NODE_ARG_PROXY_PASSWORD = 1u << 9,
+	NODE_ARG_PROXY_OPEN = 1u << 10,
 };
 
 struct node_ctl_hooks {

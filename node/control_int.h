@@ -32,6 +32,9 @@ struct node_ctl_prep {
 	/* --ephemeral: the state directory made for this run (a.state_dir
 	 * points here), removed when the prep is freed; "" otherwise */
 	char eph_dir[NODE_STATE_PATH_MAX];
+	/* --proxy-open is in effect from prefs.json, not given this run */
+	bool open_kept;
+	char cfg_abs[1024]; /* a --config path made absolute for this run only */
 };
 
 struct node_ctl {
@@ -59,7 +62,8 @@ struct node_ctl {
 	struct nctl_save_job *save; /* netmap.json being written, or NULL */
 	uint64_t saves;             /* netmap.json writes (done or failed) */
 	struct ctl_endpoints eps;
-	struct ctl_endpoints local_eps; /* the last local ones: a change re-probes portmap */
+	struct ctl_endpoints
+	    local_eps; /* the last local ones: a change re-probes portmap */
 	/* control_netchg.c: the local addresses at its last check (its own:
 	 * nctl_endpoints also runs from magicsock's and portmap's callbacks),
 	 * losses of one so far, and whether machine.key was seen in the state

@@ -164,3 +164,49 @@ size_t fwd_ini(const struct fwd_list *l, char *buf, size_t cap)
 	}
 	return n;
 }
+
+/* Digits only, 1-65535: no sign, no spaces, no leading garbage. */
+static bool fwd_port_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 5)
+		return false;
+	unsigned long v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	return v >= 1 && v <= 65535;
+}
+
+bool fwd_listen_spec_ok(const char *s)
+{
+	if (!s)
+		return false;
+	size_t len = strlen(s);
+	if (!strcmp(s, "off") || fwd_port_ok(s, len))
+		return true;
+	char addr[INET6_ADDRSTRLEN];
+	const char *port;
+	uint8_t a[16];
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(addr))
+			return false;
+		memcpy(addr, s + 1, (size_t)(close - s - 1));
+		addr[close - s - 1] = 0;
+		port = close + 2;
+		if (inet_pton(AF_INET6, addr, a) != 1)
+			return false;
+	} else {
+		const char *colon = strchr(s, ':');
+		if (!colon || (size_t)(colon - s) >= sizeof(addr))
+			return false;
+		memcpy(addr, s, (size_t)(colon - s));
+		addr[colon - s] = 0;
+		port = colon + 1;
+		if (inet_pton(AF_INET, addr, a) != 1)
+			return false;
+	}
+	return fwd_port_ok(port, strlen(port));
+}

@@ -43,4 +43,9 @@ size_t fwd_ini(const struct fwd_list *l, char *buf, size_t cap);
 /* Whether item i listens on a loopback address only. */
 bool fwd_loopback(const struct fwd_item *f);
 
+/* A --socks5 / --http-proxy value: "off", PORT, IPV4:PORT or [IPV6]:PORT
+ * (ports 1-65535, digits only) and nothing else, so that a value can
+ * never carry a line or a section into the generated configuration. */
+bool fwd_listen_spec_ok(const char *s);
+
 #endif

@@ -6,10 +6,13 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/util/log.h"
@@ -22,6 +25,104 @@ int node_state_path(const char *dir, const char *name, char *out, size_t cap)
 	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
+/* The ephemeral directories this process made: held by descriptor, so
+ * that removing one never follows a path someone swapped meanwhile. */
+#define EPH_MAX 4
+static struct eph_dir {
+	char path[NODE_STATE_PATH_MAX];
+	int parent_fd; /* the directory it was made in */
+	int dir_fd;
+	int lock_fd; /* EPH_LOCK, flock'ed for the node's life */
+	char name[64];
+} eph_dirs[EPH_MAX];
+static size_t eph_n;
+
+/* Stale directories of SIGKILLed runs are found by their lock file: one
+ * whose lock can be taken belongs to no running node. A younger one may
+ * be a node between mkdtemp and flock: left alone. */
+#define EPH_LOCK    "eph.lock"
+#define EPH_PREFIX  "mesh-proxy-eph-"
+#define EPH_YOUNG_S 60
+
+/* Unlinks dfd's entries (files; a link is removed, never followed) and
+ * then name in parent_fd: by descriptors only. */
+static int eph_remove_at(int parent_fd, const char *name, int dfd, const char *shown)
+{
+	int d2 = dup(dfd);
+	DIR *d = d2 >= 0 ? fdopendir(d2) : NULL;
+	if (!d) {
+		if (d2 >= 0)
+			close(d2);
+		log_warn("%s: cannot list the ephemeral state: %s", shown,
+		         strerror(errno));
+		return -1;
+	}
+	rewinddir(d);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+		    unlinkat(dfd, e->d_name, 0) != 0)
+			log_warn("%s/%s: cannot remove: %s", shown, e->d_name,
+			         strerror(errno));
+	closedir(d);
+	struct stat a, b; /* the name still ours? else it was swapped: leave it */
+	if (fstat(dfd, &a) != 0 ||
+	    fstatat(parent_fd, name, &b, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		log_warn("%s: no longer the ephemeral directory made at start (moved?); "
+		         "its files are removed, the directory is left",
+		         shown);
+		return -1;
+	}
+	if (unlinkat(parent_fd, name, AT_REMOVEDIR) != 0) {
+		log_warn("%s: cannot remove the ephemeral state: %s", shown,
+		         strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Removes base's EPH_PREFIX directories of this user that no running
+ * node holds (their lock is free). */
+static void eph_remove_stale(int base_fd, const char *base)
+{
+	int d2 = dup(base_fd);
+	DIR *d = d2 >= 0 ? fdopendir(d2) : NULL;
+	if (!d) {
+		if (d2 >= 0)
+			close(d2);
+		return;
+	}
+	struct dirent *e;
+	time_t now = time(NULL);
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, EPH_PREFIX, strlen(EPH_PREFIX)) != 0)
+			continue;
+		int dfd = openat(base_fd, e->d_name,
+		                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		struct stat st, lst;
+		if (dfd < 0)
+			continue;
+		int lfd = openat(dfd, EPH_LOCK, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		bool stale = fstat(dfd, &st) == 0 && st.st_uid == getuid() && lfd >= 0 &&
+		             fstat(lfd, &lst) == 0 && lst.st_mtime + EPH_YOUNG_S < now &&
+		             flock(lfd, LOCK_EX | LOCK_NB) == 0;
+		if (stale) {
+			char shown[NODE_STATE_PATH_MAX + 64];
+			snprintf(shown, sizeof(shown), "%s/%s", base, e->d_name);
+			if (eph_remove_at(base_fd, e->d_name, dfd, shown) == 0)
+				log_info(
+				    "%s: removed the state of an ephemeral node that "
+				    "did not exit (killed?)",
+				    shown);
+		}
+		if (lfd >= 0)
+			close(lfd);
+		close(dfd);
+	}
+	closedir(d);
+}
+
 int node_state_make_ephemeral(char *out, size_t cap, char *err, size_t errlen)
 {
 	const char *base = getenv("XDG_RUNTIME_DIR");
@@ -29,30 +130,76 @@ int node_state_make_ephemeral(char *out, size_t cap, char *err, size_t errlen)
 		base = getenv("TMPDIR");
 	if (!base || base[0] != '/')
 		base = "/tmp";
-	int n = snprintf(out, cap, "%s/mesh-proxy-eph-XXXXXX", base);
+	int n = snprintf(out, cap, "%s/" EPH_PREFIX "XXXXXX", base);
 	if (n < 0 || (size_t)n >= cap || (size_t)n > NODE_STATE_PATH_MAX - 32) {
 		snprintf(err, errlen, "--ephemeral: %s: the path is too long", base);
 		out[0] = 0;
 		return -ENAMETOOLONG;
 	}
-	if (!mkdtemp(out)) { /* mode 0700 */
+	if (eph_n == EPH_MAX) {
+		snprintf(err, errlen, "--ephemeral: too many ephemeral directories");
+		out[0] = 0;
+		return -EMFILE;
+	}
+	struct eph_dir *x = &eph_dirs[eph_n];
+	x->parent_fd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (x->parent_fd >= 0)
+		eph_remove_stale(x->parent_fd, base);
+	if (x->parent_fd < 0 || !mkdtemp(out)) { /* mode 0700 */
 		int e = errno;
 		snprintf(err, errlen,
 		         "--ephemeral: cannot make a directory in %s: %s (set "
 		         "XDG_RUNTIME_DIR or TMPDIR to a writable directory)",
 		         base, strerror(e));
+		if (x->parent_fd >= 0)
+			close(x->parent_fd);
 		out[0] = 0;
 		return -e;
 	}
+	snprintf(x->name, sizeof(x->name), "%s", strrchr(out, '/') + 1);
+	x->dir_fd = openat(x->parent_fd, x->name,
+	                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	x->lock_fd =
+	    x->dir_fd < 0
+	        ? -1
+	        : openat(x->dir_fd, EPH_LOCK,
+	                 O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (x->lock_fd < 0 || flock(x->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		snprintf(err, errlen, "--ephemeral: %s: cannot lock it: %s", out,
+		         strerror(e));
+		if (x->lock_fd >= 0)
+			close(x->lock_fd), unlinkat(x->dir_fd, EPH_LOCK, 0);
+		if (x->dir_fd >= 0)
+			close(x->dir_fd);
+		unlinkat(x->parent_fd, x->name, AT_REMOVEDIR);
+		close(x->parent_fd);
+		out[0] = 0;
+		return -e;
+	}
+	snprintf(x->path, sizeof(x->path), "%s", out);
+	eph_n++;
 	return 0;
 }
 
 /* The files only: a state directory has no subdirectories, and a link
- * planted in it is removed, never followed. */
+ * planted in it is removed, never followed. A directory of
+ * node_state_make_ephemeral goes by its descriptors. */
 void node_state_remove(const char *dir)
 {
 	if (!dir || !dir[0])
 		return;
+	for (size_t i = 0; i < eph_n; i++) {
+		struct eph_dir *x = &eph_dirs[i];
+		if (strcmp(x->path, dir) != 0)
+			continue;
+		eph_remove_at(x->parent_fd, x->name, x->dir_fd, dir);
+		close(x->lock_fd); /* after: the lock guards it to the end */
+		close(x->dir_fd);
+		close(x->parent_fd);
+		eph_dirs[i] = eph_dirs[--eph_n];
+		return;
+	}
 	DIR *d = opendir(dir);
 	if (d) {
 		struct dirent *e;
@@ -397,6 +544,7 @@ int node_state_load_prefs(const char *dir, struct node_prefs *p, char *err, size
 		if (v && (!json_is_string(v) ||                                          \
 		          !copy_str(p->name, sizeof(p->name), json_string_value(v)))) {  \
 			json_decref(j);                                                  \
+			memset(p, 0, sizeof(*p)); /* all or nothing */                   \
 			return bad_field(dir, f, #name, err, errlen);                    \
 		}                                                                        \
 	}

@@ -63,7 +63,12 @@ int node_state_open(const char *dir, char *err, size_t errlen);
  * (mkdtemp, mode 0700) under $XDG_RUNTIME_DIR when that is an absolute
  * path, else ${TMPDIR:-/tmp}, named mesh-proxy-eph-XXXXXX; its path in
  * out. node_state_remove removes such a directory and what it holds (the
- * files above, no subdirectories) at exit; NULL or "" does nothing. */
+ * files above, no subdirectories) at exit; NULL or "" does nothing.
+ * The directory is held by descriptor from mkdtemp on and removed through
+ * it (unlinkat), so swapping its path cannot redirect the deletion; it
+ * holds eph.lock, flock'ed while the node runs. Making one first removes
+ * this user's mesh-proxy-eph-* directories there whose lock is free (runs
+ * that were killed), unless younger than a minute. */
 int node_state_make_ephemeral(char *out, size_t cap, char *err, size_t errlen);
 void node_state_remove(const char *dir);
 

@@ -19,7 +19,9 @@
 #  - a mesh-control that does not answer (SIGSTOP) holds the exit 3 s at
 #    most;
 #  - a persistent node (--state) stays listed, offline, after SIGTERM;
-#  - --ephemeral with --state is a usage error (exit 2, one line).
+#  - --ephemeral with --state is a usage error (exit 2, one line);
+#  - the directory a SIGKILLed node left goes at the next start in that
+#    runtime directory; one a running node holds (eph.lock) stays.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -199,5 +201,24 @@ RC=$?
 check "exit 2 (got $RC)" test "$RC" = 2
 check "one line naming both ($OUT)" eval 'echo "$OUT" | grep -q "keeps no state"'
 check "nothing made" test ! -e "$RUN/x"
+
+step "a SIGKILLed node's directory goes at the next start there; a running one's stays"
+OLD=$(eph_dirs a3)
+check "a3 (SIGKILLed) left its directory ($OLD)" test -n "$OLD" -a -f "$OLD/eph.lock"
+touch -d '2 minutes ago' "$OLD/eph.lock" # older than the start-up guard
+bg_nobody k1 h env XDG_RUNTIME_DIR="$(xdg a3)" "$MESH_PROXY" up --ephemeral \
+    --join "$TOKEN" --hostname kone --log-level debug
+check "kone online" wait_until 15 listed kone online
+check "the stale directory is removed" test ! -e "$OLD"
+NEW=$(eph_dirs a3)
+check "kone's own directory is there ($NEW)" test -n "$NEW" -a -f "$NEW/node.key"
+touch -d '2 minutes ago' "$NEW/eph.lock"
+bg_nobody k2 h env XDG_RUNTIME_DIR="$(xdg a3)" "$MESH_PROXY" up --ephemeral \
+    --join "$TOKEN" --hostname ktwo --log-level debug
+check "ktwo online" wait_until 15 listed ktwo online
+check "kone's directory stays (its lock is held)" test -f "$NEW/node.key"
+bg_term_status k2 4
+bg_term_status k1 4
+check "both removed at exit" test -z "$(eph_dirs a3)"
 
 e2e_finish

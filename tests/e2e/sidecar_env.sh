@@ -13,10 +13,19 @@
 # nothing (MESH_JOIN + MESH_JOIN_FILE, --hostname a + MESH_HOSTNAME=b, a
 # proxy on 0.0.0.0 without credentials); a sidecar joins from
 # MESH_JOIN_FILE and serves SOCKS5 on 127.0.0.1 for a port-only
-# MESH_SOCKS5; MESH_FORWARDS reaches web's service by name; restarted with
-# no token (it resumes) and proxies on 0.0.0.0 with MESH_PROXY_USER and
-# MESH_PROXY_PASSWORD_FILE, other hosts get in with the password through
-# SOCKS5 and HTTP and not without it or with a wrong one.
+# MESH_SOCKS5; MESH_FORWARDS reaches web's service by name (one on 0.0.0.0
+# only with MESH_PROXY_OPEN=yes); restarted with no token (it resumes) and
+# proxies on 0.0.0.0 with MESH_PROXY_USER and MESH_PROXY_PASSWORD_FILE,
+# other hosts get in with the password through SOCKS5 and HTTP and not
+# without it or with a wrong one; the sidecar keeps nothing of a start's
+# settings (the forward is gone, no prefs.json); an open proxy of one start
+# is gone at the next start without MESH_SOCKS5; MESH_PROXY_PASSWORD is not
+# in /proc/PID/environ; `mesh-proxy health` finds the node by
+# MESH_STATE_DIR, says one line when there is none and gives up on a
+# stuck (SIGSTOPped) node after 5 s; a newline in
+# MESH_SOCKS5 (an INI injection), MESH_EPHEMERAL=no without a state
+# directory and a forward on 0.0.0.0 without the waiver are refused;
+# --config FILE with --forward is `up` (an up-only flag is never ignored).
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -113,12 +122,40 @@ check "MESH_EPHEMERAL=yes with MESH_STATE_DIR" eval '
 check "a bad flag in MESH_EXTRA_ARGS is named there" eval '
     mp_env side MESH_STATE_DIR="$SS" MESH_EXTRA_ARGS="--hostname side --frobnicate" -- sidecar &&
     usage_line "^mesh-proxy: MESH_EXTRA_ARGS: unknown option --frobnicate$"'
+check "MESH_SOCKS5 with a newline (INI injection) is refused" eval '
+    mp_env side MESH_STATE_DIR="$SS" MESH_JOIN_FILE="$SECRETS/join" MESH_PROXY_USER=app \
+        MESH_PROXY_PASSWORD_FILE="$SECRETS/pw" \
+        MESH_SOCKS5="$(printf "0.0.0.0:1080\nAllowOpen=yes\n[Socks5]\nBindAddress=127.0.0.1:1081")" -- sidecar &&
+    usage_line "^mesh-proxy: MESH_SOCKS5 holds a control character"'
+check "MESH_SOCKS5 not an address:port is refused" eval '
+    mp_env side MESH_STATE_DIR="$SS" MESH_JOIN_FILE="$SECRETS/join" MESH_SOCKS5="1080 x" -- sidecar &&
+    usage_line "MESH_SOCKS5=1080 x: want PORT, IPV4:PORT, \[IPV6\]:PORT or off"'
+check "MESH_EPHEMERAL=no for a sidecar without a state directory" eval '
+    mp_env side MESH_JOIN_FILE="$SECRETS/join" MESH_EPHEMERAL=no -- sidecar &&
+    usage_line "MESH_EPHEMERAL=no, but a sidecar without a state directory is ephemeral"'
+check "a forward on 0.0.0.0 without MESH_PROXY_OPEN" eval '
+    mp_env side MESH_STATE_DIR="$SS" MESH_JOIN_FILE="$SECRETS/join" MESH_FORWARDS=0.0.0.0:9081=web:8080 -- sidecar &&
+    usage_line "--forward: 0.0.0.0:9081 can be reached from other hosts .*--proxy-open"'
+check "a token-like argument is not echoed" eval '
+    mp_env side -- up mesh1SECRETLOOKINGARG && [ "$RC" -eq 2 ] &&
+    grep -q "unknown command (21 characters, not shown)" "$ERR" && not grep -q SECRETLOOKING "$ERR"'
+check "mesh-proxy health without a node: one line, exit 1" eval '
+    mp_env side -- health; [ "$RC" -eq 1 ] && [ "$(wc -l <"$ERR")" -eq 1 ] ||
+        { cat "$ERR"; false; }'
+XS=$E2E_TMP/xdg-state
+mkdir -p "$XS" && chown nobody:nogroup "$XS"
+printf '[Peer]\nPublicKey = AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\nAllowedIPs = 100.64.0.9/32\n' |
+    write_file "$E2E_TMP/peer.ini"
+chmod 0644 "$E2E_TMP/peer.ini"
+check "--config FILE --forward: an up-only flag makes it up (not silently ignored)" eval '
+    mp_env side XDG_STATE_HOME="$XS" -- --config "$E2E_TMP/peer.ini" --forward 0.0.0.0:9999=web:80 &&
+    usage_line "^mesh-proxy: --forward: 0.0.0.0:9999 can be reached from other hosts"'
 check "the state directory was never made" not test -e "$SS"
 
 step "side: mesh-proxy sidecar from MESH_* (port-only SOCKS5, a forward by name)"
 bg_nobody side side env MESH_STATE_DIR="$SS" MESH_JOIN_FILE="$SECRETS/join" \
     MESH_HOSTNAME=side MESH_SOCKS5=1080 MESH_FORWARDS=9080=web:8080,0.0.0.0:9081=web:8080 \
-    MESH_LOG_LEVEL=debug \
+    MESH_PROXY_OPEN=yes MESH_LOG_LEVEL=debug \
     "$MESH_PROXY" sidecar
 side_sees_web() { nsx_nobody side timeout 5 "$MESH_PROXY" status --state "$SS" 2>/dev/null | grep -q '\bweb\b'; }
 check "side joined as side and sees web" wait_until 20 side_sees_web ||
@@ -148,8 +185,12 @@ bg_nobody side side env MESH_STATE_DIR="$SS" MESH_SOCKS5=0.0.0.0:1080 \
 check "SOCKS5 now listens on 0.0.0.0:1080" wait_until 20 listens_on side 1080 0.0.0.0:1080 ||
     tail -n 30 "$E2E_LOGDIR/side.log"
 check "HTTP proxy listens on 0.0.0.0:8118" wait_until 10 listens_on side 8118 0.0.0.0:8118
-check "the forward is kept (prefs.json)" listens_on side 9080 127.0.0.1:9080
-check "prefs.json is 0600" bash -c "[ \"\$(stat -c %a '$SS/prefs.json')\" = 600 ]"
+check "the forward of the last start is gone (a sidecar keeps no settings)" \
+    not listens_on side 9080 127.0.0.1:9080
+check "no prefs.json (a sidecar neither reads nor writes it)" not test -e "$SS/prefs.json"
+check "mesh-proxy health finds the node by MESH_STATE_DIR" eval '
+    mp_env side MESH_STATE_DIR="$SS" -- health; [ "$RC" -eq 0 ] && grep -qx ready "$OUT" ||
+        { cat "$OUT" "$ERR"; false; }'
 P='c0rrect horse;#1'
 check "from ctl: SOCKS5 with the password reaches web" \
     wait_until 20 fetch ctl --proxy-user "app:$P" --socks5-hostname 198.18.63.11:1080 http://web:8080/
@@ -165,6 +206,35 @@ check "from ctl: HTTP proxy with a wrong password: 407 (got $c)" test "$c" = 407
 c=$(code -x http://198.18.63.11:8118 http://web:8080/)
 check "from ctl: HTTP proxy without credentials: 407 (got $c)" test "$c" = 407
 check "the password is not in the log" not grep -q "c0rrect" "$E2E_LOGDIR/side.log"
+
+step "an open proxy of one start is gone at the next (state volume kept)"
+bg_stop side
+bg_nobody side side env MESH_STATE_DIR="$SS" MESH_SOCKS5=0.0.0.0:1085 MESH_PROXY_OPEN=yes \
+    "$MESH_PROXY" sidecar
+check "open SOCKS5 listens on 0.0.0.0:1085" wait_until 20 listens_on side 1085 0.0.0.0:1085
+bg_stop side
+PWENV='s3cr3t-from-env-1'
+bg_nobody side side env MESH_STATE_DIR="$SS" MESH_HTTP_PROXY=3128 MESH_PROXY_USER=app \
+    MESH_PROXY_PASSWORD="$PWENV" "$MESH_PROXY" sidecar
+SIDE_PID=$(bg_pid side)
+check "restarted without MESH_SOCKS5: HTTP proxy on 127.0.0.1:3128" \
+    wait_until 20 listens_on side 3128 127.0.0.1:3128
+nothing_on() { [ -z "$(nsx side ss -ltnH "sport = :$1")" ]; }
+check "restarted without MESH_SOCKS5: no listener on 1085" nothing_on 1085
+check "MESH_PROXY_PASSWORD is not in /proc/PID/environ" eval '
+    [ -r /proc/$SIDE_PID/environ ] && ! tr "\0" "\n" </proc/$SIDE_PID/environ | grep -q "$PWENV"'
+check "... while the environment block is still readable" \
+    grep -q MESH_STATE_DIR /proc/$SIDE_PID/environ
+
+step "mesh-proxy health against a stuck node: exit 1, one line, within the 5 s bound"
+kill -STOP "$SIDE_PID"
+T0=$(date +%s%3N)
+mp_env side MESH_STATE_DIR="$SS" -- health
+T_H=$(($(date +%s%3N) - T0))
+kill -CONT "$SIDE_PID"
+check "exit 1 after 5 s, before the harness's 20 s (rc $RC, $T_H ms)" eval \
+    '[ "$RC" -eq 1 ] && [ "$T_H" -ge 4900 ] && [ "$T_H" -lt 8000 ]'
+check "one line on stderr" eval '[ "$(wc -l <"$ERR")" -eq 1 ] || { cat "$ERR"; false; }'
 
 step "done"
 e2e_finish

@@ -4,8 +4,13 @@
  * the value. Invariants: a split never yields more than 64 words, and the
  * words' bytes never exceed the input's; every spec fwd_parse accepts
  * becomes sections the configuration parser accepts too (no spec passes
- * the early check and then fails after the state directory is touched). */
+ * the early check and then fails after the state directory is touched);
+ * a --socks5 / MESH_SOCKS5 value fwd_listen_spec_ok accepts is one
+ * BindAddress line: exactly one [Socks5] section, never more (no INI
+ * injection). */
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +66,28 @@ static void fuzz_forward(const char *s)
 	free(ini);
 }
 
+static void fuzz_listen(const char *s)
+{
+	static const char head[] = "[Interface]\nPrivateKey = "
+	                           "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n"
+	                           "Address = 100.64.0.1/32\n";
+	if (!fwd_listen_spec_ok(s) || !strcmp(s, "off"))
+		return;
+	CHECK(!strpbrk(s, "\r\n=#;") && strlen(s) < 64);
+	bool port = strspn(s, "0123456789") == strlen(s);
+	size_t cap = sizeof(head) + strlen(s) + 80; /* as node_ctl_build_config */
+	char *ini = malloc(cap);
+	CHECK(ini);
+	int n = snprintf(ini, cap, "%s[Socks5]\nBindAddress = %s%s\nAllowOpen = yes\n",
+	                 head, port ? "127.0.0.1:" : "", s);
+	struct config cfg;
+	char cerr[512];
+	CHECK(config_load_text("fuzz", ini, (size_t)n, &cfg, cerr, sizeof(cerr)) == 0);
+	CHECK(cfg.n_socks5 == 1);
+	config_free(&cfg);
+	free(ini);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1 || size > 8192)
@@ -70,8 +97,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(s, data + 1, size - 1);
 	s[size - 1] = 0;
-	if (data[0] & 1)
+	if (data[0] % 3 == 1)
 		fuzz_forward(s);
+	else if (data[0] % 3 == 2)
+		fuzz_listen(s);
 	else
 		fuzz_split(s, strlen(s));
 	free(s);

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "cli/env.h"
+#include "node/control.h"
 
 static char root[256];
 
@@ -177,7 +178,7 @@ static void test_secret_files(void **state)
 	(void)state;
 	char tok[300], pw[300], empty[300], big[300], env1[400], env2[400], err[600];
 	struct cli_env e;
-	write_file(tok, sizeof(tok), "join", "mesh1TOKEN\r\nsecond line\n", 25);
+	write_file(tok, sizeof(tok), "join", "mesh1TOKEN\r\nsecond line\n", 24);
 	write_file(pw, sizeof(pw), "pw", "pa ss;#word", 11); /* no newline */
 	write_file(empty, sizeof(empty), "empty", "\n", 1);
 	char *long_line = malloc(5000);
@@ -310,7 +311,8 @@ static void test_extra_args_apply(void **state)
 	char *pos[] = {"MESH_EXTRA_ARGS=--no-portmap status", NULL};
 	struct cli c4 = {0};
 	assert_int_equal(apply(&c4, pos, &e, err, sizeof(err)), 2);
-	assert_non_null(strstr(err, "MESH_EXTRA_ARGS: unexpected argument status"));
+	assert_non_null(strstr(err, "MESH_EXTRA_ARGS: unexpected argument (6 characters, "
+	                            "not shown"));
 	cli_env_release(&e);
 
 	char *quote[] = {"MESH_EXTRA_ARGS=--hostname \"web", NULL};
@@ -356,6 +358,120 @@ static void test_unknown_variables_warned(void **state)
 	free(out);
 }
 
+/* MESH_SOCKS5 / MESH_HTTP_PROXY: PORT, IPV4:PORT, [IPV6]:PORT or off; a
+ * line end in any value is refused before it reaches a generated file. */
+static void test_listen_values_strict(void **state)
+{
+	(void)state;
+	char err[600];
+	struct cli_env e;
+	char *inj[] = {"MESH_SOCKS5=0.0.0.0:1080\nAllowOpen=yes\n[Socks5]\nBindAddress="
+	               "127.0.0.1:1081",
+	               NULL};
+	struct cli c = {0};
+	assert_int_equal(apply(&c, inj, &e, err, sizeof(err)), 2);
+	assert_non_null(strstr(err, "MESH_SOCKS5 holds a control character"));
+	assert_null(strchr(err, '\n'));
+	cli_env_release(&e);
+	char *bad[] = {"MESH_HTTP_PROXY=localhost:3128", NULL};
+	struct cli c2 = {0};
+	assert_int_equal(apply(&c2, bad, &e, err, sizeof(err)), 2);
+	assert_non_null(
+	    strstr(err, "MESH_HTTP_PROXY=localhost:3128: want PORT, IPV4:PORT"));
+	cli_env_release(&e);
+	char *hn[] = {"MESH_EXPOSE=22\n[Socks5]", NULL};
+	struct cli c3 = {0};
+	assert_int_equal(apply(&c3, hn, &e, err, sizeof(err)), 2);
+	cli_env_release(&e);
+	char *ok[] = {"MESH_SOCKS5=[::]:1080", "MESH_HTTP_PROXY=off", NULL};
+	struct cli c4 = {0};
+	assert_int_equal(apply(&c4, ok, &e, err, sizeof(err)), 0);
+	cli_env_release(&e);
+}
+
+/* Which settings came from variables (never kept in prefs.json): those
+ * set by a variable or MESH_EXTRA_ARGS, not those a flag also gave. */
+static void test_env_only_bits(void **state)
+{
+	(void)state;
+	char err[600];
+	struct cli_env e;
+	char *env[] = {"MESH_SOCKS5=1080", "MESH_PROXY_OPEN=yes", "MESH_EXPOSE=22",
+	               "MESH_EXTRA_ARGS=--forward 2222=web:22", NULL};
+	struct cli c = {.expose = "22"};
+	assert_int_equal(apply(&c, env, &e, err, sizeof(err)), 0);
+	assert_int_equal(c.env_only,
+	                 NODE_ARG_SOCKS5 | NODE_ARG_PROXY_OPEN | NODE_ARG_FORWARDS);
+	cli_env_release(&e);
+	char *no[] = {"MESH_EPHEMERAL=no", NULL};
+	struct cli c2 = {0};
+	assert_int_equal(apply(&c2, no, &e, err, sizeof(err)), 0);
+	assert_true(c2.no_ephemeral);
+	assert_false(c2.ephemeral);
+	cli_env_release(&e);
+}
+
+/* The secrets' bytes leave the environment block (what /proc/PID/environ
+ * shows); the settings keep working from private copies. */
+static void test_scrub_secrets(void **state)
+{
+	(void)state;
+	char err[600];
+	struct cli_env e;
+	char v1[] = "MESH_PROXY_PASSWORD=s3cr3t-pass";
+	char v2[] = "MESH_JOIN=mesh1SECRETTOKEN";
+	char v3[] = "MESH_EXTRA_ARGS=--hostname web";
+	char *env[] = {v1, v2, v3, NULL};
+	struct cli c = {0};
+	assert_int_equal(apply(&c, env, &e, err, sizeof(err)), 0);
+	cli_env_scrub(env, &e);
+	assert_null(strstr(v1 + 20, "s3cr3t"));
+	assert_int_equal(v1[20], 0);
+	assert_int_equal(v2[10], 0);
+	assert_string_equal(v3, "MESH_EXTRA_ARGS=--hostname web"); /* no --join */
+	assert_string_equal(c.proxy_password, "s3cr3t-pass");
+	assert_string_equal(c.join, "mesh1SECRETTOKEN");
+	cli_env_release(&e);
+
+	char v4[] = "MESH_EXTRA_ARGS=--join mesh1SECRETTOKEN";
+	char *env2[] = {v4, NULL};
+	struct cli c2 = {0};
+	assert_int_equal(apply(&c2, env2, &e, err, sizeof(err)), 0);
+	cli_env_scrub(env2, &e);
+	assert_null(strstr(v4 + 16, "mesh1"));
+	assert_string_equal(c2.join, "mesh1SECRETTOKEN");
+	cli_env_release(&e);
+}
+
+/* A secret file with a NUL anywhere is refused (it was cut at the NUL
+ * when it sat on the first line). */
+static void test_secret_file_nul(void **state)
+{
+	(void)state;
+	char pw[300], err[600];
+	char *out;
+	write_file(pw, sizeof(pw), "nul", "abc\0defghij\n", 12);
+	assert_int_equal(
+	    cli_secret_read(pw, "proxy password file", &out, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "holds a NUL byte"));
+}
+
+/* An unexpected argument may be a token: not echoed. */
+static void test_unexpected_argument_hidden(void **state)
+{
+	(void)state;
+	char sb[48];
+	struct cli c = {0};
+	assert_string_equal(cli_arg_shown(&c, "status", sb, sizeof(sb)), "status");
+	assert_string_equal(cli_arg_shown(&c, "mesh1abcdef", sb, sizeof(sb)),
+	                    "(11 characters, not shown)");
+	struct cli x = {.origin = "MESH_EXTRA_ARGS"};
+	assert_string_equal(cli_arg_shown(&x, "status", sb, sizeof(sb)),
+	                    "(6 characters, not shown)");
+	/* the parser's own line (stderr) goes through it: checked by
+	 * tests/e2e/sidecar_env.sh */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -366,6 +482,11 @@ int main(void)
 	    cmocka_unit_test(test_extra_args_split),
 	    cmocka_unit_test(test_extra_args_apply),
 	    cmocka_unit_test(test_unknown_variables_warned),
+	    cmocka_unit_test(test_listen_values_strict),
+	    cmocka_unit_test(test_env_only_bits),
+	    cmocka_unit_test(test_scrub_secrets),
+	    cmocka_unit_test(test_secret_file_nul),
+	    cmocka_unit_test(test_unexpected_argument_hidden),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

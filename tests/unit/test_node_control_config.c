@@ -84,7 +84,7 @@ static void test_usage_errors(void **state)
 	a.socks5 = "nonsense";
 	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
 	assert_true(usage);
-	assert_non_null(strstr(err, "[Socks5] BindAddress"));
+	assert_non_null(strstr(err, "--socks5 nonsense: want PORT, IPV4:PORT"));
 	assert_false(exists(dir)); /* nothing written for a usage error */
 	a.socks5 = NULL;
 	a.join_token = NULL; /* resume a directory that never joined */

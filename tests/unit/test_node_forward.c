@@ -26,6 +26,7 @@
 
 #include "config/config.h"
 #include "node/control.h"
+#include "node/control_int.h"
 #include "node/forward.h"
 
 static char root[256];
@@ -95,7 +96,8 @@ static void test_parse(void **state)
 	    "8080=web:80,",
 	    "udp/=w:1",
 	    "[::1=w:1",
-	    "80=web:80,80=db:80", "80=a..b:1",
+	    "80=web:80,80=db:80",
+	    "80=a..b:1",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (fwd_parse(bad[i], &l, err, sizeof(err)))
@@ -209,7 +211,7 @@ static void test_open_bind_needs_credentials(void **state)
 	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
 	assert_non_null(strstr(err, "--proxy-user app needs a password"));
 	a.proxy_user = "a:b";
-	a.proxy_password = "pw";
+	a.proxy_password = "pw-0123456";
 	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
 	assert_non_null(strstr(err, "no ':'"));
 
@@ -220,9 +222,9 @@ static void test_open_bind_needs_credentials(void **state)
 	assert_int_equal(cfg.n_socks5, 1);
 	assert_int_equal(cfg.n_http, 1);
 	assert_string_equal(cfg.socks5[0].username, "app");
-	assert_string_equal(cfg.socks5[0].password, "pw");
+	assert_string_equal(cfg.socks5[0].password, "pw-0123456");
 	assert_string_equal(cfg.http[0].username, "app");
-	assert_string_equal(cfg.http[0].password, "pw");
+	assert_string_equal(cfg.http[0].password, "pw-0123456");
 	config_free(&cfg);
 	node_ctl_prep_free(p);
 	snprintf(path, sizeof(path), "%s/prefs.json", dir);
@@ -233,7 +235,7 @@ static void test_open_bind_needs_credentials(void **state)
 	/* kept: a restart without flags has the credentials */
 	struct node_ctl_args bare = {.state_dir = dir};
 	p = prep(&bare, &cfg);
-	assert_string_equal(cfg.socks5[0].password, "pw");
+	assert_string_equal(cfg.socks5[0].password, "pw-0123456");
 	config_free(&cfg);
 	node_ctl_prep_free(p);
 
@@ -253,6 +255,313 @@ static void test_open_bind_needs_credentials(void **state)
 	node_ctl_prep_free(p);
 }
 
+/* Finding: a --socks5 / --http-proxy value went into the generated INI as
+ * "BindAddress = %.150s": a line end injected an open [Socks5] section. */
+static void test_listen_value_injection(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], err[600];
+	bool usage;
+	snprintf(dir, sizeof(dir), "%s/inj", root);
+	make_token(tok, sizeof(tok));
+	static const char evil[] =
+	    "0.0.0.0:1080\nAllowOpen=yes\n[Socks5]\nBindAddress=127.0.0.1:1081";
+	struct node_ctl_args a = {.state_dir = dir,
+	                          .join_token = tok,
+	                          .socks5 = evil,
+	                          .proxy_user = "app",
+	                          .proxy_password = "pw-0123456"};
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_true(usage);
+	assert_non_null(strstr(err, "--socks5 ("));
+	assert_non_null(strstr(err, "want PORT, IPV4:PORT, [IPV6]:PORT or off"));
+	assert_null(strchr(err, '\n'));
+	assert_int_equal(access(dir, F_OK), -1);
+	a.socks5 = NULL;
+	a.http_proxy = "8118\n[http]\nBindAddress=0.0.0.0:8119";
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "--http-proxy ("));
+	a.http_proxy = "0.0.0.0:8118 ";
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	a.http_proxy = "0.0.0.0:65536";
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	a.http_proxy = "web.example:8118";
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	a.direct = "all\n[Socks5]";
+	a.http_proxy = NULL;
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "--direct"));
+
+	/* node_ctl_build_config itself refuses, whatever the source (a
+	 * prefs.json edited by hand, a caller that skipped the checks) */
+	a.direct = NULL;
+	a.socks5 = "[::1]:1080";
+	struct config cfg;
+	struct node_ctl_prep *p = prep(&a, &cfg);
+	assert_int_equal(cfg.n_socks5, 1);
+	config_free(&cfg);
+	p->a.socks5 = evil;
+	assert_int_equal(node_ctl_build_config(p, NULL, &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "want PORT"));
+	p->a.socks5 = "1080";
+	p->a.direct = "no\nAllowOpen = yes";
+	assert_int_equal(node_ctl_build_config(p, NULL, &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "--direct"));
+	node_ctl_prep_free(p);
+
+	/* a value longer than prefs.json keeps is refused, not cut */
+	char big[1100];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	struct node_ctl_args b = {.state_dir = dir, .expose = big};
+	assert_null(node_ctl_prepare(&b, err, sizeof(err), &usage));
+	assert_true(usage);
+	assert_non_null(strstr(err, "--expose (1099 bytes, not shown"));
+}
+
+/* A user's --config file with an open [Socks5] of its own keeps it; every
+ * section we generate is checked (there is one of each kind). */
+static void test_creds_every_generated_section(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], err[600], ini[400];
+	bool usage;
+	snprintf(dir, sizeof(dir), "%s/sec", root);
+	make_token(tok, sizeof(tok));
+	snprintf(ini, sizeof(ini), "%s/user.ini", root);
+	FILE *f = fopen(ini, "w");
+	assert_non_null(f);
+	fputs("[Socks5]\nBindAddress = 127.0.0.1:1090\n", f);
+	fclose(f);
+	struct node_ctl_args a = {.state_dir = dir,
+	                          .join_token = tok,
+	                          .config_path = ini,
+	                          .socks5 = "0.0.0.0:1080"};
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "--socks5 0.0.0.0:1080 can be reached"));
+	a.proxy_user = "app";
+	a.proxy_password = "pw-0123456";
+	struct config cfg;
+	struct node_ctl_prep *p = prep(&a, &cfg);
+	assert_int_equal(cfg.n_socks5, 2);
+	assert_null(cfg.socks5[0].username); /* the user's, as written */
+	assert_string_equal(cfg.socks5[1].username, "app");
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+}
+
+/* Forwards other hosts reach need the waiver of open proxies. */
+static void test_open_forward_needs_waiver(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], err[600];
+	bool usage;
+	snprintf(dir, sizeof(dir), "%s/fw", root);
+	make_token(tok, sizeof(tok));
+	struct node_ctl_args a = {
+	    .state_dir = dir, .join_token = tok, .forwards = "0.0.0.0:2222=web:22"};
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_true(usage);
+	assert_non_null(strstr(err, "--forward: 0.0.0.0:2222 can be reached from other "
+	                            "hosts"));
+	assert_non_null(strstr(err, "--proxy-open"));
+	assert_null(strchr(err, '\n'));
+	assert_int_equal(access(dir, F_OK), -1);
+	a.proxy_open = "yes";
+	struct config cfg;
+	struct node_ctl_prep *p = prep(&a, &cfg);
+	assert_int_equal(cfg.n_tcp_client_tunnels, 1);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+}
+
+/* Settings from MESH_* variables (transient) apply to this run only; a
+ * sidecar (no_prefs) neither reads nor writes prefs.json. */
+static void test_transient_and_no_prefs(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], err[600];
+	bool usage;
+	snprintf(dir, sizeof(dir), "%s/tr", root);
+	make_token(tok, sizeof(tok));
+	struct node_ctl_args a = {.state_dir = dir, .join_token = tok, .socks5 = "1080"};
+	struct config cfg;
+	struct node_ctl_prep *p = prep(&a, &cfg); /* a flag: kept */
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+
+	struct node_ctl_args env = {.state_dir = dir,
+	                            .socks5 = "0.0.0.0:1081",
+	                            .proxy_open = "yes",
+	                            .http_proxy = "3128",
+	                            .transient = NODE_ARG_SOCKS5 | NODE_ARG_PROXY_OPEN |
+	                                         NODE_ARG_HTTP_PROXY};
+	p = prep(&env, &cfg);
+	assert_int_equal(cfg.n_socks5, 1);
+	const struct sockaddr_in *s = (const void *)&cfg.socks5[0].bind.addr;
+	assert_int_equal(ntohs(s->sin_port), 1081);
+	assert_int_equal(cfg.n_http, 1);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+
+	struct node_ctl_args bare = {.state_dir = dir};
+	p = prep(&bare, &cfg); /* the flag's value, none of the variables' */
+	assert_int_equal(cfg.n_socks5, 1);
+	s = (const void *)&cfg.socks5[0].bind.addr;
+	assert_int_equal(ntohs(s->sin_port), 1080);
+	assert_int_equal(cfg.n_http, 0);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+	/* and the waiver was not kept: an open bind is refused */
+	struct node_ctl_args open = {.state_dir = dir, .socks5 = "0.0.0.0:1082"};
+	assert_null(node_ctl_prepare(&open, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "has no credentials"));
+
+	/* sidecar: what prefs.json holds does not apply, nothing is written */
+	char path[400];
+	snprintf(path, sizeof(path), "%s/prefs.json", dir);
+	struct stat before, after;
+	assert_int_equal(stat(path, &before), 0);
+	struct node_ctl_args side = {
+	    .state_dir = dir, .no_prefs = true, .http_proxy = "3129"};
+	p = prep(&side, &cfg);
+	assert_int_equal(cfg.n_socks5, 0);
+	assert_int_equal(cfg.n_http, 1);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+	assert_int_equal(stat(path, &after), 0);
+	assert_int_equal(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
+	assert_int_equal(before.st_ino, after.st_ino);
+	p = prep(&bare, &cfg);
+	assert_int_equal(cfg.n_http, 0);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+}
+
+/* Credentials: a password of 8 bytes or more, UTF-8 text without control
+ * characters; a prefs.json with one bad field applies not at all. */
+static void test_credential_text(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], err[600];
+	bool usage;
+	snprintf(dir, sizeof(dir), "%s/cr", root);
+	make_token(tok, sizeof(tok));
+	struct node_ctl_args a = {.state_dir = dir,
+	                          .join_token = tok,
+	                          .socks5 = "0.0.0.0:1080",
+	                          .proxy_user = "app",
+	                          .proxy_password = "short"};
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "want 8 to 255 bytes"));
+	a.proxy_password = "long enough\x01";
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	a.proxy_password = "long enough \xff\xfe";
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	a.proxy_password = "long enough";
+	a.proxy_user = "ap\tp";
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "--proxy-user"));
+	a.proxy_user = "\xc3\xa9t\xc3\xa9";
+	struct config cfg;
+	struct node_ctl_prep *p = prep(&a, &cfg);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+
+	/* prefs.json with a bad password and a good socks5: nothing applies */
+	char path[400];
+	snprintf(path, sizeof(path), "%s/prefs.json", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"socks5\":\"1090\",\"http_proxy\":\"3128\",\"proxy_user\":\"app\","
+	      "\"proxy_password\":\"x\"}",
+	      f);
+	fclose(f);
+	struct node_ctl_args bare = {.state_dir = dir};
+	p = prep(&bare, &cfg);
+	assert_int_equal(cfg.n_socks5 + cfg.n_http, 0);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+}
+
+/* realpath(3) wrote up to PATH_MAX bytes into a 1024-byte buffer. */
+static void test_long_config_path(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], err[600], cwd[4096];
+	bool usage;
+	snprintf(dir, sizeof(dir), "%s/lp", root);
+	make_token(tok, sizeof(tok));
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(root), 0);
+	char rel[2000] = "";
+	/* under 1024 bytes as given, over 1023 once made absolute */
+	for (int i = 0; i < 10; i++) {
+		char part[120];
+		memset(part, 'd', 100);
+		part[100] = 0;
+		strcat(rel, part);
+		assert_true(mkdir(rel, 0700) == 0);
+		strcat(rel, "/");
+	}
+	strcat(rel, "f.ini");
+	FILE *f = fopen(rel, "w");
+	assert_non_null(f);
+	fclose(f);
+	struct node_ctl_args a = {
+	    .state_dir = dir, .join_token = tok, .config_path = rel};
+	assert_null(node_ctl_prepare(&a, err, sizeof(err), &usage));
+	assert_true(usage);
+	assert_int_equal(chdir(cwd), 0);
+	assert_true(strlen(rel) < 1024);
+	assert_non_null(
+	    strstr(err, "--config: the file's full path is longer than 1023"));
+}
+
+/* The log (stderr) of preparing a node with a, in out. */
+static void capture_stderr(char *out, size_t cap, struct node_ctl_args *a)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/stderr.txt", root);
+	fflush(stderr);
+	int saved = dup(2);
+	FILE *f = fopen(path, "w+");
+	assert_non_null(f);
+	dup2(fileno(f), 2);
+	struct config cfg;
+	struct node_ctl_prep *p = prep(a, &cfg);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+	rewind(f);
+	size_t n = fread(out, 1, cap - 1, f);
+	out[n] = 0;
+	fclose(f);
+}
+
+/* A kept --proxy-open leaving a proxy open to other hosts is said at
+ * every start; given this run, it is not (the user just asked). */
+static void test_kept_open_warned(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], log[4096];
+	snprintf(dir, sizeof(dir), "%s/ko", root);
+	make_token(tok, sizeof(tok));
+	struct node_ctl_args a = {.state_dir = dir,
+	                          .join_token = tok,
+	                          .socks5 = "0.0.0.0:1080",
+	                          .proxy_open = "yes"};
+	capture_stderr(log, sizeof(log), &a);
+	assert_null(strstr(log, "kept from an earlier --proxy-open"));
+	struct node_ctl_args bare = {.state_dir = dir};
+	capture_stderr(log, sizeof(log), &bare);
+	assert_non_null(strstr(log, "the SOCKS5 proxy 0.0.0.0:1080 is open without "
+	                            "credentials: kept from an earlier --proxy-open; "
+	                            "--no-proxy-open ends it"));
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -261,6 +570,13 @@ int main(void)
 	    cmocka_unit_test(test_parse),
 	    cmocka_unit_test(test_forwards_stick),
 	    cmocka_unit_test(test_open_bind_needs_credentials),
+	    cmocka_unit_test(test_listen_value_injection),
+	    cmocka_unit_test(test_creds_every_generated_section),
+	    cmocka_unit_test(test_open_forward_needs_waiver),
+	    cmocka_unit_test(test_transient_and_no_prefs),
+	    cmocka_unit_test(test_credential_text),
+	    cmocka_unit_test(test_long_config_path),
+	    cmocka_unit_test(test_kept_open_warned),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

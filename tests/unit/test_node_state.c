@@ -8,14 +8,20 @@
  *    mesh it belongs to, and follows a moved host/port of the same mesh;
  *  - writes are atomic: no temporary file is left behind. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -296,7 +302,8 @@ static void big_map(struct ctl_map_full *map, size_t n, int n_eps)
 		assert_true(ctl_prefix_parse(a, &p->allowed[0]));
 		p->n_allowed = 1;
 		for (int e = 0; e < n_eps; e++) {
-			snprintf(a, sizeof(a), "[2001:db8:%zx:%x::1]:%d", i, e, 41641 + e);
+			snprintf(a, sizeof(a), "[2001:db8:%zx:%x::1]:%d", i, e,
+			         41641 + e);
 			assert_true(ctl_endpoint_parse(a, &p->eps[e]));
 		}
 		p->n_eps = (size_t)n_eps;
@@ -348,6 +355,115 @@ static void test_netmap_too_big(void **state)
 	free(fat.peers);
 }
 
+static bool exists_at(const char *p)
+{
+	struct stat st;
+	return lstat(p, &st) == 0;
+}
+
+/* A fake ephemeral directory of a run: with a lock file aged age_s. */
+static void fake_eph(const char *path, long age_s)
+{
+	char lock[400];
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(lock, sizeof(lock), "%s/eph.lock", path);
+	int fd = open(lock, O_CREAT | O_RDWR, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	struct timeval tv[2];
+	gettimeofday(&tv[0], NULL);
+	tv[0].tv_sec -= age_s;
+	tv[1] = tv[0];
+	assert_int_equal(utimes(lock, tv), 0);
+	char key[400];
+	snprintf(key, sizeof(key), "%s/node.key", path);
+	fd = open(key, O_CREAT | O_RDWR, 0600);
+	close(fd);
+}
+
+/* Ephemeral directories: locked while in use; stale ones of killed runs
+ * (lock free, older than a minute) removed at the next start, held or
+ * young ones kept; removal goes by descriptor, not by the path. */
+static void test_ephemeral_dirs(void **state)
+{
+	(void)state;
+	char base[300], stale[400], young[400], held[400], out[512], err[300];
+	snprintf(base, sizeof(base), "%s/eph", root);
+	assert_int_equal(mkdir(base, 0700), 0);
+	unsetenv("XDG_RUNTIME_DIR");
+	setenv("TMPDIR", base, 1);
+	snprintf(stale, sizeof(stale), "%s/mesh-proxy-eph-stale1", base);
+	snprintf(young, sizeof(young), "%s/mesh-proxy-eph-young1", base);
+	snprintf(held, sizeof(held), "%s/mesh-proxy-eph-held01", base);
+	fake_eph(stale, 3600);
+	fake_eph(young, 0);
+	fake_eph(held, 3600);
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	pid_t kid = fork();
+	if (kid == 0) { /* a running node holding its lock */
+		char lock[450];
+		snprintf(lock, sizeof(lock), "%s/eph.lock", held);
+		int fd = open(lock, O_RDWR);
+		if (fd < 0 || flock(fd, LOCK_EX) != 0)
+			_exit(1);
+		close(pfd[0]);
+		assert_int_equal(write(pfd[1], "x", 1), 1);
+		pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	char c;
+	assert_int_equal(read(pfd[0], &c, 1), 1);
+	close(pfd[0]);
+
+	int made = node_state_make_ephemeral(out, sizeof(out), err, sizeof(err));
+	bool stale_gone = !exists_at(stale), young_kept = exists_at(young),
+	     held_kept = exists_at(held);
+	kill(kid, SIGKILL); /* before any assertion: a failure must not leave it */
+	waitpid(kid, NULL, 0);
+	assert_int_equal(made, 0);
+	assert_true(stale_gone);
+	assert_true(young_kept);
+	assert_true(held_kept);
+
+	/* ours is locked: another process cannot take it */
+	char lock[600];
+	snprintf(lock, sizeof(lock), "%s/eph.lock", out);
+	int fd = open(lock, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_not_equal(flock(fd, LOCK_EX | LOCK_NB), 0); /* own OFD differs */
+	close(fd);
+
+	snprintf(lock, sizeof(lock), "%s/node.key", out);
+	fd = open(lock, O_CREAT | O_RDWR, 0600);
+	close(fd);
+	/* the path swapped for another directory: that one is untouched */
+	char moved[600], victim[700];
+	snprintf(moved, sizeof(moved), "%s.moved", out);
+	assert_int_equal(rename(out, moved), 0);
+	assert_int_equal(mkdir(out, 0700), 0);
+	snprintf(victim, sizeof(victim), "%s/precious", out);
+	fd = open(victim, O_CREAT | O_RDWR, 0600);
+	close(fd);
+	node_state_remove(out);
+	assert_true(exists_at(victim));
+	char moved_key[700];
+	snprintf(moved_key, sizeof(moved_key), "%s/node.key", moved);
+	assert_true(exists_at(moved)); /* ours, emptied where it went */
+	assert_false(exists_at(moved_key));
+	snprintf(moved_key, sizeof(moved_key), "%s/eph.lock", moved);
+	assert_false(exists_at(moved_key));
+
+	/* the plain case: made, removed, nothing left */
+	assert_int_equal(node_state_make_ephemeral(out, sizeof(out), err, sizeof(err)),
+	                 0);
+	assert_true(exists_at(out));
+	node_state_remove(out);
+	assert_false(exists_at(out));
+	unsetenv("TMPDIR");
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -360,6 +476,7 @@ int main(void)
 	    cmocka_unit_test(test_self),
 	    cmocka_unit_test(test_netmap),
 	    cmocka_unit_test(test_netmap_too_big),
+	    cmocka_unit_test(test_ephemeral_dirs),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
