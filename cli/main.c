@@ -16,12 +16,12 @@
 #include "core/control/token.h"
 #include "core/util/harden.h"
 #include "core/util/log.h"
+#include "core/util/version.h"
 #include "node/api_server.h"
 #include "node/control.h"
 #include "node/forward.h"
 #include "node/node.h"
 
-#define MESH_VERSION         "0.1.0"
 #define CLI_HEALTH_TIMEOUT_S 5 /* mesh-proxy health: the node's answer */
 
 static const char usage[] =

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/util/prom.h"
+#include "core/util/version.h"
 
 /* Reads a small file whole; its length, or -1. */
 static ssize_t read_small(const char *path, char *buf, size_t cap)
@@ -159,6 +160,6 @@ void procmetrics_write(struct prom *p, const char *program)
 		           (double)rl.rlim_cur);
 	prom_family(p, "meshproxy_build_info", PROM_GAUGE,
 	            "Always 1: the program and its version, as labels.");
-	const char *lab[] = {"program", program, "version", PROCMETRICS_VERSION};
+	const char *lab[] = {"program", program, "version", MESH_VERSION};
 	prom_sample_u64(p, lab, 2, 1);
 }

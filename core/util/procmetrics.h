@@ -9,9 +9,6 @@
 
 struct prom;
 
-/* The version the three programs report (their --version says the same). */
-#define PROCMETRICS_VERSION "0.1.0"
-
 /* What /proc/self/stat says, in its units. */
 struct proc_stat {
 	uint64_t utime, stime; /* clock ticks */

@@ -8,12 +8,11 @@
 #include <sys/stat.h>
 
 #include "core/util/harden.h"
+#include "core/util/version.h"
 #include "servers/control/admin.h"
 #include "servers/control/cli_int.h"
 #include "servers/control/server.h"
 #include "servers/control/store.h"
-
-#define MESH_VERSION "0.1.0"
 
 static const char usage[] =
     "usage: mesh-control [--data DIR] init [--domain NAME] [--listen HOST:PORT]\n"
@@ -246,9 +245,10 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 		    (r = check_npos(c, 1, "token", "")) || (r = check_nokey(c)))
 			return r;
 		if ((c->seen & O_RELAY) && (c->seen & (O_KEY | O_NOKEY)))
-			return ctl_cli_die_usage("%s", "token --relay takes no key options (a "
-			                               "relay token is single-use, for one "
-			                               "relay)");
+			return ctl_cli_die_usage("%s",
+			                         "token --relay takes no key options (a "
+			                         "relay token is single-use, for one "
+			                         "relay)");
 	} else if (!sub) {
 		return ctl_cli_die_usage("%s needs a subcommand (see --help)", cmd);
 	} else if (!strcmp(cmd, "users") &&
@@ -341,7 +341,7 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 int main(int argc, char **argv)
 {
 	harden_process(); /* before any secret is read */
-	int i = 1; /* serve parses its own options */
+	int i = 1;        /* serve parses its own options */
 	while (i < argc && (argv[i][0] == '-' || !strcmp(argv[i - 1], "--data")))
 		i++;
 	if (i < argc && !strcmp(argv[i], "serve") && strcmp(argv[i - 1], "--data"))

@@ -27,11 +27,10 @@
 #include "core/util/harden.h"
 #include "core/util/log.h"
 #include "core/util/sockaddr.h"
+#include "core/util/version.h"
 #include "servers/relay/api.h"
 #include "servers/relay/health.h"
 #include "servers/relay/relay.h"
-
-#define MESH_VERSION "0.1.0"
 
 static const char usage[] =
     "usage: mesh-relay up --join TOKEN --state DIR --listen ADDR:PORT [--stun "
@@ -791,9 +790,8 @@ static int cmd_up(const struct opts *o_in)
 		return 1;
 	}
 	struct rly_health *health = NULL;
-	if (o->health &&
-	    !(health = rly_health_new(a.base, o->health, a.srv, a.ctl_state, err,
-	                              sizeof err))) {
+	if (o->health && !(health = rly_health_new(a.base, o->health, a.srv, a.ctl_state,
+	                                           err, sizeof err))) {
 		fprintf(stderr, "mesh-relay: %s\n", err);
 		ctl_client_free(a.ctl);
 		rly_api_free(a.api);
