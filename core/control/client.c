@@ -550,6 +550,36 @@ void ctl_client_reconnect(struct ctl_client *c)
 	timer_in(c->ev_timer, 0);
 }
 
+void ctl_client_redial(struct ctl_client *c)
+{
+	if (!c || c->state == CTL_CLIENT_REFUSED || c->logging_out || c->dead)
+		return;
+	uint64_t now = ctl_client_now_ms();
+	close_conn(c);
+	/* As a failure would: a session that was stable starts the backoff
+	 * over, a young one (the last redial) grows it. */
+	uint32_t wait = ctl_client_backoff_next(c, now);
+	uint32_t spread = randombytes_uniform(CTL_CLIENT_REDIAL_SPREAD_MS + 1);
+	if (spread > wait)
+		wait = spread;
+	c->state = CTL_CLIENT_BACKOFF;
+	snprintf(c->detail, sizeof(c->detail), "our network changed; redialling");
+	c->retry_at_ms = now + wait;
+	timer_in(c->ev_timer, wait);
+}
+
+int ctl_client_local_addr(const struct ctl_client *c, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+	memset(ss, 0, sizeof(*ss));
+	if (!c || !c->bev)
+		return -ENOTCONN;
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)ss, &len) != 0)
+		return -ENOTCONN;
+	return 0;
+}
+
 int ctl_client_logout(struct ctl_client *c)
 {
 	if (c->logging_out)

@@ -583,6 +583,42 @@ void relay_client_get_status(const struct relay_client *c, struct relay_client_s
 		st->next_attempt_ms = (uint32_t)(c->retry_at_ms - now);
 }
 
+void relay_client_redial(struct relay_client *c)
+{
+	if (!c || c->dead)
+		return;
+	uint64_t now = mono_now_ms();
+	bool stable = c->session_start_ms && now - c->session_start_ms >= RC_STABLE_MS;
+	close_conn(c);
+	c->restart_at_ms = c->restart_until_ms = 0;
+	uint32_t wait = next_wait(c, now, false);
+	/* next_wait spreads a lost session's wait from 0: a young one (the
+	 * last redial's) must not make the next one immediate. */
+	if (!stable && wait < c->backoff_min_ms)
+		wait = c->backoff_min_ms;
+	uint32_t spread = randombytes_uniform(RC_REDIAL_SPREAD_MS + 1);
+	if (spread > wait)
+		wait = spread;
+	c->state = RELAY_CLIENT_BACKOFF;
+	snprintf(c->detail, sizeof c->detail, "our network changed; redialling in %u ms",
+	         wait);
+	c->notify = true;
+	c->retry_at_ms = now + wait;
+	timer_in(c->ev_timer, wait);
+}
+
+int relay_client_local_addr(const struct relay_client *c, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+	memset(ss, 0, sizeof(*ss));
+	if (!c || c->dead || !c->bev)
+		return -ENOTCONN;
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)ss, &len) != 0)
+		return -ENOTCONN;
+	return 0;
+}
+
 void relay_client_reconnect(struct relay_client *c)
 {
 	if (!c || c->dead)
