@@ -555,12 +555,16 @@ void ctl_client_redial(struct ctl_client *c)
 	if (!c || c->state == CTL_CLIENT_REFUSED || c->logging_out || c->dead)
 		return;
 	uint64_t now = ctl_client_now_ms();
+	bool stable =
+	    c->session_start_ms && now - c->session_start_ms >= CTL_CLIENT_STABLE_MS;
 	close_conn(c);
-	/* As a failure would: a session that was stable starts the backoff
-	 * over, a young one (the last redial) grows it. */
+	/* The backoff moves as a failure would move it: a session that was
+	 * stable starts it over, a young one (the last redial's) or none
+	 * grows it. After a stable session the wait is the spread alone;
+	 * else the backoff's wait if that is longer. */
 	uint32_t wait = ctl_client_backoff_next(c, now);
 	uint32_t spread = randombytes_uniform(CTL_CLIENT_REDIAL_SPREAD_MS + 1);
-	if (spread > wait)
+	if (stable || spread > wait)
 		wait = spread;
 	c->state = CTL_CLIENT_BACKOFF;
 	snprintf(c->detail, sizeof(c->detail), "our network changed; redialling");

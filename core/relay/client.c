@@ -591,13 +591,16 @@ void relay_client_redial(struct relay_client *c)
 	bool stable = c->session_start_ms && now - c->session_start_ms >= RC_STABLE_MS;
 	close_conn(c);
 	c->restart_at_ms = c->restart_until_ms = 0;
+	/* The backoff moves as a failure would move it (a stable session
+	 * starts it over). After a stable session the wait is the spread
+	 * alone; else at least backoff_min (next_wait spreads a lost
+	 * session's wait from 0: the last redial's must not make this one
+	 * immediate). */
 	uint32_t wait = next_wait(c, now, false);
-	/* next_wait spreads a lost session's wait from 0: a young one (the
-	 * last redial's) must not make the next one immediate. */
 	if (!stable && wait < c->backoff_min_ms)
 		wait = c->backoff_min_ms;
 	uint32_t spread = randombytes_uniform(RC_REDIAL_SPREAD_MS + 1);
-	if (spread > wait)
+	if (stable || spread > wait)
 		wait = spread;
 	c->state = RELAY_CLIENT_BACKOFF;
 	snprintf(c->detail, sizeof c->detail, "our network changed; redialling in %u ms",
