@@ -274,7 +274,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 			c->notify = false;
 			rc_set_state(c, RELAY_CLIENT_BACKOFF, detail);
 		}
-		if (!c->dead && c->state == RELAY_CLIENT_BACKOFF)
+		/* A redial's BACKOFF is reported at once, its wait runs on. */
+		uint64_t now = mono_now_ms();
+		if (!c->dead && c->state == RELAY_CLIENT_BACKOFF && c->retry_at_ms > now)
+			timer_in(c->ev_timer, c->retry_at_ms - now);
+		else if (!c->dead && c->state == RELAY_CLIENT_BACKOFF)
 			do_connect(c);
 	} else if (c->state == RELAY_CLIENT_CONNECTING) {
 		rc_fail(c, false, "cannot connect to %s:%u: no answer within %u ms",
@@ -607,7 +611,7 @@ void relay_client_redial(struct relay_client *c)
 	         wait);
 	c->notify = true;
 	c->retry_at_ms = now + wait;
-	timer_in(c->ev_timer, wait);
+	timer_in(c->ev_timer, 0); /* on_state from the loop, then the wait */
 }
 
 int relay_client_local_addr(const struct relay_client *c, struct sockaddr_storage *ss)
