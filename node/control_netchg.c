@@ -103,8 +103,8 @@ int nctl_gather_addrs(struct nctl_addrs *out)
 			struct nctl_addr a;
 			if (!i->ifa_addr || i->ifa_addr->sa_family != fam ||
 			    !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK) ||
-			    nctl_skip_addr(i->ifa_addr) || !nctl_addr_of(i->ifa_addr, &a) ||
-			    nctl_addrs_has(out, &a))
+			    nctl_skip_addr(i->ifa_addr) ||
+			    !nctl_addr_of(i->ifa_addr, &a) || nctl_addrs_has(out, &a))
 				continue;
 			if (out->n == NCTL_ADDRS_MAX) {
 				over = true;
@@ -166,14 +166,16 @@ static void nctl_addrs_gone(struct node_ctl *m, const struct nctl_addrs *lost)
 		m->net_changes++;
 	}
 	if (ctl || relays || announced)
-		log_info("this host's addresses changed (%zu gone): %s%zu relay connection(s) "
-		         "redialled%s, %zu peer handshake(s)",
-		         lost->n, ctl ? "mesh-control redialled, " : "", relays,
-		         announced ? ", direct paths validated again, network measured again"
-		                   : "",
-		         peers);
+		log_info(
+		    "this host's addresses changed (%zu gone): %s%zu relay connection(s) "
+		    "redialled%s, %zu peer handshake(s)",
+		    lost->n, ctl ? "mesh-control redialled, " : "", relays,
+		    announced ? ", direct paths validated again, network measured again"
+		              : "",
+		    peers);
 	else
-		log_debug("%zu address(es) of this host gone: none of ours used them", lost->n);
+		log_debug("%zu address(es) of this host gone: none of ours used them",
+		          lost->n);
 }
 
 /* Whether the node should stop because its identity left the state
@@ -206,11 +208,13 @@ static bool nctl_state_lost(struct node_ctl *m, int *why)
 	int64_t now = nctl_now_ms();
 	if (!m->state_misses++)
 		m->state_miss_ms = now;
-	if (m->state_misses < NCTL_STATE_MISSES || now - m->state_miss_ms < NCTL_STATE_MISS_MS)
+	if (m->state_misses < NCTL_STATE_MISSES ||
+	    now - m->state_miss_ms < NCTL_STATE_MISS_MS)
 		return false;
 	/* The same directory, the file alone missing (moved away by hand):
 	 * the node's keys are in memory, it runs on. */
-	return stat(dir, &db) != 0 || db.st_dev != m->state_dev || db.st_ino != m->state_ino;
+	return stat(dir, &db) != 0 || db.st_dev != m->state_dev ||
+	       db.st_ino != m->state_ino;
 }
 
 void nctl_netchg_check(struct node_ctl *m)
@@ -231,7 +235,8 @@ void nctl_netchg_check(struct node_ctl *m)
 	if (r < 0) {
 		/* No information: not "every address gone". */
 		if (!m->netchg_unknown++)
-			log_warn("cannot list this host's addresses (%s): keeping the last list",
+			log_warn("cannot list this host's addresses (%s): keeping the "
+			         "last list",
 			         r == -E2BIG ? "more than 256" : strerror(-r));
 		return;
 	}

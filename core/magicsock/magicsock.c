@@ -31,7 +31,7 @@
 #define MS_UPGRADE_MS 60000 /* a trusted peer's other candidates re-probed this often */
 #define MS_HEARD_MS 60000   /* replies go back through the relay a peer was heard on */
 #define MS_GONE_MS 3000     /* a relay said the peer is not there: not through it */
-#define MS_NETCHG_NETCHECK_SPREAD_MS 1000 /* netcheck after our network changed */
+#define MS_NETCHG_NETCHECK_SPREAD_MS 1000     /* netcheck after our network changed */
 #define MS_BD_QUEUE_MAX       8 /* birthday requests waiting for the running attempt */
 
 struct ms_cand {
@@ -2194,7 +2194,8 @@ void magicsock_network_changed(struct magicsock *ms)
 	}
 	retry_reset_all(ms);
 	if (ms->n_relays)
-		schedule_netcheck(ms, randombytes_uniform(MS_NETCHG_NETCHECK_SPREAD_MS + 1));
+		schedule_netcheck(ms,
+		                  randombytes_uniform(MS_NETCHG_NETCHECK_SPREAD_MS + 1));
 }
 
 size_t magicsock_redial_relays(struct magicsock *ms, magicsock_lost_fn lost, void *ctx)
@@ -2204,7 +2205,8 @@ size_t magicsock_redial_relays(struct magicsock *ms, magicsock_lost_fn lost, voi
 		return 0;
 	for (size_t i = 0; i < ms->n_conns; i++) {
 		struct sockaddr_storage ss;
-		if (relay_client_local_addr(ms->conns[i]->c, &ss) == 0 && lost(ctx, &ss)) {
+		if (relay_client_local_addr(ms->conns[i]->c, &ss) == 0 &&
+		    lost(ctx, &ss)) {
 			relay_client_redial(ms->conns[i]->c);
 			n++;
 		}

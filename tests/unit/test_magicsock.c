@@ -562,7 +562,8 @@ static void moved_peer_loses_trust(void **state)
 		magicsock_peer_path(ms[0], nodes[1].pub, &pp);
 	} while (pp.trusted && mono_ms() < end);
 	int64_t took = mono_ms() - cut;
-	print_message("trust of a delisted address ran out after %lld ms\n", (long long)took);
+	print_message("trust of a delisted address ran out after %lld ms\n",
+	              (long long)took);
 	assert_false(pp.trusted);
 	assert_true(took <= MS_HEARTBEAT_MS + 1000);
 	roam_to("198.18.78.9", 4000);
@@ -601,7 +602,8 @@ static void own_network_change_clears_trust(void **state)
 		spin(50);
 	}
 	assert_int_equal(path_of(0), MS_PATH_DIRECT);
-	print_message("direct again %lld ms after the change\n", (long long)(mono_ms() - t0));
+	print_message("direct again %lld ms after the change\n",
+	              (long long)(mono_ms() - t0));
 	/* The relay connection, whose local address did not go, was kept. */
 	struct magicsock_conn_status cs[2];
 	struct relay_client_status rs[2];
@@ -613,7 +615,8 @@ static bool lost_loopback(void *ctx, const struct sockaddr_storage *ss)
 {
 	(void)ctx;
 	return ss->ss_family == AF_INET &&
-	       ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+	       ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
+	           htonl(INADDR_LOOPBACK);
 }
 
 static bool lost_other(void *ctx, const struct sockaddr_storage *ss)
@@ -2053,18 +2056,20 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(relay_only_delta_refreshes_paths, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(unknown_disco_dropped, setup, teardown),
-	    cmocka_unit_test_setup_teardown(spoofed_pongs_change_no_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(spoofed_pongs_change_no_path, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(ping_reports_path, setup, teardown),
 	    cmocka_unit_test_setup_teardown(relayed_retry_backs_off, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_signalling_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_request_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_off_refuses, setup, teardown),
-	    cmocka_unit_test_setup_teardown(birthday_target_is_where_control_sees_the_peer,
-	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
-	        birthday_hard_side_pings_only_where_control_sees_the_peer, setup, teardown),
-	    cmocka_unit_test_setup_teardown(birthday_budget_leaves_other_peers_their_share,
-	                                    setup, teardown),
+	        birthday_target_is_where_control_sees_the_peer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        birthday_hard_side_pings_only_where_control_sees_the_peer, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(
+	        birthday_budget_leaves_other_peers_their_share, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_win_carries_wireguard, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(cmm_loopback_never_pinged, setup, teardown),

@@ -42,9 +42,9 @@
 #include "core/relay/client.h"
 #include "core/relay/client_int.h" /* RC_NOT_ADMITTED_QUICK */
 #include "core/relay/frame.h"
-#include "core/util/clock.h"
 #include "core/relay/http.h"
 #include "core/relay/session.h"
+#include "core/util/clock.h"
 #include "servers/relay/relay.h"
 
 static struct event_base *base;
@@ -554,12 +554,14 @@ static void redial_spread_keeps_backoff(void **state)
 	struct node a;
 	node_init(&a);
 	admit((const uint8_t(*)[32])a.pub, 1);
-	node_start(&a, &(struct node_opts){.backoff_min_ms = 1500, .backoff_max_ms = 8000});
+	node_start(&a,
+	           &(struct node_opts){.backoff_min_ms = 1500, .backoff_max_ms = 8000});
 	assert_true(pump_until(is_connected, &a, 3000));
 	struct sockaddr_storage ss;
 	assert_int_equal(relay_client_local_addr(a.c, &ss), 0);
 	assert_int_equal(ss.ss_family, AF_INET);
-	assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+	assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr,
+	                 htonl(INADDR_LOOPBACK));
 	unsigned lo = 2000;
 	for (int round = 0; round < 50; round++) {
 		a.c->state = RELAY_CLIENT_CONNECTED;
