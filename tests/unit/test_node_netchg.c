@@ -165,7 +165,7 @@ static void failed_listing_is_no_information(void **state)
 	assert_int_equal(m->net_changes, 1);
 }
 
-static char v4[FAKE_MAX][20];
+static char v4[FAKE_MAX][48];
 
 static void set_v4(size_t n, size_t first)
 {
