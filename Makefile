@@ -97,6 +97,9 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB) $(LWIP_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# The host's interface list is the test's (tests/unit/test_node_netchg.c).
+$(BUILD)/tests/test_node_netchg: LDFLAGS += -Wl,--wrap=getifaddrs -Wl,--wrap=freeifaddrs
+
 # Every test: the normal build (unit, demo, e2e as root), the same under
 # ASan+UBSan, a short run of every fuzzer and the benchmark smoke; the
 # stages run side by side (tests/all.sh). The build itself uses every CPU.

@@ -1215,53 +1215,19 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 
 /* ---- our endpoints ---- */
 
-static bool nctl_skip_addr(const struct sockaddr *sa)
+int nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps)
 {
-	if (sa->sa_family == AF_INET) {
-		const uint8_t *a =
-		    (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-		return a[0] == 127 || (a[0] == 169 && a[1] == 254) || a[0] == 0;
-	}
-	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-	return IN6_IS_ADDR_LINKLOCAL(a6) || IN6_IS_ADDR_LOOPBACK(a6) ||
-	       IN6_IS_ADDR_V4MAPPED(a6) || IN6_IS_ADDR_UNSPECIFIED(a6);
-}
-
-void nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps)
-{
+	struct nctl_addrs all;
+	int r = nctl_gather_addrs(&all);
 	memset(eps, 0, sizeof(*eps));
-	struct ifaddrs *ifa = NULL;
-	if (getifaddrs(&ifa) == 0) {
-		for (int pass = 0; pass < 2; pass++) {
-			int fam = pass == 0 ? AF_INET : AF_INET6;
-			for (struct ifaddrs *i = ifa; i && eps->n < NCTL_EP_MAX;
-			     i = i->ifa_next) {
-				if (!i->ifa_addr || i->ifa_addr->sa_family != fam ||
-				    !(i->ifa_flags & IFF_UP) ||
-				    (i->ifa_flags & IFF_LOOPBACK) ||
-				    nctl_skip_addr(i->ifa_addr))
-					continue;
-				struct ctl_endpoint *e = &eps->ep[eps->n];
-				e->family = fam == AF_INET ? 4 : 6;
-				e->port = port;
-				if (fam == AF_INET)
-					memcpy(e->addr,
-					       &((struct sockaddr_in *)i->ifa_addr)
-					            ->sin_addr,
-					       4);
-				else
-					memcpy(e->addr,
-					       &((struct sockaddr_in6 *)i->ifa_addr)
-					            ->sin6_addr,
-					       16);
-				bool dup = false;
-				for (size_t k = 0; k < eps->n; k++)
-					dup |= memcmp(&eps->ep[k], e, sizeof(*e)) == 0;
-				if (!dup)
-					eps->n++;
-			}
-		}
-		freeifaddrs(ifa);
+	/* More than NCTL_ADDRS_MAX: the first NCTL_EP_MAX are announced all
+	 * the same. */
+	for (size_t i = 0; (r == 0 || r == -E2BIG) && i < all.n && eps->n < NCTL_EP_MAX;
+	     i++) {
+		struct ctl_endpoint *e = &eps->ep[eps->n++];
+		e->family = all.a[i].family;
+		e->port = port;
+		memcpy(e->addr, all.a[i].addr, 16);
 	}
 	struct ctl_endpoint *lo = &eps->ep[eps->n++];
 	memset(lo, 0, sizeof(*lo));
@@ -1269,6 +1235,7 @@ void nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps)
 	lo->port = port;
 	lo->addr[0] = 127;
 	lo->addr[3] = 1;
+	return r == -E2BIG ? 0 : r;
 }
 
 /* The public addresses STUN saw (the WireGuard port's mapping on the NAT)
@@ -1333,7 +1300,9 @@ static void nctl_add_portmap(struct node_ctl *m, struct ctl_endpoints *eps)
 static void nctl_endpoints(struct node_ctl *m, bool force)
 {
 	struct ctl_endpoints eps;
-	nctl_gather_endpoints(wg_device_port(m->wg), &eps);
+	/* Unlisted (EMFILE, ENOMEM): not "no address" to announce. */
+	if (nctl_gather_endpoints(wg_device_port(m->wg), &eps) < 0)
+		return;
 	/* Our local addresses moved (another network): the router's mapping
 	 * may be gone or another router may offer one. */
 	if (m->pm && memcmp(&eps, &m->local_eps, sizeof(eps)) != 0 && m->local_eps.n)

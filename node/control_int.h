@@ -2,6 +2,8 @@
 #ifndef MESH_NODE_CTL_INT_H
 #define MESH_NODE_CTL_INT_H
 
+#include <sys/types.h>
+
 #include "core/control/client.h"
 #include "core/util/clock.h"
 #include "node/control.h"
@@ -15,6 +17,19 @@ struct nctl_save_job;
 struct nctl_kick;
 struct dping_job;
 struct node_acl;
+
+/* An interface address (control_netchg.c): family 4 or 6. */
+struct nctl_addr {
+	uint8_t family;
+	uint8_t addr[16];
+};
+/* Every usable address of the host, IPv4 first: compared whole (the 15
+ * announced are a cut of it), bounded. */
+#define NCTL_ADDRS_MAX 256
+struct nctl_addrs {
+	size_t n;
+	struct nctl_addr a[NCTL_ADDRS_MAX];
+};
 
 struct node_ctl_prep {
 	struct node_ctl_args a;
@@ -62,15 +77,21 @@ struct node_ctl {
 	struct nctl_save_job *save; /* netmap.json being written, or NULL */
 	uint64_t saves;             /* netmap.json writes (done or failed) */
 	struct ctl_endpoints eps;
-	struct ctl_endpoints
-	    local_eps; /* the last local ones: a change re-probes portmap */
-	/* control_netchg.c: the local addresses at its last check (its own:
-	 * nctl_endpoints also runs from magicsock's and portmap's callbacks),
-	 * losses of one so far, and whether machine.key was seen in the state
-	 * directory (so its absence means it vanished). */
-	struct ctl_endpoints netchg_eps;
-	uint64_t net_changes;
+	struct ctl_endpoints local_eps; /* the last local ones: a change re-probes portmap */
+	/* control_netchg.c: every local address at its last good check
+	 * (netchg_have), failed listings in a row; announced addresses lost
+	 * so far, connections redialled for a lost local address; whether
+	 * machine.key was seen in the state directory (so its absence means
+	 * it vanished), the directory then, and the misses since. */
+	struct nctl_addrs netchg_addrs;
+	bool netchg_have;
+	uint64_t netchg_unknown;
+	uint64_t net_changes, netchg_ctl_redials, netchg_relay_redials;
 	bool state_seen;
+	dev_t state_dev;
+	ino_t state_ino;
+	unsigned state_misses;
+	int64_t state_miss_ms;
 	/* Path changes magicsock reported, and what the netstack did about
 	 * them (control_kick.c): connections retransmitting, ACKs sent. */
 	struct nctl_kick *kick;
@@ -90,12 +111,22 @@ static inline int64_t nctl_now_ms(void)
 	return (int64_t)mono_now_ms();
 }
 /* The wg port on every non-loopback interface address (IPv4 first, up to
- * 15), then 127.0.0.1. */
-void nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps);
-/* Every NCTL_ENDPOINTS_MS, before nctl_endpoints: our addresses changed ->
- * redial mesh-control and the relays, netcheck, handshakes; the state
- * directory's keys vanished -> the node stops with exit code 1
- * (control_netchg.c). */
+ * 15), then 127.0.0.1. 0, or -errno when the addresses cannot be listed
+ * (eps then holds 127.0.0.1 alone: not a list to announce). */
+int nctl_gather_endpoints(uint16_t port, struct ctl_endpoints *eps);
+/* control_netchg.c. Every usable interface address, IPv4 first: 0;
+ * -errno: getifaddrs failed; -E2BIG: more than NCTL_ADDRS_MAX (out holds
+ * the first ones). */
+int nctl_gather_addrs(struct nctl_addrs *out);
+bool nctl_addrs_has(const struct nctl_addrs *s, const struct nctl_addr *a);
+/* The addresses of was missing from now, into lost; how many. */
+size_t nctl_addrs_lost(const struct nctl_addrs *was, const struct nctl_addrs *now,
+                       struct nctl_addrs *lost);
+/* Every NCTL_ENDPOINTS_MS, before nctl_endpoints: an address of ours is
+ * gone -> what used it is redone (the control or relay connection from it
+ * redialled; an announced one: direct paths validated again, netcheck,
+ * handshakes with the peers in use); the state directory vanished -> the
+ * node stops with exit code 1. */
 void nctl_netchg_check(struct node_ctl *m);
 /* magicsock's on_path (control_kick.c): the peer's TCP connections are
  * kicked from the loop, soon after. */

@@ -550,6 +550,40 @@ void ctl_client_reconnect(struct ctl_client *c)
 	timer_in(c->ev_timer, 0);
 }
 
+void ctl_client_redial(struct ctl_client *c)
+{
+	if (!c || c->state == CTL_CLIENT_REFUSED || c->logging_out || c->dead)
+		return;
+	uint64_t now = ctl_client_now_ms();
+	bool stable =
+	    c->session_start_ms && now - c->session_start_ms >= CTL_CLIENT_STABLE_MS;
+	close_conn(c);
+	/* The backoff moves as a failure would move it: a session that was
+	 * stable starts it over, a young one (the last redial's) or none
+	 * grows it. After a stable session the wait is the spread alone;
+	 * else the backoff's wait if that is longer. */
+	uint32_t wait = ctl_client_backoff_next(c, now);
+	uint32_t spread = randombytes_uniform(CTL_CLIENT_REDIAL_SPREAD_MS + 1);
+	if (stable || spread > wait)
+		wait = spread;
+	c->state = CTL_CLIENT_BACKOFF;
+	snprintf(c->detail, sizeof(c->detail), "our network changed; redialling");
+	c->retry_at_ms = now + wait;
+	timer_in(c->ev_timer, wait);
+}
+
+int ctl_client_local_addr(const struct ctl_client *c, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+	memset(ss, 0, sizeof(*ss));
+	if (!c || !c->bev)
+		return -ENOTCONN;
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)ss, &len) != 0)
+		return -ENOTCONN;
+	return 0;
+}
+
 int ctl_client_logout(struct ctl_client *c)
 {
 	if (c->logging_out)

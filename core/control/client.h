@@ -43,6 +43,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "core/control/msg.h"
 
@@ -164,6 +165,15 @@ void ctl_client_get_status(const struct ctl_client *c, struct ctl_client_status 
 /* Drops the connection and reconnects at once (tests, `mesh-proxy up` on
  * SIGHUP). Resets the backoff. */
 void ctl_client_reconnect(struct ctl_client *c);
+/* Our network changed under the connection: drops it and redials after a
+ * random 0-2 s (a fleet that changed network together does not dial at
+ * once), or after the wait a failed connection would have if that is
+ * longer: the backoff is not reset, so an address that keeps flapping
+ * redials no faster than a failing server. */
+void ctl_client_redial(struct ctl_client *c);
+/* The local address of the connection to mesh-control (getsockname).
+ * 0, or -ENOTCONN with none. */
+int ctl_client_local_addr(const struct ctl_client *c, struct sockaddr_storage *ss);
 
 /* Leaves the mesh (an ephemeral node stopping): sends LOGOUT when
  * registered (online or pending) and returns 0; on_state then reports

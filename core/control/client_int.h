@@ -15,6 +15,8 @@ struct bufferevent;
 struct event;
 
 #define CTL_CLIENT_STABLE_MS 60000 /* a session this long resets the backoff */
+/* ctl_client_redial: spread over this much (a fleet changes network together) */
+#define CTL_CLIENT_REDIAL_SPREAD_MS 2000
 
 struct ctl_client {
 	/* configuration (copied) */

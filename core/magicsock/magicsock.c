@@ -31,6 +31,7 @@
 #define MS_UPGRADE_MS 60000 /* a trusted peer's other candidates re-probed this often */
 #define MS_HEARD_MS 60000   /* replies go back through the relay a peer was heard on */
 #define MS_GONE_MS 3000     /* a relay said the peer is not there: not through it */
+#define MS_NETCHG_NETCHECK_SPREAD_MS 1000     /* netcheck after our network changed */
 #define MS_BD_QUEUE_MAX       8 /* birthday requests waiting for the running attempt */
 
 struct ms_cand {
@@ -1860,6 +1861,22 @@ static bool sa_in(const struct ms_cand *c, size_t n, const struct sockaddr_stora
 	return false;
 }
 
+/* See the caller: the last pong from best within a heartbeat (and a
+ * little) keeps one heartbeat of trust; an older one none. */
+static void trust_shorten(struct ms_peer *p, const struct ms_cand *old, size_t nold)
+{
+	int64_t now = now_ms(), last = 0;
+	for (size_t k = 0; k < nold; k++)
+		if (sockaddr_equal(&old[k].sa, &p->best))
+			last = old[k].last_pong_ms;
+	if (last && now - last <= MS_HEARTBEAT_MS + MS_CAND_GAP_MS) {
+		if (p->trust_until_ms > now + MS_HEARTBEAT_MS)
+			p->trust_until_ms = now + MS_HEARTBEAT_MS;
+	} else {
+		p->trust_until_ms = 0;
+	}
+}
+
 static void peer_from_map(struct magicsock *ms, struct ms_peer *p,
                           const struct ctl_peer *cp)
 {
@@ -1904,10 +1921,13 @@ static void peer_from_map(struct magicsock *ms, struct ms_peer *p,
 	/* The peer no longer lists the address disco validated (its address
 	 * changed: a new pod address, another network): stop trusting it, or
 	 * push_path would take the device back to it from the address the
-	 * peer's handshakes now come from (roaming) until the trust ran out. */
+	 * peer's handshakes now come from (roaming) until the trust ran out.
+	 * But a list can be cut (15 endpoints) or stale: while pongs still
+	 * come from that address, it is shortened to one heartbeat (the next
+	 * pong renews it, a peer that left lets it run out within seconds). */
 	if (eps_changed && p->has_best && !p->link &&
 	    sa_in(old, nold, &p->best) && !sa_in(p->cand, p->n_map_cand, &p->best))
-		p->trust_until_ms = 0;
+		trust_shorten(p, old, nold);
 	/* The peer moved (its public IP is no longer where control sees it;
 	 * a symmetric NAT's ports change all the time, its IP does not): what
 	 * it said of its NAT is stale until its next CALL_ME_MAYBE. */
@@ -2155,20 +2175,43 @@ void magicsock_set_local_endpoints(struct magicsock *ms, const struct ctl_endpoi
 		retry_reset_all(ms); /* ours moved: a direct path may work now */
 }
 
-/* Our local addresses changed under us (a new pod address, another
- * network). The relay connections are TCP from an address that may be gone:
- * nothing tells the socket, so it would hang until the keepalive timeout.
- * Redial them now and measure the network again at once (new public
- * address, maybe another home); peers are probed again too. */
+/* An address we announced is gone (a new pod address, another network).
+ * Every direct path was validated from the old network: a pong that came
+ * to an address we no longer have says nothing of the new one, and the
+ * peer's NAT may map us elsewhere now. So no trust is kept: the relay
+ * carries the packets until a pong validates a path again (the next tick
+ * probes, the retry gaps reset), and the network is measured again soon
+ * (new public address, maybe another home), not at once: a fleet that
+ * changed network together does not STUN in step. */
 void magicsock_network_changed(struct magicsock *ms)
 {
 	if (!ms)
 		return;
-	for (size_t i = 0; i < ms->n_conns; i++)
-		relay_client_reconnect(ms->conns[i]->c);
+	for (size_t i = 0; i < ms->n_peers; i++) {
+		struct ms_peer *p = ms->by_key[i];
+		p->trust_until_ms = 0;
+		push_path(ms, p);
+	}
 	retry_reset_all(ms);
 	if (ms->n_relays)
-		schedule_netcheck(ms, 0);
+		schedule_netcheck(ms,
+		                  randombytes_uniform(MS_NETCHG_NETCHECK_SPREAD_MS + 1));
+}
+
+size_t magicsock_redial_relays(struct magicsock *ms, magicsock_lost_fn lost, void *ctx)
+{
+	size_t n = 0;
+	if (!ms)
+		return 0;
+	for (size_t i = 0; i < ms->n_conns; i++) {
+		struct sockaddr_storage ss;
+		if (relay_client_local_addr(ms->conns[i]->c, &ss) == 0 &&
+		    lost(ctx, &ss)) {
+			relay_client_redial(ms->conns[i]->c);
+			n++;
+		}
+	}
+	return n;
 }
 
 /* ---- life ---- */

@@ -127,10 +127,18 @@ int magicsock_update_peers(struct magicsock *ms, const struct ctl_map_full *map,
  * CALL_ME_MAYBE along with the public addresses STUN saw. */
 void magicsock_set_local_endpoints(struct magicsock *ms, const struct ctl_endpoints *eps);
 
-/* The host's addresses changed: redials every relay connection (its TCP
- * socket may be bound to an address that is gone) and runs netcheck now.
- * Not from inside a magicsock callback. Accepts NULL. */
+/* An address we announced is gone: the trust in every direct path ends
+ * (each peer goes through the relay until a new pong), peers are probed
+ * again and netcheck runs within a second. Not from inside a magicsock
+ * callback. Accepts NULL. */
 void magicsock_network_changed(struct magicsock *ms);
+/* True if the local address (port aside) is one of ours that is gone. */
+typedef bool (*magicsock_lost_fn)(void *ctx, const struct sockaddr_storage *local);
+/* Redials (relay_client_redial) each relay connection whose local address
+ * lost() says is gone: nothing tells its TCP socket, which would hang until
+ * the keepalive timeout. Others are left alone. Returns how many. Not from
+ * inside a magicsock callback. Accepts NULL. */
+size_t magicsock_redial_relays(struct magicsock *ms, magicsock_lost_fn lost, void *ctx);
 
 /* The home relay's id (0: none yet) and the public addresses STUN saw
  * (family 0: unknown). */

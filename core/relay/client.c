@@ -274,7 +274,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 			c->notify = false;
 			rc_set_state(c, RELAY_CLIENT_BACKOFF, detail);
 		}
-		if (!c->dead && c->state == RELAY_CLIENT_BACKOFF)
+		/* A redial's BACKOFF is reported at once, its wait runs on. */
+		uint64_t now = mono_now_ms();
+		if (!c->dead && c->state == RELAY_CLIENT_BACKOFF && c->retry_at_ms > now)
+			timer_in(c->ev_timer, c->retry_at_ms - now);
+		else if (!c->dead && c->state == RELAY_CLIENT_BACKOFF)
 			do_connect(c);
 	} else if (c->state == RELAY_CLIENT_CONNECTING) {
 		rc_fail(c, false, "cannot connect to %s:%u: no answer within %u ms",
@@ -581,6 +585,45 @@ void relay_client_get_status(const struct relay_client *c, struct relay_client_s
 	uint64_t now = mono_now_ms();
 	if (c->state == RELAY_CLIENT_BACKOFF && c->retry_at_ms > now)
 		st->next_attempt_ms = (uint32_t)(c->retry_at_ms - now);
+}
+
+void relay_client_redial(struct relay_client *c)
+{
+	if (!c || c->dead)
+		return;
+	uint64_t now = mono_now_ms();
+	bool stable = c->session_start_ms && now - c->session_start_ms >= RC_STABLE_MS;
+	close_conn(c);
+	c->restart_at_ms = c->restart_until_ms = 0;
+	/* The backoff moves as a failure would move it (a stable session
+	 * starts it over). After a stable session the wait is the spread
+	 * alone; else at least backoff_min (next_wait spreads a lost
+	 * session's wait from 0: the last redial's must not make this one
+	 * immediate). */
+	uint32_t wait = next_wait(c, now, false);
+	if (!stable && wait < c->backoff_min_ms)
+		wait = c->backoff_min_ms;
+	uint32_t spread = randombytes_uniform(RC_REDIAL_SPREAD_MS + 1);
+	if (stable || spread > wait)
+		wait = spread;
+	c->state = RELAY_CLIENT_BACKOFF;
+	snprintf(c->detail, sizeof c->detail, "our network changed; redialling in %u ms",
+	         wait);
+	c->notify = true;
+	c->retry_at_ms = now + wait;
+	timer_in(c->ev_timer, 0); /* on_state from the loop, then the wait */
+}
+
+int relay_client_local_addr(const struct relay_client *c, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+	memset(ss, 0, sizeof(*ss));
+	if (!c || c->dead || !c->bev)
+		return -ENOTCONN;
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)ss, &len) != 0)
+		return -ENOTCONN;
+	return 0;
 }
 
 void relay_client_reconnect(struct relay_client *c)

@@ -56,6 +56,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "core/relay/frame.h" /* RELAY_PACKET_MAX */
 
@@ -159,5 +160,12 @@ bool relay_client_connected(const struct relay_client *c);
  * reset (on_state then reports BACKOFF "reconnect requested" and
  * CONNECTING, from the loop). */
 void relay_client_reconnect(struct relay_client *c);
+/* Our network changed under the connection: drops it and redials after a
+ * random 0-2 s, or the wait a failure would have if that is longer (the
+ * backoff is not reset: a flapping address redials no faster than a
+ * failing relay). on_state reports BACKOFF from the loop. */
+void relay_client_redial(struct relay_client *c);
+/* The local address of the connection (getsockname): 0, or -ENOTCONN. */
+int relay_client_local_addr(const struct relay_client *c, struct sockaddr_storage *ss);
 
 #endif

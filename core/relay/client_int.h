@@ -16,6 +16,7 @@ struct event;
 struct ssl_ctx_st;
 
 #define RC_STABLE_MS        60000u         /* a connection this long resets the backoff */
+#define RC_REDIAL_SPREAD_MS 2000u          /* relay_client_redial spreads a fleet */
 #define RC_KEEPALIVE_DFLT_S 30u            /* when SERVER_INFO says 0 */
 #define RC_OUT_LOW          (128u * 1024u) /* sealed output kept at most about this */
 #define RC_CHUNK            (32u * 1024u)  /* output space taken from libevent at once */

@@ -15,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define NS_PER_MS  1000000ULL
+#define NS_PER_SEC 1000000000ULL
+
 struct wg_device *wg_device_new(struct event_base *base,
                                 const uint8_t private_key[WG_KEY_LEN])
 {
@@ -230,6 +233,30 @@ void wg_device_handshake_all(struct wg_device *d)
 	for (size_t i = 0; i < d->n_peers; i++)
 		if (wg_peer_reachable(d->peers[i]))
 			wg_send_handshake_initiation(d->peers[i], false);
+}
+
+static bool peer_in_use(const struct wg_peer *p, uint64_t now, uint64_t active_ns)
+{
+	const struct wg_session *s = p->current;
+	if (s && s->kp.send_valid &&
+	    now - s->kp.birthdate_ns < (uint64_t)WG_REJECT_AFTER_TIME * NS_PER_SEC)
+		return true;
+	uint64_t rx = p->last_direct_rx_ns > p->last_relay_rx_ns ? p->last_direct_rx_ns
+	                                                         : p->last_relay_rx_ns;
+	return rx && now - rx < active_ns;
+}
+
+size_t wg_device_handshake_active(struct wg_device *d, uint32_t active_ms)
+{
+	uint64_t now = wg_now_ns();
+	size_t n = 0;
+	for (size_t i = 0; i < d->n_peers; i++)
+		if (wg_peer_reachable(d->peers[i]) &&
+		    peer_in_use(d->peers[i], now, (uint64_t)active_ms * NS_PER_MS)) {
+			wg_send_handshake_initiation(d->peers[i], false);
+			n++;
+		}
+	return n;
 }
 
 size_t wg_device_peer_count(const struct wg_device *d)

@@ -76,6 +76,12 @@ const uint8_t *wg_device_route_key(const struct wg_device *d, int family,
 /* Starts a handshake with every peer that has an endpoint (used at start-up
  * so a node is reachable at once; the paper's timers do the rest). */
 void wg_device_handshake_all(struct wg_device *d);
+/* After our address changed: a handshake (from the new address, which the
+ * peer roams to) only with the peers in use: a current session still
+ * valid, or a datagram from them in the last active_ms. An idle or offline
+ * peer gets none (its timers handshake when there is data). Returns how
+ * many were started. */
+size_t wg_device_handshake_active(struct wg_device *d, uint32_t active_ms);
 
 struct wg_peer_info {
 	uint8_t public_key[WG_KEY_LEN];

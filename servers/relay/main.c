@@ -794,6 +794,8 @@ static int cmd_up(const struct opts *o_in)
 	                                           err, sizeof err))) {
 		fprintf(stderr, "mesh-relay: %s\n", err);
 		ctl_client_free(a.ctl);
+		if (dns) /* after the client that resolves through it */
+			evdns_base_free(dns, 0);
 		rly_api_free(a.api);
 		rly_server_free(a.srv);
 		event_base_free(a.base);

@@ -597,6 +597,52 @@ static void test_refused_internal_retries(void **state)
 	assert_true(t->srv.accepts >= 2);
 }
 
+/* Our network changed (ctl_client_redial): the connection's local address
+ * is known while online; the redial waits 0-2 s after a stable session,
+ * and a second change soon after waits at least backoff_min (the backoff is
+ * not reset); the client comes back online. */
+static bool second_session(struct tctx *t)
+{
+	struct ctl_client_status st;
+	ctl_client_get_status(t->c, &st);
+	return st.state == CTL_CLIENT_ONLINE && st.sessions >= 2;
+}
+
+static void test_redial_spread_keeps_backoff(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	struct ctl_client_status st;
+	struct sockaddr_storage ss;
+
+	base_cfg(t, &cfg);
+	cfg.backoff_min_ms = 1500;
+	cfg.backoff_max_ms = 8000;
+	start(t, &cfg);
+	assert_true(run_until(t, is_online, 3000));
+	assert_int_equal(ctl_client_local_addr(t->c, &ss), 0);
+	assert_int_equal(ss.ss_family, AF_INET);
+	assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr,
+	                 htonl(INADDR_LOOPBACK));
+	uint32_t lo = 2000;
+	for (int round = 0; round < 50; round++) {
+		t->c->session_start_ms = ctl_client_now_ms() - CTL_CLIENT_STABLE_MS;
+		ctl_client_redial(t->c);
+		ctl_client_get_status(t->c, &st);
+		assert_int_equal(st.state, CTL_CLIENT_BACKOFF);
+		assert_true(st.next_attempt_ms <= 2000);
+		lo = st.next_attempt_ms < lo ? st.next_attempt_ms : lo;
+		assert_int_equal(ctl_client_local_addr(t->c, &ss), -ENOTCONN);
+		ctl_client_redial(t->c); /* the address flaps */
+		ctl_client_get_status(t->c, &st);
+		assert_true(st.next_attempt_ms + 5 >= 1500);
+	}
+	print_message("first redial waits from %u ms\n", lo);
+	assert_true(lo < 750);
+	assert_true(run_until(t, second_session, 10000));
+	assert_int_equal(t->srv.accepts, 2);
+}
+
 static void test_refused(void **state)
 {
 	struct tctx *t = *state;
@@ -968,6 +1014,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_delta_wrong_base, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_timing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_sequence, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_redial_spread_keeps_backoff, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_internal_retries, setup,
 	                                    teardown),

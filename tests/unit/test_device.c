@@ -563,6 +563,40 @@ static void test_rotation_keeps_previous(void **state)
 	assert_int_equal(s.rx_drop_decrypt, 1);
 }
 
+/* After our address changed (wg_device_handshake_active): a handshake with
+ * the peer in use (a current session), none with an idle one that has an
+ * endpoint but no session (wg_device_handshake_all would send it one);
+ * once the session is old and nothing came for 2 minutes, none either. */
+static void test_handshake_only_active(void **state)
+{
+	struct fixture *f = *state;
+	struct node c;
+	struct wg_peer_info bi, ci;
+
+	node_init(f->base, &c, NULL);
+	struct wg_peer *a_peer_c = add_peer(&f->a, &c, 3, wg_device_port(c.dev));
+	establish(f);
+	wg_device_peer_info_by_key(f->a.dev, f->b.pub, &bi);
+	uint64_t b_sent = bi.handshakes_sent;
+	f->a_peer_b->last_sent_handshake_ns = 0;
+	assert_int_equal(wg_device_handshake_active(f->a.dev, 120000), 1);
+	wg_device_peer_info_by_key(f->a.dev, f->b.pub, &bi);
+	wg_device_peer_info_by_key(f->a.dev, c.pub, &ci);
+	assert_int_equal(bi.handshakes_sent, b_sent + 1);
+	assert_int_equal(ci.handshakes_sent, 0);
+	assert_int_equal(a_peer_c->handshakes_sent, 0);
+
+	/* Old session, last datagram 3 minutes ago: idle now. */
+	run_for(f->base, 50);
+	uint64_t ago = 200ULL * 1000000000ULL;
+	if (f->a_peer_b->current)
+		f->a_peer_b->current->kp.birthdate_ns -= ago;
+	f->a_peer_b->last_direct_rx_ns -= ago;
+	f->a_peer_b->last_relay_rx_ns = 0;
+	assert_int_equal(wg_device_handshake_active(f->a.dev, 120000), 0);
+	wg_device_free(c.dev);
+}
+
 static void test_staging_queue_bound(void **state)
 {
 	struct fixture *f = *state;
@@ -888,6 +922,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stranger_cannot_talk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rotation_keeps_previous, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_handshake_only_active, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_staging_queue_bound, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cookie_under_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage_is_counted, setup, teardown),

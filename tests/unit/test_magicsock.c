@@ -513,7 +513,9 @@ static uint16_t endpoint_port_of_node1(void)
  * validated) is no longer trusted there: its roaming handshake from the
  * new address is kept, not undone for the rest of the 6.5 s trust. A map
  * that still lists the validated address keeps the trust (and moves the
- * endpoint back to it). */
+ * endpoint back to it). A list can be cut or stale, though: while pongs
+ * still come from the address the trust is only shortened to a
+ * heartbeat; once they stop it runs out within about one, not 6.5 s. */
 static void moved_peer_loses_trust(void **state)
 {
 	start_nodes(true);
@@ -539,12 +541,104 @@ static void moved_peer_loses_trust(void **state)
 	assert_true(pp.trusted);
 	assert_int_equal(endpoint_port_of_node1(), old_port);
 
-	/* Gone from the map: the trust ends, the roamed endpoint stays. */
+	/* Gone from the map, pongs just came: still trusted, for a
+	 * heartbeat at most. */
 	roam_to("198.18.78.9", 4000);
 	feed_delta(0, false, NULL, false);
 	magicsock_peer_path(ms[0], nodes[1].pub, &pp);
+	assert_true(pp.trusted);
+	assert_int_equal(endpoint_port_of_node1(), old_port);
+	struct wg_peer_info pi;
+	assert_int_equal(wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi), 0);
+	assert_true(pi.direct_trusted);
+
+	/* The peer really left that address (its pongs stop): the trust ends
+	 * within about a heartbeat, and a roamed endpoint stays. */
+	wg_device_set_tx_hook(nodes[1].dev, drop_hook, NULL);
+	int64_t cut = mono_ms();
+	end = cut + MS_TRUST_MS;
+	do {
+		spin(50);
+		magicsock_peer_path(ms[0], nodes[1].pub, &pp);
+	} while (pp.trusted && mono_ms() < end);
+	int64_t took = mono_ms() - cut;
+	print_message("trust of a delisted address ran out after %lld ms\n",
+	              (long long)took);
 	assert_false(pp.trusted);
+	assert_true(took <= MS_HEARTBEAT_MS + 1000);
+	roam_to("198.18.78.9", 4000);
+	spin(1200);
 	assert_int_equal(endpoint_port_of_node1(), 4000);
+}
+
+/* Our own network changed (magicsock_network_changed): the direct path was
+ * validated from the old one, so its trust ends at once, in magicsock and
+ * in the device (the relay carries the next packet), and the probing that
+ * follows finds the direct path again. */
+static void own_network_change_clears_trust(void **state)
+{
+	start_nodes(true);
+	assert_true(wait_home(3000));
+	int64_t end = mono_ms() + 3000;
+	while (mono_ms() < end && path_of(0) != MS_PATH_DIRECT) {
+		send_one(0);
+		send_one(1);
+		spin(50);
+	}
+	assert_int_equal(path_of(0), MS_PATH_DIRECT);
+	magicsock_network_changed(ms[0]);
+	struct magicsock_peer_path pp;
+	magicsock_peer_path(ms[0], nodes[1].pub, &pp);
+	assert_false(pp.trusted);
+	assert_int_equal(pp.path, MS_PATH_RELAY);
+	struct wg_peer_info pi;
+	assert_int_equal(wg_device_peer_info_by_key(nodes[0].dev, nodes[1].pub, &pi), 0);
+	assert_false(pi.direct_trusted);
+	assert_true(pi.via_relay);
+	int64_t t0 = mono_ms();
+	end = t0 + 5000;
+	while (mono_ms() < end && path_of(0) != MS_PATH_DIRECT) {
+		send_one(0);
+		spin(50);
+	}
+	assert_int_equal(path_of(0), MS_PATH_DIRECT);
+	print_message("direct again %lld ms after the change\n",
+	              (long long)(mono_ms() - t0));
+	/* The relay connection, whose local address did not go, was kept. */
+	struct magicsock_conn_status cs[2];
+	struct relay_client_status rs[2];
+	assert_true(magicsock_conns(ms[0], cs, rs, 2) >= 1);
+	assert_int_equal(rs[0].reconnects, 0);
+}
+
+static bool lost_loopback(void *ctx, const struct sockaddr_storage *ss)
+{
+	(void)ctx;
+	return ss->ss_family == AF_INET &&
+	       ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
+	           htonl(INADDR_LOOPBACK);
+}
+
+static bool lost_other(void *ctx, const struct sockaddr_storage *ss)
+{
+	(void)ctx;
+	(void)ss;
+	return false;
+}
+
+/* Relay connections are redialled only when their local address is gone. */
+static void relay_redialled_only_for_its_address(void **state)
+{
+	start_nodes(false);
+	assert_true(wait_home(3000));
+	assert_int_equal(magicsock_redial_relays(ms[0], lost_other, NULL), 0);
+	assert_int_equal(magicsock_redial_relays(ms[0], lost_loopback, NULL), 1);
+	struct magicsock_conn_status cs[2];
+	struct relay_client_status rs[2];
+	assert_true(magicsock_conns(ms[0], cs, rs, 2) >= 1);
+	assert_int_equal(rs[0].state, RELAY_CLIENT_BACKOFF);
+	assert_true(rs[0].next_attempt_ms <= 2000);
+	assert_true(wait_home(5000));
 }
 
 static void relay_restart_reconnects(void **state)
@@ -1947,6 +2041,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(direct_dies_relay_takes_over, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(moved_peer_loses_trust, setup, teardown),
+	    cmocka_unit_test_setup_teardown(own_network_change_clears_trust, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(relay_redialled_only_for_its_address, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(relay_restart_reconnects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unusable_home_is_left, setup, teardown),
 	    cmocka_unit_test_setup_teardown(static_peer_left_alone, setup, teardown),
@@ -1958,18 +2056,20 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(relay_only_delta_refreshes_paths, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(unknown_disco_dropped, setup, teardown),
-	    cmocka_unit_test_setup_teardown(spoofed_pongs_change_no_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(spoofed_pongs_change_no_path, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(ping_reports_path, setup, teardown),
 	    cmocka_unit_test_setup_teardown(relayed_retry_backs_off, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_signalling_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_request_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_off_refuses, setup, teardown),
-	    cmocka_unit_test_setup_teardown(birthday_target_is_where_control_sees_the_peer,
-	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
-	        birthday_hard_side_pings_only_where_control_sees_the_peer, setup, teardown),
-	    cmocka_unit_test_setup_teardown(birthday_budget_leaves_other_peers_their_share,
-	                                    setup, teardown),
+	        birthday_target_is_where_control_sees_the_peer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        birthday_hard_side_pings_only_where_control_sees_the_peer, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(
+	        birthday_budget_leaves_other_peers_their_share, setup, teardown),
 	    cmocka_unit_test_setup_teardown(birthday_win_carries_wireguard, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(cmm_loopback_never_pinged, setup, teardown),

@@ -44,6 +44,7 @@
 #include "core/relay/frame.h"
 #include "core/relay/http.h"
 #include "core/relay/session.h"
+#include "core/util/clock.h"
 #include "servers/relay/relay.h"
 
 static struct event_base *base;
@@ -541,6 +542,48 @@ static void lost_relay_retries_spread(void **state)
 		test_free(n[i]);
 	}
 	server_start(0, 0);
+}
+
+/* Our network changed (relay_client_redial): the connection's local
+ * address is known while connected; the redial waits 0-2 s after a stable
+ * session (a fleet does not dial at once), and a second change soon after
+ * waits at least backoff_min (no reset: a flapping address is no faster
+ * than a failing relay); it connects again. */
+static void redial_spread_keeps_backoff(void **state)
+{
+	struct node a;
+	node_init(&a);
+	admit((const uint8_t(*)[32])a.pub, 1);
+	node_start(&a,
+	           &(struct node_opts){.backoff_min_ms = 1500, .backoff_max_ms = 8000});
+	assert_true(pump_until(is_connected, &a, 3000));
+	struct sockaddr_storage ss;
+	assert_int_equal(relay_client_local_addr(a.c, &ss), 0);
+	assert_int_equal(ss.ss_family, AF_INET);
+	assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr,
+	                 htonl(INADDR_LOOPBACK));
+	unsigned lo = 2000;
+	for (int round = 0; round < 50; round++) {
+		a.c->state = RELAY_CLIENT_CONNECTED;
+		a.c->session_start_ms = mono_now_ms() - RC_STABLE_MS; /* stable */
+		relay_client_redial(a.c);
+		struct relay_client_status st = status_of(&a);
+		assert_int_equal(st.state, RELAY_CLIENT_BACKOFF);
+		assert_true(st.next_attempt_ms <= 2000);
+		lo = st.next_attempt_ms < lo ? st.next_attempt_ms : lo;
+		assert_int_equal(relay_client_local_addr(a.c, &ss), -ENOTCONN);
+		relay_client_redial(a.c); /* the address flaps */
+		st = status_of(&a);
+		assert_true(st.next_attempt_ms + 5 >= 1500);
+	}
+	print_message("first redial waits from %u ms\n", lo);
+	assert_true(lo < 750); /* spread from 0, not from the backoff */
+	/* A young session (the last redial's) lost: still no faster. */
+	a.c->session_start_ms = mono_now_ms() - 100;
+	relay_client_redial(a.c);
+	assert_true(status_of(&a).next_attempt_ms + 5 >= 1500);
+	assert_true(pump_until(is_connected, &a, 10000));
+	relay_client_free(a.c);
 }
 
 static void restarting_honoured(void **state)
@@ -1559,6 +1602,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(not_connected_sends_counted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(backoff_doubles_with_jitter, setup, teardown),
 	    cmocka_unit_test_setup_teardown(server_restart_reconnects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(redial_spread_keeps_backoff, setup, teardown),
 	    cmocka_unit_test_setup_teardown(restarting_honoured, setup, teardown),
 	    cmocka_unit_test_setup_teardown(lost_relay_retries_spread, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reconnect_and_free_inside_callbacks, setup,
