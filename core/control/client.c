@@ -168,10 +168,18 @@ void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
 	close_conn(c);
 	if (c->logging_out) { /* no retry: the node is leaving */
 		char why[CTL_TEXT_MAX];
-		snprintf(why, sizeof(why),
-		         "no answer to LOGOUT (%.120s): an older mesh-control keeps "
-		         "the node until its ephemeral timeout",
-		         detail);
+		/* a pending node was never admitted: nothing is kept for it
+		 * (mesh-control closes a pending node's LOGOUT unanswered) */
+		if (c->state == CTL_CLIENT_PENDING)
+			snprintf(why, sizeof(why),
+			         "logged out while pending approval (%.120s): "
+			         "never admitted, nothing to remove",
+			         detail);
+		else
+			snprintf(why, sizeof(why),
+			         "no answer to LOGOUT (%.120s): an older mesh-control "
+			         "keeps the node until its ephemeral timeout",
+			         detail);
 		ctl_client_set_state(c, CTL_CLIENT_LOGGED_OUT, why, NULL);
 		return;
 	}

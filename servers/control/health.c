@@ -18,7 +18,9 @@
 /* The store is asked whether it answers at most this often; probes and
  * scrapes in between get the last answer. */
 #define CH_PROBE_MS 1000
-/* A failed write of the node batch keeps /readyz at 503 this long. */
+/* A failed write of the node batch keeps /readyz at 503 until a later
+ * write succeeds, or this long if none is tried: failures that keep
+ * happening keep it at 503, one that a retry fixed does not. */
 #define CH_WRITE_FAIL_S 30.0
 
 struct ctl_health {

@@ -1,8 +1,9 @@
 /* mesh-control serve --health-listen ADDR:PORT: /livez, /readyz (ready
  * while the store answers a one-row query, asked at most once a second,
- * and no write of the node batch failed in the last 30 s: a full or
- * read-only disk; 503 "not ready: store unavailable", the details in the
- * log) and /metrics (meshcontrol_*: nodes, pending and online nodes as
+ * and the last write of node state did not fail (a later write that
+ * succeeds clears it; a failure with no write after it counts 30 s): a
+ * full or read-only disk; 503 "not ready: store unavailable", the details
+ * in the log) and /metrics (meshcontrol_*: nodes, pending and online nodes as
  * separate gauges, connections accepted / refused / closed, handshakes,
  * registrations, logouts, names reclaimed, maps and deltas, the policy's
  * compiles, store probe and write failures), from the server's counters

@@ -777,6 +777,7 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.poll_ms = dflt(cfg->poll_ms, 500);
 	s->cfg.coalesce_ms = dflt(cfg->coalesce_ms, 100);
 	s->cfg.ephemeral_timeout_s = dflt(cfg->ephemeral_timeout_s, 300);
+	s->cfg.reclaim_after_s = dflt(cfg->reclaim_after_s, 60);
 	s->cfg.behind_ms = dflt(cfg->behind_ms, 2 * s->cfg.keepalive_ms);
 	if (!s->cfg.max_nodes || s->cfg.max_nodes > CTL_MAP_PEERS_MAX)
 		s->cfg.max_nodes = CTL_MAP_PEERS_MAX;
@@ -809,6 +810,7 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	 * one version (not a transaction per node before we listen). */
 	size_t was_online = 0;
 	s->last_poll_s = (int64_t)time(NULL);
+	s->start_s = s->last_poll_s;
 	if (ctl_store_node_offline_all(cfg->store, s->last_poll_s, &was_online) < 0) {
 		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
 		goto fail;
@@ -939,6 +941,11 @@ void srv_note_write_fail(struct ctl_server *s)
 	s->write_fail_ms = srv_now_ms();
 	if (!s->write_fail_ms)
 		s->write_fail_ms = 1;
+}
+
+void srv_note_write_ok(struct ctl_server *s)
+{
+	s->write_fail_ms = 0;
 }
 
 void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *st)

@@ -75,6 +75,7 @@ struct ctl_server_config {
 	uint32_t poll_ms;             /* 0: 500 */
 	uint32_t coalesce_ms;         /* 0: 100 */
 	uint32_t ephemeral_timeout_s; /* 0: 300 */
+	uint32_t reclaim_after_s;     /* 0: 60; name reuse (server_reg.c) */
 	size_t max_outbuf;            /* 0: 64 MiB */
 	/* All output queues together: over this, maps wait (0: 64 MiB). */
 	size_t out_budget;

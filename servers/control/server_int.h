@@ -132,6 +132,9 @@ struct srv_node {
 	 * started). */
 	uint64_t closed_by_node_ms;
 	int64_t gone_s;
+	/* The name its registered hostname gives (ctl_alloc_name_from_host):
+	 * name reuse matches on what a node asked for, not on its name. */
+	char host_base[64];
 	char *pj;             /* peer's JSON entry (ctl_msg_encode_peer); NULL
 	                       * if it did not encode */
 	char *stags;          /* its tags as stored (NULL: none); peer.tags
@@ -247,13 +250,15 @@ struct ctl_server {
 	bool legacy_waiting;    /* older nodes' maps wait for out_legacy */
 	struct event *resume;   /* runs them when it did */
 	struct ctl_server_stats st;
-	uint64_t write_fail_ms; /* srv_now_ms of the last failed batch write; 0 none */
+	uint64_t write_fail_ms; /* srv_now_ms of the last failed write; 0 none, or
+	                         * a later write succeeded */
 	struct ctl_meta meta;
 	/* snapshot */
 	struct srv_node *nodes;
 	size_t n_nodes, cap_nodes;
 	int64_t snap_version;
 	int64_t last_poll_s; /* srv_poll_cb's last run (unix s), for expiries */
+	int64_t start_s;     /* when this server started (unix s): name reuse */
 	struct srv_tomb *tombs;
 	size_t n_tombs, cap_tombs;
 	int64_t tomb_floor; /* tombstones at or below this were dropped */
@@ -315,6 +320,8 @@ uint64_t srv_now_ms(void);
 /* A write of the node batch failed: counted, and /readyz answers 503 for
  * a while (health.c). */
 void srv_note_write_fail(struct ctl_server *s);
+/* A write went through: /readyz no longer holds the last failure. */
+void srv_note_write_ok(struct ctl_server *s);
 int srv_send_msg(struct srv_conn *c, const struct ctl_msg *m);
 int srv_send_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t len);
 void srv_conn_free(struct srv_conn *c);

@@ -16,6 +16,7 @@
 
 #include "core/control/zmsg.h"
 #include "core/util/log.h"
+#include "servers/control/alloc.h"
 #include "servers/control/server_int.h"
 
 /* --- snapshot ----------------------------------------------------------- */
@@ -277,6 +278,7 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	n->expiry = nd->expiry;
 	n->approved = nd->approved;
 	n->ephemeral = nd->ephemeral;
+	ctl_alloc_name_from_host(nd->hostname, n->host_base);
 	n->shown = shown;
 	memcpy(n->machine_key, nd->machine_key, CTL_KEY_LEN);
 	n->peer = np;

@@ -332,19 +332,16 @@ static bool reg_unchanged(const struct ctl_node *nd, const struct ctl_register_r
 	       !strcmp(nd->hostname, req->hostname);
 }
 
-/* How long a holder that went without closing its connection itself (a
- * timeout, an error, a server restart) keeps its name against a newcomer:
- * a live node in reconnect backoff comes back well within it. */
-#define SRV_RECLAIM_AFTER_S 60
-
 /* Whether node n is gone for name reuse: no live connection, and either
  * its last connection here ended with the node closing it (it logged
- * off without LOGOUT or its process died: a container restarted at once
- * gets its name back) or it was last seen over SRV_RECLAIM_AFTER_S ago
- * (the only test after a restart of this server: what ended a connection
- * is kept in memory). A node reconnecting has no node id on its new
- * connection yet: it is not counted as connected, and only the rules
- * above keep its name. */
+ * off without LOGOUT, its process died, or it is reconnecting on
+ * purpose: a live one then comes back under a suffix name, it is not
+ * removed) or nothing was heard of it for cfg.reclaim_after_s, counted
+ * from when it was last seen or this server started, whichever is later:
+ * after a restart (what ended a connection is kept in memory only) the
+ * nodes in reconnect backoff get that long to come back. A node
+ * reconnecting has no node id on its new connection yet: it is not
+ * counted as connected, and only the rules above keep its name. */
 static bool reg_holder_gone(const struct ctl_server *s, const struct srv_node *n,
                             int64_t now)
 {
@@ -354,10 +351,12 @@ static bool reg_holder_gone(const struct ctl_server *s, const struct srv_node *n
 	if (n->closed_by_node_ms)
 		return true;
 	int64_t seen = n->peer.last_seen > n->gone_s ? n->peer.last_seen : n->gone_s;
+	if (seen < s->start_s)
+		seen = s->start_s;
 	/* online in the store, and no close seen here: treat as just seen */
 	if (n->peer.online && n->gone_s == 0)
 		seen = now;
-	return seen + SRV_RECLAIM_AFTER_S < now;
+	return seen + (int64_t)s->cfg.reclaim_after_s < now;
 }
 
 /* k when name is base (0) or base-k (k >= 2, no leading zero), else -1. */
@@ -390,12 +389,15 @@ static int reg_holder_cmp(const void *a, const void *b)
 /* Name reuse for an ephemeral newcomer (a container back under its
  * hostname after a crash, with fresh keys): the names its hostname gives,
  * in order (base, base-2, base-3...) up to the first free one, and for
- * each the holder if it is an ephemeral node that is gone
- * (reg_holder_gone): replicas sharing a hostname get back the suffix
- * their crashed predecessor had instead of piling up new ones. The store
- * then takes the first of those that joined with the newcomer's auth key
- * or user, if the newcomer is ephemeral (ctl_store_reg.reclaim_ids). One
- * pass over the snapshot, for new machines with an auth key only. */
+ * each the holder if it is an ephemeral node that registered the same
+ * hostname and is gone (reg_holder_gone): replicas sharing a hostname get
+ * back the suffix their crashed predecessor had instead of piling up new
+ * ones. The store then renames the first of those that joined with the
+ * newcomer's auth key or user, if the newcomer is ephemeral, to the next
+ * free suffix (ctl_store_reg.reclaim_ids): a dead one goes with the
+ * ephemeral timeout, a live one that was only reconnecting comes back
+ * under that name. One pass over the snapshot, for new machines with an
+ * auth key only. */
 static unsigned reg_reclaim_candidates(const struct ctl_server *s, const char *hostname,
                                        int64_t out[CTL_RECLAIM_MAX])
 {
@@ -409,6 +411,9 @@ static unsigned reg_reclaim_candidates(const struct ctl_server *s, const char *h
 		long k = n->approved ? reg_suffix_of(n->peer.name, base) : -1;
 		if (k < 0)
 			continue; /* a pending holder yields its name anyway */
+		/* a holder of base-k that asked for another hostname (its own
+		 * "db-2") keeps it: it only holds a place in the order */
+		bool same = !strcmp(n->host_base, base);
 		if (cnt == cap) {
 			size_t nc = cap ? 2 * cap : 8;
 			struct reg_holder *nh = realloc(h, nc * sizeof *nh);
@@ -419,7 +424,7 @@ static unsigned reg_reclaim_candidates(const struct ctl_server *s, const char *h
 		}
 		h[cnt++] = (struct reg_holder){.k = k,
 		                               .id = n->id,
-		                               .gone = n->ephemeral &&
+		                               .gone = same && n->ephemeral &&
 		                                       reg_holder_gone(s, n, now)};
 	}
 	if (cnt > 1)
@@ -542,8 +547,13 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	                            .max_per_source = s->cfg.max_pending_per_source,
 	                            .source = c->source,
 	                            .ephemeral = req->ephemeral};
+	char was[CTL_RECLAIM_MAX][CTL_LABEL_MAX]; /* the candidates' names */
 	if (!known && req->auth_key[0]) /* the store knows if the key is ephemeral */
 		reg.n_reclaim = reg_reclaim_candidates(s, req->hostname, reg.reclaim_ids);
+	for (unsigned i = 0; i < reg.n_reclaim; i++) {
+		const struct srv_node *h = srv_snap_find(s, reg.reclaim_ids[i]);
+		snprintf(was[i], sizeof was[i], "%s", h ? h->peer.name : "");
+	}
 	memcpy(reg.machine_key, c->machine_key, CTL_KEY_LEN);
 	memcpy(reg.node_key, req->node_key, CTL_KEY_LEN);
 	memcpy(reg.disco_key, req->disco_key, CTL_KEY_LEN);
@@ -582,12 +592,15 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	srv_note_seen(s, id, &c->ip, nd->version);
 	srv_snap_refresh(s);
 	for (unsigned i = 0; created && i < reg.n_reclaim; i++) {
-		if (srv_snap_find(s, reg.reclaim_ids[i]))
-			continue;
+		const struct srv_node *h = srv_snap_find(s, reg.reclaim_ids[i]);
+		if (!h || strcmp(was[i], nd->name) || !strcmp(h->peer.name, nd->name))
+			continue; /* not the one renamed */
 		s->st.names_reclaimed++;
 		log_info("mesh-control: node %lld takes the name %s of gone "
-		         "ephemeral node %lld (same auth key or user), which is removed",
-		         (long long)id, nd->name, (long long)reg.reclaim_ids[i]);
+		         "ephemeral node %lld (same hostname, auth key or user), "
+		         "now %s",
+		         (long long)id, nd->name, (long long)reg.reclaim_ids[i],
+		         h->peer.name);
 		break;
 	}
 	free(nd);

@@ -127,6 +127,8 @@ void srv_wb_offline(struct ctl_server *s, int64_t id)
 		                            .online = false,
 		                            .last_seen = (int64_t)time(NULL)};
 		int r = ctl_store_node_update(s->cfg.store, id, &u);
+		if (r >= 0)
+			srv_note_write_ok(s);
 		if (r < 0 && r != CTL_STORE_ENOTFOUND) {
 			srv_note_write_fail(s);
 			log_warn("mesh-control: node %lld offline: %s", (long long)id,
@@ -161,6 +163,8 @@ void srv_wb_set_online(struct ctl_server *s, int64_t id)
 			srv_note_write_fail(s);
 			log_warn("mesh-control: node %lld online: %s", (long long)id,
 			         ctl_store_errmsg(s->cfg.store));
+		} else {
+			srv_note_write_ok(s);
 		}
 	} else {
 		v->mask |= CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN;
@@ -246,6 +250,7 @@ int srv_wb_flush(struct ctl_server *s, bool all)
 		if (wait < 0 || wait > 1000)
 			wait = 1000;
 	} else if (nb) {
+		srv_note_write_ok(s);
 		s->st.store_batches++;
 		s->st.store_batch_nodes += nb;
 	}

@@ -227,11 +227,14 @@ struct ctl_store_reg {
 	 * server_reg.c); none: n_reclaim 0. A new machine that registers
 	 * ephemeral (asked, or by its key) with a valid secret takes the
 	 * name of the first of them that is still an approved ephemeral node
-	 * and joined with the same auth key or, both having one, by the same
-	 * user (the same users row, not merely the same name): that node is
-	 * removed first, in the same transaction, without a removed-machine
-	 * entry (ephemeral keys are thrown away; a reclaim is no ban).
-	 * Otherwise they are left alone and the name gets a suffix as usual. */
+	 * that registered a hostname giving the same name, and joined with
+	 * the same auth key or, both having one, by the same user (the same
+	 * users row, not merely the same name): that node is renamed first,
+	 * in the same transaction, to the next free suffix of its hostname
+	 * (nothing else of it changes: a dead one goes with the ephemeral
+	 * timeout, a live one that was only reconnecting comes back under
+	 * the new name). Otherwise they are left alone and the name gets a
+	 * suffix as usual. */
 	int64_t reclaim_ids[CTL_RECLAIM_MAX];
 	unsigned n_reclaim;
 };

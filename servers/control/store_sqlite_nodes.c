@@ -417,7 +417,7 @@ static int sq_key_after_expiry(struct sq_store *s, int64_t id,
 
 /* Deletes node id (a map change: its tombstone at a new version, so that
  * deltas name it) without the removed-machine entry the delete trigger
- * makes: a reclaimed or logged-out ephemeral node is not banned (its
+ * makes: a logged-out node is not banned (its
  * keys are gone with it; removed_machines would only grow with container
  * churn). Inside a transaction. */
 static int sq_node_delete_free(struct sq_store *s, int64_t id, const char *what)
@@ -452,19 +452,44 @@ static int sq_node_delete_free(struct sq_store *s, int64_t id, const char *what)
 	return ctl_sq_step_done(s, q, what);
 }
 
-/* Name reuse (struct ctl_store_reg.reclaim_ids): removes the first of the
- * candidates that is still an approved ephemeral node holding the name r's
- * hostname gives (or a suffixed form of it) and joined with key k, or (both
- * owned) as k's user: the same users row (user_id), so that a user
- * removed and created again under the old name owns none of the old
- * nodes. Never another user's node. 0 also when none qualifies. */
+/* Gives node id, an ephemeral holder of a name being reused, the next
+ * free suffix of its own hostname (a map change: peers and the node
+ * itself get it as a rename): its registration, keys and addresses stay.
+ * Inside a transaction. */
+static int sq_reclaim_rename(struct sq_store *s, int64_t id, const char *host)
+{
+	char nn[64];
+	int64_t v;
+	int rc = sq_unique_name(s, host, nn, false);
+	if (rc == 0)
+		rc = ctl_sq_bump(s, &v);
+	if (rc)
+		return rc;
+	sqlite3_stmt *q =
+	    ctl_sq_prep(s, "UPDATE nodes SET name = ?2, version = ?3 WHERE id = ?1");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_text(q, 2, nn, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 3, v);
+	return ctl_sq_step_done(s, q, "name reclaim rename");
+}
+
+/* Name reuse (struct ctl_store_reg.reclaim_ids): renames the first of the
+ * candidates that is still an approved ephemeral node that registered the
+ * hostname r's gives (the same name from it: a node that asked for "db-2"
+ * never loses it to one asking for "db"), holds that name or a suffixed
+ * form of it, and joined with key k, or (both owned) as k's user: the same
+ * users row (user_id), so that a user removed and created again under the
+ * old name owns none of the old nodes. Never another user's node. 0 also
+ * when none qualifies. */
 static int sq_name_reclaim(struct sq_store *s, const struct ctl_store_reg *r,
                            const struct ctl_authkey *k)
 {
-	char base[64];
+	char base[64], hb[64];
 	ctl_alloc_name_from_host(r->hostname, base);
 	sqlite3_stmt *q = ctl_sq_prep(
-	    s, "SELECT 1 FROM nodes WHERE id = ?1 AND (name = ?2 OR "
+	    s, "SELECT hostname FROM nodes WHERE id = ?1 AND (name = ?2 OR "
 	       "substr(name, 1, length(?2) + 1) = ?2 || '-') AND approved = 1 AND "
 	       "ephemeral = 1 AND (auth_key_id = ?3 OR (?4 != '' AND user = ?4 AND "
 	       "user_id != 0 AND user_id = (SELECT id FROM users WHERE name = ?4)))");
@@ -476,9 +501,17 @@ static int sq_name_reclaim(struct sq_store *s, const struct ctl_store_reg *r,
 		sqlite3_bind_int64(q, 3, k->id);
 		sqlite3_bind_text(q, 4, k->user, -1, SQLITE_TRANSIENT);
 		int rc = sqlite3_step(q);
+		char host[CTL_HOSTNAME_MAX + 1] = "";
+		if (rc == SQLITE_ROW && sqlite3_column_text(q, 0))
+			snprintf(host, sizeof host, "%s",
+			         (const char *)sqlite3_column_text(q, 0));
 		ctl_sq_done(q);
-		if (rc == SQLITE_ROW)
-			return sq_node_delete_free(s, r->reclaim_ids[i], "name reclaim");
+		if (rc == SQLITE_ROW) {
+			ctl_alloc_name_from_host(host, hb);
+			if (strcmp(hb, base) == 0)
+				return sq_reclaim_rename(s, r->reclaim_ids[i], host);
+			continue;
+		}
 		if (rc != SQLITE_DONE)
 			return ctl_sq_dberr(s, "name reclaim check");
 	}

@@ -10,10 +10,13 @@
 #    (the server's ephemeral timeout is 120 s here: only the logout can do
 #    that) and the process exits 0 within 4 s;
 #  - started again under the same hostname it gets the same name, also
-#    after a SIGKILL (the offline ephemeral holder of the name goes), but a
-#    node joining with another auth key gets name-2 and the holder stays;
+#    after a SIGKILL (the offline ephemeral holder of the name is renamed
+#    box-2, not removed: a live node only reconnecting would come back
+#    under it; a dead one goes with the ephemeral timeout), but a node
+#    joining with another auth key gets a suffix and the holders stay;
 #  - replicas sharing a hostname (app, app-2): app-2 killed, its successor
-#    gets app-2 back, not app-3;
+#    gets app-2 back, not a new suffix (the killed one is app-3 until its
+#    timeout);
 #  - a spent single-use key: the second node exits non-zero within a few
 #    seconds, says what to do, and registers once (no retry loop);
 #  - a mesh-control that does not answer (SIGSTOP) holds the exit 3 s at
@@ -118,18 +121,20 @@ bg_wait a2 5
 check "box offline, still listed" wait_until 5 listed box offline
 up_eph a3 box "$TOKEN"
 check "the new node is online as box" wait_until 15 listed box online
-check "and the old entry is gone: only box (names: $(names))" test "$(names)" = box
-check "mesh-control says so" grep -q "takes the name box of gone ephemeral node" "$E2E_LOGDIR/control.log"
+check "and the old entry is renamed box-2, offline (names: $(names))" \
+    eval 'test "$(names)" = "box box-2" && listed box-2 offline'
+check "mesh-control says so" \
+    grep -q "takes the name box of gone ephemeral node .*, now box-2" "$E2E_LOGDIR/control.log"
 
 step "another auth key does not take the name"
 kill -KILL "$(bg_pid a3)"
 bg_wait a3 5
 wait_until 5 listed box offline
 up_eph b1 box "$TOKEN2"
-check "the other key's node is box-2" wait_until 15 listed box-2 online
-check "box stays (offline)" listed box offline
+check "the other key's node is box-3" wait_until 15 listed box-3 online
+check "box and box-2 stay (offline)" eval 'listed box offline && listed box-2 offline'
 bg_term_status b1 4
-check "box-2 logs out (exit $BG_STATUS)" wait_until 5 not_listed box-2
+check "box-3 logs out (exit $BG_STATUS)" wait_until 5 not_listed box-3
 check "box still listed" listed box offline
 
 step "replicas sharing a hostname: the one back after a SIGKILL gets its own suffix"
@@ -144,7 +149,8 @@ check "mesh-control saw the node close it" \
     grep -q "(app-2) offline (closed by the node)" "$E2E_LOGDIR/control.log"
 up_eph r3 app "$TOKEN"
 check "its successor is app-2 again" wait_until 15 listed app-2 online
-check "no app-3 (names: $(names))" not_listed app-3
+check "the killed one is app-3, offline, until its timeout" listed app-3 offline
+check "no app-4 (names: $(names))" not_listed app-4
 check "app stays online" listed app online
 bg_term_status r3 4
 bg_term_status r1 4

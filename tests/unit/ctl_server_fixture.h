@@ -103,6 +103,7 @@ static void start_server(struct t *t)
 	cfg.keepalive_ms = t->over.keepalive_ms;
 	cfg.behind_ms = t->over.behind_ms;
 	cfg.ephemeral_timeout_s = t->over.ephemeral_timeout_s;
+	cfg.reclaim_after_s = t->over.reclaim_after_s;
 	cfg.no_pending = t->over.no_pending;
 	cfg.max_pending = t->over.max_pending;
 	cfg.max_pending_per_source = t->over.max_pending_per_source;

@@ -796,6 +796,30 @@ static void test_logout_unanswered(void **state)
 	assert_int_equal(t->srv.accepts, 1);
 }
 
+/* A pending node's LOGOUT is closed unanswered (mesh-control keeps its
+ * row for the admin): LOGGED_OUT, and the reason says it was never
+ * admitted, not that a server keeps it until a timeout. */
+static void test_logout_pending(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+
+	t->srv.reg = FS_PENDING;
+	t->srv.logout_close = true;
+	base_cfg(t, &cfg);
+	cfg.auth_key = NULL;
+	cfg.ephemeral = true;
+	start(t, &cfg);
+	assert_false(run_until(t, is_online, 200));
+	assert_int_equal(cur_state(t), CTL_CLIENT_PENDING);
+	assert_int_equal(ctl_client_logout(t->c), 0);
+	assert_true(run_until(t, is_logged_out, 2000));
+	assert_non_null(strstr(t->last_detail, "pending approval"));
+	assert_null(strstr(t->last_detail, "keeps the node"));
+	run_until(t, NULL, 300);
+	assert_int_equal(t->srv.accepts, 1);
+}
+
 static bool eps_1(struct tctx *t)
 {
 	return t->srv.n_eps >= 1;
@@ -1009,6 +1033,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_logout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_logout_unanswered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pending_then_ok, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_logout_pending, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_map_full_and_deltas, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_policy_in_maps, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_delta_wrong_base, setup, teardown),

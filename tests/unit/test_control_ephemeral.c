@@ -7,14 +7,20 @@
  *    refused from the type byte and removes nothing;
  *  - LOGOUT from a pending node closes it and changes nothing: its row
  *    keeps its max_pending slot (no keyless churn around the limit);
- *  - a node that logged out, or whose name was taken back, may join again
- *    (no removed-machine entry: that is for the admin's removals);
+ *  - a node that logged out may join again (no removed-machine entry:
+ *    that is for the admin's removals);
  *  - name reuse: an ephemeral newcomer takes its hostname back from an
  *    offline ephemeral node of the same auth key or the same user, never
  *    from an online node, another key's or user's node, a persistent node,
- *    and a persistent newcomer never takes one;
+ *    a node that registered another hostname ("db-2" is not "db"'s), and
+ *    a persistent newcomer never takes one;
+ *  - the holder is renamed, not removed: it keeps its registration, keys
+ *    and addresses under the next free suffix, peers get the rename, and
+ *    a live holder that was only reconnecting (it closed its connection
+ *    itself) comes back with its keys alone and sees its new name;
  *  - only from a node that is gone: it closed its connection itself (FIN,
- *    RST) or was last seen over 60 s ago; a live node whose connection the
+ *    RST) or was last seen over reclaim_after_s (60 s) ago, counted from
+ *    the server's start at the earliest; a live node whose connection the
  *    server closed (say a timeout: it is in reconnect backoff) or that
  *    reconnects after a server restart keeps its name;
  *  - replicas sharing a hostname: the one back after a crash gets the
@@ -55,6 +61,7 @@ static uint64_t join(struct t *t, struct tc *c, const char *host, const char *ke
 	snprintf(name, CTL_LABEL_MAX, "%s", m.u.reg_resp.name);
 	ctl_msg_free(&m);
 	tc_expect(t, c, CTL_MSG_MAP_FULL, &m);
+	assert_string_equal(m.u.map.self_name, name); /* its map says so too */
 	ctl_msg_free(&m);
 	return id;
 }
@@ -77,6 +84,14 @@ static bool gone(struct t *t, uint64_t id)
 {
 	struct ctl_node nd;
 	return ctl_store_node_by_id(t->st, (int64_t)id, &nd) == CTL_STORE_ENOTFOUND;
+}
+
+/* Node id's name in the store (it must exist). */
+static const char *name_of(struct t *t, uint64_t id)
+{
+	static struct ctl_node nd;
+	assert_int_equal(ctl_store_node_by_id(t->st, (int64_t)id, &nd), 0);
+	return nd.name;
 }
 
 /* Offline as the server sees it: the connection closed and the close read. */
@@ -198,30 +213,39 @@ static void name_back_from_offline_same_key(void **state)
 	uint64_t i2 = join(t, e2, "web", t->key, true, n);
 	assert_string_equal(n, "web");
 	assert_true(i2 != i1);
-	assert_true(gone(t, i1));
-	/* the peer learns both: the old one removed, the new one added */
-	bool removed = false, added = false;
-	while (!(removed && added) && tc_recv(t, o, 2000, &m) == 1) {
+	/* the holder is renamed, not removed */
+	assert_false(gone(t, i1));
+	assert_string_equal(name_of(t, i1), "web-2");
+	/* the peer learns both: the old one renamed, the new one added */
+	bool renamed = false, added = false, removed = false;
+	while (!(renamed && added) && tc_recv(t, o, 2000, &m) == 1) {
 		if (m.type == CTL_MSG_MAP_DELTA) {
 			for (size_t i = 0; i < m.u.delta.n_removed; i++)
 				removed |= m.u.delta.removed[i] == i1;
-			for (size_t i = 0; i < m.u.delta.n_peers; i++)
-				added |= m.u.delta.peers[i].id == i2;
+			for (size_t i = 0; i < m.u.delta.n_peers; i++) {
+				const struct ctl_peer *p = &m.u.delta.peers[i];
+				added |= p->id == i2;
+				renamed |= p->id == i1 && !strcmp(p->name, "web-2");
+			}
 		}
 		ctl_msg_free(&m);
 	}
-	assert_true(removed && added);
+	assert_true(renamed && added);
+	assert_false(removed);
 
-	/* the machine whose name was taken is not banned: it may join again */
-	join(t, e1, "web", t->key, true, n);
+	/* e1 was alive, only reconnecting (its FIN was its own): it comes
+	 * back with its keys alone (its client wiped the auth key after its
+	 * first OK) under its new name, the same node */
+	assert_int_equal(join(t, e1, "web", NULL, true, n), i1);
 	assert_string_equal(n, "web-2");
 	go_offline(t, e1);
 
 	/* never from a node that is online: the newcomer gets web-2, taken
-	 * back from e1 (gone again), not web itself */
+	 * back from e1 (gone again, now web-3), not web itself */
 	uint64_t i3 = join(t, e3, "web", t->key, true, n);
 	assert_string_equal(n, "web-2");
-	assert_false(gone(t, i2));
+	assert_string_equal(name_of(t, i2), "web");
+	assert_string_equal(name_of(t, i1), "web-3");
 	assert_int_equal(stats(t).names_reclaimed, 2);
 	assert_false(gone(t, i3));
 	tc_free(o);
@@ -258,14 +282,15 @@ static void name_kept_from_others(void **state)
 	go_offline(t, c[2]);
 	uint64_t ia2 = join(t, c[3], "api", ka2, false, n);
 	assert_string_equal(n, "api");
-	assert_true(gone(t, ia));
+	assert_string_equal(name_of(t, ia), "api-2");
 	assert_true(stored_ephemeral(t, ia2));
 	go_offline(t, c[3]);
 
-	/* another user's offline ephemeral node: never */
+	/* another user's offline ephemeral nodes: never */
 	join(t, c[4], "api", kb, true, n);
-	assert_string_equal(n, "api-2");
-	assert_false(gone(t, ia2));
+	assert_string_equal(n, "api-3");
+	assert_string_equal(name_of(t, ia2), "api");
+	assert_string_equal(name_of(t, ia), "api-2");
 
 	/* an offline persistent holder keeps its name, and a persistent
 	 * newcomer takes none */
@@ -338,12 +363,15 @@ static void live_node_in_backoff_keeps_name(void **state)
 }
 
 /* After a restart of mesh-control nothing says how a connection ended:
- * a node seen within the last 60 s keeps its name, one last seen longer
- * ago gives it up. */
+ * a node seen within the last reclaim_after_s keeps its name, and so does
+ * one last seen longer ago until this server has run that long (it may be
+ * in reconnect backoff, waiting for this server); then it gives it up. */
 static void restart_only_last_seen_decides(void **state)
 {
 	struct t *t = *state;
-	struct tc *e1 = tc_new(), *e2 = tc_new(), *e3 = tc_new();
+	t->over.reclaim_after_s = 2;
+	restart(t);
+	struct tc *e1 = tc_new(), *e2 = tc_new(), *e3 = tc_new(), *e4 = tc_new();
 	char n[CTL_LABEL_MAX];
 	uint64_t i1 = join(t, e1, "db", t->key, true, n);
 	go_offline(t, e1); /* its FIN: gone, but only in memory */
@@ -359,13 +387,41 @@ static void restart_only_last_seen_decides(void **state)
 	                            .last_seen = (int64_t)time(NULL) - 120};
 	assert_int_equal(ctl_store_node_update(t->st, (int64_t)i1, &u), 0);
 	start_server(t);
+	/* just started: e1 may be about to reconnect */
 	join(t, e3, "db", t->key, true, n);
+	assert_string_equal(n, "db-3");
+	assert_string_equal(name_of(t, i1), "db");
+	/* reclaim_after_s after the start nobody came back for db */
+	pump(t, 3200);
+	join(t, e4, "db", t->key, true, n);
 	assert_string_equal(n, "db");
-	assert_true(gone(t, i1));
-	assert_false(gone(t, i2));
+	assert_string_equal(name_of(t, i1), "db-4");
+	assert_string_equal(name_of(t, i2), "db-2");
 	tc_free(e1);
 	tc_free(e2);
 	tc_free(e3);
+	tc_free(e4);
+}
+
+/* The holder's hostname decides, not its name's form: a node that asked
+ * for "db-2" never loses it to a newcomer asking for "db". */
+static void own_hostname_not_a_suffix(void **state)
+{
+	struct t *t = *state;
+	struct tc *x = tc_new(), *y = tc_new(), *z = tc_new();
+	char n[CTL_LABEL_MAX];
+	uint64_t ix = join(t, x, "db-2", t->key, true, n);
+	assert_string_equal(n, "db-2");
+	join(t, y, "db", t->key, true, n);
+	assert_string_equal(n, "db");
+	go_offline(t, x); /* gone (its FIN), same key, ephemeral */
+	join(t, z, "db", t->key, true, n);
+	assert_string_equal(n, "db-3");
+	assert_string_equal(name_of(t, ix), "db-2");
+	assert_int_equal(stats(t).names_reclaimed, 0);
+	tc_free(x);
+	tc_free(y);
+	tc_free(z);
 }
 
 /* Replicas sharing MESH_HOSTNAME: a online as app, b as app-2; b is
@@ -384,7 +440,7 @@ static void replica_gets_its_suffix_back(void **state)
 	go_offline(t, b); /* killed */
 	uint64_t ib2 = join(t, b2, "app", t->key, true, n);
 	assert_string_equal(n, "app-2");
-	assert_true(gone(t, ib));
+	assert_string_equal(name_of(t, ib), "app-4"); /* until its timeout */
 	assert_false(gone(t, ia));
 	assert_false(gone(t, ic));
 	assert_false(gone(t, ib2));
@@ -441,6 +497,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(restart_only_last_seen_decides, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(own_hostname_not_a_suffix, setup, teardown),
 	    cmocka_unit_test_setup_teardown(replica_gets_its_suffix_back, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(recreated_user_cannot_reclaim, setup,

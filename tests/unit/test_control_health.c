@@ -5,7 +5,7 @@
  *    their own; logouts and reclaimed names exported;
  *  - /readyz: 503 "not ready: store unavailable" once a write of the node
  *    batch fails (a full or read-only disk), without the store's error
- *    text in the answer; 200 while the store answers and writes work;
+ *    text in the answer; 200 again as soon as a later write succeeds;
  *  - the store is asked at most about once a second however often the
  *    listener is scraped, and a store that stops answering turns /readyz
  *    503 within about a second. */
@@ -143,7 +143,12 @@ static void readyz_503_after_a_failed_write(void **state)
 	assert_int_equal(http_get(t, port, "/metrics", body, sizeof body), 200);
 	assert_true(has_line(body, "meshcontrol_ready 0"));
 	assert_null(strstr(body, "meshcontrol_store_write_failures_total 0\n"));
+	/* the disk has room again: the next write that goes through makes
+	 * it ready at once, not 30 s after the failure */
 	ctl_store_set_fault(t->st, NULL, NULL);
+	join_node(t, a, "alpha", NULL, CTL_REG_OK); /* back: its online write */
+	pump(t, 1500);
+	assert_int_equal(http_get(t, port, "/readyz", body, sizeof body), 200);
 	ctl_health_free(h);
 	tc_free(a);
 }
