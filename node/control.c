@@ -750,25 +750,6 @@ static int nctl_front_creds(const struct node_ctl_prep *p, struct config *cfg,
 	return 0;
 }
 
-/* How many sections named sec (case-insensitive, "[sec]") the --config
- * file's text holds: those are the user's, ours follow. */
-static size_t nctl_count_sections(const char *text, size_t len, const char *sec)
-{
-	size_t n = 0, sl = strlen(sec);
-	const char *p = text, *end = text + len;
-	while (p && p < end) {
-		const char *s = p;
-		while (s < end && (*s == ' ' || *s == '\t'))
-			s++;
-		if ((size_t)(end - s) >= sl && !strncasecmp(s, sec, sl))
-			n++;
-		p = memchr(p, '\n', (size_t)(end - p));
-		if (p)
-			p++;
-	}
-	return n;
-}
-
 int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self *self,
                           struct config *cfg, char *err, size_t errlen)
 {
@@ -844,9 +825,11 @@ int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self 
 	}
 	r = config_load_text(cpath ? cpath : "--socks5/--http-proxy/--forward", buf, n,
 	                     cfg, err, errlen);
-	if (r == 0 && nctl_front_creds(
-	                  p, cfg, nctl_count_sections(user, ulen, "[Socks5]"),
-	                  nctl_count_sections(user, ulen, "[http]"), err, errlen) != 0) {
+	/* The user's sections come first, ours (at most one of each kind)
+	 * last: counted by the parser itself, whatever it accepts (a BOM,
+	 * odd spacing) that a text scan would miss. */
+	if (r == 0 && nctl_front_creds(p, cfg, cfg->n_socks5 - (socks5 ? 1 : 0),
+	                               cfg->n_http - (http ? 1 : 0), err, errlen) != 0) {
 		config_free(cfg);
 		r = -1;
 	}

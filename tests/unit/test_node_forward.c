@@ -348,6 +348,25 @@ static void test_creds_every_generated_section(void **state)
 	assert_string_equal(cfg.socks5[1].username, "app");
 	config_free(&cfg);
 	node_ctl_prep_free(p);
+
+	/* sections the parser accepts and a text scan missed: a BOM before
+	 * the first, a vertical tab before the second */
+	f = fopen(ini, "w");
+	assert_non_null(f);
+	fputs("\xef\xbb\xbf[Socks5]\nBindAddress = 127.0.0.1:1090\n"
+	      "\v[http]\nBindAddress = 127.0.0.1:1091\n",
+	      f);
+	fclose(f);
+	a.http_proxy = "0.0.0.0:8118";
+	p = prep(&a, &cfg);
+	assert_int_equal(cfg.n_socks5, 2);
+	assert_int_equal(cfg.n_http, 2);
+	assert_null(cfg.socks5[0].username);
+	assert_null(cfg.http[0].username);
+	assert_string_equal(cfg.socks5[1].username, "app");
+	assert_string_equal(cfg.http[1].username, "app");
+	config_free(&cfg);
+	node_ctl_prep_free(p);
 }
 
 /* Forwards other hosts reach need the waiver of open proxies. */
