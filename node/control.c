@@ -119,8 +119,7 @@ static const char *nctl_pref(const char *name, const char *flag, char *kept, siz
  * (MESH_PROXY_USER, MESH_PROXY_PASSWORD) or both kept (flags, prefs.json).
  * A mix would pair this run's user with the kept password, or keep a user
  * whose password the next run does not have. */
-static int nctl_creds_one_source(const struct node_ctl_prep *p, char *err,
-                                 size_t errlen)
+static int nctl_creds_one_source(const struct node_ctl_prep *p, char *err, size_t errlen)
 {
 	const struct node_prefs *k = &p->prefs;
 	unsigned t = p->a.transient;

@@ -395,8 +395,9 @@ static void m_control(const struct node_ctl *m, bool detail, struct prom *p)
 	prom_family(p, "meshproxy_relay_connected", PROM_GAUGE,
 	            "1 while the relay connection is up (home: the home relay).");
 	for (size_t i = 0; i < n; i++) {
-		const char *lab[] = {"relay",       c[i].name, "region", c[i].region,
-		                     "home",        c[i].home ? "true" : "false"};
+		const char *lab[] = {"relay",  c[i].name,
+		                     "region", c[i].region,
+		                     "home",   c[i].home ? "true" : "false"};
 		prom_sample_u64(p, lab, 3, rs[i].state == RELAY_CLIENT_CONNECTED);
 	}
 	prom_family(p, "meshproxy_relay_bytes_total", PROM_COUNTER,

@@ -35,13 +35,13 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/sockios.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -253,7 +253,8 @@ static void note_cb(evutil_socket_t fd, short ev, void *arg)
 			    ss.ss_family == AF_INET)
 				memcpy(n->src, &((struct sockaddr_in *)&ss)->sin_addr, 4);
 			else if (ss.ss_family == AF_INET6)
-				memcpy(n->src, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+				memcpy(n->src, &((struct sockaddr_in6 *)&ss)->sin6_addr,
+				       16);
 		}
 		bufferevent_decref(bev); /* evhttp's, or freed if it let go */
 	}

@@ -425,7 +425,8 @@ static void backlog_burst_stays_bounded(void **state)
 			int held = count_sockets() - base - N;
 			if (held > most)
 				most = held;
-			assert_true(http_conns_open(healthd_conns(f->hd)) <= HEALTHD_MAX_CONNS);
+			assert_true(http_conns_open(healthd_conns(f->hd)) <=
+			            HEALTHD_MAX_CONNS);
 			usleep(2000);
 		}
 		for (size_t i = 0; i < N; i++)

@@ -565,8 +565,8 @@ static void test_credentials_one_source(void **state)
 	struct node_ctl_args both = {.state_dir = dir,
 	                             .proxy_user = "other",
 	                             .proxy_password = "pw-9876543",
-	                             .transient = NODE_ARG_PROXY_USER |
-	                                          NODE_ARG_PROXY_PASSWORD};
+	                             .transient =
+	                                 NODE_ARG_PROXY_USER | NODE_ARG_PROXY_PASSWORD};
 	p = prep(&both, &cfg);
 	config_free(&cfg);
 	node_ctl_prep_free(p);
