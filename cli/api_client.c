@@ -14,6 +14,15 @@
 
 int api_client_connect(const char *path, char *err, size_t errlen)
 {
+	return api_client_connect_bounded(path, 0, err, errlen);
+}
+
+/* The timeouts are set before connect(): on Linux SO_SNDTIMEO bounds a
+ * Unix socket's connect, which otherwise blocks for ever once a stopped
+ * node's listen backlog is full. */
+int api_client_connect_bounded(const char *path, unsigned seconds, char *err,
+                               size_t errlen)
+{
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sun.sun_path)) {
 		snprintf(err, errlen, "API socket path too long: %s", path);
@@ -26,9 +35,21 @@ int api_client_connect(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "socket: %s", strerror(e));
 		return -e;
 	}
+	if (seconds && api_client_timeout(fd, seconds) != 0) {
+		int e = errno;
+		snprintf(err, errlen, "setsockopt: %s", strerror(e));
+		close(fd);
+		return -e;
+	}
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		int e = errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		if (e == EAGAIN || e == EWOULDBLOCK || e == EINPROGRESS)
+			snprintf(err, errlen,
+			         "%s: the node did not accept the connection in %u s "
+			         "(stopped or stuck; restart it)",
+			         path, seconds);
+		else
+			snprintf(err, errlen, "%s: %s", path, strerror(e));
 		close(fd);
 		return -e;
 	}

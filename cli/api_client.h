@@ -11,6 +11,10 @@
  * with a sentence in err: -ENOENT or -ECONNREFUSED (no node there), -EPERM
  * (a socket of another user: never used). */
 int api_client_connect(const char *path, char *err, size_t errlen);
+/* The same, with the connect and every later read and write bounded to
+ * seconds (0: unbounded); -EAGAIN when the node did not accept in time. */
+int api_client_connect_bounded(const char *path, unsigned seconds, char *err,
+                               size_t errlen);
 
 /* Sends line on fd (from api_client_connect; closed here) and copies the
  * answer to out_fd as it arrives. Returns 0, or -errno with a message in

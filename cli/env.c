@@ -317,6 +317,7 @@ int cli_env_split(const char *s, char **bufp, char ***argvp, int *argcp, char *e
 	*bufp = buf, *argvp = argv, *argcp = argc;
 	return 0;
 fail:
+	sodium_memzero(buf, len + 1);
 	free(buf), free(argv);
 	return -1;
 }
@@ -333,6 +334,7 @@ static int env_extra(struct cli *c, const char *s, struct cli_env *e, const char
 		snprintf(err, errlen, "MESH_EXTRA_ARGS: %s", serr);
 		return 2;
 	}
+	e->xbuf_len = strlen(s) + 1; /* cli_env_split's allocation */
 	struct cli x = {.origin = "MESH_EXTRA_ARGS"};
 	if (cli_parse_opts(argc, e->xargv, 1, &x) != 0) {
 		err[0] = 0; /* printed */
@@ -478,12 +480,20 @@ void cli_env_scrub(char **envp, const struct cli_env *e)
 		env_wipe(envp, "MESH_EXTRA_ARGS");
 }
 
-void cli_env_release(struct cli_env *e)
+void cli_env_wipe(struct cli_env *e)
 {
-	char *own[] = {e->join, e->password, e->env_join, e->env_password, e->xbuf};
+	char *own[] = {e->join, e->password, e->env_join, e->env_password};
 	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
 		if (own[i])
 			sodium_memzero(own[i], strlen(own[i]));
+	/* the split words are NUL-separated: strlen would stop at the first */
+	if (e->xbuf)
+		sodium_memzero(e->xbuf, e->xbuf_len);
+}
+
+void cli_env_release(struct cli_env *e)
+{
+	cli_env_wipe(e);
 	free(e->join);
 	free(e->password);
 	free(e->env_join);

@@ -32,6 +32,7 @@ struct cli_env {
 	char *join;     /* MESH_JOIN_FILE's token */
 	char *password; /* the proxy password file's */
 	char *xbuf;     /* MESH_EXTRA_ARGS, split in place */
+	size_t xbuf_len; /* its allocation (NULs between the words) */
 	char **xargv;
 	char *env_join;     /* MESH_JOIN's value, copied out of the environment */
 	char *env_password; /* MESH_PROXY_PASSWORD's */
@@ -50,6 +51,8 @@ int cli_env_apply(struct cli *c, char *const *envp, struct cli_env *e, char *err
 int cli_env_secrets(struct cli *c, struct cli_env *e, char *err, size_t errlen);
 
 void cli_env_release(struct cli_env *e); /* wipes the secrets */
+/* Wipes them without freeing (cli_env_release does it first). */
+void cli_env_wipe(struct cli_env *e);
 
 /* After cli_env_apply: the secrets' bytes in the environment block
  * (MESH_JOIN, MESH_PROXY_PASSWORD, MESH_EXTRA_ARGS when it held a --join)

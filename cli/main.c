@@ -260,7 +260,7 @@ static int cmd_pubkey(void)
  * never used (api_client_connect). Returns a descriptor, or -1 after
  * printing why and what to run. */
 static int cli_api_open(const char *api, const char *state, const char *who,
-                        bool one_line)
+                        bool one_line, unsigned timeout_s)
 {
 	char path[300], err[512];
 	int fd;
@@ -278,10 +278,10 @@ static int cli_api_open(const char *api, const char *state, const char *who,
 			snprintf(path, sizeof(path), "%s", api);
 		else
 			snprintf(path, sizeof(path), "%s/api.sock", state);
-		fd = api_client_connect(path, err, sizeof(err));
+		fd = api_client_connect_bounded(path, timeout_s, err, sizeof(err));
 		if (fd >= 0)
 			return fd;
-		if (fd == -EPERM)
+		if (fd == -EPERM || fd == -EAGAIN)
 			fprintf(stderr, "%s: %s\n", who, err);
 		else if (api)
 			fprintf(
@@ -306,10 +306,10 @@ static int cli_api_open(const char *api, const char *state, const char *who,
 		if (i == 0 && r == 0)
 			strcat(path, "/api.sock");
 		if (r == 0) {
-			fd = api_client_connect(path, err, sizeof(err));
+			fd = api_client_connect_bounded(path, timeout_s, err, sizeof(err));
 			if (fd >= 0)
 				return fd;
-			if (fd == -EPERM) {
+			if (fd == -EPERM || fd == -EAGAIN) {
 				fprintf(stderr, "%s: %s\n", who, err);
 				return -1;
 			}
@@ -336,7 +336,7 @@ static int cli_api_open(const char *api, const char *state, const char *who,
 static int cmd_client(const struct cli *c, const char *req)
 {
 	char err[512], last[256] = "";
-	int fd = cli_api_open(c->api, c->state, "mesh-proxy", false);
+	int fd = cli_api_open(c->api, c->state, "mesh-proxy", false, 0);
 	if (fd < 0)
 		return 1;
 	if (api_client_request(fd, req, STDOUT_FILENO, last, sizeof(last), err,
@@ -358,11 +358,12 @@ static int cmd_client(const struct cli *c, const char *req)
 static int cmd_health(const struct cli *c)
 {
 	char err[512], last[256] = "";
-	int fd = cli_api_open(c->api, c->state, "mesh-proxy health", true);
+	/* an exec probe must not hang on a stuck node: its connect (a full
+	 * backlog), request and answer are all bounded */
+	int fd = cli_api_open(c->api, c->state, "mesh-proxy health", true,
+	                      CLI_HEALTH_TIMEOUT_S);
 	if (fd < 0)
 		return 1;
-	/* an exec probe must not hang on a stuck node */
-	api_client_timeout(fd, CLI_HEALTH_TIMEOUT_S);
 	if (api_client_request(fd, c->live ? "health live" : "health", STDOUT_FILENO,
 	                       last, sizeof(last), err, sizeof(err)) != 0) {
 		fprintf(stderr, "mesh-proxy health: %s\n", err);
@@ -410,7 +411,7 @@ static int cmd_nc(int argc, char **argv)
 		return die_usage("nc: %s is not a port (1-65535)", pos[1]);
 	if (strlen(pos[0]) > 255 || strpbrk(pos[0], " \t\r\n"))
 		return die_usage("nc: %s is not a host", pos[0]);
-	int fd = cli_api_open(api, state, "mesh-proxy nc", false);
+	int fd = cli_api_open(api, state, "mesh-proxy nc", false, 0);
 	if (fd < 0)
 		return 1;
 	return nc_client_run(fd, pos[0], pos[1]);

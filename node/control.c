@@ -115,6 +115,29 @@ static const char *nctl_pref(const char *name, const char *flag, char *kept, siz
 	return kept[0] ? kept : NULL;
 }
 
+/* The user and the password come from one place: both for this run
+ * (MESH_PROXY_USER, MESH_PROXY_PASSWORD) or both kept (flags, prefs.json).
+ * A mix would pair this run's user with the kept password, or keep a user
+ * whose password the next run does not have. */
+static int nctl_creds_one_source(const struct node_ctl_prep *p, char *err, size_t errlen)
+{
+	const struct node_prefs *k = &p->prefs;
+	unsigned t = p->a.transient;
+	bool user = p->a.proxy_user && strcmp(p->a.proxy_user, "off") != 0;
+	bool pw = p->a.proxy_password != NULL;
+	bool ut = t & NODE_ARG_PROXY_USER, pt = t & NODE_ARG_PROXY_PASSWORD;
+	if ((user && pw && ut != pt) || (user && ut && !pw && k->proxy_password[0]) ||
+	    (pw && pt && !user && k->proxy_user[0])) {
+		snprintf(err, errlen,
+		         "the proxy user and password must come from the same place: "
+		         "both from MESH_PROXY_USER and MESH_PROXY_PASSWORD (this run "
+		         "only) or both from --proxy-user and --proxy-password-file "
+		         "(kept)");
+		return -1;
+	}
+	return 0;
+}
+
 /* The proxies' credentials: like the other settings, but the password is
  * never logged, and --proxy-user off forgets both. */
 static void nctl_merge_creds(struct node_ctl_prep *p)
@@ -228,7 +251,8 @@ static int nctl_check_listen(const char *flag, const char *v, char *err, size_t 
 /* Checks what the prefs cannot hold before they are merged: a value too
  * long for prefs.json would be cut, not refused; a value with a line end
  * would add lines to the generated configuration. */
-static int nctl_check_args(const struct node_ctl_args *a, char *err, size_t errlen)
+static int nctl_check_args(const struct node_ctl_args *a, bool kept, char *err,
+                           size_t errlen)
 {
 	struct fwd_list fl;
 	char ferr[200];
@@ -261,9 +285,16 @@ static int nctl_check_args(const struct node_ctl_args *a, char *err, size_t errl
 		         "characters and no ':' (HTTP Basic splits there)");
 		return -1;
 	}
-	if (a->proxy_password &&
-	    (strlen(a->proxy_password) < 8 || strlen(a->proxy_password) > 255 ||
-	     !nctl_text_ok(a->proxy_password))) {
+	/* the minimum came after passwords were kept: a short one from
+	 * prefs.json still applies (warned), new input must meet it */
+	if (kept && a->proxy_password && a->proxy_password[0] &&
+	    strlen(a->proxy_password) < 8 && nctl_text_ok(a->proxy_password))
+		log_warn("prefs.json: the kept proxy password is shorter than 8 bytes "
+		         "(RFC 1929 allows it, new ones must be longer): set a longer "
+		         "one with --proxy-password-file");
+	else if (a->proxy_password &&
+	         (strlen(a->proxy_password) < 8 || strlen(a->proxy_password) > 255 ||
+	          !nctl_text_ok(a->proxy_password))) {
 		snprintf(err, errlen,
 		         "the proxy password (--proxy-password-file or "
 		         "MESH_PROXY_PASSWORD): want 8 to 255 bytes (RFC 1929) of UTF-8 "
@@ -293,7 +324,7 @@ static int nctl_merge_prefs(struct node_ctl_prep *p, char *err, size_t errlen)
 		    .proxy_user = k->proxy_user[0] ? k->proxy_user : NULL,
 		    .proxy_password = k->proxy_password[0] ? k->proxy_password : NULL};
 		char cerr[300];
-		if (nctl_check_args(&ka, cerr, sizeof(cerr)) != 0) {
+		if (nctl_check_args(&ka, true, cerr, sizeof(cerr)) != 0) {
 			snprintf(lerr, sizeof(lerr), "%s/prefs.json: %s", p->a.state_dir,
 			         cerr);
 			sodium_memzero(k, sizeof(*k));
@@ -346,6 +377,8 @@ static int nctl_merge_prefs(struct node_ctl_prep *p, char *err, size_t errlen)
 	p->a.proxy_open =
 	    nctl_pref("proxy-open", p->a.proxy_open, k->proxy_open, sizeof(k->proxy_open),
 	              false, t & NODE_ARG_PROXY_OPEN, ch);
+	if (nctl_creds_one_source(p, err, errlen) != 0)
+		return -1;
 	nctl_merge_creds(p);
 	if (p->a.no_prefs)
 		p->prefs_changed = false;
@@ -449,7 +482,7 @@ struct node_ctl_prep *node_ctl_prepare(const struct node_ctl_args *a, char *err,
 	}
 	p->a = *a;
 	p->map.type = CTL_MSG_MAP_FULL;
-	if (nctl_check_args(a, err, errlen) != 0) {
+	if (nctl_check_args(a, false, err, errlen) != 0) {
 		*usage = true;
 		goto fail;
 	}
@@ -716,25 +749,6 @@ static int nctl_front_creds(const struct node_ctl_prep *p, struct config *cfg,
 	return 0;
 }
 
-/* How many sections named sec (case-insensitive, "[sec]") the --config
- * file's text holds: those are the user's, ours follow. */
-static size_t nctl_count_sections(const char *text, size_t len, const char *sec)
-{
-	size_t n = 0, sl = strlen(sec);
-	const char *p = text, *end = text + len;
-	while (p && p < end) {
-		const char *s = p;
-		while (s < end && (*s == ' ' || *s == '\t'))
-			s++;
-		if ((size_t)(end - s) >= sl && !strncasecmp(s, sec, sl))
-			n++;
-		p = memchr(p, '\n', (size_t)(end - p));
-		if (p)
-			p++;
-	}
-	return n;
-}
-
 int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self *self,
                           struct config *cfg, char *err, size_t errlen)
 {
@@ -810,9 +824,11 @@ int node_ctl_build_config(const struct node_ctl_prep *p, const struct node_self 
 	}
 	r = config_load_text(cpath ? cpath : "--socks5/--http-proxy/--forward", buf, n,
 	                     cfg, err, errlen);
-	if (r == 0 && nctl_front_creds(
-	                  p, cfg, nctl_count_sections(user, ulen, "[Socks5]"),
-	                  nctl_count_sections(user, ulen, "[http]"), err, errlen) != 0) {
+	/* The user's sections come first, ours (at most one of each kind)
+	 * last: counted by the parser itself, whatever it accepts (a BOM,
+	 * odd spacing) that a text scan would miss. */
+	if (r == 0 && nctl_front_creds(p, cfg, cfg->n_socks5 - (socks5 ? 1 : 0),
+	                               cfg->n_http - (http ? 1 : 0), err, errlen) != 0) {
 		config_free(cfg);
 		r = -1;
 	}

@@ -366,24 +366,47 @@ static void m_control(const struct node_ctl *m, bool detail, struct prom *p)
 	struct magicsock_conn_status c[MS_CONNS_MAX];
 	struct relay_client_status rs[MS_CONNS_MAX];
 	size_t n = m->ms ? magicsock_conns(m->ms, c, rs, MS_CONNS_MAX) : 0;
+	/* magicsock swap-removes relay connections: a position is no name for
+	 * a series. Per relay (by its name) with --metrics-peers, totals
+	 * otherwise. */
+	if (!detail) {
+		size_t up = 0;
+		uint64_t rx = 0, tx = 0;
+		bool home = false;
+		for (size_t i = 0; i < n; i++) {
+			bool on = rs[i].state == RELAY_CLIENT_CONNECTED;
+			up += on;
+			home |= on && c[i].home;
+			rx += rs[i].rx_bytes;
+			tx += rs[i].tx_bytes;
+		}
+		prom_gauge(p, "meshproxy_relays_connected",
+		           "Relay connections up (per relay with --metrics-peers).",
+		           (double)up);
+		prom_gauge(p, "meshproxy_relay_home_connected",
+		           "1 while the connection to the home relay is up.", home);
+		prom_family(p, "meshproxy_relay_bytes_total", PROM_COUNTER,
+		            "Bytes through the relay connections open now, by "
+		            "direction (a closed connection's leave the sum).");
+		SAMPLE(p, rx, "dir", "rx");
+		SAMPLE(p, tx, "dir", "tx");
+		return;
+	}
 	prom_family(p, "meshproxy_relay_connected", PROM_GAUGE,
 	            "1 while the relay connection is up (home: the home relay).");
-	char idx[MS_CONNS_MAX][24];
 	for (size_t i = 0; i < n; i++) {
-		snprintf(idx[i], sizeof(idx[i]), "%zu", i);
-		const char *lab[] = {"index",     idx[i],   "region",
-		                     c[i].region, "home",   c[i].home ? "true" : "false",
-		                     "relay",     c[i].name};
-		prom_sample_u64(p, lab, detail ? 4 : 3,
-		                rs[i].state == RELAY_CLIENT_CONNECTED);
+		const char *lab[] = {"relay",  c[i].name,
+		                     "region", c[i].region,
+		                     "home",   c[i].home ? "true" : "false"};
+		prom_sample_u64(p, lab, 3, rs[i].state == RELAY_CLIENT_CONNECTED);
 	}
 	prom_family(p, "meshproxy_relay_bytes_total", PROM_COUNTER,
 	            "Bytes through the relay connection, by direction.");
 	for (size_t i = 0; i < n; i++) {
-		const char *rx[] = {"index", idx[i], "dir", "rx", "relay", c[i].name};
-		const char *tx[] = {"index", idx[i], "dir", "tx", "relay", c[i].name};
-		prom_sample_u64(p, rx, detail ? 3 : 2, rs[i].rx_bytes);
-		prom_sample_u64(p, tx, detail ? 3 : 2, rs[i].tx_bytes);
+		const char *rx[] = {"relay", c[i].name, "dir", "rx"};
+		const char *tx[] = {"relay", c[i].name, "dir", "tx"};
+		prom_sample_u64(p, rx, 2, rs[i].rx_bytes);
+		prom_sample_u64(p, tx, 2, rs[i].tx_bytes);
 	}
 }
 

@@ -98,7 +98,7 @@ declare -A KNOWN=(
     [e2e_control_cli]=14 [e2e_tunnel_dns]=14 [e2e_control_scale]=12
     [e2e_ping_interval]=11 [test_control_writes]=11 [test_control_server_scale]=10
     [e2e_udp]=8 [test_eyeballs]=5 [test_netstack_flow]=4 [e2e_eyeballs]=4
-    [e2e_health]=40
+    [e2e_health]=40 [test_healthd]=40
 )
 declare -A DEFAULT_SECS=([unit]=3 [integ]=15 [e2e]=30)
 # Tests that must have the machine to themselves. None today: none

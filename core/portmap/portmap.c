@@ -365,6 +365,16 @@ void portmap_free(struct portmap *pm)
 			         "waiting for it (a mapping it makes or keeps lapses with its "
 			         "lease)",
 			         pm->gateway[0] ? pm->gateway : "(unknown)", PM_EXIT_WAIT_MS);
+			if (pm->cur.proto) { /* the mapping we had stays at the router */
+				char what[64];
+				int64_t left = pm->expires_ms - pm_now();
+				pm_describe_mapping(&pm->cur, what, sizeof(what));
+				log_warn("portmap: %s not deleted (the router is not "
+				         "answering); it lapses in %lld s, with its lease "
+				         "(%u s granted, %d s asked for)",
+				         what, (long long)(left > 0 ? left / 1000 : 0),
+				         pm->cur.lease_s, PM_LEASE_S);
+			}
 			pm->cur.proto = PM_NONE; /* a delete would wait on it too */
 		} else {
 			pthread_join(pm->thread, NULL);

@@ -72,8 +72,9 @@ struct portmap *portmap_new(const struct portmap_config *cfg, char *err, size_t 
 /* Deletes the mapping at the router, then frees. Blocking, but bounded
  * (a node's exit must not add seconds after its logout wait): a running
  * worker is waited for at most PM_EXIT_WAIT_MS and then left to itself,
- * and then no delete is tried (the router is not answering; the mapping
- * lapses with its lease); a delete takes at most 1.5 s, and only
+ * and then no delete is tried (the router is not answering: a mapping
+ * made before stays until its lease ends, at most PM_LEASE_S = 2 h after
+ * its last renewal, and the log says when); a delete takes at most 1.5 s, and only
  * when a mapping exists. Accepts NULL. */
 void portmap_free(struct portmap *pm);
 

@@ -313,3 +313,8 @@ void healthd_get_stats(const struct healthd *h, struct healthd_stats *st)
 	else
 		memset(st, 0, sizeof(*st));
 }
+
+struct http_conns *healthd_conns(struct healthd *h)
+{
+	return h->conns;
+}

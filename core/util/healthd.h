@@ -60,5 +60,7 @@ struct healthd_stats {
 	unsigned long long livez, readyz, metrics, other;
 };
 void healthd_get_stats(const struct healthd *h, struct healthd_stats *st);
+/* Its connection cap (for the counts: http_conns_open, _replaced). */
+struct http_conns *healthd_conns(struct healthd *h);
 
 #endif

@@ -19,19 +19,30 @@
  * Past its deadline a connection is shut down (shutdown(2), not close:
  * the descriptor stays evhttp's, which sees the end and frees it).
  *
- * In probe mode (the health listeners) requests do not move the deadline,
- * and at the cap the oldest connection is shut down for the new one, so
- * that no set of clients can hold the listener. */
+ * In probe mode (the health listeners) requests do not move the deadline.
+ * At the cap the listener stops as in the default mode (so every accepted
+ * connection is counted, however many arrive in one turn, and no more than
+ * cap descriptors are ever held), but every few milliseconds it looks at
+ * the kernel's accept queue: for each connection waiting there, one open
+ * connection is shut down to make room. The one shut down belongs to the
+ * source address holding the most connections (ties: the oldest), and
+ * has no request in flight if another can go: a connect flood from one
+ * address evicts its own connections, not a kubelet's probe. A shut-down
+ * connection stays counted until evhttp closes its descriptor. */
 #include "core/util/http_conns.h"
 
 #include <errno.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -39,12 +50,15 @@
 #include "core/util/log.h"
 
 #define HTTP_CONNS_RETRY_MS 100
+/* Probe mode at the cap: how often the accept queue is looked at. */
+#define HTTP_CONNS_PROBE_RETRY_MS 5
 
 struct http_sock {
 	int fd;
 	dev_t dev;
 	ino_t ino;
 	int64_t deadline_ms; /* monotonic; 0: shut down already */
+	uint8_t src[16];     /* the peer's address (IPv4 in the first 4) */
 };
 
 struct http_conns {
@@ -94,19 +108,102 @@ static size_t sweep(struct http_conns *ac)
 	return j + ac->n_fresh;
 }
 
-static void stop(struct http_conns *ac)
+static void stop_ms(struct http_conns *ac, int ms)
 {
-	struct timeval tv = {0, HTTP_CONNS_RETRY_MS * 1000};
+	struct timeval tv = {0, ms * 1000};
 	if (!ac->stopped)
 		evconnlistener_disable(ac->lis);
 	ac->stopped = true;
 	evtimer_add(ac->retry, &tv);
 }
 
+static void stop(struct http_conns *ac)
+{
+	stop_ms(ac, ac->probe_mode ? HTTP_CONNS_PROBE_RETRY_MS : HTTP_CONNS_RETRY_MS);
+}
+
+/* Connections waiting in the kernel's accept queue (Linux reports it in
+ * tcpi_unacked for a listening socket); 1 when it cannot tell. */
+static size_t accept_queue(struct http_conns *ac)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int fd = (int)evconnlistener_get_fd(ac->lis);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+	    len < offsetof(struct tcp_info, tcpi_unacked) + sizeof(ti.tcpi_unacked))
+		return 1;
+	return ti.tcpi_unacked;
+}
+
+/* A request came in and is not read yet, or its response is not out. */
+static bool in_flight(const struct http_sock *s)
+{
+	int in = 0, out = 0;
+	return (ioctl(s->fd, FIONREAD, &in) == 0 && in > 0) ||
+	       (ioctl(s->fd, SIOCOUTQ, &out) == 0 && out > 0);
+}
+
+static size_t same_src(const struct http_conns *ac, const struct http_sock *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < ac->n_socks; i++)
+		n += ac->socks[i].deadline_ms &&
+		     !memcmp(ac->socks[i].src, s->src, sizeof(s->src));
+	return n;
+}
+
+/* The connection to shut down for a newcomer: of the source address with
+ * the most open connections, the oldest (the list is in the order of
+ * opening), skipping those with a request in flight unless all have one.
+ * -1 when none is open (all are shut down already). */
+static ssize_t victim(const struct http_conns *ac)
+{
+	ssize_t best = -1;
+	size_t best_n = 0;
+	bool best_busy = true;
+	for (size_t i = 0; i < ac->n_socks; i++) {
+		const struct http_sock *s = &ac->socks[i];
+		if (!s->deadline_ms)
+			continue;
+		bool busy = in_flight(s);
+		size_t n = same_src(ac, s);
+		if (best < 0 || (best_busy && !busy) ||
+		    (busy == best_busy && n > best_n)) {
+			best = (ssize_t)i;
+			best_n = n;
+			best_busy = busy;
+		}
+	}
+	return best;
+}
+
+/* Probe mode at the cap: one open connection shut down per connection
+ * waiting in the accept queue (less those already on their way out). */
+static void make_room(struct http_conns *ac)
+{
+	size_t closing = 0, want = accept_queue(ac);
+	for (size_t i = 0; i < ac->n_socks; i++)
+		closing += !ac->socks[i].deadline_ms;
+	while (closing < want) {
+		ssize_t v = victim(ac);
+		if (v < 0)
+			return;
+		ac->socks[v].deadline_ms = 0;
+		(void)shutdown(ac->socks[v].fd, SHUT_RDWR);
+		closing++;
+		if (ac->replaced++ % 1000 == 0)
+			log_info("%s: %zu connections open (the most); closing one of "
+			         "the address holding the most for a new one",
+			         ac->what, ac->cap);
+	}
+}
+
 static void retry_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct http_conns *ac = arg;
-	if (sweep(ac) >= ac->cap && !(ac->probe_mode && ac->n_socks)) {
+	if (sweep(ac) >= ac->cap) {
+		if (ac->probe_mode)
+			make_room(ac);
 		stop(ac);
 		return;
 	}
@@ -143,32 +240,25 @@ static void note_cb(evutil_socket_t fd, short ev, void *arg)
 		struct bufferevent *bev = ac->fresh[i];
 		int s = (int)bufferevent_getfd(bev);
 		struct stat sb;
-		if (s >= 0 && ac->n_socks < ac->cap && fstat(s, &sb) == 0)
-			ac->socks[ac->n_socks++] = (struct http_sock){
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		if (s >= 0 && ac->n_socks < ac->cap && fstat(s, &sb) == 0) {
+			struct http_sock *n = &ac->socks[ac->n_socks++];
+			*n = (struct http_sock){
 			    .fd = s,
 			    .dev = sb.st_dev,
 			    .ino = sb.st_ino,
 			    .deadline_ms = mono_ms() + HTTP_CONNS_REQUEST_S * 1000};
+			if (getpeername(s, (struct sockaddr *)&ss, &sl) == 0 &&
+			    ss.ss_family == AF_INET)
+				memcpy(n->src, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+			else if (ss.ss_family == AF_INET6)
+				memcpy(n->src, &((struct sockaddr_in6 *)&ss)->sin6_addr,
+				       16);
+		}
 		bufferevent_decref(bev); /* evhttp's, or freed if it let go */
 	}
 	ac->n_fresh = 0;
-}
-
-/* Probe mode at the cap: the oldest noted connection makes room (the list
- * is in the order of opening; it leaves the list now, evhttp frees it when
- * it sees the end). false when none can go (all are this turn's). */
-static bool replace_oldest(struct http_conns *ac)
-{
-	if (!ac->n_socks)
-		return false;
-	(void)shutdown(ac->socks[0].fd, SHUT_RDWR);
-	memmove(&ac->socks[0], &ac->socks[1], (ac->n_socks - 1) * sizeof(ac->socks[0]));
-	ac->n_socks--;
-	if (ac->replaced++ % 1000 == 0)
-		log_info("%s: %zu connections open (the most); closing the oldest for a "
-		         "new one",
-		         ac->what, ac->cap);
-	return true;
 }
 
 struct bufferevent *http_conns_bevcb(struct event_base *base, void *arg)
@@ -177,17 +267,17 @@ struct bufferevent *http_conns_bevcb(struct event_base *base, void *arg)
 	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev)
 		return NULL; /* evhttp makes its own; not counted */
+	/* The listener stops at the cap (below), so there is room: every
+	 * connection is counted. */
 	if (ac->n_fresh < ac->cap) {
 		bufferevent_incref(bev);
 		ac->fresh[ac->n_fresh++] = bev;
 		event_active(ac->note, 0, 0);
 	}
 	/* Called from the listener's accept loop: stopping it here keeps the
-	 * next connection in the backlog. */
-	size_t open = sweep(ac); /* this one included */
-	if (!ac->probe_mode && open >= ac->cap)
-		stop(ac);
-	else if (ac->probe_mode && open > ac->cap && !replace_oldest(ac))
+	 * next connection in the backlog (in probe mode, until retry_cb has
+	 * made room for it). */
+	if (sweep(ac) >= ac->cap) /* this one included */
 		stop(ac);
 	return bev;
 }
@@ -205,7 +295,7 @@ static void accept_error_cb(struct evconnlistener *lis, void *arg)
 	if (ac->accept_errors++ % 600 == 0)
 		log_warn("%s: accepting connections: %s; pausing %d ms at a time",
 		         ac->what, strerror(e), HTTP_CONNS_RETRY_MS);
-	stop(ac);
+	stop_ms(ac, HTTP_CONNS_RETRY_MS);
 }
 
 struct http_conns *http_conns_new(struct event_base *base, struct evconnlistener *lis,

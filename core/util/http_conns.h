@@ -32,16 +32,18 @@ struct bufferevent *http_conns_bevcb(struct event_base *base, void *arg);
  * again (HTTP_CONNS_REQUEST_S plus the write timeout given below). */
 void http_conns_served(struct http_conns *ac, int fd);
 void http_conns_set_write_timeout(struct http_conns *ac, int s);
-/* For probes and scrapers (the health listeners): at the cap a new
- * connection replaces the oldest open one (shut down), instead of waiting
- * in the backlog, and a connection lives at most HTTP_CONNS_REQUEST_S
- * from its opening whatever it sends (requests do not extend it). So
- * keep-alive clients cannot hold every slot and starve a kubelet's probe.
+/* For probes and scrapers (the health listeners): at the cap a connection
+ * waiting in the backlog makes an open one be shut down within a few ms
+ * (of the source address holding the most, no request in flight if
+ * possible; never more than cap held), and a connection lives at most
+ * HTTP_CONNS_REQUEST_S from its opening whatever it sends (requests do not
+ * extend it). So neither keep-alive clients nor a connect flood from one
+ * address can hold every slot and starve a kubelet's probe.
  * mesh-control's admin API keeps the default: its clients are operators
  * with a key, a request there may take long, and cutting one off
  * mid-session would break a command; it only waits in the backlog. */
 void http_conns_set_probe_mode(struct http_conns *ac);
-/* Connections shut down to make room for a new one, since the start. */
+/* Connections shut down to make room for a waiting one, since the start. */
 unsigned long long http_conns_replaced(struct http_conns *ac);
 /* Connections shut down at their deadline, since the start. */
 unsigned long long http_conns_expired(struct http_conns *ac);

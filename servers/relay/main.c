@@ -568,9 +568,13 @@ static const char *join_from_file_or_env(const struct opts *o, char *buf, size_t
 		buf[strcspn(buf, "\r\n")] = 0;
 		return buf;
 	}
-	const char *e = getenv("MESH_RELAY_JOIN");
+	char *e = getenv("MESH_RELAY_JOIN");
 	if (e && *e) {
 		snprintf(buf, cap, "%s", e);
+		/* the token leaves the environment: wiped where
+		 * /proc/PID/environ reads it, then dropped */
+		sodium_memzero(e, strlen(e));
+		unsetenv("MESH_RELAY_JOIN");
 		return buf;
 	}
 	return NULL;

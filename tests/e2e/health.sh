@@ -201,6 +201,13 @@ check "alpha: meshproxy_network_changes_total is exported" \
     not test "$(pv alpha meshproxy_network_changes_total)" = none
 check "alpha: front-ends by kind and index" \
     test "$(pv alpha 'meshproxy_frontend_active_connections{frontend="socks5",index="0"}')" != none
+# relay series: never labelled by position (magicsock swap-removes them)
+check "alpha: relay totals only (meshproxy_relays_connected 1, no per-relay series)" \
+    test "$(pv alpha meshproxy_relays_connected)" = 1
+check "alpha: no relay series labelled index=" \
+    not grep -qE '^meshproxy_relay_[a-z_]+\{[^}]*index=' "$E2E_TMP/alpha.prom"
+check "bravo (--metrics-peers): the relay's series named by relay=, no index=" \
+    grep -qE '^meshproxy_relay_connected\{relay="[^"]+",region="lab",home="true"\} 1$' "$E2E_TMP/bravo.prom"
 # bravo (--metrics-peers): per-peer series, peer= and key= (8 base64 chars)
 check "bravo: per-peer series for alpha, with an 8-character key label" \
     grep -qE '^meshproxy_peer_rx_bytes_total\{peer="alpha",key="[A-Za-z0-9+/]{8}"\} ' "$E2E_TMP/bravo.prom"

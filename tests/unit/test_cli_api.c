@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/api_client.h"
@@ -70,6 +71,57 @@ static void test_own_socket_trusted(void **st)
 	if (fd < 0)
 		fail_msg("refused our own socket: %s", err);
 	close(fd);
+	close(l);
+}
+
+/* A stopped node: its API socket's backlog is full and nothing accepts.
+ * `mesh-proxy health` (the binary beside the tests) ends within 6 s each
+ * time, saying so in one line; before, its connect() blocked for ever. */
+static void test_health_bounded_on_stuck_node(void **st)
+{
+	(void)st;
+	char path[100], exe[512], cmd[1024];
+	snprintf(path, sizeof(path), "%s/stuck.sock", tmp);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	int l = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(l >= 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(l, 0), 0);
+	int held[8], n = 0;
+	for (; n < 8; n++) { /* fill the backlog */
+		held[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (connect(held[n], (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+			close(held[n]);
+			break;
+		}
+	}
+	assert_true(n < 8);
+	ssize_t el = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	assert_true(el > 0);
+	exe[el] = 0;
+	char *slash = strrchr(exe, '/');
+	assert_non_null(slash);
+	*slash = 0; /* build/tests -> build/mesh-proxy */
+	snprintf(cmd, sizeof(cmd), "%s/../mesh-proxy health --api %s 2>&1", exe, path);
+	for (int i = 0; i < 3; i++) {
+		struct timespec a, b;
+		char line[512] = "";
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		FILE *p = popen(cmd, "r");
+		assert_non_null(p);
+		if (!fgets(line, sizeof(line), p))
+			line[0] = 0;
+		int rc = pclose(p);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		double s = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+		fprintf(stderr, "health on a stuck node: %.1f s: %s", s, line);
+		assert_true(s < 6.0);
+		assert_int_not_equal(rc, 0);
+		assert_non_null(strstr(line, "did not accept the connection"));
+	}
+	for (int i = 0; i < n; i++)
+		close(held[i]);
 	close(l);
 }
 
@@ -305,6 +357,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_own_socket_trusted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_socket, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_health_bounded_on_stuck_node, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_other_users_socket_refused, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_default_socket_dir, setup, teardown),

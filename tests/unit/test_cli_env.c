@@ -440,6 +440,11 @@ static void test_scrub_secrets(void **state)
 	cli_env_scrub(env2, &e);
 	assert_null(strstr(v4 + 16, "mesh1"));
 	assert_string_equal(c2.join, "mesh1SECRETTOKEN");
+	/* the split copy is wiped whole, past the NUL after "--join" */
+	assert_int_equal(e.xbuf_len, strlen("--join mesh1SECRETTOKEN") + 1);
+	cli_env_wipe(&e);
+	for (size_t i = 0; i < e.xbuf_len; i++)
+		assert_int_equal(e.xbuf[i], 0);
 	cli_env_release(&e);
 }
 

@@ -388,6 +388,140 @@ static void keepalive_clients_do_not_starve(void **state)
 	}
 }
 
+/* Sockets of this process now (the clients' and the server's). */
+static int count_sockets(void)
+{
+	char path[64], link[64];
+	int n = 0;
+	for (int fd = 0; fd < 256; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		ssize_t l = readlink(path, link, sizeof(link) - 1);
+		if (l > 0 && strncmp(link, "socket:", 7) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* 2 * HEALTHD_MAX_CONNS clients connected before the loop runs once (all
+ * in the backlog, accepted in one turn), each asking every 2 s: the server
+ * never holds more than HEALTHD_MAX_CONNS of them, and every one is closed
+ * HTTP_CONNS_REQUEST_S after its opening (none escapes the count). */
+static void backlog_burst_stays_bounded(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 2 * HEALTHD_MAX_CONNS };
+	struct ka k[N];
+	int base = count_sockets(), most = 0;
+	for (size_t i = 0; i < N; i++) {
+		k[i] = (struct ka){.fd = ka_open(f)};
+		ka_send(&k[i]);
+	}
+	int64_t t0 = (int64_t)time(NULL);
+	for (int s = 0; s < HTTP_CONNS_REQUEST_S + 2; s += 2) {
+		for (int t = 0; t < 2000; t += 2) {
+			event_base_loop(f->base, EVLOOP_NONBLOCK);
+			for (size_t i = 0; i < N; i++)
+				ka_read(&k[i]);
+			int held = count_sockets() - base - N;
+			if (held > most)
+				most = held;
+			assert_true(http_conns_open(healthd_conns(f->hd)) <=
+			            HEALTHD_MAX_CONNS);
+			usleep(2000);
+		}
+		for (size_t i = 0; i < N; i++)
+			ka_send(&k[i]);
+	}
+	/* ~12 s of loop above; by now all had their lifetime */
+	pump(f, k, N, 1000);
+	size_t open = 0;
+	for (size_t i = 0; i < N; i++) {
+		open += !k[i].closed;
+		close(k[i].fd);
+	}
+	fprintf(stderr, "burst: at most %d held; %zu still open after %lld s\n", most,
+	        open, (long long)(time(NULL) - t0));
+	assert_true(most <= HEALTHD_MAX_CONNS);
+	assert_int_equal(open, 0);
+}
+
+/* A client bound to src (127.0.0.x), connecting to the listener. */
+static int open_from(const struct fixture *f, const char *src)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons(f->port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in b = {.sin_family = AF_INET};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(inet_pton(AF_INET, src, &b.sin_addr), 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&b, sizeof(b)), 0);
+	int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	assert_true(r == 0 || errno == EINPROGRESS);
+	return fd;
+}
+
+/* The flood: every turn FLOOD_RATE new connections (each asks for
+ * /livez), held until the server closes them. */
+#define FLOOD_SLOTS 192
+#define FLOOD_RATE  8
+static void flood_turn(const struct fixture *f, struct ka *fl)
+{
+	int opened = 0;
+	for (size_t i = 0; i < FLOOD_SLOTS; i++) {
+		if (fl[i].fd >= 0)
+			ka_read(&fl[i]);
+		if (fl[i].fd >= 0 && fl[i].closed) {
+			close(fl[i].fd);
+			fl[i].fd = -1;
+		}
+		if (fl[i].fd < 0 && opened < FLOOD_RATE) {
+			fl[i] = (struct ka){.fd = open_from(f, "127.0.0.2")};
+			ka_send(&fl[i]);
+			opened++;
+		}
+	}
+}
+
+/* One source (127.0.0.2) opens FLOOD_RATE connections at every turn of
+ * the loop and holds them (far more than the cap, and than the backlog),
+ * while another (127.0.0.1) probes like a kubelet: a new connection, GET
+ * /livez a few ms later, 1 s to answer. At least 99 of 100 probes get
+ * their 200: the flood's own connections make room. (When the oldest
+ * connection made room, the probe's was shut down before it was read.) */
+static void connect_flood_does_not_evict_probe(void **state)
+{
+	struct fixture *f = *state;
+	static struct ka fl[FLOOD_SLOTS];
+	unsigned ok = 0;
+	for (size_t i = 0; i < FLOOD_SLOTS; i++)
+		fl[i] = (struct ka){.fd = -1};
+	for (int t = 0; t < 200; t++) { /* the flood holds the listener */
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+		flood_turn(f, fl);
+		usleep(1000);
+	}
+	for (int p = 0; p < 100; p++) {
+		struct ka pr = {.fd = open_from(f, "127.0.0.1")};
+		for (int t = 0; t < 1000 && !pr.answers; t++) {
+			if (t == 5) /* a round trip after the handshake */
+				ka_send(&pr);
+			event_base_loop(f->base, EVLOOP_NONBLOCK);
+			flood_turn(f, fl);
+			ka_read(&pr);
+			usleep(1000);
+		}
+		ok += pr.answers > 0;
+		close(pr.fd);
+	}
+	for (size_t i = 0; i < FLOOD_SLOTS; i++)
+		if (fl[i].fd >= 0)
+			close(fl[i].fd);
+	fprintf(stderr, "flood: %u of 100 probes answered; %llu replaced\n", ok,
+	        http_conns_replaced(healthd_conns(f->hd)));
+	assert_true(ok >= 99);
+}
+
 static void port_in_use(void **state)
 {
 	struct fixture *f = *state;
@@ -408,6 +542,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(port_in_use, setup, teardown),
 	    cmocka_unit_test_setup_teardown(refused_lines_counted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(keepalive_clients_do_not_starve, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(backlog_burst_stays_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(connect_flood_does_not_evict_probe, setup,
 	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -348,6 +348,25 @@ static void test_creds_every_generated_section(void **state)
 	assert_string_equal(cfg.socks5[1].username, "app");
 	config_free(&cfg);
 	node_ctl_prep_free(p);
+
+	/* sections the parser accepts and a text scan missed: a BOM before
+	 * the first, a vertical tab before the second */
+	f = fopen(ini, "w");
+	assert_non_null(f);
+	fputs("\xef\xbb\xbf[Socks5]\nBindAddress = 127.0.0.1:1090\n"
+	      "\v[http]\nBindAddress = 127.0.0.1:1091\n",
+	      f);
+	fclose(f);
+	a.http_proxy = "0.0.0.0:8118";
+	p = prep(&a, &cfg);
+	assert_int_equal(cfg.n_socks5, 2);
+	assert_int_equal(cfg.n_http, 2);
+	assert_null(cfg.socks5[0].username);
+	assert_null(cfg.http[0].username);
+	assert_string_equal(cfg.socks5[1].username, "app");
+	assert_string_equal(cfg.http[1].username, "app");
+	config_free(&cfg);
+	node_ctl_prep_free(p);
 }
 
 /* Forwards other hosts reach need the waiver of open proxies. */
@@ -474,12 +493,81 @@ static void test_credential_text(void **state)
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
 	fputs("{\"socks5\":\"1090\",\"http_proxy\":\"3128\",\"proxy_user\":\"app\","
-	      "\"proxy_password\":\"x\"}",
+	      "\"proxy_password\":\"x\\u0001\"}",
 	      f);
 	fclose(f);
 	struct node_ctl_args bare = {.state_dir = dir};
 	p = prep(&bare, &cfg);
 	assert_int_equal(cfg.n_socks5 + cfg.n_http, 0);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+
+	/* a short password kept before the 8-byte minimum still applies (an
+	 * upgrade does not drop the kept settings); new input must meet it */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"socks5\":\"1090\",\"http_proxy\":\"3128\",\"proxy_user\":\"app\","
+	      "\"proxy_password\":\"x\"}",
+	      f);
+	fclose(f);
+	p = prep(&bare, &cfg);
+	assert_int_equal(cfg.n_socks5, 1);
+	assert_int_equal(cfg.n_http, 1);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+	struct node_ctl_args again = {.state_dir = dir, .proxy_password = "short"};
+	assert_null(node_ctl_prepare(&again, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "want 8 to 255 bytes"));
+}
+
+/* The proxy user and password come from one place: both this run's
+ * (MESH_PROXY_*) or both kept; a mix is refused with one line. */
+static void test_credentials_one_source(void **state)
+{
+	(void)state;
+	char dir[300], tok[CTL_TOKEN_STR_MAX], err[600];
+	bool usage;
+	snprintf(dir, sizeof(dir), "%s/cm", root);
+	make_token(tok, sizeof(tok));
+	struct config cfg;
+	/* a kept user with this run's password: refused (the next plain run
+	 * would have the user and no password) */
+	struct node_ctl_args mix = {.state_dir = dir,
+	                            .join_token = tok,
+	                            .socks5 = "0.0.0.0:1080",
+	                            .proxy_user = "app",
+	                            .proxy_password = "pw-0123456",
+	                            .transient = NODE_ARG_PROXY_PASSWORD};
+	assert_null(node_ctl_prepare(&mix, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "must come from the same place"));
+	/* both kept: fine, and a plain run has both */
+	mix.transient = 0;
+	struct node_ctl_prep *p = prep(&mix, &cfg);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+	struct node_ctl_args bare = {.state_dir = dir};
+	p = prep(&bare, &cfg);
+	assert_int_equal(cfg.n_socks5, 1);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+	/* this run's user alone would pair with the kept password: refused */
+	struct node_ctl_args u = {
+	    .state_dir = dir, .proxy_user = "other", .transient = NODE_ARG_PROXY_USER};
+	assert_null(node_ctl_prepare(&u, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "must come from the same place"));
+	/* this run's password alone, with the kept user: refused */
+	struct node_ctl_args w = {.state_dir = dir,
+	                          .proxy_password = "pw-9876543",
+	                          .transient = NODE_ARG_PROXY_PASSWORD};
+	assert_null(node_ctl_prepare(&w, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "must come from the same place"));
+	/* both for this run: fine */
+	struct node_ctl_args both = {.state_dir = dir,
+	                             .proxy_user = "other",
+	                             .proxy_password = "pw-9876543",
+	                             .transient =
+	                                 NODE_ARG_PROXY_USER | NODE_ARG_PROXY_PASSWORD};
+	p = prep(&both, &cfg);
 	config_free(&cfg);
 	node_ctl_prep_free(p);
 }
@@ -574,6 +662,7 @@ int main(void)
 	    cmocka_unit_test(test_creds_every_generated_section),
 	    cmocka_unit_test(test_open_forward_needs_waiver),
 	    cmocka_unit_test(test_transient_and_no_prefs),
+	    cmocka_unit_test(test_credentials_one_source),
 	    cmocka_unit_test(test_credential_text),
 	    cmocka_unit_test(test_long_config_path),
 	    cmocka_unit_test(test_kept_open_warned),
