@@ -371,7 +371,10 @@ static void m_control(const struct node_ctl *m, bool detail, struct prom *p)
 	 * otherwise. */
 	if (!detail) {
 		size_t up = 0;
-		uint64_t rx = 0, tx = 0;
+		struct magicsock_stats st = {0};
+		if (m->ms)
+			magicsock_get_stats(m->ms, &st);
+		uint64_t rx = st.relay_closed_rx_bytes, tx = st.relay_closed_tx_bytes;
 		bool home = false;
 		for (size_t i = 0; i < n; i++) {
 			bool on = rs[i].state == RELAY_CLIENT_CONNECTED;
@@ -386,8 +389,8 @@ static void m_control(const struct node_ctl *m, bool detail, struct prom *p)
 		prom_gauge(p, "meshproxy_relay_home_connected",
 		           "1 while the connection to the home relay is up.", home);
 		prom_family(p, "meshproxy_relay_bytes_total", PROM_COUNTER,
-		            "Bytes through the relay connections open now, by "
-		            "direction (a closed connection's leave the sum).");
+		            "Bytes through relay connections, by direction (closed "
+		            "ones included).");
 		SAMPLE(p, rx, "dir", "rx");
 		SAMPLE(p, tx, "dir", "tx");
 		return;

@@ -334,6 +334,10 @@ static struct ms_conn *conn_find(struct magicsock *ms, uint32_t id)
 static void conn_close(struct magicsock *ms, size_t i)
 {
 	struct ms_conn *k = ms->conns[i];
+	struct relay_client_status rs;
+	relay_client_get_status(k->c, &rs);
+	ms->st.relay_closed_rx_bytes += rs.rx_bytes;
+	ms->st.relay_closed_tx_bytes += rs.tx_bytes;
 	relay_client_free(k->c);
 	sodium_memzero(k, sizeof(*k));
 	free(k);

@@ -213,6 +213,9 @@ struct magicsock_stats {
 	 * side), peers' requests refused while another attempt ran. */
 	uint64_t birthday_attempts, birthday_wins, birthday_probes_sent;
 	uint64_t birthday_socks_opened, birthday_refused;
+	/* Bytes of the relay connections closed so far (what the open ones
+	 * count is in their status): with those, a lifetime total. */
+	uint64_t relay_closed_rx_bytes, relay_closed_tx_bytes;
 };
 void magicsock_get_stats(const struct magicsock *ms, struct magicsock_stats *st);
 /* The relay connections open now (up to max): their identity and state. */
