@@ -23,25 +23,9 @@
 
 #include "cli/env.h"
 #include "node/control.h"
+#include "tests/unit/tmpdir_fixture.h"
 
-static char root[256];
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(root, sizeof(root), "/tmp/test_cli_env.XXXXXX");
-	assert_non_null(mkdtemp(root));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	assert_int_equal(system(cmd), 0);
-	return 0;
-}
+TMPDIR_FIXTURE("test_cli_env")
 
 /* A file under root with these bytes; its path in out. */
 static void write_file(char *out, size_t cap, const char *name, const char *data,

@@ -29,25 +29,9 @@
 #include "config/config.h"
 #include "node/control.h"
 #include "node/control_int.h" /* the expose spec in effect */
+#include "tests/unit/tmpdir_fixture.h"
 
-static char root[256];
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(root, sizeof(root), "/tmp/test_node_control_config.XXXXXX");
-	assert_non_null(mkdtemp(root));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	assert_int_equal(system(cmd), 0);
-	return 0;
-}
+TMPDIR_FIXTURE("test_node_control_config")
 
 static void make_token(char *out, size_t cap, uint8_t key_byte, const char *auth)
 {

@@ -28,25 +28,9 @@
 #include "node/control.h"
 #include "node/control_int.h"
 #include "node/forward.h"
+#include "tests/unit/tmpdir_fixture.h"
 
-static char root[256];
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(root, sizeof(root), "/tmp/test_node_forward.XXXXXX");
-	assert_non_null(mkdtemp(root));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	assert_int_equal(system(cmd), 0);
-	return 0;
-}
+TMPDIR_FIXTURE("test_node_forward")
 
 static void test_parse(void **state)
 {
