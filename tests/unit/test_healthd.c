@@ -445,8 +445,9 @@ static void backlog_burst_stays_bounded(void **state)
 	assert_int_equal(open, 0);
 }
 
-/* A client bound to src (127.0.0.x), connecting to the listener. */
-static int open_from(const struct fixture *f, const char *src)
+/* A client bound to src (127.0.0.x), connecting to the listener; rcvbuf:
+ * its SO_RCVBUF (0: the default). */
+static int open_src(const struct fixture *f, const char *src, int rcvbuf)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET,
 	                        .sin_port = htons(f->port),
@@ -455,10 +456,134 @@ static int open_from(const struct fixture *f, const char *src)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	assert_true(fd >= 0);
 	assert_int_equal(inet_pton(AF_INET, src, &b.sin_addr), 1);
+	if (rcvbuf)
+		assert_int_equal(
+		    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&b, sizeof(b)), 0);
 	int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
 	assert_true(r == 0 || errno == EINPROGRESS);
 	return fd;
+}
+
+static int open_from(const struct fixture *f, const char *src)
+{
+	return open_src(f, src, 0);
+}
+
+/* A client from src that asks n times at once and never reads: its tiny
+ * receive window keeps the answers in the server's send queue (a request
+ * in flight, as the server sees it). */
+static int stuck_open(const struct fixture *f, const char *src, int n)
+{
+	static const char req[] = "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n";
+	int fd = open_src(f, src, 1);
+	for (int i = 0; i < n; i++)
+		(void)send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL);
+	return fd;
+}
+
+/* Opens n clients from src, one per turn of the loop (in order of age). */
+static void open_many(struct fixture *f, struct ka *k, size_t n, const char *src)
+{
+	for (size_t i = 0; i < n; i++) {
+		k[i] = (struct ka){.fd = open_from(f, src)};
+		pump(f, k, i + 1, 4);
+	}
+}
+
+/* At the cap, 31 idle connections from 127.0.0.2 and one from 127.0.0.1
+ * whose answers sit in the send queue; 40 more from 127.0.0.2 wait in the
+ * accept queue. Room is made from 127.0.0.2's alone: however many wait, a
+ * source's last connection is never shut down. */
+static void queue_does_not_evict_last_of_source(void **state)
+{
+	struct fixture *f = *state;
+	struct ka idle[HEALTHD_MAX_CONNS - 1], more[40], st;
+	open_many(f, idle, HEALTHD_MAX_CONNS - 1, "127.0.0.2");
+	st = (struct ka){.fd = stuck_open(f, "127.0.0.1", 400)};
+	pump(f, idle, HEALTHD_MAX_CONNS - 1, 300);
+	assert_int_equal(http_conns_open(healthd_conns(f->hd)), HEALTHD_MAX_CONNS);
+	for (size_t i = 0; i < 40; i++)
+		more[i] = (struct ka){.fd = open_from(f, "127.0.0.2")};
+	pump(f, more, 40, 300);
+	assert_true(http_conns_replaced(healthd_conns(f->hd)) > 0);
+	for (int t = 0; t < 300; t += 2) { /* drain st: a shutdown shows as its end */
+		pump(f, &st, 1, 2);
+		assert_false(st.closed);
+	}
+	close(st.fd);
+	for (size_t i = 0; i < HEALTHD_MAX_CONNS - 1; i++)
+		close(idle[i].fd);
+	for (size_t i = 0; i < 40; i++)
+		close(more[i].fd);
+}
+
+/* 31 connections from 127.0.0.2 with requests in flight (their answers
+ * unread), one idle from 127.0.0.3, one more waiting: the room is made
+ * from 127.0.0.2, which holds more (busy-ness is the peer's to choose). */
+static void busy_source_loses_before_idle_one(void **state)
+{
+	struct fixture *f = *state;
+	struct ka a[HEALTHD_MAX_CONNS - 1], b, c;
+	for (size_t i = 0; i < HEALTHD_MAX_CONNS - 1; i++) {
+		a[i] = (struct ka){.fd = stuck_open(f, "127.0.0.2", 400)};
+		pump(f, a, 0, 4);
+	}
+	b = (struct ka){.fd = open_from(f, "127.0.0.3")};
+	pump(f, &b, 1, 100);
+	assert_int_equal(http_conns_open(healthd_conns(f->hd)), HEALTHD_MAX_CONNS);
+	c = (struct ka){.fd = open_from(f, "127.0.0.4")};
+	pump(f, &b, 1, 200); /* well under a second: 127.0.0.2's still look busy */
+	assert_true(http_conns_replaced(healthd_conns(f->hd)) > 0);
+	assert_false(b.closed);
+	close(b.fd);
+	close(c.fd);
+	for (size_t i = 0; i < HEALTHD_MAX_CONNS - 1; i++)
+		close(a[i].fd);
+}
+
+/* A flood that asks and hangs up at once (the server's answer meets a
+ * closed socket: no TIME_WAIT is left on either side), RUSH_RATE
+ * connections every turn, more than a 5 ms look at the queue could
+ * accept, while 127.0.0.1 probes: at least 99 of 100 probes get their
+ * 200 within 1 s (the backlog does not overflow). */
+#define RUSH_RATE 12
+static void rush_turn(const struct fixture *f)
+{
+	static const char req[] = "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n";
+	for (int i = 0; i < RUSH_RATE; i++) {
+		int fd = open_from(f, "127.0.0.2");
+		(void)send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL);
+		close(fd);
+	}
+}
+
+static void rush_does_not_overflow_backlog(void **state)
+{
+	struct fixture *f = *state;
+	unsigned ok = 0;
+	time_t t0 = time(NULL);
+	for (int t = 0; t < 200; t++) {
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+		rush_turn(f);
+		usleep(1000);
+	}
+	for (int p = 0; p < 100; p++) {
+		struct ka pr = {.fd = open_from(f, "127.0.0.1")};
+		for (int t = 0; t < 1000 && !pr.answers; t++) {
+			if (t == 5)
+				ka_send(&pr);
+			event_base_loop(f->base, EVLOOP_NONBLOCK);
+			rush_turn(f);
+			ka_read(&pr);
+			usleep(1000);
+		}
+		ok += pr.answers > 0;
+		close(pr.fd);
+	}
+	fprintf(stderr, "rush: %u of 100 probes answered in %lld s\n", ok,
+	        (long long)(time(NULL) - t0));
+	assert_true(ok >= 99);
 }
 
 /* The flood: every turn FLOOD_RATE new connections (each asks for
@@ -545,6 +670,12 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(backlog_burst_stays_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(connect_flood_does_not_evict_probe, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(queue_does_not_evict_last_of_source, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(busy_source_loses_before_idle_one, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(rush_does_not_overflow_backlog, setup,
 	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
