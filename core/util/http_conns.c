@@ -224,17 +224,17 @@ static ssize_t victim(const struct http_conns *ac, size_t share)
 
 /* Probe mode at the cap, queued connections waiting: shuts down at most
  * one open connection per waiting one (less those already on their way
- * out), only of sources above their fair share. Returns how many it shut
- * down. */
+ * out), only of sources above their fair share. Returns how many are on
+ * their way out: none, and no room comes until one closes by itself. */
 static size_t make_room(struct http_conns *ac, size_t queued)
 {
-	size_t closing = 0, done = 0;
+	size_t closing = 0;
 	for (size_t i = 0; i < ac->n_socks; i++)
 		closing += !ac->socks[i].deadline_ms;
 	if (closing >= queued)
-		return 0;
+		return closing;
 	size_t share = ac->cap / (census(ac) + 1);
-	for (; closing < queued; closing++, done++) {
+	for (; closing < queued; closing++) {
 		ssize_t v = victim(ac, share);
 		if (v < 0)
 			break;
@@ -250,7 +250,7 @@ static size_t make_room(struct http_conns *ac, size_t queued)
 			         "an address holding more than %zu for a new one",
 			         ac->what, ac->cap, share);
 	}
-	return done;
+	return closing;
 }
 
 /* Probe mode, at the cap: makes room for queued connections, and looks
