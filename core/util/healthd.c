@@ -229,7 +229,8 @@ static int bind_socket(const struct sockaddr_storage *ss, socklen_t len)
 	if (fd < 0)
 		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, HEALTHD_BACKLOG) < 0) {
+	    bind(fd, (const struct sockaddr *)ss, len) < 0 ||
+	    listen(fd, HEALTHD_BACKLOG) < 0) {
 		int e = errno;
 		close(fd);
 		return -e;
