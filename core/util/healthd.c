@@ -217,6 +217,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 	}
 }
 
+/* The health listener's accept queue: a flood fills it later (a kubelet's
+ * SYN is dropped only when it is full), and a probe waits in it behind at
+ * most this many, accepted HEALTHD_MAX_CONNS at a time (see http_conns.h). */
+#define HEALTHD_BACKLOG 1024
+
 static int bind_socket(const struct sockaddr_storage *ss, socklen_t len)
 {
 	int one = 1;
@@ -224,7 +229,8 @@ static int bind_socket(const struct sockaddr_storage *ss, socklen_t len)
 	if (fd < 0)
 		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, 64) < 0) {
+	    bind(fd, (const struct sockaddr *)ss, len) < 0 ||
+	    listen(fd, HEALTHD_BACKLOG) < 0) {
 		int e = errno;
 		close(fd);
 		return -e;

@@ -22,13 +22,22 @@
  * In probe mode (the health listeners) requests do not move the deadline.
  * At the cap the listener stops as in the default mode (so every accepted
  * connection is counted, however many arrive in one turn, and no more than
- * cap descriptors are ever held), but every few milliseconds it looks at
- * the kernel's accept queue: for each connection waiting there, one open
- * connection is shut down to make room. The one shut down belongs to the
- * source address holding the most connections (ties: the oldest), and
- * has no request in flight if another can go: a connect flood from one
- * address evicts its own connections, not a kubelet's probe. A shut-down
- * connection stays counted until evhttp closes its descriptor. */
+ * cap descriptors are ever held). While connections wait in the kernel's
+ * accept queue it is looked at every millisecond or so, and open ones are
+ * shut down to make room, at most one per waiting connection, and only of
+ * a source (an IPv4 address, an IPv6 /64) holding more than its fair share:
+ * cap / (sources holding connections + 1, for the newcomer). The source
+ * holding the most loses first; within a source, a connection with no
+ * request in flight before one with, then the oldest. A source's last
+ * connection is never shut down, so a connect flood from one source evicts
+ * its own connections, not a kubelet's probe, and the count of waiting
+ * connections (which may include some the client already reset) costs the
+ * flood, not others. "In flight" is peer-controlled (a peer that does not
+ * ACK keeps its response in our send queue), so it only orders within a
+ * source, and a response unacknowledged for HTTP_CONNS_STUCK_MS counts as
+ * idle. With the queue empty nothing ticks: a one-shot read event on the
+ * listening socket says when a connection queues. A shut-down connection
+ * stays counted until evhttp closes its descriptor. */
 #include "core/util/http_conns.h"
 
 #include <errno.h>
@@ -50,15 +59,23 @@
 #include "core/util/log.h"
 
 #define HTTP_CONNS_RETRY_MS 100
-/* Probe mode at the cap: how often the accept queue is looked at. */
-#define HTTP_CONNS_PROBE_RETRY_MS 5
+/* Probe mode at the cap, connections waiting: how often the accept queue
+ * is looked at; doubled up to HTTP_CONNS_RETRY_MS while no room can be made. */
+#define HTTP_CONNS_PROBE_RETRY_MS 1
+/* A response unacknowledged this long is stuck: its connection counts as idle. */
+#define HTTP_CONNS_STUCK_MS 1000
 
 struct http_sock {
 	int fd;
 	dev_t dev;
 	ino_t ino;
 	int64_t deadline_ms; /* monotonic; 0: shut down already */
-	uint8_t src[16];     /* the peer's address (IPv4 in the first 4) */
+	int64_t outq_ms;     /* when its send queue was first seen non-empty; 0 */
+	uint8_t src[16];     /* the peer's address, IPv4 in the first 4, IPv6 /64 */
+	sa_family_t fam;     /* of src; AF_UNSPEC: unknown, its own source */
+	/* make_room's, computed once per call: */
+	bool busy;    /* a request in flight */
+	size_t n_src; /* open connections of its source */
 };
 
 struct http_conns {
@@ -69,6 +86,8 @@ struct http_conns {
 	struct bufferevent **fresh; /* created this turn, socket not noted yet */
 	size_t n_fresh;
 	struct event *note, *retry, *deadline;
+	struct event *wake; /* probe mode: the listening socket readable */
+	int tick_ms;        /* probe mode: the retry's interval now */
 	bool stopped;
 	unsigned accept_errors;
 	unsigned long long expired;
@@ -119,7 +138,7 @@ static void stop_ms(struct http_conns *ac, int ms)
 
 static void stop(struct http_conns *ac)
 {
-	stop_ms(ac, ac->probe_mode ? HTTP_CONNS_PROBE_RETRY_MS : HTTP_CONNS_RETRY_MS);
+	stop_ms(ac, ac->probe_mode ? ac->tick_ms : HTTP_CONNS_RETRY_MS);
 }
 
 /* Connections waiting in the kernel's accept queue (Linux reports it in
@@ -135,78 +154,137 @@ static size_t accept_queue(struct http_conns *ac)
 	return ti.tcpi_unacked;
 }
 
-/* A request came in and is not read yet, or its response is not out. */
-static bool in_flight(const struct http_sock *s)
+/* A request came in and is not read yet, or its response is not out (and
+ * has not sat unacknowledged past HTTP_CONNS_STUCK_MS: a peer that does not
+ * ACK must not make its connections look busy for ever). */
+static bool in_flight(struct http_sock *s, int64_t now)
 {
 	int in = 0, out = 0;
-	return (ioctl(s->fd, FIONREAD, &in) == 0 && in > 0) ||
-	       (ioctl(s->fd, SIOCOUTQ, &out) == 0 && out > 0);
+	if (ioctl(s->fd, SIOCOUTQ, &out) != 0 || out <= 0)
+		s->outq_ms = 0;
+	else if (!s->outq_ms)
+		s->outq_ms = now;
+	if (ioctl(s->fd, FIONREAD, &in) == 0 && in > 0)
+		return true;
+	return s->outq_ms && now - s->outq_ms <= HTTP_CONNS_STUCK_MS;
 }
 
-static size_t same_src(const struct http_conns *ac, const struct http_sock *s)
+static bool same_src(const struct http_sock *a, const struct http_sock *b)
 {
-	size_t n = 0;
-	for (size_t i = 0; i < ac->n_socks; i++)
-		n += ac->socks[i].deadline_ms &&
-		     !memcmp(ac->socks[i].src, s->src, sizeof(s->src));
-	return n;
+	return a->fam != AF_UNSPEC && a->fam == b->fam &&
+	       !memcmp(a->src, b->src, sizeof(a->src));
 }
 
-/* The connection to shut down for a newcomer: of the source address with
- * the most open connections, the oldest (the list is in the order of
- * opening), skipping those with a request in flight unless all have one.
- * -1 when none is open (all are shut down already). */
-static ssize_t victim(const struct http_conns *ac)
+/* Fills busy and n_src of the open connections; returns how many sources
+ * hold them. */
+static size_t census(struct http_conns *ac)
 {
-	ssize_t best = -1;
-	size_t best_n = 0;
-	bool best_busy = true;
+	int64_t now = mono_ms();
+	size_t sources = 0;
 	for (size_t i = 0; i < ac->n_socks; i++) {
-		const struct http_sock *s = &ac->socks[i];
+		struct http_sock *s = &ac->socks[i];
 		if (!s->deadline_ms)
 			continue;
-		bool busy = in_flight(s);
-		size_t n = same_src(ac, s);
-		if (best < 0 || (best_busy && !busy) ||
-		    (busy == best_busy && n > best_n)) {
-			best = (ssize_t)i;
-			best_n = n;
-			best_busy = busy;
+		s->busy = in_flight(s, now);
+		s->n_src = 0;
+		bool first = true;
+		for (size_t j = 0; j < ac->n_socks; j++) {
+			const struct http_sock *o = &ac->socks[j];
+			if (o->deadline_ms && (j == i || same_src(s, o))) {
+				s->n_src++;
+				first &= j >= i;
+			}
 		}
+		sources += first;
+	}
+	return sources;
+}
+
+/* The connection to shut down for a newcomer: of a source holding more
+ * than share (and more than one), the source holding the most; within it
+ * one with no request in flight, then the oldest (the list is in the order
+ * of opening). -1 when none may go. */
+static ssize_t victim(const struct http_conns *ac, size_t share)
+{
+	ssize_t best = -1;
+	for (size_t i = 0; i < ac->n_socks; i++) {
+		const struct http_sock *s = &ac->socks[i], *b;
+		if (!s->deadline_ms || s->n_src <= share || s->n_src < 2)
+			continue;
+		if (best < 0) {
+			best = (ssize_t)i;
+			continue;
+		}
+		b = &ac->socks[best];
+		if (s->n_src > b->n_src || (s->n_src == b->n_src && b->busy && !s->busy))
+			best = (ssize_t)i;
 	}
 	return best;
 }
 
-/* Probe mode at the cap: one open connection shut down per connection
- * waiting in the accept queue (less those already on their way out). */
-static void make_room(struct http_conns *ac)
+/* Probe mode at the cap, queued connections waiting: shuts down at most
+ * one open connection per waiting one (less those already on their way
+ * out), only of sources above their fair share. Returns how many are on
+ * their way out: none, and no room comes until one closes by itself. */
+static size_t make_room(struct http_conns *ac, size_t queued)
 {
-	size_t closing = 0, want = accept_queue(ac);
+	size_t closing = 0;
 	for (size_t i = 0; i < ac->n_socks; i++)
 		closing += !ac->socks[i].deadline_ms;
-	while (closing < want) {
-		ssize_t v = victim(ac);
+	if (closing >= queued)
+		return closing;
+	size_t share = ac->cap / (census(ac) + 1);
+	for (; closing < queued; closing++) {
+		ssize_t v = victim(ac, share);
 		if (v < 0)
-			return;
-		ac->socks[v].deadline_ms = 0;
-		(void)shutdown(ac->socks[v].fd, SHUT_RDWR);
-		closing++;
+			break;
+		struct http_sock *s = &ac->socks[v];
+		for (size_t i = 0; i < ac->n_socks; i++)
+			if (i != (size_t)v && ac->socks[i].deadline_ms &&
+			    same_src(s, &ac->socks[i]))
+				ac->socks[i].n_src--;
+		s->deadline_ms = 0;
+		(void)shutdown(s->fd, SHUT_RDWR);
 		if (ac->replaced++ % 1000 == 0)
 			log_info("%s: %zu connections open (the most); closing one of "
-			         "the address holding the most for a new one",
-			         ac->what, ac->cap);
+			         "an address holding more than %zu for a new one",
+			         ac->what, ac->cap, share);
 	}
+	return closing;
+}
+
+/* Probe mode, at the cap: makes room for queued connections, and looks
+ * again soon (sooner while room is being made); with none queued, waits
+ * for the listening socket to be readable instead of ticking. */
+static void probe_at_cap(struct http_conns *ac)
+{
+	size_t queued = accept_queue(ac);
+	if (!queued) {
+		ac->tick_ms = HTTP_CONNS_PROBE_RETRY_MS;
+		evtimer_del(ac->retry);
+		event_add(ac->wake, NULL);
+		return;
+	}
+	if (make_room(ac, queued))
+		ac->tick_ms = HTTP_CONNS_PROBE_RETRY_MS;
+	else if (ac->tick_ms < HTTP_CONNS_RETRY_MS)
+		ac->tick_ms = ac->tick_ms * 2 > HTTP_CONNS_RETRY_MS ? HTTP_CONNS_RETRY_MS
+		                                                    : ac->tick_ms * 2;
+	stop(ac);
 }
 
 static void retry_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct http_conns *ac = arg;
+	event_del(ac->wake);
 	if (sweep(ac) >= ac->cap) {
 		if (ac->probe_mode)
-			make_room(ac);
-		stop(ac);
+			probe_at_cap(ac);
+		else
+			stop(ac);
 		return;
 	}
+	ac->tick_ms = HTTP_CONNS_PROBE_RETRY_MS;
 	ac->stopped = false;
 	evconnlistener_enable(ac->lis);
 }
@@ -232,6 +310,30 @@ static void deadline_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
+/* The connection's source: an IPv4 address, or an IPv6 /64 (one host
+ * usually has a whole /64, as mesh-control's own limits assume). A socket
+ * whose peer is unknown (reset already) is shut down: evhttp frees it. */
+static void note_source(struct http_sock *n, const struct sockaddr_storage *ss, int r)
+{
+	if (r == 0 && ss->ss_family == AF_INET) {
+		memcpy(n->src, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+		n->fam = AF_INET;
+	} else if (r == 0 && ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			memcpy(n->src, &a->s6_addr[12], 4);
+			n->fam = AF_INET;
+		} else {
+			memcpy(n->src, a, 8);
+			n->fam = AF_INET6;
+		}
+	} else {
+		n->fam = AF_UNSPEC;
+		n->deadline_ms = 0;
+		(void)shutdown(n->fd, SHUT_RDWR);
+	}
+}
+
 /* The loop's next turn: evhttp has attached each new bufferevent's socket. */
 static void note_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -240,7 +342,7 @@ static void note_cb(evutil_socket_t fd, short ev, void *arg)
 		struct bufferevent *bev = ac->fresh[i];
 		int s = (int)bufferevent_getfd(bev);
 		struct stat sb;
-		struct sockaddr_storage ss;
+		struct sockaddr_storage ss = {0};
 		socklen_t sl = sizeof(ss);
 		if (s >= 0 && ac->n_socks < ac->cap && fstat(s, &sb) == 0) {
 			struct http_sock *n = &ac->socks[ac->n_socks++];
@@ -249,12 +351,7 @@ static void note_cb(evutil_socket_t fd, short ev, void *arg)
 			    .dev = sb.st_dev,
 			    .ino = sb.st_ino,
 			    .deadline_ms = mono_ms() + HTTP_CONNS_REQUEST_S * 1000};
-			if (getpeername(s, (struct sockaddr *)&ss, &sl) == 0 &&
-			    ss.ss_family == AF_INET)
-				memcpy(n->src, &((struct sockaddr_in *)&ss)->sin_addr, 4);
-			else if (ss.ss_family == AF_INET6)
-				memcpy(n->src, &((struct sockaddr_in6 *)&ss)->sin6_addr,
-				       16);
+			note_source(n, &ss, getpeername(s, (struct sockaddr *)&ss, &sl));
 		}
 		bufferevent_decref(bev); /* evhttp's, or freed if it let go */
 	}
@@ -312,7 +409,10 @@ struct http_conns *http_conns_new(struct event_base *base, struct evconnlistener
 	ac->note = event_new(base, -1, 0, note_cb, ac);
 	ac->retry = evtimer_new(base, retry_cb, ac);
 	ac->deadline = event_new(base, -1, EV_PERSIST, deadline_cb, ac);
-	if (!ac->socks || !ac->fresh || !ac->note || !ac->retry || !ac->deadline) {
+	ac->wake = event_new(base, evconnlistener_get_fd(lis), EV_READ, retry_cb, ac);
+	ac->tick_ms = HTTP_CONNS_PROBE_RETRY_MS;
+	if (!ac->socks || !ac->fresh || !ac->note || !ac->retry || !ac->deadline ||
+	    !ac->wake) {
 		http_conns_free(ac);
 		return NULL;
 	}
@@ -341,6 +441,8 @@ void http_conns_free(struct http_conns *ac)
 		event_free(ac->retry);
 	if (ac->deadline)
 		event_free(ac->deadline);
+	if (ac->wake)
+		event_free(ac->wake);
 	free(ac->socks);
 	free(ac->fresh);
 	free(ac);

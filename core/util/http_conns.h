@@ -32,15 +32,24 @@ struct bufferevent *http_conns_bevcb(struct event_base *base, void *arg);
  * again (HTTP_CONNS_REQUEST_S plus the write timeout given below). */
 void http_conns_served(struct http_conns *ac, int fd);
 void http_conns_set_write_timeout(struct http_conns *ac, int s);
-/* For probes and scrapers (the health listeners): at the cap a connection
- * waiting in the backlog makes an open one be shut down within a few ms
- * (of the source address holding the most, no request in flight if
- * possible; never more than cap held), and a connection lives at most
- * HTTP_CONNS_REQUEST_S from its opening whatever it sends (requests do not
- * extend it). So neither keep-alive clients nor a connect flood from one
- * address can hold every slot and starve a kubelet's probe.
- * mesh-control's admin API keeps the default: its clients are operators
- * with a key, a request there may take long, and cutting one off
+/* For probes and scrapers (the health listeners): a connection lives at
+ * most HTTP_CONNS_REQUEST_S from its opening whatever it sends (requests do
+ * not extend it), and at the cap connections waiting in the backlog make
+ * open ones be shut down within a few ms: at most one per waiting
+ * connection, only of a source (IPv4 address, IPv6 /64) holding more than
+ * cap / (sources + 1), the source holding the most first, never a source's
+ * last connection; within a source, idle before busy (a response the peer
+ * has not acknowledged for 1 s counts as idle), then the oldest. So
+ * neither keep-alive clients nor a connect flood from a few addresses can
+ * hold every slot and starve a kubelet's probe. What it does not withstand:
+ * a flood faster than the server accepts and answers (the listener is
+ * re-armed every 1 ms while connections wait, cap at a time: measured
+ * about 10,000 connections a second with the flood on the same 2 cores)
+ * fills the backlog and SYNs are dropped; cap distinct sources holding
+ * one connection each fill it for HTTP_CONNS_REQUEST_S. Hence a
+ * NetworkPolicy for the health port (README). With nothing waiting, no
+ * timer runs. mesh-control's admin API keeps the default: its clients are
+ * operators with a key, a request there may take long, and cutting one off
  * mid-session would break a command; it only waits in the backlog. */
 void http_conns_set_probe_mode(struct http_conns *ac);
 /* Connections shut down to make room for a waiting one, since the start. */
