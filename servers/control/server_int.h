@@ -132,6 +132,10 @@ struct srv_node {
 	 * started). */
 	uint64_t closed_by_node_ms;
 	int64_t gone_s;
+	/* Renamed by a name reuse and not online since (memory only): never
+	 * renamed again, or each newcomer would rename the same absent node
+	 * (app-2, app-3...), a whole-entry change to every peer each time. */
+	bool reclaimed;
 	/* The name its registered hostname gives (ctl_alloc_name_from_host):
 	 * name reuse matches on what a node asked for, not on its name. */
 	char host_base[64];
