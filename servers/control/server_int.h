@@ -324,7 +324,9 @@ uint64_t srv_now_ms(void);
 /* A write of the node batch failed: counted, and /readyz answers 503 for
  * a while (health.c). */
 void srv_note_write_fail(struct ctl_server *s);
-/* A write went through: /readyz no longer holds the last failure. */
+/* A node batch write went through: /readyz no longer holds the last
+ * failure. Only the batch clears it: a one-row write that succeeds while
+ * the batch keeps failing would make /readyz flap. */
 void srv_note_write_ok(struct ctl_server *s);
 int srv_send_msg(struct srv_conn *c, const struct ctl_msg *m);
 int srv_send_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t len);
