@@ -76,7 +76,9 @@ void ctl_client_set_state(struct ctl_client *c, enum ctl_client_state st,
                           const char *detail, const struct ctl_register_resp *resp)
 {
 	c->state = st;
-	snprintf(c->detail, sizeof(c->detail), "%s", detail ? detail : "");
+	c->notify = false; /* this report supersedes a pending one */
+	if (detail != c->detail)
+		snprintf(c->detail, sizeof(c->detail), "%s", detail ? detail : "");
 	log_debug("control: %s%s%s", ctl_client_state_name(st), c->detail[0] ? ": " : "",
 	          c->detail);
 	if (c->cb.on_state && !c->dead) {
@@ -239,7 +241,15 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	enter(c);
-	if (c->state == CTL_CLIENT_BACKOFF)
+	if (c->state == CTL_CLIENT_BACKOFF && c->notify) {
+		/* a redial's BACKOFF is reported at once, its wait runs on */
+		ctl_client_set_state(c, CTL_CLIENT_BACKOFF, c->detail, NULL);
+		uint64_t now = ctl_client_now_ms();
+		if (!c->dead && c->state == CTL_CLIENT_BACKOFF && c->retry_at_ms > now)
+			timer_in(c->ev_timer, (uint32_t)(c->retry_at_ms - now));
+		else if (!c->dead && c->state == CTL_CLIENT_BACKOFF)
+			client_connect(c);
+	} else if (c->state == CTL_CLIENT_BACKOFF)
 		client_connect(c);
 	else if (c->state == CTL_CLIENT_CONNECTING)
 		ctl_client_fail(c, "connect timed out after %u ms",
@@ -569,15 +579,23 @@ void ctl_client_redial(struct ctl_client *c)
 	/* The backoff moves as a failure would move it: a session that was
 	 * stable starts it over, a young one (the last redial's) or none
 	 * grows it. After a stable session the wait is the spread alone;
-	 * else the backoff's wait if that is longer. */
+	 * else the backoff's wait, at least backoff_min (its jitter may
+	 * halve it: redials in a row must not come faster than that), or
+	 * the spread if that is longer. */
 	uint32_t wait = ctl_client_backoff_next(c, now);
+	if (!stable && wait < c->backoff_min_ms)
+		wait = c->backoff_min_ms;
 	uint32_t spread = randombytes_uniform(CTL_CLIENT_REDIAL_SPREAD_MS + 1);
 	if (stable || spread > wait)
 		wait = spread;
 	c->state = CTL_CLIENT_BACKOFF;
-	snprintf(c->detail, sizeof(c->detail), "our network changed; redialling");
+	snprintf(c->detail, sizeof(c->detail),
+	         "our network changed; redialling in %u ms", wait);
 	c->retry_at_ms = now + wait;
-	timer_in(c->ev_timer, wait);
+	/* No callback from here (the caller may be inside one): on_state
+	 * from the loop, then the wait. */
+	c->notify = true;
+	timer_in(c->ev_timer, 0);
 }
 
 int ctl_client_local_addr(const struct ctl_client *c, struct sockaddr_storage *ss)
