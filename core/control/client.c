@@ -170,12 +170,14 @@ void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
 	close_conn(c);
 	if (c->logging_out) { /* no retry: the node is leaving */
 		char why[CTL_TEXT_MAX];
-		/* a pending node was never admitted: nothing is kept for it
-		 * (mesh-control closes a pending node's LOGOUT unanswered) */
+		/* mesh-control closes a pending node's LOGOUT unanswered and
+		 * keeps its request until it times out (removing it would
+		 * free a max_pending slot): until then an admin can approve it */
 		if (c->state == CTL_CLIENT_PENDING)
 			snprintf(why, sizeof(why),
 			         "logged out while pending approval (%.120s): "
-			         "never admitted, nothing to remove",
+			         "mesh-control keeps the request until it times "
+			         "out, and an admin could still approve it",
 			         detail);
 		else
 			snprintf(why, sizeof(why),
