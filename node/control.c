@@ -126,6 +126,14 @@ static int nctl_creds_one_source(const struct node_ctl_prep *p, char *err, size_
 	bool user = p->a.proxy_user && strcmp(p->a.proxy_user, "off") != 0;
 	bool pw = p->a.proxy_password != NULL;
 	bool ut = t & NODE_ARG_PROXY_USER, pt = t & NODE_ARG_PROXY_PASSWORD;
+	if (p->a.proxy_user && !user) { /* off wins: no credentials */
+		if (pw)
+			log_warn("%s: the proxy password given (%s) is not used: the "
+			         "proxies run without credentials",
+			         ut ? "MESH_PROXY_USER=off" : "--proxy-user off",
+			         pt ? "MESH_PROXY_PASSWORD" : "--proxy-password-file");
+		return 0;
+	}
 	if ((user && pw && ut != pt) || (user && ut && !pw && k->proxy_password[0]) ||
 	    (pw && pt && !user && k->proxy_user[0])) {
 		snprintf(err, errlen,
@@ -139,7 +147,8 @@ static int nctl_creds_one_source(const struct node_ctl_prep *p, char *err, size_
 }
 
 /* The proxies' credentials: like the other settings, but the password is
- * never logged, and --proxy-user off forgets both. */
+ * never logged, and --proxy-user off forgets both (MESH_PROXY_USER=off:
+ * none for this run), whatever password came with it. */
 static void nctl_merge_creds(struct node_ctl_prep *p)
 {
 	struct node_prefs *k = &p->prefs;
@@ -150,7 +159,9 @@ static void nctl_merge_creds(struct node_ctl_prep *p)
 	    nctl_pref("proxy-user", p->a.proxy_user, k->proxy_user, sizeof(k->proxy_user),
 	              true, t & NODE_ARG_PROXY_USER, ch);
 	const char *pw = off ? "" : p->a.proxy_password;
-	if (pw && (t & (NODE_ARG_PROXY_PASSWORD | NODE_ARG_PROXY_USER))) {
+	unsigned run_only = off ? NODE_ARG_PROXY_USER
+	                        : NODE_ARG_PROXY_PASSWORD | NODE_ARG_PROXY_USER;
+	if (pw && (t & run_only)) {
 		p->a.proxy_password = pw[0] ? pw : NULL; /* this run only */
 		return;
 	}

@@ -110,6 +110,8 @@ static void make_token(char *out, size_t cap)
 	assert_true(ctl_token_encode(&t, out, cap) > 0);
 }
 
+static void capture_stderr(char *out, size_t cap, struct node_ctl_args *a);
+
 static struct node_ctl_prep *prep(struct node_ctl_args *a, struct config *cfg)
 {
 	char err[600];
@@ -506,7 +508,8 @@ static void test_credential_text(void **state)
 }
 
 /* The proxy user and password come from one place: both this run's
- * (MESH_PROXY_*) or both kept; a mix is refused with one line. */
+ * (MESH_PROXY_*) or both kept; a mix is refused with one line, except
+ * --proxy-user off, which forgets both whatever password comes with it. */
 static void test_credentials_one_source(void **state)
 {
 	(void)state;
@@ -555,6 +558,33 @@ static void test_credentials_one_source(void **state)
 	p = prep(&both, &cfg);
 	config_free(&cfg);
 	node_ctl_prep_free(p);
+	/* --proxy-user off with this run's password: off wins (the intent is
+	 * to forget), the variable is warned about and not used, and the
+	 * kept user and password are both gone */
+	char log[4096], path[400], prefs[4096];
+	struct node_ctl_args off = {.state_dir = dir,
+	                            .socks5 = "1080",
+	                            .proxy_user = "off",
+	                            .proxy_password = "pw-9876543",
+	                            .transient = NODE_ARG_PROXY_PASSWORD};
+	capture_stderr(log, sizeof(log), &off);
+	assert_non_null(strstr(log, "--proxy-user off: the proxy password given "
+	                            "(MESH_PROXY_PASSWORD) is not used"));
+	p = prep(&bare, &cfg);
+	assert_int_equal(cfg.n_socks5, 1);
+	assert_null(cfg.socks5[0].username);
+	assert_null(cfg.socks5[0].password);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+	snprintf(path, sizeof(path), "%s/prefs.json", dir);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(prefs, 1, sizeof(prefs) - 1, f);
+	prefs[n] = 0;
+	fclose(f);
+	assert_null(strstr(prefs, "pw-0123456"));
+	assert_null(strstr(prefs, "pw-9876543"));
+	assert_null(strstr(prefs, "\"app\""));
 }
 
 /* realpath(3) wrote up to PATH_MAX bytes into a 1024-byte buffer. */
