@@ -159,8 +159,8 @@ static void nctl_merge_creds(struct node_ctl_prep *p)
 	    nctl_pref("proxy-user", p->a.proxy_user, k->proxy_user, sizeof(k->proxy_user),
 	              true, t & NODE_ARG_PROXY_USER, ch);
 	const char *pw = off ? "" : p->a.proxy_password;
-	unsigned run_only = off ? NODE_ARG_PROXY_USER
-	                        : NODE_ARG_PROXY_PASSWORD | NODE_ARG_PROXY_USER;
+	unsigned run_only =
+	    off ? NODE_ARG_PROXY_USER : NODE_ARG_PROXY_PASSWORD | NODE_ARG_PROXY_USER;
 	if (pw && (t & run_only)) {
 		p->a.proxy_password = pw[0] ? pw : NULL; /* this run only */
 		return;
@@ -303,8 +303,8 @@ static int nctl_check_args(const struct node_ctl_args *a, bool kept, char *err,
 	    strlen(a->proxy_password) < 8 && nctl_text_ok(a->proxy_password))
 		return 0;
 	if (a->proxy_password &&
-	         (strlen(a->proxy_password) < 8 || strlen(a->proxy_password) > 255 ||
-	          !nctl_text_ok(a->proxy_password))) {
+	    (strlen(a->proxy_password) < 8 || strlen(a->proxy_password) > 255 ||
+	     !nctl_text_ok(a->proxy_password))) {
 		snprintf(err, errlen,
 		         "the proxy password (--proxy-password-file or "
 		         "MESH_PROXY_PASSWORD): want 8 to 255 bytes (RFC 1929) of UTF-8 "

@@ -591,8 +591,8 @@ void ctl_client_redial(struct ctl_client *c)
 	if (stable || spread > wait)
 		wait = spread;
 	c->state = CTL_CLIENT_BACKOFF;
-	snprintf(c->detail, sizeof(c->detail),
-	         "our network changed; redialling in %u ms", wait);
+	snprintf(c->detail, sizeof(c->detail), "our network changed; redialling in %u ms",
+	         wait);
 	c->retry_at_ms = now + wait;
 	/* No callback from here (the caller may be inside one): on_state
 	 * from the loop, then the wait. */

@@ -424,11 +424,11 @@ static unsigned reg_reclaim_candidates(const struct ctl_server *s, const char *h
 			h = nh;
 			cap = nc;
 		}
-		h[cnt++] = (struct reg_holder){.k = k,
-		                               .id = n->id,
-		                               .gone = same && n->ephemeral &&
-		                                       !n->reclaimed &&
-		                                       reg_holder_gone(s, n, now)};
+		h[cnt++] =
+		    (struct reg_holder){.k = k,
+		                        .id = n->id,
+		                        .gone = same && n->ephemeral && !n->reclaimed &&
+		                                reg_holder_gone(s, n, now)};
 	}
 	if (cnt > 1)
 		qsort(h, cnt, sizeof *h, reg_holder_cmp);

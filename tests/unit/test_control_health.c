@@ -164,11 +164,10 @@ static int fail_while(const char *point, void *arg)
  * its offline state goes to the store in a one-row write. */
 static int64_t store_only_node(struct t *t)
 {
-	struct ctl_store_reg r = {
-	    .hostname = "direct",
-	    .auth_secret = t->key,
-	    .now = (int64_t)time(NULL),
-	    .set_online = true};
+	struct ctl_store_reg r = {.hostname = "direct",
+	                          .auth_secret = t->key,
+	                          .now = (int64_t)time(NULL),
+	                          .set_online = true};
 	struct ctl_node nd;
 	memset(r.machine_key, 7, CTL_KEY_LEN);
 	memset(r.node_key, 8, CTL_KEY_LEN);
