@@ -126,6 +126,14 @@ static int nctl_creds_one_source(const struct node_ctl_prep *p, char *err, size_
 	bool user = p->a.proxy_user && strcmp(p->a.proxy_user, "off") != 0;
 	bool pw = p->a.proxy_password != NULL;
 	bool ut = t & NODE_ARG_PROXY_USER, pt = t & NODE_ARG_PROXY_PASSWORD;
+	if (p->a.proxy_user && !user) { /* off wins: no credentials */
+		if (pw)
+			log_warn("%s: the proxy password given (%s) is not used: the "
+			         "proxies run without credentials",
+			         ut ? "MESH_PROXY_USER=off" : "--proxy-user off",
+			         pt ? "MESH_PROXY_PASSWORD" : "--proxy-password-file");
+		return 0;
+	}
 	if ((user && pw && ut != pt) || (user && ut && !pw && k->proxy_password[0]) ||
 	    (pw && pt && !user && k->proxy_user[0])) {
 		snprintf(err, errlen,
@@ -139,7 +147,8 @@ static int nctl_creds_one_source(const struct node_ctl_prep *p, char *err, size_
 }
 
 /* The proxies' credentials: like the other settings, but the password is
- * never logged, and --proxy-user off forgets both. */
+ * never logged, and --proxy-user off forgets both (MESH_PROXY_USER=off:
+ * none for this run), whatever password came with it. */
 static void nctl_merge_creds(struct node_ctl_prep *p)
 {
 	struct node_prefs *k = &p->prefs;
@@ -150,7 +159,9 @@ static void nctl_merge_creds(struct node_ctl_prep *p)
 	    nctl_pref("proxy-user", p->a.proxy_user, k->proxy_user, sizeof(k->proxy_user),
 	              true, t & NODE_ARG_PROXY_USER, ch);
 	const char *pw = off ? "" : p->a.proxy_password;
-	if (pw && (t & (NODE_ARG_PROXY_PASSWORD | NODE_ARG_PROXY_USER))) {
+	unsigned run_only =
+	    off ? NODE_ARG_PROXY_USER : NODE_ARG_PROXY_PASSWORD | NODE_ARG_PROXY_USER;
+	if (pw && (t & run_only)) {
 		p->a.proxy_password = pw[0] ? pw : NULL; /* this run only */
 		return;
 	}
@@ -286,15 +297,14 @@ static int nctl_check_args(const struct node_ctl_args *a, bool kept, char *err,
 		return -1;
 	}
 	/* the minimum came after passwords were kept: a short one from
-	 * prefs.json still applies (warned), new input must meet it */
+	 * prefs.json is not refused here, new input must meet it; where
+	 * the proxies bind decides (nctl_front_cred) */
 	if (kept && a->proxy_password && a->proxy_password[0] &&
 	    strlen(a->proxy_password) < 8 && nctl_text_ok(a->proxy_password))
-		log_warn("prefs.json: the kept proxy password is shorter than 8 bytes "
-		         "(RFC 1929 allows it, new ones must be longer): set a longer "
-		         "one with --proxy-password-file");
-	else if (a->proxy_password &&
-	         (strlen(a->proxy_password) < 8 || strlen(a->proxy_password) > 255 ||
-	          !nctl_text_ok(a->proxy_password))) {
+		return 0;
+	if (a->proxy_password &&
+	    (strlen(a->proxy_password) < 8 || strlen(a->proxy_password) > 255 ||
+	     !nctl_text_ok(a->proxy_password))) {
 		snprintf(err, errlen,
 		         "the proxy password (--proxy-password-file or "
 		         "MESH_PROXY_PASSWORD): want 8 to 255 bytes (RFC 1929) of UTF-8 "
@@ -691,6 +701,19 @@ static int nctl_front_cred(const struct node_ctl_prep *p, const char *flag,
                            char **pass, char *err, size_t errlen)
 {
 	const struct node_ctl_args *a = &p->a;
+	/* Only a password kept from before the 8-byte minimum is this short
+	 * (nctl_check_args): other hosts could guess it online (the
+	 * front-ends do not limit failed logins); on loopback it is warned
+	 * (nctl_front_creds). */
+	if (a->proxy_user && strlen(a->proxy_password) < 8 &&
+	    !cfg_listen_is_loopback(bind)) {
+		snprintf(err, errlen,
+		         "%s %.100s can be reached from other hosts and the kept proxy "
+		         "password is shorter than 8 bytes: set a new one with "
+		         "--proxy-password-file FILE, or bind 127.0.0.1",
+		         flag, spec);
+		return -1;
+	}
 	if (a->proxy_user) {
 		*user = strdup(a->proxy_user);
 		*pass = strdup(a->proxy_password);
@@ -746,6 +769,11 @@ static int nctl_front_creds(const struct node_ctl_prep *p, struct config *cfg,
 		                    &f->username, &f->password, err, errlen) != 0)
 			return -1;
 	}
+	bool ours = cfg->n_socks5 > user_socks5 || cfg->n_http > user_http;
+	if (ours && a->proxy_user && strlen(a->proxy_password) < 8)
+		log_warn("the kept proxy password is shorter than 8 bytes (RFC 1929 "
+		         "allows it, new ones must be longer): set a longer one with "
+		         "--proxy-password-file");
 	return 0;
 }
 

@@ -76,7 +76,9 @@ void ctl_client_set_state(struct ctl_client *c, enum ctl_client_state st,
                           const char *detail, const struct ctl_register_resp *resp)
 {
 	c->state = st;
-	snprintf(c->detail, sizeof(c->detail), "%s", detail ? detail : "");
+	c->notify = false; /* this report supersedes a pending one */
+	if (detail != c->detail)
+		snprintf(c->detail, sizeof(c->detail), "%s", detail ? detail : "");
 	log_debug("control: %s%s%s", ctl_client_state_name(st), c->detail[0] ? ": " : "",
 	          c->detail);
 	if (c->cb.on_state && !c->dead) {
@@ -168,12 +170,14 @@ void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
 	close_conn(c);
 	if (c->logging_out) { /* no retry: the node is leaving */
 		char why[CTL_TEXT_MAX];
-		/* a pending node was never admitted: nothing is kept for it
-		 * (mesh-control closes a pending node's LOGOUT unanswered) */
+		/* mesh-control closes a pending node's LOGOUT unanswered and
+		 * keeps its request until it times out (removing it would
+		 * free a max_pending slot): until then an admin can approve it */
 		if (c->state == CTL_CLIENT_PENDING)
 			snprintf(why, sizeof(why),
 			         "logged out while pending approval (%.120s): "
-			         "never admitted, nothing to remove",
+			         "mesh-control keeps the request until it times "
+			         "out, and an admin could still approve it",
 			         detail);
 		else
 			snprintf(why, sizeof(why),
@@ -239,7 +243,15 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	enter(c);
-	if (c->state == CTL_CLIENT_BACKOFF)
+	if (c->state == CTL_CLIENT_BACKOFF && c->notify) {
+		/* a redial's BACKOFF is reported at once, its wait runs on */
+		ctl_client_set_state(c, CTL_CLIENT_BACKOFF, c->detail, NULL);
+		uint64_t now = ctl_client_now_ms();
+		if (!c->dead && c->state == CTL_CLIENT_BACKOFF && c->retry_at_ms > now)
+			timer_in(c->ev_timer, (uint32_t)(c->retry_at_ms - now));
+		else if (!c->dead && c->state == CTL_CLIENT_BACKOFF)
+			client_connect(c);
+	} else if (c->state == CTL_CLIENT_BACKOFF)
 		client_connect(c);
 	else if (c->state == CTL_CLIENT_CONNECTING)
 		ctl_client_fail(c, "connect timed out after %u ms",
@@ -569,15 +581,23 @@ void ctl_client_redial(struct ctl_client *c)
 	/* The backoff moves as a failure would move it: a session that was
 	 * stable starts it over, a young one (the last redial's) or none
 	 * grows it. After a stable session the wait is the spread alone;
-	 * else the backoff's wait if that is longer. */
+	 * else the backoff's wait, at least backoff_min (its jitter may
+	 * halve it: redials in a row must not come faster than that), or
+	 * the spread if that is longer. */
 	uint32_t wait = ctl_client_backoff_next(c, now);
+	if (!stable && wait < c->backoff_min_ms)
+		wait = c->backoff_min_ms;
 	uint32_t spread = randombytes_uniform(CTL_CLIENT_REDIAL_SPREAD_MS + 1);
 	if (stable || spread > wait)
 		wait = spread;
 	c->state = CTL_CLIENT_BACKOFF;
-	snprintf(c->detail, sizeof(c->detail), "our network changed; redialling");
+	snprintf(c->detail, sizeof(c->detail), "our network changed; redialling in %u ms",
+	         wait);
 	c->retry_at_ms = now + wait;
-	timer_in(c->ev_timer, wait);
+	/* No callback from here (the caller may be inside one): on_state
+	 * from the loop, then the wait. */
+	c->notify = true;
+	timer_in(c->ev_timer, 0);
 }
 
 int ctl_client_local_addr(const struct ctl_client *c, struct sockaddr_storage *ss)

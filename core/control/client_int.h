@@ -56,6 +56,7 @@ struct ctl_client {
 	uint64_t last_rx_ms, last_tx_ms, session_start_ms;
 	uint64_t retry_at_ms;
 	uint32_t backoff_cur_ms;
+	bool notify;     /* a BACKOFF set without on_state: reported from the loop */
 	bool attempted;  /* a first connection attempt was made */
 	bool registered; /* a REGISTER_RESP ok was seen in this client's life */
 	bool have_eps, eps_sent_valid;

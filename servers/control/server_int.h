@@ -132,6 +132,10 @@ struct srv_node {
 	 * started). */
 	uint64_t closed_by_node_ms;
 	int64_t gone_s;
+	/* Renamed by a name reuse and not online since (memory only): never
+	 * renamed again, or each newcomer would rename the same absent node
+	 * (app-2, app-3...), a whole-entry change to every peer each time. */
+	bool reclaimed;
 	/* The name its registered hostname gives (ctl_alloc_name_from_host):
 	 * name reuse matches on what a node asked for, not on its name. */
 	char host_base[64];
@@ -320,7 +324,9 @@ uint64_t srv_now_ms(void);
 /* A write of the node batch failed: counted, and /readyz answers 503 for
  * a while (health.c). */
 void srv_note_write_fail(struct ctl_server *s);
-/* A write went through: /readyz no longer holds the last failure. */
+/* A node batch write went through: /readyz no longer holds the last
+ * failure. Only the batch clears it: a one-row write that succeeds while
+ * the batch keeps failing would make /readyz flap. */
 void srv_note_write_ok(struct ctl_server *s);
 int srv_send_msg(struct srv_conn *c, const struct ctl_msg *m);
 int srv_send_body(struct srv_conn *c, uint8_t type, const uint8_t *body, size_t len);

@@ -249,6 +249,7 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		n->reg_ms = 0;
 		n->closed_by_node_ms = 0;
 		n->gone_s = 0;
+		n->reclaimed = false;
 	} else {
 		if (entry_changed(n, nd, &np) || shown != n->shown)
 			n->v_full = nd->version;

@@ -214,8 +214,10 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	srv_conn_set_node(c, id);
 	bool f; /* back: its last close no longer says it is gone */
 	size_t ni = srv_snap_index(s, id, &f);
-	if (f)
+	if (f) {
 		s->nodes[ni].closed_by_node_ms = 0;
+		s->nodes[ni].reclaimed = false; /* online again: fair game */
+	}
 	/* Online first: if the answer cannot be sent, the caller's
 	 * srv_conn_free marks the node offline again. */
 	c->state = SRV_ONLINE;
@@ -422,10 +424,11 @@ static unsigned reg_reclaim_candidates(const struct ctl_server *s, const char *h
 			h = nh;
 			cap = nc;
 		}
-		h[cnt++] = (struct reg_holder){.k = k,
-		                               .id = n->id,
-		                               .gone = same && n->ephemeral &&
-		                                       reg_holder_gone(s, n, now)};
+		h[cnt++] =
+		    (struct reg_holder){.k = k,
+		                        .id = n->id,
+		                        .gone = same && n->ephemeral && !n->reclaimed &&
+		                                reg_holder_gone(s, n, now)};
 	}
 	if (cnt > 1)
 		qsort(h, cnt, sizeof *h, reg_holder_cmp);
@@ -592,9 +595,12 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 	srv_note_seen(s, id, &c->ip, nd->version);
 	srv_snap_refresh(s);
 	for (unsigned i = 0; created && i < reg.n_reclaim; i++) {
-		const struct srv_node *h = srv_snap_find(s, reg.reclaim_ids[i]);
+		bool hf;
+		size_t hi = srv_snap_index(s, reg.reclaim_ids[i], &hf);
+		struct srv_node *h = hf ? &s->nodes[hi] : NULL;
 		if (!h || strcmp(was[i], nd->name) || !strcmp(h->peer.name, nd->name))
 			continue; /* not the one renamed */
+		h->reclaimed = true;
 		s->st.names_reclaimed++;
 		log_info("mesh-control: node %lld takes the name %s of gone "
 		         "ephemeral node %lld (same hostname, auth key or user), "

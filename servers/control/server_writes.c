@@ -126,9 +126,9 @@ void srv_wb_offline(struct ctl_server *s, int64_t id)
 		struct ctl_node_update u = {.mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
 		                            .online = false,
 		                            .last_seen = (int64_t)time(NULL)};
+		/* a success here does not clear a failed batch (its rows are
+		 * still waiting): only the batch's own success does */
 		int r = ctl_store_node_update(s->cfg.store, id, &u);
-		if (r >= 0)
-			srv_note_write_ok(s);
 		if (r < 0 && r != CTL_STORE_ENOTFOUND) {
 			srv_note_write_fail(s);
 			log_warn("mesh-control: node %lld offline: %s", (long long)id,
@@ -163,9 +163,7 @@ void srv_wb_set_online(struct ctl_server *s, int64_t id)
 			srv_note_write_fail(s);
 			log_warn("mesh-control: node %lld online: %s", (long long)id,
 			         ctl_store_errmsg(s->cfg.store));
-		} else {
-			srv_note_write_ok(s);
-		}
+		} /* a success does not clear a failed batch (srv_wb_offline) */
 	} else {
 		v->mask |= CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN;
 		v->online = true;

@@ -580,41 +580,28 @@ static const char *join_from_file_or_env(const struct opts *o, char *buf, size_t
 	return NULL;
 }
 
-static int cmd_up(const struct opts *o_in)
+/* The state directory, ours alone: one process per state directory (it
+ * holds the key and the status socket another would unlink), and no one
+ * else reads it. The lock is held until exit. 0, or the exit code (said). */
+static int up_lock_state(const char *state)
 {
-	struct rly_state st = {0};
-	struct ctl_token tok = {0};
-	struct opts oo = *o_in;
-	const struct opts *o = &oo;
-	char join_buf[1024] = "";
-	if (!oo.join) {
-		bool bad;
-		oo.join = join_from_file_or_env(o_in, join_buf, sizeof join_buf, &bad);
-		if (bad)
-			return 2;
-	}
-	if (!o->state)
+	if (!state)
 		return die_usage("%s", "up needs --state DIR");
-	if (mkdir(o->state, 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr, "mesh-relay: --state %s: %s\n", o->state,
-		        strerror(errno));
+	if (mkdir(state, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "mesh-relay: --state %s: %s\n", state, strerror(errno));
 		return 1;
 	}
-	/* Ours alone: one process per state directory (it holds the key and the
-	 * status socket another would unlink), and no one else reads it. The
-	 * lock is held until exit. */
-	int dfd = open(o->state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dfd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct stat dsb;
 	if (dfd < 0 || fstat(dfd, &dsb) < 0) {
-		fprintf(stderr, "mesh-relay: --state %s: %s\n", o->state,
-		        strerror(errno));
+		fprintf(stderr, "mesh-relay: --state %s: %s\n", state, strerror(errno));
 		return 1;
 	}
 	if (flock(dfd, LOCK_EX | LOCK_NB) < 0) {
 		fprintf(stderr,
 		        "mesh-relay: --state %s is in use by another mesh-relay; stop "
 		        "it first, or give this one its own --state\n",
-		        o->state);
+		        state);
 		close(dfd);
 		return 1;
 	}
@@ -622,47 +609,81 @@ static int cmd_up(const struct opts *o_in)
 		fprintf(stderr,
 		        "mesh-relay: --state %s belongs to another user (uid %u); run "
 		        "as that user or use a directory of your own\n",
-		        o->state, (unsigned)dsb.st_uid);
+		        state, (unsigned)dsb.st_uid);
 		return 1;
 	}
 	if (dsb.st_mode & 077) {
 		log_warn("mesh-relay: --state %s was open to others (mode %04o); now "
 		         "0700",
-		         o->state, (unsigned)(dsb.st_mode & 07777));
+		         state, (unsigned)(dsb.st_mode & 07777));
 		if (fchmod(dfd, 0700) < 0) {
-			fprintf(stderr, "mesh-relay: --state %s: chmod 700: %s\n",
-			        o->state, strerror(errno));
+			fprintf(stderr, "mesh-relay: --state %s: chmod 700: %s\n", state,
+			        strerror(errno));
 			return 1;
 		}
 	}
-	bool have = load_state(o->state, &st) == 0;
+	return 0;
+}
+
+/* The control server from a relay join token (tok keeps its auth key for
+ * the registration). 0, or the exit code (said). */
+static int up_take_token(const char *join, struct ctl_token *tok, struct rly_state *st)
+{
+	int r = ctl_token_decode(join, strlen(join), tok);
+	if (r < 0) {
+		fprintf(stderr, "mesh-relay: --join: %s\n", ctl_token_strerror(r));
+		return 2;
+	}
+	if (strncmp(tok->auth_key, "rkey-", 5) != 0) {
+		ctl_token_wipe(tok);
+		fprintf(stderr,
+		        "mesh-relay: --join: this is a node's join token; a relay "
+		        "needs one from `mesh-control token --relay`\n");
+		return 2;
+	}
+	snprintf(st->control_host, sizeof st->control_host, "%s", tok->host);
+	st->control_port = tok->port;
+	memcpy(st->control_key, tok->server_key, 32);
+	return 0;
+}
+
+static int cmd_up(const struct opts *o_in)
+{
+	struct rly_state st = {0};
+	struct ctl_token tok = {0};
+	struct opts oo = *o_in;
+	const struct opts *o = &oo;
+	/* the token from --join-file or MESH_RELAY_JOIN: wiped on every path
+	 * out of here (one label), once decoded or not */
+	char join_buf[1024] = "";
+	int rc = 0;
+	bool have = false;
+	if (!oo.join) {
+		bool bad;
+		oo.join = join_from_file_or_env(o_in, join_buf, sizeof join_buf, &bad);
+		if (bad) {
+			rc = 2;
+			goto wipe;
+		}
+	}
+	rc = up_lock_state(o->state);
+	if (rc != 0)
+		goto wipe;
+	have = load_state(o->state, &st) == 0;
 	if (o->join) {
-		int r = ctl_token_decode(o->join, strlen(o->join), &tok);
-		sodium_memzero(join_buf, sizeof join_buf);
-		if (r < 0) {
-			fprintf(stderr, "mesh-relay: --join: %s\n",
-			        ctl_token_strerror(r));
-			return 2;
-		}
-		if (strncmp(tok.auth_key, "rkey-", 5) != 0) {
-			ctl_token_wipe(&tok);
-			fprintf(
-			    stderr,
-			    "mesh-relay: --join: this is a node's join token; a relay "
-			    "needs one from `mesh-control token --relay`\n");
-			return 2;
-		}
-		snprintf(st.control_host, sizeof st.control_host, "%s", tok.host);
-		st.control_port = tok.port;
-		memcpy(st.control_key, tok.server_key, 32);
+		rc = up_take_token(o->join, &tok, &st);
 	} else if (!have) {
 		fprintf(stderr,
 		        "mesh-relay: no relay registered in %s; register one with "
 		        "mesh-relay up --join TOKEN --state DIR --listen ADDR:PORT "
 		        "(TOKEN from `mesh-control token --relay`)\n",
 		        o->state);
-		return 1;
+		rc = 1;
 	}
+wipe:
+	sodium_memzero(join_buf, sizeof join_buf);
+	if (rc != 0)
+		return rc;
 	if (o->listen)
 		snprintf(st.listen, sizeof st.listen, "%s", o->listen);
 	if (o->advertise)

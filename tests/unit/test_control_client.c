@@ -643,6 +643,40 @@ static void test_redial_spread_keeps_backoff(void **state)
 	assert_int_equal(t->srv.accepts, 2);
 }
 
+/* A redial reports BACKOFF through on_state (from the loop: not from
+ * inside the call, whose caller may be in a callback), so the node logs
+ * it and its state is not left at ONLINE; and after a young session its
+ * wait is never below backoff_min (the backoff's jitter alone could
+ * halve it). */
+static void test_redial_reports_and_waits_backoff_min(void **state)
+{
+	struct tctx *t = *state;
+	struct ctl_client_config cfg;
+	struct ctl_client_status st;
+
+	base_cfg(t, &cfg);
+	cfg.backoff_min_ms = 1500;
+	cfg.backoff_max_ms = 8000;
+	start(t, &cfg);
+	assert_true(run_until(t, is_online, 3000));
+	int n = t->n_states;
+	ctl_client_redial(t->c);
+	assert_int_equal(t->n_states, n); /* not from inside the call */
+	assert_true(run_until(t, is_backoff, 500));
+	assert_non_null(strstr(t->last_detail, "redialling"));
+	ctl_client_get_status(t->c, &st);
+	assert_int_equal(st.state, CTL_CLIENT_BACKOFF);
+	for (int round = 0; round < 40; round++) {
+		/* a young session, the backoff at its start */
+		t->c->session_start_ms = ctl_client_now_ms() - 1;
+		t->c->backoff_cur_ms = t->c->backoff_min_ms;
+		uint64_t now = ctl_client_now_ms();
+		ctl_client_redial(t->c);
+		assert_true(t->c->retry_at_ms - now >= cfg.backoff_min_ms);
+	}
+	assert_true(run_until(t, second_session, 10000));
+}
+
 static void test_refused(void **state)
 {
 	struct tctx *t = *state;
@@ -797,8 +831,9 @@ static void test_logout_unanswered(void **state)
 }
 
 /* A pending node's LOGOUT is closed unanswered (mesh-control keeps its
- * row for the admin): LOGGED_OUT, and the reason says it was never
- * admitted, not that a server keeps it until a timeout. */
+ * row for the admin until it times out): LOGGED_OUT, and the reason says
+ * so (the request stays, an admin could approve it), not that nothing is
+ * kept nor that an older server did not answer. */
 static void test_logout_pending(void **state)
 {
 	struct tctx *t = *state;
@@ -815,7 +850,10 @@ static void test_logout_pending(void **state)
 	assert_int_equal(ctl_client_logout(t->c), 0);
 	assert_true(run_until(t, is_logged_out, 2000));
 	assert_non_null(strstr(t->last_detail, "pending approval"));
-	assert_null(strstr(t->last_detail, "keeps the node"));
+	assert_non_null(strstr(t->last_detail, "keeps the request until it times out"));
+	assert_non_null(strstr(t->last_detail, "could still approve"));
+	assert_null(strstr(t->last_detail, "nothing to remove"));
+	assert_null(strstr(t->last_detail, "no answer to LOGOUT"));
 	run_until(t, NULL, 300);
 	assert_int_equal(t->srv.accepts, 1);
 }
@@ -1041,6 +1079,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_backoff_sequence, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_redial_spread_keeps_backoff, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_redial_reports_and_waits_backoff_min,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_internal_retries, setup,
 	                                    teardown),

@@ -25,6 +25,8 @@
  *    reconnects after a server restart keeps its name;
  *  - replicas sharing a hostname: the one back after a crash gets the
  *    suffix its predecessor had (app-2), not a new one;
+ *  - a holder renamed by a reuse and not online since is not renamed
+ *    again: the next newcomer gets the next free suffix;
  *  - a user removed and created again under the same name owns none of
  *    the old user's nodes. */
 #include "tests/unit/ctl_server_fixture.h"
@@ -451,6 +453,31 @@ static void replica_gets_its_suffix_back(void **state)
 	tc_free(c);
 }
 
+/* A holder renamed by a reuse is renamed once: h is gone, n1 takes app
+ * (h becomes app-2), then n2 comes with the same hostname and key while
+ * n1 is online: h, not online since, keeps app-2 and n2 gets the next
+ * free suffix, app-3 (not app-2 with h renamed again to app-3, and so on
+ * with every newcomer: a whole-entry change to every peer each time). */
+static void reclaimed_holder_renamed_once(void **state)
+{
+	struct t *t = *state;
+	struct tc *h = tc_new(), *n1 = tc_new(), *n2 = tc_new();
+	char n[CTL_LABEL_MAX];
+	uint64_t ih = join(t, h, "app", t->key, true, n);
+	assert_string_equal(n, "app");
+	go_offline(t, h); /* killed */
+	join(t, n1, "app", t->key, true, n);
+	assert_string_equal(n, "app");
+	assert_string_equal(name_of(t, ih), "app-2");
+	join(t, n2, "app", t->key, true, n);
+	assert_string_equal(n, "app-3");
+	assert_string_equal(name_of(t, ih), "app-2");
+	assert_int_equal(stats(t).names_reclaimed, 1);
+	tc_free(h);
+	tc_free(n1);
+	tc_free(n2);
+}
+
 /* alice's ephemeral node is gone; alice is removed and a new alice made
  * (here by hand in the database: the admin commands refuse to remove a
  * user who owns nodes). The new alice's key does not take the name. */
@@ -499,6 +526,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(own_hostname_not_a_suffix, setup, teardown),
 	    cmocka_unit_test_setup_teardown(replica_gets_its_suffix_back, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(reclaimed_holder_renamed_once, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(recreated_user_cannot_reclaim, setup,
 	                                    teardown),

@@ -5,13 +5,15 @@
  *    their own; logouts and reclaimed names exported;
  *  - /readyz: 503 "not ready: store unavailable" once a write of the node
  *    batch fails (a full or read-only disk), without the store's error
- *    text in the answer; 200 again as soon as a later write succeeds;
+ *    text in the answer; 200 again as soon as a later batch write
+ *    succeeds, not after a one-row write while the batch still fails;
  *  - the store is asked at most about once a second however often the
  *    listener is scraped, and a store that stops answering turns /readyz
  *    503 within about a second. */
 #include "tests/unit/ctl_server_fixture.h"
 
 #include "servers/control/health.h"
+#include "servers/control/server_int.h"
 
 static uint16_t free_port(void)
 {
@@ -153,6 +155,64 @@ static void readyz_503_after_a_failed_write(void **state)
 	tc_free(a);
 }
 
+static int fail_while(const char *point, void *arg)
+{
+	return *(bool *)arg && !strcmp(point, "update:before-commit");
+}
+
+/* A node the store has and the snapshot does not yet (no pump since):
+ * its offline state goes to the store in a one-row write. */
+static int64_t store_only_node(struct t *t)
+{
+	struct ctl_store_reg r = {.hostname = "direct",
+	                          .auth_secret = t->key,
+	                          .now = (int64_t)time(NULL),
+	                          .set_online = true};
+	struct ctl_node nd;
+	memset(r.machine_key, 7, CTL_KEY_LEN);
+	memset(r.node_key, 8, CTL_KEY_LEN);
+	memset(r.disco_key, 9, CTL_KEY_LEN);
+	assert_int_equal(ctl_store_node_register(t->st, &r, &nd, NULL), 0);
+	return nd.id;
+}
+
+/* Only the node batch's own success clears its failure: a one-row write
+ * that goes through while the batch keeps failing leaves /readyz 503
+ * (it would flap between 200 and 503 otherwise). */
+static void readyz_one_row_success_keeps_503(void **state)
+{
+	struct t *t = *state;
+	uint16_t port;
+	struct ctl_health *h = health_start(t, &port);
+	struct tc *a = tc_new();
+	static char body[65536];
+	bool fail = true;
+	join_node(t, a, "alpha", t->key, CTL_REG_OK);
+	pump(t, 100);
+	ctl_store_set_fault(t->st, fail_while, &fail);
+	tc_close(a); /* its offline state in the batch: it fails */
+	pump(t, 300);
+	assert_int_equal(http_get(t, port, "/readyz", body, sizeof body), 503);
+	fail = false; /* the one-row write goes through */
+	int64_t id = store_only_node(t);
+	srv_wb_offline(t->srv, id);
+	struct ctl_node nd;
+	assert_int_equal(ctl_store_node_by_id(t->st, id, &nd), 0);
+	assert_false(nd.online); /* it did go through */
+	struct ctl_server_stats st;
+	ctl_server_get_stats(t->srv, &st);
+	assert_true(st.store_write_fail_age_s >= 0); /* still failed */
+	fail = true;
+	assert_int_equal(http_get(t, port, "/readyz", body, sizeof body), 503);
+	/* the batch goes through: ready */
+	fail = false;
+	pump(t, 1500);
+	assert_int_equal(http_get(t, port, "/readyz", body, sizeof body), 200);
+	ctl_store_set_fault(t->st, NULL, NULL);
+	ctl_health_free(h);
+	tc_free(a);
+}
+
 struct probe_hook {
 	int reads;
 	bool fail;
@@ -205,6 +265,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(metrics_separate_node_gauges, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(readyz_503_after_a_failed_write, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(readyz_one_row_success_keeps_503, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(readyz_probe_cached, setup, teardown),
 	};

@@ -9,7 +9,8 @@
  *    usage error in flag terms (nothing written); with --proxy-user and a
  *    password both front-ends require them; --proxy-open waives; the
  *    password sticks (prefs.json, 0600) and a user without a password is
- *    refused. */
+ *    refused; a short password kept from before the 8-byte minimum is
+ *    warned on loopback and refused on an address other hosts reach. */
 #include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -108,6 +109,8 @@ static void make_token(char *out, size_t cap)
 	snprintf(t.auth_key, sizeof(t.auth_key), "k1");
 	assert_true(ctl_token_encode(&t, out, cap) > 0);
 }
+
+static void capture_stderr(char *out, size_t cap, struct node_ctl_args *a);
 
 static struct node_ctl_prep *prep(struct node_ctl_args *a, struct config *cfg)
 {
@@ -505,7 +508,8 @@ static void test_credential_text(void **state)
 }
 
 /* The proxy user and password come from one place: both this run's
- * (MESH_PROXY_*) or both kept; a mix is refused with one line. */
+ * (MESH_PROXY_*) or both kept; a mix is refused with one line, except
+ * --proxy-user off, which forgets both whatever password comes with it. */
 static void test_credentials_one_source(void **state)
 {
 	(void)state;
@@ -554,6 +558,33 @@ static void test_credentials_one_source(void **state)
 	p = prep(&both, &cfg);
 	config_free(&cfg);
 	node_ctl_prep_free(p);
+	/* --proxy-user off with this run's password: off wins (the intent is
+	 * to forget), the variable is warned about and not used, and the
+	 * kept user and password are both gone */
+	char log[4096], path[400], prefs[4096];
+	struct node_ctl_args off = {.state_dir = dir,
+	                            .socks5 = "1080",
+	                            .proxy_user = "off",
+	                            .proxy_password = "pw-9876543",
+	                            .transient = NODE_ARG_PROXY_PASSWORD};
+	capture_stderr(log, sizeof(log), &off);
+	assert_non_null(strstr(log, "--proxy-user off: the proxy password given "
+	                            "(MESH_PROXY_PASSWORD) is not used"));
+	p = prep(&bare, &cfg);
+	assert_int_equal(cfg.n_socks5, 1);
+	assert_null(cfg.socks5[0].username);
+	assert_null(cfg.socks5[0].password);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+	snprintf(path, sizeof(path), "%s/prefs.json", dir);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(prefs, 1, sizeof(prefs) - 1, f);
+	prefs[n] = 0;
+	fclose(f);
+	assert_null(strstr(prefs, "pw-0123456"));
+	assert_null(strstr(prefs, "pw-9876543"));
+	assert_null(strstr(prefs, "\"app\""));
 }
 
 /* realpath(3) wrote up to PATH_MAX bytes into a 1024-byte buffer. */
@@ -634,6 +665,54 @@ static void test_kept_open_warned(void **state)
 	                            "--no-proxy-open ends it"));
 }
 
+/* A proxy password kept in prefs.json from before the 8-byte minimum:
+ * warned on loopback binds, refused (one line: set a new one) when a
+ * proxy binds an address other hosts reach (the front-ends do not limit
+ * failed logins: it could be guessed online). */
+static void test_short_kept_password_by_bind(void **state)
+{
+	(void)state;
+	char dir[300], path[400], log[4096], err[600], tok[CTL_TOKEN_STR_MAX];
+	bool usage;
+	snprintf(dir, sizeof(dir), "%s/sk", root);
+	make_token(tok, sizeof(tok));
+	struct node_ctl_args join = {.state_dir = dir, .join_token = tok};
+	struct config cfg;
+	struct node_ctl_prep *p = prep(&join, &cfg);
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+	snprintf(path, sizeof(path), "%s/prefs.json", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"socks5\":\"1090\",\"http_proxy\":\"127.0.0.1:3128\","
+	      "\"proxy_user\":\"app\",\"proxy_password\":\"x\"}",
+	      f);
+	fclose(f);
+	struct node_ctl_args bare = {.state_dir = dir};
+	capture_stderr(log, sizeof(log), &bare);
+	assert_non_null(strstr(log, "the kept proxy password is shorter than 8 bytes"));
+
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"socks5\":\"1090\",\"http_proxy\":\"0.0.0.0:3128\","
+	      "\"proxy_user\":\"app\",\"proxy_password\":\"x\"}",
+	      f);
+	fclose(f);
+	assert_null(node_ctl_prepare(&bare, err, sizeof(err), &usage));
+	assert_non_null(strstr(err, "--http-proxy 0.0.0.0:3128 can be reached from "
+	                            "other hosts and the kept proxy password is "
+	                            "shorter than 8 bytes: set a new one with "
+	                            "--proxy-password-file"));
+	assert_null(strchr(err, '\n'));
+	/* a new one, long enough: fine, and kept */
+	struct node_ctl_args fix = {.state_dir = dir, .proxy_password = "pw-0123456"};
+	p = prep(&fix, &cfg);
+	assert_int_equal(cfg.n_http, 1);
+	assert_string_equal(cfg.http[0].password, "pw-0123456");
+	config_free(&cfg);
+	node_ctl_prep_free(p);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -648,6 +727,7 @@ int main(void)
 	    cmocka_unit_test(test_transient_and_no_prefs),
 	    cmocka_unit_test(test_credentials_one_source),
 	    cmocka_unit_test(test_credential_text),
+	    cmocka_unit_test(test_short_kept_password_by_bind),
 	    cmocka_unit_test(test_long_config_path),
 	    cmocka_unit_test(test_kept_open_warned),
 	};
