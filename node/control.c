@@ -1024,7 +1024,10 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 		m->hooks.stop(m->hooks.ctx, 0);
 		break;
 	case CTL_CLIENT_BACKOFF:
-		if (m->logged != st)
+		if (d && !strncmp(d, "our network changed", 19)) /* a redial */
+			log_info("control: reconnecting to mesh-control at %s:%u (%s)",
+			         m->p->server.host, m->p->server.port, d);
+		else if (m->logged != st)
 			log_warn(
 			    "control: cannot reach mesh-control at %s:%u (%s); retrying "
 			    "with backoff%s",
