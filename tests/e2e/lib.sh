@@ -156,6 +156,23 @@ e2e_require_mesh_proxy() {
 
 # e2e_nobody_copy FILE : copies FILE into $E2E_TMP/bin (0755) and sets
 # E2E_COPY to the copy's path.
+# MC and MR: the build's mesh-control and mesh-relay, copied where nobody
+# can run them when the build tree is not (e2e_nobody_copy); PY: python3.
+e2e_mesh_servers() {
+    local b
+    MC=$MESH_BUILD/mesh-control
+    MR=$MESH_BUILD/mesh-relay
+    for b in "$MC" "$MR"; do
+        [ -x "$b" ] || die "no executable $b (run make first)"
+    done
+    if ! "${AS_NOBODY[@]}" test -x "$MR" 2>/dev/null; then
+        e2e_nobody_copy "$MC" && MC=$E2E_COPY
+        e2e_nobody_copy "$MR" && MR=$E2E_COPY
+    fi
+    PY=/usr/bin/python3
+    [ -x $PY ] || PY=$(command -v python3)
+}
+
 e2e_nobody_copy() {
     mkdir -p "$E2E_TMP/bin"
     chmod 0755 "$E2E_TMP/bin"

@@ -33,18 +33,7 @@ e2e_require_root
 e2e_require_cmd ip nft python3 setpriv ss curl sha256sum
 e2e_tmp_init
 e2e_require_mesh_proxy
-MC=$MESH_BUILD/mesh-control
-MR=$MESH_BUILD/mesh-relay
-for b in "$MC" "$MR"; do
-    [ -x "$b" ] || die "no executable $b (run make first)"
-done
-if ! "${AS_NOBODY[@]}" test -x "$MR" 2>/dev/null; then
-    e2e_nobody_copy "$MC" && MC=$E2E_COPY
-    e2e_nobody_copy "$MR" && MR=$E2E_COPY
-fi
-
-PY=/usr/bin/python3
-[ -x $PY ] || PY=$(command -v python3)
+e2e_mesh_servers # MC, MR (runnable by nobody) and PY
 RUN=$E2E_TMP/run
 D=$RUN/control
 CTL=198.18.63.1:7443
