@@ -635,11 +635,14 @@ static void test_redial_spread_keeps_backoff(void **state)
 		assert_int_equal(ctl_client_local_addr(t->c, &ss), -ENOTCONN);
 		ctl_client_redial(t->c); /* the address flaps */
 		ctl_client_get_status(t->c, &st);
-		assert_true(st.next_attempt_ms + 5 >= 1500);
+		/* what is left when the status is read, a while later on a
+		 * loaded machine; a wait spread from 0 (the bug) is below
+		 * 1300 in 65% of rounds */
+		assert_true(st.next_attempt_ms + 200 >= 1500);
 	}
 	print_message("first redial waits from %u ms\n", lo);
 	assert_true(lo < 750);
-	assert_true(run_until(t, second_session, 10000));
+	assert_true(run_until(t, second_session, 20000)); /* up to 8 s of backoff */
 	assert_int_equal(t->srv.accepts, 2);
 }
 

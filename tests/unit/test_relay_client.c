@@ -574,15 +574,19 @@ static void redial_spread_keeps_backoff(void **state)
 		assert_int_equal(relay_client_local_addr(a.c, &ss), -ENOTCONN);
 		relay_client_redial(a.c); /* the address flaps */
 		st = status_of(&a);
-		assert_true(st.next_attempt_ms + 5 >= 1500);
+		/* next_attempt_ms is what is left when status_of runs: a
+		 * loaded machine may run it a while after the redial; a
+		 * wait spread from 0 (the bug) is below 1300 in 65% of
+		 * rounds, so 50 rounds still tell them apart */
+		assert_true(st.next_attempt_ms + 200 >= 1500);
 	}
 	print_message("first redial waits from %u ms\n", lo);
 	assert_true(lo < 750); /* spread from 0, not from the backoff */
 	/* A young session (the last redial's) lost: still no faster. */
 	a.c->session_start_ms = mono_now_ms() - 100;
 	relay_client_redial(a.c);
-	assert_true(status_of(&a).next_attempt_ms + 5 >= 1500);
-	assert_true(pump_until(is_connected, &a, 10000));
+	assert_true(status_of(&a).next_attempt_ms + 200 >= 1500);
+	assert_true(pump_until(is_connected, &a, 20000)); /* up to 8 s of backoff */
 	relay_client_free(a.c);
 }
 
