@@ -57,6 +57,9 @@ int prom_sample_u64(struct prom *p, const char *const *labels, size_t n, uint64_
 int prom_sample_f64(struct prom *p, const char *const *labels, size_t n, double v);
 
 /* A family with one unlabelled sample. */
+/* A sample of the open family with one label, key="val". */
+#define PROM_SAMPLE1(p, v, key, val)                                                     \
+	prom_sample_u64(p, (const char *const[]){key, val}, 1, v)
 int prom_counter(struct prom *p, const char *name, const char *help, uint64_t v);
 int prom_gauge(struct prom *p, const char *name, const char *help, double v);
 

@@ -71,8 +71,6 @@ static bool ch_ready(void *ctx, char *why, size_t cap)
 	return false;
 }
 
-#define SAMPLE1(p, v, k, val) prom_sample_u64(p, (const char *const[]){k, val}, 1, v)
-
 static void ch_metrics_nodes(struct prom *p, const struct ctl_server_stats *s)
 {
 	uint64_t pending =
@@ -100,46 +98,46 @@ static void ch_metrics_conns(struct prom *p, const struct ctl_server_stats *s)
 	             "Node connections accepted.", s->conns_total);
 	prom_family(p, "meshcontrol_connections_refused_total", PROM_COUNTER,
 	            "Node connections refused at once, by reason.");
-	SAMPLE1(p, s->conns_refused_limit, "reason", "limit");
-	SAMPLE1(p, s->conns_refused_source, "reason", "source");
-	SAMPLE1(p, s->conns_refused_busy, "reason", "busy");
+	PROM_SAMPLE1(p, s->conns_refused_limit, "reason", "limit");
+	PROM_SAMPLE1(p, s->conns_refused_source, "reason", "source");
+	PROM_SAMPLE1(p, s->conns_refused_busy, "reason", "busy");
 	prom_family(p, "meshcontrol_connections_closed_total", PROM_COUNTER,
 	            "Node connections closed by the server, by reason.");
-	SAMPLE1(p, s->conns_evicted, "reason", "evicted");
-	SAMPLE1(p, s->idle_closed, "reason", "idle");
-	SAMPLE1(p, s->slow_closed, "reason", "slow");
+	PROM_SAMPLE1(p, s->conns_evicted, "reason", "evicted");
+	PROM_SAMPLE1(p, s->idle_closed, "reason", "idle");
+	PROM_SAMPLE1(p, s->slow_closed, "reason", "slow");
 	prom_family(p, "meshcontrol_handshakes_total", PROM_COUNTER,
 	            "Noise handshakes with nodes, by result.");
-	SAMPLE1(p, s->handshakes_ok, "result", "ok");
-	SAMPLE1(p, s->handshakes_failed, "result", "failed");
-	SAMPLE1(p, s->handshakes_limited, "result", "limited");
+	PROM_SAMPLE1(p, s->handshakes_ok, "result", "ok");
+	PROM_SAMPLE1(p, s->handshakes_failed, "result", "failed");
+	PROM_SAMPLE1(p, s->handshakes_limited, "result", "limited");
 	prom_family(p, "meshcontrol_registrations_total", PROM_COUNTER,
 	            "Registrations, by result.");
-	SAMPLE1(p, s->registrations_ok, "result", "ok");
-	SAMPLE1(p, s->registrations_pending, "result", "pending");
-	SAMPLE1(p, s->registrations_refused, "result", "refused");
-	SAMPLE1(p, s->registrations_retry, "result", "retry");
-	SAMPLE1(p, s->registrations_throttled, "result", "throttled");
+	PROM_SAMPLE1(p, s->registrations_ok, "result", "ok");
+	PROM_SAMPLE1(p, s->registrations_pending, "result", "pending");
+	PROM_SAMPLE1(p, s->registrations_refused, "result", "refused");
+	PROM_SAMPLE1(p, s->registrations_retry, "result", "retry");
+	PROM_SAMPLE1(p, s->registrations_throttled, "result", "throttled");
 }
 
 static void ch_metrics_maps(struct prom *p, const struct ctl_server_stats *s)
 {
 	prom_family(p, "meshcontrol_maps_sent_total", PROM_COUNTER,
 	            "Network maps sent to nodes, by kind.");
-	SAMPLE1(p, s->maps_full, "kind", "full");
-	SAMPLE1(p, s->maps_delta, "kind", "delta");
+	PROM_SAMPLE1(p, s->maps_full, "kind", "full");
+	PROM_SAMPLE1(p, s->maps_delta, "kind", "delta");
 	prom_counter(p, "meshcontrol_broadcasts_total",
 	             "Map changes pushed to the nodes.", s->broadcasts);
 	prom_gauge(p, "meshcontrol_map_version", "The map's version.",
 	           (double)s->map_version);
 	prom_family(p, "meshcontrol_bad_input_total", PROM_COUNTER,
 	            "Frames and messages from nodes refused, by kind.");
-	SAMPLE1(p, s->bad_frames, "kind", "frame");
-	SAMPLE1(p, s->bad_messages, "kind", "message");
+	PROM_SAMPLE1(p, s->bad_frames, "kind", "frame");
+	PROM_SAMPLE1(p, s->bad_messages, "kind", "message");
 	prom_family(p, "meshcontrol_bytes_total", PROM_COUNTER,
 	            "Bytes on node connections, by direction.");
-	SAMPLE1(p, s->bytes_in, "dir", "in");
-	SAMPLE1(p, s->bytes_out, "dir", "out");
+	PROM_SAMPLE1(p, s->bytes_in, "dir", "in");
+	PROM_SAMPLE1(p, s->bytes_out, "dir", "out");
 	prom_gauge(p, "meshcontrol_output_queued_bytes",
 	           "Bytes waiting in the output queues now.", (double)s->out_queued);
 }
@@ -165,9 +163,9 @@ static void ch_metrics(void *ctx, struct prom *p)
 	           ps.active);
 	prom_family(p, "meshcontrol_policy_compiles_total", PROM_COUNTER,
 	            "Compiles of the access policy, by result.");
-	SAMPLE1(p, ps.compiles, "result", "ok");
-	SAMPLE1(p, ps.compile_failures, "result", "failed");
-	SAMPLE1(p, ps.compiles_deferred, "result", "deferred");
+	PROM_SAMPLE1(p, ps.compiles, "result", "ok");
+	PROM_SAMPLE1(p, ps.compile_failures, "result", "failed");
+	PROM_SAMPLE1(p, ps.compiles_deferred, "result", "deferred");
 	prom_counter(p, "meshcontrol_policy_filters_denied_total",
 	             "Node filters sent as deny-all (fail closed).", ps.filters_denied);
 	prom_gauge(p, "meshcontrol_policy_last_compile_seconds",

@@ -27,8 +27,6 @@ static bool rh_ready(void *ctx, char *why, size_t cap)
 	return false;
 }
 
-#define S1(p, v, k, val) prom_sample_u64(p, (const char *const[]){k, val}, 1, v)
-
 static void rh_metrics(void *ctx, struct prom *p)
 {
 	struct rly_health *h = ctx;
@@ -52,48 +50,48 @@ static void rh_metrics(void *ctx, struct prom *p)
 	prom_family(p, "meshrelay_packets_total", PROM_COUNTER,
 	            "Packets relayed to local clients, forwarded to and received from "
 	            "sibling relays.");
-	S1(p, s.packets_relayed, "kind", "relayed");
-	S1(p, s.packets_forwarded, "kind", "to_mesh");
-	S1(p, s.packets_from_mesh, "kind", "from_mesh");
+	PROM_SAMPLE1(p, s.packets_relayed, "kind", "relayed");
+	PROM_SAMPLE1(p, s.packets_forwarded, "kind", "to_mesh");
+	PROM_SAMPLE1(p, s.packets_from_mesh, "kind", "from_mesh");
 	prom_family(p, "meshrelay_bytes_total", PROM_COUNTER,
 	            "The bytes of those packets.");
-	S1(p, s.bytes_relayed, "kind", "relayed");
-	S1(p, s.bytes_forwarded, "kind", "to_mesh");
-	S1(p, s.bytes_from_mesh, "kind", "from_mesh");
+	PROM_SAMPLE1(p, s.bytes_relayed, "kind", "relayed");
+	PROM_SAMPLE1(p, s.bytes_forwarded, "kind", "to_mesh");
+	PROM_SAMPLE1(p, s.bytes_from_mesh, "kind", "from_mesh");
 	prom_family(p, "meshrelay_drops_total", PROM_COUNTER,
 	            "Packets dropped, by reason.");
-	S1(p, s.drop_unknown_dest, "reason", "unknown_dest");
-	S1(p, s.drop_queue_full, "reason", "queue_full");
-	S1(p, s.drop_write_timeout, "reason", "write_timeout");
-	S1(p, s.drop_bad_frame, "reason", "bad_frame");
-	S1(p, s.drop_oversize, "reason", "oversize");
-	S1(p, s.drop_nomem, "reason", "nomem");
-	S1(p, s.drop_bad_seal, "reason", "bad_seal");
-	S1(p, s.drop_budget, "reason", "budget");
+	PROM_SAMPLE1(p, s.drop_unknown_dest, "reason", "unknown_dest");
+	PROM_SAMPLE1(p, s.drop_queue_full, "reason", "queue_full");
+	PROM_SAMPLE1(p, s.drop_write_timeout, "reason", "write_timeout");
+	PROM_SAMPLE1(p, s.drop_bad_frame, "reason", "bad_frame");
+	PROM_SAMPLE1(p, s.drop_oversize, "reason", "oversize");
+	PROM_SAMPLE1(p, s.drop_nomem, "reason", "nomem");
+	PROM_SAMPLE1(p, s.drop_bad_seal, "reason", "bad_seal");
+	PROM_SAMPLE1(p, s.drop_budget, "reason", "budget");
 	prom_family(p, "meshrelay_refused_total", PROM_COUNTER,
 	            "Connections refused or cut, by reason.");
-	S1(p, s.refused_not_admitted, "reason", "not_admitted");
-	S1(p, s.refused_bad_auth, "reason", "bad_auth");
-	S1(p, s.refused_full, "reason", "full");
-	S1(p, s.refused_version, "reason", "version");
-	S1(p, s.refused_not_ready, "reason", "not_ready");
-	S1(p, s.refused_http, "reason", "http");
-	S1(p, s.handshake_timeouts, "reason", "handshake_timeout");
-	S1(p, s.removed_cut, "reason", "removed");
-	S1(p, s.refused_pending, "reason", "pending");
+	PROM_SAMPLE1(p, s.refused_not_admitted, "reason", "not_admitted");
+	PROM_SAMPLE1(p, s.refused_bad_auth, "reason", "bad_auth");
+	PROM_SAMPLE1(p, s.refused_full, "reason", "full");
+	PROM_SAMPLE1(p, s.refused_version, "reason", "version");
+	PROM_SAMPLE1(p, s.refused_not_ready, "reason", "not_ready");
+	PROM_SAMPLE1(p, s.refused_http, "reason", "http");
+	PROM_SAMPLE1(p, s.handshake_timeouts, "reason", "handshake_timeout");
+	PROM_SAMPLE1(p, s.removed_cut, "reason", "removed");
+	PROM_SAMPLE1(p, s.refused_pending, "reason", "pending");
 	prom_family(p, "meshrelay_clients_closed_total", PROM_COUNTER,
 	            "Clients closed: dead (silent), stale, or replaced by a newer one.");
-	S1(p, s.clients_dead, "reason", "dead");
-	S1(p, s.clients_stale, "reason", "stale");
-	S1(p, s.dup_clients, "reason", "duplicate");
+	PROM_SAMPLE1(p, s.clients_dead, "reason", "dead");
+	PROM_SAMPLE1(p, s.clients_stale, "reason", "stale");
+	PROM_SAMPLE1(p, s.dup_clients, "reason", "duplicate");
 	prom_counter(p, "meshrelay_accept_errors_total", "accept() failures.",
 	             s.accept_errors);
 	prom_family(p, "meshrelay_stun_total", PROM_COUNTER,
 	            "STUN requests, by outcome.");
-	S1(p, s.stun_requests, "result", "request");
-	S1(p, s.stun_responses, "result", "answered");
-	S1(p, s.stun_bad, "result", "bad");
-	S1(p, s.stun_limited, "result", "limited");
+	PROM_SAMPLE1(p, s.stun_requests, "result", "request");
+	PROM_SAMPLE1(p, s.stun_responses, "result", "answered");
+	PROM_SAMPLE1(p, s.stun_bad, "result", "bad");
+	PROM_SAMPLE1(p, s.stun_limited, "result", "limited");
 }
 
 struct rly_health *rly_health_new(struct event_base *base, const char *listen,
