@@ -17,14 +17,14 @@ CC ?= gcc
 LWIP_DIR := third_party/src/lwip-2.1.3
 DEPS_STAMP := $(LWIP_DIR)/.ok
 
-PKGS := libsodium libevent inih sqlite3 jansson libevent_openssl openssl miniupnpc libzstd
+PKGS := libsodium libevent inih sqlite3 libpq jansson libevent_openssl openssl miniupnpc libzstd
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CPPFLAGS := -D_GNU_SOURCE -I. -Inetstack -I$(LWIP_DIR)/src/include
 CFLAGS := -std=gnu11 $(OPT) -g $(WARN) $(SAN_FLAGS) -MMD -MP
-LDFLAGS := $(SAN_FLAGS)
+LDFLAGS := $(SAN_FLAGS) -Wl,--as-needed
 LDLIBS = $(PKG_LIBS) -lnatpmp -lpthread -lm
 
 # Our sources: everything under these folders except program entry points.

@@ -20,6 +20,10 @@ PACKAGES=(
 	libssl-dev
 	# mesh-control: its store (SQLite) and JSON for control messages and the admin API
 	libsqlite3-dev libjansson-dev
+	# mesh-control: the PostgreSQL store (libpq); the server itself for the
+	# tests, which start throwaway clusters with initdb/pg_ctl on a Unix
+	# socket (tests/pg.sh; the package's own cluster is not used)
+	libpq-dev postgresql
 	# mesh-control and the node: map bodies compressed with zstd (a join
 	# storm of 10,000 nodes is tens of GiB of JSON maps otherwise)
 	libzstd-dev

@@ -289,3 +289,34 @@ void ctl_policy_rec_free(struct ctl_policy_rec *r)
 	r->text = NULL;
 	r->len = 0;
 }
+
+const char *ctl_store_kind(const struct ctl_store *st)
+{
+	return st->ops->kind;
+}
+
+void ctl_store_set_server(struct ctl_store *st, int64_t server_id)
+{
+	st->ops->set_server(st, server_id);
+}
+
+int ctl_store_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
+                          size_t *swept)
+{
+	return st->ops->server_beat(st, now, dead_after, swept);
+}
+
+int ctl_store_server_leave(struct ctl_store *st, int64_t now, size_t *n)
+{
+	return st->ops->server_leave(st, now, n);
+}
+
+int ctl_store_watch_fd(struct ctl_store *st)
+{
+	return st->ops->watch_fd ? st->ops->watch_fd(st) : -1;
+}
+
+int ctl_store_watch_drain(struct ctl_store *st)
+{
+	return st->ops->watch_drain ? st->ops->watch_drain(st) : 0;
+}

@@ -345,6 +345,14 @@ struct ctl_store_ops {
 	int (*node_owners)(struct ctl_store *st, int64_t now,
 	                   int (*fn)(void *arg, const struct ctl_node_owner *o),
 	                   void *arg);
+	/* Several servers on one store (see ctl_store_set_server). */
+	const char *kind; /* "sqlite" or "postgresql" */
+	void (*set_server)(struct ctl_store *st, int64_t server_id);
+	int (*server_beat)(struct ctl_store *st, int64_t now, int64_t dead_after,
+	                   size_t *swept);
+	int (*server_leave)(struct ctl_store *st, int64_t now, size_t *n);
+	int (*watch_fd)(struct ctl_store *st);
+	int (*watch_drain)(struct ctl_store *st);
 };
 
 /* Each backend embeds this first; errmsg holds the last failure. */
@@ -357,6 +365,60 @@ struct ctl_store {
  * file 0600; WAL, foreign keys, busy timeout; migrates the schema to the
  * current version. NULL on failure with the reason in err. */
 struct ctl_store *ctl_store_open_sqlite(const char *dir, char *err, size_t errlen);
+
+/* Opens the PostgreSQL database at url (a libpq URI such as
+ * postgresql://USER@/DB?host=SOCKETDIR, or key=value words), creating or
+ * migrating the schema (ctl_migrations, store_schema.h) inside one
+ * transaction under an advisory lock, so servers started together migrate
+ * once. Writers serialise on the meta row (SELECT ... FOR UPDATE at the
+ * start of every write transaction), as SQLite's one writer does: a
+ * single-use key spent by two servers at once is spent once, and map
+ * versions commit in order. NULL on failure with the reason in err (the
+ * password, if the URL has one, is not repeated). */
+struct ctl_store *ctl_store_open_pg(const char *url, char *err, size_t errlen);
+
+/* The store of a data directory: the PostgreSQL database whose URL DIR/
+ * CTL_STORE_URL_FILE holds (written by `init --store`, mode 0600; one
+ * line), else DIR/control.db (ctl_store_open_sqlite). */
+#define CTL_STORE_URL_FILE "store.url"
+struct ctl_store *ctl_store_open(const char *dir, char *err, size_t errlen);
+/* Reads DIR/store.url into url (0: found; 1: no such file, the store is
+ * SQLite; -1: unreadable, too long, or not 0600-private, err says why). */
+int ctl_store_url_read(const char *dir, char *url, size_t cap, char *err,
+                       size_t errlen);
+
+/* "sqlite" or "postgresql". */
+const char *ctl_store_kind(const struct ctl_store *st);
+
+/* Several `serve` processes on one store. Each picks a random nonzero id
+ * at start (ctl_store_set_server); from then on every write that marks a
+ * node online also records that server as the node's holder
+ * (nodes.online_server), and a write that marks a node offline does so
+ * only while that server holds it (a node that moved to another server
+ * stays online there). server_beat: records that this server is alive at
+ * now (servers table), then marks offline (last_seen = now) every node held
+ * by a server not heard from for dead_after seconds or by none (0, rows
+ * from before), and forgets those servers: one transaction, one version
+ * bump if any node changed; *swept (may be NULL): how many nodes.
+ * server_leave: at a clean stop, this server's nodes offline and its row
+ * removed. Without set_server the id is 0 and the old one-server
+ * behaviour holds. */
+void ctl_store_set_server(struct ctl_store *st, int64_t server_id);
+int ctl_store_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
+                          size_t *swept);
+int ctl_store_server_leave(struct ctl_store *st, int64_t now, size_t *n);
+
+/* Change notification between servers. watch_fd: -1 when the store has
+ * none (SQLite: the caller polls map_version), else a descriptor that
+ * becomes readable when another process may have changed the map version
+ * (PostgreSQL: LISTEN CTL_STORE_CHANNEL on a second connection; every
+ * bump notifies in its transaction, delivered at commit). watch_drain
+ * reads what arrived: 1 if a change was announced, 0 if not, <0 if the
+ * watch connection was lost (closed: the caller drops its event, polls,
+ * and asks watch_fd again later, which reconnects). */
+#define CTL_STORE_CHANNEL "mesh_map"
+int ctl_store_watch_fd(struct ctl_store *st);
+int ctl_store_watch_drain(struct ctl_store *st);
 
 void ctl_store_close(struct ctl_store *st); /* accepts NULL */
 const char *ctl_store_errmsg(const struct ctl_store *st);

@@ -524,4 +524,5 @@ static const struct ctl_store_ops sq_ops = {
     .policy_set = ctl_sq_policy_set,
     .policy_clear = ctl_sq_policy_clear,
     .node_owners = ctl_sq_node_owners,
+    .kind = "sqlite",
 };
