@@ -126,6 +126,11 @@ static const char *const sq_migrations[] = {
     "ALTER TABLE nodes ADD COLUMN user_id INTEGER NOT NULL DEFAULT 0;"
     "UPDATE nodes SET user_id = COALESCE((SELECT id FROM users WHERE"
     " users.name = nodes.user), 0) WHERE user != '';",
+    /* v7: several servers on one store (ctl_store_set_server): the server
+     * holding each online node, and when each server was last heard from. */
+    "ALTER TABLE nodes ADD COLUMN online_server INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE servers (id INTEGER PRIMARY KEY, beat INTEGER NOT NULL,"
+    " started INTEGER NOT NULL);",
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 

@@ -254,12 +254,13 @@ static void migrates_from_version_1(void **state)
 	assert_int_equal(ctl_store_get_meta(t->st, &m1), 0);
 	ctl_store_close(t->st);
 	t->st = NULL;
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 6);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 7);
 	/* Make it a v1 database: the schema before API keys (and relays, v3,
 	 * admission, v4, users and the policy, v5, and the owner's users row,
-	 * v6), with its data. */
+	 * v6, several servers, v7), with its data. */
 	raw_exec(
 	    t->db,
+	    "ALTER TABLE nodes DROP COLUMN online_server; DROP TABLE servers; "
 	    "ALTER TABLE nodes DROP COLUMN user_id; "
 	    "DROP TABLE users; DROP TABLE policy; DROP INDEX nodes_user; "
 	    "DROP INDEX auth_keys_user; ALTER TABLE meta DROP COLUMN policy_revision; "
@@ -278,7 +279,7 @@ static void migrates_from_version_1(void **state)
 	    0);
 
 	t->st = open_store(t);
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 6);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 7);
 	assert_int_equal(
 	    raw_int(t->db, "SELECT count(*) FROM sqlite_master WHERE name = 'api_keys'"),
 	    1);
@@ -288,13 +289,13 @@ static void migrates_from_version_1(void **state)
 	assert_int_equal(ctl_store_apikey_create(t->st, NULL, NOW, s, sizeof s, NULL), 0);
 	assert_int_equal(ctl_store_apikey_check(t->st, s, NOW, NULL), 0);
 
-	/* Reopening at v6 changes nothing; a newer schema is refused. */
+	/* Reopening at v7 changes nothing; a newer schema is refused. */
 	ctl_store_close(t->st);
 	t->st = open_store(t);
 	assert_int_equal(ctl_store_apikey_check(t->st, s, NOW, NULL), 0);
 	ctl_store_close(t->st);
 	t->st = NULL;
-	raw_exec(t->db, "PRAGMA user_version = 7");
+	raw_exec(t->db, "PRAGMA user_version = 99");
 	char err[256];
 	assert_null(ctl_store_open_sqlite(t->dir, err, sizeof err));
 	assert_non_null(strstr(err, "newer"));
