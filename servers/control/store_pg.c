@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -390,10 +391,10 @@ static PGconn *pg_connect(const char *url)
 	return c;
 }
 
-/* Copies prefix and libpq's message into err with the URL's password, if
- * it has one, written as "***": some messages quote connection options. */
-static void pg_err_scrub(char *err, size_t errlen, const char *prefix, const char *msg,
-                         const char *url)
+/* The password in url (malloc'ed), or NULL. A URI libpq cannot parse
+ * (its message may quote the bad part) gives the raw text between ':'
+ * and '@' of its user part. */
+static char *pg_url_password(const char *url)
 {
 	char *pw = NULL;
 	PQconninfoOption *opts = PQconninfoParse(url, NULL);
@@ -401,6 +402,26 @@ static void pg_err_scrub(char *err, size_t errlen, const char *prefix, const cha
 		if (!strcmp(o->keyword, "password") && o->val && *o->val)
 			pw = strdup(o->val);
 	PQconninfoFree(opts);
+	if (opts || pw)
+		return pw;
+	const char *u = strstr(url, "://");
+	if (!u)
+		return NULL;
+	u += 3;
+	size_t user = strcspn(u, "/?#");
+	const char *at = memchr(u, '@', user);
+	const char *colon = at ? memchr(u, ':', (size_t)(at - u)) : NULL;
+	if (!colon || at - colon < 2)
+		return NULL;
+	return strndup(colon + 1, (size_t)(at - colon - 1));
+}
+
+/* Copies prefix and libpq's message into err with the URL's password, if
+ * it has one, written as "***": some messages quote connection options. */
+static void pg_err_scrub(char *err, size_t errlen, const char *prefix, const char *msg,
+                         const char *url)
+{
+	char *pw = pg_url_password(url);
 
 	size_t n = pw ? strlen(pw) : 0, o = 0;
 	int w = snprintf(err, errlen, "%s", prefix);
@@ -568,23 +589,31 @@ static int pg_watch_fd(struct ctl_store *st)
 	return PQsocket(w);
 }
 
+/* Reads what arrived; while the socket stays readable, reads again (a few
+ * times at most): a server that ends the connection sends an error first
+ * and the end after it, and the loss shows only on the second read. */
 static int pg_watch_drain(struct ctl_store *st)
 {
 	struct pg_store *s = PG(st);
 	int seen = 0;
 	if (!s->watch)
 		return 0;
-	if (!PQconsumeInput(s->watch) || PQstatus(s->watch) != CONNECTION_OK) {
-		ctl_pg_fail(s, CTL_STORE_EIO, "watch: %s", PQerrorMessage(s->watch));
-		pg_chomp(s->base.errmsg);
-		PQfinish(s->watch);
-		s->watch = NULL;
-		return CTL_STORE_EIO;
-	}
-	PGnotify *n;
-	while ((n = PQnotifies(s->watch)) != NULL) {
-		seen = 1;
-		PQfreemem(n);
+	for (int i = 0; i < 4; i++) {
+		if (!PQconsumeInput(s->watch) || PQstatus(s->watch) != CONNECTION_OK) {
+			ctl_pg_fail(s, CTL_STORE_EIO, "watch: %s", PQerrorMessage(s->watch));
+			pg_chomp(s->base.errmsg);
+			PQfinish(s->watch);
+			s->watch = NULL;
+			return CTL_STORE_EIO;
+		}
+		PGnotify *n;
+		while ((n = PQnotifies(s->watch)) != NULL) {
+			seen = 1;
+			PQfreemem(n);
+		}
+		struct pollfd pfd = {.fd = PQsocket(s->watch), .events = POLLIN};
+		if (poll(&pfd, 1, 0) <= 0)
+			break;
 	}
 	return seen;
 }
