@@ -463,6 +463,21 @@ static int pg_schema_version(struct pg_store *s, int *v)
 	return 0;
 }
 
+/* Runs one version's text (several statements: the simple protocol);
+ * a failure names the version, not the long SQL text. */
+static int pg_migration_exec(struct pg_store *s, int to, const char *sql)
+{
+	PGresult *r = PQexec(s->db, sql);
+	int rc = 0;
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+		char what[48];
+		snprintf(what, sizeof what, "schema version %d", to);
+		rc = pg_result_err(s, what, r);
+	}
+	PQclear(r);
+	return rc;
+}
+
 static int pg_migrate_to(struct pg_store *s, int v)
 {
 	static const char *const rec =
@@ -470,20 +485,11 @@ static int pg_migrate_to(struct pg_store *s, int v)
 	    " VALUES ($1, CAST(extract(epoch FROM now()) AS BIGINT))";
 	int rc = 0;
 	for (; rc == 0 && v < ctl_schema_version; v++) {
-		char what[48];
-		snprintf(what, sizeof what, "schema version %d", v + 1);
-		rc = ctl_pg_exec(s, ctl_migrations[v].pg);
-		if (rc) {
-			char msg[sizeof s->base.errmsg];
-			snprintf(msg, sizeof msg, "%s", s->base.errmsg);
-			/* The failing SQL text is long: name the version. */
-			const char *colon = strstr(msg, ": ");
-			ctl_pg_fail(s, rc, "%s: %s", what, colon ? colon + 2 : msg);
-			break;
-		}
+		rc = pg_migration_exec(s, v + 1, ctl_migrations[v].pg);
 		struct pg_params p = {0};
 		ctl_pg_p_int(&p, v + 1);
-		rc = ctl_pg_cmd(s, what, rec, &p, NULL);
+		if (rc == 0)
+			rc = ctl_pg_cmd(s, "schema version", rec, &p, NULL);
 	}
 	return rc;
 }

@@ -250,6 +250,27 @@ static void concurrent_first_opens_migrate_once(void **state)
 	t->st = test_store_reopen(&t->ts);
 }
 
+/* A migration that fails leaves nothing behind (one transaction) and the
+ * message names the version. */
+static void failed_migration_rolls_back(void **state)
+{
+	struct t *t = *state;
+	char err[512];
+	ctl_store_close(t->st);
+	t->st = NULL;
+	PGconn *c = test_store_raw(&t->ts);
+	test_store_pg_exec(c, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"
+	                      " CREATE TABLE meta (x INTEGER)");
+	assert_null(ctl_store_open_pg(t->ts.url, err, sizeof err));
+	assert_non_null(strstr(err, "schema version 1: relation \"meta\" already exists"));
+	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM pg_tables WHERE"
+	                                      " schemaname = 'public'"),
+	                 1);
+	test_store_pg_exec(c, "DROP TABLE meta");
+	PQfinish(c);
+	t->st = test_store_reopen(&t->ts);
+}
+
 /* The removal triggers: a tombstone at the current map version, and the
  * machine remembered with the largest auth key id issued (key_seq) and
  * the time as unix seconds. */
@@ -1049,6 +1070,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(concurrent_first_opens_migrate_once, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(failed_migration_rolls_back, setup, teardown),
 	    cmocka_unit_test_setup_teardown(removal_triggers, setup_init, teardown),
 	    cmocka_unit_test_setup_teardown(unique_violations_mapped, setup_init, teardown),
 	    cmocka_unit_test_setup_teardown(blob_decoding, setup, teardown),
