@@ -84,13 +84,13 @@ static int url_file_ok(const char *path, int fd, char *err, size_t errlen)
 	return 0;
 }
 
-int ctl_store_url_read(const char *dir, char *url, size_t cap, char *err,
-                       size_t errlen)
+int ctl_store_url_read(const char *dir, char *url, size_t cap, char *err, size_t errlen)
 {
 	char path[4096], buf[STORE_URL_MAX + 2];
 	ssize_t n = 0, got;
 
-	if (snprintf(path, sizeof path, "%s/" CTL_STORE_URL_FILE, dir) >= (int)sizeof path) {
+	if (snprintf(path, sizeof path, "%s/" CTL_STORE_URL_FILE, dir) >=
+	    (int)sizeof path) {
 		snprintf(err, errlen, "%s: path too long", dir);
 		return -1;
 	}
@@ -118,12 +118,13 @@ int ctl_store_url_read(const char *dir, char *url, size_t cap, char *err,
 	close(fd);
 	buf[n] = '\0';
 	if (rc == 0 && (size_t)n > STORE_URL_MAX) {
-		snprintf(err, errlen, "%s: longer than %d bytes; write only the URL", path,
-		         STORE_URL_MAX);
+		snprintf(err, errlen, "%s: longer than %d bytes; write only the URL",
+		         path, STORE_URL_MAX);
 		rc = -1;
 	}
 	if (rc == 0 && memchr(buf, '\0', (size_t)n)) {
-		snprintf(err, errlen, "%s: contains a NUL byte; write only the URL", path);
+		snprintf(err, errlen, "%s: contains a NUL byte; write only the URL",
+		         path);
 		rc = -1;
 	}
 	if (rc == 0)

@@ -309,7 +309,8 @@ int ctl_pg_begin(struct pg_store *s)
 		return rc;
 	PGresult *r = ctl_pg_query(s, "lock meta", lock, NULL, &rc);
 	if (r && PQntuples(r) == 0)
-		rc = ctl_pg_fail(s, CTL_STORE_ENOTFOUND, "store not initialised (run init)");
+		rc = ctl_pg_fail(s, CTL_STORE_ENOTFOUND,
+		                 "store not initialised (run init)");
 	PQclear(r);
 	return rc ? ctl_pg_end(s, rc) : 0;
 }
@@ -323,13 +324,15 @@ int ctl_pg_end(struct pg_store *s, int rc)
 		PGresult *r = PQexec(s->db, "COMMIT");
 		/* COMMIT of a transaction that failed earlier answers
 		 * "ROLLBACK" with success: that is a failure here. */
-		if (PQresultStatus(r) == PGRES_COMMAND_OK && !strcmp(PQcmdStatus(r), "COMMIT")) {
+		if (PQresultStatus(r) == PGRES_COMMAND_OK &&
+		    !strcmp(PQcmdStatus(r), "COMMIT")) {
 			PQclear(r);
 			return 0;
 		}
-		rc = PQresultStatus(r) == PGRES_COMMAND_OK
-		         ? ctl_pg_fail(s, CTL_STORE_EIO, "commit: transaction was aborted")
-		         : pg_result_err(s, "commit", r);
+		rc =
+		    PQresultStatus(r) == PGRES_COMMAND_OK
+		        ? ctl_pg_fail(s, CTL_STORE_EIO, "commit: transaction was aborted")
+		        : pg_result_err(s, "commit", r);
 		PQclear(r);
 	}
 	if (PQstatus(s->db) == CONNECTION_OK &&
@@ -356,7 +359,8 @@ int ctl_pg_bump(struct pg_store *s, int64_t *v)
 		return rc;
 	if (PQntuples(r) != 1) {
 		PQclear(r);
-		return ctl_pg_fail(s, CTL_STORE_ENOTFOUND, "store not initialised (run init)");
+		return ctl_pg_fail(s, CTL_STORE_ENOTFOUND,
+		                   "store not initialised (run init)");
 	}
 	*v = ctl_pg_int(r, 0, 0);
 	PQclear(r);
@@ -469,7 +473,8 @@ static int pg_migration_exec(struct pg_store *s, int to, const char *sql)
 {
 	PGresult *r = PQexec(s->db, sql);
 	int rc = 0;
-	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    PQresultStatus(r) != PGRES_TUPLES_OK) {
 		char what[48];
 		snprintf(what, sizeof what, "schema version %d", to);
 		rc = pg_result_err(s, what, r);
@@ -577,8 +582,8 @@ static int pg_watch_fd(struct ctl_store *st)
 		return PQsocket(s->watch);
 	PGconn *w = pg_connect(s->url);
 	if (!w || PQstatus(w) != CONNECTION_OK) {
-		pg_err_scrub(s->base.errmsg, sizeof s->base.errmsg, "watch: ",
-		             w ? PQerrorMessage(w) : "out of memory", s->url);
+		pg_err_scrub(s->base.errmsg, sizeof s->base.errmsg,
+		             "watch: ", w ? PQerrorMessage(w) : "out of memory", s->url);
 		PQfinish(w);
 		return -1;
 	}
@@ -606,7 +611,8 @@ static int pg_watch_drain(struct ctl_store *st)
 		return 0;
 	for (int i = 0; i < 4; i++) {
 		if (!PQconsumeInput(s->watch) || PQstatus(s->watch) != CONNECTION_OK) {
-			ctl_pg_fail(s, CTL_STORE_EIO, "watch: %s", PQerrorMessage(s->watch));
+			ctl_pg_fail(s, CTL_STORE_EIO, "watch: %s",
+			            PQerrorMessage(s->watch));
 			pg_chomp(s->base.errmsg);
 			PQfinish(s->watch);
 			s->watch = NULL;
@@ -690,7 +696,8 @@ int ctl_pg_get_meta(struct ctl_store *st, struct ctl_meta *m)
 		return rc;
 	if (PQntuples(r) != 1) {
 		PQclear(r);
-		return ctl_pg_fail(s, CTL_STORE_ENOTFOUND, "store not initialised (run init)");
+		return ctl_pg_fail(s, CTL_STORE_ENOTFOUND,
+		                   "store not initialised (run init)");
 	}
 	memset(m, 0, sizeof *m);
 	ctl_pg_text(m->mesh_id, sizeof m->mesh_id, r, 0, 0);

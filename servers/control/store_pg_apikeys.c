@@ -113,7 +113,8 @@ static void pg_apikey_row(const PGresult *r, int i, struct ctl_apikey *k)
 
 int ctl_pg_apikey_list(struct ctl_store *st, struct ctl_apikey **out, size_t *n)
 {
-	static const char *const sel = "SELECT " PG_APIKEY_COLS " FROM api_keys ORDER BY id";
+	static const char *const sel =
+	    "SELECT " PG_APIKEY_COLS " FROM api_keys ORDER BY id";
 	struct pg_store *s = PG(st);
 	int rc;
 
@@ -171,7 +172,8 @@ static int64_t pg_apisecret_id(const char *sec)
 int ctl_pg_apikey_check(struct ctl_store *st, const char *secret, int64_t now,
                         struct ctl_apikey *out)
 {
-	static const char *const sel = "SELECT " PG_APIKEY_COLS " FROM api_keys WHERE id = $1";
+	static const char *const sel =
+	    "SELECT " PG_APIKEY_COLS " FROM api_keys WHERE id = $1";
 	static const char *const upd = "UPDATE api_keys SET last_used = $2 WHERE id = $1";
 	struct pg_store *s = PG(st);
 	uint8_t want[PG_AHASH_LEN], have[PG_AHASH_LEN] = {0};

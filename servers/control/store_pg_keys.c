@@ -100,8 +100,10 @@ int ctl_pg_key_create(struct ctl_store *st, const struct ctl_authkey_params *p,
 			out->ephemeral = p->ephemeral;
 			out->expiry = p->expiry;
 			out->created = p->now;
-			snprintf(out->tags, sizeof out->tags, "%s", p->tags ? p->tags : "");
-			snprintf(out->user, sizeof out->user, "%s", p->user ? p->user : "");
+			snprintf(out->tags, sizeof out->tags, "%s",
+			         p->tags ? p->tags : "");
+			snprintf(out->user, sizeof out->user, "%s",
+			         p->user ? p->user : "");
 		}
 	}
 	sodium_memzero(sec, sizeof sec);
@@ -127,7 +129,8 @@ static void pg_key_row(const PGresult *r, int i, struct ctl_authkey *k)
 
 int ctl_pg_key_list(struct ctl_store *st, struct ctl_authkey **out, size_t *n)
 {
-	static const char *const sel = "SELECT " PG_KEY_COLS " FROM auth_keys ORDER BY id";
+	static const char *const sel =
+	    "SELECT " PG_KEY_COLS " FROM auth_keys ORDER BY id";
 	struct pg_store *s = PG(st);
 	int rc;
 
@@ -185,8 +188,10 @@ static int64_t pg_secret_id(const char *sec)
 int ctl_pg_key_use_tx(struct pg_store *s, const char *secret, int64_t now,
                       struct ctl_authkey *k)
 {
-	static const char *const sel = "SELECT " PG_KEY_COLS " FROM auth_keys WHERE id = $1";
-	static const char *const upd = "UPDATE auth_keys SET uses = uses + 1 WHERE id = $1";
+	static const char *const sel =
+	    "SELECT " PG_KEY_COLS " FROM auth_keys WHERE id = $1";
+	static const char *const upd =
+	    "UPDATE auth_keys SET uses = uses + 1 WHERE id = $1";
 	uint8_t want[PG_HASH_LEN], have[PG_HASH_LEN] = {0};
 	int64_t id = pg_secret_id(secret);
 	int rc;

@@ -98,11 +98,13 @@ static int relay_key_use_tx(struct pg_store *s, const char *secret)
 {
 	static const char *const sel =
 	    "SELECT hash, revoked, uses FROM relay_keys WHERE id = $1";
-	static const char *const upd = "UPDATE relay_keys SET uses = uses + 1 WHERE id = $1";
+	static const char *const upd =
+	    "UPDATE relay_keys SET uses = uses + 1 WHERE id = $1";
 	int64_t id = rk_secret_id(secret);
 	int rc;
 	if (id < 0)
-		return ctl_pg_fail(s, CTL_STORE_EKEY_UNKNOWN, "relay key: not a relay key");
+		return ctl_pg_fail(s, CTL_STORE_EKEY_UNKNOWN,
+		                   "relay key: not a relay key");
 	struct pg_params p = {0};
 	ctl_pg_p_int(&p, id);
 	PGresult *r = ctl_pg_query(s, "relay key", sel, &p, &rc);
@@ -179,7 +181,8 @@ static int rl_pick_name(struct pg_store *s, const char *region, char *out, size_
 {
 	static const char *const sel =
 	    "SELECT n FROM generate_series(1, (SELECT count(*) + 1 FROM relays)) AS n"
-	    " WHERE NOT EXISTS (SELECT 1 FROM relays WHERE name = CAST($1 AS TEXT) || '-' || n)"
+	    " WHERE NOT EXISTS (SELECT 1 FROM relays WHERE name = CAST($1 AS TEXT) || "
+	    "'-' || n)"
 	    " ORDER BY n LIMIT 1";
 	struct pg_params p = {0};
 	int rc;
@@ -218,9 +221,9 @@ static int rl_resume(struct pg_store *s, const struct ctl_relay_rec *cur,
 	ctl_pg_p_int(&p, r->tls);
 	ctl_pg_p_int(&p, r->now);
 	int rc = ctl_pg_cmd(s, "relay update", upd, &p, NULL);
-	bool changed = strcmp(cur->region, region) != 0 || strcmp(cur->host, r->host) != 0 ||
-	               cur->port != r->port || cur->stun_port != r->stun_port ||
-	               cur->tls != r->tls;
+	bool changed = strcmp(cur->region, region) != 0 ||
+	               strcmp(cur->host, r->host) != 0 || cur->port != r->port ||
+	               cur->stun_port != r->stun_port || cur->tls != r->tls;
 	if (rc == 0 && changed)
 		rc = ctl_pg_bump(s, &v);
 	return rc;
@@ -265,10 +268,11 @@ int ctl_pg_relay_register(struct ctl_store *st, const struct ctl_relay_reg *r,
 	const char *region =
 	    r->region && *r->region ? r->region : CTL_RELAY_REGION_DEFAULT;
 	if (!label_ok(region))
-		return ctl_pg_fail(s, CTL_STORE_EINVAL,
-		                   "region \"%.64s\": expected a DNS label (letters, digits, "
-		                   "'-')",
-		                   region);
+		return ctl_pg_fail(
+		    s, CTL_STORE_EINVAL,
+		    "region \"%.64s\": expected a DNS label (letters, digits, "
+		    "'-')",
+		    region);
 	if (!r->host || !hostname_valid(r->host, strlen(r->host)) || r->port == 0)
 		return ctl_pg_fail(s, CTL_STORE_EINVAL,
 		                   "address: expected a host name or IPv4 address and a "
@@ -323,9 +327,9 @@ int ctl_pg_relay_remove(struct ctl_store *st, const char *name)
 	ctl_pg_p_text(&p, name);
 	rc = ctl_pg_cmd(s, "relay remove", del, &p, &rows);
 	if (rc == 0 && rows == 0)
-		rc = ctl_pg_fail(s, CTL_STORE_ENOTFOUND,
-		                 "relay %.64s: no such relay (see `mesh-control relays list`)",
-		                 name);
+		rc = ctl_pg_fail(
+		    s, CTL_STORE_ENOTFOUND,
+		    "relay %.64s: no such relay (see `mesh-control relays list`)", name);
 	if (rc == 0)
 		rc = ctl_pg_bump(s, &v);
 	return ctl_pg_end(s, rc);

@@ -276,10 +276,11 @@ int ctl_pg_policy_get(struct ctl_store *st, struct ctl_policy_rec *out)
 		out->revision = ctl_pg_int(r, 0, 1);
 		out->set_at = ctl_pg_int(r, 0, 2);
 	} else {
-		rc = ctl_pg_fail(s, CTL_STORE_EIO,
-		                 "policy: the stored text is unreadable or over %d bytes; "
-		                 "set the policy again",
-		                 POLICY_MAX_BYTES);
+		rc =
+		    ctl_pg_fail(s, CTL_STORE_EIO,
+		                "policy: the stored text is unreadable or over %d bytes; "
+		                "set the policy again",
+		                POLICY_MAX_BYTES);
 	}
 	PQclear(r);
 	return rc;
@@ -305,7 +306,8 @@ static int pg_policy_write(struct pg_store *s, const char *text, size_t len, int
 	*rev = found ? ctl_pg_int(r, 0, 0) : 0;
 	PQclear(r);
 	if (!found)
-		return ctl_pg_fail(s, CTL_STORE_ENOTFOUND, "store not initialised (run init)");
+		return ctl_pg_fail(s, CTL_STORE_ENOTFOUND,
+		                   "store not initialised (run init)");
 	struct pg_params p = {0};
 	ctl_pg_p_blob(&p, (const uint8_t *)text, len);
 	ctl_pg_p_int(&p, *rev);

@@ -53,7 +53,8 @@ static inline PGconn *test_store_pg_connect(const char *db)
 	if (!c || PQstatus(c) != CONNECTION_OK)
 		fail_msg("PostgreSQL %s: %s", db ? db : "(MESH_TEST_PG_URL)",
 		         c ? PQerrorMessage(c) : "out of memory");
-	PQsetNoticeProcessor(c, test_store_pg_quiet, NULL); /* "does not exist, skipping" */
+	PQsetNoticeProcessor(c, test_store_pg_quiet,
+	                     NULL); /* "does not exist, skipping" */
 	return c;
 }
 
@@ -88,8 +89,8 @@ static inline void test_store_pg_url_of(PGconn *c, const char *db, char *out, si
 		const char *v = !strcmp(p->keyword, "dbname") ? db : p->val;
 		if (!v || !*v)
 			continue;
-		o += (size_t)snprintf(out + o, o < cap ? cap - o : 0, "%s%s='", o ? " " : "",
-		                      p->keyword);
+		o += (size_t)snprintf(out + o, o < cap ? cap - o : 0, "%s%s='",
+		                      o ? " " : "", p->keyword);
 		for (; *v && o + 3 < cap; v++) {
 			if (*v == '\'' || *v == '\\')
 				out[o++] = '\\';
@@ -105,8 +106,9 @@ static inline void test_store_pg_url_of(PGconn *c, const char *db, char *out, si
 static inline struct ctl_store *test_store_reopen(struct test_store *ts)
 {
 	char err[512] = "";
-	struct ctl_store *st = ts->db[0] ? ctl_store_open_pg(ts->url, err, sizeof err)
-	                                 : ctl_store_open_sqlite(ts->dir, err, sizeof err);
+	struct ctl_store *st = ts->db[0]
+	                           ? ctl_store_open_pg(ts->url, err, sizeof err)
+	                           : ctl_store_open_sqlite(ts->dir, err, sizeof err);
 	if (!st)
 		fail_msg("open: %s", err);
 	return st;

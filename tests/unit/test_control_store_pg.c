@@ -190,8 +190,9 @@ static void schema_recorded_once_newer_refused(void **state)
 	    test_store_pg_int(c, "SELECT sum(applied) FROM schema_version");
 	/* Every table of the SQLite schema exists here too. */
 	static const char *const tables[] = {
-	    "meta",     "auth_keys",        "nodes", "node_removals", "api_keys",
-	    "relay_keys", "relays", "removed_machines", "users", "policy", "servers"};
+	    "meta",     "auth_keys",  "nodes",  "node_removals",
+	    "api_keys", "relay_keys", "relays", "removed_machines",
+	    "users",    "policy",     "servers"};
 	for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
 		char sql[128];
 		snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", tables[i]);
@@ -234,7 +235,8 @@ static void concurrent_first_opens_migrate_once(void **state)
 		assert_true(kids[i] >= 0);
 		if (kids[i] == 0) {
 			char err[512];
-			struct ctl_store *st = ctl_store_open_pg(t->ts.url, err, sizeof err);
+			struct ctl_store *st =
+			    ctl_store_open_pg(t->ts.url, err, sizeof err);
 			if (!st)
 				fprintf(stderr, "open: %s\n", err);
 			_exit(st ? 0 : 1);
@@ -262,7 +264,8 @@ static void failed_migration_rolls_back(void **state)
 	test_store_pg_exec(c, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"
 	                      " CREATE TABLE meta (x INTEGER)");
 	assert_null(ctl_store_open_pg(t->ts.url, err, sizeof err));
-	assert_non_null(strstr(err, "schema version 1: relation \"meta\" already exists"));
+	assert_non_null(
+	    strstr(err, "schema version 1: relation \"meta\" already exists"));
 	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM pg_tables WHERE"
 	                                      " schemaname = 'public'"),
 	                 1);
@@ -280,23 +283,24 @@ static void removal_triggers(void **state)
 	char sec[CTL_SECRET_MAX];
 	struct ctl_authkey_params kp = {.reusable = true, .now = NOW};
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(ctl_store_key_create(t->st, &kp, sec, sizeof sec, NULL), 0);
+		assert_int_equal(ctl_store_key_create(t->st, &kp, sec, sizeof sec, NULL),
+		                 0);
 	PGconn *c = test_store_raw(&t->ts);
-	test_store_pg_exec(c,
-	                   "UPDATE meta SET map_version = 41;"
-	                   "INSERT INTO nodes (machine_key, node_key, disco_key, hostname,"
-	                   " name, ipv4, ipv6, approved, ephemeral, created, version) VALUES"
-	                   " ('\\x01', '\\x02', '\\x03', 'a', 'a', 1, '\\x04', 1, 0, 0, 1),"
-	                   " ('\\x11', '\\x12', '\\x13', 'b', 'b', 2, '\\x14', 0, 0, 0, 1);"
-	                   "DELETE FROM nodes");
+	test_store_pg_exec(
+	    c, "UPDATE meta SET map_version = 41;"
+	       "INSERT INTO nodes (machine_key, node_key, disco_key, hostname,"
+	       " name, ipv4, ipv6, approved, ephemeral, created, version) VALUES"
+	       " ('\\x01', '\\x02', '\\x03', 'a', 'a', 1, '\\x04', 1, 0, 0, 1),"
+	       " ('\\x11', '\\x12', '\\x13', 'b', 'b', 2, '\\x14', 0, 0, 0, 1);"
+	       "DELETE FROM nodes");
 	/* Only the approved node leaves a tombstone and a removed machine. */
 	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM node_removals"), 1);
 	assert_int_equal(test_store_pg_int(c, "SELECT version FROM node_removals"), 41);
-	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM removed_machines"), 1);
-	assert_int_equal(
-	    test_store_pg_int(c, "SELECT key_seq FROM removed_machines"
-	                         " WHERE machine_key = '\\x01'"),
-	    3);
+	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM removed_machines"),
+	                 1);
+	assert_int_equal(test_store_pg_int(c, "SELECT key_seq FROM removed_machines"
+	                                      " WHERE machine_key = '\\x01'"),
+	                 3);
 	long long removed = test_store_pg_int(c, "SELECT removed FROM removed_machines");
 	long long now = (long long)time(NULL);
 	assert_true(removed >= now - 60 && removed <= now + 60);
@@ -306,7 +310,8 @@ static void removal_triggers(void **state)
 	                      " hostname, name, ipv4, ipv6, approved, ephemeral, created,"
 	                      " version) VALUES ('\\x01', '\\x02', '\\x03', 'a', 'a', 1,"
 	                      " '\\x04', 1, 0, 0, 1); DELETE FROM nodes");
-	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM removed_machines"), 1);
+	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM removed_machines"),
+	                 1);
 	assert_int_equal(test_store_pg_int(c, "SELECT key_seq FROM removed_machines"), 4);
 	PQfinish(c);
 }
@@ -337,7 +342,8 @@ static void unique_violations_mapped(void **state)
 	ctl_pg_p_text(&q, "two");
 	ctl_pg_p_int(&q, 2);
 	ctl_pg_p_blob(&q, b, 4);
-	assert_int_equal(ctl_pg_cmd(s, "node insert", ins, &q, NULL), CTL_STORE_ECONFLICT);
+	assert_int_equal(ctl_pg_cmd(s, "node insert", ins, &q, NULL),
+	                 CTL_STORE_ECONFLICT);
 	assert_string_equal(ctl_store_errmsg(t->st), "node insert: node key in use");
 	/* Another unique column (the name): EEXISTS with the server's words. */
 	struct pg_params r = {0};
@@ -501,21 +507,27 @@ static void keys_use_revoke_expire(void **state)
 	char bad[CTL_SECRET_MAX];
 	strcpy(bad, multi);
 	bad[strlen(bad) - 1] ^= 1;
-	assert_int_equal(ctl_store_key_use(t->st, bad, NOW, NULL), CTL_STORE_EKEY_UNKNOWN);
+	assert_int_equal(ctl_store_key_use(t->st, bad, NOW, NULL),
+	                 CTL_STORE_EKEY_UNKNOWN);
 	assert_string_equal(ctl_store_errmsg(t->st), "auth key: unknown key");
 	snprintf(bad, sizeof bad, "mkey-99-%.48s", multi + 7);
-	assert_int_equal(ctl_store_key_use(t->st, bad, NOW, NULL), CTL_STORE_EKEY_UNKNOWN);
-	static const char *const junk[] = {"", "mkey-", "mkey-2", "mkey-2-", "mkey--2-ab",
-	                                   "mapi-2-000000000000000000000000000000000000000000000000"};
+	assert_int_equal(ctl_store_key_use(t->st, bad, NOW, NULL),
+	                 CTL_STORE_EKEY_UNKNOWN);
+	static const char *const junk[] = {
+	    "",           "mkey-",
+	    "mkey-2",     "mkey-2-",
+	    "mkey--2-ab", "mapi-2-000000000000000000000000000000000000000000000000"};
 	for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
 		assert_int_equal(ctl_store_key_use(t->st, junk[i], NOW, NULL),
 		                 CTL_STORE_EKEY_UNKNOWN);
 		assert_string_equal(ctl_store_errmsg(t->st), "auth key: not a key");
 	}
-	assert_int_equal(ctl_store_key_use(t->st, NULL, NOW, NULL), CTL_STORE_EKEY_UNKNOWN);
+	assert_int_equal(ctl_store_key_use(t->st, NULL, NOW, NULL),
+	                 CTL_STORE_EKEY_UNKNOWN);
 	/* Revoked: only the right secret learns it. */
 	assert_int_equal(ctl_store_key_revoke(t->st, 2), 0);
-	assert_int_equal(ctl_store_key_use(t->st, multi, NOW, NULL), CTL_STORE_EKEY_REVOKED);
+	assert_int_equal(ctl_store_key_use(t->st, multi, NOW, NULL),
+	                 CTL_STORE_EKEY_REVOKED);
 	assert_int_equal(ctl_store_key_revoke(t->st, 42), CTL_STORE_ENOTFOUND);
 	assert_string_equal(ctl_store_errmsg(t->st), "auth key 42: no such key");
 
@@ -539,9 +551,10 @@ static void keys_use_revoke_expire(void **state)
 	char hex[65], sql[256];
 	crypto_generichash(h, sizeof h, (const uint8_t *)once, strlen(once), NULL, 0);
 	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
-	snprintf(sql, sizeof sql,
-	         "SELECT count(*) FROM auth_keys WHERE id = 1 AND encode(hash, 'hex') = '%s'",
-	         hex);
+	snprintf(
+	    sql, sizeof sql,
+	    "SELECT count(*) FROM auth_keys WHERE id = 1 AND encode(hash, 'hex') = '%s'",
+	    hex);
 	PGconn *c = test_store_raw(&t->ts);
 	assert_int_equal(test_store_pg_int(c, sql), 1);
 	PQfinish(c);
@@ -551,7 +564,8 @@ static void keys_use_revoke_expire(void **state)
 	assert_int_equal(ctl_store_key_create(t->st, &p, bad, sizeof bad, NULL),
 	                 CTL_STORE_EINVAL);
 	p.tags = NULL;
-	assert_int_equal(ctl_store_key_create(t->st, &p, bad, 10, NULL), CTL_STORE_EINVAL);
+	assert_int_equal(ctl_store_key_create(t->st, &p, bad, 10, NULL),
+	                 CTL_STORE_EINVAL);
 	p.user = "nobody";
 	assert_int_equal(ctl_store_key_create(t->st, &p, bad, sizeof bad, NULL),
 	                 CTL_STORE_ENOTFOUND);
@@ -577,7 +591,8 @@ static void single_use_key_raced_by_two_servers(void **state)
 				char err[512], c;
 				close(go[1]);
 				/* Its own connection, made before the start. */
-				struct ctl_store *st = ctl_store_open_pg(t->ts.url, err, sizeof err);
+				struct ctl_store *st =
+				    ctl_store_open_pg(t->ts.url, err, sizeof err);
 				if (!st)
 					_exit(100);
 				if (read(go[0], &c, 1) != 0)
@@ -664,8 +679,13 @@ static void apikeys(void **state)
 
 static struct ctl_relay_reg relay_req(uint8_t id, const char *secret)
 {
-	struct ctl_relay_reg r = {.secret = secret, .region = "eu", .host = "relay.example",
-	                          .port = 443, .stun_port = 3478, .tls = true, .now = NOW};
+	struct ctl_relay_reg r = {.secret = secret,
+	                          .region = "eu",
+	                          .host = "relay.example",
+	                          .port = 443,
+	                          .stun_port = 3478,
+	                          .tls = true,
+	                          .now = NOW};
 	memset(r.key, id, sizeof r.key);
 	return r;
 }
@@ -767,7 +787,8 @@ static void users_and_policy(void **state)
 		                      " TYPE TEXT COLLATE \"und-x-icu\"");
 	static const char *const names[] = {"ab", "a_b", "a.b", "a-b"};
 	for (size_t i = 0; i < 4; i++) {
-		assert_int_equal(ctl_store_user_create(t->st, names[i], NOW + (int)i, &u), 0);
+		assert_int_equal(ctl_store_user_create(t->st, names[i], NOW + (int)i, &u),
+		                 0);
 		assert_int_equal(u.created, NOW + (int)i);
 	}
 	assert_int_equal(ctl_store_user_list(t->st, &v, &n), 0);
@@ -795,7 +816,8 @@ static void users_and_policy(void **state)
 	/* Nine keys: eight ids and an ellipsis. */
 	p.user = "a-b";
 	for (int i = 0; i < 9; i++)
-		assert_int_equal(ctl_store_key_create(t->st, &p, sec, sizeof sec, NULL), 0);
+		assert_int_equal(ctl_store_key_create(t->st, &p, sec, sizeof sec, NULL),
+		                 0);
 	assert_int_equal(ctl_store_user_remove(t->st, "a-b"), CTL_STORE_EEXISTS);
 	assert_non_null(strstr(ctl_store_errmsg(t->st),
 	                       "9 auth keys not revoked (2, 3, 4, 5, 6, 7, 8, 9, ...)"));
@@ -805,7 +827,8 @@ static void users_and_policy(void **state)
 	struct ctl_policy_rec r;
 	int64_t rev, v0 = version(t->st);
 	assert_int_equal(ctl_store_policy_get(t->st, &r), CTL_STORE_ENOTFOUND);
-	assert_int_equal(ctl_store_policy_set(t->st, text, sizeof text - 1, NOW, &rev), 0);
+	assert_int_equal(ctl_store_policy_set(t->st, text, sizeof text - 1, NOW, &rev),
+	                 0);
 	assert_int_equal(rev, 1);
 	assert_int_equal(version(t->st), v0 + 1);
 	assert_int_equal(ctl_store_policy_get(t->st, &r), 0);
@@ -821,7 +844,8 @@ static void users_and_policy(void **state)
 
 	/* An unreadable stored text is an error, not a crash. */
 	char sql[128];
-	snprintf(sql, sizeof sql, "UPDATE policy SET text = decode(repeat('20', %d), 'hex')",
+	snprintf(sql, sizeof sql,
+	         "UPDATE policy SET text = decode(repeat('20', %d), 'hex')",
 	         1024 * 1024 + 1);
 	test_store_pg_exec(c, sql);
 	PQfinish(c);
@@ -889,7 +913,8 @@ static void bump_notifies(void **state)
 	/* A relay registration, a relay removal: one each, in order. */
 	char sec[CTL_SECRET_MAX];
 	struct ctl_relay_rec rec;
-	assert_int_equal(ctl_store_relay_key_create(t->st, NOW, sec, sizeof sec, NULL), 0);
+	assert_int_equal(ctl_store_relay_key_create(t->st, NOW, sec, sizeof sec, NULL),
+	                 0);
 	struct ctl_relay_reg rr = relay_req(7, sec);
 	assert_int_equal(ctl_store_relay_register(t->st, &rr, &rec), 0);
 	assert_int_equal(ctl_store_relay_remove(t->st, rec.name), 0);
@@ -970,12 +995,13 @@ static void store_url_file(void **state)
 	assert_int_equal(ctl_store_url_read(dir, url, sizeof url, err, sizeof err), -1);
 
 	/* Not a URL, two lines, empty, too long, a NUL. */
-	static const char *const bad[] = {"mysql://x\n", "postgresql://a\npostgresql://b\n",
-	                                  "\n", "", "=x", "host /tmp"};
+	static const char *const bad[] = {
+	    "mysql://x\n", "postgresql://a\npostgresql://b\n", "\n", "", "=x",
+	    "host /tmp"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		write_file(path, bad[i], 0600);
-		assert_int_equal(ctl_store_url_read(dir, url, sizeof url, err, sizeof err),
-		                 -1);
+		assert_int_equal(
+		    ctl_store_url_read(dir, url, sizeof url, err, sizeof err), -1);
 	}
 	write_file(path, "host=/run/pg dbname=mesh\n", 0600);
 	assert_int_equal(ctl_store_url_read(dir, url, sizeof url, err, sizeof err), 0);
@@ -1019,16 +1045,17 @@ static void open_error_hides_the_password(void **state)
 {
 	struct t *t = *state;
 	char url[2300], err[1024];
-	snprintf(url, sizeof url, "%s password='s3cr3t-pw' dbname=no_such_db_here", t->ts.url);
+	snprintf(url, sizeof url, "%s password='s3cr3t-pw' dbname=no_such_db_here",
+	         t->ts.url);
 	assert_null(ctl_store_open_pg(url, err, sizeof err));
 	assert_non_null(strstr(err, "no_such_db_here"));
 	assert_null(strstr(err, "s3cr3t-pw"));
-	assert_null(ctl_store_open_pg("postgresql://u:s3cr3t-pw@/db?host=/nonexistent&port=x",
-	                              err, sizeof err));
+	assert_null(ctl_store_open_pg(
+	    "postgresql://u:s3cr3t-pw@/db?host=/nonexistent&port=x", err, sizeof err));
 	assert_null(strstr(err, "s3cr3t-pw"));
 	/* libpq quotes a badly encoded part of a URI: here the password. */
-	assert_null(ctl_store_open_pg("postgresql://u:s3cr3t%zz@/db?host=/nonexistent", err,
-	                              sizeof err));
+	assert_null(ctl_store_open_pg("postgresql://u:s3cr3t%zz@/db?host=/nonexistent",
+	                              err, sizeof err));
 	assert_non_null(strstr(err, "***"));
 	assert_null(strstr(err, "s3cr3t"));
 }
@@ -1072,14 +1099,15 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(failed_migration_rolls_back, setup, teardown),
 	    cmocka_unit_test_setup_teardown(removal_triggers, setup_init, teardown),
-	    cmocka_unit_test_setup_teardown(unique_violations_mapped, setup_init, teardown),
-	    cmocka_unit_test_setup_teardown(blob_decoding, setup, teardown),
-	    cmocka_unit_test_setup_teardown(reconnects_after_a_lost_connection, setup_init,
+	    cmocka_unit_test_setup_teardown(unique_violations_mapped, setup_init,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(blob_decoding, setup, teardown),
+	    cmocka_unit_test_setup_teardown(reconnects_after_a_lost_connection,
+	                                    setup_init, teardown),
 	    cmocka_unit_test_setup_teardown(init_meta_and_map_version, setup, teardown),
 	    cmocka_unit_test_setup_teardown(keys_use_revoke_expire, setup_init, teardown),
-	    cmocka_unit_test_setup_teardown(single_use_key_raced_by_two_servers, setup_init,
-	                                    teardown),
+	    cmocka_unit_test_setup_teardown(single_use_key_raced_by_two_servers,
+	                                    setup_init, teardown),
 	    cmocka_unit_test_setup_teardown(apikeys, setup_init, teardown),
 	    cmocka_unit_test_setup_teardown(relays, setup_init, teardown),
 	    cmocka_unit_test_setup_teardown(users_and_policy, setup_init, teardown),
