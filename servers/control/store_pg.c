@@ -301,14 +301,20 @@ static int pg_begin_plain(struct pg_store *s)
 	return rc;
 }
 
+/* BEGIN and the lock in one round trip (two statements in one simple
+ * query): every write pays for it. */
 int ctl_pg_begin(struct pg_store *s)
 {
-	static const char *const lock = "SELECT 1 FROM meta WHERE id = 1 FOR UPDATE";
-	int rc = pg_begin_plain(s);
+	int rc = pg_ensure_conn(s);
 	if (rc)
 		return rc;
-	PGresult *r = ctl_pg_query(s, "lock meta", lock, NULL, &rc);
-	if (r && PQntuples(r) == 0)
+	PGresult *r = PQexec(s->db, "BEGIN ISOLATION LEVEL READ COMMITTED;"
+	                            " SELECT 1 FROM meta WHERE id = 1 FOR UPDATE");
+	s->in_tx = PQtransactionStatus(s->db) == PQTRANS_INTRANS ||
+	           PQtransactionStatus(s->db) == PQTRANS_INERROR;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		rc = pg_result_err(s, "lock meta", r);
+	else if (PQntuples(r) == 0)
 		rc = ctl_pg_fail(s, CTL_STORE_ENOTFOUND,
 		                 "store not initialised (run init)");
 	PQclear(r);
