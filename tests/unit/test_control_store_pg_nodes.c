@@ -1,0 +1,1063 @@
+/* mesh-control's store, nodes, on both engines (SQLite and PostgreSQL,
+ * through the same ops): each test runs once per engine, so the
+ * PostgreSQL port is held to the SQLite behaviour. Covered: registration
+ * rules (known machine, pending, expiry, re-authorisation, single-use keys,
+ * removed machines, logout, pending limits, keys and names held by pending
+ * nodes, name reuse), unique names and addresses over 3,000 nodes, deltas
+ * (node_list since, tombstones), batches of volatile fields (one version
+ * bump, hostile endpoint text, a node twice in a batch), registrations
+ * from two processes at once, and several servers on one store (the
+ * holder of an online node, offline writes by another server ignored, the
+ * beat's sweep of a dead server's nodes with one version bump, leave).
+ *
+ * PostgreSQL: the cluster at MESH_TEST_PG_URL, else a throwaway one started
+ * with tests/pg.sh for this run (skipped when PostgreSQL is not installed);
+ * every test gets a database of its own. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "servers/control/alloc.h"
+#include "servers/control/store.h"
+
+#define NOW 1700000000
+
+struct engine {
+	const char *name;
+	bool pg;
+};
+static const struct engine E_SQ = {"sqlite", false}, E_PG = {"postgresql", true};
+
+/* The PostgreSQL cluster of this run. */
+static char g_pgdir[64];   /* "" when MESH_TEST_PG_URL was given */
+static char g_url[512];    /* "" when there is none: the PG tests skip */
+static int g_dbseq;
+
+struct t {
+	const struct engine *e;
+	char tmp[64];
+	char dir[96];
+	char db[64];
+	char url[1024];
+	struct ctl_store *st;
+};
+
+/* ---- the cluster and a database per test ------------------------------ */
+
+static const char *pg_sh(void)
+{
+	static char path[512];
+	const char *root = getenv("ROOT");
+	snprintf(path, sizeof path, "%s/tests/pg.sh", root && *root ? root : ".");
+	return path;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	const char *env = getenv("MESH_TEST_PG_URL");
+	if (env && *env) {
+		snprintf(g_url, sizeof g_url, "%s", env);
+		return 0;
+	}
+	snprintf(g_pgdir, sizeof g_pgdir, "/tmp/ctlpgn-XXXXXX");
+	if (!mkdtemp(g_pgdir))
+		return -1;
+	char cmd[700];
+	snprintf(cmd, sizeof cmd, "%s start %s", pg_sh(), g_pgdir);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	if (!fgets(g_url, sizeof g_url, f))
+		g_url[0] = 0;
+	int st = pclose(f);
+	g_url[strcspn(g_url, "\n")] = 0;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+		print_message("PostgreSQL is not installed: its half is skipped\n");
+		g_url[0] = 0;
+		rmdir(g_pgdir);
+		g_pgdir[0] = 0;
+		return 0;
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !g_url[0]) {
+		print_error("tests/pg.sh start failed (status %d)\n", st);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (g_pgdir[0]) {
+		char cmd[700];
+		snprintf(cmd, sizeof cmd, "%s stop %s", pg_sh(), g_pgdir);
+		if (system(cmd) != 0)
+			print_error("tests/pg.sh stop failed\n");
+	}
+	return 0;
+}
+
+/* Runs sql on the cluster's own database; false (said) on failure. */
+static bool pg_admin(const char *sql)
+{
+	PGconn *c = PQconnectdb(g_url);
+	PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+	if (!ok)
+		print_error("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+	return ok;
+}
+
+/* The cluster's URL with another database, as key=value words. */
+static void pg_url_for(const char *db, char *out, size_t cap)
+{
+	char *err = NULL;
+	PQconninfoOption *o = PQconninfoParse(g_url, &err);
+	assert_non_null(o);
+	size_t len = 0;
+	out[0] = 0;
+	for (PQconninfoOption *p = o; p->keyword; p++) {
+		const char *v = strcmp(p->keyword, "dbname") == 0 ? db : p->val;
+		if (!v)
+			continue;
+		len += (size_t)snprintf(out + len, cap - len, "%s%s='", len ? " " : "",
+		                        p->keyword);
+		for (const char *c = v; *c && len + 3 < cap; c++) {
+			if (*c == '\'' || *c == '\\')
+				out[len++] = '\\';
+			out[len++] = *c;
+		}
+		len += (size_t)snprintf(out + len, cap - len, "'");
+		assert_true(len < cap);
+	}
+	PQconninfoFree(o);
+}
+
+static struct ctl_store *open_store(struct t *t)
+{
+	char err[256] = "";
+	struct ctl_store *st = t->e->pg ? ctl_store_open_pg(t->url, err, sizeof err)
+	                                : ctl_store_open_sqlite(t->dir, err, sizeof err);
+	if (!st)
+		fail_msg("open (%s): %s", t->e->name, err);
+	return st;
+}
+
+static int setup(void **state)
+{
+	struct t *t = calloc(1, sizeof *t);
+	t->e = *state;
+	*state = t;
+	if (t->e->pg) {
+		if (!g_url[0])
+			return 0;
+		snprintf(t->db, sizeof t->db, "t_%d_%d", (int)getpid(), ++g_dbseq);
+		char sql[128];
+		snprintf(sql, sizeof sql, "CREATE DATABASE %s", t->db);
+		assert_true(pg_admin(sql));
+		pg_url_for(t->db, t->url, sizeof t->url);
+	} else {
+		strcpy(t->tmp, "/tmp/ctlpgn-sq-XXXXXX");
+		assert_non_null(mkdtemp(t->tmp));
+		snprintf(t->dir, sizeof t->dir, "%s/data", t->tmp);
+	}
+	t->st = open_store(t);
+	struct ctl_init_params p = {.now = NOW};
+	memset(p.server_public, 0x5a, sizeof p.server_public);
+	assert_int_equal(ctl_store_init(t->st, &p), 0);
+	return 0;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
+{
+	(void)sb;
+	(void)flag;
+	(void)f;
+	return remove(p);
+}
+
+static int teardown(void **state)
+{
+	struct t *t = *state;
+	ctl_store_close(t->st);
+	if (t->db[0]) {
+		/* a failed test may leave a second handle open: end it first */
+		char sql[256];
+		snprintf(sql, sizeof sql,
+		         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+		         "WHERE datname = '%s' AND pid <> pg_backend_pid()",
+		         t->db);
+		pg_admin(sql);
+		snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", t->db);
+		pg_admin(sql);
+	}
+	if (t->tmp[0])
+		nftw(t->tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(t);
+	return 0;
+}
+
+/* The test's state; skips a PostgreSQL test without a cluster. */
+static struct t *T(void **state)
+{
+	struct t *t = *state;
+	if (t->e->pg && !g_url[0])
+		skip();
+	return t;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* A registration request for machine i (keys derived from i). */
+static struct ctl_store_reg req(uint32_t i, const char *host, const char *secret)
+{
+	struct ctl_store_reg r = {.hostname = host, .auth_secret = secret, .now = NOW};
+	memset(r.machine_key, 0x11, CTL_KEY_LEN);
+	memset(r.node_key, 0x22, CTL_KEY_LEN);
+	memset(r.disco_key, 0x33, CTL_KEY_LEN);
+	memcpy(r.machine_key, &i, sizeof i);
+	memcpy(r.node_key, &i, sizeof i);
+	memcpy(r.disco_key, &i, sizeof i);
+	return r;
+}
+
+static void key(struct t *t, bool reusable, bool eph, const char *user, char *secret)
+{
+	struct ctl_authkey_params p = {
+	    .reusable = reusable, .ephemeral = eph, .user = user, .now = NOW};
+	assert_int_equal(ctl_store_key_create(t->st, &p, secret, CTL_SECRET_MAX, NULL), 0);
+}
+
+static int64_t version(struct t *t)
+{
+	int64_t v = -1;
+	assert_int_equal(ctl_store_map_version(t->st, &v), 0);
+	return v;
+}
+
+static int reg(struct t *t, uint32_t i, const char *host, const char *secret,
+               struct ctl_node *n)
+{
+	struct ctl_store_reg r = req(i, host, secret);
+	return ctl_store_node_register(t->st, &r, n, NULL);
+}
+
+static struct ctl_node node(struct t *t, int64_t id)
+{
+	struct ctl_node n;
+	assert_int_equal(ctl_store_node_by_id(t->st, id, &n), 0);
+	return n;
+}
+
+/* ---- registration rules ------------------------------------------------ */
+
+static void register_known_pending_expired(void **state)
+{
+	struct t *t = T(state);
+	char sec[CTL_SECRET_MAX], once[CTL_SECRET_MAX], fresh[CTL_SECRET_MAX];
+	struct ctl_node a, b, c;
+	bool created;
+
+	key(t, true, false, NULL, sec);
+	struct ctl_store_reg r = req(7, "box", sec);
+	assert_int_equal(ctl_store_node_register(t->st, &r, &a, &created), 0);
+	assert_true(created);
+	assert_true(a.approved);
+	assert_int_equal(a.ipv4, CTL_V4_PREFIX + 1);
+	assert_int_equal(ctl_store_node_register(t->st, &r, &b, &created), 0);
+	assert_false(created);
+	assert_int_equal(a.id, b.id);
+	assert_int_equal(a.ipv4, b.ipv4);
+	assert_memory_equal(a.ipv6, b.ipv6, 16);
+
+	/* Known machine without a key, new node key and hostname: same node,
+	 * same name, one map change. */
+	r.auth_secret = NULL;
+	r.hostname = "renamed-host";
+	memset(r.node_key, 0x77, CTL_KEY_LEN);
+	int64_t v = version(t);
+	assert_int_equal(ctl_store_node_register(t->st, &r, &c, &created), 0);
+	assert_int_equal(c.id, a.id);
+	assert_string_equal(c.name, "box");
+	assert_string_equal(c.hostname, "renamed-host");
+	assert_memory_equal(c.node_key, r.node_key, CTL_KEY_LEN);
+	assert_int_equal(version(t), v + 1);
+
+	/* No key: pending, then approved by an admin. */
+	struct ctl_store_reg p = req(8, "pending", NULL);
+	assert_int_equal(ctl_store_node_register(t->st, &p, &a, &created), 0);
+	assert_true(created);
+	assert_false(a.approved);
+	assert_int_equal(a.auth_key_id, 0);
+	int64_t pend = -1;
+	assert_int_equal(ctl_store_node_pending_count(t->st, &pend), 0);
+	assert_int_equal(pend, 1);
+	assert_int_equal(ctl_store_node_approve(t->st, a.id), 0);
+	assert_true(node(t, a.id).approved);
+	assert_int_equal(ctl_store_node_approve(t->st, 999), CTL_STORE_ENOTFOUND);
+	int64_t total = -1, appr = -1;
+	assert_int_equal(ctl_store_node_counts(t->st, &total, &appr), 0);
+	assert_int_equal(total, 2);
+	assert_int_equal(appr, 2);
+
+	/* Expired: a key from before the expiry is refused and not spent, a
+	 * newer one re-authorises the same node; without a key nothing is
+	 * written. */
+	assert_int_equal(ctl_store_node_expire(t->st, a.id, NOW), 0);
+	assert_int_equal(node(t, a.id).expiry, NOW);
+	p.auth_secret = sec;
+	assert_int_equal(ctl_store_node_register(t->st, &p, &c, NULL), CTL_STORE_EEXPIRED);
+	assert_non_null(strstr(ctl_store_errmsg(t->st), "older than the expiry"));
+	v = version(t);
+	p.auth_secret = NULL;
+	assert_int_equal(ctl_store_node_register(t->st, &p, &c, NULL), 0);
+	assert_int_equal(c.expiry, NOW);
+	assert_int_equal(version(t), v);
+	key(t, false, false, NULL, fresh);
+	p.auth_secret = fresh;
+	assert_int_equal(ctl_store_node_register(t->st, &p, &c, &created), 0);
+	assert_false(created);
+	assert_int_equal(c.expiry, 0);
+	assert_int_equal(c.ipv4, a.ipv4);
+
+	/* Single-use: a failed registration (node key of an approved node)
+	 * does not spend it; a retry by its own machine resumes; another
+	 * machine gets EKEY_USED and nothing is stored. */
+	key(t, false, false, NULL, once);
+	struct ctl_store_reg d = req(9, "d", once);
+	memcpy(d.node_key, r.node_key, CTL_KEY_LEN);
+	assert_int_equal(ctl_store_node_register(t->st, &d, &c, NULL), CTL_STORE_ECONFLICT);
+	d = req(9, "d", once);
+	assert_int_equal(ctl_store_node_register(t->st, &d, &c, NULL), 0);
+	int64_t did = c.id;
+	assert_int_equal(ctl_store_node_register(t->st, &d, &c, NULL), 0);
+	assert_int_equal(c.id, did);
+	assert_int_equal(reg(t, 10, "e", once, &c), CTL_STORE_EKEY_USED);
+	struct ctl_store_reg e = req(10, "e", NULL);
+	assert_int_equal(ctl_store_node_by_machine_key(t->st, e.machine_key, &c),
+	                 CTL_STORE_ENOTFOUND);
+	assert_int_equal(reg(t, 10, "e", "mkey-1-nonsense", &c), CTL_STORE_EKEY_UNKNOWN);
+
+	/* Bad input. */
+	struct ctl_store_reg z = req(11, "z", sec);
+	memset(z.machine_key, 0, CTL_KEY_LEN);
+	assert_int_equal(ctl_store_node_register(t->st, &z, &c, NULL), CTL_STORE_EINVAL);
+	char longhost[300];
+	memset(longhost, 'h', sizeof longhost - 1);
+	longhost[sizeof longhost - 1] = 0;
+	assert_int_equal(reg(t, 11, longhost, sec, &c), CTL_STORE_EINVAL);
+}
+
+static void register_removed_logout_and_limits(void **state)
+{
+	struct t *t = T(state);
+	char sec[CTL_SECRET_MAX], newer[CTL_SECRET_MAX];
+	struct ctl_node a, b;
+
+	key(t, true, false, NULL, sec);
+	assert_int_equal(reg(t, 1, "a", sec, &a), 0);
+	assert_int_equal(reg(t, 2, "b", sec, &b), 0);
+
+	/* Removed by an admin: the old key does not readmit it, a newer one
+	 * does; the removal is a tombstone. */
+	int64_t v = version(t);
+	assert_int_equal(ctl_store_node_remove(t->st, a.id), 0);
+	assert_int_equal(reg(t, 1, "a", sec, &a), CTL_STORE_EREMOVED);
+	assert_int_equal(reg(t, 1, "a", NULL, &a), CTL_STORE_EREMOVED);
+	key(t, false, false, NULL, newer);
+	assert_int_equal(reg(t, 1, "a", newer, &a), 0);
+	int64_t *gone;
+	size_t n;
+	assert_int_equal(ctl_store_node_removed(t->st, v, &gone, &n), 0);
+	assert_int_equal(n, 1);
+	free(gone);
+
+	/* Logout: removed (tombstone) but not banned. */
+	v = version(t);
+	assert_int_equal(ctl_store_node_logout(t->st, b.id), 0);
+	assert_int_equal(ctl_store_node_logout(t->st, b.id), CTL_STORE_ENOTFOUND);
+	assert_int_equal(ctl_store_node_removed(t->st, v, &gone, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(gone[0], b.id);
+	free(gone);
+	assert_int_equal(reg(t, 2, "b", sec, &b), 0);
+
+	/* Pending limits: in all, and per source. */
+	struct ctl_store_reg r = req(20, "p", NULL);
+	r.max_pending = 3;
+	r.max_per_source = 2;
+	r.source = "198.18.0.1";
+	for (uint32_t i = 20; i < 22; i++) {
+		struct ctl_store_reg x = r;
+		memcpy(x.machine_key, &i, sizeof i);
+		memcpy(x.node_key, &i, sizeof i);
+		memcpy(x.disco_key, &i, sizeof i);
+		assert_int_equal(ctl_store_node_register(t->st, &x, &a, NULL), 0);
+	}
+	r = req(22, "p", NULL);
+	r.max_pending = 3;
+	r.max_per_source = 2;
+	r.source = "198.18.0.1";
+	assert_int_equal(ctl_store_node_register(t->st, &r, &a, NULL),
+	                 CTL_STORE_EPENDING_FULL);
+	assert_non_null(strstr(ctl_store_errmsg(t->st), "from 198.18.0.1"));
+	r.source = "198.18.0.2";
+	assert_int_equal(ctl_store_node_register(t->st, &r, &a, NULL), 0);
+	r = req(23, "p", NULL);
+	r.max_pending = 3;
+	r.source = "198.18.0.3";
+	assert_int_equal(ctl_store_node_register(t->st, &r, &a, NULL),
+	                 CTL_STORE_EPENDING_FULL);
+	r.no_pending = true;
+	r.max_pending = 0;
+	assert_int_equal(ctl_store_node_register(t->st, &r, &a, NULL),
+	                 CTL_STORE_EAUTH_REQUIRED);
+	/* a row left pending from before waits no longer with no_pending */
+	r = req(20, "p", NULL);
+	r.no_pending = true;
+	assert_int_equal(ctl_store_node_register(t->st, &r, &a, NULL),
+	                 CTL_STORE_EAUTH_REQUIRED);
+}
+
+/* Keys and names held by pending nodes: busy for another pending one,
+ * taken by an authorised one (the pending row dropped or renamed). */
+static void pending_holders_yield(void **state)
+{
+	struct t *t = T(state);
+	char sec[CTL_SECRET_MAX];
+	struct ctl_node p, q, a;
+
+	key(t, true, false, NULL, sec);
+	assert_int_equal(reg(t, 1, "web", NULL, &p), 0);
+	assert_string_equal(p.name, "web");
+	struct ctl_store_reg r = req(2, "other", NULL);
+	memcpy(r.disco_key, p.disco_key, CTL_KEY_LEN);
+	assert_int_equal(ctl_store_node_register(t->st, &r, &q, NULL),
+	                 CTL_STORE_EPENDING_BUSY);
+	r.auth_secret = sec;
+	assert_int_equal(ctl_store_node_register(t->st, &r, &q, NULL), 0);
+	assert_int_equal(ctl_store_node_by_id(t->st, p.id, &a), CTL_STORE_ENOTFOUND);
+
+	/* The name: the authorised node gets "db", the pending holder moves. */
+	assert_int_equal(reg(t, 3, "db", NULL, &p), 0);
+	assert_string_equal(p.name, "db");
+	assert_int_equal(reg(t, 4, "db", sec, &a), 0);
+	assert_string_equal(a.name, "db");
+	assert_string_equal(node(t, p.id).name, "db-2");
+	/* An approved holder: a suffix, which a pending holder yields too. */
+	assert_int_equal(reg(t, 5, "db", sec, &a), 0);
+	assert_string_equal(a.name, "db-2");
+	assert_string_equal(node(t, p.id).name, "db-3");
+}
+
+/* Name reuse: an ephemeral newcomer with the same key takes the name of a
+ * gone ephemeral holder, which gets the next suffix; another user's node
+ * and a node of another hostname keep theirs. */
+static void ephemeral_name_reclaim(void **state)
+{
+	struct t *t = T(state);
+	char eph[CTL_SECRET_MAX], bob[CTL_SECRET_MAX];
+	struct ctl_node old, n, other;
+
+	struct ctl_user u;
+	assert_int_equal(ctl_store_user_create(t->st, "bob", NOW, &u), 0);
+	key(t, true, true, NULL, eph);
+	key(t, true, true, "bob", bob);
+	assert_int_equal(reg(t, 1, "db", eph, &old), 0);
+	assert_true(old.ephemeral);
+	assert_int_equal(reg(t, 2, "cache", bob, &other), 0);
+
+	struct ctl_store_reg r = req(3, "db", eph);
+	r.reclaim_ids[0] = other.id; /* not "db"'s: skipped */
+	r.reclaim_ids[1] = old.id;
+	r.n_reclaim = 2;
+	int64_t v = version(t);
+	assert_int_equal(ctl_store_node_register(t->st, &r, &n, NULL), 0);
+	assert_string_equal(n.name, "db");
+	assert_string_equal(node(t, old.id).name, "db-2");
+	assert_int_equal(node(t, old.id).ipv4, old.ipv4);
+	assert_int_equal(version(t), v + 2); /* the rename and the insert */
+
+	/* bob's key may not take a node of the unowned key */
+	r = req(4, "db", bob);
+	r.reclaim_ids[0] = n.id;
+	r.n_reclaim = 1;
+	assert_int_equal(ctl_store_node_register(t->st, &r, &other, NULL), 0);
+	assert_string_equal(other.name, "db-3");
+	assert_string_equal(node(t, n.id).name, "db");
+}
+
+/* ---- names, addresses, deltas ------------------------------------------ */
+
+static void names_unique_and_renames(void **state)
+{
+	struct t *t = T(state);
+	struct ctl_node n, m;
+	const char *want[] = {"laptop", "laptop-2", "laptop-3", "my-laptop", "node",
+	                      "node-2"};
+	const char *host[] = {"laptop", "laptop", "Laptop", "My Laptop.local", "", "..."};
+	for (uint32_t i = 0; i < 6; i++) {
+		assert_int_equal(reg(t, i + 1, host[i], NULL, &n), 0);
+		assert_string_equal(n.name, want[i]);
+	}
+	assert_int_equal(ctl_store_node_by_name(t->st, "laptop-3", &n), 0);
+	int64_t v = version(t);
+	assert_int_equal(ctl_store_node_rename(t->st, n.id, "laptop"), CTL_STORE_EEXISTS);
+	assert_non_null(strstr(ctl_store_errmsg(t->st), "taken"));
+	assert_int_equal(ctl_store_node_rename(t->st, n.id, "Bad_Name"), CTL_STORE_EINVAL);
+	assert_int_equal(ctl_store_node_rename(t->st, 999, "free"), CTL_STORE_ENOTFOUND);
+	assert_int_equal(version(t), v);
+	assert_int_equal(ctl_store_node_rename(t->st, n.id, "work"), 0);
+	assert_int_equal(ctl_store_node_by_name(t->st, "work", &m), 0);
+	assert_int_equal(m.id, n.id);
+	assert_int_equal(reg(t, 7, "laptop", NULL, &n), 0);
+	assert_string_equal(n.name, "laptop-3"); /* the smallest free suffix */
+	/* names sort around '-' and '.' differently in non-C collations: the
+	 * scan must not miss these */
+	assert_int_equal(ctl_store_node_by_name(t->st, "my-laptop", &n), 0);
+	assert_int_equal(ctl_store_node_rename(t->st, n.id, "laptop-4"), 0);
+	assert_int_equal(reg(t, 8, "laptop.x", NULL, &n), 0);
+	assert_string_equal(n.name, "laptop-5");
+}
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* 3,000 nodes of one hostname: distinct names and addresses; then one
+ * batch writing all of them (timed: a few statements, not 3,000). */
+static void three_thousand_nodes(void **state)
+{
+	struct t *t = T(state);
+	enum { N = 3000 };
+	char sec[CTL_SECRET_MAX];
+	struct ctl_node n;
+	struct timespec t0;
+
+	key(t, true, false, NULL, sec);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (uint32_t i = 1; i <= N; i++)
+		assert_int_equal(reg(t, i, "laptop", sec, &n), 0);
+	print_message("%s: registered %d nodes in %.2f s\n", t->e->name, N, since(&t0));
+	assert_string_equal(n.name, "laptop-3000");
+
+	struct ctl_node *all;
+	size_t cnt;
+	assert_int_equal(ctl_store_node_list(t->st, 0, &all, &cnt), 0);
+	assert_int_equal(cnt, N);
+	uint32_t *v4 = malloc(N * sizeof *v4);
+	for (size_t i = 0; i < cnt; i++) {
+		v4[i] = all[i].ipv4;
+		assert_false(ctl_alloc_v4_reserved(all[i].ipv4 - CTL_V4_PREFIX));
+		if (i)
+			assert_true(all[i].id > all[i - 1].id);
+	}
+	qsort(v4, N, sizeof *v4, cmp_u32);
+	for (size_t i = 1; i < N; i++)
+		assert_true(v4[i] != v4[i - 1]);
+	free(v4);
+
+	struct ctl_node_vol *b = calloc(N, sizeof *b);
+	for (size_t i = 0; i < N; i++) {
+		b[i].id = all[i].id;
+		b[i].mask = CTL_UPD_ENDPOINTS | CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN;
+		snprintf(b[i].endpoints, sizeof b[i].endpoints, "198.18.%zu.%zu:41641",
+		         i / 250, i % 250 + 1);
+		b[i].online = true;
+		b[i].last_seen = NOW + 1;
+	}
+	int64_t v = version(t);
+	size_t changed = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(ctl_store_node_update_many(t->st, b, N, &changed), 0);
+	print_message("%s: a batch of %d nodes in %.3f s\n", t->e->name, N, since(&t0));
+	assert_int_equal(changed, N);
+	assert_int_equal(version(t), v + 1);
+	free(all);
+	assert_int_equal(ctl_store_node_list(t->st, v, &all, &cnt), 0);
+	assert_int_equal(cnt, N);
+	assert_string_equal(all[N - 1].endpoints, b[N - 1].endpoints);
+	assert_true(all[N - 1].online);
+	free(all);
+	free(b);
+}
+
+static void versions_and_deltas(void **state)
+{
+	struct t *t = T(state);
+	struct ctl_node a, b;
+	struct ctl_node *list;
+	int64_t *gone;
+	size_t cnt;
+
+	assert_int_equal(version(t), 0);
+	assert_int_equal(reg(t, 1, "a", NULL, &a), 0);
+	assert_int_equal(reg(t, 2, "b", NULL, &b), 0);
+	assert_int_equal(version(t), 2);
+	struct ctl_node_update u = {.mask = CTL_UPD_LAST_SEEN, .last_seen = NOW + 5};
+	assert_int_equal(ctl_store_node_update(t->st, a.id, &u), 0);
+	assert_int_equal(version(t), 2); /* last_seen alone: no map change */
+	u = (struct ctl_node_update){.mask = CTL_UPD_ENDPOINTS | CTL_UPD_HOME_RELAY |
+	                                     CTL_UPD_ONLINE | CTL_UPD_DISCO |
+	                                     CTL_UPD_HOSTINFO,
+	                             .endpoints = "198.18.0.9:1",
+	                             .hostinfo = "{\"os\":\"linux\"}",
+	                             .home_relay = 3,
+	                             .online = true};
+	memset(u.disco_key, 0x44, CTL_KEY_LEN);
+	assert_int_equal(ctl_store_node_update(t->st, a.id, &u), 0);
+	a = node(t, a.id);
+	assert_int_equal(version(t), 3);
+	assert_int_equal(a.version, 3);
+	assert_int_equal(a.home_relay, 3);
+	assert_true(a.online);
+	assert_int_equal(a.last_seen, NOW + 5);
+	assert_int_equal(a.disco_key[0], 0x44);
+	assert_string_equal(a.hostinfo, "{\"os\":\"linux\"}");
+	assert_string_equal(a.endpoints, "198.18.0.9:1");
+	assert_int_equal(ctl_store_node_list(t->st, 2, &list, &cnt), 0);
+	assert_int_equal(cnt, 1);
+	assert_int_equal(list[0].id, a.id);
+	free(list);
+
+	/* Refusals leave the version alone. */
+	u = (struct ctl_node_update){.mask = CTL_UPD_NODE_KEY};
+	memcpy(u.node_key, b.node_key, CTL_KEY_LEN);
+	assert_int_equal(ctl_store_node_update(t->st, a.id, &u), CTL_STORE_ECONFLICT);
+	u = (struct ctl_node_update){.mask = CTL_UPD_DISCO};
+	memcpy(u.disco_key, b.disco_key, CTL_KEY_LEN);
+	assert_int_equal(ctl_store_node_update(t->st, a.id, &u), CTL_STORE_ECONFLICT);
+	u = (struct ctl_node_update){.mask = CTL_UPD_ONLINE};
+	assert_int_equal(ctl_store_node_update(t->st, 999, &u), CTL_STORE_ENOTFOUND);
+	assert_int_equal(ctl_store_node_remove(t->st, 999), CTL_STORE_ENOTFOUND);
+	assert_int_equal(version(t), 3);
+
+	/* A pending node leaves no tombstone; an approved one does, at the
+	 * version of its removal. */
+	assert_int_equal(ctl_store_node_remove(t->st, b.id), 0);
+	assert_int_equal(ctl_store_node_removed(t->st, 0, &gone, &cnt), 0);
+	assert_int_equal(cnt, 0);
+	free(gone);
+	assert_int_equal(reg(t, 2, "b", NULL, &b), 0);
+	assert_int_equal(ctl_store_node_approve(t->st, a.id), 0);
+	assert_int_equal(ctl_store_node_approve(t->st, b.id), 0);
+	assert_int_equal(ctl_store_node_remove(t->st, b.id), 0);
+	int64_t v = version(t);
+	assert_int_equal(ctl_store_node_removed(t->st, v - 1, &gone, &cnt), 0);
+	assert_int_equal(cnt, 1);
+	assert_int_equal(gone[0], b.id);
+	free(gone);
+	assert_int_equal(ctl_store_node_removed(t->st, v, &gone, &cnt), 0);
+	assert_int_equal(cnt, 0);
+	free(gone);
+	assert_int_equal(ctl_store_node_list(t->st, v, &list, &cnt), 0);
+	assert_int_equal(cnt, 0);
+	free(list);
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+static void batches_bump_once(void **state)
+{
+	struct t *t = T(state);
+	struct ctl_node a, b;
+	size_t changed = 99;
+
+	assert_int_equal(reg(t, 1, "a", NULL, &a), 0);
+	assert_int_equal(reg(t, 2, "b", NULL, &b), 0);
+	struct ctl_node_vol v[4] = {
+	    {.id = a.id, .mask = CTL_UPD_ENDPOINTS | CTL_UPD_ONLINE, .online = true},
+	    {.id = b.id, .mask = CTL_UPD_ONLINE | CTL_UPD_HOME_RELAY, .online = true,
+	     .home_relay = 2},
+	    {.id = 999, .mask = CTL_UPD_ONLINE, .online = true},
+	};
+	/* text that must not break an array literal or a statement */
+	strcpy(v[0].endpoints, "198.18.0.1:1,\"x\\\"},{NULL}\\ ',\xc3\xa9");
+	int64_t ver = version(t);
+	assert_int_equal(ctl_store_node_update_many(t->st, v, 3, &changed), 0);
+	assert_int_equal(changed, 2);
+	assert_int_equal(version(t), ver + 1);
+	a = node(t, a.id);
+	assert_string_equal(a.endpoints, v[0].endpoints);
+	assert_int_equal(a.version, ver + 1);
+	assert_int_equal(node(t, b.id).home_relay, 2);
+
+	/* The same again: no change, no bump. last_seen of an online node is
+	 * written but is in nobody's map. */
+	v[1].mask |= CTL_UPD_LAST_SEEN;
+	v[1].last_seen = NOW + 9;
+	assert_int_equal(ctl_store_node_update_many(t->st, v, 3, &changed), 0);
+	assert_int_equal(changed, 0);
+	assert_int_equal(version(t), ver + 1);
+	assert_int_equal(node(t, b.id).last_seen, NOW + 9);
+
+	/* touch: a bump without a change. */
+	struct ctl_node_vol tv = {.id = b.id, .touch = true};
+	assert_int_equal(ctl_store_node_update_many(t->st, &tv, 1, &changed), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(version(t), ver + 2);
+	assert_int_equal(node(t, b.id).version, ver + 2);
+
+	/* A node twice in one batch: written in order, one bump. */
+	struct ctl_node_vol d[3] = {
+	    {.id = a.id, .mask = CTL_UPD_ENDPOINTS, .endpoints = "198.18.0.2:2"},
+	    {.id = b.id, .mask = CTL_UPD_ONLINE, .online = false},
+	    {.id = a.id, .mask = CTL_UPD_ENDPOINTS, .endpoints = "198.18.0.3:3"},
+	};
+	assert_int_equal(ctl_store_node_update_many(t->st, d, 3, &changed), 0);
+	assert_int_equal(changed, 3);
+	assert_int_equal(version(t), ver + 3);
+	assert_string_equal(node(t, a.id).endpoints, "198.18.0.3:3");
+	assert_false(node(t, b.id).online);
+
+	/* Endpoints not terminated within the field: refused, nothing written. */
+	struct ctl_node_vol bad = {.id = a.id, .mask = CTL_UPD_ENDPOINTS};
+	memset(bad.endpoints, 'x', sizeof bad.endpoints);
+	assert_int_equal(ctl_store_node_update_many(t->st, &bad, 1, &changed),
+	                 CTL_STORE_EINVAL);
+	assert_int_equal(version(t), ver + 3);
+
+	/* offline_all: every online node, one bump; none: no bump. */
+	size_t n = 0;
+	assert_int_equal(ctl_store_node_offline_all(t->st, NOW + 20, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(version(t), ver + 4);
+	assert_int_equal(node(t, a.id).last_seen, NOW + 20);
+	assert_int_equal(ctl_store_node_offline_all(t->st, NOW + 21, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(version(t), ver + 4);
+}
+
+/* ---- two processes ------------------------------------------------------ */
+
+enum { RACE_N = 120 };
+
+/* Child: its own store handle, RACE_N registrations of "race" once the
+ * parent opens the gate; exits with how many failed (0 = all fine). */
+static void race_child(struct t *t, int gate, uint32_t base, const char *sec)
+{
+	char err[256], c;
+	struct ctl_store *st = t->e->pg ? ctl_store_open_pg(t->url, err, sizeof err)
+	                                : ctl_store_open_sqlite(t->dir, err, sizeof err);
+	if (!st)
+		_exit(100);
+	if (read(gate, &c, 1) != 1)
+		_exit(101);
+	int bad = 0;
+	for (uint32_t i = 0; i < RACE_N; i++) {
+		struct ctl_store_reg r = req(base + i, "race", sec);
+		struct ctl_node n;
+		if (ctl_store_node_register(st, &r, &n, NULL) != 0) {
+			fprintf(stderr, "child %u: %s\n", base, ctl_store_errmsg(st));
+			bad++;
+		}
+	}
+	ctl_store_close(st);
+	_exit(bad > 99 ? 99 : bad);
+}
+
+static void two_processes_register_at_once(void **state)
+{
+	struct t *t = T(state);
+	char sec[CTL_SECRET_MAX];
+	int gate[2];
+	pid_t pid[2];
+
+	key(t, true, false, NULL, sec);
+	assert_int_equal(pipe(gate), 0);
+	/* no handle across fork (SQLite forbids it; a libpq one would be
+	 * shared) */
+	ctl_store_close(t->st);
+	t->st = NULL;
+	fflush(NULL);
+	for (int k = 0; k < 2; k++) {
+		pid[k] = fork();
+		assert_true(pid[k] >= 0);
+		if (pid[k] == 0) {
+			close(gate[1]);
+			race_child(t, gate[0], 1000 + 1000 * (uint32_t)k, sec);
+		}
+	}
+	close(gate[0]);
+	assert_int_equal(write(gate[1], "go", 2), 2);
+	close(gate[1]);
+	for (int k = 0; k < 2; k++) {
+		int status;
+		assert_int_equal(waitpid(pid[k], &status, 0), pid[k]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	t->st = open_store(t);
+	struct ctl_node *all;
+	size_t cnt;
+	assert_int_equal(ctl_store_node_list(t->st, 0, &all, &cnt), 0);
+	assert_int_equal(cnt, 2 * RACE_N);
+	/* names race, race-2 .. race-240 exactly, and distinct addresses */
+	uint8_t *seen = calloc(2 * RACE_N + 1, 1);
+	uint32_t *v4 = malloc(cnt * sizeof *v4);
+	for (size_t i = 0; i < cnt; i++) {
+		unsigned k = 1;
+		if (strcmp(all[i].name, "race") != 0)
+			assert_int_equal(sscanf(all[i].name, "race-%u", &k), 1);
+		assert_true(k >= 1 && k <= 2 * RACE_N);
+		assert_false(seen[k]);
+		seen[k] = 1;
+		v4[i] = all[i].ipv4;
+	}
+	qsort(v4, cnt, sizeof *v4, cmp_u32);
+	for (size_t i = 1; i < cnt; i++)
+		assert_true(v4[i] != v4[i - 1]);
+	assert_int_equal(version(t), 2 * RACE_N);
+	free(v4);
+	free(seen);
+	free(all);
+}
+
+/* ---- several servers ----------------------------------------------------- */
+
+static bool has_servers(struct t *t)
+{
+	if (t->st->ops->server_beat && t->st->ops->set_server)
+		return true;
+	print_message("%s: no several-servers ops in this build\n", t->e->name);
+	return false;
+}
+
+static void online(struct ctl_store *st, int64_t id, bool on, const char *eps)
+{
+	struct ctl_node_update u = {
+	    .mask = CTL_UPD_ONLINE | (eps ? CTL_UPD_ENDPOINTS : 0),
+	    .online = on,
+	    .endpoints = eps};
+	assert_int_equal(ctl_store_node_update(st, id, &u), 0);
+}
+
+static void several_servers(void **state)
+{
+	struct t *t = T(state);
+	if (!has_servers(t))
+		skip();
+	char sec[CTL_SECRET_MAX];
+	struct ctl_node a, b, c, d;
+	size_t n = 99;
+
+	struct ctl_store *s1 = t->st, *s2 = open_store(t);
+	ctl_store_set_server(s1, 111);
+	ctl_store_set_server(s2, 222);
+	assert_int_equal(ctl_store_server_beat(s1, NOW, 10, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(ctl_store_server_beat(s2, NOW, 10, &n), 0);
+	key(t, true, false, NULL, sec);
+
+	/* a registers through server 1 online: server 2 marking it offline
+	 * changes nothing but the rest of its write. */
+	struct ctl_store_reg r = req(1, "a", sec);
+	r.set_online = true;
+	assert_int_equal(ctl_store_node_register(s1, &r, &a, NULL), 0);
+	assert_true(a.online);
+	online(s2, a.id, false, "198.18.0.1:1");
+	a = node(t, a.id);
+	assert_true(a.online);
+	assert_string_equal(a.endpoints, "198.18.0.1:1");
+	struct ctl_node_vol v = {.id = a.id, .mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
+	                         .online = false, .last_seen = NOW + 1};
+	assert_int_equal(ctl_store_node_update_many(s2, &v, 1, &n), 0);
+	a = node(t, a.id);
+	assert_true(a.online);
+	assert_int_equal(a.last_seen, NOW + 1);
+
+	/* a moves to server 2 (online there): server 1's late offline is
+	 * ignored; server 2's applies. */
+	v.online = true;
+	assert_int_equal(ctl_store_node_update_many(s2, &v, 1, &n), 0);
+	online(s1, a.id, false, NULL);
+	assert_true(node(t, a.id).online);
+	online(s2, a.id, false, NULL);
+	assert_false(node(t, a.id).online);
+
+	/* b and c online on server 2, d on server 1, plus a row from before
+	 * servers had ids (holder 0). */
+	assert_int_equal(reg(t, 2, "b", sec, &b), 0);
+	assert_int_equal(reg(t, 3, "c", sec, &c), 0);
+	assert_int_equal(reg(t, 4, "d", sec, &d), 0);
+	online(s2, a.id, true, NULL);
+	online(s2, b.id, true, NULL);
+	online(s1, d.id, true, NULL);
+	struct ctl_store *s0 = open_store(t); /* no set_server: id 0 */
+	online(s0, c.id, true, NULL);
+	ctl_store_close(s0);
+
+	/* Server 1 beats on time, server 2 stopped beating at NOW: within
+	 * dead_after nothing is swept. */
+	int64_t ver = version(t);
+	assert_int_equal(ctl_store_server_beat(s1, NOW + 5, 10, &n), 0);
+	assert_int_equal(n, 1); /* only c, held by nobody */
+	assert_false(node(t, c.id).online);
+	assert_true(node(t, a.id).online);
+	assert_int_equal(version(t), ver + 1);
+	ver = version(t);
+	assert_int_equal(ctl_store_server_beat(s1, NOW + 8, 10, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(version(t), ver);
+
+	/* Past dead_after: a and b offline (last_seen = now), one bump for
+	 * both; d, server 1's own, stays. */
+	assert_int_equal(ctl_store_server_beat(s1, NOW + 11, 10, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(version(t), ver + 1);
+	a = node(t, a.id);
+	assert_false(a.online);
+	assert_int_equal(a.last_seen, NOW + 11);
+	assert_int_equal(a.version, ver + 1);
+	assert_false(node(t, b.id).online);
+	assert_true(node(t, d.id).online);
+	/* ... and server 2's row is gone: its own late beat starts over and
+	 * sweeps nothing of server 1. */
+	assert_int_equal(ctl_store_server_beat(s2, NOW + 12, 10, &n), 0);
+	assert_int_equal(n, 0);
+	assert_true(node(t, d.id).online);
+
+	/* Leave: server 1's nodes offline, one bump; server 2's stay. */
+	online(s2, b.id, true, NULL);
+	ver = version(t);
+	assert_int_equal(ctl_store_server_leave(s1, NOW + 13, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(version(t), ver + 1);
+	assert_false(node(t, d.id).online);
+	assert_int_equal(node(t, d.id).last_seen, NOW + 13);
+	assert_true(node(t, b.id).online);
+	/* With server 1 gone, server 2's beat long after sweeps nothing of its
+	 * own. */
+	assert_int_equal(ctl_store_server_beat(s2, NOW + 100, 10, &n), 0);
+	assert_int_equal(n, 0);
+	assert_true(node(t, b.id).online);
+	ctl_store_close(s2);
+}
+
+/* ---- faults -------------------------------------------------------------- */
+
+static int fault_fail(const char *point, void *arg)
+{
+	return strcmp(point, (const char *)arg) == 0;
+}
+
+static int fault_crash(const char *point, void *arg)
+{
+	(void)arg;
+	if (strcmp(point, "register:before-commit") == 0)
+		_exit(42);
+	return 0;
+}
+
+static void assert_untouched(struct t *t, const struct ctl_store_reg *r, int64_t v)
+{
+	struct ctl_node n;
+	struct ctl_authkey *keys;
+	size_t nk;
+	assert_int_equal(ctl_store_node_by_machine_key(t->st, r->machine_key, &n),
+	                 CTL_STORE_ENOTFOUND);
+	assert_int_equal(ctl_store_key_list(t->st, &keys, &nk), 0);
+	assert_int_equal(nk, 1);
+	assert_int_equal(keys[0].uses, 0);
+	free(keys);
+	assert_int_equal(version(t), v);
+}
+
+static void fault_or_crash_mid_register(void **state)
+{
+	struct t *t = T(state);
+	char sec[CTL_SECRET_MAX];
+	struct ctl_node first, n;
+
+	key(t, false, false, NULL, sec);
+	assert_int_equal(reg(t, 1, "first", NULL, &first), 0);
+	int64_t v = version(t);
+	struct ctl_store_reg r = req(2, "second", sec);
+	ctl_store_set_fault(t->st, fault_fail, (void *)"register:before-commit");
+	assert_int_equal(ctl_store_node_register(t->st, &r, &n, NULL), CTL_STORE_EIO);
+	ctl_store_set_fault(t->st, NULL, NULL);
+	assert_untouched(t, &r, v);
+
+	ctl_store_close(t->st);
+	t->st = NULL;
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char err[256];
+		struct ctl_store *c = t->e->pg
+		                          ? ctl_store_open_pg(t->url, err, sizeof err)
+		                          : ctl_store_open_sqlite(t->dir, err, sizeof err);
+		if (!c)
+			_exit(1);
+		ctl_store_set_fault(c, fault_crash, NULL);
+		ctl_store_node_register(c, &r, &n, NULL);
+		_exit(2);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 42);
+	t->st = open_store(t);
+	assert_untouched(t, &r, v);
+	assert_int_equal(ctl_store_node_register(t->st, &r, &n, NULL), 0);
+	assert_int_equal(n.ipv4, first.ipv4 + 1);
+	assert_int_equal(version(t), v + 1);
+
+	ctl_store_set_fault(t->st, fault_fail, (void *)"remove");
+	assert_int_equal(ctl_store_node_remove(t->st, n.id), CTL_STORE_EIO);
+	ctl_store_set_fault(t->st, NULL, NULL);
+	assert_int_equal(ctl_store_node_by_id(t->st, n.id, &n), 0);
+	assert_int_equal(version(t), v + 1);
+}
+
+#define BOTH(f)                                                                          \
+	{#f "/sqlite", f, setup, teardown, (void *)&E_SQ},                               \
+	{                                                                                \
+		#f "/postgresql", f, setup, teardown, (void *)&E_PG                      \
+	}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    BOTH(register_known_pending_expired),
+	    BOTH(register_removed_logout_and_limits),
+	    BOTH(pending_holders_yield),
+	    BOTH(ephemeral_name_reclaim),
+	    BOTH(names_unique_and_renames),
+	    BOTH(versions_and_deltas),
+	    BOTH(batches_bump_once),
+	    BOTH(fault_or_crash_mid_register),
+	    BOTH(two_processes_register_at_once),
+	    BOTH(several_servers),
+	    BOTH(three_thousand_nodes),
+	};
+	return cmocka_run_group_tests_name("control_store_pg_nodes", tests, group_setup,
+	                                   group_teardown);
+}
