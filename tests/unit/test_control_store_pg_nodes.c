@@ -785,11 +785,13 @@ static void race_child(struct t *t, int gate, uint32_t base, const char *sec)
 static void two_processes_register_at_once(void **state)
 {
 	struct t *t = T(state);
-	char sec[CTL_SECRET_MAX];
+	char sec[2][CTL_SECRET_MAX];
 	int gate[2];
 	pid_t pid[2];
 
-	key(t, true, false, NULL, sec);
+	/* a key each: a shared one's use count would serialise them anyway */
+	key(t, true, false, NULL, sec[0]);
+	key(t, true, false, NULL, sec[1]);
 	assert_int_equal(pipe(gate), 0);
 	/* no handle across fork (SQLite forbids it; a libpq one would be
 	 * shared) */
@@ -801,7 +803,7 @@ static void two_processes_register_at_once(void **state)
 		assert_true(pid[k] >= 0);
 		if (pid[k] == 0) {
 			close(gate[1]);
-			race_child(t, gate[0], 1000 + 1000 * (uint32_t)k, sec);
+			race_child(t, gate[0], 1000 + 1000 * (uint32_t)k, sec[k]);
 		}
 	}
 	close(gate[0]);
