@@ -14,7 +14,7 @@
 #define PG_NODE_COLS                                                                     \
 	"id, machine_key, node_key, disco_key, hostname, name, ipv4, ipv6, endpoints, "  \
 	"home_relay, hostinfo, COALESCE(auth_key_id, 0), approved, ephemeral, online, "  \
-	"tags, created, last_seen, expiry, version, \"user\""
+	"tags, created, last_seen, expiry, version, \"user\", online_server"
 
 /* One row of PG_NODE_COLS; every text is cut to its field and every key
  * must be exactly 32 bytes (ctl_pg_text, ctl_pg_blob), so a damaged row
@@ -43,6 +43,7 @@ static void pg_node_row(const PGresult *q, int row, struct ctl_node *n)
 	n->expiry = ctl_pg_int(q, row, 18);
 	n->version = ctl_pg_int(q, row, 19);
 	ctl_pg_text(n->user, sizeof n->user, q, row, 20);
+	n->online_server = ctl_pg_int(q, row, 21);
 }
 
 int ctl_pg_node_get(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
@@ -334,10 +335,9 @@ static int pg_disco_free(struct pg_store *s, const uint8_t *disco, int64_t self_
 }
 
 /* Every field of the mask in one UPDATE ($3: the mask; a field outside it
- * keeps its value). Online follows the several-servers rule (store.h,
- * ctl_store_set_server): marking online records this server ($11) as the
- * holder; marking offline applies only while this server holds the node
- * (or without a server id), the other fields of the update apply anyway. */
+ * keeps its value). Online makes this server ($11) the holder, offline
+ * makes it none (store.h, ctl_store_set_server); an offline write for a
+ * node held by another server has been taken out of the mask already. */
 static const char pg_update_sql[] =
     "UPDATE nodes SET "
     "version = CASE WHEN $2::bigint > 0 THEN $2::bigint ELSE version END, "
@@ -346,12 +346,33 @@ static const char pg_update_sql[] =
     "hostinfo = CASE WHEN $3::int & 4 <> 0 THEN $7::text ELSE hostinfo END, "
     "home_relay = CASE WHEN $3::int & 8 <> 0 THEN $8::int ELSE home_relay END, "
     "last_seen = CASE WHEN $3::int & 16 <> 0 THEN $9::bigint ELSE last_seen END, "
-    "online = CASE WHEN $3::int & 32 = 0 THEN online WHEN $10::int <> 0 THEN 1 "
-    "WHEN $11::bigint = 0 OR online_server = $11::bigint THEN 0 ELSE online END, "
-    "online_server = CASE WHEN $3::int & 32 <> 0 AND $10::int <> 0 THEN $11::bigint "
-    "ELSE online_server END, "
+    "online = CASE WHEN $3::int & 32 <> 0 THEN $10::int ELSE online END, "
+    "online_server = CASE WHEN $3::int & 32 = 0 THEN online_server "
+    "WHEN $10::int <> 0 THEN $11::bigint ELSE 0 END, "
     "node_key = CASE WHEN $3::int & 64 <> 0 THEN $6::bytea ELSE node_key END "
     "WHERE id = $1";
+
+/* 1 when node id is online through another server (an offline write of
+ * this one is not for it: the node moved), 0 when not, <0 on error.
+ * Always 0 without a server id (one server). */
+static int pg_held_elsewhere(struct pg_store *s, int64_t id)
+{
+	struct pg_params p = {.n = 0};
+	int rc;
+	if (!s->server_id)
+		return 0;
+	ctl_pg_p_int(&p, id);
+	ctl_pg_p_int(&p, s->server_id);
+	PGresult *q = ctl_pg_query(s, "node holder",
+	                           "SELECT 1 FROM nodes WHERE id = $1 AND online = 1 "
+	                           "AND online_server <> $2",
+	                           &p, &rc);
+	if (!q)
+		return rc;
+	int rows = PQntuples(q);
+	PQclear(q);
+	return rows > 0;
+}
 
 int ctl_pg_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_update *u)
 {
@@ -370,6 +391,13 @@ int ctl_pg_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_u
 	if (rc)
 		return rc;
 	rc = ctl_pg_node_get(st, CTL_NODE_BY_ID, &id, NULL);
+	/* Offline only while this server holds it (the rest applies). */
+	if (rc == 0 && (m & CTL_UPD_ONLINE) && !u->online) {
+		rc = pg_held_elsewhere(s, id);
+		if (rc == 1)
+			m &= ~(unsigned)CTL_UPD_ONLINE;
+		rc = rc < 0 ? rc : 0;
+	}
 	/* last_seen alone does not change anyone's map. */
 	if (rc == 0 && (m & ~(unsigned)CTL_UPD_LAST_SEEN))
 		rc = ctl_pg_bump(s, &v);

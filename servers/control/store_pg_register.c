@@ -329,13 +329,17 @@ static int pg_name_reclaim(struct pg_store *s, const struct ctl_store_reg *r,
 		ctl_pg_p_text(&p, base);
 		ctl_pg_p_int(&p, k->id);
 		ctl_pg_p_text(&p, k->user);
+		/* the caller judged it gone from what it saw, but the node may
+		 * have come back through another server since: that one holds
+		 * it online, so it keeps its name */
+		ctl_pg_p_int(&p, s->server_id);
 		PGresult *q = ctl_pg_query(
 		    s, "name reclaim check",
 		    "SELECT hostname FROM nodes WHERE id = $1 AND (name = $2 OR "
 		    "substr(name, 1, length($2) + 1) = $2 || '-') AND approved = 1 AND "
 		    "ephemeral = 1 AND (auth_key_id = $3 OR ($4 <> '' AND \"user\" = $4 "
 		    "AND user_id <> 0 AND user_id = (SELECT id FROM users WHERE name = "
-		    "$4)))",
+		    "$4))) AND NOT (online = 1 AND online_server NOT IN (0, $5))",
 		    &p, &rc);
 		if (!q)
 			return rc;

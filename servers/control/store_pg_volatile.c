@@ -144,27 +144,31 @@ static int pg_vol_end(struct pg_store *s, int rc, bool changed, int64_t next,
 }
 
 /* One statement for a chunk of a batch (no id twice): per node, the new
- * values are the given ones where the mask has them, else the stored ones;
- * online follows the several-servers rule ($7: this server's id; going
- * online records it, going offline applies only while it holds the node
- * or without an id); "entry" is whether others' maps change (endpoints,
- * home relay, online, the last_seen of a node that is offline, or
- * touched): those rows get version $8. A row is written when its entry or
- * its last_seen or holder changes. The result: how many entries. */
+ * values are the given ones where the mask has them, else the stored ones.
+ * Online makes this server ($7) the holder, offline makes it none, and an
+ * offline write applies only while this server holds the node (or without
+ * an id): one that moved to another server stays online there, the rest
+ * of the write applies anyway. "entry" is whether others' maps change
+ * (endpoints, home relay, online, the last_seen of a node that is
+ * offline, or touched): those rows get version $8. A row is written when
+ * its entry, its last_seen or its holder changes. The result: how many
+ * entries. */
 static const char pg_batch_sql[] =
     "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], "
     "$4::bigint[], $5::int[], $6::int[]) AS v(id, eps, home, seen, onl, touch)), "
-    "c AS (SELECT n.id, v.touch, n.endpoints AS o_eps, n.home_relay AS o_home, "
-    "n.online AS o_on, n.last_seen AS o_seen, n.online_server AS o_srv, "
+    "c AS (SELECT n.id, v.touch, v.onl AS w_on, n.endpoints AS o_eps, "
+    "n.home_relay AS o_home, n.online AS o_on, n.last_seen AS o_seen, "
+    "n.online_server AS o_srv, "
     "COALESCE(v.eps, n.endpoints) AS eps, COALESCE(v.home, n.home_relay) AS home, "
     "COALESCE(v.seen, n.last_seen) AS seen, "
     "CASE WHEN v.onl IS NULL THEN n.online WHEN v.onl <> 0 THEN 1 "
-    "WHEN $7::bigint = 0 OR n.online_server = $7::bigint THEN 0 "
-    "ELSE n.online END AS onl, "
-    "CASE WHEN v.onl <> 0 THEN $7::bigint ELSE n.online_server END AS srv "
+    "WHEN n.online = 0 OR $7::bigint = 0 OR n.online_server = $7::bigint THEN 0 "
+    "ELSE n.online END AS onl "
     "FROM v JOIN nodes n ON n.id = v.id), "
     "d AS (SELECT *, (eps <> o_eps OR home <> o_home OR onl <> o_on OR touch <> 0 "
-    "OR (onl = 0 AND seen <> o_seen)) AS entry FROM c), "
+    "OR (onl = 0 AND seen <> o_seen)) AS entry, "
+    "CASE WHEN onl = 0 THEN 0 WHEN w_on <> 0 THEN $7::bigint ELSE o_srv END AS srv "
+    "FROM c), "
     "u AS (UPDATE nodes n SET endpoints = d.eps, home_relay = d.home, "
     "online = d.onl, last_seen = d.seen, online_server = d.srv, "
     "version = CASE WHEN d.entry THEN $8::bigint ELSE n.version END "
@@ -269,18 +273,22 @@ int ctl_pg_node_update_many(struct ctl_store *st, const struct ctl_node_vol *v, 
 	return rc;
 }
 
-/* Marks offline (last_seen = $1, version = $2) the online nodes the
- * statement's WHERE picks, in one statement; the result: how many. */
+/* Marks offline (last_seen = $1, version = $2, held by none) the online
+ * nodes the statement's WHERE picks, in one statement; *n: how many. The
+ * arguments after those two: $3, and $4 when nargs is 4. */
 static int pg_offline_where(struct pg_store *s, const char *sql, int64_t now,
-                            int64_t next, int64_t arg, bool with_arg, size_t *n)
+                            int64_t next, int nargs, int64_t a3, int64_t a4,
+                            size_t *n)
 {
 	struct pg_params p = {.n = 0};
 	int rc;
 	ctl_pg_p_int(&p, now);
 	ctl_pg_p_int(&p, next);
-	if (with_arg)
-		ctl_pg_p_int(&p, arg);
-	PGresult *q = ctl_pg_query(s, "offline", sql, &p, &rc);
+	if (nargs >= 3)
+		ctl_pg_p_int(&p, a3);
+	if (nargs >= 4)
+		ctl_pg_p_int(&p, a4);
+	PGresult *q = ctl_pg_query(s, "nodes offline", sql, &p, &rc);
 	if (!q)
 		return rc;
 	*n = PQntuples(q) == 1 ? (size_t)ctl_pg_int(q, 0, 0) : 0;
@@ -300,9 +308,9 @@ int ctl_pg_node_offline_all(struct ctl_store *st, int64_t now, size_t *n)
 		return rc;
 	rc = pg_offline_where(s,
 	                      "WITH u AS (UPDATE nodes SET online = 0, last_seen = $1, "
-	                      "version = $2 WHERE online = 1 RETURNING 1) "
-	                      "SELECT COUNT(*) FROM u",
-	                      now, next, 0, false, &cnt);
+	                      "version = $2, online_server = 0 WHERE online = 1 "
+	                      "RETURNING 1) SELECT COUNT(*) FROM u",
+	                      now, next, 2, 0, 0, &cnt);
 	rc = pg_vol_end(s, rc, cnt > 0, next, "update:before-commit");
 	if (rc == 0 && n)
 		*n = cnt;
@@ -316,8 +324,18 @@ void ctl_pg_set_server(struct ctl_store *st, int64_t server_id)
 	PG(st)->server_id = server_id;
 }
 
-/* A server is dead when not heard from for dead_after seconds ($3 = now -
- * dead_after); this one ($4) never is, having just beaten. */
+/* Which online nodes a beat sweeps: held by none (rows from before), by a
+ * server whose beat is older than $4 = now - dead_after, or by one without
+ * a row (forgotten by an earlier sweep: it was taken for dead; it writes
+ * its row again at its next beat and its nodes online as they talk to
+ * it). $3: this server, alive by definition. The same rule as SQLite's
+ * (store_sqlite_volatile.c). */
+static const char pg_beat_sweep[] =
+    "WITH u AS (UPDATE nodes SET online = 0, online_server = 0, last_seen = $1, "
+    "version = $2 WHERE online = 1 AND (online_server = 0 OR online_server NOT IN "
+    "(SELECT id FROM servers WHERE id = $3 OR beat >= $4)) RETURNING 1) "
+    "SELECT COUNT(*) FROM u";
+
 int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
                        size_t *swept)
 {
@@ -327,9 +345,9 @@ int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 
 	if (swept)
 		*swept = 0;
-	if (dead_after < 0)
+	if (dead_after < 1)
 		return ctl_pg_fail(s, CTL_STORE_EINVAL,
-		                   "server beat: dead_after %lld is negative",
+		                   "server beat: dead_after %lld s: must be at least 1 s",
 		                   (long long)dead_after);
 	int rc = pg_vol_begin(s, &next);
 	if (rc)
@@ -342,32 +360,24 @@ int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 		                "INSERT INTO servers (id, beat, started) VALUES ($1, $2, $2) "
 		                "ON CONFLICT (id) DO UPDATE SET beat = EXCLUDED.beat",
 		                &p, NULL);
+	if (rc == 0)
+		rc = pg_offline_where(s, pg_beat_sweep, now, next, 4, s->server_id,
+		                      now - dead_after, &cnt);
 	if (rc == 0) {
 		struct pg_params d = {.n = 0};
-		ctl_pg_p_int(&d, now);
-		ctl_pg_p_int(&d, next);
-		ctl_pg_p_int(&d, now - dead_after);
 		ctl_pg_p_int(&d, s->server_id);
-		PGresult *q = ctl_pg_query(
-		    s, "server sweep",
-		    "WITH dead AS (SELECT id FROM servers WHERE beat < $3::bigint AND "
-		    "id <> $4::bigint), u AS (UPDATE nodes SET online = 0, last_seen = $1, "
-		    "version = $2 WHERE online = 1 AND (online_server = 0 OR "
-		    "online_server IN (SELECT id FROM dead)) RETURNING 1), "
-		    "x AS (DELETE FROM servers WHERE id IN (SELECT id FROM dead)) "
-		    "SELECT COUNT(*) FROM u",
-		    &d, &rc);
-		if (q) {
-			cnt = PQntuples(q) == 1 ? (size_t)ctl_pg_int(q, 0, 0) : 0;
-			PQclear(q);
-		}
+		ctl_pg_p_int(&d, now - dead_after);
+		rc = ctl_pg_cmd(s, "forgetting stopped servers",
+		                "DELETE FROM servers WHERE id <> $1 AND beat < $2", &d, NULL);
 	}
-	rc = pg_vol_end(s, rc, cnt > 0, next, "update:before-commit");
+	rc = pg_vol_end(s, rc, cnt > 0, next, "beat:before-commit");
 	if (rc == 0 && swept)
 		*swept = cnt;
 	return rc;
 }
 
+/* This server's nodes offline (every online node without an id: one
+ * server), and its row gone. */
 int ctl_pg_server_leave(struct ctl_store *st, int64_t now, size_t *n)
 {
 	struct pg_store *s = PG(st);
@@ -380,11 +390,12 @@ int ctl_pg_server_leave(struct ctl_store *st, int64_t now, size_t *n)
 	if (rc)
 		return rc;
 	rc = pg_offline_where(s,
-	                      "WITH u AS (UPDATE nodes SET online = 0, last_seen = $1, "
-	                      "version = $2 WHERE online = 1 AND online_server = $3 "
+	                      "WITH u AS (UPDATE nodes SET online = 0, online_server = 0, "
+	                      "last_seen = $1, version = $2 WHERE online = 1 AND "
+	                      "($3::bigint = 0 OR online_server = $3::bigint) "
 	                      "RETURNING 1) SELECT COUNT(*) FROM u",
-	                      now, next, s->server_id, true, &cnt);
-	if (rc == 0) {
+	                      now, next, 3, s->server_id, 0, &cnt);
+	if (rc == 0 && s->server_id) {
 		struct pg_params p = {.n = 0};
 		ctl_pg_p_int(&p, s->server_id);
 		rc = ctl_pg_cmd(s, "server leave", "DELETE FROM servers WHERE id = $1", &p,

@@ -883,10 +883,16 @@ static void several_servers(void **state)
 	r.set_online = true;
 	assert_int_equal(ctl_store_node_register(s1, &r, &a, NULL), 0);
 	assert_true(a.online);
+	assert_int_equal(a.online_server, 111);
 	online(s2, a.id, false, "198.18.0.1:1");
 	a = node(t, a.id);
 	assert_true(a.online);
+	assert_int_equal(a.online_server, 111);
 	assert_string_equal(a.endpoints, "198.18.0.1:1");
+	/* an ignored offline alone is no map change */
+	int64_t ver = version(t);
+	online(s2, a.id, false, NULL);
+	assert_int_equal(version(t), ver);
 	struct ctl_node_vol v = {.id = a.id, .mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
 	                         .online = false, .last_seen = NOW + 1};
 	assert_int_equal(ctl_store_node_update_many(s2, &v, 1, &n), 0);
@@ -898,10 +904,12 @@ static void several_servers(void **state)
 	 * ignored; server 2's applies. */
 	v.online = true;
 	assert_int_equal(ctl_store_node_update_many(s2, &v, 1, &n), 0);
+	assert_int_equal(node(t, a.id).online_server, 222);
 	online(s1, a.id, false, NULL);
 	assert_true(node(t, a.id).online);
 	online(s2, a.id, false, NULL);
 	assert_false(node(t, a.id).online);
+	assert_int_equal(node(t, a.id).online_server, 0);
 
 	/* b and c online on server 2, d on server 1, plus a row from before
 	 * servers had ids (holder 0). */
@@ -917,7 +925,8 @@ static void several_servers(void **state)
 
 	/* Server 1 beats on time, server 2 stopped beating at NOW: within
 	 * dead_after nothing is swept. */
-	int64_t ver = version(t);
+	ver = version(t);
+	assert_int_equal(ctl_store_server_beat(s1, NOW + 5, 0, &n), CTL_STORE_EINVAL);
 	assert_int_equal(ctl_store_server_beat(s1, NOW + 5, 10, &n), 0);
 	assert_int_equal(n, 1); /* only c, held by nobody */
 	assert_false(node(t, c.id).online);
@@ -944,6 +953,16 @@ static void several_servers(void **state)
 	assert_int_equal(ctl_store_server_beat(s2, NOW + 12, 10, &n), 0);
 	assert_int_equal(n, 0);
 	assert_true(node(t, d.id).online);
+
+	/* A server the store has no row for (taken for dead earlier, or one
+	 * that never beat) holds nothing at the next beat. */
+	struct ctl_store *s3 = open_store(t);
+	ctl_store_set_server(s3, 333);
+	online(s3, c.id, true, NULL);
+	ctl_store_close(s3);
+	assert_int_equal(ctl_store_server_beat(s2, NOW + 12, 10, &n), 0);
+	assert_int_equal(n, 1);
+	assert_false(node(t, c.id).online);
 
 	/* Leave: server 1's nodes offline, one bump; server 2's stay. */
 	online(s2, b.id, true, NULL);
