@@ -608,6 +608,64 @@ static void three_thousand_nodes(void **state)
 	free(b);
 }
 
+/* PostgreSQL: a batch of 10,000 nodes is a few statements (timed), with
+ * one version bump. The rows are made with one INSERT (registering 10,000
+ * nodes one by one would only time registration). */
+static void ten_thousand_in_one_batch(void **state)
+{
+	struct t *t = T(state);
+	enum { N = 10000 };
+	if (!t->e->pg)
+		skip();
+	PGconn *c = PQconnectdb(t->url);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(
+	    c, "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, name, "
+	       "ipv4, ipv6, approved, ephemeral, created, version) SELECT "
+	       "sha256(('m' || g)::bytea), sha256(('n' || g)::bytea), "
+	       "sha256(('d' || g)::bytea), 'h' || g, 'h' || g, 1681915904 + g, "
+	       "substring(sha256(('6' || g)::bytea) from 1 for 16), 1, 0, 1700000000, 0 "
+	       "FROM generate_series(1, 10000) g");
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("insert: %s", PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+
+	struct ctl_node *all;
+	size_t cnt;
+	assert_int_equal(ctl_store_node_list(t->st, -1, &all, &cnt), 0);
+	assert_int_equal(cnt, N);
+	struct ctl_node_vol *b = calloc(N, sizeof *b);
+	for (size_t i = 0; i < N; i++) {
+		b[i].id = all[i].id;
+		b[i].mask = CTL_UPD_ENDPOINTS | CTL_UPD_ONLINE | CTL_UPD_HOME_RELAY;
+		snprintf(b[i].endpoints, sizeof b[i].endpoints,
+		         "198.18.%zu.%zu:41641,[2001:db8::%zx]:41641", i / 250, i % 250 + 1,
+		         i);
+		b[i].online = true;
+		b[i].home_relay = 1;
+	}
+	free(all);
+	int64_t v = version(t);
+	size_t changed = 0;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(ctl_store_node_update_many(t->st, b, N, &changed), 0);
+	print_message("postgresql: a batch of %d nodes in %.3f s\n", N, since(&t0));
+	assert_int_equal(changed, N);
+	assert_int_equal(version(t), v + 1);
+	/* the same batch again changes nothing */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(ctl_store_node_update_many(t->st, b, N, &changed), 0);
+	print_message("postgresql: the same again in %.3f s\n", since(&t0));
+	assert_int_equal(changed, 0);
+	assert_int_equal(version(t), v + 1);
+	struct ctl_node n = node(t, b[N - 1].id);
+	assert_string_equal(n.endpoints, b[N - 1].endpoints);
+	assert_int_equal(n.version, v + 1);
+	free(b);
+}
+
 static void versions_and_deltas(void **state)
 {
 	struct t *t = T(state);
@@ -1078,6 +1136,8 @@ int main(void)
 	    BOTH(two_processes_register_at_once),
 	    BOTH(several_servers),
 	    BOTH(three_thousand_nodes),
+	    {"ten_thousand_in_one_batch/postgresql", ten_thousand_in_one_batch, setup,
+	     teardown, (void *)&E_PG},
 	};
 	return cmocka_run_group_tests_name("control_store_pg_nodes", tests, group_setup,
 	                                   group_teardown);
