@@ -370,7 +370,7 @@ int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 		rc = ctl_pg_cmd(s, "forgetting stopped servers",
 		                "DELETE FROM servers WHERE id <> $1 AND beat < $2", &d, NULL);
 	}
-	rc = pg_vol_end(s, rc, cnt > 0, next, "beat:before-commit");
+	rc = pg_vol_end(s, rc, cnt > 0, next, "update:before-commit");
 	if (rc == 0 && swept)
 		*swept = cnt;
 	return rc;
