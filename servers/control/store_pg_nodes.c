@@ -94,10 +94,9 @@ int ctl_pg_node_list(struct ctl_store *st, int64_t since, struct ctl_node **out,
 	*out = NULL;
 	*n = 0;
 	ctl_pg_p_int(&p, since);
-	PGresult *q = ctl_pg_query(s, "node list",
-	                           "SELECT " PG_NODE_COLS
-	                           " FROM nodes WHERE version > $1 ORDER BY id",
-	                           &p, &rc);
+	PGresult *q = ctl_pg_query(
+	    s, "node list",
+	    "SELECT " PG_NODE_COLS " FROM nodes WHERE version > $1 ORDER BY id", &p, &rc);
 	if (!q)
 		return rc;
 	size_t rows = (size_t)PQntuples(q);
@@ -174,7 +173,8 @@ static int pg_node_change(struct pg_store *s, const char *sql, int64_t id, bool 
 		rc = ctl_pg_cmd(s, what, sql, &p, &rows);
 		if (rc == 0 && rows == 0)
 			rc = ctl_pg_fail(s, CTL_STORE_ENOTFOUND,
-			                 "%s: node %lld: no such node", what, (long long)id);
+			                 "%s: node %lld: no such node", what,
+			                 (long long)id);
 	}
 	if (rc == 0)
 		rc = ctl_pg_fault(s, what);
@@ -202,8 +202,9 @@ int ctl_pg_node_expire(struct ctl_store *st, int64_t id, int64_t now)
 
 int ctl_pg_node_remove(struct ctl_store *st, int64_t id)
 {
-	return pg_node_change(PG(st), "DELETE FROM nodes WHERE id = $2 AND $1::bigint > 0",
-	                      id, false, 0, "remove");
+	return pg_node_change(PG(st),
+	                      "DELETE FROM nodes WHERE id = $2 AND $1::bigint > 0", id,
+	                      false, 0, "remove");
 }
 
 int ctl_pg_node_logout(struct ctl_store *st, int64_t id)
@@ -223,9 +224,9 @@ int ctl_pg_node_pending_count(struct ctl_store *st, int64_t *n)
 	struct pg_store *s = PG(st);
 	int rc;
 	*n = 0;
-	PGresult *q = ctl_pg_query(s, "pending count",
-	                           "SELECT COUNT(*) FROM nodes WHERE approved = 0", NULL,
-	                           &rc);
+	PGresult *q =
+	    ctl_pg_query(s, "pending count",
+	                 "SELECT COUNT(*) FROM nodes WHERE approved = 0", NULL, &rc);
 	if (!q)
 		return rc;
 	if (PQntuples(q) == 1)
@@ -305,13 +306,14 @@ int ctl_pg_node_rename(struct ctl_store *st, int64_t id, const char *name)
 		ctl_pg_p_int(&p, id);
 		ctl_pg_p_text(&p, name);
 		rc = ctl_pg_cmd(s, "rename",
-		                "UPDATE nodes SET name = $3, version = $1 WHERE id = $2", &p,
-		                &rows);
+		                "UPDATE nodes SET name = $3, version = $1 WHERE id = $2",
+		                &p, &rows);
 		if (rc == CTL_STORE_EEXISTS)
 			ctl_pg_fail(s, rc, "name %s is taken", name);
 		else if (rc == 0 && rows == 0)
-			rc = ctl_pg_fail(s, CTL_STORE_ENOTFOUND,
-			                 "rename: node %lld: no such node", (long long)id);
+			rc =
+			    ctl_pg_fail(s, CTL_STORE_ENOTFOUND,
+			                "rename: node %lld: no such node", (long long)id);
 	}
 	return ctl_pg_end(s, rc);
 }
@@ -323,14 +325,15 @@ static int pg_disco_free(struct pg_store *s, const uint8_t *disco, int64_t self_
 	int rc;
 	ctl_pg_p_blob(&p, disco, CTL_KEY_LEN);
 	ctl_pg_p_int(&p, self_id);
-	PGresult *q = ctl_pg_query(s, "disco key check",
-	                           "SELECT 1 FROM nodes WHERE disco_key = $1 AND id <> $2",
-	                           &p, &rc);
+	PGresult *q = ctl_pg_query(
+	    s, "disco key check", "SELECT 1 FROM nodes WHERE disco_key = $1 AND id <> $2",
+	    &p, &rc);
 	if (!q)
 		return rc;
 	int rows = PQntuples(q);
 	PQclear(q);
-	return rows ? ctl_pg_fail(s, CTL_STORE_ECONFLICT, "disco key in use by another node")
+	return rows ? ctl_pg_fail(s, CTL_STORE_ECONFLICT,
+	                          "disco key in use by another node")
 	            : 0;
 }
 
@@ -408,10 +411,12 @@ int ctl_pg_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_u
 		ctl_pg_p_int(&p, id);
 		ctl_pg_p_int(&p, v);
 		ctl_pg_p_int(&p, m);
-		ctl_pg_p_text(&p, (m & CTL_UPD_ENDPOINTS) && u->endpoints ? u->endpoints : "");
+		ctl_pg_p_text(&p, (m & CTL_UPD_ENDPOINTS) && u->endpoints ? u->endpoints
+		                                                          : "");
 		ctl_pg_p_blob(&p, u->disco_key, CTL_KEY_LEN);
 		ctl_pg_p_blob(&p, u->node_key, CTL_KEY_LEN);
-		ctl_pg_p_text(&p, (m & CTL_UPD_HOSTINFO) && u->hostinfo ? u->hostinfo : "");
+		ctl_pg_p_text(&p,
+		              (m & CTL_UPD_HOSTINFO) && u->hostinfo ? u->hostinfo : "");
 		ctl_pg_p_int(&p, u->home_relay);
 		ctl_pg_p_int(&p, u->last_seen);
 		ctl_pg_p_int(&p, u->online);

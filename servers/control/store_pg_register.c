@@ -43,8 +43,9 @@ static int pg_name_taken(struct pg_store *s, const char *name, int64_t self,
 static int pg_first_free_suffix(struct pg_store *s, const char *base, unsigned *out,
                                 bool approved_only)
 {
-	static const char all[] = "SELECT name FROM nodes WHERE (name COLLATE \"C\") > $1 "
-	                          "AND (name COLLATE \"C\") < $2";
+	static const char all[] =
+	    "SELECT name FROM nodes WHERE (name COLLATE \"C\") > $1 "
+	    "AND (name COLLATE \"C\") < $2";
 	static const char appr[] = "SELECT name FROM nodes WHERE (name COLLATE \"C\") > "
 	                           "$1 AND (name COLLATE \"C\") < $2 AND approved = 1";
 	struct pg_params p = {.n = 0};
@@ -112,22 +113,23 @@ static int pg_unique_name(struct pg_store *s, const char *hostname, char out[64]
 static int pg_alloc_v4(struct pg_store *s, uint32_t *off_out)
 {
 	int rc;
-	PGresult *q = ctl_pg_query(s, "v4 cursor", "SELECT v4_cursor FROM meta WHERE id = 1",
-	                           NULL, &rc);
+	PGresult *q = ctl_pg_query(s, "v4 cursor",
+	                           "SELECT v4_cursor FROM meta WHERE id = 1", NULL, &rc);
 	if (!q)
 		return rc;
 	int rows = PQntuples(q);
 	int64_t start = rows ? ctl_pg_int(q, 0, 0) : 0;
 	PQclear(q);
 	if (!rows)
-		return ctl_pg_fail(s, CTL_STORE_ENOTFOUND, "store not initialised (run init)");
+		return ctl_pg_fail(s, CTL_STORE_ENOTFOUND,
+		                   "store not initialised (run init)");
 	uint32_t off = (uint32_t)((uint64_t)start % CTL_ALLOC_V4_SIZE);
 	for (uint32_t i = 0; i < CTL_ALLOC_V4_SIZE; i++) {
 		struct pg_params p = {.n = 0};
 		off = ctl_alloc_v4_next(off);
 		ctl_pg_p_int(&p, (int64_t)CTL_V4_PREFIX + off);
-		q = ctl_pg_query(s, "v4 allocation", "SELECT 1 FROM nodes WHERE ipv4 = $1",
-		                 &p, &rc);
+		q = ctl_pg_query(s, "v4 allocation",
+		                 "SELECT 1 FROM nodes WHERE ipv4 = $1", &p, &rc);
 		if (!q)
 			return rc;
 		rows = PQntuples(q);
@@ -140,8 +142,8 @@ static int pg_alloc_v4(struct pg_store *s, uint32_t *off_out)
 	struct pg_params p = {.n = 0};
 	ctl_pg_p_int(&p, off);
 	*off_out = off;
-	return ctl_pg_cmd(s, "v4 cursor", "UPDATE meta SET v4_cursor = $1 WHERE id = 1", &p,
-	                  NULL);
+	return ctl_pg_cmd(s, "v4 cursor", "UPDATE meta SET v4_cursor = $1 WHERE id = 1",
+	                  &p, NULL);
 }
 
 /* A pending row that holds name gives it up to an authorised node: it is
@@ -196,8 +198,8 @@ static int pg_keys_claim(struct pg_store *s, const struct ctl_store_reg *reg,
 	                           &p, &rc);
 	if (!q)
 		return rc;
-	int held = PQntuples(q) == 1 && !PQgetisnull(q, 0, 0) ? (int)ctl_pg_int(q, 0, 0)
-	                                                       : -1;
+	int held =
+	    PQntuples(q) == 1 && !PQgetisnull(q, 0, 0) ? (int)ctl_pg_int(q, 0, 0) : -1;
 	PQclear(q);
 	if (held == 1)
 		return ctl_pg_fail(s, CTL_STORE_ECONFLICT,
@@ -272,9 +274,8 @@ static int pg_key_after_expiry(struct pg_store *s, int64_t id,
 	int rc;
 
 	ctl_pg_p_int(&p, id);
-	PGresult *q = ctl_pg_query(s, "expiry check",
-	                           "SELECT expiry_key_seq FROM nodes WHERE id = $1", &p,
-	                           &rc);
+	PGresult *q = ctl_pg_query(
+	    s, "expiry check", "SELECT expiry_key_seq FROM nodes WHERE id = $1", &p, &rc);
 	if (!q)
 		return rc;
 	int rows = PQntuples(q);
@@ -411,7 +412,8 @@ static int pg_node_insert(struct pg_store *s, const struct ctl_store_reg *r,
 	struct pg_params pm = {.n = 0};
 	ctl_pg_p_blob(&pm, r->machine_key, CTL_KEY_LEN);
 	return ctl_pg_cmd(s, "removed machine",
-	                  "DELETE FROM removed_machines WHERE machine_key = $1", &pm, NULL);
+	                  "DELETE FROM removed_machines WHERE machine_key = $1", &pm,
+	                  NULL);
 }
 
 /* A known machine: new keys and hostname; a secret re-authorises it. */

@@ -107,10 +107,10 @@ static int pg_vol_begin(struct pg_store *s, int64_t *next)
 	if (rc)
 		return rc;
 	rc = ctl_pg_exec(s, "SET LOCAL synchronous_commit TO off");
-	PGresult *q = rc ? NULL
-	                 : ctl_pg_query(s, "map version",
-	                                "SELECT map_version FROM meta WHERE id = 1", NULL,
-	                                &rc);
+	PGresult *q =
+	    rc ? NULL
+	       : ctl_pg_query(s, "map version",
+	                      "SELECT map_version FROM meta WHERE id = 1", NULL, &rc);
 	if (q) {
 		if (PQntuples(q) == 1)
 			*next = ctl_pg_int(q, 0, 0) + 1;
@@ -222,8 +222,8 @@ static size_t pg_chunk_len(const struct ctl_node_vol *v, size_t n, size_t max,
 		int64_t id = v[i].id;
 		if (id <= 0) /* matches no row: twice is harmless */
 			continue;
-		size_t j = (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 32) &
-		           (setcap - 1);
+		size_t j =
+		    (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 32) & (setcap - 1);
 		while (set[j] && set[j] != id)
 			j = (j + 1) & (setcap - 1);
 		if (set[j])
@@ -277,8 +277,7 @@ int ctl_pg_node_update_many(struct ctl_store *st, const struct ctl_node_vol *v, 
  * nodes the statement's WHERE picks, in one statement; *n: how many. The
  * arguments after those two: $3, and $4 when nargs is 4. */
 static int pg_offline_where(struct pg_store *s, const char *sql, int64_t now,
-                            int64_t next, int nargs, int64_t a3, int64_t a4,
-                            size_t *n)
+                            int64_t next, int nargs, int64_t a3, int64_t a4, size_t *n)
 {
 	struct pg_params p = {.n = 0};
 	int rc;
@@ -356,10 +355,11 @@ int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 	ctl_pg_p_int(&p, s->server_id);
 	ctl_pg_p_int(&p, now);
 	if (s->server_id)
-		rc = ctl_pg_cmd(s, "server beat",
-		                "INSERT INTO servers (id, beat, started) VALUES ($1, $2, $2) "
-		                "ON CONFLICT (id) DO UPDATE SET beat = EXCLUDED.beat",
-		                &p, NULL);
+		rc = ctl_pg_cmd(
+		    s, "server beat",
+		    "INSERT INTO servers (id, beat, started) VALUES ($1, $2, $2) "
+		    "ON CONFLICT (id) DO UPDATE SET beat = EXCLUDED.beat",
+		    &p, NULL);
 	if (rc == 0)
 		rc = pg_offline_where(s, pg_beat_sweep, now, next, 4, s->server_id,
 		                      now - dead_after, &cnt);
@@ -368,7 +368,8 @@ int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 		ctl_pg_p_int(&d, s->server_id);
 		ctl_pg_p_int(&d, now - dead_after);
 		rc = ctl_pg_cmd(s, "forgetting stopped servers",
-		                "DELETE FROM servers WHERE id <> $1 AND beat < $2", &d, NULL);
+		                "DELETE FROM servers WHERE id <> $1 AND beat < $2", &d,
+		                NULL);
 	}
 	rc = pg_vol_end(s, rc, cnt > 0, next, "update:before-commit");
 	if (rc == 0 && swept)
@@ -389,17 +390,18 @@ int ctl_pg_server_leave(struct ctl_store *st, int64_t now, size_t *n)
 	int rc = pg_vol_begin(s, &next);
 	if (rc)
 		return rc;
-	rc = pg_offline_where(s,
-	                      "WITH u AS (UPDATE nodes SET online = 0, online_server = 0, "
-	                      "last_seen = $1, version = $2 WHERE online = 1 AND "
-	                      "($3::bigint = 0 OR online_server = $3::bigint) "
-	                      "RETURNING 1) SELECT COUNT(*) FROM u",
-	                      now, next, 3, s->server_id, 0, &cnt);
+	rc =
+	    pg_offline_where(s,
+	                     "WITH u AS (UPDATE nodes SET online = 0, online_server = 0, "
+	                     "last_seen = $1, version = $2 WHERE online = 1 AND "
+	                     "($3::bigint = 0 OR online_server = $3::bigint) "
+	                     "RETURNING 1) SELECT COUNT(*) FROM u",
+	                     now, next, 3, s->server_id, 0, &cnt);
 	if (rc == 0 && s->server_id) {
 		struct pg_params p = {.n = 0};
 		ctl_pg_p_int(&p, s->server_id);
-		rc = ctl_pg_cmd(s, "server leave", "DELETE FROM servers WHERE id = $1", &p,
-		                NULL);
+		rc = ctl_pg_cmd(s, "server leave", "DELETE FROM servers WHERE id = $1",
+		                &p, NULL);
 	}
 	rc = pg_vol_end(s, rc, cnt > 0, next, "update:before-commit");
 	if (rc == 0 && n)

@@ -42,8 +42,8 @@ struct engine {
 static const struct engine E_SQ = {"sqlite", false}, E_PG = {"postgresql", true};
 
 /* The PostgreSQL cluster of this run. */
-static char g_pgdir[64];   /* "" when MESH_TEST_PG_URL was given */
-static char g_url[512];    /* "" when there is none: the PG tests skip */
+static char g_pgdir[64]; /* "" when MESH_TEST_PG_URL was given */
+static char g_url[512];  /* "" when there is none: the PG tests skip */
 static int g_dbseq;
 
 struct t {
@@ -242,7 +242,8 @@ static void key(struct t *t, bool reusable, bool eph, const char *user, char *se
 {
 	struct ctl_authkey_params p = {
 	    .reusable = reusable, .ephemeral = eph, .user = user, .now = NOW};
-	assert_int_equal(ctl_store_key_create(t->st, &p, secret, CTL_SECRET_MAX, NULL), 0);
+	assert_int_equal(ctl_store_key_create(t->st, &p, secret, CTL_SECRET_MAX, NULL),
+	                 0);
 }
 
 static int64_t version(struct t *t)
@@ -323,7 +324,8 @@ static void register_known_pending_expired(void **state)
 	assert_int_equal(ctl_store_node_expire(t->st, a.id, NOW), 0);
 	assert_int_equal(node(t, a.id).expiry, NOW);
 	p.auth_secret = sec;
-	assert_int_equal(ctl_store_node_register(t->st, &p, &c, NULL), CTL_STORE_EEXPIRED);
+	assert_int_equal(ctl_store_node_register(t->st, &p, &c, NULL),
+	                 CTL_STORE_EEXPIRED);
 	assert_non_null(strstr(ctl_store_errmsg(t->st), "older than the expiry"));
 	v = version(t);
 	p.auth_secret = NULL;
@@ -343,7 +345,8 @@ static void register_known_pending_expired(void **state)
 	key(t, false, false, NULL, once);
 	struct ctl_store_reg d = req(9, "d", once);
 	memcpy(d.node_key, r.node_key, CTL_KEY_LEN);
-	assert_int_equal(ctl_store_node_register(t->st, &d, &c, NULL), CTL_STORE_ECONFLICT);
+	assert_int_equal(ctl_store_node_register(t->st, &d, &c, NULL),
+	                 CTL_STORE_ECONFLICT);
 	d = req(9, "d", once);
 	assert_int_equal(ctl_store_node_register(t->st, &d, &c, NULL), 0);
 	int64_t did = c.id;
@@ -510,8 +513,8 @@ static void names_unique_and_renames(void **state)
 {
 	struct t *t = T(state);
 	struct ctl_node n, m;
-	const char *want[] = {"laptop", "laptop-2", "laptop-3", "my-laptop", "node",
-	                      "node-2"};
+	const char *want[] = {"laptop",    "laptop-2", "laptop-3",
+	                      "my-laptop", "node",     "node-2"};
 	const char *host[] = {"laptop", "laptop", "Laptop", "My Laptop.local", "", "..."};
 	for (uint32_t i = 0; i < 6; i++) {
 		assert_int_equal(reg(t, i + 1, host[i], NULL, &n), 0);
@@ -521,7 +524,8 @@ static void names_unique_and_renames(void **state)
 	int64_t v = version(t);
 	assert_int_equal(ctl_store_node_rename(t->st, n.id, "laptop"), CTL_STORE_EEXISTS);
 	assert_non_null(strstr(ctl_store_errmsg(t->st), "taken"));
-	assert_int_equal(ctl_store_node_rename(t->st, n.id, "Bad_Name"), CTL_STORE_EINVAL);
+	assert_int_equal(ctl_store_node_rename(t->st, n.id, "Bad_Name"),
+	                 CTL_STORE_EINVAL);
 	assert_int_equal(ctl_store_node_rename(t->st, 999, "free"), CTL_STORE_ENOTFOUND);
 	assert_int_equal(version(t), v);
 	assert_int_equal(ctl_store_node_rename(t->st, n.id, "work"), 0);
@@ -640,8 +644,8 @@ static void ten_thousand_in_one_batch(void **state)
 		b[i].id = all[i].id;
 		b[i].mask = CTL_UPD_ENDPOINTS | CTL_UPD_ONLINE | CTL_UPD_HOME_RELAY;
 		snprintf(b[i].endpoints, sizeof b[i].endpoints,
-		         "198.18.%zu.%zu:41641,[2001:db8::%zx]:41641", i / 250, i % 250 + 1,
-		         i);
+		         "198.18.%zu.%zu:41641,[2001:db8::%zx]:41641", i / 250,
+		         i % 250 + 1, i);
 		b[i].online = true;
 		b[i].home_relay = 1;
 	}
@@ -751,7 +755,9 @@ static void batches_bump_once(void **state)
 	assert_int_equal(reg(t, 2, "b", NULL, &b), 0);
 	struct ctl_node_vol v[4] = {
 	    {.id = a.id, .mask = CTL_UPD_ENDPOINTS | CTL_UPD_ONLINE, .online = true},
-	    {.id = b.id, .mask = CTL_UPD_ONLINE | CTL_UPD_HOME_RELAY, .online = true,
+	    {.id = b.id,
+	     .mask = CTL_UPD_ONLINE | CTL_UPD_HOME_RELAY,
+	     .online = true,
 	     .home_relay = 2},
 	    {.id = 999, .mask = CTL_UPD_ONLINE, .online = true},
 	};
@@ -911,10 +917,10 @@ static bool has_servers(struct t *t)
 
 static void online(struct ctl_store *st, int64_t id, bool on, const char *eps)
 {
-	struct ctl_node_update u = {
-	    .mask = CTL_UPD_ONLINE | (eps ? CTL_UPD_ENDPOINTS : 0),
-	    .online = on,
-	    .endpoints = eps};
+	struct ctl_node_update u = {.mask =
+	                                CTL_UPD_ONLINE | (eps ? CTL_UPD_ENDPOINTS : 0),
+	                            .online = on,
+	                            .endpoints = eps};
 	assert_int_equal(ctl_store_node_update(st, id, &u), 0);
 }
 
@@ -951,8 +957,10 @@ static void several_servers(void **state)
 	int64_t ver = version(t);
 	online(s2, a.id, false, NULL);
 	assert_int_equal(version(t), ver);
-	struct ctl_node_vol v = {.id = a.id, .mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
-	                         .online = false, .last_seen = NOW + 1};
+	struct ctl_node_vol v = {.id = a.id,
+	                         .mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
+	                         .online = false,
+	                         .last_seen = NOW + 1};
 	assert_int_equal(ctl_store_node_update_many(s2, &v, 1, &n), 0);
 	a = node(t, a.id);
 	assert_true(a.online);
@@ -1090,9 +1098,9 @@ static void fault_or_crash_mid_register(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		char err[256];
-		struct ctl_store *c = t->e->pg
-		                          ? ctl_store_open_pg(t->url, err, sizeof err)
-		                          : ctl_store_open_sqlite(t->dir, err, sizeof err);
+		struct ctl_store *c =
+		    t->e->pg ? ctl_store_open_pg(t->url, err, sizeof err)
+		             : ctl_store_open_sqlite(t->dir, err, sizeof err);
 		if (!c)
 			_exit(1);
 		ctl_store_set_fault(c, fault_crash, NULL);
@@ -1119,7 +1127,7 @@ static void fault_or_crash_mid_register(void **state)
 #define BOTH(f)                                                                          \
 	{#f "/sqlite", f, setup, teardown, (void *)&E_SQ},                               \
 	{                                                                                \
-		#f "/postgresql", f, setup, teardown, (void *)&E_PG                      \
+#f "/postgresql", f, setup, teardown, (void *)&E_PG                      \
 	}
 
 int main(void)
