@@ -1,18 +1,13 @@
 /* mesh-control's store, nodes, on both engines (SQLite and PostgreSQL,
- * through the same ops): each test runs once per engine, so the
- * PostgreSQL port is held to the SQLite behaviour. Covered: registration
- * rules (known machine, pending, expiry, re-authorisation, single-use keys,
- * removed machines, logout, pending limits, keys and names held by pending
- * nodes, name reuse), unique names and addresses over 3,000 nodes, deltas
- * (node_list since, tombstones), batches of volatile fields (one version
- * bump, hostile endpoint text, a node twice in a batch), registrations
- * from two processes at once, and several servers on one store (the
- * holder of an online node, offline writes by another server ignored, the
- * beat's sweep of a dead server's nodes with one version bump, leave).
- *
- * PostgreSQL: the cluster at MESH_TEST_PG_URL, else a throwaway one started
- * with tests/pg.sh for this run (skipped when PostgreSQL is not installed);
- * every test gets a database of its own. */
+ * through the same ops; store_engines_fixture.h): each test runs once per
+ * engine, so the PostgreSQL port is held to the SQLite behaviour. Covered:
+ * registration rules (known machine, pending, expiry, re-authorisation,
+ * single-use keys, removed machines, logout, pending limits, keys and
+ * names held by pending nodes, name reuse), unique names and addresses
+ * over 3,000 nodes, deltas (node_list since, tombstones), rollback on a
+ * fault and on a crash mid-registration, and registrations from two
+ * processes at once (distinct names and addresses: writers serialise).
+ * Batches and several servers: test_control_store_pg_batches.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,250 +17,9 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
-#include <libpq-fe.h>
-#include <stdio.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
 #include "servers/control/alloc.h"
 #include "servers/control/store.h"
-
-#define NOW 1700000000
-
-struct engine {
-	const char *name;
-	bool pg;
-};
-static const struct engine E_SQ = {"sqlite", false}, E_PG = {"postgresql", true};
-
-/* The PostgreSQL cluster of this run. */
-static char g_pgdir[64]; /* "" when MESH_TEST_PG_URL was given */
-static char g_url[512];  /* "" when there is none: the PG tests skip */
-static int g_dbseq;
-
-struct t {
-	const struct engine *e;
-	char tmp[64];
-	char dir[96];
-	char db[64];
-	char url[1024];
-	struct ctl_store *st;
-};
-
-/* ---- the cluster and a database per test ------------------------------ */
-
-static const char *pg_sh(void)
-{
-	static char path[512];
-	const char *root = getenv("ROOT");
-	snprintf(path, sizeof path, "%s/tests/pg.sh", root && *root ? root : ".");
-	return path;
-}
-
-static int group_setup(void **state)
-{
-	(void)state;
-	const char *env = getenv("MESH_TEST_PG_URL");
-	if (env && *env) {
-		snprintf(g_url, sizeof g_url, "%s", env);
-		return 0;
-	}
-	snprintf(g_pgdir, sizeof g_pgdir, "/tmp/ctlpgn-XXXXXX");
-	if (!mkdtemp(g_pgdir))
-		return -1;
-	char cmd[700];
-	snprintf(cmd, sizeof cmd, "%s start %s", pg_sh(), g_pgdir);
-	FILE *f = popen(cmd, "r");
-	if (!f)
-		return -1;
-	if (!fgets(g_url, sizeof g_url, f))
-		g_url[0] = 0;
-	int st = pclose(f);
-	g_url[strcspn(g_url, "\n")] = 0;
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
-		print_message("PostgreSQL is not installed: its half is skipped\n");
-		g_url[0] = 0;
-		rmdir(g_pgdir);
-		g_pgdir[0] = 0;
-		return 0;
-	}
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !g_url[0]) {
-		print_error("tests/pg.sh start failed (status %d)\n", st);
-		return -1;
-	}
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	if (g_pgdir[0]) {
-		char cmd[700];
-		snprintf(cmd, sizeof cmd, "%s stop %s", pg_sh(), g_pgdir);
-		if (system(cmd) != 0)
-			print_error("tests/pg.sh stop failed\n");
-	}
-	return 0;
-}
-
-/* Runs sql on the cluster's own database; false (said) on failure. */
-static bool pg_admin(const char *sql)
-{
-	PGconn *c = PQconnectdb(g_url);
-	PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
-	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-	bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-	if (!ok)
-		print_error("%s: %s", sql, PQerrorMessage(c));
-	PQclear(r);
-	PQfinish(c);
-	return ok;
-}
-
-/* The cluster's URL with another database, as key=value words. */
-static void pg_url_for(const char *db, char *out, size_t cap)
-{
-	char *err = NULL;
-	PQconninfoOption *o = PQconninfoParse(g_url, &err);
-	assert_non_null(o);
-	size_t len = 0;
-	out[0] = 0;
-	for (PQconninfoOption *p = o; p->keyword; p++) {
-		const char *v = strcmp(p->keyword, "dbname") == 0 ? db : p->val;
-		if (!v)
-			continue;
-		len += (size_t)snprintf(out + len, cap - len, "%s%s='", len ? " " : "",
-		                        p->keyword);
-		for (const char *c = v; *c && len + 3 < cap; c++) {
-			if (*c == '\'' || *c == '\\')
-				out[len++] = '\\';
-			out[len++] = *c;
-		}
-		len += (size_t)snprintf(out + len, cap - len, "'");
-		assert_true(len < cap);
-	}
-	PQconninfoFree(o);
-}
-
-static struct ctl_store *open_store(struct t *t)
-{
-	char err[256] = "";
-	struct ctl_store *st = t->e->pg ? ctl_store_open_pg(t->url, err, sizeof err)
-	                                : ctl_store_open_sqlite(t->dir, err, sizeof err);
-	if (!st)
-		fail_msg("open (%s): %s", t->e->name, err);
-	return st;
-}
-
-static int setup(void **state)
-{
-	struct t *t = calloc(1, sizeof *t);
-	t->e = *state;
-	*state = t;
-	if (t->e->pg) {
-		if (!g_url[0])
-			return 0;
-		snprintf(t->db, sizeof t->db, "t_%d_%d", (int)getpid(), ++g_dbseq);
-		char sql[128];
-		snprintf(sql, sizeof sql, "CREATE DATABASE %s", t->db);
-		assert_true(pg_admin(sql));
-		pg_url_for(t->db, t->url, sizeof t->url);
-	} else {
-		strcpy(t->tmp, "/tmp/ctlpgn-sq-XXXXXX");
-		assert_non_null(mkdtemp(t->tmp));
-		snprintf(t->dir, sizeof t->dir, "%s/data", t->tmp);
-	}
-	t->st = open_store(t);
-	struct ctl_init_params p = {.now = NOW};
-	memset(p.server_public, 0x5a, sizeof p.server_public);
-	assert_int_equal(ctl_store_init(t->st, &p), 0);
-	return 0;
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-	(void)sb;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
-static int teardown(void **state)
-{
-	struct t *t = *state;
-	ctl_store_close(t->st);
-	if (t->db[0]) {
-		/* a failed test may leave a second handle open: end it first */
-		char sql[256];
-		snprintf(sql, sizeof sql,
-		         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-		         "WHERE datname = '%s' AND pid <> pg_backend_pid()",
-		         t->db);
-		pg_admin(sql);
-		snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", t->db);
-		pg_admin(sql);
-	}
-	if (t->tmp[0])
-		nftw(t->tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(t);
-	return 0;
-}
-
-/* The test's state; skips a PostgreSQL test without a cluster. */
-static struct t *T(void **state)
-{
-	struct t *t = *state;
-	if (t->e->pg && !g_url[0])
-		skip();
-	return t;
-}
-
-/* ---- helpers ----------------------------------------------------------- */
-
-/* A registration request for machine i (keys derived from i). */
-static struct ctl_store_reg req(uint32_t i, const char *host, const char *secret)
-{
-	struct ctl_store_reg r = {.hostname = host, .auth_secret = secret, .now = NOW};
-	memset(r.machine_key, 0x11, CTL_KEY_LEN);
-	memset(r.node_key, 0x22, CTL_KEY_LEN);
-	memset(r.disco_key, 0x33, CTL_KEY_LEN);
-	memcpy(r.machine_key, &i, sizeof i);
-	memcpy(r.node_key, &i, sizeof i);
-	memcpy(r.disco_key, &i, sizeof i);
-	return r;
-}
-
-static void key(struct t *t, bool reusable, bool eph, const char *user, char *secret)
-{
-	struct ctl_authkey_params p = {
-	    .reusable = reusable, .ephemeral = eph, .user = user, .now = NOW};
-	assert_int_equal(ctl_store_key_create(t->st, &p, secret, CTL_SECRET_MAX, NULL),
-	                 0);
-}
-
-static int64_t version(struct t *t)
-{
-	int64_t v = -1;
-	assert_int_equal(ctl_store_map_version(t->st, &v), 0);
-	return v;
-}
-
-static int reg(struct t *t, uint32_t i, const char *host, const char *secret,
-               struct ctl_node *n)
-{
-	struct ctl_store_reg r = req(i, host, secret);
-	return ctl_store_node_register(t->st, &r, n, NULL);
-}
-
-static struct ctl_node node(struct t *t, int64_t id)
-{
-	struct ctl_node n;
-	assert_int_equal(ctl_store_node_by_id(t->st, id, &n), 0);
-	return n;
-}
+#include "tests/unit/store_engines_fixture.h"
 
 /* ---- registration rules ------------------------------------------------ */
 
@@ -541,21 +295,6 @@ static void names_unique_and_renames(void **state)
 	assert_string_equal(n.name, "laptop-5");
 }
 
-static double since(const struct timespec *t0)
-{
-	struct timespec t1;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* 3,000 nodes of one hostname: distinct names and addresses; then one
- * batch writing all of them (timed: a few statements, not 3,000). */
 static void three_thousand_nodes(void **state)
 {
 	struct t *t = T(state);
@@ -615,61 +354,6 @@ static void three_thousand_nodes(void **state)
 /* PostgreSQL: a batch of 10,000 nodes is a few statements (timed), with
  * one version bump. The rows are made with one INSERT (registering 10,000
  * nodes one by one would only time registration). */
-static void ten_thousand_in_one_batch(void **state)
-{
-	struct t *t = T(state);
-	enum { N = 10000 };
-	if (!t->e->pg)
-		skip();
-	PGconn *c = PQconnectdb(t->url);
-	assert_int_equal(PQstatus(c), CONNECTION_OK);
-	PGresult *r = PQexec(
-	    c, "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, name, "
-	       "ipv4, ipv6, approved, ephemeral, created, version) SELECT "
-	       "sha256(('m' || g)::bytea), sha256(('n' || g)::bytea), "
-	       "sha256(('d' || g)::bytea), 'h' || g, 'h' || g, 1681915904 + g, "
-	       "substring(sha256(('6' || g)::bytea) from 1 for 16), 1, 0, 1700000000, 0 "
-	       "FROM generate_series(1, 10000) g");
-	if (PQresultStatus(r) != PGRES_COMMAND_OK)
-		fail_msg("insert: %s", PQerrorMessage(c));
-	PQclear(r);
-	PQfinish(c);
-
-	struct ctl_node *all;
-	size_t cnt;
-	assert_int_equal(ctl_store_node_list(t->st, -1, &all, &cnt), 0);
-	assert_int_equal(cnt, N);
-	struct ctl_node_vol *b = calloc(N, sizeof *b);
-	for (size_t i = 0; i < N; i++) {
-		b[i].id = all[i].id;
-		b[i].mask = CTL_UPD_ENDPOINTS | CTL_UPD_ONLINE | CTL_UPD_HOME_RELAY;
-		snprintf(b[i].endpoints, sizeof b[i].endpoints,
-		         "198.18.%zu.%zu:41641,[2001:db8::%zx]:41641", i / 250,
-		         i % 250 + 1, i);
-		b[i].online = true;
-		b[i].home_relay = 1;
-	}
-	free(all);
-	int64_t v = version(t);
-	size_t changed = 0;
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	assert_int_equal(ctl_store_node_update_many(t->st, b, N, &changed), 0);
-	print_message("postgresql: a batch of %d nodes in %.3f s\n", N, since(&t0));
-	assert_int_equal(changed, N);
-	assert_int_equal(version(t), v + 1);
-	/* the same batch again changes nothing */
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	assert_int_equal(ctl_store_node_update_many(t->st, b, N, &changed), 0);
-	print_message("postgresql: the same again in %.3f s\n", since(&t0));
-	assert_int_equal(changed, 0);
-	assert_int_equal(version(t), v + 1);
-	struct ctl_node n = node(t, b[N - 1].id);
-	assert_string_equal(n.endpoints, b[N - 1].endpoints);
-	assert_int_equal(n.version, v + 1);
-	free(b);
-}
-
 static void versions_and_deltas(void **state)
 {
 	struct t *t = T(state);
@@ -741,81 +425,6 @@ static void versions_and_deltas(void **state)
 	assert_int_equal(ctl_store_node_list(t->st, v, &list, &cnt), 0);
 	assert_int_equal(cnt, 0);
 	free(list);
-}
-
-/* ---- batches ------------------------------------------------------------ */
-
-static void batches_bump_once(void **state)
-{
-	struct t *t = T(state);
-	struct ctl_node a, b;
-	size_t changed = 99;
-
-	assert_int_equal(reg(t, 1, "a", NULL, &a), 0);
-	assert_int_equal(reg(t, 2, "b", NULL, &b), 0);
-	struct ctl_node_vol v[4] = {
-	    {.id = a.id, .mask = CTL_UPD_ENDPOINTS | CTL_UPD_ONLINE, .online = true},
-	    {.id = b.id,
-	     .mask = CTL_UPD_ONLINE | CTL_UPD_HOME_RELAY,
-	     .online = true,
-	     .home_relay = 2},
-	    {.id = 999, .mask = CTL_UPD_ONLINE, .online = true},
-	};
-	/* text that must not break an array literal or a statement */
-	strcpy(v[0].endpoints, "198.18.0.1:1,\"x\\\"},{NULL}\\ ',\xc3\xa9");
-	int64_t ver = version(t);
-	assert_int_equal(ctl_store_node_update_many(t->st, v, 3, &changed), 0);
-	assert_int_equal(changed, 2);
-	assert_int_equal(version(t), ver + 1);
-	a = node(t, a.id);
-	assert_string_equal(a.endpoints, v[0].endpoints);
-	assert_int_equal(a.version, ver + 1);
-	assert_int_equal(node(t, b.id).home_relay, 2);
-
-	/* The same again: no change, no bump. last_seen of an online node is
-	 * written but is in nobody's map. */
-	v[1].mask |= CTL_UPD_LAST_SEEN;
-	v[1].last_seen = NOW + 9;
-	assert_int_equal(ctl_store_node_update_many(t->st, v, 3, &changed), 0);
-	assert_int_equal(changed, 0);
-	assert_int_equal(version(t), ver + 1);
-	assert_int_equal(node(t, b.id).last_seen, NOW + 9);
-
-	/* touch: a bump without a change. */
-	struct ctl_node_vol tv = {.id = b.id, .touch = true};
-	assert_int_equal(ctl_store_node_update_many(t->st, &tv, 1, &changed), 0);
-	assert_int_equal(changed, 1);
-	assert_int_equal(version(t), ver + 2);
-	assert_int_equal(node(t, b.id).version, ver + 2);
-
-	/* A node twice in one batch: written in order, one bump. */
-	struct ctl_node_vol d[3] = {
-	    {.id = a.id, .mask = CTL_UPD_ENDPOINTS, .endpoints = "198.18.0.2:2"},
-	    {.id = b.id, .mask = CTL_UPD_ONLINE, .online = false},
-	    {.id = a.id, .mask = CTL_UPD_ENDPOINTS, .endpoints = "198.18.0.3:3"},
-	};
-	assert_int_equal(ctl_store_node_update_many(t->st, d, 3, &changed), 0);
-	assert_int_equal(changed, 3);
-	assert_int_equal(version(t), ver + 3);
-	assert_string_equal(node(t, a.id).endpoints, "198.18.0.3:3");
-	assert_false(node(t, b.id).online);
-
-	/* Endpoints not terminated within the field: refused, nothing written. */
-	struct ctl_node_vol bad = {.id = a.id, .mask = CTL_UPD_ENDPOINTS};
-	memset(bad.endpoints, 'x', sizeof bad.endpoints);
-	assert_int_equal(ctl_store_node_update_many(t->st, &bad, 1, &changed),
-	                 CTL_STORE_EINVAL);
-	assert_int_equal(version(t), ver + 3);
-
-	/* offline_all: every online node, one bump; none: no bump. */
-	size_t n = 0;
-	assert_int_equal(ctl_store_node_offline_all(t->st, NOW + 20, &n), 0);
-	assert_int_equal(n, 1);
-	assert_int_equal(version(t), ver + 4);
-	assert_int_equal(node(t, a.id).last_seen, NOW + 20);
-	assert_int_equal(ctl_store_node_offline_all(t->st, NOW + 21, &n), 0);
-	assert_int_equal(n, 0);
-	assert_int_equal(version(t), ver + 4);
 }
 
 /* ---- two processes ------------------------------------------------------ */
@@ -905,148 +514,6 @@ static void two_processes_register_at_once(void **state)
 	free(all);
 }
 
-/* ---- several servers ----------------------------------------------------- */
-
-static bool has_servers(struct t *t)
-{
-	if (t->st->ops->server_beat && t->st->ops->set_server)
-		return true;
-	print_message("%s: no several-servers ops in this build\n", t->e->name);
-	return false;
-}
-
-static void online(struct ctl_store *st, int64_t id, bool on, const char *eps)
-{
-	struct ctl_node_update u = {.mask =
-	                                CTL_UPD_ONLINE | (eps ? CTL_UPD_ENDPOINTS : 0),
-	                            .online = on,
-	                            .endpoints = eps};
-	assert_int_equal(ctl_store_node_update(st, id, &u), 0);
-}
-
-static void several_servers(void **state)
-{
-	struct t *t = T(state);
-	if (!has_servers(t))
-		skip();
-	char sec[CTL_SECRET_MAX];
-	struct ctl_node a, b, c, d;
-	size_t n = 99;
-
-	struct ctl_store *s1 = t->st, *s2 = open_store(t);
-	ctl_store_set_server(s1, 111);
-	ctl_store_set_server(s2, 222);
-	assert_int_equal(ctl_store_server_beat(s1, NOW, 10, &n), 0);
-	assert_int_equal(n, 0);
-	assert_int_equal(ctl_store_server_beat(s2, NOW, 10, &n), 0);
-	key(t, true, false, NULL, sec);
-
-	/* a registers through server 1 online: server 2 marking it offline
-	 * changes nothing but the rest of its write. */
-	struct ctl_store_reg r = req(1, "a", sec);
-	r.set_online = true;
-	assert_int_equal(ctl_store_node_register(s1, &r, &a, NULL), 0);
-	assert_true(a.online);
-	assert_int_equal(a.online_server, 111);
-	online(s2, a.id, false, "198.18.0.1:1");
-	a = node(t, a.id);
-	assert_true(a.online);
-	assert_int_equal(a.online_server, 111);
-	assert_string_equal(a.endpoints, "198.18.0.1:1");
-	/* an ignored offline alone is no map change */
-	int64_t ver = version(t);
-	online(s2, a.id, false, NULL);
-	assert_int_equal(version(t), ver);
-	struct ctl_node_vol v = {.id = a.id,
-	                         .mask = CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN,
-	                         .online = false,
-	                         .last_seen = NOW + 1};
-	assert_int_equal(ctl_store_node_update_many(s2, &v, 1, &n), 0);
-	a = node(t, a.id);
-	assert_true(a.online);
-	assert_int_equal(a.last_seen, NOW + 1);
-
-	/* a moves to server 2 (online there): server 1's late offline is
-	 * ignored; server 2's applies. */
-	v.online = true;
-	assert_int_equal(ctl_store_node_update_many(s2, &v, 1, &n), 0);
-	assert_int_equal(node(t, a.id).online_server, 222);
-	online(s1, a.id, false, NULL);
-	assert_true(node(t, a.id).online);
-	online(s2, a.id, false, NULL);
-	assert_false(node(t, a.id).online);
-	assert_int_equal(node(t, a.id).online_server, 0);
-
-	/* b and c online on server 2, d on server 1, plus a row from before
-	 * servers had ids (holder 0). */
-	assert_int_equal(reg(t, 2, "b", sec, &b), 0);
-	assert_int_equal(reg(t, 3, "c", sec, &c), 0);
-	assert_int_equal(reg(t, 4, "d", sec, &d), 0);
-	online(s2, a.id, true, NULL);
-	online(s2, b.id, true, NULL);
-	online(s1, d.id, true, NULL);
-	struct ctl_store *s0 = open_store(t); /* no set_server: id 0 */
-	online(s0, c.id, true, NULL);
-	ctl_store_close(s0);
-
-	/* Server 1 beats on time, server 2 stopped beating at NOW: within
-	 * dead_after nothing is swept. */
-	ver = version(t);
-	assert_int_equal(ctl_store_server_beat(s1, NOW + 5, 0, &n), CTL_STORE_EINVAL);
-	assert_int_equal(ctl_store_server_beat(s1, NOW + 5, 10, &n), 0);
-	assert_int_equal(n, 1); /* only c, held by nobody */
-	assert_false(node(t, c.id).online);
-	assert_true(node(t, a.id).online);
-	assert_int_equal(version(t), ver + 1);
-	ver = version(t);
-	assert_int_equal(ctl_store_server_beat(s1, NOW + 8, 10, &n), 0);
-	assert_int_equal(n, 0);
-	assert_int_equal(version(t), ver);
-
-	/* Past dead_after: a and b offline (last_seen = now), one bump for
-	 * both; d, server 1's own, stays. */
-	assert_int_equal(ctl_store_server_beat(s1, NOW + 11, 10, &n), 0);
-	assert_int_equal(n, 2);
-	assert_int_equal(version(t), ver + 1);
-	a = node(t, a.id);
-	assert_false(a.online);
-	assert_int_equal(a.last_seen, NOW + 11);
-	assert_int_equal(a.version, ver + 1);
-	assert_false(node(t, b.id).online);
-	assert_true(node(t, d.id).online);
-	/* ... and server 2's row is gone: its own late beat starts over and
-	 * sweeps nothing of server 1. */
-	assert_int_equal(ctl_store_server_beat(s2, NOW + 12, 10, &n), 0);
-	assert_int_equal(n, 0);
-	assert_true(node(t, d.id).online);
-
-	/* A server the store has no row for (taken for dead earlier, or one
-	 * that never beat) holds nothing at the next beat. */
-	struct ctl_store *s3 = open_store(t);
-	ctl_store_set_server(s3, 333);
-	online(s3, c.id, true, NULL);
-	ctl_store_close(s3);
-	assert_int_equal(ctl_store_server_beat(s2, NOW + 12, 10, &n), 0);
-	assert_int_equal(n, 1);
-	assert_false(node(t, c.id).online);
-
-	/* Leave: server 1's nodes offline, one bump; server 2's stay. */
-	online(s2, b.id, true, NULL);
-	ver = version(t);
-	assert_int_equal(ctl_store_server_leave(s1, NOW + 13, &n), 0);
-	assert_int_equal(n, 1);
-	assert_int_equal(version(t), ver + 1);
-	assert_false(node(t, d.id).online);
-	assert_int_equal(node(t, d.id).last_seen, NOW + 13);
-	assert_true(node(t, b.id).online);
-	/* With server 1 gone, server 2's beat long after sweeps nothing of its
-	 * own. */
-	assert_int_equal(ctl_store_server_beat(s2, NOW + 100, 10, &n), 0);
-	assert_int_equal(n, 0);
-	assert_true(node(t, b.id).online);
-	ctl_store_close(s2);
-}
-
 /* ---- faults -------------------------------------------------------------- */
 
 static int fault_fail(const char *point, void *arg)
@@ -1124,28 +591,18 @@ static void fault_or_crash_mid_register(void **state)
 	assert_int_equal(version(t), v + 1);
 }
 
-#define BOTH(f)                                                                          \
-	{#f "/sqlite", f, setup, teardown, (void *)&E_SQ},                               \
-	{                                                                                \
-#f "/postgresql", f, setup, teardown, (void *)&E_PG                      \
-	}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    BOTH(register_known_pending_expired),
-	    BOTH(register_removed_logout_and_limits),
-	    BOTH(pending_holders_yield),
-	    BOTH(ephemeral_name_reclaim),
-	    BOTH(names_unique_and_renames),
-	    BOTH(versions_and_deltas),
-	    BOTH(batches_bump_once),
-	    BOTH(fault_or_crash_mid_register),
-	    BOTH(two_processes_register_at_once),
-	    BOTH(several_servers),
-	    BOTH(three_thousand_nodes),
-	    {"ten_thousand_in_one_batch/postgresql", ten_thousand_in_one_batch, setup,
-	     teardown, (void *)&E_PG},
+	    STORE_BOTH(register_known_pending_expired),
+	    STORE_BOTH(register_removed_logout_and_limits),
+	    STORE_BOTH(pending_holders_yield),
+	    STORE_BOTH(ephemeral_name_reclaim),
+	    STORE_BOTH(names_unique_and_renames),
+	    STORE_BOTH(versions_and_deltas),
+	    STORE_BOTH(fault_or_crash_mid_register),
+	    STORE_BOTH(two_processes_register_at_once),
+	    STORE_BOTH(three_thousand_nodes),
 	};
 	return cmocka_run_group_tests_name("control_store_pg_nodes", tests, group_setup,
 	                                   group_teardown);
