@@ -109,16 +109,22 @@ static void file_error(const char *path, int err)
 
 /* --- init --------------------------------------------------------------- */
 
+/* The INI reader cuts lines at 200 characters (with "\r\n"): the longest
+ * HOST:PORT control.conf can hold on a `listen = ` line. */
+#define CONF_ADDR_MAX 185
+
 /* control.conf's listen lines for these addresses: one line when it stays
  * well under the INI reader's 200 characters, else one line per address
  * (they append). Normalised: "a:1, b:2" is written "a:1,b:2". The length,
- * or -1 when out is too small. */
-static int conf_listen_lines(const struct ctl_token *addrs, char *out, size_t cap)
+ * or -1 with err filled. */
+static int conf_listen_lines(const struct ctl_token *addrs, char *out, size_t cap,
+                             char *err, size_t errlen)
 {
 	char one[CTL_CLI_ADDRS_TEXT_MAX] = "";
 	size_t n = ctl_token_addr_count(addrs), len = 0;
 	int w;
 
+	snprintf(err, errlen, "--listen: too long for control.conf");
 	for (size_t i = 0; i < n; i++) {
 		const char *h;
 		uint16_t port;
@@ -128,6 +134,13 @@ static int conf_listen_lines(const struct ctl_token *addrs, char *out, size_t ca
 		             strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "", port);
 		if (w < 0 || (size_t)w >= sizeof one - ol)
 			return -1;
+		if ((size_t)w - (i ? 1 : 0) > CONF_ADDR_MAX) {
+			snprintf(err, errlen,
+			         "--listen: %.40s...:%u is longer than %d characters, more "
+			         "than a control.conf line holds; use a shorter name",
+			         h, port, CONF_ADDR_MAX);
+			return -1;
+		}
 	}
 	if (strlen(one) <= 150) {
 		w = snprintf(out, cap, "listen = %s\n", one);
@@ -151,7 +164,8 @@ int ctl_cli_cmd_init(const struct cli *c, const char *dir)
 	char perr[600], listen_lines[CTL_CLI_ADDRS_TEXT_MAX + 16 * CTL_TOKEN_ADDRS_MAX];
 	struct ctl_token addrs = {0};
 	if (!ctl_cli_parse_addrs(listen, "--listen", &addrs, perr, sizeof perr) ||
-	    conf_listen_lines(&addrs, listen_lines, sizeof listen_lines) < 0)
+	    conf_listen_lines(&addrs, listen_lines, sizeof listen_lines, perr,
+	                      sizeof perr) < 0)
 		return ctl_cli_die_usage("%s (the addresses nodes connect to)", perr);
 	if (domain && (!*domain || strlen(domain) > CTL_DOMAIN_MAX))
 		return ctl_cli_die_usage(
