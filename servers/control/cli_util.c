@@ -103,8 +103,8 @@ bool ctl_cli_parse_addrs(const char *list, const char *what, struct ctl_token *t
 			item[--n] = 0;
 		if (!ctl_cli_split_hostport(item, host, sizeof host, &port)) {
 			snprintf(err, errlen,
-			         "%s: \"%s\" is not HOST:PORT (e.g. 198.18.0.1:7443 or "
-			         "[fd00::1]:7443; several separated by commas)",
+			         "%s %s: expected HOST:PORT, e.g. 198.18.0.1:7443 or "
+			         "[fd00::1]:7443 (several separated by commas)",
 			         what, item);
 			return false;
 		}

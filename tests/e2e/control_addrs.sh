@@ -83,7 +83,7 @@ check "token --control with one address: version 1 (older nodes read it)" eval \
     '[ "$(version "$T")" = 1 ] && [ "$(decoded "$T")" = "198.18.0.9:443" ]'
 mco token --control "$A,nonsense"
 check "token --control with a bad item: exit 2, names it" eval \
-    '[ $RC = 2 ] && grep -q "\"nonsense\" is not HOST:PORT" "$ERR"'
+    '[ $RC = 2 ] && grep -q -- "--control nonsense: expected HOST:PORT" "$ERR"'
 mco token --control "$A,$A"
 check "token --control with an address twice: exit 2" eval '[ $RC = 2 ] && grep -q "listed twice" "$ERR"'
 NINE=$(for i in 1 2 3 4 5 6 7 8 9; do printf '198.18.0.%d:443,' "$i"; done)
