@@ -973,6 +973,14 @@ static const char *nctl_ctl_addr(const struct node_ctl *m, char *buf, size_t cap
 	return buf;
 }
 
+/* In BACKOFF: the next control address is dialled at once (not a wait). */
+static bool nctl_next_addr_now(const struct node_ctl *m)
+{
+	struct ctl_client_status cs;
+	ctl_client_get_status(m->client, &cs);
+	return cs.n_addrs > 1 && cs.next_attempt_ms == 0;
+}
+
 static void nctl_registered(struct node_ctl *m, const struct ctl_register_resp *resp)
 {
 	char at[CTL_CLIENT_ADDR_TEXT];
@@ -1043,7 +1051,7 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 		if (d && !strncmp(d, "our network changed", 19)) /* a redial */
 			log_info("control: reconnecting to mesh-control at %s (%s)",
 			         nctl_ctl_addr(m, at, sizeof(at)), d);
-		else if (strstr(d, " next")) /* another control address, at once */
+		else if (nctl_next_addr_now(m)) /* another control address, at once */
 			log_warn("control: lost mesh-control (%s)", d);
 		else if (m->logged != st)
 			log_warn(

@@ -346,10 +346,14 @@ static void on_state(void *ctx, enum ctl_client_state st, const char *detail,
 		log_info("mesh-relay: registered with mesh-control");
 		rly_server_set_health(a->srv, "");
 	} else if (st == CTL_CLIENT_BACKOFF) {
+		struct ctl_client_status cs;
+		ctl_client_get_status(a->ctl, &cs);
 		log_info("mesh-relay: mesh-control unreachable (%s); retrying", detail);
-		rly_server_set_health(a->srv,
-		                      "mesh-control unreachable: the admission list "
-		                      "may be stale");
+		/* moving to another control address at once: not yet degraded */
+		if (!(cs.n_addrs > 1 && cs.next_attempt_ms == 0))
+			rly_server_set_health(a->srv,
+			                      "mesh-control unreachable: the admission "
+			                      "list may be stale");
 	} else if (st == CTL_CLIENT_REFUSED) {
 		log_error("mesh-relay: mesh-control refused this relay: %s. Make a new "
 		          "token with `mesh-control token --relay` and run mesh-relay up "
