@@ -14,7 +14,10 @@
 #    state keeps both addresses; serve A killed: the node is online on B
 #    within a few seconds as the same node (one node in the store, same
 #    id), and status says B;
-#  - serve A back and B killed: the node returns to A.
+#  - a mesh-relay joined with `token --relay` does the same: it keeps both
+#    addresses in relay.json and is registered through B after A dies
+#    (its status names the address);
+#  - serve A back and B killed: the node and the relay return to A.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -22,10 +25,15 @@ e2e_require_cmd ip python3 setpriv curl
 e2e_tmp_init
 e2e_require_mesh_proxy
 MC=$MESH_BUILD/mesh-control
-[ -x "$MC" ] || die "no executable $MC (run make first)"
+MR=$MESH_BUILD/mesh-relay
+for b in "$MC" "$MR"; do [ -x "$b" ] || die "no executable $b (run make first)"; done
 if ! "${AS_NOBODY[@]}" test -x "$MC" 2>/dev/null; then
     e2e_nobody_copy "$MC"
     MC=$E2E_COPY
+fi
+if ! "${AS_NOBODY[@]}" test -x "$MR" 2>/dev/null; then
+    e2e_nobody_copy "$MR"
+    MR=$E2E_COPY
 fi
 
 RUN=$E2E_TMP/run
@@ -57,6 +65,11 @@ import json, sys
 j = json.load(open(sys.argv[1])).get("mesh") or {}
 c = j.get("control") or {}
 sys.exit(0 if eval(sys.argv[2]) else 1)' "$E2E_TMP/status.json" "$1"
+}
+# rj EXPR : EXPR over j = the relay's `status --json`
+rj() {
+    nsx_nobody h "$MR" status --state "$RUN/r1" --json >"$E2E_TMP/rst.json" 2>/dev/null &&
+        python3 -c "import json,sys; j=json.load(open('$E2E_TMP/rst.json')); sys.exit(0 if ($1) else 1)"
 }
 node_count() { mc nodes list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 node_id() { mc nodes list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])'; }
@@ -131,18 +144,28 @@ import json; j = json.load(open('$RUN/n1/control.json'))
 assert j['host'] == '127.0.0.1' and j['port'] == 7443, j
 assert j['more'] == [{'host': '127.0.0.1', 'port': 7444}], j"
 ID=$(node_id)
+bg_nobody r1 h "$MR" up --join "$RTOKEN" --state "$RUN/r1" --listen 127.0.0.1:18441 --region eu
+check "the relay registers through A" wait_until 15 rj "j['control'] == 'online' and j['control_address'] == '$A'"
+check "relay.json keeps both addresses" python3 -c "
+import json; j = json.load(open('$RUN/r1/relay.json'))
+assert j['control_port'] == 7443 and j['control_more'] == [{'host': '127.0.0.1', 'port': 7444}], j"
 bg_stop ctlA
 T0=$(date +%s%3N)
 check "online on B within 5 s" wait_until 5 sj "c.get('state') == 'online' and c.get('address') == '$B'"
 info "moved to B after $(($(date +%s%3N) - T0)) ms"
 check "status (text) says B" eval 'mp status --state "$RUN/n1" | grep -q "control $B (address 2 of 2)"'
 check "still one node, the same id" eval '[ "$(node_count)" = 1 ] && [ "$(node_id)" = "$ID" ]'
+check "the relay is registered through B within 5 s" wait_until 5 rj "j['control'] == 'online' and j['control_address'] == '$B'"
+check "mesh-relay status (text) names B" eval \
+    'nsx_nobody h "$MR" status --state "$RUN/r1" | grep -q "control online at $B"'
+check "still one relay" eval '[ "$(mc relays list --json | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")" = 1 ]'
 
 step "serve A back, serve B dies: the node returns to A"
 bg_nobody ctlA2 h "$MC" --data "$D" serve --log-level debug
 wait_listen h 7443 10 || die "serve A did not listen again"
 bg_stop ctlB
 check "online on A again within 5 s" wait_until 5 sj "c.get('state') == 'online' and c.get('address') == '$A'"
+check "the relay is back on A too" wait_until 10 rj "j['control'] == 'online' and j['control_address'] == '$A'"
 check "still one node, the same id" eval '[ "$(node_count)" = 1 ] && [ "$(node_id)" = "$ID" ]'
 
 e2e_finish
