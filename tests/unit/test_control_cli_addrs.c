@@ -53,7 +53,7 @@ static void test_lists(void **state)
 	expect_addr(&t, 1, "fd00::1", 7444);
 	expect_addr(&t, 2, "ctl.example", 443);
 	/* eight is the most */
-	char eight[400] = "", nine[400];
+	char eight[400] = "", nine[sizeof(eight) + 32];
 	for (int i = 1; i <= CTL_TOKEN_ADDRS_MAX; i++) {
 		size_t l = strlen(eight);
 		snprintf(eight + l, sizeof(eight) - l, "%s198.18.0.%d:443", i > 1 ? "," : "",
