@@ -1054,10 +1054,11 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 		else if (nctl_next_addr_now(m)) /* another control address, at once */
 			log_warn("control: lost mesh-control (%s)", d);
 		else if (m->logged != st)
-			log_warn(
-			    "control: cannot reach mesh-control (%s); retrying "
-			    "with backoff%s",
-			    d, m->dataplane ? "; peers keep working with the last map" : "");
+			log_warn("control: cannot reach mesh-control (%s); retrying "
+			         "with backoff%s",
+			         d,
+			         m->dataplane ? "; peers keep working with the last map"
+			                      : "");
 		else
 			log_debug("control: still unreachable (%s)", d);
 		break;
@@ -1286,9 +1287,8 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 	}
 	log_info("mesh-control %s:%u%s; state %s%s; name %s%s", p->server.host,
 	         p->server.port, p->server.n_more ? " (and further addresses)" : "",
-	         p->a.state_dir,
-	         p->a.ephemeral ? " (ephemeral: removed at exit)" : "", p->hostname,
-	         m->have_self ? " (resuming)" : "");
+	         p->a.state_dir, p->a.ephemeral ? " (ephemeral: removed at exit)" : "",
+	         p->hostname, m->have_self ? " (resuming)" : "");
 	return m;
 }
 

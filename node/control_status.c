@@ -252,7 +252,8 @@ static json_t *nctl_json_control(const struct node_ctl *m)
 		uint16_t port = i ? m->p->server.more[i - 1].port : m->p->server.port;
 		char a[CTL_CLIENT_ADDR_TEXT];
 		bool v6 = strchr(h, ':') != NULL;
-		snprintf(a, sizeof(a), "%s%s%s:%u", v6 ? "[" : "", h, v6 ? "]" : "", port);
+		snprintf(a, sizeof(a), "%s%s%s:%u", v6 ? "[" : "", h, v6 ? "]" : "",
+		         port);
 		json_array_append_new(addrs, fmt_json_str(a));
 	}
 	fmt_json_set(o, "addresses", addrs);

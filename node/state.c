@@ -637,9 +637,9 @@ int node_state_save_control(const char *dir, const struct node_server *c, char *
 	                      "server_key", key);
 	json_t *more = c->n_more ? json_array() : NULL;
 	for (size_t i = 0; more && i < c->n_more && i < CTL_TOKEN_ADDRS_MAX - 1; i++)
-		json_array_append_new(more, json_pack("{s:s, s:i}", "host",
-		                                      c->more[i].host, "port",
-		                                      (int)c->more[i].port));
+		json_array_append_new(more,
+		                      json_pack("{s:s, s:i}", "host", c->more[i].host,
+		                                "port", (int)c->more[i].port));
 	if (j && more)
 		json_object_set_new(j, "more", more);
 	else

@@ -28,12 +28,12 @@
  *
  * Reconnects: after any failure (connect refused, handshake or frame error,
  * server silent for timeout_ms, connection closed) of the last address of a
- * round, the client waits and tries again: backoff_min_ms doubling up to backoff_max_ms, each wait
- * scaled by a random factor in [0.5, 1.0] (jitter, so a restarted server is
- * not hit by every node at once); a session that stayed up for 60 s resets
- * the backoff. A REGISTER_RESP "refused" stops the client (no retries): the
- * owner decides (a node exits with the reason); except code INTERNAL (a
- * transient server error, not an answer), which retries like a failure.
+ * round, the client waits and tries again: backoff_min_ms doubling up to
+ * backoff_max_ms, each wait scaled by a random factor in [0.5, 1.0]
+ * (jitter, so a restarted server is not hit by every node at once); a
+ * session that stayed up for 60 s resets the backoff. A REGISTER_RESP "refused" stops the
+ * client (no retries): the owner decides (a node exits with the reason); except code
+ * INTERNAL (a transient server error, not an answer), which retries like a failure.
  * "pending" keeps the connection open; the server sends REGISTER_RESP ok
  * (then the map) once an admin approves.
  *

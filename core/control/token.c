@@ -9,9 +9,9 @@
 #include <stdbool.h>
 #include <string.h>
 
-#define STR_(x)        #x
-#define STR(x)         STR_(x)
-#define ADDRS_MAX_STR  STR(CTL_TOKEN_ADDRS_MAX)
+#define STR_(x)       #x
+#define STR(x)        STR_(x)
+#define ADDRS_MAX_STR STR(CTL_TOKEN_ADDRS_MAX)
 
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -116,7 +116,8 @@ size_t ctl_token_addr_count(const struct ctl_token *tok)
 {
 	if (!tok->host[0])
 		return 0;
-	return 1 + (tok->n_more < CTL_TOKEN_ADDRS_MAX ? tok->n_more : CTL_TOKEN_ADDRS_MAX - 1);
+	return 1 + (tok->n_more < CTL_TOKEN_ADDRS_MAX ? tok->n_more
+	                                              : CTL_TOKEN_ADDRS_MAX - 1);
 }
 
 void ctl_token_addr_get(const struct ctl_token *tok, size_t i, const char **host,

@@ -30,8 +30,8 @@
 #include <stdint.h>
 
 #define CTL_TOKEN_PREFIX   "mesh1"
-#define CTL_TOKEN_VERSION  1 /* one control address */
-#define CTL_TOKEN_VERSION2 2 /* 1..CTL_TOKEN_ADDRS_MAX control addresses */
+#define CTL_TOKEN_VERSION   1 /* one control address */
+#define CTL_TOKEN_VERSION2  2 /* 1..CTL_TOKEN_ADDRS_MAX control addresses */
 #define CTL_TOKEN_ADDRS_MAX 8
 #define CTL_TOKEN_HOST_MAX 253
 #define CTL_TOKEN_AUTH_MAX 255
@@ -40,7 +40,7 @@
 /* Longest binary form and the longest token string (with its NUL). */
 #define CTL_TOKEN_ADDR_BIN_MAX (1 + CTL_TOKEN_HOST_MAX + 2)
 #define CTL_TOKEN_BIN_MAX                                                                \
-	(1 + 1 + CTL_TOKEN_ADDRS_MAX * CTL_TOKEN_ADDR_BIN_MAX + CTL_TOKEN_KEY_LEN + 1 +   \
+	(1 + 1 + CTL_TOKEN_ADDRS_MAX * CTL_TOKEN_ADDR_BIN_MAX + CTL_TOKEN_KEY_LEN + 1 +  \
 	 CTL_TOKEN_AUTH_MAX + CTL_TOKEN_SUM_LEN)
 #define CTL_TOKEN_STR_MAX                                                                \
 	(sizeof(CTL_TOKEN_PREFIX) - 1 + (CTL_TOKEN_BIN_MAX * 4 + 2) / 3 + 1)

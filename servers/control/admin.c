@@ -546,8 +546,8 @@ static void adm_keys_create(struct adm_req *r)
 	if (a->cfg.control_host[0] && a->cfg.control_port) {
 		snprintf(tok.host, sizeof tok.host, "%.253s", a->cfg.control_host);
 		tok.port = a->cfg.control_port;
-		for (size_t i = 0; i < a->cfg.n_control_more && i < CTL_TOKEN_ADDRS_MAX - 1;
-		     i++)
+		for (size_t i = 0;
+		     i < a->cfg.n_control_more && i < CTL_TOKEN_ADDRS_MAX - 1; i++)
 			tok.more[tok.n_more++] = a->cfg.control_more[i];
 		memcpy(tok.server_key, a->cfg.server_public, CTL_TOKEN_KEY_LEN);
 		rc = ctl_token_encode(&tok, tokstr, sizeof tokstr);

@@ -131,14 +131,16 @@ static int conf_listen_lines(const struct ctl_token *addrs, char *out, size_t ca
 		ctl_token_addr_get(addrs, i, &h, &port);
 		size_t ol = strlen(one);
 		w = snprintf(one + ol, sizeof one - ol, "%s%s%s%s:%u", i ? "," : "",
-		             strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "", port);
+		             strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "",
+		             port);
 		if (w < 0 || (size_t)w >= sizeof one - ol)
 			return -1;
 		if ((size_t)w - (i ? 1 : 0) > CONF_ADDR_MAX) {
-			snprintf(err, errlen,
-			         "--listen: %.40s...:%u is longer than %d characters, more "
-			         "than a control.conf line holds; use a shorter name",
-			         h, port, CONF_ADDR_MAX);
+			snprintf(
+			    err, errlen,
+			    "--listen: %.40s...:%u is longer than %d characters, more "
+			    "than a control.conf line holds; use a shorter name",
+			    h, port, CONF_ADDR_MAX);
 			return -1;
 		}
 	}
@@ -351,14 +353,14 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 	} else {
 		path_in(confp, sizeof confp, dir, "control.conf");
 		int pr = ini_parse(confp, conf_handler, &cf);
-		if (pr != 0 || !ctl_cli_parse_addrs(cf.listen, "listen", &tok, perr,
-		                                    sizeof perr)) {
+		if (pr != 0 ||
+		    !ctl_cli_parse_addrs(cf.listen, "listen", &tok, perr, sizeof perr)) {
 			fprintf(stderr,
 			        "mesh-control: %s: %s; it needs a line `listen = "
 			        "HOST:PORT[,HOST:PORT...]` (the addresses nodes connect "
 			        "to), or pass --control HOST:PORT[,...]\n",
 			        confp,
-			        pr < 0  ? strerror(errno)
+			        pr < 0   ? strerror(errno)
 			        : pr > 0 ? "a listen line is malformed or too long"
 			                 : perr);
 			ctl_token_wipe(&tok);

@@ -93,8 +93,8 @@ bool ctl_cli_parse_addrs(const char *list, const char *what, struct ctl_token *t
 			n--;
 		}
 		if (n >= sizeof(item)) {
-			snprintf(err, errlen, "%s: \"%.40s...\" is too long for HOST:PORT",
-			         what, p);
+			snprintf(err, errlen,
+			         "%s: \"%.40s...\" is too long for HOST:PORT", what, p);
 			return false;
 		}
 		memcpy(item, p, n);
@@ -113,7 +113,8 @@ bool ctl_cli_parse_addrs(const char *list, const char *what, struct ctl_token *t
 			uint16_t hp;
 			ctl_token_addr_get(tok, i, &h, &hp);
 			if (hp == port && !strcmp(h, host)) {
-				snprintf(err, errlen, "%s: %s is listed twice", what, item);
+				snprintf(err, errlen, "%s: %s is listed twice", what,
+				         item);
 				return false;
 			}
 		}

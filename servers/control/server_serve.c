@@ -109,8 +109,8 @@ static void admin_control_addrs(struct ctl_admin_config *ac, const char *conf_li
 	struct ctl_token t = {0};
 	char err[600];
 
-	if (!*conf_listen || !ctl_cli_parse_addrs(conf_listen, "listen", &t, err,
-	                                          sizeof err)) {
+	if (!*conf_listen ||
+	    !ctl_cli_parse_addrs(conf_listen, "listen", &t, err, sizeof err)) {
 		memset(&t, 0, sizeof t);
 		snprintf(t.host, sizeof t.host, "%.253s", host);
 		t.port = port;
@@ -389,7 +389,7 @@ int ctl_serve_main(int argc, char **argv)
 		return 1;
 
 	char path[3100], err[512], conf_listen[CTL_CLI_ADDRS_TEXT_MAX] = "",
-	                   conf_first[CTL_TOKEN_HOST_MAX + 16];
+	                           conf_first[CTL_TOKEN_HOST_MAX + 16];
 	snprintf(path, sizeof path, "%s/control.db", o.data);
 	struct stat sb;
 	if (stat(path, &sb) < 0) {

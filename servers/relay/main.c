@@ -226,7 +226,8 @@ static bool load_more(json_t *more, struct rly_state *st)
 		struct ctl_token_addr *m = &st->control_more[i];
 		const char *h = json_string_value(json_object_get(a, "host"));
 		json_int_t port = json_integer_value(json_object_get(a, "port"));
-		if (!h || !h[0] || strlen(h) > CTL_TOKEN_HOST_MAX || port < 1 || port > 65535)
+		if (!h || !h[0] || strlen(h) > CTL_TOKEN_HOST_MAX || port < 1 ||
+		    port > 65535)
 			return false;
 		snprintf(m->host, sizeof m->host, "%s", h);
 		m->port = (uint16_t)port;

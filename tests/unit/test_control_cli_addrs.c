@@ -56,8 +56,8 @@ static void test_lists(void **state)
 	char eight[400] = "", nine[sizeof(eight) + 32];
 	for (int i = 1; i <= CTL_TOKEN_ADDRS_MAX; i++) {
 		size_t l = strlen(eight);
-		snprintf(eight + l, sizeof(eight) - l, "%s198.18.0.%d:443", i > 1 ? "," : "",
-		         i);
+		snprintf(eight + l, sizeof(eight) - l, "%s198.18.0.%d:443",
+		         i > 1 ? "," : "", i);
 	}
 	assert_true(parse(eight, &t, err, sizeof(err)));
 	assert_int_equal(ctl_token_addr_count(&t), CTL_TOKEN_ADDRS_MAX);
@@ -73,8 +73,8 @@ static void test_lists(void **state)
 	assert_true(parse(longest, &t, err, sizeof(err)));
 	assert_int_equal(strlen(t.host), CTL_TOKEN_HOST_MAX);
 	memset(longest, 'h', CTL_TOKEN_HOST_MAX + 1);
-	snprintf(longest + CTL_TOKEN_HOST_MAX + 1, sizeof(longest) - CTL_TOKEN_HOST_MAX - 1,
-	         ":1");
+	snprintf(longest + CTL_TOKEN_HOST_MAX + 1,
+	         sizeof(longest) - CTL_TOKEN_HOST_MAX - 1, ":1");
 	assert_false(parse(longest, &t, err, sizeof(err)));
 }
 
@@ -104,7 +104,8 @@ static void test_bad_items(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_false(parse(bad[i].list, &t, err, sizeof(err)));
 		if (!strstr(err, bad[i].says))
-			fail_msg("\"%s\": \"%s\" lacks \"%s\"", bad[i].list, err, bad[i].says);
+			fail_msg("\"%s\": \"%s\" lacks \"%s\"", bad[i].list, err,
+			         bad[i].says);
 	}
 	/* the same host on another port is another address */
 	assert_true(parse("a:1,a:2", &t, err, sizeof(err)));

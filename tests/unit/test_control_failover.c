@@ -297,8 +297,7 @@ static void test_moves_to_the_second_and_backs_off_when_all_dead(void **state)
 	start_server(t, 1, t->port[1]);
 	t0 = now_ms();
 	assert_true(run_until(t, online, 2 * BACKOFF_MAX_MS + 3000));
-	print_message("second server back: online again after %.1f ms\n",
-	              now_ms() - t0);
+	print_message("second server back: online again after %.1f ms\n", now_ms() - t0);
 	expect_on(t, 1);
 	assert_int_equal(t->node_id, id);
 }
@@ -322,8 +321,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(
 	        test_moves_to_the_second_and_backs_off_when_all_dead, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_first_address_dead_from_the_start,
-	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_first_address_dead_from_the_start, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

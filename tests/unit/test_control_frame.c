@@ -683,7 +683,7 @@ static void test_token_decode_errors(void **state)
 	TAIL(80, 1, 2);
 	craft(m, sizeof(m), bin, k, 1);
 	assert_int_equal(dec(m), 0); /* the crafting itself is right */
-	HDR(3, 3); /* a version from the future */
+	HDR(3, 3);                   /* a version from the future */
 	TAIL(80, 1, 2);
 	craft(m, sizeof(m), bin, k, 1);
 	assert_int_equal(dec(m), -CTL_TOKEN_E_VERSION);
@@ -800,7 +800,7 @@ static void test_token_several_decode_errors(void **state)
 	assert_int_equal(dec(m), -CTL_TOKEN_E_TRAILING);
 	/* the second address: empty host, port 0, a space, a NUL, 254 long */
 	k = v2_bin(bin, 2, 2);
-	bin[7] = 0;     /* its host_len; then its 2 host bytes are read as port and key */
+	bin[7] = 0; /* its host_len; then its 2 host bytes are read as port and key */
 	craft(m, sizeof(m), bin, k, 1);
 	assert_true(dec(m) < 0);
 	k = v2_bin(bin, 2, 2);
