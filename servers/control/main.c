@@ -120,11 +120,10 @@ static const struct {
 	const char *name;
 	bool takes;
 } opt_def[O_NOPTS] = {
-    {"--domain", true},     {"--listen", true},   {"--reusable", false},
-    {"--ephemeral", false}, {"--expiry", true},   {"--tags", true},
-    {"--no-key", false},    {"--json", false},    {"--relay", false},
-    {"--key", true},        {"--pending", false}, {"--nodes", true},
-    {"--user", true},       {"--control", true},
+    {"--domain", true}, {"--listen", true}, {"--reusable", false}, {"--ephemeral", false},
+    {"--expiry", true}, {"--tags", true},   {"--no-key", false},   {"--json", false},
+    {"--relay", false}, {"--key", true},    {"--pending", false},  {"--nodes", true},
+    {"--user", true},   {"--control", true},
 };
 
 static int parse_args(int argc, char **argv, struct cli *c)
