@@ -27,6 +27,7 @@ enum {
 	I_PENDING,
 	I_NODES,
 	I_USER,
+	I_CONTROL,
 	O_NOPTS
 };
 enum {
@@ -43,6 +44,7 @@ enum {
 	O_PENDING = 1 << I_PENDING, /* nodes list --pending */
 	O_NODES = 1 << I_NODES,     /* policy check --nodes FILE */
 	O_USER = 1 << I_USER,       /* token / keys create --user NAME */
+	O_CONTROL = 1 << I_CONTROL, /* token --control ADDR[,ADDR...] */
 };
 /* The KEY OPTIONS of --help (auth key properties). */
 #define O_KEY (O_REUSABLE | O_EPHEMERAL | O_EXPIRY | O_TAGS | O_USER)

@@ -15,8 +15,10 @@
 #include "servers/control/store.h"
 
 static const char usage[] =
-    "usage: mesh-control [--data DIR] init [--domain NAME] [--listen HOST:PORT]\n"
+    "usage: mesh-control [--data DIR] init [--domain NAME]\n"
+    "                    [--listen HOST:PORT[,HOST:PORT...]]\n"
     "       mesh-control [--data DIR] token [KEY OPTIONS | --no-key | --relay]\n"
+    "                    [--control HOST:PORT[,HOST:PORT...]]\n"
     "       mesh-control [--data DIR] keys create [KEY OPTIONS]\n"
     "       mesh-control [--data DIR] keys list [--json]\n"
     "       mesh-control [--data DIR] keys revoke ID\n"
@@ -43,8 +45,16 @@ static const char usage[] =
     "                        server.key (the private key, 0600) and control.conf\n"
     "  --domain NAME         init: the mesh's DNS domain (default " CTL_DEFAULT_DOMAIN
     ")\n"
-    "  --listen HOST:PORT    init: the address nodes connect to, written into every\n"
-    "                        join token (default " CTL_CLI_DEFAULT_LISTEN ")\n"
+    "  --listen HOST:PORT[,HOST:PORT...]\n"
+    "                        init: the address nodes connect to, written into every\n"
+    "                        join token (default " CTL_CLI_DEFAULT_LISTEN "); several\n"
+    "                        (up to 8, mesh-control servers on one database): every\n"
+    "                        token lists them all and nodes try them in that order;\n"
+    "                        `serve` without --listen listens on the first\n"
+    "  --control HOST:PORT[,HOST:PORT...]\n"
+    "                        token: the control addresses of this token and their\n"
+    "                        order, instead of control.conf's listen list (e.g.\n"
+    "                        public addresses for nodes outside)\n"
     "  --json                list commands: JSON for scripts\n"
     "  --no-key              token: no auth key in it; nodes that join with it\n"
     "                        wait until `mesh-control nodes approve NAME --key\n"
@@ -113,7 +123,7 @@ static const struct {
     {"--domain", true}, {"--listen", true}, {"--reusable", false}, {"--ephemeral", false},
     {"--expiry", true}, {"--tags", true},   {"--no-key", false},   {"--json", false},
     {"--relay", false}, {"--key", true},    {"--pending", false},  {"--nodes", true},
-    {"--user", true},
+    {"--user", true},   {"--control", true},
 };
 
 static int parse_args(int argc, char **argv, struct cli *c)
@@ -241,7 +251,7 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 
 	/* Argument checks first: a usage error needs no store. */
 	if (!strcmp(cmd, "token")) {
-		if ((r = check_opts(c, O_KEY | O_NOKEY | O_RELAY, "token")) ||
+		if ((r = check_opts(c, O_KEY | O_NOKEY | O_RELAY | O_CONTROL, "token")) ||
 		    (r = check_npos(c, 1, "token", "")) || (r = check_nokey(c)))
 			return r;
 		if ((c->seen & O_RELAY) && (c->seen & (O_KEY | O_NOKEY)))
