@@ -99,7 +99,7 @@ int ctl_cli_cmd_init(const struct cli *c, const char *dir)
 
 	char err[512], keyp[4096], confp[4096], url[CTL_CLI_URL_MAX + 1];
 	char where[CTL_CLI_WHERE_MAX] = "";
-	bool have_url = false;
+	bool have_url = false, made_dir = false;
 	int r = ctl_cli_init_url(c, url, sizeof url);
 	if (r)
 		return r;
@@ -111,7 +111,8 @@ int ctl_cli_cmd_init(const struct cli *c, const char *dir)
 	         listen);
 	struct ctl_store *st;
 	if (*url) {
-		st = ctl_cli_init_pg_open(dir, url, where, sizeof where, &have_url);
+		st = ctl_cli_init_pg_open(dir, url, where, sizeof where, &have_url,
+		                          &made_dir);
 		if (!st) {
 			sodium_memzero(url, sizeof url);
 			return 1;
@@ -129,7 +130,8 @@ int ctl_cli_cmd_init(const struct cli *c, const char *dir)
 	struct ctl_meta meta;
 	if (ctl_store_get_meta(st, &meta) == 0) {
 		if (*url) { /* another server of a PostgreSQL mesh */
-			r = ctl_cli_init_pg_joined(dir, url, have_url, where, &meta, conf);
+			r = ctl_cli_init_pg_joined(dir, url, have_url, made_dir, where, &meta,
+			                           conf);
 			sodium_memzero(url, sizeof url);
 			ctl_store_close(st);
 			return r;

@@ -61,17 +61,13 @@ int ctl_cli_init_sqlite_check(const char *dir)
 }
 
 struct ctl_store *ctl_cli_init_pg_open(const char *dir, const char *url, char *where,
-                                       size_t wcap, bool *have_url)
+                                       size_t wcap, bool *have_url, bool *made_dir)
 {
 	char err[512], line[600], old[CTL_CLI_URL_MAX + 1];
 	struct stat sb;
-	*have_url = false;
+	*have_url = *made_dir = false;
 	ctl_cli_pg_where(url, where, wcap);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr, "mesh-control: cannot create %s: %s\n", dir, strerror(errno));
-		return NULL;
-	}
-	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+	if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
 		fprintf(stderr, "mesh-control: --data %s: not a directory\n", dir);
 		return NULL;
 	}
@@ -104,7 +100,16 @@ struct ctl_store *ctl_cli_init_pg_open(const char *dir, const char *url, char *w
 	if (!st) {
 		ctl_cli_one_line(line, sizeof line, err);
 		fprintf(stderr, "mesh-control: cannot open the %s: %s%s\n", where, line,
-		        ctl_cli_pg_hint(url));
+		        ctl_cli_pg_hint(url, line));
+		return NULL;
+	}
+	/* Made only now: a refused init leaves no empty directory behind. */
+	if (mkdir(dir, 0700) == 0) {
+		*made_dir = true;
+	} else if (errno != EEXIST) {
+		fprintf(stderr, "mesh-control: cannot create %s: %s\n", dir, strerror(errno));
+		ctl_store_close(st);
+		return NULL;
 	}
 	return st;
 }
@@ -136,8 +141,8 @@ static int key_public(const char *dir, uint8_t pub[CTL_KEY_LEN])
 }
 
 int ctl_cli_init_pg_joined(const char *dir, const char *url, bool have_url,
-                           const char *where, const struct ctl_meta *meta,
-                           const char *conf_text)
+                           bool made_dir, const char *where,
+                           const struct ctl_meta *meta, const char *conf_text)
 {
 	uint8_t pub[CTL_KEY_LEN];
 	char p[4200];
@@ -150,6 +155,8 @@ int ctl_cli_init_pg_joined(const char *dir, const char *url, bool have_url,
 		        "and control.conf into %s (e.g. `scp -rp FIRSTHOST:DIR %s`, "
 		        "keeping mode 0600), then run serve\n",
 		        where, meta->mesh_id, dir, dir);
+		if (made_dir)
+			rmdir(dir);
 		return 1;
 	}
 	if (r < 0 || sodium_memcmp(pub, meta->server_public, CTL_KEY_LEN)) {
@@ -172,9 +179,10 @@ int ctl_cli_init_pg_joined(const char *dir, const char *url, bool have_url,
 		fprintf(stderr, "mesh-control: cannot write %s: %s\n", p, strerror(-r));
 		return 1;
 	}
-	printf("%s already serves mesh %s from the %s; its server.key matches: "
-	       "%s/%s written\n",
-	       dir, meta->mesh_id, where, dir, CTL_STORE_URL_FILE);
+	printf("%s is a data directory of mesh %s in the %s (its server.key "
+	       "matches); %s/%s %s\n",
+	       dir, meta->mesh_id, where, dir, CTL_STORE_URL_FILE,
+	       have_url ? "names it already: nothing changed" : "written");
 	printf("next: mesh-control --data %s serve\n", dir);
 	return 0;
 }

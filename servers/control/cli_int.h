@@ -82,17 +82,18 @@ int ctl_cli_cmd_init(const struct cli *c, const char *dir);
  * when dir already names a PostgreSQL store. ctl_cli_init_pg_open: checks
  * dir (made 0700 if missing; no control.db; a store.url only with this
  * URL: *have_url) and opens the PostgreSQL store (creating its schema);
- * where gets its description. ctl_cli_init_pg_joined: the store was
+ * where gets its description; *made_dir: dir was made (a refused init
+ * removes it again). ctl_cli_init_pg_joined: the store was
  * initialised already: with dir's server.key matching, writes store.url
  * (and control.conf, conf_text, if missing) and returns 0; else says to
  * copy the first host's data directory and returns 1. */
 int ctl_cli_init_url(const struct cli *c, char *url, size_t cap);
 int ctl_cli_init_sqlite_check(const char *dir);
 struct ctl_store *ctl_cli_init_pg_open(const char *dir, const char *url, char *where,
-                                       size_t wcap, bool *have_url);
+                                       size_t wcap, bool *have_url, bool *made_dir);
 int ctl_cli_init_pg_joined(const char *dir, const char *url, bool have_url,
-                           const char *where, const struct ctl_meta *meta,
-                           const char *conf_text);
+                           bool made_dir, const char *where,
+                           const struct ctl_meta *meta, const char *conf_text);
 /* migrate --from DIR --to URL | --to-file FILE (cli_migrate.c); status
  * (cli_status.c). */
 int ctl_cli_cmd_migrate(const struct cli *c);

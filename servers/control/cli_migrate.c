@@ -77,7 +77,7 @@ static int open_both(const char *dir, const char *url, const char *where)
 	if (!(st = ctl_store_open_pg(url, err, sizeof err))) {
 		ctl_cli_one_line(line, sizeof line, err);
 		fprintf(stderr, "mesh-control: cannot open the %s: %s%s\n", where, line,
-		        ctl_cli_pg_hint(url));
+		        ctl_cli_pg_hint(url, line));
 		return 1;
 	}
 	r = ctl_store_get_meta(st, &meta);

@@ -67,8 +67,10 @@ void ctl_cli_pg_where(const char *url, char *out, size_t cap)
 	PQconninfoFree(o);
 }
 
-const char *ctl_cli_pg_hint(const char *url)
+const char *ctl_cli_pg_hint(const char *url, const char *msg)
 {
+	if (strstr(msg, "Is the server running"))
+		return ""; /* libpq asked already */
 	switch (PQping(url)) {
 	case PQPING_NO_RESPONSE:
 		return "; is PostgreSQL running, and listening there?";
@@ -248,7 +250,7 @@ struct ctl_store *ctl_cli_store_open(const char *dir, struct ctl_meta *meta, cha
 		snprintf(where, wherecap, "%s", w);
 	struct ctl_store *st = ctl_store_open(dir, err, sizeof err);
 	if (!st && u == 0)
-		hint = ctl_cli_pg_hint(url);
+		hint = ctl_cli_pg_hint(url, line);
 	sodium_memzero(url, sizeof url);
 	if (!st) {
 		ctl_cli_one_line(line, sizeof line, err);

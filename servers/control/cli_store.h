@@ -43,10 +43,10 @@ int ctl_cli_url_write(const char *dir, const char *url);
 struct ctl_store *ctl_cli_store_open(const char *dir, struct ctl_meta *meta,
                                      char *where, size_t wherecap);
 
-/* Why a PostgreSQL connection failed, as a hint to append to a message:
+/* What to check when opening url failed with msg, as a hint to append:
  * "; is PostgreSQL running ...?" when nothing answers there, "" when the
- * server answers (the message itself says why). */
-const char *ctl_cli_pg_hint(const char *url);
+ * server answers (msg says why) or msg asks that already. */
+const char *ctl_cli_pg_hint(const char *url, const char *msg);
 
 /* Copies a message onto one line (newlines and tabs as spaces, runs of
  * them as one, trailing ones dropped). */
