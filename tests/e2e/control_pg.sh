@@ -161,6 +161,8 @@ step "a SQLite mesh: 1,000 simulated nodes and one real node"
 S=$RUN/sq
 mc --data "$S" init --listen 127.0.0.1:7444
 check "init (SQLite)" eval 'rc_is 0 && [ -f "$S/control.db" ] && [ ! -e "$S/store.url" ]'
+mc --data "$S" status
+check "status: the SQLite store" eval 'rc_is 0 && out_has "^store +sqlite store $S/control.db$"'
 mc --data "$S" users create bob
 check "a user" rc_is 0
 mc --data "$S" apikeys create ops
