@@ -122,16 +122,17 @@ int ctl_cli_cmd_init(const struct cli *c, const char *dir)
 			return 1;
 		st = ctl_store_open_sqlite(dir, err, sizeof err);
 		if (!st) {
-			fprintf(stderr, "mesh-control: cannot create the store in %s: %s\n",
-			        dir, err);
+			fprintf(stderr,
+			        "mesh-control: cannot create the store in %s: %s\n", dir,
+			        err);
 			return 1;
 		}
 	}
 	struct ctl_meta meta;
 	if (ctl_store_get_meta(st, &meta) == 0) {
 		if (*url) { /* another server of a PostgreSQL mesh */
-			r = ctl_cli_init_pg_joined(dir, url, have_url, made_dir, where, &meta,
-			                           conf);
+			r = ctl_cli_init_pg_joined(dir, url, have_url, made_dir, where,
+			                           &meta, conf);
 			sodium_memzero(url, sizeof url);
 			ctl_store_close(st);
 			return r;

@@ -25,10 +25,12 @@ int ctl_cli_init_url(const struct cli *c, char *url, size_t cap)
 {
 	*url = 0;
 	if ((c->seen & O_STORE) && (c->seen & O_STOREFILE))
-		return ctl_cli_die_usage("%s", "--store and --store-file exclude each other "
-		                               "(--store-file keeps a password out of ps)");
+		return ctl_cli_die_usage("%s",
+		                         "--store and --store-file exclude each other "
+		                         "(--store-file keeps a password out of ps)");
 	if (c->seen & O_STOREFILE)
-		return ctl_cli_url_file_read("--store-file", c->val[I_STOREFILE], url, cap) ||
+		return ctl_cli_url_file_read("--store-file", c->val[I_STOREFILE], url,
+		                             cap) ||
 		               ctl_cli_url_check("--store-file", url, false)
 		           ? 1
 		           : 0;
@@ -89,10 +91,11 @@ struct ctl_store *ctl_cli_init_pg_open(const char *dir, const char *url, char *w
 	bool same = u == 0 && !strcmp(old, url);
 	sodium_memzero(old, sizeof old);
 	if (u == 0 && !same) {
-		fprintf(stderr,
-		        "mesh-control: %s already names another PostgreSQL store (%s/%s); "
-		        "nothing changed. Use another --data DIR\n",
-		        dir, dir, CTL_STORE_URL_FILE);
+		fprintf(
+		    stderr,
+		    "mesh-control: %s already names another PostgreSQL store (%s/%s); "
+		    "nothing changed. Use another --data DIR\n",
+		    dir, dir, CTL_STORE_URL_FILE);
 		return NULL;
 	}
 	*have_url = same;
@@ -107,7 +110,8 @@ struct ctl_store *ctl_cli_init_pg_open(const char *dir, const char *url, char *w
 	if (mkdir(dir, 0700) == 0) {
 		*made_dir = true;
 	} else if (errno != EEXIST) {
-		fprintf(stderr, "mesh-control: cannot create %s: %s\n", dir, strerror(errno));
+		fprintf(stderr, "mesh-control: cannot create %s: %s\n", dir,
+		        strerror(errno));
 		ctl_store_close(st);
 		return NULL;
 	}
@@ -140,9 +144,9 @@ static int key_public(const char *dir, uint8_t pub[CTL_KEY_LEN])
 	return r == 0 ? 0 : -EINVAL;
 }
 
-int ctl_cli_init_pg_joined(const char *dir, const char *url, bool have_url,
-                           bool made_dir, const char *where,
-                           const struct ctl_meta *meta, const char *conf_text)
+int ctl_cli_init_pg_joined(const char *dir, const char *url, bool have_url, bool made_dir,
+                           const char *where, const struct ctl_meta *meta,
+                           const char *conf_text)
 {
 	uint8_t pub[CTL_KEY_LEN];
 	char p[4200];

@@ -43,12 +43,12 @@ enum {
 	O_TAGS = 1 << I_TAGS,
 	O_NOKEY = 1 << I_NOKEY, /* token --no-key */
 	O_JSON = 1 << I_JSON,
-	O_RELAY = 1 << I_RELAY,     /* token --relay */
-	O_KEYFPR = 1 << I_KEYFPR,   /* nodes approve --key FPR */
-	O_PENDING = 1 << I_PENDING, /* nodes list --pending */
-	O_NODES = 1 << I_NODES,     /* policy check --nodes FILE */
-	O_USER = 1 << I_USER,       /* token / keys create --user NAME */
-	O_STORE = 1 << I_STORE,     /* init --store URL */
+	O_RELAY = 1 << I_RELAY,         /* token --relay */
+	O_KEYFPR = 1 << I_KEYFPR,       /* nodes approve --key FPR */
+	O_PENDING = 1 << I_PENDING,     /* nodes list --pending */
+	O_NODES = 1 << I_NODES,         /* policy check --nodes FILE */
+	O_USER = 1 << I_USER,           /* token / keys create --user NAME */
+	O_STORE = 1 << I_STORE,         /* init --store URL */
 	O_STOREFILE = 1 << I_STOREFILE, /* init --store-file FILE */
 	O_FROM = 1 << I_FROM,           /* migrate --from DIR */
 	O_TO = 1 << I_TO,               /* migrate --to URL */
@@ -91,9 +91,9 @@ int ctl_cli_init_url(const struct cli *c, char *url, size_t cap);
 int ctl_cli_init_sqlite_check(const char *dir);
 struct ctl_store *ctl_cli_init_pg_open(const char *dir, const char *url, char *where,
                                        size_t wcap, bool *have_url, bool *made_dir);
-int ctl_cli_init_pg_joined(const char *dir, const char *url, bool have_url,
-                           bool made_dir, const char *where,
-                           const struct ctl_meta *meta, const char *conf_text);
+int ctl_cli_init_pg_joined(const char *dir, const char *url, bool have_url, bool made_dir,
+                           const char *where, const struct ctl_meta *meta,
+                           const char *conf_text);
 /* migrate --from DIR --to URL | --to-file FILE (cli_migrate.c); status
  * (cli_status.c). */
 int ctl_cli_cmd_migrate(const struct cli *c);

@@ -62,7 +62,8 @@ static int open_both(const char *dir, const char *url, const char *where)
 	struct ctl_store *st = ctl_store_open_sqlite(dir, err, sizeof err);
 	if (!st) {
 		ctl_cli_one_line(line, sizeof line, err);
-		fprintf(stderr, "mesh-control: cannot open the store in %s: %s\n", dir, line);
+		fprintf(stderr, "mesh-control: cannot open the store in %s: %s\n", dir,
+		        line);
 		return 1;
 	}
 	int r = ctl_store_get_meta(st, &meta);
@@ -150,8 +151,8 @@ static void move_leftovers(const char *dir)
 		snprintf(from, sizeof from, "%s/control.db%s", dir, ext[i]);
 		snprintf(to, sizeof to, "%s/control.db.migrated%s", dir, ext[i]);
 		if (access(from, F_OK) == 0 && rename(from, to) < 0)
-			fprintf(stderr, "mesh-control: warning: cannot rename %s: %s\n", from,
-			        strerror(errno));
+			fprintf(stderr, "mesh-control: warning: cannot rename %s: %s\n",
+			        from, strerror(errno));
 	}
 }
 
@@ -173,8 +174,9 @@ int ctl_cli_cmd_migrate(const struct cli *c)
 	char url[CTL_CLI_URL_MAX + 1], where[CTL_CLI_WHERE_MAX], err[600];
 	const char *dir = source_dir(c);
 	if (!dir)
-		return ctl_cli_die_usage("%s", "migrate needs --from DIR (the data directory "
-		                               "of the SQLite mesh)");
+		return ctl_cli_die_usage("%s",
+		                         "migrate needs --from DIR (the data directory "
+		                         "of the SQLite mesh)");
 	if (strlen(dir) > 3000)
 		return ctl_cli_die_usage("--from %s: path too long", dir);
 	int r = target_url(c, url, sizeof url);

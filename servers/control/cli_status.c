@@ -34,12 +34,12 @@ int ctl_cli_cmd_status(const struct cli *c, const char *dir)
 	const char *kind = ctl_store_kind(st);
 	ctl_store_close(st);
 	if (c->seen & O_JSON) {
-		json_t *j = json_pack("{s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:I, s:{s:I, s:I, s:I}}",
-		                      "data", dir, "store", "kind", kind, "where", where,
-		                      "mesh_id", meta.mesh_id, "domain", meta.domain,
-		                      "server_key", pub, "map_version", (json_int_t)version,
-		                      "nodes", "total", (json_int_t)total, "approved",
-		                      (json_int_t)approved, "pending", (json_int_t)pending);
+		json_t *j = json_pack(
+		    "{s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:I, s:{s:I, s:I, s:I}}", "data",
+		    dir, "store", "kind", kind, "where", where, "mesh_id", meta.mesh_id,
+		    "domain", meta.domain, "server_key", pub, "map_version",
+		    (json_int_t)version, "nodes", "total", (json_int_t)total, "approved",
+		    (json_int_t)approved, "pending", (json_int_t)pending);
 		char *s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 		json_decref(j);
 		if (!s) {

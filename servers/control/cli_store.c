@@ -57,11 +57,16 @@ void ctl_cli_pg_where(const char *url, char *out, size_t cap)
 	const char *port = opt_val(o, "port"), *db = opt_val(o, "dbname");
 	const char *user = opt_val(o, "user");
 	int n = snprintf(out, cap, "postgresql store at host=%s",
-	                 host ? host : addr ? addr : "(libpq default)");
+	                 host   ? host
+	                 : addr ? addr
+	                        : "(libpq default)");
 	if (port && n > 0 && (size_t)n < cap)
 		n += snprintf(out + n, cap - (size_t)n, " port=%s", port);
 	if (n > 0 && (size_t)n < cap)
-		n += snprintf(out + n, cap - (size_t)n, " db=%s", db ? db : user ? user : "?");
+		n += snprintf(out + n, cap - (size_t)n, " db=%s",
+		              db     ? db
+		              : user ? user
+		                     : "?");
 	if (user && n > 0 && (size_t)n < cap)
 		snprintf(out + n, cap - (size_t)n, " user=%s", user);
 	PQconninfoFree(o);
@@ -75,7 +80,8 @@ const char *ctl_cli_pg_hint(const char *url, const char *msg)
 	case PQPING_NO_RESPONSE:
 		return "; is PostgreSQL running, and listening there?";
 	case PQPING_REJECT:
-		return "; PostgreSQL rejects connections (starting up or shutting down?): "
+		return "; PostgreSQL rejects connections (starting up or shutting "
+		       "down?): "
 		       "try again shortly";
 	default:
 		return "";
@@ -254,7 +260,8 @@ struct ctl_store *ctl_cli_store_open(const char *dir, struct ctl_meta *meta, cha
 	sodium_memzero(url, sizeof url);
 	if (!st) {
 		ctl_cli_one_line(line, sizeof line, err);
-		fprintf(stderr, "mesh-control: cannot open the %s: %s%s\n", w, line, hint);
+		fprintf(stderr, "mesh-control: cannot open the %s: %s%s\n", w, line,
+		        hint);
 		return NULL;
 	}
 	int r = ctl_store_get_meta(st, meta);

@@ -40,8 +40,8 @@ int ctl_cli_url_write(const char *dir, const char *url);
  * or says why not on stderr (naming the store, never a password, with
  * what to do) and returns NULL. where (may be NULL) gets the store's
  * description: "sqlite store DIR/control.db" or ctl_cli_pg_where's. */
-struct ctl_store *ctl_cli_store_open(const char *dir, struct ctl_meta *meta,
-                                     char *where, size_t wherecap);
+struct ctl_store *ctl_cli_store_open(const char *dir, struct ctl_meta *meta, char *where,
+                                     size_t wherecap);
 
 /* What to check when opening url failed with msg, as a hint to append:
  * "; is PostgreSQL running ...?" when nothing answers there, "" when the

@@ -134,11 +134,12 @@ static const struct {
 	const char *name;
 	bool takes;
 } opt_def[O_NOPTS] = {
-    {"--domain", true}, {"--listen", true}, {"--reusable", false}, {"--ephemeral", false},
-    {"--expiry", true}, {"--tags", true},   {"--no-key", false},   {"--json", false},
-    {"--relay", false}, {"--key", true},    {"--pending", false},  {"--nodes", true},
-    {"--user", true},   {"--store", true},  {"--store-file", true}, {"--from", true},
-    {"--to", true},     {"--to-file", true},
+    {"--domain", true},     {"--listen", true},   {"--reusable", false},
+    {"--ephemeral", false}, {"--expiry", true},   {"--tags", true},
+    {"--no-key", false},    {"--json", false},    {"--relay", false},
+    {"--key", true},        {"--pending", false}, {"--nodes", true},
+    {"--user", true},       {"--store", true},    {"--store-file", true},
+    {"--from", true},       {"--to", true},       {"--to-file", true},
 };
 
 static int parse_args(int argc, char **argv, struct cli *c)
@@ -418,9 +419,8 @@ int main(int argc, char **argv)
 		return ctl_cli_cmd_migrate(&c);
 	}
 	if (strcmp(cmd, "init") && strcmp(cmd, "token") && strcmp(cmd, "keys") &&
-	    strcmp(cmd, "status") &&
-	    strcmp(cmd, "nodes") && strcmp(cmd, "apikeys") && strcmp(cmd, "relays") &&
-	    strcmp(cmd, "users") && strcmp(cmd, "policy"))
+	    strcmp(cmd, "status") && strcmp(cmd, "nodes") && strcmp(cmd, "apikeys") &&
+	    strcmp(cmd, "relays") && strcmp(cmd, "users") && strcmp(cmd, "policy"))
 		return ctl_cli_die_usage("unknown command %s", cmd);
 
 	const char *dir = c.data;
@@ -443,7 +443,8 @@ int main(int argc, char **argv)
 	}
 	umask(077);
 	if (!strcmp(cmd, "status"))
-		return (r = check_opts(&c, O_JSON, cmd)) || (r = check_npos(&c, 1, cmd, ""))
+		return (r = check_opts(&c, O_JSON, cmd)) ||
+		               (r = check_npos(&c, 1, cmd, ""))
 		           ? r
 		           : ctl_cli_cmd_status(&c, dir);
 	if (!strcmp(cmd, "apikeys"))

@@ -148,8 +148,8 @@ static int sq_lock(struct ctl_mig *m, const char *dir, char *err, size_t errlen)
 		            "once to upgrade it, then migrate",
 		            m->file, (long long)v, ctl_schema_version, dir);
 	if (sq_int(m, "SELECT count(*) FROM meta", NULL, &ok) != 1 || !ok)
-		return fail(err, errlen,
-		            "%s was never initialised: nothing to migrate", m->file);
+		return fail(err, errlen, "%s was never initialised: nothing to migrate",
+		            m->file);
 	return 0;
 }
 
@@ -225,10 +225,11 @@ static int list_tables(struct ctl_mig *m, struct mig_tab *t, int *n, char *err,
 {
 	sqlite3_stmt *st = NULL;
 	*n = 0;
-	if (sqlite3_prepare_v2(m->db,
-	                       "SELECT name FROM sqlite_master WHERE type = 'table' "
-	                       "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+	        m->db,
+	        "SELECT name FROM sqlite_master WHERE type = 'table' "
+	        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
+	        -1, &st, NULL) != SQLITE_OK)
 		return fail(err, errlen, "%s: %s", m->file, sqlite3_errmsg(m->db));
 	int r;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
@@ -237,8 +238,9 @@ static int list_tables(struct ctl_mig *m, struct mig_tab *t, int *n, char *err,
 			sqlite3_finalize(st);
 			return fail(err, errlen, "%s: table %s: %s", m->file,
 			            name ? name : "(null)",
-			            *n == CTL_MIG_TABLES_MAX ? "too many tables"
-			                                     : "not a name migrate knows");
+			            *n == CTL_MIG_TABLES_MAX
+			                ? "too many tables"
+			                : "not a name migrate knows");
 		}
 		int i = (*n)++;
 		/* insertion by rank keeps the file's order within a rank */
@@ -257,7 +259,8 @@ static int list_tables(struct ctl_mig *m, struct mig_tab *t, int *n, char *err,
 
 static int pg_kind(const char *type, enum mig_kind *k)
 {
-	if (!strcmp(type, "bigint") || !strcmp(type, "integer") || !strcmp(type, "smallint"))
+	if (!strcmp(type, "bigint") || !strcmp(type, "integer") ||
+	    !strcmp(type, "smallint"))
 		*k = K_INT;
 	else if (!strcmp(type, "boolean"))
 		*k = K_BOOL;
@@ -314,15 +317,17 @@ static int columns(struct ctl_mig *m, struct mig_tab *t, char *err, size_t errle
 			;
 		if (j == n) {
 			PQclear(r);
-			return fail(err, errlen,
-			            "the %s has no column %s.%s (the SQLite store has): "
-			            "refusing to drop it; both must be at the same schema "
-			            "version",
-			            m->where, t->name, t->col[i].name);
+			return fail(
+			    err, errlen,
+			    "the %s has no column %s.%s (the SQLite store has): "
+			    "refusing to drop it; both must be at the same schema "
+			    "version",
+			    m->where, t->name, t->col[i].name);
 		}
 		if (pg_kind(PQgetvalue(r, j, 1), &t->col[i].kind) < 0) {
-			fail(err, errlen, "the %s: column %s.%s has type %s, which migrate "
-			                  "does not copy",
+			fail(err, errlen,
+			     "the %s: column %s.%s has type %s, which migrate "
+			     "does not copy",
 			     m->where, t->name, t->col[i].name, PQgetvalue(r, j, 1));
 			PQclear(r);
 			return -1;
@@ -343,7 +348,8 @@ static int insert_sql(const struct mig_tab *t, char *sql, size_t cap)
 		o += (size_t)snprintf(sql + o, cap - o, "%s\"%s\"", i ? ", " : "",
 		                      t->col[i].name);
 	if (o < cap)
-		o += (size_t)snprintf(sql + o, cap - o, ") OVERRIDING SYSTEM VALUE VALUES (");
+		o += (size_t)snprintf(sql + o, cap - o,
+		                      ") OVERRIDING SYSTEM VALUE VALUES (");
 	for (int i = 0; i < t->ncol && o < cap; i++)
 		o += (size_t)snprintf(sql + o, cap - o, "%s$%d", i ? ", " : "", i + 1);
 	if (o < cap)
@@ -406,11 +412,13 @@ static int param(struct ctl_mig *m, const struct mig_tab *t, int c, sqlite3_stmt
 	}
 	return fail(err, errlen, "%s: %s.%s holds a %s where PostgreSQL wants an integer",
 	            m->file, t->name, t->col[c].name,
-	            ty == SQLITE_TEXT ? "text" : ty == SQLITE_BLOB ? "blob" : "real");
+	            ty == SQLITE_TEXT   ? "text"
+	            : ty == SQLITE_BLOB ? "blob"
+	                                : "real");
 }
 
-static int copy_rows(struct ctl_mig *m, struct mig_tab *t, int idx, ctl_mig_progress_fn fn,
-                     void *arg, char *err, size_t errlen)
+static int copy_rows(struct ctl_mig *m, struct mig_tab *t, int idx,
+                     ctl_mig_progress_fn fn, void *arg, char *err, size_t errlen)
 {
 	char sql[4096], stname[16], num[MIG_COLS_MAX][24];
 	const char *v[MIG_COLS_MAX];
@@ -432,7 +440,8 @@ static int copy_rows(struct ctl_mig *m, struct mig_tab *t, int idx, ctl_mig_prog
 	int rc = 0, s;
 	while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
 		for (int c = 0; c < t->ncol && rc == 0; c++)
-			rc = param(m, t, c, st, num[c], &v[c], &len[c], &fmt[c], err, errlen);
+			rc = param(m, t, c, st, num[c], &v[c], &len[c], &fmt[c], err,
+			           errlen);
 		if (rc)
 			break;
 		r = PQexecPrepared(m->pg, stname, t->ncol, v, len, fmt, 0);
@@ -513,7 +522,8 @@ static int set_sequence(struct ctl_mig *m, const struct mig_tab *t, char *err,
 	}
 	snprintf(sql, sizeof sql, "SELECT max(id) FROM \"%s\"", t->name);
 	int64_t top = sq_int(m, sql, NULL, &ok);
-	int64_t seq = sq_int(m, "SELECT seq FROM sqlite_sequence WHERE name = ?", t->name, &ok);
+	int64_t seq =
+	    sq_int(m, "SELECT seq FROM sqlite_sequence WHERE name = ?", t->name, &ok);
 	if (ok && seq > top)
 		top = seq;
 	snprintf(val, sizeof val, "%lld", (long long)(top > 0 ? top : 1));

@@ -43,7 +43,8 @@ static void test_where_hides_the_password(void **state)
 	ctl_cli_pg_where("postgresql://mesh:s3cret@/meshdb?host=/run/pg", w, sizeof w);
 	assert_string_equal(w, "postgresql store at host=/run/pg db=meshdb user=mesh");
 	ctl_cli_pg_where("postgresql://u:s3cret@db.example:5433/m", w, sizeof w);
-	assert_string_equal(w, "postgresql store at host=db.example port=5433 db=m user=u");
+	assert_string_equal(w,
+	                    "postgresql store at host=db.example port=5433 db=m user=u");
 	ctl_cli_pg_where("host=/run/pg dbname=m user=u password=s3cret", w, sizeof w);
 	assert_string_equal(w, "postgresql store at host=/run/pg db=m user=u");
 	assert_null(strstr(w, "s3cret"));
@@ -54,12 +55,14 @@ static void test_where_hides_the_password(void **state)
 
 static void test_url_check(void **state)
 {
-	assert_int_equal(ctl_cli_url_check("--store", "postgresql://m@/m?host=/x", true), 0);
+	assert_int_equal(ctl_cli_url_check("--store", "postgresql://m@/m?host=/x", true),
+	                 0);
 	assert_int_equal(ctl_cli_url_check("--store", "postgres://m@/m", true), 0);
 	assert_int_equal(ctl_cli_url_check("--store", "host=/x dbname=m", true), 0);
 	assert_int_equal(ctl_cli_url_check("--store", "", true), 2);
 	assert_int_equal(ctl_cli_url_check("--store", "mysql://x", true), 2);
-	assert_int_equal(ctl_cli_url_check("--store", "postgresql://m@/m?hots=x", true), 2);
+	assert_int_equal(ctl_cli_url_check("--store", "postgresql://m@/m?hots=x", true),
+	                 2);
 	assert_int_equal(ctl_cli_url_check("--store", "host=/x dbname", true), 2);
 }
 
@@ -112,7 +115,8 @@ static void test_url_write(void **state)
 static void test_one_line(void **state)
 {
 	char out[64];
-	ctl_cli_one_line(out, sizeof out, "connection failed:\n\tIs the server running?\n");
+	ctl_cli_one_line(out, sizeof out,
+	                 "connection failed:\n\tIs the server running?\n");
 	assert_string_equal(out, "connection failed: Is the server running?");
 	ctl_cli_one_line(out, 8, "abc\n\ndefghijk");
 	assert_string_equal(out, "abc def");
