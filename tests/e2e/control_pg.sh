@@ -211,6 +211,31 @@ cp "$OUT" "$E2E_TMP/before.json"
 check "1,000 nodes before (the simulated ones and the real one, less the removed one)" pyjson 'len(j) == 1000'
 cp "$S/control.db" "$E2E_TMP/copy.db"
 
+step "migrate refuses a target it cannot copy every column into, or of another version"
+# schema_of NAME : a fresh database with this program's schema and no mesh
+# (status opens the store, which creates the schema, then finds no mesh).
+schema_of() {
+    local url probe=$RUN/probe-$1
+    url=$(pg_createdb "$1") || return 1
+    mkdir -p "$probe" && echo "$url" >"$probe/store.url" && private "$probe/store.url" &&
+        chown nobody:nogroup "$probe" && chmod 0700 "$probe" || return 1
+    mc --data "$probe" status
+    [ "$RC" -eq 1 ] && grep -q "never initialised" "$ERR" || return 1
+    echo "$url"
+}
+unchanged() { [ -f "$S/control.db" ] && [ ! -e "$S/store.url" ] && [ ! -e "$S/control.db.migrated" ]; }
+DBL=$(schema_of lacking) || die "cannot make the database 'lacking'"
+psql -X -q "$DBL" -c 'ALTER TABLE nodes DROP COLUMN hostinfo' || die "psql failed"
+mc migrate --from "$S" --to "$DBL"
+check "a PostgreSQL table without a SQLite column: refused by name, nothing changed" eval \
+    'rc_is 1 && err_has "has no column nodes.hostinfo" && err_has "nothing changed" && unchanged'
+check "... and nothing copied" test "$(psql -X -At "$DBL" -c 'SELECT count(*) FROM meta')" = 0
+DBV=$(schema_of newer) || die "cannot make the database 'newer'"
+psql -X -q "$DBV" -c 'INSERT INTO schema_version (version, applied) VALUES (1000, 0)' || die "psql failed"
+mc migrate --from "$S" --to "$DBV"
+check "a PostgreSQL schema of another version: refused, nothing changed" eval \
+    'rc_is 1 && err_has "schema version 1000" && unchanged'
+
 step "migrate"
 echo "$DBM" >"$E2E_TMP/to.url"
 private "$E2E_TMP/to.url"
