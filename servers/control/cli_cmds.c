@@ -2,7 +2,9 @@
  * cli_int.h; usage, option parsing and dispatch are in main.c).
  *
  * The data directory (--data DIR or $MESH_CONTROL_DATA, 0700) holds
- *   control.db    the store (servers/control/store.h), 0600
+ *   control.db    the store (servers/control/store.h), 0600, or
+ *   store.url     the URL of a PostgreSQL store instead, 0600 (init
+ *                 --store, migrate): one line, perhaps with a password
  *   server.key    the server's static X25519 private key, base64 as
  *                 `wg genkey` writes it, 0600; never printed
  *   control.conf  0600, one INI key: `listen = HOST:PORT[,HOST:PORT...]`,
@@ -26,6 +28,7 @@
 #include "core/control/token.h"
 #include "core/util/utf8.h"
 #include "servers/control/cli_int.h"
+#include "servers/control/cli_store.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/json_util.h"
 #include "servers/control/policy_srv.h"
@@ -60,39 +63,11 @@ static int conf_handler(void *u, const char *section, const char *name, const ch
 
 /* --- the store ---------------------------------------------------------- */
 
-/* Opens an initialised store (not creating anything). */
+/* Opens an initialised store (not creating anything): SQLite or
+ * PostgreSQL, whichever dir names (cli_store.c). */
 struct ctl_store *ctl_cli_open_store(const char *dir, struct ctl_meta *meta)
 {
-	char db[4096], err[512];
-	path_in(db, sizeof db, dir, "control.db");
-	struct stat sb;
-	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode) || stat(db, &sb) < 0) {
-		fprintf(stderr,
-		        "mesh-control: %s is not a mesh-control data directory; "
-		        "create it with `mesh-control --data %s init`\n",
-		        dir, dir);
-		return NULL;
-	}
-	struct ctl_store *st = ctl_store_open_sqlite(dir, err, sizeof err);
-	if (!st) {
-		fprintf(stderr, "mesh-control: cannot open the store in %s: %s\n", dir,
-		        err);
-		return NULL;
-	}
-	int r = ctl_store_get_meta(st, meta);
-	if (r == CTL_STORE_ENOTFOUND) {
-		fprintf(stderr,
-		        "mesh-control: the store in %s was never initialised; run "
-		        "`mesh-control --data %s init`\n",
-		        dir, dir);
-	} else if (r < 0) {
-		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
-	}
-	if (r < 0) {
-		ctl_store_close(st);
-		return NULL;
-	}
-	return st;
+	return ctl_cli_store_open(dir, meta, NULL, 0);
 }
 
 static void file_error(const char *path, int err)
@@ -173,15 +148,47 @@ int ctl_cli_cmd_init(const struct cli *c, const char *dir)
 		return ctl_cli_die_usage(
 		    "--domain %s: expected a DNS name, e.g. mesh.internal", domain);
 
-	char err[512], keyp[4096], confp[4096];
-	struct ctl_store *st = ctl_store_open_sqlite(dir, err, sizeof err);
-	if (!st) {
-		fprintf(stderr, "mesh-control: cannot create the store in %s: %s\n", dir,
-		        err);
-		return 1;
+	char err[512], keyp[4096], confp[4096], url[CTL_CLI_URL_MAX + 1];
+	char where[CTL_CLI_WHERE_MAX] = "";
+	bool have_url = false, made_dir = false;
+	int r = ctl_cli_init_url(c, url, sizeof url);
+	if (r)
+		return r;
+	char conf[sizeof listen_lines + 256];
+	snprintf(conf, sizeof conf,
+	         "# mesh-control: written by `mesh-control init`.\n"
+	         "# The addresses nodes connect to, in the order they try them;\n"
+	         "# every join token names them all.\n"
+	         "%s",
+	         listen_lines);
+	struct ctl_store *st;
+	if (*url) {
+		st = ctl_cli_init_pg_open(dir, url, where, sizeof where, &have_url,
+		                          &made_dir);
+		if (!st) {
+			sodium_memzero(url, sizeof url);
+			return 1;
+		}
+	} else {
+		if (ctl_cli_init_sqlite_check(dir))
+			return 1;
+		st = ctl_store_open_sqlite(dir, err, sizeof err);
+		if (!st) {
+			fprintf(stderr,
+			        "mesh-control: cannot create the store in %s: %s\n", dir,
+			        err);
+			return 1;
+		}
 	}
 	struct ctl_meta meta;
 	if (ctl_store_get_meta(st, &meta) == 0) {
+		if (*url) { /* another server of a PostgreSQL mesh */
+			r = ctl_cli_init_pg_joined(dir, url, have_url, made_dir, where,
+			                           &meta, conf);
+			sodium_memzero(url, sizeof url);
+			ctl_store_close(st);
+			return r;
+		}
 		fprintf(stderr,
 		        "mesh-control: %s is already initialised (mesh %s); nothing "
 		        "changed. Use another --data DIR for a new mesh\n",
@@ -205,38 +212,54 @@ int ctl_cli_cmd_init(const struct cli *c, const char *dir)
 	sodium_memzero(b64, sizeof b64);
 	if (wr < 0) {
 		file_error(keyp, wr);
+		sodium_memzero(url, sizeof url);
 		ctl_store_close(st);
 		return 1;
 	}
-	char conf[sizeof listen_lines + 256];
-	snprintf(conf, sizeof conf,
-	         "# mesh-control: written by `mesh-control init`.\n"
-	         "# The addresses nodes connect to, in the order they try them;\n"
-	         "# every join token names them all.\n"
-	         "%s",
-	         listen_lines);
 	if ((wr = ctl_cli_write_new_file(confp, conf)) < 0) {
 		file_error(confp, wr);
 		unlink(keyp);
+		sodium_memzero(url, sizeof url);
 		ctl_store_close(st);
 		return 1;
 	}
-	int r = ctl_store_init(st, &ip);
+	r = ctl_store_init(st, &ip);
 	if (r == 0)
 		r = ctl_store_get_meta(st, &meta);
 	if (r < 0) {
-		fprintf(stderr, "mesh-control: init: %s\n", ctl_store_errmsg(st));
+		if (r == CTL_STORE_EEXISTS && *url)
+			fprintf(stderr,
+			        "mesh-control: init: the %s was initialised by another "
+			        "host meanwhile; nothing changed here. Copy that host's "
+			        "data directory (server.key, store.url, control.conf) "
+			        "instead\n",
+			        where);
+		else
+			fprintf(stderr, "mesh-control: init: %s\n", ctl_store_errmsg(st));
 		unlink(keyp);
 		unlink(confp);
+		sodium_memzero(url, sizeof url);
 		ctl_store_close(st);
 		return r == CTL_STORE_EINVAL ? 2 : 1;
 	}
 	ctl_store_close(st);
+	/* Last: only an initialised store is named by store.url (a failed
+	 * init leaves a directory init can run in again). */
+	if (*url && !have_url && (wr = ctl_cli_url_write(dir, url)) < 0) {
+		fprintf(stderr,
+		        "mesh-control: the %s is initialised, but %s/%s cannot be "
+		        "written: %s; run the same init again to write it\n",
+		        where, dir, CTL_STORE_URL_FILE, strerror(-wr));
+		sodium_memzero(url, sizeof url);
+		return 1;
+	}
+	sodium_memzero(url, sizeof url);
 
 	char pub[sodium_base64_ENCODED_LEN(CTL_KEY_LEN, sodium_base64_VARIANT_ORIGINAL)];
 	sodium_bin2base64(pub, sizeof pub, meta.server_public, CTL_KEY_LEN,
 	                  sodium_base64_VARIANT_ORIGINAL);
 	printf("initialised mesh %s in %s\n", meta.mesh_id, dir);
+	printf("  store       %s\n", *where ? where : "sqlite (control.db)");
 	printf("  domain      %s\n", meta.domain);
 	printf("  listen      %s (in every join token%s)\n", listen,
 	       ctl_token_addr_count(&addrs) > 1 ? ", in this order" : "");

@@ -22,6 +22,7 @@
 #include "core/util/healthd.h"
 #include "core/util/log.h"
 #include "servers/control/admin.h"
+#include "servers/control/cli_store.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/health.h"
 #include "servers/control/server.h"
@@ -45,7 +46,10 @@ static const char serve_usage[] =
     "\n"
     "options:\n"
     "  --data DIR               data directory made by `mesh-control init`\n"
-    "                           (default $MESH_CONTROL_DATA)\n"
+    "                           (default $MESH_CONTROL_DATA); its store is\n"
+    "                           control.db (SQLite) or the PostgreSQL database\n"
+    "                           that its store.url names (init --store): several\n"
+    "                           serve processes may share one of those\n"
     "  --listen HOST:PORT       where to accept nodes (default: the first of\n"
     "                           control.conf's listen addresses, those in join\n"
     "                           tokens; give each further server on the same\n"
@@ -389,23 +393,12 @@ int ctl_serve_main(int argc, char **argv)
 		return 1;
 
 	char path[3100], err[512], conf_listen[CTL_CLI_ADDRS_TEXT_MAX] = "",
-	                           conf_first[CTL_TOKEN_HOST_MAX + 16];
-	snprintf(path, sizeof path, "%s/control.db", o.data);
-	struct stat sb;
-	if (stat(path, &sb) < 0) {
-		fprintf(stderr,
-		        "mesh-control: %s is not a mesh-control data directory; run "
-		        "`mesh-control --data %s init` first\n",
-		        o.data, o.data);
-		return 1;
-	}
-	struct ctl_store *st = ctl_store_open_sqlite(o.data, err, sizeof err);
-	if (!st) {
-		fprintf(stderr, "mesh-control: cannot open the store in %s: %s\n", o.data,
-		        err);
-		return 1;
-	}
+	                           conf_first[CTL_TOKEN_HOST_MAX + 16],
+	                           where[CTL_CLI_WHERE_MAX];
 	struct ctl_meta meta;
+	struct ctl_store *st = ctl_cli_store_open(o.data, &meta, where, sizeof where);
+	if (!st)
+		return 1;
 	struct ctl_server_config cfg = {.ephemeral_timeout_s = (uint32_t)eph,
 	                                .no_pending = o.no_pending,
 	                                .max_pending = (uint32_t)maxp,
@@ -421,17 +414,6 @@ int ctl_serve_main(int argc, char **argv)
 	struct ctl_health *health = NULL;
 	struct event *sigs[2] = {NULL, NULL};
 	int rc = 1;
-	if ((r = ctl_store_get_meta(st, &meta)) < 0) {
-		if (r == CTL_STORE_ENOTFOUND)
-			fprintf(
-			    stderr,
-			    "mesh-control: the store in %s was never initialised; run "
-			    "`mesh-control --data %s init` first\n",
-			    o.data, o.data);
-		else
-			fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
-		goto out;
-	}
 	snprintf(path, sizeof path, "%s/server.key", o.data);
 	uint8_t pub[32];
 	if ((r = read_key(path, cfg.server_priv)) < 0) {
@@ -491,8 +473,9 @@ int ctl_serve_main(int argc, char **argv)
 		fprintf(stderr, "mesh-control: %s\n", err);
 		goto out;
 	}
-	log_info("mesh-control: serving mesh %s on %s (at most %u node connections)",
-	         meta.domain, lis, cfg.max_conns);
+	log_info("mesh-control: serving mesh %s on %s (at most %u node connections) "
+	         "from the %s",
+	         meta.domain, lis, cfg.max_conns, where);
 	if (o.no_pending)
 		log_info("mesh-control: nodes without an auth key are refused "
 		         "(--allow-pending holds them for approval)");
