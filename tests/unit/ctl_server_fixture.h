@@ -114,6 +114,8 @@ static void start_server(struct t *t)
 	cfg.max_unreg = t->over.max_unreg;
 	cfg.max_unreg_per_source = t->over.max_unreg_per_source;
 	cfg.no_seen_ip = t->over.no_seen_ip;
+	cfg.beat_ms = t->over.beat_ms;
+	cfg.dead_after_s = t->over.dead_after_s;
 	/* hundreds of test nodes come from 127.0.0.1: no handshake rate
 	 * unless a test asks (UINT32_MAX: the server's default) */
 	cfg.hs_per_source = t->over.hs_per_source == UINT32_MAX ? 0
