@@ -21,10 +21,12 @@ struct two {
 /* Fast beats: dead after 2 s of silence. */
 static const struct ctl_server_config fast = {.beat_ms = 200, .dead_after_s = 2};
 
-/* Server 1 again with the fast beat, then server 2 beside it. */
-static void start_two(struct t *t, struct two *w)
+/* Server 1 again with over (the fast beat and more), then server 2 beside
+ * it with the same. */
+static void start_two_with(struct t *t, struct two *w,
+                           const struct ctl_server_config *over)
 {
-	restart_with(t, &fast);
+	restart_with(t, over);
 	char err[256] = "";
 	w->st2 = ctl_store_open_sqlite(t->dir, err, sizeof err);
 	if (!w->st2)
@@ -39,6 +41,11 @@ static void start_two(struct t *t, struct two *w)
 	t->st = st1;
 	t->srv = s1;
 	t->port = p1;
+}
+
+static void start_two(struct t *t, struct two *w)
+{
+	start_two_with(t, w, &fast);
 }
 
 static void stop_two(struct two *w)
@@ -365,6 +372,55 @@ static void pending_approved_through_other_server(void **state)
 	stop_two(&w);
 }
 
+static int freeze_reads(const char *point, void *arg)
+{
+	(void)arg;
+	return strcmp(point, "map_version:read") == 0;
+}
+
+/* Server 1's view of an offline ephemeral node is older than the store's
+ * (here: its reads of the map version fail, so it never refreshes; in life
+ * the node came back through server 2 since server 1's last refresh): its
+ * ephemeral timeout does not remove a node the store has online. */
+static void ephemeral_back_on_other_server_not_reaped(void **state)
+{
+	struct t *t = *state;
+	struct ctl_server_config over = fast;
+	over.ephemeral_timeout_s = 1;
+	struct two w;
+	start_two_with(t, &w, &over);
+	char eph[CTL_SECRET_MAX];
+	struct ctl_authkey_params kp = {.ephemeral = true, .reusable = true,
+	                                .now = time(NULL)};
+	assert_int_equal(ctl_store_key_create(t->st, &kp, eph, sizeof eph, NULL), 0);
+	struct tc *e = tc_new();
+	struct ctl_register_resp re, re2;
+	struct ctl_msg m;
+	tc_join(t, e, "eph", eph, &re);
+	assert_int_equal(re.status, CTL_REG_OK);
+	expect_full(t, e, 0, &m);
+	ctl_msg_free(&m);
+	settle(t, 200);
+	tc_close(e); /* offline on server 1, which reads that */
+	settle(t, 300);
+	assert_false(node_of(t, re.node_id).online);
+	ctl_store_set_fault(t->st, freeze_reads, NULL);
+	struct tc *e2 = tc_same(e);
+	join2(t, &w, e2, "eph", NULL, &re2);
+	assert_int_equal(re2.status, CTL_REG_OK);
+	assert_int_equal(re2.node_id, re.node_id);
+	expect_full(t, e2, 0, &m);
+	ctl_msg_free(&m);
+	settle(t, 2500); /* past the timeout, by server 1's old view */
+	struct ctl_node n;
+	assert_int_equal(ctl_store_node_by_id(w.st2, (int64_t)re.node_id, &n), 0);
+	assert_true(n.online);
+	ctl_store_set_fault(t->st, NULL, NULL);
+	tc_free(e);
+	tc_free(e2);
+	stop_two(&w);
+}
+
 int main(void)
 {
 	log_set_level(LOG_WARN);
@@ -381,6 +437,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(pending_approved_through_other_server, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(ephemeral_back_on_other_server_not_reaped,
+	                                    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
