@@ -270,7 +270,7 @@ int ctl_sq_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 		rc = sq_server_row(s, "DELETE FROM servers WHERE id != ?1 AND beat < ?2",
 		                   now - dead_after, "forgetting stopped servers");
 	if (rc == 0)
-		rc = ctl_sq_fault(s, "beat:before-commit");
+		rc = ctl_sq_fault(s, "update:before-commit");
 	rc = sq_end_normal(s, rc);
 	if (rc == 0 && swept)
 		*swept = n;

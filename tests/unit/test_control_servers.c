@@ -300,7 +300,7 @@ static void beat_sweeps_silent_servers_once(void **state)
 static int fail_beat(const char *point, void *arg)
 {
 	(void)arg;
-	return strcmp(point, "beat:before-commit") == 0;
+	return strcmp(point, "update:before-commit") == 0;
 }
 
 static void failed_beat_leaves_nothing(void **state)
