@@ -94,6 +94,8 @@ static void start_server(struct t *t)
 	                                .handshake_ms = 2000};
 	if (t->over.max_conns)
 		cfg.max_conns = t->over.max_conns;
+	if (t->over.poll_ms)
+		cfg.poll_ms = t->over.poll_ms;
 	if (t->over.handshake_ms)
 		cfg.handshake_ms = t->over.handshake_ms;
 	if (t->over.coalesce_ms) /* UINT32_MAX: the server's default */
