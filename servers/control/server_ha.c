@@ -54,9 +54,10 @@ int srv_ha_start(struct ctl_server *s, char *err, size_t errlen)
 	         (unsigned long long)s->server_id, ctl_store_kind(st), s->cfg.beat_ms,
 	         s->cfg.dead_after_s);
 	if (swept)
-		log_info("mesh-control: %zu nodes online through a stopped server (or the "
-		         "last run) marked offline",
-		         swept);
+		log_info(
+		    "mesh-control: %zu nodes online through a stopped server (or the "
+		    "last run) marked offline",
+		    swept);
 	return 0;
 }
 

@@ -2,9 +2,10 @@
  * last seen) of many nodes in one transaction: the server keeps them in
  * memory and writes them in batches; and the several-servers state (which
  * server holds each online node, the servers' beats), where a beat or a
- * clean stop marks a server's nodes offline in one statement. These transactions run with synchronous=NORMAL
- * (in WAL mode: no fsync at commit; a crash of the process loses nothing, a
- * power cut may lose the last batches), everything else stays FULL. */
+ * clean stop marks a server's nodes offline in one statement. These
+ * transactions run with synchronous=NORMAL (in WAL mode: no fsync at
+ * commit; a crash of the process loses nothing, a power cut may lose the
+ * last batches), everything else stays FULL. */
 #include "servers/control/store_sqlite_int.h"
 
 #include <stdio.h>
@@ -176,7 +177,7 @@ void ctl_sq_set_server(struct ctl_store *st, int64_t server_id)
  * its next beat and its nodes online as they talk to it). ?3: this
  * server, alive by definition. */
 #define SQ_BEAT_WHERE                                                                    \
-	" WHERE online = 1 AND (online_server = 0 OR online_server NOT IN "             \
+	" WHERE online = 1 AND (online_server = 0 OR online_server NOT IN "              \
 	"(SELECT id FROM servers WHERE id = ?3 OR beat >= ?4))"
 /* What a leave marks offline: this server's nodes (all, without an id). */
 #define SQ_LEAVE_WHERE " WHERE online = 1 AND (?3 = 0 OR online_server = ?3)"

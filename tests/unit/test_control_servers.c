@@ -23,7 +23,7 @@
 
 #include "servers/control/store.h"
 
-#define NOW 1700000000
+#define NOW   1700000000
 #define SRV_A 101
 #define SRV_B 202
 
@@ -123,7 +123,8 @@ static int server_rows(struct t *t, int64_t id)
 	sqlite3 *db = NULL;
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	sqlite3_stmt *q = NULL;
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM servers WHERE id = ?1",
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "SELECT COUNT(*) FROM servers WHERE id = ?1",
 	                                    -1, &q, NULL),
 	                 SQLITE_OK);
 	sqlite3_bind_int64(q, 1, id);
@@ -268,7 +269,7 @@ static void beat_sweeps_silent_servers_once(void **state)
 	assert_true(get(t, b1).online); /* its own */
 	assert_false(get(t, off).online);
 	assert_int_equal(get(t, off).last_seen, off_seen); /* not touched */
-	assert_int_equal(server_rows(t, SRV_A), 0); /* forgotten */
+	assert_int_equal(server_rows(t, SRV_A), 0);        /* forgotten */
 	assert_int_equal(server_rows(t, SRV_B), 1);
 
 	/* again: nothing left, no bump */

@@ -319,8 +319,8 @@ static void swept_while_running_comes_back(void **state)
 	assert_non_null(st3);
 	ctl_store_set_server(st3, 777);
 	size_t swept = 0;
-	assert_int_equal(ctl_store_server_beat(st3, (int64_t)time(NULL) + 100, 10, &swept),
-	                 0);
+	assert_int_equal(
+	    ctl_store_server_beat(st3, (int64_t)time(NULL) + 100, 10, &swept), 0);
 	assert_int_equal(swept, 2);
 	assert_false(node_of(t, ra.node_id).online);
 	/* server 3 leaves (its row would make server 1 look alive forever) */
@@ -390,8 +390,8 @@ static void ephemeral_back_on_other_server_not_reaped(void **state)
 	struct two w;
 	start_two_with(t, &w, &over);
 	char eph[CTL_SECRET_MAX];
-	struct ctl_authkey_params kp = {.ephemeral = true, .reusable = true,
-	                                .now = time(NULL)};
+	struct ctl_authkey_params kp = {
+	    .ephemeral = true, .reusable = true, .now = time(NULL)};
 	assert_int_equal(ctl_store_key_create(t->st, &kp, eph, sizeof eph, NULL), 0);
 	struct tc *e = tc_new();
 	struct ctl_register_resp re, re2;
