@@ -954,6 +954,7 @@ void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *s
 	st->store_write_fail_age_s =
 	    s->write_fail_ms ? (double)(srv_now_ms() - s->write_fail_ms) / 1000.0 : -1;
 	st->map_version = s->snap_version;
+	st->server_id = s->server_id;
 	st->out_queued = s->out_total;
 	st->zchunk_bytes = srv_zc_bytes(s);
 }

@@ -209,6 +209,10 @@ struct ctl_server_stats {
 	size_t zchunk_bytes;    /* compressed chunk bodies cached now */
 	uint64_t deltas_reused; /* deltas sent from one built for another node */
 	int64_t map_version;
+	/* Several servers on one store (server_ha.c): this one's id, beats
+	 * that failed, and nodes of stopped servers its beats marked offline. */
+	int64_t server_id;
+	uint64_t beat_failures, nodes_swept;
 	double last_full_ms;      /* time to build+encode the last MAP_FULL */
 	size_t last_full_bytes;   /* its size */
 	double last_broadcast_ms; /* time to build and queue the last broadcast */

@@ -53,6 +53,7 @@ int srv_ha_start(struct ctl_server *s, char *err, size_t errlen)
 	         "others taken for stopped after %u s of silence)",
 	         (unsigned long long)s->server_id, ctl_store_kind(st), s->cfg.beat_ms,
 	         s->cfg.dead_after_s);
+	s->st.nodes_swept += swept;
 	if (swept)
 		log_info(
 		    "mesh-control: %zu nodes online through a stopped server (or the "
@@ -71,11 +72,13 @@ static void beat_cb(evutil_socket_t fd, short ev, void *arg)
 		/* the others take this server for stopped after dead_after_s
 		 * of this: its nodes are written online again when it is back */
 		srv_note_write_fail(s);
+		s->st.beat_failures++;
 		log_warn("mesh-control: server beat: %s; retrying in %u ms",
 		         ctl_store_errmsg(s->cfg.store), s->cfg.beat_ms);
 		return;
 	}
 	if (swept) {
+		s->st.nodes_swept += swept;
 		log_info("mesh-control: %zu nodes of a server silent for %u s marked "
 		         "offline",
 		         swept, s->cfg.dead_after_s);

@@ -207,6 +207,11 @@ static void crashed_server_nodes_swept_after_dead_after(void **state)
 	struct ctl_node n = node_of(t, ra.node_id);
 	assert_false(n.online);
 	assert_true(node_of(t, rb.node_id).online);
+	struct ctl_server_stats st;
+	ctl_server_get_stats(w.srv2, &st);
+	assert_int_equal(st.nodes_swept, 1);
+	assert_int_equal(st.beat_failures, 0);
+	assert_int_equal(st.server_id, node_of(t, rb.node_id).online_server);
 	tc_free(a);
 	tc_free(b);
 	stop_two(&w);
