@@ -643,6 +643,10 @@ static void adm_stats_writes(json_t *j, const struct ctl_server_stats *s)
 	                    json_integer((json_int_t)s->registrations_throttled));
 	json_object_set_new(j, "registrations_batched",
 	                    json_integer((json_int_t)s->registrations_batched));
+	/* several servers on one store: which one answers, its beats */
+	json_object_set_new(j, "server_id", json_integer((json_int_t)s->server_id));
+	json_object_set_new(j, "beat_failures", json_integer((json_int_t)s->beat_failures));
+	json_object_set_new(j, "nodes_swept", json_integer((json_int_t)s->nodes_swept));
 }
 
 static void adm_status(struct adm_req *r)

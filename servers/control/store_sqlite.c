@@ -424,4 +424,7 @@ static const struct ctl_store_ops sq_ops = {
     .policy_clear = ctl_sq_policy_clear,
     .node_owners = ctl_sq_node_owners,
     .kind = "sqlite",
+    .set_server = ctl_sq_set_server,
+    .server_beat = ctl_sq_server_beat,
+    .server_leave = ctl_sq_server_leave,
 };
