@@ -4,7 +4,10 @@
 #  1. the normal build: unit tests, the demo, end-to-end tests (as root)
 #  2. ASan+UBSan build: the same tests again (mesh-proxy under ASan in e2e)
 #  3. every libFuzzer harness for FUZZ_SECONDS (default 10) each
-#  4. the benchmark suite once with --quick (it works; no timings judged)
+#  4. the normal build's control unit tests again on PostgreSQL: a throwaway
+#     cluster (tests/pg.sh) and MESH_TEST_PG_URL, so every store those tests
+#     make is a database of its own there (tests/unit/store_fixture.h)
+#  5. the benchmark suite once with --quick (it works; no timings judged)
 #
 # Most test time is waiting (timers, timeouts), so stages run side by side
 # in three tracks, and each test stage runs MESH_TEST_JOBS tests at a time:
@@ -12,6 +15,9 @@
 #   track 2: the ASan+UBSan build, then its tests
 #   track 3: once the ASan build is done (both cores compile), the fuzz
 #            build and the fuzzers
+# and the control tests on PostgreSQL (mostly waiting, on timers and on the
+# database) in whichever of tracks 1 and 3 ends first: the ASan track is
+# the longest, so they fill time a track would otherwise sit idle;
 # then the benchmark smoke alone (it owns the machine while it measures).
 # Builds and fuzzers run under nice, so the tests that wait on timers get
 # the CPU first. Each stage's output goes to ARTIFACTS/make-test/STAGE.log;
@@ -75,7 +81,7 @@ stage() {
 # skipped"), else "log: LOG".
 last_line() {
     local l
-    l=$(grep -E '^[0-9]+ passed, [0-9]+ failed|^fuzz: |^bench_smoke: |^check-layout: ' "$1" | tail -n 1)
+    l=$(grep -E '^[0-9]+ passed, [0-9]+ failed|^fuzz: |^bench_smoke: |^check-layout: |^control-pg: ' "$1" | tail -n 1)
     echo "${l:-log: $1}"
 }
 
@@ -91,9 +97,47 @@ failures() {
     fi
 }
 
+# control_on_pg: the normal build's control unit tests on a throwaway
+# PostgreSQL cluster; the cluster is stopped however this ends (a failure,
+# or make test interrupted). Logs under ARTIFACTS/pg/, apart from the
+# SQLite run's logs of the same tests.
+control_on_pg() (
+    dir=$(mktemp -d /tmp/mesh-pg.XXXXXX) || exit 1
+    runner=
+    trap '[ -z "$runner" ] || kill -TERM "$runner" 2>/dev/null; wait; tests/pg.sh stop "$dir"' EXIT
+    trap 'exit 143' TERM
+    trap 'exit 130' INT
+    url=$(tests/pg.sh start "$dir")
+    rc=$?
+    if [ $rc -eq 77 ]; then
+        echo "control-pg: skipped, PostgreSQL is not installed (make deps installs it)"
+        exit 0
+    fi
+    if [ $rc -ne 0 ] || [ -z "$url" ]; then
+        echo "control-pg: tests/pg.sh start $dir failed (exit $rc; its output is above)"
+        exit 1
+    fi
+    echo "PostgreSQL for the control tests: $url"
+    # In the background, so that a TERM is handled at once, not after it.
+    MESH_TEST_PG_URL=$url MESH_ARTIFACTS="$ART/pg" \
+        tests/run.sh build --unit-only --only '^test_control' &
+    runner=$!
+    wait "$runner"
+    rc=$?
+    runner=
+    exit $rc
+)
+
+# pg_if_first: runs the PostgreSQL stage unless the other track got to it.
+pg_if_first() {
+    mkdir "$STATE/pg.claimed" 2>/dev/null || return 0
+    stage "control tests on PostgreSQL (build/)" control-pg control_on_pg
+}
+
 track1() {
     stage "layout (make check-layout)" layout make --no-print-directory check-layout
     stage "tests (build/)" tests-build tests/run.sh build
+    pg_if_first
 }
 track2() {
     stage "ASan+UBSan build" asan-build nice make --no-print-directory -j"$BJOBS" SANITIZE=1 all
@@ -104,13 +148,15 @@ track3() {
     while [ ! -e "$STATE/asan-built" ]; do sleep 2; done
     stage "fuzz smoke" fuzz nice make --no-print-directory -j"$BJOBS" -f tests/fuzz/fuzz.mk run \
         FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+    pg_if_first
 }
 
-ORDER=(layout tests-build asan-build tests-asan fuzz bench)
+ORDER=(layout tests-build asan-build tests-asan fuzz control-pg bench)
 declare -A NAME=(
     [layout]="layout (make check-layout)" [tests-build]="tests (build/)"
     [asan-build]="ASan+UBSan build" [tests-asan]="tests under ASan+UBSan (build-asan/)"
-    [fuzz]="fuzz smoke" [bench]="benchmark suite smoke (build/)"
+    [fuzz]="fuzz smoke" [control-pg]="control tests on PostgreSQL (build/)"
+    [bench]="benchmark suite smoke (build/)"
 )
 
 PIDS=()

@@ -1,5 +1,7 @@
 /* Test fixture for mesh-control's node protocol server: the server in
- * process on 127.0.0.1:0 with a temporary SQLite store, and a small test
+ * process on 127.0.0.1:0 with a fresh store (store_fixture.h: SQLite in a
+ * temporary directory, or a new PostgreSQL database when MESH_TEST_PG_URL
+ * is set; t->dir is its data directory either way), and a small test
  * client (Noise IK + frames + messages over a plain non-blocking socket;
  * the test pumps the server's event loop while it waits). Shared by
  * test_control_server.c and test_control_server_scale.c. */
@@ -8,7 +10,6 @@
 
 #pragma GCC diagnostic ignored "-Wunused-function"
 
-#include <sqlite3.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,10 +38,12 @@
 #include "core/util/log.h"
 #include "servers/control/server.h"
 #include "servers/control/store.h"
+#include "store_fixture.h"
 
 struct t {
 	char tmp[64];
 	char dir[96];
+	struct test_store ts; /* which engine, and where (store_fixture.h) */
 	struct ctl_store *st;
 	struct event_base *base;
 	struct ctl_server *srv;
@@ -151,10 +154,8 @@ static int setup(void **state)
 		assert_non_null(mkdtemp(t->tmp));
 	}
 	snprintf(t->dir, sizeof t->dir, "%s/data", t->tmp);
-	char err[256] = "";
-	t->st = ctl_store_open_sqlite(t->dir, err, sizeof err);
-	if (!t->st)
-		fail_msg("open: %s", err);
+	t->st = test_store_open_fresh(&t->ts, t->dir);
+	test_store_write_dir(&t->ts);
 	ctl_noise_keypair(t->spriv, t->spub);
 	struct ctl_init_params p = {.now = time(NULL)};
 	memcpy(p.server_public, t->spub, 32);
@@ -174,6 +175,7 @@ static int teardown(void **state)
 	ctl_server_free(t->srv);
 	event_base_free(t->base);
 	ctl_store_close(t->st);
+	test_store_drop(&t->ts);
 	nftw(t->tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(t);
 	return 0;
@@ -389,36 +391,49 @@ static void restart_with(struct t *t, const struct ctl_server_config *over)
 	start_server(t);
 }
 
-/* n approved nodes straight into control.db in one transaction (as many
- * registrations would leave them, but without n fsyncs), online or not,
- * each with a few endpoints so that its map entry is a few hundred bytes. */
+/* n approved nodes straight into the store in one transaction (as many
+ * registrations would leave them, but without n commits), online or not,
+ * each with a few endpoints so that its map entry is a few hundred bytes;
+ * addresses above 100.64.16.0, past those registrations take. The server
+ * sees them at its next poll (or ctl_server_notify). */
 static void bulk_nodes(struct t *t, int n, bool online)
 {
-	char path[160], sql[1024];
-	snprintf(path, sizeof path, "%s/control.db", t->dir);
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	snprintf(sql, sizeof sql,
-	         "BEGIN IMMEDIATE;"
-	         "UPDATE meta SET map_version = map_version + 1;"
-	         "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, name,"
-	         " ipv4, ipv6, endpoints, approved, ephemeral, online, created,"
-	         " last_seen, version)"
-	         " WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
-	         " WHERE i < %d)"
-	         " SELECT randomblob(32), randomblob(32), randomblob(32), 'bulk',"
-	         " 'bulk-' || hex(randomblob(6)), 1681915904 + 4096 + i +"
-	         " (SELECT COUNT(*) FROM nodes), randomblob(16),"
-	         " '198.18.1.1:41641,198.18.1.2:41641,[fd00:1::1]:41641,"
-	         "[fd00:1::2]:41641', 1, 0, %d, strftime('%%s','now'),"
-	         " strftime('%%s','now'), (SELECT map_version FROM meta) FROM c;"
-	         "COMMIT;",
-	         n, online ? 1 : 0);
-	char *err = NULL;
-	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-		fail_msg("bulk insert: %s", err);
-	sqlite3_close(db);
+	char sql[1024];
+	if (t->ts.db[0])
+		snprintf(sql, sizeof sql,
+		         "UPDATE meta SET map_version = map_version + 1;"
+		         "INSERT INTO nodes (machine_key, node_key, disco_key, hostname,"
+		         " name, ipv4, ipv6, endpoints, approved, ephemeral, online,"
+		         " created, last_seen, version)"
+		         " SELECT decode(md5(i || 'm' || random()) || md5(random()::text),"
+		         " 'hex'), decode(md5(i || 'n' || random()) ||"
+		         " md5(random()::text), 'hex'), decode(md5(i || 'd' || random())"
+		         " || md5(random()::text), 'hex'), 'bulk', 'bulk-' ||"
+		         " substr(md5(i || 'h' || random()), 1, 12), 1681915904 + 4096 + i"
+		         " + (SELECT COUNT(*) FROM nodes), decode(md5(i || 'v6' ||"
+		         " random()), 'hex'), '198.18.1.1:41641,198.18.1.2:41641,"
+		         "[fd00:1::1]:41641,[fd00:1::2]:41641', 1, 0, %d,"
+		         " extract(epoch FROM now())::bigint,"
+		         " extract(epoch FROM now())::bigint,"
+		         " (SELECT map_version FROM meta) FROM generate_series(1, %d) AS"
+		         " c(i)",
+		         online ? 1 : 0, n);
+	else
+		snprintf(sql, sizeof sql,
+		         "UPDATE meta SET map_version = map_version + 1;"
+		         "INSERT INTO nodes (machine_key, node_key, disco_key, hostname,"
+		         " name, ipv4, ipv6, endpoints, approved, ephemeral, online,"
+		         " created, last_seen, version)"
+		         " WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
+		         " WHERE i < %d)"
+		         " SELECT randomblob(32), randomblob(32), randomblob(32), 'bulk',"
+		         " 'bulk-' || hex(randomblob(6)), 1681915904 + 4096 + i +"
+		         " (SELECT COUNT(*) FROM nodes), randomblob(16),"
+		         " '198.18.1.1:41641,198.18.1.2:41641,[fd00:1::1]:41641,"
+		         "[fd00:1::2]:41641', 1, 0, %d, strftime('%%s','now'),"
+		         " strftime('%%s','now'), (SELECT map_version FROM meta) FROM c",
+		         n, online ? 1 : 0);
+	test_store_exec(&t->ts, sql);
 }
 
 #endif

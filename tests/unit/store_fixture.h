@@ -12,11 +12,15 @@
 #ifndef MESH_TEST_STORE_FIXTURE_H
 #define MESH_TEST_STORE_FIXTURE_H
 
+#include <errno.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "servers/control/store.h"
@@ -153,6 +157,90 @@ static inline void test_store_drop(struct test_store *ts)
 	test_store_pg_exec(c, sql);
 	PQfinish(c);
 	ts->db[0] = '\0';
+}
+
+/* Makes ts->dir a data directory of the store, as `mesh-control init`
+ * would: on PostgreSQL, DIR/store.url (0600) names the database, so code
+ * that opens a store by directory (ctl_store_open, the CLI) reaches it; on
+ * SQLite the directory already is the store. */
+static inline void test_store_write_dir(struct test_store *ts)
+{
+	if (!ts->db[0])
+		return;
+	char path[320];
+	if (mkdir(ts->dir, 0700) < 0 && errno != EEXIST)
+		fail_msg("mkdir %s: %s", ts->dir, strerror(errno));
+	snprintf(path, sizeof path, "%s/store.url", ts->dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		fail_msg("%s: %s", path, strerror(errno));
+	size_t n = strlen(ts->url);
+	if (write(fd, ts->url, n) != (ssize_t)n || write(fd, "\n", 1) != 1)
+		fail_msg("%s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* Runs sql (statements both engines understand; no BEGIN/COMMIT) in one
+ * write transaction on the store's database, from a connection of its own
+ * as another process would: the store sees it only by reading (its poll,
+ * or ctl_server_notify), never by a notification. */
+static inline void test_store_exec(struct test_store *ts, const char *sql)
+{
+	size_t n = strlen(sql) + 32;
+	char *all = malloc(n);
+	assert_non_null(all);
+	if (ts->db[0]) {
+		snprintf(all, n, "BEGIN; %s; COMMIT;", sql);
+		PGconn *c = test_store_raw(ts);
+		test_store_pg_exec(c, all);
+		PQfinish(c);
+	} else {
+		char path[320], *err = NULL;
+		sqlite3 *db = NULL;
+		snprintf(all, n, "BEGIN IMMEDIATE; %s; COMMIT;", sql);
+		snprintf(path, sizeof path, "%s/control.db", ts->dir);
+		if (sqlite3_open(path, &db) != SQLITE_OK)
+			fail_msg("%s: %s", path, sqlite3_errmsg(db));
+		sqlite3_busy_timeout(db, 5000);
+		if (sqlite3_exec(db, all, NULL, NULL, &err) != SQLITE_OK)
+			fail_msg("%s: %s", sql, err);
+		sqlite3_close(db);
+	}
+	free(all);
+}
+
+/* An SQL expression for 32 random bytes on the store's engine. */
+static inline const char *test_store_sql_random32(const struct test_store *ts)
+{
+	return ts->db[0] ? "decode(md5(random()::text) || md5(random()::text), 'hex')"
+	                 : "randomblob(32)";
+}
+
+/* The first column of the first row of sql on the store's database
+ * (-1: no row). */
+static inline long long test_store_int(struct test_store *ts, const char *sql)
+{
+	if (ts->db[0]) {
+		PGconn *c = test_store_raw(ts);
+		long long v = test_store_pg_int(c, sql);
+		PQfinish(c);
+		return v;
+	}
+	char path[320];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	long long v = -1;
+	snprintf(path, sizeof path, "%s/control.db", ts->dir);
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		fail_msg("%s: %s", path, sqlite3_errmsg(db));
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+	if (sqlite3_step(q) == SQLITE_ROW)
+		v = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return v;
 }
 
 /* Until the PostgreSQL store has its node functions (store_pg_nodes.c),

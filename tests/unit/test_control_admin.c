@@ -32,10 +32,12 @@
 #include "core/control/token.h"
 #include "servers/control/admin.h"
 #include "servers/control/store.h"
+#include "store_fixture.h"
 
 struct t {
 	char tmp[64];
 	char dir[96];
+	struct test_store ts; /* SQLite, or PostgreSQL under MESH_TEST_PG_URL */
 	struct ctl_store *st;
 	struct event_base *base;
 	struct ctl_admin *adm;
@@ -81,8 +83,8 @@ static int setup(void **state)
 	strcpy(t->tmp, "/tmp/ctladmin-XXXXXX");
 	assert_non_null(mkdtemp(t->tmp));
 	snprintf(t->dir, sizeof t->dir, "%s/data", t->tmp);
-	t->st = ctl_store_open_sqlite(t->dir, err, sizeof err);
-	assert_non_null(t->st);
+	t->st = test_store_open_fresh(&t->ts, t->dir);
+	test_store_write_dir(&t->ts); /* the CLI opens by directory */
 	struct ctl_init_params ip = {.now = (int64_t)time(NULL)};
 	memset(ip.server_public, 0x5a, sizeof ip.server_public);
 	assert_int_equal(ctl_store_init(t->st, &ip), 0);
@@ -120,6 +122,7 @@ static int teardown(void **state)
 	ctl_admin_free(t->adm);
 	event_base_free(t->base);
 	ctl_store_close(t->st);
+	test_store_drop(&t->ts);
 	nftw(t->tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(t);
 	return 0;

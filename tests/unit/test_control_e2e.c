@@ -32,6 +32,7 @@
 #include "core/control/noise_ik.h"
 #include "servers/control/server.h"
 #include "servers/control/store.h"
+#include "store_fixture.h"
 
 #define N_NODES 4
 
@@ -51,6 +52,7 @@ struct node {
 
 struct e2e {
 	char tmp[64], dir[96];
+	struct test_store ts; /* SQLite, or PostgreSQL under MESH_TEST_PG_URL */
 	struct ctl_store *st;
 	struct event_base *base;
 	struct ctl_server *srv;
@@ -136,9 +138,7 @@ static int setup(void **state)
 	strcpy(t->tmp, "/tmp/ctle2e-XXXXXX");
 	assert_non_null(mkdtemp(t->tmp));
 	snprintf(t->dir, sizeof(t->dir), "%s/data", t->tmp);
-	t->st = ctl_store_open_sqlite(t->dir, err, sizeof(err));
-	if (!t->st)
-		fail_msg("open: %s", err);
+	t->st = test_store_open_fresh(&t->ts, t->dir);
 	ctl_noise_keypair(t->spriv, t->spub);
 	struct ctl_init_params p = {.now = time(NULL)};
 	memcpy(p.server_public, t->spub, 32);
@@ -178,6 +178,7 @@ static int teardown(void **state)
 	ctl_server_free(t->srv);
 	event_base_free(t->base);
 	ctl_store_close(t->st);
+	test_store_drop(&t->ts);
 	nftw(t->tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(t);
 	return 0;
@@ -300,10 +301,7 @@ static void test_three_then_four_then_remove(void **state)
 	print_message("endpoints in the others' maps after %.1f ms\n", now_ms() - t0);
 
 	/* removal from another store handle (the admin CLI's way) */
-	char err[256] = "";
-	struct ctl_store *st2 = ctl_store_open_sqlite(t->dir, err, sizeof(err));
-	if (!st2)
-		fail_msg("open 2: %s", err);
+	struct ctl_store *st2 = test_store_reopen(&t->ts);
 	t0 = now_ms();
 	assert_int_equal(ctl_store_node_remove(st2, (int64_t)t->n[2].id), 0);
 	ctl_store_close(st2);

@@ -490,17 +490,9 @@ static void recreated_user_cannot_reclaim(void **state)
 	struct tc *x = tc_new(), *y = tc_new();
 	uint64_t ix = join(t, x, "svc", ka, true, n);
 	go_offline(t, x);
-	char path[160];
-	snprintf(path, sizeof path, "%s/control.db", t->dir);
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	assert_int_equal(sqlite3_exec(db,
-	                              "UPDATE auth_keys SET revoked = 1 WHERE user = "
-	                              "'alice'; DELETE FROM users WHERE name = 'alice';",
-	                              NULL, NULL, NULL),
-	                 SQLITE_OK);
-	sqlite3_close(db);
+	/* "user" quoted: a reserved word on PostgreSQL */
+	test_store_exec(&t->ts, "UPDATE auth_keys SET revoked = 1 WHERE \"user\" = "
+	                        "'alice'; DELETE FROM users WHERE name = 'alice'");
 	assert_int_equal(ctl_store_user_create(t->st, "alice", time(NULL), NULL), 0);
 	make_key(t, true, "alice", kb);
 	join(t, y, "svc", kb, true, n);

@@ -35,6 +35,7 @@
 #include "core/control/noise_ik.h"
 #include "servers/control/server.h"
 #include "servers/control/store.h"
+#include "store_fixture.h"
 
 /* The client's backoff: long enough that "moved at once" and "waited"
  * cannot be confused on a loaded machine. */
@@ -43,6 +44,7 @@
 
 struct fo {
 	char tmp[64], dir[96];
+	struct test_store ts; /* SQLite, or PostgreSQL under MESH_TEST_PG_URL */
 	struct ctl_store *st[2];
 	struct ctl_server *srv[2];
 	uint16_t port[2];
@@ -140,21 +142,16 @@ static void stop_server(struct fo *t, int i)
 static int setup(void **state)
 {
 	struct fo *t = calloc(1, sizeof(*t));
-	char err[256] = "";
 
 	strcpy(t->tmp, "/tmp/ctlfo-XXXXXX");
 	assert_non_null(mkdtemp(t->tmp));
 	snprintf(t->dir, sizeof(t->dir), "%s/data", t->tmp);
-	t->st[0] = ctl_store_open_sqlite(t->dir, err, sizeof(err));
-	if (!t->st[0])
-		fail_msg("open: %s", err);
+	t->st[0] = test_store_open_fresh(&t->ts, t->dir);
 	ctl_noise_keypair(t->spriv, t->spub);
 	struct ctl_init_params p = {.now = time(NULL)};
 	memcpy(p.server_public, t->spub, 32);
 	assert_int_equal(ctl_store_init(t->st[0], &p), 0);
-	t->st[1] = ctl_store_open_sqlite(t->dir, err, sizeof(err));
-	if (!t->st[1])
-		fail_msg("open 2: %s", err);
+	t->st[1] = test_store_reopen(&t->ts);
 	struct ctl_authkey_params kp = {.reusable = true, .now = time(NULL)};
 	assert_int_equal(
 	    ctl_store_key_create(t->st[0], &kp, t->key, sizeof(t->key), NULL), 0);
@@ -175,6 +172,7 @@ static int teardown(void **state)
 		ctl_store_close(t->st[i]);
 	}
 	event_base_free(t->base);
+	test_store_drop(&t->ts);
 	nftw(t->tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(t);
 	return 0;

@@ -420,7 +420,7 @@ static void fd_child(const char *dir, const uint8_t priv[32], int report_fd,
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 		_exit(3);
 	char err[256];
-	struct ctl_store *st = ctl_store_open_sqlite(dir, err, sizeof err);
+	struct ctl_store *st = ctl_store_open(dir, err, sizeof err); /* either engine */
 	struct event_base *base = event_base_new();
 	if (!st || !base)
 		_exit(4);

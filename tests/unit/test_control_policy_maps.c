@@ -747,30 +747,16 @@ static void test_policy_reach_to_nothing(void **state)
 	stop_nodes();
 }
 
-/* Runs SQL on the store the server reads (as another process would). */
-static void store_sql(struct t *t, const char *sql)
-{
-	char path[160];
-	snprintf(path, sizeof path, "%s/control.db", t->dir);
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	char *err = NULL;
-	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-		fail_msg("%s: %s", sql, err);
-	sqlite3_close(db);
-}
-
 /* Changes node id's row with set (an SQL assignment) at a new version. */
 static void node_sql(struct t *t, uint64_t id, const char *set)
 {
 	char sql[512];
 	snprintf(sql, sizeof sql,
-	         "BEGIN IMMEDIATE; UPDATE meta SET map_version = map_version + 1;"
+	         "UPDATE meta SET map_version = map_version + 1;"
 	         "UPDATE nodes SET %s, version = (SELECT map_version FROM meta) "
-	         "WHERE id = %llu; COMMIT;",
+	         "WHERE id = %llu",
 	         set, (unsigned long long)id);
-	store_sql(t, sql);
+	test_store_exec(&t->ts, sql); /* as another process would */
 }
 
 /* Control review H2: a change the policy does not read (node and disco
@@ -787,9 +773,10 @@ static void test_policy_compiles_only_for_its_inputs(void **state)
 	pump(t, 200);
 	struct ctl_server_policy_stats a, b;
 	ctl_server_policy_get_stats(t->srv, &a);
-	node_sql(t, nodes[1].id,
-	         "node_key = randomblob(32), disco_key = randomblob(32), "
-	         "name = 'renamed'");
+	char set[256];
+	snprintf(set, sizeof set, "node_key = %s, disco_key = %s, name = 'renamed'",
+	         test_store_sql_random32(&t->ts), test_store_sql_random32(&t->ts));
+	node_sql(t, nodes[1].id, set);
 	pump(t, 300);
 	ctl_server_policy_get_stats(t->srv, &b);
 	assert_int_equal(b.compiles, a.compiles);

@@ -437,15 +437,7 @@ static void older_node_refused_at_10001_peers(void **state)
 	bulk_nodes(t, CTL_PEERS_MAX + 1, false);
 	/* without endpoints: 10,001 entries are well under 4 MiB, so only
 	 * their count is over what one MAP_FULL may carry */
-	char path[160];
-	snprintf(path, sizeof path, "%s/control.db", t->dir);
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	assert_int_equal(
-	    sqlite3_exec(db, "UPDATE nodes SET endpoints = ''", NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
+	test_store_exec(&t->ts, "UPDATE nodes SET endpoints = ''");
 	restart_with(t, &(struct ctl_server_config){0});
 	struct tc *c = tc_new();
 	struct ctl_register_resp r;

@@ -17,6 +17,7 @@
 
 #include "core/control/msg.h"
 #include "servers/control/store.h"
+#include "store_fixture.h"
 
 static void relay_messages_round_trip(void **state)
 {
@@ -120,6 +121,7 @@ static void relay_messages_hostile(void **state)
 
 struct t {
 	char tmp[64];
+	struct test_store ts; /* SQLite, or PostgreSQL under MESH_TEST_PG_URL */
 	struct ctl_store *st;
 };
 
@@ -128,9 +130,7 @@ static int setup(void **state)
 	struct t *t = calloc(1, sizeof *t);
 	snprintf(t->tmp, sizeof t->tmp, "/tmp/test-relay-store.XXXXXX");
 	assert_non_null(mkdtemp(t->tmp));
-	char err[256];
-	t->st = ctl_store_open_sqlite(t->tmp, err, sizeof err);
-	assert_non_null(t->st);
+	t->st = test_store_open_fresh(&t->ts, t->tmp);
 	struct ctl_init_params p = {.now = 1000};
 	assert_int_equal(ctl_store_init(t->st, &p), 0);
 	*state = t;
@@ -141,6 +141,7 @@ static int teardown(void **state)
 {
 	struct t *t = *state;
 	ctl_store_close(t->st);
+	test_store_drop(&t->ts);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", t->tmp);
 	assert_int_equal(system(cmd), 0);

@@ -66,9 +66,7 @@ static void join_delta_endpoints_remove(void **state)
 	assert_int_equal(tc_recv(t, b, 150, &m), 0);
 
 	/* removed from outside (another store handle, as the admin CLI) */
-	char err[256];
-	struct ctl_store *st2 = ctl_store_open_sqlite(t->dir, err, sizeof err);
-	assert_non_null(st2);
+	struct ctl_store *st2 = test_store_reopen(&t->ts);
 	assert_int_equal(ctl_store_node_remove(st2, (int64_t)rb.node_id), 0);
 	ctl_store_close(st2);
 	tc_expect(t, a, CTL_MSG_MAP_DELTA, &m);

@@ -1,4 +1,5 @@
-/* Several mesh-control servers on one SQLite store (ctl_store_set_server):
+/* Several mesh-control servers on one store (ctl_store_set_server; SQLite,
+ * or PostgreSQL under MESH_TEST_PG_URL, store_fixture.h):
  * every online write records the holding server; an offline write of a
  * server that does not hold the node leaves it online (the rest of that
  * write applies); a beat sweeps the nodes of silent servers, of none and
@@ -16,12 +17,12 @@
 #include <cmocka.h>
 
 #include <ftw.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "servers/control/store.h"
+#include "store_fixture.h"
 
 #define NOW   1700000000
 #define SRV_A 101
@@ -30,6 +31,7 @@
 struct t {
 	char tmp[64];
 	char dir[96];
+	struct test_store ts;
 	struct ctl_store *a, *b, *plain; /* servers A and B; no id (admin CLI) */
 	char key[CTL_SECRET_MAX];
 };
@@ -42,13 +44,10 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
 	return remove(p);
 }
 
+/* The first open makes a fresh store, later ones reopen it. */
 static struct ctl_store *open_store(struct t *t)
 {
-	char err[256] = "";
-	struct ctl_store *st = ctl_store_open_sqlite(t->dir, err, sizeof err);
-	if (!st)
-		fail_msg("open: %s", err);
-	return st;
+	return t->plain ? test_store_reopen(&t->ts) : test_store_open_fresh(&t->ts, t->dir);
 }
 
 static int setup(void **state)
@@ -78,6 +77,7 @@ static int teardown(void **state)
 	ctl_store_close(t->a);
 	ctl_store_close(t->b);
 	ctl_store_close(t->plain);
+	test_store_drop(&t->ts);
 	nftw(t->tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(t);
 	return 0;
@@ -118,21 +118,10 @@ static int64_t version(struct t *t)
 /* Rows in the servers table with this id (0 or 1). */
 static int server_rows(struct t *t, int64_t id)
 {
-	char path[160];
-	snprintf(path, sizeof path, "%s/control.db", t->dir);
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	sqlite3_stmt *q = NULL;
-	assert_int_equal(sqlite3_prepare_v2(db,
-	                                    "SELECT COUNT(*) FROM servers WHERE id = ?1",
-	                                    -1, &q, NULL),
-	                 SQLITE_OK);
-	sqlite3_bind_int64(q, 1, id);
-	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	int n = sqlite3_column_int(q, 0);
-	sqlite3_finalize(q);
-	sqlite3_close(db);
-	return n;
+	char sql[96];
+	snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM servers WHERE id = %lld",
+	         (long long)id);
+	return (int)test_store_int(&t->ts, sql);
 }
 
 static void vol_online(struct ctl_store *st, int64_t id, bool online, int64_t seen)

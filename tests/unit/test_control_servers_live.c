@@ -1,6 +1,7 @@
 /* Two mesh-control servers on one store: two ctl_servers in this process,
- * each on its own store handle of one SQLite directory (as two `serve`
- * processes would have), on 127.0.0.1 ports of their own, against the test
+ * each on its own store handle of one store (a SQLite directory, or a
+ * PostgreSQL database under MESH_TEST_PG_URL; as two `serve` processes
+ * would have), on 127.0.0.1 ports of their own, against the test
  * client of ctl_server_fixture.h. Nodes on either see each other; a change
  * made through the store reaches a node on the other server within a
  * second; a server that stops without a word (its last writes fail, as a
@@ -27,10 +28,7 @@ static void start_two_with(struct t *t, struct two *w,
                            const struct ctl_server_config *over)
 {
 	restart_with(t, over);
-	char err[256] = "";
-	w->st2 = ctl_store_open_sqlite(t->dir, err, sizeof err);
-	if (!w->st2)
-		fail_msg("open: %s", err);
+	w->st2 = test_store_reopen(&t->ts);
 	struct ctl_store *st1 = t->st;
 	struct ctl_server *s1 = t->srv;
 	uint16_t p1 = t->port;
@@ -319,9 +317,7 @@ static void swept_while_running_comes_back(void **state)
 	settle(t, 300);
 	int64_t s1 = node_of(t, ra.node_id).online_server;
 	/* a beat from far in the future: every other server looks silent */
-	char err[256];
-	struct ctl_store *st3 = ctl_store_open_sqlite(t->dir, err, sizeof err);
-	assert_non_null(st3);
+	struct ctl_store *st3 = test_store_reopen(&t->ts);
 	ctl_store_set_server(st3, 777);
 	size_t swept = 0;
 	assert_int_equal(

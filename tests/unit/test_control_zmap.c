@@ -244,19 +244,8 @@ static void emptied_range_frees_its_chunk(void **state)
 	ctl_server_get_stats(t->srv, &st);
 	size_t full = st.zchunk_bytes;
 
-	char path[160];
-	snprintf(path, sizeof path, "%s/control.db", t->dir);
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	assert_int_equal(sqlite3_exec(db,
-	                              "BEGIN IMMEDIATE;"
-	                              "UPDATE meta SET map_version = map_version + 1;"
-	                              "DELETE FROM nodes WHERE hostname = 'bulk';"
-	                              "COMMIT;",
-	                              NULL, NULL, NULL),
-	                 SQLITE_OK);
-	sqlite3_close(db);
+	test_store_exec(&t->ts, "UPDATE meta SET map_version = map_version + 1;"
+	                        "DELETE FROM nodes WHERE hostname = 'bulk'");
 	ctl_server_notify(t->srv);
 	pump(t, 200);
 	reg_caps(t, z2, "ztwo", CTL_CAPS_ALL, &r2);
