@@ -119,7 +119,9 @@ control_on_pg() (
     fi
     echo "PostgreSQL for the control tests: $url"
     # In the background, so that a TERM is handled at once, not after it.
-    MESH_TEST_PG_URL=$url MESH_ARTIFACTS="$ART/pg" \
+    # The cluster goes with its databases: no test drops its own (a DROP
+    # DATABASE waits on every backend; tests/unit/store_fixture.h).
+    MESH_TEST_PG_URL=$url MESH_TEST_PG_KEEP_DBS=1 MESH_ARTIFACTS="$ART/pg" \
         tests/run.sh build --unit-only --only '^test_control' &
     runner=$!
     wait "$runner"

@@ -188,7 +188,8 @@ static inline int teardown(void **state)
 {
 	struct t *t = *state;
 	ctl_store_close(t->st);
-	if (t->db[0]) {
+	const char *keep = getenv("MESH_TEST_PG_KEEP_DBS"); /* store_fixture.h */
+	if (t->db[0] && !(keep && !strcmp(keep, "1"))) {
 		/* a failed test may leave a second handle open: end it first */
 		char sql[256];
 		snprintf(sql, sizeof sql,
