@@ -120,8 +120,11 @@ control_on_pg() (
     echo "PostgreSQL for the control tests: $url"
     # In the background, so that a TERM is handled at once, not after it.
     # The cluster goes with its databases: no test drops its own (a DROP
-    # DATABASE waits on every backend; tests/unit/store_fixture.h).
+    # DATABASE waits on every backend; tests/unit/store_fixture.h). The map
+    # tests store their thousands of nodes one transaction each: on a busy
+    # machine test_control_map_stream took 294 s of run.sh's 300.
     MESH_TEST_PG_URL=$url MESH_TEST_PG_KEEP_DBS=1 MESH_ARTIFACTS="$ART/pg" \
+        MESH_UNIT_TIMEOUT=${MESH_UNIT_TIMEOUT:-600} \
         tests/run.sh build --unit-only --only '^test_control' &
     runner=$!
     wait "$runner"
