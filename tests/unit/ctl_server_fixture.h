@@ -400,24 +400,25 @@ static void bulk_nodes(struct t *t, int n, bool online)
 {
 	char sql[1024];
 	if (t->ts.db[0])
-		snprintf(sql, sizeof sql,
-		         "UPDATE meta SET map_version = map_version + 1;"
-		         "INSERT INTO nodes (machine_key, node_key, disco_key, hostname,"
-		         " name, ipv4, ipv6, endpoints, approved, ephemeral, online,"
-		         " created, last_seen, version)"
-		         " SELECT decode(md5(i || 'm' || random()) || md5(random()::text),"
-		         " 'hex'), decode(md5(i || 'n' || random()) ||"
-		         " md5(random()::text), 'hex'), decode(md5(i || 'd' || random())"
-		         " || md5(random()::text), 'hex'), 'bulk', 'bulk-' ||"
-		         " substr(md5(i || 'h' || random()), 1, 12), 1681915904 + 4096 + i"
-		         " + (SELECT COUNT(*) FROM nodes), decode(md5(i || 'v6' ||"
-		         " random()), 'hex'), '198.18.1.1:41641,198.18.1.2:41641,"
-		         "[fd00:1::1]:41641,[fd00:1::2]:41641', 1, 0, %d,"
-		         " extract(epoch FROM now())::bigint,"
-		         " extract(epoch FROM now())::bigint,"
-		         " (SELECT map_version FROM meta) FROM generate_series(1, %d) AS"
-		         " c(i)",
-		         online ? 1 : 0, n);
+		snprintf(
+		    sql, sizeof sql,
+		    "UPDATE meta SET map_version = map_version + 1;"
+		    "INSERT INTO nodes (machine_key, node_key, disco_key, hostname,"
+		    " name, ipv4, ipv6, endpoints, approved, ephemeral, online,"
+		    " created, last_seen, version)"
+		    " SELECT decode(md5(i || 'm' || random()) || md5(random()::text),"
+		    " 'hex'), decode(md5(i || 'n' || random()) ||"
+		    " md5(random()::text), 'hex'), decode(md5(i || 'd' || random())"
+		    " || md5(random()::text), 'hex'), 'bulk', 'bulk-' ||"
+		    " substr(md5(i || 'h' || random()), 1, 12), 1681915904 + 4096 + i"
+		    " + (SELECT COUNT(*) FROM nodes), decode(md5(i || 'v6' ||"
+		    " random()), 'hex'), '198.18.1.1:41641,198.18.1.2:41641,"
+		    "[fd00:1::1]:41641,[fd00:1::2]:41641', 1, 0, %d,"
+		    " extract(epoch FROM now())::bigint,"
+		    " extract(epoch FROM now())::bigint,"
+		    " (SELECT map_version FROM meta) FROM generate_series(1, %d) AS"
+		    " c(i)",
+		    online ? 1 : 0, n);
 	else
 		snprintf(sql, sizeof sql,
 		         "UPDATE meta SET map_version = map_version + 1;"

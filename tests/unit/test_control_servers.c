@@ -47,7 +47,8 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
 /* The first open makes a fresh store, later ones reopen it. */
 static struct ctl_store *open_store(struct t *t)
 {
-	return t->plain ? test_store_reopen(&t->ts) : test_store_open_fresh(&t->ts, t->dir);
+	return t->plain ? test_store_reopen(&t->ts)
+	                : test_store_open_fresh(&t->ts, t->dir);
 }
 
 static int setup(void **state)
