@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* pg_advisory_xact_lock key that serialises schema migrations ("mesh"). */
 #define PG_MIGRATE_LOCK 0x6d657368
@@ -117,6 +118,17 @@ static int pg_result_err(struct pg_store *s, const char *what, const PGresult *r
 		return ctl_pg_fail(s, CTL_STORE_ECONFLICT, "%s: node key in use", what);
 	if (state && !strcmp(state, "23505"))
 		rc = ctl_pg_fail(s, CTL_STORE_EEXISTS, "%s: %s", what, msg);
+	else if (state && !strcmp(state, "55P03"))
+		rc = ctl_pg_fail(s, CTL_STORE_EIO,
+		                 "%s: the store is busy: another server has held the "
+		                 "write lock for over 2 s (PostgreSQL ends a stalled "
+		                 "one's session after 5 s); try again",
+		                 what);
+	else if (state && !strcmp(state, "57014"))
+		rc = ctl_pg_fail(s, CTL_STORE_EIO,
+		                 "%s: the store is busy: the statement ran past 10 s "
+		                 "and was cancelled; try again",
+		                 what);
 	else
 		rc = ctl_pg_fail(s, CTL_STORE_EIO, "%s: %s", what, msg);
 	pg_chomp(s->base.errmsg);
@@ -130,6 +142,8 @@ static void pg_cache_forget(struct pg_store *s)
 	for (int i = 0; i < PG_CACHE; i++)
 		s->cache[i].sql = NULL;
 }
+
+static int pg_session_limits(struct pg_store *s);
 
 /* Outside a transaction a lost connection is reset (the server restarted,
  * a proxy dropped it); its prepared statements went with it. Inside one
@@ -146,7 +160,7 @@ static int pg_ensure_conn(struct pg_store *s)
 	PQreset(s->db);
 	if (PQstatus(s->db) != CONNECTION_OK)
 		return pg_conn_err(s, "reconnect to PostgreSQL");
-	return 0;
+	return pg_session_limits(s);
 }
 
 /* The name of sql's prepared statement on this connection, preparing it
@@ -173,20 +187,17 @@ static const char *pg_prepared(struct pg_store *s, const char *sql)
 	return s->cache[i].name;
 }
 
-PGresult *ctl_pg_query(struct pg_store *s, const char *what, const char *sql,
-                       const struct pg_params *p, int *rc)
+static PGresult *pg_query_once(struct pg_store *s, const char *what, const char *sql,
+                               const struct pg_params *p, int *rc, bool *retry)
 {
 	const char *name;
 	int n = p ? p->n : 0;
 
-	if (n > PG_MAXP) {
-		*rc = ctl_pg_fail(s, CTL_STORE_EIO, "%s: more than %d parameters", what,
-		                  PG_MAXP);
-		return NULL;
-	}
+	*retry = false;
 	if ((*rc = pg_ensure_conn(s)) != 0)
 		return NULL;
 	if (!(name = pg_prepared(s, sql))) {
+		*retry = PQstatus(s->db) == CONNECTION_BAD;
 		*rc = CTL_STORE_EIO;
 		return NULL;
 	}
@@ -197,9 +208,35 @@ PGresult *ctl_pg_query(struct pg_store *s, const char *what, const char *sql,
 		*rc = 0;
 		return r;
 	}
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	*retry = PQstatus(s->db) == CONNECTION_BAD || (state && !strcmp(state, "26000"));
 	*rc = pg_result_err(s, what, r);
 	PQclear(r);
 	return NULL;
+}
+
+/* Outside a transaction a statement that failed because the connection
+ * died (the database restarted: libpq notices only now) or because the
+ * session lost our prepared statements (26000) runs once more on a fresh
+ * connection or cache: the first statement after a restart may be a
+ * node's registration. Inside a transaction the transaction is lost
+ * anyway and the caller's ctl_pg_end rolls back. */
+PGresult *ctl_pg_query(struct pg_store *s, const char *what, const char *sql,
+                       const struct pg_params *p, int *rc)
+{
+	bool retry;
+	if ((p ? p->n : 0) > PG_MAXP) {
+		*rc = ctl_pg_fail(s, CTL_STORE_EIO, "%s: more than %d parameters", what,
+		                  PG_MAXP);
+		return NULL;
+	}
+	PGresult *r = pg_query_once(s, what, sql, p, rc, &retry);
+	if (r || !retry || s->in_tx)
+		return r;
+	pg_cache_forget(s);
+	if (PQstatus(s->db) == CONNECTION_OK)
+		PQclear(PQexec(s->db, "DEALLOCATE ALL"));
+	return pg_query_once(s, what, sql, p, rc, &retry);
 }
 
 int ctl_pg_cmd(struct pg_store *s, const char *what, const char *sql,
@@ -305,11 +342,20 @@ static int pg_begin_plain(struct pg_store *s)
  * query): every write pays for it. */
 int ctl_pg_begin(struct pg_store *s)
 {
-	int rc = pg_ensure_conn(s);
-	if (rc)
-		return rc;
-	PGresult *r = PQexec(s->db, "BEGIN ISOLATION LEVEL READ COMMITTED;"
-	                            " SELECT 1 FROM meta WHERE id = 1 FOR UPDATE");
+	PGresult *r = NULL;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int rc = pg_ensure_conn(s);
+		if (rc)
+			return rc;
+		PQclear(r);
+		r = PQexec(s->db, "BEGIN ISOLATION LEVEL READ COMMITTED;"
+		                  " SELECT 1 FROM meta WHERE id = 1 FOR UPDATE");
+		/* a connection found dead here did nothing yet: reconnect
+		 * (pg_ensure_conn) and try once more */
+		if (PQresultStatus(r) == PGRES_TUPLES_OK || PQstatus(s->db) != CONNECTION_BAD)
+			break;
+	}
+	int rc = 0;
 	s->in_tx = PQtransactionStatus(s->db) == PQTRANS_INTRANS ||
 	           PQtransactionStatus(s->db) == PQTRANS_INERROR;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
@@ -389,16 +435,47 @@ static void pg_notice_quiet(void *arg, const char *message)
 
 /* Connects to url: the URI or key=value words as given, our application
  * name unless the URL sets one, and UTF-8 text (the texts we store are
- * ASCII or UTF-8). */
-static PGconn *pg_connect(const char *url)
+ * ASCII or UTF-8). The limits come before the URL, so the URL's own values
+ * win (libpq keeps the last of a repeated keyword): a peer that stops
+ * answering is noticed in about 10 s (keepalives, TCP user timeout) and a
+ * connect gives up after 3 s, instead of blocking the event loop for the
+ * kernel's minutes. */
+PGconn *ctl_pg_connect(const char *url)
 {
-	const char *const keys[] = {"dbname", "fallback_application_name",
-	                            "client_encoding", NULL};
-	const char *const vals[] = {url, "mesh-control", "UTF8", NULL};
+	const char *const keys[] = {"connect_timeout",
+	                            "keepalives",
+	                            "keepalives_idle",
+	                            "keepalives_interval",
+	                            "keepalives_count",
+	                            "tcp_user_timeout",
+	                            "fallback_application_name",
+	                            "dbname",
+	                            "client_encoding",
+	                            NULL};
+	const char *const vals[] = {"3", "1", "5", "2", "3", "10000", "mesh-control",
+	                            url, "UTF8", NULL};
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
 	if (c)
 		PQsetNoticeProcessor(c, pg_notice_quiet, NULL);
 	return c;
+}
+
+/* The session's limits, on every connection (again after a reset): a
+ * write waits at most 2 s for the meta row's lock (another server holds
+ * it), no statement runs past 10 s, and a session idle inside a
+ * transaction for 5 s is ended by PostgreSQL -- a server stopped (SIGSTOP,
+ * cut off) in the middle of a write frees the lock that way, instead of
+ * freezing every other server's writes for hours. */
+static int pg_session_limits(struct pg_store *s)
+{
+	PGresult *r = PQexec(s->db, "SET lock_timeout = '2s';"
+	                            " SET statement_timeout = '10s';"
+	                            " SET idle_in_transaction_session_timeout = '5s'");
+	int rc = PQresultStatus(r) == PGRES_COMMAND_OK
+	             ? 0
+	             : pg_result_err(s, "session timeouts", r);
+	PQclear(r);
+	return rc;
 }
 
 /* The password in url (malloc'ed), or NULL. A URI libpq cannot parse
@@ -554,7 +631,7 @@ struct ctl_store *ctl_store_open_pg(const char *url, char *err, size_t errlen)
 		return NULL;
 	}
 	s->base.ops = &pg_ops;
-	s->db = pg_connect(url);
+	s->db = ctl_pg_connect(url);
 	if (!s->db || PQstatus(s->db) != CONNECTION_OK) {
 		pg_err_scrub(err, errlen, "PostgreSQL: ",
 		             s->db ? PQerrorMessage(s->db) : "out of memory", url);
@@ -567,6 +644,8 @@ struct ctl_store *ctl_store_open_pg(const char *url, char *err, size_t errlen)
 		                 "PostgreSQL %d.%d is too old: use version 10 or newer",
 		                 PQserverVersion(s->db) / 10000,
 		                 PQserverVersion(s->db) % 10000 / 100);
+	if (rc == 0)
+		rc = pg_session_limits(s);
 	if (rc == 0)
 		rc = pg_migrate(s);
 	if (rc) {
@@ -581,17 +660,42 @@ struct ctl_store *ctl_store_open_pg(const char *url, char *err, size_t errlen)
 
 /* A second connection that only LISTENs: notifications arrive on it while
  * the first one is busy in a transaction. */
+static int64_t pg_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A failed watch connect waits before the next: 1 s, doubling to 30 s.
+ * The server asks at every poll (500 ms) while the watch is down, and each
+ * try blocks its loop for up to connect_timeout. */
+static int pg_watch_failed(struct pg_store *s)
+{
+	s->watch_delay_s = s->watch_delay_s ? s->watch_delay_s * 2 : 1;
+	if (s->watch_delay_s > 30)
+		s->watch_delay_s = 30;
+	s->watch_next_ms = pg_mono_ms() + s->watch_delay_s * 1000;
+	return -1;
+}
+
 static int pg_watch_fd(struct ctl_store *st)
 {
 	struct pg_store *s = PG(st);
 	if (s->watch)
 		return PQsocket(s->watch);
-	PGconn *w = pg_connect(s->url);
+	if (s->watch_delay_s && pg_mono_ms() < s->watch_next_ms) {
+		ctl_pg_fail(s, CTL_STORE_EIO,
+		            "watch: the last connect failed; next try in %d s",
+		            s->watch_delay_s);
+		return -1;
+	}
+	PGconn *w = ctl_pg_connect(s->url);
 	if (!w || PQstatus(w) != CONNECTION_OK) {
 		pg_err_scrub(s->base.errmsg, sizeof s->base.errmsg,
 		             "watch: ", w ? PQerrorMessage(w) : "out of memory", s->url);
 		PQfinish(w);
-		return -1;
+		return pg_watch_failed(s);
 	}
 	PGresult *r = PQexec(w, "LISTEN " CTL_STORE_CHANNEL);
 	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -600,9 +704,10 @@ static int pg_watch_fd(struct ctl_store *st)
 		ctl_pg_fail(s, CTL_STORE_EIO, "watch: LISTEN: %s", PQerrorMessage(w));
 		pg_chomp(s->base.errmsg);
 		PQfinish(w);
-		return -1;
+		return pg_watch_failed(s);
 	}
 	s->watch = w;
+	s->watch_delay_s = 0;
 	return PQsocket(w);
 }
 

@@ -26,6 +26,8 @@ struct pg_store {
 	struct ctl_store base; /* first: ctl_store * <-> pg_store * */
 	PGconn *db;
 	PGconn *watch; /* LISTEN connection (ctl_store_watch_fd); NULL: none */
+	int watch_delay_s;     /* after a failed watch connect: 1, 2, 4 ... 30 */
+	int64_t watch_next_ms; /* CLOCK_MONOTONIC: no watch connect before */
 	char *url;
 	int64_t server_id; /* ctl_store_set_server; 0: none */
 	ctl_store_fault_fn fault;
@@ -54,6 +56,11 @@ struct pg_params {
 void ctl_pg_p_int(struct pg_params *p, int64_t v);
 void ctl_pg_p_text(struct pg_params *p, const char *s); /* NULL: SQL NULL */
 void ctl_pg_p_blob(struct pg_params *p, const uint8_t *b, size_t n);
+
+/* A connection to url with mesh-control's limits (connect and keepalive
+ * timeouts, unless url sets them) and client_encoding UTF8; NULL only
+ * without memory (check PQstatus). */
+PGconn *ctl_pg_connect(const char *url);
 
 /* Sets the store's message from fmt; returns code. */
 int ctl_pg_fail(struct pg_store *s, int code, const char *fmt, ...)

@@ -1,0 +1,206 @@
+/* The PostgreSQL control store when something goes wrong around it, on a
+ * throwaway cluster (store_engines_fixture.h):
+ *  - a server stopped in the middle of a write (its transaction holds the
+ *    meta row's lock, idle): another server's write fails within a few
+ *    seconds with "the store is busy" instead of waiting for ever, and
+ *    once PostgreSQL ends the stopped session (idle in transaction for
+ *    5 s) writes go through again;
+ *  - the connection's limits (connect_timeout, keepalives, TCP user
+ *    timeout) are set unless the URL sets them, and the session's lock,
+ *    statement and idle-in-transaction timeouts on every connection;
+ *  - the change watch does not reconnect at every poll while the database
+ *    cannot be reached: it waits 1 s, then 2, 4 ... 30 s. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "servers/control/store_pg_int.h"
+#include "store_engines_fixture.h"
+
+/* The value of a connection option of the store's main connection. */
+static void conn_opt(struct ctl_store *st, const char *key, char *out, size_t cap)
+{
+	PQconninfoOption *o = PQconninfo(PG(st)->db);
+	out[0] = 0;
+	for (PQconninfoOption *p = o; p && p->keyword; p++)
+		if (!strcmp(p->keyword, key) && p->val)
+			snprintf(out, cap, "%s", p->val);
+	PQconninfoFree(o);
+}
+
+static void show(struct ctl_store *st, const char *what, char *out, size_t cap)
+{
+	char sql[96];
+	snprintf(sql, sizeof sql, "SHOW %s", what);
+	PGresult *r = PQexec(PG(st)->db, sql);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	snprintf(out, cap, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+}
+
+static void connection_limits(void **state)
+{
+	struct t *t = T(state);
+	char v[64];
+	conn_opt(t->st, "connect_timeout", v, sizeof v);
+	assert_string_equal(v, "3");
+	conn_opt(t->st, "keepalives_idle", v, sizeof v);
+	assert_string_equal(v, "5");
+	conn_opt(t->st, "keepalives_count", v, sizeof v);
+	assert_string_equal(v, "3");
+	conn_opt(t->st, "tcp_user_timeout", v, sizeof v);
+	assert_string_equal(v, "10000");
+	conn_opt(t->st, "client_encoding", v, sizeof v);
+	assert_string_equal(v, "UTF8");
+	show(t->st, "lock_timeout", v, sizeof v);
+	assert_string_equal(v, "2s");
+	show(t->st, "statement_timeout", v, sizeof v);
+	assert_string_equal(v, "10s");
+	show(t->st, "idle_in_transaction_session_timeout", v, sizeof v);
+	assert_string_equal(v, "5s");
+
+	/* what the URL sets stays as the URL says */
+	char url[1100], err[256] = "";
+	snprintf(url, sizeof url, "%s connect_timeout=7 keepalives_idle=9", t->url);
+	struct ctl_store *st = ctl_store_open_pg(url, err, sizeof err);
+	if (!st)
+		fail_msg("open: %s", err);
+	conn_opt(st, "connect_timeout", v, sizeof v);
+	assert_string_equal(v, "7");
+	conn_opt(st, "keepalives_idle", v, sizeof v);
+	assert_string_equal(v, "9");
+	conn_opt(st, "keepalives_interval", v, sizeof v);
+	assert_string_equal(v, "2");
+	ctl_store_close(st);
+}
+
+static void alarm_abort(int sig)
+{
+	(void)sig;
+	static const char m[] = "a store write hung (no lock timeout)\n";
+	if (write(2, m, sizeof m - 1) < 0)
+		_exit(3);
+	group_teardown(NULL); /* the cluster must not outlive us */
+	_exit(3);
+}
+
+/* Server B stops inside a write, holding the meta row's lock. */
+static void stalled_writer_does_not_freeze_the_others(void **state)
+{
+	struct t *t = T(state);
+	char sec[CTL_SECRET_MAX];
+	struct ctl_store *b = open_store(t);
+	PGresult *r = PQexec(PG(b)->db, "BEGIN; SELECT 1 FROM meta WHERE id = 1 FOR UPDATE");
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+
+	signal(SIGALRM, alarm_abort);
+	alarm(30); /* without the timeouts the write below never returns */
+	struct ctl_authkey_params p = {.reusable = true, .now = NOW};
+	int rc = ctl_store_key_create(t->st, &p, sec, sizeof sec, NULL);
+	double took = since(&t0);
+	print_message("blocked write: %d after %.1f s: %s\n", rc, took,
+	              ctl_store_errmsg(t->st));
+	assert_int_equal(rc, CTL_STORE_EIO);
+	assert_true(took < 5);
+	assert_non_null(strstr(ctl_store_errmsg(t->st), "the store is busy"));
+	size_t swept;
+	ctl_store_set_server(t->st, 42);
+	assert_int_equal(ctl_store_server_beat(t->st, NOW, 10, &swept), CTL_STORE_EIO);
+
+	/* PostgreSQL ends B's session after 5 s idle in its transaction: the
+	 * lock is free and A writes again. */
+	do {
+		rc = ctl_store_key_create(t->st, &p, sec, sizeof sec, NULL);
+	} while (rc != 0 && since(&t0) < 15);
+	alarm(0);
+	print_message("write went through %.1f s after the stall\n", since(&t0));
+	assert_int_equal(rc, 0);
+	assert_true(since(&t0) >= 4.5);
+
+	/* B's own session is gone; its next write reconnects and works */
+	assert_int_equal(ctl_store_key_create(b, &p, sec, sizeof sec, NULL), 0);
+	ctl_store_close(b);
+}
+
+/* The watch's database cannot be reached: the first try says why, the
+ * next ones within the back-off say when it tries again, without trying. */
+static void watch_backs_off(void **state)
+{
+	struct t *t = T(state);
+	struct pg_store *s = PG(t->st);
+	char bad[200];
+	snprintf(bad, sizeof bad, "postgresql://mesh@/mesh?host=/nonexistent-fx");
+	free(s->url);
+	s->url = strdup(bad);
+	assert_int_equal(ctl_store_watch_fd(t->st), -1);
+	print_message("first: %s\n", ctl_store_errmsg(t->st));
+	assert_null(strstr(ctl_store_errmsg(t->st), "next try in"));
+	assert_int_equal(ctl_store_watch_fd(t->st), -1);
+	print_message("second: %s\n", ctl_store_errmsg(t->st));
+	assert_non_null(strstr(ctl_store_errmsg(t->st), "next try in 1 s"));
+	sleep(1);
+	usleep(100 * 1000);
+	assert_int_equal(ctl_store_watch_fd(t->st), -1); /* tried again: 2 s now */
+	assert_int_equal(ctl_store_watch_fd(t->st), -1);
+	print_message("fourth: %s\n", ctl_store_errmsg(t->st));
+	assert_non_null(strstr(ctl_store_errmsg(t->st), "next try in 2 s"));
+}
+
+/* Restarts this run's cluster (pg_ctl keeps its options); false when the
+ * cluster is not ours (MESH_TEST_PG_URL). */
+static bool restart_cluster(void)
+{
+	if (!g_pgdir[0])
+		return false;
+	char cmd[800];
+	snprintf(cmd, sizeof cmd,
+	         "pgctl=$(ls /usr/lib/postgresql/*/bin/pg_ctl | head -n 1); "
+	         "if [ \"$(id -u)\" = 0 ]; then run='runuser -u nobody --'; fi; "
+	         "$run $pgctl -D %s/data -m fast -w restart >/dev/null",
+	         g_pgdir);
+	assert_int_equal(system(cmd), 0);
+	return true;
+}
+
+/* The database restarts between two calls: the next read and the next
+ * write (its BEGIN) each find the connection dead, reconnect, re-prepare
+ * and succeed -- the first call after a restart may be a registration. */
+static void database_restart_between_calls(void **state)
+{
+	struct t *t = T(state);
+	char sec[CTL_SECRET_MAX];
+	struct ctl_authkey *keys = NULL;
+	size_t n = 0;
+	key(t, true, false, NULL, sec);
+	assert_int_equal(ctl_store_key_list(t->st, &keys, &n), 0);
+	free(keys);
+	if (!restart_cluster())
+		skip();
+	assert_int_equal(ctl_store_key_list(t->st, &keys, &n), 0);
+	assert_int_equal(n, 1);
+	free(keys);
+	assert_true(restart_cluster());
+	struct ctl_authkey_params p = {.reusable = true, .now = NOW};
+	int rc = ctl_store_key_create(t->st, &p, sec, sizeof sec, NULL);
+	if (rc)
+		fail_msg("write after a restart: %s", ctl_store_errmsg(t->st));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    STORE_PG_ONLY(connection_limits),
+	    STORE_PG_ONLY(stalled_writer_does_not_freeze_the_others),
+	    STORE_PG_ONLY(watch_backs_off),
+	    STORE_PG_ONLY(database_restart_between_calls),
+	};
+	return cmocka_run_group_tests_name("control_store_pg_robust", tests, group_setup,
+	                                   group_teardown);
+}
