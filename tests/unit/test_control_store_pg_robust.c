@@ -153,6 +153,39 @@ static void watch_backs_off(void **state)
 	assert_non_null(strstr(ctl_store_errmsg(t->st), "next try in 2 s"));
 }
 
+/* A join spends a key in an open transaction (it holds the meta lock)
+ * while `keys revoke` runs on another server: the revoke waits for the
+ * join to commit, and no join after the revoke returned gets in. */
+static void revoke_waits_for_a_join_in_progress(void **state)
+{
+	struct t *t = T(state);
+	char sec[CTL_SECRET_MAX];
+	struct ctl_authkey k;
+	struct ctl_authkey_params kp = {.reusable = true, .now = NOW};
+	assert_int_equal(ctl_store_key_create(t->st, &kp, sec, sizeof sec, &k), 0);
+	struct ctl_store *b = open_store(t);
+	assert_int_equal(ctl_pg_begin(PG(b)), 0);
+
+	fflush(NULL);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		char err[256];
+		struct ctl_store *c = ctl_store_open_pg(t->url, err, sizeof err);
+		_exit(c && ctl_store_key_revoke(c, k.id) == 0 ? 0 : 1);
+	}
+	usleep(800 * 1000);
+	int st = 0;
+	assert_int_equal(waitpid(child, &st, WNOHANG), 0); /* still waiting */
+	struct ctl_authkey used;
+	assert_int_equal(ctl_pg_key_use_tx(PG(b), sec, NOW, &used), 0);
+	assert_int_equal(ctl_pg_end(PG(b), 0), 0);
+	assert_int_equal(waitpid(child, &st, 0), child);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(ctl_store_key_use(b, sec, NOW, &used), CTL_STORE_EKEY_REVOKED);
+	ctl_store_close(b);
+}
+
 /* Restarts this run's cluster (pg_ctl keeps its options); false when the
  * cluster is not ours (MESH_TEST_PG_URL). */
 static bool restart_cluster(void)
@@ -200,6 +233,7 @@ int main(void)
 	    STORE_PG_ONLY(stalled_writer_does_not_freeze_the_others),
 	    STORE_PG_ONLY(watch_backs_off),
 	    STORE_PG_ONLY(database_restart_between_calls),
+	    STORE_PG_ONLY(revoke_waits_for_a_join_in_progress),
 	};
 	return cmocka_run_group_tests_name("control_store_pg_robust", tests, group_setup,
 	                                   group_teardown);
