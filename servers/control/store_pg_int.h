@@ -30,6 +30,8 @@ struct pg_store {
 	int64_t watch_next_ms; /* CLOCK_MONOTONIC: no watch connect before */
 	char *url;
 	int64_t server_id; /* ctl_store_set_server; 0: none */
+	int64_t last_beat;  /* database clock of this handle's last beat; 0: none */
+	bool warned_future; /* another server's beat ahead of the clock: said */
 	ctl_store_fault_fn fault;
 	void *fault_arg;
 	bool in_tx;

@@ -186,6 +186,70 @@ static void revoke_waits_for_a_join_in_progress(void **state)
 	ctl_store_close(b);
 }
 
+/* A node online through st (which holds it from then on). */
+static int64_t node_on(struct t *t, struct ctl_store *st, uint32_t i)
+{
+	char sec[CTL_SECRET_MAX];
+	struct ctl_node n;
+	key(t, true, false, NULL, sec);
+	assert_int_equal(reg(t, i, "n", sec, &n), 0);
+	struct ctl_node_update u = {.mask = CTL_UPD_ONLINE, .online = true};
+	assert_int_equal(ctl_store_node_update(st, n.id, &u), 0);
+	return n.id;
+}
+
+/* Server 1's host clock is 15 s ahead of server 2's. On PostgreSQL both
+ * beat by the database's clock: server 2, beating on time, is alive, and
+ * its node stays online. */
+static void clock_skew_sweeps_nothing(void **state)
+{
+	struct t *t = T(state);
+	size_t n = 99;
+	struct ctl_store *s1 = t->st, *s2 = open_store(t);
+	ctl_store_set_server(s1, 111);
+	ctl_store_set_server(s2, 222);
+	int64_t now = (int64_t)time(NULL);
+	assert_int_equal(ctl_store_server_beat(s1, now + 15, 10, &n), 0);
+	assert_int_equal(ctl_store_server_beat(s2, now, 10, &n), 0);
+	int64_t id = node_on(t, s2, 1);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(ctl_store_server_beat(s1, now + 15 + 2 * i, 10, &n), 0);
+		assert_int_equal(n, 0);
+		assert_int_equal(ctl_store_server_beat(s2, now + 2 * i, 10, &n), 0);
+		assert_int_equal(n, 0);
+	}
+	assert_true(node(t, id).online);
+	ctl_store_close(s2);
+}
+
+/* Server 1 was paused (or the store was away) for longer than dead_after:
+ * server 2 looks dead to it, but server 2 may just have failed to beat
+ * too. Its first beat back sweeps nothing; the next one does. */
+static void stale_server_beats_before_sweeping(void **state)
+{
+	struct t *t = T(state);
+	size_t n = 99;
+	int64_t dead = t->e->pg ? 2 : 10, gap = t->e->pg ? 3 : 30;
+	struct ctl_store *s1 = t->st, *s2 = open_store(t);
+	ctl_store_set_server(s1, 111);
+	ctl_store_set_server(s2, 222);
+	assert_int_equal(ctl_store_server_beat(s1, NOW, dead, &n), 0);
+	assert_int_equal(ctl_store_server_beat(s2, NOW, dead, &n), 0);
+	int64_t id = node_on(t, s2, 1);
+	if (t->e->pg) /* the database's clock: wait for real */
+		sleep((unsigned)gap);
+	int64_t v = version(t);
+	assert_int_equal(ctl_store_server_beat(s1, NOW + gap, dead, &n), 0);
+	assert_int_equal(n, 0);
+	assert_true(node(t, id).online);
+	assert_int_equal(version(t), v);
+	/* server 2 stays silent: now it is taken for stopped */
+	assert_int_equal(ctl_store_server_beat(s1, NOW + gap + 1, dead, &n), 0);
+	assert_int_equal(n, 1);
+	assert_false(node(t, id).online);
+	ctl_store_close(s2);
+}
+
 /* Restarts this run's cluster (pg_ctl keeps its options); false when the
  * cluster is not ours (MESH_TEST_PG_URL). */
 static bool restart_cluster(void)
@@ -234,6 +298,8 @@ int main(void)
 	    STORE_PG_ONLY(watch_backs_off),
 	    STORE_PG_ONLY(database_restart_between_calls),
 	    STORE_PG_ONLY(revoke_waits_for_a_join_in_progress),
+	    STORE_PG_ONLY(clock_skew_sweeps_nothing),
+	    STORE_BOTH(stale_server_beats_before_sweeping),
 	};
 	return cmocka_run_group_tests_name("control_store_pg_robust", tests, group_setup,
 	                                   group_teardown);
