@@ -460,6 +460,18 @@ PGconn *ctl_pg_connect(const char *url)
 	return c;
 }
 
+int ctl_pg_encoding_check(PGconn *c, char *err, size_t errlen)
+{
+	const char *enc = PQparameterStatus(c, "server_encoding");
+	if (enc && !strcmp(enc, "UTF8"))
+		return 0;
+	snprintf(err, errlen,
+	         "database \"%s\" has encoding %s; mesh-control needs UTF8: create "
+	         "the database with `createdb -E UTF8 -T template0 NAME`",
+	         PQdb(c) ? PQdb(c) : "?", enc ? enc : "(unknown)");
+	return -1;
+}
+
 /* The session's limits, on every connection (again after a reset): a
  * write waits at most 2 s for the meta row's lock (another server holds
  * it), no statement runs past 10 s, and a session idle inside a
@@ -582,12 +594,45 @@ static int pg_migrate_to(struct pg_store *s, int v)
 	return rc;
 }
 
+/* The schema's version without DDL (0: no schema_version table): a role
+ * with only SELECT, INSERT, UPDATE, DELETE on the tables (no CREATE on
+ * the schema) opens an up-to-date store. */
+static int pg_schema_probe(struct pg_store *s, int *v)
+{
+	static const char *const probe =
+	    "SELECT CASE WHEN to_regclass('schema_version') IS NULL THEN 0 "
+	    "ELSE 1 END";
+	static const char *const get =
+	    "SELECT COALESCE(max(version), 0) FROM schema_version";
+	int rc;
+	*v = 0;
+	PGresult *r = ctl_pg_query(s, "schema version", probe, NULL, &rc);
+	if (!r)
+		return rc;
+	bool exists = ctl_pg_int(r, 0, 0) == 1;
+	PQclear(r);
+	if (!exists)
+		return 0;
+	r = ctl_pg_query(s, "schema version", get, NULL, &rc);
+	if (!r)
+		return rc;
+	*v = (int)ctl_pg_int(r, 0, 0);
+	PQclear(r);
+	return 0;
+}
+
 /* One transaction under an advisory lock: servers started together wait
- * for the first one's migration and then find nothing to do. */
+ * for the first one's migration and then find nothing to do. An
+ * up-to-date schema needs neither the lock nor any DDL. */
 static int pg_migrate(struct pg_store *s)
 {
 	static const char *const lock = "SELECT pg_advisory_xact_lock($1)";
-	int v = 0, rc = pg_begin_plain(s);
+	int v = 0, rc = pg_schema_probe(s, &v);
+	if (rc)
+		return rc;
+	if (v == ctl_schema_version)
+		return 0;
+	rc = pg_begin_plain(s);
 	if (rc)
 		return rc;
 	struct pg_params p = {0};
@@ -644,6 +689,9 @@ struct ctl_store *ctl_store_open_pg(const char *url, char *err, size_t errlen)
 		                 "PostgreSQL %d.%d is too old: use version 10 or newer",
 		                 PQserverVersion(s->db) / 10000,
 		                 PQserverVersion(s->db) % 10000 / 100);
+	char enc[200];
+	if (rc == 0 && ctl_pg_encoding_check(s->db, enc, sizeof enc) < 0)
+		rc = ctl_pg_fail(s, CTL_STORE_EIO, "%s", enc);
 	if (rc == 0)
 		rc = pg_session_limits(s);
 	if (rc == 0)

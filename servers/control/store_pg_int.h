@@ -13,6 +13,7 @@
 #define MESH_CTL_STORE_PG_INT_H
 
 #include "servers/control/store.h"
+#include "servers/control/store_pg_conn.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -58,11 +59,6 @@ struct pg_params {
 void ctl_pg_p_int(struct pg_params *p, int64_t v);
 void ctl_pg_p_text(struct pg_params *p, const char *s); /* NULL: SQL NULL */
 void ctl_pg_p_blob(struct pg_params *p, const uint8_t *b, size_t n);
-
-/* A connection to url with mesh-control's limits (connect and keepalive
- * timeouts, unless url sets them) and client_encoding UTF8; NULL only
- * without memory (check PQstatus). */
-PGconn *ctl_pg_connect(const char *url);
 
 /* Sets the store's message from fmt; returns code. */
 int ctl_pg_fail(struct pg_store *s, int code, const char *fmt, ...)

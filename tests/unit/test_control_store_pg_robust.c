@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "servers/control/migrate.h"
 #include "servers/control/store_pg_int.h"
 #include "store_engines_fixture.h"
 
@@ -250,6 +251,88 @@ static void stale_server_beats_before_sweeping(void **state)
 	ctl_store_close(s2);
 }
 
+/* Runs sql on the test's own database. */
+static void db_exec(struct t *t, const char *sql)
+{
+	PGconn *c = PQconnectdb(t->url);
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* A role that may only read and write the rows (no CREATE on the schema,
+ * as PostgreSQL 15's public schema for anyone but its owner) opens an
+ * up-to-date store and writes to it. */
+static void dml_only_role_opens_the_store(void **state)
+{
+	struct t *t = T(state);
+	char sql[1024], url[1200], err[256] = "";
+	snprintf(sql, sizeof sql,
+	         "CREATE ROLE r_%s LOGIN; GRANT CONNECT ON DATABASE %s TO r_%s;"
+	         " REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+	         " GRANT USAGE ON SCHEMA public TO r_%s;"
+	         " GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA"
+	         " public TO r_%s; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public"
+	         " TO r_%s",
+	         t->db, t->db, t->db, t->db, t->db, t->db);
+	db_exec(t, sql);
+	snprintf(url, sizeof url, "%s user=r_%s", t->url, t->db);
+	struct ctl_store *st = ctl_store_open_pg(url, err, sizeof err);
+	if (!st)
+		fail_msg("open as a role without CREATE: %s", err);
+	char sec[CTL_SECRET_MAX];
+	struct ctl_authkey_params p = {.reusable = true, .now = NOW};
+	int rc = ctl_store_key_create(st, &p, sec, sizeof sec, NULL);
+	if (rc)
+		fail_msg("write as that role: %s", ctl_store_errmsg(st));
+	ctl_store_close(st);
+	snprintf(sql, sizeof sql, "DROP OWNED BY r_%s; DROP ROLE r_%s", t->db, t->db);
+	db_exec(t, sql);
+}
+
+/* A database whose encoding is not UTF8 is refused, by the store's open
+ * and by migrate, with how to make one that is. */
+static void non_utf8_database_refused(void **state)
+{
+	struct t *t = T(state);
+	char sql[256], db[80], url[1100], err[512] = "";
+	snprintf(db, sizeof db, "%s_latin1", t->db);
+	snprintf(sql, sizeof sql,
+	         "CREATE DATABASE %s ENCODING 'LATIN1' TEMPLATE template0"
+	         " LC_COLLATE 'C' LC_CTYPE 'C'",
+	         db);
+	assert_true(pg_admin(sql));
+	pg_url_for(db, url, sizeof url);
+	struct ctl_store *st = ctl_store_open_pg(url, err, sizeof err);
+	print_message("open: %s\n", err);
+	if (st)
+		ctl_store_close(st);
+	assert_null(st);
+	assert_non_null(strstr(err, "LATIN1"));
+	assert_non_null(strstr(err, "createdb -E UTF8"));
+
+	/* migrate: a SQLite mesh to copy, the LATIN1 database as the target */
+	char tmp[64] = "/tmp/ctlpgn-mig-XXXXXX", dir[96];
+	assert_non_null(mkdtemp(tmp));
+	snprintf(dir, sizeof dir, "%s/data", tmp);
+	struct ctl_store *sq = ctl_store_open_sqlite(dir, err, sizeof err);
+	assert_non_null(sq);
+	struct ctl_init_params ip = {.now = NOW};
+	assert_int_equal(ctl_store_init(sq, &ip), 0);
+	ctl_store_close(sq);
+	err[0] = 0;
+	struct ctl_mig *m = ctl_mig_open(dir, url, err, sizeof err);
+	print_message("migrate: %s\n", err);
+	ctl_mig_close(m);
+	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	assert_null(m);
+	assert_non_null(strstr(err, "createdb -E UTF8"));
+	snprintf(sql, sizeof sql, "DROP DATABASE %s", db);
+	pg_admin(sql);
+}
+
 /* Restarts this run's cluster (pg_ctl keeps its options); false when the
  * cluster is not ours (MESH_TEST_PG_URL). */
 static bool restart_cluster(void)
@@ -300,6 +383,8 @@ int main(void)
 	    STORE_PG_ONLY(revoke_waits_for_a_join_in_progress),
 	    STORE_PG_ONLY(clock_skew_sweeps_nothing),
 	    STORE_BOTH(stale_server_beats_before_sweeping),
+	    STORE_PG_ONLY(dml_only_role_opens_the_store),
+	    STORE_PG_ONLY(non_utf8_database_refused),
 	};
 	return cmocka_run_group_tests_name("control_store_pg_robust", tests, group_setup,
 	                                   group_teardown);
