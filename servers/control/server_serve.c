@@ -263,11 +263,10 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 	                                    "--handshakes-total",
 	                                    "--health-listen",
 	                                    "--dead-after"};
-	const char **vals[] = {&o->data,    &o->listen,        &o->admin,
-	                       &o->eph,     &o->level,         &o->max_pending,
-	                       &o->max_src, &o->max_unreg_src, &o->max_conns,
-	                       &o->hs_src,  &o->hs_total,      &o->health,
-	                       &o->dead};
+	const char **vals[] = {
+	    &o->data,        &o->listen,  &o->admin,         &o->eph,       &o->level,
+	    &o->max_pending, &o->max_src, &o->max_unreg_src, &o->max_conns, &o->hs_src,
+	    &o->hs_total,    &o->health,  &o->dead};
 	bool seen_serve = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];

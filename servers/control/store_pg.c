@@ -352,7 +352,8 @@ int ctl_pg_begin(struct pg_store *s)
 		                  " SELECT 1 FROM meta WHERE id = 1 FOR UPDATE");
 		/* a connection found dead here did nothing yet: reconnect
 		 * (pg_ensure_conn) and try once more */
-		if (PQresultStatus(r) == PGRES_TUPLES_OK || PQstatus(s->db) != CONNECTION_BAD)
+		if (PQresultStatus(r) == PGRES_TUPLES_OK ||
+		    PQstatus(s->db) != CONNECTION_BAD)
 			break;
 	}
 	int rc = 0;
@@ -442,17 +443,12 @@ static void pg_notice_quiet(void *arg, const char *message)
  * kernel's minutes. */
 PGconn *ctl_pg_connect(const char *url)
 {
-	const char *const keys[] = {"connect_timeout",
-	                            "keepalives",
-	                            "keepalives_idle",
-	                            "keepalives_interval",
-	                            "keepalives_count",
-	                            "tcp_user_timeout",
-	                            "fallback_application_name",
-	                            "dbname",
-	                            "client_encoding",
-	                            NULL};
-	const char *const vals[] = {"3", "1", "5", "2", "3", "10000", "mesh-control",
+	const char *const keys[] = {"connect_timeout",           "keepalives",
+	                            "keepalives_idle",           "keepalives_interval",
+	                            "keepalives_count",          "tcp_user_timeout",
+	                            "fallback_application_name", "dbname",
+	                            "client_encoding",           NULL};
+	const char *const vals[] = {"3", "1",    "5", "2", "3", "10000", "mesh-control",
 	                            url, "UTF8", NULL};
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
 	if (c)

@@ -177,7 +177,8 @@ static int64_t g_at;
 static void age_beats(struct t *t, int64_t secs, struct ctl_store *a, struct ctl_store *b)
 {
 	char sql[128];
-	snprintf(sql, sizeof sql, "UPDATE servers SET beat = beat - %lld", (long long)secs);
+	snprintf(sql, sizeof sql, "UPDATE servers SET beat = beat - %lld",
+	         (long long)secs);
 	PGconn *c = PQconnectdb(t->url);
 	PGresult *r = PQexec(c, sql);
 	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
@@ -189,8 +190,8 @@ static void age_beats(struct t *t, int64_t secs, struct ctl_store *a, struct ctl
 			PG(h[i])->last_beat -= secs;
 }
 
-static int beat_at(struct t *t, struct ctl_store *st, int64_t at, int64_t dead,
-                   size_t *n, struct ctl_store *other)
+static int beat_at(struct t *t, struct ctl_store *st, int64_t at, int64_t dead, size_t *n,
+                   struct ctl_store *other)
 {
 	if (!t->e->pg)
 		return ctl_store_server_beat(st, NOW + at, dead, n);

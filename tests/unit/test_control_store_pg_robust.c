@@ -95,7 +95,8 @@ static void stalled_writer_does_not_freeze_the_others(void **state)
 	struct t *t = T(state);
 	char sec[CTL_SECRET_MAX];
 	struct ctl_store *b = open_store(t);
-	PGresult *r = PQexec(PG(b)->db, "BEGIN; SELECT 1 FROM meta WHERE id = 1 FOR UPDATE");
+	PGresult *r =
+	    PQexec(PG(b)->db, "BEGIN; SELECT 1 FROM meta WHERE id = 1 FOR UPDATE");
 	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 	PQclear(r);
 	struct timespec t0;
