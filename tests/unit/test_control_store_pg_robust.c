@@ -9,7 +9,14 @@
  *    timeout) are set unless the URL sets them, and the session's lock,
  *    statement and idle-in-transaction timeouts on every connection;
  *  - the change watch does not reconnect at every poll while the database
- *    cannot be reached: it waits 1 s, then 2, 4 ... 30 s. */
+ *    cannot be reached: it waits 1 s, then 2, 4 ... 30 s;
+ *  - a database restart between two calls: the next read and write work;
+ *  - a key revoke waits for a join that is spending the key;
+ *  - beats by the database's clock (a host 15 s ahead sweeps nothing), a
+ *    server back from a pause beats before it sweeps (both engines), and
+ *    a beat far in the future is logged once (both engines);
+ *  - a role with only DML privileges opens an up-to-date store; a LATIN1
+ *    database is refused by the store and by migrate. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -334,6 +341,66 @@ static void non_utf8_database_refused(void **state)
 	pg_admin(sql);
 }
 
+/* Runs sql on the test's database (PostgreSQL) or its control.db. */
+static void store_sql(struct t *t, const char *sql)
+{
+	if (t->e->pg) {
+		PGconn *c = PQconnectdb(t->url);
+		PGresult *r = PQexec(c, sql);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			fail_msg("%s: %s", sql, PQerrorMessage(c));
+		PQclear(r);
+		PQfinish(c);
+		return;
+	}
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "sqlite3 %s/control.db \"%s\"", t->dir, sql);
+	if (system(cmd) != 0)
+		skip(); /* no sqlite3 shell here */
+}
+
+/* Beats with stderr captured in buf. */
+static void beat_captured(struct ctl_store *st, int64_t now, char *buf, size_t cap)
+{
+	char path[] = "/tmp/ctlpgn-log-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	int saved = dup(2);
+	dup2(fd, 2);
+	size_t n = 99;
+	int rc = ctl_store_server_beat(st, now, 10, &n);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	assert_int_equal(rc, 0);
+	lseek(fd, 0, SEEK_SET);
+	ssize_t k = read(fd, buf, cap - 1);
+	buf[k > 0 ? k : 0] = 0;
+	close(fd);
+	unlink(path);
+}
+
+/* Another server's beat a minute ahead of the clock (an older server
+ * that beats by its own host's clock): said once, not at every beat. */
+static void future_beat_warned_once(void **state)
+{
+	struct t *t = T(state);
+	char buf[2048];
+	int64_t now = t->e->pg ? (int64_t)time(NULL) : NOW;
+	char sql[200];
+	snprintf(sql, sizeof sql,
+	         "INSERT INTO servers (id, beat, started) VALUES (999, %lld, %lld)",
+	         (long long)(now + 60), (long long)now);
+	store_sql(t, sql);
+	ctl_store_set_server(t->st, 111);
+	beat_captured(t->st, now, buf, sizeof buf);
+	print_message("first beat: %s", buf);
+	assert_non_null(strstr(buf, "s ahead of"));
+	beat_captured(t->st, now + 2, buf, sizeof buf);
+	assert_null(strstr(buf, "s ahead of"));
+}
+
 /* Restarts this run's cluster (pg_ctl keeps its options); false when the
  * cluster is not ours (MESH_TEST_PG_URL). */
 static bool restart_cluster(void)
@@ -385,6 +452,7 @@ int main(void)
 	    STORE_PG_ONLY(clock_skew_sweeps_nothing),
 	    STORE_BOTH(stale_server_beats_before_sweeping),
 	    STORE_PG_ONLY(dml_only_role_opens_the_store),
+	    STORE_BOTH(future_beat_warned_once),
 	    STORE_PG_ONLY(non_utf8_database_refused),
 	};
 	return cmocka_run_group_tests_name("control_store_pg_robust", tests, group_setup,
