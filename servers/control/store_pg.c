@@ -151,12 +151,15 @@ static int pg_session_limits(struct pg_store *s);
  * ctl_pg_end rolls back. */
 static int pg_ensure_conn(struct pg_store *s)
 {
-	if (PQstatus(s->db) == CONNECTION_OK)
+	if (PQstatus(s->db) == CONNECTION_OK && s->limits_set)
 		return 0;
+	if (PQstatus(s->db) == CONNECTION_OK) /* a reset whose SETs failed */
+		return s->in_tx ? 0 : pg_session_limits(s);
 	if (s->in_tx)
 		return ctl_pg_fail(s, CTL_STORE_EIO,
 		                   "connection to PostgreSQL lost in a transaction");
 	pg_cache_forget(s);
+	s->limits_set = false;
 	PQreset(s->db);
 	if (PQstatus(s->db) != CONNECTION_OK)
 		return pg_conn_err(s, "reconnect to PostgreSQL");
@@ -483,6 +486,7 @@ static int pg_session_limits(struct pg_store *s)
 	             ? 0
 	             : pg_result_err(s, "session timeouts", r);
 	PQclear(r);
+	s->limits_set = rc == 0;
 	return rc;
 }
 
@@ -631,6 +635,12 @@ static int pg_migrate(struct pg_store *s)
 	rc = pg_begin_plain(s);
 	if (rc)
 		return rc;
+	/* A migration may rewrite big tables, and servers started together
+	 * wait here for the first one's: not the session's write limits. */
+	rc = ctl_pg_exec(s, "SET LOCAL lock_timeout = '60s';"
+	                    " SET LOCAL statement_timeout = 0");
+	if (rc)
+		return ctl_pg_end(s, rc);
 	struct pg_params p = {0};
 	ctl_pg_p_int(&p, PG_MIGRATE_LOCK);
 	rc = ctl_pg_cmd(s, "migration lock", lock, &p, NULL);
@@ -702,8 +712,6 @@ struct ctl_store *ctl_store_open_pg(const char *url, char *err, size_t errlen)
 
 /* ---- change watch ---------------------------------------------------- */
 
-/* A second connection that only LISTENs: notifications arrive on it while
- * the first one is busy in a transaction. */
 static int64_t pg_mono_ms(void)
 {
 	struct timespec ts;
@@ -723,6 +731,8 @@ static int pg_watch_failed(struct pg_store *s)
 	return -1;
 }
 
+/* A second connection that only LISTENs: notifications arrive on it while
+ * the first one is busy in a transaction. */
 static int pg_watch_fd(struct ctl_store *st)
 {
 	struct pg_store *s = PG(st);

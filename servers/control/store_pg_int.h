@@ -36,6 +36,7 @@ struct pg_store {
 	ctl_store_fault_fn fault;
 	void *fault_arg;
 	bool in_tx;
+	bool limits_set; /* pg_session_limits ran on this connection */
 	struct {
 		const char *sql;
 		char name[8];
