@@ -256,7 +256,7 @@ struct ctl_store *ctl_cli_store_open(const char *dir, struct ctl_meta *meta, cha
 		snprintf(where, wherecap, "%s", w);
 	struct ctl_store *st = ctl_store_open(dir, err, sizeof err);
 	if (!st && u == 0)
-		hint = ctl_cli_pg_hint(url, line);
+		hint = ctl_cli_pg_hint(url, err);
 	sodium_memzero(url, sizeof url);
 	if (!st) {
 		ctl_cli_one_line(line, sizeof line, err);

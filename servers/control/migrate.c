@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "servers/control/cli_store.h"
+#include "servers/control/store_pg_conn.h"
 #include "servers/control/store_schema.h"
 
 #define MIG_COLS_MAX 64
@@ -155,11 +156,14 @@ static int sq_lock(struct ctl_mig *m, const char *dir, char *err, size_t errlen)
 
 static int pg_connect(struct ctl_mig *m, const char *url, char *err, size_t errlen)
 {
-	m->pg = PQconnectdb(url);
+	m->pg = ctl_pg_connect(url); /* the store's limits and UTF-8 */
 	if (!m->pg)
 		return fail(err, errlen, "%s: out of memory", m->where);
 	if (PQstatus(m->pg) != CONNECTION_OK)
 		return pg_fail(m, err, errlen, "cannot connect");
+	char enc[200];
+	if (ctl_pg_encoding_check(m->pg, enc, sizeof enc) < 0)
+		return fail(err, errlen, "the %s: %s", m->where, enc);
 	PGresult *r = pg_run(m, "SELECT max(version) FROM schema_version", 0, NULL,
 	                     PGRES_TUPLES_OK, err, errlen);
 	if (!r)

@@ -31,7 +31,7 @@
 static const char serve_usage[] =
     "usage: mesh-control [--data DIR] serve [--listen HOST:PORT]\n"
     "                    [--admin-listen HOST:PORT [--admin-insecure]]\n"
-    "                    [--ephemeral-timeout DUR]\n"
+    "                    [--ephemeral-timeout DUR] [--dead-after DUR]\n"
     "                    [--allow-pending [--max-pending N]\n"
     "                    [--max-pending-per-source N]]\n"
     "                    [--max-unregistered-per-source N] [--max-conns N]\n"
@@ -62,6 +62,11 @@ static const char serve_usage[] =
     "                           the network in clear; prefer SSH or a TLS proxy)\n"
     "  --ephemeral-timeout DUR  remove ephemeral nodes DUR after they go offline\n"
     "                           (default 5m)\n"
+    "  --dead-after DUR         with several servers on one store: take a\n"
+    "                           server silent for DUR for stopped and mark its\n"
+    "                           nodes offline (default 10s; at least 5s, more\n"
+    "                           than two of its 2s beats); give every server of\n"
+    "                           a store the same value\n"
     "  --allow-pending          hold nodes that join without an auth key (tokens\n"
     "                           made with --no-key) for `mesh-control nodes\n"
     "                           approve`; without it (the default, also\n"
@@ -96,6 +101,9 @@ static const char serve_usage[] =
     "                           /readyz (200 while the store answers) and\n"
     "                           /metrics; any address (it serves no secrets)\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n";
+
+/* The beat interval serve runs with (ctl_server_config.beat_ms's default). */
+#define SERVE_BEAT_S 2
 
 static int serve_die(const char *msg, const char *arg)
 {
@@ -235,7 +243,7 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
 }
 
 struct serve_opts {
-	const char *data, *listen, *admin, *eph, *level, *max_pending, *max_src,
+	const char *data, *listen, *admin, *eph, *dead, *level, *max_pending, *max_src,
 	    *max_unreg_src, *max_conns, *hs_src, *hs_total, *health;
 	bool no_pending, allow_pending, admin_insecure, no_seen_ip;
 };
@@ -253,11 +261,12 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
 	                                    "--max-conns",
 	                                    "--handshakes-per-source",
 	                                    "--handshakes-total",
-	                                    "--health-listen"};
-	const char **vals[] = {&o->data,    &o->listen,        &o->admin,
-	                       &o->eph,     &o->level,         &o->max_pending,
-	                       &o->max_src, &o->max_unreg_src, &o->max_conns,
-	                       &o->hs_src,  &o->hs_total,      &o->health};
+	                                    "--health-listen",
+	                                    "--dead-after"};
+	const char **vals[] = {
+	    &o->data,        &o->listen,  &o->admin,         &o->eph,       &o->level,
+	    &o->max_pending, &o->max_src, &o->max_unreg_src, &o->max_conns, &o->hs_src,
+	    &o->hs_total,    &o->health,  &o->dead};
 	bool seen_serve = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -337,6 +346,14 @@ int ctl_serve_main(int argc, char **argv)
 		                 o.eph);
 	if (eph > UINT32_MAX)
 		eph = UINT32_MAX;
+	/* More than two beats (SERVE_BEAT_S apart) must fit in it, or a
+	 * server that is merely one beat late is taken for stopped. */
+	int64_t dead = 10;
+	if (o.dead && ((dead = ctl_cli_parse_dur(o.dead)) < 3 ||
+	               dead <= 2 * SERVE_BEAT_S || dead > 86400))
+		return serve_die("--dead-after %s: expected a duration from 5s (more "
+		                 "than two of the 2s beats) to 24h, such as 10s",
+		                 o.dead);
 	long long maxp = 100;
 	char *end = NULL;
 	if (o.max_pending)
@@ -400,6 +417,7 @@ int ctl_serve_main(int argc, char **argv)
 	if (!st)
 		return 1;
 	struct ctl_server_config cfg = {.ephemeral_timeout_s = (uint32_t)eph,
+	                                .dead_after_s = (uint32_t)dead,
 	                                .no_pending = o.no_pending,
 	                                .max_pending = (uint32_t)maxp,
 	                                .max_pending_per_source = (uint32_t)maxs,

@@ -407,7 +407,16 @@ const char *ctl_store_kind(const struct ctl_store *st);
  * bump if any node changed; *swept (may be NULL): how many nodes.
  * server_leave: at a clean stop, this server's nodes offline and its row
  * removed. Without set_server the id is 0 and the old one-server
- * behaviour holds. */
+ * behaviour holds.
+ * Clocks: PostgreSQL ignores the caller's now in server_beat and uses the
+ * database's clock for the beat, the cutoff, last_seen and the forgetting
+ * (servers on several hosts need not agree on the time); SQLite, one host,
+ * uses now. A beat whose handle's previous successful beat is older than
+ * dead_after (this server was paused or cut off) only records the beat and
+ * sweeps from the next one on, so a database outage does not make the
+ * first server back sweep all the others. Another server's beat more than
+ * CTL_BEAT_FUTURE_MAX seconds ahead of the clock is logged once. */
+#define CTL_BEAT_FUTURE_MAX 5
 void ctl_store_set_server(struct ctl_store *st, int64_t server_id);
 int ctl_store_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
                           size_t *swept);

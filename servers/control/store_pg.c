@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* pg_advisory_xact_lock key that serialises schema migrations ("mesh"). */
 #define PG_MIGRATE_LOCK 0x6d657368
@@ -117,6 +118,17 @@ static int pg_result_err(struct pg_store *s, const char *what, const PGresult *r
 		return ctl_pg_fail(s, CTL_STORE_ECONFLICT, "%s: node key in use", what);
 	if (state && !strcmp(state, "23505"))
 		rc = ctl_pg_fail(s, CTL_STORE_EEXISTS, "%s: %s", what, msg);
+	else if (state && !strcmp(state, "55P03"))
+		rc = ctl_pg_fail(s, CTL_STORE_EIO,
+		                 "%s: the store is busy: another server has held the "
+		                 "write lock for over 2 s (PostgreSQL ends a stalled "
+		                 "one's session after 5 s); try again",
+		                 what);
+	else if (state && !strcmp(state, "57014"))
+		rc = ctl_pg_fail(s, CTL_STORE_EIO,
+		                 "%s: the store is busy: the statement ran past 10 s "
+		                 "and was cancelled; try again",
+		                 what);
 	else
 		rc = ctl_pg_fail(s, CTL_STORE_EIO, "%s: %s", what, msg);
 	pg_chomp(s->base.errmsg);
@@ -131,22 +143,27 @@ static void pg_cache_forget(struct pg_store *s)
 		s->cache[i].sql = NULL;
 }
 
+static int pg_session_limits(struct pg_store *s);
+
 /* Outside a transaction a lost connection is reset (the server restarted,
  * a proxy dropped it); its prepared statements went with it. Inside one
  * the transaction is lost anyway: the statement fails and the caller's
  * ctl_pg_end rolls back. */
 static int pg_ensure_conn(struct pg_store *s)
 {
-	if (PQstatus(s->db) == CONNECTION_OK)
+	if (PQstatus(s->db) == CONNECTION_OK && s->limits_set)
 		return 0;
+	if (PQstatus(s->db) == CONNECTION_OK) /* a reset whose SETs failed */
+		return s->in_tx ? 0 : pg_session_limits(s);
 	if (s->in_tx)
 		return ctl_pg_fail(s, CTL_STORE_EIO,
 		                   "connection to PostgreSQL lost in a transaction");
 	pg_cache_forget(s);
+	s->limits_set = false;
 	PQreset(s->db);
 	if (PQstatus(s->db) != CONNECTION_OK)
 		return pg_conn_err(s, "reconnect to PostgreSQL");
-	return 0;
+	return pg_session_limits(s);
 }
 
 /* The name of sql's prepared statement on this connection, preparing it
@@ -173,20 +190,17 @@ static const char *pg_prepared(struct pg_store *s, const char *sql)
 	return s->cache[i].name;
 }
 
-PGresult *ctl_pg_query(struct pg_store *s, const char *what, const char *sql,
-                       const struct pg_params *p, int *rc)
+static PGresult *pg_query_once(struct pg_store *s, const char *what, const char *sql,
+                               const struct pg_params *p, int *rc, bool *retry)
 {
 	const char *name;
 	int n = p ? p->n : 0;
 
-	if (n > PG_MAXP) {
-		*rc = ctl_pg_fail(s, CTL_STORE_EIO, "%s: more than %d parameters", what,
-		                  PG_MAXP);
-		return NULL;
-	}
+	*retry = false;
 	if ((*rc = pg_ensure_conn(s)) != 0)
 		return NULL;
 	if (!(name = pg_prepared(s, sql))) {
+		*retry = PQstatus(s->db) == CONNECTION_BAD;
 		*rc = CTL_STORE_EIO;
 		return NULL;
 	}
@@ -197,9 +211,35 @@ PGresult *ctl_pg_query(struct pg_store *s, const char *what, const char *sql,
 		*rc = 0;
 		return r;
 	}
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	*retry = PQstatus(s->db) == CONNECTION_BAD || (state && !strcmp(state, "26000"));
 	*rc = pg_result_err(s, what, r);
 	PQclear(r);
 	return NULL;
+}
+
+/* Outside a transaction a statement that failed because the connection
+ * died (the database restarted: libpq notices only now) or because the
+ * session lost our prepared statements (26000) runs once more on a fresh
+ * connection or cache: the first statement after a restart may be a
+ * node's registration. Inside a transaction the transaction is lost
+ * anyway and the caller's ctl_pg_end rolls back. */
+PGresult *ctl_pg_query(struct pg_store *s, const char *what, const char *sql,
+                       const struct pg_params *p, int *rc)
+{
+	bool retry;
+	if ((p ? p->n : 0) > PG_MAXP) {
+		*rc = ctl_pg_fail(s, CTL_STORE_EIO, "%s: more than %d parameters", what,
+		                  PG_MAXP);
+		return NULL;
+	}
+	PGresult *r = pg_query_once(s, what, sql, p, rc, &retry);
+	if (r || !retry || s->in_tx)
+		return r;
+	pg_cache_forget(s);
+	if (PQstatus(s->db) == CONNECTION_OK)
+		PQclear(PQexec(s->db, "DEALLOCATE ALL"));
+	return pg_query_once(s, what, sql, p, rc, &retry);
 }
 
 int ctl_pg_cmd(struct pg_store *s, const char *what, const char *sql,
@@ -305,11 +345,21 @@ static int pg_begin_plain(struct pg_store *s)
  * query): every write pays for it. */
 int ctl_pg_begin(struct pg_store *s)
 {
-	int rc = pg_ensure_conn(s);
-	if (rc)
-		return rc;
-	PGresult *r = PQexec(s->db, "BEGIN ISOLATION LEVEL READ COMMITTED;"
-	                            " SELECT 1 FROM meta WHERE id = 1 FOR UPDATE");
+	PGresult *r = NULL;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int rc = pg_ensure_conn(s);
+		if (rc)
+			return rc;
+		PQclear(r);
+		r = PQexec(s->db, "BEGIN ISOLATION LEVEL READ COMMITTED;"
+		                  " SELECT 1 FROM meta WHERE id = 1 FOR UPDATE");
+		/* a connection found dead here did nothing yet: reconnect
+		 * (pg_ensure_conn) and try once more */
+		if (PQresultStatus(r) == PGRES_TUPLES_OK ||
+		    PQstatus(s->db) != CONNECTION_BAD)
+			break;
+	}
+	int rc = 0;
 	s->in_tx = PQtransactionStatus(s->db) == PQTRANS_INTRANS ||
 	           PQtransactionStatus(s->db) == PQTRANS_INERROR;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
@@ -389,16 +439,55 @@ static void pg_notice_quiet(void *arg, const char *message)
 
 /* Connects to url: the URI or key=value words as given, our application
  * name unless the URL sets one, and UTF-8 text (the texts we store are
- * ASCII or UTF-8). */
-static PGconn *pg_connect(const char *url)
+ * ASCII or UTF-8). The limits come before the URL, so the URL's own values
+ * win (libpq keeps the last of a repeated keyword): a peer that stops
+ * answering is noticed in about 10 s (keepalives, TCP user timeout) and a
+ * connect gives up after 3 s, instead of blocking the event loop for the
+ * kernel's minutes. */
+PGconn *ctl_pg_connect(const char *url)
 {
-	const char *const keys[] = {"dbname", "fallback_application_name",
-	                            "client_encoding", NULL};
-	const char *const vals[] = {url, "mesh-control", "UTF8", NULL};
+	const char *const keys[] = {"connect_timeout",           "keepalives",
+	                            "keepalives_idle",           "keepalives_interval",
+	                            "keepalives_count",          "tcp_user_timeout",
+	                            "fallback_application_name", "dbname",
+	                            "client_encoding",           NULL};
+	const char *const vals[] = {"3", "1",    "5", "2", "3", "10000", "mesh-control",
+	                            url, "UTF8", NULL};
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
 	if (c)
 		PQsetNoticeProcessor(c, pg_notice_quiet, NULL);
 	return c;
+}
+
+int ctl_pg_encoding_check(PGconn *c, char *err, size_t errlen)
+{
+	const char *enc = PQparameterStatus(c, "server_encoding");
+	if (enc && !strcmp(enc, "UTF8"))
+		return 0;
+	snprintf(err, errlen,
+	         "database \"%s\" has encoding %s; mesh-control needs UTF8: create "
+	         "the database with `createdb -E UTF8 -T template0 NAME`",
+	         PQdb(c) ? PQdb(c) : "?", enc ? enc : "(unknown)");
+	return -1;
+}
+
+/* The session's limits, on every connection (again after a reset): a
+ * write waits at most 2 s for the meta row's lock (another server holds
+ * it), no statement runs past 10 s, and a session idle inside a
+ * transaction for 5 s is ended by PostgreSQL -- a server stopped (SIGSTOP,
+ * cut off) in the middle of a write frees the lock that way, instead of
+ * freezing every other server's writes for hours. */
+static int pg_session_limits(struct pg_store *s)
+{
+	PGresult *r = PQexec(s->db, "SET lock_timeout = '2s';"
+	                            " SET statement_timeout = '10s';"
+	                            " SET idle_in_transaction_session_timeout = '5s'");
+	int rc = PQresultStatus(r) == PGRES_COMMAND_OK
+	             ? 0
+	             : pg_result_err(s, "session timeouts", r);
+	PQclear(r);
+	s->limits_set = rc == 0;
+	return rc;
 }
 
 /* The password in url (malloc'ed), or NULL. A URI libpq cannot parse
@@ -505,14 +594,53 @@ static int pg_migrate_to(struct pg_store *s, int v)
 	return rc;
 }
 
+/* The schema's version without DDL (0: no schema_version table): a role
+ * with only SELECT, INSERT, UPDATE, DELETE on the tables (no CREATE on
+ * the schema) opens an up-to-date store. */
+static int pg_schema_probe(struct pg_store *s, int *v)
+{
+	static const char *const probe =
+	    "SELECT CASE WHEN to_regclass('schema_version') IS NULL THEN 0 "
+	    "ELSE 1 END";
+	static const char *const get =
+	    "SELECT COALESCE(max(version), 0) FROM schema_version";
+	int rc;
+	*v = 0;
+	PGresult *r = ctl_pg_query(s, "schema version", probe, NULL, &rc);
+	if (!r)
+		return rc;
+	bool exists = ctl_pg_int(r, 0, 0) == 1;
+	PQclear(r);
+	if (!exists)
+		return 0;
+	r = ctl_pg_query(s, "schema version", get, NULL, &rc);
+	if (!r)
+		return rc;
+	*v = (int)ctl_pg_int(r, 0, 0);
+	PQclear(r);
+	return 0;
+}
+
 /* One transaction under an advisory lock: servers started together wait
- * for the first one's migration and then find nothing to do. */
+ * for the first one's migration and then find nothing to do. An
+ * up-to-date schema needs neither the lock nor any DDL. */
 static int pg_migrate(struct pg_store *s)
 {
 	static const char *const lock = "SELECT pg_advisory_xact_lock($1)";
-	int v = 0, rc = pg_begin_plain(s);
+	int v = 0, rc = pg_schema_probe(s, &v);
 	if (rc)
 		return rc;
+	if (v == ctl_schema_version)
+		return 0;
+	rc = pg_begin_plain(s);
+	if (rc)
+		return rc;
+	/* A migration may rewrite big tables, and servers started together
+	 * wait here for the first one's: not the session's write limits. */
+	rc = ctl_pg_exec(s, "SET LOCAL lock_timeout = '60s';"
+	                    " SET LOCAL statement_timeout = 0");
+	if (rc)
+		return ctl_pg_end(s, rc);
 	struct pg_params p = {0};
 	ctl_pg_p_int(&p, PG_MIGRATE_LOCK);
 	rc = ctl_pg_cmd(s, "migration lock", lock, &p, NULL);
@@ -554,7 +682,7 @@ struct ctl_store *ctl_store_open_pg(const char *url, char *err, size_t errlen)
 		return NULL;
 	}
 	s->base.ops = &pg_ops;
-	s->db = pg_connect(url);
+	s->db = ctl_pg_connect(url);
 	if (!s->db || PQstatus(s->db) != CONNECTION_OK) {
 		pg_err_scrub(err, errlen, "PostgreSQL: ",
 		             s->db ? PQerrorMessage(s->db) : "out of memory", url);
@@ -567,6 +695,11 @@ struct ctl_store *ctl_store_open_pg(const char *url, char *err, size_t errlen)
 		                 "PostgreSQL %d.%d is too old: use version 10 or newer",
 		                 PQserverVersion(s->db) / 10000,
 		                 PQserverVersion(s->db) % 10000 / 100);
+	char enc[200];
+	if (rc == 0 && ctl_pg_encoding_check(s->db, enc, sizeof enc) < 0)
+		rc = ctl_pg_fail(s, CTL_STORE_EIO, "%s", enc);
+	if (rc == 0)
+		rc = pg_session_limits(s);
 	if (rc == 0)
 		rc = pg_migrate(s);
 	if (rc) {
@@ -579,6 +712,25 @@ struct ctl_store *ctl_store_open_pg(const char *url, char *err, size_t errlen)
 
 /* ---- change watch ---------------------------------------------------- */
 
+static int64_t pg_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A failed watch connect waits before the next: 1 s, doubling to 30 s.
+ * The server asks at every poll (500 ms) while the watch is down, and each
+ * try blocks its loop for up to connect_timeout. */
+static int pg_watch_failed(struct pg_store *s)
+{
+	s->watch_delay_s = s->watch_delay_s ? s->watch_delay_s * 2 : 1;
+	if (s->watch_delay_s > 30)
+		s->watch_delay_s = 30;
+	s->watch_next_ms = pg_mono_ms() + s->watch_delay_s * 1000;
+	return -1;
+}
+
 /* A second connection that only LISTENs: notifications arrive on it while
  * the first one is busy in a transaction. */
 static int pg_watch_fd(struct ctl_store *st)
@@ -586,12 +738,18 @@ static int pg_watch_fd(struct ctl_store *st)
 	struct pg_store *s = PG(st);
 	if (s->watch)
 		return PQsocket(s->watch);
-	PGconn *w = pg_connect(s->url);
+	if (s->watch_delay_s && pg_mono_ms() < s->watch_next_ms) {
+		ctl_pg_fail(s, CTL_STORE_EIO,
+		            "watch: the last connect failed; next try in %d s",
+		            s->watch_delay_s);
+		return -1;
+	}
+	PGconn *w = ctl_pg_connect(s->url);
 	if (!w || PQstatus(w) != CONNECTION_OK) {
 		pg_err_scrub(s->base.errmsg, sizeof s->base.errmsg,
 		             "watch: ", w ? PQerrorMessage(w) : "out of memory", s->url);
 		PQfinish(w);
-		return -1;
+		return pg_watch_failed(s);
 	}
 	PGresult *r = PQexec(w, "LISTEN " CTL_STORE_CHANNEL);
 	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -600,9 +758,10 @@ static int pg_watch_fd(struct ctl_store *st)
 		ctl_pg_fail(s, CTL_STORE_EIO, "watch: LISTEN: %s", PQerrorMessage(w));
 		pg_chomp(s->base.errmsg);
 		PQfinish(w);
-		return -1;
+		return pg_watch_failed(s);
 	}
 	s->watch = w;
+	s->watch_delay_s = 0;
 	return PQsocket(w);
 }
 

@@ -144,11 +144,15 @@ int ctl_pg_apikey_revoke(struct ctl_store *st, int64_t id)
 	struct pg_params p = {0};
 	int64_t rows = 0;
 	ctl_pg_p_int(&p, id);
-	int rc = ctl_pg_cmd(s, "API key revoke", upd, &p, &rows);
+	/* Under the meta lock, as every write: it commits in order with them. */
+	int rc = ctl_pg_begin(s);
+	if (rc)
+		return rc;
+	rc = ctl_pg_cmd(s, "API key revoke", upd, &p, &rows);
 	if (rc == 0 && rows == 0)
 		rc = ctl_pg_fail(s, CTL_STORE_ENOTFOUND, "API key %lld: no such key",
 		                 (long long)id);
-	return rc;
+	return ctl_pg_end(s, rc);
 }
 
 /* "mapi-<decimal id>-<48 hex>" -> id, or -1. */

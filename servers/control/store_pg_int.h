@@ -13,6 +13,7 @@
 #define MESH_CTL_STORE_PG_INT_H
 
 #include "servers/control/store.h"
+#include "servers/control/store_pg_conn.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -25,12 +26,17 @@
 struct pg_store {
 	struct ctl_store base; /* first: ctl_store * <-> pg_store * */
 	PGconn *db;
-	PGconn *watch; /* LISTEN connection (ctl_store_watch_fd); NULL: none */
+	PGconn *watch;         /* LISTEN connection (ctl_store_watch_fd); NULL: none */
+	int watch_delay_s;     /* after a failed watch connect: 1, 2, 4 ... 30 */
+	int64_t watch_next_ms; /* CLOCK_MONOTONIC: no watch connect before */
 	char *url;
-	int64_t server_id; /* ctl_store_set_server; 0: none */
+	int64_t server_id;  /* ctl_store_set_server; 0: none */
+	int64_t last_beat;  /* database clock of this handle's last beat; 0: none */
+	bool warned_future; /* another server's beat ahead of the clock: said */
 	ctl_store_fault_fn fault;
 	void *fault_arg;
 	bool in_tx;
+	bool limits_set; /* pg_session_limits ran on this connection */
 	struct {
 		const char *sql;
 		char name[8];

@@ -160,11 +160,17 @@ int ctl_pg_key_revoke(struct ctl_store *st, int64_t id)
 	struct pg_params p = {0};
 	int64_t rows = 0;
 	ctl_pg_p_int(&p, id);
-	int rc = ctl_pg_cmd(s, "key revoke", upd, &p, &rows);
+	/* Under the meta lock: a join that is spending this key right now
+	 * (ctl_pg_key_use_tx, which holds the lock) commits first, and every
+	 * join after this returns sees the key revoked. */
+	int rc = ctl_pg_begin(s);
+	if (rc)
+		return rc;
+	rc = ctl_pg_cmd(s, "key revoke", upd, &p, &rows);
 	if (rc == 0 && rows == 0)
 		rc = ctl_pg_fail(s, CTL_STORE_ENOTFOUND, "auth key %lld: no such key",
 		                 (long long)id);
-	return rc;
+	return ctl_pg_end(s, rc);
 }
 
 /* "mkey-<decimal id>-<48 hex>" -> id, or -1. */
@@ -189,7 +195,7 @@ int ctl_pg_key_use_tx(struct pg_store *s, const char *secret, int64_t now,
                       struct ctl_authkey *k)
 {
 	static const char *const sel =
-	    "SELECT " PG_KEY_COLS " FROM auth_keys WHERE id = $1";
+	    "SELECT " PG_KEY_COLS " FROM auth_keys WHERE id = $1 FOR UPDATE";
 	static const char *const upd =
 	    "UPDATE auth_keys SET uses = uses + 1 WHERE id = $1";
 	uint8_t want[PG_HASH_LEN], have[PG_HASH_LEN] = {0};

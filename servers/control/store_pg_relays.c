@@ -97,7 +97,7 @@ static int64_t rk_secret_id(const char *sec)
 static int relay_key_use_tx(struct pg_store *s, const char *secret)
 {
 	static const char *const sel =
-	    "SELECT hash, revoked, uses FROM relay_keys WHERE id = $1";
+	    "SELECT hash, revoked, uses FROM relay_keys WHERE id = $1 FOR UPDATE";
 	static const char *const upd =
 	    "UPDATE relay_keys SET uses = uses + 1 WHERE id = $1";
 	int64_t id = rk_secret_id(secret);

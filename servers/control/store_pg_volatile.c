@@ -12,6 +12,8 @@
  * its WAL flush. */
 #include "servers/control/store_pg_int.h"
 
+#include "core/util/log.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,13 +337,58 @@ static const char pg_beat_sweep[] =
     "(SELECT id FROM servers WHERE id = $3 OR beat >= $4)) RETURNING 1) "
     "SELECT COUNT(*) FROM u";
 
+/* The database's clock (every server's beat is written and judged by it,
+ * so the hosts' clocks need not agree) and the newest other server's beat
+ * (0: none). */
+static const char pg_beat_clock[] =
+    "SELECT extract(epoch FROM clock_timestamp())::bigint, "
+    "COALESCE((SELECT max(beat) FROM servers WHERE id <> $1), 0)";
+
+static int pg_beat_read_clock(struct pg_store *s, int64_t *now, int64_t *newest)
+{
+	struct pg_params p = {.n = 0};
+	int rc;
+	ctl_pg_p_int(&p, s->server_id);
+	PGresult *q = ctl_pg_query(s, "database clock", pg_beat_clock, &p, &rc);
+	if (!q)
+		return rc;
+	*now = ctl_pg_int(q, 0, 0);
+	*newest = ctl_pg_int(q, 0, 1);
+	PQclear(q);
+	return *now > 0 ? 0 : ctl_pg_fail(s, CTL_STORE_EIO, "database clock: no answer");
+}
+
+/* A beat far in the future of the database clock comes from a server
+ * that writes its own host's clock (an older version): say so once. */
+static void pg_beat_check_future(struct pg_store *s, int64_t now, int64_t newest)
+{
+	if (newest <= now + CTL_BEAT_FUTURE_MAX || s->warned_future)
+		return;
+	s->warned_future = true;
+	log_warn("mesh-control: another server's beat is %lld s ahead of the "
+	         "database's clock: it runs an older mesh-control that beats by "
+	         "its own clock; upgrade it (its nodes may stay online up to "
+	         "that long after it stops)",
+	         (long long)(newest - now));
+}
+
+/* The caller's now is not used: beats, the cutoff, the swept nodes'
+ * last_seen and the forgetting all use the database's clock (one clock for
+ * all servers; a skew of a few seconds between hosts would otherwise make
+ * one server sweep another's live nodes at every beat). A server whose own
+ * previous successful beat is older than dead_after (it was paused, or cut
+ * off from the database; the others may have forgotten it) only beats this
+ * time: the others' beats failed too if the database was away, so it
+ * sweeps from its next beat on, when they have had a beat's time to come
+ * back. */
 int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
                        size_t *swept)
 {
 	struct pg_store *s = PG(st);
-	int64_t next = 0;
+	int64_t next = 0, newest = 0;
 	size_t cnt = 0;
 
+	(void)now;
 	if (swept)
 		*swept = 0;
 	if (dead_after < 1)
@@ -351,19 +398,21 @@ int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 	int rc = pg_vol_begin(s, &next);
 	if (rc)
 		return rc;
+	rc = pg_beat_read_clock(s, &now, &newest);
+	bool stale = s->last_beat && s->last_beat < now - dead_after;
 	struct pg_params p = {.n = 0};
 	ctl_pg_p_int(&p, s->server_id);
 	ctl_pg_p_int(&p, now);
-	if (s->server_id)
+	if (rc == 0 && s->server_id)
 		rc = ctl_pg_cmd(
 		    s, "server beat",
 		    "INSERT INTO servers (id, beat, started) VALUES ($1, $2, $2) "
 		    "ON CONFLICT (id) DO UPDATE SET beat = EXCLUDED.beat",
 		    &p, NULL);
-	if (rc == 0)
+	if (rc == 0 && !stale)
 		rc = pg_offline_where(s, pg_beat_sweep, now, next, 4, s->server_id,
 		                      now - dead_after, &cnt);
-	if (rc == 0) {
+	if (rc == 0 && !stale) {
 		struct pg_params d = {.n = 0};
 		ctl_pg_p_int(&d, s->server_id);
 		ctl_pg_p_int(&d, now - dead_after);
@@ -372,6 +421,10 @@ int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 		                NULL);
 	}
 	rc = pg_vol_end(s, rc, cnt > 0, next, "update:before-commit");
+	if (rc == 0) {
+		s->last_beat = now;
+		pg_beat_check_future(s, now, newest);
+	}
 	if (rc == 0 && swept)
 		*swept = cnt;
 	return rc;

@@ -18,7 +18,9 @@
 struct sq_store {
 	struct ctl_store base; /* first: ctl_store * <-> sq_store * */
 	sqlite3 *db;
-	int64_t server_id; /* ctl_store_set_server; 0: none (one server) */
+	int64_t server_id;  /* ctl_store_set_server; 0: none (one server) */
+	int64_t last_beat;  /* now of this handle's last successful beat; 0: none */
+	bool warned_future; /* another server's beat ahead of now: said */
 	ctl_store_fault_fn fault;
 	void *fault_arg;
 	struct {

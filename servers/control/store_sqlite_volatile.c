@@ -8,6 +8,8 @@
  * last batches), everything else stays FULL. */
 #include "servers/control/store_sqlite_int.h"
 
+#include "core/util/log.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -241,7 +243,30 @@ static int sq_server_row(struct sq_store *s, const char *sql, int64_t now,
 	return ctl_sq_step_done(s, q, what);
 }
 
-/* A beat is volatile state, as the node batches: synchronous=NORMAL. */
+/* Another server's beat far ahead of now (a host whose clock is ahead;
+ * SQLite's servers share a host, so a changed clock): said once. */
+static void sq_beat_check_future(struct sq_store *s, int64_t now)
+{
+	sqlite3_stmt *q;
+	if (s->warned_future ||
+	    !(q = ctl_sq_prep(s, "SELECT max(beat) FROM servers WHERE id != ?1")))
+		return;
+	sqlite3_bind_int64(q, 1, s->server_id);
+	int64_t newest = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+	ctl_sq_done(q);
+	if (newest <= now + CTL_BEAT_FUTURE_MAX)
+		return;
+	s->warned_future = true;
+	log_warn("mesh-control: another server's beat is %lld s ahead of this "
+	         "host's clock; check the clocks (its nodes may stay online up to "
+	         "that long after it stops)",
+	         (long long)(newest - now));
+}
+
+/* A beat is volatile state, as the node batches: synchronous=NORMAL. A
+ * handle whose previous beat is older than dead_after (this server was
+ * paused, or the store was away) only beats, and sweeps from its next
+ * beat on (ctl_store_server_beat). */
 int ctl_sq_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
                        size_t *swept)
 {
@@ -265,14 +290,19 @@ int ctl_sq_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 		                   "INSERT INTO servers (id, beat, started) VALUES (?1, ?2, "
 		                   "?2) ON CONFLICT (id) DO UPDATE SET beat = excluded.beat",
 		                   now, "server beat");
-	if (rc == 0)
+	bool stale = s->last_beat && s->last_beat < now - dead_after;
+	if (rc == 0 && !stale)
 		rc = sq_sweep(s, sq_beat_count, sq_beat_update, now, now - dead_after, &n);
-	if (rc == 0)
+	if (rc == 0 && !stale)
 		rc = sq_server_row(s, "DELETE FROM servers WHERE id != ?1 AND beat < ?2",
 		                   now - dead_after, "forgetting stopped servers");
 	if (rc == 0)
 		rc = ctl_sq_fault(s, "update:before-commit");
 	rc = sq_end_normal(s, rc);
+	if (rc == 0) {
+		s->last_beat = now;
+		sq_beat_check_future(s, now);
+	}
 	if (rc == 0 && swept)
 		*swept = n;
 	return rc;

@@ -20,7 +20,10 @@
 #    addresses), control.db kept as control.db.migrated; refused again
 #    (DIR is PostgreSQL now) and into a database that holds a mesh; the
 #    real node reconnects to a serve on the PostgreSQL store with the same
-#    node id, name and addresses.
+#    node id, name and addresses;
+#  - a transaction holding the store's write lock (a stalled server): the
+#    serve's beats fail within seconds ("the store is busy") while its
+#    node stays connected, and go through once the lock is free.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root
@@ -304,6 +307,27 @@ check "... connected, after a reconnect" wait_until 10 node_is 'm["control"]["st
 NODE_AFTER=$(node_json | python3 -c 'import json,sys; m=json.load(sys.stdin)["mesh"]; print(m["node_id"], m["name"], *m["addresses"])')
 info "real node: $NODE_AFTER"
 check "the same node id, name and addresses" test "$NODE_AFTER" = "$NODE_BEFORE"
+check "serve still running" bg_alive serve-pg
+
+step "a writer stalled with the write lock does not freeze serve"
+# psql holds the meta row's lock in an idle transaction for 9 s, as a
+# server stopped in the middle of a write would (psql's session has no
+# idle limit; a mesh-control session is ended after 5 s).
+MARK=$(log_mark "$E2E_LOGDIR/serve-pg.log")
+SESSIONS=$(node_json | python3 -c 'import json,sys; print(json.load(sys.stdin)["mesh"]["control"]["sessions"])')
+(printf 'BEGIN;\nSELECT 1 FROM meta WHERE id = 1 FOR UPDATE;\n'; sleep 9) |
+    psql -q "$DBM" >/dev/null 2>&1 &
+HOLDER=$!
+check "serve's beat fails in seconds: the store is busy" \
+    wait_log_after "$E2E_LOGDIR/serve-pg.log" "$MARK" "server beat: .*the store is busy" 6
+check "... while its node stays connected, on the same session" \
+    node_is "m['control']['state'] == 'online' and m['control']['sessions'] == $SESSIONS"
+wait "$HOLDER"
+sleep 3
+MARK=$(log_mark "$E2E_LOGDIR/serve-pg.log")
+sleep 5
+check "beats go through again once the lock is free" \
+    eval '! log_after "$E2E_LOGDIR/serve-pg.log" "$MARK" | grep -q "server beat:"'
 check "serve still running" bg_alive serve-pg
 bg_stop node
 bg_stop serve-pg

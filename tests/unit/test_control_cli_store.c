@@ -124,6 +124,37 @@ static void test_one_line(void **state)
 	assert_string_equal(out, "");
 }
 
+/* A store.url naming a socket where nothing listens: the open's message
+ * asks "Is the server running" once (libpq's words), and the hint, which
+ * looks at that message, does not ask it a second time. */
+static void test_open_missing_socket_hint_once(void **state)
+{
+	char p[512], url[600], errf[512], dir[300], buf[2048] = "";
+	struct ctl_meta meta;
+	snprintf(dir, sizeof dir, "%s/hint", root);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(url, sizeof url, "postgresql://m@/m?host=%s/nosock\n", root);
+	put(p, sizeof p, "hint/" CTL_STORE_URL_FILE, url, 0600);
+	snprintf(errf, sizeof errf, "%s/stderr", root);
+	fflush(stderr);
+	int saved = dup(2);
+	FILE *f = fopen(errf, "w+");
+	assert_non_null(f);
+	assert_true(dup2(fileno(f), 2) == 2);
+	struct ctl_store *st = ctl_cli_store_open(dir, &meta, NULL, 0);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	assert_null(st);
+	rewind(f);
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	print_message("%s", buf);
+	assert_non_null(strstr(buf, "Is the server running"));
+	assert_null(strstr(buf, "is PostgreSQL running"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -132,6 +163,7 @@ int main(void)
 	    cmocka_unit_test(test_url_file),
 	    cmocka_unit_test(test_url_write),
 	    cmocka_unit_test(test_one_line),
+	    cmocka_unit_test(test_open_missing_socket_hint_once),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
