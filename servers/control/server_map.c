@@ -1101,12 +1101,18 @@ void srv_poll_cb(int fd, short ev, void *arg)
 			continue;
 		int64_t id = n->id;
 		/* The snapshot is as of the last refresh: the node may have
-		 * come back through another server since. The store decides
-		 * (a read, then the removal: a reconnect in between is lost
-		 * to this race, as the timeout's last second always was). */
+		 * come back through another server since. The store decides:
+		 * the read spares a node seen lately (and schedules a refresh),
+		 * and the removal itself is conditional, so a registration
+		 * through another server after that read still keeps it. */
 		if (ephemeral_back(s, id, now))
 			continue;
-		if (ctl_store_node_remove(s->cfg.store, id) == 0) {
+		int64_t cutoff = now - (int64_t)s->cfg.ephemeral_timeout_s;
+		int rr = ctl_store_node_reap(s->cfg.store, id, cutoff);
+		if (rr == CTL_STORE_ENOTFOUND) {
+			log_debug("mesh-control: %s", ctl_store_errmsg(s->cfg.store));
+			srv_broadcast_schedule(s);
+		} else if (rr == 0) {
 			log_info("mesh-control: ephemeral node %lld removed after %u s "
 			         "offline",
 			         (long long)id, s->cfg.ephemeral_timeout_s);

@@ -315,6 +315,7 @@ struct ctl_store_ops {
 	int (*node_approve)(struct ctl_store *st, int64_t id);
 	int (*node_rename)(struct ctl_store *st, int64_t id, const char *name);
 	int (*node_remove)(struct ctl_store *st, int64_t id);
+	int (*node_reap)(struct ctl_store *st, int64_t id, int64_t cutoff);
 	int (*node_logout)(struct ctl_store *st, int64_t id);
 	int (*node_removed)(struct ctl_store *st, int64_t since_version, int64_t **ids,
 	                    size_t *n);
@@ -483,6 +484,12 @@ int ctl_store_node_list(struct ctl_store *st, int64_t since_version,
 int ctl_store_node_approve(struct ctl_store *st, int64_t id);
 int ctl_store_node_rename(struct ctl_store *st, int64_t id, const char *name);
 int ctl_store_node_remove(struct ctl_store *st, int64_t id);
+/* The ephemeral reaper's removal: as node_remove, but only while the node
+ * is still offline with last_seen < cutoff, checked in the removing
+ * transaction (under the write lock). A node that came back through
+ * another server since the caller looked is kept: ENOTFOUND, with a
+ * message that says it changed. */
+int ctl_store_node_reap(struct ctl_store *st, int64_t id, int64_t cutoff);
 /* The node's own LOGOUT: removed as by node_remove (peers get the removal
  * in deltas) but its machine is not marked removed, so the same machine
  * may join again with the key it had (it throws its keys away anyway). */

@@ -207,6 +207,22 @@ int ctl_pg_node_remove(struct ctl_store *st, int64_t id)
 	                      false, 0, "remove");
 }
 
+/* As the SQLite twin: the condition is in the DELETE, under the
+ * transaction's meta row lock. */
+int ctl_pg_node_reap(struct ctl_store *st, int64_t id, int64_t cutoff)
+{
+	int rc = pg_node_change(PG(st),
+	                        "DELETE FROM nodes WHERE id = $2 AND $1::bigint > 0 AND "
+	                        "online = 0 AND last_seen < $3",
+	                        id, true, cutoff, "reap");
+	if (rc == CTL_STORE_ENOTFOUND)
+		rc = ctl_pg_fail(PG(st), rc,
+		                 "reap: node %lld: changed (online again, seen since "
+		                 "the cutoff, or gone): not removed",
+		                 (long long)id);
+	return rc;
+}
+
 int ctl_pg_node_logout(struct ctl_store *st, int64_t id)
 {
 	struct pg_store *s = PG(st);

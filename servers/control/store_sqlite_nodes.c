@@ -797,6 +797,23 @@ int ctl_sq_node_remove(struct ctl_store *st, int64_t id)
 	                      "remove");
 }
 
+/* The condition is in the DELETE itself, so it holds at the moment of the
+ * removal: a registration through another server between the reaper's
+ * read and here makes it match nothing. */
+int ctl_sq_node_reap(struct ctl_store *st, int64_t id, int64_t cutoff)
+{
+	int rc = sq_node_change(SQ(st),
+	                        "DELETE FROM nodes WHERE id = ?2 AND ?1 > 0 AND online = 0 "
+	                        "AND last_seen < ?3",
+	                        id, cutoff, "reap");
+	if (rc == CTL_STORE_ENOTFOUND)
+		rc = ctl_sq_fail(SQ(st), rc,
+		                 "reap: node %lld: changed (online again, seen since "
+		                 "the cutoff, or gone): not removed",
+		                 (long long)id);
+	return rc;
+}
+
 int ctl_sq_node_logout(struct ctl_store *st, int64_t id)
 {
 	struct sq_store *s = SQ(st);

@@ -3,7 +3,8 @@
  * engine, so the PostgreSQL port is held to the SQLite behaviour. Covered:
  * registration rules (known machine, pending, expiry, re-authorisation,
  * single-use keys, removed machines, logout, pending limits, keys and
- * names held by pending nodes, name reuse), unique names and addresses
+ * names held by pending nodes, name reuse), the ephemeral reaper's
+ * conditional removal, unique names and addresses
  * over 3,000 nodes, deltas (node_list since, tombstones), rollback on a
  * fault and on a crash mid-registration, and registrations from two
  * processes at once (distinct names and addresses: writers serialise).
@@ -259,6 +260,52 @@ static void ephemeral_name_reclaim(void **state)
 	assert_int_equal(ctl_store_node_register(t->st, &r, &other, NULL), 0);
 	assert_string_equal(other.name, "db-3");
 	assert_string_equal(node(t, n.id).name, "db");
+}
+
+/* The ephemeral reaper's conditional removal: a node that is online again
+ * or was seen at or after the cutoff (it registered through another server
+ * after the reaper looked) is kept, ENOTFOUND saying it changed, and the
+ * map version stays; an offline node last seen before the cutoff goes, with
+ * a tombstone as a removal. */
+static void reap_only_while_offline_and_old(void **state)
+{
+	struct t *t = T(state);
+	struct ctl_node a;
+	int64_t *gone;
+	size_t cnt;
+
+	assert_int_equal(reg(t, 1, "a", NULL, &a), 0);
+	assert_int_equal(ctl_store_node_approve(t->st, a.id), 0);
+	struct ctl_node_update u = {.mask = CTL_UPD_LAST_SEEN | CTL_UPD_ONLINE,
+	                            .last_seen = NOW + 5,
+	                            .online = true};
+	assert_int_equal(ctl_store_node_update(t->st, a.id, &u), 0);
+	int64_t v = version(t);
+
+	/* online (back through another server): kept, whatever the cutoff */
+	assert_int_equal(ctl_store_node_reap(t->st, a.id, NOW + 100), CTL_STORE_ENOTFOUND);
+	assert_non_null(strstr(ctl_store_errmsg(t->st), "changed"));
+	assert_true(node(t, a.id).online);
+	assert_int_equal(version(t), v);
+
+	/* offline, but seen at the cutoff: kept */
+	u = (struct ctl_node_update){.mask = CTL_UPD_ONLINE, .online = false};
+	assert_int_equal(ctl_store_node_update(t->st, a.id, &u), 0);
+	v = version(t);
+	assert_int_equal(ctl_store_node_reap(t->st, a.id, NOW + 5), CTL_STORE_ENOTFOUND);
+	assert_int_equal(node(t, a.id).id, a.id);
+	assert_int_equal(version(t), v);
+	assert_int_equal(ctl_store_node_reap(t->st, 999, NOW + 100), CTL_STORE_ENOTFOUND);
+
+	/* offline and last seen before the cutoff: removed, a tombstone */
+	assert_int_equal(ctl_store_node_reap(t->st, a.id, NOW + 6), 0);
+	struct ctl_node n;
+	assert_int_equal(ctl_store_node_by_id(t->st, a.id, &n), CTL_STORE_ENOTFOUND);
+	assert_int_equal(version(t), v + 1);
+	assert_int_equal(ctl_store_node_removed(t->st, v, &gone, &cnt), 0);
+	assert_int_equal(cnt, 1);
+	assert_int_equal(gone[0], a.id);
+	free(gone);
 }
 
 /* ---- names, addresses, deltas ------------------------------------------ */
@@ -598,6 +645,7 @@ int main(void)
 	    STORE_BOTH(register_removed_logout_and_limits),
 	    STORE_BOTH(pending_holders_yield),
 	    STORE_BOTH(ephemeral_name_reclaim),
+	    STORE_BOTH(reap_only_while_offline_and_old),
 	    STORE_BOTH(names_unique_and_renames),
 	    STORE_BOTH(versions_and_deltas),
 	    STORE_BOTH(fault_or_crash_mid_register),
