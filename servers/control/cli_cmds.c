@@ -425,7 +425,7 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 	}
 	printf("%s\n", s);
 	sodium_memzero(s, sizeof s);
-	if (v2 && r == 0)
+	if (v2)
 		fprintf(stderr,
 		        "mesh-control: this token carries several control addresses "
 		        "(version 2), which mesh-proxy and mesh-relay from before "
