@@ -211,6 +211,8 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		s->n_nodes++;
 		s->nodes[i].pj = NULL;
 		s->nodes[i].stags = NULL;
+		s->nodes[i].seen_counted = false;
+		memset(&s->nodes[i].seen, 0, sizeof s->nodes[i].seen);
 	}
 	struct srv_node *n = &s->nodes[i];
 	bool stags_changed = strcmp(n->stags ? n->stags : "", nd->tags) != 0;
@@ -228,8 +230,7 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	 * (its version was bumped for it: srv_wb_touch) */
 	int64_t now = (int64_t)time(NULL);
 	bool shown = nd->approved && !(nd->expiry && nd->expiry <= now);
-	if (f)
-		np.seen_ip = n->seen; /* the store does not keep it */
+	np.seen_ip = srv_seen_update(s, n, nd->seen_ip, nd->online);
 	/* what the policy reads (server_policy.c inputs_build): the node
 	 * set, whether it is shown, expiry, addresses, user, stored tags */
 	bool pol_input = !f || stags_changed || shown != n->shown ||
@@ -237,11 +238,6 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	                 strcmp(n->peer.user, np.user) != 0;
 	if (!f) {
 		n->v_full = n->v_eps = n->v_online = n->v_seen = nd->version;
-		/* a node registering now: where its connection comes from */
-		memset(&n->seen, 0, sizeof n->seen);
-		if (s->seen_hint_id == nd->id)
-			n->seen = s->seen_hint;
-		np.seen_ip = n->seen;
 		n->tokens = SRV_WB_BURST;
 		n->tok_ms = 0;
 		n->wb_idx = 0;
@@ -341,6 +337,8 @@ static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
 		/* A node never approved was in nobody's map: no tombstone, so
 		 * dropped pending registrations reach no node. */
 		bool in_maps = s->nodes[i].approved;
+		if (s->nodes[i].seen_counted)
+			srv_seen_down(s, &s->nodes[i].seen);
 		srv_zc_touch(s, id);
 		s->pol_dirty = true;
 		if (s->nodes[i].pj)

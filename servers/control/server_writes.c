@@ -181,6 +181,17 @@ void srv_wb_touch(struct ctl_server *s, int64_t id)
 	srv_broadcast_schedule(s);
 }
 
+void srv_wb_seen(struct ctl_server *s, int64_t id, const char *seen_ip)
+{
+	struct srv_node *n = node_of(s, id);
+	struct ctl_node_vol *v = n ? entry_of(s, n) : NULL;
+	if (!v) /* (out of memory) the next registration writes it */
+		return;
+	v->mask |= CTL_UPD_SEEN;
+	snprintf(v->seen_ip, sizeof v->seen_ip, "%s", seen_ip);
+	srv_broadcast_schedule(s);
+}
+
 /* Arms the timer for the first waiting node's next token. */
 static void arm(struct ctl_server *s, uint64_t now, double wait_ms)
 {

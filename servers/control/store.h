@@ -30,6 +30,7 @@
 #define CTL_NAME_MAX            63 /* one DNS label */
 #define CTL_STORE_TAGS_MAX      255
 #define CTL_STORE_ENDPOINTS_MAX 1023
+#define CTL_STORE_SEEN_MAX      45 /* an IPv6 address as text (INET6_ADDRSTRLEN - 1) */
 #define CTL_HOSTINFO_MAX        4095
 #define CTL_SECRET_MAX          80 /* "mkey-<id>-<48 hex>" plus NUL fits */
 #define CTL_DEFAULT_DOMAIN      "mesh.internal"
@@ -199,6 +200,10 @@ struct ctl_node {
 	 * compares it with its own id to know whether the store has the node
 	 * online through it (server_reg.c). */
 	int64_t online_server;
+	/* Where its latest control connection came from, as text ("" none),
+	 * written by the server that holds it: every server publishes it
+	 * (or withholds it) as the node's seen_ip. */
+	char seen_ip[CTL_STORE_SEEN_MAX + 1];
 };
 
 #define CTL_RECLAIM_MAX 16
@@ -213,6 +218,10 @@ struct ctl_store_reg {
 	/* Also mark the node online (last_seen = now) in the same transaction
 	 * when it ends up approved and not expired. */
 	bool set_online;
+	/* With set_online: its seen_ip (at most CTL_STORE_SEEN_MAX; NULL:
+	 * unchanged), in the same version as the registration, so peers get
+	 * the node and where it is in one delta. */
+	const char *seen_ip;
 	/* A new machine without a secret: refused (EAUTH_REQUIRED) when
 	 * no_pending; else stored pending, unless max_pending (0: no limit)
 	 * nodes are pending already, or max_per_source (0: no limit) of them
@@ -253,6 +262,8 @@ enum {
 	CTL_UPD_LAST_SEEN = 1 << 4,
 	CTL_UPD_ONLINE = 1 << 5,
 	CTL_UPD_NODE_KEY = 1 << 6,
+	/* ctl_node_vol only: seen_ip (a change bumps the node's version) */
+	CTL_UPD_SEEN = 1 << 8,
 };
 
 struct ctl_node_update {
@@ -267,7 +278,8 @@ struct ctl_node_update {
 };
 
 /* One node's volatile fields for ctl_store_node_update_many (mask: any of
- * CTL_UPD_ENDPOINTS, CTL_UPD_HOME_RELAY, CTL_UPD_LAST_SEEN, CTL_UPD_ONLINE;
+ * CTL_UPD_ENDPOINTS, CTL_UPD_HOME_RELAY, CTL_UPD_LAST_SEEN, CTL_UPD_ONLINE,
+ * CTL_UPD_SEEN;
  * touch: bump its version even if nothing changed, say because its expiry
  * passed and others must drop it). */
 struct ctl_node_vol {
@@ -278,6 +290,7 @@ struct ctl_node_vol {
 	int home_relay;
 	int64_t last_seen;
 	bool online;
+	char seen_ip[CTL_STORE_SEEN_MAX + 1]; /* "" clears it */
 };
 
 enum ctl_node_lookup {

@@ -14,7 +14,7 @@
 #define PG_NODE_COLS                                                                     \
 	"id, machine_key, node_key, disco_key, hostname, name, ipv4, ipv6, endpoints, "  \
 	"home_relay, hostinfo, COALESCE(auth_key_id, 0), approved, ephemeral, online, "  \
-	"tags, created, last_seen, expiry, version, \"user\", online_server"
+	"tags, created, last_seen, expiry, version, \"user\", online_server, seen_ip"
 
 /* One row of PG_NODE_COLS; every text is cut to its field and every key
  * must be exactly 32 bytes (ctl_pg_text, ctl_pg_blob), so a damaged row
@@ -44,6 +44,7 @@ static void pg_node_row(const PGresult *q, int row, struct ctl_node *n)
 	n->version = ctl_pg_int(q, row, 19);
 	ctl_pg_text(n->user, sizeof n->user, q, row, 20);
 	n->online_server = ctl_pg_int(q, row, 21);
+	ctl_pg_text(n->seen_ip, sizeof n->seen_ip, q, row, 22);
 }
 
 int ctl_pg_node_get(struct ctl_store *st, enum ctl_node_lookup by, const void *key,

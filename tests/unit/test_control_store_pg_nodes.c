@@ -308,6 +308,45 @@ static void reap_only_while_offline_and_old(void **state)
 	free(gone);
 }
 
+/* seen_ip in a batch: a new value bumps the node's version (others' maps
+ * change), the same value again writes nothing; registration with
+ * set_online writes it in its own version; node_list reads it back. */
+static void seen_ip_in_batches_and_registration(void **state)
+{
+	struct t *t = T(state);
+	struct ctl_node a, *list;
+	size_t cnt, changed;
+
+	assert_int_equal(reg(t, 1, "a", NULL, &a), 0);
+	assert_int_equal(ctl_store_node_approve(t->st, a.id), 0);
+	assert_string_equal(node(t, a.id).seen_ip, "");
+	int64_t v = version(t);
+	struct ctl_node_vol b = {.id = a.id, .mask = CTL_UPD_SEEN};
+	snprintf(b.seen_ip, sizeof b.seen_ip, "198.18.0.7");
+	assert_int_equal(ctl_store_node_update_many(t->st, &b, 1, &changed), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(version(t), v + 1);
+	assert_int_equal(ctl_store_node_list(t->st, v, &list, &cnt), 0);
+	assert_int_equal(cnt, 1);
+	assert_string_equal(list[0].seen_ip, "198.18.0.7");
+	free(list);
+	assert_int_equal(ctl_store_node_update_many(t->st, &b, 1, &changed), 0);
+	assert_int_equal(changed, 0);
+	assert_int_equal(version(t), v + 1);
+	/* too long for the column: refused, nothing written */
+	memset(b.seen_ip, '1', sizeof b.seen_ip);
+	assert_int_equal(ctl_store_node_update_many(t->st, &b, 1, NULL), CTL_STORE_EINVAL);
+
+	struct ctl_store_reg r = req(1, "a", NULL);
+	r.set_online = true;
+	r.seen_ip = "2001:db8::5";
+	v = version(t);
+	assert_int_equal(ctl_store_node_register(t->st, &r, &a, NULL), 0);
+	assert_string_equal(a.seen_ip, "2001:db8::5");
+	assert_true(a.online);
+	assert_int_equal(version(t), v + 1); /* online and seen_ip: one version */
+}
+
 /* ---- names, addresses, deltas ------------------------------------------ */
 
 static void names_unique_and_renames(void **state)
@@ -646,6 +685,7 @@ int main(void)
 	    STORE_BOTH(pending_holders_yield),
 	    STORE_BOTH(ephemeral_name_reclaim),
 	    STORE_BOTH(reap_only_while_offline_and_old),
+	    STORE_BOTH(seen_ip_in_batches_and_registration),
 	    STORE_BOTH(names_unique_and_renames),
 	    STORE_BOTH(versions_and_deltas),
 	    STORE_BOTH(fault_or_crash_mid_register),
