@@ -496,6 +496,10 @@ void srv_wb_online(struct ctl_server *s, int64_t id);
 void srv_wb_set_online(struct ctl_server *s, int64_t id);
 /* Node id's version is bumped at the next flush (its expiry passed). */
 void srv_wb_touch(struct ctl_server *s, int64_t id);
+/* Node id online again through a connection of this server that outlived
+ * a sweep: applied by the store only if no other live server holds it
+ * (CTL_UPD_REASSERT), at the next flush. */
+void srv_wb_reassert_online(struct ctl_server *s, int64_t id);
 /* Node id's seen_ip ("" none), written at the next flush. */
 void srv_wb_seen(struct ctl_server *s, int64_t id, const char *seen_ip);
 /* Writes the waiting writes in one transaction: those whose bucket allows,

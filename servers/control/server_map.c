@@ -900,14 +900,18 @@ static bool conn_check_self(struct srv_conn *c, int64_t now)
 	}
 	/* Online here, offline in the store: another server took this one
 	 * for stopped (it was paused, or its beats failed) and swept its
-	 * nodes. Written online again, held by this server. Not when the
-	 * store has it online through another server: that one has its
-	 * newer connection (this one is a leftover that times out). */
-	if (!n->peer.online && srv_node_visible(n, now)) {
+	 * nodes. Written online again, held by this server: but only from a
+	 * connection that is alive (it heard from its node within a
+	 * keepalive interval: a half-open leftover of a node that moved does
+	 * not), and only as a re-assertion, which the store applies when no
+	 * other live server holds the node (the node's newer connection
+	 * there wins; the leftover times out). */
+	if (!n->peer.online && srv_node_visible(n, now) &&
+	    srv_now_ms() - c->last_recv_ms <= c->s->cfg.keepalive_ms) {
 		const struct ctl_node_vol *w =
 		    n->wb_idx ? &c->s->wb[n->wb_idx - 1] : NULL;
 		if (!w || !(w->mask & CTL_UPD_ONLINE) || !w->online)
-			srv_wb_set_online(c->s, n->id);
+			srv_wb_reassert_online(c->s, n->id);
 	}
 	if (!srv_node_visible(n, now)) {
 		bool exp = n->approved;

@@ -262,6 +262,13 @@ enum {
 	CTL_UPD_LAST_SEEN = 1 << 4,
 	CTL_UPD_ONLINE = 1 << 5,
 	CTL_UPD_NODE_KEY = 1 << 6,
+	/* ctl_node_vol only, with CTL_UPD_ONLINE online: a re-assertion (a
+	 * connection of this server that outlived a sweep), not a fresh
+	 * registration: it applies only while the row is offline or its
+	 * holder has no servers row (stopped, forgotten); a node another live
+	 * server holds stays its. Without it, online makes the writer the
+	 * holder. */
+	CTL_UPD_REASSERT = 1 << 7,
 	/* ctl_node_vol only: seen_ip (a change bumps the node's version) */
 	CTL_UPD_SEEN = 1 << 8,
 };
@@ -279,7 +286,7 @@ struct ctl_node_update {
 
 /* One node's volatile fields for ctl_store_node_update_many (mask: any of
  * CTL_UPD_ENDPOINTS, CTL_UPD_HOME_RELAY, CTL_UPD_LAST_SEEN, CTL_UPD_ONLINE,
- * CTL_UPD_SEEN;
+ * CTL_UPD_SEEN, CTL_UPD_REASSERT;
  * touch: bump its version even if nothing changed, say because its expiry
  * passed and others must drop it). */
 struct ctl_node_vol {

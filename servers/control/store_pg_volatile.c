@@ -145,7 +145,9 @@ static int pg_vol_end(struct pg_store *s, int rc, bool changed, int64_t next,
 
 /* One statement for a chunk of a batch (no id twice): per node, the new
  * values are the given ones where the mask has them, else the stored ones.
- * Online makes this server ($7) the holder, offline makes it none, and an
+ * Online makes this server ($7) the holder (a re-assertion, onl 2, only
+ * when the row is offline or its holder has no servers row: "w" turns a
+ * blocked one into no online write), offline makes it none, and an
  * offline write applies only while this server holds the node (or without
  * an id): one that moved to another server stays online there, the rest
  * of the write applies anyway. "entry" is whether others' maps change
@@ -154,9 +156,14 @@ static int pg_vol_end(struct pg_store *s, int rc, bool changed, int64_t next,
  * its entry, its last_seen or its holder changes. The result: how many
  * entries. */
 static const char pg_batch_sql[] =
-    "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], "
+    "WITH v0 AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], "
     "$4::bigint[], $5::int[], $6::int[], $9::text[]) "
-    "AS v(id, eps, home, seen, onl, touch, sip)), "
+    "AS v0(id, eps, home, seen, onl, touch, sip)), "
+    "v AS (SELECT v0.id, v0.eps, v0.home, v0.seen, v0.touch, v0.sip, "
+    "CASE WHEN v0.onl = 2 AND n.online <> 0 AND n.online_server NOT IN "
+    "(0, $7::bigint) AND EXISTS (SELECT 1 FROM servers sv WHERE sv.id = "
+    "n.online_server) THEN NULL WHEN v0.onl = 2 THEN 1 ELSE v0.onl END AS onl "
+    "FROM v0 JOIN nodes n ON n.id = v0.id), "
     "c AS (SELECT n.id, v.touch, v.onl AS w_on, n.endpoints AS o_eps, "
     "n.home_relay AS o_home, n.online AS o_on, n.last_seen AS o_seen, "
     "n.online_server AS o_srv, n.seen_ip AS o_sip, "
@@ -190,7 +197,9 @@ static int pg_batch_chunk(struct pg_store *s, const struct ctl_node_vol *v, size
 		arr_text(&a[1], !(m & CTL_UPD_ENDPOINTS), v[i].endpoints);
 		arr_int(&a[2], !(m & CTL_UPD_HOME_RELAY), v[i].home_relay);
 		arr_int(&a[3], !(m & CTL_UPD_LAST_SEEN), v[i].last_seen);
-		arr_int(&a[4], !(m & CTL_UPD_ONLINE), v[i].online);
+		/* 2: online as a re-assertion (see the statement) */
+		arr_int(&a[4], !(m & CTL_UPD_ONLINE),
+		        v[i].online ? ((m & CTL_UPD_REASSERT) ? 2 : 1) : 0);
 		arr_int(&a[5], false, v[i].touch);
 		arr_text(&a[6], !(m & CTL_UPD_SEEN), v[i].seen_ip);
 	}

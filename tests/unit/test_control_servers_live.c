@@ -383,6 +383,46 @@ static void seen_ip_crosses_servers(void **state)
 	stop_two(&w);
 }
 
+/* A node moved from server 1 to server 2, and its old connection to
+ * server 1 is a silent leftover (half-open: nothing from it for longer
+ * than a keepalive interval). When the node then goes offline on server 2,
+ * server 1 does not write it online again through the leftover: it stays
+ * offline (a flap otherwise, and a holder that is not where the node is). */
+static void stale_connection_does_not_take_the_node_back(void **state)
+{
+	struct t *t = *state;
+	struct two w;
+	static const struct ctl_server_config quick_ka = {
+	    .beat_ms = 200, .dead_after_s = 2, .keepalive_ms = 400, .behind_ms = 60000};
+	start_two_with(t, &w, &quick_ka);
+	struct tc *a = tc_new();
+	struct ctl_register_resp ra, ra2;
+	struct ctl_msg m;
+	tc_join(t, a, "alpha", t->key, &ra);
+	expect_full(t, a, 0, &m);
+	ctl_msg_free(&m);
+	int64_t s1 = node_of(t, ra.node_id).online_server;
+	struct tc *a2 = tc_same(a);
+	join2(t, &w, a2, "alpha", NULL, &ra2);
+	assert_int_equal(ra2.node_id, ra.node_id);
+	settle(t, 300);
+	int64_t s2 = node_of(t, ra.node_id).online_server;
+	assert_int_not_equal(s2, s1);
+	settle(t, 600); /* a, on server 1, silent for more than a keepalive */
+	struct ctl_server_stats st;
+	ctl_server_get_stats(t->srv, &st);
+	assert_int_equal(st.nodes_online, 1); /* the leftover is still open */
+	tc_close(a2);
+	settle(t, 1500);
+	struct ctl_node n = node_of(t, ra.node_id);
+	print_message("after the node left server 2: %s, held by %lld\n",
+	              n.online ? "online" : "offline", (long long)n.online_server);
+	assert_false(n.online);
+	tc_free(a);
+	tc_free(a2);
+	stop_two(&w);
+}
+
 /* Another server took this one for stopped (it was paused, its beats did
  * not reach the store) and swept its nodes: they are written online again,
  * held by this one, and the others see them online. */
@@ -551,6 +591,8 @@ int main(void)
 	log_set_level(LOG_WARN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(seen_ip_crosses_servers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(stale_connection_does_not_take_the_node_back,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(nodes_on_two_servers_see_each_other, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(crashed_server_nodes_swept_after_dead_after,
