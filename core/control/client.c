@@ -202,6 +202,7 @@ static uint32_t fail_next_addr(struct ctl_client *c, uint64_t now, char *detail,
 
 	if (c->session_start_ms && now - c->session_start_ms >= CTL_CLIENT_STABLE_MS) {
 		c->round_fails = 0;
+		c->reached = 0;
 		c->backoff_cur_ms = c->backoff_min_ms;
 	}
 	c->session_start_ms = 0; /* counted: not again on the next failure */
@@ -217,7 +218,8 @@ static uint32_t fail_next_addr(struct ctl_client *c, uint64_t now, char *detail,
 		return ctl_client_hop_wait_ms();
 	}
 	c->round_fails = 0;
-	select_addr(c, c->good);
+	select_addr(c, c->reached ? (uint8_t)(c->reached - 1) : c->good);
+	c->reached = 0;
 	snprintf(detail + dl, cap - dl, "; all %u control addresses failed",
 	         (unsigned)c->n_addrs);
 	return ctl_client_backoff_next(c, now);
@@ -271,6 +273,7 @@ void ctl_client_session_up(struct ctl_client *c)
 
 	evtimer_del(c->ev_timer);
 	c->good = c->cur; /* the server key answered here: start here next */
+	c->reached = 0;
 	c->sessions++;
 	c->session_start_ms = now;
 	c->connected_since = (int64_t)time(NULL);
@@ -365,6 +368,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 	enter(c);
 	if (what & BEV_EVENT_CONNECTED) {
+		c->reached = (uint8_t)(c->cur + 1);
 		ctl_client_start_handshake(c);
 	} else if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
 		char why[160];
@@ -663,6 +667,7 @@ void ctl_client_reconnect(struct ctl_client *c)
 	close_conn(c);
 	c->session_start_ms = 0;
 	c->round_fails = 0; /* a new round, from the address in use */
+	c->reached = 0;
 	c->hop = false;
 	c->backoff_cur_ms = c->backoff_min_ms;
 	c->state = CTL_CLIENT_BACKOFF;
@@ -680,6 +685,7 @@ void ctl_client_redial(struct ctl_client *c)
 	    c->session_start_ms && now - c->session_start_ms >= CTL_CLIENT_STABLE_MS;
 	close_conn(c);
 	c->round_fails = 0; /* a new network: a new round, same address first */
+	c->reached = 0;
 	c->hop = false;
 	/* The backoff moves as a failure would move it: a session that was
 	 * stable starts it over, a young one (the last redial's) or none

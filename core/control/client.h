@@ -27,7 +27,10 @@
  * wrapping) after a random 0..CTL_CLIENT_HOP_JITTER_MS (the nodes of a
  * server that died do not all hit the next one in the same millisecond),
  * and only when every address of the list failed in a row (a round) does
- * it wait as below and start over from the address that last worked. A
+ * it wait as below and start over from the address that last worked, or
+ * from the last one of the round that accepted the TCP connection (a live
+ * server whose handshake limiter turned us away is tried before a dead
+ * last-good one; the client cannot tell that refusal from others). A
  * session that stayed up for 60 s starts a new round. The machine key is
  * the same on every server, so the node stays the same node.
  *

@@ -31,6 +31,11 @@ struct ctl_client {
 	               * start there (a dead first address is not retried
 	               * first every round) */
 	bool hop;            /* the retry pending is a hop to the next address */
+	/* 1 + the last address of this round whose TCP connect succeeded
+	 * (0: none): a server that is up but turned us away (its handshake
+	 * limiter closes at once) is where the next round starts, not a dead
+	 * last-good address. */
+	uint8_t reached;
 	uint8_t round_fails; /* addresses failed since the last backoff wait
 	                      * or stable session: n_addrs of them back off */
 	const char *host;

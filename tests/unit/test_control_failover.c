@@ -14,6 +14,9 @@
  *    the second at once;
  *  - the next round, and a restart with the address that last worked
  *    (ctl_client_config.last_good), start at that address, not the first;
+ *  - after a round in which a server accepted and closed at once (its
+ *    handshake limiter), the next round starts there, not at a dead
+ *    last-good address;
  *  - the hop to the next address waits a random 0..CTL_CLIENT_HOP_JITTER_MS
  *    (not 0 for every node of a dead server, not a backoff). */
 #include <setjmp.h>
@@ -27,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <sodium.h>
@@ -366,6 +370,52 @@ static void test_restart_starts_at_the_last_good_address(void **state)
 	expect_on(t, 0);
 }
 
+static void close_at_once(struct evconnlistener *l, evutil_socket_t fd,
+                          struct sockaddr *sa, int len, void *arg)
+{
+	(void)l;
+	(void)sa;
+	(void)len;
+	(*(int *)arg)++;
+	evutil_closesocket(fd);
+}
+
+/* The address that last worked is dead, and the other one is a server
+ * that accepts and closes at once (as mesh-control's handshake limiter
+ * does in a wave of reconnects): after the round, the client starts the
+ * next one at the live one, not at the dead last-good address. */
+static void next_round_starts_at_the_server_that_answered(void **state)
+{
+	struct fo *t = *state;
+	int accepted = 0;
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct evconnlistener *l =
+	    evconnlistener_new_bind(t->base, close_at_once, &accepted,
+	                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+	                            (struct sockaddr *)&sin, sizeof sin);
+	assert_non_null(l);
+	struct sockaddr_in got;
+	socklen_t gl = sizeof got;
+	assert_int_equal(getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&got, &gl),
+	                 0);
+	char good[32];
+	stop_server(t, 0);
+	snprintf(good, sizeof(good), "127.0.0.1:%u", t->port[0]);
+	t->last_good = good; /* dead */
+	start_client(t, t->port[0], ntohs(got.sin_port));
+	assert_true(run_until(t, backoff_waiting, 5000));
+	struct ctl_client_status cs = status(t);
+	print_message("after the round (%d accepted and closed): next at address %u "
+	              "(%s)\n",
+	              accepted, cs.addr_index, cs.detail);
+	assert_true(accepted >= 1);
+	assert_int_equal(cs.addr_index, 1);
+	ctl_client_free(t->c);
+	t->c = NULL;
+	evconnlistener_free(l);
+}
+
 /* The hop's wait: within 0..CTL_CLIENT_HOP_JITTER_MS, and spread (not a
  * constant that would send a dead server's nodes together). */
 static void test_hop_jitter_bound(void **state)
@@ -394,6 +444,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_restart_starts_at_the_last_good_address,
 	                                    setup, teardown),
 	    cmocka_unit_test(test_hop_jitter_bound),
+	    cmocka_unit_test_setup_teardown(next_round_starts_at_the_server_that_answered,
+	                                    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
