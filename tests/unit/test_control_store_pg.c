@@ -257,7 +257,7 @@ static void concurrent_first_opens_migrate_once(void **state)
 		assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
 		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
-	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM schema_version"), 7);
+	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM schema_version"), 8);
 	PQfinish(c);
 	t->st = test_store_reopen(&t->ts);
 }
