@@ -194,8 +194,9 @@ struct ctl_client_status {
 	int64_t connected_since;  /* unix s of the current session, 0 if none */
 	int64_t last_map;         /* unix s of the last map update, 0 if none */
 	uint32_t next_attempt_ms; /* in BACKOFF: time left before the retry */
-	bool hop; /* in BACKOFF: the wait is the short hop to the next
-	           * address (at most CTL_CLIENT_HOP_JITTER_MS), not a backoff */
+	/* In BACKOFF: the wait is the short hop to the next address (at most
+	 * CTL_CLIENT_HOP_JITTER_MS), not a backoff. */
+	bool hop;
 	/* The control address in use (or tried next): "host:port",
 	 * "[v6]:port"; its index in the configured list and the list's size. */
 	char addr[CTL_CLIENT_ADDR_TEXT];

@@ -30,7 +30,8 @@ struct ctl_client {
 	uint8_t good; /* the address that last completed a handshake: rounds
 	               * start there (a dead first address is not retried
 	               * first every round) */
-	bool hop;            /* the retry pending is a hop to the next address */
+	/* the retry pending is a hop to the next address */
+	bool hop;
 	/* 1 + the last address of this round whose TCP connect succeeded
 	 * (0: none): a server that is up but turned us away (its handshake
 	 * limiter closes at once) is where the next round starts, not a dead

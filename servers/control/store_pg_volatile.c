@@ -265,8 +265,8 @@ int ctl_pg_node_update_many(struct ctl_store *st, const struct ctl_node_vol *v, 
 			                   CTL_STORE_ENDPOINTS_MAX);
 		else if ((v[i].mask & CTL_UPD_SEEN) &&
 		         !memchr(v[i].seen_ip, 0, sizeof v[i].seen_ip))
-			return ctl_pg_fail(s, CTL_STORE_EINVAL,
-			                   "seen_ip longer than %d", CTL_STORE_SEEN_MAX);
+			return ctl_pg_fail(s, CTL_STORE_EINVAL, "seen_ip longer than %d",
+			                   CTL_STORE_SEEN_MAX);
 	if (n == 0)
 		return 0;
 	size_t setcap = 2 * PG_BATCH_CHUNK; /* a power of two, at most half full */

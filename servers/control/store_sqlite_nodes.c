@@ -646,11 +646,12 @@ static int sq_node_set_online(struct sq_store *s, const struct ctl_store_reg *r)
 		bool new_seen = r->seen_ip && strcmp(n->seen_ip, r->seen_ip) != 0;
 		if (!n->online || new_seen)
 			rc = ctl_sq_bump(s, &v);
-		sqlite3_stmt *q = rc ? NULL
-		                     : ctl_sq_prep(s, "UPDATE nodes SET online = 1, "
-		                                      "last_seen = ?2, version = ?3, "
-		                                      "online_server = ?4, seen_ip = "
-		                                      "COALESCE(?5, seen_ip) WHERE id = ?1");
+		sqlite3_stmt *q =
+		    rc ? NULL
+		       : ctl_sq_prep(s, "UPDATE nodes SET online = 1, "
+		                        "last_seen = ?2, version = ?3, "
+		                        "online_server = ?4, seen_ip = "
+		                        "COALESCE(?5, seen_ip) WHERE id = ?1");
 		if (q) {
 			sqlite3_bind_int64(q, 1, n->id);
 			sqlite3_bind_int64(q, 2, r->now);
@@ -812,10 +813,11 @@ int ctl_sq_node_remove(struct ctl_store *st, int64_t id)
  * read and here makes it match nothing. */
 int ctl_sq_node_reap(struct ctl_store *st, int64_t id, int64_t cutoff)
 {
-	int rc = sq_node_change(SQ(st),
-	                        "DELETE FROM nodes WHERE id = ?2 AND ?1 > 0 AND online = 0 "
-	                        "AND last_seen < ?3",
-	                        id, cutoff, "reap");
+	int rc =
+	    sq_node_change(SQ(st),
+	                   "DELETE FROM nodes WHERE id = ?2 AND ?1 > 0 AND online = 0 "
+	                   "AND last_seen < ?3",
+	                   id, cutoff, "reap");
 	if (rc == CTL_STORE_ENOTFOUND)
 		rc = ctl_sq_fail(SQ(st), rc,
 		                 "reap: node %lld: changed (online again, seen since "

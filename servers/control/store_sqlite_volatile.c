@@ -115,8 +115,8 @@ int ctl_sq_node_update_many(struct ctl_store *st, const struct ctl_node_vol *v, 
 			                   CTL_STORE_ENDPOINTS_MAX);
 		else if ((v[i].mask & CTL_UPD_SEEN) &&
 		         !memchr(v[i].seen_ip, 0, sizeof v[i].seen_ip))
-			return ctl_sq_fail(s, CTL_STORE_EINVAL,
-			                   "seen_ip longer than %d", CTL_STORE_SEEN_MAX);
+			return ctl_sq_fail(s, CTL_STORE_EINVAL, "seen_ip longer than %d",
+			                   CTL_STORE_SEEN_MAX);
 	if (n == 0)
 		return 0;
 	int rc = sq_sync(s, true);

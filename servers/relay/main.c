@@ -824,7 +824,8 @@ wipe:
 	}
 
 	raise_nofile(o->max_clients);
-	struct relay_app a = {.started = (uint64_t)time(NULL), .st = &st, .state_dir = o->state};
+	struct relay_app a = {
+	    .started = (uint64_t)time(NULL), .st = &st, .state_dir = o->state};
 	snprintf(a.region, sizeof a.region, "%s", st.region);
 	snprintf(a.ctl_state, sizeof a.ctl_state, "connecting");
 	memcpy(a.pub, pub, 32);

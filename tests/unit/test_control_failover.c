@@ -390,15 +390,14 @@ static void next_round_starts_at_the_server_that_answered(void **state)
 	int accepted = 0;
 	struct sockaddr_in sin = {.sin_family = AF_INET};
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	struct evconnlistener *l =
-	    evconnlistener_new_bind(t->base, close_at_once, &accepted,
-	                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
-	                            (struct sockaddr *)&sin, sizeof sin);
+	struct evconnlistener *l = evconnlistener_new_bind(
+	    t->base, close_at_once, &accepted, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+	    16, (struct sockaddr *)&sin, sizeof sin);
 	assert_non_null(l);
 	struct sockaddr_in got;
 	socklen_t gl = sizeof got;
-	assert_int_equal(getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&got, &gl),
-	                 0);
+	assert_int_equal(
+	    getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&got, &gl), 0);
 	char good[32];
 	stop_server(t, 0);
 	snprintf(good, sizeof(good), "127.0.0.1:%u", t->port[0]);

@@ -283,7 +283,8 @@ static void reap_only_while_offline_and_old(void **state)
 	int64_t v = version(t);
 
 	/* online (back through another server): kept, whatever the cutoff */
-	assert_int_equal(ctl_store_node_reap(t->st, a.id, NOW + 100), CTL_STORE_ENOTFOUND);
+	assert_int_equal(ctl_store_node_reap(t->st, a.id, NOW + 100),
+	                 CTL_STORE_ENOTFOUND);
 	assert_non_null(strstr(ctl_store_errmsg(t->st), "changed"));
 	assert_true(node(t, a.id).online);
 	assert_int_equal(version(t), v);
@@ -335,7 +336,8 @@ static void seen_ip_in_batches_and_registration(void **state)
 	assert_int_equal(version(t), v + 1);
 	/* too long for the column: refused, nothing written */
 	memset(b.seen_ip, '1', sizeof b.seen_ip);
-	assert_int_equal(ctl_store_node_update_many(t->st, &b, 1, NULL), CTL_STORE_EINVAL);
+	assert_int_equal(ctl_store_node_update_many(t->st, &b, 1, NULL),
+	                 CTL_STORE_EINVAL);
 
 	struct ctl_store_reg r = req(1, "a", NULL);
 	r.set_online = true;
