@@ -973,12 +973,30 @@ static const char *nctl_ctl_addr(const struct node_ctl *m, char *buf, size_t cap
 	return buf;
 }
 
-/* In BACKOFF: the next control address is dialled at once (not a wait). */
+/* In BACKOFF: the next control address is dialled within a second (a
+ * hop, not a backoff wait). */
 static bool nctl_next_addr_now(const struct node_ctl *m)
 {
 	struct ctl_client_status cs;
 	ctl_client_get_status(m->client, &cs);
-	return cs.n_addrs > 1 && cs.next_attempt_ms == 0;
+	return cs.hop;
+}
+
+/* Remembers the control address that answered in control.json, so a
+ * restart dials it first instead of a dead first address (only when it
+ * changed: one write per move, not per session). */
+static void nctl_keep_last_good(struct node_ctl *m)
+{
+	struct node_server *sv = &m->p->server;
+	char at[CTL_CLIENT_ADDR_TEXT], err[256];
+
+	nctl_ctl_addr(m, at, sizeof(at));
+	if (sv->n_more == 0 || strcmp(at, sv->last_good) == 0 ||
+	    strlen(at) >= sizeof(sv->last_good))
+		return;
+	memcpy(sv->last_good, at, strlen(at) + 1);
+	if (node_state_save_control(m->p->a.state_dir, sv, err, sizeof(err)) != 0)
+		log_warn("%s", err);
 }
 
 static void nctl_registered(struct node_ctl *m, const struct ctl_register_resp *resp)
@@ -995,6 +1013,7 @@ static void nctl_registered(struct node_ctl *m, const struct ctl_register_resp *
 		if (node_state_save_self(m->p->a.state_dir, &s, err, sizeof(err)) != 0)
 			log_warn("%s", err);
 	}
+	nctl_keep_last_good(m);
 	if (first)
 		log_info("joined mesh %s as %s (%s, %s)", s.domain, s.name, v4, v6);
 	else
@@ -1051,7 +1070,7 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 		if (d && !strncmp(d, "our network changed", 19)) /* a redial */
 			log_info("control: reconnecting to mesh-control at %s (%s)",
 			         nctl_ctl_addr(m, at, sizeof(at)), d);
-		else if (nctl_next_addr_now(m)) /* another control address, at once */
+		else if (nctl_next_addr_now(m)) /* another control address, soon */
 			log_warn("control: lost mesh-control (%s)", d);
 		else if (m->logged != st)
 			log_warn("control: cannot reach mesh-control (%s); retrying "
@@ -1266,6 +1285,7 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 	    .port = p->server.port,
 	    .more = more,
 	    .n_more = p->server.n_more,
+	    .last_good = p->server.last_good,
 	    .hostname = p->hostname,
 	    .os = "linux",
 	    .version = NCTL_VERSION,

@@ -622,6 +622,9 @@ int node_state_load_control(const char *dir, struct node_server *c, char *err,
 		c->port = (uint16_t)json_integer_value(port);
 	if (r == 0)
 		r = load_more_addrs(dir, f, json_object_get(j, "more"), c, err, errlen);
+	/* optional; a bad one is only a lost preference, not a broken file */
+	if (r == 0 && !copy_str(c->last_good, sizeof(c->last_good), jstr(j, "last_good")))
+		c->last_good[0] = 0;
 	json_decref(j);
 	if (r != 0)
 		memset(c, 0, sizeof(*c)); /* all or nothing */
@@ -640,6 +643,8 @@ int node_state_save_control(const char *dir, const struct node_server *c, char *
 		json_array_append_new(more,
 		                      json_pack("{s:s, s:i}", "host", c->more[i].host,
 		                                "port", (int)c->more[i].port));
+	if (j && c->last_good[0])
+		json_object_set_new(j, "last_good", json_string(c->last_good));
 	if (j && more)
 		json_object_set_new(j, "more", more);
 	else
@@ -665,7 +670,7 @@ bool node_server_same_addrs(const struct node_server *a, const struct node_serve
 	return true;
 }
 
-int node_state_bind_control(const char *dir, const struct node_server *want, char *err,
+int node_state_bind_control(const char *dir, struct node_server *want, char *err,
                             size_t errlen)
 {
 	struct node_server have;
@@ -683,6 +688,8 @@ int node_state_bind_control(const char *dir, const struct node_server *want, cha
 	}
 	if (!node_server_same_addrs(&have, want))
 		return node_state_save_control(dir, want, err, errlen);
+	/* the same token again: keep the address that last worked */
+	memcpy(want->last_good, have.last_good, sizeof(want->last_good));
 	return 0;
 }
 

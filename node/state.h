@@ -46,6 +46,9 @@ struct node_server {
 	struct ctl_token_addr more[CTL_TOKEN_ADDRS_MAX - 1]; /* the others */
 	uint8_t n_more;
 	uint8_t server_key[CTL_KEY_LEN];
+	/* The address that last worked ("host:port", "[v6]:port"; "" none):
+	 * a restart dials it first. Not part of the mesh's identity. */
+	char last_good[CTL_TOKEN_HOST_MAX + 10];
 };
 
 struct node_self {
@@ -90,8 +93,9 @@ int node_state_save_control(const char *dir, const struct node_server *c, char *
 /* For a --join: the directory must be new or belong to the same mesh
  * (same server key); the addresses are updated if they moved. -EEXIST with
  * "DIR already belongs to the mesh at HOST:PORT; use another --state
- * directory" otherwise. */
-int node_state_bind_control(const char *dir, const struct node_server *want, char *err,
+ * directory" otherwise. The same addresses: want->last_good is set from the
+ * file (the address that last worked survives a second --join). */
+int node_state_bind_control(const char *dir, struct node_server *want, char *err,
                             size_t errlen);
 /* Same control addresses in the same order. */
 bool node_server_same_addrs(const struct node_server *a, const struct node_server *b);

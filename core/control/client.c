@@ -160,9 +160,38 @@ static void select_addr(struct ctl_client *c, uint8_t i)
 	c->port = c->ports[i];
 }
 
-/* The current address failed: the next address of the round at once (a
- * dead server is skipped quickly), or, when all of them failed in a row,
- * the first one after the backoff (a dead list is not hammered). A stable
+/* "host:port" or "[v6]:port", as the status shows an address. */
+static void addr_text(const char *host, uint16_t port, char *out, size_t cap)
+{
+	bool v6 = strchr(host, ':') != NULL;
+	snprintf(out, cap, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
+/* The index of the address written as text, or 0 (the token's first) when
+ * text is NULL or names none of them (the token changed since). */
+static uint8_t addr_index_of(const struct ctl_client *c, const char *text)
+{
+	char a[CTL_CLIENT_ADDR_TEXT];
+
+	for (uint8_t i = 0; text && i < c->n_addrs; i++) {
+		addr_text(c->hosts[i], c->ports[i], a, sizeof(a));
+		if (strcmp(a, text) == 0)
+			return i;
+	}
+	return 0;
+}
+
+uint32_t ctl_client_hop_wait_ms(void)
+{
+	return randombytes_uniform(CTL_CLIENT_HOP_JITTER_MS + 1);
+}
+
+/* The current address failed: the next address of the round after a short
+ * random wait (a dead server is skipped quickly, and its nodes spread over
+ * a second instead of arriving at the next server together), or, when all
+ * of them failed in a row, the one that last worked after the backoff (a
+ * dead list is not hammered, and a dead first address does not cost a
+ * connect timeout every round). A stable
  * session (CTL_CLIENT_STABLE_MS) before this failure starts a new round
  * and resets the backoff. Says in detail where it goes next. Returns the
  * wait in ms. */
@@ -173,9 +202,11 @@ static uint32_t fail_next_addr(struct ctl_client *c, uint64_t now, char *detail,
 
 	if (c->session_start_ms && now - c->session_start_ms >= CTL_CLIENT_STABLE_MS) {
 		c->round_fails = 0;
+		c->reached = 0;
 		c->backoff_cur_ms = c->backoff_min_ms;
 	}
 	c->session_start_ms = 0; /* counted: not again on the next failure */
+	c->hop = false;
 	if (c->n_addrs <= 1)
 		return ctl_client_backoff_next(c, now);
 	if (++c->round_fails < c->n_addrs) {
@@ -183,10 +214,12 @@ static uint32_t fail_next_addr(struct ctl_client *c, uint64_t now, char *detail,
 		snprintf(detail + dl, cap - dl, "; trying %s%s%s:%u next",
 		         strchr(c->host, ':') ? "[" : "", c->host,
 		         strchr(c->host, ':') ? "]" : "", c->port);
-		return 0;
+		c->hop = true;
+		return ctl_client_hop_wait_ms();
 	}
 	c->round_fails = 0;
-	select_addr(c, 0);
+	select_addr(c, c->reached ? (uint8_t)(c->reached - 1) : c->good);
+	c->reached = 0;
 	snprintf(detail + dl, cap - dl, "; all %u control addresses failed",
 	         (unsigned)c->n_addrs);
 	return ctl_client_backoff_next(c, now);
@@ -239,6 +272,8 @@ void ctl_client_session_up(struct ctl_client *c)
 	uint64_t now = ctl_client_now_ms();
 
 	evtimer_del(c->ev_timer);
+	c->good = c->cur; /* the server key answered here: start here next */
+	c->reached = 0;
 	c->sessions++;
 	c->session_start_ms = now;
 	c->connected_since = (int64_t)time(NULL);
@@ -333,6 +368,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 	enter(c);
 	if (what & BEV_EVENT_CONNECTED) {
+		c->reached = (uint8_t)(c->cur + 1);
 		ctl_client_start_handshake(c);
 	} else if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
 		char why[160];
@@ -522,7 +558,8 @@ struct ctl_client *ctl_client_new(const struct ctl_client_config *cfg, char *err
 		copied = copied && c->hosts[i];
 	}
 	c->n_addrs = (uint8_t)(cfg->n_more + 1);
-	select_addr(c, 0);
+	c->good = copied ? addr_index_of(c, cfg->last_good) : 0;
+	select_addr(c, c->good);
 	c->ev_timer = evtimer_new(c->base, on_timer, c);
 	c->ev_tick = evtimer_new(c->base, on_tick, c);
 	c->ev_eps = evtimer_new(c->base, on_eps, c);
@@ -615,11 +652,9 @@ void ctl_client_get_status(const struct ctl_client *c, struct ctl_client_status 
 	st->last_map = c->last_map;
 	if (c->state == CTL_CLIENT_BACKOFF && c->retry_at_ms > now)
 		st->next_attempt_ms = (uint32_t)(c->retry_at_ms - now);
-	if (c->host) {
-		bool v6 = strchr(c->host, ':') != NULL;
-		snprintf(st->addr, sizeof(st->addr), "%s%s%s:%u", v6 ? "[" : "", c->host,
-		         v6 ? "]" : "", c->port);
-	}
+	st->hop = c->state == CTL_CLIENT_BACKOFF && c->hop;
+	if (c->host)
+		addr_text(c->host, c->port, st->addr, sizeof(st->addr));
 	st->addr_index = c->cur;
 	st->n_addrs = c->n_addrs;
 }
@@ -632,6 +667,8 @@ void ctl_client_reconnect(struct ctl_client *c)
 	close_conn(c);
 	c->session_start_ms = 0;
 	c->round_fails = 0; /* a new round, from the address in use */
+	c->reached = 0;
+	c->hop = false;
 	c->backoff_cur_ms = c->backoff_min_ms;
 	c->state = CTL_CLIENT_BACKOFF;
 	snprintf(c->detail, sizeof(c->detail), "reconnect requested");
@@ -648,6 +685,8 @@ void ctl_client_redial(struct ctl_client *c)
 	    c->session_start_ms && now - c->session_start_ms >= CTL_CLIENT_STABLE_MS;
 	close_conn(c);
 	c->round_fails = 0; /* a new network: a new round, same address first */
+	c->reached = 0;
+	c->hop = false;
 	/* The backoff moves as a failure would move it: a session that was
 	 * stable starts it over, a young one (the last redial's) or none
 	 * grows it. After a stable session the wait is the spread alone;

@@ -20,11 +20,19 @@
  * changes them), and ctl_map_change.policy says when any of that changed.
  *
  * Several control addresses (mesh-control servers on one database): the
- * client starts with the first; when a connection to one fails or drops it
- * tries the next one at once, and only when every address of the list
- * failed in a row (a round) does it wait as below and start over from the
- * first. A session that stayed up for 60 s starts a new round. The
- * machine key is the same on every server, so the node stays the same node.
+ * token's order is the preference, but the client starts with the address
+ * that last completed a handshake (ctl_client_config.last_good across
+ * restarts, ctl_client_status.addr to learn it), else the first; when a
+ * connection to one fails or drops it tries the next one (in list order,
+ * wrapping) after a random 0..CTL_CLIENT_HOP_JITTER_MS (the nodes of a
+ * server that died do not all hit the next one in the same millisecond),
+ * and only when every address of the list failed in a row (a round) does
+ * it wait as below and start over from the address that last worked, or
+ * from the last one of the round that accepted the TCP connection (a live
+ * server whose handshake limiter turned us away is tried before a dead
+ * last-good one; the client cannot tell that refusal from others). A
+ * session that stayed up for 60 s starts a new round. The machine key is
+ * the same on every server, so the node stays the same node.
  *
  * Reconnects: after any failure (connect refused, handshake or frame error,
  * server silent for timeout_ms, connection closed) of the last address of a
@@ -106,6 +114,8 @@ struct ctl_client_callbacks {
 
 /* At most this many control addresses (as in a join token). */
 #define CTL_CLIENT_ADDRS_MAX 8
+/* The hop to the next address waits a random 0..this many ms. */
+#define CTL_CLIENT_HOP_JITTER_MS 1000
 /* "[" host "]:" port and its NUL (a host is at most 253 characters). */
 #define CTL_CLIENT_ADDR_TEXT (253 + 2 + 6 + 1)
 
@@ -123,6 +133,10 @@ struct ctl_client_config {
 	 * (up to CTL_CLIENT_ADDRS_MAX - 1; NULL/0: host:port alone). */
 	const struct ctl_client_addr *more;
 	size_t n_more;
+	/* The address that last worked, as ctl_client_status.addr wrote it
+	 * ("host:port", "[v6]:port"): the first round starts there. NULL, or
+	 * not one of the addresses (a new token): the first address. */
+	const char *last_good;
 	uint8_t server_key[CTL_KEY_LEN]; /* pinned; from the token */
 	uint8_t machine_priv[CTL_KEY_LEN];
 	uint8_t node_key[CTL_KEY_LEN]; /* WireGuard public key */
@@ -180,6 +194,9 @@ struct ctl_client_status {
 	int64_t connected_since;  /* unix s of the current session, 0 if none */
 	int64_t last_map;         /* unix s of the last map update, 0 if none */
 	uint32_t next_attempt_ms; /* in BACKOFF: time left before the retry */
+	/* In BACKOFF: the wait is the short hop to the next address (at most
+	 * CTL_CLIENT_HOP_JITTER_MS), not a backoff. */
+	bool hop;
 	/* The control address in use (or tried next): "host:port",
 	 * "[v6]:port"; its index in the configured list and the list's size. */
 	char addr[CTL_CLIENT_ADDR_TEXT];

@@ -27,6 +27,16 @@ struct ctl_client {
 	char *hosts[CTL_CLIENT_ADDRS_MAX];
 	uint16_t ports[CTL_CLIENT_ADDRS_MAX];
 	uint8_t n_addrs, cur;
+	uint8_t good; /* the address that last completed a handshake: rounds
+	               * start there (a dead first address is not retried
+	               * first every round) */
+	/* the retry pending is a hop to the next address */
+	bool hop;
+	/* 1 + the last address of this round whose TCP connect succeeded
+	 * (0: none): a server that is up but turned us away (its handshake
+	 * limiter closes at once) is where the next round starts, not a dead
+	 * last-good address. */
+	uint8_t reached;
 	uint8_t round_fails; /* addresses failed since the last backoff wait
 	                      * or stable session: n_addrs of them back off */
 	const char *host;
@@ -102,6 +112,8 @@ void ctl_client_session_up(struct ctl_client *c);
 /* The next retry wait (jittered) and the doubling; a session that started
  * CTL_CLIENT_STABLE_MS or more before now resets it first. */
 uint32_t ctl_client_backoff_next(struct ctl_client *c, uint64_t now);
+/* The wait before the hop to the next address: 0..CTL_CLIENT_HOP_JITTER_MS. */
+uint32_t ctl_client_hop_wait_ms(void);
 
 /* client_proto.c */
 void ctl_client_start_handshake(struct ctl_client *c);

@@ -412,6 +412,10 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 	}
 	char s[CTL_TOKEN_STR_MAX];
 	r = ctl_token_encode(&tok, s, sizeof s);
+	bool v2 = tok.n_more > 0; /* several addresses: a version 2 token */
+	char first[CTL_TOKEN_HOST_MAX + 10];
+	snprintf(first, sizeof first, "%s%s%s:%u", strchr(tok.host, ':') ? "[" : "",
+	         tok.host, strchr(tok.host, ':') ? "]" : "", tok.port);
 	ctl_token_wipe(&tok);
 	if (r < 0) {
 		fprintf(stderr, "mesh-control: %s\n", ctl_token_strerror(r));
@@ -421,6 +425,13 @@ int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st
 	}
 	printf("%s\n", s);
 	sodium_memzero(s, sizeof s);
+	if (v2)
+		fprintf(stderr,
+		        "mesh-control: this token carries several control addresses "
+		        "(version 2), which mesh-proxy and mesh-relay from before "
+		        "several servers refuse; older nodes need a token with one "
+		        "address: --control %s\n",
+		        first);
 	if (relay) {
 		fprintf(stderr,
 		        "mesh-control: relay join token for %s (relay key %lld, single-use); "

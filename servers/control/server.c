@@ -231,7 +231,6 @@ static void out_count_stop(struct srv_conn *c)
 static void srv_online_down(struct srv_conn *c)
 {
 	c->s->st.nodes_online--;
-	srv_seen_down(c->s, &c->ip);
 }
 
 void srv_conn_free(struct srv_conn *c)

@@ -118,11 +118,15 @@ struct srv_node {
 	 * the whole entry if v_full > base, else a patch of the fields newer
 	 * than base, else nothing: a write that changed nothing sends nothing. */
 	int64_t v_full, v_eps, v_online, v_seen;
-	/* Where its latest online connection came from (family 0: it has not
-	 * been online since this server started): published as the entry's
-	 * seen_ip, with a version of its own (v_seen), at the next snapshot
-	 * refresh after srv_go_online touched it. Memory only. */
+	/* Where its latest online connection came from, as the store has it
+	 * (nodes.seen_ip, written by the server holding it; family 0: none),
+	 * so every server publishes the same one as the entry's seen_ip (with
+	 * a version of its own, v_seen) unless it is withheld: --no-seen-ip,
+	 * or shared by more than SRV_SEEN_SHARED_MAX online nodes of the
+	 * store (server_seen.c counts the snapshot's values). seen_counted:
+	 * this node (online, with seen) is in that count. */
 	struct ctl_ip seen;
+	bool seen_counted;
 	bool shown;           /* visible to others when last read */
 	double tokens;        /* its write bucket (server_writes.c) */
 	uint64_t tok_ms;      /* when tokens was last refilled (0: full) */
@@ -311,11 +315,7 @@ struct ctl_server {
 	double hs_tokens;             /* all sources together */
 	uint64_t hs_ms;               /* when hs_tokens was refilled (0: full) */
 	uint8_t hs_hash_key[16];      /* of the sources' hash */
-	/* A node registering, not yet in the snapshot: its connection's
-	 * address, for snap_upsert (seen_hint_id 0: none). */
-	int64_t seen_hint_id;
-	struct ctl_ip seen_hint;
-	/* Online connections per source address (server_seen.c). */
+	/* Online nodes of the snapshot per seen_ip (server_seen.c). */
 	struct srv_seen_slot *seen_tab;
 	size_t seen_cap, seen_used;
 	uint8_t seen_key[16];
@@ -460,21 +460,26 @@ int srv_on_endpoints(struct srv_conn *c, const struct ctl_endpoints *eps);
  * server answers LOGOUT and closes. A pending node's row goes too. */
 int srv_on_logout(struct srv_conn *c);
 int srv_go_online(struct srv_conn *c, const struct srv_node *n);
-/* Node id's control connection comes from ip: its map entry's seen_ip
- * from the next snapshot refresh on. stored_version: the version of its
- * row as the store returned it just now (0: unknown), so that a row the
- * refresh reads anyway needs no version bump of its own. */
-void srv_note_seen(struct ctl_server *s, int64_t id, const struct ctl_ip *ip,
-                   int64_t stored_version);
+/* Node id's control connection comes from ip: written to the store as
+ * its seen_ip with the next batch (this server holds it), which bumps its
+ * version when it changed, so every server's next refresh publishes it.
+ * With --no-seen-ip "" is written: no server publishes it. The node must
+ * be in the snapshot (refresh first). */
+void srv_note_seen(struct ctl_server *s, int64_t id, const struct ctl_ip *ip);
 
-/* server_seen.c: online connections per source address. up when one goes
- * online (withdraws the address from every node once it is shared by
- * more than SRV_SEEN_SHARED_MAX), down when it leaves; shared: whether
- * the address is published as nobody's seen_ip. */
+/* server_seen.c: online nodes of the snapshot per seen_ip (the store's
+ * values). up when a node counts (withdraws the address from every node
+ * once it is shared by more than SRV_SEEN_SHARED_MAX), down when it stops
+ * counting; shared: whether the address is published as nobody's seen_ip. */
 struct srv_seen_slot;
 void srv_seen_up(struct ctl_server *s, const struct ctl_ip *ip);
 void srv_seen_down(struct ctl_server *s, const struct ctl_ip *ip);
 bool srv_seen_shared(const struct ctl_server *s, const struct ctl_ip *ip);
+/* Node n's seen_ip as the store has it ("" none; anything but an address
+ * is none) and whether it is online: keeps n in the count and returns
+ * what to publish (family 0: nothing). */
+struct ctl_ip srv_seen_update(struct ctl_server *s, struct srv_node *n,
+                              const char *stored, bool online);
 void srv_seen_free(struct ctl_server *s);
 
 /* server_writes.c */
@@ -491,6 +496,12 @@ void srv_wb_online(struct ctl_server *s, int64_t id);
 void srv_wb_set_online(struct ctl_server *s, int64_t id);
 /* Node id's version is bumped at the next flush (its expiry passed). */
 void srv_wb_touch(struct ctl_server *s, int64_t id);
+/* Node id online again through a connection of this server that outlived
+ * a sweep: applied by the store only if no other live server holds it
+ * (CTL_UPD_REASSERT), at the next flush. */
+void srv_wb_reassert_online(struct ctl_server *s, int64_t id);
+/* Node id's seen_ip ("" none), written at the next flush. */
+void srv_wb_seen(struct ctl_server *s, int64_t id, const char *seen_ip);
 /* Writes the waiting writes in one transaction: those whose bucket allows,
  * or all. Before every broadcast's snapshot refresh. */
 int srv_wb_flush(struct ctl_server *s, bool all);

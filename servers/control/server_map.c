@@ -211,6 +211,8 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		s->n_nodes++;
 		s->nodes[i].pj = NULL;
 		s->nodes[i].stags = NULL;
+		s->nodes[i].seen_counted = false;
+		memset(&s->nodes[i].seen, 0, sizeof s->nodes[i].seen);
 	}
 	struct srv_node *n = &s->nodes[i];
 	bool stags_changed = strcmp(n->stags ? n->stags : "", nd->tags) != 0;
@@ -228,8 +230,7 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	 * (its version was bumped for it: srv_wb_touch) */
 	int64_t now = (int64_t)time(NULL);
 	bool shown = nd->approved && !(nd->expiry && nd->expiry <= now);
-	if (f)
-		np.seen_ip = n->seen; /* the store does not keep it */
+	np.seen_ip = srv_seen_update(s, n, nd->seen_ip, nd->online);
 	/* what the policy reads (server_policy.c inputs_build): the node
 	 * set, whether it is shown, expiry, addresses, user, stored tags */
 	bool pol_input = !f || stags_changed || shown != n->shown ||
@@ -237,11 +238,6 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	                 strcmp(n->peer.user, np.user) != 0;
 	if (!f) {
 		n->v_full = n->v_eps = n->v_online = n->v_seen = nd->version;
-		/* a node registering now: where its connection comes from */
-		memset(&n->seen, 0, sizeof n->seen);
-		if (s->seen_hint_id == nd->id)
-			n->seen = s->seen_hint;
-		np.seen_ip = n->seen;
 		n->tokens = SRV_WB_BURST;
 		n->tok_ms = 0;
 		n->wb_idx = 0;
@@ -341,6 +337,8 @@ static int snap_remove(struct ctl_server *s, int64_t id, int64_t version)
 		/* A node never approved was in nobody's map: no tombstone, so
 		 * dropped pending registrations reach no node. */
 		bool in_maps = s->nodes[i].approved;
+		if (s->nodes[i].seen_counted)
+			srv_seen_down(s, &s->nodes[i].seen);
 		srv_zc_touch(s, id);
 		s->pol_dirty = true;
 		if (s->nodes[i].pj)
@@ -902,14 +900,18 @@ static bool conn_check_self(struct srv_conn *c, int64_t now)
 	}
 	/* Online here, offline in the store: another server took this one
 	 * for stopped (it was paused, or its beats failed) and swept its
-	 * nodes. Written online again, held by this server. Not when the
-	 * store has it online through another server: that one has its
-	 * newer connection (this one is a leftover that times out). */
-	if (!n->peer.online && srv_node_visible(n, now)) {
+	 * nodes. Written online again, held by this server: but only from a
+	 * connection that is alive (it heard from its node within a
+	 * keepalive interval: a half-open leftover of a node that moved does
+	 * not), and only as a re-assertion, which the store applies when no
+	 * other live server holds the node (the node's newer connection
+	 * there wins; the leftover times out). */
+	if (!n->peer.online && srv_node_visible(n, now) &&
+	    srv_now_ms() - c->last_recv_ms <= c->s->cfg.keepalive_ms) {
 		const struct ctl_node_vol *w =
 		    n->wb_idx ? &c->s->wb[n->wb_idx - 1] : NULL;
 		if (!w || !(w->mask & CTL_UPD_ONLINE) || !w->online)
-			srv_wb_set_online(c->s, n->id);
+			srv_wb_reassert_online(c->s, n->id);
 	}
 	if (!srv_node_visible(n, now)) {
 		bool exp = n->approved;
@@ -1101,12 +1103,18 @@ void srv_poll_cb(int fd, short ev, void *arg)
 			continue;
 		int64_t id = n->id;
 		/* The snapshot is as of the last refresh: the node may have
-		 * come back through another server since. The store decides
-		 * (a read, then the removal: a reconnect in between is lost
-		 * to this race, as the timeout's last second always was). */
+		 * come back through another server since. The store decides:
+		 * the read spares a node seen lately (and schedules a refresh),
+		 * and the removal itself is conditional, so a registration
+		 * through another server after that read still keeps it. */
 		if (ephemeral_back(s, id, now))
 			continue;
-		if (ctl_store_node_remove(s->cfg.store, id) == 0) {
+		int64_t cutoff = now - (int64_t)s->cfg.ephemeral_timeout_s;
+		int rr = ctl_store_node_reap(s->cfg.store, id, cutoff);
+		if (rr == CTL_STORE_ENOTFOUND) {
+			log_debug("mesh-control: %s", ctl_store_errmsg(s->cfg.store));
+			srv_broadcast_schedule(s);
+		} else if (rr == 0) {
 			log_info("mesh-control: ephemeral node %lld removed after %u s "
 			         "offline",
 			         (long long)id, s->cfg.ephemeral_timeout_s);

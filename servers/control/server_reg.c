@@ -163,29 +163,38 @@ static int reg_pending(struct srv_conn *c, const struct ctl_node *nd)
 }
 
 /* Peers take seen_ip, never an address the node reports, as where it is
- * when they probe it (docs/disco.md). A node new to the snapshot gets it
- * as it goes in; one whose row the store just changed gets it when the
- * refresh reads that change; otherwise (a reconnect from another address
- * while still online, an approval) the row's version is bumped at the next
- * flush, so that others get it in a delta. */
-void srv_note_seen(struct ctl_server *s, int64_t id, const struct ctl_ip *ip,
-                   int64_t stored_version)
+ * when they probe it (docs/disco.md). It goes through the store, so that
+ * peers on every server get it, and a node that moved to another server
+ * gets the new one there: the holder writes it, and the change of the
+ * row's version carries it to every server's maps in a delta. */
+/* ip as the store keeps it as seen_ip ("" with --no-seen-ip). */
+static void seen_text(const struct ctl_server *s, const struct ctl_ip *ip,
+                      char a[CTL_ADDRSTR_MAX])
 {
-	struct ctl_ip pub = {0}; /* published: none */
-	if (!s->cfg.no_seen_ip && !srv_seen_shared(s, ip))
-		pub = *ip;
+	a[0] = 0;
+	if (!s->cfg.no_seen_ip && (ip->family == 4 || ip->family == 6))
+		ctl_ip_format(ip, a);
+	if (strlen(a) > CTL_STORE_SEEN_MAX)
+		a[0] = 0; /* (an IP address always fits) */
+}
+
+void srv_note_seen(struct ctl_server *s, int64_t id, const struct ctl_ip *ip)
+{
+	char a[CTL_ADDRSTR_MAX];
+	seen_text(s, ip, a);
 	bool f;
 	size_t i = srv_snap_index(s, id, &f);
-	if (!f) {
-		s->seen_hint_id = id;
-		s->seen_hint = pub;
+	if (!f)
 		return;
-	}
-	if (!memcmp(&s->nodes[i].seen, &pub, sizeof pub))
+	struct ctl_ip now = {0};
+	if (a[0] && !ctl_ip_parse(a, &now))
+		a[0] = 0;
+	const struct srv_node *n = &s->nodes[i];
+	const struct ctl_node_vol *w = n->wb_idx ? &s->wb[n->wb_idx - 1] : NULL;
+	bool waiting = w && (w->mask & CTL_UPD_SEEN);
+	if (waiting ? !strcmp(w->seen_ip, a) : !memcmp(&n->seen, &now, sizeof now))
 		return;
-	s->nodes[i].seen = pub;
-	if (stored_version <= s->nodes[i].version)
-		srv_wb_touch(s, id);
+	srv_wb_seen(s, id, a);
 }
 
 int srv_go_online(struct srv_conn *c, const struct srv_node *n)
@@ -222,7 +231,6 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	 * srv_conn_free marks the node offline again. */
 	c->state = SRV_ONLINE;
 	s->st.nodes_online++;
-	srv_seen_up(s, &c->ip);
 	/* register marked it online, through this server */
 	bool was_online = n->peer.online && n->online_server == s->server_id;
 	int r = srv_send_msg(c, &m);
@@ -234,7 +242,7 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	s->st.registrations_ok++;
 	log_info("mesh-control: node %lld (%s, %s) online from %s", (long long)id,
 	         n->peer.name, v4, c->peer);
-	srv_note_seen(s, id, &c->ip, 0);
+	srv_note_seen(s, id, &c->ip);
 	srv_snap_refresh(s);
 	srv_broadcast_schedule(s);
 	return srv_send_full(c);
@@ -549,11 +557,14 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 			srv_wb_set_online(s, sn->id);
 		return srv_go_online(c, sn);
 	}
+	char seen[CTL_ADDRSTR_MAX];
+	seen_text(s, &c->ip, seen);
 	struct ctl_store_reg reg = {.hostname = req->hostname,
 	                            .auth_secret =
 	                                req->auth_key[0] ? req->auth_key : NULL,
 	                            .now = now,
 	                            .set_online = true,
+	                            .seen_ip = seen,
 	                            .no_pending = s->cfg.no_pending,
 	                            .max_pending = s->cfg.max_pending,
 	                            .max_per_source = s->cfg.max_pending_per_source,
@@ -601,8 +612,8 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 		free(nd);
 		return r;
 	}
-	srv_note_seen(s, id, &c->ip, nd->version);
 	srv_snap_refresh(s);
+	srv_note_seen(s, id, &c->ip);
 	for (unsigned i = 0; created && i < reg.n_reclaim; i++) {
 		bool hf;
 		size_t hi = srv_snap_index(s, reg.reclaim_ids[i], &hf);
@@ -619,7 +630,6 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 		break;
 	}
 	free(nd);
-	s->seen_hint_id = 0;
 	srv_broadcast_schedule(s);
 	const struct srv_node *n = srv_snap_find(s, id);
 	if (!n) { /* the snapshot could not be read: not online after all */

@@ -1,13 +1,15 @@
 /* Which source addresses are shared by many online nodes. A node's
- * seen_ip (its control connection's source) is where peers aim birthday
- * probes (docs/disco.md). Behind a TCP proxy or a carrier NAT every node
- * comes from one address, which is then no node's own: published, it
- * would let any member aim every easy peer's probes at the proxy (control
- * review 3 H1). So an address that more than SRV_SEEN_SHARED_MAX online
- * connections come from is published for none of them (nodes behind one
- * home NAT stay well under). Counted per online connection in an
- * open-addressing table keyed by SipHash of the address; slots whose count
- * fell to 0 stay until the table is rebuilt (at three quarters). */
+ * seen_ip (its control connection's source, kept in the store by the
+ * server holding it) is where peers aim birthday probes (docs/disco.md).
+ * Behind a TCP proxy or a carrier NAT every node comes from one address,
+ * which is then no node's own: published, it would let any member aim
+ * every easy peer's probes at the proxy (control review 3 H1). So an
+ * address that more than SRV_SEEN_SHARED_MAX online nodes of the store
+ * have as their seen_ip (counted over the snapshot, so that every server
+ * counts the nodes of every server) is published for none of them (nodes
+ * behind one home NAT stay well under). Counted in an open-addressing
+ * table keyed by SipHash of the address; slots whose count fell to 0 stay
+ * until the table is rebuilt (at three quarters). */
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,19 +71,15 @@ static bool counted(const struct ctl_ip *ip)
 	return ip->family == 4 || ip->family == 6;
 }
 
-/* Withdraws ip from every node it is published for (their next refresh
- * sends the entry without it). */
+/* Withdraws ip from every node it is published for: their versions are
+ * bumped, and the refresh that reads them publishes none. */
 static void withdraw(struct ctl_server *s, const struct ctl_ip *ip)
 {
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		struct srv_node *n = &s->nodes[i];
-		if (n->seen.family && !memcmp(&n->seen, ip, sizeof *ip)) {
-			memset(&n->seen, 0, sizeof n->seen);
+		if (n->peer.seen_ip.family && !memcmp(&n->seen, ip, sizeof *ip))
 			srv_wb_touch(s, n->id);
-		}
 	}
-	if (s->seen_hint_id && !memcmp(&s->seen_hint, ip, sizeof *ip))
-		memset(&s->seen_hint, 0, sizeof s->seen_hint);
 }
 
 void srv_seen_up(struct ctl_server *s, const struct ctl_ip *ip)
@@ -139,6 +137,28 @@ bool srv_seen_shared(const struct ctl_server *s, const struct ctl_ip *ip)
 			return e->n > SRV_SEEN_SHARED_MAX;
 	}
 	return false;
+}
+
+struct ctl_ip srv_seen_update(struct ctl_server *s, struct srv_node *n,
+                              const char *stored, bool online)
+{
+	struct ctl_ip raw = {0}, pub = {0};
+	/* from the database: anything but an address is none */
+	if (!stored[0] || !ctl_ip_parse(stored, &raw) || !counted(&raw))
+		memset(&raw, 0, sizeof raw);
+	bool count = online && raw.family;
+	if (n->seen_counted && (!count || memcmp(&n->seen, &raw, sizeof raw) != 0)) {
+		srv_seen_down(s, &n->seen);
+		n->seen_counted = false;
+	}
+	n->seen = raw;
+	if (count && !n->seen_counted) {
+		n->seen_counted = true;
+		srv_seen_up(s, &raw);
+	}
+	if (raw.family && !s->cfg.no_seen_ip && !srv_seen_shared(s, &raw))
+		pub = raw;
+	return pub;
 }
 
 void srv_seen_free(struct ctl_server *s)

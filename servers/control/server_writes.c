@@ -136,6 +136,7 @@ void srv_wb_offline(struct ctl_server *s, int64_t id)
 		}
 	} else {
 		v->mask |= CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN;
+		v->mask &= ~(unsigned)CTL_UPD_REASSERT;
 		v->online = false;
 		v->last_seen = (int64_t)time(NULL);
 	}
@@ -147,7 +148,22 @@ void srv_wb_online(struct ctl_server *s, int64_t id)
 	struct srv_node *n = node_of(s, id);
 	if (n && n->wb_idx)
 		s->wb[n->wb_idx - 1].mask &=
-		    ~(unsigned)(CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN);
+		    ~(unsigned)(CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN | CTL_UPD_REASSERT);
+}
+
+void srv_wb_reassert_online(struct ctl_server *s, int64_t id)
+{
+	struct srv_node *n = node_of(s, id);
+	struct ctl_node_vol *v = n ? entry_of(s, n) : NULL;
+	if (!v) /* (out of memory) the next check tries again */
+		return;
+	/* a waiting fresh online write stays fresh */
+	if (!((v->mask & CTL_UPD_ONLINE) && v->online))
+		v->mask |= CTL_UPD_REASSERT;
+	v->mask |= CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN;
+	v->online = true;
+	v->last_seen = (int64_t)time(NULL);
+	srv_broadcast_schedule(s);
 }
 
 void srv_wb_set_online(struct ctl_server *s, int64_t id)
@@ -166,6 +182,7 @@ void srv_wb_set_online(struct ctl_server *s, int64_t id)
 		} /* a success does not clear a failed batch (srv_wb_offline) */
 	} else {
 		v->mask |= CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN;
+		v->mask &= ~(unsigned)CTL_UPD_REASSERT; /* fresh: takes the node */
 		v->online = true;
 		v->last_seen = now;
 	}
@@ -178,6 +195,17 @@ void srv_wb_touch(struct ctl_server *s, int64_t id)
 	struct ctl_node_vol *v = n ? entry_of(s, n) : NULL;
 	if (v)
 		v->touch = true;
+	srv_broadcast_schedule(s);
+}
+
+void srv_wb_seen(struct ctl_server *s, int64_t id, const char *seen_ip)
+{
+	struct srv_node *n = node_of(s, id);
+	struct ctl_node_vol *v = n ? entry_of(s, n) : NULL;
+	if (!v) /* (out of memory) the next registration writes it */
+		return;
+	v->mask |= CTL_UPD_SEEN;
+	snprintf(v->seen_ip, sizeof v->seen_ip, "%s", seen_ip);
 	srv_broadcast_schedule(s);
 }
 

@@ -151,6 +151,11 @@ int ctl_store_node_remove(struct ctl_store *st, int64_t id)
 	return st->ops->node_remove(st, id);
 }
 
+int ctl_store_node_reap(struct ctl_store *st, int64_t id, int64_t cutoff)
+{
+	return st->ops->node_reap(st, id, cutoff);
+}
+
 int ctl_store_node_logout(struct ctl_store *st, int64_t id)
 {
 	return st->ops->node_logout(st, id);

@@ -30,6 +30,7 @@
 #define CTL_NAME_MAX            63 /* one DNS label */
 #define CTL_STORE_TAGS_MAX      255
 #define CTL_STORE_ENDPOINTS_MAX 1023
+#define CTL_STORE_SEEN_MAX      45 /* an IPv6 address as text (INET6_ADDRSTRLEN - 1) */
 #define CTL_HOSTINFO_MAX        4095
 #define CTL_SECRET_MAX          80 /* "mkey-<id>-<48 hex>" plus NUL fits */
 #define CTL_DEFAULT_DOMAIN      "mesh.internal"
@@ -199,6 +200,10 @@ struct ctl_node {
 	 * compares it with its own id to know whether the store has the node
 	 * online through it (server_reg.c). */
 	int64_t online_server;
+	/* Where its latest control connection came from, as text ("" none),
+	 * written by the server that holds it: every server publishes it
+	 * (or withholds it) as the node's seen_ip. */
+	char seen_ip[CTL_STORE_SEEN_MAX + 1];
 };
 
 #define CTL_RECLAIM_MAX 16
@@ -213,6 +218,10 @@ struct ctl_store_reg {
 	/* Also mark the node online (last_seen = now) in the same transaction
 	 * when it ends up approved and not expired. */
 	bool set_online;
+	/* With set_online: its seen_ip (at most CTL_STORE_SEEN_MAX; NULL:
+	 * unchanged), in the same version as the registration, so peers get
+	 * the node and where it is in one delta. */
+	const char *seen_ip;
 	/* A new machine without a secret: refused (EAUTH_REQUIRED) when
 	 * no_pending; else stored pending, unless max_pending (0: no limit)
 	 * nodes are pending already, or max_per_source (0: no limit) of them
@@ -253,6 +262,15 @@ enum {
 	CTL_UPD_LAST_SEEN = 1 << 4,
 	CTL_UPD_ONLINE = 1 << 5,
 	CTL_UPD_NODE_KEY = 1 << 6,
+	/* ctl_node_vol only, with CTL_UPD_ONLINE online: a re-assertion (a
+	 * connection of this server that outlived a sweep), not a fresh
+	 * registration: it applies only while the row is offline or its
+	 * holder has no servers row (stopped, forgotten); a node another live
+	 * server holds stays its. Without it, online makes the writer the
+	 * holder. */
+	CTL_UPD_REASSERT = 1 << 7,
+	/* ctl_node_vol only: seen_ip (a change bumps the node's version) */
+	CTL_UPD_SEEN = 1 << 8,
 };
 
 struct ctl_node_update {
@@ -267,7 +285,8 @@ struct ctl_node_update {
 };
 
 /* One node's volatile fields for ctl_store_node_update_many (mask: any of
- * CTL_UPD_ENDPOINTS, CTL_UPD_HOME_RELAY, CTL_UPD_LAST_SEEN, CTL_UPD_ONLINE;
+ * CTL_UPD_ENDPOINTS, CTL_UPD_HOME_RELAY, CTL_UPD_LAST_SEEN, CTL_UPD_ONLINE,
+ * CTL_UPD_SEEN, CTL_UPD_REASSERT;
  * touch: bump its version even if nothing changed, say because its expiry
  * passed and others must drop it). */
 struct ctl_node_vol {
@@ -278,6 +297,7 @@ struct ctl_node_vol {
 	int home_relay;
 	int64_t last_seen;
 	bool online;
+	char seen_ip[CTL_STORE_SEEN_MAX + 1]; /* "" clears it */
 };
 
 enum ctl_node_lookup {
@@ -315,6 +335,7 @@ struct ctl_store_ops {
 	int (*node_approve)(struct ctl_store *st, int64_t id);
 	int (*node_rename)(struct ctl_store *st, int64_t id, const char *name);
 	int (*node_remove)(struct ctl_store *st, int64_t id);
+	int (*node_reap)(struct ctl_store *st, int64_t id, int64_t cutoff);
 	int (*node_logout)(struct ctl_store *st, int64_t id);
 	int (*node_removed)(struct ctl_store *st, int64_t since_version, int64_t **ids,
 	                    size_t *n);
@@ -492,6 +513,12 @@ int ctl_store_node_list(struct ctl_store *st, int64_t since_version,
 int ctl_store_node_approve(struct ctl_store *st, int64_t id);
 int ctl_store_node_rename(struct ctl_store *st, int64_t id, const char *name);
 int ctl_store_node_remove(struct ctl_store *st, int64_t id);
+/* The ephemeral reaper's removal: as node_remove, but only while the node
+ * is still offline with last_seen < cutoff, checked in the removing
+ * transaction (under the write lock). A node that came back through
+ * another server since the caller looked is kept: ENOTFOUND, with a
+ * message that says it changed. */
+int ctl_store_node_reap(struct ctl_store *st, int64_t id, int64_t cutoff);
 /* The node's own LOGOUT: removed as by node_remove (peers get the removal
  * in deltas) but its machine is not marked removed, so the same machine
  * may join again with the key it had (it throws its keys away anyway). */

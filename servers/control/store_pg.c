@@ -913,6 +913,7 @@ static const struct ctl_store_ops pg_ops = {
     .node_approve = ctl_pg_node_approve,
     .node_rename = ctl_pg_node_rename,
     .node_remove = ctl_pg_node_remove,
+    .node_reap = ctl_pg_node_reap,
     .node_logout = ctl_pg_node_logout,
     .node_removed = ctl_pg_node_removed,
     .node_pending_count = ctl_pg_node_pending_count,

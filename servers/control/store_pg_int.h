@@ -138,6 +138,7 @@ int ctl_pg_node_list(struct ctl_store *st, int64_t since, struct ctl_node **out,
 int ctl_pg_node_approve(struct ctl_store *st, int64_t id);
 int ctl_pg_node_rename(struct ctl_store *st, int64_t id, const char *name);
 int ctl_pg_node_remove(struct ctl_store *st, int64_t id);
+int ctl_pg_node_reap(struct ctl_store *st, int64_t id, int64_t cutoff);
 int ctl_pg_node_logout(struct ctl_store *st, int64_t id);
 int ctl_pg_node_removed(struct ctl_store *st, int64_t since, int64_t **out, size_t *n);
 int ctl_pg_node_pending_count(struct ctl_store *st, int64_t *n);

@@ -14,7 +14,7 @@
 #define PG_NODE_COLS                                                                     \
 	"id, machine_key, node_key, disco_key, hostname, name, ipv4, ipv6, endpoints, "  \
 	"home_relay, hostinfo, COALESCE(auth_key_id, 0), approved, ephemeral, online, "  \
-	"tags, created, last_seen, expiry, version, \"user\", online_server"
+	"tags, created, last_seen, expiry, version, \"user\", online_server, seen_ip"
 
 /* One row of PG_NODE_COLS; every text is cut to its field and every key
  * must be exactly 32 bytes (ctl_pg_text, ctl_pg_blob), so a damaged row
@@ -44,6 +44,7 @@ static void pg_node_row(const PGresult *q, int row, struct ctl_node *n)
 	n->version = ctl_pg_int(q, row, 19);
 	ctl_pg_text(n->user, sizeof n->user, q, row, 20);
 	n->online_server = ctl_pg_int(q, row, 21);
+	ctl_pg_text(n->seen_ip, sizeof n->seen_ip, q, row, 22);
 }
 
 int ctl_pg_node_get(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
@@ -205,6 +206,22 @@ int ctl_pg_node_remove(struct ctl_store *st, int64_t id)
 	return pg_node_change(PG(st),
 	                      "DELETE FROM nodes WHERE id = $2 AND $1::bigint > 0", id,
 	                      false, 0, "remove");
+}
+
+/* As the SQLite twin: the condition is in the DELETE, under the
+ * transaction's meta row lock. */
+int ctl_pg_node_reap(struct ctl_store *st, int64_t id, int64_t cutoff)
+{
+	int rc = pg_node_change(PG(st),
+	                        "DELETE FROM nodes WHERE id = $2 AND $1::bigint > 0 AND "
+	                        "online = 0 AND last_seen < $3",
+	                        id, true, cutoff, "reap");
+	if (rc == CTL_STORE_ENOTFOUND)
+		rc = ctl_pg_fail(PG(st), rc,
+		                 "reap: node %lld: changed (online again, seen since "
+		                 "the cutoff, or gone): not removed",
+		                 (long long)id);
+	return rc;
 }
 
 int ctl_pg_node_logout(struct ctl_store *st, int64_t id)

@@ -466,9 +466,13 @@ static int pg_node_set_online(struct pg_store *s, const struct ctl_store_reg *r)
 	if (!n)
 		return ctl_pg_fail(s, CTL_STORE_ENOMEM, "out of memory");
 	int rc = ctl_pg_node_get(&s->base, CTL_NODE_BY_MACHINE_KEY, r->machine_key, n);
+	if (rc == 0 && r->seen_ip && strlen(r->seen_ip) > CTL_STORE_SEEN_MAX)
+		rc = ctl_pg_fail(s, CTL_STORE_EINVAL, "seen_ip longer than %d",
+		                 CTL_STORE_SEEN_MAX);
 	if (rc == 0 && n->approved && !(n->expiry && n->expiry <= r->now)) {
 		int64_t v = n->version;
-		if (!n->online)
+		bool new_seen = r->seen_ip && strcmp(n->seen_ip, r->seen_ip) != 0;
+		if (!n->online || new_seen)
 			rc = ctl_pg_bump(s, &v);
 		if (rc == 0) {
 			struct pg_params p = {.n = 0};
@@ -476,9 +480,11 @@ static int pg_node_set_online(struct pg_store *s, const struct ctl_store_reg *r)
 			ctl_pg_p_int(&p, r->now);
 			ctl_pg_p_int(&p, v);
 			ctl_pg_p_int(&p, s->server_id);
+			ctl_pg_p_text(&p, r->seen_ip); /* NULL: unchanged */
 			rc = ctl_pg_cmd(s, "node online",
 			                "UPDATE nodes SET online = 1, last_seen = $2, "
-			                "version = $3, online_server = $4 WHERE id = $1",
+			                "version = $3, online_server = $4, "
+			                "seen_ip = COALESCE($5, seen_ip) WHERE id = $1",
 			                &p, NULL);
 		}
 	}

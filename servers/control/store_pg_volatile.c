@@ -147,32 +147,40 @@ static int pg_vol_end(struct pg_store *s, int rc, bool changed, int64_t next,
 
 /* One statement for a chunk of a batch (no id twice): per node, the new
  * values are the given ones where the mask has them, else the stored ones.
- * Online makes this server ($7) the holder, offline makes it none, and an
+ * Online makes this server ($7) the holder (a re-assertion, onl 2, only
+ * when the row is offline or its holder has no servers row: "w" turns a
+ * blocked one into no online write), offline makes it none, and an
  * offline write applies only while this server holds the node (or without
  * an id): one that moved to another server stays online there, the rest
  * of the write applies anyway. "entry" is whether others' maps change
- * (endpoints, home relay, online, the last_seen of a node that is
- * offline, or touched): those rows get version $8. A row is written when
+ * (endpoints, home relay, online, seen_ip, the last_seen of a node that
+ * is offline, or touched): those rows get version $8. A row is written when
  * its entry, its last_seen or its holder changes. The result: how many
  * entries. */
 static const char pg_batch_sql[] =
-    "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], "
-    "$4::bigint[], $5::int[], $6::int[]) AS v(id, eps, home, seen, onl, touch)), "
+    "WITH v0 AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], "
+    "$4::bigint[], $5::int[], $6::int[], $9::text[]) "
+    "AS v0(id, eps, home, seen, onl, touch, sip)), "
+    "v AS (SELECT v0.id, v0.eps, v0.home, v0.seen, v0.touch, v0.sip, "
+    "CASE WHEN v0.onl = 2 AND n.online <> 0 AND n.online_server NOT IN "
+    "(0, $7::bigint) AND EXISTS (SELECT 1 FROM servers sv WHERE sv.id = "
+    "n.online_server) THEN NULL WHEN v0.onl = 2 THEN 1 ELSE v0.onl END AS onl "
+    "FROM v0 JOIN nodes n ON n.id = v0.id), "
     "c AS (SELECT n.id, v.touch, v.onl AS w_on, n.endpoints AS o_eps, "
     "n.home_relay AS o_home, n.online AS o_on, n.last_seen AS o_seen, "
-    "n.online_server AS o_srv, "
+    "n.online_server AS o_srv, n.seen_ip AS o_sip, "
     "COALESCE(v.eps, n.endpoints) AS eps, COALESCE(v.home, n.home_relay) AS home, "
-    "COALESCE(v.seen, n.last_seen) AS seen, "
+    "COALESCE(v.seen, n.last_seen) AS seen, COALESCE(v.sip, n.seen_ip) AS sip, "
     "CASE WHEN v.onl IS NULL THEN n.online WHEN v.onl <> 0 THEN 1 "
     "WHEN n.online = 0 OR $7::bigint = 0 OR n.online_server = $7::bigint THEN 0 "
     "ELSE n.online END AS onl "
     "FROM v JOIN nodes n ON n.id = v.id), "
     "d AS (SELECT *, (eps <> o_eps OR home <> o_home OR onl <> o_on OR touch <> 0 "
-    "OR (onl = 0 AND seen <> o_seen)) AS entry, "
+    "OR sip <> o_sip OR (onl = 0 AND seen <> o_seen)) AS entry, "
     "CASE WHEN onl = 0 THEN 0 WHEN w_on <> 0 THEN $7::bigint ELSE o_srv END AS srv "
     "FROM c), "
     "u AS (UPDATE nodes n SET endpoints = d.eps, home_relay = d.home, "
-    "online = d.onl, last_seen = d.seen, online_server = d.srv, "
+    "online = d.onl, last_seen = d.seen, online_server = d.srv, seen_ip = d.sip, "
     "version = CASE WHEN d.entry THEN $8::bigint ELSE n.version END "
     "FROM d WHERE n.id = d.id AND (d.entry OR d.seen <> d.o_seen OR "
     "d.srv <> d.o_srv) RETURNING d.entry) "
@@ -181,7 +189,7 @@ static const char pg_batch_sql[] =
 static int pg_batch_chunk(struct pg_store *s, const struct ctl_node_vol *v, size_t n,
                           int64_t next, size_t *entries)
 {
-	struct pg_arr a[6] = {{0}};
+	struct pg_arr a[7] = {{0}};
 	struct pg_params p = {.n = 0};
 	int rc = 0;
 
@@ -191,23 +199,28 @@ static int pg_batch_chunk(struct pg_store *s, const struct ctl_node_vol *v, size
 		arr_text(&a[1], !(m & CTL_UPD_ENDPOINTS), v[i].endpoints);
 		arr_int(&a[2], !(m & CTL_UPD_HOME_RELAY), v[i].home_relay);
 		arr_int(&a[3], !(m & CTL_UPD_LAST_SEEN), v[i].last_seen);
-		arr_int(&a[4], !(m & CTL_UPD_ONLINE), v[i].online);
+		/* 2: online as a re-assertion (see the statement) */
+		arr_int(&a[4], !(m & CTL_UPD_ONLINE),
+		        v[i].online ? ((m & CTL_UPD_REASSERT) ? 2 : 1) : 0);
 		arr_int(&a[5], false, v[i].touch);
+		arr_text(&a[6], !(m & CTL_UPD_SEEN), v[i].seen_ip);
 	}
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < 7; i++) {
 		arr_end(&a[i]);
 		if (a[i].oom)
 			rc = ctl_pg_fail(s, CTL_STORE_ENOMEM, "out of memory");
-		ctl_pg_p_text(&p, a[i].buf);
 	}
+	for (int i = 0; i < 6; i++)
+		ctl_pg_p_text(&p, a[i].buf);
 	ctl_pg_p_int(&p, s->server_id);
 	ctl_pg_p_int(&p, next);
+	ctl_pg_p_text(&p, a[6].buf); /* $9 */
 	PGresult *q = rc ? NULL : ctl_pg_query(s, "node batch", pg_batch_sql, &p, &rc);
 	if (q) {
 		*entries += PQntuples(q) == 1 ? (size_t)ctl_pg_int(q, 0, 0) : 0;
 		PQclear(q);
 	}
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		arr_free(&a[i]);
 	return rc;
 }
@@ -252,6 +265,10 @@ int ctl_pg_node_update_many(struct ctl_store *st, const struct ctl_node_vol *v, 
 			return ctl_pg_fail(s, CTL_STORE_EINVAL,
 			                   "endpoints longer than %d",
 			                   CTL_STORE_ENDPOINTS_MAX);
+		else if ((v[i].mask & CTL_UPD_SEEN) &&
+		         !memchr(v[i].seen_ip, 0, sizeof v[i].seen_ip))
+			return ctl_pg_fail(s, CTL_STORE_EINVAL, "seen_ip longer than %d",
+			                   CTL_STORE_SEEN_MAX);
 	if (n == 0)
 		return 0;
 	size_t setcap = 2 * PG_BATCH_CHUNK; /* a power of two, at most half full */

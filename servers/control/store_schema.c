@@ -229,6 +229,13 @@ const struct ctl_migration ctl_migrations[] = {
               "CREATE TABLE servers (id BIGINT PRIMARY KEY, beat BIGINT NOT NULL,"
               " started BIGINT NOT NULL);",
     },
+    /* v8: where each node's latest control connection came from (its
+     * seen_ip, as text; '' none), written by the server holding it, so
+     * that every server publishes the same one. */
+    {
+        .sqlite = "ALTER TABLE nodes ADD COLUMN seen_ip TEXT NOT NULL DEFAULT '';",
+        .pg = "ALTER TABLE nodes ADD COLUMN seen_ip TEXT NOT NULL DEFAULT '';",
+    },
 };
 
 const int ctl_schema_version = (int)(sizeof ctl_migrations / sizeof ctl_migrations[0]);

@@ -399,6 +399,7 @@ static const struct ctl_store_ops sq_ops = {
     .node_approve = ctl_sq_node_approve,
     .node_rename = ctl_sq_node_rename,
     .node_remove = ctl_sq_node_remove,
+    .node_reap = ctl_sq_node_reap,
     .node_logout = ctl_sq_node_logout,
     .node_removed = ctl_sq_node_removed,
     .node_pending_count = ctl_sq_node_pending_count,

@@ -13,7 +13,7 @@
 	"id, machine_key, node_key, disco_key, hostname, name, ipv4, ipv6, endpoints, "  \
 	"home_relay, hostinfo, auth_key_id, approved, ephemeral, online, tags, "         \
 	"created, "                                                                      \
-	"last_seen, expiry, version, user, online_server"
+	"last_seen, expiry, version, user, online_server, seen_ip"
 
 static void sq_node_row(sqlite3_stmt *q, struct ctl_node *n)
 {
@@ -40,6 +40,7 @@ static void sq_node_row(sqlite3_stmt *q, struct ctl_node *n)
 	n->version = sqlite3_column_int64(q, 19);
 	ctl_sq_text(n->user, sizeof n->user, q, 20);
 	n->online_server = sqlite3_column_int64(q, 21);
+	ctl_sq_text(n->seen_ip, sizeof n->seen_ip, q, 22);
 }
 
 int ctl_sq_node_get(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
@@ -637,19 +638,29 @@ static int sq_node_set_online(struct sq_store *s, const struct ctl_store_reg *r)
 		return ctl_sq_fail(s, CTL_STORE_ENOMEM, "out of memory");
 	int rc = ctl_sq_node_get(&s->base, CTL_NODE_BY_MACHINE_KEY, r->machine_key, n);
 	int64_t v = 0;
+	if (rc == 0 && r->seen_ip && strlen(r->seen_ip) > CTL_STORE_SEEN_MAX)
+		rc = ctl_sq_fail(s, CTL_STORE_EINVAL, "seen_ip longer than %d",
+		                 CTL_STORE_SEEN_MAX);
 	if (rc == 0 && n->approved && !(n->expiry && n->expiry <= r->now)) {
 		v = n->version;
-		if (!n->online)
+		bool new_seen = r->seen_ip && strcmp(n->seen_ip, r->seen_ip) != 0;
+		if (!n->online || new_seen)
 			rc = ctl_sq_bump(s, &v);
-		sqlite3_stmt *q = rc ? NULL
-		                     : ctl_sq_prep(s, "UPDATE nodes SET online = 1, "
-		                                      "last_seen = ?2, version = ?3, "
-		                                      "online_server = ?4 WHERE id = ?1");
+		sqlite3_stmt *q =
+		    rc ? NULL
+		       : ctl_sq_prep(s, "UPDATE nodes SET online = 1, "
+		                        "last_seen = ?2, version = ?3, "
+		                        "online_server = ?4, seen_ip = "
+		                        "COALESCE(?5, seen_ip) WHERE id = ?1");
 		if (q) {
 			sqlite3_bind_int64(q, 1, n->id);
 			sqlite3_bind_int64(q, 2, r->now);
 			sqlite3_bind_int64(q, 3, v);
 			sqlite3_bind_int64(q, 4, s->server_id);
+			if (r->seen_ip)
+				sqlite3_bind_text(q, 5, r->seen_ip, -1, SQLITE_TRANSIENT);
+			else
+				sqlite3_bind_null(q, 5);
 			rc = ctl_sq_step_done(s, q, "node online");
 		} else if (rc == 0) {
 			rc = CTL_STORE_EIO;
@@ -795,6 +806,24 @@ int ctl_sq_node_remove(struct ctl_store *st, int64_t id)
 {
 	return sq_node_change(SQ(st), "DELETE FROM nodes WHERE id = ?2 AND ?1 > 0", id, 0,
 	                      "remove");
+}
+
+/* The condition is in the DELETE itself, so it holds at the moment of the
+ * removal: a registration through another server between the reaper's
+ * read and here makes it match nothing. */
+int ctl_sq_node_reap(struct ctl_store *st, int64_t id, int64_t cutoff)
+{
+	int rc =
+	    sq_node_change(SQ(st),
+	                   "DELETE FROM nodes WHERE id = ?2 AND ?1 > 0 AND online = 0 "
+	                   "AND last_seen < ?3",
+	                   id, cutoff, "reap");
+	if (rc == CTL_STORE_ENOTFOUND)
+		rc = ctl_sq_fail(SQ(st), rc,
+		                 "reap: node %lld: changed (online again, seen since "
+		                 "the cutoff, or gone): not removed",
+		                 (long long)id);
+	return rc;
 }
 
 int ctl_sq_node_logout(struct ctl_store *st, int64_t id)

@@ -30,14 +30,19 @@ static int sq_end_normal(struct sq_store *s, int rc)
 /* One node of a batch: reads what is stored, writes what differs; *entry
  * says whether others' maps change (then the row gets version *v, bumped
  * once per batch on first need). Online makes this server the node's
- * holder; offline applies only while it is (a node that moved to another
- * server stays online there), the rest of the write applies anyway. */
+ * holder (a re-assertion, CTL_UPD_REASSERT, only when the row is offline
+ * or its holder has no servers row: a leftover connection does not take
+ * back a node that moved); offline applies only while it is (a node that
+ * moved to another server stays online there), the rest of the write
+ * applies anyway. */
 static int sq_vol_one(struct sq_store *s, const struct ctl_node_vol *n, int64_t *v,
                       bool *entry)
 {
 	sqlite3_stmt *q = ctl_sq_prep(s, "SELECT endpoints, home_relay, online, "
-	                                 "last_seen, online_server FROM nodes "
-	                                 "WHERE id = ?1");
+	                                 "last_seen, online_server, seen_ip, "
+	                                 "(SELECT COUNT(*) FROM servers WHERE "
+	                                 "servers.id = nodes.online_server) "
+	                                 "FROM nodes WHERE id = ?1");
 	if (!q)
 		return CTL_STORE_EIO;
 	sqlite3_bind_int64(q, 1, n->id);
@@ -52,12 +57,20 @@ static int sq_vol_one(struct sq_store *s, const struct ctl_node_vol *n, int64_t 
 	bool online = sqlite3_column_int(q, 2) != 0;
 	int64_t seen = sqlite3_column_int64(q, 3);
 	int64_t holder = sqlite3_column_int64(q, 4);
+	char sip[CTL_STORE_SEEN_MAX + 1];
+	ctl_sq_text(sip, sizeof sip, q, 5);
+	bool holder_live = sqlite3_column_int64(q, 6) > 0;
 	ctl_sq_done(q);
 	bool changed = (n->mask & CTL_UPD_ENDPOINTS) && strcmp(eps, n->endpoints) != 0;
+	changed = changed || ((n->mask & CTL_UPD_SEEN) && strcmp(sip, n->seen_ip) != 0);
+	if (n->mask & CTL_UPD_SEEN)
+		snprintf(sip, sizeof sip, "%s", n->seen_ip);
 	if (n->mask & CTL_UPD_ENDPOINTS)
 		snprintf(eps, sizeof eps, "%s", n->endpoints);
 	changed = changed || ((n->mask & CTL_UPD_HOME_RELAY) && home != n->home_relay);
+	bool held_elsewhere = online && holder && holder != s->server_id && holder_live;
 	bool set_on = (n->mask & CTL_UPD_ONLINE) &&
+	              !((n->mask & CTL_UPD_REASSERT) && n->online && held_elsewhere) &&
 	              (n->online || !online || !s->server_id || holder == s->server_id);
 	bool on = set_on ? n->online : online;
 	changed = changed || on != online;
@@ -74,7 +87,8 @@ static int sq_vol_one(struct sq_store *s, const struct ctl_node_vol *n, int64_t 
 	}
 	q = ctl_sq_prep(s, "UPDATE nodes SET endpoints = ?2, home_relay = ?3, "
 	                   "online = ?4, last_seen = ?5, version = CASE WHEN ?6 > 0 "
-	                   "THEN ?6 ELSE version END, online_server = ?7 WHERE id = ?1");
+	                   "THEN ?6 ELSE version END, online_server = ?7, seen_ip = ?8 "
+	                   "WHERE id = ?1");
 	if (!q)
 		return CTL_STORE_EIO;
 	sqlite3_bind_int64(q, 1, n->id);
@@ -84,6 +98,7 @@ static int sq_vol_one(struct sq_store *s, const struct ctl_node_vol *n, int64_t 
 	sqlite3_bind_int64(q, 5, ls);
 	sqlite3_bind_int64(q, 6, *entry ? *v : 0);
 	sqlite3_bind_int64(q, 7, hold);
+	sqlite3_bind_text(q, 8, sip, -1, SQLITE_TRANSIENT);
 	return ctl_sq_step_done(s, q, "node batch");
 }
 
@@ -100,6 +115,10 @@ int ctl_sq_node_update_many(struct ctl_store *st, const struct ctl_node_vol *v, 
 			return ctl_sq_fail(s, CTL_STORE_EINVAL,
 			                   "endpoints longer than %d",
 			                   CTL_STORE_ENDPOINTS_MAX);
+		else if ((v[i].mask & CTL_UPD_SEEN) &&
+		         !memchr(v[i].seen_ip, 0, sizeof v[i].seen_ip))
+			return ctl_sq_fail(s, CTL_STORE_EINVAL, "seen_ip longer than %d",
+			                   CTL_STORE_SEEN_MAX);
 	if (n == 0)
 		return 0;
 	int rc = sq_sync(s, true);

@@ -113,6 +113,9 @@ struct rly_state {
 	 * control_more; absent with one) */
 	struct ctl_token_addr control_more[CTL_TOKEN_ADDRS_MAX - 1];
 	uint8_t n_control_more;
+	/* the control address that last worked ("" none): a restart dials it
+	 * first, not a dead first address */
+	char control_last_good[CTL_TOKEN_HOST_MAX + 10];
 	uint8_t control_key[32];
 	char listen[300], advertise[300], stun[300], region[64], cert[1024], key[1024];
 };
@@ -259,6 +262,8 @@ static int load_state(const char *dir, struct rly_state *st)
 	jstr(o, "tls_cert", st->cert, sizeof st->cert);
 	jstr(o, "tls_key", st->key, sizeof st->key);
 	bool more_ok = load_more(json_object_get(o, "control_more"), st);
+	/* optional (a preference): cut or missing is only ignored */
+	jstr(o, "control_last_good", st->control_last_good, sizeof st->control_last_good);
 	json_decref(o);
 	if (r != 0 || bl != 32 || !st->control_host[0] || !st->control_port || !more_ok) {
 		fprintf(stderr, "mesh-relay: %s: damaged; register again with --join\n",
@@ -278,6 +283,12 @@ static int save_state(const char *dir, const struct rly_state *st)
 	    st->control_host, "control_port", (int)st->control_port, "control_key", k,
 	    "listen", st->listen, "advertise", st->advertise, "stun", st->stun, "region",
 	    st->region, "tls_cert", st->cert, "tls_key", st->key);
+	if (o && st->control_last_good[0] &&
+	    json_object_set_new(o, "control_last_good",
+	                        json_string(st->control_last_good)) != 0) {
+		json_decref(o);
+		o = NULL;
+	}
 	if (o && st->n_control_more) {
 		json_t *more = json_array();
 		for (size_t i = 0; more && i < st->n_control_more; i++)
@@ -336,7 +347,25 @@ struct relay_app {
 	int exit_code;
 	uint64_t started;
 	char ctl_state[64];
+	struct rly_state *st; /* relay.json's contents, to keep last_good */
+	const char *state_dir;
 };
+
+/* Remembers the control address that answered in relay.json (only when
+ * it changed). */
+static void keep_last_good(struct relay_app *a)
+{
+	struct ctl_client_status cs;
+
+	ctl_client_get_status(a->ctl, &cs);
+	if (!a->st || a->st->n_control_more == 0 ||
+	    strcmp(cs.addr, a->st->control_last_good) == 0 ||
+	    strlen(cs.addr) >= sizeof a->st->control_last_good)
+		return;
+	snprintf(a->st->control_last_good, sizeof a->st->control_last_good, "%s",
+	         cs.addr);
+	save_state(a->state_dir, a->st); /* says why when it fails */
+}
 
 static void on_state(void *ctx, enum ctl_client_state st, const char *detail,
                      const struct ctl_register_resp *resp)
@@ -346,12 +375,13 @@ static void on_state(void *ctx, enum ctl_client_state st, const char *detail,
 	if (st == CTL_CLIENT_ONLINE) {
 		log_info("mesh-relay: registered with mesh-control");
 		rly_server_set_health(a->srv, "");
+		keep_last_good(a);
 	} else if (st == CTL_CLIENT_BACKOFF) {
 		struct ctl_client_status cs;
 		ctl_client_get_status(a->ctl, &cs);
 		log_info("mesh-relay: mesh-control unreachable (%s); retrying", detail);
 		/* moving to another control address at once: not yet degraded */
-		if (!(cs.n_addrs > 1 && cs.next_attempt_ms == 0))
+		if (!cs.hop)
 			rly_server_set_health(a->srv,
 			                      "mesh-control unreachable: the admission "
 			                      "list may be stale");
@@ -794,7 +824,8 @@ wipe:
 	}
 
 	raise_nofile(o->max_clients);
-	struct relay_app a = {.started = (uint64_t)time(NULL)};
+	struct relay_app a = {
+	    .started = (uint64_t)time(NULL), .st = &st, .state_dir = o->state};
 	snprintf(a.region, sizeof a.region, "%s", st.region);
 	snprintf(a.ctl_state, sizeof a.ctl_state, "connecting");
 	memcpy(a.pub, pub, 32);
@@ -858,6 +889,7 @@ wipe:
 	    .port = st.control_port,
 	    .more = more,
 	    .n_more = st.n_control_more,
+	    .last_good = st.control_last_good,
 	    .hostname = "mesh-relay",
 	    .auth_key = tok.auth_key,
 	    .cb = &cb,

@@ -10,6 +10,7 @@
 #    naming it; 8 long addresses fit (control.conf then has one line each);
 #  - serve without --listen listens on the first address only; a second
 #    serve on the same data directory listens on B;
+#  - `token` with two addresses warns that older nodes need one (--control A);
 #  - a node joins with the token: it is on A (status, status --json), its
 #    state keeps both addresses; serve A killed: the node is online on B
 #    within a few seconds as the same node (one node in the store, same
@@ -17,6 +18,8 @@
 #  - a mesh-relay joined with `token --relay` does the same: it keeps both
 #    addresses in relay.json and is registered through B after A dies
 #    (its status names the address);
+#    and both remember B as the address that last worked (control.json,
+#    relay.json), so a restart dials it first;
 #  - serve A back and B killed: the node and the relay return to A.
 . "$(dirname "$0")/lib.sh"
 
@@ -94,6 +97,11 @@ check "token --control B,A: that order" test "$(decoded "$T")" = "$B $A"
 T=$(mc token --control "198.18.0.9:443" 2>/dev/null)
 check "token --control with one address: version 1 (older nodes read it)" eval \
     '[ "$(version "$T")" = 1 ] && [ "$(decoded "$T")" = "198.18.0.9:443" ]'
+mco token --control "$B,$A"
+check "a version 2 token: token says older nodes need one address (--control B)" \
+    grep -q "older nodes need a token with one address: --control $B" "$ERR"
+mco token --control "198.18.0.9:443"
+check "a version 1 token: no such warning" eval '! grep -q "older nodes" "$ERR"'
 mco token --control "$A,nonsense"
 check "token --control with a bad item: exit 2, names it" eval \
     '[ $RC = 2 ] && grep -q -- "--control nonsense: expected HOST:PORT" "$ERR"'
@@ -156,6 +164,10 @@ info "moved to B after $(($(date +%s%3N) - T0)) ms"
 check "status (text) says B" eval 'mp status --state "$RUN/n1" | grep -q "control $B (address 2 of 2)"'
 check "still one node, the same id" eval '[ "$(node_count)" = 1 ] && [ "$(node_id)" = "$ID" ]'
 check "the relay is registered through B within 5 s" wait_until 5 rj "j['control'] == 'online' and j['control_address'] == '$B'"
+check "control.json remembers B as the address that last worked" wait_until 5 python3 -c "
+import json, sys; sys.exit(json.load(open('$RUN/n1/control.json')).get('last_good') != '$B')"
+check "relay.json remembers B too" wait_until 5 python3 -c "
+import json, sys; sys.exit(json.load(open('$RUN/r1/relay.json')).get('control_last_good') != '$B')"
 check "mesh-relay status (text) names B" eval \
     'nsx_nobody h "$MR" status --state "$RUN/r1" | grep -q "control online at $B"'
 check "still one relay" eval '[ "$(mc relays list --json | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")" = 1 ]'
@@ -166,6 +178,8 @@ wait_listen h 7443 10 || die "serve A did not listen again"
 bg_stop ctlB
 check "online on A again within 5 s" wait_until 5 sj "c.get('state') == 'online' and c.get('address') == '$A'"
 check "the relay is back on A too" wait_until 10 rj "j['control'] == 'online' and j['control_address'] == '$A'"
+check "control.json remembers A again" wait_until 5 python3 -c "
+import json, sys; sys.exit(json.load(open('$RUN/n1/control.json')).get('last_good') != '$A')"
 check "still one node, the same id" eval '[ "$(node_count)" = 1 ] && [ "$(node_id)" = "$ID" ]'
 
 e2e_finish

@@ -11,7 +11,14 @@
  *  - a server back on the second address: the client returns after the
  *    backoff, again as the same node;
  *  - a first address that refuses connections from the start: online on
- *    the second at once. */
+ *    the second at once;
+ *  - the next round, and a restart with the address that last worked
+ *    (ctl_client_config.last_good), start at that address, not the first;
+ *  - after a round in which a server accepted and closed at once (its
+ *    handshake limiter), the next round starts there, not at a dead
+ *    last-good address;
+ *  - the hop to the next address waits a random 0..CTL_CLIENT_HOP_JITTER_MS
+ *    (not 0 for every node of a dead server, not a backoff). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <sodium.h>
@@ -32,6 +40,7 @@
 #include <unistd.h>
 
 #include "core/control/client.h"
+#include "core/control/client_int.h"
 #include "core/control/noise_ik.h"
 #include "servers/control/server.h"
 #include "servers/control/store.h"
@@ -39,8 +48,8 @@
 
 /* The client's backoff: long enough that "moved at once" and "waited"
  * cannot be confused on a loaded machine. */
-#define BACKOFF_MIN_MS 2000
-#define BACKOFF_MAX_MS 4000
+#define BACKOFF_MIN_MS 3000
+#define BACKOFF_MAX_MS 6000
 
 struct fo {
 	char tmp[64], dir[96];
@@ -56,6 +65,9 @@ struct fo {
 	uint64_t node_id;
 	int onlines;
 	char detail[CTL_TEXT_MAX];
+	const char *last_good; /* for the next start_client */
+	int hops;              /* BACKOFFs that were a hop to the next address */
+	uint32_t hop_wait_max; /* their longest wait */
 };
 
 static double now_ms(void)
@@ -79,6 +91,15 @@ static void on_state(void *ctx, enum ctl_client_state st, const char *detail,
 	struct fo *t = ctx;
 
 	t->st_now = st;
+	if (st == CTL_CLIENT_BACKOFF && t->c) {
+		struct ctl_client_status cs;
+		ctl_client_get_status(t->c, &cs);
+		if (cs.hop) {
+			t->hops++;
+			if (cs.next_attempt_ms > t->hop_wait_max)
+				t->hop_wait_max = cs.next_attempt_ms;
+		}
+	}
 	snprintf(t->detail, sizeof(t->detail), "%s", detail ? detail : "");
 	if (resp && st == CTL_CLIENT_ONLINE) {
 		t->node_id = resp->node_id;
@@ -192,6 +213,7 @@ static void start_client(struct fo *t, uint16_t first_port, uint16_t second_port
 	cfg.port = first_port;
 	cfg.more = more;
 	cfg.n_more = 1;
+	cfg.last_good = t->last_good;
 	memcpy(cfg.server_key, t->spub, 32);
 	ctl_noise_keypair(cfg.machine_priv, pub);
 	randombytes_buf(cfg.node_key, 32);
@@ -219,7 +241,7 @@ static bool backoff_waiting(struct fo *t)
 {
 	struct ctl_client_status cs;
 	ctl_client_get_status(t->c, &cs);
-	return cs.state == CTL_CLIENT_BACKOFF && cs.next_attempt_ms > 0;
+	return cs.state == CTL_CLIENT_BACKOFF && !cs.hop && cs.next_attempt_ms > 0;
 }
 
 static struct ctl_client_status status(struct fo *t)
@@ -258,8 +280,13 @@ static void test_moves_to_the_second_and_backs_off_when_all_dead(void **state)
 	t->st_now = 0;
 	assert_true(run_until(t, online, 5000));
 	double took = now_ms() - t0;
-	print_message("first server gone: online on the second after %.1f ms\n", took);
-	assert_true(took < BACKOFF_MIN_MS / 2); /* the backoff's shortest wait */
+	print_message("first server gone: online on the second after %.1f ms "
+	              "(hop wait %u ms)\n",
+	              took, t->hop_wait_max);
+	/* a hop, not a backoff (whose shortest wait is BACKOFF_MIN_MS / 2) */
+	assert_int_equal(t->hops, 1);
+	assert_true(t->hop_wait_max <= CTL_CLIENT_HOP_JITTER_MS);
+	assert_true(took < CTL_CLIENT_HOP_JITTER_MS + 400);
 	expect_on(t, 1);
 	assert_int_equal(t->node_id, id);
 	assert_int_equal(t->onlines, 2);
@@ -280,7 +307,9 @@ static void test_moves_to_the_second_and_backs_off_when_all_dead(void **state)
 	print_message("both gone: backoff %u ms (%s)\n", cs.next_attempt_ms, cs.detail);
 	assert_non_null(strstr(cs.detail, "all 2 control addresses failed"));
 	assert_true(cs.next_attempt_ms <= BACKOFF_MAX_MS);
-	assert_int_equal(cs.addr_index, 0); /* the next round starts at the first */
+	/* the next round starts where the client was last online (the second),
+	 * not at the dead first address */
+	assert_int_equal(cs.addr_index, 1);
 	uint64_t attempts = cs.reconnects;
 	run_until(t, NULL, 1500);
 	cs = status(t);
@@ -310,8 +339,96 @@ static void test_first_address_dead_from_the_start(void **state)
 	start_client(t, t->port[0], t->port[1]);
 	assert_true(run_until(t, online, 5000));
 	print_message("online on the second address after %.1f ms\n", now_ms() - t0);
-	assert_true(now_ms() - t0 < BACKOFF_MIN_MS / 2);
+	assert_true(now_ms() - t0 < CTL_CLIENT_HOP_JITTER_MS + 400);
 	expect_on(t, 1);
+}
+
+/* A restart with the address that last worked dials it first, though the
+ * first address is up too (an admin's preference is the token's order; the
+ * node's memory of where it was wins until that address fails). */
+static void test_restart_starts_at_the_last_good_address(void **state)
+{
+	struct fo *t = *state;
+	char good[32];
+
+	snprintf(good, sizeof(good), "127.0.0.1:%u", t->port[1]);
+	t->last_good = good;
+	start_client(t, t->port[0], t->port[1]);
+	assert_true(run_until(t, online, 5000));
+	expect_on(t, 1);
+	assert_int_equal(status(t).reconnects, 0); /* no attempt on the first */
+
+	/* a last_good that is not in the list (a new token): the first */
+	ctl_client_free(t->c);
+	t->c = NULL;
+	t->last_good = "127.0.0.1:1";
+	t->st_now = 0;
+	start_client(t, t->port[0], t->port[1]);
+	assert_true(run_until(t, online, 5000));
+	expect_on(t, 0);
+}
+
+static void close_at_once(struct evconnlistener *l, evutil_socket_t fd,
+                          struct sockaddr *sa, int len, void *arg)
+{
+	(void)l;
+	(void)sa;
+	(void)len;
+	(*(int *)arg)++;
+	evutil_closesocket(fd);
+}
+
+/* The address that last worked is dead, and the other one is a server
+ * that accepts and closes at once (as mesh-control's handshake limiter
+ * does in a wave of reconnects): after the round, the client starts the
+ * next one at the live one, not at the dead last-good address. */
+static void next_round_starts_at_the_server_that_answered(void **state)
+{
+	struct fo *t = *state;
+	int accepted = 0;
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct evconnlistener *l = evconnlistener_new_bind(
+	    t->base, close_at_once, &accepted, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+	    16, (struct sockaddr *)&sin, sizeof sin);
+	assert_non_null(l);
+	struct sockaddr_in got;
+	socklen_t gl = sizeof got;
+	assert_int_equal(
+	    getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&got, &gl), 0);
+	char good[32];
+	stop_server(t, 0);
+	snprintf(good, sizeof(good), "127.0.0.1:%u", t->port[0]);
+	t->last_good = good; /* dead */
+	start_client(t, t->port[0], ntohs(got.sin_port));
+	assert_true(run_until(t, backoff_waiting, 5000));
+	struct ctl_client_status cs = status(t);
+	print_message("after the round (%d accepted and closed): next at address %u "
+	              "(%s)\n",
+	              accepted, cs.addr_index, cs.detail);
+	assert_true(accepted >= 1);
+	assert_int_equal(cs.addr_index, 1);
+	ctl_client_free(t->c);
+	t->c = NULL;
+	evconnlistener_free(l);
+}
+
+/* The hop's wait: within 0..CTL_CLIENT_HOP_JITTER_MS, and spread (not a
+ * constant that would send a dead server's nodes together). */
+static void test_hop_jitter_bound(void **state)
+{
+	uint32_t lo = UINT32_MAX, hi = 0;
+
+	(void)state;
+	for (int i = 0; i < 2000; i++) {
+		uint32_t w = ctl_client_hop_wait_ms();
+		assert_true(w <= CTL_CLIENT_HOP_JITTER_MS);
+		lo = w < lo ? w : lo;
+		hi = w > hi ? w : hi;
+	}
+	print_message("hop waits over 2000 draws: %u..%u ms\n", lo, hi);
+	assert_true(lo < CTL_CLIENT_HOP_JITTER_MS / 10);
+	assert_true(hi > CTL_CLIENT_HOP_JITTER_MS * 9 / 10);
 }
 
 int main(void)
@@ -321,6 +438,11 @@ int main(void)
 	        test_moves_to_the_second_and_backs_off_when_all_dead, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_first_address_dead_from_the_start, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_restart_starts_at_the_last_good_address,
+	                                    setup, teardown),
+	    cmocka_unit_test(test_hop_jitter_bound),
+	    cmocka_unit_test_setup_teardown(next_round_starts_at_the_server_that_answered,
+	                                    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

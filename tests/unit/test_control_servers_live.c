@@ -10,7 +10,8 @@
  * node that moves from one server to the other stays online when the
  * first closes its old connection; a server whose nodes were swept while
  * it ran writes them online again; a pending node approved through the
- * other server's store handle is told at once. */
+ * other server's store handle is told at once; a node's seen_ip reaches
+ * the nodes of the other server and follows it when it moves. */
 #include "tests/unit/ctl_server_fixture.h"
 
 struct two {
@@ -297,6 +298,129 @@ static void node_moving_servers_stays_online(void **state)
 	stop_two(&w);
 }
 
+/* Whether ip (IPv4, host order) is what m says peer id's seen_ip is (a
+ * whole entry or a patch). */
+static bool seen_is(const struct ctl_msg *m, uint64_t id, uint32_t ip)
+{
+	const struct ctl_ip *got = NULL;
+	if (m->type == CTL_MSG_MAP_FULL)
+		for (size_t i = 0; i < m->u.map.n_peers; i++)
+			if (m->u.map.peers[i].id == id)
+				got = &m->u.map.peers[i].seen_ip;
+	if (m->type == CTL_MSG_MAP_DELTA) {
+		for (size_t i = 0; i < m->u.delta.n_peers; i++)
+			if (m->u.delta.peers[i].id == id)
+				got = &m->u.delta.peers[i].seen_ip;
+		for (size_t i = 0; i < m->u.delta.n_patches; i++)
+			if (m->u.delta.patches[i].id == id &&
+			    (m->u.delta.patches[i].fields & CTL_PATCH_SEEN_IP))
+				got = &m->u.delta.patches[i].seen_ip;
+	}
+	uint8_t want[4] = {ip >> 24, ip >> 16 & 0xff, ip >> 8 & 0xff, ip & 0xff};
+	return got && got->family == 4 && !memcmp(got->addr, want, 4);
+}
+
+/* Waits for a map that says peer id's seen_ip is ip; ms it took, or -1. */
+static double wait_seen(struct t *t, struct tc *c, uint64_t id, uint32_t ip, int ms)
+{
+	double t0 = now_ms();
+	while (now_ms() - t0 < ms) {
+		struct ctl_msg m;
+		if (tc_recv(t, c, (int)(ms - (now_ms() - t0)) + 1, &m) != 1)
+			return -1;
+		bool hit = seen_is(&m, id, ip);
+		ctl_msg_free(&m);
+		if (hit)
+			return now_ms() - t0;
+	}
+	return -1;
+}
+
+/* seen_ip (where a node's control connection comes from, for birthday
+ * probing) goes through the store: a node on server 1 gets the seen_ip of
+ * a node on server 2 and the other way round, and when that node moves to
+ * server 1 from another address, its new seen_ip replaces the old one in
+ * every map. */
+static void seen_ip_crosses_servers(void **state)
+{
+	struct t *t = *state;
+	struct two w;
+	start_two(t, &w);
+	struct tc *a = tc_new(), *b = tc_new();
+	struct ctl_register_resp ra, rb, rb2;
+	struct ctl_msg m;
+	tc_src = 0x7f000015; /* 127.0.0.21 */
+	tc_join(t, a, "alpha", t->key, &ra);
+	expect_full(t, a, 0, &m);
+	ctl_msg_free(&m);
+	tc_src = 0x7f000016; /* 127.0.0.22 */
+	join2(t, &w, b, "bravo", t->key, &rb);
+	tc_expect(t, b, CTL_MSG_MAP_FULL, &m);
+	assert_true(seen_is(&m, ra.node_id, 0x7f000015)); /* a, through the store */
+	ctl_msg_free(&m);
+	double took = wait_seen(t, a, rb.node_id, 0x7f000016, 3000);
+	print_message("b's seen_ip (server 2) in a's map (server 1) after %.1f ms\n",
+	              took);
+	assert_true(took >= 0);
+	assert_string_equal(node_of(t, rb.node_id).seen_ip, "127.0.0.22");
+
+	/* b moves to server 1 from another address: a (and the store) get
+	 * the new one, not server 2's stale one */
+	struct tc *b2 = tc_same(b);
+	tc_src = 0x7f000017; /* 127.0.0.23 */
+	tc_join(t, b2, "bravo", NULL, &rb2);
+	tc_src = 0;
+	assert_int_equal(rb2.node_id, rb.node_id);
+	took = wait_seen(t, a, rb.node_id, 0x7f000017, 3000);
+	print_message("b's new seen_ip after the move: %.1f ms\n", took);
+	assert_true(took >= 0);
+	assert_string_equal(node_of(t, rb.node_id).seen_ip, "127.0.0.23");
+	tc_free(a);
+	tc_free(b);
+	tc_free(b2);
+	stop_two(&w);
+}
+
+/* A node moved from server 1 to server 2, and its old connection to
+ * server 1 is a silent leftover (half-open: nothing from it for longer
+ * than a keepalive interval). When the node then goes offline on server 2,
+ * server 1 does not write it online again through the leftover: it stays
+ * offline (a flap otherwise, and a holder that is not where the node is). */
+static void stale_connection_does_not_take_the_node_back(void **state)
+{
+	struct t *t = *state;
+	struct two w;
+	static const struct ctl_server_config quick_ka = {
+	    .beat_ms = 200, .dead_after_s = 2, .keepalive_ms = 400, .behind_ms = 60000};
+	start_two_with(t, &w, &quick_ka);
+	struct tc *a = tc_new();
+	struct ctl_register_resp ra, ra2;
+	struct ctl_msg m;
+	tc_join(t, a, "alpha", t->key, &ra);
+	expect_full(t, a, 0, &m);
+	ctl_msg_free(&m);
+	int64_t s1 = node_of(t, ra.node_id).online_server;
+	struct tc *a2 = tc_same(a);
+	join2(t, &w, a2, "alpha", NULL, &ra2);
+	assert_int_equal(ra2.node_id, ra.node_id);
+	settle(t, 300);
+	int64_t s2 = node_of(t, ra.node_id).online_server;
+	assert_int_not_equal(s2, s1);
+	settle(t, 600); /* a, on server 1, silent for more than a keepalive */
+	struct ctl_server_stats st;
+	ctl_server_get_stats(t->srv, &st);
+	assert_int_equal(st.nodes_online, 1); /* the leftover is still open */
+	tc_close(a2);
+	settle(t, 1500);
+	struct ctl_node n = node_of(t, ra.node_id);
+	print_message("after the node left server 2: %s, held by %lld\n",
+	              n.online ? "online" : "offline", (long long)n.online_server);
+	assert_false(n.online);
+	tc_free(a);
+	tc_free(a2);
+	stop_two(&w);
+}
+
 /* Another server took this one for stopped (it was paused, its beats did
  * not reach the store) and swept its nodes: they are written online again,
  * held by this one, and the others see them online. */
@@ -462,6 +586,9 @@ int main(void)
 {
 	log_set_level(LOG_WARN);
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(seen_ip_crosses_servers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(stale_connection_does_not_take_the_node_back,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(nodes_on_two_servers_see_each_other, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(crashed_server_nodes_swept_after_dead_after,

@@ -698,7 +698,7 @@ static void migrates_from_version_0_and_refuses_newer(void **state)
 	raw_exec(p, "CREATE TABLE unrelated (x); PRAGMA user_version = 0");
 	assert_int_equal(raw_int(p, "PRAGMA user_version"), 0);
 	t->st = open_store(t);
-	assert_int_equal(raw_int(p, "PRAGMA user_version"), 7);
+	assert_int_equal(raw_int(p, "PRAGMA user_version"), 8);
 	assert_int_equal(raw_int(p, "SELECT count(*) FROM sqlite_master WHERE name IN "
 	                            "('meta', 'auth_keys', 'nodes')"),
 	                 3);

@@ -290,12 +290,13 @@ static void migrates_from_version_1(void **state)
 	assert_int_equal(ctl_store_get_meta(t->st, &m1), 0);
 	ctl_store_close(t->st);
 	t->st = NULL;
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 7);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 8);
 	/* Make it a v1 database: the schema before API keys (and relays, v3,
 	 * admission, v4, users and the policy, v5, and the owner's users row,
-	 * v6, several servers, v7), with its data. */
+	 * v6, several servers, v7, seen_ip, v8), with its data. */
 	raw_exec(
 	    t->db,
+	    "ALTER TABLE nodes DROP COLUMN seen_ip; "
 	    "ALTER TABLE nodes DROP COLUMN online_server; DROP TABLE servers; "
 	    "ALTER TABLE nodes DROP COLUMN user_id; "
 	    "DROP TABLE users; DROP TABLE policy; DROP INDEX nodes_user; "
@@ -315,7 +316,7 @@ static void migrates_from_version_1(void **state)
 	    0);
 
 	t->st = open_store(t);
-	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 7);
+	assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 8);
 	assert_int_equal(
 	    raw_int(t->db, "SELECT count(*) FROM sqlite_master WHERE name = 'api_keys'"),
 	    1);
@@ -325,7 +326,7 @@ static void migrates_from_version_1(void **state)
 	assert_int_equal(ctl_store_apikey_create(t->st, NULL, NOW, s, sizeof s, NULL), 0);
 	assert_int_equal(ctl_store_apikey_check(t->st, s, NOW, NULL), 0);
 
-	/* Reopening at v7 changes nothing; a newer schema is refused. */
+	/* Reopening at v8 changes nothing; a newer schema is refused. */
 	ctl_store_close(t->st);
 	t->st = open_store(t);
 	assert_int_equal(ctl_store_apikey_check(t->st, s, NOW, NULL), 0);

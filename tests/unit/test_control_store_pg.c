@@ -192,8 +192,8 @@ static void schema_recorded_once_newer_refused(void **state)
 	char err[512];
 	PGconn *c = test_store_raw(&t->ts);
 
-	assert_int_equal(ctl_schema_version, 7);
-	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM schema_version"), 7);
+	assert_int_equal(ctl_schema_version, 8);
+	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM schema_version"), 8);
 	assert_int_equal(test_store_pg_int(c, "SELECT max(version) FROM schema_version"),
 	                 ctl_schema_version);
 	long long applied =
@@ -213,15 +213,15 @@ static void schema_recorded_once_newer_refused(void **state)
 	struct ctl_store *st2 = test_store_reopen(&t->ts);
 	ctl_store_close(t->st);
 	t->st = test_store_reopen(&t->ts);
-	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM schema_version"), 7);
+	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM schema_version"), 8);
 	assert_int_equal(test_store_pg_int(c, "SELECT sum(applied) FROM schema_version"),
 	                 applied);
 	ctl_store_close(st2);
 
 	/* A database from a newer program is refused, by version. */
-	test_store_pg_exec(c, "INSERT INTO schema_version VALUES (8, 0)");
+	test_store_pg_exec(c, "INSERT INTO schema_version VALUES (9, 0)");
 	assert_null(ctl_store_open_pg(t->ts.url, err, sizeof err));
-	assert_non_null(strstr(err, "schema version 8 is newer than this program's 7"));
+	assert_non_null(strstr(err, "schema version 9 is newer than this program's 8"));
 	PQfinish(c);
 }
 
@@ -257,7 +257,7 @@ static void concurrent_first_opens_migrate_once(void **state)
 		assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
 		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
-	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM schema_version"), 7);
+	assert_int_equal(test_store_pg_int(c, "SELECT count(*) FROM schema_version"), 8);
 	PQfinish(c);
 	t->st = test_store_reopen(&t->ts);
 }

@@ -338,11 +338,78 @@ static void several_servers(void **state)
 	ctl_store_close(s2);
 }
 
+/* One node's online write in a batch of store st. */
+static void vol_on(struct ctl_store *st, int64_t id, unsigned extra)
+{
+	struct ctl_node_vol v = {
+	    .id = id, .mask = CTL_UPD_ONLINE | extra, .online = true};
+	assert_int_equal(ctl_store_node_update_many(st, &v, 1, NULL), 0);
+}
+
+/* A re-assertion (CTL_UPD_REASSERT: a connection of server 1 that
+ * outlived a sweep, or a leftover of a node that moved) does not take a
+ * node that live server 2 holds; it does when the row is offline or its
+ * holder has no servers row; a fresh online write (a registration) always
+ * takes it. */
+static void reassert_does_not_steal(void **state)
+{
+	struct t *t = T(state);
+	if (!has_servers(t))
+		skip();
+	char sec[CTL_SECRET_MAX];
+	struct ctl_node a;
+	size_t n;
+
+	struct ctl_store *s1 = t->st, *s2 = open_store(t);
+	ctl_store_set_server(s1, 111);
+	ctl_store_set_server(s2, 222);
+	assert_int_equal(ctl_store_server_beat(s1, NOW, 10, &n), 0);
+	assert_int_equal(ctl_store_server_beat(s2, NOW, 10, &n), 0);
+	key(t, true, false, NULL, sec);
+	struct ctl_store_reg r = req(1, "a", sec);
+	r.set_online = true;
+	assert_int_equal(ctl_store_node_register(s1, &r, &a, NULL), 0);
+	/* a moved: it registered through server 2 */
+	assert_int_equal(ctl_store_node_register(s2, &r, &a, NULL), 0);
+	assert_int_equal(node(t, a.id).online_server, 222);
+
+	/* server 1's leftover re-asserts: server 2 keeps it */
+	int64_t v = version(t);
+	vol_on(s1, a.id, CTL_UPD_REASSERT);
+	assert_true(node(t, a.id).online);
+	assert_int_equal(node(t, a.id).online_server, 222);
+	assert_int_equal(version(t), v);
+
+	/* a fresh online write through server 1 takes it */
+	vol_on(s1, a.id, 0);
+	assert_int_equal(node(t, a.id).online_server, 111);
+	vol_on(s2, a.id, 0);
+	assert_int_equal(node(t, a.id).online_server, 222);
+
+	/* offline (server 2 let it go): a re-assertion takes it */
+	struct ctl_node_vol off = {.id = a.id, .mask = CTL_UPD_ONLINE, .online = false};
+	assert_int_equal(ctl_store_node_update_many(s2, &off, 1, NULL), 0);
+	assert_false(node(t, a.id).online);
+	vol_on(s1, a.id, CTL_UPD_REASSERT);
+	assert_true(node(t, a.id).online);
+	assert_int_equal(node(t, a.id).online_server, 111);
+
+	/* held by a server without a servers row (gone, forgotten): taken */
+	vol_on(s2, a.id, 0);
+	assert_int_equal(ctl_store_server_leave(s2, NOW + 1, &n), 0);
+	vol_on(s2, a.id, 0); /* (a straggler write after the leave) */
+	assert_int_equal(node(t, a.id).online_server, 222);
+	vol_on(s1, a.id, CTL_UPD_REASSERT);
+	assert_int_equal(node(t, a.id).online_server, 111);
+	ctl_store_close(s2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    STORE_BOTH(batches_bump_once),
 	    STORE_BOTH(several_servers),
+	    STORE_BOTH(reassert_does_not_steal),
 	    STORE_PG_ONLY(ten_thousand_in_one_batch),
 	};
 	return cmocka_run_group_tests_name("control_store_pg_batches", tests, group_setup,

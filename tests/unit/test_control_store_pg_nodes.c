@@ -3,7 +3,8 @@
  * engine, so the PostgreSQL port is held to the SQLite behaviour. Covered:
  * registration rules (known machine, pending, expiry, re-authorisation,
  * single-use keys, removed machines, logout, pending limits, keys and
- * names held by pending nodes, name reuse), unique names and addresses
+ * names held by pending nodes, name reuse), the ephemeral reaper's
+ * conditional removal, unique names and addresses
  * over 3,000 nodes, deltas (node_list since, tombstones), rollback on a
  * fault and on a crash mid-registration, and registrations from two
  * processes at once (distinct names and addresses: writers serialise).
@@ -259,6 +260,93 @@ static void ephemeral_name_reclaim(void **state)
 	assert_int_equal(ctl_store_node_register(t->st, &r, &other, NULL), 0);
 	assert_string_equal(other.name, "db-3");
 	assert_string_equal(node(t, n.id).name, "db");
+}
+
+/* The ephemeral reaper's conditional removal: a node that is online again
+ * or was seen at or after the cutoff (it registered through another server
+ * after the reaper looked) is kept, ENOTFOUND saying it changed, and the
+ * map version stays; an offline node last seen before the cutoff goes, with
+ * a tombstone as a removal. */
+static void reap_only_while_offline_and_old(void **state)
+{
+	struct t *t = T(state);
+	struct ctl_node a;
+	int64_t *gone;
+	size_t cnt;
+
+	assert_int_equal(reg(t, 1, "a", NULL, &a), 0);
+	assert_int_equal(ctl_store_node_approve(t->st, a.id), 0);
+	struct ctl_node_update u = {.mask = CTL_UPD_LAST_SEEN | CTL_UPD_ONLINE,
+	                            .last_seen = NOW + 5,
+	                            .online = true};
+	assert_int_equal(ctl_store_node_update(t->st, a.id, &u), 0);
+	int64_t v = version(t);
+
+	/* online (back through another server): kept, whatever the cutoff */
+	assert_int_equal(ctl_store_node_reap(t->st, a.id, NOW + 100),
+	                 CTL_STORE_ENOTFOUND);
+	assert_non_null(strstr(ctl_store_errmsg(t->st), "changed"));
+	assert_true(node(t, a.id).online);
+	assert_int_equal(version(t), v);
+
+	/* offline, but seen at the cutoff: kept */
+	u = (struct ctl_node_update){.mask = CTL_UPD_ONLINE, .online = false};
+	assert_int_equal(ctl_store_node_update(t->st, a.id, &u), 0);
+	v = version(t);
+	assert_int_equal(ctl_store_node_reap(t->st, a.id, NOW + 5), CTL_STORE_ENOTFOUND);
+	assert_int_equal(node(t, a.id).id, a.id);
+	assert_int_equal(version(t), v);
+	assert_int_equal(ctl_store_node_reap(t->st, 999, NOW + 100), CTL_STORE_ENOTFOUND);
+
+	/* offline and last seen before the cutoff: removed, a tombstone */
+	assert_int_equal(ctl_store_node_reap(t->st, a.id, NOW + 6), 0);
+	struct ctl_node n;
+	assert_int_equal(ctl_store_node_by_id(t->st, a.id, &n), CTL_STORE_ENOTFOUND);
+	assert_int_equal(version(t), v + 1);
+	assert_int_equal(ctl_store_node_removed(t->st, v, &gone, &cnt), 0);
+	assert_int_equal(cnt, 1);
+	assert_int_equal(gone[0], a.id);
+	free(gone);
+}
+
+/* seen_ip in a batch: a new value bumps the node's version (others' maps
+ * change), the same value again writes nothing; registration with
+ * set_online writes it in its own version; node_list reads it back. */
+static void seen_ip_in_batches_and_registration(void **state)
+{
+	struct t *t = T(state);
+	struct ctl_node a, *list;
+	size_t cnt, changed;
+
+	assert_int_equal(reg(t, 1, "a", NULL, &a), 0);
+	assert_int_equal(ctl_store_node_approve(t->st, a.id), 0);
+	assert_string_equal(node(t, a.id).seen_ip, "");
+	int64_t v = version(t);
+	struct ctl_node_vol b = {.id = a.id, .mask = CTL_UPD_SEEN};
+	snprintf(b.seen_ip, sizeof b.seen_ip, "198.18.0.7");
+	assert_int_equal(ctl_store_node_update_many(t->st, &b, 1, &changed), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(version(t), v + 1);
+	assert_int_equal(ctl_store_node_list(t->st, v, &list, &cnt), 0);
+	assert_int_equal(cnt, 1);
+	assert_string_equal(list[0].seen_ip, "198.18.0.7");
+	free(list);
+	assert_int_equal(ctl_store_node_update_many(t->st, &b, 1, &changed), 0);
+	assert_int_equal(changed, 0);
+	assert_int_equal(version(t), v + 1);
+	/* too long for the column: refused, nothing written */
+	memset(b.seen_ip, '1', sizeof b.seen_ip);
+	assert_int_equal(ctl_store_node_update_many(t->st, &b, 1, NULL),
+	                 CTL_STORE_EINVAL);
+
+	struct ctl_store_reg r = req(1, "a", NULL);
+	r.set_online = true;
+	r.seen_ip = "2001:db8::5";
+	v = version(t);
+	assert_int_equal(ctl_store_node_register(t->st, &r, &a, NULL), 0);
+	assert_string_equal(a.seen_ip, "2001:db8::5");
+	assert_true(a.online);
+	assert_int_equal(version(t), v + 1); /* online and seen_ip: one version */
 }
 
 /* ---- names, addresses, deltas ------------------------------------------ */
@@ -598,6 +686,8 @@ int main(void)
 	    STORE_BOTH(register_removed_logout_and_limits),
 	    STORE_BOTH(pending_holders_yield),
 	    STORE_BOTH(ephemeral_name_reclaim),
+	    STORE_BOTH(reap_only_while_offline_and_old),
+	    STORE_BOTH(seen_ip_in_batches_and_registration),
 	    STORE_BOTH(names_unique_and_renames),
 	    STORE_BOTH(versions_and_deltas),
 	    STORE_BOTH(fault_or_crash_mid_register),

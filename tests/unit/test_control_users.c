@@ -477,7 +477,7 @@ static void migrates_a_v4_database(void **state)
 	assert_int_equal(raw_int(p, "PRAGMA user_version"), 4);
 
 	t->st = open_store(t);
-	assert_int_equal(raw_int(p, "PRAGMA user_version"), 7);
+	assert_int_equal(raw_int(p, "PRAGMA user_version"), 8);
 	/* v6: the owner's users row (0 for the old rows: no user) */
 	assert_int_equal(raw_int(p, "SELECT count(*) FROM nodes WHERE user_id = 0"), 2);
 	struct ctl_meta m;
@@ -525,7 +525,7 @@ static void migrates_a_v4_database(void **state)
 	assert_int_equal(rev, 1);
 	ctl_store_close(t->st);
 	t->st = open_store(t); /* at v6 already: nothing to do */
-	assert_int_equal(raw_int(p, "PRAGMA user_version"), 7);
+	assert_int_equal(raw_int(p, "PRAGMA user_version"), 8);
 	/* a node registered with alice's key has her users row */
 	assert_int_equal(raw_int(p, "SELECT count(*) FROM nodes WHERE user = 'alice' "
 	                            "AND user_id = (SELECT id FROM users WHERE name = "

@@ -205,6 +205,17 @@ static void test_control_more(void **state)
 	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), 0);
 	assert_int_equal(back.n_more, 1);
 	assert_false(node_server_same_addrs(&back, &c));
+	/* the address that last worked: kept, and a second --join of the
+	 * same addresses (which carries none) gets it from the file */
+	snprintf(two.last_good, sizeof(two.last_good), "ctl2.example:7444");
+	assert_int_equal(node_state_save_control(d, &two, err, sizeof(err)), 0);
+	struct node_server again = two;
+	again.last_good[0] = 0;
+	assert_int_equal(node_state_bind_control(d, &again, err, sizeof(err)), 0);
+	assert_string_equal(again.last_good, "ctl2.example:7444");
+	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), 0);
+	assert_string_equal(back.last_good, "ctl2.example:7444");
+	assert_true(node_server_same_addrs(&back, &two));
 	/* one address: no "more" in the file (an older node reads it) */
 	struct node_server one = c;
 	one.n_more = 0;
