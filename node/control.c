@@ -87,6 +87,8 @@ static int nctl_prep_token(struct node_ctl_prep *p, const char *tok, char *err,
 	}
 	p->server.port = t.port;
 	snprintf(p->server.host, sizeof(p->server.host), "%s", t.host);
+	p->server.n_more = t.n_more;
+	memcpy(p->server.more, t.more, sizeof(p->server.more));
 	memcpy(p->server.server_key, t.server_key, CTL_KEY_LEN);
 	snprintf(p->auth_key, sizeof(p->auth_key), "%s", t.auth_key);
 	ctl_token_wipe(&t);
@@ -959,8 +961,29 @@ static void nctl_log_pending(struct node_ctl *m, const struct ctl_register_resp 
 	         name, fpr, name, fpr);
 }
 
+_Static_assert(CTL_CLIENT_ADDRS_MAX == CTL_TOKEN_ADDRS_MAX,
+               "a token's control addresses all fit in the client");
+
+/* The control address the client is on or dials next, "host:port". */
+static const char *nctl_ctl_addr(const struct node_ctl *m, char *buf, size_t cap)
+{
+	struct ctl_client_status cs;
+	ctl_client_get_status(m->client, &cs);
+	snprintf(buf, cap, "%s", cs.addr);
+	return buf;
+}
+
+/* In BACKOFF: the next control address is dialled at once (not a wait). */
+static bool nctl_next_addr_now(const struct node_ctl *m)
+{
+	struct ctl_client_status cs;
+	ctl_client_get_status(m->client, &cs);
+	return cs.n_addrs > 1 && cs.next_attempt_ms == 0;
+}
+
 static void nctl_registered(struct node_ctl *m, const struct ctl_register_resp *resp)
 {
+	char at[CTL_CLIENT_ADDR_TEXT];
 	struct node_self s;
 	char err[256], v4[INET_ADDRSTRLEN], v6[INET6_ADDRSTRLEN];
 	node_self_from_resp(&s, resp);
@@ -975,8 +998,8 @@ static void nctl_registered(struct node_ctl *m, const struct ctl_register_resp *
 	if (first)
 		log_info("joined mesh %s as %s (%s, %s)", s.domain, s.name, v4, v6);
 	else
-		log_info("connected to mesh-control %s:%u as %s (%s, %s)",
-		         m->p->server.host, m->p->server.port, s.name, v4, v6);
+		log_info("connected to mesh-control %s as %s (%s, %s)",
+		         nctl_ctl_addr(m, at, sizeof(at)), s.name, v4, v6);
 	if (m->dataplane && (memcmp(s.ipv4, m->self.ipv4, 4) != 0 ||
 	                     memcmp(s.ipv6, m->self.ipv6, 16) != 0)) {
 		/* E.g. the node was removed and joined again: the data plane
@@ -1003,13 +1026,14 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 {
 	struct node_ctl *m = ctx;
 	const char *d = detail ? detail : "";
+	char at[CTL_CLIENT_ADDR_TEXT];
 	switch (st) {
 	case CTL_CLIENT_ONLINE:
 		if (resp && resp->status == CTL_REG_OK)
 			nctl_registered(m, resp);
 		else if (m->logged != st)
-			log_info("control: online again (%s:%u)", m->p->server.host,
-			         m->p->server.port);
+			log_info("control: online again (%s)",
+			         nctl_ctl_addr(m, at, sizeof(at)));
 		break;
 	case CTL_CLIENT_PENDING:
 		if (m->logged != st)
@@ -1025,14 +1049,16 @@ static void nctl_on_state(void *ctx, enum ctl_client_state st, const char *detai
 		break;
 	case CTL_CLIENT_BACKOFF:
 		if (d && !strncmp(d, "our network changed", 19)) /* a redial */
-			log_info("control: reconnecting to mesh-control at %s:%u (%s)",
-			         m->p->server.host, m->p->server.port, d);
+			log_info("control: reconnecting to mesh-control at %s (%s)",
+			         nctl_ctl_addr(m, at, sizeof(at)), d);
+		else if (nctl_next_addr_now(m)) /* another control address, at once */
+			log_warn("control: lost mesh-control (%s)", d);
 		else if (m->logged != st)
-			log_warn(
-			    "control: cannot reach mesh-control at %s:%u (%s); retrying "
-			    "with backoff%s",
-			    m->p->server.host, m->p->server.port, d,
-			    m->dataplane ? "; peers keep working with the last map" : "");
+			log_warn("control: cannot reach mesh-control (%s); retrying "
+			         "with backoff%s",
+			         d,
+			         m->dataplane ? "; peers keep working with the last map"
+			                      : "");
 		else
 			log_debug("control: still unreachable (%s)", d);
 		break;
@@ -1229,11 +1255,17 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 		         p->a.state_dir);
 		/* kept until the data plane starts: its relays seed the paths */
 	}
+	struct ctl_client_addr more[CTL_TOKEN_ADDRS_MAX - 1];
+	for (size_t i = 0; i < p->server.n_more; i++)
+		more[i] = (struct ctl_client_addr){p->server.more[i].host,
+		                                   p->server.more[i].port};
 	struct ctl_client_config cc = {
 	    .base = base,
 	    .dns = dns,
 	    .host = p->server.host,
 	    .port = p->server.port,
+	    .more = more,
+	    .n_more = p->server.n_more,
 	    .hostname = p->hostname,
 	    .os = "linux",
 	    .version = NCTL_VERSION,
@@ -1253,10 +1285,10 @@ struct node_ctl *node_ctl_new(struct event_base *base, struct evdns_base *dns,
 		node_ctl_free(m);
 		return NULL;
 	}
-	log_info("mesh-control %s:%u; state %s%s; name %s%s", p->server.host,
-	         p->server.port, p->a.state_dir,
-	         p->a.ephemeral ? " (ephemeral: removed at exit)" : "", p->hostname,
-	         m->have_self ? " (resuming)" : "");
+	log_info("mesh-control %s:%u%s; state %s%s; name %s%s", p->server.host,
+	         p->server.port, p->server.n_more ? " (and further addresses)" : "",
+	         p->a.state_dir, p->a.ephemeral ? " (ephemeral: removed at exit)" : "",
+	         p->hostname, m->have_self ? " (resuming)" : "");
 	return m;
 }
 

@@ -161,6 +161,15 @@ void node_ctl_status_text(const struct node_ctl *m, const struct wg_device *wg,
 		api_conn_printf(c, " (%s)", safe);
 	}
 	api_conn_printf(c, "\n");
+	if (m->client && cs.addr[0]) { /* the mesh-control server it is on */
+		char safe[sizeof(cs.addr)];
+		fmt_text_safe(cs.addr, safe, sizeof(safe));
+		api_conn_printf(c, "       control %s", safe);
+		if (cs.n_addrs > 1)
+			api_conn_printf(c, " (address %u of %u)", cs.addr_index + 1u,
+			                (unsigned)cs.n_addrs);
+		api_conn_printf(c, "\n");
+	}
 	if (m->np.version) /* whose node this is, from the map */
 		api_conn_printf(c, "       owner %s, tags %s\n",
 		                m->np.self_user[0] ? m->np.self_user : "(none)",
@@ -235,6 +244,20 @@ static json_t *nctl_json_control(const struct node_ctl *m)
 		ctl_client_get_status(m->client, &cs);
 	fmt_json_set(o, "host", fmt_json_str(m->p->server.host));
 	fmt_json_set(o, "port", json_integer(m->p->server.port));
+	/* Every control address of the token, in order, and the one in use
+	 * (or dialled next): "host:port", "[v6]:port". */
+	json_t *addrs = json_array();
+	for (size_t i = 0; addrs && i <= m->p->server.n_more; i++) {
+		const char *h = i ? m->p->server.more[i - 1].host : m->p->server.host;
+		uint16_t port = i ? m->p->server.more[i - 1].port : m->p->server.port;
+		char a[CTL_CLIENT_ADDR_TEXT];
+		bool v6 = strchr(h, ':') != NULL;
+		snprintf(a, sizeof(a), "%s%s%s:%u", v6 ? "[" : "", h, v6 ? "]" : "",
+		         port);
+		json_array_append_new(addrs, fmt_json_str(a));
+	}
+	fmt_json_set(o, "addresses", addrs);
+	fmt_json_set(o, "address", m->client ? fmt_json_str(cs.addr) : json_null());
 	fmt_json_set(
 	    o, "state",
 	    json_string(m->client ? ctl_client_state_name(cs.state) : "stopped"));

@@ -355,6 +355,10 @@ static void m_control(const struct node_ctl *m, bool detail, struct prom *p)
 	prom_counter(p, "meshproxy_control_reconnects_total",
 	             "Connection attempts to mesh-control after the first.",
 	             cs.reconnects);
+	prom_gauge(p, "meshproxy_control_address_index",
+	           "Which of the join token's control addresses the node is on or "
+	           "dials next (0: the first).",
+	           cs.addr_index);
 	prom_family(p, "meshproxy_control_maps_total", PROM_COUNTER,
 	            "Network maps received, by kind.");
 	SAMPLE(p, cs.maps_full, "kind", "full");

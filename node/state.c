@@ -572,6 +572,34 @@ int node_state_save_prefs(const char *dir, const struct node_prefs *p, char *err
 	return r;
 }
 
+/* control.json's "more": absent (a file from before several addresses, or
+ * a token with one), or an array of 1..CTL_TOKEN_ADDRS_MAX - 1 objects
+ * {host, port}. */
+static int load_more_addrs(const char *dir, const char *f, json_t *more,
+                           struct node_server *c, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *a;
+
+	if (!more)
+		return 0;
+	if (!json_is_array(more) || json_array_size(more) == 0 ||
+	    json_array_size(more) > CTL_TOKEN_ADDRS_MAX - 1)
+		return bad_field(dir, f, "more", err, errlen);
+	json_array_foreach(more, i, a)
+	{
+		struct ctl_token_addr *m = &c->more[i];
+		json_t *port = json_object_get(a, "port");
+		if (!copy_str(m->host, sizeof(m->host), jstr(a, "host")) || !m->host[0] ||
+		    !json_is_integer(port) || json_integer_value(port) < 1 ||
+		    json_integer_value(port) > 65535)
+			return bad_field(dir, f, "more", err, errlen);
+		m->port = (uint16_t)json_integer_value(port);
+	}
+	c->n_more = (uint8_t)json_array_size(more);
+	return 0;
+}
+
 int node_state_load_control(const char *dir, struct node_server *c, char *err,
                             size_t errlen)
 {
@@ -592,7 +620,11 @@ int node_state_load_control(const char *dir, struct node_server *c, char *err,
 		r = bad_field(dir, f, "server_key", err, errlen);
 	else
 		c->port = (uint16_t)json_integer_value(port);
+	if (r == 0)
+		r = load_more_addrs(dir, f, json_object_get(j, "more"), c, err, errlen);
 	json_decref(j);
+	if (r != 0)
+		memset(c, 0, sizeof(*c)); /* all or nothing */
 	return r;
 }
 
@@ -603,13 +635,34 @@ int node_state_save_control(const char *dir, const struct node_server *c, char *
 	key_b64(c->server_key, key);
 	json_t *j = json_pack("{s:s, s:i, s:s}", "host", c->host, "port", (int)c->port,
 	                      "server_key", key);
-	if (!j) {
+	json_t *more = c->n_more ? json_array() : NULL;
+	for (size_t i = 0; more && i < c->n_more && i < CTL_TOKEN_ADDRS_MAX - 1; i++)
+		json_array_append_new(more,
+		                      json_pack("{s:s, s:i}", "host", c->more[i].host,
+		                                "port", (int)c->more[i].port));
+	if (j && more)
+		json_object_set_new(j, "more", more);
+	else
+		json_decref(more);
+	if (!j || (c->n_more && !more)) {
+		json_decref(j);
 		snprintf(err, errlen, "%s/control.json: out of memory", dir);
 		return -ENOMEM;
 	}
 	int r = json_save(dir, "control.json", j, err, errlen);
 	json_decref(j);
 	return r;
+}
+
+bool node_server_same_addrs(const struct node_server *a, const struct node_server *b)
+{
+	if (strcmp(a->host, b->host) != 0 || a->port != b->port || a->n_more != b->n_more)
+		return false;
+	for (size_t i = 0; i < a->n_more && i < CTL_TOKEN_ADDRS_MAX - 1; i++)
+		if (strcmp(a->more[i].host, b->more[i].host) != 0 ||
+		    a->more[i].port != b->more[i].port)
+			return false;
+	return true;
 }
 
 int node_state_bind_control(const char *dir, const struct node_server *want, char *err,
@@ -628,7 +681,7 @@ int node_state_bind_control(const char *dir, const struct node_server *want, cha
 		         dir, have.host, have.port);
 		return -EEXIST;
 	}
-	if (strcmp(have.host, want->host) != 0 || have.port != want->port)
+	if (!node_server_same_addrs(&have, want))
 		return node_state_save_control(dir, want, err, errlen);
 	return 0;
 }

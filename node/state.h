@@ -4,8 +4,10 @@
  *   machine.key       X25519 private key of the machine (Noise IK), base64
  *   node.key          WireGuard private key, base64
  *   disco.key         disco private key, base64
- *   control.json      {host, port, server_key}: the mesh this directory
- *                     belongs to (from the join token)
+ *   control.json      {host, port, server_key, more}: the mesh this
+ *                     directory belongs to (from the join token); more
+ *                     (absent with one address) lists the token's further
+ *                     control addresses [{host, port}, ...] in order
  *   self.json         {node_id, name, fqdn, ipv4, ipv6, domain}: the last
  *                     registration answer; listen_port: our WireGuard port
  *   netmap.json       the last merged network map (a MAP_FULL body, msg.h):
@@ -39,8 +41,10 @@ struct node_keys {
 
 /* The mesh-control server a state directory belongs to (control.json). */
 struct node_server {
-	char host[CTL_TOKEN_HOST_MAX + 1];
+	char host[CTL_TOKEN_HOST_MAX + 1]; /* the first control address */
 	uint16_t port;
+	struct ctl_token_addr more[CTL_TOKEN_ADDRS_MAX - 1]; /* the others */
+	uint8_t n_more;
 	uint8_t server_key[CTL_KEY_LEN];
 };
 
@@ -84,11 +88,13 @@ int node_state_load_control(const char *dir, struct node_server *c, char *err,
 int node_state_save_control(const char *dir, const struct node_server *c, char *err,
                             size_t errlen);
 /* For a --join: the directory must be new or belong to the same mesh
- * (same server key); host/port are updated if they moved. -EEXIST with
+ * (same server key); the addresses are updated if they moved. -EEXIST with
  * "DIR already belongs to the mesh at HOST:PORT; use another --state
  * directory" otherwise. */
 int node_state_bind_control(const char *dir, const struct node_server *want, char *err,
                             size_t errlen);
+/* Same control addresses in the same order. */
+bool node_server_same_addrs(const struct node_server *a, const struct node_server *b);
 
 /* The settings of `up` (prefs.json), kept so that a restart without flags
  * resumes with the same proxies, expose and Direct. "" means not set. */

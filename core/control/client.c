@@ -153,6 +153,45 @@ static void utf8_trim_partial(char *s)
 		s[i - 1] = 0;
 }
 
+static void select_addr(struct ctl_client *c, uint8_t i)
+{
+	c->cur = i;
+	c->host = c->hosts[i];
+	c->port = c->ports[i];
+}
+
+/* The current address failed: the next address of the round at once (a
+ * dead server is skipped quickly), or, when all of them failed in a row,
+ * the first one after the backoff (a dead list is not hammered). A stable
+ * session (CTL_CLIENT_STABLE_MS) before this failure starts a new round
+ * and resets the backoff. Says in detail where it goes next. Returns the
+ * wait in ms. */
+static uint32_t fail_next_addr(struct ctl_client *c, uint64_t now, char *detail,
+                               size_t cap)
+{
+	size_t dl = strlen(detail);
+
+	if (c->session_start_ms && now - c->session_start_ms >= CTL_CLIENT_STABLE_MS) {
+		c->round_fails = 0;
+		c->backoff_cur_ms = c->backoff_min_ms;
+	}
+	c->session_start_ms = 0; /* counted: not again on the next failure */
+	if (c->n_addrs <= 1)
+		return ctl_client_backoff_next(c, now);
+	if (++c->round_fails < c->n_addrs) {
+		select_addr(c, (uint8_t)((c->cur + 1) % c->n_addrs));
+		snprintf(detail + dl, cap - dl, "; trying %s%s%s:%u next",
+		         strchr(c->host, ':') ? "[" : "", c->host,
+		         strchr(c->host, ':') ? "]" : "", c->port);
+		return 0;
+	}
+	c->round_fails = 0;
+	select_addr(c, 0);
+	snprintf(detail + dl, cap - dl, "; all %u control addresses failed",
+	         (unsigned)c->n_addrs);
+	return ctl_client_backoff_next(c, now);
+}
+
 void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
 {
 	char detail[CTL_TEXT_MAX];
@@ -187,7 +226,7 @@ void ctl_client_fail(struct ctl_client *c, const char *fmt, ...)
 		ctl_client_set_state(c, CTL_CLIENT_LOGGED_OUT, why, NULL);
 		return;
 	}
-	wait = ctl_client_backoff_next(c, ctl_client_now_ms());
+	wait = fail_next_addr(c, ctl_client_now_ms(), detail, sizeof(detail));
 	c->retry_at_ms = ctl_client_now_ms() + wait;
 	timer_in(c->ev_timer, wait);
 	ctl_client_set_state(c, CTL_CLIENT_BACKOFF, detail, NULL);
@@ -391,13 +430,28 @@ static int client_configure(struct ctl_client *c, const struct ctl_client_config
 		         "required");
 		return -1;
 	}
-	if (!cfg->dns && !is_ip_literal(cfg->host)) {
-		snprintf(
-		    err, errlen,
-		    "control client: host \"%s\" is not an IP address and no resolver "
-		    "was given",
-		    cfg->host);
+	if (cfg->n_more > CTL_CLIENT_ADDRS_MAX - 1 || (cfg->n_more && !cfg->more)) {
+		snprintf(err, errlen, "control client: more than %d control addresses",
+		         CTL_CLIENT_ADDRS_MAX);
 		return -1;
+	}
+	for (size_t i = 0; i <= cfg->n_more; i++) {
+		const char *h = i ? cfg->more[i - 1].host : cfg->host;
+		uint16_t port = i ? cfg->more[i - 1].port : cfg->port;
+		if (!h || !h[0] || !port || strlen(h) > 253) {
+			snprintf(err, errlen,
+			         "control client: control address %zu has no host or "
+			         "port, or a host longer than 253 characters",
+			         i + 1);
+			return -1;
+		}
+		if (!cfg->dns && !is_ip_literal(h)) {
+			snprintf(err, errlen,
+			         "control client: host \"%s\" is not an IP address and "
+			         "no resolver was given",
+			         h);
+			return -1;
+		}
 	}
 	if (cfg->n_tags > CTL_TAGS_MAX) {
 		snprintf(err, errlen, "control client: more than %d tags", CTL_TAGS_MAX);
@@ -419,7 +473,6 @@ static int client_configure(struct ctl_client *c, const struct ctl_client_config
 	c->n_tags = (uint8_t)cfg->n_tags;
 	c->base = cfg->base;
 	c->dns = cfg->dns;
-	c->port = cfg->port;
 	memcpy(c->server_key, cfg->server_key, CTL_KEY_LEN);
 	memcpy(c->machine_priv, cfg->machine_priv, CTL_KEY_LEN);
 	memcpy(c->node_key, cfg->node_key, CTL_KEY_LEN);
@@ -462,11 +515,18 @@ struct ctl_client *ctl_client_new(const struct ctl_client_config *cfg, char *err
 		client_destroy(c);
 		return NULL;
 	}
-	c->host = strdup(cfg->host);
+	bool copied = true;
+	for (size_t i = 0; i <= cfg->n_more; i++) {
+		c->hosts[i] = strdup(i ? cfg->more[i - 1].host : cfg->host);
+		c->ports[i] = i ? cfg->more[i - 1].port : cfg->port;
+		copied = copied && c->hosts[i];
+	}
+	c->n_addrs = (uint8_t)(cfg->n_more + 1);
+	select_addr(c, 0);
 	c->ev_timer = evtimer_new(c->base, on_timer, c);
 	c->ev_tick = evtimer_new(c->base, on_tick, c);
 	c->ev_eps = evtimer_new(c->base, on_eps, c);
-	if (!c->host || !c->ev_timer || !c->ev_tick || !c->ev_eps) {
+	if (!copied || !c->ev_timer || !c->ev_tick || !c->ev_eps) {
 		snprintf(err, errlen, "control client: out of memory");
 		client_destroy(c);
 		return NULL;
@@ -488,7 +548,8 @@ static void client_destroy(struct ctl_client *c)
 		event_free(c->ev_eps);
 	ctl_map_clear(&c->map);
 	ctl_zdec_free(c->zdec);
-	free(c->host);
+	for (size_t i = 0; i < CTL_CLIENT_ADDRS_MAX; i++)
+		free(c->hosts[i]);
 	sodium_memzero(c, sizeof(*c));
 	free(c);
 }
@@ -554,6 +615,13 @@ void ctl_client_get_status(const struct ctl_client *c, struct ctl_client_status 
 	st->last_map = c->last_map;
 	if (c->state == CTL_CLIENT_BACKOFF && c->retry_at_ms > now)
 		st->next_attempt_ms = (uint32_t)(c->retry_at_ms - now);
+	if (c->host) {
+		bool v6 = strchr(c->host, ':') != NULL;
+		snprintf(st->addr, sizeof(st->addr), "%s%s%s:%u", v6 ? "[" : "", c->host,
+		         v6 ? "]" : "", c->port);
+	}
+	st->addr_index = c->cur;
+	st->n_addrs = c->n_addrs;
 }
 
 void ctl_client_reconnect(struct ctl_client *c)
@@ -563,6 +631,7 @@ void ctl_client_reconnect(struct ctl_client *c)
 	/* No callbacks from here: drop silently, reconnect from the loop. */
 	close_conn(c);
 	c->session_start_ms = 0;
+	c->round_fails = 0; /* a new round, from the address in use */
 	c->backoff_cur_ms = c->backoff_min_ms;
 	c->state = CTL_CLIENT_BACKOFF;
 	snprintf(c->detail, sizeof(c->detail), "reconnect requested");
@@ -578,6 +647,7 @@ void ctl_client_redial(struct ctl_client *c)
 	bool stable =
 	    c->session_start_ms && now - c->session_start_ms >= CTL_CLIENT_STABLE_MS;
 	close_conn(c);
+	c->round_fails = 0; /* a new network: a new round, same address first */
 	/* The backoff moves as a failure would move it: a session that was
 	 * stable starts it over, a young one (the last redial's) or none
 	 * grows it. After a stable session the wait is the spread alone;

@@ -19,14 +19,21 @@
  * (sorted by peer id, only for peers it holds; msg.h says how a delta
  * changes them), and ctl_map_change.policy says when any of that changed.
  *
+ * Several control addresses (mesh-control servers on one database): the
+ * client starts with the first; when a connection to one fails or drops it
+ * tries the next one at once, and only when every address of the list
+ * failed in a row (a round) does it wait as below and start over from the
+ * first. A session that stayed up for 60 s starts a new round. The
+ * machine key is the same on every server, so the node stays the same node.
+ *
  * Reconnects: after any failure (connect refused, handshake or frame error,
- * server silent for timeout_ms, connection closed) the client waits and
- * tries again: backoff_min_ms doubling up to backoff_max_ms, each wait
- * scaled by a random factor in [0.5, 1.0] (jitter, so a restarted server is
- * not hit by every node at once); a session that stayed up for 60 s resets
- * the backoff. A REGISTER_RESP "refused" stops the client (no retries): the
- * owner decides (a node exits with the reason); except code INTERNAL (a
- * transient server error, not an answer), which retries like a failure.
+ * server silent for timeout_ms, connection closed) of the last address of a
+ * round, the client waits and tries again: backoff_min_ms doubling up to
+ * backoff_max_ms, each wait scaled by a random factor in [0.5, 1.0]
+ * (jitter, so a restarted server is not hit by every node at once); a
+ * session that stayed up for 60 s resets the backoff. A REGISTER_RESP "refused" stops the
+ * client (no retries): the owner decides (a node exits with the reason); except code
+ * INTERNAL (a transient server error, not an answer), which retries like a failure.
  * "pending" keeps the connection open; the server sends REGISTER_RESP ok
  * (then the map) once an admin approves.
  *
@@ -97,11 +104,25 @@ struct ctl_client_callbacks {
 	void (*on_relay_state)(void *ctx, const struct ctl_relay_state *st);
 };
 
+/* At most this many control addresses (as in a join token). */
+#define CTL_CLIENT_ADDRS_MAX 8
+/* "[" host "]:" port and its NUL (a host is at most 253 characters). */
+#define CTL_CLIENT_ADDR_TEXT (253 + 2 + 6 + 1)
+
+struct ctl_client_addr {
+	const char *host;
+	uint16_t port;
+};
+
 struct ctl_client_config {
 	struct event_base *base;
-	struct evdns_base *dns; /* NULL: host must be an IP literal */
+	struct evdns_base *dns; /* NULL: every host must be an IP literal */
 	const char *host;       /* control server, from the token */
 	uint16_t port;
+	/* The token's further addresses, tried in order after host:port
+	 * (up to CTL_CLIENT_ADDRS_MAX - 1; NULL/0: host:port alone). */
+	const struct ctl_client_addr *more;
+	size_t n_more;
 	uint8_t server_key[CTL_KEY_LEN]; /* pinned; from the token */
 	uint8_t machine_priv[CTL_KEY_LEN];
 	uint8_t node_key[CTL_KEY_LEN]; /* WireGuard public key */
@@ -159,17 +180,22 @@ struct ctl_client_status {
 	int64_t connected_since;  /* unix s of the current session, 0 if none */
 	int64_t last_map;         /* unix s of the last map update, 0 if none */
 	uint32_t next_attempt_ms; /* in BACKOFF: time left before the retry */
+	/* The control address in use (or tried next): "host:port",
+	 * "[v6]:port"; its index in the configured list and the list's size. */
+	char addr[CTL_CLIENT_ADDR_TEXT];
+	uint8_t addr_index, n_addrs;
 };
 void ctl_client_get_status(const struct ctl_client *c, struct ctl_client_status *st);
 
 /* Drops the connection and reconnects at once (tests, `mesh-proxy up` on
- * SIGHUP). Resets the backoff. */
+ * SIGHUP), to the same control address. Resets the backoff. */
 void ctl_client_reconnect(struct ctl_client *c);
 /* Our network changed under the connection: drops it and redials after a
  * random 0-2 s (a fleet that changed network together does not dial at
  * once), or after the wait a failed connection would have if that is
  * longer: the backoff is not reset, so an address that keeps flapping
- * redials no faster than a failing server. */
+ * redials no faster than a failing server. The same control address is
+ * dialled again (the list is walked only on failures). */
 void ctl_client_redial(struct ctl_client *c);
 /* The local address of the connection to mesh-control (getsockname).
  * 0, or -ENOTCONN with none. */

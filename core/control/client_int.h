@@ -22,7 +22,14 @@ struct ctl_client {
 	/* configuration (copied) */
 	struct event_base *base;
 	struct evdns_base *dns;
-	char *host;
+	/* The control addresses, in the order they are tried (ctl_client_fail
+	 * moves to the next); host/port is the current one, hosts[cur]. */
+	char *hosts[CTL_CLIENT_ADDRS_MAX];
+	uint16_t ports[CTL_CLIENT_ADDRS_MAX];
+	uint8_t n_addrs, cur;
+	uint8_t round_fails; /* addresses failed since the last backoff wait
+	                      * or stable session: n_addrs of them back off */
+	const char *host;
 	uint16_t port;
 	uint8_t server_key[CTL_KEY_LEN];
 	uint8_t machine_priv[CTL_KEY_LEN];

@@ -9,6 +9,10 @@
 #include <stdbool.h>
 #include <string.h>
 
+#define STR_(x)       #x
+#define STR(x)        STR_(x)
+#define ADDRS_MAX_STR STR(CTL_TOKEN_ADDRS_MAX)
+
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -96,78 +100,193 @@ static bool text_ok(const char *s, size_t len)
 	return true;
 }
 
-int ctl_token_encode(const struct ctl_token *tok, char *out, size_t out_cap)
+/* Whether one address may go into a token. */
+static int addr_check(const char *host, uint16_t port)
 {
-	uint8_t bin[CTL_TOKEN_BIN_MAX];
-	size_t host_len = strnlen(tok->host, sizeof(tok->host));
-	size_t auth_len = strnlen(tok->auth_key, sizeof(tok->auth_key));
-	size_t n = 0, need;
+	size_t hl = strnlen(host, CTL_TOKEN_HOST_MAX + 1);
 
-	if (host_len > CTL_TOKEN_HOST_MAX || auth_len > CTL_TOKEN_AUTH_MAX)
+	if (hl > CTL_TOKEN_HOST_MAX)
 		return -CTL_TOKEN_E_TOO_LONG;
-	if (host_len == 0 || tok->port == 0 || !text_ok(tok->host, host_len) ||
-	    !text_ok(tok->auth_key, auth_len))
+	if (hl == 0 || port == 0 || !text_ok(host, hl))
 		return -CTL_TOKEN_E_FIELD;
-	bin[n++] = CTL_TOKEN_VERSION;
-	bin[n++] = (uint8_t)host_len;
-	memcpy(bin + n, tok->host, host_len);
-	n += host_len;
-	bin[n++] = (uint8_t)(tok->port >> 8);
-	bin[n++] = (uint8_t)tok->port;
+	return 0;
+}
+
+size_t ctl_token_addr_count(const struct ctl_token *tok)
+{
+	if (!tok->host[0])
+		return 0;
+	return 1 + (tok->n_more < CTL_TOKEN_ADDRS_MAX ? tok->n_more
+	                                              : CTL_TOKEN_ADDRS_MAX - 1);
+}
+
+void ctl_token_addr_get(const struct ctl_token *tok, size_t i, const char **host,
+                        uint16_t *port)
+{
+	if (i == 0) {
+		*host = tok->host;
+		*port = tok->port;
+	} else {
+		*host = tok->more[i - 1].host;
+		*port = tok->more[i - 1].port;
+	}
+}
+
+int ctl_token_add_addr(struct ctl_token *tok, const char *host, uint16_t port)
+{
+	int rc = addr_check(host, port);
+	struct ctl_token_addr *a;
+
+	if (rc != 0)
+		return rc;
+	if (!tok->host[0]) {
+		memcpy(tok->host, host, strlen(host) + 1);
+		tok->port = port;
+		return 0;
+	}
+	if (tok->n_more >= CTL_TOKEN_ADDRS_MAX - 1)
+		return -CTL_TOKEN_E_TOO_LONG;
+	a = &tok->more[tok->n_more++];
+	memcpy(a->host, host, strlen(host) + 1);
+	a->port = port;
+	return 0;
+}
+
+static size_t put_addr(uint8_t *bin, const char *host, uint16_t port)
+{
+	size_t hl = strlen(host), n = 0;
+
+	bin[n++] = (uint8_t)hl;
+	memcpy(bin + n, host, hl);
+	n += hl;
+	bin[n++] = (uint8_t)(port >> 8);
+	bin[n++] = (uint8_t)port;
+	return n;
+}
+
+/* The binary form, checksum included, into bin (CTL_TOKEN_BIN_MAX). One
+ * address: version 1, which every node reads; more: version 2. */
+static int encode_bin(const struct ctl_token *tok, uint8_t *bin)
+{
+	size_t auth_len = strnlen(tok->auth_key, sizeof(tok->auth_key));
+	size_t n = 0, count;
+	const char *host;
+	uint16_t port;
+	int rc;
+
+	if (tok->n_more > CTL_TOKEN_ADDRS_MAX - 1 || auth_len > CTL_TOKEN_AUTH_MAX)
+		return -CTL_TOKEN_E_TOO_LONG;
+	if ((rc = addr_check(tok->host, tok->port)) != 0)
+		return rc;
+	count = ctl_token_addr_count(tok);
+	for (size_t i = 1; i < count; i++) {
+		ctl_token_addr_get(tok, i, &host, &port);
+		if ((rc = addr_check(host, port)) != 0)
+			return rc;
+	}
+	if (!text_ok(tok->auth_key, auth_len))
+		return -CTL_TOKEN_E_FIELD;
+	if (count == 1) {
+		bin[n++] = CTL_TOKEN_VERSION;
+	} else {
+		bin[n++] = CTL_TOKEN_VERSION2;
+		bin[n++] = (uint8_t)count;
+	}
+	for (size_t i = 0; i < count; i++) {
+		ctl_token_addr_get(tok, i, &host, &port);
+		n += put_addr(bin + n, host, port);
+	}
 	memcpy(bin + n, tok->server_key, CTL_TOKEN_KEY_LEN);
 	n += CTL_TOKEN_KEY_LEN;
 	bin[n++] = (uint8_t)auth_len;
 	memcpy(bin + n, tok->auth_key, auth_len);
 	n += auth_len;
 	checksum(bin + n, bin, n);
-	n += CTL_TOKEN_SUM_LEN;
+	return (int)(n + CTL_TOKEN_SUM_LEN);
+}
 
-	need = strlen(CTL_TOKEN_PREFIX) + (n * 4 + 2) / 3 + 1;
+int ctl_token_encode(const struct ctl_token *tok, char *out, size_t out_cap)
+{
+	uint8_t bin[CTL_TOKEN_BIN_MAX];
+	int n = encode_bin(tok, bin);
+	size_t need;
+
+	if (n < 0) {
+		sodium_memzero(bin, sizeof(bin));
+		return n;
+	}
+	need = strlen(CTL_TOKEN_PREFIX) + ((size_t)n * 4 + 2) / 3 + 1;
 	if (out_cap < need) {
 		sodium_memzero(bin, sizeof(bin));
 		return -CTL_TOKEN_E_BUFFER;
 	}
 	memcpy(out, CTL_TOKEN_PREFIX, strlen(CTL_TOKEN_PREFIX));
-	b64_encode(out + strlen(CTL_TOKEN_PREFIX), bin, n);
+	b64_encode(out + strlen(CTL_TOKEN_PREFIX), bin, (size_t)n);
 	sodium_memzero(bin, sizeof(bin));
 	return (int)(need - 1);
 }
 
-/* Walks the v1 layout. Returns the total length it implies (checksum
- * included), or 0 when p ends before the last length byte. */
+/* Walks the layout (version 2 when p[0] says so, else version 1, as for
+ * a token from before version 2). Returns the total length it implies
+ * (checksum included), or 0 when p ends before the last length byte. */
 static size_t implied_len(const uint8_t *p, size_t n)
 {
-	size_t off;
+	size_t off = 1, count = 1;
 
 	if (n < 2)
 		return 0;
-	off = 2 + (size_t)p[1] + 2 + CTL_TOKEN_KEY_LEN; /* at auth_len */
+	if (p[0] == CTL_TOKEN_VERSION2)
+		count = p[off++];
+	for (size_t i = 0; i < count; i++) { /* at host_len */
+		if (off >= n)
+			return 0;
+		off += 1 + (size_t)p[off] + 2;
+	}
+	off += CTL_TOKEN_KEY_LEN; /* at auth_len */
 	if (off >= n)
 		return 0;
 	return off + 1 + p[off] + CTL_TOKEN_SUM_LEN;
 }
 
-/* The checksum matched: read the fields. */
-static int parse_v1(const uint8_t *p, size_t n, struct ctl_token *tok)
+/* One address at p + *off (implied_len checked that it is all there). */
+static int parse_addr(const uint8_t *p, size_t *off, struct ctl_token *tok)
 {
-	size_t want = implied_len(p, n), off = 1, hl, al;
+	size_t hl = p[*off];
+	char host[CTL_TOKEN_HOST_MAX + 1];
+	uint16_t port;
+
+	if (hl > CTL_TOKEN_HOST_MAX)
+		return -CTL_TOKEN_E_TOO_LONG;
+	memcpy(host, p + *off + 1, hl);
+	host[hl] = '\0';
+	*off += 1 + hl;
+	port = (uint16_t)(p[*off] << 8 | p[*off + 1]);
+	*off += 2;
+	if (hl == 0 || memchr(host, '\0', hl))
+		return -CTL_TOKEN_E_FIELD;
+	return ctl_token_add_addr(tok, host, port);
+}
+
+/* The checksum matched: read the fields of version 1 or 2. */
+static int parse(const uint8_t *p, size_t n, struct ctl_token *tok)
+{
+	size_t want = implied_len(p, n), off = 1, count = 1, al;
+	int rc;
 
 	if (want == 0 || want > n)
 		return -CTL_TOKEN_E_TRUNCATED;
 	if (want < n)
 		return -CTL_TOKEN_E_TRAILING;
-	hl = p[off++];
-	if (hl > CTL_TOKEN_HOST_MAX)
-		return -CTL_TOKEN_E_TOO_LONG;
-	if (hl == 0 || !text_ok((const char *)p + off, hl))
-		return -CTL_TOKEN_E_FIELD;
-	memcpy(tok->host, p + off, hl);
-	tok->host[hl] = '\0';
-	off += hl;
-	tok->port = (uint16_t)(p[off] << 8 | p[off + 1]);
-	off += 2;
-	if (tok->port == 0)
-		return -CTL_TOKEN_E_FIELD;
+	if (p[0] == CTL_TOKEN_VERSION2) {
+		count = p[off++];
+		if (count == 0)
+			return -CTL_TOKEN_E_FIELD;
+		if (count > CTL_TOKEN_ADDRS_MAX)
+			return -CTL_TOKEN_E_TOO_LONG;
+	}
+	for (size_t i = 0; i < count; i++)
+		if ((rc = parse_addr(p, &off, tok)) != 0)
+			return rc;
 	memcpy(tok->server_key, p + off, CTL_TOKEN_KEY_LEN);
 	off += CTL_TOKEN_KEY_LEN;
 	if (sodium_is_zero(tok->server_key, CTL_TOKEN_KEY_LEN))
@@ -223,9 +342,9 @@ static int decode(const char *s, size_t len, struct ctl_token *tok, uint8_t *bin
 	if ((size_t)n < CTL_TOKEN_SUM_LEN + 1 ||
 	    !sum_ok(bin, (size_t)n - CTL_TOKEN_SUM_LEN))
 		return diagnose(bin, (size_t)n);
-	if (bin[0] != CTL_TOKEN_VERSION)
+	if (bin[0] != CTL_TOKEN_VERSION && bin[0] != CTL_TOKEN_VERSION2)
 		return -CTL_TOKEN_E_VERSION;
-	return parse_v1(bin, (size_t)n, tok);
+	return parse(bin, (size_t)n, tok);
 }
 
 int ctl_token_decode(const char *s, size_t len, struct ctl_token *tok)
@@ -262,11 +381,11 @@ const char *ctl_token_strerror(int err)
 	case CTL_TOKEN_E_VERSION:
 		return "join token: made by a newer mesh-control (upgrade mesh-proxy)";
 	case CTL_TOKEN_E_TOO_LONG:
-		return "join token: too long, or a field in it is too long";
+		return "join token: too long, a field in it is too long, or more "
+		       "than " ADDRS_MAX_STR " control addresses";
 	case CTL_TOKEN_E_FIELD:
-		return "join token: a field is invalid (empty host, port 0, bad "
-		       "character "
-		       "or zero server key)";
+		return "join token: a field is invalid (empty host, port 0, no "
+		       "address, bad character or zero server key)";
 	case CTL_TOKEN_E_BUFFER:
 		return "join token: output buffer too small";
 	default:

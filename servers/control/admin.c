@@ -15,7 +15,8 @@
  * approve, rename, expire -> the node after the change; node DELETE ->
  * {"id","name","deleted":true}; keys list -> [key...] (ctl_json_authkey);
  * keys POST -> {"key": {...}, "secret": "mkey-...", "token": "mesh1..."}
- * (token null if no control_host/port is configured); keys DELETE ->
+ * (token null if no control_host/port is configured; it lists every
+ * control address, control_more after control_host); keys DELETE ->
  * {"id","revoked":true}; status -> {"map_version","nodes","nodes_approved",
  * "server": ctl_server_stats fields or null}. A node in the path is its ID
  * or its name. HEAD is answered like GET. */
@@ -545,6 +546,9 @@ static void adm_keys_create(struct adm_req *r)
 	if (a->cfg.control_host[0] && a->cfg.control_port) {
 		snprintf(tok.host, sizeof tok.host, "%.253s", a->cfg.control_host);
 		tok.port = a->cfg.control_port;
+		for (size_t i = 0;
+		     i < a->cfg.n_control_more && i < CTL_TOKEN_ADDRS_MAX - 1; i++)
+			tok.more[tok.n_more++] = a->cfg.control_more[i];
 		memcpy(tok.server_key, a->cfg.server_public, CTL_TOKEN_KEY_LEN);
 		rc = ctl_token_encode(&tok, tokstr, sizeof tokstr);
 		if (rc < 0) {
@@ -639,6 +643,10 @@ static void adm_stats_writes(json_t *j, const struct ctl_server_stats *s)
 	                    json_integer((json_int_t)s->registrations_throttled));
 	json_object_set_new(j, "registrations_batched",
 	                    json_integer((json_int_t)s->registrations_batched));
+	/* several servers on one store: which one answers, its beats */
+	json_object_set_new(j, "server_id", json_integer((json_int_t)s->server_id));
+	json_object_set_new(j, "beat_failures", json_integer((json_int_t)s->beat_failures));
+	json_object_set_new(j, "nodes_swept", json_integer((json_int_t)s->nodes_swept));
 }
 
 static void adm_status(struct adm_req *r)

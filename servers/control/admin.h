@@ -53,6 +53,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/control/token.h"
+
 struct event_base;
 struct ctl_store;
 struct ctl_server;
@@ -65,9 +67,13 @@ struct ctl_admin_config {
 	struct sockaddr_storage listen;
 	socklen_t listen_len;
 	/* For join tokens minted by POST /api/v1/keys: where nodes reach the
-	 * node protocol, and the server's public key. */
+	 * node protocol (control_host/port first, then control_more in
+	 * order: every mesh-control server on the store), and the server's
+	 * public key. */
 	char control_host[256];
 	uint16_t control_port;
+	struct ctl_token_addr control_more[CTL_TOKEN_ADDRS_MAX - 1];
+	size_t n_control_more;
 	uint8_t server_public[32];
 };
 

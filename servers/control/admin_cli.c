@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "servers/control/cli_store.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/json_util.h"
 #include "servers/control/store.h"
@@ -26,43 +27,12 @@ static int acli_usage(const char *fmt, const char *arg)
 	return 2;
 }
 
-/* An initialised store in dir, or NULL after saying why. */
+/* An initialised store in dir (SQLite or PostgreSQL), or NULL after
+ * saying why. */
 static struct ctl_store *acli_open(const char *dir)
 {
-	char db[4096], err[512];
-	struct stat sb;
 	struct ctl_meta meta;
-
-	if (snprintf(db, sizeof db, "%s/control.db", dir) >= (int)sizeof db) {
-		fprintf(stderr, "mesh-control: --data %s: path too long\n", dir);
-		return NULL;
-	}
-	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode) || stat(db, &sb) < 0) {
-		fprintf(stderr,
-		        "mesh-control: %s is not a mesh-control data directory; "
-		        "create it with `mesh-control --data %s init`\n",
-		        dir, dir);
-		return NULL;
-	}
-	struct ctl_store *st = ctl_store_open_sqlite(dir, err, sizeof err);
-	if (!st) {
-		fprintf(stderr, "mesh-control: cannot open the store in %s: %s\n", dir,
-		        err);
-		return NULL;
-	}
-	int r = ctl_store_get_meta(st, &meta);
-	if (r == CTL_STORE_ENOTFOUND)
-		fprintf(stderr,
-		        "mesh-control: the store in %s was never initialised; run "
-		        "`mesh-control --data %s init`\n",
-		        dir, dir);
-	else if (r < 0)
-		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
-	if (r < 0) {
-		ctl_store_close(st);
-		return NULL;
-	}
-	return st;
+	return ctl_cli_store_open(dir, &meta, NULL, 0);
 }
 
 static int acli_create(struct ctl_store *st, const char *desc)

@@ -2,11 +2,15 @@
  * cli_int.h; usage, option parsing and dispatch are in main.c).
  *
  * The data directory (--data DIR or $MESH_CONTROL_DATA, 0700) holds
- *   control.db    the store (servers/control/store.h), 0600
+ *   control.db    the store (servers/control/store.h), 0600, or
+ *   store.url     the URL of a PostgreSQL store instead, 0600 (init
+ *                 --store, migrate): one line, perhaps with a password
  *   server.key    the server's static X25519 private key, base64 as
  *                 `wg genkey` writes it, 0600; never printed
- *   control.conf  0600, one INI key: `listen = HOST:PORT`, the address that
- *                 join tokens name (mesh-control init --listen). */
+ *   control.conf  0600, one INI key: `listen = HOST:PORT[,HOST:PORT...]`,
+ *                 the addresses join tokens name, in order (mesh-control
+ *                 init --listen); a list too long for one line is written
+ *                 as several listen lines, which append. */
 #include <errno.h>
 #include <ini.h>
 #include <jansson.h>
@@ -24,6 +28,7 @@
 #include "core/control/token.h"
 #include "core/util/utf8.h"
 #include "servers/control/cli_int.h"
+#include "servers/control/cli_store.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/json_util.h"
 #include "servers/control/policy_srv.h"
@@ -45,52 +50,24 @@ static void path_in(char *out, size_t cap, const char *dir, const char *name)
 }
 
 struct conf {
-	char listen[CTL_TOKEN_HOST_MAX + 16];
+	char listen[CTL_CLI_ADDRS_TEXT_MAX];
 };
 
 static int conf_handler(void *u, const char *section, const char *name, const char *value)
 {
 	struct conf *cf = u;
 	if (!strcmp(name, "listen"))
-		snprintf(cf->listen, sizeof cf->listen, "%s", value);
+		return ctl_cli_conf_listen_add(cf->listen, sizeof cf->listen, value);
 	return 1;
 }
 
 /* --- the store ---------------------------------------------------------- */
 
-/* Opens an initialised store (not creating anything). */
+/* Opens an initialised store (not creating anything): SQLite or
+ * PostgreSQL, whichever dir names (cli_store.c). */
 struct ctl_store *ctl_cli_open_store(const char *dir, struct ctl_meta *meta)
 {
-	char db[4096], err[512];
-	path_in(db, sizeof db, dir, "control.db");
-	struct stat sb;
-	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode) || stat(db, &sb) < 0) {
-		fprintf(stderr,
-		        "mesh-control: %s is not a mesh-control data directory; "
-		        "create it with `mesh-control --data %s init`\n",
-		        dir, dir);
-		return NULL;
-	}
-	struct ctl_store *st = ctl_store_open_sqlite(dir, err, sizeof err);
-	if (!st) {
-		fprintf(stderr, "mesh-control: cannot open the store in %s: %s\n", dir,
-		        err);
-		return NULL;
-	}
-	int r = ctl_store_get_meta(st, meta);
-	if (r == CTL_STORE_ENOTFOUND) {
-		fprintf(stderr,
-		        "mesh-control: the store in %s was never initialised; run "
-		        "`mesh-control --data %s init`\n",
-		        dir, dir);
-	} else if (r < 0) {
-		fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
-	}
-	if (r < 0) {
-		ctl_store_close(st);
-		return NULL;
-	}
-	return st;
+	return ctl_cli_store_open(dir, meta, NULL, 0);
 }
 
 static void file_error(const char *path, int err)
@@ -107,30 +84,111 @@ static void file_error(const char *path, int err)
 
 /* --- init --------------------------------------------------------------- */
 
+/* The INI reader cuts lines at 200 characters (with "\r\n"): the longest
+ * HOST:PORT control.conf can hold on a `listen = ` line. */
+#define CONF_ADDR_MAX 185
+
+/* control.conf's listen lines for these addresses: one line when it stays
+ * well under the INI reader's 200 characters, else one line per address
+ * (they append). Normalised: "a:1, b:2" is written "a:1,b:2". The length,
+ * or -1 with err filled. */
+static int conf_listen_lines(const struct ctl_token *addrs, char *out, size_t cap,
+                             char *err, size_t errlen)
+{
+	char one[CTL_CLI_ADDRS_TEXT_MAX] = "";
+	size_t n = ctl_token_addr_count(addrs), len = 0;
+	int w;
+
+	snprintf(err, errlen, "--listen: too long for control.conf");
+	for (size_t i = 0; i < n; i++) {
+		const char *h;
+		uint16_t port;
+		ctl_token_addr_get(addrs, i, &h, &port);
+		size_t ol = strlen(one);
+		w = snprintf(one + ol, sizeof one - ol, "%s%s%s%s:%u", i ? "," : "",
+		             strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "",
+		             port);
+		if (w < 0 || (size_t)w >= sizeof one - ol)
+			return -1;
+		if ((size_t)w - (i ? 1 : 0) > CONF_ADDR_MAX) {
+			snprintf(
+			    err, errlen,
+			    "--listen: %.40s...:%u is longer than %d characters, more "
+			    "than a control.conf line holds; use a shorter name",
+			    h, port, CONF_ADDR_MAX);
+			return -1;
+		}
+	}
+	if (strlen(one) <= 150) {
+		w = snprintf(out, cap, "listen = %s\n", one);
+		return w < 0 || (size_t)w >= cap ? -1 : w;
+	}
+	for (const char *p = one; *p;) {
+		size_t il = strcspn(p, ",");
+		w = snprintf(out + len, cap - len, "listen = %.*s\n", (int)il, p);
+		if (w < 0 || (size_t)w >= cap - len)
+			return -1;
+		len += (size_t)w;
+		p += il + (p[il] == ',');
+	}
+	return (int)len;
+}
+
 int ctl_cli_cmd_init(const struct cli *c, const char *dir)
 {
 	const char *domain = c->val[I_DOMAIN];
 	const char *listen = c->val[I_LISTEN] ? c->val[I_LISTEN] : CTL_CLI_DEFAULT_LISTEN;
-	char host[CTL_TOKEN_HOST_MAX + 1];
-	uint16_t port;
-	if (!ctl_cli_split_hostport(listen, host, sizeof host, &port))
-		return ctl_cli_die_usage(
-		    "--listen %s: expected HOST:PORT, e.g. 198.18.0.1:7443 "
-		    "or [fd00::1]:7443 (the address nodes connect to)",
-		    listen);
+	char perr[600], listen_lines[CTL_CLI_ADDRS_TEXT_MAX + 16 * CTL_TOKEN_ADDRS_MAX];
+	struct ctl_token addrs = {0};
+	if (!ctl_cli_parse_addrs(listen, "--listen", &addrs, perr, sizeof perr) ||
+	    conf_listen_lines(&addrs, listen_lines, sizeof listen_lines, perr,
+	                      sizeof perr) < 0)
+		return ctl_cli_die_usage("%s (the addresses nodes connect to)", perr);
 	if (domain && (!*domain || strlen(domain) > CTL_DOMAIN_MAX))
 		return ctl_cli_die_usage(
 		    "--domain %s: expected a DNS name, e.g. mesh.internal", domain);
 
-	char err[512], keyp[4096], confp[4096];
-	struct ctl_store *st = ctl_store_open_sqlite(dir, err, sizeof err);
-	if (!st) {
-		fprintf(stderr, "mesh-control: cannot create the store in %s: %s\n", dir,
-		        err);
-		return 1;
+	char err[512], keyp[4096], confp[4096], url[CTL_CLI_URL_MAX + 1];
+	char where[CTL_CLI_WHERE_MAX] = "";
+	bool have_url = false, made_dir = false;
+	int r = ctl_cli_init_url(c, url, sizeof url);
+	if (r)
+		return r;
+	char conf[sizeof listen_lines + 256];
+	snprintf(conf, sizeof conf,
+	         "# mesh-control: written by `mesh-control init`.\n"
+	         "# The addresses nodes connect to, in the order they try them;\n"
+	         "# every join token names them all.\n"
+	         "%s",
+	         listen_lines);
+	struct ctl_store *st;
+	if (*url) {
+		st = ctl_cli_init_pg_open(dir, url, where, sizeof where, &have_url,
+		                          &made_dir);
+		if (!st) {
+			sodium_memzero(url, sizeof url);
+			return 1;
+		}
+	} else {
+		if (ctl_cli_init_sqlite_check(dir))
+			return 1;
+		st = ctl_store_open_sqlite(dir, err, sizeof err);
+		if (!st) {
+			fprintf(stderr,
+			        "mesh-control: cannot create the store in %s: %s\n", dir,
+			        err);
+			return 1;
+		}
 	}
 	struct ctl_meta meta;
 	if (ctl_store_get_meta(st, &meta) == 0) {
+		if (*url) { /* another server of a PostgreSQL mesh */
+			r = ctl_cli_init_pg_joined(dir, url, have_url, made_dir, where,
+			                           &meta, conf);
+			sodium_memzero(url, sizeof url);
+			ctl_store_close(st);
+			return r;
+		}
 		fprintf(stderr,
 		        "mesh-control: %s is already initialised (mesh %s); nothing "
 		        "changed. Use another --data DIR for a new mesh\n",
@@ -154,39 +212,57 @@ int ctl_cli_cmd_init(const struct cli *c, const char *dir)
 	sodium_memzero(b64, sizeof b64);
 	if (wr < 0) {
 		file_error(keyp, wr);
+		sodium_memzero(url, sizeof url);
 		ctl_store_close(st);
 		return 1;
 	}
-	char conf[512];
-	snprintf(conf, sizeof conf,
-	         "# mesh-control: written by `mesh-control init`.\n"
-	         "# The address nodes connect to; every join token names it.\n"
-	         "listen = %s\n",
-	         listen);
 	if ((wr = ctl_cli_write_new_file(confp, conf)) < 0) {
 		file_error(confp, wr);
 		unlink(keyp);
+		sodium_memzero(url, sizeof url);
 		ctl_store_close(st);
 		return 1;
 	}
-	int r = ctl_store_init(st, &ip);
+	r = ctl_store_init(st, &ip);
 	if (r == 0)
 		r = ctl_store_get_meta(st, &meta);
 	if (r < 0) {
-		fprintf(stderr, "mesh-control: init: %s\n", ctl_store_errmsg(st));
+		if (r == CTL_STORE_EEXISTS && *url)
+			fprintf(stderr,
+			        "mesh-control: init: the %s was initialised by another "
+			        "host meanwhile; nothing changed here. Copy that host's "
+			        "data directory (server.key, store.url, control.conf) "
+			        "instead\n",
+			        where);
+		else
+			fprintf(stderr, "mesh-control: init: %s\n", ctl_store_errmsg(st));
 		unlink(keyp);
 		unlink(confp);
+		sodium_memzero(url, sizeof url);
 		ctl_store_close(st);
 		return r == CTL_STORE_EINVAL ? 2 : 1;
 	}
 	ctl_store_close(st);
+	/* Last: only an initialised store is named by store.url (a failed
+	 * init leaves a directory init can run in again). */
+	if (*url && !have_url && (wr = ctl_cli_url_write(dir, url)) < 0) {
+		fprintf(stderr,
+		        "mesh-control: the %s is initialised, but %s/%s cannot be "
+		        "written: %s; run the same init again to write it\n",
+		        where, dir, CTL_STORE_URL_FILE, strerror(-wr));
+		sodium_memzero(url, sizeof url);
+		return 1;
+	}
+	sodium_memzero(url, sizeof url);
 
 	char pub[sodium_base64_ENCODED_LEN(CTL_KEY_LEN, sodium_base64_VARIANT_ORIGINAL)];
 	sodium_bin2base64(pub, sizeof pub, meta.server_public, CTL_KEY_LEN,
 	                  sodium_base64_VARIANT_ORIGINAL);
 	printf("initialised mesh %s in %s\n", meta.mesh_id, dir);
+	printf("  store       %s\n", *where ? where : "sqlite (control.db)");
 	printf("  domain      %s\n", meta.domain);
-	printf("  listen      %s (in every join token)\n", listen);
+	printf("  listen      %s (in every join token%s)\n", listen,
+	       ctl_token_addr_count(&addrs) > 1 ? ", in this order" : "");
 	printf("  server key  %s (public; private key in %s)\n", pub, keyp);
 	printf("next: mesh-control --data %s token\n", dir);
 	return 0;
@@ -287,18 +363,32 @@ int ctl_cli_cmd_keys_create(const struct cli *c, struct ctl_store *st)
 int ctl_cli_cmd_token(const struct cli *c, const char *dir, struct ctl_store *st,
                       const struct ctl_meta *meta)
 {
-	char confp[4096];
+	char confp[4096], perr[600];
 	struct conf cf = {{0}};
-	path_in(confp, sizeof confp, dir, "control.conf");
-	int pr = ini_parse(confp, conf_handler, &cf);
 	struct ctl_token tok = {0};
-	if (pr != 0 ||
-	    !ctl_cli_split_hostport(cf.listen, tok.host, sizeof tok.host, &tok.port)) {
-		fprintf(stderr,
-		        "mesh-control: %s: %s; it needs a line `listen = HOST:PORT` "
-		        "(the address nodes connect to)\n",
-		        confp, pr < 0 ? strerror(errno) : "no valid listen address");
-		return 1;
+	if (c->val[I_CONTROL]) { /* this token's own list */
+		if (!ctl_cli_parse_addrs(c->val[I_CONTROL], "--control", &tok, perr,
+		                         sizeof perr)) {
+			ctl_token_wipe(&tok);
+			return ctl_cli_die_usage("%s", perr);
+		}
+		snprintf(cf.listen, sizeof cf.listen, "%s", c->val[I_CONTROL]);
+	} else {
+		path_in(confp, sizeof confp, dir, "control.conf");
+		int pr = ini_parse(confp, conf_handler, &cf);
+		if (pr != 0 ||
+		    !ctl_cli_parse_addrs(cf.listen, "listen", &tok, perr, sizeof perr)) {
+			fprintf(stderr,
+			        "mesh-control: %s: %s; it needs a line `listen = "
+			        "HOST:PORT[,HOST:PORT...]` (the addresses nodes connect "
+			        "to), or pass --control HOST:PORT[,...]\n",
+			        confp,
+			        pr < 0   ? strerror(errno)
+			        : pr > 0 ? "a listen line is malformed or too long"
+			                 : perr);
+			ctl_token_wipe(&tok);
+			return 1;
+		}
 	}
 	memcpy(tok.server_key, meta->server_public, CTL_KEY_LEN);
 	/* --no-key: auth_len 0; its nodes register pending an admin's
@@ -627,7 +717,17 @@ int ctl_cli_cmd_token_decode(const char *s)
 	char key[sodium_base64_ENCODED_LEN(CTL_KEY_LEN, sodium_base64_VARIANT_ORIGINAL)];
 	sodium_bin2base64(key, sizeof key, tok.server_key, CTL_KEY_LEN,
 	                  sodium_base64_VARIANT_ORIGINAL);
-	printf("host %s\nport %u\nserver_key %s\nauth_key %s\n", tok.host, tok.port, key,
+	/* host/port: the first control address (what older scripts read);
+	 * then every address, in order, as HOST:PORT ("[v6]:PORT"). */
+	printf("host %s\nport %u\n", tok.host, tok.port);
+	for (size_t i = 0; i < ctl_token_addr_count(&tok); i++) {
+		const char *h;
+		uint16_t port;
+		ctl_token_addr_get(&tok, i, &h, &port);
+		bool v6 = strchr(h, ':') != NULL;
+		printf("control %s%s%s:%u\n", v6 ? "[" : "", h, v6 ? "]" : "", port);
+	}
+	printf("server_key %s\nauth_key %s\n", key,
 	       tok.auth_key[0] ? tok.auth_key : "(none)");
 	ctl_token_wipe(&tok);
 	return 0;

@@ -27,6 +27,12 @@ enum {
 	I_PENDING,
 	I_NODES,
 	I_USER,
+	I_CONTROL,
+	I_STORE,
+	I_STOREFILE,
+	I_FROM,
+	I_TO,
+	I_TOFILE,
 	O_NOPTS
 };
 enum {
@@ -38,11 +44,17 @@ enum {
 	O_TAGS = 1 << I_TAGS,
 	O_NOKEY = 1 << I_NOKEY, /* token --no-key */
 	O_JSON = 1 << I_JSON,
-	O_RELAY = 1 << I_RELAY,     /* token --relay */
-	O_KEYFPR = 1 << I_KEYFPR,   /* nodes approve --key FPR */
-	O_PENDING = 1 << I_PENDING, /* nodes list --pending */
-	O_NODES = 1 << I_NODES,     /* policy check --nodes FILE */
-	O_USER = 1 << I_USER,       /* token / keys create --user NAME */
+	O_RELAY = 1 << I_RELAY,         /* token --relay */
+	O_KEYFPR = 1 << I_KEYFPR,       /* nodes approve --key FPR */
+	O_PENDING = 1 << I_PENDING,     /* nodes list --pending */
+	O_NODES = 1 << I_NODES,         /* policy check --nodes FILE */
+	O_USER = 1 << I_USER,           /* token / keys create --user NAME */
+	O_STORE = 1 << I_STORE,         /* init --store URL */
+	O_STOREFILE = 1 << I_STOREFILE, /* init --store-file FILE */
+	O_FROM = 1 << I_FROM,           /* migrate --from DIR */
+	O_TO = 1 << I_TO,               /* migrate --to URL */
+	O_TOFILE = 1 << I_TOFILE,       /* migrate --to-file FILE */
+	O_CONTROL = 1 << I_CONTROL,     /* token --control ADDR[,ADDR...] */
 };
 /* The KEY OPTIONS of --help (auth key properties). */
 #define O_KEY (O_REUSABLE | O_EPHEMERAL | O_EXPIRY | O_TAGS | O_USER)
@@ -66,6 +78,28 @@ int ctl_cli_die_usage(const char *fmt, const char *arg);
 /* The commands; each returns the process exit code (0, 1 error, 2 usage)
  * and prints its own messages. dir is the data directory. */
 int ctl_cli_cmd_init(const struct cli *c, const char *dir);
+/* init's store (cli_init_store.c). ctl_cli_init_url: the PostgreSQL URL
+ * of --store or --store-file into url ("" for SQLite); 0, or the exit
+ * code after saying why. ctl_cli_init_sqlite_check: 1 (after saying so)
+ * when dir already names a PostgreSQL store. ctl_cli_init_pg_open: checks
+ * dir (made 0700 if missing; no control.db; a store.url only with this
+ * URL: *have_url) and opens the PostgreSQL store (creating its schema);
+ * where gets its description; *made_dir: dir was made (a refused init
+ * removes it again). ctl_cli_init_pg_joined: the store was
+ * initialised already: with dir's server.key matching, writes store.url
+ * (and control.conf, conf_text, if missing) and returns 0; else says to
+ * copy the first host's data directory and returns 1. */
+int ctl_cli_init_url(const struct cli *c, char *url, size_t cap);
+int ctl_cli_init_sqlite_check(const char *dir);
+struct ctl_store *ctl_cli_init_pg_open(const char *dir, const char *url, char *where,
+                                       size_t wcap, bool *have_url, bool *made_dir);
+int ctl_cli_init_pg_joined(const char *dir, const char *url, bool have_url, bool made_dir,
+                           const char *where, const struct ctl_meta *meta,
+                           const char *conf_text);
+/* migrate --from DIR --to URL | --to-file FILE (cli_migrate.c); status
+ * (cli_status.c). */
+int ctl_cli_cmd_migrate(const struct cli *c);
+int ctl_cli_cmd_status(const struct cli *c, const char *dir);
 /* Opens dir's initialised store (creating nothing), or says why not on
  * stderr and returns NULL. */
 struct ctl_store *ctl_cli_open_store(const char *dir, struct ctl_meta *meta);

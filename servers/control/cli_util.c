@@ -78,6 +78,79 @@ bool ctl_cli_split_hostport(const char *s, char *host, size_t hostcap, uint16_t 
 	return true;
 }
 
+bool ctl_cli_parse_addrs(const char *list, const char *what, struct ctl_token *tok,
+                         char *err, size_t errlen)
+{
+	const char *p = list, *comma;
+	char item[CTL_TOKEN_HOST_MAX + 16], host[CTL_TOKEN_HOST_MAX + 1];
+	uint16_t port;
+
+	do {
+		comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		while (n > 0 && (*p == ' ' || *p == '\t')) { /* "a:1, b:2" */
+			p++;
+			n--;
+		}
+		if (n >= sizeof(item)) {
+			snprintf(err, errlen,
+			         "%s: \"%.40s...\" is too long for HOST:PORT", what, p);
+			return false;
+		}
+		memcpy(item, p, n);
+		item[n] = 0;
+		while (n > 0 && (item[n - 1] == ' ' || item[n - 1] == '\t'))
+			item[--n] = 0;
+		if (!ctl_cli_split_hostport(item, host, sizeof host, &port)) {
+			snprintf(err, errlen,
+			         "%s %s: expected HOST:PORT, e.g. 198.18.0.1:7443 or "
+			         "[fd00::1]:7443 (several separated by commas)",
+			         what, item);
+			return false;
+		}
+		for (size_t i = 0; i < ctl_token_addr_count(tok); i++) {
+			const char *h;
+			uint16_t hp;
+			ctl_token_addr_get(tok, i, &h, &hp);
+			if (hp == port && !strcmp(h, host)) {
+				snprintf(err, errlen, "%s: %s is listed twice", what,
+				         item);
+				return false;
+			}
+		}
+		if (ctl_token_add_addr(tok, host, port) != 0) {
+			snprintf(err, errlen,
+			         "%s: more than %d control addresses; a join token holds "
+			         "at most %d",
+			         what, CTL_TOKEN_ADDRS_MAX, CTL_TOKEN_ADDRS_MAX);
+			return false;
+		}
+		p = comma ? comma + 1 : NULL;
+	} while (p);
+	return true;
+}
+
+void ctl_cli_first_addr(const char *list, char *out, size_t cap)
+{
+	size_t n = strcspn(list, ",");
+
+	while (n > 0 && (list[n - 1] == ' ' || list[n - 1] == '\t'))
+		n--;
+	snprintf(out, cap, "%.*s", (int)n, list);
+}
+
+bool ctl_cli_conf_listen_add(char *dst, size_t cap, const char *value)
+{
+	size_t have = strlen(dst), add = strlen(value);
+
+	if (have + (have ? 1 : 0) + add + 1 > cap)
+		return false;
+	if (have)
+		dst[have++] = ',';
+	memcpy(dst + have, value, add + 1);
+	return true;
+}
+
 /* "30s", "10m", "2h", "7d" -> seconds; -1 if malformed. */
 int64_t ctl_cli_parse_dur(const char *s)
 {

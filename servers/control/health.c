@@ -156,6 +156,13 @@ static void ch_metrics(void *ctx, struct prom *p)
 	prom_counter(p, "meshcontrol_store_write_failures_total",
 	             "Writes of the node batch (online state, endpoints) that failed.",
 	             s.store_write_failures);
+	prom_counter(p, "meshcontrol_beat_failures_total",
+	             "Beats of this server (it is alive) the store did not take.",
+	             s.beat_failures);
+	prom_counter(p, "meshcontrol_nodes_swept_total",
+	             "Nodes of stopped servers (or the last run) this server marked "
+	             "offline.",
+	             s.nodes_swept);
 	ch_metrics_nodes(p, &s);
 	ch_metrics_conns(p, &s);
 	ch_metrics_maps(p, &s);

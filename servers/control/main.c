@@ -15,8 +15,13 @@
 #include "servers/control/store.h"
 
 static const char usage[] =
-    "usage: mesh-control [--data DIR] init [--domain NAME] [--listen HOST:PORT]\n"
+    "usage: mesh-control [--data DIR] init [--domain NAME]\n"
+    "                    [--listen HOST:PORT[,HOST:PORT...]]\n"
+    "                    [--store URL | --store-file FILE]\n"
+    "       mesh-control migrate --from DIR --to URL | --to-file FILE\n"
+    "       mesh-control [--data DIR] status [--json]\n"
     "       mesh-control [--data DIR] token [KEY OPTIONS | --no-key | --relay]\n"
+    "                    [--control HOST:PORT[,HOST:PORT...]]\n"
     "       mesh-control [--data DIR] keys create [KEY OPTIONS]\n"
     "       mesh-control [--data DIR] keys list [--json]\n"
     "       mesh-control [--data DIR] keys revoke ID\n"
@@ -39,13 +44,32 @@ static const char usage[] =
     "the change to every node). Nodes join with `mesh-proxy up --join TOKEN`.\n"
     "\n"
     "options:\n"
-    "  --data DIR            data directory (default $MESH_CONTROL_DATA): control.db,\n"
+    "  --data DIR            data directory (default $MESH_CONTROL_DATA): the store\n"
+    "                        (control.db, or store.url naming a PostgreSQL one),\n"
     "                        server.key (the private key, 0600) and control.conf\n"
     "  --domain NAME         init: the mesh's DNS domain (default " CTL_DEFAULT_DOMAIN
     ")\n"
-    "  --listen HOST:PORT    init: the address nodes connect to, written into every\n"
-    "                        join token (default " CTL_CLI_DEFAULT_LISTEN ")\n"
-    "  --json                list commands: JSON for scripts\n"
+    "  --listen HOST:PORT[,HOST:PORT...]\n"
+    "                        init: the address nodes connect to, written into every\n"
+    "                        join token (default " CTL_CLI_DEFAULT_LISTEN "); several\n"
+    "                        (up to 8, mesh-control servers on one database): every\n"
+    "                        token lists them all and nodes try them in that order;\n"
+    "                        `serve` without --listen listens on the first\n"
+    "  --control HOST:PORT[,HOST:PORT...]\n"
+    "                        token: the control addresses of this token and their\n"
+    "                        order, instead of control.conf's listen list (e.g.\n"
+    "                        public addresses for nodes outside)\n"
+    "  --store URL           init: keep the mesh in PostgreSQL (postgresql://USER@/DB\n"
+    "                        ?host=SOCKETDIR, or libpq key=value words) instead of\n"
+    "                        SQLite; written to DIR/store.url (0600). Several\n"
+    "                        servers share one such mesh: the others use a copy\n"
+    "                        of the first one's data directory\n"
+    "  --store-file FILE     init: the same URL read from FILE (0600), so that a\n"
+    "                        password in it stays out of `ps`\n"
+    "  --from DIR            migrate: the data directory of a SQLite mesh\n"
+    "  --to URL, --to-file FILE\n"
+    "                        migrate: the EMPTY PostgreSQL database to copy it to\n"
+    "  --json                list commands and status: JSON for scripts\n"
     "  --no-key              token: no auth key in it; nodes that join with it\n"
     "                        wait until `mesh-control nodes approve NAME --key\n"
     "                        KEY` (needs `serve --allow-pending`; not with the\n"
@@ -63,7 +87,14 @@ static const char usage[] =
     "                        users create; the policy writes it as NAME@)\n"
     "\n"
     "commands:\n"
-    "  init                  create the store and the server key (once)\n"
+    "  init                  create the store and the server key (once): SQLite\n"
+    "                        in DIR, or with --store a PostgreSQL database\n"
+    "  migrate               copy a SQLite mesh (stop its serve first) into an\n"
+    "                        empty PostgreSQL database, every row kept (ids,\n"
+    "                        keys, names, addresses); DIR then names the\n"
+    "                        PostgreSQL store and control.db becomes\n"
+    "                        control.db.migrated. Nodes reconnect unchanged\n"
+    "  status                which store, the mesh, and how many nodes\n"
     "  serve                 accept nodes: registration and network maps\n"
     "  token                 create an auth key and print the join token a new\n"
     "                        node needs (treat it like a password); with\n"
@@ -98,6 +129,9 @@ static const char usage[] =
     "\n"
     "examples:\n"
     "  mesh-control --data /var/lib/mesh-control init --listen 198.18.0.1:7443\n"
+    "  mesh-control --data /var/lib/mesh-control init --listen 198.18.0.1:7443 \\\n"
+    "      --store 'postgresql://mesh@/mesh?host=/run/postgresql'\n"
+    "  mesh-control migrate --from /var/lib/mesh-control --to-file /root/pg.url\n"
     "  export MESH_CONTROL_DATA=/var/lib/mesh-control\n"
     "  mesh-control token --reusable --expiry 1h\n"
     "  mesh-control users create alice; mesh-control token --user alice\n"
@@ -110,10 +144,13 @@ static const struct {
 	const char *name;
 	bool takes;
 } opt_def[O_NOPTS] = {
-    {"--domain", true}, {"--listen", true}, {"--reusable", false}, {"--ephemeral", false},
-    {"--expiry", true}, {"--tags", true},   {"--no-key", false},   {"--json", false},
-    {"--relay", false}, {"--key", true},    {"--pending", false},  {"--nodes", true},
-    {"--user", true},
+    {"--domain", true},     {"--listen", true},   {"--reusable", false},
+    {"--ephemeral", false}, {"--expiry", true},   {"--tags", true},
+    {"--no-key", false},    {"--json", false},    {"--relay", false},
+    {"--key", true},        {"--pending", false}, {"--nodes", true},
+    {"--user", true},       {"--control", true},  {"--store", true},
+    {"--store-file", true}, {"--from", true},     {"--to", true},
+    {"--to-file", true},
 };
 
 static int parse_args(int argc, char **argv, struct cli *c)
@@ -241,7 +278,7 @@ static int run_store_cmd(const struct cli *c, const char *dir)
 
 	/* Argument checks first: a usage error needs no store. */
 	if (!strcmp(cmd, "token")) {
-		if ((r = check_opts(c, O_KEY | O_NOKEY | O_RELAY, "token")) ||
+		if ((r = check_opts(c, O_KEY | O_NOKEY | O_RELAY | O_CONTROL, "token")) ||
 		    (r = check_npos(c, 1, "token", "")) || (r = check_nokey(c)))
 			return r;
 		if ((c->seen & O_RELAY) && (c->seen & (O_KEY | O_NOKEY)))
@@ -385,9 +422,16 @@ int main(int argc, char **argv)
 			return r;
 		return ctl_cli_cmd_token_decode(c.pos[1]);
 	}
+	if (!strcmp(cmd, "migrate")) {
+		if ((r = check_opts(&c, O_FROM | O_TO | O_TOFILE, cmd)) ||
+		    (r = check_npos(&c, 1, cmd, "")))
+			return r;
+		umask(077);
+		return ctl_cli_cmd_migrate(&c);
+	}
 	if (strcmp(cmd, "init") && strcmp(cmd, "token") && strcmp(cmd, "keys") &&
-	    strcmp(cmd, "nodes") && strcmp(cmd, "apikeys") && strcmp(cmd, "relays") &&
-	    strcmp(cmd, "users") && strcmp(cmd, "policy"))
+	    strcmp(cmd, "status") && strcmp(cmd, "nodes") && strcmp(cmd, "apikeys") &&
+	    strcmp(cmd, "relays") && strcmp(cmd, "users") && strcmp(cmd, "policy"))
 		return ctl_cli_die_usage("unknown command %s", cmd);
 
 	const char *dir = c.data;
@@ -401,13 +445,19 @@ int main(int argc, char **argv)
 		return ctl_cli_die_usage("--data %s: path too long", dir);
 
 	if (!strcmp(cmd, "init")) {
-		if ((r = check_opts(&c, O_DOMAIN | O_LISTEN, "init")) ||
+		if ((r = check_opts(&c, O_DOMAIN | O_LISTEN | O_STORE | O_STOREFILE,
+		                    "init")) ||
 		    (r = check_npos(&c, 1, "init", "")))
 			return r;
 		umask(077);
 		return ctl_cli_cmd_init(&c, dir);
 	}
 	umask(077);
+	if (!strcmp(cmd, "status"))
+		return (r = check_opts(&c, O_JSON, cmd)) ||
+		               (r = check_npos(&c, 1, cmd, ""))
+		           ? r
+		           : ctl_cli_cmd_status(&c, dir);
 	if (!strcmp(cmd, "apikeys"))
 		return (r = check_opts(&c, O_JSON, cmd))
 		           ? r

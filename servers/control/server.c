@@ -779,6 +779,8 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->cfg.ephemeral_timeout_s = dflt(cfg->ephemeral_timeout_s, 300);
 	s->cfg.reclaim_after_s = dflt(cfg->reclaim_after_s, 60);
 	s->cfg.behind_ms = dflt(cfg->behind_ms, 2 * s->cfg.keepalive_ms);
+	s->cfg.beat_ms = dflt(cfg->beat_ms, 2000);
+	s->cfg.dead_after_s = dflt(cfg->dead_after_s, 10);
 	if (!s->cfg.max_nodes || s->cfg.max_nodes > CTL_MAP_PEERS_MAX)
 		s->cfg.max_nodes = CTL_MAP_PEERS_MAX;
 	s->cfg.max_pending = dflt(cfg->max_pending, 100);
@@ -806,18 +808,13 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
 		goto fail;
 	}
-	/* Nodes left online by a previous run are offline now: one statement,
-	 * one version (not a transaction per node before we listen). */
-	size_t was_online = 0;
+	/* Nodes left online by a previous run, or by a server that stopped,
+	 * are offline now: one statement, one version (not a transaction per
+	 * node before we listen); those of servers that run stay online. */
 	s->last_poll_s = (int64_t)time(NULL);
 	s->start_s = s->last_poll_s;
-	if (ctl_store_node_offline_all(cfg->store, s->last_poll_s, &was_online) < 0) {
-		snprintf(err, errlen, "store: %s", ctl_store_errmsg(cfg->store));
+	if (srv_ha_start(s, err, errlen) < 0)
 		goto fail;
-	}
-	if (was_online)
-		log_info("mesh-control: %zu nodes online in the last run marked offline",
-		         was_online);
 	if (s->cfg.no_seen_ip)
 		log_info("mesh-control: --no-seen-ip: no node's address is published "
 		         "(no birthday probing in this mesh)");
@@ -859,7 +856,8 @@ struct ctl_server *ctl_server_new(const struct ctl_server_config *cfg, char *err
 	s->accept_resume = evtimer_new(cfg->base, srv_accept_resume_cb, s);
 	s->wb_timer = evtimer_new(cfg->base, srv_wb_timer_cb, s);
 	if (!s->tick || !s->poll || !s->bcast || !s->reap || !s->resume ||
-	    !s->accept_resume || !s->wb_timer || srv_byid_init(s) < 0) {
+	    !s->accept_resume || !s->wb_timer || srv_byid_init(s) < 0 ||
+	    srv_ha_timers(s) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -877,22 +875,20 @@ void ctl_server_free(struct ctl_server *s)
 	if (!s)
 		return;
 	/* Offline in one statement after the last write batch, not one
-	 * transaction per connection. */
+	 * transaction per connection: this server's nodes only (the others'
+	 * stay online through them). */
 	s->stopping = true;
 	while (s->conns)
 		srv_conn_free(s->conns);
 	if (s->lis) {
-		int64_t now = (int64_t)time(NULL);
 		/* offline even when the last batch failed: the store must not
 		 * show nodes online while the server is down */
 		if (srv_wb_flush(s, true) < 0)
 			log_warn("mesh-control: at stop: the last writes are lost: %s",
 			         ctl_store_errmsg(s->cfg.store));
-		if (ctl_store_node_offline_all(s->cfg.store, now, NULL) < 0)
-			log_warn("mesh-control: at stop: marking nodes offline: %s "
-			         "(done again at the next start)",
-			         ctl_store_errmsg(s->cfg.store));
+		srv_ha_stop(s);
 	}
+	srv_ha_free(s);
 	srv_wb_free(s);
 	srv_hs_free(s);
 	srv_seen_free(s);
@@ -958,6 +954,7 @@ void ctl_server_get_stats(const struct ctl_server *s, struct ctl_server_stats *s
 	st->store_write_fail_age_s =
 	    s->write_fail_ms ? (double)(srv_now_ms() - s->write_fail_ms) / 1000.0 : -1;
 	st->map_version = s->snap_version;
+	st->server_id = s->server_id;
 	st->out_queued = s->out_total;
 	st->zchunk_bytes = srv_zc_bytes(s);
 }

@@ -34,6 +34,14 @@
  * else, and every close, through the write batch, server_writes.c). Ephemeral nodes are removed
  * ephemeral_timeout_s after they go offline (checked each poll).
  *
+ * Several servers on one store (server_ha.c): each picks a random id at
+ * start; the store records which server holds each online node, and a
+ * server's offline write does not touch a node another server holds now
+ * (it moved). Each server beats every beat_ms; a beat marks offline the
+ * nodes of servers silent for dead_after_s. Changes by the others arrive
+ * through the store's change notification when it has one (PostgreSQL),
+ * and through the poll of the map version in any case.
+ *
  * Limits: max_conns connections (of them at most max_unreg not yet
  * registered, max_unreg_per_source from one source; see below for who
  * makes room for a new one), handshakes answered at most hs_per_source a
@@ -131,6 +139,13 @@ struct ctl_server_config {
 	 * it, an address shared by more than 32 online nodes is not
 	 * published either. */
 	bool no_seen_ip;
+	/* Several servers on one store (ctl_store_set_server): this one
+	 * records that it is alive every beat_ms (0: 2000), and each beat
+	 * marks offline the nodes of any server not heard from for
+	 * dead_after_s (0: 10) seconds (one that crashed: its nodes come back
+	 * online as they reconnect to a server that runs). */
+	uint32_t beat_ms;
+	uint32_t dead_after_s;
 };
 
 /* Binds and listens. NULL with err filled ("127.0.0.1:7443: address in use
@@ -194,6 +209,10 @@ struct ctl_server_stats {
 	size_t zchunk_bytes;    /* compressed chunk bodies cached now */
 	uint64_t deltas_reused; /* deltas sent from one built for another node */
 	int64_t map_version;
+	/* Several servers on one store (server_ha.c): this one's id, beats
+	 * that failed, and nodes of stopped servers its beats marked offline. */
+	int64_t server_id;
+	uint64_t beat_failures, nodes_swept;
 	double last_full_ms;      /* time to build+encode the last MAP_FULL */
 	size_t last_full_bytes;   /* its size */
 	double last_broadcast_ms; /* time to build and queue the last broadcast */

@@ -105,6 +105,11 @@ struct srv_node {
 	int64_t version;
 	int64_t expiry;
 	bool approved, ephemeral;
+	/* The server the store had holding it online at the row's last
+	 * version (ctl_node.online_server): a hint only, as a move between
+	 * servers while online bumps no version; what decides is read from
+	 * the store (server_reg.c) or checked by it (name reuse). */
+	int64_t online_server;
 	uint8_t machine_key[CTL_KEY_LEN];
 	struct ctl_peer peer; /* as sent to others */
 	/* Map versions at which, last, the entry changed as a whole (new,
@@ -233,6 +238,11 @@ struct ctl_server {
 	struct ctl_server_config cfg;
 	struct evconnlistener *lis;
 	struct event *tick, *poll, *bcast, *reap;
+	/* Several servers on one store (server_ha.c): this one's id (random,
+	 * nonzero), its beat timer, and the store's change notification
+	 * (NULL: none now; the poll asks for one again). */
+	int64_t server_id;
+	struct event *beat, *watch;
 	uint64_t bcast_gen;
 	struct srv_conn *conns; /* list head */
 	/* Connections that have not registered (handshake, WAIT_REG), newest
@@ -486,6 +496,19 @@ void srv_wb_touch(struct ctl_server *s, int64_t id);
 int srv_wb_flush(struct ctl_server *s, bool all);
 void srv_wb_timer_cb(int fd, short ev, void *arg);
 void srv_wb_free(struct ctl_server *s);
+
+/* server_ha.c: several servers on one store. start: picks the id, tells
+ * the store, and beats once (the nodes of stopped servers, and any left
+ * online by a previous run, go offline); -1 with err filled on failure.
+ * timers: the beat and the change notification, once the loop's events
+ * exist. watch_try: asks the store for its change notification if there
+ * is none now (from the poll). stop: at a clean stop, this server's nodes
+ * offline and its row gone. */
+int srv_ha_start(struct ctl_server *s, char *err, size_t errlen);
+int srv_ha_timers(struct ctl_server *s);
+void srv_ha_watch_try(struct ctl_server *s);
+void srv_ha_stop(struct ctl_server *s);
+void srv_ha_free(struct ctl_server *s);
 
 /* server_rate.c */
 /* Whether a handshake (message 1) from source may be answered now: takes

@@ -279,6 +279,7 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 	n->expiry = nd->expiry;
 	n->approved = nd->approved;
 	n->ephemeral = nd->ephemeral;
+	n->online_server = nd->online_server;
 	ctl_alloc_name_from_host(nd->hostname, n->host_base);
 	n->shown = shown;
 	memcpy(n->machine_key, nd->machine_key, CTL_KEY_LEN);
@@ -899,6 +900,17 @@ static bool conn_check_self(struct srv_conn *c, int64_t now)
 		srv_conn_error_close(c, CTL_REASON_UPGRADE_REQUIRED, SRV_POLICY_UPGRADE);
 		return false;
 	}
+	/* Online here, offline in the store: another server took this one
+	 * for stopped (it was paused, or its beats failed) and swept its
+	 * nodes. Written online again, held by this server. Not when the
+	 * store has it online through another server: that one has its
+	 * newer connection (this one is a leftover that times out). */
+	if (!n->peer.online && srv_node_visible(n, now)) {
+		const struct ctl_node_vol *w =
+		    n->wb_idx ? &c->s->wb[n->wb_idx - 1] : NULL;
+		if (!w || !(w->mask & CTL_UPD_ONLINE) || !w->online)
+			srv_wb_set_online(c->s, n->id);
+	}
 	if (!srv_node_visible(n, now)) {
 		bool exp = n->approved;
 		log_info("mesh-control: node %lld (%s) %s; closing its connection",
@@ -1031,13 +1043,32 @@ void srv_resume_cb(int fd, short ev, void *arg)
 	}
 }
 
-/* Every poll_ms: writes by other processes, expiry, ephemeral nodes. */
+/* Whether ephemeral node id is online in the store, or was seen within
+ * the timeout (through another server: the snapshot has not caught up
+ * yet). Errors count as back: removal waits for the next poll. */
+static bool ephemeral_back(struct ctl_server *s, int64_t id, int64_t now)
+{
+	struct ctl_node *nd = malloc(sizeof *nd);
+	if (!nd)
+		return true;
+	int r = ctl_store_node_by_id(s->cfg.store, id, nd);
+	bool back = r < 0 || nd->online ||
+	            nd->last_seen + (int64_t)s->cfg.ephemeral_timeout_s >= now;
+	free(nd);
+	if (back && r == 0)
+		srv_broadcast_schedule(s); /* the snapshot is behind */
+	return back;
+}
+
+/* Every poll_ms: writes by other processes (also announced by the store's
+ * change notification, when it has one), expiry, ephemeral nodes. */
 void srv_poll_cb(int fd, short ev, void *arg)
 {
 	struct ctl_server *s = arg;
 	int64_t v = 0;
 	if (ctl_store_map_version(s->cfg.store, &v) == 0 && v != s->snap_version)
 		srv_broadcast_schedule(s);
+	srv_ha_watch_try(s);
 	int64_t now = (int64_t)time(NULL);
 	for (struct srv_conn *c = s->conns; c; c = c->next) {
 		if (c->state != SRV_ONLINE)
@@ -1069,6 +1100,12 @@ void srv_poll_cb(int fd, short ev, void *arg)
 		if (connected)
 			continue;
 		int64_t id = n->id;
+		/* The snapshot is as of the last refresh: the node may have
+		 * come back through another server since. The store decides
+		 * (a read, then the removal: a reconnect in between is lost
+		 * to this race, as the timeout's last second always was). */
+		if (ephemeral_back(s, id, now))
+			continue;
 		if (ctl_store_node_remove(s->cfg.store, id) == 0) {
 			log_info("mesh-control: ephemeral node %lld removed after %u s "
 			         "offline",

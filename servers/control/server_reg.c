@@ -223,7 +223,8 @@ int srv_go_online(struct srv_conn *c, const struct srv_node *n)
 	c->state = SRV_ONLINE;
 	s->st.nodes_online++;
 	srv_seen_up(s, &c->ip);
-	bool was_online = n->peer.online; /* register marked it online */
+	/* register marked it online, through this server */
+	bool was_online = n->peer.online && n->online_server == s->server_id;
 	int r = srv_send_msg(c, &m);
 	if (r < 0)
 		return r;
@@ -350,6 +351,11 @@ static bool reg_holder_gone(const struct ctl_server *s, const struct srv_node *n
 	for (struct srv_conn *o = srv_conn_first_of(s, n->id); o; o = srv_conn_next_of(o))
 		if (o->state == SRV_ONLINE || o->state == SRV_PENDING)
 			return false;
+	/* online through another server: connected there (what ended its
+	 * connection here says nothing then); the store checks again, as
+	 * this may be older than the last refresh */
+	if (n->peer.online && n->online_server && n->online_server != s->server_id)
+		return false;
 	if (n->closed_by_node_ms)
 		return true;
 	int64_t seen = n->peer.last_seen > n->gone_s ? n->peer.last_seen : n->gone_s;
@@ -534,9 +540,12 @@ int srv_on_register(struct srv_conn *c, struct ctl_register_req *req)
 		 * failed after a flush leaves the snapshot saying online while
 		 * the store says offline (control review 3 M2). */
 		bool stored_online = nd->online;
+		/* online through another server (it moved here): held by this
+		 * one from now on, or that one's close takes it offline */
+		bool ours = nd->online_server == s->server_id;
 		free(nd);
 		s->st.registrations_batched++;
-		if (!stored_online || sn->wb_idx)
+		if (!stored_online || !ours || sn->wb_idx)
 			srv_wb_set_online(s, sn->id);
 		return srv_go_online(c, sn);
 	}

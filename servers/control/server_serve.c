@@ -22,6 +22,7 @@
 #include "core/util/healthd.h"
 #include "core/util/log.h"
 #include "servers/control/admin.h"
+#include "servers/control/cli_store.h"
 #include "servers/control/cli_util.h"
 #include "servers/control/health.h"
 #include "servers/control/server.h"
@@ -45,9 +46,14 @@ static const char serve_usage[] =
     "\n"
     "options:\n"
     "  --data DIR               data directory made by `mesh-control init`\n"
-    "                           (default $MESH_CONTROL_DATA)\n"
-    "  --listen HOST:PORT       where to accept nodes (default: control.conf's\n"
-    "                           listen, the address in join tokens)\n"
+    "                           (default $MESH_CONTROL_DATA); its store is\n"
+    "                           control.db (SQLite) or the PostgreSQL database\n"
+    "                           that its store.url names (init --store): several\n"
+    "                           serve processes may share one of those\n"
+    "  --listen HOST:PORT       where to accept nodes (default: the first of\n"
+    "                           control.conf's listen addresses, those in join\n"
+    "                           tokens; give each further server on the same\n"
+    "                           store its own address from that list)\n"
     "  --admin-listen HOST:PORT also serve the HTTP admin API there (API keys:\n"
     "                           `mesh-control apikeys create`); a loopback\n"
     "                           address unless --admin-insecure\n"
@@ -99,11 +105,31 @@ static int serve_die(const char *msg, const char *arg)
 	return 2;
 }
 
+/* The admin API's token addresses: control.conf's list, else (none, or
+ * not valid) the address this server listens on. */
+static void admin_control_addrs(struct ctl_admin_config *ac, const char *conf_listen,
+                                const char *host, uint16_t port)
+{
+	struct ctl_token t = {0};
+	char err[600];
+
+	if (!*conf_listen ||
+	    !ctl_cli_parse_addrs(conf_listen, "listen", &t, err, sizeof err)) {
+		memset(&t, 0, sizeof t);
+		snprintf(t.host, sizeof t.host, "%.253s", host);
+		t.port = port;
+	}
+	snprintf(ac->control_host, sizeof ac->control_host, "%s", t.host);
+	ac->control_port = t.port;
+	memcpy(ac->control_more, t.more, sizeof ac->control_more);
+	ac->n_control_more = t.n_more;
+}
+
 static int conf_cb(void *u, const char *section, const char *name, const char *value)
 {
 	(void)section;
-	if (!strcmp(name, "listen"))
-		snprintf(u, 280, "%s", value);
+	if (!strcmp(name, "listen")) /* several lines append */
+		return ctl_cli_conf_listen_add(u, CTL_CLI_ADDRS_TEXT_MAX, value);
 	return 1;
 }
 
@@ -366,23 +392,13 @@ int ctl_serve_main(int argc, char **argv)
 	if (sodium_init() < 0)
 		return 1;
 
-	char path[3100], err[512], conf_listen[280] = "";
-	snprintf(path, sizeof path, "%s/control.db", o.data);
-	struct stat sb;
-	if (stat(path, &sb) < 0) {
-		fprintf(stderr,
-		        "mesh-control: %s is not a mesh-control data directory; run "
-		        "`mesh-control --data %s init` first\n",
-		        o.data, o.data);
-		return 1;
-	}
-	struct ctl_store *st = ctl_store_open_sqlite(o.data, err, sizeof err);
-	if (!st) {
-		fprintf(stderr, "mesh-control: cannot open the store in %s: %s\n", o.data,
-		        err);
-		return 1;
-	}
+	char path[3100], err[512], conf_listen[CTL_CLI_ADDRS_TEXT_MAX] = "",
+	                           conf_first[CTL_TOKEN_HOST_MAX + 16],
+	                           where[CTL_CLI_WHERE_MAX];
 	struct ctl_meta meta;
+	struct ctl_store *st = ctl_cli_store_open(o.data, &meta, where, sizeof where);
+	if (!st)
+		return 1;
 	struct ctl_server_config cfg = {.ephemeral_timeout_s = (uint32_t)eph,
 	                                .no_pending = o.no_pending,
 	                                .max_pending = (uint32_t)maxp,
@@ -398,17 +414,6 @@ int ctl_serve_main(int argc, char **argv)
 	struct ctl_health *health = NULL;
 	struct event *sigs[2] = {NULL, NULL};
 	int rc = 1;
-	if ((r = ctl_store_get_meta(st, &meta)) < 0) {
-		if (r == CTL_STORE_ENOTFOUND)
-			fprintf(
-			    stderr,
-			    "mesh-control: the store in %s was never initialised; run "
-			    "`mesh-control --data %s init` first\n",
-			    o.data, o.data);
-		else
-			fprintf(stderr, "mesh-control: %s\n", ctl_store_errmsg(st));
-		goto out;
-	}
 	snprintf(path, sizeof path, "%s/server.key", o.data);
 	uint8_t pub[32];
 	if ((r = read_key(path, cfg.server_priv)) < 0) {
@@ -427,7 +432,10 @@ int ctl_serve_main(int argc, char **argv)
 	}
 	snprintf(path, sizeof path, "%s/control.conf", o.data);
 	ini_parse(path, conf_cb, conf_listen);
-	const char *lis = o.listen ? o.listen : conf_listen;
+	/* Without --listen: the first of control.conf's addresses (the
+	 * others are other servers on the same store). */
+	ctl_cli_first_addr(conf_listen, conf_first, sizeof conf_first);
+	const char *lis = o.listen ? o.listen : conf_first;
 	if (!*lis) {
 		fprintf(stderr,
 		        "mesh-control: no listen address: pass --listen HOST:PORT "
@@ -465,8 +473,9 @@ int ctl_serve_main(int argc, char **argv)
 		fprintf(stderr, "mesh-control: %s\n", err);
 		goto out;
 	}
-	log_info("mesh-control: serving mesh %s on %s (at most %u node connections)",
-	         meta.domain, lis, cfg.max_conns);
+	log_info("mesh-control: serving mesh %s on %s (at most %u node connections) "
+	         "from the %s",
+	         meta.domain, lis, cfg.max_conns, where);
 	if (o.no_pending)
 		log_info("mesh-control: nodes without an auth key are refused "
 		         "(--allow-pending holds them for approval)");
@@ -501,13 +510,9 @@ int ctl_serve_main(int argc, char **argv)
 			         "(--admin-insecure): API keys cross the network in "
 			         "clear",
 			         o.admin);
-		/* Tokens name what control.conf says nodes connect to. */
-		const char *tok = *conf_listen ? conf_listen : lis;
-		if (!ctl_cli_split_hostport(tok, ac.control_host, sizeof ac.control_host,
-		                            &ac.control_port)) {
-			snprintf(ac.control_host, sizeof ac.control_host, "%s", host);
-			ac.control_port = port;
-		}
+		/* Tokens name what control.conf says nodes connect to: every
+		 * address, in its order. */
+		admin_control_addrs(&ac, conf_listen, host, port);
 		memcpy(ac.server_public, meta.server_public, 32);
 		adm = ctl_admin_new(&ac, err, sizeof err);
 		if (!adm) {

@@ -194,6 +194,11 @@ struct ctl_node {
 	int64_t last_seen;
 	int64_t expiry;  /* unix s, 0 = never; expired when expiry <= now */
 	int64_t version; /* map version of the node's last change */
+	/* The server holding it online (ctl_store_set_server; 0: none, from
+	 * before, or a store that does not say). Not in any map: a server
+	 * compares it with its own id to know whether the store has the node
+	 * online through it (server_reg.c). */
+	int64_t online_server;
 };
 
 #define CTL_RECLAIM_MAX 16

@@ -14,6 +14,7 @@
  * are in store_sqlite_keys.c, API keys in store_sqlite_apikeys.c, nodes in
  * store_sqlite_nodes.c, users and the policy in store_sqlite_users.c. */
 #include "servers/control/store_sqlite_int.h"
+#include "servers/control/store_schema.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,114 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* ---- schema ---------------------------------------------------------- */
-
-/* migrations[v] takes the schema from user_version v to v + 1. A v2 is one
- * more string here; nothing else changes. */
-static const char *const sq_migrations[] = {
-    /* v1 */
-    "CREATE TABLE meta ("
-    " id INTEGER PRIMARY KEY CHECK (id = 1),"
-    " mesh_id TEXT NOT NULL, v4_prefix INTEGER NOT NULL, v4_bits INTEGER NOT NULL,"
-    " ula BLOB NOT NULL, ula_bits INTEGER NOT NULL, domain TEXT NOT NULL,"
-    " server_public BLOB NOT NULL, created INTEGER NOT NULL,"
-    " map_version INTEGER NOT NULL DEFAULT 0,"
-    " v4_cursor INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TABLE auth_keys ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT, hash BLOB NOT NULL,"
-    " reusable INTEGER NOT NULL, ephemeral INTEGER NOT NULL,"
-    " expiry INTEGER NOT NULL, tags TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,"
-    " uses INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
-    "CREATE TABLE nodes ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " machine_key BLOB NOT NULL UNIQUE, node_key BLOB NOT NULL UNIQUE,"
-    " disco_key BLOB NOT NULL, hostname TEXT NOT NULL, name TEXT NOT NULL UNIQUE,"
-    " ipv4 INTEGER NOT NULL UNIQUE, ipv6 BLOB NOT NULL UNIQUE,"
-    " endpoints TEXT NOT NULL DEFAULT '', home_relay INTEGER NOT NULL DEFAULT 0,"
-    " hostinfo TEXT NOT NULL DEFAULT '',"
-    " auth_key_id INTEGER REFERENCES auth_keys(id) ON DELETE SET NULL,"
-    " approved INTEGER NOT NULL, ephemeral INTEGER NOT NULL,"
-    " online INTEGER NOT NULL DEFAULT 0, tags TEXT NOT NULL DEFAULT '',"
-    " created INTEGER NOT NULL, last_seen INTEGER NOT NULL DEFAULT 0,"
-    " expiry INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL);"
-    "CREATE INDEX nodes_version ON nodes(version);"
-    /* Tombstones for deltas: the map version that removed each node. */
-    "CREATE TABLE node_removals (node_id INTEGER NOT NULL, version INTEGER NOT NULL);"
-    "CREATE INDEX node_removals_version ON node_removals(version);"
-    "CREATE TRIGGER nodes_removed AFTER DELETE ON nodes BEGIN"
-    " INSERT INTO node_removals (node_id, version)"
-    " SELECT OLD.id, map_version FROM meta WHERE id = 1; END;",
-    /* v2: API keys for the HTTP admin API. */
-    "CREATE TABLE api_keys ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT, hash BLOB NOT NULL,"
-    " description TEXT NOT NULL DEFAULT '', created INTEGER NOT NULL,"
-    " revoked INTEGER NOT NULL DEFAULT 0, last_used INTEGER NOT NULL DEFAULT 0);",
-    /* v3: relays (mesh-relay) and their single-use join keys ("rkey-..."),
-     * kept apart from the nodes' auth keys so neither opens the other. */
-    "CREATE TABLE relay_keys ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT, hash BLOB NOT NULL,"
-    " created INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,"
-    " uses INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TABLE relays ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB NOT NULL UNIQUE,"
-    " name TEXT NOT NULL UNIQUE, region TEXT NOT NULL, host TEXT NOT NULL,"
-    " port INTEGER NOT NULL, stun_port INTEGER NOT NULL, tls INTEGER NOT NULL,"
-    " created INTEGER NOT NULL, last_seen INTEGER NOT NULL DEFAULT 0);",
-    /* v4: admission. Machine keys of removed (once approved) nodes with
-     * the auth key sequence at the removal, so a removed device comes
-     * back only with a key made after it (not the reusable key it joined
-     * with), and the same for an expired node (expiry_key_seq); the source
-     * address of each registration (pending ones are
-     * limited per source); an index for the disco-key uniqueness check,
-     * one for the pending nodes; and tombstones for approved nodes only
-     * (a pending node was never in anyone's map). */
-    "CREATE TABLE removed_machines ("
-    " machine_key BLOB PRIMARY KEY, removed INTEGER NOT NULL,"
-    " key_seq INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TRIGGER nodes_removed_machine AFTER DELETE ON nodes"
-    " WHEN OLD.approved = 1 BEGIN"
-    " INSERT OR REPLACE INTO removed_machines (machine_key, removed, key_seq)"
-    " VALUES (OLD.machine_key, CAST(strftime('%s', 'now') AS INTEGER),"
-    " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'auth_keys'), 0));"
-    " END;"
-    "DROP TRIGGER nodes_removed;"
-    "CREATE TRIGGER nodes_removed AFTER DELETE ON nodes"
-    " WHEN OLD.approved = 1 BEGIN"
-    " INSERT INTO node_removals (node_id, version)"
-    " SELECT OLD.id, map_version FROM meta WHERE id = 1; END;"
-    "ALTER TABLE nodes ADD COLUMN source TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE nodes ADD COLUMN expiry_key_seq INTEGER NOT NULL DEFAULT 0;"
-    "CREATE INDEX nodes_disco ON nodes(disco_key);"
-    "CREATE INDEX nodes_pending ON nodes(source) WHERE approved = 0;",
-    /* v5: access control. Users, the owner of the nodes an auth key
-     * admits (copied onto the node when it registers; '' = none, as for
-     * nodes from before and admin-approved ones), and the policy: one row,
-     * its text byte for byte, with a revision that keeps counting across
-     * a clear (meta.policy_revision). */
-    "CREATE TABLE users ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,"
-    " created INTEGER NOT NULL);"
-    "CREATE TABLE policy ("
-    " id INTEGER PRIMARY KEY CHECK (id = 1), text BLOB NOT NULL,"
-    " revision INTEGER NOT NULL, set_at INTEGER NOT NULL);"
-    "ALTER TABLE meta ADD COLUMN policy_revision INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE auth_keys ADD COLUMN user TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE nodes ADD COLUMN user TEXT NOT NULL DEFAULT '';"
-    "CREATE INDEX nodes_user ON nodes(user) WHERE user != '';"
-    "CREATE INDEX auth_keys_user ON auth_keys(user) WHERE user != '';",
-    /* v6: the users row a node's owner was when it registered (0: none),
-     * so that a user removed and created again under the same name is
-     * not taken for the old one (name reuse, store_sqlite_nodes.c). */
-    "ALTER TABLE nodes ADD COLUMN user_id INTEGER NOT NULL DEFAULT 0;"
-    "UPDATE nodes SET user_id = COALESCE((SELECT id FROM users WHERE"
-    " users.name = nodes.user), 0) WHERE user != '';",
-    /* v7: several servers on one store (ctl_store_set_server): the server
-     * holding each online node, and when each server was last heard from. */
-    "ALTER TABLE nodes ADD COLUMN online_server INTEGER NOT NULL DEFAULT 0;"
-    "CREATE TABLE servers (id INTEGER PRIMARY KEY, beat INTEGER NOT NULL,"
-    " started INTEGER NOT NULL);",
-};
-#define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
+/* The schema is ctl_migrations[v].sqlite (store_schema.c). */
 
 /* ---- plumbing -------------------------------------------------------- */
 
@@ -301,13 +195,13 @@ static int sq_migrate(struct sq_store *s)
 	if (rc)
 		return rc;
 	rc = sq_pragma_int(s, "PRAGMA user_version", &v);
-	if (rc == 0 && v > SQ_SCHEMA_VERSION)
+	if (rc == 0 && v > ctl_schema_version)
 		rc = ctl_sq_fail(s, CTL_STORE_ESCHEMA,
 		                 "schema version %d is newer than this program's %d", v,
-		                 SQ_SCHEMA_VERSION);
-	for (; rc == 0 && v < SQ_SCHEMA_VERSION; v++) {
+		                 ctl_schema_version);
+	for (; rc == 0 && v < ctl_schema_version; v++) {
 		char pragma[48];
-		rc = ctl_sq_exec(s, sq_migrations[v]);
+		rc = ctl_sq_exec(s, ctl_migrations[v].sqlite);
 		snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", v + 1);
 		if (rc == 0)
 			rc = ctl_sq_exec(s, pragma);
@@ -530,4 +424,7 @@ static const struct ctl_store_ops sq_ops = {
     .policy_clear = ctl_sq_policy_clear,
     .node_owners = ctl_sq_node_owners,
     .kind = "sqlite",
+    .set_server = ctl_sq_set_server,
+    .server_beat = ctl_sq_server_beat,
+    .server_leave = ctl_sq_server_leave,
 };

@@ -18,6 +18,7 @@
 struct sq_store {
 	struct ctl_store base; /* first: ctl_store * <-> sq_store * */
 	sqlite3 *db;
+	int64_t server_id; /* ctl_store_set_server; 0: none (one server) */
 	ctl_store_fault_fn fault;
 	void *fault_arg;
 	struct {
@@ -131,5 +132,12 @@ int ctl_sq_node_owners(struct ctl_store *st, int64_t now,
 int ctl_sq_node_update_many(struct ctl_store *st, const struct ctl_node_vol *v, size_t n,
                             size_t *changed);
 int ctl_sq_node_offline_all(struct ctl_store *st, int64_t now, size_t *n);
+
+/* ---- several servers on one store (store_sqlite_volatile.c) ---------- */
+
+void ctl_sq_set_server(struct ctl_store *st, int64_t server_id);
+int ctl_sq_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
+                       size_t *swept);
+int ctl_sq_server_leave(struct ctl_store *st, int64_t now, size_t *n);
 
 #endif

@@ -13,7 +13,7 @@
 	"id, machine_key, node_key, disco_key, hostname, name, ipv4, ipv6, endpoints, "  \
 	"home_relay, hostinfo, auth_key_id, approved, ephemeral, online, tags, "         \
 	"created, "                                                                      \
-	"last_seen, expiry, version, user"
+	"last_seen, expiry, version, user, online_server"
 
 static void sq_node_row(sqlite3_stmt *q, struct ctl_node *n)
 {
@@ -39,6 +39,7 @@ static void sq_node_row(sqlite3_stmt *q, struct ctl_node *n)
 	n->expiry = sqlite3_column_int64(q, 18);
 	n->version = sqlite3_column_int64(q, 19);
 	ctl_sq_text(n->user, sizeof n->user, q, 20);
+	n->online_server = sqlite3_column_int64(q, 21);
 }
 
 int ctl_sq_node_get(struct ctl_store *st, enum ctl_node_lookup by, const void *key,
@@ -492,7 +493,8 @@ static int sq_name_reclaim(struct sq_store *s, const struct ctl_store_reg *r,
 	    s, "SELECT hostname FROM nodes WHERE id = ?1 AND (name = ?2 OR "
 	       "substr(name, 1, length(?2) + 1) = ?2 || '-') AND approved = 1 AND "
 	       "ephemeral = 1 AND (auth_key_id = ?3 OR (?4 != '' AND user = ?4 AND "
-	       "user_id != 0 AND user_id = (SELECT id FROM users WHERE name = ?4)))");
+	       "user_id != 0 AND user_id = (SELECT id FROM users WHERE name = ?4))) "
+	       "AND NOT (online = 1 AND online_server NOT IN (0, ?5))");
 	if (!q)
 		return CTL_STORE_EIO;
 	for (unsigned i = 0; i < r->n_reclaim && i < CTL_RECLAIM_MAX; i++) {
@@ -500,6 +502,10 @@ static int sq_name_reclaim(struct sq_store *s, const struct ctl_store_reg *r,
 		sqlite3_bind_text(q, 2, base, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(q, 3, k->id);
 		sqlite3_bind_text(q, 4, k->user, -1, SQLITE_TRANSIENT);
+		/* the caller judged it gone from what it saw, but the node may
+		 * have come back through another server since: that one holds
+		 * it online, so it keeps its name */
+		sqlite3_bind_int64(q, 5, s->server_id);
 		int rc = sqlite3_step(q);
 		char host[CTL_HOSTNAME_MAX + 1] = "";
 		if (rc == SQLITE_ROW && sqlite3_column_text(q, 0))
@@ -622,7 +628,8 @@ static int sq_node_refresh(struct sq_store *s, const struct ctl_store_reg *r,
 }
 
 /* Inside register's transaction: online now, if approved and not expired
- * (a map change only when it was offline). */
+ * (a map change only when it was offline), held by this server (a node
+ * that moved here from another server is ours from now on). */
 static int sq_node_set_online(struct sq_store *s, const struct ctl_store_reg *r)
 {
 	struct ctl_node *n = malloc(sizeof *n);
@@ -636,12 +643,13 @@ static int sq_node_set_online(struct sq_store *s, const struct ctl_store_reg *r)
 			rc = ctl_sq_bump(s, &v);
 		sqlite3_stmt *q = rc ? NULL
 		                     : ctl_sq_prep(s, "UPDATE nodes SET online = 1, "
-		                                      "last_seen = ?2, version = ?3 "
-		                                      "WHERE id = ?1");
+		                                      "last_seen = ?2, version = ?3, "
+		                                      "online_server = ?4 WHERE id = ?1");
 		if (q) {
 			sqlite3_bind_int64(q, 1, n->id);
 			sqlite3_bind_int64(q, 2, r->now);
 			sqlite3_bind_int64(q, 3, v);
+			sqlite3_bind_int64(q, 4, s->server_id);
 			rc = ctl_sq_step_done(s, q, "node online");
 		} else if (rc == 0) {
 			rc = CTL_STORE_EIO;
@@ -902,7 +910,28 @@ int ctl_sq_node_rename(struct ctl_store *st, int64_t id, const char *name)
 	return ctl_sq_end(s, rc);
 }
 
-/* UPDATE nodes SET <col> = ?2 WHERE id = ?1 with a text, key or integer. */
+/* 1 when node id is online through another server (an offline write of
+ * this one is not for it: the node moved), 0 when not, or EIO. Always 0
+ * without a server id (one server). */
+static int sq_held_elsewhere(struct sq_store *s, int64_t id)
+{
+	if (!s->server_id)
+		return 0;
+	sqlite3_stmt *q = ctl_sq_prep(s, "SELECT 1 FROM nodes WHERE id = ?1 AND "
+	                                 "online = 1 AND online_server != ?2");
+	if (!q)
+		return CTL_STORE_EIO;
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int64(q, 2, s->server_id);
+	int r = sqlite3_step(q);
+	ctl_sq_done(q);
+	if (r == SQLITE_ROW)
+		return 1;
+	return r == SQLITE_DONE ? 0 : ctl_sq_dberr(s, "node holder");
+}
+
+/* UPDATE nodes SET <col> = ?2 WHERE id = ?1 with a text, key or integer
+ * (?3, if the statement has it: this server's id). */
 static int sq_set(struct sq_store *s, const char *sql, int64_t id, char type,
                   const void *p, int64_t i)
 {
@@ -916,6 +945,8 @@ static int sq_set(struct sq_store *s, const char *sql, int64_t id, char type,
 		sqlite3_bind_blob(q, 2, p, CTL_KEY_LEN, SQLITE_TRANSIENT);
 	else
 		sqlite3_bind_int64(q, 2, i);
+	if (sqlite3_bind_parameter_count(q) >= 3)
+		sqlite3_bind_int64(q, 3, s->server_id);
 	return ctl_sq_step_done(s, q, "node update");
 }
 
@@ -936,6 +967,13 @@ int ctl_sq_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_u
 	if (rc)
 		return rc;
 	rc = ctl_sq_node_get(st, CTL_NODE_BY_ID, &id, NULL);
+	/* Offline only while this server holds it (the rest applies). */
+	if (rc == 0 && (m & CTL_UPD_ONLINE) && !u->online) {
+		rc = sq_held_elsewhere(s, id);
+		if (rc == 1)
+			m &= ~(unsigned)CTL_UPD_ONLINE;
+		rc = rc < 0 ? rc : 0;
+	}
 	/* last_seen alone does not change anyone's map. */
 	if (rc == 0 && (m & ~(unsigned)CTL_UPD_LAST_SEEN)) {
 		rc = ctl_sq_bump(s, &v);
@@ -963,9 +1001,11 @@ int ctl_sq_node_update(struct ctl_store *st, int64_t id, const struct ctl_node_u
 	if (rc == 0 && (m & CTL_UPD_LAST_SEEN))
 		rc = sq_set(s, "UPDATE nodes SET last_seen = ?2 WHERE id = ?1", id, 'i',
 		            NULL, u->last_seen);
+	/* online: held by this server from now on; offline: by none */
 	if (rc == 0 && (m & CTL_UPD_ONLINE))
-		rc = sq_set(s, "UPDATE nodes SET online = ?2 WHERE id = ?1", id, 'i',
-		            NULL, u->online);
+		rc = sq_set(s, "UPDATE nodes SET online = ?2, online_server = ?2 * ?3 "
+		               "WHERE id = ?1",
+		            id, 'i', NULL, u->online);
 	if (rc == 0)
 		rc = ctl_sq_fault(s, "update:before-commit");
 	return ctl_sq_end(s, rc);

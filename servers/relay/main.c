@@ -107,8 +107,12 @@ static int die_usage(const char *fmt, const char *arg)
 /* --- state directory ---------------------------------------------------- */
 
 struct rly_state {
-	char control_host[CTL_TOKEN_HOST_MAX + 1];
+	char control_host[CTL_TOKEN_HOST_MAX + 1]; /* the first control address */
 	uint16_t control_port;
+	/* the token's further control addresses, in order (relay.json's
+	 * control_more; absent with one) */
+	struct ctl_token_addr control_more[CTL_TOKEN_ADDRS_MAX - 1];
+	uint8_t n_control_more;
 	uint8_t control_key[32];
 	char listen[300], advertise[300], stun[300], region[64], cert[1024], key[1024];
 };
@@ -205,6 +209,33 @@ static void jstr(json_t *o, const char *k, char *out, size_t cap)
 	snprintf(out, cap, "%s", v ? v : "");
 }
 
+/* relay.json's control_more: absent (one control address, or a file from
+ * before several), or 1..CTL_TOKEN_ADDRS_MAX - 1 objects {host, port}. */
+static bool load_more(json_t *more, struct rly_state *st)
+{
+	size_t i;
+	json_t *a;
+
+	if (!more)
+		return true;
+	if (!json_is_array(more) || json_array_size(more) == 0 ||
+	    json_array_size(more) > CTL_TOKEN_ADDRS_MAX - 1)
+		return false;
+	json_array_foreach(more, i, a)
+	{
+		struct ctl_token_addr *m = &st->control_more[i];
+		const char *h = json_string_value(json_object_get(a, "host"));
+		json_int_t port = json_integer_value(json_object_get(a, "port"));
+		if (!h || !h[0] || strlen(h) > CTL_TOKEN_HOST_MAX || port < 1 ||
+		    port > 65535)
+			return false;
+		snprintf(m->host, sizeof m->host, "%s", h);
+		m->port = (uint16_t)port;
+	}
+	st->n_control_more = (uint8_t)json_array_size(more);
+	return true;
+}
+
 static int load_state(const char *dir, struct rly_state *st)
 {
 	char p[4200];
@@ -227,8 +258,9 @@ static int load_state(const char *dir, struct rly_state *st)
 	jstr(o, "region", st->region, sizeof st->region);
 	jstr(o, "tls_cert", st->cert, sizeof st->cert);
 	jstr(o, "tls_key", st->key, sizeof st->key);
+	bool more_ok = load_more(json_object_get(o, "control_more"), st);
 	json_decref(o);
-	if (r != 0 || bl != 32 || !st->control_host[0] || !st->control_port) {
+	if (r != 0 || bl != 32 || !st->control_host[0] || !st->control_port || !more_ok) {
 		fprintf(stderr, "mesh-relay: %s: damaged; register again with --join\n",
 		        p);
 		return -EINVAL;
@@ -246,6 +278,18 @@ static int save_state(const char *dir, const struct rly_state *st)
 	    st->control_host, "control_port", (int)st->control_port, "control_key", k,
 	    "listen", st->listen, "advertise", st->advertise, "stun", st->stun, "region",
 	    st->region, "tls_cert", st->cert, "tls_key", st->key);
+	if (o && st->n_control_more) {
+		json_t *more = json_array();
+		for (size_t i = 0; more && i < st->n_control_more; i++)
+			json_array_append_new(more,
+			                      json_pack("{s:s, s:i}", "host",
+			                                st->control_more[i].host, "port",
+			                                (int)st->control_more[i].port));
+		if (!more || json_object_set_new(o, "control_more", more) != 0) {
+			json_decref(o);
+			o = NULL;
+		}
+	}
 	char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
 	json_decref(o);
 	if (!s)
@@ -303,10 +347,14 @@ static void on_state(void *ctx, enum ctl_client_state st, const char *detail,
 		log_info("mesh-relay: registered with mesh-control");
 		rly_server_set_health(a->srv, "");
 	} else if (st == CTL_CLIENT_BACKOFF) {
+		struct ctl_client_status cs;
+		ctl_client_get_status(a->ctl, &cs);
 		log_info("mesh-relay: mesh-control unreachable (%s); retrying", detail);
-		rly_server_set_health(a->srv,
-		                      "mesh-control unreachable: the admission list "
-		                      "may be stale");
+		/* moving to another control address at once: not yet degraded */
+		if (!(cs.n_addrs > 1 && cs.next_attempt_ms == 0))
+			rly_server_set_health(a->srv,
+			                      "mesh-control unreachable: the admission "
+			                      "list may be stale");
 	} else if (st == CTL_CLIENT_REFUSED) {
 		log_error("mesh-relay: mesh-control refused this relay: %s. Make a new "
 		          "token with `mesh-control token --relay` and run mesh-relay up "
@@ -402,11 +450,16 @@ static char *status_cb(void *ctx, bool json)
 {
 	struct relay_app *a = ctx;
 	struct rly_stats s;
+	struct ctl_client_status cs = {0}; /* the control address it is on */
 	rly_server_get_stats(a->srv, &s);
+	if (a->ctl)
+		ctl_client_get_status(a->ctl, &cs);
 	if (json) {
 		json_t *o = stats_json(&s);
 		json_object_set_new(o, "region", json_string(a->region));
 		json_object_set_new(o, "control", json_string(a->ctl_state));
+		json_object_set_new(o, "control_address",
+		                    cs.addr[0] ? json_string(cs.addr) : json_null());
 		char *t = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
 		json_decref(o);
 		if (!t)
@@ -426,7 +479,8 @@ static char *status_cb(void *ctx, bool json)
 	FILE *f = open_memstream(&t, &tn);
 	if (!f)
 		return NULL;
-	fprintf(f, "mesh-relay: region %s, control %s, %s\n", a->region, a->ctl_state,
+	fprintf(f, "mesh-relay: region %s, control %s%s%s, %s\n", a->region, a->ctl_state,
+	        cs.addr[0] ? " at " : "", cs.addr,
 	        s.ready ? "admitting" : "waiting for the admission list");
 	fprintf(f,
 	        "clients      %llu now, %llu in all; %llu admitted keys; mesh: %llu in, "
@@ -643,6 +697,8 @@ static int up_take_token(const char *join, struct ctl_token *tok, struct rly_sta
 	}
 	snprintf(st->control_host, sizeof st->control_host, "%s", tok->host);
 	st->control_port = tok->port;
+	st->n_control_more = tok->n_more;
+	memcpy(st->control_more, tok->more, sizeof st->control_more);
 	memcpy(st->control_key, tok->server_key, 32);
 	return 0;
 }
@@ -655,7 +711,7 @@ static int cmd_up(const struct opts *o_in)
 	const struct opts *o = &oo;
 	/* the token from --join-file or MESH_RELAY_JOIN: wiped on every path
 	 * out of here (one label), once decoded or not */
-	char join_buf[1024] = "";
+	char join_buf[CTL_TOKEN_STR_MAX + 2] = "";
 	int rc = 0;
 	bool have = false;
 	if (!oo.join) {
@@ -791,11 +847,17 @@ wipe:
 	    a.base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (!dns)
 		dns = evdns_base_new(a.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	struct ctl_client_addr more[CTL_TOKEN_ADDRS_MAX - 1];
+	for (size_t i = 0; i < st.n_control_more; i++)
+		more[i] = (struct ctl_client_addr){st.control_more[i].host,
+		                                   st.control_more[i].port};
 	struct ctl_client_config cc = {
 	    .base = a.base,
 	    .dns = dns,
 	    .host = st.control_host,
 	    .port = st.control_port,
+	    .more = more,
+	    .n_more = st.n_control_more,
 	    .hostname = "mesh-relay",
 	    .auth_key = tok.auth_key,
 	    .cb = &cb,

@@ -15,8 +15,10 @@
  *                  as transport frames, then fed in chunks split where the
  *                  first bytes say, optionally with one byte flipped; every
  *                  frame decoded before the flip must equal what was sealed.
- *   4 token:       the rest as a join token; a token that decodes must
- *                  re-encode and decode to the same fields. */
+ *   4 token:       the rest as a join token (version 1 or 2: one to eight
+ *                  control addresses); a token that decodes must re-encode
+ *                  and decode to the same fields, every address in order,
+ *                  and re-encode to version 1 exactly when it has one. */
 #include <errno.h>
 #include <sodium.h>
 #include <stdint.h>
@@ -257,6 +259,23 @@ static void token(const uint8_t *p, size_t len)
 	CHECK(strcmp(t.host, t2.host) == 0 && t.port == t2.port);
 	CHECK(memcmp(t.server_key, t2.server_key, 32) == 0);
 	CHECK(strcmp(t.auth_key, t2.auth_key) == 0);
+	CHECK(ctl_token_addr_count(&t) >= 1 &&
+	      ctl_token_addr_count(&t) <= CTL_TOKEN_ADDRS_MAX);
+	CHECK(ctl_token_addr_count(&t) == ctl_token_addr_count(&t2));
+	for (size_t i = 0; i < ctl_token_addr_count(&t); i++) {
+		const char *h1, *h2;
+		uint16_t p1, p2;
+		ctl_token_addr_get(&t, i, &h1, &p1);
+		ctl_token_addr_get(&t2, i, &h2, &p2);
+		CHECK(strcmp(h1, h2) == 0 && p1 == p2 && p1 != 0 && h1[0]);
+	}
+	uint8_t bin[CTL_TOKEN_BIN_MAX];
+	size_t bl = 0;
+	CHECK(sodium_base642bin(bin, sizeof(bin), s + 5, (size_t)n - 5, NULL, &bl, NULL,
+	                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0);
+	CHECK(bl > 0 && (bin[0] == CTL_TOKEN_VERSION) == (ctl_token_addr_count(&t) == 1));
+	ctl_token_wipe(&t);
+	ctl_token_wipe(&t2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -94,6 +94,8 @@ static void start_server(struct t *t)
 	                                .handshake_ms = 2000};
 	if (t->over.max_conns)
 		cfg.max_conns = t->over.max_conns;
+	if (t->over.poll_ms)
+		cfg.poll_ms = t->over.poll_ms;
 	if (t->over.handshake_ms)
 		cfg.handshake_ms = t->over.handshake_ms;
 	if (t->over.coalesce_ms) /* UINT32_MAX: the server's default */
@@ -114,6 +116,8 @@ static void start_server(struct t *t)
 	cfg.max_unreg = t->over.max_unreg;
 	cfg.max_unreg_per_source = t->over.max_unreg_per_source;
 	cfg.no_seen_ip = t->over.no_seen_ip;
+	cfg.beat_ms = t->over.beat_ms;
+	cfg.dead_after_s = t->over.dead_after_s;
 	/* hundreds of test nodes come from 127.0.0.1: no handshake rate
 	 * unless a test asks (UINT32_MAX: the server's default) */
 	cfg.hs_per_source = t->over.hs_per_source == UINT32_MAX ? 0

@@ -993,6 +993,35 @@ static void test_bad_config(void **state)
 	base_cfg(t, &cfg);
 	cfg.port = 0;
 	assert_null(ctl_client_new(&cfg, err, sizeof(err)));
+	/* further control addresses: at most 8 in all, each a host and port */
+	struct ctl_client_addr more[CTL_CLIENT_ADDRS_MAX];
+	for (int i = 0; i < CTL_CLIENT_ADDRS_MAX; i++)
+		more[i] = (struct ctl_client_addr){"127.0.0.1", (uint16_t)(7000 + i)};
+	base_cfg(t, &cfg);
+	cfg.more = more;
+	cfg.n_more = CTL_CLIENT_ADDRS_MAX;
+	assert_null(ctl_client_new(&cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "more than 8 control addresses"));
+	cfg.n_more = CTL_CLIENT_ADDRS_MAX - 1;
+	struct ctl_client *c = ctl_client_new(&cfg, err, sizeof(err));
+	assert_non_null(c);
+	struct ctl_client_status cs;
+	ctl_client_get_status(c, &cs);
+	assert_int_equal(cs.n_addrs, CTL_CLIENT_ADDRS_MAX);
+	assert_int_equal(cs.addr_index, 0);
+	ctl_client_free(c);
+	more[2].port = 0;
+	assert_null(ctl_client_new(&cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "control address 4"));
+	more[2].port = 1;
+	more[3].host = "control.example"; /* a name without a resolver */
+	assert_null(ctl_client_new(&cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "resolver"));
+	more[3].host = "";
+	assert_null(ctl_client_new(&cfg, err, sizeof(err)));
+	cfg.more = NULL; /* a count without the array */
+	cfg.n_more = 1;
+	assert_null(ctl_client_new(&cfg, err, sizeof(err)));
 }
 
 /* ---- ctl_map_apply_delta ---- */

@@ -11,6 +11,10 @@
  *    frame round-trips and its buffer is released afterwards.
  * Join tokens:
  *  - round trips (name, IPv4, IPv6, empty and longest fields);
+ *  - several control addresses (version 2): round trips from 2 to 8 in
+ *    order, one address still written as version 1, the longest token;
+ *    the count, every address field, truncation, trailing bytes and every
+ *    character changed are checked as in version 1;
  *  - every error: prefix, base64, truncated at every length, every
  *    character changed, trailing bytes, version, too-long fields and
  *    strings, invalid fields, small buffers. */
@@ -407,6 +411,11 @@ static void round_trip(const struct ctl_token *t)
 	assert_int_equal(back.port, t->port);
 	assert_memory_equal(back.server_key, t->server_key, 32);
 	assert_string_equal(back.auth_key, t->auth_key);
+	assert_int_equal(back.n_more, t->n_more);
+	for (size_t i = 0; i < t->n_more; i++) {
+		assert_string_equal(back.more[i].host, t->more[i].host);
+		assert_int_equal(back.more[i].port, t->more[i].port);
+	}
 	/* surrounding whitespace (a pasted line) is fine */
 	char padded[CTL_TOKEN_STR_MAX + 8];
 	snprintf(padded, sizeof(padded), "  %s\r\n", s);
@@ -433,8 +442,116 @@ static void test_token_round_trip(void **state)
 	auth[CTL_TOKEN_AUTH_MAX] = '\0';
 	t = sample(host, 1, auth);
 	round_trip(&t);
+	/* the longest one-address token: version 1's size */
 	char s[CTL_TOKEN_STR_MAX];
+	size_t v1_bin = 1 + 1 + CTL_TOKEN_HOST_MAX + 2 + 32 + 1 + CTL_TOKEN_AUTH_MAX + 4;
+	assert_int_equal(ctl_token_encode(&t, s, sizeof(s)), 5 + (v1_bin * 4 + 2) / 3);
+}
+
+/* The version byte of an encoded token. */
+static uint8_t version_of(const char *s)
+{
+	uint8_t bin[CTL_TOKEN_BIN_MAX];
+	size_t n = 0;
+
+	assert_int_equal(sodium_base642bin(bin, sizeof(bin), s + 5, strlen(s + 5), NULL,
+	                                   &n, NULL,
+	                                   sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+	                 0);
+	return bin[0];
+}
+
+static void test_token_several_addresses(void **state)
+{
+	char host[CTL_TOKEN_HOST_MAX + 1], auth[CTL_TOKEN_AUTH_MAX + 1];
+	char s[CTL_TOKEN_STR_MAX];
+	struct ctl_token t;
+	const char *h;
+	uint16_t port;
+
+	(void)state;
+	/* one address: version 1, as every node before version 2 reads it */
+	t = sample("198.18.0.1", 7443, "k");
+	assert_int_equal(ctl_token_addr_count(&t), 1);
+	assert_true(ctl_token_encode(&t, s, sizeof(s)) > 0);
+	assert_int_equal(version_of(s), CTL_TOKEN_VERSION);
+	/* two, in order: version 2 */
+	assert_int_equal(ctl_token_add_addr(&t, "fd7a:115c:a1e0::2", 7444), 0);
+	assert_int_equal(ctl_token_addr_count(&t), 2);
+	ctl_token_addr_get(&t, 1, &h, &port);
+	assert_string_equal(h, "fd7a:115c:a1e0::2");
+	assert_int_equal(port, 7444);
+	round_trip(&t);
+	assert_true(ctl_token_encode(&t, s, sizeof(s)) > 0);
+	assert_int_equal(version_of(s), CTL_TOKEN_VERSION2);
+	/* 3..8 */
+	for (int i = 3; i <= CTL_TOKEN_ADDRS_MAX; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "ctl%d.example", i);
+		assert_int_equal(ctl_token_add_addr(&t, name, (uint16_t)(7440 + i)), 0);
+		round_trip(&t);
+	}
+	assert_int_equal(ctl_token_addr_count(&t), CTL_TOKEN_ADDRS_MAX);
+	ctl_token_addr_get(&t, CTL_TOKEN_ADDRS_MAX - 1, &h, &port);
+	assert_string_equal(h, "ctl8.example");
+	assert_int_equal(port, 7448);
+	/* a ninth is refused; the token is unchanged */
+	assert_int_equal(ctl_token_add_addr(&t, "ctl9.example", 7449),
+	                 -CTL_TOKEN_E_TOO_LONG);
+	assert_int_equal(ctl_token_addr_count(&t), CTL_TOKEN_ADDRS_MAX);
+	/* add_addr checks like the encoder */
+	assert_int_equal(ctl_token_add_addr(&t, "", 1), -CTL_TOKEN_E_FIELD);
+	t = sample("a.b", 1, "k");
+	assert_int_equal(ctl_token_add_addr(&t, "a b", 1), -CTL_TOKEN_E_FIELD);
+	assert_int_equal(ctl_token_add_addr(&t, "c.d", 0), -CTL_TOKEN_E_FIELD);
+	memset(host, 'h', CTL_TOKEN_HOST_MAX);
+	host[CTL_TOKEN_HOST_MAX] = '\0';
+	assert_int_equal(ctl_token_add_addr(&t, host, 1), 0);
+	char longer[CTL_TOKEN_HOST_MAX + 2];
+	memset(longer, 'h', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	assert_int_equal(ctl_token_add_addr(&t, longer, 1), -CTL_TOKEN_E_TOO_LONG);
+	/* an empty token gets its first address in host/port */
+	memset(&t, 0, sizeof(t));
+	assert_int_equal(ctl_token_addr_count(&t), 0);
+	assert_int_equal(ctl_token_add_addr(&t, "x.y", 9), 0);
+	assert_string_equal(t.host, "x.y");
+	assert_int_equal(t.port, 9);
+	assert_int_equal(t.n_more, 0);
+
+	/* the longest token of all: 8 longest hosts, longest auth key */
+	memset(auth, '~', CTL_TOKEN_AUTH_MAX);
+	auth[CTL_TOKEN_AUTH_MAX] = '\0';
+	t = sample(host, 65535, auth);
+	for (int i = 1; i < CTL_TOKEN_ADDRS_MAX; i++) {
+		host[0] = (char)('a' + i);
+		assert_int_equal(ctl_token_add_addr(&t, host, (uint16_t)i), 0);
+	}
+	round_trip(&t);
 	assert_int_equal(ctl_token_encode(&t, s, sizeof(s)), CTL_TOKEN_STR_MAX - 1);
+	ctl_token_wipe(&t);
+}
+
+static void test_token_several_encode_errors(void **state)
+{
+	struct ctl_token t;
+	char s[CTL_TOKEN_STR_MAX];
+
+	(void)state;
+	t = sample("a.b", 1, "k");
+	t.n_more = CTL_TOKEN_ADDRS_MAX; /* one past the array */
+	assert_int_equal(ctl_token_encode(&t, s, sizeof(s)), -CTL_TOKEN_E_TOO_LONG);
+	t = sample("a.b", 1, "k");
+	t.n_more = 1; /* an empty second address */
+	assert_int_equal(ctl_token_encode(&t, s, sizeof(s)), -CTL_TOKEN_E_FIELD);
+	snprintf(t.more[0].host, sizeof(t.more[0].host), "c.d");
+	assert_int_equal(ctl_token_encode(&t, s, sizeof(s)), -CTL_TOKEN_E_FIELD);
+	t.more[0].port = 2;
+	assert_true(ctl_token_encode(&t, s, sizeof(s)) > 0);
+	t.more[0].host[1] = '\t';
+	assert_int_equal(ctl_token_encode(&t, s, sizeof(s)), -CTL_TOKEN_E_FIELD);
+	memset(t.more[0].host, 'x', sizeof(t.more[0].host)); /* no NUL */
+	assert_int_equal(ctl_token_encode(&t, s, sizeof(s)), -CTL_TOKEN_E_TOO_LONG);
 }
 
 static void test_token_encode_errors(void **state)
@@ -566,7 +683,7 @@ static void test_token_decode_errors(void **state)
 	TAIL(80, 1, 2);
 	craft(m, sizeof(m), bin, k, 1);
 	assert_int_equal(dec(m), 0); /* the crafting itself is right */
-	HDR(2, 3);
+	HDR(3, 3);                   /* a version from the future */
 	TAIL(80, 1, 2);
 	craft(m, sizeof(m), bin, k, 1);
 	assert_int_equal(dec(m), -CTL_TOKEN_E_VERSION);
@@ -614,6 +731,136 @@ static void test_token_decode_errors(void **state)
 		assert_non_null(strstr(ctl_token_strerror(-e), "join token"));
 }
 
+/* Version 2 from raw bytes: count, then addresses "h<i>" port 80+i, key,
+ * auth "aa"; edit() changes the bytes before the checksum. */
+static size_t v2_bin(uint8_t *bin, unsigned count, unsigned addrs)
+{
+	size_t k = 0;
+
+	bin[k++] = 2;
+	bin[k++] = (uint8_t)count;
+	for (unsigned i = 0; i < addrs; i++) {
+		bin[k++] = 2;
+		bin[k++] = 'h';
+		bin[k++] = (uint8_t)('0' + i);
+		bin[k++] = 0;
+		bin[k++] = (uint8_t)(80 + i);
+	}
+	memset(bin + k, 1, 32);
+	k += 32;
+	bin[k++] = 2;
+	bin[k++] = 'a';
+	bin[k++] = 'a';
+	return k;
+}
+
+static void test_token_several_decode_errors(void **state)
+{
+	char m[CTL_TOKEN_STR_MAX + 16], s[CTL_TOKEN_STR_MAX];
+	uint8_t bin[600];
+	struct ctl_token t;
+	size_t k;
+	int n, rc, checksum_hits = 0;
+
+	(void)state;
+	/* crafted right: 2 and 8 addresses, and a count of 1 (an encoder
+	 * writes version 1 then, but the layout is valid) */
+	for (unsigned c = 1; c <= CTL_TOKEN_ADDRS_MAX; c++) {
+		k = v2_bin(bin, c, c);
+		craft(m, sizeof(m), bin, k, 1);
+		assert_int_equal(ctl_token_decode(m, strlen(m), &t), 0);
+		assert_int_equal(ctl_token_addr_count(&t), c);
+		assert_string_equal(t.host, "h0");
+		assert_int_equal(t.port, 80);
+		if (c > 1) {
+			char want[3] = {'h', (char)('0' + c - 1), 0};
+			assert_string_equal(t.more[c - 2].host, want);
+			assert_int_equal(t.more[c - 2].port, 80 + c - 1);
+		}
+		assert_string_equal(t.auth_key, "aa");
+	}
+	/* count 0: no address */
+	k = v2_bin(bin, 0, 0);
+	craft(m, sizeof(m), bin, k, 1);
+	assert_int_equal(dec(m), -CTL_TOKEN_E_FIELD);
+	/* count 9, with 9 addresses there: too many */
+	k = v2_bin(bin, 9, 9);
+	craft(m, sizeof(m), bin, k, 1);
+	assert_int_equal(dec(m), -CTL_TOKEN_E_TOO_LONG);
+	k = v2_bin(bin, 255, 100); /* says 255, has 100 */
+	craft(m, sizeof(m), bin, k, 1);
+	assert_int_equal(dec(m), -CTL_TOKEN_E_TRUNCATED);
+	/* count 3, 2 addresses: the fields run past the end */
+	k = v2_bin(bin, 3, 2);
+	craft(m, sizeof(m), bin, k, 1);
+	assert_int_equal(dec(m), -CTL_TOKEN_E_TRUNCATED);
+	/* count 2, 3 addresses: bytes left over */
+	k = v2_bin(bin, 2, 3);
+	craft(m, sizeof(m), bin, k, 1);
+	assert_int_equal(dec(m), -CTL_TOKEN_E_TRAILING);
+	/* the second address: empty host, port 0, a space, a NUL, 254 long */
+	k = v2_bin(bin, 2, 2);
+	bin[7] = 0; /* its host_len; then its 2 host bytes are read as port and key */
+	craft(m, sizeof(m), bin, k, 1);
+	assert_true(dec(m) < 0);
+	k = v2_bin(bin, 2, 2);
+	bin[7 + 3] = 0; /* port 0 */
+	bin[7 + 4] = 0;
+	craft(m, sizeof(m), bin, k, 1);
+	assert_int_equal(dec(m), -CTL_TOKEN_E_FIELD);
+	k = v2_bin(bin, 2, 2);
+	bin[7 + 1] = ' ';
+	craft(m, sizeof(m), bin, k, 1);
+	assert_int_equal(dec(m), -CTL_TOKEN_E_FIELD);
+	k = v2_bin(bin, 2, 2);
+	bin[7 + 2] = 0; /* "h\0": must not be read as "h" */
+	craft(m, sizeof(m), bin, k, 1);
+	assert_int_equal(dec(m), -CTL_TOKEN_E_FIELD);
+	{
+		size_t j = 0;
+		bin[j++] = 2;
+		bin[j++] = 2;
+		bin[j++] = 1;
+		bin[j++] = 'a';
+		bin[j++] = 0;
+		bin[j++] = 1;
+		bin[j++] = 254; /* a host longer than any */
+		memset(bin + j, 'h', 254);
+		j += 254;
+		bin[j++] = 0;
+		bin[j++] = 1;
+		memset(bin + j, 1, 32);
+		j += 32;
+		bin[j++] = 0;
+		craft(m, sizeof(m), bin, j, 1);
+		assert_int_equal(dec(m), -CTL_TOKEN_E_TOO_LONG);
+	}
+
+	/* an encoded two-address token: cut at every length, every character
+	 * changed, something appended */
+	t = sample("ctl-a.example", 7443, "secret");
+	assert_int_equal(ctl_token_add_addr(&t, "198.18.0.2", 7444), 0);
+	n = ctl_token_encode(&t, s, sizeof(s));
+	assert_true(n > 0);
+	for (int len = 5; len < n; len++) {
+		memcpy(m, s, (size_t)len);
+		m[len] = '\0';
+		assert_int_equal(dec(m), -CTL_TOKEN_E_TRUNCATED);
+	}
+	for (int i = 5; i < n; i++) {
+		snprintf(m, sizeof(m), "%s", s);
+		m[i] = m[i] == 'A' ? 'B' : 'A';
+		rc = dec(m);
+		assert_true(rc < 0);
+		checksum_hits += rc == -CTL_TOKEN_E_CHECKSUM;
+	}
+	/* the length and count bytes may say truncated */
+	assert_true(checksum_hits >= n - 5 - 8);
+	snprintf(m, sizeof(m), "%sAAAA", s);
+	assert_int_equal(dec(m), -CTL_TOKEN_E_TRAILING);
+	ctl_token_wipe(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -626,6 +873,9 @@ int main(void)
 	    cmocka_unit_test(test_token_round_trip),
 	    cmocka_unit_test(test_token_encode_errors),
 	    cmocka_unit_test(test_token_decode_errors),
+	    cmocka_unit_test(test_token_several_addresses),
+	    cmocka_unit_test(test_token_several_encode_errors),
+	    cmocka_unit_test(test_token_several_decode_errors),
 	};
 
 	if (sodium_init() < 0)

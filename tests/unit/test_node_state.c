@@ -174,6 +174,90 @@ static void test_control(void **state)
 	free(data);
 }
 
+/* control.json with several control addresses ("more"): saved and loaded
+ * in order; a file without it (older, or one address) loads; a bad list
+ * is corruption; a --join with a changed list is saved. */
+static void test_control_more(void **state)
+{
+	(void)state;
+	char d[300], err[256];
+	struct node_server c = {.port = 7443}, back;
+	snprintf(c.host, sizeof(c.host), "198.18.0.1");
+	for (int i = 0; i < 32; i++)
+		c.server_key[i] = (uint8_t)(i + 1);
+	c.n_more = CTL_TOKEN_ADDRS_MAX - 1;
+	for (int i = 0; i < c.n_more; i++) {
+		snprintf(c.more[i].host, sizeof(c.more[i].host), "ctl%d.example", i + 2);
+		c.more[i].port = (uint16_t)(7444 + i);
+	}
+	sub(d, sizeof(d), "ctlmore");
+	assert_int_equal(node_state_open(d, err, sizeof(err)), 0);
+	assert_int_equal(node_state_bind_control(d, &c, err, sizeof(err)), 0);
+	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), 0);
+	assert_true(node_server_same_addrs(&back, &c));
+	assert_int_equal(back.n_more, CTL_TOKEN_ADDRS_MAX - 1);
+	assert_string_equal(back.more[6].host, "ctl8.example");
+	assert_int_equal(back.more[6].port, 7450);
+	/* the same mesh with a shorter list: follows */
+	struct node_server two = c;
+	two.n_more = 1;
+	assert_int_equal(node_state_bind_control(d, &two, err, sizeof(err)), 0);
+	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), 0);
+	assert_int_equal(back.n_more, 1);
+	assert_false(node_server_same_addrs(&back, &c));
+	/* one address: no "more" in the file (an older node reads it) */
+	struct node_server one = c;
+	one.n_more = 0;
+	assert_int_equal(node_state_save_control(d, &one, err, sizeof(err)), 0);
+	char *data;
+	size_t len;
+	assert_int_equal(
+	    node_state_read(d, "control.json", 4096, &data, &len, err, sizeof(err)), 0);
+	assert_null(strstr(data, "more"));
+	free(data);
+	/* a file from before several addresses */
+	put(d, "control.json",
+	    "{\"host\": \"h\", \"port\": 1, \"server_key\": "
+	    "\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\"}");
+	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), 0);
+	assert_int_equal(back.n_more, 0);
+	assert_int_equal(back.port, 1);
+	/* bad lists: corruption, nothing half-loaded */
+	static const char *const bad[] = {
+	    "\"more\": []",
+	    "\"more\": {}",
+	    "\"more\": [{\"host\": \"\", \"port\": 1}]",
+	    "\"more\": [{\"host\": \"a\", \"port\": 0}]",
+	    "\"more\": [{\"host\": \"a\", \"port\": 65536}]",
+	    "\"more\": [{\"host\": \"a\"}]",
+	    "\"more\": [{\"host\": 5, \"port\": 1}]",
+	    "\"more\": [1,2,3,4,5,6,7,8]",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char f[512];
+		snprintf(f, sizeof(f),
+		         "{\"host\": \"h\", \"port\": 1, \"server_key\": "
+		         "\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\", %s}",
+		         bad[i]);
+		put(d, "control.json", f);
+		assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)),
+		                 -EINVAL);
+		assert_non_null(strstr(err, "\"more\""));
+		assert_int_equal(back.port, 0);
+	}
+	/* a host longer than any: 254 characters */
+	char f[800], h[255];
+	memset(h, 'h', 254);
+	h[254] = 0;
+	snprintf(f, sizeof(f),
+	         "{\"host\": \"h\", \"port\": 1, \"server_key\": "
+	         "\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\", \"more\": "
+	         "[{\"host\": \"%s\", \"port\": 1}]}",
+	         h);
+	put(d, "control.json", f);
+	assert_int_equal(node_state_load_control(d, &back, err, sizeof(err)), -EINVAL);
+}
+
 static void test_self(void **state)
 {
 	(void)state;
@@ -457,6 +541,7 @@ int main(void)
 	    cmocka_unit_test(test_open_refuses_another_users_dir),
 	    cmocka_unit_test(test_keys),
 	    cmocka_unit_test(test_control),
+	    cmocka_unit_test(test_control_more),
 	    cmocka_unit_test(test_self),
 	    cmocka_unit_test(test_netmap),
 	    cmocka_unit_test(test_netmap_too_big),
