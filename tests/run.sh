@@ -95,7 +95,7 @@ declare -A KNOWN=(
     [e2e_interop_wggo]=35 [e2e_container]=35 [test_control_map_limits]=35 [e2e_relay]=31 [e2e_mesh]=23
     [test_http_keepalive]=22 [test_wg_staging]=21 [test_control_storm_cost]=21
     [e2e_two_nodes]=21 [e2e_cli]=20 [test_device]=18 [e2e_wg_interop_raw]=17
-    [e2e_control_cli]=14 [e2e_tunnel_dns]=14 [e2e_control_scale]=12
+    [e2e_control_cli]=14 [e2e_tunnel_dns]=14 [e2e_control_scale]=27 [e2e_control_ha]=40
     [e2e_ping_interval]=11 [test_control_writes]=11 [test_control_server_scale]=10
     [e2e_udp]=8 [test_eyeballs]=5 [test_netstack_flow]=4 [e2e_eyeballs]=4
     [e2e_health]=40 [test_healthd]=40

@@ -3,7 +3,8 @@
  * tests/e2e/control_scale.sh).
  *
  *   ctl-scale --token TOKEN -n N [--rate PER_SECOND] [--timeout SECONDS]
- *             [--full K] [--sources S] [--server-pid PID]
+ *             [--full K] [--sources S] [--server-pid PID[,PID...]]
+ *             [--connect HOST:PORT[,HOST:PORT...]] [--db-pid PID]
  *             [--admin HOST:PORT --api-key KEY] [--no-zstd] [--verbose]
  *
  * Each simulated node has its own machine, node and disco keys and its own
@@ -35,8 +36,20 @@
  * nodes took), zmaps_shared (of them, bodies this process had already
  * unwrapped and scanned for another node: the same bytes, compared whole),
  * ok.
- * Each change waits until nothing arrived for 0.5 s (at most 30 s). */
+ * Each change waits until nothing arrived for 0.5 s (at most 30 s).
+ *
+ * Several servers of one mesh (issue 18): --connect lists their addresses
+ * (IPv4) and node i connects to address i mod their count (default: the
+ * token's first address), so node 0, whose endpoint moves, is on the first
+ * and the others learn its change through their own server. --server-pid
+ * lists their pids: the srv_ figures are sums over them (CPU, RSS, peaks)
+ * and `servers` says how many. --db-pid is the PostgreSQL postmaster's
+ * pid: db_cpu_storm_s, db_cpu_change_ms and db_cpu_rename_ms are the CPU
+ * of it and its children (backends, live and exited), db_mem_conv_kib
+ * their proportional set size (Pss; RSS where smaps_rollup is not
+ * readable) when converged. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -102,10 +115,14 @@ struct zcache {
 
 enum phase { PH_STORM, PH_SETTLE, PH_CHANGE, PH_RENAME, PH_DONE };
 
+#define SCALE_SERVERS_MAX 8
+
 struct scale {
 	struct event_base *base;
 	struct ctl_token tok;
-	struct sockaddr_in server;
+	struct sockaddr_in server[SCALE_SERVERS_MAX]; /* node i: i mod n_server */
+	char server_host[SCALE_SERVERS_MAX][INET_ADDRSTRLEN];
+	int n_server;
 	int n, n_full, started, online, converged, refused, bad_maps;
 	struct ctl_zdec *zdec; /* light nodes' ZMAP bodies, one at a time */
 	uint64_t zmaps, zcache_hits;
@@ -123,10 +140,14 @@ struct scale {
 	uint64_t bytes0, settle_bytes;
 	double change_ms, rename_ms, rename_api_ms;
 	uint64_t change_bytes, rename_bytes;
-	/* the server's CPU (s) at the start and per phase */
-	int server_pid;
+	/* the servers' CPU (s) at the start and per phase, summed */
+	int server_pid[SCALE_SERVERS_MAX], n_server_pid;
 	double cpu0, cpu_storm, cpu_mark, cpu_change, cpu_rename;
 	long srv_rss_conv, srv_hwm;
+	/* the database's (PostgreSQL: the postmaster and its children) */
+	int db_pid;
+	double db_cpu0, db_cpu_storm, db_cpu_mark, db_cpu_change, db_cpu_rename;
+	long db_mem_conv;
 	/* admin API for the rename */
 	const char *admin, *api_key;
 	struct evhttp_connection *http;
@@ -220,10 +241,11 @@ static const struct ctl_client_callbacks sim_cb = {.on_state = sim_state,
 
 static int full_start(struct scale *sc, struct sim *s)
 {
+	const struct sockaddr_in *to = &sc->server[s->idx % sc->n_server];
 	struct ctl_client_config cfg = {
 	    .base = sc->base,
-	    .host = sc->tok.host,
-	    .port = sc->tok.port,
+	    .host = sc->server_host[s->idx % sc->n_server],
+	    .port = ntohs(to->sin_port),
 	    .auth_key = sc->tok.auth_key,
 	    .os = "linux",
 	    .version = "ctl-scale",
@@ -750,8 +772,9 @@ static void lite_connect(struct sim *s)
 	}
 	bufferevent_setcb(s->bev, lite_read_cb, NULL, lite_event_cb, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&sc->server,
-	                               sizeof sc->server) < 0)
+	const struct sockaddr_in *to = &sc->server[s->idx % sc->n_server];
+	if (bufferevent_socket_connect(s->bev, (const struct sockaddr *)to, sizeof *to) <
+	    0)
 		lite_fail(s, "connect failed");
 }
 
@@ -815,25 +838,81 @@ static uint64_t bytes_in_all(const struct scale *sc)
 	return bytes;
 }
 
-/* The server's CPU time (user + system, s) from /proc, or 0. */
-static double server_cpu(const struct scale *sc)
+/* One process's /proc/PID/stat: its parent, and its CPU time (user +
+ * system, s), with the CPU of its children that ended and were waited for
+ * when `reaped` (a postmaster's exited backends). -1: no such process. */
+static int proc_stat(int pid, bool reaped, int *ppid, double *cpu)
 {
-	if (!sc->server_pid)
-		return 0;
 	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", sc->server_pid);
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
 	FILE *f = fopen(path, "r");
 	if (!f)
-		return 0;
+		return -1;
 	size_t n = fread(buf, 1, sizeof buf - 1, f);
 	fclose(f);
 	buf[n] = 0;
 	const char *p = strrchr(buf, ')'); /* the name may hold spaces */
 	unsigned long ut = 0, st = 0;
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-	                 &ut, &st) != 2)
+	long cut = 0, cst = 0;
+	int pp = 0;
+	if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld",
+	                 &pp, &ut, &st, &cut, &cst) != 5)
+		return -1;
+	*ppid = pp;
+	*cpu = (double)(ut + st + (reaped ? (unsigned long)(cut + cst) : 0)) /
+	       (double)sysconf(_SC_CLK_TCK);
+	return 0;
+}
+
+/* The servers' CPU time (user + system, s) from /proc, summed, or 0. */
+static double server_cpu(const struct scale *sc)
+{
+	double sum = 0, cpu;
+	int ppid;
+	for (int i = 0; i < sc->n_server_pid; i++)
+		if (proc_stat(sc->server_pid[i], false, &ppid, &cpu) == 0)
+			sum += cpu;
+	return sum;
+}
+
+/* Calls fn for every process whose parent is `parent`. */
+static void proc_children(int parent, void (*fn)(int pid, void *arg), void *arg)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		int ppid;
+		double cpu;
+		if (*end || pid <= 0 || pid > INT32_MAX)
+			continue;
+		if (proc_stat((int)pid, false, &ppid, &cpu) == 0 && ppid == parent)
+			fn((int)pid, arg);
+	}
+	closedir(d);
+}
+
+static void add_cpu(int pid, void *arg)
+{
+	int ppid;
+	double cpu;
+	if (proc_stat(pid, false, &ppid, &cpu) == 0)
+		*(double *)arg += cpu;
+}
+
+/* The database's CPU time: the postmaster, its live children and the
+ * children it reaped, or 0 without --db-pid. */
+static double db_cpu(const struct scale *sc)
+{
+	double sum = 0;
+	int ppid;
+	if (!sc->db_pid || proc_stat(sc->db_pid, true, &ppid, &sum) < 0)
 		return 0;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	proc_children(sc->db_pid, add_cpu, &sum);
+	return sum;
 }
 
 static long proc_kib(int pid, const char *key)
@@ -855,6 +934,57 @@ static long proc_kib(int pid, const char *key)
 		}
 	fclose(f);
 	return v;
+}
+
+/* The servers' VmRSS or VmHWM, summed (KiB), or -1 without --server-pid. */
+static long servers_kib(const struct scale *sc, const char *key)
+{
+	long sum = -1;
+	for (int i = 0; i < sc->n_server_pid; i++) {
+		long v = proc_kib(sc->server_pid[i], key);
+		if (v >= 0)
+			sum = (sum < 0 ? 0 : sum) + v;
+	}
+	return sum;
+}
+
+/* A process's proportional set size (KiB): PostgreSQL's processes share
+ * its buffers, which RSS would count once per process. VmRSS where
+ * smaps_rollup cannot be read. */
+static long proc_pss_kib(int pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	if (!f)
+		return proc_kib(pid, "VmRSS");
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, "Pss:", 4)) {
+			v = atol(line + 4);
+			break;
+		}
+	fclose(f);
+	return v >= 0 ? v : proc_kib(pid, "VmRSS");
+}
+
+static void add_pss(int pid, void *arg)
+{
+	long v = proc_pss_kib(pid);
+	if (v > 0)
+		*(long *)arg += v;
+}
+
+/* The database's memory (KiB), or -1 without --db-pid. */
+static long db_mem_kib(const struct scale *sc)
+{
+	if (!sc->db_pid)
+		return -1;
+	long sum = proc_pss_kib(sc->db_pid);
+	if (sum < 0)
+		return -1;
+	proc_children(sc->db_pid, add_pss, &sum);
+	return sum;
 }
 
 static void http_done(struct evhttp_request *req, void *arg)
@@ -904,6 +1034,7 @@ static void change_start(struct scale *sc)
 	sc->saw_change = 0;
 	sc->bytes0 = bytes_in_all(sc);
 	sc->cpu_mark = server_cpu(sc);
+	sc->db_cpu_mark = db_cpu(sc);
 	sc->phase = sc->next;
 	sc->t_change0 = now_s();
 	if (sc->phase == PH_CHANGE) {
@@ -972,7 +1103,9 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 	if (sc->phase == PH_STORM && sc->online == sc->n && sc->converged == sc->n) {
 		sc->t_converged = el;
 		sc->cpu_storm = server_cpu(sc) - sc->cpu0;
-		sc->srv_rss_conv = proc_kib(sc->server_pid, "VmRSS");
+		sc->srv_rss_conv = servers_kib(sc, "VmRSS");
+		sc->db_cpu_storm = db_cpu(sc) - sc->db_cpu0;
+		sc->db_mem_conv = db_mem_kib(sc);
 		settle(sc, PH_CHANGE);
 	}
 	if (sc->phase == PH_SETTLE) {
@@ -990,16 +1123,17 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 		double ms = (now_s() - sc->t_change0) * 1e3;
 		uint64_t bytes = bytes_in_all(sc) - sc->bytes0;
 		double cpu = (server_cpu(sc) - sc->cpu_mark) * 1e3;
+		double dbc = (db_cpu(sc) - sc->db_cpu_mark) * 1e3;
 		if (sc->phase == PH_CHANGE) {
 			sc->change_ms = ms, sc->change_bytes = bytes,
-			sc->cpu_change = cpu;
+			sc->cpu_change = cpu, sc->db_cpu_change = dbc;
 			if (sc->admin) {
 				settle(sc, PH_RENAME);
 				goto again;
 			}
 		} else {
 			sc->rename_ms = ms, sc->rename_bytes = bytes,
-			sc->cpu_rename = cpu;
+			sc->cpu_rename = cpu, sc->db_cpu_rename = dbc;
 		}
 		sc->phase = PH_DONE;
 		sc->done = sc->bad_maps ? -1 : 1;
@@ -1043,8 +1177,77 @@ static int usage(void)
 	fprintf(stderr,
 	        "usage: ctl-scale --token TOKEN -n N [--rate PER_SECOND] "
 	        "[--timeout SECONDS] [--full K] [--sources S] [--server-pid "
-	        "PID] [--admin HOST:PORT --api-key KEY] [--no-zstd] [--verbose]\n");
+	        "PID[,PID...]] [--connect HOST:PORT[,HOST:PORT...]] [--db-pid PID] "
+	        "[--admin HOST:PORT --api-key KEY] [--no-zstd] [--verbose]\n");
 	return 2;
+}
+
+/* --server-pid PID[,PID...] */
+static int parse_pids(const char *list, struct scale *sc)
+{
+	const char *p = list;
+	sc->n_server_pid = 0;
+	while (*p) {
+		char *end;
+		long pid = strtol(p, &end, 10);
+		if (end == p || pid <= 0 || pid > INT32_MAX || (*end && *end != ',') ||
+		    sc->n_server_pid == SCALE_SERVERS_MAX) {
+			fprintf(stderr, "ctl-scale: --server-pid %s: expected 1 to %d pids "
+			                "separated by commas\n",
+			        list, SCALE_SERVERS_MAX);
+			return -1;
+		}
+		sc->server_pid[sc->n_server_pid++] = (int)pid;
+		p = *end ? end + 1 : end;
+	}
+	return sc->n_server_pid ? 0 : -1;
+}
+
+static int add_server(struct scale *sc, const char *host, unsigned port)
+{
+	if (sc->n_server == SCALE_SERVERS_MAX || port == 0 || port > 65535)
+		return -1;
+	struct sockaddr_in *a = &sc->server[sc->n_server];
+	memset(a, 0, sizeof *a);
+	a->sin_family = AF_INET;
+	a->sin_port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+		return -1;
+	snprintf(sc->server_host[sc->n_server], sizeof sc->server_host[0], "%s", host);
+	sc->n_server++;
+	return 0;
+}
+
+/* --connect HOST:PORT[,HOST:PORT...]: IPv4 addresses of the servers. */
+static int parse_servers(const char *list, struct scale *sc)
+{
+	char item[64];
+	const char *p = list;
+	while (*p) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		char *colon, *end;
+		unsigned long port = 0;
+		if (len < sizeof item) {
+			memcpy(item, p, len);
+			item[len] = 0;
+		}
+		colon = len < sizeof item ? strrchr(item, ':') : NULL;
+		if (colon) {
+			*colon = 0;
+			port = strtoul(colon + 1, &end, 10);
+			if (*end || end == colon + 1)
+				port = 0;
+		}
+		if (!colon || add_server(sc, item, (unsigned)port) < 0) {
+			fprintf(stderr, "ctl-scale: --connect %s: expected 1 to %d IPv4 "
+			                "HOST:PORT separated by commas\n",
+			        list, SCALE_SERVERS_MAX);
+			return -1;
+		}
+		p = comma ? comma + 1 : p + len;
+	}
+	return sc->n_server ? 0 : -1;
 }
 
 static void print_results(struct scale *sc)
@@ -1082,20 +1285,22 @@ static void print_results(struct scale *sc)
 	       " rename_ms=%.1f rename_api_ms=%.1f rename_bytes=%" PRIu64
 	       " srv_cpu_storm_s=%.2f srv_cpu_change_ms=%.0f srv_cpu_rename_ms=%.0f"
 	       " srv_rss_conv_kib=%ld srv_hwm_kib=%ld rss_kib=%ld refused=%d"
-	       " bad_maps=%d zmaps=%" PRIu64 " zmaps_shared=%" PRIu64 " ok=%d\n",
+	       " bad_maps=%d zmaps=%" PRIu64 " zmaps_shared=%" PRIu64 " servers=%d"
+	       " db_cpu_storm_s=%.2f db_cpu_change_ms=%.0f db_cpu_rename_ms=%.0f"
+	       " db_mem_conv_kib=%ld ok=%d\n",
 	       sc->n, sc->t_registered, sc->t_converged, full, delta, bytes, map_bytes,
 	       sc->reconnects, sc->change_ms, sc->change_bytes, sc->rename_ms,
 	       sc->rename_api_ms, sc->rename_bytes, sc->cpu_storm, sc->cpu_change,
 	       sc->cpu_rename, sc->srv_rss_conv,
-	       sc->server_pid ? proc_kib(sc->server_pid, "VmHWM") : -1,
-	       proc_kib(0, "VmRSS"), sc->refused, sc->bad_maps, sc->zmaps,
-	       sc->zcache_hits, sc->done == 1);
+	       servers_kib(sc, "VmHWM"), proc_kib(0, "VmRSS"), sc->refused,
+	       sc->bad_maps, sc->zmaps, sc->zcache_hits, sc->n_server, sc->db_cpu_storm,
+	       sc->db_cpu_change, sc->db_cpu_rename, sc->db_mem_conv, sc->done == 1);
 }
 
 int main(int argc, char **argv)
 {
 	struct scale sc = {.rate = 500, .timeout_s = 600, .n_full = 100, .sources = 250};
-	const char *token = NULL;
+	const char *token = NULL, *connect_list = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--verbose")) {
 			sc.verbose = true;
@@ -1119,8 +1324,13 @@ int main(int argc, char **argv)
 			sc.n_full = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--sources"))
 			sc.sources = (unsigned)atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--server-pid"))
-			sc.server_pid = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--server-pid")) {
+			if (parse_pids(argv[++i], &sc) < 0)
+				return usage();
+		} else if (!strcmp(argv[i], "--connect"))
+			connect_list = argv[++i];
+		else if (!strcmp(argv[i], "--db-pid"))
+			sc.db_pid = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--admin"))
 			sc.admin = argv[++i];
 		else if (!strcmp(argv[i], "--api-key"))
@@ -1140,9 +1350,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ctl-scale: %s\n", ctl_token_strerror(r));
 		return 2;
 	}
-	sc.server.sin_family = AF_INET;
-	sc.server.sin_port = htons(sc.tok.port);
-	if (inet_pton(AF_INET, sc.tok.host, &sc.server.sin_addr) != 1) {
+	if (connect_list) {
+		if (parse_servers(connect_list, &sc) < 0)
+			return 2;
+	} else if (add_server(&sc, sc.tok.host, sc.tok.port) < 0) {
 		fprintf(stderr, "ctl-scale: the token's host %s is not an IPv4 address\n",
 		        sc.tok.host);
 		return 2;
@@ -1160,6 +1371,7 @@ int main(int argc, char **argv)
 	struct timeval ka = {5, 0};
 	evtimer_add(sc.ev_keepalive, &ka);
 	sc.cpu0 = server_cpu(&sc);
+	sc.db_cpu0 = db_cpu(&sc);
 	sc.t0 = now_s();
 	struct timeval zero = {0, 0};
 	evtimer_add(sc.ev_start, &zero);
