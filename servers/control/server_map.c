@@ -901,13 +901,14 @@ static bool conn_check_self(struct srv_conn *c, int64_t now)
 	/* Online here, offline in the store: another server took this one
 	 * for stopped (it was paused, or its beats failed) and swept its
 	 * nodes. Written online again, held by this server: but only from a
-	 * connection that is alive (it heard from its node within a
-	 * keepalive interval: a half-open leftover of a node that moved does
-	 * not), and only as a re-assertion, which the store applies when no
+	 * connection that is alive (it heard from its node within two
+	 * keepalive intervals: a live idle connection hears the keepalive
+	 * answer a moment after each interval, so one would fail it now and
+	 * then; a half-open leftover of a node that moved hears nothing), and only as a re-assertion, which the store applies when no
 	 * other live server holds the node (the node's newer connection
 	 * there wins; the leftover times out). */
 	if (!n->peer.online && srv_node_visible(n, now) &&
-	    srv_now_ms() - c->last_recv_ms <= c->s->cfg.keepalive_ms) {
+	    srv_now_ms() - c->last_recv_ms <= 2 * (uint64_t)c->s->cfg.keepalive_ms) {
 		const struct ctl_node_vol *w =
 		    n->wb_idx ? &c->s->wb[n->wb_idx - 1] : NULL;
 		if (!w || !(w->mask & CTL_UPD_ONLINE) || !w->online)
