@@ -136,7 +136,9 @@ void srv_wb_offline(struct ctl_server *s, int64_t id)
 		}
 	} else {
 		v->mask |= CTL_UPD_ONLINE | CTL_UPD_LAST_SEEN;
-		v->mask &= ~(unsigned)CTL_UPD_REASSERT;
+		/* an offline write carries no seen_ip: if the node moved to
+		 * another server meanwhile, where it is seen is that one's */
+		v->mask &= ~(unsigned)(CTL_UPD_REASSERT | CTL_UPD_SEEN);
 		v->online = false;
 		v->last_seen = (int64_t)time(NULL);
 	}

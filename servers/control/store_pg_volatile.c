@@ -152,7 +152,10 @@ static int pg_vol_end(struct pg_store *s, int rc, bool changed, int64_t next,
  * blocked one into no online write), offline makes it none, and an
  * offline write applies only while this server holds the node (or without
  * an id): one that moved to another server stays online there, the rest
- * of the write applies anyway. "entry" is whether others' maps change
+ * of the write applies anyway. seen_ip is written only by the node's
+ * holder (before or after this write) or without an id: a late batch from
+ * a server the node left must not overwrite where it is now seen. "entry"
+ * is whether others' maps change
  * (endpoints, home relay, online, seen_ip, the last_seen of a node that
  * is offline, or touched): those rows get version $8. A row is written when
  * its entry, its last_seen or its holder changes. The result: how many
@@ -170,7 +173,9 @@ static const char pg_batch_sql[] =
     "n.home_relay AS o_home, n.online AS o_on, n.last_seen AS o_seen, "
     "n.online_server AS o_srv, n.seen_ip AS o_sip, "
     "COALESCE(v.eps, n.endpoints) AS eps, COALESCE(v.home, n.home_relay) AS home, "
-    "COALESCE(v.seen, n.last_seen) AS seen, COALESCE(v.sip, n.seen_ip) AS sip, "
+    "COALESCE(v.seen, n.last_seen) AS seen, CASE WHEN v.sip IS NOT NULL AND "
+    "($7::bigint = 0 OR n.online_server = $7::bigint OR COALESCE(v.onl, 0) <> 0) "
+    "THEN v.sip ELSE n.seen_ip END AS sip, "
     "CASE WHEN v.onl IS NULL THEN n.online WHEN v.onl <> 0 THEN 1 "
     "WHEN n.online = 0 OR $7::bigint = 0 OR n.online_server = $7::bigint THEN 0 "
     "ELSE n.online END AS onl "

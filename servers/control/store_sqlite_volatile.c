@@ -34,7 +34,7 @@ static int sq_end_normal(struct sq_store *s, int rc)
  * or its holder has no servers row: a leftover connection does not take
  * back a node that moved); offline applies only while it is (a node that
  * moved to another server stays online there), the rest of the write
- * applies anyway. */
+ * applies anyway; so does seen_ip (the holder's only). */
 static int sq_vol_one(struct sq_store *s, const struct ctl_node_vol *n, int64_t *v,
                       bool *entry)
 {
@@ -62,9 +62,6 @@ static int sq_vol_one(struct sq_store *s, const struct ctl_node_vol *n, int64_t 
 	bool holder_live = sqlite3_column_int64(q, 6) > 0;
 	ctl_sq_done(q);
 	bool changed = (n->mask & CTL_UPD_ENDPOINTS) && strcmp(eps, n->endpoints) != 0;
-	changed = changed || ((n->mask & CTL_UPD_SEEN) && strcmp(sip, n->seen_ip) != 0);
-	if (n->mask & CTL_UPD_SEEN)
-		snprintf(sip, sizeof sip, "%s", n->seen_ip);
 	if (n->mask & CTL_UPD_ENDPOINTS)
 		snprintf(eps, sizeof eps, "%s", n->endpoints);
 	changed = changed || ((n->mask & CTL_UPD_HOME_RELAY) && home != n->home_relay);
@@ -75,6 +72,14 @@ static int sq_vol_one(struct sq_store *s, const struct ctl_node_vol *n, int64_t 
 	bool on = set_on ? n->online : online;
 	changed = changed || on != online;
 	int64_t hold = !on ? 0 : set_on ? s->server_id : holder;
+	/* seen_ip only from the holder (before or after this write) or
+	 * without an id: a late batch from a server the node left must not
+	 * overwrite where it is seen now */
+	bool set_sip = (n->mask & CTL_UPD_SEEN) &&
+	               (!s->server_id || holder == s->server_id || hold == s->server_id);
+	changed = changed || (set_sip && strcmp(sip, n->seen_ip) != 0);
+	if (set_sip)
+		snprintf(sip, sizeof sip, "%s", n->seen_ip);
 	int64_t ls = (n->mask & CTL_UPD_LAST_SEEN) ? n->last_seen : seen;
 	/* last_seen of a node that stays online is in nobody's map */
 	*entry = changed || n->touch || (!on && ls != seen);

@@ -404,12 +404,70 @@ static void reassert_does_not_steal(void **state)
 	ctl_store_close(s2);
 }
 
+/* seen_ip is the holder's: node a is online through server 1, seen at X;
+ * a late batch from server 2 (offline with seen_ip Y: a leftover of a
+ * connection the node left) leaves X, and so does server 2's re-assertion
+ * blocked by live server 1; a fresh online write through server 2 (it
+ * becomes the holder) writes it. */
+static void seen_ip_only_from_the_holder(void **state)
+{
+	struct t *t = T(state);
+	if (!has_servers(t))
+		skip();
+	char sec[CTL_SECRET_MAX];
+	struct ctl_node a;
+	size_t n;
+
+	struct ctl_store *s1 = t->st, *s2 = open_store(t);
+	ctl_store_set_server(s1, 111);
+	ctl_store_set_server(s2, 222);
+	assert_int_equal(ctl_store_server_beat(s1, NOW, 10, &n), 0);
+	assert_int_equal(ctl_store_server_beat(s2, NOW, 10, &n), 0);
+	key(t, true, false, NULL, sec);
+	struct ctl_store_reg r = req(1, "a", sec);
+	r.set_online = true;
+	assert_int_equal(ctl_store_node_register(s1, &r, &a, NULL), 0);
+	struct ctl_node_vol x = {.id = a.id, .mask = CTL_UPD_ONLINE | CTL_UPD_SEEN,
+	                         .online = true};
+	snprintf(x.seen_ip, sizeof x.seen_ip, "198.18.0.1");
+	assert_int_equal(ctl_store_node_update_many(s1, &x, 1, NULL), 0);
+	assert_int_equal(node(t, a.id).online_server, 111);
+	assert_string_equal(node(t, a.id).seen_ip, "198.18.0.1");
+
+	struct ctl_node_vol y = {.id = a.id, .mask = CTL_UPD_ONLINE | CTL_UPD_SEEN,
+	                         .online = false};
+	snprintf(y.seen_ip, sizeof y.seen_ip, "198.18.0.2");
+	int64_t v = version(t);
+	assert_int_equal(ctl_store_node_update_many(s2, &y, 1, NULL), 0);
+	assert_true(node(t, a.id).online);
+	assert_int_equal(node(t, a.id).online_server, 111);
+	assert_string_equal(node(t, a.id).seen_ip, "198.18.0.1");
+	assert_int_equal(version(t), v);
+
+	y.mask = CTL_UPD_SEEN; /* seen_ip alone from a non-holder */
+	assert_int_equal(ctl_store_node_update_many(s2, &y, 1, NULL), 0);
+	assert_string_equal(node(t, a.id).seen_ip, "198.18.0.1");
+
+	y.mask = CTL_UPD_ONLINE | CTL_UPD_REASSERT | CTL_UPD_SEEN;
+	y.online = true; /* blocked: server 1 is alive and holds it */
+	assert_int_equal(ctl_store_node_update_many(s2, &y, 1, NULL), 0);
+	assert_int_equal(node(t, a.id).online_server, 111);
+	assert_string_equal(node(t, a.id).seen_ip, "198.18.0.1");
+
+	y.mask = CTL_UPD_ONLINE | CTL_UPD_SEEN; /* fresh: server 2 takes it */
+	assert_int_equal(ctl_store_node_update_many(s2, &y, 1, NULL), 0);
+	assert_int_equal(node(t, a.id).online_server, 222);
+	assert_string_equal(node(t, a.id).seen_ip, "198.18.0.2");
+	ctl_store_close(s2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    STORE_BOTH(batches_bump_once),
 	    STORE_BOTH(several_servers),
 	    STORE_BOTH(reassert_does_not_steal),
+	    STORE_BOTH(seen_ip_only_from_the_holder),
 	    STORE_PG_ONLY(ten_thousand_in_one_batch),
 	};
 	return cmocka_run_group_tests_name("control_store_pg_batches", tests, group_setup,
