@@ -434,8 +434,9 @@ const char *ctl_store_kind(const struct ctl_store *st);
  * (servers on several hosts need not agree on the time); SQLite, one host,
  * uses now. A beat whose handle's previous successful beat is older than
  * dead_after (this server was paused or cut off) only records the beat and
- * sweeps from the next one on, so a database outage does not make the
- * first server back sweep all the others. Another server's beat more than
+ * sweeps nothing for dead_after more seconds (the others get a full
+ * dead_after to beat again), so a database outage does not make the first
+ * server back sweep all the others. Another server's beat more than
  * CTL_BEAT_FUTURE_MAX seconds ahead of the clock is logged once. */
 #define CTL_BEAT_FUTURE_MAX 5
 void ctl_store_set_server(struct ctl_store *st, int64_t server_id);

@@ -32,6 +32,7 @@ struct pg_store {
 	char *url;
 	int64_t server_id;  /* ctl_store_set_server; 0: none */
 	int64_t last_beat;  /* database clock of this handle's last beat; 0: none */
+	int64_t sweep_after; /* after a stale beat: no sweep before this (its clock) */
 	bool warned_future; /* another server's beat ahead of the clock: said */
 	ctl_store_fault_fn fault;
 	void *fault_arg;

@@ -401,8 +401,9 @@ static void pg_beat_check_future(struct pg_store *s, int64_t now, int64_t newest
  * previous successful beat is older than dead_after (it was paused, or cut
  * off from the database; the others may have forgotten it) only beats this
  * time: the others' beats failed too if the database was away, so it
- * sweeps from its next beat on, when they have had a beat's time to come
- * back. */
+ * sweeps again only dead_after later (by the database's clock), when each
+ * of them has had a full dead_after to beat again -- one beat's wait is
+ * not enough when they beat at a slower pace or came back later. */
 int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
                        size_t *swept)
 {
@@ -422,6 +423,7 @@ int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 		return rc;
 	rc = pg_beat_read_clock(s, &now, &newest);
 	bool stale = s->last_beat && s->last_beat < now - dead_after;
+	bool hold = stale || now < s->sweep_after;
 	struct pg_params p = {.n = 0};
 	ctl_pg_p_int(&p, s->server_id);
 	ctl_pg_p_int(&p, now);
@@ -431,10 +433,10 @@ int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 		    "INSERT INTO servers (id, beat, started) VALUES ($1, $2, $2) "
 		    "ON CONFLICT (id) DO UPDATE SET beat = EXCLUDED.beat",
 		    &p, NULL);
-	if (rc == 0 && !stale)
+	if (rc == 0 && !hold)
 		rc = pg_offline_where(s, pg_beat_sweep, now, next, 4, s->server_id,
 		                      now - dead_after, &cnt);
-	if (rc == 0 && !stale) {
+	if (rc == 0 && !hold) {
 		struct pg_params d = {.n = 0};
 		ctl_pg_p_int(&d, s->server_id);
 		ctl_pg_p_int(&d, now - dead_after);
@@ -445,6 +447,8 @@ int ctl_pg_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 	rc = pg_vol_end(s, rc, cnt > 0, next, "update:before-commit");
 	if (rc == 0) {
 		s->last_beat = now;
+		if (stale)
+			s->sweep_after = now + dead_after;
 		pg_beat_check_future(s, now, newest);
 	}
 	if (rc == 0 && swept)

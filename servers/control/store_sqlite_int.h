@@ -20,6 +20,7 @@ struct sq_store {
 	sqlite3 *db;
 	int64_t server_id;  /* ctl_store_set_server; 0: none (one server) */
 	int64_t last_beat;  /* now of this handle's last successful beat; 0: none */
+	int64_t sweep_after; /* after a stale beat: no sweep before this (its clock) */
 	bool warned_future; /* another server's beat ahead of now: said */
 	ctl_store_fault_fn fault;
 	void *fault_arg;

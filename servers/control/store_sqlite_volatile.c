@@ -289,8 +289,10 @@ static void sq_beat_check_future(struct sq_store *s, int64_t now)
 
 /* A beat is volatile state, as the node batches: synchronous=NORMAL. A
  * handle whose previous beat is older than dead_after (this server was
- * paused, or the store was away) only beats, and sweeps from its next
- * beat on (ctl_store_server_beat). */
+ * paused, or the store was away) only beats, and sweeps again only
+ * dead_after later: the other servers' beats may have failed as long as
+ * this one's did, and each needs up to a beat period to come back; one
+ * beat's wait may be shorter than that (ctl_store_server_beat). */
 int ctl_sq_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
                        size_t *swept)
 {
@@ -315,9 +317,10 @@ int ctl_sq_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 		                   "?2) ON CONFLICT (id) DO UPDATE SET beat = excluded.beat",
 		                   now, "server beat");
 	bool stale = s->last_beat && s->last_beat < now - dead_after;
-	if (rc == 0 && !stale)
+	bool hold = stale || now < s->sweep_after;
+	if (rc == 0 && !hold)
 		rc = sq_sweep(s, sq_beat_count, sq_beat_update, now, now - dead_after, &n);
-	if (rc == 0 && !stale)
+	if (rc == 0 && !hold)
 		rc = sq_server_row(s, "DELETE FROM servers WHERE id != ?1 AND beat < ?2",
 		                   now - dead_after, "forgetting stopped servers");
 	if (rc == 0)
@@ -325,6 +328,8 @@ int ctl_sq_server_beat(struct ctl_store *st, int64_t now, int64_t dead_after,
 	rc = sq_end_normal(s, rc);
 	if (rc == 0) {
 		s->last_beat = now;
+		if (stale)
+			s->sweep_after = now + dead_after;
 		sq_beat_check_future(s, now);
 	}
 	if (rc == 0 && swept)

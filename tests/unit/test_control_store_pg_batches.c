@@ -312,12 +312,16 @@ static void several_servers(void **state)
 	assert_true(node(t, d.id).online);
 
 	/* A server the store has no row for (taken for dead earlier, or one
-	 * that never beat) holds nothing at the next beat. */
+	 * that never beat) holds nothing at the next beat (server 1's:
+	 * server 2, back from a stale beat, sweeps nothing for dead_after). */
 	struct ctl_store *s3 = open_store(t);
 	ctl_store_set_server(s3, 333);
 	online(s3, c.id, true, NULL);
 	ctl_store_close(s3);
 	assert_int_equal(beat_at(t, s2, 12, 10, &n, s1), 0);
+	assert_int_equal(n, 0);
+	assert_true(node(t, c.id).online);
+	assert_int_equal(beat_at(t, s1, 12, 10, &n, s2), 0);
 	assert_int_equal(n, 1);
 	assert_false(node(t, c.id).online);
 

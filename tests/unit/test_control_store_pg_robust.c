@@ -233,12 +233,14 @@ static void clock_skew_sweeps_nothing(void **state)
 
 /* Server 1 was paused (or the store was away) for longer than dead_after:
  * server 2 looks dead to it, but server 2 may just have failed to beat
- * too. Its first beat back sweeps nothing; the next one does. */
+ * too. Its first beat back sweeps nothing, nor do its beats for dead_after
+ * more seconds (server 2 gets a full dead_after to beat again); then one
+ * does. */
 static void stale_server_beats_before_sweeping(void **state)
 {
 	struct t *t = T(state);
 	size_t n = 99;
-	int64_t dead = t->e->pg ? 2 : 10, gap = t->e->pg ? 3 : 30;
+	int64_t dead = t->e->pg ? 3 : 10, gap = t->e->pg ? 4 : 30;
 	struct ctl_store *s1 = t->st, *s2 = open_store(t);
 	ctl_store_set_server(s1, 111);
 	ctl_store_set_server(s2, 222);
@@ -252,8 +254,20 @@ static void stale_server_beats_before_sweeping(void **state)
 	assert_int_equal(n, 0);
 	assert_true(node(t, id).online);
 	assert_int_equal(version(t), v);
-	/* server 2 stays silent: now it is taken for stopped */
+	/* the next beat, a second later: still nothing */
+	if (t->e->pg)
+		sleep(1);
 	assert_int_equal(ctl_store_server_beat(s1, NOW + gap + 1, dead, &n), 0);
+	assert_int_equal(n, 0);
+	assert_true(node(t, id).online);
+	if (!t->e->pg) { /* just before dead_after is over: nothing either */
+		assert_int_equal(ctl_store_server_beat(s1, NOW + gap + dead - 1, dead, &n), 0);
+		assert_int_equal(n, 0);
+	}
+	/* server 2 stays silent: now it is taken for stopped */
+	if (t->e->pg)
+		sleep((unsigned)dead - 1);
+	assert_int_equal(ctl_store_server_beat(s1, NOW + gap + dead, dead, &n), 0);
 	assert_int_equal(n, 1);
 	assert_false(node(t, id).online);
 	ctl_store_close(s2);
