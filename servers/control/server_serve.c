@@ -64,9 +64,10 @@ static const char serve_usage[] =
     "                           (default 5m)\n"
     "  --dead-after DUR         with several servers on one store: take a\n"
     "                           server silent for DUR for stopped and mark its\n"
-    "                           nodes offline (default 10s; at least 5s, more\n"
-    "                           than two of its 2s beats); give every server of\n"
-    "                           a store the same value\n"
+    "                           nodes offline (default 10s; at least 9s, more\n"
+    "                           than a 2s lock wait, a 4s statement and a 2s\n"
+    "                           beat); give every server of a store the same\n"
+    "                           value\n"
     "  --allow-pending          hold nodes that join without an auth key (tokens\n"
     "                           made with --no-key) for `mesh-control nodes\n"
     "                           approve`; without it (the default, also\n"
@@ -104,6 +105,10 @@ static const char serve_usage[] =
 
 /* The beat interval serve runs with (ctl_server_config.beat_ms's default). */
 #define SERVE_BEAT_S 2
+/* The PostgreSQL store's lock_timeout and statement_timeout (store_pg.c):
+ * how late a beat may be on top of its period. */
+#define SERVE_LOCK_S 2
+#define SERVE_STMT_S 4
 
 static int serve_die(const char *msg, const char *arg)
 {
@@ -346,13 +351,15 @@ int ctl_serve_main(int argc, char **argv)
 		                 o.eph);
 	if (eph > UINT32_MAX)
 		eph = UINT32_MAX;
-	/* More than two beats (SERVE_BEAT_S apart) must fit in it, or a
-	 * server that is merely one beat late is taken for stopped. */
+	/* A beat may be late by a wait for the write lock (2 s), a slow
+	 * statement (cut at 4 s) and one beat period (SERVE_BEAT_S): a
+	 * server only that late must not be taken for stopped. */
 	int64_t dead = 10;
-	if (o.dead && ((dead = ctl_cli_parse_dur(o.dead)) < 3 ||
-	               dead <= 2 * SERVE_BEAT_S || dead > 86400))
-		return serve_die("--dead-after %s: expected a duration from 5s (more "
-		                 "than two of the 2s beats) to 24h, such as 10s",
+	if (o.dead && ((dead = ctl_cli_parse_dur(o.dead)) < 0 ||
+	               dead <= SERVE_LOCK_S + SERVE_STMT_S + SERVE_BEAT_S || dead > 86400))
+		return serve_die("--dead-after %s: expected a duration from 9s (more "
+		                 "than a 2s lock wait, a 4s statement and a 2s beat) "
+		                 "to 24h, such as 10s",
 		                 o.dead);
 	long long maxp = 100;
 	char *end = NULL;

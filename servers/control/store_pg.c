@@ -126,7 +126,7 @@ static int pg_result_err(struct pg_store *s, const char *what, const PGresult *r
 		                 what);
 	else if (state && !strcmp(state, "57014"))
 		rc = ctl_pg_fail(s, CTL_STORE_EIO,
-		                 "%s: the store is busy: the statement ran past 10 s "
+		                 "%s: the store is busy: the statement ran past 4 s "
 		                 "and was cancelled; try again",
 		                 what);
 	else
@@ -473,14 +473,16 @@ int ctl_pg_encoding_check(PGconn *c, char *err, size_t errlen)
 
 /* The session's limits, on every connection (again after a reset): a
  * write waits at most 2 s for the meta row's lock (another server holds
- * it), no statement runs past 10 s, and a session idle inside a
+ * it), no statement runs past 4 s (a beat held up by the lock wait, a slow
+ * statement and one beat period stays under serve's smallest dead_after,
+ * 9 s; migrations set their own with SET LOCAL), and a session idle inside a
  * transaction for 5 s is ended by PostgreSQL -- a server stopped (SIGSTOP,
  * cut off) in the middle of a write frees the lock that way, instead of
  * freezing every other server's writes for hours. */
 static int pg_session_limits(struct pg_store *s)
 {
 	PGresult *r = PQexec(s->db, "SET lock_timeout = '2s';"
-	                            " SET statement_timeout = '10s';"
+	                            " SET statement_timeout = '4s';"
 	                            " SET idle_in_transaction_session_timeout = '5s'");
 	int rc = PQresultStatus(r) == PGRES_COMMAND_OK
 	             ? 0

@@ -67,7 +67,7 @@ static void connection_limits(void **state)
 	show(t->st, "lock_timeout", v, sizeof v);
 	assert_string_equal(v, "2s");
 	show(t->st, "statement_timeout", v, sizeof v);
-	assert_string_equal(v, "10s");
+	assert_string_equal(v, "4s");
 	show(t->st, "idle_in_transaction_session_timeout", v, sizeof v);
 	assert_string_equal(v, "5s");
 
