@@ -69,19 +69,25 @@ int ctl_pg_user_create(struct ctl_store *st, const char *name, int64_t now,
 	int rc;
 	ctl_pg_p_text(&p, name);
 	ctl_pg_p_int(&p, now);
-	/* One statement: users.name's unique index settles a race. */
+	/* In a transaction although it is one statement: outside one, a
+	 * connection lost after the INSERT committed runs it once more
+	 * (ctl_pg_query), which would report "exists already" for the user
+	 * just created. users.name's unique index settles a race. */
+	if ((rc = ctl_pg_begin(s)) != 0)
+		return rc;
 	PGresult *r = ctl_pg_query(s, "user create", ins, &p, &rc);
 	if (rc == CTL_STORE_EEXISTS)
-		return ctl_pg_fail(s, rc, "user %s exists already", name);
-	if (!r)
+		ctl_pg_fail(s, rc, "user %s exists already", name);
+	int64_t id = r ? ctl_pg_int(r, 0, 0) : 0;
+	PQclear(r);
+	if ((rc = ctl_pg_end(s, r ? 0 : rc)) != 0)
 		return rc;
 	if (out) {
 		memset(out, 0, sizeof *out);
-		out->id = ctl_pg_int(r, 0, 0);
+		out->id = id;
 		snprintf(out->name, sizeof out->name, "%s", name);
 		out->created = now;
 	}
-	PQclear(r);
 	return 0;
 }
 

@@ -11,7 +11,8 @@
  *  - the change watch does not reconnect at every poll while the database
  *    cannot be reached: it waits 1 s, then 2, 4 ... 30 s;
  *  - a database restart between two calls: the next read and write work;
- *  - a key revoke waits for a join that is spending the key;
+ *  - a key revoke waits for a join that is spending the key; a user
+ *    create runs in a transaction (it waits for the write lock);
  *  - beats by the database's clock (a host 15 s ahead sweeps nothing), a
  *    server back from a pause beats before it sweeps (both engines), and
  *    a beat far in the future is logged once (both engines);
@@ -455,6 +456,32 @@ static void database_restart_between_calls(void **state)
 		fail_msg("write after a restart: %s", ctl_store_errmsg(t->st));
 }
 
+/* user create runs in a transaction (behind the meta row's lock), not as
+ * a bare statement that the retry after a lost connection could run twice
+ * (then "exists already" for a user just created): while another session
+ * holds the lock it waits and gives up as "busy"; after, it succeeds. */
+static void user_create_in_a_transaction(void **state)
+{
+	struct t *t = T(state);
+	PGconn *c = PQconnectdb(t->url);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(c, "BEGIN; SELECT 1 FROM meta WHERE id = 1 FOR UPDATE");
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+	struct ctl_user u;
+	int rc = ctl_store_user_create(t->st, "alice", NOW, &u);
+	print_message("under the lock: %d %s\n", rc, ctl_store_errmsg(t->st));
+	PQclear(PQexec(c, "ROLLBACK"));
+	PQfinish(c);
+	assert_int_equal(rc, CTL_STORE_EIO);
+	assert_non_null(strstr(ctl_store_errmsg(t->st), "busy"));
+	assert_int_equal(ctl_store_user_create(t->st, "alice", NOW, &u), 0);
+	assert_string_equal(u.name, "alice");
+	assert_true(u.id > 0);
+	assert_int_equal(ctl_store_user_create(t->st, "alice", NOW, &u), CTL_STORE_EEXISTS);
+	assert_non_null(strstr(ctl_store_errmsg(t->st), "exists already"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -462,6 +489,7 @@ int main(void)
 	    STORE_PG_ONLY(stalled_writer_does_not_freeze_the_others),
 	    STORE_PG_ONLY(watch_backs_off),
 	    STORE_PG_ONLY(database_restart_between_calls),
+	    STORE_PG_ONLY(user_create_in_a_transaction),
 	    STORE_PG_ONLY(revoke_waits_for_a_join_in_progress),
 	    STORE_PG_ONLY(clock_skew_sweeps_nothing),
 	    STORE_BOTH(stale_server_beats_before_sweeping),
