@@ -144,6 +144,22 @@ static void pg_cache_forget(struct pg_store *s)
 }
 
 static int pg_session_limits(struct pg_store *s);
+static int64_t pg_mono_ms(void);
+
+/* A failed reconnect waits before the next: 1 s, doubling to 5 s. The
+ * server calls the store at every poll (500 ms), beat and flush, and each
+ * try blocks its event loop for up to connect_timeout (3 s): a database
+ * host that drops packets would otherwise stall the loop nearly all the
+ * time. 5 s at most, so a database back from a restart is found before
+ * the other servers take this one for dead (dead_after is 9 s or more). */
+static int pg_reset_failed(struct pg_store *s)
+{
+	s->reset_delay_s = s->reset_delay_s ? s->reset_delay_s * 2 : 1;
+	if (s->reset_delay_s > 5)
+		s->reset_delay_s = 5;
+	s->reset_next_ms = pg_mono_ms() + s->reset_delay_s * 1000;
+	return pg_conn_err(s, "reconnect to PostgreSQL");
+}
 
 /* Outside a transaction a lost connection is reset (the server restarted,
  * a proxy dropped it); its prepared statements went with it. Inside one
@@ -158,11 +174,18 @@ static int pg_ensure_conn(struct pg_store *s)
 	if (s->in_tx)
 		return ctl_pg_fail(s, CTL_STORE_EIO,
 		                   "connection to PostgreSQL lost in a transaction");
+	if (s->reset_delay_s && pg_mono_ms() < s->reset_next_ms)
+		return ctl_pg_fail(s, CTL_STORE_EIO,
+		                   "the store is unreachable (the last reconnect to "
+		                   "PostgreSQL failed); retrying in %d s: check that "
+		                   "the database is up and reachable",
+		                   s->reset_delay_s);
 	pg_cache_forget(s);
 	s->limits_set = false;
 	PQreset(s->db);
 	if (PQstatus(s->db) != CONNECTION_OK)
-		return pg_conn_err(s, "reconnect to PostgreSQL");
+		return pg_reset_failed(s);
+	s->reset_delay_s = 0;
 	return pg_session_limits(s);
 }
 

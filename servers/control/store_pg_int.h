@@ -29,6 +29,8 @@ struct pg_store {
 	PGconn *watch;         /* LISTEN connection (ctl_store_watch_fd); NULL: none */
 	int watch_delay_s;     /* after a failed watch connect: 1, 2, 4 ... 30 */
 	int64_t watch_next_ms; /* CLOCK_MONOTONIC: no watch connect before */
+	int reset_delay_s;     /* after a failed reconnect: 1, 2, 4, 5 s; 0: none */
+	int64_t reset_next_ms; /* CLOCK_MONOTONIC: no reconnect before */
 	char *url;
 	int64_t server_id;  /* ctl_store_set_server; 0: none */
 	int64_t last_beat;  /* database clock of this handle's last beat; 0: none */

@@ -11,10 +11,12 @@
  *  - the change watch does not reconnect at every poll while the database
  *    cannot be reached: it waits 1 s, then 2, 4 ... 30 s;
  *  - a database restart between two calls: the next read and write work;
+ *  - the database down: after a failed reconnect calls fail at once for
+ *    1 s, then 2, 4, 5 s, instead of each trying to connect again;
  *  - a key revoke waits for a join that is spending the key; a user
  *    create runs in a transaction (it waits for the write lock);
  *  - beats by the database's clock (a host 15 s ahead sweeps nothing), a
- *    server back from a pause beats before it sweeps (both engines), and
+ *    server back from a pause sweeps nothing for dead_after (both engines), and
  *    a beat far in the future is logged once (both engines);
  *  - a role with only DML privileges opens an up-to-date store; a LATIN1
  *    database is refused by the store and by migrate. */
@@ -482,6 +484,78 @@ static void user_create_in_a_transaction(void **state)
 	assert_non_null(strstr(ctl_store_errmsg(t->st), "exists already"));
 }
 
+/* Stops (start false) or starts this run's cluster, with tests/pg.sh's
+ * options (a start does not keep them, unlike a restart); false when the
+ * cluster is not ours (MESH_TEST_PG_URL). */
+static bool cluster_ctl(bool start)
+{
+	if (!g_pgdir[0])
+		return false;
+	char cmd[1200];
+	snprintf(cmd, sizeof cmd,
+	         "pgctl=$(ls /usr/lib/postgresql/*/bin/pg_ctl | head -n 1); "
+	         "if [ \"$(id -u)\" = 0 ]; then run='runuser -u nobody --'; fi; "
+	         "$run $pgctl -D %s/data -m fast -w -l %s/server.log -o \"-c "
+	         "listen_addresses='' -k %s/sock -c fsync=off -c "
+	         "synchronous_commit=off -c full_page_writes=off -c "
+	         "max_connections=200\" %s >/dev/null",
+	         g_pgdir, g_pgdir, g_pgdir, start ? "start" : "stop");
+	assert_int_equal(system(cmd), 0);
+	return true;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The database is down: after a failed reconnect the calls fail at once
+ * ("retrying in 1 s") instead of each trying again (each try may block
+ * the server's loop for connect_timeout); the wait doubles; once the
+ * database is back a call succeeds within the wait, and the wait is
+ * forgotten. */
+static void reconnect_backs_off(void **state)
+{
+	struct t *t = T(state);
+	struct ctl_authkey *keys = NULL;
+	size_t n = 0;
+	assert_int_equal(ctl_store_key_list(t->st, &keys, &n), 0);
+	free(keys);
+	if (!cluster_ctl(false))
+		skip();
+	assert_int_equal(ctl_store_key_list(t->st, &keys, &n), CTL_STORE_EIO);
+	print_message("first: %s\n", ctl_store_errmsg(t->st));
+	int64_t t0 = mono_ms();
+	for (int i = 0; i < 20; i++) {
+		int rc = ctl_store_key_list(t->st, &keys, &n);
+		if (rc != CTL_STORE_EIO || !strstr(ctl_store_errmsg(t->st), "retrying in 1 s")) {
+			cluster_ctl(true);
+			fail_msg("call %d: %d %s", i, rc, ctl_store_errmsg(t->st));
+		}
+	}
+	int64_t took = mono_ms() - t0;
+	print_message("20 calls: %lld ms; %s\n", (long long)took, ctl_store_errmsg(t->st));
+	usleep(1100 * 1000);
+	assert_int_equal(ctl_store_key_list(t->st, &keys, &n), CTL_STORE_EIO);
+	assert_int_equal(ctl_store_key_list(t->st, &keys, &n), CTL_STORE_EIO);
+	bool doubled = strstr(ctl_store_errmsg(t->st), "retrying in 2 s") != NULL;
+	cluster_ctl(true);
+	assert_true(took < 500);
+	assert_true(doubled);
+	t0 = mono_ms();
+	int rc;
+	while ((rc = ctl_store_key_list(t->st, &keys, &n)) != 0 && mono_ms() - t0 < 5000)
+		usleep(100 * 1000);
+	if (rc)
+		fail_msg("no call succeeded 5 s after the restart: %s", ctl_store_errmsg(t->st));
+	free(keys);
+	print_message("back after %lld ms\n", (long long)(mono_ms() - t0));
+	assert_true(mono_ms() - t0 <= 2200);
+	assert_int_equal(PG(t->st)->reset_delay_s, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -489,6 +563,7 @@ int main(void)
 	    STORE_PG_ONLY(stalled_writer_does_not_freeze_the_others),
 	    STORE_PG_ONLY(watch_backs_off),
 	    STORE_PG_ONLY(database_restart_between_calls),
+	    STORE_PG_ONLY(reconnect_backs_off),
 	    STORE_PG_ONLY(user_create_in_a_transaction),
 	    STORE_PG_ONLY(revoke_waits_for_a_join_in_progress),
 	    STORE_PG_ONLY(clock_skew_sweeps_nothing),
