@@ -209,10 +209,12 @@ static int snap_upsert(struct ctl_server *s, const struct ctl_node *nd)
 		memmove(&s->nodes[i + 1], &s->nodes[i],
 		        (s->n_nodes - i) * sizeof *s->nodes);
 		s->n_nodes++;
-		s->nodes[i].pj = NULL;
-		s->nodes[i].stags = NULL;
-		s->nodes[i].seen_counted = false;
-		memset(&s->nodes[i].seen, 0, sizeof s->nodes[i].seen);
+		/* whole before anything reads it: srv_seen_update below may
+		 * withdraw an address, a walk over every entry, this one too
+		 * (its id, wb_idx and peer were the shifted neighbour's copy, or
+		 * whatever realloc gave) */
+		memset(&s->nodes[i], 0, sizeof s->nodes[i]);
+		s->nodes[i].id = nd->id;
 	}
 	struct srv_node *n = &s->nodes[i];
 	bool stags_changed = strcmp(n->stags ? n->stags : "", nd->tags) != 0;
