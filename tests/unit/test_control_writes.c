@@ -147,11 +147,15 @@ static void endpoint_storm_is_bounded_and_last_wins(void **state)
 	drain(t, a, 1500, NULL, &deltas, &last);
 	int64_t v1 = version_of(t);
 	ctl_store_set_fault(t->st, NULL, NULL);
+	/* The server's beats (every 2 s: several servers on one store) pass
+	 * the same commit point: allow one per 2 s of the window, plus one.
+	 * Without the node's bucket the storm alone would be ~100 commits. */
+	int beats = (int)((now_ms() - t0) / 2000) + 1;
 	print_message("100 ENDPOINTS in %.0f ms: %d commits (%d during), version "
 	              "+%lld, %d deltas at another node\n",
 	              sent, n_update_commits, commits_storm, (long long)(v1 - v0),
 	              deltas);
-	assert_true(n_update_commits <= 5 + 1 + (int)(sent / 1000) + 1);
+	assert_true(n_update_commits <= 5 + 1 + (int)(sent / 1000) + 1 + beats);
 	assert_true(v1 - v0 <= n_update_commits);
 	assert_true(deltas >= 1);
 	assert_true(deltas <= n_update_commits);
