@@ -128,7 +128,9 @@ SIZE=$(inspect '{{.Size}}')
 check "one layer (FROM scratch, one ADD)" test "$(inspect '{{len .RootFS.Layers}}')" = 1
 check "runs as 65534:65534 by default" test "$(inspect '{{.Config.User}}')" = 65534:65534
 check "entrypoint is mesh-proxy sidecar" test "$(inspect '{{json .Config.Entrypoint}}')" = '["/usr/bin/mesh-proxy","sidecar"]'
-check "the image is under 20 MB uncompressed ($SIZE bytes)" test "$SIZE" -lt 20000000
+# 13.2 MB before mesh-control linked libpq (PostgreSQL store), whose
+# Kerberos, LDAP and SASL libraries add about 9 MB.
+check "the image is under 25 MB uncompressed ($SIZE bytes)" test "$SIZE" -lt 25000000
 pm create --name "${E2E_ID}list" "$IMG" >/dev/null && pm export "${E2E_ID}list" >"$E2E_TMP/rootfs.tar"
 pm rm -f "${E2E_ID}list" >/dev/null
 tar --numeric-owner -tvf "$E2E_TMP/rootfs.tar" >"$E2E_LOGDIR/image-files.txt"
