@@ -238,7 +238,8 @@ timed "bravo reaches alpha again" 10 fetch bravo alpha
 # the wait may be that backoff (up to its 15 s maximum), not 0-2 s.
 timed "alpha is online with mesh-control again (a new session)" 20 back_online alpha "$s0"
 timed "alpha's home relay connection was redialled" 20 home_back alpha "$rc0"
-timed "bravo's map has alpha's new address among its endpoints (through mesh-control)" 10 \
+# alpha reports its new endpoints when its session is back: the same wait.
+timed "bravo's map has alpha's new address among its endpoints (through mesh-control)" 20 \
     sj bravo "any(e.startswith('$ALPHA_B:') for e in peer('alpha').get('endpoints', []))"
 
 step "3b. an address nothing uses goes (a container bridge removed): nothing is redialled"
