@@ -6,6 +6,7 @@
  *             [--full K] [--sources S] [--server-pid PID[,PID...]]
  *             [--connect HOST:PORT[,HOST:PORT...]] [--db-pid PID]
  *             [--admin HOST:PORT --api-key KEY] [--no-zstd] [--verbose]
+ *             [--seed HEX] [--skip I] [--peers P] [--linger SECONDS]
  *
  * Each simulated node has its own machine, node and disco keys and its own
  * TCP connection: Noise IK, REGISTER_REQ with the token's auth key, one
@@ -47,7 +48,18 @@
  * pid: db_cpu_storm_s, db_cpu_change_ms and db_cpu_rename_ms are the CPU
  * of it and its children (backends, live and exited), db_mem_conv_kib
  * their proportional set size (Pss; RSS where smaps_rollup is not
- * readable) when converged. */
+ * readable) when converged.
+ *
+ * The same machines again (issue 18: after `migrate`, every node
+ * reconnects): --seed HEX (32 to 128 hex digits) derives node i's machine,
+ * node and disco private keys from the seed, i and a label per key, so a
+ * second run with the same seed is the same 1,000 machines, not 1,000 new
+ * ones (without --seed the keys are random, as a fresh node's are).
+ * --skip I leaves node I out (its node was removed: the server would refuse
+ * it); --peers P is the map size that counts as converged (default N-1, less
+ * one with --skip; more when real nodes share the mesh). --linger SECONDS
+ * keeps every node connected that long after the result line (printed and
+ * flushed first), so a test can see them online. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -132,6 +144,13 @@ struct scale {
 	uint64_t reconnects;
 	bool verbose;
 	bool no_zstd; /* light nodes leave out CTL_CAP_ZSTD (plain JSON maps) */
+	/* --seed: the keys derive from it (seed_len 0: random keys) */
+	uint8_t seed[64];
+	size_t seed_len;
+	int skip;          /* --skip: the node not started, or -1 */
+	int n_live;        /* the nodes started: n, less the skipped one */
+	size_t peers_want; /* --peers: a map this big is converged */
+	double linger_s;
 	double t0, t_registered, t_converged;
 	enum phase phase, next; /* next: the change PH_SETTLE leads to */
 	char marker[64];        /* what a map shows once the change is in */
@@ -166,6 +185,34 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A key pair for node idx: random, or with --seed the private key
+ * BLAKE2b-256(seed || idx (4 bytes, little-endian) || label [|| attempt]);
+ * the attempt byte is added only in the (2^-250) case that the key gives
+ * an all-zero public key, so a key derives the same way in every run. */
+static void sim_keypair(const struct scale *sc, int idx, const char *label,
+                        uint8_t priv[CTL_KEY_LEN], uint8_t pub[CTL_KEY_LEN])
+{
+	if (!sc->seed_len) {
+		ctl_noise_keypair(priv, pub);
+		return;
+	}
+	uint8_t le[4] = {(uint8_t)idx, (uint8_t)(idx >> 8), (uint8_t)(idx >> 16),
+	                 (uint8_t)(idx >> 24)};
+	for (uint8_t attempt = 0;; attempt++) {
+		crypto_generichash_state st;
+		crypto_generichash_init(&st, NULL, 0, CTL_KEY_LEN);
+		crypto_generichash_update(&st, sc->seed, sc->seed_len);
+		crypto_generichash_update(&st, le, sizeof le);
+		crypto_generichash_update(&st, (const uint8_t *)label, strlen(label));
+		if (attempt)
+			crypto_generichash_update(&st, &attempt, 1);
+		crypto_generichash_final(&st, priv, CTL_KEY_LEN);
+		sodium_memzero(&st, sizeof st);
+		if (ctl_noise_public_key(pub, priv) == 0)
+			return;
+	}
+}
+
 /* One endpoint in the simulated public range, unique per node. */
 static void sim_endpoints(int idx, struct ctl_endpoints *eps)
 {
@@ -189,7 +236,7 @@ static void sim_state(void *ctx, enum ctl_client_state st, const char *detail,
 		s->online = true;
 		if (resp)
 			s->node_id = resp->node_id;
-		if (++s->sc->online == s->sc->n && !s->sc->t_registered)
+		if (++s->sc->online == s->sc->n_live && !s->sc->t_registered)
 			s->sc->t_registered = now_s() - s->sc->t0;
 	} else if (st != CTL_CLIENT_ONLINE && s->online) {
 		s->online = false; /* lost its session; it comes back */
@@ -208,7 +255,7 @@ static void sim_map(void *ctx, const struct ctl_map_full *map,
 	struct scale *sc = s->sc;
 	(void)chg;
 	s->n_peers = map->n_peers;
-	bool is = s->n_peers == (size_t)sc->n - 1;
+	bool is = s->n_peers == sc->peers_want;
 	if (is && !s->complete)
 		sc->converged++;
 	else if (!is && s->complete)
@@ -260,9 +307,9 @@ static int full_start(struct scale *sc, struct sim *s)
 	cfg.hostname = host;
 	memcpy(cfg.server_key, sc->tok.server_key, CTL_KEY_LEN);
 	uint8_t pub[CTL_KEY_LEN], priv[CTL_KEY_LEN];
-	ctl_noise_keypair(cfg.machine_priv, pub);
-	ctl_noise_keypair(priv, cfg.node_key);
-	ctl_noise_keypair(priv, cfg.disco_key);
+	sim_keypair(sc, s->idx, "ctl-scale machine", cfg.machine_priv, pub);
+	sim_keypair(sc, s->idx, "ctl-scale node", priv, cfg.node_key);
+	sim_keypair(sc, s->idx, "ctl-scale disco", priv, cfg.disco_key);
 	sodium_memzero(priv, sizeof(priv));
 	char err[256];
 	s->c = ctl_client_new(&cfg, err, sizeof(err));
@@ -530,7 +577,7 @@ static void lite_map(struct sim *s, uint8_t type, const struct scan *r, bool mar
 		        "ctl-scale: node %d: %s map message names id out of range\n",
 		        s->idx, ctl_msg_type_name(type));
 	}
-	bool is = !s->streaming && s->count == (size_t)sc->n - 1;
+	bool is = !s->streaming && s->count == sc->peers_want;
 	if (is && !s->complete)
 		sc->converged++;
 	else if (!is && s->complete)
@@ -665,7 +712,7 @@ static void lite_message(struct sim *s, const struct ctl_frame *f)
 	if (rr->status == CTL_REG_OK && !s->online) {
 		s->online = true;
 		s->node_id = rr->node_id;
-		if (++sc->online == sc->n && !sc->t_registered)
+		if (++sc->online == sc->n_live && !sc->t_registered)
 			sc->t_registered = now_s() - sc->t0;
 	} else if (rr->status != CTL_REG_OK) {
 		sc->refused++;
@@ -781,9 +828,9 @@ static void lite_connect(struct sim *s)
 static int lite_start(struct scale *sc, struct sim *s)
 {
 	uint8_t pub[CTL_KEY_LEN], priv[CTL_KEY_LEN];
-	ctl_noise_keypair(s->machine_priv, pub);
-	ctl_noise_keypair(priv, s->node_key);
-	ctl_noise_keypair(priv, s->disco_key);
+	sim_keypair(sc, s->idx, "ctl-scale machine", s->machine_priv, pub);
+	sim_keypair(sc, s->idx, "ctl-scale node", priv, s->node_key);
+	sim_keypair(sc, s->idx, "ctl-scale disco", priv, s->disco_key);
 	sodium_memzero(priv, sizeof priv);
 	/* ids of a fresh store run from 1; room for re-registrations */
 	s->nbits = ((size_t)sc->n * 2 + 64 + 63) / 64 * 64;
@@ -1083,6 +1130,8 @@ static void on_start(evutil_socket_t fd, short what, void *arg)
 		struct sim *s = &sc->sims[sc->started];
 		s->sc = sc;
 		s->idx = sc->started++;
+		if (s->idx == sc->skip)
+			continue; /* a removed node's machine: left out */
 		if (sim_start(sc, s) != 0) {
 			sc->done = -1;
 			event_base_loopbreak(sc->base);
@@ -1100,7 +1149,8 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 	struct scale *sc = arg;
 	(void)fd, (void)what;
 	double el = now_s() - sc->t0;
-	if (sc->phase == PH_STORM && sc->online == sc->n && sc->converged == sc->n) {
+	if (sc->phase == PH_STORM && sc->online == sc->n_live &&
+	    sc->converged == sc->n_live) {
 		sc->t_converged = el;
 		sc->cpu_storm = server_cpu(sc) - sc->cpu0;
 		sc->srv_rss_conv = servers_kib(sc, "VmRSS");
@@ -1119,7 +1169,7 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	if ((sc->phase == PH_CHANGE || sc->phase == PH_RENAME) &&
-	    sc->saw_change == sc->n - 1) {
+	    sc->saw_change == sc->n_live - 1) {
 		double ms = (now_s() - sc->t_change0) * 1e3;
 		uint64_t bytes = bytes_in_all(sc) - sc->bytes0;
 		double cpu = (server_cpu(sc) - sc->cpu_mark) * 1e3;
@@ -1178,8 +1228,35 @@ static int usage(void)
 	        "usage: ctl-scale --token TOKEN -n N [--rate PER_SECOND] "
 	        "[--timeout SECONDS] [--full K] [--sources S] [--server-pid "
 	        "PID[,PID...]] [--connect HOST:PORT[,HOST:PORT...]] [--db-pid PID] "
-	        "[--admin HOST:PORT --api-key KEY] [--no-zstd] [--verbose]\n");
+	        "[--admin HOST:PORT --api-key KEY] [--no-zstd] [--verbose] "
+	        "[--seed HEX] [--skip I] [--peers P] [--linger SECONDS]\n"
+	        "  --seed HEX     derive node i's keys from HEX (32 to 128 hex "
+	        "digits) and i:\n"
+	        "                 a second run with the same seed reconnects the "
+	        "same machines\n"
+	        "  --skip I       do not start node I (1 to N-1; say, its node was "
+	        "removed)\n"
+	        "  --peers P      a map of P peers is complete (default N-1, less "
+	        "one with --skip)\n"
+	        "  --linger S     keep every node connected S seconds after the "
+	        "result line\n");
 	return 2;
+}
+
+/* --seed HEX: 32 to 128 hex digits (16 to 64 bytes), an even number. */
+static int parse_seed(const char *hex, struct scale *sc)
+{
+	size_t len = strlen(hex), bin_len = 0;
+	if (len < 32 || len > 2 * sizeof sc->seed || len % 2 ||
+	    sodium_hex2bin(sc->seed, sizeof sc->seed, hex, len, NULL, &bin_len, NULL) !=
+	        0 ||
+	    bin_len != len / 2) {
+		fprintf(stderr, "ctl-scale: --seed: expected 32 to 128 hex digits (an "
+		                "even number), e.g. from `openssl rand -hex 16`\n");
+		return -1;
+	}
+	sc->seed_len = bin_len;
+	return 0;
 }
 
 /* --server-pid PID[,PID...] */
@@ -1299,8 +1376,10 @@ static void print_results(struct scale *sc)
 
 int main(int argc, char **argv)
 {
-	struct scale sc = {.rate = 500, .timeout_s = 600, .n_full = 100, .sources = 250};
+	struct scale sc = {
+	    .rate = 500, .timeout_s = 600, .n_full = 100, .sources = 250, .skip = -1};
 	const char *token = NULL, *connect_list = NULL;
+	long peers = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--verbose")) {
 			sc.verbose = true;
@@ -1335,9 +1414,31 @@ int main(int argc, char **argv)
 			sc.admin = argv[++i];
 		else if (!strcmp(argv[i], "--api-key"))
 			sc.api_key = argv[++i];
+		else if (!strcmp(argv[i], "--seed")) {
+			if (parse_seed(argv[++i], &sc) < 0)
+				return 2;
+		} else if (!strcmp(argv[i], "--skip"))
+			sc.skip = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--peers"))
+			peers = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--linger"))
+			sc.linger_s = atof(argv[++i]);
 		else
 			return usage();
 	}
+	/* node 0 moves its endpoint at the end: it cannot be left out */
+	if (sc.skip != -1 && (sc.skip < 1 || sc.skip >= sc.n)) {
+		fprintf(stderr, "ctl-scale: --skip %d: expected a node from 1 to N-1 "
+		                "(node 0 makes the endpoint change)\n",
+		        sc.skip);
+		return 2;
+	}
+	sc.n_live = sc.n - (sc.skip != -1);
+	if (peers < 0 || peers > 2L * sc.n || !(sc.linger_s >= 0 && sc.linger_s <= 3600)) {
+		fprintf(stderr, "ctl-scale: --peers: 1 to 2N; --linger: 0 to 3600 s\n");
+		return 2;
+	}
+	sc.peers_want = peers ? (size_t)peers : (size_t)sc.n_live - 1;
 	if (!token || sc.n < 2 || sc.n_full < 1 || sc.sources < 1 ||
 	    sc.sources > 250 * 256 || (sc.admin && !sc.api_key))
 		return usage();
@@ -1379,6 +1480,16 @@ int main(int argc, char **argv)
 	event_base_dispatch(sc.base);
 
 	print_results(&sc);
+	fflush(stdout);
+	if (sc.done == 1 && sc.linger_s > 0) {
+		/* the nodes stay connected (keepalives, maps) for the caller */
+		fprintf(stderr, "ctl-scale: keeping the %d nodes connected for %.0f s\n",
+		        sc.n_live, sc.linger_s);
+		struct timeval tv = {(time_t)sc.linger_s,
+		                     (suseconds_t)((sc.linger_s - (time_t)sc.linger_s) * 1e6)};
+		event_base_loopexit(sc.base, &tv);
+		event_base_dispatch(sc.base);
+	}
 	for (int i = 0; i < sc.started; i++) {
 		ctl_client_free(sc.sims[i].c);
 		lite_free(&sc.sims[i]);
