@@ -3,6 +3,7 @@
 #include "servers/control/store.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 const char *ctl_store_strerror(int err)
 {
@@ -324,4 +325,56 @@ int ctl_store_watch_fd(struct ctl_store *st)
 int ctl_store_watch_drain(struct ctl_store *st)
 {
 	return st->ops->watch_drain ? st->ops->watch_drain(st) : 0;
+}
+
+bool ctl_store_user_name_ok(const char *n)
+{
+	size_t len = n ? strnlen(n, CTL_NAME_MAX + 1) : 0;
+	if (len == 0 || len > CTL_NAME_MAX)
+		return false;
+	if (!((n[0] >= 'a' && n[0] <= 'z') || (n[0] >= '0' && n[0] <= '9')))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = n[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+		      c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* At most max characters, none of them a space or control character
+ * (space allowed when spaces is true). */
+static bool printable_upto(const char *t, size_t max, bool spaces)
+{
+	if (t && strnlen(t, max + 1) > max)
+		return false;
+	for (; t && *t; t++)
+		if ((unsigned char)*t < ' ' || (!spaces && *t == ' ') || *t == 0x7f)
+			return false;
+	return true;
+}
+
+bool ctl_store_tags_ok(const char *t)
+{
+	return printable_upto(t, CTL_STORE_TAGS_MAX, false);
+}
+
+bool ctl_store_desc_ok(const char *d)
+{
+	return printable_upto(d, CTL_APIKEY_DESC_MAX, true);
+}
+
+bool ctl_store_domain_ok(const char *d)
+{
+	size_t n = strlen(d);
+	if (n == 0 || n > CTL_DOMAIN_MAX || d[0] == '.' || d[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = d[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+		      c == '.'))
+			return false;
+	}
+	return true;
 }

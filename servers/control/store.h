@@ -66,6 +66,18 @@ enum ctl_store_err {
 
 const char *ctl_store_strerror(int err);
 
+/* The checks both engines make on values before they store them (true:
+ * acceptable). A user name is what the policy writes before '@': 1..63 of
+ * [a-z0-9._-], starting with a letter or a digit. Tags: at most
+ * CTL_STORE_TAGS_MAX characters, no spaces or control characters (NULL
+ * is none). An API key description: at most CTL_APIKEY_DESC_MAX printable
+ * characters (NULL is none). A domain: lowercase letters, digits, '-' and
+ * '.', not starting with '.' or '-', at most CTL_DOMAIN_MAX. */
+bool ctl_store_user_name_ok(const char *n);
+bool ctl_store_tags_ok(const char *t);
+bool ctl_store_desc_ok(const char *d);
+bool ctl_store_domain_ok(const char *d);
+
 struct ctl_meta {
 	char mesh_id[CTL_MESH_ID_LEN + 1]; /* 16 random bytes, hex */
 	uint32_t v4_prefix;                /* host order: CTL_V4_PREFIX */

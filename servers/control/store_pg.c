@@ -822,20 +822,6 @@ static int pg_watch_drain(struct ctl_store *st)
 
 /* ---- meta ------------------------------------------------------------ */
 
-static bool pg_domain_ok(const char *d)
-{
-	size_t n = strlen(d);
-	if (n == 0 || n > CTL_DOMAIN_MAX || d[0] == '.' || d[0] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = d[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-		      c == '.'))
-			return false;
-	}
-	return true;
-}
-
 static int pg_init(struct ctl_store *st, const struct ctl_init_params *p)
 {
 	static const char *const ins =
@@ -846,7 +832,7 @@ static int pg_init(struct ctl_store *st, const struct ctl_init_params *p)
 	uint8_t id[16], ula[16] = {0xfd};
 	char hex[CTL_MESH_ID_LEN + 1];
 
-	if (!pg_domain_ok(domain))
+	if (!ctl_store_domain_ok(domain))
 		return ctl_pg_fail(
 		    s, CTL_STORE_EINVAL,
 		    "domain \"%.64s\": use lowercase letters, digits, '-', '.'", domain);

@@ -19,16 +19,6 @@ static void pg_ahash(uint8_t out[PG_AHASH_LEN], const char *secret)
 	                   NULL, 0);
 }
 
-static bool pg_desc_ok(const char *d)
-{
-	if (!ctl_pg_len_ok(d, CTL_APIKEY_DESC_MAX))
-		return false;
-	for (; d && *d; d++)
-		if ((unsigned char)*d < ' ' || *d == 0x7f)
-			return false;
-	return true;
-}
-
 /* The id is part of the secret: insert with a placeholder hash, then set
  * the real one in the same transaction. */
 static int pg_apikey_insert(struct pg_store *s, const char *description, int64_t now,
@@ -71,7 +61,7 @@ int ctl_pg_apikey_create(struct ctl_store *st, const char *description, int64_t 
 	char sec[CTL_SECRET_MAX] = "";
 	int64_t id = 0;
 
-	if (!pg_desc_ok(description))
+	if (!ctl_store_desc_ok(description))
 		return ctl_pg_fail(s, CTL_STORE_EINVAL,
 		                   "description: at most %d characters, no control "
 		                   "characters",

@@ -10,16 +10,6 @@
 #define PG_HASH_LEN  32
 #define PG_SECRET_RB 24 /* random bytes in a secret */
 
-static bool pg_tags_ok(const char *t)
-{
-	if (!ctl_pg_len_ok(t, CTL_STORE_TAGS_MAX))
-		return false;
-	for (; t && *t; t++)
-		if ((unsigned char)*t <= ' ' || *t == 0x7f)
-			return false;
-	return true;
-}
-
 static void pg_hash(uint8_t out[PG_HASH_LEN], const char *secret)
 {
 	crypto_generichash(out, PG_HASH_LEN, (const uint8_t *)secret, strlen(secret),
@@ -73,7 +63,7 @@ int ctl_pg_key_create(struct ctl_store *st, const struct ctl_authkey_params *p,
 	char sec[CTL_SECRET_MAX] = "";
 	int64_t id = 0;
 
-	if (!pg_tags_ok(p->tags))
+	if (!ctl_store_tags_ok(p->tags))
 		return ctl_pg_fail(s, CTL_STORE_EINVAL,
 		                   "tags: at most %d characters, no spaces",
 		                   CTL_STORE_TAGS_MAX);

@@ -11,24 +11,6 @@
 
 /* ---- users ----------------------------------------------------------- */
 
-/* What the policy writes before '@': 1..63 of [a-z0-9._-], starting with
- * a letter or a digit. */
-static bool pg_user_name_ok(const char *n)
-{
-	size_t len = n ? strnlen(n, CTL_NAME_MAX + 1) : 0;
-	if (len == 0 || len > CTL_NAME_MAX)
-		return false;
-	if (!((n[0] >= 'a' && n[0] <= 'z') || (n[0] >= '0' && n[0] <= '9')))
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = n[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-		      c == '_' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
 static int pg_user_name_err(struct pg_store *s, const char *name)
 {
 	return ctl_pg_fail(s, CTL_STORE_EINVAL,
@@ -40,7 +22,7 @@ static int pg_user_name_err(struct pg_store *s, const char *name)
 int ctl_pg_user_exists_tx(struct pg_store *s, const char *name)
 {
 	static const char *const sel = "SELECT 1 FROM users WHERE name = $1";
-	if (!pg_user_name_ok(name))
+	if (!ctl_store_user_name_ok(name))
 		return pg_user_name_err(s, name);
 	struct pg_params p = {0};
 	int rc;
@@ -63,7 +45,7 @@ int ctl_pg_user_create(struct ctl_store *st, const char *name, int64_t now,
 	static const char *const ins =
 	    "INSERT INTO users (name, created) VALUES ($1, $2) RETURNING id";
 	struct pg_store *s = PG(st);
-	if (!pg_user_name_ok(name))
+	if (!ctl_store_user_name_ok(name))
 		return pg_user_name_err(s, name);
 	struct pg_params p = {0};
 	int rc;

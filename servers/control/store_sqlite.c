@@ -283,20 +283,6 @@ struct ctl_store *ctl_store_open_sqlite(const char *dir, char *err, size_t errle
 
 /* ---- meta ------------------------------------------------------------ */
 
-static bool sq_domain_ok(const char *d)
-{
-	size_t n = strlen(d);
-	if (n == 0 || n > CTL_DOMAIN_MAX || d[0] == '.' || d[0] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = d[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-		      c == '.'))
-			return false;
-	}
-	return true;
-}
-
 static int sq_init(struct ctl_store *st, const struct ctl_init_params *p)
 {
 	struct sq_store *s = SQ(st);
@@ -304,7 +290,7 @@ static int sq_init(struct ctl_store *st, const struct ctl_init_params *p)
 	uint8_t id[16], ula[16] = {0xfd};
 	char hex[CTL_MESH_ID_LEN + 1];
 
-	if (!sq_domain_ok(domain))
+	if (!ctl_store_domain_ok(domain))
 		return ctl_sq_fail(
 		    s, CTL_STORE_EINVAL,
 		    "domain \"%.64s\": use lowercase letters, digits, '-', '.'", domain);

@@ -19,16 +19,6 @@ static void sq_ahash(uint8_t out[SQ_AHASH_LEN], const char *secret)
 	                   NULL, 0);
 }
 
-static bool sq_desc_ok(const char *d)
-{
-	if (!ctl_sq_len_ok(d, CTL_APIKEY_DESC_MAX))
-		return false;
-	for (; d && *d; d++)
-		if ((unsigned char)*d < ' ' || *d == 0x7f)
-			return false;
-	return true;
-}
-
 int ctl_sq_apikey_create(struct ctl_store *st, const char *description, int64_t now,
                          char *secret, size_t secretlen, struct ctl_apikey *out)
 {
@@ -38,7 +28,7 @@ int ctl_sq_apikey_create(struct ctl_store *st, const char *description, int64_t 
 	char sec[CTL_SECRET_MAX];
 	int64_t id = 0;
 
-	if (!sq_desc_ok(description))
+	if (!ctl_store_desc_ok(description))
 		return ctl_sq_fail(s, CTL_STORE_EINVAL,
 		                   "description: at most %d characters, no control "
 		                   "characters",

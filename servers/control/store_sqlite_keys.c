@@ -12,16 +12,6 @@
 
 /* ---- auth keys ------------------------------------------------------- */
 
-static bool sq_tags_ok(const char *t)
-{
-	if (!ctl_sq_len_ok(t, CTL_STORE_TAGS_MAX))
-		return false;
-	for (; t && *t; t++)
-		if ((unsigned char)*t <= ' ' || *t == 0x7f)
-			return false;
-	return true;
-}
-
 static void sq_hash(uint8_t out[SQ_HASH_LEN], const char *secret)
 {
 	crypto_generichash(out, SQ_HASH_LEN, (const uint8_t *)secret, strlen(secret),
@@ -37,7 +27,7 @@ int ctl_sq_key_create(struct ctl_store *st, const struct ctl_authkey_params *p,
 	char sec[CTL_SECRET_MAX];
 	int64_t id = 0;
 
-	if (!sq_tags_ok(p->tags))
+	if (!ctl_store_tags_ok(p->tags))
 		return ctl_sq_fail(s, CTL_STORE_EINVAL,
 		                   "tags: at most %d characters, no spaces",
 		                   CTL_STORE_TAGS_MAX);

@@ -10,24 +10,6 @@
 
 /* ---- users ----------------------------------------------------------- */
 
-/* What the policy writes before '@': 1..63 of [a-z0-9._-], starting with
- * a letter or a digit. */
-static bool sq_user_name_ok(const char *n)
-{
-	size_t len = n ? strnlen(n, CTL_NAME_MAX + 1) : 0;
-	if (len == 0 || len > CTL_NAME_MAX)
-		return false;
-	if (!((n[0] >= 'a' && n[0] <= 'z') || (n[0] >= '0' && n[0] <= '9')))
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = n[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-		      c == '_' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
 static int sq_user_name_err(struct sq_store *s, const char *name)
 {
 	return ctl_sq_fail(s, CTL_STORE_EINVAL,
@@ -38,7 +20,7 @@ static int sq_user_name_err(struct sq_store *s, const char *name)
 
 int ctl_sq_user_exists_tx(struct sq_store *s, const char *name)
 {
-	if (!sq_user_name_ok(name))
+	if (!ctl_store_user_name_ok(name))
 		return sq_user_name_err(s, name);
 	sqlite3_stmt *q = ctl_sq_prep(s, "SELECT 1 FROM users WHERE name = ?1");
 	if (!q)
@@ -59,7 +41,7 @@ int ctl_sq_user_create(struct ctl_store *st, const char *name, int64_t now,
                        struct ctl_user *out)
 {
 	struct sq_store *s = SQ(st);
-	if (!sq_user_name_ok(name))
+	if (!ctl_store_user_name_ok(name))
 		return sq_user_name_err(s, name);
 	sqlite3_stmt *q =
 	    ctl_sq_prep(s, "INSERT INTO users (name, created) VALUES (?1, ?2)");
